@@ -1,0 +1,157 @@
+"""UDP and TCP encapsulation of IKE and ESP: which protocol a datagram / stream message carries.
+
+* RFC 3948 §2 (UDP encapsulation, port 4500): a payload starting with four zero bytes (the
+  Non-ESP Marker, §2.2) carries IKE after the marker; a one-byte payload 0xFF is a NAT-keepalive
+  (§2.3); anything else is ESP, whose SPI is never 0 (RFC 4303 §2.1 reserves SPI 0).
+* Port 500 carries IKE directly (RFC 7296 §2, RFC 2408 §3.1).
+* On any other port a datagram is called IKE only when its header validates (below).
+* RFC 9329 §3 (TCP encapsulation): after the ``IKETCP`` prefix, every message is preceded by a
+  16-bit length that counts the length field itself; IKE messages start with the Non-ESP Marker,
+  ESP messages with their SPI.  The caller keeps the stream state; :func:`split_tcp_stream` is
+  stateless.
+
+Results are plain tuples (hot path: every UDP-encapsulated ESP packet goes through
+:func:`classify_udp`).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .errors import DissectError
+
+__all__ = [
+    "OTHER", "IKE", "ESP", "KEEPALIVE", "MALFORMED",
+    "NAT_T_PORT", "IKE_PORT", "IKETCP_PREFIX",
+    "classify_udp", "ike_header_valid", "split_tcp_stream",
+]
+
+# kinds
+OTHER = 0
+IKE = 1
+ESP = 2
+KEEPALIVE = 3
+MALFORMED = -1
+
+IKE_PORT = 500       # RFC 7296 §2
+NAT_T_PORT = 4500    # RFC 3948 §2
+
+#: RFC 9329 §3: the stream prefix sent by the TCP originator ("IKETCP").
+IKETCP_PREFIX = b"IKETCP"
+
+_II = struct.Struct(">II")
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+
+# Exchange types accepted by the header heuristic on non-IKE ports.
+# IKEv1: RFC 2408 §3.1 / IANA "ISAKMP Exchange Types": 1 Base, 2 Identity Protection,
+# 3 Authentication Only, 4 Aggressive, 5 Informational, 6 Transaction (mode-config draft);
+# RFC 2409 §5.5 Quick Mode 32, §6.1 New Group Mode 33.
+_V1_EXCH = frozenset((1, 2, 3, 4, 5, 6, 32, 33))
+# IKEv2: RFC 7296 §3.1: 34 IKE_SA_INIT, 35 IKE_AUTH, 36 CREATE_CHILD_SA, 37 INFORMATIONAL;
+# RFC 9242 43 IKE_INTERMEDIATE; RFC 5723 44 IKE_SESSION_RESUME.
+_V2_EXCH = frozenset((34, 35, 36, 37, 43, 44))
+
+_ZERO4 = b"\x00\x00\x00\x00"
+
+
+def ike_header_valid(data, off: int, end: int) -> bool:
+    """True when ``data[off:end]`` starts with a plausible IKE header for exactly that length.
+
+    RFC 7296 §3.1 / RFC 2408 §3.1: 28-byte header, Length (offset 24) == message length, major
+    version 1 (minor 0) with an IKEv1 exchange type or major 2 (minor 0) with an IKEv2 one.
+    """
+    if end - off < 28:
+        return False
+    ver = data[off + 17]
+    exch = data[off + 18]
+    if ver == 0x10:
+        if exch not in _V1_EXCH:
+            return False
+    elif ver == 0x20:
+        if exch not in _V2_EXCH:
+            return False
+    else:
+        return False
+    return _U32.unpack_from(data, off + 24)[0] == end - off
+
+
+def classify_udp(sport: int, dport: int, data, off: int, end: int):
+    """Classify the UDP payload ``data[off:end]``.
+
+    Returns ``(IKE, msg_off, 0)``, ``(ESP, spi, seq)``, ``(KEEPALIVE, 0, 0)``,
+    ``(MALFORMED, 0, 0)`` or ``(OTHER, 0, 0)``.
+    """
+    if sport == 4500 or dport == 4500:
+        # RFC 3948 §2: ESP (SPI != 0), Non-ESP Marker + IKE, or NAT-keepalive.
+        n = end - off
+        if n >= 8:
+            spi, seq = _II.unpack_from(data, off)
+            if spi:
+                return (ESP, spi, seq)
+            return (IKE, off + 4, 0)
+        if n == 1:
+            if data[off] == 0xFF:
+                return (KEEPALIVE, 0, 0)
+            return (MALFORMED, 0, 0)
+        if n >= 4 and data[off:off + 4] == _ZERO4:
+            return (IKE, off + 4, 0)
+        return (MALFORMED, 0, 0)
+    if sport == 500 or dport == 500:
+        # IKE directly; tolerate a (non-standard) Non-ESP Marker when the header after it
+        # validates and the one at ``off`` does not.
+        if (end - off >= 32 and data[off:off + 4] == _ZERO4
+                and not ike_header_valid(data, off, end)
+                and ike_header_valid(data, off + 4, end)):
+            return (IKE, off + 4, 0)
+        return (IKE, off, 0)
+    if ike_header_valid(data, off, end):
+        return (IKE, off, 0)
+    if data[off:off + 4] == _ZERO4 and ike_header_valid(data, off + 4, end):
+        return (IKE, off + 4, 0)
+    return (OTHER, 0, 0)
+
+
+def split_tcp_stream(buf, start: int = 0):
+    """Split RFC 9329 length-prefixed messages out of ``buf[start:]``.
+
+    Returns ``(messages, consumed)``: ``messages`` is a list of
+    ``(kind, off, end, spi, seq)`` for each *complete* message, where ``buf[off:end]`` is the
+    message without its length field (for IKE: starting at the IKE header, the Non-ESP Marker
+    skipped); ``consumed`` is the number of bytes from ``start`` covered by those messages (an
+    incomplete message at the end is left for the next call).
+
+    * IKE: ``(IKE, off_after_marker, end, 0, 0)``;
+    * ESP: ``(ESP, off, end, spi, seq)``;
+    * a framed message that is neither (empty, or 1..7 bytes not starting with the marker):
+      ``(MALFORMED, off, end, 0, 0)`` — the framing is intact, so splitting goes on.
+
+    A Length field below 2 (RFC 9329 §3: "MUST NOT be 0 or 1") breaks the framing: when it is the
+    first message at ``start``, :class:`DissectError` is raised with its offset; otherwise the
+    messages before it are returned and the next call (starting at it) raises.
+    """
+    messages = []
+    pos = start
+    n = len(buf)
+    u16 = _U16.unpack_from
+    ii = _II.unpack_from
+    while pos + 2 <= n:
+        length = u16(buf, pos)[0]
+        if length < 2:
+            if pos == start:
+                raise DissectError("TCP-encapsulation length field below 2 (RFC 9329 §3)", pos)
+            break
+        end = pos + length
+        if end > n:
+            break
+        moff = pos + 2
+        mlen = length - 2
+        if mlen >= 4 and buf[moff:moff + 4] == _ZERO4:
+            messages.append((IKE, moff + 4, end, 0, 0))
+        elif mlen >= 8:
+            spi, seq = ii(buf, moff)
+            messages.append((ESP, moff, end, spi, seq))
+        else:
+            messages.append((MALFORMED, moff, end, 0, 0))
+        pos = end
+    return messages, pos - start
