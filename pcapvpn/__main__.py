@@ -1,0 +1,3 @@
+from pcapvpn.cli import main
+
+main()
