@@ -1,0 +1,104 @@
+"""Command line: ``pcapvpn analyze FILE...``.
+
+Exit status: 0 success, 2 usage or input error (missing/unreadable file: a one-line message),
+3 internal error (a short report, never a bare traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from pcapvpn import __version__
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+class _Group(click.Group):
+    def main(self, *args, **kwargs):  # turn unexpected exceptions into exit 3 with a short report
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("pcapvpn: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except SystemExit:
+            raise
+        except BrokenPipeError:
+            sys.exit(0)
+        except Exception as e:  # noqa: BLE001 - the documented exit-3 path
+            _internal_error(e)
+            sys.exit(EXIT_INTERNAL)
+
+
+def _internal_error(e: BaseException) -> None:
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f"{tb[-1].filename}:{tb[-1].lineno} in {tb[-1].name}" if tb else "?"
+    click.echo(f"pcapvpn: internal error: {type(e).__name__}: {e}", err=True)
+    click.echo(f"  at {where}", err=True)
+    click.echo("  This is a bug in pcapvpn. Please report it with the command line and, if you can,"
+               " the capture (set PCAPVPN_DEBUG=1 for the full traceback).", err=True)
+    if os.environ.get("PCAPVPN_DEBUG"):
+        traceback.print_exception(e)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pcapvpn")
+def cli():
+    """pcapvpn: find out why a VPN does not come up or keeps dropping, from a packet capture."""
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="Report format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the report to this file instead of standard output.")
+@click.option("--stop-after", type=click.Choice(["read", "decode", "full"]), default="full",
+              hidden=True, help="Benchmarks: stop after a pipeline stage.")
+def analyze(files, fmt, output, stop_after):
+    """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
+
+    Several files are pieces of one capture point and are merged by time.
+    """
+    from pcapvpn.analysis import Options, analyze as run
+    from pcapvpn.report import render
+    from pcapvpn.sources import SourceError
+
+    if list(files).count("-") > 1:
+        raise click.UsageError("standard input ('-') can be given only once")
+    try:
+        report = run(files, Options(stop_after=stop_after))
+    except SourceError as e:
+        click.echo(f"pcapvpn: error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    text = render(report, fmt, color=color)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            click.echo(f"pcapvpn: error: cannot write {output}: {e.strerror}", err=True)
+            sys.exit(EXIT_USAGE)
+    else:
+        sys.stdout.write(text)
+    sys.exit(EXIT_OK)
+
+
+def main():
+    cli(prog_name="pcapvpn")
+
+
+if __name__ == "__main__":
+    main()

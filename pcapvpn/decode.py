@@ -1,0 +1,488 @@
+"""Frames → VPN events.
+
+The decoder takes Frames from :mod:`pcapvpn.sources`, lets :mod:`dissect.vpn` parse link, IP and
+VPN headers, reassembles IP fragments and TCP streams on VPN ports (the only state kept here), and
+calls the sink's event methods (see docs/internals.md).  It never interprets what the events mean:
+that is :mod:`pcapvpn.track`'s job.
+
+Bounds (all in :class:`Limits`): fragment sets expire after ``frag_timeout`` seconds of capture
+time and are capped in number and bytes; TCP streams are capped in number, buffered bytes and
+out-of-order segments.  Whatever is dropped because of a bound is counted, never silent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+
+from dissect.vpn import esp as _esp
+from dissect.vpn import ip as _ip
+from dissect.vpn import link as _link
+from dissect.vpn import udpencap as _udpencap
+from dissect.vpn.errors import DissectError
+
+__all__ = ["Decoder", "Limits", "NullSink", "VPN_TCP_PORTS"]
+
+#: TCP ports whose streams are reassembled: RFC 9329 IKE/ESP over TCP is usually on 4500 (its
+#: suggested port) or 500; 443/1194/1723 are added by the other VPN protocols.
+VPN_TCP_PORTS = frozenset((500, 4500))
+
+_ESP = _udpencap.ESP
+_IKE = _udpencap.IKE
+_KEEPALIVE = _udpencap.KEEPALIVE
+_MALFORMED = _udpencap.MALFORMED
+
+
+@dataclass
+class Limits:
+    """Memory and time bounds of the decoder's state (documented in README "Thresholds")."""
+
+    #: seconds a fragment set may wait for its missing pieces (Linux ``ipfrag_time`` is 30 s).
+    frag_timeout: float = 30.0
+    #: concurrent fragment sets; the oldest is given up when a new one would exceed it.
+    frag_max_sets: int = 4096
+    #: bytes buffered over all fragment sets.
+    frag_max_bytes: int = 32 * 1024 * 1024
+    #: concurrent TCP streams reassembled (per direction).
+    tcp_max_streams: int = 4096
+    #: bytes buffered per TCP direction awaiting a complete message.
+    tcp_max_buffer: int = 256 * 1024
+    #: out-of-order segments held per TCP direction.
+    tcp_max_ooo: int = 64
+
+
+class NullSink:
+    """A sink that ignores every event (base class for partial sinks)."""
+
+    def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
+        pass
+
+    def esp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
+        pass
+
+    def esp_tcp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
+        """ESP carried in an RFC 9329 TCP stream; by default handled like any ESP packet."""
+        self.esp(ref, ts, ipver, src, dst, sport, dport, spi, seq, length)
+
+    def ah(self, ref, ts, ipver, src, dst, spi, seq, length):
+        pass
+
+    def keepalive(self, ref, ts, ipver, src, dst, sport, dport):
+        pass
+
+    def icmp_error(self, ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted):
+        pass
+
+    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first):
+        pass
+
+    def tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length):
+        pass
+
+    def decode_error(self, ref, reason):
+        pass
+
+
+class _FragSet:
+    __slots__ = ("first_ts", "last_ts", "pieces", "total", "nbytes", "frames",
+                 "ipver", "src", "dst", "proto", "ident")
+
+    def __init__(self, ts, ipver, src, dst, proto, ident):
+        self.first_ts = ts
+        self.last_ts = ts
+        self.pieces = []  # (offset, bytes)
+        self.total = -1  # known once the last fragment (MF clear) arrived
+        self.nbytes = 0
+        self.frames = []
+        self.ipver = ipver
+        self.src = src
+        self.dst = dst
+        self.proto = proto
+        self.ident = ident
+
+    def complete(self):
+        """Return the reassembled payload when every byte 0..total is present, else None."""
+        total = self.total
+        if total < 0:
+            return None
+        pieces = sorted(self.pieces)
+        covered = 0
+        for off, chunk in pieces:
+            if off > covered:
+                return None
+            e = off + len(chunk)
+            if e > covered:
+                covered = e
+        if covered < total:
+            return None
+        buf = bytearray(total)
+        for off, chunk in pieces:  # later (overlapping) copies win, as in most stacks
+            n = min(len(chunk), total - off)
+            if n > 0:
+                buf[off:off + n] = chunk[:n]
+        return bytes(buf)
+
+    def first_piece(self):
+        for off, chunk in self.pieces:
+            if off == 0:
+                return chunk
+        return None
+
+
+class _TcpDir:
+    """One direction of a TCP stream on a VPN port."""
+
+    __slots__ = ("next_seq", "buf", "ooo", "iketcp", "prefix_checked", "gaps", "retrans",
+                 "frames", "overflow", "last_ts")
+
+    def __init__(self):
+        self.next_seq = -1
+        self.buf = bytearray()
+        self.ooo = {}  # seq -> (payload, ref)
+        self.iketcp = False
+        self.prefix_checked = False
+        self.gaps = 0
+        self.retrans = 0
+        self.frames = []  # refs of segments whose bytes are still in buf
+        self.overflow = 0
+        self.last_ts = 0.0
+
+
+class Decoder:
+    """Decode frames and feed events to ``sink``."""
+
+    def __init__(self, sink, limits: Limits | None = None, tcp_ports=VPN_TCP_PORTS):
+        self.sink = sink
+        self.limits = limits or Limits()
+        self.tcp_ports = frozenset(tcp_ports)
+        # counters (reported in the capture summary)
+        self.frames = 0
+        self.non_ip = 0
+        self.truncated = 0  # captured length < original length
+        self.decode_errors = 0
+        self.errors_by_reason = Counter()
+        self.fragment_frames = 0
+        self.reassembled = 0
+        self.frag_incomplete = 0
+        self.frag_evicted = 0
+        self.tcp_segments = 0
+        self.tcp_gaps = 0
+        self.tcp_retransmissions = 0
+        self.tcp_streams_evicted = 0
+        self.tcp_overflow_bytes = 0
+        self.other = 0
+        self._frags: OrderedDict = OrderedDict()
+        self._frag_bytes = 0
+        self._tcp: OrderedDict = OrderedDict()
+        self._last_ts = 0.0
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def _error(self, ref, reason):
+        self.decode_errors += 1
+        self.errors_by_reason[reason] += 1
+        self.sink.decode_error(ref, reason)
+
+    # -- the hot loop --------------------------------------------------------------------------
+
+    def run(self, frames):
+        """Decode every frame of the iterable ``frames`` (see :mod:`pcapvpn.sources`)."""
+        decode_frame = _link.decode_frame
+        classify_udp = _udpencap.classify_udp
+        parse_esp = _esp.parse_esp
+        sink = self.sink
+        sink_esp = sink.esp
+        ESP = _ESP
+        n = 0
+        truncated = 0
+        non_ip = 0
+        ts = self._last_ts
+        next_expiry = ts + 1.0
+        for fidx, num, ts, linktype, data, wirelen, _off in frames:
+            n += 1
+            if wirelen > len(data):
+                truncated += 1
+            if ts >= next_expiry:
+                next_expiry = ts + 1.0
+                if self._frags:
+                    self._expire_fragments(ts)
+            try:
+                r = decode_frame(linktype, data)
+                if r is None:
+                    non_ip += 1
+                    continue
+                ipver, src, dst, proto, sport, dport, l4off, end, frag_off, mf, ident, _h = r
+                if frag_off or mf:
+                    self._fragment((fidx, num), ts, r, data)
+                    continue
+                if proto == 17:
+                    if sport < 0:
+                        self._error((fidx, num), "UDP header truncated")
+                        continue
+                    poff = l4off + 8
+                    kind, a, b = classify_udp(sport, dport, data, poff, end)
+                    if kind == ESP:
+                        sink_esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b, end - poff)
+                        continue
+                    self._udp_other((fidx, num), ts, ipver, src, dst, sport, dport, kind, a,
+                                    data, poff, end, ((fidx, num),))
+                elif proto == 50:
+                    spi, seq = parse_esp(data, l4off, end)
+                    sink_esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, end - l4off)
+                else:
+                    self._other_proto((fidx, num), ts, ipver, src, dst, proto, sport, dport,
+                                      data, l4off, end)
+            except DissectError as e:
+                self._error((fidx, num), e.reason)
+            except Exception as e:  # a dissector bug must not end the analysis: count it
+                self._error((fidx, num), f"internal decoder error ({type(e).__name__}: {e})")
+        self.frames += n
+        self.truncated += truncated
+        self.non_ip += non_ip
+        self._last_ts = ts
+
+    # -- slow paths ----------------------------------------------------------------------------
+
+    def _udp_other(self, ref, ts, ipver, src, dst, sport, dport, kind, a, data, poff, end, frames):
+        if kind == _IKE:
+            self.sink.ike(ref, ts, ipver, src, dst, sport, dport, "udp", bytes(data[a:end]), frames)
+        elif kind == _KEEPALIVE:
+            self.sink.keepalive(ref, ts, ipver, src, dst, sport, dport)
+        elif kind == _MALFORMED:
+            self._error(ref, f"UDP {dport if dport in (500, 4500) else sport} payload of "
+                             f"{end - poff} bytes is neither ESP, IKE nor a NAT keepalive")
+        else:
+            self.other += 1
+
+    def _other_proto(self, ref, ts, ipver, src, dst, proto, sport, dport, data, l4off, end):
+        sink = self.sink
+        if proto == 51:
+            nh, plen, spi, seq, icv = _esp.parse_ah(data, l4off, end)
+            sink.ah(ref, ts, ipver, src, dst, spi, seq, end - l4off)
+        elif proto == 1 or proto == 58:
+            r = _ip.decode_icmp_error(data, l4off, end, ipver)
+            if r is not None:
+                icmp_type, icmp_code, mtu, quoted = r
+                sink.icmp_error(ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted)
+            else:
+                self.other += 1
+        elif proto == 6:
+            if sport in self.tcp_ports or dport in self.tcp_ports:
+                self._tcp_segment(ref, ts, ipver, src, dst, data, l4off, end)
+            else:
+                self.other += 1
+        else:
+            self.other += 1
+
+    # -- IP fragments --------------------------------------------------------------------------
+
+    def _fragment(self, ref, ts, r, data):
+        ipver, src, dst, proto, sport, dport, l4off, end, frag_off, mf, ident, _h = r
+        self.fragment_frames += 1
+        lim = self.limits
+        key = (ipver, src, dst, proto if ipver == 4 else 0, ident)
+        fs = self._frags.get(key)
+        if fs is None:
+            while len(self._frags) >= lim.frag_max_sets:
+                self._give_up(self._frags.popitem(last=False)[1], evicted=True)
+            fs = self._frags[key] = _FragSet(ts, ipver, src, dst, proto, ident)
+        chunk = bytes(data[l4off:end])
+        if self._frag_bytes + len(chunk) > lim.frag_max_bytes:
+            while self._frags and self._frag_bytes + len(chunk) > lim.frag_max_bytes:
+                k, old = next(iter(self._frags.items()))
+                if old is fs:
+                    break
+                del self._frags[k]
+                self._give_up(old, evicted=True)
+        fs.pieces.append((frag_off, chunk))
+        fs.nbytes += len(chunk)
+        self._frag_bytes += len(chunk)
+        fs.frames.append(ref)
+        fs.last_ts = ts
+        if frag_off == 0 and ipver == 6:
+            fs.proto = proto
+        if not mf:
+            fs.total = frag_off + len(chunk)
+        payload = fs.complete()
+        if payload is None:
+            return
+        del self._frags[key]
+        self._frag_bytes -= fs.nbytes
+        self.reassembled += 1
+        self._reassembled(ref, ts, fs, payload)
+
+    def _reassembled(self, ref, ts, fs, payload):
+        """Dispatch a reassembled datagram (``payload`` = transport header + data)."""
+        frames = tuple(fs.frames)
+        ipver, src, dst, proto = fs.ipver, fs.src, fs.dst, fs.proto
+        end = len(payload)
+        if proto == 17:
+            sport, dport, poff = _ip.decode_udp(payload, 0, end)
+            kind, a, b = _udpencap.classify_udp(sport, dport, payload, poff, end)
+            if kind == _ESP:
+                self.sink.esp(ref, ts, ipver, src, dst, sport, dport, a, b, end - poff)
+            else:
+                self._udp_other(ref, ts, ipver, src, dst, sport, dport, kind, a, payload, poff,
+                                end, frames)
+        elif proto == 50:
+            spi, seq = _esp.parse_esp(payload, 0, end)
+            self.sink.esp(ref, ts, ipver, src, dst, -1, -1, spi, seq, end)
+        else:
+            self._other_proto(ref, ts, ipver, src, dst, proto, -1, -1, payload, 0, end)
+
+    def _give_up(self, fs, evicted=False):
+        self._frag_bytes -= fs.nbytes
+        self.frag_incomplete += 1
+        if evicted:
+            self.frag_evicted += 1
+        self.sink.fragments_incomplete(fs.first_ts, fs.ipver, fs.src, fs.dst, fs.proto, fs.ident,
+                                       tuple(fs.frames), fs.first_piece())
+
+    def _expire_fragments(self, now):
+        limit = now - self.limits.frag_timeout
+        frags = self._frags
+        while frags:
+            key, fs = next(iter(frags.items()))
+            if fs.first_ts > limit:
+                break
+            del frags[key]
+            self._give_up(fs)
+
+    # -- TCP -----------------------------------------------------------------------------------
+
+    def _tcp_segment(self, ref, ts, ipver, src, dst, data, l4off, end):
+        sport, dport, seq, ack, flags, poff = _ip.decode_tcp(data, l4off, end)
+        self.tcp_segments += 1
+        self.sink.tcp_segment(ref, ts, ipver, src, dst, sport, dport, flags, end - poff)
+        key = (src, sport, dst, dport)
+        st = self._tcp.get(key)
+        if st is None:
+            if len(self._tcp) >= self.limits.tcp_max_streams:
+                self._tcp.popitem(last=False)
+                self.tcp_streams_evicted += 1
+            st = self._tcp[key] = _TcpDir()
+        else:
+            self._tcp.move_to_end(key)
+        st.last_ts = ts
+        syn = flags & 0x02
+        if syn:
+            st.next_seq = (seq + 1) & 0xFFFFFFFF
+            st.buf.clear()
+            st.ooo.clear()
+            st.frames.clear()
+            st.prefix_checked = False
+            st.iketcp = False
+            return
+        payload_len = end - poff
+        if flags & 0x05:  # FIN or RST: the stream ends; leftovers stay as they are
+            if payload_len <= 0:
+                return
+        if payload_len <= 0:
+            return
+        if st.next_seq < 0:
+            # joined mid-stream: we cannot know the framing boundary reliably, but a segment
+            # that begins a message usually aligns with the segment start; start there.
+            st.next_seq = seq
+        delta = (seq - st.next_seq) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            # starts before what we have: (partial) retransmission
+            overlap = (st.next_seq - seq) & 0xFFFFFFFF
+            if overlap >= payload_len:
+                st.retrans += 1
+                self.tcp_retransmissions += 1
+                return
+            poff += overlap
+            seq = st.next_seq
+            delta = 0
+        if delta > 0:
+            if len(st.ooo) >= self.limits.tcp_max_ooo:
+                # give up waiting: account the gap and resynchronise at the earliest held segment
+                st.gaps += 1
+                self.tcp_gaps += 1
+                st.buf.clear()
+                st.frames.clear()
+                first = min(st.ooo, key=lambda s: (s - st.next_seq) & 0xFFFFFFFF)
+                st.next_seq = first
+            else:
+                st.ooo[seq] = (bytes(data[poff:end]), ref)
+                return
+        else:
+            self._tcp_append(st, data[poff:end], ref)
+        while st.ooo:
+            item = st.ooo.pop(st.next_seq, None)
+            if item is None:
+                break
+            self._tcp_append(st, item[0], item[1])
+        self._tcp_deliver(st, ts, ipver, src, dst, sport, dport)
+
+    def _tcp_append(self, st, chunk, ref):
+        st.buf += chunk
+        st.next_seq = (st.next_seq + len(chunk)) & 0xFFFFFFFF
+        st.frames.append(ref)
+
+    def _tcp_deliver(self, st, ts, ipver, src, dst, sport, dport):
+        buf = st.buf
+        start = 0
+        if not st.prefix_checked:
+            if len(buf) < len(_udpencap.IKETCP_PREFIX):
+                if _udpencap.IKETCP_PREFIX.startswith(bytes(buf)):
+                    return
+            st.prefix_checked = True
+            if buf.startswith(_udpencap.IKETCP_PREFIX):
+                st.iketcp = True
+                start = len(_udpencap.IKETCP_PREFIX)
+        try:
+            messages, consumed = _udpencap.split_tcp_stream(buf, start)
+        except DissectError as e:
+            self._error(st.frames[-1], "TCP-encapsulated stream: " + e.reason)
+            st.buf = bytearray()
+            st.frames = []
+            return
+        sink = self.sink
+        frames = tuple(st.frames)
+        ref = st.frames[-1]
+        for kind, off, mend, spi, seq in messages:
+            if kind == _IKE:
+                sink.ike(ref, ts, ipver, src, dst, sport, dport, "tcp", bytes(buf[off:mend]), frames)
+            elif kind == _ESP:
+                sink.esp_tcp(ref, ts, ipver, src, dst, sport, dport, spi, seq, mend - off)
+            else:
+                self._error(ref, "TCP-encapsulated message is neither IKE nor ESP")
+        used = start + consumed
+        if used:
+            del buf[:used]
+            if not buf:
+                st.frames = []
+            else:
+                st.frames = st.frames[-1:]
+        if len(buf) > self.limits.tcp_max_buffer:
+            st.overflow += len(buf)
+            self.tcp_overflow_bytes += len(buf)
+            st.buf = bytearray()
+            st.frames = []
+
+    # -- end -----------------------------------------------------------------------------------
+
+    def finish(self):
+        """Flush state at the end of the input: incomplete fragment sets are reported."""
+        while self._frags:
+            _key, fs = self._frags.popitem(last=False)
+            self._give_up(fs)
+
+    def counters(self) -> dict:
+        return {
+            "frames": self.frames,
+            "non_ip": self.non_ip,
+            "truncated": self.truncated,
+            "decode_errors": self.decode_errors,
+            "ip_fragment_frames": self.fragment_frames,
+            "reassembled_datagrams": self.reassembled,
+            "incomplete_fragment_sets": self.frag_incomplete,
+            "fragment_sets_evicted": self.frag_evicted,
+            "tcp_segments": self.tcp_segments,
+            "tcp_gaps": self.tcp_gaps,
+            "tcp_retransmissions": self.tcp_retransmissions,
+            "tcp_streams_evicted": self.tcp_streams_evicted,
+            "tcp_overflow_bytes": self.tcp_overflow_bytes,
+            "other": self.other,
+        }

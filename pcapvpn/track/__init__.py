@@ -1,0 +1,1 @@
+"""Tracking: per-SA state machines that turn decode events into the model."""

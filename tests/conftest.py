@@ -1,0 +1,83 @@
+"""Shared test helpers: where the corpus is, and tshark as the oracle."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CAPTURES = REPO / "captures"
+CORPUS = (REPO / ".." / "shared" / "corpus").resolve()
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def corpus_dir() -> Path:
+    """The public corpus; in CI its absence is a failure, elsewhere a skip with the reason."""
+    if not CORPUS.is_dir():
+        msg = f"public corpus not found at {CORPUS} (expected ../shared/corpus beside the checkout)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return CORPUS
+
+
+def tshark_path() -> str:
+    path = shutil.which("tshark")
+    if path is None:
+        msg = "tshark is not installed (apt-get install tshark): the oracle tests need it"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def capture_files(root: Path) -> list[Path]:
+    files = [p for p in root.rglob("*") if p.is_file() and p.name.endswith(CAPTURE_SUFFIXES)]
+    return sorted(files)
+
+
+def corpus_captures() -> list[Path]:
+    """Every capture under ../shared/corpus (empty list when absent: tests then call corpus_dir())."""
+    if not CORPUS.is_dir():
+        return []
+    return capture_files(CORPUS)
+
+
+def project_captures() -> list[Path]:
+    return capture_files(CAPTURES)
+
+
+def tshark_fields(path: Path, fields: list[str], display_filter: str | None = None,
+                  extra: list[str] | None = None, occurrence: str = "f") -> list[list[str]]:
+    """Run ``tshark -T fields`` and return one list of field strings per frame."""
+    cmd = [tshark_path(), "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t",
+           "-E", f"occurrence={occurrence}"]
+    for f in fields:
+        cmd += ["-e", f]
+    if display_filter:
+        cmd += ["-Y", display_filter]
+    cmd += extra or []
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if res.returncode not in (0, 2):  # 2: tshark read a cut-short file; what it read is valid
+        raise AssertionError(f"tshark failed on {path}: {res.stderr.strip()}")
+    rows = []
+    for line in res.stdout.splitlines():
+        cols = line.split("\t")
+        cols += [""] * (len(fields) - len(cols))
+        rows.append(cols)
+    return rows
+
+
+def rel(path: Path) -> str:
+    for base in (CORPUS, REPO):
+        try:
+            return str(path.relative_to(base))
+        except ValueError:
+            pass
+    return str(path)
