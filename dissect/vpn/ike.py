@@ -1,0 +1,311 @@
+"""IKE header (IKEv1 and IKEv2) and the generic payload chain.
+
+Wire format: RFC 2408 §3.1 (ISAKMP header) and RFC 7296 §3.1 (IKEv2 header) share one 28-byte
+layout::
+
+    Initiator SPI (8) | Responder SPI (8) | Next Payload (1) | MjVer<<4|MnVer (1) |
+    Exchange Type (1) | Flags (1) | Message ID (4) | Length (4)
+
+and one generic payload header (RFC 2408 §3.2, RFC 7296 §3.2)::
+
+    Next Payload (1) | C (1 bit, IKEv2 only) + RESERVED (7) | Payload Length (2, incl. header)
+
+:func:`parse_message` returns an :class:`IkeMessage`.  A bad header (fewer than 28 bytes, major
+version other than 1 or 2) raises :class:`DissectError`; anything wrong after the header is
+*reported* in ``IkeMessage.errors`` so that the header and the payloads before the bad spot stay
+available.  All offsets inside an :class:`IkeMessage` (payload ``offset``, SK data offsets, error
+offsets) are relative to the start of the message, i.e. indexes into ``IkeMessage.raw``.
+
+Records carry numbers and raw bytes only; names come from :mod:`dissect.vpn.registry`.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .errors import DissectError
+
+__all__ = [
+    "HEADER_LEN", "IkeHeader", "IkeMessage", "Payload", "RawPayload",
+    "parse_header", "parse_message", "walk_payloads",
+    "FLAG_V1_ENCRYPTED", "FLAG_V1_COMMIT", "FLAG_V1_AUTH_ONLY",
+    "FLAG_V2_INITIATOR", "FLAG_V2_VERSION", "FLAG_V2_RESPONSE",
+]
+
+HEADER_LEN = 28
+
+# RFC 2408 §3.1 flags
+FLAG_V1_ENCRYPTED = 0x01
+FLAG_V1_COMMIT = 0x02
+FLAG_V1_AUTH_ONLY = 0x04
+# RFC 7296 §3.1 flags
+FLAG_V2_INITIATOR = 0x08
+FLAG_V2_VERSION = 0x10
+FLAG_V2_RESPONSE = 0x20
+
+# IKEv2 payload types handled structurally (RFC 7296 §3.2, RFC 7383 §2.5).
+_V2_SK = 46
+_V2_SKF = 53
+
+_HDR = struct.Struct(">8s8sBBBBII")
+_GEN = struct.Struct(">BBH")
+
+
+def _slot_repr(obj) -> str:
+    parts = []
+    for cls in type(obj).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if name in ("raw", "encrypted_body"):
+                continue
+            val = getattr(obj, name, None)
+            if isinstance(val, (bytes, bytearray)):
+                val = val.hex() if len(val) <= 24 else val[:24].hex() + f"...({len(val)})"
+            parts.append(f"{name}={val!r}" if not isinstance(val, str) else f"{name}={val}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+class IkeHeader:
+    """The 28-byte IKE header (RFC 2408 §3.1 / RFC 7296 §3.1)."""
+
+    __slots__ = ("ispi", "rspi", "next_payload", "major", "minor", "exch", "flags", "msgid",
+                 "length")
+
+    def __init__(self, ispi, rspi, next_payload, major, minor, exch, flags, msgid, length):
+        self.ispi = ispi
+        self.rspi = rspi
+        self.next_payload = next_payload
+        self.major = major
+        self.minor = minor
+        self.exch = exch
+        self.flags = flags
+        self.msgid = msgid
+        self.length = length
+
+    @property
+    def is_v2(self) -> bool:
+        return self.major == 2
+
+    @property
+    def initiator(self):
+        """IKEv2 I flag (sent by the original initiator); None for IKEv1 (no such flag)."""
+        if self.major == 2:
+            return bool(self.flags & FLAG_V2_INITIATOR)
+        return None
+
+    @property
+    def response(self):
+        """IKEv2 R flag; None for IKEv1 (no such flag)."""
+        if self.major == 2:
+            return bool(self.flags & FLAG_V2_RESPONSE)
+        return None
+
+    @property
+    def version_flag(self) -> bool:
+        """IKEv2 V flag (sender could speak a higher major version)."""
+        return self.major == 2 and bool(self.flags & FLAG_V2_VERSION)
+
+    @property
+    def commit(self) -> bool:
+        return self.major == 1 and bool(self.flags & FLAG_V1_COMMIT)
+
+    @property
+    def auth_only(self) -> bool:
+        return self.major == 1 and bool(self.flags & FLAG_V1_AUTH_ONLY)
+
+    @property
+    def encrypted(self) -> bool:
+        """IKEv1: the E flag.  IKEv2 (no flag): the first payload is SK or SKF."""
+        if self.major == 1:
+            return bool(self.flags & FLAG_V1_ENCRYPTED)
+        return self.next_payload in (_V2_SK, _V2_SKF)
+
+    __repr__ = _slot_repr
+
+
+def parse_header(data, off: int = 0) -> IkeHeader:
+    """Decode the IKE header at ``data[off:]``; DissectError when fewer than 28 bytes."""
+    if len(data) - off < HEADER_LEN or off < 0:
+        raise DissectError("IKE header truncated", off)
+    ispi, rspi, np, ver, exch, flags, msgid, length = _HDR.unpack_from(data, off)
+    return IkeHeader(ispi, rspi, np, ver >> 4, ver & 0x0F, exch, flags, msgid, length)
+
+
+class Payload:
+    """Fields every payload record has.
+
+    ``type`` the payload type; ``next_payload`` the Next Payload field of its generic header (for
+    IKEv2 SK/SKF it names the first *inner* payload, RFC 7296 §3.14); ``critical`` the IKEv2
+    critical bit (always False for IKEv1); ``offset`` where the generic header starts (relative to
+    the message); ``length`` the Payload Length field.
+    """
+
+    __slots__ = ("type", "next_payload", "critical", "offset", "length")
+
+    __repr__ = _slot_repr
+
+
+class RawPayload(Payload):
+    """A payload without a dedicated record (unknown type, or a body that did not parse)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
+def walk_payloads(raw, pos: int, end: int, np: int, parsers, v2: bool, truncated: bool = False):
+    """Walk a generic payload chain in ``raw[pos:end]`` starting with payload type ``np``.
+
+    ``parsers`` maps a payload type to ``f(raw, body_off, body_end) -> Payload`` (the body is
+    what follows the 4-byte generic header; the walker fills the generic fields).  Returns
+    ``(payloads, errors)``; the walk stops at the first chain error (bad length, payload beyond
+    ``end``); a body that fails to parse is kept as a :class:`RawPayload`, its error recorded,
+    and the walk goes on (the generic length is still trustworthy).  IKEv2 SK/SKF end the walk
+    (RFC 7296 §3.14: SK is the last payload).  With ``truncated`` (the captured bytes stop before
+    the message's Length) a payload running past ``end`` stops the walk silently.
+    """
+    payloads = []
+    errors = []
+    gen = _GEN.unpack_from
+    get = parsers.get
+    while np:
+        if pos + 4 > end:
+            if truncated:
+                pass  # the capture stops here; not a format error
+            elif pos == end:
+                errors.append((f"payload chain does not end with NONE (next payload {np} "
+                               "at the end of the message)", pos))
+            else:
+                errors.append((f"payload {np} header runs past the end of the message", pos))
+            return payloads, errors
+        nxt, resv, plen = gen(raw, pos)
+        if plen < 4:
+            errors.append((f"payload {np} length {plen} below 4", pos + 2))
+            return payloads, errors
+        pend = pos + plen
+        if pend > end:
+            if not truncated:
+                errors.append((f"payload {np} length {plen} runs past the end of the message",
+                               pos + 2))
+            return payloads, errors
+        fn = get(np)
+        rec = None
+        if fn is not None:
+            try:
+                rec = fn(raw, pos + 4, pend)
+            except DissectError as e:
+                errors.append((f"payload {np}: {e.reason}", e.offset))
+                rec = None
+        if rec is None:
+            rec = RawPayload(bytes(raw[pos + 4:pend]))
+        rec.type = np
+        rec.next_payload = nxt
+        rec.critical = bool(resv & 0x80) if v2 else False
+        rec.offset = pos
+        rec.length = plen
+        payloads.append(rec)
+        pos = pend
+        if v2 and (np == _V2_SK or np == _V2_SKF):
+            if pos != end:
+                errors.append((f"{end - pos} bytes after the encrypted payload (must be last)",
+                               pos))
+            return payloads, errors
+        np = nxt
+    if pos < end:
+        errors.append((f"{end - pos} bytes after the last payload", pos))
+    return payloads, errors
+
+
+class IkeMessage(IkeHeader):
+    """One IKE message: the header fields plus
+
+    * ``raw`` — the bytes of the message (from the header to its Length, capped by the data);
+    * ``payloads`` — payload records in wire order (IKEv1 with the E flag: empty);
+    * ``encrypted_body`` — IKEv1 E-flag messages: the bytes after the header (else None);
+    * ``errors`` — list of ``(reason, offset)``; empty for a well-formed message; the payload
+      walk stops at the first chain error, the payloads before it are kept;
+    * ``truncated`` — the data ends before the Length field says (snaplen).
+    """
+
+    __slots__ = ("raw", "payloads", "encrypted_body", "errors", "truncated")
+
+    @property
+    def error(self):
+        """The first ``(reason, offset)`` or None."""
+        return self.errors[0] if self.errors else None
+
+    @property
+    def payload_types(self) -> list:
+        return [p.type for p in self.payloads]
+
+    @property
+    def encrypted(self) -> bool:
+        """IKEv1: the E flag.  IKEv2: an SK or SKF payload is present."""
+        if self.major == 1:
+            return bool(self.flags & FLAG_V1_ENCRYPTED)
+        for p in self.payloads:
+            if p.type == _V2_SK or p.type == _V2_SKF:
+                return True
+        return False
+
+    def find(self, ptype):
+        """The first payload of type ``ptype`` or None."""
+        for p in self.payloads:
+            if p.type == ptype:
+                return p
+        return None
+
+    def find_all(self, ptype) -> list:
+        return [p for p in self.payloads if p.type == ptype]
+
+
+def parse_message(data, off: int = 0, end: int | None = None) -> IkeMessage:
+    """Parse the IKE message at ``data[off:end]`` (``end`` defaults to ``len(data)``)."""
+    if end is None or end > len(data):
+        end = len(data)
+    if off < 0 or end - off < HEADER_LEN:
+        raise DissectError("IKE header truncated", off)
+    ispi, rspi, np, ver, exch, flags, msgid, length = _HDR.unpack_from(data, off)
+    major = ver >> 4
+    if major != 1 and major != 2:
+        raise DissectError(f"IKE major version {major} is neither 1 nor 2", off + 17)
+    m = IkeMessage(ispi, rspi, np, major, ver & 0x0F, exch, flags, msgid, length)
+    errors = []
+    avail = end - off
+    truncated = False
+    if length < HEADER_LEN:
+        errors.append((f"IKE Length field {length} below the header size", 24))
+        mlen = avail
+    elif length > avail:
+        truncated = True
+        mlen = avail
+    else:
+        if length < avail:
+            errors.append((f"{avail - length} bytes after the IKE message (Length {length}, "
+                           f"datagram {avail})", length))
+        mlen = length
+    raw = bytes(data[off:off + mlen])
+    m.raw = raw
+    m.errors = errors
+    m.truncated = truncated
+    m.encrypted_body = None
+    if major == 1:
+        if flags & FLAG_V1_ENCRYPTED:
+            # RFC 2408 §3.1: everything after the header is encrypted.
+            m.encrypted_body = raw[HEADER_LEN:]
+            m.payloads = []
+            return m
+        payloads, perr = walk_payloads(raw, HEADER_LEN, mlen, np, _ikev1.PARSERS, False,
+                                       truncated)
+    else:
+        payloads, perr = walk_payloads(raw, HEADER_LEN, mlen, np, _ikev2.PARSERS, True,
+                                       truncated)
+    m.payloads = payloads
+    if perr:
+        errors.extend(perr)
+    return m
+
+
+# Imported last: ikev1/ikev2 import the base classes above.
+from . import ikev1 as _ikev1  # noqa: E402
+from . import ikev2 as _ikev2  # noqa: E402

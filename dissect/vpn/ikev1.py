@@ -1,0 +1,490 @@
+"""IKEv1 / ISAKMP payload bodies (RFC 2408 §3, RFC 2407 §4, RFC 2409, RFC 3947, RFC 3706).
+
+Each parser gets ``(raw, off, end)`` where ``raw[off:end]`` is the payload body (after the
+4-byte generic header) and returns a record; :func:`dissect.vpn.ike.walk_payloads` fills the
+generic fields (``type``, ``next_payload``, ``critical``, ``offset``, ``length``).  Records carry
+numbers and bytes; names are :mod:`dissect.vpn.registry`'s job.  A malformed body raises
+:class:`DissectError` (the walker then keeps it as a ``RawPayload`` and records the error).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .errors import DissectError
+from .ike import Payload, walk_payloads
+
+__all__ = [
+    "PARSERS", "parse_payloads", "parse_attributes",
+    "SA", "Proposal", "Transform", "KeyExchange", "Identification", "Certificate",
+    "CertificateRequest", "DataPayload", "Notification", "Delete", "NatOA", "ModeConfig",
+    "Fragment",
+]
+
+# Payload types, RFC 2408 §3.1 and IANA "ISAKMP Next Payload Types".
+NONE = 0
+SA_PAYLOAD = 1
+PROPOSAL = 2
+TRANSFORM = 3
+KE = 4
+ID = 5
+CERT = 6
+CR = 7
+HASH = 8
+SIG = 9
+NONCE = 10
+N = 11
+D = 12
+VID = 13
+ATTR = 14          # mode-config (draft-dukes-ike-mode-cfg)
+NAT_D = 20         # RFC 3947 §3.2
+NAT_OA = 21        # RFC 3947 §5.2
+NAT_D_DRAFT = 130  # draft-ietf-ipsec-nat-t-ike-02/03
+NAT_OA_DRAFT = 131
+FRAGMENT = 132     # Cisco / strongSwan proprietary IKEv1 fragmentation
+
+PROTO_ISAKMP = 1   # RFC 2407 §4.4.1
+
+# RFC 2407 §4.6.2.1 identification types
+ID_IPV4_ADDR = 1
+ID_FQDN = 2
+ID_USER_FQDN = 3
+ID_IPV4_ADDR_SUBNET = 4
+ID_IPV6_ADDR = 5
+ID_IPV6_ADDR_SUBNET = 6
+ID_IPV4_ADDR_RANGE = 7
+ID_IPV6_ADDR_RANGE = 8
+ID_DER_ASN1_DN = 9
+ID_DER_ASN1_GN = 10
+ID_KEY_ID = 11
+ID_LIST = 12       # RFC 3554 §5
+
+# fixed-length ID data, RFC 2407 §4.6.2.2 - §4.6.2.8
+_ID_LEN = {ID_IPV4_ADDR: 4, ID_IPV4_ADDR_SUBNET: 8, ID_IPV6_ADDR: 16, ID_IPV6_ADDR_SUBNET: 32,
+           ID_IPV4_ADDR_RANGE: 8, ID_IPV6_ADDR_RANGE: 32}
+
+# Phase-1 attributes (RFC 2409 Appendix A) whose variable-length form is an integer:
+# 12 Life Duration.  Phase-2 (RFC 2407 §4.5): 2 SA Life Duration.
+_P1_INT_TLV = frozenset((12,))
+_P2_INT_TLV = frozenset((2,))
+# Attribute numbers used by the convenience accessors.
+_P1_KEY_LENGTH = 14   # RFC 2409 App. A
+_P2_KEY_LENGTH = 6    # RFC 2407 §4.5
+_P2_ENCAP_MODE = 4    # RFC 2407 §4.5 (3/4 UDP-encapsulated: RFC 3947 §4.1; 61443/61444 drafts)
+_P2_ESN = 11          # RFC 4304 §2
+
+# RFC 3706 §5.1 R-U-THERE / R-U-THERE-ACK
+_DPD_TYPES = (36136, 36137)
+
+# RFC 2407 §4.2 situation bits that add the labeled-domain block (§4.6.1)
+_SIT_SECRECY = 0x02
+_SIT_INTEGRITY = 0x04
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_HH = struct.Struct(">HH")
+_II = struct.Struct(">II")
+_PROP = struct.Struct(">BBHBBBB")
+_TRANS = struct.Struct(">BBHBBH")
+_ID = struct.Struct(">BBH")
+_NOTIFY = struct.Struct(">IBBH")
+_DELETE = struct.Struct(">IBBH")
+_CFG = struct.Struct(">BBH")
+_FRAG = struct.Struct(">HBB")
+
+
+def _need(off: int, n: int, end: int, what: str):
+    if off + n > end:
+        raise DissectError(f"{what} truncated", off)
+
+
+def parse_attributes(data, off: int, end: int, int_tlv=frozenset()):
+    """RFC 2408 §3.3 data attributes in ``data[off:end]`` → list of ``(type, value)``.
+
+    AF=1 (TV): value is the 16-bit int; AF=0 (TLV): value is ``bytes`` (an int for the
+    attribute types in ``int_tlv`` when 1..8 bytes long).
+    """
+    attrs = []
+    hh = _HH.unpack_from
+    while off < end:
+        if off + 4 > end:
+            raise DissectError("data attribute header truncated", off)
+        t, v = hh(data, off)
+        if t & 0x8000:
+            attrs.append((t & 0x7FFF, v))
+            off += 4
+            continue
+        vend = off + 4 + v
+        if vend > end:
+            raise DissectError(f"data attribute {t} length {v} runs past its container", off + 2)
+        val = bytes(data[off + 4:vend])
+        if t in int_tlv and 0 < v <= 8:
+            val = int.from_bytes(val, "big")
+        attrs.append((t, val))
+        off = vend
+    return attrs
+
+
+class Transform:
+    """RFC 2408 §3.6 transform: ``number``, ``transform_id``, ``attributes`` [(type, value)],
+    ``phase`` (1 when the proposal's protocol is ISAKMP, else 2: selects the attribute
+    namespace, RFC 2409 App. A vs RFC 2407 §4.5), ``next_payload`` (3 or 0)."""
+
+    __slots__ = ("number", "transform_id", "attributes", "phase", "next_payload")
+
+    def __init__(self, number, transform_id, attributes, phase, next_payload):
+        self.number = number
+        self.transform_id = transform_id
+        self.attributes = attributes
+        self.phase = phase
+        self.next_payload = next_payload
+
+    def attr(self, atype, default=None):
+        for t, v in self.attributes:
+            if t == atype:
+                return v
+        return default
+
+    @property
+    def key_length(self):
+        return self.attr(_P1_KEY_LENGTH if self.phase == 1 else _P2_KEY_LENGTH)
+
+    @property
+    def encapsulation_mode(self):
+        return self.attr(_P2_ENCAP_MODE) if self.phase == 2 else None
+
+    @property
+    def esn(self):
+        return self.attr(_P2_ESN) if self.phase == 2 else None
+
+    def __repr__(self):
+        return (f"Transform(number={self.number}, id={self.transform_id}, phase={self.phase}, "
+                f"attributes={self.attributes!r})")
+
+
+class Proposal:
+    """RFC 2408 §3.5 proposal: ``number``, ``protocol`` (RFC 2407 §4.4.1), ``spi`` (bytes),
+    ``num_transforms`` (the declared count), ``transforms``, ``next_payload`` (2 or 0)."""
+
+    __slots__ = ("number", "protocol", "spi", "num_transforms", "transforms", "next_payload")
+
+    def __init__(self, number, protocol, spi, num_transforms, transforms, next_payload):
+        self.number = number
+        self.protocol = protocol
+        self.spi = spi
+        self.num_transforms = num_transforms
+        self.transforms = transforms
+        self.next_payload = next_payload
+
+    def __repr__(self):
+        return (f"Proposal(number={self.number}, protocol={self.protocol}, spi={self.spi.hex()}, "
+                f"transforms={self.transforms!r})")
+
+
+def _parse_transforms(raw, pos, end, phase):
+    out = []
+    unpack = _TRANS.unpack_from
+    int_tlv = _P1_INT_TLV if phase == 1 else _P2_INT_TLV
+    while pos < end:
+        _need(pos, 8, end, "transform header")
+        nxt, _r, tlen, tnum, tid, _r2 = unpack(raw, pos)
+        if tlen < 8 or pos + tlen > end:
+            raise DissectError(f"transform length {tlen} invalid", pos + 2)
+        attrs = parse_attributes(raw, pos + 8, pos + tlen, int_tlv)
+        out.append(Transform(tnum, tid, attrs, phase, nxt))
+        pos += tlen
+        if nxt == NONE:
+            break
+        if nxt != TRANSFORM:
+            raise DissectError(f"transform followed by next payload {nxt}", pos - tlen)
+    if pos != end:
+        raise DissectError(f"{end - pos} bytes after the last transform", pos)
+    return out
+
+
+def parse_proposals(raw, pos, end):
+    """The RFC 2408 §3.5 proposal list of an SA payload body."""
+    out = []
+    unpack = _PROP.unpack_from
+    while pos < end:
+        _need(pos, 8, end, "proposal header")
+        nxt, _r, plen, pnum, proto, spisz, ntrans = unpack(raw, pos)
+        pend = pos + plen
+        if plen < 8 + spisz or pend > end:
+            raise DissectError(f"proposal length {plen} invalid", pos + 2)
+        spi = bytes(raw[pos + 8:pos + 8 + spisz])
+        phase = 1 if proto == PROTO_ISAKMP else 2
+        transforms = _parse_transforms(raw, pos + 8 + spisz, pend, phase)
+        out.append(Proposal(pnum, proto, spi, ntrans, transforms, nxt))
+        pos = pend
+        if nxt == NONE:
+            break
+        if nxt != PROPOSAL:
+            raise DissectError(f"proposal followed by next payload {nxt}", pos - plen)
+    if pos != end:
+        raise DissectError(f"{end - pos} bytes after the last proposal", pos)
+    return out
+
+
+def _pad4(n):
+    return (n + 3) & ~3
+
+
+class SA(Payload):
+    """RFC 2408 §3.4: ``doi``, ``situation`` (int), ``proposals``."""
+
+    __slots__ = ("doi", "situation", "proposals")
+
+    def __init__(self, doi, situation, proposals):
+        self.doi = doi
+        self.situation = situation
+        self.proposals = proposals
+
+
+def _parse_sa(raw, off, end):
+    _need(off, 8, end, "SA DOI/situation")
+    doi, sit = _II.unpack_from(raw, off)
+    pos = off + 8
+    if doi == 1 and sit & (_SIT_SECRECY | _SIT_INTEGRITY):
+        # RFC 2407 §4.6.1 labeled domain: LDI(4), then secrecy and integrity level/category
+        # fields, each (length 2, reserved 2, value padded to 32 bits).
+        _need(pos, 4, end, "labeled domain identifier")
+        pos += 4
+        for in_bits in (False, True, False, True):
+            _need(pos, 4, end, "labeled domain field")
+            n = _U16.unpack_from(raw, pos)[0]
+            if in_bits:
+                n = (n + 7) // 8
+            pos += 4 + _pad4(n)
+            if pos > end:
+                raise DissectError("labeled domain field runs past the SA payload", pos)
+    return SA(doi, sit, parse_proposals(raw, pos, end))
+
+
+class DataPayload(Payload):
+    """A payload whose body is opaque bytes: KE (4), HASH (8), SIG (9), NONCE (10), VID (13),
+    NAT-D (20/130), and others without structure."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
+KeyExchange = DataPayload
+
+
+def _parse_data(raw, off, end):
+    return DataPayload(bytes(raw[off:end]))
+
+
+class Identification(Payload):
+    """RFC 2408 §3.8 + RFC 2407 §4.6.2: ``id_type``, ``protocol``, ``port`` (zero or 500 in
+    phase 1, traffic-selector protocol/port in phase 2), ``data`` (raw identification data).
+    ``value`` decodes it: packed address (bytes) for single addresses, a pair of packed
+    addresses for subnets (address, mask) and ranges (start, end), ``str`` for FQDN/USER_FQDN,
+    bytes otherwise."""
+
+    __slots__ = ("id_type", "protocol", "port", "data")
+
+    def __init__(self, id_type, protocol, port, data):
+        self.id_type = id_type
+        self.protocol = protocol
+        self.port = port
+        self.data = data
+
+    @property
+    def value(self):
+        t = self.id_type
+        d = self.data
+        if t in (ID_IPV4_ADDR, ID_IPV6_ADDR):
+            return d
+        if t in (ID_IPV4_ADDR_SUBNET, ID_IPV4_ADDR_RANGE, ID_IPV6_ADDR_SUBNET,
+                 ID_IPV6_ADDR_RANGE):
+            h = len(d) // 2
+            return (d[:h], d[h:])
+        if t in (ID_FQDN, ID_USER_FQDN):
+            return d.decode("utf-8", "replace")
+        return d
+
+
+def _parse_id(raw, off, end):
+    _need(off, 4, end, "ID header")
+    id_type, proto, port = _ID.unpack_from(raw, off)
+    data = bytes(raw[off + 4:end])
+    want = _ID_LEN.get(id_type)
+    if want is not None and len(data) != want:
+        raise DissectError(f"ID type {id_type} needs {want} bytes, has {len(data)}", off + 4)
+    return Identification(id_type, proto, port, data)
+
+
+class Certificate(Payload):
+    """RFC 2408 §3.9 CERT: ``encoding``, ``data``."""
+
+    __slots__ = ("encoding", "data")
+
+    def __init__(self, encoding, data):
+        self.encoding = encoding
+        self.data = data
+
+
+def _parse_cert(raw, off, end):
+    _need(off, 1, end, "certificate encoding")
+    return Certificate(raw[off], bytes(raw[off + 1:end]))
+
+
+class CertificateRequest(Payload):
+    """RFC 2408 §3.10 CR: ``cert_type``, ``authority`` (bytes, may be empty)."""
+
+    __slots__ = ("cert_type", "authority")
+
+    def __init__(self, cert_type, authority):
+        self.cert_type = cert_type
+        self.authority = authority
+
+
+def _parse_cr(raw, off, end):
+    _need(off, 1, end, "certificate type")
+    return CertificateRequest(raw[off], bytes(raw[off + 1:end]))
+
+
+class Notification(Payload):
+    """RFC 2408 §3.14: ``doi``, ``protocol``, ``spi`` (bytes), ``notify_type``, ``data``.
+    ``dpd_seq``: the 32-bit sequence of R-U-THERE / R-U-THERE-ACK (RFC 3706 §5.1) or None."""
+
+    __slots__ = ("doi", "protocol", "spi", "notify_type", "data")
+
+    def __init__(self, doi, protocol, spi, notify_type, data):
+        self.doi = doi
+        self.protocol = protocol
+        self.spi = spi
+        self.notify_type = notify_type
+        self.data = data
+
+    @property
+    def dpd_seq(self):
+        if self.notify_type in _DPD_TYPES and len(self.data) == 4:
+            return _U32.unpack(self.data)[0]
+        return None
+
+
+def _parse_n(raw, off, end):
+    _need(off, 8, end, "notification header")
+    doi, proto, spisz, ntype = _NOTIFY.unpack_from(raw, off)
+    _need(off + 8, spisz, end, "notification SPI")
+    spi = bytes(raw[off + 8:off + 8 + spisz])
+    return Notification(doi, proto, spi, ntype, bytes(raw[off + 8 + spisz:end]))
+
+
+class Delete(Payload):
+    """RFC 2408 §3.15: ``doi``, ``protocol``, ``spi_size``, ``spis`` (list of bytes)."""
+
+    __slots__ = ("doi", "protocol", "spi_size", "spis")
+
+    def __init__(self, doi, protocol, spi_size, spis):
+        self.doi = doi
+        self.protocol = protocol
+        self.spi_size = spi_size
+        self.spis = spis
+
+
+def _parse_d(raw, off, end):
+    _need(off, 8, end, "delete header")
+    doi, proto, spisz, nspi = _DELETE.unpack_from(raw, off)
+    pos = off + 8
+    if pos + spisz * nspi > end:
+        raise DissectError(f"{nspi} SPIs of {spisz} bytes run past the delete payload", off + 6)
+    spis = [bytes(raw[p:p + spisz]) for p in range(pos, pos + spisz * nspi, spisz)] \
+        if spisz else []
+    if pos + spisz * nspi != end:
+        raise DissectError(f"{end - pos - spisz * nspi} bytes after the SPIs", pos + spisz * nspi)
+    return Delete(doi, proto, spisz, spis)
+
+
+class NatOA(Payload):
+    """RFC 3947 §5.2 NAT-OA: ``id_type`` (1 IPv4, 5 IPv6), ``address`` (packed)."""
+
+    __slots__ = ("id_type", "address")
+
+    def __init__(self, id_type, address):
+        self.id_type = id_type
+        self.address = address
+
+
+def _parse_natoa(raw, off, end):
+    _need(off, 4, end, "NAT-OA header")
+    id_type = raw[off]
+    addr = bytes(raw[off + 4:end])
+    want = _ID_LEN.get(id_type)
+    if id_type in (ID_IPV4_ADDR, ID_IPV6_ADDR) and len(addr) != want:
+        raise DissectError(f"NAT-OA type {id_type} needs {want} address bytes", off + 4)
+    return NatOA(id_type, addr)
+
+
+class ModeConfig(Payload):
+    """Mode-config attribute payload (draft-dukes-ike-mode-cfg §3.2): ``cfg_type``
+    (1 REQUEST, 2 REPLY, 3 SET, 4 ACK), ``identifier``, ``attributes`` [(type, value)] in the
+    RFC 2408 §3.3 data-attribute format (XAUTH attributes included)."""
+
+    __slots__ = ("cfg_type", "identifier", "attributes")
+
+    def __init__(self, cfg_type, identifier, attributes):
+        self.cfg_type = cfg_type
+        self.identifier = identifier
+        self.attributes = attributes
+
+
+def _parse_cfg(raw, off, end):
+    _need(off, 4, end, "attribute payload header")
+    cfg_type, _r, ident = _CFG.unpack_from(raw, off)
+    return ModeConfig(cfg_type, ident, parse_attributes(raw, off + 4, end))
+
+
+class Fragment(Payload):
+    """Proprietary IKEv1 fragment (payload 132, Cisco/strongSwan): ``frag_id`` (16 bit),
+    ``number`` (1-based), ``flags`` (bit 0x01 = last fragment), ``data`` (fragment bytes)."""
+
+    __slots__ = ("frag_id", "number", "flags", "data")
+
+    def __init__(self, frag_id, number, flags, data):
+        self.frag_id = frag_id
+        self.number = number
+        self.flags = flags
+        self.data = data
+
+    @property
+    def last(self) -> bool:
+        return bool(self.flags & 0x01)
+
+
+def _parse_frag(raw, off, end):
+    _need(off, 4, end, "fragment header")
+    fid, num, flags = _FRAG.unpack_from(raw, off)
+    return Fragment(fid, num, flags, bytes(raw[off + 4:end]))
+
+
+PARSERS = {
+    SA_PAYLOAD: _parse_sa,
+    KE: _parse_data,
+    ID: _parse_id,
+    CERT: _parse_cert,
+    CR: _parse_cr,
+    HASH: _parse_data,
+    SIG: _parse_data,
+    NONCE: _parse_data,
+    N: _parse_n,
+    D: _parse_d,
+    VID: _parse_data,
+    ATTR: _parse_cfg,
+    NAT_D: _parse_data,
+    NAT_OA: _parse_natoa,
+    NAT_D_DRAFT: _parse_data,
+    NAT_OA_DRAFT: _parse_natoa,
+    FRAGMENT: _parse_frag,
+}
+
+
+def parse_payloads(data, off: int, end: int, first_payload: int, truncated: bool = False):
+    """Walk an IKEv1 payload chain (e.g. a decrypted body) → ``(payloads, errors)``; offsets are
+    indexes into ``data``."""
+    return walk_payloads(data, off, end, first_payload, PARSERS, False, truncated)
