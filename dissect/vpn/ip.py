@@ -1,0 +1,255 @@
+"""IPv4, IPv6 (with extension headers), UDP/TCP ports, TCP header and ICMP/ICMPv6 errors.
+
+Every IP decoder returns the *network tuple* of docs/internals.md ("Network decode")::
+
+    (ipver, src, dst, proto, sport, dport, l4off, end, frag_off, more_frags, ident, hdr_off)
+
+- ``src``/``dst``: packed addresses (``bytes`` of 4 or 16);
+- ``proto``: the upper-layer protocol.  IPv4: the protocol field.  IPv6: the next header after the
+  extension-header chain (hop-by-hop, routing, destination options, mobility, HIP, shim6,
+  experimental 253/254 are skipped; AH 51, ESP 50, No Next Header 59 and everything else end the
+  chain).  For a fragment it is the fragment's protocol: the IPv4 protocol field, or the IPv6
+  Fragment header's next header (the chain is not followed past a Fragment header, so that
+  ``data[l4off:end]`` is always exactly the fragmentable part, ready for reassembly);
+- ``sport``/``dport``: UDP (17) / TCP (6) ports when the packet is not a non-first fragment and the
+  4 port bytes lie inside ``end``; else -1;
+- ``l4off``: offset of the transport header (for a fragment: of the fragment data); ``end``: end of
+  the IP payload (total length / payload length applied, so link padding is excluded, capped by
+  ``limit``, i.e. by the captured length or the enclosing packet);
+- ``frag_off``: fragment offset in bytes (field * 8); ``more_frags``: MF flag (``bool``).
+  A packet is a fragment iff ``frag_off > 0 or more_frags``;
+- ``ident``: IPv4 Identification (always, fragment or not; useful to spot mirror duplicates);
+  IPv6: the Fragment header's 32-bit Identification, 0 when there is no Fragment header;
+- ``hdr_off``: offset of the IP header.
+
+Numbers: RFC 791 (IPv4), RFC 8200 (IPv6 and its extension headers), RFC 6275 (Mobility header
+135), RFC 7401 (HIP 139), RFC 5533 (shim6 140), RFC 3692 (253/254), RFC 4302 (AH), RFC 4303 (ESP),
+RFC 768 (UDP), RFC 9293 (TCP), RFC 792 / RFC 1191 (ICMP, next-hop MTU), RFC 4443 (ICMPv6).
+
+Malformed input raises only :class:`DissectError`.  A total length larger than the captured
+data is snaplen truncation, not an error: ``end`` is capped.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .errors import DissectError
+
+__all__ = [
+    "decode_ip",
+    "decode_ipv4",
+    "decode_ipv6",
+    "decode_tcp",
+    "decode_icmp_error",
+    "is_fragment",
+    "IPV6_GENERIC_EXT",
+]
+
+# --- precompiled structs -----------------------------------------------------------------------
+# IPv4: version/IHL, (TOS), total length, identification, flags+fragment offset, (TTL), protocol,
+# (checksum), source, destination.  RFC 791 section 3.1.
+_IPV4 = struct.Struct("!BxHHHxB2x4s4s")
+# IPv6: first byte (version nibble), (rest of traffic class / flow label), payload length,
+# next header, (hop limit), source, destination.  RFC 8200 section 3.
+_IPV6 = struct.Struct("!BxxxHBx16s16s")
+_U16 = struct.Struct("!H")
+_PORTS = struct.Struct("!HH")
+# IPv6 Fragment header (RFC 8200 section 4.5): next header, reserved, offset(13)|res(2)|M(1), id.
+_FRAG6 = struct.Struct("!BxHI")
+# TCP (RFC 9293 section 3.1): ports, sequence, acknowledgment, data offset + flags.
+_TCP = struct.Struct("!HHIIH")
+_U32 = struct.Struct("!I")
+
+_u16 = _U16.unpack_from
+_ports = _PORTS.unpack_from
+_ipv4 = _IPV4.unpack_from
+_ipv6 = _IPV6.unpack_from
+_frag6 = _FRAG6.unpack_from
+
+# IPv6 extension headers that share the generic "next header, length in 8-octet units not
+# counting the first 8" layout and are skipped: hop-by-hop 0, routing 43, destination options 60
+# (RFC 8200), mobility 135 (RFC 6275), HIP 139 (RFC 7401), shim6 140 (RFC 5533), experimental
+# 253/254 (RFC 3692 / RFC 4727).  AH 51 is reported, not skipped; ESP 50 is final.
+IPV6_GENERIC_EXT = frozenset((0, 43, 60, 135, 139, 140, 253, 254))
+_IPV6_FRAGMENT = 44
+# Bound on the extension-header chain (no real packet comes close).
+MAX_IPV6_EXT_HEADERS = 16
+
+_PROTO_TCP = 6
+_PROTO_UDP = 17
+
+# ICMP error types.  ICMPv4 (RFC 792): 3 destination unreachable, 4 source quench, 5 redirect,
+# 11 time exceeded, 12 parameter problem.  ICMPv6 (RFC 4443): 1 destination unreachable,
+# 2 packet too big, 3 time exceeded, 4 parameter problem.
+ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
+ICMP6_ERRORS = frozenset((1, 2, 3, 4))
+_PROTO_ICMP = 1
+_PROTO_ICMPV6 = 58
+
+
+def is_fragment(t) -> bool:
+    """True when the network tuple ``t`` describes an IP fragment (first, middle or last)."""
+    return t[8] > 0 or t[9]
+
+
+def decode_ipv4(data, off: int, limit: int):
+    """Decode the IPv4 header at ``off``; ``limit`` bounds the packet (captured length or the
+    enclosing packet's end).  Returns the network tuple."""
+    if off + 20 > limit:
+        raise DissectError("truncated IPv4 header", off)
+    vihl, total_len, ident, ff, proto, src, dst = _ipv4(data, off)
+    if vihl >> 4 != 4:
+        raise DissectError(f"IP version {vihl >> 4} in an IPv4 header", off)
+    hlen = (vihl & 0x0F) << 2
+    if hlen < 20:
+        raise DissectError(f"IPv4 header length {hlen} < 20", off)
+    l4off = off + hlen
+    if l4off > limit:
+        raise DissectError("truncated IPv4 options", off)
+    if total_len == 0:
+        # Total length 0: a packet handed to the NIC for TCP segmentation offload, captured on
+        # the sending host before the NIC fills it in.  Use the captured length (as Wireshark).
+        end = limit
+    else:
+        if total_len < hlen:
+            raise DissectError(f"IPv4 total length {total_len} < header length {hlen}", off + 2)
+        end = off + total_len
+        if end > limit:
+            end = limit  # truncated by the snaplen: not an error
+    frag_off = (ff & 0x1FFF) << 3
+    more = (ff & 0x2000) != 0
+    if (proto == _PROTO_UDP or proto == _PROTO_TCP) and frag_off == 0 and l4off + 4 <= end:
+        sport, dport = _ports(data, l4off)
+    else:
+        sport = dport = -1
+    return (4, src, dst, proto, sport, dport, l4off, end, frag_off, more, ident, off)
+
+
+def decode_ipv6(data, off: int, limit: int):
+    """Decode the IPv6 header at ``off`` and walk its extension-header chain."""
+    if off + 40 > limit:
+        raise DissectError("truncated IPv6 header", off)
+    b0, plen, nh, src, dst = _ipv6(data, off)
+    if b0 >> 4 != 6:
+        raise DissectError(f"IP version {b0 >> 4} in an IPv6 header", off)
+    p = off + 40
+    if plen == 0:
+        # Jumbogram (RFC 2675) or a TSO/LRO packet: use what was captured.
+        end = limit
+    else:
+        end = p + plen
+        if end > limit:
+            end = limit
+    frag_off = 0
+    more = False
+    ident = 0
+    count = 0
+    while True:
+        if nh in IPV6_GENERIC_EXT:
+            count += 1
+            if count > MAX_IPV6_EXT_HEADERS:
+                raise DissectError("too many IPv6 extension headers", p)
+            if p + 8 > end:
+                raise DissectError(f"truncated IPv6 extension header {nh}", p)
+            nxt = data[p]
+            p += (data[p + 1] + 1) << 3
+            if p > end:
+                raise DissectError(f"truncated IPv6 extension header {nh}", p)
+            nh = nxt
+            continue
+        if nh == _IPV6_FRAGMENT:
+            if p + 8 > end:
+                raise DissectError("truncated IPv6 fragment header", p)
+            nh, offm, ident = _frag6(data, p)
+            frag_off = offm & 0xFFF8
+            more = (offm & 1) == 1
+            p += 8
+        break
+    if (nh == _PROTO_UDP or nh == _PROTO_TCP) and frag_off == 0 and p + 4 <= end:
+        sport, dport = _ports(data, p)
+    else:
+        sport = dport = -1
+    return (6, src, dst, nh, sport, dport, p, end, frag_off, more, ident, off)
+
+
+def decode_ip(data, off: int, ipver: int = 0, limit: int | None = None):
+    """Decode an IP header at ``off`` (e.g. the inner header of IP-in-IP, proto 4 -> ipver 4,
+    proto 41 -> ipver 6).  ``ipver`` 0 means: decide by the version nibble.  ``limit`` defaults
+    to ``len(data)``; pass the outer tuple's ``end`` to keep the inner packet inside the outer.
+    Returns the network tuple (offsets into ``data``)."""
+    if limit is None or limit > len(data):
+        limit = len(data)
+    if off < 0:
+        raise DissectError("negative IP header offset", off)
+    if ipver == 0:
+        if off >= limit:
+            raise DissectError("truncated IP header", off)
+        ipver = data[off] >> 4
+    if ipver == 4:
+        return decode_ipv4(data, off, limit)
+    if ipver == 6:
+        return decode_ipv6(data, off, limit)
+    raise DissectError(f"IP version {ipver} is neither 4 nor 6", off)
+
+
+def decode_tcp(data, off: int, end: int):
+    """Decode the TCP header at ``off`` (``end`` = the IP payload end).
+
+    Returns ``(sport, dport, seq, ack, flags, payload_off)``; ``flags`` is the 12 bits after the
+    data offset (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80,
+    AE 0x100), ``payload_off`` honours the data offset (options skipped)."""
+    if end > len(data):
+        end = len(data)
+    if off < 0 or off + 20 > end:
+        raise DissectError("truncated TCP header", off)
+    sport, dport, seq, ack, word = _TCP.unpack_from(data, off)
+    hlen = (word >> 12) << 2
+    if hlen < 20:
+        raise DissectError(f"TCP data offset {hlen} < 20", off + 12)
+    if off + hlen > end:
+        raise DissectError(f"truncated TCP options (data offset {hlen})", off + 12)
+    return (sport, dport, seq, ack, word & 0x0FFF, off + hlen)
+
+
+def decode_icmp_error(data, l4off: int, end: int, ipver: int):
+    """Decode an ICMP (ipver 4) or ICMPv6 (ipver 6) message at ``l4off`` (``end`` = IP payload end).
+
+    Returns ``None`` when it is not an error message, else ``(icmp_type, icmp_code, mtu, quoted)``:
+
+    - ``mtu``: next-hop MTU of ICMPv4 type 3 code 4 "fragmentation needed and DF set" (RFC 1191,
+      16 bits at offset 6) or the MTU of ICMPv6 type 2 "packet too big" (RFC 4443, 32 bits at
+      offset 4); else 0;
+    - ``quoted``: the invoking datagram decoded like a frame (same network tuple shape) with
+      offsets into ``data`` (the quote starts at ``l4off + 8``) and bounded by ``end``; the quoted
+      total length is usually larger than the quote, so its ``end`` is capped.  Ports are present
+      when 4 bytes of the quoted transport header are.  ``None`` when the quote is too short for
+      an IP header or is not a decodable IP header (the type/code/MTU are still reported).
+    """
+    if end > len(data):
+        end = len(data)
+    if l4off < 0 or l4off + 2 > end:
+        raise DissectError("truncated ICMP header", l4off)
+    itype = data[l4off]
+    code = data[l4off + 1]
+    if ipver == 4:
+        if itype not in ICMP4_ERRORS:
+            return None
+    elif ipver == 6:
+        if itype not in ICMP6_ERRORS:
+            return None
+    else:
+        raise DissectError(f"ICMP with IP version {ipver}", l4off)
+    if l4off + 8 > end:
+        raise DissectError("truncated ICMP error header", l4off)
+    mtu = 0
+    if ipver == 4:
+        if itype == 3 and code == 4:
+            mtu = _u16(data, l4off + 6)[0]
+    elif itype == 2:
+        mtu = _U32.unpack_from(data, l4off + 4)[0]
+    try:
+        quoted = decode_ip(data, l4off + 8, ipver, end)
+    except DissectError:
+        quoted = None
+    return (itype, code, mtu, quoted)
