@@ -53,7 +53,7 @@ _GEN = struct.Struct(">BBH")
 
 def _slot_repr(obj) -> str:
     parts = []
-    for cls in type(obj).__mro__:
+    for cls in reversed(type(obj).__mro__):
         for name in getattr(cls, "__slots__", ()):
             if name in ("raw", "encrypted_body"):
                 continue

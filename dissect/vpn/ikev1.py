@@ -197,6 +197,9 @@ def _parse_transforms(raw, pos, end, phase):
             break
         if nxt != TRANSFORM:
             raise DissectError(f"transform followed by next payload {nxt}", pos - tlen)
+    else:
+        if out:
+            raise DissectError("last transform announces another (Last Substruc 3)", pos)
     if pos != end:
         raise DissectError(f"{end - pos} bytes after the last transform", pos)
     return out
@@ -221,6 +224,9 @@ def parse_proposals(raw, pos, end):
             break
         if nxt != PROPOSAL:
             raise DissectError(f"proposal followed by next payload {nxt}", pos - plen)
+    else:
+        if out:
+            raise DissectError("last proposal announces another (Last Substruc 2)", pos)
     if pos != end:
         raise DissectError(f"{end - pos} bytes after the last proposal", pos)
     return out

@@ -175,6 +175,9 @@ def _parse_transforms(raw, pos, end):
             break
         if nxt != 3:
             raise DissectError(f"transform Last Substruc {nxt} is neither 0 nor 3", pos - tlen)
+    else:
+        if out:
+            raise DissectError("last transform announces another (Last Substruc 3)", pos)
     if pos != end:
         raise DissectError(f"{end - pos} bytes after the last transform", pos)
     return out
@@ -197,6 +200,9 @@ def parse_proposals(raw, pos, end):
             break
         if nxt != 2:
             raise DissectError(f"proposal Last Substruc {nxt} is neither 0 nor 2", pos - plen)
+    else:
+        if out:
+            raise DissectError("last proposal announces another (Last Substruc 2)", pos)
     if pos != end:
         raise DissectError(f"{end - pos} bytes after the last proposal", pos)
     return out
