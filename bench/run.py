@@ -1,0 +1,440 @@
+#!/usr/bin/env python3
+"""Benchmark pcapvpn side by side with its anchors (tshark, dpkt, scapy) on one generated capture.
+
+    python bench/run.py --packets 1000000            # ~10 minutes on 2 cores
+    python bench/run.py --packets 1000000 --big      # + the 5M-packet memory run
+
+Every tool runs as a subprocess under ``/usr/bin/time -v`` (peak RSS), sequentially, ``--repeat``
+times on the same file; the best wall time is reported, the peak RSS is the largest seen.  Results
+go to bench/RESULTS.md (and the raw numbers to bench/out/results.json).  See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+PY = sys.executable
+TIME = "/usr/bin/time"
+STAGES = ("read", "decode", "dissect")
+
+TARGET_TSHARK = 4.0      # read+decode+classify >= 4x `tshark -q -Y frame`
+TARGET_SCAPY = 50.0      # ... and >= 50x scapy
+TARGET_RSS_MB = 100.0    # peak memory of the full analyze
+FLAT_TOLERANCE = 1.15    # 5M-packet RSS within 15 % of the 1M-packet RSS counts as flat
+
+
+# -------------------------------------------------------------------------------------------
+# capture files
+
+
+def _gen_digest() -> str:
+    return hashlib.sha256((BENCH / "gen.py").read_bytes()).hexdigest()[:16]
+
+
+def ensure_capture(packets: int, seed: int | None, out_dir: Path, log) -> tuple[Path, dict]:
+    """Generate bench/out/vpn-<packets>.pcap unless an identical one (same generator source,
+    same arguments) is already there.  Returns (path, ground truth)."""
+    path = out_dir / f"vpn-{packets}.pcap"
+    truth_path = path.with_suffix(".json")
+    meta_path = path.with_suffix(".meta")
+    meta = {"packets": packets, "seed": seed, "gen": _gen_digest()}
+    if path.exists() and truth_path.exists() and meta_path.exists():
+        try:
+            if json.loads(meta_path.read_text()) == meta:
+                log(f"reusing {_short(str(path))}")
+                return path, json.loads(truth_path.read_text())
+        except ValueError:
+            pass
+    cmd = [PY, str(BENCH / "gen.py"), "--packets", str(packets), "--out", str(path),
+           "--ground-truth", str(truth_path)]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
+    log("generating " + " ".join(cmd[1:]))
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO)
+    log(f"  {time.perf_counter() - t0:.1f} s")
+    meta_path.write_text(json.dumps(meta))
+    return path, json.loads(truth_path.read_text())
+
+
+# -------------------------------------------------------------------------------------------
+# running one measurement
+
+
+_RSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
+_USER = re.compile(r"User time \(seconds\): ([\d.]+)")
+_SYS = re.compile(r"System time \(seconds\): ([\d.]+)")
+
+
+def measure(cmd: list[str], stdout=subprocess.DEVNULL, timeout: float = 3600) -> dict:
+    """Run ``cmd`` once under /usr/bin/time -v; wall seconds from our own clock."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        proc = subprocess.run([TIME, "-v", "-o", tf.name] + cmd, stdout=stdout,
+                              stderr=subprocess.PIPE, timeout=timeout, cwd=REPO)
+        wall = time.perf_counter() - t0
+        report = open(tf.name).read()
+    rss = _RSS.search(report)
+    user, sys_ = _USER.search(report), _SYS.search(report)
+    out = proc.stdout.decode(errors="replace") if isinstance(proc.stdout, bytes) else ""
+    return {
+        "rc": proc.returncode, "wall": wall, "load1": load,
+        "rss_mb": int(rss.group(1)) / 1024 if rss else None,
+        "cpu": (float(user.group(1)) + float(sys_.group(1))) if user and sys_ else None,
+        "stderr_tail": proc.stderr.decode(errors="replace").strip().splitlines()[-3:],
+        "stdout": out.strip()[-300:],
+    }
+
+
+def bench(name: str, cmd: list[str], packets: int, repeat: int, log, *, capture_stdout=False,
+          note: str = "") -> dict:
+    runs = []
+    for i in range(repeat):
+        r = measure(cmd, stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL)
+        runs.append(r)
+        log(f"  {name:<40} run {i + 1}/{repeat}: rc={r['rc']} {r['wall']:.2f} s "
+            f"cpu {r['cpu']} s rss {r['rss_mb']:.0f} MB load {r['load1']:.2f}")
+        if r["rc"] != 0:
+            break
+    ok = [r for r in runs if r["rc"] == 0]
+    res = {"tool": name, "cmd": cmd, "packets": packets, "runs": runs, "note": note}
+    if ok:
+        best = min(ok, key=lambda r: r["wall"])
+        res.update(ok=True, seconds=best["wall"], cpu=best["cpu"], pps=packets / best["wall"],
+                   rss_mb=max(r["rss_mb"] for r in runs if r["rss_mb"] is not None),
+                   stdout=best["stdout"])
+    else:
+        res.update(ok=False, error=f"exit {runs[-1]['rc']}: " + " | ".join(runs[-1]["stderr_tail"]))
+    return res
+
+
+# -------------------------------------------------------------------------------------------
+# pcapvpn capabilities
+
+
+def pcapvpn_cmd(path: Path, stage: str | None = None) -> list[str]:
+    cmd = [PY, "-m", "pcapvpn", "analyze", str(path), "--format", "json", "-o", "/dev/null"]
+    if stage:
+        cmd += ["--stop-after", stage]
+    return cmd
+
+
+def probe_pcapvpn(small: Path) -> tuple[str | None, dict[str, str]]:
+    """Does `pcapvpn analyze` work on a small capture, and which --stop-after stages exist?
+
+    Returns (error or None, {stage: "ok" | reason}).  The option may be hidden from --help, so
+    each stage is tried on the small file."""
+    res = subprocess.run(pcapvpn_cmd(small), capture_output=True, text=True, cwd=REPO,
+                         timeout=600)
+    error = None
+    if res.returncode != 0:
+        tail = (res.stderr.strip().splitlines() or ["(no message)"])[:2]
+        error = f"exit {res.returncode}: " + " | ".join(tail)
+    helptext = subprocess.run([PY, "-m", "pcapvpn", "analyze", "--help"], capture_output=True,
+                              text=True, cwd=REPO).stdout
+    stages = {}
+    for st in STAGES:
+        r = subprocess.run(pcapvpn_cmd(small, st), capture_output=True, text=True, cwd=REPO,
+                           timeout=600)
+        choices = re.search(r"is not one of (.*?)\.?$", r.stderr.strip(), re.M)
+        if r.returncode == 0:
+            stages[st] = "ok"
+        elif "No such option" in r.stderr:
+            stages[st] = "--stop-after not implemented yet" + (
+                " (listed in --help)" if "--stop-after" in helptext else "")
+        elif choices:
+            stages[st] = f"not a --stop-after stage (choices: {choices.group(1)})"
+        else:
+            msg = (r.stderr.strip().splitlines() or ["(no message)"])[0]
+            stages[st] = f"exit {r.returncode}: {msg[:160]}"
+    return error, stages
+
+
+# -------------------------------------------------------------------------------------------
+# report
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+        return out.strip().splitlines()[0] if out.strip() else "?"
+    except (OSError, subprocess.SubprocessError):
+        return "not installed"
+
+
+def machine_info() -> dict:
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, cwd=REPO).stdout.strip()
+    pyver = subprocess.run([PY, "-c", "import dpkt, scapy; print(dpkt.__version__, "
+                            "scapy.__version__)"], capture_output=True, text=True).stdout.split()
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+        "python": platform.python_version(), "tshark": _version(["tshark", "--version"]),
+        "dpkt": pyver[0] if pyver else "?", "scapy": pyver[1] if len(pyver) > 1 else "?",
+        "git": rev,
+    }
+
+
+def _fmt_int(n) -> str:
+    return f"{n:,.0f}"
+
+
+def render(results: list[dict], info: dict, args, files: dict, pcapvpn_error, stages,
+           big: list[dict]) -> str:
+    by = {r["tool"]: r for r in results}
+    ref_t = by.get("tshark -q -Y frame")
+    ref_s = by.get("scapy PcapReader loop")
+    tpps = ref_t["pps"] if ref_t and ref_t.get("ok") else None
+    spps = ref_s["pps"] if ref_s and ref_s.get("ok") else None
+    L = []
+    L.append("# pcapvpn benchmark results\n")
+    L.append(f"- date: {info['date']}; git {info['git']}")
+    L.append(f"- machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}; "
+             f"Python {info['python']}; {info['tshark']}; dpkt {info['dpkt']}; "
+             f"scapy {info['scapy']}")
+    loads = [r["load1"] for res in results + big for r in res["runs"]]
+    if loads:
+        L.append(f"- machine load (1-min load average at the start of each run): "
+                 f"{min(loads):.2f} … {max(loads):.2f}"
+                 + ("  ← other work was running: wall times are pessimistic"
+                    if max(loads) > 1.0 else ""))
+    for label, f in files.items():
+        L.append(f"- {label}: `{f['path']}` — {_fmt_int(f['packets'])} packets, "
+                 f"{f['mb']:.0f} MB, {f['duration_s']:.0f} s of capture time "
+                 f"(`bench/gen.py --packets {f['packets']}`)")
+    L.append(f"- each tool run {args.repeat}× sequentially on the same file; best wall time "
+             "shown, peak RSS = largest of the runs (`/usr/bin/time -v`). Ratios are packets/s ÷ "
+             "the anchor's packets/s on wall time; the (cpu) columns use user+sys CPU seconds of "
+             "the same run instead, which other load on the machine disturbs less.")
+    L.append("")
+    L.append("| tool | packets | seconds | packets/s | peak RSS MB | vs tshark -Y frame "
+             "| vs scapy | cpu s | vs tshark (cpu) | vs scapy (cpu) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    tcpu = ref_t["packets"] / ref_t["cpu"] if ref_t and ref_t.get("ok") and ref_t["cpu"] else None
+    scpu = ref_s["packets"] / ref_s["cpu"] if ref_s and ref_s.get("ok") and ref_s["cpu"] else None
+    for r in results:
+        if not r.get("ok"):
+            L.append(f"| {r['tool']} | {_fmt_int(r['packets'])} | — | — | — | — | — | — | — "
+                     "| — |")
+            continue
+        cpps = r["packets"] / r["cpu"] if r["cpu"] else None
+        vt = f"{r['pps'] / tpps:.2f}×" if tpps else "—"
+        vs = f"{r['pps'] / spps:.1f}×" if spps else "—"
+        vtc = f"{cpps / tcpu:.2f}×" if tcpu and cpps else "—"
+        vsc = f"{cpps / scpu:.1f}×" if scpu and cpps else "—"
+        L.append(f"| {r['tool']} | {_fmt_int(r['packets'])} | {r['seconds']:.2f} | "
+                 f"{_fmt_int(r['pps'])} | {r['rss_mb']:.0f} | {vt} | {vs} | {r['cpu']:.2f} | "
+                 f"{vtc} | {vsc} |")
+    L.append("")
+
+    # targets
+    L.append("## Targets\n")
+    L.append("| target | measured | status |")
+    L.append("|---|---|---|")
+    stage_res = by.get("pcapvpn analyze --stop-after decode")
+    full = by.get("pcapvpn analyze (full)")
+    rdc = stage_res if stage_res and stage_res.get("ok") else None
+    rdc_label = "`--stop-after decode`"
+    if rdc is None and full and full.get("ok"):
+        rdc, rdc_label = full, "full analyze (no `--stop-after decode` yet)"
+    for label, ref, goal in (("read+decode+classify ≥ 4× `tshark -q -Y frame`", tpps, TARGET_TSHARK),
+                             ("read+decode+classify ≥ 50× scapy", spps, TARGET_SCAPY)):
+        if rdc and ref:
+            ratio = rdc["pps"] / ref
+            L.append(f"| {label} | {ratio:.2f}× ({rdc_label}) | "
+                     f"{'PASS' if ratio >= goal else 'FAIL'} |")
+        else:
+            L.append(f"| {label} | not measurable | pcapvpn does not run yet |")
+    if full and full.get("ok"):
+        L.append(f"| peak RSS < {TARGET_RSS_MB:.0f} MB (full analyze, 1M) | "
+                 f"{full['rss_mb']:.0f} MB | {'PASS' if full['rss_mb'] < TARGET_RSS_MB else 'FAIL'} |")
+    else:
+        L.append(f"| peak RSS < {TARGET_RSS_MB:.0f} MB (full analyze) | not measurable | "
+                 "pcapvpn does not run yet |")
+    bfull = next((b for b in big if b["tool"].startswith("pcapvpn") and b.get("ok")), None)
+    if bfull and full and full.get("ok"):
+        flat = bfull["rss_mb"] <= full["rss_mb"] * FLAT_TOLERANCE
+        L.append(f"| memory flat: RSS(5M) ≤ {FLAT_TOLERANCE:.2f} × RSS(1M) | "
+                 f"{bfull['rss_mb']:.0f} MB vs {full['rss_mb']:.0f} MB | "
+                 f"{'PASS' if flat else 'FAIL'} |")
+    else:
+        L.append("| memory flat (5M vs 1M) | not measured | "
+                 + ("run with `--big`" if not args.big else "pcapvpn does not run yet") + " |")
+    L.append("")
+
+    if big:
+        L.append("## Memory vs capture size (`--big`)\n")
+        L.append("| tool | packets | seconds | packets/s | peak RSS MB | same tool on 1M: RSS MB |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        for b in big:
+            small = by.get(b["tool"])
+            srss = f"{small['rss_mb']:.0f}" if small and small.get("ok") else "—"
+            if b.get("ok"):
+                L.append(f"| {b['tool']} | {_fmt_int(b['packets'])} | {b['seconds']:.2f} | "
+                         f"{_fmt_int(b['pps'])} | {b['rss_mb']:.0f} | {srss} |")
+            else:
+                L.append(f"| {b['tool']} | {_fmt_int(b['packets'])} | — | — | — | {srss} |")
+        L.append("")
+
+    L.append("## Notes\n")
+    if pcapvpn_error:
+        L.append(f"- `pcapvpn analyze` does not work yet: {pcapvpn_error}")
+    for st, status in stages.items():
+        if status != "ok":
+            L.append(f"- `--stop-after {st}` skipped: {status}")
+    for r in results + big:
+        if not r.get("ok") and not (pcapvpn_error and r["tool"].startswith("pcapvpn")):
+            L.append(f"- {r['tool']} failed: {r.get('error', '?')}")
+        if r.get("note"):
+            L.append(f"- {r['tool']}: {r['note']}")
+        if r.get("ok") and r.get("stdout"):
+            L.append(f"- {r['tool']} printed: `{r['stdout']}`")
+    L.append("")
+    L.append("Commands (FILE = the 1M capture; scapy uses the 100k one):\n")
+    for r in results:
+        L.append(f"- {r['tool']}: `{' '.join(_short(c) for c in r['cmd'])}`")
+    L.append("")
+    return "\n".join(L)
+
+
+def _short(c: str) -> str:
+    if c == PY:
+        return "python"
+    try:
+        return str(Path(c).relative_to(REPO))
+    except ValueError:
+        return c
+
+
+# -------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="pcapvpn benchmark harness")
+    ap.add_argument("--packets", type=int, default=1_000_000, help="main capture size")
+    ap.add_argument("--scapy-packets", type=int, default=100_000,
+                    help="capture size for the (slow) scapy loop; scaled to packets/s")
+    ap.add_argument("--big-packets", type=int, default=5_000_000)
+    ap.add_argument("--big", action="store_true",
+                    help="also run pcapvpn (and tshark) on a --big-packets capture: memory "
+                         "must not grow with the capture")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=None, help="generator seed (default: gen.py's)")
+    ap.add_argument("--skip", action="append", default=[], metavar="TOOL",
+                    help="skip tools whose name contains this (e.g. scapy); repeatable")
+    ap.add_argument("--out-dir", default=str(BENCH / "out"))
+    ap.add_argument("--results", default=str(BENCH / "RESULTS.md"))
+    args = ap.parse_args(argv)
+
+    if not os.path.exists(TIME):
+        sys.exit(f"{TIME} is missing: apt-get install time")
+    if not shutil.which("tshark"):
+        print("warning: tshark not found; its rows will fail", file=sys.stderr)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    def skipped(name):
+        return any(s in name for s in args.skip)
+
+    main_file, truth = ensure_capture(args.packets, args.seed, out_dir, log)
+    scapy_file, struth = ensure_capture(args.scapy_packets, args.seed, out_dir, log)
+    small_file, _ = ensure_capture(5000, args.seed, out_dir, log)
+    files = {"main capture": main_file, "scapy capture": scapy_file}
+    finfo = {}
+    for label, f in files.items():
+        t = truth if f == main_file else struth
+        finfo[label] = {"path": _short(str(f)), "packets": t["packets"],
+                        "mb": f.stat().st_size / 1e6, "duration_s": t["duration_s"]}
+
+    pcapvpn_error, stages = probe_pcapvpn(small_file)
+    log(f"pcapvpn probe: {pcapvpn_error or 'ok'}; stages {stages}")
+
+    n = truth["packets"]
+    plan = [("pcapvpn analyze (full)", pcapvpn_cmd(main_file), n, False, "")]
+    for st in STAGES:
+        if stages.get(st) == "ok":
+            plan.append((f"pcapvpn analyze --stop-after {st}", pcapvpn_cmd(main_file, st), n,
+                         False, ""))
+    plan += [
+        ("tshark -q -Y frame", ["tshark", "-r", str(main_file), "-q", "-Y", "frame"], n, False,
+         ""),
+        ("tshark -T fields esp.spi,esp.sequence,isakmp.ispi",
+         ["tshark", "-r", str(main_file), "-T", "fields", "-e", "esp.spi", "-e",
+          "esp.sequence", "-e", "isakmp.ispi"], n, False, "output to /dev/null"),
+        ("dpkt loop", [PY, str(BENCH / "dpkt_loop.py"), str(main_file)], n, True, ""),
+        ("scapy PcapReader loop", [PY, str(BENCH / "scapy_loop.py"), str(scapy_file)],
+         struth["packets"], True, f"run on the {struth['packets']:,}-packet capture"),
+    ]
+    results = []
+    for name, cmd, packets, cap, note in plan:
+        if skipped(name):
+            log(f"skipping {name}")
+            continue
+        if name.startswith("pcapvpn") and pcapvpn_error:
+            results.append({"tool": name, "cmd": cmd, "packets": packets, "ok": False,
+                            "runs": [], "error": pcapvpn_error, "note": ""})
+            log(f"{name}: not run ({pcapvpn_error})")
+            continue
+        log(name)
+        results.append(bench(name, cmd, packets, args.repeat, log, capture_stdout=cap, note=note))
+
+    big = []
+    if args.big:
+        big_file, btruth = ensure_capture(args.big_packets, args.seed, out_dir, log)
+        finfo["big capture"] = {"path": _short(str(big_file)),
+                                "packets": btruth["packets"], "mb": big_file.stat().st_size / 1e6,
+                                "duration_s": btruth["duration_s"]}
+        bplan = [("pcapvpn analyze (full)", pcapvpn_cmd(big_file))]
+        if stages.get("read") == "ok":
+            bplan.append(("pcapvpn analyze --stop-after read", pcapvpn_cmd(big_file, "read")))
+        bplan += [("tshark -q -Y frame", ["tshark", "-r", str(big_file), "-q", "-Y", "frame"]),
+                  ("dpkt loop", [PY, str(BENCH / "dpkt_loop.py"), str(big_file)])]
+        for name, cmd in bplan:
+            if skipped(name):
+                continue
+            if name.startswith("pcapvpn") and pcapvpn_error:
+                big.append({"tool": name, "cmd": cmd, "packets": btruth["packets"], "ok": False,
+                            "runs": [], "error": pcapvpn_error, "note": ""})
+                continue
+            log(f"[big] {name}")
+            big.append(bench(name, cmd, btruth["packets"], 1, log, capture_stdout=True))
+
+    info = machine_info()
+    text = render(results, info, args, finfo, pcapvpn_error, stages, big)
+    Path(args.results).write_text(text)
+    (out_dir / "results.json").write_text(json.dumps(
+        {"info": info, "files": finfo, "pcapvpn_error": pcapvpn_error, "stages": stages,
+         "results": results, "big": big}, indent=1, default=str))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
