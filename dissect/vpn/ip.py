@@ -152,11 +152,11 @@ def decode_ipv6(data, off: int, limit: int):
                 raise DissectError("too many IPv6 extension headers", p)
             if p + 8 > end:
                 raise DissectError(f"truncated IPv6 extension header {nh}", p)
-            nxt = data[p]
-            p += (data[p + 1] + 1) << 3
-            if p > end:
+            hend = p + ((data[p + 1] + 1) << 3)
+            if hend > end:
                 raise DissectError(f"truncated IPv6 extension header {nh}", p)
-            nh = nxt
+            nh = data[p]
+            p = hend
             continue
         if nh == _IPV6_FRAGMENT:
             if p + 8 > end:
