@@ -1,0 +1,259 @@
+"""Scenario execution: topology up, daemons, capture, traffic, teardown, artefacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import pki, savekeys
+from .net import LEFT_HOST, RIGHT_HOST, Topology
+from .proc import LabError, Proc, ProcTable, log, run
+from .strongswan import Charon
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    protocol: str                      # ikev2 | ikev1 | openvpn
+    configured: str                    # README: algorithms, auth, timers
+    fault: str                         # README: injected fault ("none")
+    shows: str                         # README: what the capture shows (prose)
+    body: Callable[["Ctx"], None]
+    capture: str = "m-r"               # router interface recorded
+    inside: bool = False               # also record m-l as <name>-inside.pcap
+    nat: bool = False
+    mtu: int = 1500
+    timeout: int = 120
+    fast: bool = False                 # part of the CI live subset
+    keyless: list[dict] = field(default_factory=list)    # expected findings without keys
+    with_keys: list[dict] = field(default_factory=list)  # expected findings with keys
+    forbidden: list[str] = field(default_factory=list)
+    facts: list[dict] = field(default_factory=list)
+    notes: str = ""
+
+
+class Ctx:
+    """What a scenario body works with."""
+
+    def __init__(self, sc: Scenario, workdir: Path, savekeys_so: Path | None, pki_dir: Path):
+        self.sc = sc
+        self.work = workdir
+        self.procs = ProcTable()
+        self.topo = Topology(prefix=f"vl{os.getpid() % 100000}", procs=self.procs, nat=sc.nat,
+                             mtu=sc.mtu)
+        self.savekeys_so = savekeys_so
+        self.pki = pki_dir
+        self.left: Charon | None = None
+        self.right: Charon | None = None
+        self.ovpn: dict[str, Proc] = {}
+        self.ovpn_dirs: dict[str, Path] = {}
+        self.captures: list[tuple[str, Proc, Path]] = []
+        self.events: list[str] = []
+        self.t0 = time.monotonic()
+
+    # ---------------------------------------------------------------- helpers
+    def note(self, msg: str) -> None:
+        self.events.append(f"{time.monotonic() - self.t0:6.1f}s {msg}")
+
+    def sleep(self, sec: float) -> None:
+        time.sleep(sec)
+
+    def ping(self, count: int = 3, interval: float = 0.2, size: int = 56, wait: float = 1,
+             ns: str | None = None, src: str = LEFT_HOST, dst: str = RIGHT_HOST,
+             check: bool = False):
+        ns = ns or self.topo.left
+        cp = self.topo.sh(ns, "ping", "-n", "-q", "-c", str(count), "-i", str(interval),
+                          "-W", str(wait), "-s", str(size), "-I", src, dst, check=False,
+                          timeout=count * interval + wait + 15)
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", cp.stdout)
+        res = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        self.note(f"ping {src}->{dst}: {res[0]} sent, {res[1]} received")
+        if check and res[1] == 0:
+            raise LabError(f"no ping reply through the tunnel ({cp.stdout.strip()[-300:]})")
+        return res
+
+    def ping_bg(self, count: int, interval: float = 0.5, ns: str | None = None,
+                src: str = LEFT_HOST, dst: str = RIGHT_HOST) -> Proc:
+        ns = ns or self.topo.left
+        return self.procs.start("ping", self.topo.ns_cmd(
+            ns, "ping", "-n", "-c", str(count), "-i", str(interval), "-W", "1", "-I", src, dst),
+            logfile=self.work / "ping-bg.out")
+
+    def strongswan(self, left: tuple[dict, dict], right: tuple[dict, dict],
+                   left_files: dict[str, str] | None = None,
+                   right_files: dict[str, str] | None = None) -> tuple[Charon, Charon]:
+        """Start charon on both sides: each tuple is (strongswan.conf overrides, swanctl.conf)."""
+        self.left = Charon(self.topo, self.procs, "left", self.topo.left, self.work,
+                           settings=left[0], swanctl=left[1], savekeys_so=self.savekeys_so,
+                           files=left_files)
+        self.right = Charon(self.topo, self.procs, "right", self.topo.right, self.work,
+                            settings=right[0], swanctl=right[1], savekeys_so=self.savekeys_so,
+                            files=right_files)
+        self.right.start()
+        self.left.start()
+        self.right.load()
+        self.left.load()
+        return self.left, self.right
+
+    def cert_files(self, name: str, cas: tuple[str, ...] = ("ca",)) -> dict[str, str]:
+        files = {f"x509/{name}.crt": (self.pki / f"{name}.crt").read_text(),
+                 f"private/{name}.key": (self.pki / f"{name}.key").read_text()}
+        for ca in cas:
+            files[f"x509ca/{ca}.crt"] = (self.pki / f"{ca}.crt").read_text()
+        return files
+
+    def start_capture(self) -> None:
+        main = self.work / f"{self.sc.name}.pcap"
+        self.captures.append((self.sc.capture, self.topo.capture(self.sc.capture, main), main))
+        if self.sc.inside:
+            other = "m-l" if self.sc.capture == "m-r" else "m-r"
+            p = self.work / f"{self.sc.name}-inside.pcap"
+            self.captures.append((other, self.topo.capture(other, p), p))
+
+    def stop_daemons(self) -> None:
+        # the initiator first (its DELETEs are answered by the responder), then the responder
+        for ch in (self.left, self.right):
+            if ch and ch.alive():
+                ch.stop()
+                time.sleep(0.5)
+        for name, proc in list(self.ovpn.items()):
+            self.procs.stop(proc)
+        self.note("daemons stopped")
+
+
+# ------------------------------------------------------------------- artefacts
+
+def _merge_lines(*files: Path) -> str:
+    seen: list[str] = []
+    for f in files:
+        if f.exists():
+            for line in f.read_text().splitlines():
+                if line.strip() and line not in seen:
+                    seen.append(line)
+    return "".join(line + "\n" for line in seen)
+
+
+def _sanitize(text: str, work: Path) -> str:
+    return text.replace(str(work), "$LAB")
+
+
+def collect(ctx: Ctx, out: Path) -> dict:
+    """Copy captures, keys, logs and configs from the work dir to ``out``."""
+    sc = ctx.sc
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    meta: dict = {"captures": [], "keys_source": None}
+    for dev, _proc, path in ctx.captures:
+        if path.exists():
+            shutil.copy(path, out / path.name)
+    # keys
+    if ctx.left is not None:
+        if ctx.savekeys_so:
+            meta["keys_source"] = "save-keys plugin"
+            for ch in (ctx.left, ctx.right):
+                # keep the raw per-side tables as written by the plugin
+                pass
+        else:
+            meta["keys_source"] = "log-derived"
+            for ch in (ctx.left, ctx.right):
+                savekeys.keys_from_log(ch.logfile, ch.keys_dir)
+        views = [("keys", "right" if sc.nat else None)]
+        if sc.inside:
+            views.append(("keys-inside", "left"))
+        for dirname, esp_side in views:
+            kd = out / dirname
+            kd.mkdir()
+            for table in ("ikev2_decryption_table", "ikev1_decryption_table"):
+                (kd / table).write_text(_merge_lines(ctx.left.keys_dir / table,
+                                                     ctx.right.keys_dir / table))
+            esp_src = ([getattr(ctx, esp_side).keys_dir / "esp_sa"] if esp_side else
+                       [ctx.left.keys_dir / "esp_sa", ctx.right.keys_dir / "esp_sa"])
+            (kd / "esp_sa").write_text(_merge_lines(*esp_src))
+            savekeys.fix_esp_sa(kd / "esp_sa")
+            if not any((kd / t).read_text().strip() for t in
+                       ("ikev2_decryption_table", "ikev1_decryption_table", "esp_sa")):
+                shutil.rmtree(kd)  # no SA was ever keyed: nothing to decrypt
+                continue
+            (kd / "SOURCE").write_text(
+                f"{meta['keys_source']}; ESP SA addresses as seen by "
+                f"{esp_side or 'both peers (identical without NAT)'}\n")
+        # logs and configs
+        for ch in (ctx.left, ctx.right):
+            if ch.logfile.exists():
+                (out / f"{ch.side}.log").write_text(_sanitize(ch.logfile.read_text(errors="replace"), ctx.work))
+            cdir = out / "config" / ch.side
+            cdir.mkdir(parents=True)
+            (cdir / "strongswan.conf").write_text(_sanitize(ch.conf.read_text(), ctx.work))
+            shutil.copytree(ch.swanctl_dir, cdir / "swanctl", dirs_exist_ok=True)
+    for side, d in ctx.ovpn_dirs.items():
+        for f in d.iterdir():
+            if f.name.endswith(".log"):
+                (out / f"{side}.log").write_text(_sanitize(f.read_text(errors="replace"), ctx.work))
+            elif f.is_file():
+                cdir = out / "config" / side
+                cdir.mkdir(parents=True, exist_ok=True)
+                (cdir / f.name).write_text(_sanitize(f.read_text(errors="replace"), ctx.work))
+    (out / "router.nft").write_text(
+        "# router rules added by the scenario (chain: rule)\n"
+        + "".join(f"# {r}\n" for r in ctx.topo.rules) + ctx.ruleset_text)
+    (out / "events.txt").write_text("\n".join(ctx.events) + "\n")
+    return meta
+
+
+def execute(sc: Scenario, out_root: Path, savekeys_so: Path | None, pki_dir: Path,
+            keep_work: bool = False) -> dict:
+    """Run one scenario; always tear down.  Returns a result dict."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"vpnlab-{sc.name}-"))
+    os.chmod(workdir, 0o755)
+    ctx = Ctx(sc, workdir, savekeys_so, pki_dir)
+    ctx.ruleset_text = ""
+    t0 = time.monotonic()
+    result = {"scenario": sc.name, "ok": False, "error": None}
+    import signal as _signal
+
+    def _alarm(_sig, _frm):
+        raise LabError(f"scenario timeout ({sc.timeout}s)")
+
+    old = _signal.signal(_signal.SIGALRM, _alarm)
+    _signal.alarm(sc.timeout)
+    try:
+        ctx.topo.up()
+        ctx.note("topology up")
+        sc.body(ctx)
+        ctx.stop_daemons()
+        time.sleep(0.5)
+        ctx.ruleset_text = ctx.topo.ruleset()
+        for _dev, proc, _p in ctx.captures:
+            ctx.topo.stop_capture(proc)
+        _signal.alarm(0)
+        meta = collect(ctx, out_root / sc.name)
+        result.update(meta)
+        result["ok"] = True
+    except BaseException as exc:  # noqa: BLE001 - report and clean up
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"{sc.name}: FAILED: {result['error']}")
+        for ch in (ctx.left, ctx.right):
+            if ch and ch.logfile.exists():
+                log(f"--- {ch.side} log tail ---\n" + ch.log_text()[-1500:])
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+    finally:
+        _signal.alarm(0)
+        _signal.signal(_signal.SIGALRM, old)
+        ctx.procs.stop_all()
+        ctx.topo.down()
+        if keep_work:
+            log(f"work dir kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    return result
