@@ -301,3 +301,28 @@ def test_scapy_built_message_matches():
     assert [(t.transform_type, t.transform_id) for t in m.payloads[0].proposals[0].transforms] == [
         (1, 12), (2, 5), (3, 12), (4, 19)]
     assert m.payloads[1].group == 19 and m.payloads[3].nat_hash == b"h" * 20
+
+
+def test_truncated_sk_keeps_first_inner():
+    enc = b"E" * 200
+    data = msg([(46, enc)], exch=35, flags=0x20, msgid=1)
+    data = data[:28] + bytes((41,)) + data[29:]     # SK announces a Notify first (auth failure)
+    m = parse_message(data[:96])                    # snaplen cut
+    assert m.truncated and m.errors == [] and m.payload_types == [46]
+    sk = m.payloads[0]
+    assert sk.first_inner == 41 and sk.length == 204 and sk.data_end == 96
+    # SKF cut before its fragment numbers: dropped silently
+    f = msg([(53, struct.pack(">HH", 1, 2) + enc)], exch=35)
+    m = parse_message(f[:30])
+    assert m.truncated and m.payloads == [] and m.errors == []
+
+
+def test_buffer_types():
+    data = sa_init()
+    ref = parse_message(data)
+    for buf in (bytearray(data), memoryview(data)):
+        m = parse_message(buf)
+        assert isinstance(m.raw, bytes) and m.raw == data and m.errors == []
+        assert m.payload_types == ref.payload_types
+        assert m.payloads[3].nat_hash == ref.payloads[3].nat_hash
+        assert isinstance(m.payloads[1].data, bytes)

@@ -113,3 +113,17 @@ def test_split_tcp_stream_bad_length():
     with pytest.raises(DissectError) as ei:
         split_tcp_stream(buf, consumed)
     assert ei.value.offset == 10
+
+
+def test_buffer_types():
+    msg = whole()
+    for wrap in (bytes, bytearray, memoryview):
+        data = wrap(b"\x00" * 4 + msg)
+        assert classify_udp(4500, 4500, data, 0, len(data)) == (IKE, 4, 0)
+        assert classify_udp(4500, 4500, wrap(b"\x00\x00\x00"), 0, 3) == (MALFORMED, 0, 0)
+        assert classify_udp(1, 2, data, 0, len(data)) == (IKE, 4, 0)
+        esp = wrap(struct.pack(">II", 9, 10))
+        assert classify_udp(4500, 1, esp, 0, 8) == (ESP, 9, 10)
+        buf = wrap(struct.pack(">H", 2 + 4 + len(msg)) + b"\x00" * 4 + msg)
+        msgs, consumed = split_tcp_stream(buf, 0)
+        assert msgs == [(IKE, 6, len(buf), 0, 0)] and consumed == len(buf)

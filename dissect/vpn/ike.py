@@ -162,7 +162,8 @@ def walk_payloads(raw, pos: int, end: int, np: int, parsers, v2: bool, truncated
     ``end``); a body that fails to parse is kept as a :class:`RawPayload`, its error recorded,
     and the walk goes on (the generic length is still trustworthy).  IKEv2 SK/SKF end the walk
     (RFC 7296 §3.14: SK is the last payload).  With ``truncated`` (the captured bytes stop before
-    the message's Length) a payload running past ``end`` stops the walk silently.
+    the message's Length) a payload running past ``end`` stops the walk silently; an SK/SKF
+    payload cut that way is still recorded (``data_end`` = ``end``, ``length`` the field).
     """
     payloads = []
     errors = []
@@ -187,6 +188,19 @@ def walk_payloads(raw, pos: int, end: int, np: int, parsers, v2: bool, truncated
             if not truncated:
                 errors.append((f"payload {np} length {plen} runs past the end of the message",
                                pos + 2))
+            elif v2 and (np == _V2_SK or np == _V2_SKF):
+                # Cut by the snaplen: still worth its header (its Next Payload names the first
+                # inner payload); data_end is then the end of the captured bytes.
+                try:
+                    rec = parsers[np](raw, pos + 4, end)
+                except DissectError:
+                    return payloads, errors
+                rec.type = np
+                rec.next_payload = nxt
+                rec.critical = bool(resv & 0x80)
+                rec.offset = pos
+                rec.length = plen
+                payloads.append(rec)
             return payloads, errors
         fn = get(np)
         rec = None

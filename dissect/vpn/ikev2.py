@@ -169,7 +169,14 @@ def _parse_transforms(raw, pos, end):
         nxt, _r, tlen, ttype, _r2, tid = unpack(raw, pos)
         if tlen < 8 or pos + tlen > end:
             raise DissectError(f"transform length {tlen} invalid", pos + 2)
-        out.append(Transform(ttype, tid, parse_attributes(raw, pos + 8, pos + tlen), nxt))
+        if tlen == 8:
+            attrs = []
+        elif tlen == 12 and raw[pos + 8] & 0x80:   # the usual single TV key-length attribute
+            t, v = _HH.unpack_from(raw, pos + 8)
+            attrs = [(t & 0x7FFF, v)]
+        else:
+            attrs = parse_attributes(raw, pos + 8, pos + tlen)
+        out.append(Transform(ttype, tid, attrs, nxt))
         pos += tlen
         if nxt == 0:
             break

@@ -40,6 +40,7 @@ NAT_T_PORT = 4500    # RFC 3948 §2
 IKETCP_PREFIX = b"IKETCP"
 
 _II = struct.Struct(">II")
+_unpack_ii = _II.unpack_from
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 
@@ -86,9 +87,9 @@ def classify_udp(sport: int, dport: int, data, off: int, end: int):
         # RFC 3948 §2: ESP (SPI != 0), Non-ESP Marker + IKE, or NAT-keepalive.
         n = end - off
         if n >= 8:
-            spi, seq = _II.unpack_from(data, off)
+            spi, seq = _unpack_ii(data, off)
             if spi:
-                return (ESP, spi, seq)
+                return (2, spi, seq)  # ESP
             return (IKE, off + 4, 0)
         if n == 1:
             if data[off] == 0xFF:
