@@ -51,6 +51,17 @@ _HDR = struct.Struct(">8s8sBBBBII")
 _GEN = struct.Struct(">BBH")
 
 
+def _name(kind: str, code, version=None) -> str:
+    """A registry name for repr only (dissect.vpn.registry is optional here); "" if none."""
+    try:
+        from . import registry
+        if kind == "exch":
+            return registry.exchange_name(code)
+        return registry.payload_name(version, code)
+    except Exception:  # noqa: BLE001 - repr must never fail
+        return ""
+
+
 def _slot_repr(obj) -> str:
     parts = []
     for cls in reversed(type(obj).__mro__):
@@ -60,7 +71,13 @@ def _slot_repr(obj) -> str:
             val = getattr(obj, name, None)
             if isinstance(val, (bytes, bytearray)):
                 val = val.hex() if len(val) <= 24 else val[:24].hex() + f"...({len(val)})"
-            parts.append(f"{name}={val!r}" if not isinstance(val, str) else f"{name}={val}")
+                parts.append(f"{name}={val}")
+                continue
+            parts.append(f"{name}={val!r}")
+            if name == "exch" and isinstance(val, int):
+                parts[-1] += f"({_name('exch', val)})"
+            elif name == "type" and isinstance(val, int):
+                parts[-1] += f"({_name('payload', val, 2 if 33 <= val <= 54 else 1)})"
     return f"{type(obj).__name__}({', '.join(parts)})"
 
 
