@@ -1,0 +1,690 @@
+"""Capture-file formats: classic pcap and pcapng, read from a binary stream, and written.
+
+Reading
+-------
+``open_capture(stream)`` sniffs the first bytes of a binary stream (anything with ``read(n)``; it
+is never seeked, so pipes and decompressing streams work) and returns a reader.  Anything that is
+not a capture raises :class:`DissectError` naming what it looks like instead.
+
+``reader.records()`` yields one plain tuple per record, in file order::
+
+    (ts, linktype, data, wirelen, offset, iface)
+
+``ts`` is float seconds since the epoch, correctly rounded from the integer tick count (the
+interface's ``if_tsresol``/``if_tsoffset`` applied), so ``'%.6f' % ts`` matches tshark's
+``frame.time_epoch`` to the microsecond.  ``offset`` is the byte offset of the pcap record header or
+pcapng block in the stream; ``iface`` the global interface index over all pcapng sections (0 for
+classic pcap).
+
+A few pcapng blocks carry no packet but are still numbered as frames by Wireshark (custom blocks
+0x00000BAD / 0x40000BAD, systemd journal export, sysdig events).  They are yielded with
+``linktype == NONPACKET`` (-1) and ``iface == -1`` so that a frame counter can stay in step with
+Wireshark's numbering; consumers that only want packets skip them.  A Simple Packet Block has no
+timestamp (Wireshark shows none): it is given the timestamp of the previous record of the file.
+
+Problems after the file header never raise: a truncated last record, an impossible length, a
+mismatched block trailer or a reference to an undeclared interface append ``(offset, reason)`` to
+``reader.warnings`` and end the iteration; every record before it has been yielded.
+
+The stream is read in ``CHUNK`` pieces; memory is bounded by one chunk plus the largest record.
+
+Writing
+-------
+``PcapngWriter`` (SHB, IDB, EPB with ``opt_comment``, ISB) and ``PcapWriter`` (classic pcap).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from dissect.vpn.errors import DissectError
+
+__all__ = [
+    "CHUNK",
+    "NONPACKET",
+    "MAX_RECORD",
+    "Interface",
+    "PcapReader",
+    "PcapngReader",
+    "PcapWriter",
+    "PcapngWriter",
+    "open_capture",
+]
+
+CHUNK = 1 << 20
+NONPACKET = -1
+MAX_RECORD = 256 << 20  # no sane record is bigger: a bigger length means garbage
+
+# pcap magics as read little-endian from the first four bytes
+_PCAP_USEC = 0xA1B2C3D4
+_PCAP_NSEC = 0xA1B23C4D
+_PCAP_MODIFIED = 0xA1B2CD34
+_SHB = 0x0A0D0D0A
+_BOM = 0x1A2B3C4D
+
+_B_IDB = 1
+_B_PB = 2
+_B_SPB = 3
+_B_NRB = 4
+_B_ISB = 5
+_B_EPB = 6
+_B_JOURNAL = 9
+_B_DSB = 0x0A
+# blocks Wireshark turns into frames although they carry no packet
+_NUMBERED = frozenset((0x00000BAD, 0x40000BAD, _B_JOURNAL, 0x204, 0x216, 0x221))
+
+_ISB_COUNTERS = {4: "ifrecv", 5: "ifdrop", 6: "filteraccept", 7: "osdrop", 8: "usrdeliv"}
+
+# formats that are not pcap/pcapng but are met in the wild: prefix -> what to tell the user
+_LOOKALIKES = (
+    (b"\x34\xcd\xb2\xa1", "a 'modified' (Kuznetzov patched libpcap) pcap, magic a1b2cd34"),
+    (b"\xa1\xb2\xcd\x34", "a 'modified' (Kuznetzov patched libpcap) pcap, magic a1b2cd34"),
+    (b"\xac\x01\x00\x1c", "an Ixia/Catapult modified pcap (magic 1c0001ac)"),
+    (b"\x1c\x00\x01\xac", "an Ixia/Catapult modified pcap (magic 1c0001ac)"),
+    (b"\xab\x01\x00\x1c", "an Ixia/Catapult modified pcap (magic 1c0001ab)"),
+    (b"\x1c\x00\x01\xab", "an Ixia/Catapult modified pcap (magic 1c0001ab)"),
+    (b"\x1f\x8b", "gzip-compressed data (decompress it first)"),
+    (b"BZh", "bzip2-compressed data (decompress it first)"),
+    (b"\xfd7zXZ\x00", "xz-compressed data (decompress it first)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data (decompress it first)"),
+    (b"\x04\x22\x4d\x18", "lz4-compressed data (decompress it first)"),
+    (b"PK\x03\x04", "a zip archive (extract the capture first)"),
+    (b"snoop\x00\x00\x00", "a Solaris snoop capture"),
+    (b"RTSS", "a Microsoft Network Monitor 1.x capture"),
+    (b"GMBU", "a Microsoft Network Monitor 2.x capture"),
+    (b"XCP\x00", "a NetXray / Sniffer capture"),
+    (b"TRSNIFF", "a Sniffer capture"),
+    (b"iptrace", "an AIX iptrace capture"),
+    (b"btsnoop\x00", "a btsnoop capture"),
+    (b"ObserverPktBuffer", "a Network Instruments Observer capture"),
+    (b"<?xml", "an XML document"),
+    (b"{", "a JSON document"),
+)
+_CONVERT_HINT = "; convert it with 'editcap -F pcapng IN OUT'"
+
+
+def _read_exact(stream, n: int) -> bytes:
+    """Read up to ``n`` bytes, looping over short reads; fewer only at end of stream."""
+    data = stream.read(n)
+    if data is None:
+        data = b""
+    while len(data) < n:
+        more = stream.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return bytes(data)
+
+
+def _what_is(head: bytes) -> str:
+    for prefix, name in _LOOKALIKES:
+        if head.startswith(prefix):
+            return name
+    return ""
+
+
+def _units(tsresol: int) -> int:
+    """Ticks per second for a pcapng ``if_tsresol`` byte."""
+    if tsresol & 0x80:
+        return 1 << (tsresol & 0x7F)
+    return 10 ** tsresol
+
+
+class Interface:
+    """One capture interface: a pcapng IDB, or the classic pcap file header.
+
+    ``tsresol`` is the raw ``if_tsresol`` byte (6 = microseconds, 9 = nanoseconds, 0x94 = 2^-20),
+    ``units`` the ticks per second it means, ``tsoffset`` seconds added to every timestamp,
+    ``fcslen`` the FCS bytes at the end of each frame when the file says so (else ``None``),
+    ``section`` the pcapng section number (0-based).
+    """
+
+    __slots__ = ("linktype", "snaplen", "tsresol", "tsoffset", "name", "units", "fcslen",
+                 "section", "description")
+
+    def __init__(self, linktype, snaplen, tsresol=6, tsoffset=0, name=None, fcslen=None,
+                 section=0, description=None):
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.tsresol = tsresol
+        self.units = _units(tsresol)
+        self.tsoffset = tsoffset
+        self.name = name
+        self.fcslen = fcslen
+        self.section = section
+        self.description = description
+
+    def __repr__(self):
+        return (f"Interface(linktype={self.linktype}, snaplen={self.snaplen}, "
+                f"tsresol={self.tsresol:#x}, tsoffset={self.tsoffset}, name={self.name!r})")
+
+    def __eq__(self, other):
+        if not isinstance(other, Interface):
+            return NotImplemented
+        return all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
+
+    __hash__ = None
+
+
+def open_capture(stream):
+    """Return a :class:`PcapReader` or :class:`PcapngReader` for a binary stream.
+
+    Reads the file header (pcap) or first Section Header Block (pcapng); raises
+    :class:`DissectError` when the stream is not a capture this module reads.
+    """
+    head = _read_exact(stream, 4)
+    if len(head) < 4:
+        if not head:
+            raise DissectError("empty file: not a pcap or pcapng capture", 0)
+        raise DissectError(f"file too short ({len(head)} bytes) for a capture header", 0)
+    if head == b"\x0a\x0d\x0d\x0a":
+        return PcapngReader(stream, head)
+    magic_le = struct.unpack("<I", head)[0]
+    magic_be = struct.unpack(">I", head)[0]
+    for magic, order in ((magic_le, "<"), (magic_be, ">")):
+        if magic in (_PCAP_USEC, _PCAP_NSEC):
+            return PcapReader(stream, head, order, magic == _PCAP_NSEC)
+    more = _read_exact(stream, 16)
+    what = _what_is(head + more)
+    if what:
+        hint = _CONVERT_HINT if "pcap" in what and "compressed" not in what else ""
+        raise DissectError(f"not a pcap or pcapng capture: this is {what}{hint}", 0)
+    raise DissectError(f"not a pcap or pcapng capture (magic {head.hex()})", 0)
+
+
+class _Reader:
+    __slots__ = ("_stream", "_buf", "_base", "_started", "format", "interfaces", "isb",
+                 "warnings", "drops", "byteorder", "version")
+
+    def _begin(self):
+        if self._started:
+            raise RuntimeError("records() can be iterated only once (the stream is consumed)")
+        self._started = True
+
+
+class PcapReader(_Reader):
+    """Classic libpcap format: both byte orders, micro- and nanosecond timestamps."""
+
+    __slots__ = ("nanosecond", "snaplen", "linktype", "fcslen")
+
+    def __init__(self, stream, head: bytes, order: str, nanosecond: bool):
+        self._stream = stream
+        self._started = False
+        self.format = "pcap"
+        self.byteorder = order
+        self.nanosecond = nanosecond
+        self.isb = {}
+        self.drops = {}
+        self.warnings = []
+        rest = _read_exact(stream, 20)
+        if len(rest) < 20:
+            raise DissectError(f"truncated pcap file header ({4 + len(rest)} of 24 bytes)", 0)
+        major, minor, _zone, _sigfigs, snaplen, network = struct.unpack(order + "HHiIII", rest)
+        if major != 2:
+            raise DissectError(f"unsupported pcap version {major}.{minor}", 4)
+        self.version = (major, minor)
+        self.snaplen = snaplen
+        self.linktype = network & 0xFFFF
+        self.fcslen = ((network >> 28) & 0xF) * 2 if network & 0x04000000 else None
+        self.interfaces = [Interface(self.linktype, snaplen, 9 if nanosecond else 6, 0, None,
+                                     self.fcslen)]
+        self._buf = b""
+        self._base = 24
+
+    def records(self):
+        self._begin()
+        read = self._stream.read
+        unpack = struct.Struct(self.byteorder + "IIII").unpack_from
+        lt = self.linktype
+        div = 1000000000 if self.nanosecond else 1000000
+        snap = self.snaplen
+        maxcap = MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
+        warnings = self.warnings
+        buf = self._buf
+        base = self._base
+        pos = 0
+        n = len(buf)
+        need = CHUNK
+        self._buf = b""
+        while True:
+            while pos + 16 <= n:
+                sec, frac, caplen, wirelen = unpack(buf, pos)
+                if caplen > maxcap:
+                    warnings.append((base + pos, f"corrupt record: captured length {caplen} "
+                                     f"(snaplen {snap}); rest of file ignored"))
+                    return
+                end = pos + 16 + caplen
+                if end > n:
+                    need = end - n
+                    break
+                yield (sec * div + frac) / div, lt, buf[pos + 16:end], wirelen, base + pos, 0
+                pos = end
+            else:
+                need = 16 - (n - pos)
+            chunk = read(need if need > CHUNK else CHUNK)
+            if not chunk:
+                if pos < n:
+                    left = n - pos
+                    if left < 16:
+                        reason = f"truncated record header ({left} of 16 bytes) at end of file"
+                    else:
+                        reason = (f"truncated record at end of file ({left - 16} of "
+                                  f"{unpack(buf, pos)[2]} captured bytes)")
+                    warnings.append((base + pos, reason))
+                return
+            buf = buf[pos:] + chunk if pos < n else chunk
+            base += pos
+            pos = 0
+            n = len(buf)
+            need = CHUNK
+
+
+class _Corrupt(Exception):
+    pass
+
+
+class _Order:
+    """Precompiled structs for one byte order."""
+
+    __slots__ = ("char", "hdr", "head7", "u32", "epb", "pb", "spb_len", "opt", "idb", "u64", "i64", "u16",
+                 "isb", "shb")
+
+    def __init__(self, char):
+        self.char = char
+        self.hdr = struct.Struct(char + "II").unpack_from
+        self.head7 = struct.Struct(char + "7I").unpack_from
+        self.u32 = struct.Struct(char + "I").unpack_from
+        self.epb = struct.Struct(char + "IIIII").unpack_from
+        self.pb = struct.Struct(char + "HHIIII").unpack_from
+        self.opt = struct.Struct(char + "HH").unpack_from
+        self.idb = struct.Struct(char + "HHI").unpack_from
+        self.u64 = struct.Struct(char + "Q").unpack_from
+        self.i64 = struct.Struct(char + "q").unpack_from
+        self.u16 = struct.Struct(char + "H").unpack_from
+        self.isb = struct.Struct(char + "III").unpack_from
+        self.shb = struct.Struct(char + "IIHH").unpack_from
+
+
+_LE = _Order("<")
+_BE = _Order(">")
+
+
+class PcapngReader(_Reader):
+    """pcapng: every section (each SHB resets byte order and interfaces), EPB, SPB, PB, ISB."""
+
+    __slots__ = ("sections", "_order", "_secifs", "_last_ts")
+
+    def __init__(self, stream, head: bytes):
+        self._stream = stream
+        self._started = False
+        self.format = "pcapng"
+        self.interfaces = []
+        self.isb = {}
+        self.drops = {}
+        self.warnings = []
+        self.sections = []
+        self._secifs = []
+        self._last_ts = 0.0
+        rest = _read_exact(stream, 8)
+        if len(rest) < 8:
+            raise DissectError("truncated pcapng section header block", 0)
+        order = self._bom(rest[4:8])
+        if order is None:
+            raise DissectError(f"pcapng section header with a bad byte-order magic "
+                               f"{rest[4:8].hex()}", 8)
+        blen = order.u32(rest, 0)[0]
+        if blen < 28 or blen & 3 or blen > MAX_RECORD:
+            raise DissectError(f"pcapng section header block with a bad length {blen}", 4)
+        body = _read_exact(stream, blen - 12)
+        if len(body) < blen - 12:
+            raise DissectError("truncated pcapng section header block", 0)
+        block = head + rest + body
+        try:
+            self._section(block, 0, blen, order, 0)
+        except _Corrupt as exc:
+            raise DissectError(str(exc), 0) from None
+        self.byteorder = order.char
+        self.version = self.sections[0]["version"]
+        self._buf = b""
+        self._base = blen
+
+    @staticmethod
+    def _bom(b4):
+        if b4 == b"\x4d\x3c\x2b\x1a":
+            return _LE
+        if b4 == b"\x1a\x2b\x3c\x4d":
+            return _BE
+        return None
+
+    # -- block handlers (not the hot path) -------------------------------------------------
+
+    def _options(self, buf, start, end, o):
+        """Yield (code, value bytes) of an options area; raise _Corrupt if malformed."""
+        opt = o.opt
+        p = start
+        while p + 4 <= end:
+            code, olen = opt(buf, p)
+            if code == 0:
+                return
+            q = p + 4 + olen
+            if q > end:
+                raise _Corrupt(f"option {code} length {olen} runs past the end of its block")
+            yield code, buf[p + 4:q]
+            p = q + (-olen & 3)
+
+    def _section(self, buf, pos, blen, o, base):
+        _blen, _bom, major, minor = o.shb(buf, pos + 4)
+        if major != 1:
+            raise _Corrupt(f"unsupported pcapng version {major}.{minor}")
+        info = {"byteorder": o.char, "version": (major, minor), "offset": base + pos,
+                "hardware": None, "os": None, "userappl": None}
+        names = {2: "hardware", 3: "os", 4: "userappl"}
+        for code, val in self._options(buf, pos + 24, pos + blen - 4, o):
+            if code in names:
+                info[names[code]] = val.decode("utf-8", "replace").rstrip("\x00")
+        self.sections.append(info)
+        self._order = o
+        self._secifs = []
+
+    def _interface(self, buf, pos, blen, o):
+        if blen < 20:
+            raise _Corrupt(f"interface description block too short ({blen} bytes)")
+        linktype, _res, snaplen = o.idb(buf, pos + 8)
+        tsresol = 6
+        tsoffset = 0
+        name = descr = None
+        fcslen = None
+        for code, val in self._options(buf, pos + 16, pos + blen - 4, o):
+            if code == 9 and len(val) >= 1:
+                tsresol = val[0]
+                if (tsresol & 0x7F) > (63 if tsresol & 0x80 else 18):
+                    raise _Corrupt(f"interface time resolution {tsresol:#x} is out of range")
+            elif code == 14 and len(val) >= 8:
+                tsoffset = o.i64(val, 0)[0]
+            elif code == 2:
+                name = val.decode("utf-8", "replace").rstrip("\x00")
+            elif code == 3:
+                descr = val.decode("utf-8", "replace").rstrip("\x00")
+            elif code == 13 and len(val) >= 1:
+                fcslen = val[0]
+        iface = Interface(linktype, snaplen, tsresol, tsoffset, name, fcslen,
+                          len(self.sections) - 1, descr)
+        gi = len(self.interfaces)
+        self.interfaces.append(iface)
+        units = iface.units
+        self._secifs.append((gi, linktype, units, tsoffset * units, snaplen))
+
+    def _stats(self, buf, pos, blen, o):
+        if blen < 24:
+            raise _Corrupt(f"interface statistics block too short ({blen} bytes)")
+        iid = o.u32(buf, pos + 8)[0]
+        counters = {}
+        for code, val in self._options(buf, pos + 20, pos + blen - 4, o):
+            name = _ISB_COUNTERS.get(code)
+            if name is not None and len(val) >= 8:
+                counters[name] = o.u64(val, 0)[0]
+        if iid < len(self._secifs) and counters:
+            self.isb.setdefault(self._secifs[iid][0], {}).update(counters)
+
+    def _epb_options(self, buf, start, end, gi, o):
+        for code, val in self._options(buf, start, end, o):
+            if code == 4 and len(val) >= 8:  # epb_dropcount
+                self.drops[gi] = self.drops.get(gi, 0) + o.u64(val, 0)[0]
+
+    def _epb(self, buf, pos, blen, base):
+        o = self._order
+        if blen < 32:
+            raise _Corrupt(f"enhanced packet block too short ({blen} bytes)")
+        iid, hi, lo, caplen, wirelen = o.epb(buf, pos + 8)
+        if caplen > blen - 32:
+            raise _Corrupt(f"enhanced packet block captured length {caplen} exceeds its block "
+                           f"length {blen}")
+        if iid >= len(self._secifs):
+            raise _Corrupt(f"enhanced packet block for undeclared interface {iid}")
+        gi, lt, units, offt, _snap = self._secifs[iid]
+        if blen != 32 + ((caplen + 3) & -4):
+            self._epb_options(buf, pos + 28 + ((caplen + 3) & -4), pos + blen - 4, gi, o)
+        ts = (((hi << 32) | lo) + offt) / units
+        return (ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi)
+
+    def _other(self, btype, buf, pos, blen, base):
+        """Handle a block other than an EPB; return a record tuple or None."""
+        o = self._order
+        if btype == _B_IDB:
+            self._interface(buf, pos, blen, o)
+        elif btype == _B_SPB:
+            if blen < 16:
+                raise _Corrupt(f"simple packet block too short ({blen} bytes)")
+            if not self._secifs:
+                raise _Corrupt("simple packet block before any interface description block")
+            gi, lt, _u, _off, snap = self._secifs[0]
+            wirelen = o.u32(buf, pos + 8)[0]
+            caplen = wirelen if not snap or wirelen <= snap else snap
+            if caplen > blen - 16:
+                caplen = blen - 16
+            return (self._last_ts, lt, buf[pos + 12:pos + 12 + caplen], wirelen, base + pos, gi)
+        elif btype == _B_PB:
+            if blen < 32:
+                raise _Corrupt(f"packet block too short ({blen} bytes)")
+            iid, dropped, hi, lo, caplen, wirelen = o.pb(buf, pos + 8)
+            if caplen > blen - 32:
+                raise _Corrupt(f"packet block captured length {caplen} exceeds its block "
+                               f"length {blen}")
+            try:
+                gi, lt, units, offt, _snap = self._secifs[iid]
+            except IndexError:
+                raise _Corrupt(f"packet block for undeclared interface {iid}") from None
+            if dropped != 0xFFFF and dropped:
+                self.drops[gi] = self.drops.get(gi, 0) + dropped
+            ts = (((hi << 32) | lo) + offt) / units
+            return (ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi)
+        elif btype == _B_ISB:
+            self._stats(buf, pos, blen, o)
+        elif btype in _NUMBERED:
+            body = buf[pos + 8:pos + blen - 4]
+            return (self._last_ts, NONPACKET, body, len(body), base + pos, -1)
+        # NRB, DSB, unknown and local blocks: skipped
+        return None
+
+    # -- the walk ---------------------------------------------------------------------------
+
+    def records(self):
+        self._begin()
+        read = self._stream.read
+        warnings = self.warnings
+        buf = self._buf
+        self._buf = b""
+        base = self._base
+        pos = 0
+        n = len(buf)
+        o = self._order
+        head7, u32 = o.head7, o.u32
+        secifs = self._secifs
+        cur = -1  # interface id cached in gi/lt/units/offt
+        gi = lt = units = offt = 0
+        last_ts = 0.0
+        try:
+            while True:
+                # fast path: enhanced packet blocks wholly inside the buffer
+                while pos + 28 <= n:
+                    btype, blen, iid, hi, lo, caplen, wirelen = head7(buf, pos)
+                    end = pos + blen
+                    if btype != 6 or end > n or blen & 3 or caplen > blen - 32:
+                        break
+                    if u32(buf, end - 4)[0] != blen:
+                        raise _Corrupt(f"block trailer length {u32(buf, end - 4)[0]} differs "
+                                       f"from block length {blen} (block type 0x6)")
+                    if iid != cur:
+                        if iid >= len(secifs):
+                            raise _Corrupt(f"enhanced packet block for undeclared interface "
+                                           f"{iid}")
+                        gi, lt, units, offt, _snap = secifs[iid]
+                        cur = iid
+                    if blen != 32 + ((caplen + 3) & -4):
+                        self._epb_options(buf, pos + 28 + ((caplen + 3) & -4), end - 4, gi, o)
+                    last_ts = (((hi << 32) | lo) + offt) / units
+                    yield last_ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi
+                    pos = end
+                # slow path: one block of any other kind, or more data needed
+                if pos + 12 <= n:
+                    btype, blen = o.hdr(buf, pos)
+                    if btype == _SHB:
+                        o = self._bom(buf[pos + 8:pos + 12])
+                        if o is None:
+                            raise _Corrupt(f"section header block with a bad byte-order magic "
+                                           f"{buf[pos + 8:pos + 12].hex()}")
+                        blen = o.u32(buf, pos + 4)[0]
+                    if blen & 3 or blen < 12 or blen > MAX_RECORD:
+                        raise _Corrupt(f"corrupt block length {blen} (block type {btype:#x})")
+                    end = pos + blen
+                    if end <= n:
+                        trailer = o.u32(buf, end - 4)[0]
+                        if trailer != blen:
+                            raise _Corrupt(f"block trailer length {trailer} differs from "
+                                           f"block length {blen} (block type {btype:#x})")
+                        self._last_ts = last_ts
+                        if btype == _SHB:
+                            self._section(buf, pos, blen, o, base)
+                            rec = None
+                        elif btype == _B_EPB:
+                            rec = self._epb(buf, pos, blen, base)
+                        else:
+                            rec = self._other(btype, buf, pos, blen, base)
+                        head7, u32 = o.head7, o.u32
+                        secifs = self._secifs
+                        cur = -1
+                        if rec is not None:
+                            last_ts = rec[0]
+                            yield rec
+                        pos = end
+                        continue
+                    need = end - n
+                else:
+                    need = 12 - (n - pos)
+                chunk = read(need if need > CHUNK else CHUNK)
+                if not chunk:
+                    if pos < n:
+                        left = n - pos
+                        if left < 12:
+                            reason = f"truncated block header ({left} of 12 bytes) at end of file"
+                        else:
+                            reason = (f"truncated block at end of file ({left} of "
+                                      f"{blen} bytes)")
+                        warnings.append((base + pos, reason))
+                    return
+                buf = buf[pos:] + chunk if pos < n else chunk
+                base += pos
+                pos = 0
+                n = len(buf)
+        except _Corrupt as exc:
+            warnings.append((base + pos, f"{exc}; rest of file ignored"))
+        except (struct.error, IndexError, ValueError, OverflowError) as exc:
+            warnings.append((base + pos, f"malformed block ({exc}); rest of file ignored"))
+
+
+# -- writers ----------------------------------------------------------------------------------
+
+
+def _ticks(ts, units: int) -> int:
+    """Timestamp (float seconds, or int nanoseconds) to integer ticks of ``units`` per second."""
+    if isinstance(ts, int):
+        return ts * units // 1000000000
+    sec = int(ts // 1)
+    frac = ts - sec  # exact for floats
+    return sec * units + round(frac * units)
+
+
+def _pad4(b: bytes) -> bytes:
+    return b + b"\x00" * (-len(b) & 3)
+
+
+class PcapngWriter:
+    """Write a pcapng section: SHB on creation, then IDBs, EPBs and ISBs (little-endian)."""
+
+    __slots__ = ("_write", "snaplen", "_ifaces")
+
+    def __init__(self, stream, snaplen: int = 262144, userappl: str | None = "pcapvpn"):
+        self._write = stream.write
+        self.snaplen = snaplen
+        self._ifaces = []
+        opts = b""
+        if userappl:
+            opts = self._opt(4, userappl.encode()) + self._opt(0, b"")
+        self._block(_SHB, struct.pack("<IHHq", _BOM, 1, 0, -1) + opts)
+
+    @staticmethod
+    def _opt(code: int, value: bytes) -> bytes:
+        return struct.pack("<HH", code, len(value)) + _pad4(value)
+
+    def _block(self, btype: int, body: bytes):
+        body = _pad4(body)
+        blen = 12 + len(body)
+        self._write(struct.pack("<II", btype, blen) + body + struct.pack("<I", blen))
+
+    def add_interface(self, linktype: int, name: str | None = None, tsresol: int = 9,
+                      tsoffset: int = 0) -> int:
+        """Write an IDB; return its interface id.  ``tsresol`` is the raw if_tsresol byte."""
+        opts = b""
+        if name:
+            opts += self._opt(2, name.encode())
+        if tsresol != 6:
+            opts += self._opt(9, bytes([tsresol]))
+        if tsoffset:
+            opts += self._opt(14, struct.pack("<q", tsoffset))
+        if opts:
+            opts += self._opt(0, b"")
+        self._block(_B_IDB, struct.pack("<HHI", linktype, 0, self.snaplen) + opts)
+        self._ifaces.append((_units(tsresol), tsoffset))
+        return len(self._ifaces) - 1
+
+    def write_packet(self, iface: int, ts, data: bytes, wirelen: int | None = None,
+                     comment: str | None = None):
+        """Write an EPB.  ``ts`` is float seconds or int nanoseconds since the epoch."""
+        units, tsoffset = self._ifaces[iface]
+        ticks = _ticks(ts, units) - tsoffset * units
+        if wirelen is None:
+            wirelen = len(data)
+        if self.snaplen and len(data) > self.snaplen:
+            data = data[:self.snaplen]
+        body = struct.pack("<IIIII", iface, (ticks >> 32) & 0xFFFFFFFF, ticks & 0xFFFFFFFF,
+                           len(data), wirelen) + _pad4(bytes(data))
+        if comment:
+            body += self._opt(1, comment.encode()) + self._opt(0, b"")
+        self._block(_B_EPB, body)
+
+    def write_stats(self, iface: int, ts, **counters: int):
+        """Write an ISB; counters among ifrecv, ifdrop, filteraccept, osdrop, usrdeliv."""
+        units, tsoffset = self._ifaces[iface]
+        ticks = _ticks(ts, units) - tsoffset * units
+        codes = {v: k for k, v in _ISB_COUNTERS.items()}
+        opts = b""
+        for key, value in counters.items():
+            opts += self._opt(codes[key], struct.pack("<Q", value))
+        if opts:
+            opts += self._opt(0, b"")
+        self._block(_B_ISB, struct.pack("<III", iface, (ticks >> 32) & 0xFFFFFFFF,
+                                        ticks & 0xFFFFFFFF) + opts)
+
+
+class PcapWriter:
+    """Write a classic little-endian pcap file (micro- or nanosecond timestamps)."""
+
+    __slots__ = ("_write", "linktype", "snaplen", "_units", "_rec")
+
+    def __init__(self, stream, linktype: int, nanosecond: bool = False, snaplen: int = 262144):
+        self._write = stream.write
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self._units = 1000000000 if nanosecond else 1000000
+        self._rec = struct.Struct("<IIII").pack
+        magic = _PCAP_NSEC if nanosecond else _PCAP_USEC
+        self._write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
+
+    def write_packet(self, ts, data: bytes, wirelen: int | None = None):
+        """Write one record.  ``ts`` is float seconds or int nanoseconds since the epoch."""
+        sec, frac = divmod(_ticks(ts, self._units), self._units)
+        if wirelen is None:
+            wirelen = len(data)
+        if self.snaplen and len(data) > self.snaplen:
+            data = data[:self.snaplen]
+        self._write(self._rec(sec, frac, len(data), wirelen) + data)
