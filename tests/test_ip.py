@@ -19,6 +19,7 @@ from dissect.vpn.ip import (
     decode_ipv4,
     decode_ipv6,
     decode_tcp,
+    decode_udp,
     is_fragment,
 )
 from dissect.vpn.link import decode_frame
@@ -268,6 +269,14 @@ def test_decode_tcp_options_and_errors():
     with pytest.raises(DissectError) as e:
         decode_tcp(frame, 34, 50)
     assert e.value.offset == 34
+
+
+def test_decode_udp():
+    dgram = udp(4500, 4501, b"\0\0\0\0esp")
+    assert decode_udp(dgram, 0, len(dgram)) == (4500, 4501, 8)
+    with pytest.raises(DissectError) as e:
+        decode_udp(dgram, 0, 7)
+    assert e.value.offset == 0 and "UDP" in e.value.reason
 
 
 # --- ICMP --------------------------------------------------------------------------------------

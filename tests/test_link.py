@@ -157,6 +157,12 @@ def test_linux_sll_and_sll2():
         assert e.value.offset == 0
 
 
+def test_linktype_names():
+    assert link.linktype_name(1) == "ETHERNET" and link.linktype_name(276) == "LINUX_SLL2"
+    assert link.linktype_name(4242) == "LINKTYPE 4242"
+    assert all(lt in link.LINKTYPE_NAMES for lt in SUPPORTED_LINKTYPES)
+
+
 def test_unsupported_linktype():
     assert 105 not in SUPPORTED_LINKTYPES
     with pytest.raises(DissectError) as e:

@@ -40,6 +40,7 @@ __all__ = [
     "decode_ip",
     "decode_ipv4",
     "decode_ipv6",
+    "decode_udp",
     "decode_tcp",
     "decode_icmp_error",
     "is_fragment",
@@ -191,6 +192,18 @@ def decode_ip(data, off: int, ipver: int = 0, limit: int | None = None):
     if ipver == 6:
         return decode_ipv6(data, off, limit)
     raise DissectError(f"IP version {ipver} is neither 4 nor 6", off)
+
+
+def decode_udp(data, off: int, end: int):
+    """Decode the UDP header at ``off`` (``end`` = the IP payload end, e.g. of a reassembled
+    datagram).  Returns ``(sport, dport, payload_off)``.  The UDP length field is not applied:
+    the IP length is authoritative (and the field is 0 in jumbograms)."""
+    if end > len(data):
+        end = len(data)
+    if off < 0 or off + 8 > end:
+        raise DissectError("truncated UDP header", off)
+    sport, dport = _ports(data, off)
+    return (sport, dport, off + 8)
 
 
 def decode_tcp(data, off: int, end: int):

@@ -68,6 +68,7 @@ from .ip import decode_ip, decode_ipv4, decode_ipv6
 __all__ = [
     "decode_frame",
     "decode_ip",
+    "linktype_name",
     "SUPPORTED_LINKTYPES",
     "MAX_ENCAP",
     "MAX_LAYERS",
@@ -99,6 +100,32 @@ SUPPORTED_LINKTYPES = frozenset(
         LINKTYPE_LINUX_SLL2,
     )
 )
+
+# LINKTYPE_ names (tcpdump.org) for reports; the supported ones plus common unsupported ones.
+LINKTYPE_NAMES = {
+    LINKTYPE_NULL: "NULL",
+    LINKTYPE_ETHERNET: "ETHERNET",
+    9: "PPP",
+    LINKTYPE_DLT_RAW_12: "RAW (DLT 12)",
+    LINKTYPE_DLT_RAW_14: "RAW (DLT 14)",
+    50: "PPP_HDLC",
+    LINKTYPE_RAW: "RAW",
+    104: "C_HDLC",
+    105: "IEEE802_11",
+    LINKTYPE_LOOP: "LOOP",
+    LINKTYPE_LINUX_SLL: "LINUX_SLL",
+    127: "IEEE802_11_RADIOTAP",
+    LINKTYPE_IPV4: "IPV4",
+    LINKTYPE_IPV6: "IPV6",
+    239: "NFLOG",
+    LINKTYPE_LINUX_SLL2: "LINUX_SLL2",
+}
+
+
+def linktype_name(linktype: int) -> str:
+    """The LINKTYPE_ name of ``linktype`` (``"LINKTYPE <n>"`` when not in the table)."""
+    return LINKTYPE_NAMES.get(linktype, f"LINKTYPE {linktype}")
+
 
 # Ethertypes (IEEE 802 numbers registry / IANA ieee-802-numbers).
 ETH_IPV4 = 0x0800
