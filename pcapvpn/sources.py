@@ -1,0 +1,350 @@
+"""Where frames come from: capture files, gzip, standard input, several files merged by time.
+
+``open_source(path, index)`` opens a path (``-`` is standard input), sees through gzip by its
+magic (also on a pipe: nothing is ever seeked), and hands the stream to
+:func:`dissect.vpn.capture.open_capture`.  ``Source.frames()`` yields::
+
+    Frame = (file_idx, number, ts, linktype, data, wirelen, offset)
+
+``number`` is 1-based over all pcapng sections, exactly Wireshark's frame number (pcapng blocks
+that Wireshark numbers although they hold no packet - custom, systemd journal and sysdig blocks -
+use up a number but are not yielded).  ``merge_frames`` merges several sources by
+``(ts, file_idx, number)``.
+
+A file that cannot be opened or is not a capture raises :class:`SourceError` (one line:
+``path: reason``).  Problems later in the file (truncated or corrupt records, a cut-short .gz, an
+I/O error) end the frames and are listed in ``Source.warnings``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+import zlib
+from collections import Counter
+from operator import itemgetter
+
+from dissect.vpn.capture import CHUNK, NONPACKET, open_capture
+from dissect.vpn.errors import DissectError
+
+__all__ = ["Frame", "Source", "SourceError", "merge_frames", "open_source", "open_sources"]
+
+#: Field order of a frame tuple (documentation; frames are plain tuples).
+Frame = ("file_idx", "number", "ts", "linktype", "data", "wirelen", "offset")
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class SourceError(Exception):
+    """A capture source that cannot be used; ``str()`` is one line ``path: reason``."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class _Prefixed:
+    """A raw stream with already-read bytes put back in front; read errors end the stream."""
+
+    __slots__ = ("_head", "_read", "error")
+
+    def __init__(self, head: bytes, raw):
+        self._head = head
+        # read1: on a pipe, hand out what has arrived instead of waiting for a full chunk
+        self._read = getattr(raw, "read1", raw.read)
+        self.error = None
+
+    def read(self, n: int = -1) -> bytes:
+        head = self._head
+        if head:
+            if 0 <= n < len(head):
+                self._head = head[n:]
+                return head[:n]
+            self._head = b""
+            return head
+        if self.error is not None:
+            return b""
+        try:
+            data = self._read(n)
+        except OSError as exc:
+            self.error = f"read error: {exc.strerror or exc}"
+            return b""
+        return data or b""
+
+
+class _Gunzip:
+    """Streaming gzip decompression (multi-member, zero padding allowed) over a raw stream.
+
+    Unlike ``gzip.GzipFile`` it hands out every byte decompressed before a cut-short or corrupt
+    point, and reports the problem in ``error`` instead of raising, so a capture that was still
+    being written when it was copied is read as far as it goes.
+    """
+
+    __slots__ = ("_read", "_pending", "_d", "_between", "_eof", "error", "compressed_read")
+
+    def __init__(self, head: bytes, raw):
+        self._read = getattr(raw, "read1", raw.read)
+        self._pending = head
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._between = False  # True after a member ended: only padding or a new member may follow
+        self._eof = False
+        self.error = None
+        self.compressed_read = len(head)
+
+    def _more(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        try:
+            data = self._read(CHUNK)
+        except OSError as exc:
+            self.error = f"read error: {exc.strerror or exc}"
+            return b""
+        if data:
+            self.compressed_read += len(data)
+        return data or b""
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = []
+            while True:
+                piece = self.read(CHUNK)
+                if not piece:
+                    return b"".join(parts)
+                parts.append(piece)
+        out = []
+        have = 0
+        while have < n and not self._eof:
+            d = self._d
+            src = d.unconsumed_tail
+            if not src:
+                src = self._more()
+                if not src:
+                    self._eof = True
+                    if not self._between and self.error is None:
+                        self.error = ("gzip data ends before its end-of-stream marker "
+                                      "(file cut short?)")
+                    break
+                if self._between:
+                    src = src.lstrip(b"\x00")
+                    if not src:
+                        continue
+                    self._between = False
+            try:
+                piece = d.decompress(src, n - have)
+            except zlib.error as exc:
+                self._eof = True
+                self.error = f"gzip data corrupt after {self.compressed_read} bytes ({exc})"
+                break
+            if piece:
+                out.append(piece)
+                have += len(piece)
+            if d.eof:
+                self._pending = d.unused_data + self._pending
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._between = True
+        return b"".join(out)
+
+
+def _read_upto(raw, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = raw.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+class Source:
+    """One opened capture.
+
+    Attributes: ``name`` (the path as given), ``index`` (file index in frames), ``format``
+    ('pcap' / 'pcapng'), ``compressed`` (gzip), ``interfaces`` and ``isb`` (per global interface
+    index, the last Interface Statistics Block counters), ``drops`` (per interface, packets the
+    capture reported lost in PB drop counts / ``epb_dropcount``), ``warnings`` (one-line strings).
+
+    Counters, final once ``frames()`` is exhausted or closed: ``frame_count``, ``byte_count``
+    (captured bytes), ``first_ts`` / ``last_ts`` (earliest / latest timestamp, ``None`` without
+    frames), ``out_of_order`` (frames earlier than a frame before them), ``linktypes`` (Counter).
+    """
+
+    __slots__ = ("name", "index", "format", "compressed", "_reader", "_raw", "_stream",
+                 "_close_raw", "_started", "frame_count", "byte_count", "first_ts", "last_ts",
+                 "out_of_order", "linktypes")
+
+    def __init__(self, name, index, reader, raw, stream, close_raw, compressed):
+        self.name = name
+        self.index = index
+        self.format = reader.format
+        self.compressed = compressed
+        self._reader = reader
+        self._raw = raw
+        self._stream = stream
+        self._close_raw = close_raw
+        self._started = False
+        self.frame_count = 0
+        self.byte_count = 0
+        self.first_ts = None
+        self.last_ts = None
+        self.out_of_order = 0
+        self.linktypes = Counter()
+
+    def __repr__(self):
+        return f"<Source {self.index} {self.name!r} {self.format}{' gzip' if self.compressed else ''}>"
+
+    @property
+    def interfaces(self):
+        return self._reader.interfaces
+
+    @property
+    def isb(self):
+        return self._reader.isb
+
+    @property
+    def drops(self):
+        return self._reader.drops
+
+    @property
+    def reader(self):
+        """The underlying :mod:`dissect.vpn.capture` reader."""
+        return self._reader
+
+    @property
+    def warnings(self) -> list[str]:
+        out = []
+        err = self._stream.error
+        if err:
+            where = "gzip" if self.compressed else "input"
+            out.append(f"{self.name}: {where}: {err}")
+        out.extend(f"{self.name}: offset {off}: {reason}" for off, reason in self._reader.warnings)
+        return out
+
+    def frames(self):
+        """Yield ``(file_idx, number, ts, linktype, data, wirelen, offset)`` in file order."""
+        if self._started:
+            raise RuntimeError(f"{self.name}: frames() can be iterated only once")
+        self._started = True
+        return self._frames()
+
+    def _frames(self):
+        idx = self.index
+        number = 0
+        nbytes = 0
+        cur_lt = None
+        run = 0
+        counts = self.linktypes
+        first = None
+        tmax = float("-inf")
+        tmin = float("inf")
+        disorder = 0
+        try:
+            for ts, lt, data, wirelen, offset, _iface in self._reader.records():
+                number += 1
+                if lt == cur_lt:
+                    run += 1
+                else:
+                    if lt == NONPACKET:
+                        continue
+                    if run:
+                        counts[cur_lt] += run
+                    cur_lt = lt
+                    run = 1
+                    if first is None:
+                        first = ts
+                if ts >= tmax:
+                    tmax = ts
+                else:
+                    disorder += 1
+                    if ts < tmin:
+                        tmin = ts
+                nbytes += len(data)
+                yield idx, number, ts, lt, data, wirelen, offset
+        finally:
+            if run:
+                counts[cur_lt] += run
+            self.frame_count = sum(counts.values())
+            self.byte_count = nbytes
+            self.out_of_order = disorder
+            if first is not None:
+                self.first_ts = min(first, tmin)
+                self.last_ts = tmax
+            self.close()
+
+    def close(self):
+        if self._close_raw and self._raw is not None:
+            self._raw.close()
+        self._raw = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def open_source(path: str, index: int = 0) -> Source:
+    """Open a capture path (``-`` = standard input), gzip or not; raise :class:`SourceError`."""
+    if path == "-":
+        raw = getattr(sys.stdin, "buffer", None)
+        if raw is None:
+            raise SourceError(path, "no standard input to read")
+        try:
+            if raw.isatty():
+                raise SourceError(path, "standard input is a terminal; pipe a capture into it")
+        except (AttributeError, ValueError):
+            pass
+        close_raw = False
+    else:
+        try:
+            raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by Source
+        except OSError as exc:
+            raise SourceError(path, (exc.strerror or str(exc)).lower()) from None
+        close_raw = True
+    try:
+        try:
+            head = _read_upto(raw, 2)
+        except OSError as exc:
+            raise SourceError(path, f"read error: {(exc.strerror or str(exc)).lower()}") from None
+        compressed = head == _GZIP_MAGIC
+        stream = _Gunzip(head, raw) if compressed else _Prefixed(head, raw)
+        try:
+            reader = open_capture(stream)
+        except DissectError as exc:
+            if stream.error:
+                raise SourceError(path, stream.error) from None
+            reason = exc.reason
+            if compressed:
+                reason = f"gzip-compressed, but inside: {reason}"
+            raise SourceError(path, reason) from None
+    except BaseException:
+        if close_raw:
+            raw.close()
+        raise
+    return Source(path, index, reader, raw, stream, close_raw, compressed)
+
+
+def open_sources(paths) -> list[Source]:
+    """Open several paths with indices 0, 1, ...; on an error close those already opened."""
+    out = []
+    try:
+        for i, path in enumerate(paths):
+            out.append(open_source(path, i))
+    except BaseException:
+        for src in out:
+            src.close()
+        raise
+    return out
+
+
+_MERGE_KEY = itemgetter(2, 0, 1)
+
+
+def merge_frames(sources):
+    """Frames of several sources merged by (ts, file_idx, number); one source: its frames as is."""
+    sources = list(sources)
+    if len(sources) == 1:
+        return sources[0].frames()
+    return heapq.merge(*(s.frames() for s in sources), key=_MERGE_KEY)
