@@ -1,0 +1,666 @@
+"""NAT traversal (stage ``nat_traversal``): where the NATs are, whether NAT-T is used across them,
+whether the NAT mappings are kept alive, and whether they changed during an SA.
+
+The facts come from :mod:`pcapvpn.track.nat` (``sa.nat``: the NAT-D hashes recomputed against the
+addresses seen at the capture point, the 500→4500 move, source changes of IKE messages), the ESP
+SAs (``encap``, their source changes ``moves``, time bins) and the NAT keepalive flows.  No bytes
+are parsed here.
+
+Protocol background: RFC 7296 §2.23 (IKEv2 NAT traversal: once a NAT is detected "all future IKE
+and ESP packets" go over UDP 4500), RFC 3947 (IKEv1 NAT-D, the move to 4500), RFC 3948 (UDP
+encapsulation of ESP, NAT keepalives sent by the peer behind the NAT, §4), RFC 3715 §2.1 (AH cannot
+cross a NAT; ESP without UDP cannot cross a NAPT).  ``NAT_T_BLOCKED`` (4500 never answered) is a
+reachability rule (it competes with IKE_NO_RESPONSE).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pcapvpn.findings import declare, make
+from pcapvpn.rules import rule
+from pcapvpn.rules.common import endpoint_text, esp_filter, host_filter, ike_filter, ip_text
+from pcapvpn.track.nat import HASH_NAMES, IKE_PORT, NATT_PORT, STANDARD_PORTS, ensure_verdict
+
+#: at most this many SAs / changes are spelled out in a detail (all are counted)
+MAX_LISTED = 5
+#: seconds: a source change this soon after a long silence is blamed on the silence
+_AFTER_GAP = 30.0
+
+declare("NAT_DETECTED", "nat_traversal", "info",
+        "NAT detection (NAT-D hashes recomputed against the addresses seen at the capture point) "
+        "found a NAT between the peers, or a faked NAT-D that forces UDP encapsulation: which side "
+        "is behind it, and where the capture point sits.",
+        ["Expect IKE and ESP on UDP 4500 from IKE_AUTH (IKEv2) / Main Mode message 5 (IKEv1) on, "
+         "and NAT keepalives from the side behind the NAT.",
+         "strongSwan logs 'local host is behind NAT, sending keep alives' on the side behind the "
+         "NAT and 'remote host is behind NAT' on its peer; a forced encapsulation shows "
+         "'faking NAT situation to enforce UDP encapsulation'."],
+        failure=False)
+declare("NAT_T_NOT_USED", "nat_traversal", "error",
+        "A NAT sits between the peers, but IKE stayed on UDP 500 or ESP went as IP protocol 50 "
+        "(or AH was used): ESP without UDP cannot cross a NAPT and AH cannot cross any NAT "
+        "(RFC 3715 §2.1; RFC 7296 §2.23 and RFC 3947 require UDP 4500 once a NAT is detected).",
+        ["Enable NAT traversal on both peers (IKEv1: both must send the RFC 3947 Vendor ID; Cisco "
+         "'crypto isakmp nat-traversal'; strongSwan does it automatically unless encap/NAT-T "
+         "support is broken on one side).",
+         "Allow UDP 4500 in both directions on every firewall/NAT on the path.",
+         "Do not rely on 'IPsec passthrough' of a NAT for protocol 50: it works for one host at a "
+         "time at best.",
+         "Use ESP, not AH, across a NAT."])
+declare("NAT_KEEPALIVE_MISSING", "nat_traversal", "warning",
+        "A peer behind a NAT let the tunnel go idle longer than the keepalive threshold (no NAT "
+        "keepalive, no ESP, no IKE either way) before traffic resumed: the NAT mapping may have "
+        "expired, so the other peer could not reach it and its next packets may come from a new "
+        "port.",
+        ["Make the side behind the NAT send NAT keepalives (RFC 3948 §4) more often than the NAT's "
+         "UDP timeout: strongSwan charon.keep_alive (default 20 s), Cisco 'crypto isakmp "
+         "nat keepalive', libreswan keep-alive.",
+         "Or raise the UDP timeout for 4500 on the NAT device, or enable DPD so a lost mapping is "
+         "noticed and the tunnel re-established."])
+declare("NAT_MAPPING_CHANGED", "nat_traversal", "warning",
+        "The source address or port of a peer behind a NAT changed in the middle of an SA (IKE or "
+        "ESP): the NAT created a new mapping (timeout of the old one, NAT restart, carrier-grade "
+        "NAT re-mapping) or the client roamed to another network.",
+        ["Check the NAT's UDP timeout against the keepalive interval (strongSwan charon.keep_alive,"
+         " default 20 s) and keep the mapping alive.",
+         "The peer not behind the NAT must follow the new address/port (RFC 7296 §2.23, RFC 3948): "
+         "if it keeps sending to the old one, traffic to the NATed peer is lost until DPD or a "
+         "rekey; for roaming clients use MOBIKE (RFC 4555).",
+         "With carrier-grade NAT, prefer the client initiating and frequent keepalives."])
+
+
+# -- small helpers -----------------------------------------------------------------------------
+
+
+def _side_ep(sa, side):
+    return sa.initiator if side == "initiator" else sa.responder
+
+
+def _other(side):
+    return "responder" if side == "initiator" else "initiator"
+
+
+def _spis(sa):
+    return [bytes(sa.ispi).hex(), bytes(sa.rspi).hex()]
+
+
+def _packed(text):
+    return ipaddress.ip_address(text).packed
+
+
+def _esp_moves(e):
+    """(ts, ref, src, sport) source changes of an ESP SA (``moves`` in track/esp.py)."""
+    moves = getattr(e, "src_changes", None)
+    if moves is None:
+        moves = getattr(e, "moves", None)
+    return list(moves or ())
+
+
+def _tunnel_verdicts(t):
+    return [(sa, ensure_verdict(sa)) for sa in t.ike_sas if sa.initiator is not None]
+
+
+def _nat_sides(verdicts) -> dict:
+    """side -> set of packed addresses of that side, for sides behind a real NAT."""
+    out: dict = {}
+    for sa, v in verdicts:
+        for side in v.nat_sides:
+            out.setdefault(side, set()).add(_side_ep(sa, side)[1])
+            for c in v.endpoint_changes:
+                if c["side"] == side:
+                    out[side].add(_packed(c["new_addr"]))
+    return out
+
+
+def _natd_filter(sa) -> str:
+    if sa.version == 2:
+        return f"{ike_filter(sa)} && isakmp.notify.msgtype in {{16388 16389}}"
+    return f"{ike_filter(sa)} && isakmp.ike.nat_hash"
+
+
+def _or(parts, limit=8) -> str:
+    parts = [p for p in parts if p][:limit]
+    if not parts:
+        return ""
+    if len(parts) == 1:
+        return parts[0]
+    return " || ".join(f"({p})" for p in parts)
+
+
+def _esp_summary(t) -> str:
+    n = {"udp": 0, "tcp": 0, "ip": 0}
+    ah = 0
+    for e in t.esp_sas:
+        if e.proto != "esp":
+            ah += 1
+        elif e.encap in n:
+            n[e.encap] += 1
+    parts = []
+    if n["udp"]:
+        parts.append(f"{n['udp']} UDP-encapsulated")
+    if n["tcp"]:
+        parts.append(f"{n['tcp']} in TCP (RFC 9329)")
+    if n["ip"]:
+        parts.append(f"{n['ip']} as IP protocol 50")
+    if ah:
+        parts.append(f"{ah} AH")
+    return ("ESP SAs: " + ", ".join(parts) + ".") if parts else "No ESP seen."
+
+
+def _float_text(ctx, v) -> str:
+    if "tcp" in v.transports and "udp" not in v.transports:
+        return "IKE ran over TCP (RFC 9329)."
+    if v.floated:
+        return (f"IKE moved from UDP 500 to 4500 at frame {v.float_frame[1]} "
+                f"({ctx.rel(v.float_ts)} s).")
+    if v.start_port == NATT_PORT:
+        return "IKE ran on UDP 4500 from the start."
+    if v.after_natd_on_500:
+        return f"IKE stayed on UDP 500 ({v.after_natd_on_500} later messages)."
+    return ""
+
+
+# -- NAT_DETECTED ------------------------------------------------------------------------------
+
+
+def _explain(sa, v) -> list[str]:
+    """Sentences saying what each side's hashes showed."""
+    src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else "source NAT-D"
+    out = []
+    for side in ("initiator", "responder"):
+        st = getattr(v, side)
+        ep = _side_ep(sa, side)
+        seen = endpoint_text((ep[0], ep[1], v.ports.get(side, ep[2])))
+        peer = _other(side)
+        if st == "nat":
+            s = f"The {side}'s {src_name} hash does not match {seen} as seen here"
+            if side in v.translated_from:
+                s += f" but {v.translated_from[side]}, also in this capture (the translation)"
+            elif v.ports.get(side) is not None and v.ports[side] not in STANDARD_PORTS:
+                s += f"; its source port {v.ports[side]} is not 500/4500 (the NAT translated it)"
+            out.append(s + f": the {side} is behind a NAT and this capture point is outside it.")
+        elif st == "inside":
+            out.append(f"The {peer}'s destination hash for the {side} does not match {seen}: the "
+                       f"{peer} sees the {side} at a translated address, so this capture was "
+                       f"taken between the {side} and its NAT.")
+    forced = v.forced_sides
+    if forced:
+        who = " and the ".join(f"{s}'s" for s in forced)
+        hashes = "hashes match" if len(forced) > 1 else "hash matches"
+        out.append(f"The {who} {src_name} {hashes} no address or port seen for this SA, while "
+                   f"nothing is translated here (ports 500/4500, the same 4-tuple both ways): "
+                   f"a faked hash that forces UDP encapsulation (strongSwan encap = yes, or "
+                   f"kernel-libipsec which always does it) — inferred from one vantage point: a "
+                   f"1:1 NAT that keeps the ports would look the same.")
+    return out
+
+
+def _advice(kind, v, sa) -> list[str]:
+    adv = []
+    if kind == "forced":
+        both = len(v.forced_sides) == 2
+        adv.append("Not a NAT: strongSwan logs 'faking NAT situation to enforce UDP "
+                   "encapsulation' on the side that forces it"
+                   + (" — here both sides do (kernel-libipsec forces it on every SA), so both "
+                      "peers log 'remote host is behind NAT'" if both else
+                      " and its peer logs 'remote host is behind NAT'") + ".")
+        sides = v.forced_sides
+        adv.append("If neither encap = yes nor kernel-libipsec is configured on the "
+                   + " / ".join(f"{s} ({ip_text(_side_ep(sa, s)[1])})" for s in sides)
+                   + ", compare its own interface address with the one seen here: a 1:1 NAT "
+                     "keeping ports 500/4500 gives the same picture.")
+        return adv
+    for side in v.nat_sides:
+        ip = ip_text(_side_ep(sa, side)[1])
+        peer = ip_text(_side_ep(sa, _other(side))[1])
+        adv.append(f"strongSwan on the {side} ({ip}) logs 'local host is behind NAT, sending "
+                   f"keep alives'; on the {_other(side)} ({peer}) 'remote host is behind NAT'.")
+        adv.append(f"Expect NAT keepalives (UDP 4500, one byte 0xFF) from {ip} when the tunnel is "
+                   f"idle, more often than the NAT's UDP timeout (strongSwan charon.keep_alive, "
+                   f"default 20 s).")
+    if v.capture_point.startswith("inside"):
+        adv.append("This capture was taken inside a NAT: the translated addresses/ports the peer "
+                   "sees are not in it — capture outside the NAT too to see them.")
+    if "responder" in v.nat_sides:
+        adv.append("The responder's NAT must forward UDP 500 and 4500 to it.")
+    return adv
+
+
+@rule
+def nat_detected(ctx):
+    for t in ctx.state.tunnels:
+        groups: dict = {}
+        for sa, v in _tunnel_verdicts(t):
+            if v.kind not in ("initiator", "responder", "both", "forced"):
+                continue
+            key = (v.kind, v.initiator, v.responder, v.capture_point)
+            groups.setdefault(key, []).append((sa, v))
+        for (kind, _i, _r, cp), items in groups.items():
+            sa, v = items[0]
+            refs = [tuple(r) for _sa, vv in items for r in vv.nat_d_frames]
+            ts = [vv.nat_d_ts for _sa, vv in items if vv.nat_d_ts is not None]
+            if kind == "forced":
+                who = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.forced_sides)
+                title = f"Forced UDP encapsulation (inferred): fake NAT-D from the {who}, no NAT"
+                basis = "inferred"
+            else:
+                who = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.nat_sides)
+                title = f"NAT: the {who} {'are' if len(v.nat_sides) > 1 else 'is'} behind a NAT"
+                if cp == "inside_initiator_nat":
+                    title += " (capture taken inside the initiator's NAT)"
+                elif cp == "inside_responder_nat":
+                    title += " (capture taken inside the responder's NAT)"
+                basis = "observed"
+            alg = HASH_NAMES.get(v.hash_alg, v.hash_alg)
+            detail = [f"NAT-D hashes ({alg}) recomputed over the addresses and ports seen here "
+                      f"for IKE SA {sa.id}"
+                      + (f" and {len(items) - 1} more" if len(items) > 1 else "") + "."]
+            detail += _explain(sa, v)
+            detail += [s for s in (_float_text(ctx, v), _esp_summary(t)) if s]
+            detail += v.notes
+            yield make(
+                "NAT_DETECTED", f"{t.id}|{kind}|{_i}|{_r}|{cp}",
+                title=title, detail=" ".join(detail), basis=basis,
+                evidence=ctx.evidence(refs, min(ts) if ts else None, max(ts) if ts else None,
+                                      ike_spis=_spis(sa),
+                                      peers=[endpoint_text(sa.initiator),
+                                             endpoint_text(sa.responder)]),
+                wireshark_filter=_or([_natd_filter(s) for s, _v in items]),
+                advice=_advice(kind, v, sa) + list(_spec_advice("NAT_DETECTED")),
+                tunnel=t.id)
+
+
+def _spec_advice(code):
+    from pcapvpn.findings import REGISTRY
+
+    return REGISTRY[code].advice
+
+
+# -- NAT_T_NOT_USED ----------------------------------------------------------------------------
+
+
+def _port_translated_without_natd(sa, v) -> str | None:
+    """No NAT-D at all, but IKE on 500 came from a port other than 500/4500: a NAPT translated it
+    and NAT-T was not negotiated (one peer does not support or has disabled it)."""
+    if v.kind != "unknown" or v.hash_alg is not None or sa.mid_session:
+        return None
+    if v.start_port != IKE_PORT:
+        return None
+    for side in ("initiator", "responder"):
+        ep = _side_ep(sa, side)
+        if ep is not None and ep[2] not in STANDARD_PORTS:
+            return side
+    return None
+
+
+@rule
+def nat_t_not_used(ctx):
+    for t in ctx.state.tunnels:
+        verdicts = _tunnel_verdicts(t)
+        nat = [(sa, v) for sa, v in verdicts if v.nat_sides]
+        inferred = [(sa, v, side) for sa, v in verdicts
+                    for side in [_port_translated_without_natd(sa, v)] if side]
+        if not nat and not inferred:
+            continue
+        stuck = [(sa, v) for sa, v in nat
+                 if v.after_natd_on_500 and not v.floated and "tcp" not in v.transports]
+        plain = [e for e in t.esp_sas if e.proto != "esp" or e.encap == "ip"]
+        if inferred and not nat and not plain:
+            continue  # without NAT-D only ESP in IP shows that NAT-T is missing
+        if not stuck and not plain:
+            continue
+        why = []
+        refs = []
+        spis = []
+        first = last = None
+        if nat:
+            sa, v = nat[0]
+            sides = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.nat_sides)
+            why.append(f"NAT-D shows a NAT in front of the {sides} (IKE SA {sa.id}).")
+            refs += [tuple(r) for r in v.nat_d_frames]
+            first = v.nat_d_ts
+        else:
+            sa, v, side = inferred[0]
+            ep = _side_ep(sa, side)
+            why.append(f"The {side} {endpoint_text(ep)} sent IKE to port 500 from port {ep[2]}, "
+                       f"not 500: a NAPT translated it, and no NAT-D was exchanged (NAT-T not "
+                       f"supported or disabled on a peer).")
+            refs += list(sa.messages[0].frames)
+            first = sa.messages[0].ts
+        for sa, v in stuck:
+            n = v.after_natd_on_500
+            fr = ", ".join(str(r[1]) for r in v.after_natd_on_500_frames[:MAX_LISTED])
+            why.append(f"IKE stayed on UDP 500 after the NAT was detected: {n} message(s) of "
+                       f"IKE SA {sa.id} (frames {fr}{', ...' if n > MAX_LISTED else ''}).")
+            refs += [tuple(r) for r in v.after_natd_on_500_frames]
+        if plain:
+            esp_ip = [e for e in plain if e.proto == "esp"]
+            ah = [e for e in plain if e.proto != "esp"]
+            if esp_ip:
+                pk = sum(e.packets for e in esp_ip)
+                why.append(f"ESP went as IP protocol 50, not UDP 4500: {len(esp_ip)} SA(s), "
+                           f"{pk} packets (SPI "
+                           + ", ".join(f"0x{e.spi:08x}" for e in esp_ip[:MAX_LISTED]) + ").")
+            if ah:
+                why.append(f"AH was used ({len(ah)} SA(s)): AH authenticates the outer addresses "
+                           f"and cannot cross any NAT.")
+            for e in plain:
+                refs += [e.first_ref, e.last_ref]
+                spis.append(e.spi)
+                last = e.last_ts if last is None else max(last, e.last_ts)
+        why.append("A NAPT cannot translate ESP without UDP (there are no ports): RFC 7296 §2.23 "
+                   "and RFC 3947 §4 move IKE and ESP to UDP 4500 once a NAT is detected "
+                   "(RFC 3948).")
+        ike_part = _or([ike_filter(sa) for sa, _v in (stuck or nat[:1])]) if nat else \
+            ike_filter(inferred[0][0])
+        yield make(
+            "NAT_T_NOT_USED", f"{t.id}|{bool(stuck)}|{bool(plain)}",
+            title=(f"NAT between {ip_text(t.a)} and {ip_text(t.b)} but "
+                   + ("IKE stays on UDP 500" if stuck else "")
+                   + (" and " if stuck and plain else "")
+                   + ("ESP goes as IP protocol 50" if plain and any(e.proto == "esp" for e in plain)
+                      else ("AH is used" if plain else ""))),
+            detail=" ".join(why),
+            basis="observed" if nat else "inferred",
+            evidence=ctx.evidence(refs, first, last, ike_spis=_spis(sa),
+                                  esp_spis=[f"{s:08x}" for s in spis],
+                                  peers=[ip_text(t.a), ip_text(t.b)]),
+            wireshark_filter=_or([ike_part, esp_filter(spis) if spis else ""]),
+            tunnel=t.id)
+
+
+# -- activity timeline (keepalives, mapping changes) -------------------------------------------
+
+
+def _esp_intervals(e):
+    """Active periods of an ESP SA from its time bins (a whole bin counts as active: the gaps
+    found between them are never longer than the real ones)."""
+    try:
+        counts = e.bin_counts()
+        base, width = e.bin_base, e.bin_width
+    except AttributeError:
+        return [(e.first_ts, e.last_ts, e.first_ref, e.last_ref)]
+    out = []
+    cur = None
+    for i, c in enumerate(counts):
+        if not c:
+            cur = None
+            continue
+        s = max(base + i * width, e.first_ts)
+        end = min(base + (i + 1) * width, e.last_ts)
+        if cur is not None:
+            cur[1] = end
+        else:
+            cur = [s, end, None, None]
+            out.append(cur)
+    if not out:
+        return [(e.first_ts, e.last_ts, e.first_ref, e.last_ref)]
+    out[0][2] = e.first_ref
+    out[-1][3] = e.last_ref
+    return [tuple(x) for x in out]
+
+
+def _keepalive_intervals(f):
+    """A keepalive flow is active from its first to its last keepalive except in its long gaps."""
+    out = []
+    s, r0 = f.first_ts, f.first_ref
+    for gs, ge, ra, rb in sorted(f.long_gaps):
+        out.append((s, gs, r0, ra))
+        s, r0 = ge, rb
+    out.append((s, f.last_ts, r0, f.last_ref))
+    return out
+
+
+def _timeline(ctx, t, flows):
+    """Activity of the tunnel in both directions: (start, end, ref at start, ref at end, what
+    starts it).  ``what`` is "init" for a message that starts a new IKE SA (then a silence
+    before it is between SAs, not inside one), "delete" for a message that ends one."""
+    iv = []
+    for sa in t.ike_sas:
+        for m in sa.messages:
+            if m.exch == 34 or (m.version == 1 and m.exch in (2, 4) and m.step == 1):
+                what = "init"
+            elif m.deletes or (m.version == 2 and m.exch == 37 and m.sk_next == 42):
+                what = "delete"
+            else:
+                what = "ike"
+            iv.append((m.ts, m.ts, m.ref, m.ref, what))
+    for e in t.esp_sas:
+        for s, end, r0, r1 in _esp_intervals(e):
+            iv.append((s, end, r0, r1, "esp"))
+    for f in flows:
+        for s, end, r0, r1 in _keepalive_intervals(f):
+            iv.append((s, end, r0, r1, "keepalive"))
+    iv.sort(key=lambda x: (x[0], x[1]))
+    return iv
+
+
+def _gaps(iv, start, limit):
+    """Silences longer than ``limit`` after ``start``: (gap start, gap end, ref before, ref after,
+    what resumed, what ended before)."""
+    out = []
+    end = None
+    ref_end = None
+    what_end = None
+    for s, e, r0, r1, what in iv:
+        if e < start:
+            continue
+        if end is not None and s - end > limit:
+            out.append((end, s, ref_end, r0, what, what_end))
+        if end is None or e >= end:
+            end, ref_end, what_end = e, r1, what
+    return out
+
+
+def _nat_t_start(verdicts, t):
+    ts = [v.float_ts for _sa, v in verdicts if v.float_ts is not None]
+    ts += [v.nat_d_ts for _sa, v in verdicts
+           if v.nat_d_ts is not None and v.start_port == NATT_PORT]
+    ts += [e.first_ts for e in t.esp_sas if e.encap == "udp"]
+    return min(ts) if ts else None
+
+
+def _flows_between(ctx, t):
+    ends = (t.a, t.b)
+    return [f for f in ctx.state.keepalives
+            if f.src in ends and f.dst in ends and f.src != f.dst]
+
+
+# -- NAT_KEEPALIVE_MISSING ---------------------------------------------------------------------
+
+
+@rule
+def nat_keepalive_missing(ctx):
+    limit = ctx.th.keepalive_max_interval
+    for t in ctx.state.tunnels:
+        verdicts = _tunnel_verdicts(t)
+        sides = _nat_sides(verdicts)
+        if not sides:
+            continue
+        start = _nat_t_start(verdicts, t)
+        if start is None:
+            continue  # NAT-T not in use: NAT_T_NOT_USED says it
+        flows = _flows_between(ctx, t)
+        gaps = [g for g in _gaps(_timeline(ctx, t, flows), start, limit)
+                if g[4] != "init" and g[5] != "delete"]
+        if not gaps:
+            continue
+        longest = max(gaps, key=lambda g: g[1] - g[0])
+        changes = _changes(ctx, t, verdicts, sides)
+        for side, addrs in sorted(sides.items()):
+            mine = [f for f in flows if f.src in addrs]
+            ip = ", ".join(sorted(ip_text(a) for a in addrs))
+            gs, ge, rb, ra, resumed, _w = longest
+            detail = (f"The {side} {ip} is behind a NAT, but the tunnel carried nothing for "
+                      f"{ge - gs:.1f} s ({ctx.rel(gs)} s → {ctx.rel(ge)} s): no NAT keepalive, "
+                      f"no ESP, no IKE in either direction; then {resumed} traffic resumed")
+            detail += (f" (frame {ra[1]})." if ra else ".")
+            if len(gaps) > 1:
+                detail += f" {len(gaps)} such silences in all."
+            if mine:
+                n = sum(f.count for f in mine)
+                med = [f.median_interval for f in mine if f.median_interval is not None]
+                mx = [f.max_interval for f in mine if f.max_interval is not None]
+                detail += (f" {ip} sent {n} NAT keepalive(s)"
+                           + (f", median interval {min(med):.1f} s, longest {max(mx):.1f} s"
+                              if med else "") + ".")
+            else:
+                detail += (f" {ip} sent no NAT keepalive at all (RFC 3948 §4: the peer behind "
+                           f"the NAT sends them).")
+            detail += (f" NAT UDP mappings commonly expire after 30-120 s (threshold "
+                       f"keepalive_max_interval = {limit:g} s).")
+            after = [c for c in changes if c[0] == side and any(
+                -1e-6 <= c[1] - g[1] <= _AFTER_GAP for g in gaps)]
+            if after:
+                c = after[0]
+                detail += (f" Its source changed right after ({c[3]} → {c[4]} at frame "
+                           f"{c[2][1]}): the mapping had expired.")
+            refs = [r for g in gaps[:MAX_LISTED] for r in (g[2], g[3]) if r]
+            for f in mine:
+                refs += f.refs[:3]
+            fld = "ip" if t.ipver == 4 else "ipv6"
+            wf = (f"{host_filter(t.ipver, t.a, t.b)} && frame.time_relative >= "
+                  f"{max(0.0, ctx.rel(gs) - 1):.3f} && frame.time_relative <= "
+                  f"{ctx.rel(ge) + 1:.3f}")
+            if mine:
+                wf = _or([wf, f"{fld}.src == {ip_text(sorted(addrs)[0])} && "
+                              f"udpencap.nat_keepalive"])
+            yield make(
+                "NAT_KEEPALIVE_MISSING", f"{t.id}|{side}",
+                title=(f"{ip} (behind NAT) left the tunnel idle {ge - gs:.0f} s without "
+                       f"keepalives"),
+                detail=detail,
+                evidence=ctx.evidence(refs, gs, ge, peers=[ip_text(t.a), ip_text(t.b)]),
+                wireshark_filter=wf, tunnel=t.id)
+
+
+# -- NAT_MAPPING_CHANGED -----------------------------------------------------------------------
+
+
+def _changes(ctx, t, verdicts, sides):
+    """(side, ts, ref, old, new, what, sa or esp) of sources that moved during an SA, for sides
+    behind a NAT (or, without NAT-D, when a port other than 500/4500 is involved)."""
+    out = []
+    for sa, v in verdicts:
+        for c in v.endpoint_changes:
+            side = c["side"]
+            if side in sides or c["old_port"] not in STANDARD_PORTS \
+                    or c["new_port"] not in STANDARD_PORTS:
+                out.append((side, c["ts"], tuple(c["frame"]), c["old"], c["new"], "IKE", sa))
+    ini = {sa.initiator[1] for sa, _v in verdicts}
+    rsp = {sa.responder[1] for sa, _v in verdicts}
+    for e in t.esp_sas:
+        moves = _esp_moves(e)
+        if not moves:
+            continue
+        side = "initiator" if e.src in ini else ("responder" if e.src in rsp else None)
+        prev = (e.src, e.sport)
+        for ts, ref, src, sport in moves:
+            old = endpoint_text((e.ipver, prev[0], prev[1]))
+            new = endpoint_text((e.ipver, src, sport))
+            nat_side = side in sides if side else False
+            if nat_side or (sport >= 0 and (sport not in STANDARD_PORTS
+                                             or prev[1] not in STANDARD_PORTS)):
+                out.append((side or "peer", ts, tuple(ref), old, new,
+                            f"ESP SPI 0x{e.spi:08x}", e))
+            prev = (src, sport)
+    out.sort(key=lambda c: c[1])
+    return out
+
+
+@rule
+def nat_mapping_changed(ctx):
+    limit = ctx.th.keepalive_max_interval
+    for t in ctx.state.tunnels:
+        verdicts = _tunnel_verdicts(t)
+        sides = _nat_sides(verdicts)
+        changes = _changes(ctx, t, verdicts, sides)
+        if not changes:
+            continue
+        flows = _flows_between(ctx, t)
+        iv = _timeline(ctx, t, flows)
+        by_side: dict = {}
+        for c in changes:
+            by_side.setdefault(c[0], []).append(c)
+        for side, cs in by_side.items():
+            lines = []
+            refs = []
+            ike_sas = []
+            esp_spis = []
+            for c in cs:
+                _s, ts, ref, old, new, what, obj = c
+                idle = _idle_before(iv, ts, limit)
+                line = f"{ctx.rel(ts)} s (frame {ref[1]}, {what}): {old} → {new}"
+                if idle is not None:
+                    line += f" after {idle:.0f} s of silence (NAT mapping timeout likely)"
+                follow = _followed(obj, c) if what == "IKE" else None
+                if follow:
+                    line += f"; {follow}"
+                if len(lines) < MAX_LISTED:
+                    lines.append(line)
+                refs.append(ref)
+                if what == "IKE":
+                    if obj not in ike_sas:
+                        ike_sas.append(obj)
+                elif obj.spi not in esp_spis:
+                    esp_spis.append(obj.spi)
+            addr_changed = any(_host(c[3]) != _host(c[4]) for c in cs)
+            cause = ("the NAT's public address changed (carrier-grade NAT pool, NAT restart) or "
+                     "the client roamed to another network" if addr_changed else
+                     "the NAT created a new mapping (the old one timed out, or the NAT "
+                     "restarted)")
+            ip = ", ".join(sorted({_host(c[3]) for c in cs}))
+            behind = "behind a NAT" if side in sides else "(port translated)"
+            detail = (f"The {side} {ip} {behind} changed its source {len(cs)} time(s) during the "
+                      f"SA: " + "; ".join(lines) + ("; ..." if len(cs) > MAX_LISTED else "")
+                      + f". Typical cause: {cause}.")
+            wf = _or([ike_filter(sa) for sa in ike_sas[:4]]
+                     + ([esp_filter(esp_spis)] if esp_spis else []))
+            spis = _spis(ike_sas[0]) if ike_sas else []
+            yield make(
+                "NAT_MAPPING_CHANGED", f"{t.id}|{side}",
+                title=(f"NAT mapping of the {side} {ip} changed mid-SA "
+                       f"({'address' if addr_changed else 'port'}, {len(cs)}x, first at "
+                       f"{ctx.rel(cs[0][1])} s)"),
+                detail=detail,
+                evidence=ctx.evidence(refs, cs[0][1], cs[-1][1], ike_spis=spis,
+                                      esp_spis=[f"{s:08x}" for s in esp_spis],
+                                      peers=[ip_text(t.a), ip_text(t.b)]),
+                wireshark_filter=wf, tunnel=t.id)
+
+
+def _host(ep_text: str) -> str:
+    """``192.0.2.1:4500`` / ``[2001:db8::1]:4500`` → the address part."""
+    if ep_text.startswith("["):
+        return ep_text[1:ep_text.index("]")]
+    return ep_text.rsplit(":", 1)[0]
+
+
+def _idle_before(iv, ts, limit) -> float | None:
+    """Length of a silence longer than ``limit`` that ended at most ``_AFTER_GAP`` s before
+    ``ts`` (the traffic that ended it may be the moved packet itself), else None."""
+    best = None
+    for gs, ge, _rb, _ra, _what, _w in _gaps(iv, float("-inf"), limit):
+        if ge <= ts + 1e-6 and ts - ge <= _AFTER_GAP:
+            best = ge - gs
+    return best
+
+
+def _followed(sa, change) -> str | None:
+    """Did the peer send IKE to the new source afterwards, or keep using the old one?"""
+    _side, ts, _ref, old, new, _what, _obj = change
+    to_new = to_old = 0
+    for m in sa.messages:
+        if m.ts <= ts:
+            continue
+        dst = endpoint_text((m.ipver, m.dst, m.dport))
+        if dst == new:
+            to_new += 1
+        elif dst == old:
+            to_old += 1
+    if to_old and not to_new:
+        return f"the peer kept sending IKE to the old {old} ({to_old} message(s))"
+    if to_new:
+        return "the peer followed it"
+    return None
