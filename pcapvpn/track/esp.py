@@ -1,0 +1,527 @@
+"""ESP and AH security associations, with the receiver's view of their sequence numbers.
+
+An SA is identified by its destination and SPI (RFC 4301 §4.1; RFC 4303 §2.1): the source
+address and UDP port are attributes, because NAT rebinding (RFC 3948) or MOBIKE (RFC 4555) moves
+an SA without creating a new one.  Such moves are recorded (bounded) as evidence.
+
+Per packet (the hot path, millions of calls) the tracker does one dict lookup and a handful of
+integer operations; nothing per packet is kept.  Memory grows with the number of SAs only.  The
+hot handlers are closures built once per tracker (``self.esp``/``self.ah``): no attribute lookups
+on the tracker per packet, and an SA whose sequence is in order and without an open hole only
+compares the number with ``sa.nxt``.
+
+Sequence analysis: a real anti-replay window (RFC 4303 §3.4.3) of ``replay_window`` bits held in
+a Python int.  ``max_seq`` is the highest (extended) sequence number seen; bit *i* of the window
+says whether ``max_seq - i`` arrived.  Numbers before the SA's first packet count as seen (the
+capture cannot know them).  Outcomes:
+
+* in order (``max_seq + 1``, no hole pending): nothing but ``max_seq += 1``;
+* a jump forward: the skipped numbers become holes; a hole that leaves the window unfilled is
+  lost (a receiver with that window would drop the late packet anyway);
+* a late arrival inside the window fills its hole (``reordered``; depth = ``max_seq - seq``);
+  outside the window it is ``too_old`` (the hole stays lost: the receiver drops it);
+* the same number again inside the window: ``capture_duplicates`` when it follows the previous
+  packet of the SA within ``duplicate_window`` (the mirror copied it), else ``duplicates``
+  (a replay, RFC 4303 §3.4.3);
+* a restart at a low number far below the window: ``resets`` (a peer restarted and reused the
+  SPI, or a new SA collides on it);
+* low 32 bits wrapping from near 2**32 to a small number: ESN (RFC 4303 §2.2.1; only the low half
+  is on the wire), counted in ``wraps``; without ESN a sender must rekey before that, so
+  ``near_wrap`` (max > 2**32 - 2**24) is reported.
+
+At the end the holes still in the window count as lost too (:attr:`EspSA.lost`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+#: first gaps kept as evidence per SA (ts, ref, expected, got, still missing)
+MAX_GAPS = 20
+#: last gaps kept as evidence per SA
+MAX_LAST_GAPS = 5
+#: NAT/MOBIKE source changes kept per SA
+MAX_MOVES = 32
+#: refs of the first packets kept per SA
+SAMPLE_REFS = 5
+#: time bins per SA (packets per bin); bins start at 1 s and double when exceeded
+MAX_BINS = 512
+#: resets / wraps / fragment refs kept as evidence per SA
+MAX_EVENTS = 10
+#: an arrival this many windows below the highest number, at a number no larger than one window,
+#: is a sequence restart rather than a late packet
+RESET_WINDOWS = 2
+#: max_seq above this without wrapping: the 32-bit counter is close to cycling (RFC 4303 §3.3.3)
+NEAR_WRAP = (1 << 32) - (1 << 24)
+#: ESN: low 32 bits restart below this after being above NEAR_WRAP → the high half incremented
+ESN_LOW = 1 << 24
+
+U32 = 1 << 32
+
+
+class EspSA:
+    """One ESP (or AH) SA: destination + SPI (+ protocol)."""
+
+    __slots__ = (
+        "proto", "ipver", "src", "dst", "spi", "sport", "dport", "encap",
+        "packets", "bytes", "first_ts", "last_ts", "first_ref", "last_ref",
+        # sequence analysis (``nxt``: the next number expected while nothing is pending, else -1)
+        "first_seq", "min_seq", "nxt", "_top", "base", "win", "missing", "_lost", "_floor",
+        "_last_slow", "duplicates", "capture_duplicates", "reordered", "max_reorder",
+        "beyond32", "beyond64", "too_old", "resets", "wraps", "max_gap",
+        "gaps", "last_gaps", "reset_events",
+        # sizes
+        "min_len", "max_len", "large", "first_large_ts", "last_large_ts",
+        # time bins (counts of closed bins; the open one is packets - _bin_p0)
+        "bin_base", "bin_width", "bin_end", "bins", "_bin_i", "_bin_p0",
+        # evidence
+        "first_refs", "moves", "moves_total", "_csrc", "_csport",
+        "fragmented", "frag_refs",
+    )
+
+    def __init__(self, proto, ipver, src, dst, spi, sport, dport, encap, ts, ref, seq, length,
+                 window=64):
+        self.proto = proto
+        self.ipver = ipver
+        self.src = src
+        self.dst = dst
+        self.spi = spi
+        self.sport = sport
+        self.dport = dport
+        self.encap = encap
+        self.packets = 0
+        self.bytes = 0
+        self.first_ts = ts
+        self.last_ts = ts
+        self.first_ref = ref
+        self.last_ref = ref
+        self.first_seq = seq
+        self.min_seq = seq
+        self.nxt = seq  # the first packet takes the in-order path
+        self._top = seq - 1
+        self.base = 0
+        self.win = (1 << window) - 1  # numbers before the first packet count as seen
+        self.missing = 0
+        self._lost = 0
+        self._floor = seq
+        self._last_slow = -1
+        self.duplicates = 0
+        self.capture_duplicates = 0
+        self.reordered = 0
+        self.max_reorder = 0
+        self.beyond32 = 0
+        self.beyond64 = 0
+        self.too_old = 0
+        self.resets = 0
+        self.wraps = 0
+        self.max_gap = 0
+        self.gaps: list = []
+        self.last_gaps: list = []
+        self.reset_events: list = []
+        self.min_len = length
+        self.max_len = length
+        self.large = 0
+        self.first_large_ts = None
+        self.last_large_ts = None
+        self.bin_base = float(int(ts)) if ts >= 0 else float(ts)
+        self.bin_width = 1.0
+        self.bin_end = self.bin_base + 1.0
+        self.bins = [0]
+        self._bin_i = 0
+        self._bin_p0 = 0
+        self.first_refs: list = []
+        self.moves: list = []
+        self.moves_total = 0
+        self._csrc = src
+        self._csport = sport
+        self.fragmented = 0
+        self.frag_refs: list = []
+
+    # -- derived views -------------------------------------------------------------------------
+
+    @property
+    def max_seq(self) -> int:
+        """The highest sequence number seen (extended: ESN high half included)."""
+        return self.nxt - 1 + self.base if self.nxt >= 0 else self._top
+
+    @property
+    def lost(self) -> int:
+        """Sequence numbers skipped and never seen inside the window, the holes still open at the
+        end included (a late arrival beyond the window does not fill its hole: the receiver would
+        drop it as too old)."""
+        return self._lost + self.missing
+
+    @property
+    def expected(self) -> int:
+        """Sequence numbers the sender used between the first seen and the highest."""
+        return self.packets - self.capture_duplicates - self.duplicates - self.too_old + self.lost
+
+    @property
+    def loss_pct(self) -> float:
+        exp = self.expected
+        return 100.0 * self.lost / exp if exp > 0 else 0.0
+
+    @property
+    def starts_at_one(self) -> bool:
+        return self.min_seq == 1
+
+    @property
+    def near_wrap(self) -> bool:
+        """32-bit counter close to cycling without an observed ESN wrap (RFC 4303 §3.3.3)."""
+        return self.wraps == 0 and self.max_seq > NEAR_WRAP
+
+    def mid_session(self, window: int = 64) -> bool:
+        """The SA's first packets are not in the capture: its lowest sequence number is far from 1
+        (beyond one replay window), so it was created before the capture started."""
+        return self.min_seq > window
+
+    def lost_gaps(self) -> list:
+        """Evidence gaps still (partly) missing, as ``(ts, ref, expected, got, missing)``: the
+        first ones then the last ones, without repeats."""
+        out = []
+        seen = set()
+        for g in self.gaps + self.last_gaps:
+            if g[4] > 0 and id(g) not in seen:
+                seen.add(id(g))
+                out.append(tuple(g))
+        return out
+
+    def bin_counts(self) -> list[int]:
+        """Packets per time bin of ``bin_width`` seconds from ``bin_base``."""
+        b = self.bins[: self._bin_i]
+        b.append(self.bins[self._bin_i] + self.packets - self._bin_p0)
+        return b
+
+    def packets_between(self, t0: float, t1: float | None = None) -> int:
+        """Packets in the time bins lying entirely in [t0, t1) (an undercount at the edges)."""
+        w = self.bin_width
+        base = self.bin_base
+        n = 0
+        for i, c in enumerate(self.bin_counts()):
+            s = base + i * w
+            if s >= t0 and (t1 is None or s + w <= t1):
+                n += c
+        return n
+
+    def to_dict(self) -> dict:
+        def ip(a):
+            return str(ipaddress.ip_address(a))
+
+        return {
+            "proto": self.proto,
+            "spi": f"{self.spi:08x}",
+            "ipver": self.ipver,
+            "src": ip(self.src),
+            "dst": ip(self.dst),
+            "sport": self.sport if self.sport >= 0 else None,
+            "dport": self.dport if self.dport >= 0 else None,
+            "encap": self.encap,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "first_ts": float(self.first_ts),
+            "last_ts": float(self.last_ts),
+            "first_frame": list(self.first_ref),
+            "last_frame": list(self.last_ref),
+            "sequence": {
+                "first": self.first_seq,
+                "min": self.min_seq,
+                "max": self.max_seq,
+                "starts_at_one": self.starts_at_one,
+                "lost": self.lost,
+                "loss_pct": round(self.loss_pct, 3),
+                "duplicates": self.duplicates,
+                "capture_duplicates": self.capture_duplicates,
+                "reordered": self.reordered,
+                "max_reorder_depth": self.max_reorder,
+                "beyond_window_32": self.beyond32,
+                "beyond_window_64": self.beyond64,
+                "too_old": self.too_old,
+                "resets": self.resets,
+                "esn_wraps": self.wraps,
+                "near_wrap": self.near_wrap,
+                "largest_gap": self.max_gap,
+                "gaps": [{"ts": float(ts), "frame": list(ref), "expected": e, "got": g,
+                          "missing": m} for ts, ref, e, g, m in self.lost_gaps()],
+                "resets_at": [{"ts": float(ts), "frame": list(ref), "from": a, "to": b}
+                              for ts, ref, a, b in self.reset_events],
+            },
+            "sizes": {
+                "min": self.min_len,
+                "max": self.max_len,
+                "mean": round(self.bytes / self.packets, 1) if self.packets else 0,
+                "large": self.large,
+                "first_large_ts": self.first_large_ts,
+                "last_large_ts": self.last_large_ts,
+            },
+            "bins": {"start": self.bin_base, "width": self.bin_width,
+                     "packets": self.bin_counts()},
+            "sample_frames": [list(r) for r in self.first_refs],
+            "source_changes": [{"ts": float(ts), "frame": list(ref), "src": ip(s),
+                                "sport": p if p >= 0 else None}
+                               for ts, ref, s, p in self.moves],
+            "source_changes_total": self.moves_total,
+            "fragmented": self.fragmented,
+            "fragment_frames": [list(r) for r in self.frag_refs],
+        }
+
+    def __repr__(self) -> str:
+        return (f"EspSA({self.proto} {self.spi:08x} {ipaddress.ip_address(self.src)}->"
+                f"{ipaddress.ip_address(self.dst)} pkts={self.packets} lost={self.lost})")
+
+
+class EspTracker:
+    """Sink for ESP/AH events: one :class:`EspSA` per (protocol, destination, SPI)."""
+
+    def __init__(self, thresholds):
+        self.th = thresholds
+        self.window = max(1, int(thresholds.replay_window))
+        self.mask = (1 << self.window) - 1
+        self.large_packet = int(thresholds.large_packet)
+        self.dup_window = float(thresholds.duplicate_window)
+        self._sas: list[EspSA] = []
+        self._esp: dict = {}  # spi -> first SA with that SPI
+        self._esp2: dict = {}  # (dst, spi) -> SA
+        self._ah: dict = {}
+        self._ah2: dict = {}
+        # the hot paths: closures over locals (see the methods of the same names for the contract)
+        self.esp = self._handler(self._esp, self._esp2, "esp")
+        _ah = self._handler(self._ah, self._ah2, "ah")
+
+        def ah(ref, ts, ipver, src, dst, spi, seq, length):
+            _ah(ref, ts, ipver, src, dst, -1, -1, spi, seq, length)
+
+        self.ah = ah
+
+    # -- the contract of the hot paths (replaced per instance by the closures) ----------------
+
+    def esp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length, transport=None):
+        """One ESP packet.  ``sport``/``dport`` -1: IP protocol 50; else UDP (RFC 3948), or TCP
+        (RFC 9329) when ``transport`` is ``"tcp"``.  ``ref`` = (file_idx, frame_number)."""
+        raise NotImplementedError  # pragma: no cover (bound per instance in __init__)
+
+    def ah(self, ref, ts, ipver, src, dst, spi, seq, length):
+        """One AH packet (RFC 4302): tracked like ESP with ``proto="ah"``."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _handler(self, d, d2, proto):
+        get = d.get
+        lookup = self._lookup
+        moved = self._moved
+        seqslow = self._seq
+        roll = self._roll
+        big = self._large
+        large = self.large_packet
+        sample = SAMPLE_REFS
+
+        def handler(ref, ts, ipver, src, dst, sport, dport, spi, seq, length, transport=None):
+            sa = get(spi)
+            if sa is None or sa.dst != dst:
+                sa = lookup(d, d2, proto, ipver, src, dst, sport, dport, spi, seq, length, ts,
+                            ref, transport)
+            if sport != sa._csport or src != sa._csrc:
+                moved(sa, ts, ref, src, sport)
+            if seq == sa.nxt:
+                sa.nxt = seq + 1
+            else:
+                seqslow(sa, ts, ref, seq)
+            if ts >= sa.bin_end:
+                roll(sa, ts)
+            n = sa.packets + 1
+            sa.packets = n
+            sa.bytes += length
+            sa.last_ts = ts
+            sa.last_ref = ref
+            if length > sa.max_len:
+                sa.max_len = length
+            elif length < sa.min_len:
+                sa.min_len = length
+            if length >= large:
+                big(sa, ts)
+            if n <= sample:
+                sa.first_refs.append(ref)
+
+        return handler
+
+    def fragmented(self, ipver, src, dst, spi, frames, proto="esp"):
+        """An ESP (AH) packet of this SA arrived in IP fragments (``frames``: the fragments'
+        refs).  Call it after :meth:`esp` for the reassembled packet."""
+        d, d2 = (self._esp, self._esp2) if proto == "esp" else (self._ah, self._ah2)
+        sa = d.get(spi)
+        if sa is None or sa.dst != dst:
+            sa = d2.get((dst, spi))
+        if sa is None:
+            return
+        sa.fragmented += 1
+        room = MAX_EVENTS * 4 - len(sa.frag_refs)
+        if room > 0:
+            sa.frag_refs.extend(tuple(frames)[:room])
+
+    def all_sas(self) -> list[EspSA]:
+        """Every SA (ESP and AH), ordered by first packet."""
+        return sorted(self._sas, key=lambda s: (s.first_ts, s.first_ref))
+
+    # -- slow paths ----------------------------------------------------------------------------
+
+    def _lookup(self, d, d2, proto, ipver, src, dst, sport, dport, spi, seq, length, ts, ref,
+                transport):
+        key = (dst, spi)
+        sa = d2.get(key)
+        if sa is not None:
+            return sa
+        encap = "ip" if sport < 0 else ("tcp" if transport == "tcp" else "udp")
+        sa = EspSA(proto, ipver, src, dst, spi, sport, dport, encap, ts, ref, seq, length,
+                   self.window)
+        d2[key] = sa
+        if spi not in d:
+            d[spi] = sa
+        self._sas.append(sa)
+        return sa
+
+    @staticmethod
+    def _moved(sa, ts, ref, src, sport):
+        sa._csrc = src
+        sa._csport = sport
+        sa.moves_total += 1
+        if len(sa.moves) < MAX_MOVES:
+            sa.moves.append((ts, ref, src, sport))
+
+    @staticmethod
+    def _large(sa, ts):
+        sa.large += 1
+        if sa.first_large_ts is None:
+            sa.first_large_ts = ts
+        sa.last_large_ts = ts
+
+    @staticmethod
+    def _roll(sa, ts):
+        """Close the open time bin and open the one holding ``ts`` (called before the packet is
+        counted; bins double in width, merging pairs, when there would be more than MAX_BINS)."""
+        bins = sa.bins
+        bins[sa._bin_i] += sa.packets - sa._bin_p0
+        sa._bin_p0 = sa.packets
+        base = sa.bin_base
+        w = sa.bin_width
+        i = int((ts - base) // w)
+        while i >= MAX_BINS:
+            merged = [bins[k] + (bins[k + 1] if k + 1 < len(bins) else 0)
+                      for k in range(0, len(bins), 2)]
+            bins[:] = merged
+            w *= 2.0
+            i = int((ts - base) // w)
+        sa.bin_width = w
+        if i >= len(bins):
+            bins.extend([0] * (i + 1 - len(bins)))
+        sa._bin_i = i
+        sa.bin_end = base + (i + 1) * w
+
+    def _seq(self, sa, ts, ref, seq):
+        """Everything but the in-order arrival: jumps, late arrivals, duplicates, resets, ESN.
+        Works on extended numbers (``base`` = the ESN high half seen so far)."""
+        base = sa.base
+        top = sa.nxt - 1 + base if sa.nxt >= 0 else sa._top
+        s = seq + base
+        W = self.window
+        if s > top:
+            self._jump(sa, ts, ref, top, s)
+        else:
+            depth = top - s
+            if (top - base) > NEAR_WRAP and seq < ESN_LOW and depth > U32 // 2:
+                # ESN: the low half restarted after running close to 2**32
+                sa.base = base = base + U32
+                sa.wraps += 1
+                if len(sa.reset_events) < MAX_EVENTS:
+                    sa.reset_events.append((ts, ref, top, s + U32))
+                self._jump(sa, ts, ref, top, s + U32)
+            elif depth >= RESET_WINDOWS * W and seq <= W:
+                # restart: the holes of the old run stay lost; the new run starts here
+                sa.resets += 1
+                if len(sa.reset_events) < MAX_EVENTS:
+                    sa.reset_events.append((ts, ref, top, s))
+                sa._lost += sa.missing
+                sa.missing = 0
+                sa.win = self.mask
+                sa._top = s
+                sa._floor = s
+                if seq < sa.min_seq:
+                    sa.min_seq = seq
+                sa._last_slow = s
+            elif depth < W:
+                bit = 1 << depth
+                if sa.win & bit:
+                    if s < sa._floor:
+                        # before the first packet seen (assumed seen): late, not a replay
+                        self._late(sa, seq, depth)
+                    elif ts - sa.last_ts <= self.dup_window and (s == sa._last_slow or s == top):
+                        sa.capture_duplicates += 1
+                    else:
+                        sa.duplicates += 1
+                else:
+                    sa.win |= bit
+                    sa.missing -= 1
+                    self._late(sa, seq, depth)
+                    self._filled(sa, seq)
+                sa._last_slow = s
+                sa._top = top
+            else:
+                sa.too_old += 1
+                self._late(sa, seq, depth)
+                sa._last_slow = s
+                sa._top = top
+        # back to the fast path when nothing is pending
+        if sa.missing:
+            sa.nxt = -1
+        else:
+            sa.nxt = sa._top + 1 - sa.base
+
+    @staticmethod
+    def _late(sa, seq, depth):
+        sa.reordered += 1
+        if depth > sa.max_reorder:
+            sa.max_reorder = depth
+        if depth >= 32:
+            sa.beyond32 += 1
+            if depth >= 64:
+                sa.beyond64 += 1
+        if seq < sa.min_seq:
+            sa.min_seq = seq
+
+    def _jump(self, sa, ts, ref, top, s):
+        """``s`` is above the highest number so far: holes top+1 .. s-1 open."""
+        W = self.window
+        d = s - top
+        holes = d - 1
+        if d >= W:
+            # the whole old window leaves: its holes are lost, and so are the new holes that
+            # do not fit in the window
+            sa._lost += sa.missing + (holes - (W - 1))
+            sa.win = 1
+            sa.missing = W - 1
+        else:
+            shifted = (sa.win << d) | 1
+            # the d bits that left the window: zeros among them were holes never filled
+            sa._lost += d - (shifted >> W).bit_count()
+            sa.win = shifted & self.mask
+            sa.missing = W - sa.win.bit_count()
+        sa._top = s
+        sa._last_slow = s
+        if holes:
+            if holes > sa.max_gap:
+                sa.max_gap = holes
+            g = [ts, ref, (top + 1) & 0xFFFFFFFF, s & 0xFFFFFFFF, holes]
+            if len(sa.gaps) < MAX_GAPS:
+                sa.gaps.append(g)
+            lg = sa.last_gaps
+            lg.append(g)
+            if len(lg) > MAX_LAST_GAPS:
+                del lg[0]
+
+    @staticmethod
+    def _filled(sa, seq):
+        """A late arrival filled a hole: the gap evidence that holds it has one less missing."""
+        for lst in (sa.gaps, sa.last_gaps):
+            for g in lst:
+                if g[2] <= seq < g[3]:
+                    g[4] -= 1
+                    if g[4] <= 0 and lst is sa.gaps:
+                        lst.remove(g)
+                    return
