@@ -151,6 +151,14 @@ def test_random_udp_payloads(sport, dport, payload, pad):
 
 
 @SETTINGS
+@given(st.sampled_from([500, 4500, 7]), st.binary(max_size=64), st.integers(-4, 80),
+       st.integers(-4, 80))
+def test_classifier_any_bounds(port, data, off, end):
+    kind, a, b = classify_udp(port, 1, data, off, end)
+    assert isinstance(kind, int)
+
+
+@SETTINGS
 @given(st.sampled_from(SEEDS), st.sampled_from([500, 4500, 9999]), st.binary(max_size=4))
 def test_seeds_through_classifier(seed, port, prefix):
     data = prefix + b"\0\0\0\0" + seed

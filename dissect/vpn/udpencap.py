@@ -62,7 +62,9 @@ def ike_header_valid(data, off: int, end: int) -> bool:
     RFC 7296 §3.1 / RFC 2408 §3.1: 28-byte header, Length (offset 24) == message length, major
     version 1 (minor 0) with an IKEv1 exchange type or major 2 (minor 0) with an IKEv2 one.
     """
-    if end - off < 28:
+    if end > len(data):
+        end = len(data)
+    if end - off < 28 or off < 0:
         return False
     ver = data[off + 17]
     exch = data[off + 18]
@@ -87,12 +89,15 @@ def classify_udp(sport: int, dport: int, data, off: int, end: int):
         # RFC 3948 §2: ESP (SPI != 0), Non-ESP Marker + IKE, or NAT-keepalive.
         n = end - off
         if n >= 8:
-            spi, seq = _unpack_ii(data, off)
+            try:
+                spi, seq = _unpack_ii(data, off)
+            except struct.error:  # end beyond the buffer: a caller bug, still no crash
+                return (MALFORMED, 0, 0)
             if spi:
                 return (2, spi, seq)  # ESP
             return (IKE, off + 4, 0)
         if n == 1:
-            if data[off] == 0xFF:
+            if data[off:end] == b"\xff":
                 return (KEEPALIVE, 0, 0)
             return (MALFORMED, 0, 0)
         if n >= 4 and data[off:off + 4] == _ZERO4:
