@@ -20,7 +20,9 @@ import ipaddress
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, esp_filter, host_filter, ike_filter, ip_text
-from pcapvpn.track.nat import HASH_NAMES, IKE_PORT, NATT_PORT, STANDARD_PORTS, ensure_verdict
+from pcapvpn.track.nat import (
+    HASH_NAMES, IKE_PORT, NATT_PORT, STANDARD_PORTS, annotate, ensure_verdict,
+)
 
 #: at most this many SAs / changes are spelled out in a detail (all are counted)
 MAX_LISTED = 5
@@ -99,6 +101,13 @@ def _esp_moves(e):
 
 def _tunnel_verdicts(t):
     return [(sa, ensure_verdict(sa)) for sa in t.ike_sas if sa.initiator is not None]
+
+
+def _annotate(ctx) -> None:
+    """NAT verdicts for every IKE SA, once per context (the tracker may have done it)."""
+    if not getattr(ctx, "_nat_annotated", False):
+        annotate(ctx.state.ike_sas)
+        ctx._nat_annotated = True
 
 
 def _nat_sides(verdicts) -> dict:
@@ -229,6 +238,7 @@ def _advice(kind, v, sa) -> list[str]:
 
 @rule
 def nat_detected(ctx):
+    _annotate(ctx)
     for t in ctx.state.tunnels:
         groups: dict = {}
         for sa, v in _tunnel_verdicts(t):
@@ -296,6 +306,7 @@ def _port_translated_without_natd(sa, v) -> str | None:
 
 @rule
 def nat_t_not_used(ctx):
+    _annotate(ctx)
     for t in ctx.state.tunnels:
         verdicts = _tunnel_verdicts(t)
         nat = [(sa, v) for sa, v in verdicts if v.nat_sides]
@@ -472,6 +483,7 @@ def _flows_between(ctx, t):
 
 @rule
 def nat_keepalive_missing(ctx):
+    _annotate(ctx)
     limit = ctx.th.keepalive_max_interval
     for t in ctx.state.tunnels:
         verdicts = _tunnel_verdicts(t)
@@ -571,6 +583,7 @@ def _changes(ctx, t, verdicts, sides):
 
 @rule
 def nat_mapping_changed(ctx):
+    _annotate(ctx)
     limit = ctx.th.keepalive_max_interval
     for t in ctx.state.tunnels:
         verdicts = _tunnel_verdicts(t)

@@ -76,6 +76,8 @@ _V1_AGGRESSIVE = 4
 
 #: endpoint changes kept per IKE SA (all are counted)
 MAX_CHANGES = 32
+#: addresses tried as the origin of a mismatching NAT-D hash (per SA)
+MAX_CANDIDATE_ADDRS = 64
 
 
 # ----------------------------------------------------------------------------------------------
@@ -413,7 +415,11 @@ def _pick_v2(sa):
               and bytes(m.rspi) != _ZERO_SPI]
         if rs:
             resp = rs[0]
-            req = rq[-1] if rq else req
+            # the request on the same path as the response (a capture merged from both sides of
+            # a NAT holds the request twice, before and after the translation)
+            back = (resp.dst, resp.dport, resp.src, resp.sport)
+            same = [m for m in rq if (m.src, m.sport, m.dst, m.dport) == back]
+            req = (same or rq or [req])[-1]
         elif rq and resp is None:
             req = rq[-1]
     if req is None and resp is None:
@@ -467,9 +473,11 @@ def _server_port(m, from_initiator) -> int:
     return m.dport if from_initiator else m.sport
 
 
-def nat_verdict(sa) -> NatVerdict:
+def nat_verdict(sa, extra_addrs=()) -> NatVerdict:
     """Recompute the NAT-D hashes of ``sa`` (an :class:`pcapvpn.track.ike.IkeSA`) against the
-    observed addresses and ports, and follow its ports over time."""
+    observed addresses and ports, and follow its ports over time.  ``extra_addrs``: more packed
+    addresses seen in the capture (other SAs) tried as the source of a mismatching hash, so a
+    capture holding both sides of a NAT shows the translation."""
     v = NatVerdict(messages_seen=len(sa.messages))
     _ports_over_time(sa, v)
     if sa.version == 2:
@@ -500,7 +508,7 @@ def nat_verdict(sa) -> NatVerdict:
         v.notes.append("NAT-D hash algorithm unknown: hashes not recomputed")
         return v
     v.hash_alg = alg
-    cands = _candidates(sa)
+    cands = _candidates(sa, extra_addrs)
     i_src = i_dst = r_src = r_dst = None
     last = None
     for m, is_req in ((req, True), (resp, False)):
@@ -536,8 +544,9 @@ def nat_verdict(sa) -> NatVerdict:
     return v
 
 
-def _candidates(sa) -> list[tuple[bytes, int]]:
-    """Every (address, port) combination seen for the SA, plus the standard ports."""
+def _candidates(sa, extra_addrs=()) -> list[tuple[bytes, int]]:
+    """Every (address, port) combination seen for the SA (addresses: plus ``extra_addrs``),
+    with the ports seen for it and the standard ports."""
     addrs = []
     ports = list(STANDARD_PORTS)
     for (src, sport, dst, dport, _tr) in sa.endpoints:
@@ -547,6 +556,9 @@ def _candidates(sa) -> list[tuple[bytes, int]]:
         for p in (sport, dport):
             if p not in ports and p >= 0:
                 ports.append(p)
+    for a in extra_addrs:
+        if a not in addrs and len(addrs) < MAX_CANDIDATE_ADDRS:
+            addrs.append(a)
     return [(a, p) for a in addrs for p in ports]
 
 
@@ -692,16 +704,24 @@ def _is_natd_phase(sa, m) -> bool:
     return False
 
 
-def ensure_verdict(sa) -> NatVerdict:
+def ensure_verdict(sa, extra_addrs=()) -> NatVerdict:
     """``sa.nat``, computed now when missing or stale (new messages since)."""
     v = sa.nat
     if v is None or v.messages_seen != len(sa.messages):
-        v = sa.nat = nat_verdict(sa)
+        v = sa.nat = nat_verdict(sa, extra_addrs)
     return v
 
 
 def annotate(ike_sas) -> None:
     """Put a :class:`NatVerdict` on ``sa.nat`` for every IKE SA (end of capture / each live
-    state)."""
+    state).  The IKE addresses of all SAs are tried as origins of mismatching hashes."""
+    addrs: list = []
+    seen = set()
     for sa in ike_sas:
-        ensure_verdict(sa)
+        for (src, _sp, dst, _dp, _tr) in sa.endpoints:
+            for a in (src, dst):
+                if a not in seen and len(addrs) < MAX_CANDIDATE_ADDRS:
+                    seen.add(a)
+                    addrs.append(a)
+    for sa in ike_sas:
+        ensure_verdict(sa, addrs)
