@@ -178,10 +178,13 @@ def test_random_bodies_after_valid_header(body, ver):
 
 
 @SETTINGS
-@given(st.binary(max_size=200), st.integers(0, 255))
-def test_payload_walkers_random(data, first):
+@given(st.binary(max_size=200), st.integers(0, 255), st.integers(-2, 10), st.integers(-2, 300))
+def test_payload_walkers_random(data, first, off, end):
     for mod in (ikev1, ikev2):
-        payloads, errors = mod.parse_payloads(data, 0, len(data), first)
+        try:
+            payloads, errors = mod.parse_payloads(data, off, end, first)
+        except DissectError:
+            continue
         for p in payloads:
             touch(p)
         assert all(isinstance(r, str) for r, _ in errors)

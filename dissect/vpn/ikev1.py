@@ -493,4 +493,8 @@ PARSERS = {
 def parse_payloads(data, off: int, end: int, first_payload: int, truncated: bool = False):
     """Walk an IKEv1 payload chain (e.g. a decrypted body) → ``(payloads, errors)``; offsets are
     indexes into ``data``."""
+    if end > len(data):
+        end = len(data)
+    if off < 0 or off > end:
+        raise DissectError("payload chain offset outside the buffer", off)
     return walk_payloads(data, off, end, first_payload, PARSERS, False, truncated)

@@ -613,4 +613,8 @@ def parse_payloads(data, off: int, end: int, first_payload: int, truncated: bool
     """Walk an IKEv2 payload chain in ``data[off:end]`` (e.g. the decrypted inner payloads of
     an SK payload, whose ``next_payload`` is ``first_payload``) → ``(payloads, errors)``;
     offsets are indexes into ``data``."""
+    if end > len(data):
+        end = len(data)
+    if off < 0 or off > end:
+        raise DissectError("payload chain offset outside the buffer", off)
     return walk_payloads(data, off, end, first_payload, PARSERS, True, truncated)
