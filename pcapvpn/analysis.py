@@ -1,18 +1,18 @@
 """Run the pipeline over capture files and build the report model.
 
-sources → decode → track → (rules) → model.  The CLI and the tests call :func:`analyze`.
+sources → decode → track → rules → model.  The CLI, live mode and the tests call :func:`analyze`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 from pcapvpn import __version__
 from pcapvpn import model as m
 from pcapvpn.decode import Decoder, Limits, NullSink
 from pcapvpn.sources import merge_frames, open_source
-from pcapvpn.track.counts import CountingSink
+from pcapvpn.thresholds import DEFAULT, Thresholds
 
 STAGES = ("read", "decode", "full")
 
@@ -20,47 +20,97 @@ STAGES = ("read", "decode", "full")
 def linktype_name(lt: int) -> str:
     try:
         from dissect.vpn.link import linktype_name as _name
-    except ImportError:  # pragma: no cover
-        return str(lt)
+    except ImportError:
+        return f"LINKTYPE {lt}"
     return _name(lt)
 
 
 @dataclass
 class Options:
     limits: Limits | None = None
+    thresholds: Thresholds = DEFAULT
     #: stop after a pipeline stage (benchmarks): "read", "decode" or "full"
     stop_after: str = "full"
+    #: gateways that should appear (--expect-peer), packed addresses
+    expect_peers: list = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    """Everything an analysis produced: the report model plus the live objects behind it."""
+
+    report: m.Report
+    state: object = None
+    findings: list = field(default_factory=list)
+    verdicts: list = field(default_factory=list)
 
 
 def analyze(paths, options: Options | None = None) -> m.Report:
     """Analyse the capture files ``paths`` (``-`` = stdin); raises SourceError for bad inputs."""
+    return run(paths, options).report
+
+
+def run(paths, options: Options | None = None) -> Result:
     options = options or Options()
     sources = []
     try:
         for i, p in enumerate(paths):
             sources.append(open_source(p, i))
+        names = [s.name for s in sources]
         frames = merge_frames(sources)
         if options.stop_after == "read":
             n = 0
             for _ in frames:
                 n += 1
-            sink = CountingSink()
             decoder = Decoder(NullSink(), options.limits)
             decoder.frames = n
-        else:
-            sink = CountingSink() if options.stop_after == "full" else NullSink()
-            decoder = Decoder(sink, options.limits)
+            return Result(build_report(sources, decoder, None))
+        if options.stop_after == "decode":
+            decoder = Decoder(NullSink(), options.limits)
             decoder.run(frames)
             decoder.finish()
-            if not isinstance(sink, CountingSink):
-                sink = CountingSink()
-        return build_report(sources, decoder, sink)
+            return Result(build_report(sources, decoder, None))
+        from pcapvpn.track import Tracker
+
+        tracker = Tracker(options.thresholds, names)
+        decoder = Decoder(tracker, options.limits)
+        decoder.run(frames)
+        decoder.finish()
+        tracker.finish()
+        return diagnose(sources, decoder, tracker, options)
     finally:
         for s in sources:
             s.close()
 
 
-def build_report(sources, decoder: Decoder, sink: CountingSink) -> m.Report:
+def diagnose(sources, decoder, tracker, options, now=None) -> Result:
+    """Rules over the tracked state (``now``: end of capture offline, the clock live)."""
+    from pcapvpn.rules import run_rules
+    from pcapvpn.rules.common import Context
+    from pcapvpn.rules.verdict import tunnel_verdicts
+
+    report = build_report(sources, decoder, tracker)
+    cap = report.capture
+    if now is None:
+        now = max((s.last_ts for s in sources if s.last_ts is not None), default=0.0)
+    state = tracker.state(now, capture=cap)
+    state.expect_peers = list(options.expect_peers)
+    findings = run_rules(state)
+    ctx = Context(state)
+    verdicts = tunnel_verdicts(ctx, findings)
+    start = cap.start_ts
+    names = tracker.names
+    report.findings = findings
+    vmap = {v.tunnel: v for v in verdicts}
+    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
+    report.ike_sas = [m.ike_sa_dict(sa, start, names) for sa in state.ike_sas]
+    report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]
+    report.nat_keepalives = [m._plain(k) for k in state.keepalives]
+    report.thresholds = asdict(options.thresholds)
+    return Result(report, state, findings, verdicts)
+
+
+def build_report(sources, decoder: Decoder, tracker) -> m.Report:
     starts = [s.first_ts for s in sources if s.first_ts is not None]
     ends = [s.last_ts for s in sources if s.last_ts is not None]
     start = min(starts) if starts else None
@@ -74,10 +124,11 @@ def build_report(sources, decoder: Decoder, sink: CountingSink) -> m.Report:
     warnings = []
     for s in sources:
         ifaces = []
+        isb = s.isb if isinstance(s.isb, (dict, list)) else {}
         for idx, itf in enumerate(s.interfaces):
-            isb = s.isb.get(idx, {}) if isinstance(s.isb, dict) else {}
-            if_drop = isb.get("ifdrop")
-            os_drop = isb.get("osdrop")
+            st = (isb.get(idx) if isinstance(isb, dict) else (isb[idx] if idx < len(isb) else None)) or {}
+            if_drop = st.get("ifdrop")
+            os_drop = st.get("osdrop")
             if if_drop is not None:
                 if_drop_total = (if_drop_total or 0) + if_drop
             if os_drop is not None:
@@ -86,24 +137,13 @@ def build_report(sources, decoder: Decoder, sink: CountingSink) -> m.Report:
                                       getattr(itf, "name", None), if_drop, os_drop))
         for lt, c in s.linktypes.items():
             linktypes[linktype_name(lt)] += c
-        files.append(m.FileInfo(s.name, s.format, s.compressed, s.frames, s.bytes,
+        files.append(m.FileInfo(s.name, s.format, s.compressed, s.frame_count, s.byte_count,
                                 m.Time.of(s.first_ts, start), m.Time.of(s.last_ts, start),
                                 ifaces, list(s.warnings)))
         warnings.extend(s.warnings)
 
     dc = decoder.counters()
     counts = m.Counts(
-        ike=sink.ike_udp + sink.ike_tcp,
-        ike_udp_500=sink.ike_udp - sink.ike_on_4500,
-        ike_udp_4500=sink.ike_on_4500,
-        ike_tcp=sink.ike_tcp,
-        esp=sink.esp_ip + sink.esp_udp + sink.esp_in_tcp,
-        esp_ip=sink.esp_ip,
-        esp_udp=sink.esp_udp,
-        esp_tcp=sink.esp_in_tcp,
-        ah=sink.ah,
-        nat_keepalives=sink.keepalives,
-        icmp_errors=sink.icmp_errors,
         ip_fragment_frames=dc["ip_fragment_frames"],
         reassembled_datagrams=dc["reassembled_datagrams"],
         incomplete_fragment_sets=dc["incomplete_fragment_sets"],
@@ -112,7 +152,40 @@ def build_report(sources, decoder: Decoder, sink: CountingSink) -> m.Report:
         other_ip_frames=dc["other"],
         truncated_frames=dc["truncated"],
     )
-    samples = [m.DecodeError(names[ref[0]], ref[1], reason) for ref, reason in sink.error_samples]
+    samples = []
+    if tracker is not None:
+        it = tracker.ike_tracker
+        for msg_sa in it.sas:
+            for msg in msg_sa.messages:
+                counts.ike += 1
+                if msg.transport == "tcp":
+                    counts.ike_tcp += 1
+                elif msg.sport == 4500 or msg.dport == 4500:
+                    counts.ike_udp_4500 += 1
+                else:
+                    counts.ike_udp_500 += 1
+        counts.ike += it.header_errors
+        for e in tracker.esp_tracker.all_sas():
+            if e.proto == "ah":
+                counts.ah += e.packets
+                continue
+            counts.esp += e.packets
+            if e.encap == "ip":
+                counts.esp_ip += e.packets
+            elif e.encap == "tcp":
+                counts.esp_tcp += e.packets
+            else:
+                counts.esp_udp += e.packets
+        counts.nat_keepalives = tracker.keepalive_tracker.count
+        counts.icmp_errors = len(tracker.icmp_errors) + tracker.icmp_dropped
+        errs = list(tracker.decode_errors) + list(it.parse_errors)
+        samples = [m.DecodeError(names[ref[0]], ref[1], reason) for ref, reason in errs[:1000]]
+    by_reason = Counter(decoder.errors_by_reason)
+    n_errors = dc["decode_errors"]
+    if tracker is not None:
+        for _ref, reason in tracker.ike_tracker.parse_errors:
+            by_reason[reason] += 1
+        n_errors += len(tracker.ike_tracker.parse_errors)
     summary = m.CaptureSummary(
         files=files,
         frames=dc["frames"],
@@ -122,9 +195,10 @@ def build_report(sources, decoder: Decoder, sink: CountingSink) -> m.Report:
         linktypes=dict(linktypes),
         drops={"if_drop": if_drop_total, "os_drop": os_drop_total},
         counts=counts,
-        decode_errors=dc["decode_errors"],
-        decode_errors_by_reason=dict(decoder.errors_by_reason),
+        decode_errors=n_errors,
+        decode_errors_by_reason=dict(by_reason),
         decode_error_samples=samples,
         warnings=warnings,
     )
+    summary.start_ts = start  # not serialised: for relative times
     return m.Report(tool="pcapvpn", version=__version__, capture=summary)

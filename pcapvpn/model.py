@@ -127,9 +127,153 @@ class Report:
     tool: str
     version: str
     capture: CaptureSummary
+    tunnels: list = field(default_factory=list)
+    findings: list = field(default_factory=list)
+    ike_sas: list = field(default_factory=list)
+    esp_sas: list = field(default_factory=list)
+    nat_keepalives: list = field(default_factory=list)
+    thresholds: dict = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
         d = asdict(self)
         # schema_version first, as the conventions ask
         return {"schema_version": d.pop("schema_version"), **d}
+
+
+# -- the analysis model (tunnels, IKE SAs, ESP SAs, findings) ------------------------------------
+
+def frame_list(refs, names) -> list[dict]:
+    out = []
+    for fidx, num in refs:
+        out.append({"file": names[fidx] if 0 <= fidx < len(names) else f"#{fidx}", "frame": num})
+    return out
+
+
+def ike_message_dict(m, start, names) -> dict:
+    from dissect.vpn import registry as reg
+
+    d = {
+        "n": m.n,
+        "frames": frame_list(m.frames, names),
+        "time": asdict(Time.of(m.ts, start)),
+        "src": f"{addr(m.src)}:{m.sport}",
+        "dst": f"{addr(m.dst)}:{m.dport}",
+        "transport": m.transport,
+        "exchange": reg.exchange_name(m.exch, short=True),
+        "exchange_type": m.exch,
+        "message_id": m.msgid,
+        "flags": m.flags,
+        "response": m.is_response,
+        "step": m.step,
+        "length": m.length,
+        "size": m.size,
+        "payloads": [reg.payload_name(m.version, t) for t in m.payload_types],
+        "notifies": [reg.notify_name(m.version, t) for t, _s, _d in m.notifies],
+        "encrypted": m.encrypted,
+        "sk_first_payload": (reg.payload_name(m.version, m.sk_next) if m.sk_next else
+                             ("none" if m.sk_next == 0 else None)),
+        "skf": list(m.skf) if m.skf else None,
+        "retransmission_of": m.retransmit_of,
+        "duplicate_of": m.duplicate_of,
+        "parse_error": m.error,
+    }
+    return d
+
+
+def ike_sa_dict(sa, start, names) -> dict:
+    from dissect.vpn import registry as reg
+
+    def ep(e):
+        if e is None:
+            return None
+        return {"address": addr(e[1]), "port": e[2]}
+
+    exchanges = []
+    for x in sa.exchanges:
+        exchanges.append({
+            "index": x.index,
+            "exchange": reg.exchange_name(x.exch, short=True),
+            "message_id": x.msgid,
+            "requester": x.requester,
+            "answered": x.answered,
+            "last_step": x.last_step if x.version == 1 else None,
+            "messages": [m.n for m in x.msgs],
+            "retransmissions": len(x.retransmissions()),
+            "duplicates": len(x.duplicates()),
+        })
+    return {
+        "id": sa.id,
+        "version": sa.version,
+        "ispi": hexid(sa.ispi, 16),
+        "rspi": hexid(sa.rspi, 16),
+        "initiator": ep(sa.initiator),
+        "responder": ep(sa.responder),
+        "initiator_known": sa.initiator_known,
+        "first": asdict(Time.of(sa.first_ts, start)),
+        "last": asdict(Time.of(sa.last_ts, start)),
+        "established": sa.established,
+        "mid_session": sa.mid_session,
+        "retry_of": sa.retry_of,
+        "rekey_of": sa.rekey_of,
+        "nat": _plain(sa.nat),
+        "exchanges": exchanges,
+        "messages": [ike_message_dict(m, start, names) for m in sa.messages],
+    }
+
+
+def _plain(obj):
+    """dataclasses / slotted records / bytes → JSON-friendly values."""
+    import dataclasses
+
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, (bytes, bytearray)):
+        if len(obj) in (4, 16):
+            try:
+                return addr(bytes(obj))
+            except ValueError:
+                pass
+        return bytes(obj).hex()
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "to_dict"):
+        return _plain(obj.to_dict())
+    return str(obj)
+
+
+def esp_sa_dict(sa, start, names) -> dict:
+    d = sa.to_dict() if hasattr(sa, "to_dict") else {}
+    d = _plain(d)
+    d["spi"] = hexid(sa.spi, 8)
+    d["first"] = asdict(Time.of(sa.first_ts, start))
+    d["last"] = asdict(Time.of(sa.last_ts, start))
+    for k in ("first_ts", "last_ts"):
+        d.pop(k, None)
+    return d
+
+
+def tunnel_dict(t, verdict, start) -> dict:
+    return {
+        "id": t.id,
+        "a": addr(t.a),
+        "b": addr(t.b),
+        "ike_version": t.version,
+        "verdict": verdict.verdict,
+        "stage_reached": verdict.stage_reached,
+        "failed_stage": verdict.failed_stage,
+        "primary_finding": verdict.primary,
+        "primary_code": verdict.primary_code,
+        "findings": verdict.findings,
+        "not_seen": verdict.not_seen,
+        "first": asdict(Time.of(t.first_ts, start)),
+        "last": asdict(Time.of(t.last_ts, start)),
+        "ike_sas": [sa.id for sa in t.ike_sas],
+        "esp_sas": [f"{addr(e.dst)}/{hexid(e.spi, 8)}" for e in t.esp_sas],
+        "child_sa_pairs": [[f"{hexid(a.spi, 8)}" if a else None, f"{hexid(b.spi, 8)}" if b else None]
+                           for a, b in t.pairs],
+    }

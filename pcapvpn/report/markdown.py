@@ -4,22 +4,61 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from pcapvpn.report.summary import summary_rows
+from pcapvpn.report.summary import (
+    VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
+)
 
 
-def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+def _md(s) -> str:
+    return str(s).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_markdown(report) -> str:
     cap = report.capture
-    out = [f"## pcapvpn {report.version}: capture summary", ""]
-    rows = [(k, _md_escape(v)) for k, v in summary_rows(cap)]
-    out.append(tabulate(rows, headers=["", ""], tablefmt="github"))
+    fmap = {f.id: f for f in report.findings}
+    out = [f"## pcapvpn {report.version}: {len(report.tunnels)} tunnel(s), "
+           f"{len(report.findings)} finding(s)", ""]
+    tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
+    if tunnels:
+        rows = []
+        for t in tunnels:
+            p = fmap.get(t["primary_finding"])
+            rows.append([_md(t["id"]), f"IKEv{t['ike_version']}" if t["ike_version"] else "-",
+                         f"**{t['verdict'].upper()}**", t["failed_stage"] or t["stage_reached"],
+                         _md(f"{p.code}: {p.title}") if p else "-"])
+        out.append(tabulate(rows, headers=["tunnel", "IKE", "verdict", "stage", "primary finding"],
+                            tablefmt="github"))
+    for tid, fs in findings_by_tunnel(report):
+        out += ["", f"### {_md(tid or 'capture')}", ""]
+        t = next((x for x in tunnels if x["id"] == tid), None)
+        if t and t["not_seen"]:
+            out.append("Not visible in this capture: " + "; ".join(_md(n) for n in t["not_seen"]) + ".")
+            out.append("")
+        for f in fs:
+            out.append(f"- **{f.severity.upper()}** `{f.code}` ({f.stage}, {f.basis}"
+                       + (", posture" if f.posture else "") + f"): {_md(f.title)}  ")
+            out.append(f"  {_md(f.detail)}  ")
+            if f.evidence.frames:
+                out.append(f"  Frames: {_md(frames_text(f.evidence.frames))}  ")
+            if f.wireshark_filter:
+                out.append(f"  Filter: `{f.wireshark_filter}`  ")
+            for i, a in enumerate(f.advice, 1):
+                out.append(f"  {i}. {_md(a)}")
+    ike = ike_rows(report)
+    if ike:
+        out += ["", "### IKE exchanges", ""]
+        out.append(tabulate([[_md(c) for c in r] for r in ike[1]], headers=ike[0], tablefmt="github"))
+    esp = esp_rows(report)
+    if esp:
+        out += ["", "### ESP/AH SAs", ""]
+        out.append(tabulate([[_md(c) for c in r] for r in esp[1]], headers=esp[0], tablefmt="github"))
+    out += ["", "### Capture", ""]
+    out.append(tabulate([(k, _md(v)) for k, v in summary_rows(cap)], headers=["", ""],
+                        tablefmt="github"))
     if cap.warnings:
-        out += ["", "### Warnings", ""] + [f"- {_md_escape(w)}" for w in cap.warnings]
+        out += ["", "#### Warnings", ""] + [f"- {_md(w)}" for w in cap.warnings]
     if cap.decode_errors:
-        out += ["", f"### Undecodable frames ({cap.decode_errors})", ""]
-        out += [f"- {_md_escape(e.file)} frame {e.frame}: {_md_escape(e.reason)}"
+        out += ["", f"#### Undecodable frames ({cap.decode_errors})", ""]
+        out += [f"- {_md(e.file)} frame {e.frame}: {_md(e.reason)}"
                 for e in cap.decode_error_samples[:50]]
     return "\n".join(out) + "\n"

@@ -1,19 +1,83 @@
-"""Terminal text report."""
+"""Terminal text report: a one-screen summary per tunnel, then the findings with their evidence,
+then tables of IKE exchanges and ESP SAs, then the capture summary."""
 
 from __future__ import annotations
 
+import textwrap
+
 from tabulate import tabulate
 
-from pcapvpn.report.summary import summary_rows
+from pcapvpn.report.summary import (
+    VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
+)
+
+_COLORS = {"failing": "31", "degraded": "33", "unknown": "36", "healthy": "32",
+           "critical": "31;1", "error": "31", "warning": "33", "info": "36"}
+
+
+def _c(s: str, key: str, color: bool) -> str:
+    code = _COLORS.get(key)
+    return f"\033[{code}m{s}\033[0m" if color and code else s
 
 
 def _bold(s: str, color: bool) -> str:
     return f"\033[1m{s}\033[0m" if color else s
 
 
+def _wrap(s: str, indent: str) -> str:
+    return textwrap.fill(s, width=100, initial_indent=indent, subsequent_indent=indent)
+
+
 def render_text(report, color: bool = False) -> str:
     cap = report.capture
-    out = [_bold("Capture summary", color), ""]
+    out = []
+    tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
+    fmap = {f.id: f for f in report.findings}
+    out.append(_bold(f"pcapvpn {report.version} — {len(tunnels)} tunnel(s), "
+                     f"{len(report.findings)} finding(s), {cap.frames} frames, "
+                     f"{cap.duration:.1f} s", color))
+    out.append("")
+    if tunnels:
+        rows = []
+        for t in tunnels:
+            p = fmap.get(t["primary_finding"])
+            rows.append([t["id"], f"IKEv{t['ike_version']}" if t["ike_version"] else "-",
+                         _c(t["verdict"].upper(), t["verdict"], color),
+                         t["failed_stage"] or t["stage_reached"],
+                         f"{p.code}: {p.title}" if p else "-"])
+        out.append(tabulate(rows, headers=["tunnel", "IKE", "verdict", "stage", "primary finding"],
+                            tablefmt="simple"))
+    else:
+        out.append("No IKE, ESP or AH traffic between gateways was found.")
+    groups = findings_by_tunnel(report)
+    for tid, fs in groups:
+        out += ["", _bold(f"== {tid or 'capture'} ==", color)]
+        t = next((x for x in tunnels if x["id"] == tid), None)
+        if t and t["not_seen"]:
+            out.append("  Not visible in this capture:")
+            for n in t["not_seen"]:
+                out.append(_wrap(f"- {n}", "    "))
+        for f in fs:
+            tag = "posture " if f.posture else ""
+            out.append("")
+            out.append(f"  [{_c(f.severity.upper(), f.severity, color)}] {tag}{_bold(f.code, color)} "
+                       f"({f.stage}, {f.basis}): {f.title}")
+            out.append(_wrap(f.detail, "      "))
+            if f.evidence.frames:
+                out.append(_wrap("frames: " + frames_text(f.evidence.frames), "      "))
+            if f.wireshark_filter:
+                out.append(f"      filter: {f.wireshark_filter}")
+            for i, a in enumerate(f.advice, 1):
+                out.append(_wrap(f"{i}. {a}", "      ").replace("      ", "    > ", 1))
+    ike = ike_rows(report)
+    if ike:
+        out += ["", _bold("IKE exchanges", color)]
+        out.append(tabulate(ike[1], headers=ike[0], tablefmt="simple"))
+    esp = esp_rows(report)
+    if esp:
+        out += ["", _bold("ESP/AH SAs", color)]
+        out.append(tabulate(esp[1], headers=esp[0], tablefmt="simple"))
+    out += ["", _bold("Capture", color)]
     out.append(tabulate(summary_rows(cap), tablefmt="plain"))
     if cap.warnings:
         out += ["", _bold("Warnings", color)]
@@ -25,7 +89,7 @@ def render_text(report, color: bool = False) -> str:
         shown = cap.decode_error_samples[:20]
         for e in shown:
             out.append(f"  {e.file}: frame {e.frame}: {e.reason}")
-        if len(cap.decode_error_samples) > len(shown) or cap.decode_errors > len(shown):
+        if cap.decode_errors > len(shown):
             out.append(f"  ... ({cap.decode_errors - len(shown)} more; --format json lists up to "
                        f"{len(cap.decode_error_samples)})")
     return "\n".join(out) + "\n"

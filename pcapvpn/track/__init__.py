@@ -1,1 +1,175 @@
-"""Tracking: per-SA state machines that turn decode events into the model."""
+"""Tracking: per-SA state machines that turn decode events into the model.
+
+:class:`Tracker` is the decoder's sink.  It hands each event to the tracker that owns it (IKE,
+ESP/AH, NAT keepalives, ICMP errors, fragments) and, at the end (or at any ``now`` in live mode),
+:meth:`Tracker.state` gives the :class:`State` the rules read.  The ESP path is bound straight to
+:meth:`pcapvpn.track.esp.EspTracker.esp` (no extra call layer: it runs for millions of packets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pcapvpn.decode import NullSink
+from pcapvpn.thresholds import DEFAULT, Thresholds
+
+
+@dataclass
+class IcmpError:
+    ref: tuple
+    ts: float
+    ipver: int
+    src: bytes  # the router / host that sent the ICMP error
+    dst: bytes
+    icmp_type: int
+    icmp_code: int
+    mtu: int
+    #: the quoted datagram as decode_frame's tuple (or None when too short to say)
+    quoted: tuple | None
+
+
+@dataclass
+class IncompleteFragments:
+    first_ts: float
+    ipver: int
+    src: bytes
+    dst: bytes
+    proto: int
+    ident: int
+    frames: tuple
+    #: transport header + data of the first fragment when it was seen (ports, IKE header)
+    first: bytes | None
+
+
+@dataclass
+class TcpFacts:
+    """Per TCP connection on a VPN port: handshake and resets (reachability evidence)."""
+
+    client: tuple  # (src, sport)
+    server: tuple  # (dst, dport)
+    ipver: int
+    syn: list = field(default_factory=list)  # refs
+    synack: list = field(default_factory=list)
+    rst_from_server: list = field(default_factory=list)
+    rst_from_client: list = field(default_factory=list)
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    data_client: int = 0
+    data_server: int = 0
+
+
+class Tracker(NullSink):
+    """The decoder's sink: owns the per-protocol trackers."""
+
+    MAX_ICMP = 10000
+    MAX_FRAGSETS = 10000
+    MAX_TCP = 10000
+
+    def __init__(self, thresholds: Thresholds = DEFAULT, names=None):
+        from pcapvpn.track.esp import EspTracker
+        from pcapvpn.track.ike import IkeTracker
+        from pcapvpn.track.nat import KeepaliveTracker
+
+        self.th = thresholds
+        self.names = list(names or [])
+        self.ike_tracker = IkeTracker(thresholds, self.names)
+        self.esp_tracker = EspTracker(thresholds)
+        self.keepalive_tracker = KeepaliveTracker(thresholds)
+        # hot paths bound directly
+        self.esp = self.esp_tracker.esp
+        self.ah = self.esp_tracker.ah
+        self.keepalive = self.keepalive_tracker.keepalive
+        self.icmp_errors: list[IcmpError] = []
+        self.icmp_dropped = 0
+        self.incomplete: list[IncompleteFragments] = []
+        self.tcp: dict = {}
+        self.decode_errors: list = []
+        self.first_ts = None
+        self.last_ts = None
+
+    def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
+        self.ike_tracker.ike(ref, ts, ipver, src, dst, sport, dport, transport, msg, frames)
+
+    def esp_tcp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
+        self.esp_tracker.esp(ref, ts, ipver, src, dst, sport, dport, spi, seq, length, "tcp")
+
+    def icmp_error(self, ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted):
+        if len(self.icmp_errors) >= self.MAX_ICMP:
+            self.icmp_dropped += 1
+            return
+        self.icmp_errors.append(IcmpError(ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu,
+                                          quoted))
+
+    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first):
+        if len(self.incomplete) < self.MAX_FRAGSETS:
+            self.incomplete.append(IncompleteFragments(first_ts, ipver, src, dst, proto, ident,
+                                                       frames, first))
+
+    def tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length):
+        syn = flags & 0x02
+        ack = flags & 0x10
+        rst = flags & 0x04
+        if syn and not ack:
+            key = (src, sport, dst, dport)
+        else:
+            key = (src, sport, dst, dport) if (src, sport, dst, dport) in self.tcp \
+                else (dst, dport, src, sport)
+        t = self.tcp.get(key)
+        if t is None:
+            if len(self.tcp) >= self.MAX_TCP:
+                return
+            if syn and ack:
+                key = (dst, dport, src, sport)
+                t = self.tcp[key] = TcpFacts((dst, dport), (src, sport), ipver, first_ts=ts)
+            else:
+                t = self.tcp[key] = TcpFacts((src, sport), (dst, dport), ipver, first_ts=ts)
+        t.last_ts = ts
+        from_client = (src, sport) == t.client
+        if syn and not ack:
+            t.syn.append(ref)
+        elif syn and ack:
+            t.synack.append(ref)
+        if rst:
+            (t.rst_from_client if from_client else t.rst_from_server).append(ref)
+        if length > 0:
+            if from_client:
+                t.data_client += length
+            else:
+                t.data_server += length
+
+    def decode_error(self, ref, reason):
+        if len(self.decode_errors) < 1000:
+            self.decode_errors.append((ref, reason))
+
+    def state(self, now: float, capture=None) -> "State":
+        """The model the rules read, as of ``now`` (end of capture offline, the clock live)."""
+        from pcapvpn.track.tunnels import build_tunnels
+
+        ike_sas = self.ike_tracker.sas
+        esp_sas = self.esp_tracker.all_sas()
+        tunnels = build_tunnels(ike_sas, esp_sas, self.th)
+        return State(now=now, thresholds=self.th, names=self.names, ike_sas=ike_sas,
+                     esp_sas=esp_sas, tunnels=tunnels,
+                     keepalives=self.keepalive_tracker.flows(),
+                     icmp_errors=self.icmp_errors, incomplete_fragments=self.incomplete,
+                     tcp=list(self.tcp.values()), capture=capture)
+
+    def finish(self):
+        self.ike_tracker.finish()
+
+
+@dataclass
+class State:
+    """What the rules see."""
+
+    now: float
+    thresholds: Thresholds
+    names: list
+    ike_sas: list
+    esp_sas: list
+    tunnels: list
+    keepalives: list
+    icmp_errors: list
+    incomplete_fragments: list
+    tcp: list
+    capture: object = None

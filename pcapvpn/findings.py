@@ -1,0 +1,117 @@
+"""The findings model (DESIGN.md "Findings") and the registry of finding codes.
+
+A finding: ``code`` (stable UPPER_SNAKE), ``stage``, ``severity``, ``title`` (one line),
+``detail`` (what was seen, in numbers), ``basis`` (observed | inferred | decrypted), ``evidence``
+(frames with file and number, times, SPIs, peers), ``wireshark_filter`` and ``advice`` (ordered
+next steps in the operator's words).  Every code is declared once, here, through :func:`declare`
+(called by the rule modules); docs/findings.md is generated from this registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+#: The troubleshooting order: a failure is reported at the first stage that broke.
+STAGES = ("reachability", "negotiation", "nat_traversal", "authentication", "child_sa",
+          "dataplane", "inner", "stability")
+#: Outside the order: can the capture itself be trusted?
+CAPTURE_STAGE = "capture"
+ALL_STAGES = STAGES + (CAPTURE_STAGE,)
+SEVERITIES = ("critical", "error", "warning", "info")
+BASES = ("observed", "inferred", "decrypted")
+
+
+def severity_rank(sev: str) -> int:
+    """critical 0 ... info 3 (lower is worse)."""
+    return SEVERITIES.index(sev)
+
+
+def stage_rank(stage: str) -> int:
+    return ALL_STAGES.index(stage)
+
+
+@dataclass(frozen=True)
+class Spec:
+    code: str
+    stage: str
+    severity: str
+    meaning: str
+    advice: tuple[str, ...]
+    #: posture findings (weak crypto ...) are reported beside the verdict and never change it
+    posture: bool = False
+    #: informational findings about the capture or a recovered problem do not fail a tunnel
+    failure: bool = True
+
+
+REGISTRY: dict[str, Spec] = {}
+
+
+def declare(code: str, stage: str, severity: str, meaning: str, advice=(), *, posture=False,
+            failure=True) -> Spec:
+    if stage not in ALL_STAGES:
+        raise ValueError(f"{code}: unknown stage {stage}")
+    if severity not in SEVERITIES:
+        raise ValueError(f"{code}: unknown severity {severity}")
+    old = REGISTRY.get(code)
+    spec = Spec(code, stage, severity, meaning, tuple(advice), posture, failure)
+    if old is not None and old != spec:
+        raise ValueError(f"finding code {code} declared twice, differently")
+    REGISTRY[code] = spec
+    return spec
+
+
+@dataclass
+class FrameRef:
+    file: str
+    frame: int
+
+
+@dataclass
+class Evidence:
+    frames: list[FrameRef] = field(default_factory=list)
+    #: RFC 3339 UTC and relative seconds of the first and last evidence frame
+    first: dict | None = None
+    last: dict | None = None
+    ike_spis: list[str] = field(default_factory=list)
+    esp_spis: list[str] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Finding:
+    id: str
+    code: str
+    stage: str
+    severity: str
+    title: str
+    detail: str
+    basis: str
+    evidence: Evidence
+    wireshark_filter: str
+    advice: list[str]
+    tunnel: str | None = None
+    posture: bool = False
+    failure: bool = True
+
+
+def finding_id(code: str, key: str) -> str:
+    """A stable id: the same condition on the same subject gets the same id (live mode's
+    "resolved" events refer to it)."""
+    return "F" + hashlib.sha1(f"{code}|{key}".encode()).hexdigest()[:12]
+
+
+def make(code: str, key: str, *, title: str, detail: str, basis: str = "observed",
+         evidence: Evidence | None = None, wireshark_filter: str = "", advice=None,
+         severity: str | None = None, tunnel: str | None = None) -> Finding:
+    """Build a finding of a declared code (stage, default severity and advice from the spec)."""
+    spec = REGISTRY[code]
+    if basis not in BASES:
+        raise ValueError(f"{code}: unknown basis {basis}")
+    adv = list(advice) if advice is not None else list(spec.advice)
+    return Finding(
+        id=finding_id(code, key), code=code, stage=spec.stage,
+        severity=severity or spec.severity, title=title, detail=detail, basis=basis,
+        evidence=evidence or Evidence(), wireshark_filter=wireshark_filter, advice=adv,
+        tunnel=tunnel, posture=spec.posture, failure=spec.failure and not spec.posture,
+    )

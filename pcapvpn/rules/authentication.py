@@ -1,0 +1,157 @@
+"""Authentication: do identities, PSK and certificates match?
+
+Without keys (RFC 7296 §3.14: the SK header's Next Payload names the first encrypted payload):
+an IKE_AUTH response whose first inner payload is a Notify is an error response (strongSwan
+sends AUTHENTICATION_FAILED alone); an INFORMATIONAL request from the initiator right after an
+answered IKE_AUTH that starts with a Notify is the initiator rejecting the responder's
+authentication (RFC 7296 §2.21.2).  IKEv1: MM5 answered with an error, or MM4 re-sent by the
+responder after MM5 (it could not decrypt/verify MM5: typically a PSK mismatch).
+"""
+
+from __future__ import annotations
+
+from dissect.vpn import registry as reg
+from pcapvpn.findings import declare, make
+from pcapvpn.rules import rule
+from pcapvpn.rules.common import endpoint_text, ike_filter, ike_tunnel_of, ip_text
+from pcapvpn.track.ike import IKE_AUTH, INFORMATIONAL, V1_INFO, V1_MAIN
+
+N = 41  # IKEv2 Notify payload
+IDR = 36
+AUTHENTICATION_FAILED = 24
+V1_INVALID_ID_INFORMATION = 18
+V1_INVALID_HASH_INFORMATION = 23
+V1_INVALID_SIGNATURE = 25
+
+declare("IKE_AUTH_FAILED", "authentication", "error",
+        "Authentication failed: the peers do not agree on the pre-shared key, the identities, or "
+        "the certificate chain.",
+        ["Compare the PSK on both gateways (and the identities it is bound to: strongSwan logs "
+         "'tried N shared key(s) for 'A' - 'B', but MAC mismatched' / 'no shared key found').",
+         "Certificates: check the CA is trusted by the peer, the certificate is within its "
+         "validity period, and its identity (subjectAltName) matches the configured remote ID.",
+         "strongSwan initiator logs 'received AUTHENTICATION_FAILED notify error'; libreswan 'IKE "
+         "SA authentication request rejected by peer: AUTHENTICATION_FAILED'; Cisco IKEv1 stalls in "
+         "MM_WAIT_MSG6 (MM5 not accepted) on a PSK mismatch."])
+
+
+@rule
+def auth_failed(ctx):
+    for sa in ctx.state.ike_sas:
+        t = ike_tunnel_of(ctx, sa)
+        tid = t.id if t else None
+        spis = [sa.ispi.hex(), sa.rspi.hex()]
+        # cleartext AUTHENTICATION_FAILED (either version)
+        for m in sa.messages:
+            if m.copy:
+                continue
+            for ntype, _spi, _d in m.notifies:
+                failed = ntype == AUTHENTICATION_FAILED or (
+                    sa.version == 1 and ntype in (V1_INVALID_HASH_INFORMATION, V1_INVALID_SIGNATURE)
+                    ) or (sa.version == 1 and ntype == V1_INVALID_ID_INFORMATION and not _phase2(m))
+                if not failed:
+                    continue
+                name = reg.notify_name(sa.version, ntype)
+                yield make(
+                    "IKE_AUTH_FAILED", f"{sa.id}|{m.n}|{ntype}",
+                    title=f"{name} from {ip_text(m.src)}",
+                    detail=f"{endpoint_text((m.ipver, m.src, m.sport))} sent {name} in "
+                           f"{reg.exchange_name(m.exch, short=True)} (in the clear).",
+                    evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=spis),
+                    wireshark_filter=ike_filter(sa, msgids=[m.msgid])
+                    + f" && isakmp.notify.msgtype == {ntype}",
+                    tunnel=tid)
+        if sa.version == 2:
+            yield from _v2_inferred(ctx, sa, tid, spis)
+        else:
+            yield from _v1_inferred(ctx, sa, tid, spis)
+
+
+def _phase2(m) -> bool:
+    return m.exch not in (V1_MAIN, 4)
+
+
+def _v2_inferred(ctx, sa, tid, spis):
+    auth = [x for x in sa.exchanges if x.exch == IKE_AUTH]
+    for x in auth:
+        for r in x.responses:
+            if r.copy or r.sk_next != N:
+                continue
+            req = x.requests[0] if x.requests else None
+            size = f"{r.size} bytes" + (f", request {req.size} bytes" if req else "")
+            yield make(
+                "IKE_AUTH_FAILED", f"{sa.id}|{x.index}|v2-auth-notify",
+                title=f"IKE_AUTH rejected by {ip_text(r.src)} (encrypted error notification)",
+                detail=f"The IKE_AUTH response from {endpoint_text((r.ipver, r.src, r.sport))} "
+                       f"starts with a Notify payload instead of IDr ({size}): the responder "
+                       f"refused the IKE SA. Most likely AUTHENTICATION_FAILED (PSK, identity or "
+                       f"certificate); other errors that end the IKE SA are possible "
+                       f"(e.g. INTERNAL_ADDRESS_FAILURE is sent with IDr). The exact notification "
+                       f"needs the IKE keys (--keys).",
+                basis="inferred",
+                evidence=ctx.evidence(ctx.msg_refs(x.msgs), x.msgs[0].ts, r.ts, ike_spis=spis),
+                wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+                tunnel=tid)
+            return
+        # the initiator rejects the responder's AUTH: an INFORMATIONAL request from the initiator
+        # whose first inner payload is a Notify, right after an answered IKE_AUTH
+        resp = [r for r in x.responses if r.sk_next not in (None, N)]
+        if not resp:
+            continue
+        for y in sa.exchanges[x.index + 1:]:
+            if y.exch != INFORMATIONAL or y.requester != "initiator":
+                continue
+            req = y.requests[0] if y.requests else None
+            if req is None or req.sk_next != N or req.ts - resp[0].ts > 5:
+                break
+            yield make(
+                "IKE_AUTH_FAILED", f"{sa.id}|{y.index}|v2-init-reject",
+                title=f"{ip_text(req.src)} rejected the responder's authentication",
+                detail=f"Right after the IKE_AUTH response ({req.ts - resp[0].ts:.2f} s later) the "
+                       f"initiator sent an INFORMATIONAL whose first encrypted payload is a Notify: "
+                       f"it did not accept the responder's AUTH (RFC 7296 §2.21.2 — typically "
+                       f"AUTHENTICATION_FAILED: untrusted or expired certificate, or a remote "
+                       f"identity that does not match). Needs keys to name the notification.",
+                basis="inferred",
+                evidence=ctx.evidence(ctx.msg_refs(x.msgs + y.msgs), x.msgs[0].ts, req.ts,
+                                      ike_spis=spis),
+                wireshark_filter=ike_filter(sa, msgids=[x.msgid, y.msgid]),
+                tunnel=tid)
+            break
+
+
+def _v1_inferred(ctx, sa, tid, spis):
+    mm = [x for x in sa.exchanges if x.exch == V1_MAIN]
+    for x in mm:
+        mm5 = [m for m in x.msgs if m.step == 5]
+        if not mm5 or x.last_step >= 6:
+            continue
+        t5 = mm5[0].ts
+        # the responder re-sent MM4 after MM5 arrived
+        mm4_again = [m for m in x.msgs if m.step == 4 and m.retransmit_of is not None and m.ts > t5]
+        # or answered MM5 with an (encrypted or cleartext) Informational
+        info = [m for m in sa.messages if m.exch == V1_INFO and m.ts > t5
+                and m.src != mm5[0].src and not m.copy]
+        if not mm4_again and not info:
+            continue
+        why = []
+        if mm4_again:
+            why.append(f"the responder re-sent MM4 {len(mm4_again)} time(s) after MM5 arrived (it "
+                       f"could not decrypt or verify MM5)")
+        if info:
+            why.append("the responder answered MM5 with an Informational message"
+                       + (" (encrypted)" if info[0].encrypted else ""))
+        refs = ctx.msg_refs(mm5 + mm4_again + info)
+        yield make(
+            "IKE_AUTH_FAILED", f"{sa.id}|{x.index}|v1-mm5",
+            title=f"Main Mode stopped at MM5: {ip_text(mm5[0].dst)} did not accept it",
+            detail=("; ".join(why) + ". With pre-shared keys this is the signature of a PSK "
+                    "mismatch (the responder derives a different key and cannot read MM5); with "
+                    "certificates, an identity or signature the responder rejects. Cisco shows "
+                    "MM_WAIT_MSG6 on the initiator; strongSwan 'invalid HASH_V1 payload length, "
+                    "decryption failed?' on the responder."),
+            basis="inferred",
+            evidence=ctx.evidence(refs, t5, max(m.ts for m in mm5 + mm4_again + info),
+                                  ike_spis=spis),
+            wireshark_filter=ike_filter(sa),
+            tunnel=tid)

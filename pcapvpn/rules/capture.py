@@ -1,0 +1,79 @@
+"""Capture: can the capture itself be trusted?  (Outside the stage order.)"""
+
+from __future__ import annotations
+
+from pcapvpn.findings import declare, make
+from pcapvpn.rules import rule
+
+declare("CAPTURE_DROPS", "capture", "warning",
+        "The capturing interface or kernel dropped packets (pcapng statistics): absences in this "
+        "capture (no response, one-way, gaps) may be the capture's, not the network's.",
+        ["Capture with a larger buffer (dumpcap -B, tcpdump -B) and a capture filter limited to "
+         "the VPN traffic, or on a less loaded point."], failure=False)
+declare("CAPTURE_DUPLICATES", "capture", "info",
+        "The same packets appear twice within milliseconds: the mirror port copies both "
+        "directions or two interfaces, or the capture merges overlapping files. They are not "
+        "retransmissions and were not counted as such.",
+        ["Harmless for the diagnosis; to avoid it, mirror one direction per port or capture one "
+         "interface."], failure=False)
+declare("CAPTURE_TRUNCATED", "capture", "warning",
+        "Frames were cut by the capture's snapshot length: IKE payloads past the cut cannot be "
+        "read.",
+        ["Capture with a snapshot length of at least 1600 bytes (tcpdump -s 0 / dumpcap -s 0)."],
+        failure=False)
+declare("DECODE_ERRORS", "capture", "info",
+        "Some frames could not be decoded (malformed, cut, or not what their ports say); they are "
+        "listed with their frame numbers and reasons and the rest of the capture was analysed.",
+        ["Open the listed frames in Wireshark: fuzzed or corrupted packets, or a protocol on a VPN "
+         "port that is not IKE/ESP."], failure=False)
+
+
+@rule
+def capture_health(ctx):
+    cap = ctx.state.capture
+    if cap is None:
+        return
+    drops = sum(v for v in (cap.drops.get("if_drop"), cap.drops.get("os_drop")) if v)
+    if drops:
+        yield make("CAPTURE_DROPS", "drops",
+                   title=f"The capture dropped {drops} packet(s)",
+                   detail=f"pcapng interface statistics: if_drop {cap.drops.get('if_drop')}, "
+                          f"os_drop {cap.drops.get('os_drop')}. Findings about missing packets may "
+                          f"be caused by these drops.",
+                   evidence=ctx.evidence([]), wireshark_filter="frame")
+    c = cap.counts
+    if c.truncated_frames:
+        yield make("CAPTURE_TRUNCATED", "truncated",
+                   title=f"{c.truncated_frames} frame(s) cut by the snapshot length",
+                   detail=f"{c.truncated_frames} of {cap.frames} frames were captured shorter than "
+                          f"they were on the wire.",
+                   evidence=ctx.evidence(getattr(cap, "truncated_refs", [])),
+                   wireshark_filter="frame.cap_len < frame.len")
+    if cap.decode_errors:
+        refs = [(e.file_idx, e.frame) for e in cap.decode_error_samples if hasattr(e, "file_idx")]
+        reasons = sorted(cap.decode_errors_by_reason.items(), key=lambda kv: -kv[1])[:5]
+        yield make("DECODE_ERRORS", "decode-errors",
+                   title=f"{cap.decode_errors} frame(s) could not be decoded",
+                   detail="; ".join(f"{n} x {r}" for r, n in reasons) + ".",
+                   evidence=ctx.evidence(refs),
+                   wireshark_filter="_ws.malformed || _ws.expert.severity >= warning")
+
+
+@rule
+def duplicates(ctx):
+    dups = []
+    for sa in ctx.state.ike_sas:
+        dups.extend(m for m in sa.messages if m.duplicate_of is not None)
+    esp_dups = sum(getattr(e, "capture_duplicates", 0) for e in ctx.state.esp_sas)
+    if not dups and not esp_dups:
+        return
+    refs = []
+    for m in dups:
+        refs.extend(m.frames)
+    yield make("CAPTURE_DUPLICATES", "dups",
+               title=f"{len(dups) + esp_dups} packet(s) captured twice",
+               detail=f"{len(dups)} IKE message copies and {esp_dups} ESP packet copies arrived "
+                      f"within {ctx.th.duplicate_window * 1000:g} ms of their original.",
+               evidence=ctx.evidence(refs, dups[0].ts if dups else None, None),
+               wireshark_filter="frame.number in {" + " ".join(str(r[1]) for r in refs[:100]) + "}"
+               if refs else "esp")

@@ -1,0 +1,183 @@
+"""Child SA: are the IPsec SAs agreed?
+
+Keyless inferences (RFC 7296 §3.14, the SK header names the first encrypted payload): an IKE_AUTH
+response that starts with IDr carries the IKE SA; when it is too small to also hold SA, TSi and TSr
+and no ESP follows, the child SA was refused (an idle child cannot be excluded).  A CREATE_CHILD_SA
+response that starts with a Notify refused the new or rekeyed child.  IKEv1: Quick Mode that stalls
+after QM1, or QM1 answered by an Informational.
+"""
+
+from __future__ import annotations
+
+from dissect.vpn import registry as reg
+from pcapvpn.findings import declare, make
+from pcapvpn.rules import rule
+from pcapvpn.rules.common import (
+    UNANSWERED, endpoint_text, exchange_status, ike_filter, ike_tunnel_of, ip_text,
+)
+from pcapvpn.track.ike import CREATE_CHILD_SA, IKE_AUTH, V1_INFO, V1_QUICK
+
+N = 41
+IDR = 36
+TS_UNACCEPTABLE = 38
+NO_PROPOSAL_CHOSEN = 14
+V1_INVALID_ID_INFORMATION = 18
+
+#: bytes an SA payload (one ESP proposal, SPI, 2-3 transforms) plus TSi and TSr (one IPv4 range
+#: each) need at least: 4+8+4+3*8 = 40, 2 * (4+4+16) = 48  (RFC 7296 §3.3, §3.13)
+MIN_CHILD_PAYLOADS = 88
+
+declare("IKE_TS_UNACCEPTABLE", "child_sa", "error",
+        "The peer refused the traffic selectors (TS_UNACCEPTABLE): the local/remote subnets "
+        "configured on the two gateways do not match.",
+        ["Make the subnets mirror each other exactly (local on one side = remote on the other), "
+         "including protocol/port restrictions.",
+         "strongSwan responder logs 'traffic selectors A === B unacceptable'; the initiator "
+         "'received TS_UNACCEPTABLE notify, no CHILD_SA built'; libreswan 'responding with "
+         "TS_UNACCEPTABLE'."])
+declare("CHILD_SA_FAILED", "child_sa", "error",
+        "The IKE SA is up but its child SA (the IPsec/ESP SA) was refused or never created.",
+        ["Compare the child SA (phase 2) settings: ESP proposals/PFS group, and the traffic "
+         "selectors (local and remote subnets) on both gateways.",
+         "strongSwan logs 'no acceptable proposal found' / 'traffic selectors ... unacceptable' "
+         "on the responder; libreswan 'IKE_AUTH response rejected Child SA with <NOTIFY>'; IKEv1: "
+         "'No acceptable response to our first Quick Mode message: perhaps peer likes no "
+         "proposal'.",
+         "With keys (--keys) pcapvpn names the exact notification."])
+
+
+def _sk_len(m) -> int:
+    for p in m.msg.payloads:
+        if p.type in (46, 53):
+            return p.length
+    return m.size
+
+
+@rule
+def child_failures(ctx):
+    esp_by_pair = {}
+    for e in ctx.state.esp_sas:
+        esp_by_pair.setdefault(frozenset((e.src, e.dst)), []).append(e)
+    for sa in ctx.state.ike_sas:
+        t = ike_tunnel_of(ctx, sa)
+        tid = t.id if t else None
+        spis = [sa.ispi.hex(), sa.rspi.hex()]
+        pair = frozenset((sa.initiator[1], sa.responder[1])) if sa.initiator else None
+        esp = esp_by_pair.get(pair, [])
+        # cleartext TS_UNACCEPTABLE / phase-2 errors
+        for m in sa.messages:
+            if m.copy:
+                continue
+            for ntype, spi, _d in m.notifies:
+                if ntype == TS_UNACCEPTABLE and sa.version == 2:
+                    yield make("IKE_TS_UNACCEPTABLE", f"{sa.id}|{m.n}",
+                               title=f"TS_UNACCEPTABLE from {ip_text(m.src)}",
+                               detail=f"{endpoint_text((m.ipver, m.src, m.sport))} refused the "
+                                      f"traffic selectors (in the clear).",
+                               evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=spis),
+                               wireshark_filter=ike_filter(sa, msgids=[m.msgid]),
+                               tunnel=tid)
+                elif sa.version == 1 and spi and len(spi) == 4 and ntype in (
+                        NO_PROPOSAL_CHOSEN, V1_INVALID_ID_INFORMATION):
+                    name = reg.notify_name(1, ntype)
+                    yield make("CHILD_SA_FAILED", f"{sa.id}|{m.n}|{ntype}",
+                               title=f"Quick Mode refused by {ip_text(m.src)}: {name}",
+                               detail=f"{endpoint_text((m.ipver, m.src, m.sport))} sent {name} for "
+                                      f"the IPsec SA (SPI {spi.hex()}) in the clear.",
+                               evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=spis,
+                                                     esp_spis=[spi.hex()]),
+                               wireshark_filter=ike_filter(sa, msgids=[m.msgid]),
+                               tunnel=tid)
+        if sa.version == 2:
+            yield from _v2(ctx, sa, tid, spis, esp)
+        else:
+            yield from _v1(ctx, sa, tid, spis)
+
+
+def _v2(ctx, sa, tid, spis, esp):
+    for x in sa.exchanges:
+        if x.exch == IKE_AUTH:
+            resp = [r for r in x.responses if not r.copy]
+            req = [r for r in x.requests if not r.copy]
+            if not resp or not req or resp[0].sk_next != IDR:
+                continue
+            r = resp[0]
+            q = req[0]
+            r_len = _sk_len(r)
+            q_len = _sk_len(q)
+            after = [e for e in esp if e.first_ts >= r.ts - 1.0]
+            if after:
+                continue
+            if ctx.now - r.ts < ctx.th.one_way_window:
+                continue  # absence needs time
+            # child refused: the response is much smaller than the request although both carry
+            # ID + AUTH; the request carries SA+TSi+TSr (>= MIN_CHILD_PAYLOADS)
+            if q_len - r_len < MIN_CHILD_PAYLOADS // 2:
+                continue
+            later_child = any(y.exch == CREATE_CHILD_SA for y in sa.exchanges[x.index + 1:])
+            yield make(
+                "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ike-auth-no-child",
+                title=f"IKE SA up with {ip_text(r.src)}, but its child SA was apparently refused",
+                detail=f"The IKE_AUTH response starts with IDr (the IKE SA is established) but its "
+                       f"encrypted payload is {r_len} bytes against {q_len} in the request — too "
+                       f"small to also hold SA, TSi and TSr — and no ESP follows in the "
+                       f"{ctx.now - r.ts:.0f} s until the capture ends"
+                       + (" (a later CREATE_CHILD_SA was seen)" if later_child else "")
+                       + ". Likely TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN or "
+                       "INTERNAL_ADDRESS_FAILURE for the child; an idle child SA cannot be "
+                       "excluded without keys.",
+                basis="inferred",
+                evidence=ctx.evidence(ctx.msg_refs(x.msgs), q.ts, r.ts, ike_spis=spis),
+                wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+                tunnel=tid)
+        elif x.exch == CREATE_CHILD_SA:
+            for r in x.responses:
+                if r.copy or r.sk_next != N:
+                    continue
+                yield make(
+                    "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ccsa-notify",
+                    title=f"CREATE_CHILD_SA refused by {ip_text(r.src)}",
+                    detail=f"The CREATE_CHILD_SA response (Message ID {x.msgid}) starts with a "
+                           f"Notify: the new or rekeyed child SA (or IKE SA rekey) was refused "
+                           f"(e.g. NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE, INVALID_KE_PAYLOAD, "
+                           f"TEMPORARY_FAILURE during a rekey collision). Needs keys to name it.",
+                    basis="inferred",
+                    evidence=ctx.evidence(ctx.msg_refs(x.msgs), x.msgs[0].ts, r.ts, ike_spis=spis),
+                    wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+                    tunnel=tid)
+                break
+
+
+def _v1(ctx, sa, tid, spis):
+    for x in sa.exchanges:
+        if x.exch != V1_QUICK:
+            continue
+        status = exchange_status(ctx, x)
+        if x.last_step >= 2:
+            continue
+        qm1 = [m for m in x.msgs if m.step == 1]
+        if not qm1:
+            continue
+        info = [m for m in sa.messages if m.exch == V1_INFO and m.ts >= qm1[0].ts
+                and m.src != qm1[0].src and not m.copy]
+        if info:
+            why = "answered by an Informational message instead of QM2" + (
+                " (encrypted: likely NO-PROPOSAL-CHOSEN or INVALID-ID-INFORMATION)"
+                if info[0].encrypted else "")
+            refs = ctx.msg_refs(qm1 + info[:1])
+        elif status == UNANSWERED:
+            n = len([m for m in qm1 if m.duplicate_of is None])
+            why = f"sent {n} time(s) and never answered"
+            refs = ctx.msg_refs(qm1)
+        else:
+            continue
+        yield make(
+            "CHILD_SA_FAILED", f"{sa.id}|{x.index}|qm",
+            title=f"Quick Mode (Message ID 0x{x.msgid:08x}) failed: QM1 {why.split(' (')[0]}",
+            detail=f"QM1 from {endpoint_text((qm1[0].ipver, qm1[0].src, qm1[0].sport))} was {why}. "
+                   f"Phase 1 is up; the phase-2 proposal (ESP transforms, PFS group) or the "
+                   f"proxy IDs (local/remote subnets) do not match.",
+            basis="inferred",
+            evidence=ctx.evidence(refs, qm1[0].ts, None, ike_spis=spis),
+            wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+            tunnel=tid)

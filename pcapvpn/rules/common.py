@@ -1,0 +1,312 @@
+"""Helpers shared by the rules: evidence, times, Wireshark display filters, peer names."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pcapvpn.findings import Evidence, FrameRef
+from pcapvpn.model import Time
+
+#: evidence frames listed per finding (all are counted in the detail)
+MAX_EVIDENCE_FRAMES = 200
+
+
+def ip_text(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
+
+
+def endpoint_text(ep) -> str:
+    """(ipver, addr, port) → ``192.0.2.1:500`` / ``[2001:db8::1]:500``."""
+    if ep is None:
+        return "?"
+    ipver, a, port = ep
+    s = ip_text(a)
+    if ipver == 6:
+        s = f"[{s}]"
+    return f"{s}:{port}" if port is not None and port >= 0 else s
+
+
+def colon_hex(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in bytes(b))
+
+
+def ike_filter(sa, msgids=None, exch=None) -> str:
+    """Wireshark filter for the messages of an IKE SA (optionally some Message IDs)."""
+    f = f"isakmp.ispi == {colon_hex(sa.ispi)}"
+    if sa.rspi and any(sa.rspi) and not msgids:
+        f += f" && (isakmp.rspi == {colon_hex(sa.rspi)} || isakmp.rspi == 00:00:00:00:00:00:00:00)"
+    if msgids:
+        ids = sorted(set(msgids))
+        if len(ids) == 1:
+            f += f" && isakmp.messageid == {ids[0]}"
+        else:
+            f += " && isakmp.messageid in {" + " ".join(str(i) for i in ids) + "}"
+    if exch is not None:
+        f += f" && isakmp.exchtype == {exch}"
+    return f
+
+
+def esp_filter(spis) -> str:
+    spis = sorted(set(spis))
+    if len(spis) == 1:
+        return f"esp.spi == 0x{spis[0]:08x}"
+    return "esp.spi in {" + " ".join(f"0x{s:08x}" for s in spis) + "}"
+
+
+def frames_filter(refs) -> str:
+    """``frame.number in {...}`` (frame numbers of one file; several files: by each file's
+    numbers, which Wireshark shows per file)."""
+    nums = sorted({r[1] for r in refs})
+    if not nums:
+        return ""
+    if len(nums) == 1:
+        return f"frame.number == {nums[0]}"
+    return "frame.number in {" + " ".join(str(n) for n in nums[:MAX_EVIDENCE_FRAMES]) + "}"
+
+
+def host_filter(ipver: int, a: bytes, b: bytes | None = None) -> str:
+    fld = "ip" if ipver == 4 else "ipv6"
+    if b is None:
+        return f"{fld}.addr == {ip_text(a)}"
+    return f"{fld}.addr == {ip_text(a)} && {fld}.addr == {ip_text(b)}"
+
+
+class Context:
+    """What a rule is handed: the state, thresholds, ``now`` and the helpers above."""
+
+    def __init__(self, state):
+        self.state = state
+        self.th = state.thresholds
+        self.now = state.now
+        self.names = state.names
+        cap = state.capture
+        self.start = getattr(cap, "start_ts", None)
+        if self.start is None:
+            firsts = [sa.first_ts for sa in state.ike_sas if sa.first_ts is not None]
+            firsts += [sa.first_ts for sa in state.esp_sas if sa.first_ts is not None]
+            self.start = min(firsts) if firsts else state.now
+
+    def file(self, idx: int) -> str:
+        return self.names[idx] if 0 <= idx < len(self.names) else f"#{idx}"
+
+    def frame_refs(self, refs) -> list[FrameRef]:
+        seen = set()
+        out = []
+        for r in refs:
+            if r in seen:
+                continue
+            seen.add(r)
+            out.append(FrameRef(self.file(r[0]), r[1]))
+            if len(out) >= MAX_EVIDENCE_FRAMES:
+                break
+        return out
+
+    def time(self, ts) -> dict | None:
+        if ts is None:
+            return None
+        t = Time.of(ts, self.start)
+        return {"utc": t.utc, "rel": t.rel}
+
+    def rel(self, ts) -> float:
+        return round(ts - self.start, 3)
+
+    def evidence(self, refs, first_ts=None, last_ts=None, ike_spis=(), esp_spis=(), peers=()):
+        return Evidence(frames=self.frame_refs(refs), first=self.time(first_ts),
+                        last=self.time(last_ts if last_ts is not None else first_ts),
+                        ike_spis=list(ike_spis), esp_spis=list(esp_spis), peers=list(peers))
+
+    @staticmethod
+    def msg_refs(msgs) -> list:
+        """All frames of IKE messages (IP fragments included)."""
+        out = []
+        for m in msgs:
+            out.extend(m.frames)
+        return out
+
+
+# -- IKE views shared by the IKE rules ---------------------------------------------------------
+
+ANSWERED = "answered"
+UNANSWERED = "unanswered"
+PENDING = "pending"  # absence needs time: the capture ended too soon after the request
+
+
+def ike_tunnel_of(ctx, sa):
+    for t in ctx.state.tunnels:
+        if sa in t.ike_sas:
+            return t
+    return None
+
+
+def exchange_status(ctx, x):
+    """answered / unanswered / pending for an IKE exchange (IKEv2: request↔response; IKEv1: the
+    exchange did not go past the last message and its sender got nothing back)."""
+    from pcapvpn.track.ike import V1_INFO, V1_STEPS
+
+    if x.version == 2:
+        if x.answered:
+            return ANSWERED
+        reqs = x.requests
+    else:
+        if x.exch == V1_INFO:
+            return ANSWERED
+        need = V1_STEPS.get(x.exch)
+        last = x.last_step
+        if need is None or last >= need:
+            return ANSWERED
+        reqs = [m for m in x.msgs if m.step == last]
+        sender = reqs[0].src if reqs else None
+        # anything from the other side later in this IKE SA counts as an answer of sorts
+        later = [m for m in x.sa.messages if m.ts >= reqs[-1].ts and m.src != sender]
+        if later:
+            return ANSWERED
+    if not reqs:
+        return ANSWERED
+    if any(m.retransmit_of is not None for m in reqs):
+        return UNANSWERED
+    if ctx.now - max(m.ts for m in reqs) >= ctx.th.response_timeout:
+        return UNANSWERED
+    return PENDING
+
+
+def last_requests(x):
+    """The messages of the step that went unanswered (IKEv2: the requests)."""
+    if x.version == 2:
+        return x.requests
+    last = x.last_step
+    return [m for m in x.msgs if m.step == last]
+
+
+def exchange_label(x) -> str:
+    """``IKE_AUTH (Message ID 1)`` / ``Main Mode MM3`` / ``Quick Mode QM1 (Message ID 0x1a2b3c4d)``."""
+    from dissect.vpn import registry as reg
+    from pcapvpn.track.ike import V1_STEP_PREFIX
+
+    name = reg.exchange_name(x.exch, short=True)
+    if x.version == 2:
+        return f"{name} (Message ID {x.msgid})"
+    prefix = V1_STEP_PREFIX.get(x.exch)
+    step = f" {prefix}{x.last_step}" if prefix and x.last_step else ""
+    mid = f" (Message ID 0x{x.msgid:08x})" if x.msgid else ""
+    return f"{name}{step}{mid}"
+
+
+def backoff(msgs) -> list[float]:
+    """Intervals between successive sends of the same message (retransmission backoff)."""
+    ts = sorted(m.ts for m in msgs if m.duplicate_of is None)
+    return [round(b - a, 3) for a, b in zip(ts, ts[1:])]
+
+
+def implementation_hint(intervals) -> str | None:
+    """Name the implementation whose documented retransmission timers fit the intervals
+    (anchors.md §2.5: strongSwan 4 s x 1.8^n; libreswan 0.5 s doubling)."""
+    if len(intervals) < 2:
+        return None
+    def fits(base, factor):
+        exp = [base * factor ** i for i in range(len(intervals))]
+        return all(abs(a - e) <= max(0.25, 0.15 * e) for a, e in zip(intervals, exp))
+    if fits(intervals[0], 1.8) and 3.0 <= intervals[0] <= 5.0:
+        return "strongSwan-like backoff (4 s x 1.8^n: retransmit_timeout 4.0, retransmit_base 1.8)"
+    if fits(intervals[0], 1.8):
+        return f"strongSwan-like backoff (base {intervals[0]:.1f} s x 1.8^n)"
+    if fits(intervals[0], 2.0):
+        return f"doubling backoff from {intervals[0]:.1f} s (libreswan-like)"
+    if fits(intervals[0], 1.5):
+        return f"backoff x1.5 from {intervals[0]:.1f} s"
+    if all(abs(a - intervals[0]) <= 0.2 * intervals[0] + 0.05 for a in intervals):
+        return f"constant {intervals[0]:.1f} s retransmission interval (Windows/Cisco-like)"
+    return None
+
+
+def vendor_names(sa) -> list[str]:
+    from dissect.vpn import vendor_ids
+
+    out = []
+    for m in sa.messages:
+        for v in m.vendor_ids:
+            hit = vendor_ids.lookup(v)
+            if hit:
+                name, ver = hit
+                label = f"{name} {ver}" if ver else name
+                if label not in out:
+                    out.append(label)
+    return out
+
+
+# -- proposals in configuration vocabulary -------------------------------------------------------
+
+_V2_KIND = {1: "encr", 2: "prf", 3: "integ", 4: "ke", 6: "ke", 7: "ke", 8: "ke", 9: "ke",
+            10: "ke", 11: "ke", 12: "ke"}
+
+
+def _v1_attrs(tr) -> dict:
+    return {t: v for t, v in tr.attributes if isinstance(v, int)}
+
+
+def proposal_texts(version: int, proposals) -> list[str]:
+    """Each proposal as an operator writes it (strongSwan ``proposals =`` syntax)."""
+    from dissect.vpn import registry as reg
+
+    out = []
+    for p in proposals or ():
+        proto = {1: "IKE", 2: "AH", 3: "ESP"}.get(p.protocol, f"proto{p.protocol}")
+        if version == 2:
+            txt = reg.proposal_string([(t.transform_type, t.transform_id, t.key_length)
+                                       for t in p.transforms])
+            out.append(f"#{p.number} {proto}:{txt}")
+            continue
+        alts = []
+        for tr in p.transforms:
+            a = _v1_attrs(tr)
+            if p.protocol == 1:
+                txt = reg.v1_proposal_string(a.get(1), a.get(2), a.get(4), a.get(14))
+                auth = a.get(3)
+                if auth is not None:
+                    txt += f" ({reg.V1_AUTH.get(auth, f'auth method {auth}')})"
+            elif p.protocol == 3:
+                txt = reg.v1_esp_proposal_string(tr.transform_id, a.get(5), a.get(3), a.get(6),
+                                                 11 in a)
+            else:
+                txt = reg.v1_transform_name(p.protocol, tr.transform_id)
+            alts.append(txt)
+        out.append(f"#{p.number} {proto}:" + " | ".join(alts))
+    return out
+
+
+def weak_transforms(version: int, proposals) -> list[tuple[str, str]]:
+    """(algorithm name, reason) for every weak algorithm in the proposals (posture)."""
+    from dissect.vpn import registry as reg
+
+    seen = {}
+    for p in proposals or ():
+        for tr in p.transforms:
+            if version == 2:
+                kind = _V2_KIND.get(tr.transform_type)
+                if kind is None:
+                    continue
+                why = reg.weak_reason(kind, tr.transform_id)
+                if why:
+                    seen.setdefault(reg.transform_name(tr.transform_type, tr.transform_id), why)
+                continue
+            a = _v1_attrs(tr)
+            if p.protocol == 1:
+                checks = (("v1_encr", 1), ("v1_hash", 2), ("v1_group", 4))
+                for kind, attr in checks:
+                    v = a.get(attr)
+                    if v is None:
+                        continue
+                    why = reg.weak_reason(kind, v)
+                    if why:
+                        label = {"v1_encr": "encryption", "v1_hash": "hash",
+                                 "v1_group": "group"}[kind]
+                        name = reg.group_name(v) if kind == "v1_group" else f"{label} {v}"
+                        if kind == "v1_encr":
+                            name = reg.v1_proposal_string(v, None)
+                        elif kind == "v1_hash":
+                            name = reg.v1_proposal_string(None, v)
+                        seen.setdefault(name, why)
+            elif p.protocol == 3:
+                why = reg.weak_reason("v1_esp", tr.transform_id)
+                if why:
+                    seen.setdefault(reg.v1_transform_name(3, tr.transform_id), why)
+    return list(seen.items())

@@ -1,0 +1,347 @@
+"""Negotiation: do the crypto proposals match?  Plus the posture findings about IKE crypto."""
+
+from __future__ import annotations
+
+from dissect.vpn import registry as reg
+from pcapvpn.findings import declare, make
+from pcapvpn.rules import rule
+from pcapvpn.rules.common import (
+    UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_filter,
+    ike_tunnel_of, implementation_hint, ip_text, proposal_texts, weak_transforms,
+)
+from pcapvpn.track.ike import IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK
+
+# Notify types (RFC 7296 §3.10.1; RFC 2408 §3.14.1)
+NO_PROPOSAL_CHOSEN = 14
+INVALID_KE_PAYLOAD = 17
+INVALID_MAJOR_VERSION = 5
+AUTHENTICATION_FAILED = 24
+TS_UNACCEPTABLE = 38
+V1_INVALID_ID_INFORMATION = 18
+INVALID_SPI = 11
+COOKIE = 16390
+
+#: error notifies with a code of their own (handled by their stage's rules)
+OWN_CODE = {
+    2: {NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, INVALID_MAJOR_VERSION, AUTHENTICATION_FAILED,
+        TS_UNACCEPTABLE, INVALID_SPI},
+    1: {NO_PROPOSAL_CHOSEN, INVALID_MAJOR_VERSION, AUTHENTICATION_FAILED,
+        V1_INVALID_ID_INFORMATION, INVALID_SPI},
+}
+
+declare("IKE_NO_PROPOSAL_CHOSEN", "negotiation", "error",
+        "The peer found no acceptable proposal among those offered (NO_PROPOSAL_CHOSEN): the "
+        "encryption, integrity, PRF or DH group configured on the two gateways do not overlap.",
+        ["Compare the proposals listed in the detail with the responder's configuration and make "
+         "one of them match exactly (strongSwan 'proposals =', Cisco 'crypto ikev2 proposal', "
+         "FortiGate phase1-interface 'set proposal', PAN-OS IKE Crypto profile).",
+         "strongSwan responder logs 'received proposals unacceptable' / 'no acceptable proposal "
+         "found'; the initiator 'received NO_PROPOSAL_CHOSEN notify error'."])
+declare("IKE_INVALID_KE", "negotiation", "warning",
+        "The responder rejected the initiator's key exchange (DH) group with INVALID_KE_PAYLOAD "
+        "and asked for another; the initiator must retry with the requested group.",
+        ["Put the requested group first in the initiator's proposal to save a round trip.",
+         "strongSwan logs 'peer didn't accept key exchange method X, it requested Y'; libreswan "
+         "'initiator guessed wrong keying material group'."])
+declare("IKE_VERSION_MISMATCH", "negotiation", "error",
+        "The peer refused the IKE version (INVALID_MAJOR_VERSION): one side speaks only IKEv1, "
+        "the other only IKEv2.",
+        ["Configure the same IKE version on both gateways (strongSwan 'version = 1|2', Cisco "
+         "'crypto ikev1' vs 'crypto ikev2' maps, FortiGate 'set ike-version')."])
+declare("IKE_ERROR_NOTIFY", "negotiation", "error",
+        "The peer answered with an IKE error notification (named in the title).",
+        ["Look the notification up in RFC 7296 §3.10.1 (IKEv2) or RFC 2408 §3.14.1 (IKEv1) and "
+         "check the peer's log at that time: strongSwan 'received <NAME> notify error'."])
+declare("IKE_RETRANSMISSION", "negotiation", "warning",
+        "An IKE exchange was answered only after retransmissions: packets are being lost or the "
+        "responder is slow.",
+        ["Look for loss on the path (the retransmitted message or the lost answer), rate limits or "
+         "an overloaded responder.",
+         "strongSwan logs 'retransmit N of request with message ID M'; the responder 'received "
+         "retransmit of request with ID M, retransmitting response'."])
+declare("IKE_COOKIE", "negotiation", "info",
+        "The responder demanded a COOKIE (RFC 7296 §2.6): its DoS protection is active (many "
+        "half-open IKE SAs, or a low cookie threshold).",
+        ["Normal under load; if it persists, check for a flood of IKE_SA_INIT requests or the "
+         "responder's threshold (strongSwan charon.cookie_threshold)."], failure=False)
+declare("IKE_WEAK_CRYPTO", "negotiation", "warning",
+        "Weak algorithms were offered or chosen (e.g. DES/3DES, MD5/SHA-1, MODP 768/1024/1536).",
+        ["Move both gateways to current algorithms (e.g. aes256gcm16-prfsha384-ecp384 or "
+         "aes256-sha256-modp2048 as a minimum)."], posture=True)
+declare("IKE_AGGRESSIVE_MODE_PSK", "negotiation", "warning",
+        "IKEv1 Aggressive Mode with a pre-shared key: the responder's hash is sent in the clear "
+        "and can be cracked offline (ike-scan/psk-crack).",
+        ["Use Main Mode or IKEv2; if Aggressive Mode is required, use certificates or a long random "
+         "PSK."], posture=True)
+declare("IKE_SIMULTANEOUS_INIT", "negotiation", "warning",
+        "Both gateways initiated an IKE SA to each other at the same time; one of the duplicate "
+        "SAs will be torn down.",
+        ["Let one side initiate only (strongSwan auto=start on one side, auto=route / trap or "
+         "passive on the other)."])
+
+
+def _cleartext_errors(sa):
+    for m in sa.messages:
+        if m.copy:
+            continue
+        for ntype, spi, data in m.notifies:
+            if 0 < ntype < 16384:
+                yield m, ntype, spi, data
+
+
+def _offered_and_chosen(sa, exch_types):
+    offered = None
+    chosen = None
+    for m in sa.messages:
+        if m.exch not in exch_types or m.proposals is None:
+            continue
+        if m.is_response:
+            chosen = chosen or m
+        else:
+            offered = offered or m
+    return offered, chosen
+
+
+@rule
+def error_notifies(ctx):
+    for sa in ctx.state.ike_sas:
+        t = ike_tunnel_of(ctx, sa)
+        established = sa.established
+        for m, ntype, spi, data in _cleartext_errors(sa):
+            name = reg.notify_name(sa.version, ntype)
+            sender = endpoint_text((m.ipver, m.src, m.sport))
+            receiver = endpoint_text((m.ipver, m.dst, m.dport))
+            ev = ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex(), sa.rspi.hex()],
+                              peers=[sender, receiver])
+            flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {ntype}"
+            tid = t.id if t else None
+            key = f"{sa.id}|{m.n}|{ntype}"
+            phase2 = sa.version == 1 and spi and len(spi) == 4
+            if ntype == NO_PROPOSAL_CHOSEN and not (sa.version == 1 and phase2):
+                offered, chosen = _offered_and_chosen(
+                    sa, {IKE_SA_INIT} if sa.version == 2 else {V1_MAIN, V1_AGGRESSIVE})
+                lines = proposal_texts(sa.version, offered.proposals) if offered else []
+                detail = (f"{sender} sent {name} to {receiver} in {reg.exchange_name(m.exch, short=True)}.")
+                if lines:
+                    detail += " Offered by " + endpoint_text(
+                        (offered.ipver, offered.src, offered.sport)) + ": " + "; ".join(lines) + "."
+                if chosen is not None:
+                    detail += " Chosen: " + "; ".join(proposal_texts(sa.version, chosen.proposals)) + "."
+                if sa.version == 1 and offered is not None and m.src == offered.src:
+                    detail += (" The initiator itself rejected the responder's choice "
+                               "(it did not accept the proposal the responder picked).")
+                recovered = established
+                if recovered:
+                    detail += " The negotiation recovered afterwards (the IKE SA was established)."
+                yield make("IKE_NO_PROPOSAL_CHOSEN", key,
+                           title=f"{name} from {ip_text(m.src)}"
+                                 + (" (recovered)" if recovered else ""),
+                           detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
+                           severity="info" if recovered else None)
+            elif ntype == INVALID_KE_PAYLOAD and sa.version == 2:
+                group = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                offered, _ = _offered_and_chosen(sa, {IKE_SA_INIT})
+                gname = reg.group_name(group) if group is not None else "?"
+                sent = reg.group_name(offered.ke_group) if offered and offered.ke_group else "?"
+                retry_ok = _recovered_after(ctx, sa, m)
+                detail = (f"{sender} rejected key exchange group {sent} and requested {gname} "
+                          f"(INVALID_KE_PAYLOAD).")
+                detail += (" The initiator retried with the requested group and the exchange "
+                           "completed." if retry_ok else
+                           " No successful retry with the requested group was seen.")
+                yield make("IKE_INVALID_KE", key,
+                           title=f"Responder asked for DH group {gname} instead of {sent}",
+                           detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
+                           severity="info" if retry_ok else "error")
+            elif ntype == INVALID_MAJOR_VERSION:
+                yield make("IKE_VERSION_MISMATCH", key,
+                           title=f"{ip_text(m.src)} refused IKEv{sa.version} ({name})",
+                           detail=f"{sender} answered {name}: it does not speak IKEv{sa.version}.",
+                           evidence=ev, wireshark_filter=flt, tunnel=tid)
+            elif ntype not in OWN_CODE.get(sa.version, ()) and not (
+                    sa.version == 1 and ntype == NO_PROPOSAL_CHOSEN):
+                yield make("IKE_ERROR_NOTIFY", key,
+                           title=f"{name} from {ip_text(m.src)}",
+                           detail=f"{sender} sent the error notification {name} ({ntype}) to "
+                                  f"{receiver} in {reg.exchange_name(m.exch, short=True)}"
+                                  + (" (response)" if m.is_response else "") + ".",
+                           evidence=ev, wireshark_filter=flt, tunnel=tid,
+                           severity="info" if established else None)
+
+
+def _recovered_after(ctx, sa, notify_msg) -> bool:
+    """After an INVALID_KE / COOKIE response: an IKE_SA_INIT exchange later in the same SA (or its
+    retry SA) answered without an error."""
+    sas = [sa]
+    for other in ctx.state.ike_sas:
+        if other.retry_of == sa.id:
+            sas.append(other)
+    for s in sas:
+        for x in s.exchanges:
+            if x.exch != IKE_SA_INIT:
+                continue
+            for r in x.responses:
+                if r.ts > notify_msg.ts and not r.error_notifies() and not r.has_notify(COOKIE):
+                    return True
+    return False
+
+
+@rule
+def retransmissions(ctx):
+    for sa in ctx.state.ike_sas:
+        t = ike_tunnel_of(ctx, sa)
+        for x in sa.exchanges:
+            if exchange_status(ctx, x) == UNANSWERED:
+                continue
+            retrans = x.retransmissions()
+            if not retrans:
+                continue
+            by_sender = {}
+            for m in x.msgs:
+                if m.duplicate_of is None:
+                    by_sender.setdefault((m.src, m.step), []).append(m)
+            parts = []
+            refs = []
+            for (src, step), msgs in by_sender.items():
+                if len(msgs) < 2:
+                    continue
+                iv = backoff(msgs)
+                hint = implementation_hint(iv)
+                who = ip_text(src)
+                what = "response" if msgs[0].is_response else "request"
+                if sa.version == 1 and isinstance(step, int):
+                    what = f"message {step}"
+                parts.append(f"{who} sent its {what} {len(msgs)} times (intervals "
+                             f"{', '.join(f'{i:g}' for i in iv)} s" + (f"; {hint}" if hint else "")
+                             + ")")
+                refs.extend(ctx.msg_refs(msgs))
+            if not parts:
+                continue
+            reqs = [m for m in x.msgs if not m.is_response]
+            resps = [m for m in x.msgs if m.is_response]
+            tta = ""
+            if reqs and resps:
+                tta = f" Answered {resps[0].ts - reqs[0].ts:.2f} s after the first request."
+            label = exchange_label(x)
+            lost_response = any(m.is_response for m in retrans)
+            yield make(
+                "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
+                title=f"{label} needed {len(retrans)} retransmission(s)",
+                detail="; ".join(parts) + "." + tta
+                       + (" The responder re-sent its response: the first response (or the "
+                          "retransmitted request) was lost." if lost_response else ""),
+                evidence=ctx.evidence(refs, x.msgs[0].ts, x.msgs[-1].ts,
+                                      ike_spis=[sa.ispi.hex(), sa.rspi.hex()]),
+                wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+                tunnel=t.id if t else None)
+
+
+@rule
+def cookies(ctx):
+    for sa in ctx.state.ike_sas:
+        if sa.version != 2:
+            continue
+        for m in sa.messages:
+            if m.exch == IKE_SA_INIT and m.is_response and m.has_notify(COOKIE) and not m.copy:
+                t = ike_tunnel_of(ctx, sa)
+                ok = _recovered_after(ctx, sa, m)
+                yield make(
+                    "IKE_COOKIE", f"{sa.id}|{m.n}",
+                    title=f"{ip_text(m.src)} demanded a COOKIE"
+                          + (" (initiator retried and succeeded)" if ok else ""),
+                    detail=f"IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
+                           f"carried only a COOKIE notification ({len(m.notify_data(COOKIE) or b'')} "
+                           f"bytes of cookie data)."
+                           + (" The initiator repeated its request with the cookie and was answered."
+                              if ok else " No answered retry with the cookie was seen."),
+                    evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()]),
+                    wireshark_filter=ike_filter(sa, msgids=[0]) + f" && isakmp.notify.msgtype == {COOKIE}",
+                    tunnel=t.id if t else None)
+
+
+@rule
+def weak_crypto(ctx):
+    for sa in ctx.state.ike_sas:
+        exch = {IKE_SA_INIT} if sa.version == 2 else {V1_MAIN, V1_AGGRESSIVE}
+        offered, chosen = _offered_and_chosen(sa, exch)
+        src = chosen or offered
+        if src is None:
+            continue
+        weak = weak_transforms(sa.version, src.proposals)
+        if not weak:
+            continue
+        t = ike_tunnel_of(ctx, sa)
+        which = "chosen" if chosen is not None else "offered (no response seen)"
+        yield make(
+            "IKE_WEAK_CRYPTO", f"{sa.id}|weak",
+            title=f"Weak IKE crypto {which}: " + ", ".join(sorted({w[0] for w in weak})),
+            detail="; ".join(f"{name}: {why}" for name, why in weak) + f" ({which} by "
+                   f"{endpoint_text((src.ipver, src.src, src.sport))}).",
+            evidence=ctx.evidence(src.frames, src.ts, None, ike_spis=[sa.ispi.hex()]),
+            wireshark_filter=ike_filter(sa, msgids=[src.msgid]),
+            tunnel=t.id if t else None)
+
+
+@rule
+def aggressive_psk(ctx):
+    for sa in ctx.state.ike_sas:
+        if sa.version != 1:
+            continue
+        msgs = [m for m in sa.messages if m.exch == V1_AGGRESSIVE and m.proposals and not m.copy]
+        if not msgs:
+            continue
+        methods = set()
+        for m in msgs:
+            for p in m.proposals:
+                for tr in p.transforms:
+                    for atype, value in tr.attributes:
+                        if atype == 3 and isinstance(value, int):
+                            methods.add(value)
+        # RFC 2409 App. A: 1 = pre-shared key; XAUTH (draft-beaulieu-ike-xauth) 65001/65002
+        psk = methods & {1, 65001, 65002}
+        if not psk:
+            continue
+        t = ike_tunnel_of(ctx, sa)
+        m = msgs[0]
+        yield make(
+            "IKE_AGGRESSIVE_MODE_PSK", f"{sa.id}|am-psk",
+            title="IKEv1 Aggressive Mode with a pre-shared key",
+            detail=f"Aggressive Mode from {endpoint_text((m.ipver, m.src, m.sport))} offers "
+                   f"pre-shared-key authentication; the responder's AM2 carries a hash of the "
+                   f"PSK that can be attacked offline.",
+            evidence=ctx.evidence(ctx.msg_refs(msgs), msgs[0].ts, msgs[-1].ts,
+                                  ike_spis=[sa.ispi.hex()]),
+            wireshark_filter=ike_filter(sa, exch=V1_AGGRESSIVE),
+            tunnel=t.id if t else None)
+
+
+@rule
+def simultaneous_init(ctx):
+    inits = []
+    for sa in ctx.state.ike_sas:
+        if sa.version == 2 and not sa.mid_session and sa.retry_of is None:
+            inits.append(sa)
+    for i, a in enumerate(inits):
+        for b in inits[i + 1:]:
+            if b.first_ts - a.first_ts > 5:
+                break
+            if a.initiator[1] == b.responder[1] and a.responder[1] == b.initiator[1]:
+                t = ike_tunnel_of(ctx, a)
+                yield make(
+                    "IKE_SIMULTANEOUS_INIT", f"{a.id}|{b.id}",
+                    title=f"{ip_text(a.initiator[1])} and {ip_text(b.initiator[1])} initiated at "
+                          f"the same time",
+                    detail=f"Two IKE SAs were started {b.first_ts - a.first_ts:.2f} s apart in "
+                           f"opposite directions ({a.id}, {b.id}).",
+                    evidence=ctx.evidence(a.messages[0].frames + b.messages[0].frames,
+                                          a.first_ts, b.first_ts,
+                                          ike_spis=[a.ispi.hex(), b.ispi.hex()]),
+                    wireshark_filter=f"isakmp.ispi in {{{_ch(a.ispi)} {_ch(b.ispi)}}}",
+                    tunnel=t.id if t else None)
+
+
+def _ch(b):
+    return ":".join(f"{x:02x}" for x in b)
+
+
+__all__ = ["V1_QUICK", "V1_INFO"]

@@ -1,0 +1,270 @@
+"""Reachability: do the gateways reach each other on the VPN ports?
+
+Also the two codes that compete with "no response" for an unanswered IKE message (precedence of
+the analyze issue): an unanswered message that went out as IP fragments while RFC 7383 IKE
+fragmentation was not negotiated is ``IKE_FRAGMENTATION_LOSS``; unanswered unfragmented traffic on
+4500 after a working 500 is ``NAT_T_BLOCKED``; anything else unanswered is ``IKE_NO_RESPONSE``.
+Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
+"""
+
+from __future__ import annotations
+
+from pcapvpn.findings import declare, make
+from pcapvpn.rules import rule
+from pcapvpn.rules.common import (
+    UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_filter,
+    ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter,
+)
+from pcapvpn.track.ike import INFORMATIONAL
+
+IKEV2_FRAGMENTATION_SUPPORTED = 16430  # RFC 7383 §2.3
+FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
+
+declare("IKE_NO_RESPONSE", "reachability", "error",
+        "An IKE request was retransmitted or left unanswered for longer than the response timeout: "
+        "the peer never answered it (or its answers never reached the capture point).",
+        ["Check that the responder receives the request: capture on the responder's side too "
+         "(only a capture showing both gateways tells where packets disappear).",
+         "Check firewalls/ACLs on the path for UDP 500 and 4500 (and IP protocol 50) in both "
+         "directions.",
+         "Check that the IKE daemon runs and listens on the responder (ss -ulpn | grep -E ':500|:4500').",
+         "strongSwan logs 'retransmit N of request with message ID M' and 'giving up after N "
+         "retransmits'; libreswan 'No response (or no acceptable response) to our first IKEv2 "
+         "message'; Cisco shows the SA stuck in MM_WAIT_MSG2 / MM_NO_STATE."])
+declare("ICMP_UNREACHABLE", "reachability", "error",
+        "An ICMP/ICMPv6 error quoting IKE or ESP: port unreachable means no daemon listens; "
+        "administratively prohibited means a filter rejects it; net/host unreachable is routing.",
+        ["Port unreachable: start the IKE daemon on the peer / check it listens on UDP 500/4500.",
+         "Administratively prohibited: find the filter (firewall, ACL, security group) that sent it "
+         "— the ICMP source address names the device.",
+         "Net/host unreachable: check the routing towards the peer."])
+declare("NAT_T_BLOCKED", "nat_traversal", "error",
+        "IKE worked on UDP 500, but after the move to UDP 4500 (NAT traversal) the requests were "
+        "never answered: UDP 4500 is blocked or not forwarded.",
+        ["Allow UDP 4500 in both directions on every firewall/NAT on the path (and forward it on "
+         "the responder's NAT, if any).",
+         "strongSwan initiator logs 'retransmit N of request with message ID 1' after "
+         "'remote host is behind NAT' / 'local host is behind NAT'.",
+         "As a test, disable NAT-T forcing (strongSwan encap=no) if no NAT exists on the path."])
+declare("IKE_FRAGMENTATION_LOSS", "nat_traversal", "error",
+        "An IKE message too large for one packet went out as IP fragments and was never answered, "
+        "and IKE fragmentation (RFC 7383) was not negotiated: fragments are dropped on the path "
+        "(typical with certificates).",
+        ["Enable IKE fragmentation on both peers (strongSwan fragmentation=yes, Cisco 'crypto "
+         "ikev2 fragmentation', FortiGate 'set fragmentation enable'), so that IKE fragments "
+         "itself instead of relying on IP fragments.",
+         "Find the device that drops IP fragments (firewalls and some NATs do) or lower the "
+         "certificate chain size (send only the end-entity certificate, use ECDSA keys).",
+         "libreswan logs 'Possible authentication failure: no acceptable response to our first "
+         "encrypted message' in this case, which misleads: the message never arrived."])
+declare("EXPECTED_PEER_ABSENT", "reachability", "error",
+        "A gateway named with --expect-peer never appears in the capture: nothing was sent to or "
+        "from it.",
+        ["Check the capture point: is it on the path towards that peer?",
+         "Check that the local gateway tries to connect (is the tunnel configured to start "
+         "automatically, or does it wait for traffic?)."])
+
+
+def _is_liveness(x) -> bool:
+    return x.version == 2 and x.exch == INFORMATIONAL and any(
+        m.sk_next == 0 for m in x.requests)
+
+
+def _fragmented(msgs) -> bool:
+    return any(len(m.frames) > 1 for m in msgs)
+
+
+def _ike_fragmentation_negotiated(sa) -> bool:
+    if sa.version == 2:
+        sides = set()
+        for m in sa.messages:
+            if m.has_notify(IKEV2_FRAGMENTATION_SUPPORTED):
+                sides.add(m.is_response)
+        return sides == {False, True}
+    sides = set()
+    for m in sa.messages:
+        if any(bytes(v).startswith(FRAGMENTATION_VID_PREFIX) for v in m.vendor_ids):
+            sides.add(m.src)
+    return len(sides) >= 2
+
+
+@rule
+def unanswered_ike(ctx):
+    for sa in ctx.state.ike_sas:
+        for x in sa.exchanges:
+            if _is_liveness(x):
+                continue
+            status = exchange_status(ctx, x)
+            if status not in (UNANSWERED,):
+                continue
+            reqs = last_requests(x)
+            if not reqs:
+                continue
+            t = ike_tunnel_of(ctx, sa)
+            first = reqs[0]
+            sends = [m for m in reqs if m.duplicate_of is None]
+            retrans = len([m for m in sends if m.retransmit_of is not None])
+            intervals = backoff(sends)
+            wait = ctx.now - max(m.ts for m in reqs)
+            answered_before = [y for y in sa.exchanges[:x.index]
+                               if exchange_status(ctx, y) != UNANSWERED
+                               and any(m.src != first.src for m in y.msgs)]
+            heard_500 = any(m.src != first.src and (m.sport == 500 or m.dport == 500)
+                            for y in answered_before for m in y.msgs)
+            to_4500 = first.dport == 4500 or first.sport == 4500
+            refs = ctx.msg_refs(reqs)
+            frag = _fragmented(reqs)
+            label = exchange_label(x)
+            sender = endpoint_text((first.ipver, first.src, first.sport))
+            receiver = endpoint_text((first.ipver, first.dst, first.dport))
+            size = max(m.size for m in reqs)
+            hint = implementation_hint(intervals)
+            detail = (f"{label} from {sender} to {receiver} ({size} bytes) was sent "
+                      f"{len(sends)} time(s) ({retrans} retransmission(s)"
+                      + (f" at intervals {', '.join(f'{i:g}' for i in intervals)} s" if intervals else "")
+                      + f"); no response in the {wait:.1f} s until the capture ends.")
+            if hint:
+                detail += f" Retransmission pattern: {hint}."
+            others = []
+            if frag and not _ike_fragmentation_negotiated(sa):
+                code = "IKE_FRAGMENTATION_LOSS"
+                nfr = max(len(m.frames) for m in reqs)
+                detail += (f" Each copy went out as {nfr} IP fragments and RFC 7383 IKE "
+                           f"fragmentation was not negotiated (no IKEV2_FRAGMENTATION_SUPPORTED "
+                           f"from both sides).")
+                if heard_500 and to_4500:
+                    others.append("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
+                                  "worked, but fragments explain the loss better)")
+                others.append("IKE_NO_RESPONSE")
+            elif heard_500 and to_4500:
+                code = "NAT_T_BLOCKED"
+                detail += " UDP 500 was answered earlier in this IKE SA; nothing came back on UDP 4500."
+                others.append("IKE_NO_RESPONSE")
+            else:
+                code = "IKE_NO_RESPONSE"
+                if not answered_before:
+                    detail += " The peer sent nothing at all in this IKE SA."
+            if others:
+                detail += " Other candidates: " + "; ".join(others) + "."
+            msgids = [x.msgid] if x.version == 2 else None
+            yield make(
+                code, f"{sa.id}|{x.index}",
+                title=f"{label} to {ip_text(first.dst)} never answered",
+                detail=detail, basis="observed",
+                evidence=ctx.evidence(refs, first.ts, reqs[-1].ts,
+                                      ike_spis=[sa.ispi.hex(), sa.rspi.hex()],
+                                      peers=[sender, receiver]),
+                wireshark_filter=ike_filter(sa, msgids=msgids,
+                                            exch=x.exch if x.version == 1 else None),
+                tunnel=t.id if t else None)
+            break  # the first unanswered exchange of an SA is the one that matters
+
+
+@rule
+def incomplete_ike_fragments(ctx):
+    """IP fragment sets of IKE datagrams that never completed at the capture point."""
+    for fs in ctx.state.incomplete_fragments:
+        if fs.proto != 17 or fs.first is None or len(fs.first) < 4:
+            continue
+        sport = int.from_bytes(fs.first[0:2], "big")
+        dport = int.from_bytes(fs.first[2:4], "big")
+        if 500 not in (sport, dport) and 4500 not in (sport, dport):
+            continue
+        t = next((t for t in ctx.state.tunnels if {t.a, t.b} == {fs.src, fs.dst}), None)
+        yield make(
+            "IKE_FRAGMENTATION_LOSS", f"frags|{fs.src.hex()}|{fs.dst.hex()}|{fs.ident}",
+            title=f"IKE datagram from {ip_text(fs.src)} to {ip_text(fs.dst)} arrived incomplete "
+                  f"(IP fragments missing)",
+            detail=(f"{len(fs.frames)} IP fragment(s) of a UDP {sport}->{dport} datagram (IP ID "
+                    f"{fs.ident}) were seen but the set never completed: a fragment was lost "
+                    f"before the capture point (or the capture dropped it)."),
+            basis="observed",
+            evidence=ctx.evidence(fs.frames, fs.first_ts, None,
+                                  peers=[ip_text(fs.src), ip_text(fs.dst)]),
+            wireshark_filter=frames_filter(fs.frames),
+            tunnel=t.id if t else None)
+
+
+def _icmp_meaning(ipver, t, c):
+    if ipver == 4:
+        if t == 3:
+            return {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
+                    3: "port unreachable", 9: "network administratively prohibited",
+                    10: "host administratively prohibited",
+                    13: "communication administratively prohibited"}.get(c, f"unreachable code {c}")
+        if t == 11:
+            return "time exceeded"
+        return f"ICMP type {t} code {c}"
+    if t == 1:
+        return {0: "no route to destination", 1: "administratively prohibited",
+                3: "address unreachable", 4: "port unreachable",
+                5: "source address failed ingress/egress policy",
+                6: "reject route to destination"}.get(c, f"unreachable code {c}")
+    if t == 3:
+        return "time exceeded"
+    return f"ICMPv6 type {t} code {c}"
+
+
+@rule
+def icmp_unreachable(ctx):
+    groups = {}
+    for e in ctx.state.icmp_errors:
+        q = e.quoted
+        if q is None:
+            continue
+        if e.ipver == 4 and e.icmp_type == 3 and e.icmp_code == 4:
+            continue  # fragmentation needed: PATH_MTU_ICMP (dataplane)
+        if e.ipver == 6 and e.icmp_type == 2:
+            continue  # packet too big: PATH_MTU_ICMP
+        if e.icmp_type not in ((3, 11) if e.ipver == 4 else (1, 3)):
+            continue
+        qver, qsrc, qdst, qproto, qsport, qdport = q[:6]
+        if qproto == 17 and ({qsport, qdport} & {500, 4500}):
+            what = f"UDP {qdport}"
+        elif qproto == 50:
+            what = "ESP"
+        elif qproto == 51:
+            what = "AH"
+        else:
+            continue
+        key = (qsrc, qdst, what, e.icmp_type, e.icmp_code)
+        groups.setdefault(key, []).append(e)
+    for (qsrc, qdst, what, itype, icode), errs in groups.items():
+        e0 = errs[0]
+        meaning = _icmp_meaning(e0.ipver, itype, icode)
+        t = next((t for t in ctx.state.tunnels if {t.a, t.b} == {qsrc, qdst}), None)
+        reporter = ip_text(e0.src)
+        by_peer = e0.src == qdst
+        detail = (f"{len(errs)} ICMP error(s) '{meaning}' from {reporter} about {what} "
+                  f"{ip_text(qsrc)} -> {ip_text(qdst)}"
+                  + (" (sent by the peer itself)" if by_peer else " (sent by a device on the path)")
+                  + ".")
+        if "port unreachable" in meaning:
+            detail += " Nothing listens on that port at the destination: the IKE daemon is not " \
+                      "running, crashed, or is bound to another address."
+        fld = "icmp" if e0.ipver == 4 else "icmpv6"
+        yield make(
+            "ICMP_UNREACHABLE", f"icmp|{qsrc.hex()}|{qdst.hex()}|{what}|{itype}|{icode}",
+            title=f"{what} to {ip_text(qdst)}: {meaning}",
+            detail=detail, basis="observed",
+            evidence=ctx.evidence([x.ref for x in errs], e0.ts, errs[-1].ts,
+                                  peers=[ip_text(qsrc), ip_text(qdst), reporter]),
+            wireshark_filter=f"{fld}.type == {itype} && {fld}.code == {icode}",
+            tunnel=t.id if t else None)
+
+
+@rule
+def expected_peers(ctx):
+    for peer in getattr(ctx.state, "expect_peers", None) or ():
+        seen = any(peer in (t.a, t.b) for t in ctx.state.tunnels) or any(
+            peer in (e.src, e.dst) for e in ctx.state.icmp_errors)
+        if seen:
+            continue
+        fld = "ip" if len(peer) == 4 else "ipv6"
+        yield make(
+            "EXPECTED_PEER_ABSENT", f"expect|{peer.hex()}",
+            title=f"Nothing was sent to or from {ip_text(peer)}",
+            detail=f"No IKE, ESP, AH, NAT keepalive or ICMP error involving {ip_text(peer)} was seen "
+                   f"in the capture.",
+            basis="observed", evidence=ctx.evidence([], None, None, peers=[ip_text(peer)]),
+            wireshark_filter=f"{fld}.addr == {ip_text(peer)}")

@@ -1,0 +1,291 @@
+"""Stability: does the tunnel stay up?  DPD/liveness, flapping, restarts, rekey collisions, and the
+SPI mismatches a restart leaves behind."""
+
+from __future__ import annotations
+
+from pcapvpn.findings import declare, make
+from pcapvpn.rules import rule
+from pcapvpn.rules.common import (
+    ANSWERED, PENDING, backoff, endpoint_text, esp_filter, exchange_status, ike_filter,
+    ike_tunnel_of, ip_text,
+)
+from pcapvpn.track.ike import (
+    CREATE_CHILD_SA, IKE_SA_INIT, INFORMATIONAL, V1_AGGRESSIVE, V1_INFO, V1_MAIN,
+)
+
+D = 42  # IKEv2 Delete payload
+R_U_THERE = 36136  # RFC 3706
+R_U_THERE_ACK = 36137
+INVALID_SPI = 11
+
+declare("DPD_TIMEOUT", "stability", "error",
+        "Dead-peer detection / liveness checks went unanswered: the peer (or the path to it) "
+        "stopped responding while the tunnel was up.",
+        ["Check whether the peer rebooted, lost its route, or a firewall/NAT dropped the flow "
+         "(NAT mapping timeout: keepalives and DPD intervals should be shorter than the NAT's UDP "
+         "timeout).",
+         "strongSwan logs 'sending DPD request' ... 'retransmit N of request' ... 'giving up after "
+         "N retransmits', then runs its dpd_action; libreswan 'liveness: ... peer ... "
+         "unresponsive'; Cisco 'DPD: peer is dead'."])
+declare("IKE_SA_FLAPPING", "stability", "warning",
+        "The IKE SA between the same gateways was negotiated again and again in the capture (not "
+        "rekeys): the tunnel keeps dropping and coming back.",
+        ["Look at why each SA ended: DPD timeouts, DELETEs from one side, lifetimes that differ "
+         "wildly, or two gateways both initiating (duplicate SAs).",
+         "Check that only one side initiates or that both use the same lifetimes."])
+declare("IKE_PEER_RESTART", "stability", "warning",
+        "A peer negotiated a new IKE SA while an established one still existed and was never "
+        "deleted: the peer restarted (or lost its state).",
+        ["Check the peer for a reboot or daemon restart at that time.",
+         "After a restart the other side keeps sending on the old SAs until DPD notices: enable "
+         "DPD, and INITIAL_CONTACT handling (strongSwan uniqueids) so old SAs are replaced at "
+         "once."])
+declare("IKE_REKEY_COLLISION", "stability", "info",
+        "Both peers started a CREATE_CHILD_SA rekey at the same moment (RFC 7296 §2.8.1); one "
+        "of the new SAs is deleted again.",
+        ["Harmless when resolved; frequent collisions come from identical lifetimes on both sides "
+         "— give one side a shorter rekey time or more rekey jitter (strongSwan rand_time)."],
+        failure=False)
+declare("ESP_SPI_MISMATCH", "dataplane", "error",
+        "ESP arrives on an SPI that no live SA announces: after the peer restarted or deleted the "
+        "SA, or reported by an INVALID_SPI notification.",
+        ["The sender still uses an SA the receiver no longer has: clear the stale SAs on the "
+         "sender (or enable DPD so it notices) and check for a peer restart.",
+         "strongSwan logs 'received INVALID_SPI notify'; the Linux kernel counts "
+         "XfrmInNoStates in /proc/net/xfrm_stat."])
+
+
+def _liveness(x) -> bool:
+    return x.version == 2 and x.exch == INFORMATIONAL and any(m.sk_next == 0 for m in x.requests)
+
+
+@rule
+def dpd(ctx):
+    for sa in ctx.state.ike_sas:
+        t = ike_tunnel_of(ctx, sa)
+        tid = t.id if t else None
+        spis = [sa.ispi.hex(), sa.rspi.hex()]
+        if sa.version == 2:
+            checks = [x for x in sa.exchanges if _liveness(x)]
+            if not checks:
+                continue
+            failed = [x for x in checks if exchange_status(ctx, x) not in (ANSWERED, PENDING)]
+            if not failed:
+                continue
+            x = failed[0]
+            reqs = [m for m in x.requests if m.duplicate_of is None]
+            ok = [y for y in checks if y.answered]
+            last_ok = max((y.responses[0].ts for y in ok), default=None)
+            iv = backoff(reqs)
+            who = ip_text(reqs[0].src)
+            peer = ip_text(reqs[0].dst)
+            detail = (f"{len(checks)} liveness check(s) (empty INFORMATIONAL) in the capture, "
+                      f"{len(ok)} answered. {who}'s check (Message ID {x.msgid}) was sent "
+                      f"{len(reqs)} time(s)" + (f" at intervals {', '.join(f'{i:g}' for i in iv)} s"
+                                                 if iv else "")
+                      + f" without an answer from {peer}.")
+            if last_ok is not None:
+                detail += f" The last answered check was at +{ctx.rel(last_ok)} s."
+            later = [y for y in sa.exchanges[x.index + 1:] if y.msgs and y.msgs[0].src == reqs[0].dst]
+            if later:
+                detail += " The peer was heard again later in this IKE SA."
+            yield make("DPD_TIMEOUT", f"{sa.id}|dpd|{x.index}",
+                       title=f"Liveness checks from {who} to {peer} unanswered",
+                       detail=detail,
+                       evidence=ctx.evidence(ctx.msg_refs(x.msgs), reqs[0].ts, reqs[-1].ts,
+                                             ike_spis=spis, peers=[who, peer]),
+                       wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+                       tunnel=tid)
+        else:
+            yield from _v1_dpd(ctx, sa, tid, spis)
+
+
+def _v1_dpd(ctx, sa, tid, spis):
+    """IKEv1 DPD (RFC 3706): R-U-THERE / ACK are separate Informational exchanges.  In the clear
+    they pair by sequence number; encrypted (the usual case) a run of Informationals from one side
+    with nothing from the other side afterwards is an unanswered DPD (inferred)."""
+    infos = [m for m in sa.messages if m.exch == V1_INFO and not m.copy]
+    if not infos:
+        return
+    clear = {}
+    for m in infos:
+        for ntype, _spi, data in m.notifies:
+            if ntype in (R_U_THERE, R_U_THERE_ACK) and len(data) == 4:
+                clear.setdefault(int.from_bytes(data, "big"), {})[ntype] = m
+    unanswered = [v[R_U_THERE] for v in clear.values() if R_U_THERE in v and R_U_THERE_ACK not in v
+                  and ctx.now - v[R_U_THERE].ts >= ctx.th.dpd_timeout]
+    basis = "observed"
+    if not unanswered:
+        # encrypted: trailing informationals from one side
+        enc = [m for m in infos if m.encrypted]
+        if len(enc) < 2:
+            return
+        last_sender = enc[-1].src
+        tail = []
+        for m in reversed(enc):
+            if m.src != last_sender:
+                break
+            tail.append(m)
+        tail.reverse()
+        if len(tail) < 2:
+            return
+        heard_after = [m for m in sa.messages if m.src != last_sender and m.ts > tail[0].ts]
+        if heard_after or ctx.now - tail[-1].ts < 0:
+            return
+        # a periodic run: at least 3 from one side, or 2 spaced > dpd_timeout in total
+        if len(tail) < 3 and tail[-1].ts - tail[0].ts < ctx.th.dpd_timeout:
+            return
+        unanswered = tail
+        basis = "inferred"
+    first = unanswered[0]
+    who = ip_text(first.src)
+    peer = ip_text(first.dst)
+    yield make("DPD_TIMEOUT", f"{sa.id}|v1dpd",
+               title=f"DPD from {who} to {peer} unanswered",
+               detail=(f"{len(unanswered)} DPD message(s) (Informational"
+                       + (", encrypted" if basis == "inferred" else ", R-U-THERE")
+                       + f") from {who} between +{ctx.rel(first.ts)} s and "
+                       f"+{ctx.rel(unanswered[-1].ts)} s got no answer from {peer}"
+                       + (" (keyless: a run of encrypted Informationals from one side with nothing "
+                          "from the other is the R-U-THERE pattern)" if basis == "inferred" else "")
+                       + "."),
+               basis=basis,
+               evidence=ctx.evidence(ctx.msg_refs(unanswered), first.ts, unanswered[-1].ts,
+                                     ike_spis=spis, peers=[who, peer]),
+               wireshark_filter=ike_filter(sa, exch=V1_INFO),
+               tunnel=tid)
+
+
+def _new_negotiations(t):
+    out = []
+    for sa in t.ike_sas:
+        if sa.mid_session or sa.retry_of is not None or sa.rekey_of is not None:
+            continue
+        first = sa.messages[0] if sa.messages else None
+        if first is None:
+            continue
+        if first.exch in (IKE_SA_INIT, V1_MAIN, V1_AGGRESSIVE):
+            out.append(sa)
+    return out
+
+
+@rule
+def flapping(ctx):
+    for t in ctx.state.tunnels:
+        negs = _new_negotiations(t)
+        if len(negs) < ctx.th.flap_count:
+            continue
+        refs = []
+        for sa in negs:
+            refs.extend(sa.messages[0].frames)
+        yield make("IKE_SA_FLAPPING", f"{t.id}|flap",
+                   title=f"{len(negs)} IKE SA negotiations between {t.id}",
+                   detail=f"The IKE SA was negotiated {len(negs)} times from scratch between "
+                          f"+{ctx.rel(negs[0].first_ts)} s and +{ctx.rel(negs[-1].first_ts)} s "
+                          f"({sum(1 for s in negs if s.established)} established).",
+                   evidence=ctx.evidence(refs, negs[0].first_ts, negs[-1].first_ts,
+                                         ike_spis=[s.ispi.hex() for s in negs]),
+                   wireshark_filter="isakmp.exchtype in {2 4 34} && isakmp.rspi == 00:00:00:00:00:00:00:00",
+                   tunnel=t.id)
+
+
+def _deleted_ts(sa):
+    """Keyless: an INFORMATIONAL request whose first encrypted payload is a Delete (IKEv2), or
+    a cleartext Delete (IKEv1)."""
+    for x in sa.exchanges:
+        if sa.version == 2 and x.exch == INFORMATIONAL:
+            for m in x.requests:
+                if m.sk_next == D:
+                    return m.ts
+        for m in x.msgs:
+            if m.deletes:
+                return m.ts
+    return None
+
+
+@rule
+def restarts(ctx):
+    for t in ctx.state.tunnels:
+        negs = _new_negotiations(t)
+        for old, new in zip(negs, negs[1:]):
+            if not old.established:
+                continue
+            deleted = _deleted_ts(old)
+            if deleted is not None and deleted <= new.first_ts + 1:
+                continue
+            first = new.messages[0]
+            restarter = ip_text(first.src)
+            detail = (f"{restarter} started a new IKE SA ({new.id}) at +{ctx.rel(new.first_ts)} s "
+                      f"while the established {old.id} was never deleted.")
+            yield make("IKE_PEER_RESTART", f"{t.id}|restart|{new.id}",
+                       title=f"{restarter} restarted (new IKE SA without deleting the old one)",
+                       detail=detail,
+                       evidence=ctx.evidence(first.frames, new.first_ts, None,
+                                             ike_spis=[old.ispi.hex(), new.ispi.hex()]),
+                       wireshark_filter=ike_filter(new),
+                       tunnel=t.id)
+            # ESP still arriving on the old SAs from the other side: stale SAs
+            stale = [e for e in t.esp_sas
+                     if e.proto == "esp" and e.first_ts < new.first_ts
+                     and e.last_ts > new.first_ts + ctx.th.delete_grace
+                     and e.dst == first.src]
+            for e in stale:
+                yield make("ESP_SPI_MISMATCH", f"{t.id}|stale|{e.spi:08x}",
+                           title=f"ESP to {restarter} continues on stale SPI 0x{e.spi:08x} after "
+                                 f"its restart",
+                           detail=f"{ip_text(e.src)} kept sending ESP on SPI 0x{e.spi:08x} until "
+                                  f"+{ctx.rel(e.last_ts)} s, {e.last_ts - new.first_ts:.1f} s after "
+                                  f"{restarter} restarted: the restarted peer has no such SA and "
+                                  f"drops these packets.",
+                           basis="inferred",
+                           evidence=ctx.evidence([e.last_ref], new.first_ts, e.last_ts,
+                                                 esp_spis=[f"{e.spi:08x}"]),
+                           wireshark_filter=esp_filter([e.spi]),
+                           tunnel=t.id)
+
+
+@rule
+def invalid_spi(ctx):
+    for sa in ctx.state.ike_sas:
+        for m in sa.messages:
+            if m.copy:
+                continue
+            for ntype, spi, data in m.notifies:
+                if ntype != INVALID_SPI:
+                    continue
+                bad = spi if spi else data[:4]
+                t = ike_tunnel_of(ctx, sa)
+                yield make("ESP_SPI_MISMATCH", f"{sa.id}|{m.n}|invalid-spi",
+                           title=f"{ip_text(m.src)} reports INVALID_SPI {bad.hex() or '?'}",
+                           detail=f"{endpoint_text((m.ipver, m.src, m.sport))} received ESP on SPI "
+                                  f"{bad.hex() or '?'} for which it has no SA (INVALID_SPI, in the "
+                                  f"clear).",
+                           evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()],
+                                                 esp_spis=[bad.hex()] if bad else []),
+                           wireshark_filter=ike_filter(sa, msgids=[m.msgid]),
+                           tunnel=t.id if t else None)
+
+
+@rule
+def rekey_collisions(ctx):
+    for sa in ctx.state.ike_sas:
+        if sa.version != 2:
+            continue
+        cc = [x for x in sa.exchanges if x.exch == CREATE_CHILD_SA and x.requests]
+        for i, a in enumerate(cc):
+            for b in cc[i + 1:]:
+                if b.requester == a.requester:
+                    continue
+                dt = abs(b.requests[0].ts - a.requests[0].ts)
+                if dt > 1.0:
+                    continue
+                t = ike_tunnel_of(ctx, sa)
+                yield make("IKE_REKEY_COLLISION", f"{sa.id}|coll|{a.index}|{b.index}",
+                           title="Simultaneous CREATE_CHILD_SA from both peers",
+                           detail=f"CREATE_CHILD_SA requests from both sides {dt:.3f} s apart "
+                                  f"(Message IDs {a.msgid} and {b.msgid}).",
+                           evidence=ctx.evidence(ctx.msg_refs(a.msgs + b.msgs),
+                                                 a.requests[0].ts, b.requests[0].ts,
+                                                 ike_spis=[sa.ispi.hex()]),
+                           wireshark_filter=ike_filter(sa, msgids=[a.msgid, b.msgid]),
+                           tunnel=t.id if t else None)

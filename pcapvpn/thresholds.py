@@ -1,0 +1,77 @@
+"""Every threshold of the diagnosis, in one table.
+
+They are options of both ``analyze`` and ``live`` (``--set NAME=VALUE``), so the two always agree.
+README "Thresholds" and docs/findings.md list them (generated from this table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    #: seconds after an IKE request without a response before "no response" may be said (when no
+    #: retransmission was seen).  strongSwan's first retransmit comes after 4 s, libreswan's after
+    #: 0.5 s; 10 s covers both with room (anchors.md §2.5).
+    response_timeout: float = 10.0
+    #: copies of the same IKE message closer than this are capture duplicates (mirror / two
+    #: interfaces), never retransmissions (seconds).
+    duplicate_window: float = 0.005
+    #: ESP seen in one direction only for at least this long (seconds) while the other
+    #: direction is silent → one-way.
+    one_way_window: float = 10.0
+    #: minimum packets in the flowing direction before one-way is said.
+    one_way_min_packets: int = 5
+    #: a liveness/DPD request unanswered this long (seconds) counts as a failed check.
+    dpd_timeout: float = 30.0
+    #: anti-replay window used for the sequence analysis (RFC 4303 §3.4.3: 64 is the default).
+    replay_window: int = 64
+    #: at least this many missing sequence numbers on an SA before ESP_SEQUENCE_GAP is raised.
+    seq_gap_min: int = 1
+    #: a NAT keepalive interval longer than this (seconds) is "missing" (strongSwan default 20 s;
+    #: common NAT UDP timeouts are 30-60 s).
+    keepalive_max_interval: float = 60.0
+    #: an ESP packet at least this large (bytes, ESP payload) is "large" for the MTU analysis.
+    large_packet: int = 1300
+    #: IKE SAs re-created more often than this many times in the capture → flapping.
+    flap_count: int = 3
+    #: how long after an SA's DELETE (seconds) ESP on its SPI is still tolerated in flight.
+    delete_grace: float = 2.0
+    #: how long after a rekey (seconds) the old SPI may still carry ESP before it is stale.
+    rekey_drain: float = 30.0
+
+    def with_overrides(self, items: dict[str, str]) -> "Thresholds":
+        known = {f.name: f.type for f in fields(self)}
+        values = {}
+        for k, v in items.items():
+            if k not in known:
+                raise ValueError(f"unknown threshold {k!r} (known: {', '.join(sorted(known))})")
+            cur = getattr(self, k)
+            try:
+                values[k] = type(cur)(v)
+            except ValueError:
+                raise ValueError(f"threshold {k} needs a {type(cur).__name__}, got {v!r}") from None
+        return replace(self, **values)
+
+
+DEFAULT = Thresholds()
+
+
+def describe() -> list[tuple[str, object, str]]:
+    """(name, default, documentation) for every threshold, from the comments above."""
+    import inspect
+
+    src = inspect.getsource(Thresholds).splitlines()
+    docs: dict[str, str] = {}
+    pending: list[str] = []
+    for line in src:
+        s = line.strip()
+        if s.startswith("#:"):
+            pending.append(s[2:].strip())
+        elif ":" in s and "=" in s and not s.startswith(("def", "@", "class", "#")) and pending:
+            docs[s.split(":")[0].strip()] = " ".join(pending)
+            pending = []
+        elif not s.startswith("#"):
+            pending = []
+    return [(f.name, f.default, docs.get(f.name, "")) for f in fields(Thresholds)]
