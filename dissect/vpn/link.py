@@ -167,6 +167,8 @@ _SLL2 = struct.Struct("!H6xH").unpack_from  # protocol, ARPHRD type
 # flags/fragment offset, protocol, source, destination, the two 16-bit words after a 20-byte
 # IPv4 header (UDP/TCP ports; for ESP the SPI, ignored).
 _FAST = struct.Struct("!12xHBxHHHxB2x4s4sHH").unpack_from
+# The same from the IPv4 header on, for the other link layers and inner frames.
+_FAST_IP = struct.Struct("!BxHHHxB2x4s4sHH").unpack_from
 
 
 def decode_frame(linktype: int, data):
@@ -284,6 +286,24 @@ def _peel(data, et: int, off: int, limit: int):
         if layers > MAX_LAYERS:
             raise DissectError("too many nested headers", off)
         if et == ETH_IPV4:
+            # Plain IPv4 (no options, not a fragment) with UDP (not VXLAN), TCP or ESP, and the
+            # 4 port bytes inside the packet: the result needs no further look.  Else in full.
+            try:
+                vihl, tl, ident, ff, proto, src, dst, sport, dport = _FAST_IP(data, off)
+            except StructError:
+                vihl = 0
+            if vihl == 0x45 and not ff & 0x3FFF and tl >= 24:
+                end = off + tl
+                if end > limit:
+                    end = limit
+                if end >= off + 24:
+                    if proto == 17:
+                        if dport != 4789:
+                            return (4, src, dst, 17, sport, dport, off + 20, end, 0, False, ident, off)
+                    elif proto == 50:
+                        return (4, src, dst, 50, -1, -1, off + 20, end, 0, False, ident, off)
+                    elif proto == 6:
+                        return (4, src, dst, 6, sport, dport, off + 20, end, 0, False, ident, off)
             t = decode_ipv4(data, off, limit)
         elif et == ETH_IPV6:
             t = decode_ipv6(data, off, limit)
