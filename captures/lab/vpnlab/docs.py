@@ -41,11 +41,11 @@ def _version(pkg: str) -> str:
     return cp.stdout.strip() or "?"
 
 
-def summarize(pcap: Path) -> dict:
-    """Counts and an IKE message list, keyless."""
+def summarize(pcap: Path, decode_as: list[str] | None = None, keys: Path | None = None) -> dict:
+    """Counts and an IKE message list (notifies decrypted when ``keys`` is given)."""
     if not pcap.exists():
         return {"frames": 0}
-    out = facts.tshark(pcap, ["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
+    out = facts.tshark(pcap, keys=keys, decode_as=decode_as, args=["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
                               "-e", "frame.number", "-e", "frame.time_relative",
                               "-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport",
                               "-e", "udp.dstport", "-e", "_ws.col.Protocol",
@@ -69,6 +69,11 @@ def summarize(pcap: Path) -> dict:
         protos[proto] += 1
         src = src.split(",")[0]
         dst = dst.split(",")[0]
+        if icmpt:
+            icmp += 1
+            continue
+        if mf.split(",")[0] in ("1", "True") or fo.split(",")[0] not in ("", "0"):
+            frags += 1
         if exch:
             v2 = ver.startswith("0x2") or ver == "2.0" or exch in IKEV2_EXCH
             name = (IKEV2_EXCH if v2 else IKEV1_EXCH).get(exch, exch)
@@ -84,10 +89,6 @@ def summarize(pcap: Path) -> dict:
             spis.setdefault(f"{src} -> {dst}", set()).add(spi)
         if ka:
             keepalives += 1
-        if icmpt and not exch and not spi:
-            icmp += 1
-        if mf == "1" or (fo and fo != "0"):
-            frags += 1
     return {"frames": len(rows), "duration": round(last, 1), "ike": ike,
             "esp": {k: {"packets": v, "spis": sorted(spis[k])} for k, v in esp.items()},
             "nat_keepalives": keepalives, "icmp": icmp, "ip_fragments": frags,
@@ -102,13 +103,18 @@ def _capture_entries(sc: Scenario, outdir: Path, keys_source: str | None) -> lis
         entries.append({"file": f"{sc.name}-inside.pcap", "interface": other,
                         "view": VIEWS[other] + (" (inside the NAT)" if sc.nat else ""),
                         "keys": "keys-inside" if (outdir / "keys-inside").exists() else None})
+    if sc.decode_as:
+        for c in entries:
+            c["decode_as"] = sc.decode_as
     return entries
 
 
 def finish(sc: Scenario, outdir: Path, res: dict, keys_note: str, verify: bool = True) -> list[str]:
     keys_source = res.get("keys_source")
     caps = _capture_entries(sc, outdir, keys_source)
-    summaries = {c["file"]: summarize(outdir / c["file"]) for c in caps}
+    summaries = {c["file"]: summarize(outdir / c["file"], sc.decode_as,
+                                      outdir / c["keys"] if c.get("keys") else None)
+                 for c in caps}
     for c in caps:
         c["frames"] = summaries[c["file"]]["frames"]
     gen = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -177,6 +183,9 @@ def readme(sc: Scenario, exp: dict, summaries: dict, outdir: Path) -> str:
             lines += [f"### `{c['file']}`", ""]
         if s.get("ike"):
             lines += _fmt_ike(s["ike"]) + [""]
+            if c.get("keys"):
+                lines += [f"(notifies read with the keys in `{c['keys']}/`; NAT-D and other "
+                          "routine status notifies omitted)", ""]
         if s.get("esp"):
             for k, v in sorted(s["esp"].items()):
                 lines.append(f"- ESP {k}: {v['packets']} packets, SPI {', '.join(v['spis'])}")

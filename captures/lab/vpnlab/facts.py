@@ -6,7 +6,7 @@ A fact is a dict:
    "keys": bool (decrypt with the capture's key tables),
    one of: "count": N | "min": N | "max": N (frames matching the filter),
            "field": f + "values": [...] (every listed value occurs in f among matching frames)
-                    | "distinct": N (number of distinct values of f)
+                    | "distinct": N / "min_distinct": N (number of distinct values of f)
                     | "only": [...] (no other value occurs),
            "equal_to_filter": "<filter>" (frames matching filter == frames matching both)}``
 
@@ -33,7 +33,8 @@ class TsharkError(RuntimeError):
     pass
 
 
-def tshark(pcap: Path, args: list[str], keys: Path | None = None, timeout: float = 120) -> str:
+def tshark(pcap: Path, args: list[str], keys: Path | None = None, timeout: float = 120,
+           decode_as: list[str] | None = None) -> str:
     env = dict(os.environ)
     tmp = tempfile.mkdtemp(prefix="vpnlab-ws-")
     try:
@@ -47,6 +48,8 @@ def tshark(pcap: Path, args: list[str], keys: Path | None = None, timeout: float
             extra = ESP_PREFS
         env["WIRESHARK_CONFIG_DIR"] = str(cfg)
         env["HOME"] = tmp
+        for d in decode_as or ():
+            extra += ["-d", d]
         cp = subprocess.run(["tshark", "-n", "-r", str(pcap), *extra, *args],
                             capture_output=True, text=True, timeout=timeout, env=env)
     finally:
@@ -56,31 +59,34 @@ def tshark(pcap: Path, args: list[str], keys: Path | None = None, timeout: float
     return cp.stdout
 
 
-def frames(pcap: Path, flt: str, keys: Path | None = None, field: str | None = None) -> list[str]:
+def frames(pcap: Path, flt: str, keys: Path | None = None, field: str | None = None,
+           decode_as: list[str] | None = None) -> list[str]:
     """Frame numbers (or values of ``field``, one entry per frame) matching ``flt``."""
     fields = ["-e", "frame.number"] + (["-e", field] if field else [])
     out = tshark(pcap, ["-2", "-Y", flt, "-T", "fields", "-E", "occurrence=a",
-                        "-E", "aggregator=,", *fields], keys=keys)
+                        "-E", "aggregator=,", *fields], keys=keys, decode_as=decode_as)
     rows = [line.split("\t") for line in out.splitlines() if line.strip()]
     if field:
         return [r[1] if len(r) > 1 else "" for r in rows]
     return [r[0] for r in rows]
 
 
-def counts(pcap: Path, filters: list[str], keys: Path | None = None) -> list[int]:
+def counts(pcap: Path, filters: list[str], keys: Path | None = None,
+           decode_as: list[str] | None = None) -> list[int]:
     """Number of frames matching each display filter, in one tshark pass (io,stat)."""
     if not filters:
         return []
     for f in filters:
         if "," in f:
             raise TsharkError(f"filter must not contain a comma (io,stat): {f!r}")
-    out = tshark(pcap, ["-q", "-z", "io,stat,0," + ",".join(filters)], keys=keys)
+    out = tshark(pcap, ["-q", "-z", "io,stat,0," + ",".join(filters)], keys=keys,
+                 decode_as=decode_as)
     rows = [line for line in out.splitlines() if "<>" in line]
     if not rows:  # empty capture
         return [0] * len(filters)
     cells = [c.strip() for c in rows[-1].strip().strip("|").split("|")]
     # cells: interval, then (frames, bytes) per filter
-    nums = [int(c) for c in cells[1:]]
+    nums = [int(c) for c in cells[1:] if c]
     return nums[0::2][: len(filters)]
 
 
@@ -108,6 +114,9 @@ def _check_field(fact: dict, vals: list[str]) -> str | None:
         extra = sorted(flat - set(fact["only"]))
         if extra:
             return f"{fact['desc']}: {fact['field']} has unexpected {extra}"
+    if "min_distinct" in fact and len(flat) < fact["min_distinct"]:
+        return (f"{fact['desc']}: {len(flat)} distinct {fact['field']} "
+                f"(expected >= {fact['min_distinct']}: {sorted(flat)})")
     if "distinct" in fact and len(flat) != fact["distinct"]:
         return (f"{fact['desc']}: {len(flat)} distinct {fact['field']} "
                 f"(expected {fact['distinct']}: {sorted(flat)})")
@@ -121,6 +130,7 @@ def check_all(expected: dict, scenario_dir: Path) -> list[str]:
     """
     main = expected["captures"][0]["file"]
     keys_for = {c["file"]: c.get("keys") for c in expected["captures"]}
+    decode_for = {c["file"]: c.get("decode_as") for c in expected["captures"]}
     problems: list[str] = []
     groups: dict[tuple[str, str | None], list[dict]] = {}
     for fact in expected.get("facts", []):
@@ -135,6 +145,7 @@ def check_all(expected: dict, scenario_dir: Path) -> list[str]:
     for (cap, kd), group in groups.items():
         pcap = scenario_dir / cap
         keys = scenario_dir / kd if kd else None
+        dec = decode_for.get(cap)
         try:
             cfacts = [f for f in group if "field" not in f]
             filters: list[str] = []
@@ -142,7 +153,7 @@ def check_all(expected: dict, scenario_dir: Path) -> list[str]:
                 filters.append(f["filter"])
                 if "equal_to_filter" in f:
                     filters.append(f"({f['filter']}) && ({f['equal_to_filter']})")
-            nums = iter(counts(pcap, filters, keys))
+            nums = iter(counts(pcap, filters, keys, dec))
             for f in cfacts:
                 n = next(nums)
                 both = next(nums) if "equal_to_filter" in f else None
@@ -151,7 +162,7 @@ def check_all(expected: dict, scenario_dir: Path) -> list[str]:
                     problems.append(msg)
             for f in group:
                 if "field" in f:
-                    msg = _check_field(f, frames(pcap, f["filter"], keys, f["field"]))
+                    msg = _check_field(f, frames(pcap, f["filter"], keys, f["field"], dec))
                     if msg:
                         problems.append(msg)
         except TsharkError as exc:

@@ -38,6 +38,7 @@ class Scenario:
     forbidden: list[str] = field(default_factory=list)
     facts: list[dict] = field(default_factory=list)
     notes: str = ""
+    decode_as: list[str] = field(default_factory=list)  # tshark -d for non-default ports
 
 
 class Ctx:
@@ -67,11 +68,12 @@ class Ctx:
         time.sleep(sec)
 
     def ping(self, count: int = 3, interval: float = 0.2, size: int = 56, wait: float = 1,
-             ns: str | None = None, src: str = LEFT_HOST, dst: str = RIGHT_HOST,
+             ns: str | None = None, src: str | None = LEFT_HOST, dst: str = RIGHT_HOST,
              check: bool = False):
         ns = ns or self.topo.left
+        srcarg = ["-I", src] if src else []
         cp = self.topo.sh(ns, "ping", "-n", "-q", "-c", str(count), "-i", str(interval),
-                          "-W", str(wait), "-s", str(size), "-I", src, dst, check=False,
+                          "-W", str(wait), "-s", str(size), *srcarg, dst, check=False,
                           timeout=count * interval + wait + 15)
         m = re.search(r"(\d+) packets transmitted, (\d+) received", cp.stdout)
         res = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
@@ -119,7 +121,13 @@ class Ctx:
             self.captures.append((other, self.topo.capture(other, p), p))
 
     def stop_daemons(self) -> None:
-        # the initiator first (its DELETEs are answered by the responder), then the responder
+        # close the IKE SAs from the initiator first and wait for the DELETE exchange to
+        # complete (a SIGTERM alone lets charon exit before the peer's response arrives,
+        # which then draws an ICMP port unreachable), then stop both daemons
+        if self.left and self.left.alive() and (self.right is None or self.right.alive()):
+            for name in self.left.swanctl_conf.get("connections", {}):
+                self.left.swanctl("--terminate", "--ike", name, "--timeout", "4", check=False,
+                                  timeout=15)
         for ch in (self.left, self.right):
             if ch and ch.alive():
                 ch.stop()

@@ -89,7 +89,7 @@ class Charon:
                         "path": str(self.logfile),
                         "time_format": "%Y-%m-%d %H:%M:%S",
                         "ike_name": "yes",
-                        "append": "no",
+                        "append": "yes",
                         "flush_line": "yes",
                         "default": 1,
                         "ike": 2, "cfg": 2, "knl": 1, "net": 1, "enc": 1, "chd": 2,
