@@ -239,6 +239,9 @@ def test_ip_in_ip_not_peeled_decode_ip_on_inner():
     assert T(decode_ip(frame, t["l4off"], 0, t["end"]))["ipver"] == 6  # by nibble
     with pytest.raises(DissectError):
         decode_ip(frame, t["l4off"], 4, t["end"])
+    for bad in ((frame, -1, 0), (frame, len(frame), 0), (b"\x50" + bytes(40), 0, 0), (frame, 0, 5)):
+        with pytest.raises(DissectError):
+            decode_ip(*bad)
 
 
 def test_inner_bounded_by_outer_end():

@@ -151,6 +151,7 @@ def test_linux_sll_and_sll2():
     assert (t["src"], t["hdr_off"]) == (A4, 20)
     assert T(decode_frame(276, sll2(0x86DD, IKE6)))["hdr_off"] == 20
     assert decode_frame(276, sll2(0x0806, bytes(28))) is None
+    assert decode_frame(276, sll2(0x0800, IKE4, hatype=824)) is None
     for lt, short in ((113, sll(0x0800, b"")[:15]), (276, sll2(0x0800, b"")[:19])):
         with pytest.raises(DissectError) as e:
             decode_frame(lt, short)
@@ -263,6 +264,12 @@ def test_erspan_type_3(o):
 def test_erspan_type_3_ip_frame_and_unknown_frame_type():
     assert_inner_ike4(outer4(47, gre(0x22EB, erspan3(ft=2) + IKE4, seq=1)), 14 + 20 + 8 + 12)
     assert decode_frame(1, outer4(47, gre(0x22EB, erspan3(ft=5) + IKE4, seq=1))) is None
+    t = T(decode_frame(1, outer4(47, gre(0x22EB, erspan3(ft=2) + IKE6, seq=1))))
+    assert (t["ipver"], t["src"]) == (6, A6)
+    with pytest.raises(DissectError):  # frame type IP, but no IP version
+        decode_frame(1, outer4(47, gre(0x22EB, erspan3(ft=2) + b"\x11" + IKE4, seq=1)))
+    with pytest.raises(DissectError):
+        decode_frame(1, outer4(47, gre(0x22EB, erspan3(ft=2), seq=1)))
     with pytest.raises(DissectError) as e:
         decode_frame(1, outer4(47, gre(0x22EB, erspan3()[:11], seq=1)))
     assert e.value.offset == 14 + 20 + 8
