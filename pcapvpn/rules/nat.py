@@ -19,13 +19,15 @@ import ipaddress
 
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import endpoint_text, esp_filter, host_filter, ike_filter, ip_text
+from pcapvpn.rules.common import endpoint_text, host_filter, ike_filter, ip_text
 from pcapvpn.track.nat import (
     HASH_NAMES, IKE_PORT, NATT_PORT, STANDARD_PORTS, annotate, ensure_verdict,
 )
 
 #: at most this many SAs / changes are spelled out in a detail (all are counted)
 MAX_LISTED = 5
+_WHAT = {"esp": "ESP", "ike": "IKE", "keepalive": "NAT keepalive", "delete": "IKE",
+         "init": "IKE"}
 #: seconds: a source change this soon after a long silence is blamed on the silence
 _AFTER_GAP = 30.0
 
@@ -124,8 +126,16 @@ def _nat_sides(verdicts) -> dict:
 
 def _natd_filter(sa) -> str:
     if sa.version == 2:
-        return f"{ike_filter(sa)} && isakmp.notify.msgtype in {{16388 16389}}"
+        return f"{ike_filter(sa)} && isakmp.notify.msgtype in {{16388, 16389}}"
     return f"{ike_filter(sa)} && isakmp.ike.nat_hash"
+
+
+def esp_filter(spis) -> str:
+    """``esp.spi == 0x...`` / ``esp.spi in {0x..., 0x...}`` (tshark 4.0 wants commas in sets)."""
+    spis = sorted(set(spis))
+    if len(spis) == 1:
+        return f"esp.spi == 0x{spis[0]:08x}"
+    return "esp.spi in {" + ", ".join(f"0x{s:08x}" for s in spis) + "}"
 
 
 def _or(parts, limit=8) -> str:
@@ -464,6 +474,29 @@ def _gaps(iv, start, limit):
     return out
 
 
+def _points(t, flows):
+    """(ts, ref) of the frames whose time is known: IKE messages, first/last packets and source
+    changes of ESP SAs, first/last keepalives and those around their long gaps."""
+    pts = []
+    for sa in t.ike_sas:
+        pts += [(m.ts, m.ref) for m in sa.messages]
+    for e in t.esp_sas:
+        pts += [(e.first_ts, e.first_ref), (e.last_ts, e.last_ref)]
+        pts += [(ts, ref) for ts, ref, _s, _p in _esp_moves(e)]
+    for f in flows:
+        pts += [(f.first_ts, f.first_ref), (f.last_ts, f.last_ref)]
+        pts += [(a, ra) for a, _b, ra, _rb in f.long_gaps]
+        pts += [(b, rb) for _a, b, _ra, rb in f.long_gaps]
+    return sorted((p for p in pts if p[1] is not None), key=lambda p: p[0])
+
+
+def _around(pts, gs, ge):
+    """The last known frame at or before ``gs`` and the first at or after ``ge``."""
+    before = [p for p in pts if p[0] <= gs + 1e-6]
+    after = [p for p in pts if p[0] >= ge - 1e-6]
+    return (before[-1] if before else None), (after[0] if after else None)
+
+
 def _nat_t_start(verdicts, t):
     ts = [v.float_ts for _sa, v in verdicts if v.float_ts is not None]
     ts += [v.nat_d_ts for _sa, v in verdicts
@@ -500,13 +533,15 @@ def nat_keepalive_missing(ctx):
             continue
         longest = max(gaps, key=lambda g: g[1] - g[0])
         changes = _changes(ctx, t, verdicts, sides)
+        pts = _points(t, flows)
         for side, addrs in sorted(sides.items()):
             mine = [f for f in flows if f.src in addrs]
             ip = ", ".join(sorted(ip_text(a) for a in addrs))
             gs, ge, rb, ra, resumed, _w = longest
-            detail = (f"The {side} {ip} is behind a NAT, but the tunnel carried nothing for "
-                      f"{ge - gs:.1f} s ({ctx.rel(gs)} s → {ctx.rel(ge)} s): no NAT keepalive, "
-                      f"no ESP, no IKE in either direction; then {resumed} traffic resumed")
+            detail = (f"The {side} {ip} is behind a NAT, but the tunnel carried nothing for at "
+                      f"least {ge - gs:.1f} s ({ctx.rel(gs)} s → {ctx.rel(ge)} s): no NAT "
+                      f"keepalive, no ESP, no IKE in either direction; then "
+                      f"{_WHAT.get(resumed, resumed)} traffic resumed")
             detail += (f" (frame {ra[1]})." if ra else ".")
             if len(gaps) > 1:
                 detail += f" {len(gaps)} such silences in all."
@@ -527,14 +562,23 @@ def nat_keepalive_missing(ctx):
             if after:
                 c = after[0]
                 detail += (f" Its source changed right after ({c[3]} → {c[4]} at frame "
-                           f"{c[2][1]}): the mapping had expired.")
-            refs = [r for g in gaps[:MAX_LISTED] for r in (g[2], g[3]) if r]
+                           f"{c[2][1]}): the mapping had likely expired.")
+            refs = []
+            lo, hi = gs, ge
+            for g in [longest] + [g for g in gaps[:MAX_LISTED] if g is not longest]:
+                b, a = _around(pts, g[0], g[1])
+                for p in (b, a):
+                    if p is not None:
+                        refs.append(p[1])
+                if g is longest:
+                    lo = b[0] if b else gs
+                    hi = a[0] if a else ge
             for f in mine:
                 refs += f.refs[:3]
             fld = "ip" if t.ipver == 4 else "ipv6"
             wf = (f"{host_filter(t.ipver, t.a, t.b)} && frame.time_relative >= "
-                  f"{max(0.0, ctx.rel(gs) - 1):.3f} && frame.time_relative <= "
-                  f"{ctx.rel(ge) + 1:.3f}")
+                  f"{max(0.0, ctx.rel(lo) - 0.001):.3f} && frame.time_relative <= "
+                  f"{ctx.rel(hi) + 0.001:.3f}")
             if mine:
                 wf = _or([wf, f"{fld}.src == {ip_text(sorted(addrs)[0])} && "
                               f"udpencap.nat_keepalive"])
@@ -597,27 +641,37 @@ def nat_mapping_changed(ctx):
         for c in changes:
             by_side.setdefault(c[0], []).append(c)
         for side, cs in by_side.items():
+            # the same move seen in IKE and in ESP (and on several SPIs) is one change
+            moves: dict = {}
+            for c in cs:
+                moves.setdefault((c[3], c[4]), []).append(c)
             lines = []
             refs = []
             ike_sas = []
             esp_spis = []
-            for c in cs:
-                _s, ts, ref, old, new, what, obj = c
+            for (old, new), seen in moves.items():
+                ts, ref = seen[0][1], seen[0][2]
+                what = ", ".join(dict.fromkeys(c[5] for c in seen))
                 idle = _idle_before(iv, ts, limit)
-                line = f"{ctx.rel(ts)} s (frame {ref[1]}, {what}): {old} → {new}"
+                line = (f"{old} → {new} at {ctx.rel(ts)} s (frame {ref[1]}; seen in {what})")
                 if idle is not None:
                     line += f" after {idle:.0f} s of silence (NAT mapping timeout likely)"
-                follow = _followed(obj, c) if what == "IKE" else None
-                if follow:
-                    line += f"; {follow}"
+                for c in seen:
+                    if c[5] == "IKE":
+                        follow = _followed(c[6], c)
+                        if follow:
+                            line += f"; {follow}"
+                            break
                 if len(lines) < MAX_LISTED:
                     lines.append(line)
-                refs.append(ref)
-                if what == "IKE":
-                    if obj not in ike_sas:
-                        ike_sas.append(obj)
-                elif obj.spi not in esp_spis:
-                    esp_spis.append(obj.spi)
+                for c in seen:
+                    refs.append(c[2])
+                    if c[5] == "IKE":
+                        if c[6] not in ike_sas:
+                            ike_sas.append(c[6])
+                    elif c[6].spi not in esp_spis:
+                        esp_spis.append(c[6].spi)
+            n = len(moves)
             addr_changed = any(_host(c[3]) != _host(c[4]) for c in cs)
             cause = ("the NAT's public address changed (carrier-grade NAT pool, NAT restart) or "
                      "the client roamed to another network" if addr_changed else
@@ -625,8 +679,8 @@ def nat_mapping_changed(ctx):
                      "restarted)")
             ip = ", ".join(sorted({_host(c[3]) for c in cs}))
             behind = "behind a NAT" if side in sides else "(port translated)"
-            detail = (f"The {side} {ip} {behind} changed its source {len(cs)} time(s) during the "
-                      f"SA: " + "; ".join(lines) + ("; ..." if len(cs) > MAX_LISTED else "")
+            detail = (f"The {side} {ip} {behind} changed its source {n} time(s) during the "
+                      f"SA: " + "; ".join(lines) + ("; ..." if n > MAX_LISTED else "")
                       + f". Typical cause: {cause}.")
             wf = _or([ike_filter(sa) for sa in ike_sas[:4]]
                      + ([esp_filter(esp_spis)] if esp_spis else []))
@@ -634,7 +688,7 @@ def nat_mapping_changed(ctx):
             yield make(
                 "NAT_MAPPING_CHANGED", f"{t.id}|{side}",
                 title=(f"NAT mapping of the {side} {ip} changed mid-SA "
-                       f"({'address' if addr_changed else 'port'}, {len(cs)}x, first at "
+                       f"({'address' if addr_changed else 'port'}, {n}x, first at "
                        f"{ctx.rel(cs[0][1])} s)"),
                 detail=detail,
                 evidence=ctx.evidence(refs, cs[0][1], cs[-1][1], ike_spis=spis,
