@@ -59,6 +59,11 @@ ESN_LOW = 1 << 24
 U32 = 1 << 32
 
 
+def is_multicast(addr: bytes) -> bool:
+    """IPv4 224.0.0.0/4 or IPv6 ff00::/8 (packed)."""
+    return (addr[0] & 0xF0) == 0xE0 if len(addr) == 4 else addr[0] == 0xFF
+
+
 class EspSA:
     """One ESP (or AH) SA: destination + SPI (+ protocol)."""
 
@@ -348,7 +353,7 @@ class EspTracker:
         d, d2 = (self._esp, self._esp2) if proto == "esp" else (self._ah, self._ah2)
         sa = d.get(spi)
         if sa is None or sa.dst != dst:
-            sa = d2.get((dst, spi))
+            sa = d2.get((dst, spi, src) if is_multicast(dst) else (dst, spi))
         if sa is None:
             return
         sa.fragmented += 1
@@ -364,7 +369,10 @@ class EspTracker:
 
     def _lookup(self, d, d2, proto, ipver, src, dst, sport, dport, spi, seq, length, ts, ref,
                 transport):
-        key = (dst, spi)
+        mcast = is_multicast(dst)
+        # a multicast SA is identified by SPI, destination and source (RFC 4301 §4.1): several
+        # senders share the group address and the SPI (e.g. OSPFv3 with AH, RFC 4552)
+        key = (dst, spi, src) if mcast else (dst, spi)
         sa = d2.get(key)
         if sa is not None:
             return sa
@@ -372,7 +380,7 @@ class EspTracker:
         sa = EspSA(proto, ipver, src, dst, spi, sport, dport, encap, ts, ref, seq, length,
                    self.window)
         d2[key] = sa
-        if spi not in d:
+        if spi not in d and not mcast:
             d[spi] = sa
         self._sas.append(sa)
         return sa
