@@ -108,7 +108,7 @@ def bench(name: str, cmd: list[str], packets: int, repeat: int, log, *, capture_
         r = measure(cmd, stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL)
         runs.append(r)
         log(f"  {name:<40} run {i + 1}/{repeat}: rc={r['rc']} {r['wall']:.2f} s "
-            f"cpu {r['cpu']} s rss {r['rss_mb']:.0f} MB load {r['load1']:.2f}")
+            f"cpu {r['cpu'] or 0:.2f} s rss {r['rss_mb'] or 0:.0f} MB load {r['load1']:.2f}")
         if r["rc"] != 0:
             break
     ok = [r for r in runs if r["rc"] == 0]
