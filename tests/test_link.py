@@ -204,6 +204,16 @@ def test_vlan_and_qinq(tags, hdr_off):
     assert e.value.offset == 14
 
 
+def test_ipv6_fast_path():
+    pkt = ipv6(udp(4500, 4500, esp()))
+    t = T(decode_frame(1, eth(0x86DD, pkt + bytes(8))))
+    assert (t["ipver"], t["proto"], t["sport"], t["l4off"], t["end"], t["ident"]) == (6, 17, 4500, 54, 14 + len(pkt), 0)
+    t = T(decode_frame(1, eth(0x86DD, ipv6(esp(), nh=50))))
+    assert (t["proto"], t["sport"], t["dport"]) == (50, -1, -1)
+    t = T(decode_frame(1, eth(0x86DD, ipv6(b"", nh=17) + bytes(20))))  # payload length 0
+    assert t["end"] == 14 + 40 + 20 and t["sport"] == 0
+
+
 def test_vlan_fast_path_variants():
     for payload, proto, ports in ((esp(), 50, (-1, -1)), (tcp(40000, 443), 6, (40000, 443)),
                                   (udp(4500, 4500, esp()), 17, (4500, 4500))):
@@ -361,6 +371,10 @@ def valid_frames():
         (1, eth(0x86DD, ipv6(ext6(43) + ext6(44) + frag6(17, 0, True) + udp(500, 500, bytes(20)), nh=0))),
         (1, eth(0x86DD, ipv6(icmp(2, 0, rest=struct.pack("!I", 1280), quote=IKE6), nh=58))),
         (1, eth(0x8100, tag(5, 0x88A8) + tag(6, 0x0800) + IKE4)),
+        (1, eth(0x8100, tag(5, 0x0800) + ipv4(udp(4500, 4500, esp()), df=True) + bytes(4))),
+        (1, eth(0x86DD, IKE6 + bytes(4))),
+        (1, eth(0x86DD, ipv6(esp(), nh=50))),
+        (1, eth(0x86DD, ipv6(tcp(1194, 5000), nh=6))),
         (1, eth(0x8847, mpls(16, 17) + IKE4)),
         (1, eth(0x8847, mpls(16) + b"\0\0\0\0" + eth(0x0800, IKE4))),
         (1, eth(0x8864, struct.pack("!BBHHH", 0x11, 0, 1, 2 + len(IKE4), 0x21) + IKE4)),

@@ -55,6 +55,13 @@ Mirror wrappers are peeled (the endpoints reported are those of the mirrored fra
 Any other GRE (PPTP's enhanced GRE version 1 with protocol 0x880B, GRE tunnels carrying IP,
 GRE with routing) is traffic: the outer header is returned with proto 47.  IP-in-IP (4) and
 IPv6-in-IP (41) are traffic too; :func:`dissect.vpn.ip.decode_ip` decodes the inner header.
+
+Speed: ``decode_frame`` first tries fixed-offset shortcuts (one ``unpack_from`` each) for the
+frames that make up nearly all of a mirror-port capture: Ethernet II, optionally one 802.1Q tag,
+then IPv4 without options and not fragmented, or IPv6 without extension headers, carrying UDP
+(except VXLAN), TCP or ESP.  The general path peels everything else; inside it a plain IPv4
+header with UDP/TCP/ESP is again read with one ``unpack_from``.  Both paths return identical
+tuples (the tests compare them on every fuzzed frame).
 """
 
 from __future__ import annotations
@@ -167,6 +174,8 @@ _SLL2 = struct.Struct("!H6xH").unpack_from  # protocol, ARPHRD type
 # flags/fragment offset, protocol, source, destination, the two 16-bit words after a 20-byte
 # IPv4 header (UDP/TCP ports; for ESP the SPI, ignored).
 _FAST = struct.Struct("!12xHBxHHHxB2x4s4sHH").unpack_from
+# Ethernet II + IPv6: first byte, payload length, next header, source, destination, 2 words.
+_FAST6 = struct.Struct("!14xBxxxHBx16s16sHH").unpack_from
 # The same from the IPv4 header on, for the other link layers and inner frames.
 _FAST_IP = struct.Struct("!BxHHHxB2x4s4sHH").unpack_from
 
@@ -174,7 +183,8 @@ _FAST_IP = struct.Struct("!BxHHHxB2x4s4sHH").unpack_from
 def decode_frame(linktype: int, data):
     """Decode one captured frame; see the module docstring.  ``data`` is bytes-like."""
     # Fast path: Ethernet II (optionally one 802.1Q tag) + IPv4 without options, not
-    # fragmented (DF allowed), carrying UDP (not VXLAN), TCP or ESP.  Else the general path.
+    # fragmented (DF allowed), carrying UDP (not VXLAN), TCP or ESP; or Ethernet II + IPv6
+    # without extension headers carrying the same.  Else the general path.
     if linktype == 1:
         try:
             et, vihl, tl, ident, ff, proto, src, dst, sport, dport = _FAST(data)
@@ -210,6 +220,24 @@ def decode_frame(linktype: int, data):
                     return (4, src, dst, 50, -1, -1, 38, end, 0, False, ident, 18)
                 elif proto == 6:
                     return (4, src, dst, 6, sport, dport, 38, end, 0, False, ident, 18)
+        elif et == 0x86DD:
+            # IPv6 whose first next header is UDP (not VXLAN), ESP or TCP, payload length set.
+            try:
+                b0, plen, nh, src, dst, sport, dport = _FAST6(data)
+            except StructError:
+                return _decode_general(linktype, data)
+            if b0 & 0xF0 == 0x60 and plen >= 4:
+                end = plen + 54
+                n = len(data)
+                if end > n:
+                    end = n
+                if nh == 17:
+                    if dport != 4789:
+                        return (6, src, dst, 17, sport, dport, 54, end, 0, False, 0, 14)
+                elif nh == 50:
+                    return (6, src, dst, 50, -1, -1, 54, end, 0, False, 0, 14)
+                elif nh == 6:
+                    return (6, src, dst, 6, sport, dport, 54, end, 0, False, 0, 14)
     return _decode_general(linktype, data)
 
 
