@@ -407,6 +407,8 @@ def check_result(data, r):
         assert proto in (6, 17) and frag_off == 0 and l4off + 4 <= end
     assert frag_off >= 0 and frag_off % 8 == 0 and isinstance(more, bool)
     assert 0 <= ident <= 0xFFFFFFFF
+    # the shortcuts agree with the full IP decoders (bounded like the frame's own packet)
+    assert decode_ip(data, hdr, ipver, end) == r
     follow = []
     if proto == 6 and frag_off == 0:
         follow.append(lambda: decode_tcp(data, l4off, end))

@@ -326,13 +326,19 @@ def _peel(data, et: int, off: int, limit: int):
                     end = limit
                 if end >= off + 24:
                     if proto == 17:
+                        t = (4, src, dst, 17, sport, dport, off + 20, end, 0, False, ident, off)
                         if dport != 4789:
-                            return (4, src, dst, 17, sport, dport, off + 20, end, 0, False, ident, off)
+                            return t
                     elif proto == 50:
                         return (4, src, dst, 50, -1, -1, off + 20, end, 0, False, ident, off)
                     elif proto == 6:
                         return (4, src, dst, 6, sport, dport, off + 20, end, 0, False, ident, off)
-            t = decode_ipv4(data, off, limit)
+                    else:  # GRE (maybe a mirror wrapper) and the rest
+                        t = (4, src, dst, proto, -1, -1, off + 20, end, 0, False, ident, off)
+                else:
+                    t = decode_ipv4(data, off, limit)
+            else:
+                t = decode_ipv4(data, off, limit)
         elif et == ETH_IPV6:
             t = decode_ipv6(data, off, limit)
         elif et == _ETHER:
