@@ -259,6 +259,11 @@ class Decoder:
         if proto == 51:
             nh, plen, spi, seq, icv = _esp.parse_ah(data, l4off, end)
             sink.ah(ref, ts, ipver, src, dst, spi, seq, end - l4off)
+            if nh == 50:
+                # AH+ESP (RFC 4302 §3.1: Payload Length is the AH length in 32-bit words - 2)
+                eoff = l4off + (plen + 2) * 4
+                spi, seq = _esp.parse_esp(data, eoff, end)
+                sink.esp(ref, ts, ipver, src, dst, -1, -1, spi, seq, end - eoff)
         elif proto == 1 or proto == 58:
             r = _ip.decode_icmp_error(data, l4off, end, ipver)
             if r is not None:

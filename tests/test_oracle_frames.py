@@ -23,7 +23,7 @@ from pcapvpn.sources import open_source
 FIELDS = [
     "frame.number", "frame.time_epoch", "frame.protocols",
     "ip.src", "ip.dst", "ip.proto", "ip.flags.mf", "ip.frag_offset",
-    "ipv6.src", "ipv6.dst", "ipv6.fragment.offset", "ipv6.fragment.more",
+    "ipv6.src", "ipv6.dst", "ipv6.fraghdr.offset", "ipv6.fraghdr.more",
     "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport",
 ]
 TSHARK_OPTS = ["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",

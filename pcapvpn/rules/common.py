@@ -42,7 +42,7 @@ def ike_filter(sa, msgids=None, exch=None) -> str:
         else:
             f += " && isakmp.messageid in {" + " ".join(str(i) for i in ids) + "}"
     if exch is not None:
-        f += f" && isakmp.exchtype == {exch}"
+        f += f" && isakmp.exchangetype == {exch}"
     return f
 
 

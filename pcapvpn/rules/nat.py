@@ -9,8 +9,10 @@ are parsed here.
 Protocol background: RFC 7296 §2.23 (IKEv2 NAT traversal: once a NAT is detected "all future IKE
 and ESP packets" go over UDP 4500), RFC 3947 (IKEv1 NAT-D, the move to 4500), RFC 3948 (UDP
 encapsulation of ESP, NAT keepalives sent by the peer behind the NAT, §4), RFC 3715 §2.1 (AH cannot
-cross a NAT; ESP without UDP cannot cross a NAPT).  ``NAT_T_BLOCKED`` (4500 never answered) is a
-reachability rule (it competes with IKE_NO_RESPONSE).
+cross a NAT; ESP without UDP cannot cross a NAPT).  A faked NAT-D that only forces UDP
+encapsulation (strongSwan encap = yes, kernel-libipsec) is not a NAT: it is reported as
+``NAT_ENCAPSULATION_FORCED``, never as ``NAT_DETECTED``.  ``NAT_T_BLOCKED`` (4500 never
+answered) is a reachability rule (it competes with IKE_NO_RESPONSE).
 """
 
 from __future__ import annotations
@@ -33,13 +35,23 @@ _AFTER_GAP = 30.0
 
 declare("NAT_DETECTED", "nat_traversal", "info",
         "NAT detection (NAT-D hashes recomputed against the addresses seen at the capture point) "
-        "found a NAT between the peers, or a faked NAT-D that forces UDP encapsulation: which side "
-        "is behind it, and where the capture point sits.",
+        "found a NAT between the peers: which side is behind it, and where the capture point "
+        "sits (a faked NAT-D without a NAT is NAT_ENCAPSULATION_FORCED).",
         ["Expect IKE and ESP on UDP 4500 from IKE_AUTH (IKEv2) / Main Mode message 5 (IKEv1) on, "
          "and NAT keepalives from the side behind the NAT.",
          "strongSwan logs 'local host is behind NAT, sending keep alives' on the side behind the "
-         "NAT and 'remote host is behind NAT' on its peer; a forced encapsulation shows "
-         "'faking NAT situation to enforce UDP encapsulation'."],
+         "NAT and 'remote host is behind NAT' on its peer."],
+        failure=False)
+declare("NAT_ENCAPSULATION_FORCED", "nat_traversal", "info",
+        "A peer's NAT_DETECTION_SOURCE_IP (IKEv1: source NAT-D) hash matches no address or port "
+        "seen while nothing between it and the capture point translates anything: it fakes the "
+        "hash to force UDP encapsulation (strongSwan encap = yes; kernel-libipsec always does "
+        "it). Not a NAT, although both peers then log 'remote host is behind NAT'. Inferred from "
+        "one vantage point: a 1:1 NAT keeping ports 500/4500 would look the same.",
+        ["Nothing to fix if UDP encapsulation is intended (encap = yes, kernel-libipsec, ESP "
+         "filtered on the path).",
+         "strongSwan logs 'faking NAT situation to enforce UDP encapsulation' on the side that "
+         "forces it."],
         failure=False)
 declare("NAT_T_NOT_USED", "nat_traversal", "error",
         "A NAT sits between the peers, but IKE stayed on UDP 500 or ESP went as IP protocol 50 "
@@ -183,11 +195,11 @@ def _float_text(ctx, v) -> str:
 # -- NAT_DETECTED ------------------------------------------------------------------------------
 
 
-def _explain(sa, v) -> list[str]:
-    """Sentences saying what each side's hashes showed."""
+def _explain_nat(sa, v) -> list[str]:
+    """Sentences saying what the hashes showed about the real NATs."""
     src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else "source NAT-D"
     out = []
-    for side in ("initiator", "responder"):
+    for side in v.nat_sides:
         st = getattr(v, side)
         ep = _side_ep(sa, side)
         seen = endpoint_text((ep[0], ep[1], v.ports.get(side, ep[2])))
@@ -199,40 +211,57 @@ def _explain(sa, v) -> list[str]:
             elif v.ports.get(side) is not None and v.ports[side] not in STANDARD_PORTS:
                 s += f"; its source port {v.ports[side]} is not 500/4500 (the NAT translated it)"
             out.append(s + f": the {side} is behind a NAT and this capture point is outside it.")
-        elif st == "inside":
+        else:
             out.append(f"The {peer}'s destination hash for the {side} does not match {seen}: the "
                        f"{peer} sees the {side} at a translated address, so this capture was "
                        f"taken between the {side} and its NAT.")
-    forced = v.forced_sides
-    if forced:
-        who = " and the ".join(f"{s}'s" for s in forced)
-        hashes = "hashes match" if len(forced) > 1 else "hash matches"
-        out.append(f"The {who} {src_name} {hashes} no address or port seen for this SA, while "
-                   f"nothing is translated here (ports 500/4500, the same 4-tuple both ways): "
-                   f"a faked hash that forces UDP encapsulation (strongSwan encap = yes, or "
-                   f"kernel-libipsec which always does it) — inferred from one vantage point: a "
-                   f"1:1 NAT that keeps the ports would look the same.")
+    if v.forced_sides:
+        out.append("The " + " and the ".join(v.forced_sides) + " also fake"
+                   + ("s" if len(v.forced_sides) == 1 else "")
+                   + " the source hash (NAT_ENCAPSULATION_FORCED).")
     return out
 
 
-def _advice(kind, v, sa) -> list[str]:
+def _explain_forced(sa, v) -> list[str]:
+    src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else "source NAT-D"
+    forced = v.forced_sides
+    who = " and the ".join(f"{s}'s" for s in forced)
+    hashes = "hashes match" if len(forced) > 1 else "hash matches"
+    s = (f"The {who} {src_name} {hashes} no address or port seen for this SA, while nothing "
+         f"between {'them' if len(forced) > 1 else 'it'} and the capture point translates "
+         f"anything (ports 500/4500, the same 4-tuple both ways): a faked hash that forces UDP "
+         f"encapsulation (strongSwan encap = yes, or kernel-libipsec which always does it)")
+    if len(forced) == 2:
+        s += ("; both peers faking it is kernel-libipsec's signature (both then log 'remote host "
+              "is behind NAT'), not a NAT on each side.")
+    elif getattr(v, forced[0]) == "forced":
+        s += (" — inferred from one vantage point: a 1:1 NAT or port forwarding that keeps ports "
+              "500/4500 in front of it would look the same.")
+    else:
+        s += "."
+    return [s]
+
+
+def _advice_forced(v, sa) -> list[str]:
+    both = len(v.forced_sides) == 2
+    return [
+        "Not a NAT: strongSwan logs 'faking NAT situation to enforce UDP encapsulation' on the "
+        "side that forces it" + (" — here both sides do (kernel-libipsec forces it on every SA), "
+                                 "so both peers log 'remote host is behind NAT'" if both else
+                                 " and its peer logs 'remote host is behind NAT'") + ".",
+        "If neither encap = yes nor kernel-libipsec is configured on the "
+        + " / ".join(f"{s} ({ip_text(_side_ep(sa, s)[1])})" for s in v.forced_sides)
+        + ", compare its own interface address with the one seen here: a 1:1 NAT keeping ports "
+          "500/4500 gives the same picture."][:1 if both else 2]
+
+
+def _advice_nat(v, sa) -> list[str]:
     adv = []
-    if kind == "forced":
-        both = len(v.forced_sides) == 2
-        adv.append("Not a NAT: strongSwan logs 'faking NAT situation to enforce UDP "
-                   "encapsulation' on the side that forces it"
-                   + (" — here both sides do (kernel-libipsec forces it on every SA), so both "
-                      "peers log 'remote host is behind NAT'" if both else
-                      " and its peer logs 'remote host is behind NAT'") + ".")
-        sides = v.forced_sides
-        adv.append("If neither encap = yes nor kernel-libipsec is configured on the "
-                   + " / ".join(f"{s} ({ip_text(_side_ep(sa, s)[1])})" for s in sides)
-                   + ", compare its own interface address with the one seen here: a 1:1 NAT "
-                     "keeping ports 500/4500 gives the same picture.")
-        return adv
     for side in v.nat_sides:
         ip = ip_text(_side_ep(sa, side)[1])
         peer = ip_text(_side_ep(sa, _other(side))[1])
+        if side in v.forced_sides:
+            continue
         adv.append(f"strongSwan on the {side} ({ip}) logs 'local host is behind NAT, sending "
                    f"keep alives'; on the {_other(side)} ({peer}) 'remote host is behind NAT'.")
         adv.append(f"Expect NAT keepalives (UDP 4500, one byte 0xFF) from {ip} when the tunnel is "
@@ -248,23 +277,34 @@ def _advice(kind, v, sa) -> list[str]:
 
 @rule
 def nat_detected(ctx):
+    """One finding per tunnel and distinct fact: a real NAT (NAT_DETECTED, observed) and/or a
+    side faking its source hash (NAT_ENCAPSULATION_FORCED, inferred)."""
     _annotate(ctx)
     for t in ctx.state.tunnels:
         groups: dict = {}
         for sa, v in _tunnel_verdicts(t):
             if v.kind not in ("initiator", "responder", "both", "forced"):
                 continue
-            key = (v.kind, v.initiator, v.responder, v.capture_point)
-            groups.setdefault(key, []).append((sa, v))
-        for (kind, _i, _r, cp), items in groups.items():
+            if v.nat_sides:
+                key = ("nat", v.kind, v.initiator, v.responder, v.capture_point)
+                groups.setdefault(key, []).append((sa, v))
+            if v.forced_sides:
+                key = ("forced", tuple(v.forced_sides))
+                groups.setdefault(key, []).append((sa, v))
+        for key, items in groups.items():
             sa, v = items[0]
             refs = [tuple(r) for _sa, vv in items for r in vv.nat_d_frames]
             ts = [vv.nat_d_ts for _sa, vv in items if vv.nat_d_ts is not None]
-            if kind == "forced":
+            if key[0] == "forced":
                 who = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.forced_sides)
-                title = f"Forced UDP encapsulation (inferred): fake NAT-D from the {who}, no NAT"
+                title = f"UDP encapsulation forced (inferred): fake NAT-D from the {who}"
+                if not v.nat_sides:
+                    title += ", no NAT"
                 basis = "inferred"
+                explain = _explain_forced(sa, v)
+                advice = _advice_forced(v, sa)
             else:
+                cp = v.capture_point
                 who = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.nat_sides)
                 title = f"NAT: the {who} {'are' if len(v.nat_sides) > 1 else 'is'} behind a NAT"
                 if cp == "inside_initiator_nat":
@@ -272,22 +312,25 @@ def nat_detected(ctx):
                 elif cp == "inside_responder_nat":
                     title += " (capture taken inside the responder's NAT)"
                 basis = "observed"
+                explain = _explain_nat(sa, v)
+                advice = _advice_nat(v, sa)
             alg = HASH_NAMES.get(v.hash_alg, v.hash_alg)
             detail = [f"NAT-D hashes ({alg}) recomputed over the addresses and ports seen here "
                       f"for IKE SA {sa.id}"
                       + (f" and {len(items) - 1} more" if len(items) > 1 else "") + "."]
-            detail += _explain(sa, v)
+            detail += explain
             detail += [s for s in (_float_text(ctx, v), _esp_summary(t)) if s]
-            detail += v.notes
+            detail += [n for n in v.notes if "forced encapsulation (inferred)" not in n]
+            code = "NAT_ENCAPSULATION_FORCED" if key[0] == "forced" else "NAT_DETECTED"
             yield make(
-                "NAT_DETECTED", f"{t.id}|{kind}|{_i}|{_r}|{cp}",
+                code, t.id + "|" + "|".join(str(k) for k in key),
                 title=title, detail=" ".join(detail), basis=basis,
                 evidence=ctx.evidence(refs, min(ts) if ts else None, max(ts) if ts else None,
                                       ike_spis=_spis(sa),
                                       peers=[endpoint_text(sa.initiator),
                                              endpoint_text(sa.responder)]),
                 wireshark_filter=_or([_natd_filter(s) for s, _v in items]),
-                advice=_advice(kind, v, sa) + list(_spec_advice("NAT_DETECTED")),
+                advice=advice + list(_spec_advice(code)),
                 tunnel=t.id)
 
 

@@ -169,6 +169,18 @@ def error_notifies(ctx):
                            severity="info" if established else None)
 
 
+def _retrans_label(x, retrans) -> str:
+    from pcapvpn.track.ike import V1_STEP_PREFIX
+
+    name = reg.exchange_name(x.exch, short=True)
+    if x.version == 2:
+        return f"{name} (Message ID {x.msgid})"
+    prefix = V1_STEP_PREFIX.get(x.exch, "")
+    steps = sorted({m.step for m in retrans if isinstance(m.step, int)})
+    mid = f" (Message ID 0x{x.msgid:08x})" if x.msgid else ""
+    return f"{name} " + "/".join(f"{prefix}{s}" for s in steps) + mid
+
+
 def _recovered_after(ctx, sa, notify_msg) -> bool:
     """After an INVALID_KE / COOKIE response: an IKE_SA_INIT exchange later in the same SA (or its
     retry SA) answered without an error."""
@@ -208,10 +220,13 @@ def retransmissions(ctx):
                 iv = backoff(msgs)
                 hint = implementation_hint(iv)
                 who = ip_text(src)
-                what = "response" if msgs[0].is_response else "request"
+                what = "its response" if msgs[0].is_response else "its request"
                 if sa.version == 1 and isinstance(step, int):
-                    what = f"message {step}"
-                parts.append(f"{who} sent its {what} {len(msgs)} times (intervals "
+                    from pcapvpn.track.ike import V1_STEP_PREFIX
+                    what = f"{V1_STEP_PREFIX.get(x.exch, 'message ')}{step}"
+                    if step % 2 == 0:
+                        what += " (the next message from its peer did not come in time)"
+                parts.append(f"{who} sent {what} {len(msgs)} times (intervals "
                              f"{', '.join(f'{i:g}' for i in iv)} s" + (f"; {hint}" if hint else "")
                              + ")")
                 refs.extend(ctx.msg_refs(msgs))
@@ -220,19 +235,22 @@ def retransmissions(ctx):
             reqs = [m for m in x.msgs if not m.is_response]
             resps = [m for m in x.msgs if m.is_response]
             tta = ""
-            if reqs and resps:
+            if x.version == 2 and reqs and resps:
                 tta = f" Answered {resps[0].ts - reqs[0].ts:.2f} s after the first request."
-            label = exchange_label(x)
-            lost_response = any(m.is_response for m in retrans)
+            label = _retrans_label(x, retrans)
+            lost_response = x.version == 2 and any(m.is_response for m in retrans)
+            # one retransmission in an exchange that completed is ordinary loss: info only
+            sev = "warning" if len(retrans) >= 2 else "info"
             yield make(
                 "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
-                title=f"{label} needed {len(retrans)} retransmission(s)",
+                title=f"{label}: {len(retrans)} retransmission(s) before the exchange went on",
                 detail="; ".join(parts) + "." + tta
                        + (" The responder re-sent its response: the first response (or the "
                           "retransmitted request) was lost." if lost_response else ""),
                 evidence=ctx.evidence(refs, x.msgs[0].ts, x.msgs[-1].ts,
                                       ike_spis=[sa.ispi.hex(), sa.rspi.hex()]),
                 wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+                severity=sev,
                 tunnel=t.id if t else None)
 
 

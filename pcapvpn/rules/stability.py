@@ -185,7 +185,7 @@ def flapping(ctx):
                           f"({sum(1 for s in negs if s.established)} established).",
                    evidence=ctx.evidence(refs, negs[0].first_ts, negs[-1].first_ts,
                                          ike_spis=[s.ispi.hex() for s in negs]),
-                   wireshark_filter="isakmp.exchtype in {2 4 34} && isakmp.rspi == 00:00:00:00:00:00:00:00",
+                   wireshark_filter="isakmp.exchangetype in {2 4 34} && isakmp.rspi == 00:00:00:00:00:00:00:00",
                    tunnel=t.id)
 
 

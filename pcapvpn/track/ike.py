@@ -402,14 +402,15 @@ class IkeTracker:
                     return
 
     def _mark_copy(self, sa: IkeSA, m: IkeMsg) -> None:
+        """Same bytes, same sender and receiver: a capture duplicate when closer than
+        ``duplicate_window`` to the previous copy, else a retransmission of the first one."""
         key = (m.digest, m.src, m.sport, m.dst, m.dport)
-        prev = sa._digests.get(key)
-        sa._digests[key] = m
-        if prev is None:
+        seen = sa._digests.get(key)
+        if seen is None:
+            sa._digests[key] = (m, m)
             return
-        orig = prev
-        while orig.duplicate_of is not None or orig.retransmit_of is not None:
-            orig = orig.duplicate_of or orig.retransmit_of
+        orig, prev = seen
+        sa._digests[key] = (orig, m)
         if m.ts - prev.ts < self.th.duplicate_window:
             m.duplicate_of = prev.n if prev.duplicate_of is None else prev.duplicate_of
         else:

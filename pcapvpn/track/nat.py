@@ -41,7 +41,11 @@ is visible (standard ports 500/4500, the same 4-tuple both ways) is reported as 
 encapsulation (inferred)*: strongSwan ``encap = yes`` and kernel-libipsec put a fake source hash
 in NAT_DETECTION_SOURCE_IP to make the peers use UDP encapsulation (both peers then log "remote
 host is behind NAT" although there is no NAT).  From one vantage point this cannot be told apart
-from a 1:1 NAT that keeps the ports; it is marked inferred.
+from a 1:1 NAT that keeps the ports; it is marked inferred.  A side seen untranslated (the
+capture point is inside its NAT: the peer's destination hash for it mismatches) whose source hash
+still matches nothing fakes it as well (kernel-libipsec behind a real NAT).  Only when both sides
+would be "inside" (all four hashes mismatch) is the SA ``inconsistent``: the capture point cannot
+be inside both NATs.
 
 Only plain data goes on ``sa.nat`` (:class:`NatVerdict`): it is serialised to JSON.
 """
@@ -263,14 +267,14 @@ class NatVerdict:
     ``kind``: ``none`` (hashes match: no NAT between the peers), ``initiator`` / ``responder`` /
     ``both`` (real NAT in front of that side: a translation is visible, or the capture point is
     inside the NAT), ``forced`` (a source hash matches no observed address/port while no
-    translation is visible: forced UDP encapsulation, inferred), ``inconsistent`` (a side's
-    source *and* the peer's destination hash for it both mismatch: the hashes were not computed
-    over the addresses seen here), ``unknown`` (no NAT-D seen: NAT-T not offered, or the capture
-    started later).
+    translation is visible: forced UDP encapsulation, inferred), ``inconsistent`` (every
+    hash mismatches: the hashes were not computed over the addresses seen here), ``unknown``
+    (no NAT-D seen: NAT-T not offered, or the capture started later).
 
     ``initiator`` / ``responder``: per side ``none`` | ``nat`` (behind a NAT, capture point
     outside it) | ``inside`` (behind a NAT, capture point between it and the NAT) | ``forced``
-    | ``inconsistent`` | None (not known).
+    | ``inconsistent`` | None (not known).  ``inconsistent``: both sides would be ``inside``
+    (every hash mismatches), which no placement of the capture point explains.
 
     ``capture_point``: ``outside`` (not inside any NAT seen) | ``inside_initiator_nat`` |
     ``inside_responder_nat`` | ``unknown``.
@@ -280,6 +284,9 @@ class NatVerdict:
     address/port seen for this SA: the translation is in the capture) | None (not seen).
     ``translated_from``: side → ``addr:port`` such an ``other`` hash matched.
     ``ports``: side → the UDP source port of that side's NAT-D message as seen here.
+    ``fake_source``: sides the capture point sees untranslated (it is inside their NAT) whose
+    source hash nevertheless matches nothing: they fake it (forced encapsulation, inferred) —
+    kernel-libipsec does this behind a real NAT too.
 
     ``start_port``: the responder's port of the first message; ``floated``: IKE moved from 500
     to 4500 (``float_ts``, ``float_frame`` [file index, frame number], ``float_exchange``);
@@ -303,6 +310,7 @@ class NatVerdict:
         "initiator_src": None, "initiator_dst": None,
         "responder_src": None, "responder_dst": None})
     translated_from: dict = field(default_factory=dict)
+    fake_source: list = field(default_factory=list)
     ports: dict = field(default_factory=dict)
     nat_d_frames: list = field(default_factory=list)
     nat_d_ts: float | None = None
@@ -330,7 +338,9 @@ class NatVerdict:
 
     @property
     def forced_sides(self) -> list[str]:
-        return [s for s in ("initiator", "responder") if getattr(self, s) == "forced"]
+        """Sides that fake their source hash (forced encapsulation, inferred)."""
+        return [s for s in ("initiator", "responder")
+                if getattr(self, s) == "forced" or s in self.fake_source]
 
     @property
     def detected(self) -> bool:
@@ -583,9 +593,11 @@ def _side_state(sa, v, side, own_src, peer_dst, same_tuple):
         return None
     src_bad = own_src in ("mismatch", "other")
     dst_bad = peer_dst in ("mismatch", "other")
-    if src_bad and dst_bad:
-        return "inconsistent"
     if dst_bad:
+        if src_bad and own_src == "mismatch":
+            # the capture point sees the side's own address (it is inside the side's NAT), yet
+            # the side's source hash matches nothing: the side fakes it (forced encapsulation)
+            v.fake_source.append(side)
         return "inside"
     if not src_bad:
         return "none"
@@ -615,6 +627,11 @@ def _nonstandard_after_float(sa, side) -> bool:
 
 def _summarise(v: NatVerdict) -> None:
     sides = {"initiator": v.initiator, "responder": v.responder}
+    if sides["initiator"] == "inside" and sides["responder"] == "inside":
+        # the capture point cannot be inside both NATs: every hash mismatches
+        v.initiator = v.responder = "inconsistent"
+        v.fake_source = []
+        sides = {"initiator": "inconsistent", "responder": "inconsistent"}
     if "inconsistent" in sides.values():
         v.kind = "inconsistent"
         v.basis = "observed"
@@ -624,7 +641,7 @@ def _summarise(v: NatVerdict) -> None:
                        "something else)")
         return
     real = [s for s, st in sides.items() if st in ("nat", "inside")]
-    forced = [s for s, st in sides.items() if st == "forced"]
+    forced = v.forced_sides
     if sides["initiator"] == "inside":
         v.capture_point = "inside_initiator_nat"
     elif sides["responder"] == "inside":
@@ -634,9 +651,10 @@ def _summarise(v: NatVerdict) -> None:
     if real:
         v.kind = "both" if len(real) == 2 else real[0]
         v.basis = "observed"
-        if forced:
-            v.notes.append(f"the {forced[0]}'s source hash matches no address seen and no "
-                           f"translation is visible: forced encapsulation (inferred)")
+        for side in forced:
+            v.notes.append(f"the {side}'s source hash matches no address or port seen and "
+                           f"nothing between it and the capture point translates it: forced "
+                           f"encapsulation (inferred)")
     elif forced:
         v.kind = "forced"
         v.basis = "inferred"

@@ -16,7 +16,7 @@ PAIR_WINDOW = 30.0
 
 
 class Tunnel:
-    __slots__ = ("id", "ipver", "a", "b", "ike_sas", "esp_sas", "pairs", "unpaired")
+    __slots__ = ("id", "ipver", "a", "b", "ike_sas", "esp_sas", "pairs")
 
     def __init__(self, ipver, a, b):
         self.ipver = ipver
@@ -25,8 +25,8 @@ class Tunnel:
         self.id = f"{_txt(a)}<->{_txt(b)}"
         self.ike_sas = []
         self.esp_sas = []
-        self.pairs = []  # (sa a->b or None, sa b->a or None)
-        self.unpaired = []
+        #: (SA a->b or None, SA b->a or None), ESP and AH alike (an SA's ``proto`` tells)
+        self.pairs = []
 
     @property
     def version(self):
@@ -86,8 +86,14 @@ def build_tunnels(ike_sas, esp_sas, thresholds=None) -> list[Tunnel]:
 
 
 def _pair(t: Tunnel) -> None:
-    out = [s for s in t.esp_sas if s.src == t.a and s.proto == "esp"]
-    back = [s for s in t.esp_sas if s.src == t.b and s.proto == "esp"]
+    for proto in ("esp", "ah"):
+        _pair_proto(t, proto)
+    t.pairs.sort(key=lambda p: min(x.first_ts for x in p if x is not None))
+
+
+def _pair_proto(t: Tunnel, proto: str) -> None:
+    out = [s for s in t.esp_sas if s.src == t.a and s.proto == proto]
+    back = [s for s in t.esp_sas if s.src == t.b and s.proto == proto]
     used = set()
     for o in out:
         best = None
@@ -105,5 +111,3 @@ def _pair(t: Tunnel) -> None:
     for i, r in enumerate(back):
         if i not in used:
             t.pairs.append((None, r))
-    t.pairs.sort(key=lambda p: min(x.first_ts for x in p if x is not None))
-    t.unpaired = [s for s in t.esp_sas if s.proto != "esp"]
