@@ -24,7 +24,8 @@ RSPI = bytes.fromhex("99aabbccddeeff00")
 ZERO = bytes(8)
 I_PRIV, I_PUB, R = "10.0.0.2", "198.51.100.7", "203.0.113.1"
 SPI_I, SPI_R = 0xC0DE0001, 0xC0DE0002
-NAT_CODES = ("NAT_DETECTED", "NAT_T_NOT_USED", "NAT_KEEPALIVE_MISSING", "NAT_MAPPING_CHANGED")
+NAT_CODES = ("NAT_DETECTED", "NAT_ENCAPSULATION_FORCED", "NAT_T_NOT_USED",
+             "NAT_KEEPALIVE_MISSING", "NAT_MAPPING_CHANGED")
 
 
 def h2(ispi, rspi, addr, port):
@@ -156,7 +157,8 @@ def test_initiator_behind_nat_idle_then_remapped(tmp_path):
 
     m = by["NAT_MAPPING_CHANGED"]
     assert m.severity == "warning" and "port" in m.title
-    assert "198.51.100.7:40002 → 198.51.100.7:40999 at 200.0 s (frame 25; seen in ESP SPI 0xc0de0001, IKE)" in m.detail
+    assert ("198.51.100.7:40002 → 198.51.100.7:40999 at 200.0 s (frame 25; seen in ESP SPI "
+            "0xc0de0001, IKE)") in m.detail
     assert "changed its source 1 time(s)" in m.detail and "1x" in m.title
     assert "NAT mapping timeout likely" in m.detail
     assert "ESP SPI 0xc0de0001" in m.detail and "IKE" in m.detail
@@ -246,11 +248,28 @@ def test_forced_encapsulation_is_not_a_nat(tmp_path):
     esp_both(c, 1.0, 5.0, i_ep=(I_PUB, 4500))
     esp_both(c, 300.0, 302.0, i_ep=(I_PUB, 4500))  # idle: no NAT, no keepalive needed
     res, by, nat = analyse(tmp_path, c)
-    assert set(by) == {"NAT_DETECTED"}
-    d = by["NAT_DETECTED"]
-    assert d.basis == "inferred" and d.title.startswith("Forced UDP encapsulation (inferred)")
-    assert "kernel-libipsec" in d.detail
+    assert set(by) == {"NAT_ENCAPSULATION_FORCED"}  # never NAT_DETECTED: there is no NAT
+    d = by["NAT_ENCAPSULATION_FORCED"]
+    assert d.basis == "inferred" and not d.failure and d.severity == "info"
+    assert d.title.startswith("UDP encapsulation forced (inferred)") and "no NAT" in d.title
+    assert "kernel-libipsec's signature" in d.detail
     assert any("faking NAT situation to enforce UDP encapsulation" in a for a in d.advice)
+
+
+def test_forced_one_side_behind_real_nat_elsewhere(tmp_path):
+    # the responder fakes its source hash while the initiator is behind a real NAPT (the lab's
+    # ikev2_nat seen from outside): NAT_DETECTED for the NAT, NAT_ENCAPSULATION_FORCED apart
+    c = Cap()
+    req, resp = init_pair((I_PRIV, 500), b"\x02" * 20, (R, 500), (I_PUB, 40001))
+    c.ike(0.0, I_PUB, 40001, R, 500, req)
+    c.ike(0.01, R, 500, I_PUB, 40001, resp)
+    c.ike(0.05, I_PUB, 40002, R, 4500, auth(False))
+    c.ike(0.06, R, 4500, I_PUB, 40002, auth(True))
+    res, by, nat = analyse(tmp_path, c)
+    assert set(by) == {"NAT_DETECTED", "NAT_ENCAPSULATION_FORCED"}
+    assert by["NAT_DETECTED"].basis == "observed"
+    assert "responder 203.0.113.1" in by["NAT_ENCAPSULATION_FORCED"].title
+    assert "port forwarding" in by["NAT_ENCAPSULATION_FORCED"].detail
 
 
 def test_ikev1_napt_without_natt(tmp_path):
@@ -307,8 +326,28 @@ def test_corpus_lab_forced_encapsulation():
         pytest.skip("lab capture not generated")
     res = run([str(path)])
     by = {f.code: f for f in res.findings if f.code in NAT_CODES}
-    assert set(by) == {"NAT_DETECTED"} and by["NAT_DETECTED"].basis == "inferred"
-    check_filter(path, by["NAT_DETECTED"])
+    assert set(by) == {"NAT_ENCAPSULATION_FORCED"}
+    check_filter(path, by["NAT_ENCAPSULATION_FORCED"])
+
+
+@pytest.mark.parametrize("name,cp", [("ikev2_nat.pcap", "outside"),
+                                     ("ikev2_nat-inside.pcap", "inside_initiator_nat")])
+def test_lab_real_nat_with_kernel_libipsec(name, cp):
+    from conftest import CAPTURES
+
+    path = CAPTURES / "lab" / "ikev2_nat" / name
+    if not path.exists():
+        pytest.skip("lab capture not generated")
+    res = run([str(path)])
+    by = {f.code: f for f in res.findings if f.code in NAT_CODES}
+    # a real NAT (masquerade) plus kernel-libipsec's fake source hashes; keepalives every 5 s
+    assert set(by) == {"NAT_DETECTED", "NAT_ENCAPSULATION_FORCED"}
+    assert by["NAT_DETECTED"].basis == "observed"
+    (sa,) = res.state.ike_sas
+    assert sa.nat.kind == "initiator" and sa.nat.capture_point == cp and sa.nat.floated
+    assert res.state.keepalives and res.state.keepalives[0].count >= 2
+    for f in by.values():
+        check_filter(path, f)
 
 
 @pytest.mark.parametrize("rel", ["nDPI/pcap/esp.pcapng", "tcpdump/ikev2four.pcap"])

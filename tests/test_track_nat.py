@@ -165,6 +165,21 @@ def test_v2_forced_both_sides_kernel_libipsec():
     assert v.kind == "forced" and v.forced_sides == ["initiator", "responder"]
 
 
+def test_v2_inside_nat_with_fake_source_hash():
+    # kernel-libipsec behind a real NAT, seen inside it (the lab's ikev2_nat-inside): the
+    # responder hashed the public mapping, the initiator's own source hash is fake anyway
+    req = ike_sa_init(ISPI, ZERO, False, extra=[
+        (41, v2_notify(16388, b"\x01" * 20)), (41, v2_notify(16389, h2(ISPI, ZERO, R_PUB, 500)))])
+    resp = ike_sa_init(ISPI, RSPI, True, extra=[
+        (41, v2_notify(16388, b"\x02" * 20)),
+        (41, v2_notify(16389, h2(ISPI, RSPI, I_PUB, 40001)))])
+    sa, v = one([(0.0, I_PRIV, 500, R_PUB, 500, req), (0.01, R_PUB, 500, I_PRIV, 500, resp)])
+    assert v.kind == "initiator" and v.initiator == "inside" and v.responder == "forced"
+    assert v.capture_point == "inside_initiator_nat"
+    assert v.fake_source == ["initiator"] and v.forced_sides == ["initiator", "responder"]
+    assert v.nat_sides == ["initiator"]
+
+
 def test_v2_random_hash_with_translated_port_is_a_nat():
     # a source hash matching nothing, but the port was translated: a real NAT, not forced
     req, resp = v2_init_pair(("172.16.9.9", 500), (R_PUB, 500), (R_PUB, 500), (I_PUB, 61000))
