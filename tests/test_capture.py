@@ -356,6 +356,8 @@ def test_pcapng_skips_dsb_nrb_unknown_and_numbers_custom_blocks():
     (lambda o: blk(o, 1, struct.pack(o + "HHI", 1, 0, 0) + struct.pack(o + "HH", 2, 50)),
      "option 2 length 50"),
     (lambda o: blk(o, 0x0A0D0D0A, b"\x01\x02\x03\x04" + b"\0" * 12), "byte-order magic"),
+    (lambda o: blk(o, 0x0A0D0D0A, struct.pack(o + "I", 0x1A2B3C4D) + b"\0" * 4),
+     "section header block too short"),
     (lambda o: struct.pack(o + "II", 6, 0x7FFFFFFC), "corrupt block length"),
 ])
 @pytest.mark.parametrize("o", ["<", ">"])
@@ -367,6 +369,16 @@ def test_pcapng_corrupt_block_stops_with_warning(o, mutate, words):
     (off, reason), = r.warnings
     assert off == len(good)
     assert words in reason and "rest of file ignored" in reason
+
+
+@pytest.mark.parametrize("o", ["<", ">"])
+def test_pcapng_bad_trailer_on_the_last_block(o):
+    good = shb(o) + idb(o) + epb(o, 0, 1, P1)
+    last = blk(o, 6, struct.pack(o + "IIIII", 0, 0, 2, 4, 4) + b"abcd", trailer=8)
+    r, recs = read_all(good + last)
+    assert [x[2] for x in recs] == [P1]
+    assert r.warnings == [(len(good), "block trailer length 8 differs from block length 36 "
+                                      "(block type 0x6); rest of file ignored")]
 
 
 def test_pcapng_truncated_last_block():

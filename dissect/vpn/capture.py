@@ -286,13 +286,14 @@ class _Corrupt(Exception):
 class _Order:
     """Precompiled structs for one byte order."""
 
-    __slots__ = ("char", "hdr", "head7", "u32", "epb", "pb", "spb_len", "opt", "idb", "u64", "i64", "u16",
-                 "isb", "shb")
+    __slots__ = ("char", "hdr", "head7", "head8", "u32", "epb", "pb", "opt", "idb", "u64", "i64",
+                 "u16", "isb", "shb")
 
     def __init__(self, char):
         self.char = char
         self.hdr = struct.Struct(char + "II").unpack_from
         self.head7 = struct.Struct(char + "7I").unpack_from
+        self.head8 = struct.Struct(char + "8I").unpack_from
         self.u32 = struct.Struct(char + "I").unpack_from
         self.epb = struct.Struct(char + "IIIII").unpack_from
         self.pb = struct.Struct(char + "HHIIII").unpack_from
@@ -498,33 +499,50 @@ class PcapngReader(_Reader):
         pos = 0
         n = len(buf)
         o = self._order
-        head7, u32 = o.head7, o.u32
+        head7, head8, u32 = o.head7, o.head8, o.u32
         secifs = self._secifs
         cur = -1  # interface id cached in gi/lt/units/offt
         gi = lt = units = offt = 0
         last_ts = 0.0
         try:
             while True:
-                # fast path: enhanced packet blocks wholly inside the buffer
-                while pos + 28 <= n:
+                # fast path: enhanced packet blocks wholly inside the buffer.  The trailer of a
+                # block is read together with the header of the next one (one unpack).
+                if pos + 28 <= n:
                     btype, blen, iid, hi, lo, caplen, wirelen = head7(buf, pos)
-                    end = pos + blen
-                    if btype != 6 or end > n or blen & 3 or caplen > blen - 32:
-                        break
-                    if u32(buf, end - 4)[0] != blen:
-                        raise _Corrupt(f"block trailer length {u32(buf, end - 4)[0]} differs "
-                                       f"from block length {blen} (block type 0x6)")
-                    if iid != cur:
-                        if iid >= len(secifs):
-                            raise _Corrupt(f"enhanced packet block for undeclared interface "
-                                           f"{iid}")
-                        gi, lt, units, offt, _snap = secifs[iid]
-                        cur = iid
-                    if blen != 32 + ((caplen + 3) & -4):
-                        self._epb_options(buf, pos + 28 + ((caplen + 3) & -4), end - 4, gi, o)
-                    last_ts = (((hi << 32) | lo) + offt) / units
-                    yield last_ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi
-                    pos = end
+                    while btype == 6:
+                        end = pos + blen
+                        if end > n or blen & 3 or caplen > blen - 32:
+                            break
+                        if iid != cur:
+                            if iid >= len(secifs):
+                                raise _Corrupt(f"enhanced packet block for undeclared interface "
+                                               f"{iid}")
+                            gi, lt, units, offt, _snap = secifs[iid]
+                            cur = iid
+                        if blen - caplen > 35:  # more than the padding: options follow
+                            self._epb_options(buf, pos + 28 + ((caplen + 3) & -4), end - 4, gi,
+                                              o)
+                        last_ts = (((hi << 32) | lo) + offt) / units
+                        rec = (last_ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos,
+                               gi)
+                        if end + 28 <= n:
+                            trailer, btype, nblen, iid, hi, lo, caplen, wirelen = head8(buf,
+                                                                                        end - 4)
+                            if trailer != blen:
+                                raise _Corrupt(f"block trailer length {trailer} differs from "
+                                               f"block length {blen} (block type 0x6)")
+                            yield rec
+                            pos = end
+                            blen = nblen
+                        else:
+                            trailer = u32(buf, end - 4)[0]
+                            if trailer != blen:
+                                raise _Corrupt(f"block trailer length {trailer} differs from "
+                                               f"block length {blen} (block type 0x6)")
+                            yield rec
+                            pos = end
+                            break
                 # slow path: one block of any other kind, or more data needed
                 if pos + 12 <= n:
                     btype, blen = o.hdr(buf, pos)
@@ -544,13 +562,15 @@ class PcapngReader(_Reader):
                                            f"block length {blen} (block type {btype:#x})")
                         self._last_ts = last_ts
                         if btype == _SHB:
+                            if blen < 28:
+                                raise _Corrupt(f"section header block too short ({blen} bytes)")
                             self._section(buf, pos, blen, o, base)
                             rec = None
                         elif btype == _B_EPB:
                             rec = self._epb(buf, pos, blen, base)
                         else:
                             rec = self._other(btype, buf, pos, blen, base)
-                        head7, u32 = o.head7, o.u32
+                        head7, head8, u32 = o.head7, o.head8, o.u32
                         secifs = self._secifs
                         cur = -1
                         if rec is not None:
