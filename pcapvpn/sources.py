@@ -192,7 +192,8 @@ class Source:
         self.linktypes = Counter()
 
     def __repr__(self):
-        return f"<Source {self.index} {self.name!r} {self.format}{' gzip' if self.compressed else ''}>"
+        gz = " gzip" if self.compressed else ""
+        return f"<Source {self.index} {self.name!r} {self.format}{gz}>"
 
     @property
     def interfaces(self):

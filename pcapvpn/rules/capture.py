@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
+from pcapvpn.rules.common import frames_filter
 
 declare("CAPTURE_DROPS", "capture", "warning",
         "The capturing interface or kernel dropped packets (pcapng statistics): absences in this "
@@ -75,5 +76,4 @@ def duplicates(ctx):
                detail=f"{len(dups)} IKE message copies and {esp_dups} ESP packet copies arrived "
                       f"within {ctx.th.duplicate_window * 1000:g} ms of their original.",
                evidence=ctx.evidence(refs, dups[0].ts if dups else None, None),
-               wireshark_filter="frame.number in {" + " ".join(str(r[1]) for r in refs[:100]) + "}"
-               if refs else "esp")
+               wireshark_filter=frames_filter(refs) if refs else "esp")

@@ -105,15 +105,17 @@ def _v2(ctx, sa, tid, spis, esp):
             q = req[0]
             r_len = _sk_len(r)
             q_len = _sk_len(q)
-            after = [e for e in esp if e.first_ts >= r.ts - 1.0]
+            after = [e for e in esp if e.last_ts >= r.ts]
             if after:
                 continue
-            if ctx.now - r.ts < ctx.th.one_way_window:
-                continue  # absence needs time
-            # child refused: the response is much smaller than the request although both carry
-            # ID + AUTH; the request carries SA+TSi+TSr (>= MIN_CHILD_PAYLOADS)
-            if q_len - r_len < MIN_CHILD_PAYLOADS // 2:
+            # child refused: the response is smaller than the request by at least what SA, TSi
+            # and TSr take (both carry ID + AUTH; the request also carries the child payloads)
+            if q_len - r_len < MIN_CHILD_PAYLOADS:
                 continue
+            waited = ctx.now - r.ts
+            caveat = "" if waited >= ctx.th.one_way_window else (
+                f" (the capture ends only {waited:.1f} s later: ESP might still have followed, "
+                f"but the size of the response already says the child payloads are missing)")
             later_child = any(y.exch == CREATE_CHILD_SA for y in sa.exchanges[x.index + 1:])
             yield make(
                 "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ike-auth-no-child",
@@ -121,7 +123,7 @@ def _v2(ctx, sa, tid, spis, esp):
                 detail=f"The IKE_AUTH response starts with IDr (the IKE SA is established) but its "
                        f"encrypted payload is {r_len} bytes against {q_len} in the request — too "
                        f"small to also hold SA, TSi and TSr — and no ESP follows in the "
-                       f"{ctx.now - r.ts:.0f} s until the capture ends"
+                       f"{waited:.1f} s until the capture ends" + caveat
                        + (" (a later CREATE_CHILD_SA was seen)" if later_child else "")
                        + ". Likely TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN or "
                        "INTERNAL_ADDRESS_FAILURE for the child; an idle child SA cannot be "

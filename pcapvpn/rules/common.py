@@ -26,6 +26,14 @@ def endpoint_text(ep) -> str:
     return f"{s}:{port}" if port is not None and port >= 0 else s
 
 
+def set_filter(field: str, values) -> str:
+    """``field == v`` or ``field in {a, b}`` (tshark 4.0 wants commas between set members)."""
+    values = list(dict.fromkeys(values))
+    if len(values) == 1:
+        return f"{field} == {values[0]}"
+    return f"{field} in {{" + ", ".join(str(v) for v in values) + "}"
+
+
 def colon_hex(b: bytes) -> str:
     return ":".join(f"{x:02x}" for x in bytes(b))
 
@@ -36,21 +44,14 @@ def ike_filter(sa, msgids=None, exch=None) -> str:
     if sa.rspi and any(sa.rspi) and not msgids:
         f += f" && (isakmp.rspi == {colon_hex(sa.rspi)} || isakmp.rspi == 00:00:00:00:00:00:00:00)"
     if msgids:
-        ids = sorted(set(msgids))
-        if len(ids) == 1:
-            f += f" && isakmp.messageid == {ids[0]}"
-        else:
-            f += " && isakmp.messageid in {" + " ".join(str(i) for i in ids) + "}"
+        f += " && " + set_filter("isakmp.messageid", sorted(set(msgids)))
     if exch is not None:
         f += f" && isakmp.exchangetype == {exch}"
     return f
 
 
 def esp_filter(spis) -> str:
-    spis = sorted(set(spis))
-    if len(spis) == 1:
-        return f"esp.spi == 0x{spis[0]:08x}"
-    return "esp.spi in {" + " ".join(f"0x{s:08x}" for s in spis) + "}"
+    return set_filter("esp.spi", [f"0x{s:08x}" for s in sorted(set(spis))])
 
 
 def frames_filter(refs) -> str:
@@ -59,9 +60,7 @@ def frames_filter(refs) -> str:
     nums = sorted({r[1] for r in refs})
     if not nums:
         return ""
-    if len(nums) == 1:
-        return f"frame.number == {nums[0]}"
-    return "frame.number in {" + " ".join(str(n) for n in nums[:MAX_EVIDENCE_FRAMES]) + "}"
+    return set_filter("frame.number", nums[:MAX_EVIDENCE_FRAMES])
 
 
 def host_filter(ipver: int, a: bytes, b: bytes | None = None) -> str:

@@ -7,7 +7,7 @@ from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_filter,
-    ike_tunnel_of, implementation_hint, ip_text, proposal_texts, weak_transforms,
+    ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )
 from pcapvpn.track.ike import IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK
 
@@ -354,7 +354,7 @@ def simultaneous_init(ctx):
                     evidence=ctx.evidence(a.messages[0].frames + b.messages[0].frames,
                                           a.first_ts, b.first_ts,
                                           ike_spis=[a.ispi.hex(), b.ispi.hex()]),
-                    wireshark_filter=f"isakmp.ispi in {{{_ch(a.ispi)} {_ch(b.ispi)}}}",
+                    wireshark_filter=set_filter("isakmp.ispi", [_ch(a.ispi), _ch(b.ispi)]),
                     tunnel=t.id if t else None)
 
 

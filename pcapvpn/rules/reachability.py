@@ -233,6 +233,8 @@ def icmp_unreachable(ctx):
         e0 = errs[0]
         meaning = _icmp_meaning(e0.ipver, itype, icode)
         t = next((t for t in ctx.state.tunnels if {t.a, t.b} == {qsrc, qdst}), None)
+        if t is not None and _all_deleted_before(t, e0.ts):
+            continue  # the tear-down: the peer's daemon or NAT mapping is gone after a Delete
         reporter = ip_text(e0.src)
         by_peer = e0.src == qdst
         detail = (f"{len(errs)} ICMP error(s) '{meaning}' from {reporter} about {what} "
@@ -251,6 +253,24 @@ def icmp_unreachable(ctx):
                                   peers=[ip_text(qsrc), ip_text(qdst), reporter]),
             wireshark_filter=f"{fld}.type == {itype} && {fld}.code == {icode}",
             tunnel=t.id if t else None)
+
+
+def _all_deleted_before(t, ts) -> bool:
+    """Every IKE SA of the tunnel ended with an answered Delete (keyless: an INFORMATIONAL whose
+    first encrypted payload is a Delete, RFC 7296 §1.4.1) before ``ts``."""
+    if not t.ike_sas:
+        return False
+    for sa in t.ike_sas:
+        done = False
+        for x in sa.exchanges:
+            if x.exch == INFORMATIONAL and x.answered and any(
+                    m.sk_next == 42 for m in x.requests) and x.msgs[-1].ts <= ts:
+                done = True
+            if x.version == 1 and any(m.deletes for m in x.msgs) and x.msgs[-1].ts <= ts:
+                done = True
+        if not done:
+            return False
+    return True
 
 
 @rule

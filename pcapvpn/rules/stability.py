@@ -7,7 +7,7 @@ from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     ANSWERED, PENDING, backoff, endpoint_text, esp_filter, exchange_status, ike_filter,
-    ike_tunnel_of, ip_text,
+    ike_tunnel_of, ip_text, set_filter,
 )
 from pcapvpn.track.ike import (
     CREATE_CHILD_SA, IKE_SA_INIT, INFORMATIONAL, V1_AGGRESSIVE, V1_INFO, V1_MAIN,
@@ -185,7 +185,8 @@ def flapping(ctx):
                           f"({sum(1 for s in negs if s.established)} established).",
                    evidence=ctx.evidence(refs, negs[0].first_ts, negs[-1].first_ts,
                                          ike_spis=[s.ispi.hex() for s in negs]),
-                   wireshark_filter="isakmp.exchangetype in {2 4 34} && isakmp.rspi == 00:00:00:00:00:00:00:00",
+                   wireshark_filter=set_filter("isakmp.exchangetype", [2, 4, 34])
+                   + " && isakmp.rspi == 00:00:00:00:00:00:00:00",
                    tunnel=t.id)
 
 
@@ -203,6 +204,25 @@ def _deleted_ts(sa):
     return None
 
 
+def _silent_side(old, new, esp_sas):
+    """The peer that went silent on the old IKE SA before the new one started: its IKE and ESP
+    stop while the other peer keeps talking (DPD, ESP) into the void.  None when both kept
+    talking on the old SA after the new one started (two SAs side by side, not a restart)."""
+    a, b = old.initiator[1], old.responder[1]
+
+    def last_from(x):
+        ts = [m.ts for m in old.messages if m.src == x]
+        ts += [e.last_ts for e in esp_sas if e.src == x and e.first_ts <= new.first_ts]
+        return max(ts) if ts else None
+
+    la, lb = last_from(a), last_from(b)
+    if la is None or lb is None:
+        return None
+    if la > new.first_ts and lb > new.first_ts:
+        return None
+    return a if la < lb else b
+
+
 @rule
 def restarts(ctx):
     for t in ctx.state.tunnels:
@@ -213,35 +233,48 @@ def restarts(ctx):
             deleted = _deleted_ts(old)
             if deleted is not None and deleted <= new.first_ts + 1:
                 continue
+            restarter = _silent_side(old, new, t.esp_sas)
+            if restarter is None:
+                continue
             first = new.messages[0]
-            restarter = ip_text(first.src)
-            detail = (f"{restarter} started a new IKE SA ({new.id}) at +{ctx.rel(new.first_ts)} s "
-                      f"while the established {old.id} was never deleted.")
+            other = old.responder[1] if restarter == old.initiator[1] else old.initiator[1]
+            who = ip_text(restarter)
+            detail = (f"{who} went silent on the established IKE SA {old.id} while "
+                      f"{ip_text(other)} kept sending to it, and a new IKE SA ({new.id}, "
+                      f"initiated by {ip_text(first.src)}) started at +{ctx.rel(new.first_ts)} s "
+                      f"without the old one being deleted: {who} lost its state (restart, crash "
+                      f"or failover).")
             yield make("IKE_PEER_RESTART", f"{t.id}|restart|{new.id}",
-                       title=f"{restarter} restarted (new IKE SA without deleting the old one)",
-                       detail=detail,
+                       title=f"{who} restarted (new IKE SA without deleting the old one)",
+                       detail=detail, basis="inferred",
                        evidence=ctx.evidence(first.frames, new.first_ts, None,
                                              ike_spis=[old.ispi.hex(), new.ispi.hex()]),
                        wireshark_filter=ike_filter(new),
                        tunnel=t.id)
-            # ESP still arriving on the old SAs from the other side: stale SAs
+            # ESP still sent to the restarted peer on the old SAs: stale SAs
             stale = [e for e in t.esp_sas
-                     if e.proto == "esp" and e.first_ts < new.first_ts
-                     and e.last_ts > new.first_ts + ctx.th.delete_grace
-                     and e.dst == first.src]
+                     if e.proto == "esp" and e.first_ts < new.first_ts and e.dst == restarter
+                     and e.last_ts > _silence_start(old, new, restarter, t.esp_sas)
+                     + ctx.th.delete_grace]
             for e in stale:
                 yield make("ESP_SPI_MISMATCH", f"{t.id}|stale|{e.spi:08x}",
-                           title=f"ESP to {restarter} continues on stale SPI 0x{e.spi:08x} after "
-                                 f"its restart",
+                           title=f"ESP to {who} continued on stale SPI 0x{e.spi:08x} after its "
+                                 f"restart",
                            detail=f"{ip_text(e.src)} kept sending ESP on SPI 0x{e.spi:08x} until "
-                                  f"+{ctx.rel(e.last_ts)} s, {e.last_ts - new.first_ts:.1f} s after "
-                                  f"{restarter} restarted: the restarted peer has no such SA and "
-                                  f"drops these packets.",
+                                  f"+{ctx.rel(e.last_ts)} s, after {who} had gone silent: the "
+                                  f"restarted peer has no such SA any more and drops these packets "
+                                  f"(it may answer INVALID_SPI).",
                            basis="inferred",
-                           evidence=ctx.evidence([e.last_ref], new.first_ts, e.last_ts,
+                           evidence=ctx.evidence([e.last_ref], e.first_ts, e.last_ts,
                                                  esp_spis=[f"{e.spi:08x}"]),
                            wireshark_filter=esp_filter([e.spi]),
                            tunnel=t.id)
+
+
+def _silence_start(old, new, who, esp_sas):
+    ts = [m.ts for m in old.messages if m.src == who]
+    ts += [e.last_ts for e in esp_sas if e.src == who and e.first_ts < new.first_ts]
+    return max(ts) if ts else old.first_ts
 
 
 @rule

@@ -57,7 +57,17 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
         soft = [f for f in failures if f.severity == "warning"]
         not_seen = _not_seen(ctx, t)
         pending = _pending(ctx, t)
-        if hard:
+        recovered_at = _recovered_at(t)
+        if hard and recovered_at is not None and all(
+                _last_evidence(ctx, f) is not None and _last_evidence(ctx, f) < recovered_at for f in hard):
+            # everything that broke happened before the latest IKE SA came up and carried ESP
+            # both ways: the tunnel dropped and recovered
+            hard.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
+            primary = hard[0]
+            verdict = "degraded"
+            not_seen.append(f"the tunnel recovered: a new IKE SA was established at "
+                            f"+{ctx.rel(recovered_at)} s and ESP flowed both ways afterwards")
+        elif hard:
             # the first stage that broke, among the errors
             hard.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
             primary = hard[0]
@@ -88,9 +98,31 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
 
 
 def _has_evidence_of_health(t) -> bool:
+    """ESP (or AH) both ways, or an IKEv1 Quick Mode that completed: a child SA that works.  An
+    IKEv2 SA without any ESP cannot show its child SA works (idle, or refused) without keys."""
     if any(a is not None and b is not None for a, b in t.pairs):
         return True
-    return any(sa.established for sa in t.ike_sas)
+    from pcapvpn.track.ike import V1_QUICK
+
+    return any(x.exch == V1_QUICK and x.last_step >= 3 for sa in t.ike_sas for x in sa.exchanges)
+
+
+def _last_evidence(ctx, f):
+    ev = f.evidence.last or f.evidence.first
+    if not ev or ev.get("rel") is None:
+        return None
+    return ctx.start + ev["rel"]
+
+
+def _recovered_at(t):
+    """Start of the latest established IKE SA when ESP flowed both ways after it, else None."""
+    est = [sa for sa in t.ike_sas if sa.established and sa.first_ts is not None]
+    if not est or len(t.ike_sas) < 2:
+        return None
+    last = max(est, key=lambda sa: sa.first_ts)
+    after = [p for p in t.pairs if p[0] is not None and p[1] is not None
+             and min(p[0].first_ts, p[1].first_ts) >= last.first_ts]
+    return last.first_ts if after else None
 
 
 def _pending(ctx, t) -> list[str]:

@@ -143,9 +143,11 @@ class Tracker(NullSink):
 
     def state(self, now: float, capture=None) -> "State":
         """The model the rules read, as of ``now`` (end of capture offline, the clock live)."""
+        from pcapvpn.track.nat import annotate
         from pcapvpn.track.tunnels import build_tunnels
 
         ike_sas = self.ike_tracker.sas
+        annotate(ike_sas)
         esp_sas = self.esp_tracker.all_sas()
         tunnels = build_tunnels(ike_sas, esp_sas, self.th)
         return State(now=now, thresholds=self.th, names=self.names, ike_sas=ike_sas,
@@ -173,3 +175,5 @@ class State:
     incomplete_fragments: list
     tcp: list
     capture: object = None
+    #: gateways that should appear in the capture (--expect-peer), packed addresses
+    expect_peers: list = field(default_factory=list)
