@@ -23,14 +23,26 @@ import sys
 import zlib
 from collections import Counter
 from operator import itemgetter
+from typing import NamedTuple
 
 from dissect.vpn.capture import CHUNK, NONPACKET, open_capture
 from dissect.vpn.errors import DissectError
 
 __all__ = ["Frame", "Source", "SourceError", "merge_frames", "open_source", "open_sources"]
 
-#: Field order of a frame tuple (documentation; frames are plain tuples).
-Frame = ("file_idx", "number", "ts", "linktype", "data", "wirelen", "offset")
+
+class Frame(NamedTuple):
+    """The fields of a frame.  ``frames()`` yields plain tuples in this order (hot path); this
+    class is for type hints, ``Frame._fields`` and building frames by hand in tests."""
+
+    file_idx: int
+    number: int
+    ts: float
+    linktype: int
+    data: bytes
+    wirelen: int
+    offset: int
+
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
