@@ -33,6 +33,8 @@ class Options:
     stop_after: str = "full"
     #: gateways that should appear (--expect-peer), packed addresses
     expect_peers: list = field(default_factory=list)
+    #: ``progress(name, done_bytes, total_bytes)`` called now and then (CLI on a TTY)
+    progress: object = None
 
 
 @dataclass
@@ -58,6 +60,8 @@ def run(paths, options: Options | None = None) -> Result:
             sources.append(open_source(p, i))
         names = [s.name for s in sources]
         frames = merge_frames(sources)
+        if options.progress is not None:
+            frames = _with_progress(frames, sources, options.progress)
         if options.stop_after == "read":
             n = 0
             for _ in frames:
@@ -83,6 +87,35 @@ def run(paths, options: Options | None = None) -> Result:
             s.close()
 
 
+def _with_progress(frames, sources, progress):
+    """Report progress by file offset (regular files only; stdin and gzip have no known size)."""
+    import os
+
+    sizes = {}
+    for s in sources:
+        try:
+            sizes[s.index] = os.path.getsize(s.name) if not s.compressed and s.name != "-" else 0
+        except OSError:
+            sizes[s.index] = 0
+    total = sum(sizes.values())
+    if not total:
+        yield from frames
+        return
+    done_before = {}
+    acc = 0
+    for s in sources:
+        done_before[s.index] = acc
+        acc += sizes[s.index]
+    n = 0
+    label = sources[0].name if len(sources) == 1 else f"{len(sources)} files"
+    for f in frames:
+        n += 1
+        if not n & 0xFFFF:
+            progress(label, done_before[f[0]] + f[6], total)
+        yield f
+    progress(label, total, total)
+
+
 def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     """Rules over the tracked state (``now``: end of capture offline, the clock live)."""
     from pcapvpn.rules import run_rules
@@ -105,7 +138,7 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
     report.ike_sas = [m.ike_sa_dict(sa, start, names) for sa in state.ike_sas]
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]
-    report.nat_keepalives = [m._plain(k) for k in state.keepalives]
+    report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in state.keepalives]
     report.thresholds = asdict(options.thresholds)
     return Result(report, state, findings, verdicts)
 

@@ -58,30 +58,99 @@ def cli():
     """pcapvpn: find out why a VPN does not come up or keeps dropping, from a packet capture."""
 
 
+_SEVERITIES = ["critical", "error", "warning", "info"]
+
+
+def _parse_addr(value: str) -> bytes:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(value).packed
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+def _parse_spi(value: str) -> int:
+    v = value.lower().removeprefix("0x")
+    try:
+        n = int(v, 16)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a hexadecimal SPI") from None
+    return n
+
+
+def _progress_printer():
+    state = {"last": 0.0}
+
+    def show(name, done, total):
+        import time
+
+        now = time.monotonic()
+        if now - state["last"] < 0.2 and done < total:
+            return
+        state["last"] = now
+        pct = 100.0 * done / total if total else 0.0
+        sys.stderr.write(f"\r{name}: {pct:5.1f}% ")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
               show_default=True, help="Report format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report to this file instead of standard output.")
+@click.option("--peer", "peers", multiple=True, metavar="ADDR",
+              help="Only report tunnels involving this gateway address (repeatable).")
+@click.option("--spi", "spis", multiple=True, metavar="SPI",
+              help="Only report tunnels carrying this ESP SPI or IKE SPI (hex; repeatable).")
+@click.option("--min-severity", type=click.Choice(_SEVERITIES), default="info", show_default=True,
+              help="Hide findings below this severity.")
+@click.option("--fail-on", type=click.Choice(_SEVERITIES), default="error", show_default=True,
+              help="Exit with status 1 when a finding at or above this severity is reported.")
+@click.option("--expect-peer", "expect", multiple=True, metavar="ADDR",
+              help="A gateway that should appear: 'nothing was sent to or from it' becomes a finding.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a threshold (see README 'Thresholds'), e.g. --set response_timeout=20.")
 @click.option("--stop-after", type=click.Choice(["read", "decode", "full"]), default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
-def analyze(files, fmt, output, stop_after):
+def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time.
     """
-    from pcapvpn.analysis import Options, analyze as run
-    from pcapvpn.report import render
+    from pcapvpn.analysis import Options, run
+    from pcapvpn.report import render, select
     from pcapvpn.sources import SourceError
+    from pcapvpn.thresholds import DEFAULT
 
     if list(files).count("-") > 1:
         raise click.UsageError("standard input ('-') can be given only once")
+    items = {}
+    for o in overrides:
+        if "=" not in o:
+            raise click.BadParameter(f"{o!r}: expected NAME=VALUE", param_hint="--set")
+        k, v = o.split("=", 1)
+        items[k.strip()] = v.strip()
     try:
-        report = run(files, Options(stop_after=stop_after))
+        thresholds = DEFAULT.with_overrides(items)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
+    options = Options(thresholds=thresholds, stop_after=stop_after,
+                      expect_peers=[_parse_addr(a) for a in expect])
+    if sys.stderr.isatty() and output != "-":
+        options.progress = _progress_printer()
+    try:
+        result = run(files, options)
     except SourceError as e:
         click.echo(f"pcapvpn: error: {e}", err=True)
         sys.exit(EXIT_USAGE)
+    report = select(result.report, peers=[_parse_addr(a) for a in peers],
+                    spis=[_parse_spi(s) for s in spis], min_severity=min_severity)
     color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     text = render(report, fmt, color=color)
     if output:
@@ -93,7 +162,9 @@ def analyze(files, fmt, output, stop_after):
             sys.exit(EXIT_USAGE)
     else:
         sys.stdout.write(text)
-    sys.exit(EXIT_OK)
+    limit = _SEVERITIES.index(fail_on)
+    failed = any(_SEVERITIES.index(f.severity) <= limit for f in report.findings)
+    sys.exit(EXIT_FINDINGS if failed else EXIT_OK)
 
 
 def main():

@@ -216,7 +216,7 @@ def ike_sa_dict(sa, start, names) -> dict:
         "mid_session": sa.mid_session,
         "retry_of": sa.retry_of,
         "rekey_of": sa.rekey_of,
-        "nat": _plain(sa.nat),
+        "nat": _conventions(_plain(sa.nat), start, names),
         "exchanges": exchanges,
         "messages": [ike_message_dict(m, start, names) for m in sa.messages],
     }
@@ -246,9 +246,26 @@ def _plain(obj):
     return str(obj)
 
 
+def _conventions(obj, start, names, key=""):
+    """Apply the JSON conventions to a tracker's plain dict: frame refs ``[file_idx, number]``
+    → ``{file, frame}``; epoch floats under ``ts`` / ``*_ts`` / ``start`` → ``{utc, rel}``."""
+    if isinstance(obj, dict):
+        return {k: _conventions(v, start, names, k) for k, v in obj.items()}
+    if isinstance(obj, list):
+        if (key.endswith("frame") and len(obj) == 2 and all(isinstance(x, int) for x in obj)):
+            return frame_list([tuple(obj)], names)[0]
+        if key.endswith("frames"):
+            return [frame_list([tuple(x)], names)[0] if isinstance(x, (list, tuple)) and len(x) == 2
+                    else _conventions(x, start, names) for x in obj]
+        return [_conventions(x, start, names, key) for x in obj]
+    if isinstance(obj, float) and (key == "ts" or key.endswith("_ts") or key == "start"):
+        return asdict(Time.of(obj, start))
+    return obj
+
+
 def esp_sa_dict(sa, start, names) -> dict:
     d = sa.to_dict() if hasattr(sa, "to_dict") else {}
-    d = _plain(d)
+    d = _conventions(_plain(d), start, names)
     d["spi"] = hexid(sa.spi, 8)
     d["first"] = asdict(Time.of(sa.first_ts, start))
     d["last"] = asdict(Time.of(sa.last_ts, start))

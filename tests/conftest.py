@@ -81,3 +81,25 @@ def rel(path: Path) -> str:
         except ValueError:
             pass
     return str(path)
+
+
+_ANALYSED: dict = {}
+
+
+def analysed(path: Path):
+    """pcapvpn.analysis.run() of one capture, cached for the session (several tests read it)."""
+    from pcapvpn.analysis import run
+
+    key = str(path)
+    if key not in _ANALYSED:
+        _ANALYSED[key] = run([key])
+    return _ANALYSED[key]
+
+
+def ipsec_captures() -> list[Path]:
+    """Corpus and project captures that carry IKE, ESP or AH (for the diagnosis-level tests)."""
+    keep = ("zeek-spicy-ipsec", "tcpdump", "openswan", "arkime", "suricata-verify/ikev",
+            "suricata-verify/eve-flow-esp", "nDPI/pcap/esp", "nDPI/pcap/ah")
+    out = [p for p in corpus_captures() if any(k in str(p) for k in keep)]
+    out += [p for p in project_captures() if "openvpn" not in p.name]
+    return out

@@ -14,3 +14,39 @@ def render(report, fmt: str, color: bool = False) -> str:
         return render_markdown(report)
     from pcapvpn.report.text import render_text
     return render_text(report, color=color)
+
+
+def select(report, peers=(), spis=(), min_severity: str = "info"):
+    """A copy of ``report`` limited to tunnels of ``peers`` / carrying ``spis`` and to findings at
+    or above ``min_severity`` (presentation only: the diagnosis is unchanged)."""
+    import copy
+    import ipaddress
+
+    from pcapvpn.findings import severity_rank
+
+    if not peers and not spis and min_severity == "info":
+        return report
+    r = copy.copy(report)
+    tunnels = list(report.tunnels)
+    if peers:
+        want = {str(ipaddress.ip_address(p)) for p in peers}
+        tunnels = [t for t in tunnels if t["a"] in want or t["b"] in want]
+    if spis:
+        hexes = {format(s, "08x") for s in spis} | {format(s, "016x") for s in spis}
+        sa_ids = {sa["id"] for sa in report.ike_sas if sa["ispi"] in hexes or sa["rspi"] in hexes}
+        tunnels = [t for t in tunnels
+                   if any(e.split("/")[-1] in hexes for e in t["esp_sas"])
+                   or any(i in sa_ids for i in t["ike_sas"])]
+    keep = {t["id"] for t in tunnels}
+    r.tunnels = tunnels
+    limit = severity_rank(min_severity)
+    r.findings = [f for f in report.findings
+                  if severity_rank(f.severity) <= limit
+                  and (not (peers or spis) or f.tunnel in keep)]
+    if peers or spis:
+        ike_keep = {i for t in tunnels for i in t["ike_sas"]}
+        esp_keep = {e for t in tunnels for e in t["esp_sas"]}
+        r.ike_sas = [sa for sa in report.ike_sas if sa["id"] in ike_keep]
+        r.esp_sas = [e for e in report.esp_sas
+                     if f"{e.get('dst')}/{e.get('spi')}" in esp_keep]
+    return r

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tabulate import tabulate
 
 from pcapvpn.report.summary import (
@@ -9,8 +11,13 @@ from pcapvpn.report.summary import (
 )
 
 
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")
+
+
 def _md(s) -> str:
-    return str(s).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Escape table pipes and anything that could open an HTML tag (capture text is
+    attacker-controlled: vendor IDs, identities)."""
+    return _TAG.sub("&lt;", str(s).replace("|", "\\|"))
 
 
 def render_markdown(report) -> str:

@@ -122,7 +122,8 @@ def unanswered_ike(ctx):
             detail = (f"{label} from {sender} to {receiver} ({size} bytes) was sent "
                       f"{len(sends)} time(s) ({retrans} retransmission(s)"
                       + (f" at intervals {', '.join(f'{i:g}' for i in intervals)} s" if intervals else "")
-                      + f"); no response in the {wait:.1f} s until the capture ends.")
+                      + f"); no response within {ctx.now - first.ts:.1f} s of the first send "
+                      f"(the capture ends {wait:.1f} s after the last copy).")
             if hint:
                 detail += f" Retransmission pattern: {hint}."
             others = []

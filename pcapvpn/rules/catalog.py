@@ -1,0 +1,59 @@
+"""docs/findings.md, generated from the rule registry and the thresholds table.
+
+    python -m pcapvpn.rules.catalog > docs/findings.md
+
+A test keeps docs/findings.md in step with this output.
+"""
+
+from __future__ import annotations
+
+from pcapvpn.findings import ALL_STAGES, REGISTRY
+from pcapvpn.rules import load_all
+from pcapvpn.thresholds import describe
+
+
+def render() -> str:
+    load_all()
+    out = ["# pcapvpn finding codes", "",
+           "Generated from the rule registry (`python -m pcapvpn.rules.catalog > docs/findings.md`);",
+           "a test fails when this file and the code disagree.", "",
+           "Stages, in the order a VPN comes up: " + " → ".join(
+               s for s in ALL_STAGES if s != "capture")
+           + "; `capture` is outside the order (can the capture be trusted?). Posture findings are "
+             "reported beside the verdict and never change it; findings marked *not a failure* do not "
+             "fail a tunnel.", ""]
+    for stage in ALL_STAGES:
+        specs = sorted((s for s in REGISTRY.values() if s.stage == stage), key=lambda s: s.code)
+        if not specs:
+            continue
+        out += [f"## {stage}", ""]
+        for s in specs:
+            flags = []
+            if s.posture:
+                flags.append("posture")
+            if not s.failure:
+                flags.append("not a failure")
+            out.append(f"### `{s.code}`")
+            out.append("")
+            out.append(f"Default severity **{s.severity}**" + (f" ({', '.join(flags)})" if flags else "")
+                       + ".")
+            out.append("")
+            out.append(s.meaning)
+            out.append("")
+            if s.advice:
+                out.append("Advice:")
+                out.append("")
+                out += [f"{i}. {a}" for i, a in enumerate(s.advice, 1)]
+                out.append("")
+    out += ["## Thresholds", "",
+            "Options of `analyze` (and later `live`): `--set NAME=VALUE`.", "",
+            "| name | default | meaning |", "|---|---|---|"]
+    for name, default, doc in describe():
+        out.append(f"| `{name}` | {default} | {doc} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(render())
