@@ -45,4 +45,23 @@ def run_rules(state) -> list:
                 continue
             seen.add(f.id)
             out.append(f)
+    _show_fragments(ctx, out)
     return out
+
+
+def _show_fragments(ctx, findings) -> None:
+    """IP fragments that carried an IKE message match no IKE field in Wireshark (only the frame
+    that completes the datagram does): add them to the filter by frame number."""
+    from pcapvpn.rules.common import set_filter
+
+    frag = set()
+    for sa in ctx.state.ike_sas:
+        for m in sa.messages:
+            for r in m.frames[:-1]:
+                frag.add((ctx.file(r[0]), r[1]))
+    if not frag:
+        return
+    for f in findings:
+        extra = sorted({fr.frame for fr in f.evidence.frames if (fr.file, fr.frame) in frag})
+        if extra and f.wireshark_filter:
+            f.wireshark_filter = f"({f.wireshark_filter}) || {set_filter('frame.number', extra)}"

@@ -167,10 +167,12 @@ def _v1(ctx, sa, tid, spis):
                 " (encrypted: likely NO-PROPOSAL-CHOSEN or INVALID-ID-INFORMATION)"
                 if info[0].encrypted else "")
             refs = ctx.msg_refs(qm1 + info[:1])
+            ids = [x.msgid, info[0].msgid]
         elif status == UNANSWERED:
             n = len([m for m in qm1 if m.duplicate_of is None])
             why = f"sent {n} time(s) and never answered"
             refs = ctx.msg_refs(qm1)
+            ids = [x.msgid]
         else:
             continue
         yield make(
@@ -181,5 +183,5 @@ def _v1(ctx, sa, tid, spis):
                    f"proxy IDs (local/remote subnets) do not match.",
             basis="inferred",
             evidence=ctx.evidence(refs, qm1[0].ts, None, ike_spis=spis),
-            wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+            wireshark_filter=ike_filter(sa, msgids=ids),
             tunnel=tid)

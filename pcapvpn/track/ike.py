@@ -223,6 +223,13 @@ class IkeTracker:
             self.header_errors += 1
             self.parse_errors.append((ref, "IKE: " + e.reason))
             return None
+        if msg.length < _ike.HEADER_LEN:
+            # RFC 7296 §3.1 / RFC 2408 §3.1: the Length includes the header; a smaller one is not
+            # an IKE message we can place (do not invent an exchange from it)
+            self.header_errors += 1
+            self.parse_errors.append((ref, f"IKE: Length field {msg.length} below the 28-byte "
+                                           f"header"))
+            return None
         self._n += 1
         m = IkeMsg()
         m.n = self._n
