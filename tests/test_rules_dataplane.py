@@ -195,6 +195,28 @@ def test_rekey_drain_is_not_one_way(tmp_path):
     assert "ESP_ONE_WAY" not in codes(res)
 
 
+def test_rekey_capture_ends_before_peer_switched(tmp_path):
+    """A switched to its new outbound SA; B still sends on the old one when the capture ends."""
+    c = Cap()
+    ikev2_up(c)
+    c.flow(A, B, SPI_AB, 1.0, 30.0, rate=2)
+    c.flow(B, A, SPI_BA, 1.1, 36.1, rate=2)
+    c.flow(A, B, 0xC1000003, 30.5, 36.0, rate=2)
+    _p, res = analyse(c, tmp_path)
+    assert "ESP_ONE_WAY" not in codes(res)
+
+
+def test_one_way_child_beside_a_healthy_child(tmp_path):
+    c = Cap()
+    ikev2_up(c)
+    c.flow(A, B, SPI_AB, 1.0, 30.0)
+    c.flow(B, A, SPI_BA, 1.1, 30.1)
+    c.flow(A, B, 0xC1000003, 1.2, 30.2)  # a second child SA: nothing comes back on it
+    _p, res = analyse(c, tmp_path)
+    f = find(res, "ESP_ONE_WAY")[0]
+    assert "0xc1000003" in f.title
+
+
 def test_capture_one_direction_without_ike(tmp_path):
     c = Cap()
     c.flow(A, B, SPI_AB, 0.0, 30.0)
@@ -470,3 +492,14 @@ def test_corpus_healthy_has_no_dataplane_failure(name):
     bad = [f.code for f in res.findings
            if f.code in DATAPLANE and f.failure and f.severity != "info"]
     assert bad == []
+
+
+def test_sequence_near_wrap(tmp_path):
+    c = Cap()
+    ikev2_up(c)
+    hi = (1 << 32) - 1000
+    for i in range(20):
+        c.esp(1.0 + i, A, B, SPI_AB, seq=hi + i)
+    c.flow(B, A, SPI_BA, 1.05, 20.05)
+    _p, res = analyse(c, tmp_path)
+    assert codes(res) == ["CAPTURE_MID_SESSION", "ESP_SEQUENCE_NEAR_WRAP"]

@@ -268,3 +268,15 @@ def test_random_stream_accounting(reorder_every):
     missing = len(set(sent[: max(recv)]) - set(recv))
     assert sa.lost == missing
     assert sa.packets == len(recv) and sa.duplicates == 0
+
+
+def test_multicast_sa_keyed_with_source():
+    """RFC 4301 §4.1: a multicast SA is SPI + destination + source (several senders)."""
+    group = bytes.fromhex("ff020000000000000000000000000005")
+    t = EspTracker(DEFAULT)
+    for i in range(5):
+        t.ah((0, 2 * i + 1), float(i), 6, A6, group, 0x100, 19 + i, 80)
+        t.ah((0, 2 * i + 2), i + 0.5, 6, B6, group, 0x100, 13 + i, 80)
+    sas = t.all_sas()
+    assert [(s.src, s.packets, s.lost, s.moves_total) for s in sas] == [(A6, 5, 0, 0),
+                                                                        (B6, 5, 0, 0)]

@@ -346,6 +346,8 @@ def _reverse_covers(t, flow, partners, window) -> bool:
         p = partners.get(id(s))
         if p is None or p.last_ts < min(flow.last_ts, s.last_ts) - window:
             return True
+        if p.first_ts <= flow.first_ts and p.last_ts < flow.last_ts - ANSWER_WINDOW:
+            return True  # its partner is an older SA that ``flow`` replaced (rekey)
     return False
 
 
