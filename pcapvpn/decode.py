@@ -73,8 +73,13 @@ class NullSink:
     def icmp_error(self, ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted):
         pass
 
-    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first):
-        pass
+    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first, why):
+        """An IP fragment set that never completed.  ``why``: "timeout" (it waited
+        ``frag_timeout`` seconds of capture time), "evicted" (memory bound) or "end" (the capture
+        ended first: absence not established)."""
+
+    def esp_fragmented(self, ipver, src, dst, spi, frames, proto):
+        """The ESP/AH packet just delivered was reassembled from the IP fragments ``frames``."""
 
     def tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length):
         pass
@@ -289,7 +294,7 @@ class Decoder:
         fs = self._frags.get(key)
         if fs is None:
             while len(self._frags) >= lim.frag_max_sets:
-                self._give_up(self._frags.popitem(last=False)[1], evicted=True)
+                self._give_up(self._frags.popitem(last=False)[1], "evicted")
             fs = self._frags[key] = _FragSet(ts, ipver, src, dst, proto, ident)
         chunk = bytes(data[l4off:end])
         if self._frag_bytes + len(chunk) > lim.frag_max_bytes:
@@ -298,7 +303,7 @@ class Decoder:
                 if old is fs:
                     break
                 del self._frags[k]
-                self._give_up(old, evicted=True)
+                self._give_up(old, "evicted")
         fs.pieces.append((frag_off, chunk))
         fs.nbytes += len(chunk)
         self._frag_bytes += len(chunk)
@@ -326,22 +331,27 @@ class Decoder:
             kind, a, b = _udpencap.classify_udp(sport, dport, payload, poff, end)
             if kind == _ESP:
                 self.sink.esp(ref, ts, ipver, src, dst, sport, dport, a, b, end - poff)
+                self.sink.esp_fragmented(ipver, src, dst, a, frames, "esp")
             else:
                 self._udp_other(ref, ts, ipver, src, dst, sport, dport, kind, a, payload, poff,
                                 end, frames)
         elif proto == 50:
             spi, seq = _esp.parse_esp(payload, 0, end)
             self.sink.esp(ref, ts, ipver, src, dst, -1, -1, spi, seq, end)
+            self.sink.esp_fragmented(ipver, src, dst, spi, frames, "esp")
         else:
             self._other_proto(ref, ts, ipver, src, dst, proto, -1, -1, payload, 0, end)
+            if proto == 51 and end >= 8:
+                spi = _esp.parse_ah(payload, 0, end)[2]
+                self.sink.esp_fragmented(ipver, src, dst, spi, frames, "ah")
 
-    def _give_up(self, fs, evicted=False):
+    def _give_up(self, fs, why):
         self._frag_bytes -= fs.nbytes
         self.frag_incomplete += 1
-        if evicted:
+        if why == "evicted":
             self.frag_evicted += 1
         self.sink.fragments_incomplete(fs.first_ts, fs.ipver, fs.src, fs.dst, fs.proto, fs.ident,
-                                       tuple(fs.frames), fs.first_piece())
+                                       tuple(fs.frames), fs.first_piece(), why)
 
     def _expire_fragments(self, now):
         limit = now - self.limits.frag_timeout
@@ -351,7 +361,7 @@ class Decoder:
             if fs.first_ts > limit:
                 break
             del frags[key]
-            self._give_up(fs)
+            self._give_up(fs, "timeout")
 
     # -- TCP -----------------------------------------------------------------------------------
 
@@ -418,14 +428,15 @@ class Decoder:
             if item is None:
                 break
             self._tcp_append(st, item[0], item[1])
-        self._tcp_deliver(st, ts, ipver, src, dst, sport, dport)
+        self._tcp_deliver(st, ref, ts, ipver, src, dst, sport, dport)
 
     def _tcp_append(self, st, chunk, ref):
         st.buf += chunk
         st.next_seq = (st.next_seq + len(chunk)) & 0xFFFFFFFF
         st.frames.append(ref)
 
-    def _tcp_deliver(self, st, ts, ipver, src, dst, sport, dport):
+    def _tcp_deliver(self, st, ref, ts, ipver, src, dst, sport, dport):
+        """``ref``: the segment whose arrival completed the messages (their event frame)."""
         buf = st.buf
         start = 0
         if not st.prefix_checked:
@@ -444,8 +455,7 @@ class Decoder:
             st.frames = []
             return
         sink = self.sink
-        frames = tuple(st.frames)
-        ref = st.frames[-1]
+        frames = tuple(sorted(set(st.frames)))
         for kind, off, mend, spi, seq in messages:
             if kind == _IKE:
                 sink.ike(ref, ts, ipver, src, dst, sport, dport, "tcp", bytes(buf[off:mend]), frames)
@@ -472,7 +482,7 @@ class Decoder:
         """Flush state at the end of the input: incomplete fragment sets are reported."""
         while self._frags:
             _key, fs = self._frags.popitem(last=False)
-            self._give_up(fs)
+            self._give_up(fs, "end")
 
     def counters(self) -> dict:
         return {

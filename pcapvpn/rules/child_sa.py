@@ -133,6 +133,9 @@ def _v2(ctx, sa, tid, spis, esp):
                 wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
                 tunnel=tid)
         elif x.exch == CREATE_CHILD_SA:
+            later_ok = any(
+                y.exch == CREATE_CHILD_SA and any(r.sk_next == 33 for r in y.responses)
+                for y in sa.exchanges[x.index + 1:])
             for r in x.responses:
                 if r.copy or r.sk_next != N:
                     continue
@@ -142,8 +145,10 @@ def _v2(ctx, sa, tid, spis, esp):
                     detail=f"The CREATE_CHILD_SA response (Message ID {x.msgid}) starts with a "
                            f"Notify: the new or rekeyed child SA (or IKE SA rekey) was refused "
                            f"(e.g. NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE, INVALID_KE_PAYLOAD, "
-                           f"TEMPORARY_FAILURE during a rekey collision). Needs keys to name it.",
-                    basis="inferred",
+                           f"TEMPORARY_FAILURE during a rekey collision). Needs keys to name it."
+                           + (" Later CREATE_CHILD_SA exchanges on this IKE SA succeeded (their "
+                              "responses start with SA)." if later_ok else ""),
+                    basis="inferred", severity="warning" if later_ok else None,
                     evidence=ctx.evidence(ctx.msg_refs(x.msgs), x.msgs[0].ts, r.ts, ike_spis=spis),
                     wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
                     tunnel=tid)

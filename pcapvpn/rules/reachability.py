@@ -165,6 +165,8 @@ def unanswered_ike(ctx):
 def incomplete_ike_fragments(ctx):
     """IP fragment sets of IKE datagrams that never completed at the capture point."""
     for fs in ctx.state.incomplete_fragments:
+        if fs.why == "end":
+            continue  # the capture ended before the set could time out: absence not established
         if fs.proto != 17 or fs.first is None or len(fs.first) < 4:
             continue
         sport = int.from_bytes(fs.first[0:2], "big")
@@ -177,8 +179,9 @@ def incomplete_ike_fragments(ctx):
             title=f"IKE datagram from {ip_text(fs.src)} to {ip_text(fs.dst)} arrived incomplete "
                   f"(IP fragments missing)",
             detail=(f"{len(fs.frames)} IP fragment(s) of a UDP {sport}->{dport} datagram (IP ID "
-                    f"{fs.ident}) were seen but the set never completed: a fragment was lost "
-                    f"before the capture point (or the capture dropped it)."),
+                    f"{fs.ident}) were seen but the set never completed within "
+                    f"the reassembly timeout: a "
+                    f"fragment was lost before the capture point (or the capture dropped it)."),
             basis="observed",
             evidence=ctx.evidence(fs.frames, fs.first_ts, None,
                                   peers=[ip_text(fs.src), ip_text(fs.dst)]),

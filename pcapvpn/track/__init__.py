@@ -39,6 +39,8 @@ class IncompleteFragments:
     frames: tuple
     #: transport header + data of the first fragment when it was seen (ports, IKE header)
     first: bytes | None
+    #: "timeout", "evicted" or "end" (the capture ended before the set could time out)
+    why: str = "timeout"
 
 
 @dataclass
@@ -100,10 +102,13 @@ class Tracker(NullSink):
         self.icmp_errors.append(IcmpError(ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu,
                                           quoted))
 
-    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first):
+    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first, why):
         if len(self.incomplete) < self.MAX_FRAGSETS:
             self.incomplete.append(IncompleteFragments(first_ts, ipver, src, dst, proto, ident,
-                                                       frames, first))
+                                                       frames, first, why))
+
+    def esp_fragmented(self, ipver, src, dst, spi, frames, proto):
+        self.esp_tracker.fragmented(ipver, src, dst, spi, frames, proto)
 
     def tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length):
         syn = flags & 0x02

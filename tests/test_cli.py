@@ -1,0 +1,137 @@
+"""The command line: version/help, formats, -o, stdin, gzip, several files, exit statuses."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CAPTURES, REPO
+
+PUBLIC = CAPTURES / "public" / "tcpdump" / "ikev2four.pcap"
+LAB = CAPTURES / "lab"
+
+
+def cli(*args, stdin=None, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pcapvpn", *map(str, args)], input=stdin,
+                          capture_output=True, cwd=REPO, env=e, timeout=300)
+
+
+def test_version_and_help():
+    from pcapvpn import __version__
+
+    r = cli("--version")
+    assert r.returncode == 0 and __version__ in r.stdout.decode()
+    r = cli("--help")
+    assert r.returncode == 0 and b"analyze" in r.stdout
+    r = cli("analyze", "--help")
+    assert r.returncode == 0 and b"--format" in r.stdout and b"--fail-on" in r.stdout
+
+
+def test_missing_file_is_a_one_line_error():
+    r = cli("analyze", "no-such.pcap")
+    assert r.returncode == 2
+    err = r.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "no-such.pcap" in err[0]
+    assert b"Traceback" not in r.stderr
+
+
+def test_not_a_capture(tmp_path):
+    p = tmp_path / "notes.txt"
+    p.write_text("hello, this is not a capture\n")
+    r = cli("analyze", p)
+    assert r.returncode == 2 and b"notes.txt" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_json_output_file_and_exit_status(tmp_path):
+    out = tmp_path / "r.json"
+    r = cli("analyze", PUBLIC, "--format", "json", "-o", out)
+    doc = json.loads(out.read_text())
+    assert doc["schema_version"] and doc["capture"]["frames"] == 21
+    failing = any(f["severity"] in ("critical", "error") for f in doc["findings"])
+    assert r.returncode == (1 if failing else 0)
+    r = cli("analyze", PUBLIC, "--format", "json", "-o", out, "--fail-on", "critical")
+    assert r.returncode == 0
+
+
+def test_markdown_and_text():
+    r = cli("analyze", PUBLIC, "--format", "markdown")
+    assert r.stdout.startswith(b"## pcapvpn") and b"| tunnel" in r.stdout
+    r = cli("analyze", PUBLIC, env={"NO_COLOR": "1"})
+    assert b"tunnel" in r.stdout and b"\x1b[" not in r.stdout
+
+
+def test_stdin_and_gzip(tmp_path):
+    data = PUBLIC.read_bytes()
+    r = cli("analyze", "-", "--format", "json", stdin=data)
+    assert json.loads(r.stdout)["capture"]["frames"] == 21
+    gz = tmp_path / "c.pcap.gz"
+    gz.write_bytes(gzip.compress(data))
+    r = cli("analyze", gz, "--format", "json")
+    doc = json.loads(r.stdout)
+    assert doc["capture"]["frames"] == 21 and doc["capture"]["files"][0]["compressed"] is True
+    r = cli("analyze", "-", "--format", "json", stdin=gzip.compress(data))
+    assert json.loads(r.stdout)["capture"]["frames"] == 21
+
+
+def test_several_files_merged(tmp_path):
+    a = LAB / "ikev2_healthy" / "ikev2_healthy.pcap"
+    b = LAB / "ikev2_no_proposal" / "ikev2_no_proposal.pcap"
+    r = cli("analyze", a, b, "--format", "json")
+    doc = json.loads(r.stdout)
+    assert [f["name"] for f in doc["capture"]["files"]] == [str(a), str(b)]
+    assert doc["capture"]["frames"] == sum(f["frames"] for f in doc["capture"]["files"])
+
+
+def test_filters_peer_spi_min_severity():
+    r = cli("analyze", PUBLIC, "--format", "json", "--peer", "203.0.113.99")
+    assert json.loads(r.stdout)["tunnels"] == []
+    r = cli("analyze", PUBLIC, "--format", "json", "--min-severity", "error")
+    assert all(f["severity"] in ("critical", "error") for f in json.loads(r.stdout)["findings"])
+    r = cli("analyze", PUBLIC, "--peer", "not-an-address")
+    assert r.returncode == 2
+
+
+def test_threshold_override_and_bad_threshold():
+    r = cli("analyze", PUBLIC, "--format", "json", "--set", "response_timeout=99")
+    assert json.loads(r.stdout)["thresholds"]["response_timeout"] == 99.0
+    r = cli("analyze", PUBLIC, "--set", "no_such=1")
+    assert r.returncode == 2 and b"no_such" in r.stderr
+
+
+def test_expect_peer_absent():
+    r = cli("analyze", PUBLIC, "--format", "json", "--expect-peer", "203.0.113.7")
+    codes = [f["code"] for f in json.loads(r.stdout)["findings"]]
+    assert "EXPECTED_PEER_ABSENT" in codes
+    r = cli("analyze", PUBLIC, "--format", "json", "--expect-peer", "192.168.1.1")
+    codes = [f["code"] for f in json.loads(r.stdout)["findings"]]
+    assert "EXPECTED_PEER_ABSENT" not in codes
+
+
+def test_internal_error_exit_3(tmp_path):
+    # make the decoder blow up from the inside: a sitecustomize that breaks the analysis entry
+    (tmp_path / "sitecustomize.py").write_text(
+        "import pcapvpn.analysis as a\n"
+        "def boom(*a_, **k):\n    raise RuntimeError('simulated bug')\n"
+        "a.run = boom\n")
+    r = cli("analyze", PUBLIC, env={"PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 3
+    assert b"internal error" in r.stderr and b"simulated bug" in r.stderr
+    assert b"Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+def test_truncated_capture_warns_and_analyses_the_rest(tmp_path, fmt):
+    data = PUBLIC.read_bytes()
+    p = tmp_path / "cut.pcap"
+    p.write_bytes(data[:-30])
+    r = cli("analyze", p, "--format", fmt)
+    assert r.returncode in (0, 1)
+    out = r.stdout.decode()
+    assert "cut.pcap" in out and "offset" in out

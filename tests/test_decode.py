@@ -1,0 +1,169 @@
+"""pcapvpn.decode: classification, IP fragment reassembly and TCP streams, with hand-built frames."""
+
+from __future__ import annotations
+
+import struct
+
+from synth import (
+    LINKTYPE_ETHERNET, eth, esp, esp_frame, ike_frame, ike_sa_init, ip_frame, ipv4, ipv6,
+    keepalive_frame, udp,
+)
+from pcapvpn.decode import Decoder, Limits, NullSink
+
+ISPI = bytes.fromhex("0102030405060708")
+ZERO = bytes(8)
+
+
+class Rec(NullSink):
+    def __init__(self):
+        self.events = []
+
+    def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
+        self.events.append(("ike", ref[1], sport, dport, transport, len(msg), frames))
+
+    def esp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
+        self.events.append(("esp", ref[1], sport, dport, spi, seq, length))
+
+    def esp_tcp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
+        self.events.append(("esp_tcp", ref[1], spi, seq))
+
+    def ah(self, ref, ts, ipver, src, dst, spi, seq, length):
+        self.events.append(("ah", ref[1], spi, seq))
+
+    def keepalive(self, ref, ts, ipver, src, dst, sport, dport):
+        self.events.append(("keepalive", ref[1]))
+
+    def icmp_error(self, ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted):
+        self.events.append(("icmp", ref[1], icmp_type, icmp_code, mtu, quoted[3] if quoted else None))
+
+    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first, why):
+        self.events.append(("incomplete", ident, tuple(f[1] for f in frames), why))
+
+    def esp_fragmented(self, ipver, src, dst, spi, frames, proto):
+        self.events.append(("esp_fragmented", spi, tuple(f[1] for f in frames)))
+
+    def decode_error(self, ref, reason):
+        self.events.append(("error", ref[1], reason))
+
+
+def run(frames, limits=None):
+    sink = Rec()
+    d = Decoder(sink, limits)
+    d.run([(0, i + 1, ts, LINKTYPE_ETHERNET, data, len(data), 0)
+           for i, (ts, data) in enumerate(frames)])
+    d.finish()
+    return sink.events, d
+
+
+def test_classification():
+    msg = ike_sa_init(ISPI, ZERO, False)
+    frames = [
+        (1.0, ike_frame("192.0.2.1", "198.51.100.1", msg)),
+        (1.1, ike_frame("192.0.2.1", "198.51.100.1", msg, 4500, 4500)),
+        (1.2, esp_frame("192.0.2.1", "198.51.100.1", 0x1234, 7)),
+        (1.3, esp_frame("192.0.2.1", "198.51.100.1", 0x5678, 9, udp_ports=(4500, 4500))),
+        (1.4, keepalive_frame("192.0.2.1", "198.51.100.1")),
+        (1.5, ip_frame("192.0.2.1", "198.51.100.1", 17, udp(4500, 4500, b"\x01\x02"))),
+        (1.6, eth(b"\x00" * 28, 0x0806)),  # ARP: not IP
+    ]
+    ev, d = run(frames)
+    assert ev[0][:5] == ("ike", 1, 500, 500, "udp") and ev[0][5] == len(msg)
+    assert ev[1][:5] == ("ike", 2, 4500, 4500, "udp") and ev[1][5] == len(msg)
+    assert ev[2] == ("esp", 3, -1, -1, 0x1234, 7, 72)
+    assert ev[3] == ("esp", 4, 4500, 4500, 0x5678, 9, 72)
+    assert ev[4] == ("keepalive", 5)
+    assert ev[5][0] == "error" and ev[5][1] == 6
+    assert d.non_ip == 1 and d.frames == 7 and d.decode_errors == 1
+
+
+def test_ipv4_fragments_reassembled_out_of_order():
+    msg = ike_sa_init(ISPI, ZERO, False, group=14)
+    dgram = udp(500, 500, msg)
+    a, b = dgram[:200], dgram[200:]
+    f1 = eth(ipv4("192.0.2.1", "198.51.100.1", 17, a, ident=77, flags_frag=0x2000))
+    f2 = eth(ipv4("192.0.2.1", "198.51.100.1", 17, b, ident=77, flags_frag=200 // 8))
+    ev, d = run([(1.0, f2), (1.001, f1)])
+    ike = [e for e in ev if e[0] == "ike"]
+    assert len(ike) == 1 and ike[0][5] == len(msg)
+    assert [f[1] for f in ike[0][6]] == [1, 2]  # every fragment is evidence
+    assert d.fragment_frames == 2 and d.reassembled == 1
+
+
+def test_ipv6_fragments_and_esp_fragmented_event():
+    inner = esp(0xABCDEF01, 3, 1400)
+    a, b = inner[:1000], inner[1000:]
+
+    def frag(off, more, data):
+        fh = struct.pack(">BBHI", 50, 0, (off & 0xFFF8) | (1 if more else 0), 9)
+        return eth(ipv6("2001:db8::1", "2001:db8::2", 44, fh + data), 0x86DD)
+
+    ev, _ = run([(1.0, frag(0, True, a)), (1.1, frag(1000, False, b))])
+    assert ("esp", 2, -1, -1, 0xABCDEF01, 3, len(inner)) in ev
+    assert ("esp_fragmented", 0xABCDEF01, (1, 2)) in ev
+
+
+def test_incomplete_fragments_timeout_vs_end():
+    a = udp(4500, 4500, bytes(4) + ike_sa_init(ISPI, ZERO, False))[:300]
+    first = eth(ipv4("192.0.2.1", "198.51.100.1", 17, a, ident=5, flags_frag=0x2000))
+    other = eth(ipv4("192.0.2.1", "198.51.100.1", 17, a, ident=6, flags_frag=0x2000))
+    ev, d = run([(1.0, first), (40.0, other)], Limits(frag_timeout=30.0))
+    inc = [e for e in ev if e[0] == "incomplete"]
+    assert inc == [("incomplete", 5, (1,), "timeout"), ("incomplete", 6, (2,), "end")]
+    assert d.frag_incomplete == 2
+
+
+def test_fragment_sets_are_bounded():
+    frames = []
+    for i in range(10):
+        frames.append((1.0 + i / 100, eth(ipv4("192.0.2.1", "198.51.100.1", 17, bytes(64),
+                                                 ident=i, flags_frag=0x2000))))
+    ev, d = run(frames, Limits(frag_max_sets=4))
+    assert d.frag_evicted == 6
+    assert sum(1 for e in ev if e[0] == "incomplete" and e[3] == "evicted") == 6
+
+
+def _tcp(sport, dport, seq, flags, payload=b""):
+    return struct.pack(">HHIIBBHHH", sport, dport, seq, 0, 5 << 4, flags, 65535, 0, 0) + payload
+
+
+def test_tcp_encapsulation_rfc9329_stream_reassembly():
+    msg = ike_sa_init(ISPI, ZERO, False)
+    stream = b"IKETCP" + struct.pack(">H", len(msg) + 6) + bytes(4) + msg
+    espmsg = struct.pack(">II", 0x11223344, 1) + bytes(40)
+    stream += struct.pack(">H", len(espmsg) + 2) + espmsg
+    cut = 50
+    seq0 = 1000
+    frames = [
+        (1.0, ip_frame("192.0.2.1", "198.51.100.1", 6, _tcp(40000, 4500, seq0 - 1, 0x02))),
+        # second segment first (out of order), then the first, then a retransmission
+        (1.1, ip_frame("192.0.2.1", "198.51.100.1", 6,
+                       _tcp(40000, 4500, seq0 + cut, 0x18, stream[cut:]))),
+        (1.2, ip_frame("192.0.2.1", "198.51.100.1", 6, _tcp(40000, 4500, seq0, 0x18, stream[:cut]))),
+        (1.3, ip_frame("192.0.2.1", "198.51.100.1", 6, _tcp(40000, 4500, seq0, 0x18, stream[:cut]))),
+    ]
+    ev, d = run(frames)
+    ike = [e for e in ev if e[0] == "ike"]
+    assert len(ike) == 1 and ike[0][4] == "tcp" and ike[0][5] == len(msg)
+    assert ("esp_tcp", 3, 0x11223344, 1) in ev
+    assert d.tcp_retransmissions == 1
+
+
+def test_icmp_error_quoting_ike():
+    quoted = ipv4("192.0.2.1", "198.51.100.1", 17, udp(500, 500, b"\x00" * 8))[:28]
+    icmp = struct.pack(">BBHI", 3, 3, 0, 0) + quoted
+    ev, _ = run([(1.0, ip_frame("198.51.100.1", "192.0.2.1", 1, icmp))])
+    assert ev == [("icmp", 1, 3, 3, 0, 17)]
+
+
+def test_ah_then_esp():
+    ah = struct.pack(">BBHII", 50, 4, 0, 0x1111, 5) + bytes(12)  # 24-byte AH (RFC 4302 §2.2)
+    ev, _ = run([(1.0, ip_frame("192.0.2.1", "198.51.100.1", 51, ah + esp(0x2222, 5)))])
+    assert ("ah", 1, 0x1111, 5) in ev
+    assert ("esp", 1, -1, -1, 0x2222, 5, 72) in ev
+
+
+def test_malformed_frames_counted_not_raised():
+    bad = eth(ipv4("192.0.2.1", "198.51.100.1", 50, b"\x00\x00")[:22])
+    ev, d = run([(1.0, bad), (1.1, b"\x01\x02"), (1.2, esp_frame("192.0.2.1", "198.51.100.1", 9, 1))])
+    assert d.decode_errors >= 1
+    assert ev[-1][0] == "esp"
