@@ -13,10 +13,7 @@ import subprocess
 import pytest
 
 from conftest import corpus_dir, tshark_path
-from synth import (
-    esp_frame, ike_encrypted, ike_frame, ike_sa_init, ip_frame, ipv4, keepalive_frame, udp,
-    write_pcap, eth,
-)
+from synth import esp_frame, eth, ike_encrypted, ike_frame, ike_sa_init, ipv4, write_pcap
 from pcapvpn.analysis import run
 
 ISPI = bytes.fromhex("1122334455667788")

@@ -24,9 +24,6 @@ from pcapvpn.rules import rule
 from pcapvpn.rules.common import host_filter, ike_filter, ip_text
 from pcapvpn.track.esp import is_multicast
 
-#: below this loss percentage a gap is reported as info (it does not degrade the tunnel)
-#: (a candidate for thresholds.py: ``seq_loss_warn_pct``)
-LOSS_WARN_PCT = 0.1
 #: the reverse direction went quiet within this many seconds of the first large packet
 MTU_SLACK = 1.0
 #: large packets must keep coming at least this long after the reverse direction went quiet
@@ -63,7 +60,8 @@ declare("CAPTURE_ONE_DIRECTION", "capture", "warning",
         "ESP, no NAT keepalive) from the other.  Either the capture sees one direction only "
         "(a mirror/SPAN of one direction, asymmetric routing around the capture point) or the "
         "other gateway never sends; the capture alone cannot tell.",
-        ["Mirror both directions (SPAN 'both', or capture on the gateway itself) and capture again.",
+        ["Mirror both directions (SPAN 'both', or capture on the gateway itself) and capture "
+         "again.",
          "If the capture point does see both directions, treat it as one-way ESP: check that the "
          "silent gateway has the SA and answers."],
         failure=False)
@@ -442,8 +440,7 @@ def _one_way_stopped(ctx, t, flow, back):
               f"+{ctx.rel(T)} s and then stopped, while {ip_text(flow.src)} kept sending on SPI "
               f"0x{_spi(flow)} until +{ctx.rel(flow.last_ts)} s ({flow.last_ts - T:.1f} s longer, "
               f"at least {after} more packet(s)); no other SA from {silent} took over.")
-    if flow.first_large_ts is not None and flow.first_large_ts <= T + MTU_SLACK \
-            and flow.last_large_ts is not None and flow.last_large_ts > T:
+    if _mtu_pattern(ctx, t, flow, back):
         detail += " Large packets were being sent when the answers stopped: see MTU_BLACK_HOLE."
     return make(
         "ESP_ONE_WAY", f"{t.id}|stopped|{back.proto}|{_spi(back)}|{back.dst.hex()}",
@@ -535,12 +532,11 @@ def sequence(ctx):
                 detail += f" {sa.capture_duplicates} capture copies were not counted."
             detail += (" The loss happened between the sender and the capture point, or in the "
                        "capture itself.")
-            sev = None if pct >= LOSS_WARN_PCT else "info"
             yield make(
                 "ESP_SEQUENCE_GAP", f"{sa.proto}|{spi}|{sa.dst.hex()}|gap",
                 title=f"{lost} packet(s) lost on {_what(sa)} SPI 0x{spi} "
                       f"({ip_text(sa.src)} -> {ip_text(sa.dst)}, {pct:.3g} %)",
-                detail=detail, basis="observed", severity=sev,
+                detail=detail, basis="observed",
                 evidence=ctx.evidence([g[1] for g in gaps], gaps[0][0] if gaps else sa.first_ts,
                                       gaps[-1][0] if gaps else sa.last_ts, esp_spis=[spi],
                                       peers=peers),
@@ -625,15 +621,15 @@ def no_traffic(ctx):
         if ctx.now - est_ts < W:
             continue  # absence needs time
         natt = any(m.sport == 4500 or m.dport == 4500 for m in sa.messages)
-        where = ("UDP 4500 (NAT traversal is in use)" if natt
-                 else "IP protocol 50 (or UDP 4500)")
+        where = ("UDP 4500, NAT traversal being in use" if natt
+                 else "IP protocol 50 or UDP 4500")
         detail = (f"IKE SA {sa.id} between {ip_text(t.a)} and {ip_text(t.b)} was established at "
                   f"+{ctx.rel(est_ts)} s; the capture runs {ctx.now - est_ts:.1f} s longer and "
                   f"holds no ESP/AH between them after that (expected on {where}).")
         if len(ests) > 1:
             detail += f" {len(ests)} established IKE SAs in this tunnel, none followed by ESP."
         if not ctx.state.esp_sas:
-            detail += " The capture holds no ESP/AH at all: check the capture filter."
+            detail += " The capture holds no ESP/AH at all (between any hosts)."
         detail += (" An idle child SA (nothing to send) cannot be excluded, nor a capture filter "
                    "that leaves ESP out.")
         refs = []
@@ -654,6 +650,24 @@ def no_traffic(ctx):
 # -- MTU ---------------------------------------------------------------------------------------
 
 
+def _mtu_pattern(ctx, t, big, back) -> bool:
+    """``back`` answered before the first large packet of ``big``, went silent right after it,
+    and ``big`` kept sending large packets (retransmissions) for a while."""
+    th = ctx.th
+    fl = big.first_large_ts
+    if fl is None or big.large < MTU_MIN_LARGE:
+        return False
+    if back.packets < 2 or back.first_ts >= fl:
+        return False  # the reverse direction never answered anything before
+    if back.last_ts > fl + MTU_SLACK:
+        return False  # answers kept coming after the large packets started
+    if big.last_large_ts - back.last_ts < MTU_PERSIST:
+        return False
+    if ctx.now - fl < th.one_way_window:
+        return False  # absence needs time
+    return not _takeover(t, back, back.last_ts, th.one_way_window, th.rekey_drain)
+
+
 @rule
 def mtu_black_hole(ctx):
     th = ctx.th
@@ -664,19 +678,9 @@ def mtu_black_hole(ctx):
             if x is None or y is None:
                 continue
             for big, back in ((x, y), (y, x)):
+                if not _mtu_pattern(ctx, t, big, back):
+                    continue
                 fl = big.first_large_ts
-                if fl is None or big.large < MTU_MIN_LARGE:
-                    continue
-                if back.packets < 2 or back.first_ts >= fl:
-                    continue  # the reverse direction never answered anything before
-                if back.last_ts > fl + MTU_SLACK:
-                    continue  # answers kept coming after the large packets started
-                if big.last_large_ts - back.last_ts < MTU_PERSIST:
-                    continue
-                if ctx.now - fl < th.one_way_window:
-                    continue  # absence needs time
-                if _takeover(t, back, back.last_ts, th.one_way_window, th.rekey_drain):
-                    continue
                 icmp = _icmp_for(ctx, big)
                 detail = (f"{ip_text(back.src)} answered on SPI 0x{_spi(back)} ({back.packets} "
                           f"packets) until +{ctx.rel(back.last_ts)} s; from +{ctx.rel(fl)} s "
