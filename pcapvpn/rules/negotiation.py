@@ -9,7 +9,7 @@ from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )
-from pcapvpn.track.ike import IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK
+from pcapvpn.track.ike import IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK, V1_STEPS
 
 # Notify types (RFC 7296 §3.10.1; RFC 2408 §3.14.1)
 NO_PROPOSAL_CHOSEN = 14
@@ -73,6 +73,11 @@ declare("IKE_AGGRESSIVE_MODE_PSK", "negotiation", "warning",
         "and can be cracked offline (ike-scan/psk-crack).",
         ["Use Main Mode or IKEv2; if Aggressive Mode is required, use certificates or a long random "
          "PSK."], posture=True)
+declare("IKE_REDIRECT", "negotiation", "warning",
+        "The gateway answered IKE_SA_INIT with REDIRECT (RFC 5685): it sent the client to another "
+        "gateway (load balancing or maintenance).",
+        ["Check that the client can reach the gateway named in the redirect (and that it is "
+         "configured to follow redirects); capture towards that gateway next."])
 declare("IKE_SIMULTANEOUS_INIT", "negotiation", "warning",
         "Both gateways initiated an IKE SA to each other at the same time; one of the duplicate "
         "SAs will be torn down.",
@@ -205,6 +210,10 @@ def retransmissions(ctx):
         for x in sa.exchanges:
             if exchange_status(ctx, x) == UNANSWERED:
                 continue
+            if x.version == 1 and x.last_step < V1_STEPS.get(x.exch, 0):
+                continue  # stalled: the stall's own finding tells (with the re-sends)
+            if x.version == 2 and not x.answered:
+                continue
             retrans = x.retransmissions()
             if not retrans:
                 continue
@@ -275,6 +284,49 @@ def cookies(ctx):
                     evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()]),
                     wireshark_filter=ike_filter(sa, msgids=[0]) + f" && isakmp.notify.msgtype == {COOKIE}",
                     tunnel=t.id if t else None)
+
+
+REDIRECT = 16407
+
+
+@rule
+def redirects(ctx):
+    import ipaddress
+
+    for sa in ctx.state.ike_sas:
+        if sa.version != 2:
+            continue
+        for m in sa.messages:
+            if m.copy or not m.is_response or not m.has_notify(REDIRECT):
+                continue
+            data = m.notify_data(REDIRECT) or b""
+            target = "?"
+            target_addr = None
+            # RFC 5685 §8: GW Ident Type (1 IPv4, 2 IPv6, 3 FQDN), GW Ident Len, GW Identity
+            if len(data) >= 2 and 2 + data[1] <= len(data):
+                gtype, glen = data[0], data[1]
+                ident = data[2:2 + glen]
+                if gtype in (1, 2) and len(ident) in (4, 16):
+                    target_addr = bytes(ident)
+                    target = str(ipaddress.ip_address(target_addr))
+                elif gtype == 3:
+                    target = ident.decode("ascii", "replace")
+            followed = target_addr is not None and any(
+                o.initiator and o.responder and o.responder[1] == target_addr
+                and o.first_ts >= m.ts for o in ctx.state.ike_sas)
+            t = ike_tunnel_of(ctx, sa)
+            yield make(
+                "IKE_REDIRECT", f"{sa.id}|{m.n}|redirect",
+                title=f"{ip_text(m.src)} redirected the client to {target}",
+                detail=f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
+                       f"carries REDIRECT to {target}."
+                       + (" The client then started IKE with that gateway." if followed else
+                          " No IKE towards that gateway is in the capture."),
+                evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()]),
+                wireshark_filter=ike_filter(sa, msgids=[m.msgid])
+                + f" && isakmp.notify.msgtype == {REDIRECT}",
+                severity="info" if followed else None,
+                tunnel=t.id if t else None)
 
 
 @rule

@@ -188,8 +188,10 @@ class IkeSA:
                         if m.sk_next is None and m.encrypted is False and not m.error_notifies() \
                                 and _v2.IDR in m.payload_types:
                             return True
-            # an SA first seen mid-session that carries protected traffic is established
-            return self.mid_session and any(m.encrypted for m in self.messages)
+            # an SA first seen mid-session, or created by an IKE SA rekey, that carries protected
+            # traffic is established
+            return (self.mid_session or self.rekey_of is not None) and any(
+                m.encrypted for m in self.messages)
         for x in self.exchanges:
             if x.exch == V1_MAIN and x.last_step >= 6:
                 return True
@@ -275,6 +277,8 @@ class IkeTracker:
             m.is_response = bool(msg.flags & _ike.FLAG_V2_RESPONSE)
             m.from_initiator = bool(msg.flags & _ike.FLAG_V2_INITIATOR)
             for p in msg.payloads:
+                if isinstance(p, _ike.RawPayload):
+                    continue  # a body that did not parse: counted as a parse error, not used
                 t = p.type
                 if t == _v2.N:
                     notifies.append((p.notify_type, p.spi, p.data))
@@ -301,6 +305,8 @@ class IkeTracker:
             m.from_initiator = None
             m.encrypted = bool(msg.flags & _ike.FLAG_V1_ENCRYPTED)
             for p in msg.payloads:
+                if isinstance(p, _ike.RawPayload):
+                    continue
                 t = p.type
                 if t == _v1.N:
                     notifies.append((p.notify_type, p.spi, p.data))
@@ -501,6 +507,41 @@ class IkeTracker:
     # -- end -----------------------------------------------------------------------------------
 
     def finish(self) -> None:
+        self.link_rekeys()
         for sa in self.sas:
             sa._digests = {}
             sa._open = {}
+
+    def link_rekeys(self) -> None:
+        """IKEv2 IKE SA rekey (RFC 7296 §1.3.2, §2.18): a CREATE_CHILD_SA on the old SA, then a
+        new SPI pair talking without any IKE_SA_INIT, then a Delete on the old SA.  The new SA is
+        linked to the old one (``rekey_of`` / ``rekeyed_by``) and is not "mid-session"."""
+        for new in self.sas:
+            if new.version != 2 or not new.messages or new.rekey_of is not None:
+                continue
+            if new.messages[0].exch == IKE_SA_INIT:
+                continue
+            t0 = new.first_ts
+            peers = {new.initiator[1], new.responder[1]}
+            best = None
+            for old in self.sas:
+                if old is new or old.version != 2 or old.rekeyed_by is not None:
+                    continue
+                if {old.initiator[1], old.responder[1]} != peers:
+                    continue
+                if old.last_ts is not None and old.last_ts > t0 + 1.0:
+                    continue  # the old SA still talks once the new one exists: not its successor
+                for x in old.exchanges:
+                    if x.exch != CREATE_CHILD_SA or not x.answered:
+                        continue
+                    resp_ts = x.responses[0].ts
+                    # the new SA may stay silent until its first own exchange (a child rekey,
+                    # DPD): bound the wait by an IKE lifetime's worth, not by seconds
+                    if resp_ts <= t0 + 0.001 and t0 - resp_ts <= 3600.0:
+                        if best is None or resp_ts > best[0]:
+                            best = (resp_ts, old)
+            if best is not None:
+                old = best[1]
+                new.rekey_of = old.id
+                old.rekeyed_by = new.id
+                new.mid_session = False

@@ -1,0 +1,210 @@
+"""IKE tracking and the IKE rules on synthetic captures (what the corpus and the lab do not show,
+and the exact edges: retransmission vs capture duplicate, absence needs time, recovery)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from synth import (
+    esp_frame, ike_encrypted, ike_frame, ike_header, ike_notify_only, ike_sa_init, ip, write_pcap,
+    chain, v2_notify,
+)
+from pcapvpn.analysis import run
+
+A, B = "192.0.2.10", "198.51.100.20"
+I1 = bytes.fromhex("a1a1a1a1a1a1a1a1")
+R1 = bytes.fromhex("b2b2b2b2b2b2b2b2")
+Z = bytes(8)
+
+
+def analyse(tmp_path, frames, name="c.pcap"):
+    p = write_pcap(tmp_path / name, frames)
+    return run([str(p)])
+
+
+def codes(r):
+    return {f.code: f for f in r.findings}
+
+
+def init_pair(t0=0.0, ispi=I1, rspi=R1):
+    return [(t0, ike_frame(A, B, ike_sa_init(ispi, Z, False))),
+            (t0 + 0.01, ike_frame(B, A, ike_sa_init(ispi, rspi, True)))]
+
+
+def auth(t, msgid=1, inner_req=35, inner_resp=36, resp=True, port=4500, ct=200, rct=180):
+    out = [(t, ike_frame(A, B, ike_encrypted(I1, R1, 35, msgid, inner_req, False, True, ct),
+                         port, port))]
+    if resp:
+        out.append((t + 0.01, ike_frame(B, A, ike_encrypted(I1, R1, 35, msgid, inner_resp, True,
+                                                              False, rct), port, port)))
+    return out
+
+
+def esp_both(t, n=20, spi_a=0x1000, spi_b=0x2000, step=0.5):
+    out = []
+    for i in range(n):
+        out.append((t + i * step, esp_frame(A, B, spi_a, i + 1, udp_ports=(4500, 4500))))
+        out.append((t + i * step + 0.001, esp_frame(B, A, spi_b, i + 1, udp_ports=(4500, 4500))))
+    return out
+
+
+def test_healthy_tunnel_has_no_failure(tmp_path):
+    r = analyse(tmp_path, init_pair() + auth(0.1) + esp_both(0.2))
+    assert r.report.tunnels[0]["verdict"] == "healthy"
+    assert not [f for f in r.findings if f.failure and f.severity in ("error", "warning")]
+
+
+def test_unanswered_init_with_retransmissions(tmp_path):
+    req = ike_frame(A, B, ike_sa_init(I1, Z, False))
+    r = analyse(tmp_path, [(0.0, req), (4.0, req), (11.2, req), (24.16, req)])
+    f = codes(r)["IKE_NO_RESPONSE"]
+    assert "4 time(s)" in f.detail and "3 retransmission(s)" in f.detail
+    assert "strongSwan-like" in f.detail  # 4, 7.2, 12.96 s
+    assert [e.frame for e in f.evidence.frames] == [1, 2, 3, 4]
+    assert r.report.tunnels[0]["verdict"] == "failing"
+    assert r.report.tunnels[0]["failed_stage"] == "reachability"
+
+
+def test_capture_ending_too_soon_is_unknown(tmp_path):
+    r = analyse(tmp_path, [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False))),
+                           (2.0, esp_frame("203.0.113.1", "203.0.113.2", 5, 1))])
+    assert "IKE_NO_RESPONSE" not in codes(r)
+    t = next(t for t in r.report.tunnels if A in t["id"])
+    assert t["verdict"] == "unknown"
+    assert any("the capture ends" in n for n in t["not_seen"])
+
+
+def test_capture_duplicates_are_not_retransmissions(tmp_path):
+    req = ike_frame(A, B, ike_sa_init(I1, Z, False))
+    resp = ike_frame(B, A, ike_sa_init(I1, R1, True))
+    r = analyse(tmp_path, [(0.0, req), (0.0004, req), (0.01, resp), (0.0102, resp)]
+                + auth(0.1) + esp_both(0.2))
+    c = codes(r)
+    assert "IKE_RETRANSMISSION" not in c
+    assert "CAPTURE_DUPLICATES" in c
+    sa = r.report.ike_sas[0]
+    assert sum(1 for m in sa["messages"] if m["duplicate_of"]) == 2
+    assert not any(m["retransmission_of"] for m in sa["messages"])
+
+
+def test_nat_t_blocked(tmp_path):
+    req = auth(1.0, resp=False)[0][1]
+    r = analyse(tmp_path, init_pair() + [(1.0, req), (3.0, req), (6.0, req)])
+    c = codes(r)
+    assert "NAT_T_BLOCKED" in c and "IKE_NO_RESPONSE" not in c
+    assert r.report.tunnels[0]["primary_code"] == "NAT_T_BLOCKED"
+
+
+def test_ike_auth_error_shaped_response(tmp_path):
+    r = analyse(tmp_path, init_pair() + auth(0.1, inner_resp=41, rct=40))
+    f = codes(r)["IKE_AUTH_FAILED"]
+    assert f.basis == "inferred" and "Notify" in f.detail
+
+
+def test_child_refused_by_size(tmp_path):
+    r = analyse(tmp_path, init_pair() + auth(0.1, ct=300, rct=120) + [
+        (20.0, esp_frame("203.0.113.1", "203.0.113.2", 5, 1))])
+    f = codes(r)["CHILD_SA_FAILED"]
+    assert f.basis == "inferred" and "idle child SA cannot be excluded" in f.detail
+
+
+def test_invalid_ke_recovered(tmp_path):
+    ke = ike_notify_only(I1, Z, 34, 17, struct.pack(">H", 19), response=True)
+    frames = [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False, group=14))),
+              (0.01, ike_frame(B, A, ke)),
+              (0.02, ike_frame(A, B, ike_sa_init(I1, Z, False, group=19))),
+              (0.03, ike_frame(B, A, ike_sa_init(I1, R1, True, group=19)))]
+    r = analyse(tmp_path, frames + auth(0.1) + esp_both(0.2))
+    f = codes(r)["IKE_INVALID_KE"]
+    assert f.severity == "info" and "ECP_256" in f.title.upper().replace("ECP256", "ECP_256")
+    assert r.report.tunnels[0]["verdict"] == "healthy"
+
+
+def test_no_proposal_chosen_names_the_offer(tmp_path):
+    npc = ike_notify_only(I1, Z, 34, 14, b"", response=True)
+    r = analyse(tmp_path, [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False))),
+                           (0.01, ike_frame(B, A, npc))])
+    f = codes(r)["IKE_NO_PROPOSAL_CHOSEN"]
+    assert "aes256-sha256-modp2048" in f.detail
+    assert r.report.tunnels[0]["failed_stage"] == "negotiation"
+
+
+def test_redirect(tmp_path):
+    red = struct.pack(">BB", 1, 4) + ip("203.0.113.9") + bytes(8)
+    r = analyse(tmp_path, [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False))),
+                           (0.01, ike_frame(B, A, ike_notify_only(I1, Z, 34, 16407, red)))])
+    assert "203.0.113.9" in codes(r)["IKE_REDIRECT"].title
+
+
+def test_liveness_unanswered_is_dpd_timeout(tmp_path):
+    live = ike_frame(A, B, ike_encrypted(I1, R1, 37, 2, 0, False, True, 32), 4500, 4500)
+    frames = init_pair() + auth(0.1) + esp_both(0.2, n=4)
+    frames += [(10.0, live), (12.0, live), (15.0, live), (19.5, live)]
+    r = analyse(tmp_path, frames)
+    c = codes(r)
+    assert "DPD_TIMEOUT" in c and "IKE_NO_RESPONSE" not in c
+
+
+def test_ike_sa_rekey_is_linked(tmp_path):
+    I2, R2 = bytes.fromhex("c3" * 8), bytes.fromhex("d4" * 8)
+    cc_req = ike_frame(A, B, ike_encrypted(I1, R1, 36, 2, 33, False, True), 4500, 4500)
+    cc_resp = ike_frame(B, A, ike_encrypted(I1, R1, 36, 2, 33, True, False), 4500, 4500)
+    dele = ike_frame(A, B, ike_encrypted(I1, R1, 37, 3, 42, False, True, 32), 4500, 4500)
+    dele_r = ike_frame(B, A, ike_encrypted(I1, R1, 37, 3, 0, True, False, 32), 4500, 4500)
+    new = ike_frame(A, B, ike_encrypted(I2, R2, 37, 0, 0, False, True, 32), 4500, 4500)
+    new_r = ike_frame(B, A, ike_encrypted(I2, R2, 37, 0, 0, True, False, 32), 4500, 4500)
+    frames = init_pair() + auth(0.1) + esp_both(0.2, n=4)
+    frames += [(5.0, cc_req), (5.01, cc_resp), (5.02, dele), (5.03, dele_r), (9.0, new),
+               (9.01, new_r)]
+    r = analyse(tmp_path, sorted(frames, key=lambda x: x[0]))
+    sas = {s["ispi"]: s for s in r.report.ike_sas}
+    assert sas["c3" * 8]["rekey_of"] == sas["a1" * 8]["id"]
+    assert not sas["c3" * 8]["mid_session"]
+    assert not [f for f in r.findings if f.code in ("IKE_PEER_RESTART", "IKE_SA_FLAPPING")]
+
+
+def test_exchange_pairing_by_requester(tmp_path):
+    # both peers use Message ID 2 for their own requests (separate windows, RFC 7296 §2.2)
+    a = ike_frame(A, B, ike_encrypted(I1, R1, 37, 2, 0, False, True, 32), 4500, 4500)
+    a_r = ike_frame(B, A, ike_encrypted(I1, R1, 37, 2, 0, True, False, 32), 4500, 4500)
+    b = ike_frame(B, A, ike_encrypted(I1, R1, 37, 2, 0, False, False, 32), 4500, 4500)
+    b_r = ike_frame(A, B, ike_encrypted(I1, R1, 37, 2, 0, True, True, 32), 4500, 4500)
+    frames = init_pair() + auth(0.1) + [(1.0, a), (1.001, b), (1.01, a_r), (1.011, b_r)]
+    r = analyse(tmp_path, frames)
+    sa = r.report.ike_sas[0]
+    info = [x for x in sa["exchanges"] if x["exchange"] == "INFORMATIONAL"]
+    assert sorted(x["requester"] for x in info) == ["initiator", "responder"]
+    assert all(x["answered"] and len(x["messages"]) == 2 for x in info)
+
+
+def test_v1_psk_mismatch_mm4_resent(tmp_path):
+    def v1(np_body, exch=2, flags=0, rspi=Z, msgid=0):
+        np, body = np_body
+        return ike_header(I1, rspi, np, exch, flags, msgid, body, version=0x10)
+
+    sa = chain((1, bytes(40)))
+    ke = chain((4, bytes(128)), (10, bytes(16)))
+    mm1 = ike_frame(A, B, v1(sa))
+    mm2 = ike_frame(B, A, v1(sa, rspi=R1))
+    mm3 = ike_frame(A, B, v1(ke, rspi=R1))
+    mm4 = ike_frame(B, A, v1(ke, rspi=R1))
+    mm5 = ike_frame(A, B, ike_header(I1, R1, 5, 2, 1, 0, bytes(64), version=0x10))
+    frames = [(0.0, mm1), (0.01, mm2), (0.02, mm3), (0.03, mm4), (0.04, mm5), (5.0, mm4),
+              (5.04, mm5), (10.0, mm4)]
+    r = analyse(tmp_path, frames)
+    f = codes(r)["IKE_AUTH_FAILED"]
+    assert f.basis == "inferred" and "MM4" in f.detail and "PSK mismatch" in f.detail
+    assert "IKE_NO_RESPONSE" not in codes(r)
+
+
+@pytest.mark.parametrize("dup_gap,expect", [(0.001, "dup"), (1.0, "retx")])
+def test_duplicate_window_threshold(tmp_path, dup_gap, expect):
+    req = ike_frame(A, B, ike_sa_init(I1, Z, False))
+    resp = ike_frame(B, A, ike_sa_init(I1, R1, True))
+    r = analyse(tmp_path, [(0.0, req), (dup_gap, req), (dup_gap + 0.01, resp)] + auth(2.0)
+                + esp_both(2.1))
+    m = r.report.ike_sas[0]["messages"][1]
+    assert (m["duplicate_of"] is not None) == (expect == "dup")
+    assert (m["retransmission_of"] is not None) == (expect == "retx")
