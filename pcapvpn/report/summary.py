@@ -52,7 +52,7 @@ def findings_by_tunnel(report):
     """[(tunnel id or None, findings worst first)] in the order of the tunnel summary."""
     order = {t["id"]: i for i, t in enumerate(
         sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9)))}
-    groups = {}
+    groups = {t["id"]: [] for t in report.tunnels if t["not_seen"]}
     for f in report.findings:
         groups.setdefault(f.tunnel, []).append(f)
     out = []

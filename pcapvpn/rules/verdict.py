@@ -35,7 +35,10 @@ def _stage_reached(ctx, t) -> str:
                 reached = "nat_traversal"
         if sa.established and stage_rank(reached) < stage_rank("authentication"):
             reached = "authentication"
-    if t.esp_sas:
+    from pcapvpn.track.ike import V1_QUICK
+
+    qm_done = any(x.exch == V1_QUICK and x.last_step >= 3 for sa in t.ike_sas for x in sa.exchanges)
+    if t.esp_sas or qm_done:
         if stage_rank(reached) < stage_rank("child_sa"):
             reached = "child_sa"
         both = any(a is not None and b is not None for a, b in t.pairs)
