@@ -314,7 +314,6 @@ class EspTracker:
         moved = self._moved
         seqslow = self._seq
         roll = self._roll
-        big = self._large
         large = self.large_packet
         sample = SAMPLE_REFS
 
@@ -340,8 +339,12 @@ class EspTracker:
                 sa.max_len = length
             elif length < sa.min_len:
                 sa.min_len = length
-            if length >= large:
-                big(sa, ts)
+            if length >= large:  # inline: bulk traffic is mostly large packets
+                k = sa.large
+                if not k:
+                    sa.first_large_ts = ts
+                sa.large = k + 1
+                sa.last_large_ts = ts
             if n <= sample:
                 sa.first_refs.append(ref)
 
@@ -392,13 +395,6 @@ class EspTracker:
         sa.moves_total += 1
         if len(sa.moves) < MAX_MOVES:
             sa.moves.append((ts, ref, src, sport))
-
-    @staticmethod
-    def _large(sa, ts):
-        sa.large += 1
-        if sa.first_large_ts is None:
-            sa.first_large_ts = ts
-        sa.last_large_ts = ts
 
     @staticmethod
     def _roll(sa, ts):
