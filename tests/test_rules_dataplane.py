@@ -214,6 +214,22 @@ def test_one_way_child_beside_a_healthy_child(tmp_path):
     assert "0xc1000003" in f.title
 
 
+def test_address_change_mid_sa_is_not_one_way(tmp_path):
+    """MOBIKE / a NAT changing the public address: the SAs move, nothing is one-way."""
+    c = Cap()
+    ikev2_up(c)
+    moved = "192.0.2.77"
+    ports = (4500, 4500)
+    for i in range(40):
+        src = A if i < 15 else moved
+        c.esp(1.0 + i, src, B, SPI_AB, seq=i + 1, ports=ports)
+        c.esp(1.1 + i, B, src, SPI_BA, seq=i + 1, ports=ports)
+    _p, res = analyse(c, tmp_path)
+    assert [x for x in codes(res) if x != "CAPTURE_MID_SESSION"] == []
+    sa = next(s for s in res.state.esp_sas if s.spi == SPI_AB)
+    assert sa.moves_total == 1 and sa.moves[0][2] == bytes([192, 0, 2, 77])
+
+
 def test_capture_one_direction_without_ike(tmp_path):
     c = Cap()
     c.flow(A, B, SPI_AB, 0.0, 30.0)

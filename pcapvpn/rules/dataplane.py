@@ -230,6 +230,22 @@ def _partner_map(pairs) -> dict:
     return m
 
 
+def _srcs(sa) -> set:
+    """Every source address an SA was seen from (NAT rebinding / MOBIKE move an SA; captures
+    merged from both sides of a NAT show it with the inside and the outside address)."""
+    return {sa.src} | {m[2] for m in sa.moves}
+
+
+def _by_dst(ctx) -> dict:
+    idx = getattr(ctx, "_dataplane_by_dst", None)
+    if idx is None:
+        idx = {}
+        for s in ctx.state.esp_sas:
+            idx.setdefault(s.dst, []).append(s)
+        ctx._dataplane_by_dst = idx
+    return idx
+
+
 def _heard(ctx, t, peer) -> tuple[dict, float | None]:
     """What the capture holds from ``peer`` (in this tunnel, and anywhere), and the time it was
     last heard in this tunnel."""
@@ -241,8 +257,13 @@ def _heard(ctx, t, peer) -> tuple[dict, float | None]:
                 ike_t += 1
                 last = m.ts if last is None else max(last, m.ts)
     esp_t = 0
-    for s in t.esp_sas:
-        if s.src == peer:
+    others = {t.a, t.b} - {peer}
+    seen = set()
+    for s in t.esp_sas + [x for d in others for x in _by_dst(ctx).get(d, ())]:
+        if id(s) in seen:
+            continue
+        seen.add(id(s))
+        if s.src == peer or (s.dst in others and peer in _srcs(s)):
             esp_t += s.packets
             last = s.last_ts if last is None else max(last, s.last_ts)
     ka = 0
@@ -307,13 +328,16 @@ def _child_expected(sa) -> bool:
 # -- one-way ESP -------------------------------------------------------------------------------
 
 
-def _takeover(t, silent, after_ts, window, drain) -> bool:
-    """Another SA of the silent direction carries on after ``after_ts`` (a rekey took over)."""
-    for s in t.esp_sas:
-        if s is silent or s.src != silent.src or s.dst != silent.dst or s.proto != silent.proto:
-            continue
-        if s.last_ts > after_ts and after_ts - drain <= s.first_ts <= after_ts + window:
-            return True
+def _takeover(ctx, t, silent, after_ts, window, drain, flow=None) -> bool:
+    """Another SA of the silent direction carries on after ``after_ts``: a rekey took over, or
+    the peer it sends to moved (NAT rebinding, MOBIKE: same direction, new destination)."""
+    dsts = {silent.dst} | (_srcs(flow) if flow is not None else set())
+    for d in dsts:
+        for s in _by_dst(ctx).get(d, ()):
+            if s is silent or s.src != silent.src or s.proto != silent.proto:
+                continue
+            if s.last_ts > after_ts and after_ts - drain <= s.first_ts <= after_ts + window:
+                return True
     return False
 
 
@@ -332,21 +356,28 @@ def _replaced(t, flow, partners, window, drain) -> bool:
     return False
 
 
-def _reverse_covers(t, flow, partners, window) -> bool:
+def _reverse_covers(ctx, t, flow, partners, window) -> bool:
     """An SA of the opposite direction answers ``flow`` although the pairing did not put them
-    together: it overlaps ``flow`` in time and is unpaired, or its partner stopped early (a rekey
-    generation paired by start time with the wrong SA)."""
-    for s in t.esp_sas:
-        if s.src != flow.dst or s.dst != flow.src or s.proto != flow.proto:
-            continue
-        if s.first_ts > flow.last_ts + window or s.last_ts < flow.first_ts - window:
-            continue
-        p = partners.get(id(s))
-        if p is None or p.last_ts < min(flow.last_ts, s.last_ts) - window:
-            return True
-        if p.first_ts <= flow.first_ts and p.last_ts < flow.last_ts - ANSWER_WINDOW:
-            return True  # its partner is an older SA that ``flow`` replaced (rekey)
+    together: it overlaps ``flow`` in time and is unpaired (or in another tunnel, its source
+    having moved), or its partner stopped early (a rekey generation paired by start time with
+    the wrong SA)."""
+    dsts = _srcs(flow)
+    for d in dsts:
+        for s in _by_dst(ctx).get(d, ()):
+            if s.proto == flow.proto and flow.dst in _srcs(s) and \
+                    _answers(s, flow, partners, window):
+                return True
     return False
+
+
+def _answers(s, flow, partners, window) -> bool:
+    if s.first_ts > flow.last_ts + window or s.last_ts < flow.first_ts - window:
+        return False
+    p = partners.get(id(s))
+    if p is None or p.last_ts < min(flow.last_ts, s.last_ts) - window:
+        return True
+    # its partner is an older SA that ``flow`` replaced (rekey)
+    return p.first_ts <= flow.first_ts and p.last_ts < flow.last_ts - ANSWER_WINDOW
 
 
 @rule
@@ -362,7 +393,7 @@ def one_way(ctx):
         for x, y in pairs:
             if (x is None) != (y is None):
                 flow = x if x is not None else y
-                if _reverse_covers(t, flow, partners, W):
+                if _reverse_covers(ctx, t, flow, partners, W):
                     continue
                 silent = flow.dst
                 h, last_heard = _heard(ctx, t, silent)
@@ -433,7 +464,7 @@ def _one_way_stopped(ctx, t, flow, back):
     after = flow.packets_between(T)
     if after < th.one_way_min_packets:
         return None
-    if _takeover(t, back, T, W, th.rekey_drain):
+    if _takeover(ctx, t, back, T, W, th.rekey_drain, flow):
         return None
     silent = ip_text(back.src)
     detail = (f"{ip_text(back.src)} sent {back.packets} packet(s) on SPI 0x{_spi(back)} until "
@@ -665,7 +696,7 @@ def _mtu_pattern(ctx, t, big, back) -> bool:
         return False
     if ctx.now - fl < th.one_way_window:
         return False  # absence needs time
-    return not _takeover(t, back, back.last_ts, th.one_way_window, th.rekey_drain)
+    return not _takeover(ctx, t, back, back.last_ts, th.one_way_window, th.rekey_drain, big)
 
 
 @rule
