@@ -471,6 +471,16 @@ def _one_way_stopped(ctx, t, flow, back):
               f"+{ctx.rel(T)} s and then stopped, while {ip_text(flow.src)} kept sending on SPI "
               f"0x{_spi(flow)} until +{ctx.rel(flow.last_ts)} s ({flow.last_ts - T:.1f} s longer, "
               f"at least {after} more packet(s)); no other SA from {silent} took over.")
+    msgs = [m for sa in t.ike_sas for m in sa.messages if T < m.ts <= flow.last_ts]
+    asked = [m for m in msgs if m.src == flow.src]
+    told = [m for m in msgs if m.src == back.src]
+    if asked and not told:
+        detail += (f" {silent} also stopped answering IKE ({len(asked)} IKE message(s) from "
+                   f"{ip_text(flow.src)} after +{ctx.rel(T)} s got no reply): the peer itself "
+                   f"went away (restart, crash, path down), not only its ESP — see the stability "
+                   f"findings.")
+    elif told:
+        detail += f" {silent} still talks IKE ({len(told)} message(s) after +{ctx.rel(T)} s)."
     if _mtu_pattern(ctx, t, flow, back):
         detail += " Large packets were being sent when the answers stopped: see MTU_BLACK_HOLE."
     return make(
