@@ -54,7 +54,9 @@ def _walk(obj, key):
 def analyze(pcap: Path) -> dict:
     cp = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", str(pcap), "--format",
                          "json"], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert cp.returncode == 0, f"pcapvpn analyze {pcap.name} rc={cp.returncode}: {cp.stderr[-2000:]}"
+    # exit 1 = findings at or above --fail-on (expected for failure scenarios)
+    assert cp.returncode in (0, 1), \
+        f"pcapvpn analyze {pcap.name} rc={cp.returncode}: {cp.stderr[-2000:]}"
     return json.loads(cp.stdout)
 
 
@@ -160,3 +162,55 @@ def test_lab_live_subset(tmp_path):
             assert not ana, f"{name}: " + "\n".join(ana)
     if xfail:
         pytest.xfail("fresh captures generated and verified; analyzer not built yet")
+
+
+# ---------------------------------------------------------------- lab helpers (no root)
+
+def test_lab_esp_sa_fixups(tmp_path):
+    from vpnlab.savekeys import fix_esp_sa
+    f = tmp_path / "esp_sa"
+    f.write_text('"IPv4","192.0.2.2","198.51.100.2","0x0000abcd","AES-GCM [RFC4106]",'
+                 '"0x00112233","ANY 128 bit authentication [no checking]","0x"\n'
+                 '"IPv4","198.51.100.2","192.0.2.2","0x0000dcba","TripleDes-CBC [RFC2451]",'
+                 '"0x44","HMAC-SHA-1-96 [RFC2404]","0x55"\n')
+    assert fix_esp_sa(f) == ["AES-GCM name/ICV", "TripleDES name"]
+    lines = f.read_text().splitlines()
+    assert lines[0].endswith('"AES-GCM with 16 octet ICV [RFC4106]","0x00112233","NULL",""')
+    assert '"TripleDES-CBC [RFC2451]"' in lines[1]
+    assert (tmp_path / "esp_sa.orig").exists()
+
+
+def test_lab_settings_render():
+    from vpnlab.strongswan import merge, render
+    conf = merge({"a": {"b": 1, "c": {"d": "x"}}, "e": True}, {"a": {"c": None, "f": 2}})
+    assert conf == {"a": {"b": 1, "f": 2}, "e": True}
+    assert render(conf) == "a {\n    b = 1\n    f = 2\n}\ne = yes"
+
+
+def test_lab_scenarios_cover_the_issue():
+    """Every scenario of the issue has a definition; expectations use known codes."""
+    from vpnlab.scenarios import SCENARIOS
+    known = set("""IKE_NO_RESPONSE ICMP_UNREACHABLE IKE_NO_PROPOSAL_CHOSEN IKE_INVALID_KE
+        IKE_VERSION_MISMATCH IKE_ERROR_NOTIFY IKE_RETRANSMISSION IKE_COOKIE IKE_WEAK_CRYPTO
+        IKE_AGGRESSIVE_MODE_PSK IKE_SIMULTANEOUS_INIT IKE_AUTH_FAILED NAT_DETECTED
+        NAT_T_BLOCKED NAT_T_NOT_USED NAT_KEEPALIVE_MISSING NAT_MAPPING_CHANGED
+        IKE_FRAGMENTATION_LOSS IKE_TS_UNACCEPTABLE CHILD_SA_FAILED ESP_ONE_WAY ESP_SPI_MISMATCH
+        ESP_SEQUENCE_GAP ESP_REPLAY ESP_REORDER ESP_NO_TRAFFIC ESP_FRAGMENTED PATH_MTU_ICMP
+        MTU_BLACK_HOLE DPD_TIMEOUT IKE_SA_FLAPPING CAPTURE_DROPS CAPTURE_DUPLICATES
+        CAPTURE_TRUNCATED CAPTURE_ONE_DIRECTION CAPTURE_MID_SESSION DECODE_ERRORS
+        OPENVPN_NO_RESPONSE OPENVPN_HANDSHAKE_STALLED TLS_ALERT VPN_DATA_ONE_WAY""".split())
+    try:  # codes the analyzer declares beyond the issue's list
+        from pcapvpn import rules
+        from pcapvpn.findings import REGISTRY
+        rules.load_all()
+        known |= set(REGISTRY)
+    except (ImportError, AttributeError):
+        pass
+    assert len(SCENARIOS) >= 30
+    for sc in SCENARIOS.values():
+        codes = {f["code"] for f in sc.keyless + sc.with_keys} | set(sc.forbidden)
+        assert codes <= known, f"{sc.name}: unknown codes {codes - known}"
+        assert not {f["code"] for f in sc.keyless + sc.with_keys} & set(sc.forbidden), sc.name
+        for f in sc.keyless + sc.with_keys:
+            assert f["basis"] in ("observed", "inferred", "decrypted")
+            assert (f["basis"] == "decrypted") == (f in sc.with_keys), (sc.name, f)

@@ -43,8 +43,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-verify", action="store_true", help="skip the tshark fact checks")
     ap.add_argument("--index", action="store_true",
                     help="only regenerate captures/README.md from the committed scenarios")
+    ap.add_argument("--redoc", action="store_true",
+                    help="rewrite expected.json/README.md of existing scenario directories "
+                         "from the scenario definitions (no capture; no root needed)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.redoc:
+        from . import docs
+        bad = 0
+        for name, sc in SCENARIOS.items():
+            if args.scenarios and name not in args.scenarios:
+                continue
+            d = args.out / name
+            if not (d / "expected.json").exists():
+                continue
+            old = json.loads((d / "expected.json").read_text())["generated"]
+            src = old.get("keys_source") or ""
+            res = {"seconds": old.get("seconds"),
+                   "keys_source": "log-derived" if src.startswith("log-derived") else
+                   (src or None)}
+            problems = docs.finish(sc, d, res, src, verify=not args.no_verify, generated=old)
+            for p in problems:
+                print(f"{name}: {p}", file=sys.stderr)
+            bad += bool(problems)
+        docs.write_index(LAB_DIR.parent)
+        return 1 if bad else 0
     if args.index:
         from . import docs
         print(docs.write_index(LAB_DIR.parent))

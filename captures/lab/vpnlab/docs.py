@@ -32,6 +32,12 @@ QUIET_NOTIFY = {"NAT_DETECTION_SOURCE_IP", "NAT_DETECTION_DESTINATION_IP",
                 "IKEV2_FRAGMENTATION_SUPPORTED", "SIGNATURE_HASH_ALGORITHMS",
                 "REDIRECT_SUPPORTED", "CHILDLESS_IKEV2_SUPPORTED", "MULTIPLE_AUTH_SUPPORTED"}
 
+OVPN_OPCODES = {"1": "P_CONTROL_HARD_RESET_CLIENT_V1", "2": "P_CONTROL_HARD_RESET_SERVER_V1",
+                "3": "P_CONTROL_SOFT_RESET_V1", "4": "P_CONTROL_V1", "5": "P_ACK_V1",
+                "6": "P_DATA_V1", "7": "P_CONTROL_HARD_RESET_CLIENT_V2",
+                "8": "P_CONTROL_HARD_RESET_SERVER_V2", "9": "P_DATA_V2",
+                "10": "P_CONTROL_HARD_RESET_CLIENT_V3", "11": "P_CONTROL_WKC_V1"}
+
 VIEWS = {"m-r": "router interface towards the responder (m-r)",
          "m-l": "router interface towards the initiator (m-l)"}
 
@@ -89,7 +95,17 @@ def summarize(pcap: Path, decode_as: list[str] | None = None, keys: Path | None 
             spis.setdefault(f"{src} -> {dst}", set()).add(spi)
         if ka:
             keepalives += 1
+    ovpn: Counter = Counter()
+    if protos.get("OpenVPN") or decode_as:
+        out = facts.tshark(pcap, decode_as=decode_as, args=[
+            "-Y", "openvpn", "-T", "fields", "-E", "occurrence=f", "-e", "ip.src",
+            "-e", "openvpn.opcode"])
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 2 and parts[1]:
+                ovpn[(parts[0], OVPN_OPCODES.get(str(int(parts[1], 0)), parts[1]))] += 1
     return {"frames": len(rows), "duration": round(last, 1), "ike": ike,
+            "openvpn": {f"{k[0]} {k[1]}": v for k, v in sorted(ovpn.items())},
             "esp": {k: {"packets": v, "spis": sorted(spis[k])} for k, v in esp.items()},
             "nat_keepalives": keepalives, "icmp": icmp, "ip_fragments": frags,
             "protocols": dict(protos)}
@@ -109,7 +125,10 @@ def _capture_entries(sc: Scenario, outdir: Path, keys_source: str | None) -> lis
     return entries
 
 
-def finish(sc: Scenario, outdir: Path, res: dict, keys_note: str, verify: bool = True) -> list[str]:
+def finish(sc: Scenario, outdir: Path, res: dict, keys_note: str, verify: bool = True,
+           generated: dict | None = None) -> list[str]:
+    """Write expected.json + README.md for a fresh run (or, with ``generated`` from an
+    existing expected.json, rewrite them for the committed capture); return fact failures."""
     keys_source = res.get("keys_source")
     caps = _capture_entries(sc, outdir, keys_source)
     summaries = {c["file"]: summarize(outdir / c["file"], sc.decode_as,
@@ -125,6 +144,8 @@ def finish(sc: Scenario, outdir: Path, res: dict, keys_note: str, verify: bool =
         gen["openvpn"] = _version("openvpn")
     else:
         gen["strongswan"] = _version("strongswan-charon")
+    if generated:
+        gen = generated
     expected = {
         "scenario": sc.name,
         "title": sc.title,
@@ -189,6 +210,8 @@ def readme(sc: Scenario, exp: dict, summaries: dict, outdir: Path) -> str:
         if s.get("esp"):
             for k, v in sorted(s["esp"].items()):
                 lines.append(f"- ESP {k}: {v['packets']} packets, SPI {', '.join(v['spis'])}")
+        for k, v in s.get("openvpn", {}).items():
+            lines.append(f"- OpenVPN from {k}: {v} packets")
         extra = []
         if s.get("nat_keepalives"):
             extra.append(f"{s['nat_keepalives']} NAT keepalives")

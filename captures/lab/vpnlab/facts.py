@@ -148,11 +148,17 @@ def check_all(expected: dict, scenario_dir: Path) -> list[str]:
         dec = decode_for.get(cap)
         try:
             cfacts = [f for f in group if "field" not in f]
+            # "field has these values" facts become one count filter per value, so that
+            # most scenarios need a single tshark pass per (capture, keys)
+            vfacts = [f for f in group if "field" in f and set(f) <= {
+                "desc", "filter", "field", "values", "keys", "capture"}]
             filters: list[str] = []
             for f in cfacts:
                 filters.append(f["filter"])
                 if "equal_to_filter" in f:
                     filters.append(f"({f['filter']}) && ({f['equal_to_filter']})")
+            for f in vfacts:
+                filters += [f"({f['filter']}) && {f['field']} == {v}" for v in f["values"]]
             nums = iter(counts(pcap, filters, keys, dec))
             for f in cfacts:
                 n = next(nums)
@@ -160,8 +166,13 @@ def check_all(expected: dict, scenario_dir: Path) -> list[str]:
                 msg = _check_count(f, n, both)
                 if msg:
                     problems.append(msg)
+            for f in vfacts:
+                missing = [v for v in f["values"] if next(nums) == 0]
+                if missing:
+                    problems.append(f"{f['desc']}: {f['field']} never has {missing} in frames "
+                                    f"matching {f['filter']!r}")
             for f in group:
-                if "field" in f:
+                if "field" in f and f not in vfacts:
                     msg = _check_field(f, frames(pcap, f["filter"], keys, f["field"], dec))
                     if msg:
                         problems.append(msg)

@@ -132,8 +132,11 @@ class Ctx:
             if ch and ch.alive():
                 ch.stop()
                 time.sleep(0.5)
-        for name, proc in list(self.ovpn.items()):
-            self.procs.stop(proc)
+        # OpenVPN: the client first (its exit notification reaches a live server), then the server
+        for side in ("left", "right"):
+            if side in self.ovpn and self.ovpn[side].alive():
+                self.procs.stop(self.ovpn[side])
+                time.sleep(1)
         self.note("daemons stopped")
 
 
@@ -167,13 +170,10 @@ def collect(ctx: Ctx, out: Path) -> dict:
     if ctx.left is not None:
         if ctx.savekeys_so:
             meta["keys_source"] = "save-keys plugin"
-            for ch in (ctx.left, ctx.right):
-                # keep the raw per-side tables as written by the plugin
-                pass
         else:
             meta["keys_source"] = "log-derived"
             for ch in (ctx.left, ctx.right):
-                savekeys.keys_from_log(ch.logfile, ch.keys_dir)
+                savekeys.keys_from_log(ch.logfile, ch.keys_dir, initiator=ch.side == "left")
         views = [("keys", "right" if sc.nat else None)]
         if sc.inside:
             views.append(("keys-inside", "left"))
@@ -186,14 +186,16 @@ def collect(ctx: Ctx, out: Path) -> dict:
             esp_src = ([getattr(ctx, esp_side).keys_dir / "esp_sa"] if esp_side else
                        [ctx.left.keys_dir / "esp_sa", ctx.right.keys_dir / "esp_sa"])
             (kd / "esp_sa").write_text(_merge_lines(*esp_src))
-            savekeys.fix_esp_sa(kd / "esp_sa")
+            fixes = savekeys.fix_esp_sa(kd / "esp_sa")
             if not any((kd / t).read_text().strip() for t in
                        ("ikev2_decryption_table", "ikev1_decryption_table", "esp_sa")):
                 shutil.rmtree(kd)  # no SA was ever keyed: nothing to decrypt
                 continue
             (kd / "SOURCE").write_text(
                 f"{meta['keys_source']}; ESP SA addresses as seen by "
-                f"{esp_side or 'both peers (identical without NAT)'}\n")
+                f"{esp_side or 'both peers (identical without NAT)'}\n"
+                + (f"esp_sa rewritten for Wireshark 4.0 ({', '.join(fixes)}); the plugin's "
+                   "original is esp_sa.orig\n" if fixes else ""))
         # logs and configs
         for ch in (ctx.left, ctx.right):
             if ch.logfile.exists():

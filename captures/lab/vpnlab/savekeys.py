@@ -142,29 +142,37 @@ def plugin_or_none() -> tuple[Path | None, str]:
 
 # ---------------------------------------------------------------------- fix-ups
 
-def fix_esp_sa(path: Path, icv_octets: int = 16) -> bool:
-    """Rewrite AEAD ESP lines that Wireshark 4.0 rejects; keep the original as esp_sa.orig.
+def fix_esp_sa(path: Path, icv_octets: int = 16) -> list[str]:
+    """Rewrite ESP lines that Wireshark 4.0 rejects; keep the original as esp_sa.orig.
 
-    The plugin writes ``"AES-GCM [RFC4106]"`` + ``"ANY 128 bit authentication [no checking]"``;
-    Wireshark 4.0 needs ``"AES-GCM with 16 octet ICV [RFC4106]"`` + ``"NULL"``.
+    Quirks of the 5.9.8 plugin's names (Wireshark matches UAT values exactly):
+    * AEAD SAs are written as ``"AES-GCM [RFC4106]"`` + ``"ANY 128 bit authentication [no
+      checking]"``; Wireshark 4.0 needs ``"AES-GCM with 16 octet ICV [RFC4106]"`` + ``"NULL"``
+      (the lab only uses 16-octet ICVs);
+    * 3DES is written as ``"TripleDes-CBC [RFC2451]"``; Wireshark's value is
+      ``"TripleDES-CBC [RFC2451]"``.
+    Returns the list of fixes applied.
     """
     if not path.exists():
-        return False
+        return []
     text = path.read_text()
-    if "AES-GCM [RFC4106]" not in text:
-        return False
-    shutil.copy(path, path.with_name("esp_sa.orig"))
+    fixes: list[str] = []
     out = []
     for line in text.splitlines():
-        if '"AES-GCM [RFC4106]"' in line:
-            fields = line.split(",")
+        fields = line.split(",")
+        if len(fields) == 8 and fields[4] == '"AES-GCM [RFC4106]"':
             fields[4] = f'"AES-GCM with {icv_octets} octet ICV [RFC4106]"'
             fields[6] = '"NULL"'
             fields[7] = '""'
-            line = ",".join(fields)
-        out.append(line)
-    path.write_text("\n".join(out) + "\n")
-    return True
+            fixes.append("AES-GCM name/ICV")
+        if len(fields) == 8 and fields[4] == '"TripleDes-CBC [RFC2451]"':
+            fields[4] = '"TripleDES-CBC [RFC2451]"'
+            fixes.append("TripleDES name")
+        out.append(",".join(fields))
+    if fixes:
+        shutil.copy(path, path.with_name("esp_sa.orig"))
+        path.write_text("\n".join(out) + "\n")
+    return sorted(set(fixes))
 
 
 # ------------------------------------------------------------- log-derived keys
@@ -192,7 +200,10 @@ _ESP_INTEG = {"HMAC_SHA1_96": "HMAC-SHA-1-96 [RFC2404]", "HMAC_MD5_96": "HMAC-MD
               "HMAC_SHA2_384_192": "HMAC-SHA-384-192 [RFC4868]",
               "HMAC_SHA2_512_256": "HMAC-SHA-512-256 [RFC4868]", None: "NULL"}
 
-_HEXLINE = re.compile(r"^\s*[0-9a-f]{4}: ((?:[0-9A-F]{2} ){1,16})", re.M)
+_TAG = re.compile(r"<(?:[^|>]*\|)?(\d+)>")
+_DUMP = re.compile(r"^\S+ \S+ \d+\[\w+\] (?:<[^>]*> )?\s*\d+: ((?:[0-9A-F]{2} ){1,16})")
+_MGR = re.compile(r"check(?:in|out) IKEv([12]) SA \S+\[(\d+)\] with SPIs ([0-9a-f]{16})_i "
+                  r"([0-9a-f]{16})_r")
 
 
 def _hexdump_after(lines: list[str], i: int, nbytes: int) -> str:
@@ -200,7 +211,7 @@ def _hexdump_after(lines: list[str], i: int, nbytes: int) -> str:
     out = ""
     j = i + 1
     while j < len(lines) and len(out) < 2 * nbytes:
-        m = re.search(r"\b[0-9]{4}: ((?:[0-9A-F]{2} ?){1,16})", lines[j])
+        m = _DUMP.match(lines[j])
         if not m:
             break
         out += m.group(1).replace(" ", "")
@@ -209,97 +220,104 @@ def _hexdump_after(lines: list[str], i: int, nbytes: int) -> str:
 
 
 def _parse_alg(proposal: str) -> tuple[str, int, str | None]:
+    """'AES_CBC_128/HMAC_SHA2_256_128/...' -> ('AES_CBC', 128, 'HMAC_SHA2_256_128')."""
     parts = proposal.split("/")
-    encr = parts[0]
-    m = re.match(r"([A-Z0-9_]+?)(?:_(\d+))?$", encr)
-    name, klen = (m.group(1), int(m.group(2) or 0)) if m else (encr, 0)
-    if name == "3DES_CBC":
-        klen = 0
+    m = re.match(r"(AES_GCM_16|AES_CBC|AES_CTR|3DES_CBC)(?:_(\d+))?$", parts[0])
+    name, klen = (m.group(1), int(m.group(2) or 0)) if m else (parts[0], 0)
     integ = next((p for p in parts[1:] if p.startswith("HMAC_")), None)
     return name, klen, integ
 
 
-def keys_from_log(logfile: Path, outdir: Path, spis: dict | None = None) -> dict:
+def keys_from_log(logfile: Path, outdir: Path, initiator: bool) -> dict:
     """Derive the three Wireshark tables from a charon debug log.
 
-    Expects the log levels set by :func:`strongswan.log_levels_for_keys`.  ``spis`` may
-    supply IKE SPIs ({ike_sa_unique_id: (spii, spir)}) when the log lacks them.
+    Needs the fallback log levels (``ike = 4``, ``chd = 4``, ``mgr = 2``, ``cfg = 2``).
+    IKE SPIs come from the manager's check-in lines (``<name|N>`` tags), algorithms from
+    ``selected proposal``, keys from the hex dumps of ``Sk_e*``/``Sk_a*`` (IKEv2),
+    ``encryption key Ka`` (IKEv1) and ``encryption/integrity initiator/responder key``
+    (CHILD SAs, paired with the ``adding inbound/outbound ESP SA`` lines).  ``initiator``
+    says whether this peer initiated the CHILD SAs (the lab's left side always does).
     Returns counters of what was written.
     """
-    text = logfile.read_text(errors="replace")
-    lines = text.splitlines()
-    ike2: list[str] = []
-    ike1: list[str] = []
+    lines = logfile.read_text(errors="replace").splitlines()
+    spis: dict[int, tuple[str, str, str]] = {}      # ike id -> (version, spii, spir)
+    ike_prop: dict[int, str] = {}
+    ike_keys: dict[int, dict[str, str]] = {}
+    ike1_ka: dict[int, str] = {}
     esp: list[str] = []
-    ike_prop = None
-    secrets: dict[str, str] = {}
-    cur_spis = None
-    for i, line in enumerate(lines):
-        m = re.search(r"selected proposal: IKE:(\S+)", line)
-        if m:
-            ike_prop = m.group(1)
-        m = re.search(r"IKE_SA \S+ established .*?|", line)
-        m = re.search(r"ike_sa_id ([0-9a-f]{16})_i\S* ([0-9a-f]{16})_r", line)
-        if m:
-            cur_spis = (m.group(1), m.group(2))
-        m = re.search(r"(Sk_ei|Sk_er|Sk_ai|Sk_ar|Sk_e|Sk_a) secret => (\d+) bytes", line)
-        if m:
-            secrets[m.group(1)] = _hexdump_after(lines, i, int(m.group(2)))
-            if all(k in secrets for k in ("Sk_ei", "Sk_er", "Sk_ai", "Sk_ar")) and cur_spis \
-                    and ike_prop:
-                name, klen, integ = _parse_alg(ike_prop)
-                encr_name = _IKEV2_ENCR.get((name, klen))
-                if encr_name:
-                    if name.startswith("AES_GCM"):
-                        integ = None
-                    ike2.append(",".join([cur_spis[0], cur_spis[1], secrets["Sk_ei"],
-                                          secrets["Sk_er"], f'"{encr_name}"',
-                                          secrets["Sk_ai"] if integ else "",
-                                          secrets["Sk_ar"] if integ else "",
-                                          f'"{_IKEV2_INTEG.get(integ, "NONE [RFC4306]")}"']))
-                secrets.clear()
-        m = re.search(r"encryption key Ka => (\d+) bytes", line)
-        if m and cur_spis:
-            ike1.append(f"{cur_spis[0]},{_hexdump_after(lines, i, int(m.group(1)))}")
-    # CHILD_SA keys: "... CHILD_SA ... {1} established with SPIs c1234567_i c7654321_o ..."
-    # The child key hexdumps ("encryption initiator key", ...) precede the establishment line.
-    pending: dict[str, str] = {}
     child_prop = None
+    ck: dict[str, str] = {}
+    pending_sa: dict[str, tuple[str, str, str]] = {}
     for i, line in enumerate(lines):
-        m = re.search(r"selected proposal: ESP:(\S+)", line)
+        tag = _TAG.search(line)
+        sa = int(tag.group(1)) if tag else 0
+        m = _MGR.search(line)
+        if m and m.group(4) != "0" * 16:
+            spis[int(m.group(2))] = (m.group(1), m.group(3), m.group(4))
+            continue
+        m = re.search(r"selected proposal: (IKE|ESP):(\S+)", line)
         if m:
-            child_prop = m.group(1)
+            if m.group(1) == "IKE":
+                ike_prop.setdefault(sa, m.group(2))
+                if "Sk_er" in ike_keys.get(sa, {}):
+                    # a rekeyed IKE SA's proposal logged in the old SA's context
+                    ike_prop[max(ike_prop) + 1 if ike_prop else sa] = m.group(2)
+            else:
+                child_prop = m.group(2)
+            continue
+        m = re.search(r"(Sk_ei|Sk_er|Sk_ai|Sk_ar) secret => (\d+) bytes", line)
+        if m:
+            target = sa
+            # keys of a new IKE SA (IKE rekey) are derived in the old SA's context
+            while m.group(1) in ike_keys.get(target, {}):
+                target += 1
+            ike_keys.setdefault(target, {})[m.group(1)] = _hexdump_after(lines, i,
+                                                                          int(m.group(2)))
+            continue
+        m = re.search(r"encryption key Ka => (\d+) bytes", line)
+        if m:
+            ike1_ka.setdefault(sa, _hexdump_after(lines, i, int(m.group(1))))
+            continue
         m = re.search(r"(encryption|integrity) (initiator|responder) key => (\d+) bytes", line)
         if m:
-            pending[f"{m.group(1)}_{m.group(2)}"] = _hexdump_after(lines, i, int(m.group(3)))
-        m = re.search(r"CHILD_SA \S+ established with SPIs ([0-9a-f]{8})_i ([0-9a-f]{8})_o "
-                      r"and TS (\S+) === (\S+)", line)
-        if m and child_prop and "encryption_initiator" in pending:
-            spi_in, spi_out = m.group(1), m.group(2)
-            name, _klen, integ = _parse_alg(child_prop)
-            addrs = re.findall(r"between (\S+?)\[.*?\]\.\.\.(\S+?)\[", text[: text.find(line)])
-            if not addrs:
-                continue
-            local, remote = addrs[-1]
-            local = local.split("[")[0]
-            remote = remote.split("[")[0]
-            enc = _ESP_ENCR.get(name)
-            integ_name = _ESP_INTEG.get(None if name.startswith("AES_GCM") else integ)
-            if not enc:
-                continue
-            initiator = "initiator" in line or True
-            del initiator
-            # which direction is "initiator" depends on the role; record both with SPIs
-            role_i = pending.get("role") != "responder"
-            out_key = "initiator" if role_i else "responder"
-            in_key = "responder" if role_i else "initiator"
-            esp.append(f'"IPv4","{local}","{remote}","0x{spi_out}","{enc}",'
-                       f'"0x{pending[f"encryption_{out_key}"]}","{integ_name}",'
-                       f'"0x{pending.get(f"integrity_{out_key}", "")}"')
-            esp.append(f'"IPv4","{remote}","{local}","0x{spi_in}","{enc}",'
-                       f'"0x{pending[f"encryption_{in_key}"]}","{integ_name}",'
-                       f'"0x{pending.get(f"integrity_{in_key}", "")}"')
-            pending.clear()
+            ck[f"{m.group(1)}_{m.group(2)}"] = _hexdump_after(lines, i, int(m.group(3)))
+            continue
+        m = re.search(r"adding (inbound|outbound) ESP SA", line)
+        if m and i + 1 < len(lines):
+            m2 = re.search(r"SPI 0x([0-9a-f]{8}), src (\S+) dst (\S+)", lines[i + 1])
+            if m2 and child_prop and "encryption_initiator" in ck:
+                name, _klen, integ = _parse_alg(child_prop)
+                gcm = name.startswith("AES_GCM")
+                enc = _ESP_ENCR.get(name)
+                iname = _ESP_INTEG.get(None if gcm else integ)
+                # outbound uses the initiator's keys when we initiated the CHILD SA
+                mine = "initiator" if initiator else "responder"
+                other = "responder" if initiator else "initiator"
+                who = mine if m.group(1) == "outbound" else other
+                if enc and iname:
+                    esp.append(f'"IPv4","{m2.group(2)}","{m2.group(3)}","0x{m2.group(1)}",'
+                               f'"{enc}","0x{ck[f"encryption_{who}"]}","{iname}",'
+                               f'"{("0x" + ck[f"integrity_{who}"]) if not gcm else ""}"')
+                pending_sa[m.group(1)] = (m2.group(1), m2.group(2), m2.group(3))
+                if len(pending_sa) == 2:
+                    pending_sa.clear()
+                    ck.clear()
+    ike2: list[str] = []
+    for sa, keys in sorted(ike_keys.items()):
+        if sa not in spis or sa not in ike_prop:
+            continue
+        name, klen, integ = _parse_alg(ike_prop[sa])
+        gcm = name.startswith("AES_GCM")
+        if not {"Sk_ei", "Sk_er"} <= set(keys) or (not gcm and len(keys) < 4):
+            continue
+        encr_name = _IKEV2_ENCR.get((name, klen))
+        if not encr_name:
+            continue
+        ike2.append(",".join([spis[sa][1], spis[sa][2], keys["Sk_ei"], keys["Sk_er"],
+                              f'"{encr_name}"', "" if gcm else keys["Sk_ai"],
+                              "" if gcm else keys["Sk_ar"],
+                              f'"{_IKEV2_INTEG[None if gcm else integ]}"']))
+    ike1 = [f"{spis[sa][1]},{ka}" for sa, ka in sorted(ike1_ka.items()) if sa in spis]
     outdir.mkdir(parents=True, exist_ok=True)
     for name, rows in (("ikev2_decryption_table", ike2), ("ikev1_decryption_table", ike1),
                        ("esp_sa", esp)):

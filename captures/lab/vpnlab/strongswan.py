@@ -109,7 +109,7 @@ class Charon:
                 "load": "yes", "ike": "yes", "esp": "yes", "wireshark_keys": str(self.keys_dir)}
         else:
             # log-derived keys need the key material and SPIs in the log
-            base["charon"]["filelog"]["lab"].update({"ike": 4, "chd": 4, "enc": 2})
+            base["charon"]["filelog"]["lab"].update({"ike": 4, "chd": 4, "mgr": 2})
         self.settings = merge(base, settings)
         self.swanctl_conf = swanctl
         self.conf.write_text(render(self.settings) + "\n")
