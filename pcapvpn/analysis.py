@@ -137,10 +137,54 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     vmap = {v.tunnel: v for v in verdicts}
     report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
     report.ike_sas = [m.ike_sa_dict(sa, start, names) for sa in state.ike_sas]
+    _message_texts(state.ike_sas, report.ike_sas)
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]
     report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in state.keepalives]
     report.thresholds = asdict(options.thresholds)
     return Result(report, state, findings, verdicts)
+
+
+def _message_texts(sas, dicts) -> None:
+    """Add the cleartext texts of each IKE message to its dict: ``vendor_ids`` (known name, or the
+    text of a printable unknown one, else ``UNKNOWN:<hex>``) and ``identities`` (ID payloads sent
+    in the clear: IKEv1 Aggressive Mode, anything unencrypted).  Capture text: renderers escape it,
+    --redact replaces identities.  (Belongs in model.ike_message_dict; kept here for now.)"""
+    from dissect.vpn import registry as reg
+    from dissect.vpn import vendor_ids as vid
+
+    for sa, d in zip(sas, dicts):
+        for msg, md in zip(sa.messages, d["messages"]):
+            names = []
+            for v in msg.vendor_ids or ():
+                v = bytes(v)
+                if vid.lookup(v) is None and v and all(0x20 <= b < 0x7F for b in v):
+                    names.append(repr(v.decode("ascii"))[1:-1])
+                else:
+                    names.append(vid.describe(v))
+            ids = []
+            parsed = getattr(msg, "msg", None)
+            for p in getattr(parsed, "payloads", ()) or ():
+                if getattr(p, "type", None) not in ((35, 36) if msg.version == 2 else (5,)) \
+                        or not hasattr(p, "id_type"):
+                    continue
+                ids.append(f"{reg.payload_name(msg.version, p.type)} "
+                           f"{reg.id_type_name(msg.version, p.id_type)} {_id_text(p)}")
+            md["vendor_ids"] = names
+            md["identities"] = ids
+
+
+def _id_text(p) -> str:
+    v = p.value
+    if isinstance(v, str):
+        return v
+    if isinstance(v, tuple) and len(v) == 2 and all(len(x) in (4, 16) for x in v):
+        return f"{m.addr(v[0])}/{m.addr(v[1])}"
+    if isinstance(v, (bytes, bytearray)) and len(v) in (4, 16) and p.id_type in (1, 5):
+        return m.addr(bytes(v))
+    b = bytes(p.data)
+    if b and all(0x20 <= c < 0x7F for c in b):
+        return b.decode("ascii")
+    return f"<{len(b)} bytes> {b[:32].hex()}"
 
 
 def build_report(sources, decoder: Decoder, tracker) -> m.Report:
