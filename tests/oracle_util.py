@@ -47,6 +47,9 @@ class RecordingSink(NullSink):
     def __init__(self):
         self.ike_events = []     # (frame, ipver, src, dst, sport, dport, transport, msg, frames)
         self.esp_events = []     # (frame, spi, seq)
+        self.esp_packets = []    # (frame, src, dst, sport, dport, spi, seq, length)
+        self.ah_events = []      # (frame, src, dst, spi, seq, length)
+        self.datagrams = []      # (frame, src, sport, dst, dport): IKE, ESP and keepalives on UDP
         self.icmp_frames = []    # frames carrying an ICMP error
         self.incomplete = set()  # frames of fragment sets never completed
         self.errors = []         # (frame, reason)
@@ -54,9 +57,24 @@ class RecordingSink(NullSink):
     def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
         self.ike_events.append((ref[1], ipver, src, dst, sport, dport, transport, msg,
                                 tuple(f[1] for f in frames)))
+        if transport == "udp":
+            self.datagrams.append((ref[1], src, sport, dst, dport))
 
     def esp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
         self.esp_events.append((ref[1], spi, seq))
+        self.esp_packets.append((ref[1], src, dst, sport, dport, spi, seq, length))
+        if sport >= 0:
+            self.datagrams.append((ref[1], src, sport, dst, dport))
+
+    def esp_tcp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
+        self.esp_events.append((ref[1], spi, seq))
+        self.esp_packets.append((ref[1], src, dst, sport, dport, spi, seq, length))
+
+    def ah(self, ref, ts, ipver, src, dst, spi, seq, length):
+        self.ah_events.append((ref[1], src, dst, spi, seq, length))
+
+    def keepalive(self, ref, ts, ipver, src, dst, sport, dport):
+        self.datagrams.append((ref[1], src, sport, dst, dport))
 
     def icmp_error(self, ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted):
         self.icmp_frames.append(ref[1])
@@ -262,10 +280,10 @@ def _tshark_transform(t, v2):
         ttype = _int(_first(t, "isakmp.trans.number"))
         tid = _int(_first(t, "isakmp.trans.id"))
         key = None
+    keys = (key,) if v2 else ("isakmp.ike.attr.key_length", "isakmp.ipsec.attr.key_length")
     kl = None
     for c in t.iter("field"):
-        n = c.get("name") or ""
-        if (n == key) if v2 else n in ("isakmp.ike.attr.key_length", "isakmp.ipsec.attr.key_length"):
+        if c.get("name") in keys:
             kl = _int(c.get("show"))
             break
     return (ttype, tid, kl)
@@ -279,8 +297,8 @@ def _tshark_sa(p, v2):
         spi = _first(pr, "isakmp.spi", "value") or ""
         transforms = [_tshark_transform(t, v2) for t in _fields(pr, "isakmp.typepayload")
                       if t.get("show") == "3"]
-        props.append((_int(_first(pr, "isakmp.prop.number")), _int(_first(pr, "isakmp.prop.protoid")),
-                      spi, transforms))
+        props.append((_int(_first(pr, "isakmp.prop.number")),
+                      _int(_first(pr, "isakmp.prop.protoid")), spi, transforms))
     return props
 
 

@@ -121,7 +121,8 @@ def _our_layers(capture, sink, tshark_frames) -> dict:
         layers.setdefault(frame, []).append(("ike", False, our_message(msg)))
     for frame, spi, seq in sink.esp_events:
         layers.setdefault(frame, []).append(("esp", False, (spi, seq)))
-    icmp = set(sink.icmp_frames) | {f for f, ls in tshark_frames.items() if any(q for _k, q, _r in ls)}
+    icmp = set(sink.icmp_frames)
+    icmp |= {f for f, ls in tshark_frames.items() if any(q for _k, q, _r in ls)}
     for frame, found in our_quoted(capture, sorted(icmp)).items():
         for item in found:
             if item[0] == "ike":
