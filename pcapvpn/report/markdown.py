@@ -20,6 +20,22 @@ def _md(s) -> str:
     return _TAG.sub("&lt;", str(s).replace("|", "\\|"))
 
 
+def _ladders(report) -> list[str]:
+    """Each IKE SA's ladder as a fenced text diagram (a fence longer than any backtick run in
+    it, so capture text cannot close it)."""
+    from pcapvpn.report import ladder
+
+    out = []
+    marks = ladder.finding_marks(report.findings)
+    for sa in report.ike_sas:
+        lad = ladder.layout(sa, marks)
+        body = ladder.text(lad)
+        run = max((len(r) for r in re.findall(r"`+", body)), default=0)
+        fence = "`" * max(3, run + 1)
+        out += ["", f"#### Ladder: {_md(sa['id'])}", "", fence + "text", body, fence]
+    return out
+
+
 def render_markdown(report) -> str:
     cap = report.capture
     fmap = {f.id: f for f in report.findings}
@@ -55,6 +71,7 @@ def render_markdown(report) -> str:
     if ike:
         out += ["", "### IKE exchanges", ""]
         out.append(tabulate([[_md(c) for c in r] for r in ike[1]], headers=ike[0], tablefmt="github"))
+        out += _ladders(report)
     esp = esp_rows(report)
     if esp:
         out += ["", "### ESP/AH SAs", ""]
