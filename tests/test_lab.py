@@ -143,8 +143,9 @@ def test_lab_live_subset(tmp_path):
         pytest.skip(msg)
     if not Path("/dev/net/tun").exists():
         (pytest.fail if CI else pytest.skip)("/dev/net/tun missing (kernel-libipsec needs it)")
-    cp = subprocess.run([str(LAB / "run"), "--fast", "--out", str(tmp_path)],
-                        capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, PYTHONPATH=str(LAB))
+    cp = subprocess.run([sys.executable, "-m", "vpnlab", "--fast", "--out", str(tmp_path)],
+                        capture_output=True, text=True, timeout=600, env=env)
     print(cp.stderr[-4000:])
     assert cp.returncode == 0, f"lab run failed:\n{cp.stderr[-4000:]}"
     fast = sorted(p.parent.name for p in tmp_path.glob("*/expected.json"))

@@ -14,11 +14,10 @@ from . import LAB_DIR, pki, proc, savekeys
 from .lab import execute
 from .scenarios import SCENARIOS
 
-# packages the lab needs (Debian bookworm), for the error message and the README
-DEBIAN_PACKAGES = ("strongswan-charon strongswan-swanctl libstrongswan-standard-plugins "
-                   "libstrongswan-extra-plugins libcharon-extra-plugins strongswan-pki "
-                   "openvpn nftables iproute2 ethtool iputils-ping tcpdump tshark "
-                   "gcc make libc6-dev")
+# packages the lab needs (Debian bookworm): one per line in captures/lab/packages.txt
+DEBIAN_PACKAGES = " ".join(
+    line.strip() for line in (LAB_DIR / "packages.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#"))
 TOOLS = ("ip", "nft", "tc", "ethtool", "ping", "tcpdump", "tshark", "swanctl", "pki",
          "openvpn", "unshare")
 

@@ -110,7 +110,10 @@ def build_plugin(force: bool = False) -> Path:
     if not (tree / "configure").exists():
         log(f"unpacking {tarball.name}")
         with tarfile.open(tarball) as tf:
-            tf.extractall(BUILD_DIR / "src", filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tf.extractall(BUILD_DIR / "src", filter="data")
+            else:  # Python without the extraction filters (older 3.11 builds)
+                tf.extractall(BUILD_DIR / "src")
     if not (tree / "config.h").exists():
         log("configure (only to obtain config.h)")
         run(["./configure", "--disable-defaults", "--enable-charon", "--enable-ikev1",
