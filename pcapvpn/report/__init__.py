@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-FORMATS = ("text", "json", "markdown")
+FORMATS = ("text", "json", "markdown", "html")
 
 
-def render(report, fmt: str, color: bool = False) -> str:
+def render(report, fmt: str, color: bool = False, lang: str = "en", redacted: bool = False) -> str:
+    """``lang`` (en, ja) applies to text, Markdown and HTML; JSON stays English."""
     if fmt == "json":
         from pcapvpn.report.json import render_json
         return render_json(report)
+    if fmt == "html":
+        from pcapvpn.report.html import render_html
+        return render_html(report, lang=lang, redacted=redacted)
+    if lang != "en":
+        from pcapvpn.i18n import localize
+        report = localize(report, lang)
     if fmt == "markdown":
         from pcapvpn.report.markdown import render_markdown
         return render_markdown(report)

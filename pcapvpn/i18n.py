@@ -1,0 +1,260 @@
+"""Report languages (``--lang en|ja``): gettext message catalogs, stdlib only.
+
+Catalogs live in ``pcapvpn/locale/<lang>/LC_MESSAGES/pcapvpn.po``.  The ``.po`` is the source of
+truth and is compiled in memory when first used (a few milliseconds, so there is no ``.mo`` that
+could drift from it); a ``pcapvpn.mo`` beside it that is newer than the ``.po`` is used instead
+(packagers may build one with ``python -m pcapvpn.i18n`` or GNU ``msgfmt``).
+
+What is translated, and how it is keyed:
+
+- report headings and labels: ``msgid`` = the English text;
+- each finding code's one-line title: ``msgctxt "title"``, ``msgid`` = the code (the English
+  report shows the finding's own title, which carries numbers and addresses; the Japanese one
+  shows the translated title and keeps those specifics in the detail);
+- each code's meaning (the explanation) and advice: ``msgid`` = the English text of the registry
+  (``pcapvpn.findings.REGISTRY``), so a reworded English text shows up as untranslated;
+- text built with values (advice naming a peer, ...): a ``msgid`` with ``{name}`` placeholders
+  is a template: the English text is matched against it and the values are carried over (each
+  value itself translated when the catalog knows it, e.g. "initiator").
+
+Finding codes, JSON keys and Wireshark filters are never translated; JSON output stays English.
+"""
+
+from __future__ import annotations
+
+import ast
+import gettext
+import io
+import re
+import struct
+from functools import lru_cache
+from pathlib import Path
+
+LANGS = ("en", "ja")
+DOMAIN = "pcapvpn"
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+_CTX = "\x04"  # gettext's msgctxt separator
+_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
+def po_path(lang: str) -> Path:
+    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+# -- .po → .mo (a small msgfmt: msgctxt, msgid, msgstr, continued strings; no plurals) ----------
+
+def parse_po(text: str) -> list[tuple[str | None, str, str, bool]]:
+    """Entries ``(msgctxt, msgid, msgstr, fuzzy)`` of a .po file (header entry included)."""
+    entries = []
+    cur: dict = {}
+    key = None
+    fuzzy = False
+
+    def flush():
+        nonlocal cur, fuzzy
+        if "msgid" in cur:
+            entries.append((cur.get("msgctxt"), cur["msgid"], cur.get("msgstr", ""), fuzzy))
+        cur = {}
+        fuzzy = False
+
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            if line.startswith("#,") and "fuzzy" in line:
+                if "msgid" in cur:
+                    flush()
+                fuzzy = True
+            continue
+        m = re.match(r"(msgctxt|msgid|msgstr)\s+(\".*\")$", line)
+        if m:
+            kw = m.group(1)
+            if kw in ("msgctxt", "msgid") and "msgstr" in cur:
+                keep_fuzzy = fuzzy
+                flush()
+                fuzzy = keep_fuzzy
+            key = kw
+            cur[key] = _unquote(m.group(2), lineno)
+        elif line.startswith('"') and key is not None:
+            cur[key] += _unquote(line, lineno)
+        else:
+            raise ValueError(f"line {lineno}: cannot parse {raw!r}")
+    flush()
+    return entries
+
+
+def _unquote(s: str, lineno: int) -> str:
+    try:
+        v = ast.literal_eval(s)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"line {lineno}: bad string {s!r}") from None
+    if not isinstance(v, str):
+        raise ValueError(f"line {lineno}: bad string {s!r}")
+    return v
+
+
+def compile_po(text: str) -> bytes:
+    """The GNU .mo bytes of a .po text (fuzzy and untranslated entries are left out)."""
+    cat = {}
+    for ctx, msgid, msgstr, fuzzy in parse_po(text):
+        if (fuzzy and msgid) or not msgstr:
+            continue
+        key = (ctx + _CTX + msgid) if ctx is not None else msgid
+        cat[key.encode()] = msgstr.encode()
+    keys = sorted(cat)
+    n = len(keys)
+    ids = b""
+    strs = b""
+    offs = []
+    for k in keys:
+        offs.append((len(ids), len(k), len(strs), len(cat[k])))
+        ids += k + b"\0"
+        strs += cat[k] + b"\0"
+    start_ids = 7 * 4 + 16 * n
+    start_strs = start_ids + len(ids)
+    out = struct.pack("<7I", 0x950412DE, 0, n, 7 * 4, 7 * 4 + 8 * n, 0, 0)
+    out += b"".join(struct.pack("<2I", ln, start_ids + o) for o, ln, _s, _l in offs)
+    out += b"".join(struct.pack("<2I", sl, start_strs + so) for _o, _ln, so, sl in offs)
+    return out + ids + strs
+
+
+@lru_cache(maxsize=None)
+def translations(lang: str) -> gettext.NullTranslations:
+    if lang == "en":
+        return gettext.NullTranslations()
+    if lang not in LANGS:
+        raise ValueError(f"unknown language {lang!r} (known: {', '.join(LANGS)})")
+    po = po_path(lang)
+    mo = po.with_suffix(".mo")
+    if mo.is_file() and (not po.is_file() or mo.stat().st_mtime >= po.stat().st_mtime):
+        with open(mo, "rb") as f:
+            return gettext.GNUTranslations(f)
+    return gettext.GNUTranslations(io.BytesIO(compile_po(po.read_text(encoding="utf-8"))))
+
+
+# -- the interface the renderers use ---------------------------------------------------------
+
+class Lang:
+    """Translations for one language; English returns its input."""
+
+    def __init__(self, lang: str = "en"):
+        self.code = lang
+        self.t = translations(lang)
+        self._templates = None
+
+    @property
+    def english(self) -> bool:
+        return self.code == "en"
+
+    def _(self, text: str) -> str:
+        """A heading or label."""
+        return self.t.gettext(text)
+
+    def has(self, text: str) -> bool:
+        return self.english or self.t.gettext(text) != text
+
+    def title(self, code: str, english: str) -> str:
+        """The finding's title: English keeps the finding's own (specific) title."""
+        if self.english:
+            return english
+        tr = self.t.pgettext("title", code)
+        return tr if tr != code else english
+
+    def has_title(self, code: str) -> bool:
+        return self.english or self.t.pgettext("title", code) != code
+
+    def text(self, english: str) -> str:
+        """A meaning / advice / explanation sentence: exact entry, else a template, else as is."""
+        if self.english or not english:
+            return english
+        tr = self.t.gettext(english)
+        if tr != english:
+            return tr
+        return self._template(english) or english
+
+    def _template(self, english: str) -> str | None:
+        if self._templates is None:
+            self._templates = []
+            cat = getattr(self.t, "_catalog", {})
+            for msgid, msgstr in cat.items():
+                if not isinstance(msgid, str) or _CTX in msgid or "{" not in msgid:
+                    continue
+                names = _PLACEHOLDER.findall(msgid)
+                if not names:
+                    continue
+                pat = "".join(f"(?P<{p}>.+?)" if i % 2 else re.escape(p)
+                              for i, p in enumerate(_PLACEHOLDER.split(msgid)))
+                self._templates.append((re.compile(pat + r"\Z", re.S), msgstr))
+        for rx, msgstr in self._templates:
+            m = rx.match(english)
+            if m:
+                vals = {k: self.t.gettext(v) for k, v in m.groupdict().items()}
+                try:
+                    return msgstr.format(**vals)
+                except (KeyError, IndexError, ValueError):
+                    return None
+        return None
+
+
+def localize(report, lang: str):
+    """A copy of ``report`` whose findings' titles, advice and tunnels' notes are in ``lang``
+    (for the text and Markdown renderers, which print the model as it is).  The translated title
+    keeps the English one, which names the exchange, peer and numbers, after a colon."""
+    import copy
+    import dataclasses
+
+    tr = Lang(lang)
+    if tr.english:
+        return report
+    r = copy.copy(report)
+    out = []
+    for f in report.findings:
+        t = tr.title(f.code, f.title)
+        out.append(dataclasses.replace(
+            f, title=f"{t}: {f.title}" if t != f.title else f.title,
+            detail=tr.text(f.detail), advice=[tr.text(a) for a in f.advice]))
+    r.findings = out
+    r.tunnels = [{**t, "not_seen": [tr.text(n) for n in t.get("not_seen") or ()]}
+                 for t in report.tunnels]
+    return r
+
+
+def missing(lang: str) -> list[str]:
+    """What the catalog of ``lang`` lacks for the registered finding codes (title, meaning,
+    every default advice): one line per gap."""
+    from pcapvpn.findings import REGISTRY
+    from pcapvpn.rules import load_all
+
+    load_all()
+    tr = Lang(lang)
+    out = []
+    for code, spec in sorted(REGISTRY.items()):
+        if not tr.has_title(code):
+            out.append(f"{code}: title")
+        if not tr.has(spec.meaning):
+            out.append(f"{code}: meaning: {spec.meaning[:60]}")
+        for a in spec.advice:
+            if not tr.has(a):
+                out.append(f"{code}: advice: {a[:60]}")
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m pcapvpn.i18n``: write pcapvpn.mo beside every catalog; list gaps."""
+    import sys
+
+    rc = 0
+    for lang in LANGS[1:]:
+        po = po_path(lang)
+        po.with_suffix(".mo").write_bytes(compile_po(po.read_text(encoding="utf-8")))
+        translations.cache_clear()
+        gaps = missing(lang)
+        for g in gaps:
+            print(f"{lang}: missing {g}", file=sys.stderr)
+        rc |= bool(gaps)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

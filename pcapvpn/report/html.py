@@ -1,0 +1,584 @@
+"""``--format html``: one self-contained page for a ticket.
+
+Inline CSS and SVG only: no script, no external fetch (fonts, images, styles), readable on a
+phone (fluid layout, SVGs scale to the width) and printable (``@media print``).  Contents: the
+verdict per tunnel; each finding with its meaning, evidence, Wireshark filter and advice; per IKE
+SA a ladder diagram (:mod:`pcapvpn.report.ladder`); per tunnel an ESP timeline (packets per
+second per direction per SPI from the SAs' time bins, sequence gaps, where a direction stops,
+rekeys); the capture summary with what could not be seen and why.
+
+Everything that comes from the capture (vendor IDs, identities, file names, free text in the
+findings) goes through :func:`esc`; nothing is ever inserted unescaped.  A renderer never computes
+a diagnosis: colours and marks come from the model and the findings.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import math
+
+from pcapvpn.i18n import Lang
+from pcapvpn.report import ladder as _ladder
+from pcapvpn.report.summary import VERDICT_ORDER, findings_by_tunnel, frames_text, summary_rows
+
+CSS = """
+:root{--fg:#1b1f23;--muted:#5a6169;--bg:#fff;--line:#d0d7de;--card:#f6f8fa;
+--failing:#b42318;--degraded:#b54708;--unknown:#175cd3;--healthy:#067647;
+--critical:#7a0916;--error:#b42318;--warning:#b54708;--info:#175cd3}
+*{box-sizing:border-box}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Noto Sans CJK JP",
+"Hiragino Sans",Meiryo,sans-serif;color:var(--fg);background:var(--bg);margin:0;padding:0 12px 40px}
+main{max-width:980px;margin:0 auto}
+h1{font-size:1.45em;margin:.8em 0 .2em}h2{font-size:1.2em;margin:1.6em 0 .5em;border-bottom:2px solid var(--line);
+padding-bottom:.2em}h3{font-size:1.02em;margin:.2em 0 .3em}h4{font-size:.95em;margin:.8em 0 .2em}
+p{margin:.35em 0}.muted{color:var(--muted)}small{font-size:.85em}
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"Noto Sans Mono CJK JP",monospace;font-size:.9em}
+.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
+table{border-collapse:collapse;width:100%;font-size:.92em}
+th,td{border:1px solid var(--line);padding:4px 7px;text-align:left;vertical-align:top}
+th{background:var(--card)}td.num{text-align:right;white-space:nowrap}
+.badge{display:inline-block;padding:1px 7px;border-radius:10px;color:#fff;font-size:.78em;
+font-weight:700;letter-spacing:.02em;vertical-align:middle;white-space:nowrap}
+.v-failing{background:var(--failing)}.v-degraded{background:var(--degraded)}
+.v-unknown{background:var(--unknown)}.v-healthy{background:var(--healthy)}
+.s-critical{background:var(--critical)}.s-error{background:var(--error)}
+.s-warning{background:var(--warning)}.s-info{background:var(--info)}
+.finding{border:1px solid var(--line);border-left:6px solid var(--info);border-radius:6px;
+padding:8px 12px;margin:10px 0;background:#fff;break-inside:avoid}
+.finding.sev-critical,.finding.sev-error{border-left-color:var(--error)}
+.finding.sev-warning{border-left-color:var(--warning)}
+.finding .meta{color:var(--muted);font-size:.85em}
+.finding .detail{white-space:pre-wrap;overflow-wrap:anywhere}
+.finding .orig{font-size:.9em}
+dl.ev{display:grid;grid-template-columns:max-content 1fr;gap:2px 10px;margin:.5em 0;font-size:.9em}
+dl.ev dt{color:var(--muted)}dl.ev dd{margin:0;overflow-wrap:anywhere}
+code.filter{display:block;background:var(--card);border:1px solid var(--line);border-radius:4px;
+padding:4px 6px;user-select:all;-webkit-user-select:all;overflow-wrap:anywhere;white-space:pre-wrap}
+ol.advice{margin:.2em 0 .2em 1.3em;padding:0}ol.advice li{margin:.15em 0}
+.notseen{background:#fffbe6;border:1px solid #f0d98c;border-radius:6px;padding:6px 12px;margin:8px 0}
+.notseen ul{margin:.2em 0 .2em 1.2em;padding:0}
+figure{margin:12px 0 18px;break-inside:avoid}figcaption{font-size:.9em;color:var(--muted);margin-bottom:4px}
+svg.ladder,svg.timeline{width:100%;height:auto;max-width:760px;display:block;background:#fff;
+border:1px solid var(--line);border-radius:6px}
+svg text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Noto Sans CJK JP",sans-serif}
+svg .m{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.legend{font-size:.82em;color:var(--muted);margin:4px 0}
+.legend span{margin-right:12px;white-space:nowrap}
+details{margin:6px 0}summary{cursor:pointer;color:var(--muted);font-size:.9em}
+.sw{display:inline-block;width:18px;height:0;border-top:2px solid;vertical-align:middle;margin-right:4px}
+footer{margin-top:30px;color:var(--muted);font-size:.85em;border-top:1px solid var(--line);padding-top:8px}
+@media (max-width:600px){body{font-size:14px;padding:0 8px 30px}dl.ev{grid-template-columns:1fr}
+th,td{padding:3px 4px}}
+@media print{body{padding:0;font-size:11pt}main{max-width:none}a{color:inherit;text-decoration:none}
+details{display:block}summary{display:none}.finding,figure,table{break-inside:avoid}
+h2{break-after:avoid}.scroll{overflow:visible}}
+"""
+
+COLORS = {"req": "#1f4e79", "resp": "#067647", "retx": "#c2410c", "dup": "#8a8f98",
+          "lost": "#b42318", "float": "#6d28d9", "grid": "#e5e7eb", "life": "#9aa4b2",
+          "bar0": "#2563eb", "bar1": "#0d9488", "gap": "#fde68a", "stop": "#b42318",
+          "rekey": "#6d28d9", "seq": "#b42318"}
+
+
+def esc(s) -> str:
+    """Escape any value for HTML text and attribute values (quotes included)."""
+    return _html.escape("" if s is None else str(s), quote=True)
+
+
+def _clip(s: str, n: int) -> str:
+    return s if len(s) <= n else s[:max(0, n - 1)] + "…"
+
+
+def _fmt_t(t) -> str:
+    return "-" if t is None else f"{t:.3f}"
+
+
+# -- ladder SVG --------------------------------------------------------------------------------
+
+def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
+    W = 600
+    TW = 62                    # time column
+    xl, xr = TW + 34, W - 34   # lifelines
+    top = 58
+    ys = []
+    y = top
+    for r in lad.rows:
+        h = 44 if r.kind == "msg" else 26
+        ys.append((y, h))
+        y += h
+    H = y + 14
+    o = [f'<svg class="ladder" viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg" '
+         f'role="img" aria-label="{esc(L._("Ladder diagram") + " " + lad.sa_id)}">',
+         '<defs>'
+         + "".join(f'<marker id="ah-{k}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+                   f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" '
+                   f'fill="{COLORS[k]}"/></marker>' for k in ("req", "resp", "retx", "dup"))
+         + '</defs>']
+    # peers
+    for x, peer, anchor in ((xl, lad.left, "start"), (xr, lad.right, "end")):
+        tx = 6 if anchor == "start" else W - 6
+        o.append(f'<text x="{tx}" y="18" text-anchor="{anchor}" font-size="13" font-weight="700" '
+                 f'class="m">{esc(_clip(peer.address, 40))}</text>')
+        ports = ("UDP " + ", ".join(str(p) for p in peer.ports)) if peer.ports else ""
+        role = L._("initiator") if peer is lad.left else L._("responder")
+        o.append(f'<text x="{tx}" y="34" text-anchor="{anchor}" font-size="11" fill="#5a6169">'
+                 f'{esc(role)}{esc(" · " + ports if ports else "")}</text>')
+        o.append(f'<line x1="{x}" y1="42" x2="{x}" y2="{H - 6}" stroke="{COLORS["life"]}" '
+                 f'stroke-width="2"/>')
+    o.append(f'<text x="4" y="52" font-size="10" fill="#5a6169">{esc(L._("t (s)"))}</text>')
+    lane = xr - xl
+    mid = (xl + xr) / 2
+    for r, (y0, h) in zip(lad.rows, ys):
+        if r.kind == "elided":
+            o.append(f'<text x="{mid}" y="{y0 + 17}" text-anchor="middle" font-size="11" '
+                     f'font-style="italic" fill="#5a6169">{esc(_clip(r.text, 90))}</text>')
+            continue
+        if r.kind == "float":
+            yy = y0 + 13
+            o.append(f'<g><title>{esc(r.text)}</title>'
+                     f'<line x1="{xl}" y1="{yy}" x2="{xr}" y2="{yy}" stroke="{COLORS["float"]}" '
+                     f'stroke-width="6" stroke-opacity=".18"/>'
+                     f'<text x="{mid}" y="{yy + 4}" text-anchor="middle" font-size="11" '
+                     f'font-weight="700" fill="{COLORS["float"]}">'
+                     f'{esc(L._("NAT-T: IKE moves to UDP 4500"))}</text>'
+                     f'<text x="4" y="{yy + 4}" font-size="10" class="m">{_fmt_t(r.t)}</text></g>')
+            continue
+        ya = y0 + 20
+        kind = ("dup" if r.copy == "duplicate" else "retx" if r.copy == "retransmission"
+                else "resp" if r.response else "req")
+        color = COLORS["lost"] if r.unanswered else COLORS[kind]
+        dash = {"retx": ' stroke-dasharray="7 4"', "dup": ' stroke-dasharray="2 3"'}.get(kind, "")
+        x1, x2 = (xl, xr) if r.rightward else (xr, xl)
+        tip = [f"{r.label}", f"{r.src} → {r.dst}",
+               f"{L._('frames')}: {', '.join(str(f) for f in r.frames)}", r.details]
+        if r.codes:
+            tip.append(", ".join(r.codes))
+        g = [f'<g><title>{esc(chr(10).join(t for t in tip if t))}</title>']
+        g.append(f'<text x="4" y="{ya + 4}" font-size="10" class="m">{_fmt_t(r.t)}</text>')
+        if r.dt is not None and r.dt >= 0.0005:
+            g.append(f'<text x="4" y="{ya + 16}" font-size="9" fill="#5a6169" class="m">'
+                     f'+{r.dt:.3f}</text>')
+        if r.unanswered:
+            xe = x1 + (x2 - x1) * 0.82
+            g.append(f'<line x1="{x1}" y1="{ya}" x2="{xe:.1f}" y2="{ya}" stroke="{color}" '
+                     f'stroke-width="2"{dash}/>')
+            g.append(f'<path d="M{xe - 6:.1f},{ya - 6}L{xe + 6:.1f},{ya + 6}M{xe - 6:.1f},{ya + 6}'
+                     f'L{xe + 6:.1f},{ya - 6}" stroke="{color}" stroke-width="2.5"/>')
+        else:
+            g.append(f'<line x1="{x1}" y1="{ya}" x2="{x2 - (3 if x2 > x1 else -3)}" y2="{ya}" '
+                     f'stroke="{color}" stroke-width="2"{dash} marker-end="url(#ah-{kind})"/>')
+        label = r.label
+        if r.unanswered:
+            label += " · " + L._("no response")
+        g.append(f'<text x="{mid}" y="{ya - 5}" text-anchor="middle" font-size="11.5" '
+                 f'font-weight="600" fill="{color}">{esc(_clip(label, 70))}</text>')
+        det = r.details
+        mark = ""
+        if r.codes:
+            mark = "⚑ " + ", ".join(r.codes) + "  "
+        if det or mark:
+            g.append(f'<text x="{mid}" y="{ya + 14}" text-anchor="middle" font-size="9.5" '
+                     f'fill="#5a6169"><tspan fill="{COLORS["lost"]}" font-weight="700">'
+                     f'{esc(mark)}</tspan>{esc(_clip(det, max(16, 86 - len(mark))))}</text>')
+        g.append("</g>")
+        o.append("".join(g))
+    o.append("</svg>")
+    _ = lane
+    return "".join(o)
+
+
+def _ladder_legend(L: Lang) -> str:
+    items = [("req", "", L._("request")), ("resp", "", L._("response")),
+             ("retx", "dashed", L._("retransmission")), ("dup", "dotted", L._("capture duplicate")),
+             ("lost", "", L._("no response (ends in a cross)")),
+             ("float", "", L._("NAT-T move to UDP 4500"))]
+    out = []
+    for k, style, text in items:
+        st = f"border-top-color:{COLORS[k]}" + (f";border-top-style:{style}" if style else "")
+        out.append(f'<span><i class="sw" style="{st}"></i>{esc(text)}</span>')
+    out.append(f'<span>⚑ {esc(L._("cited by a finding"))}</span>')
+    return '<p class="legend">' + "".join(out) + "</p>"
+
+
+def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
+    rows = []
+    for r in lad.rows:
+        if r.kind != "msg":
+            rows.append(f'<tr><td class="num">{_fmt_t(r.t) if r.kind == "float" else ""}</td>'
+                        f'<td colspan="5"><em>{esc(r.text)}</em></td></tr>')
+            continue
+        arrow = "→" if r.rightward else "←"
+        flags = []
+        if r.unanswered:
+            flags.append(L._("no response"))
+        if r.codes:
+            flags.append(", ".join(r.codes))
+        rows.append(f'<tr><td class="num">{_fmt_t(r.t)}</td>'
+                    f'<td class="num">{esc(",".join(str(f) for f in r.frames))}</td>'
+                    f'<td class="mono">{esc(r.src)} {arrow} {esc(r.dst)}</td>'
+                    f'<td>{esc(r.label)}</td><td>{esc(r.details)}</td>'
+                    f'<td>{esc("; ".join(flags))}</td></tr>')
+    head = "".join(f"<th>{esc(L._(h))}</th>" for h in
+                   ("t (s)", "frames", "from → to", "message", "payloads / notifies", "marks"))
+    return (f'<details><summary>{esc(L._("The same messages as a table"))}</summary>'
+            f'<div class="scroll"><table><tr>{head}</tr>{"".join(rows)}</table></div></details>')
+
+
+def _ladder_figure(sa: dict, marks, L: Lang) -> str:
+    lad = _ladder.layout(sa, marks)
+    cap = [f'<b>{esc(L._("IKE SA"))}</b> <code>{esc(lad.sa_id)}</code> · IKEv{esc(lad.version)}',
+           f'{esc(L._("established"))}: {esc(L._("yes") if lad.established else L._("no"))}',
+           f'{esc(L._("messages"))}: {lad.messages}',
+           f'{esc(L._("retransmissions"))}: {lad.retransmissions}',
+           f'{esc(L._("unanswered exchanges"))}: {lad.unanswered}']
+    if lad.rekey_of:
+        cap.append(f'{esc(L._("rekey of"))} <code>{esc(lad.rekey_of)}</code>')
+    if lad.retry_of:
+        cap.append(f'{esc(L._("retry of"))} <code>{esc(lad.retry_of)}</code>')
+    if lad.start_utc:
+        cap.append(f'{esc(L._("first message"))}: {esc(lad.start_utc)}')
+    return (f'<figure id="sa-{esc(lad.sa_id)}"><figcaption>{" · ".join(cap)}</figcaption>'
+            f'<div class="scroll">{ladder_svg(lad, L)}</div>{_ladder_legend(L)}'
+            f'{_ladder_table(lad, L)}</figure>')
+
+
+# -- ESP timeline SVG ---------------------------------------------------------------------------
+
+def _nice_step(span: float, n: int = 6) -> float:
+    if span <= 0:
+        return 1.0
+    raw = span / n
+    k = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5, 10):
+        if raw <= m * k:
+            return m * k
+    return 10 * k
+
+
+def _esp_lanes(tunnel: dict, esp_sas: list) -> list[dict]:
+    ids = set(tunnel.get("esp_sas") or ())
+    lanes = []
+    for e in esp_sas:
+        if f"{e.get('dst')}/{e.get('spi')}" not in ids:
+            continue
+        lanes.append(e)
+    a = tunnel.get("a")
+    lanes.sort(key=lambda e: (e.get("src") != a, (e.get("first") or {}).get("rel") or 0.0))
+    return lanes
+
+
+def timeline_svg(tunnel: dict, esp_sas: list, ike_sas: list, duration: float, L: Lang) -> str | None:
+    lanes = _esp_lanes(tunnel, esp_sas)
+    if not lanes:
+        return None
+    a, b = tunnel.get("a"), tunnel.get("b")
+    have = {(e.get("src"), e.get("dst")) for e in lanes}
+    for src, dst in ((a, b), (b, a)):
+        if (src, dst) not in have and not any(s == src for s, _d in have):
+            lanes.append({"_missing": True, "src": src, "dst": dst})
+    real = [e for e in lanes if not e.get("_missing")]
+    # common bin width: the widest of the lanes, at least 1/300 of the capture
+    width = max([float((e.get("bins") or {}).get("width") or 1.0) for e in real] + [1e-9])
+    while duration / width > 300:
+        width *= 2
+    t0 = 0.0
+    t1 = max(duration, max(((e.get("last") or {}).get("rel") or 0.0) for e in real), 1e-6)
+    nb = int(math.ceil((t1 - t0) / width)) + 1
+    series = []
+    for e in real:
+        b = e.get("bins") or {}
+        start = (b.get("start") or {}).get("rel") or 0.0
+        w = float(b.get("width") or width)
+        counts = [0] * nb
+        for i, c in enumerate(b.get("packets") or ()):
+            if not c:
+                continue
+            k = int(math.floor((start + i * w - t0) / width + 1e-9))
+            counts[min(max(k, 0), nb - 1)] += c
+        series.append([c / width for c in counts])
+    peak = max((max(s) for s in series), default=0) or 1.0
+    W = 600
+    LW = 8
+    x0, x1 = LW, W - 10
+    lane_h = 46
+    top = 16
+    H = top + lane_h * len(lanes) + 34
+
+    def X(t):
+        return x0 + (x1 - x0) * (t - t0) / (t1 - t0)
+
+    o = [f'<svg class="timeline" viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg" role="img" '
+         f'aria-label="{esc(L._("ESP timeline") + " " + tunnel.get("id", ""))}">']
+    # grid
+    step = _nice_step(t1 - t0)
+    t = 0.0
+    while t <= t1 + 1e-9:
+        x = X(t)
+        o.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{H - 28}" '
+                 f'stroke="{COLORS["grid"]}"/>'
+                 f'<text x="{x:.1f}" y="{H - 16}" text-anchor="middle" font-size="10" '
+                 f'fill="#5a6169">{t:g}</text>')
+        t += step
+    o.append(f'<text x="{x1}" y="{H - 4}" text-anchor="end" font-size="10" fill="#5a6169">'
+             f'{esc(L._("seconds from the start of the capture"))}</text>')
+    # rekeys: CREATE_CHILD_SA exchanges (IKEv2) / Quick Modes after the first (IKEv1)
+    sa_ids = set(tunnel.get("ike_sas") or ())
+    rekeys = []
+    for sa in ike_sas:
+        if sa.get("id") not in sa_ids:
+            continue
+        byn = {m["n"]: m for m in sa.get("messages") or ()}
+        for x in sa.get("exchanges") or ():
+            if x.get("exchange") in ("CREATE_CHILD_SA", "Quick Mode") and x.get("answered"):
+                ms = [byn[n] for n in x.get("messages") or () if n in byn]
+                if ms:
+                    rekeys.append(ms[0]["time"]["rel"])
+        if sa.get("rekey_of"):
+            rekeys.append((sa.get("first") or {}).get("rel"))
+    for rt in sorted({round(r, 3) for r in rekeys if r is not None}):
+        x = X(rt)
+        o.append(f'<g><title>{esc(L._("rekey"))} @ {rt:.3f} s</title>'
+                 f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{H - 28}" '
+                 f'stroke="{COLORS["rekey"]}" stroke-dasharray="4 3"/>'
+                 f'<text x="{x + 2:.1f}" y="{top - 7}" font-size="9" fill="{COLORS["rekey"]}">'
+                 f'{esc(L._("rekey"))}</text></g>')
+    # per direction: where it stops (its last packet, when the capture or the other direction
+    # goes on for more than two bins after it)
+    last_dir: dict = {}
+    for e in real:
+        key = (e.get("src"), e.get("dst"))
+        last_dir[key] = max(last_dir.get(key, -1e18), (e.get("last") or {}).get("rel") or 0.0)
+    ends = max(last_dir.values())
+    series = iter(series)
+    for i, e in enumerate(lanes):
+        s = [] if e.get("_missing") else next(series)
+        ly = top + i * lane_h
+        base = ly + lane_h - 12
+        hmax = lane_h - 24
+        if e.get("_missing"):
+            fwd = e.get("src") == tunnel.get("a")
+            label = (f'{"→" if fwd else "←"} {e.get("src")} → {e.get("dst")}  '
+                     f'{L._("no ESP seen in this direction")}')
+            o.append(f'<text x="{x0}" y="{ly + 9}" font-size="10.5" font-weight="700" '
+                     f'fill="{COLORS["stop"]}" class="m">{esc(_clip(label, 96))}</text>'
+                     f'<rect x="{x0}" y="{base - hmax:.1f}" width="{x1 - x0}" height="{hmax}" '
+                     f'fill="{COLORS["stop"]}" opacity=".08"/>'
+                     f'<line x1="{x0}" y1="{base}" x2="{x1}" y2="{base}" '
+                     f'stroke="{COLORS["stop"]}" stroke-dasharray="4 3"/>')
+            continue
+        first = (e.get("first") or {}).get("rel") or 0.0
+        last = (e.get("last") or {}).get("rel") or 0.0
+        fwd = e.get("src") == tunnel.get("a")
+        color = COLORS["bar0"] if fwd else COLORS["bar1"]
+        arrow = "→" if fwd else "←"
+        label = (f'{arrow} {e.get("src")} → {e.get("dst")}  SPI {e.get("spi")}  '
+                 f'{e.get("packets", 0)} {L._("packets")}')
+        o.append(f'<text x="{x0}" y="{ly + 9}" font-size="10.5" fill="#1b1f23" class="m">'
+                 f'{esc(_clip(label, 96))}</text>')
+        o.append(f'<line x1="{x0}" y1="{base}" x2="{x1}" y2="{base}" stroke="{COLORS["life"]}"/>')
+        bw = max(0.6, (x1 - x0) * width / (t1 - t0))
+        for k, v in enumerate(s):
+            bt = t0 + k * width
+            bwk = min(bw, max(0.6, x1 - X(bt)))
+            if v:
+                h = max(1.0, hmax * v / peak)
+                o.append(f'<rect x="{X(bt):.1f}" y="{base - h:.1f}" width="{bwk:.1f}" '
+                         f'height="{h:.1f}" fill="{color}"><title>{bt:.1f}–{bt + width:.1f} s: '
+                         f'{v:.1f} {esc(L._("packets/s"))}</title></rect>')
+            elif first - width < bt < last:
+                o.append(f'<rect x="{X(bt):.1f}" y="{base - hmax:.1f}" width="{bwk:.1f}" '
+                         f'height="{hmax:.1f}" fill="{COLORS["gap"]}" opacity=".7"><title>'
+                         f'{esc(L._("no packets"))} {bt:.1f}–{bt + width:.1f} s</title></rect>')
+        for g in (e.get("sequence") or {}).get("gaps") or ():
+            gt = (g.get("ts") or {}).get("rel")
+            if gt is None:
+                continue
+            x = X(gt)
+            o.append(f'<path d="M{x:.1f},{base + 1}l-3,6h6z" fill="{COLORS["seq"]}"><title>'
+                     f'{esc(L._("sequence gap"))}: {esc(g.get("missing"))} '
+                     f'{esc(L._("missing"))} @ {gt:.3f} s</title></path>')
+        key = (e.get("src"), e.get("dst"))
+        stop = last_dir.get(key)
+        if last == stop and max(ends, t1) - stop > 2 * width:
+            xs = X(stop)
+            o.append(f'<g><title>{esc(L._("last packet in this direction"))} @ {stop:.3f} s'
+                     f'</title><rect x="{xs:.1f}" y="{base - hmax:.1f}" width="{x1 - xs:.1f}" '
+                     f'height="{hmax:.1f}" fill="{COLORS["stop"]}" opacity=".08"/>'
+                     f'<line x1="{xs:.1f}" y1="{base - hmax - 2:.1f}" x2="{xs:.1f}" y2="{base + 2}" '
+                     f'stroke="{COLORS["stop"]}" stroke-width="2.5"/>'
+                     f'<text x="{min(xs + 3, x1 - 90):.1f}" y="{base - hmax + 9:.1f}" '
+                     f'font-size="10" font-weight="700" fill="{COLORS["stop"]}">'
+                     f'{esc(L._("stops"))} @ {stop:.2f} s</text></g>')
+    o.append(f'<text x="{x0}" y="{H - 4}" font-size="10" fill="#5a6169">'
+             f'{esc(L._("peak"))} {peak:.0f} {esc(L._("packets/s"))}, '
+             f'{esc(L._("bin"))} {width:g} s</text>')
+    o.append("</svg>")
+    return "".join(o)
+
+
+def _timeline_legend(L: Lang) -> str:
+    items = [(COLORS["bar0"], L._("packets/s, a → b")), (COLORS["bar1"], L._("packets/s, b → a")),
+             (COLORS["gap"], L._("no packets while the SA was in use")),
+             (COLORS["stop"], L._("a direction stops")), (COLORS["rekey"], L._("rekey")),
+             (COLORS["seq"], L._("sequence gap (lost packets)"))]
+    return '<p class="legend">' + "".join(
+        f'<span><i class="sw" style="border-top:8px solid {c}"></i>{esc(t)}</span>'
+        for c, t in items) + "</p>"
+
+
+# -- findings ----------------------------------------------------------------------------------
+
+def _finding(f, L: Lang) -> str:
+    from pcapvpn.findings import REGISTRY
+
+    spec = REGISTRY.get(f.code)
+    title = L.title(f.code, f.title)
+    o = [f'<article class="finding sev-{esc(f.severity)}" id="{esc(f.id)}">',
+         f'<h3><span class="badge s-{esc(f.severity)}">{esc(L._(f.severity).upper())}</span> '
+         f'<code>{esc(f.code)}</code> {esc(title)}</h3>']
+    meta = [L._(f.stage), L._(f.basis)]
+    if f.posture:
+        meta.append(L._("posture (does not change the verdict)"))
+    elif not f.failure:
+        meta.append(L._("not a failure"))
+    o.append(f'<p class="meta">{esc(" · ".join(meta))}</p>')
+    if not L.english:
+        o.append(f'<p class="orig"><b>{esc(L._("Observed"))}:</b> {esc(f.title)}</p>')
+    o.append(f'<p class="detail">{esc(L.text(f.detail))}</p>')
+    if spec is not None:
+        o.append(f'<p class="muted"><b>{esc(L._("What this means"))}:</b> '
+                 f'{esc(L.text(spec.meaning))}</p>')
+    ev = f.evidence
+    rows = []
+    if ev.frames:
+        rows.append((L._("frames"), frames_text(ev.frames, limit=60)))
+    if ev.first:
+        span = f"{_fmt_t(ev.first.get('rel'))} s"
+        if ev.last and ev.last.get("rel") != ev.first.get("rel"):
+            span += f" – {_fmt_t(ev.last.get('rel'))} s"
+        rows.append((L._("time"), f"{span} ({ev.first.get('utc')})"))
+    if ev.peers:
+        rows.append((L._("peers"), ", ".join(ev.peers)))
+    if ev.ike_spis:
+        rows.append((L._("IKE SPIs"), ", ".join(ev.ike_spis)))
+    if ev.esp_spis:
+        rows.append((L._("ESP SPIs"), ", ".join(ev.esp_spis)))
+    o.append('<dl class="ev">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows))
+    if f.wireshark_filter:
+        o.append(f'<dt>{esc(L._("Wireshark filter"))}</dt><dd><code class="filter">'
+                 f'{esc(f.wireshark_filter)}</code></dd>')
+    o.append("</dl>")
+    if f.advice:
+        o.append(f'<h4>{esc(L._("Next steps"))}</h4><ol class="advice">'
+                 + "".join(f"<li>{esc(L.text(a))}</li>" for a in f.advice) + "</ol>")
+    o.append("</article>")
+    return "".join(o)
+
+
+# -- page --------------------------------------------------------------------------------------
+
+def _capture(report, L: Lang) -> str:
+    cap = report.capture
+    o = [f'<section id="capture"><h2>{esc(L._("Capture"))}</h2><div class="scroll"><table>']
+    for k, v in summary_rows(cap):
+        o.append(f"<tr><th>{esc(L._(k))}</th><td>{esc(v)}</td></tr>")
+    o.append("</table></div>")
+    seen = [(t["id"], n) for t in report.tunnels for n in t.get("not_seen") or ()]
+    o.append(f'<h3>{esc(L._("What this capture cannot show"))}</h3>')
+    if seen:
+        o.append("<ul>" + "".join(f"<li><b>{esc(tid)}</b>: {esc(L.text(n))}</li>"
+                                  for tid, n in seen) + "</ul>")
+    else:
+        o.append(f'<p class="muted">{esc(L._("Nothing noted."))}</p>')
+    if cap.warnings:
+        o.append(f'<h3>{esc(L._("Warnings"))}</h3><ul>'
+                 + "".join(f"<li>{esc(w)}</li>" for w in cap.warnings) + "</ul>")
+    if cap.decode_errors:
+        o.append(f'<h3>{esc(L._("Undecodable frames"))} ({cap.decode_errors})</h3><ul>'
+                 + "".join(f"<li>{esc(e.file)} {esc(L._('frame'))} {e.frame}: {esc(e.reason)}</li>"
+                           for e in cap.decode_error_samples[:50]) + "</ul>")
+    o.append("</section>")
+    return "".join(o)
+
+
+def render_html(report, lang: str = "en", redacted: bool = False) -> str:
+    from pcapvpn.rules import load_all
+
+    load_all()
+    L = Lang(lang)
+    cap = report.capture
+    tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
+    fmap = {f.id: f for f in report.findings}
+    marks = _ladder.finding_marks(report.findings)
+    title = (f"pcapvpn — {len(tunnels)} {L._('tunnel(s)')}, {len(report.findings)} "
+             f"{L._('finding(s)')}")
+    o = ["<!DOCTYPE html>", f'<html lang="{esc(L.code)}"><head><meta charset="utf-8">',
+         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+         '<meta name="referrer" content="no-referrer">',
+         f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>",
+         f"<header><h1>{esc(L._('VPN capture analysis'))}</h1>"
+         f'<p class="muted">{esc(title)} · {cap.frames} {esc(L._("frames"))} · '
+         f'{cap.duration:.1f} s · {esc(cap.start.utc or "-")}'
+         + (f' · <b>{esc(L._("redacted: addresses and identities are pseudonyms"))}</b>'
+            if redacted else "") + "</p></header>"]
+    # verdicts
+    o.append(f'<section id="verdicts"><h2>{esc(L._("Verdict per tunnel"))}</h2>')
+    if tunnels:
+        o.append('<div class="scroll"><table><tr>' + "".join(
+            f"<th>{esc(L._(h))}</th>" for h in ("tunnel", "IKE", "verdict", "stage",
+                                                "primary finding")) + "</tr>")
+        for t in tunnels:
+            p = fmap.get(t["primary_finding"])
+            pf = (f'<a href="#{esc(p.id)}"><code>{esc(p.code)}</code></a> '
+                  f'{esc(L.title(p.code, p.title))}') if p else "-"
+            o.append(f'<tr><td><a href="#t-{esc(t["id"])}" class="mono">{esc(t["id"])}</a></td>'
+                     f'<td>{esc("IKEv%s" % t["ike_version"] if t["ike_version"] else "-")}</td>'
+                     f'<td><span class="badge v-{esc(t["verdict"])}">'
+                     f'{esc(L._(t["verdict"]).upper())}</span></td>'
+                     f'<td>{esc(L._(t["failed_stage"] or t["stage_reached"] or "-"))}</td>'
+                     f"<td>{pf}</td></tr>")
+        o.append("</table></div>")
+    else:
+        o.append(f"<p>{esc(L._('No IKE, ESP or AH traffic between gateways was found.'))}</p>")
+    o.append("</section>")
+    # per tunnel
+    groups = dict(findings_by_tunnel(report))
+    drawn = set()
+    for t in tunnels:
+        o.append(f'<section class="tunnel" id="t-{esc(t["id"])}"><h2>{esc(L._("Tunnel"))} '
+                 f'<span class="mono">{esc(t["id"])}</span> <span class="badge '
+                 f'v-{esc(t["verdict"])}">{esc(L._(t["verdict"]).upper())}</span></h2>')
+        stage = t["failed_stage"] or t["stage_reached"]
+        o.append(f'<p class="muted">{esc(L._("stage"))}: {esc(L._(stage or "-"))} · '
+                 f'{esc(L._("first"))} {_fmt_t(t["first"]["rel"])} s · {esc(L._("last"))} '
+                 f'{_fmt_t(t["last"]["rel"])} s</p>')
+        if t.get("not_seen"):
+            o.append(f'<div class="notseen"><b>{esc(L._("Not visible in this capture"))}:</b><ul>'
+                     + "".join(f"<li>{esc(L.text(n))}</li>" for n in t["not_seen"]) + "</ul></div>")
+        for f in groups.get(t["id"], ()):
+            o.append(_finding(f, L))
+        sas = [sa for sa in report.ike_sas if sa["id"] in set(t.get("ike_sas") or ())]
+        if sas:
+            o.append(f'<h3>{esc(L._("IKE ladder"))}</h3>')
+            for sa in sas:
+                o.append(_ladder_figure(sa, marks, L))
+                drawn.add(sa["id"])
+        tl = timeline_svg(t, report.esp_sas, report.ike_sas, cap.duration, L)
+        if tl:
+            o.append(f'<h3>{esc(L._("ESP timeline"))}</h3><figure><div class="scroll">{tl}</div>'
+                     f"{_timeline_legend(L)}</figure>")
+        o.append("</section>")
+    rest = [f for tid, fs in groups.items() if tid not in {t["id"] for t in tunnels} for f in fs]
+    if rest:
+        o.append(f'<section id="other"><h2>{esc(L._("Other findings"))}</h2>'
+                 + "".join(_finding(f, L) for f in rest) + "</section>")
+    other_sas = [sa for sa in report.ike_sas if sa["id"] not in drawn]
+    if other_sas:
+        o.append(f'<section id="other-sas"><h2>{esc(L._("Other IKE SAs"))}</h2>'
+                 + "".join(_ladder_figure(sa, marks, L) for sa in other_sas) + "</section>")
+    o.append(_capture(report, L))
+    o.append(f"<footer>{esc(report.tool)} {esc(report.version)} · "
+             f"{esc(L._('schema'))} {esc(report.schema_version)} · "
+             f"{esc(L._('Finding codes and Wireshark filters are the same in every language.'))}"
+             "</footer></main></body></html>")
+    return "\n".join(o) + "\n"
