@@ -35,6 +35,8 @@ class Options:
     expect_peers: list = field(default_factory=list)
     #: ``progress(name, done_bytes, total_bytes)`` called now and then (CLI on a TTY)
     progress: object = None
+    #: decryption keys (--keys): a pcapvpn.keys.KeyStore, or None
+    keys: object = None
 
 
 @dataclass
@@ -76,7 +78,7 @@ def run(paths, options: Options | None = None) -> Result:
             return Result(build_report(sources, decoder, None))
         from pcapvpn.track import Tracker
 
-        tracker = Tracker(options.thresholds, names)
+        tracker = Tracker(options.thresholds, names, options.keys)
         decoder = Decoder(tracker, options.limits)
         decoder.run(frames)
         decoder.finish()

@@ -116,9 +116,14 @@ def _progress_printer():
               help="A gateway that should appear: 'nothing was sent to or from it' becomes a finding.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a threshold (see README 'Thresholds'), e.g. --set response_timeout=20.")
+@click.option("--keys", "keys", multiple=True, metavar="PATH",
+              help="Decryption keys: a Wireshark ikev1_decryption_table / ikev2_decryption_table / "
+                   "esp_sa file (as strongSwan's save-keys writes them), or a directory holding "
+                   "them (repeatable).")
 @click.option("--stop-after", type=click.Choice(["read", "decode", "full"]), default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
-def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after):
+def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
+            keys):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time.
@@ -142,6 +147,14 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         raise click.BadParameter(str(e), param_hint="--set") from None
     options = Options(thresholds=thresholds, stop_after=stop_after,
                       expect_peers=[_parse_addr(a) for a in expect])
+    if keys:
+        from pcapvpn.keys import KeyFileError, load_keys
+
+        try:
+            options.keys = load_keys(keys)
+        except KeyFileError as e:
+            click.echo(f"pcapvpn: error: key file {e}", err=True)
+            sys.exit(EXIT_USAGE)
     if sys.stderr.isatty() and output != "-":
         options.progress = _progress_printer()
     try:

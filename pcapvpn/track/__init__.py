@@ -67,14 +67,16 @@ class Tracker(NullSink):
     MAX_FRAGSETS = 10000
     MAX_TCP = 10000
 
-    def __init__(self, thresholds: Thresholds = DEFAULT, names=None):
+    def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None):
         from pcapvpn.track.esp import EspTracker
         from pcapvpn.track.ike import IkeTracker
         from pcapvpn.track.nat import KeepaliveTracker
 
         self.th = thresholds
         self.names = list(names or [])
-        self.ike_tracker = IkeTracker(thresholds, self.names)
+        #: pcapvpn.keys.KeyStore (--keys) or None
+        self.keys = keys or None
+        self.ike_tracker = IkeTracker(thresholds, self.names, self.keys)
         self.esp_tracker = EspTracker(thresholds)
         self.keepalive_tracker = KeepaliveTracker(thresholds)
         # hot paths bound directly

@@ -57,6 +57,9 @@ class IkeMsg:
         "is_response", "from_initiator", "payload_types", "notifies", "sk_next", "skf",
         "encrypted", "digest", "step", "retransmit_of", "duplicate_of", "error", "truncated",
         "msg", "ke_group", "proposals", "vendor_ids", "nat_d", "deletes", "exchange",
+        # with --keys (pcapvpn.decrypt): status ("ok", "unverified", "icv_failed", "malformed",
+        # "no_keys", ...), why, the key line used, and what the payloads say (describe_inner)
+        "decrypt_status", "decrypt_detail", "key_origin", "inner",
     )
 
     def __init__(self):
@@ -64,6 +67,10 @@ class IkeMsg:
         self.duplicate_of = None
         self.step = None
         self.exchange = None
+        self.decrypt_status = None
+        self.decrypt_detail = None
+        self.key_origin = None
+        self.inner = None
 
     @property
     def copy(self) -> bool:
@@ -141,7 +148,7 @@ class IkeSA:
         "id", "version", "ispi", "rspi", "initiator", "responder", "messages", "exchanges",
         "_open", "first_ts", "last_ts", "retry_of", "retried_by", "rekey_of", "rekeyed_by",
         "mid_session", "deleted_ts", "deleted_by", "endpoints", "_digests", "nat",
-        "initiator_known",
+        "initiator_known", "crypto",
     )
 
     def __init__(self, version, ispi, rspi):
@@ -167,6 +174,7 @@ class IkeSA:
         self.endpoints: dict = {}  # (src, sport, dst, dport, transport) -> first n
         self._digests: dict = {}  # (digest, src, sport) -> last IkeMsg with it
         self.nat = None
+        self.crypto = None  # pcapvpn.decrypt.Ikev2Decryptor / Ikev1Decryptor with --keys
 
     @property
     def peers(self) -> tuple:
@@ -205,9 +213,11 @@ class IkeSA:
 class IkeTracker:
     """Sink for IKE events; builds IKE SAs and exchanges."""
 
-    def __init__(self, thresholds, names=None):
+    def __init__(self, thresholds, names=None, keys=None):
         self.th = thresholds
         self.names = names or []  # file names, by file index
+        #: pcapvpn.keys.KeyStore (--keys) or None: then nothing is decrypted
+        self.keys = keys or None
         self.sas: list[IkeSA] = []
         self._by_ispi: dict = {}  # (version, ispi) -> [IkeSA]
         self.messages = 0
@@ -261,7 +271,9 @@ class IkeTracker:
         m.digest = hashlib.blake2b(raw, digest_size=12).digest()
         self._extract(m, msg)
         self.messages += 1
-        self._place(m)
+        sa = self._place(m)
+        if self.keys is not None:
+            self._decrypt(sa, m)
         return m
 
     def _extract(self, m: IkeMsg, msg) -> None:
@@ -374,6 +386,50 @@ class IkeTracker:
             self._place_v2(sa, m)
         else:
             self._place_v1(sa, m)
+        return sa
+
+    def _decrypt(self, sa: IkeSA, m: IkeMsg) -> None:
+        """With keys: decrypt SK/SKF (IKEv2) or E-flag (IKEv1) messages and describe their
+        payloads on ``m``; IKEv1 SAs also learn the phase-1 cipher, hash and KE values from the
+        cleartext messages.  Copies take the original's result (IKEv1 IVs must not advance)."""
+        from pcapvpn import decrypt as _dec
+
+        orig_n = m.retransmit_of or m.duplicate_of
+        if orig_n is not None:
+            orig = next((o for o in reversed(sa.messages) if o.n == orig_n), None)
+            if orig is not None:
+                m.decrypt_status, m.decrypt_detail = orig.decrypt_status, orig.decrypt_detail
+                m.key_origin, m.inner = orig.key_origin, orig.inner
+                return
+        if sa.version == 2:
+            if not m.encrypted:
+                return
+            if sa.crypto is None:
+                keys = self.keys.ikev2_for(m.ispi, m.rspi)
+                if not keys:
+                    m.decrypt_status = "no_keys"
+                    return
+                sa.crypto = _dec.Ikev2Decryptor(keys)
+            res = sa.crypto.message(m)
+        else:
+            if sa.crypto is None:
+                keys = self.keys.ikev1_for(m.ispi)
+                if not keys:
+                    if m.encrypted:
+                        m.decrypt_status = "no_keys"
+                    return
+                sa.crypto = _dec.Ikev1Decryptor(keys)
+            role = self._role_of_sender(sa, m)
+            if not m.encrypted:
+                sa.crypto.learn(m, role)
+                return
+            res = sa.crypto.message(m, role)
+        status, detail, origin, payloads, first, complete = res
+        m.decrypt_status = status
+        m.decrypt_detail = detail or None
+        m.key_origin = origin
+        if payloads is not None and complete:
+            m.inner = _dec.describe_inner(m.version, payloads, first)
 
     def _first_message(self, sa: IkeSA, m: IkeMsg) -> None:
         a = (m.ipver, m.src, m.sport)
