@@ -178,6 +178,54 @@ def ike_message_dict(m, start, names) -> dict:
         "duplicate_of": m.duplicate_of,
         "parse_error": m.error,
     }
+    dec = getattr(m, "decrypt_status", None)
+    if dec is not None:
+        d["decryption"] = ike_decryption_dict(m, start)
+    return d
+
+
+def ike_decryption_dict(m, start) -> dict:
+    """What decrypting an IKE message gave (--keys): status, the key line used and, when the
+    payloads could be read, what they say.  Secrets (AUTH data, XAUTH passwords, keys) are never
+    included."""
+    from dissect.vpn import registry as reg
+    from pcapvpn.decrypt import SECRET_CONFIG_ATTRIBUTES, selector_text
+
+    v = m.version
+    d = {"status": m.decrypt_status, "detail": m.decrypt_detail, "key": m.key_origin}
+    inner = m.inner
+    if inner is None:
+        return d
+    d["payloads"] = [reg.payload_name(v, t) for t in inner["payload_types"]]
+    d["notifies"] = [{"type": reg.notify_name(v, t), "code": t,
+                      "spi": bytes(spi).hex() if spi else None,
+                      "data": bytes(data[:64]).hex() if data else None}
+                     for t, spi, data in inner["notifies"]]
+    proto = {1: "ike", 2: "ah", 3: "esp"}
+    d["deletes"] = [{"protocol": proto.get(p, str(p)), "spis": [bytes(s).hex() for s in spis]}
+                    for p, spis in inner["deletes"]]
+    d["child_spis"] = [{"protocol": proto.get(p, str(p)), "spi": bytes(s).hex()}
+                       for p, s in inner["child_spis"]]
+    d["ids"] = [{"payload": reg.payload_name(v, pt), "type": it, "value": val}
+                for pt, it, val in inner["ids"]]
+    d["traffic_selectors"] = {"initiator": [selector_text(x) for x in inner["ts"]["i"]],
+                              "responder": [selector_text(x) for x in inner["ts"]["r"]]}
+    certs = []
+    for c in inner["certs"]:
+        if "subject" in c:
+            certs.append({"subject": c["subject"], "issuer": c["issuer"],
+                          "not_before": asdict(Time.of(c["not_before"], start)),
+                          "not_after": asdict(Time.of(c["not_after"], start)),
+                          "subject_alt_names": list(c["subject_alt_names"])})
+        else:
+            certs.append({"encoding": c.get("encoding")})
+    d["certificates"] = certs
+    d["config"] = [{"type": ct, "attributes": [
+        {"type": at, "value": None if at in SECRET_CONFIG_ATTRIBUTES
+         else (val if isinstance(val, int) else bytes(val[:64]).hex())} for at, val in attrs]}
+        for ct, attrs in inner["config"]]
+    d["eap"] = [{"code": c, "type": t} for c, t in inner["eap"]]
+    d["auth_method"] = inner["auth_method"]
     return d
 
 
