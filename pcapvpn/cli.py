@@ -180,6 +180,82 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
     sys.exit(EXIT_FINDINGS if failed else EXIT_OK)
 
 
+@cli.command()
+@click.option("-i", "--interface", "interfaces", multiple=True, required=True, metavar="IFACE",
+              help="Capture on this interface (repeatable; 'any' = all, as raw IP).")
+@click.option("-f", "--filter", "filter_expr", default=None, metavar="BPF",
+              help="tcpdump filter expression added to the default VPN filter "
+                   "(with --replace-filter: used instead of it).")
+@click.option("--replace-filter", is_flag=True, help="-f replaces the default filter.")
+@click.option("--ike-port", "ike_ports", multiple=True, type=click.IntRange(1, 65535),
+              metavar="PORT", help="Also capture IKE on this UDP port (repeatable).")
+@click.option("--print-filter", is_flag=True, help="Print the capture filter and exit.")
+@click.option("--events", type=click.Choice(["text", "jsonl", "none"]), default="text",
+              show_default=True, help="Event stream on standard output (raised / resolved).")
+@click.option("--syslog", is_flag=True, help="Copy events to the local syslog socket (/dev/log).")
+@click.option("--syslog-socket", default=None, hidden=True, help="Tests: another syslog socket.")
+@click.option("--exec", "exec_cmd", default=None, metavar="CMD",
+              help="Run CMD (no shell) per event; the event is on its stdin as JSON and in "
+                   "PCAPVPN_* environment variables.")
+@click.option("-q", "--quiet", is_flag=True, help="No status view on the terminal.")
+@click.option("--write", "write_dir", default=None, metavar="DIR",
+              help="Keep the captured packets in rotating pcapng files in DIR.")
+@click.option("--write-size", "write_size_mb", type=click.FloatRange(0.01), default=100.0,
+              show_default=True, metavar="MB", help="Size of each --write file.")
+@click.option("--write-files", type=click.IntRange(0), default=10, show_default=True,
+              metavar="N", help="--write files kept (oldest deleted; 0 = all).")
+@click.option("--idle-expiry", type=click.FloatRange(1.0), default=1800.0, show_default=True,
+              metavar="SECONDS", help="Forget SAs silent this long.")
+@click.option("--max-sas", type=click.IntRange(10), default=20000, show_default=True,
+              metavar="N", help="Track at most N SAs (the least recently active are evicted).")
+@click.option("--buffer", "buffer_mb", type=click.IntRange(4, 4096), default=64,
+              show_default=True, metavar="MB", help="Capture ring size per interface.")
+@click.option("--no-promisc", "promisc", flag_value=False, default=True,
+              help="Do not put the interface in promiscuous mode.")
+@click.option("--backend", type=click.Choice(["afpacket", "tcpdump", "dumpcap"]),
+              default="afpacket", show_default=True,
+              help="Capture backend (bench/RESULTS.md 'Live capture' compares them).")
+@click.option("--duration", type=click.FloatRange(0.1), default=None, metavar="SECONDS",
+              help="Stop by itself after this long.")
+@click.option("--status-interval", type=click.FloatRange(0.0), default=60.0, show_default=True,
+              metavar="SECONDS", help="Seconds between status events in --events jsonl (0: none).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="Format of the report printed when the capture stops.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the final report to this file instead of standard output.")
+@click.option("--peer", "peers", multiple=True, metavar="ADDR",
+              help="Only report tunnels involving this gateway address (repeatable).")
+@click.option("--spi", "spis", multiple=True, metavar="SPI",
+              help="Only report tunnels carrying this ESP SPI or IKE SPI (hex; repeatable).")
+@click.option("--min-severity", type=click.Choice(_SEVERITIES), default="info", show_default=True,
+              help="Hide findings (events and report) below this severity.")
+@click.option("--fail-on", type=click.Choice(_SEVERITIES), default="error", show_default=True,
+              help="Exit with status 1 when a finding at or above this severity is reported.")
+@click.option("--expect-peer", "expect", multiple=True, metavar="ADDR",
+              help="A gateway that should appear: 'nothing was sent to or from it' becomes a finding.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a threshold (see README 'Thresholds'), e.g. --set response_timeout=20.")
+def live(overrides, expect, peers, spis, **kw):
+    """Capture on interfaces (a mirror/SPAN port), report tunnel failures as they happen, and
+    print the full report when stopped (SIGINT/SIGTERM)."""
+    from pcapvpn.live import run_command
+    from pcapvpn.thresholds import DEFAULT
+
+    items = {}
+    for o in overrides:
+        if "=" not in o:
+            raise click.BadParameter(f"{o!r}: expected NAME=VALUE", param_hint="--set")
+        k, v = o.split("=", 1)
+        items[k.strip()] = v.strip()
+    try:
+        thresholds = DEFAULT.with_overrides(items)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
+    sys.exit(run_command(thresholds=thresholds, expect_peers=[_parse_addr(a) for a in expect],
+                         peers=[_parse_addr(a) for a in peers],
+                         spis=[_parse_spi(s) for s in spis], **kw))
+
+
 def main():
     cli(prog_name="pcapvpn")
 

@@ -166,6 +166,77 @@ class Tracker(NullSink):
     def finish(self):
         self.ike_tracker.finish()
 
+    # -- bounded memory (live mode) --------------------------------------------------------------
+
+    #: SAs forgotten by :meth:`expire` because they went quiet / because of ``max_sas``
+    expired_sas = 0
+    evicted_sas = 0
+
+    def expire(self, now: float, idle: float, max_sas: int | None = None):
+        """Live mode's memory bound (``pcapvpn.live``): forget what went quiet before ``now``.
+
+        * an ESP/AH SA silent for ``idle`` seconds;
+        * an IKE SA silent for ``idle`` seconds, unless it is the latest IKE SA of a gateway pair
+          whose ESP/AH or NAT keepalives are still active (an IKE SA may stay silent for hours
+          between rekeys while its child SAs carry the traffic);
+        * NAT keepalive flows, ICMP errors, incomplete fragment sets and TCP connection facts
+          older than ``idle`` seconds;
+        * then, while more than ``max_sas`` IKE + ESP/AH SAs remain, the least recently active
+          ones (counted in ``evicted_sas``; the others in ``expired_sas``).
+
+        Returns ``(removed IKE SAs, removed ESP/AH SAs)``.
+        """
+        limit = now - idle
+        it = self.ike_tracker
+        et = self.esp_tracker
+
+        def pair(x, y):
+            return (x, y) if x <= y else (y, x)
+
+        active = {pair(e.src, e.dst) for e in et._sas if e.last_ts >= limit}
+        active.update(pair(f.src, f.dst) for f in self.keepalive_tracker._flows.values()
+                      if f.last_ts is not None and f.last_ts >= limit)
+        latest = {}
+        for sa in it.sas:
+            if sa.initiator is None or sa.first_ts is None:
+                continue
+            k = pair(sa.initiator[1], sa.responder[1])
+            if k not in latest or sa.first_ts >= latest[k].first_ts:
+                latest[k] = sa
+
+        def keep_ike(sa):
+            if sa.last_ts is not None and sa.last_ts >= limit:
+                return True
+            if sa.initiator is None:
+                return False
+            k = pair(sa.initiator[1], sa.responder[1])
+            return latest.get(k) is sa and k in active
+
+        ike_old = [sa for sa in it.sas if not keep_ike(sa)]
+        esp_old = [e for e in et._sas if e.last_ts < limit]
+        ike_gone = set(map(id, ike_old))
+        esp_gone = set(map(id, esp_old))
+        self.expired_sas += len(ike_old) + len(esp_old)
+        if max_sas is not None:
+            excess = len(it.sas) - len(ike_old) + len(et._sas) - len(esp_old) - max_sas
+            if excess > 0:
+                rest = [(sa.last_ts or 0.0, 0, sa) for sa in it.sas if id(sa) not in ike_gone]
+                rest += [(e.last_ts, 1, e) for e in et._sas if id(e) not in esp_gone]
+                rest.sort(key=lambda r: r[0])
+                for _ts, kind, x in rest[:excess]:
+                    (esp_old if kind else ike_old).append(x)
+                self.evicted_sas += excess
+        it.remove(ike_old)
+        et.remove(esp_old)
+        self.keepalive_tracker.expire(now, idle)
+        if self.icmp_errors and self.icmp_errors[0].ts < limit:
+            self.icmp_errors = [e for e in self.icmp_errors if e.ts >= limit]
+        if self.incomplete and self.incomplete[0].first_ts < limit:
+            self.incomplete = [f for f in self.incomplete if f.first_ts >= limit]
+        for k in [k for k, t in self.tcp.items() if t.last_ts < limit]:
+            del self.tcp[k]
+        return ike_old, esp_old
+
 
 @dataclass
 class State:

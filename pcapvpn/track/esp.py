@@ -368,6 +368,32 @@ class EspTracker:
         """Every SA (ESP and AH), ordered by first packet."""
         return sorted(self._sas, key=lambda s: (s.first_ts, s.first_ref))
 
+    def remove(self, sas) -> int:
+        """Forget the SAs ``sas`` (live mode's expiry and eviction: ``pcapvpn.live``).  A later
+        packet on a removed SA starts a new one.  Returns the number removed."""
+        gone = {id(sa) for sa in sas}
+        if not gone:
+            return 0
+        before = len(self._sas)
+        self._sas = [sa for sa in self._sas if id(sa) not in gone]
+        for d, d2 in ((self._esp, self._esp2), (self._ah, self._ah2)):
+            for key in [k for k, sa in d2.items() if id(sa) in gone]:
+                del d2[key]
+            stale = [spi for spi, sa in d.items() if id(sa) in gone]
+            if stale:
+                # the fast path's SPI index names the first SA of an SPI: hand it to a remaining
+                # unicast SA with that SPI, if any
+                heirs = {}
+                for key, sa in d2.items():
+                    if len(key) == 2:
+                        heirs.setdefault(key[1], sa)
+                for spi in stale:
+                    if spi in heirs:
+                        d[spi] = heirs[spi]
+                    else:
+                        del d[spi]
+        return before - len(self._sas)
+
     # -- slow paths ----------------------------------------------------------------------------
 
     def _lookup(self, d, d2, proto, ipver, src, dst, sport, dport, spi, seq, length, ts, ref,

@@ -601,3 +601,27 @@ class IkeTracker:
                 new.rekey_of = old.id
                 old.rekeyed_by = new.id
                 new.mid_session = False
+
+    # -- bounded memory (live mode) --------------------------------------------------------------
+
+    #: parse errors kept for the report once :meth:`remove` trims them (live mode)
+    MAX_PARSE_ERRORS = 1000
+
+    def remove(self, sas) -> int:
+        """Forget the IKE SAs ``sas`` (live mode's expiry and eviction: ``pcapvpn.live``); their
+        messages go with them.  Also trims ``parse_errors`` to the last ``MAX_PARSE_ERRORS``.
+        Returns the number removed."""
+        gone = {id(sa) for sa in sas}
+        if not gone:
+            return 0
+        before = len(self.sas)
+        self.sas = [sa for sa in self.sas if id(sa) not in gone]
+        for key in [k for k, v in self._by_ispi.items() if any(id(sa) in gone for sa in v)]:
+            left = [sa for sa in self._by_ispi[key] if id(sa) not in gone]
+            if left:
+                self._by_ispi[key] = left
+            else:
+                del self._by_ispi[key]
+        if len(self.parse_errors) > self.MAX_PARSE_ERRORS:
+            del self.parse_errors[:-self.MAX_PARSE_ERRORS]
+        return before - len(self.sas)

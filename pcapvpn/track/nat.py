@@ -254,6 +254,14 @@ class KeepaliveTracker:
     def flows(self) -> list:
         return sorted(self._flows.values(), key=lambda f: (f.first_ts or 0.0))
 
+    def expire(self, now: float, idle: float) -> int:
+        """Forget keepalive flows silent for ``idle`` seconds before ``now`` (live mode:
+        ``pcapvpn.live``).  Returns the number removed."""
+        old = [k for k, f in self._flows.items() if f.last_ts is not None and f.last_ts < now - idle]
+        for k in old:
+            del self._flows[k]
+        return len(old)
+
 
 # ----------------------------------------------------------------------------------------------
 # NAT-D verdict

@@ -1,0 +1,1018 @@
+"""``pcapvpn live``: watch interfaces and report tunnel failures as they happen.
+
+The same pipeline as ``analyze`` (decode → track → rules), fed by a live capture
+(:mod:`pcapvpn.live_capture`) instead of files, with the rules evaluated against the clock:
+
+* about once a second the rules run over ``Tracker.state(now)``; a finding id that appears is
+  **raised** (once), one that is gone in two evaluations in a row is **resolved** — the
+  condition cleared (an answer came, ESP returned) or the tunnel recovered (a newer IKE SA came
+  up and carried ESP both ways after the failure: ``rules.verdict``'s recovery).  A finding that
+  disappears because its SAs were expired (memory bound) is not "resolved": it is kept for the
+  final report;
+* findings the rules emit before they can be certain of them in a running capture are held back
+  (:data:`HOLD`);
+* events go to stdout (``text`` or ``jsonl``: ``{"event": "raised"|"resolved"|"status",
+  "finding": <analyze's finding schema>, ...}``), optionally to the local syslog socket and to
+  a command (``--exec``: the event as JSON on its stdin and in ``PCAPVPN_*`` environment
+  variables, never on its command line);
+* a status view (tunnels, verdicts, pps, drops) is redrawn at the bottom of the terminal;
+* memory is bounded: idle SAs expire, at most ``max_sas`` SAs are tracked
+  (:meth:`pcapvpn.track.Tracker.expire`); nothing is kept per packet;
+* ``--write DIR`` keeps the captured packets in rotating pcapng files (frame numbers in the
+  findings are those of these files, so ``analyze`` on them shows the same evidence);
+* on stop, the full report in any ``analyze`` format, built by :func:`pcapvpn.analysis.diagnose`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import queue
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pcapvpn.live_capture import (AfPacketRing, CaptureError, PipeCapture, compile_filter,
+                                  default_filter)
+from pcapvpn.thresholds import DEFAULT, Thresholds
+
+__all__ = ["CaptureError", "LiveOptions", "LiveSession", "build_filter", "event_sinks"]
+
+#: findings that depend on something missing: when the capture dropped packets they say so
+ABSENCE_CODES = frozenset((
+    "IKE_NO_RESPONSE", "NAT_T_BLOCKED", "IKE_FRAGMENTATION_LOSS", "EXPECTED_PEER_ABSENT",
+    "NAT_KEEPALIVE_MISSING", "CHILD_SA_FAILED", "ESP_ONE_WAY", "CAPTURE_ONE_DIRECTION",
+    "ESP_SEQUENCE_GAP", "ESP_NO_TRAFFIC", "MTU_BLACK_HOLE", "DPD_TIMEOUT"))
+
+#: findings the rules report with a "too soon" caveat at the end of a file; live holds them
+#: until the capture has run this threshold (name in Thresholds) since their first evidence /
+#: since the capture started (None)
+HOLD = {
+    # one direction only: wait the one-way window after the first packet (the rule's caveat)
+    "CAPTURE_ONE_DIRECTION": ("one_way_window", "evidence"),
+    # a gateway that talks at all shows up within a DPD interval (keepalives, DPD, ESP)
+    "EXPECTED_PEER_ABSENT": ("dpd_timeout", "start"),
+}
+
+#: evaluations in a row a finding must be absent before it is resolved (no flapping events)
+RESOLVE_AFTER = 2
+
+_SEV_SYSLOG = {"critical": 2, "error": 3, "warning": 4, "info": 6}
+_LOG_NOTICE = 5
+_LOG_DAEMON = 3
+
+
+@dataclass
+class LiveOptions:
+    interfaces: list
+    #: ``-f``: a tcpdump expression added to (or, with ``replace_filter``, replacing) the default
+    filter_expr: str | None = None
+    replace_filter: bool = False
+    ike_ports: tuple = ()
+    thresholds: Thresholds = DEFAULT
+    expect_peers: list = field(default_factory=list)
+    backend: str = "afpacket"
+    buffer_mb: int = 64
+    promisc: bool = True
+    #: --write DIR: rotating pcapng files of ``write_size`` bytes, at most ``write_files`` kept
+    write_dir: str | None = None
+    write_size: int = 100 * 1024 * 1024
+    write_files: int = 10
+    #: SAs (and keepalive flows, ICMP errors ...) silent this long are forgotten (seconds)
+    idle_expiry: float = 1800.0
+    max_sas: int = 20000
+    #: seconds between rule evaluations (longer when an evaluation costs more than 10 % of it)
+    eval_interval: float = 1.0
+    #: seconds between status events in the jsonl stream (0: none)
+    status_interval: float = 60.0
+    #: stop by itself after this many seconds (None: until SIGINT/SIGTERM)
+    duration: float | None = None
+
+
+def build_filter(opts: LiveOptions) -> str:
+    """The capture filter: the default one (:func:`live_capture.default_filter`), or it and
+    ``-f``, or ``-f`` alone with ``replace_filter``."""
+    if opts.filter_expr and opts.replace_filter:
+        return opts.filter_expr
+    base = default_filter(opts.ike_ports)
+    if opts.filter_expr:
+        return f"({base}) or ({opts.filter_expr})"
+    return base
+
+
+# -- what build_report needs from a source ---------------------------------------------------------
+
+@dataclass
+class _Itf:
+    linktype: int
+    snaplen: int
+    name: str
+
+
+class LiveSource:
+    """A :class:`pcapvpn.sources.Source` look-alike for the report: one written file (or the
+    whole capture without ``--write``); ``isb`` holds the drop counters of its span."""
+
+    compressed = False
+
+    def __init__(self, name, index, interfaces, fmt="pcapng"):
+        self.name = name
+        self.index = index
+        self.format = fmt
+        self.interfaces = interfaces
+        self.isb = {}
+        self.drops = {}
+        self.linktypes = Counter()
+        self.frame_count = 0
+        self.byte_count = 0
+        self.first_ts = None
+        self.last_ts = None
+        self.warnings = []
+        self.out_of_order = 0
+
+    def close(self):
+        pass
+
+
+# -- rotating pcapng files ---------------------------------------------------------------------------
+
+class RotatingWriter:
+    """``--write DIR``: pcapng files of at most ``size`` bytes (a batch may run past it), the
+    oldest deleted beyond ``count`` files (0: keep all).  Each file starts with one interface
+    description per captured interface and ends with interface statistics blocks whose counters
+    cover that file's span (so that ``analyze`` over several of them adds them up right)."""
+
+    def __init__(self, directory, interfaces, size, count, prefix="pcapvpn-live"):
+        from dissect.vpn.capture import PcapngWriter
+
+        self._Writer = PcapngWriter
+        self.dir = directory
+        self.interfaces = interfaces  # [(linktype, name)]
+        self.size = size
+        self.count = count
+        self.prefix = prefix
+        self.files = []  # paths still on disk, oldest first
+        self.all_files = []  # every path ever written (frame refs name them)
+        self.f = None
+        self.w = None
+        self.written = 0
+        self.deleted = 0
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise CaptureError(f"--write {directory}: {e.strerror}") from None
+
+    def open(self, ts: float) -> str:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts))
+        path = os.path.join(self.dir, f"{self.prefix}-{stamp}-{len(self.all_files) + 1:05d}.pcapng")
+        try:
+            self.f = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in close()
+        except OSError as e:
+            raise CaptureError(f"--write: cannot create {path}: {e.strerror}") from None
+        self.w = self._Writer(self.f)
+        for lt, name in self.interfaces:
+            self.w.add_interface(lt, name, tsresol=9)
+        self.files.append(path)
+        self.all_files.append(path)
+        while self.count and len(self.files) > self.count:
+            old = self.files.pop(0)
+            try:
+                os.unlink(old)
+                self.deleted += 1
+            except OSError:
+                pass
+        return path
+
+    def write(self, iface: int, frames) -> None:
+        wp = self.w.write_packet
+        for f in frames:
+            wp(iface, f[2], f[4], f[5])
+
+    def full(self) -> bool:
+        return self.f is not None and self.f.tell() >= self.size
+
+    def flush(self) -> None:
+        if self.f is not None:
+            self.f.flush()
+
+    def close(self, ts: float, stats: list) -> None:
+        """``stats``: per interface, the counters of this file's span."""
+        if self.f is None:
+            return
+        for i, st in enumerate(stats):
+            if st:
+                self.w.write_stats(i, ts, **st)
+        self.f.close()
+        self.f = None
+        self.w = None
+
+
+# -- event sinks -------------------------------------------------------------------------------------
+
+def _clean(text, limit: int = 4000) -> str:
+    """Printable one-line text: vendor IDs, identities and other attacker-chosen strings reach
+    the terminal and syslog; control characters (escape sequences, newlines) are replaced."""
+    s = str(text)
+    if not s.isprintable():
+        s = "".join(c if c.isprintable() else "?" for c in s)
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+def _finding_dict(f) -> dict:
+    return dataclasses.asdict(f)
+
+
+class TextEvents:
+    """One line per event on ``stream``; status events are the status view's business."""
+
+    COLORS = {"critical": "\x1b[1;35m", "error": "\x1b[1;31m", "warning": "\x1b[33m",
+              "info": "\x1b[36m", "resolved": "\x1b[32m"}
+
+    def __init__(self, stream, color=False, view=None):
+        self.stream = stream
+        self.color = color
+        self.view = view
+
+    def emit(self, ev: dict) -> None:
+        kind = ev["event"]
+        if kind == "status":
+            return
+        f = ev["finding"]
+        clock = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
+        tunnel = f.get("tunnel") or "-"
+        sev = f["severity"]
+        if kind == "raised":
+            label = "RAISED  "
+            tag = sev
+            text = f"{clock} {label} {sev:<8} {f['code']} [{tunnel}] {f['title']}"
+        else:
+            label = "RESOLVED"
+            tag = "resolved"
+            text = (f"{clock} {label} {sev:<8} {f['code']} [{tunnel}] {ev.get('reason', '')} "
+                    f"(raised {ev.get('raised', '')}, {ev.get('lasted', 0):.0f} s)")
+        text = _clean(text)
+        if self.color:
+            text = f"{self.COLORS.get(tag, '')}{text}\x1b[0m"
+        if self.view is not None:
+            self.view.clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        if self.view is not None:
+            self.view.redraw()
+
+
+class JsonlEvents:
+    def __init__(self, stream):
+        self.stream = stream
+
+    def emit(self, ev: dict) -> None:
+        self.stream.write(json.dumps(_event_json(ev), separators=(",", ":")) + "\n")
+        self.stream.flush()
+
+
+def _event_json(ev: dict) -> dict:
+    from pcapvpn.model import rfc3339
+
+    out = {"event": ev["event"], "time": rfc3339(ev["ts"])}
+    for k, v in ev.items():
+        if k not in ("event", "ts"):
+            out[k] = v
+    return out
+
+
+class SyslogEvents:
+    """RFC 3164 lines (as glibc's syslog() writes them) to the local syslog socket."""
+
+    def __init__(self, path="/dev/log", facility=_LOG_DAEMON):
+        self.path = path
+        self.facility = facility
+        self.sock = None
+        self.failures = 0
+        self._connect()
+
+    def _connect(self):
+        last = None
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            s = socket.socket(socket.AF_UNIX, kind)
+            try:
+                s.connect(self.path)
+                self.sock = s
+                self.kind = kind
+                return
+            except OSError as e:
+                s.close()
+                last = e
+        raise CaptureError(f"--syslog: cannot connect to {self.path}: "
+                           f"{last.strerror if last else '?'}")
+
+    def emit(self, ev: dict) -> None:
+        if ev["event"] == "status":
+            return
+        f = ev["finding"]
+        prio = _SEV_SYSLOG.get(f["severity"], 6) if ev["event"] == "raised" else _LOG_NOTICE
+        stamp = time.strftime("%b %d %H:%M:%S", time.localtime(ev["ts"]))
+        msg = (f"{ev['event']} {f['code']} severity={f['severity']} "
+               f"tunnel={f.get('tunnel') or '-'} id={f['id']} {f['title']}")
+        line = f"<{self.facility * 8 + prio}>{stamp} pcapvpn[{os.getpid()}]: {_clean(msg, 1800)}"
+        data = line.encode("utf-8", "replace")
+        if self.kind == socket.SOCK_STREAM:
+            data += b"\0"
+        for _ in range(2):
+            try:
+                self.sock.send(data)
+                return
+            except OSError:
+                try:
+                    self.sock.close()
+                    self._connect()
+                except CaptureError:
+                    break
+        self.failures += 1
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+
+
+def event_environment(ev: dict) -> dict:
+    """``PCAPVPN_*`` variables describing an event for ``--exec`` (values are data: the command
+    line never holds them)."""
+    f = ev.get("finding") or {}
+    j = json.dumps(_event_json(ev), separators=(",", ":"))
+    env = {
+        "PCAPVPN_EVENT": ev["event"],
+        "PCAPVPN_TIME": _event_json(ev)["time"] or "",
+        "PCAPVPN_FINDING_ID": f.get("id", ""),
+        "PCAPVPN_CODE": f.get("code", ""),
+        "PCAPVPN_SEVERITY": f.get("severity", ""),
+        "PCAPVPN_STAGE": f.get("stage", ""),
+        "PCAPVPN_TUNNEL": f.get("tunnel") or "",
+        "PCAPVPN_TITLE": f.get("title", ""),
+        "PCAPVPN_PEERS": ",".join((f.get("evidence") or {}).get("peers") or []),
+        "PCAPVPN_JSON": j if len(j) <= 65536 else "",
+    }
+    # the environment cannot carry NUL bytes; everything else is passed as it is
+    return {k: str(v).replace("\0", "?") for k, v in env.items()}
+
+
+class ExecHook:
+    """``--exec CMD``: CMD is split once (shlex) and run without a shell per raised/resolved
+    event, in a worker thread (the capture never waits for it), with the event as JSON on stdin
+    and in ``PCAPVPN_*`` environment variables.  Its output goes to stderr."""
+
+    def __init__(self, cmd: str, timeout: float = 30.0, max_queue: int = 1000):
+        try:
+            self.argv = shlex.split(cmd)
+        except ValueError as e:
+            raise CaptureError(f"--exec: {e}") from None
+        if not self.argv:
+            raise CaptureError("--exec: empty command")
+        exe = self.argv[0]
+        if os.sep not in exe and shutil.which(exe) is None:
+            raise CaptureError(f"--exec: {exe}: command not found")
+        self.timeout = timeout
+        self.q = queue.Queue(max_queue)
+        self.dropped = 0
+        self.failures = 0
+        self.runs = 0
+        self.thread = threading.Thread(target=self._run, name="pcapvpn-exec", daemon=True)
+        self.thread.start()
+
+    def emit(self, ev: dict) -> None:
+        if ev["event"] == "status":
+            return
+        try:
+            self.q.put_nowait(ev)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self):
+        while True:
+            ev = self.q.get()
+            if ev is None:
+                return
+            env = dict(os.environ)
+            env.update(event_environment(ev))
+            data = json.dumps(_event_json(ev)).encode() + b"\n"
+            try:
+                cp = subprocess.run(self.argv, input=data, env=env, timeout=self.timeout,
+                                    stdout=sys.stderr.fileno(), stderr=sys.stderr.fileno(),
+                                    close_fds=True)
+                self.runs += 1
+                if cp.returncode:
+                    self.failures += 1
+            except (OSError, subprocess.TimeoutExpired) as e:
+                self.failures += 1
+                sys.stderr.write(f"pcapvpn: --exec {self.argv[0]}: {e}\n")
+
+    def close(self, wait: float = 10.0):
+        try:
+            self.q.put(None, timeout=wait)
+        except queue.Full:
+            return
+        self.thread.join(wait)
+
+
+# -- status view --------------------------------------------------------------------------------------
+
+class StatusView:
+    """A few lines at the bottom of the terminal, redrawn in place; event lines printed above
+    it scroll normally (the view is cleared before and redrawn after each event)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.lines = []
+        self.drawn = 0
+
+    def update(self, lines):
+        self.clear()
+        self.lines = lines
+        self.redraw()
+
+    def clear(self):
+        if self.drawn:
+            self.stream.write(f"\x1b[{self.drawn}F\x1b[J")
+            self.stream.flush()
+            self.drawn = 0
+
+    def redraw(self):
+        if not self.lines:
+            return
+        cols = shutil.get_terminal_size((100, 24)).columns
+        out = [_clean(line)[:max(10, cols - 1)] for line in self.lines]
+        self.stream.write("\n".join(out) + "\n")
+        self.stream.flush()
+        self.drawn = len(out)
+
+
+# -- the session ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Active:
+    finding: object
+    raised_ts: float
+    missing: int = 0
+
+
+class LiveSession:
+    """Capture → decode → track; rules against the clock; events; the final report."""
+
+    def __init__(self, opts: LiveOptions, sinks=(), view: StatusView | None = None,
+                 clock=time.time):
+        from pcapvpn.analysis import Options
+        from pcapvpn.decode import Decoder
+        from pcapvpn.track import Tracker
+
+        self.opts = opts
+        self.sinks = list(sinks)
+        self.view = view
+        self.clock = clock
+        self.stopping = False
+        self.filter = build_filter(opts)
+        self.captures = []
+        self.started = clock()
+        try:
+            for name in opts.interfaces:
+                self.captures.append(self._open(name))
+        except BaseException:
+            self.close_captures()
+            raise
+        ifnames = ",".join(opts.interfaces)
+        self.itfs = [_Itf(c.linktype, 262144, c.name) for c in self.captures]
+        self.names: list = []
+        self.sources: list = []
+        self.writer = None
+        self.tracker = Tracker(opts.thresholds, self.names)
+        self.decoder = Decoder(self.tracker)
+        self.analysis_options = Options(thresholds=opts.thresholds,
+                                        expect_peers=list(opts.expect_peers))
+        self.totals = [{} for _ in self.captures]  # per interface: counters so far
+        if opts.write_dir:
+            self.writer = RotatingWriter(opts.write_dir, [(c.linktype, c.name) for c in
+                                                          self.captures],
+                                         opts.write_size, opts.write_files)
+            self._rotate(self.started)
+        else:
+            self._new_source(f"live:{ifnames}", "live")
+        self.active: dict = {}
+        self.archived: list = []  # findings whose SAs expired before they cleared
+        self.raised = 0
+        self.resolved = 0
+        self.evaluations = 0
+        self.eval_seconds = 0.0
+        self.eval_max = 0.0
+        self._expired_spis = set()
+        self.last_eval = None  # (state, findings, verdicts)
+        self._pps_mark = (self.started, 0)
+        self.pps = 0.0
+        self.frames = 0
+
+    # -- capture -------------------------------------------------------------------------------
+
+    def _open(self, name):
+        o = self.opts
+        if o.backend == "afpacket":
+            from pcapvpn.live_capture import interface_info
+
+            _idx, lt = interface_info(name)
+            bpf = compile_filter(self.filter, lt)
+            nblocks = max(4, o.buffer_mb)  # 1 MiB blocks
+            return AfPacketRing(name, bpf, block_size=1 << 20, block_nr=nblocks,
+                                promisc=o.promisc)
+        if o.backend in ("tcpdump", "dumpcap"):
+            compile_filter(self.filter)  # a clear error before the child starts
+            return PipeCapture(name, self.filter, tool=o.backend, buffer_mb=o.buffer_mb,
+                               promisc=o.promisc)
+        raise CaptureError(f"unknown capture backend {o.backend!r}")
+
+    def close_captures(self):
+        for c in self.captures:
+            c.close()
+
+    def _new_source(self, name, fmt="pcapng"):
+        src = LiveSource(name, len(self.sources), self.itfs, fmt)
+        src._base = [dict(t) for t in self.totals]
+        self.names.append(name)
+        self.sources.append(src)
+        self.number = 0
+        return src
+
+    def _span_stats(self, src) -> list:
+        """Per interface, the counters of ``src``'s span (pcapng ISB names)."""
+        out = []
+        for i, t in enumerate(self.totals):
+            b = src._base[i] if i < len(src._base) else {}
+            out.append({k: t.get(k, 0) - b.get(k, 0) for k in t})
+        return out
+
+    def _rotate(self, ts):
+        if self.writer.f is not None:
+            self._refresh_totals()
+            self.writer.close(ts, self._span_stats(self.sources[-1]))
+        path = self.writer.open(ts)
+        self._new_source(path)
+
+    def _refresh_totals(self):
+        for i, c in enumerate(self.captures):
+            st = c.stats()
+            itf = st["interface"]
+            self.totals[i] = {
+                "ifrecv": itf.get("rx_packets", 0),
+                "filteraccept": st["received"],
+                "osdrop": st["drops"],
+                "ifdrop": itf.get("rx_missed_errors", 0) + itf.get("rx_fifo_errors", 0),
+            }
+            self._rx_dropped = itf.get("rx_dropped", 0)
+        for src in self.sources[-1:]:
+            src.isb = {i: {"ifdrop": s.get("ifdrop", 0), "osdrop": s.get("osdrop", 0)}
+                       for i, s in enumerate(self._span_stats(src))}
+
+    def drops(self) -> int:
+        return sum(t.get("osdrop", 0) + t.get("ifdrop", 0) for t in self.totals)
+
+    def _feed(self, idx, cap, batch):
+        src = self.sources[-1]
+        n = cap.read(batch, src.index, self.number)
+        if not n:
+            return 0
+        self.number += n
+        src.frame_count += n
+        src.linktypes[cap.linktype] += n
+        t0 = batch[0][2]
+        t1 = batch[-1][2]
+        if src.first_ts is None or t0 < src.first_ts:
+            src.first_ts = t0
+        if src.last_ts is None or t1 > src.last_ts:
+            src.last_ts = t1
+        if self.writer is not None:
+            self.writer.write(idx, batch)
+        self.decoder.run(batch)
+        self.frames += n
+        return n
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Capture until :meth:`stop` (signal handlers call it) or ``duration`` runs out."""
+        caps = self.captures
+        batch: list = []
+        clock = self.clock
+        now = clock()
+        next_eval = now + self.opts.eval_interval
+        deadline = None if self.opts.duration is None else self.started + self.opts.duration
+        next_status = now + self.opts.status_interval if self.opts.status_interval else None
+        next_view = now
+        poller = None
+        if len(caps) > 1:
+            import select
+
+            poller = select.poll()
+            for c in caps:
+                poller.register(c.fileno() if hasattr(c, "sock") else c.proc.stdout.fileno(),
+                                select.POLLIN)
+        self._evaluate(now)
+        while not self.stopping:
+            got = 0
+            for i, c in enumerate(caps):
+                batch.clear()
+                got += self._feed(i, c, batch)
+                if self.writer is not None and self.writer.full():
+                    self._rotate(clock())
+            batch.clear()
+            now = clock()
+            if now >= next_eval:
+                self._evaluate(now)
+                cost = self.last_cost
+                next_eval = now + max(self.opts.eval_interval, 10 * cost)
+                if self.writer is not None:
+                    self.writer.flush()
+            if next_status is not None and now >= next_status:
+                self._emit({"event": "status", "ts": now, "status": self.status(now)})
+                next_status = now + self.opts.status_interval
+            if self.view is not None and now >= next_view:
+                self.view.update(self.status_lines(now))
+                next_view = now + 1.0
+            if deadline is not None and now >= deadline:
+                break
+            if not got:
+                wait = max(0.0, min(next_eval - now, 0.2))
+                if poller is not None:
+                    poller.poll(int(wait * 1000))
+                else:
+                    caps[0].wait(wait)
+
+    def stop(self, *_args) -> None:
+        self.stopping = True
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def _state(self, now):
+        from pcapvpn.analysis import build_report
+
+        self._refresh_totals()
+        self.tracker.ike_tracker.link_rekeys()
+        cap = build_report(self.sources, self.decoder, self.tracker).capture
+        state = self.tracker.state(now, capture=cap)
+        state.expect_peers = list(self.opts.expect_peers)
+        return state
+
+    def _evaluate(self, now) -> None:
+        from pcapvpn.rules import run_rules
+        from pcapvpn.rules.common import Context
+        from pcapvpn.rules.verdict import tunnel_verdicts
+
+        t0 = time.perf_counter()
+        state = self._state(now)
+        findings = run_rules(state)
+        ctx = Context(state)
+        verdicts = tunnel_verdicts(ctx, findings)
+        annotate_drops(findings, self.drops(), getattr(self, "_rx_dropped", 0))
+        tunnels = {t.id: t for t in state.tunnels}
+        current = {}
+        superseded = set()
+        for f in findings:
+            if _held(ctx, f):
+                continue
+            if _superseded(ctx, tunnels, f):
+                superseded.add(f.id)
+                continue
+            current[f.id] = f
+        for fid, f in current.items():
+            a = self.active.get(fid)
+            if a is None:
+                self.active[fid] = _Active(f, now)
+                self.raised += 1
+                self._emit({"event": "raised", "ts": now, "finding": _finding_dict(f)})
+            else:
+                a.finding = f
+                a.missing = 0
+        for fid in list(self.active):
+            if fid in current:
+                continue
+            a = self.active[fid]
+            a.missing += 1
+            if a.missing < RESOLVE_AFTER:
+                continue
+            del self.active[fid]
+            f = a.finding
+            if (f.tunnel is not None and f.tunnel not in tunnels) or self._expired(f):
+                self.archived.append(f)  # its SAs were forgotten: not a resolution
+                del self.archived[:-1000]
+                continue
+            self.resolved += 1
+            reason = ("the tunnel recovered: a newer IKE SA came up and carried ESP both ways"
+                      if fid in superseded else "the condition cleared")
+            self._emit({"event": "resolved", "ts": now, "reason": reason,
+                        "raised": _hms(a.raised_ts), "lasted": round(now - a.raised_ts, 3),
+                        "finding": _finding_dict(f)})
+        self.last_eval = (state, findings, verdicts)
+        # memory bound; what is forgotten now cannot "resolve" at the next evaluation
+        ike_old, esp_old = self.tracker.expire(now, self.opts.idle_expiry, self.opts.max_sas)
+        self._expired_spis = ({sa.ispi.hex() for sa in ike_old} | {sa.rspi.hex() for sa in ike_old}
+                              | {f"{e.spi:08x}" for e in esp_old})
+        cost = time.perf_counter() - t0
+        self.last_cost = cost
+        self.evaluations += 1
+        self.eval_seconds += cost
+        self.eval_max = max(self.eval_max, cost)
+
+    def _expired(self, f) -> bool:
+        ev = f.evidence
+        return bool(self._expired_spis & (set(ev.ike_spis) | set(ev.esp_spis)))
+
+    def _emit(self, ev: dict) -> None:
+        for s in self.sinks:
+            try:
+                s.emit(ev)
+            except BrokenPipeError:
+                raise
+            except OSError as e:  # a sink that fails must not stop the capture
+                sys.stderr.write(f"pcapvpn: event output failed: {e}\n")
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def status(self, now) -> dict:
+        mark_ts, mark_n = self._pps_mark
+        if now - mark_ts >= 1.0:
+            self.pps = (self.frames - mark_n) / (now - mark_ts)
+            self._pps_mark = (now, self.frames)
+        state = self.last_eval[0] if self.last_eval else None
+        verdicts = self.last_eval[2] if self.last_eval else []
+        tunnels = [{"id": v.tunnel, "verdict": v.verdict, "stage_reached": v.stage_reached,
+                    "primary_code": v.primary_code} for v in verdicts]
+        return {
+            "interfaces": list(self.opts.interfaces),
+            "running": round(now - self.started, 1),
+            "frames": self.frames,
+            "pps": round(self.pps, 1),
+            "drops": {"ring": sum(t.get("osdrop", 0) for t in self.totals),
+                      "interface": sum(t.get("ifdrop", 0) for t in self.totals),
+                      "interface_rx_dropped": getattr(self, "_rx_dropped", 0)},
+            "ike_sas": len(state.ike_sas) if state else 0,
+            "esp_sas": len(state.esp_sas) if state else 0,
+            "expired_sas": self.tracker.expired_sas,
+            "evicted_sas": self.tracker.evicted_sas,
+            "active_findings": len(self.active),
+            "raised": self.raised,
+            "resolved": self.resolved,
+            "tunnels": tunnels,
+            "files": list(self.writer.files) if self.writer else [],
+            "evaluation_ms": round(1000 * getattr(self, "last_cost", 0.0), 1),
+        }
+
+    def status_lines(self, now) -> list[str]:
+        st = self.status(now)
+        d = st["drops"]
+        counts = Counter(t["verdict"] for t in st["tunnels"])
+        verdicts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        head = (f"── pcapvpn live {','.join(st['interfaces'])}  {_hms(now)}  "
+                f"{st['pps']:,.0f} pps  {st['frames']:,} frames  drops {d['ring']} ring "
+                f"{d['interface']} iface  SAs {st['ike_sas']} IKE {st['esp_sas']} ESP  "
+                f"findings {st['active_findings']} active")
+        lines = [head, f"   tunnels: {len(st['tunnels'])}" + (f" ({verdicts})" if verdicts else "")]
+        order = {"failing": 0, "degraded": 1, "unknown": 2, "healthy": 3}
+        rows = sorted(st["tunnels"], key=lambda t: (order.get(t["verdict"], 4), t["id"]))
+        rows_max = max(1, shutil.get_terminal_size((100, 24)).lines // 3)
+        for t in rows[:rows_max]:
+            lines.append(f"   {t['verdict']:<8} {t['id']:<40} {t['stage_reached']:<14} "
+                         f"{t['primary_code'] or ''}")
+        if len(rows) > rows_max:
+            lines.append(f"   ... {len(rows) - rows_max} more")
+        return lines
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    def finish(self):
+        """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`)."""
+        from pcapvpn.analysis import diagnose
+
+        now = self.clock()
+        # what is still in the rings
+        for i, c in enumerate(self.captures):
+            batch: list = []
+            self._feed(i, c, batch)
+        self._refresh_totals()
+        self.close_captures()
+        for i, c in enumerate(self.captures):  # pipe backends know their drops only now
+            if isinstance(c, PipeCapture):
+                self.totals[i]["osdrop"] = c.drops
+        if self.writer is not None:
+            self.writer.close(now, self._span_stats(self.sources[-1]))
+        self._refresh_isb()
+        if self.view is not None:
+            self.view.clear()
+        self.decoder.finish()
+        self.tracker.finish()
+        result = diagnose(self.sources, self.decoder, self.tracker, self.analysis_options, now=now)
+        annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0))
+        have = {f.id for f in result.findings}
+        extra = [f for f in self.archived if f.id not in have]
+        if extra:
+            result.report.findings = list(result.report.findings) + extra
+            result.findings = result.report.findings
+        result.report.capture.warnings.extend(self.warnings())
+        return result
+
+    def _refresh_isb(self):
+        src = self.sources[-1]
+        src.isb = {i: {"ifdrop": s.get("ifdrop", 0), "osdrop": s.get("osdrop", 0)}
+                   for i, s in enumerate(self._span_stats(src))}
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.tracker.expired_sas or self.tracker.evicted_sas:
+            out.append(f"live: {self.tracker.expired_sas} SA(s) expired after "
+                       f"{self.opts.idle_expiry:g} s of silence and {self.tracker.evicted_sas} "
+                       f"evicted (more than {self.opts.max_sas} SAs): they are not in this report")
+        if self.writer is not None and self.writer.deleted:
+            out.append(f"live: {self.writer.deleted} older capture file(s) were deleted by "
+                       f"rotation (--write-files {self.writer.count}); evidence frames in them "
+                       f"are gone")
+        for s in self.sinks:
+            if getattr(s, "dropped", 0):
+                out.append(f"live: --exec: {s.dropped} event(s) not run (queue full)")
+        return out
+
+
+def _hms(ts) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def _held(ctx, f) -> bool:
+    hold = HOLD.get(f.code)
+    if hold is None:
+        return False
+    name, since = hold
+    wait = getattr(ctx.th, name)
+    if since == "start":
+        t0 = ctx.start
+    else:
+        ev = f.evidence.first
+        t0 = ctx.start + ev["rel"] if ev and ev.get("rel") is not None else ctx.start
+    return ctx.now - t0 < wait
+
+
+def _superseded(ctx, tunnels, f) -> bool:
+    """A failure that happened before the tunnel's latest IKE SA came up and carried ESP both
+    ways (the verdict's "recovered"): in live mode it is over."""
+    from pcapvpn.rules.verdict import _last_evidence, _recovered_at
+
+    if not f.failure or f.posture or f.tunnel is None:
+        return False
+    t = tunnels.get(f.tunnel)
+    if t is None:
+        return False
+    rec = _recovered_at(t)
+    if rec is None:
+        return False
+    last = _last_evidence(ctx, f)
+    return last is not None and last < rec
+
+
+def annotate_drops(findings, drops: int, rx_dropped: int = 0) -> None:
+    """Findings about something missing say that the capture itself lost packets."""
+    if not drops:
+        return
+    note = (f" Note: the capture dropped {drops} packet(s) itself (capture ring / interface), so "
+            f"this absence may be the capture's, not the network's.")
+    for f in findings:
+        if f.code in ABSENCE_CODES and note not in f.detail:
+            f.detail += note
+
+
+def event_sinks(events: str, stream, *, color=False, view=None, syslog_path=None, exec_cmd=None):
+    sinks = []
+    if events == "jsonl":
+        sinks.append(JsonlEvents(stream))
+    elif events == "text":
+        sinks.append(TextEvents(stream, color=color, view=view))
+    if syslog_path:
+        sinks.append(SyslogEvents(syslog_path))
+    if exec_cmd:
+        sinks.append(ExecHook(exec_cmd))
+    return sinks
+
+
+def install_signals(session) -> None:
+    """SIGINT/SIGTERM stop the capture cleanly (the report follows); a second one aborts."""
+    def handler(signum, frame):
+        if session.stopping:
+            raise KeyboardInterrupt
+        session.stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+# -- the command ---------------------------------------------------------------------------------------
+
+SEVERITIES = ("critical", "error", "warning", "info")
+
+
+class _Filtered:
+    """Events for the operator's selection (--peer, --min-severity), as in the report."""
+
+    def __init__(self, sink, peers=(), min_severity="info"):
+        import ipaddress
+
+        self.sink = sink
+        self.peers = {str(ipaddress.ip_address(p)) for p in peers}
+        self.limit = SEVERITIES.index(min_severity)
+        self.dropped = getattr(sink, "dropped", 0)
+
+    def emit(self, ev):
+        f = ev.get("finding")
+        if f is not None:
+            if SEVERITIES.index(f["severity"]) > self.limit:
+                return
+            if self.peers and not (f.get("tunnel") and
+                                   set(f["tunnel"].split("<->")) & self.peers):
+                return
+        self.sink.emit(ev)
+
+    def close(self):
+        if hasattr(self.sink, "close"):
+            self.sink.close()
+
+
+def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_filter, events,
+                syslog, syslog_socket, exec_cmd, quiet, write_dir, write_size_mb, write_files,
+                idle_expiry, max_sas, buffer_mb, promisc, backend, duration, status_interval,
+                fmt, output, peers, spis, min_severity, fail_on, expect_peers, thresholds,
+                stdout=None, stderr=None) -> int:
+    """``pcapvpn live``; returns the exit status (as ``analyze``: 0, 1 findings at or above
+    ``fail_on``, 2 usage or capture error)."""
+    from pcapvpn.report import render, select
+
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    opts = LiveOptions(
+        interfaces=list(interfaces), filter_expr=filter_expr, replace_filter=replace_filter,
+        ike_ports=tuple(ike_ports), thresholds=thresholds, expect_peers=list(expect_peers),
+        backend=backend, buffer_mb=buffer_mb, promisc=promisc, write_dir=write_dir,
+        write_size=int(write_size_mb * 1024 * 1024), write_files=write_files,
+        idle_expiry=idle_expiry, max_sas=max_sas, duration=duration,
+        status_interval=status_interval if events == "jsonl" else 0)
+    if print_filter:
+        stdout.write(build_filter(opts) + "\n")
+        return 0
+    view = None
+    if not quiet and stderr.isatty():
+        view = StatusView(stderr)
+    color = events == "text" and stdout.isatty() and not os.environ.get("NO_COLOR")
+    sinks = []
+    try:
+        raw = event_sinks(events, stdout, color=color,
+                          view=view if (stdout.isatty() and view is not None) else None,
+                          syslog_path=(syslog_socket or "/dev/log") if syslog else None,
+                          exec_cmd=exec_cmd)
+        sinks = [_Filtered(s, peers, min_severity) for s in raw]
+        session = LiveSession(opts, sinks, view)
+    except CaptureError as e:
+        for s in sinks:
+            if hasattr(s, "close"):
+                s.close()
+        stderr.write(f"pcapvpn: error: {e}\n")
+        return 2
+    install_signals(session)
+    if view is None and not quiet:
+        stderr.write(f"pcapvpn: capturing on {', '.join(opts.interfaces)} "
+                     f"(Ctrl-C or SIGTERM stops and prints the report)\n")
+        stderr.flush()
+    try:
+        session.run()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        result = session.finish()
+        for s in sinks:
+            if hasattr(s, "close"):
+                s.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    report = select(result.report, peers=peers, spis=spis, min_severity=min_severity)
+    color = output is None and stdout.isatty() and not os.environ.get("NO_COLOR")
+    text = render(report, fmt, color=color)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            stderr.write(f"pcapvpn: error: cannot write {output}: {e.strerror}\n")
+            return 2
+    else:
+        if events != "none":
+            stdout.write("\n")
+        stdout.write(text)
+        stdout.flush()
+    limit = SEVERITIES.index(fail_on)
+    failed = any(SEVERITIES.index(f.severity) <= limit for f in report.findings)
+    return 1 if failed else 0
