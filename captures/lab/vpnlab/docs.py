@@ -26,7 +26,8 @@ NOTIFY = {"14": "NO_PROPOSAL_CHOSEN", "17": "INVALID_KE_PAYLOAD", "24": "AUTHENT
           "16404": "MULTIPLE_AUTH_SUPPORTED", "16418": "CHILDLESS_IKEV2_SUPPORTED",
           "43": "TEMPORARY_FAILURE", "44": "CHILD_SA_NOT_FOUND", "16406": "REDIRECT_SUPPORTED",
           "7": "INVALID_SYNTAX", "9": "INVALID_MESSAGE_ID", "18": "INVALID_ID_INFORMATION",
-          "16395": "NON_FIRST_FRAGMENTS_ALSO", "16401": "COOKIE2"}
+          "16395": "NON_FIRST_FRAGMENTS_ALSO", "16401": "COOKIE2",
+          "16417": "EAP_ONLY_AUTHENTICATION", "16420": "IKEV2_MESSAGE_ID_SYNC_SUPPORTED"}
 # status notifies left out of the README's IKE message table (present in nearly every message)
 QUIET_NOTIFY = {"NAT_DETECTION_SOURCE_IP", "NAT_DETECTION_DESTINATION_IP",
                 "IKEV2_FRAGMENTATION_SUPPORTED", "SIGNATURE_HASH_ALGORITHMS",
@@ -59,7 +60,8 @@ def summarize(pcap: Path, decode_as: list[str] | None = None, keys: Path | None 
                               "-e", "isakmp.messageid", "-e", "isakmp.flags",
                               "-e", "isakmp.notify.msgtype", "-e", "esp.spi",
                               "-e", "udpencap.nat_keepalive", "-e", "icmp.type",
-                              "-e", "ip.flags.mf", "-e", "ip.frag_offset", "-e", "frame.len"])
+                              "-e", "ip.flags.mf", "-e", "ip.frag_offset", "-e", "frame.len",
+                              "-e", "ip.proto"])
     rows = [line.split("\t") for line in out.splitlines() if line.strip()]
     ike = []
     esp: Counter = Counter()
@@ -68,14 +70,14 @@ def summarize(pcap: Path, decode_as: list[str] | None = None, keys: Path | None 
     protos: Counter = Counter()
     last = 0.0
     for r in rows:
-        r += [""] * (18 - len(r))
+        r += [""] * (19 - len(r))
         (num, t, src, dst, sp, dp, proto, ver, exch, mid, flags, notify, spi, ka, icmpt,
-         mf, fo, _len) = r[:18]
+         mf, fo, _len, ipproto) = r[:19]
         last = float(t or 0)
         protos[proto] += 1
         src = src.split(",")[0]
         dst = dst.split(",")[0]
-        if icmpt:
+        if ipproto.split(",")[0] == "1":  # outer ICMP (not a decrypted inner ping)
             icmp += 1
             continue
         if mf.split(",")[0] in ("1", "True") or fo.split(",")[0] not in ("", "0"):
@@ -216,7 +218,7 @@ def readme(sc: Scenario, exp: dict, summaries: dict, outdir: Path) -> str:
         if s.get("nat_keepalives"):
             extra.append(f"{s['nat_keepalives']} NAT keepalives")
         if s.get("icmp"):
-            extra.append(f"{s['icmp']} ICMP messages")
+            extra.append(f"{s['icmp']} ICMP error/echo messages outside the tunnel")
         if s.get("ip_fragments"):
             extra.append(f"{s['ip_fragments']} IP fragments")
         if extra:
