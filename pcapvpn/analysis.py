@@ -35,6 +35,9 @@ class Options:
     expect_peers: list = field(default_factory=list)
     #: ``progress(name, done_bytes, total_bytes)`` called now and then (CLI on a TTY)
     progress: object = None
+    #: copy standard input to a temporary file so that frames can be fetched again
+    #: (``--export-evidence``; ``Result.sources[i].fetch``)
+    spool_stdin: bool = False
     #: decryption keys (--keys): a pcapvpn.keys.KeyStore, or None
     keys: object = None
 
@@ -47,6 +50,8 @@ class Result:
     state: object = None
     findings: list = field(default_factory=list)
     verdicts: list = field(default_factory=list)
+    #: the (closed) sources: their ``fetch(numbers)`` reads evidence frames again
+    sources: list = field(default_factory=list)
 
 
 def analyze(paths, options: Options | None = None) -> m.Report:
@@ -59,7 +64,7 @@ def run(paths, options: Options | None = None) -> Result:
     sources = []
     try:
         for i, p in enumerate(paths):
-            sources.append(open_source(p, i))
+            sources.append(open_source(p, i, spool=options.spool_stdin and p == "-"))
         names = [s.name for s in sources]
         frames = merge_frames(sources)
         if options.progress is not None:
@@ -83,7 +88,9 @@ def run(paths, options: Options | None = None) -> Result:
         decoder.run(frames)
         decoder.finish()
         tracker.finish()
-        return diagnose(sources, decoder, tracker, options)
+        result = diagnose(sources, decoder, tracker, options)
+        result.sources = sources
+        return result
     finally:
         for s in sources:
             s.close()

@@ -184,7 +184,7 @@ class Source:
 
     __slots__ = ("name", "index", "format", "compressed", "_reader", "_raw", "_stream",
                  "_close_raw", "_started", "frame_count", "byte_count", "first_ts", "last_ts",
-                 "out_of_order", "linktypes")
+                 "out_of_order", "linktypes", "checkpoints", "spool_path")
 
     def __init__(self, name, index, reader, raw, stream, close_raw, compressed):
         self.name = name
@@ -202,6 +202,11 @@ class Source:
         self.last_ts = None
         self.out_of_order = 0
         self.linktypes = Counter()
+        #: sparse offset index for :meth:`fetch`: ``(number, offset, section, interfaces of
+        #: that section declared so far)`` of every INDEX_EVERY-th record
+        self.checkpoints = []
+        #: standard input copied to a temporary file (open_source(..., spool=True)), else None
+        self.spool_path = None
 
     def __repr__(self):
         gz = " gzip" if self.compressed else ""
@@ -252,9 +257,13 @@ class Source:
         tmax = float("-inf")
         tmin = float("inf")
         disorder = 0
+        ckpts = self.checkpoints
+        reader = self._reader
         try:
-            for ts, lt, data, wirelen, offset, _iface in self._reader.records():
+            for ts, lt, data, wirelen, offset, _iface in reader.records():
                 number += 1
+                if not number & INDEX_MASK:
+                    ckpts.append(_checkpoint(reader, number, offset))
                 if lt == cur_lt:
                     run += 1
                 else:
@@ -285,6 +294,88 @@ class Source:
                 self.last_ts = tmax
             self.close()
 
+    def fetch(self, numbers):
+        """Yield the frames ``numbers`` (Wireshark numbers of this file) again, in file order, as
+        ``(file_idx, number, ts, linktype, data, wirelen, offset)``, once ``frames()`` has run:
+        seek to the nearest checkpoint and walk from there (a gzip file is read again from its
+        start; standard input only when it was spooled)."""
+        want = sorted(set(numbers))
+        if not want:
+            return
+        path = self.name
+        if path == "-":
+            if self.spool_path is None:
+                raise SourceError(path, "standard input was not kept: frames cannot be read again")
+            path = self.spool_path
+        if self.compressed:
+            src = open_source(path, self.index)
+            yield from _pick(src.frames(), want)
+            return
+        groups: dict = {}
+        cks = self.checkpoints
+        import bisect
+
+        keys = [c[0] for c in cks]
+        for n in want:
+            i = bisect.bisect_right(keys, n) - 1
+            groups.setdefault(i, []).append(n)
+        with open(path, "rb") as f:
+            for i, ns in sorted(groups.items()):
+                yield from self._walk(f, cks[i] if i >= 0 else None, ns)
+
+    def _walk(self, f, ck, want):
+        """Frames ``want`` read from checkpoint ``ck`` (None: from the start of the file)."""
+        prefix = None
+        if ck is not None:
+            first, offset, section, nifs = ck
+            prefix = self._prefix(f, section, nifs)
+        if prefix is None:  # before the first checkpoint, or interfaces declared late: from 0
+            f.seek(0)
+            reader = open_capture(_Prefixed(b"", f))
+            first = 1
+        else:
+            f.seek(offset)
+            reader = open_capture(_Prefixed(prefix, f))
+        idx = self.index
+        last = want[-1]
+        wanted = set(want)
+        number = first - 1
+        for ts, lt, data, wirelen, off, _iface in reader.records():
+            number += 1
+            if number in wanted and lt != NONPACKET:
+                yield idx, number, ts, lt, data, wirelen, off
+            if number >= last:
+                return
+
+    def _prefix(self, f, section, nifs):
+        """The header bytes to put in front of a checkpoint's record: the pcap file header, or the
+        pcapng section's SHB and IDBs when they all precede its first record."""
+        rd = self._reader
+        if rd.format == "pcap":
+            f.seek(0)
+            return f.read(24)
+        start = rd.sections[section]["offset"]
+        f.seek(start)
+        probe = open_capture(_Prefixed(b"", f))
+        first_off = None
+        for rec in probe.records():
+            first_off = rec[4]
+            break
+        if first_off is None or len(probe.interfaces) < nifs:
+            return None
+        f.seek(start)
+        return _read_upto(f, first_off)
+
+    def discard_spool(self):
+        import os
+
+        if self.spool_path:
+            try:
+                os.unlink(self.spool_path)
+            except OSError:
+                pass
+            self.spool_path = None
+
     def close(self):
         if self._close_raw and self._raw is not None:
             self._raw.close()
@@ -298,8 +389,12 @@ class Source:
         return False
 
 
-def open_source(path: str, index: int = 0) -> Source:
-    """Open a capture path (``-`` = standard input), gzip or not; raise :class:`SourceError`."""
+def open_source(path: str, index: int = 0, spool: bool = False) -> Source:
+    """Open a capture path (``-`` = standard input), gzip or not; raise :class:`SourceError`.
+
+    ``spool``: copy standard input to a temporary file as it is read, so that frames can be
+    fetched again (``Source.spool_path``; ``Source.discard_spool()`` removes it)."""
+    spool_path = None
     if path == "-":
         raw = getattr(sys.stdin, "buffer", None)
         if raw is None:
@@ -310,6 +405,12 @@ def open_source(path: str, index: int = 0) -> Source:
         except (AttributeError, ValueError):
             pass
         close_raw = False
+        if spool:
+            import tempfile
+
+            fd, spool_path = tempfile.mkstemp(prefix="pcapvpn-stdin-", suffix=".cap")
+            raw = _Tee(raw, open(fd, "wb"))  # noqa: SIM115 - closed with the source
+            close_raw = True
     else:
         try:
             raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by Source
@@ -336,7 +437,57 @@ def open_source(path: str, index: int = 0) -> Source:
         if close_raw:
             raw.close()
         raise
-    return Source(path, index, reader, raw, stream, close_raw, compressed)
+    src = Source(path, index, reader, raw, stream, close_raw, compressed)
+    src.spool_path = spool_path
+    return src
+
+
+INDEX_EVERY = 1024
+INDEX_MASK = INDEX_EVERY - 1
+
+
+def _checkpoint(reader, number, offset):
+    sections = getattr(reader, "sections", None)
+    if not sections:
+        return (number, offset, 0, len(reader.interfaces))
+    sec = len(sections) - 1
+    return (number, offset, sec, sum(1 for i in reader.interfaces if i.section == sec))
+
+
+def _pick(frames, want):
+    wanted = set(want)
+    last = want[-1]
+    for fr in frames:
+        if fr[1] in wanted:
+            yield fr
+        if fr[1] >= last:
+            break
+
+
+class _Tee:
+    """Standard input copied to a spool file as it is read."""
+
+    __slots__ = ("_raw", "_out")
+
+    def __init__(self, raw, out):
+        self._raw = raw
+        self._out = out
+
+    def read(self, n=-1):
+        data = self._raw.read(n)
+        if data:
+            self._out.write(data)
+        return data
+
+    def read1(self, n=-1):
+        read1 = getattr(self._raw, "read1", self._raw.read)
+        data = read1(n)
+        if data:
+            self._out.write(data)
+        return data
+
+    def close(self):
+        self._out.close()
 
 
 def open_sources(paths) -> list[Source]:
