@@ -1,0 +1,316 @@
+"""ESP decryption per keyed SA and what the decrypted traffic shows (the "inner" stage).
+
+Opt-in and per SA: the decoder hands the ESP bytes of a packet to :meth:`InnerTracker.esp_payload`
+only when its SPI has a key (``keyed_spis``); every other ESP packet costs nothing more.  Each
+keyed :class:`pcapvpn.track.esp.EspSA` gets an :class:`EspCrypto` (its ``decrypt`` attribute):
+packets opened / integrity failures (the keys do not match this SA) / unsupported, and a summary of
+the inner traffic: the inner IP header (addresses, protocol, ports) of tunnel mode (Next Header
+4/41) or the transport header of transport mode (L2TP/IPsec: UDP 1701), the top inner flows,
+ICMP echo requests answered or not, DNS queries answered or not.  Echo requests and DNS queries
+are paired with their answers across the two SAs of a tunnel by the inner addresses, identifiers
+and sequence numbers.
+
+Memory is bounded: ``MAX_FLOWS`` flows per SA, ``MAX_PENDING`` open echo requests / DNS queries
+overall (the oldest are given up), ``MAX_EVIDENCE`` unanswered ones kept as evidence.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections import OrderedDict
+
+from dissect.vpn import ip as _ip
+from dissect.vpn.errors import DissectError
+from pcapvpn import decrypt as _dec
+
+MAX_FLOWS = 64
+MAX_PENDING = 20000
+MAX_EVIDENCE = 20
+#: an echo request / DNS query without an answer after this many seconds is unanswered
+ANSWER_TIMEOUT = 5.0
+
+_HH = struct.Struct(">HH")
+
+
+class _All:
+    """``keyed_spis`` when a key has no SPI (tcpdump ``-E algo:secret``): every SPI."""
+
+    def __contains__(self, spi):
+        return True
+
+    def __bool__(self):
+        return True
+
+
+def _txt(a: bytes) -> str:
+    return str(ipaddress.ip_address(a))
+
+
+class EspCrypto:
+    """Decryption results of one ESP SA."""
+
+    __slots__ = ("dec", "key_origin", "ok", "unverified", "icv_failed", "malformed", "truncated",
+                 "unsupported", "first_ok", "first_fail", "last_fail", "inner_ipver",
+                 "flows", "flows_other", "next_headers", "reason", "inner_bytes")
+
+    def __init__(self, dec, reason=None):
+        self.dec = dec
+        self.key_origin = dec.key.origin if dec is not None and dec.key is not None else None
+        self.reason = reason
+        self.ok = 0
+        self.unverified = 0
+        self.icv_failed = 0
+        self.malformed = 0
+        self.truncated = 0
+        self.unsupported = 0
+        self.first_ok = None      # (ts, ref)
+        self.first_fail = None    # (ts, ref, status)
+        self.last_fail = None
+        self.inner_ipver = None
+        self.flows: dict = {}     # (ipver, src, dst, proto, sport, dport) -> [pkts, bytes, ts0, ts1, ref0]
+        self.flows_other = 0
+        self.next_headers: dict = {}
+        self.inner_bytes = 0
+
+    @property
+    def opened(self) -> int:
+        return self.ok + self.unverified
+
+    @property
+    def failed(self) -> int:
+        return self.icv_failed + self.malformed
+
+    @property
+    def status(self) -> str:
+        """``decrypted`` (every packet opened), ``partial``, ``key_mismatch`` (none opened, the
+        integrity check or trailer says the key is wrong), ``unsupported``, ``truncated``."""
+        if self.dec is None or not self.dec.supported:
+            return "unsupported"
+        if self.opened and not self.failed:
+            return "decrypted"
+        if self.opened:
+            return "partial"
+        if self.failed:
+            return "key_mismatch"
+        return "truncated" if self.truncated else "unsupported"
+
+    def top_flows(self, n=10) -> list:
+        items = sorted(self.flows.items(), key=lambda kv: (-kv[1][0], kv[1][2]))
+        return items[:n]
+
+    def to_dict(self) -> dict:
+        flows = []
+        for (ipver, s, d, proto, sp, dp), (p, b, t0, t1, ref) in self.top_flows():
+            flows.append({"ipver": ipver, "src": _txt(s), "dst": _txt(d), "proto": proto,
+                          "sport": sp if sp >= 0 else None, "dport": dp if dp >= 0 else None,
+                          "packets": p, "bytes": b, "first_ts": t0, "last_ts": t1,
+                          "first_frame": list(ref)})
+        return {
+            "status": self.status,
+            "detail": self.reason,
+            "key": self.key_origin,
+            "integrity_checked": bool(self.dec is not None and self.dec.locked is not None
+                                      and self.dec.locked.check),
+            "opened": self.opened,
+            "verified": self.ok,
+            "icv_failed": self.icv_failed,
+            "malformed": self.malformed,
+            "truncated": self.truncated,
+            "first_failure_frame": list(self.first_fail[1]) if self.first_fail else None,
+            "next_headers": {str(k): v for k, v in sorted(self.next_headers.items())},
+            "inner_bytes": self.inner_bytes,
+            "inner_flows": flows,
+            "inner_flows_other_packets": self.flows_other,
+        }
+
+
+class InnerTracker:
+    """Decrypts the ESP packets of keyed SAs and summarises what is inside."""
+
+    def __init__(self, keys, esp_tracker):
+        self.keys = keys
+        self.esp_tracker = esp_tracker
+        self.keyed_spis = _All() if keys.esp_all else keys.esp_spis
+        self.packets = 0
+        # ICMP echo / DNS pairing across the SAs of a tunnel
+        self._echo: OrderedDict = OrderedDict()  # (ipver, src, dst, id, seq) -> (ts, ref, sa)
+        self._dns: OrderedDict = OrderedDict()   # (ipver, client, server, cport, id) -> (...)
+        self.echo_requests = 0
+        self.echo_answered = 0
+        self.dns_queries = 0
+        self.dns_answered = 0
+        self.given_up = 0
+        #: per (ESP SA id) → [requests, answered] for echo and DNS, for the rules
+        self.per_sa: dict = {}
+
+    # -- the event -------------------------------------------------------------------------
+
+    def esp_payload(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, data, off, end):
+        """``data[off:end]``: the ESP packet from its SPI on (after :meth:`EspTracker.esp`
+        created / updated its SA)."""
+        sa = self._sa(src, dst, spi)
+        if sa is None:
+            return
+        st = sa.decrypt
+        if st is None:
+            st = sa.decrypt = self._new_state(sa)
+        self.packets += 1
+        dec = st.dec
+        if dec is None or not dec.supported:
+            st.unsupported += 1
+            return
+        status, nh, pt = dec.open(data, off, end)
+        if status == _dec.OK or status == _dec.UNVERIFIED:
+            if status == _dec.OK:
+                st.ok += 1
+            else:
+                st.unverified += 1
+            if st.first_ok is None:
+                st.first_ok = (ts, ref)
+                st.key_origin = dec.key.origin
+            st.next_headers[nh] = st.next_headers.get(nh, 0) + 1
+            st.inner_bytes += len(pt)
+            self._inner(sa, st, ts, ref, src, dst, nh, pt)
+            return
+        if status == _dec.TRUNCATED:
+            st.truncated += 1
+            return
+        if status == _dec.ICV_FAILED:
+            st.icv_failed += 1
+        elif status == _dec.MALFORMED:
+            st.malformed += 1
+        else:
+            st.unsupported += 1
+            return
+        if st.first_fail is None:
+            st.first_fail = (ts, ref, status)
+        st.last_fail = (ts, ref, status)
+
+    def _sa(self, src, dst, spi):
+        et = self.esp_tracker
+        sa = et._esp.get(spi)
+        if sa is not None and sa.dst == dst:
+            return sa
+        from pcapvpn.track.esp import is_multicast
+
+        return et._esp2.get((dst, spi, src) if is_multicast(dst) else (dst, spi))
+
+    def _new_state(self, sa) -> EspCrypto:
+        keys = self.keys.esp_for(sa.spi, _txt(sa.src), _txt(sa.dst))
+        if not keys:
+            return EspCrypto(None, "no key for this SPI")
+        dec = _dec.EspDecryptor(keys)
+        if not dec.supported:
+            k = keys[0]
+            return EspCrypto(dec, f"algorithm not supported ({k.encr_name} / {k.auth_name})")
+        return EspCrypto(dec)
+
+    # -- inner traffic ---------------------------------------------------------------------
+
+    def _inner(self, sa, st, ts, ref, osrc, odst, nh, pt):
+        n = len(pt)
+        try:
+            if nh == 4 or nh == 41:
+                t = _ip.decode_ip(pt, 0, 4 if nh == 4 else 6)
+                ipver, src, dst, proto, sport, dport, l4off, end = t[:8]
+                if t[8] or t[9]:  # an inner fragment: no transport header to read
+                    l4off = -1
+            elif nh in (1, 6, 17, 58):
+                # transport mode (e.g. L2TP/IPsec, RFC 3193): the outer addresses are the inner
+                ipver, src, dst, proto, l4off, end = sa.ipver, osrc, odst, nh, 0, n
+                sport = dport = -1
+                if nh in (6, 17) and n >= 4:
+                    sport, dport = _HH.unpack_from(pt, 0)
+            else:
+                return
+        except DissectError:
+            return
+        st.inner_ipver = ipver
+        key = (ipver, src, dst, proto, sport, dport)
+        fl = st.flows.get(key)
+        if fl is None:
+            if len(st.flows) >= MAX_FLOWS:
+                st.flows_other += 1
+            else:
+                st.flows[key] = [1, n, ts, ts, ref]
+        else:
+            fl[0] += 1
+            fl[1] += n
+            fl[3] = ts
+        if l4off < 0:
+            return
+        if proto == 1 or proto == 58:
+            self._icmp(sa, ts, ref, ipver, src, dst, proto, pt, l4off, end)
+        elif proto == 17 and (sport == 53 or dport == 53):
+            self._dns_msg(sa, ts, ref, ipver, src, dst, sport, dport, pt, l4off + 8, end)
+
+    def _count(self, sa, kind, i):
+        c = self.per_sa.get(id(sa))
+        if c is None:
+            c = self.per_sa[id(sa)] = {"sa": sa, "echo": [0, 0], "dns": [0, 0],
+                                      "echo_unanswered": [], "dns_unanswered": []}
+        c[kind][i] += 1
+        return c
+
+    def _icmp(self, sa, ts, ref, ipver, src, dst, proto, pt, off, end):
+        # ICMP echo (RFC 792) / ICMPv6 echo (RFC 4443 §4): type, code, checksum, id, seq
+        if end - off < 8:
+            return
+        itype = pt[off]
+        ident, seq = _HH.unpack_from(pt, off + 4)
+        req, rep = (8, 0) if proto == 1 else (128, 129)
+        if itype == req:
+            self.echo_requests += 1
+            self._count(sa, "echo", 0)
+            self._pend(self._echo, (ipver, src, dst, ident, seq), (ts, ref, sa), "echo")
+        elif itype == rep:
+            hit = self._echo.pop((ipver, dst, src, ident, seq), None)
+            if hit is not None:
+                self.echo_answered += 1
+                self._count(hit[2], "echo", 1)
+
+    def _dns_msg(self, sa, ts, ref, ipver, src, dst, sport, dport, pt, off, end):
+        # DNS header (RFC 1035 §4.1.1): ID, then QR in the top bit of the flags
+        if end - off < 12:
+            return
+        ident = _HH.unpack_from(pt, off)[0]
+        qr = pt[off + 2] & 0x80
+        if not qr and dport == 53:
+            self.dns_queries += 1
+            self._count(sa, "dns", 0)
+            self._pend(self._dns, (ipver, src, dst, sport, ident), (ts, ref, sa), "dns")
+        elif qr and sport == 53:
+            hit = self._dns.pop((ipver, dst, src, dport, ident), None)
+            if hit is not None:
+                self.dns_answered += 1
+                self._count(hit[2], "dns", 1)
+
+    def _pend(self, table, key, val, kind):
+        if key in table:
+            return  # a repeated request: the first one is what waits
+        table[key] = val
+        while len(table) > MAX_PENDING:
+            k, v = table.popitem(last=False)
+            self.given_up += 1
+            self._unanswered(kind, k, v)
+
+    def _unanswered(self, kind, key, val):
+        c = self._count(val[2], kind, 0)
+        c[kind][0] -= 1  # _count added one: undo (only the list is updated here)
+        lst = c[kind + "_unanswered"]
+        if len(lst) < MAX_EVIDENCE:
+            lst.append((key, val[0], val[1]))
+
+    def finish(self, now: float) -> None:
+        """Requests still waiting at ``now``: unanswered when older than ``ANSWER_TIMEOUT``."""
+        for kind, table in (("echo", self._echo), ("dns", self._dns)):
+            for key, val in list(table.items()):
+                if now - val[0] >= ANSWER_TIMEOUT:
+                    self._unanswered(kind, key, val)
+                    del table[key]
+
+    def summary(self) -> dict:
+        return {"packets": self.packets, "echo_requests": self.echo_requests,
+                "echo_answered": self.echo_answered, "dns_queries": self.dns_queries,
+                "dns_answered": self.dns_answered}
