@@ -197,6 +197,9 @@ class Decoder:
         parse_esp = _esp.parse_esp
         sink = self.sink
         sink_esp = sink.esp
+        # --keys: ESP of keyed SPIs also goes to sink.esp_payload (None: one test per packet)
+        keyed = getattr(sink, "keyed_spis", None) or None
+        esp_payload = sink.esp_payload if keyed is not None else None
         ESP = _ESP
         n = 0
         truncated = 0
@@ -228,12 +231,18 @@ class Decoder:
                     kind, a, b = classify_udp(sport, dport, data, poff, end)
                     if kind == ESP:
                         sink_esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b, end - poff)
+                        if keyed is not None and a in keyed:
+                            esp_payload((fidx, num), ts, ipver, src, dst, sport, dport, a, b, data,
+                                        poff, end)
                         continue
                     self._udp_other((fidx, num), ts, ipver, src, dst, sport, dport, kind, a,
                                     data, poff, end, ((fidx, num),))
                 elif proto == 50:
                     spi, seq = parse_esp(data, l4off, end)
                     sink_esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, end - l4off)
+                    if keyed is not None and spi in keyed:
+                        esp_payload((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, data,
+                                    l4off, end)
                 else:
                     self._other_proto((fidx, num), ts, ipver, src, dst, proto, sport, dport,
                                       data, l4off, end)
@@ -247,6 +256,12 @@ class Decoder:
         self._last_ts = ts
 
     # -- slow paths ----------------------------------------------------------------------------
+
+    def _esp_payload(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, data, off, end):
+        """--keys: the ESP bytes of a keyed SPI (reassembled, AH+ESP and TCP paths)."""
+        keyed = getattr(self.sink, "keyed_spis", None)
+        if keyed and spi in keyed:
+            self.sink.esp_payload(ref, ts, ipver, src, dst, sport, dport, spi, seq, data, off, end)
 
     def _udp_other(self, ref, ts, ipver, src, dst, sport, dport, kind, a, data, poff, end, frames):
         if kind == _IKE:
@@ -269,6 +284,7 @@ class Decoder:
                 eoff = l4off + (plen + 2) * 4
                 spi, seq = _esp.parse_esp(data, eoff, end)
                 sink.esp(ref, ts, ipver, src, dst, -1, -1, spi, seq, end - eoff)
+                self._esp_payload(ref, ts, ipver, src, dst, -1, -1, spi, seq, data, eoff, end)
         elif proto == 1 or proto == 58:
             r = _ip.decode_icmp_error(data, l4off, end, ipver)
             if r is not None:
@@ -331,6 +347,7 @@ class Decoder:
             kind, a, b = _udpencap.classify_udp(sport, dport, payload, poff, end)
             if kind == _ESP:
                 self.sink.esp(ref, ts, ipver, src, dst, sport, dport, a, b, end - poff)
+                self._esp_payload(ref, ts, ipver, src, dst, sport, dport, a, b, payload, poff, end)
                 self.sink.esp_fragmented(ipver, src, dst, a, frames, "esp")
             else:
                 self._udp_other(ref, ts, ipver, src, dst, sport, dport, kind, a, payload, poff,
@@ -338,6 +355,7 @@ class Decoder:
         elif proto == 50:
             spi, seq = _esp.parse_esp(payload, 0, end)
             self.sink.esp(ref, ts, ipver, src, dst, -1, -1, spi, seq, end)
+            self._esp_payload(ref, ts, ipver, src, dst, -1, -1, spi, seq, payload, 0, end)
             self.sink.esp_fragmented(ipver, src, dst, spi, frames, "esp")
         else:
             self._other_proto(ref, ts, ipver, src, dst, proto, -1, -1, payload, 0, end)
@@ -461,6 +479,8 @@ class Decoder:
                 sink.ike(ref, ts, ipver, src, dst, sport, dport, "tcp", bytes(buf[off:mend]), frames)
             elif kind == _ESP:
                 sink.esp_tcp(ref, ts, ipver, src, dst, sport, dport, spi, seq, mend - off)
+                self._esp_payload(ref, ts, ipver, src, dst, sport, dport, spi, seq,
+                                  bytes(buf[off:mend]), 0, mend - off)
             else:
                 self._error(ref, "TCP-encapsulated message is neither IKE nor ESP")
         used = start + consumed

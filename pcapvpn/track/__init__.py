@@ -79,6 +79,16 @@ class Tracker(NullSink):
         self.ike_tracker = IkeTracker(thresholds, self.names, self.keys)
         self.esp_tracker = EspTracker(thresholds)
         self.keepalive_tracker = KeepaliveTracker(thresholds)
+        #: ESP decryption (opt-in per SA): the decoder hands ``esp_payload`` the bytes of ESP
+        #: packets whose SPI is in ``keyed_spis`` (None: no ESP keys, nothing extra per packet)
+        self.inner_tracker = None
+        self.keyed_spis = None
+        if self.keys is not None and (self.keys.esp or self.keys.esp_all):
+            from pcapvpn.track.inner import InnerTracker
+
+            self.inner_tracker = InnerTracker(self.keys, self.esp_tracker)
+            self.keyed_spis = self.inner_tracker.keyed_spis
+            self.esp_payload = self.inner_tracker.esp_payload
         # hot paths bound directly
         self.esp = self.esp_tracker.esp
         self.ah = self.esp_tracker.ah
@@ -157,11 +167,14 @@ class Tracker(NullSink):
         annotate(ike_sas)
         esp_sas = self.esp_tracker.all_sas()
         tunnels = build_tunnels(ike_sas, esp_sas, self.th)
+        if self.inner_tracker is not None:
+            self.inner_tracker.finish(now)
         return State(now=now, thresholds=self.th, names=self.names, ike_sas=ike_sas,
                      esp_sas=esp_sas, tunnels=tunnels,
                      keepalives=self.keepalive_tracker.flows(),
                      icmp_errors=self.icmp_errors, incomplete_fragments=self.incomplete,
-                     tcp=list(self.tcp.values()), capture=capture)
+                     tcp=list(self.tcp.values()), capture=capture, keys=self.keys,
+                     inner=self.inner_tracker)
 
     def finish(self):
         self.ike_tracker.finish()
@@ -255,3 +268,6 @@ class State:
     capture: object = None
     #: gateways that should appear in the capture (--expect-peer), packed addresses
     expect_peers: list = field(default_factory=list)
+    #: --keys: the pcapvpn.keys.KeyStore (None without keys) and the inner-traffic tracker
+    keys: object = None
+    inner: object = None

@@ -82,6 +82,8 @@ class EspSA:
         # evidence
         "first_refs", "moves", "moves_total", "_csrc", "_csport",
         "fragmented", "frag_refs",
+        # with --keys: pcapvpn.track.inner.EspCrypto of a keyed SA (None otherwise)
+        "decrypt",
     )
 
     def __init__(self, proto, ipver, src, dst, spi, sport, dport, encap, ts, ref, seq, length,
@@ -141,6 +143,7 @@ class EspSA:
         self._csport = sport
         self.fragmented = 0
         self.frag_refs: list = []
+        self.decrypt = None
 
     # -- derived views -------------------------------------------------------------------------
 
@@ -212,6 +215,12 @@ class EspSA:
         def ip(a):
             return str(ipaddress.ip_address(a))
 
+        d = self._to_dict(ip)
+        if self.decrypt is not None:
+            d["decryption"] = self.decrypt.to_dict()
+        return d
+
+    def _to_dict(self, ip) -> dict:
         return {
             "proto": self.proto,
             "spi": f"{self.spi:08x}",
