@@ -100,8 +100,9 @@ def _progress_printer():
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
-              show_default=True, help="Report format.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]),
+              default="text", show_default=True,
+              help="Report format (html: one self-contained page with ladder diagrams).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report to this file instead of standard output.")
 @click.option("--peer", "peers", multiple=True, metavar="ADDR",
@@ -120,10 +121,23 @@ def _progress_printer():
               help="Decryption keys: a Wireshark ikev1_decryption_table / ikev2_decryption_table / "
                    "esp_sa file (as strongSwan's save-keys writes them), or a directory holding "
                    "them (repeatable).")
+@click.option("--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True,
+              help="Language of titles, explanations and advice (text, markdown, html); codes, "
+                   "filters and JSON stay English.")
+@click.option("--redact", is_flag=True, default=False,
+              help="Replace IP/MAC addresses (prefix-preserving), identities and file names by "
+                   "consistent pseudonyms in every output, exported evidence included.")
+@click.option("--redact-map", type=click.Path(dir_okay=False, writable=True), default=None,
+              metavar="FILE", help="With --redact: write the original -> pseudonym mapping here "
+                                   "(for your eyes only).")
+@click.option("--export-evidence", "evidence", type=click.Path(dir_okay=False, writable=True),
+              default=None, metavar="FILE.pcapng",
+              help="Write the frames the findings cite (plus their IKE exchanges) to a pcapng, "
+                   "each with a comment naming the finding.")
 @click.option("--stop-after", type=click.Choice(["read", "decode", "full"]), default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
-            keys):
+            keys, lang, redact, redact_map, evidence):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time.
@@ -145,8 +159,13 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         thresholds = DEFAULT.with_overrides(items)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--set") from None
+    if redact_map and not redact:
+        raise click.UsageError("--redact-map needs --redact")
+    if evidence and stop_after != "full":
+        raise click.UsageError("--export-evidence needs the full analysis")
     options = Options(thresholds=thresholds, stop_after=stop_after,
-                      expect_peers=[_parse_addr(a) for a in expect])
+                      expect_peers=[_parse_addr(a) for a in expect],
+                      spool_stdin=bool(evidence))
     if keys:
         from pcapvpn.keys import KeyFileError, load_keys
 
@@ -164,8 +183,32 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         sys.exit(EXIT_USAGE)
     report = select(result.report, peers=[_parse_addr(a) for a in peers],
                     spis=[_parse_spi(s) for s in spis], min_severity=min_severity)
+    shown = report
+    redactor = None
+    if redact:
+        from pcapvpn.redact import Redactor
+
+        redactor = Redactor()
+        shown = redactor.report(report)
     color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    text = render(report, fmt, color=color)
+    text = render(shown, fmt, color=color, lang=lang, redacted=redact)
+    if evidence:
+        from pcapvpn.report.evidence import export_evidence
+
+        try:
+            export_evidence(result, evidence, report=report, redactor=redactor, shown=shown)
+        except OSError as e:
+            click.echo(f"pcapvpn: error: cannot write {evidence}: {e.strerror}", err=True)
+            sys.exit(EXIT_USAGE)
+        finally:
+            for s in result.sources:
+                s.discard_spool()
+    if redact_map:
+        try:
+            redactor.write_mapping(redact_map)
+        except OSError as e:
+            click.echo(f"pcapvpn: error: cannot write {redact_map}: {e.strerror}", err=True)
+            sys.exit(EXIT_USAGE)
     if output:
         try:
             with open(output, "w", encoding="utf-8") as f:
