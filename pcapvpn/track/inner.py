@@ -52,7 +52,8 @@ class EspCrypto:
 
     __slots__ = ("dec", "key_origin", "ok", "unverified", "icv_failed", "malformed", "truncated",
                  "unsupported", "first_ok", "first_fail", "last_fail", "inner_ipver",
-                 "flows", "flows_other", "next_headers", "reason", "inner_bytes")
+                 "flows", "flows_other", "next_headers", "reason", "inner_bytes",
+                 "echo", "dns", "echo_unanswered", "dns_unanswered")
 
     def __init__(self, dec, reason=None):
         self.dec = dec
@@ -72,6 +73,12 @@ class EspCrypto:
         self.flows_other = 0
         self.next_headers: dict = {}
         self.inner_bytes = 0
+        #: [requests sent in this SA, of them answered] (answers travel in the reverse SA)
+        self.echo = [0, 0]
+        self.dns = [0, 0]
+        #: unanswered requests: ((ipver, src, dst, id, seq | sport, id), ts, ref), first ones
+        self.echo_unanswered: list = []
+        self.dns_unanswered: list = []
 
     @property
     def opened(self) -> int:
@@ -122,6 +129,10 @@ class EspCrypto:
             "inner_bytes": self.inner_bytes,
             "inner_flows": flows,
             "inner_flows_other_packets": self.flows_other,
+            "icmp_echo": {"requests": self.echo[0], "answered": self.echo[1],
+                          "unanswered": len(self.echo_unanswered)},
+            "dns": {"queries": self.dns[0], "answered": self.dns[1],
+                    "unanswered": len(self.dns_unanswered)},
         }
 
 
@@ -141,8 +152,6 @@ class InnerTracker:
         self.dns_queries = 0
         self.dns_answered = 0
         self.given_up = 0
-        #: per (ESP SA id) → [requests, answered] for echo and DNS, for the rules
-        self.per_sa: dict = {}
 
     # -- the event -------------------------------------------------------------------------
 
@@ -245,13 +254,11 @@ class InnerTracker:
         elif proto == 17 and (sport == 53 or dport == 53):
             self._dns_msg(sa, ts, ref, ipver, src, dst, sport, dport, pt, l4off + 8, end)
 
-    def _count(self, sa, kind, i):
-        c = self.per_sa.get(id(sa))
-        if c is None:
-            c = self.per_sa[id(sa)] = {"sa": sa, "echo": [0, 0], "dns": [0, 0],
-                                      "echo_unanswered": [], "dns_unanswered": []}
-        c[kind][i] += 1
-        return c
+    @staticmethod
+    def _count(sa, kind, i):
+        st = sa.decrypt
+        if st is not None:
+            getattr(st, kind)[i] += 1
 
     def _icmp(self, sa, ts, ref, ipver, src, dst, proto, pt, off, end):
         # ICMP echo (RFC 792) / ICMPv6 echo (RFC 4443 §4): type, code, checksum, id, seq
@@ -295,10 +302,12 @@ class InnerTracker:
             self.given_up += 1
             self._unanswered(kind, k, v)
 
-    def _unanswered(self, kind, key, val):
-        c = self._count(val[2], kind, 0)
-        c[kind][0] -= 1  # _count added one: undo (only the list is updated here)
-        lst = c[kind + "_unanswered"]
+    @staticmethod
+    def _unanswered(kind, key, val):
+        st = val[2].decrypt
+        if st is None:
+            return
+        lst = getattr(st, kind + "_unanswered")
         if len(lst) < MAX_EVIDENCE:
             lst.append((key, val[0], val[1]))
 
@@ -314,3 +323,39 @@ class InnerTracker:
         return {"packets": self.packets, "echo_requests": self.echo_requests,
                 "echo_answered": self.echo_answered, "dns_queries": self.dns_queries,
                 "dns_answered": self.dns_answered}
+
+
+def tunnel_inner_summary(esp_sas) -> dict | None:
+    """The inner traffic of a tunnel's decrypted ESP SAs: top flows over all of them, ICMP echo
+    and DNS answered or not; None when none of them was decrypted."""
+    dec = [e for e in esp_sas if e.decrypt is not None]
+    if not dec:
+        return None
+    flows = {}
+    for e in dec:
+        for k, v in e.decrypt.flows.items():
+            f = flows.get(k)
+            if f is None:
+                flows[k] = list(v)
+            else:
+                f[0] += v[0]
+                f[1] += v[1]
+                f[2] = min(f[2], v[2])
+                f[3] = max(f[3], v[3])
+    top = sorted(flows.items(), key=lambda kv: (-kv[1][0], kv[1][2]))[:10]
+    return {
+        "esp_sas_decrypted": sum(1 for e in dec if e.decrypt.opened),
+        "esp_sas_keyed": len(dec),
+        "packets_decrypted": sum(e.decrypt.opened for e in dec),
+        "packets_failed": sum(e.decrypt.failed for e in dec),
+        "top_flows": [{"ipver": k[0], "src": _txt(k[1]), "dst": _txt(k[2]), "proto": k[3],
+                       "sport": k[4] if k[4] >= 0 else None,
+                       "dport": k[5] if k[5] >= 0 else None, "packets": v[0], "bytes": v[1]}
+                      for k, v in top],
+        "icmp_echo": {"requests": sum(e.decrypt.echo[0] for e in dec),
+                      "answered": sum(e.decrypt.echo[1] for e in dec),
+                      "unanswered": sum(len(e.decrypt.echo_unanswered) for e in dec)},
+        "dns": {"queries": sum(e.decrypt.dns[0] for e in dec),
+                "answered": sum(e.decrypt.dns[1] for e in dec),
+                "unanswered": sum(len(e.decrypt.dns_unanswered) for e in dec)},
+    }
