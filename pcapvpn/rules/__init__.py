@@ -13,13 +13,40 @@ RULES: list = []
 
 #: rule modules, one per stage (import order = report order for equal severities)
 MODULES = ("reachability", "negotiation", "nat", "authentication", "child_sa", "dataplane",
-           "stability", "capture")
+           "stability", "decrypted", "capture")
 
 
 def rule(fn):
     """Register a rule: ``fn(ctx) -> iterable of Finding``."""
     RULES.append(fn)
     return fn
+
+
+def supersede(finding, codes, frames=(), esp_spis=()):
+    """Mark ``finding`` (e.g. one read from decrypted payloads) as describing the same thing as
+    the *inferred* findings of ``codes`` whose evidence shares a frame (``FrameRef``s or
+    ``(file, frame)``) or an ESP SPI with it: :func:`run_rules` drops those.  Returns
+    ``finding``."""
+    refs = {(getattr(r, "file", None), getattr(r, "frame", None)) if not isinstance(r, tuple)
+            else r for r in frames}
+    finding.supersedes = (frozenset(codes), refs, frozenset(esp_spis))
+    return finding
+
+
+def _drop_superseded(out) -> list:
+    drop = set()
+    for f in out:
+        sup = getattr(f, "supersedes", None)
+        if not sup:
+            continue
+        codes, refs, spis = sup
+        for g in out:
+            if g is f or g.basis != "inferred" or g.code not in codes:
+                continue
+            if any((r.file, r.frame) in refs for r in g.evidence.frames) or \
+                    spis.intersection(g.evidence.esp_spis):
+                drop.add(g.id)
+    return [g for g in out if g.id not in drop] if drop else out
 
 
 def load_all() -> None:
@@ -45,6 +72,7 @@ def run_rules(state) -> list:
                 continue
             seen.add(f.id)
             out.append(f)
+    out = _drop_superseded(out)
     _show_fragments(ctx, out)
     return out
 
