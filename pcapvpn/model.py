@@ -267,7 +267,41 @@ def ike_sa_dict(sa, start, names) -> dict:
         "nat": _conventions(_plain(sa.nat), start, names),
         "exchanges": exchanges,
         "messages": [ike_message_dict(m, start, names) for m in sa.messages],
+        **ike_sa_decryption(sa),
     }
+
+
+def ike_sa_decryption(sa) -> dict:
+    """``{"decryption": {...}}`` for an IKE SA with encrypted messages when keys were given
+    (status over its messages, the key lines used); ``{}`` otherwise (keyless reports are
+    unchanged)."""
+    enc = [m for m in sa.messages if m.encrypted and m.duplicate_of is None
+           and m.retransmit_of is None]
+    tried = [m for m in enc if getattr(m, "decrypt_status", None) is not None]
+    if not tried:
+        return {}
+    opened = [m for m in tried if m.decrypt_status in ("ok", "unverified")]
+    bad = [m for m in tried if m.decrypt_status in ("icv_failed", "malformed")]
+    if all(m.decrypt_status == "no_keys" for m in tried):
+        status = "no_keys"
+    elif len(opened) == len(enc):
+        status = "decrypted"
+    elif opened:
+        status = "partial"
+    elif bad:
+        status = "key_mismatch"
+    else:
+        status = "not_decrypted"
+    other = next((m for m in tried if m.decrypt_status not in ("ok", "unverified")), None)
+    return {"decryption": {
+        "status": status,
+        "messages_encrypted": len(enc),
+        "messages_opened": len(opened),
+        "integrity_verified": bool(opened) and all(m.decrypt_status == "ok" for m in opened),
+        "keys": sorted({m.key_origin for m in opened if m.key_origin}),
+        "peers_keys_differ": bool(getattr(sa.crypto, "keys_differ", False)),
+        "detail": (other.decrypt_detail or other.decrypt_status) if other is not None else None,
+    }}
 
 
 def _plain(obj):
@@ -311,6 +345,14 @@ def _conventions(obj, start, names, key=""):
     return obj
 
 
+def _tunnel_inner(t) -> dict:
+    """``{"inner": {...}}``: the decrypted inner traffic of a tunnel (--keys), else ``{}``."""
+    from pcapvpn.track.inner import tunnel_inner_summary
+
+    s = tunnel_inner_summary(t.esp_sas)
+    return {"inner": s} if s is not None else {}
+
+
 def esp_sa_dict(sa, start, names) -> dict:
     d = sa.to_dict() if hasattr(sa, "to_dict") else {}
     d = _conventions(_plain(d), start, names)
@@ -341,4 +383,5 @@ def tunnel_dict(t, verdict, start) -> dict:
         "esp_sas": [f"{addr(e.dst)}/{hexid(e.spi, 8)}" for e in t.esp_sas],
         "child_sa_pairs": [[f"{hexid(a.spi, 8)}" if a else None, f"{hexid(b.spi, 8)}" if b else None]
                            for a, b in t.pairs],
+        **_tunnel_inner(t),
     }
