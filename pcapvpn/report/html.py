@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html as _html
 import math
+import re
 
 from pcapvpn.i18n import Lang
 from pcapvpn.report import ladder as _ladder
@@ -80,9 +81,12 @@ COLORS = {"req": "#1f4e79", "resp": "#067647", "retx": "#c2410c", "dup": "#8a8f9
           "rekey": "#6d28d9", "seq": "#b42318"}
 
 
+_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def esc(s) -> str:
     """Escape any value for HTML text and attribute values (quotes included)."""
-    return _html.escape("" if s is None else str(s), quote=True)
+    return _CTRL.sub("\ufffd", _html.escape("" if s is None else str(s), quote=True))
 
 
 def _clip(s: str, n: int) -> str:

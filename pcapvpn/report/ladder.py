@@ -14,6 +14,7 @@ Layout only: nothing here decides what is wrong; the rows cited by findings carr
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -266,6 +267,8 @@ def finding_marks(findings) -> dict:
 
 # -- ASCII ------------------------------------------------------------------------------------
 
+_CTRL = re.compile(r"[\x00-\x1f\x7f]")
+
 def _clip(s: str, n: int) -> str:
     return s if len(s) <= n else s[:max(0, n - 3)] + "..."
 
@@ -306,6 +309,7 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
         if r.codes:
             extra = "[" + ",".join(r.codes) + "] " + extra
         frames = ",".join(str(f) for f in r.frames)
+        extra = _CTRL.sub("?", extra)
         out.append(f"{t}  {dt:>7}  |{arrow}|  {_clip(f'fr {frames}: ' + extra, details)}")
     out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|")
     legend = ("--> message   ~~> retransmission   ..> capture duplicate   --X no response"
