@@ -667,12 +667,17 @@ def children(sa) -> list:
             by_spi.setdefault(s, []).append(c)
     for m in _msgs(sa):
         for proto, spis in m.inner["deletes"]:
-            if proto not in (2, 3):
+            if proto == 1:
+                # deleting the IKE SA deletes its child SAs (RFC 7296 §1.4.1; RFC 2409 §5.5 for
+                # IKEv1 implementations that tear phase 2 down with phase 1)
+                hit = [c for c in out if sa.version == 2]
+            elif proto in (2, 3):
+                hit = [c for s in spis for c in by_spi.get(int.from_bytes(s, "big"), ())]
+            else:
                 continue
-            for s in spis:
-                for c in by_spi.get(int.from_bytes(s, "big"), ()):
-                    if c.deleted is None and m.ts >= c.ts:
-                        c.deleted = (m.ts, m)
+            for c in hit:
+                if c.deleted is None and m.ts >= c.ts:
+                    c.deleted = (m.ts, m)
     return out
 
 

@@ -152,6 +152,7 @@ class InnerTracker:
         self.dns_queries = 0
         self.dns_answered = 0
         self.given_up = 0
+        self._inner_sas: dict = {}  # (dst, spi) -> EspDecryptor of ESP nested in a tunnel
 
     # -- the event -------------------------------------------------------------------------
 
@@ -217,7 +218,22 @@ class InnerTracker:
 
     # -- inner traffic ---------------------------------------------------------------------
 
-    def _inner(self, sa, st, ts, ref, osrc, odst, nh, pt):
+    def _nested(self, sa, st, ts, ref, src, dst, pt, off, end, depth):
+        spi = _HH.unpack_from(pt, off)
+        spi = (spi[0] << 16) | spi[1]
+        if spi not in self.keyed_spis:
+            return
+        dec = self._inner_sas.get((dst, spi))
+        if dec is None:
+            keys = self.keys.esp_for(spi, _txt(src), _txt(dst))
+            dec = self._inner_sas[(dst, spi)] = _dec.EspDecryptor(keys) if keys else None
+        if dec is None or not dec.supported:
+            return
+        status, nh, inner = dec.open(pt, off, end)
+        if status == _dec.OK or status == _dec.UNVERIFIED:
+            self._inner(sa, st, ts, ref, src, dst, nh, inner, depth + 1)
+
+    def _inner(self, sa, st, ts, ref, osrc, odst, nh, pt, depth=0):
         n = len(pt)
         try:
             if nh == 4 or nh == 41:
@@ -248,6 +264,10 @@ class InnerTracker:
             fl[1] += n
             fl[3] = ts
         if l4off < 0:
+            return
+        if proto == 50 and depth < 2 and end - l4off >= 8:
+            # ESP inside the tunnel (nested SAs): opened too when its SPI has a key
+            self._nested(sa, st, ts, ref, src, dst, pt, l4off, end, depth)
             return
         if proto == 1 or proto == 58:
             self._icmp(sa, ts, ref, ipver, src, dst, proto, pt, l4off, end)
