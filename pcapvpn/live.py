@@ -62,7 +62,10 @@ HOLD = {
     "EXPECTED_PEER_ABSENT": ("dpd_timeout", "start"),
 }
 
-#: evaluations in a row a finding must be absent before it is resolved (no flapping events)
+#: evaluations in a row a finding must be present before it is raised / absent before it is
+#: resolved: an evaluation may fall between a request and its answer (an IKE_SA_INIT whose
+#: response arrives a millisecond later) and see a state that lasts only that long
+RAISE_AFTER = 2
 RESOLVE_AFTER = 2
 
 _SEV_SYSLOG = {"critical": 2, "error": 3, "warning": 4, "info": 6}
@@ -466,7 +469,7 @@ class LiveSession:
     """Capture → decode → track; rules against the clock; events; the final report."""
 
     def __init__(self, opts: LiveOptions, sinks=(), view: StatusView | None = None,
-                 clock=time.time):
+                 clock=time.time, captures=None):
         from pcapvpn.analysis import Options
         from pcapvpn.decode import Decoder
         from pcapvpn.track import Tracker
@@ -479,29 +482,37 @@ class LiveSession:
         self.filter = build_filter(opts)
         self.captures = []
         self.started = clock()
-        try:
-            for name in opts.interfaces:
-                self.captures.append(self._open(name))
-        except BaseException:
-            self.close_captures()
-            raise
+        if captures is not None:
+            # already open capture objects (tests and simulations: see ``_open`` for the
+            # interface they provide)
+            self.captures = list(captures)
+        else:
+            try:
+                for name in opts.interfaces:
+                    self.captures.append(self._open(name))
+            except BaseException:
+                self.close_captures()
+                raise
         ifnames = ",".join(opts.interfaces)
         self.itfs = [_Itf(c.linktype, 262144, c.name) for c in self.captures]
-        self.names: list = []
         self.sources: list = []
         self.writer = None
-        self.tracker = Tracker(opts.thresholds, self.names)
-        self.decoder = Decoder(self.tracker)
-        self.analysis_options = Options(thresholds=opts.thresholds,
-                                        expect_peers=list(opts.expect_peers))
         self.totals = [{} for _ in self.captures]  # per interface: counters so far
         if opts.write_dir:
             self.writer = RotatingWriter(opts.write_dir, [(c.linktype, c.name) for c in
                                                           self.captures],
                                          opts.write_size, opts.write_files)
-            self._rotate(self.started)
+            first = self.writer.open(self.started)
         else:
-            self._new_source(f"live:{ifnames}", "live")
+            first = f"live:{ifnames}"
+        # the tracker's file-name list (shared with its IKE tracker) grows with the rotation
+        self.tracker = Tracker(opts.thresholds, [first])
+        self.names = self.tracker.names
+        self.names.clear()
+        self._new_source(first, "pcapng" if self.writer else "live")
+        self.decoder = Decoder(self.tracker)
+        self.analysis_options = Options(thresholds=opts.thresholds,
+                                        expect_peers=list(opts.expect_peers))
         self.active: dict = {}
         self.archived: list = []  # findings whose SAs expired before they cleared
         self.raised = 0
@@ -510,6 +521,7 @@ class LiveSession:
         self.eval_seconds = 0.0
         self.eval_max = 0.0
         self._expired_spis = set()
+        self._pending = {}
         self.last_eval = None  # (state, findings, verdicts)
         self._pps_mark = (self.started, 0)
         self.pps = 0.0
@@ -561,6 +573,7 @@ class LiveSession:
         self._new_source(path)
 
     def _refresh_totals(self):
+        rx_dropped = 0
         for i, c in enumerate(self.captures):
             st = c.stats()
             itf = st["interface"]
@@ -570,7 +583,10 @@ class LiveSession:
                 "osdrop": st["drops"],
                 "ifdrop": itf.get("rx_missed_errors", 0) + itf.get("rx_fifo_errors", 0),
             }
-            self._rx_dropped = itf.get("rx_dropped", 0)
+            # the stack's rx_dropped also counts frames nobody wanted (unknown protocols,
+            # VLANs without a device): shown in the status, not counted as capture drops
+            rx_dropped += itf.get("rx_dropped", 0)
+        self._rx_dropped = rx_dropped
         for src in self.sources[-1:]:
             src.isb = {i: {"ifdrop": s.get("ifdrop", 0), "osdrop": s.get("osdrop", 0)}
                        for i, s in enumerate(self._span_stats(src))}
@@ -579,6 +595,7 @@ class LiveSession:
         return sum(t.get("osdrop", 0) + t.get("ifdrop", 0) for t in self.totals)
 
     def _feed(self, idx, cap, batch):
+        """Read what ``cap`` has (into the list ``batch``), write it, decode it."""
         src = self.sources[-1]
         n = cap.read(batch, src.index, self.number)
         if not n:
@@ -664,7 +681,9 @@ class LiveSession:
         state.expect_peers = list(self.opts.expect_peers)
         return state
 
-    def _evaluate(self, now) -> None:
+    def _evaluate(self, now, final: bool = False) -> None:
+        """Run the rules as of ``now`` and emit what changed (``final``: the last evaluation,
+        at stop: what is present is raised without waiting for a second look)."""
         from pcapvpn.rules import run_rules
         from pcapvpn.rules.common import Context
         from pcapvpn.rules.verdict import tunnel_verdicts
@@ -679,21 +698,27 @@ class LiveSession:
         current = {}
         superseded = set()
         for f in findings:
-            if _held(ctx, f):
+            if not final and _held(ctx, f):
                 continue
             if _superseded(ctx, tunnels, f):
                 superseded.add(f.id)
                 continue
             current[f.id] = f
+        pending = {}
         for fid, f in current.items():
             a = self.active.get(fid)
             if a is None:
+                seen = self._pending.get(fid, 0) + 1
+                if seen < RAISE_AFTER and not final:
+                    pending[fid] = seen
+                    continue
                 self.active[fid] = _Active(f, now)
                 self.raised += 1
                 self._emit({"event": "raised", "ts": now, "finding": _finding_dict(f)})
             else:
                 a.finding = f
                 a.missing = 0
+        self._pending = pending
         for fid in list(self.active):
             if fid in current:
                 continue
@@ -714,10 +739,12 @@ class LiveSession:
                         "raised": _hms(a.raised_ts), "lasted": round(now - a.raised_ts, 3),
                         "finding": _finding_dict(f)})
         self.last_eval = (state, findings, verdicts)
-        # memory bound; what is forgotten now cannot "resolve" at the next evaluation
-        ike_old, esp_old = self.tracker.expire(now, self.opts.idle_expiry, self.opts.max_sas)
-        self._expired_spis = ({sa.ispi.hex() for sa in ike_old} | {sa.rspi.hex() for sa in ike_old}
-                              | {f"{e.spi:08x}" for e in esp_old})
+        if not final:
+            # memory bound; what is forgotten now cannot "resolve" at the next evaluation
+            ike_old, esp_old = self.tracker.expire(now, self.opts.idle_expiry, self.opts.max_sas)
+            self._expired_spis = ({sa.ispi.hex() for sa in ike_old}
+                                  | {sa.rspi.hex() for sa in ike_old}
+                                  | {f"{e.spi:08x}" for e in esp_old})
         cost = time.perf_counter() - t0
         self.last_cost = cost
         self.evaluations += 1
@@ -795,22 +822,25 @@ class LiveSession:
         from pcapvpn.analysis import diagnose
 
         now = self.clock()
-        # what is still in the rings
-        for i, c in enumerate(self.captures):
-            batch: list = []
-            self._feed(i, c, batch)
+        # what is still in the rings (a pipe child flushes its last packets when it stops)
         self._refresh_totals()
-        self.close_captures()
-        for i, c in enumerate(self.captures):  # pipe backends know their drops only now
+        for i, c in enumerate(self.captures):
             if isinstance(c, PipeCapture):
+                c.close()
+            self._feed(i, c, [])
+            c.close()
+            if isinstance(c, PipeCapture):  # pipe backends know their drops only now
                 self.totals[i]["osdrop"] = c.drops
+                self.totals[i]["filteraccept"] = c.received
         if self.writer is not None:
             self.writer.close(now, self._span_stats(self.sources[-1]))
         self._refresh_isb()
-        if self.view is not None:
-            self.view.clear()
         self.decoder.finish()
         self.tracker.finish()
+        self._evaluate(now, final=True)
+        if self.view is not None:
+            self.view.clear()
+            self.view = None
         result = diagnose(self.sources, self.decoder, self.tracker, self.analysis_options, now=now)
         annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0))
         have = {f.id for f in result.findings}
@@ -983,7 +1013,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         stderr.write(f"pcapvpn: error: {e}\n")
         return 2
     install_signals(session)
-    if view is None and not quiet:
+    if view is None:
         stderr.write(f"pcapvpn: capturing on {', '.join(opts.interfaces)} "
                      f"(Ctrl-C or SIGTERM stops and prints the report)\n")
         stderr.flush()
