@@ -66,26 +66,23 @@ def run(paths, options: Options | None = None) -> Result:
         for i, p in enumerate(paths):
             sources.append(open_source(p, i, spool=options.spool_stdin and p == "-"))
         names = [s.name for s in sources]
-        frames = merge_frames(sources)
-        if options.progress is not None:
-            frames = _with_progress(frames, sources, options.progress)
         if options.stop_after == "read":
             n = 0
-            for _ in frames:
+            for _ in _frames(sources, options):
                 n += 1
             decoder = Decoder(NullSink(), options.limits)
             decoder.frames = n
             return Result(build_report(sources, decoder, None))
         if options.stop_after == "decode":
             decoder = Decoder(NullSink(), options.limits)
-            decoder.run(frames)
+            _decode(decoder, sources, options)
             decoder.finish()
             return Result(build_report(sources, decoder, None))
         from pcapvpn.track import Tracker
 
         tracker = Tracker(options.thresholds, names, options.keys)
         decoder = Decoder(tracker, options.limits)
-        decoder.run(frames)
+        _decode(decoder, sources, options)
         decoder.finish()
         tracker.finish()
         result = diagnose(sources, decoder, tracker, options)
@@ -94,6 +91,35 @@ def run(paths, options: Options | None = None) -> Result:
     finally:
         for s in sources:
             s.close()
+
+
+def _frames(sources, options):
+    frames = merge_frames(sources)
+    if options.progress is not None:
+        frames = _with_progress(frames, sources, options.progress)
+    return frames
+
+
+def _decode(decoder, sources, options) -> None:
+    """One file: push its frames (the copy-free ESP fast path); several: merge them by time."""
+    if len(sources) == 1:
+        src = sources[0]
+        hook = None
+        if options.progress is not None:
+            import os
+
+            try:
+                total = os.path.getsize(src.name) if src.name != "-" and not src.compressed else 0
+            except OSError:
+                total = 0
+            if total:
+                def hook(offset, _p=options.progress, _n=src.name, _t=total):
+                    _p(_n, offset, _t)
+        decoder.run_source(src, hook)
+        if hook is not None:
+            options.progress(src.name, 1, 1)
+        return
+    decoder.run(_frames(sources, options))
 
 
 def _with_progress(frames, sources, progress):

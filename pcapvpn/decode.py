@@ -16,6 +16,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from dissect.vpn import esp as _esp
+from dissect.vpn import fast as _fast
 from dissect.vpn import ip as _ip
 from dissect.vpn import link as _link
 from dissect.vpn import udpencap as _udpencap
@@ -179,7 +180,7 @@ class Decoder:
         self._frags: OrderedDict = OrderedDict()
         self._frag_bytes = 0
         self._tcp: OrderedDict = OrderedDict()
-        self._last_ts = 0.0
+        self._next_expiry = 0.0
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -192,68 +193,89 @@ class Decoder:
 
     def run(self, frames):
         """Decode every frame of the iterable ``frames`` (see :mod:`pcapvpn.sources`)."""
-        decode_frame = _link.decode_frame
-        classify_udp = _udpencap.classify_udp
-        parse_esp = _esp.parse_esp
+        esp_fast = _fast.esp_frame
+        general = self._general
         sink = self.sink
         sink_esp = sink.esp
         # --keys: ESP of keyed SPIs also goes to sink.esp_payload (None: one test per packet)
         keyed = getattr(sink, "keyed_spis", None) or None
         esp_payload = sink.esp_payload if keyed is not None else None
-        ESP = _ESP
         n = 0
         truncated = 0
-        non_ip = 0
-        ts = self._last_ts
-        next_expiry = ts + 1.0
-        for fidx, num, ts, linktype, data, wirelen, _off in frames:
+        for fidx, num, ts, linktype, data, wirelen, off in frames:
             n += 1
             if wirelen > len(data):
                 truncated += 1
-            if ts >= next_expiry:
-                next_expiry = ts + 1.0
-                if self._frags:
-                    self._expire_fragments(ts)
-            try:
-                r = decode_frame(linktype, data)
-                if r is None:
-                    non_ip += 1
-                    continue
-                ipver, src, dst, proto, sport, dport, l4off, end, frag_off, mf, ident, _h = r
-                if frag_off or mf:
-                    self._fragment((fidx, num), ts, r, data)
-                    continue
-                if proto == 17:
-                    if sport < 0:
-                        self._error((fidx, num), "UDP header truncated")
-                        continue
-                    poff = l4off + 8
-                    kind, a, b = classify_udp(sport, dport, data, poff, end)
-                    if kind == ESP:
-                        sink_esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b, end - poff)
-                        if keyed is not None and a in keyed:
-                            esp_payload((fidx, num), ts, ipver, src, dst, sport, dport, a, b, data,
-                                        poff, end)
-                        continue
-                    self._udp_other((fidx, num), ts, ipver, src, dst, sport, dport, kind, a,
-                                    data, poff, end, ((fidx, num),))
-                elif proto == 50:
-                    spi, seq = parse_esp(data, l4off, end)
-                    sink_esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, end - l4off)
-                    if keyed is not None and spi in keyed:
-                        esp_payload((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, data,
-                                    l4off, end)
-                else:
-                    self._other_proto((fidx, num), ts, ipver, src, dst, proto, sport, dport,
-                                      data, l4off, end)
-            except DissectError as e:
-                self._error((fidx, num), e.reason)
-            except Exception as e:  # a dissector bug must not end the analysis: count it
-                self._error((fidx, num), f"internal decoder error ({type(e).__name__}: {e})")
+            r = esp_fast(linktype, data)
+            if r is not None:
+                src, dst, sport, dport, a, b, ln = r
+                sink_esp((fidx, num), ts, 4, src, dst, sport, dport, a, b, ln)
+                if keyed is not None and a in keyed:
+                    e = (34 if sport < 0 else 42) + ln  # dissect.vpn.fast: Ethernet + IPv4 (+ UDP)
+                    esp_payload((fidx, num), ts, 4, src, dst, sport, dport, a, b, data, e - ln, e)
+                continue
+            general(fidx, num, ts, linktype, data, wirelen, off)
         self.frames += n
         self.truncated += truncated
-        self.non_ip += non_ip
-        self._last_ts = ts
+
+    def run_source(self, source, on_progress=None):
+        """Decode one :class:`pcapvpn.sources.Source` by pushing (the single-file hot path): ESP
+        of the common shape goes from the reader straight to ``sink.esp`` with no frame tuple and
+        no copy (:meth:`dissect.vpn.capture._Reader.walk`); every other frame to the general
+        path.  With ``--keys`` (the sink has ``keyed_spis``) the ESP bytes are needed: then this
+        is :meth:`run` over the source's frames."""
+        if getattr(self.sink, "keyed_spis", None):
+            self.run(source.frames())
+            return
+        source.walk(self.sink.esp, self._general, on_progress)
+        self.frames += source.frame_count
+        st = getattr(source.reader, "walk_stats", None) or {}
+        self.truncated += st.get("truncated", 0)
+
+    def _general(self, fidx, num, ts, linktype, data, wirelen, _off):
+        """Every frame that is not ESP of the common shape (:mod:`dissect.vpn.fast`)."""
+        if ts >= self._next_expiry:
+            self._next_expiry = ts + 1.0
+            if self._frags:
+                self._expire_fragments(ts)
+        sink = self.sink
+        keyed = getattr(sink, "keyed_spis", None) or None
+        try:
+            r = _link.decode_frame(linktype, data)
+            if r is None:
+                self.non_ip += 1
+                return
+            ipver, src, dst, proto, sport, dport, l4off, end, frag_off, mf, ident, _h = r
+            if frag_off or mf:
+                self._fragment((fidx, num), ts, r, data)
+                return
+            if proto == 17:
+                if sport < 0:
+                    self._error((fidx, num), "UDP header truncated")
+                    return
+                poff = l4off + 8
+                kind, a, b = _udpencap.classify_udp(sport, dport, data, poff, end)
+                if kind == _ESP:
+                    sink.esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b, end - poff)
+                    if keyed is not None and a in keyed:
+                        sink.esp_payload((fidx, num), ts, ipver, src, dst, sport, dport, a, b,
+                                         data, poff, end)
+                    return
+                self._udp_other((fidx, num), ts, ipver, src, dst, sport, dport, kind, a,
+                                data, poff, end, ((fidx, num),))
+            elif proto == 50:
+                spi, seq = _esp.parse_esp(data, l4off, end)
+                sink.esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, end - l4off)
+                if keyed is not None and spi in keyed:
+                    sink.esp_payload((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, data,
+                                     l4off, end)
+            else:
+                self._other_proto((fidx, num), ts, ipver, src, dst, proto, sport, dport,
+                                  data, l4off, end)
+        except DissectError as e:
+            self._error((fidx, num), e.reason)
+        except Exception as e:  # a dissector bug must not end the analysis: count it
+            self._error((fidx, num), f"internal decoder error ({type(e).__name__}: {e})")
 
     # -- slow paths ----------------------------------------------------------------------------
 

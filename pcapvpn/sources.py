@@ -294,6 +294,37 @@ class Source:
                 self.last_ts = tmax
             self.close()
 
+    def walk(self, on_esp, on_frame, on_progress=None):
+        """Push this file's frames (the single-file analysis hot path): ESP of the common shape to
+        ``on_esp(ref, ts, 4, src, dst, sport, dport, spi, seq, esp_len)`` with no frame tuple
+        (:meth:`dissect.vpn.capture._Reader.walk`), every other frame to ``on_frame(file_idx,
+        number, ts, linktype, data, wirelen, offset)``.  Counters and checkpoints as with
+        :meth:`frames`; ``on_progress(offset)`` is called at every checkpoint."""
+        if self._started:
+            raise RuntimeError(f"{self.name}: frames can be read only once")
+        self._started = True
+        reader = self._reader
+        ckpts = self.checkpoints
+
+        def checkpoint(number, offset):
+            ckpts.append(_checkpoint(reader, number, offset))
+            if on_progress is not None:
+                on_progress(offset)
+
+        try:
+            reader.walk(self.index, on_esp, on_frame, checkpoint, INDEX_EVERY)
+        finally:
+            st = getattr(reader, "walk_stats", None)
+            if st is not None:
+                for lt, c in st["linktypes"].items():
+                    self.linktypes[lt] += c
+                self.frame_count = st["frames"]
+                self.byte_count = st["bytes"]
+                self.out_of_order = st["out_of_order"]
+                self.first_ts = st["first_ts"]
+                self.last_ts = st["last_ts"]
+            self.close()
+
     def fetch(self, numbers):
         """Yield the frames ``numbers`` (Wireshark numbers of this file) again, in file order, as
         ``(file_idx, number, ts, linktype, data, wirelen, offset)``, once ``frames()`` has run:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import struct
 
+from dissect.vpn import fast as _fast
 from dissect.vpn.errors import DissectError
 
 __all__ = [
@@ -194,12 +195,87 @@ def open_capture(stream):
 
 class _Reader:
     __slots__ = ("_stream", "_buf", "_base", "_started", "format", "interfaces", "isb",
-                 "warnings", "drops", "byteorder", "version")
+                 "warnings", "drops", "byteorder", "version", "walk_stats")
 
     def _begin(self):
         if self._started:
             raise RuntimeError("records() can be iterated only once (the stream is consumed)")
         self._started = True
+
+
+    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024):
+        """Push every record instead of yielding it (the analysis hot path).
+
+        Ethernet frames carrying ESP or UDP-4500 ESP of the common shape
+        (:func:`dissect.vpn.fast.esp_at`) go to ``on_esp((tag, number), ts, 4, src, dst, sport,
+        dport, spi, seq, esp_len)`` — the argument list of the ESP event of docs/internals.md —
+        without a record tuple; every other record to ``on_frame(tag, number, ts, linktype, data,
+        wirelen, offset)``.  Numbers are 1-based as Wireshark's; non-packet records use up their
+        number.  Counters are left in ``walk_stats``: ``frames``, ``bytes`` (captured),
+        ``first_ts``/``last_ts`` (earliest/latest), ``out_of_order``, ``truncated`` (captured <
+        original length), ``linktypes`` (dict linktype -> frames).  ``on_checkpoint(number,
+        offset)`` is called for every ``every``-th record (``every`` a power of two) so that
+        frames can be found again later.
+
+        This generic version rides on :meth:`records`; :class:`PcapReader` has a copy-free one.
+        """
+        mask = every - 1 if on_checkpoint is not None else -1
+        esp_at = _fast.esp_at
+        number = 0
+        nbytes = 0
+        trunc = 0
+        tmax = float("-inf")
+        tmin = float("inf")
+        disorder = 0
+        lts: dict = {}
+        cur = None
+        run = 0
+        first = None
+        try:
+            for ts, lt, data, wirelen, offset, _iface in self.records():
+                number += 1
+                if not number & mask:
+                    on_checkpoint(number, offset)
+                if lt == NONPACKET:
+                    continue
+                if lt != cur:
+                    if run:
+                        lts[cur] = lts.get(cur, 0) + run
+                    cur = lt
+                    run = 0
+                    if first is None:
+                        first = ts
+                run += 1
+                caplen = len(data)
+                nbytes += caplen
+                if wirelen > caplen:
+                    trunc += 1
+                if ts >= tmax:
+                    tmax = ts
+                else:
+                    disorder += 1
+                    if ts < tmin:
+                        tmin = ts
+                if lt == 1:
+                    r = esp_at(data, 0, caplen)
+                    if r is not None:
+                        on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                        continue
+                on_frame(tag, number, ts, lt, data, wirelen, offset)
+        finally:
+            if run:
+                lts[cur] = lts.get(cur, 0) + run
+            self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder, lts)
+
+
+def _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder, lts):
+    frames = sum(lts.values())
+    return {
+        "frames": frames, "numbered": number, "bytes": nbytes, "truncated": trunc,
+        "first_ts": min(first, tmin) if frames and first is not None else None,
+        "last_ts": tmax if frames else None,
+        "out_of_order": disorder, "linktypes": lts,
+    }
 
 
 class PcapReader(_Reader):
@@ -277,6 +353,91 @@ class PcapReader(_Reader):
             pos = 0
             n = len(buf)
             need = CHUNK
+
+
+    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024):
+        """Copy-free :meth:`_Reader.walk`: ESP of the common shape is recognised where it lies
+        in the read buffer, so no bytes object or tuple is made for it."""
+        self._begin()
+        mask = every - 1 if on_checkpoint is not None else -1
+        read = self._stream.read
+        unpack = struct.Struct(self.byteorder + "IIII").unpack_from
+        esp_at = _fast.esp_at
+        lt = self.linktype
+        eth = lt == 1
+        div = 1000000000 if self.nanosecond else 1000000
+        snap = self.snaplen
+        maxcap = MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
+        warnings = self.warnings
+        buf = self._buf
+        base = self._base
+        pos = 0
+        n = len(buf)
+        need = CHUNK
+        self._buf = b""
+        number = 0
+        nbytes = 0
+        trunc = 0
+        tmax = float("-inf")
+        tmin = float("inf")
+        disorder = 0
+        first = None
+        try:
+            while True:
+                while pos + 16 <= n:
+                    sec, frac, caplen, wirelen = unpack(buf, pos)
+                    if caplen > maxcap:
+                        warnings.append((base + pos, f"corrupt record: captured length {caplen} "
+                                         f"(snaplen {snap}); rest of file ignored"))
+                        return
+                    end = pos + 16 + caplen
+                    if end > n:
+                        need = end - n
+                        break
+                    number += 1
+                    if not number & mask:
+                        on_checkpoint(number, base + pos)
+                    nbytes += caplen
+                    ts = (sec * div + frac) / div
+                    if number == 1:
+                        first = ts
+                    if ts >= tmax:
+                        tmax = ts
+                    else:
+                        disorder += 1
+                        if ts < tmin:
+                            tmin = ts
+                    if wirelen > caplen:
+                        trunc += 1
+                    if eth:
+                        r = esp_at(buf, pos + 16, end)
+                        if r is not None:
+                            on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                            pos = end
+                            continue
+                    on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos)
+                    pos = end
+                else:
+                    need = 16 - (n - pos)
+                chunk = read(need if need > CHUNK else CHUNK)
+                if not chunk:
+                    if pos < n:
+                        left = n - pos
+                        if left < 16:
+                            reason = f"truncated record header ({left} of 16 bytes) at end of file"
+                        else:
+                            reason = (f"truncated record at end of file ({left - 16} of "
+                                      f"{unpack(buf, pos)[2]} captured bytes)")
+                        warnings.append((base + pos, reason))
+                    return
+                buf = buf[pos:] + chunk if pos < n else chunk
+                base += pos
+                pos = 0
+                n = len(buf)
+                need = CHUNK
+        finally:
+            self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder,
+                                          {lt: number} if number else {})
 
 
 class _Corrupt(Exception):
