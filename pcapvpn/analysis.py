@@ -14,7 +14,7 @@ from pcapvpn.decode import Decoder, Limits, NullSink
 from pcapvpn.sources import merge_frames, open_source
 from pcapvpn.thresholds import DEFAULT, Thresholds
 
-STAGES = ("read", "decode", "full")
+STAGES = ("read", "decode", "dissect", "full")
 
 
 def linktype_name(lt: int) -> str:
@@ -29,7 +29,7 @@ def linktype_name(lt: int) -> str:
 class Options:
     limits: Limits | None = None
     thresholds: Thresholds = DEFAULT
-    #: stop after a pipeline stage (benchmarks): "read", "decode" or "full"
+    #: stop after a pipeline stage (benchmarks): "read", "decode", "dissect" or "full"
     stop_after: str = "full"
     #: gateways that should appear (--expect-peer), packed addresses
     expect_peers: list = field(default_factory=list)
@@ -72,6 +72,14 @@ def run(paths, options: Options | None = None) -> Result:
                 n += 1
             decoder = Decoder(NullSink(), options.limits)
             decoder.frames = n
+            return Result(build_report(sources, decoder, None))
+        if options.stop_after == "dissect":
+            # benchmarks: every IKE message parsed in full, ESP to its header, nothing tracked
+            from pcapvpn.decode import DissectSink
+
+            decoder = Decoder(DissectSink(), options.limits)
+            _decode(decoder, sources, options)
+            decoder.finish()
             return Result(build_report(sources, decoder, None))
         if options.stop_after == "decode":
             decoder = Decoder(NullSink(), options.limits)

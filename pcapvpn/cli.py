@@ -134,7 +134,8 @@ def _progress_printer():
               default=None, metavar="FILE.pcapng",
               help="Write the frames the findings cite (plus their IKE exchanges) to a pcapng, "
                    "each with a comment naming the finding.")
-@click.option("--stop-after", type=click.Choice(["read", "decode", "full"]), default="full",
+@click.option("--stop-after", type=click.Choice(["read", "decode", "dissect", "full"]),
+              default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
             keys, lang, redact, redact_map, evidence):

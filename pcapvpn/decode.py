@@ -22,7 +22,7 @@ from dissect.vpn import link as _link
 from dissect.vpn import udpencap as _udpencap
 from dissect.vpn.errors import DissectError
 
-__all__ = ["Decoder", "Limits", "NullSink", "VPN_TCP_PORTS"]
+__all__ = ["Decoder", "DissectSink", "Limits", "NullSink", "VPN_TCP_PORTS"]
 
 #: TCP ports whose streams are reassembled: RFC 9329 IKE/ESP over TCP is usually on 4500 (its
 #: suggested port) or 500; 443/1194/1723 are added by the other VPN protocols.
@@ -87,6 +87,24 @@ class NullSink:
 
     def decode_error(self, ref, reason):
         pass
+
+
+class DissectSink(NullSink):
+    """Benchmarks (``--stop-after dissect``): parse every IKE message in full
+    (:func:`dissect.vpn.ike.parse_message`); ESP has been parsed to its header already."""
+
+    def __init__(self):
+        self.ike_messages = 0
+        self.ike_errors = 0
+
+    def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
+        from dissect.vpn.ike import parse_message
+
+        try:
+            parse_message(msg)
+            self.ike_messages += 1
+        except DissectError:
+            self.ike_errors += 1
 
 
 class _FragSet:
