@@ -45,13 +45,14 @@ def _gen_digest() -> str:
     return hashlib.sha256((BENCH / "gen.py").read_bytes()).hexdigest()[:16]
 
 
-def ensure_capture(packets: int, seed: int | None, out_dir: Path, log) -> tuple[Path, dict]:
-    """Generate bench/out/vpn-<packets>.pcap unless an identical one (same generator source,
-    same arguments) is already there.  Returns (path, ground truth)."""
-    path = out_dir / f"vpn-{packets}.pcap"
+def ensure_capture(packets: int, seed: int | None, out_dir: Path, log,
+                   pps: int | None = None) -> tuple[Path, dict]:
+    """Generate bench/out/vpn-<packets>[-pps<pps>].pcap unless an identical one (same generator
+    source, same arguments) is already there.  Returns (path, ground truth)."""
+    path = out_dir / (f"vpn-{packets}.pcap" if pps is None else f"vpn-{packets}-pps{pps}.pcap")
     truth_path = path.with_suffix(".json")
     meta_path = path.with_suffix(".meta")
-    meta = {"packets": packets, "seed": seed, "gen": _gen_digest()}
+    meta = {"packets": packets, "seed": seed, "pps": pps, "gen": _gen_digest()}
     if path.exists() and truth_path.exists() and meta_path.exists():
         try:
             if json.loads(meta_path.read_text()) == meta:
@@ -63,6 +64,8 @@ def ensure_capture(packets: int, seed: int | None, out_dir: Path, log) -> tuple[
            "--ground-truth", str(truth_path)]
     if seed is not None:
         cmd += ["--seed", str(seed)]
+    if pps is not None:
+        cmd += ["--pps", str(pps)]
     log("generating " + " ".join(cmd[1:]))
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO)
@@ -230,7 +233,8 @@ def render(results: list[dict], info: dict, args, files: dict, pcapvpn_error, st
     for label, f in files.items():
         L.append(f"- {label}: `{f['path']}` — {_fmt_int(f['packets'])} packets, "
                  f"{f['mb']:.0f} MB, {f['duration_s']:.0f} s of capture time "
-                 f"(`bench/gen.py --packets {f['packets']}`)")
+                 f"(`bench/gen.py --packets {f['packets']}"
+                 + (f" --pps {f['pps']}" if f.get("pps") not in (None, 10_000) else "") + "`)")
     L.append(f"- each tool run {args.repeat}× sequentially on the same file; best wall time "
              "shown, peak RSS = largest of the runs (`/usr/bin/time -v`). Ratios are packets/s ÷ "
              "the anchor's packets/s on wall time; the (cpu) columns use user+sys CPU seconds of "
@@ -280,12 +284,19 @@ def render(results: list[dict], info: dict, args, files: dict, pcapvpn_error, st
     else:
         L.append(f"| peak RSS < {TARGET_RSS_MB:.0f} MB (full analyze) | not measurable | "
                  "pcapvpn does not run yet |")
-    bfull = next((b for b in big if b["tool"] == "pcapvpn analyze (full)" and b.get("ok")), None)
-    if bfull and full and full.get("ok"):
-        flat = bfull["rss_mb"] <= full["rss_mb"] * FLAT_TOLERANCE
-        L.append(f"| memory flat: RSS(5M) ≤ {FLAT_TOLERANCE:.2f} × RSS(1M) | "
-                 f"{bfull['rss_mb']:.0f} MB vs {full['rss_mb']:.0f} MB | "
-                 f"{'PASS' if flat else 'FAIL'} |")
+    main_dur = files["main capture"]["duration_s"]
+    bsame = next((b for b in big if b["tool"] == "pcapvpn analyze (full)" and b.get("ok")
+                  and b["duration_s"] == main_dur), None)
+    blong = next((b for b in big if b["tool"] == "pcapvpn analyze (full)" and b.get("ok")
+                  and b["duration_s"] != main_dur), None)
+    if bsame and full and full.get("ok"):
+        flat = bsame["rss_mb"] <= full["rss_mb"] * FLAT_TOLERANCE
+        L.append(f"| memory flat: RSS(5M packets) ≤ {FLAT_TOLERANCE:.2f} × RSS(1M), same "
+                 f"{main_dur:.0f} s of capture | {bsame['rss_mb']:.0f} MB vs {full['rss_mb']:.0f} MB"
+                 f" | {'PASS' if flat else 'FAIL'} |")
+        if blong:
+            L.append(f"| (info) 5M packets over {blong['duration_s']:.0f} s: what grows with "
+                     f"capture time | {blong['rss_mb']:.0f} MB | — |")
     else:
         L.append("| memory flat (5M vs 1M) | not measured | "
                  + ("run with `--big`" if not args.big else "pcapvpn does not run yet") + " |")
@@ -293,16 +304,19 @@ def render(results: list[dict], info: dict, args, files: dict, pcapvpn_error, st
 
     if big:
         L.append("## Memory vs capture size (`--big`)\n")
-        L.append("| tool | packets | seconds | packets/s | peak RSS MB | same tool on 1M: RSS MB |")
-        L.append("|---|---:|---:|---:|---:|---:|")
+        L.append(f"| tool | packets | capture s | seconds | packets/s | peak RSS MB | same tool "
+                 f"on 1M ({files['main capture']['duration_s']:.0f} s): RSS MB |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
         for b in big:
             small = by.get(b["tool"])
             srss = f"{small['rss_mb']:.0f}" if small and small.get("ok") else "—"
             if b.get("ok"):
-                L.append(f"| {b['tool']} | {_fmt_int(b['packets'])} | {b['seconds']:.2f} | "
-                         f"{_fmt_int(b['pps'])} | {b['rss_mb']:.0f} | {srss} |")
+                L.append(f"| {b['tool']} | {_fmt_int(b['packets'])} | {b['duration_s']:.0f} | "
+                         f"{b['seconds']:.2f} | {_fmt_int(b['pps'])} | {b['rss_mb']:.0f} | "
+                         f"{srss} |")
             else:
-                L.append(f"| {b['tool']} | {_fmt_int(b['packets'])} | — | — | — | {srss} |")
+                L.append(f"| {b['tool']} | {_fmt_int(b['packets'])} | {b['duration_s']:.0f} | "
+                         f"— | — | — | {srss} |")
         L.append("")
 
     L.append("## Notes\n")
@@ -379,7 +393,7 @@ def main(argv=None) -> int:
     finfo = {}
     for label, f in files.items():
         t = truth if f == main_file else struth
-        finfo[label] = {"path": _short(str(f)), "packets": t["packets"],
+        finfo[label] = {"path": _short(str(f)), "packets": t["packets"], "pps": t["pps"],
                         "mb": f.stat().st_size / 1e6, "duration_s": t["duration_s"]}
 
     pcapvpn_error, stages = probe_pcapvpn(small_file)
@@ -417,25 +431,36 @@ def main(argv=None) -> int:
 
     big = []
     if args.big:
-        big_file, btruth = ensure_capture(args.big_packets, args.seed, out_dir, log)
-        finfo["big capture"] = {"path": _short(str(big_file)),
-                                "packets": btruth["packets"], "mb": big_file.stat().st_size / 1e6,
-                                "duration_s": btruth["duration_s"]}
-        bplan = [("pcapvpn analyze (full)", pcapvpn_cmd(big_file))]
+        # Two 5M captures: one as long as the main capture (5x the packet rate) isolates the
+        # packet count; one at the same rate (5x as long) adds what grows with capture time.
+        same_pps = max(1, round(truth["pps"] * args.big_packets / truth["packets"]))
+        long_file, ltruth = ensure_capture(args.big_packets, args.seed, out_dir, log)
+        same_file, mtruth = ensure_capture(args.big_packets, args.seed, out_dir, log, pps=same_pps)
+        for label, f, t in (("big capture, same duration", same_file, mtruth),
+                            ("big capture, same rate", long_file, ltruth)):
+            finfo[label] = {"path": _short(str(f)), "packets": t["packets"], "pps": t["pps"],
+                            "mb": f.stat().st_size / 1e6, "duration_s": t["duration_s"]}
+        bplan = [("pcapvpn analyze (full)", same_file, mtruth, pcapvpn_cmd(same_file)),
+                 ("pcapvpn analyze (full)", long_file, ltruth, pcapvpn_cmd(long_file))]
         if stages.get("read") == "ok":
-            bplan.append(("pcapvpn analyze --stop-after read", pcapvpn_cmd(big_file, "read")))
-        bplan += [("tshark -q -Y frame", ["tshark", "-r", str(big_file), "-q", "-Y", "frame"]),
-                  ("dpkt loop", [PY, str(BENCH / "dpkt_loop.py"), str(big_file)])]
-        for name, cmd in bplan:
+            bplan.append(("pcapvpn analyze --stop-after read", long_file, ltruth,
+                          pcapvpn_cmd(long_file, "read")))
+        bplan += [("tshark -q -Y frame", long_file, ltruth,
+                   ["tshark", "-r", str(long_file), "-q", "-Y", "frame"]),
+                  ("dpkt loop", long_file, ltruth,
+                   [PY, str(BENCH / "dpkt_loop.py"), str(long_file)])]
+        for name, f, t, cmd in bplan:
             if skipped(name):
                 continue
             if name.startswith("pcapvpn") and pcapvpn_error:
-                big.append({"tool": name, "cmd": cmd, "packets": btruth["packets"], "ok": False,
-                            "runs": [], "error": pcapvpn_error, "note": ""})
-                continue
-            log(f"[big] {name}")
-            big.append(bench(name, cmd, btruth["packets"], 1, log, capture_stdout=True,
-                             ok_rcs=_ok_rcs(name)))
+                r = {"tool": name, "cmd": cmd, "packets": t["packets"], "ok": False,
+                     "runs": [], "error": pcapvpn_error, "note": ""}
+            else:
+                log(f"[big {t['duration_s']:.0f} s] {name}")
+                r = bench(name, cmd, t["packets"], 1, log, capture_stdout=True,
+                          ok_rcs=_ok_rcs(name))
+            r["duration_s"] = t["duration_s"]
+            big.append(r)
 
     info = machine_info()
     text = render(results, info, args, finfo, pcapvpn_error, stages, big)
