@@ -668,9 +668,10 @@ def children(sa) -> list:
     for m in _msgs(sa):
         for proto, spis in m.inner["deletes"]:
             if proto == 1:
-                # deleting the IKE SA deletes its child SAs (RFC 7296 §1.4.1; RFC 2409 §5.5 for
-                # IKEv1 implementations that tear phase 2 down with phase 1)
-                hit = [c for c in out if sa.version == 2]
+                # deleting an IKEv2 SA deletes its child SAs (RFC 7296 §1.4.1) — unless it was
+                # rekeyed: the new IKE SA inherits them (§2.18).  IKEv1 phase 2 SAs outlive
+                # their phase 1.
+                hit = out if sa.version == 2 and sa.rekeyed_by is None else []
             elif proto in (2, 3):
                 hit = [c for s in spis for c in by_spi.get(int.from_bytes(s, "big"), ())]
             else:
