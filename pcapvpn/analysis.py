@@ -40,6 +40,8 @@ class Options:
     spool_stdin: bool = False
     #: decryption keys (--keys): a pcapvpn.keys.KeyStore, or None
     keys: object = None
+    #: SSL-VPN servers (--vpn-server ADDR[:PORT]): (packed address, port or None)
+    vpn_servers: list = field(default_factory=list)
 
 
 @dataclass
@@ -88,8 +90,8 @@ def run(paths, options: Options | None = None) -> Result:
             return Result(build_report(sources, decoder, None))
         from pcapvpn.track import Tracker
 
-        tracker = Tracker(options.thresholds, names, options.keys)
-        decoder = Decoder(tracker, options.limits)
+        tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers)
+        decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
         _decode(decoder, sources, options)
         decoder.finish()
         tracker.finish()
@@ -179,6 +181,7 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     report.findings = findings
     vmap = {v.tunnel: v for v in verdicts}
     report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
+    report.tunnels += [m.vpn_tunnel_dict(t, vmap[t.id], start, names) for t in state.vpn_tunnels]
     report.ike_sas = [m.ike_sa_dict(sa, start, names) for sa in state.ike_sas]
     _message_texts(state.ike_sas, report.ike_sas)
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]

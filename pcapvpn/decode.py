@@ -19,14 +19,30 @@ from dissect.vpn import esp as _esp
 from dissect.vpn import fast as _fast
 from dissect.vpn import ip as _ip
 from dissect.vpn import link as _link
+from dissect.vpn import openvpn as _openvpn
+from dissect.vpn import pptp as _pptp
+from dissect.vpn import tls as _tls
 from dissect.vpn import udpencap as _udpencap
+from dissect.vpn import wireguard as _wg
 from dissect.vpn.errors import DissectError
 
-__all__ = ["Decoder", "DissectSink", "Limits", "NullSink", "VPN_TCP_PORTS"]
+__all__ = ["Decoder", "DissectSink", "Limits", "NullSink", "VPN_TCP_PORTS", "VPN_TCP_SERVICES"]
 
 #: TCP ports whose streams are reassembled: RFC 9329 IKE/ESP over TCP is usually on 4500 (its
 #: suggested port) or 500; 443/1194/1723 are added by the other VPN protocols.
 VPN_TCP_PORTS = frozenset((500, 4500))
+
+#: TCP streams of the VPNs beside IPsec, by server port: OpenVPN (IANA 1194), PPTP (RFC 2637,
+#: 1723), TLS for SSL-VPNs (443; FortiGate 10443, SonicWall 4433).  OpenVPN over TCP is also
+#: recognised on any port by its first packet; a TLS port whose client speaks OpenVPN is OpenVPN.
+VPN_TCP_SERVICES = {1194: "openvpn", 1723: "pptp", 443: "tls", 10443: "tls", 4433: "tls"}
+#: L2TP (RFC 2661 §8.1); the other UDP VPNs are recognised by structure on any port
+L2TP_PORT = 1701
+#: ports that carry no VPN (DNS, DHCP, NTP, NetBIOS, SNMP, syslog, SSDP, mDNS, LLMNR): skipped
+#: before any VPN classification
+_NOT_VPN_PORTS = frozenset((53, 67, 68, 123, 137, 138, 161, 162, 514, 1900, 5353, 5355))
+#: application_data records delivered per TLS direction before the stream is only counted
+_TLS_APPDATA_RECORDS = 4
 
 _ESP = _udpencap.ESP
 _IKE = _udpencap.IKE
@@ -87,6 +103,22 @@ class NullSink:
 
     def decode_error(self, ref, reason):
         pass
+
+    # VPNs beside IPsec (docs/internals.md); ``data[off:end]`` is only valid during the call
+    def vpn_udp(self, ref, ts, ipver, src, dst, sport, dport, proto, data, off, end):
+        """A UDP datagram that may be ``proto`` ("openvpn", "wireguard", "l2tp", "dtls"): a
+        cheap structural candidate; the tracker confirms the flow."""
+
+    def vpn_tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length, proto,
+                        from_client):
+        """A TCP segment of a followed VPN stream (``proto`` "openvpn", "pptp" or "tls")."""
+
+    def vpn_tcp(self, ref, ts, ipver, src, dst, sport, dport, proto, msg, frames, from_client):
+        """One framed message of a VPN TCP stream: an OpenVPN packet (length removed), a PPTP
+        control message, or a TLS record (header included)."""
+
+    def gre(self, ref, ts, ipver, src, dst, call_id, length, seq, ack):
+        """An enhanced GRE (PPTP data, RFC 2637 §4.1) packet."""
 
 
 class DissectSink(NullSink):
@@ -172,10 +204,26 @@ class _TcpDir:
         self.last_ts = 0.0
 
 
+class _VpnTcpDir(_TcpDir):
+    """One direction of a TCP stream of a VPN beside IPsec (OpenVPN, PPTP, TLS)."""
+
+    __slots__ = ("vproto", "from_client", "done", "synced", "appdata", "resyncs")
+
+    def __init__(self, vproto, from_client):
+        super().__init__()
+        self.vproto = vproto
+        self.from_client = from_client
+        self.done = False      # framing given up, or a TLS handshake over: segments counted only
+        self.synced = False    # the stream began with its SYN: framing errors are real
+        self.appdata = 0
+        self.resyncs = 0
+
+
 class Decoder:
     """Decode frames and feed events to ``sink``."""
 
-    def __init__(self, sink, limits: Limits | None = None, tcp_ports=VPN_TCP_PORTS):
+    def __init__(self, sink, limits: Limits | None = None, tcp_ports=VPN_TCP_PORTS,
+                 vpn_servers=()):
         self.sink = sink
         self.limits = limits or Limits()
         self.tcp_ports = frozenset(tcp_ports)
@@ -199,6 +247,10 @@ class Decoder:
         self._frag_bytes = 0
         self._tcp: OrderedDict = OrderedDict()
         self._next_expiry = 0.0
+        #: --vpn-server ADDR:PORT (packed address, port): TLS streams followed on that port too
+        self._named_tcp = {(a, p): "tls" for a, p in vpn_servers if p is not None}
+        self._vtcp: OrderedDict = OrderedDict()
+        self.vpn_frames = 0
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -313,6 +365,7 @@ class Decoder:
                              f"{end - poff} bytes is neither ESP, IKE nor a NAT keepalive")
         else:
             self.other += 1
+            self._vpn_udp(ref, ts, ipver, src, dst, sport, dport, data, poff, end)
 
     def _other_proto(self, ref, ts, ipver, src, dst, proto, sport, dport, data, l4off, end):
         sink = self.sink
@@ -337,6 +390,15 @@ class Decoder:
                 self._tcp_segment(ref, ts, ipver, src, dst, data, l4off, end)
             else:
                 self.other += 1
+                self._vpn_tcp(ref, ts, ipver, src, dst, data, l4off, end)
+        elif proto == 47:
+            self.other += 1
+            # enhanced GRE of PPTP (RFC 2637 §4.1): version 1, protocol 0x880B
+            if end - l4off >= 8 and data[l4off + 1] & 7 == 1 and \
+                    data[l4off + 2] == 0x88 and data[l4off + 3] == 0x0B:
+                call, plen, gseq, gack, _p = _pptp.parse_gre(data, l4off, end)
+                self.vpn_frames += 1
+                sink.gre(ref, ts, ipver, src, dst, call, plen, gseq, gack)
         else:
             self.other += 1
 
@@ -533,6 +595,164 @@ class Decoder:
         if len(buf) > self.limits.tcp_max_buffer:
             st.overflow += len(buf)
             self.tcp_overflow_bytes += len(buf)
+            st.buf = bytearray()
+            st.frames = []
+
+    # -- VPNs beside IPsec (OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN) ---------------------------
+
+    def _vpn_udp(self, ref, ts, ipver, src, dst, sport, dport, data, poff, end):
+        """Deliver a UDP datagram that may belong to a VPN beside IPsec (structural candidate:
+        the tracker confirms flows).  Never called for IKE / ESP / NAT-keepalive datagrams."""
+        if sport in _NOT_VPN_PORTS or dport in _NOT_VPN_PORTS or end - poff < 4:
+            return
+        if sport == L2TP_PORT or dport == L2TP_PORT:
+            proto = "l2tp"
+        elif _wg.looks_like(data, poff, end):
+            proto = "wireguard"
+        elif _tls.looks_like_dtls(data, poff, end):
+            proto = "dtls"
+        elif _openvpn.looks_like(data, poff, end):
+            proto = "openvpn"
+        else:
+            return
+        self.vpn_frames += 1
+        self.sink.vpn_udp(ref, ts, ipver, src, dst, sport, dport, proto, data, poff, end)
+
+    def _tcp_service(self, src, sport, dst, dport):
+        """``(proto, from_client)`` of a VPN TCP port on either side, or None."""
+        named = self._named_tcp
+        svc = (named.get((dst, dport)) if named else None) or VPN_TCP_SERVICES.get(dport)
+        if svc is not None:
+            return svc, True
+        svc = (named.get((src, sport)) if named else None) or VPN_TCP_SERVICES.get(sport)
+        if svc is not None:
+            return svc, False
+        return None
+
+    def _vpn_tcp(self, ref, ts, ipver, src, dst, data, l4off, end):
+        sport, dport, seq, _ack, flags, poff = _ip.decode_tcp(data, l4off, end)
+        key = (src, sport, dst, dport)
+        vt = self._vtcp
+        st = vt.get(key)
+        if st is None:
+            rev = vt.get((dst, dport, src, sport))
+            if rev is not None:
+                proto, from_client = rev.vproto, not rev.from_client
+            else:
+                svc = self._tcp_service(src, sport, dst, dport)
+                if svc is not None:
+                    proto, from_client = svc
+                elif poff < end and _openvpn.tcp_stream_start(data, poff, end):
+                    proto, from_client = "openvpn", True  # OpenVPN over TCP on any port
+                else:
+                    return
+            if len(vt) >= self.limits.tcp_max_streams:
+                vt.popitem(last=False)
+                self.tcp_streams_evicted += 1
+            st = vt[key] = _VpnTcpDir(proto, from_client)
+        else:
+            vt.move_to_end(key)
+        self.vpn_frames += 1
+        payload_len = end - poff
+        self.sink.vpn_tcp_segment(ref, ts, ipver, src, dst, sport, dport, flags, payload_len,
+                                  st.vproto, st.from_client)
+        st.last_ts = ts
+        if flags & 0x02:
+            st.next_seq = (seq + 1) & 0xFFFFFFFF
+            st.buf.clear()
+            st.ooo.clear()
+            st.frames.clear()
+            st.prefix_checked = False
+            st.done = False
+            st.synced = True
+            return
+        if payload_len <= 0 or st.done:
+            return
+        if st.next_seq < 0:
+            st.next_seq = seq  # joined mid-stream: framing re-synchronised below if needed
+        delta = (seq - st.next_seq) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            overlap = (st.next_seq - seq) & 0xFFFFFFFF
+            if overlap >= payload_len:
+                st.retrans += 1
+                return
+            poff += overlap
+            delta = 0
+        if delta > 0:
+            if len(st.ooo) < self.limits.tcp_max_ooo:
+                st.ooo[seq] = (bytes(data[poff:end]), ref)
+                return
+            # a hole that will not fill: the framing boundary is lost; start again later
+            st.gaps += 1
+            self.tcp_gaps += 1
+            st.done = True
+            st.buf = bytearray()
+            st.ooo.clear()
+            st.frames = []
+            return
+        self._tcp_append(st, data[poff:end], ref)
+        while st.ooo:
+            item = st.ooo.pop(st.next_seq, None)
+            if item is None:
+                break
+            self._tcp_append(st, item[0], item[1])
+        self._vpn_tcp_deliver(st, ref, ts, ipver, src, dst, sport, dport)
+
+    def _vpn_tcp_deliver(self, st, ref, ts, ipver, src, dst, sport, dport):
+        buf = st.buf
+        proto = st.vproto
+        if not st.prefix_checked:
+            st.prefix_checked = True
+            n = len(buf)
+            if proto == "tls" and st.from_client and _openvpn.tcp_stream_start(buf, 0, n):
+                proto = st.vproto = "openvpn"  # OpenVPN on a TLS port (e.g. proto tcp, port 443)
+                rev = self._vtcp.get((dst, dport, src, sport))
+                if rev is not None:
+                    rev.vproto = "openvpn"
+            elif proto == "tls" and not _tls.looks_like_record(buf, 0, n):
+                st.done = True  # not TLS (or joined inside a record): segments counted only
+                st.buf = bytearray()
+                st.frames = []
+                return
+        try:
+            if proto == "openvpn":
+                msgs, used = _openvpn.split_tcp(buf, 0)
+            elif proto == "pptp":
+                msgs, used = _pptp.split_stream(buf, 0)
+            else:
+                recs, used = _tls.split_records(buf, 0)
+                msgs = [(a - 5, b) for _t, _v, a, b in recs]
+        except DissectError as e:
+            st.buf = bytearray()
+            st.frames = []
+            if not st.synced and proto != "tls" and st.resyncs < 8:
+                # joined mid-stream: try again from the start of a later segment
+                st.resyncs += 1
+                st.next_seq = -1
+                st.prefix_checked = True
+                return
+            if st.synced and proto != "tls":
+                self._error(ref, f"{proto} TCP stream: {e.reason}")
+            st.done = True
+            return
+        sink = self.sink
+        frames = tuple(sorted(set(st.frames)))
+        for a, b in msgs:
+            sink.vpn_tcp(ref, ts, ipver, src, dst, sport, dport, proto, bytes(buf[a:b]), frames,
+                         st.from_client)
+            if proto == "tls" and buf[a] == 23:
+                st.appdata += 1
+        if used:
+            del buf[:used]
+            st.frames = [] if not buf else st.frames[-1:]
+        if proto == "tls" and st.appdata >= _TLS_APPDATA_RECORDS:
+            st.done = True  # the handshake is over: the rest is encrypted application data
+            st.buf = bytearray()
+            st.frames = []
+        elif len(buf) > self.limits.tcp_max_buffer:
+            st.overflow += len(buf)
+            self.tcp_overflow_bytes += len(buf)
+            st.done = True
             st.buf = bytearray()
             st.frames = []
 

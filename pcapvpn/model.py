@@ -367,6 +367,7 @@ def esp_sa_dict(sa, start, names) -> dict:
 def tunnel_dict(t, verdict, start) -> dict:
     return {
         "id": t.id,
+        "protocol": "ipsec",
         "a": addr(t.a),
         "b": addr(t.b),
         "ike_version": t.version,
@@ -384,4 +385,32 @@ def tunnel_dict(t, verdict, start) -> dict:
         "child_sa_pairs": [[f"{hexid(a.spi, 8)}" if a else None, f"{hexid(b.spi, 8)}" if b else None]
                            for a, b in t.pairs],
         **_tunnel_inner(t),
+    }
+
+
+def vpn_tunnel_dict(t, verdict, start, names) -> dict:
+    """A tunnel of a VPN beside IPsec (pcapvpn.track.vpn.VpnTunnel): the IPsec tunnel's keys
+    (``a`` the client, ``b`` the server, no IKE/ESP) plus ``protocol``, ``transport``,
+    ``server_port`` and ``vpn`` (the protocol's sessions and counters)."""
+    return {
+        "id": t.id,
+        "protocol": t.protocol,
+        "transport": t.transport,
+        "server_port": t.port,
+        "a": addr(t.client),
+        "b": addr(t.server),
+        "ike_version": None,
+        "verdict": verdict.verdict,
+        "stage_reached": verdict.stage_reached,
+        "failed_stage": verdict.failed_stage,
+        "primary_finding": verdict.primary,
+        "primary_code": verdict.primary_code,
+        "findings": verdict.findings,
+        "not_seen": verdict.not_seen,
+        "first": asdict(Time.of(t.first_ts, start)),
+        "last": asdict(Time.of(t.last_ts, start)),
+        "ike_sas": [],
+        "esp_sas": [],
+        "child_sa_pairs": [],
+        "vpn": _conventions(_plain(t.to_dict()), start, names),
     }

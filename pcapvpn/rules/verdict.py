@@ -97,6 +97,9 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
             primary=primary.id if primary else None,
             primary_code=primary.code if primary else None,
             findings=[f.id for f in all_sorted], not_seen=not_seen))
+    from pcapvpn.rules.vpn import vpn_verdicts  # OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN
+
+    out.extend(vpn_verdicts(ctx, findings))
     return out
 
 

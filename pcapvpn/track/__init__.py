@@ -67,10 +67,11 @@ class Tracker(NullSink):
     MAX_FRAGSETS = 10000
     MAX_TCP = 10000
 
-    def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None):
+    def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None, vpn_servers=()):
         from pcapvpn.track.esp import EspTracker
         from pcapvpn.track.ike import IkeTracker
         from pcapvpn.track.nat import KeepaliveTracker
+        from pcapvpn.track.vpn import VpnTracker
 
         self.th = thresholds
         self.names = list(names or [])
@@ -93,6 +94,12 @@ class Tracker(NullSink):
         self.esp = self.esp_tracker.esp
         self.ah = self.esp_tracker.ah
         self.keepalive = self.keepalive_tracker.keepalive
+        # VPNs beside IPsec (OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN): pcapvpn.track.vpn
+        self.vpn_tracker = VpnTracker(thresholds, vpn_servers)
+        self.vpn_udp = self.vpn_tracker.udp
+        self.vpn_tcp = self.vpn_tracker.tcp
+        self.vpn_tcp_segment = self.vpn_tracker.tcp_segment
+        self.gre = self.vpn_tracker.gre
         self.icmp_errors: list[IcmpError] = []
         self.icmp_dropped = 0
         self.incomplete: list[IncompleteFragments] = []
@@ -174,7 +181,7 @@ class Tracker(NullSink):
                      keepalives=self.keepalive_tracker.flows(),
                      icmp_errors=self.icmp_errors, incomplete_fragments=self.incomplete,
                      tcp=list(self.tcp.values()), capture=capture, keys=self.keys,
-                     inner=self.inner_tracker)
+                     inner=self.inner_tracker, vpn_tunnels=self.vpn_tracker.all_tunnels())
 
     def finish(self):
         self.ike_tracker.finish()
@@ -248,6 +255,7 @@ class Tracker(NullSink):
             self.incomplete = [f for f in self.incomplete if f.first_ts >= limit]
         for k in [k for k, t in self.tcp.items() if t.last_ts < limit]:
             del self.tcp[k]
+        self.vpn_tracker.expire(limit)
         return ike_old, esp_old
 
 
@@ -268,6 +276,8 @@ class State:
     capture: object = None
     #: gateways that should appear in the capture (--expect-peer), packed addresses
     expect_peers: list = field(default_factory=list)
+    #: tunnels of the VPNs beside IPsec (pcapvpn.track.vpn.VpnTunnel)
+    vpn_tunnels: list = field(default_factory=list)
     #: --keys: the pcapvpn.keys.KeyStore (None without keys) and the inner-traffic tracker
     keys: object = None
     inner: object = None

@@ -1,0 +1,288 @@
+"""OpenVPN sessions: hard resets, the reliability layer, the TLS handshake inside P_CONTROL,
+and the data channel.
+
+A session starts with a client hard reset (its 64-bit session ID) and is answered by the server's
+hard reset (the server's session ID, acknowledging the client's packet 0).  Each side numbers its
+control packets (message packet IDs); a packet ID sent again is a retransmission (the peer did not
+acknowledge it in time).  Without tls-crypt the control payloads are the TLS records of the
+control channel, reassembled here in packet-ID order and followed by :mod:`pcapvpn.track.tlsvpn`.
+Data packets carry no session ID: they count for the tunnel and for its latest session.
+"""
+
+from __future__ import annotations
+
+from dissect.vpn import openvpn as _ov
+from dissect.vpn.errors import DissectError
+from pcapvpn.track.tlsvpn import TlsConversation
+
+#: out-of-order control packets held per direction waiting for a missing packet ID
+MAX_OOO = 64
+#: sessions kept per tunnel (the earliest and the latest are kept when there are more)
+MAX_SESSIONS = 64
+#: evidence refs kept per list
+MAX_REFS = 20
+
+
+class CtlDir:
+    """One direction of a session's control channel."""
+
+    __slots__ = ("packets", "next_pid", "ooo", "retrans", "retrans_refs", "acks", "first_ts",
+                 "last_ts", "last_ref", "refs", "pids")
+
+    def __init__(self):
+        self.packets = 0
+        self.next_pid = None
+        self.ooo = {}
+        self.retrans = 0
+        self.retrans_refs = []
+        self.acks = 0
+        self.first_ts = None
+        self.last_ts = None
+        self.last_ref = None
+        self.refs = []
+        self.pids = set()  # packet IDs seen (bounded by the handshake's size)
+
+    def to_dict(self):
+        return {"packets": self.packets, "retransmissions": self.retrans, "acks": self.acks,
+                "first_ts": self.first_ts, "last_ts": self.last_ts,
+                "retransmission_frames": [list(r) for r in self.retrans_refs]}
+
+
+class Session:
+    __slots__ = ("index", "client_sid", "server_sid", "key_ids", "first_ts", "last_ts",
+                 "client_resets", "server_resets", "reset_opcode", "ctl", "tls", "data",
+                 "first_data_ts", "mid_session", "soft_resets", "encrypted", "undecoded",
+                 "repeats")
+
+    def __init__(self, index, ts, mid_session=False):
+        self.index = index
+        self.client_sid = None
+        self.server_sid = None
+        self.key_ids = set()
+        self.first_ts = ts
+        self.last_ts = ts
+        self.client_resets = []   # (ts, ref)
+        self.server_resets = []
+        self.reset_opcode = None
+        self.ctl = (CtlDir(), CtlDir())
+        self.tls = None
+        self.data = [0, 0]
+        self.first_data_ts = [None, None]
+        self.mid_session = mid_session
+        self.soft_resets = 0
+        self.encrypted = False
+        self.undecoded = 0
+        #: control packets from the client since the server's last one (repeats of its flight)
+        self.repeats = 0
+
+    @property
+    def answered(self) -> bool:
+        """The server sent anything in this session."""
+        return self.ctl[1].packets > 0 or self.data[1] > 0
+
+    @property
+    def established(self) -> bool:
+        return self.data[0] > 0 and self.data[1] > 0
+
+    def to_dict(self):
+        return {
+            "index": self.index,
+            "client_session_id": f"{self.client_sid:016x}" if self.client_sid is not None else None,
+            "server_session_id": f"{self.server_sid:016x}" if self.server_sid is not None else None,
+            "reset": _ov.opcode_name(self.reset_opcode) if self.reset_opcode else None,
+            "key_ids": sorted(self.key_ids),
+            "first_ts": self.first_ts, "last_ts": self.last_ts,
+            "client_resets": len(self.client_resets), "server_resets": len(self.server_resets),
+            "client_control": self.ctl[0].to_dict(), "server_control": self.ctl[1].to_dict(),
+            "data_packets": {"client_to_server": self.data[0], "server_to_client": self.data[1]},
+            "established": self.established, "mid_session": self.mid_session,
+            "control_encrypted": self.encrypted,
+            "tls": self.tls.to_dict() if self.tls is not None else None,
+        }
+
+
+class OpenVpnState:
+    """Per tunnel (client <-> server:port)."""
+
+    __slots__ = ("layout", "sessions", "dropped_sessions", "errors", "opcodes", "wkc")
+
+    def __init__(self):
+        self.layout = None
+        self.sessions = []
+        self.dropped_sessions = 0
+        self.errors = 0
+        self.opcodes = {}
+        self.wkc = False
+
+    @property
+    def current(self):
+        return self.sessions[-1] if self.sessions else None
+
+    def to_dict(self):
+        return {"control_protection": _ov.layout_name(self.layout),
+                "tls_crypt_v2": self.wkc,
+                "opcodes": {_ov.opcode_name(k): v for k, v in sorted(self.opcodes.items())},
+                "sessions": [s.to_dict() for s in self.sessions],
+                "sessions_not_kept": self.dropped_sessions, "undecodable_packets": self.errors}
+
+
+def _new_session(st: OpenVpnState, ts, mid=False) -> Session:
+    s = Session(len(st.sessions) + st.dropped_sessions, ts, mid)
+    if len(st.sessions) >= MAX_SESSIONS:
+        del st.sessions[1]  # keep the first for context
+        st.dropped_sessions += 1
+    st.sessions.append(s)
+    return s
+
+
+def _find(st: OpenVpnState, from_client: bool, c) -> Session | None:
+    sid = c.session_id
+    for s in reversed(st.sessions):
+        if from_client and s.client_sid == sid:
+            return s
+        if not from_client and s.server_sid == sid:
+            return s
+    if not from_client:
+        rsid = c.remote_session_id
+        for s in reversed(st.sessions):
+            if s.server_sid is None and (rsid is None or rsid == s.client_sid):
+                return s
+    return None
+
+
+def handle(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end) -> None:
+    """One OpenVPN packet ``data[off:end]`` of tunnel ``t`` (a :class:`pcapvpn.track.vpn.VpnTunnel`)."""
+    d = 0 if from_client else 1
+    b = data[off]
+    op = b >> 3
+    st.opcodes[op] = st.opcodes.get(op, 0) + 1
+    if op == _ov.P_DATA_V1 or op == _ov.P_DATA_V2:
+        t.data_packet(d, ts, ref, end - off)
+        s = st.current
+        if s is not None:
+            s.data[d] += 1
+            s.last_ts = ts
+            if s.first_data_ts[d] is None:
+                s.first_data_ts[d] = ts
+            s.key_ids.add(b & 7)
+        return
+    t.control_packet(d, ts, ref)
+    layout = st.layout
+    c = None
+    if layout is not None:
+        try:
+            c = parse_control(data, off, end, layout)
+        except DissectError:
+            c = None
+    if c is None:
+        lay = _ov.detect_layout(data, off, end, ts)
+        if lay is not None:
+            try:
+                c = parse_control(data, off, end, lay)
+                st.layout = lay
+            except DissectError:
+                c = None
+    if c is None:
+        st.errors += 1
+        s = st.current
+        if s is not None:
+            s.undecoded += 1
+        return
+    if op in _ov.CLIENT_RESETS and from_client:
+        s = _find(st, True, c)
+        if s is None:
+            s = _new_session(st, ts)
+            s.client_sid = c.session_id
+            s.reset_opcode = op
+        if len(s.client_resets) < MAX_REFS:
+            s.client_resets.append((ts, ref))
+        if op == _ov.P_CONTROL_HARD_RESET_CLIENT_V3:
+            st.wkc = True
+    else:
+        s = _find(st, from_client, c)
+        if s is None:
+            s = _new_session(st, ts, mid=not (op in _ov.SERVER_RESETS))
+            if from_client:
+                s.client_sid = c.session_id
+        if not from_client and s.server_sid is None:
+            s.server_sid = c.session_id
+        if op in _ov.SERVER_RESETS and not from_client:
+            if len(s.server_resets) < MAX_REFS:
+                s.server_resets.append((ts, ref))
+        if op == _ov.P_CONTROL_SOFT_RESET_V1:
+            s.soft_resets += 1
+        if op == _ov.P_CONTROL_WKC_V1:
+            st.wkc = True
+    s.last_ts = ts
+    s.key_ids.add(c.key_id)
+    if c.encrypted:
+        s.encrypted = True
+    cd = s.ctl[d]
+    cd.packets += 1
+    if from_client:
+        s.repeats += 1
+    else:
+        s.repeats = 0
+    if cd.first_ts is None:
+        cd.first_ts = ts
+    cd.last_ts = ts
+    cd.last_ref = ref
+    if len(cd.refs) < MAX_REFS:
+        cd.refs.append(ref)
+    if c.acks:
+        cd.acks += 1
+    if c.encrypted:
+        # tls-crypt: the message packet ID is encrypted; the replay ID (one per packet sent,
+        # retransmissions included) cannot tell a retransmission.  Identical sizes from the same
+        # side within a session are the best proxy: a hard reset sent again is one.
+        if op in _ov.CLIENT_RESETS and len(s.client_resets) > 1 and from_client:
+            cd.retrans += 1
+            if len(cd.retrans_refs) < MAX_REFS:
+                cd.retrans_refs.append(ref)
+        return
+    pid = c.packet_id
+    if pid is None:
+        return  # P_ACK_V1
+    if cd.next_pid is None:
+        cd.next_pid = pid
+    if pid in cd.pids:
+        cd.retrans += 1
+        if len(cd.retrans_refs) < MAX_REFS:
+            cd.retrans_refs.append(ref)
+        return
+    if len(cd.pids) < 4096:
+        cd.pids.add(pid)
+    if op not in (_ov.P_CONTROL_V1, _ov.P_CONTROL_WKC_V1) or c.payload_end <= c.payload_off:
+        if pid == cd.next_pid:
+            cd.next_pid = pid + 1
+            _drain(s, d, cd, ts, ref)
+        elif pid > cd.next_pid and len(cd.ooo) < MAX_OOO:
+            cd.ooo[pid] = b""
+        return
+    payload = bytes(data[c.payload_off:c.payload_end])
+    if pid == cd.next_pid:
+        _tls_feed(s, d, payload, ts, ref)
+        cd.next_pid = pid + 1
+        _drain(s, d, cd, ts, ref)
+    elif pid > cd.next_pid and len(cd.ooo) < MAX_OOO:
+        cd.ooo[pid] = payload
+
+
+def parse_control(data, off, end, layout):
+    return _ov.parse_control(data, off, end, layout)
+
+
+def _drain(s, d, cd, ts, ref):
+    while cd.ooo:
+        p = cd.ooo.pop(cd.next_pid, None)
+        if p is None:
+            break
+        if p:
+            _tls_feed(s, d, p, ts, ref)
+        cd.next_pid += 1
+
+
+def _tls_feed(s: Session, d: int, payload: bytes, ts, ref):
+    if s.tls is None:
+        s.tls = TlsConversation()
+    s.tls.side(d == 0).feed(payload, ts, ref)

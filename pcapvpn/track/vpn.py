@@ -1,0 +1,730 @@
+"""Tunnels of the VPNs beside IPsec: OpenVPN, WireGuard, L2TP, PPTP and SSL-VPN (TLS/DTLS).
+
+For these protocols a *tunnel* is a client and a server(:port, transport): everything between
+them over time — TCP connections (SYN, SYN-ACK, RST), sessions (OpenVPN session IDs, WireGuard
+handshakes, L2TP/PPTP control connections, TLS connections and DTLS flows) and the data plane
+counted per direction.  :class:`VpnTracker` receives the decoder's ``vpn_udp``, ``vpn_tcp``,
+``vpn_tcp_segment`` and ``gre`` events (docs/internals.md) and keeps the tunnels; the rules
+read :attr:`VpnTracker.tunnels` through ``State.vpn_tunnels``.
+
+Recognition is conservative (false alarms are bugs): an OpenVPN flow on a port other than 1194
+needs a hard reset that is self-consistent under one control-channel layout; WireGuard transport
+data on an unknown flow needs consecutive packets to the same receiver index; DTLS counts only
+towards an SSL-VPN server; a TLS server is an SSL-VPN only when named with ``--vpn-server``,
+when it also carries a DTLS data channel, on the SSL-VPN ports of :data:`SSLVPN_PORTS`, or when
+its certificate shows a documented SSL-VPN product (FortiGate's factory certificate).
+
+Memory: per tunnel, bounded lists of evidence; the number of tunnels is bounded and the least
+recently used unidentified TLS tunnels (ordinary web servers) are evicted first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+
+from dissect.vpn import l2tp as _l2tp
+from dissect.vpn import openvpn as _ov
+from dissect.vpn import pptp as _pptp
+from dissect.vpn import tls as _tls
+from dissect.vpn import wireguard as _wg
+from dissect.vpn.errors import DissectError
+from pcapvpn.track import openvpn as _tovpn
+from pcapvpn.track import wireguard as _twg
+from pcapvpn.track.tlsvpn import TlsConversation
+
+#: well-known ports (IANA "Service Name and Transport Protocol Port Number Registry" and the
+#: vendors' documented defaults)
+OPENVPN_PORT = 1194       # IANA openvpn
+WIREGUARD_PORT = 51820    # wg(8) default ListenPort
+L2TP_PORT = _l2tp.PORT    # RFC 2661 §8.1
+PPTP_PORT = _pptp.PORT    # RFC 2637
+#: TLS ports that are SSL-VPN by themselves: FortiGate SSL-VPN default 10443, SonicWall
+#: NetExtender/SMA 4433
+SSLVPN_PORTS = frozenset((10443, 4433))
+#: UDP ports where DTLS is an SSL-VPN data channel (AnyConnect / ocserv / FortiGate DTLS: the TLS
+#: port of the gateway)
+DTLS_PORTS = frozenset((443, 10443, 4433))
+
+#: tunnels kept at once (unidentified TLS tunnels are evicted first)
+MAX_TUNNELS = 20000
+#: TCP connections kept per tunnel (later ones are counted only)
+MAX_CONNS = 256
+#: evidence refs kept per list
+MAX_REFS = 20
+#: transport-data packets needed before a WireGuard flow seen without a handshake is accepted
+WG_MIN_DATA = 2
+
+
+def _txt(a: bytes) -> str:
+    return str(ipaddress.ip_address(a))
+
+
+def _ep(ipver, a, port) -> str:
+    s = _txt(a)
+    if ipver == 6:
+        s = f"[{s}]"
+    return f"{s}:{port}"
+
+
+class TcpConn:
+    """One TCP connection of a tunnel."""
+
+    __slots__ = ("cport", "first_ts", "last_ts", "syn", "synack", "rst_client", "rst_server",
+                 "fin_client", "fin_server", "bytes", "tls", "first_ref", "proto", "msgs")
+
+    def __init__(self, cport, ts, ref):
+        self.cport = cport
+        self.first_ts = ts
+        self.last_ts = ts
+        self.syn = []        # (ts, ref) of SYNs from the client
+        self.synack = []
+        self.rst_client = []
+        self.rst_server = []
+        self.fin_client = None
+        self.fin_server = None
+        self.bytes = [0, 0]
+        self.tls = None
+        self.first_ref = ref
+        self.proto = None
+        self.msgs = [0, 0]
+
+    @property
+    def established(self) -> bool:
+        return bool(self.synack) or self.bytes[1] > 0
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.rst_client or self.rst_server) or (
+            self.fin_client is not None and self.fin_server is not None)
+
+    def to_dict(self):
+        return {"client_port": self.cport, "first_ts": self.first_ts, "last_ts": self.last_ts,
+                "syn": len(self.syn), "syn_ack": len(self.synack),
+                "rst_from_client": len(self.rst_client), "rst_from_server": len(self.rst_server),
+                "fin_from_client": self.fin_client is not None,
+                "fin_from_server": self.fin_server is not None,
+                "bytes": {"client_to_server": self.bytes[0], "server_to_client": self.bytes[1]},
+                "first_frame": list(self.first_ref),
+                "tls": self.tls.to_dict() if self.tls is not None else None}
+
+
+class L2tpState:
+    __slots__ = ("version", "messages", "dropped", "counts", "errors", "client_tid", "server_tid",
+                 "zlb")
+
+    def __init__(self):
+        self.version = None
+        self.messages = []   # (ts, ref, d, msg_type, result, error, message, tunnel_id, sid)
+        self.dropped = 0
+        self.counts = {}
+        self.errors = 0
+        self.client_tid = None
+        self.server_tid = None
+        self.zlb = [0, 0]
+
+    def of_type(self, t):
+        return [m for m in self.messages if m[3] == t]
+
+    def to_dict(self):
+        return {"version": self.version,
+                "messages": {_l2tp.message_name(k): v for k, v in sorted(self.counts.items())},
+                "zlb_acks": {"client_to_server": self.zlb[0], "server_to_client": self.zlb[1]},
+                "control": [{"ts": m[0], "frame": list(m[1]),
+                             "from": "client" if m[2] == 0 else "server",
+                             "message": _l2tp.message_name(m[3]), "result": m[4], "error": m[5],
+                             "error_message": m[6]} for m in self.messages[:200]]}
+
+
+class PptpState:
+    __slots__ = ("messages", "dropped", "counts")
+
+    def __init__(self):
+        self.messages = []   # (ts, ref, d, Message)
+        self.dropped = 0
+        self.counts = {}
+
+    def of_type(self, t):
+        return [m for m in self.messages if m[3].type == t]
+
+    def to_dict(self):
+        return {"messages": {_pptp.message_name(k): v for k, v in sorted(self.counts.items())},
+                "control": [{"ts": m[0], "frame": list(m[1]),
+                             "from": "client" if m[2] == 0 else "server",
+                             "message": _pptp.message_name(m[3].type), "result": m[3].result,
+                             "error": m[3].error, "call_id": m[3].call_id,
+                             "peer_call_id": m[3].peer_call_id} for m in self.messages[:200]]}
+
+
+class DtlsFlow:
+    __slots__ = ("cport", "sport", "conv", "first_ts", "last_ts", "first_ref", "pkts")
+
+    def __init__(self, cport, sport, ts, ref):
+        self.cport = cport
+        self.sport = sport
+        self.conv = TlsConversation(dtls=True)
+        self.first_ts = ts
+        self.last_ts = ts
+        self.first_ref = ref
+        self.pkts = [0, 0]
+
+    def to_dict(self):
+        return {"client_port": self.cport, "server_port": self.sport, "first_ts": self.first_ts,
+                "last_ts": self.last_ts, "first_frame": list(self.first_ref),
+                "packets": {"client_to_server": self.pkts[0], "server_to_client": self.pkts[1]},
+                "dtls": self.conv.to_dict()}
+
+
+class SslVpnState:
+    __slots__ = ("dtls", "signatures")
+
+    def __init__(self):
+        self.dtls = {}
+        self.signatures = []
+
+    def sign(self, why: str):
+        if why not in self.signatures:
+            self.signatures.append(why)
+
+    def to_dict(self):
+        return {"recognised_by": list(self.signatures),
+                "dtls_flows": [f.to_dict() for f in list(self.dtls.values())[:32]]}
+
+
+class VpnTunnel:
+    """Client <-> server:port/transport of one non-IPsec VPN protocol."""
+
+    __slots__ = ("protocol", "transport", "ipver", "client", "server", "port", "client_ports",
+                 "first_ts", "last_ts", "pkts", "bytes", "ctl", "data", "data_bytes",
+                 "data_first_ts", "data_last_ts", "since_other", "since_other_ts", "data_refs",
+                 "data_tail", "first_ref", "st", "conns", "conns_dropped", "named", "errors",
+                 "last_ref", "first_from")
+
+    def __init__(self, protocol, transport, ipver, client, server, port, ts, ref):
+        self.protocol = protocol
+        self.transport = transport
+        self.ipver = ipver
+        self.client = client
+        self.server = server
+        self.port = port
+        self.client_ports = set()
+        self.first_ts = ts
+        self.last_ts = ts
+        self.first_ref = ref
+        self.last_ref = ref
+        self.first_from = None
+        self.pkts = [0, 0]
+        self.bytes = [0, 0]
+        self.ctl = [0, 0]
+        self.data = [0, 0]
+        self.data_bytes = [0, 0]
+        self.data_first_ts = [None, None]
+        self.data_last_ts = [None, None]
+        # one-way accounting: data packets of a direction since the other direction's last one
+        self.since_other = [0, 0]
+        self.since_other_ts = [None, None]
+        self.data_refs = ([], [])
+        self.data_tail = ([], [])
+        self.st = _state_for(protocol)
+        self.conns = OrderedDict()
+        self.conns_dropped = 0
+        self.named = False
+        self.errors = 0
+
+    # -- identity --------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return f"{_txt(self.client)}<->{_ep(self.ipver, self.server, self.port)}/{self.transport}"
+
+    @property
+    def identified(self) -> bool:
+        """Reported as a VPN tunnel (always, except TLS servers without an SSL-VPN sign)."""
+        if self.protocol != "sslvpn":
+            return True
+        return self.named or bool(self.st.signatures)
+
+    # -- accounting ------------------------------------------------------------------------------
+
+    def _packet(self, d, ts, ref, length):
+        self.pkts[d] += 1
+        self.bytes[d] += length
+        if ts > self.last_ts:
+            self.last_ts = ts
+        self.last_ref = ref
+        if self.first_from is None:
+            self.first_from = d
+
+    def control_packet(self, d, ts, ref, length=0):
+        self.ctl[d] += 1
+        self._packet(d, ts, ref, length)
+
+    def data_packet(self, d, ts, ref, length):
+        self._packet(d, ts, ref, length)
+        self.data[d] += 1
+        self.data_bytes[d] += length
+        if self.data_first_ts[d] is None:
+            self.data_first_ts[d] = ts
+        self.data_last_ts[d] = ts
+        if self.since_other[d] == 0:
+            self.since_other_ts[d] = ts
+        self.since_other[d] += 1
+        self.since_other[1 - d] = 0
+        refs = self.data_refs[d]
+        if len(refs) < 5:
+            refs.append(ref)
+        tail = self.data_tail[d]
+        tail.append(ref)
+        if len(tail) > 5:
+            del tail[0]
+
+    def conn(self, cport, ts, ref, new=False) -> TcpConn | None:
+        c = self.conns.get(cport)
+        if c is None or new:
+            if c is not None:
+                self.conns.pop(cport)
+            if len(self.conns) >= MAX_CONNS:
+                self.conns_dropped += 1
+                self.conns.popitem(last=False)
+            c = self.conns[cport] = TcpConn(cport, ts, ref)
+        return c
+
+    def to_dict(self) -> dict:
+        d = {
+            "protocol": self.protocol, "transport": self.transport,
+            "client": _txt(self.client), "server": _txt(self.server), "server_port": self.port,
+            "client_ports": sorted(self.client_ports)[:32],
+            "first_ts": self.first_ts, "last_ts": self.last_ts,
+            "packets": {"client_to_server": self.pkts[0], "server_to_client": self.pkts[1]},
+            "bytes": {"client_to_server": self.bytes[0], "server_to_client": self.bytes[1]},
+            "data_packets": {"client_to_server": self.data[0], "server_to_client": self.data[1]},
+            "data_bytes": {"client_to_server": self.data_bytes[0],
+                           "server_to_client": self.data_bytes[1]},
+            "tcp_connections": [c.to_dict() for c in list(self.conns.values())[:64]],
+            "tcp_connections_not_kept": self.conns_dropped,
+            "named_with_vpn_server": self.named,
+        }
+        if self.st is not None:
+            d[self.protocol] = self.st.to_dict()
+        return d
+
+
+def _state_for(protocol):
+    if protocol == "openvpn":
+        return _tovpn.OpenVpnState()
+    if protocol == "wireguard":
+        return _twg.WgState()
+    if protocol == "l2tp":
+        return L2tpState()
+    if protocol == "pptp":
+        return PptpState()
+    if protocol == "sslvpn":
+        return SslVpnState()
+    return None
+
+
+class VpnTracker:
+    """Sink for the non-IPsec VPN events of :class:`pcapvpn.decode.Decoder`."""
+
+    def __init__(self, thresholds=None, vpn_servers=()):
+        self.th = thresholds
+        #: (packed address, port or None) named with --vpn-server
+        self.servers = [(a, p) for a, p in vpn_servers]
+        self.tunnels: OrderedDict = OrderedDict()
+        self.udp_flows: dict = {}
+        self.ssl_pairs: dict = {}
+        self.gre_pairs: dict = {}
+        self.wg_pending: dict = {}
+        self.rejected = 0
+        self.evicted = 0
+        self.dropped = 0
+        self.packets = {}
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _named(self, server, port) -> bool:
+        for a, p in self.servers:
+            if a == server and (p is None or p == port):
+                return True
+        return False
+
+    def _tunnel(self, key, protocol, transport, ipver, client, server, port, ts, ref):
+        t = self.tunnels.get(key)
+        if t is not None:
+            self.tunnels.move_to_end(key)
+            return t
+        if len(self.tunnels) >= MAX_TUNNELS and not self._evict():
+            self.dropped += 1
+            return None
+        t = self.tunnels[key] = VpnTunnel(protocol, transport, ipver, client, server, port, ts,
+                                          ref)
+        t.named = self._named(server, port)
+        if protocol == "sslvpn":
+            self._ssl_signs(t)
+            self.ssl_pairs.setdefault((client, server), t)
+        return t
+
+    def _evict(self) -> bool:
+        for k, t in self.tunnels.items():
+            if t.protocol == "sslvpn" and not t.identified:
+                del self.tunnels[k]
+                if self.ssl_pairs.get((t.client, t.server)) is t:
+                    del self.ssl_pairs[(t.client, t.server)]
+                self.evicted += 1
+                return True
+        return False
+
+    def _ssl_signs(self, t):
+        if t.named:
+            t.st.sign("named with --vpn-server")
+        if t.port in SSLVPN_PORTS and t.transport == "tcp":
+            t.st.sign(f"TLS on TCP {t.port}, an SSL-VPN port (FortiGate 10443, SonicWall 4433)")
+
+    def _count(self, proto):
+        self.packets[proto] = self.packets.get(proto, 0) + 1
+
+    # -- UDP -------------------------------------------------------------------------------------
+
+    def udp(self, ref, ts, ipver, src, dst, sport, dport, proto, data, off, end):
+        ent = self.udp_flows.get((src, sport, dst, dport))
+        if ent is None:
+            ent = self._new_udp(ref, ts, ipver, src, dst, sport, dport, proto, data, off, end)
+            if ent is None:
+                self.rejected += 1
+                return
+        t, fc = ent
+        if t.protocol == "sslvpn" and proto != "dtls":
+            return
+        self._count(t.protocol)
+        if t.protocol == "openvpn":
+            if proto != "openvpn":
+                t.errors += 1
+                return
+            _tovpn.handle(t, t.st, fc, ts, ref, data, off, end)
+        elif t.protocol == "wireguard":
+            if proto != "wireguard":
+                t.errors += 1
+                return
+            _twg.handle(t, t.st, fc, ts, ref, data, off, end)
+        elif t.protocol == "l2tp":
+            self._l2tp(t, fc, ts, ref, data, off, end)
+        elif t.protocol == "sslvpn":
+            self._dtls(t, fc, ts, ref, src if fc else dst, sport if fc else dport,
+                       dport if fc else sport, data, off, end)
+
+    def _bind(self, t, client, cport, server, sport):
+        self.udp_flows[(client, cport, server, sport)] = (t, True)
+        self.udp_flows[(server, sport, client, cport)] = (t, False)
+        t.client_ports.add(cport)
+        return self.udp_flows[(client, cport, server, sport)]
+
+    def _new_udp(self, ref, ts, ipver, src, dst, sport, dport, proto, data, off, end):
+        if proto == "openvpn":
+            b = data[off]
+            op, kid = b >> 3, b & 7
+            client = None
+            if op in _ov.CLIENT_RESETS and kid == 0 and \
+                    _ov.detect_layout(data, off, end, ts) is not None:
+                client = True
+            elif op in _ov.SERVER_RESETS and kid == 0 and \
+                    _ov.detect_layout(data, off, end, ts) is not None:
+                client = False
+            elif dport == OPENVPN_PORT and sport != OPENVPN_PORT:
+                client = True
+            elif sport == OPENVPN_PORT and dport != OPENVPN_PORT:
+                client = False
+            elif sport == dport == OPENVPN_PORT:
+                client = True
+            if client is None:
+                return None
+            return self._udp_tunnel("openvpn", ipver, src, sport, dst, dport, client, ts, ref)
+        if proto == "wireguard":
+            return self._new_wireguard(ref, ts, ipver, src, dst, sport, dport, data, off, end)
+        if proto == "l2tp":
+            # UDP 1701 is L2TP's (RFC 2661 §8.1): a malformed first message is a decode error
+            # (raised), and no tunnel is made of it
+            h = _l2tp.parse_header(data, off, end)
+            if h.control:
+                c = _l2tp.parse_control(data, off, end)
+                client = c.msg_type != _l2tp.SCCRP if sport == dport else dport == L2TP_PORT
+            else:
+                client = dport == L2TP_PORT
+            return self._udp_tunnel("l2tp", ipver, src, sport, dst, dport, client, ts, ref)
+        if proto == "dtls":
+            ver = (data[off + 1] << 8) | data[off + 2]
+            for client, server, cport, sport_ in ((src, dst, sport, dport),
+                                                  (dst, src, dport, sport)):
+                t = self.ssl_pairs.get((client, server))
+                if t is not None:
+                    return self._bind(t, client, cport, server, sport_)
+            if dport in DTLS_PORTS or self._named(dst, dport) or ver == 0x0100:
+                client = sport not in DTLS_PORTS or dport in DTLS_PORTS
+            elif sport in DTLS_PORTS or self._named(src, sport):
+                client = False
+            else:
+                return None
+            return self._udp_tunnel("sslvpn", ipver, src, sport, dst, dport, client, ts, ref)
+        return None
+
+    def _new_wireguard(self, ref, ts, ipver, src, dst, sport, dport, data, off, end):
+        """A WireGuard flow starts with a standard-size handshake message, a non-standard one
+        confirmed by its answer (the response naming the initiation's sender index), or
+        ``WG_MIN_DATA`` transport messages to one receiver index with increasing counters.
+        Messages held while waiting are replayed into the tunnel."""
+        try:
+            m = _wg.parse(data, off, end)
+        except DissectError:
+            return None
+        key = (src, sport, dst, dport)
+        rev = (dst, dport, src, sport)
+        pend = self.wg_pending
+        item = (ts, ref, m, end - off)
+        kind = m[0]
+        mine = pend.get(key)
+        if kind == _wg.DATA:
+            last = mine[-1][2] if mine else None
+            if last is None or last[0] != _wg.DATA or last[1] != m[1] or m[2] <= last[2]:
+                self._wg_hold(key, [item])
+                return None
+            if len(mine) + 1 < WG_MIN_DATA:
+                mine.append(item)
+                return None
+            client = not (sport == WIREGUARD_PORT and dport != WIREGUARD_PORT)
+        elif kind == _wg.INITIATION:
+            if not m[3]:
+                self._wg_hold(key, (mine or [])[-7:] + [item])
+                return None
+            client = True
+        else:  # response / cookie reply: names the initiation's sender index
+            other = pend.get(rev) or ()
+            recv = m[2] if kind == _wg.RESPONSE else m[1]
+            if not m[-1] and not any(x[2][0] == _wg.INITIATION and x[2][1] == recv
+                                     for x in other):
+                return None
+            client = False
+        ent = self._udp_tunnel("wireguard", ipver, src, sport, dst, dport, client, ts, ref)
+        if ent is None:
+            return None
+        t = ent[0]
+        held = [(x, True) for x in pend.pop(key, ())] + [(x, False) for x in pend.pop(rev, ())]
+        held.sort(key=lambda e: e[0][0])
+        for (hts, href, hm, hlen), same in held:
+            fc = client if same else not client
+            _twg.handle_message(t, t.st, fc, hts, href, hm, hlen)
+            self._count("wireguard")
+        return ent
+
+    def _wg_hold(self, key, items):
+        if len(self.wg_pending) > 65536:
+            self.wg_pending.clear()
+        self.wg_pending[key] = items
+
+    def _udp_tunnel(self, protocol, ipver, src, sport, dst, dport, from_client, ts, ref):
+        if from_client:
+            client, cport, server, port = src, sport, dst, dport
+        else:
+            client, cport, server, port = dst, dport, src, sport
+        key = ("udp", client, server, port, protocol)
+        t = self._tunnel(key, protocol, "udp", ipver, client, server, port, ts, ref)
+        if t is None:
+            return None
+        self._bind(t, client, cport, server, port)
+        return (t, from_client)
+
+    # -- L2TP ------------------------------------------------------------------------------------
+
+    def _l2tp(self, t, fc, ts, ref, data, off, end):
+        st = t.st
+        d = 0 if fc else 1
+        h = _l2tp.parse_header(data, off, end)
+        st.version = h.version
+        if not h.control:
+            t.data_packet(d, ts, ref, end - h.payload_off)
+            return
+        c = _l2tp.parse_control(data, off, end)
+        t.control_packet(d, ts, ref, end - off)
+        if c.msg_type is None:
+            st.zlb[d] += 1
+            return
+        st.counts[c.msg_type] = st.counts.get(c.msg_type, 0) + 1
+        if c.msg_type == _l2tp.SCCRQ and c.assigned_tunnel_id is not None:
+            st.client_tid = c.assigned_tunnel_id
+        elif c.msg_type == _l2tp.SCCRP and c.assigned_tunnel_id is not None:
+            st.server_tid = c.assigned_tunnel_id
+        if len(st.messages) < 2000:
+            st.messages.append((ts, ref, d, c.msg_type, c.result, c.error, c.error_message,
+                                h.tunnel_id, h.session_id))
+        else:
+            st.dropped += 1
+
+    # -- DTLS ------------------------------------------------------------------------------------
+
+    def _dtls(self, t, fc, ts, ref, client_addr, cport, sport, data, off, end):
+        st = t.st
+        d = 0 if fc else 1
+        f = st.dtls.get((cport, sport))
+        if f is None:
+            if len(st.dtls) >= 64:
+                return
+            f = st.dtls[(cport, sport)] = DtlsFlow(cport, sport, ts, ref)
+            st.sign("DTLS data channel beside the TLS session")
+        f.pkts[d] += 1
+        f.last_ts = ts
+        recs = _tls.parse_dtls_records(data, off, end)
+        side = f.conv.side(fc)
+        app = False
+        for ctype, ver, epoch, _seq, a, b in recs:
+            side.record(ctype, ver, data, a, b, ts, ref, epoch)
+            if ctype == _tls.APPLICATION_DATA:
+                app = True
+        if app:
+            t.data_packet(d, ts, ref, end - off)
+        else:
+            t.control_packet(d, ts, ref, end - off)
+
+    # -- TCP -------------------------------------------------------------------------------------
+
+    def _tcp_tunnel(self, ipver, src, dst, sport, dport, proto, from_client, ts, ref):
+        if from_client:
+            client, cport, server, port = src, sport, dst, dport
+        else:
+            client, cport, server, port = dst, dport, src, sport
+        protocol = {"tls": "sslvpn", "openvpn": "openvpn", "pptp": "pptp"}.get(proto, proto)
+        key = ("tcp", client, server, port)
+        t = self._tunnel(key, protocol, "tcp", ipver, client, server, port, ts, ref)
+        if t is not None and len(t.client_ports) < 1024:
+            t.client_ports.add(cport)
+        return t, cport
+
+    def tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length, proto,
+                    from_client):
+        t, cport = self._tcp_tunnel(ipver, src, dst, sport, dport, proto, from_client, ts, ref)
+        if t is None:
+            return
+        syn = flags & 0x02
+        ack = flags & 0x10
+        c = t.conns.get(cport)
+        if c is None or (syn and not ack and from_client and (c.closed or c.synack)):
+            c = t.conn(cport, ts, ref, new=True)
+        c.last_ts = ts
+        d = 0 if from_client else 1
+        if ts > t.last_ts:
+            t.last_ts = ts
+        t.last_ref = ref
+        if syn:
+            if ack:
+                if len(c.synack) < MAX_REFS:
+                    c.synack.append((ts, ref))
+            elif from_client and len(c.syn) < MAX_REFS:
+                c.syn.append((ts, ref))
+        if flags & 0x04:
+            lst = c.rst_client if from_client else c.rst_server
+            if len(lst) < MAX_REFS:
+                lst.append((ts, ref))
+        if flags & 0x01:
+            if from_client:
+                if c.fin_client is None:
+                    c.fin_client = (ts, ref)
+            elif c.fin_server is None:
+                c.fin_server = (ts, ref)
+        if length > 0:
+            c.bytes[d] += length
+
+    def tcp(self, ref, ts, ipver, src, dst, sport, dport, proto, msg, frames, from_client):
+        t, cport = self._tcp_tunnel(ipver, src, dst, sport, dport, proto, from_client, ts, ref)
+        if t is None:
+            return
+        c = t.conn(cport, ts, ref)
+        d = 0 if from_client else 1
+        c.msgs[d] += 1
+        self._count(proto)
+        if proto == "openvpn":
+            if t.protocol == "sslvpn" and not any(x.tls for x in t.conns.values()):
+                t.protocol = "openvpn"
+                t.st = _tovpn.OpenVpnState()
+            if t.protocol != "openvpn":
+                t.errors += 1
+                return
+            c.proto = "openvpn"
+            if len(msg):
+                _tovpn.handle(t, t.st, from_client, ts, ref, msg, 0, len(msg))
+        elif proto == "pptp":
+            if t.protocol != "pptp":
+                t.errors += 1
+                return
+            c.proto = "pptp"
+            m = _pptp.parse_message(msg, 0, len(msg))
+            st = t.st
+            st.counts[m.type] = st.counts.get(m.type, 0) + 1
+            t.control_packet(d, ts, ref, len(msg))
+            if len(st.messages) < 2000:
+                st.messages.append((ts, ref, d, m))
+            else:
+                st.dropped += 1
+            self.gre_pairs.setdefault(_pair(t.client, t.server), t)
+        elif proto == "tls":
+            if t.protocol != "sslvpn":
+                t.errors += 1
+                return
+            c.proto = "tls"
+            if c.tls is None:
+                c.tls = TlsConversation()
+            if len(msg) < 5:
+                return
+            side = c.tls.side(from_client)
+            had_cert = bool(side.certs)
+            side.record(msg[0], (msg[1] << 8) | msg[2], msg, 5, len(msg), ts, ref)
+            if msg[0] == _tls.APPLICATION_DATA:
+                t._packet(d, ts, ref, len(msg))
+            else:
+                t.control_packet(d, ts, ref, len(msg))
+            if not had_cert and side.certs and not from_client:
+                ee = side.certs[0]
+                text = " ".join(x for x in (ee.issuer, ee.subject) if x)
+                if "Fortinet" in text or "FortiGate" in text:
+                    t.st.sign("certificate of a FortiGate (Fortinet factory certificate)")
+
+    # -- GRE (PPTP data) -------------------------------------------------------------------------
+
+    def gre(self, ref, ts, ipver, src, dst, call_id, length, seq, ack):
+        t = self.gre_pairs.get(_pair(src, dst))
+        if t is None:
+            key = ("tcp", src, dst, PPTP_PORT)
+            t = self.tunnels.get(key) or self.tunnels.get(("tcp", dst, src, PPTP_PORT))
+            if t is None:
+                t = self._tunnel(key, "pptp", "tcp", ipver, src, dst, PPTP_PORT, ts, ref)
+                if t is None:
+                    return
+            self.gre_pairs[_pair(src, dst)] = t
+        self._count("gre")
+        d = 0 if src == t.client else 1
+        t.data_packet(d, ts, ref, length)
+
+    # -- bounded memory (live mode) --------------------------------------------------------------
+
+    def expire(self, limit: float) -> list:
+        """Forget the tunnels silent since before ``limit`` (epoch seconds); returns them."""
+        old = [k for k, t in self.tunnels.items() if t.last_ts < limit]
+        gone = []
+        for k in old:
+            gone.append(self.tunnels.pop(k))
+        if gone:
+            ids = set(map(id, gone))
+            for m in (self.udp_flows, self.ssl_pairs, self.gre_pairs):
+                for k in [k for k, v in m.items() if id(v[0] if isinstance(v, tuple) else v)
+                          in ids]:
+                    del m[k]
+            self.evicted += len(gone)
+        self.wg_pending.clear()
+        return gone
+
+    # -- the model -------------------------------------------------------------------------------
+
+    def all_tunnels(self) -> list:
+        """Tunnels that are VPNs (unidentified TLS servers left out), in order of appearance."""
+        return sorted((t for t in self.tunnels.values() if t.identified),
+                      key=lambda t: t.first_ts)
+
+
+def _pair(a, b):
+    return (a, b) if a <= b else (b, a)
