@@ -1,0 +1,363 @@
+"""OpenVPN: dissect.vpn.openvpn (layouts, reliability layer, TCP framing), the session tracker,
+the rules (no response, stalled handshake, retransmissions, one-way data), and the corpus against
+the Zeek spicy-openvpn baselines (every message: opcode, key ID, session ID, packet ID, ACKs) and
+the lab's OpenVPN scenarios."""
+
+from __future__ import annotations
+
+import collections
+import re
+import struct
+
+import pytest
+
+from conftest import REPO, corpus_dir
+from dissect.vpn import openvpn as ov
+from dissect.vpn.errors import DissectError
+from pcapvpn.decode import Decoder, NullSink
+from pcapvpn.sources import merge_frames, open_source
+from test_vpn_rules import (C, S, T0, Cap, Conn, analyse, check_filters, codes, make_cert,
+                            ovpn_control, ovpn_crypt, ovpn_data, tcp_frame_ovpn, tls_record,
+                            client_hello, server_hello, certificate, hs, vpn_tunnels)
+
+SID_C, SID_S = 0x1122334455667788, 0x99AABBCCDDEEFF00
+
+
+# -- dissector -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hmac", [0, 20, 32, 64])
+def test_layouts_detected_and_parsed(hmac):
+    reset = ovpn_control(7, SID_C, hmac=hmac)
+    assert ov.detect_layout(reset, 0, len(reset), T0 + 5) == (hmac or ov.PLAIN)
+    srv = ovpn_control(8, SID_S, acks=[0], rsid=SID_C, hmac=hmac)
+    assert ov.detect_layout(srv, 0, len(srv), T0) == (hmac or ov.PLAIN)
+    c = ov.parse_control(srv, 0, len(srv), hmac or ov.PLAIN)
+    assert (c.opcode, c.session_id, c.acks, c.remote_session_id, c.packet_id) == \
+        (8, SID_S, (0,), SID_C, 0)
+    ack = ovpn_control(5, SID_C, acks=[3, 4], rsid=SID_S, hmac=hmac)
+    c = ov.parse_control(ack, 0, len(ack), hmac or ov.PLAIN)
+    assert c.acks == (3, 4) and c.packet_id is None
+    ctl = ovpn_control(4, SID_C, pid=5, payload=b"\x16\x03\x03\x00\x01\x01", hmac=hmac)
+    c = ov.parse_control(ctl, 0, len(ctl), hmac or ov.PLAIN)
+    assert c.packet_id == 5 and ctl[c.payload_off:c.payload_end] == b"\x16\x03\x03\x00\x01\x01"
+    if hmac:
+        assert (c.replay_id, c.net_time) == (1, int(T0))
+
+
+def test_tls_crypt_and_v2():
+    p = ovpn_crypt(7, SID_C)
+    assert ov.detect_layout(p, 0, len(p), T0 + 100) == ov.CRYPT
+    c = ov.parse_control(p, 0, len(p), ov.CRYPT)
+    assert c.encrypted and c.packet_id is None and c.wkc_len == 0
+    v3 = ovpn_crypt(10, SID_C, wkc=299)
+    c = ov.parse_control(v3, 0, len(v3), ov.CRYPT)
+    assert c.wkc_len == 299 and c.payload_end == len(v3) - 299
+    # a net time far from the capture time is not tls-crypt
+    assert ov.detect_layout(ovpn_crypt(7, SID_C, net_time=T0 - 86400 * 30), 0, len(p),
+                            T0) is None
+
+
+def test_malformed_control_packets():
+    with pytest.raises(DissectError):
+        ov.parse_control(b"\x38" + bytes(8), 0, 9)          # no ACK length
+    with pytest.raises(DissectError):
+        ov.parse_control(b"\x38" + bytes(8) + b"\x09" + bytes(60), 0, 70)  # 9 ACKs
+    with pytest.raises(DissectError):
+        ov.parse_header(b"\xf8abc", 0, 4)                     # opcode 31
+    bad_ack = ovpn_control(5, SID_C, acks=[1], rsid=SID_S) + b"x"
+    with pytest.raises(DissectError):
+        ov.parse_control(bad_ack, 0, len(bad_ack))
+    for n in range(0, 40):
+        buf = (b"\x38" + bytes(range(60)))[:n]
+        try:
+            ov.parse_control(buf, 0, n, ov.PLAIN)
+        except DissectError:
+            pass
+        ov.detect_layout(buf, 0, n, T0)
+        ov.looks_like(buf, 0, n)
+
+
+def test_tcp_framing():
+    a, b = ovpn_control(7, SID_C), ovpn_data(50)
+    stream = tcp_frame_ovpn(a) + tcp_frame_ovpn(b) + tcp_frame_ovpn(a)[:5]
+    msgs, used = ov.split_tcp(stream)
+    assert [stream[x:y] for x, y in msgs] == [a, b] and used == len(a) + len(b) + 4
+    with pytest.raises(DissectError):
+        ov.split_tcp(b"\x00\x00" + a)
+    with pytest.raises(DissectError):
+        ov.split_tcp(b"\x00\x05\xf8abcd")
+    assert ov.tcp_stream_start(tcp_frame_ovpn(a), 0, len(a) + 2)
+    assert not ov.tcp_stream_start(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0, 27)
+    assert not ov.tcp_stream_start(tcp_frame_ovpn(ovpn_control(7, SID_C, key_id=1)), 0, 16)
+
+
+# -- tracker and rules ---------------------------------------------------------------------------
+
+def _udp_session(c, t, sid_c=SID_C, port=1194, cport=40000, hmac=0, data=10, server=True):
+    c.udp(t, C, S, cport, port, ovpn_control(7, sid_c, hmac=hmac))
+    if not server:
+        return
+    c.udp(t + 0.05, S, C, port, cport, ovpn_control(8, SID_S, acks=[0], rsid=sid_c, hmac=hmac))
+    c.udp(t + 0.1, C, S, cport, port, ovpn_control(5, sid_c, acks=[0], rsid=SID_S, hmac=hmac))
+    c.udp(t + 0.2, C, S, cport, port,
+          ovpn_control(4, sid_c, pid=1, payload=tls_record(22, client_hello(), 0x0301),
+                       hmac=hmac))
+    c.udp(t + 0.3, S, C, port, cport,
+          ovpn_control(4, SID_S, pid=1, acks=[1], rsid=sid_c,
+                       payload=tls_record(22, server_hello(0x0304)), hmac=hmac))
+    for i in range(data):
+        c.udp(t + 1 + i, C, S, cport, port, ovpn_data())
+        c.udp(t + 1.2 + i, S, C, port, cport, ovpn_data())
+
+
+@pytest.mark.parametrize("hmac", [0, 20])
+def test_healthy_udp_session_on_any_port(tmp_path, hmac):
+    c = Cap()
+    _udp_session(c, 0, port=51234, hmac=hmac)
+    r = analyse(c.write(tmp_path / "ok.pcap"))
+    t, = vpn_tunnels(r)
+    assert (t["protocol"], t["server_port"], t["verdict"]) == ("openvpn", 51234, "healthy")
+    s, = t["vpn"]["openvpn"]["sessions"]
+    assert s["client_session_id"] == f"{SID_C:016x}" and s["server_session_id"] == f"{SID_S:016x}"
+    assert s["tls"]["version"] == "TLS 1.3" and s["established"]
+    assert t["vpn"]["openvpn"]["control_protection"] == ov.layout_name(hmac or ov.PLAIN)
+    assert not [f for f in r.findings if f.severity != "info"]
+
+
+def test_no_response_then_pending(tmp_path):
+    c = Cap()
+    for dt in (0, 2, 6, 14):
+        c.udp(dt, C, S, 40000, 1194, ovpn_crypt(7, SID_C, net_time=T0 + dt))
+    p = c.write(tmp_path / "nr.pcap")
+    r = analyse(p)
+    assert codes(r) == ["OPENVPN_NO_RESPONSE"]
+    f = r.findings[0]
+    assert f.basis == "observed" and "tls-crypt" in f.detail and len(f.evidence.frames) == 4
+    assert "2, 4, 8" in f.detail
+    t, = vpn_tunnels(r)
+    assert t["verdict"] == "failing" and t["stage_reached"] == "reachability"
+    check_filters(p, r)
+    # a single hard reset and the capture ends 3 s later: unknown, not failing
+    c = Cap()
+    c.udp(0, C, S, 40000, 1194, ovpn_control(7, SID_C))
+    c.udp(3, C, "192.0.2.200", 1, 2, b"z")
+    r = analyse(c.write(tmp_path / "pending.pcap"))
+    assert codes(r) == []
+    t, = vpn_tunnels(r)
+    assert t["verdict"] == "unknown" and any("hard reset" in n for n in t["not_seen"])
+
+
+def test_no_response_recovered_by_a_later_session(tmp_path):
+    c = Cap()
+    for dt in (0, 2, 6):
+        c.udp(dt, C, S, 40000, 1194, ovpn_control(7, SID_C))
+    _udp_session(c, 20, sid_c=SID_C + 1, cport=40001)
+    r = analyse(c.write(tmp_path / "recover.pcap"))
+    assert "OPENVPN_NO_RESPONSE" not in codes(r)
+    assert vpn_tunnels(r)[0]["verdict"] == "healthy"
+
+
+def test_stalled_after_client_certificate(tmp_path):
+    """The lab's rejected-client-certificate pattern: TLS 1.2, the client's certificate flight
+    retransmitted, the server silent."""
+    c = Cap()
+    c.udp(0, C, S, 40000, 1194, ovpn_control(7, SID_C))
+    c.udp(0.05, S, C, 1194, 40000, ovpn_control(8, SID_S, acks=[0], rsid=SID_C))
+    c.udp(0.1, C, S, 40000, 1194, ovpn_control(4, SID_C, pid=1, acks=[0], rsid=SID_S,
+                                                payload=tls_record(22, client_hello(), 0x0301)))
+    flight = server_hello() + certificate([make_cert("server")]) + hs(13, b"\x01\x01\x00\x00") \
+        + hs(14, b"")
+    c.udp(0.2, S, C, 1194, 40000, ovpn_control(4, SID_S, pid=1, acks=[1], rsid=SID_C,
+                                                payload=tls_record(22, flight)))
+    cflight = tls_record(22, certificate([make_cert("client1")]) + hs(16, bytes(66))
+                         + hs(15, bytes(72))) + tls_record(20, b"\x01") + tls_record(22, bytes(40))
+    for dt in (0.3, 2.3, 6.3, 14.3):
+        c.udp(dt, C, S, 40000, 1194, ovpn_control(4, SID_C, pid=2, acks=[1], rsid=SID_S,
+                                                  payload=cflight))
+    p = c.write(tmp_path / "stall.pcap")
+    r = analyse(p)
+    assert codes(r) == ["OPENVPN_HANDSHAKE_STALLED"]
+    f = r.findings[0]
+    assert f.basis == "inferred" and "client's certificate" in f.title
+    assert "3 retransmitted" in f.detail and "client flight" in f.detail
+    t, = vpn_tunnels(r)
+    assert t["verdict"] == "failing" and t["failed_stage"] == "authentication"
+    check_filters(p, r)
+
+
+def test_stalled_tls_crypt_and_alert(tmp_path):
+    c = Cap()
+    c.udp(0, C, S, 40000, 1194, ovpn_crypt(7, SID_C))
+    c.udp(0.1, S, C, 1194, 40000, ovpn_crypt(8, SID_S))
+    for dt in (0.2, 2.2, 6.2):
+        c.udp(dt, C, S, 40000, 1194, ovpn_crypt(4, SID_C, replay=2))
+    r = analyse(c.write(tmp_path / "stallcrypt.pcap"))
+    assert codes(r) == ["OPENVPN_HANDSHAKE_STALLED"]
+    assert "tls-crypt" in r.findings[0].detail
+    # a fatal alert in the clear explains the stall: TLS_ALERT only
+    c = Cap()
+    c.udp(0, C, S, 40000, 1194, ovpn_control(7, SID_C))
+    c.udp(0.05, S, C, 1194, 40000, ovpn_control(8, SID_S, acks=[0], rsid=SID_C))
+    c.udp(0.1, C, S, 40000, 1194, ovpn_control(4, SID_C, pid=1, acks=[0], rsid=SID_S,
+                                                payload=tls_record(22, client_hello(), 0x0301)))
+    c.udp(0.2, S, C, 1194, 40000, ovpn_control(4, SID_S, pid=1, acks=[1], rsid=SID_C,
+                                                payload=tls_record(21, b"\x02\x46")))
+    c.udp(20, C, "192.0.2.200", 1, 2, b"z")
+    r = analyse(c.write(tmp_path / "alert.pcap"))
+    assert codes(r) == ["TLS_ALERT"] and "protocol_version" in r.findings[0].title
+
+
+def test_retransmissions_degrade_a_session_that_comes_up(tmp_path):
+    c = Cap()
+    _udp_session(c, 0)
+    # the client's packet 1 sent 6 more times before the server acknowledged it
+    for i in range(6):
+        c.udp(0.2 + 0.01 * (i + 1), C, S, 40000, 1194,
+              ovpn_control(4, SID_C, pid=1, payload=tls_record(22, client_hello(), 0x0301)))
+    r = analyse(c.write(tmp_path / "retx.pcap"))
+    f, = [f for f in r.findings if f.code == "OPENVPN_HANDSHAKE_STALLED"]
+    assert f.severity == "warning" and "6" in f.title
+    assert vpn_tunnels(r)[0]["verdict"] == "degraded"
+
+
+def test_data_one_way(tmp_path):
+    c = Cap()
+    _udp_session(c, 0, data=2)
+    for i in range(30):
+        c.udp(4 + i, C, S, 40000, 1194, ovpn_data())
+    p = c.write(tmp_path / "oneway.pcap")
+    r = analyse(p)
+    assert codes(r) == ["VPN_DATA_ONE_WAY"]
+    f = r.findings[0]
+    assert "stopped sending" in f.detail and f.title.endswith("198.51.100.20:1194/udp only")
+    check_filters(p, r)
+    # data from one side for 5 s only: too short, unknown with the reason
+    c = Cap()
+    _udp_session(c, 0, data=0)
+    for i in range(5):
+        c.udp(1 + i, C, S, 40000, 1194, ovpn_data())
+    r = analyse(c.write(tmp_path / "short.pcap"))
+    assert codes(r) == []
+    t, = vpn_tunnels(r)
+    assert t["verdict"] == "unknown" and any("too short" in n for n in t["not_seen"])
+
+
+# -- corpus: Zeek spicy-openvpn baselines ----------------------------------------------------------
+
+ZEEK = {"openvpn.pcap": "analyzer.openvpn", "openvpn_udp_tls-auth.pcap": "analyzer.openvpnhmac",
+        "openvpn_udp_hmac_256.pcap": "analyzer.openvpnhmac256",
+        "openvpn_tcp_nontlsauth.pcap": "analyzer.openvpntcp",
+        "openvpn-tcp-tls-auth.pcap": "analyzer.openvpntcphmac"}
+
+
+def _zeek_bytes(s: str) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(s):
+        if s.startswith("\\x", i) and re.match(r"[0-9a-fA-F]{2}", s[i + 2:i + 4]):
+            out.append(int(s[i + 2:i + 4], 16))
+            i += 4
+        else:
+            out.append(ord(s[i]))
+            i += 1
+    return bytes(out)
+
+
+def _zeek_records(path):
+    out = []
+    for line in open(path, encoding="latin-1"):
+        if not line.startswith("[opcode="):
+            continue
+        body = line.strip()[1:-1]
+        op = int(re.match(r"opcode=(\d+)", body).group(1))
+        kid = int(re.search(r"key_id=(\d+)", body).group(1))
+        if op in (6, 9):
+            out.append((op, kid, None, None, None))
+            continue
+        sid = _zeek_bytes(re.search(r"session_id=(.*?), packet_id_ack_array", body).group(1))
+        acks = re.search(r"packet_id_ack_array=(\[[^\]]*\]|<uninitialized>)", body).group(1)
+        acks = () if acks == "<uninitialized>" else tuple(int(x) for x in acks[1:-1].split(","))
+        pid = re.search(r", packet_id=(\d+)", body)
+        out.append((op, kid, int.from_bytes(sid, "big"), acks,
+                    int(pid.group(1)) if pid else None))
+    return sorted(out, key=repr)
+
+
+class _Collect(NullSink):
+    def __init__(self):
+        self.msgs = []
+
+    def vpn_udp(self, ref, ts, ipver, src, dst, sport, dport, proto, data, off, end):
+        if proto == "openvpn":
+            self.msgs.append((ts, bytes(data[off:end])))
+
+    def vpn_tcp(self, ref, ts, ipver, src, dst, sport, dport, proto, msg, frames, fc):
+        if proto == "openvpn":
+            self.msgs.append((ts, msg))
+
+
+def _our_records(path):
+    sink = _Collect()
+    src = open_source(str(path), 0)
+    try:
+        Decoder(sink).run(merge_frames([src]))
+    finally:
+        src.close()
+    layout = None
+    out = []
+    for ts, m in sink.msgs:
+        op, kid, _x = ov.parse_header(m, 0, len(m))
+        if op in (6, 9):
+            out.append((op, kid, None, None, None))
+            continue
+        if layout is None:
+            layout = ov.detect_layout(m, 0, len(m), ts)
+        c = ov.parse_control(m, 0, len(m), layout)
+        out.append((op, kid, c.session_id, c.acks, c.packet_id))
+    return sorted(out, key=repr)
+
+
+@pytest.mark.parametrize("trace", sorted(ZEEK))
+def test_zeek_baseline_every_message(trace):
+    root = corpus_dir() / "zeek-spicy-openvpn"
+    ours = _our_records(root / "traces" / trace)
+    zeek = _zeek_records(root / "baseline" / ZEEK[trace] / "openvpn.out")
+    assert ours == zeek
+
+
+@pytest.mark.parametrize("trace", sorted(ZEEK))
+def test_zeek_traces_healthy(trace):
+    root = corpus_dir() / "zeek-spicy-openvpn" / "traces"
+    r = analyse(root / trace)
+    ts = vpn_tunnels(r)
+    # conn.log: one OpenVPN flow per client (two clients in the tls-auth traces)
+    assert len(ts) == (2 if "tls-auth" in trace else 1)
+    assert all(t["protocol"] == "openvpn" and t["verdict"] == "healthy" for t in ts), ts
+    assert not [f for f in r.findings if f.severity in ("critical", "error", "warning")]
+
+
+# -- the lab's OpenVPN scenarios (captures/lab/openvpn_*/expected.json) --------------------------
+
+LAB = REPO / "captures" / "lab"
+SCENARIOS = sorted(p.parent.name for p in LAB.glob("openvpn_*/expected.json"))
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_lab_openvpn(name):
+    import json
+
+    exp = json.loads((LAB / name / "expected.json").read_text())
+    for cap in exp["captures"]:
+        r = analyse(LAB / name / cap["file"])
+        got = {f.code: f for f in r.findings}
+        assert r.report.capture.decode_errors == 0
+        for want in exp["expected_findings"]["keyless"]:
+            assert want["code"] in got, (name, sorted(got))
+            assert got[want["code"]].basis == want["basis"]
+        assert not set(got) & set(exp["forbidden_findings"]), sorted(got)
+        t, = vpn_tunnels(r)
+        if exp["fault"] == "none":
+            assert t["verdict"] == "healthy", t
+            assert not [f for f in r.findings if f.severity in ("critical", "error", "warning")]
+        else:
+            assert t["verdict"] == "failing"
