@@ -70,6 +70,25 @@ def _parse_addr(value: str) -> bytes:
         raise click.BadParameter(f"{value!r} is not an IPv4 or IPv6 address") from None
 
 
+def _parse_server(value: str):
+    """``ADDR``, ``ADDR:PORT`` or ``[IPv6]:PORT`` → (packed address, port or None)."""
+    v = value.strip()
+    port = None
+    if v.startswith("["):
+        host, _, rest = v[1:].partition("]")
+        if rest:
+            port = rest.lstrip(":")
+    elif v.count(":") == 1:
+        host, port = v.split(":")
+    else:
+        host = v
+    if port is not None:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise click.BadParameter(f"{value!r}: the port must be 1..65535")
+        port = int(port)
+    return _parse_addr(host), port
+
+
 def _parse_spi(value: str) -> int:
     v = value.lower().removeprefix("0x")
     try:
@@ -117,6 +136,9 @@ def _progress_printer():
               help="A gateway that should appear: 'nothing was sent to or from it' becomes a finding.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a threshold (see README 'Thresholds'), e.g. --set response_timeout=20.")
+@click.option("--vpn-server", "vpn_servers", multiple=True, metavar="ADDR[:PORT]",
+              help="An SSL-VPN gateway: its TLS (TCP 443 and the SSL-VPN ports, or PORT) is "
+                   "analysed as a VPN (repeatable).  Other TLS servers are web traffic.")
 @click.option("--keys", "keys", multiple=True, metavar="PATH",
               help="Decryption keys: a Wireshark ikev1_decryption_table / ikev2_decryption_table / "
                    "esp_sa file (as strongSwan's save-keys writes them), or a directory holding "
@@ -138,7 +160,7 @@ def _progress_printer():
               default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
-            keys, lang, redact, redact_map, evidence):
+            keys, lang, redact, redact_map, evidence, vpn_servers=()):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time.
@@ -166,7 +188,8 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         raise click.UsageError("--export-evidence needs the full analysis")
     options = Options(thresholds=thresholds, stop_after=stop_after,
                       expect_peers=[_parse_addr(a) for a in expect],
-                      spool_stdin=bool(evidence))
+                      spool_stdin=bool(evidence),
+                      vpn_servers=[_parse_server(s) for s in vpn_servers])
     if keys:
         from pcapvpn.keys import KeyFileError, load_keys
 

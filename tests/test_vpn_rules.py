@@ -457,3 +457,29 @@ def test_report_schema_and_text(tmp_path):
     assert protos == {"openvpn", "wireguard"}
     text = render(r.report, "text")
     assert "TCP_NO_ANSWER" in text and "198.51.100.20:51820/udp" in text
+
+
+def test_cli_vpn_server(tmp_path):
+    import sys
+
+    c = Cap()
+    k = Conn(c, C, S, 42000, 443)
+    k.handshake(0)
+    k.send(0.1, True, tls_record(22, client_hello("vpn.example.com"), 0x0301))
+    k.send(0.2, False, tls_record(21, b"\x02\x28"))
+    p = c.write(tmp_path / "cli.pcap")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", str(p), *args],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    plain = cli("--format", "json")
+    assert plain.returncode == 0 and "TLS_ALERT" not in plain.stdout
+    for spec in (S, f"{S}:443"):
+        named = cli("--format", "json", "--vpn-server", spec)
+        assert named.returncode == 1, named.stderr
+        doc = json.loads(named.stdout)
+        assert [f["code"] for f in doc["findings"]] == ["TLS_ALERT"]
+    bad = cli("--vpn-server", f"{S}:0")
+    assert bad.returncode == 2 and "port" in bad.stderr
+    assert cli("--vpn-server", "[2001:db8::1]:443").returncode == 0
