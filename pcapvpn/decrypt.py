@@ -528,8 +528,27 @@ class EspDecryptor:
         return first or (UNSUPPORTED, None, None)
 
 
+class _CbcDecryptor:
+    """CBC decryption with one ECB context per key (RFC 3602 §2: P_i = D(C_i) xor C_(i-1)):
+    creating a CBC context per packet costs more than decrypting it."""
+
+    __slots__ = ("_ecb",)
+
+    def __init__(self, cipher, key):
+        self._ecb = Cipher(_block_algorithm(cipher, key), modes.ECB()).decryptor()
+
+    def __call__(self, iv, ct):
+        n = len(ct)
+        if not n:
+            return b""
+        x = self._ecb.update(ct)
+        prev = iv + ct[:n - len(iv)]
+        return (int.from_bytes(x, "little") ^ int.from_bytes(prev, "little")).to_bytes(n, "little")
+
+
 class _EspKeyed:
-    __slots__ = ("key", "cipher", "icv", "ivl", "blk", "aead", "integ", "akey", "ekey", "check")
+    __slots__ = ("key", "cipher", "icv", "ivl", "blk", "aead", "integ", "akey", "ekey", "check",
+                 "_cbc")
 
     def __init__(self, key, icv):
         self.key = key
@@ -542,6 +561,7 @@ class _EspKeyed:
         self.akey = key.akey
         self.ekey = key.ekey
         self.check = self.aead is not None or key.auth not in ("none", "any")
+        self._cbc = _CbcDecryptor(key.encr, key.ekey) if key.encr.endswith("-cbc") else None
 
     def open(self, data, off, end):
         ivl = self.ivl
@@ -560,7 +580,10 @@ class _EspKeyed:
             ct = data[p + ivl:cend]
             if self.blk > 1 and len(ct) % self.blk:
                 return (MALFORMED, None, None)
-            pt = _plain(self.cipher, self.ekey, data[p:p + ivl], ct)
+            if self._cbc is not None:
+                pt = self._cbc(data[p:p + ivl], ct)
+            else:
+                pt = _plain(self.cipher, self.ekey, data[p:p + ivl], ct)
         n = len(pt)
         if n < 2:
             return (MALFORMED, None, None)
