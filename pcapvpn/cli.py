@@ -318,9 +318,19 @@ def live(overrides, expect, peers, spis, **kw):
         thresholds = DEFAULT.with_overrides(items)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--set") from None
+    store = None
+    if keys:
+        from pcapvpn.keys import KeyFileError, load_keys
+
+        try:
+            store = load_keys(keys)
+        except KeyFileError as e:
+            click.echo(f"pcapvpn: error: key file {e}", err=True)
+            sys.exit(EXIT_USAGE)
     sys.exit(run_command(thresholds=thresholds, expect_peers=[_parse_addr(a) for a in expect],
                          peers=[_parse_addr(a) for a in peers],
-                         spis=[_parse_spi(s) for s in spis], **kw))
+                         spis=[_parse_spi(s) for s in spis],
+                         vpn_servers=[_parse_server(s) for s in vpn_servers], keys=store, **kw))
 
 
 def main():

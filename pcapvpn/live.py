@@ -98,6 +98,10 @@ class LiveOptions:
     status_interval: float = 60.0
     #: stop by itself after this many seconds (None: until SIGINT/SIGTERM)
     duration: float | None = None
+    #: SSL-VPN gateways (``analyze --vpn-server``): ``(packed address, port or None)``
+    vpn_servers: list = field(default_factory=list)
+    #: decryption keys (``analyze --keys``): a pcapvpn.keys.KeyStore or None
+    keys: object = None
 
 
 def build_filter(opts: LiveOptions) -> str:
@@ -105,7 +109,7 @@ def build_filter(opts: LiveOptions) -> str:
     ``-f``, or ``-f`` alone with ``replace_filter``."""
     if opts.filter_expr and opts.replace_filter:
         return opts.filter_expr
-    base = default_filter(opts.ike_ports)
+    base = default_filter(opts.ike_ports, vpn_servers=opts.vpn_servers)
     if opts.filter_expr:
         return f"({base}) or ({opts.filter_expr})"
     return base
@@ -506,13 +510,14 @@ class LiveSession:
         else:
             first = f"live:{ifnames}"
         # the tracker's file-name list (shared with its IKE tracker) grows with the rotation
-        self.tracker = Tracker(opts.thresholds, [first])
+        self.tracker = Tracker(opts.thresholds, [first], opts.keys, list(opts.vpn_servers))
         self.names = self.tracker.names
         self.names.clear()
         self._new_source(first, "pcapng" if self.writer else "live")
-        self.decoder = Decoder(self.tracker)
+        self.decoder = Decoder(self.tracker, vpn_servers=list(opts.vpn_servers))
         self.analysis_options = Options(thresholds=opts.thresholds,
-                                        expect_peers=list(opts.expect_peers))
+                                        expect_peers=list(opts.expect_peers), keys=opts.keys,
+                                        vpn_servers=list(opts.vpn_servers))
         self.active: dict = {}
         self.archived: list = []  # findings whose SAs expired before they cleared
         self.raised = 0
@@ -977,7 +982,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                 syslog, syslog_socket, exec_cmd, quiet, write_dir, write_size_mb, write_files,
                 idle_expiry, max_sas, buffer_mb, promisc, backend, duration, status_interval,
                 fmt, output, peers, spis, min_severity, fail_on, expect_peers, thresholds,
-                stdout=None, stderr=None) -> int:
+                vpn_servers=(), keys=None, stdout=None, stderr=None) -> int:
     """``pcapvpn live``; returns the exit status (as ``analyze``: 0, 1 findings at or above
     ``fail_on``, 2 usage or capture error)."""
     from pcapvpn.report import render, select
@@ -990,7 +995,8 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         backend=backend, buffer_mb=buffer_mb, promisc=promisc, write_dir=write_dir,
         write_size=int(write_size_mb * 1024 * 1024), write_files=write_files,
         idle_expiry=idle_expiry, max_sas=max_sas, duration=duration,
-        status_interval=status_interval if events == "jsonl" else 0)
+        status_interval=status_interval if events == "jsonl" else 0,
+        vpn_servers=list(vpn_servers), keys=keys)
     if print_filter:
         stdout.write(build_filter(opts) + "\n")
         return 0

@@ -155,7 +155,29 @@ def _inner(acc: str, e: int, ports) -> str:
     return f"({v4} or {v6})"
 
 
-def default_filter(ike_ports=(), mirror: bool = True) -> str:
+#: the VPNs beside IPsec, by their ports (pcapvpn.decode): OpenVPN (IANA 1194, UDP and TCP),
+#: L2TP (RFC 2661 §8.1, UDP 1701), PPTP control (RFC 2637, TCP 1723)
+_VPN_UDP_PORTS = (1194, 1701)
+_VPN_TCP_PORTS = (1194, 1723)
+#: SSL-VPN TLS/DTLS ports (decode.VPN_TCP_SERVICES); TCP on them is all HTTPS on a mirror port,
+#: so only DTLS records (content type 20..25, version major 0xfe: RFC 6347 §4.1) by default and
+#: TCP for the gateways named with --vpn-server
+_TLS_PORTS = (443, 4433, 10443)
+
+
+def _vpn_servers_filter(vpn_servers) -> list[str]:
+    import ipaddress
+
+    out = []
+    for addr, port in vpn_servers:
+        host = ipaddress.ip_address(addr)
+        ports = (port,) if port else _TLS_PORTS
+        pp = " or ".join(f"tcp port {p} or udp port {p}" for p in ports)
+        out.append(f"(host {host} and ({pp}))")
+    return out
+
+
+def default_filter(ike_ports=(), mirror: bool = True, vpn_servers=()) -> str:
     """The capture filter for what pcapvpn analyses (tcpdump syntax):
 
     * IKE and NAT-T: UDP 500 and 4500 (RFC 7296 §2, RFC 3948) and ``ike_ports``; IKE/ESP over
@@ -164,30 +186,42 @@ def default_filter(ike_ports=(), mirror: bool = True) -> str:
     * ICMP errors (they quote the IKE/ESP packet that caused them) and ICMPv6 errors;
     * IP fragments: IPv4 fragments after the first (they carry no ports: their datagram cannot
       be told from the fragment) and IPv6 packets with a Fragment header (next header 44);
+    * the VPNs beside IPsec: OpenVPN (UDP/TCP 1194), L2TP (UDP 1701), PPTP (TCP 1723 and
+      enhanced GRE, RFC 2637 §4.1: GRE version 1 carrying PPP 0x880B), WireGuard on any UDP
+      port by its message header (type 1..4 and three zero bytes, at least 32 bytes), DTLS
+      records on the SSL-VPN ports, and TCP/UDP to the SSL-VPN gateways in ``vpn_servers``
+      (``(packed address, port or None)``, as ``analyze --vpn-server``);
     * each of these also behind a VLAN tag (802.1Q/802.1ad) and, when ``mirror`` is set, inside
       the mirror encapsulations decode.py peels: ERSPAN I/II/III and GRE bridging (IPv4 outer
-      header without options) and VXLAN (UDP 4789), with or without an inner VLAN tag.
-
-    The other VPN protocols join this filter once pcapvpn analyses them.
+      header without options) and VXLAN (UDP 4789), with or without an inner VLAN tag (there the
+      IPsec, OpenVPN, L2TP and PPTP ports, ESP/AH, ICMP errors and fragments).
     """
     ports = [500, 4500] + [p for p in ike_ports if p not in (500, 4500)]
+    tls = " or ".join(f"udp port {p}" for p in _TLS_PORTS)
     plain = " or ".join(
         [f"udp port {p}" for p in ports]
         + ["tcp port 500", "tcp port 4500",
            "ip proto 50", "ip proto 51", "ip6 proto 50", "ip6 proto 51",
            "(icmp and (" + " or ".join(f"icmp[0] = {t}" for t in _ICMP4_ERRORS) + "))",
            "(icmp6 and ip6[40] < 128)",
-           "(ip[6:2] & 0x1fff != 0)", "ip6 proto 44"])
+           "(ip[6:2] & 0x1fff != 0)", "ip6 proto 44"]
+        + [f"udp port {p}" for p in _VPN_UDP_PORTS] + [f"tcp port {p}" for p in _VPN_TCP_PORTS]
+        + ["(udp and udp[8] >= 1 and udp[8] <= 4 and udp[9:2] = 0 and udp[11] = 0 "
+           "and udp[4:2] >= 40)",
+           f"(({tls}) and udp[8] >= 20 and udp[8] <= 25 and udp[9] = 0xfe)",
+           "(ip proto 47 and ip[0] = 0x45 and ip[21] & 7 = 1 and ip[22:2] = 0x880b)"]
+        + _vpn_servers_filter(vpn_servers))
     x = f"({plain})"
     if mirror:
+        inner_ports = ports + list(_VPN_UDP_PORTS) + [1723]
         gre = []
         for g in _GRE_INNER:
             e = 20 + g
-            gre.append(_inner("ip", e, ports))
-            gre.append(f"(ip[{e + 12}:2] = 0x8100 and {_inner('ip', e + 4, ports)})")
+            gre.append(_inner("ip", e, inner_ports))
+            gre.append(f"(ip[{e + 12}:2] = 0x8100 and {_inner('ip', e + 4, inner_ports)})")
         x += (f" or (ip proto 47 and ip[0] = 0x45 and ({' or '.join(gre)}))"
-              f" or (udp dst port {VXLAN_PORT} and ({_inner('udp', 16, ports)}"
-              f" or (udp[28:2] = 0x8100 and {_inner('udp', 20, ports)})))")
+              f" or (udp dst port {VXLAN_PORT} and ({_inner('udp', 16, inner_ports)}"
+              f" or (udp[28:2] = 0x8100 and {_inner('udp', 20, inner_ports)})))")
     return f"({x}) or (vlan and ({x}))"
 
 

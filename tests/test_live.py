@@ -108,6 +108,15 @@ def _frames():
     v6ptb = IPv6(src="2001:db8::9", dst="2001:db8::1") / ICMPv6PacketTooBig(mtu=1280) / bytes(v6ike)[:60]
     v6ping = IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest()
     port7000 = IP(src="192.0.2.1", dst="198.51.100.2") / UDP(sport=7000, dport=7000) / Raw(b"\x11" * 28)
+    udp = IP(src="192.0.2.1", dst="198.51.100.2")
+    wg = udp / UDP(sport=41000, dport=51999) / Raw(b"\x04\x00\x00\x00" + b"k" * 44)
+    ovpn = udp / UDP(sport=41000, dport=1194) / Raw(b"\x38" + b"s" * 20)
+    l2tp = udp / UDP(sport=1701, dport=1701) / Raw(b"\xc8\x02" + b"\x00" * 18)
+    pptp_gre = IP(src="192.0.2.1", dst="198.51.100.2", proto=47) / Raw(
+        b"\x30\x81\x88\x0b\x00\x10\x00\x01" + b"p" * 16)
+    dtls = udp / UDP(sport=41000, dport=443) / Raw(b"\x16\xfe\xfd" + b"d" * 30)
+    quic = udp / UDP(sport=41000, dport=443) / Raw(b"\xc3\x00\x00\x00\x01" + b"q" * 40)
+    https = IP(src="192.0.2.1", dst="198.51.100.9") / TCP(sport=41000, dport=443)
     yes = {
         "esp": eth(esp), "ike": eth(ike), "ah": eth(IP(proto=51) / Raw(b"\x32\x04" + b"\0" * 22)),
         "ike-tcp": eth(IP() / TCP(sport=4500, dport=40000)),
@@ -117,14 +126,17 @@ def _frames():
         "erspan2-esp": erspan2(esp), "erspan2-ike": erspan2(ike), "erspan3-esp": erspan3(esp),
         "gre-teb-key-ike": teb_key(ike), "vxlan-esp": vxlan(esp), "vxlan-vlan-ike": vxlan(ike, True),
         "vlan-erspan2-esp": eth(Dot1Q(vlan=10, type=0x0800) / bytes(erspan2(esp))[14:]),
+        "wireguard-any-port": eth(wg), "openvpn-udp": eth(ovpn), "l2tp": eth(l2tp),
+        "pptp-gre": eth(pptp_gre), "dtls-443": eth(dtls), "erspan2-openvpn": erspan2(ovpn),
     }
     no = {
         "dns": eth(dns), "web": eth(web), "ping": eth(ping), "ipv6-ping": eth(v6ping),
         "vlan-dns": eth(Dot1Q(vlan=10) / dns), "erspan2-dns": erspan2(dns),
         "erspan3-web": erspan3(web), "vxlan-dns": vxlan(dns), "udp-7000": eth(port7000),
+        "quic-443": eth(quic), "https": eth(https),
     }
     return ({k: bytes(v) for k, v in yes.items()}, {k: bytes(v) for k, v in no.items()},
-            bytes(eth(port7000)))
+            bytes(eth(port7000)), bytes(eth(https)))
 
 
 def test_default_filter_selects_vpn_traffic():
@@ -133,13 +145,15 @@ def test_default_filter_selects_vpn_traffic():
     run = _bpf_run()
     prog = compile_filter(default_filter())
     assert 0 < len(prog) // 8 <= 4096  # BPF_MAXINSNS
-    yes, no, port7000 = _frames()
+    yes, no, port7000, https = _frames()
     missed = [k for k, f in yes.items() if not run(prog, f)]
     taken = [k for k, f in no.items() if run(prog, f)]
     assert not missed, f"VPN frames the filter drops: {missed}"
     assert not taken, f"other frames the filter keeps: {taken}"
-    # --ike-port adds a port
+    # --ike-port adds a port; --vpn-server names an SSL-VPN gateway (its TCP 443 is captured)
     assert run(compile_filter(default_filter(ike_ports=(7000,))), port7000)
+    gw = compile_filter(default_filter(vpn_servers=[(socket.inet_aton("198.51.100.9"), None)]))
+    assert run(gw, https) and not run(gw, port7000)
 
 
 def test_filter_options():
@@ -241,9 +255,9 @@ def simulate(path, tail=5.0, step=0.5, **opts):
     return rec.events, s.finish(), t0, s
 
 
-def _analyze_json(*paths) -> dict:
+def _analyze_json(*paths, extra=()) -> dict:
     cp = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", "--format", "json",
-                         *map(str, paths)], capture_output=True, text=True, timeout=300)
+                         *extra, *map(str, paths)], capture_output=True, text=True, timeout=300)
     assert cp.returncode in (0, 1), cp.stderr
     return json.loads(cp.stdout)
 
@@ -603,7 +617,7 @@ def replay(ns, path, rewrap=False, iface="vb") -> float:
     return time.monotonic()
 
 
-def _live_vs_analyze(tmp_path, path, rewrap=False, extra=()):
+def _live_vs_analyze(tmp_path, path, rewrap=False, extra=(), analyze_extra=()):
     """Run live --write on one end, replay ``path`` into the other, stop; return (live report,
     analyze report on the written files, jsonl events, written files)."""
     need_root()
@@ -618,12 +632,17 @@ def _live_vs_analyze(tmp_path, path, rewrap=False, extra=()):
     assert rc in (0, 1), "".join(live.err)
     files = sorted(out.glob("*.pcapng"))
     assert files
-    return json.loads(report.read_text()), _analyze_json(*files), live.events(), files
+    return (json.loads(report.read_text()), _analyze_json(*files, extra=analyze_extra),
+            live.events(), files)
 
 
 LAB_REPLAY = ["ikev2_no_response", "ikev2_dpd_dead_peer", "ikev2_esp_oneway", "ikev2_healthy",
               "ikev1_wrong_psk", "ikev2_esp_loss", "ikev2_cert_ipfrag_ok", "ikev2_cookie",
-              "ikev2_nat"]
+              "ikev2_nat", "openvpn_udp_healthy", "openvpn_udp_bad_client_cert",
+              "openvpn_udp_tlscrypt_mismatch", "openvpn_tcp_tlscrypt_healthy"]
+#: extra options per scenario (live and analyze): OpenVPN on TCP 443 is captured for a named
+#: gateway only (a mirror port's HTTPS is not captured by default)
+LAB_EXTRA = {"openvpn_tcp_tlscrypt_healthy": ("--vpn-server", "198.51.100.2")}
 
 
 def _compare(live_r, ana, events, original=None):
@@ -654,9 +673,11 @@ def lab_replays(tmp_path_factory):
         path = LAB / name / f"{name}.pcap"
         if not path.exists():
             return name, None
+        extra = LAB_EXTRA.get(name, ())
         try:
-            return name, (_live_vs_analyze(tmp_path_factory.mktemp(name), path),
-                          _analyze_json(path))
+            return name, (_live_vs_analyze(tmp_path_factory.mktemp(name), path, extra=extra,
+                                           analyze_extra=extra),
+                          _analyze_json(path, extra=extra))
         except BaseException as e:  # noqa: BLE001 - reported by the scenario's test
             return name, e
 
