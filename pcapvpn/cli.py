@@ -302,7 +302,12 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
               help="A gateway that should appear: 'nothing was sent to or from it' becomes a finding.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a threshold (see README 'Thresholds'), e.g. --set response_timeout=20.")
-def live(overrides, expect, peers, spis, **kw):
+@click.option("--vpn-server", "vpn_servers", multiple=True, metavar="ADDR[:PORT]",
+              help="An SSL-VPN gateway (as analyze): its TLS/DTLS traffic is captured and "
+                   "analysed (TCP 443 is not captured otherwise; repeatable).")
+@click.option("--keys", "keys", multiple=True, metavar="PATH",
+              help="Decryption keys, as analyze --keys (repeatable).")
+def live(overrides, expect, peers, spis, vpn_servers, keys, **kw):
     """Capture on interfaces (a mirror/SPAN port), report tunnel failures as they happen, and
     print the full report when stopped (SIGINT/SIGTERM)."""
     from pcapvpn.live import run_command
