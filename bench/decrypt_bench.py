@@ -6,7 +6,8 @@
 1. ``pcapvpn.decrypt.EspDecryptor.open`` alone over in-memory ESP packets: AES-GCM-128 and
    AES-GCM-256 with a 16-octet ICV, and AES-CBC-128 + HMAC-SHA-256-128 for comparison (plaintext
    sizes like bench/gen.py: 40 % small, 20 % medium, 40 % 1000-1300 bytes).
-2. End to end: a capture of ESP-in-UDP AES-GCM-128 packets (two SAs, one tunnel, ICMP echo inside)
+2. End to end: a capture of ESP-in-UDP AES-GCM-128 packets (two SAs, one tunnel, ICMP echo
+   requests one way and their replies the other)
    analysed by ``python -m pcapvpn analyze`` without keys and with ``--keys`` (every SA keyed):
    the difference is the cost of decrypting, per packet.
 
@@ -46,12 +47,14 @@ def sizes(n, rnd):
     return out
 
 
-def inner_packet(n, seq, rnd):
-    """An IPv4/ICMP echo request of n bytes (checksums not needed)."""
+def inner_packet(n, seq, rnd, reply=False):
+    """An IPv4/ICMP echo request (or its reply) of n bytes (checksums not needed)."""
     n = max(n, 28)
-    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, n, seq & 0xFFFF, 0, 64, 1, 0,
-                     bytes([10, 1, 0, 1]), bytes([10, 2, 0, 1]))
-    icmp = struct.pack(">BBHHH", 8, 0, 0, 7, seq & 0xFFFF)
+    a, b = bytes([10, 1, 0, 1]), bytes([10, 2, 0, 1])
+    if reply:
+        a, b = b, a
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, n, seq & 0xFFFF, 0, 64, 1, 0, a, b)
+    icmp = struct.pack(">BBHHH", 0 if reply else 8, 0, 0, 7, seq & 0xFFFF)
     return ip + icmp + rnd.randbytes(n - 28)
 
 
@@ -109,8 +112,9 @@ def write_capture(path, n, key_a, key_b, rnd):
             fwd = i % 2 == 0
             spi = 0xC0000001 if fwd else 0xC0000002
             seqs[spi] += 1
+            # requests one way, their replies the other way
             esp = esp_gcm(spi, seqs[spi], key_a if fwd else key_b,
-                          inner_packet(size, seqs[spi], rnd), rnd)
+                          inner_packet(size, seqs[spi], rnd, reply=not fwd), rnd)
             src, dst = (bytes([192, 0, 2, 10]), bytes([198, 51, 100, 10]))
             if not fwd:
                 src, dst = dst, src

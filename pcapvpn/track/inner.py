@@ -24,6 +24,8 @@ from dissect.vpn import ip as _ip
 from dissect.vpn.errors import DissectError
 from pcapvpn import decrypt as _dec
 
+_decode_ipv4 = _ip.decode_ipv4
+
 MAX_FLOWS = 64
 MAX_PENDING = 20000
 MAX_EVIDENCE = 20
@@ -159,9 +161,11 @@ class InnerTracker:
     def esp_payload(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, data, off, end):
         """``data[off:end]``: the ESP packet from its SPI on (after :meth:`EspTracker.esp`
         created / updated its SA)."""
-        sa = self._sa(src, dst, spi)
-        if sa is None:
-            return
+        sa = self.esp_tracker._esp.get(spi)
+        if sa is None or sa.dst != dst:
+            sa = self._sa(src, dst, spi)
+            if sa is None:
+                return
         st = sa.decrypt
         if st is None:
             st = sa.decrypt = self._new_state(sa)
@@ -170,19 +174,25 @@ class InnerTracker:
         if dec is None or not dec.supported:
             st.unsupported += 1
             return
-        status, nh, pt = dec.open(data, off, end)
-        if status == _dec.OK or status == _dec.UNVERIFIED:
-            if status == _dec.OK:
-                st.ok += 1
-            else:
-                st.unverified += 1
-            if st.first_ok is None:
-                st.first_ok = (ts, ref)
-                st.key_origin = dec.key.origin
-            st.next_headers[nh] = st.next_headers.get(nh, 0) + 1
-            st.inner_bytes += len(pt)
-            self._inner(sa, st, ts, ref, src, dst, nh, pt)
+        lk = dec.locked
+        status, nh, pt = (lk or dec).open(data, off, end)
+        if status == "ok":
+            st.ok += 1
+        elif status == "unverified":
+            st.unverified += 1
+        else:
+            self._failed(st, ts, ref, status)
             return
+        if st.first_ok is None:
+            st.first_ok = (ts, ref)
+            st.key_origin = dec.key.origin
+        nhs = st.next_headers
+        nhs[nh] = nhs.get(nh, 0) + 1
+        st.inner_bytes += len(pt)
+        self._inner(sa, st, ts, ref, src, dst, nh, pt)
+
+    @staticmethod
+    def _failed(st, ts, ref, status):
         if status == _dec.TRUNCATED:
             st.truncated += 1
             return
@@ -236,8 +246,13 @@ class InnerTracker:
     def _inner(self, sa, st, ts, ref, osrc, odst, nh, pt, depth=0):
         n = len(pt)
         try:
-            if nh == 4 or nh == 41:
-                t = _ip.decode_ip(pt, 0, 4 if nh == 4 else 6)
+            if nh == 4:
+                t = _decode_ipv4(pt, 0, n)
+                ipver, src, dst, proto, sport, dport, l4off, end = t[:8]
+                if t[8] or t[9]:  # an inner fragment: no transport header to read
+                    l4off = -1
+            elif nh == 41:
+                t = _ip.decode_ip(pt, 0, 6)
                 ipver, src, dst, proto, sport, dport, l4off, end = t[:8]
                 if t[8] or t[9]:  # an inner fragment: no transport header to read
                     l4off = -1
