@@ -166,7 +166,7 @@ def _plain(cipher: str, key: bytes, iv: bytes, ct: bytes) -> bytes:
     return cbc_decrypt(cipher, key, iv, ct)
 
 
-# -- IKEv2 ------------------------------------------------------------------------------------------
+# -- IKEv2 -----------------------------------------------------------------------------------------
 
 class Ikev2Keyed:
     """One ``ikev2_decryption_table`` line applied to SK / SKF payloads."""
@@ -322,7 +322,7 @@ class Ikev2Decryptor:
         return (r.status, r.detail, origin, payloads, first, True)
 
 
-# -- IKEv1 ------------------------------------------------------------------------------------------
+# -- IKEv1 -----------------------------------------------------------------------------------------
 
 #: RFC 2409 App. A: Encryption Algorithm (1) values; AES-CBC 7 from RFC 3602 §5
 _V1_ENCR = {1: "des-cbc", 5: "3des-cbc", 7: "aes-cbc"}
@@ -474,7 +474,7 @@ class Ikev1Decryptor:
         return bool(a) and bool(b) and not (a & b)
 
 
-# -- ESP --------------------------------------------------------------------------------------------
+# -- ESP -------------------------------------------------------------------------------------------
 
 #: Next Header values a decrypted ESP trailer may carry (IANA protocol numbers): IPv4-in-IP 4,
 #: TCP 6, UDP 17, IPv6 41, GRE 47, ESP 50, ICMP 1, ICMPv6 58, no next header 59 (RFC 4303 §2.6
@@ -601,7 +601,7 @@ class _EspKeyed:
         return (OK, nh, pt[:n - 2 - pad])
 
 
-# -- what the payloads say (records → plain values for tracking and rules) --------------------------
+# -- what the payloads say (records → plain values for tracking and rules) -------------------------
 
 def cert_summary(der: bytes):
     """Subject, issuer, validity and subjectAltNames of an X.509 certificate (DER), or None when

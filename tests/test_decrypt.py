@@ -218,7 +218,8 @@ def test_ikev1_iv_chaining_through_the_tracker(tmp_path):
     keys = load_keys([tmp_path])
     gxi, gxr = os.urandom(256), os.urandom(256)
     h = lambda data: hashlib.sha1(data).digest()[:16]  # noqa: E731
-    msgs = [(_v1_clear(1, 2, _v1_sa(0), rcookie=bytes(8)), True), (_v1_clear(1, 2, _v1_sa(0)), False),
+    msgs = [(_v1_clear(1, 2, _v1_sa(0), rcookie=bytes(8)), True),
+            (_v1_clear(1, 2, _v1_sa(0)), False),
             (_v1_clear(4, 2, _gen(10, gxi) + _gen(0, os.urandom(16))), True),
             (_v1_clear(4, 2, _gen(10, gxr) + _gen(0, os.urandom(16))), False)]
     # MM5: ID + HASH with IV = hash(g^xi | g^xr) (RFC 2409 App. B)
@@ -322,10 +323,9 @@ def _scapy_esp(case, ekey, akey, tunnel=True, n=3):
     return out
 
 
-@pytest.mark.parametrize("case", ESP_CASES, ids=[f"{c[0]}-{c[1]}-{c[4] or c[2]}" for c in ESP_CASES])
+@pytest.mark.parametrize("case", ESP_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[4] or c[2]}" for c in ESP_CASES])
 def test_esp_against_scapy(tmp_path, case):
-    from pcapvpn.track.inner import InnerTracker  # noqa: F401 (imported for coverage of the path)
-
     crypt, klen, icv, name, auth, alen, aname = case
     ekey, akey = os.urandom(klen), os.urandom(alen)
     (tmp_path / "esp_sa").write_text(
@@ -343,10 +343,9 @@ def test_esp_against_scapy(tmp_path, case):
         assert nh == 17 and pt[:4] == b"\x06\xa5\x06\xa5"
     # a key that does not match
     other = dec.EspDecryptor(load_keys([tmp_path]).esp_for(0x0BADCAFE))
-    other.cands = [dec._EspKeyed(c.key.__class__(**{**c.key.__dict__,
-                                                     "ekey": os.urandom(len(ekey)) if ekey else b"",
-                                                     "akey": os.urandom(len(akey)) if akey else b""}),
-                                 c.icv) for c in other.cands]
+    other.cands = [dec._EspKeyed(c.key.__class__(**{
+        **c.key.__dict__, "ekey": os.urandom(len(ekey)) if ekey else b"",
+        "akey": os.urandom(len(akey)) if akey else b""}), c.icv) for c in other.cands]
     pkt = _scapy_esp(case, ekey, akey, n=1)[0]
     if (icv or auth) and other.cands:
         assert other.open(pkt, 20, len(pkt))[0] == "icv_failed"
@@ -361,7 +360,8 @@ def test_esp_without_integrity_uses_the_trailer(tmp_path):
     (tmp_path / "s").write_text(f"0x0badcafe@203.0.113.9 aes128-cbc-hmac96:0x{ekey.hex()}\n")
     d = dec.EspDecryptor(load_keys([tmp_path / "s"]).esp_for(0x0BADCAFE))
     assert {d.open(p, 20, len(p))[0] for p in pkts} == {"unverified"}
-    (tmp_path / "s").write_text(f"0x0badcafe@203.0.113.9 aes128-cbc-hmac96:0x{os.urandom(16).hex()}\n")
+    (tmp_path / "s").write_text("0x0badcafe@203.0.113.9 aes128-cbc-hmac96:0x"
+                                f"{os.urandom(16).hex()}\n")
     d = dec.EspDecryptor(load_keys([tmp_path / "s"]).esp_for(0x0BADCAFE))
     assert [d.open(p, 20, len(p))[0] for p in pkts].count("malformed") >= 4
 

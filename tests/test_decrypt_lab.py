@@ -456,7 +456,8 @@ def test_synthetic_ikev1_r_u_there_without_ack(tmp_path):
     def h(b):
         return hashlib.sha1(b).digest()[:16]
 
-    msgs = [(_v1_clear(1, 2, _v1_sa(0), rcookie=bytes(8)), True), (_v1_clear(1, 2, _v1_sa(0)), False),
+    msgs = [(_v1_clear(1, 2, _v1_sa(0), rcookie=bytes(8)), True),
+            (_v1_clear(1, 2, _v1_sa(0)), False),
             (_v1_clear(4, 2, _gen(10, gxi) + _gen(0, os.urandom(16))), True),
             (_v1_clear(4, 2, _gen(10, gxr) + _gen(0, os.urandom(16))), False)]
     mm5, last = _v1_enc(5, 2, _gen(8, b"\x02\x00\x00\x00left") + _gen(0, os.urandom(20)), key,

@@ -41,7 +41,8 @@ def test_three_wireshark_tables_by_content(tmp_path):
     (k1,) = ks.ikev1_for(bytes.fromhex("0123456789abcdef"))
     assert len(k1.key) == 16
     (ke,) = ks.esp_for(0xA28295A6)
-    assert (ke.encr, ke.auth, ke.icv_len, ke.checks_integrity) == ("aes-cbc", "hmac-sha256", 16, True)
+    assert (ke.encr, ke.auth, ke.icv_len, ke.checks_integrity) == \
+        ("aes-cbc", "hmac-sha256", 16, True)
     assert ks.esp_spis == {0xA28295A6}
     assert [p.rsplit("/", 1)[-1] for p in ks.skipped] == ["SOURCE"]
 

@@ -24,8 +24,7 @@ from pcapvpn.rules.common import (
     endpoint_text, esp_filter, ike_filter, ike_tunnel_of, ip_text, set_filter,
 )
 from pcapvpn.track.ike import (
-    CREATE_CHILD_SA, IKE_AUTH, INFORMATIONAL, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK,
-    V1_TRANSACTION,
+    CREATE_CHILD_SA, IKE_AUTH, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK, V1_TRANSACTION,
 )
 
 OPENED = ("ok", "unverified")
@@ -745,7 +744,8 @@ def cross_check(ctx):
                      title=f"ESP on SPI 0x{spi} that no IKE exchange announced",
                      detail=f"{ip_text(e.src)} sent {e.packets} ESP packet(s) to {ip_text(e.dst)} "
                             f"on SPI 0x{spi} from +{ctx.rel(e.first_ts)} s, but no child SA "
-                            f"negotiated in the capture (all {sum(len(sa.messages) for sa in t.ike_sas)} "
+                            f"negotiated in the capture (all "
+                            f"{sum(len(sa.messages) for sa in t.ike_sas)} "
                             f"IKE messages decrypted; SPIs announced: "
                             f"{', '.join('0x%08x' % s for s in sorted(by_spi))}) uses it: an SA "
                             f"from an earlier IKE SA or a peer that lost its state.",
@@ -785,7 +785,6 @@ def _spi_list(c) -> str:
 
 @rule
 def inner_answers(ctx):
-    th = ctx.th
     for t in ctx.state.tunnels:
         for e in t.esp_sas:
             st = e.decrypt

@@ -71,7 +71,8 @@ class EspCrypto:
         self.first_fail = None    # (ts, ref, status)
         self.last_fail = None
         self.inner_ipver = None
-        self.flows: dict = {}     # (ipver, src, dst, proto, sport, dport) -> [pkts, bytes, ts0, ts1, ref0]
+        #: (ipver, src, dst, proto, sport, dport) -> [packets, bytes, first ts, last ts, first ref]
+        self.flows: dict = {}
         self.flows_other = 0
         self.next_headers: dict = {}
         self.inner_bytes = 0
