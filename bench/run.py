@@ -31,6 +31,9 @@ PY = sys.executable
 TIME = "/usr/bin/time"
 STAGES = ("read", "decode", "dissect")
 
+#: environment of the measured subprocesses (PYTHONPATH → the snapshot of pcapvpn, see main)
+ENV: dict | None = None
+
 TARGET_TSHARK = 4.0      # read+decode+classify >= 4x `tshark -q -Y frame`
 TARGET_SCAPY = 50.0      # ... and >= 50x scapy
 TARGET_RSS_MB = 100.0    # peak memory of the full analyze
@@ -89,7 +92,7 @@ def measure(cmd: list[str], stdout=subprocess.DEVNULL, timeout: float = 3600) ->
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
         proc = subprocess.run([TIME, "-v", "-o", tf.name] + cmd, stdout=stdout,
-                              stderr=subprocess.PIPE, timeout=timeout, cwd=REPO)
+                              stderr=subprocess.PIPE, timeout=timeout, cwd=REPO, env=ENV)
         wall = time.perf_counter() - t0
         report = open(tf.name).read()
     rss = _RSS.search(report)
@@ -127,6 +130,46 @@ def bench(name: str, cmd: list[str], packets: int, repeat: int, log, *, capture_
 
 
 # -------------------------------------------------------------------------------------------
+# what is measured: a frozen copy of HEAD, so commits landing during a run do not mix in
+
+
+def make_snapshot(out_dir: Path) -> tuple[Path, str, bool]:
+    rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                         text=True, cwd=REPO, check=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "pcapvpn", "dissect"],
+                                capture_output=True, text=True, cwd=REPO).stdout.strip())
+    dest = out_dir / f"src-{rev}"
+    if not (dest / "pcapvpn" / "__init__.py").exists():
+        tmp = out_dir / f".src-{rev}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "HEAD", "pcapvpn", "dissect"],
+                                 capture_output=True, cwd=REPO, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        tmp.rename(dest)
+    return dest, rev, dirty
+
+
+# -------------------------------------------------------------------------------------------
+# RESULTS.md: run.py owns the part between the markers; anything else in the file is kept
+
+BEGIN = "<!-- bench/run.py: begin (generated; edits inside are overwritten) -->"
+END = "<!-- bench/run.py: end -->"
+
+
+def write_results(path: Path, text: str) -> None:
+    block = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        new = head + block + ("\n" + tail if tail else "")
+    else:
+        new = block
+    path.write_text(new)
+
+
+# -------------------------------------------------------------------------------------------
 # pcapvpn capabilities
 
 
@@ -147,18 +190,18 @@ def probe_pcapvpn(small: Path) -> tuple[str | None, dict[str, str]]:
 
     Returns (error or None, {stage: "ok" | reason}).  The option may be hidden from --help, so
     each stage is tried on the small file."""
-    res = subprocess.run(pcapvpn_cmd(small), capture_output=True, text=True, cwd=REPO,
+    res = subprocess.run(pcapvpn_cmd(small), capture_output=True, text=True, cwd=REPO, env=ENV,
                          timeout=600)
     error = None
     if res.returncode not in (0, 1):
         tail = (res.stderr.strip().splitlines() or ["(no message)"])[:2]
         error = f"exit {res.returncode}: " + " | ".join(tail)
     helptext = subprocess.run([PY, "-m", "pcapvpn", "analyze", "--help"], capture_output=True,
-                              text=True, cwd=REPO).stdout
+                              text=True, cwd=REPO, env=ENV).stdout
     stages = {}
     for st in STAGES:
         r = subprocess.run(pcapvpn_cmd(small, st), capture_output=True, text=True, cwd=REPO,
-                           timeout=600)
+                           env=ENV, timeout=600)
         choices = re.search(r"is not one of (.*?)\.?$", r.stderr.strip(), re.M)
         if r.returncode in (0, 1):
             stages[st] = "ok"
@@ -220,7 +263,7 @@ def render(results: list[dict], info: dict, args, files: dict, pcapvpn_error, st
     spps = ref_s["pps"] if ref_s and ref_s.get("ok") else None
     L = []
     L.append("# pcapvpn benchmark results\n")
-    L.append(f"- date: {info['date']}; git {info['git']}")
+    L.append(f"- date: {info['date']}; git {info['git']}; {info.get('measured', '')}")
     L.append(f"- machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}; "
              f"Python {info['python']}; {info['tshark']}; dpkt {info['dpkt']}; "
              f"scapy {info['scapy']}")
@@ -371,6 +414,9 @@ def main(argv=None) -> int:
                     help="skip tools whose name contains this (e.g. scapy); repeatable")
     ap.add_argument("--out-dir", default=str(BENCH / "out"))
     ap.add_argument("--results", default=str(BENCH / "RESULTS.md"))
+    ap.add_argument("--no-snapshot", dest="snapshot", action="store_false",
+                    help="measure the working tree as it changes instead of a frozen copy of "
+                         "HEAD (the default: `git archive HEAD` into out/src-<rev>, PYTHONPATH)")
     args = ap.parse_args(argv)
 
     if not os.path.exists(TIME):
@@ -385,6 +431,17 @@ def main(argv=None) -> int:
 
     def skipped(name):
         return any(s in name for s in args.skip)
+
+    global ENV
+    snapshot_note = "working tree as it was during the run (`--no-snapshot`)"
+    if args.snapshot:
+        src, rev, dirty = make_snapshot(out_dir)
+        ENV = dict(os.environ, PYTHONPATH=str(src))
+        snapshot_note = (f"pcapvpn measured from a frozen copy of commit {rev} "
+                         f"(`{_short(str(src))}`)"
+                         + ("; uncommitted changes in pcapvpn/ or dissect/ were not measured"
+                            if dirty else ""))
+        log(snapshot_note)
 
     main_file, truth = ensure_capture(args.packets, args.seed, out_dir, log)
     scapy_file, struth = ensure_capture(args.scapy_packets, args.seed, out_dir, log)
@@ -463,8 +520,9 @@ def main(argv=None) -> int:
             big.append(r)
 
     info = machine_info()
+    info["measured"] = snapshot_note
     text = render(results, info, args, finfo, pcapvpn_error, stages, big)
-    Path(args.results).write_text(text)
+    write_results(Path(args.results), text)
     (out_dir / "results.json").write_text(json.dumps(
         {"info": info, "files": finfo, "pcapvpn_error": pcapvpn_error, "stages": stages,
          "results": results, "big": big}, indent=1, default=str))
