@@ -104,12 +104,12 @@ class LiveOptions:
     keys: object = None
 
 
-def build_filter(opts: LiveOptions) -> str:
+def build_filter(opts: LiveOptions, linktype: int = 1) -> str:
     """The capture filter: the default one (:func:`live_capture.default_filter`), or it and
     ``-f``, or ``-f`` alone with ``replace_filter``."""
     if opts.filter_expr and opts.replace_filter:
         return opts.filter_expr
-    base = default_filter(opts.ike_ports, vpn_servers=opts.vpn_servers)
+    base = default_filter(opts.ike_ports, vpn_servers=opts.vpn_servers, linktype=linktype)
     if opts.filter_expr:
         return f"({base}) or ({opts.filter_expr})"
     return base
@@ -540,7 +540,7 @@ class LiveSession:
             from pcapvpn.live_capture import interface_info
 
             _idx, lt = interface_info(name)
-            bpf = compile_filter(self.filter, lt)
+            bpf = compile_filter(build_filter(o, lt), lt)
             nblocks = max(4, o.buffer_mb)  # 1 MiB blocks
             return AfPacketRing(name, bpf, block_size=1 << 20, block_nr=nblocks,
                                 promisc=o.promisc)
@@ -633,13 +633,12 @@ class LiveSession:
         next_status = now + self.opts.status_interval if self.opts.status_interval else None
         next_view = now
         poller = None
-        if len(caps) > 1:
+        if len(caps) > 1 and all(isinstance(c, AfPacketRing) for c in caps):
             import select
 
             poller = select.poll()
             for c in caps:
-                poller.register(c.fileno() if hasattr(c, "sock") else c.proc.stdout.fileno(),
-                                select.POLLIN)
+                poller.register(c.fileno(), select.POLLIN)
         self._evaluate(now)
         while not self.stopping:
             got = 0
@@ -668,8 +667,10 @@ class LiveSession:
                 wait = max(0.0, min(next_eval - now, 0.2))
                 if poller is not None:
                     poller.poll(int(wait * 1000))
-                else:
+                elif len(caps) == 1:
                     caps[0].wait(wait)
+                else:  # several pipe children: their reader threads fill queues
+                    time.sleep(min(wait, 0.02))
 
     def stop(self, *_args) -> None:
         self.stopping = True
@@ -961,7 +962,10 @@ class _Filtered:
         self.sink = sink
         self.peers = {str(ipaddress.ip_address(p)) for p in peers}
         self.limit = SEVERITIES.index(min_severity)
-        self.dropped = getattr(sink, "dropped", 0)
+
+    @property
+    def dropped(self) -> int:
+        return getattr(self.sink, "dropped", 0)
 
     def emit(self, ev):
         f = ev.get("finding")

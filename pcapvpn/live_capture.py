@@ -177,7 +177,8 @@ def _vpn_servers_filter(vpn_servers) -> list[str]:
     return out
 
 
-def default_filter(ike_ports=(), mirror: bool = True, vpn_servers=()) -> str:
+def default_filter(ike_ports=(), mirror: bool = True, vpn_servers=(),
+                   linktype: int = LINKTYPE_ETHERNET) -> str:
     """The capture filter for what pcapvpn analyses (tcpdump syntax):
 
     * IKE and NAT-T: UDP 500 and 4500 (RFC 7296 §2, RFC 3948) and ``ike_ports``; IKE/ESP over
@@ -191,7 +192,8 @@ def default_filter(ike_ports=(), mirror: bool = True, vpn_servers=()) -> str:
       port by its message header (type 1..4 and three zero bytes, at least 32 bytes), DTLS
       records on the SSL-VPN ports, and TCP/UDP to the SSL-VPN gateways in ``vpn_servers``
       (``(packed address, port or None)``, as ``analyze --vpn-server``);
-    * each of these also behind a VLAN tag (802.1Q/802.1ad) and, when ``mirror`` is set, inside
+    * each of these also behind a VLAN tag (802.1Q/802.1ad; Ethernet ``linktype`` only) and,
+      when ``mirror`` is set, inside
       the mirror encapsulations decode.py peels: ERSPAN I/II/III and GRE bridging (IPv4 outer
       header without options) and VXLAN (UDP 4789), with or without an inner VLAN tag (there the
       IPsec, OpenVPN, L2TP and PPTP ports, ESP/AH, ICMP errors and fragments).
@@ -222,6 +224,8 @@ def default_filter(ike_ports=(), mirror: bool = True, vpn_servers=()) -> str:
         x += (f" or (ip proto 47 and ip[0] = 0x45 and ({' or '.join(gre)}))"
               f" or (udp dst port {VXLAN_PORT} and ({_inner('udp', 16, inner_ports)}"
               f" or (udp[28:2] = 0x8100 and {_inner('udp', 20, inner_ports)})))")
+    if linktype != LINKTYPE_ETHERNET:
+        return x
     return f"({x}) or (vlan and ({x}))"
 
 
