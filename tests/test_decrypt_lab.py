@@ -177,6 +177,28 @@ def _encrypted_v2(r, num):
                for sa in r.state.ike_sas for m in sa.messages)
 
 
+def check_filters(cap, findings):
+    """Every filter of a decrypted (or keys) finding is accepted by tshark — without keys:
+    the filters select by IKE SPI / Message ID / ESP SPI / frame — and shows the evidence."""
+    for f in findings:
+        if f.basis != "decrypted" and not f.code.startswith("KEYS_"):
+            continue
+        assert f.wireshark_filter, f.code
+        res = subprocess.run([tshark_path(), "-n", "-r", str(cap), "-Y", f.wireshark_filter,
+                              "-T", "fields", "-e", "frame.number"], capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0, (f.code, f.wireshark_filter, res.stderr)
+        shown = {int(x) for x in res.stdout.split()}
+        want = {e.frame for e in f.evidence.frames}
+        assert want <= shown, (f.code, f.wireshark_filter, sorted(want - shown))
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name,cap,keys,exp", CASES, ids=[c[1].name for c in CASES])
+def test_lab_decrypted_filters(name, cap, keys, exp):
+    check_filters(cap, analysed(cap, keys).findings)
+
+
 # -- synthetic captures from a real lab capture -------------------------------------------------
 
 scapy = pytest.importorskip("scapy.all")
@@ -235,6 +257,7 @@ def test_esp_after_its_delete(tmp_path):
                         6 + i, t_del + 3.0 + i) for i in range(3)]
     cap = _write(tmp_path, "after_delete", frames + extra)
     r = run([str(cap)], Options(keys=load_keys([LAB / "ikev2_healthy/keys"])))
+    check_filters(cap, r.findings)
     (f,) = [f for f in r.findings if f.code == "ESP_SPI_MISMATCH"]
     assert f.basis == "decrypted" and "after its SA was deleted" in f.title
     assert f.evidence.esp_spis == [lines[0].split(",")[3].strip('"')[2:]]
@@ -255,6 +278,7 @@ def test_esp_on_an_spi_never_announced(tmp_path):
                         1 + i, float(frames[4].time) + 0.05 + 0.1 * i) for i in range(4)]
     cap = _write(tmp_path, "unannounced", frames + extra)
     r = run([str(cap)], Options(keys=load_keys([LAB / "ikev2_healthy/keys"])))
+    check_filters(cap, r.findings)
     hits = [f for f in r.findings if f.code == "ESP_SPI_MISMATCH"]
     assert [h.basis for h in hits] == ["decrypted"]
     assert "0x0badf00d" in hits[0].title and "no IKE exchange announced" in hits[0].title
@@ -270,6 +294,7 @@ def test_child_sa_that_never_carries_esp(tmp_path):
         f.time = float(f.time) + 20.0  # the DELETE comes 20 s later
     cap = _write(tmp_path, "unused", kept)
     r = run([str(cap)], Options(keys=load_keys([LAB / "ikev2_healthy/keys"])))
+    check_filters(cap, r.findings)
     (f,) = [f for f in r.findings if f.code == "ESP_SA_UNUSED"]
     assert f.basis == "decrypted" and sorted(f.evidence.esp_spis) == ["a28295a6", "e2a55a9f"]
 
@@ -290,6 +315,7 @@ def test_pings_inside_a_working_tunnel_unanswered(tmp_path):
         f.time = float(f.time) + 20.0
     cap = _write(tmp_path, "inner", frames + extra)
     r = run([str(cap)], Options(keys=load_keys([LAB / "ikev2_healthy/keys"])))
+    check_filters(cap, r.findings)
     (f,) = [f for f in r.findings if f.code == "INNER_NO_ANSWER"]
     assert f.basis == "decrypted" and f.stage == "inner"
     assert f.title.startswith("3 ICMP echo")
@@ -420,6 +446,7 @@ def test_synthetic_ikev2_certificates_selectors_config(tmp_path):
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys/ikev2_decryption_table").write_text("\n".join(lines) + "\n")
     r = run([str(cap)], Options(keys=load_keys([tmp_path / "keys"])))
+    check_filters(cap, r.findings)
     by = {}
     for f in r.findings:
         by.setdefault(f.code, []).append(f)
@@ -490,6 +517,7 @@ def test_synthetic_ikev1_r_u_there_without_ack(tmp_path):
     cap = _write(tmp_path, "v1dpd", frames)
     (tmp_path / "ikev1_decryption_table").write_text(f"{ISPI.hex()},{key.hex()}\n")
     r = run([str(cap)], Options(keys=load_keys([tmp_path / "ikev1_decryption_table"])))
+    check_filters(cap, r.findings)
     (f,) = [f for f in r.findings if f.code == "DPD_TIMEOUT"]
     assert f.basis == "decrypted"
     assert "6 R-U-THERE" not in f.detail and "5 R-U-THERE" in f.detail and "1 answered" in f.detail

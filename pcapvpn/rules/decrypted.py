@@ -603,6 +603,8 @@ def keys_missing(ctx):
                 why.append(f"0x{e.spi:08x} ({r})")
             parts.append(f"ESP SA(s) {', '.join(why)}")
         refs = [sa.messages[0].frames[0] for sa in ike] + [e.first_ref for e in esp]
+        flt = " || ".join([f"({ike_filter(sa)})" for sa in ike]
+                          + ([f"({esp_filter([e.spi for e in esp])})"] if esp else []))
         yield make("KEYS_MISSING", f"{t.id}|dec|missing",
                    title=f"Not decrypted: {len(ike)} IKE SA(s), {len(esp)} ESP SA(s) of {t.id}",
                    detail="Keys were given, but not for: " + "; ".join(parts)
@@ -611,7 +613,7 @@ def keys_missing(ctx):
                    evidence=ctx.evidence(refs, None, None,
                                          ike_spis=[sa.ispi.hex() for sa in ike],
                                          esp_spis=[f"{e.spi:08x}" for e in esp]),
-                   tunnel=t.id)
+                   wireshark_filter=flt, tunnel=t.id)
 
 
 # -- IKE <-> ESP cross-check ---------------------------------------------------------------------
