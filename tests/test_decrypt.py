@@ -74,7 +74,7 @@ def _encrypt(kind, key, iv, pt, aad, icv):
 
 
 def v2_message(encr, integ, ekey, akey, inner=INNER, first=N, exch=35, flags=0x20, msgid=1,
-               skf=None):
+               skf=None, ispi=ISPI, rspi=RSPI):
     """An IKEv2 message with one SK (or SKF: ``skf=(number, total)``) payload."""
     name, klen, kind, ivlen, icv = encr
     blk = 16 if kind == "cbc" else 8 if kind == "3des" else 1
@@ -86,7 +86,7 @@ def v2_message(encr, integ, ekey, akey, inner=INNER, first=N, exch=35, flags=0x2
     extra = struct.pack(">HH", *skf) if skf else b""
     body_len = 4 + len(extra) + ivlen + len(pt) + (icv if icv else 0) + ilen
     length = 28 + body_len
-    hdr = ISPI + RSPI + bytes([ptype, 0x20, exch, flags]) + struct.pack(">II", msgid, length)
+    hdr = ispi + rspi + bytes([ptype, 0x20, exch, flags]) + struct.pack(">II", msgid, length)
     skh = bytes([first, 0]) + struct.pack(">H", body_len) + extra
     aad = hdr + skh
     ct = _encrypt(kind, ekey, iv, pt, aad, icv)
@@ -172,6 +172,45 @@ def test_ikev2_skf_reassembly(tmp_path):
     assert r2[0] == "ok" and r2[5] is True and r2[4] == 36
     assert [p.type for p in r2[3]] == [36, 41]
     assert inner  # (kept for readability)
+
+
+@pytest.mark.oracle
+def test_ikev2_construction_agrees_with_tshark(tmp_path):
+    """The messages built above for every algorithm Wireshark 4.0 knows (all but
+    ChaCha20-Poly1305) decrypt in tshark to the same Notify with a correct ICV: the RFC
+    constructions used to test pcapvpn are Wireshark's too."""
+    import subprocess
+
+    from scapy.all import IP, UDP, Ether, Raw, wrpcap
+
+    from conftest import tshark_path
+
+    frames, lines, want = [], [], {}
+    for i, (encr, integ) in enumerate(c for c in CASES if "CHACHA" not in c[0][0]):
+        ispi, rspi = struct.pack(">Q", 0x1000 + i), struct.pack(">Q", 0x2000 + i)
+        ek, ak = os.urandom(encr[1]), os.urandom(integ[2]) if integ else b""
+        iname = integ[0] if integ else "NONE [RFC4306]"
+        lines.append(f"{ispi.hex()},{rspi.hex()},{os.urandom(encr[1]).hex()},{ek.hex()},"
+                     f"\"{encr[0]}\",{os.urandom(len(ak)).hex()},{ak.hex()},\"{iname}\"")
+        raw = v2_message(encr, integ, ek, ak, ispi=ispi, rspi=rspi)  # a response: SK_er, SK_ar
+        p = Ether() / IP(src="192.0.2.2", dst="192.0.2.1") / UDP(sport=500, dport=500) / Raw(raw)
+        p.time = 1_700_000_000 + i
+        frames.append(p)
+        want[i + 1] = encr[0]
+    cap = tmp_path / "v2.pcap"
+    wrpcap(str(cap), frames)
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "ikev2_decryption_table").write_text("\n".join(lines) + "\n")
+    res = subprocess.run([tshark_path(), "-n", "-r", str(cap), "-T", "fields", "-e",
+                          "frame.number", "-e", "isakmp.notify.msgtype", "-e",
+                          "_ws.expert.message"], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, WIRESHARK_CONFIG_DIR=str(cfg)))
+    assert res.returncode == 0, res.stderr
+    rows = [line.split("\t") for line in res.stdout.splitlines()]
+    assert len(rows) == len(want)
+    for num, notify, expert in rows:
+        assert notify == "24" and "incorrect" not in expert, (want[int(num)], notify, expert)
 
 
 # -- IKEv1 through the tracker -----------------------------------------------------------------
@@ -349,6 +388,47 @@ def test_esp_against_scapy(tmp_path, case):
     pkt = _scapy_esp(case, ekey, akey, n=1)[0]
     if (icv or auth) and other.cands:
         assert other.open(pkt, 20, len(pkt))[0] == "icv_failed"
+
+
+@pytest.mark.oracle
+def test_esp_construction_agrees_with_tshark(tmp_path):
+    """The ESP packets of the cases Wireshark 4.0 can decrypt (all but AES-CCM and
+    ChaCha20-Poly1305, which scapy checks instead) open in tshark with a good ICV."""
+    import subprocess
+
+    from scapy.all import Ether, wrpcap
+    from scapy.layers.inet import IP
+
+    from conftest import tshark_path
+
+    frames, lines = [], []
+    for i, case in enumerate(c for c in ESP_CASES
+                             if c[0] not in ("AES-CCM", "CHACHA20-POLY1305")
+                             and not c[3].startswith("AES-GCM [")):
+        ekey, akey = os.urandom(case[1]), os.urandom(case[5])
+        spi = 0x0BADCAFE
+        raw = _scapy_esp(case, ekey, akey, n=1)[0]
+        assert int.from_bytes(raw[20:24], "big") == spi
+        lines.append(f'"IPv4","198.51.100.1","203.0.113.9","0x{spi:08x}","{case[3]}",'
+                     f'"0x{ekey.hex()}","{case[6]}","{("0x" + akey.hex()) if akey else ""}"')
+        p = Ether() / IP(raw)
+        p.time = 1_700_000_000 + i
+        frames.append((p, lines[-1]))
+    for i, (p, line) in enumerate(frames):  # one capture per case: the same SPI in each
+        cap = tmp_path / f"esp{i}.pcap"
+        wrpcap(str(cap), [p])
+        cfg = tmp_path / f"cfg{i}"
+        cfg.mkdir()
+        (cfg / "esp_sa").write_text(line + "\n")
+        res = subprocess.run([tshark_path(), "-n", "-r", str(cap), "-o",
+                              "esp.enable_encryption_decode:TRUE", "-o",
+                              "esp.enable_authentication_check:TRUE", "-T", "fields", "-E",
+                              "occurrence=a", "-e", "ip.src", "-e", "esp.icv_good", "-e",
+                              "esp.icv_bad"], capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, WIRESHARK_CONFIG_DIR=str(cfg)))
+        src, _good, bad = (res.stdout.strip().split("\t") + ["", ""])[:3]
+        assert "10.1.1.1" in src.split(","), (line, res.stdout, res.stderr)
+        assert bad != "1", line
 
 
 def test_esp_without_integrity_uses_the_trailer(tmp_path):
