@@ -207,7 +207,8 @@ class _TcpDir:
 class _VpnTcpDir(_TcpDir):
     """One direction of a TCP stream of a VPN beside IPsec (OpenVPN, PPTP, TLS)."""
 
-    __slots__ = ("vproto", "from_client", "done", "synced", "appdata", "resyncs")
+    __slots__ = ("vproto", "from_client", "done", "synced", "appdata", "resyncs", "quiet",
+                 "quiet_bytes")
 
     def __init__(self, vproto, from_client):
         super().__init__()
@@ -217,6 +218,8 @@ class _VpnTcpDir(_TcpDir):
         self.synced = False    # the stream began with its SYN: framing errors are real
         self.appdata = 0
         self.resyncs = 0
+        self.quiet = 0         # segments of a finished TLS stream not reported one by one
+        self.quiet_bytes = 0
 
 
 class Decoder:
@@ -654,6 +657,18 @@ class Decoder:
             vt.move_to_end(key)
         self.vpn_frames += 1
         payload_len = end - poff
+        if st.done and not flags & 0x07 and st.vproto == "tls":
+            # a TLS stream past its handshake (or not TLS): only its flags matter; bytes are
+            # summed and reported with every 64th segment (the tracker's last-seen time)
+            st.quiet += 1
+            st.quiet_bytes += payload_len
+            if st.quiet & 63:
+                return
+            payload_len = st.quiet_bytes
+            st.quiet_bytes = 0
+        elif st.quiet_bytes:
+            payload_len += st.quiet_bytes
+            st.quiet_bytes = 0
         self.sink.vpn_tcp_segment(ref, ts, ipver, src, dst, sport, dport, flags, payload_len,
                                   st.vproto, st.from_client)
         st.last_ts = ts

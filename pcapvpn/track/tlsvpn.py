@@ -89,11 +89,29 @@ class CertInfo:
                 "error": self.error}
 
 
+_CERT_CACHE: dict = {}
+_CERT_CACHE_MAX = 512
+
+
 def cert_info(der: bytes) -> CertInfo:
+    """Parse a certificate (cached by its SHA-1: a server sends the same one on every
+    connection).  A CertInfo is read-only once made."""
     import hashlib
 
+    sha1 = hashlib.sha1(der).hexdigest()
+    hit = _CERT_CACHE.get(sha1)
+    if hit is not None:
+        return hit
+    info = _parse_cert(der)
+    info.sha1 = sha1
+    if len(_CERT_CACHE) >= _CERT_CACHE_MAX:
+        _CERT_CACHE.clear()
+    _CERT_CACHE[sha1] = info
+    return info
+
+
+def _parse_cert(der: bytes) -> CertInfo:
     info = CertInfo()
-    info.sha1 = hashlib.sha1(der).hexdigest()
     try:
         from cryptography import x509
         from cryptography.x509.oid import ExtensionOID, NameOID

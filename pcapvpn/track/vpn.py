@@ -21,7 +21,7 @@ recently used unidentified TLS tunnels (ordinary web servers) are evicted first.
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from dissect.vpn import l2tp as _l2tp
 from dissect.vpn import openvpn as _ov
@@ -48,12 +48,19 @@ DTLS_PORTS = frozenset((443, 10443, 4433))
 
 #: tunnels kept at once (unidentified TLS tunnels are evicted first)
 MAX_TUNNELS = 20000
+#: TLS tunnels not (yet) known to be SSL-VPNs kept at once: the least recently active are
+#: forgotten (web traffic on a mirror port; about 8 KB each)
+MAX_UNIDENTIFIED_TLS = 4096
 #: TCP connections kept per tunnel (later ones are counted only)
 MAX_CONNS = 256
 #: evidence refs kept per list
 MAX_REFS = 20
 #: transport-data packets needed before a WireGuard flow seen without a handshake is accepted
 WG_MIN_DATA = 2
+
+
+#: decoder TCP service → tunnel protocol
+_TCP_PROTOCOL = {"tls": "sslvpn", "openvpn": "openvpn", "pptp": "pptp"}
 
 
 def _txt(a: bytes) -> str:
@@ -224,7 +231,7 @@ class VpnTunnel:
         self.since_other = [0, 0]
         self.since_other_ts = [None, None]
         self.data_refs = ([], [])
-        self.data_tail = ([], [])
+        self.data_tail = (deque(maxlen=5), deque(maxlen=5))
         self.st = _state_for(protocol)
         self.conns = OrderedDict()
         self.conns_dropped = 0
@@ -260,23 +267,28 @@ class VpnTunnel:
         self._packet(d, ts, ref, length)
 
     def data_packet(self, d, ts, ref, length):
-        self._packet(d, ts, ref, length)
-        self.data[d] += 1
+        """The data-plane hot path (every P_DATA / transport data / GRE / DTLS record)."""
+        self.pkts[d] += 1
+        self.bytes[d] += length
+        if ts > self.last_ts:
+            self.last_ts = ts
+        self.last_ref = ref
+        data = self.data
+        data[d] += 1
         self.data_bytes[d] += length
-        if self.data_first_ts[d] is None:
-            self.data_first_ts[d] = ts
+        if data[d] <= 5:
+            if data[d] == 1:
+                self.data_first_ts[d] = ts
+                if self.first_from is None:
+                    self.first_from = d
+            self.data_refs[d].append(ref)
         self.data_last_ts[d] = ts
-        if self.since_other[d] == 0:
+        so = self.since_other
+        if so[d] == 0:
             self.since_other_ts[d] = ts
-        self.since_other[d] += 1
-        self.since_other[1 - d] = 0
-        refs = self.data_refs[d]
-        if len(refs) < 5:
-            refs.append(ref)
-        tail = self.data_tail[d]
-        tail.append(ref)
-        if len(tail) > 5:
-            del tail[0]
+        so[d] += 1
+        so[1 - d] = 0
+        self.data_tail[d].append(ref)
 
     def conn(self, cport, ts, ref, new=False) -> TcpConn | None:
         c = self.conns.get(cport)
@@ -331,6 +343,7 @@ class VpnTracker:
         #: (packed address, port or None) named with --vpn-server
         self.servers = [(a, p) for a, p in vpn_servers]
         self.tunnels: OrderedDict = OrderedDict()
+        self._tls_lru: OrderedDict = OrderedDict()
         self.udp_flows: dict = {}
         self.ssl_pairs: dict = {}
         self.gre_pairs: dict = {}
@@ -338,7 +351,6 @@ class VpnTracker:
         self.rejected = 0
         self.evicted = 0
         self.dropped = 0
-        self.packets = {}
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -351,7 +363,6 @@ class VpnTracker:
     def _tunnel(self, key, protocol, transport, ipver, client, server, port, ts, ref):
         t = self.tunnels.get(key)
         if t is not None:
-            self.tunnels.move_to_end(key)
             return t
         if len(self.tunnels) >= MAX_TUNNELS and not self._evict():
             self.dropped += 1
@@ -362,15 +373,28 @@ class VpnTracker:
         if protocol == "sslvpn":
             self._ssl_signs(t)
             self.ssl_pairs.setdefault((client, server), t)
+            if not t.identified:
+                lru = self._tls_lru
+                lru[key] = t
+                while len(lru) > MAX_UNIDENTIFIED_TLS:
+                    k, old = lru.popitem(last=False)
+                    if not old.identified and old.protocol == "sslvpn":
+                        self._forget(k, old)
         return t
 
+    def _forget(self, key, t):
+        if self.tunnels.get(key) is t:
+            del self.tunnels[key]
+            self.evicted += 1
+        if self.ssl_pairs.get((t.client, t.server)) is t:
+            del self.ssl_pairs[(t.client, t.server)]
+
     def _evict(self) -> bool:
-        for k, t in self.tunnels.items():
+        lru = self._tls_lru
+        while lru:
+            k, t = lru.popitem(last=False)
             if t.protocol == "sslvpn" and not t.identified:
-                del self.tunnels[k]
-                if self.ssl_pairs.get((t.client, t.server)) is t:
-                    del self.ssl_pairs[(t.client, t.server)]
-                self.evicted += 1
+                self._forget(k, t)
                 return True
         return False
 
@@ -379,9 +403,6 @@ class VpnTracker:
             t.st.sign("named with --vpn-server")
         if t.port in SSLVPN_PORTS and t.transport == "tcp":
             t.st.sign(f"TLS on TCP {t.port}, an SSL-VPN port (FortiGate 10443, SonicWall 4433)")
-
-    def _count(self, proto):
-        self.packets[proto] = self.packets.get(proto, 0) + 1
 
     # -- UDP -------------------------------------------------------------------------------------
 
@@ -395,7 +416,6 @@ class VpnTracker:
         t, fc = ent
         if t.protocol == "sslvpn" and proto != "dtls":
             return
-        self._count(t.protocol)
         if t.protocol == "openvpn":
             if proto != "openvpn":
                 t.errors += 1
@@ -511,7 +531,6 @@ class VpnTracker:
         for (hts, href, hm, hlen), same in held:
             fc = client if same else not client
             _twg.handle_message(t, t.st, fc, hts, href, hm, hlen)
-            self._count("wireguard")
         return ent
 
     def _wg_hold(self, key, items):
@@ -589,11 +608,14 @@ class VpnTracker:
             client, cport, server, port = src, sport, dst, dport
         else:
             client, cport, server, port = dst, dport, src, sport
-        protocol = {"tls": "sslvpn", "openvpn": "openvpn", "pptp": "pptp"}.get(proto, proto)
         key = ("tcp", client, server, port)
-        t = self._tunnel(key, protocol, "tcp", ipver, client, server, port, ts, ref)
-        if t is not None and len(t.client_ports) < 1024:
-            t.client_ports.add(cport)
+        t = self.tunnels.get(key)
+        if t is not None:
+            if key in self._tls_lru:
+                self._tls_lru.move_to_end(key)
+        else:
+            t = self._tunnel(key, _TCP_PROTOCOL.get(proto, proto), "tcp", ipver, client, server,
+                             port, ts, ref)
         return t, cport
 
     def tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length, proto,
@@ -606,6 +628,8 @@ class VpnTracker:
         c = t.conns.get(cport)
         if c is None or (syn and not ack and from_client and (c.closed or c.synack)):
             c = t.conn(cport, ts, ref, new=True)
+            if len(t.client_ports) < 1024:
+                t.client_ports.add(cport)
         c.last_ts = ts
         d = 0 if from_client else 1
         if ts > t.last_ts:
@@ -637,7 +661,6 @@ class VpnTracker:
         c = t.conn(cport, ts, ref)
         d = 0 if from_client else 1
         c.msgs[d] += 1
-        self._count(proto)
         if proto == "openvpn":
             if t.protocol == "sslvpn" and not any(x.tls for x in t.conns.values()):
                 t.protocol = "openvpn"
@@ -696,7 +719,6 @@ class VpnTracker:
                 if t is None:
                     return
             self.gre_pairs[_pair(src, dst)] = t
-        self._count("gre")
         d = 0 if src == t.client else 1
         t.data_packet(d, ts, ref, length)
 
@@ -708,6 +730,7 @@ class VpnTracker:
         gone = []
         for k in old:
             gone.append(self.tunnels.pop(k))
+            self._tls_lru.pop(k, None)
         if gone:
             ids = set(map(id, gone))
             for m in (self.udp_flows, self.ssl_pairs, self.gre_pairs):
