@@ -483,3 +483,92 @@ def test_cli_vpn_server(tmp_path):
     bad = cli("--vpn-server", f"{S}:0")
     assert bad.returncode == 2 and "port" in bad.stderr
     assert cli("--vpn-server", "[2001:db8::1]:443").returncode == 0
+
+
+# -- robustness: dissectors raise only DissectError; the pipeline never breaks -------------------
+
+def _seeds():
+    return [ovpn_control(7, 1), ovpn_control(8, 2, acks=[0], rsid=1, hmac=20),
+            ovpn_control(4, 1, pid=1, payload=tls_record(22, client_hello("a.b"))),
+            ovpn_crypt(10, 1, wkc=60), ovpn_data(), wg_init(1), wg_resp(2, 1), wg_cookie(1),
+            wg_data(1, 2), tls_record(22, client_hello("x", versions=(0x0304,))),
+            tls_record(22, server_hello(0x0304)), tls_record(22, certificate([bytes(40)])),
+            dtls_record(22, dtls_hs(1, client_hello(dtls=True)[4:])),
+            struct.pack(">HHHHHH", 0xC802, 20, 1, 0, 0, 0) + struct.pack(">HHHH", 0x8008, 0, 0, 1),
+            struct.pack(">HHIHH", 156, 1, 0x1A2B3C4D, 2, 0) + bytes(144),
+            struct.pack(">HHHHI", 0x3001, 0x880B, 10, 1, 1) + bytes(10)]
+
+
+def test_dissectors_fuzz():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dissect.vpn import l2tp, openvpn, pptp, tls, wireguard
+    from dissect.vpn.errors import DissectError
+
+    parsers = [
+        lambda b: openvpn.parse_header(b, 0, len(b)),
+        lambda b: [openvpn.parse_control(b, 0, len(b), lay) for lay in (0, -1, 20, 32)],
+        lambda b: openvpn.detect_layout(b, 0, len(b), T0),
+        lambda b: openvpn.split_tcp(b),
+        lambda b: openvpn.tcp_stream_start(b, 0, len(b)),
+        lambda b: wireguard.parse(b, 0, len(b)),
+        lambda b: tls.split_records(b),
+        lambda b: tls.split_handshakes(b),
+        lambda b: tls.split_handshakes(b, dtls=True),
+        lambda b: tls.parse_client_hello(b, 4, len(b)),
+        lambda b: tls.parse_client_hello(b, 4, len(b), dtls=True),
+        lambda b: tls.parse_server_hello(b, 4, len(b)),
+        lambda b: tls.parse_certificate(b, 4, len(b)),
+        lambda b: tls.parse_certificate(b, 4, len(b), tls13=True),
+        lambda b: tls.parse_dtls_records(b, 0, len(b)),
+        lambda b: l2tp.parse_control(b, 0, len(b)),
+        lambda b: pptp.split_stream(b),
+        lambda b: pptp.parse_message(b, 0, len(b)),
+        lambda b: pptp.parse_gre(b, 0, len(b)),
+    ]
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(_seeds()), st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)),
+                                               max_size=6), st.integers(0, 400))
+    def run_one(seed, flips, cut):
+        b = bytearray(seed)
+        for pos, val in flips:
+            if b:
+                b[pos % len(b)] = val
+        b = bytes(b[:cut])
+        for p in parsers:
+            try:
+                p(b)
+            except DissectError:
+                pass
+
+    run_one()
+
+
+def test_pipeline_fuzz(tmp_path):
+    """Mutated VPN packets on their ports: counted as decode errors at worst, never an internal
+    error of the decoder or the tracker."""
+    import random
+
+    rnd = random.Random(11)
+    c = Cap()
+    seeds = _seeds()
+    for i in range(1500):
+        b = bytearray(rnd.choice(seeds))
+        for _ in range(rnd.randint(0, 4)):
+            b[rnd.randrange(len(b))] = rnd.randrange(256)
+        b = bytes(b[:rnd.randint(1, len(b))])
+        port = rnd.choice((1194, 51820, 1701, 443, 40000))
+        if rnd.random() < 0.5:
+            c.udp(i * 0.01, C, S, 30000 + i % 5, port, b)
+        else:
+            c.udp(i * 0.01, S, C, port, 30000 + i % 5, b)
+        if i % 7 == 0:
+            c.tcp(i * 0.01, C, S, 30000 + i % 5, rnd.choice((1194, 1723, 443)),
+                  rnd.randrange(2 ** 32), 0, "PA", struct.pack(">H", len(b)) + b)
+        if i % 11 == 0:
+            c.raw_ip(i * 0.01, C, S, 47, b)
+    r = analyse(c.write(tmp_path / "fuzz.pcap"))
+    reasons = r.report.capture.decode_errors_by_reason
+    assert not [k for k in reasons if "internal" in k], reasons
