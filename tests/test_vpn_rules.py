@@ -390,6 +390,18 @@ def test_vpn_server_names_a_tls_server(tmp_path):
     r2 = analyse(c2.write(tmp_path / "alert8443.pcap"),
                  vpn_servers=[(ipaddress.ip_address(S).packed, 8443)])
     assert codes(r2) == ["TLS_ALERT"] and "unknown_ca" in r2.findings[0].title
+    # a named gateway whose handshake stops without an alert: unknown, with the stage
+    c3 = Cap()
+    k = Conn(c3, C, S, 42002, 443)
+    k.handshake(0)
+    k.send(0.1, True, tls_record(22, client_hello(), 0x0301))
+    c3.udp(30, C, "192.0.2.99", 1, 2, b"x")
+    r3 = analyse(c3.write(tmp_path / "stall443.pcap"),
+                 vpn_servers=[(ipaddress.ip_address(S).packed, None)])
+    t, = vpn_tunnels(r3)
+    assert t["verdict"] == "unknown"
+    assert any("never completed the handshake (stage reached: client hello)" in n
+               for n in t["not_seen"])
 
 
 def test_fortigate_port_and_dtls_channel(tmp_path):

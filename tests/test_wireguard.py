@@ -149,6 +149,9 @@ def test_counter_gaps_reported(tmp_path):
     w = vpn_tunnels(r)[0]["vpn"]["wireguard"]
     assert w["counter_gaps"] == 8
     assert {x["missing"] for x in w["receiver_indexes"]} == {4}
+    t, = vpn_tunnels(r)
+    assert any("skip 8 packet(s) of 80" in n for n in t["not_seen"])
+    assert t["verdict"] == "healthy" and r.findings == []
 
 
 def test_data_only_flow_needs_consistent_counters(tmp_path):

@@ -922,9 +922,20 @@ def _not_seen(ctx, t) -> list:
     if t.protocol == "wireguard" and not t.st.handshakes:
         notes.append("no WireGuard handshake in the capture (the session was set up before it "
                      "started): only the data plane is visible")
+    if t.protocol == "wireguard":
+        gaps = sum(c.missing for c in t.st.counters.values())
+        if gaps:
+            total = sum(c.count for c in t.st.counters.values())
+            notes.append(f"WireGuard counters skip {gaps} packet(s) of {gaps + total}: lost before "
+                         f"the capture point (or not mirrored)")
     if t.protocol == "sslvpn":
         if any(c.tls is not None and c.tls.tls13 for c in t.conns.values()):
             notes.append("TLS 1.3: certificates are encrypted, their validity cannot be checked")
+        stopped = [c.tls.stage for c in t.conns.values()
+                   if c.tls is not None and not c.tls.complete]
+        if stopped and not any(c.tls is not None and c.tls.complete for c in t.conns.values()):
+            notes.append(f"{len(stopped)} TLS connection(s) never completed the handshake "
+                         f"(stage reached: {', '.join(sorted(set(s.replace('_', ' ') for s in stopped)))})")
         if not t.st.dtls and any(c.tls is not None and c.tls.complete for c in t.conns.values()):
             notes.append("no DTLS data channel in the capture: the tunnel runs over TLS (DTLS "
                          "disabled, blocked, or not negotiated)")
