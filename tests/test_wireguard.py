@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import corpus_dir
+from conftest import corpus_dir, tshark_fields
 from dissect.vpn import wireguard as wg
 from dissect.vpn.errors import DissectError
 from test_vpn_rules import (C, S, Cap, analyse, check_filters, codes, vpn_tunnels, wg_cookie,
@@ -178,9 +178,18 @@ def test_zeek_wireguard_baseline():
     w = t["vpn"]["wireguard"]
     assert w["handshakes"] == 1 and w["handshakes_answered"] == 1
     assert t["verdict"] == "healthy" and r.findings == []
-    # 170 transport messages (MANIFEST, tshark)
+    # 170 transport messages (MANIFEST, tshark); per receiver index as tshark counts them
     d = t["vpn"]["data_packets"]
     assert d["client_to_server"] + d["server_to_client"] == 170
+    rows = tshark_fields(corpus_dir() / "zeek-spicy-wireguard" / "Traces" / "wireguard.pcap",
+                         ["wg.receiver", "wg.counter"], "wg.type == 4")
+    theirs = {}
+    for recv, ctr in rows:
+        n, hi = theirs.get(int(recv, 16), (0, 0))
+        theirs[int(recv, 16)] = (n + 1, max(hi, int(ctr)))
+    ours = {int(x["index"], 16): (x["packets"], x["last_counter"])
+            for x in w["receiver_indexes"]}
+    assert ours == theirs
 
 
 @pytest.mark.parametrize("path,data", [
