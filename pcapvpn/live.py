@@ -527,7 +527,9 @@ class LiveSession:
         self.eval_max = 0.0
         self._expired_spis = set()
         self._pending = {}
-        self.last_eval = None  # (state, findings, verdicts)
+        self._child = None  # (pid, fd, chunks, t0) of a forked evaluation
+        self.last_cost = 0.0
+        self.last_eval = None  # the last _compute() result applied
         self._pps_mark = (self.started, 0)
         self.pps = 0.0
         self.frames = 0
@@ -649,10 +651,15 @@ class LiveSession:
                     self._rotate(clock())
             batch.clear()
             now = clock()
-            if now >= next_eval:
-                self._evaluate(now)
-                cost = self.last_cost
-                next_eval = now + max(self.opts.eval_interval, 10 * cost)
+            if self._child is not None:
+                if self._poll_child():
+                    next_eval = now + self.opts.eval_interval
+            elif now >= next_eval:
+                if self.last_cost > self.FORK_ABOVE and self._fork_evaluation(now):
+                    pass  # the result comes back through _poll_child
+                else:
+                    self._evaluate(now)
+                    next_eval = now + max(self.opts.eval_interval, 10 * self.last_cost)
                 if self.writer is not None:
                     self.writer.flush()
             if next_status is not None and now >= next_status:
@@ -680,21 +687,24 @@ class LiveSession:
     def _state(self, now):
         from pcapvpn.analysis import build_report
 
-        self._refresh_totals()
-        self.tracker.ike_tracker.link_rekeys()
         cap = build_report(self.sources, self.decoder, self.tracker).capture
         state = self.tracker.state(now, capture=cap)
         state.expect_peers = list(self.opts.expect_peers)
         return state
 
-    def _evaluate(self, now, final: bool = False) -> None:
-        """Run the rules as of ``now`` and emit what changed (``final``: the last evaluation,
-        at stop: what is present is raised without waiting for a second look)."""
+    def _prepare(self) -> None:
+        """What an evaluation changes in the tracker, done before it (in this process)."""
+        self._refresh_totals()
+        self.tracker.ike_tracker.link_rekeys()
+
+    def _compute(self, now, final: bool = False) -> dict:
+        """The rules as of ``now``: the findings, which of them count now (not held back, not
+        superseded by a recovery), the verdicts.  Reads the tracker only (it may run in a forked
+        child, see :meth:`_fork_evaluation`)."""
         from pcapvpn.rules import run_rules
         from pcapvpn.rules.common import Context
         from pcapvpn.rules.verdict import tunnel_verdicts
 
-        t0 = time.perf_counter()
         state = self._state(now)
         findings = run_rules(state)
         ctx = Context(state)
@@ -710,6 +720,14 @@ class LiveSession:
                 superseded.add(f.id)
                 continue
             current[f.id] = f
+        return {"now": now, "current": current, "superseded": superseded,
+                "tunnels": set(tunnels), "verdicts": verdicts,
+                "counts": (len(state.ike_sas), len(state.esp_sas))}
+
+    def _apply(self, res: dict, final: bool = False) -> None:
+        """Emit what changed since the previous evaluation; then the memory bound."""
+        now = res["now"]
+        current = res["current"]
         pending = {}
         for fid, f in current.items():
             a = self.active.get(fid)
@@ -734,28 +752,107 @@ class LiveSession:
                 continue
             del self.active[fid]
             f = a.finding
-            if (f.tunnel is not None and f.tunnel not in tunnels) or self._expired(f):
+            if (f.tunnel is not None and f.tunnel not in res["tunnels"]) or self._expired(f):
                 self.archived.append(f)  # its SAs were forgotten: not a resolution
                 del self.archived[:-1000]
                 continue
             self.resolved += 1
             reason = ("the tunnel recovered: a newer IKE SA came up and carried ESP both ways"
-                      if fid in superseded else "the condition cleared")
+                      if fid in res["superseded"] else "the condition cleared")
             self._emit({"event": "resolved", "ts": now, "reason": reason,
                         "raised": _hms(a.raised_ts), "lasted": round(now - a.raised_ts, 3),
                         "finding": _finding_dict(f)})
-        self.last_eval = (state, findings, verdicts)
+        self.last_eval = res
         if not final:
             # memory bound; what is forgotten now cannot "resolve" at the next evaluation
-            ike_old, esp_old = self.tracker.expire(now, self.opts.idle_expiry, self.opts.max_sas)
+            ike_old, esp_old = self.tracker.expire(self.clock(), self.opts.idle_expiry,
+                                                   self.opts.max_sas)
             self._expired_spis = ({sa.ispi.hex() for sa in ike_old}
                                   | {sa.rspi.hex() for sa in ike_old}
                                   | {f"{e.spi:08x}" for e in esp_old})
-        cost = time.perf_counter() - t0
+
+    def _account(self, cost: float) -> None:
         self.last_cost = cost
         self.evaluations += 1
         self.eval_seconds += cost
         self.eval_max = max(self.eval_max, cost)
+
+    def _evaluate(self, now, final: bool = False) -> None:
+        """Run the rules as of ``now`` in this process and emit what changed (``final``: the
+        last evaluation, at stop: what is present is raised without waiting for a second
+        look)."""
+        t0 = time.perf_counter()
+        self._prepare()
+        self._apply(self._compute(now, final), final)
+        self._account(time.perf_counter() - t0)
+
+    # -- evaluation in a forked child -----------------------------------------------------------
+    #
+    # With thousands of SAs an evaluation takes seconds.  In this process it would stop the
+    # capture that long (the ring has to hold what arrives meanwhile) and on a 2-core machine
+    # leave the other core idle.  Above FORK_ABOVE seconds per evaluation, the rules run in a
+    # fork()ed child on a copy-on-write snapshot of the tracker while the capture goes on; the
+    # child sends its result back through a pipe (pickle) and exits.
+
+    FORK_ABOVE = 0.1
+
+    def _fork_evaluation(self, now) -> bool:
+        import pickle
+
+        if not hasattr(os, "fork"):
+            return False
+        self._prepare()
+        r, w = os.pipe()
+        t0 = time.perf_counter()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            return False
+        if pid == 0:  # the child: compute, send, leave without running any cleanup
+            code = 0
+            try:
+                os.close(r)
+                data = pickle.dumps(self._compute(now), protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(w, "wb") as out:
+                    out.write(data)
+            except BaseException:  # noqa: BLE001 - the parent evaluates in-process instead
+                code = 1
+            os._exit(code)
+        os.close(w)
+        os.set_blocking(r, False)
+        self._child = (pid, r, [], t0)
+        return True
+
+    def _poll_child(self, block: bool = False) -> bool:
+        """Collect the forked evaluation's result when it is complete; True when applied."""
+        import pickle
+
+        pid, r, chunks, t0 = self._child
+        while True:
+            try:
+                if block:
+                    os.set_blocking(r, True)
+                chunk = os.read(r, 1 << 20)
+            except BlockingIOError:
+                return False
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(r)
+        os.waitpid(pid, 0)
+        self._child = None
+        try:
+            res = pickle.loads(b"".join(chunks)) if chunks else None
+        except Exception:  # noqa: BLE001
+            res = None
+        if res is None:  # the child failed: do it here
+            self._evaluate(self.clock())
+            return True
+        self._apply(res)
+        self._account(time.perf_counter() - t0)
+        return True
 
     def _expired(self, f) -> bool:
         ev = f.evidence
@@ -777,8 +874,9 @@ class LiveSession:
         if now - mark_ts >= 1.0:
             self.pps = (self.frames - mark_n) / (now - mark_ts)
             self._pps_mark = (now, self.frames)
-        state = self.last_eval[0] if self.last_eval else None
-        verdicts = self.last_eval[2] if self.last_eval else []
+        res = self.last_eval or {}
+        verdicts = res.get("verdicts", [])
+        n_ike, n_esp = res.get("counts", (0, 0))
         tunnels = [{"id": v.tunnel, "verdict": v.verdict, "stage_reached": v.stage_reached,
                     "primary_code": v.primary_code} for v in verdicts]
         return {
@@ -789,8 +887,8 @@ class LiveSession:
             "drops": {"ring": sum(t.get("osdrop", 0) for t in self.totals),
                       "interface": sum(t.get("ifdrop", 0) for t in self.totals),
                       "interface_rx_dropped": getattr(self, "_rx_dropped", 0)},
-            "ike_sas": len(state.ike_sas) if state else 0,
-            "esp_sas": len(state.esp_sas) if state else 0,
+            "ike_sas": n_ike,
+            "esp_sas": n_esp,
             "expired_sas": self.tracker.expired_sas,
             "evicted_sas": self.tracker.evicted_sas,
             "active_findings": len(self.active),
@@ -828,6 +926,8 @@ class LiveSession:
         from pcapvpn.analysis import diagnose
 
         now = self.clock()
+        if self._child is not None:
+            self._poll_child(block=True)
         # what is still in the rings (a pipe child flushes its last packets when it stops)
         self._refresh_totals()
         for i, c in enumerate(self.captures):

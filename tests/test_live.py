@@ -388,6 +388,30 @@ def test_expiry_forgets_idle_sas_without_resolving(tmp_path):
     assert any("expired" in w for w in result.report.capture.warnings)
 
 
+def test_forked_evaluation_matches_in_process():
+    """Costly evaluations run in a fork()ed child while the capture goes on: same events."""
+    path = _lab("ikev2_dpd_dead_peer")
+    ev_in, res_in, t0, _s = simulate(path)
+    from pcapvpn.live import LiveOptions, LiveSession
+
+    cap = FileCapture(path)
+    clock = [t0]
+    rec = Recorder()
+    s = LiveSession(LiveOptions(interfaces=["sim"]), [rec], clock=lambda: clock[0],
+                    captures=[cap])
+    t = t0
+    while not cap.done or t < s.sources[-1].last_ts + 5.0:
+        cap.now = clock[0] = t
+        s._feed(0, cap, [])
+        assert s._fork_evaluation(t)
+        assert s._poll_child(block=True)
+        t += 0.5
+    s.finish()
+    strip = [(e["event"], e["finding"]["id"], round(e["ts"] - t0, 1)) for e in ev_in]
+    assert [(e["event"], e["finding"]["id"], round(e["ts"] - t0, 1)) for e in rec.events] == strip
+    assert s.evaluations > 10
+
+
 def test_max_sas_evicts_least_recent():
     from pcapvpn.track import Tracker
 
@@ -685,9 +709,26 @@ def lab_replays(tmp_path_factory):
         return dict(ex.map(one, LAB_REPLAY))
 
 
+def _schema():
+    return json.loads((ROOT / "docs" / "schema.json").read_text())
+
+
+def _validate_events(events):
+    import jsonschema
+
+    schema = _schema()
+    finding = {"$ref": "#/$defs/finding", "$defs": schema["$defs"]}
+    for _t, e in events:
+        assert e["event"] in ("raised", "resolved", "status")
+        if e["event"] != "status":
+            jsonschema.validate(e["finding"], finding)
+
+
 @pytest.mark.root
 @pytest.mark.parametrize("name", LAB_REPLAY)
 def test_live_replay_lab_matches_analyze(lab_replays, name):
+    import jsonschema
+
     got = lab_replays[name]
     if got is None:
         pytest.skip(f"lab capture {name} missing")
@@ -695,6 +736,8 @@ def test_live_replay_lab_matches_analyze(lab_replays, name):
         raise got
     (live_r, ana, events, files), original = got
     _compare(live_r, ana, events, original)
+    jsonschema.validate(live_r, _schema())  # the final report is analyze's JSON
+    _validate_events(events)
     # the evidence frames name the written files
     names = {f["file"] for x in live_r["findings"] for f in x["evidence"]["frames"]}
     assert names <= {str(p) for p in files}
