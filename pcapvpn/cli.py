@@ -286,8 +286,9 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
               help="Stop by itself after this long.")
 @click.option("--status-interval", type=click.FloatRange(0.0), default=60.0, show_default=True,
               metavar="SECONDS", help="Seconds between status events in --events jsonl (0: none).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
-              show_default=True, help="Format of the report printed when the capture stops.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]),
+              default="text", show_default=True,
+              help="Format of the report printed when the capture stops (as analyze).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the final report to this file instead of standard output.")
 @click.option("--peer", "peers", multiple=True, metavar="ADDR",
