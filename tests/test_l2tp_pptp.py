@@ -14,7 +14,7 @@ from dissect.vpn.errors import DissectError
 from test_vpn_rules import C, S, Cap, Conn, analyse, check_filters, codes, vpn_tunnels
 
 
-# -- builders --------------------------------------------------------------------------------------
+# -- builders -------------------------------------------------------------------------------------
 
 def avp(atype, value, m=True, hidden=False, vendor=0):
     w = (0x8000 if m else 0) | (0x4000 if hidden else 0) | (6 + len(value))
@@ -72,7 +72,7 @@ def gre(call, seq, n=80, ack=None):
     return h + bytes(n)
 
 
-# -- dissectors ----------------------------------------------------------------------------------
+# -- dissectors -----------------------------------------------------------------------------------
 
 def test_l2tp_v2_control_and_data():
     m = l2tp_ctl(l2tp.STOPCCN, tid=5, ns=3, nr=2,
@@ -132,7 +132,7 @@ def test_pptp_messages_and_gre():
         pptp.parse_message(pptp_msg(99, bytes(10)), 0, 22)
 
 
-# -- L2TP rules --------------------------------------------------------------------------------------
+# -- L2TP rules -----------------------------------------------------------------------------------
 
 def _l2tp_setup(c, t=0.0):
     c.udp(t, C, S, 1701, 1701, l2tp_ctl(l2tp.SCCRQ, extra=[avp(9, struct.pack(">H", 11))]))
@@ -193,7 +193,7 @@ def test_l2tp_malformed_corpus_capture():
     assert not [f for f in r.findings if f.code in ("L2TP_ERROR", "VPN_DATA_ONE_WAY")]
 
 
-# -- PPTP rules --------------------------------------------------------------------------------------
+# -- PPTP rules -----------------------------------------------------------------------------------
 
 def _pptp_control(c, k, t=0.0, sccrp_res=1, ocrp_res=1):
     k.handshake(t)

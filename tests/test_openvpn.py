@@ -5,9 +5,7 @@ the lab's OpenVPN scenarios."""
 
 from __future__ import annotations
 
-import collections
 import re
-import struct
 
 import pytest
 
@@ -16,7 +14,7 @@ from dissect.vpn import openvpn as ov
 from dissect.vpn.errors import DissectError
 from pcapvpn.decode import Decoder, NullSink
 from pcapvpn.sources import merge_frames, open_source
-from test_vpn_rules import (C, S, T0, Cap, Conn, analyse, check_filters, codes, make_cert,
+from test_vpn_rules import (C, S, T0, Cap, analyse, check_filters, codes, make_cert,
                             ovpn_control, ovpn_crypt, ovpn_data, tcp_frame_ovpn, tls_record,
                             client_hello, server_hello, certificate, hs, vpn_tunnels)
 

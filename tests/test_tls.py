@@ -5,7 +5,6 @@ handshake stage logic of pcapvpn.track.tlsvpn, TLS_CERT_INVALID, and the SSL-VPN
 from __future__ import annotations
 
 import ipaddress
-import struct
 
 import pytest
 
@@ -18,7 +17,7 @@ from test_vpn_rules import (C, S, T0, Cap, Conn, analyse, certificate, check_fil
                             server_hello, tls12_handshake, tls_record, vpn_tunnels)
 
 
-# -- dissector -----------------------------------------------------------------------------------
+# -- dissector ------------------------------------------------------------------------------------
 
 def test_records_split_across_segments():
     a = tls_record(22, client_hello("vpn.example.com", versions=(0x0304, 0x0303)), 0x0301)
@@ -97,7 +96,7 @@ def test_cert_info_validity_and_names():
     assert bad.error and bad.valid_at(T0) is None
 
 
-# -- handshake stages --------------------------------------------------------------------------------
+# -- handshake stages -----------------------------------------------------------------------------
 
 def _rec(conv, from_client, raw, ts=0.0):
     for t, v, a, b in tls.split_records(raw)[0]:
@@ -135,7 +134,7 @@ def test_stages_tls12_and_13():
     assert c.client.alerts[-1].encrypted
 
 
-# -- certificate rules -------------------------------------------------------------------------------
+# -- certificate rules ----------------------------------------------------------------------------
 
 def test_expired_server_certificate_on_fortigate_port(tmp_path):
     c = Cap()
@@ -165,7 +164,7 @@ def test_name_mismatch_is_a_warning(tmp_path):
     assert vpn_tunnels(r)[0]["verdict"] == "degraded"
 
 
-# -- corpus --------------------------------------------------------------------------------------
+# -- corpus ---------------------------------------------------------------------------------------
 
 def test_suricata_tls_extra_alert():
     """suricata-verify tls-extra-alert: ClientHello answered by a fatal handshake_failure (40).

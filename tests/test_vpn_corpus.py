@@ -10,7 +10,7 @@ import json
 import jsonschema
 import pytest
 
-from conftest import CORPUS, REPO, analysed, corpus_captures, corpus_dir, rel
+from conftest import REPO, analysed, corpus_captures, corpus_dir, rel
 from pcapvpn.report import render
 
 SCHEMA = json.loads((REPO / "docs" / "schema.json").read_text())

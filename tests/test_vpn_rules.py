@@ -11,10 +11,8 @@ import json
 import struct
 import subprocess
 
-import pytest
-
 from conftest import REPO, tshark_path
-from synth import eth, ip_frame, ipv4, udp, write_pcap
+from synth import ip_frame, ipv4, udp, write_pcap
 from pcapvpn.analysis import Options, run
 
 T0 = 1_700_000_000.0

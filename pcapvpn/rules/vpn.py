@@ -21,7 +21,7 @@ from dissect.vpn import wireguard as _wg
 from pcapvpn.findings import declare, make, severity_rank, stage_rank
 from pcapvpn.rules import rule
 from pcapvpn.rules import reachability as _reach  # noqa: F401 - declares ICMP_UNREACHABLE
-from pcapvpn.rules.common import frames_filter, ip_text, set_filter
+from pcapvpn.rules.common import frames_filter, ip_text
 
 _TIMEOUT_LOG = ("OpenVPN's client logs 'TLS Error: TLS key negotiation failed to occur within "
                 "60 seconds (check your network connectivity)' and 'TLS Error: TLS handshake "
@@ -164,7 +164,7 @@ RETRANS_WARN = 5
 RETRANS_SHARE = 0.2
 
 
-# -- helpers ---------------------------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------------------
 
 def _fld(t) -> str:
     return "ip" if t.ipver == 4 else "ipv6"
@@ -217,7 +217,7 @@ def _tls_conversations(t):
             yield f"DTLS {f.cport}", f.conv, None
 
 
-# -- OpenVPN -----------------------------------------------------------------------------------------
+# -- OpenVPN --------------------------------------------------------------------------------------
 
 @rule
 def openvpn_no_response(ctx):
@@ -259,7 +259,8 @@ def openvpn_no_response(ctx):
             detail += (" Without keys the capture cannot tell a blocked port from a tls-auth / "
                        "tls-crypt key mismatch.")
         if answered_before:
-            detail += " Earlier sessions in this capture were answered: the server stopped answering."
+            detail += (" Earlier sessions in this capture were answered: the server stopped "
+                       "answering.")
         refs = _refs(resets)
         yield make("OPENVPN_NO_RESPONSE", f"ovpn-nr|{t.id}|{tail[0].index}",
                    title=f"OpenVPN server {_server_txt(t)} never answered the hard reset",
@@ -364,7 +365,7 @@ def openvpn_handshake(ctx):
             break  # the latest stalled session is the one that matters
 
 
-# -- TLS / DTLS ----------------------------------------------------------------------------------
+# -- TLS / DTLS -----------------------------------------------------------------------------------
 
 @rule
 def tls_alerts(ctx):
@@ -455,7 +456,7 @@ def _is_ip(s: str) -> bool:
         return False
 
 
-# -- WireGuard -----------------------------------------------------------------------------------
+# -- WireGuard ------------------------------------------------------------------------------------
 
 @rule
 def wireguard_handshakes(ctx):
@@ -521,7 +522,7 @@ def wireguard_handshakes(ctx):
                    wireshark_filter=_flow_filter(t), tunnel=t.id)
 
 
-# -- data plane ------------------------------------------------------------------------------------
+# -- data plane -----------------------------------------------------------------------------------
 
 @rule
 def data_one_way(ctx):
@@ -589,7 +590,7 @@ def _dtls_one_way(ctx, t):
                    tunnel=t.id)
 
 
-# -- TCP -----------------------------------------------------------------------------------------
+# -- TCP ------------------------------------------------------------------------------------------
 
 def _conn_vpn_up(t, c) -> bool:
     if c.tls is not None:
@@ -675,7 +676,7 @@ def tcp_reachability(ctx):
                        tunnel=t.id)
 
 
-# -- L2TP / PPTP ---------------------------------------------------------------------------------
+# -- L2TP / PPTP ----------------------------------------------------------------------------------
 
 @rule
 def l2tp_errors(ctx):
@@ -764,7 +765,7 @@ def pptp_errors(ctx):
                        wireshark_filter=frames_filter([x[1] for x in reqs]), tunnel=t.id)
 
 
-# -- ICMP errors about VPN flows -------------------------------------------------------------------
+# -- ICMP errors about VPN flows ------------------------------------------------------------------
 
 def _icmp_meaning(ipver, t, c):
     from pcapvpn.rules.reachability import _icmp_meaning as m
@@ -832,7 +833,7 @@ def vpn_icmp(ctx):
                    tunnel=t.id)
 
 
-# -- verdicts ------------------------------------------------------------------------------------
+# -- verdicts -------------------------------------------------------------------------------------
 
 def _stage_reached(t) -> str:
     p = t.protocol
@@ -934,8 +935,9 @@ def _not_seen(ctx, t) -> list:
         stopped = [c.tls.stage for c in t.conns.values()
                    if c.tls is not None and not c.tls.complete]
         if stopped and not any(c.tls is not None and c.tls.complete for c in t.conns.values()):
+            stages = ", ".join(sorted({s.replace("_", " ") for s in stopped}))
             notes.append(f"{len(stopped)} TLS connection(s) never completed the handshake "
-                         f"(stage reached: {', '.join(sorted(set(s.replace('_', ' ') for s in stopped)))})")
+                         f"(stage reached: {stages})")
         if not t.st.dtls and any(c.tls is not None and c.tls.complete for c in t.conns.values()):
             notes.append("no DTLS data channel in the capture: the tunnel runs over TLS (DTLS "
                          "disabled, blocked, or not negotiated)")
@@ -996,4 +998,4 @@ def vpn_verdicts(ctx, findings) -> list:
     return out
 
 
-__all__ = ["vpn_verdicts", "set_filter"]
+__all__ = ["vpn_verdicts"]

@@ -151,7 +151,8 @@ def _find(st: OpenVpnState, from_client: bool, c) -> Session | None:
 
 
 def handle(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end) -> None:
-    """One OpenVPN packet ``data[off:end]`` of tunnel ``t`` (a :class:`pcapvpn.track.vpn.VpnTunnel`)."""
+    """One OpenVPN packet ``data[off:end]`` of tunnel ``t`` (a
+    :class:`pcapvpn.track.vpn.VpnTunnel`)."""
     d = 0 if from_client else 1
     b = data[off]
     op = b >> 3
