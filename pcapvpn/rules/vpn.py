@@ -188,6 +188,11 @@ def _peers(t):
     return [ip_text(t.client), _server_txt(t)]
 
 
+def _ev(ctx, refs, *a, **kw):
+    """Evidence with its frames in capture order."""
+    return ctx.evidence(sorted(set(refs)), *a, **kw)
+
+
 def _refs(pairs):
     return [r for _ts, r in pairs]
 
@@ -265,7 +270,7 @@ def openvpn_no_response(ctx):
         yield make("OPENVPN_NO_RESPONSE", f"ovpn-nr|{t.id}|{tail[0].index}",
                    title=f"OpenVPN server {_server_txt(t)} never answered the hard reset",
                    detail=detail, basis="observed",
-                   evidence=ctx.evidence(refs, first, last, peers=_peers(t)),
+                   evidence=_ev(ctx, refs, first, last, peers=_peers(t)),
                    wireshark_filter=_flow_filter(t), tunnel=t.id)
 
 
@@ -296,7 +301,7 @@ def openvpn_handshake(ctx):
                                 f"message packet ID sent again: not acknowledged in time); the "
                                 f"data channel came up afterwards. Loss or delay on the path."),
                         basis="observed", severity="warning",
-                        evidence=ctx.evidence(refs, s.first_ts, s.last_ts, peers=_peers(t)),
+                        evidence=_ev(ctx, refs, s.first_ts, s.last_ts, peers=_peers(t)),
                         wireshark_filter=frames_filter(refs) or _flow_filter(t), tunnel=t.id)
                 later_ok = True
                 continue
@@ -360,7 +365,7 @@ def openvpn_handshake(ctx):
             refs = list(s.ctl[0].refs) + list(s.ctl[1].refs[-3:]) + s.ctl[0].retrans_refs
             yield make("OPENVPN_HANDSHAKE_STALLED", f"ovpn-stall|{t.id}|{s.index}",
                        title=title, detail=detail, basis="inferred",
-                       evidence=ctx.evidence(refs, s.first_ts, last_ctl, peers=_peers(t)),
+                       evidence=_ev(ctx, refs, s.first_ts, last_ctl, peers=_peers(t)),
                        wireshark_filter=_flow_filter(t), tunnel=t.id)
             break  # the latest stalled session is the one that matters
 
@@ -397,7 +402,7 @@ def tls_alerts(ctx):
                                  f"({_NAMES[t.protocol]} {_server_txt(t)})",
                            detail=detail, basis="observed",
                            severity="error" if a.level == 2 else "warning",
-                           evidence=ctx.evidence([a.ref], a.ts, a.ts, peers=_peers(t)),
+                           evidence=_ev(ctx, [a.ref], a.ts, a.ts, peers=_peers(t)),
                            wireshark_filter=(f"{frames_filter([a.ref])} || "
                                              f"({fld}.alert_message.desc == {a.description} && "
                                              f"{_flow_filter(t, 'udp' if conv.dtls else None)})"),
@@ -441,7 +446,7 @@ def tls_certificates(ctx):
                                title=f"{_NAMES[t.protocol]} {who} certificate {what} "
                                      f"({_server_txt(t)})",
                                detail=detail, basis="observed", severity=sev,
-                               evidence=ctx.evidence([side.cert_ref], side.cert_ts,
+                               evidence=_ev(ctx, [side.cert_ref], side.cert_ts,
                                                      peers=_peers(t)),
                                wireshark_filter=frames_filter([side.cert_ref]), tunnel=t.id)
 
@@ -472,7 +477,7 @@ def wireguard_handshakes(ctx):
                                f"(its handshake rate limit is active). {answered} handshake(s) "
                                f"got a response after a cookie."),
                        basis="observed",
-                       evidence=ctx.evidence(st.cookie_refs, None, peers=_peers(t)),
+                       evidence=_ev(ctx, st.cookie_refs, None, peers=_peers(t)),
                        wireshark_filter=frames_filter(st.cookie_refs), tunnel=t.id)
         hs = st.handshakes
         if not hs:
@@ -518,7 +523,7 @@ def wireguard_handshakes(ctx):
         refs = [h.ref for h in tail]
         yield make("WIREGUARD_NO_RESPONSE", f"wgnr|{t.id}|{first.sender}",
                    title=title, detail=detail, basis="observed",
-                   evidence=ctx.evidence(refs, first.ts, last.ts, peers=_peers(t)),
+                   evidence=_ev(ctx, refs, first.ts, last.ts, peers=_peers(t)),
                    wireshark_filter=_flow_filter(t), tunnel=t.id)
 
 
@@ -559,7 +564,7 @@ def data_one_way(ctx):
             yield make("VPN_DATA_ONE_WAY", f"oneway|{t.id}|{d}",
                        title=f"{_NAMES[t.protocol]} data one-way: {sender} -> {silent} only",
                        detail=detail, basis="observed",
-                       evidence=ctx.evidence(refs, t.since_other_ts[d], t.data_last_ts[d],
+                       evidence=_ev(ctx, refs, t.since_other_ts[d], t.data_last_ts[d],
                                              peers=_peers(t)),
                        wireshark_filter=(f"{_fld(t)}.addr == {ip_text(t.client)} && "
                                          f"{_fld(t)}.addr == {ip_text(t.server)} && gre"
@@ -584,7 +589,7 @@ def _dtls_one_way(ctx, t):
         yield make("VPN_DATA_ONE_WAY", f"dtls1way|{t.id}|{f.cport}",
                    title=f"SSL-VPN DTLS channel to {ip_text(t.server)}:{f.sport}/udp unanswered",
                    detail=detail, basis="observed", severity="warning" if tls_ok else None,
-                   evidence=ctx.evidence([f.first_ref], f.first_ts, f.last_ts, peers=_peers(t)),
+                   evidence=_ev(ctx, [f.first_ref], f.first_ts, f.last_ts, peers=_peers(t)),
                    wireshark_filter=(f"{fl}.addr == {ip_text(t.server)} && "
                                      f"udp.port == {f.sport} && udp.port == {f.cport}"),
                    tunnel=t.id)
@@ -638,7 +643,7 @@ def tcp_reachability(ctx):
                        title=f"TCP {t.port} to {ip_text(t.server)} never answered "
                              f"({_NAMES[t.protocol]})",
                        detail=detail, basis="observed",
-                       evidence=ctx.evidence(refs, first, last, peers=_peers(t)),
+                       evidence=_ev(ctx, refs, first, last, peers=_peers(t)),
                        wireshark_filter=(f"{fl}.dst == {ip_text(t.server)} && tcp.dstport == "
                                          f"{t.port} && tcp.flags.syn == 1 && tcp.flags.ack == 0"),
                        tunnel=t.id)
@@ -670,7 +675,7 @@ def tcp_reachability(ctx):
                               len(refused) == len(resets) else
                               f"TCP connection to {_server_txt(t)} reset before the VPN came up"),
                        detail=detail, basis="observed",
-                       evidence=ctx.evidence(refs, first, last, peers=_peers(t)),
+                       evidence=_ev(ctx, refs, first, last, peers=_peers(t)),
                        wireshark_filter=(f"{fl}.src == {ip_text(t.server)} && tcp.srcport == "
                                          f"{t.port} && tcp.flags.reset == 1"),
                        tunnel=t.id)
@@ -700,7 +705,7 @@ def l2tp_errors(ctx):
                        title=f"L2TP {_l2tp.message_name(mt)} with result {result} "
                              f"({_server_txt(t)})",
                        detail=detail, basis="observed",
-                       evidence=ctx.evidence([ref], ts, peers=_peers(t)),
+                       evidence=_ev(ctx, [ref], ts, peers=_peers(t)),
                        wireshark_filter=frames_filter([ref]), tunnel=t.id)
         sccrq = [m for m in st.messages if m[3] == _l2tp.SCCRQ and m[2] == 0]
         answered = any(m[2] == 1 for m in st.messages) or st.zlb[1] or t.pkts[1]
@@ -715,7 +720,7 @@ def l2tp_errors(ctx):
                                    f"server (the capture ends {ctx.now - last:.1f} s after the "
                                    f"last one)."),
                            basis="observed",
-                           evidence=ctx.evidence(refs, sccrq[0][0], last, peers=_peers(t)),
+                           evidence=_ev(ctx, refs, sccrq[0][0], last, peers=_peers(t)),
                            wireshark_filter=_flow_filter(t), tunnel=t.id)
 
 
@@ -743,7 +748,7 @@ def pptp_errors(ctx):
                        title=f"PPTP {_pptp.message_name(m.type)}: "
                              f"{_pptp.RESULTS.get(m.type, {}).get(m.result, m.result)}",
                        detail=detail, basis="observed",
-                       evidence=ctx.evidence([ref], ts, peers=_peers(t)),
+                       evidence=_ev(ctx, [ref], ts, peers=_peers(t)),
                        wireshark_filter=frames_filter([ref]), tunnel=t.id)
         # requests never answered
         for req, rep in ((_pptp.SCCRQ, _pptp.SCCRP), (_pptp.OCRQ, _pptp.OCRP)):
@@ -760,7 +765,7 @@ def pptp_errors(ctx):
                                f"{ip_text(t.client)}; no {_pptp.message_name(rep)} within "
                                f"{ctx.now - last:.1f} s."),
                        basis="observed",
-                       evidence=ctx.evidence([x[1] for x in reqs], reqs[0][0], last,
+                       evidence=_ev(ctx, [x[1] for x in reqs], reqs[0][0], last,
                                              peers=_peers(t)),
                        wireshark_filter=frames_filter([x[1] for x in reqs]), tunnel=t.id)
 
@@ -821,7 +826,7 @@ def vpn_icmp(ctx):
         yield make("ICMP_UNREACHABLE", f"vpnicmp|{tid}|{what}|{itype}|{icode}",
                    title=f"{what} to {ip_text(qdst)}: {meaning} ({_NAMES[t.protocol]})",
                    detail=detail, basis="observed",
-                   evidence=ctx.evidence([x.ref for x in errs], e0.ts, errs[-1].ts,
+                   evidence=_ev(ctx, [x.ref for x in errs], e0.ts, errs[-1].ts,
                                          peers=[ip_text(qsrc), ip_text(qdst), reporter]),
                    wireshark_filter=f"{fld}.type == {itype} && {fld}.code == {icode}",
                    advice=[f"Port/protocol unreachable: the {_NAMES[t.protocol]} service does "
