@@ -62,6 +62,9 @@ HOLD = {
     "EXPECTED_PEER_ABSENT": ("dpd_timeout", "start"),
 }
 
+#: tunnels listed in a status event (the worst first; ``tunnels_total`` counts them all)
+MAX_STATUS_TUNNELS = 200
+
 #: evaluations in a row a finding must be present before it is raised / absent before it is
 #: resolved: an evaluation may fall between a request and its answer (an IKE_SA_INIT whose
 #: response arrives a millisecond later) and see a state that lasts only that long
@@ -877,8 +880,10 @@ class LiveSession:
         res = self.last_eval or {}
         verdicts = res.get("verdicts", [])
         n_ike, n_esp = res.get("counts", (0, 0))
+        order = {"failing": 0, "degraded": 1, "unknown": 2, "healthy": 3}
         tunnels = [{"id": v.tunnel, "verdict": v.verdict, "stage_reached": v.stage_reached,
-                    "primary_code": v.primary_code} for v in verdicts]
+                    "primary_code": v.primary_code}
+                   for v in sorted(verdicts, key=lambda v: (order.get(v.verdict, 4), v.tunnel))]
         return {
             "interfaces": list(self.opts.interfaces),
             "running": round(now - self.started, 1),
@@ -894,7 +899,9 @@ class LiveSession:
             "active_findings": len(self.active),
             "raised": self.raised,
             "resolved": self.resolved,
-            "tunnels": tunnels,
+            "tunnels_total": len(tunnels),
+            "verdicts": dict(Counter(v.verdict for v in verdicts)),
+            "tunnels": tunnels[:MAX_STATUS_TUNNELS],  # the worst first
             "files": list(self.writer.files) if self.writer else [],
             "evaluation_ms": round(1000 * getattr(self, "last_cost", 0.0), 1),
         }
@@ -902,21 +909,19 @@ class LiveSession:
     def status_lines(self, now) -> list[str]:
         st = self.status(now)
         d = st["drops"]
-        counts = Counter(t["verdict"] for t in st["tunnels"])
-        verdicts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        verdicts = ", ".join(f"{n} {v}" for v, n in sorted(st["verdicts"].items()))
         head = (f"── pcapvpn live {','.join(st['interfaces'])}  {_hms(now)}  "
                 f"{st['pps']:,.0f} pps  {st['frames']:,} frames  drops {d['ring']} ring "
                 f"{d['interface']} iface  SAs {st['ike_sas']} IKE {st['esp_sas']} ESP  "
                 f"findings {st['active_findings']} active")
-        lines = [head, f"   tunnels: {len(st['tunnels'])}" + (f" ({verdicts})" if verdicts else "")]
-        order = {"failing": 0, "degraded": 1, "unknown": 2, "healthy": 3}
-        rows = sorted(st["tunnels"], key=lambda t: (order.get(t["verdict"], 4), t["id"]))
+        lines = [head, f"   tunnels: {st['tunnels_total']}" + (f" ({verdicts})" if verdicts else "")]
+        rows = st["tunnels"]
         rows_max = max(1, shutil.get_terminal_size((100, 24)).lines // 3)
         for t in rows[:rows_max]:
             lines.append(f"   {t['verdict']:<8} {t['id']:<40} {t['stage_reached']:<14} "
                          f"{t['primary_code'] or ''}")
-        if len(rows) > rows_max:
-            lines.append(f"   ... {len(rows) - rows_max} more")
+        if st["tunnels_total"] > rows_max:
+            lines.append(f"   ... {st['tunnels_total'] - rows_max} more")
         return lines
 
     # -- the end ----------------------------------------------------------------------------------
@@ -972,6 +977,9 @@ class LiveSession:
             out.append(f"live: {self.writer.deleted} older capture file(s) were deleted by "
                        f"rotation (--write-files {self.writer.count}); evidence frames in them "
                        f"are gone")
+        for c in self.captures:
+            for ts, reason in getattr(c, "errors", []):
+                out.append(f"live: {c.name}: {reason} at {_hms(ts)}")
         for s in self.sinks:
             if getattr(s, "dropped", 0):
                 out.append(f"live: --exec: {s.dropped} event(s) not run (queue full)")

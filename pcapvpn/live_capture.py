@@ -345,6 +345,7 @@ class AfPacketRing:
         self.packets = 0  # packets handed on
         self.bytes = 0
         self.truncated = 0
+        self.errors = []  # (time, reason) the socket reported (interface down ...)
         self.if_start = interface_counters(name)
         self.poller = select.poll()
         self.poller.register(self.sock.fileno(), select.POLLIN | select.POLLERR)
@@ -401,7 +402,16 @@ class AfPacketRing:
         """Sleep until a block is ready or ``timeout`` seconds passed; True when one is ready."""
         if _U32.unpack_from(self.mm, self.block * self.block_size + 8)[0] & TP_STATUS_USER:
             return True
-        return bool(self.poller.poll(max(0, int(timeout * 1000))))
+        ev = self.poller.poll(max(0, int(timeout * 1000)))
+        if ev and ev[0][1] & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+            # e.g. ENETDOWN when the interface went down: note it, clear it, do not spin
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.errors.append((time.time(), os.strerror(err)))
+                del self.errors[:-10]
+            time.sleep(timeout)
+            return False
+        return bool(ev)
 
     def read(self, out: list, fidx: int, num: int, max_blocks: int | None = None) -> int:
         """Append the packets of the ready blocks to ``out`` as frames (``pcapvpn.sources``
@@ -617,6 +627,3 @@ class _Prepend:
             return h
         return self._read(n) or b""
 
-
-def monotonic() -> float:
-    return time.monotonic()
