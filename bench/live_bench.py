@@ -10,9 +10,10 @@ Drop curve: a network namespace with a veth pair; ``pcapvpn live -i va`` (the wh
 capture, decode, ESP tracking, rules every second; ``--events none``, report at the end) pinned to
 CPU 1; a sender pinned to CPU 0 writes ESP frames (16 SAs, 8 child SA pairs, in-order sequence
 numbers, 128-byte frames) into ``vb`` with ``sendmmsg`` at a fixed rate for ``--seconds``.  The
-kernel's side of the receive path (veth → packet socket → BPF → ring copy) runs on the sender's
-CPU, so the sender's own maximum bounds the rates this machine can offer.  Per backend and rate:
-packets offered (the sender's achieved rate), captured by pcapvpn, kernel drops (ring drops from
+kernel's side of the receive path (veth → packet socket → BPF → ring copy) runs on the
+sender's CPU, so the sender's own maximum bounds the rates this machine can offer; above it, two
+senders (the second on the capture's CPU) show where drops start.  Per backend and rate: packets
+offered (the sender's achieved rate), captured by pcapvpn, kernel drops (ring drops from
 PACKET_STATISTICS, or the tcpdump/dumpcap child's own count), and pcapvpn's CPU time per packet.
 ``scapy`` is scapy's ``sniff(store=False)`` counting packets only (no analysis): its ceiling.
 
@@ -68,22 +69,26 @@ class _Mmsghdr(ctypes.Structure):
     _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint)]
 
 
-def _esp_frame(i: int) -> bytes:
+def _esp_frame(i: int, base: int = 0) -> bytes:
     """Frame i of the stream: SA ``i % NSA`` (even SAs a→b, odd SAs b→a), its next sequence
-    number; ESP in IPv4 (protocol 50), padded to FRAME bytes."""
+    number; ESP in IPv4 (protocol 50), padded to FRAME bytes.  ``base`` makes another sender's
+    SAs (other SPIs and gateway addresses)."""
     sa = i % NSA
     seq = i // NSA + 1
-    a, b = bytes([192, 0, 2, 1 + sa // 2]), bytes([198, 51, 100, 1 + sa // 2])
+    g = 1 + sa // 2 + 16 * base
+    a, b = bytes([192, 0, 2, g]), bytes([198, 51, 100, g])
     src, dst = (a, b) if sa % 2 == 0 else (b, a)
-    payload = struct.pack("!II", 0x10000 + sa, seq)
+    payload = struct.pack("!II", 0x10000 + sa + 0x100 * base, seq)
     payload += bytes(FRAME - 14 - 20 - len(payload))
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, 50, 0, src, dst)
     return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + payload
 
 
-def send_main(iface: str, rate: float, seconds: float) -> None:
-    """Send ``rate`` frames/s (0: as fast as possible) for ``seconds``; print JSON
-    ``{"sent", "seconds", "rate"}``."""
+def send_main(iface: str, rate: float, seconds: float, base: int = 0,
+              start_at: float | None = None) -> None:
+    """Send ``rate`` frames/s (0: as fast as possible) for ``seconds``, from ``start_at``
+    (CLOCK_MONOTONIC, shared by the senders) if given; print JSON ``{"sent", "seconds",
+    "rate"}``."""
     libc = ctypes.CDLL(None, use_errno=True)
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((iface, 0))
@@ -91,7 +96,7 @@ def send_main(iface: str, rate: float, seconds: float) -> None:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
     n = int(rate * seconds) if rate else int(2_000_000)
     n = min(n, int(os.environ.get("LIVE_BENCH_FRAMES", 3_000_000)))
-    buf = ctypes.create_string_buffer(b"".join(_esp_frame(i) for i in range(n)), n * FRAME)
+    buf = ctypes.create_string_buffer(b"".join(_esp_frame(i, base) for i in range(n)), n * FRAME)
     base = ctypes.addressof(buf)
     iov = (_Iovec * n)()
     msgs = (_Mmsghdr * n)()
@@ -104,6 +109,8 @@ def send_main(iface: str, rate: float, seconds: float) -> None:
     size = ctypes.sizeof(_Mmsghdr)
     batch = 64
     sent = 0
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.monotonic()))
     t0 = time.perf_counter()
     while sent < n:
         k = min(batch, n - sent)
@@ -208,11 +215,14 @@ print(n)
 """
 
 
-def run_rate(backend: str, rate: float, seconds: float, work: Path, cpus=("0", "1")) -> dict:
-    """One measurement: ``backend`` capturing while the sender offers ``rate`` (0 = max)."""
+def run_rate(backend: str, rate: float, seconds: float, work: Path, cpus=("0", "1"),
+             senders: int = 1) -> dict:
+    """One measurement: ``backend`` capturing while the sender offers ``rate`` (0 = max).
+    ``senders`` 2: a second sender on the capture's CPU (above what one sender reaches: the
+    capture then competes with it for its core)."""
     from pcapvpn.live_capture import default_filter
 
-    tag = f"{backend[:2]}{int(rate) // 1000}"
+    tag = f"{backend[:2]}{int(rate) // 1000}s{senders}"
     report = work / f"live-{tag}.json"
     err = work / f"live-{tag}.err"
     with Netns(tag) as ns:
@@ -228,12 +238,20 @@ def run_rate(backend: str, rate: float, seconds: float, work: Path, cpus=("0", "
             _wait_ready(err, proc, backend, timeout=60)
             time.sleep(0.5)
             cpu0 = _cpu_seconds(proc.pid)
-            snd = subprocess.run(ns.cmd("taskset", "-c", cpus[0], PY, __file__, "send", "vb",
-                                        str(rate), str(seconds)),
-                                 capture_output=True, text=True, timeout=seconds + 300)
-            if snd.returncode:
-                raise RuntimeError(f"sender failed: {snd.stderr[-2000:]}")
-            sent = json.loads(snd.stdout.strip().splitlines()[-1])
+            start_at = time.monotonic() + 8.0 + seconds * rate / 400000.0  # after the builds
+            procs = [subprocess.Popen(ns.cmd("taskset", "-c", cpus[i % 2], PY, __file__, "send",
+                                             "vb", str(rate / senders), str(seconds), str(i),
+                                             str(start_at)),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for i in range(senders)]
+            outs = []
+            for sp in procs:
+                out, errs = sp.communicate(timeout=seconds + 300)
+                if sp.returncode:
+                    raise RuntimeError(f"sender failed: {errs[-2000:]}")
+                outs.append(json.loads(out.strip().splitlines()[-1]))
+            sent = {"sent": sum(o["sent"] for o in outs),
+                    "rate": sum(o["rate"] for o in outs)}
             # let the consumer catch up with what is in the ring (it may run behind)
             time.sleep(2.0)
             deadline = time.monotonic() + 120
@@ -261,7 +279,8 @@ def run_rate(backend: str, rate: float, seconds: float, work: Path, cpus=("0", "
                 proc.kill()
                 proc.wait()
     lost = sent["sent"] - captured
-    return {"backend": backend, "offered_pps": rate or None, "sent": sent["sent"],
+    return {"backend": backend, "senders": senders, "offered_pps": rate or None,
+            "sent": sent["sent"],
             "sender_pps": sent["rate"], "captured": captured, "drops": drops, "lost": lost,
             "loss_pct": round(100.0 * lost / sent["sent"], 3) if sent["sent"] else 0.0,
             "cpu_s": round(cpu, 2),
@@ -476,14 +495,15 @@ def write_section(results: Path, rates: list, memory: dict | None, args, loads,
                  f"pipeline (decode, ESP tracking, rules every second) with `--events none`.")
     lines.append("")
     if rates:
-        lines.append("| backend | offered pps | sender reached pps | sent | captured | kernel "
-                     "drops | lost | loss % | capture CPU µs/pkt |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append("| backend | senders | offered pps | senders reached pps | sent | captured "
+                     "| kernel drops | lost | loss % | capture CPU µs/pkt |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rates:
             offered = f"{r['offered_pps']:,.0f}" if r["offered_pps"] else "max"
             drops = "n/a" if r["drops"] is None else f"{r['drops']:,}"
             cpu = r["cpu_us_per_pkt"] if r["cpu_us_per_pkt"] is not None else "—"
-            lines.append(f"| {r['backend']} | {offered} | {r['sender_pps']:,} | {r['sent']:,} | "
+            lines.append(f"| {r['backend']} | {r.get('senders', 1)} | {offered} | "
+                         f"{r['sender_pps']:,} | {r['sent']:,} | "
                          f"{r['captured']:,} | {drops} | {r['lost']:,} | {r['loss_pct']} | "
                          f"{cpu} |")
         lines.append("")
@@ -553,7 +573,9 @@ def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "send":
-        send_main(argv[1], float(argv[2]), float(argv[3]))
+        send_main(argv[1], float(argv[2]), float(argv[3]),
+                  int(argv[4]) if len(argv) > 4 else 0,
+                  float(argv[5]) if len(argv) > 5 else None)
         return 0
     if argv and argv[0] == "replay-loop":
         memory_main(argv[1], float(argv[2]), float(argv[3]))
@@ -564,6 +586,9 @@ def main(argv=None) -> int:
                          "sender goes")
     ap.add_argument("--backends", default="afpacket,tcpdump,dumpcap,scapy")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--two-senders", default="max",
+                    help="rates offered by two senders (the second on the capture's CPU), for "
+                         "the curve above one sender's maximum; '' to skip")
     ap.add_argument("--memory-minutes", type=float, default=0.0)
     ap.add_argument("--drain", type=int, default=1_000_000,
                     help="frames for the consumer-ceiling run (0: skip)")
@@ -579,11 +604,16 @@ def main(argv=None) -> int:
     rates = []
     loads = []
     offered = [0.0 if r.strip() == "max" else float(r) for r in args.rates.split(",") if r.strip()]
+    two = [0.0 if r.strip() == "max" else float(r) for r in args.two_senders.split(",")
+           if r.strip()]
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        for rate in offered:
+        plan = [(rate, 1) for rate in offered]
+        if backend == "afpacket":
+            plan += [(rate, 2) for rate in two]
+        for rate, senders in plan:
             loads.append(os.getloadavg()[0])
             try:
-                r = run_rate(backend, rate, args.seconds, work)
+                r = run_rate(backend, rate, args.seconds, work, senders=senders)
             except Exception as e:  # noqa: BLE001 - report and go on
                 print(f"{backend} @ {rate or 'max'}: failed: {e}", file=sys.stderr)
                 continue

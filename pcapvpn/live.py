@@ -152,7 +152,7 @@ class LiveSource:
         pass
 
 
-# -- rotating pcapng files ---------------------------------------------------------------------------
+# -- rotating pcapng files -------------------------------------------------------------------------
 
 class RotatingWriter:
     """``--write DIR``: pcapng files of at most ``size`` bytes (a batch may run past it), the
@@ -225,7 +225,7 @@ class RotatingWriter:
         self.w = None
 
 
-# -- event sinks -------------------------------------------------------------------------------------
+# -- event sinks -----------------------------------------------------------------------------------
 
 def _clean(text, limit: int = 4000) -> str:
     """Printable one-line text: vendor IDs, identities and other attacker-chosen strings reach
@@ -431,7 +431,7 @@ class ExecHook:
         self.thread.join(wait)
 
 
-# -- status view --------------------------------------------------------------------------------------
+# -- status view -----------------------------------------------------------------------------------
 
 class StatusView:
     """A few lines at the bottom of the terminal, redrawn in place; event lines printed above
@@ -463,7 +463,7 @@ class StatusView:
         self.drawn = len(out)
 
 
-# -- the session ----------------------------------------------------------------------------------------
+# -- the session -----------------------------------------------------------------------------------
 
 @dataclass
 class _Active:
@@ -914,7 +914,8 @@ class LiveSession:
                 f"{st['pps']:,.0f} pps  {st['frames']:,} frames  drops {d['ring']} ring "
                 f"{d['interface']} iface  SAs {st['ike_sas']} IKE {st['esp_sas']} ESP  "
                 f"findings {st['active_findings']} active")
-        lines = [head, f"   tunnels: {st['tunnels_total']}" + (f" ({verdicts})" if verdicts else "")]
+        lines = [head, f"   tunnels: {st['tunnels_total']}"
+                 + (f" ({verdicts})" if verdicts else "")]
         rows = st["tunnels"]
         rows_max = max(1, shutil.get_terminal_size((100, 24)).lines // 3)
         for t in rows[:rows_max]:
@@ -1056,7 +1057,7 @@ def install_signals(session) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-# -- the command ---------------------------------------------------------------------------------------
+# -- the command -----------------------------------------------------------------------------------
 
 SEVERITIES = ("critical", "error", "warning", "info")
 

@@ -494,8 +494,9 @@ class PipeCapture:
     """``tcpdump -w -`` or ``dumpcap -w -`` on one interface, its output read by
     :func:`dissect.vpn.capture.open_capture` in a thread.
 
-    ``read(out, fidx, num)`` moves the frames read so far into ``out``; ``stats()`` reports drops the
-    child printed when it stopped (tcpdump: "dropped by kernel"; dumpcap: its statistics line).
+    ``read(out, fidx, num)`` moves the frames read so far into ``out``; ``stats()`` reports
+    drops the child printed when it stopped (tcpdump: "dropped by kernel"; dumpcap: its
+    statistics line).
     """
 
     def __init__(self, name: str, expr: str, *, tool: str = "tcpdump", buffer_mb: int = 64,

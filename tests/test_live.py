@@ -75,7 +75,7 @@ def _frames():
     def eth(p):
         return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / p
 
-    esp = IP(src="192.0.2.1", dst="198.51.100.2", proto=50) / Raw(b"\x00\x00\x10\x01" + b"\x00" * 28)
+    esp = IP(src="192.0.2.1", dst="198.51.100.2", proto=50) / Raw(b"\x00\x00\x10\x01" + bytes(28))
     ike = IP(src="192.0.2.1", dst="198.51.100.2") / UDP(sport=500, dport=500) / Raw(b"\x11" * 28)
     dns = IP(src="192.0.2.1", dst="198.51.100.2") / UDP(sport=3333, dport=53) / Raw(b"q" * 20)
     web = IP(src="192.0.2.1", dst="198.51.100.2") / TCP(sport=3333, dport=80)
@@ -103,11 +103,14 @@ def _frames():
     icmp_err = (IP(src="203.0.113.1", dst="192.0.2.1") / ICMP(type=3, code=4, nexthopmtu=1400)
                 / IPerror(src="192.0.2.1", dst="198.51.100.2") / UDPerror(sport=4500, dport=4500))
     ping = IP(src="192.0.2.1", dst="198.51.100.2") / ICMP(type=8)
-    v6ike = IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=4500, dport=4500) / Raw(b"\0" * 4 + b"x" * 30)
-    v6frag = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(offset=100, nh=17) / Raw(b"y" * 64)
-    v6ptb = IPv6(src="2001:db8::9", dst="2001:db8::1") / ICMPv6PacketTooBig(mtu=1280) / bytes(v6ike)[:60]
+    v6 = IPv6(src="2001:db8::1", dst="2001:db8::2")
+    v6ike = v6 / UDP(sport=4500, dport=4500) / Raw(b"\0" * 4 + b"x" * 30)
+    v6frag = v6 / IPv6ExtHdrFragment(offset=100, nh=17) / Raw(b"y" * 64)
+    v6ptb = (IPv6(src="2001:db8::9", dst="2001:db8::1") / ICMPv6PacketTooBig(mtu=1280)
+             / bytes(v6ike)[:60])
     v6ping = IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest()
-    port7000 = IP(src="192.0.2.1", dst="198.51.100.2") / UDP(sport=7000, dport=7000) / Raw(b"\x11" * 28)
+    port7000 = (IP(src="192.0.2.1", dst="198.51.100.2") / UDP(sport=7000, dport=7000)
+                / Raw(b"\x11" * 28))
     udp = IP(src="192.0.2.1", dst="198.51.100.2")
     wg = udp / UDP(sport=41000, dport=51999) / Raw(b"\x04\x00\x00\x00" + b"k" * 44)
     ovpn = udp / UDP(sport=41000, dport=1194) / Raw(b"\x38" + b"s" * 20)
@@ -124,7 +127,8 @@ def _frames():
         "ipv6-nat-t": eth(v6ike), "ipv6-fragment": eth(v6frag), "icmpv6-too-big": eth(v6ptb),
         "vlan-esp": eth(Dot1Q(vlan=10) / esp), "vlan-ike": eth(Dot1Q(vlan=10) / ike),
         "erspan2-esp": erspan2(esp), "erspan2-ike": erspan2(ike), "erspan3-esp": erspan3(esp),
-        "gre-teb-key-ike": teb_key(ike), "vxlan-esp": vxlan(esp), "vxlan-vlan-ike": vxlan(ike, True),
+        "gre-teb-key-ike": teb_key(ike), "vxlan-esp": vxlan(esp),
+        "vxlan-vlan-ike": vxlan(ike, True),
         "vlan-erspan2-esp": eth(Dot1Q(vlan=10, type=0x0800) / bytes(erspan2(esp))[14:]),
         "wireguard-any-port": eth(wg), "openvpn-udp": eth(ovpn), "l2tp": eth(l2tp),
         "pptp-gre": eth(pptp_gre), "dtls-443": eth(dtls), "erspan2-openvpn": erspan2(ovpn),
@@ -313,7 +317,7 @@ def test_events_peer_restart_resolved_when_tunnel_recovers():
     res = [e for e in events if e["event"] == "resolved" and e["finding"]["code"] == "DPD_TIMEOUT"]
     assert "recovered" in res[0]["reason"]
     assert res[0]["ts"] > by["DPD_TIMEOUT"][0][1] + t0
-    assert "IKE_PEER_RESTART" in by and by["IKE_PEER_RESTART"] == [("raised", by["IKE_PEER_RESTART"][0][1])]
+    assert [k for k, _t in by["IKE_PEER_RESTART"]] == ["raised"]
 
 
 def _synthetic_oneway_then_back(path):
