@@ -217,11 +217,6 @@ def test_oracle_covers_the_ike_and_esp_corpus(oracle):
 
 
 @pytest.mark.oracle
-@pytest.mark.xfail(strict=True, reason=(
-    "dissect/vpn/ikev1.py keeps IKEv1 payload 15 as a RawPayload (registry: GDOI 'SAK'), so "
-    "pcapvpn.track.ike never sees these NAT-D hashes: in an IPsec-DOI Main Mode, 15/16 are the "
-    "pre-RFC NAT-D/NAT-OA numbers (Openswan ISAKMP_NEXT_NATD_OSX / NATOA_OSX, racoon 'bad "
-    "draft') that this Cisco peer sends; RFC 3947 §3.2 uses 20/21, the drafts 130/131"))
 def test_ikev1_payload_15_is_the_nat_d_of_the_cisco_main_mode():
     """tcpdump/ISAKMP_sa_setup.pcap MM3/MM4 (frames 3, 4): the two 24-byte payloads of type 15
     are NAT-D payloads -- their bodies are exactly HASH(CKY-I | CKY-R | IP | port) of the
@@ -245,7 +240,7 @@ def test_ikev1_payload_15_is_the_nat_d_of_the_cisco_main_mode():
                     for a, port in ((dst, dport), (src, sport))]
         assert [p.data for p in p15] == expected  # the bytes are NAT-D hashes
         seen += 1
-        # what fails today: our dissector does not recognise them as NAT-D
+        # our dissector recognises them as NAT-D (pre-RFC numbering, dissect/vpn/ikev1.py)
         assert not any(isinstance(p, RawPayload) for p in p15), \
             f"frame {frame}: payload 15 kept raw, NAT-D hashes invisible to the NAT tracker"
     assert seen == 2

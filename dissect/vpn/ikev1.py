@@ -41,6 +41,11 @@ NAT_D = 20         # RFC 3947 §3.2
 NAT_OA = 21        # RFC 3947 §5.2
 NAT_D_DRAFT = 130  # draft-ietf-ipsec-nat-t-ike-02/03
 NAT_OA_DRAFT = 131
+# The first NAT-T drafts' numbers, still sent by some peers (Cisco IOS, Mac OS X racoon): 15/16
+# are NAT-D/NAT-OA in an IPsec-DOI phase-1 exchange (RFC 6407's GDOI reuses 15 as SAK, but only
+# under the GDOI DOI).  The body is the same as RFC 3947's.
+NAT_D_OLD = 15
+NAT_OA_OLD = 16
 FRAGMENT = 132     # Cisco / strongSwan proprietary IKEv1 fragmentation
 
 PROTO_ISAKMP = 1   # RFC 2407 §4.4.1
@@ -485,6 +490,8 @@ PARSERS = {
     NAT_D: _parse_data,
     NAT_OA: _parse_natoa,
     NAT_D_DRAFT: _parse_data,
+    NAT_D_OLD: _parse_data,
+    NAT_OA_OLD: _parse_natoa,
     NAT_OA_DRAFT: _parse_natoa,
     FRAGMENT: _parse_frag,
 }

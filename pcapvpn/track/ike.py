@@ -326,7 +326,8 @@ class IkeTracker:
                     proposals = p.proposals
                 elif t == _v1.VID:
                     vids.append(p.data)
-                elif t == _v1.NAT_D or t == _v1.NAT_D_DRAFT:
+                elif t == _v1.NAT_D or t == _v1.NAT_D_DRAFT or (
+                        t == _v1.NAT_D_OLD and msg.exch in (V1_MAIN, V1_AGGRESSIVE)):
                     nat_d.append((t, p.data))
                 elif t == _v1.D:
                     deletes.append((p.protocol, list(p.spis)))
