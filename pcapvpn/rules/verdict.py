@@ -146,7 +146,8 @@ def _pending(ctx, t) -> list[str]:
 
 def _not_seen(ctx, t) -> list[str]:
     notes = []
-    enc = sum(1 for sa in t.ike_sas for m in sa.messages if m.encrypted)
+    enc = sum(1 for sa in t.ike_sas for m in sa.messages
+              if m.encrypted and getattr(m, "decrypt_status", None) not in ("ok", "unverified"))
     if enc:
         notes.append(f"{enc} IKE message(s) are encrypted: without keys their content (identities, "
                      f"traffic selectors, child SA SPIs, exact error notifications) is inferred "
