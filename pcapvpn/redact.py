@@ -149,7 +149,54 @@ class Redactor:
         for orig, new in self.files.items():
             if len(orig) >= 4 and orig in s:
                 s = s.replace(orig, new)
+        if self.idents:
+            # identities and certificate names seen anywhere (decrypted IDs, subjects, SANs) are
+            # replaced wherever they appear in free text too, longest first (a DN holds its CN)
+            for orig, new in sorted(self.idents.items(), key=lambda kv: -len(kv[0])):
+                o = orig.decode("utf-8", "replace")
+                if len(o) >= 4 and o in s:
+                    s = s.replace(o, new.decode("ascii", "replace"))
         return s
+
+    def _remember(self, value) -> None:
+        if not isinstance(value, str) or len(value) < 4:
+            return
+        try:
+            ipaddress.ip_address(value.split("/")[0])
+            return  # addresses are handled by the address mapping
+        except ValueError:
+            pass
+        self.ident(value.encode("utf-8", "surrogateescape"))
+
+    def _collect(self, obj, key="") -> None:
+        """First pass over the model: every identity-bearing field (cleartext and decrypted
+        IDs, certificate subjects, issuers and subjectAltNames) is given its pseudonym before
+        any text is rewritten, so the same name is replaced everywhere it appears."""
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k == "ids" and isinstance(v, list):
+                    for e in v:
+                        if isinstance(e, dict):
+                            self._remember(e.get("value"))
+                elif k in ("subject", "issuer", "identity", "id_value"):
+                    self._remember(v)
+                elif k in ("subject_alt_names", "sans") and isinstance(v, list):
+                    for x in v:
+                        self._remember(x)
+                elif k == "identities" and isinstance(v, list):
+                    for x in v:
+                        if isinstance(x, str):
+                            parts = x.split(" ", 2)
+                            if len(parts) == 3 and not parts[2].startswith("<"):
+                                self._remember(parts[2])
+                else:
+                    self._collect(v, k)
+        elif isinstance(obj, (list, tuple)):
+            for x in obj:
+                self._collect(x, key)
+        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            for f in dataclasses.fields(obj):
+                self._collect(getattr(obj, f.name), f.name)
 
     def identity_text(self, s: str) -> str:
         """``"IDi ID_FQDN vpn.example"`` → the value pseudonymised like in the evidence."""
@@ -189,6 +236,7 @@ class Redactor:
         """A redacted deep copy of a :class:`pcapvpn.model.Report` (findings included)."""
         for f in report.capture.files:
             self.file(f.name)
+        self._collect(report)
         return self._walk(copy.deepcopy(report), "")
 
     def _walk(self, obj, key):

@@ -152,3 +152,30 @@ def test_cli_redact_map(tmp_path):
     p = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", str(path), "--redact-map",
                         str(mp)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "--redact" in p.stderr
+
+
+def test_redaction_covers_decrypted_identities_and_certificates():
+    """With --keys, decrypted IDs, certificate subjects/issuers/SANs and the addresses in every
+    format are pseudonymised too (they are not in the cleartext identities list)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    scen = repo / "captures" / "lab" / "ikev2_cert_untrusted"
+    secrets = ["left.lab.example", "right.lab.example", "rogue lab CA", "198.51.100.2",
+               "192.0.2.2"]
+    for fmt in ("json", "text", "markdown", "html"):
+        out = subprocess.run(
+            [sys.executable, "-m", "pcapvpn", "analyze", str(scen / "ikev2_cert_untrusted.pcap"),
+             "--keys", str(scen / "keys"), "--redact", "--format", fmt],
+            capture_output=True, text=True, cwd=repo, timeout=300).stdout
+        assert out, fmt
+        for s in secrets:
+            assert s not in out, f"{s!r} leaks in --redact --format {fmt}"
+    # and without --redact they are there (the test can fail)
+    out = subprocess.run(
+        [sys.executable, "-m", "pcapvpn", "analyze", str(scen / "ikev2_cert_untrusted.pcap"),
+         "--keys", str(scen / "keys"), "--format", "json"],
+        capture_output=True, text=True, cwd=repo, timeout=300).stdout
+    assert "left.lab.example" in out and "rogue lab CA" in out
