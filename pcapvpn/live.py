@@ -572,7 +572,8 @@ class LiveSession:
         out = []
         for i, t in enumerate(self.totals):
             b = src._base[i] if i < len(src._base) else {}
-            out.append({k: t.get(k, 0) - b.get(k, 0) for k in t})
+            # counters only grow; an interface re-created meanwhile restarts its own
+            out.append({k: max(0, t.get(k, 0) - b.get(k, 0)) for k in t})
         return out
 
     def _rotate(self, ts):
@@ -607,11 +608,14 @@ class LiveSession:
     def _feed(self, idx, cap, batch):
         """Read what ``cap`` has (into the list ``batch``), write it, decode it."""
         src = self.sources[-1]
-        n = cap.read(batch, src.index, self.number)
+        b0 = cap.bytes
+        # a few ring blocks at a time: a backlog never becomes one huge list
+        n = cap.read(batch, src.index, self.number, max_blocks=4)
         if not n:
             return 0
         self.number += n
         src.frame_count += n
+        src.byte_count += cap.bytes - b0
         src.linktypes[cap.linktype] += n
         t0 = batch[0][2]
         t1 = batch[-1][2]
@@ -674,7 +678,7 @@ class LiveSession:
             if deadline is not None and now >= deadline:
                 break
             if not got:
-                wait = max(0.0, min(next_eval - now, 0.2))
+                wait = 0.05 if self._child is not None else max(0.0, min(next_eval - now, 0.2))
                 if poller is not None:
                     poller.poll(int(wait * 1000))
                 elif len(caps) == 1:
@@ -939,7 +943,8 @@ class LiveSession:
         for i, c in enumerate(self.captures):
             if isinstance(c, PipeCapture):
                 c.close()
-            self._feed(i, c, [])
+            while self._feed(i, c, []):
+                pass
             c.close()
             if isinstance(c, PipeCapture):  # pipe backends know their drops only now
                 self.totals[i]["osdrop"] = c.drops

@@ -570,6 +570,8 @@ class PipeCapture:
     def read(self, out: list, fidx: int, num: int, max_blocks: int | None = None) -> int:
         q = self.frames
         n = len(q)
+        if max_blocks is not None:
+            n = min(n, 5000 * max_blocks)  # about what a ring block holds
         pop = q.popleft
         append = out.append
         lt = self.linktype

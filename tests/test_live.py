@@ -186,6 +186,7 @@ class FileCapture:
     """A capture object (see ``LiveSession._open``) handing out a file's frames up to ``now``."""
 
     linktype = 1
+    bytes = 0
 
     def __init__(self, path):
         from pcapvpn.sources import open_source
@@ -211,6 +212,7 @@ class FileCapture:
                 return n
             n += 1
             out.append((fidx, num + n, f[2], f[3], f[4], f[5], 0))
+            self.bytes += len(f[4])
             self.pending = None
 
     def wait(self, timeout):
