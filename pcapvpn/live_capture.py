@@ -301,9 +301,9 @@ def compile_filter(expr: str, linktype: int = LINKTYPE_ETHERNET, snaplen: int = 
 def _permission_error(exc: OSError, what: str) -> CaptureError:
     return CaptureError(
         f"{what}: {os.strerror(exc.errno)}: capturing needs the CAP_NET_RAW capability (run as "
-        f"root, or give the Python interpreter 'setcap cap_net_raw,cap_net_admin+eip'; "
-        f"CAP_NET_ADMIN is only needed for promiscuous mode), or use --backend dumpcap where "
-        f"dumpcap is installed with capture capabilities")
+        f"root or with that capability, e.g. systemd AmbientCapabilities=CAP_NET_RAW), or use "
+        f"--backend dumpcap where dumpcap is installed with capture capabilities (Debian: "
+        f"members of the 'wireshark' group)")
 
 
 # -- AF_PACKET + TPACKET_V3 ring ------------------------------------------------------------------
