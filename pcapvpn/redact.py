@@ -178,9 +178,9 @@ class Redactor:
                     for e in v:
                         if isinstance(e, dict):
                             self._remember(e.get("value"))
-                elif k in ("subject", "issuer", "identity", "id_value"):
+                elif k in ("subject", "issuer", "identity", "id_value", "sni", "server_name"):
                     self._remember(v)
-                elif k in ("subject_alt_names", "sans") and isinstance(v, list):
+                elif k in ("subject_alt_names", "sans", "names") and isinstance(v, list):
                     for x in v:
                         self._remember(x)
                 elif k == "identities" and isinstance(v, list):
