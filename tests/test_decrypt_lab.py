@@ -127,13 +127,20 @@ def _tshark(cap, keys, fields, extra=()):
             for line in res.stdout.splitlines()]
 
 
-#: what Wireshark 4.0 cannot decrypt (no ChaCha20-Poly1305, no ESP AES-CCM): none in the lab yet
+#: what Wireshark 4.0 cannot decrypt (no ChaCha20-Poly1305, no ESP AES-CCM): the comparison
+#: with tshark is left out there (pcapvpn's own decryption is checked by the tests above)
+TSHARK_CANNOT = {"ikev2_healthy_chacha20": {"ike", "esp"}, "ikev2_healthy_ccm": {"esp"}}
+
+
 @pytest.mark.oracle
 @pytest.mark.parametrize("name,cap,keys,exp", [c for c in CASES if c[0] != "ikev1_wrong_psk"],
                          ids=[c[1].name for c in CASES if c[0] != "ikev1_wrong_psk"])
 def test_lab_against_tshark(name, cap, keys, exp):
     """The notifications (cleartext + decrypted) per frame and the inner IP flows of ESP are
     the ones tshark shows with the same key tables."""
+    lacks = TSHARK_CANNOT.get(name, set())
+    if {"ike", "esp"} <= lacks:
+        pytest.skip("Wireshark 4.0 decrypts neither this capture's IKE nor its ESP")
     r = analysed(cap, keys)
     rows = _tshark(cap, keys, ["frame.number", "isakmp.notify.msgtype", "ip.src", "ip.dst",
                                "esp.spi", "_ws.expert.message", "ip.proto"])
@@ -148,7 +155,7 @@ def test_lab_against_tshark(name, cap, keys, exp):
     skipped = []
     for num, notes, srcs, dsts, spi, expert, protos in rows:
         num = int(num)
-        if num in ours:
+        if num in ours and "ike" not in lacks:
             if "Integrity Checksum Data is incorrect" in expert and _encrypted_v2(r, num):
                 # tshark uses the first table line for an SPI pair; when each peer wrote its own
                 # and the first does not match, tshark cannot open what pcapvpn opens
@@ -167,7 +174,11 @@ def test_lab_against_tshark(name, cap, keys, exp):
             continue
         for k, v in e.decrypt.flows.items():
             ours_flows[(str(ipaddress.ip_address(k[1])), str(ipaddress.ip_address(k[2])))] += v[0]
-    assert ours_flows == theirs_flows
+    if "esp" not in lacks:
+        assert ours_flows == theirs_flows
+    else:  # tshark opens none of it; pcapvpn opens every ESP packet
+        assert not theirs_flows and sum(ours_flows.values()) == sum(
+            e.packets for e in r.state.esp_sas)
     if skipped:
         assert name == "ikev2_rekey", skipped  # (see above; documented in the report)
 

@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         proc.log(f"=== {name}")
         res = execute(sc, args.out, so, pki_dir, keep_work=args.keep_work)
         if res["ok"]:
-            problems = docs.finish(sc, args.out / name, res, keys_note, verify=not args.no_verify)
+            problems = docs.finish(sc, args.out / name, res, res.get("keys_note", keys_note),
+                                   verify=not args.no_verify)
             res["fact_failures"] = problems
             for p in problems:
                 proc.log(f"{name}: fact check: {p}")

@@ -189,7 +189,16 @@ _IKEV2_ENCR = {
     ("AES_GCM_16", 128): "AES-GCM-128 with 16 octet ICV [RFC5282]",
     ("AES_GCM_16", 192): "AES-GCM-192 with 16 octet ICV [RFC5282]",
     ("AES_GCM_16", 256): "AES-GCM-256 with 16 octet ICV [RFC5282]",
+    ("AES_CCM_16", 128): "AES-CCM-128 with 16 octet ICV [RFC5282]",
+    ("AES_CCM_16", 192): "AES-CCM-192 with 16 octet ICV [RFC5282]",
+    ("AES_CCM_16", 256): "AES-CCM-256 with 16 octet ICV [RFC5282]",
+    # not in Wireshark 4.0's list; pcapvpn reads it (the save-keys plugin writes no line)
+    ("CHACHA20_POLY1305", 0): "CHACHA20-POLY1305 [RFC7634]",
+    ("CHACHA20_POLY1305", 256): "CHACHA20-POLY1305 [RFC7634]",
 }
+# AEAD ciphers: no separate integrity key; the logged key includes the salt (RFC 5282 /
+# RFC 4106: 4 bytes for GCM, RFC 4309: 3 for CCM, RFC 7634: 4 for ChaCha20-Poly1305)
+_AEAD = ("AES_GCM_16", "AES_CCM_16", "CHACHA20_POLY1305")
 _IKEV2_INTEG = {
     "HMAC_SHA1_96": "HMAC_SHA1_96 [RFC2404]", "HMAC_MD5_96": "HMAC_MD5_96 [RFC2403]",
     "HMAC_SHA2_256_128": "HMAC_SHA2_256_128 [RFC4868]",
@@ -197,7 +206,10 @@ _IKEV2_INTEG = {
     "HMAC_SHA2_512_256": "HMAC_SHA2_512_256 [RFC4868]", None: "NONE [RFC4306]",
 }
 _ESP_ENCR = {"AES_CBC": "AES-CBC [RFC3602]", "3DES_CBC": "TripleDES-CBC [RFC2451]",
-             "AES_CTR": "AES-CTR [RFC3686]", "AES_GCM_16": "AES-GCM with 16 octet ICV [RFC4106]"}
+             "AES_CTR": "AES-CTR [RFC3686]", "AES_GCM_16": "AES-GCM with 16 octet ICV [RFC4106]",
+             # the next two are not in Wireshark 4.0's ESP list; pcapvpn reads them
+             "AES_CCM_16": "AES-CCM with 16 octet ICV [RFC4309]",
+             "CHACHA20_POLY1305": "CHACHA20-POLY1305 [RFC7634]"}
 _ESP_INTEG = {"HMAC_SHA1_96": "HMAC-SHA-1-96 [RFC2404]", "HMAC_MD5_96": "HMAC-MD5-96 [RFC2403]",
               "HMAC_SHA2_256_128": "HMAC-SHA-256-128 [RFC4868]",
               "HMAC_SHA2_384_192": "HMAC-SHA-384-192 [RFC4868]",
@@ -225,7 +237,8 @@ def _hexdump_after(lines: list[str], i: int, nbytes: int) -> str:
 def _parse_alg(proposal: str) -> tuple[str, int, str | None]:
     """'AES_CBC_128/HMAC_SHA2_256_128/...' -> ('AES_CBC', 128, 'HMAC_SHA2_256_128')."""
     parts = proposal.split("/")
-    m = re.match(r"(AES_GCM_16|AES_CBC|AES_CTR|3DES_CBC)(?:_(\d+))?$", parts[0])
+    m = re.match(r"(AES_GCM_16|AES_CCM_16|CHACHA20_POLY1305|AES_CBC|AES_CTR|3DES_CBC)"
+                 r"(?:_(\d+))?$", parts[0])
     name, klen = (m.group(1), int(m.group(2) or 0)) if m else (parts[0], 0)
     integ = next((p for p in parts[1:] if p.startswith("HMAC_")), None)
     return name, klen, integ
@@ -290,7 +303,7 @@ def keys_from_log(logfile: Path, outdir: Path, initiator: bool) -> dict:
             m2 = re.search(r"SPI 0x([0-9a-f]{8}), src (\S+) dst (\S+)", lines[i + 1])
             if m2 and child_prop and "encryption_initiator" in ck:
                 name, _klen, integ = _parse_alg(child_prop)
-                gcm = name.startswith("AES_GCM")
+                gcm = name in _AEAD  # AEAD
                 enc = _ESP_ENCR.get(name)
                 iname = _ESP_INTEG.get(None if gcm else integ)
                 # outbound uses the initiator's keys when we initiated the CHILD SA
@@ -310,7 +323,7 @@ def keys_from_log(logfile: Path, outdir: Path, initiator: bool) -> dict:
         if sa not in spis or sa not in ike_prop:
             continue
         name, klen, integ = _parse_alg(ike_prop[sa])
-        gcm = name.startswith("AES_GCM")
+        gcm = name in _AEAD  # AEAD
         if not {"Sk_ei", "Sk_er"} <= set(keys) or (not gcm and len(keys) < 4):
             continue
         encr_name = _IKEV2_ENCR.get((name, klen))
