@@ -7,6 +7,7 @@ import re
 from tabulate import tabulate
 
 from pcapvpn.report.summary import (
+    proto_label as _proto,
     VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
 )
 
@@ -46,10 +47,10 @@ def render_markdown(report) -> str:
         rows = []
         for t in tunnels:
             p = fmap.get(t["primary_finding"])
-            rows.append([_md(t["id"]), f"IKEv{t['ike_version']}" if t["ike_version"] else "-",
+            rows.append([_md(t["id"]), _proto(t),
                          f"**{t['verdict'].upper()}**", t["failed_stage"] or t["stage_reached"],
                          _md(f"{p.code}: {p.title}") if p else "-"])
-        out.append(tabulate(rows, headers=["tunnel", "IKE", "verdict", "stage", "primary finding"],
+        out.append(tabulate(rows, headers=["tunnel", "protocol", "verdict", "stage", "primary finding"],
                             tablefmt="github"))
     for tid, fs in findings_by_tunnel(report):
         out += ["", f"### {_md(tid or 'capture')}", ""]

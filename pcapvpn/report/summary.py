@@ -7,6 +7,18 @@ from pcapvpn.findings import severity_rank, stage_rank
 VERDICT_ORDER = {"failing": 0, "degraded": 1, "unknown": 2, "healthy": 3}
 
 
+def proto_label(t) -> str:
+    """``IKEv2`` for IPsec tunnels, else the VPN protocol and its transport (``OpenVPN/udp``)."""
+    proto = t.get("protocol", "ipsec")
+    if proto == "ipsec":
+        return f"IKEv{t['ike_version']}" if t.get("ike_version") else "IPsec"
+    names = {"openvpn": "OpenVPN", "wireguard": "WireGuard", "l2tp": "L2TP", "pptp": "PPTP",
+             "sslvpn": "SSL-VPN"}
+    label = names.get(proto, proto)
+    tr = t.get("transport")
+    return f"{label}/{tr}" if tr else label
+
+
 def _fmt_drop(v):
     return "not recorded" if v is None else str(v)
 

@@ -8,6 +8,7 @@ import textwrap
 from tabulate import tabulate
 
 from pcapvpn.report.summary import (
+    proto_label as _proto,
     VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
 )
 
@@ -41,11 +42,11 @@ def render_text(report, color: bool = False) -> str:
         rows = []
         for t in tunnels:
             p = fmap.get(t["primary_finding"])
-            rows.append([t["id"], f"IKEv{t['ike_version']}" if t["ike_version"] else "-",
+            rows.append([t["id"], _proto(t),
                          _c(t["verdict"].upper(), t["verdict"], color),
                          t["failed_stage"] or t["stage_reached"],
                          f"{p.code}: {p.title}" if p else "-"])
-        out.append(tabulate(rows, headers=["tunnel", "IKE", "verdict", "stage", "primary finding"],
+        out.append(tabulate(rows, headers=["tunnel", "protocol", "verdict", "stage", "primary finding"],
                             tablefmt="simple"))
     else:
         out.append("No IKE, ESP or AH traffic between gateways was found.")
