@@ -263,3 +263,35 @@ def test_pptp_corpus(path, counts):
     assert t.protocol == "pptp" and t.st.counts == counts
     assert not [f for f in r.findings if f.code in ("PPTP_ERROR", "TCP_RESET", "TCP_NO_ANSWER")]
     assert r.report.capture.decode_errors == 0
+
+
+def test_l2tp_inside_esp_with_keys(tmp_path):
+    """L2TP/IPsec (RFC 3193): the L2TP control channel travels in transport-mode ESP; with the
+    SA's keys (ESP_NULL here, RFC 2410, so the test needs no cipher) the StopCCN is found."""
+    from synth import eth, ipv4, write_pcap
+
+    def esp_null(spi, seq, udp_payload, sport, dport):
+        inner = struct.pack(">HHHH", sport, dport, 8 + len(udp_payload), 0) + udp_payload
+        pad = (-(len(inner) + 2)) % 4  # RFC 4303 §2.4: 4-byte alignment, default padding 1,2,...
+        trailer = bytes(range(1, pad + 1)) + bytes([pad, 17])  # Next Header 17 (UDP)
+        return struct.pack(">II", spi, seq) + inner + trailer
+
+    sccrq = l2tp_ctl(l2tp.SCCRQ, extra=[avp(9, struct.pack(">H", 11))])
+    stop = l2tp_ctl(l2tp.STOPCCN, tid=11, nr=1, extra=[result(4, None, b"not authorized")])
+    frames = [
+        (0.0, eth(ipv4("192.0.2.7", "198.51.100.9", 50, esp_null(0x1001, 1, sccrq, 1701, 1701)))),
+        (0.05, eth(ipv4("198.51.100.9", "192.0.2.7", 50, esp_null(0x2002, 1, stop, 1701, 1701)))),
+    ]
+    p = write_pcap(tmp_path / "l2tp-esp.pcap", frames)
+    keys = tmp_path / "esp_sa"
+    keys.write_text(
+        '"IPv4","192.0.2.7","198.51.100.9","0x00001001","NULL","","NULL",""\n'
+        '"IPv4","198.51.100.9","192.0.2.7","0x00002002","NULL","","NULL",""\n')
+    from pcapvpn.analysis import Options, run
+    from pcapvpn.keys import load_keys
+
+    without = run([str(p)])
+    assert "L2TP_ERROR" not in [f.code for f in without.findings]  # invisible without keys
+    r = run([str(p)], Options(keys=load_keys([str(keys)])))
+    errs = [f for f in r.findings if f.code == "L2TP_ERROR"]
+    assert errs and "not authorized" in errs[0].detail

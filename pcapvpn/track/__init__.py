@@ -100,6 +100,8 @@ class Tracker(NullSink):
         self.vpn_tcp = self.vpn_tracker.tcp
         self.vpn_tcp_segment = self.vpn_tracker.tcp_segment
         self.gre = self.vpn_tracker.gre
+        if self.inner_tracker is not None:  # L2TP/IPsec: decrypted UDP 1701 to the VPN tracker
+            self.inner_tracker.vpn_udp = self.vpn_udp
         self.icmp_errors: list[IcmpError] = []
         self.icmp_dropped = 0
         self.incomplete: list[IncompleteFragments] = []

@@ -156,6 +156,9 @@ class InnerTracker:
         self.dns_answered = 0
         self.given_up = 0
         self._inner_sas: dict = {}  # (dst, spi) -> EspDecryptor of ESP nested in a tunnel
+        #: L2TP/IPsec (RFC 3193): decrypted UDP 1701 is handed to the VPN tracker through this
+        #: sink event (set by pcapvpn.track.Tracker), so L2TP control errors are found with keys
+        self.vpn_udp = None
 
     # -- the event -------------------------------------------------------------------------
 
@@ -289,6 +292,9 @@ class InnerTracker:
             self._icmp(sa, ts, ref, ipver, src, dst, proto, pt, l4off, end)
         elif proto == 17 and (sport == 53 or dport == 53):
             self._dns_msg(sa, ts, ref, ipver, src, dst, sport, dport, pt, l4off + 8, end)
+        elif proto == 17 and (sport == 1701 or dport == 1701) and self.vpn_udp is not None \
+                and end - l4off > 8:
+            self.vpn_udp(ref, ts, ipver, src, dst, sport, dport, "l2tp", pt, l4off + 8, end)
 
     @staticmethod
     def _count(sa, kind, i):
