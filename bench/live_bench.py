@@ -426,13 +426,14 @@ def run_memory(minutes: float, work: Path, speed: float = 8.0, idle: float = 60.
     report = work / "live-memory.json"
     err = work / "live-memory.err"
     samples = []
+    evfile = work / "live-memory.jsonl"
     with Netns("mem") as ns:
-        with open(err, "w") as ef:
+        with open(err, "w") as ef, open(evfile, "w") as evf:
             live = subprocess.Popen(ns.cmd(PY, "-m", "pcapvpn", "live", "-i", "va", "--quiet",
                                            "--events", "jsonl", "--status-interval", "10",
                                            "--idle-expiry", str(idle), "--format", "json", "-o",
                                            str(report)),
-                                    stdout=subprocess.PIPE, stderr=ef, text=True)
+                                    stdout=evf, stderr=ef, text=True)
         _wait_ready(err, live, "live")
         rep = subprocess.Popen(ns.cmd(PY, __file__, "replay-loop", "vb", str(minutes),
                                       str(speed)), stdout=subprocess.PIPE,
@@ -445,8 +446,8 @@ def run_memory(minutes: float, work: Path, speed: float = 8.0, idle: float = 60.
         passes = [json.loads(x) for x in rep.stdout.read().splitlines() if x.startswith("{")]
         time.sleep(2)
         live.send_signal(signal.SIGINT)
-        out, _ = live.communicate(timeout=600)
-    events = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+        live.wait(timeout=600)
+    events = [json.loads(x) for x in evfile.read_text().splitlines() if x.startswith("{")]
     status = [e["status"] for e in events if e["event"] == "status"]
     r = json.loads(report.read_text())
     rss = [m for _t, m, _a in samples if m == m]
@@ -458,6 +459,7 @@ def run_memory(minutes: float, work: Path, speed: float = 8.0, idle: float = 60.
             "rss_max": max(rss) if rss else None, "rss_last": rss[-1] if rss else None,
             "anon_first_min": anon[min(6, len(anon) - 1)] if anon else None,
             "anon_max": max(anon) if anon else None, "anon_last": anon[-1] if anon else None,
+            "sent": passes[-1]["sent"] if passes else 0,
             "expired_sas": status[-1]["expired_sas"] if status else None,
             "max_live_sas": max((s["ike_sas"] + s["esp_sas"] for s in status), default=None),
             "raised": sum(1 for e in events if e["event"] == "raised"),
@@ -537,7 +539,8 @@ def write_section(results: Path, rates: list, memory: dict | None, args, loads,
     if memory:
         lines.append(f"Memory: {memory['minutes']:g} min replay loop of the lab's IPsec "
                      f"captures at {memory['speed']:g}x, new SPIs and addresses every pass "
-                     f"({memory['passes']} passes, {memory['frames']:,} frames), "
+                     f"({memory['passes']} passes, {memory.get('sent', 0):,} frames sent, "
+                     f"{memory['frames']:,} captured), "
                      f"`--idle-expiry {memory['idle_expiry']:g}`: RSS after 1 min "
                      f"{memory['rss_first_min']} MB, max {memory['rss_max']} MB, at the end "
                      f"{memory['rss_last']} MB; {memory['expired_sas']} SAs expired, at most "

@@ -243,6 +243,14 @@ def _finding_dict(f) -> dict:
 class TextEvents:
     """One line per event on ``stream``; status events are the status view's business."""
 
+    @property
+    def dropped(self) -> int:
+        return getattr(self.stream, "dropped", 0)
+
+    def close(self):
+        if isinstance(self.stream, QueuedStream):
+            self.stream.close()
+
     COLORS = {"critical": "\x1b[1;35m", "error": "\x1b[1;31m", "warning": "\x1b[33m",
               "info": "\x1b[36m", "resolved": "\x1b[32m"}
 
@@ -279,9 +287,66 @@ class TextEvents:
             self.view.redraw()
 
 
+class QueuedStream:
+    """Lines written to ``stream`` by a thread: a reader of the event stream that is slow or
+    stops reading (a full pipe) must not stop the capture.  At most ``max_lines`` wait; beyond
+    that lines are dropped and counted in ``dropped`` (the report says so)."""
+
+    def __init__(self, stream, max_lines: int = 10000):
+        self.stream = stream
+        self.q = queue.Queue(max_lines)
+        self.dropped = 0
+        self.thread = threading.Thread(target=self._run, name="pcapvpn-events", daemon=True)
+        self.thread.start()
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> None:
+        try:
+            self.q.put_nowait(text)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self) -> None:
+        pass
+
+    def _run(self):
+        while True:
+            text = self.q.get()
+            if text is None:
+                return
+            try:
+                self.stream.write(text)
+                if self.q.empty():
+                    self.stream.flush()
+            except (OSError, ValueError):
+                self.dropped += 1
+
+    def close(self, wait: float = 30.0) -> None:
+        """Write what is queued (up to ``wait`` seconds), then stop."""
+        try:
+            self.q.put(None, timeout=wait)
+        except queue.Full:
+            return
+        self.thread.join(wait)
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 class JsonlEvents:
     def __init__(self, stream):
         self.stream = stream
+
+    @property
+    def dropped(self) -> int:
+        return getattr(self.stream, "dropped", 0)
+
+    def close(self):
+        if isinstance(self.stream, QueuedStream):
+            self.stream.close()
 
     def emit(self, ev: dict) -> None:
         self.stream.write(json.dumps(_event_json(ev), separators=(",", ":")) + "\n")
@@ -988,7 +1053,10 @@ class LiveSession:
                 out.append(f"live: {c.name}: {reason} at {_hms(ts)}")
         for s in self.sinks:
             if getattr(s, "dropped", 0):
-                out.append(f"live: --exec: {s.dropped} event(s) not run (queue full)")
+                inner = getattr(s, "sink", s)
+                what = "--exec" if isinstance(inner, ExecHook) else "event output"
+                out.append(f"live: {what}: {s.dropped} event(s) dropped (its reader did not "
+                           f"keep up; queue full)")
         return out
 
 
@@ -1041,9 +1109,11 @@ def annotate_drops(findings, drops: int, rx_dropped: int = 0) -> None:
 def event_sinks(events: str, stream, *, color=False, view=None, syslog_path=None, exec_cmd=None):
     sinks = []
     if events == "jsonl":
-        sinks.append(JsonlEvents(stream))
+        # on a terminal lines go straight out; into a pipe or file through a queue
+        sinks.append(JsonlEvents(stream if stream.isatty() else QueuedStream(stream)))
     elif events == "text":
-        sinks.append(TextEvents(stream, color=color, view=view))
+        sinks.append(TextEvents(stream if stream.isatty() else QueuedStream(stream),
+                                color=color, view=view))
     if syslog_path:
         sinks.append(SyslogEvents(syslog_path))
     if exec_cmd:

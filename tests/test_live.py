@@ -797,6 +797,32 @@ def test_live_jsonl_events_arrive_while_capturing(tmp_path):
 
 
 @pytest.mark.root
+def test_live_event_reader_that_stops_reading(tmp_path):
+    """Nobody reads the jsonl stream (a full pipe): the capture goes on, the events wait in a
+    queue and come out when the reader comes back."""
+    need_root()
+    path = _lab("ikev2_esp_loss")
+    report = tmp_path / "r.json"
+    with Netns() as ns:
+        proc = subprocess.Popen(ns.cmd(sys.executable, "-m", "pcapvpn", "live", "-i", "va",
+                                       "--events", "jsonl", "--status-interval", "0.02",
+                                       "--format", "json", "-o", str(report)),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(4)  # started; status events (about 1 KB, 50/s) fill the 64 KiB pipe
+        replay(ns, path)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 1), err.decode()[-2000:]
+    lines = out.decode().splitlines()
+    assert len(out) > 2 * 65536  # more than a pipe holds: the writer had to wait
+    assert all(json.loads(x)["event"] for x in lines)
+    r = json.loads(report.read_text())
+    orig = _analyze_json(path)["capture"]
+    assert r["capture"]["frames"] == orig["frames"] - orig["counts"]["non_ip_frames"]
+
+
+@pytest.mark.root
 def test_live_write_rotation(tmp_path):
     need_root()
     path = _lab("ikev2_esp_loss")  # 588 frames, ~100 KB
