@@ -535,8 +535,9 @@ def write_section(results: Path, rates: list, memory: dict | None, args, loads,
             summary.append(f"{b}: " + (f"{sum(cpu) / len(cpu):.1f} CPU µs per packet without "
                                        f"loss, " if cpu else "")
                            + f"{top['loss_pct']} % lost at {top['sender_pps']:,} pps")
-        lines.append("Choice of backend (the default is `afpacket`; CPU is pcapvpn's own process, a "
-                     "pipe backend's tcpdump/dumpcap child comes on top): " + "; ".join(summary)
+        lines.append("Choice of backend (the default is `afpacket`; CPU is pcapvpn's own "
+                     "process, a pipe backend's tcpdump/dumpcap child comes on top): "
+                     + "; ".join(summary)
                      + ". The ring needs no second process and no second parse of every packet "
                        "(pcap written to a pipe and read back), so it costs the least per "
                        "packet and drops last; scapy's per-packet sniffing loses most packets "
