@@ -571,7 +571,9 @@ def write_section(results: Path, rates: list, memory: dict | None, args, loads,
         lines.append(f"Of that, the process's own heap (RssAnon): after 1 min "
                      f"{memory['anon_first_min']} MB, max {memory['anon_max']} MB, at the end "
                      f"{memory['anon_last']} MB; the rest is the interpreter's code and the "
-                     f"64 MiB capture ring (`--buffer`), mapped from the kernel.")
+                     f"64 MiB capture ring (`--buffer`), mapped from the kernel. The heap grows "
+                     f"while the findings kept for the final report after their SAs expired "
+                     f"fill their archive (at most 1,000), then stays flat.")
         lines.append("")
         lines.append("Samples every minute (s: VmRSS / RssAnon MB): "
                      + ", ".join(f"{s[0]}: {s[1]} / {s[2]}" for s in memory["samples"][::6]))
@@ -581,13 +583,18 @@ def write_section(results: Path, rates: list, memory: dict | None, args, loads,
     lines.append("")
     text = "\n".join(lines)
     if results is not None:
+        # this script owns the block between its markers; the rest of the file is kept
+        begin = "<!-- bench/live_bench.py: begin (generated; edits inside are overwritten) -->"
+        end = "<!-- bench/live_bench.py: end -->"
+        block = f"{begin}\n{text}\n{end}\n"
         old = results.read_text() if results.exists() else ""
-        marker = "## Live capture (`bench/live_bench.py`)"
-        if marker in old:
-            head, _sep, rest = old.partition(marker)
-            nxt = rest.find("\n## ")
-            old = head + (rest[nxt + 1:] if nxt >= 0 else "")
-        results.write_text(old.rstrip("\n") + "\n\n" + text)
+        if begin in old and end in old:
+            head, _b, rest = old.partition(begin)
+            _mid, _e, tail = rest.partition(end)
+            new = head + block + tail.lstrip("\n")
+        else:
+            new = old.rstrip("\n") + "\n\n" + block
+        results.write_text(new)
     return text
 
 
