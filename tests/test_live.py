@@ -621,8 +621,8 @@ class Live:
                 self._ready.set()
         self._ready.set()
 
-    def stop(self, timeout=120) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, timeout=120, sig=signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
         rc = self.proc.wait(timeout)
         time.sleep(0.1)
         return rc
@@ -647,7 +647,8 @@ def replay(ns, path, rewrap=False, iface="vb") -> float:
     return time.monotonic()
 
 
-def _live_vs_analyze(tmp_path, path, rewrap=False, extra=(), analyze_extra=()):
+def _live_vs_analyze(tmp_path, path, rewrap=False, extra=(), analyze_extra=(),
+                     sig=signal.SIGINT):
     """Run live --write on one end, replay ``path`` into the other, stop; return (live report,
     analyze report on the written files, jsonl events, written files)."""
     need_root()
@@ -658,7 +659,7 @@ def _live_vs_analyze(tmp_path, path, rewrap=False, extra=(), analyze_extra=()):
                     str(report), "--quiet", *extra)
         replay(ns, path, rewrap)
         time.sleep(0.5)  # the ring hands over a partly filled block 50 ms after its first packet
-        rc = live.stop()
+        rc = live.stop(sig=sig)
     assert rc in (0, 1), "".join(live.err)
     files = sorted(out.glob("*.pcapng"))
     assert files
@@ -827,7 +828,8 @@ def test_live_write_rotation(tmp_path):
     need_root()
     path = _lab("ikev2_esp_loss")  # 588 frames, ~100 KB
     live_r, ana, events, files = _live_vs_analyze(
-        tmp_path, path, extra=("--write-size", "0.02", "--write-files", "3"))
+        tmp_path, path, extra=("--write-size", "0.02", "--write-files", "3"),
+        sig=signal.SIGTERM)  # SIGTERM stops as cleanly as SIGINT
     assert len(files) == 3  # rotated, the oldest deleted
     assert any("deleted by rotation" in w for w in live_r["capture"]["warnings"])
     orig = _analyze_json(path)["capture"]
