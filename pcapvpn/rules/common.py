@@ -131,10 +131,11 @@ PENDING = "pending"  # absence needs time: the capture ended too soon after the 
 
 
 def ike_tunnel_of(ctx, sa):
-    for t in ctx.state.tunnels:
-        if sa in t.ike_sas:
-            return t
-    return None
+    """The tunnel an IKE SA belongs to (a map built once per Context: rules ask per SA)."""
+    m = getattr(ctx, "_sa_tunnel", None)
+    if m is None:
+        m = ctx._sa_tunnel = {id(s): t for t in ctx.state.tunnels for s in t.ike_sas}
+    return m.get(id(sa))
 
 
 def exchange_status(ctx, x):
