@@ -42,6 +42,9 @@ class Options:
     keys: object = None
     #: SSL-VPN servers (--vpn-server ADDR[:PORT]): (packed address, port or None)
     vpn_servers: list = field(default_factory=list)
+    #: hand ESP of the common shapes over a chunk at a time (dissect.vpn.batch); False: one
+    #: event per packet (the same result, slower; the tests compare the two)
+    batch: bool = True
 
 
 @dataclass
@@ -125,7 +128,7 @@ def _decode(decoder, sources, options) -> None:
             if total:
                 def hook(offset, _p=options.progress, _n=src.name, _t=total):
                     _p(_n, offset, _t)
-        decoder.run_source(src, hook)
+        decoder.run_source(src, hook, batch=options.batch)
         if hook is not None:
             options.progress(src.name, 1, 1)
         return

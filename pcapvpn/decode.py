@@ -77,6 +77,15 @@ class NullSink:
     def esp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
         pass
 
+    def esp_batch(self, tag, batch):
+        """ESP packets of file ``tag`` a chunk at a time (:class:`dissect.vpn.batch.EspBatch`):
+        by default one :meth:`esp` call each; nothing at all when :meth:`esp` ignores them."""
+        esp = self.esp
+        if getattr(esp, "__func__", None) is NullSink.esp:
+            return
+        for ev in batch.events(tag):
+            esp(*ev)
+
     def esp_tcp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
         """ESP carried in an RFC 9329 TCP stream; by default handled like any ESP packet."""
         self.esp(ref, ts, ipver, src, dst, sport, dport, spi, seq, length)
@@ -291,16 +300,19 @@ class Decoder:
         self.frames += n
         self.truncated += truncated
 
-    def run_source(self, source, on_progress=None):
+    def run_source(self, source, on_progress=None, batch=True):
         """Decode one :class:`pcapvpn.sources.Source` by pushing (the single-file hot path): ESP
-        of the common shape goes from the reader straight to ``sink.esp`` with no frame tuple and
-        no copy (:meth:`dissect.vpn.capture._Reader.walk`); every other frame to the general
-        path.  With ``--keys`` (the sink has ``keyed_spis``) the ESP bytes are needed: then this
-        is :meth:`run` over the source's frames."""
+        of the common shape goes from the reader straight to ``sink.esp_batch`` (Ethernet pcap:
+        a chunk at a time, :mod:`dissect.vpn.batch`) or ``sink.esp``, with no frame tuple and no
+        copy (:meth:`dissect.vpn.capture._Reader.walk`); every other frame to the general path.
+        ``batch=False``: one ``sink.esp`` call per packet (the same events, slower).  With
+        ``--keys`` (the sink has ``keyed_spis``) the ESP bytes are needed: then this is
+        :meth:`run` over the source's frames."""
         if getattr(self.sink, "keyed_spis", None):
             self.run(source.frames())
             return
-        source.walk(self.sink.esp, self._general, on_progress)
+        source.walk(self.sink.esp, self._general, on_progress,
+                    getattr(self.sink, "esp_batch", None) if batch else None)
         self.frames += source.frame_count
         st = getattr(source.reader, "walk_stats", None) or {}
         self.truncated += st.get("truncated", 0)

@@ -59,13 +59,31 @@ class SourceError(Exception):
 class _Prefixed:
     """A raw stream with already-read bytes put back in front; read errors end the stream."""
 
-    __slots__ = ("_head", "_read", "error")
+    __slots__ = ("_head", "_read", "_readinto", "error")
 
     def __init__(self, head: bytes, raw):
         self._head = head
         # read1: on a pipe, hand out what has arrived instead of waiting for a full chunk
         self._read = getattr(raw, "read1", raw.read)
+        # readinto: the chunked reader fills one buffer again and again instead of allocating
+        # (and page-faulting) a new one per chunk
+        self._readinto = getattr(raw, "readinto1", None) or getattr(raw, "readinto", None)
         self.error = None
+
+    def readinto(self, b) -> int:
+        """Fill the writable buffer ``b`` as far as one read goes; 0 at the end."""
+        head = self._head
+        if head or self._readinto is None:
+            data = self.read(len(b))
+            b[:len(data)] = data
+            return len(data)
+        if self.error is not None:
+            return 0
+        try:
+            return self._readinto(b) or 0
+        except OSError as exc:
+            self.error = f"read error: {exc.strerror or exc}"
+            return 0
 
     def read(self, n: int = -1) -> bytes:
         head = self._head
@@ -294,12 +312,14 @@ class Source:
                 self.last_ts = tmax
             self.close()
 
-    def walk(self, on_esp, on_frame, on_progress=None):
+    def walk(self, on_esp, on_frame, on_progress=None, on_batch=None):
         """Push this file's frames (the single-file analysis hot path): ESP of the common shape to
         ``on_esp(ref, ts, 4, src, dst, sport, dport, spi, seq, esp_len)`` with no frame tuple
         (:meth:`dissect.vpn.capture._Reader.walk`), every other frame to ``on_frame(file_idx,
         number, ts, linktype, data, wirelen, offset)``.  Counters and checkpoints as with
-        :meth:`frames`; ``on_progress(offset)`` is called at every checkpoint."""
+        :meth:`frames`; ``on_progress(offset)`` is called at every checkpoint.  With ``on_batch``
+        the reader may hand ESP over a chunk at a time instead (``on_batch(file_idx, batch)``,
+        :class:`dissect.vpn.batch.EspBatch`)."""
         if self._started:
             raise RuntimeError(f"{self.name}: frames can be read only once")
         self._started = True
@@ -312,7 +332,7 @@ class Source:
                 on_progress(offset)
 
         try:
-            reader.walk(self.index, on_esp, on_frame, checkpoint, INDEX_EVERY)
+            reader.walk(self.index, on_esp, on_frame, checkpoint, INDEX_EVERY, on_batch)
         finally:
             st = getattr(reader, "walk_stats", None)
             if st is not None:

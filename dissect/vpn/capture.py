@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20
+#: bytes per chunk of the batched walk (PcapReader.walk with ``on_batch``)
+BATCH_CHUNK = 16 << 20
 NONPACKET = -1
 MAX_RECORD = 256 << 20  # no sane record is bigger: a bigger length means garbage
 
@@ -203,7 +205,7 @@ class _Reader:
         self._started = True
 
 
-    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024):
+    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None):
         """Push every record instead of yielding it (the analysis hot path).
 
         Ethernet frames carrying ESP or UDP-4500 ESP of the common shape
@@ -217,7 +219,8 @@ class _Reader:
         offset)`` is called for every ``every``-th record (``every`` a power of two) so that
         frames can be found again later.
 
-        This generic version rides on :meth:`records`; :class:`PcapReader` has a copy-free one.
+        This generic version rides on :meth:`records` and ignores ``on_batch``;
+        :class:`PcapReader` has a copy-free one, and a batched one for ``on_batch``.
         """
         mask = every - 1 if on_checkpoint is not None else -1
         esp_at = _fast.esp_at
@@ -266,6 +269,14 @@ class _Reader:
             if run:
                 lts[cur] = lts.get(cur, 0) + run
             self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder, lts)
+
+
+def _cut_batch(b, k, np):
+    """``(batch, index)`` of :func:`dissect.vpn.batch.classify` without records ``k`` and on."""
+    if b is None:
+        return None
+    stop = int(np.searchsorted(b[1], k))
+    return (b[0].take(slice(0, stop)), b[1][:stop]) if stop else None
 
 
 def _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder, lts):
@@ -355,9 +366,20 @@ class PcapReader(_Reader):
             need = CHUNK
 
 
-    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024):
+    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None):
         """Copy-free :meth:`_Reader.walk`: ESP of the common shape is recognised where it lies
-        in the read buffer, so no bytes object or tuple is made for it."""
+        in the read buffer, so no bytes object or tuple is made for it.
+
+        With ``on_batch`` (Ethernet captures): a chunk of records at a time, ESP of the common
+        shapes recognised with array operations (:mod:`dissect.vpn.batch`) and handed over as
+        :class:`~dissect.vpn.batch.EspBatch` objects — ``on_batch(tag, batch)`` — instead of one
+        ``on_esp`` call per packet.  Every other record goes to ``on_frame`` as without it, in
+        file order; ESP pending from the same chunk is delivered first unless the record is
+        inert for ESP (:func:`dissect.vpn.batch.classify`), so each SA sees its packets in order.
+        """
+        if on_batch is not None and self.linktype == 1:
+            self._walk_batch(tag, on_batch, on_frame, on_checkpoint, every)
+            return
         self._begin()
         mask = every - 1 if on_checkpoint is not None else -1
         read = self._stream.read
@@ -439,6 +461,165 @@ class PcapReader(_Reader):
             self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder,
                                           {lt: number} if number else {})
 
+    def _walk_batch(self, tag, on_batch, on_frame, on_checkpoint, every):
+        from dissect.vpn import batch as _vec
+
+        self._begin()
+        stream = self._stream
+        readinto = getattr(stream, "readinto", None)
+        if readinto is None:
+            read = stream.read
+
+            def readinto(b):
+                data = read(len(b))
+                b[:len(data)] = data
+                return len(data)
+
+        caplen_at = struct.Struct(self.byteorder + "8xI").unpack_from
+        order = self.byteorder
+        nanosecond = self.nanosecond
+        snap = self.snaplen
+        maxcap = MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
+        warnings = self.warnings
+        window = _vec.WINDOW
+        lead = 8  # >= _vec.LEAD bytes kept free before the first record
+        size = BATCH_CHUNK
+        head = self._buf
+        if len(head) > size:
+            size = len(head)
+        buf = bytearray(lead + size + window)
+        n = lead + len(head)
+        buf[lead:n] = head
+        self._buf = b""
+        mv = memoryview(buf)
+        base = self._base - lead  # file offset of buf[0]
+        pos = lead
+        eof = False
+        number = 0
+        nbytes = 0
+        trunc = 0
+        tmax = float("-inf")
+        tmin = float("inf")
+        disorder = 0
+        first = None
+        mask = every - 1
+        np = _vec.np
+        try:
+            while True:
+                top = lead + size
+                while not eof and n < top:
+                    got = readinto(mv[n:top])
+                    if not got:
+                        eof = True
+                    n += got
+                offs = []
+                app = offs.append
+                # the record walk: nothing but lengths (the slack after n makes the read safe)
+                while True:
+                    end = pos + 16 + caplen_at(buf, pos)[0]
+                    if end > n:
+                        break
+                    app(pos)
+                    pos = end
+                corrupt = None
+                if pos + 16 <= n and caplen_at(buf, pos)[0] > maxcap:
+                    corrupt = (base + pos, caplen_at(buf, pos)[0])
+                if offs:
+                    ts, cap, wire, other, inert, b4, b6 = _vec.classify(buf, offs, order,
+                                                                        nanosecond, number)
+                    big = np.flatnonzero(cap > maxcap)
+                    if len(big):
+                        # an impossible length: what comes before it is analysed, nothing after
+                        k = int(big[0])
+                        corrupt = (base + offs[k], int(cap[k]))
+                        del offs[k:]
+                        ts, cap, wire = ts[:k], cap[:k], wire[:k]
+                        cut = np.searchsorted(other, k)
+                        other, inert = other[:cut], inert[:cut]
+                        b4 = _cut_batch(b4, k, np)
+                        b6 = _cut_batch(b6, k, np)
+                if offs:
+                    k = len(offs)
+                    nbytes += int(cap.sum())
+                    trunc += int(np.count_nonzero(wire > cap))
+                    if first is None:
+                        first = float(ts[0])
+                    cm = np.maximum.accumulate(ts)
+                    if cm[0] < tmax:
+                        cm = np.maximum(cm, tmax)
+                    late = ts[1:] < cm[:-1]
+                    nlate = int(np.count_nonzero(late)) + (1 if ts[0] < tmax else 0)
+                    if nlate:
+                        disorder += nlate
+                        lo = float(ts[1:][late].min()) if late.any() else tmin
+                        if ts[0] < tmax:
+                            lo = min(lo, float(ts[0]))
+                        tmin = min(tmin, lo)
+                    tmax = max(tmax, float(cm[-1]))
+                    if on_checkpoint is not None:
+                        for num in range(number + every - (number & mask), number + k + 1,
+                                         every):
+                            on_checkpoint(num, base + offs[num - number - 1])
+                    if not len(other):
+                        for b in (b4, b6):
+                            if b is not None:
+                                on_batch(tag, b[0])
+                    else:
+                        done = [0, 0]
+                        pend = (b4, b6)
+
+                        def flush(r, done=done, pend=pend):
+                            for j in (0, 1):
+                                b = pend[j]
+                                if b is not None:
+                                    stop = int(np.searchsorted(b[1], r)) if r >= 0 else len(b[1])
+                                    if stop > done[j]:
+                                        on_batch(tag, b[0].take(slice(done[j], stop)))
+                                        done[j] = stop
+
+                        for r, t, c, w, quiet in zip(other.tolist(), ts[other].tolist(),
+                                                     cap[other].tolist(), wire[other].tolist(),
+                                                     inert.tolist()):
+                            if not quiet:
+                                flush(r)
+                            o = offs[r]
+                            on_frame(tag, number + r + 1, t, 1, bytes(mv[o + 16:o + 16 + c]), w,
+                                     base + o)
+                        flush(-1)
+                    number += k
+                    del ts, cap, wire, other, inert, b4, b6, cm, late
+                if corrupt is not None:
+                    warnings.append((corrupt[0], f"corrupt record: captured length {corrupt[1]} "
+                                     f"(snaplen {snap}); rest of file ignored"))
+                    return
+                if eof:
+                    if pos < n:
+                        left = n - pos
+                        if left < 16:
+                            reason = f"truncated record header ({left} of 16 bytes) at end of file"
+                        else:
+                            reason = (f"truncated record at end of file ({left - 16} of "
+                                      f"{caplen_at(buf, pos)[0]} captured bytes)")
+                        warnings.append((base + pos, reason))
+                    return
+                left = n - pos
+                rest = bytes(mv[pos:n])
+                if left >= 16:
+                    need = 16 + caplen_at(buf, pos)[0]
+                    if need > size:
+                        # one record larger than the buffer: grow it to hold that record
+                        size = need
+                        mv.release()
+                        buf = bytearray(lead + size + window)
+                        mv = memoryview(buf)
+                buf[lead:lead + left] = rest
+                base += pos - lead
+                n = lead + left
+                pos = lead
+        finally:
+            self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder,
+                                          {1: number} if number else {})
+
 
 class _Corrupt(Exception):
     pass
@@ -469,6 +650,7 @@ class _Order:
 
 _LE = _Order("<")
 _BE = _Order(">")
+
 
 
 class PcapngReader(_Reader):

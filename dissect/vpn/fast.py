@@ -38,7 +38,7 @@ def esp_at(buf, off: int, end: int):
     if ipend > end:
         ipend = end
     if proto == 50:
-        if w1:
+        if w1 and ipend - off >= 42:  # an ESP header of 8 bytes at least (else: the general path)
             return (src, dst, -1, -1, w1, w2, ipend - off - 34)
         return None
     if proto == 17:

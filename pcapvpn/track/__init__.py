@@ -92,6 +92,7 @@ class Tracker(NullSink):
             self.esp_payload = self.inner_tracker.esp_payload
         # hot paths bound directly
         self.esp = self.esp_tracker.esp
+        self.esp_batch = self.esp_tracker.esp_batch
         self.ah = self.esp_tracker.ah
         self.keepalive = self.keepalive_tracker.keepalive
         # VPNs beside IPsec (OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN): pcapvpn.track.vpn

@@ -64,6 +64,57 @@ def is_multicast(addr: bytes) -> bool:
     return (addr[0] & 0xF0) == 0xE0 if len(addr) == 4 else addr[0] == 0xFF
 
 
+#: fewer packets than this (a chunk, or one SA's share of it) go through the per-packet path
+BATCH_MIN = 16
+
+
+def _numpy():
+    from dissect.vpn.batch import np
+
+    return np
+
+
+def _src_at(src, i, ipver):
+    """The packed source address of packet ``i`` of a batch's ``src`` column."""
+    if ipver == 4:
+        return int(src[i]).to_bytes(4, "big")
+    return src[i].tobytes()
+
+
+def _roll_run(sa, t, np):
+    """Time bins for a run of packets with timestamps ``t`` (before ``sa.packets`` counts them):
+    what :meth:`EspTracker._roll` does packet by packet.  A packet counts in the bin of the
+    latest timestamp seen so far (an earlier one stays in the open bin), so the bins are a
+    histogram of the running maximum; widths double (pairs merged) while the last bin would be
+    beyond ``MAX_BINS``."""
+    cm = np.maximum.accumulate(t)
+    end = sa.bin_end
+    k0 = int(np.searchsorted(cm, end, "left"))  # these stay in the open bin
+    bins = sa.bins
+    bins[sa._bin_i] += sa.packets - sa._bin_p0 + k0
+    rest = cm[k0:]
+    base = sa.bin_base
+    w = sa.bin_width
+    ii = np.floor_divide(rest - base, w).astype(np.int64)
+    top = int(ii[-1])
+    while top >= MAX_BINS:
+        bins[:] = [bins[k] + (bins[k + 1] if k + 1 < len(bins) else 0)
+                   for k in range(0, len(bins), 2)]
+        w *= 2.0
+        ii = np.floor_divide(rest - base, w).astype(np.int64)
+        top = int(ii[-1])
+    lo = int(ii[0])
+    if top >= len(bins):
+        bins.extend([0] * (top + 1 - len(bins)))
+    for k, v in enumerate(np.bincount(ii - lo).tolist()):
+        if v:
+            bins[lo + k] += v
+    sa.bin_width = w
+    sa._bin_i = top
+    sa.bin_end = base + (top + 1) * w
+    sa._bin_p0 = sa.packets + len(t)
+
+
 class EspSA:
     """One ESP (or AH) SA: destination + SPI (+ protocol)."""
 
@@ -358,6 +409,108 @@ class EspTracker:
                 sa.first_refs.append(ref)
 
         return handler
+
+    def esp_batch(self, tag, batch):
+        """ESP packets of file ``tag`` a chunk at a time (:class:`dissect.vpn.batch.EspBatch`, as
+        the reader's batched walk hands them over): the same result as one :meth:`esp` call per
+        packet in capture order.  Each SA's share of the chunk is taken apart into runs of
+        in-order packets from an unchanged source, which are applied at once (counters, sizes,
+        time bins, the next expected number), and single packets — an SA's first ones, a gap, a
+        late or repeated number, a source change — which go through :meth:`esp` itself."""
+        n = len(batch)
+        if n < BATCH_MIN:
+            for ev in batch.events(tag):
+                self.esp(*ev)
+            return
+        np = _numpy()
+        spi_a = batch.spi
+        if batch.ipver == 4:
+            key = (batch.dst.astype(np.uint64) << np.uint64(32)) | spi_a.astype(np.uint64)
+        else:
+            # the low half of the address mixed with the SPI; a group is checked to hold one
+            # address before it is trusted
+            low = batch.dst[:, 8:].copy().view(">u8").ravel().astype(np.uint64)
+            key = low ^ (spi_a.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        cuts = (np.flatnonzero(sk[1:] != sk[:-1]) + 1).tolist()
+        for s, e in zip([0] + cuts, cuts + [n]):
+            self._esp_group(tag, batch, order[s:e], np)
+
+    def _esp_group(self, tag, b, ix, np):
+        """The packets ``ix`` (indices into ``b``, in capture order) of one (dst, SPI)."""
+        m = len(ix)
+        handler = self.esp
+        ipver = b.ipver
+        spi = int(b.spi[ix[0]])
+        if ipver == 4:
+            dst = int(b.dst[ix[0]]).to_bytes(4, "big")
+            same_dst = True
+        else:
+            rows = b.dst[ix]
+            dst = rows[0].tobytes()
+            same_dst = bool((rows == rows[0]).all())
+        if m < BATCH_MIN or not same_dst or is_multicast(dst):
+            for ev in b.take(ix).events(tag):
+                handler(*ev)
+            return
+        seq = b.seq[ix]
+        src = b.src[ix]
+        sport = b.sport[ix]
+        ts = b.ts[ix]
+        length = b.length[ix]
+        if ipver == 4:
+            moved = src[1:] != src[:-1]
+        else:
+            moved = (src[1:] != src[:-1]).any(axis=1)
+        moved |= sport[1:] != sport[:-1]
+        r = seq - np.arange(m)
+        brk = (np.flatnonzero((r[1:] != r[:-1]) | moved) + 1).tolist()
+        brk.append(m)
+        num = b.num[ix]
+        lists = None  # per-packet values, made when a packet needs the per-packet path
+        sa = self._esp2.get((dst, spi))
+        i = 0
+        k = 0  # brk[k]: the first break after i
+        large = self.large_packet
+        while i < m:
+            while brk[k] <= i:
+                k += 1
+            if (sa is None or sa.packets < SAMPLE_REFS or sa.nxt != int(seq[i])
+                    or int(sport[i]) != sa._csport or _src_at(src, i, ipver) != sa._csrc):
+                if lists is None:
+                    lists = (num.tolist(), ts.tolist(), sport.tolist(), b.dport[ix].tolist(),
+                             seq.tolist(), length.tolist())
+                handler((tag, lists[0][i]), lists[1][i], ipver, _src_at(src, i, ipver), dst,
+                        lists[2][i], lists[3][i], spi, lists[4][i], lists[5][i])
+                if sa is None:
+                    sa = self._esp2.get((dst, spi))
+                i += 1
+                continue
+            j = brk[k]  # packets i .. j-1: in order from the number expected, same source
+            t = ts[i:j]
+            last = float(t[-1])
+            if last >= sa.bin_end or float(t.max()) >= sa.bin_end:
+                _roll_run(sa, t, np)
+            ln = length[i:j]
+            sa.nxt = int(seq[j - 1]) + 1
+            sa.packets += j - i
+            sa.bytes += int(ln.sum())
+            hi = int(ln.max())
+            lo = int(ln.min())
+            if hi > sa.max_len:
+                sa.max_len = hi
+            if lo < sa.min_len:
+                sa.min_len = lo
+            if hi >= large:
+                big = ln >= large
+                if not sa.large:
+                    sa.first_large_ts = float(t[int(big.argmax())])
+                sa.large += int(np.count_nonzero(big))
+                sa.last_large_ts = float(t[len(big) - 1 - int(big[::-1].argmax())])
+            sa.last_ts = last
+            sa.last_ref = (tag, int(num[j - 1]))
+            i = j
 
     def fragmented(self, ipver, src, dst, spi, frames, proto="esp"):
         """An ESP (AH) packet of this SA arrived in IP fragments (``frames``: the fragments'

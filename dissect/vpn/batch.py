@@ -1,0 +1,210 @@
+"""The ESP fast path for a whole chunk of classic-pcap records at once (numpy).
+
+:func:`dissect.vpn.fast.esp_at` recognises one frame per call; on a mirror-port capture, where
+nearly every frame is ESP, the per-frame Python call is what limits the speed.  Here the reader
+hands over a chunk of records (the buffer and the record offsets its walk found) and the common
+shapes are recognised for all of them with array operations:
+
+* Ethernet II + IPv4 without options, not fragmented, carrying ESP (IP protocol 50, RFC 4303)
+  or ESP in UDP with port 4500 on either side (RFC 3948) — as :func:`~dissect.vpn.fast.esp_at`;
+* Ethernet II + IPv6 whose first next header is ESP or UDP (no extension header), payload length
+  set — what :func:`dissect.vpn.link.decode_frame` and the general decoder make of such a frame.
+
+SPI 0 (reserved, RFC 4303 §2.1; on UDP 4500 the non-ESP marker of IKE) never qualifies, nor does
+an ESP header with fewer than 8 bytes captured.  Every other frame is left to the general path.
+
+:func:`classify` also says which of the other frames are *inert* for ESP: frames the general
+decoder cannot turn into an ESP or AH event (ARP; IPv4 without fragmentation carrying ICMP, or UDP
+that is not VXLAN and not ESP-in-UDP).  The reader may hand those to the general path while ESP of
+the same chunk is still pending; before any other frame the pending ESP must be delivered, so that
+every SA sees its packets in capture order.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here: skip the thread pool
+
+import numpy as np  # noqa: E402
+from numpy.lib.stride_tricks import sliding_window_view as _windows  # noqa: E402
+
+__all__ = ["EspBatch", "WINDOW", "classify"]
+
+#: bytes read per record, from 2 bytes before the 16-byte pcap record header: so that the IP
+#: header (frame offset 14) starts 8-byte aligned in the row; up to IP offset 56 (IPv6 40 + UDP 8
+#: + SPI and sequence number 8)
+WINDOW = 88
+#: bytes the buffer must hold before the first record and after the last one
+LEAD = 2
+
+_H = 18  # frame offset 0 in the window
+
+
+class EspBatch:
+    """ESP packets of one IP version, in capture order, as parallel arrays.
+
+    ``num``: frame numbers; ``ts``: float seconds; ``src``/``dst``: ``uint32`` (IPv4, the address
+    as a big-endian integer) or ``(n, 16) uint8`` rows (IPv6); ``sport``/``dport``: -1 for IP
+    protocol 50; ``spi``, ``seq``, ``length`` (ESP bytes from the SPI to the end of the IP payload,
+    capped by the captured bytes) as ``int64``.
+    """
+
+    __slots__ = ("ipver", "num", "ts", "src", "dst", "sport", "dport", "spi", "seq", "length")
+
+    def __init__(self, ipver, num, ts, src, dst, sport, dport, spi, seq, length):
+        self.ipver = ipver
+        self.num = num
+        self.ts = ts
+        self.src = src
+        self.dst = dst
+        self.sport = sport
+        self.dport = dport
+        self.spi = spi
+        self.seq = seq
+        self.length = length
+
+    def __len__(self) -> int:
+        return len(self.num)
+
+    def take(self, sel) -> EspBatch:
+        """The packets ``sel`` (an index array or a slice), in that order."""
+        return EspBatch(self.ipver, self.num[sel], self.ts[sel], self.src[sel], self.dst[sel],
+                        self.sport[sel], self.dport[sel], self.spi[sel], self.seq[sel],
+                        self.length[sel])
+
+    def addresses(self):
+        """``(src, dst)`` as lists of packed ``bytes`` (4 or 16), as the per-frame path gives."""
+        if self.ipver == 4:
+            return ([a.to_bytes(4, "big") for a in self.src.tolist()],
+                    [a.to_bytes(4, "big") for a in self.dst.tolist()])
+        return ([r.tobytes() for r in self.src], [r.tobytes() for r in self.dst])
+
+    def events(self, tag):
+        """The per-frame ESP events ``(ref, ts, ipver, src, dst, sport, dport, spi, seq, length)``
+        of these packets (the argument list of ``sink.esp``)."""
+        srcs, dsts = self.addresses()
+        v = self.ipver
+        for num, ts, s, d, sp, dp, spi, seq, ln in zip(
+                self.num.tolist(), self.ts.tolist(), srcs, dsts, self.sport.tolist(),
+                self.dport.tolist(), self.spi.tolist(), self.seq.tolist(),
+                self.length.tolist()):
+            yield ((tag, num), ts, v, s, d, sp, dp, spi, seq, ln)
+
+
+def _field(block, off, dtype):
+    """A view of the ``dtype`` field at window offset ``off`` of every row (no copy)."""
+    return np.ndarray((block.shape[0],), dtype=dtype, buffer=block, offset=off,
+                      strides=(block.strides[0],))
+
+
+def classify(buf, offsets: list, order: str, nanosecond: bool, number0: int = 0):
+    """Classify the classic-pcap records starting at ``offsets`` in ``buf`` (a buffer holding
+    ``LEAD`` bytes before the first offset and ``WINDOW`` bytes after the last; bytes after a
+    record's end are read but never trusted).
+
+    Returns ``(ts, caplen, wirelen, other, inert, v4, v6)``: per record the timestamp (float64,
+    correctly rounded from the integer tick count as :meth:`PcapReader.records` computes it) and
+    the captured and original lengths (int64); the positions in ``offsets`` of the records that
+    are not ESP of a common shape (int64, ascending) and for each of them whether it is inert
+    for ESP (bool, see the module docstring); then for the IPv4 and the IPv6 ESP records
+    ``(batch, index)`` — the :class:`EspBatch` (frame numbers ``number0 + index + 1``) and the
+    records' positions in ``offsets`` — or None when there are none.
+    """
+    o = np.array(offsets, dtype=np.int64)
+    o -= LEAD
+    count = len(o)
+    block = _windows(np.frombuffer(buf, dtype=np.uint8), WINDOW)[o]
+    bo = "<" if order == "<" else ">"
+    sec = _field(block, LEAD, bo + "u4").astype(np.int64)
+    frac = _field(block, LEAD + 4, bo + "u4").astype(np.int64)
+    cap = _field(block, LEAD + 8, bo + "u4").astype(np.int64)
+    wire = _field(block, LEAD + 12, bo + "u4").astype(np.int64)
+    if nanosecond:
+        # (sec * 10**9 + frac) exceeds 2**53: divide exactly in Python, as records() does
+        ts = np.array([(s * 1000000000 + f) / 1000000000
+                       for s, f in zip(sec.tolist(), frac.tolist())], dtype=np.float64)
+    else:
+        # exact: sec * 10**6 + frac < 2**53, and int / int of such values is a float division
+        ts = (sec * 1000000 + frac).astype(np.float64) / 1000000.0
+    # the row as 22 big-endian words, made native and one contiguous array per word
+    w = np.ascontiguousarray(block.view(">u4").T, dtype=np.uint32)
+    et = w[7] & 0xFFFF  # frame bytes 12-13
+    ip0 = w[8]  # IP bytes 0-3
+    ip1 = w[9]  # IPv4: identification, flags + fragment offset; IPv6: payload length, next header
+
+    # IPv4 (as dissect.vpn.fast.esp_at): no options, not a fragment
+    v4 = (et == 0x0800) & ((ip0 >> 24) == 0x45) & ((ip1 & 0x3FFF) == 0) & (cap >= 42)
+    proto = (w[10] >> 16) & 0xFF
+    ipend = np.minimum((ip0 & 0xFFFF).astype(np.int64) + 14, cap)
+    w1 = w[13]  # ESP: SPI; UDP: ports
+    sport = w1 >> 16
+    dport = w1 & 0xFFFF
+    nat4 = (sport == 4500) | (dport == 4500)
+    udp4 = v4 & (proto == 17) & nat4 & (ipend >= 50) & (w[15] != 0)
+    fast4 = udp4 | (v4 & (proto == 50) & (w1 != 0) & (ipend >= 42))
+    fast = fast4
+
+    # IPv6 without extension headers (dissect.vpn.link.decode_frame's fast shape)
+    fast6 = None
+    is6 = et == 0x86DD
+    if is6.any():
+        plen = (ip1 >> 16).astype(np.int64)
+        v6 = is6 & ((ip0 >> 28) == 6) & (cap >= 58) & (plen >= 4)
+        nh = (ip1 >> 8) & 0xFF
+        end6 = np.minimum(plen + 54, cap)
+        sport6 = w[18] >> 16
+        dport6 = w[18] & 0xFFFF
+        udp6 = (v6 & (nh == 17) & ((sport6 == 4500) | (dport6 == 4500)) & (dport6 != 4789)
+                & (end6 >= 70) & (w[20] != 0))
+        fast6 = udp6 | (v6 & (nh == 50) & (end6 >= 62) & (w[18] != 0))
+        fast = fast4 | fast6
+
+    # the rest, and which of it is inert: cannot yield an ESP/AH event in the general decoder
+    other = np.flatnonzero(~fast)
+    if len(other):
+        e = et[other]
+        c = cap[other]
+        i0 = ip0[other]
+        pr = proto[other]
+        end = ipend[other]
+        ip4 = (e == 0x0800) & ((i0 >> 28) == 4) & (c >= 42) & ((ip1[other] & 0x3FFF) == 0)
+        # UDP only without IPv4 options (they move the ports) and with a sane total length
+        udp = ((i0 >> 24) == 0x45) & (pr == 17) & (end >= 42)
+        nat = nat4[other]
+        # a NAT-T port and no ESP header: IKE behind the non-ESP marker, a keepalive, or junk
+        udp_ike = nat & ((end < 50) | (w[15][other] == 0))
+        udp_plain = ~nat & (dport[other] != 4789)
+        inert = (e == 0x0806) | (ip4 & ((pr == 1) | (udp & (udp_ike | udp_plain))))
+    else:
+        inert = np.zeros(0, dtype=bool)
+
+    out4 = out6 = None
+    if fast4.all():
+        idx4 = np.arange(count)
+        sel = slice(None)
+    else:
+        idx4 = sel = np.flatnonzero(fast4)
+    if len(idx4):
+        nat = udp4[sel]
+        out4 = (EspBatch(4, idx4 + (number0 + 1), ts[sel], w[11][sel].astype(np.int64),
+                         w[12][sel].astype(np.int64),
+                         np.where(nat, sport[sel].astype(np.int64), -1),
+                         np.where(nat, dport[sel].astype(np.int64), -1),
+                         np.where(nat, w[15][sel], w1[sel]).astype(np.int64),
+                         np.where(nat, w[16][sel], w[14][sel]).astype(np.int64),
+                         ipend[sel] - np.where(nat, 42, 34)), idx4)
+    if fast6 is not None:
+        idx6 = np.flatnonzero(fast6)
+        if len(idx6):
+            nat = udp6[idx6]
+            rows = block[idx6]
+            out6 = (EspBatch(6, idx6 + (number0 + 1), ts[idx6],
+                             np.ascontiguousarray(rows[:, _H + 22:_H + 38]),
+                             np.ascontiguousarray(rows[:, _H + 38:_H + 54]),
+                             np.where(nat, sport6[idx6].astype(np.int64), -1),
+                             np.where(nat, dport6[idx6].astype(np.int64), -1),
+                             np.where(nat, w[20][idx6], w[18][idx6]).astype(np.int64),
+                             np.where(nat, w[21][idx6], w[19][idx6]).astype(np.int64),
+                             end6[idx6] - np.where(nat, 62, 54)), idx6)
+    return ts, cap, wire, other, inert, out4, out6
