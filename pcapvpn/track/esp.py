@@ -106,13 +106,15 @@ def _roll_run(sa, t, np):
     lo = int(ii[0])
     if top >= len(bins):
         bins.extend([0] * (top + 1 - len(bins)))
-    for k, v in enumerate(np.bincount(ii - lo).tolist()):
+    counts = np.bincount(ii - lo).tolist()
+    for k, v in enumerate(counts[:-1]):
         if v:
             bins[lo + k] += v
     sa.bin_width = w
     sa._bin_i = top
     sa.bin_end = base + (top + 1) * w
-    sa._bin_p0 = sa.packets + len(t)
+    # as _roll leaves it: the open bin's packets are counted by packets - _bin_p0
+    sa._bin_p0 = sa.packets + len(t) - counts[-1]
 
 
 class EspSA:
