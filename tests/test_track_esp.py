@@ -130,6 +130,21 @@ def test_esn_wrap_and_near_wrap():
     assert sa.near_wrap
 
 
+def test_esn_late_packet_from_before_the_wrap():
+    # RFC 4303 Appendix A2.2: a number above the window's low half after a wrap belongs to the
+    # previous epoch (a late packet), not to the next one (a jump of 2**32)
+    late = (1 << 32) - 10
+    seqs = [x for x in range((1 << 32) - 20, 1 << 32) if x != late] + [0, 1, 2, late, 3]
+    sa = one(feed(seqs))
+    assert sa.wraps == 1 and sa.resets == 0
+    assert sa.max_seq == (1 << 32) + 3
+    assert sa.lost == 0 and sa.reordered == 1 and sa.max_reorder == 12
+    assert sa.duplicates == 0 and sa.too_old == 0
+    # the same number again right after: a capture duplicate of the late packet, not a jump
+    sa = one(feed(seqs + [late], step=0.0001))
+    assert sa.max_seq == (1 << 32) + 3 and sa.lost == 0 and sa.wraps == 1
+
+
 def test_sizes_and_large_packets():
     t = EspTracker(DEFAULT)
     for i, ln in enumerate([100, 1400, 60, 1500, 200]):

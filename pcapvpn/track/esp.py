@@ -615,6 +615,10 @@ class EspTracker:
         top = sa.nxt - 1 + base if sa.nxt >= 0 else sa._top
         s = seq + base
         W = self.window
+        if s > top and base and s - top > U32 // 2:
+            # after an ESN wrap, the low half of a number from before it: the previous epoch
+            # (RFC 4303 Appendix A2.2) — a late or repeated packet, not a jump of ~2**32
+            s -= U32
         if s > top:
             self._jump(sa, ts, ref, top, s)
         else:
