@@ -258,7 +258,12 @@ class Decoder:
         self._frags: OrderedDict = OrderedDict()
         self._frag_bytes = 0
         self._tcp: OrderedDict = OrderedDict()
-        self._next_expiry = 0.0
+        #: capture time at which the oldest fragment set times out (inf: none pending); checked
+        #: on every frame of the general path, so expiry does not depend on which frames the
+        #: ESP fast paths take away from it
+        self._frag_deadline = float("inf")
+        #: the latest timestamp of the input (finish() expires what timed out before it)
+        self._clock = float("-inf")
         #: --vpn-server ADDR:PORT (packed address, port): TLS streams followed on that port too
         self._named_tcp = {(a, p): "tls" for a, p in vpn_servers if p is not None}
         self._vtcp: OrderedDict = OrderedDict()
@@ -284,12 +289,15 @@ class Decoder:
         esp_payload = sink.esp_payload if keyed is not None else None
         n = 0
         truncated = 0
+        clock = self._clock
         for fidx, num, ts, linktype, data, wirelen, off in frames:
             n += 1
             if wirelen > len(data):
                 truncated += 1
             r = esp_fast(linktype, data)
             if r is not None:
+                if ts > clock:
+                    clock = ts
                 src, dst, sport, dport, a, b, ln = r
                 sink_esp((fidx, num), ts, 4, src, dst, sport, dport, a, b, ln)
                 if keyed is not None and a in keyed:
@@ -299,6 +307,8 @@ class Decoder:
             general(fidx, num, ts, linktype, data, wirelen, off)
         self.frames += n
         self.truncated += truncated
+        if clock > self._clock:
+            self._clock = clock
 
     def run_source(self, source, on_progress=None, batch=True):
         """Decode one :class:`pcapvpn.sources.Source` by pushing (the single-file hot path): ESP
@@ -316,13 +326,16 @@ class Decoder:
         self.frames += source.frame_count
         st = getattr(source.reader, "walk_stats", None) or {}
         self.truncated += st.get("truncated", 0)
+        last = st.get("last_ts")
+        if last is not None and last > self._clock:
+            self._clock = last
 
     def _general(self, fidx, num, ts, linktype, data, wirelen, _off):
         """Every frame that is not ESP of the common shape (:mod:`dissect.vpn.fast`)."""
-        if ts >= self._next_expiry:
-            self._next_expiry = ts + 1.0
-            if self._frags:
-                self._expire_fragments(ts)
+        if ts >= self._frag_deadline:
+            self._expire_fragments(ts)
+        if ts > self._clock:
+            self._clock = ts
         sink = self.sink
         keyed = getattr(sink, "keyed_spis", None) or None
         try:
@@ -428,7 +441,10 @@ class Decoder:
         if fs is None:
             while len(self._frags) >= lim.frag_max_sets:
                 self._give_up(self._frags.popitem(last=False)[1], "evicted")
+            self._new_deadline()
             fs = self._frags[key] = _FragSet(ts, ipver, src, dst, proto, ident)
+            if len(self._frags) == 1:
+                self._frag_deadline = ts + lim.frag_timeout
         chunk = bytes(data[l4off:end])
         if self._frag_bytes + len(chunk) > lim.frag_max_bytes:
             while self._frags and self._frag_bytes + len(chunk) > lim.frag_max_bytes:
@@ -437,6 +453,7 @@ class Decoder:
                     break
                 del self._frags[k]
                 self._give_up(old, "evicted")
+            self._new_deadline()
         fs.pieces.append((frag_off, chunk))
         fs.nbytes += len(chunk)
         self._frag_bytes += len(chunk)
@@ -450,6 +467,7 @@ class Decoder:
         if payload is None:
             return
         del self._frags[key]
+        self._new_deadline()
         self._frag_bytes -= fs.nbytes
         self.reassembled += 1
         self._reassembled(ref, ts, fs, payload)
@@ -497,6 +515,13 @@ class Decoder:
                 break
             del frags[key]
             self._give_up(fs, "timeout")
+        self._new_deadline()
+
+    def _new_deadline(self):
+        """The oldest pending set (in arrival order) decides when the next expiry is due."""
+        frags = self._frags
+        self._frag_deadline = (next(iter(frags.values())).first_ts + self.limits.frag_timeout
+                               if frags else float("inf"))
 
     # -- TCP -----------------------------------------------------------------------------------
 
@@ -786,7 +811,11 @@ class Decoder:
     # -- end -----------------------------------------------------------------------------------
 
     def finish(self):
-        """Flush state at the end of the input: incomplete fragment sets are reported."""
+        """Flush state at the end of the input: incomplete fragment sets are reported, as timed
+        out when the input went on for ``frag_timeout`` after their first fragment (whatever
+        frames it was), else as cut off by its end."""
+        if self._frags and self._clock > float("-inf"):
+            self._expire_fragments(self._clock)
         while self._frags:
             _key, fs = self._frags.popitem(last=False)
             self._give_up(fs, "end")

@@ -112,6 +112,35 @@ def test_incomplete_fragments_timeout_vs_end():
     assert d.frag_incomplete == 2
 
 
+def test_fragments_time_out_whatever_frames_follow():
+    # the capture goes on for longer than frag_timeout with ESP only (which the fast paths keep
+    # from the general decoder): the set timed out, it was not cut off by the end of the capture
+    a = udp(4500, 4500, bytes(4) + ike_sa_init(ISPI, ZERO, False))[:300]
+    first = eth(ipv4("192.0.2.1", "198.51.100.1", 17, a, ident=5, flags_frag=0x2000))
+    later = [(2.0 + i, esp_frame("192.0.2.1", "198.51.100.1", 0x1234, i + 1)) for i in range(40)]
+    ev, d = run([(1.0, first)] + later, Limits(frag_timeout=30.0))
+    assert [e for e in ev if e[0] == "incomplete"] == [("incomplete", 5, (1,), "timeout")]
+    # not long enough: cut off by the end
+    ev, d = run([(1.0, first)] + later[:20], Limits(frag_timeout=30.0))
+    assert [e for e in ev if e[0] == "incomplete"] == [("incomplete", 5, (1,), "end")]
+
+
+def test_fragment_joins_only_a_set_that_has_not_timed_out():
+    a = udp(4500, 4500, bytes(4) + ike_sa_init(ISPI, ZERO, False))
+    head = eth(ipv4("192.0.2.1", "198.51.100.1", 17, a[:200], ident=7, flags_frag=0x2000))
+    tail = eth(ipv4("192.0.2.1", "198.51.100.1", 17, a[200:], ident=7, flags_frag=200 // 8))
+    esp_only = [(2.0 + i, esp_frame("192.0.2.1", "198.51.100.1", 0x1234, i + 1))
+                for i in range(31)]
+    # the tail 31.5 s after the head: the head's set timed out first, the tail starts a new one
+    ev, _ = run([(1.0, head)] + esp_only + [(32.5, tail)], Limits(frag_timeout=30.0))
+    assert not [e for e in ev if e[0] == "ike"]
+    assert [e for e in ev if e[0] == "incomplete"] == [
+        ("incomplete", 7, (1,), "timeout"), ("incomplete", 7, (33,), "end")]
+    # 29 s: reassembled
+    ev, _ = run([(1.0, head), (30.0, tail)], Limits(frag_timeout=30.0))
+    assert [e[0] for e in ev] == ["ike"]
+
+
 def test_fragment_sets_are_bounded():
     frames = []
     for i in range(10):
