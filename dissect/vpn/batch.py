@@ -19,10 +19,12 @@ SPI 0 (reserved, RFC 4303 §2.1; on UDP 4500 the non-ESP marker of IKE) never qu
 an ESP header with fewer than 8 bytes captured.  Every other frame is left to the general path.
 
 :func:`classify` also says which of the other frames are *inert* for ESP: frames the general
-decoder cannot turn into an ESP or AH event (ARP; IPv4 without fragmentation carrying ICMP, or UDP
-that is not VXLAN and not ESP-in-UDP).  The reader may hand those to the general path while ESP of
-the same chunk is still pending; before any other frame the pending ESP must be delivered, so that
-every SA sees its packets in capture order.
+decoder cannot turn into an ESP or AH event of an SA whose packets the batches carry (ARP; IPv4
+without fragmentation carrying ICMP, or UDP that is not VXLAN and not ESP-in-UDP; without
+``ipv6``, IPv6 without extension headers carrying ESP, UDP that is not VXLAN, or ICMPv6: their
+events belong to IPv6 SAs).  The reader may hand those to the general path while ESP of the same
+chunk is still pending; before any other frame the pending ESP must be delivered, so that every SA
+sees its packets in capture order.
 """
 
 from __future__ import annotations
@@ -154,18 +156,24 @@ def classify(buf, offsets: list, order: str, nanosecond: bool, number0: int = 0,
 
     # IPv6 without extension headers (dissect.vpn.link.decode_frame's fast shape)
     fast6 = None
-    is6 = (et == 0x86DD) if ipv6 else None
-    if ipv6 and is6.any():
+    plain6 = None
+    is6 = et == 0x86DD
+    if is6.any():
         plen = (ip1 >> 16).astype(np.int64)
         v6 = is6 & ((ip0 >> 28) == 6) & (cap >= 58) & (plen >= 4)
         nh = (ip1 >> 8) & 0xFF
-        end6 = np.minimum(plen + 54, cap)
         sport6 = w[18] >> 16
         dport6 = w[18] & 0xFFFF
-        udp6 = (v6 & (nh == 17) & ((sport6 == 4500) | (dport6 == 4500)) & (dport6 != 4789)
-                & (end6 >= 70) & (w[20] != 0))
-        fast6 = udp6 | (v6 & (nh == 50) & (end6 >= 62) & (w[18] != 0))
-        fast = fast4 | fast6
+        if ipv6:
+            end6 = np.minimum(plen + 54, cap)
+            udp6 = (v6 & (nh == 17) & ((sport6 == 4500) | (dport6 == 4500)) & (dport6 != 4789)
+                    & (end6 >= 70) & (w[20] != 0))
+            fast6 = udp6 | (v6 & (nh == 50) & (end6 >= 62) & (w[18] != 0))
+            fast = fast4 | fast6
+        else:
+            # left to the general path, but inert for the IPv4 ESP of the batches: ESP, UDP (not
+            # VXLAN) and ICMPv6 right after the IPv6 header make events of IPv6 SAs only
+            plain6 = v6 & ((nh == 50) | (nh == 58) | ((nh == 17) & (dport6 != 4789)))
 
     # the rest, and which of it is inert: cannot yield an ESP/AH event in the general decoder
     other = np.flatnonzero(~fast)
@@ -183,6 +191,8 @@ def classify(buf, offsets: list, order: str, nanosecond: bool, number0: int = 0,
         udp_ike = nat & ((end < 50) | (w[15][other] == 0))
         udp_plain = ~nat & (dport[other] != 4789)
         inert = (e == 0x0806) | (ip4 & ((pr == 1) | (udp & (udp_ike | udp_plain))))
+        if plain6 is not None:
+            inert |= plain6[other]
     else:
         inert = np.zeros(0, dtype=bool)
 
