@@ -258,12 +258,13 @@ class Decoder:
         self._frags: OrderedDict = OrderedDict()
         self._frag_bytes = 0
         self._tcp: OrderedDict = OrderedDict()
-        #: capture time at which the oldest fragment set times out (inf: none pending); checked
-        #: on every frame of the general path, so expiry does not depend on which frames the
-        #: ESP fast paths take away from it
-        self._frag_deadline = float("inf")
-        #: the latest timestamp of the input (finish() expires what timed out before it)
+        #: the capture's clock: the latest timestamp of any frame so far, ESP of the fast paths
+        #: included.  Fragment sets expire when it passes ``_frag_deadline`` (the oldest set's
+        #: first fragment + frag_timeout; inf: none pending), checked on every frame of the
+        #: general path and at the end: the outcome does not depend on which frames took a fast
+        #: path, nor (batches) on when their ESP was handed over
         self._clock = float("-inf")
+        self._frag_deadline = float("inf")
         #: --vpn-server ADDR:PORT (packed address, port): TLS streams followed on that port too
         self._named_tcp = {(a, p): "tls" for a, p in vpn_servers if p is not None}
         self._vtcp: OrderedDict = OrderedDict()
@@ -289,15 +290,14 @@ class Decoder:
         esp_payload = sink.esp_payload if keyed is not None else None
         n = 0
         truncated = 0
-        clock = self._clock
         for fidx, num, ts, linktype, data, wirelen, off in frames:
             n += 1
             if wirelen > len(data):
                 truncated += 1
             r = esp_fast(linktype, data)
             if r is not None:
-                if ts > clock:
-                    clock = ts
+                if ts > self._clock:
+                    self._clock = ts
                 src, dst, sport, dport, a, b, ln = r
                 sink_esp((fidx, num), ts, 4, src, dst, sport, dport, a, b, ln)
                 if keyed is not None and a in keyed:
@@ -307,8 +307,6 @@ class Decoder:
             general(fidx, num, ts, linktype, data, wirelen, off)
         self.frames += n
         self.truncated += truncated
-        if clock > self._clock:
-            self._clock = clock
 
     def run_source(self, source, on_progress=None, batch=True):
         """Decode one :class:`pcapvpn.sources.Source` by pushing (the single-file hot path): ESP
@@ -321,8 +319,22 @@ class Decoder:
         if getattr(self.sink, "keyed_spis", None):
             self.run(source.frames())
             return
-        source.walk(self.sink.esp, self._general, on_progress,
-                    getattr(self.sink, "esp_batch", None) if batch else None)
+        sink_esp = self.sink.esp
+        sink_batch = getattr(self.sink, "esp_batch", None) if batch else None
+
+        def on_esp(ref, ts, *rest):
+            if ts > self._clock:
+                self._clock = ts
+            sink_esp(ref, ts, *rest)
+
+        def on_batch(tag, b):
+            last = float(b.ts.max())
+            if last > self._clock:
+                self._clock = last
+            sink_batch(tag, b)
+
+        source.walk(on_esp, self._general, on_progress,
+                    on_batch if sink_batch is not None else None)
         self.frames += source.frame_count
         st = getattr(source.reader, "walk_stats", None) or {}
         self.truncated += st.get("truncated", 0)
@@ -332,10 +344,10 @@ class Decoder:
 
     def _general(self, fidx, num, ts, linktype, data, wirelen, _off):
         """Every frame that is not ESP of the common shape (:mod:`dissect.vpn.fast`)."""
-        if ts >= self._frag_deadline:
-            self._expire_fragments(ts)
         if ts > self._clock:
             self._clock = ts
+        if self._clock >= self._frag_deadline:
+            self._expire_fragments(self._clock)
         sink = self.sink
         keyed = getattr(sink, "keyed_spis", None) or None
         try:
