@@ -7,13 +7,11 @@ shapes are recognised for all of them with array operations:
 
 * Ethernet II + IPv4 without options, not fragmented, carrying ESP (IP protocol 50, RFC 4303)
   or ESP in UDP with port 4500 on either side (RFC 3948) — as :func:`~dissect.vpn.fast.esp_at`;
-* with ``ipv6=True`` only: Ethernet II + IPv6 whose first next header is ESP or UDP (no
-  extension header), payload length set — what :func:`dissect.vpn.link.decode_frame` and the
-  general decoder make of such a frame.  The batched walk leaves IPv6 to the general path: the
-  per-packet walk hands every IPv6 frame to the general decoder, whose IP-fragment clock advances
-  on each frame it sees (fragment sets expire as "timeout" at the first frame 30 s on); IPv6 ESP
-  taken out of that stream would report such sets as "end" instead, or let a late fragment
-  complete a set the per-packet walk had given up (tests/test_batch_walk.py).
+* Ethernet II + IPv6 whose first next header is ESP or UDP (no extension header), payload length
+  set — what :func:`dissect.vpn.link.decode_frame` and the general decoder make of such a frame
+  (``ipv6=False`` leaves IPv6 to the general path).  That such frames no longer pass the general
+  decoder changes nothing there: its IP-fragment clock is the latest timestamp of any frame, ESP
+  batches included (:class:`pcapvpn.decode.Decoder`).
 
 SPI 0 (reserved, RFC 4303 §2.1; on UDP 4500 the non-ESP marker of IKE) never qualifies, nor does
 an ESP header with fewer than 8 bytes captured.  Every other frame is left to the general path.
@@ -34,7 +32,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here: skip the thread pool
 
 import numpy as np  # noqa: E402
-from numpy.lib.stride_tricks import sliding_window_view as _windows  # noqa: E402
+from numpy.lib.stride_tricks import sliding_window_view as windows  # noqa: E402
 
 __all__ = ["EspBatch", "WINDOW", "classify"]
 
@@ -99,17 +97,21 @@ class EspBatch:
             yield ((tag, num), ts, v, s, d, sp, dp, spi, seq, ln)
 
 
-def _field(block, off, dtype):
+def field(block, off, dtype):
     """A view of the ``dtype`` field at window offset ``off`` of every row (no copy)."""
     return np.ndarray((block.shape[0],), dtype=dtype, buffer=block, offset=off,
                       strides=(block.strides[0],))
 
 
-def classify(buf, offsets: list, order: str, nanosecond: bool, number0: int = 0,
-             ipv6: bool = False):
+def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
+             ipv6: bool = True, ts=None, eth=None):
     """Classify the classic-pcap records starting at ``offsets`` in ``buf`` (a buffer holding
     ``LEAD`` bytes before the first offset and ``WINDOW`` bytes after the last; bytes after a
     record's end are read but never trusted).
+
+    pcapng enhanced packet blocks have the same 16 bytes before the frame (timestamp high and low,
+    captured and original length): pass their positions + 12, the timestamps ``ts`` (float64,
+    computed per interface) and ``eth`` (bool per record: the interface is Ethernet; None: all).
 
     Returns ``(ts, caplen, wirelen, other, inert, v4, v6)``: per record the timestamp (float64,
     correctly rounded from the integer tick count as :meth:`PcapReader.records` computes it) and
@@ -123,22 +125,28 @@ def classify(buf, offsets: list, order: str, nanosecond: bool, number0: int = 0,
     o = np.array(offsets, dtype=np.int64)
     o -= LEAD
     count = len(o)
-    block = _windows(np.frombuffer(buf, dtype=np.uint8), WINDOW)[o]
+    block = windows(np.frombuffer(buf, dtype=np.uint8), WINDOW)[o]
     bo = "<" if order == "<" else ">"
-    sec = _field(block, LEAD, bo + "u4").astype(np.int64)
-    frac = _field(block, LEAD + 4, bo + "u4").astype(np.int64)
-    cap = _field(block, LEAD + 8, bo + "u4").astype(np.int64)
-    wire = _field(block, LEAD + 12, bo + "u4").astype(np.int64)
-    if nanosecond:
+    cap = field(block, LEAD + 8, bo + "u4").astype(np.int64)
+    wire = field(block, LEAD + 12, bo + "u4").astype(np.int64)
+    if ts is not None:
+        pass
+    elif nanosecond:
+        sec = field(block, LEAD, bo + "u4").astype(np.int64)
+        frac = field(block, LEAD + 4, bo + "u4").astype(np.int64)
         # (sec * 10**9 + frac) exceeds 2**53: divide exactly in Python, as records() does
         ts = np.array([(s * 1000000000 + f) / 1000000000
                        for s, f in zip(sec.tolist(), frac.tolist())], dtype=np.float64)
     else:
         # exact: sec * 10**6 + frac < 2**53, and int / int of such values is a float division
+        sec = field(block, LEAD, bo + "u4").astype(np.int64)
+        frac = field(block, LEAD + 4, bo + "u4").astype(np.int64)
         ts = (sec * 1000000 + frac).astype(np.float64) / 1000000.0
     # the row as 22 big-endian words, made native and one contiguous array per word
     w = np.ascontiguousarray(block.view(">u4").T, dtype=np.uint32)
     et = w[7] & 0xFFFF  # frame bytes 12-13
+    if eth is not None:
+        et[~eth] = 0  # not Ethernet: neither ESP of a common shape nor inert
     ip0 = w[8]  # IP bytes 0-3
     ip1 = w[9]  # IPv4: identification, flags + fragment offset; IPv6: payload length, next header
 
@@ -170,10 +178,10 @@ def classify(buf, offsets: list, order: str, nanosecond: bool, number0: int = 0,
                     & (end6 >= 70) & (w[20] != 0))
             fast6 = udp6 | (v6 & (nh == 50) & (end6 >= 62) & (w[18] != 0))
             fast = fast4 | fast6
-        else:
-            # left to the general path, but inert for the IPv4 ESP of the batches: ESP, UDP (not
-            # VXLAN) and ICMPv6 right after the IPv6 header make events of IPv6 SAs only
-            plain6 = v6 & ((nh == 50) | (nh == 58) | ((nh == 17) & (dport6 != 4789)))
+        # inert when left to the general path: ESP, UDP (not VXLAN) and ICMPv6 right after the
+        # IPv6 header make no event of an IPv4 SA; and with ``ipv6`` none of an IPv6 SA either
+        # (what is not in the batches is ESP too short or with SPI 0, IKE, a keepalive, junk)
+        plain6 = v6 & ((nh == 50) | (nh == 58) | ((nh == 17) & (dport6 != 4789)))
 
     # the rest, and which of it is inert: cannot yield an ESP/AH event in the general decoder
     other = np.flatnonzero(~fast)

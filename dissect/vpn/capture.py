@@ -271,14 +271,6 @@ class _Reader:
             self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder, lts)
 
 
-def _cut_batch(b, k, np):
-    """``(batch, index)`` of :func:`dissect.vpn.batch.classify` without records ``k`` and on."""
-    if b is None:
-        return None
-    stop = int(np.searchsorted(b[1], k))
-    return (b[0].take(slice(0, stop)), b[1][:stop]) if stop else None
-
-
 def _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder, lts):
     frames = sum(lts.values())
     return {
@@ -462,56 +454,22 @@ class PcapReader(_Reader):
                                           {lt: number} if number else {})
 
     def _walk_batch(self, tag, on_batch, on_frame, on_checkpoint, every):
-        from dissect.vpn import batch as _vec
-
         self._begin()
-        stream = self._stream
-        readinto = getattr(stream, "readinto", None)
-        if readinto is None:
-            read = stream.read
-
-            def readinto(b):
-                data = read(len(b))
-                b[:len(data)] = data
-                return len(data)
-
+        bt = _Batcher(self, tag, on_batch, on_frame, on_checkpoint, every)
+        np = bt.np
+        classify = bt.vec.classify
         caplen_at = struct.Struct(self.byteorder + "8xI").unpack_from
         order = self.byteorder
         nanosecond = self.nanosecond
         snap = self.snaplen
         maxcap = MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
         warnings = self.warnings
-        window = _vec.WINDOW
-        lead = 8  # >= _vec.LEAD bytes kept free before the first record
-        size = BATCH_CHUNK
-        head = self._buf
-        if len(head) > size:
-            size = len(head)
-        buf = bytearray(lead + size + window)
-        n = lead + len(head)
-        buf[lead:n] = head
-        self._buf = b""
-        mv = memoryview(buf)
-        base = self._base - lead  # file offset of buf[0]
-        pos = lead
-        eof = False
-        number = 0
-        nbytes = 0
-        trunc = 0
-        tmax = float("-inf")
-        tmin = float("inf")
-        disorder = 0
-        first = None
-        mask = every - 1
-        np = _vec.np
         try:
             while True:
-                top = lead + size
-                while not eof and n < top:
-                    got = readinto(mv[n:top])
-                    if not got:
-                        eof = True
-                    n += got
+                bt.fill()
+                buf = bt.buf
+                n = bt.n
+                pos = bt.pos
                 offs = []
                 app = offs.append
                 # the record walk: nothing but lengths (the slack after n makes the read safe)
@@ -521,78 +479,26 @@ class PcapReader(_Reader):
                         break
                     app(pos)
                     pos = end
+                bt.pos = pos
                 corrupt = None
                 if pos + 16 <= n and caplen_at(buf, pos)[0] > maxcap:
-                    corrupt = (base + pos, caplen_at(buf, pos)[0])
+                    corrupt = (bt.base + pos, caplen_at(buf, pos)[0])
                 if offs:
-                    ts, cap, wire, other, inert, b4, b6 = _vec.classify(buf, offs, order,
-                                                                        nanosecond, number)
-                    big = np.flatnonzero(cap > maxcap)
+                    res = classify(buf, offs, order, nanosecond, bt.number)
+                    big = np.flatnonzero(res[1] > maxcap)
                     if len(big):
                         # an impossible length: what comes before it is analysed, nothing after
                         k = int(big[0])
-                        corrupt = (base + offs[k], int(cap[k]))
+                        corrupt = (bt.base + offs[k], int(res[1][k]))
+                        res = _cut(res, k, np)
                         del offs[k:]
-                        ts, cap, wire = ts[:k], cap[:k], wire[:k]
-                        cut = np.searchsorted(other, k)
-                        other, inert = other[:cut], inert[:cut]
-                        b4 = _cut_batch(b4, k, np)
-                        b6 = _cut_batch(b6, k, np)
-                if offs:
-                    k = len(offs)
-                    nbytes += int(cap.sum())
-                    trunc += int(np.count_nonzero(wire > cap))
-                    if first is None:
-                        first = float(ts[0])
-                    cm = np.maximum.accumulate(ts)
-                    if cm[0] < tmax:
-                        cm = np.maximum(cm, tmax)
-                    late = ts[1:] < cm[:-1]
-                    nlate = int(np.count_nonzero(late)) + (1 if ts[0] < tmax else 0)
-                    if nlate:
-                        disorder += nlate
-                        lo = float(ts[1:][late].min()) if late.any() else tmin
-                        if ts[0] < tmax:
-                            lo = min(lo, float(ts[0]))
-                        tmin = min(tmin, lo)
-                    tmax = max(tmax, float(cm[-1]))
-                    if on_checkpoint is not None:
-                        for num in range(number + every - (number & mask), number + k + 1,
-                                         every):
-                            on_checkpoint(num, base + offs[num - number - 1])
-                    if not len(other):
-                        for b in (b4, b6):
-                            if b is not None:
-                                on_batch(tag, b[0])
-                    else:
-                        done = [0, 0]
-                        pend = (b4, b6)
-
-                        def flush(r, done=done, pend=pend):
-                            for j in (0, 1):
-                                b = pend[j]
-                                if b is not None:
-                                    stop = int(np.searchsorted(b[1], r)) if r >= 0 else len(b[1])
-                                    if stop > done[j]:
-                                        on_batch(tag, b[0].take(slice(done[j], stop)))
-                                        done[j] = stop
-
-                        for r, t, c, w, quiet in zip(other.tolist(), ts[other].tolist(),
-                                                     cap[other].tolist(), wire[other].tolist(),
-                                                     inert.tolist()):
-                            if not quiet:
-                                flush(r)
-                            o = offs[r]
-                            on_frame(tag, number + r + 1, t, 1, bytes(mv[o + 16:o + 16 + c]), w,
-                                     base + o)
-                        flush(-1)
-                    number += k
-                    del ts, cap, wire, other, inert, b4, b6, cm, late
+                    if offs:
+                        bt.push(offs, 16, res, 1)
                 if corrupt is not None:
                     warnings.append((corrupt[0], f"corrupt record: captured length {corrupt[1]} "
                                      f"(snaplen {snap}); rest of file ignored"))
                     return
-                if eof:
+                if bt.eof:
                     if pos < n:
                         left = n - pos
                         if left < 16:
@@ -600,25 +506,12 @@ class PcapReader(_Reader):
                         else:
                             reason = (f"truncated record at end of file ({left - 16} of "
                                       f"{caplen_at(buf, pos)[0]} captured bytes)")
-                        warnings.append((base + pos, reason))
+                        warnings.append((bt.base + pos, reason))
                     return
-                left = n - pos
-                rest = bytes(mv[pos:n])
-                if left >= 16:
-                    need = 16 + caplen_at(buf, pos)[0]
-                    if need > size:
-                        # one record larger than the buffer: grow it to hold that record
-                        size = need
-                        mv.release()
-                        buf = bytearray(lead + size + window)
-                        mv = memoryview(buf)
-                buf[lead:lead + left] = rest
-                base += pos - lead
-                n = lead + left
-                pos = lead
+                bt.slide(16 + caplen_at(buf, pos)[0] if n - pos >= 16 else 16)
         finally:
-            self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder,
-                                          {1: number} if number else {})
+            self.walk_stats = bt.stats()
+
 
 
 class _Corrupt(Exception):
@@ -830,6 +723,156 @@ class PcapngReader(_Reader):
         # NRB, DSB, unknown and local blocks: skipped
         return None
 
+    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None):
+        """:meth:`_Reader.walk`; with ``on_batch``, runs of enhanced packet blocks are read and
+        classified a chunk at a time as :class:`PcapReader` does (every other block one at a
+        time by the rules of :meth:`records`)."""
+        if on_batch is None:
+            _Reader.walk(self, tag, on_esp, on_frame, on_checkpoint, every)
+            return
+        self._walk_batch(tag, on_batch, on_frame, on_checkpoint, every)
+
+    def _walk_batch(self, tag, on_batch, on_frame, on_checkpoint, every):
+        self._begin()
+        bt = _Batcher(self, tag, on_batch, on_frame, on_checkpoint, every)
+        warnings = self.warnings
+        last_ts = 0.0
+        try:
+            while True:
+                bt.fill()
+                buf = bt.buf
+                n = bt.n
+                pos = bt.pos
+                hdr = self._order.hdr
+                offs = []
+                app = offs.append
+                # a run of enhanced packet blocks: nothing but lengths (slack after n: safe)
+                while True:
+                    btype, blen = hdr(buf, pos)
+                    if btype != 6 or blen < 32:
+                        break
+                    end = pos + blen
+                    if end > n:
+                        break
+                    app(pos)
+                    pos = end
+                if offs:
+                    k, ts = self._epb_run(bt, offs)
+                    if k:
+                        last_ts = ts
+                    if k < len(offs):
+                        pos = offs[k]  # a block the general rules must look at
+                bt.pos = pos
+                if pos + 12 <= n:
+                    end, rec = self._block(buf, pos, n, bt.base, last_ts)
+                    if end is not None:
+                        bt.pos = end
+                        if rec is not None:
+                            last_ts = rec[0]
+                            bt.one(rec)
+                        continue
+                    need = rec
+                else:
+                    need = 12
+                if bt.eof:
+                    if pos < n:
+                        left = n - pos
+                        if left < 12:
+                            reason = f"truncated block header ({left} of 12 bytes) at end of file"
+                        else:
+                            reason = f"truncated block at end of file ({left} of {need} bytes)"
+                        warnings.append((bt.base + pos, reason))
+                    return
+                bt.slide(need)
+        except _Corrupt as exc:
+            warnings.append((bt.base + bt.pos, f"{exc}; rest of file ignored"))
+        except (struct.error, IndexError, ValueError, OverflowError) as exc:
+            warnings.append((bt.base + bt.pos, f"malformed block ({exc}); rest of file ignored"))
+        finally:
+            self._last_ts = last_ts
+            self.walk_stats = bt.stats()
+
+    def _epb_run(self, bt, offs):
+        """Classify and hand over the enhanced packet blocks at ``offs`` (whole, in the buffer);
+        stop before the first one the general rules must see (bad trailer, length or
+        interface).  Returns ``(blocks handed over, timestamp of the last)``."""
+        np = bt.np
+        vec = bt.vec
+        o = self._order
+        u4 = o.char + "u4"
+        buf = bt.buf
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        p = np.array(offs, dtype=np.int64)
+        head = vec.windows(arr, 28)[p]
+        blen = vec.field(head, 4, u4).astype(np.int64)
+        iid = vec.field(head, 8, u4).astype(np.int64)
+        cap = vec.field(head, 20, u4).astype(np.int64)
+        trailer = vec.windows(arr, 4)[p + blen - 4].view(u4).ravel()
+        secifs = self._secifs
+        bad = ((blen & 3) != 0) | (cap > blen - 32) | (trailer != blen) | (iid >= len(secifs))
+        k = int(bad.argmax()) if bad.any() else len(offs)
+        if not k:
+            return 0, 0.0
+        if k < len(offs):
+            p, head, blen, iid, cap = p[:k], head[:k], blen[:k], iid[:k], cap[:k]
+            offs = offs[:k]
+        ticks = (vec.field(head, 12, u4).astype(np.uint64) << np.uint64(32)) | \
+            vec.field(head, 16, u4).astype(np.uint64)
+        ids = np.unique(iid)
+        lt = np.empty(k, dtype=np.int64)
+        ts = np.empty(k, dtype=np.float64)
+        for i in ids.tolist():
+            gi, ltype, units, offt, _snap = secifs[i]
+            sel = iid == i
+            lt[sel] = ltype
+            t = ticks[sel]
+            if int(t.max()) + max(offt, 0) < 1 << 53 and offt >= 0 and units < 1 << 53:
+                # exact: both below 2**53, where int / int is one float division
+                ts[sel] = (t.astype(np.float64) + float(offt)) / float(units)
+            else:
+                ts[sel] = [(x + offt) / units for x in t.tolist()]
+        # options (epb_dropcount) after the padded data
+        opt = np.flatnonzero(blen - cap > 35)
+        for j in opt.tolist():
+            start = offs[j] + 28 + ((int(cap[j]) + 3) & -4)
+            self._epb_options(buf, start, offs[j] + int(blen[j]) - 4, secifs[int(iid[j])][0], o)
+        eth = lt == 1
+        res = vec.classify(buf, p + 12, o.char, False, bt.number, ts=ts,
+                           eth=None if eth.all() else eth)
+        bt.push(offs, 28, res, int(lt[0]) if len(ids) == 1 else lt)
+        return k, float(ts[-1])
+
+    def _block(self, buf, pos, n, base, last_ts):
+        """The block at ``buf[pos:]`` by the general rules: ``(end, record or None)``; or
+        ``(None, bytes needed from pos)`` when it is not wholly in ``buf[:n]``.  A section
+        header switches byte order and interfaces.  Raises :class:`_Corrupt`."""
+        o = self._order
+        btype, blen = o.hdr(buf, pos)
+        if btype == _SHB:
+            o = self._bom(buf[pos + 8:pos + 12])
+            if o is None:
+                raise _Corrupt(f"section header block with a bad byte-order magic "
+                               f"{buf[pos + 8:pos + 12].hex()}")
+            blen = o.u32(buf, pos + 4)[0]
+        if blen & 3 or blen < 12 or blen > MAX_RECORD:
+            raise _Corrupt(f"corrupt block length {blen} (block type {btype:#x})")
+        end = pos + blen
+        if end > n:
+            return None, blen
+        trailer = o.u32(buf, end - 4)[0]
+        if trailer != blen:
+            raise _Corrupt(f"block trailer length {trailer} differs from "
+                           f"block length {blen} (block type {btype:#x})")
+        self._last_ts = last_ts
+        if btype == _SHB:
+            if blen < 28:
+                raise _Corrupt(f"section header block too short ({blen} bytes)")
+            self._section(buf, pos, blen, o, base)
+            return end, None
+        if btype == _B_EPB:
+            return end, self._epb(buf, pos, blen, base)
+        return end, self._other(btype, buf, pos, blen, base)
+
     # -- the walk ---------------------------------------------------------------------------
 
     def records(self):
@@ -888,31 +931,9 @@ class PcapngReader(_Reader):
                             break
                 # slow path: one block of any other kind, or more data needed
                 if pos + 12 <= n:
-                    btype, blen = o.hdr(buf, pos)
-                    if btype == _SHB:
-                        o = self._bom(buf[pos + 8:pos + 12])
-                        if o is None:
-                            raise _Corrupt(f"section header block with a bad byte-order magic "
-                                           f"{buf[pos + 8:pos + 12].hex()}")
-                        blen = o.u32(buf, pos + 4)[0]
-                    if blen & 3 or blen < 12 or blen > MAX_RECORD:
-                        raise _Corrupt(f"corrupt block length {blen} (block type {btype:#x})")
-                    end = pos + blen
-                    if end <= n:
-                        trailer = o.u32(buf, end - 4)[0]
-                        if trailer != blen:
-                            raise _Corrupt(f"block trailer length {trailer} differs from "
-                                           f"block length {blen} (block type {btype:#x})")
-                        self._last_ts = last_ts
-                        if btype == _SHB:
-                            if blen < 28:
-                                raise _Corrupt(f"section header block too short ({blen} bytes)")
-                            self._section(buf, pos, blen, o, base)
-                            rec = None
-                        elif btype == _B_EPB:
-                            rec = self._epb(buf, pos, blen, base)
-                        else:
-                            rec = self._other(btype, buf, pos, blen, base)
+                    end, rec = self._block(buf, pos, n, base, last_ts)
+                    if end is not None:
+                        o = self._order
                         head7, head8, u32 = o.head7, o.head8, o.u32
                         secifs = self._secifs
                         cur = -1
@@ -921,7 +942,8 @@ class PcapngReader(_Reader):
                             yield rec
                         pos = end
                         continue
-                    need = end - n
+                    blen = rec
+                    need = pos + blen - n
                 else:
                     need = 12 - (n - pos)
                 chunk = read(need if need > CHUNK else CHUNK)
@@ -943,6 +965,205 @@ class PcapngReader(_Reader):
             warnings.append((base + pos, f"{exc}; rest of file ignored"))
         except (struct.error, IndexError, ValueError, OverflowError) as exc:
             warnings.append((base + pos, f"malformed block ({exc}); rest of file ignored"))
+
+
+# -- the batched walk (Ethernet records a chunk at a time: dissect.vpn.batch) ------------------
+
+
+def _readinto_of(stream):
+    """``stream.readinto``, or an equivalent made from ``read`` for streams without it."""
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return readinto
+    read = stream.read
+
+    def readinto(b):
+        data = read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    return readinto
+
+
+class _Batcher:
+    """What the batched walks of both formats share: one reused buffer (``LEAD`` free bytes, then
+    the data ``buf[pos:n]``, then ``WINDOW`` bytes of slack so that windows past a short last
+    record stay inside it), the counters of ``walk_stats``, and the hand-over of a classified run
+    of records in file order."""
+
+    LEAD = 8  # >= dissect.vpn.batch.LEAD
+
+    def __init__(self, reader, tag, on_batch, on_frame, on_checkpoint, every):
+        from dissect.vpn import batch as vec
+
+        self.vec = vec
+        self.np = vec.np
+        self.readinto = _readinto_of(reader._stream)
+        head = reader._buf
+        reader._buf = b""
+        self.size = max(BATCH_CHUNK, len(head))
+        self.buf = bytearray(self.LEAD + self.size + vec.WINDOW)
+        self.n = self.LEAD + len(head)
+        self.buf[self.LEAD:self.n] = head
+        self.mv = memoryview(self.buf)
+        self.base = reader._base - self.LEAD  # file offset of buf[0]
+        self.pos = self.LEAD
+        self.eof = False
+        self.tag = tag
+        self.on_batch = on_batch
+        self.on_frame = on_frame
+        self.on_checkpoint = on_checkpoint
+        self.every = every
+        self.number = 0
+        self.nbytes = 0
+        self.trunc = 0
+        self.tmax = float("-inf")
+        self.tmin = float("inf")
+        self.disorder = 0
+        self.first = None
+        self.lts: dict = {}
+
+    def fill(self):
+        """Read until the buffer is full or the stream ends."""
+        top = self.LEAD + self.size
+        readinto = self.readinto
+        mv = self.mv
+        n = self.n
+        while not self.eof and n < top:
+            got = readinto(mv[n:top])
+            if not got:
+                self.eof = True
+            n += got
+        self.n = n
+
+    def slide(self, need):
+        """Keep ``buf[pos:n]`` at the front, with room for ``need`` bytes from there."""
+        pos, n, lead = self.pos, self.n, self.LEAD
+        left = n - pos
+        rest = bytes(self.mv[pos:n])
+        if need > self.size:
+            # one record larger than the buffer: grow it to hold that record
+            self.size = need
+            self.mv.release()
+            self.buf = bytearray(lead + need + self.vec.WINDOW)
+            self.mv = memoryview(self.buf)
+        self.buf[lead:lead + left] = rest
+        self.base += pos - lead
+        self.n = lead + left
+        self.pos = lead
+
+    def push(self, offs, skip, res, lt):
+        """Hand over the records at ``offs`` (positions in ``buf``; the frame ``skip`` bytes on),
+        classified (``res``: :func:`dissect.vpn.batch.classify`); ``lt`` their linktype (an int,
+        or an array per record)."""
+        np = self.np
+        ts, cap, wire, other, inert, b4, b6 = res
+        k = len(offs)
+        number = self.number
+        base = self.base
+        self.nbytes += int(cap.sum())
+        self.trunc += int(np.count_nonzero(wire > cap))
+        if self.first is None:
+            self.first = float(ts[0])
+        tmax = self.tmax
+        cm = np.maximum.accumulate(ts)
+        if cm[0] < tmax:
+            cm = np.maximum(cm, tmax)
+        late = ts[1:] < cm[:-1]
+        first_late = bool(ts[0] < tmax)
+        nlate = int(np.count_nonzero(late)) + first_late
+        if nlate:
+            self.disorder += nlate
+            lo = float(ts[1:][late].min()) if nlate > first_late else self.tmin
+            if first_late:
+                lo = min(lo, float(ts[0]))
+            self.tmin = min(self.tmin, lo)
+        self.tmax = max(tmax, float(cm[-1]))
+        lts = self.lts
+        if isinstance(lt, int):
+            lts[lt] = lts.get(lt, 0) + k
+        else:
+            for v, c in zip(*np.unique(lt, return_counts=True)):
+                lts[int(v)] = lts.get(int(v), 0) + int(c)
+        every = self.every
+        if self.on_checkpoint is not None:
+            for num in range(number + every - (number & (every - 1)), number + k + 1, every):
+                self.on_checkpoint(num, base + offs[num - number - 1])
+        tag = self.tag
+        on_batch = self.on_batch
+        if not len(other):
+            for b in (b4, b6):
+                if b is not None:
+                    on_batch(tag, b[0])
+        else:
+            done = [0, 0]
+            pend = (b4, b6)
+
+            def flush(r):
+                for j in (0, 1):
+                    b = pend[j]
+                    if b is not None:
+                        stop = int(np.searchsorted(b[1], r)) if r >= 0 else len(b[1])
+                        if stop > done[j]:
+                            on_batch(tag, b[0].take(slice(done[j], stop)))
+                            done[j] = stop
+
+            on_frame = self.on_frame
+            mv = self.mv
+            lts_o = [lt] * len(other) if isinstance(lt, int) else lt[other].tolist()
+            # an inert record earlier than something before it: ESP pending before it may carry
+            # the latest time so far, which the decoder's fragment clock must have seen first
+            inert = inert & (ts[other] >= cm[other])
+            for r, t, c, w, quiet, ltr in zip(other.tolist(), ts[other].tolist(),
+                                              cap[other].tolist(), wire[other].tolist(),
+                                              inert.tolist(), lts_o):
+                if not quiet:
+                    flush(r)
+                o = offs[r] + skip
+                on_frame(tag, number + r + 1, t, ltr, bytes(mv[o:o + c]), w, base + offs[r])
+            flush(-1)
+        self.number = number + k
+
+    def one(self, rec):
+        """A record read one at a time (a ``records()`` tuple)."""
+        ts, lt, data, wirelen, offset, _iface = rec
+        self.number += 1
+        number = self.number
+        if self.on_checkpoint is not None and not number & (self.every - 1):
+            self.on_checkpoint(number, offset)
+        if lt == NONPACKET:
+            return
+        self.lts[lt] = self.lts.get(lt, 0) + 1
+        if self.first is None:
+            self.first = ts
+        self.nbytes += len(data)
+        if wirelen > len(data):
+            self.trunc += 1
+        if ts >= self.tmax:
+            self.tmax = ts
+        else:
+            self.disorder += 1
+            if ts < self.tmin:
+                self.tmin = ts
+        self.on_frame(self.tag, number, ts, lt, data, wirelen, offset)
+
+    def stats(self) -> dict:
+        return _walk_stats(self.number, self.nbytes, self.trunc, self.first, self.tmin, self.tmax,
+                           self.disorder, self.lts)
+
+
+def _cut(res, k, np):
+    """:func:`dissect.vpn.batch.classify`'s result without records ``k`` and on."""
+    ts, cap, wire, other, inert, b4, b6 = res
+    cut = int(np.searchsorted(other, k))
+
+    def batch(b):
+        if b is None:
+            return None
+        stop = int(np.searchsorted(b[1], k))
+        return (b[0].take(slice(0, stop)), b[1][:stop]) if stop else None
+
+    return ts[:k], cap[:k], wire[:k], other[:cut], inert[:cut], batch(b4), batch(b6)
 
 
 # -- writers ----------------------------------------------------------------------------------
