@@ -40,8 +40,9 @@ __all__ = ["EspBatch", "WINDOW", "classify"]
 #: header (frame offset 14) starts 8-byte aligned in the row; up to IP offset 56 (IPv6 40 + UDP 8
 #: + SPI and sequence number 8)
 WINDOW = 88
-#: bytes the buffer must hold before the first record and after the last one
+#: bytes the buffer must hold before the first record, and after the last one
 LEAD = 2
+SLACK = WINDOW + 8  # a window read past up to two VLAN tags
 
 _H = 18  # frame offset 0 in the window
 
@@ -106,7 +107,7 @@ def field(block, off, dtype):
 def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
              ipv6: bool = True, ts=None, eth=None):
     """Classify the classic-pcap records starting at ``offsets`` in ``buf`` (a buffer holding
-    ``LEAD`` bytes before the first offset and ``WINDOW`` bytes after the last; bytes after a
+    ``LEAD`` bytes before the first offset and ``SLACK`` bytes after the last; bytes after a
     record's end are read but never trusted).
 
     pcapng enhanced packet blocks have the same 16 bytes before the frame (timestamp high and low,
@@ -142,16 +143,81 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
         sec = field(block, LEAD, bo + "u4").astype(np.int64)
         frac = field(block, LEAD + 4, bo + "u4").astype(np.int64)
         ts = (sec * 1000000 + frac).astype(np.float64) / 1000000.0
-    # the row as 22 big-endian words, made native and one contiguous array per word
-    w = np.ascontiguousarray(block.view(">u4").T, dtype=np.uint32)
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    w = _words(block)
     et = w[7] & 0xFFFF  # frame bytes 12-13
     if eth is not None:
         et[~eth] = 0  # not Ethernet: neither ESP of a common shape nor inert
+    r = _shapes(w, block, cap, et, ipv6)
+    # 802.1Q / 802.1ad tags (one or two): the same shapes 4 or 8 bytes on (mirror ports are
+    # often trunks); the general decoder peels them and makes the same events
+    tagged = np.isin(et, _TAGS)
+    if tagged.any():
+        inner = np.where(np.isin(w[8] & 0xFFFF, _TAGS), 8, 4)
+        inner[np.isin(w[8] & 0xFFFF, _TAGS) & np.isin(w[9] & 0xFFFF, _TAGS)] = 0  # 3 tags: no
+        for shift in (4, 8):
+            sel = np.flatnonzero(tagged & (inner == shift))
+            if not len(sel):
+                continue
+            blk = windows(arr, WINDOW)[o[sel] + shift]
+            w2 = _words(blk)
+            _merge(r, sel, _shapes(w2, blk, cap[sel] - shift, w2[7] & 0xFFFF, ipv6))
+    fast4, fast6 = r["fast4"], r["fast6"]
+    fast = fast4 | fast6 if fast6 is not None else fast4
+    other = np.flatnonzero(~fast)
+    inert = r["inert"][other]
+
+    out4 = out6 = None
+    if fast4.all():
+        idx4 = np.arange(count)
+        sel = slice(None)
+    else:
+        idx4 = sel = np.flatnonzero(fast4)
+    if len(idx4):
+        out4 = (EspBatch(4, idx4 + (number0 + 1), ts[sel], r["src"][sel], r["dst"][sel],
+                         r["sport"][sel], r["dport"][sel], r["spi"][sel], r["seq"][sel],
+                         r["length"][sel]), idx4)
+    if fast6 is not None:
+        idx6 = np.flatnonzero(fast6)
+        if len(idx6):
+            out6 = (EspBatch(6, idx6 + (number0 + 1), ts[idx6], r["src6"][idx6], r["dst6"][idx6],
+                             r["sport6"][idx6], r["dport6"][idx6], r["spi6"][idx6],
+                             r["seq6"][idx6], r["length6"][idx6]), idx6)
+    return ts, cap, wire, other, inert, out4, out6
+
+
+#: Ethernet types of VLAN tags (dissect.vpn.link.ETH_VLAN)
+_TAGS = np.array([0x8100, 0x88A8, 0x9100, 0x9200], dtype=np.uint32)
+
+
+def _words(block):
+    """The rows of ``block`` as 22 big-endian words, made native, one contiguous array per word
+    (word ``k`` holds frame bytes ``4k - 18`` .. ``4k - 15``)."""
+    return np.ascontiguousarray(block.view(">u4").T, dtype=np.uint32)
+
+
+def _merge(r, sel, r2):
+    """Put the results ``r2`` for the records ``sel`` into ``r``."""
+    for key, val in r2.items():
+        if val is None:
+            continue
+        cur = r[key]
+        if cur is None:
+            cur = r[key] = np.zeros((len(r["fast4"]),) + val.shape[1:], dtype=val.dtype)
+        cur[sel] = val
+
+
+def _shapes(w, block, cap, et, ipv6):
+    """Classify frames whose Ethernet type is ``et`` and whose IP header starts at word 8 of
+    ``w`` (``cap``: captured bytes from the start of the 14-byte Ethernet header before it).
+    Returns per record ``fast4``, ``fast6`` (None: no IPv6 ESP looked for or found), ``inert``,
+    and the ESP event's fields (IPv4: ``src``, ``dst``, ``sport``, ``dport``, ``spi``, ``seq``,
+    ``length``; IPv6 the same with a 6 appended; meaningful only where fast)."""
     ip0 = w[8]  # IP bytes 0-3
     ip1 = w[9]  # IPv4: identification, flags + fragment offset; IPv6: payload length, next header
-
     # IPv4 (as dissect.vpn.fast.esp_at): no options, not a fragment
-    v4 = (et == 0x0800) & ((ip0 >> 24) == 0x45) & ((ip1 & 0x3FFF) == 0) & (cap >= 42)
+    unfrag = (ip1 & 0x3FFF) == 0
+    v4 = (et == 0x0800) & ((ip0 >> 24) == 0x45) & unfrag & (cap >= 42)
     proto = (w[10] >> 16) & 0xFF
     ipend = np.minimum((ip0 & 0xFFFF).astype(np.int64) + 14, cap)
     w1 = w[13]  # ESP: SPI; UDP: ports
@@ -160,11 +226,22 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
     nat4 = (sport == 4500) | (dport == 4500)
     udp4 = v4 & (proto == 17) & nat4 & (ipend >= 50) & (w[15] != 0)
     fast4 = udp4 | (v4 & (proto == 50) & (w1 != 0) & (ipend >= 42))
-    fast = fast4
-
+    r = {"fast4": fast4, "fast6": None,
+         "src": w[11].astype(np.int64), "dst": w[12].astype(np.int64),
+         "sport": np.where(udp4, sport.astype(np.int64), -1),
+         "dport": np.where(udp4, dport.astype(np.int64), -1),
+         "spi": np.where(udp4, w[15], w1).astype(np.int64),
+         "seq": np.where(udp4, w[16], w[14]).astype(np.int64),
+         "length": ipend - np.where(udp4, 42, 34)}
+    # inert when left to the general path: no ESP/AH event can come of it
+    ip4 = (et == 0x0800) & ((ip0 >> 28) == 4) & (cap >= 42) & unfrag
+    # UDP only without IPv4 options (they move the ports) and with a sane total length
+    udp = ((ip0 >> 24) == 0x45) & (proto == 17) & (ipend >= 42)
+    # a NAT-T port and no ESP header: IKE behind the non-ESP marker, a keepalive, or junk
+    udp_ike = nat4 & ((ipend < 50) | (w[15] == 0))
+    udp_plain = ~nat4 & (dport != 4789)
+    inert = (et == 0x0806) | (ip4 & ((proto == 1) | (udp & (udp_ike | udp_plain))))
     # IPv6 without extension headers (dissect.vpn.link.decode_frame's fast shape)
-    fast6 = None
-    plain6 = None
     is6 = et == 0x86DD
     if is6.any():
         plen = (ip1 >> 16).astype(np.int64)
@@ -177,59 +254,24 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
             udp6 = (v6 & (nh == 17) & ((sport6 == 4500) | (dport6 == 4500)) & (dport6 != 4789)
                     & (end6 >= 70) & (w[20] != 0))
             fast6 = udp6 | (v6 & (nh == 50) & (end6 >= 62) & (w[18] != 0))
-            fast = fast4 | fast6
-        # inert when left to the general path: ESP, UDP (not VXLAN) and ICMPv6 right after the
-        # IPv6 header make no event of an IPv4 SA; and with ``ipv6`` none of an IPv6 SA either
-        # (what is not in the batches is ESP too short or with SPI 0, IKE, a keepalive, junk)
-        plain6 = v6 & ((nh == 50) | (nh == 58) | ((nh == 17) & (dport6 != 4789)))
-
-    # the rest, and which of it is inert: cannot yield an ESP/AH event in the general decoder
-    other = np.flatnonzero(~fast)
-    if len(other):
-        e = et[other]
-        c = cap[other]
-        i0 = ip0[other]
-        pr = proto[other]
-        end = ipend[other]
-        ip4 = (e == 0x0800) & ((i0 >> 28) == 4) & (c >= 42) & ((ip1[other] & 0x3FFF) == 0)
-        # UDP only without IPv4 options (they move the ports) and with a sane total length
-        udp = ((i0 >> 24) == 0x45) & (pr == 17) & (end >= 42)
-        nat = nat4[other]
-        # a NAT-T port and no ESP header: IKE behind the non-ESP marker, a keepalive, or junk
-        udp_ike = nat & ((end < 50) | (w[15][other] == 0))
-        udp_plain = ~nat & (dport[other] != 4789)
-        inert = (e == 0x0806) | (ip4 & ((pr == 1) | (udp & (udp_ike | udp_plain))))
-        if plain6 is not None:
-            inert |= plain6[other]
-    else:
-        inert = np.zeros(0, dtype=bool)
-
-    out4 = out6 = None
-    if fast4.all():
-        idx4 = np.arange(count)
-        sel = slice(None)
-    else:
-        idx4 = sel = np.flatnonzero(fast4)
-    if len(idx4):
-        nat = udp4[sel]
-        out4 = (EspBatch(4, idx4 + (number0 + 1), ts[sel], w[11][sel].astype(np.int64),
-                         w[12][sel].astype(np.int64),
-                         np.where(nat, sport[sel].astype(np.int64), -1),
-                         np.where(nat, dport[sel].astype(np.int64), -1),
-                         np.where(nat, w[15][sel], w1[sel]).astype(np.int64),
-                         np.where(nat, w[16][sel], w[14][sel]).astype(np.int64),
-                         ipend[sel] - np.where(nat, 42, 34)), idx4)
-    if fast6 is not None:
-        idx6 = np.flatnonzero(fast6)
-        if len(idx6):
-            nat = udp6[idx6]
-            rows = block[idx6]
-            out6 = (EspBatch(6, idx6 + (number0 + 1), ts[idx6],
-                             np.ascontiguousarray(rows[:, _H + 22:_H + 38]),
-                             np.ascontiguousarray(rows[:, _H + 38:_H + 54]),
-                             np.where(nat, sport6[idx6].astype(np.int64), -1),
-                             np.where(nat, dport6[idx6].astype(np.int64), -1),
-                             np.where(nat, w[20][idx6], w[18][idx6]).astype(np.int64),
-                             np.where(nat, w[21][idx6], w[19][idx6]).astype(np.int64),
-                             end6[idx6] - np.where(nat, 62, 54)), idx6)
-    return ts, cap, wire, other, inert, out4, out6
+            if fast6.any():
+                i6 = np.flatnonzero(fast6)
+                src6 = np.zeros((len(cap), 16), dtype=np.uint8)
+                dst6 = np.zeros((len(cap), 16), dtype=np.uint8)
+                src6[i6] = block[i6, _H + 22:_H + 38]
+                dst6[i6] = block[i6, _H + 38:_H + 54]
+                r.update({
+                    "fast6": fast6, "src6": src6, "dst6": dst6,
+                    "sport6": np.where(udp6, sport6.astype(np.int64), -1),
+                    "dport6": np.where(udp6, dport6.astype(np.int64), -1),
+                    "spi6": np.where(udp6, w[20], w[18]).astype(np.int64),
+                    "seq6": np.where(udp6, w[21], w[19]).astype(np.int64),
+                    "length6": end6 - np.where(udp6, 62, 54)})
+        # ESP, UDP (not VXLAN) and ICMPv6 right after the IPv6 header make no event of an IPv4
+        # SA; and with ``ipv6`` none of an IPv6 SA either (what is not in the batches is ESP too
+        # short or with SPI 0, IKE, a keepalive, junk)
+        inert |= v6 & ((nh == 50) | (nh == 58) | ((nh == 17) & (dport6 != 4789)))
+    r["inert"] = inert & ~fast4 if r["fast6"] is None else inert & ~(fast4 | r["fast6"])
+    for key in ("src6", "dst6", "sport6", "dport6", "spi6", "seq6", "length6"):
+        r.setdefault(key, None)
+    return r

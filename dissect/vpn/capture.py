@@ -987,7 +987,7 @@ def _readinto_of(stream):
 
 class _Batcher:
     """What the batched walks of both formats share: one reused buffer (``LEAD`` free bytes, then
-    the data ``buf[pos:n]``, then ``WINDOW`` bytes of slack so that windows past a short last
+    the data ``buf[pos:n]``, then ``SLACK`` bytes of slack so that windows past a short last
     record stay inside it), the counters of ``walk_stats``, and the hand-over of a classified run
     of records in file order."""
 
@@ -1002,7 +1002,7 @@ class _Batcher:
         head = reader._buf
         reader._buf = b""
         self.size = max(BATCH_CHUNK, len(head))
-        self.buf = bytearray(self.LEAD + self.size + vec.WINDOW)
+        self.buf = bytearray(self.LEAD + self.size + vec.SLACK)
         self.n = self.LEAD + len(head)
         self.buf[self.LEAD:self.n] = head
         self.mv = memoryview(self.buf)
@@ -1045,7 +1045,7 @@ class _Batcher:
             # one record larger than the buffer: grow it to hold that record
             self.size = need
             self.mv.release()
-            self.buf = bytearray(lead + need + self.vec.WINDOW)
+            self.buf = bytearray(lead + need + self.vec.SLACK)
             self.mv = memoryview(self.buf)
         self.buf[lead:lead + left] = rest
         self.base += pos - lead
