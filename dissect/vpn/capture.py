@@ -54,7 +54,7 @@ __all__ = [
 
 CHUNK = 1 << 20
 #: bytes per chunk of the batched walk (PcapReader.walk with ``on_batch``)
-BATCH_CHUNK = 16 << 20
+BATCH_CHUNK = 8 << 20
 NONPACKET = -1
 MAX_RECORD = 256 << 20  # no sane record is bigger: a bigger length means garbage
 
