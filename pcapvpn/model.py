@@ -9,9 +9,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 
 SCHEMA_VERSION = "0.1"
+
+
+def asdict(obj):
+    """:func:`dataclasses.asdict` without its deep copy of every value: the model's leaves are
+    numbers, strings and None, and a report of a big capture holds tens of thousands of them."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: asdict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, list):
+        return [asdict(v) for v in obj]
+    if isinstance(obj, tuple):
+        if hasattr(obj, "_fields"):  # a named tuple
+            return type(obj)(*[asdict(v) for v in obj])
+        return tuple(asdict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {asdict(k): asdict(v) for k, v in obj.items()}
+    return obj
 
 
 def rfc3339(ts: float | None) -> str | None:

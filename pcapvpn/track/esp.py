@@ -436,7 +436,67 @@ class EspTracker:
         order = np.argsort(key, kind="stable")
         sk = key[order]
         cuts = (np.flatnonzero(sk[1:] != sk[:-1]) + 1).tolist()
-        for s, e in zip([0] + cuts, cuts + [n]):
+        starts = [0] + cuts
+        ends = cuts + [n]
+        if batch.ipver != 4:
+            for s, e in zip(starts, ends):
+                self._esp_group(tag, batch, order[s:e], np)
+            return
+        # IPv4: an SA whose whole share of the chunk is one run (the common case) is applied
+        # from per-group sums made for all groups at once; the others take _esp_group
+        ss = np.array(starts)
+        last = np.array(ends) - 1
+        seq = batch.seq[order]
+        src = batch.src[order]
+        sport = batch.sport[order]
+        ts = batch.ts[order]
+        ln = batch.length[order]
+        r = seq - np.arange(n)
+        brk = np.zeros(n, dtype=np.int64)
+        brk[1:] = (r[1:] != r[:-1]) | (src[1:] != src[:-1]) | (sport[1:] != sport[:-1])
+        brk[ss] = 0  # a group's first packet is not a break
+        pos = np.arange(n)
+        big = ln >= self.large_packet
+        whole = (np.add.reduceat(brk, ss) == 0).tolist()
+        tmax = np.maximum.reduceat(ts, ss).tolist()
+        lsum = np.add.reduceat(ln, ss).tolist()
+        lmax = np.maximum.reduceat(ln, ss).tolist()
+        lmin = np.minimum.reduceat(ln, ss).tolist()
+        nbig = np.add.reduceat(big.astype(np.int64), ss).tolist()
+        fbig = ts[np.minimum(np.minimum.reduceat(np.where(big, pos, n), ss), n - 1)].tolist()
+        lbig = ts[np.maximum.reduceat(np.where(big, pos, 0), ss)].tolist()
+        first_seq = seq[ss].tolist()
+        last_seq = seq[last].tolist()
+        first_src = src[ss].tolist()
+        first_sport = sport[ss].tolist()
+        last_ts = ts[last].tolist()
+        last_num = batch.num[order[last]].tolist()
+        dsts = batch.dst[order[ss]].tolist()
+        spis = spi_a[order[ss]].tolist()
+        get = self._esp2.get
+        for g, (s, e) in enumerate(zip(starts, ends)):
+            if whole[g]:
+                sa = get((dsts[g].to_bytes(4, "big"), spis[g]))
+                if (sa is not None and sa.packets >= SAMPLE_REFS and sa.nxt == first_seq[g]
+                        and first_sport[g] == sa._csport
+                        and first_src[g].to_bytes(4, "big") == sa._csrc):
+                    if tmax[g] >= sa.bin_end:
+                        _roll_run(sa, ts[s:e], np)
+                    sa.nxt = last_seq[g] + 1
+                    sa.packets += e - s
+                    sa.bytes += lsum[g]
+                    if lmax[g] > sa.max_len:
+                        sa.max_len = lmax[g]
+                    if lmin[g] < sa.min_len:
+                        sa.min_len = lmin[g]
+                    if nbig[g]:
+                        if not sa.large:
+                            sa.first_large_ts = fbig[g]
+                        sa.large += nbig[g]
+                        sa.last_large_ts = lbig[g]
+                    sa.last_ts = last_ts[g]
+                    sa.last_ref = (tag, last_num[g])
+                    continue
             self._esp_group(tag, batch, order[s:e], np)
 
     def _esp_group(self, tag, b, ix, np):
