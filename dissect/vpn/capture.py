@@ -271,6 +271,20 @@ class _Reader:
             self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder, lts)
 
 
+def _pcap_tail(left, caplen):
+    """The warning for the last ``left`` bytes of a pcap file: a record cut off."""
+    if left < 16:
+        return f"truncated record header ({left} of 16 bytes) at end of file"
+    return f"truncated record at end of file ({left - 16} of {caplen} captured bytes)"
+
+
+def _pcapng_tail(left, blen):
+    """The warning for the last ``left`` bytes of a pcapng file: a block cut off."""
+    if left < 12:
+        return f"truncated block header ({left} of 12 bytes) at end of file"
+    return f"truncated block at end of file ({left} of {blen} bytes)"
+
+
 def _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder, lts):
     frames = sum(lts.values())
     return {
@@ -344,11 +358,7 @@ class PcapReader(_Reader):
             if not chunk:
                 if pos < n:
                     left = n - pos
-                    if left < 16:
-                        reason = f"truncated record header ({left} of 16 bytes) at end of file"
-                    else:
-                        reason = (f"truncated record at end of file ({left - 16} of "
-                                  f"{unpack(buf, pos)[2]} captured bytes)")
+                    reason = _pcap_tail(left, unpack(buf, pos)[2] if left >= 16 else 0)
                     warnings.append((base + pos, reason))
                 return
             buf = buf[pos:] + chunk if pos < n else chunk
@@ -437,11 +447,7 @@ class PcapReader(_Reader):
                 if not chunk:
                     if pos < n:
                         left = n - pos
-                        if left < 16:
-                            reason = f"truncated record header ({left} of 16 bytes) at end of file"
-                        else:
-                            reason = (f"truncated record at end of file ({left - 16} of "
-                                      f"{unpack(buf, pos)[2]} captured bytes)")
+                        reason = _pcap_tail(left, unpack(buf, pos)[2] if left >= 16 else 0)
                         warnings.append((base + pos, reason))
                     return
                 buf = buf[pos:] + chunk if pos < n else chunk
@@ -501,11 +507,7 @@ class PcapReader(_Reader):
                 if bt.eof:
                     if pos < n:
                         left = n - pos
-                        if left < 16:
-                            reason = f"truncated record header ({left} of 16 bytes) at end of file"
-                        else:
-                            reason = (f"truncated record at end of file ({left - 16} of "
-                                      f"{caplen_at(buf, pos)[0]} captured bytes)")
+                        reason = _pcap_tail(left, caplen_at(buf, pos)[0] if left >= 16 else 0)
                         warnings.append((bt.base + pos, reason))
                     return
                 bt.slide(16 + caplen_at(buf, pos)[0] if n - pos >= 16 else 16)
@@ -777,10 +779,7 @@ class PcapngReader(_Reader):
                 if bt.eof:
                     if pos < n:
                         left = n - pos
-                        if left < 12:
-                            reason = f"truncated block header ({left} of 12 bytes) at end of file"
-                        else:
-                            reason = f"truncated block at end of file ({left} of {need} bytes)"
+                        reason = _pcapng_tail(left, need)
                         warnings.append((bt.base + pos, reason))
                     return
                 bt.slide(need)
@@ -950,11 +949,7 @@ class PcapngReader(_Reader):
                 if not chunk:
                     if pos < n:
                         left = n - pos
-                        if left < 12:
-                            reason = f"truncated block header ({left} of 12 bytes) at end of file"
-                        else:
-                            reason = (f"truncated block at end of file ({left} of "
-                                      f"{blen} bytes)")
+                        reason = _pcapng_tail(left, blen if left >= 12 else 0)
                         warnings.append((base + pos, reason))
                     return
                 buf = buf[pos:] + chunk if pos < n else chunk
