@@ -81,6 +81,28 @@ def _src_at(src, i, ipver):
     return src[i].tobytes()
 
 
+def _apply_run(sa, last_seq, count, nbytes, hi, lo, nbig, first_big_ts, last_big_ts, last_ts,
+               last_ref):
+    """``count`` packets in order from ``sa.nxt`` to ``last_seq``, from the SA's current source
+    (their time bins already rolled): what the per-packet handler's in-order path does, at once.
+    ``hi``/``lo``: their largest and smallest length; ``nbig``: how many are large, the first and
+    last of those at ``first_big_ts``/``last_big_ts``."""
+    sa.nxt = last_seq + 1
+    sa.packets += count
+    sa.bytes += nbytes
+    if hi > sa.max_len:
+        sa.max_len = hi
+    if lo < sa.min_len:
+        sa.min_len = lo
+    if nbig:
+        if not sa.large:
+            sa.first_large_ts = first_big_ts
+        sa.large += nbig
+        sa.last_large_ts = last_big_ts
+    sa.last_ts = last_ts
+    sa.last_ref = last_ref
+
+
 def _roll_run(sa, t, np):
     """Time bins for a run of packets with timestamps ``t`` (before ``sa.packets`` counts them):
     what :meth:`EspTracker._roll` does packet by packet.  A packet counts in the bin of the
@@ -482,20 +504,8 @@ class EspTracker:
                         and first_src[g].to_bytes(4, "big") == sa._csrc):
                     if tmax[g] >= sa.bin_end:
                         _roll_run(sa, ts[s:e], np)
-                    sa.nxt = last_seq[g] + 1
-                    sa.packets += e - s
-                    sa.bytes += lsum[g]
-                    if lmax[g] > sa.max_len:
-                        sa.max_len = lmax[g]
-                    if lmin[g] < sa.min_len:
-                        sa.min_len = lmin[g]
-                    if nbig[g]:
-                        if not sa.large:
-                            sa.first_large_ts = fbig[g]
-                        sa.large += nbig[g]
-                        sa.last_large_ts = lbig[g]
-                    sa.last_ts = last_ts[g]
-                    sa.last_ref = (tag, last_num[g])
+                    _apply_run(sa, last_seq[g], e - s, lsum[g], lmax[g], lmin[g], nbig[g],
+                               fbig[g], lbig[g], last_ts[g], (tag, last_num[g]))
                     continue
             self._esp_group(tag, batch, order[s:e], np)
 
@@ -555,23 +565,15 @@ class EspTracker:
             if last >= sa.bin_end or float(t.max()) >= sa.bin_end:
                 _roll_run(sa, t, np)
             ln = length[i:j]
-            sa.nxt = int(seq[j - 1]) + 1
-            sa.packets += j - i
-            sa.bytes += int(ln.sum())
             hi = int(ln.max())
-            lo = int(ln.min())
-            if hi > sa.max_len:
-                sa.max_len = hi
-            if lo < sa.min_len:
-                sa.min_len = lo
+            nbig = fbig = lbig = 0
             if hi >= large:
                 big = ln >= large
-                if not sa.large:
-                    sa.first_large_ts = float(t[int(big.argmax())])
-                sa.large += int(np.count_nonzero(big))
-                sa.last_large_ts = float(t[len(big) - 1 - int(big[::-1].argmax())])
-            sa.last_ts = last
-            sa.last_ref = (tag, int(num[j - 1]))
+                nbig = int(np.count_nonzero(big))
+                fbig = float(t[int(big.argmax())])
+                lbig = float(t[len(big) - 1 - int(big[::-1].argmax())])
+            _apply_run(sa, int(seq[j - 1]), j - i, int(ln.sum()), hi, int(ln.min()), nbig, fbig,
+                       lbig, last, (tag, int(num[j - 1])))
             i = j
 
     def fragmented(self, ipver, src, dst, spi, frames, proto="esp"):
