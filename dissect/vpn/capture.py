@@ -22,9 +22,22 @@ A few pcapng blocks carry no packet but are still numbered as frames by Wireshar
 Wireshark's numbering; consumers that only want packets skip them.  A Simple Packet Block has no
 timestamp (Wireshark shows none): it is given the timestamp of the previous record of the file.
 
-Problems after the file header never raise: a truncated last record, an impossible length, a
-mismatched block trailer or a reference to an undeclared interface append ``(offset, reason)`` to
-``reader.warnings`` and end the iteration; every record before it has been yielded.
+Problems after the file header never raise: they are damage, listed in ``reader.damage``
+(:class:`Damage`: byte range, records lost, reason, neighbouring timestamps) and, one line each,
+in ``reader.warnings`` (``(offset, reason)``), and reading goes on:
+
+* bytes that are not a record (an impossible captured length, a pcapng block whose length or
+  trailer is wrong: garbage, a hole, a second file header) are skipped up to the next offset where
+  a chain of valid records starts (:mod:`dissect.vpn.chain`); the range uses no frame number;
+* a pcapng block framed right but unusable (undeclared interface, captured length past its
+  block, simple packet block before any interface, malformed options) is skipped alone;
+* a record Wireshark shows but that holds nothing to analyse - a pcap record header of 16 zero
+  bytes (a zero-filled hole), a pcapng packet whose timestamp is outside [0, ``TS_LIMIT``) - is
+  yielded as a ``NONPACKET`` record, so that frame numbers stay Wireshark's;
+* the data ending inside a record (a file cut short) is damage at the end.
+
+Frame numbers are Wireshark's up to the first range it cannot read past (Wireshark stops there);
+after it they are the numbers Wireshark gives to the same file with the unreadable ranges cut out.
 
 The stream is read in ``CHUNK`` pieces; memory is bounded by one chunk plus the largest record.
 
@@ -36,14 +49,18 @@ Writing
 from __future__ import annotations
 
 import struct
+from itertools import repeat
 
 from dissect.vpn import fast as _fast
 from dissect.vpn.errors import DissectError
 
 __all__ = [
+    "BATCH_RECORDS",
     "CHUNK",
+    "Damage",
     "NONPACKET",
     "MAX_RECORD",
+    "TS_LIMIT",
     "Interface",
     "PcapReader",
     "PcapngReader",
@@ -195,15 +212,173 @@ def open_capture(stream):
     raise DissectError(f"not a pcap or pcapng capture (magic {head.hex()})", 0)
 
 
+#: a usable record timestamp lies in [0, TS_LIMIT) seconds since 1970: classic pcap's 32-bit
+#: seconds (1970-01-01 to 2106-02-07).  A pcapng record whose 64-bit tick count, time resolution
+#: or time offset puts it outside is damaged input (Wireshark shows it, with a date such as
+#: year 586524 or before 1970; no report can place it in time).
+TS_LIMIT = float(1 << 32)
+#: records classified per array operation of the batched walk (bounds its memory whatever the
+#: size of the records: the arrays hold ~250 bytes per record)
+BATCH_RECORDS = 1 << 15
+#: damaged ranges kept in full per reader; further ones are only counted (``damage_more``)
+DAMAGE_KEEP = 1000
+
+# "not known yet": the bytes that tell are not read yet (Damage.after)
+_UNKNOWN = object()
+_EMPTY = "record header of 16 zero bytes (a zero-filled hole, not a packet)"
+# offset in ticks given to an interface whose if_tsresol is out of range: every timestamp of it
+# lands outside [0, TS_LIMIT) and its packets become damaged records
+_UNUSABLE = 1 << 80
+
+
+class Damage:
+    """A damaged part of a capture: bytes that hold no record that could be analysed.
+
+    ``offset``/``length``: the byte range in the (decompressed) stream.  ``frames``: records known
+    to lie in it (their headers were readable) that were not analysed.  ``numbered``: those
+    records keep their frame numbers, because Wireshark shows them (zero headers, timestamps
+    out of range); otherwise the range uses no frame number (Wireshark stops reading there).
+    ``reason``: what was wrong.  ``before``/``after``: timestamps of the packet records read
+    just before and just after it (None: none, or not known).  ``trailing``: only damage
+    follows it up to the end of the data (set at the end of the walk).  ``kind``: "unreadable"
+    (no record boundary: skipped to the next valid chain of records), "records" (whole records
+    that could not be used), "tail" (the data ends inside a record)."""
+
+    __slots__ = ("offset", "length", "frames", "numbered", "reason", "before", "after",
+                 "trailing", "kind")
+
+    def __init__(self, offset, length, frames, numbered, reason, before, after, kind):
+        self.offset = offset
+        self.length = length
+        self.frames = frames
+        self.numbered = numbered
+        self.reason = reason
+        self.before = before
+        self.after = after
+        self.trailing = False
+        self.kind = kind
+
+    def __repr__(self):
+        return (f"Damage(offset={self.offset}, length={self.length}, frames={self.frames}, "
+                f"numbered={self.numbered}, kind={self.kind!r}, reason={self.reason!r})")
+
+    def text(self) -> str:
+        """One line for a warning list."""
+        if self.kind == "tail":
+            return self.reason
+        if self.kind == "records":
+            if self.numbered:
+                return (f"{self.reason}: {self.frames} record(s) not analysed (they keep their "
+                        f"frame numbers)")
+            return f"{self.reason}: {self.length} bytes ({self.frames} record(s)) skipped"
+        if self.trailing:
+            return (f"{self.reason}: the last {self.length} bytes could not be read (no valid "
+                    f"record after them)")
+        return (f"{self.reason}: {self.length} bytes could not be read; reading resumed at "
+                f"offset {self.offset + self.length}")
+
+
 class _Reader:
     __slots__ = ("_stream", "_buf", "_base", "_started", "format", "interfaces", "isb",
-                 "warnings", "drops", "byteorder", "version", "walk_stats")
+                 "drops", "byteorder", "version", "walk_stats", "damage", "damage_more", "size",
+                 "_pending")
+
+    def _init_damage(self):
+        #: damaged ranges, in file order (see :class:`Damage`)
+        self.damage = []
+        #: beyond DAMAGE_KEEP ranges: [ranges, bytes, frames, seconds between their neighbours]
+        self.damage_more = [0, 0, 0, 0.0]
+        #: bytes of the stream once it has been read to its end (None before)
+        self.size = None
+        #: the damaged range whose ``after`` waits for the next bytes to be read
+        self._pending = None
 
     def _begin(self):
         if self._started:
             raise RuntimeError("records() can be iterated only once (the stream is consumed)")
         self._started = True
 
+    @property
+    def warnings(self) -> list:
+        """``(offset, reason)`` of every damaged range (and a count of those not kept)."""
+        out = [(d.offset, d.text()) for d in self.damage]
+        more = self.damage_more
+        if more[0]:
+            out.append((self.damage[-1].offset + self.damage[-1].length,
+                        f"{more[0]} more damaged range(s): {more[1]} bytes, {more[2]} record(s)"))
+        return out
+
+    def _note(self, offset, length, frames, numbered, reason, before, after, kind):
+        """Record a damaged range (merged with the previous one when it continues it).
+        ``after`` may be ``_UNKNOWN``: the record after the range is not read yet; the walk
+        settles it (:meth:`_settle`) when it has read more."""
+        pending = after is _UNKNOWN
+        if pending:
+            after = None
+        self._pending = None
+        d = self.damage
+        if d:
+            last = d[-1]
+            if (last.offset + last.length == offset and last.kind == kind
+                    and last.numbered == numbered and last.reason == reason):
+                last.length += length
+                last.frames += frames
+                last.after = after
+                if pending:
+                    self._pending = last
+                return
+        if len(d) >= DAMAGE_KEEP:
+            more = self.damage_more
+            more[0] += 1
+            more[1] += length
+            more[2] += frames
+            if before is not None and after is not None and after > before:
+                more[3] += after - before
+            return
+        e = Damage(offset, length, frames, numbered, reason, before, after, kind)
+        d.append(e)
+        if pending:
+            self._pending = e
+
+    def _settle(self, buf, pos, n):
+        """More bytes were read: the time after the pending damaged range, from the record at
+        ``pos`` (the first one after it)."""
+        v = self._peek(buf, pos, n)
+        if v is not _UNKNOWN:
+            self._pending.after = v
+            self._pending = None
+
+    def _eof(self, end):
+        """The data ended at ``end``: mark the damage that runs up to it as trailing."""
+        self.size = end
+        self._pending = None
+        cursor = end
+        for d in reversed(self.damage):
+            if d.offset + d.length != cursor:
+                break
+            d.trailing = True
+            cursor = d.offset
+
+    def _recover(self, head, offset, reason, before):
+        """Reading failed at ``offset`` (``head``: the bytes from there that are already read):
+        skip to the next valid chain of records (:func:`dissect.vpn.chain.resync`, reading on),
+        and note the skipped range.  Returns ``(skipped, rest, eof)``."""
+        from dissect.vpn import chain
+
+        rules = self.chain_rules()
+        skipped, rest, eof = chain.resync(rules, head, self._stream.read)
+        # the (lower) median time of the first records after it: the first of them may be a
+        # record whose header the damage touched but left plausible
+        times = sorted(rules.times(rest, 0, len(rest))) if not eof else []
+        after = times[(len(times) - 1) // 2] if times else None
+        self._note(offset, skipped, 0, False, reason, before, after, "unreadable")
+        return skipped, rest, eof
+
+    def chain_rules(self):
+        """The rules of a valid record chain for this capture (:mod:`dissect.vpn.chain`): what a
+        resynchronisation after damage looks for, and what a reader of a slice of the same
+        capture needs to find record boundaries."""
+        raise NotImplementedError
 
     def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None):
         """Push every record instead of yielding it (the analysis hot path).
@@ -212,12 +387,12 @@ class _Reader:
         (:func:`dissect.vpn.fast.esp_at`) go to ``on_esp((tag, number), ts, 4, src, dst, sport,
         dport, spi, seq, esp_len)`` — the argument list of the ESP event of docs/internals.md —
         without a record tuple; every other record to ``on_frame(tag, number, ts, linktype, data,
-        wirelen, offset)``.  Numbers are 1-based as Wireshark's; non-packet records use up their
-        number.  Counters are left in ``walk_stats``: ``frames``, ``bytes`` (captured),
-        ``first_ts``/``last_ts`` (earliest/latest), ``out_of_order``, ``truncated`` (captured <
-        original length), ``linktypes`` (dict linktype -> frames).  ``on_checkpoint(number,
-        offset)`` is called for every ``every``-th record (``every`` a power of two) so that
-        frames can be found again later.
+        wirelen, offset)``.  Numbers are 1-based as Wireshark's; non-packet records (and damaged
+        records Wireshark numbers) use up their number.  Counters are left in ``walk_stats``:
+        ``frames``, ``bytes`` (captured), ``first_ts``/``last_ts`` (earliest/latest),
+        ``out_of_order``, ``truncated`` (captured < original length), ``linktypes`` (dict
+        linktype -> frames).  ``on_checkpoint(number, offset)`` is called for every
+        ``every``-th record (``every`` a power of two) so that frames can be found again later.
 
         This generic version rides on :meth:`records` and ignores ``on_batch``;
         :class:`PcapReader` has a copy-free one, and a batched one for ``on_batch``.
@@ -308,7 +483,7 @@ class PcapReader(_Reader):
         self.nanosecond = nanosecond
         self.isb = {}
         self.drops = {}
-        self.warnings = []
+        self._init_damage()
         rest = _read_exact(stream, 20)
         if len(rest) < 20:
             raise DissectError(f"truncated pcap file header ({4 + len(rest)} of 24 bytes)", 0)
@@ -324,49 +499,97 @@ class PcapReader(_Reader):
         self._buf = b""
         self._base = 24
 
+    def chain_rules(self):
+        from dissect.vpn.chain import PcapRules
+
+        return PcapRules(self.byteorder, self.nanosecond, self.snaplen)
+
+    def _maxcap(self):
+        """Captured lengths above this are not records (damage)."""
+        snap = self.snaplen
+        return MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
+
+    def _corrupt(self, caplen):
+        return f"corrupt record: captured length {caplen} (snaplen {self.snaplen})"
+
+    def _empty(self, offset, before, buf, end, n, count=1):
+        """``count`` records from ``offset`` whose headers are 16 zero bytes (Wireshark shows
+        them as empty frames of 1970; they come from zero-filled holes, not from a capture):
+        noted as damage."""
+        self._note(offset, 16 * count, count, True, _EMPTY, before, self._peek(buf, end, n),
+                   "records")
+
+    def _peek(self, buf, p, n):
+        """The timestamp of the packet record at ``p`` (None: not a packet record; _UNKNOWN:
+        its header is not read yet)."""
+        if p + 16 > n:
+            return _UNKNOWN
+        sec, frac, cap, wire = struct.unpack_from(self.byteorder + "IIII", buf, p)
+        if not (sec or frac or cap or wire) or cap > self._maxcap():
+            return None
+        div = 1000000000 if self.nanosecond else 1000000
+        return (sec * div + frac) / div
+
+    def _tail(self, buf, pos, n, base, hdr, before):
+        """The data ends inside the record at ``pos``."""
+        left = n - pos
+        reason = _pcap_tail(left, hdr(buf, pos)[2] if left >= 16 else 0)
+        self._note(base + pos, left, 1 if left >= 16 else 0, False, reason, before, None, "tail")
+
     def records(self):
         self._begin()
         read = self._stream.read
         unpack = struct.Struct(self.byteorder + "IIII").unpack_from
         lt = self.linktype
         div = 1000000000 if self.nanosecond else 1000000
-        snap = self.snaplen
-        maxcap = MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
-        warnings = self.warnings
+        maxcap = self._maxcap()
         buf = self._buf
         base = self._base
         pos = 0
         n = len(buf)
         need = CHUNK
         self._buf = b""
+        ts = None
         while True:
             while pos + 16 <= n:
                 sec, frac, caplen, wirelen = unpack(buf, pos)
                 if caplen > maxcap:
-                    warnings.append((base + pos, f"corrupt record: captured length {caplen} "
-                                     f"(snaplen {snap}); rest of file ignored"))
-                    return
+                    skipped, buf, eof = self._recover(buf[pos:], base + pos,
+                                                      self._corrupt(caplen), ts)
+                    base += pos + skipped
+                    pos = 0
+                    n = len(buf)
+                    if eof:
+                        self._eof(base)
+                        return
+                    continue
                 end = pos + 16 + caplen
                 if end > n:
                     need = end - n
                     break
-                yield (sec * div + frac) / div, lt, buf[pos + 16:end], wirelen, base + pos, 0
+                if not wirelen and not caplen and not sec and not frac:
+                    self._empty(base + pos, ts, buf, end, n)
+                    yield (ts or 0.0), NONPACKET, b"", 0, base + pos, -1
+                    pos = end
+                    continue
+                ts = (sec * div + frac) / div
+                yield ts, lt, buf[pos + 16:end], wirelen, base + pos, 0
                 pos = end
             else:
                 need = 16 - (n - pos)
             chunk = read(need if need > CHUNK else CHUNK)
             if not chunk:
                 if pos < n:
-                    left = n - pos
-                    reason = _pcap_tail(left, unpack(buf, pos)[2] if left >= 16 else 0)
-                    warnings.append((base + pos, reason))
+                    self._tail(buf, pos, n, base, unpack, ts)
+                self._eof(base + n)
                 return
             buf = buf[pos:] + chunk if pos < n else chunk
             base += pos
             pos = 0
             n = len(buf)
             need = CHUNK
-
+            if self._pending is not None:
+                self._settle(buf, 0, n)
 
     def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None):
         """Copy-free :meth:`_Reader.walk`: ESP of the common shape is recognised where it lies
@@ -390,9 +613,7 @@ class PcapReader(_Reader):
         lt = self.linktype
         eth = lt == 1
         div = 1000000000 if self.nanosecond else 1000000
-        snap = self.snaplen
-        maxcap = MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
-        warnings = self.warnings
+        maxcap = self._maxcap()
         buf = self._buf
         base = self._base
         pos = 0
@@ -400,20 +621,28 @@ class PcapReader(_Reader):
         need = CHUNK
         self._buf = b""
         number = 0
+        empties = 0
         nbytes = 0
         trunc = 0
         tmax = float("-inf")
         tmin = float("inf")
         disorder = 0
         first = None
+        ts = None
         try:
             while True:
                 while pos + 16 <= n:
                     sec, frac, caplen, wirelen = unpack(buf, pos)
                     if caplen > maxcap:
-                        warnings.append((base + pos, f"corrupt record: captured length {caplen} "
-                                         f"(snaplen {snap}); rest of file ignored"))
-                        return
+                        skipped, buf, eof = self._recover(buf[pos:], base + pos,
+                                                          self._corrupt(caplen), ts)
+                        base += pos + skipped
+                        pos = 0
+                        n = len(buf)
+                        if eof:
+                            self._eof(base)
+                            return
+                        continue
                     end = pos + 16 + caplen
                     if end > n:
                         need = end - n
@@ -421,9 +650,14 @@ class PcapReader(_Reader):
                     number += 1
                     if not number & mask:
                         on_checkpoint(number, base + pos)
+                    if not wirelen and not caplen and not sec and not frac:
+                        self._empty(base + pos, ts, buf, end, n)
+                        empties += 1
+                        pos = end
+                        continue
                     nbytes += caplen
                     ts = (sec * div + frac) / div
-                    if number == 1:
+                    if first is None:
                         first = ts
                     if ts >= tmax:
                         tmax = ts
@@ -446,18 +680,20 @@ class PcapReader(_Reader):
                 chunk = read(need if need > CHUNK else CHUNK)
                 if not chunk:
                     if pos < n:
-                        left = n - pos
-                        reason = _pcap_tail(left, unpack(buf, pos)[2] if left >= 16 else 0)
-                        warnings.append((base + pos, reason))
+                        self._tail(buf, pos, n, base, unpack, ts)
+                    self._eof(base + n)
                     return
                 buf = buf[pos:] + chunk if pos < n else chunk
                 base += pos
                 pos = 0
                 n = len(buf)
                 need = CHUNK
+                if self._pending is not None:
+                    self._settle(buf, 0, n)
         finally:
+            frames = number - empties
             self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder,
-                                          {lt: number} if number else {})
+                                          {lt: frames} if frames else {})
 
     def _walk_batch(self, tag, on_batch, on_frame, on_checkpoint, every):
         self._begin()
@@ -465,55 +701,88 @@ class PcapReader(_Reader):
         np = bt.np
         classify = bt.vec.classify
         caplen_at = struct.Struct(self.byteorder + "8xI").unpack_from
+        hdr = struct.Struct(self.byteorder + "IIII").unpack_from
         order = self.byteorder
         nanosecond = self.nanosecond
-        snap = self.snaplen
-        maxcap = MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
-        warnings = self.warnings
+        maxcap = self._maxcap()
+        limit = BATCH_RECORDS
         try:
             while True:
                 bt.fill()
                 buf = bt.buf
                 n = bt.n
                 pos = bt.pos
-                offs = []
-                app = offs.append
-                # the record walk: nothing but lengths (the slack after n makes the read safe)
-                while True:
-                    end = pos + 16 + caplen_at(buf, pos)[0]
-                    if end > n:
-                        break
-                    app(pos)
-                    pos = end
-                bt.pos = pos
+                if self._pending is not None:
+                    self._settle(buf, pos, n)
                 corrupt = None
-                if pos + 16 <= n and caplen_at(buf, pos)[0] > maxcap:
-                    corrupt = (bt.base + pos, caplen_at(buf, pos)[0])
-                if offs:
+                while True:
+                    offs = []
+                    app = offs.append
+                    # the record walk: nothing but lengths (the slack after n makes the read
+                    # safe); at most BATCH_RECORDS records per classification
+                    for _ in repeat(None, limit):  # (cheaper than range)
+                        end = pos + 16 + caplen_at(buf, pos)[0]
+                        if end > n:
+                            break
+                        app(pos)
+                        pos = end
+                    if not offs:
+                        break
                     res = classify(buf, offs, order, nanosecond, bt.number)
-                    big = np.flatnonzero(res[1] > maxcap)
+                    cap, wire = res[1], res[2]
+                    big = np.flatnonzero(cap > maxcap)
+                    k = len(offs)
                     if len(big):
-                        # an impossible length: what comes before it is analysed, nothing after
+                        # an impossible length: what comes before it is analysed, then resync
                         k = int(big[0])
-                        corrupt = (bt.base + offs[k], int(res[1][k]))
-                        res = _cut(res, k, np)
-                        del offs[k:]
-                    if offs:
-                        bt.push(offs, 16, res, 1)
+                        corrupt = (offs[k], int(cap[k]))
+                        pos = offs[k]
+                    empty = np.flatnonzero((cap[:k] == 0) & (wire[:k] == 0)
+                                           & (res[0][:k] == 0))
+                    if len(empty):
+                        self._with_empty(bt, offs, k, res, empty, buf, n)
+                    elif k:
+                        bt.push(offs if k == len(offs) else offs[:k], 16,
+                                res if k == len(offs) else _part(res, 0, k, np), 1)
+                    if corrupt is not None or len(offs) < limit:
+                        break
+                if corrupt is None and pos + 16 <= n and caplen_at(buf, pos)[0] > maxcap:
+                    corrupt = (pos, caplen_at(buf, pos)[0])
+                bt.pos = pos
                 if corrupt is not None:
-                    warnings.append((corrupt[0], f"corrupt record: captured length {corrupt[1]} "
-                                     f"(snaplen {snap}); rest of file ignored"))
-                    return
+                    off, caplen = corrupt
+                    skipped, rest, eof = self._recover(bytes(bt.mv[off:n]), bt.base + off,
+                                                       self._corrupt(caplen), bt.last)
+                    if eof:
+                        self._eof(bt.base + off + skipped)
+                        return
+                    bt.reset(rest, bt.base + off + skipped)
+                    continue
                 if bt.eof:
                     if pos < n:
-                        left = n - pos
-                        reason = _pcap_tail(left, caplen_at(buf, pos)[0] if left >= 16 else 0)
-                        warnings.append((bt.base + pos, reason))
+                        self._tail(buf, pos, n, bt.base, hdr, bt.last)
+                    self._eof(bt.base + n)
                     return
                 bt.slide(16 + caplen_at(buf, pos)[0] if n - pos >= 16 else 16)
         finally:
             self.walk_stats = bt.stats()
 
+    def _with_empty(self, bt, offs, k, res, empty, buf, n):
+        """Hand over the first ``k`` records at ``offs``, some of them empty (positions
+        ``empty``): the others in runs, the empty ones noted as damage (numbered)."""
+        np = bt.np
+        i = 0
+        starts = np.flatnonzero(np.diff(empty) != 1) + 1  # where a new run of empties begins
+        for run in np.split(empty, starts):
+            a, b = int(run[0]), int(run[-1]) + 1
+            if a > i:
+                bt.push(offs[i:a], 16, _part(res, i, a, np), 1)
+            end = offs[b - 1] + 16
+            self._empty(bt.base + offs[a], bt.last, buf, end, n, b - a)
+            bt.skip(b - a, bt.base + offs[a], 16)
+            i = b
+        if i < k:
+            bt.push(offs[i:k], 16, _part(res, i, k, np), 1)
 
 
 class _Corrupt(Exception):
@@ -547,11 +816,21 @@ _LE = _Order("<")
 _BE = _Order(">")
 
 
+def _tsresol_ok(tsresol: int) -> bool:
+    return (tsresol & 0x7F) <= (63 if tsresol & 0x80 else 18)
+
 
 class PcapngReader(_Reader):
-    """pcapng: every section (each SHB resets byte order and interfaces), EPB, SPB, PB, ISB."""
+    """pcapng: every section (each SHB resets byte order and interfaces), EPB, SPB, PB, ISB.
 
-    __slots__ = ("sections", "_order", "_secifs", "_last_ts")
+    Damage (see the module docstring): a block whose length or trailer is impossible starts an
+    unreadable range, skipped to the next valid chain of blocks; a block whose framing is right
+    but whose content is not (an undeclared interface, a captured length past its block, an SPB
+    before any IDB, malformed options) is skipped alone; a packet block whose timestamp lies
+    outside [0, TS_LIMIT) (a 64-bit tick count, an extreme ``if_tsresol`` or ``if_tsoffset``) is
+    a damaged record that keeps its frame number."""
+
+    __slots__ = ("sections", "_order", "_secifs", "_last_ts", "notes")
 
     def __init__(self, stream, head: bytes):
         self._stream = stream
@@ -560,7 +839,9 @@ class PcapngReader(_Reader):
         self.interfaces = []
         self.isb = {}
         self.drops = {}
-        self.warnings = []
+        self._init_damage()
+        #: problems that lost no record (malformed options of an interface description block)
+        self.notes = []
         self.sections = []
         self._secifs = []
         self._last_ts = 0.0
@@ -586,6 +867,15 @@ class PcapngReader(_Reader):
         self.version = self.sections[0]["version"]
         self._buf = b""
         self._base = blen
+
+    @property
+    def warnings(self) -> list:
+        return sorted(_Reader.warnings.fget(self) + self.notes, key=lambda w: w[0])
+
+    def chain_rules(self):
+        from dissect.vpn.chain import PcapngRules
+
+        return PcapngRules(self._order.char, [(u, off) for _gi, _lt, u, off, _s in self._secifs])
 
     @staticmethod
     def _bom(b4):
@@ -625,7 +915,7 @@ class PcapngReader(_Reader):
         self._order = o
         self._secifs = []
 
-    def _interface(self, buf, pos, blen, o):
+    def _interface(self, buf, pos, blen, o, base):
         if blen < 20:
             raise _Corrupt(f"interface description block too short ({blen} bytes)")
         linktype, _res, snaplen = o.idb(buf, pos + 8)
@@ -633,25 +923,32 @@ class PcapngReader(_Reader):
         tsoffset = 0
         name = descr = None
         fcslen = None
-        for code, val in self._options(buf, pos + 16, pos + blen - 4, o):
-            if code == 9 and len(val) >= 1:
-                tsresol = val[0]
-                if (tsresol & 0x7F) > (63 if tsresol & 0x80 else 18):
-                    raise _Corrupt(f"interface time resolution {tsresol:#x} is out of range")
-            elif code == 14 and len(val) >= 8:
-                tsoffset = o.i64(val, 0)[0]
-            elif code == 2:
-                name = val.decode("utf-8", "replace").rstrip("\x00")
-            elif code == 3:
-                descr = val.decode("utf-8", "replace").rstrip("\x00")
-            elif code == 13 and len(val) >= 1:
-                fcslen = val[0]
+        try:
+            for code, val in self._options(buf, pos + 16, pos + blen - 4, o):
+                if code == 9 and len(val) >= 1:
+                    tsresol = val[0]
+                elif code == 14 and len(val) >= 8:
+                    tsoffset = o.i64(val, 0)[0]
+                elif code == 2:
+                    name = val.decode("utf-8", "replace").rstrip("\x00")
+                elif code == 3:
+                    descr = val.decode("utf-8", "replace").rstrip("\x00")
+                elif code == 13 and len(val) >= 1:
+                    fcslen = val[0]
+        except _Corrupt as exc:
+            # the interface is still declared (the ids of later ones must not shift)
+            if len(self.notes) < DAMAGE_KEEP:
+                self.notes.append((base + pos, f"interface description block: {exc}; the "
+                                               f"options after it are ignored"))
         iface = Interface(linktype, snaplen, tsresol, tsoffset, name, fcslen,
                           len(self.sections) - 1, descr)
         gi = len(self.interfaces)
         self.interfaces.append(iface)
         units = iface.units
-        self._secifs.append((gi, linktype, units, tsoffset * units, snaplen))
+        offt = tsoffset * units
+        if not _tsresol_ok(tsresol):
+            units, offt = 1, _UNUSABLE  # every timestamp of it is out of range: damaged records
+        self._secifs.append((gi, linktype, units, offt, snaplen))
 
     def _stats(self, buf, pos, blen, o):
         if blen < 24:
@@ -666,11 +963,53 @@ class PcapngReader(_Reader):
             self.isb.setdefault(self._secifs[iid][0], {}).update(counters)
 
     def _epb_options(self, buf, start, end, gi, o):
-        for code, val in self._options(buf, start, end, o):
-            if code == 4 and len(val) >= 8:  # epb_dropcount
-                self.drops[gi] = self.drops.get(gi, 0) + o.u64(val, 0)[0]
+        # read them all before counting: malformed options count nothing (raise _Corrupt)
+        dropped = [o.u64(val, 0)[0] for code, val in self._options(buf, start, end, o)
+                   if code == 4 and len(val) >= 8]  # epb_dropcount
+        if dropped:
+            self.drops[gi] = self.drops.get(gi, 0) + sum(dropped)
 
-    def _epb(self, buf, pos, blen, base):
+    def _ts_reason(self, gi, ts) -> str:
+        tsresol = self.interfaces[gi].tsresol
+        if not _tsresol_ok(tsresol):
+            return (f"timestamp unusable: interface {gi} has an out-of-range time resolution "
+                    f"(if_tsresol {tsresol:#x})")
+        if ts < 0:
+            return "timestamp before 1970 (tick count or if_tsoffset out of range)"
+        return "timestamp after 2106 (tick count, if_tsresol or if_tsoffset out of range)"
+
+    def _peek(self, buf, p, n):
+        """The timestamp of the block at ``p`` when it is an enhanced / obsolete packet block of
+        a declared interface with a usable timestamp (else None; _UNKNOWN: not read yet)."""
+        o = self._order
+        if p + 8 > n:
+            return _UNKNOWN
+        btype, blen = o.hdr(buf, p)
+        if btype not in (_B_EPB, _B_PB) or blen < 32:
+            return None
+        if p + 28 > n:
+            return _UNKNOWN
+        if btype == _B_EPB:
+            iid, hi, lo, _c, _w = o.epb(buf, p + 8)
+        else:
+            iid, _d, hi, lo, _c, _w = o.pb(buf, p + 8)
+        if iid >= len(self._secifs):
+            return None
+        _gi, _lt, units, offt, _snap = self._secifs[iid]
+        ts = (((hi << 32) | lo) + offt) / units
+        return ts if 0.0 <= ts < TS_LIMIT else None
+
+    def _bad_ts(self, buf, pos, blen, base, n, gi, ts):
+        """A packet block whose timestamp is out of range: a damaged record that keeps its frame
+        number (Wireshark shows it)."""
+        self._note(base + pos, blen, 1, True, self._ts_reason(gi, ts), self._ts_or_none(),
+                   self._peek(buf, pos + blen, n), "records")
+        return (self._last_ts, NONPACKET, b"", 0, base + pos, -1)
+
+    def _ts_or_none(self):
+        return self._last_ts if self._last_ts else None
+
+    def _epb(self, buf, pos, blen, base, n):
         o = self._order
         if blen < 32:
             raise _Corrupt(f"enhanced packet block too short ({blen} bytes)")
@@ -681,16 +1020,18 @@ class PcapngReader(_Reader):
         if iid >= len(self._secifs):
             raise _Corrupt(f"enhanced packet block for undeclared interface {iid}")
         gi, lt, units, offt, _snap = self._secifs[iid]
+        ts = (((hi << 32) | lo) + offt) / units
+        if not 0.0 <= ts < TS_LIMIT:
+            return self._bad_ts(buf, pos, blen, base, n, gi, ts)
         if blen != 32 + ((caplen + 3) & -4):
             self._epb_options(buf, pos + 28 + ((caplen + 3) & -4), pos + blen - 4, gi, o)
-        ts = (((hi << 32) | lo) + offt) / units
         return (ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi)
 
-    def _other(self, btype, buf, pos, blen, base):
+    def _other(self, btype, buf, pos, blen, base, n):
         """Handle a block other than an EPB; return a record tuple or None."""
         o = self._order
         if btype == _B_IDB:
-            self._interface(buf, pos, blen, o)
+            self._interface(buf, pos, blen, o, base)
         elif btype == _B_SPB:
             if blen < 16:
                 raise _Corrupt(f"simple packet block too short ({blen} bytes)")
@@ -713,9 +1054,11 @@ class PcapngReader(_Reader):
                 gi, lt, units, offt, _snap = self._secifs[iid]
             except IndexError:
                 raise _Corrupt(f"packet block for undeclared interface {iid}") from None
+            ts = (((hi << 32) | lo) + offt) / units
+            if not 0.0 <= ts < TS_LIMIT:
+                return self._bad_ts(buf, pos, blen, base, n, gi, ts)
             if dropped != 0xFFFF and dropped:
                 self.drops[gi] = self.drops.get(gi, 0) + dropped
-            ts = (((hi << 32) | lo) + offt) / units
             return (ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi)
         elif btype == _B_ISB:
             self._stats(buf, pos, blen, o)
@@ -737,64 +1080,80 @@ class PcapngReader(_Reader):
     def _walk_batch(self, tag, on_batch, on_frame, on_checkpoint, every):
         self._begin()
         bt = _Batcher(self, tag, on_batch, on_frame, on_checkpoint, every)
-        warnings = self.warnings
-        last_ts = 0.0
+        limit = BATCH_RECORDS
         try:
             while True:
                 bt.fill()
                 buf = bt.buf
                 n = bt.n
                 pos = bt.pos
-                hdr = self._order.hdr
-                offs = []
-                app = offs.append
-                # a run of enhanced packet blocks: nothing but lengths (slack after n: safe)
-                while True:
-                    btype, blen = hdr(buf, pos)
-                    if btype != 6 or blen < 32:
-                        break
-                    end = pos + blen
-                    if end > n:
-                        break
-                    app(pos)
-                    pos = end
-                if offs:
-                    k, ts = self._epb_run(bt, offs)
-                    if k:
-                        last_ts = ts
-                    if k < len(offs):
-                        pos = offs[k]  # a block the general rules must look at
-                bt.pos = pos
-                if pos + 12 <= n:
-                    end, rec = self._block(buf, pos, n, bt.base, last_ts)
-                    if end is not None:
-                        bt.pos = end
+                if self._pending is not None:
+                    self._settle(buf, pos, n)
+                try:
+                    while True:
+                        hdr = self._order.hdr
+                        offs = []
+                        app = offs.append
+                        # a run of enhanced packet blocks: nothing but lengths (slack after n:
+                        # safe); at most BATCH_RECORDS per classification
+                        for _ in repeat(None, limit):  # (cheaper than range)
+                            btype, blen = hdr(buf, pos)
+                            if btype != 6 or blen < 32:
+                                break
+                            end = pos + blen
+                            if end > n:
+                                break
+                            app(pos)
+                            pos = end
+                        if offs:
+                            k = self._epb_run(bt, offs)
+                            if k < len(offs):
+                                pos = offs[k]  # a block whose framing the general rules reject
+                            elif len(offs) == limit:
+                                continue
+                        bt.pos = pos
+                        if pos + 12 > n:
+                            need = 12
+                            break
+                        end, rec = self._block(buf, pos, n, bt.base, bt.last_or(self._last_ts))
+                        if end is None:
+                            need = rec
+                            break
+                        bt.pos = pos = end
                         if rec is not None:
-                            last_ts = rec[0]
                             bt.one(rec)
-                        continue
-                    need = rec
+                except _Corrupt as exc:
+                    reason = str(exc)
+                except (struct.error, IndexError, ValueError, OverflowError) as exc:
+                    reason = f"malformed block ({exc})"
                 else:
-                    need = 12
-                if bt.eof:
-                    if pos < n:
-                        left = n - pos
-                        reason = _pcapng_tail(left, need)
-                        warnings.append((bt.base + pos, reason))
+                    if bt.eof:
+                        if pos < n:
+                            left = n - pos
+                            self._note(bt.base + pos, left, 0, False, _pcapng_tail(left, need),
+                                       bt.last, None, "tail")
+                        self._eof(bt.base + n)
+                        return
+                    bt.slide(need)
+                    continue
+                # framing is broken at bt.pos: skip to the next valid chain of blocks
+                off = bt.pos
+                skipped, rest, eof = self._recover(bytes(bt.mv[off:n]), bt.base + off, reason,
+                                                   bt.last)
+                if eof:
+                    self._eof(bt.base + off + skipped)
                     return
-                bt.slide(need)
-        except _Corrupt as exc:
-            warnings.append((bt.base + bt.pos, f"{exc}; rest of file ignored"))
-        except (struct.error, IndexError, ValueError, OverflowError) as exc:
-            warnings.append((bt.base + bt.pos, f"malformed block ({exc}); rest of file ignored"))
+                bt.reset(rest, bt.base + off + skipped)
         finally:
-            self._last_ts = last_ts
+            self._last_ts = bt.last_or(self._last_ts)
             self.walk_stats = bt.stats()
 
     def _epb_run(self, bt, offs):
-        """Classify and hand over the enhanced packet blocks at ``offs`` (whole, in the buffer);
-        stop before the first one the general rules must see (bad trailer, length or
-        interface).  Returns ``(blocks handed over, timestamp of the last)``."""
+        """Classify and hand over the enhanced packet blocks at ``offs`` (whole, in the buffer),
+        in runs; a block whose content is unusable (captured length past its block, undeclared
+        interface, timestamp out of range) goes through the general rules (:meth:`_block`) in
+        its place.  Stops before the first block whose framing is wrong (length not a multiple
+        of 4, trailer different from the length).  Returns the number of blocks done."""
         np = bt.np
         vec = bt.vec
         o = self._order
@@ -807,22 +1166,18 @@ class PcapngReader(_Reader):
         iid = vec.field(head, 8, u4).astype(np.int64)
         cap = vec.field(head, 20, u4).astype(np.int64)
         trailer = vec.windows(arr, 4)[p + blen - 4].view(u4).ravel()
+        frame = ((blen & 3) != 0) | (trailer != blen)
+        stop = int(frame.argmax()) if frame.any() else len(offs)
         secifs = self._secifs
-        bad = ((blen & 3) != 0) | (cap > blen - 32) | (trailer != blen) | (iid >= len(secifs))
-        k = int(bad.argmax()) if bad.any() else len(offs)
-        if not k:
-            return 0, 0.0
-        if k < len(offs):
-            p, head, blen, iid, cap = p[:k], head[:k], blen[:k], iid[:k], cap[:k]
-            offs = offs[:k]
+        bad = (cap > blen - 32) | (iid >= len(secifs))
         ticks = (vec.field(head, 12, u4).astype(np.uint64) << np.uint64(32)) | \
             vec.field(head, 16, u4).astype(np.uint64)
-        ids = np.unique(iid)
-        lt = np.empty(k, dtype=np.int64)
-        ts = np.empty(k, dtype=np.float64)
-        for i in ids.tolist():
+        lt = np.zeros(len(offs), dtype=np.int64)
+        ts = np.full(len(offs), np.nan)
+        ids = np.unique(iid[~bad]).tolist()
+        for i in ids:
             gi, ltype, units, offt, _snap = secifs[i]
-            sel = iid == i
+            sel = (iid == i) & ~bad
             lt[sel] = ltype
             t = ticks[sel]
             if int(t.max()) + max(offt, 0) < 1 << 53 and offt >= 0 and units < 1 << 53:
@@ -830,28 +1185,54 @@ class PcapngReader(_Reader):
                 ts[sel] = (t.astype(np.float64) + float(offt)) / float(units)
             else:
                 ts[sel] = [(x + offt) / units for x in t.tolist()]
-        # options (epb_dropcount) after the padded data
-        opt = np.flatnonzero(blen - cap > 35)
-        for j in opt.tolist():
+        bad |= ~((ts >= 0.0) & (ts < TS_LIMIT))  # NaN (bad already) compares False
+        bad[stop:] = False
+        # options (epb_dropcount) after the padded data; malformed ones make the block bad
+        for j in np.flatnonzero((blen - cap > 35) & ~bad).tolist():
+            if j >= stop:
+                break
             start = offs[j] + 28 + ((int(cap[j]) + 3) & -4)
-            self._epb_options(buf, start, offs[j] + int(blen[j]) - 4, secifs[int(iid[j])][0], o)
+            try:
+                self._epb_options(buf, start, offs[j] + int(blen[j]) - 4,
+                                  secifs[int(iid[j])][0], o)
+            except _Corrupt:
+                bad[j] = True
+        badi = np.flatnonzero(bad[:stop]).tolist()
+        i = 0
+        for j in badi + [stop]:
+            if j > i:
+                self._epb_push(bt, offs[i:j], p[i:j], lt[i:j], ts[i:j])
+            if j < stop:
+                # the general rules note the damage (and give a numbered record when Wireshark
+                # would show one)
+                end, rec = self._block(buf, offs[j], bt.n, bt.base, bt.last_or(self._last_ts))
+                if rec is not None:
+                    bt.one(rec)
+            i = j + 1
+        return stop
+
+    def _epb_push(self, bt, offs, p, lt, ts):
+        """Hand over good enhanced packet blocks (classified a run at a time)."""
         eth = lt == 1
-        res = vec.classify(buf, p + 12, o.char, False, bt.number, ts=ts,
-                           eth=None if eth.all() else eth)
-        bt.push(offs, 28, res, int(lt[0]) if len(ids) == 1 else lt)
-        return k, float(ts[-1])
+        res = bt.vec.classify(bt.buf, p + 12, self._order.char, False, bt.number, ts=ts,
+                              eth=None if eth.all() else eth)
+        first = int(lt[0])
+        bt.push(offs, 28, res, first if (lt == first).all() else lt)
 
     def _block(self, buf, pos, n, base, last_ts):
         """The block at ``buf[pos:]`` by the general rules: ``(end, record or None)``; or
         ``(None, bytes needed from pos)`` when it is not wholly in ``buf[:n]``.  A section
-        header switches byte order and interfaces.  Raises :class:`_Corrupt`."""
+        header switches byte order and interfaces.  Raises :class:`_Corrupt` when the block's
+        framing is wrong (bad length, trailer or byte-order magic: no block boundary is known
+        after it); a block framed right whose content is unusable is noted as damage and
+        skipped (``rec`` None, or a numbered damaged record)."""
         o = self._order
         btype, blen = o.hdr(buf, pos)
         if btype == _SHB:
             o = self._bom(buf[pos + 8:pos + 12])
             if o is None:
                 raise _Corrupt(f"section header block with a bad byte-order magic "
-                               f"{buf[pos + 8:pos + 12].hex()}")
+                               f"{bytes(buf[pos + 8:pos + 12]).hex()}")
             blen = o.u32(buf, pos + 4)[0]
         if blen & 3 or blen < 12 or blen > MAX_RECORD:
             raise _Corrupt(f"corrupt block length {blen} (block type {btype:#x})")
@@ -863,103 +1244,133 @@ class PcapngReader(_Reader):
             raise _Corrupt(f"block trailer length {trailer} differs from "
                            f"block length {blen} (block type {btype:#x})")
         self._last_ts = last_ts
-        if btype == _SHB:
-            if blen < 28:
-                raise _Corrupt(f"section header block too short ({blen} bytes)")
-            self._section(buf, pos, blen, o, base)
+        try:
+            if btype == _SHB:
+                if blen < 28:
+                    raise _Corrupt(f"section header block too short ({blen} bytes)")
+                self._section(buf, pos, blen, o, base)
+                return end, None
+            if btype == _B_EPB:
+                return end, self._epb(buf, pos, blen, base, n)
+            return end, self._other(btype, buf, pos, blen, base, n)
+        except (_Corrupt, struct.error, IndexError, ValueError, OverflowError) as exc:
+            reason = str(exc) if isinstance(exc, _Corrupt) else \
+                f"malformed block type {btype:#x} ({exc})"
+            packet = btype in (_B_EPB, _B_PB, _B_SPB)
+            self._note(base + pos, blen, 1 if packet else 0, False, reason, self._ts_or_none(),
+                       self._peek(buf, end, n), "records")
             return end, None
-        if btype == _B_EPB:
-            return end, self._epb(buf, pos, blen, base)
-        return end, self._other(btype, buf, pos, blen, base)
 
     # -- the walk ---------------------------------------------------------------------------
 
     def records(self):
         self._begin()
         read = self._stream.read
-        warnings = self.warnings
         buf = self._buf
         self._buf = b""
         base = self._base
         pos = 0
         n = len(buf)
         o = self._order
-        head7, head8, u32 = o.head7, o.head8, o.u32
         secifs = self._secifs
-        cur = -1  # interface id cached in gi/lt/units/offt
-        gi = lt = units = offt = 0
         last_ts = 0.0
-        try:
-            while True:
-                # fast path: enhanced packet blocks wholly inside the buffer.  The trailer of a
-                # block is read together with the header of the next one (one unpack).
-                if pos + 28 <= n:
-                    btype, blen, iid, hi, lo, caplen, wirelen = head7(buf, pos)
-                    while btype == 6:
-                        end = pos + blen
-                        if end > n or blen & 3 or caplen > blen - 32:
-                            break
-                        if iid != cur:
-                            if iid >= len(secifs):
-                                raise _Corrupt(f"enhanced packet block for undeclared interface "
-                                               f"{iid}")
-                            gi, lt, units, offt, _snap = secifs[iid]
-                            cur = iid
-                        if blen - caplen > 35:  # more than the padding: options follow
-                            self._epb_options(buf, pos + 28 + ((caplen + 3) & -4), end - 4, gi,
-                                              o)
-                        last_ts = (((hi << 32) | lo) + offt) / units
-                        rec = (last_ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos,
-                               gi)
-                        if end + 28 <= n:
-                            trailer, btype, nblen, iid, hi, lo, caplen, wirelen = head8(buf,
-                                                                                        end - 4)
-                            if trailer != blen:
-                                raise _Corrupt(f"block trailer length {trailer} differs from "
-                                               f"block length {blen} (block type 0x6)")
-                            yield rec
+        blen = 0
+        while True:
+            head7, head8, u32 = o.head7, o.head8, o.u32
+            cur = -1  # interface id cached in gi/lt/units/offt
+            gi = lt = units = offt = 0
+            try:
+                while True:
+                    # fast path: enhanced packet blocks wholly inside the buffer, of a declared
+                    # interface, with a usable timestamp.  The trailer of a block is read together
+                    # with the header of the next one (one unpack).
+                    if pos + 28 <= n:
+                        btype, blen, iid, hi, lo, caplen, wirelen = head7(buf, pos)
+                        while btype == 6:
+                            end = pos + blen
+                            if end > n or blen & 3 or caplen > blen - 32:
+                                break
+                            if iid != cur:
+                                if iid >= len(secifs):
+                                    break
+                                gi, lt, units, offt, _snap = secifs[iid]
+                                cur = iid
+                            ts = (((hi << 32) | lo) + offt) / units
+                            if not 0.0 <= ts < TS_LIMIT:
+                                break
+                            if blen - caplen > 35:  # more than the padding: options follow
+                                try:
+                                    self._epb_options(buf, pos + 28 + ((caplen + 3) & -4),
+                                                      end - 4, gi, o)
+                                except _Corrupt:
+                                    break  # the general rules skip the block (and say why)
+                            rec = (ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos,
+                                   gi)
+                            if end + 28 <= n:
+                                trailer, btype, nblen, iid, hi, lo, caplen, wirelen = head8(
+                                    buf, end - 4)
+                                if trailer != blen:
+                                    raise _Corrupt(f"block trailer length {trailer} differs from "
+                                                   f"block length {blen} (block type 0x6)")
+                                last_ts = ts
+                                yield rec
+                                pos = end
+                                blen = nblen
+                            else:
+                                trailer = u32(buf, end - 4)[0]
+                                if trailer != blen:
+                                    raise _Corrupt(f"block trailer length {trailer} differs from "
+                                                   f"block length {blen} (block type 0x6)")
+                                last_ts = ts
+                                yield rec
+                                pos = end
+                                break
+                    # slow path: one block of any other kind, or more data needed
+                    if pos + 12 <= n:
+                        end, rec = self._block(buf, pos, n, base, last_ts)
+                        if end is not None:
+                            o = self._order
+                            head7, head8, u32 = o.head7, o.head8, o.u32
+                            secifs = self._secifs
+                            cur = -1
+                            if rec is not None:
+                                last_ts = rec[0]
+                                yield rec
                             pos = end
-                            blen = nblen
-                        else:
-                            trailer = u32(buf, end - 4)[0]
-                            if trailer != blen:
-                                raise _Corrupt(f"block trailer length {trailer} differs from "
-                                               f"block length {blen} (block type 0x6)")
-                            yield rec
-                            pos = end
-                            break
-                # slow path: one block of any other kind, or more data needed
-                if pos + 12 <= n:
-                    end, rec = self._block(buf, pos, n, base, last_ts)
-                    if end is not None:
-                        o = self._order
-                        head7, head8, u32 = o.head7, o.head8, o.u32
-                        secifs = self._secifs
-                        cur = -1
-                        if rec is not None:
-                            last_ts = rec[0]
-                            yield rec
-                        pos = end
-                        continue
-                    blen = rec
-                    need = pos + blen - n
-                else:
-                    need = 12 - (n - pos)
-                chunk = read(need if need > CHUNK else CHUNK)
-                if not chunk:
-                    if pos < n:
-                        left = n - pos
-                        reason = _pcapng_tail(left, blen if left >= 12 else 0)
-                        warnings.append((base + pos, reason))
-                    return
-                buf = buf[pos:] + chunk if pos < n else chunk
-                base += pos
-                pos = 0
-                n = len(buf)
-        except _Corrupt as exc:
-            warnings.append((base + pos, f"{exc}; rest of file ignored"))
-        except (struct.error, IndexError, ValueError, OverflowError) as exc:
-            warnings.append((base + pos, f"malformed block ({exc}); rest of file ignored"))
+                            continue
+                        blen = rec
+                        need = pos + blen - n
+                    else:
+                        need = 12 - (n - pos)
+                    chunk = read(need if need > CHUNK else CHUNK)
+                    if not chunk:
+                        if pos < n:
+                            left = n - pos
+                            self._note(base + pos, left, 0, False,
+                                       _pcapng_tail(left, blen if left >= 12 else 0),
+                                       last_ts or None, None, "tail")
+                        self._eof(base + n)
+                        return
+                    buf = buf[pos:] + chunk if pos < n else chunk
+                    base += pos
+                    pos = 0
+                    n = len(buf)
+                    if self._pending is not None:
+                        self._settle(buf, 0, n)
+            except _Corrupt as exc:
+                reason = str(exc)
+            except (struct.error, IndexError, ValueError, OverflowError) as exc:
+                reason = f"malformed block ({exc})"
+            # framing broken at pos: skip to the next valid chain of blocks
+            skipped, buf, eof = self._recover(buf[pos:], base + pos, reason, last_ts or None)
+            base += pos + skipped
+            pos = 0
+            n = len(buf)
+            if eof:
+                self._eof(base)
+                return
+            o = self._order
+            secifs = self._secifs
 
 
 # -- the batched walk (Ethernet records a chunk at a time: dissect.vpn.batch) ------------------
@@ -1016,6 +1427,8 @@ class _Batcher:
         self.tmin = float("inf")
         self.disorder = 0
         self.first = None
+        #: the timestamp of the last packet record handed over, in file order (None: none yet)
+        self.last = None
         self.lts: dict = {}
 
     def fill(self):
@@ -1047,6 +1460,34 @@ class _Batcher:
         self.n = lead + left
         self.pos = lead
 
+    def reset(self, rest, base):
+        """Go on with ``rest`` (bytes that start at file offset ``base``) after a damaged
+        range; the stream continues after them."""
+        lead = self.LEAD
+        if len(rest) > self.size:
+            self.size = len(rest)
+            self.mv.release()
+            self.buf = bytearray(lead + self.size + self.vec.SLACK)
+            self.mv = memoryview(self.buf)
+        self.buf[lead:lead + len(rest)] = rest
+        self.n = lead + len(rest)
+        self.pos = lead
+        self.base = base - lead
+        self.eof = False
+
+    def last_or(self, default):
+        return self.last if self.last is not None else default
+
+    def skip(self, count, first, step):
+        """``count`` records that use up frame numbers but are not handed over (damaged records
+        Wireshark shows), the first at file offset ``first``, each ``step`` bytes long."""
+        number = self.number
+        if self.on_checkpoint is not None:
+            every = self.every
+            for num in range(number + every - (number & (every - 1)), number + count + 1, every):
+                self.on_checkpoint(num, first + (num - number - 1) * step)
+        self.number = number + count
+
     def push(self, offs, skip, res, lt):
         """Hand over the records at ``offs`` (positions in ``buf``; the frame ``skip`` bytes on),
         classified (``res``: :func:`dissect.vpn.batch.classify`); ``lt`` their linktype (an int,
@@ -1060,6 +1501,7 @@ class _Batcher:
         self.trunc += int(np.count_nonzero(wire > cap))
         if self.first is None:
             self.first = float(ts[0])
+        self.last = float(ts[-1])
         tmax = self.tmax
         cm = np.maximum.accumulate(ts)
         if cm[0] < tmax:
@@ -1131,6 +1573,7 @@ class _Batcher:
         self.lts[lt] = self.lts.get(lt, 0) + 1
         if self.first is None:
             self.first = ts
+        self.last = ts
         self.nbytes += len(data)
         if wirelen > len(data):
             self.trunc += 1
@@ -1147,18 +1590,21 @@ class _Batcher:
                            self.disorder, self.lts)
 
 
-def _cut(res, k, np):
-    """:func:`dissect.vpn.batch.classify`'s result without records ``k`` and on."""
+def _part(res, i, j, np):
+    """:func:`dissect.vpn.batch.classify`'s result for records ``i`` to ``j`` (exclusive) only,
+    positions counted from ``i`` (the batches' frame numbers are absolute and stay)."""
     ts, cap, wire, other, inert, b4, b6 = res
-    cut = int(np.searchsorted(other, k))
+    lo, hi = int(np.searchsorted(other, i)), int(np.searchsorted(other, j))
 
     def batch(b):
         if b is None:
             return None
-        stop = int(np.searchsorted(b[1], k))
-        return (b[0].take(slice(0, stop)), b[1][:stop]) if stop else None
+        a, z = int(np.searchsorted(b[1], i)), int(np.searchsorted(b[1], j))
+        return (b[0].take(slice(a, z)), b[1][a:z] - i) if z > a else None
 
-    return ts[:k], cap[:k], wire[:k], other[:cut], inert[:cut], batch(b4), batch(b6)
+    return (ts[i:j], cap[i:j], wire[i:j], other[lo:hi] - i, inert[lo:hi], batch(b4),
+            batch(b6))
+
 
 
 # -- writers ----------------------------------------------------------------------------------
