@@ -31,9 +31,10 @@ in ``reader.warnings`` (``(offset, reason)``), and reading goes on:
   a chain of valid records starts (:mod:`dissect.vpn.chain`); the range uses no frame number;
 * a pcapng block framed right but unusable (undeclared interface, captured length past its
   block, simple packet block before any interface, malformed options) is skipped alone;
-* a record Wireshark shows but that holds nothing to analyse - a pcap record header of 16 zero
-  bytes (a zero-filled hole), a pcapng packet whose timestamp is outside [0, ``TS_LIMIT``) - is
-  yielded as a ``NONPACKET`` record, so that frame numbers stay Wireshark's;
+* a record Wireshark shows but that holds nothing to analyse - a pcap record of time 0 with no
+  byte captured (what a zero-filled hole reads as), a pcapng packet whose timestamp is outside
+  [0, ``TS_LIMIT``) - is yielded as a ``NONPACKET`` record, so that frame numbers stay
+  Wireshark's;
 * the data ending inside a record (a file cut short) is damage at the end.
 
 Frame numbers are Wireshark's up to the first range it cannot read past (Wireshark stops there);
@@ -225,7 +226,7 @@ DAMAGE_KEEP = 1000
 
 # "not known yet": the bytes that tell are not read yet (Damage.after)
 _UNKNOWN = object()
-_EMPTY = "record header of 16 zero bytes (a zero-filled hole, not a packet)"
+_EMPTY = "empty record at time 0 (a zero-filled hole, not a packet)"
 # offset in ticks given to an interface whose if_tsresol is out of range: every timestamp of it
 # lands outside [0, TS_LIMIT) and its packets become damaged records
 _UNUSABLE = 1 << 80
@@ -367,10 +368,8 @@ class _Reader:
 
         rules = self.chain_rules()
         skipped, rest, eof = chain.resync(rules, head, self._stream.read)
-        # the (lower) median time of the first records after it: the first of them may be a
-        # record whose header the damage touched but left plausible
-        times = sorted(rules.times(rest, 0, len(rest))) if not eof else []
-        after = times[(len(times) - 1) // 2] if times else None
+        times = [] if eof else rules.times(rest, 0, len(rest), 1)
+        after = times[0] if times else None
         self._note(offset, skipped, 0, False, reason, before, after, "unreadable")
         return skipped, rest, eof
 
@@ -513,9 +512,9 @@ class PcapReader(_Reader):
         return f"corrupt record: captured length {caplen} (snaplen {self.snaplen})"
 
     def _empty(self, offset, before, buf, end, n, count=1):
-        """``count`` records from ``offset`` whose headers are 16 zero bytes (Wireshark shows
-        them as empty frames of 1970; they come from zero-filled holes, not from a capture):
-        noted as damage."""
+        """``count`` records from ``offset`` of time 0 with no byte captured (Wireshark shows them
+        as empty frames of 1970; they come from zero-filled holes, not from a capture): noted as
+        damage."""
         self._note(offset, 16 * count, count, True, _EMPTY, before, self._peek(buf, end, n),
                    "records")
 
@@ -525,7 +524,7 @@ class PcapReader(_Reader):
         if p + 16 > n:
             return _UNKNOWN
         sec, frac, cap, wire = struct.unpack_from(self.byteorder + "IIII", buf, p)
-        if not (sec or frac or cap or wire) or cap > self._maxcap():
+        if not (sec or frac or cap) or cap > self._maxcap():
             return None
         div = 1000000000 if self.nanosecond else 1000000
         return (sec * div + frac) / div
@@ -567,7 +566,7 @@ class PcapReader(_Reader):
                 if end > n:
                     need = end - n
                     break
-                if not wirelen and not caplen and not sec and not frac:
+                if not caplen and not sec and not frac:
                     self._empty(base + pos, ts, buf, end, n)
                     yield (ts or 0.0), NONPACKET, b"", 0, base + pos, -1
                     pos = end
@@ -650,7 +649,7 @@ class PcapReader(_Reader):
                     number += 1
                     if not number & mask:
                         on_checkpoint(number, base + pos)
-                    if not wirelen and not caplen and not sec and not frac:
+                    if not caplen and not sec and not frac:
                         self._empty(base + pos, ts, buf, end, n)
                         empties += 1
                         pos = end
@@ -737,8 +736,7 @@ class PcapReader(_Reader):
                         k = int(big[0])
                         corrupt = (offs[k], int(cap[k]))
                         pos = offs[k]
-                    empty = np.flatnonzero((cap[:k] == 0) & (wire[:k] == 0)
-                                           & (res[0][:k] == 0))
+                    empty = np.flatnonzero((cap[:k] == 0) & (res[0][:k] == 0))
                     if len(empty):
                         self._with_empty(bt, offs, k, res, empty, buf, n)
                     elif k:

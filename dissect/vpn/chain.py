@@ -37,7 +37,9 @@ What "valid" means (each test is cheap and true of every record of a sane captur
   header's byte-order magic; an enhanced / obsolete packet block's captured length inside its
   block and, when the section's interfaces are known, its interface declared and its timestamp
   usable (``0 <= ts < TS_LIMIT``); a simple packet block only after an interface;
-* neighbours: two consecutive packet records of a chain at most ``MAX_STEP`` seconds apart.
+* neighbours: two consecutive packet records of a chain at most ``MAX_STEP`` seconds apart, and
+  the first one's time within ``[lo - w - FIRST_SLACK, hi + w + FIRST_SLACK]`` where ``lo``,
+  ``hi`` and ``w = hi - lo`` are the earliest and latest times of the next (at least two) ones.
 
 Random bytes pass one classic-pcap header test with a probability of about 2**-30, so a chain of
 four is never found in garbage; zero-filled ranges never pass (original length 0).  What a chain
@@ -66,6 +68,10 @@ __all__ = ["KNOWN_BLOCKS", "MAX_STEP", "MAX_WIRE", "SYNC_RECORDS", "PcapRules", 
 SYNC_RECORDS = 4
 #: the largest step in time between two neighbouring packet records of a chain (seconds)
 MAX_STEP = 86400.0
+#: the first record of a chain lies within the spread of the next ones' times widened by their
+#: spread and this many seconds (a record whose header the damage touched but left plausible,
+#: e.g. the low bytes of its seconds zeroed, is not taken as the place to resume)
+FIRST_SLACK = 60.0
 #: the largest original length a record at a synchronisation point may claim
 MAX_WIRE = 1 << 20
 #: offsets examined per array operation (bounds the temporary arrays to a few MB)
@@ -82,6 +88,16 @@ KNOWN_BLOCKS = frozenset((_SHB, _IDB, _PB, _SPB, 4, 5, _EPB, 0x0A, 9, 0x00000BAD
                           0x204, 0x216, 0x221))
 _MIN_LEN = {_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, 5: 24, _EPB: 32}
 _KNOWN_ARR = np.array(sorted(KNOWN_BLOCKS), dtype=np.uint32)
+
+
+def _fits(times) -> bool:
+    """The first of a chain's packet times is not an outlier (see the module docstring)."""
+    if len(times) < 3:
+        return True
+    rest = times[1:]
+    lo, hi = min(rest), max(rest)
+    w = hi - lo + FIRST_SLACK
+    return lo - w <= times[0] <= hi + w
 
 
 def _u32s(buf, a, end, order):
@@ -128,23 +144,21 @@ class PcapRules:
         hdr = self._hdr
         units = self.units
         cap_max = self.sync_cap
-        prev = None
-        got = 0
-        while got < k:
+        times = []
+        while len(times) < k:
             if p + 16 > end:
-                return got > 0 if eof else None
+                return (bool(times) and _fits(times)) if eof else None
             sec, frac, cap, wire = hdr(buf, p)
             if frac >= units or cap > cap_max or wire < cap or not wire or wire > MAX_WIRE:
                 return False
             ts = sec + frac / units
-            if prev is not None and abs(ts - prev) > MAX_STEP:
+            if times and abs(ts - times[-1]) > MAX_STEP:
                 return False
             p += 16 + cap
             if p > end:
-                return got > 0 if eof else None
-            prev = ts
-            got += 1
-        return True
+                return (bool(times) and _fits(times)) if eof else None
+            times.append(ts)
+        return _fits(times)
 
     def times(self, buf, p, end, k=SYNC_RECORDS):
         """The timestamps of the packet records of the chain at ``p`` (up to ``k`` records,
@@ -216,11 +230,11 @@ class PcapngRules:
         o = _ORDERS[self.order]
         ifaces = self.interfaces
         nifs = None if ifaces is None else len(ifaces)
-        prev = None
+        times = []
         got = 0
         while got < k:
             if p + 12 > end:
-                return got > 0 if eof else None
+                return (got > 0 and _fits(times)) if eof else None
             btype, blen = o.hdr(buf, p)
             if btype == _SHB:
                 o = _bom(bytes(buf[p + 8:p + 12]))
@@ -235,7 +249,7 @@ class PcapngRules:
                 return False
             q = p + blen
             if q > end:
-                return got > 0 if eof else None
+                return (got > 0 and _fits(times)) if eof else None
             if o.u32(buf, q - 4)[0] != blen:
                 return False
             if btype == _EPB or btype == _PB:
@@ -250,9 +264,9 @@ class PcapngRules:
                     ts = (((hi << 32) | lo) + offt) / units
                     if not 0.0 <= ts < TS_LIMIT:
                         return False
-                    if prev is not None and abs(ts - prev) > MAX_STEP:
+                    if times and abs(ts - times[-1]) > MAX_STEP:
                         return False
-                    prev = ts
+                    times.append(ts)
             elif btype == _IDB:
                 if nifs is not None:
                     nifs += 1
@@ -260,7 +274,7 @@ class PcapngRules:
                 return False
             got += 1
             p = q
-        return True
+        return _fits(times)
 
     def times(self, buf, p, end, k=SYNC_RECORDS):
         """The usable timestamps of the packet blocks among the ``k`` blocks at ``p`` (interfaces
