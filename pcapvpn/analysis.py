@@ -185,6 +185,10 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     vmap = {v.tunnel: v for v in verdicts}
     report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
     report.tunnels += [m.vpn_tunnel_dict(t, vmap[t.id], start, names) for t in state.vpn_tunnels]
+    if cap.damage:
+        # what of each tunnel's own span the readable parts of the damaged capture cover
+        for t, d in zip(list(state.tunnels) + list(state.vpn_tunnels), report.tunnels):
+            d["coverage"] = m.coverage(t.first_ts, t.last_ts, cap.gaps, start, cap.gap_extra)
     report.ike_sas = [m.ike_sa_dict(sa, start, names) for sa in state.ike_sas]
     _message_texts(state.ike_sas, report.ike_sas)
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]
@@ -236,6 +240,51 @@ def _id_text(p) -> str:
     return f"<{len(b)} bytes> {b[:32].hex()}"
 
 
+def _damage(sources, start, end):
+    """The damaged ranges of all files (``capture.damage``), the intervals of time they leave
+    unread (a run of adjacent ranges is one gap, from the packet before it to the packet after
+    it), seconds of gaps beyond the ranges kept, and the capture's coverage (None without
+    damage): ``{first, last, share, bytes_share}``."""
+    out = []
+    gaps = []
+    extra = 0.0
+    lost = 0
+    total = 0
+    for s in sources:
+        dmg = getattr(s, "damage", None) or []
+        more = getattr(s, "damage_more", None) or (0, 0, 0, 0.0)
+        size = getattr(s, "size", None)
+        if not dmg and not more[0]:
+            if size:
+                total += size
+            continue
+        run = None  # [before, after, end offset] of the current run of adjacent ranges
+        for d in dmg:
+            out.append(m.Damage(s.name, d.offset, d.length, d.frames, d.numbered, d.trailing,
+                                d.reason, m.Time.of(d.before, start) if d.before is not None
+                                else None,
+                                m.Time.of(d.after, start) if d.after is not None else None))
+            lost += d.length
+            if run is not None and run[2] == d.offset:
+                run[1] = d.after
+                run[2] = d.offset + d.length
+            else:
+                if run is not None:
+                    gaps.append(run)
+                run = [d.before, d.after, d.offset + d.length]
+        if run is not None:
+            gaps.append(run)
+        lost += more[1]
+        extra += more[3]
+        total += size if size else sum(d.offset + d.length for d in dmg[-1:])
+    if not out and not extra:
+        return [], [], 0.0, None
+    spans = [(a, b) for a, b, _e in gaps if a is not None and b is not None and b > a]
+    cov = m.coverage(start, end, spans, start, extra)
+    cov["bytes_share"] = round(max(0.0, 1.0 - lost / total), 6) if total else 0.0
+    return out, spans, extra, cov
+
+
 def build_report(sources, decoder: Decoder, tracker) -> m.Report:
     starts = [s.first_ts for s in sources if s.first_ts is not None]
     ends = [s.last_ts for s in sources if s.last_ts is not None]
@@ -267,6 +316,7 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
                                 m.Time.of(s.first_ts, start), m.Time.of(s.last_ts, start),
                                 ifaces, list(s.warnings)))
         warnings.extend(s.warnings)
+    damage, gaps, gap_extra, coverage = _damage(sources, start, end)
 
     dc = decoder.counters()
     counts = m.Counts(
@@ -325,6 +375,12 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         decode_errors_by_reason=dict(by_reason),
         decode_error_samples=samples,
         warnings=warnings,
+        damage=damage,
+        coverage=coverage,
     )
     summary.start_ts = start  # not serialised: for relative times
+    # not serialised: the unreadable intervals of time (and seconds of unplaced ones), for
+    # model.coverage_share of any span (the verdict)
+    summary.gaps = gaps
+    summary.gap_extra = gap_extra
     return m.Report(tool="pcapvpn", version=__version__, capture=summary)

@@ -98,6 +98,15 @@ def _parse_spi(value: str) -> int:
     return n
 
 
+def _warn_damage(report) -> None:
+    """A damaged capture is said on standard error too, whatever the format and output."""
+    from pcapvpn.report.summary import damage_lines
+
+    for line in damage_lines(report.capture):
+        line = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line)
+        click.echo(f"pcapvpn: warning: {line}", err=True)
+
+
 def _progress_printer():
     state = {"last": 0.0}
 
@@ -214,6 +223,7 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
 
         redactor = Redactor()
         shown = redactor.report(report)
+    _warn_damage(shown)
     color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     text = render(shown, fmt, color=color, lang=lang, redacted=redact)
     if evidence:

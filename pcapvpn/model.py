@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 
 SCHEMA_VERSION = "0.1"
@@ -30,12 +31,25 @@ def asdict(obj):
     return obj
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
 def rfc3339(ts: float | None) -> str | None:
-    """RFC 3339 UTC with microseconds, e.g. ``2026-11-26T17:33:23.123456Z``."""
+    """RFC 3339 UTC with microseconds, e.g. ``2026-11-26T17:33:23.123456Z``.  Total: a time no
+    four-digit year can write (before year 1, after 9999, NaN, infinite) gives None (the JSON
+    ``utc: null``), never an exception."""
     if ts is None:
         return None
-    d = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        d = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        # beyond what the platform's C library converts (e.g. before 1970 on some systems)
+        try:
+            d = _EPOCH + _dt.timedelta(seconds=ts)
+        except (OverflowError, ValueError):
+            return None
+    return (f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:"
+            f"{d.second:02d}.{d.microsecond:06d}Z")
 
 
 def addr(packed: bytes) -> str:
@@ -61,7 +75,8 @@ class Time:
     def of(cls, ts: float | None, start: float | None) -> "Time":
         if ts is None:
             return cls(None, None)
-        return cls(rfc3339(ts), round(ts - start, 6) if start is not None else None)
+        rel = ts - start if start is not None else None
+        return cls(rfc3339(ts), round(rel, 6) if rel is not None and math.isfinite(rel) else None)
 
 
 @dataclass
@@ -121,6 +136,26 @@ class Counts:
 
 
 @dataclass
+class Damage:
+    """A damaged range of a capture file (``capture.damage``; see dissect.vpn.capture.Damage):
+    bytes that held no record that could be analysed.  ``frames_skipped``: records known to lie
+    in it (their headers were readable); ``frames_numbered``: they keep their Wireshark frame
+    numbers (else the range uses none: Wireshark stops reading there); ``trailing``: nothing
+    readable follows it in its file; ``before``/``after``: the times of the packets read just
+    before and after it (the gap in time it leaves)."""
+
+    file: str
+    offset: int
+    length: int
+    frames_skipped: int
+    frames_numbered: bool
+    trailing: bool
+    reason: str
+    before: Time | None
+    after: Time | None
+
+
+@dataclass
 class CaptureSummary:
     files: list[FileInfo]
     frames: int
@@ -134,6 +169,39 @@ class CaptureSummary:
     decode_errors_by_reason: dict[str, int]
     decode_error_samples: list[DecodeError]
     warnings: list[str]
+    #: damaged ranges, file by file (omitted from the JSON when there are none)
+    damage: list[Damage] = field(default_factory=list)
+    #: with damage: what the readable part covers, ``{first, last, share, bytes_share}``
+    #: (:func:`coverage`; omitted from the JSON without damage)
+    coverage: dict | None = None
+
+
+def coverage_share(first: float | None, last: float | None, gaps, extra: float = 0.0) -> float:
+    """The share of the time from ``first`` to ``last`` that lies outside the ``gaps`` (``(t0,
+    t1)`` intervals of unreadable capture, overlapping or not); ``extra`` seconds more are
+    unreadable without a known place (damage beyond the ranges kept).  1.0 for an instant that
+    no gap contains; 0.0 when ``first`` is None (nothing readable)."""
+    if first is None or last is None:
+        return 0.0
+    span = last - first
+    if span <= 0:
+        return 0.0 if any(a < first < b for a, b in gaps) else 1.0
+    lost = 0.0
+    end = first
+    for a, b in sorted((max(a, first), min(b, last)) for a, b in gaps):
+        if b <= a or b <= end:
+            continue
+        lost += b - max(a, end)
+        end = b
+    lost += extra
+    return round(max(0.0, 1.0 - lost / span), 6)
+
+
+def coverage(first: float | None, last: float | None, gaps, start, extra: float = 0.0) -> dict:
+    """``{first, last, share}``: a span (of a capture, or of a tunnel's own evidence) and the
+    share of its time the readable parts of a damaged capture cover (:func:`coverage_share`)."""
+    return {"first": asdict(Time.of(first, start)), "last": asdict(Time.of(last, start)),
+            "share": coverage_share(first, last, gaps, extra)}
 
 
 @dataclass
@@ -153,6 +221,11 @@ class Report:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        cap = d["capture"]
+        if not cap["damage"]:  # optional fields: a report of an undamaged capture is unchanged
+            del cap["damage"]
+        if cap["coverage"] is None:
+            del cap["coverage"]
         # schema_version first, as the conventions ask
         return {"schema_version": d.pop("schema_version"), **d}
 

@@ -20,7 +20,8 @@ import re
 
 from pcapvpn.i18n import Lang
 from pcapvpn.report import ladder as _ladder
-from pcapvpn.report.summary import VERDICT_ORDER, findings_by_tunnel, frames_text, summary_rows
+from pcapvpn.report.summary import (VERDICT_ORDER, damage_lines, findings_by_tunnel, frames_text,
+                                    summary_rows)
 
 CSS = """
 :root{--fg:#1b1f23;--muted:#5a6169;--bg:#fff;--line:#d0d7de;--card:#f6f8fa;
@@ -525,6 +526,13 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
          f'{cap.duration:.1f} s · {esc(cap.start.utc or "-")}'
          + (f' · <b>{esc(L._("redacted: addresses and identities are pseudonyms"))}</b>'
             if redacted else "") + "</p></header>"]
+    damage = damage_lines(cap)
+    if damage:
+        # the look of the "not visible" box, in the error colour (the stylesheet, and so the
+        # page of an undamaged capture, stays as it was)
+        o.append('<div class="notseen damaged" role="alert" style="background:#fdecea;'
+                 f'border-color:var(--error)"><b>{esc(damage[0])}</b><ul>'
+                 + "".join(f"<li>{esc(line)}</li>" for line in damage[1:]) + "</ul></div>")
     # verdicts
     o.append(f'<section id="verdicts"><h2>{esc(L._("Verdict per tunnel"))}</h2>')
     if tunnels:

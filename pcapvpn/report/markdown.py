@@ -8,7 +8,8 @@ from tabulate import tabulate
 
 from pcapvpn.report.summary import (
     proto_label as _proto,
-    VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
+    VERDICT_ORDER, damage_lines, esp_rows, findings_by_tunnel, frames_text, ike_rows,
+    summary_rows,
 )
 
 
@@ -42,6 +43,9 @@ def render_markdown(report) -> str:
     fmap = {f.id: f for f in report.findings}
     out = [f"## pcapvpn {report.version}: {len(report.tunnels)} tunnel(s), "
            f"{len(report.findings)} finding(s)", ""]
+    damage = damage_lines(cap)
+    if damage:
+        out += [f"> **{_md(damage[0])}**"] + [f"> - {_md(line)}" for line in damage[1:]] + [""]
     tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
     if tunnels:
         rows = []

@@ -9,7 +9,8 @@ from tabulate import tabulate
 
 from pcapvpn.report.summary import (
     proto_label as _proto,
-    VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
+    VERDICT_ORDER, damage_lines, esp_rows, findings_by_tunnel, frames_text, ike_rows,
+    summary_rows,
 )
 
 _COLORS = {"failing": "31", "degraded": "33", "unknown": "36", "healthy": "32",
@@ -37,6 +38,10 @@ def render_text(report, color: bool = False) -> str:
     out.append(_bold(f"pcapvpn {report.version} — {len(tunnels)} tunnel(s), "
                      f"{len(report.findings)} finding(s), {cap.frames} frames, "
                      f"{cap.duration:.1f} s", color))
+    damage = damage_lines(cap)
+    if damage:
+        out.append(_c(_wrap(damage[0], ""), "error", color))
+        out += [_wrap(f"- {line}", "  ") for line in damage[1:]]
     out.append("")
     if tunnels:
         rows = []
