@@ -373,6 +373,26 @@ class _Reader:
         self._note(offset, skipped, 0, False, reason, before, after, "unreadable")
         return skipped, rest, eof
 
+    def _end(self, buf, pos, n, base, before):
+        """The data ends inside the record (or block) at ``pos``: one cut off, or a header whose
+        length is garbage with valid records after it (:func:`dissect.vpn.chain.find` on what is
+        left, at the end of the data).  Returns the position in ``buf`` where reading goes on, or
+        None (damage at the end)."""
+        left = n - pos
+        if left > self._HEADER:
+            from dissect.vpn import chain
+
+            rules = self.chain_rules()
+            found, _r = chain.find(rules, buf, pos + 1, n, True)
+            if found is not None:
+                times = rules.times(buf, found, n, 1)
+                self._note(base + pos, found - pos, 0, False, self._runs_past(buf, pos), before,
+                           times[0] if times else None, "unreadable")
+                return found
+        frames, reason = self._cut_off(buf, pos, n)
+        self._note(base + pos, left, frames, False, reason, before, None, "tail")
+        return None
+
     def chain_rules(self):
         """The rules of a valid record chain for this capture (:mod:`dissect.vpn.chain`): what a
         resynchronisation after damage looks for, and what a reader of a slice of the same
@@ -511,6 +531,20 @@ class PcapReader(_Reader):
     def _corrupt(self, caplen):
         return f"corrupt record: captured length {caplen} (snaplen {self.snaplen})"
 
+    def _implausible(self, frac, caplen, wirelen):
+        what = (f"fraction of a second {frac}" if frac >= (1000000000 if self.nanosecond
+                                                          else 1000000)
+                else f"original length {wirelen} below captured length {caplen}")
+        return f"corrupt record: {what}, and no record header after it"
+
+    def _leads(self, buf, end, n, eof, maxcap):
+        """A record whose header is implausible (fraction of a second >= 1 s, original length
+        below the captured one) is one only when a record header follows it: True / False, or
+        None when the bytes that tell are not read yet."""
+        if end + 16 <= n:
+            return struct.unpack_from(self.byteorder + "8xI", buf, end)[0] <= maxcap
+        return True if eof else None
+
     def _empty(self, offset, before, buf, end, n, count=1):
         """``count`` records from ``offset`` of time 0 with no byte captured (Wireshark shows them
         as empty frames of 1970; they come from zero-filled holes, not from a capture): noted as
@@ -529,11 +563,18 @@ class PcapReader(_Reader):
         div = 1000000000 if self.nanosecond else 1000000
         return (sec * div + frac) / div
 
-    def _tail(self, buf, pos, n, base, hdr, before):
-        """The data ends inside the record at ``pos``."""
+    _HEADER = 16
+
+    def _runs_past(self, buf, pos):
+        caplen = struct.unpack_from(self.byteorder + "8xI", buf, pos)[0]
+        return f"corrupt record: captured length {caplen} runs past the end of the data"
+
+    def _cut_off(self, buf, pos, n):
+        """``(records lost, reason)`` for the data ending inside the record at ``pos``."""
         left = n - pos
-        reason = _pcap_tail(left, hdr(buf, pos)[2] if left >= 16 else 0)
-        self._note(base + pos, left, 1 if left >= 16 else 0, False, reason, before, None, "tail")
+        if left < 16:
+            return 0, _pcap_tail(left, 0)
+        return 1, _pcap_tail(left, struct.unpack_from(self.byteorder + "8xI", buf, pos)[0])
 
     def records(self):
         self._begin()
@@ -549,39 +590,57 @@ class PcapReader(_Reader):
         need = CHUNK
         self._buf = b""
         ts = None
+        eof = False
         while True:
             while pos + 16 <= n:
                 sec, frac, caplen, wirelen = unpack(buf, pos)
-                if caplen > maxcap:
-                    skipped, buf, eof = self._recover(buf[pos:], base + pos,
-                                                      self._corrupt(caplen), ts)
-                    base += pos + skipped
-                    pos = 0
-                    n = len(buf)
-                    if eof:
-                        self._eof(base)
-                        return
-                    continue
                 end = pos + 16 + caplen
-                if end > n:
-                    need = end - n
-                    break
-                if not caplen and not sec and not frac:
+                if caplen > maxcap:
+                    reason = self._corrupt(caplen)
+                elif (frac >= div or wirelen < caplen) and \
+                        not self._leads(buf, end, n, eof, maxcap):
+                    if not eof and end + 16 > n:
+                        need = end + 16 - n  # read on: the next header tells
+                        break
+                    reason = self._implausible(frac, caplen, wirelen)
+                elif end > n:
+                    if not eof:
+                        need = end - n
+                        break
+                    found = self._end(buf, pos, n, base, ts)
+                    if found is None:
+                        pos = n
+                        break
+                    pos = found
+                    continue
+                elif not caplen and not sec and not frac:
                     self._empty(base + pos, ts, buf, end, n)
                     yield (ts or 0.0), NONPACKET, b"", 0, base + pos, -1
                     pos = end
                     continue
-                ts = (sec * div + frac) / div
-                yield ts, lt, buf[pos + 16:end], wirelen, base + pos, 0
-                pos = end
+                else:
+                    ts = (sec * div + frac) / div
+                    yield ts, lt, buf[pos + 16:end], wirelen, base + pos, 0
+                    pos = end
+                    continue
+                # not a record: skip to the next valid chain of records
+                skipped, buf, eof = self._recover(buf[pos:], base + pos, reason, ts)
+                base += pos + skipped
+                pos = 0
+                n = len(buf)
+                if eof:
+                    break
             else:
                 need = 16 - (n - pos)
-            chunk = read(need if need > CHUNK else CHUNK)
-            if not chunk:
+            if eof:
                 if pos < n:
-                    self._tail(buf, pos, n, base, unpack, ts)
+                    self._end(buf, pos, n, base, ts)
                 self._eof(base + n)
                 return
+            chunk = read(need if need > CHUNK else CHUNK)
+            if not chunk:
+                eof = True
+                continue
             buf = buf[pos:] + chunk if pos < n else chunk
             base += pos
             pos = 0
@@ -628,60 +687,78 @@ class PcapReader(_Reader):
         disorder = 0
         first = None
         ts = None
+        eof = False
         try:
             while True:
                 while pos + 16 <= n:
                     sec, frac, caplen, wirelen = unpack(buf, pos)
-                    if caplen > maxcap:
-                        skipped, buf, eof = self._recover(buf[pos:], base + pos,
-                                                          self._corrupt(caplen), ts)
-                        base += pos + skipped
-                        pos = 0
-                        n = len(buf)
-                        if eof:
-                            self._eof(base)
-                            return
-                        continue
                     end = pos + 16 + caplen
-                    if end > n:
-                        need = end - n
-                        break
-                    number += 1
-                    if not number & mask:
-                        on_checkpoint(number, base + pos)
-                    if not caplen and not sec and not frac:
-                        self._empty(base + pos, ts, buf, end, n)
-                        empties += 1
-                        pos = end
+                    if caplen > maxcap:
+                        reason = self._corrupt(caplen)
+                    elif (frac >= div or wirelen < caplen) and \
+                            not self._leads(buf, end, n, eof, maxcap):
+                        if not eof and end + 16 > n:
+                            need = end + 16 - n
+                            break
+                        reason = self._implausible(frac, caplen, wirelen)
+                    elif end > n:
+                        if not eof:
+                            need = end - n
+                            break
+                        found = self._end(buf, pos, n, base, ts)
+                        if found is None:
+                            pos = n
+                            break
+                        pos = found
                         continue
-                    nbytes += caplen
-                    ts = (sec * div + frac) / div
-                    if first is None:
-                        first = ts
-                    if ts >= tmax:
-                        tmax = ts
                     else:
-                        disorder += 1
-                        if ts < tmin:
-                            tmin = ts
-                    if wirelen > caplen:
-                        trunc += 1
-                    if eth:
-                        r = esp_at(buf, pos + 16, end)
-                        if r is not None:
-                            on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                        number += 1
+                        if not number & mask:
+                            on_checkpoint(number, base + pos)
+                        if not caplen and not sec and not frac:
+                            self._empty(base + pos, ts, buf, end, n)
+                            empties += 1
                             pos = end
                             continue
-                    on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos)
-                    pos = end
+                        nbytes += caplen
+                        ts = (sec * div + frac) / div
+                        if first is None:
+                            first = ts
+                        if ts >= tmax:
+                            tmax = ts
+                        else:
+                            disorder += 1
+                            if ts < tmin:
+                                tmin = ts
+                        if wirelen > caplen:
+                            trunc += 1
+                        if eth:
+                            r = esp_at(buf, pos + 16, end)
+                            if r is not None:
+                                on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5],
+                                       r[6])
+                                pos = end
+                                continue
+                        on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos)
+                        pos = end
+                        continue
+                    skipped, buf, eof = self._recover(buf[pos:], base + pos, reason, ts)
+                    base += pos + skipped
+                    pos = 0
+                    n = len(buf)
+                    if eof:
+                        break
                 else:
                     need = 16 - (n - pos)
-                chunk = read(need if need > CHUNK else CHUNK)
-                if not chunk:
+                if eof:
                     if pos < n:
-                        self._tail(buf, pos, n, base, unpack, ts)
+                        self._end(buf, pos, n, base, ts)
                     self._eof(base + n)
                     return
+                chunk = read(need if need > CHUNK else CHUNK)
+                if not chunk:
+                    eof = True
+                    continue
                 buf = buf[pos:] + chunk if pos < n else chunk
                 base += pos
                 pos = 0
@@ -698,11 +775,13 @@ class PcapReader(_Reader):
         self._begin()
         bt = _Batcher(self, tag, on_batch, on_frame, on_checkpoint, every)
         np = bt.np
-        classify = bt.vec.classify
+        vec = bt.vec
+        classify = vec.classify
         caplen_at = struct.Struct(self.byteorder + "8xI").unpack_from
-        hdr = struct.Struct(self.byteorder + "IIII").unpack_from
         order = self.byteorder
+        u4 = order + "u4"
         nanosecond = self.nanosecond
+        div = 1000000000 if nanosecond else 1000000
         maxcap = self._maxcap()
         limit = BATCH_RECORDS
         try:
@@ -711,9 +790,11 @@ class PcapReader(_Reader):
                 buf = bt.buf
                 n = bt.n
                 pos = bt.pos
+                eof = bt.eof
                 if self._pending is not None:
                     self._settle(buf, pos, n)
                 corrupt = None
+                need = None
                 while True:
                     offs = []
                     app = offs.append
@@ -727,41 +808,65 @@ class PcapReader(_Reader):
                         pos = end
                     if not offs:
                         break
-                    res = classify(buf, offs, order, nanosecond, bt.number)
+                    o = np.array(offs, dtype=np.int64)
+                    res = classify(buf, o, order, nanosecond, bt.number)
                     cap, wire = res[1], res[2]
-                    big = np.flatnonzero(cap > maxcap)
                     k = len(offs)
-                    if len(big):
-                        # an impossible length: what comes before it is analysed, then resync
-                        k = int(big[0])
-                        corrupt = (offs[k], int(cap[k]))
-                        pos = offs[k]
+                    bad = cap > maxcap
+                    frac = vec.windows(np.frombuffer(buf, dtype=np.uint8), 4)[o + 4].view(
+                        u4).ravel()
+                    sus = ((frac >= div) | (wire < cap)) & ~bad
+                    if sus.any():
+                        # an implausible header is a record only when a header follows it
+                        nxt = np.empty(k, dtype=np.int64)
+                        nxt[:-1] = cap[1:]
+                        lead = self._leads(buf, pos, n, eof, maxcap)  # after the last one
+                        nxt[-1] = -1 if lead is None else (0 if lead else maxcap + 1)
+                        bad |= sus & (nxt > maxcap)
+                        und = sus & (nxt < 0)
+                    else:
+                        und = None
+                    if bad.any() or (und is not None and und.any()):
+                        j = int((bad | und).argmax()) if und is not None else int(bad.argmax())
+                        if bad[j]:
+                            c = int(cap[j])
+                            corrupt = (offs[j], self._corrupt(c) if c > maxcap else
+                                       self._implausible(int(frac[j]), c, int(wire[j])))
+                        else:
+                            need = 32 + int(cap[j])  # read on: the header after it tells
+                        pos = offs[j]
+                        k = j
                     empty = np.flatnonzero((cap[:k] == 0) & (res[0][:k] == 0))
                     if len(empty):
                         self._with_empty(bt, offs, k, res, empty, buf, n)
                     elif k:
                         bt.push(offs if k == len(offs) else offs[:k], 16,
                                 res if k == len(offs) else _part(res, 0, k, np), 1)
-                    if corrupt is not None or len(offs) < limit:
+                    if corrupt is not None or need is not None or len(offs) < limit:
                         break
-                if corrupt is None and pos + 16 <= n and caplen_at(buf, pos)[0] > maxcap:
-                    corrupt = (pos, caplen_at(buf, pos)[0])
+                if corrupt is None and need is None and pos + 16 <= n:
+                    c = caplen_at(buf, pos)[0]
+                    if c > maxcap:
+                        corrupt = (pos, self._corrupt(c))
                 bt.pos = pos
                 if corrupt is not None:
-                    off, caplen = corrupt
+                    off, reason = corrupt
                     skipped, rest, eof = self._recover(bytes(bt.mv[off:n]), bt.base + off,
-                                                       self._corrupt(caplen), bt.last)
+                                                       reason, bt.last)
                     if eof:
                         self._eof(bt.base + off + skipped)
                         return
                     bt.reset(rest, bt.base + off + skipped)
                     continue
-                if bt.eof:
+                if eof:
                     if pos < n:
-                        self._tail(buf, pos, n, bt.base, hdr, bt.last)
+                        found = self._end(buf, pos, n, bt.base, bt.last)
+                        if found is not None:
+                            bt.pos = found
+                            continue
                     self._eof(bt.base + n)
                     return
-                bt.slide(16 + caplen_at(buf, pos)[0] if n - pos >= 16 else 16)
+                bt.slide(need or (16 + caplen_at(buf, pos)[0] if n - pos >= 16 else 16))
         finally:
             self.walk_stats = bt.stats()
 
@@ -967,6 +1072,20 @@ class PcapngReader(_Reader):
         if dropped:
             self.drops[gi] = self.drops.get(gi, 0) + sum(dropped)
 
+    _HEADER = 12
+
+    def _runs_past(self, buf, pos):
+        btype, blen = self._order.hdr(buf, pos)
+        return f"corrupt block length {blen} (block type {btype:#x}) runs past the end of the data"
+
+    def _cut_off(self, buf, pos, n):
+        """``(records lost, reason)`` for the data ending inside the block at ``pos``."""
+        left = n - pos
+        if left < 12:
+            return 0, _pcapng_tail(left, 0)
+        btype, blen = self._order.hdr(buf, pos)
+        return (1 if btype in (_B_EPB, _B_PB, _B_SPB) else 0), _pcapng_tail(left, blen)
+
     def _ts_reason(self, gi, ts) -> str:
         tsresol = self.interfaces[gi].tsresol
         if not _tsresol_ok(tsresol):
@@ -1127,9 +1246,10 @@ class PcapngReader(_Reader):
                 else:
                     if bt.eof:
                         if pos < n:
-                            left = n - pos
-                            self._note(bt.base + pos, left, 0, False, _pcapng_tail(left, need),
-                                       bt.last, None, "tail")
+                            found = self._end(buf, pos, n, bt.base, bt.last)
+                            if found is not None:
+                                bt.pos = found
+                                continue
                         self._eof(bt.base + n)
                         return
                     bt.slide(need)
@@ -1343,10 +1463,10 @@ class PcapngReader(_Reader):
                     chunk = read(need if need > CHUNK else CHUNK)
                     if not chunk:
                         if pos < n:
-                            left = n - pos
-                            self._note(base + pos, left, 0, False,
-                                       _pcapng_tail(left, blen if left >= 12 else 0),
-                                       last_ts or None, None, "tail")
+                            found = self._end(buf, pos, n, base, last_ts or None)
+                            if found is not None:
+                                pos = found
+                                continue
                         self._eof(base + n)
                         return
                     buf = buf[pos:] + chunk if pos < n else chunk

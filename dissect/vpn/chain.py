@@ -16,8 +16,8 @@ The contract
 * ``buf[start:end]`` is searched (``buf`` any bytes-like object; offsets are positions in it).
 * Returns ``(p, p)``: ``p`` is the *smallest* offset ``>= start`` where ``k`` consecutive valid
   records start, all wholly inside ``buf[:end]``.  With ``eof=True`` (``end`` is the end of the
-  data) a shorter chain also counts when it runs to the end: at least one whole valid record,
-  followed by nothing, or by a record cut off by the end of the data.
+  data) a shorter chain also counts when it runs to the end: two whole valid records (then
+  nothing, or a record cut off by the end of the data), or one that ends exactly at the end.
 * Returns ``(None, r)`` when no chain starts in ``[start, r)``: without ``eof``, ``r`` is the
   first offset that could not be decided with the bytes up to ``end`` (the caller keeps
   ``buf[r:]``, appends more data and calls again from ``r``); with ``eof``, ``r == end``.
@@ -90,6 +90,13 @@ _MIN_LEN = {_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, 5: 24, _EPB: 32}
 _KNOWN_ARR = np.array(sorted(KNOWN_BLOCKS), dtype=np.uint32)
 
 
+def _short(whole: int, exact: bool, times) -> bool:
+    """A chain cut short by the end of the data counts with two whole records, or one that ends
+    exactly at the end (one record and a few bytes after it is what a cut-off payload often looks
+    like)."""
+    return (whole >= 2 or (whole == 1 and exact)) and _fits(times)
+
+
 def _fits(times) -> bool:
     """The first of a chain's packet times is not an outlier (see the module docstring)."""
     if len(times) < 3:
@@ -147,7 +154,7 @@ class PcapRules:
         times = []
         while len(times) < k:
             if p + 16 > end:
-                return (bool(times) and _fits(times)) if eof else None
+                return _short(len(times), p == end, times) if eof else None
             sec, frac, cap, wire = hdr(buf, p)
             if frac >= units or cap > cap_max or wire < cap or not wire or wire > MAX_WIRE:
                 return False
@@ -156,7 +163,7 @@ class PcapRules:
                 return False
             p += 16 + cap
             if p > end:
-                return (bool(times) and _fits(times)) if eof else None
+                return _short(len(times), False, times) if eof else None
             times.append(ts)
         return _fits(times)
 
@@ -234,7 +241,7 @@ class PcapngRules:
         got = 0
         while got < k:
             if p + 12 > end:
-                return (got > 0 and _fits(times)) if eof else None
+                return _short(got, p == end, times) if eof else None
             btype, blen = o.hdr(buf, p)
             if btype == _SHB:
                 o = _bom(bytes(buf[p + 8:p + 12]))
@@ -249,7 +256,7 @@ class PcapngRules:
                 return False
             q = p + blen
             if q > end:
-                return (got > 0 and _fits(times)) if eof else None
+                return _short(got, False, times) if eof else None
             if o.u32(buf, q - 4)[0] != blen:
                 return False
             if btype == _EPB or btype == _PB:
