@@ -489,3 +489,26 @@ def test_nonpacket_records_of_damage_in_records():
     bad = orig[:at] + bytes(16 * 5) + orig[at:]
     recs = list(open_capture(io.BytesIO(bad)).records())
     assert [r[1] for r in recs[3:8]] == [NONPACKET] * 5 and len(recs) == 16 + 5
+
+
+def test_unknown_blocks_are_skipped_when_a_block_follows(tmp_path):
+    """Wireshark skips blocks of types it does not know; so does the reader, when a block (or the
+    end of the data) follows one - a misread length in damage can look like such a block."""
+    pkts = _lab_packets(6)
+    unknown = struct.pack("<II", 0x12345, 24) + b"vendor!!" + b"\0" * 4 + struct.pack("<I", 24)
+    data = _shb() + _idb(tsresol=6) + _epb(0, round(pkts[0][0] * 1e6), pkts[0][1]) + unknown \
+        + b"".join(_epb(0, round(t * 1e6), d) for t, d in pkts[1:]) + unknown
+    p = write(tmp_path, "unknown.pcapng", data)
+    for walk in ("records", "batch"):
+        src = open_source(str(p))
+        if walk == "records":
+            frames = [f[1] for f in src.frames()]
+        else:
+            from pcapvpn.decode import Decoder, NullSink
+
+            Decoder(NullSink()).run_source(src)
+            frames = list(range(1, src.frame_count + 1))
+        assert frames == [1, 2, 3, 4, 5, 6] and src.damage == [], walk
+    assert [int(r) for r in subprocess.run(
+        [tshark_path(), "-r", str(p), "-T", "fields", "-e", "frame.number"],
+        capture_output=True, text=True).stdout.split()] == [1, 2, 3, 4, 5, 6]

@@ -305,6 +305,7 @@ CRASH_EXPECT = {
     "cut-payload-false-chain.pcap": (11, [("tail", 860, 30, 1, False)]),
     "pcap-implausible-header.pcap": (16, [("unreadable", 1906, 316, 0, False)]),
     "pcapng-length-past-the-end.pcapng": (16, [("unreadable", 2248, 108, 0, False)]),
+    "pcapng-periodic-unknown-block.pcapng": (300, [("unreadable", 1440, 1, 0, False)]),
     "pcapng-timestamp-64bit.pcapng": (15, [("records", 1520, 304, 1, True)]),
     "pcapng-tsresol-tsoffset.pcapng": (4, [("records", o, n, 1, True) for o, n in (
         (484, 356), (840, 368), (1512, 196), (1708, 196), (2100, 196), (2296, 196),

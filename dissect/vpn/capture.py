@@ -917,6 +917,20 @@ class _Order:
 
 _LE = _Order("<")
 _BE = _Order(">")
+# the block types a reader knows (those that may also start a chain: dissect.vpn.chain); a block
+# of another type is skipped only when a block follows it, at most this long
+KNOWN_BLOCKS = frozenset((_SHB, _B_IDB, _B_PB, _B_SPB, _B_NRB, _B_ISB, _B_EPB, _B_DSB)) | \
+    _NUMBERED
+_FOLLOW_MAX = 1 << 20
+
+
+def ok_need(buf, end, n, o):
+    """Bytes needed after ``end`` to see the block that starts there whole (at least its
+    header)."""
+    if end + 12 > n:
+        return 12
+    blen = o.u32(buf, end + 4)[0]
+    return max(12, min(blen, _FOLLOW_MAX))
 
 
 def _tsresol_ok(tsresol: int) -> bool:
@@ -1086,6 +1100,24 @@ class PcapngReader(_Reader):
         btype, blen = self._order.hdr(buf, pos)
         return (1 if btype in (_B_EPB, _B_PB, _B_SPB) else 0), _pcapng_tail(left, blen)
 
+    def _followed(self, buf, end, n, eof):
+        """A block (framing only: length, trailer) or the end of the data at ``end``: True /
+        False / None (not read yet)."""
+        if end + 12 > n:
+            return end == n if eof else None
+        o = self._order
+        btype, blen = o.hdr(buf, end)
+        if btype == _SHB:
+            o = self._bom(bytes(buf[end + 8:end + 12]))
+            if o is None:
+                return False
+            blen = o.u32(buf, end + 4)[0]
+        if blen & 3 or blen < 12 or blen > _FOLLOW_MAX:
+            return False
+        if end + blen > n:
+            return False if eof else None
+        return o.u32(buf, end + blen - 4)[0] == blen
+
     def _ts_reason(self, gi, ts) -> str:
         tsresol = self.interfaces[gi].tsresol
         if not _tsresol_ok(tsresol):
@@ -1232,7 +1264,8 @@ class PcapngReader(_Reader):
                         if pos + 12 > n:
                             need = 12
                             break
-                        end, rec = self._block(buf, pos, n, bt.base, bt.last_or(self._last_ts))
+                        end, rec = self._block(buf, pos, n, bt.base, bt.last_or(self._last_ts),
+                                               bt.eof)
                         if end is None:
                             need = rec
                             break
@@ -1337,13 +1370,15 @@ class PcapngReader(_Reader):
         first = int(lt[0])
         bt.push(offs, 28, res, first if (lt == first).all() else lt)
 
-    def _block(self, buf, pos, n, base, last_ts):
+    def _block(self, buf, pos, n, base, last_ts, eof=False):
         """The block at ``buf[pos:]`` by the general rules: ``(end, record or None)``; or
         ``(None, bytes needed from pos)`` when it is not wholly in ``buf[:n]``.  A section
         header switches byte order and interfaces.  Raises :class:`_Corrupt` when the block's
         framing is wrong (bad length, trailer or byte-order magic: no block boundary is known
         after it); a block framed right whose content is unusable is noted as damage and
-        skipped (``rec`` None, or a numbered damaged record)."""
+        skipped (``rec`` None, or a numbered damaged record).  A block of a type this reader
+        does not know is skipped, as Wireshark does, but only when a block follows it
+        (:meth:`_followed`): damage can look like one (``eof``: the data ends at ``n``)."""
         o = self._order
         btype, blen = o.hdr(buf, pos)
         if btype == _SHB:
@@ -1361,6 +1396,13 @@ class PcapngReader(_Reader):
         if trailer != blen:
             raise _Corrupt(f"block trailer length {trailer} differs from "
                            f"block length {blen} (block type {btype:#x})")
+        if btype not in KNOWN_BLOCKS:
+            ok = self._followed(buf, end, n, eof)
+            if ok is None:
+                return None, blen + ok_need(buf, end, n, o)
+            if not ok:
+                raise _Corrupt(f"block of unknown type {btype:#x} ({blen} bytes) not followed "
+                               f"by a block")
         self._last_ts = last_ts
         try:
             if btype == _SHB:
@@ -1393,6 +1435,7 @@ class PcapngReader(_Reader):
         secifs = self._secifs
         last_ts = 0.0
         blen = 0
+        eof = False
         while True:
             head7, head8, u32 = o.head7, o.head8, o.u32
             cur = -1  # interface id cached in gi/lt/units/offt
@@ -1445,7 +1488,7 @@ class PcapngReader(_Reader):
                                 break
                     # slow path: one block of any other kind, or more data needed
                     if pos + 12 <= n:
-                        end, rec = self._block(buf, pos, n, base, last_ts)
+                        end, rec = self._block(buf, pos, n, base, last_ts, eof)
                         if end is not None:
                             o = self._order
                             head7, head8, u32 = o.head7, o.head8, o.u32
@@ -1462,6 +1505,9 @@ class PcapngReader(_Reader):
                         need = 12 - (n - pos)
                     chunk = read(need if need > CHUNK else CHUNK)
                     if not chunk:
+                        if pos < n and not eof:
+                            eof = True  # once more, knowing that the data ends here
+                            continue
                         if pos < n:
                             found = self._end(buf, pos, n, base, last_ts or None)
                             if found is not None:

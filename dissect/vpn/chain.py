@@ -59,7 +59,7 @@ import struct
 
 import numpy as np
 
-from dissect.vpn.capture import CHUNK, TS_LIMIT
+from dissect.vpn.capture import CHUNK, KNOWN_BLOCKS, TS_LIMIT
 
 __all__ = ["KNOWN_BLOCKS", "MAX_STEP", "MAX_WIRE", "SYNC_RECORDS", "PcapRules", "PcapngRules",
            "find", "resync"]
@@ -82,10 +82,6 @@ _EPB = 6
 _PB = 2
 _SPB = 3
 _IDB = 1
-#: pcapng block types a chain may contain (SHB, IDB, PB, SPB, NRB, ISB, EPB, DSB, systemd
-#: journal, custom, sysdig)
-KNOWN_BLOCKS = frozenset((_SHB, _IDB, _PB, _SPB, 4, 5, _EPB, 0x0A, 9, 0x00000BAD, 0x40000BAD,
-                          0x204, 0x216, 0x221))
 _MIN_LEN = {_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, 5: 24, _EPB: 32}
 _KNOWN_ARR = np.array(sorted(KNOWN_BLOCKS), dtype=np.uint32)
 
