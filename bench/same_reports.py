@@ -3,6 +3,7 @@
 
     python bench/same_reports.py                     # where the branch left main vs the tree
     python bench/same_reports.py --base HEAD~3       # another base (any git revision)
+    python bench/same_reports.py --new HEAD          # a revision instead of the working tree
     python bench/same_reports.py --formats json,text,markdown --keep /tmp/rep
 
 Every capture under ``captures/`` and ``../shared/corpus`` (the suffixes of tests/conftest.py) is
@@ -101,6 +102,8 @@ def main(argv=None) -> int:
     ap.add_argument("--base", default=None,
                     help="git revision to compare with (default: the merge base of main and "
                          "HEAD, i.e. what this branch changed)")
+    ap.add_argument("--new", default=None,
+                    help="git revision to compare (default: the working tree as it is)")
     ap.add_argument("--formats", default="json,text", help="comma-separated report formats")
     ap.add_argument("--keep", default=None, help="keep both sides' reports in this directory")
     ap.add_argument("--show", type=int, default=3, help="diffs to print in full")
@@ -121,7 +124,12 @@ def main(argv=None) -> int:
     base_src.mkdir(parents=True, exist_ok=True)
     _snapshot(args.base, base_src)
     _run_side(base_src / "src", work / "base", formats, paths)
-    _run_side(REPO, work / "new", formats, paths)
+    new_src = REPO
+    if args.new:
+        (Path(tmp.name) / "new").mkdir()
+        _snapshot(args.new, Path(tmp.name) / "new")
+        new_src = Path(tmp.name) / "new" / "src"
+    _run_side(new_src, work / "new", formats, paths)
     for side in ("base", "new"):
         print(f"{side}: pcapvpn from {(work / side / 'source.txt').read_text().strip()}")
     differ = 0
@@ -137,7 +145,8 @@ def main(argv=None) -> int:
             if shown < args.show:
                 shown += 1
                 sys.stdout.writelines(list(difflib.unified_diff(
-                    a.splitlines(True), b.splitlines(True), f"{args.base}", "working tree",
+                    a.splitlines(True), b.splitlines(True), f"{args.base}",
+                    args.new or "working tree",
                     n=2))[:80])
     print(f"{len(paths)} captures x {len(formats)} formats: {differ} report(s) differ "
           f"(base {args.base})")
