@@ -285,6 +285,21 @@ def _damage(sources, start, end):
     return out, spans, extra, cov
 
 
+def _cooked(counts) -> dict:
+    """Linux cooked frames of a file per interface: ``{iface: [{ifindex, frames, packet_types}]}``
+    (``Source.cooked``, keyed ``(iface, ifindex, packet type)``)."""
+    from dissect.vpn.link import PACKET_TYPES
+
+    out: dict = {}
+    for (iface, ifindex, ptype), n in counts.items():
+        per = out.setdefault(iface, {}).setdefault(ifindex, Counter())
+        per[PACKET_TYPES.get(ptype, f"type {ptype}")] += n
+    return {iface: [{"ifindex": k, "frames": sum(c.values()),
+                     "packet_types": dict(sorted(c.items()))}
+                    for k, c in sorted(per.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0))]
+            for iface, per in out.items()}
+
+
 def build_report(sources, decoder: Decoder, tracker) -> m.Report:
     starts = [s.first_ts for s in sources if s.first_ts is not None]
     ends = [s.last_ts for s in sources if s.last_ts is not None]
@@ -300,7 +315,12 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
     for s in sources:
         ifaces = []
         isb = s.isb if isinstance(s.isb, (dict, list)) else {}
+        frames_per_if = getattr(s, "interface_frames", None) or {}
+        cooked = _cooked(getattr(s, "cooked", None) or {})
+        per_section: Counter = Counter()
         for idx, itf in enumerate(s.interfaces):
+            section = getattr(itf, "section", 0) or 0
+            per_section[section] += 1
             st = (isb.get(idx) if isinstance(isb, dict) else (isb[idx] if idx < len(isb) else None)) or {}
             if_drop = st.get("ifdrop")
             os_drop = st.get("osdrop")
@@ -309,7 +329,10 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
             if os_drop is not None:
                 os_drop_total = (os_drop_total or 0) + os_drop
             ifaces.append(m.Interface(idx, itf.linktype, linktype_name(itf.linktype), itf.snaplen,
-                                      getattr(itf, "name", None), if_drop, os_drop))
+                                      getattr(itf, "name", None), if_drop, os_drop,
+                                      description=getattr(itf, "description", None),
+                                      frames=frames_per_if.get(idx, 0), section=section,
+                                      idb=per_section[section] - 1, cooked=cooked.get(idx)))
         for lt, c in s.linktypes.items():
             linktypes[linktype_name(lt)] += c
         files.append(m.FileInfo(s.name, s.format, s.compressed, s.frame_count, s.byte_count,

@@ -81,6 +81,9 @@ class Time:
 
 @dataclass
 class Interface:
+    """A capture interface of a file: a pcapng IDB (``index`` counts them over all sections, as
+    Wireshark's ``frame.interface_id`` does within a file) or the classic pcap header."""
+
     index: int
     linktype: int
     linktype_name: str
@@ -89,6 +92,18 @@ class Interface:
     #: pcapng ISB counters (None when the capture has no statistics block)
     if_drop: int | None = None
     os_drop: int | None = None
+    #: pcapng if_description
+    description: str | None = None
+    #: frames captured on it
+    frames: int = 0
+    #: pcapng section (0-based) and the IDB's index within it (what the section's packet
+    #: blocks refer to; tshark 4.0's frame.interface_id); 0 and 0 for classic pcap
+    section: int = 0
+    idb: int = 0
+    #: Linux cooked interfaces (LINUX_SLL / LINUX_SLL2, ``tcpdump -i any``): per interface index
+    #: of the SLL2 header (None for SLL) ``{ifindex, frames, packet_types: {host, outgoing,
+    #: ...: frames}}`` (omitted from the JSON for other link types)
+    cooked: list | None = None
 
 
 @dataclass
@@ -226,6 +241,10 @@ class Report:
             del cap["damage"]
         if cap["coverage"] is None:
             del cap["coverage"]
+        for f in cap["files"]:
+            for itf in f["interfaces"]:
+                if itf["cooked"] is None:
+                    del itf["cooked"]
         # schema_version first, as the conventions ask
         return {"schema_version": d.pop("schema_version"), **d}
 

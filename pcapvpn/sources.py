@@ -258,6 +258,22 @@ class Source:
         return self._reader.damage_more
 
     @property
+    def interface_frames(self) -> dict:
+        """Frames per interface (global index into ``interfaces``), final once the frames have
+        been read; classic pcap has one interface."""
+        counts = getattr(self._reader, "iface_frames", None)
+        if counts is None:
+            return {0: self.frame_count} if self.frame_count else {}
+        return counts
+
+    @property
+    def cooked(self) -> dict:
+        """Frames of Linux cooked interfaces (``tcpdump -i any``: LINUX_SLL / LINUX_SLL2) by
+        ``(interface, SLL2 interface index or None, packet type)``; see
+        :func:`dissect.vpn.link.cooked_info` and ``PACKET_TYPES``."""
+        return self._reader.cooked
+
+    @property
     def size(self):
         return self._reader.size
 
@@ -287,14 +303,18 @@ class Source:
         out.extend(f"{self.name}: offset {off}: {reason}" for off, reason in self._reader.warnings)
         return out
 
-    def frames(self):
-        """Yield ``(file_idx, number, ts, linktype, data, wirelen, offset)`` in file order."""
+    def frames(self, interfaces: bool = False):
+        """Yield ``(file_idx, number, ts, linktype, data, wirelen, offset)`` in file order.
+        ``interfaces``: with the frame's interface appended, ``(..., offset, iface)``: the global
+        index into ``Source.interfaces`` (a pcapng IDB, counted over all sections; 0 for classic
+        pcap); a Linux cooked frame's own interface index and packet type are in its header
+        (:func:`dissect.vpn.link.cooked_info`)."""
         if self._started:
             raise RuntimeError(f"{self.name}: frames() can be iterated only once")
         self._started = True
-        return self._frames()
+        return self._frames(interfaces)
 
-    def _frames(self):
+    def _frames(self, interfaces=False):
         idx = self.index
         number = 0
         nbytes = 0
@@ -308,7 +328,7 @@ class Source:
         ckpts = self.checkpoints
         reader = self._reader
         try:
-            for ts, lt, data, wirelen, offset, _iface in reader.records():
+            for ts, lt, data, wirelen, offset, iface in reader.records():
                 number += 1
                 if not number & INDEX_MASK:
                     ckpts.append(_checkpoint(reader, number, offset))
@@ -330,7 +350,10 @@ class Source:
                     if ts < tmin:
                         tmin = ts
                 nbytes += len(data)
-                yield idx, number, ts, lt, data, wirelen, offset
+                if interfaces:
+                    yield idx, number, ts, lt, data, wirelen, offset, iface
+                else:
+                    yield idx, number, ts, lt, data, wirelen, offset
         finally:
             if run:
                 counts[cur_lt] += run

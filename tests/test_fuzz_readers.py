@@ -265,6 +265,10 @@ def test_fuzz_batched_walk_equals_records(case):
             for d in r.damage] == [(d.offset, d.length, d.frames, d.numbered, d.kind, d.reason,
                                     d.trailing) for d in r0.damage]
     assert r.walk_stats["numbered"] == number
+    assert r.cooked == r0.cooked
+    if r.format == "pcapng":
+        assert r.iface_frames == r0.iface_frames
+        assert sum(r.iface_frames.values()) == len(want)
 
 
 @settings(max_examples=max(10, FUZZ_EXAMPLES // 2), deadline=None, derandomize=DERANDOMIZE,

@@ -54,6 +54,7 @@ from itertools import repeat
 
 from dissect.vpn import fast as _fast
 from dissect.vpn.errors import DissectError
+from dissect.vpn.link import COOKED_LINKTYPES, cooked_info
 
 __all__ = [
     "BATCH_RECORDS",
@@ -282,7 +283,7 @@ class Damage:
 class _Reader:
     __slots__ = ("_stream", "_buf", "_base", "_started", "format", "interfaces", "isb",
                  "drops", "byteorder", "version", "walk_stats", "damage", "damage_more", "size",
-                 "_pending")
+                 "_pending", "cooked")
 
     def _init_damage(self):
         #: damaged ranges, in file order (see :class:`Damage`)
@@ -293,6 +294,15 @@ class _Reader:
         self.size = None
         #: the damaged range whose ``after`` waits for the next bytes to be read
         self._pending = None
+        #: Linux cooked frames (``tcpdump -i any``): ``{(interface, SLL2 interface index or None,
+        #: packet type): frames}`` (dissect.vpn.link.cooked_info, PACKET_TYPES)
+        self.cooked = {}
+
+    def _cook(self, iface, linktype, data, off, end):
+        info = cooked_info(linktype, data, off, end)
+        if info is not None:
+            key = (iface, info[0], info[1])
+            self.cooked[key] = self.cooked.get(key, 0) + 1
 
     def _begin(self):
         if self._started:
@@ -591,6 +601,7 @@ class PcapReader(_Reader):
         self._buf = b""
         ts = None
         eof = False
+        cooked = lt in COOKED_LINKTYPES
         while True:
             while pos + 16 <= n:
                 sec, frac, caplen, wirelen = unpack(buf, pos)
@@ -620,6 +631,8 @@ class PcapReader(_Reader):
                     continue
                 else:
                     ts = (sec * div + frac) / div
+                    if cooked:
+                        self._cook(0, lt, buf, pos + 16, end)
                     yield ts, lt, buf[pos + 16:end], wirelen, base + pos, 0
                     pos = end
                     continue
@@ -688,6 +701,7 @@ class PcapReader(_Reader):
         first = None
         ts = None
         eof = False
+        cooked = lt in COOKED_LINKTYPES
         try:
             while True:
                 while pos + 16 <= n:
@@ -739,6 +753,8 @@ class PcapReader(_Reader):
                                        r[6])
                                 pos = end
                                 continue
+                        elif cooked:
+                            self._cook(0, lt, buf, pos + 16, end)
                         on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos)
                         pos = end
                         continue
@@ -917,6 +933,7 @@ class _Order:
 
 _LE = _Order("<")
 _BE = _Order(">")
+_COOKED_ARR = sorted(COOKED_LINKTYPES)
 # the block types a reader knows (those that may also start a chain: dissect.vpn.chain); a block
 # of another type is skipped only when a block follows it, at most this long
 KNOWN_BLOCKS = frozenset((_SHB, _B_IDB, _B_PB, _B_SPB, _B_NRB, _B_ISB, _B_EPB, _B_DSB)) | \
@@ -947,7 +964,7 @@ class PcapngReader(_Reader):
     outside [0, TS_LIMIT) (a 64-bit tick count, an extreme ``if_tsresol`` or ``if_tsoffset``) is
     a damaged record that keeps its frame number."""
 
-    __slots__ = ("sections", "_order", "_secifs", "_last_ts", "notes")
+    __slots__ = ("sections", "_order", "_secifs", "_last_ts", "notes", "_ifn")
 
     def __init__(self, stream, head: bytes):
         self._stream = stream
@@ -959,6 +976,7 @@ class PcapngReader(_Reader):
         self._init_damage()
         #: problems that lost no record (malformed options of an interface description block)
         self.notes = []
+        self._ifn = []  # packet records per global interface index
         self.sections = []
         self._secifs = []
         self._last_ts = 0.0
@@ -988,6 +1006,21 @@ class PcapngReader(_Reader):
     @property
     def warnings(self) -> list:
         return sorted(_Reader.warnings.fget(self) + self.notes, key=lambda w: w[0])
+
+    @property
+    def iface_frames(self) -> dict:
+        """Packet records read so far per global interface index (interfaces without any
+        left out)."""
+        return {i: c for i, c in enumerate(self._ifn) if c}
+
+    def _counted(self, rec):
+        """A packet record of the general rules: counted for its interface (and its Linux
+        cooked header)."""
+        gi = rec[5]
+        self._ifn[gi] += 1
+        if rec[1] in COOKED_LINKTYPES:
+            self._cook(gi, rec[1], rec[2], 0, None)
+        return rec
 
     def chain_rules(self):
         from dissect.vpn.chain import PcapngRules
@@ -1061,6 +1094,7 @@ class PcapngReader(_Reader):
                           len(self.sections) - 1, descr)
         gi = len(self.interfaces)
         self.interfaces.append(iface)
+        self._ifn.append(0)
         units = iface.units
         offt = tsoffset * units
         if not _tsresol_ok(tsresol):
@@ -1174,7 +1208,7 @@ class PcapngReader(_Reader):
             return self._bad_ts(buf, pos, blen, base, n, gi, ts)
         if blen != 32 + ((caplen + 3) & -4):
             self._epb_options(buf, pos + 28 + ((caplen + 3) & -4), pos + blen - 4, gi, o)
-        return (ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi)
+        return self._counted((ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi))
 
     def _other(self, btype, buf, pos, blen, base, n):
         """Handle a block other than an EPB; return a record tuple or None."""
@@ -1191,7 +1225,8 @@ class PcapngReader(_Reader):
             caplen = wirelen if not snap or wirelen <= snap else snap
             if caplen > blen - 16:
                 caplen = blen - 16
-            return (self._last_ts, lt, buf[pos + 12:pos + 12 + caplen], wirelen, base + pos, gi)
+            return self._counted((self._last_ts, lt, buf[pos + 12:pos + 12 + caplen], wirelen,
+                                  base + pos, gi))
         elif btype == _B_PB:
             if blen < 32:
                 raise _Corrupt(f"packet block too short ({blen} bytes)")
@@ -1208,7 +1243,8 @@ class PcapngReader(_Reader):
                 return self._bad_ts(buf, pos, blen, base, n, gi, ts)
             if dropped != 0xFFFF and dropped:
                 self.drops[gi] = self.drops.get(gi, 0) + dropped
-            return (ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi)
+            return self._counted((ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos,
+                                  gi))
         elif btype == _B_ISB:
             self._stats(buf, pos, blen, o)
         elif btype in _NUMBERED:
@@ -1352,7 +1388,7 @@ class PcapngReader(_Reader):
         i = 0
         for j in badi + [stop]:
             if j > i:
-                self._epb_push(bt, offs[i:j], p[i:j], lt[i:j], ts[i:j])
+                self._epb_push(bt, offs[i:j], p[i:j], lt[i:j], ts[i:j], iid[i:j])
             if j < stop:
                 # the general rules note the damage (and give a numbered record when Wireshark
                 # would show one)
@@ -1362,8 +1398,19 @@ class PcapngReader(_Reader):
             i = j + 1
         return stop
 
-    def _epb_push(self, bt, offs, p, lt, ts):
-        """Hand over good enhanced packet blocks (classified a run at a time)."""
+    def _epb_push(self, bt, offs, p, lt, ts, iid):
+        """Hand over good enhanced packet blocks (classified a run at a time), counted per
+        interface."""
+        np = bt.np
+        secifs = self._secifs
+        for i, c in zip(*np.unique(iid, return_counts=True)):
+            self._ifn[secifs[int(i)][0]] += int(c)
+        cooked = np.flatnonzero(np.isin(lt, _COOKED_ARR)) if lt.max() >= 113 else ()
+        for j in cooked:
+            gi = secifs[int(iid[j])][0]
+            start = offs[j] + 28
+            cap = struct.unpack_from(self._order.char + "I", bt.buf, offs[j] + 20)[0]
+            self._cook(gi, int(lt[j]), bt.buf, start, start + cap)
         eth = lt == 1
         res = bt.vec.classify(bt.buf, p + 12, self._order.char, False, bt.number, ts=ts,
                               eth=None if eth.all() else eth)
@@ -1435,11 +1482,13 @@ class PcapngReader(_Reader):
         secifs = self._secifs
         last_ts = 0.0
         blen = 0
+        ifn = self._ifn
         eof = False
         while True:
             head7, head8, u32 = o.head7, o.head8, o.u32
-            cur = -1  # interface id cached in gi/lt/units/offt
+            cur = -1  # interface id cached in gi/lt/units/offt/ck
             gi = lt = units = offt = 0
+            ck = False
             try:
                 while True:
                     # fast path: enhanced packet blocks wholly inside the buffer, of a declared
@@ -1455,6 +1504,7 @@ class PcapngReader(_Reader):
                                 if iid >= len(secifs):
                                     break
                                 gi, lt, units, offt, _snap = secifs[iid]
+                                ck = lt in COOKED_LINKTYPES
                                 cur = iid
                             ts = (((hi << 32) | lo) + offt) / units
                             if not 0.0 <= ts < TS_LIMIT:
@@ -1473,6 +1523,9 @@ class PcapngReader(_Reader):
                                 if trailer != blen:
                                     raise _Corrupt(f"block trailer length {trailer} differs from "
                                                    f"block length {blen} (block type 0x6)")
+                                ifn[gi] += 1
+                                if ck:
+                                    self._cook(gi, lt, rec[2], 0, None)
                                 last_ts = ts
                                 yield rec
                                 pos = end
@@ -1482,6 +1535,9 @@ class PcapngReader(_Reader):
                                 if trailer != blen:
                                     raise _Corrupt(f"block trailer length {trailer} differs from "
                                                    f"block length {blen} (block type 0x6)")
+                                ifn[gi] += 1
+                                if ck:
+                                    self._cook(gi, lt, rec[2], 0, None)
                                 last_ts = ts
                                 yield rec
                                 pos = end
@@ -1811,11 +1867,13 @@ class PcapngWriter:
         self._write(struct.pack("<II", btype, blen) + body + struct.pack("<I", blen))
 
     def add_interface(self, linktype: int, name: str | None = None, tsresol: int = 9,
-                      tsoffset: int = 0) -> int:
+                      tsoffset: int = 0, description: str | None = None) -> int:
         """Write an IDB; return its interface id.  ``tsresol`` is the raw if_tsresol byte."""
         opts = b""
         if name:
             opts += self._opt(2, name.encode())
+        if description:
+            opts += self._opt(3, description.encode())
         if tsresol != 6:
             opts += self._opt(9, bytes([tsresol]))
         if tsoffset:

@@ -46,7 +46,32 @@ def summary_rows(cap) -> list[tuple[str, str]]:
         ("non-IP frames", str(c.non_ip_frames)),
         ("other IP frames", str(c.other_ip_frames)),
         ("undecodable frames", str(cap.decode_errors)),
-    ]
+    ] + _interface_rows(cap)
+
+
+def _interface_rows(cap) -> list[tuple[str, str]]:
+    """An "interfaces" row when the files say more than one unnamed interface would: several
+    interfaces, names or descriptions, Linux cooked interface indexes and packet types."""
+    files = cap.files
+    if not any(len(f.interfaces) > 1 or any(i.name or i.description or i.cooked
+                                            for i in f.interfaces) for f in files):
+        return []
+    parts = []
+    for f in files:
+        for i in f.interfaces:
+            label = i.name or f"#{i.index}"
+            text = f"{label} ({i.linktype_name}"
+            if i.description:
+                text += f", {i.description}"
+            text += f"): {i.frames} frames"
+            if i.cooked:
+                text += " [" + "; ".join(
+                    ("ifindex " + str(c["ifindex"]) if c["ifindex"] is not None else "no index")
+                    + f": {c['frames']} (" + ", ".join(f"{k} {v}" for k, v in
+                                                     c["packet_types"].items()) + ")"
+                    for c in i.cooked) + "]"
+            parts.append((f"{f.name}: " if len(files) > 1 else "") + text)
+    return [("interfaces", "; ".join(parts))]
 
 
 def damage_lines(cap, limit: int = 5) -> list[str]:
