@@ -156,11 +156,19 @@ def _progress_printer():
               default=None, metavar="FILE.pcapng",
               help="Write the frames the findings cite (plus their IKE exchanges) to a pcapng, "
                    "each with a comment naming the finding.")
+@click.option("--log", "logs", multiple=True, metavar="FILE",
+              help="Gateway evidence: a daemon log or status output (strongSwan, libreswan, "
+                   "OpenVPN, Cisco, FortiGate, Palo Alto, Juniper, MikroTik, YAMAHA, "
+                   "WireGuard, Windows; recognised by content), aligned to the capture's clock "
+                   "and linked to the findings (repeatable).")
+@click.option("--log-tz", default=None, metavar="ZONE",
+              help="Time zone of --log time stamps that name none (UTC, +09:00, Asia/Tokyo); "
+                   "default: read as UTC, a whole-hour offset is reported as a zone difference.")
 @click.option("--stop-after", type=click.Choice(["read", "decode", "dissect", "full"]),
               default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
-            keys, lang, redact, redact_map, evidence, vpn_servers=()):
+            keys, lang, redact, redact_map, evidence, vpn_servers=(), logs=(), log_tz=None):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time.
@@ -198,6 +206,8 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         except KeyFileError as e:
             click.echo(f"pcapvpn: error: key file {e}", err=True)
             sys.exit(EXIT_USAGE)
+    if logs:
+        options.logs = _open_logs(logs, log_tz)
     if sys.stderr.isatty() and output != "-":
         options.progress = _progress_printer()
     try:
@@ -245,6 +255,21 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
     limit = _SEVERITIES.index(fail_on)
     failed = any(_SEVERITIES.index(f.severity) <= limit for f in report.findings)
     sys.exit(EXIT_FINDINGS if failed else EXIT_OK)
+
+
+def _open_logs(paths, log_tz):
+    """--log / --log-tz → LogSource objects (a bad zone or an unreadable file: exit 2)."""
+    from pcapvpn.logsrc import LogSourceError, open_logs, parse_tz
+
+    try:
+        tz = parse_tz(log_tz)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--log-tz") from None
+    try:
+        return open_logs(paths, tz)
+    except LogSourceError as e:
+        click.echo(f"pcapvpn: error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 @cli.command()
