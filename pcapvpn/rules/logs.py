@@ -292,6 +292,7 @@ def _confirm(ctx, f, cands, used: set, end) -> None:
     if not kinds:
         return
     win = _window(ctx, f, end)
+    frames = {(fr.file, fr.frame) for fr in f.evidence.frames}
     hits = []
     for li in cands:
         e = li.ent
@@ -301,7 +302,11 @@ def _confirm(ctx, f, cands, used: set, end) -> None:
         if win is not None and t is not None and not (win[0] <= t <= win[1]):
             continue
         centre = (win[0] + win[1]) / 2 if win else 0.0
-        hits.append((abs((t or 0.0) - centre), li))
+        dist = abs((t or 0.0) - centre)
+        if li.anchor is not None and frames and any(
+                (ctx.file(r[0]), r[1]) in frames for r in li.anchor.refs):
+            dist = -1.0  # the line stands for a packet this finding cites
+        hits.append((dist, li))
     if not hits:
         return
     hits.sort(key=lambda h: (h[0], h[1].ent.ev.line))
@@ -423,6 +428,13 @@ def _answers_dropped(ctx, li, sa, linked, tfindings, done, used):
         requester = reqs[0].src
         before = [m for m in resps if m.ts < t - slack and m.dst == requester]
         if not before:
+            continue
+        # the daemon says it received something of this exchange (and ignored it): no claim
+        heard = [o for o in linked if o.src is li.src and o.ent.ev.ctx == ev.ctx and
+                 o.ent.ev.direction == "in" and o.ent.ts is not None and
+                 before[0].ts - slack <= o.ent.ts <= t + slack and
+                 o.ent.ev.exchange in (None, _exch(x))]
+        if heard:
             continue
         done.add(key)
         claims = [o for o in linked if o.src is li.src and o.ent.ev.ctx == ev.ctx and (

@@ -149,7 +149,8 @@ def _fits(e, a: Anchor, peer: str | None, local: str | None) -> bool:
     k = e.kind
     if a.kind == "ike":
         if k not in ("ike_send", "ike_recv", "ike_init", "ike_peer_init", "ike_retransmit",
-                     "aggressive_mode"):
+                     "aggressive_mode") and (e.exchange is None or e.direction is None or
+                                             e.response is None):
             return False
         if e.direction == "out":
             if peer is not None and a.dst != peer and (local is None or a.src != local):
@@ -196,7 +197,8 @@ def align(source, state, anchors=None) -> Alignment:
     al = Alignment()
     ctx_peer = context_peers(source)
     usable = [e for e in source.entries if e.log_ts is not None and
-              (e.ev.direction is not None or e.ev.kind == "tls_initial")]
+              (e.ev.direction is not None or e.ev.kind == "tls_initial") and
+              e.ev.kind not in ("proposals", "proposal_selected", "keepalive", "dpd_request")]
     if len(usable) > MAX_ANCHOR_EVENTS:
         step = len(usable) / MAX_ANCHOR_EVENTS
         usable = [usable[int(i * step)] for i in range(MAX_ANCHOR_EVENTS)]

@@ -31,7 +31,14 @@ _EXCH = {"IKE_SA_INIT": "IKE_SA_INIT", "IKE_AUTH": "IKE_AUTH",
          "CREATE_CHILD_SA": "CREATE_CHILD_SA", "INFORMATIONAL": "INFORMATIONAL",
          "Main Mode": "MAIN_MODE", "Aggressive Mode": "AGGRESSIVE", "Quick Mode": "QUICK_MODE"}
 _SENT = re.compile(r"sent (IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA|INFORMATIONAL) "
-                   r"(request|response)(?: to ([0-9A-Fa-f.:]+?):(\d+))?")
+                   r"(request|response|reply)(?: to ([0-9A-Fa-f.:]+?):(\d+))?")
+_DROPPING = re.compile(r"(?:dropping|ignoring) (?:unexpected )?(IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA|"
+                       r"INFORMATIONAL) (message|response|request) containing (\w+) notification")
+_RESPONDING = re.compile(r"responding to (IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA|INFORMATIONAL) "
+                         r"message \(ID (\d+)\) from ([0-9A-Fa-f.:]+?):(\d+) with (?:unencrypted |"
+                         r"encrypted )?notification (\w+)")
+_PROPOSAL_LIST = re.compile(r"\s*\d+:((?:IKE|ESP|AH)=\S+)")
+_SELECTED = re.compile(r"proposal (\S+) chosen from remote proposals")
 _PROCESSED = re.compile(r"processed (IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA|INFORMATIONAL) "
                         r"(request|response) from ([0-9A-Fa-f.:]+?):(\d+)")
 _INITIATING = re.compile(r"initiating (IKEv2|IKEv1 Main Mode|IKEv1 Aggressive Mode)"
@@ -79,9 +86,42 @@ def _classify(ev: LogEvent, t: str) -> None:
         ev.kind = "ike_send"
         ev.direction = "out"
         ev.exchange = _EXCH[m.group(1)]
-        ev.response = m.group(2) == "response"
+        ev.response = m.group(2) in ("response", "reply")
         if m.group(3):
             ev.peer, ev.peer_port = m.group(3), int(m.group(4))
+        return
+    m = _DROPPING.match(t)
+    if m:  # an answer received and ignored (unauthenticated): pluto keeps retransmitting
+        ev.direction = "in"
+        ev.exchange = _EXCH[m.group(1)]
+        ev.response = m.group(2) in ("message", "response") and ev.exchange == "IKE_SA_INIT" \
+            or m.group(2) == "response"
+        ev.notify = m.group(3)
+        ev.kind = _KIND.get(m.group(3), "ike_recv")
+        ev.reason = t
+        return
+    m = _RESPONDING.match(t)
+    if m:  # an error notification sent as the answer to a request
+        ev.direction = "out"
+        ev.exchange = _EXCH[m.group(1)]
+        ev.response, ev.msgid = True, int(m.group(2))
+        ev.peer, ev.peer_port = m.group(3), int(m.group(4))
+        ev.notify = m.group(5)
+        ev.kind = _KIND.get(m.group(5))
+        ev.reason = t
+        return
+    m = _PROPOSAL_LIST.match(t)
+    if m:  # the connection's configured proposals ("conn":   1:IKE=AES_CBC_128-...)
+        ev.kind = "proposals"
+        ev.direction = "out"
+        ev.reason = m.group(1)
+        ev.child = not m.group(1).startswith("IKE=")
+        return
+    m = _SELECTED.match(t)
+    if m:
+        ev.kind = "proposal_selected"
+        ev.reason = m.group(1)
+        ev.child = "ESP=" in m.group(1) or "AH=" in m.group(1)
         return
     m = _PROCESSED.match(t)
     if m:
@@ -156,6 +196,8 @@ def _classify(ev: LogEvent, t: str) -> None:
         ev.kind = "invalid_ke"
         ev.notify = "INVALID_KE_PAYLOAD"
         ev.reason = t
+        if "INVALID_KE_PAYLOAD response" in t:
+            ev.direction, ev.exchange, ev.response = "in", "IKE_SA_INIT", True
         return
     if "NAT-Traversal" in t and "NAT detected" in t or "NAT detected" in t:
         ev.kind = "nat_detected"
@@ -170,7 +212,9 @@ def _classify(ev: LogEvent, t: str) -> None:
         ev.kind = "keepalive"
         return
     if t.startswith(("deleting state", "deleting IKE SA", "deleting other state")):
-        ev.kind = "delete_sent"
+        # "... and sending notification" (a DELETE leaves) / "... and NOT sending notification"
+        if "and sending notification" in t:
+            ev.kind = "delete_sent"
         ev.reason = t
         return
     if "received Delete SA payload" in t or "received v2 Delete" in t:
