@@ -214,7 +214,9 @@ def apply_logs(ctx, findings: list, sources: list) -> LogOutcome:
     out.findings += _counters(ctx, findings, linked, used)
     out.findings += _log_only(ctx, linked, used, start, end)
     out.sources = [_source_dict(s) for s in sources]
-    out.events = _events(ctx, linked, start, end)
+    contra = {(r.file, r.line) for f in findings + out.findings for r in f.logs or ()
+              if not r.agrees}
+    out.events = _events(ctx, linked, start, end, contra)
     out.tunnel_facts = _tunnel_facts(linked, findings + out.findings)
     return out
 
@@ -433,7 +435,7 @@ def _answers_dropped(ctx, li, sa, linked, tfindings, done, used):
         heard = [o for o in linked if o.src is li.src and o.ent.ev.ctx == ev.ctx and
                  o.ent.ev.direction == "in" and o.ent.ts is not None and
                  before[0].ts - slack <= o.ent.ts <= t + slack and
-                 o.ent.ev.exchange in (None, _exch(x))]
+                 o.ent.ev.exchange == _exch(x) and o.ent.ev.response is not False]
         if heard:
             continue
         done.add(key)
@@ -474,7 +476,7 @@ def _answers_dropped(ctx, li, sa, linked, tfindings, done, used):
                                        ike_spis=[bytes(sa.ispi).hex()],
                                        peers=[_txt(requester), _txt(first.src)]),
                  wireshark_filter=_ike_msg_filter(sa, msgid), tunnel=li.tunnel)
-        g.logs = [r]
+        g.logs = [r] + [ref(ctx, o, agrees=False) for o in claims if o is not li][:MAX_REFS - 1]
         for f in affected[:1]:
             g.detail += f"  Affected finding: {f.code} ({f.title})."
         return g
@@ -674,6 +676,7 @@ def _source_dict(src) -> dict:
          "time_zone_offset_s": round(al.zone_offset, 1) if al is not None else None,
          "clock_error_s": round(al.clock_error, 3) if al is not None else None,
          "aligned_events": al.matched if al is not None else 0,
+         "host": _host(al),
          "notes": list(src.notes)}
     if al is not None:
         if al.method == "none" and not src.document:
@@ -688,7 +691,20 @@ def _source_dict(src) -> dict:
     return d
 
 
-def _events(ctx, linked, start, end) -> list:
+def _host(al) -> str | None:
+    """The gateway's own address as the capture shows it (from the packets its log matched:
+    the source of what it sent, the destination of what it received)."""
+    if al is None:
+        return None
+    votes: dict = {}
+    for ent, a in al.pairs:
+        addr = a.src if ent.ev.direction == "out" else a.dst if ent.ev.direction == "in" else None
+        if addr:
+            votes[addr] = votes.get(addr, 0) + 1
+    return max(votes, key=votes.get) if votes else None
+
+
+def _events(ctx, linked, start, end, contra=frozenset()) -> list:
     refs = {}
     out = []
     for li in linked:
@@ -705,8 +721,10 @@ def _events(ctx, linked, start, end) -> list:
         e = li.ent
         d = {"file": li.src.name, "line": e.ev.line,
              "time": ctx.time(e.ts) if e.ts is not None else None,
-             "kind": e.ev.kind, "text": e.ev.raw[:1000], "tunnel": li.tunnel,
-             "ike_sa": li.ike_sa, "direction": e.ev.direction}
+             "kind": e.ev.kind, "text": e.ev.raw[:1000], "message": e.ev.text[:1000],
+             "tunnel": li.tunnel,
+             "ike_sa": li.ike_sa, "direction": e.ev.direction,
+             "contradicts": (li.src.name, e.ev.line) in contra}
         refs[id(e)] = d
         res.append(d)
     return res
