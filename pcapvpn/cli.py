@@ -333,7 +333,12 @@ def _open_logs(paths, log_tz):
                    "analysed (TCP 443 is not captured otherwise; repeatable).")
 @click.option("--keys", "keys", multiple=True, metavar="PATH",
               help="Decryption keys, as analyze --keys (repeatable).")
-def live(overrides, expect, peers, spis, vpn_servers, keys, **kw):
+@click.option("--log", "logs", multiple=True, metavar="FILE",
+              help="A gateway log or status file to follow as it grows (as analyze --log; "
+                   "log rotation is followed; repeatable).")
+@click.option("--log-tz", default=None, metavar="ZONE",
+              help="Time zone of --log time stamps that name none (as analyze).")
+def live(overrides, expect, peers, spis, vpn_servers, keys, logs=(), log_tz=None, **kw):
     """Capture on interfaces (a mirror/SPAN port), report tunnel failures as they happen, and
     print the full report when stopped (SIGINT/SIGTERM)."""
     from pcapvpn.live import run_command
@@ -358,7 +363,14 @@ def live(overrides, expect, peers, spis, vpn_servers, keys, **kw):
         except KeyFileError as e:
             click.echo(f"pcapvpn: error: key file {e}", err=True)
             sys.exit(EXIT_USAGE)
+    from pcapvpn.logsrc import parse_tz
+
+    try:
+        tz = parse_tz(log_tz)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--log-tz") from None
     sys.exit(run_command(thresholds=thresholds, expect_peers=[_parse_addr(a) for a in expect],
+                         logs=list(logs), log_tz=tz,
                          peers=[_parse_addr(a) for a in peers],
                          spis=[_parse_spi(s) for s in spis],
                          vpn_servers=[_parse_server(s) for s in vpn_servers], keys=store, **kw))

@@ -339,3 +339,9 @@ class LogFollower:
         fresh.document = s.document
         self.source.__dict__.update(fresh.__dict__)
         self.number = 1
+
+
+def follow_logs(paths, tz=None) -> list[LogFollower]:
+    """``live --log``: one follower per file (read from its start; missing files are waited
+    for)."""
+    return [LogFollower(p, LogSource(p, i, tz)) for i, p in enumerate(paths)]

@@ -88,9 +88,9 @@ CONFIRMS = {
     "IKE_NO_RESPONSE": {"give_up", "ike_retransmit", "connect_failed"},
     "IKE_RETRANSMISSION": {"ike_retransmit"},
     "NAT_T_BLOCKED": {"give_up", "ike_retransmit", "nat_detected"},
-    "IKE_NO_PROPOSAL_CHOSEN": {"no_proposal"},
-    "IKE_INVALID_KE": {"invalid_ke"},
-    "IKE_AUTH_FAILED": {"auth_failed", "cert_failed", "auth_suspected"},
+    "IKE_NO_PROPOSAL_CHOSEN": {"no_proposal", "negotiation_failed"},
+    "IKE_INVALID_KE": {"invalid_ke", "negotiation_failed"},
+    "IKE_AUTH_FAILED": {"auth_failed", "cert_failed", "auth_suspected", "negotiation_failed"},
     "IKE_TS_UNACCEPTABLE": {"ts_unacceptable", "child_failed"},
     "CHILD_SA_FAILED": {"child_failed", "no_proposal", "ts_unacceptable"},
     "IKE_COOKIE": {"cookie"},
@@ -117,11 +117,12 @@ CONFIRMS = {
 }
 
 #: kinds that report a failure (log-only findings are made of these)
-FAILURE_KINDS = {"give_up", "no_proposal", "invalid_ke", "auth_failed", "auth_suspected",
+FAILURE_KINDS = {"give_up", "no_proposal", "negotiation_failed", "invalid_ke", "auth_failed", "auth_suspected",
                  "ts_unacceptable", "child_failed", "dpd_timeout", "cert_failed", "tls_failed",
                  "tls_crypt_failed", "connect_failed", "invalid_spi", "esp_error"}
 #: the stage each failure kind speaks of (the text of a log-only finding)
 KIND_STAGE = {"give_up": "reachability", "no_proposal": "negotiation",
+              "negotiation_failed": "negotiation",
               "invalid_ke": "negotiation", "auth_failed": "authentication",
               "auth_suspected": "authentication", "cert_failed": "authentication",
               "ts_unacceptable": "child_sa", "child_failed": "child_sa",
@@ -223,8 +224,14 @@ def apply_logs(ctx, findings: list, sources: list) -> LogOutcome:
 
 # -- references ------------------------------------------------------------------------------
 
-def ref(ctx, li: _Linked, agrees: bool = True, reason: str | None = None) -> LogRef:
+def ref(ctx, li: _Linked, agrees: bool = True, reason: str | None = None,
+        nat: bool = False) -> LogRef:
     e = li.ent
+    if reason is None and nat and _translated(li):
+        a = li.anchor
+        seen = a.src if e.ev.direction == "in" else a.dst
+        reason = (f"the gateway sees its peer at {_norm(e.ev.peer)}; the capture shows "
+                  f"{seen}: an address translation between them")
     return LogRef(file=li.src.name, line=e.ev.line, time=ctx.time(e.ts) if e.ts is not None
                   else None, text=e.ev.raw[:1000], agrees=agrees,
                   reason=reason if reason is not None else e.ev.reason)
@@ -281,6 +288,12 @@ def _fits_code(code: str, li: _Linked, f) -> bool:
     return True
 
 
+def _translated(li) -> bool:
+    a = li.anchor
+    peer = _norm(li.ent.ev.peer)
+    return a is not None and peer is not None and a.kind == "ike" and peer not in (a.src, a.dst)
+
+
 def _count(c: dict, d: str):
     """Packets (else bytes) of direction ``d`` in a counters dict."""
     for k in (f"packets_{d}", f"pkts_{'decaps' if d == 'in' else 'encaps'}", f"bytes_{d}"):
@@ -298,7 +311,9 @@ def _confirm(ctx, f, cands, used: set, end) -> None:
     hits = []
     for li in cands:
         e = li.ent
-        if e.ev.kind not in kinds or not _fits_code(f.code, li, f):
+        if f.code == "NAT_DETECTED" and _translated(li):
+            pass  # the gateway names its peer by another address than the capture shows
+        elif e.ev.kind not in kinds or not _fits_code(f.code, li, f):
             continue
         t = e.ts if e.ts is not None else end
         if win is not None and t is not None and not (win[0] <= t <= win[1]):
@@ -327,7 +342,7 @@ def _confirm(ctx, f, cands, used: set, end) -> None:
     chosen.sort(key=lambda li: (li.src.index, li.ent.ev.line))
     reasons = []
     for li in chosen:
-        _add_ref(f, ref(ctx, li))
+        _add_ref(f, ref(ctx, li, nat=f.code == "NAT_DETECTED"))
         r = li.ent.ev.reason
         if r and li.ent.ev.kind in ("auth_failed", "cert_failed", "invalid_ke",
                                      "ts_unacceptable", "no_proposal", "tls_failed",
@@ -677,6 +692,7 @@ def _source_dict(src) -> dict:
          "clock_error_s": round(al.clock_error, 3) if al is not None else None,
          "aligned_events": al.matched if al is not None else 0,
          "host": _host(al),
+         "ids": _identities(src),
          "notes": list(src.notes)}
     if al is not None:
         if al.method == "none" and not src.document:
@@ -689,6 +705,18 @@ def _source_dict(src) -> dict:
                               f"difference (use --log-tz), plus a clock error of "
                               f"{al.clock_error:+.3f} s")
     return d
+
+
+def _identities(src) -> list:
+    """Identities and host names the kept events name (for --redact, which replaces them
+    wherever they appear)."""
+    out = []
+    for e in src.entries:
+        for x in list(e.ev.ids) + ([e.ev.host] if e.ev.host else []):
+            x = x.lstrip("@") if x.startswith("@") and len(x) > 4 else x
+            if x and x not in out:
+                out.append(x)
+    return out[:500]
 
 
 def _host(al) -> str | None:

@@ -144,9 +144,13 @@ def capture_anchors(state) -> list[Anchor]:
     return out
 
 
-def _fits(e, a: Anchor, peer: str | None, local: str | None) -> bool:
-    """Could the log event ``e`` (a LogEvent) stand for the packet ``a``?"""
+def _fits(e, a: Anchor, peer: str | None, local: str | None, known=frozenset()) -> bool:
+    """Could the log event ``e`` (a LogEvent) stand for the packet ``a``?  A peer address the
+    capture never shows (the gateway sees its peer through a NAT) does not rule a packet out:
+    the other facts must then fit."""
     k = e.kind
+    if peer is not None and known and peer not in known and local is None:
+        peer = None
     if a.kind == "ike":
         if k not in ("ike_send", "ike_recv", "ike_init", "ike_peer_init", "ike_retransmit",
                      "aggressive_mode") and (e.exchange is None or e.direction is None or
@@ -203,11 +207,12 @@ def align(source, state, anchors=None) -> Alignment:
         step = len(usable) / MAX_ANCHOR_EVENTS
         usable = [usable[int(i * step)] for i in range(MAX_ANCHOR_EVENTS)]
     bounds = []  # (lo, hi, event index, anchor)
+    known = frozenset(x for a in anchors for x in (a.src, a.dst))
     for i, ent in enumerate(usable):
         ev = ent.ev
         peer = _norm(ev.peer) or ctx_peer.get(ev.ctx)
         local = _norm(ev.local)
-        cands = [a for a in anchors if _fits(ev, a, peer, local)]
+        cands = [a for a in anchors if _fits(ev, a, peer, local, known)]
         if not cands or len(cands) > MAX_CANDIDATES:
             continue
         al.anchors += 1

@@ -31,7 +31,7 @@ classified, so they never reach a report.
 from __future__ import annotations
 
 from .event import KINDS, PACKET_KINDS, LogEvent, LogTime
-from .registry import FORMATS, Format, detect, parse
+from .registry import FORMATS, Format, detect, parse, parse_all
 
 __all__ = ["LogTime", "LogEvent", "KINDS", "PACKET_KINDS", "FORMATS", "Format", "detect",
-           "parse"]
+           "parse", "parse_all"]

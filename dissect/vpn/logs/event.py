@@ -39,6 +39,7 @@ KINDS = {
     # failures and facts the diagnosis uses
     "give_up": "the daemon gave up: no response to a request (peer not responding)",
     "no_proposal": "NO_PROPOSAL_CHOSEN sent or received; reason names the proposals",
+    "negotiation_failed": "a negotiation failed; the message does not say why",
     "invalid_ke": "INVALID_KE_PAYLOAD: the DH group was refused; reason names the groups",
     "auth_failed": "authentication failed; reason names how (PSK, certificate, identity, EAP)",
     "auth_suspected": "the daemon *guesses* authentication failed (libreswan 'Possible "

@@ -154,6 +154,7 @@ def take_time(s: str, clock_only: bool = False):
 _PRI = re.compile(r"<\d{1,3}>")
 # host, then program[pid]: (host without ':' so that "peer:port text" is never a host)
 _HOST_PROG = re.compile(r"([^\s:\[\]]+) ([A-Za-z%][\w.\-/%]*)(?:\[(\d+)\])?: ?")
+_HOST_SEQ = re.compile(r"([^\s:\[\]]+) (\d{1,10}): (?=[*.%A-Z])")
 _RFC5424 = re.compile(r"<\d{1,3}>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|(?:\[(?:[^\]\\]|\\.)*\])+)"
                       r" ?")
 
@@ -171,7 +172,11 @@ def frame_syslog(line: str) -> Frame | None:
     time, rest = t
     m = _HOST_PROG.match(rest)
     if m is None:
-        return None
+        # a Cisco device: "HOST SEQ: ..." (its message sequence number where the tag would be)
+        c = _HOST_SEQ.match(rest)
+        if c is None:
+            return None
+        return Frame(time, c.group(1), None, None, rest[c.end():])
     host, prog, pid = m.group(1), m.group(2), m.group(3)
     msg = rest[m.end():]
     if prog.startswith("%"):  # Cisco sends its mnemonic where the tag would be
@@ -292,3 +297,39 @@ FRAMINGS = {
     "plain": frame_plain,
     "bare": frame_bare,
 }
+
+
+_EXPORT_FIELD = re.compile(r"([A-Z0-9_]+)=(.*)")
+
+
+def journal_export_entries(lines: list[str]):
+    """``journalctl -o export``: entries of ``FIELD=value`` lines separated by an empty line
+    (systemd "Journal Export Format").  Yields ``(index of the MESSAGE line, Frame)`` per
+    entry with a text MESSAGE; binary fields (a field name alone on its line, then a 64-bit
+    length and the data) cannot be read from decoded text and end the entry's parsing."""
+    fields: dict = {}
+    at = None
+    binary = False
+    for i, ln in enumerate(lines + [""]):
+        if not ln.strip():
+            if fields.get("MESSAGE") is not None and at is not None:
+                yield at, Frame(epoch_usec_time(fields.get("__REALTIME_TIMESTAMP")),
+                                fields.get("_HOSTNAME"), fields.get("SYSLOG_IDENTIFIER"),
+                                fields.get("_PID"), fields["MESSAGE"])
+            fields, at, binary = {}, None, False
+            continue
+        if binary:
+            continue
+        m = _EXPORT_FIELD.fullmatch(ln)
+        if m is None:
+            binary = True  # a binary field: its raw length and data follow
+            continue
+        fields[m.group(1)] = m.group(2)
+        if m.group(1) == "MESSAGE":
+            at = i
+
+
+def sniff_journal_export(lines: list[str]) -> int:
+    n = sum(1 for ln in lines if ln.startswith(("__CURSOR=", "__REALTIME_TIMESTAMP=",
+                                                "_BOOT_ID=", "SYSLOG_IDENTIFIER=")))
+    return 3 * n if any(ln.startswith("MESSAGE=") for ln in lines) else 0

@@ -22,7 +22,7 @@ TITLE = "libreswan pluto log"
 PROGS = ("pluto", "ipsec_pluto", "libreswan")
 
 # "conn"[1] 192.0.2.2 #3:   /  "conn" #3:  /  "conn":   /  packet from 192.0.2.2:500:
-_HEAD = re.compile(r'(?:\d{3} )?(?:"([^"]+)"(?:\[(\d+)\])?(?: \S+)?(?: #(\d+))?|packet from '
+_HEAD = re.compile(r'(?:\d{3} )?(?:"([^"]+)"(?:\[(\d+)\])?(?: (?!#)(\S+?))?(?: #(\d+))?|packet from '
                    r'([0-9A-Fa-f.:]+?):(\d+)): ')
 _SIGNATURE = re.compile(r'(?:\d{3} )?(?:"[^"]+"(?:\[\d+\])?(?: \S+)? #\d+: |packet from \S+: |'
                         r'\| |NSS |Starting Pluto|pluto |adding interface|listening for IKE|'
@@ -73,9 +73,11 @@ def classify(ev: LogEvent) -> None:
     if m:
         if m.group(1) is not None:
             ev.ctx = f'"{m.group(1)}"' + (f"[{m.group(2)}]" if m.group(2) else "") + \
-                (f" #{m.group(3)}" if m.group(3) else "")
+                (f" #{m.group(4)}" if m.group(4) else "")
+            if m.group(3) and re.fullmatch(r"[0-9A-Fa-f.:]+", m.group(3).lstrip(".")):
+                ev.peer = m.group(3).lstrip(".")  # an instance's peer: "conn"[1] 192.0.2.2
         else:
-            ev.peer, ev.peer_port = m.group(4), int(m.group(5))
+            ev.peer, ev.peer_port = m.group(5), int(m.group(6))
         t = t[m.end():]
     _classify(ev, t)
 
@@ -182,6 +184,7 @@ def _classify(ev: LogEvent, t: str) -> None:
         child = sa.startswith(("Child", "IPsec"))
         ev.kind = "child_established" if child else "ike_established"
         ev.child = child
+        ev.ids = [x.lstrip("@") for x in re.findall(r"ID_\w+ '([^']+)'", t)]
         s = _SPIS.search(t)
         if s:
             # {ESP=>0xOUTBOUND <0xINBOUND}: the SPI we send to, the SPI we receive on

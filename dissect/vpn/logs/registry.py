@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from . import libreswan, openvpn, strongswan
+from . import (cisco, fortigate, juniper, libreswan, mikrotik, openvpn, paloalto, strongswan,
+               windows, wireguard)
 from .event import Document, LogEvent
-from .framing import FRAMINGS
+from .framing import FRAMINGS, journal_export_entries, sniff_journal_export
 
 #: dialects, in the order detection prefers them on a tie
-DIALECTS = (strongswan, libreswan, openvpn)
+DIALECTS = (strongswan, libreswan, openvpn, cisco, fortigate, paloalto, juniper, mikrotik,
+            windows, wireguard)
 #: syslog program names → dialect (a mixed syslog file is read line by line by program)
 PROGS = {p: d for d in DIALECTS for p in getattr(d, "PROGS", ())}
 #: lines of a file looked at by detect()
@@ -44,6 +46,35 @@ def _frame(framing, line):
         return None
 
 
+def _export_dialect(sample: list[str]):
+    """The dialect most messages of a ``journalctl -o export`` sample belong to."""
+    score: dict = {}
+    for _i, f in journal_export_entries(sample):
+        d = PROGS.get(f.prog) or next((d for d in DIALECTS if d.match(f.msg, f.prog)), None)
+        if d is not None:
+            score[d] = score.get(d, 0) + 1
+    return max(score, key=score.get) if score else None
+
+
+def _export_parse(dialect):
+    def parse_export(lines: list[str]):
+        done = set()
+        for i, f in journal_export_entries(lines):
+            d = PROGS.get(f.prog, dialect) if f.prog else dialect
+            ev = LogEvent(f.msg, f.msg, f.time, f.host, f.prog)
+            try:
+                d.classify(ev)
+            except (ValueError, IndexError, KeyError, TypeError, AttributeError):
+                ev.kind = None
+            done.add(i)
+            yield i, ev
+        for i, ln in enumerate(lines):  # the other fields of each entry: part of it
+            if i not in done and ln.strip():
+                ev = LogEvent(ln, ln)
+                yield i, ev
+    return parse_export
+
+
 def detect(lines: list[str]) -> Format | None:
     """The format of a file from its first lines (None: no format recognised)."""
     sample = [ln for ln in lines[:SAMPLE * 4] if ln.strip()][:SAMPLE]
@@ -51,6 +82,12 @@ def detect(lines: list[str]) -> Format | None:
         return None
     best = None
     best_score = 0
+    if sniff_journal_export(sample):
+        d = _export_dialect(lines[:SAMPLE * 20])
+        if d is not None:
+            doc = Document("journal-export", f"{d.TITLE} (journalctl -o export)",
+                           sniff_journal_export, _export_parse(d))
+            return Format(d.NAME, doc.title, None, d, doc)
     for d in DIALECTS:
         for doc in getattr(d, "DOCUMENTS", ()):
             try:
@@ -120,3 +157,15 @@ def line_event(line: str, framer, dialect, number: int = 0) -> LogEvent | None:
     except (ValueError, IndexError, KeyError, TypeError, AttributeError):
         ev.kind = None  # a message the dialect half understood: kept as an unclassified event
     return ev
+
+
+def parse_all(lines: list[str], fmt: Format | None = None) -> list:
+    """:func:`parse` as a list, with the dialect's ``merge`` applied (events that complete
+    each other across lines: strongSwan's packet and ENC lines, OpenVPN's MULTI line)."""
+    if fmt is None:
+        fmt = detect(lines)
+    items = list(parse(lines, fmt))
+    merge = getattr(fmt.dialect, "merge", None) if fmt is not None else None
+    if merge is not None:
+        merge([ev for _n, ev in items if ev is not None])
+    return items

@@ -167,6 +167,7 @@ def classify(ev: LogEvent) -> None:
         if c:
             ev.kind = "cert_failed"
             ev.reason = c.group(1)
+            ev.ids = _quoted(t)
         return
     if group == "CHD":
         return
@@ -329,6 +330,12 @@ def _classify_ike(ev: LogEvent, t: str) -> None:
     if c:
         ev.kind = "cert_failed"
         ev.reason = c.group(1)
+        ev.ids = _quoted(t)
+
+
+def _quoted(t: str) -> list:
+    """Names in quotes: identities ('left.example') and certificate DNs ("C=.., CN=..")."""
+    return [x for x in re.findall(r"'([^']{3,})'|\"([^\"]{3,})\"", t) for x in x if x]
 
 
 def merge(events: list) -> None:
@@ -386,6 +393,8 @@ def sniff_list_sas(lines: list[str]) -> int:
     for ln in lines:
         if _LS_IKE.match(ln) or _LS_COUNT.match(ln) or _LS_EP.match(ln):
             n += 2
+        elif ln.startswith(("$ swanctl --list-sas", "$ swanctl -l")):  # an echoed command
+            n += 1
     return n
 
 
@@ -398,6 +407,11 @@ def parse_list_sas(lines: list[str]):
     for i, ln in enumerate(lines):
         if not ln.strip():
             yield i, None if ln.strip() else None
+            continue
+        if ln.startswith("$ "):  # the command, echoed before its output
+            ev = LogEvent(ln.strip(), ln)
+            ev.prog = "swanctl"
+            yield i, ev
             continue
         m = _LS_IKE.match(ln)
         if m:
