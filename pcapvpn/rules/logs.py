@@ -639,6 +639,13 @@ def _esp_refs(sas) -> list:
     return refs
 
 
+def _peer_filter(peer: str | None) -> str:
+    """The traffic to and from the peer a log line names (what to look at in the capture)."""
+    if not peer:
+        return ""
+    return f"ipv6.addr == {peer}" if ":" in peer else f"ip.addr == {peer}"
+
+
 def _esp_filter(spis) -> str:
     from pcapvpn.rules.common import esp_filter
 
@@ -673,7 +680,7 @@ def _log_only(ctx, linked, used, start, end) -> list:
                  basis="log", evidence=Evidence(first=ctx.time(li.ent.ts),
                                                 last=ctx.time(lis[-1].ent.ts),
                                                 peers=[peer] if peer else []),
-                 tunnel=tunnel)
+                 wireshark_filter=_peer_filter(peer), tunnel=tunnel)
         f.logs = [ref(ctx, x) for x in lis[:MAX_REFS]]
         out.append(f)
     return out
