@@ -692,44 +692,9 @@ def test_live_follows_log_and_reports_like_analyze(tmp_path):
     growing = tmp_path / "left.log"
     growing.write_text("")
 
-    class Cap:
-        linktype = 1
-        bytes = 0
-        name = "sim"
+    from test_live import FileCapture
 
-        def __init__(self):
-            self.src = open_source(str(pcap))
-            self.it = iter(self.src.frames())
-            self.pending = None
-            self.now = 0.0
-            self.done = False
-
-        def read(self, out, fidx, num, max_blocks=None):
-            n = 0
-            while True:
-                if self.pending is None:
-                    try:
-                        self.pending = next(self.it)
-                    except StopIteration:
-                        self.done = True
-                        return n
-                if self.pending[2] > self.now:
-                    return n
-                f = self.pending
-                n += 1
-                out.append((fidx, num + n, f[2], f[3], f[4], f[5], 0))
-                self.pending = None
-
-        def wait(self, timeout):
-            return False
-
-        def stats(self):
-            return {"received": 0, "drops": 0, "packets": 0, "truncated": 0, "interface": {}}
-
-        def close(self):
-            pass
-
-    cap = Cap()
+    cap = FileCapture(pcap)
     first = next(iter(open_source(str(pcap)).frames()))[2]
     clock = [first]
     s = LiveSession(LiveOptions(interfaces=["sim"], logs=[str(growing)]), [],

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 
-from .event import Document, LogEvent
+from .event import Document, LogEvent, first_kind
 
 NAME = "cisco"
 TITLE = "Cisco IOS / ASA log"
@@ -81,7 +81,10 @@ _IOS = [
      "ike_established", None),
     (r"rekeying due to|IPSEC SA (?:lifetime|expired)|Rekey", "ike_rekey", None),
 ]
-_COMPILED = [(re.compile(p, re.I), k, c) for p, k, c in _IOS]
+_COMPILED = [(re.compile(p, re.I), k) for p, k, _c in _IOS]
+#: the phrases that speak of a child SA / Quick Mode
+_CHILD_PATTERNS = {p for p, _k, c in _IOS if c}
+_CHILD_KINDS = {k for _p, k, c in _IOS if c}
 _ADDR = re.compile(rf"(?<![\w.:]){_IP}(?![\w.:]*\w)")
 _PEER_HINT = re.compile(rf"(?:IP = |peer |Peer |from |Remote:|remote |dst |srcaddr=|with host "
                         rf"|to |IKE Peer: ){_IP}")
@@ -115,16 +118,12 @@ def classify(ev: LogEvent) -> None:
 
 
 def _phrase(ev: LogEvent, t: str, debug: bool = False) -> None:
-    for rx, kind, child in _COMPILED:
-        if rx.search(t):
-            if debug and kind in ("nat_detected", "tunnel_up", "tunnel_down") and \
-                    "NAT" not in t and "tunnel" not in t.lower():
-                continue
-            ev.kind = kind
-            if child:
-                ev.child = True
-            ev.reason = t.strip()[:300]
-            break
+    kind, m = first_kind(_COMPILED, t)
+    if kind is not None and not (debug and kind in ("nat_detected", "tunnel_up", "tunnel_down")
+                                 and "NAT" not in t and "tunnel" not in t.lower()):
+        ev.kind = kind
+        ev.child = True if kind in _CHILD_KINDS and m.re.pattern in _CHILD_PATTERNS else None
+        ev.reason = t.strip()[:300]
     _facts(ev, t)
 
 

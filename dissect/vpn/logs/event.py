@@ -147,3 +147,14 @@ class Document(NamedTuple):
     title: str
     sniff: Callable
     parse: Callable
+
+
+def first_kind(table, text: str):
+    """``(kind, match)`` of the first ``(compiled regex, kind)`` of ``table`` that ``text``
+    matches (searched anywhere), else ``(None, None)``: the phrase tables of the vendor
+    dialects."""
+    for rx, kind in table:
+        m = rx.search(text)
+        if m:
+            return kind, m
+    return None, None

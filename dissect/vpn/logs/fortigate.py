@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from .event import LogEvent
+from .event import LogEvent, first_kind
 from .framing import kv_fields
 
 NAME = "fortigate"
@@ -117,10 +117,9 @@ def classify(ev: LogEvent) -> None:
 
 
 def _phrase(ev: LogEvent, text: str) -> None:
-    for rx, kind in _PHRASES:
-        if rx.search(text):
-            ev.kind = kind
-            ev.reason = text.strip()[:300]
-            if kind == "ike_retransmit":
-                ev.direction, ev.response = "out", False
-            return
+    kind, _m = first_kind(_PHRASES, text)
+    if kind is not None:
+        ev.kind = kind
+        ev.reason = text.strip()[:300]
+        if kind == "ike_retransmit":
+            ev.direction, ev.response = "out", False

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from .event import LogEvent
+from .event import LogEvent, first_kind
 
 NAME = "juniper"
 TITLE = "Juniper SRX kmd log"
@@ -53,11 +53,7 @@ def classify(ev: LogEvent) -> None:
     f = _FAILED.search(body)
     if f or "Phase-1 Failure" in body or "Phase-2 Failure" in body:
         why = f.group(1) if f else body
-        ev.kind = "give_up"
-        for rx, kind in _ERR:
-            if rx.search(why):
-                ev.kind = kind
-                break
+        ev.kind = first_kind(_ERR, why)[0] or "give_up"
         ev.reason = why.strip()[:300]
         ev.child = "Phase-2" in body or "IPSec" in body
     r = re.search(r"Local: ?([0-9A-Fa-f.:]+?)/(\d+), Remote: ?([0-9A-Fa-f.:]+?)/(\d+)", body)

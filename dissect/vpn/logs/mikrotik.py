@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from .event import LogEvent
+from .event import LogEvent, first_kind
 
 NAME = "mikrotik"
 TITLE = "MikroTik RouterOS log"
@@ -53,11 +53,9 @@ def classify(ev: LogEvent) -> None:
     ev.level = "error" if ",error" in topics else "debug" if ",debug" in topics else "info"
     if ev.level == "debug":
         return
-    for rx, kind in _PHRASES:
-        if rx.search(body):
-            ev.kind = kind
-            ev.reason = body.strip()[:300]
-            break
+    ev.kind, m = first_kind(_PHRASES, body)
+    if m is not None:
+        ev.reason = body.strip()[:300]
     eps = re.findall(_EP, body)
     if eps:
         # "A[500]<=>B[500]" / "A[500]-B[500]": the router's own end first

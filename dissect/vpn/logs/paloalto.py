@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import re
 
-from .event import LogEvent
+from .event import LogEvent, first_kind
 
 NAME = "paloalto"
 TITLE = "Palo Alto PAN-OS log"
@@ -95,10 +95,9 @@ def _event(ev: LogEvent, event_id: str, obj: str, desc: str) -> None:
     ev.child = child
     _describe(ev, desc)
     if kind is not None and ev.kind in ("give_up", "child_failed"):
-        for rx, k in _REASONS:  # the description says why
-            if rx.search(desc):
-                ev.kind = k if k != "give_up" else ev.kind
-                break
+        why, _m = first_kind(_REASONS, desc)  # the description says why
+        if why is not None and why != "give_up":
+            ev.kind = why
     ev.reason = desc.strip()[:300] or ev.reason
 
 
@@ -113,11 +112,9 @@ def _describe(ev: LogEvent, desc: str) -> None:
     if c:
         ev.ike_spis = [x for x in c.groups() if int(x, 16)]
     if ev.kind is None:
-        for rx, kind in _REASONS:
-            if rx.search(desc):
-                ev.kind = kind
-                ev.reason = desc.strip()[:300]
-                break
+        ev.kind, m = first_kind(_REASONS, desc)
+        if m is not None:
+            ev.reason = desc.strip()[:300]
     if ev.kind is None and "negotiation is failed" in desc:
         ev.kind = "child_failed" if "phase-2" in desc else "give_up"
         ev.reason = desc.strip()[:300]

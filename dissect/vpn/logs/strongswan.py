@@ -194,21 +194,11 @@ def _classify_ike(ev: LogEvent, t: str) -> None:
         return
     m = _INITIATING.match(t)
     if m:
-        ev.kind = "aggressive_mode" if m.group(1) == "Aggressive" else "ike_init"
-        ev.direction = "out"
-        ev.peer = m.group(2)
-        ev.exchange = {"Main": "MAIN_MODE", "Aggressive": "AGGRESSIVE"}.get(m.group(1),
-                                                                           "IKE_SA_INIT")
-        ev.msgid, ev.response = 0, False
+        _initiating(ev, m.group(1), m.group(2), "out", "ike_init")
         return
     m = _PEER_INIT.match(t)
     if m:
-        ev.kind = "aggressive_mode" if m.group(2) == "Aggressive" else "ike_peer_init"
-        ev.direction = "in"
-        ev.peer = m.group(1)
-        ev.exchange = {"Main": "MAIN_MODE", "Aggressive": "AGGRESSIVE"}.get(m.group(2),
-                                                                           "IKE_SA_INIT")
-        ev.msgid, ev.response = 0, False
+        _initiating(ev, m.group(2), m.group(1), "in", "ike_peer_init")
         return
     m = _ESTABLISHED.match(t)
     if m:
@@ -336,6 +326,15 @@ def _classify_ike(ev: LogEvent, t: str) -> None:
 def _quoted(t: str) -> list:
     """Names in quotes: identities ('left.example') and certificate DNs ("C=.., CN=..")."""
     return [x for x in re.findall(r"'([^']{3,})'|\"([^\"]{3,})\"", t) for x in x if x]
+
+
+def _initiating(ev: LogEvent, mode: str | None, peer: str, direction: str, kind: str) -> None:
+    """The first request of an IKE SA leaves (``out``) or arrives (``in``)."""
+    ev.kind = "aggressive_mode" if mode == "Aggressive" else kind
+    ev.direction = direction
+    ev.peer = peer
+    ev.exchange = {"Main": "MAIN_MODE", "Aggressive": "AGGRESSIVE"}.get(mode, "IKE_SA_INIT")
+    ev.msgid, ev.response = 0, False
 
 
 def merge(events: list) -> None:

@@ -27,7 +27,7 @@ import csv
 import io
 import re
 
-from .event import Document, LogEvent
+from .event import Document, LogEvent, first_kind
 from .framing import take_time
 
 NAME = "windows"
@@ -88,10 +88,7 @@ def _describe(ev: LogEvent, desc: str, event_id: str | None = None) -> None:
         fr = re.search(r"Failure Reason:\s*(.+)", desc)
         if fr:
             ev.reason = fr.group(1).strip()
-            for rx, kind in _PHRASES:
-                if rx.search(ev.reason):
-                    ev.kind = kind
-                    break
+            ev.kind = first_kind(_PHRASES, ev.reason)[0] or ev.kind
         addrs = re.findall(r"Network Address:\s*([0-9A-Fa-f.:]+)", desc)
         if len(addrs) >= 2:
             ev.local, ev.peer = addrs[0], addrs[1]
@@ -105,11 +102,9 @@ def _describe(ev: LogEvent, desc: str, event_id: str | None = None) -> None:
     elif event_id in ("20226", "5452"):
         ev.kind = "tunnel_down"
     if ev.kind is None:
-        for rx, kind in _PHRASES:
-            if rx.search(desc):
-                ev.kind = kind
-                ev.reason = rx.search(desc).group(0)
-                break
+        ev.kind, m = first_kind(_PHRASES, desc)
+        if m is not None:
+            ev.reason = m.group(0)
     if ev.kind is not None and ev.reason is None:
         ev.reason = " ".join(desc.split())[:300]
     u = re.search(r"The user (\S+) (?:dialed|has)", desc)

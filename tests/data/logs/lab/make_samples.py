@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "captures" / "lab"))
 
 from vpnlab import pki, proc, savekeys  # noqa: E402
 from vpnlab.lab import Ctx, Scenario, execute  # noqa: E402
-from vpnlab.scenarios import R, pairc, std  # noqa: E402
+from vpnlab.scenarios import ikev2_esp_oneway, pairc, R, std  # noqa: E402
 
 STAGE: dict[str, Path] = {}
 
@@ -55,12 +55,7 @@ def counters_healthy(ctx: Ctx) -> None:
 
 
 def counters_oneway(ctx: Ctx) -> None:
-    lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256")
-    std(ctx, lc, rc)
-    ctx.start_capture()
-    ctx.left.initiate()
-    ctx.topo.rule(f"ip saddr {R} udp sport 4500 @th,64,32 != 0 drop")
-    ctx.ping(15, interval=0.3)
+    ikev2_esp_oneway(ctx)  # the lab scenario's own steps, then the gateways' status
     time.sleep(0.5)
     _save_list_sas(ctx)
 
@@ -104,7 +99,7 @@ def main(names: list[str]) -> int:
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir(parents=True)
         STAGE[name] = stage
-        work = Path(f"/tmp/pcapvpn-logsample-out")
+        work = Path("/tmp/pcapvpn-logsample-out")
         res = execute(sc, work, so, pki_dir)
         if not res["ok"]:
             proc.log(f"{name}: FAILED {res['error']}")
