@@ -327,3 +327,21 @@ def test_ikev1_dpd_answered_then_shutdown_deletes_is_healthy(tmp_path):
     res = c.analyse(tmp_path)
     assert "DPD_TIMEOUT" not in {f.code for f in res.findings}
     assert the(res).verdict == "healthy", [(f.code, f.severity) for f in res.findings]
+
+
+def test_failing_stage_is_the_last_attempts(tmp_path):
+    """Attempt 1 refused at negotiation, attempt 2 (a new IKE SA) fails authentication: the
+    tunnel fails at authentication, the stage where the last attempt broke."""
+    c = Cap()
+    first = bytes.fromhex("0102030405060708")
+    c.ike(0, A, B, ike_sa_init(first, ZERO, False))
+    c.ike(0.01, B, A, ike_notify_only(first, ZERO, 34, 14))        # NO_PROPOSAL_CHOSEN
+    c.ike(5, A, B, ike_sa_init(ISPI, ZERO, False))
+    c.ike(5.01, B, A, ike_sa_init(ISPI, RSPI, True))
+    c.ike(5.02, A, B, ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True))
+    c.ike(5.03, B, A, ike_notify_only(ISPI, RSPI, 35, 24, msgid=1))  # AUTHENTICATION_FAILED
+    c.ike(30, A, "198.51.100.7", ike_sa_init(bytes(range(8)), ZERO, False))
+    res = c.analyse(tmp_path)
+    v = next(v for v in res.verdicts if B in v.tunnel)
+    assert (v.verdict, v.failed_stage) == ("failing", "authentication"), \
+        (v, [(f.code, f.severity) for f in res.findings])

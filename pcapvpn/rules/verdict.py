@@ -250,6 +250,11 @@ def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
     not_seen = list(not_seen)
     if hard:
         pool = [f for f in hard if f.id not in explained] or hard
+        # the first stage that failed in the last attempt (the last IKE SA generation started
+        # from either side): earlier attempts' failures are history
+        start = _last_attempt_start(t)
+        if start is not None:
+            pool = [f for f in pool if (last_evidence(ctx, f) or start) >= start] or pool
         pool.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
         primary, verdict = pool[0], "failing"
     elif soft:
@@ -281,6 +286,14 @@ def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
         primary=primary.id if primary else None,
         primary_code=primary.code if primary else None,
         findings=[f.id for f in order], not_seen=_unique(not_seen))
+
+
+def _last_attempt_start(t):
+    """When the last IKE SA generation of an IPsec tunnel started (rekeys continue their
+    generation), or None."""
+    starts = [sa.first_ts for sa in getattr(t, "ike_sas", ())
+              if sa.rekey_of is None and sa.first_ts is not None and not sa.mid_session]
+    return max(starts) if starts else None
 
 
 def _mark_recovered(ctx, f, rec) -> None:
