@@ -345,3 +345,25 @@ def test_failing_stage_is_the_last_attempts(tmp_path):
     v = next(v for v in res.verdicts if B in v.tunnel)
     assert (v.verdict, v.failed_stage) == ("failing", "authentication"), \
         (v, [(f.code, f.severity) for f in res.findings])
+
+
+def test_mtu_black_hole_small_packets_pass_large_retransmitted(tmp_path):
+    """Issue 13 §2b: ESP longer than 1200 bytes dropped on the path: pings pass both ways, the
+    large packets of a download are retransmitted with backoff and never answered: failing at
+    dataplane with MTU_BLACK_HOLE (small packets flowing again is no recovery)."""
+    c = Cap()
+    ikev2_up(c)
+    for i in range(5):                               # pings
+        c.esp(1 + i * 0.2, A, B, 0xA1)
+        c.esp(1.01 + i * 0.2, B, A, 0xB1)
+    for t in (2.0, 2.2, 2.6, 3.4, 5.0, 8.2, 14.6):   # a full-size segment retransmitted
+        c.esp(t, B, A, 0xB1, size=1448)
+    for i in range(5):                               # pings again
+        c.esp(16 + i * 0.2, A, B, 0xA1)
+        c.esp(16.01 + i * 0.2, B, A, 0xB1)
+    res = c.analyse(tmp_path)
+    f = by_code(res, "MTU_BLACK_HOLE")
+    v = the(res)
+    assert f.severity == "error" and "small packets get through" in f.detail
+    assert (v.verdict, v.failed_stage, v.primary_code) == ("failing", "dataplane",
+                                                          "MTU_BLACK_HOLE")

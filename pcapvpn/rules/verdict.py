@@ -49,6 +49,10 @@ EXPLAINS = {
     "MTU_BLACK_HOLE": frozenset(("ESP_SEQUENCE_GAP", "ESP_ONE_WAY", "PATH_MTU_ICMP")),
 }
 
+#: failures that are a property of the path: a new IKE SA or small packets flowing again do not
+#: show them gone
+PATH_PROPERTIES = frozenset(("MTU_BLACK_HOLE", "PATH_MTU_ICMP"))
+
 #: how significant a degradation is, most first: an outage the tunnel recovered from, then what
 #: explains it, then what users feel on the data plane, then stability, then the negotiation
 SIGNIFICANCE = ("recovered", "cause", "dataplane", "inner", "stability", "child_sa",
@@ -108,13 +112,16 @@ def recovery(ctx, t, f):
     """``(ts, how)`` when the tunnel worked after failure ``f`` (a later IKE SA came up and its
     traffic, if any, flowed both ways; or ESP flowed both ways after it), else None.  Used by the
     verdict and by live mode (a recovered failure is over)."""
-    if t is None or not hasattr(t, "ike_sas"):
+    if t is None or not hasattr(t, "ike_sas") or f.code in PATH_PROPERTIES:
         return None
     last = last_evidence(ctx, f)
     if last is None:
         return None
     both_after = _esp_both_ways_after(t, last)
+    own = set(f.evidence.ike_spis)
     for sa in sorted(t.ike_sas, key=lambda s: s.first_ts or 0):
+        if sa.ispi.hex() in own:
+            continue  # the IKE SA the failure is about does not recover from it by coming up
         est = established_ts(sa)
         if est is None or est <= last or not seen_working(sa):
             continue
