@@ -108,6 +108,9 @@ class Finding:
     tunnel: str | None = None
     posture: bool = False
     failure: bool = True
+    #: a failure the tunnel recovered from (set by the verdict, :mod:`pcapvpn.rules.verdict`):
+    #: ``{"at": time, "by": "how"}``; its severity is then at most warning
+    recovered: dict | None = None
     #: gateway log lines (--log; None without logs: the JSON then has no "logs" key)
     logs: list[LogRef] | None = None
 
