@@ -749,3 +749,28 @@ def test_log_findings_filters_are_valid():
             shown = {int(x) for x in cp.stdout.split()}
             assert {fr.frame for fr in f.evidence.frames} <= shown, (f.code, f.wireshark_filter)
     assert {"LOG_CONTRADICTION", "LOG_SA_ESP_LOST", "LOG_SA_NOTHING_SENT"} <= seen, seen
+
+
+def test_confirmation_table_names_declared_codes_and_kinds():
+    from pcapvpn.findings import REGISTRY
+    from pcapvpn.rules import load_all
+    from pcapvpn.rules.logs import CONFIRMS, FAILURE_KINDS, KIND_STAGE
+
+    load_all()
+    assert set(CONFIRMS) <= set(REGISTRY), set(CONFIRMS) - set(REGISTRY)
+    for kinds in CONFIRMS.values():
+        assert kinds <= set(L.KINDS), kinds - set(L.KINDS)
+    assert FAILURE_KINDS <= set(L.KINDS) and set(KIND_STAGE) == FAILURE_KINDS
+
+
+def test_openvpn_status_files():
+    """Real --status files (server CLIENT LIST, client STATISTICS), timed by their Updated line."""
+    _f, items = _parse(DATA / "openvpn" / "server-status.txt")
+    c = next(ev for _n, ev in items if ev is not None and ev.kind == "sa_counters")
+    assert (c.peer, c.peer_port, c.ids) == ("192.0.2.2", 51274, ["client1.lab.example"])
+    assert c.counters == {"bytes_in": 3981, "bytes_out": 4109} and c.time[:3] == (2026, 12, 6)
+    fmt, items = _parse(DATA / "openvpn" / "client-status.txt")
+    assert fmt.name == "openvpn-status"
+    s = next(ev for _n, ev in items if ev is not None and ev.kind == "sa_counters")
+    assert (s.counters["bytes_in"], s.counters["bytes_out"]) == (4135, 3995)
+    assert [n for n, ev in items if ev is None] == [1]  # the lab's label line

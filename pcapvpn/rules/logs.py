@@ -90,30 +90,41 @@ CONFIRMS = {
     "NAT_T_BLOCKED": {"give_up", "ike_retransmit", "nat_detected"},
     "IKE_NO_PROPOSAL_CHOSEN": {"no_proposal", "negotiation_failed"},
     "IKE_INVALID_KE": {"invalid_ke", "negotiation_failed"},
+    "IKE_ERROR_NOTIFY": {"negotiation_failed", "no_proposal", "invalid_ke", "auth_failed",
+                         "ts_unacceptable", "child_failed", "invalid_spi"},
     "IKE_AUTH_FAILED": {"auth_failed", "cert_failed", "auth_suspected", "negotiation_failed"},
+    "CERT_EXPIRED": {"cert_failed"},
+    "CERT_NOT_YET_VALID": {"cert_failed"},
     "IKE_TS_UNACCEPTABLE": {"ts_unacceptable", "child_failed"},
-    "CHILD_SA_FAILED": {"child_failed", "no_proposal", "ts_unacceptable"},
+    "CHILD_SA_FAILED": {"child_failed", "no_proposal", "ts_unacceptable", "ike_retransmit"},
+    "CP_FAILED": {"child_failed"},
     "IKE_COOKIE": {"cookie"},
+    "IKE_SIMULTANEOUS_INIT": {"ike_init", "ike_peer_init", "duplicate_sa"},
     "NAT_DETECTED": {"nat_detected"},
     "NAT_ENCAPSULATION_FORCED": {"nat_faked", "nat_detected"},
     "IKE_FRAGMENTATION_LOSS": {"ike_retransmit", "give_up", "fragment"},
-    "IKE_FRAGMENTED": {"fragment"},
     "DPD_TIMEOUT": {"dpd_timeout", "dpd_request", "give_up", "ike_retransmit"},
     "IKE_PEER_RESTART": {"peer_restart", "ike_init", "ike_established"},
+    "IKE_REKEY_COLLISION": {"ike_rekey"},
+    "IKE_SA_FLAPPING": {"ike_init", "ike_established", "give_up", "tunnel_down"},
     "ICMP_UNREACHABLE": {"ike_retransmit", "give_up", "dpd_timeout", "connect_failed"},
     "ESP_ONE_WAY": {"sa_counters"},
     "ESP_NO_TRAFFIC": {"sa_counters"},
+    "ESP_SA_UNUSED": {"sa_counters"},
     "ESP_SEQUENCE_GAP": {"sa_counters", "esp_error"},
-    "ESP_LOSS": {"sa_counters", "esp_error"},
-    "ESP_INVALID_SPI": {"invalid_spi"},
+    "MTU_BLACK_HOLE": {"sa_counters"},
+    "ESP_REPLAY": {"esp_error"},
+    "ESP_SPI_MISMATCH": {"invalid_spi"},
     "IKE_AGGRESSIVE_MODE_PSK": {"aggressive_mode"},
     "IKE_WEAK_CRYPTO": {"proposal_selected", "proposals"},
-    "IKE_REKEY": {"ike_rekey", "child_established"},
     "OPENVPN_HANDSHAKE_STALLED": {"tls_failed", "cert_failed"},
     "OPENVPN_NO_RESPONSE": {"tls_crypt_failed", "tls_failed", "connect_failed"},
-    "OPENVPN_TLS_AUTH_MISMATCH": {"tls_crypt_failed"},
+    "VPN_DATA_ONE_WAY": {"wg_peer", "esp_error"},
+    "WIREGUARD_NO_RESPONSE": {"wg_peer"},
     "TLS_ALERT": {"cert_failed", "tls_failed"},
-    "TLS_CERT_EXPIRED": {"cert_failed"},
+    "TLS_CERT_INVALID": {"cert_failed"},
+    "TCP_NO_ANSWER": {"connect_failed"},
+    "TCP_RESET": {"connect_failed"},
 }
 
 #: kinds that report a failure (log-only findings are made of these)
@@ -265,14 +276,25 @@ def _fits_code(code: str, li: _Linked, f) -> bool:
     k = ev.kind
     if code == "IKE_NO_PROPOSAL_CHOSEN" and ev.child and f.stage != "child_sa":
         return False
+    if code == "CHILD_SA_FAILED" and k == "ike_retransmit":
+        a = li.anchor
+        if a is not None and a.kind == "ike":
+            return a.exch in (32, 36)  # Quick Mode / CREATE_CHILD_SA
+        return (ev.msgid or 0) > 255  # an IKEv1 Quick Mode's random Message ID
     if code == "CHILD_SA_FAILED" and k != "child_failed" and not ev.child:
         return False
     if code == "NAT_ENCAPSULATION_FORCED" and k == "nat_detected":
         return "remote host" in (ev.reason or "")
     if code == "IKE_WEAK_CRYPTO":
         return bool(_WEAK.search(ev.reason or ""))
-    if code in ("ESP_SEQUENCE_GAP", "ESP_LOSS") and k == "sa_counters":
+    if code in ("ESP_SEQUENCE_GAP", "MTU_BLACK_HOLE") and k == "sa_counters":
         return bool(set(ev.esp_spis) & {s.rjust(8, "0") for s in f.evidence.esp_spis})
+    if code == "ESP_SA_UNUSED" and k == "sa_counters":
+        c = ev.counters or {}
+        return bool(set(ev.esp_spis) & {s.rjust(8, "0") for s in f.evidence.esp_spis}) and \
+            _count(c, "in") == 0 and _count(c, "out") == 0
+    if code == "WIREGUARD_NO_RESPONSE" and k == "wg_peer":
+        return (ev.counters or {}).get("handshake_epoch") == 0
     if code in ("ESP_ONE_WAY", "ESP_NO_TRAFFIC"):
         c = ev.counters or {}
         pin, pout = _count(c, "in"), _count(c, "out")
@@ -433,6 +455,9 @@ def _answers_dropped(ctx, li, sa, linked, tfindings, done, used):
     key = ("answers", li.src.index, ev.ctx, msgid)
     if key in done:
         return None
+    host = _host(li.src.alignment)
+    if host is None:
+        return None  # which side the daemon is on must be known before it is contradicted
     slack = (li.src.alignment.uncertainty or 0.0) + li.ent.res + 0.5
     for x in sa.exchanges:
         if x.msgid != msgid or sa.version != 2:
@@ -441,8 +466,11 @@ def _answers_dropped(ctx, li, sa, linked, tfindings, done, used):
         resps = [m for m in x.msgs if m.is_response]
         if not reqs or not resps:
             continue
-        # the daemon is the requester: it logs the retransmission; the responses go to it
+        # the daemon is the requester: it logs the retransmission; the responses go to it (each
+        # side numbers its own requests: the Message ID alone does not name the exchange)
         requester = reqs[0].src
+        if _txt(requester) != host:
+            continue
         before = [m for m in resps if m.ts < t - slack and m.dst == requester]
         if not before:
             continue
@@ -552,6 +580,20 @@ def _counters_text(ctx, li) -> str:
     return "; ".join(parts)
 
 
+def _sends_elsewhere(li, linked) -> bool:
+    """Another SA of the same gateway towards the same peer (or tunnel) sent packets: this one
+    is idle (a duplicate or replaced child SA), not the tunnel's only way out."""
+    me = li.ent.ev
+    key = li.tunnel or _norm(me.peer)
+    for o in linked:
+        ev = o.ent.ev
+        if o is li or o.src is not li.src or ev.kind != "sa_counters" or not ev.counters:
+            continue
+        if (o.tunnel or _norm(ev.peer)) == key and (_count(ev.counters, "out") or 0) > 0:
+            return True
+    return False
+
+
 def _counters(ctx, findings, linked, used) -> list:
     out = []
     wire = _wire(ctx)
@@ -578,6 +620,8 @@ def _counters(ctx, findings, linked, used) -> list:
                                                _norm(ev.local), _norm(ev.peer)) if p])
         tunnel = li.tunnel
         if n_out == 0 and w_out == 0:
+            if _sends_elsewhere(li, linked):
+                continue
             if n_in > 0:
                 f = make("LOG_SA_NO_REPLIES", f"noreply|{where}|{spi_out}",
                          title=f"{li.src.name}: ESP received on SPI {spi_in} but nothing sent "

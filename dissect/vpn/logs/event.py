@@ -52,6 +52,7 @@ KINDS = {
     "fragment": "IKE fragments (RFC 7383 / IKEv1) received or sent",
     "dpd_timeout": "the peer did not answer liveness checks (DPD timeout)",
     "peer_restart": "the peer restarted (INITIAL_CONTACT, duplicate SA replaced)",
+    "duplicate_sa": "a second IKE SA with the same peer is deleted (uniqueness policy)",
     "invalid_spi": "a packet for an unknown SPI (INVALID_SPI, 'invalid SPI')",
     "esp_error": "ESP dropped by the gateway (replay, integrity, decryption failure)",
     "aggressive_mode": "IKEv1 Aggressive Mode in use",

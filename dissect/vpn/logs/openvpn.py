@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from .event import LogEvent
+from .event import Document, LogEvent
 
 NAME = "openvpn"
 TITLE = "OpenVPN log"
@@ -152,3 +152,82 @@ def merge(events: list) -> None:
         elif waiting is not None and ev.ctx is not None:
             waiting.peer, waiting.peer_port, waiting.ctx = ev.peer, ev.peer_port, ev.ctx
             waiting = None
+
+
+# -- the status file (--status FILE, status-version 1) ---------------------------------------
+
+_STATUS_HEAD = ("OpenVPN CLIENT LIST", "OpenVPN STATISTICS")
+
+
+def sniff_status(lines: list[str]) -> int:
+    return sum(5 for ln in lines if ln.strip() in _STATUS_HEAD)
+
+
+def parse_status(lines: list[str]):
+    """OpenVPN's ``--status`` file, version 1 (the OpenVPN manual, ``--status``): a server's
+    ``OpenVPN CLIENT LIST`` (``Updated,TIME``; ``Common Name,Real Address,Bytes Received,Bytes
+    Sent,Connected Since``; ``ROUTING TABLE``; ``GLOBAL STATS``; ``END``) or a client's
+    ``OpenVPN STATISTICS`` (``TCP/UDP read bytes,N`` ...).  An ``sa_counters`` event per client
+    (bytes from / to it, its real address) and one for a client's statistics, timed by the
+    ``Updated`` line (the snapshot's own time)."""
+    from .framing import take_time
+
+    section = None
+    when = None
+    stats = None
+    for i, ln in enumerate(lines):
+        s = ln.strip()
+        if not s:
+            continue
+        if s in _STATUS_HEAD:
+            section = "clients" if s == _STATUS_HEAD[0] else "stats"
+            stats = None
+            yield i, _status_line(ln)
+            continue
+        if section is None:
+            yield i, None
+            continue
+        if s.startswith("Updated,"):
+            t = take_time(s[len("Updated,"):] + " ")
+            when = t[0] if t else None
+            yield i, _status_line(ln)
+            continue
+        if s in ("ROUTING TABLE", "GLOBAL STATS", "END") or s.startswith(
+                ("Common Name,", "Virtual Address,", "Max bcast")):
+            if s != "GLOBAL STATS" and s != "END" and s.startswith("Virtual Address"):
+                section = "routes"
+            yield i, _status_line(ln)
+            continue
+        cols = s.split(",")
+        if section == "clients" and len(cols) >= 5 and cols[2].isdigit() and cols[3].isdigit():
+            ev = _status_line(ln)
+            ev.kind, ev.time, ev.ctx = "sa_counters", when, cols[1]
+            m = re.fullmatch(r"([0-9A-Fa-f.:]+?):(\d+)", cols[1])
+            if m:
+                ev.peer, ev.peer_port = m.group(1), int(m.group(2))
+            ev.ids = [cols[0]]
+            ev.counters = {"bytes_in": int(cols[2]), "bytes_out": int(cols[3])}
+            yield i, ev
+            continue
+        if section == "stats" and len(cols) == 2 and cols[1].lstrip("-").isdigit():
+            if stats is None:
+                stats = _status_line(ln)
+                stats.kind, stats.time, stats.counters = "sa_counters", when, {}
+                yield i, stats
+            else:
+                stats.raw += "\n" + ln
+                yield i, _status_line(ln)
+            key = {"TCP/UDP read bytes": "bytes_in", "TCP/UDP write bytes": "bytes_out"}.get(
+                cols[0], re.sub(r"[^a-z0-9]+", "_", cols[0].lower()).strip("_"))
+            stats.counters[key] = int(cols[1])
+            continue
+        yield i, _status_line(ln)
+
+
+def _status_line(ln: str) -> LogEvent:
+    ev = LogEvent(ln.strip(), ln)
+    ev.prog = "openvpn"
+    return ev
+
+
+DOCUMENTS = (Document("openvpn-status", "OpenVPN status file", sniff_status, parse_status),)

@@ -80,6 +80,8 @@ _KEEPALIVE = re.compile(rf"sending keep alive to {_EP}")
 _FRAGMENT = re.compile(r"(received fragment #\d+ of \d+, waiting for complete IKE message|"
                        r"splitting IKE message \(\d+ bytes\) into \d+ fragments)")
 _DUPLICATE = re.compile(r"destroying duplicate IKE_SA for peer '([^']*)', received INITIAL_CONTACT")
+_UNIQUE = re.compile(r"(?:schedule delete of|deleting) duplicate IKE_SA for peer '([^']*)' due to "
+                     r"uniqueness policy")
 _CERT = re.compile(r"(no issuer certificate found for \"[^\"]*\"|certificate \"[^\"]*\" "
                    r"(?:has expired|is not valid)[^,]*|constraint check failed: .*|"
                    r"certificate was revoked.*|no private key found for '[^']*')")
@@ -309,6 +311,12 @@ def _classify_ike(ev: LogEvent, t: str) -> None:
     m = _DUPLICATE.match(t)
     if m:
         ev.kind = "peer_restart"
+        ev.reason = t
+        ev.ids = [m.group(1)]
+        return
+    m = _UNIQUE.match(t)
+    if m:
+        ev.kind = "duplicate_sa"
         ev.reason = t
         ev.ids = [m.group(1)]
         return
