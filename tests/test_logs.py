@@ -427,20 +427,33 @@ def test_clock_offset_recovered(d, tmp_path):
             assert al.zone_offset == -whole, (shift, al.zone_offset)
             assert abs(al.clock_error + (shift - whole)) < 1.0
             checked += 1
-    assert checked or d.name in ("ikev2_no_response",), d
+    assert checked or d.name in UNALIGNABLE, d
+
+
+#: lab scenarios none of whose logs can be put on the capture's clock, and why
+UNALIGNABLE = {
+    "libreswan_iketcp_healthy": "IKE over TCP (RFC 9329): no IKE message of the capture is "
+                                "an anchor until the TCP-encapsulated IKE is tracked",
+    "libreswan_iketcp_refused": "the TCP connection is refused: no IKE message ever crosses",
+}
 
 
 # == confirmation: the lab's expected findings are confirmed by the lab's logs ===================
 
-#: expected findings that the lab's logs cannot confirm, and why
+#: expected findings that the lab's logs cannot confirm while a scenario keeps no gateway
+#: status output (the lab saves swanctl --list-sas as <side>-status.txt), and why
 ALLOW = {
     ("ikev2_esp_loss", "ESP_SEQUENCE_GAP"):
-        "charon logs nothing about lost ESP and the scenario keeps no swanctl --list-sas; "
-        "counters confirm it where they exist (test_counters_confirm_one_way)",
+        "charon logs nothing about lost ESP; the counters of swanctl --list-sas confirm it "
+        "where the scenario keeps them",
     ("ikev2_esp_oneway", "ESP_ONE_WAY"):
-        "charon logs nothing about ESP that never arrives; with swanctl --list-sas the "
-        "counters confirm it (test_counters_confirm_one_way)",
+        "charon logs nothing about ESP that never arrives; the counters of swanctl --list-sas "
+        "confirm it where the scenario keeps them (test_counters_confirm_one_way)",
 }
+
+
+def _has_status(d: Path) -> bool:
+    return any(d.glob("*-status.txt")) or any(d.glob("*.list-sas"))
 
 
 def _expected(d: Path) -> list[tuple[str, dict, dict]]:
@@ -478,7 +491,7 @@ def test_lab_findings_confirmed_by_logs(d):
             continue  # presence is test_lab.py's business; only what is reported can link
         if got[0].stage == CAPTURE_STAGE:
             continue
-        if (d.name, want["code"]) in ALLOW:
+        if (d.name, want["code"]) in ALLOW and not _has_status(d):
             continue
         assert any(f.logs for f in got), \
             f"{d.name} ({mode}, {cap['file']}): {want['code']} links no log line"
@@ -487,7 +500,8 @@ def test_lab_findings_confirmed_by_logs(d):
                 assert r.text and r.line > 0 and r.file in logs
     for report in done.values():
         for s in report.log_sources:
-            assert s["format"] is not None, s
+            note = Path(s["file"]).read_text().lstrip().startswith("(")  # the lab's own note
+            assert s["format"] is not None or note, s
             assert s["events"] + s["unrecognised"] == s["lines"]
 
 
@@ -495,8 +509,8 @@ def test_allow_list_is_still_needed():
     """An allowed gap that the logs now confirm must leave the allow-list."""
     for (name, code), _why in ALLOW.items():
         d = LAB / name
-        if not d.exists():
-            continue
+        if not d.exists() or _has_status(d):
+            continue  # with status output the lab test itself requires the confirmation
         r = _run(sorted(d.glob("*.pcap"))[0], _logs_of(d)).report
         got = [f for f in r.findings if f.code == code]
         assert not any(f.logs for f in got), f"{name}/{code} is confirmed now: drop it from ALLOW"
