@@ -211,11 +211,27 @@ def align(source, state, anchors=None) -> Alignment:
         usable = [usable[int(i * step)] for i in range(MAX_ANCHOR_EVENTS)]
     bounds = []  # (lo, hi, event index, anchor)
     known = frozenset(x for a in anchors for x in (a.src, a.dst))
+    by_size: dict = {}
+    by_exch: dict = {}
+    by_addr: dict = {}
+    for a in anchors:  # candidates are looked up, not scanned (captures with many IKE SAs)
+        by_size.setdefault(a.size, []).append(a)
+        by_exch.setdefault(a.exch, []).append(a)
+        for x in (a.src, a.dst):
+            by_addr.setdefault(x, []).append(a)
     for i, ent in enumerate(usable):
         ev = ent.ev
         peer = _norm(ev.peer) or ctx_peer.get(ev.ctx)
         local = _norm(ev.local)
-        cands = [a for a in anchors if _fits(ev, a, peer, local, known)]
+        if ev.size is not None:
+            pool = by_size.get(ev.size, ())
+        elif ev.exchange is not None and ev.exchange in EXCH_NUM:
+            pool = by_exch.get(EXCH_NUM[ev.exchange], ())
+        elif peer is not None and peer in known:
+            pool = by_addr.get(peer, ())
+        else:
+            pool = anchors
+        cands = [a for a in pool if _fits(ev, a, peer, local, known)]
         if not cands or len(cands) > MAX_CANDIDATES:
             continue
         al.anchors += 1
