@@ -43,6 +43,13 @@ def _md(s, lead: bool = False) -> str:
     return s
 
 
+def _strong(s) -> str:
+    """``**s**`` that stays bold whatever ``s`` starts or ends with (whitespace beside the
+    delimiters would cancel the emphasis and leave the asterisks in the text)."""
+    s = re.sub(r"^\s|\s$", lambda m: f"&#{ord(m.group())};", _md(s))
+    return f"**{s}**"
+
+
 def _code(s) -> str:
     """A code span holding ``s`` (shown verbatim): delimited by more backticks than any run in
     it, padded when it starts or ends with one."""
@@ -80,7 +87,7 @@ def render_markdown(report) -> str:
         for t in tunnels:
             p = fmap.get(t["primary_finding"])
             rows.append([_md(t["id"]), _md(_proto(t)),
-                         f"**{_md(t['verdict'].upper())}**",
+                         _strong(t["verdict"].upper()),
                          _md(t["failed_stage"] or t["stage_reached"]),
                          _md(f"{p.code}: {p.title}") if p else "-"])
         out.append(tabulate(rows, headers=["tunnel", "protocol", "verdict", "stage", "primary finding"],
@@ -92,7 +99,7 @@ def render_markdown(report) -> str:
             out.append("Not visible in this capture: " + "; ".join(_md(n) for n in t["not_seen"]) + ".")
             out.append("")
         for f in fs:
-            out.append(f"- **{_md(f.severity.upper())}** {_code(f.code)} ({_md(f.stage)}, "
+            out.append(f"- {_strong(f.severity.upper())} {_code(f.code)} ({_md(f.stage)}, "
                        f"{_md(f.basis)}" + (", posture" if f.posture else "") + f"): {_md(f.title)}  ")
             out.append(f"  {_md(f.detail, lead=True)}  ")
             if f.evidence.frames:

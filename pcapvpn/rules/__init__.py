@@ -108,14 +108,14 @@ def _rule_error(fn, e: Exception):
     from pcapvpn.findings import make
 
     name = f"{fn.__module__}.{fn.__qualname__}"
-    frames = [fr for fr in traceback.extract_tb(e.__traceback__)
-              if f"{os.sep}pcapvpn{os.sep}" in fr.filename or
-              f"{os.sep}dissect{os.sep}" in fr.filename]
+    frames = traceback.extract_tb(e.__traceback__)[1:]  # [0] is run_rules
+    ours = [fr for fr in frames if {"pcapvpn", "dissect"} & set(fr.filename.split(os.sep))]
     where = ""
-    if frames:
-        fr = frames[-1]
+    if frames:  # the innermost place in pcapvpn (else the innermost at all), path from the package
+        fr = (ours or frames)[-1]
         parts = fr.filename.split(os.sep)
-        top = max(i for i, p in enumerate(parts) if p in ("pcapvpn", "dissect"))
+        top = max((i for i, p in enumerate(parts) if p in ("pcapvpn", "dissect")),
+                  default=len(parts) - 1)
         where = f" at {'/'.join(parts[top:])}:{fr.lineno} in {fr.name}"
     if os.environ.get("PCAPVPN_DEBUG"):
         import sys
