@@ -56,10 +56,15 @@ def md_shape(md: str) -> list:
     from markdown_it import MarkdownIt
 
     parser = MarkdownIt("commonmark").enable("table").enable("strikethrough")
+    lines = md.split("\n")
     shape = []
     for tok in parser.parse(md):
-        if tok.type != "inline":
+        if tok.type == "tr_open" and tok.map:
+            # GFM drops the cells past the header's count: count the row's cell separators
+            shape.append((tok.type, _pipes(lines[tok.map[0]])))
+        elif tok.type != "inline":
             shape.append((tok.type, tok.tag, tok.level))
+        if tok.type != "inline":
             continue
         kids = []
         for c in tok.children or ():
@@ -69,6 +74,19 @@ def md_shape(md: str) -> list:
             kids.append(kind)
         shape.append(("inline", tuple(kids)))
     return shape
+
+
+def _pipes(line: str) -> int:
+    """Unescaped ``|`` in a table row (a backslash escapes the next character)."""
+    n = 0
+    i = 0
+    while i < len(line):
+        if line[i] == "\\":
+            i += 2
+            continue
+        n += line[i] == "|"
+        i += 1
+    return n
 
 
 # -- captures (scapy) -----------------------------------------------------------------------------
