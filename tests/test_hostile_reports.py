@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -164,6 +165,47 @@ def test_file_name_with_controls_and_invalid_utf8(tmp_path, fmt):
     assert r.returncode == 2
     err = r.stderr.decode("utf-8")
     assert hostile.raw_controls(err) == [] and "no\\x1b[2Jsuch\\xff.pcap" in err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file names as bytes are POSIX")
+def test_file_name_in_evidence_and_redaction_map(tmp_path):
+    """The exported evidence (interface names, frame comments) and the redaction map hold the
+    name as the reports show it (pcapng strings are UTF-8; the map is JSON)."""
+    cap = next((CAPTURES / "lab" / "ikev2_no_response").glob("*.pcap"))
+    path = os.path.join(os.fsencode(tmp_path), EVIL_NAME)
+    with open(path, "wb") as f:
+        f.write(cap.read_bytes())
+    ev, rmap = tmp_path / "ev.pcapng", tmp_path / "map.json"
+    r = _cli(b"analyze", path, b"--export-evidence", str(ev).encode())
+    assert r.returncode in (0, 1), r.stderr
+    from dissect.vpn.capture import open_capture
+
+    with open(ev, "rb") as f:
+        reader = open_capture(f)
+        assert len(list(reader.records())) > 0
+    names = re.findall(rb"\[original: (.*?) frame \d+\]", ev.read_bytes())
+    assert names and all(n.decode("utf-8").endswith("evil\\x1b]0;title\\x07\\x1b[2J\\x9b\\xff.pcap")
+                         for n in names)
+    r = _cli(b"analyze", path, b"--redact", b"--redact-map", str(rmap).encode(), b"--format",
+             b"json")
+    assert r.returncode in (0, 1), r.stderr
+    assert EVIL_NAME not in r.stdout and b"evil" not in r.stdout
+    mapping = json.loads(rmap.read_text(encoding="utf-8"))  # strict UTF-8
+    keys = []
+    _strings_and_keys(mapping, keys)
+    assert any(k.endswith(EVIL_NAME.decode("utf-8", "backslashreplace")) for k in keys)
+
+
+def _strings_and_keys(obj, out):
+    if isinstance(obj, str):
+        out.append(obj)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            out.append(k)
+            _strings_and_keys(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            _strings_and_keys(v, out)
 
 
 # -- keys never printed -----------------------------------------------------------------------------
