@@ -124,7 +124,7 @@ def test_html_parses_strictly(reports, lang):
                 not (el.get("href") or "").startswith("#")]
 
 
-# -- file names -------------------------------------------------------------------------------------
+# -- file names ------------------------------------------------------------------------------------
 
 #: a file name with terminal escapes, a C1 control and a byte that is not UTF-8
 EVIL_NAME = b"evil\x1b]0;title\x07\x1b[2J\xc2\x9b\xff.pcap"
@@ -208,7 +208,7 @@ def _strings_and_keys(obj, out):
             _strings_and_keys(v, out)
 
 
-# -- keys never printed -----------------------------------------------------------------------------
+# -- keys never printed ----------------------------------------------------------------------------
 
 KEY = "5ec7e75ec7e75ec7e75ec7e75ec7e75e"           # 16 bytes, the secret every case hides
 KEY2 = "a11ce5a11ce5a11ce5a11ce5a11ce5a11ce5a11c"    # 20 bytes
@@ -367,7 +367,8 @@ def test_bom_crlf_and_large_tables(tmp_path):
         (win / f.name).write_bytes(b"\xef\xbb\xbf" + f.read_bytes().replace(b"\n", b"\r\n"))
     a, b = load_keys([plain]), load_keys([win])
     assert repr(a) == repr(b) and a.esp.keys() == b.esp.keys() and a.ikev2.keys() == b.ikev2.keys()
-    assert [k.ekey for v in a.esp.values() for k in v] == [k.ekey for v in b.esp.values() for k in v]
+    assert ([k.ekey for v in a.esp.values() for k in v]
+            == [k.ekey for v in b.esp.values() for k in v])
     ra = run([str(LAB_CAP)], Options(keys=a)).report
     rb = run([str(LAB_CAP)], Options(keys=b)).report
     assert [f.code for f in ra.findings] == [f.code for f in rb.findings]

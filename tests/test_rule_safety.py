@@ -31,7 +31,7 @@ def _cli(*args, env=None):
                           text=True, cwd=REPO, env=e, timeout=300)
 
 
-# -- a rule that raises ---------------------------------------------------------------------------
+# -- a rule that raises ----------------------------------------------------------------------------
 
 def _broken(ctx):
     """Yields one real finding, then fails as a buggy rule would."""
@@ -95,7 +95,7 @@ def test_rule_error_through_the_cli(tmp_path):
     assert "Traceback" in r.stderr and "KeyError" in r.stderr and "Traceback" not in r.stdout
 
 
-# -- retransmission hint ----------------------------------------------------------------------------
+# -- retransmission hint ---------------------------------------------------------------------------
 
 class _Whole(list):
     """A list whose whole length may not be walked: the hint must look at a bounded prefix."""
@@ -126,7 +126,7 @@ def test_request_sent_thousands_of_times(tmp_path):
     assert "constant 1.0 s retransmission interval" in r.stdout
 
 
-# -- thresholds -------------------------------------------------------------------------------------
+# -- thresholds ------------------------------------------------------------------------------------
 
 BAD_VALUES = ["0", "-5", "-0", "nan", "NaN", "inf", "-inf", "1e999", "abc", "", "True", "0x10"]
 

@@ -1,8 +1,9 @@
 """``--format json``: the model as JSON (schema in docs/schema.json).
 
 Control characters in capture text are JSON escapes (``\\u001b``); a file name that is not UTF-8
-has each such byte written as the four characters ``\\xNN`` (:func:`pcapvpn.report.escape.json_safe`),
-so the document is always valid UTF-8 and valid for strict parsers."""
+has each such byte written as the four characters ``\\xNN``
+(:func:`pcapvpn.report.escape.json_safe`), so the document is always valid UTF-8 and valid for
+strict parsers."""
 
 from __future__ import annotations
 

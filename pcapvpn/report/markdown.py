@@ -100,7 +100,8 @@ def render_markdown(report) -> str:
             out.append("")
         for f in fs:
             out.append(f"- {_strong(f.severity.upper())} {_code(f.code)} ({_md(f.stage)}, "
-                       f"{_md(f.basis)}" + (", posture" if f.posture else "") + f"): {_md(f.title)}  ")
+                       f"{_md(f.basis)}" + (", posture" if f.posture else "")
+                       + f"): {_md(f.title)}  ")
             out.append(f"  {_md(f.detail, lead=True)}  ")
             if f.evidence.frames:
                 out.append(f"  Frames: {_md(frames_text(f.evidence.frames))}  ")
