@@ -54,6 +54,9 @@ class Thresholds:
     delete_grace: float = 2.0
     #: how long after a rekey (seconds) the old SPI may still carry ESP before it is stale.
     rekey_drain: float = 30.0
+    #: a sender clock (OpenVPN tls-auth / tls-crypt net time of a hard reset) this far from the
+    #: capture's clock (seconds) is reported; it is never used to recognise a packet.
+    clock_skew: float = 300.0
 
     def __post_init__(self):
         for f in fields(self):
