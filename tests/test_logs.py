@@ -788,3 +788,21 @@ def test_openvpn_status_files():
     s = next(ev for _n, ev in items if ev is not None and ev.kind == "sa_counters")
     assert (s.counters["bytes_in"], s.counters["bytes_out"]) == (4135, 3995)
     assert [n for n, ev in items if ev is None] == [1]  # the lab's label line
+
+
+def test_log_text_is_escaped_in_every_format(tmp_path):
+    """A log line is text from elsewhere: its control and bidirectional characters are shown,
+    never acted on, in text, Markdown, HTML and the ladders."""
+    from pcapvpn.report import render
+
+    d = LAB / "ikev2_auth_failed"
+    evil = tmp_path / "right.log"
+    lines = read_lines(str(d / "right.log"))
+    evil.write_text("\n".join(ln.replace("MAC mismatched", "MAC mismatched\x1b[2J\u202e\x07")
+                              for ln in lines) + "\n")
+    res = _run(d / "ikev2_auth_failed.pcap", [str(evil)])
+    assert any("\x1b" in r.text for f in res.report.findings for r in f.logs or ())
+    for fmt in ("text", "markdown", "html"):
+        out = render(res.report, fmt)
+        assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out, fmt
+        assert "\\x1b" in out, fmt

@@ -341,7 +341,7 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
             tag = f"[{r.source}{'' if r.agrees else ' CONTRADICTS'}]"
             mark = "<log" if r.rightward else "log>"
             bar = (" " * (lane - 4) + mark) if r.rightward else (mark + " " * (lane - 4))
-            out.append(f"{t}  {'':>7}  |{bar}|  {_clip(_CTRL.sub('?', tag + ' ' + r.text), details)}")
+            out.append(f"{t}  {'':>7}  |{bar}|  {_clip(printable(tag + ' ' + r.text), details)}")
             continue
         if r.kind == "float":
             lbl = " NAT-T 500 -> 4500 "
