@@ -176,7 +176,32 @@ def classify(ev: LogEvent) -> None:
     _classify_ike(ev, t)
 
 
+#: message starts that say it all: (start, kind, reason: "text" = the message, or fixed, or None,
+#: further facts)
+_STARTS = (
+    ("establishing IKE_SA failed, peer not responding", "give_up", "text", {}),
+    ("received proposals unacceptable", "no_proposal", "text", {}),
+    ("no acceptable proposal found", "no_proposal", "text", {}),
+    ("no proposal found", "no_proposal", "text", {}),
+    ("no matching proposal found", "no_proposal", "text", {}),
+    ("failed to establish CHILD_SA", "child_failed", "text", {"child": True}),
+    ("local host is behind NAT", "nat_detected", "local host is behind NAT", {}),
+    ("remote host is behind NAT", "nat_detected", "remote host is behind NAT", {}),
+    ("faking NAT situation", "nat_faked", "text", {}),
+    ("sending DPD request", "dpd_request", None, {"direction": "out"}),
+    ("DPD check timed out", "dpd_timeout", "text", {}),
+    ("received COOKIE", "cookie", None, {"notify": "COOKIE"}),
+)
+
+
 def _classify_ike(ev: LogEvent, t: str) -> None:
+    for start, kind, reason, facts in _STARTS:
+        if t.startswith(start):
+            ev.kind = kind
+            ev.reason = t if reason == "text" else reason
+            for k, v in facts.items():
+                setattr(ev, k, v)
+            return
     m = _RETRANSMIT.match(t)
     if m:
         ev.kind = "ike_retransmit"
@@ -188,10 +213,6 @@ def _classify_ike(ev: LogEvent, t: str) -> None:
     if m:
         ev.kind = "give_up"
         ev.count = int(m.group(1))
-        ev.reason = t
-        return
-    if t.startswith("establishing IKE_SA failed, peer not responding"):
-        ev.kind = "give_up"
         ev.reason = t
         return
     m = _INITIATING.match(t)
@@ -264,41 +285,11 @@ def _classify_ike(ev: LogEvent, t: str) -> None:
         elif name == "INITIAL_CONTACT":
             ev.notify = name
         return
-    if t in ("received proposals unacceptable", "no acceptable proposal found",
-             "no proposal found") or t.startswith("no matching proposal found"):
-        ev.kind = "no_proposal"
-        ev.reason = t
-        return
-    if t.startswith("failed to establish CHILD_SA"):
-        ev.kind = "child_failed"
-        ev.child = True
-        ev.reason = t
-        return
-    if t.startswith("local host is behind NAT"):
-        ev.kind = "nat_detected"
-        ev.reason = "local host is behind NAT"
-        return
-    if t.startswith("remote host is behind NAT"):
-        ev.kind = "nat_detected"
-        ev.reason = "remote host is behind NAT"
-        return
-    if t.startswith("faking NAT situation"):
-        ev.kind = "nat_faked"
-        ev.reason = t
-        return
     m = _KEEPALIVE.match(t)
     if m:
         ev.kind = "keepalive"
         ev.direction = "out"
         ev.peer, ev.peer_port = m.group(1), int(m.group(2))
-        return
-    if t.startswith("sending DPD request"):
-        ev.kind = "dpd_request"
-        ev.direction = "out"
-        return
-    if t.startswith("DPD check timed out"):
-        ev.kind = "dpd_timeout"
-        ev.reason = t
         return
     m = _DELETE.match(t)
     if m:
@@ -319,10 +310,6 @@ def _classify_ike(ev: LogEvent, t: str) -> None:
         ev.kind = "duplicate_sa"
         ev.reason = t
         ev.ids = [m.group(1)]
-        return
-    if t.startswith("received COOKIE"):
-        ev.kind = "cookie"
-        ev.notify = "COOKIE"
         return
     c = _CERT.match(t)
     if c:
