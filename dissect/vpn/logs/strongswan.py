@@ -69,6 +69,10 @@ _RECV_NOTIFY = re.compile(r"received ([A-Z0-9_]+) (?:notify error|error notify|n
 _MAC = re.compile(r"tried (\d+) shared keys? for '([^']*)' - '([^']*)', but MAC mismatched")
 _NO_PSK = re.compile(r"no shared key found for '([^']*)' - '([^']*)'")
 _NO_TRUST = re.compile(r"no trusted (\w+) public key found for '([^']*)'")
+#: authentication failures: (pattern, the reason, the groups naming identities)
+_AUTH = ((_MAC, "pre-shared key mismatch (MAC mismatched)", (2, 3)),
+         (_NO_PSK, "no pre-shared key configured for these identities", (1, 2)),
+         (_NO_TRUST, "certificate not trusted: no trusted {0} public key", (2,)))
 _KE_PEER = re.compile(r"peer didn't accept (?:DH group|key exchange method) (\S+), "
                       r"it requested (\S+)")
 _KE_US = re.compile(r"(?:DH group|key exchange method) (\S+) unacceptable, requesting (\S+)")
@@ -243,24 +247,13 @@ def _classify_ike(ev: LogEvent, t: str) -> None:
                        "at": "close"}
         ev.child = True
         return
-    m = _MAC.match(t)
-    if m:
-        ev.kind = "auth_failed"
-        ev.reason = "pre-shared key mismatch (MAC mismatched)"
-        ev.ids = [m.group(2), m.group(3)]
-        return
-    m = _NO_PSK.match(t)
-    if m:
-        ev.kind = "auth_failed"
-        ev.reason = "no pre-shared key configured for these identities"
-        ev.ids = [m.group(1), m.group(2)]
-        return
-    m = _NO_TRUST.match(t)
-    if m:
-        ev.kind = "auth_failed"
-        ev.reason = f"certificate not trusted: no trusted {m.group(1)} public key"
-        ev.ids = [m.group(2)]
-        return
+    for rx, reason, ids in _AUTH:
+        m = rx.match(t)
+        if m:
+            ev.kind = "auth_failed"
+            ev.reason = reason.format(*m.groups())
+            ev.ids = [m.group(i) for i in ids]
+            return
     m = _KE_PEER.match(t) or _KE_US.match(t)
     if m:
         ev.kind = "invalid_ke"
