@@ -21,6 +21,7 @@ from dissect.vpn import ip as _ip
 from dissect.vpn import link as _link
 from dissect.vpn import openvpn as _openvpn
 from dissect.vpn import pptp as _pptp
+from dissect.vpn import tcpencap as _tcpencap
 from dissect.vpn import tls as _tls
 from dissect.vpn import udpencap as _udpencap
 from dissect.vpn import wireguard as _wg
@@ -612,15 +613,15 @@ class Decoder:
         buf = st.buf
         start = 0
         if not st.prefix_checked:
-            if len(buf) < len(_udpencap.IKETCP_PREFIX):
-                if _udpencap.IKETCP_PREFIX.startswith(bytes(buf)):
+            if len(buf) < len(_tcpencap.IKETCP_PREFIX):
+                if _tcpencap.IKETCP_PREFIX.startswith(bytes(buf)):
                     return
             st.prefix_checked = True
-            if buf.startswith(_udpencap.IKETCP_PREFIX):
+            if buf.startswith(_tcpencap.IKETCP_PREFIX):
                 st.iketcp = True
-                start = len(_udpencap.IKETCP_PREFIX)
+                start = len(_tcpencap.IKETCP_PREFIX)
         try:
-            messages, consumed = _udpencap.split_tcp_stream(buf, start)
+            messages, consumed = _tcpencap.split_tcp_stream(buf, start)
         except DissectError as e:
             self._error(st.frames[-1], "TCP-encapsulated stream: " + e.reason)
             st.buf = bytearray()
