@@ -754,9 +754,10 @@ class Decoder:
             "incomplete_fragment_sets": self.frag_incomplete,
             "fragment_sets_evicted": self.frag_evicted,
             "tcp_segments": self.tcp_segments,
-            "tcp_gaps": self.tcp.gaps,
             "tcp_retransmissions": self.tcp.retransmissions,
+            "tcp_gaps": self.tcp.gaps,
+            "tcp_gaps_by_limit": self.tcp.gaps_by_limit,
             "tcp_streams_evicted": self.tcp.streams_evicted,
-            "tcp_overflow_bytes": self.tcp.bytes_dropped,
+            "tcp_bytes_dropped": self.tcp.bytes_dropped,
             "other": self.other,
         }

@@ -17,8 +17,9 @@ the JSON reports field by field::
 the two trees never mix; each capture's report is written as ``<out>/<relative path>.json`` (keys
 sorted), plus ``<out>/_errors.json`` for captures the analysis refused (exit 2 paths).  ``compare``
 prints, per capture, every JSON path whose value differs (lists of findings and tunnels are
-matched by their ``id``, other lists by position), then a summary; ``--ignore PATH_GLOB`` drops
-paths (e.g. ``--ignore 'version'``).  ``--captures`` restricts ``snapshot`` to some files.
+matched by their ``id``, other lists by position), then the kinds of difference with the number
+of reports showing each (``--brief``: only those); ``--ignore PATH_GLOB`` drops paths (e.g.
+``--ignore 'version'``).  ``--captures`` restricts ``snapshot`` to some files.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,11 +127,24 @@ def _short(v, n=160) -> str:
     return s if len(s) <= n else s[:n - 3] + "..."
 
 
-def compare(before: Path, after: Path, ignore: list[str]) -> int:
+def _pattern(path: str, old, new) -> str:
+    """A difference's kind for the summary: list positions as [*], and whether the field
+    appeared, disappeared or changed."""
+    p = re.sub(r"\[\d+\]", "[*]", path)
+    p = re.sub(r"\.F[0-9a-f]{12}\b", ".<finding>", p)
+    if old == "<absent>":
+        return f"{p} (new)"
+    if new == "<absent>":
+        return f"{p} (gone)"
+    return p
+
+
+def compare(before: Path, after: Path, ignore: list[str], brief: bool = False) -> int:
     names = sorted({str(p.relative_to(before)) for p in before.rglob("*.json")} |
                    {str(p.relative_to(after)) for p in after.rglob("*.json")})
     changed = 0
     total = 0
+    kinds = Counter()
     for name in names:
         if name == "_errors.json":
             continue
@@ -141,6 +157,9 @@ def compare(before: Path, after: Path, ignore: list[str]) -> int:
         if not d:
             continue
         changed += 1
+        kinds.update({_pattern(p, x, y) for p, x, y in d})
+        if brief:
+            continue
         print(f"== {name[:-5]}: {len(d)} difference(s)")
         for p, x, y in d:
             print(f"   {p}: {_short(x)}  ->  {_short(y)}")
@@ -150,6 +169,10 @@ def compare(before: Path, after: Path, ignore: list[str]) -> int:
         if ea.get(k) != eb.get(k):
             changed += 1
             print(f"== {k}: refused {ea.get(k)!r} -> {eb.get(k)!r}")
+    if kinds:
+        print("kinds of difference (reports with it):")
+        for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"  {n:5d}  {k}")
     print(f"{changed} of {total} report(s) differ")
     return 1 if changed else 0
 
@@ -168,10 +191,11 @@ def main(argv=None) -> int:
     c.add_argument("before", type=Path)
     c.add_argument("after", type=Path)
     c.add_argument("--ignore", action="append", default=[], help="JSON path glob to leave out")
+    c.add_argument("--brief", action="store_true", help="only the summary of kinds")
     a = ap.parse_args(argv)
     if a.cmd == "snapshot":
         return snapshot(a.src.resolve(), a.out, a.captures or default_captures())
-    return compare(a.before, a.after, a.ignore)
+    return compare(a.before, a.after, a.ignore, a.brief)
 
 
 if __name__ == "__main__":
