@@ -279,6 +279,7 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         tcp_gaps_by_limit=dc["tcp_gaps_by_limit"],
         tcp_streams_evicted=dc["tcp_streams_evicted"],
         tcp_bytes_dropped=dc["tcp_bytes_dropped"],
+        tcp_streams_unrecognised=dc["tcp_streams_unrecognised"],
         non_ip_frames=dc["non_ip"],
         other_ip_frames=dc["other"],
         truncated_frames=dc["truncated"],

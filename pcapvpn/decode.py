@@ -204,13 +204,35 @@ class _FragSet:
         return None
 
 
+#: _IkeTcp.framing of a direction that is not TCP-encapsulated IKE/ESP (segments counted only)
+_NOT_IKE = -2
+#: message boundaries looked for at this many segment starts (joined mid-stream, after a gap)
+_IKE_TCP_TRIES = 8
+#: bytes a framing proof may wait for: a Length-framed ESP packet announces up to 65,535 bytes,
+#: and the proof reads the next packet's header after it
+_IKE_TCP_PROBE = 65535 + 10
+
+
 class _IkeTcp:
-    """The framing state of one direction of a TCP stream of IKE/ESP (RFC 9329)."""
+    """The framing state of one direction of a TCP stream of IKE/ESP (RFC 9329 and the unframed
+    variants, :mod:`dissect.vpn.tcpencap`)."""
 
-    __slots__ = ("prefix",)
+    __slots__ = ("framing", "prefix", "loose", "proven", "tries")
 
-    def __init__(self):
-        self.prefix = True  # the IKETCP prefix may still come (the stream's first bytes)
+    def __init__(self, loose):
+        self.framing = None   # tcpencap.FRAMED / MARKER / RAW; None: looking for it; _NOT_IKE
+        self.prefix = True    # the IKETCP prefix may still come (the stream's first bytes)
+        #: an IKE port, or the other direction is IKE/ESP: the weaker proofs of
+        #: tcpencap.probe count (else only the IKETCP prefix or a framed IKE message)
+        self.loose = loose
+        self.proven = False   # the prefix or a framing was seen: framing errors are real
+        self.tries = 0
+
+    def restart(self):
+        """A SYN: a new connection on these ports."""
+        self.framing = None
+        self.prefix = True
+        self.tries = 0
 
 
 class _VpnTcp:
@@ -232,6 +254,16 @@ class _VpnTcp:
         self.prefix_checked = False
 
 
+def _iketcp_start(data, poff, end) -> bool:
+    """A TCP payload on a port that is not an IKE port starts IKE over TCP: the IKETCP prefix, or
+    an RFC 9329 frame carrying an IKE message whose two lengths agree."""
+    prefix = _tcpencap.IKETCP_PREFIX
+    if data[poff:poff + len(prefix)] == prefix:
+        return True
+    return (end - poff >= 34 and data[poff + 2:poff + 6] == b"\x00\x00\x00\x00"
+            and _tcpencap.probe(memoryview(data)[poff:end], 0) == _tcpencap.FRAMED)
+
+
 class Decoder:
     """Decode frames and feed events to ``sink``."""
 
@@ -251,6 +283,8 @@ class Decoder:
         self.frag_incomplete = 0
         self.frag_evicted = 0
         self.tcp_segments = 0
+        #: directions on the IKE TCP ports whose bytes are no IKE/ESP framing (Cisco cTCP, other)
+        self.tcp_streams_unrecognised = 0
         self.other = 0
         self._frags: OrderedDict = OrderedDict()
         self._frag_bytes = 0
@@ -531,26 +565,28 @@ class Decoder:
     # -- TCP -----------------------------------------------------------------------------------
 
     def _tcp(self, ref, ts, ipver, src, dst, data, l4off, end):
-        """A TCP segment: followed when it belongs to IKE/ESP (RFC 9329, the IKE ports) or to a
-        VPN beside IPsec; reassembled by :class:`pcapvpn.tcp_reassembly.TcpReassembler`."""
+        """A TCP segment: followed when it belongs to IKE/ESP (the IKE ports, or any port once
+        the IKETCP prefix or a framed IKE message shows it) or to a VPN beside IPsec; reassembled
+        by :class:`pcapvpn.tcp_reassembly.TcpReassembler`."""
         sport, dport, seq, ack, flags, poff = _ip.decode_tcp(data, l4off, end)
         key = (src, sport, dst, dport)
         tcp = self.tcp
         d = tcp.get(key)
         if d is None:
-            if sport in self.tcp_ports or dport in self.tcp_ports:
-                app = _IkeTcp()
-            else:
-                app = self._vpn_tcp_app(src, sport, dst, dport, data, poff, end)
-                if app is None:
-                    self.other += 1
-                    return
+            app = self._tcp_app(src, sport, dst, dport, data, poff, end)
+            if app is None:
+                self.other += 1
+                return
             d = tcp.open(key, (ipver, src, dst, sport, dport), app)
-        if d.app.__class__ is _IkeTcp:
+        app = d.app
+        if app.__class__ is _IkeTcp:
             self.tcp_segments += 1
             self.sink.tcp_segment(ref, ts, ipver, src, dst, sport, dport, flags, end - poff)
             if flags & SYN:
-                d.app.prefix = True
+                app.restart()
+            elif app.framing == _NOT_IKE:
+                tcp.touch(d)
+                return
         else:
             self.other += 1
             if not self._vpn_tcp_segment(d, ref, ts, flags, end - poff):
@@ -562,26 +598,74 @@ class Decoder:
             else:
                 self._vpn_tcp_deliver(x, ref, ts)
 
+    def _tcp_app(self, src, sport, dst, dport, data, poff, end):
+        """The framing state of a new direction, or None (the stream is not followed)."""
+        rev = self.tcp.get((dst, dport, src, sport))
+        if rev is not None:
+            if rev.app.__class__ is _IkeTcp:
+                return _IkeTcp(True)
+            return _VpnTcp(rev.app.vproto, not rev.app.from_client)
+        if sport in self.tcp_ports or dport in self.tcp_ports:
+            return _IkeTcp(True)
+        svc = self._tcp_service(src, sport, dst, dport)
+        if svc is not None:
+            return _VpnTcp(*svc)
+        if poff < end:
+            if _iketcp_start(data, poff, end):
+                return _IkeTcp(False)  # IKE over TCP on another port
+            if _openvpn.tcp_stream_start(data, poff, end):
+                return _VpnTcp("openvpn", True)  # OpenVPN over TCP on any port
+        return None
+
     def _ike_tcp_deliver(self, d, ref, ts):
-        """Messages of an RFC 9329 stream; ``ref``: the segment whose arrival completed them
-        (their event frame)."""
+        """IKE messages and ESP packets of a TCP stream; ``ref``: the segment whose arrival
+        completed them (their event frame)."""
         st = d.app
+        tcp = self.tcp
+        if d.gap:  # bytes were skipped: find a message boundary again
+            d.gap = False
+            st.prefix = False
+            if st.framing is not None:
+                st.framing = None
+        if st.framing == _NOT_IKE:
+            return
         buf = d.buf
         start = 0
-        d.gap = False
-        prefix = _tcpencap.IKETCP_PREFIX
-        if st.prefix:
-            if len(buf) < len(prefix) and prefix.startswith(bytes(buf)):
+        if st.framing is None:
+            prefix = _tcpencap.IKETCP_PREFIX
+            if st.prefix:
+                if len(buf) < len(prefix) and prefix.startswith(bytes(buf)):
+                    return
+                st.prefix = False
+                if buf.startswith(prefix):
+                    start = len(prefix)
+                    self._ike_tcp_proven(d)
+            framing = _tcpencap.probe(buf, start, not st.loose)
+            if (framing <= _tcpencap.NONE and start and len(buf) - start >= 2
+                    and buf[start:start + 2] != b"\x00\x00"):
+                framing = _tcpencap.FRAMED  # after the prefix a Length (never 0, RFC 9329 §3)
+            if framing <= _tcpencap.NONE:
+                cisco = _tcpencap.cisco_trailer(buf, start, len(buf))
+                if framing == _tcpencap.NEED and not cisco and len(buf) - start < _IKE_TCP_PROBE:
+                    if start:
+                        tcp.consume(d, start)
+                    return
+                self._ike_tcp_unframed(d, ref, cisco, start > 0)
                 return
-            st.prefix = False
-            if buf.startswith(prefix):
-                start = len(prefix)
+            st.framing = framing
+            self._ike_tcp_proven(d)
         try:
-            messages, consumed = _tcpencap.split_tcp_stream(buf, start)
+            messages, consumed = _tcpencap.split(buf, start, st.framing)
         except DissectError as e:
             self._error(d.frames[-1] if d.frames else ref, "TCP-encapsulated stream: " + e.reason)
-            self.tcp.discard(d)
+            st.framing = None
+            st.tries += 1
+            tcp.discard(d)
+            if st.tries > _IKE_TCP_TRIES:
+                self._ike_tcp_stop(d)
             return
+        if messages:
+            st.tries = 0
         sink = self.sink
         ipver, src, dst, sport, dport = d.addr
         frames = tuple(sorted(set(d.frames)))
@@ -594,7 +678,36 @@ class Decoder:
                                   bytes(buf[off:mend]), 0, mend - off)
             else:
                 self._error(ref, "TCP-encapsulated message is neither IKE nor ESP")
-        self.tcp.consume(d, start + consumed)
+        tcp.consume(d, start + consumed)
+
+    def _ike_tcp_proven(self, d):
+        """The IKETCP prefix or a framing was seen: this direction and the other are IKE/ESP."""
+        d.app.proven = d.app.loose = True
+        rev = self.tcp.get(d.rkey)
+        if rev is not None and rev.app.__class__ is _IkeTcp:
+            rev.app.loose = True
+
+    def _ike_tcp_unframed(self, d, ref, cisco, after_prefix):
+        """No message boundary at the start of the buffer: try the next segment start (joined
+        mid-stream, or after a gap: a segment need not start a message), unless the stream began
+        here and its first bytes are simply not IKE/ESP (Cisco's cTCP, another protocol) or too
+        many tries failed.  Bytes after the IKETCP prefix that are no framing are an error."""
+        st = d.app
+        self.tcp.discard(d)
+        st.tries += 1
+        if after_prefix:
+            self._error(d.frames[-1] if d.frames else ref,
+                        "TCP-encapsulated stream: the bytes after the IKETCP prefix are neither "
+                        "RFC 9329 messages nor Non-ESP Marker + IKE")
+        if cisco or (d.synced and not st.proven) or st.tries > _IKE_TCP_TRIES:
+            self._ike_tcp_stop(d)
+
+    def _ike_tcp_stop(self, d):
+        st = d.app
+        st.framing = _NOT_IKE
+        self.tcp.stop(d)
+        if not st.proven:
+            self.tcp_streams_unrecognised += 1
 
     # -- VPNs beside IPsec (OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN) ---------------------------
 
@@ -625,18 +738,6 @@ class Decoder:
         svc = (named.get((src, sport)) if named else None) or VPN_TCP_SERVICES.get(sport)
         if svc is not None:
             return svc, False
-        return None
-
-    def _vpn_tcp_app(self, src, sport, dst, dport, data, poff, end):
-        """The framing state of a new direction of a VPN TCP stream, or None (not followed)."""
-        rev = self.tcp.get((dst, dport, src, sport))
-        if rev is not None:
-            return _VpnTcp(rev.app.vproto, not rev.app.from_client)
-        svc = self._tcp_service(src, sport, dst, dport)
-        if svc is not None:
-            return _VpnTcp(*svc)
-        if poff < end and _openvpn.tcp_stream_start(data, poff, end):
-            return _VpnTcp("openvpn", True)  # OpenVPN over TCP on any port
         return None
 
     def _vpn_tcp_segment(self, d, ref, ts, flags, payload_len) -> bool:
@@ -690,6 +791,14 @@ class Decoder:
                 rev = self.tcp.get(d.rkey)
                 if rev is not None:
                     rev.app.vproto = "openvpn"
+            elif proto == "tls" and _iketcp_start(buf, 0, n):
+                # IKE over TCP on a TLS port (FortiGate's ike-tcp-port is 443 by default)
+                d.app = _IkeTcp(False)
+                rev = self.tcp.get(d.rkey)
+                if rev is not None and rev.app.__class__ is _VpnTcp:
+                    rev.app = _IkeTcp(True)
+                self._ike_tcp_deliver(d, ref, ts)
+                return
             elif proto == "tls" and not _tls.looks_like_record(buf, 0, n):
                 self._vpn_tcp_stop(d)  # not TLS (or joined inside a record): segments counted only
                 return
@@ -754,6 +863,7 @@ class Decoder:
             "incomplete_fragment_sets": self.frag_incomplete,
             "fragment_sets_evicted": self.frag_evicted,
             "tcp_segments": self.tcp_segments,
+            "tcp_streams_unrecognised": self.tcp_streams_unrecognised,
             "tcp_retransmissions": self.tcp.retransmissions,
             "tcp_gaps": self.tcp.gaps,
             "tcp_gaps_by_limit": self.tcp.gaps_by_limit,

@@ -123,6 +123,9 @@ class Counts:
     tcp_gaps_by_limit: int = 0
     tcp_streams_evicted: int = 0
     tcp_bytes_dropped: int = 0
+    #: TCP stream directions on the IKE ports whose bytes are no IKE/ESP framing (RFC 9329,
+    #: libreswan without espintcp, Check Point raw IKE): Cisco's cTCP, another protocol
+    tcp_streams_unrecognised: int = 0
     non_ip_frames: int = 0
     other_ip_frames: int = 0
     truncated_frames: int = 0

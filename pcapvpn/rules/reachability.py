@@ -14,6 +14,7 @@ from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter,
+    tcp_connection_findings,
 )
 from pcapvpn.track.ike import INFORMATIONAL
 
@@ -65,6 +66,18 @@ declare("EXPECTED_PEER_ABSENT", "reachability", "error",
          "automatically, or does it wait for traffic?)."])
 
 
+#: advice of TCP_NO_ANSWER / TCP_RESET (declared in rules/vpn.py) for IKE over TCP (RFC 9329)
+IKE_TCP_ADVICE = (
+    "Check firewalls/ACLs on the path for the IKE TCP port (4500 unless configured otherwise) "
+    "in both directions.",
+    "Check that the responder accepts IKE over TCP on that port: libreswan needs listen-tcp=yes "
+    "on the responder and enable-tcp=yes|fallback with a matching tcp-remoteport on the "
+    "initiator (ss -tlpn on the responder shows the listener).",
+    "A refused connection (RST answering the SYN) makes libreswan's initiator log 'TCP: "
+    "connect(...) failed: Connection refused (errno 111)'.",
+)
+
+
 def _is_liveness(x) -> bool:
     return x.version == 2 and x.exch == INFORMATIONAL and any(
         m.sk_next == 0 for m in x.requests)
@@ -111,7 +124,7 @@ def unanswered_ike(ctx):
                                and any(m.src != first.src for m in y.msgs)]
             heard_500 = any(m.src != first.src and (m.sport == 500 or m.dport == 500)
                             for y in answered_before for m in y.msgs)
-            to_4500 = first.dport == 4500 or first.sport == 4500
+            to_4500 = first.transport == "udp" and (first.dport == 4500 or first.sport == 4500)
             refs = ctx.msg_refs(reqs)
             frag = _fragmented(reqs)
             label = exchange_label(x)
@@ -119,7 +132,8 @@ def unanswered_ike(ctx):
             receiver = endpoint_text((first.ipver, first.dst, first.dport))
             size = max(m.size for m in reqs)
             hint = implementation_hint(intervals)
-            detail = (f"{label} from {sender} to {receiver} ({size} bytes) was sent "
+            over = " over TCP" if first.transport == "tcp" else ""
+            detail = (f"{label} from {sender} to {receiver}{over} ({size} bytes) was sent "
                       f"{len(sends)} time(s) ({retrans} retransmission(s)"
                       + (f" at intervals {', '.join(f'{i:g}' for i in intervals)} s" if intervals else "")
                       + f"); no response within {ctx.now - first.ts:.1f} s of the first send "
@@ -147,11 +161,20 @@ def unanswered_ike(ctx):
                     detail += " The peer sent nothing at all in this IKE SA."
             if others:
                 detail += " Other candidates: " + "; ".join(others) + "."
+            severity = None
+            tcp = _recovered_over_tcp(t, sa, first)
+            if tcp is not None:
+                # RFC 9329 §1: TCP is the fallback when IKE cannot be negotiated over UDP
+                severity = "warning"
+                detail += (f" Recovered at +{ctx.rel(tcp.first_ts):g} s by IKE over TCP (RFC "
+                           f"9329): {ip_text(first.src)} fell back to TCP port "
+                           f"{tcp.responder[2]} and that IKE SA was established, so UDP "
+                           f"{first.dport} is blocked or dropped on the path while TCP passes.")
             msgids = [x.msgid] if x.version == 2 else None
             yield make(
                 code, f"{sa.id}|{x.index}",
                 title=f"{label} to {ip_text(first.dst)} never answered",
-                detail=detail, basis="observed",
+                detail=detail, basis="observed", severity=severity,
                 evidence=ctx.evidence(refs, first.ts, reqs[-1].ts,
                                       ike_spis=[sa.ispi.hex(), sa.rspi.hex()],
                                       peers=[sender, receiver]),
@@ -159,6 +182,35 @@ def unanswered_ike(ctx):
                                             exch=x.exch if x.version == 1 else None),
                 tunnel=t.id if t else None)
             break  # the first unanswered exchange of an SA is the one that matters
+
+
+def _recovered_over_tcp(t, sa, first):
+    """The IKE SA of tunnel ``t`` that the initiator of the unanswered UDP request ``first``
+    negotiated over TCP afterwards and that was established (a UDP -> TCP fallback), or None."""
+    if t is None or first.transport != "udp":
+        return None
+    for other in t.ike_sas:
+        if (other is not sa and other.established and other.first_ts is not None
+                and other.first_ts > first.ts and other.initiator is not None
+                and other.initiator[1] == first.src and other.messages
+                and other.messages[0].transport == "tcp"):
+            return other
+    return None
+
+
+@rule
+def ike_tcp_reachability(ctx):
+    """IKE over TCP (RFC 9329) connections refused (RST) or never answered (SYN unanswered),
+    TCP-only initiators included: their tunnel is made from the connection attempts."""
+    for t in ctx.state.tunnels:
+        groups = {}
+        for c in t.tcp_conns:
+            groups.setdefault((c.client, c.server, c.port), []).append(c)
+        for (client, server, port), conns in groups.items():
+            yield from tcp_connection_findings(
+                ctx, conns, ipver=conns[0].ipver, client=client, server=server, port=port,
+                name="IKE over TCP", tunnel=t.id, key=f"{t.id}|{port}",
+                up=lambda c: c.bytes[1] > 0, advice=IKE_TCP_ADVICE)
 
 
 @rule
