@@ -40,6 +40,9 @@ class Thresholds:
     delete_grace: float = 2.0
     #: how long after a rekey (seconds) the old SPI may still carry ESP before it is stale.
     rekey_drain: float = 30.0
+    #: a sender clock (OpenVPN tls-auth / tls-crypt net time of a hard reset) this far from the
+    #: capture's clock (seconds) is reported; it is never used to recognise a packet.
+    clock_skew: float = 300.0
 
     def with_overrides(self, items: dict[str, str]) -> "Thresholds":
         known = {f.name: f.type for f in fields(self)}

@@ -9,6 +9,7 @@ Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
 
 from __future__ import annotations
 
+from dissect.vpn import registry as reg
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
@@ -16,7 +17,7 @@ from pcapvpn.rules.common import (
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter,
     tcp_connection_findings,
 )
-from pcapvpn.track.ike import INFORMATIONAL
+from pcapvpn.track.ike import INFORMATIONAL, V1_INFO
 
 IKEV2_FRAGMENTATION_SUPPORTED = 16430  # RFC 7383 §2.3
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
@@ -125,6 +126,10 @@ def unanswered_ike(ctx):
             heard_500 = any(m.src != first.src and (m.sport == 500 or m.dport == 500)
                             for y in answered_before for m in y.msgs)
             to_4500 = first.transport == "udp" and (first.dport == 4500 or first.sport == 4500)
+            # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
+            heard_4500 = [m for y in answered_before for m in y.msgs
+                          if m.src != first.src and 4500 in (m.sport, m.dport)]
+            gone = bool(heard_4500) and x.exch in (INFORMATIONAL, V1_INFO)
             refs = ctx.msg_refs(reqs)
             frag = _fragmented(reqs)
             label = exchange_label(x)
@@ -151,30 +156,42 @@ def unanswered_ike(ctx):
                     others.append("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
                                   "worked, but fragments explain the loss better)")
                 others.append("IKE_NO_RESPONSE")
-            elif heard_500 and to_4500:
+            elif heard_500 and to_4500 and not heard_4500:
                 code = "NAT_T_BLOCKED"
-                detail += " UDP 500 was answered earlier in this IKE SA; nothing came back on UDP 4500."
+                what = reg.exchange_name(first.exch, short=True)
+                detail += (f" UDP 500 was answered earlier in this IKE SA; nothing came back on "
+                           f"UDP 4500 ({what} was the first exchange sent there).")
                 others.append("IKE_NO_RESPONSE")
+            elif heard_4500:
+                code = "IKE_NO_RESPONSE"
+                detail += (f" {ip_text(first.dst)} had answered on UDP 4500 earlier in this IKE "
+                           f"SA ({reg.exchange_name(heard_4500[-1].exch, short=True)} at "
+                           f"+{ctx.rel(heard_4500[-1].ts)} s): UDP 4500 is not blocked; the "
+                           f"peer stopped answering.")
+                if gone:
+                    detail += (" An INFORMATIONAL request (a DELETE or a liveness check) left "
+                               "unanswered after the SA worked means the peer has gone (a "
+                               "remote-access client closed or lost its link): not a NAT "
+                               "failure.")
             else:
                 code = "IKE_NO_RESPONSE"
                 if not answered_before:
                     detail += " The peer sent nothing at all in this IKE SA."
             if others:
                 detail += " Other candidates: " + "; ".join(others) + "."
-            severity = None
-            tcp = _recovered_over_tcp(t, sa, first)
+            tcp = _fallback_to_tcp(t, sa, first)
             if tcp is not None:
-                # RFC 9329 §1: TCP is the fallback when IKE cannot be negotiated over UDP
-                severity = "warning"
-                detail += (f" Recovered at +{ctx.rel(tcp.first_ts):g} s by IKE over TCP (RFC "
-                           f"9329): {ip_text(first.src)} fell back to TCP port "
-                           f"{tcp.responder[2]} and that IKE SA was established, so UDP "
-                           f"{first.dport} is blocked or dropped on the path while TCP passes.")
+                # RFC 9329 §1: TCP is the fallback when IKE cannot be negotiated over UDP (the
+                # verdict marks the failure recovered by that IKE SA)
+                detail += (f" {ip_text(first.src)} then fell back to IKE over TCP (RFC 9329): "
+                           f"the IKE SA it started over TCP port {tcp.responder[2]} at "
+                           f"+{ctx.rel(tcp.first_ts):g} s was established, so UDP {first.dport} "
+                           f"is blocked or dropped on the path while TCP passes.")
             msgids = [x.msgid] if x.version == 2 else None
             yield make(
-                code, f"{sa.id}|{x.index}",
+                code, f"{sa.id}|{x.index}", severity="info" if gone else None,
                 title=f"{label} to {ip_text(first.dst)} never answered",
-                detail=detail, basis="observed", severity=severity,
+                detail=detail, basis="observed",
                 evidence=ctx.evidence(refs, first.ts, reqs[-1].ts,
                                       ike_spis=[sa.ispi.hex(), sa.rspi.hex()],
                                       peers=[sender, receiver]),
@@ -184,7 +201,7 @@ def unanswered_ike(ctx):
             break  # the first unanswered exchange of an SA is the one that matters
 
 
-def _recovered_over_tcp(t, sa, first):
+def _fallback_to_tcp(t, sa, first):
     """The IKE SA of tunnel ``t`` that the initiator of the unanswered UDP request ``first``
     negotiated over TCP afterwards and that was established (a UDP -> TCP fallback), or None."""
     if t is None or first.transport != "udp":
