@@ -239,11 +239,21 @@ def backoff(msgs) -> list[float]:
     return [round(b - a, 3) for a, b in zip(ts, ts[1:])]
 
 
+#: retransmission intervals compared with an implementation's timers: more than any of them
+#: sends before giving up (strongSwan retransmit_tries 5), so a peer that never answers a long
+#: capture costs no more work than one that stopped early
+HINT_INTERVALS = 12
+
+
 def implementation_hint(intervals) -> str | None:
     """Name the implementation whose documented retransmission timers fit the intervals
-    (anchors.md §2.5: strongSwan 4 s x 1.8^n; libreswan 0.5 s doubling)."""
-    if len(intervals) < 2:
+    (anchors.md §2.5: strongSwan 4 s x 1.8^n; libreswan 0.5 s doubling).  Only the first
+    :data:`HINT_INTERVALS` intervals are compared (bounded work; a geometric series over
+    thousands of copies would overflow)."""
+    intervals = list(intervals[:HINT_INTERVALS])
+    if len(intervals) < 2 or intervals[0] <= 0:
         return None
+
     def fits(base, factor):
         exp = [base * factor ** i for i in range(len(intervals))]
         return all(abs(a - e) <= max(0.25, 0.15 * e) for a, e in zip(intervals, exp))
