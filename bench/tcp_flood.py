@@ -8,9 +8,10 @@
 The capture (classic pcap, Ethernet/IPv4, deterministic) holds ``--streams`` TCP connections to
 port 4500 (an IKE TCP port, where every stream is reassembled); each sends a SYN, then
 ``--segments`` segments of ``--size`` bytes that all come after a one-byte hole that never fills,
-the streams interleaved — every byte is held out of order, all streams at once.  With the old count-only bound (64 segments per direction, 4,096
-directions) this held 256 x 64 x 32 KiB = 512 MiB; the byte bounds of ``Limits`` (per direction
-and over all streams) hold it at ``tcp_max_bytes``.
+the streams interleaved: every byte is held out of order, all streams at once.  With the old
+count-only bound (64 segments per direction, 4,096 directions) this held 256 x 64 x 32 KiB =
+512 MiB; the byte bounds of ``Limits`` (per direction and over all streams) hold it at
+``tcp_max_bytes``.
 
 Each ``--src`` tree runs ``python -m pcapvpn analyze FILE --format json`` under ``/usr/bin/time
 -v`` (best of ``--repeat`` wall times, largest peak RSS); the table also shows the report's TCP
@@ -74,8 +75,8 @@ def measure(src: Path, capture: Path, repeat: int) -> dict:
                                   "analyze", str(capture), "--format", "json", "-o", out.name],
                                  env=env, capture_output=True, text=True, cwd=str(src))
             err = res.stderr
-            m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)",
-                          err)
+            m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): "
+                          r"(?:(\d+):)?(\d+):([\d.]+)", err)
             wall = (int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3)))
             kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1))
             best = wall if best is None else min(best, wall)
@@ -106,7 +107,8 @@ def table(rows, args, size_mb) -> str:
         "|---|---:|---:|---|",
     ]
     for r in rows:
-        c = ", ".join(f"{k} {v}" for k, v in r["counts"].items() if k != "tcp_segments_on_vpn_ports")
+        c = ", ".join(f"{k} {v}" for k, v in r["counts"].items()
+                      if k != "tcp_segments_on_vpn_ports")
         lines.append(f"| {r['rev']} (`{r['src']}`) | {r['seconds']:.2f} | {r['rss_mb']:.0f} | "
                      f"{c or '-'} |")
     from pcapvpn.decode import Limits
@@ -150,8 +152,8 @@ def main(argv=None) -> int:
     text = table(rows, args, args.out.stat().st_size / 1e6)
     print(text)
     if args.results:
-        section = f"{BEGIN}\n## TCP reassembly under a flood of out-of-order segments (issue 20)\n\n" \
-                  f"{text}{END}\n"
+        section = (f"{BEGIN}\n## TCP reassembly under a flood of out-of-order segments "
+                   f"(issue 20)\n\n{text}{END}\n")
         old = args.results.read_text() if args.results.exists() else ""
         if BEGIN in old and END in old:
             new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END) + 1:]

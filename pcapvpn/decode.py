@@ -246,7 +246,7 @@ class _VpnTcp:
         self.vproto = vproto
         self.from_client = from_client
         self.done = False      # framing given up, or a TLS handshake over: segments counted only
-        self.synced = False    # the stream began with its SYN (no gap since): framing errors are real
+        self.synced = False    # began with its SYN (no gap since): framing errors are real
         self.appdata = 0
         self.resyncs = 0
         self.quiet = 0         # segments of a finished TLS stream not reported one by one
@@ -671,7 +671,8 @@ class Decoder:
         frames = tuple(sorted(set(d.frames)))
         for kind, off, mend, spi, seq in messages:
             if kind == _IKE:
-                sink.ike(ref, ts, ipver, src, dst, sport, dport, "tcp", bytes(buf[off:mend]), frames)
+                sink.ike(ref, ts, ipver, src, dst, sport, dport, "tcp", bytes(buf[off:mend]),
+                         frames)
             elif kind == _ESP:
                 sink.esp_tcp(ref, ts, ipver, src, dst, sport, dport, spi, seq, mend - off)
                 self._esp_payload(ref, ts, ipver, src, dst, sport, dport, spi, seq,

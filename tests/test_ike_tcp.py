@@ -136,7 +136,8 @@ class Conversation:
     def _pkt(self, from_client, flags, payload=b"", seq=None):
         (src, sp), (dst, dp) = self.ep[from_client], self.ep[not from_client]
         ipl = IPv6(src=src, dst=dst) if self.v6 else IP(src=src, dst=dst)
-        seg = TCP(sport=sp, dport=dp, flags=flags, seq=self.seq[from_client] if seq is None else seq,
+        seg = TCP(sport=sp, dport=dp, flags=flags,
+                  seq=self.seq[from_client] if seq is None else seq,
                   ack=self.seq[not from_client] if "A" in flags else 0)
         self.t += 0.001
         p = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / ipl / seg / payload

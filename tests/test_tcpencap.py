@@ -136,7 +136,8 @@ def test_cisco_ctcp_is_not_rfc9329():
     (Wireshark tcpencap); ESP + trailer."""
     ike = whole(ver=0x10, exch=2, flags=0, body=b"\x00" * 40)
     udp = struct.pack(">HHHH", 500, 500, 8 + len(ike), 0)
-    trailer = bytes(4) + struct.pack(">HH", 1, 0x4000) + b"\x21\x45\x6c\x69\x6f" + b"\x11" + b"\x00\x00"
+    trailer = (bytes(4) + struct.pack(">HH", 1, 0x4000) + b"\x21\x45\x6c\x69\x6f" + b"\x11"
+               + b"\x00\x00")
     seg = udp + ike + trailer
     assert cisco_trailer(seg, 0, len(seg))
     assert probe(seg, 0, strict=False) == NEED  # 0x01f4 read as a Length: 500 bytes

@@ -163,8 +163,8 @@ def compare(before: Path, after: Path, ignore: list[str], brief: bool = False) -
         print(f"== {name[:-5]}: {len(d)} difference(s)")
         for p, x, y in d:
             print(f"   {p}: {_short(x)}  ->  {_short(y)}")
-    ea = json.loads((before / "_errors.json").read_text()) if (before / "_errors.json").exists() else {}
-    eb = json.loads((after / "_errors.json").read_text()) if (after / "_errors.json").exists() else {}
+    ea, eb = (json.loads((d / "_errors.json").read_text()) if (d / "_errors.json").exists() else {}
+              for d in (before, after))
     for k in sorted(set(ea) | set(eb)):
         if ea.get(k) != eb.get(k):
             changed += 1
@@ -186,7 +186,8 @@ def main(argv=None) -> int:
     s = sub.add_parser("snapshot", help="analyse every capture with the code in --src")
     s.add_argument("--src", type=Path, default=REPO, help="source tree to import pcapvpn from")
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--captures", nargs="*", type=Path, help="default: captures/ and ../shared/corpus")
+    s.add_argument("--captures", nargs="*", type=Path,
+                   help="default: captures/ and ../shared/corpus")
     c = sub.add_parser("compare", help="print the differences between two snapshots")
     c.add_argument("before", type=Path)
     c.add_argument("after", type=Path)
