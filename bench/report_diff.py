@@ -7,11 +7,11 @@ the JSON reports field by field::
 
     # 1. the code before (a frozen copy: git worktree, ``git archive | tar -x``, another checkout)
     git archive main | (mkdir -p /tmp/before && tar -x -C /tmp/before)
-    python tools/report_diff.py snapshot --src /tmp/before --out /tmp/rd-before
+    python bench/report_diff.py snapshot --src /tmp/before --out /tmp/rd-before
     # 2. the code after (default --src: this checkout)
-    python tools/report_diff.py snapshot --out /tmp/rd-after
+    python bench/report_diff.py snapshot --out /tmp/rd-after
     # 3. what changed, capture by capture (exit status 1 when anything did)
-    python tools/report_diff.py compare /tmp/rd-before /tmp/rd-after
+    python bench/report_diff.py compare /tmp/rd-before /tmp/rd-after
 
 ``snapshot`` runs the analysis in a child process whose ``PYTHONPATH`` starts with ``--src``, so
 the two trees never mix; each capture's report is written as ``<out>/<relative path>.json`` (keys
