@@ -45,6 +45,8 @@ class Options:
     #: hand ESP of the common shapes over a chunk at a time (dissect.vpn.batch); False: one
     #: event per packet (the same result, slower; the tests compare the two)
     batch: bool = True
+    #: gateway evidence (--log): pcapvpn.logsrc.LogSource objects (read before the capture)
+    logs: list = field(default_factory=list)
 
 
 @dataclass
@@ -194,7 +196,23 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]
     report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in state.keepalives]
     report.thresholds = asdict(options.thresholds)
+    if options.logs:
+        findings = _apply_logs(report, state, findings, options.logs)
     return Result(report, state, findings, verdicts)
+
+
+def _apply_logs(report, state, findings, sources) -> list:
+    """Gateway evidence (--log): aligned, linked to the findings, contradictions and counter
+    comparisons added after the verdicts (a log never changes a verdict)."""
+    from pcapvpn.rules.common import Context
+    from pcapvpn.rules.logs import apply_logs
+
+    outcome = apply_logs(Context(state), findings, sources)
+    report.findings = findings + outcome.findings
+    report.log_sources = outcome.sources
+    report.log_events = outcome.events
+    report.log_tunnel_facts = outcome.tunnel_facts  # not serialised: for a verdict hook
+    return report.findings
 
 
 def _message_texts(sas, dicts) -> None:
@@ -347,6 +365,12 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         reassembled_datagrams=dc["reassembled_datagrams"],
         incomplete_fragment_sets=dc["incomplete_fragment_sets"],
         tcp_segments_on_vpn_ports=dc["tcp_segments"],
+        tcp_retransmissions=dc["tcp_retransmissions"],
+        tcp_gaps=dc["tcp_gaps"],
+        tcp_gaps_by_limit=dc["tcp_gaps_by_limit"],
+        tcp_streams_evicted=dc["tcp_streams_evicted"],
+        tcp_bytes_dropped=dc["tcp_bytes_dropped"],
+        tcp_streams_unrecognised=dc["tcp_streams_unrecognised"],
         non_ip_frames=dc["non_ip"],
         other_ip_frames=dc["other"],
         truncated_frames=dc["truncated"],

@@ -42,6 +42,9 @@ from dataclasses import dataclass, field
 
 from pcapvpn.live_capture import (AfPacketRing, CaptureError, PipeCapture, compile_filter,
                                   default_filter)
+# events: vendor IDs, identities and other attacker-chosen strings reach the terminal and syslog
+# as printable one-line text (the escaping of every report format)
+from pcapvpn.report.escape import one_line as _clean
 from pcapvpn.thresholds import DEFAULT, Thresholds
 
 __all__ = ["CaptureError", "LiveOptions", "LiveSession", "build_filter", "event_sinks"]
@@ -105,6 +108,9 @@ class LiveOptions:
     vpn_servers: list = field(default_factory=list)
     #: decryption keys (``analyze --keys``): a pcapvpn.keys.KeyStore or None
     keys: object = None
+    #: --log FILE: gateway logs followed as they grow (pcapvpn.logsrc), and --log-tz
+    logs: list = field(default_factory=list)
+    log_tz: object = None
 
 
 def build_filter(opts: LiveOptions, linktype: int = 1) -> str:
@@ -226,14 +232,6 @@ class RotatingWriter:
 
 
 # -- event sinks -----------------------------------------------------------------------------------
-
-def _clean(text, limit: int = 4000) -> str:
-    """Printable one-line text: vendor IDs, identities and other attacker-chosen strings reach
-    the terminal and syslog; control characters (escape sequences, newlines) are replaced."""
-    s = str(text)
-    if not s.isprintable():
-        s = "".join(c if c.isprintable() else "?" for c in s)
-    return s if len(s) <= limit else s[:limit - 1] + "…"
 
 
 def _finding_dict(f) -> dict:
@@ -586,6 +584,10 @@ class LiveSession:
         self.analysis_options = Options(thresholds=opts.thresholds,
                                         expect_peers=list(opts.expect_peers), keys=opts.keys,
                                         vpn_servers=list(opts.vpn_servers))
+        from pcapvpn.logsrc import follow_logs
+
+        self.log_followers = follow_logs(opts.logs, opts.log_tz)
+        self.analysis_options.logs = [f.source for f in self.log_followers]
         self.active: dict = {}
         self.archived: list = []  # findings whose SAs expired before they cleared
         self.raised = 0
@@ -766,6 +768,8 @@ class LiveSession:
 
     def _prepare(self) -> None:
         """What an evaluation changes in the tracker, done before it (in this process)."""
+        for f in self.log_followers:  # --log: the lines appended since the last evaluation
+            f.poll()
         self._refresh_totals()
         self.tracker.ike_tracker.link_rekeys()
 
@@ -829,8 +833,8 @@ class LiveSession:
                 del self.archived[:-1000]
                 continue
             self.resolved += 1
-            reason = ("the tunnel recovered: a newer IKE SA came up and carried ESP both ways"
-                      if fid in res["superseded"] else "the condition cleared")
+            reason = ("the tunnel recovered: a later IKE SA came up, or ESP flowed both ways "
+                      "again" if fid in res["superseded"] else "the condition cleared")
             self._emit({"event": "resolved", "ts": now, "reason": reason,
                         "raised": _hms(a.raised_ts), "lasted": round(now - a.raised_ts, 3),
                         "finding": _finding_dict(f)})
@@ -1019,6 +1023,8 @@ class LiveSession:
         self._refresh_isb()
         self.decoder.finish()
         self.tracker.finish()
+        for f in self.log_followers:
+            f.poll()
         self._evaluate(now, final=True)
         if self.view is not None:
             self.view.clear()
@@ -1081,18 +1087,8 @@ def _held(ctx, f) -> bool:
 def _superseded(ctx, tunnels, f) -> bool:
     """A failure that happened before the tunnel's latest IKE SA came up and carried ESP both
     ways (the verdict's "recovered"): in live mode it is over."""
-    from pcapvpn.rules.verdict import _last_evidence, _recovered_at
-
-    if not f.failure or f.posture or f.tunnel is None:
-        return False
-    t = tunnels.get(f.tunnel)
-    if t is None:
-        return False
-    rec = _recovered_at(t)
-    if rec is None:
-        return False
-    last = _last_evidence(ctx, f)
-    return last is not None and last < rec
+    # the verdicts of this evaluation (computed first) marked the recovered failures
+    return bool(f.failure and not f.posture and f.recovered)
 
 
 def annotate_drops(findings, drops: int, rx_dropped: int = 0) -> None:
@@ -1170,7 +1166,8 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                 syslog, syslog_socket, exec_cmd, quiet, write_dir, write_size_mb, write_files,
                 idle_expiry, max_sas, buffer_mb, promisc, backend, duration, status_interval,
                 fmt, output, peers, spis, min_severity, fail_on, expect_peers, thresholds,
-                vpn_servers=(), keys=None, stdout=None, stderr=None) -> int:
+                vpn_servers=(), keys=None, stdout=None, stderr=None, logs=(),
+                log_tz=None) -> int:
     """``pcapvpn live``; returns the exit status (as ``analyze``: 0, 1 findings at or above
     ``fail_on``, 2 usage or capture error)."""
     from pcapvpn.report import render, select
@@ -1184,7 +1181,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         write_size=int(write_size_mb * 1024 * 1024), write_files=write_files,
         idle_expiry=idle_expiry, max_sas=max_sas, duration=duration,
         status_interval=status_interval if events == "jsonl" else 0,
-        vpn_servers=list(vpn_servers), keys=keys)
+        vpn_servers=list(vpn_servers), keys=keys, logs=list(logs), log_tz=log_tz)
     if print_filter:
         stdout.write(build_filter(opts) + "\n")
         return 0
