@@ -300,7 +300,7 @@ def _damage(sources, start, end):
     spans = [(a, b) for a, b, _e in gaps if a is not None and b is not None and b > a]
     cov = m.coverage(start, end, spans, start, extra)
     cov["bytes_share"] = round(max(0.0, 1.0 - lost / total), 6) if total else 0.0
-    return out, spans, extra, cov
+    return out, spans, extra, m.Coverage(cov, spans, extra)
 
 
 def _cooked(counts) -> dict:

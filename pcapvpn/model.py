@@ -223,6 +223,20 @@ def coverage_share(first: float | None, last: float | None, gaps, extra: float =
     return round(max(0.0, 1.0 - lost / span), 6)
 
 
+class Coverage(dict):
+    """The capture's ``coverage`` (``{first, last, share, bytes_share}``, a plain dict in the
+    JSON) that can also be asked about any span: ``cap.coverage(first, last)`` gives the share of
+    that span the readable parts cover (the verdict asks it about each tunnel)."""
+
+    def __init__(self, d, gaps, extra=0.0):
+        super().__init__(d)
+        self.gaps = gaps
+        self.extra = extra
+
+    def __call__(self, first, last) -> float:
+        return coverage_share(first, last, self.gaps, self.extra)
+
+
 def coverage(first: float | None, last: float | None, gaps, start, extra: float = 0.0) -> dict:
     """``{first, last, share}``: a span (of a capture, or of a tunnel's own evidence) and the
     share of its time the readable parts of a damaged capture cover (:func:`coverage_share`)."""

@@ -512,3 +512,28 @@ def test_unknown_blocks_are_skipped_when_a_block_follows(tmp_path):
     assert [int(r) for r in subprocess.run(
         [tshark_path(), "-r", str(p), "-T", "fields", "-e", "frame.number"],
         capture_output=True, text=True).stdout.split()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_little_coverage_makes_the_verdict_unknown(tmp_path):
+    """The verdict's rule (issue 13): a damaged capture whose readable part spans less than half
+    of a tunnel's time is unknown for it; the tunnel's coverage and the capture's say why."""
+    orig = REKEY.read_bytes()
+    recs = pcap_records(orig)
+    t0, t1 = recs[0][1], recs[-1][1]
+    # overwrite every record from 20 % to 75 % of the capture's time with garbage
+    a = next(o for o, t, _c in recs if t >= t0 + 0.20 * (t1 - t0))
+    b = next(o for o, t, _c in recs if t >= t0 + 0.75 * (t1 - t0))
+    bad = orig[:a] + garbage(b - a, 21) + orig[b:]
+    rep = run([str(write(tmp_path, "holed.pcap", bad))]).report
+    (t,) = rep.tunnels
+    assert t["coverage"]["share"] < 0.5
+    assert rep.capture.coverage["share"] < 0.5
+    assert t["verdict"] == "unknown"
+    assert any("the capture is damaged" in n for n in t["not_seen"])
+    # the same damage over a tenth of the time leaves the verdict to the evidence
+    c = next(o for o, t, _c in recs if t >= t0 + 0.45 * (t1 - t0))
+    d = next(o for o, t, _c in recs if t >= t0 + 0.50 * (t1 - t0))
+    small = orig[:c] + garbage(d - c, 22) + orig[d:]
+    rep2 = run([str(write(tmp_path, "small.pcap", small))]).report
+    (t2,) = rep2.tunnels
+    assert t2["coverage"]["share"] > 0.8 and t2["verdict"] != "unknown"
