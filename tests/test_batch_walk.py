@@ -1384,3 +1384,35 @@ def test_pcapng_damage_inside_a_run(tmp_path, monkeypatch, chunk, damage):
         data = shb() + idb(1) + b"".join(blocks[:150]) + blocks[150][:-7]
     got = compare(write(tmp_path, f"{damage}.pcapng", data))
     assert got["warnings"] or got["reader_warnings"]
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_batches_are_bounded_whatever_the_record_size(tmp_path, monkeypatch, fmt):
+    """Issue 20: 2M-10M empty records made one classification of a whole 8 MB chunk (~500k
+    records, ~250 MB of arrays).  A classification now takes at most 2 x BATCH_RECORDS records,
+    for tiny records as for big ones; every record is still counted and numbered."""
+    from dissect.vpn.capture import BATCH_RECORDS, PcapngWriter
+
+    n = 5 * BATCH_RECORDS + 123
+    if fmt == "pcap":
+        data = pcap_bytes([(1_700_000_000_000_000 + i, b"", 60) for i in range(n)])
+    else:
+        import io as _io
+
+        f = _io.BytesIO()
+        w = PcapngWriter(f)
+        i0 = w.add_interface(1)
+        for i in range(n):
+            w.write_packet(i0, 1_700_000_000_000_000_000 + i * 1000, b"", 60)
+        data = f.getvalue()
+    sizes = []
+    real = vec.classify
+
+    def counted(buf, offsets, *a, **kw):
+        sizes.append(len(offsets))
+        return real(buf, offsets, *a, **kw)
+
+    monkeypatch.setattr(vec, "classify", counted)
+    got = compare(write(tmp_path, f"tiny.{fmt}", data))
+    assert got["source"][0] == n
+    assert sum(sizes) >= n and max(sizes) <= 2 * BATCH_RECORDS

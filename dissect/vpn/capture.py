@@ -50,7 +50,6 @@ Writing
 from __future__ import annotations
 
 import struct
-from itertools import repeat
 
 from dissect.vpn import fast as _fast
 from dissect.vpn.errors import DissectError
@@ -219,9 +218,11 @@ def open_capture(stream):
 #: or time offset puts it outside is damaged input (Wireshark shows it, with a date such as
 #: year 586524 or before 1970; no report can place it in time).
 TS_LIMIT = float(1 << 32)
-#: records classified per array operation of the batched walk (bounds its memory whatever the
-#: size of the records: the arrays hold ~250 bytes per record)
-BATCH_RECORDS = 1 << 15
+#: records classified per array operation of the batched walk: at least this many before a
+#: classification (unless the buffer ends first), at most twice as many - the walk counts records
+#: per window of BATCH_RECORDS x the smallest record, never per record.  This bounds its memory
+#: whatever the size of the records (the arrays hold ~250 bytes per record)
+BATCH_RECORDS = 1 << 14
 #: damaged ranges kept in full per reader; further ones are only counted (``damage_more``)
 DAMAGE_KEEP = 1000
 
@@ -800,6 +801,7 @@ class PcapReader(_Reader):
         div = 1000000000 if nanosecond else 1000000
         maxcap = self._maxcap()
         limit = BATCH_RECORDS
+        window = 16 * limit  # the smallest record is a header
         try:
             while True:
                 bt.fill()
@@ -814,14 +816,28 @@ class PcapReader(_Reader):
                 while True:
                     offs = []
                     app = offs.append
+                    full = False
                     # the record walk: nothing but lengths (the slack after n makes the read
-                    # safe); at most BATCH_RECORDS records per classification
-                    for _ in repeat(None, limit):  # (cheaper than range)
-                        end = pos + 16 + caplen_at(buf, pos)[0]
+                    # safe), a window at a time (a window holds at most `limit` records)
+                    while True:
+                        wn = pos + window
+                        if wn > n:
+                            wn = n
+                        p0 = pos
+                        while True:
+                            end = pos + 16 + caplen_at(buf, pos)[0]
+                            if end > wn:
+                                break
+                            app(pos)
+                            pos = end
+                        if len(offs) >= limit:
+                            full = True
+                            break
                         if end > n:
                             break
-                        app(pos)
-                        pos = end
+                        if pos == p0:  # a record longer than the window
+                            app(pos)
+                            pos = end
                     if not offs:
                         break
                     o = np.array(offs, dtype=np.int64)
@@ -858,7 +874,7 @@ class PcapReader(_Reader):
                     elif k:
                         bt.push(offs if k == len(offs) else offs[:k], 16,
                                 res if k == len(offs) else _part(res, 0, k, np), 1)
-                    if corrupt is not None or need is not None or len(offs) < limit:
+                    if corrupt is not None or need is not None or not full:
                         break
                 if corrupt is None and need is None and pos + 16 <= n:
                     c = caplen_at(buf, pos)[0]
@@ -1266,6 +1282,7 @@ class PcapngReader(_Reader):
         self._begin()
         bt = _Batcher(self, tag, on_batch, on_frame, on_checkpoint, every)
         limit = BATCH_RECORDS
+        window = 32 * limit  # the smallest enhanced packet block
         try:
             while True:
                 bt.fill()
@@ -1279,22 +1296,37 @@ class PcapngReader(_Reader):
                         hdr = self._order.hdr
                         offs = []
                         app = offs.append
+                        full = False
                         # a run of enhanced packet blocks: nothing but lengths (slack after n:
-                        # safe); at most BATCH_RECORDS per classification
-                        for _ in repeat(None, limit):  # (cheaper than range)
-                            btype, blen = hdr(buf, pos)
-                            if btype != 6 or blen < 32:
+                        # safe), a window at a time (a window holds at most `limit` blocks)
+                        while True:
+                            wn = pos + window
+                            if wn > n:
+                                wn = n
+                            p0 = pos
+                            while True:
+                                btype, blen = hdr(buf, pos)
+                                if btype != 6 or blen < 32:
+                                    end = -1
+                                    break
+                                end = pos + blen
+                                if end > wn:
+                                    break
+                                app(pos)
+                                pos = end
+                            if len(offs) >= limit:
+                                full = True
                                 break
-                            end = pos + blen
-                            if end > n:
+                            if end < 0 or end > n:
                                 break
-                            app(pos)
-                            pos = end
+                            if pos == p0:  # a block longer than the window
+                                app(pos)
+                                pos = end
                         if offs:
                             k = self._epb_run(bt, offs)
                             if k < len(offs):
                                 pos = offs[k]  # a block whose framing the general rules reject
-                            elif len(offs) == limit:
+                            elif full:
                                 continue
                         bt.pos = pos
                         if pos + 12 > n:
