@@ -542,19 +542,37 @@ class PcapReader(_Reader):
     def _corrupt(self, caplen):
         return f"corrupt record: captured length {caplen} (snaplen {self.snaplen})"
 
-    def _implausible(self, frac, caplen, wirelen):
-        what = (f"fraction of a second {frac}" if frac >= (1000000000 if self.nanosecond
-                                                          else 1000000)
-                else f"original length {wirelen} below captured length {caplen}")
-        return f"corrupt record: {what}, and no record header after it"
+    def _implausible(self, frac, caplen):
+        return (f"corrupt record: fraction of a second {frac} (captured length {caplen}), and "
+                f"no record header after it")
 
     def _leads(self, buf, end, n, eof, maxcap):
-        """A record whose header is implausible (fraction of a second >= 1 s, original length
-        below the captured one) is one only when a record header follows it: True / False, or
-        None when the bytes that tell are not read yet."""
+        """A record whose header is implausible (fraction of a second >= 1 s: what almost any
+        garbage has) is one only when a record header follows it: True / False, or None when
+        the bytes that tell are not read yet."""
         if end + 16 <= n:
             return struct.unpack_from(self.byteorder + "8xI", buf, end)[0] <= maxcap
         return True if eof else None
+
+    def _check(self, buf, pos, n, base, eof, before, maxcap, div):
+        """The record header at ``pos`` that the walks' cheap test stopped at (its end past the
+        data, an impossible captured length, a fraction of a second past one second):
+        ``("ok", None)`` a record after all; ``("need", bytes)`` read on first; ``("bad",
+        reason)`` not a record: resynchronise; ``("end", position or None)`` the data ends inside
+        it: go on at the position :meth:`_end` found (None: nothing more)."""
+        _sec, frac, caplen, _wire = struct.unpack_from(self.byteorder + "IIII", buf, pos)
+        end = pos + 16 + caplen
+        if caplen > maxcap:
+            return "bad", self._corrupt(caplen)
+        if frac >= div and not self._leads(buf, end, n, eof, maxcap):
+            if not eof and end + 16 > n:
+                return "need", end + 16 - n  # the next header tells
+            return "bad", self._implausible(frac, caplen)
+        if end > n:
+            if not eof:
+                return "need", end - n
+            return "end", self._end(buf, pos, n, base, before)
+        return "ok", None
 
     def _empty(self, offset, before, buf, end, n, count=1):
         """``count`` records from ``offset`` of time 0 with no byte captured (Wireshark shows them
@@ -589,6 +607,18 @@ class PcapReader(_Reader):
 
     def records(self):
         self._begin()
+        if self.linktype in COOKED_LINKTYPES:
+            return self._cooked_records(self._records())
+        return self._records()
+
+    def _cooked_records(self, records):
+        """records(), counting the Linux cooked headers (only such files pay for it)."""
+        for rec in records:
+            if rec[1] != NONPACKET:
+                self._cook(0, rec[1], rec[2], 0, None)
+            yield rec
+
+    def _records(self):
         read = self._stream.read
         unpack = struct.Struct(self.byteorder + "IIII").unpack_from
         lt = self.linktype
@@ -602,48 +632,37 @@ class PcapReader(_Reader):
         self._buf = b""
         ts = None
         eof = False
-        cooked = lt in COOKED_LINKTYPES
         while True:
             while pos + 16 <= n:
                 sec, frac, caplen, wirelen = unpack(buf, pos)
                 end = pos + 16 + caplen
-                if caplen > maxcap:
-                    reason = self._corrupt(caplen)
-                elif (frac >= div or wirelen < caplen) and \
-                        not self._leads(buf, end, n, eof, maxcap):
-                    if not eof and end + 16 > n:
-                        need = end + 16 - n  # read on: the next header tells
+                if end > n or caplen > maxcap or frac >= div:
+                    what, val = self._check(buf, pos, n, base, eof, ts, maxcap, div)
+                    if what == "need":
+                        need = val
                         break
-                    reason = self._implausible(frac, caplen, wirelen)
-                elif end > n:
-                    if not eof:
-                        need = end - n
-                        break
-                    found = self._end(buf, pos, n, base, ts)
-                    if found is None:
-                        pos = n
-                        break
-                    pos = found
-                    continue
-                elif not caplen and not sec and not frac:
+                    if what == "end":
+                        if val is None:
+                            pos = n
+                            break
+                        pos = val
+                        continue
+                    if what == "bad":  # not a record: skip to the next valid chain of records
+                        skipped, buf, eof = self._recover(buf[pos:], base + pos, val, ts)
+                        base += pos + skipped
+                        pos = 0
+                        n = len(buf)
+                        if eof:
+                            break
+                        continue
+                if caplen == 0 and sec == 0 and frac == 0:
                     self._empty(base + pos, ts, buf, end, n)
                     yield (ts or 0.0), NONPACKET, b"", 0, base + pos, -1
                     pos = end
                     continue
-                else:
-                    ts = (sec * div + frac) / div
-                    if cooked:
-                        self._cook(0, lt, buf, pos + 16, end)
-                    yield ts, lt, buf[pos + 16:end], wirelen, base + pos, 0
-                    pos = end
-                    continue
-                # not a record: skip to the next valid chain of records
-                skipped, buf, eof = self._recover(buf[pos:], base + pos, reason, ts)
-                base += pos + skipped
-                pos = 0
-                n = len(buf)
-                if eof:
-                    break
+                ts = (sec * div + frac) / div
+                yield ts, lt, buf[pos + 16:end], wirelen, base + pos, 0
+                pos = end
             else:
                 need = 16 - (n - pos)
             if eof:
@@ -708,63 +727,55 @@ class PcapReader(_Reader):
                 while pos + 16 <= n:
                     sec, frac, caplen, wirelen = unpack(buf, pos)
                     end = pos + 16 + caplen
-                    if caplen > maxcap:
-                        reason = self._corrupt(caplen)
-                    elif (frac >= div or wirelen < caplen) and \
-                            not self._leads(buf, end, n, eof, maxcap):
-                        if not eof and end + 16 > n:
-                            need = end + 16 - n
+                    if end > n or caplen > maxcap or frac >= div:
+                        what, val = self._check(buf, pos, n, base, eof, ts, maxcap, div)
+                        if what == "need":
+                            need = val
                             break
-                        reason = self._implausible(frac, caplen, wirelen)
-                    elif end > n:
-                        if not eof:
-                            need = end - n
-                            break
-                        found = self._end(buf, pos, n, base, ts)
-                        if found is None:
-                            pos = n
-                            break
-                        pos = found
-                        continue
-                    else:
-                        number += 1
-                        if not number & mask:
-                            on_checkpoint(number, base + pos)
-                        if not caplen and not sec and not frac:
-                            self._empty(base + pos, ts, buf, end, n)
-                            empties += 1
-                            pos = end
+                        if what == "end":
+                            if val is None:
+                                pos = n
+                                break
+                            pos = val
                             continue
-                        nbytes += caplen
-                        ts = (sec * div + frac) / div
-                        if first is None:
-                            first = ts
-                        if ts >= tmax:
-                            tmax = ts
-                        else:
-                            disorder += 1
-                            if ts < tmin:
-                                tmin = ts
-                        if wirelen > caplen:
-                            trunc += 1
-                        if eth:
-                            r = esp_at(buf, pos + 16, end)
-                            if r is not None:
-                                on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5],
-                                       r[6])
-                                pos = end
-                                continue
-                        elif cooked:
-                            self._cook(0, lt, buf, pos + 16, end)
-                        on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos)
+                        if what == "bad":
+                            skipped, buf, eof = self._recover(buf[pos:], base + pos, val, ts)
+                            base += pos + skipped
+                            pos = 0
+                            n = len(buf)
+                            if eof:
+                                break
+                            continue
+                    number += 1
+                    if not number & mask:
+                        on_checkpoint(number, base + pos)
+                    if caplen == 0 and sec == 0 and frac == 0:
+                        self._empty(base + pos, ts, buf, end, n)
+                        empties += 1
                         pos = end
                         continue
-                    skipped, buf, eof = self._recover(buf[pos:], base + pos, reason, ts)
-                    base += pos + skipped
-                    pos = 0
-                    n = len(buf)
-                    if eof:
-                        break
+                    nbytes += caplen
+                    ts = (sec * div + frac) / div
+                    if first is None:
+                        first = ts
+                    if ts >= tmax:
+                        tmax = ts
+                    else:
+                        disorder += 1
+                        if ts < tmin:
+                            tmin = ts
+                    if wirelen > caplen:
+                        trunc += 1
+                    if eth:
+                        r = esp_at(buf, pos + 16, end)
+                        if r is not None:
+                            on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                            pos = end
+                            continue
+                    elif cooked:
+                        self._cook(0, lt, buf, pos + 16, end)
+                    on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos)
+                    pos = end
                 else:
                     need = 16 - (n - pos)
                 if eof:
@@ -792,11 +803,9 @@ class PcapReader(_Reader):
         self._begin()
         bt = _Batcher(self, tag, on_batch, on_frame, on_checkpoint, every)
         np = bt.np
-        vec = bt.vec
-        classify = vec.classify
+        classify = bt.vec.classify
         caplen_at = struct.Struct(self.byteorder + "8xI").unpack_from
         order = self.byteorder
-        u4 = order + "u4"
         nanosecond = self.nanosecond
         div = 1000000000 if nanosecond else 1000000
         maxcap = self._maxcap()
@@ -840,14 +849,13 @@ class PcapReader(_Reader):
                             pos = end
                     if not offs:
                         break
-                    o = np.array(offs, dtype=np.int64)
-                    res = classify(buf, o, order, nanosecond, bt.number)
+                    got = {}
+                    res = classify(buf, offs, order, nanosecond, bt.number, fields=got)
                     cap, wire = res[1], res[2]
+                    frac = got["frac"]
                     k = len(offs)
                     bad = cap > maxcap
-                    frac = vec.windows(np.frombuffer(buf, dtype=np.uint8), 4)[o + 4].view(
-                        u4).ravel()
-                    sus = ((frac >= div) | (wire < cap)) & ~bad
+                    sus = (frac >= div) & ~bad
                     if sus.any():
                         # an implausible header is a record only when a header follows it
                         nxt = np.empty(k, dtype=np.int64)
@@ -863,7 +871,7 @@ class PcapReader(_Reader):
                         if bad[j]:
                             c = int(cap[j])
                             corrupt = (offs[j], self._corrupt(c) if c > maxcap else
-                                       self._implausible(int(frac[j]), c, int(wire[j])))
+                                       self._implausible(int(frac[j]), c))
                         else:
                             need = 32 + int(cap[j])  # read on: the header after it tells
                         pos = offs[j]

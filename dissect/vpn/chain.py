@@ -59,7 +59,7 @@ import struct
 
 import numpy as np
 
-from dissect.vpn.capture import CHUNK, KNOWN_BLOCKS, TS_LIMIT
+from dissect.vpn.capture import _BE, _LE, CHUNK, KNOWN_BLOCKS, TS_LIMIT, PcapngReader
 
 __all__ = ["KNOWN_BLOCKS", "MAX_STEP", "MAX_WIRE", "SYNC_RECORDS", "PcapRules", "PcapngRules",
            "find", "resync"]
@@ -175,26 +175,8 @@ class PcapRules:
         return out
 
 
-class _Order:
-    __slots__ = ("char", "u32", "hdr", "epb", "pb")
-
-    def __init__(self, char):
-        self.char = char
-        self.u32 = struct.Struct(char + "I").unpack_from
-        self.hdr = struct.Struct(char + "II").unpack_from
-        self.epb = struct.Struct(char + "IIIII").unpack_from
-        self.pb = struct.Struct(char + "HHIIII").unpack_from
-
-
-_ORDERS = {"<": _Order("<"), ">": _Order(">")}
-
-
-def _bom(b4):
-    if b4 == b"\x4d\x3c\x2b\x1a":
-        return _ORDERS["<"]
-    if b4 == b"\x1a\x2b\x3c\x4d":
-        return _ORDERS[">"]
-    return None
+_ORDERS = {"<": _LE, ">": _BE}
+_bom = PcapngReader._bom
 
 
 class PcapngRules:
