@@ -1443,8 +1443,9 @@ class PcapngReader(_Reader):
         interface."""
         np = bt.np
         secifs = self._secifs
-        for i, c in zip(*np.unique(iid, return_counts=True)):
-            self._ifn[secifs[int(i)][0]] += int(c)
+        for i, c in enumerate(np.bincount(iid).tolist()):  # ids are declared: small
+            if c:
+                self._ifn[secifs[i][0]] += c
         cooked = np.flatnonzero(np.isin(lt, _COOKED_ARR)) if lt.max() >= 113 else ()
         for j in cooked:
             gi = secifs[int(iid[j])][0]
