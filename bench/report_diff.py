@@ -175,6 +175,7 @@ def compare(before: Path, after: Path, ignore: list[str], brief: bool = False) -
         for name in sorted({str(p.relative_to(before)) for p in before.rglob("*." + fmt)} |
                            {str(p.relative_to(after)) for p in after.rglob("*." + fmt)}):
             pa, pb = before / name, after / name
+            total += 1
             la = pa.read_text(encoding="utf-8").splitlines() if pa.exists() else ["<absent>"]
             lb = pb.read_text(encoding="utf-8").splitlines() if pb.exists() else ["<absent>"]
             if la == lb:
