@@ -1110,3 +1110,7 @@ def openvpn_udp_bad_client_cert(ctx: Ctx) -> None:
     ovpn.start(ctx, "right", ovpn.server_conf(extra="tls-version-max 1.2\n"), sf)
     ovpn.start(ctx, "left", ovpn.client_conf(), cf)
     ctx.sleep(8)
+
+
+# more scenarios, registered in this order after the ones above
+from . import scenarios_libreswan  # noqa: E402,F401
