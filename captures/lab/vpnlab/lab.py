@@ -182,7 +182,17 @@ class Ctx:
 
     def stop_daemons(self) -> None:
         if self.sc.teardown == "both":
-            # both gateways go down at the same moment: each sends its DELETEs
+            # both gateways go down at the same moment, each sending its DELETEs.  A SIGTERM
+            # to both is not enough on its own: the first DELETE reaches the other charon
+            # before its own shutdown starts, and it answers.  So each gateway's input of IKE
+            # on 4500 (non-ESP marker) is dropped first, inside the peers: both DELETEs cross
+            # on the wire and neither is answered, as when two gateways shut down together.
+            for ns in (self.topo.left, self.topo.right):
+                self.topo.sh(ns, "nft", "-f", "-", input=(
+                    "table inet teardown {\n chain input {\n"
+                    "  type filter hook input priority 0; policy accept;\n"
+                    "  udp dport 4500 @th,64,32 0 drop\n  udp dport 500 drop\n }\n}\n"))
+            self.note("teardown: both gateways stop accepting IKE (input drop in each peer)")
             daemons = [d for d in (*self.charons(), *self.plutos.values()) if d.alive()]
             for d in daemons:
                 os.kill(d.proc.pid, 15)

@@ -7,12 +7,10 @@ from .ipsec import LEFT_ID, PSK, RIGHT_ID, WRONG_PSK, pair
 from .lab import Ctx
 from .net import LEFT_NET, LEFT_OUT, RIGHT_NET, RIGHT_OUT
 from .scenarios import F, L, R, fact, ike, notify, scenario
+from .scenarios import V as verdict
 
 LSW = ("libreswan",)
 BOTH = ("strongswan", "libreswan")
-TUNNEL = f"{L}<->{R}"
-
-
 def lsw_conn(*, left: str = LEFT_OUT, ikev2: bool = True, ike_alg: str = "aes128-sha2_256;modp2048",
              esp: str = "aes128-sha2_256", extra: dict | None = None) -> dict:
     """One libreswan conn (the same text on both sides: pluto finds its own end by address)."""
@@ -29,12 +27,6 @@ def lsw_conn(*, left: str = LEFT_OUT, ikev2: bool = True, ike_alg: str = "aes128
 
 def lsw_secrets(psk: str = PSK) -> str:
     return f"@{LEFT_ID} @{RIGHT_ID} : PSK {psk}\n%any %any : PSK {psk}\n"
-
-
-def verdict(v: str, primary: str | None, why: str, tunnel: str = TUNNEL, **kw) -> dict:
-    d = {"tunnel": tunnel, "verdict": v, "primary": primary, "why": why}
-    d.update(kw)
-    return d
 
 
 # =========================================================================== (j)
@@ -119,7 +111,7 @@ HEALTHY_FORBID = ["IKE_NO_RESPONSE", "IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED"
           "then length-framed IKE messages: IKE_SA_INIT and IKE_AUTH (no SA/TS payloads: "
           "childless), an idle period, then the DELETE exchange when the initiator stops and "
           "the TCP FIN.",
-    timeout=60,
+    timeout=60, fast=True,
     keyless=[],
     forbidden=HEALTHY_FORBID + ["TCP_RESET", "TCP_NO_ANSWER"],
     facts=[fact("TCP handshake to 4500", "tcp.flags.syn == 1 && tcp.flags.ack == 0 && "
