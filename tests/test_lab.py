@@ -107,12 +107,38 @@ def test_lab_facts(name):
     assert not problems, "\n".join(problems)
 
 
+# Scenarios added for issue 13 (section 3) whose captures the analyzer at the lab's branch
+# point (ee283aa) reads wrongly: the lead's work list (each scenario's README, "pcapvpn
+# today").  Their expectations are the truth; the test xfails only while the analyzer still
+# gets them wrong, and fails as soon as one passes so that its entry is removed here.
+ANALYZER_GAPS = {
+    "ikev1_ignored_mm_parallel_qm": "false ESP_ONE_WAY on the one-way net2 SA (parallel QMs)",
+    "ikev2_mtu_black_hole": "MTU_BLACK_HOLE not detected (large ESP retransmitted, small passes)",
+    "ikev2_peer_restart_recovery": "false ESP_ONE_WAY after a restart that recovered",
+    "ikev2_ra_client_gone": "unanswered DELETE after the client left called NAT_T_BLOCKED",
+    "ikev2_three_sessions": "three orderly DELETE-ended sessions called IKE_SA_FLAPPING",
+    "libreswan_iketcp_fallback": "IKE over TCP (IKETCP prefix) not recognised: decode errors",
+    "libreswan_iketcp_healthy": "IKE over TCP (IKETCP prefix) not recognised: decode errors",
+    "libreswan_iketcp_refused": "TCP-only initiator refused with RST: no finding",
+    "libreswan_ikev2_no_proposal": "fresh responder SPI per answer: false IKE_SA_FLAPPING",
+}
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_lab_analyze(name):
     exp = _expected(name)
-    problems = check_analysis(exp, LAB / name)
+    try:
+        problems = check_analysis(exp, LAB / name)
+    except AssertionError as exc:  # decode errors
+        if name not in ANALYZER_GAPS:
+            raise
+        problems = [str(exc)]
     if problems == ["analyzer not built yet (no findings list in the JSON)"]:
         pytest.xfail("analyzer not built yet")
+    if name in ANALYZER_GAPS:
+        assert problems, (f"{name} is analysed as expected now: remove it from ANALYZER_GAPS "
+                          f"({ANALYZER_GAPS[name]})")
+        pytest.xfail(f"known analyzer gap: {ANALYZER_GAPS[name]}: " + "; ".join(problems))
     assert not problems, "\n".join(problems)
 
 

@@ -264,6 +264,8 @@ def readme(sc: Scenario, exp: dict, summaries: dict, outdir: Path) -> str:
     if vlines:
         lines += ["", "## Expected verdicts (the truth, from the daemons' logs and the design)",
                   "", "| capture | tunnel | verdict | why |", "| --- | --- | --- | --- |", *vlines]
+    if sc.pcapvpn_today:
+        lines += ["", "## pcapvpn today", "", sc.pcapvpn_today]
     lines += ["", "Machine-readable: `expected.json` (findings + tshark-verifiable facts, "
               "checked by `tests/test_lab.py`).", ""]
     if sc.notes:

@@ -52,6 +52,9 @@ class Scenario:
     # SIGTERM), "both" (SIGTERM to both daemons at the same moment: both send DELETEs)
     teardown: str = "initiator"
     implementations: tuple[str, ...] = ("strongswan",)   # README / generated versions
+    # what pcapvpn said of the capture when the scenario was added, where it disagrees with
+    # the expected verdicts (README "pcapvpn today"; the lead's work list, not a test)
+    pcapvpn_today: str = ""
 
 
 class Ctx:

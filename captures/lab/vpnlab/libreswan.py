@@ -17,13 +17,13 @@ fails to install, so the lab uses libreswan for IKE-level behaviour and childles
 from __future__ import annotations
 
 import shlex
-import signal
 import time
 from pathlib import Path
 
 from . import LAB_DIR
+from .daemon import Daemon
 from .net import Topology
-from .proc import LabError, Proc, ProcTable, log, run, wait_for
+from .proc import LabError, ProcTable, log, run, wait_for
 
 BUILD = LAB_DIR / ".build" / "libreswan"
 PACKAGE = "libreswan"
@@ -78,26 +78,22 @@ def render(setup: dict, conns: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Pluto:
+class Pluto(Daemon):
     """A pluto instance in namespace ``ns`` with all its files under ``workdir/side``."""
+
+    logname = "pluto.log"
 
     def __init__(self, topo: Topology, procs: ProcTable, side: str, ns: str, workdir: Path, *,
                  root: Path, conns: dict[str, dict], secrets: str, setup: dict | None = None,
                  impair: tuple[str, ...] = ()):
-        self.topo = topo
-        self.procs = procs
-        self.side = side
-        self.ns = ns
+        super().__init__(topo, procs, side, ns, workdir)
         self.root = root
-        self.dir = workdir / side
         self.rundir = self.dir / "run"
         self.nss = self.dir / "nss"
-        self.logfile = self.dir / "pluto.log"
         self.conf = self.dir / "ipsec.conf"
         self.secrets = self.dir / "ipsec.secrets"
         self.ctl = self.rundir / "pluto.ctl"
         self.impair = impair
-        self.proc: Proc | None = None
         for d in (self.rundir, self.nss, self.dir / "ipsec.d"):
             d.mkdir(parents=True, exist_ok=True)
         base = {"logfile": str(self.logfile), "logtime": "yes", "logappend": "yes",
@@ -143,14 +139,6 @@ class Pluto:
         self.whack("--listen")
         self.whack("--rereadsecrets")
 
-    def stop(self, kill: bool = False) -> None:
-        """SIGTERM: pluto deletes its states (sending DELETEs) and exits; kill: SIGKILL."""
-        if self.proc and self.proc.alive():
-            self.procs.stop(self.proc, signal.SIGKILL if kill else signal.SIGTERM, timeout=8)
-
-    def alive(self) -> bool:
-        return bool(self.proc and self.proc.alive())
-
     # ------------------------------------------------------------------ control
     def whack(self, *args: str, check: bool = True, timeout: float = 30):
         return run(self.topo.ns_cmd(self.ns, self._bin("whack"), "--ctlsocket", str(self.ctl),
@@ -169,13 +157,3 @@ class Pluto:
             cp = self.whack(what, check=False, timeout=15)
             parts.append(f"$ ipsec {what[2:]}   (whack {what})\n{cp.stdout}{cp.stderr}")
         return "\n".join(parts)
-
-    def log_text(self) -> str:
-        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
-
-    def wait_log(self, needle: str, timeout: float) -> bool:
-        try:
-            wait_for(lambda: needle in self.log_text(), timeout, what=needle)
-            return True
-        except LabError:
-            return False

@@ -372,6 +372,9 @@ def ikev2_nat(ctx: Ctx) -> None:
            fact("second IKE_SA_INIT carries a MODP-3072 KE",
                 "isakmp.exchangetype == 34 && isakmp.key_exchange.dh_group == 15", min=2),
            esp_decrypts(), ike_decrypts()],
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: healthy"
+    " (expected degraded/IKE_INVALID_KE); findings: IKE_INVALID_KE (i), "
+    "NAT_ENCAPSULATION_FORCED (i)."),
 )
 def ikev2_invalid_ke(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, left={"proposals": "aes128-sha256-ecp256-modp3072"},
@@ -779,6 +782,10 @@ def ikev2_rekey(ctx: Ctx) -> None:
                 field="esp.spi", distinct=2),
            fact("two IKE SAs", "isakmp.exchangetype == 34", field="isakmp.ispi", distinct=2),
            ike(37, resp=False, min=4)],
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "degraded/ICMP_UNREACHABLE (expected degraded/IKE_PEER_RESTART); findings: "
+    "ICMP_UNREACHABLE (e), NAT_ENCAPSULATION_FORCED (i), ESP_ONE_WAY (e), DPD_TIMEOUT "
+    "(e), IKE_PEER_RESTART (w), ESP_SPI_MISMATCH (e)."),
 )
 def ikev2_peer_restart(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256",

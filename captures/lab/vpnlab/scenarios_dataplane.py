@@ -63,6 +63,9 @@ def _right_initiates(rc: dict, name: str = "lab") -> None:
         "own IKE SA came up; when it was answered both IKE SAs existed and the right gateway "
         "deleted the older one (the one it initiated; charon logs the duplicate replaced), so "
         "the left-initiated IKE SA survived and ESP kept flowing both ways")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "degraded/IKE_RETRANSMISSION (expected degraded/IKE_SIMULTANEOUS_INIT); findings: "
+    "IKE_RETRANSMISSION (w), IKE_SIMULTANEOUS_INIT (w), NAT_ENCAPSULATION_FORCED (i)."),
 )
 def ikev2_ignored_init_duplicate(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256", conn_extra={"unique": "replace"})
@@ -153,6 +156,9 @@ def _udp_send(ctx: Ctx, dst: str, port: int, count: int, interval: float):
     notes="The net2 SA carries traffic in one direction only by design (a one-way UDP flow); "
           "without keys the pairing of the two Quick Modes' SAs is unknown, so one-way ESP "
           "can only be judged for the tunnel direction as a whole.",
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "failing/IKE_NO_RESPONSE (expected degraded/IKE_NO_RESPONSE); findings: "
+    "IKE_NO_RESPONSE (e), NAT_ENCAPSULATION_FORCED (i), ESP_ONE_WAY (e), DPD_TIMEOUT (e)."),
 )
 def ikev1_ignored_mm_parallel_qm(ctx: Ctx) -> None:
     kw = dict(version=1, secret_ids=False, esp="aes128-sha256", child="net1")
@@ -217,6 +223,9 @@ def ikev1_ignored_mm_parallel_qm(ctx: Ctx) -> None:
     notes="The gateway logs `retransmit 1..3 of request with message ID 0` and `giving up "
           "after 3 retransmits` for the DELETE. The client's own DELETE at the end is dropped "
           "by the router and does not appear in the capture.",
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `198.51.100.1<->198.51.100.2`: "
+    "failing/NAT_T_BLOCKED (expected healthy); findings: NAT_T_BLOCKED (e), NAT_DETECTED "
+    "(i), NAT_ENCAPSULATION_FORCED (i)."),
 )
 def ikev2_ra_client_gone(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256", esp="aes128gcm16")
@@ -262,6 +271,10 @@ def ikev2_ra_client_gone(ctx: Ctx) -> None:
         "the responder's charon was killed and restarted; the initiator's DPD timed out, it "
         "re-initiated and logs the new CHILD_SA established, and ESP flowed both ways "
         "afterwards: a failure the tunnel recovered from")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "unknown/ICMP_UNREACHABLE (expected degraded/IKE_PEER_RESTART); findings: "
+    "ICMP_UNREACHABLE (e), NAT_ENCAPSULATION_FORCED (i), ESP_ONE_WAY (e), DPD_TIMEOUT "
+    "(e), IKE_PEER_RESTART (w), ESP_SPI_MISMATCH (e)."),
 )
 def ikev2_peer_restart_recovery(ctx: Ctx) -> None:
     from .scenarios import ikev2_peer_restart
@@ -295,6 +308,9 @@ def ikev2_peer_restart_recovery(ctx: Ctx) -> None:
         "the router dropped ~4 % of the initiator's ESP (sequence gaps, pings lost) while "
         "ESP flowed both ways for the whole capture; the two simultaneous DELETEs are both "
         "gateways tearing down (not visible, no verdict change)")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "unknown/ESP_SEQUENCE_GAP (expected degraded/ESP_SEQUENCE_GAP); findings: "
+    "NAT_ENCAPSULATION_FORCED (i), ESP_SEQUENCE_GAP (w)."),
 )
 def ikev2_esp_loss_teardown(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256")
@@ -371,6 +387,8 @@ def _http_get(ctx: Ctx, timeout: float) -> int:
         "ESP packet was dropped on the path without an ICMP error while small pings passed; "
         "at the end of the capture the tunnel cannot carry the traffic it is used for",
         stage="dataplane")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: healthy"
+    " (expected failing/MTU_BLACK_HOLE); findings: NAT_ENCAPSULATION_FORCED (i)."),
 )
 def ikev2_mtu_black_hole(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256")
@@ -414,6 +432,9 @@ def ikev2_mtu_black_hole(ctx: Ctx) -> None:
         "healthy", None,
         "both charons log every DPD R_U_THERE answered (R_U_THERE_ACK) and ESP flowed both "
         "ways; the DELETEs at the end are both gateways shutting down")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: healthy"
+    " (expected healthy); findings: NAT_ENCAPSULATION_FORCED (i); it agrees with the "
+    "expected verdict."),
 )
 def ikev1_dpd_healthy(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, version=1, secret_ids=False, esp="aes128-sha256",
@@ -436,8 +457,7 @@ def ikev1_dpd_healthy(ctx: Ctx) -> None:
                "allows childless IKE SAs (the default). No traffic is sent.",
     fault="none",
     shows="IKE_SA_INIT (the response carries CHILDLESS_IKEV2_SUPPORTED), IKE_AUTH on 4500 "
-          "without "
-          "SA/TS payloads, ~5 s idle, the DELETE exchange.",
+          "without SA/TS payloads, ~5 s idle, the DELETE exchange.",
     timeout=60,
     keyless=[],
     forbidden=NO_FAILURE + ["ESP_NO_TRAFFIC", "CHILD_SA_FAILED"],
@@ -452,6 +472,8 @@ def ikev1_dpd_healthy(ctx: Ctx) -> None:
         "healthy", None,
         "both charons log the IKE SA established and no CHILD_SA (childless = force): no "
         "child SA was negotiated, so no ESP is expected")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: unknown"
+    " (expected healthy); findings: NAT_ENCAPSULATION_FORCED (i)."),
 )
 def ikev2_childless(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256", left={"conn_extra": {"childless":
@@ -489,6 +511,9 @@ def ikev2_childless(ctx: Ctx) -> None:
         "failing", "CHILD_SA_FAILED",
         "Aggressive Mode completed, but the initiator's Quick Mode 1 was never answered (its "
         "charon logs the retransmits and gives up): no child SA, no ESP", stage="child_sa")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "failing/NAT_T_BLOCKED (expected failing/CHILD_SA_FAILED); findings: NAT_T_BLOCKED "
+    "(e), IKE_AGGRESSIVE_MODE_PSK (w), NAT_ENCAPSULATION_FORCED (i), CHILD_SA_FAILED (e)."),
 )
 def ikev1_aggressive_qm_unanswered(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, version=1, esp="aes128-sha256", conn_extra={"aggressive": "yes"})
@@ -500,3 +525,43 @@ def ikev1_aggressive_qm_unanswered(ctx: Ctx) -> None:
     # Quick Mode 1 at 0 s, retransmitted at 2, 5, 9.5 and 16.25 s; stop before charon gives
     # up (after giving up, IKEv1 charon starts a new Aggressive Mode at once)
     ctx.sleep(17.5)
+
+
+# =========================================================================== orderly sessions
+
+@scenario(
+    name="ikev2_three_sessions", title="IKEv2: three short sessions, each closed by an answered "
+    "DELETE (orderly teardowns, not flapping)", protocol="ikev2",
+    configured="IKE aes128-sha256-ecp256, ESP aes128-sha256; the initiator brings the tunnel "
+               "up, pings 3 times and closes it (`swanctl --terminate`), three times in a row.",
+    fault="none",
+    shows="Three IKE SAs one after the other (IKE_SA_INIT, IKE_AUTH, ESP both ways), each "
+          "ended by the initiator's DELETE INFORMATIONAL, answered by the responder.",
+    timeout=90,
+    keyless=[],
+    forbidden=NO_FAILURE + ["IKE_SA_FLAPPING", "IKE_RETRANSMISSION"],
+    facts=[ike(34, 6), ike(35, 6),
+           fact("three IKE SAs", "isakmp.exchangetype == 34", field="isakmp.ispi", distinct=3),
+           ike(37, 3, resp=False), ike(37, 3, resp=True),
+           fact("each INFORMATIONAL request is a DELETE of the IKE SA (decrypted)",
+                "isakmp.exchangetype == 37 && isakmp.flag_r == 0 && isakmp.delete.protoid == 1",
+                count=3, keys=True),
+           *esp_dir(L, R, 9, spis=3), *esp_dir(R, L, 9, spis=3), esp_decrypts()],
+    verdicts={"main": [V(
+        "healthy", None,
+        "the initiator opened and closed the tunnel three times on purpose; every IKE SA was "
+        "established, carried answered pings and ended with an answered DELETE")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "degraded/IKE_SA_FLAPPING (expected healthy); findings: NAT_ENCAPSULATION_FORCED (i),"
+    " IKE_SA_FLAPPING (w)."),
+)
+def ikev2_three_sessions(ctx: Ctx) -> None:
+    lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256")
+    std(ctx, lc, rc)
+    ctx.start_capture()
+    for i in range(3):
+        ctx.left.initiate()
+        ctx.ping(3, check=True)
+        ctx.left.swanctl("--terminate", "--ike", "lab", "--timeout", "5", timeout=15)
+        ctx.note(f"session {i + 1} closed by the initiator")
+        ctx.sleep(1)

@@ -64,6 +64,10 @@ def lsw_secrets(psk: str = PSK) -> str:
           "notification` for each answer: an unauthenticated error could be forged, so it "
           "retransmits until `retransmit-timeout`. The responder's fresh SPI per answer means "
           "request/response pairing must go by initiator SPI and message ID.",
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "failing/IKE_NO_PROPOSAL_CHOSEN (expected failing/IKE_NO_PROPOSAL_CHOSEN); findings: "
+    "IKE_NO_PROPOSAL_CHOSEN (e) x6, IKE_RETRANSMISSION (i), IKE_WEAK_CRYPTO (w) x5, "
+    "IKE_SA_FLAPPING (w); it agrees with the expected verdict."),
 )
 def libreswan_ikev2_no_proposal(ctx: Ctx) -> None:
     ctx.pluto("right", {"lab": lsw_conn(ike_alg="aes256-sha2_512;dh20")}, lsw_secrets())
@@ -130,6 +134,8 @@ HEALTHY_FORBID = ["IKE_NO_RESPONSE", "IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED"
           "has no RFC 8229 dissector (`isakmp` / `tcpencap` decode-as do not parse it), so the "
           "facts read the TCP payload bytes. ESP over TCP does not work without espintcp, "
           "hence the childless IKE SA.",
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) reports no tunnel for "
+    "`libreswan_iketcp_healthy.pcap`."),
 )
 def libreswan_iketcp_healthy(ctx: Ctx) -> None:
     ctx.pluto("right", {"lab": lsw_conn()}, lsw_secrets(), setup={"listen-tcp": "yes"},
@@ -163,6 +169,8 @@ def libreswan_iketcp_healthy(ctx: Ctx) -> None:
         "failing", "TCP_RESET",
         "the initiator logs that the TCP connection to 198.51.100.2:4500 was refused and "
         "never sends an IKE message; the responder sees nothing", stage="reachability")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) reports no tunnel for "
+    "`libreswan_iketcp_refused.pcap`."),
 )
 def libreswan_iketcp_refused(ctx: Ctx) -> None:
     ctx.pluto("right", {"lab": lsw_conn()}, lsw_secrets())
@@ -197,6 +205,9 @@ def libreswan_iketcp_refused(ctx: Ctx) -> None:
         "degraded", "IKE_NO_RESPONSE",
         "the initiator logs the UDP IKE_SA_INIT timing out, then the TCP retry establishing "
         "the IKE SA: it works, after a failure it recovered from")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "failing/IKE_NO_RESPONSE (expected degraded/IKE_NO_RESPONSE); findings: "
+    "IKE_NO_RESPONSE (e)."),
 )
 def libreswan_iketcp_fallback(ctx: Ctx) -> None:
     ctx.pluto("right", {"lab": lsw_conn()}, lsw_secrets(), setup={"listen-tcp": "yes"},
@@ -236,6 +247,9 @@ def libreswan_iketcp_fallback(ctx: Ctx) -> None:
         "log shows only IKE_SA_INIT)", tunnel=f"10.99.0.2<->{R}", stage="nat_traversal")]},
     notes="libreswan's own wording blames authentication; the capture shows that the "
           "IKE_AUTH requests on 4500 never got through (the responder's log has no IKE_AUTH).",
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `10.99.0.2<->198.51.100.2`: "
+    "failing/NAT_T_BLOCKED (expected failing/NAT_T_BLOCKED); findings: NAT_T_BLOCKED (e),"
+    " NAT_DETECTED (i); it agrees with the expected verdict."),
 )
 def libreswan_nat_4500_blocked(ctx: Ctx) -> None:
     right = lsw_conn(left="%any")
@@ -272,6 +286,10 @@ def _sw_right(psk: str = PSK, proposals: str = "aes128-sha256-modp2048", **kw) -
         "strongSwan logs 'tried 1 shared key ... but MAC mismatched' and sends "
         "AUTHENTICATION_FAILED; libreswan logs 'IKE SA authentication request rejected by "
         "peer: AUTHENTICATION_FAILED'", stage="authentication")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "failing/IKE_AUTH_FAILED (expected failing/IKE_AUTH_FAILED); findings: "
+    "NAT_ENCAPSULATION_FORCED (i), IKE_AUTH_FAILED (e); it agrees with the expected "
+    "verdict."),
 )
 def interop_libreswan_strongswan_psk_mismatch(ctx: Ctx) -> None:
     ctx.charon("right", {}, _sw_right(psk=WRONG_PSK))
@@ -299,6 +317,10 @@ def interop_libreswan_strongswan_psk_mismatch(ctx: Ctx) -> None:
         "libreswan logs 'no local proposal matches remote proposals' and answers "
         "NO_PROPOSAL_CHOSEN; strongSwan logs 'received NO_PROPOSAL_CHOSEN notify error'",
         stage="negotiation")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "failing/IKE_NO_PROPOSAL_CHOSEN (expected failing/IKE_NO_PROPOSAL_CHOSEN); findings: "
+    "IKE_NO_PROPOSAL_CHOSEN (e), NAT_ENCAPSULATION_FORCED (i); it agrees with the "
+    "expected verdict."),
 )
 def interop_libreswan_strongswan_no_proposal(ctx: Ctx) -> None:
     ctx.pluto("right", {"lab": lsw_conn(ike_alg="aes256-sha2_384;dh20")}, lsw_secrets())
@@ -332,6 +354,8 @@ def interop_libreswan_strongswan_no_proposal(ctx: Ctx) -> None:
         "libreswan logs the IKE SA established; no child SA was requested, so no ESP is "
         "expected")]},
     notes="Keys: strongSwan (the responder) wrote the IKE keys (`keys/`).",
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: unknown"
+    " (expected healthy); findings: NAT_ENCAPSULATION_FORCED (i)."),
 )
 def interop_libreswan_strongswan_childless(ctx: Ctx) -> None:
     ctx.charon("right", {}, _sw_right())
@@ -366,6 +390,9 @@ def interop_libreswan_strongswan_childless(ctx: Ctx) -> None:
         "the responder logs 'initiator guessed wrong keying material group ... responding "
         "with INVALID_KE_PAYLOAD', the initiator resends with the suggested group and logs "
         "the IKE SA established: a failure it recovered from")]},
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "failing/IKE_INVALID_KE (expected degraded/IKE_INVALID_KE); findings: IKE_INVALID_KE "
+    "(e)."),
 )
 def libreswan_invalid_ke(ctx: Ctx) -> None:
     ctx.pluto("right", {"lab": lsw_conn(ike_alg="aes128-sha2_256;modp2048")}, lsw_secrets())
