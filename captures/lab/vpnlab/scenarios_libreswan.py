@@ -115,7 +115,7 @@ HEALTHY_FORBID = ["IKE_NO_RESPONSE", "IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED"
           "then length-framed IKE messages: IKE_SA_INIT and IKE_AUTH (no SA/TS payloads: "
           "childless), an idle period, then the DELETE exchange when the initiator stops and "
           "the TCP FIN.",
-    timeout=60, fast=True,
+    timeout=60,
     keyless=[],
     forbidden=HEALTHY_FORBID + ["TCP_RESET", "TCP_NO_ANSWER"],
     facts=[fact("TCP handshake to 4500", "tcp.flags.syn == 1 && tcp.flags.ack == 0 && "
@@ -277,7 +277,7 @@ def _sw_right(psk: str = PSK, proposals: str = "aes128-sha256-modp2048", **kw) -
     fault="PSK mismatch across implementations (configuration on the responder)",
     shows="IKE_SA_INIT, IKE_AUTH request (on 4500: strongSwan's fake NAT-D moves both to "
           "4500), an IKE_AUTH response with AUTHENTICATION_FAILED (encrypted); no ESP.",
-    timeout=60,
+    timeout=60, fast=True,
     keyless=[F("IKE_AUTH_FAILED", "inferred")],
     forbidden=["IKE_NO_PROPOSAL_CHOSEN", "ESP_ONE_WAY", "DECODE_ERRORS", "NAT_T_BLOCKED"],
     facts=[ike(34, 2), ike(35, min=2), fact("no ESP", "esp", count=0)],
