@@ -42,6 +42,9 @@ from dataclasses import dataclass, field
 
 from pcapvpn.live_capture import (AfPacketRing, CaptureError, PipeCapture, compile_filter,
                                   default_filter)
+# events: vendor IDs, identities and other attacker-chosen strings reach the terminal and syslog
+# as printable one-line text (the escaping of every report format)
+from pcapvpn.report.escape import one_line as _clean
 from pcapvpn.thresholds import DEFAULT, Thresholds
 
 __all__ = ["CaptureError", "LiveOptions", "LiveSession", "build_filter", "event_sinks"]
@@ -226,14 +229,6 @@ class RotatingWriter:
 
 
 # -- event sinks -----------------------------------------------------------------------------------
-
-def _clean(text, limit: int = 4000) -> str:
-    """Printable one-line text: vendor IDs, identities and other attacker-chosen strings reach
-    the terminal and syslog; control characters (escape sequences, newlines) are replaced."""
-    s = str(text)
-    if not s.isprintable():
-        s = "".join(c if c.isprintable() else "?" for c in s)
-    return s if len(s) <= limit else s[:limit - 1] + "…"
 
 
 def _finding_dict(f) -> dict:
@@ -829,8 +824,8 @@ class LiveSession:
                 del self.archived[:-1000]
                 continue
             self.resolved += 1
-            reason = ("the tunnel recovered: a newer IKE SA came up and carried ESP both ways"
-                      if fid in res["superseded"] else "the condition cleared")
+            reason = ("the tunnel recovered: a later IKE SA came up, or ESP flowed both ways "
+                      "again" if fid in res["superseded"] else "the condition cleared")
             self._emit({"event": "resolved", "ts": now, "reason": reason,
                         "raised": _hms(a.raised_ts), "lasted": round(now - a.raised_ts, 3),
                         "finding": _finding_dict(f)})
@@ -1081,18 +1076,8 @@ def _held(ctx, f) -> bool:
 def _superseded(ctx, tunnels, f) -> bool:
     """A failure that happened before the tunnel's latest IKE SA came up and carried ESP both
     ways (the verdict's "recovered"): in live mode it is over."""
-    from pcapvpn.rules.verdict import _last_evidence, _recovered_at
-
-    if not f.failure or f.posture or f.tunnel is None:
-        return False
-    t = tunnels.get(f.tunnel)
-    if t is None:
-        return False
-    rec = _recovered_at(t)
-    if rec is None:
-        return False
-    last = _last_evidence(ctx, f)
-    return last is not None and last < rec
+    # the verdicts of this evaluation (computed first) marked the recovered failures
+    return bool(f.failure and not f.posture and f.recovered)
 
 
 def annotate_drops(findings, drops: int, rx_dropped: int = 0) -> None:

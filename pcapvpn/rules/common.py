@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import cached_property
 
 from pcapvpn.findings import Evidence, FrameRef
 from pcapvpn.model import Time
@@ -84,6 +85,15 @@ class Context:
             firsts = [sa.first_ts for sa in state.ike_sas if sa.first_ts is not None]
             firsts += [sa.first_ts for sa in state.esp_sas if sa.first_ts is not None]
             self.start = min(firsts) if firsts else state.now
+
+    @cached_property
+    def ike_by_peers(self) -> dict:
+        """``(version, initiator address, responder address)`` -> IKE SAs in capture order."""
+        m = {}
+        for sa in sorted(self.state.ike_sas, key=lambda s: s.first_ts or 0.0):
+            if sa.initiator and sa.responder:
+                m.setdefault((sa.version, sa.initiator[1], sa.responder[1]), []).append(sa)
+        return m
 
     def file(self, idx: int) -> str:
         return self.names[idx] if 0 <= idx < len(self.names) else f"#{idx}"
@@ -177,6 +187,38 @@ def last_requests(x):
     return [m for m in x.msgs if m.step == last]
 
 
+def established_ts(sa):
+    """When an IKE SA became established (keyless view), or None."""
+    from pcapvpn.track.ike import IKE_AUTH, V1_AGGRESSIVE, V1_MAIN, V1_QUICK
+
+    if not sa.established:
+        return None
+    if sa.version == 2:
+        for x in sa.exchanges:
+            if x.exch == IKE_AUTH and x.responses:
+                return x.responses[0].ts
+        return sa.first_ts
+    for x in sa.exchanges:
+        if x.exch in (V1_MAIN, V1_AGGRESSIVE) and x.last_step >= (6 if x.exch == V1_MAIN else 3):
+            return max(m.ts for m in x.msgs)
+    for x in sa.exchanges:
+        if x.exch == V1_QUICK:
+            return min(m.ts for m in x.msgs)
+    return sa.first_ts
+
+
+def seen_working(sa) -> bool:
+    """An IKE SA whose establishment the capture shows from both sides: established, with an
+    exchange that carries messages from both peers (a request and its answer).  A lone message
+    of an SA negotiated before the capture started is not enough."""
+    if established_ts(sa) is None:
+        return False
+    for x in sa.exchanges:
+        if len({m.src for m in x.msgs}) >= 2:
+            return True
+    return False
+
+
 def exchange_label(x) -> str:
     """``IKE_AUTH (Message ID 1)`` / ``Main Mode MM3`` / ``Quick Mode QM1 (Message ID 0x1a2b3c4d)``."""
     from dissect.vpn import registry as reg
@@ -197,11 +239,21 @@ def backoff(msgs) -> list[float]:
     return [round(b - a, 3) for a, b in zip(ts, ts[1:])]
 
 
+#: retransmission intervals compared with an implementation's timers: more than any of them
+#: sends before giving up (strongSwan retransmit_tries 5), so a peer that never answers a long
+#: capture costs no more work than one that stopped early
+HINT_INTERVALS = 12
+
+
 def implementation_hint(intervals) -> str | None:
     """Name the implementation whose documented retransmission timers fit the intervals
-    (anchors.md §2.5: strongSwan 4 s x 1.8^n; libreswan 0.5 s doubling)."""
-    if len(intervals) < 2:
+    (anchors.md §2.5: strongSwan 4 s x 1.8^n; libreswan 0.5 s doubling).  Only the first
+    :data:`HINT_INTERVALS` intervals are compared (bounded work; a geometric series over
+    thousands of copies would overflow)."""
+    intervals = list(intervals[:HINT_INTERVALS])
+    if len(intervals) < 2 or intervals[0] <= 0:
         return None
+
     def fits(base, factor):
         exp = [base * factor ** i for i in range(len(intervals))]
         return all(abs(a - e) <= max(0.25, 0.15 * e) for a, e in zip(intervals, exp))

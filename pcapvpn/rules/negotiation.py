@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from dissect.vpn import registry as reg
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
@@ -135,14 +137,10 @@ def error_notifies(ctx):
                 if sa.version == 1 and offered is not None and m.src == offered.src:
                     detail += (" The initiator itself rejected the responder's choice "
                                "(it did not accept the proposal the responder picked).")
-                recovered = established
-                if recovered:
-                    detail += " The negotiation recovered afterwards (the IKE SA was established)."
+                # a later success makes it a recovered failure: the verdict says so
                 yield make("IKE_NO_PROPOSAL_CHOSEN", key,
-                           title=f"{name} from {ip_text(m.src)}"
-                                 + (" (recovered)" if recovered else ""),
-                           detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
-                           severity="info" if recovered else None)
+                           title=f"{name} from {ip_text(m.src)}",
+                           detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid)
             elif ntype == INVALID_KE_PAYLOAD and sa.version == 2:
                 group = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
                 offered, _ = _offered_and_chosen(sa, {IKE_SA_INIT})
@@ -186,13 +184,26 @@ def _retrans_label(x, retrans) -> str:
     return f"{name} " + "/".join(f"{prefix}{s}" for s in steps) + mid
 
 
+#: a retry after INVALID_KE / COOKIE comes at once (RFC 7296 §1.2, §2.6); an IKE_SA_INIT between
+#: the same addresses this soon after the notification is the retry even when the initiator
+#: picked a new SPI and the tracker could not link it
+RETRY_WINDOW = 30.0
+
+
 def _recovered_after(ctx, sa, notify_msg) -> bool:
-    """After an INVALID_KE / COOKIE response: an IKE_SA_INIT exchange later in the same SA (or its
-    retry SA) answered without an error."""
+    """After an INVALID_KE / COOKIE response: an IKE_SA_INIT exchange later in the same SA, or in
+    an SA between the same two addresses started within ``RETRY_WINDOW`` seconds (its retry SA,
+    linked or not), answered without an error."""
     sas = [sa]
-    for other in ctx.state.ike_sas:
-        if other.retry_of == sa.id:
-            sas.append(other)
+    if sa.initiator and sa.responder:
+        same = ctx.ike_by_peers.get((sa.version, sa.initiator[1], sa.responder[1]), ())
+        starts = [o.first_ts or 0.0 for o in same]
+        i = bisect.bisect_left(starts, notify_msg.ts)
+        while i < len(same) and starts[i] - notify_msg.ts <= RETRY_WINDOW:
+            if same[i] is not sa:
+                sas.append(same[i])
+            i += 1
+
     for s in sas:
         for x in s.exchanges:
             if x.exch != IKE_SA_INIT:
@@ -248,8 +259,9 @@ def retransmissions(ctx):
                 tta = f" Answered {resps[0].ts - reqs[0].ts:.2f} s after the first request."
             label = _retrans_label(x, retrans)
             lost_response = x.version == 2 and any(m.is_response for m in retrans)
-            # one retransmission in an exchange that completed is ordinary loss: info only
-            sev = "warning" if len(retrans) >= 2 else "info"
+            # an exchange answered only after retransmissions is a degradation (the verdict
+            # contract): the setup waited for a timer
+            sev = "warning"
             yield make(
                 "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
                 title=f"{label}: {len(retrans)} retransmission(s) before the exchange went on",

@@ -444,10 +444,10 @@ class VpnTracker:
             op, kid = b >> 3, b & 7
             client = None
             if op in _ov.CLIENT_RESETS and kid == 0 and \
-                    _ov.detect_layout(data, off, end, ts) is not None:
+                    _ov.detect_layout(data, off, end) is not None:
                 client = True
             elif op in _ov.SERVER_RESETS and kid == 0 and \
-                    _ov.detect_layout(data, off, end, ts) is not None:
+                    _ov.detect_layout(data, off, end) is not None:
                 client = False
             elif dport == OPENVPN_PORT and sport != OPENVPN_PORT:
                 client = True
