@@ -107,16 +107,14 @@ def test_lab_facts(name):
     assert not problems, "\n".join(problems)
 
 
-# Scenarios added for issue 13 (section 3) whose captures the analyzer (main at c5a041a)
+# Scenarios added for issue 13 (section 3) whose captures the analyzer (main at adca417)
 # still reads wrongly at the finding level: the lead's work list (each scenario's README,
-# "pcapvpn today", has what the lab's branch point ee283aa said).  Their expectations are the truth; the test xfails only while the analyzer still
-# gets them wrong, and fails as soon as one passes so that its entry is removed here.
+# "pcapvpn today", has what the lab's branch point ee283aa said).  Their expectations are the
+# truth; the test xfails only while the analyzer still gets them wrong, and fails as soon as
+# one passes so that its entry is removed here.
 ANALYZER_GAPS = {
     "ikev2_peer_restart_recovery": "false ESP_ONE_WAY after a restart that recovered",
     "ikev2_three_sessions": "three orderly DELETE-ended sessions called IKE_SA_FLAPPING",
-    "libreswan_iketcp_fallback": "IKE over TCP (IKETCP prefix) not recognised: decode errors",
-    "libreswan_iketcp_healthy": "IKE over TCP (IKETCP prefix) not recognised: decode errors",
-    "libreswan_iketcp_refused": "TCP-only initiator refused with RST: no finding",
     "libreswan_ikev2_no_proposal": "fresh responder SPI per answer: false IKE_SA_FLAPPING",
 }
 
