@@ -418,3 +418,39 @@ def test_lab_capture_has_its_expected_verdict(base, cap, key):
         assert wrong, f"{cap['file']} now gets its expected verdict: remove it from KNOWN_GAPS"
         pytest.xfail(gap + ": " + "; ".join(wrong))
     assert not wrong, "\n".join(wrong)
+
+
+def _eap(c, final_first):
+    """IKEv2 with EAP (RFC 7296 §2.16): IKE_AUTH 1 (IDi / IDr+AUTH+EAP), EAP rounds, and the
+    final IKE_AUTH with the client's AUTH when ``final_first`` is given."""
+    c.ike(0, A, B, ike_sa_init(ISPI, ZERO, False))
+    c.ike(0.01, B, A, ike_sa_init(ISPI, RSPI, True))
+    c.ike(0.02, A, B, ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True), 4500, 4500)
+    c.ike(0.03, B, A, ike_encrypted(ISPI, RSPI, 35, 1, 36, True, False, ct_len=1200), 4500, 4500)
+    for mid in (2, 3):
+        c.ike(0.02 + mid * 0.02, A, B, ike_encrypted(ISPI, RSPI, 35, mid, 48, False, True),
+              4500, 4500)
+        c.ike(0.03 + mid * 0.02, B, A, ike_encrypted(ISPI, RSPI, 35, mid, 48, True, False),
+              4500, 4500)
+    if final_first:
+        c.ike(0.1, A, B, ike_encrypted(ISPI, RSPI, 35, 4, 39, False, True), 4500, 4500)
+        c.ike(0.11, B, A, ike_encrypted(ISPI, RSPI, 35, 4, final_first, True, False), 4500, 4500)
+    c.ike(30, A, "198.51.100.7", ike_sa_init(bytes(range(8)), ZERO, False))  # the clock runs on
+
+
+def test_eap_that_never_finishes_is_an_authentication_failure(tmp_path):
+    """Remote-access clients (Windows, EAP-MSCHAPv2): the last IKE_AUTH answer is still EAP and
+    the client never sends its AUTH — EAP-Failure or the client gave up: failing at
+    authentication, not healthy because the first IKE_AUTH answer carried IDr."""
+    c = Cap()
+    _eap(c, None)
+    res = c.analyse(tmp_path)
+    v = next(v for v in res.verdicts if B in v.tunnel)
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "authentication", "IKE_AUTH_FAILED")
+    assert "EAP" in by_code(res, "IKE_AUTH_FAILED").title
+    c = Cap()
+    _eap(c, 39)   # EAP succeeded: the final IKE_AUTH response starts with AUTH
+    res = c.analyse(tmp_path, name="ok.pcap")
+    assert next(v for v in res.verdicts if B in v.tunnel).verdict == "healthy"
+    assert "IKE_AUTH_FAILED" not in {f.code for f in res.findings}
