@@ -110,7 +110,7 @@ def test_garbage_in_the_middle_is_skipped_and_the_rest_analysed(tmp_path, fmt):
     res = run([str(write(tmp_path, "bad." + fmt, bad))])
     rep = res.report
     # everything after the damage is read and analysed: same frames, same diagnosis
-    assert rep.capture.frames == base.capture.frames == 588
+    assert rep.capture.frames == base.capture.frames == len(pcap_records(ESP_LOSS.read_bytes()))
     assert codes(rep) == codes(base)
     assert [(t["id"], t["verdict"]) for t in rep.tunnels] == \
         [(t["id"], t["verdict"]) for t in base.tunnels]
@@ -409,7 +409,7 @@ def test_gzip_and_stdin_report_the_same_damage(tmp_path):
                        input=gzip.compress(bad), capture_output=True, cwd=REPO, timeout=300)
     doc = json.loads(r.stdout)
     assert [(d["offset"], d["length"]) for d in doc["capture"]["damage"]] == [(at, 1200)]
-    assert doc["capture"]["frames"] == 588 and r.returncode == 1
+    assert doc["capture"]["frames"] == len(pcap_records(orig)) and r.returncode == 1
 
 
 def test_gzip_cut_short_is_damage_at_the_end(tmp_path):
@@ -430,7 +430,7 @@ def test_several_files_each_with_its_damage(tmp_path):
     a_bad = a[:at] + garbage(500, 12) + a[at:]
     pa, pb = write(tmp_path, "a.pcap", a_bad), write(tmp_path, "b.pcap", b)
     rep = run([str(pa), str(pb)]).report
-    assert rep.capture.frames == 588
+    assert rep.capture.frames == len(recs)
     assert [(d.file, d.offset, d.length) for d in rep.capture.damage] == [(str(pa), at, 500)]
     assert "of 2 files" not in damaged_finding(rep).title
 
