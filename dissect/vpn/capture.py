@@ -1401,10 +1401,12 @@ class PcapngReader(_Reader):
             vec.field(head, 16, u4).astype(np.uint64)
         lt = np.zeros(len(offs), dtype=np.int64)
         ts = np.full(len(offs), np.nan)
-        ids = np.unique(iid[~bad]).tolist()
+        anybad = bool(bad.any())
+        ids = np.unique(iid[~bad] if anybad else iid).tolist()
         for i in ids:
             gi, ltype, units, offt, _snap = secifs[i]
-            sel = (iid == i) & ~bad
+            # the usual run: one interface, nothing bad - no masks
+            sel = slice(None) if len(ids) == 1 and not anybad else (iid == i) & ~bad
             lt[sel] = ltype
             t = ticks[sel]
             if int(t.max()) + max(offt, 0) < 1 << 53 and offt >= 0 and units < 1 << 53:
@@ -1427,7 +1429,9 @@ class PcapngReader(_Reader):
         badi = np.flatnonzero(bad[:stop]).tolist()
         i = 0
         for j in badi + [stop]:
-            if j > i:
+            if j == len(offs) and not i:
+                self._epb_push(bt, offs, p, lt, ts, iid)  # the usual run: whole
+            elif j > i:
                 self._epb_push(bt, offs[i:j], p[i:j], lt[i:j], ts[i:j], iid[i:j])
             if j < stop:
                 # the general rules note the damage (and give a numbered record when Wireshark
