@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -72,6 +73,19 @@ def tshark_fields(path: Path, fields: list[str], display_filter: str | None = No
         cols += [""] * (len(fields) - len(cols))
         rows.append(cols)
     return rows
+
+
+def lab_esp_sas(scenario: str) -> list[tuple[str, str, str]]:
+    """``(source, destination, SPI)`` of every line of a lab scenario's ``keys/esp_sa`` (the
+    ESP SA table the lab saved from its daemons; SPI as 8 lowercase hex digits, as reports
+    write it).  SPIs are random per run: tests read them here, never from a pasted value."""
+    out = []
+    path = CAPTURES / "lab" / scenario / "keys" / "esp_sa"
+    for row in csv.reader(path.read_text().splitlines()):
+        if len(row) >= 4 and row[3].lower().startswith("0x"):
+            out.append((row[1], row[2], f"{int(row[3], 16):08x}"))
+    assert out, f"{path}: no ESP SA"
+    return out
 
 
 def rel(path: Path) -> str:

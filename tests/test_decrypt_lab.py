@@ -14,10 +14,11 @@ import struct
 import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from conftest import CAPTURES, tshark_path
+from conftest import CAPTURES, lab_esp_sas, tshark_path
 from pcapvpn.analysis import Options, run
 from pcapvpn.keys import load_keys
 from pcapvpn.thresholds import DEFAULT
@@ -252,27 +253,79 @@ def _write(tmp_path, name, frames):
     return p
 
 
-def _healthy():
+class _Healthy(NamedTuple):
+    """ikev2_healthy as the synthetic tests use it, read from the capture and its keys (SPIs,
+    frame numbers and packet counts change with every regeneration of the lab)."""
+
+    frames: list   # scapy packets, in capture order
+    out: str       # the esp_sa line of the initiator's outbound SA
+    back: str      # the esp_sa line of the responder's SA
+    esp: list      # indices of the ESP frames (by content), between IKE_AUTH and the DELETE
+    initiator: str
+
+    def first_esp(self, src):
+        """The first ESP frame sent by ``src`` (a template: MAC addresses, NAT-T ports)."""
+        return next(self.frames[i] for i in self.esp if self.frames[i]["IP"].src == src)
+
+    def sent(self, src) -> int:
+        """ESP packets ``src`` sent (the last sequence number of its SA: no loss in the lab)."""
+        return sum(self.frames[i]["IP"].src == src for i in self.esp)
+
+    @property
+    def closing(self) -> int:
+        """Index of the first frame after the last ESP: the INFORMATIONAL with the DELETE."""
+        return self.esp[-1] + 1
+
+
+def _is_esp(pkt) -> bool:
+    """ESP or ESP in UDP 4500 (RFC 3948: no non-ESP marker, not a 1-byte keepalive)."""
+    from scapy.all import IP, UDP
+
+    if IP not in pkt:
+        return False
+    if pkt[IP].proto == 50:
+        return True
+    if UDP in pkt and 4500 in (pkt[UDP].sport, pkt[UDP].dport):
+        body = bytes(pkt[UDP].payload)
+        return len(body) > 4 and body[:4] != bytes(4)
+    return False
+
+
+def _healthy() -> _Healthy:
+    from scapy.all import IP, UDP
+
     frames = _lab_frames("ikev2_healthy")
     lines = (LAB / "ikev2_healthy/keys/esp_sa").read_text().splitlines()
-    return frames, lines
+    ike = [p for p in frames if UDP in p and 500 in (p[UDP].sport, p[UDP].dport)]
+    initiator = ike[0][IP].src  # the IKE_SA_INIT request's source
+    esp = [i for i, p in enumerate(frames) if _is_esp(p)]
+    assert esp and esp == list(range(esp[0], esp[-1] + 1)), esp  # one run of ESP
+    assert esp[-1] + 1 < len(frames), "no INFORMATIONAL exchange after the ESP"
+    out = next(ln for ln in lines if ln.split(",")[1].strip('"') == initiator)
+    back = next(ln for ln in lines if ln.split(",")[2].strip('"') == initiator)
+    return _Healthy(frames, out, back, esp, initiator)
 
 
 def test_esp_after_its_delete(tmp_path):
     from scapy.all import ICMP, IP
 
-    frames, lines = _healthy()
-    t_del = float(frames[14].time)  # frame 15: INFORMATIONAL with the DELETE (IKE SA)
-    sa = _esp_sa(lines[0])          # 192.0.2.2 -> 198.51.100.2
-    extra = [_esp_frame(frames[4], sa, IP(src="10.10.1.1", dst="10.20.1.1") / ICMP(seq=100 + i),
-                        6 + i, t_del + 3.0 + i) for i in range(3)]
+    h = _healthy()
+    frames = h.frames
+    t_del = float(frames[h.closing].time)  # INFORMATIONAL with the DELETE (IKE SA)
+    sa = _esp_sa(h.out)
+    n = h.sent(h.initiator)
+    extra = [_esp_frame(h.first_esp(h.initiator), sa,
+                        IP(src="10.10.1.1", dst="10.20.1.1") / ICMP(seq=100 + i),
+                        n + 1 + i, t_del + 3.0 + i) for i in range(3)]
     cap = _write(tmp_path, "after_delete", frames + extra)
     r = run([str(cap)], Options(keys=load_keys([LAB / "ikev2_healthy/keys"])))
     check_filters(cap, r.findings)
     (f,) = [f for f in r.findings if f.code == "ESP_SPI_MISMATCH"]
     assert f.basis == "decrypted" and "after its SA was deleted" in f.title
-    assert f.evidence.esp_spis == [lines[0].split(",")[3].strip('"')[2:]]
-    assert {x.frame for x in f.evidence.frames} >= {15, 19}
+    assert f.evidence.esp_spis == [spi for src, _d, spi in lab_esp_sas("ikev2_healthy")
+                                   if src == h.initiator]
+    # the DELETE and the last ESP packet after it (the three come after every lab frame)
+    assert {x.frame for x in f.evidence.frames} >= {h.closing + 1, len(frames) + 3}
     # without keys the same capture gives no decrypted finding
     r0 = run([str(cap)])
     assert not [f for f in r0.findings if f.basis == "decrypted"]
@@ -281,17 +334,18 @@ def test_esp_after_its_delete(tmp_path):
 def test_esp_on_an_spi_never_announced(tmp_path):
     from scapy.all import ICMP, IP
 
-    frames, lines = _healthy()
-    f = lines[0].split(",")
+    h = _healthy()
+    f = h.out.split(",")
     f[3] = '"0x0badf00d"'
     sa = _esp_sa(",".join(f))
-    extra = [_esp_frame(frames[4], sa, IP(src="10.10.1.1", dst="10.20.1.1") / ICMP(seq=i),
-                        1 + i, float(frames[4].time) + 0.05 + 0.1 * i) for i in range(4)]
-    cap = _write(tmp_path, "unannounced", frames + extra)
+    tmpl = h.first_esp(h.initiator)
+    extra = [_esp_frame(tmpl, sa, IP(src="10.10.1.1", dst="10.20.1.1") / ICMP(seq=i),
+                        1 + i, float(tmpl.time) + 0.05 + 0.1 * i) for i in range(4)]
+    cap = _write(tmp_path, "unannounced", h.frames + extra)
     r = run([str(cap)], Options(keys=load_keys([LAB / "ikev2_healthy/keys"])))
     check_filters(cap, r.findings)
     hits = [f for f in r.findings if f.code == "ESP_SPI_MISMATCH"]
-    assert [h.basis for h in hits] == ["decrypted"]
+    assert [x.basis for x in hits] == ["decrypted"]
     assert "0x0badf00d" in hits[0].title and "no IKE exchange announced" in hits[0].title
     # the rogue SPI has no key: listed as not decrypted
     (m,) = [f for f in r.findings if f.code == "KEYS_MISSING"]
@@ -299,30 +353,39 @@ def test_esp_on_an_spi_never_announced(tmp_path):
 
 
 def test_child_sa_that_never_carries_esp(tmp_path):
-    frames, _lines = _healthy()
-    kept = [f for i, f in enumerate(frames) if not 4 <= i <= 13]  # drop all ESP
-    for f in kept[-2:]:
+    """The child SA of the lab's healthy tunnel with every ESP packet removed and its DELETE
+    20 s later: ESP_SA_UNUSED names both SPIs the keys give for it (basis decrypted: with keys
+    the child SA's SPIs are known from the decrypted IKE_AUTH)."""
+    h = _healthy()
+    kept = [f for i, f in enumerate(h.frames) if i not in h.esp]  # drop all ESP
+    for f in h.frames[h.closing:]:
         f.time = float(f.time) + 20.0  # the DELETE comes 20 s later
     cap = _write(tmp_path, "unused", kept)
     r = run([str(cap)], Options(keys=load_keys([LAB / "ikev2_healthy/keys"])))
     check_filters(cap, r.findings)
     (f,) = [f for f in r.findings if f.code == "ESP_SA_UNUSED"]
-    assert f.basis == "decrypted" and sorted(f.evidence.esp_spis) == ["a28295a6", "e2a55a9f"]
+    assert f.basis == "decrypted"
+    assert sorted(f.evidence.esp_spis) == sorted(spi for _s, _d, spi in
+                                                 lab_esp_sas("ikev2_healthy"))
 
 
 def test_pings_inside_a_working_tunnel_unanswered(tmp_path):
     from scapy.all import ICMP, IP
 
-    frames, lines = _healthy()
-    out, back = _esp_sa(lines[0]), _esp_sa(lines[1])
-    t0 = float(frames[13].time)
+    h = _healthy()
+    frames = h.frames
+    out, back = _esp_sa(h.out), _esp_sa(h.back)
+    responder = h.back.split(",")[1].strip('"')
+    n_out, n_back = h.sent(h.initiator), h.sent(responder)  # the lab's own pings, all answered
+    t0 = float(frames[h.esp[-1]].time)
     extra = []
     for i in range(4):  # 4 pings to 10.20.1.77: only the last is answered
-        extra.append(_esp_frame(frames[4], out, IP(src="10.10.1.1", dst="10.20.1.77") /
-                                ICMP(type=8, id=9, seq=i), 6 + i, t0 + 1 + 2 * i))
-    extra.append(_esp_frame(frames[5], back, IP(src="10.20.1.77", dst="10.10.1.1") /
-                            ICMP(type=0, id=9, seq=3), 6, t0 + 7.1))
-    for f in frames[14:]:
+        extra.append(_esp_frame(h.first_esp(h.initiator), out,
+                                IP(src="10.10.1.1", dst="10.20.1.77") / ICMP(type=8, id=9, seq=i),
+                                n_out + 1 + i, t0 + 1 + 2 * i))
+    extra.append(_esp_frame(h.first_esp(responder), back, IP(src="10.20.1.77", dst="10.10.1.1") /
+                            ICMP(type=0, id=9, seq=3), n_back + 1, t0 + 7.1))
+    for f in frames[h.closing:]:
         f.time = float(f.time) + 20.0
     cap = _write(tmp_path, "inner", frames + extra)
     r = run([str(cap)], Options(keys=load_keys([LAB / "ikev2_healthy/keys"])))
@@ -331,7 +394,8 @@ def test_pings_inside_a_working_tunnel_unanswered(tmp_path):
     assert f.basis == "decrypted" and f.stage == "inner"
     assert f.title.startswith("3 ICMP echo")
     (t,) = r.report.tunnels
-    assert t["inner"]["icmp_echo"] == {"requests": 9, "answered": 6, "unanswered": 3}
+    assert t["inner"]["icmp_echo"] == {"requests": n_out + 4, "answered": n_back + 1,
+                                       "unanswered": 3}
 
 
 # -- synthetic IKEv2 SAs built from scratch ------------------------------------------------------

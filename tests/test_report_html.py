@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import struct
 import xml.etree.ElementTree as ET
+from collections import Counter
 
 import html5lib
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from pcapvpn.analysis import run
 from pcapvpn.report import ladder as ladder_mod
 from pcapvpn.report import render
-from conftest import CAPTURES
+from conftest import CAPTURES, lab_esp_sas, tshark_fields
 import synth
 
 LAB = CAPTURES / "lab"
@@ -128,13 +129,24 @@ def test_lab_failures_have_the_marks_they_need():
 
 
 def test_esp_timeline_marks_the_silent_direction():
-    res = run([str(_lab("ikev2_esp_oneway"))])
+    cap = _lab("ikev2_esp_oneway")
+    # the run's SPIs (random per run) from the lab's SA table; which one carried ESP, from tshark
+    seen = Counter(int(r[0], 16) for r in tshark_fields(cap, ["esp.spi"], "esp && !icmp"))
+    sas = lab_esp_sas("ikev2_esp_oneway")
+    sent = [(s, d, spi) for s, d, spi in sas if seen[int(spi, 16)]]
+    silent = [(s, d, spi) for s, d, spi in sas if not seen[int(spi, 16)]]
+    assert len(sent) == 1 and len(silent) == 1, (sas, seen)
+    res = run([str(cap)])
     tree = _parse(render(res.report, "html"))
     tl = [s for s in tree.iter(SVG + "svg") if s.get("class") == "timeline"]
     assert len(tl) == 1
     text = "".join(tl[0].itertext())
-    assert "no ESP seen in this direction" in text
-    assert "6d9bb797" in text
+    src, dst, spi = sent[0]
+    n = seen[int(spi, 16)]
+    assert re.search(rf"{re.escape(src)} → {re.escape(dst)}\s+SPI {spi}\s+{n} packets", text), text
+    src, dst, spi = silent[0]
+    assert re.search(rf"{re.escape(src)} → {re.escape(dst)}\s+no ESP seen in this direction",
+                     text), text
     bars = [r for r in tl[0].iter(SVG + "rect") if r.find(SVG + "title") is not None
             and "packets/s" in "".join(r.find(SVG + "title").itertext())]
     assert bars
