@@ -3,7 +3,8 @@ to IKE SAs and tunnels.
 
 **Anchors.**  A log event that stands for a packet (``sending packet ... (464 bytes)``, ``retransmit
 2 of request with message ID 1``, ``initiating IKE_SA ... to B``, OpenVPN's ``TLS: Initial packet
-from ..., sid=...``) is paired with every packet of the capture it could be: same direction
+from ..., sid=...``, pluto's ``TCP: connect(21) failed: Connection refused``: the RST that
+answered an IKE-over-TCP SYN) is paired with every packet of the capture it could be: same direction
 relative to the gateway, the peer address on the right side (the gateway's own address may be
 translated by a NAT), and where the log says them the IKE message length, exchange, Message ID,
 request/response, retransmission, or the OpenVPN session ID.
@@ -126,7 +127,13 @@ def capture_anchors(state) -> list[Anchor]:
                                                   m.step == 1)))
             a.refs = tuple(m.frames)
             out.append(a)
+    for t in getattr(state, "tunnels", ()):  # IKE over TCP (RFC 9329)
+        for c in t.tcp_conns:
+            _tcp_refused(out, c, _txt(c.client), _txt(c.server), c.port, t.id)
     for t in getattr(state, "vpn_tunnels", ()):
+        if t.transport == "tcp":
+            for c in t.conns.values():
+                _tcp_refused(out, c, _txt(t.client), _txt(t.server), t.port, t.id)
         if t.protocol != "openvpn" or t.st is None:
             continue
         client, server = _txt(t.client), _txt(t.server)
@@ -145,6 +152,18 @@ def capture_anchors(state) -> list[Anchor]:
                 out.append(a)
     out.sort(key=lambda a: a.ts)
     return out
+
+
+def _tcp_refused(out: list, c, client: str, server: str, port, tunnel) -> None:
+    """A TCP connection refused by the server side (its RST answered the SYN, nothing ever
+    came back): the moment the client's connect() failed, a daemon's "connect ... failed:
+    Connection refused" line (libreswan's IKE over TCP, an OpenVPN client over TCP)."""
+    if not c.syn or not c.rst_server or c.synack or c.bytes[1]:
+        return
+    a = Anchor(c.rst_server[0][0], "tcp_refused", client, server, c.cport, port, None, tunnel)
+    a.first = True
+    a.refs = tuple(r for _ts, r in c.syn) + (c.rst_server[0][1],)
+    out.append(a)
 
 
 def _fits(e, a: Anchor, peer: str | None, local: str | None, known=frozenset()) -> bool:
@@ -182,6 +201,11 @@ def _fits(e, a: Anchor, peer: str | None, local: str | None, known=frozenset()) 
         if k in ("ike_send",) and e.size is None and e.exchange is None:
             return False
         return True
+    if a.kind == "tcp_refused":  # the daemon opened the connection: the peer is the server
+        return (k == "connect_failed" and e.direction == "out" and "refused" in
+                (e.reason or "").lower() and (peer is None or a.dst == peer) and
+                (local is None or a.src == local) and
+                (e.peer_port is None or e.peer_port == a.dport))
     # OpenVPN
     if k == "tls_initial":
         if e.session is not None:

@@ -4,11 +4,13 @@ status output of ``ipsec trafficstatus`` / ``ipsec status`` (``whack --trafficst
 
 A pluto message about a connection starts ``"conn"[instance] [...peer] #serial: `` (the state
 serial is the IKE SA's or the child SA's number); one about an unknown peer starts
-``packet from ADDR:PORT: ``; debugging lines start ``| `` (never classified).  Phrases are
-libreswan 4.x's (``ikev2.c``, ``ikev2_ike_sa_init.c``, ``ikev2_ike_auth.c``, ``timer.c``,
-``ikev2_child.c``; the operator vocabulary of ../shared/docs/anchors.md §2.5), checked against
-real logs (tests/data/logs/).  ``Possible authentication failure`` is pluto's *guess* after its
-first encrypted message got no acceptable answer: kind ``auth_suspected``, not ``auth_failed``.
+``packet from ADDR:PORT: ``; debugging lines start ``| `` (never classified); an error with
+its errno is prefixed ``ERROR: `` (before the connection part).  Phrases are libreswan 4.x's
+(``ikev2.c``, ``ikev2_ike_sa_init.c``, ``ikev2_ike_auth.c``, ``timer.c``, ``ikev2_child.c``,
+``iface_tcp.c``; the operator vocabulary of ../shared/docs/anchors.md §2.5), checked against
+real logs (tests/data/logs/, captures/lab/).  ``Possible authentication failure`` is pluto's
+*guess* after its first encrypted message got no acceptable answer: kind ``auth_suspected``,
+not ``auth_failed``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ PROGS = ("pluto", "ipsec_pluto", "libreswan")
 # "conn"[1] 192.0.2.2 #3:   /  "conn" #3:  /  "conn":   /  packet from 192.0.2.2:500:
 _HEAD = re.compile(r'(?:\d{3} )?(?:"([^"]+)"(?:\[(\d+)\])?(?: (?!#)(\S+?))?(?: #(\d+))?|packet from '
                    r'([0-9A-Fa-f.:]+?):(\d+)): ')
-_SIGNATURE = re.compile(r'(?:\d{3} )?(?:"[^"]+"(?:\[\d+\])?(?: \S+)? #\d+: |packet from \S+: |'
+_SIGNATURE = re.compile(r'(?:\d{3} )?(?:ERROR: )?(?:"[^"]+"(?:\[\d+\])?(?: \S+)? #\d+: |'
+                        r'packet from \S+: |'
                         r'\| |NSS |Starting Pluto|pluto |adding interface|listening for IKE|'
                         r'loading secrets|forgetting secrets|shutting down)')
 _EXCH = {"IKE_SA_INIT": "IKE_SA_INIT", "IKE_AUTH": "IKE_AUTH",
@@ -37,6 +40,10 @@ _DROPPING = re.compile(r"(?:dropping|ignoring) (?:unexpected )?(IKE_SA_INIT|IKE_
 _RESPONDING = re.compile(r"responding to (IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA|INFORMATIONAL) "
                          r"message \(ID (\d+)\) from ([0-9A-Fa-f.:]+?):(\d+) with (?:unencrypted |"
                          r"encrypted )?notification (\w+)")
+# IKE over TCP (RFC 9329): pluto's connect() to the peer's TCP port failed (libreswan 4.x
+# iface_tcp.c logs "TCP: connect(<fd>) failed" with strerror and errno: "Connection refused
+# (errno 111)" for a RST, "Connection timed out (errno 110)" for SYNs never answered)
+_TCP_CONNECT = re.compile(r"TCP: connect\(\d+\) failed")
 _PROPOSAL_LIST = re.compile(r"\s*\d+:((?:IKE|ESP|AH)=\S+)")
 _SELECTED = re.compile(r"proposal (\S+) chosen from remote proposals")
 _PROCESSED = re.compile(r"processed (IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA|INFORMATIONAL) "
@@ -69,6 +76,9 @@ def classify(ev: LogEvent) -> None:
     if t.startswith("| "):
         ev.level = "debug"
         return
+    if t.startswith("ERROR: "):  # an error with its errno: the prefix precedes the connection
+        ev.level = "error"
+        t = t[7:]
     m = _HEAD.match(t)
     if m:
         if m.group(1) is not None:
@@ -110,6 +120,12 @@ def _classify(ev: LogEvent, t: str) -> None:
         ev.peer, ev.peer_port = m.group(3), int(m.group(4))
         ev.notify = m.group(5)
         ev.kind = _KIND.get(m.group(5))
+        ev.reason = t
+        return
+    m = _TCP_CONNECT.match(t)
+    if m:  # the TCP connection for IKE over TCP could not be opened: no IKE message leaves
+        ev.kind = "connect_failed"
+        ev.direction = "out"
         ev.reason = t
         return
     m = _PROPOSAL_LIST.match(t)
