@@ -173,7 +173,7 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     report = build_report(sources, decoder, tracker)
     cap = report.capture
     if now is None:
-        now = max((s.last_ts for s in sources if s.last_ts is not None), default=0.0)
+        now = capture_end(sources)
     state = tracker.state(now, capture=cap)
     state.expect_peers = list(options.expect_peers)
     findings = run_rules(state)
@@ -191,6 +191,14 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in state.keepalives]
     report.thresholds = asdict(options.thresholds)
     return Result(report, state, findings, verdicts)
+
+
+def capture_end(sources) -> float:
+    """When the capture stopped: its last frame, or later when a file says it ran on (pcapng
+    ``isb_endtime``, which live ``--write`` and dumpcap record): absences are judged up to it."""
+    last = max((s.last_ts for s in sources if s.last_ts is not None), default=0.0)
+    ended = [e for s in sources if (e := getattr(s, "ended", None)) is not None]
+    return max([last] + ended) if last else last
 
 
 def _message_texts(sas, dicts) -> None:
@@ -326,5 +334,8 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         decode_error_samples=samples,
         warnings=warnings,
     )
+    stopped = capture_end(sources)
+    if end is not None and stopped > end:
+        summary.stopped = m.Time.of(stopped, start)
     summary.start_ts = start  # not serialised: for relative times
     return m.Report(tool="pcapvpn", version=__version__, capture=summary)

@@ -134,6 +134,8 @@ class CaptureSummary:
     decode_errors_by_reason: dict[str, int]
     decode_error_samples: list[DecodeError]
     warnings: list[str]
+    #: when the capture stopped, later than its last frame (pcapng isb_endtime), else None
+    stopped: Time | None = None
 
 
 @dataclass

@@ -109,6 +109,7 @@ def export_evidence(result, path: str, report=None, redactor=None, shown=None) -
                 new.append(p)
             comments[key] = new
     names = {s.name: s for s in result.sources}
+    by_index = {s.index: s for s in result.sources}
     wanted: dict = {}
     for name, frame in comments:
         src = names.get(name)
@@ -122,7 +123,7 @@ def export_evidence(result, path: str, report=None, redactor=None, shown=None) -
         w = PcapngWriter(out)
         ifaces: dict = {}
         for file_idx, number, ts, lt, data, wirelen, _off in merged:
-            src = result.sources[file_idx]
+            src = by_index[file_idx]
             key = (src.name, number)
             if redactor is not None:
                 lt2, data2 = rewrite_frame(lt, data, redactor)

@@ -32,6 +32,9 @@ def summary_rows(cap) -> list[tuple[str, str]]:
         ("start", cap.start.utc or "-"),
         ("end", cap.end.utc or "-"),
         ("duration", f"{cap.duration:.6f} s"),
+    ] + ([("capture stopped", f"{cap.stopped.utc} (the file records it: "
+                              f"{cap.stopped.rel - cap.duration:.1f} s after the last frame)")]
+         if getattr(cap, "stopped", None) else []) + [
         ("link types", ", ".join(f"{k} ({v})" for k, v in sorted(cap.linktypes.items())) or "-"),
         ("interface drops (pcapng ISB)",
          f"if_drop {_fmt_drop(cap.drops.get('if_drop'))}, os_drop {_fmt_drop(cap.drops.get('os_drop'))}"),
