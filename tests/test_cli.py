@@ -60,6 +60,29 @@ def test_json_output_file_and_exit_status(tmp_path):
     assert r.returncode == 0
 
 
+def test_output_file_is_named_on_stderr(tmp_path):
+    """-o FILE: one line on standard error naming the file, its format and what it holds
+    (--export-evidence and --redact-map join that line); nothing on standard output."""
+    out = tmp_path / "r.html"
+    r = cli("analyze", LAB / "ikev2_esp_oneway" / "ikev2_esp_oneway.pcap", "--format", "html",
+            "-o", out)
+    err = r.stderr.decode().splitlines()
+    assert len(err) == 1 and r.stdout == b"", err
+    doc = json.loads(cli("analyze", LAB / "ikev2_esp_oneway" / "ikev2_esp_oneway.pcap",
+                         "--format", "json").stdout)
+    n_fail = sum(t["verdict"] == "failing" for t in doc["tunnels"])
+    assert err[0].startswith(f"pcapvpn: wrote {out} (html report: ")
+    assert f"{len(doc['tunnels'])} tunnel(s): {n_fail} failing" in err[0]
+    assert f"{len(doc['findings'])} finding(s)" in err[0]
+    ev = tmp_path / "ev.pcapng"
+    r = cli("analyze", PUBLIC, "-o", tmp_path / "r.txt", "--export-evidence", ev)
+    err = r.stderr.decode().splitlines()
+    assert len(err) == 1 and f"{ev} (" in err[0] and "evidence frame(s)" in err[0]
+    # to standard output: no such line
+    r = cli("analyze", PUBLIC)
+    assert r.stderr == b""
+
+
 def test_markdown_and_text():
     r = cli("analyze", PUBLIC, "--format", "markdown")
     assert r.stdout.startswith(b"## pcapvpn") and b"| tunnel" in r.stdout

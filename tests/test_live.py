@@ -486,6 +486,34 @@ def test_live_without_write_numbers_frames_per_interface():
     assert ("live:ethA", "ESP_ONE_WAY") in seen and ("live:ethB", "IKE_NO_RESPONSE") in seen
 
 
+def test_analyze_judges_absence_up_to_the_recorded_stop(tmp_path):
+    """A file whose capture ran on after its last frame says so (pcapng isb_endtime, as live
+    --write and dumpcap write it): a request the capture waited response_timeout for is
+    unanswered; without that record the same frame is only "not visible"."""
+    from dissect.vpn.capture import PcapngWriter
+    from pcapvpn.sources import open_source
+
+    src = open_source(str(_lab("ikev2_healthy")))
+    first = next(iter(src.frames()))
+    src.close()
+    paths = {}
+    for name, ran in (("stopped", 15.0), ("plain", None)):
+        p = tmp_path / f"{name}.pcapng"
+        with open(p, "wb") as f:
+            w = PcapngWriter(f)
+            w.add_interface(first[3], "eth0", tsresol=9)
+            w.write_packet(0, first[2], first[4], first[5])
+            if ran is not None:
+                w.write_stats(0, first[2] + ran, starttime=first[2], endtime=first[2] + ran)
+        paths[name] = p
+    stopped = _analyze_json(paths["stopped"])
+    plain = _analyze_json(paths["plain"])
+    assert "IKE_NO_RESPONSE" in _codes(stopped["findings"])
+    assert stopped["capture"]["stopped"]["rel"] == 15.0
+    assert "IKE_NO_RESPONSE" not in _codes(plain["findings"])
+    assert plain["capture"]["stopped"] is None
+
+
 def test_expiry_forgets_idle_sas_without_resolving(tmp_path):
     """Two tunnels one after the other; with a 5 s idle expiry the first one's SAs are forgotten
     while the second runs: no "resolved" for its finding, the memory bound is counted."""
