@@ -187,6 +187,7 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     report.tunnels += [m.vpn_tunnel_dict(t, vmap[t.id], start, names) for t in state.vpn_tunnels]
     report.ike_sas = [m.ike_sa_dict(sa, start, names) for sa in state.ike_sas]
     _message_texts(state.ike_sas, report.ike_sas)
+    _exchange_status(ctx, state.ike_sas, report.ike_sas)
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]
     report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in state.keepalives]
     report.thresholds = asdict(options.thresholds)
@@ -199,6 +200,16 @@ def capture_end(sources) -> float:
     last = max((s.last_ts for s in sources if s.last_ts is not None), default=0.0)
     ended = [e for s in sources if (e := getattr(s, "ended", None)) is not None]
     return max([last] + ended) if last else last
+
+
+def _exchange_status(ctx, sas, dicts) -> None:
+    """Each exchange's ``status`` as the rules judge it: ``answered``, ``unanswered``, or
+    ``pending`` (the capture ended before an answer was due: not visible, never a failure)."""
+    from pcapvpn.rules.common import exchange_status
+
+    for sa, d in zip(sas, dicts):
+        for x, xd in zip(sa.exchanges, d["exchanges"]):
+            xd["status"] = exchange_status(ctx, x)
 
 
 def _message_texts(sas, dicts) -> None:

@@ -20,7 +20,10 @@ import math
 from pcapvpn.i18n import Lang
 from pcapvpn.report import ladder as _ladder
 from pcapvpn.report.escape import printable
-from pcapvpn.report.summary import VERDICT_ORDER, findings_by_tunnel, frames_text, summary_rows
+from pcapvpn.report.summary import (
+    VERDICT_ORDER, clock_note, duration_text, endpoint, findings_by_tunnel, frames_text,
+    summary_rows,
+)
 
 CSS = """
 :root{--fg:#1b1f23;--muted:#5a6169;--bg:#fff;--line:#d0d7de;--card:#f6f8fa;
@@ -76,7 +79,7 @@ h2{break-after:avoid}.scroll{overflow:visible}}
 """
 
 COLORS = {"req": "#1f4e79", "resp": "#067647", "retx": "#c2410c", "dup": "#8a8f98",
-          "lost": "#b42318", "float": "#6d28d9", "grid": "#e5e7eb", "life": "#9aa4b2",
+          "lost": "#b42318", "ended": "#8a8f98", "float": "#6d28d9", "grid": "#e5e7eb", "life": "#9aa4b2",
           "bar0": "#2563eb", "bar1": "#0d9488", "gap": "#fde68a", "stop": "#b42318",
           "rekey": "#6d28d9", "seq": "#b42318"}
 
@@ -150,10 +153,11 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         ya = y0 + 20
         kind = ("dup" if r.copy == "duplicate" else "retx" if r.copy == "retransmission"
                 else "resp" if r.response else "req")
-        color = COLORS["lost"] if r.unanswered else COLORS[kind]
+        color = (COLORS["lost"] if r.unanswered else COLORS["ended"] if r.pending
+                 else COLORS[kind])
         dash = {"retx": ' stroke-dasharray="7 4"', "dup": ' stroke-dasharray="2 3"'}.get(kind, "")
         x1, x2 = (xl, xr) if r.rightward else (xr, xl)
-        tip = [f"{r.label}", f"{r.src} → {r.dst}",
+        tip = [f"{r.label}", f"{endpoint(r.src)} → {endpoint(r.dst)}",
                f"{L._('frames')}: {', '.join(str(f) for f in r.frames)}", r.details]
         if r.codes:
             tip.append(", ".join(r.codes))
@@ -168,12 +172,20 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
                      f'stroke-width="2"{dash}/>')
             g.append(f'<path d="M{xe - 6:.1f},{ya - 6}L{xe + 6:.1f},{ya + 6}M{xe - 6:.1f},{ya + 6}'
                      f'L{xe + 6:.1f},{ya - 6}" stroke="{color}" stroke-width="2.5"/>')
+        elif r.pending:  # the capture ended before an answer was due: a bar, not a cross
+            xe = x1 + (x2 - x1) * 0.82
+            g.append(f'<line x1="{x1}" y1="{ya}" x2="{xe:.1f}" y2="{ya}" stroke="{color}" '
+                     f'stroke-width="2" stroke-dasharray="3 3"/>')
+            g.append(f'<path d="M{xe:.1f},{ya - 7}L{xe:.1f},{ya + 7}" stroke="{color}" '
+                     f'stroke-width="2.5"/>')
         else:
             g.append(f'<line x1="{x1}" y1="{ya}" x2="{x2 - (3 if x2 > x1 else -3)}" y2="{ya}" '
                      f'stroke="{color}" stroke-width="2"{dash} marker-end="url(#ah-{kind})"/>')
         label = r.label
         if r.unanswered:
             label += " · " + L._("no response")
+        elif r.pending:
+            label += " · " + L._("capture ended")
         g.append(f'<text x="{mid}" y="{ya - 5}" text-anchor="middle" font-size="11.5" '
                  f'font-weight="600" fill="{color}">{esc(_clip(label, 70))}</text>')
         det = r.details
@@ -195,6 +207,7 @@ def _ladder_legend(L: Lang) -> str:
     items = [("req", "", L._("request")), ("resp", "", L._("response")),
              ("retx", "dashed", L._("retransmission")), ("dup", "dotted", L._("capture duplicate")),
              ("lost", "", L._("no response (ends in a cross)")),
+             ("ended", "dashed", L._("capture ended before an answer was due (ends in a bar)")),
              ("float", "", L._("NAT-T move to UDP 4500"))]
     out = []
     for k, style, text in items:
@@ -215,11 +228,13 @@ def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
         flags = []
         if r.unanswered:
             flags.append(L._("no response"))
+        elif r.pending:
+            flags.append(L._("capture ended"))
         if r.codes:
             flags.append(", ".join(r.codes))
         rows.append(f'<tr><td class="num">{_fmt_t(r.t)}</td>'
                     f'<td class="num">{esc(",".join(str(f) for f in r.frames))}</td>'
-                    f'<td class="mono">{esc(r.src)} {arrow} {esc(r.dst)}</td>'
+                    f'<td class="mono">{esc(endpoint(r.src))} {arrow} {esc(endpoint(r.dst))}</td>'
                     f'<td>{esc(r.label)}</td><td>{esc(r.details)}</td>'
                     f'<td>{esc("; ".join(flags))}</td></tr>')
     head = "".join(f"<th>{esc(L._(h))}</th>" for h in
@@ -522,9 +537,11 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
          f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>",
          f"<header><h1>{esc(L._('VPN capture analysis'))}</h1>"
          f'<p class="muted">{esc(title)} · {cap.frames} {esc(L._("frames"))} · '
-         f'{cap.duration:.1f} s · {esc(cap.start.utc or "-")}'
+         f'{esc(duration_text(cap))} · {esc(cap.start.utc or "-")}'
          + (f' · <b>{esc(L._("redacted: addresses and identities are pseudonyms"))}</b>'
-            if redacted else "") + "</p></header>"]
+            if redacted else "") + "</p>"
+         + (f'<p class="notseen"><b>{esc(L._("Capture clock"))}:</b> {esc(clock_note(cap))}</p>'
+            if clock_note(cap) else "") + "</header>"]
     # verdicts
     o.append(f'<section id="verdicts"><h2>{esc(L._("Verdict per tunnel"))}</h2>')
     if tunnels:

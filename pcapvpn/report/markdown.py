@@ -13,7 +13,8 @@ from tabulate import tabulate
 from pcapvpn.report.escape import printable
 from pcapvpn.report.summary import (
     proto_label as _proto,
-    VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
+    VERDICT_ORDER, clock_note, esp_rows, findings_by_tunnel, frames_text, ike_rows,
+    summary_rows,
 )
 
 
@@ -81,6 +82,9 @@ def render_markdown(report) -> str:
     fmap = {f.id: f for f in report.findings}
     out = [f"## pcapvpn {_md(report.version)}: {len(report.tunnels)} tunnel(s), "
            f"{len(report.findings)} finding(s)", ""]
+    note = clock_note(cap)
+    if note:
+        out += [f"**Capture clock:** {_md(note)}", ""]
     tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
     if tunnels:
         rows = []

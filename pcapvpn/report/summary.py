@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time as _time
+
 from pcapvpn.findings import severity_rank, stage_rank
+from pcapvpn.report.escape import one_line
 
 VERDICT_ORDER = {"failing": 0, "degraded": 1, "unknown": 2, "healthy": 3}
 
@@ -78,6 +81,69 @@ def findings_by_tunnel(report):
     return out
 
 
+def endpoint(ep: str) -> str:
+    """A model endpoint ``addr:port`` as written for reading: an IPv6 address in brackets
+    (``[2001:db8::1]:500``), as URLs and Wireshark write it."""
+    a, sep, port = str(ep).rpartition(":")
+    if sep and ":" in a and not a.startswith("["):
+        return f"[{a}]:{port}"
+    return str(ep)
+
+
+def cell(s, width: int) -> str:
+    """A table cell of at most ``width`` characters; a cut one ends with an ellipsis."""
+    return one_line(s, width)
+
+
+#: a capture dated before this (1995-01-01) has a clock that was never set
+_CLOCK_UNSET_BEFORE = 788918400.0
+#: seconds: more than a year apart / ahead is no capture's real duration or date
+_YEAR = 366 * 86400.0
+
+
+def clock_note(cap, now=None) -> str | None:
+    """What is wrong with the capture's dates, for the header (None when nothing): dated 1970
+    (a clock never set), timestamps years apart (a clock that jumped: the duration means
+    nothing), or dated years ahead of this machine's clock.  ``now``: that clock (tests)."""
+    start = cap.start.utc
+    if not start or cap.start.rel is None:
+        return None
+    t0 = _epoch(start)
+    if t0 is None:
+        return None
+    t1 = t0 + (cap.duration or 0.0)
+    now = _time.time() if now is None else now
+    if t0 < _CLOCK_UNSET_BEFORE:
+        what = (f"dated {start[:10]}: the capturing machine's clock was not set (pcap time "
+                f"counts from 1970-01-01)")
+    elif t1 > now + _YEAR:
+        what = (f"dated {cap.end.utc[:10] if cap.end.utc else start[:10]}, years after this "
+                f"machine's clock: the capturing clock is wrong")
+    else:
+        what = None
+    if cap.duration > _YEAR:
+        span = f"timestamps {cap.duration / (365.25 * 86400):.0f} years apart (the capture clock jumped)"
+        what = f"{what}; {span}" if what else span
+    return what
+
+
+def duration_text(cap) -> str:
+    """The header's duration: ``12.3 s``, or that it cannot be told when the clock jumped."""
+    if cap.duration > _YEAR:
+        return "duration unknown"
+    return f"{cap.duration:.1f} s"
+
+
+def _epoch(utc: str) -> float | None:
+    import datetime as dt
+
+    try:
+        return dt.datetime.strptime(utc, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
 def ike_rows(report):
     rows = []
     for sa in report.ike_sas:
@@ -89,15 +155,20 @@ def ike_rows(report):
             first = ms[0]
             notifies = sorted({n for m in ms for n in m["notifies"]})
             inner = sorted({m["sk_first_payload"] for m in ms if m["sk_first_payload"]})
+            status = x.get("status")
             rows.append([
                 f"{first['time']['rel']:.3f}", f"v{sa['version']} {sa['ispi'][:8]}",
-                x["exchange"], x["message_id"], f"{first['src']} -> {first['dst']}",
-                "yes" if x["answered"] else "NO", len(ms), x["retransmissions"],
-                ",".join(notifies + [f"SK:{i}" for i in inner])[:60],
-                ",".join(str(f["frame"]) for m in ms for f in m["frames"])[:40],
+                x["exchange"], x["message_id"],
+                f"{endpoint(first['src'])} -> {endpoint(first['dst'])}",
+                "yes" if x["answered"] else ("too soon" if status == "pending" else "NO"),
+                len(ms), x["retransmissions"],
+                cell(",".join(notifies + [f"SK:{i}" for i in inner]), 60),
+                cell(",".join(str(f["frame"]) for m in ms for f in m["frames"]), 40),
             ])
     if not rows:
         return None
+    # every IKE SA's exchanges in the order they happened (not SA by SA)
+    rows.sort(key=lambda r: float(r[0]))
     return (["t (s)", "IKE SA", "exchange", "msgid", "first sender -> receiver", "answered",
              "msgs", "retx", "notifies / SK first", "frames"], rows)
 

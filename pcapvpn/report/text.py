@@ -13,7 +13,8 @@ from tabulate import tabulate
 from pcapvpn.report.escape import printable as _s
 from pcapvpn.report.summary import (
     proto_label as _proto,
-    VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
+    VERDICT_ORDER, clock_note, duration_text, esp_rows, findings_by_tunnel, frames_text,
+    ike_rows, summary_rows,
 )
 
 _COLORS = {"failing": "31", "degraded": "33", "unknown": "36", "healthy": "32",
@@ -40,7 +41,10 @@ def render_text(report, color: bool = False) -> str:
     fmap = {f.id: f for f in report.findings}
     out.append(_bold(f"pcapvpn {_s(report.version)} — {len(tunnels)} tunnel(s), "
                      f"{len(report.findings)} finding(s), {cap.frames} frames, "
-                     f"{cap.duration:.1f} s", color))
+                     f"{duration_text(cap)}", color))
+    note = clock_note(cap)
+    if note:
+        out.append(_c(f"Capture clock: {_s(note)}", "warning", color))
     out.append("")
     if tunnels:
         rows = []
