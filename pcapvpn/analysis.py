@@ -166,6 +166,7 @@ def _with_progress(frames, sources, progress):
 
 def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     """Rules over the tracked state (``now``: end of capture offline, the clock live)."""
+    from pcapvpn.findings import finding_groups
     from pcapvpn.rules import run_rules
     from pcapvpn.rules.common import Context
     from pcapvpn.rules.verdict import tunnel_verdicts
@@ -182,6 +183,7 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     start = cap.start_ts
     names = tracker.names
     report.findings = findings
+    report.groups = finding_groups(findings)
     vmap = {v.tunnel: v for v in verdicts}
     report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
     report.tunnels += [m.vpn_tunnel_dict(t, vmap[t.id], start, names) for t in state.vpn_tunnels]
@@ -213,12 +215,14 @@ def _exchange_status(ctx, sas, dicts) -> None:
 
 
 def _message_texts(sas, dicts) -> None:
-    """Add the cleartext texts of each IKE message to its dict: ``vendor_ids`` (known name, or the
+    """Add the texts of each IKE message to its dict: ``proposals`` (its SA payload, cleartext or
+    decrypted, as strongSwan writes proposals), ``vendor_ids`` (known name, or the
     text of a printable unknown one, else ``UNKNOWN:<hex>``) and ``identities`` (ID payloads sent
     in the clear: IKEv1 Aggressive Mode, anything unencrypted).  Capture text: renderers escape it,
     --redact replaces identities.  (Belongs in model.ike_message_dict; kept here for now.)"""
     from dissect.vpn import registry as reg
     from dissect.vpn import vendor_ids as vid
+    from pcapvpn.rules.common import proposal_texts
 
     for sa, d in zip(sas, dicts):
         for msg, md in zip(sa.messages, d["messages"]):
@@ -239,6 +243,12 @@ def _message_texts(sas, dicts) -> None:
                            f"{reg.id_type_name(msg.version, p.id_type)} {_id_text(p)}")
             md["vendor_ids"] = names
             md["identities"] = ids
+            # the SA payload as an operator writes proposals (a response holds the chosen one)
+            if msg.proposals:
+                md["proposals"] = proposal_texts(msg.version, msg.proposals)
+            inner = getattr(msg, "inner", None)
+            if md.get("decryption") is not None and inner and inner.get("proposals"):
+                md["decryption"]["proposals"] = proposal_texts(msg.version, inner["proposals"])
 
 
 def _id_text(p) -> str:
@@ -327,6 +337,13 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
                 counts.esp_tcp += e.packets
             else:
                 counts.esp_udp += e.packets
+        vpn = Counter()
+        for t in tracker.vpn_tracker.all_tunnels():
+            vpn[t.protocol] += t.frames
+        for proto, n in vpn.items():
+            if hasattr(counts, f"{proto}_frames"):
+                setattr(counts, f"{proto}_frames", n)
+                counts.other_ip_frames = max(0, counts.other_ip_frames - n)
         counts.nat_keepalives = tracker.keepalive_tracker.count
         counts.icmp_errors = len(tracker.icmp_errors) + tracker.icmp_dropped
         errs = list(tracker.decode_errors) + list(it.parse_errors)

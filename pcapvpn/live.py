@@ -1108,8 +1108,11 @@ class LiveSession:
         have = {f.id for f in result.findings}
         extra = [f for f in self.archived if f.id not in have]
         if extra:
+            from pcapvpn.findings import finding_groups
+
             result.report.findings = list(result.report.findings) + extra
             result.findings = result.report.findings
+            result.report.groups = finding_groups(result.findings)
         result.report.capture.warnings.extend(self.warnings())
         return result
 

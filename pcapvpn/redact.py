@@ -413,8 +413,13 @@ class Redactor:
         if isinstance(obj, tuple):
             return tuple(self._walk(x, key) for x in obj)
         if isinstance(obj, dict):
-            return {k: self._walk(v, k) for k, v in obj.items()
-                    if not (isinstance(k, str) and _SECRET_KEY.search(k))}
+            out = {k: self._walk(v, k) for k, v in obj.items()
+                   if not (isinstance(k, str) and _SECRET_KEY.search(k))}
+            if out.get("text") is not None and isinstance(out.get("value"), str):
+                # a configuration attribute: its text is redacted, its raw bytes (hex) would
+                # give the address away
+                out["value"] = None
+            return out
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             for f in dataclasses.fields(obj):
                 setattr(obj, f.name, self._walk(getattr(obj, f.name), f.name))

@@ -348,3 +348,13 @@ def test_redact_key_errors(tmp_path):
         assert what in p.stderr and "Traceback" not in p.stderr, p.stderr
         if "needs" not in what:
             assert p.stderr.count("\n") == 1, p.stderr
+
+
+def test_configuration_attributes_redacted():
+    """A configuration payload's address is redacted in its text, and its raw bytes dropped."""
+    r = Redactor(KEY, hosts=[])
+    attr = {"type": 1, "name": "INTERNAL_IP4_ADDRESS", "value": "0a000005", "text": "10.0.0.5"}
+    out = r._walk({"config": [{"type": 2, "attributes": [attr]}]}, "")
+    a = out["config"][0]["attributes"][0]
+    assert a["value"] is None and a["text"] != "10.0.0.5"
+    assert ipaddress.ip_address(a["text"]) in ipaddress.ip_network("10.0.0.0/8")

@@ -20,9 +20,11 @@ import math
 from pcapvpn.i18n import Lang
 from pcapvpn.report import ladder as _ladder
 from pcapvpn.report.escape import printable
+from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
-    VERDICT_ORDER, clock_note, duration_text, endpoint, findings_by_tunnel, frames_text,
-    summary_rows,
+    clock_note, compact, detailed_tunnels, duration_text, endpoint, error_groups,
+    findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ladder_sas,
+    list_text, proto_label, summary_rows, tunnel_order, verdict_rows,
 )
 
 CSS = """
@@ -447,14 +449,24 @@ def _timeline_legend(L: Lang) -> str:
 
 # -- findings ----------------------------------------------------------------------------------
 
-def _finding(f, L: Lang) -> str:
+def _group_id(g) -> str:
+    return f"g-{g['code']}-{g['severity']}"
+
+
+def _finding(f, L: Lang, group=None) -> str:
+    """One finding as an article; ``group``: it stands for a group of repeated findings (their
+    count and tunnels shown, their ids kept as anchors)."""
     from pcapvpn.findings import REGISTRY
 
     spec = REGISTRY.get(f.code)
     title = L.title(f.code, f.title)
-    o = [f'<article class="finding sev-{esc(f.severity)}" id="{esc(f.id)}">',
+    times = f" ×{group['count']}" if group else ""
+    anchors = ("".join(f'<a id="{esc(fid)}"></a>' for fid in group["findings"])
+               if group else "")
+    o = [f'<article class="finding sev-{esc(f.severity)}" '
+         f'id="{esc(_group_id(group) if group else f.id)}">{anchors}',
          f'<h3><span class="badge s-{esc(f.severity)}">{esc(L._(f.severity).upper())}</span> '
-         f'<code>{esc(f.code)}</code> {esc(title)}</h3>']
+         f'<code>{esc(f.code)}</code>{esc(times)} {esc(title)}</h3>']
     meta = [L._(f.stage), L._(f.basis)]
     if f.posture:
         meta.append(L._("posture (does not change the verdict)"))
@@ -463,6 +475,13 @@ def _finding(f, L: Lang) -> str:
     o.append(f'<p class="meta">{esc(" · ".join(meta))}</p>')
     if not L.english:
         o.append(f'<p class="orig"><b>{esc(L._("Observed"))}:</b> {esc(f.title)}</p>')
+    if group:
+        o.append(f'<p class="tunnels"><b>{esc(L._("On these tunnels"))} '
+                 f'({len(group["tunnels"])}):</b> '
+                 + ", ".join(f'<a href="#t-{esc(t)}" class="mono">{esc(t)}</a>'
+                             for t in group["tunnels"]) + "</p>")
+        o.append(f'<p class="muted">{esc(L._("For example"))} '
+                 f'<span class="mono">{esc(f.tunnel or "capture")}</span>:</p>')
     o.append(f'<p class="detail">{esc(L.text(f.detail))}</p>')
     if spec is not None:
         o.append(f'<p class="muted"><b>{esc(L._("What this means"))}:</b> '
@@ -520,15 +539,28 @@ def _capture(report, L: Lang) -> str:
     return "".join(o)
 
 
+def _facts(report, t, L: Lang) -> str:
+    lines = tunnel_facts(report, t)
+    if not lines:
+        return ""
+    head = (L._("What the keys showed") if t.get("protocol", "ipsec") == "ipsec"
+            else L._("What the capture shows"))
+    return (f'<div class="facts"><b>{esc(head)}:</b><ul>'
+            + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul></div>")
+
+
 def render_html(report, lang: str = "en", redacted: bool = False) -> str:
     from pcapvpn.rules import load_all
 
     load_all()
     L = Lang(lang)
     cap = report.capture
-    tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
+    tunnels = tunnel_order(report)
     fmap = {f.id: f for f in report.findings}
     marks = _ladder.finding_marks(report.findings)
+    many = compact(report)
+    groups = groups_of(report)
+    skip = grouped_ids(report)
     title = (f"pcapvpn — {len(tunnels)} {L._('tunnel(s)')}, {len(report.findings)} "
              f"{L._('finding(s)')}")
     o = ["<!DOCTYPE html>", f'<html lang="{esc(L.code)}"><head><meta charset="utf-8">',
@@ -542,30 +574,62 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
             if redacted else "") + "</p>"
          + (f'<p class="notseen"><b>{esc(L._("Capture clock"))}:</b> {esc(clock_note(cap))}</p>'
             if clock_note(cap) else "") + "</header>"]
+    gws = gateway_rows(report) if many else []
+    if gws:
+        o.append(f'<section id="gateways"><h2>{esc(L._("Gateways"))}</h2>'
+                 '<table class="stack"><tr>' + "".join(
+                     f"<th>{esc(L._(h))}</th>" for h in (
+                         "gateway", "tunnels", "failing", "degraded", "unknown", "healthy",
+                         "most frequent problems")) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>"
+                           for r in gws) + "</table></section>")
     # verdicts
     o.append(f'<section id="verdicts"><h2>{esc(L._("Verdict per tunnel"))}</h2>')
     if tunnels:
-        o.append('<div class="scroll"><table><tr>' + "".join(
-            f"<th>{esc(L._(h))}</th>" for h in ("tunnel", "IKE", "verdict", "stage",
+        o.append('<table class="stack verdicts"><tr>' + "".join(
+            f"<th>{esc(L._(h))}</th>" for h in ("tunnel", "protocol", "verdict", "stage",
                                                 "primary finding")) + "</tr>")
-        for t in tunnels:
-            p = fmap.get(t["primary_finding"])
-            pf = (f'<a href="#{esc(p.id)}"><code>{esc(p.code)}</code></a> '
-                  f'{esc(L.title(p.code, p.title))}') if p else "-"
-            o.append(f'<tr><td><a href="#t-{esc(t["id"])}" class="mono">{esc(t["id"])}</a></td>'
-                     f'<td>{esc("IKEv%s" % t["ike_version"] if t["ike_version"] else "-")}</td>'
-                     f'<td><span class="badge v-{esc(t["verdict"])}">'
-                     f'{esc(L._(t["verdict"]).upper())}</span></td>'
-                     f'<td>{esc(L._(t["failed_stage"] or t["stage_reached"] or "-"))}</td>'
+        for label, proto, verdict, stage, p, ids in verdict_rows(report, fmap, width=60):
+            pf = "-"
+            if p is not None:
+                href = _group_id(skip[p.id]) if p.id in skip else p.id
+                pf = (f'<a href="#{esc(href)}"><code>{esc(p.code)}</code></a> '
+                      f'{esc(L.title(p.code, p.title))}')
+            o.append(f'<tr><td><a href="#t-{esc(ids[0])}" class="mono">{esc(label)}</a></td>'
+                     f'<td>{esc(proto)}</td>'
+                     f'<td><span class="badge v-{esc(verdict)}">'
+                     f'{esc(L._(verdict).upper())}</span></td>'
+                     f'<td>{esc(L._(stage or "-"))}</td>'
                      f"<td>{pf}</td></tr>")
-        o.append("</table></div>")
+        o.append("</table>")
     else:
         o.append(f"<p>{esc(L._('No IKE, ESP or AH traffic between gateways was found.'))}</p>")
+    if many:
+        errs = error_groups(report)
+        o.append(f'<h3>{esc(L._("Errors"))}</h3>')
+        o.append("<ul>" + "".join(
+            f'<li><span class="badge s-{esc(sev)}">{esc(L._(sev).upper())}</span> '
+            f'<code>{esc(code)}</code> ×{n}: {esc(title)} — {esc(list_text(tids, 160))}</li>'
+            for sev, code, n, title, tids in errs) + "</ul>" if errs else
+            f'<p class="muted">{esc(L._("None."))}</p>')
     o.append("</section>")
+    if groups:
+        o.append(f'<section id="repeated"><h2>{esc(L._("Repeated findings"))}</h2>'
+                 f'<p class="muted">{esc(L._("Each is shown once, with the tunnels it was found on."))}</p>')
+        for g in groups:
+            first = fmap.get(g["findings"][0])
+            if first is not None:
+                o.append(_finding(first, L, group=g))
+        o.append("</section>")
     # per tunnel
-    groups = dict(findings_by_tunnel(report))
+    by_tunnel = dict(findings_by_tunnel(report, skip=skip))
+    full = detailed_tunnels(report)
     drawn = set()
+    brief = []
     for t in tunnels:
+        if t["id"] not in full:
+            brief.append(t)
+            continue
         o.append(f'<section class="tunnel" id="t-{esc(t["id"])}"><h2>{esc(L._("Tunnel"))} '
                  f'<span class="mono">{esc(t["id"])}</span> <span class="badge '
                  f'v-{esc(t["verdict"])}">{esc(L._(t["verdict"]).upper())}</span></h2>')
@@ -573,11 +637,18 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
         o.append(f'<p class="muted">{esc(L._("stage"))}: {esc(L._(stage or "-"))} · '
                  f'{esc(L._("first"))} {_fmt_t(t["first"]["rel"])} s · {esc(L._("last"))} '
                  f'{_fmt_t(t["last"]["rel"])} s</p>')
+        o.append(_facts(report, t, L))
         if t.get("not_seen"):
             o.append(f'<div class="notseen"><b>{esc(L._("Not visible in this capture"))}:</b><ul>'
                      + "".join(f"<li>{esc(L.text(n))}</li>" for n in t["not_seen"]) + "</ul></div>")
-        for f in groups.get(t["id"], ()):
+        for f in by_tunnel.get(t["id"], ()):
             o.append(_finding(f, L))
+        also = sorted({(skip[f.id]["code"], _group_id(skip[f.id])) for f in report.findings
+                       if f.tunnel == t["id"] and f.id in skip})
+        if also:
+            o.append(f'<p class="muted">{esc(L._("Also (repeated findings)"))}: '
+                     + ", ".join(f'<a href="#{esc(gid)}"><code>{esc(c)}</code></a>'
+                                 for c, gid in also) + "</p>")
         sas = [sa for sa in report.ike_sas if sa["id"] in set(t.get("ike_sas") or ())]
         if sas:
             o.append(f'<h3>{esc(L._("IKE ladder"))}</h3>')
@@ -589,11 +660,25 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
             o.append(f'<h3>{esc(L._("ESP timeline"))}</h3><figure><div class="scroll">{tl}</div>'
                      f"{_timeline_legend(L)}</figure>")
         o.append("</section>")
-    rest = [f for tid, fs in groups.items() if tid not in {t["id"] for t in tunnels} for f in fs]
+    if brief:
+        o.append(f'<section id="healthy"><h2>{esc(L._("Healthy tunnels"))} ({len(brief)})</h2>'
+                 f'<p class="muted">{esc(L._("Their findings are among the repeated findings above; their ladders are not drawn."))}</p>'
+                 '<table class="stack"><tr>' + "".join(
+                     f"<th>{esc(L._(h))}</th>" for h in ("tunnel", "protocol", "first", "last",
+                                                         "IKE SAs", "ESP SAs")) + "</tr>")
+        for t in brief:
+            o.append(f'<tr id="t-{esc(t["id"])}"><td class="mono">{esc(t["id"])}</td>'
+                     f'<td>{esc(proto_label(t))}</td>'
+                     f'<td>{_fmt_t(t["first"]["rel"])} s</td><td>{_fmt_t(t["last"]["rel"])} s</td>'
+                     f'<td>{len(t.get("ike_sas") or ())}</td><td>{len(t.get("esp_sas") or ())}</td></tr>')
+        o.append("</table></section>")
+    known = {t["id"] for t in tunnels}
+    rest = [f for tid, fs in by_tunnel.items() if tid not in known for f in fs]
     if rest:
         o.append(f'<section id="other"><h2>{esc(L._("Other findings"))}</h2>'
                  + "".join(_finding(f, L) for f in rest) + "</section>")
-    other_sas = [sa for sa in report.ike_sas if sa["id"] not in drawn]
+    owned = {i for t in tunnels for i in t.get("ike_sas") or ()}
+    other_sas = [sa for sa in ladder_sas(report) if sa["id"] not in drawn and sa["id"] not in owned]
     if other_sas:
         o.append(f'<section id="other-sas"><h2>{esc(L._("Other IKE SAs"))}</h2>'
                  + "".join(_ladder_figure(sa, marks, L) for sa in other_sas) + "</section>")

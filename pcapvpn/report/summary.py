@@ -26,39 +26,50 @@ def _fmt_drop(v):
     return "not recorded" if v is None else str(v)
 
 
+#: the VPNs beside IPsec in the capture summary: (Counts field, label)
+VPN_FRAME_ROWS = (("openvpn_frames", "OpenVPN frames"), ("wireguard_frames", "WireGuard frames"),
+                  ("l2tp_frames", "L2TP frames"), ("pptp_frames", "PPTP frames (TCP 1723, GRE)"),
+                  ("sslvpn_frames", "SSL-VPN frames (TLS, DTLS)"))
+
+
 def summary_rows(cap) -> list[tuple[str, str]]:
     c = cap.counts
-    return [
+    rows = [
         ("files", ", ".join(f"{f.name} ({f.format}{', gzip' if f.compressed else ''})"
                             for f in cap.files)),
         ("frames", str(cap.frames)),
         ("start", cap.start.utc or "-"),
         ("end", cap.end.utc or "-"),
         ("duration", f"{cap.duration:.6f} s"),
-    ] + ([("capture stopped", f"{cap.stopped.utc} (the file records it: "
-                              f"{cap.stopped.rel - cap.duration:.1f} s after the last frame)")]
-         if getattr(cap, "stopped", None) else []) + [
+    ]
+    stopped = getattr(cap, "stopped", None)
+    if stopped is not None and stopped.rel is not None:
+        rows.append(("capture stopped", f"{stopped.utc} ({stopped.rel - cap.duration:.1f} s "
+                                        f"after the last frame, as the file records)"))
+    rows += [
         ("link types", ", ".join(f"{k} ({v})" for k, v in sorted(cap.linktypes.items())) or "-"),
         ("interface drops (pcapng ISB)",
-         f"if_drop {_fmt_drop(cap.drops.get('if_drop'))}, os_drop {_fmt_drop(cap.drops.get('os_drop'))}"),
-        ("IKE messages", f"{c.ike} (UDP 500: {c.ike_udp_500}, UDP 4500: {c.ike_udp_4500}, TCP: {c.ike_tcp})"),
-        ("ESP packets", f"{c.esp} (IP proto 50: {c.esp_ip}, UDP 4500: {c.esp_udp}, TCP: {c.esp_tcp})"),
+         f"if_drop {_fmt_drop(cap.drops.get('if_drop'))}, "
+         f"os_drop {_fmt_drop(cap.drops.get('os_drop'))}"),
+        ("IKE messages", f"{c.ike} (UDP 500: {c.ike_udp_500}, UDP 4500: {c.ike_udp_4500}, "
+                         f"TCP: {c.ike_tcp})"),
+        ("ESP packets", f"{c.esp} (IP proto 50: {c.esp_ip}, UDP 4500: {c.esp_udp}, "
+                        f"TCP: {c.esp_tcp})"),
         ("AH packets", str(c.ah)),
+    ]
+    rows += [(label, str(getattr(c, k, 0))) for k, label in VPN_FRAME_ROWS
+             if getattr(c, k, 0)]
+    rows += [
         ("NAT keepalives", str(c.nat_keepalives)),
         ("ICMP errors", str(c.icmp_errors)),
-        ("IP fragment frames", f"{c.ip_fragment_frames} ({c.reassembled_datagrams} datagrams reassembled, "
-                               f"{c.incomplete_fragment_sets} incomplete)"),
-        *([("TCP reassembly",
-            f"{c.tcp_retransmissions} retransmission(s), {c.tcp_gaps} gap(s) "
-            f"({c.tcp_gaps_by_limit} at the out-of-order limit), {c.tcp_streams_evicted} "
-            f"stream direction(s) and {c.tcp_bytes_dropped} bytes dropped at memory limits")]
-          if c.tcp_retransmissions or c.tcp_gaps or c.tcp_streams_evicted or c.tcp_bytes_dropped
-          else []),
+        ("IP fragment frames", f"{c.ip_fragment_frames} ({c.reassembled_datagrams} datagrams "
+                               f"reassembled, {c.incomplete_fragment_sets} incomplete)"),
         ("truncated frames (snaplen)", str(c.truncated_frames)),
         ("non-IP frames", str(c.non_ip_frames)),
         ("other IP frames", str(c.other_ip_frames)),
         ("undecodable frames", str(cap.decode_errors)),
     ]
+    return rows
 
 
 def frames_text(frames, limit: int = 30) -> str:
@@ -72,18 +83,142 @@ def frames_text(frames, limit: int = 30) -> str:
     return s
 
 
-def findings_by_tunnel(report):
-    """[(tunnel id or None, findings worst first)] in the order of the tunnel summary."""
-    order = {t["id"]: i for i, t in enumerate(
-        sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9)))}
-    groups = {t["id"]: [] for t in report.tunnels if t["not_seen"]}
+def finding_order(f):
+    return (f.posture, not f.failure, severity_rank(f.severity), stage_rank(f.stage))
+
+
+def tunnel_order(report) -> list:
+    """The tunnels, the worst verdict first (the order of every tunnel list)."""
+    return sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
+
+
+def groups_of(report) -> list[dict]:
+    """The report's repeated findings (``report.groups``; computed for a report made without)."""
+    groups = getattr(report, "groups", None)
+    if groups is None:
+        from pcapvpn.findings import finding_groups
+
+        groups = finding_groups(report.findings)
+    return groups
+
+
+def grouped_ids(report) -> dict:
+    """{finding id: its group} for the findings shown once, as a group."""
+    return {fid: g for g in groups_of(report) for fid in g["findings"]}
+
+
+def findings_by_tunnel(report, include=(), skip=()):
+    """[(tunnel id or None, findings worst first)] in the order of the tunnel summary: every
+    tunnel with findings or something not visible, and the tunnels ``include`` names; findings
+    whose ids are in ``skip`` (shown as a group) left out of their tunnel."""
+    order = {t["id"]: i for i, t in enumerate(tunnel_order(report))}
+    groups = {t["id"]: [] for t in report.tunnels if t["not_seen"] or t["id"] in include}
     for f in report.findings:
-        groups.setdefault(f.tunnel, []).append(f)
+        lst = groups.setdefault(f.tunnel, [])
+        if f.id not in skip:
+            lst.append(f)
     out = []
     for tid, fs in sorted(groups.items(), key=lambda kv: order.get(kv[0], 10 ** 6)):
-        fs.sort(key=lambda f: (f.posture, not f.failure, severity_rank(f.severity),
-                               stage_rank(f.stage)))
+        fs.sort(key=finding_order)
         out.append((tid, fs))
+    return out
+
+
+#: more tunnels than this: the compact first screen (gateways, grouped verdict rows, errors)
+COMPACT_TUNNELS = 12
+
+
+def compact(report) -> bool:
+    return len(report.tunnels) > COMPACT_TUNNELS
+
+
+def list_text(items, width: int) -> str:
+    """``a, b, c, … (N)`` within ``width`` characters (all of them when they fit)."""
+    items = list(items)
+    full = ", ".join(items)
+    if len(full) <= width:
+        return full
+    tail = f", … ({len(items)})"
+    out = ""
+    for x in items:
+        nxt = f"{out}, {x}" if out else x
+        if len(nxt) + len(tail) > width:
+            break
+        out = nxt
+    return (out or items[0][:max(1, width - len(tail))]) + tail
+
+
+def gateway_rows(report) -> list[list]:
+    """Per gateway that several tunnels share (a head-end): [address, tunnels, failing,
+    degraded, unknown, healthy, the most frequent primary code among the others]."""
+    from collections import Counter
+
+    per: dict = {}
+    for t in report.tunnels:
+        for a in {t.get("a"), t.get("b")}:
+            if a:
+                per.setdefault(a, []).append(t)
+    rows = []
+    for a, ts in sorted(per.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        if len(ts) < 2:
+            continue
+        v = Counter(t["verdict"] for t in ts)
+        bad = Counter(t["primary_code"] for t in ts if t["verdict"] != "healthy"
+                      and t.get("primary_code"))
+        top = ", ".join(f"{c} x{n}" for c, n in bad.most_common(3))
+        rows.append([a, len(ts), v["failing"], v["degraded"], v["unknown"], v["healthy"],
+                     top or "-"])
+    return rows[:10]
+
+
+def verdict_rows(report, fmap, width: int = 44) -> list[tuple]:
+    """The verdict table's rows ``(tunnel(s), protocol, verdict, stage, primary finding or
+    None, [tunnel ids])``: one per tunnel, or in the compact form one per (protocol, verdict,
+    stage, primary code) with the tunnels it covers."""
+    tunnels = tunnel_order(report)
+    if not compact(report):
+        return [(t["id"], proto_label(t), t["verdict"], t["failed_stage"] or t["stage_reached"],
+                 fmap.get(t["primary_finding"]), [t["id"]]) for t in tunnels]
+    rows: dict = {}
+    for t in tunnels:
+        key = (proto_label(t), t["verdict"], t["failed_stage"] or t["stage_reached"],
+               t.get("primary_code"))
+        rows.setdefault(key, []).append(t)
+    out = []
+    for (proto, verdict, stage, _code), ts in rows.items():
+        ids = [t["id"] for t in ts]
+        label = ids[0] if len(ids) == 1 else f"{len(ids)} tunnels: " + list_text(ids, width)
+        out.append((label, proto, verdict, stage, fmap.get(ts[0]["primary_finding"]), ids))
+    return out
+
+
+def detailed_tunnels(report) -> set:
+    """The tunnels drawn in full (ladders, timelines): all of them, or with many tunnels the
+    ones that are not healthy (the healthy ones are counted in the verdict table)."""
+    return {t["id"] for t in report.tunnels
+            if not compact(report) or t["verdict"] != "healthy"}
+
+
+def ladder_sas(report) -> list:
+    """The IKE SAs whose ladder is drawn: those of the tunnels drawn in full and those of no
+    tunnel."""
+    shown = detailed_tunnels(report)
+    owner = {i: t["id"] for t in report.tunnels for i in t.get("ike_sas") or ()}
+    return [sa for sa in report.ike_sas if owner.get(sa["id"], None) in shown
+            or sa["id"] not in owner]
+
+
+def error_groups(report) -> list[tuple]:
+    """Errors and critical findings by code: ``[(severity, code, count, title of the first,
+    tunnel ids)]`` (the compact first screen lists every one)."""
+    by: dict = {}
+    for f in sorted(report.findings, key=finding_order):
+        if severity_rank(f.severity) <= severity_rank("error"):
+            by.setdefault((f.severity, f.code), []).append(f)
+    out = []
+    for (sev, code), fs in sorted(by.items(), key=lambda kv: (severity_rank(kv[0][0]),
+                                                                -len(kv[1]), kv[0][1])):
+        out.append((sev, code, len(fs), fs[0].title, sorted({f.tunnel or "capture" for f in fs})))
     return out
 
 
