@@ -158,3 +158,18 @@ def test_truncated_capture_warns_and_analyses_the_rest(tmp_path, fmt):
     assert r.returncode in (0, 1)
     out = r.stdout.decode()
     assert "cut.pcap" in out and "offset" in out
+
+
+def test_readme_first_example_ends_with_the_verdict():
+    """The README's first example shows what the command prints: the verdict table at the top and
+    the one-sentence verdict at the end (kept in step with the real output)."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    cmd = re.search(r"pcapvpn analyze (captures/\S+\.pcap)", readme)
+    block = re.search(r"```text\n(.*?)\n```", readme, flags=re.S).group(1).splitlines()
+    r = cli("analyze", cmd.group(1), env={"NO_COLOR": "1"})
+    lines = r.stdout.decode().rstrip("\n").splitlines()
+    assert r.returncode == 1
+    assert block[:3] == lines[2:5]
+    assert block[-1] == lines[-1] and lines[-1].startswith("Verdict: FAILING — ")

@@ -28,7 +28,7 @@ from pcapvpn.report.summary import (
 )
 
 CSS = """
-:root{--fg:#1b1f23;--muted:#5a6169;--bg:#fff;--line:#d0d7de;--card:#f6f8fa;
+:root{--fg:#1b1f23;--muted:#5a6169;--bg:#fff;--line:#d0d7de;--card:#f6f8fa;--req:#1f4e79;--resp:#067647;
 --failing:#b42318;--degraded:#b54708;--unknown:#175cd3;--healthy:#067647;
 --critical:#7a0916;--error:#b42318;--warning:#b54708;--info:#175cd3}
 *{box-sizing:border-box}
@@ -73,8 +73,31 @@ svg .m{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 details{margin:6px 0}summary{cursor:pointer;color:var(--muted);font-size:.9em}
 .sw{display:inline-block;width:18px;height:0;border-top:2px solid;vertical-align:middle;margin-right:4px}
 footer{margin-top:30px;color:var(--muted);font-size:.85em;border-top:1px solid var(--line);padding-top:8px}
+.facts{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:6px 12px;margin:8px 0}
+.facts ul{margin:.2em 0 .2em 1.2em;padding:0}
+h2,h3,td,th,li,p,dd{overflow-wrap:anywhere}
+ol.vladder{display:none;list-style:none;margin:0;padding:0;border:1px solid var(--line);border-radius:6px}
+ol.vladder li{padding:5px 8px;border-bottom:1px solid var(--line);border-left:5px solid var(--req)}
+ol.vladder li:last-child{border-bottom:0}
+ol.vladder li.peers{display:flex;justify-content:space-between;gap:8px;border-left-color:transparent;
+font-weight:700;font-size:.9em}
+ol.vladder li.l{text-align:right;border-left-color:var(--resp)}
+ol.vladder li.k-retx{border-left-color:#c2410c}ol.vladder li.k-dup{border-left-color:#8a8f98}
+ol.vladder li.k-lost{border-left-color:var(--error)}ol.vladder li.k-ended{border-left-color:#8a8f98}
+ol.vladder li.note{font-style:italic;color:var(--muted);border-left-color:#6d28d9}
+ol.vladder .t{font-family:ui-monospace,monospace;font-size:.85em;color:var(--muted);margin-right:6px}
+ol.vladder .ladder-label{font-weight:600}
+ol.vladder .det{display:block;font-size:.85em;color:var(--muted)}
+ol.vladder .mark{color:var(--error);font-weight:700}
 @media (max-width:600px){body{font-size:14px;padding:0 8px 30px}dl.ev{grid-template-columns:1fr}
-th,td{padding:3px 4px}}
+th,td{padding:3px 4px}
+table.stack,table.stack tbody,table.stack tr,table.stack td{display:block;width:100%}
+table.stack tr.head{display:none}
+table.stack tr{border:1px solid var(--line);border-radius:6px;margin:6px 0;padding:4px 8px}
+table.stack td{border:0;padding:1px 0}
+table.stack td[data-l]::before{content:attr(data-l) ": ";color:var(--muted);font-size:.85em}
+svg.ladder{display:none}ol.vladder{display:block}
+svg.timeline{min-width:560px}}
 @media print{body{padding:0;font-size:11pt}main{max-width:none}a{color:inherit;text-decoration:none}
 details{display:block}summary{display:none}.finding,figure,table{break-inside:avoid}
 h2{break-after:avoid}.scroll{overflow:visible}}
@@ -188,8 +211,8 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
             label += " · " + L._("no response")
         elif r.pending:
             label += " · " + L._("capture ended")
-        g.append(f'<text x="{mid}" y="{ya - 5}" text-anchor="middle" font-size="11.5" '
-                 f'font-weight="600" fill="{color}">{esc(_clip(label, 70))}</text>')
+        g.append(f'<text class="ladder-label" x="{mid}" y="{ya - 5}" text-anchor="middle" '
+                 f'font-size="11.5" font-weight="600" fill="{color}">{esc(_clip(label, 70))}</text>')
         det = r.details
         mark = ""
         if r.codes:
@@ -217,6 +240,47 @@ def _ladder_legend(L: Lang) -> str:
         out.append(f'<span><i class="sw" style="{st}"></i>{esc(text)}</span>')
     out.append(f'<span>⚑ {esc(L._("cited by a finding"))}</span>')
     return '<p class="legend">' + "".join(out) + "</p>"
+
+
+def _ladder_list(lad: _ladder.Ladder, L: Lang) -> str:
+    """The ladder laid out vertically (shown instead of the SVG on narrow screens): one line per
+    message, its direction as an arrow, its label in the text's own size."""
+    def peer(p, role):
+        ports = ("UDP " + ", ".join(str(x) for x in p.ports)) if p.ports else ""
+        return f"<span>{esc(role)} {esc(p.address)}{esc(' · ' + ports if ports else '')}</span>"
+
+    items = [f'<li class="peers">{peer(lad.left, L._("initiator"))}'
+             f'{peer(lad.right, L._("responder"))}</li>']
+    for r in lad.rows:
+        if r.kind != "msg":
+            t = f'<span class="t">{_fmt_t(r.t)}</span>' if r.kind == "float" else ""
+            items.append(f'<li class="note">{t}{esc(r.text)}</li>')
+            continue
+        kind = ("lost" if r.unanswered else "ended" if r.pending else
+                "dup" if r.copy == "duplicate" else "retx" if r.copy == "retransmission"
+                else "")
+        label = r.label
+        if r.unanswered:
+            label += " · " + L._("no response")
+        elif r.pending:
+            label += " · " + L._("capture ended")
+        arrow = "→" if r.rightward else "←"
+        det = r.details
+        mark = f'<span class="mark">⚑ {esc(", ".join(r.codes))}</span> ' if r.codes else ""
+        items.append(f'<li class="{"r" if r.rightward else "l"}{" k-" + kind if kind else ""}">'
+                     f'<span class="t">{_fmt_t(r.t)}</span>{arrow} '
+                     f'<span class="ladder-label">{esc(label)}</span>'
+                     f'<span class="det">{mark}{esc(det)}</span></li>')
+    return f'<ol class="vladder">{"".join(items)}</ol>'
+
+
+def _stack_table(headers, rows, cls: str = "") -> str:
+    """A table whose rows become cards on narrow screens (each cell labelled by its header):
+    ``rows`` hold cells already in HTML."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f'<td data-l="{esc(h)}">{c}</td>'
+                                     for h, c in zip(headers, r)) + "</tr>" for r in rows)
+    return f'<table class="stack {cls}"><tr class="head">{head}</tr>{body}</table>'
 
 
 def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
@@ -259,8 +323,8 @@ def _ladder_figure(sa: dict, marks, L: Lang) -> str:
     if lad.start_utc:
         cap.append(f'{esc(L._("first message"))}: {esc(lad.start_utc)}')
     return (f'<figure id="sa-{esc(lad.sa_id)}"><figcaption>{" · ".join(cap)}</figcaption>'
-            f'<div class="scroll">{ladder_svg(lad, L)}</div>{_ladder_legend(L)}'
-            f'{_ladder_table(lad, L)}</figure>')
+            f'<div class="scroll">{ladder_svg(lad, L)}</div>{_ladder_list(lad, L)}'
+            f'{_ladder_legend(L)}{_ladder_table(lad, L)}</figure>')
 
 
 # -- ESP timeline SVG ---------------------------------------------------------------------------
@@ -576,32 +640,25 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
             if clock_note(cap) else "") + "</header>"]
     gws = gateway_rows(report) if many else []
     if gws:
+        heads = [L._(h) for h in ("gateway", "tunnels", "failing", "degraded", "unknown",
+                                  "healthy", "most frequent problems")]
         o.append(f'<section id="gateways"><h2>{esc(L._("Gateways"))}</h2>'
-                 '<table class="stack"><tr>' + "".join(
-                     f"<th>{esc(L._(h))}</th>" for h in (
-                         "gateway", "tunnels", "failing", "degraded", "unknown", "healthy",
-                         "most frequent problems")) + "</tr>"
-                 + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>"
-                           for r in gws) + "</table></section>")
+                 + _stack_table(heads, [[esc(c) for c in r] for r in gws]) + "</section>")
     # verdicts
     o.append(f'<section id="verdicts"><h2>{esc(L._("Verdict per tunnel"))}</h2>')
     if tunnels:
-        o.append('<table class="stack verdicts"><tr>' + "".join(
-            f"<th>{esc(L._(h))}</th>" for h in ("tunnel", "protocol", "verdict", "stage",
-                                                "primary finding")) + "</tr>")
+        rows = []
         for label, proto, verdict, stage, p, ids in verdict_rows(report, fmap, width=60):
             pf = "-"
             if p is not None:
                 href = _group_id(skip[p.id]) if p.id in skip else p.id
                 pf = (f'<a href="#{esc(href)}"><code>{esc(p.code)}</code></a> '
                       f'{esc(L.title(p.code, p.title))}')
-            o.append(f'<tr><td><a href="#t-{esc(ids[0])}" class="mono">{esc(label)}</a></td>'
-                     f'<td>{esc(proto)}</td>'
-                     f'<td><span class="badge v-{esc(verdict)}">'
-                     f'{esc(L._(verdict).upper())}</span></td>'
-                     f'<td>{esc(L._(stage or "-"))}</td>'
-                     f"<td>{pf}</td></tr>")
-        o.append("</table>")
+            rows.append([f'<a href="#t-{esc(ids[0])}" class="mono">{esc(label)}</a>', esc(proto),
+                         f'<span class="badge v-{esc(verdict)}">{esc(L._(verdict).upper())}</span>',
+                         esc(L._(stage or "-")), pf])
+        o.append(_stack_table([L._(h) for h in ("tunnel", "protocol", "verdict", "stage",
+                                                "primary finding")], rows, "verdicts"))
     else:
         o.append(f"<p>{esc(L._('No IKE, ESP or AH traffic between gateways was found.'))}</p>")
     if many:
@@ -614,8 +671,9 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
             f'<p class="muted">{esc(L._("None."))}</p>')
     o.append("</section>")
     if groups:
+        note = L._("Each is shown once, with the tunnels it was found on.")
         o.append(f'<section id="repeated"><h2>{esc(L._("Repeated findings"))}</h2>'
-                 f'<p class="muted">{esc(L._("Each is shown once, with the tunnels it was found on."))}</p>')
+                 f'<p class="muted">{esc(note)}</p>')
         for g in groups:
             first = fmap.get(g["findings"][0])
             if first is not None:
@@ -661,17 +719,16 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
                      f"{_timeline_legend(L)}</figure>")
         o.append("</section>")
     if brief:
+        note = L._("Their findings are among the repeated findings above; their ladders are "
+                   "not drawn.")
+        rows = [[f'<span class="mono" id="t-{esc(t["id"])}">{esc(t["id"])}</span>',
+                 esc(proto_label(t)), f'{_fmt_t(t["first"]["rel"])} s',
+                 f'{_fmt_t(t["last"]["rel"])} s', str(len(t.get("ike_sas") or ())),
+                 str(len(t.get("esp_sas") or ()))] for t in brief]
         o.append(f'<section id="healthy"><h2>{esc(L._("Healthy tunnels"))} ({len(brief)})</h2>'
-                 f'<p class="muted">{esc(L._("Their findings are among the repeated findings above; their ladders are not drawn."))}</p>'
-                 '<table class="stack"><tr>' + "".join(
-                     f"<th>{esc(L._(h))}</th>" for h in ("tunnel", "protocol", "first", "last",
-                                                         "IKE SAs", "ESP SAs")) + "</tr>")
-        for t in brief:
-            o.append(f'<tr id="t-{esc(t["id"])}"><td class="mono">{esc(t["id"])}</td>'
-                     f'<td>{esc(proto_label(t))}</td>'
-                     f'<td>{_fmt_t(t["first"]["rel"])} s</td><td>{_fmt_t(t["last"]["rel"])} s</td>'
-                     f'<td>{len(t.get("ike_sas") or ())}</td><td>{len(t.get("esp_sas") or ())}</td></tr>')
-        o.append("</table></section>")
+                 f'<p class="muted">{esc(note)}</p>'
+                 + _stack_table([L._(h) for h in ("tunnel", "protocol", "first", "last",
+                                                  "IKE SAs", "ESP SAs")], rows) + "</section>")
     known = {t["id"] for t in tunnels}
     rest = [f for tid, fs in by_tunnel.items() if tid not in known for f in fs]
     if rest:

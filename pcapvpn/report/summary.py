@@ -208,6 +208,43 @@ def ladder_sas(report) -> list:
             or sa["id"] not in owner]
 
 
+def verdict_line(report) -> str:
+    """The last line of the text report: the verdict in one sentence a newcomer can act on."""
+    from collections import Counter
+
+    tunnels = tunnel_order(report)
+    fmap = {f.id: f for f in report.findings}
+    if not tunnels:
+        return "Verdict: no VPN tunnel was found in this capture."
+    if len(tunnels) == 1:
+        t = tunnels[0]
+        p = fmap.get(t["primary_finding"])
+        what = f"{p.title} ({p.code})" if p else ""
+        v = t["verdict"]
+        if v == "failing":
+            return (f"Verdict: FAILING — the tunnel {t['id']} breaks at "
+                    f"{t['failed_stage'] or t['stage_reached']}: {what}. The numbered steps "
+                    f"above say what to check.")
+        if v == "degraded":
+            return f"Verdict: DEGRADED — the tunnel {t['id']} works, but: {what}."
+        if v == "unknown":
+            return (f"Verdict: UNKNOWN — nothing decisive was seen for {t['id']} (see 'Not "
+                    f"visible in this capture').")
+        return (f"Verdict: HEALTHY — the tunnel {t['id']} came up (stage reached: "
+                f"{t['stage_reached']}) and nothing degraded it.")
+    v = Counter(t["verdict"] for t in tunnels)
+    parts = []
+    for verdict in ("failing", "degraded", "unknown", "healthy"):
+        if not v[verdict]:
+            continue
+        codes = Counter(t["primary_code"] for t in tunnels
+                        if t["verdict"] == verdict and t.get("primary_code"))
+        why = ", ".join(f"{c} on {n}" for c, n in codes.most_common(3))
+        parts.append(f"{v[verdict]} {verdict}" + (f" ({why})" if why and verdict != "healthy"
+                                                  else ""))
+    return f"Verdict: {len(tunnels)} tunnels: " + "; ".join(parts) + "."
+
+
 def error_groups(report) -> list[tuple]:
     """Errors and critical findings by code: ``[(severity, code, count, title of the first,
     tunnel ids)]`` (the compact first screen lists every one)."""

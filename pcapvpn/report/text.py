@@ -19,7 +19,7 @@ from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
     cell, clock_note, compact, duration_text, error_groups, esp_rows, findings_by_tunnel,
     frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, list_text, summary_rows,
-    tunnel_order, verdict_rows,
+    tunnel_order, verdict_line, verdict_rows,
 )
 
 _COLORS = {"failing": "31", "degraded": "33", "unknown": "36", "healthy": "32",
@@ -152,4 +152,7 @@ def render_text(report, color: bool = False) -> str:
         if cap.decode_errors > len(shown):
             out.append(f"  ... ({cap.decode_errors - len(shown)} more; --format json lists up to "
                        f"{len(cap.decode_error_samples)})")
+    verdict = tunnels[0]["verdict"] if len(tunnels) == 1 else (
+        "failing" if any(t["verdict"] == "failing" for t in tunnels) else None)
+    out += ["", _c(_bold(_s(verdict_line(report)), color), verdict or "", color)]
     return "\n".join(out) + "\n"
