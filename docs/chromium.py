@@ -56,7 +56,8 @@ class Chromium:
         # bash puts the two pipe ends on descriptors 3 and 4, where Chromium expects them (dash
         # takes only one-digit descriptors in a redirection)
         self.proc = subprocess.Popen(
-            [shutil.which("bash") or "/bin/bash", "-c", f'exec "$0" "$@" 3<&{to_child} 4>&{from_child}', *args],
+            [shutil.which("bash") or "/bin/bash", "-c",
+             f'exec "$0" "$@" 3<&{to_child} 4>&{from_child}', *args],
             pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_child)

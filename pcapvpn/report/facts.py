@@ -174,7 +174,8 @@ def vpn_facts(t) -> list[str]:
     st = v.get(proto) or {}
     if proto == "openvpn":
         prot = st.get("control_protection") or "?"
-        out.append(f"control channel: {'plain (no tls-auth / tls-crypt)' if prot == 'none' else prot}"
+        prot = "plain (no tls-auth / tls-crypt)" if prot == "none" else prot
+        out.append(f"control channel: {prot}"
                    + (" (tls-crypt-v2)" if st.get("tls_crypt_v2") else ""))
         sessions = st.get("sessions") or []
         for s in sessions[:MAX_LISTED]:

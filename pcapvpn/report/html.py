@@ -28,7 +28,8 @@ from pcapvpn.report.summary import (
 )
 
 CSS = """
-:root{--fg:#1b1f23;--muted:#5a6169;--bg:#fff;--line:#d0d7de;--card:#f6f8fa;--req:#1f4e79;--resp:#067647;
+:root{--fg:#1b1f23;--muted:#5a6169;--bg:#fff;--line:#d0d7de;--card:#f6f8fa;
+--req:#1f4e79;--resp:#067647;
 --failing:#b42318;--degraded:#b54708;--unknown:#175cd3;--healthy:#067647;
 --critical:#7a0916;--error:#b42318;--warning:#b54708;--info:#175cd3}
 *{box-sizing:border-box}
@@ -73,19 +74,22 @@ svg .m{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 details{margin:6px 0}summary{cursor:pointer;color:var(--muted);font-size:.9em}
 .sw{display:inline-block;width:18px;height:0;border-top:2px solid;vertical-align:middle;margin-right:4px}
 footer{margin-top:30px;color:var(--muted);font-size:.85em;border-top:1px solid var(--line);padding-top:8px}
-.facts{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:6px 12px;margin:8px 0}
+.facts{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:6px 12px;
+margin:8px 0}
 .facts ul{margin:.2em 0 .2em 1.2em;padding:0}
 h2,h3,td,th,li,p,dd{overflow-wrap:anywhere}
-ol.vladder{display:none;list-style:none;margin:0;padding:0;border:1px solid var(--line);border-radius:6px}
+ol.vladder{display:none;list-style:none;margin:0;padding:0;border:1px solid var(--line);
+border-radius:6px}
 ol.vladder li{padding:5px 8px;border-bottom:1px solid var(--line);border-left:5px solid var(--req)}
 ol.vladder li:last-child{border-bottom:0}
-ol.vladder li.peers{display:flex;justify-content:space-between;gap:8px;border-left-color:transparent;
-font-weight:700;font-size:.9em}
+ol.vladder li.peers{display:flex;justify-content:space-between;gap:8px;
+border-left-color:transparent;font-weight:700;font-size:.9em}
 ol.vladder li.l{text-align:right;border-left-color:var(--resp)}
 ol.vladder li.k-retx{border-left-color:#c2410c}ol.vladder li.k-dup{border-left-color:#8a8f98}
 ol.vladder li.k-lost{border-left-color:var(--error)}ol.vladder li.k-ended{border-left-color:#8a8f98}
 ol.vladder li.note{font-style:italic;color:var(--muted);border-left-color:#6d28d9}
-ol.vladder .t{font-family:ui-monospace,monospace;font-size:.85em;color:var(--muted);margin-right:6px}
+ol.vladder .t{font-family:ui-monospace,monospace;font-size:.85em;color:var(--muted);
+margin-right:6px}
 ol.vladder .ladder-label{font-weight:600}
 ol.vladder .det{display:block;font-size:.85em;color:var(--muted)}
 ol.vladder .mark{color:var(--error);font-weight:700}
@@ -104,7 +108,8 @@ h2{break-after:avoid}.scroll{overflow:visible}}
 """
 
 COLORS = {"req": "#1f4e79", "resp": "#067647", "retx": "#c2410c", "dup": "#8a8f98",
-          "lost": "#b42318", "ended": "#8a8f98", "float": "#6d28d9", "grid": "#e5e7eb", "life": "#9aa4b2",
+          "lost": "#b42318", "ended": "#8a8f98", "float": "#6d28d9", "grid": "#e5e7eb",
+          "life": "#9aa4b2",
           "bar0": "#2563eb", "bar1": "#0d9488", "gap": "#fde68a", "stop": "#b42318",
           "rekey": "#6d28d9", "seq": "#b42318"}
 
@@ -212,7 +217,8 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         elif r.pending:
             label += " · " + L._("capture ended")
         g.append(f'<text class="ladder-label" x="{mid}" y="{ya - 5}" text-anchor="middle" '
-                 f'font-size="11.5" font-weight="600" fill="{color}">{esc(_clip(label, 70))}</text>')
+                 f'font-size="11.5" font-weight="600" fill="{color}">'
+                 f'{esc(_clip(label, 70))}</text>')
         det = r.details
         mark = ""
         if r.codes:

@@ -300,7 +300,8 @@ def clock_note(cap, now=None) -> str | None:
     else:
         what = None
     if cap.duration > _YEAR:
-        span = f"timestamps {cap.duration / (365.25 * 86400):.0f} years apart (the capture clock jumped)"
+        years = cap.duration / (365.25 * 86400)
+        span = f"timestamps {years:.0f} years apart (the capture clock jumped)"
         what = f"{what}; {span}" if what else span
     return what
 
