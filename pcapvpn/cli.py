@@ -240,11 +240,20 @@ def _progress_printer():
 @cli.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @_report_options
+@click.option("--log", "logs", multiple=True, metavar="FILE",
+              help="Gateway evidence: a daemon log or status output (strongSwan, libreswan, "
+                   "OpenVPN, Cisco, FortiGate, Palo Alto, Juniper, MikroTik, YAMAHA, "
+                   "WireGuard, Windows; recognised by content), aligned to the capture's clock "
+                   "and linked to the findings (repeatable).")
+@click.option("--log-tz", default=None, metavar="ZONE",
+              help="Time zone of --log time stamps that name none (UTC, +09:00, Asia/Tokyo); "
+                   "default: read as UTC, a whole-hour offset is reported as a zone difference.")
 @click.option("--stop-after", type=click.Choice(["read", "decode", "dissect", "full"]),
               default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
-            keys, lang, redact, redact_key, redact_map, evidence, vpn_servers=()):
+            keys, lang, redact, redact_key, redact_map, evidence, vpn_servers=(), logs=(),
+            log_tz=None):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time.
@@ -264,6 +273,8 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
                       vpn_servers=[_parse_server(s) for s in vpn_servers])
     if keys:
         options.keys = _keys(keys)
+    if logs:
+        options.logs = _open_logs(logs, log_tz)
     ro = _report_opts(fmt=fmt, output=output, peers=peers, spis=spis, min_severity=min_severity,
                       fail_on=fail_on, lang=lang, redact=redact, redact_key=redact_key,
                       redact_map=redact_map, evidence=evidence, keys=keys, store=options.keys)
@@ -281,6 +292,27 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
     try:
         sys.exit(deliver(result, ro, color=color, redactor=redactor))
     except DeliveryError as e:
+        _error(e)
+
+
+def _log_tz(value):
+    """``--log-tz`` of analyze and live (exit 2: one line naming the value)."""
+    from pcapvpn.logsrc import parse_tz
+
+    try:
+        return parse_tz(value)
+    except ValueError as e:
+        _error(f"--log-tz: {e}")
+
+
+def _open_logs(paths, log_tz):
+    """--log / --log-tz → LogSource objects (a bad zone or an unreadable file: exit 2)."""
+    from pcapvpn.logsrc import LogSourceError, open_logs
+
+    tz = _log_tz(log_tz)
+    try:
+        return open_logs(paths, tz)
+    except LogSourceError as e:
         _error(e)
 
 
@@ -324,8 +356,13 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
 @click.option("--status-interval", type=click.FloatRange(0.0), default=60.0, show_default=True,
               metavar="SECONDS", help="Seconds between status events in --events jsonl (0: none).")
 @_report_options
+@click.option("--log", "logs", multiple=True, metavar="FILE",
+              help="A gateway log or status file to follow as it grows (as analyze --log; "
+                   "log rotation is followed; repeatable).")
+@click.option("--log-tz", default=None, metavar="ZONE",
+              help="Time zone of --log time stamps that name none (as analyze).")
 def live(overrides, expect, vpn_servers, keys, fmt, output, peers, spis, min_severity, fail_on,
-         lang, redact, redact_key, redact_map, evidence, **kw):
+         lang, redact, redact_key, redact_map, evidence, logs=(), log_tz=None, **kw):
     """Capture on interfaces (a mirror/SPAN port), report tunnel failures as they happen, and
     print the full report when stopped (SIGINT/SIGTERM), with the report options of analyze
     (--export-evidence needs --write: live keeps no packets otherwise)."""
@@ -339,7 +376,9 @@ def live(overrides, expect, vpn_servers, keys, fmt, output, peers, spis, min_sev
     ro = _report_opts(fmt=fmt, output=output, peers=peers, spis=spis, min_severity=min_severity,
                       fail_on=fail_on, lang=lang, redact=redact, redact_key=redact_key,
                       redact_map=redact_map, evidence=evidence, keys=keys, store=store)
+    tz = _log_tz(log_tz)
     sys.exit(run_command(thresholds=thresholds, expect_peers=[_parse_addr(a) for a in expect],
+                         logs=list(logs), log_tz=tz,
                          vpn_servers=[_parse_server(s) for s in vpn_servers], keys=store,
                          report=ro, **kw))
 
