@@ -144,13 +144,18 @@ def _l2tp_setup(c, t=0.0):
     c.udp(t + 0.3, C, S, 1701, 1701, l2tp_ctl(l2tp.ICCN, tid=22, ns=3, nr=2))
 
 
-def test_l2tp_healthy_and_normal_teardown(tmp_path):
-    c = Cap()
+def _l2tp_session(c):
+    """A tunnel set up, ten seconds of data both ways, the call cleared (CDN)."""
     _l2tp_setup(c)
     for i in range(10):
         c.udp(1 + i, C, S, 1701, 1701, l2tp_data(22, 1))
         c.udp(1.1 + i, S, C, 1701, 1701, l2tp_data(11, 2))
     c.udp(12, C, S, 1701, 1701, l2tp_ctl(l2tp.CDN, tid=22, ns=4, nr=2, extra=[result(3)]))
+
+
+def test_l2tp_healthy_and_normal_teardown(tmp_path):
+    c = Cap()
+    _l2tp_session(c)
     c.udp(12.1, C, S, 1701, 1701, l2tp_ctl(l2tp.STOPCCN, tid=22, ns=5, nr=2, extra=[result(1)]))
     r = analyse(c.write(tmp_path / "l2tp.pcap"))
     t, = vpn_tunnels(r)
@@ -303,11 +308,7 @@ def test_l2tp_section_and_frames_in_the_text_report(tmp_path):
     from pcapvpn.report import render
 
     c = Cap()
-    _l2tp_setup(c)
-    for i in range(10):
-        c.udp(1 + i, C, S, 1701, 1701, l2tp_data(22, 1))
-        c.udp(1.1 + i, S, C, 1701, 1701, l2tp_data(11, 2))
-    c.udp(12, C, S, 1701, 1701, l2tp_ctl(l2tp.CDN, tid=22, ns=4, nr=2, extra=[result(3)]))
+    _l2tp_session(c)
     r = analyse(c.write(tmp_path / "l2tp.pcap"))
     text = " ".join(render(r.report, "text").split())
     assert "control messages: SCCRQ x1, SCCRP x1" in text

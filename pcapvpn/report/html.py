@@ -22,9 +22,9 @@ from pcapvpn.report import ladder as _ladder
 from pcapvpn.report.escape import printable
 from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
-    clock_note, compact, detailed_tunnels, duration_text, endpoint, error_groups,
-    findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ladder_sas,
-    list_text, proto_label, summary_rows, tunnel_order, verdict_rows,
+    GATEWAY_HEADERS, clock_note, compact, detailed_tunnels, duration_text, endpoint, error_groups,
+    findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ladder_sas, list_text,
+    proto_label, summary_rows, tunnel_order, verdict_rows,
 )
 
 CSS = """
@@ -132,6 +132,15 @@ def _fmt_t(t) -> str:
 
 # -- ladder SVG --------------------------------------------------------------------------------
 
+def _arrow_label(r, L: Lang) -> str:
+    """A message's label with what became of it: no response, or the capture ended first."""
+    if r.unanswered:
+        return f"{r.label} · {L._('no response')}"
+    if r.pending:
+        return f"{r.label} · {L._('capture ended')}"
+    return r.label
+
+
 def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
     W = 600
     TW = 62                    # time column
@@ -223,11 +232,7 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         else:
             g.append(f'<line x1="{x1}" y1="{ya}" x2="{x2 - (3 if x2 > x1 else -3)}" y2="{ya}" '
                      f'stroke="{color}" stroke-width="2"{dash} marker-end="url(#ah-{kind})"/>')
-        label = r.label
-        if r.unanswered:
-            label += " · " + L._("no response")
-        elif r.pending:
-            label += " · " + L._("capture ended")
+        label = _arrow_label(r, L)
         g.append(f'<text class="ladder-label" x="{mid}" y="{ya - 5}" text-anchor="middle" '
                  f'font-size="11.5" font-weight="600" fill="{color}">'
                  f'{esc(_clip(label, 70))}</text>')
@@ -278,11 +283,7 @@ def _ladder_list(lad: _ladder.Ladder, L: Lang) -> str:
         kind = ("lost" if r.unanswered else "ended" if r.pending else
                 "dup" if r.copy == "duplicate" else "retx" if r.copy == "retransmission"
                 else "")
-        label = r.label
-        if r.unanswered:
-            label += " · " + L._("no response")
-        elif r.pending:
-            label += " · " + L._("capture ended")
+        label = _arrow_label(r, L)
         arrow = "→" if r.rightward else "←"
         det = r.details
         mark = f'<span class="mark">⚑ {esc(", ".join(r.codes))}</span> ' if r.codes else ""
@@ -727,8 +728,7 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
             if clock_note(cap) else "") + "</header>"]
     gws = gateway_rows(report) if many else []
     if gws:
-        heads = [L._(h) for h in ("gateway", "tunnels", "failing", "degraded", "unknown",
-                                  "healthy", "most frequent problems")]
+        heads = [L._(h) for h in GATEWAY_HEADERS]
         o.append(f'<section id="gateways"><h2>{esc(L._("Gateways"))}</h2>'
                  + _stack_table(heads, [[esc(c) for c in r] for r in gws]) + "</section>")
     # verdicts

@@ -13,9 +13,10 @@ from tabulate import tabulate
 from pcapvpn.report.escape import printable
 from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
-    cell, clock_note, compact, error_groups, esp_rows, findings_by_tunnel, frames_text,
-    gateway_rows, grouped_ids, groups_of, ike_rows, ladder_sas, list_text, log_event_rows,
-    log_notes, log_ref_lines, log_source_rows, summary_rows, tunnel_order, verdict_rows,
+    GATEWAY_HEADERS, cell, clock_note, compact, error_groups, esp_rows, findings_by_tunnel,
+    frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, ladder_sas, list_text,
+    log_event_rows, log_notes, log_ref_lines, log_source_rows, summary_rows, tunnel_order,
+    verdict_rows,
 )
 
 
@@ -110,9 +111,8 @@ def render_markdown(report) -> str:
     tunnels = tunnel_order(report)
     gws = gateway_rows(report) if many else []
     if gws:
-        out.append(tabulate([[_md(c) for c in r] for r in gws],
-                            headers=["gateway", "tunnels", "failing", "degraded", "unknown",
-                                     "healthy", "most frequent problems"], tablefmt="github"))
+        out.append(tabulate([[_md(c) for c in r] for r in gws], headers=GATEWAY_HEADERS,
+                            tablefmt="github"))
         out.append("")
     if tunnels:
         rows = []

@@ -148,6 +148,10 @@ def list_text(items, width: int) -> str:
     return (out or items[0][:max(1, width - len(tail))]) + tail
 
 
+GATEWAY_HEADERS = ("gateway", "tunnels", "failing", "degraded", "unknown", "healthy",
+                   "most frequent problems")
+
+
 def gateway_rows(report) -> list[list]:
     """Per gateway that several tunnels share (a head-end): [address, tunnels, failing,
     degraded, unknown, healthy, the most frequent primary code among the others]."""

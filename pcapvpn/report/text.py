@@ -17,10 +17,10 @@ from tabulate import tabulate
 from pcapvpn.report.escape import printable as _s
 from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
-    cell, clock_note, compact, duration_text, error_groups, esp_rows, findings_by_tunnel,
-    frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, list_text, log_event_rows,
-    log_notes, log_ref_lines, log_source_rows, summary_rows, tunnel_order, verdict_line,
-    verdict_rows,
+    GATEWAY_HEADERS, cell, clock_note, compact, duration_text, error_groups, esp_rows,
+    findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, list_text,
+    log_event_rows, log_notes, log_ref_lines, log_source_rows, summary_rows, tunnel_order,
+    verdict_line, verdict_rows,
 )
 
 _COLORS = {"failing": "31", "degraded": "33", "unknown": "36", "healthy": "32",
@@ -79,9 +79,8 @@ def render_text(report, color: bool = False) -> str:
     out.append("")
     gws = gateway_rows(report) if many else []
     if gws:
-        out.append(tabulate([[_s(c) for c in r] for r in gws],
-                            headers=["gateway", "tunnels", "failing", "degraded", "unknown",
-                                     "healthy", "most frequent problems"], tablefmt="simple"))
+        out.append(tabulate([[_s(c) for c in r] for r in gws], headers=GATEWAY_HEADERS,
+                            tablefmt="simple"))
         out.append("")
     if tunnels:
         rows = []
