@@ -113,7 +113,6 @@ def test_lab_facts(name):
 # truth; the test xfails only while the analyzer still gets them wrong, and fails as soon as
 # one passes so that its entry is removed here.
 ANALYZER_GAPS = {
-    "ikev2_peer_restart_recovery": "false ESP_ONE_WAY after a restart that recovered",
     "ikev2_three_sessions": "three orderly DELETE-ended sessions called IKE_SA_FLAPPING",
     "libreswan_ikev2_no_proposal": "fresh responder SPI per answer: false IKE_SA_FLAPPING",
 }

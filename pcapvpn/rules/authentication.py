@@ -18,6 +18,7 @@ from pcapvpn.track.ike import IKE_AUTH, INFORMATIONAL, V1_INFO, V1_MAIN
 
 N = 41  # IKEv2 Notify payload
 IDR = 36
+EAP = 48
 AUTHENTICATION_FAILED = 24
 V1_INVALID_ID_INFORMATION = 18
 V1_INVALID_HASH_INFORMATION = 23
@@ -63,6 +64,7 @@ def auth_failed(ctx):
                     tunnel=tid)
         if sa.version == 2:
             yield from _v2_inferred(ctx, sa, tid, spis)
+            yield from _v2_eap_unfinished(ctx, sa, tid, spis)
         else:
             yield from _v1_inferred(ctx, sa, tid, spis)
 
@@ -118,6 +120,36 @@ def _v2_inferred(ctx, sa, tid, spis):
                 wireshark_filter=ike_filter(sa, msgids=[x.msgid, y.msgid]),
                 tunnel=tid)
             break
+
+
+def _v2_eap_unfinished(ctx, sa, tid, spis):
+    """EAP (RFC 7296 §2.16): after the responder's first IKE_AUTH answer (IDr, AUTH, EAP) the
+    two sides exchange EAP in further IKE_AUTH exchanges, and the initiator ends with an
+    IKE_AUTH carrying its AUTH once EAP succeeded.  When the last IKE_AUTH response still
+    starts with EAP and the initiator sends no further IKE_AUTH, EAP ended there: an
+    EAP-Failure (wrong user name or password: Windows reports error 13801 / event 20227), or the
+    client gave up."""
+    auth = [x for x in sa.exchanges if x.exch == IKE_AUTH and x.responses]
+    if len(auth) < 2 or not any(r.sk_next == EAP for x in auth for r in x.responses):
+        return
+    x = auth[-1]
+    r = next((m for m in x.responses if not m.copy), None)
+    if r is None or r.sk_next != EAP or ctx.now - r.ts < ctx.th.response_timeout:
+        return
+    client = ip_text(x.requests[0].src) if x.requests else "the initiator"
+    yield make(
+        "IKE_AUTH_FAILED", f"{sa.id}|{x.index}|v2-eap-unfinished",
+        title=f"EAP authentication of {client} did not complete",
+        detail=f"{len(auth)} IKE_AUTH exchanges carried EAP; the last response "
+               f"(Message ID {x.msgid}, from {endpoint_text((r.ipver, r.src, r.sport))}) still "
+               f"starts with an EAP payload and {client} sent no further IKE_AUTH with its AUTH "
+               f"in the {ctx.now - r.ts:.1f} s the capture runs after it: the EAP conversation "
+               f"ended there — an EAP-Failure (user name or password refused, the RADIUS server "
+               f"said no or did not answer) or the client gave up. Keys name it exactly.",
+        basis="inferred",
+        evidence=ctx.evidence(ctx.msg_refs(x.msgs), x.msgs[0].ts, r.ts, ike_spis=spis),
+        wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+        tunnel=tid)
 
 
 def _v1_inferred(ctx, sa, tid, spis):

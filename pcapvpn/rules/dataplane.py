@@ -816,8 +816,8 @@ def mtu_black_hole(ctx):
                     evidence=ctx.evidence([back.last_ref, big.last_ref], fl, big.last_large_ts,
                                           esp_spis=[_spi(big), _spi(back)],
                                           peers=[ip_text(big.src), ip_text(big.dst)]),
-                    wireshark_filter=f"({sa_filter([big])} && frame.len >= {th.large_packet})"
-                                     f" || {sa_filter([back])}",
+                    # both SAs whole: the large packets and the silence of the other way
+                    wireshark_filter=sa_filter([big, back]),
                     tunnel=t.id)
 
 

@@ -17,7 +17,7 @@ from pcapvpn.rules.common import (
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter,
     tcp_connection_findings,
 )
-from pcapvpn.track.ike import INFORMATIONAL, V1_INFO
+from pcapvpn.track.ike import INFORMATIONAL, V1_INFO, V1_QUICK
 
 IKEV2_FRAGMENTATION_SUPPORTED = 16430  # RFC 7383 §2.3
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
@@ -156,6 +156,16 @@ def unanswered_ike(ctx):
                     others.append("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
                                   "worked, but fragments explain the loss better)")
                 others.append("IKE_NO_RESPONSE")
+            elif heard_500 and to_4500 and not heard_4500 and \
+                    _v1_float_received(ctx, sa, first):
+                # IKEv1: the peer did not re-send its last message on UDP 500 (MM4 / AM2) after
+                # the first message on 4500: it got that message, so 4500 reaches it
+                if x.exch == V1_QUICK:
+                    continue  # phase 1 is up: the Quick Mode's own finding (CHILD_SA_FAILED)
+                code = "IKE_NO_RESPONSE"
+                detail += (f" {ip_text(first.dst)} did not re-send its last message on UDP 500 "
+                           f"after the first message came on UDP 4500: it received that one, so "
+                           f"UDP 4500 reaches it; it does not answer this exchange.")
             elif heard_500 and to_4500 and not heard_4500:
                 code = "NAT_T_BLOCKED"
                 what = reg.exchange_name(first.exch, short=True)
@@ -228,6 +238,23 @@ def ike_tcp_reachability(ctx):
                 ctx, conns, ipver=conns[0].ipver, client=client, server=server, port=port,
                 name="IKE over TCP", tunnel=t.id, key=f"{t.id}|{port}",
                 up=lambda c: c.bytes[1] > 0, advice=IKE_TCP_ADVICE)
+
+
+def _v1_float_received(ctx, sa, first) -> bool:
+    """IKEv1 (RFC 3947 §4: the initiator moves to UDP 4500 at MM5 / AM3): the peer's last
+    message on UDP 500 was not sent again during ``response_timeout`` after the sender's first
+    message on 4500 — an IKEv1 peer re-sends its last message until the next one arrives, so the
+    first message on 4500 reached it."""
+    if sa.version != 1:
+        return False
+    mine = [m for m in sa.messages if m.src == first.src and 4500 in (m.sport, m.dport)]
+    if not mine:
+        return False
+    moved = mine[0].ts
+    theirs = [m for m in sa.messages if m.src == first.dst and 500 in (m.sport, m.dport)]
+    if not theirs or ctx.now - moved < ctx.th.response_timeout:
+        return False
+    return not any(m.ts > moved and m.copy for m in theirs)
 
 
 @rule
