@@ -19,7 +19,9 @@ sorted), plus ``<out>/_errors.json`` for captures the analysis refused (exit 2 p
 prints, per capture, every JSON path whose value differs (lists of findings and tunnels are
 matched by their ``id``, other lists by position), then the kinds of difference with the number
 of reports showing each (``--brief``: only those); ``--ignore PATH_GLOB`` drops paths (e.g.
-``--ignore 'version'``).  ``--captures`` restricts ``snapshot`` to some files.
+``--ignore 'version'``).  ``--captures`` restricts ``snapshot`` to some files.  ``snapshot
+--formats text,markdown,html`` also writes those renderings (``<name>.text`` ...), which
+``compare`` compares byte for byte (the first differing line is shown).
 """
 
 from __future__ import annotations
@@ -59,24 +61,30 @@ def _name(path: Path) -> str:
 def _worker(out: Path, paths: list[str]) -> int:
     """Runs inside the child process (its PYTHONPATH selects the code)."""
     from pcapvpn.analysis import run
+    from pcapvpn.report import render
+
+    formats = [f for f in os.environ.get("REPORT_DIFF_FORMATS", "").split(",") if f]
 
     errors = {}
     for p in paths:
         target = out / (_name(Path(p)) + ".json")
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            report = run([p]).report.to_dict()
+            result = run([p]).report
+            report = result.to_dict()
         except Exception as e:  # noqa: BLE001 - a refused capture is a result too
             errors[_name(Path(p))] = f"{type(e).__name__}: {e}"
             continue
         target.write_text(json.dumps(report, sort_keys=True, indent=1, default=str))
+        for fmt in formats:
+            target.with_suffix("." + fmt).write_text(render(result, fmt), encoding="utf-8")
     (out / "_errors.json").write_text(json.dumps(errors, sort_keys=True, indent=1))
     return 0
 
 
-def snapshot(src: Path, out: Path, captures: list[Path]) -> int:
+def snapshot(src: Path, out: Path, captures: list[Path], formats=()) -> int:
     out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = dict(os.environ, REPORT_DIFF_FORMATS=",".join(formats))
     env["PYTHONPATH"] = str(src) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [sys.executable, __file__, "_worker", str(out)] + [str(p) for p in captures]
     res = subprocess.run(cmd, env=env, cwd=str(src))
@@ -163,6 +171,23 @@ def compare(before: Path, after: Path, ignore: list[str], brief: bool = False) -
         print(f"== {name[:-5]}: {len(d)} difference(s)")
         for p, x, y in d:
             print(f"   {p}: {_short(x)}  ->  {_short(y)}")
+    for fmt in ("text", "markdown", "html"):
+        for name in sorted({str(p.relative_to(before)) for p in before.rglob("*." + fmt)} |
+                           {str(p.relative_to(after)) for p in after.rglob("*." + fmt)}):
+            pa, pb = before / name, after / name
+            total += 1
+            la = pa.read_text(encoding="utf-8").splitlines() if pa.exists() else ["<absent>"]
+            lb = pb.read_text(encoding="utf-8").splitlines() if pb.exists() else ["<absent>"]
+            if la == lb:
+                continue
+            changed += 1
+            kinds[f"<{fmt} rendering>"] += 1
+            if not brief:
+                i = next((i for i, (x, y) in enumerate(zip(la, lb)) if x != y), min(len(la),
+                                                                                   len(lb)))
+                print(f"== {name} differs from line {i + 1}: "
+                      f"{_short(la[i] if i < len(la) else '<end>')}  ->  "
+                      f"{_short(lb[i] if i < len(lb) else '<end>')}")
     ea, eb = (json.loads((d / "_errors.json").read_text()) if (d / "_errors.json").exists() else {}
               for d in (before, after))
     for k in sorted(set(ea) | set(eb)):
@@ -188,6 +213,8 @@ def main(argv=None) -> int:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--captures", nargs="*", type=Path,
                    help="default: captures/ and ../shared/corpus")
+    s.add_argument("--formats", default="",
+                   help="renderings to write and compare too (comma-separated: text,markdown,html)")
     c = sub.add_parser("compare", help="print the differences between two snapshots")
     c.add_argument("before", type=Path)
     c.add_argument("after", type=Path)
@@ -195,7 +222,8 @@ def main(argv=None) -> int:
     c.add_argument("--brief", action="store_true", help="only the summary of kinds")
     a = ap.parse_args(argv)
     if a.cmd == "snapshot":
-        return snapshot(a.src.resolve(), a.out, a.captures or default_captures())
+        return snapshot(a.src.resolve(), a.out, a.captures or default_captures(),
+                        [f for f in a.formats.split(",") if f])
     return compare(a.before, a.after, a.ignore, a.brief)
 
 

@@ -189,6 +189,10 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     vmap = {v.tunnel: v for v in verdicts}
     report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
     report.tunnels += [m.vpn_tunnel_dict(t, vmap[t.id], start, names) for t in state.vpn_tunnels]
+    if cap.damage:
+        # what of each tunnel's own span the readable parts of the damaged capture cover
+        for t, d in zip(list(state.tunnels) + list(state.vpn_tunnels), report.tunnels):
+            d["coverage"] = m.coverage(t.first_ts, t.last_ts, cap.gaps, start, cap.gap_extra)
     report.ike_sas = [m.ike_sa_dict(sa, start, names) for sa in state.ike_sas]
     _message_texts(state.ike_sas, report.ike_sas)
     _exchange_status(ctx, state.ike_sas, report.ike_sas)
@@ -283,6 +287,66 @@ def _id_text(p) -> str:
     return f"<{len(b)} bytes> {b[:32].hex()}"
 
 
+def _damage(sources, start, end):
+    """The damaged ranges of all files (``capture.damage``), the intervals of time they leave
+    unread (a run of adjacent ranges is one gap, from the packet before it to the packet after
+    it), seconds of gaps beyond the ranges kept, and the capture's coverage (None without
+    damage): ``{first, last, share, bytes_share}``."""
+    out = []
+    gaps = []
+    extra = 0.0
+    lost = 0
+    total = 0
+    for s in sources:
+        dmg = getattr(s, "damage", None) or []
+        more = getattr(s, "damage_more", None) or (0, 0, 0, 0.0)
+        size = getattr(s, "size", None)
+        if not dmg and not more[0]:
+            if size:
+                total += size
+            continue
+        run = None  # [before, after, end offset] of the current run of adjacent ranges
+        for d in dmg:
+            out.append(m.Damage(s.name, d.offset, d.length, d.frames, d.numbered, d.trailing,
+                                d.reason, m.Time.of(d.before, start) if d.before is not None
+                                else None,
+                                m.Time.of(d.after, start) if d.after is not None else None))
+            lost += d.length
+            if run is not None and run[2] == d.offset:
+                run[1] = d.after
+                run[2] = d.offset + d.length
+            else:
+                if run is not None:
+                    gaps.append(run)
+                run = [d.before, d.after, d.offset + d.length]
+        if run is not None:
+            gaps.append(run)
+        lost += more[1]
+        extra += more[3]
+        total += size if size else sum(d.offset + d.length for d in dmg[-1:])
+    if not out and not extra:
+        return [], [], 0.0, None
+    spans = [(a, b) for a, b, _e in gaps if a is not None and b is not None and b > a]
+    cov = m.coverage(start, end, spans, start, extra)
+    cov["bytes_share"] = round(max(0.0, 1.0 - lost / total), 6) if total else 0.0
+    return out, spans, extra, m.Coverage(cov, spans, extra)
+
+
+def _cooked(counts) -> dict:
+    """Linux cooked frames of a file per interface: ``{iface: [{ifindex, frames, packet_types}]}``
+    (``Source.cooked``, keyed ``(iface, ifindex, packet type)``)."""
+    from dissect.vpn.link import PACKET_TYPES
+
+    out: dict = {}
+    for (iface, ifindex, ptype), n in counts.items():
+        per = out.setdefault(iface, {}).setdefault(ifindex, Counter())
+        per[PACKET_TYPES.get(ptype, f"type {ptype}")] += n
+    return {iface: [{"ifindex": k, "frames": sum(c.values()),
+                     "packet_types": dict(sorted(c.items()))}
+                    for k, c in sorted(per.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0))]
+            for iface, per in out.items()}
+
+
 def build_report(sources, decoder: Decoder, tracker) -> m.Report:
     starts = [s.first_ts for s in sources if s.first_ts is not None]
     ends = [s.last_ts for s in sources if s.last_ts is not None]
@@ -298,7 +362,12 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
     for s in sources:
         ifaces = []
         isb = s.isb if isinstance(s.isb, (dict, list)) else {}
+        frames_per_if = getattr(s, "interface_frames", None) or {}
+        cooked = _cooked(getattr(s, "cooked", None) or {})
+        per_section: Counter = Counter()
         for idx, itf in enumerate(s.interfaces):
+            section = getattr(itf, "section", 0) or 0
+            per_section[section] += 1
             st = (isb.get(idx) if isinstance(isb, dict) else (isb[idx] if idx < len(isb) else None)) or {}
             if_drop = st.get("ifdrop")
             os_drop = st.get("osdrop")
@@ -307,13 +376,17 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
             if os_drop is not None:
                 os_drop_total = (os_drop_total or 0) + os_drop
             ifaces.append(m.Interface(idx, itf.linktype, linktype_name(itf.linktype), itf.snaplen,
-                                      getattr(itf, "name", None), if_drop, os_drop))
+                                      getattr(itf, "name", None), if_drop, os_drop,
+                                      description=getattr(itf, "description", None),
+                                      frames=frames_per_if.get(idx, 0), section=section,
+                                      idb=per_section[section] - 1, cooked=cooked.get(idx)))
         for lt, c in s.linktypes.items():
             linktypes[linktype_name(lt)] += c
         files.append(m.FileInfo(s.name, s.format, s.compressed, s.frame_count, s.byte_count,
                                 m.Time.of(s.first_ts, start), m.Time.of(s.last_ts, start),
                                 ifaces, list(s.warnings)))
         warnings.extend(s.warnings)
+    damage, gaps, gap_extra, coverage = _damage(sources, start, end)
 
     dc = decoder.counters()
     counts = m.Counts(
@@ -385,9 +458,15 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         decode_errors_by_reason=dict(by_reason),
         decode_error_samples=samples,
         warnings=warnings,
+        damage=damage,
+        coverage=coverage,
     )
     stopped = capture_end(sources)
     if end is not None and stopped > end:
         summary.stopped = m.Time.of(stopped, start)
     summary.start_ts = start  # not serialised: for relative times
+    # not serialised: the unreadable intervals of time (and seconds of unplaced ones), for
+    # model.coverage_share of any span (the verdict)
+    summary.gaps = gaps
+    summary.gap_extra = gap_extra
     return m.Report(tool="pcapvpn", version=__version__, capture=summary)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 
 SCHEMA_VERSION = "0.2"
@@ -30,12 +31,25 @@ def asdict(obj):
     return obj
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
 def rfc3339(ts: float | None) -> str | None:
-    """RFC 3339 UTC with microseconds, e.g. ``2026-11-26T17:33:23.123456Z``."""
+    """RFC 3339 UTC with microseconds, e.g. ``2026-11-26T17:33:23.123456Z``.  Total: a time no
+    four-digit year can write (before year 1, after 9999, NaN, infinite) gives None (the JSON
+    ``utc: null``), never an exception."""
     if ts is None:
         return None
-    d = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        d = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        # beyond what the platform's C library converts (e.g. before 1970 on some systems)
+        try:
+            d = _EPOCH + _dt.timedelta(seconds=ts)
+        except (OverflowError, ValueError):
+            return None
+    return (f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:"
+            f"{d.second:02d}.{d.microsecond:06d}Z")
 
 
 def addr(packed: bytes) -> str:
@@ -61,11 +75,15 @@ class Time:
     def of(cls, ts: float | None, start: float | None) -> "Time":
         if ts is None:
             return cls(None, None)
-        return cls(rfc3339(ts), round(ts - start, 6) if start is not None else None)
+        rel = ts - start if start is not None else None
+        return cls(rfc3339(ts), round(rel, 6) if rel is not None and math.isfinite(rel) else None)
 
 
 @dataclass
 class Interface:
+    """A capture interface of a file: a pcapng IDB (``index`` counts them over all sections, as
+    Wireshark's ``frame.interface_id`` does within a file) or the classic pcap header."""
+
     index: int
     linktype: int
     linktype_name: str
@@ -74,6 +92,18 @@ class Interface:
     #: pcapng ISB counters (None when the capture has no statistics block)
     if_drop: int | None = None
     os_drop: int | None = None
+    #: pcapng if_description
+    description: str | None = None
+    #: frames captured on it
+    frames: int = 0
+    #: pcapng section (0-based) and the IDB's index within it (what the section's packet
+    #: blocks refer to; tshark 4.0's frame.interface_id); 0 and 0 for classic pcap
+    section: int = 0
+    idb: int = 0
+    #: Linux cooked interfaces (LINUX_SLL / LINUX_SLL2, ``tcpdump -i any``): per interface index
+    #: of the SLL2 header (None for SLL) ``{ifindex, frames, packet_types: {host, outgoing,
+    #: ...: frames}}`` (omitted from the JSON for other link types)
+    cooked: list | None = None
 
 
 @dataclass
@@ -138,6 +168,26 @@ class Counts:
 
 
 @dataclass
+class Damage:
+    """A damaged range of a capture file (``capture.damage``; see dissect.vpn.capture.Damage):
+    bytes that held no record that could be analysed.  ``frames_skipped``: records known to lie
+    in it (their headers were readable); ``frames_numbered``: they keep their Wireshark frame
+    numbers (else the range uses none: Wireshark stops reading there); ``trailing``: nothing
+    readable follows it in its file; ``before``/``after``: the times of the packets read just
+    before and after it (the gap in time it leaves)."""
+
+    file: str
+    offset: int
+    length: int
+    frames_skipped: int
+    frames_numbered: bool
+    trailing: bool
+    reason: str
+    before: Time | None
+    after: Time | None
+
+
+@dataclass
 class CaptureSummary:
     files: list[FileInfo]
     frames: int
@@ -153,6 +203,53 @@ class CaptureSummary:
     warnings: list[str]
     #: when the capture stopped, later than its last frame (pcapng isb_endtime), else None
     stopped: Time | None = None
+    #: damaged ranges, file by file (omitted from the JSON when there are none)
+    damage: list[Damage] = field(default_factory=list)
+    #: with damage: what the readable part covers, ``{first, last, share, bytes_share}``
+    #: (:func:`coverage`; omitted from the JSON without damage)
+    coverage: dict | None = None
+
+
+def coverage_share(first: float | None, last: float | None, gaps, extra: float = 0.0) -> float:
+    """The share of the time from ``first`` to ``last`` that lies outside the ``gaps`` (``(t0,
+    t1)`` intervals of unreadable capture, overlapping or not); ``extra`` seconds more are
+    unreadable without a known place (damage beyond the ranges kept).  1.0 for an instant that
+    no gap contains; 0.0 when ``first`` is None (nothing readable)."""
+    if first is None or last is None:
+        return 0.0
+    span = last - first
+    if span <= 0:
+        return 0.0 if any(a < first < b for a, b in gaps) else 1.0
+    lost = 0.0
+    end = first
+    for a, b in sorted((max(a, first), min(b, last)) for a, b in gaps):
+        if b <= a or b <= end:
+            continue
+        lost += b - max(a, end)
+        end = b
+    lost += extra
+    return round(max(0.0, 1.0 - lost / span), 6)
+
+
+class Coverage(dict):
+    """The capture's ``coverage`` (``{first, last, share, bytes_share}``, a plain dict in the
+    JSON) that can also be asked about any span: ``cap.coverage(first, last)`` gives the share of
+    that span the readable parts cover (the verdict asks it about each tunnel)."""
+
+    def __init__(self, d, gaps, extra=0.0):
+        super().__init__(d)
+        self.gaps = gaps
+        self.extra = extra
+
+    def __call__(self, first, last) -> float:
+        return coverage_share(first, last, self.gaps, self.extra)
+
+
+def coverage(first: float | None, last: float | None, gaps, start, extra: float = 0.0) -> dict:
+    """``{first, last, share}``: a span (of a capture, or of a tunnel's own evidence) and the
+    share of its time the readable parts of a damaged capture cover (:func:`coverage_share`)."""
+    return {"first": asdict(Time.of(first, start)), "last": asdict(Time.of(last, start)),
+            "share": coverage_share(first, last, gaps, extra)}
 
 
 @dataclass
@@ -178,6 +275,15 @@ class Report:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        cap = d["capture"]
+        if not cap["damage"]:  # optional fields: a report of an undamaged capture is unchanged
+            del cap["damage"]
+        if cap["coverage"] is None:
+            del cap["coverage"]
+        for f in cap["files"]:
+            for itf in f["interfaces"]:
+                if itf["cooked"] is None:
+                    del itf["cooked"]
         for k in ("log_sources", "log_events"):
             if d.get(k) is None:
                 d.pop(k, None)

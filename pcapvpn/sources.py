@@ -12,8 +12,9 @@ use up a number but are not yielded).  ``merge_frames`` merges several sources b
 ``(ts, file_idx, number)``.
 
 A file that cannot be opened or is not a capture raises :class:`SourceError` (one line:
-``path: reason``).  Problems later in the file (truncated or corrupt records, a cut-short .gz, an
-I/O error) end the frames and are listed in ``Source.warnings``.
+``path: reason``).  Damage later in the file (garbage, holes, impossible records: the reader
+resynchronises on the next valid records; a truncated last record, a cut-short .gz, an I/O error
+at the end) is listed in ``Source.damage`` and, one line each, in ``Source.warnings``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections import Counter
 from operator import itemgetter
 from typing import NamedTuple
 
-from dissect.vpn.capture import CHUNK, NONPACKET, open_capture
+from dissect.vpn.capture import CHUNK, NONPACKET, Damage, open_capture
 from dissect.vpn.errors import DissectError
 
 __all__ = ["Frame", "Source", "SourceError", "merge_frames", "open_source", "open_sources"]
@@ -197,12 +198,15 @@ class Source:
 
     Counters, final once ``frames()`` is exhausted or closed: ``frame_count``, ``byte_count``
     (captured bytes), ``first_ts`` / ``last_ts`` (earliest / latest timestamp, ``None`` without
-    frames), ``out_of_order`` (frames earlier than a frame before them), ``linktypes`` (Counter).
+    frames), ``out_of_order`` (frames earlier than a frame before them), ``linktypes`` (Counter),
+    ``damage`` (:class:`dissect.vpn.capture.Damage` list, file order), ``damage_more`` (ranges
+    beyond those kept: count, bytes, records, seconds), ``size`` (bytes of the capture data read,
+    after decompression).
     """
 
     __slots__ = ("name", "index", "format", "compressed", "_reader", "_raw", "_stream",
                  "_close_raw", "_started", "frame_count", "byte_count", "first_ts", "last_ts",
-                 "out_of_order", "linktypes", "checkpoints", "spool_path")
+                 "out_of_order", "linktypes", "checkpoints", "spool_path", "damage")
 
     def __init__(self, name, index, reader, raw, stream, close_raw, compressed):
         self.name = name
@@ -225,6 +229,8 @@ class Source:
         self.checkpoints = []
         #: standard input copied to a temporary file (open_source(..., spool=True)), else None
         self.spool_path = None
+        #: damaged ranges (final once the frames have been read)
+        self.damage = []
 
     def __repr__(self):
         gz = " gzip" if self.compressed else ""
@@ -253,6 +259,46 @@ class Source:
         return self._reader
 
     @property
+    def damage_more(self):
+        return self._reader.damage_more
+
+    @property
+    def interface_frames(self) -> dict:
+        """Frames per interface (global index into ``interfaces``), final once the frames have
+        been read; classic pcap has one interface."""
+        counts = getattr(self._reader, "iface_frames", None)
+        if counts is None:
+            return {0: self.frame_count} if self.frame_count else {}
+        return counts
+
+    @property
+    def cooked(self) -> dict:
+        """Frames of Linux cooked interfaces (``tcpdump -i any``: LINUX_SLL / LINUX_SLL2) by
+        ``(interface, SLL2 interface index or None, packet type)``; see
+        :func:`dissect.vpn.link.cooked_info` and ``PACKET_TYPES``."""
+        return self._reader.cooked
+
+    @property
+    def size(self):
+        return self._reader.size
+
+    def _finish_damage(self):
+        """The reader's damage, and a gzip stream cut short / a read error as damage at the end
+        (length 0: how much is missing cannot be known)."""
+        rd = self._reader
+        out = list(rd.damage)
+        err = self._stream.error
+        if err:
+            where = "gzip" if self.compressed else "input"
+            end = rd.size
+            if end is None:
+                end = out[-1].offset + out[-1].length if out else 0
+            d = Damage(end, 0, 0, False, f"{where}: {err}", self.last_ts, None, "tail")
+            d.trailing = True
+            out.append(d)
+        self.damage = out
+
+    @property
     def warnings(self) -> list[str]:
         out = []
         err = self._stream.error
@@ -262,14 +308,18 @@ class Source:
         out.extend(f"{self.name}: offset {off}: {reason}" for off, reason in self._reader.warnings)
         return out
 
-    def frames(self):
-        """Yield ``(file_idx, number, ts, linktype, data, wirelen, offset)`` in file order."""
+    def frames(self, interfaces: bool = False):
+        """Yield ``(file_idx, number, ts, linktype, data, wirelen, offset)`` in file order.
+        ``interfaces``: with the frame's interface appended, ``(..., offset, iface)``: the global
+        index into ``Source.interfaces`` (a pcapng IDB, counted over all sections; 0 for classic
+        pcap); a Linux cooked frame's own interface index and packet type are in its header
+        (:func:`dissect.vpn.link.cooked_info`)."""
         if self._started:
             raise RuntimeError(f"{self.name}: frames() can be iterated only once")
         self._started = True
-        return self._frames()
+        return self._frames(interfaces)
 
-    def _frames(self):
+    def _frames(self, interfaces=False):
         idx = self.index
         number = 0
         nbytes = 0
@@ -283,7 +333,7 @@ class Source:
         ckpts = self.checkpoints
         reader = self._reader
         try:
-            for ts, lt, data, wirelen, offset, _iface in reader.records():
+            for ts, lt, data, wirelen, offset, iface in reader.records():
                 number += 1
                 if not number & INDEX_MASK:
                     ckpts.append(_checkpoint(reader, number, offset))
@@ -305,7 +355,10 @@ class Source:
                     if ts < tmin:
                         tmin = ts
                 nbytes += len(data)
-                yield idx, number, ts, lt, data, wirelen, offset
+                if interfaces:
+                    yield idx, number, ts, lt, data, wirelen, offset, iface
+                else:
+                    yield idx, number, ts, lt, data, wirelen, offset
         finally:
             if run:
                 counts[cur_lt] += run
@@ -315,6 +368,7 @@ class Source:
             if first is not None:
                 self.first_ts = min(first, tmin)
                 self.last_ts = tmax
+            self._finish_damage()
             self.close()
 
     def walk(self, on_esp, on_frame, on_progress=None, on_batch=None):
@@ -348,6 +402,7 @@ class Source:
                 self.out_of_order = st["out_of_order"]
                 self.first_ts = st["first_ts"]
                 self.last_ts = st["last_ts"]
+            self._finish_damage()
             self.close()
 
     def fetch(self, numbers):

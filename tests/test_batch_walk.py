@@ -358,6 +358,8 @@ def _facts(src, dec, sink):
         "checkpoints": list(src.checkpoints),
         "warnings": list(src.warnings),
         "reader_warnings": list(src.reader.warnings),
+        "damage": [(d.offset, d.length, d.frames, d.numbered, d.kind, d.reason, _plain(d.before),
+                    _plain(d.after), d.trailing) for d in src.reader.damage],
     }
 
 
@@ -407,7 +409,7 @@ def assert_same_calls(got, want):
         assert g_sa[k] == w_sa[k], f"SA {k}: other events or another order"
 
 
-FACTS = ("counters", "source", "checkpoints", "warnings", "reader_warnings")
+FACTS = ("counters", "source", "checkpoints", "warnings", "reader_warnings", "damage")
 
 
 def compare(path, open_=None):
@@ -821,7 +823,8 @@ def test_truncated_last_record(tmp_path, monkeypatch, chunk, cut):
 @pytest.mark.parametrize("delta", list(range(0, 17)) + [20, 76])
 def test_corrupt_length_at_a_chunk_end(tmp_path, monkeypatch, delta, snaplen):
     """A captured length no sane record has, its header starting ``delta`` bytes before the end
-    of the first chunk (0: at the start of the next; 1..15: across the end; 16: just inside)."""
+    of the first chunk (0: at the start of the next; 1..15: across the end; 16: just inside):
+    those 16 bytes are damage, the records after them are read (resynchronised)."""
     k = 9  # records before the corrupt one
     at = 24 + 76 * k
     _chunk(monkeypatch, at - 24 + delta)
@@ -829,20 +832,27 @@ def test_corrupt_length_at_a_chunk_end(tmp_path, monkeypatch, delta, snaplen):
     data = pcap_bytes(_fixed_frames(k), snaplen=snaplen, tail=bad + pcap_bytes(
         _fixed_frames(5))[24:])
     got = compare(write(tmp_path, "corrupt.pcap", data))
-    assert got["source"][0] == k
+    assert got["source"][0] == k + 5
     assert [w[0] for w in got["reader_warnings"]] == [at]
     assert "corrupt record" in got["reader_warnings"][0][1]
+    assert f"16 bytes could not be read; reading resumed at offset {at + 16}" in \
+        got["reader_warnings"][0][1]
+    (d,) = got["damage"]
+    assert d[:5] == (at, 16, 0, False, "unreadable") and not d[8]
+    assert _sa_seqs(got["calls"]) == sorted(list(range(1, k + 1)) + list(range(1, 6)))
 
 
 @pytest.mark.parametrize("chunk", [None, 76 * 3 + 16, 76 * 3 + 8])
 def test_corrupt_length_in_the_last_16_bytes(tmp_path, monkeypatch, chunk):
     """The file ends right after a record header with a corrupt length: corrupt, not truncated
-    (records() looks at the length first)."""
+    (records() looks at the length first); trailing damage."""
     _chunk(monkeypatch, chunk)
     data = pcap_bytes(_fixed_frames(3), tail=struct.pack("<IIII", 5, 0, 1 << 30, 100))
     got = compare(write(tmp_path, "corrupt_end.pcap", data))
     assert got["reader_warnings"] == [(24 + 76 * 3, "corrupt record: captured length "
-                                       "1073741824 (snaplen 65535); rest of file ignored")]
+                                       "1073741824 (snaplen 65535): the last 16 bytes could "
+                                       "not be read (no valid record after them)")]
+    assert got["damage"][0][8]  # trailing
 
 
 @pytest.mark.parametrize("lead", [0, 1, 60])
@@ -863,7 +873,8 @@ def test_record_about_the_size_of_the_chunk(tmp_path, monkeypatch, delta, lead):
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_corrupt_length_inside_a_chunk(tmp_path, monkeypatch, where):
     """A corrupt length (> 2 * snaplen, > 256 KiB) whose record still fits in the chunk: what
-    comes before it is analysed (ESP of the same chunk included), nothing after it."""
+    comes before it is analysed (ESP of the same chunk included), the zero-filled bytes after
+    the header are skipped, and the records after them are analysed too."""
     _chunk(monkeypatch, 1 << 20)
     k = {"first": 0, "middle": 7, "last": 20}[where]
     before = [(1000 * i, v4esp(i + 1) if i % 3 else v6esp(i + 1)) for i in range(k)]
@@ -871,10 +882,13 @@ def test_corrupt_length_inside_a_chunk(tmp_path, monkeypatch, where):
     bad = struct.pack("<IIII", 99, 0, 300_000, 300_000) + bytes(300_000)
     after = pcap_bytes([(10**9 + i, v4esp(100 + i)) for i in range(30)])[24:]
     got = compare(write(tmp_path, "corrupt_in.pcap", head + bad + after))
-    assert got["source"][0] == k
+    assert got["source"][0] == k + 30
     assert got["reader_warnings"] == [(len(head), "corrupt record: captured length 300000 "
-                                       "(snaplen 1500); rest of file ignored")]
-    assert _sa_seqs(got["calls"]) == [i + 1 for i in range(k)]
+                                       "(snaplen 1500): 300016 bytes could not be read; "
+                                       f"reading resumed at offset {len(head) + 300016}")]
+    assert _sa_seqs(got["calls"]) == [i + 1 for i in range(k)] + [100 + i for i in range(30)]
+    (d,) = got["damage"]
+    assert d[7] == (1000.0).hex()  # the time of the first record after it
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
@@ -1370,3 +1384,35 @@ def test_pcapng_damage_inside_a_run(tmp_path, monkeypatch, chunk, damage):
         data = shb() + idb(1) + b"".join(blocks[:150]) + blocks[150][:-7]
     got = compare(write(tmp_path, f"{damage}.pcapng", data))
     assert got["warnings"] or got["reader_warnings"]
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_batches_are_bounded_whatever_the_record_size(tmp_path, monkeypatch, fmt):
+    """Issue 20: 2M-10M empty records made one classification of a whole 8 MB chunk (~500k
+    records, ~250 MB of arrays).  A classification now takes at most 2 x BATCH_RECORDS records,
+    for tiny records as for big ones; every record is still counted and numbered."""
+    from dissect.vpn.capture import BATCH_RECORDS, PcapngWriter
+
+    n = 5 * BATCH_RECORDS + 123
+    if fmt == "pcap":
+        data = pcap_bytes([(1_700_000_000_000_000 + i, b"", 60) for i in range(n)])
+    else:
+        import io as _io
+
+        f = _io.BytesIO()
+        w = PcapngWriter(f)
+        i0 = w.add_interface(1)
+        for i in range(n):
+            w.write_packet(i0, 1_700_000_000_000_000_000 + i * 1000, b"", 60)
+        data = f.getvalue()
+    sizes = []
+    real = vec.classify
+
+    def counted(buf, offsets, *a, **kw):
+        sizes.append(len(offsets))
+        return real(buf, offsets, *a, **kw)
+
+    monkeypatch.setattr(vec, "classify", counted)
+    got = compare(write(tmp_path, f"tiny.{fmt}", data))
+    assert got["source"][0] == n
+    assert sum(sizes) >= n and max(sizes) <= 2 * BATCH_RECORDS

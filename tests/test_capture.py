@@ -208,12 +208,18 @@ def test_pcap_truncated_last_record():
     assert len(recs) == 1 and "truncated record header (5 of 16" in r.warnings[0][1]
 
 
-def test_pcap_corrupt_caplen_stops_with_warning():
+def test_pcap_corrupt_caplen_resynchronises():
     data = pcap_bytes([(1, 0, P1)], snaplen=65535)
     data += struct.pack("<IIII", 2, 0, 0x7FFFFFF0, 60) + P1 + pcap_bytes([(3, 0, P2)])[24:]
     r, recs = read_all(data)
-    assert len(recs) == 1
-    assert r.warnings[0][0] == 24 + 16 + 60 and "corrupt record" in r.warnings[0][1]
+    assert [x[2] for x in recs] == [P1, P2]
+    assert recs[1][4] == 24 + 16 + 60 + 76
+    (off, reason), = r.warnings
+    assert off == 24 + 16 + 60 and "corrupt record" in reason
+    assert "76 bytes could not be read; reading resumed at offset 176" in reason
+    (d,) = r.damage
+    assert (d.offset, d.length, d.frames, d.numbered, d.kind) == (100, 76, 0, False, "unreadable")
+    assert (d.before, d.after, d.trailing) == (1.0, 3.0, False)
 
 
 def test_pcap_header_only_and_records_once():
@@ -362,14 +368,22 @@ def test_pcapng_skips_dsb_nrb_unknown_and_numbers_custom_blocks():
     (lambda o: struct.pack(o + "II", 6, 0x7FFFFFFC), "corrupt block length"),
 ])
 @pytest.mark.parametrize("o", ["<", ">"])
-def test_pcapng_corrupt_block_stops_with_warning(o, mutate, words):
+def test_pcapng_damaged_block_is_skipped(o, mutate, words):
+    """A block with an impossible length, trailer or magic is skipped to the next valid block
+    (resynchronised); one framed right but unusable is skipped alone; an IDB with malformed
+    options still declares its interface.  Either way the packets after it are read."""
     good = shb(o) + idb(o) + epb(o, 0, 1, P1) + epb(o, 0, 2, P2)
     bad = mutate(o)
     r, recs = read_all(good + bad + epb(o, 0, 3, P3))
-    assert [x[2] for x in recs] == [P1, P2]
+    assert [x[2] for x in recs] == [P1, P2, P3]
     (off, reason), = r.warnings
     assert off == len(good)
-    assert words in reason and "rest of file ignored" in reason
+    assert words in reason and "rest of file ignored" not in reason
+    if words.startswith("option"):
+        assert r.damage == []
+    else:
+        (d,) = r.damage
+        assert d.offset == len(good) and d.length == len(bad) and not d.trailing
 
 
 @pytest.mark.parametrize("o", ["<", ">"])
@@ -379,7 +393,9 @@ def test_pcapng_bad_trailer_on_the_last_block(o):
     r, recs = read_all(good + last)
     assert [x[2] for x in recs] == [P1]
     assert r.warnings == [(len(good), "block trailer length 8 differs from block length 36 "
-                                      "(block type 0x6); rest of file ignored")]
+                                      "(block type 0x6): the last 36 bytes could not be read "
+                                      "(no valid record after them)")]
+    assert r.damage[0].trailing
 
 
 def test_pcapng_truncated_last_block():

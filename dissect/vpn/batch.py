@@ -105,7 +105,7 @@ def field(block, off, dtype):
 
 
 def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
-             ipv6: bool = True, ts=None, eth=None):
+             ipv6: bool = True, ts=None, eth=None, fields=None):
     """Classify the classic-pcap records starting at ``offsets`` in ``buf`` (a buffer holding
     ``LEAD`` bytes before the first offset and ``SLACK`` bytes after the last; bytes after a
     record's end are read but never trusted).
@@ -122,6 +122,10 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
     ``(batch, index)`` — the :class:`EspBatch` (frame numbers ``number0 + index + 1``) and the
     records' positions in ``offsets`` — or None when there are none (``v6`` always None unless
     ``ipv6``: see the module docstring).
+
+    ``fields``: a dict that receives header fields read on the way - ``frac`` (int64, the
+    fraction of a second of each classic pcap record; not with ``ts``) - so that a caller checking
+    them reads no record twice.
     """
     o = np.array(offsets, dtype=np.int64)
     o -= LEAD
@@ -130,6 +134,7 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
     bo = "<" if order == "<" else ">"
     cap = field(block, LEAD + 8, bo + "u4").astype(np.int64)
     wire = field(block, LEAD + 12, bo + "u4").astype(np.int64)
+    frac = None
     if ts is not None:
         pass
     elif nanosecond:
@@ -143,6 +148,8 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
         sec = field(block, LEAD, bo + "u4").astype(np.int64)
         frac = field(block, LEAD + 4, bo + "u4").astype(np.int64)
         ts = (sec * 1000000 + frac).astype(np.float64) / 1000000.0
+    if fields is not None and frac is not None:
+        fields["frac"] = frac
     arr = np.frombuffer(buf, dtype=np.uint8)
     w = _words(block)
     et = w[7] & 0xFFFF  # frame bytes 12-13

@@ -22,9 +22,23 @@ A few pcapng blocks carry no packet but are still numbered as frames by Wireshar
 Wireshark's numbering; consumers that only want packets skip them.  A Simple Packet Block has no
 timestamp (Wireshark shows none): it is given the timestamp of the previous record of the file.
 
-Problems after the file header never raise: a truncated last record, an impossible length, a
-mismatched block trailer or a reference to an undeclared interface append ``(offset, reason)`` to
-``reader.warnings`` and end the iteration; every record before it has been yielded.
+Problems after the file header never raise: they are damage, listed in ``reader.damage``
+(:class:`Damage`: byte range, records lost, reason, neighbouring timestamps) and, one line each,
+in ``reader.warnings`` (``(offset, reason)``), and reading goes on:
+
+* bytes that are not a record (an impossible captured length, a pcapng block whose length or
+  trailer is wrong: garbage, a hole, a second file header) are skipped up to the next offset where
+  a chain of valid records starts (:mod:`dissect.vpn.chain`); the range uses no frame number;
+* a pcapng block framed right but unusable (undeclared interface, captured length past its
+  block, simple packet block before any interface, malformed options) is skipped alone;
+* a record Wireshark shows but that holds nothing to analyse - a pcap record of time 0 with no
+  byte captured (what a zero-filled hole reads as), a pcapng packet whose timestamp is outside
+  [0, ``TS_LIMIT``) - is yielded as a ``NONPACKET`` record, so that frame numbers stay
+  Wireshark's;
+* the data ending inside a record (a file cut short) is damage at the end.
+
+Frame numbers are Wireshark's up to the first range it cannot read past (Wireshark stops there);
+after it they are the numbers Wireshark gives to the same file with the unreadable ranges cut out.
 
 The stream is read in ``CHUNK`` pieces; memory is bounded by one chunk plus the largest record.
 
@@ -39,11 +53,15 @@ import struct
 
 from dissect.vpn import fast as _fast
 from dissect.vpn.errors import DissectError
+from dissect.vpn.link import COOKED_LINKTYPES, cooked_info
 
 __all__ = [
+    "BATCH_RECORDS",
     "CHUNK",
+    "Damage",
     "NONPACKET",
     "MAX_RECORD",
+    "TS_LIMIT",
     "Interface",
     "PcapReader",
     "PcapngReader",
@@ -195,15 +213,202 @@ def open_capture(stream):
     raise DissectError(f"not a pcap or pcapng capture (magic {head.hex()})", 0)
 
 
+#: a usable record timestamp lies in [0, TS_LIMIT) seconds since 1970: classic pcap's 32-bit
+#: seconds (1970-01-01 to 2106-02-07).  A pcapng record whose 64-bit tick count, time resolution
+#: or time offset puts it outside is damaged input (Wireshark shows it, with a date such as
+#: year 586524 or before 1970; no report can place it in time).
+TS_LIMIT = float(1 << 32)
+#: records classified per array operation of the batched walk: at least this many before a
+#: classification (unless the buffer ends first), at most twice as many - the walk counts records
+#: per window of BATCH_RECORDS x the smallest record, never per record.  This bounds its memory
+#: whatever the size of the records (the arrays hold ~250 bytes per record)
+BATCH_RECORDS = 1 << 14
+#: damaged ranges kept in full per reader; further ones are only counted (``damage_more``)
+DAMAGE_KEEP = 1000
+
+# "not known yet": the bytes that tell are not read yet (Damage.after)
+_UNKNOWN = object()
+_EMPTY = "empty record at time 0 (a zero-filled hole, not a packet)"
+# offset in ticks given to an interface whose if_tsresol is out of range: every timestamp of it
+# lands outside [0, TS_LIMIT) and its packets become damaged records
+_UNUSABLE = 1 << 80
+
+
+class Damage:
+    """A damaged part of a capture: bytes that hold no record that could be analysed.
+
+    ``offset``/``length``: the byte range in the (decompressed) stream.  ``frames``: records known
+    to lie in it (their headers were readable) that were not analysed.  ``numbered``: those
+    records keep their frame numbers, because Wireshark shows them (zero headers, timestamps
+    out of range); otherwise the range uses no frame number (Wireshark stops reading there).
+    ``reason``: what was wrong.  ``before``/``after``: timestamps of the packet records read
+    just before and just after it (None: none, or not known).  ``trailing``: only damage
+    follows it up to the end of the data (set at the end of the walk).  ``kind``: "unreadable"
+    (no record boundary: skipped to the next valid chain of records), "records" (whole records
+    that could not be used), "tail" (the data ends inside a record)."""
+
+    __slots__ = ("offset", "length", "frames", "numbered", "reason", "before", "after",
+                 "trailing", "kind")
+
+    def __init__(self, offset, length, frames, numbered, reason, before, after, kind):
+        self.offset = offset
+        self.length = length
+        self.frames = frames
+        self.numbered = numbered
+        self.reason = reason
+        self.before = before
+        self.after = after
+        self.trailing = False
+        self.kind = kind
+
+    def __repr__(self):
+        return (f"Damage(offset={self.offset}, length={self.length}, frames={self.frames}, "
+                f"numbered={self.numbered}, kind={self.kind!r}, reason={self.reason!r})")
+
+    def text(self) -> str:
+        """One line for a warning list."""
+        if self.kind == "tail":
+            return self.reason
+        if self.kind == "records":
+            if self.numbered:
+                return (f"{self.reason}: {self.frames} record(s) not analysed (they keep their "
+                        f"frame numbers)")
+            return f"{self.reason}: {self.length} bytes ({self.frames} record(s)) skipped"
+        if self.trailing:
+            return (f"{self.reason}: the last {self.length} bytes could not be read (no valid "
+                    f"record after them)")
+        return (f"{self.reason}: {self.length} bytes could not be read; reading resumed at "
+                f"offset {self.offset + self.length}")
+
+
 class _Reader:
     __slots__ = ("_stream", "_buf", "_base", "_started", "format", "interfaces", "isb",
-                 "warnings", "drops", "byteorder", "version", "walk_stats", "ended")
+                 "drops", "byteorder", "version", "walk_stats", "damage", "damage_more", "size",
+                 "_pending", "cooked", "ended")
+
+    def _init_damage(self):
+        #: damaged ranges, in file order (see :class:`Damage`)
+        self.damage = []
+        #: beyond DAMAGE_KEEP ranges: [ranges, bytes, frames, seconds between their neighbours]
+        self.damage_more = [0, 0, 0, 0.0]
+        #: bytes of the stream once it has been read to its end (None before)
+        self.size = None
+        #: the damaged range whose ``after`` waits for the next bytes to be read
+        self._pending = None
+        #: Linux cooked frames (``tcpdump -i any``): ``{(interface, SLL2 interface index or None,
+        #: packet type): frames}`` (dissect.vpn.link.cooked_info, PACKET_TYPES)
+        self.cooked = {}
+
+    def _cook(self, iface, linktype, data, off, end):
+        info = cooked_info(linktype, data, off, end)
+        if info is not None:
+            key = (iface, info[0], info[1])
+            self.cooked[key] = self.cooked.get(key, 0) + 1
 
     def _begin(self):
         if self._started:
             raise RuntimeError("records() can be iterated only once (the stream is consumed)")
         self._started = True
 
+    @property
+    def warnings(self) -> list:
+        """``(offset, reason)`` of every damaged range (and a count of those not kept)."""
+        out = [(d.offset, d.text()) for d in self.damage]
+        more = self.damage_more
+        if more[0]:
+            out.append((self.damage[-1].offset + self.damage[-1].length,
+                        f"{more[0]} more damaged range(s): {more[1]} bytes, {more[2]} record(s)"))
+        return out
+
+    def _note(self, offset, length, frames, numbered, reason, before, after, kind):
+        """Record a damaged range (merged with the previous one when it continues it).
+        ``after`` may be ``_UNKNOWN``: the record after the range is not read yet; the walk
+        settles it (:meth:`_settle`) when it has read more."""
+        pending = after is _UNKNOWN
+        if pending:
+            after = None
+        self._pending = None
+        d = self.damage
+        if d:
+            last = d[-1]
+            if (last.offset + last.length == offset and last.kind == kind
+                    and last.numbered == numbered and last.reason == reason):
+                last.length += length
+                last.frames += frames
+                last.after = after
+                if pending:
+                    self._pending = last
+                return
+        if len(d) >= DAMAGE_KEEP:
+            more = self.damage_more
+            more[0] += 1
+            more[1] += length
+            more[2] += frames
+            if before is not None and after is not None and after > before:
+                more[3] += after - before
+            return
+        e = Damage(offset, length, frames, numbered, reason, before, after, kind)
+        d.append(e)
+        if pending:
+            self._pending = e
+
+    def _settle(self, buf, pos, n):
+        """More bytes were read: the time after the pending damaged range, from the record at
+        ``pos`` (the first one after it)."""
+        v = self._peek(buf, pos, n)
+        if v is not _UNKNOWN:
+            self._pending.after = v
+            self._pending = None
+
+    def _eof(self, end):
+        """The data ended at ``end``: mark the damage that runs up to it as trailing."""
+        self.size = end
+        self._pending = None
+        cursor = end
+        for d in reversed(self.damage):
+            if d.offset + d.length != cursor:
+                break
+            d.trailing = True
+            cursor = d.offset
+
+    def _recover(self, head, offset, reason, before):
+        """Reading failed at ``offset`` (``head``: the bytes from there that are already read):
+        skip to the next valid chain of records (:func:`dissect.vpn.chain.resync`, reading on),
+        and note the skipped range.  Returns ``(skipped, rest, eof)``."""
+        from dissect.vpn import chain
+
+        rules = self.chain_rules()
+        skipped, rest, eof = chain.resync(rules, head, self._stream.read)
+        times = [] if eof else rules.times(rest, 0, len(rest), 1)
+        after = times[0] if times else None
+        self._note(offset, skipped, 0, False, reason, before, after, "unreadable")
+        return skipped, rest, eof
+
+    def _end(self, buf, pos, n, base, before):
+        """The data ends inside the record (or block) at ``pos``: one cut off, or a header whose
+        length is garbage with valid records after it (:func:`dissect.vpn.chain.find` on what is
+        left, at the end of the data).  Returns the position in ``buf`` where reading goes on, or
+        None (damage at the end)."""
+        left = n - pos
+        if left > self._HEADER:
+            from dissect.vpn import chain
+
+            rules = self.chain_rules()
+            found, _r = chain.find(rules, buf, pos + 1, n, True)
+            if found is not None:
+                times = rules.times(buf, found, n, 1)
+                self._note(base + pos, found - pos, 0, False, self._runs_past(buf, pos), before,
+                           times[0] if times else None, "unreadable")
+                return found
+        frames, reason = self._cut_off(buf, pos, n)
+        self._note(base + pos, left, frames, False, reason, before, None, "tail")
+        return None
+
+    def chain_rules(self):
+        """The rules of a valid record chain for this capture (:mod:`dissect.vpn.chain`): what a
+        resynchronisation after damage looks for, and what a reader of a slice of the same
+        capture needs to find record boundaries."""
+        raise NotImplementedError
 
     def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None):
         """Push every record instead of yielding it (the analysis hot path).
@@ -212,12 +417,12 @@ class _Reader:
         (:func:`dissect.vpn.fast.esp_at`) go to ``on_esp((tag, number), ts, 4, src, dst, sport,
         dport, spi, seq, esp_len)`` — the argument list of the ESP event of docs/internals.md —
         without a record tuple; every other record to ``on_frame(tag, number, ts, linktype, data,
-        wirelen, offset)``.  Numbers are 1-based as Wireshark's; non-packet records use up their
-        number.  Counters are left in ``walk_stats``: ``frames``, ``bytes`` (captured),
-        ``first_ts``/``last_ts`` (earliest/latest), ``out_of_order``, ``truncated`` (captured <
-        original length), ``linktypes`` (dict linktype -> frames).  ``on_checkpoint(number,
-        offset)`` is called for every ``every``-th record (``every`` a power of two) so that
-        frames can be found again later.
+        wirelen, offset)``.  Numbers are 1-based as Wireshark's; non-packet records (and damaged
+        records Wireshark numbers) use up their number.  Counters are left in ``walk_stats``:
+        ``frames``, ``bytes`` (captured), ``first_ts``/``last_ts`` (earliest/latest),
+        ``out_of_order``, ``truncated`` (captured < original length), ``linktypes`` (dict
+        linktype -> frames).  ``on_checkpoint(number, offset)`` is called for every
+        ``every``-th record (``every`` a power of two) so that frames can be found again later.
 
         This generic version rides on :meth:`records` and ignores ``on_batch``;
         :class:`PcapReader` has a copy-free one, and a batched one for ``on_batch``.
@@ -310,7 +515,7 @@ class PcapReader(_Reader):
         self.drops = {}
         #: pcapng ``isb_endtime``: when the capture stopped (the latest given), else None
         self.ended = None
-        self.warnings = []
+        self._init_damage()
         rest = _read_exact(stream, 20)
         if len(rest) < 20:
             raise DissectError(f"truncated pcap file header ({4 + len(rest)} of 24 bytes)", 0)
@@ -326,49 +531,158 @@ class PcapReader(_Reader):
         self._buf = b""
         self._base = 24
 
+    def chain_rules(self):
+        from dissect.vpn.chain import PcapRules
+
+        return PcapRules(self.byteorder, self.nanosecond, self.snaplen)
+
+    def _maxcap(self):
+        """Captured lengths above this are not records (damage)."""
+        snap = self.snaplen
+        return MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
+
+    def _corrupt(self, caplen):
+        return f"corrupt record: captured length {caplen} (snaplen {self.snaplen})"
+
+    def _implausible(self, frac, caplen):
+        return (f"corrupt record: fraction of a second {frac} (captured length {caplen}), and "
+                f"no record header after it")
+
+    def _leads(self, buf, end, n, eof, maxcap):
+        """A record whose header is implausible (fraction of a second >= 1 s: what almost any
+        garbage has) is one only when a record header follows it: True / False, or None when
+        the bytes that tell are not read yet."""
+        if end + 16 <= n:
+            return struct.unpack_from(self.byteorder + "8xI", buf, end)[0] <= maxcap
+        return True if eof else None
+
+    def _check(self, buf, pos, n, base, eof, before, maxcap, div):
+        """The record header at ``pos`` that the walks' cheap test stopped at (its end past the
+        data, an impossible captured length, a fraction of a second past one second):
+        ``("ok", None)`` a record after all; ``("need", bytes)`` read on first; ``("bad",
+        reason)`` not a record: resynchronise; ``("end", position or None)`` the data ends inside
+        it: go on at the position :meth:`_end` found (None: nothing more)."""
+        _sec, frac, caplen, _wire = struct.unpack_from(self.byteorder + "IIII", buf, pos)
+        end = pos + 16 + caplen
+        if caplen > maxcap:
+            return "bad", self._corrupt(caplen)
+        if frac >= div and not self._leads(buf, end, n, eof, maxcap):
+            if not eof and end + 16 > n:
+                return "need", end + 16 - n  # the next header tells
+            return "bad", self._implausible(frac, caplen)
+        if end > n:
+            if not eof:
+                return "need", end - n
+            return "end", self._end(buf, pos, n, base, before)
+        return "ok", None
+
+    def _empty(self, offset, before, buf, end, n, count=1):
+        """``count`` records from ``offset`` of time 0 with no byte captured (Wireshark shows them
+        as empty frames of 1970; they come from zero-filled holes, not from a capture): noted as
+        damage."""
+        self._note(offset, 16 * count, count, True, _EMPTY, before, self._peek(buf, end, n),
+                   "records")
+
+    def _peek(self, buf, p, n):
+        """The timestamp of the packet record at ``p`` (None: not a packet record; _UNKNOWN:
+        its header is not read yet)."""
+        if p + 16 > n:
+            return _UNKNOWN
+        sec, frac, cap, wire = struct.unpack_from(self.byteorder + "IIII", buf, p)
+        if not (sec or frac or cap) or cap > self._maxcap():
+            return None
+        div = 1000000000 if self.nanosecond else 1000000
+        return (sec * div + frac) / div
+
+    _HEADER = 16
+
+    def _runs_past(self, buf, pos):
+        caplen = struct.unpack_from(self.byteorder + "8xI", buf, pos)[0]
+        return f"corrupt record: captured length {caplen} runs past the end of the data"
+
+    def _cut_off(self, buf, pos, n):
+        """``(records lost, reason)`` for the data ending inside the record at ``pos``."""
+        left = n - pos
+        if left < 16:
+            return 0, _pcap_tail(left, 0)
+        return 1, _pcap_tail(left, struct.unpack_from(self.byteorder + "8xI", buf, pos)[0])
+
     def records(self):
         self._begin()
+        if self.linktype in COOKED_LINKTYPES:
+            return self._cooked_records(self._records())
+        return self._records()
+
+    def _cooked_records(self, records):
+        """records(), counting the Linux cooked headers (only such files pay for it)."""
+        for rec in records:
+            if rec[1] != NONPACKET:
+                self._cook(0, rec[1], rec[2], 0, None)
+            yield rec
+
+    def _records(self):
         read = self._stream.read
         unpack = struct.Struct(self.byteorder + "IIII").unpack_from
         lt = self.linktype
         div = 1000000000 if self.nanosecond else 1000000
-        snap = self.snaplen
-        maxcap = MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
-        warnings = self.warnings
+        maxcap = self._maxcap()
         buf = self._buf
         base = self._base
         pos = 0
         n = len(buf)
         need = CHUNK
         self._buf = b""
+        ts = None
+        eof = False
         while True:
             while pos + 16 <= n:
                 sec, frac, caplen, wirelen = unpack(buf, pos)
-                if caplen > maxcap:
-                    warnings.append((base + pos, f"corrupt record: captured length {caplen} "
-                                     f"(snaplen {snap}); rest of file ignored"))
-                    return
                 end = pos + 16 + caplen
-                if end > n:
-                    need = end - n
-                    break
-                yield (sec * div + frac) / div, lt, buf[pos + 16:end], wirelen, base + pos, 0
+                if end > n or caplen > maxcap or frac >= div:
+                    what, val = self._check(buf, pos, n, base, eof, ts, maxcap, div)
+                    if what == "need":
+                        need = val
+                        break
+                    if what == "end":
+                        if val is None:
+                            pos = n
+                            break
+                        pos = val
+                        continue
+                    if what == "bad":  # not a record: skip to the next valid chain of records
+                        skipped, buf, eof = self._recover(buf[pos:], base + pos, val, ts)
+                        base += pos + skipped
+                        pos = 0
+                        n = len(buf)
+                        if eof:
+                            break
+                        continue
+                if caplen == 0 and sec == 0 and frac == 0:
+                    self._empty(base + pos, ts, buf, end, n)
+                    yield (ts or 0.0), NONPACKET, b"", 0, base + pos, -1
+                    pos = end
+                    continue
+                ts = (sec * div + frac) / div
+                yield ts, lt, buf[pos + 16:end], wirelen, base + pos, 0
                 pos = end
             else:
                 need = 16 - (n - pos)
+            if eof:
+                if pos < n:
+                    self._end(buf, pos, n, base, ts)
+                self._eof(base + n)
+                return
             chunk = read(need if need > CHUNK else CHUNK)
             if not chunk:
-                if pos < n:
-                    left = n - pos
-                    reason = _pcap_tail(left, unpack(buf, pos)[2] if left >= 16 else 0)
-                    warnings.append((base + pos, reason))
-                return
+                eof = True
+                continue
             buf = buf[pos:] + chunk if pos < n else chunk
             base += pos
             pos = 0
             n = len(buf)
             need = CHUNK
-
+            if self._pending is not None:
+                self._settle(buf, 0, n)
 
     def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None):
         """Copy-free :meth:`_Reader.walk`: ESP of the common shape is recognised where it lies
@@ -392,9 +706,7 @@ class PcapReader(_Reader):
         lt = self.linktype
         eth = lt == 1
         div = 1000000000 if self.nanosecond else 1000000
-        snap = self.snaplen
-        maxcap = MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
-        warnings = self.warnings
+        maxcap = self._maxcap()
         buf = self._buf
         base = self._base
         pos = 0
@@ -402,30 +714,51 @@ class PcapReader(_Reader):
         need = CHUNK
         self._buf = b""
         number = 0
+        empties = 0
         nbytes = 0
         trunc = 0
         tmax = float("-inf")
         tmin = float("inf")
         disorder = 0
         first = None
+        ts = None
+        eof = False
+        cooked = lt in COOKED_LINKTYPES
         try:
             while True:
                 while pos + 16 <= n:
                     sec, frac, caplen, wirelen = unpack(buf, pos)
-                    if caplen > maxcap:
-                        warnings.append((base + pos, f"corrupt record: captured length {caplen} "
-                                         f"(snaplen {snap}); rest of file ignored"))
-                        return
                     end = pos + 16 + caplen
-                    if end > n:
-                        need = end - n
-                        break
+                    if end > n or caplen > maxcap or frac >= div:
+                        what, val = self._check(buf, pos, n, base, eof, ts, maxcap, div)
+                        if what == "need":
+                            need = val
+                            break
+                        if what == "end":
+                            if val is None:
+                                pos = n
+                                break
+                            pos = val
+                            continue
+                        if what == "bad":
+                            skipped, buf, eof = self._recover(buf[pos:], base + pos, val, ts)
+                            base += pos + skipped
+                            pos = 0
+                            n = len(buf)
+                            if eof:
+                                break
+                            continue
                     number += 1
                     if not number & mask:
                         on_checkpoint(number, base + pos)
+                    if caplen == 0 and sec == 0 and frac == 0:
+                        self._empty(base + pos, ts, buf, end, n)
+                        empties += 1
+                        pos = end
+                        continue
                     nbytes += caplen
                     ts = (sec * div + frac) / div
-                    if number == 1:
+                    if first is None:
                         first = ts
                     if ts >= tmax:
                         tmax = ts
@@ -441,25 +774,32 @@ class PcapReader(_Reader):
                             on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
                             pos = end
                             continue
+                    elif cooked:
+                        self._cook(0, lt, buf, pos + 16, end)
                     on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos)
                     pos = end
                 else:
                     need = 16 - (n - pos)
+                if eof:
+                    if pos < n:
+                        self._end(buf, pos, n, base, ts)
+                    self._eof(base + n)
+                    return
                 chunk = read(need if need > CHUNK else CHUNK)
                 if not chunk:
-                    if pos < n:
-                        left = n - pos
-                        reason = _pcap_tail(left, unpack(buf, pos)[2] if left >= 16 else 0)
-                        warnings.append((base + pos, reason))
-                    return
+                    eof = True
+                    continue
                 buf = buf[pos:] + chunk if pos < n else chunk
                 base += pos
                 pos = 0
                 n = len(buf)
                 need = CHUNK
+                if self._pending is not None:
+                    self._settle(buf, 0, n)
         finally:
+            frames = number - empties
             self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder,
-                                          {lt: number} if number else {})
+                                          {lt: frames} if frames else {})
 
     def _walk_batch(self, tag, on_batch, on_frame, on_checkpoint, every):
         self._begin()
@@ -469,53 +809,125 @@ class PcapReader(_Reader):
         caplen_at = struct.Struct(self.byteorder + "8xI").unpack_from
         order = self.byteorder
         nanosecond = self.nanosecond
-        snap = self.snaplen
-        maxcap = MAX_RECORD if not snap else min(MAX_RECORD, max(2 * snap, 262144))
-        warnings = self.warnings
+        div = 1000000000 if nanosecond else 1000000
+        maxcap = self._maxcap()
+        limit = BATCH_RECORDS
+        window = 16 * limit  # the smallest record is a header
         try:
             while True:
                 bt.fill()
                 buf = bt.buf
                 n = bt.n
                 pos = bt.pos
-                offs = []
-                app = offs.append
-                # the record walk: nothing but lengths (the slack after n makes the read safe)
-                while True:
-                    end = pos + 16 + caplen_at(buf, pos)[0]
-                    if end > n:
-                        break
-                    app(pos)
-                    pos = end
-                bt.pos = pos
+                eof = bt.eof
+                if self._pending is not None:
+                    self._settle(buf, pos, n)
                 corrupt = None
-                if pos + 16 <= n and caplen_at(buf, pos)[0] > maxcap:
-                    corrupt = (bt.base + pos, caplen_at(buf, pos)[0])
-                if offs:
-                    res = classify(buf, offs, order, nanosecond, bt.number)
-                    big = np.flatnonzero(res[1] > maxcap)
-                    if len(big):
-                        # an impossible length: what comes before it is analysed, nothing after
-                        k = int(big[0])
-                        corrupt = (bt.base + offs[k], int(res[1][k]))
-                        res = _cut(res, k, np)
-                        del offs[k:]
-                    if offs:
-                        bt.push(offs, 16, res, 1)
+                need = None
+                while True:
+                    offs = []
+                    app = offs.append
+                    full = False
+                    # the record walk: nothing but lengths (the slack after n makes the read
+                    # safe), a window at a time (a window holds at most `limit` records)
+                    while True:
+                        wn = pos + window
+                        if wn > n:
+                            wn = n
+                        p0 = pos
+                        while True:
+                            end = pos + 16 + caplen_at(buf, pos)[0]
+                            if end > wn:
+                                break
+                            app(pos)
+                            pos = end
+                        if len(offs) >= limit:
+                            full = True
+                            break
+                        if end > n:
+                            break
+                        if pos == p0:  # a record longer than the window
+                            app(pos)
+                            pos = end
+                    if not offs:
+                        break
+                    got = {}
+                    res = classify(buf, offs, order, nanosecond, bt.number, fields=got)
+                    cap, wire = res[1], res[2]
+                    frac = got["frac"]
+                    k = len(offs)
+                    bad = cap > maxcap
+                    sus = (frac >= div) & ~bad
+                    if sus.any():
+                        # an implausible header is a record only when a header follows it
+                        nxt = np.empty(k, dtype=np.int64)
+                        nxt[:-1] = cap[1:]
+                        lead = self._leads(buf, pos, n, eof, maxcap)  # after the last one
+                        nxt[-1] = -1 if lead is None else (0 if lead else maxcap + 1)
+                        bad |= sus & (nxt > maxcap)
+                        und = sus & (nxt < 0)
+                    else:
+                        und = None
+                    if bad.any() or (und is not None and und.any()):
+                        j = int((bad | und).argmax()) if und is not None else int(bad.argmax())
+                        if bad[j]:
+                            c = int(cap[j])
+                            corrupt = (offs[j], self._corrupt(c) if c > maxcap else
+                                       self._implausible(int(frac[j]), c))
+                        else:
+                            need = 32 + int(cap[j])  # read on: the header after it tells
+                        pos = offs[j]
+                        k = j
+                    empty = np.flatnonzero((cap[:k] == 0) & (res[0][:k] == 0))
+                    if len(empty):
+                        self._with_empty(bt, offs, k, res, empty, buf, n)
+                    elif k:
+                        bt.push(offs if k == len(offs) else offs[:k], 16,
+                                res if k == len(offs) else _part(res, 0, k, np), 1)
+                    if corrupt is not None or need is not None or not full:
+                        break
+                if corrupt is None and need is None and pos + 16 <= n:
+                    c = caplen_at(buf, pos)[0]
+                    if c > maxcap:
+                        corrupt = (pos, self._corrupt(c))
+                bt.pos = pos
                 if corrupt is not None:
-                    warnings.append((corrupt[0], f"corrupt record: captured length {corrupt[1]} "
-                                     f"(snaplen {snap}); rest of file ignored"))
-                    return
-                if bt.eof:
+                    off, reason = corrupt
+                    skipped, rest, eof = self._recover(bytes(bt.mv[off:n]), bt.base + off,
+                                                       reason, bt.last)
+                    if eof:
+                        self._eof(bt.base + off + skipped)
+                        return
+                    bt.reset(rest, bt.base + off + skipped)
+                    continue
+                if eof:
                     if pos < n:
-                        left = n - pos
-                        reason = _pcap_tail(left, caplen_at(buf, pos)[0] if left >= 16 else 0)
-                        warnings.append((bt.base + pos, reason))
+                        found = self._end(buf, pos, n, bt.base, bt.last)
+                        if found is not None:
+                            bt.pos = found
+                            continue
+                    self._eof(bt.base + n)
                     return
-                bt.slide(16 + caplen_at(buf, pos)[0] if n - pos >= 16 else 16)
+                bt.slide(need or (16 + caplen_at(buf, pos)[0] if n - pos >= 16 else 16))
         finally:
             self.walk_stats = bt.stats()
 
+    def _with_empty(self, bt, offs, k, res, empty, buf, n):
+        """Hand over the first ``k`` records at ``offs``, some of them empty (positions
+        ``empty``): the others in runs, the empty ones noted as damage (numbered)."""
+        np = bt.np
+        i = 0
+        starts = np.flatnonzero(np.diff(empty) != 1) + 1  # where a new run of empties begins
+        for run in np.split(empty, starts):
+            a, b = int(run[0]), int(run[-1]) + 1
+            if a > i:
+                bt.push(offs[i:a], 16, _part(res, i, a, np), 1)
+            end = offs[b - 1] + 16
+            self._empty(bt.base + offs[a], bt.last, buf, end, n, b - a)
+            bt.skip(b - a, bt.base + offs[a], 16)
+            i = b
+        if i < k:
+            bt.push(offs[i:k], 16, _part(res, i, k, np), 1)
 
 
 class _Corrupt(Exception):
@@ -547,13 +959,38 @@ class _Order:
 
 _LE = _Order("<")
 _BE = _Order(">")
+_COOKED_ARR = sorted(COOKED_LINKTYPES)
+# the block types a reader knows (those that may also start a chain: dissect.vpn.chain); a block
+# of another type is skipped only when a block follows it, at most this long
+KNOWN_BLOCKS = frozenset((_SHB, _B_IDB, _B_PB, _B_SPB, _B_NRB, _B_ISB, _B_EPB, _B_DSB)) | \
+    _NUMBERED
+_FOLLOW_MAX = 1 << 20
 
+
+def ok_need(buf, end, n, o):
+    """Bytes needed after ``end`` to see the block that starts there whole (at least its
+    header)."""
+    if end + 12 > n:
+        return 12
+    blen = o.u32(buf, end + 4)[0]
+    return max(12, min(blen, _FOLLOW_MAX))
+
+
+def _tsresol_ok(tsresol: int) -> bool:
+    return (tsresol & 0x7F) <= (63 if tsresol & 0x80 else 18)
 
 
 class PcapngReader(_Reader):
-    """pcapng: every section (each SHB resets byte order and interfaces), EPB, SPB, PB, ISB."""
+    """pcapng: every section (each SHB resets byte order and interfaces), EPB, SPB, PB, ISB.
 
-    __slots__ = ("sections", "_order", "_secifs", "_last_ts")
+    Damage (see the module docstring): a block whose length or trailer is impossible starts an
+    unreadable range, skipped to the next valid chain of blocks; a block whose framing is right
+    but whose content is not (an undeclared interface, a captured length past its block, an SPB
+    before any IDB, malformed options) is skipped alone; a packet block whose timestamp lies
+    outside [0, TS_LIMIT) (a 64-bit tick count, an extreme ``if_tsresol`` or ``if_tsoffset``) is
+    a damaged record that keeps its frame number."""
+
+    __slots__ = ("sections", "_order", "_secifs", "_last_ts", "notes", "_ifn")
 
     def __init__(self, stream, head: bytes):
         self._stream = stream
@@ -564,7 +1001,10 @@ class PcapngReader(_Reader):
         self.drops = {}
         #: pcapng ``isb_endtime``: when the capture stopped (the latest given), else None
         self.ended = None
-        self.warnings = []
+        self._init_damage()
+        #: problems that lost no record (malformed options of an interface description block)
+        self.notes = []
+        self._ifn = []  # packet records per global interface index
         self.sections = []
         self._secifs = []
         self._last_ts = 0.0
@@ -590,6 +1030,30 @@ class PcapngReader(_Reader):
         self.version = self.sections[0]["version"]
         self._buf = b""
         self._base = blen
+
+    @property
+    def warnings(self) -> list:
+        return sorted(_Reader.warnings.fget(self) + self.notes, key=lambda w: w[0])
+
+    @property
+    def iface_frames(self) -> dict:
+        """Packet records read so far per global interface index (interfaces without any
+        left out)."""
+        return {i: c for i, c in enumerate(self._ifn) if c}
+
+    def _counted(self, rec):
+        """A packet record of the general rules: counted for its interface (and its Linux
+        cooked header)."""
+        gi = rec[5]
+        self._ifn[gi] += 1
+        if rec[1] in COOKED_LINKTYPES:
+            self._cook(gi, rec[1], rec[2], 0, None)
+        return rec
+
+    def chain_rules(self):
+        from dissect.vpn.chain import PcapngRules
+
+        return PcapngRules(self._order.char, [(u, off) for _gi, _lt, u, off, _s in self._secifs])
 
     @staticmethod
     def _bom(b4):
@@ -629,7 +1093,7 @@ class PcapngReader(_Reader):
         self._order = o
         self._secifs = []
 
-    def _interface(self, buf, pos, blen, o):
+    def _interface(self, buf, pos, blen, o, base):
         if blen < 20:
             raise _Corrupt(f"interface description block too short ({blen} bytes)")
         linktype, _res, snaplen = o.idb(buf, pos + 8)
@@ -637,25 +1101,33 @@ class PcapngReader(_Reader):
         tsoffset = 0
         name = descr = None
         fcslen = None
-        for code, val in self._options(buf, pos + 16, pos + blen - 4, o):
-            if code == 9 and len(val) >= 1:
-                tsresol = val[0]
-                if (tsresol & 0x7F) > (63 if tsresol & 0x80 else 18):
-                    raise _Corrupt(f"interface time resolution {tsresol:#x} is out of range")
-            elif code == 14 and len(val) >= 8:
-                tsoffset = o.i64(val, 0)[0]
-            elif code == 2:
-                name = val.decode("utf-8", "replace").rstrip("\x00")
-            elif code == 3:
-                descr = val.decode("utf-8", "replace").rstrip("\x00")
-            elif code == 13 and len(val) >= 1:
-                fcslen = val[0]
+        try:
+            for code, val in self._options(buf, pos + 16, pos + blen - 4, o):
+                if code == 9 and len(val) >= 1:
+                    tsresol = val[0]
+                elif code == 14 and len(val) >= 8:
+                    tsoffset = o.i64(val, 0)[0]
+                elif code == 2:
+                    name = val.decode("utf-8", "replace").rstrip("\x00")
+                elif code == 3:
+                    descr = val.decode("utf-8", "replace").rstrip("\x00")
+                elif code == 13 and len(val) >= 1:
+                    fcslen = val[0]
+        except _Corrupt as exc:
+            # the interface is still declared (the ids of later ones must not shift)
+            if len(self.notes) < DAMAGE_KEEP:
+                self.notes.append((base + pos, f"interface description block: {exc}; the "
+                                               f"options after it are ignored"))
         iface = Interface(linktype, snaplen, tsresol, tsoffset, name, fcslen,
                           len(self.sections) - 1, descr)
         gi = len(self.interfaces)
         self.interfaces.append(iface)
+        self._ifn.append(0)
         units = iface.units
-        self._secifs.append((gi, linktype, units, tsoffset * units, snaplen))
+        offt = tsoffset * units
+        if not _tsresol_ok(tsresol):
+            units, offt = 1, _UNUSABLE  # every timestamp of it is out of range: damaged records
+        self._secifs.append((gi, linktype, units, offt, snaplen))
 
     def _stats(self, buf, pos, blen, o):
         if blen < 24:
@@ -678,11 +1150,85 @@ class PcapngReader(_Reader):
             self.isb.setdefault(self._secifs[iid][0], {}).update(counters)
 
     def _epb_options(self, buf, start, end, gi, o):
-        for code, val in self._options(buf, start, end, o):
-            if code == 4 and len(val) >= 8:  # epb_dropcount
-                self.drops[gi] = self.drops.get(gi, 0) + o.u64(val, 0)[0]
+        # read them all before counting: malformed options count nothing (raise _Corrupt)
+        dropped = [o.u64(val, 0)[0] for code, val in self._options(buf, start, end, o)
+                   if code == 4 and len(val) >= 8]  # epb_dropcount
+        if dropped:
+            self.drops[gi] = self.drops.get(gi, 0) + sum(dropped)
 
-    def _epb(self, buf, pos, blen, base):
+    _HEADER = 12
+
+    def _runs_past(self, buf, pos):
+        btype, blen = self._order.hdr(buf, pos)
+        return f"corrupt block length {blen} (block type {btype:#x}) runs past the end of the data"
+
+    def _cut_off(self, buf, pos, n):
+        """``(records lost, reason)`` for the data ending inside the block at ``pos``."""
+        left = n - pos
+        if left < 12:
+            return 0, _pcapng_tail(left, 0)
+        btype, blen = self._order.hdr(buf, pos)
+        return (1 if btype in (_B_EPB, _B_PB, _B_SPB) else 0), _pcapng_tail(left, blen)
+
+    def _followed(self, buf, end, n, eof):
+        """A block (framing only: length, trailer) or the end of the data at ``end``: True /
+        False / None (not read yet)."""
+        if end + 12 > n:
+            return end == n if eof else None
+        o = self._order
+        btype, blen = o.hdr(buf, end)
+        if btype == _SHB:
+            o = self._bom(bytes(buf[end + 8:end + 12]))
+            if o is None:
+                return False
+            blen = o.u32(buf, end + 4)[0]
+        if blen & 3 or blen < 12 or blen > _FOLLOW_MAX:
+            return False
+        if end + blen > n:
+            return False if eof else None
+        return o.u32(buf, end + blen - 4)[0] == blen
+
+    def _ts_reason(self, gi, ts) -> str:
+        tsresol = self.interfaces[gi].tsresol
+        if not _tsresol_ok(tsresol):
+            return (f"timestamp unusable: interface {gi} has an out-of-range time resolution "
+                    f"(if_tsresol {tsresol:#x})")
+        if ts < 0:
+            return "timestamp before 1970 (tick count or if_tsoffset out of range)"
+        return "timestamp after 2106 (tick count, if_tsresol or if_tsoffset out of range)"
+
+    def _peek(self, buf, p, n):
+        """The timestamp of the block at ``p`` when it is an enhanced / obsolete packet block of
+        a declared interface with a usable timestamp (else None; _UNKNOWN: not read yet)."""
+        o = self._order
+        if p + 8 > n:
+            return _UNKNOWN
+        btype, blen = o.hdr(buf, p)
+        if btype not in (_B_EPB, _B_PB) or blen < 32:
+            return None
+        if p + 28 > n:
+            return _UNKNOWN
+        if btype == _B_EPB:
+            iid, hi, lo, _c, _w = o.epb(buf, p + 8)
+        else:
+            iid, _d, hi, lo, _c, _w = o.pb(buf, p + 8)
+        if iid >= len(self._secifs):
+            return None
+        _gi, _lt, units, offt, _snap = self._secifs[iid]
+        ts = (((hi << 32) | lo) + offt) / units
+        return ts if 0.0 <= ts < TS_LIMIT else None
+
+    def _bad_ts(self, buf, pos, blen, base, n, gi, ts):
+        """A packet block whose timestamp is out of range: a damaged record that keeps its frame
+        number (Wireshark shows it)."""
+        self._note(base + pos, blen, 1, True, self._ts_reason(gi, ts), self._ts_or_none(),
+                   self._peek(buf, pos + blen, n), "records")
+        return (self._last_ts, NONPACKET, b"", 0, base + pos, -1)
+
+    def _ts_or_none(self):
+        return self._last_ts if self._last_ts else None
+
+    def _epb(self, buf, pos, blen, base, n):
         o = self._order
         if blen < 32:
             raise _Corrupt(f"enhanced packet block too short ({blen} bytes)")
@@ -693,16 +1239,18 @@ class PcapngReader(_Reader):
         if iid >= len(self._secifs):
             raise _Corrupt(f"enhanced packet block for undeclared interface {iid}")
         gi, lt, units, offt, _snap = self._secifs[iid]
+        ts = (((hi << 32) | lo) + offt) / units
+        if not 0.0 <= ts < TS_LIMIT:
+            return self._bad_ts(buf, pos, blen, base, n, gi, ts)
         if blen != 32 + ((caplen + 3) & -4):
             self._epb_options(buf, pos + 28 + ((caplen + 3) & -4), pos + blen - 4, gi, o)
-        ts = (((hi << 32) | lo) + offt) / units
-        return (ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi)
+        return self._counted((ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi))
 
-    def _other(self, btype, buf, pos, blen, base):
+    def _other(self, btype, buf, pos, blen, base, n):
         """Handle a block other than an EPB; return a record tuple or None."""
         o = self._order
         if btype == _B_IDB:
-            self._interface(buf, pos, blen, o)
+            self._interface(buf, pos, blen, o, base)
         elif btype == _B_SPB:
             if blen < 16:
                 raise _Corrupt(f"simple packet block too short ({blen} bytes)")
@@ -713,7 +1261,8 @@ class PcapngReader(_Reader):
             caplen = wirelen if not snap or wirelen <= snap else snap
             if caplen > blen - 16:
                 caplen = blen - 16
-            return (self._last_ts, lt, buf[pos + 12:pos + 12 + caplen], wirelen, base + pos, gi)
+            return self._counted((self._last_ts, lt, buf[pos + 12:pos + 12 + caplen], wirelen,
+                                  base + pos, gi))
         elif btype == _B_PB:
             if blen < 32:
                 raise _Corrupt(f"packet block too short ({blen} bytes)")
@@ -725,10 +1274,13 @@ class PcapngReader(_Reader):
                 gi, lt, units, offt, _snap = self._secifs[iid]
             except IndexError:
                 raise _Corrupt(f"packet block for undeclared interface {iid}") from None
+            ts = (((hi << 32) | lo) + offt) / units
+            if not 0.0 <= ts < TS_LIMIT:
+                return self._bad_ts(buf, pos, blen, base, n, gi, ts)
             if dropped != 0xFFFF and dropped:
                 self.drops[gi] = self.drops.get(gi, 0) + dropped
-            ts = (((hi << 32) | lo) + offt) / units
-            return (ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi)
+            return self._counted((ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos,
+                                  gi))
         elif btype == _B_ISB:
             self._stats(buf, pos, blen, o)
         elif btype in _NUMBERED:
@@ -749,64 +1301,98 @@ class PcapngReader(_Reader):
     def _walk_batch(self, tag, on_batch, on_frame, on_checkpoint, every):
         self._begin()
         bt = _Batcher(self, tag, on_batch, on_frame, on_checkpoint, every)
-        warnings = self.warnings
-        last_ts = 0.0
+        limit = BATCH_RECORDS
+        window = 32 * limit  # the smallest enhanced packet block
         try:
             while True:
                 bt.fill()
                 buf = bt.buf
                 n = bt.n
                 pos = bt.pos
-                hdr = self._order.hdr
-                offs = []
-                app = offs.append
-                # a run of enhanced packet blocks: nothing but lengths (slack after n: safe)
-                while True:
-                    btype, blen = hdr(buf, pos)
-                    if btype != 6 or blen < 32:
-                        break
-                    end = pos + blen
-                    if end > n:
-                        break
-                    app(pos)
-                    pos = end
-                if offs:
-                    k, ts = self._epb_run(bt, offs)
-                    if k:
-                        last_ts = ts
-                    if k < len(offs):
-                        pos = offs[k]  # a block the general rules must look at
-                bt.pos = pos
-                if pos + 12 <= n:
-                    end, rec = self._block(buf, pos, n, bt.base, last_ts)
-                    if end is not None:
-                        bt.pos = end
+                if self._pending is not None:
+                    self._settle(buf, pos, n)
+                try:
+                    while True:
+                        hdr = self._order.hdr
+                        offs = []
+                        app = offs.append
+                        full = False
+                        # a run of enhanced packet blocks: nothing but lengths (slack after n:
+                        # safe), a window at a time (a window holds at most `limit` blocks)
+                        while True:
+                            wn = pos + window
+                            if wn > n:
+                                wn = n
+                            p0 = pos
+                            while True:
+                                btype, blen = hdr(buf, pos)
+                                if btype != 6 or blen < 32:
+                                    end = -1
+                                    break
+                                end = pos + blen
+                                if end > wn:
+                                    break
+                                app(pos)
+                                pos = end
+                            if len(offs) >= limit:
+                                full = True
+                                break
+                            if end < 0 or end > n:
+                                break
+                            if pos == p0:  # a block longer than the window
+                                app(pos)
+                                pos = end
+                        if offs:
+                            k = self._epb_run(bt, offs)
+                            if k < len(offs):
+                                pos = offs[k]  # a block whose framing the general rules reject
+                            elif full:
+                                continue
+                        bt.pos = pos
+                        if pos + 12 > n:
+                            need = 12
+                            break
+                        end, rec = self._block(buf, pos, n, bt.base, bt.last_or(self._last_ts),
+                                               bt.eof)
+                        if end is None:
+                            need = rec
+                            break
+                        bt.pos = pos = end
                         if rec is not None:
-                            last_ts = rec[0]
                             bt.one(rec)
-                        continue
-                    need = rec
+                except _Corrupt as exc:
+                    reason = str(exc)
+                except (struct.error, IndexError, ValueError, OverflowError) as exc:
+                    reason = f"malformed block ({exc})"
                 else:
-                    need = 12
-                if bt.eof:
-                    if pos < n:
-                        left = n - pos
-                        reason = _pcapng_tail(left, need)
-                        warnings.append((bt.base + pos, reason))
+                    if bt.eof:
+                        if pos < n:
+                            found = self._end(buf, pos, n, bt.base, bt.last)
+                            if found is not None:
+                                bt.pos = found
+                                continue
+                        self._eof(bt.base + n)
+                        return
+                    bt.slide(need)
+                    continue
+                # framing is broken at bt.pos: skip to the next valid chain of blocks
+                off = bt.pos
+                skipped, rest, eof = self._recover(bytes(bt.mv[off:n]), bt.base + off, reason,
+                                                   bt.last)
+                if eof:
+                    self._eof(bt.base + off + skipped)
                     return
-                bt.slide(need)
-        except _Corrupt as exc:
-            warnings.append((bt.base + bt.pos, f"{exc}; rest of file ignored"))
-        except (struct.error, IndexError, ValueError, OverflowError) as exc:
-            warnings.append((bt.base + bt.pos, f"malformed block ({exc}); rest of file ignored"))
+                bt.reset(rest, bt.base + off + skipped)
         finally:
-            self._last_ts = last_ts
+            self._last_ts = bt.last_or(self._last_ts)
             self.walk_stats = bt.stats()
 
     def _epb_run(self, bt, offs):
-        """Classify and hand over the enhanced packet blocks at ``offs`` (whole, in the buffer);
-        stop before the first one the general rules must see (bad trailer, length or
-        interface).  Returns ``(blocks handed over, timestamp of the last)``."""
+        """Classify and hand over the enhanced packet blocks at ``offs`` (whole, in the buffer),
+        in runs; a block whose content is unusable (captured length past its block, undeclared
+        interface, timestamp out of range) goes through the general rules (:meth:`_block`) in
+        its place.  Stops before the first block whose framing is wrong (length not a multiple
+        of 4, trailer different from the length).  Returns the number of blocks done."""
         np = bt.np
         vec = bt.vec
         o = self._order
@@ -819,22 +1405,20 @@ class PcapngReader(_Reader):
         iid = vec.field(head, 8, u4).astype(np.int64)
         cap = vec.field(head, 20, u4).astype(np.int64)
         trailer = vec.windows(arr, 4)[p + blen - 4].view(u4).ravel()
+        frame = ((blen & 3) != 0) | (trailer != blen)
+        stop = int(frame.argmax()) if frame.any() else len(offs)
         secifs = self._secifs
-        bad = ((blen & 3) != 0) | (cap > blen - 32) | (trailer != blen) | (iid >= len(secifs))
-        k = int(bad.argmax()) if bad.any() else len(offs)
-        if not k:
-            return 0, 0.0
-        if k < len(offs):
-            p, head, blen, iid, cap = p[:k], head[:k], blen[:k], iid[:k], cap[:k]
-            offs = offs[:k]
+        bad = (cap > blen - 32) | (iid >= len(secifs))
         ticks = (vec.field(head, 12, u4).astype(np.uint64) << np.uint64(32)) | \
             vec.field(head, 16, u4).astype(np.uint64)
-        ids = np.unique(iid)
-        lt = np.empty(k, dtype=np.int64)
-        ts = np.empty(k, dtype=np.float64)
-        for i in ids.tolist():
+        lt = np.zeros(len(offs), dtype=np.int64)
+        ts = np.full(len(offs), np.nan)
+        anybad = bool(bad.any())
+        ids = np.unique(iid[~bad] if anybad else iid).tolist()
+        for i in ids:
             gi, ltype, units, offt, _snap = secifs[i]
-            sel = iid == i
+            # the usual run: one interface, nothing bad - no masks
+            sel = slice(None) if len(ids) == 1 and not anybad else (iid == i) & ~bad
             lt[sel] = ltype
             t = ticks[sel]
             if int(t.max()) + max(offt, 0) < 1 << 53 and offt >= 0 and units < 1 << 53:
@@ -842,28 +1426,70 @@ class PcapngReader(_Reader):
                 ts[sel] = (t.astype(np.float64) + float(offt)) / float(units)
             else:
                 ts[sel] = [(x + offt) / units for x in t.tolist()]
-        # options (epb_dropcount) after the padded data
-        opt = np.flatnonzero(blen - cap > 35)
-        for j in opt.tolist():
+        bad |= ~((ts >= 0.0) & (ts < TS_LIMIT))  # NaN (bad already) compares False
+        bad[stop:] = False
+        # options (epb_dropcount) after the padded data; malformed ones make the block bad
+        for j in np.flatnonzero((blen - cap > 35) & ~bad).tolist():
+            if j >= stop:
+                break
             start = offs[j] + 28 + ((int(cap[j]) + 3) & -4)
-            self._epb_options(buf, start, offs[j] + int(blen[j]) - 4, secifs[int(iid[j])][0], o)
-        eth = lt == 1
-        res = vec.classify(buf, p + 12, o.char, False, bt.number, ts=ts,
-                           eth=None if eth.all() else eth)
-        bt.push(offs, 28, res, int(lt[0]) if len(ids) == 1 else lt)
-        return k, float(ts[-1])
+            try:
+                self._epb_options(buf, start, offs[j] + int(blen[j]) - 4,
+                                  secifs[int(iid[j])][0], o)
+            except _Corrupt:
+                bad[j] = True
+        badi = np.flatnonzero(bad[:stop]).tolist()
+        i = 0
+        for j in badi + [stop]:
+            if j == len(offs) and not i:
+                self._epb_push(bt, offs, p, lt, ts, iid)  # the usual run: whole
+            elif j > i:
+                self._epb_push(bt, offs[i:j], p[i:j], lt[i:j], ts[i:j], iid[i:j])
+            if j < stop:
+                # the general rules note the damage (and give a numbered record when Wireshark
+                # would show one)
+                end, rec = self._block(buf, offs[j], bt.n, bt.base, bt.last_or(self._last_ts))
+                if rec is not None:
+                    bt.one(rec)
+            i = j + 1
+        return stop
 
-    def _block(self, buf, pos, n, base, last_ts):
+    def _epb_push(self, bt, offs, p, lt, ts, iid):
+        """Hand over good enhanced packet blocks (classified a run at a time), counted per
+        interface."""
+        np = bt.np
+        secifs = self._secifs
+        for i, c in enumerate(np.bincount(iid).tolist()):  # ids are declared: small
+            if c:
+                self._ifn[secifs[i][0]] += c
+        cooked = np.flatnonzero(np.isin(lt, _COOKED_ARR)) if lt.max() >= 113 else ()
+        for j in cooked:
+            gi = secifs[int(iid[j])][0]
+            start = offs[j] + 28
+            cap = struct.unpack_from(self._order.char + "I", bt.buf, offs[j] + 20)[0]
+            self._cook(gi, int(lt[j]), bt.buf, start, start + cap)
+        eth = lt == 1
+        res = bt.vec.classify(bt.buf, p + 12, self._order.char, False, bt.number, ts=ts,
+                              eth=None if eth.all() else eth)
+        first = int(lt[0])
+        bt.push(offs, 28, res, first if (lt == first).all() else lt)
+
+    def _block(self, buf, pos, n, base, last_ts, eof=False):
         """The block at ``buf[pos:]`` by the general rules: ``(end, record or None)``; or
         ``(None, bytes needed from pos)`` when it is not wholly in ``buf[:n]``.  A section
-        header switches byte order and interfaces.  Raises :class:`_Corrupt`."""
+        header switches byte order and interfaces.  Raises :class:`_Corrupt` when the block's
+        framing is wrong (bad length, trailer or byte-order magic: no block boundary is known
+        after it); a block framed right whose content is unusable is noted as damage and
+        skipped (``rec`` None, or a numbered damaged record).  A block of a type this reader
+        does not know is skipped, as Wireshark does, but only when a block follows it
+        (:meth:`_followed`): damage can look like one (``eof``: the data ends at ``n``)."""
         o = self._order
         btype, blen = o.hdr(buf, pos)
         if btype == _SHB:
             o = self._bom(buf[pos + 8:pos + 12])
             if o is None:
                 raise _Corrupt(f"section header block with a bad byte-order magic "
-                               f"{buf[pos + 8:pos + 12].hex()}")
+                               f"{bytes(buf[pos + 8:pos + 12]).hex()}")
             blen = o.u32(buf, pos + 4)[0]
         if blen & 3 or blen < 12 or blen > MAX_RECORD:
             raise _Corrupt(f"corrupt block length {blen} (block type {btype:#x})")
@@ -874,104 +1500,154 @@ class PcapngReader(_Reader):
         if trailer != blen:
             raise _Corrupt(f"block trailer length {trailer} differs from "
                            f"block length {blen} (block type {btype:#x})")
+        if btype not in KNOWN_BLOCKS:
+            ok = self._followed(buf, end, n, eof)
+            if ok is None:
+                return None, blen + ok_need(buf, end, n, o)
+            if not ok:
+                raise _Corrupt(f"block of unknown type {btype:#x} ({blen} bytes) not followed "
+                               f"by a block")
         self._last_ts = last_ts
-        if btype == _SHB:
-            if blen < 28:
-                raise _Corrupt(f"section header block too short ({blen} bytes)")
-            self._section(buf, pos, blen, o, base)
+        try:
+            if btype == _SHB:
+                if blen < 28:
+                    raise _Corrupt(f"section header block too short ({blen} bytes)")
+                self._section(buf, pos, blen, o, base)
+                return end, None
+            if btype == _B_EPB:
+                return end, self._epb(buf, pos, blen, base, n)
+            return end, self._other(btype, buf, pos, blen, base, n)
+        except (_Corrupt, struct.error, IndexError, ValueError, OverflowError) as exc:
+            reason = str(exc) if isinstance(exc, _Corrupt) else \
+                f"malformed block type {btype:#x} ({exc})"
+            packet = btype in (_B_EPB, _B_PB, _B_SPB)
+            self._note(base + pos, blen, 1 if packet else 0, False, reason, self._ts_or_none(),
+                       self._peek(buf, end, n), "records")
             return end, None
-        if btype == _B_EPB:
-            return end, self._epb(buf, pos, blen, base)
-        return end, self._other(btype, buf, pos, blen, base)
 
     # -- the walk ---------------------------------------------------------------------------
 
     def records(self):
         self._begin()
         read = self._stream.read
-        warnings = self.warnings
         buf = self._buf
         self._buf = b""
         base = self._base
         pos = 0
         n = len(buf)
         o = self._order
-        head7, head8, u32 = o.head7, o.head8, o.u32
         secifs = self._secifs
-        cur = -1  # interface id cached in gi/lt/units/offt
-        gi = lt = units = offt = 0
         last_ts = 0.0
-        try:
-            while True:
-                # fast path: enhanced packet blocks wholly inside the buffer.  The trailer of a
-                # block is read together with the header of the next one (one unpack).
-                if pos + 28 <= n:
-                    btype, blen, iid, hi, lo, caplen, wirelen = head7(buf, pos)
-                    while btype == 6:
-                        end = pos + blen
-                        if end > n or blen & 3 or caplen > blen - 32:
-                            break
-                        if iid != cur:
-                            if iid >= len(secifs):
-                                raise _Corrupt(f"enhanced packet block for undeclared interface "
-                                               f"{iid}")
-                            gi, lt, units, offt, _snap = secifs[iid]
-                            cur = iid
-                        if blen - caplen > 35:  # more than the padding: options follow
-                            self._epb_options(buf, pos + 28 + ((caplen + 3) & -4), end - 4, gi,
-                                              o)
-                        last_ts = (((hi << 32) | lo) + offt) / units
-                        rec = (last_ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos,
-                               gi)
-                        if end + 28 <= n:
-                            trailer, btype, nblen, iid, hi, lo, caplen, wirelen = head8(buf,
-                                                                                        end - 4)
-                            if trailer != blen:
-                                raise _Corrupt(f"block trailer length {trailer} differs from "
-                                               f"block length {blen} (block type 0x6)")
-                            yield rec
+        blen = 0
+        ifn = self._ifn
+        eof = False
+        while True:
+            head7, head8, u32 = o.head7, o.head8, o.u32
+            cur = -1  # interface id cached in gi/lt/units/offt/ck
+            gi = lt = units = offt = 0
+            ck = False
+            try:
+                while True:
+                    # fast path: enhanced packet blocks wholly inside the buffer, of a declared
+                    # interface, with a usable timestamp.  The trailer of a block is read together
+                    # with the header of the next one (one unpack).
+                    if pos + 28 <= n:
+                        btype, blen, iid, hi, lo, caplen, wirelen = head7(buf, pos)
+                        while btype == 6:
+                            end = pos + blen
+                            if end > n or blen & 3 or caplen > blen - 32:
+                                break
+                            if iid != cur:
+                                if iid >= len(secifs):
+                                    break
+                                gi, lt, units, offt, _snap = secifs[iid]
+                                ck = lt in COOKED_LINKTYPES
+                                cur = iid
+                            ts = (((hi << 32) | lo) + offt) / units
+                            if not 0.0 <= ts < TS_LIMIT:
+                                break
+                            if blen - caplen > 35:  # more than the padding: options follow
+                                try:
+                                    self._epb_options(buf, pos + 28 + ((caplen + 3) & -4),
+                                                      end - 4, gi, o)
+                                except _Corrupt:
+                                    break  # the general rules skip the block (and say why)
+                            rec = (ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos,
+                                   gi)
+                            if end + 28 <= n:
+                                trailer, btype, nblen, iid, hi, lo, caplen, wirelen = head8(
+                                    buf, end - 4)
+                                if trailer != blen:
+                                    raise _Corrupt(f"block trailer length {trailer} differs from "
+                                                   f"block length {blen} (block type 0x6)")
+                                ifn[gi] += 1
+                                if ck:
+                                    self._cook(gi, lt, rec[2], 0, None)
+                                last_ts = ts
+                                yield rec
+                                pos = end
+                                blen = nblen
+                            else:
+                                trailer = u32(buf, end - 4)[0]
+                                if trailer != blen:
+                                    raise _Corrupt(f"block trailer length {trailer} differs from "
+                                                   f"block length {blen} (block type 0x6)")
+                                ifn[gi] += 1
+                                if ck:
+                                    self._cook(gi, lt, rec[2], 0, None)
+                                last_ts = ts
+                                yield rec
+                                pos = end
+                                break
+                    # slow path: one block of any other kind, or more data needed
+                    if pos + 12 <= n:
+                        end, rec = self._block(buf, pos, n, base, last_ts, eof)
+                        if end is not None:
+                            o = self._order
+                            head7, head8, u32 = o.head7, o.head8, o.u32
+                            secifs = self._secifs
+                            cur = -1
+                            if rec is not None:
+                                last_ts = rec[0]
+                                yield rec
                             pos = end
-                            blen = nblen
-                        else:
-                            trailer = u32(buf, end - 4)[0]
-                            if trailer != blen:
-                                raise _Corrupt(f"block trailer length {trailer} differs from "
-                                               f"block length {blen} (block type 0x6)")
-                            yield rec
-                            pos = end
-                            break
-                # slow path: one block of any other kind, or more data needed
-                if pos + 12 <= n:
-                    end, rec = self._block(buf, pos, n, base, last_ts)
-                    if end is not None:
-                        o = self._order
-                        head7, head8, u32 = o.head7, o.head8, o.u32
-                        secifs = self._secifs
-                        cur = -1
-                        if rec is not None:
-                            last_ts = rec[0]
-                            yield rec
-                        pos = end
-                        continue
-                    blen = rec
-                    need = pos + blen - n
-                else:
-                    need = 12 - (n - pos)
-                chunk = read(need if need > CHUNK else CHUNK)
-                if not chunk:
-                    if pos < n:
-                        left = n - pos
-                        reason = _pcapng_tail(left, blen if left >= 12 else 0)
-                        warnings.append((base + pos, reason))
-                    return
-                buf = buf[pos:] + chunk if pos < n else chunk
-                base += pos
-                pos = 0
-                n = len(buf)
-        except _Corrupt as exc:
-            warnings.append((base + pos, f"{exc}; rest of file ignored"))
-        except (struct.error, IndexError, ValueError, OverflowError) as exc:
-            warnings.append((base + pos, f"malformed block ({exc}); rest of file ignored"))
+                            continue
+                        blen = rec
+                        need = pos + blen - n
+                    else:
+                        need = 12 - (n - pos)
+                    chunk = read(need if need > CHUNK else CHUNK)
+                    if not chunk:
+                        if pos < n and not eof:
+                            eof = True  # once more, knowing that the data ends here
+                            continue
+                        if pos < n:
+                            found = self._end(buf, pos, n, base, last_ts or None)
+                            if found is not None:
+                                pos = found
+                                continue
+                        self._eof(base + n)
+                        return
+                    buf = buf[pos:] + chunk if pos < n else chunk
+                    base += pos
+                    pos = 0
+                    n = len(buf)
+                    if self._pending is not None:
+                        self._settle(buf, 0, n)
+            except _Corrupt as exc:
+                reason = str(exc)
+            except (struct.error, IndexError, ValueError, OverflowError) as exc:
+                reason = f"malformed block ({exc})"
+            # framing broken at pos: skip to the next valid chain of blocks
+            skipped, buf, eof = self._recover(buf[pos:], base + pos, reason, last_ts or None)
+            base += pos + skipped
+            pos = 0
+            n = len(buf)
+            if eof:
+                self._eof(base)
+                return
+            o = self._order
+            secifs = self._secifs
 
 
 # -- the batched walk (Ethernet records a chunk at a time: dissect.vpn.batch) ------------------
@@ -1028,6 +1704,8 @@ class _Batcher:
         self.tmin = float("inf")
         self.disorder = 0
         self.first = None
+        #: the timestamp of the last packet record handed over, in file order (None: none yet)
+        self.last = None
         self.lts: dict = {}
 
     def fill(self):
@@ -1059,6 +1737,34 @@ class _Batcher:
         self.n = lead + left
         self.pos = lead
 
+    def reset(self, rest, base):
+        """Go on with ``rest`` (bytes that start at file offset ``base``) after a damaged
+        range; the stream continues after them."""
+        lead = self.LEAD
+        if len(rest) > self.size:
+            self.size = len(rest)
+            self.mv.release()
+            self.buf = bytearray(lead + self.size + self.vec.SLACK)
+            self.mv = memoryview(self.buf)
+        self.buf[lead:lead + len(rest)] = rest
+        self.n = lead + len(rest)
+        self.pos = lead
+        self.base = base - lead
+        self.eof = False
+
+    def last_or(self, default):
+        return self.last if self.last is not None else default
+
+    def skip(self, count, first, step):
+        """``count`` records that use up frame numbers but are not handed over (damaged records
+        Wireshark shows), the first at file offset ``first``, each ``step`` bytes long."""
+        number = self.number
+        if self.on_checkpoint is not None:
+            every = self.every
+            for num in range(number + every - (number & (every - 1)), number + count + 1, every):
+                self.on_checkpoint(num, first + (num - number - 1) * step)
+        self.number = number + count
+
     def push(self, offs, skip, res, lt):
         """Hand over the records at ``offs`` (positions in ``buf``; the frame ``skip`` bytes on),
         classified (``res``: :func:`dissect.vpn.batch.classify`); ``lt`` their linktype (an int,
@@ -1072,6 +1778,7 @@ class _Batcher:
         self.trunc += int(np.count_nonzero(wire > cap))
         if self.first is None:
             self.first = float(ts[0])
+        self.last = float(ts[-1])
         tmax = self.tmax
         cm = np.maximum.accumulate(ts)
         if cm[0] < tmax:
@@ -1143,6 +1850,7 @@ class _Batcher:
         self.lts[lt] = self.lts.get(lt, 0) + 1
         if self.first is None:
             self.first = ts
+        self.last = ts
         self.nbytes += len(data)
         if wirelen > len(data):
             self.trunc += 1
@@ -1159,18 +1867,21 @@ class _Batcher:
                            self.disorder, self.lts)
 
 
-def _cut(res, k, np):
-    """:func:`dissect.vpn.batch.classify`'s result without records ``k`` and on."""
+def _part(res, i, j, np):
+    """:func:`dissect.vpn.batch.classify`'s result for records ``i`` to ``j`` (exclusive) only,
+    positions counted from ``i`` (the batches' frame numbers are absolute and stay)."""
     ts, cap, wire, other, inert, b4, b6 = res
-    cut = int(np.searchsorted(other, k))
+    lo, hi = int(np.searchsorted(other, i)), int(np.searchsorted(other, j))
 
     def batch(b):
         if b is None:
             return None
-        stop = int(np.searchsorted(b[1], k))
-        return (b[0].take(slice(0, stop)), b[1][:stop]) if stop else None
+        a, z = int(np.searchsorted(b[1], i)), int(np.searchsorted(b[1], j))
+        return (b[0].take(slice(a, z)), b[1][a:z] - i) if z > a else None
 
-    return ts[:k], cap[:k], wire[:k], other[:cut], inert[:cut], batch(b4), batch(b6)
+    return (ts[i:j], cap[i:j], wire[i:j], other[lo:hi] - i, inert[lo:hi], batch(b4),
+            batch(b6))
+
 
 
 # -- writers ----------------------------------------------------------------------------------
@@ -1213,11 +1924,13 @@ class PcapngWriter:
         self._write(struct.pack("<II", btype, blen) + body + struct.pack("<I", blen))
 
     def add_interface(self, linktype: int, name: str | None = None, tsresol: int = 9,
-                      tsoffset: int = 0) -> int:
+                      tsoffset: int = 0, description: str | None = None) -> int:
         """Write an IDB; return its interface id.  ``tsresol`` is the raw if_tsresol byte."""
         opts = b""
         if name:
             opts += self._opt(2, name.encode())
+        if description:
+            opts += self._opt(3, description.encode())
         if tsresol != 6:
             opts += self._opt(9, bytes([tsresol]))
         if tsoffset:

@@ -73,6 +73,9 @@ from .errors import DissectError
 from .ip import decode_ip, decode_ipv4, decode_ipv6
 
 __all__ = [
+    "COOKED_LINKTYPES",
+    "PACKET_TYPES",
+    "cooked_info",
     "decode_frame",
     "decode_ip",
     "linktype_name",
@@ -169,6 +172,28 @@ _u16 = struct.Struct("!H").unpack_from
 _GRE = struct.Struct("!HH").unpack_from
 _SLL = struct.Struct("!2xH10xH").unpack_from  # ARPHRD type, protocol
 _SLL2 = struct.Struct("!H6xH").unpack_from  # protocol, ARPHRD type
+_SLL_PKTTYPE = struct.Struct("!H").unpack_from  # SLL: packet type at 0
+_SLL2_IF = struct.Struct("!4xI2xB").unpack_from  # SLL2: interface index at 4, packet type at 10
+
+#: Linux cooked captures (``tcpdump -i any``): SLL has the packet type, SLL2 also the index of
+#: the interface the packet was captured on
+COOKED_LINKTYPES = frozenset((113, 276))
+#: packet types of SLL / SLL2 (linux/if_packet.h PACKET_*): "host" = addressed to this host
+#: (incoming), "outgoing" = sent by this host
+PACKET_TYPES = {0: "host", 1: "broadcast", 2: "multicast", 3: "otherhost", 4: "outgoing",
+                5: "loopback", 6: "user", 7: "kernel"}
+
+
+def cooked_info(linktype: int, data, off: int = 0, end: int | None = None):
+    """``(interface index or None, packet type)`` of a Linux cooked frame ``data[off:end]``
+    (SLL has no interface index), or None for another link type or a frame too short for its
+    header."""
+    n = (len(data) if end is None else end) - off
+    if linktype == 276:
+        return _SLL2_IF(data, off) if n >= 20 else None
+    if linktype == 113:
+        return (None, _SLL_PKTTYPE(data, off)[0]) if n >= 16 else None
+    return None
 
 # Fast path: Ethernet II, ethertype, IPv4 version/IHL, total length, identification,
 # flags/fragment offset, protocol, source, destination, the two 16-bit words after a 20-byte

@@ -69,6 +69,10 @@ def deliver(result, ro: ReportOptions, *, stdout=None, stderr=None, color: bool 
     if redactor is None:
         redactor = redactor_for(ro)
     shown = redactor.report(report) if redactor is not None else report
+    from pcapvpn.report.summary import damage_lines
+
+    for line in damage_lines(shown.capture):  # a damaged capture is said on stderr too
+        stderr.write(f"pcapvpn: warning: {printable(line)}\n")
     text = render(shown, ro.fmt, color=color and ro.output is None, lang=ro.lang,
                   redacted=ro.redact)
     wrote = []

@@ -22,7 +22,7 @@ from pcapvpn.report import ladder as _ladder
 from pcapvpn.report.escape import printable
 from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
-    GATEWAY_HEADERS, clock_note, compact, detailed_tunnels, duration_text, endpoint, error_groups,
+    GATEWAY_HEADERS, clock_note, damage_lines, compact, detailed_tunnels, duration_text, endpoint, error_groups,
     findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ladder_sas, list_text,
     proto_label, summary_rows, tunnel_order, verdict_rows,
 )
@@ -731,6 +731,13 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
         heads = [L._(h) for h in GATEWAY_HEADERS]
         o.append(f'<section id="gateways"><h2>{esc(L._("Gateways"))}</h2>'
                  + _stack_table(heads, [[esc(c) for c in r] for r in gws]) + "</section>")
+    damage = damage_lines(cap)
+    if damage:
+        # the look of the "not visible" box, in the error colour (the stylesheet, and so the
+        # page of an undamaged capture, stays as it was)
+        o.append('<div class="notseen damaged" role="alert" style="background:#fdecea;'
+                 f'border-color:var(--error)"><b>{esc(damage[0])}</b><ul>'
+                 + "".join(f"<li>{esc(line)}</li>" for line in damage[1:]) + "</ul></div>")
     # verdicts
     o.append(f'<section id="verdicts"><h2>{esc(L._("Verdict per tunnel"))}</h2>')
     if tunnels:

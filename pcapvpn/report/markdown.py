@@ -13,7 +13,7 @@ from tabulate import tabulate
 from pcapvpn.report.escape import printable
 from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
-    GATEWAY_HEADERS, cell, clock_note, compact, error_groups, esp_rows, findings_by_tunnel,
+    GATEWAY_HEADERS, cell, clock_note, damage_lines, compact, error_groups, esp_rows, findings_by_tunnel,
     frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, ladder_sas, list_text,
     log_event_rows, log_notes, log_ref_lines, log_source_rows, summary_rows, tunnel_order,
     verdict_rows,
@@ -108,6 +108,9 @@ def render_markdown(report) -> str:
     note = clock_note(cap)
     if note:
         out += [f"**Capture clock:** {_md(note)}", ""]
+    damage = damage_lines(cap)
+    if damage:
+        out += [f"> **{_md(damage[0])}**"] + [f"> - {_md(line)}" for line in damage[1:]] + [""]
     tunnels = tunnel_order(report)
     gws = gateway_rows(report) if many else []
     if gws:

@@ -69,7 +69,61 @@ def summary_rows(cap) -> list[tuple[str, str]]:
         ("other IP frames", str(c.other_ip_frames)),
         ("undecodable frames", str(cap.decode_errors)),
     ]
-    return rows
+    return rows + _interface_rows(cap)
+
+
+def _interface_rows(cap) -> list[tuple[str, str]]:
+    """An "interfaces" row when the files say more than one unnamed interface would: several
+    interfaces, names or descriptions, Linux cooked interface indexes and packet types."""
+    files = cap.files
+    if not any(len(f.interfaces) > 1 or any(i.name or i.description or i.cooked
+                                            for i in f.interfaces) for f in files):
+        return []
+    parts = []
+    for f in files:
+        for i in f.interfaces:
+            label = i.name or f"#{i.index}"
+            text = f"{label} ({i.linktype_name}"
+            if i.description:
+                text += f", {i.description}"
+            text += f"): {i.frames} frames"
+            if i.cooked:
+                text += " [" + "; ".join(
+                    ("ifindex " + str(c["ifindex"]) if c["ifindex"] is not None else "no index")
+                    + f": {c['frames']} (" + ", ".join(f"{k} {v}" for k, v in
+                                                     c["packet_types"].items()) + ")"
+                    for c in i.cooked) + "]"
+            parts.append((f"{f.name}: " if len(files) > 1 else "") + text)
+    return [("interfaces", "; ".join(parts))]
+
+
+def damage_lines(cap, limit: int = 5) -> list[str]:
+    """The damaged-capture notice every format puts at its top (empty without damage): a
+    headline, then one line per damaged range (the first ``limit``).  Capture text (file names,
+    reasons) is left to the renderer to escape."""
+    dmg = getattr(cap, "damage", None)
+    if not dmg:
+        return []
+    nbytes = sum(d.length for d in dmg)
+    records = sum(d.frames_skipped for d in dmg)
+    cov = cap.coverage or {}
+    head = (f"DAMAGED CAPTURE: {nbytes} bytes in {len(dmg)} place(s) could not be read"
+            + (f" ({records} record(s) lost)" if records else "")
+            + "; reading resumed after each.")
+    if cap.frames and cov.get("share") is not None:
+        head += (f" The readable part covers {cov['share']:.1%} of the capture's time "
+                 f"({cov.get('bytes_share', 0.0):.1%} of its bytes).")
+    else:
+        head += " Nothing in it could be read."
+    out = [head]
+    for d in dmg[:limit]:
+        rec = f", {d.frames_skipped} record(s)" if d.frames_skipped else ""
+        end = " (the end of the file)" if d.trailing else ""
+        out.append(f"{d.file}: offset {d.offset}, {d.length} bytes{rec}{end}: {d.reason}")
+    if len(dmg) > limit:
+        out.append(f"... and {len(dmg) - limit} more damaged range(s) (capture.damage in the "
+                   f"JSON report)")
+    return out
 
 
 def frames_text(frames, limit: int = 30) -> str:

@@ -17,7 +17,7 @@ from tabulate import tabulate
 from pcapvpn.report.escape import printable as _s
 from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
-    GATEWAY_HEADERS, cell, clock_note, compact, duration_text, error_groups, esp_rows,
+    GATEWAY_HEADERS, cell, clock_note, damage_lines, compact, duration_text, error_groups, esp_rows,
     findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, list_text,
     log_event_rows, log_notes, log_ref_lines, log_source_rows, summary_rows, tunnel_order,
     verdict_line, verdict_rows,
@@ -76,6 +76,10 @@ def render_text(report, color: bool = False) -> str:
     note = clock_note(cap)
     if note:
         out.append(_c(f"Capture clock: {_s(note)}", "warning", color))
+    damage = damage_lines(cap)
+    if damage:
+        out.append(_c(_wrap(_s(damage[0]), ""), "error", color))
+        out += [_wrap(f"- {_s(line)}", "  ") for line in damage[1:]]
     out.append("")
     gws = gateway_rows(report) if many else []
     if gws:

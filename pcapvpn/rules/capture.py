@@ -22,6 +22,21 @@ declare("CAPTURE_TRUNCATED", "capture", "warning",
         "read.",
         ["Capture with a snapshot length of at least 1600 bytes (tcpdump -s 0 / dumpcap -s 0)."],
         failure=False)
+declare("CAPTURE_DAMAGED", "capture", "error",
+        "Part of the capture file is damaged (garbage or a zero-filled hole in the file, records "
+        "with impossible lengths or timestamps, a file cut short): those bytes could not be read. "
+        "Reading resumed at the next valid records, so the findings and verdicts cover the "
+        "readable part only; what happened in the damaged part is not seen. Error when something "
+        "was skipped before the end of a file (or nothing was readable), warning when only the "
+        "end of a file was lost.",
+        ["Get the capture again from where it was taken (a file copied while it was still being "
+         "written, moved over a text-mode transfer or stored on a failing disk is damaged this "
+         "way), or ask for the original.",
+         "Wireshark stops reading at the first damaged range; the frame numbers pcapvpn gives "
+         "after it are those of the same file with the listed byte ranges cut out (for example "
+         "with 'head -c' / 'tail -c', or pcapfix).",
+         "Judge the findings by the share of the capture's time the readable part covers "
+         "(capture.coverage in the JSON report, coverage per tunnel)."], failure=False)
 declare("DECODE_ERRORS", "capture", "info",
         "Some frames could not be decoded (malformed, cut, or not what their ports say); they are "
         "listed with their frame numbers and reasons and the rest of the capture was analysed.",
@@ -58,6 +73,50 @@ def capture_health(ctx):
                    detail="; ".join(f"{n} x {r}" for r, n in reasons) + ".",
                    evidence=ctx.evidence(refs),
                    wireshark_filter="_ws.malformed || _ws.expert.severity >= warning")
+
+
+@rule
+def damage(ctx):
+    """CAPTURE_DAMAGED: damaged ranges of the capture files (the readers resynchronised after
+    each), with what the readable part covers."""
+    cap = ctx.state.capture
+    ranges = getattr(cap, "damage", None) if cap is not None else None
+    if not ranges:
+        return
+    nbytes = sum(d.length for d in ranges)
+    records = sum(d.frames_skipped for d in ranges)
+    empty_files = {f.name for f in cap.files if not f.frames}
+    middle = [d for d in ranges if not d.trailing]
+    hopeless = [d for d in ranges if d.file in empty_files]
+    severity = "error" if middle or hopeless else "warning"
+    files = sorted({d.file for d in ranges})
+    where = f" of {len(files)} files" if len(files) > 1 else ""
+    cov = cap.coverage or {}
+    share = cov.get("share")
+    if middle or hopeless:
+        title = (f"Damaged capture: {nbytes} bytes in {len(ranges)} place(s){where} could not "
+                 f"be read" + (f" ({records} record(s) lost)" if records else "")
+                 + (f"; the readable part covers {share:.1%} of the capture's time"
+                    if share is not None and cap.frames else "; nothing could be read"))
+    else:
+        title = f"The capture ends in damage: the last {nbytes} bytes{where} could not be read"
+        if records:
+            title += f" ({records} record(s) lost)"
+    parts = []
+    for d in ranges[:5]:
+        lost = f", {d.frames_skipped} record(s)" if d.frames_skipped else ""
+        name = f"{d.file}: " if len(files) > 1 else ""
+        parts.append(f"{name}offset {d.offset}, {d.length} bytes{lost}: {d.reason}"
+                     + (" (at the end of the file)" if d.trailing else ""))
+    if len(ranges) > 5:
+        parts.append(f"... {len(ranges) - 5} more range(s)")
+    detail = "; ".join(parts) + "."
+    if share is not None and cap.frames:
+        detail += (f" The readable part covers {share:.1%} of the capture's time and "
+                   f"{cov.get('bytes_share', 0.0):.1%} of its bytes; time before the first or "
+                   f"after the last readable packet cannot be measured.")
+    yield make("CAPTURE_DAMAGED", "damaged", title=title, detail=detail, severity=severity,
+               evidence=ctx.evidence([]), wireshark_filter="frame")
 
 
 @rule
