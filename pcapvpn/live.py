@@ -203,6 +203,7 @@ class LiveSource:
         self.first_ts = None
         self.last_ts = None
         self.ended = None  # when this span of the capture ended (set at rotation and stop)
+        self.interface_frames = {}  # frames per interface (index in ``interfaces``)
         self.warnings = []
         self.out_of_order = 0
 
@@ -763,6 +764,8 @@ class LiveSession:
             return 0
         src.numbered += n
         src.frame_count += n
+        k = src._ifaces.index(idx)
+        src.interface_frames[k] = src.interface_frames.get(k, 0) + n
         src.byte_count += cap.bytes - b0
         src.linktypes[cap.linktype] += n
         t0 = batch[0][2]
