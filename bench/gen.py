@@ -62,6 +62,8 @@ INTEG_SHA1_96, INTEG_SHA256_128 = 2, 12
 DH_MODP1024, DH_MODP2048, DH_ECP256, DH_X25519 = 2, 14, 19, 31
 KE_LEN = {DH_MODP1024: 128, DH_MODP2048: 256, DH_ECP256: 64, DH_X25519: 32}
 N_NO_PROPOSAL_CHOSEN = 14
+N_AUTHENTICATION_FAILED = 24
+N_COOKIE = 16390
 N_NAT_SRC, N_NAT_DST = 16388, 16389
 N_FRAG_SUPPORTED, N_SIG_HASH = 16430, 16431
 ATTR_KEYLEN = 0x800E                      # TV format, attribute type 14 (Key Length)
@@ -229,10 +231,12 @@ class Scenario:
 
     # -- building blocks
     def init_request(self, spii, i_addr_hash, i_port_hash, r_addr, r_port, group, proposals,
-                     vids, ke=None, nonce=None):
+                     vids, ke=None, nonce=None, cookie=None):
         zero = b"\x00" * 8
         rng = self.rng
-        pl = [(PL_SA, sa_payload(proposals)),
+        # a retry after a COOKIE response starts with the N(COOKIE) (RFC 7296 §2.6)
+        pl = [(PL_NOTIFY, notify(N_COOKIE, cookie))] if cookie else []
+        pl += [(PL_SA, sa_payload(proposals)),
               (PL_KE, struct.pack("!HH", group, 0) + (ke or rng.randbytes(KE_LEN[group]))),
               (PL_NONCE, nonce or rng.randbytes(32)),
               (PL_NOTIFY, notify(N_NAT_SRC, natd(spii, zero, i_addr_hash, i_port_hash))),
@@ -471,6 +475,105 @@ class Scenario:
 
 
 # --------------------------------------------------------------------------------------------
+# a remote-access head-end with many clients (the grouping of repeated findings, issue 14)
+
+MANY_HEADEND = "203.0.113.1"
+MANY_SECONDS = 40
+
+
+def generate_many_clients(stream, clients: int = 70, seed: int = DEFAULT_SEED) -> dict:
+    """A remote-access head-end (203.0.113.1) and ``clients`` clients behind NAT (public
+    addresses 198.51.100.10 and up, 10.x inside), each coming up as an IKEv2 head-end under load
+    makes them: IKE_SA_INIT answered with a COOKIE, the retry with the cookie answered, NAT
+    detected, IKE_AUTH on UDP 4500, then ESP in UDP both ways (2 packets/s each way) and NAT
+    keepalives, for :data:`MANY_SECONDS` seconds.  Faults on a few clients, as a head-end sees
+    them: the IKE_AUTH answered with an encrypted notify first (authentication refused:
+    clients 10..17), an old client's proposal refused (NO_PROPOSAL_CHOSEN: 20..23), the
+    head-end's ESP to the client stopping half-way (one-way: 30..32).  Deterministic (seed),
+    classic pcap, Ethernet, microsecond timestamps.  Returns the ground truth."""
+    sc = Scenario(1, seed, DEFAULT_PPS)
+    rng = sc.rng
+    end = START_US + MANY_SECONDS * 1_000_000
+    sc.end_us = end
+    hub = _v4(MANY_HEADEND)
+    esp = []            # (t_us, order, frame)
+    truth = []
+    props = [(1, [(T_ENCR, ENCR_AES_GCM16, 256), (T_PRF, PRF_SHA256), (T_DH, DH_ECP256)])]
+    old = [(1, [(T_ENCR, ENCR_3DES, 0), (T_INTEG, INTEG_SHA1_96), (T_PRF, PRF_SHA1),
+                (T_DH, DH_MODP1024)])]
+    for i in range(clients):
+        pub = _v4(f"198.51.{100 + (10 + i) // 250}.{(10 + i) % 250}")
+        inside = _v4(f"10.{1 + i // 250}.{i % 250}.2")
+        c2h, h2c = sc._paths(pub, hub)
+        spii, spir = rng.randbytes(8), rng.randbytes(8)
+        t = START_US + 200_000 + i * 150_000 + rng.randrange(50_000)
+        rtt = 20_000 + rng.randrange(60_000)
+        kind = ("auth_failed" if 10 <= i < 18 else "no_proposal" if 20 <= i < 24
+                else "one_way" if 30 <= i < 33 else "healthy")
+        info = {"tunnel": i}
+        group = DH_MODP1024 if kind == "no_proposal" else DH_ECP256
+        offer = old if kind == "no_proposal" else props
+        # the client's NAT translates its ports too (500 -> p500, 4500 -> p4500)
+        p500, p4500 = 40_000 + i, 41_000 + i
+        msg = sc.init_request(spii, inside, 500, hub, 500, group, offer, [])
+        sc._ike_send(t, c2h, p500, 500, msg, None, dict(info, exchange="IKE_SA_INIT"), False)
+        cookie = rng.randbytes(32)
+        zero = b"\x00" * 8
+        t += rtt
+        sc._ike_send(t, h2c, 500, p500, ike_message(spii, zero, IKE_SA_INIT, F_R, 0,
+                                                    [(PL_NOTIFY, notify(N_COOKIE, cookie))]),
+                     None, dict(info, exchange="IKE_SA_INIT", cookie=True), False)
+        t += 2_000
+        msg = sc.init_request(spii, inside, 500, hub, 500, group, offer, [], cookie=cookie)
+        sc._ike_send(t, c2h, p500, 500, msg, None, dict(info, exchange="IKE_SA_INIT"), False)
+        t += rtt
+        if kind == "no_proposal":
+            sc._ike_send(t, h2c, 500, p500,
+                         ike_message(spii, zero, IKE_SA_INIT, F_R, 0,
+                                     [(PL_NOTIFY, notify(N_NO_PROPOSAL_CHOSEN))]),
+                         None, dict(info, exchange="IKE_SA_INIT"), False)
+            truth.append({"client": _addr(pub), "kind": kind})
+            continue
+        msg = sc.init_response(spii, spir, hub, 500, pub, p500, group, props[0], [], certreq=0)
+        sc._ike_send(t, h2c, 500, p500, msg, None, dict(info, exchange="IKE_SA_INIT"), False)
+        t += 3_000
+        msg = sc.sk_message(spii, spir, IKE_AUTH, F_I, 1, PL_IDI, 400 + rng.randrange(200), True)
+        sc._ike_send(t, c2h, p4500, 4500, msg, None, dict(info, exchange="IKE_AUTH"), True)
+        t += rtt + 5_000
+        first = PL_NOTIFY if kind == "auth_failed" else PL_IDR
+        msg = sc.sk_message(spii, spir, IKE_AUTH, F_R, 1, first, 300 + rng.randrange(200), True)
+        sc._ike_send(t, h2c, 4500, p4500, msg, None, dict(info, exchange="IKE_AUTH"), True)
+        truth.append({"client": _addr(pub), "kind": kind, "ike_spi_i": spii.hex()})
+        if kind == "auth_failed":
+            continue
+        spi_c, spi_h = (0xC1000000 | rng.getrandbits(24), 0xC2000000 | rng.getrandbits(24))
+        stop = (t + end) // 2 if kind == "one_way" else end
+        seq = [0, 0]
+        tt = t + rtt
+        while tt < end:
+            for d, (path, spi) in enumerate(((c2h, spi_c), (h2c, spi_h))):
+                ts = tt + d * 7_000 + rng.randrange(3_000)
+                if ts >= end or (d == 1 and ts >= stop):
+                    continue
+                seq[d] += 1
+                body = struct.pack("!II", spi, seq[d]) + rng.randbytes(100)
+                sp, dp = (p4500, 4500) if d == 0 else (4500, p4500)
+                esp.append((ts, len(esp), path.udp(sp, dp, body, checksum=False)))
+            tt += 500_000
+        ka = t + 15_000_000
+        while ka < end:
+            sc._emit(ka, c2h.udp(p4500, 4500, b"\xff"), None)
+            ka += 15_000_000
+    events = sorted([(e[0], e[1], e[2]) for e in sc.events]
+                    + [(ts, 1 << 40 | o, fr) for ts, o, fr in esp])
+    w = PcapWriter(stream, LINKTYPE_ETHERNET, nanosecond=False)
+    for ts, _o, frame in events:
+        w.write_packet(ts * 1000, frame)
+    return {"generator": "bench/gen.py --many-clients", "generator_version": GENERATOR_VERSION,
+            "seed": seed, "clients": truth, "headend": MANY_HEADEND, "packets": len(events)}
+
+
+# --------------------------------------------------------------------------------------------
 # ESP packet sizes: plaintext size mix → ESP length for the SA's cipher
 
 
@@ -685,11 +788,17 @@ def main(argv=None) -> int:
     ap.add_argument("--pps", type=int, default=DEFAULT_PPS,
                     help="capture rate in packets/s (sets the capture duration)")
     ap.add_argument("--ground-truth", metavar="PATH.json")
+    ap.add_argument("--many-clients", type=int, metavar="N", default=None,
+                    help="instead: a remote-access head-end with N clients (generate_many_clients)")
     args = ap.parse_args(argv)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     t0 = time.perf_counter()
     with open(args.out, "wb") as f:
-        truth = generate(f, args.packets, args.seed, args.pps, args.format)
+        if args.many_clients:
+            truth = generate_many_clients(f, args.many_clients, args.seed)
+            truth["duration_s"] = MANY_SECONDS
+        else:
+            truth = generate(f, args.packets, args.seed, args.pps, args.format)
     dt = time.perf_counter() - t0
     if args.ground_truth:
         with open(args.ground_truth, "w") as f:

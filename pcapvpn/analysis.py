@@ -168,6 +168,7 @@ def _with_progress(frames, sources, progress):
 
 def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     """Rules over the tracked state (``now``: end of capture offline, the clock live)."""
+    from pcapvpn.findings import finding_groups
     from pcapvpn.rules import run_rules
     from pcapvpn.rules.common import Context
     from pcapvpn.rules.verdict import tunnel_verdicts
@@ -175,7 +176,7 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     report = build_report(sources, decoder, tracker)
     cap = report.capture
     if now is None:
-        now = max((s.last_ts for s in sources if s.last_ts is not None), default=0.0)
+        now = capture_end(sources)
     state = tracker.state(now, capture=cap)
     state.expect_peers = list(options.expect_peers)
     findings = run_rules(state)
@@ -184,6 +185,7 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     start = cap.start_ts
     names = tracker.names
     report.findings = findings
+    report.groups = finding_groups(findings)
     vmap = {v.tunnel: v for v in verdicts}
     report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
     report.tunnels += [m.vpn_tunnel_dict(t, vmap[t.id], start, names) for t in state.vpn_tunnels]
@@ -193,12 +195,31 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
             d["coverage"] = m.coverage(t.first_ts, t.last_ts, cap.gaps, start, cap.gap_extra)
     report.ike_sas = [m.ike_sa_dict(sa, start, names) for sa in state.ike_sas]
     _message_texts(state.ike_sas, report.ike_sas)
+    _exchange_status(ctx, state.ike_sas, report.ike_sas)
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]
     report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in state.keepalives]
     report.thresholds = asdict(options.thresholds)
     if options.logs:
         findings = _apply_logs(report, state, findings, options.logs)
     return Result(report, state, findings, verdicts)
+
+
+def capture_end(sources) -> float:
+    """When the capture stopped: its last frame, or later when a file says it ran on (pcapng
+    ``isb_endtime``, which live ``--write`` and dumpcap record): absences are judged up to it."""
+    last = max((s.last_ts for s in sources if s.last_ts is not None), default=0.0)
+    ended = [e for s in sources if (e := getattr(s, "ended", None)) is not None]
+    return max([last] + ended) if last else last
+
+
+def _exchange_status(ctx, sas, dicts) -> None:
+    """Each exchange's ``status`` as the rules judge it: ``answered``, ``unanswered``, or
+    ``pending`` (the capture ended before an answer was due: not visible, never a failure)."""
+    from pcapvpn.rules.common import exchange_status
+
+    for sa, d in zip(sas, dicts):
+        for x, xd in zip(sa.exchanges, d["exchanges"]):
+            xd["status"] = exchange_status(ctx, x)
 
 
 def _apply_logs(report, state, findings, sources) -> list:
@@ -216,12 +237,14 @@ def _apply_logs(report, state, findings, sources) -> list:
 
 
 def _message_texts(sas, dicts) -> None:
-    """Add the cleartext texts of each IKE message to its dict: ``vendor_ids`` (known name, or the
+    """Add the texts of each IKE message to its dict: ``proposals`` (its SA payload, cleartext or
+    decrypted, as strongSwan writes proposals), ``vendor_ids`` (known name, or the
     text of a printable unknown one, else ``UNKNOWN:<hex>``) and ``identities`` (ID payloads sent
     in the clear: IKEv1 Aggressive Mode, anything unencrypted).  Capture text: renderers escape it,
     --redact replaces identities.  (Belongs in model.ike_message_dict; kept here for now.)"""
     from dissect.vpn import registry as reg
     from dissect.vpn import vendor_ids as vid
+    from pcapvpn.rules.common import proposal_texts
 
     for sa, d in zip(sas, dicts):
         for msg, md in zip(sa.messages, d["messages"]):
@@ -242,6 +265,12 @@ def _message_texts(sas, dicts) -> None:
                            f"{reg.id_type_name(msg.version, p.id_type)} {_id_text(p)}")
             md["vendor_ids"] = names
             md["identities"] = ids
+            # the SA payload as an operator writes proposals (a response holds the chosen one)
+            if msg.proposals:
+                md["proposals"] = proposal_texts(msg.version, msg.proposals)
+            inner = getattr(msg, "inner", None)
+            if md.get("decryption") is not None and inner and inner.get("proposals"):
+                md["decryption"]["proposals"] = proposal_texts(msg.version, inner["proposals"])
 
 
 def _id_text(p) -> str:
@@ -399,6 +428,13 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
                 counts.esp_tcp += e.packets
             else:
                 counts.esp_udp += e.packets
+        vpn = Counter()
+        for t in tracker.vpn_tracker.all_tunnels():
+            vpn[t.protocol] += t.frames
+        for proto, n in vpn.items():
+            if hasattr(counts, f"{proto}_frames"):
+                setattr(counts, f"{proto}_frames", n)
+                counts.other_ip_frames = max(0, counts.other_ip_frames - n)
         counts.nat_keepalives = tracker.keepalive_tracker.count
         counts.icmp_errors = len(tracker.icmp_errors) + tracker.icmp_dropped
         errs = list(tracker.decode_errors) + list(it.parse_errors)
@@ -425,6 +461,9 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         damage=damage,
         coverage=coverage,
     )
+    stopped = capture_end(sources)
+    if end is not None and stopped > end:
+        summary.stopped = m.Time.of(stopped, start)
     summary.start_ts = start  # not serialised: for relative times
     # not serialised: the unreadable intervals of time (and seconds of unplaced ones), for
     # model.coverage_share of any span (the verdict)

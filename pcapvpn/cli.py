@@ -136,13 +136,84 @@ def _parse_spi(value: str) -> int:
     return n
 
 
-def _warn_damage(report) -> None:
-    """A damaged capture is said on standard error too, whatever the format and output."""
-    from pcapvpn.report.escape import printable
-    from pcapvpn.report.summary import damage_lines
+def _report_options(f):
+    """The report options of analyze and live (the final report of live honours them all)."""
+    opts = [
+        click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]),
+                     default="text", show_default=True,
+                     help="Report format (html: one self-contained page with ladder diagrams)."),
+        click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+                     default=None, help="Write the report to this file instead of standard "
+                                        "output (one line on standard error says what it holds)."),
+        click.option("--peer", "peers", multiple=True, metavar="ADDR",
+                     help="Only report tunnels involving this gateway address (repeatable)."),
+        click.option("--spi", "spis", multiple=True, metavar="SPI",
+                     help="Only report tunnels carrying this ESP SPI or IKE SPI (hex; "
+                          "repeatable)."),
+        click.option("--min-severity", type=click.Choice(_SEVERITIES), default="info",
+                     show_default=True, help="Hide findings below this severity."),
+        click.option("--fail-on", type=click.Choice(_SEVERITIES), default="error",
+                     show_default=True,
+                     help="Exit with status 1 when a finding at or above this severity is "
+                          "reported."),
+        click.option("--expect-peer", "expect", multiple=True, metavar="ADDR",
+                     help="A gateway that should appear: 'nothing was sent to or from it' "
+                          "becomes a finding."),
+        click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+                     help="Override a threshold (see README 'Thresholds'), e.g. --set "
+                          "response_timeout=20."),
+        click.option("--vpn-server", "vpn_servers", multiple=True, metavar="ADDR[:PORT]",
+                     help="An SSL-VPN gateway: its TLS (TCP 443 and the SSL-VPN ports, or PORT) "
+                          "is analysed as a VPN (repeatable).  Other TLS servers are web "
+                          "traffic."),
+        click.option("--keys", "keys", multiple=True, metavar="PATH",
+                     help="Decryption keys: a Wireshark ikev1_decryption_table / "
+                          "ikev2_decryption_table / esp_sa file (as strongSwan's save-keys "
+                          "writes them), or a directory holding them (repeatable)."),
+        click.option("--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True,
+                     help="Language of titles, explanations and advice (text, markdown, html); "
+                          "codes, filters and JSON stay English."),
+        click.option("--redact", is_flag=True, default=False,
+                     help="Replace IP/MAC addresses (prefix-preserving), identities, file and "
+                          "host names by consistent pseudonyms in every output, exported "
+                          "evidence included."),
+        click.option("--redact-key", type=click.Path(dir_okay=False), default=None,
+                     metavar="FILE",
+                     help="With --redact: the key of the pseudonyms (created with mode 0600 and "
+                          "a random key when missing), so that captures redacted with the same "
+                          "key can be compared.  Default: $PCAPVPN_REDACT_KEY (hex), else a "
+                          "random key for this run."),
+        click.option("--redact-map", type=click.Path(dir_okay=False, writable=True),
+                     default=None, metavar="FILE",
+                     help="With --redact: write the original -> pseudonym mapping here (for "
+                          "your eyes only)."),
+        click.option("--export-evidence", "evidence",
+                     type=click.Path(dir_okay=False, writable=True), default=None,
+                     metavar="FILE.pcapng",
+                     help="Write the frames the findings cite (plus their IKE exchanges) to a "
+                          "pcapng, each with a comment naming the finding."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
 
-    for line in damage_lines(report.capture):
-        click.echo(f"pcapvpn: warning: {printable(line)}", err=True)
+
+def _report_opts(*, fmt, output, peers, spis, min_severity, fail_on, lang, redact, redact_key,
+                 redact_map, evidence, keys=(), store=None):
+    """ReportOptions from the shared options (usage errors: exit 2)."""
+    from pcapvpn.report.deliver import ReportOptions
+
+    if (redact_map or redact_key) and not redact:
+        raise click.UsageError(f"{'--redact-map' if redact_map else '--redact-key'} needs "
+                               f"--redact")
+    private = list(keys)
+    if store is not None:
+        private += list(store.files) + list(store.skipped)
+    return ReportOptions(fmt=fmt, output=output, lang=lang, redact=redact, redact_key=redact_key,
+                         redact_map=redact_map, evidence=evidence,
+                         peers=[_parse_addr(a) for a in peers],
+                         spis=[_parse_spi(s) for s in spis], min_severity=min_severity,
+                         fail_on=fail_on, private_paths=private)
 
 
 def _progress_printer():
@@ -168,43 +239,7 @@ def _progress_printer():
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]),
-              default="text", show_default=True,
-              help="Report format (html: one self-contained page with ladder diagrams).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the report to this file instead of standard output.")
-@click.option("--peer", "peers", multiple=True, metavar="ADDR",
-              help="Only report tunnels involving this gateway address (repeatable).")
-@click.option("--spi", "spis", multiple=True, metavar="SPI",
-              help="Only report tunnels carrying this ESP SPI or IKE SPI (hex; repeatable).")
-@click.option("--min-severity", type=click.Choice(_SEVERITIES), default="info", show_default=True,
-              help="Hide findings below this severity.")
-@click.option("--fail-on", type=click.Choice(_SEVERITIES), default="error", show_default=True,
-              help="Exit with status 1 when a finding at or above this severity is reported.")
-@click.option("--expect-peer", "expect", multiple=True, metavar="ADDR",
-              help="A gateway that should appear: 'nothing was sent to or from it' becomes a finding.")
-@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
-              help="Override a threshold (see README 'Thresholds'), e.g. --set response_timeout=20.")
-@click.option("--vpn-server", "vpn_servers", multiple=True, metavar="ADDR[:PORT]",
-              help="An SSL-VPN gateway: its TLS (TCP 443 and the SSL-VPN ports, or PORT) is "
-                   "analysed as a VPN (repeatable).  Other TLS servers are web traffic.")
-@click.option("--keys", "keys", multiple=True, metavar="PATH",
-              help="Decryption keys: a Wireshark ikev1_decryption_table / ikev2_decryption_table / "
-                   "esp_sa file (as strongSwan's save-keys writes them), or a directory holding "
-                   "them (repeatable).")
-@click.option("--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True,
-              help="Language of titles, explanations and advice (text, markdown, html); codes, "
-                   "filters and JSON stay English.")
-@click.option("--redact", is_flag=True, default=False,
-              help="Replace IP/MAC addresses (prefix-preserving), identities and file names by "
-                   "consistent pseudonyms in every output, exported evidence included.")
-@click.option("--redact-map", type=click.Path(dir_okay=False, writable=True), default=None,
-              metavar="FILE", help="With --redact: write the original -> pseudonym mapping here "
-                                   "(for your eyes only).")
-@click.option("--export-evidence", "evidence", type=click.Path(dir_okay=False, writable=True),
-              default=None, metavar="FILE.pcapng",
-              help="Write the frames the findings cite (plus their IKE exchanges) to a pcapng, "
-                   "each with a comment naming the finding.")
+@_report_options
 @click.option("--log", "logs", multiple=True, metavar="FILE",
               help="Gateway evidence: a daemon log or status output (strongSwan, libreswan, "
                    "OpenVPN, Cisco, FortiGate, Palo Alto, Juniper, MikroTik, YAMAHA, "
@@ -217,20 +252,19 @@ def _progress_printer():
               default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
-            keys, lang, redact, redact_map, evidence, vpn_servers=(), logs=(), log_tz=None):
+            keys, lang, redact, redact_key, redact_map, evidence, vpn_servers=(), logs=(),
+            log_tz=None):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time.
     """
     from pcapvpn.analysis import Options, run
-    from pcapvpn.report import render, select
+    from pcapvpn.report.deliver import DeliveryError, deliver, redactor_for
     from pcapvpn.sources import SourceError
 
     if list(files).count("-") > 1:
         raise click.UsageError("standard input ('-') can be given only once")
     thresholds = _thresholds(overrides)
-    if redact_map and not redact:
-        raise click.UsageError("--redact-map needs --redact")
     if evidence and stop_after != "full":
         raise click.UsageError("--export-evidence needs the full analysis")
     options = Options(thresholds=thresholds, stop_after=stop_after,
@@ -241,50 +275,24 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         options.keys = _keys(keys)
     if logs:
         options.logs = _open_logs(logs, log_tz)
+    ro = _report_opts(fmt=fmt, output=output, peers=peers, spis=spis, min_severity=min_severity,
+                      fail_on=fail_on, lang=lang, redact=redact, redact_key=redact_key,
+                      redact_map=redact_map, evidence=evidence, keys=keys, store=options.keys)
+    try:  # a redaction key that cannot be read or made: said before the analysis
+        redactor = redactor_for(ro)
+    except DeliveryError as e:
+        _error(e)
     if sys.stderr.isatty() and output != "-":
         options.progress = _progress_printer()
     try:
         result = run(files, options)
     except SourceError as e:
         _error(e)
-    report = select(result.report, peers=[_parse_addr(a) for a in peers],
-                    spis=[_parse_spi(s) for s in spis], min_severity=min_severity)
-    shown = report
-    redactor = None
-    if redact:
-        from pcapvpn.redact import Redactor
-
-        redactor = Redactor()
-        shown = redactor.report(report)
-    _warn_damage(shown)
-    color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    text = render(shown, fmt, color=color, lang=lang, redacted=redact)
-    if evidence:
-        from pcapvpn.report.evidence import export_evidence
-
-        try:
-            export_evidence(result, evidence, report=report, redactor=redactor, shown=shown)
-        except OSError as e:
-            _error(f"cannot write {evidence}: {e.strerror}")
-        finally:
-            for s in result.sources:
-                s.discard_spool()
-    if redact_map:
-        try:
-            redactor.write_mapping(redact_map)
-        except OSError as e:
-            _error(f"cannot write {redact_map}: {e.strerror}")
-    if output:
-        try:
-            with open(output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            _error(f"cannot write {output}: {e.strerror}")
-    else:
-        sys.stdout.write(text)
-    limit = _SEVERITIES.index(fail_on)
-    failed = any(_SEVERITIES.index(f.severity) <= limit for f in report.findings)
-    sys.exit(EXIT_FINDINGS if failed else EXIT_OK)
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    try:
+        sys.exit(deliver(result, ro, color=color, redactor=redactor))
+    except DeliveryError as e:
+        _error(e)
 
 
 def _log_tz(value):
@@ -347,46 +355,32 @@ def _open_logs(paths, log_tz):
               help="Stop by itself after this long.")
 @click.option("--status-interval", type=click.FloatRange(0.0), default=60.0, show_default=True,
               metavar="SECONDS", help="Seconds between status events in --events jsonl (0: none).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]),
-              default="text", show_default=True,
-              help="Format of the report printed when the capture stops (as analyze).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the final report to this file instead of standard output.")
-@click.option("--peer", "peers", multiple=True, metavar="ADDR",
-              help="Only report tunnels involving this gateway address (repeatable).")
-@click.option("--spi", "spis", multiple=True, metavar="SPI",
-              help="Only report tunnels carrying this ESP SPI or IKE SPI (hex; repeatable).")
-@click.option("--min-severity", type=click.Choice(_SEVERITIES), default="info", show_default=True,
-              help="Hide findings (events and report) below this severity.")
-@click.option("--fail-on", type=click.Choice(_SEVERITIES), default="error", show_default=True,
-              help="Exit with status 1 when a finding at or above this severity is reported.")
-@click.option("--expect-peer", "expect", multiple=True, metavar="ADDR",
-              help="A gateway that should appear: 'nothing was sent to or from it' becomes a finding.")
-@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
-              help="Override a threshold (see README 'Thresholds'), e.g. --set response_timeout=20.")
-@click.option("--vpn-server", "vpn_servers", multiple=True, metavar="ADDR[:PORT]",
-              help="An SSL-VPN gateway (as analyze): its TLS/DTLS traffic is captured and "
-                   "analysed (TCP 443 is not captured otherwise; repeatable).")
-@click.option("--keys", "keys", multiple=True, metavar="PATH",
-              help="Decryption keys, as analyze --keys (repeatable).")
+@_report_options
 @click.option("--log", "logs", multiple=True, metavar="FILE",
               help="A gateway log or status file to follow as it grows (as analyze --log; "
                    "log rotation is followed; repeatable).")
 @click.option("--log-tz", default=None, metavar="ZONE",
               help="Time zone of --log time stamps that name none (as analyze).")
-def live(overrides, expect, peers, spis, vpn_servers, keys, logs=(), log_tz=None, **kw):
+def live(overrides, expect, vpn_servers, keys, fmt, output, peers, spis, min_severity, fail_on,
+         lang, redact, redact_key, redact_map, evidence, logs=(), log_tz=None, **kw):
     """Capture on interfaces (a mirror/SPAN port), report tunnel failures as they happen, and
-    print the full report when stopped (SIGINT/SIGTERM)."""
+    print the full report when stopped (SIGINT/SIGTERM), with the report options of analyze
+    (--export-evidence needs --write: live keeps no packets otherwise)."""
     from pcapvpn.live import run_command
 
     thresholds = _thresholds(overrides)
     store = _keys(keys) if keys else None
+    if evidence and not kw.get("write_dir") and not kw.get("print_filter"):
+        raise click.UsageError("--export-evidence needs --write DIR (live keeps no packets "
+                               "otherwise)")
+    ro = _report_opts(fmt=fmt, output=output, peers=peers, spis=spis, min_severity=min_severity,
+                      fail_on=fail_on, lang=lang, redact=redact, redact_key=redact_key,
+                      redact_map=redact_map, evidence=evidence, keys=keys, store=store)
     tz = _log_tz(log_tz)
     sys.exit(run_command(thresholds=thresholds, expect_peers=[_parse_addr(a) for a in expect],
                          logs=list(logs), log_tz=tz,
-                         peers=[_parse_addr(a) for a in peers],
-                         spis=[_parse_spi(s) for s in spis],
-                         vpn_servers=[_parse_server(s) for s in vpn_servers], keys=store, **kw))
+                         vpn_servers=[_parse_server(s) for s in vpn_servers], keys=store,
+                         report=ro, **kw))
 
 
 def main():

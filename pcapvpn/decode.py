@@ -129,8 +129,10 @@ class NullSink:
         cheap structural candidate; the tracker confirms the flow."""
 
     def vpn_tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length, proto,
-                        from_client):
-        """A TCP segment of a followed VPN stream (``proto`` "openvpn", "pptp" or "tls")."""
+                        from_client, segments=1):
+        """A TCP segment of a followed VPN stream (``proto`` "openvpn", "pptp" or "tls");
+        ``segments``: how many segments (frames) it stands for (a TLS stream past its handshake
+        is reported every 64th segment, ``length`` their bytes)."""
 
     def vpn_tcp(self, ref, ts, ipver, src, dst, sport, dport, proto, msg, frames, from_client):
         """One framed message of a VPN TCP stream: an OpenVPN packet (length removed), a PPTP
@@ -240,7 +242,7 @@ class _VpnTcp:
     TLS)."""
 
     __slots__ = ("vproto", "from_client", "done", "synced", "appdata", "resyncs", "quiet",
-                 "quiet_bytes", "prefix_checked")
+                 "quiet_bytes", "quiet_n", "prefix_checked")
 
     def __init__(self, vproto, from_client):
         self.vproto = vproto
@@ -251,6 +253,7 @@ class _VpnTcp:
         self.resyncs = 0
         self.quiet = 0         # segments of a finished TLS stream not reported one by one
         self.quiet_bytes = 0
+        self.quiet_n = 0       # of them, not reported yet
         self.prefix_checked = False
 
 
@@ -751,16 +754,20 @@ class Decoder:
             # a TLS stream past its handshake (or not TLS): only its flags matter; bytes are
             # summed and reported with every 64th segment (the tracker's last-seen time)
             st.quiet += 1
+            st.quiet_n += 1
             st.quiet_bytes += payload_len
             if st.quiet & 63:
                 return False
             payload_len = st.quiet_bytes
             st.quiet_bytes = 0
-        elif st.quiet_bytes:
+            segments = st.quiet_n
+        else:
             payload_len += st.quiet_bytes
             st.quiet_bytes = 0
+            segments = 1 + st.quiet_n
+        st.quiet_n = 0
         self.sink.vpn_tcp_segment(ref, ts, ipver, src, dst, sport, dport, flags, payload_len,
-                                  st.vproto, st.from_client)
+                                  st.vproto, st.from_client, segments)
         if flags & SYN:
             st.prefix_checked = False
             st.done = False

@@ -135,3 +135,26 @@ def make(code: str, key: str, *, title: str, detail: str, basis: str = "observed
         evidence=evidence or Evidence(), wireshark_filter=wireshark_filter, advice=adv,
         tunnel=tunnel, posture=spec.posture, failure=spec.failure and not spec.posture,
     )
+
+
+#: a code found (at one severity) on at least this many tunnels is shown once, as a group
+GROUP_MIN_TUNNELS = 3
+
+
+def finding_groups(findings) -> list[dict]:
+    """Repeated findings (the same code and severity on at least :data:`GROUP_MIN_TUNNELS`
+    tunnels, a remote-access head-end's many clients): ``[{code, severity, count, tunnels,
+    findings}]`` (``findings``: their ids, in report order), the worst and largest first.
+    Every finding stays in the report; the renderers show a group once."""
+    by: dict = {}
+    for f in findings:
+        by.setdefault((f.code, f.severity), []).append(f)
+    out = []
+    for (code, sev), fs in by.items():
+        tunnels = sorted({f.tunnel for f in fs if f.tunnel})
+        if len(tunnels) < GROUP_MIN_TUNNELS:
+            continue
+        out.append({"code": code, "severity": sev, "count": len(fs), "tunnels": tunnels,
+                    "findings": [f.id for f in fs]})
+    out.sort(key=lambda g: (severity_rank(g["severity"]), -g["count"], g["code"]))
+    return out

@@ -238,7 +238,7 @@ class KeyStore:
         self.ikev1: dict = {}   # icookie -> [IkeV1Key]
         self.esp: dict = {}     # spi -> [EspKey]
         self.esp_any: list = []  # EspKey with spi None
-        self.files: list = []   # (path, kind counts)
+        self.files: list = []   # the paths read
         self.skipped: list = []  # files in a directory that hold no key table
 
     def __bool__(self):

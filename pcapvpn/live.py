@@ -59,6 +59,15 @@ ABSENCE_CODES = frozenset((
 #: until the capture has run this threshold (name in Thresholds) since their first evidence /
 #: since the capture started (None)
 HOLD = {
+    # "never answered": analyze says it at the end of a file once a retransmission was seen;
+    # a running capture says it once the request has waited the response timeout, as analyze
+    # does for a request that was not retransmitted (an answer may still be on its way)
+    "IKE_NO_RESPONSE": ("response_timeout", "evidence"),
+    "NAT_T_BLOCKED": ("response_timeout", "evidence"),
+    "IKE_FRAGMENTATION_LOSS": ("response_timeout", "evidence"),
+    "OPENVPN_NO_RESPONSE": ("response_timeout", "evidence"),
+    "WIREGUARD_NO_RESPONSE": ("response_timeout", "evidence"),
+    "TCP_NO_ANSWER": ("response_timeout", "evidence"),
     # one direction only: wait the one-way window after the first packet (the rule's caveat)
     "CAPTURE_ONE_DIRECTION": ("one_way_window", "evidence"),
     # a gateway that talks at all shows up within a DPD interval (keepalives, DPD, ESP)
@@ -124,6 +133,48 @@ def build_filter(opts: LiveOptions, linktype: int = 1) -> str:
     return base
 
 
+def filter_text(opts: LiveOptions, linktype: int = 1) -> str:
+    """``--print-filter``: the capture filter of :func:`build_filter`, one clause group per line
+    under a comment saying what it catches, headed by the number of BPF instructions libpcap
+    compiles it to.  ``tcpdump -F FILE`` reads it as printed (lines starting with ``#`` are
+    comments there)."""
+    from pcapvpn.live_capture import filter_groups, linktype_label
+
+    expr = build_filter(opts, linktype)
+    try:
+        count = f"{len(compile_filter(expr, linktype)) // 8} BPF instructions"
+    except CaptureError as e:
+        count = f"not compiled: {e}"
+    out = [f"# pcapvpn live capture filter for {linktype_label(linktype)} interfaces: {count}",
+           "# (tcpdump -F FILE reads this file as it is: lines starting with # are comments)"]
+    if opts.filter_expr and opts.replace_filter:
+        out += ["# -f (--replace-filter): your expression instead of the default", expr]
+        return "\n".join(out) + "\n"
+    groups = filter_groups(opts.ike_ports, vpn_servers=opts.vpn_servers)
+
+    def block(indent):
+        lines = []
+        for i, (what, clause) in enumerate(groups):
+            lines.append(f"{indent}# {what}")
+            lines.append(f"{indent}{'or ' if i else ''}{clause}")
+        return lines
+
+    if linktype == 1:
+        out.append("( (")
+        out += block("  ")
+        out += [") )", "# the same behind an 802.1Q / 802.1ad VLAN tag", "or ( vlan and ("]
+        out += block("  ")
+        out.append(") )")
+    else:
+        out.append("(")
+        out += block("  ")
+        out.append(")")
+    if opts.filter_expr:
+        out = out[:2] + ["("] + out[2:] + [")", "# -f: your expression, added", "or (",
+                                           opts.filter_expr, ")"]
+    return "\n".join(out) + "\n"
+
+
 # -- what build_report needs from a source ---------------------------------------------------------
 
 @dataclass
@@ -151,6 +202,8 @@ class LiveSource:
         self.byte_count = 0
         self.first_ts = None
         self.last_ts = None
+        self.ended = None  # when this span of the capture ended (set at rotation and stop)
+        self.interface_frames = {}  # frames per interface (index in ``interfaces``)
         self.warnings = []
         self.out_of_order = 0
 
@@ -179,6 +232,7 @@ class RotatingWriter:
         self.all_files = []  # every path ever written (frame refs name them)
         self.f = None
         self.w = None
+        self.opened = None  # when the current file was opened
         self.written = 0
         self.deleted = 0
         try:
@@ -194,6 +248,7 @@ class RotatingWriter:
         except OSError as e:
             raise CaptureError(f"--write: cannot create {path}: {e.strerror}") from None
         self.w = self._Writer(self.f)
+        self.opened = ts
         for lt, name in self.interfaces:
             self.w.add_interface(lt, name, tsresol=9)
         self.files.append(path)
@@ -220,12 +275,13 @@ class RotatingWriter:
             self.f.flush()
 
     def close(self, ts: float, stats: list) -> None:
-        """``stats``: per interface, the counters of this file's span."""
+        """``stats``: per interface, the counters of this file's span; ``ts``: when this file's
+        span ends (its interface statistics say so: ``isb_endtime``, so that ``analyze`` judges
+        absences up to the same moment as live)."""
         if self.f is None:
             return
         for i, st in enumerate(stats):
-            if st:
-                self.w.write_stats(i, ts, **st)
+            self.w.write_stats(i, ts, starttime=self.opened, endtime=ts, **st)
         self.f.close()
         self.f = None
         self.w = None
@@ -252,10 +308,15 @@ class TextEvents:
     COLORS = {"critical": "\x1b[1;35m", "error": "\x1b[1;31m", "warning": "\x1b[33m",
               "info": "\x1b[36m", "resolved": "\x1b[32m"}
 
-    def __init__(self, stream, color=False, view=None):
+    def __init__(self, stream, color=False, view=None, lang="en"):
         self.stream = stream
         self.color = color
         self.view = view
+        self.lang = None
+        if lang != "en":
+            from pcapvpn.i18n import Lang
+
+            self.lang = Lang(lang)
 
     def emit(self, ev: dict) -> None:
         kind = ev["event"]
@@ -265,6 +326,8 @@ class TextEvents:
         clock = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
         tunnel = f.get("tunnel") or "-"
         sev = f["severity"]
+        if self.lang is not None:
+            f = dict(f, title=self.lang.title(f["code"], f["title"]))
         if kind == "raised":
             label = "RAISED  "
             tag = sev
@@ -563,7 +626,6 @@ class LiveSession:
             except BaseException:
                 self.close_captures()
                 raise
-        ifnames = ",".join(opts.interfaces)
         self.itfs = [_Itf(c.linktype, 262144, c.name) for c in self.captures]
         self.sources: list = []
         self.writer = None
@@ -573,13 +635,20 @@ class LiveSession:
                                                           self.captures],
                                          opts.write_size, opts.write_files)
             first = self.writer.open(self.started)
-        else:
-            first = f"live:{ifnames}"
         # the tracker's file-name list (shared with its IKE tracker) grows with the rotation
-        self.tracker = Tracker(opts.thresholds, [first], opts.keys, list(opts.vpn_servers))
+        self.tracker = Tracker(opts.thresholds, [], opts.keys, list(opts.vpn_servers))
         self.names = self.tracker.names
         self.names.clear()
-        self._new_source(first, "pcapng" if self.writer else "live")
+        if self.writer is not None:
+            # frames are numbered as Wireshark numbers the written file (all interfaces)
+            self._new_source(first, "pcapng")
+        else:
+            # nothing written: each interface is a source of its own, ``live:IFACE``, its
+            # frames numbered from 1 since the capture started
+            for i in range(len(self.captures)):
+                name = (opts.interfaces[i] if len(opts.interfaces) == len(self.captures)
+                        else self.captures[i].name)
+                self._new_source(f"live:{name}", "live", [i])
         self.decoder = Decoder(self.tracker, vpn_servers=list(opts.vpn_servers))
         self.analysis_options = Options(thresholds=opts.thresholds,
                                         expect_peers=list(opts.expect_peers), keys=opts.keys,
@@ -626,27 +695,42 @@ class LiveSession:
         for c in self.captures:
             c.close()
 
-    def _new_source(self, name, fmt="pcapng"):
-        src = LiveSource(name, len(self.sources), self.itfs, fmt)
+    def _new_source(self, name, fmt="pcapng", ifaces=None):
+        """A source for the report: a written file holding every interface (``ifaces`` None) or
+        one interface's frames (``ifaces`` [index], without ``--write``)."""
+        ifaces = list(range(len(self.captures))) if ifaces is None else list(ifaces)
+        src = LiveSource(name, len(self.sources), [self.itfs[i] for i in ifaces], fmt)
+        src._ifaces = ifaces
         src._base = [dict(t) for t in self.totals]
+        src.numbered = 0  # frames numbered so far (the last frame's number)
         self.names.append(name)
         self.sources.append(src)
-        self.number = 0
         return src
 
+    def _source_of(self, idx):
+        """The source the frames of capture ``idx`` belong to now."""
+        return self.sources[-1] if self.writer is not None else self.sources[idx]
+
+    def _current_sources(self) -> list:
+        """The sources frames still go to (the file being written, or every interface)."""
+        return self.sources[-1:] if self.writer is not None else self.sources
+
     def _span_stats(self, src) -> list:
-        """Per interface, the counters of ``src``'s span (pcapng ISB names)."""
+        """Per interface of ``src``, the counters of its span (pcapng ISB names)."""
         out = []
-        for i, t in enumerate(self.totals):
+        for i in src._ifaces:
+            t = self.totals[i]
             b = src._base[i] if i < len(src._base) else {}
             # counters only grow; an interface re-created meanwhile restarts its own
             out.append({k: max(0, t.get(k, 0) - b.get(k, 0)) for k in t})
         return out
 
     def _rotate(self, ts):
+        ts = _ns(ts)
         if self.writer.f is not None:
             self._refresh_totals()
             self.writer.close(ts, self._span_stats(self.sources[-1]))
+            self.sources[-1].ended = ts
         path = self.writer.open(ts)
         self._new_source(path)
 
@@ -665,23 +749,23 @@ class LiveSession:
             # VLANs without a device): shown in the status, not counted as capture drops
             rx_dropped += itf.get("rx_dropped", 0)
         self._rx_dropped = rx_dropped
-        for src in self.sources[-1:]:
-            src.isb = {i: {"ifdrop": s.get("ifdrop", 0), "osdrop": s.get("osdrop", 0)}
-                       for i, s in enumerate(self._span_stats(src))}
+        self._refresh_isb()
 
     def drops(self) -> int:
         return sum(t.get("osdrop", 0) + t.get("ifdrop", 0) for t in self.totals)
 
     def _feed(self, idx, cap, batch):
         """Read what ``cap`` has (into the list ``batch``), write it, decode it."""
-        src = self.sources[-1]
+        src = self._source_of(idx)
         b0 = cap.bytes
         # a few ring blocks at a time: a backlog never becomes one huge list
-        n = cap.read(batch, src.index, self.number, max_blocks=4)
+        n = cap.read(batch, src.index, src.numbered, max_blocks=4)
         if not n:
             return 0
-        self.number += n
+        src.numbered += n
         src.frame_count += n
+        k = src._ifaces.index(idx)
+        src.interface_frames[k] = src.interface_frames.get(k, 0) + n
         src.byte_count += cap.bytes - b0
         src.linktypes[cap.linktype] += n
         t0 = batch[0][2]
@@ -1004,7 +1088,9 @@ class LiveSession:
         """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`)."""
         from pcapvpn.analysis import diagnose
 
-        now = self.clock()
+        # the stop, as the written files record it (nanoseconds): analyze of them judges
+        # absences up to the same moment
+        now = _ns(self.clock())
         if self._child is not None:
             self._poll_child(block=True)
         # what is still in the rings (a pipe child flushes its last packets when it stops)
@@ -1020,6 +1106,8 @@ class LiveSession:
                 self.totals[i]["filteraccept"] = c.received
         if self.writer is not None:
             self.writer.close(now, self._span_stats(self.sources[-1]))
+        for src in self._current_sources():
+            src.ended = now
         self._refresh_isb()
         self.decoder.finish()
         self.tracker.finish()
@@ -1034,15 +1122,18 @@ class LiveSession:
         have = {f.id for f in result.findings}
         extra = [f for f in self.archived if f.id not in have]
         if extra:
+            from pcapvpn.findings import finding_groups
+
             result.report.findings = list(result.report.findings) + extra
             result.findings = result.report.findings
+            result.report.groups = finding_groups(result.findings)
         result.report.capture.warnings.extend(self.warnings())
         return result
 
     def _refresh_isb(self):
-        src = self.sources[-1]
-        src.isb = {i: {"ifdrop": s.get("ifdrop", 0), "osdrop": s.get("osdrop", 0)}
-                   for i, s in enumerate(self._span_stats(src))}
+        for src in self._current_sources():
+            src.isb = {i: {"ifdrop": s.get("ifdrop", 0), "osdrop": s.get("osdrop", 0)}
+                       for i, s in enumerate(self._span_stats(src))}
 
     def warnings(self) -> list[str]:
         out = []
@@ -1064,6 +1155,12 @@ class LiveSession:
                 out.append(f"live: {what}: {s.dropped} event(s) dropped (its reader did not "
                            f"keep up; queue full)")
         return out
+
+
+def _ns(ts: float) -> float:
+    """``ts`` rounded to the nanosecond as a pcapng file with ``if_tsresol`` 9 gives it back."""
+    sec = int(ts // 1)
+    return (sec * 1_000_000_000 + round((ts - sec) * 1_000_000_000)) / 1_000_000_000
 
 
 def _hms(ts) -> str:
@@ -1102,14 +1199,15 @@ def annotate_drops(findings, drops: int, rx_dropped: int = 0) -> None:
             f.detail += note
 
 
-def event_sinks(events: str, stream, *, color=False, view=None, syslog_path=None, exec_cmd=None):
+def event_sinks(events: str, stream, *, color=False, view=None, syslog_path=None, exec_cmd=None,
+                lang="en"):
     sinks = []
     if events == "jsonl":
         # on a terminal lines go straight out; into a pipe or file through a queue
         sinks.append(JsonlEvents(stream if stream.isatty() else QueuedStream(stream)))
     elif events == "text":
         sinks.append(TextEvents(stream if stream.isatty() else QueuedStream(stream),
-                                color=color, view=view))
+                                color=color, view=view, lang=lang))
     if syslog_path:
         sinks.append(SyslogEvents(syslog_path))
     if exec_cmd:
@@ -1134,12 +1232,14 @@ SEVERITIES = ("critical", "error", "warning", "info")
 
 
 class _Filtered:
-    """Events for the operator's selection (--peer, --min-severity), as in the report."""
+    """Events for the operator's selection (--peer, --min-severity), as in the report, redacted
+    as the report is (--redact: the same pseudonyms)."""
 
-    def __init__(self, sink, peers=(), min_severity="info"):
+    def __init__(self, sink, peers=(), min_severity="info", redactor=None):
         import ipaddress
 
         self.sink = sink
+        self.redactor = redactor
         self.peers = {str(ipaddress.ip_address(p)) for p in peers}
         self.limit = SEVERITIES.index(min_severity)
 
@@ -1155,6 +1255,8 @@ class _Filtered:
             if self.peers and not (f.get("tunnel") and
                                    set(f["tunnel"].split("<->")) & self.peers):
                 return
+            if self.redactor is not None:
+                ev = dict(ev, finding=self.redactor.finding(f))
         self.sink.emit(ev)
 
     def close(self):
@@ -1165,13 +1267,15 @@ class _Filtered:
 def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_filter, events,
                 syslog, syslog_socket, exec_cmd, quiet, write_dir, write_size_mb, write_files,
                 idle_expiry, max_sas, buffer_mb, promisc, backend, duration, status_interval,
-                fmt, output, peers, spis, min_severity, fail_on, expect_peers, thresholds,
-                vpn_servers=(), keys=None, stdout=None, stderr=None, logs=(),
-                log_tz=None) -> int:
+                expect_peers, thresholds, report=None, vpn_servers=(), keys=None, stdout=None,
+                stderr=None, logs=(), log_tz=None) -> int:
     """``pcapvpn live``; returns the exit status (as ``analyze``: 0, 1 findings at or above
-    ``fail_on``, 2 usage or capture error)."""
-    from pcapvpn.report import render, select
+    ``report.fail_on``, 2 usage or capture error).  ``report``: the report options
+    (:class:`pcapvpn.report.deliver.ReportOptions`) of the final report."""
+    from pcapvpn.report.deliver import DeliveryError, ReportOptions, deliver, redactor_for
 
+    ro = report or ReportOptions()
+    peers, min_severity = ro.peers, ro.min_severity
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     opts = LiveOptions(
@@ -1183,8 +1287,19 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         status_interval=status_interval if events == "jsonl" else 0,
         vpn_servers=list(vpn_servers), keys=keys, logs=list(logs), log_tz=log_tz)
     if print_filter:
-        stdout.write(build_filter(opts) + "\n")
+        from pcapvpn.live_capture import interface_info
+
+        try:  # the filter of the first interface's link type (a raw-IP 'any' has no VLAN part)
+            lt = interface_info(opts.interfaces[0])[1] if opts.interfaces else 1
+        except CaptureError:
+            lt = 1
+        stdout.write(filter_text(opts, lt))
         return 0
+    try:  # a redaction key that cannot be read or made: said before capturing
+        redactor = redactor_for(ro)
+    except DeliveryError as e:
+        stderr.write(f"pcapvpn: error: {_clean(e)}\n")
+        return 2
     view = None
     if not quiet and stderr.isatty():
         view = StatusView(stderr)
@@ -1194,8 +1309,8 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         raw = event_sinks(events, stdout, color=color,
                           view=view if (stdout.isatty() and view is not None) else None,
                           syslog_path=(syslog_socket or "/dev/log") if syslog else None,
-                          exec_cmd=exec_cmd)
-        sinks = [_Filtered(s, peers, min_severity) for s in raw]
+                          exec_cmd=exec_cmd, lang=ro.lang)
+        sinks = [_Filtered(s, peers, min_severity, redactor) for s in raw]
         session = LiveSession(opts, sinks, view)
     except CaptureError as e:
         for s in sinks:
@@ -1219,21 +1334,28 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                 s.close()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    report = select(result.report, peers=peers, spis=spis, min_severity=min_severity)
-    color = output is None and stdout.isatty() and not os.environ.get("NO_COLOR")
-    text = render(report, fmt, color=color)
-    if output:
-        try:
-            with open(output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            stderr.write(f"pcapvpn: error: cannot write {output}: {e.strerror}\n")
-            return 2
-    else:
-        if events != "none":
-            stdout.write("\n")
-        stdout.write(text)
-        stdout.flush()
-    limit = SEVERITIES.index(fail_on)
-    failed = any(SEVERITIES.index(f.severity) <= limit for f in report.findings)
-    return 1 if failed else 0
+    if ro.evidence:
+        # the written files, read again (rotation may have deleted the oldest)
+        result.sources = written_sources(session.sources)
+    color = stdout.isatty() and not os.environ.get("NO_COLOR")
+    try:
+        return deliver(result, ro, stdout=stdout, stderr=stderr, color=color,
+                       before_report="\n" if events != "none" else "", redactor=redactor)
+    except DeliveryError as e:
+        stderr.write(f"pcapvpn: error: {_clean(e)}\n")
+        return 2
+
+
+def written_sources(sources) -> list:
+    """:class:`pcapvpn.sources.Source` objects for the ``--write`` files still on disk (their
+    ``fetch`` reads evidence frames again), numbered as the live sources."""
+    from pcapvpn.sources import SourceError, open_source
+
+    out = []
+    for s in sources:
+        if s.format == "pcapng" and os.path.exists(s.name):
+            try:
+                out.append(open_source(s.name, s.index))
+            except SourceError:
+                pass
+    return out

@@ -177,6 +177,63 @@ def _vpn_servers_filter(vpn_servers) -> list[str]:
     return out
 
 
+def linktype_label(linktype: int) -> str:
+    return {LINKTYPE_ETHERNET: "Ethernet", LINKTYPE_RAW: "raw IP ('any', tunnels)"}.get(
+        linktype, f"LINKTYPE {linktype}")
+
+
+def filter_groups(ike_ports=(), mirror: bool = True, vpn_servers=()) -> list[tuple[str, str]]:
+    """The clauses of the default capture filter, by what they catch: ``[(what, clause)]``
+    (:func:`default_filter` joins them with ``or``; ``live --print-filter`` shows them one per
+    line with ``what`` as a comment)."""
+    ports = [500, 4500] + [p for p in ike_ports if p not in (500, 4500)]
+    tls = " or ".join(f"udp port {p}" for p in _TLS_PORTS)
+    icmp4 = " or ".join(f"icmp[0] = {t}" for t in _ICMP4_ERRORS)
+    groups = [
+        (f"IKE and NAT-T: UDP {', '.join(map(str, ports))}",
+         " or ".join(f"udp port {p}" for p in ports)),
+        ("IKE and ESP over TCP (RFC 9329): TCP 500, 4500", "tcp port 500 or tcp port 4500"),
+        ("ESP and AH (IP protocols 50 and 51), IPv4 and IPv6",
+         "ip proto 50 or ip proto 51 or ip6 proto 50 or ip6 proto 51"),
+        (f"ICMP errors (types {', '.join(map(str, _ICMP4_ERRORS))}) and ICMPv6 errors: they "
+         f"quote the packet that caused them",
+         f"(icmp and ({icmp4})) or (icmp6 and ip6[40] < 128)"),
+        ("IP fragments: IPv4 fragments after the first (no ports), IPv6 Fragment header",
+         "(ip[6:2] & 0x1fff != 0) or ip6 proto 44"),
+        ("OpenVPN (UDP/TCP 1194), L2TP (UDP 1701), PPTP control (TCP 1723)",
+         " or ".join([f"udp port {p}" for p in _VPN_UDP_PORTS]
+                     + [f"tcp port {p}" for p in _VPN_TCP_PORTS])),
+        ("WireGuard on any UDP port: message type 1..4, three zero bytes, 32 bytes or more",
+         "(udp and udp[8] >= 1 and udp[8] <= 4 and udp[9:2] = 0 and udp[11] = 0 "
+         "and udp[4:2] >= 40)"),
+        (f"DTLS records on the SSL-VPN ports (UDP {', '.join(map(str, _TLS_PORTS))})",
+         f"(({tls}) and udp[8] >= 20 and udp[8] <= 25 and udp[9] = 0xfe)"),
+        ("PPTP data: enhanced GRE (version 1) carrying PPP",
+         "(ip proto 47 and ip[0] = 0x45 and ip[21] & 7 = 1 and ip[22:2] = 0x880b)"),
+    ]
+    for (addr, port), clause in zip(vpn_servers, _vpn_servers_filter(vpn_servers)):
+        import ipaddress
+
+        groups.append((f"SSL-VPN gateway {ipaddress.ip_address(addr)} (--vpn-server): TCP/UDP "
+                       f"{port or ', '.join(map(str, _TLS_PORTS))}", clause))
+    if mirror:
+        inner_ports = ports + list(_VPN_UDP_PORTS) + [1723]
+        names = {4: "ERSPAN type I, GRE bridging", 8: "GRE bridging with key or sequence",
+                 12: "GRE bridging with key and sequence", 16: "ERSPAN type II",
+                 20: "ERSPAN type III", 28: "ERSPAN type III with platform subheader"}
+        for g in _GRE_INNER:
+            e = 20 + g
+            groups.append((f"mirrored copies: {names[g]} (inner Ethernet {g} bytes into GRE), "
+                           f"untagged or VLAN-tagged",
+                           f"(ip proto 47 and ip[0] = 0x45 and ({_inner('ip', e, inner_ports)} "
+                           f"or (ip[{e + 12}:2] = 0x8100 and {_inner('ip', e + 4, inner_ports)}"
+                           f")))"))
+        groups.append((f"mirrored copies: VXLAN (UDP {VXLAN_PORT}), untagged or VLAN-tagged",
+                       f"(udp dst port {VXLAN_PORT} and ({_inner('udp', 16, inner_ports)}"
+                       f" or (udp[28:2] = 0x8100 and {_inner('udp', 20, inner_ports)})))"))
+    return groups
+
+
 def default_filter(ike_ports=(), mirror: bool = True, vpn_servers=(),
                    linktype: int = LINKTYPE_ETHERNET) -> str:
     """The capture filter for what pcapvpn analyses (tcpdump syntax):
@@ -198,32 +255,7 @@ def default_filter(ike_ports=(), mirror: bool = True, vpn_servers=(),
       header without options) and VXLAN (UDP 4789), with or without an inner VLAN tag (there the
       IPsec, OpenVPN, L2TP and PPTP ports, ESP/AH, ICMP errors and fragments).
     """
-    ports = [500, 4500] + [p for p in ike_ports if p not in (500, 4500)]
-    tls = " or ".join(f"udp port {p}" for p in _TLS_PORTS)
-    plain = " or ".join(
-        [f"udp port {p}" for p in ports]
-        + ["tcp port 500", "tcp port 4500",
-           "ip proto 50", "ip proto 51", "ip6 proto 50", "ip6 proto 51",
-           "(icmp and (" + " or ".join(f"icmp[0] = {t}" for t in _ICMP4_ERRORS) + "))",
-           "(icmp6 and ip6[40] < 128)",
-           "(ip[6:2] & 0x1fff != 0)", "ip6 proto 44"]
-        + [f"udp port {p}" for p in _VPN_UDP_PORTS] + [f"tcp port {p}" for p in _VPN_TCP_PORTS]
-        + ["(udp and udp[8] >= 1 and udp[8] <= 4 and udp[9:2] = 0 and udp[11] = 0 "
-           "and udp[4:2] >= 40)",
-           f"(({tls}) and udp[8] >= 20 and udp[8] <= 25 and udp[9] = 0xfe)",
-           "(ip proto 47 and ip[0] = 0x45 and ip[21] & 7 = 1 and ip[22:2] = 0x880b)"]
-        + _vpn_servers_filter(vpn_servers))
-    x = f"({plain})"
-    if mirror:
-        inner_ports = ports + list(_VPN_UDP_PORTS) + [1723]
-        gre = []
-        for g in _GRE_INNER:
-            e = 20 + g
-            gre.append(_inner("ip", e, inner_ports))
-            gre.append(f"(ip[{e + 12}:2] = 0x8100 and {_inner('ip', e + 4, inner_ports)})")
-        x += (f" or (ip proto 47 and ip[0] = 0x45 and ({' or '.join(gre)}))"
-              f" or (udp dst port {VXLAN_PORT} and ({_inner('udp', 16, inner_ports)}"
-              f" or (udp[28:2] = 0x8100 and {_inner('udp', 20, inner_ports)})))")
+    x = "(" + " or ".join(c for _w, c in filter_groups(ike_ports, mirror, vpn_servers)) + ")"
     if linktype != LINKTYPE_ETHERNET:
         return x
     return f"({x}) or (vlan and ({x}))"
@@ -430,11 +462,11 @@ class AfPacketRing:
         done = 0
         while True:
             base = self.block * bs
-            _v, _p, status, num, off = blk(mm, base)
+            _v, _p, status, npkts, off = blk(mm, base)
             if not status & TP_STATUS_USER:
                 break
             p = base + off
-            for _ in range(num):
+            for _ in range(npkts):
                 (nxt, sec, nsec, snap, wirelen, st, mac, _net, _h, tci, tpid) = hdr(mm, p)
                 a = p + mac
                 data = mm[a:a + snap]

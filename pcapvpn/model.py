@@ -159,6 +159,12 @@ class Counts:
     non_ip_frames: int = 0
     other_ip_frames: int = 0
     truncated_frames: int = 0
+    #: frames of the VPNs beside IPsec, by protocol (not counted in other_ip_frames)
+    openvpn_frames: int = 0
+    wireguard_frames: int = 0
+    l2tp_frames: int = 0
+    pptp_frames: int = 0
+    sslvpn_frames: int = 0
 
 
 @dataclass
@@ -195,6 +201,8 @@ class CaptureSummary:
     decode_errors_by_reason: dict[str, int]
     decode_error_samples: list[DecodeError]
     warnings: list[str]
+    #: when the capture stopped, later than its last frame (pcapng isb_endtime), else None
+    stopped: Time | None = None
     #: damaged ranges, file by file (omitted from the JSON when there are none)
     damage: list[Damage] = field(default_factory=list)
     #: with damage: what the readable part covers, ``{first, last, share, bytes_share}``
@@ -262,6 +270,8 @@ class Report:
     log_sources: list | None = None
     #: --log: their classified events on the capture's clock
     log_events: list | None = None
+    #: repeated findings (pcapvpn.findings.finding_groups): every finding stays in ``findings``
+    groups: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -363,13 +373,36 @@ def ike_decryption_dict(m, start) -> dict:
         else:
             certs.append({"encoding": c.get("encoding")})
     d["certificates"] = certs
-    d["config"] = [{"type": ct, "attributes": [
-        {"type": at, "value": None if at in SECRET_CONFIG_ATTRIBUTES
-         else (val if isinstance(val, int) else bytes(val[:64]).hex())} for at, val in attrs]}
+    d["config"] = [{"type": ct, "name": reg.cfg_type_name(v, ct), "attributes": [
+        {"type": at, "name": reg.cfg_attribute_name(v, at),
+         "value": None if at in SECRET_CONFIG_ATTRIBUTES
+         else (val if isinstance(val, int) else bytes(val[:64]).hex()),
+         "text": None if at in SECRET_CONFIG_ATTRIBUTES else cfg_value_text(val)}
+        for at, val in attrs]}
         for ct, attrs in inner["config"]]
     d["eap"] = [{"code": c, "type": t} for c, t in inner["eap"]]
     d["auth_method"] = inner["auth_method"]
     return d
+
+
+def cfg_value_text(val) -> str | None:
+    """A configuration attribute's value as read: an address (``10.0.0.5``), an address with a
+    mask or prefix (``10.1.0.0/16``), a number, printable text; None for other bytes."""
+    if isinstance(val, int):
+        return str(val)
+    b = bytes(val)
+    if len(b) in (4, 16):
+        return addr(b)
+    if len(b) == 8:  # IPv4 address + netmask (INTERNAL_IP4_SUBNET)
+        mask = int.from_bytes(b[4:], "big")
+        plen = bin(mask).count("1")
+        if mask == ((1 << 32) - 1) ^ ((1 << (32 - plen)) - 1):
+            return f"{addr(b[:4])}/{plen}"
+    if len(b) == 17 and b[16] <= 128:  # IPv6 address + prefix length
+        return f"{addr(b[:16])}/{b[16]}"
+    if b and all(0x20 <= c < 0x7F for c in b):
+        return b.decode("ascii")
+    return None
 
 
 def ike_sa_dict(sa, start, names) -> dict:

@@ -1,20 +1,30 @@
 """``--redact``: consistent pseudonyms for addresses, MACs, identities and file names.
 
-One :class:`Redactor` per run holds a random key and the mapping; it is applied to the report
-model before any renderer sees it (:meth:`Redactor.report`) and, through
+One :class:`Redactor` per run holds a key and the mapping; it is applied to the report model
+before any renderer sees it (:meth:`Redactor.report`) and, through
 :func:`dissect.vpn.rewrite.rewrite_frame`, to the frames of ``--export-evidence``, so that the
 pseudonyms in the report are those in the evidence.
+
+The key decides every pseudonym and nothing else does (not the order things are met in, not the
+run): with the same key (``--redact-key FILE``, ``PCAPVPN_REDACT_KEY``; :func:`load_key`) a
+capture redacted today and its follow-up tomorrow use the same pseudonyms and can be compared;
+without one, a random key serves one run.
 
 IP addresses: a keyed prefix-preserving permutation (each bit is flipped or not by a keyed
 function of the bits before it, the construction of Crypto-PAn, Xu et al. 2002), so the same
 address always gets the same pseudonym and two addresses sharing an n-bit prefix share an n-bit
 prefix afterwards (subnets stay subnets).  The bits that put an address in a special block are
-never flipped, so private stays private, multicast stays multicast (a rule treats multicast
-differently), loopback stays loopback; and no public address lands in such a block.
+never flipped, so private stays private (RFC 1918), loopback, link-local and multicast keep
+their class (a rule treats multicast differently), the documentation blocks (RFC 5737, RFC 3849)
+stay documentation; and no public address lands in such a block.  A network written with a
+prefix length (``10.10.1.0/24``) or as a range (``10.10.1.0-10.10.1.127``) has only its network
+bits mapped: the host bits stay as written (``.0`` stays ``.0``).
 
 MAC addresses: keyed, locally administered (the group bit is kept; broadcast stays).
-Identities (FQDN, e-mail, key ID) get same-length pseudonyms ``idN-...`` (same length so the
+Identities (FQDN, e-mail, key ID) get same-length keyed pseudonyms ``id-...`` (same length so the
 rewritten IKE payloads keep their lengths); DNs and certificates are zeroed in the evidence.
+File names (captures, ``--keys`` files and directories) and the host names of the machine that
+runs pcapvpn are replaced wherever they appear.
 Keys, nonces and secrets are never printed: the model holds none, and any such key is dropped.
 """
 
@@ -27,15 +37,27 @@ import ipaddress
 import json
 import os
 import re
+import socket
 
 # blocks whose prefix is kept (RFC 6890 special-purpose registries, the ones that matter here)
 _SPECIAL_V4 = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-               "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4"]
-_SPECIAL_V6 = ["::/8", "fc00::/7", "fe80::/10", "ff00::/8"]
+               "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+               # documentation (RFC 5737)
+               "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
+_SPECIAL_V6 = ["::/8", "fc00::/7", "fe80::/10", "ff00::/8", "2001:db8::/32"]
 
-_V4_RE = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})(?![\w]|\.\d)")
+#: an IPv4 address, optionally with a prefix length or as the start of a range (``A-B``)
+_V4_RE = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})"
+                    r"(?:/(\d{1,2})(?!\d)|-(\d{1,3}(?:\.\d{1,3}){3}))?(?![\w]|\.\d)")
 _V6_RE = re.compile(r"(?<![\w:.])((?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:|"
-                    r"\d{1,3}(?:\.\d{1,3}){3})?)(?![\w:])")
+                    r"\d{1,3}(?:\.\d{1,3}){3})?)(?:/(\d{1,3})(?!\d))?(?![\w:])")
+#: the names Wireshark and strongSwan's save-keys give key tables: shown as they are
+_KEY_TABLE_NAMES = ("ikev1_decryption_table", "ikev2_decryption_table", "esp_sa")
+#: words of pcapvpn's own sentences that are not replaced when a machine is named so
+_GENERIC_WORDS = frozenset(("gateway", "router", "server", "client", "host", "peer", "vpn",
+                            "firewall", "tunnel", "ipsec", "initiator", "responder", "capture"))
+#: the environment variable holding a redaction key (hex)
+KEY_ENV = "PCAPVPN_REDACT_KEY"
 _SECRET_KEY = re.compile(r"(^|_)(nonce|nonces|ke_data|key_data|keys|secret|psk|sk_[a-z]+)$")
 
 
@@ -52,15 +74,86 @@ def _prefixes(blocks, bits):
 _KEEP = {4: _prefixes(_SPECIAL_V4, 32), 6: _prefixes(_SPECIAL_V6, 128)}
 
 
-class Redactor:
-    """Pseudonyms for one run.  ``key``: fixed in tests, random otherwise."""
+class RedactKeyError(Exception):
+    """A redaction key that cannot be read or made (the message names the file or variable)."""
 
-    def __init__(self, key: bytes | None = None):
-        self.key = key if key is not None else os.urandom(32)
+
+def load_key(path: str | None = None, environ=None) -> bytes | None:
+    """The redaction key: ``--redact-key FILE`` (created with mode 0600 holding a new random key
+    when it does not exist), else ``$PCAPVPN_REDACT_KEY`` (hex), else None (a random key for this
+    run only).  A key file holds the key as hexadecimal digits (at least 32, i.e. 16 bytes) on
+    one line."""
+    environ = os.environ if environ is None else environ
+    if path:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise RedactKeyError(f"--redact-key {path}: cannot create it: {e.strerror}") from None
+        else:
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(f.fileno(), 0o600)
+                f.write(os.urandom(32).hex() + "\n")
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(4096)
+        except OSError as e:
+            raise RedactKeyError(f"--redact-key {path}: cannot read it: {e.strerror}") from None
+        key = _hex_key(raw)
+        if key is None:
+            raise RedactKeyError(f"--redact-key {path}: not a redaction key (expected one line "
+                                 f"of at least 32 hexadecimal digits)")
+        return key
+    value = environ.get(KEY_ENV)
+    if value:
+        key = _hex_key(value.encode("ascii", "replace"))
+        if key is None:
+            raise RedactKeyError(f"{KEY_ENV}: not a redaction key (expected at least 32 "
+                                 f"hexadecimal digits)")
+        return key
+    return None
+
+
+def _hex_key(raw: bytes) -> bytes | None:
+    text = raw.strip()
+    if len(text) < 32 or len(text) % 2 or not re.fullmatch(rb"[0-9A-Fa-f]+", text):
+        return None
+    return bytes.fromhex(text.decode("ascii"))
+
+
+def machine_names() -> list[str]:
+    """The host names of the machine that runs pcapvpn (as they may appear in paths and
+    identities): its host name and the first label of it."""
+    names = set()
+    for n in (socket.gethostname(), os.uname().nodename):
+        if n:
+            names.add(n)
+            names.add(n.split(".")[0])
+    return sorted(n for n in names if n and n not in ("localhost", "localhost.localdomain"))
+
+
+class Redactor:
+    """Pseudonyms for one run, all decided by ``key`` (random when None).  ``paths``: files and
+    directories named on the command line besides the captures (``--keys``); ``hosts``: the
+    machine's host names (default :func:`machine_names`)."""
+
+    def __init__(self, key: bytes | None = None, paths=(), hosts=None):
+        key = key if key is not None else os.urandom(32)
+        # BLAKE2b takes keys up to 64 bytes: a longer one is condensed
+        self.key = key if len(key) <= 64 else hashlib.blake2b(key).digest()
         self.ips: dict[bytes, bytes] = {}
         self.macs: dict[bytes, bytes] = {}
         self.idents: dict[bytes, bytes] = {}
         self.files: dict[str, str] = {}
+        self.hosts: dict[str, str] = {}
+        for p in paths:
+            self.path(p)
+        for h in (machine_names() if hosts is None else hosts):
+            self.host(h)
+
+    def _h(self, tag: bytes, value: bytes, size: int = 8) -> str:
+        return hashlib.blake2b(tag + b"\0" + value, key=self.key, digest_size=size).hexdigest()
 
     # -- the mapper interface of dissect.vpn.rewrite --------------------------------------------
 
@@ -88,13 +181,26 @@ class Redactor:
         self.ips[packed] = new
         return new
 
+    def network(self, packed: bytes, prefixlen: int) -> bytes:
+        """``packed`` with its first ``prefixlen`` bits mapped as :meth:`ip` maps them and the
+        host bits kept as written (``10.10.1.0/24`` keeps ``.0``)."""
+        packed = bytes(packed)
+        bits = 8 * len(packed)
+        if bits not in (32, 128):
+            return packed
+        n = max(0, min(prefixlen, bits))
+        host = (1 << (bits - n)) - 1
+        x = int.from_bytes(packed, "big")
+        mapped = int.from_bytes(self.ip(packed), "big")
+        return ((mapped & ~host) | (x & host)).to_bytes(len(packed), "big")
+
     def mac(self, b: bytes) -> bytes:
         b = bytes(b)
         if b == b"\xff" * 6 or b == bytes(6):
             return b
         hit = self.macs.get(b)
         if hit is None:
-            h = hashlib.blake2b(b"mac" + b, key=self.key, digest_size=6).digest()
+            h = bytes.fromhex(self._h(b"mac", b, 6))
             hit = bytes([(h[0] & 0xFC) | 0x02 | (b[0] & 0x01)]) + h[1:]
             self.macs[b] = hit
         return hit
@@ -103,9 +209,8 @@ class Redactor:
         b = bytes(b)
         hit = self.idents.get(b)
         if hit is None:
-            n = len(self.idents) + 1
-            h = hashlib.blake2b(b"id" + b, key=self.key, digest_size=16).hexdigest()
-            text = (f"id{n}-" + h + "x" * len(b))[:len(b)] if len(b) >= 4 else "x" * len(b)
+            h = self._h(b"id", b, 16)
+            text = ("id-" + h + "x" * len(b))[:len(b)] if len(b) >= 4 else "x" * len(b)
             hit = text.encode()
             self.idents[b] = hit
         return hit
@@ -122,22 +227,43 @@ class Redactor:
             return s
         return str(ipaddress.ip_address(self.ip(a.packed)))
 
+    def _net_text(self, a, prefixlen: int) -> str:
+        return str(ipaddress.ip_address(self.network(a.packed, prefixlen)))
+
     def text(self, s: str) -> str:
-        """Every IPv4/IPv6 address in free text replaced (Wireshark byte strings such as SPIs
-        ``2c:d6:79:...`` are not addresses: groups of exactly two hex digits without ``::``
-        are left alone unless the address is a known one)."""
+        """Every IPv4/IPv6 address in free text replaced (a network ``A/n`` or range ``A-B``:
+        its network bits only), then file names, host names of this machine and identities
+        (Wireshark byte strings such as SPIs ``2c:d6:79:...`` are not addresses: groups of
+        exactly two hex digits without ``::`` are left alone unless the address is a known
+        one)."""
         if not s:
             return s
 
         def v4(m):
-            return self.ip_text(m.group(1))
+            a = m.group(1)
+            if m.group(2) is not None:
+                try:
+                    net = ipaddress.IPv4Address(a)
+                except ValueError:
+                    return m.group(0)
+                return f"{self._net_text(net, int(m.group(2)))}/{m.group(2)}"
+            if m.group(3) is not None:
+                try:
+                    lo, hi = ipaddress.IPv4Address(a), ipaddress.IPv4Address(m.group(3))
+                except ValueError:
+                    return f"{self.ip_text(a)}-{self.ip_text(m.group(3))}"
+                n = 32 - (int(lo) ^ int(hi)).bit_length()
+                return f"{self._net_text(lo, n)}-{self._net_text(hi, n)}"
+            return self.ip_text(a)
 
         def v6(m):
             t = m.group(1)
             try:
                 a = ipaddress.IPv6Address(t)
             except ValueError:
-                return t
+                return m.group(0)
+            if m.group(2) is not None:
+                return f"{self._net_text(a, int(m.group(2)))}/{m.group(2)}"
             groups = t.split(":")
             if "::" not in t and all(len(g) == 2 for g in groups) and a.packed not in self.ips:
                 return t
@@ -146,9 +272,13 @@ class Redactor:
         s = _V4_RE.sub(v4, s)
         if ":" in s:
             s = _V6_RE.sub(v6, s)
-        for orig, new in self.files.items():
+        # the longest name first: a directory is part of the paths of the files in it
+        for orig, new in sorted(self.files.items(), key=lambda kv: -len(kv[0])):
             if len(orig) >= 4 and orig in s:
                 s = s.replace(orig, new)
+        for orig, new in self.hosts.items():
+            if orig.lower() in s.lower():
+                s = re.sub(rf"(?<![\w-]){re.escape(orig)}(?![\w-])", new, s, flags=re.I)
         if self.idents:
             # identities and certificate names seen anywhere (decrypted IDs, subjects, SANs) are
             # replaced wherever they appear in free text too, longest first (a DN holds its CN)
@@ -217,10 +347,14 @@ class Redactor:
         return f"{head} {self.ident(raw).decode('ascii', 'replace')}"
 
     def file(self, name: str, kind: str = "capture") -> str:
+        """A file's pseudonym: ``<kind>-<keyed hash><extension>`` (``kind``: capture, log ...;
+        ``-`` is ``stdin``; ``live:IFACE``, an interface, is kept)."""
         hit = self.files.get(name)
         if hit is None:
             if name == "-":
                 hit = "stdin"
+            elif name.startswith("live:"):
+                hit = name
             else:
                 base = os.path.basename(name)
                 ext = ""
@@ -229,8 +363,37 @@ class Redactor:
                     if base.endswith(e):
                         ext = e
                         break
-                hit = f"{kind}{len(self.files) + 1}{ext}"
+                hit = (f"{kind}-{self._h(b'file', name.encode('utf-8', 'surrogateescape'))}"
+                       f"{ext}")
             self.files[name] = hit
+        return hit
+
+    def path(self, name: str) -> str:
+        """Another file or directory named on the command line (``--keys``): ``keys-<keyed
+        hash>``; a key table keeps its standard name under its directory's pseudonym
+        (``keys-3fa2.../esp_sa``)."""
+        name = os.fspath(name)
+        hit = self.files.get(name)
+        if hit is None:
+            stripped = name.rstrip(os.sep) or name
+            head, base = os.path.split(stripped)
+            hit = f"{self._dir(head)}/{base}" if base in _KEY_TABLE_NAMES else self._dir(stripped)
+            self.files[name] = hit
+            self.files.setdefault(stripped, hit)
+        return hit
+
+    def _dir(self, d: str) -> str:
+        return f"keys-{self._h(b'path', d.encode('utf-8', 'surrogateescape'))}"
+
+    def host(self, name: str) -> str:
+        """A host name of this machine: ``host-<keyed hash>`` wherever it stands as a word (a
+        generic word such as "gateway" is not taken for the machine's name in the report's own
+        sentences)."""
+        hit = self.hosts.get(name)
+        if hit is None:
+            hit = f"host-{self._h(b'host', name.lower().encode('utf-8', 'surrogateescape'), 4)}"
+            if name.lower() not in _GENERIC_WORDS and len(name) >= 2:
+                self.hosts[name] = hit
         return hit
 
     # -- the model -----------------------------------------------------------------------------
@@ -256,13 +419,26 @@ class Redactor:
         if isinstance(obj, tuple):
             return tuple(self._walk(x, key) for x in obj)
         if isinstance(obj, dict):
-            return {k: self._walk(v, k) for k, v in obj.items()
-                    if not (isinstance(k, str) and _SECRET_KEY.search(k))}
+            out = {k: self._walk(v, k) for k, v in obj.items()
+                   if not (isinstance(k, str) and _SECRET_KEY.search(k))}
+            if out.get("text") is not None and isinstance(out.get("value"), str):
+                # a configuration attribute: its text is redacted, its raw bytes (hex) would
+                # give the address away
+                out["value"] = None
+            return out
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             for f in dataclasses.fields(obj):
                 setattr(obj, f.name, self._walk(getattr(obj, f.name), f.name))
             return obj
         return obj
+
+    def finding(self, d: dict) -> dict:
+        """A redacted copy of one finding as a dict (live events): the files its evidence
+        frames name get their pseudonyms as in the report."""
+        for fr in (d.get("evidence") or {}).get("frames") or ():
+            if isinstance(fr, dict) and isinstance(fr.get("file"), str):
+                self.file(fr["file"])
+        return self._walk(copy.deepcopy(d), "")
 
     # -- the mapping file ----------------------------------------------------------------------
 
@@ -279,6 +455,7 @@ class Redactor:
             "identity": {k.decode("utf-8", "replace"): v.decode("ascii", "replace")
                          for k, v in self.idents.items()},
             "file": dict(self.files),
+            "host": dict(self.hosts),
         }
 
     def write_mapping(self, path: str) -> None:

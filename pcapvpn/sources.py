@@ -249,6 +249,11 @@ class Source:
         return self._reader.drops
 
     @property
+    def ended(self):
+        """When the capture stopped, as the file says (pcapng ``isb_endtime``), else None."""
+        return getattr(self._reader, "ended", None)
+
+    @property
     def reader(self):
         """The underlying :mod:`dissect.vpn.capture` reader."""
         return self._reader

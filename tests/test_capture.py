@@ -551,3 +551,26 @@ def test_reader_agrees_with_tshark_on_special_blocks(tmp_path):
             continue
         assert "%.6f" % rec[0] == "%.6f" % float(row[1])
         assert int(row[2]) == len(rec[2])
+
+
+def test_isb_endtime_round_trip():
+    """pcapng isb_starttime / isb_endtime written and read back: the reader's ``ended`` is the
+    latest end time (live --write records its stop there; analyze judges absences up to it)."""
+    import io
+
+    from dissect.vpn.capture import PcapngWriter, open_capture
+
+    buf = io.BytesIO()
+    w = PcapngWriter(buf)
+    w.add_interface(1, "eth0", tsresol=9)
+    w.add_interface(1, "eth1", tsresol=6)
+    w.write_packet(0, 1_700_000_000.5, b"\x00" * 60, 60)
+    w.write_stats(0, 1_700_000_010.25, starttime=1_700_000_000.0, endtime=1_700_000_010.25,
+                  ifrecv=1)
+    w.write_stats(1, 1_700_000_009.0, endtime=1_700_000_009.0)
+    r = open_capture(io.BytesIO(buf.getvalue()))
+    assert len(list(r.records())) == 1
+    assert r.ended == 1_700_000_010.25 and r.isb[0]["ifrecv"] == 1
+    w2 = io.BytesIO()
+    PcapngWriter(w2).add_interface(1)
+    assert open_capture(io.BytesIO(w2.getvalue())).ended is None

@@ -60,6 +60,29 @@ def test_json_output_file_and_exit_status(tmp_path):
     assert r.returncode == 0
 
 
+def test_output_file_is_named_on_stderr(tmp_path):
+    """-o FILE: one line on standard error naming the file, its format and what it holds
+    (--export-evidence and --redact-map join that line); nothing on standard output."""
+    out = tmp_path / "r.html"
+    r = cli("analyze", LAB / "ikev2_esp_oneway" / "ikev2_esp_oneway.pcap", "--format", "html",
+            "-o", out)
+    err = r.stderr.decode().splitlines()
+    assert len(err) == 1 and r.stdout == b"", err
+    doc = json.loads(cli("analyze", LAB / "ikev2_esp_oneway" / "ikev2_esp_oneway.pcap",
+                         "--format", "json").stdout)
+    n_fail = sum(t["verdict"] == "failing" for t in doc["tunnels"])
+    assert err[0].startswith(f"pcapvpn: wrote {out} (html report: ")
+    assert f"{len(doc['tunnels'])} tunnel(s): {n_fail} failing" in err[0]
+    assert f"{len(doc['findings'])} finding(s)" in err[0]
+    ev = tmp_path / "ev.pcapng"
+    r = cli("analyze", PUBLIC, "-o", tmp_path / "r.txt", "--export-evidence", ev)
+    err = r.stderr.decode().splitlines()
+    assert len(err) == 1 and f"{ev} (" in err[0] and "evidence frame(s)" in err[0]
+    # to standard output: no such line
+    r = cli("analyze", PUBLIC)
+    assert r.stderr == b""
+
+
 def test_markdown_and_text():
     r = cli("analyze", PUBLIC, "--format", "markdown")
     assert r.stdout.startswith(b"## pcapvpn") and b"| tunnel" in r.stdout
@@ -135,3 +158,18 @@ def test_truncated_capture_warns_and_analyses_the_rest(tmp_path, fmt):
     assert r.returncode in (0, 1)
     out = r.stdout.decode()
     assert "cut.pcap" in out and "offset" in out
+
+
+def test_readme_first_example_ends_with_the_verdict():
+    """The README's first example shows what the command prints: the verdict table at the top and
+    the one-sentence verdict at the end (kept in step with the real output)."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    cmd = re.search(r"pcapvpn analyze (captures/\S+\.pcap)", readme)
+    block = re.search(r"```text\n(.*?)\n```", readme, flags=re.S).group(1).splitlines()
+    r = cli("analyze", cmd.group(1), env={"NO_COLOR": "1"})
+    lines = r.stdout.decode().rstrip("\n").splitlines()
+    assert r.returncode == 1
+    assert block[:3] == lines[2:5]
+    assert block[-1] == lines[-1] and lines[-1].startswith("Verdict: FAILING — ")

@@ -59,3 +59,54 @@ def test_stdin_is_spooled_for_export(tmp_path):
     assert p.returncode == 1, p.stderr
     rows = tshark_fields(ev, ["frame.comment"])
     assert len(rows) == 4 and all("IKE_NO_RESPONSE" in r[0] for r in rows)
+
+
+def test_one_way_evidence_shows_the_direction_that_kept_sending(tmp_path):
+    """ESP both ways, then one direction stops while the other goes on: the evidence holds the
+    continuing direction's packets after the stop (one packet each way would look two-way in
+    Wireshark), labelled by what they are; nothing of the stopped SA after its last packet."""
+    frames = []
+    t0 = 1_700_000_000.0
+    sa, sb = 0, 0
+    for i in range(300):  # 10 packets/s for 30 s; the reverse stops after 5 s
+        ts = t0 + i * 0.1
+        sa += 1
+        frames.append((ts, synth.esp_frame("192.0.2.1", "198.51.100.2", 0x1000, sa)))
+        if i < 50:
+            sb += 1
+            frames.append((ts + 0.01, synth.esp_frame("198.51.100.2", "192.0.2.1", 0x2000, sb)))
+    path = synth.write_pcap(tmp_path / "stop.pcap", frames)
+    res = run([str(path)])
+    f = next(x for x in res.report.findings if x.code == "ESP_ONE_WAY")
+    ev = tmp_path / "ev.pcapng"
+    export_evidence(res, str(ev))
+    rows = tshark_fields(ev, ["frame.comment", "esp.spi"])
+    last_back = max(n for n, (_ts, fr) in enumerate(frames, 1)
+                    if fr[-72:-68] == (0x2000).to_bytes(4, "big"))
+    after = [r for r in rows if int(r[0].rsplit("frame ", 1)[1].rstrip("]")) > last_back]
+    kept = [r for r in after if int(r[1], 0) == 0x1000]
+    assert len(kept) >= 10, rows
+    assert not [r for r in after if int(r[1], 0) == 0x2000]
+    cited = {fr.frame for fr in f.evidence.frames}
+    for r in kept:
+        n = int(r[0].rsplit("frame ", 1)[1].rstrip("]"))
+        if n not in cited:
+            assert "kept sending" in r[0] and "ESP SPI 0x00001000" in r[0]
+
+
+def test_context_frames_say_what_they_are(tmp_path):
+    """IKE frames added as context are labelled with their exchange (a liveness check is said
+    to be one), not as 'context for' a finding they do not show."""
+    res = run([str(_lab("ikev2_nat"))])
+    ev = tmp_path / "ev.pcapng"
+    export_evidence(res, str(ev))
+    rows = tshark_fields(ev, ["frame.comment"])
+    cited = {(fr.file, fr.frame) for f in res.report.findings for fr in f.evidence.frames}
+    context = [r[0] for r in rows
+               if (str(_lab("ikev2_nat")), int(r[0].rsplit("frame ", 1)[1].rstrip("]")))
+               not in cited]
+    assert context
+    codes = {f.code for f in res.report.findings}
+    for c in context:
+        assert c.startswith("pcapvpn: IKE SA ") and not any(code in c for code in codes), c
+        assert any(x in c for x in ("IKE_AUTH #", "INFORMATIONAL #", "IKE_SA_INIT #")), c

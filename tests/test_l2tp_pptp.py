@@ -144,13 +144,18 @@ def _l2tp_setup(c, t=0.0):
     c.udp(t + 0.3, C, S, 1701, 1701, l2tp_ctl(l2tp.ICCN, tid=22, ns=3, nr=2))
 
 
-def test_l2tp_healthy_and_normal_teardown(tmp_path):
-    c = Cap()
+def _l2tp_session(c):
+    """A tunnel set up, ten seconds of data both ways, the call cleared (CDN)."""
     _l2tp_setup(c)
     for i in range(10):
         c.udp(1 + i, C, S, 1701, 1701, l2tp_data(22, 1))
         c.udp(1.1 + i, S, C, 1701, 1701, l2tp_data(11, 2))
     c.udp(12, C, S, 1701, 1701, l2tp_ctl(l2tp.CDN, tid=22, ns=4, nr=2, extra=[result(3)]))
+
+
+def test_l2tp_healthy_and_normal_teardown(tmp_path):
+    c = Cap()
+    _l2tp_session(c)
     c.udp(12.1, C, S, 1701, 1701, l2tp_ctl(l2tp.STOPCCN, tid=22, ns=5, nr=2, extra=[result(1)]))
     r = analyse(c.write(tmp_path / "l2tp.pcap"))
     t, = vpn_tunnels(r)
@@ -295,3 +300,19 @@ def test_l2tp_inside_esp_with_keys(tmp_path):
     r = run([str(p)], Options(keys=load_keys([str(keys)])))
     errs = [f for f in r.findings if f.code == "L2TP_ERROR"]
     assert errs and "not authorized" in errs[0].detail
+
+
+def test_l2tp_section_and_frames_in_the_text_report(tmp_path):
+    """The text report gives an L2TP tunnel its own section (control messages, per-direction
+    counts, result codes) and counts its frames as L2TP frames, not other IP frames."""
+    from pcapvpn.report import render
+
+    c = Cap()
+    _l2tp_session(c)
+    r = analyse(c.write(tmp_path / "l2tp.pcap"))
+    text = " ".join(render(r.report, "text").split())
+    assert "control messages: SCCRQ x1, SCCRP x1" in text
+    assert "packets: 15 client -> server (10 data), 12 server -> client (10 data)" in text
+    assert "CDN from the client: result 3" in text
+    counts = r.report.capture.counts
+    assert counts.l2tp_frames == 27 and counts.other_ip_frames == 0

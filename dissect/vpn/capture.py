@@ -284,7 +284,7 @@ class Damage:
 class _Reader:
     __slots__ = ("_stream", "_buf", "_base", "_started", "format", "interfaces", "isb",
                  "drops", "byteorder", "version", "walk_stats", "damage", "damage_more", "size",
-                 "_pending", "cooked")
+                 "_pending", "cooked", "ended")
 
     def _init_damage(self):
         #: damaged ranges, in file order (see :class:`Damage`)
@@ -513,6 +513,8 @@ class PcapReader(_Reader):
         self.nanosecond = nanosecond
         self.isb = {}
         self.drops = {}
+        #: pcapng ``isb_endtime``: when the capture stopped (the latest given), else None
+        self.ended = None
         self._init_damage()
         rest = _read_exact(stream, 20)
         if len(rest) < 20:
@@ -997,6 +999,8 @@ class PcapngReader(_Reader):
         self.interfaces = []
         self.isb = {}
         self.drops = {}
+        #: pcapng ``isb_endtime``: when the capture stopped (the latest given), else None
+        self.ended = None
         self._init_damage()
         #: problems that lost no record (malformed options of an interface description block)
         self.notes = []
@@ -1134,6 +1138,14 @@ class PcapngReader(_Reader):
             name = _ISB_COUNTERS.get(code)
             if name is not None and len(val) >= 8:
                 counters[name] = o.u64(val, 0)[0]
+            elif code == 3 and len(val) >= 8 and iid < len(self._secifs):
+                # isb_endtime: high and low 32 bits in the interface's units (RFC draft
+                # pcapng §4.6)
+                _gi, _lt, units, offt, _snap = self._secifs[iid]
+                hi, lo = o.u32(val, 0)[0], o.u32(val, 4)[0]
+                end = (((hi << 32) | lo) + offt) / units
+                if self.ended is None or end > self.ended:
+                    self.ended = end
         if iid < len(self._secifs) and counters:
             self.isb.setdefault(self._secifs[iid][0], {}).update(counters)
 
@@ -1944,12 +1956,19 @@ class PcapngWriter:
             body += self._opt(1, comment.encode()) + self._opt(0, b"")
         self._block(_B_EPB, body)
 
-    def write_stats(self, iface: int, ts, **counters: int):
-        """Write an ISB; counters among ifrecv, ifdrop, filteraccept, osdrop, usrdeliv."""
+    def write_stats(self, iface: int, ts, starttime=None, endtime=None, **counters: int):
+        """Write an ISB; counters among ifrecv, ifdrop, filteraccept, osdrop, usrdeliv;
+        ``starttime`` / ``endtime``: when the capture on this interface started and stopped
+        (isb_starttime, isb_endtime)."""
         units, tsoffset = self._ifaces[iface]
         ticks = _ticks(ts, units) - tsoffset * units
         codes = {v: k for k, v in _ISB_COUNTERS.items()}
         opts = b""
+        for code, t in ((2, starttime), (3, endtime)):
+            if t is not None:
+                tt = _ticks(t, units) - tsoffset * units
+                opts += self._opt(code, struct.pack("<II", (tt >> 32) & 0xFFFFFFFF,
+                                                    tt & 0xFFFFFFFF))
         for key, value in counters.items():
             opts += self._opt(codes[key], struct.pack("<Q", value))
         if opts:

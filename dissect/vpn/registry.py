@@ -1025,6 +1025,11 @@ XAUTH_TYPES: dict[int, str] = {0: "Generic", 1: "RADIUS-CHAP", 2: "OTP", 3: "S/K
 XAUTH_STATUS: dict[int, str] = {0: "FAIL", 1: "OK"}
 
 
+def cfg_type_name(version: int, code: int) -> str:
+    table = CFG_TYPES_V1 if version == 1 else CFG_TYPES_V2
+    return table.get(code, f"UNKNOWN_{code}")
+
+
 def cfg_attribute_name(version: int, code: int) -> str:
     table = CFG_ATTRIBUTES_V1 if version == 1 else CP_ATTRIBUTES_V2
     return table.get(code, f"UNKNOWN_{code}")

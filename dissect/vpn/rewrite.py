@@ -280,31 +280,25 @@ def _map_addr(buf, p, n, mapper):
 
 
 def _map_range(buf, p, n, mapper):
-    """A start/end address pair: a whole subnet stays the whole (mapped) subnet."""
+    """A start/end address pair: the bits the two share (the network) are mapped, the host bits
+    stay as written, so a whole subnet stays the whole (mapped) subnet and a range keeps its
+    shape (the mapper is prefix-preserving: the first k bits of a mapped address depend only on
+    the first k bits of the address)."""
     a = int.from_bytes(buf[p:p + n], "big")
     b = int.from_bytes(buf[p + n:p + 2 * n], "big")
-    bits = 8 * n
-    x = a ^ b
-    host = x.bit_length()
-    full = (1 << host) - 1
-    if a & full == 0 and b & full == full:
-        net = bytes(buf[p:p + n])
-        mapped = int.from_bytes(mapper.ip(net), "big") & ~full & ((1 << bits) - 1)
-        buf[p:p + n] = mapped.to_bytes(n, "big")
-        buf[p + n:p + 2 * n] = (mapped | full).to_bytes(n, "big")
-        return
-    ma = mapper.ip(bytes(buf[p:p + n]))
-    mb = mapper.ip(bytes(buf[p + n:p + 2 * n]))
-    lo, hi = sorted((ma, mb))
-    buf[p:p + n] = lo
-    buf[p + n:p + 2 * n] = hi
+    host = (1 << (a ^ b).bit_length()) - 1
+    net = int.from_bytes(mapper.ip(bytes(buf[p:p + n])), "big") & ~host & ((1 << 8 * n) - 1)
+    buf[p:p + n] = (net | (a & host)).to_bytes(n, "big")
+    buf[p + n:p + 2 * n] = (net | (b & host)).to_bytes(n, "big")
 
 
 def _map_subnet(buf, p, n, mapper):
-    """Address + mask (IKEv1 ID subnets, IKEv2 INTERNAL_IP4_SUBNET): map the network."""
+    """Address + mask (IKEv1 ID subnets, IKEv2 INTERNAL_IP4_SUBNET): map the network, keep the
+    host bits as written."""
     mask = int.from_bytes(buf[p + n:p + 2 * n], "big")
+    a = int.from_bytes(buf[p:p + n], "big")
     net = int.from_bytes(mapper.ip(bytes(buf[p:p + n])), "big") & mask
-    buf[p:p + n] = net.to_bytes(n, "big")
+    buf[p:p + n] = (net | (a & ~mask & ((1 << 8 * n) - 1))).to_bytes(n, "big")
 
 
 def _ident(buf, p, e, mapper):

@@ -29,7 +29,7 @@ def select(report, peers=(), spis=(), min_severity: str = "info"):
     import copy
     import ipaddress
 
-    from pcapvpn.findings import severity_rank
+    from pcapvpn.findings import finding_groups, severity_rank
 
     if not peers and not spis and min_severity == "info":
         return report
@@ -50,6 +50,7 @@ def select(report, peers=(), spis=(), min_severity: str = "info"):
     r.findings = [f for f in report.findings
                   if severity_rank(f.severity) <= limit
                   and (not (peers or spis) or f.tunnel in keep)]
+    r.groups = finding_groups(r.findings)
     if peers or spis:
         ike_keep = {i for t in tunnels for i in t["ike_sas"]}
         esp_keep = {e for t in tunnels for e in t["esp_sas"]}

@@ -3,9 +3,14 @@
 Which frames: every frame in a finding's evidence, plus every message of the IKE SAs the finding
 names (its IKE SPIs; for a finding that names only ESP SPIs, the IKE SAs of its tunnel that were
 alive at the time of the evidence), so that the small capture shows the exchange around the
-problem.  Each frame carries a pcapng comment (``opt_comment``) naming the finding codes that
-cite it (Wireshark: ``frame.comment``, Statistics > Capture File Properties, the Expert Info
-"Comment" entries), or the IKE SA it gives context for.
+problem; for ESP_ONE_WAY also the packets of the direction that kept sending between the first
+and the last cited frame (the first :data:`MAX_FLOW_FRAMES`): one packet each way would look
+two-way in Wireshark.  Each frame carries a pcapng comment (``opt_comment``, Wireshark:
+``frame.comment``, Statistics > Capture File Properties, the Expert Info "Comment" entries): a
+cited frame names the findings that cite it; a context frame says what it is (``IKE SA 3:
+INFORMATIONAL #5 req 80 B, SK{none} (empty: a liveness check)``, ``ESP SPI 0x...: this
+direction kept sending while the other was silent``), never as context for a finding it does
+not show.
 
 Frames are read again through ``Source.fetch`` (a sparse offset index recorded during the
 analysis: seek, then walk at most 1023 records).  With a :class:`pcapvpn.redact.Redactor` every
@@ -20,6 +25,12 @@ from dataclasses import dataclass
 
 #: an IKE SA adds at most this many context frames (its first and last messages)
 MAX_CONTEXT_PER_SA = 2000
+#: ESP_ONE_WAY: packets of the direction that kept sending added after the first cited frame,
+#: found among at most MAX_FLOW_SCAN frames read after it
+MAX_FLOW_FRAMES = 20
+MAX_FLOW_SCAN = 200_000
+#: the findings whose continuing ESP direction is exported
+FLOW_CODES = ("ESP_ONE_WAY",)
 
 
 @dataclass
@@ -32,15 +43,37 @@ class ExportStats:
     missing: int = 0
 
 
+def _message_labels(sa) -> dict:
+    """{(file, frame): what the message is} for the messages of one IKE SA of the model (the
+    ladder's words: exchange, message ID, request/response, copy, size, key payloads)."""
+    from pcapvpn.report import ladder
+
+    lad = ladder.layout(sa, max_rows=len(sa.get("messages") or ()) + 10)
+    out = {}
+    rows = [r for r in lad.rows if r.kind == "msg"]
+    for r, m in zip(rows, sa.get("messages") or ()):
+        text = f"IKE SA {sa['id']}: {r.label}"
+        if r.details:
+            text += f", {r.details}"
+        if m.get("exchange") == "INFORMATIONAL" and m.get("sk_first_payload") == "none":
+            text += " (empty answer)" if m.get("response") else " (empty: a liveness check)"
+        for fr in m.get("frames") or ():
+            out[(fr["file"], fr["frame"])] = text
+    return out
+
+
 def _select(report):
-    """{(file name, frame): [comment parts]} (cited frames first) and the set of cited keys."""
+    """{(file name, frame): [comment parts]} (cited frames first), the set of cited keys, and
+    the ESP flows to add: ``[(file, first frame, last frame, {SPI}, finding)]``."""
     comments: dict = {}
     cited = set()
+    flows = []
     by_spi: dict = {}
     for sa in report.ike_sas:
         by_spi.setdefault(sa["ispi"], []).append(sa)
     tunnels = {t["id"]: t for t in report.tunnels}
     sas_by_id = {sa["id"]: sa for sa in report.ike_sas}
+    labels: dict = {}
     for f in report.findings:
         for fr in f.evidence.frames:
             key = (fr.file, fr.frame)
@@ -49,6 +82,11 @@ def _select(report):
             lst = comments.setdefault(key, [])
             if part not in lst:
                 lst.append(part)
+        if f.code in FLOW_CODES and f.evidence.frames and f.evidence.esp_spis:
+            for name in {fr.file for fr in f.evidence.frames}:
+                nums = [fr.frame for fr in f.evidence.frames if fr.file == name]
+                flows.append((name, min(nums), max(nums),
+                              {int(x, 16) for x in f.evidence.esp_spis}, f))
         sas = []
         for spi in f.evidence.ike_spis:
             sas += [sa for sa in by_spi.get(spi, ()) if sa not in sas]
@@ -63,6 +101,8 @@ def _select(report):
                 before = [sa for sa in cands if (sa["first"]["rel"] or 0) <= first]
                 sas = alive or before[-1:]
         for sa in sas:
+            if sa["id"] not in labels:
+                labels[sa["id"]] = _message_labels(sa)
             frames = [fr for m in sa["messages"] for fr in m["frames"]]
             if len(frames) > MAX_CONTEXT_PER_SA:
                 half = MAX_CONTEXT_PER_SA // 2
@@ -71,13 +111,52 @@ def _select(report):
                 key = (fr["file"], fr["frame"])
                 if key in cited:
                     continue
-                part = f"IKE SA {sa['id']} (context for {f.code})"
-                lst = comments.setdefault(key, [])
-                if not any(p.startswith(f"IKE SA {sa['id']} ") for p in lst):
-                    lst.append(part)
+                comments.setdefault(key, [labels[sa["id"]].get(key, f"IKE SA {sa['id']}")])
     for key in cited:  # a cited frame says why it is cited, not that it is context
         comments[key] = [p for p in comments[key] if not p.startswith("IKE SA ")]
-    return comments, cited
+    return comments, cited, flows
+
+
+def _esp_spi(linktype, data):
+    """The SPI of an ESP packet (IP protocol 50, or UDP 4500 with a non-zero first word), else
+    None."""
+    from dissect.vpn.link import decode_frame
+
+    try:
+        d = decode_frame(linktype, data)
+    except Exception:  # noqa: BLE001 - a frame that does not decode is simply not ESP
+        return None
+    if d is None:
+        return None
+    proto, sport, dport, l4off, end = d[3], d[4], d[5], d[6], d[7]
+    if proto == 50 and end - l4off >= 8:
+        return int.from_bytes(data[l4off:l4off + 4], "big")
+    if proto == 17 and 4500 in (sport, dport) and end - l4off >= 16:
+        spi = int.from_bytes(data[l4off + 8:l4off + 12], "big")
+        return spi or None
+    return None
+
+
+def _flow_frames(sources, flows, comments) -> None:
+    """Add the frames of each flow's SAs between its first and last cited frame (at most
+    MAX_FLOW_FRAMES per flow) to ``comments``."""
+    names = {s.name: s for s in sources}
+    for name, lo, hi, spis, f in flows:
+        src = names.get(name)
+        if src is None or hi - lo < 2:
+            continue
+        added = 0
+        for _fi, number, _ts, lt, data, _wl, _off in src.fetch(
+                range(lo + 1, min(hi, lo + 1 + MAX_FLOW_SCAN))):
+            spi = _esp_spi(lt, data)
+            if spi is None or spi not in spis or (name, number) in comments:
+                continue
+            comments[(name, number)] = [
+                f"ESP SPI 0x{spi:08x}: this direction kept sending while the other was silent "
+                f"(shown for {f.code} {f.id})"]
+            added += 1
+            if added >= MAX_FLOW_FRAMES:
+                break
 
 
 def export_evidence(result, path: str, report=None, redactor=None, shown=None) -> ExportStats:
@@ -92,7 +171,8 @@ def export_evidence(result, path: str, report=None, redactor=None, shown=None) -
     from pcapvpn.report.escape import printable  # names and comments: UTF-8, controls shown
 
     report = report or result.report
-    comments, cited = _select(report)
+    comments, cited, flows = _select(report)
+    _flow_frames(result.sources, flows, comments)
     if shown is not None and shown is not report:
         # same finding ids, redacted titles: rebuild the comments from the shown report
         titles = {f.id: f"{f.code} ({f.id}): {f.title}" for f in shown.findings}
@@ -102,13 +182,16 @@ def export_evidence(result, path: str, report=None, redactor=None, shown=None) -
             for p in parts:
                 fid = p.split("(", 1)[1].split(")", 1)[0] if "(" in p else ""
                 if p.startswith("IKE SA "):
-                    sa_id = p[7:].split(" ", 1)[0]
+                    sa_id = p[7:].split(":", 1)[0].split(" ", 1)[0]
                     p = p.replace(sa_id, sa_names.get(sa_id, sa_id), 1)
+                    if redactor is not None:  # identities and addresses in the label
+                        p = redactor.text(p)
                 elif fid in titles:
                     p = titles[fid]
                 new.append(p)
             comments[key] = new
     names = {s.name: s for s in result.sources}
+    by_index = {s.index: s for s in result.sources}
     wanted: dict = {}
     for name, frame in comments:
         src = names.get(name)
@@ -122,7 +205,7 @@ def export_evidence(result, path: str, report=None, redactor=None, shown=None) -
         w = PcapngWriter(out)
         ifaces: dict = {}
         for file_idx, number, ts, lt, data, wirelen, _off in merged:
-            src = result.sources[file_idx]
+            src = by_index[file_idx]
             key = (src.name, number)
             if redactor is not None:
                 lt2, data2 = rewrite_frame(lt, data, redactor)

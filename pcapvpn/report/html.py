@@ -20,11 +20,16 @@ import math
 from pcapvpn.i18n import Lang
 from pcapvpn.report import ladder as _ladder
 from pcapvpn.report.escape import printable
-from pcapvpn.report.summary import (VERDICT_ORDER, damage_lines, findings_by_tunnel, frames_text,
-                                    summary_rows)
+from pcapvpn.report.facts import tunnel_facts
+from pcapvpn.report.summary import (
+    GATEWAY_HEADERS, clock_note, damage_lines, compact, detailed_tunnels, duration_text, endpoint, error_groups,
+    findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ladder_sas, list_text,
+    proto_label, summary_rows, tunnel_order, verdict_rows,
+)
 
 CSS = """
 :root{--fg:#1b1f23;--muted:#5a6169;--bg:#fff;--line:#d0d7de;--card:#f6f8fa;
+--req:#1f4e79;--resp:#067647;
 --failing:#b42318;--degraded:#b54708;--unknown:#175cd3;--healthy:#067647;
 --critical:#7a0916;--error:#b42318;--warning:#b54708;--info:#175cd3}
 *{box-sizing:border-box}
@@ -69,15 +74,42 @@ svg .m{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 details{margin:6px 0}summary{cursor:pointer;color:var(--muted);font-size:.9em}
 .sw{display:inline-block;width:18px;height:0;border-top:2px solid;vertical-align:middle;margin-right:4px}
 footer{margin-top:30px;color:var(--muted);font-size:.85em;border-top:1px solid var(--line);padding-top:8px}
+.facts{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:6px 12px;
+margin:8px 0}
+.facts ul{margin:.2em 0 .2em 1.2em;padding:0}
+h2,h3,td,th,li,p,dd{overflow-wrap:anywhere}
+ol.vladder{display:none;list-style:none;margin:0;padding:0;border:1px solid var(--line);
+border-radius:6px}
+ol.vladder li{padding:5px 8px;border-bottom:1px solid var(--line);border-left:5px solid var(--req)}
+ol.vladder li:last-child{border-bottom:0}
+ol.vladder li.peers{display:flex;justify-content:space-between;gap:8px;
+border-left-color:transparent;font-weight:700;font-size:.9em}
+ol.vladder li.l{text-align:right;border-left-color:var(--resp)}
+ol.vladder li.k-retx{border-left-color:#c2410c}ol.vladder li.k-dup{border-left-color:#8a8f98}
+ol.vladder li.k-lost{border-left-color:var(--error)}ol.vladder li.k-ended{border-left-color:#8a8f98}
+ol.vladder li.note{font-style:italic;color:var(--muted);border-left-color:#6d28d9}
+ol.vladder .t{font-family:ui-monospace,monospace;font-size:.85em;color:var(--muted);
+margin-right:6px}
+ol.vladder .ladder-label{font-weight:600}
+ol.vladder .det{display:block;font-size:.85em;color:var(--muted)}
+ol.vladder .mark{color:var(--error);font-weight:700}
 @media (max-width:600px){body{font-size:14px;padding:0 8px 30px}dl.ev{grid-template-columns:1fr}
-th,td{padding:3px 4px}}
+th,td{padding:3px 4px}
+table.stack,table.stack tbody,table.stack tr,table.stack td{display:block;width:100%}
+table.stack tr.head{display:none}
+table.stack tr{border:1px solid var(--line);border-radius:6px;margin:6px 0;padding:4px 8px}
+table.stack td{border:0;padding:1px 0}
+table.stack td[data-l]::before{content:attr(data-l) ": ";color:var(--muted);font-size:.85em}
+svg.ladder{display:none}ol.vladder{display:block}
+svg.timeline{min-width:560px}}
 @media print{body{padding:0;font-size:11pt}main{max-width:none}a{color:inherit;text-decoration:none}
 details{display:block}summary{display:none}.finding,figure,table{break-inside:avoid}
 h2{break-after:avoid}.scroll{overflow:visible}}
 """
 
 COLORS = {"req": "#1f4e79", "resp": "#067647", "retx": "#c2410c", "dup": "#8a8f98",
-          "lost": "#b42318", "float": "#6d28d9", "grid": "#e5e7eb", "life": "#9aa4b2",
+          "lost": "#b42318", "ended": "#8a8f98", "float": "#6d28d9", "grid": "#e5e7eb",
+          "life": "#9aa4b2",
           "bar0": "#2563eb", "bar1": "#0d9488", "gap": "#fde68a", "stop": "#b42318",
           "rekey": "#6d28d9", "seq": "#b42318", "log": "#92400e"}
 
@@ -99,6 +131,15 @@ def _fmt_t(t) -> str:
 
 
 # -- ladder SVG --------------------------------------------------------------------------------
+
+def _arrow_label(r, L: Lang) -> str:
+    """A message's label with what became of it: no response, or the capture ended first."""
+    if r.unanswered:
+        return f"{r.label} · {L._('no response')}"
+    if r.pending:
+        return f"{r.label} · {L._('capture ended')}"
+    return r.label
+
 
 def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
     W = 600
@@ -163,10 +204,11 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         ya = y0 + 20
         kind = ("dup" if r.copy == "duplicate" else "retx" if r.copy == "retransmission"
                 else "resp" if r.response else "req")
-        color = COLORS["lost"] if r.unanswered else COLORS[kind]
+        color = (COLORS["lost"] if r.unanswered else COLORS["ended"] if r.pending
+                 else COLORS[kind])
         dash = {"retx": ' stroke-dasharray="7 4"', "dup": ' stroke-dasharray="2 3"'}.get(kind, "")
         x1, x2 = (xl, xr) if r.rightward else (xr, xl)
-        tip = [f"{r.label}", f"{r.src} → {r.dst}",
+        tip = [f"{r.label}", f"{endpoint(r.src)} → {endpoint(r.dst)}",
                f"{L._('frames')}: {', '.join(str(f) for f in r.frames)}", r.details]
         if r.codes:
             tip.append(", ".join(r.codes))
@@ -181,14 +223,19 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
                      f'stroke-width="2"{dash}/>')
             g.append(f'<path d="M{xe - 6:.1f},{ya - 6}L{xe + 6:.1f},{ya + 6}M{xe - 6:.1f},{ya + 6}'
                      f'L{xe + 6:.1f},{ya - 6}" stroke="{color}" stroke-width="2.5"/>')
+        elif r.pending:  # the capture ended before an answer was due: a bar, not a cross
+            xe = x1 + (x2 - x1) * 0.82
+            g.append(f'<line x1="{x1}" y1="{ya}" x2="{xe:.1f}" y2="{ya}" stroke="{color}" '
+                     f'stroke-width="2" stroke-dasharray="3 3"/>')
+            g.append(f'<path d="M{xe:.1f},{ya - 7}L{xe:.1f},{ya + 7}" stroke="{color}" '
+                     f'stroke-width="2.5"/>')
         else:
             g.append(f'<line x1="{x1}" y1="{ya}" x2="{x2 - (3 if x2 > x1 else -3)}" y2="{ya}" '
                      f'stroke="{color}" stroke-width="2"{dash} marker-end="url(#ah-{kind})"/>')
-        label = r.label
-        if r.unanswered:
-            label += " · " + L._("no response")
-        g.append(f'<text x="{mid}" y="{ya - 5}" text-anchor="middle" font-size="11.5" '
-                 f'font-weight="600" fill="{color}">{esc(_clip(label, 70))}</text>')
+        label = _arrow_label(r, L)
+        g.append(f'<text class="ladder-label" x="{mid}" y="{ya - 5}" text-anchor="middle" '
+                 f'font-size="11.5" font-weight="600" fill="{color}">'
+                 f'{esc(_clip(label, 70))}</text>')
         det = r.details
         mark = ""
         if r.codes:
@@ -208,6 +255,7 @@ def _ladder_legend(L: Lang) -> str:
     items = [("req", "", L._("request")), ("resp", "", L._("response")),
              ("retx", "dashed", L._("retransmission")), ("dup", "dotted", L._("capture duplicate")),
              ("lost", "", L._("no response (ends in a cross)")),
+             ("ended", "dashed", L._("capture ended before an answer was due (ends in a bar)")),
              ("float", "", L._("NAT-T move to UDP 4500"))]
     out = []
     for k, style, text in items:
@@ -215,6 +263,44 @@ def _ladder_legend(L: Lang) -> str:
         out.append(f'<span><i class="sw" style="{st}"></i>{esc(text)}</span>')
     out.append(f'<span>⚑ {esc(L._("cited by a finding"))}</span>')
     return '<p class="legend">' + "".join(out) + "</p>"
+
+
+def _ladder_list(lad: _ladder.Ladder, L: Lang) -> str:
+    """The ladder laid out vertically (shown instead of the SVG on narrow screens): one line per
+    message, its direction as an arrow, its label in the text's own size."""
+    def peer(p, role):
+        ports = ("UDP " + ", ".join(str(x) for x in p.ports)) if p.ports else ""
+        return f"<span>{esc(role)} {esc(p.address)}{esc(' · ' + ports if ports else '')}</span>"
+
+    items = [f'<li class="peers">{peer(lad.left, L._("initiator"))}'
+             f'{peer(lad.right, L._("responder"))}</li>']
+    for r in lad.rows:
+        if r.kind != "msg":
+            t = f'<span class="t">{_fmt_t(r.t)}</span>' if r.kind in ("float", "log") else ""
+            src = f"{r.source}: " if r.kind == "log" else ""
+            items.append(f'<li class="note">{t}{esc(src + r.text)}</li>')
+            continue
+        kind = ("lost" if r.unanswered else "ended" if r.pending else
+                "dup" if r.copy == "duplicate" else "retx" if r.copy == "retransmission"
+                else "")
+        label = _arrow_label(r, L)
+        arrow = "→" if r.rightward else "←"
+        det = r.details
+        mark = f'<span class="mark">⚑ {esc(", ".join(r.codes))}</span> ' if r.codes else ""
+        items.append(f'<li class="{"r" if r.rightward else "l"}{" k-" + kind if kind else ""}">'
+                     f'<span class="t">{_fmt_t(r.t)}</span>{arrow} '
+                     f'<span class="ladder-label">{esc(label)}</span>'
+                     f'<span class="det">{mark}{esc(det)}</span></li>')
+    return f'<ol class="vladder">{"".join(items)}</ol>'
+
+
+def _stack_table(headers, rows, cls: str = "") -> str:
+    """A table whose rows become cards on narrow screens (each cell labelled by its header):
+    ``rows`` hold cells already in HTML."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f'<td data-l="{esc(h)}">{c}</td>'
+                                     for h, c in zip(headers, r)) + "</tr>" for r in rows)
+    return f'<table class="stack {cls}"><tr class="head">{head}</tr>{body}</table>'
 
 
 def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
@@ -229,11 +315,13 @@ def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
         flags = []
         if r.unanswered:
             flags.append(L._("no response"))
+        elif r.pending:
+            flags.append(L._("capture ended"))
         if r.codes:
             flags.append(", ".join(r.codes))
         rows.append(f'<tr><td class="num">{_fmt_t(r.t)}</td>'
                     f'<td class="num">{esc(",".join(str(f) for f in r.frames))}</td>'
-                    f'<td class="mono">{esc(r.src)} {arrow} {esc(r.dst)}</td>'
+                    f'<td class="mono">{esc(endpoint(r.src))} {arrow} {esc(endpoint(r.dst))}</td>'
                     f'<td>{esc(r.label)}</td><td>{esc(r.details)}</td>'
                     f'<td>{esc("; ".join(flags))}</td></tr>')
     head = "".join(f"<th>{esc(L._(h))}</th>" for h in
@@ -256,8 +344,8 @@ def _ladder_figure(sa: dict, marks, L: Lang, logs=None) -> str:
     if lad.start_utc:
         cap.append(f'{esc(L._("first message"))}: {esc(lad.start_utc)}')
     return (f'<figure id="sa-{esc(lad.sa_id)}"><figcaption>{" · ".join(cap)}</figcaption>'
-            f'<div class="scroll">{ladder_svg(lad, L)}</div>{_ladder_legend(L)}'
-            f'{_ladder_table(lad, L)}</figure>')
+            f'<div class="scroll">{ladder_svg(lad, L)}</div>{_ladder_list(lad, L)}'
+            f'{_ladder_legend(L)}{_ladder_table(lad, L)}</figure>')
 
 
 # -- ESP timeline SVG ---------------------------------------------------------------------------
@@ -512,14 +600,24 @@ def _logs_section(report, L: Lang) -> str:
 
 # -- findings ----------------------------------------------------------------------------------
 
-def _finding(f, L: Lang) -> str:
+def _group_id(g) -> str:
+    return f"g-{g['code']}-{g['severity']}"
+
+
+def _finding(f, L: Lang, group=None) -> str:
+    """One finding as an article; ``group``: it stands for a group of repeated findings (their
+    count and tunnels shown, their ids kept as anchors)."""
     from pcapvpn.findings import REGISTRY
 
     spec = REGISTRY.get(f.code)
     title = L.title(f.code, f.title)
-    o = [f'<article class="finding sev-{esc(f.severity)}" id="{esc(f.id)}">',
+    times = f" ×{group['count']}" if group else ""
+    anchors = ("".join(f'<a id="{esc(fid)}"></a>' for fid in group["findings"])
+               if group else "")
+    o = [f'<article class="finding sev-{esc(f.severity)}" '
+         f'id="{esc(_group_id(group) if group else f.id)}">{anchors}',
          f'<h3><span class="badge s-{esc(f.severity)}">{esc(L._(f.severity).upper())}</span> '
-         f'<code>{esc(f.code)}</code> {esc(title)}</h3>']
+         f'<code>{esc(f.code)}</code>{esc(times)} {esc(title)}</h3>']
     meta = [L._(f.stage), L._(f.basis)]
     if f.posture:
         meta.append(L._("posture (does not change the verdict)"))
@@ -528,6 +626,13 @@ def _finding(f, L: Lang) -> str:
     o.append(f'<p class="meta">{esc(" · ".join(meta))}</p>')
     if not L.english:
         o.append(f'<p class="orig"><b>{esc(L._("Observed"))}:</b> {esc(f.title)}</p>')
+    if group:
+        o.append(f'<p class="tunnels"><b>{esc(L._("On these tunnels"))} '
+                 f'({len(group["tunnels"])}):</b> '
+                 + ", ".join(f'<a href="#t-{esc(t)}" class="mono">{esc(t)}</a>'
+                             for t in group["tunnels"]) + "</p>")
+        o.append(f'<p class="muted">{esc(L._("For example"))} '
+                 f'<span class="mono">{esc(f.tunnel or "capture")}</span>:</p>')
     o.append(f'<p class="detail">{esc(L.text(f.detail))}</p>')
     if spec is not None:
         o.append(f'<p class="muted"><b>{esc(L._("What this means"))}:</b> '
@@ -586,15 +691,28 @@ def _capture(report, L: Lang) -> str:
     return "".join(o)
 
 
+def _facts(report, t, L: Lang) -> str:
+    lines = tunnel_facts(report, t)
+    if not lines:
+        return ""
+    head = (L._("What the keys showed") if t.get("protocol", "ipsec") == "ipsec"
+            else L._("What the capture shows"))
+    return (f'<div class="facts"><b>{esc(head)}:</b><ul>'
+            + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul></div>")
+
+
 def render_html(report, lang: str = "en", redacted: bool = False) -> str:
     from pcapvpn.rules import load_all
 
     load_all()
     L = Lang(lang)
     cap = report.capture
-    tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
+    tunnels = tunnel_order(report)
     fmap = {f.id: f for f in report.findings}
     marks = _ladder.finding_marks(report.findings)
+    many = compact(report)
+    groups = groups_of(report)
+    skip = grouped_ids(report)
     title = (f"pcapvpn — {len(tunnels)} {L._('tunnel(s)')}, {len(report.findings)} "
              f"{L._('finding(s)')}")
     o = ["<!DOCTYPE html>", f'<html lang="{esc(L.code)}"><head><meta charset="utf-8">',
@@ -603,9 +721,16 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
          f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>",
          f"<header><h1>{esc(L._('VPN capture analysis'))}</h1>"
          f'<p class="muted">{esc(title)} · {cap.frames} {esc(L._("frames"))} · '
-         f'{cap.duration:.1f} s · {esc(cap.start.utc or "-")}'
+         f'{esc(duration_text(cap))} · {esc(cap.start.utc or "-")}'
          + (f' · <b>{esc(L._("redacted: addresses and identities are pseudonyms"))}</b>'
-            if redacted else "") + "</p></header>"]
+            if redacted else "") + "</p>"
+         + (f'<p class="notseen"><b>{esc(L._("Capture clock"))}:</b> {esc(clock_note(cap))}</p>'
+            if clock_note(cap) else "") + "</header>"]
+    gws = gateway_rows(report) if many else []
+    if gws:
+        heads = [L._(h) for h in GATEWAY_HEADERS]
+        o.append(f'<section id="gateways"><h2>{esc(L._("Gateways"))}</h2>'
+                 + _stack_table(heads, [[esc(c) for c in r] for r in gws]) + "</section>")
     damage = damage_lines(cap)
     if damage:
         # the look of the "not visible" box, in the error colour (the stylesheet, and so the
@@ -616,27 +741,47 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
     # verdicts
     o.append(f'<section id="verdicts"><h2>{esc(L._("Verdict per tunnel"))}</h2>')
     if tunnels:
-        o.append('<div class="scroll"><table><tr>' + "".join(
-            f"<th>{esc(L._(h))}</th>" for h in ("tunnel", "IKE", "verdict", "stage",
-                                                "primary finding")) + "</tr>")
-        for t in tunnels:
-            p = fmap.get(t["primary_finding"])
-            pf = (f'<a href="#{esc(p.id)}"><code>{esc(p.code)}</code></a> '
-                  f'{esc(L.title(p.code, p.title))}') if p else "-"
-            o.append(f'<tr><td><a href="#t-{esc(t["id"])}" class="mono">{esc(t["id"])}</a></td>'
-                     f'<td>{esc("IKEv%s" % t["ike_version"] if t["ike_version"] else "-")}</td>'
-                     f'<td><span class="badge v-{esc(t["verdict"])}">'
-                     f'{esc(L._(t["verdict"]).upper())}</span></td>'
-                     f'<td>{esc(L._(t["failed_stage"] or t["stage_reached"] or "-"))}</td>'
-                     f"<td>{pf}</td></tr>")
-        o.append("</table></div>")
+        rows = []
+        for label, proto, verdict, stage, p, ids in verdict_rows(report, fmap, width=60):
+            pf = "-"
+            if p is not None:
+                href = _group_id(skip[p.id]) if p.id in skip else p.id
+                pf = (f'<a href="#{esc(href)}"><code>{esc(p.code)}</code></a> '
+                      f'{esc(L.title(p.code, p.title))}')
+            rows.append([f'<a href="#t-{esc(ids[0])}" class="mono">{esc(label)}</a>', esc(proto),
+                         f'<span class="badge v-{esc(verdict)}">{esc(L._(verdict).upper())}</span>',
+                         esc(L._(stage or "-")), pf])
+        o.append(_stack_table([L._(h) for h in ("tunnel", "protocol", "verdict", "stage",
+                                                "primary finding")], rows, "verdicts"))
     else:
         o.append(f"<p>{esc(L._('No IKE, ESP or AH traffic between gateways was found.'))}</p>")
+    if many:
+        errs = error_groups(report)
+        o.append(f'<h3>{esc(L._("Errors"))}</h3>')
+        o.append("<ul>" + "".join(
+            f'<li><span class="badge s-{esc(sev)}">{esc(L._(sev).upper())}</span> '
+            f'<code>{esc(code)}</code> ×{n}: {esc(title)} — {esc(list_text(tids, 160))}</li>'
+            for sev, code, n, title, tids in errs) + "</ul>" if errs else
+            f'<p class="muted">{esc(L._("None."))}</p>')
     o.append("</section>")
+    if groups:
+        note = L._("Each is shown once, with the tunnels it was found on.")
+        o.append(f'<section id="repeated"><h2>{esc(L._("Repeated findings"))}</h2>'
+                 f'<p class="muted">{esc(note)}</p>')
+        for g in groups:
+            first = fmap.get(g["findings"][0])
+            if first is not None:
+                o.append(_finding(first, L, group=g))
+        o.append("</section>")
     # per tunnel
-    groups = dict(findings_by_tunnel(report))
+    by_tunnel = dict(findings_by_tunnel(report, skip=skip))
+    full = detailed_tunnels(report)
     drawn = set()
+    brief = []
     for t in tunnels:
+        if t["id"] not in full:
+            brief.append(t)
+            continue
         o.append(f'<section class="tunnel" id="t-{esc(t["id"])}"><h2>{esc(L._("Tunnel"))} '
                  f'<span class="mono">{esc(t["id"])}</span> <span class="badge '
                  f'v-{esc(t["verdict"])}">{esc(L._(t["verdict"]).upper())}</span></h2>')
@@ -644,11 +789,18 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
         o.append(f'<p class="muted">{esc(L._("stage"))}: {esc(L._(stage or "-"))} · '
                  f'{esc(L._("first"))} {_fmt_t(t["first"]["rel"])} s · {esc(L._("last"))} '
                  f'{_fmt_t(t["last"]["rel"])} s</p>')
+        o.append(_facts(report, t, L))
         if t.get("not_seen"):
             o.append(f'<div class="notseen"><b>{esc(L._("Not visible in this capture"))}:</b><ul>'
                      + "".join(f"<li>{esc(L.text(n))}</li>" for n in t["not_seen"]) + "</ul></div>")
-        for f in groups.get(t["id"], ()):
+        for f in by_tunnel.get(t["id"], ()):
             o.append(_finding(f, L))
+        also = sorted({(skip[f.id]["code"], _group_id(skip[f.id])) for f in report.findings
+                       if f.tunnel == t["id"] and f.id in skip})
+        if also:
+            o.append(f'<p class="muted">{esc(L._("Also (repeated findings)"))}: '
+                     + ", ".join(f'<a href="#{esc(gid)}"><code>{esc(c)}</code></a>'
+                                 for c, gid in also) + "</p>")
         sas = [sa for sa in report.ike_sas if sa["id"] in set(t.get("ike_sas") or ())]
         if sas:
             o.append(f'<h3>{esc(L._("IKE ladder"))}</h3>')
@@ -661,11 +813,24 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
             o.append(f'<h3>{esc(L._("ESP timeline"))}</h3><figure><div class="scroll">{tl}</div>'
                      f"{_timeline_legend(L)}</figure>")
         o.append("</section>")
-    rest = [f for tid, fs in groups.items() if tid not in {t["id"] for t in tunnels} for f in fs]
+    if brief:
+        note = L._("Their findings are among the repeated findings above; their ladders are "
+                   "not drawn.")
+        rows = [[f'<span class="mono" id="t-{esc(t["id"])}">{esc(t["id"])}</span>',
+                 esc(proto_label(t)), f'{_fmt_t(t["first"]["rel"])} s',
+                 f'{_fmt_t(t["last"]["rel"])} s', str(len(t.get("ike_sas") or ())),
+                 str(len(t.get("esp_sas") or ()))] for t in brief]
+        o.append(f'<section id="healthy"><h2>{esc(L._("Healthy tunnels"))} ({len(brief)})</h2>'
+                 f'<p class="muted">{esc(note)}</p>'
+                 + _stack_table([L._(h) for h in ("tunnel", "protocol", "first", "last",
+                                                  "IKE SAs", "ESP SAs")], rows) + "</section>")
+    known = {t["id"] for t in tunnels}
+    rest = [f for tid, fs in by_tunnel.items() if tid not in known for f in fs]
     if rest:
         o.append(f'<section id="other"><h2>{esc(L._("Other findings"))}</h2>'
                  + "".join(_finding(f, L) for f in rest) + "</section>")
-    other_sas = [sa for sa in report.ike_sas if sa["id"] not in drawn]
+    owned = {i for t in tunnels for i in t.get("ike_sas") or ()}
+    other_sas = [sa for sa in ladder_sas(report) if sa["id"] not in drawn and sa["id"] not in owned]
     if other_sas:
         o.append(f'<section id="other-sas"><h2>{esc(L._("Other IKE SAs"))}</h2>'
                  + "".join(_ladder_figure(sa, marks, L, _sa_logs(report, sa))

@@ -4,7 +4,9 @@
 columns (the IKE SA's initiator on the left), one :class:`Row` per message in capture order with
 its exchange, message ID, size, key payloads, notifies, vendor IDs and cleartext identities;
 retransmissions and capture duplicates are rows of their own (a repeated arrow); every copy of a
-request that was never answered ends in a cross; the NAT-T move to UDP 4500 is a row; times are
+request that was never answered ends in a cross, one the capture ended too soon to judge (the
+exchange's ``status`` is ``pending``) ends in "capture ended" instead; the NAT-T move to UDP 4500
+is a row; times are
 seconds from the SA's first message.  Very long SAs keep their first and last rows and summarise
 the middle in one ``elided`` row.
 
@@ -52,6 +54,7 @@ class Row:
     copy: str | None = None         # "retransmission" | "duplicate"
     copy_n: int = 0                 # 1 for the first retransmission of a message, ...
     unanswered: bool = False        # a request (copy) that no response answered: ends in a cross
+    pending: bool = False           # no response, but the capture ended before one was due
     frames: list = field(default_factory=list)  # frame numbers
     src: str = ""
     dst: str = ""
@@ -184,21 +187,24 @@ def layout(sa: dict, marks: dict | None = None, max_rows: int = 80, logs=None) -
     right = Peer(right_addr or "?")
 
     unanswered = set()
+    pending = set()
+    byn = {m["n"]: m for m in msgs}
     for x in sa.get("exchanges") or ():
-        if x.get("answered"):
+        if x.get("answered") or x.get("status") == "answered":
             continue
         ns = x.get("messages") or []
-        byn = {m["n"]: m for m in msgs}
         xm = [byn[n] for n in ns if n in byn]
+        # the rules' judgement (model field "status"): too soon to tell is not "no response"
+        into = pending if x.get("status") == "pending" else unanswered
         if sa.get("version") == 2:
-            unanswered.update(m["n"] for m in xm if not m.get("response"))
+            into.update(m["n"] for m in xm if not m.get("response"))
         elif xm:
             # IKEv1: the last message sent (and its copies) got nothing back
             last = xm[-1]
             orig = last.get("retransmission_of") or last.get("duplicate_of") or last["n"]
-            unanswered.update(m["n"] for m in xm
-                              if m["n"] == orig or m.get("retransmission_of") == orig
-                              or m.get("duplicate_of") == orig)
+            into.update(m["n"] for m in xm
+                        if m["n"] == orig or m.get("retransmission_of") == orig
+                        or m.get("duplicate_of") == orig)
 
     nat = sa.get("nat") or {}
     float_frame = nat.get("float_frame") if nat.get("floated") else None
@@ -260,7 +266,8 @@ def layout(sa: dict, marks: dict | None = None, max_rows: int = 80, logs=None) -
             step=m.get("step"), payloads=_payload_text({**m, "version": sa.get("version")}),
             notifies=list(m.get("notifies") or ()), vendor_ids=list(m.get("vendor_ids") or ()),
             identities=list(m.get("identities") or ()), copy=copy, copy_n=copy_n,
-            unanswered=m["n"] in unanswered, frames=[f["frame"] for f in frames],
+            unanswered=m["n"] in unanswered, pending=m["n"] in pending,
+            frames=[f["frame"] for f in frames],
             src=m["src"], dst=m["dst"], port_float=is_float, codes=codes))
         prev_t = t
 
@@ -283,7 +290,8 @@ def layout(sa: dict, marks: dict | None = None, max_rows: int = 80, logs=None) -
         rekey_of=sa.get("rekey_of"), retry_of=sa.get("retry_of"), messages=len(msgs),
         exchanges=len(sa.get("exchanges") or ()),
         retransmissions=sum(1 for m in msgs if m.get("retransmission_of") is not None),
-        unanswered=sum(1 for x in sa.get("exchanges") or () if not x.get("answered")))
+        unanswered=sum(1 for x in sa.get("exchanges") or ()
+                       if not x.get("answered") and x.get("status") != "pending"))
     return ladder
 
 
@@ -352,17 +360,19 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
         fill = "~" if r.copy == "retransmission" else ("." if r.copy == "duplicate" else "-")
         label = f" {_clip(printable(r.label), lane - 8)} "
         if r.rightward:
-            head = "X  " if r.unanswered else ">"
+            head = "X  " if r.unanswered else ("|  " if r.pending else ">")
             body = fill * 2 + label
             arrow = body + fill * max(1, lane - len(body) - len(head)) + head
         else:
-            head = "  X" if r.unanswered else "<"
+            head = "  X" if r.unanswered else ("  |" if r.pending else "<")
             body = label + fill * 2
             arrow = head + fill * max(1, lane - len(body) - len(head)) + body
         arrow = arrow[:lane]
         extra = r.details
         if r.unanswered:
             extra = "NO RESPONSE  " + extra
+        elif r.pending:
+            extra = "capture ended  " + extra
         if r.codes:
             extra = "[" + ",".join(r.codes) + "] " + extra
         frames = ",".join(str(f) for f in r.frames)
@@ -370,7 +380,7 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
         out.append(f"{t}  {dt:>7}  |{arrow}|  {_clip(f'fr {frames}: ' + extra, details)}")
     out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|")
     legend = ("--> message   ~~> retransmission   ..> capture duplicate   --X no response"
-              "   === NAT-T float" + ("   log> gateway log line" if any(
+              "   --| capture ended   === NAT-T float" + ("   log> gateway log line" if any(
                   r.kind == "log" for r in ladder.rows) else ""))
     out.append(f"{'':>9}  {'':>7}  {legend}")
     return "\n".join(out)

@@ -11,10 +11,12 @@ import re
 from tabulate import tabulate
 
 from pcapvpn.report.escape import printable
+from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
-    proto_label as _proto,
-    VERDICT_ORDER, damage_lines, esp_rows, findings_by_tunnel, frames_text, ike_rows,
-    log_event_rows, log_notes, log_ref_lines, log_source_rows, summary_rows,
+    GATEWAY_HEADERS, cell, clock_note, damage_lines, compact, error_groups, esp_rows, findings_by_tunnel,
+    frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, ladder_sas, list_text,
+    log_event_rows, log_notes, log_ref_lines, log_source_rows, summary_rows, tunnel_order,
+    verdict_rows,
 )
 
 
@@ -68,7 +70,7 @@ def _ladders(report) -> list[str]:
 
     out = []
     marks = ladder.finding_marks(report.findings)
-    for sa in report.ike_sas:
+    for sa in ladder_sas(report):
         lad = ladder.layout(sa, marks, logs=ladder.log_rows(sa, getattr(report, "log_events", None),
                                                              getattr(report, "log_sources", None)))
         body = ladder.text(lad)
@@ -78,44 +80,83 @@ def _ladders(report) -> list[str]:
     return out
 
 
+def _finding(out, f, count=None, tunnels=None):
+    times = f" ×{count}" if count else ""
+    out.append(f"- {_strong(f.severity.upper())} {_code(f.code)}{times} ({_md(f.stage)}, "
+               f"{_md(f.basis)}" + (", posture" if f.posture else "") + f"): {_md(f.title)}  ")
+    if tunnels:
+        out.append(f"  On these {len(tunnels)} tunnels: {_md(', '.join(tunnels))}.  ")
+        out.append(f"  E.g. {_md(f.tunnel or 'capture')}: {_md(f.detail)}  ")
+    else:
+        out.append(f"  {_md(f.detail, lead=True)}  ")
+    if f.evidence.frames:
+        out.append(f"  Frames: {_md(frames_text(f.evidence.frames))}  ")
+    if f.wireshark_filter:
+        out.append(f"  Filter: {_code(f.wireshark_filter)}  ")
+    for line in log_ref_lines(f):
+        out.append(f"  {_md(line, lead=True)}  ")
+    for i, a in enumerate(f.advice, 1):
+        out.append(f"  {i}. {_md(a, lead=True)}")
+
+
 def render_markdown(report) -> str:
     cap = report.capture
     fmap = {f.id: f for f in report.findings}
+    many = compact(report)
     out = [f"## pcapvpn {_md(report.version)}: {len(report.tunnels)} tunnel(s), "
            f"{len(report.findings)} finding(s)", ""]
+    note = clock_note(cap)
+    if note:
+        out += [f"**Capture clock:** {_md(note)}", ""]
     damage = damage_lines(cap)
     if damage:
         out += [f"> **{_md(damage[0])}**"] + [f"> - {_md(line)}" for line in damage[1:]] + [""]
-    tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
+    tunnels = tunnel_order(report)
+    gws = gateway_rows(report) if many else []
+    if gws:
+        out.append(tabulate([[_md(c) for c in r] for r in gws], headers=GATEWAY_HEADERS,
+                            tablefmt="github"))
+        out.append("")
     if tunnels:
         rows = []
-        for t in tunnels:
-            p = fmap.get(t["primary_finding"])
-            rows.append([_md(t["id"]), _md(_proto(t)),
-                         _strong(t["verdict"].upper()),
-                         _md(t["failed_stage"] or t["stage_reached"]),
-                         _md(f"{p.code}: {p.title}") if p else "-"])
-        out.append(tabulate(rows, headers=["tunnel", "protocol", "verdict", "stage", "primary finding"],
+        for label, proto, verdict, stage, p, _ids in verdict_rows(report, fmap):
+            rows.append([_md(label), _md(proto), _strong(verdict.upper()), _md(stage),
+                         _md(cell(f"{p.code}: {p.title}", 90)) if p else "-"])
+        out.append(tabulate(rows, headers=["tunnel" + ("s" if many else ""), "protocol",
+                                           "verdict", "stage", "primary finding"],
                             tablefmt="github"))
-    for tid, fs in findings_by_tunnel(report):
-        out += ["", f"### {_md(tid or 'capture')}", ""]
+    if many:
+        errs = error_groups(report)
+        out += ["", "### Errors", ""]
+        out += [f"- {_strong(sev.upper())} {_code(code)} ×{n}: {_md(title)} — on "
+                f"{_md(list_text(tids, 200))}" for sev, code, n, title, tids in errs] or ["None."]
+    groups = groups_of(report)
+    skip = grouped_ids(report)
+    if groups:
+        out += ["", "### Repeated findings (each shown once)", ""]
+        for g in groups:
+            first = fmap.get(g["findings"][0])
+            if first is not None:
+                _finding(out, first, count=g["count"], tunnels=g["tunnels"])
+    facts = {t["id"]: tunnel_facts(report, t) for t in tunnels}
+    include = [tid for tid, fl in facts.items() if fl and not many]
+    for tid, fs in findings_by_tunnel(report, include=include, skip=skip):
         t = next((x for x in tunnels if x["id"] == tid), None)
+        if many and not fs and t is not None and not t["not_seen"]:
+            continue
+        out += ["", f"### {_md(tid or 'capture')}", ""]
+        if facts.get(tid):
+            out += [f"- {_md(line)}" for line in facts[tid]] + [""]
         if t and t["not_seen"]:
-            out.append("Not visible in this capture: " + "; ".join(_md(n) for n in t["not_seen"]) + ".")
+            out.append("Not visible in this capture: " + "; ".join(_md(n) for n in t["not_seen"])
+                       + ".")
             out.append("")
         for f in fs:
-            out.append(f"- {_strong(f.severity.upper())} {_code(f.code)} ({_md(f.stage)}, "
-                       f"{_md(f.basis)}" + (", posture" if f.posture else "")
-                       + f"): {_md(f.title)}  ")
-            out.append(f"  {_md(f.detail, lead=True)}  ")
-            if f.evidence.frames:
-                out.append(f"  Frames: {_md(frames_text(f.evidence.frames))}  ")
-            if f.wireshark_filter:
-                out.append(f"  Filter: {_code(f.wireshark_filter)}  ")
-            for line in log_ref_lines(f):
-                out.append(f"  {_md(line, lead=True)}  ")
-            for i, a in enumerate(f.advice, 1):
-                out.append(f"  {i}. {_md(a, lead=True)}")
+            _finding(out, f)
+        also = sorted({skip[f.id]["code"] for f in report.findings
+                       if f.tunnel == tid and f.id in skip})
+        if also and tid is not None:
+            out += ["", "Also (see Repeated findings): " + ", ".join(_code(c) for c in also)]
     out += _logs_section(report)
     ike = ike_rows(report)
     if ike:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time as _time
+
 from pcapvpn.findings import severity_rank, stage_rank
+from pcapvpn.report.escape import one_line
 
 VERDICT_ORDER = {"failing": 0, "degraded": 1, "unknown": 2, "healthy": 3}
 
@@ -23,36 +26,50 @@ def _fmt_drop(v):
     return "not recorded" if v is None else str(v)
 
 
+#: the VPNs beside IPsec in the capture summary: (Counts field, label)
+VPN_FRAME_ROWS = (("openvpn_frames", "OpenVPN frames"), ("wireguard_frames", "WireGuard frames"),
+                  ("l2tp_frames", "L2TP frames"), ("pptp_frames", "PPTP frames (TCP 1723, GRE)"),
+                  ("sslvpn_frames", "SSL-VPN frames (TLS, DTLS)"))
+
+
 def summary_rows(cap) -> list[tuple[str, str]]:
     c = cap.counts
-    return [
+    rows = [
         ("files", ", ".join(f"{f.name} ({f.format}{', gzip' if f.compressed else ''})"
                             for f in cap.files)),
         ("frames", str(cap.frames)),
         ("start", cap.start.utc or "-"),
         ("end", cap.end.utc or "-"),
         ("duration", f"{cap.duration:.6f} s"),
+    ]
+    stopped = getattr(cap, "stopped", None)
+    if stopped is not None and stopped.rel is not None:
+        rows.append(("capture stopped", f"{stopped.utc} ({stopped.rel - cap.duration:.1f} s "
+                                        f"after the last frame, as the file records)"))
+    rows += [
         ("link types", ", ".join(f"{k} ({v})" for k, v in sorted(cap.linktypes.items())) or "-"),
         ("interface drops (pcapng ISB)",
-         f"if_drop {_fmt_drop(cap.drops.get('if_drop'))}, os_drop {_fmt_drop(cap.drops.get('os_drop'))}"),
-        ("IKE messages", f"{c.ike} (UDP 500: {c.ike_udp_500}, UDP 4500: {c.ike_udp_4500}, TCP: {c.ike_tcp})"),
-        ("ESP packets", f"{c.esp} (IP proto 50: {c.esp_ip}, UDP 4500: {c.esp_udp}, TCP: {c.esp_tcp})"),
+         f"if_drop {_fmt_drop(cap.drops.get('if_drop'))}, "
+         f"os_drop {_fmt_drop(cap.drops.get('os_drop'))}"),
+        ("IKE messages", f"{c.ike} (UDP 500: {c.ike_udp_500}, UDP 4500: {c.ike_udp_4500}, "
+                         f"TCP: {c.ike_tcp})"),
+        ("ESP packets", f"{c.esp} (IP proto 50: {c.esp_ip}, UDP 4500: {c.esp_udp}, "
+                        f"TCP: {c.esp_tcp})"),
         ("AH packets", str(c.ah)),
+    ]
+    rows += [(label, str(getattr(c, k, 0))) for k, label in VPN_FRAME_ROWS
+             if getattr(c, k, 0)]
+    rows += [
         ("NAT keepalives", str(c.nat_keepalives)),
         ("ICMP errors", str(c.icmp_errors)),
-        ("IP fragment frames", f"{c.ip_fragment_frames} ({c.reassembled_datagrams} datagrams reassembled, "
-                               f"{c.incomplete_fragment_sets} incomplete)"),
-        *([("TCP reassembly",
-            f"{c.tcp_retransmissions} retransmission(s), {c.tcp_gaps} gap(s) "
-            f"({c.tcp_gaps_by_limit} at the out-of-order limit), {c.tcp_streams_evicted} "
-            f"stream direction(s) and {c.tcp_bytes_dropped} bytes dropped at memory limits")]
-          if c.tcp_retransmissions or c.tcp_gaps or c.tcp_streams_evicted or c.tcp_bytes_dropped
-          else []),
+        ("IP fragment frames", f"{c.ip_fragment_frames} ({c.reassembled_datagrams} datagrams "
+                               f"reassembled, {c.incomplete_fragment_sets} incomplete)"),
         ("truncated frames (snaplen)", str(c.truncated_frames)),
         ("non-IP frames", str(c.non_ip_frames)),
         ("other IP frames", str(c.other_ip_frames)),
         ("undecodable frames", str(cap.decode_errors)),
-    ] + _interface_rows(cap)
+    ]
+    return rows + _interface_rows(cap)
 
 
 def _interface_rows(cap) -> list[tuple[str, str]]:
@@ -120,19 +137,248 @@ def frames_text(frames, limit: int = 30) -> str:
     return s
 
 
-def findings_by_tunnel(report):
-    """[(tunnel id or None, findings worst first)] in the order of the tunnel summary."""
-    order = {t["id"]: i for i, t in enumerate(
-        sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9)))}
-    groups = {t["id"]: [] for t in report.tunnels if t["not_seen"]}
+def finding_order(f):
+    return (f.posture, not f.failure, severity_rank(f.severity), stage_rank(f.stage))
+
+
+def tunnel_order(report) -> list:
+    """The tunnels, the worst verdict first (the order of every tunnel list)."""
+    return sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
+
+
+def groups_of(report) -> list[dict]:
+    """The report's repeated findings (``report.groups``; computed for a report made without)."""
+    groups = getattr(report, "groups", None)
+    if groups is None:
+        from pcapvpn.findings import finding_groups
+
+        groups = finding_groups(report.findings)
+    return groups
+
+
+def grouped_ids(report) -> dict:
+    """{finding id: its group} for the findings shown once, as a group."""
+    return {fid: g for g in groups_of(report) for fid in g["findings"]}
+
+
+def findings_by_tunnel(report, include=(), skip=()):
+    """[(tunnel id or None, findings worst first)] in the order of the tunnel summary: every
+    tunnel with findings or something not visible, and the tunnels ``include`` names; findings
+    whose ids are in ``skip`` (shown as a group) left out of their tunnel."""
+    order = {t["id"]: i for i, t in enumerate(tunnel_order(report))}
+    groups = {t["id"]: [] for t in report.tunnels if t["not_seen"] or t["id"] in include}
     for f in report.findings:
-        groups.setdefault(f.tunnel, []).append(f)
+        lst = groups.setdefault(f.tunnel, [])
+        if f.id not in skip:
+            lst.append(f)
     out = []
     for tid, fs in sorted(groups.items(), key=lambda kv: order.get(kv[0], 10 ** 6)):
-        fs.sort(key=lambda f: (f.posture, not f.failure, severity_rank(f.severity),
-                               stage_rank(f.stage)))
+        fs.sort(key=finding_order)
         out.append((tid, fs))
     return out
+
+
+#: more tunnels than this: the compact first screen (gateways, grouped verdict rows, errors)
+COMPACT_TUNNELS = 12
+
+
+def compact(report) -> bool:
+    return len(report.tunnels) > COMPACT_TUNNELS
+
+
+def list_text(items, width: int) -> str:
+    """``a, b, c, … (N)`` within ``width`` characters (all of them when they fit)."""
+    items = list(items)
+    full = ", ".join(items)
+    if len(full) <= width:
+        return full
+    tail = f", … ({len(items)})"
+    out = ""
+    for x in items:
+        nxt = f"{out}, {x}" if out else x
+        if len(nxt) + len(tail) > width:
+            break
+        out = nxt
+    return (out or items[0][:max(1, width - len(tail))]) + tail
+
+
+GATEWAY_HEADERS = ("gateway", "tunnels", "failing", "degraded", "unknown", "healthy",
+                   "most frequent problems")
+
+
+def gateway_rows(report) -> list[list]:
+    """Per gateway that several tunnels share (a head-end): [address, tunnels, failing,
+    degraded, unknown, healthy, the most frequent primary code among the others]."""
+    from collections import Counter
+
+    per: dict = {}
+    for t in report.tunnels:
+        for a in {t.get("a"), t.get("b")}:
+            if a:
+                per.setdefault(a, []).append(t)
+    rows = []
+    for a, ts in sorted(per.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        if len(ts) < 2:
+            continue
+        v = Counter(t["verdict"] for t in ts)
+        bad = Counter(t["primary_code"] for t in ts if t["verdict"] != "healthy"
+                      and t.get("primary_code"))
+        top = ", ".join(f"{c} x{n}" for c, n in bad.most_common(3))
+        rows.append([a, len(ts), v["failing"], v["degraded"], v["unknown"], v["healthy"],
+                     top or "-"])
+    return rows[:10]
+
+
+def verdict_rows(report, fmap, width: int = 44) -> list[tuple]:
+    """The verdict table's rows ``(tunnel(s), protocol, verdict, stage, primary finding or
+    None, [tunnel ids])``: one per tunnel, or in the compact form one per (protocol, verdict,
+    stage, primary code) with the tunnels it covers."""
+    tunnels = tunnel_order(report)
+    if not compact(report):
+        return [(t["id"], proto_label(t), t["verdict"], t["failed_stage"] or t["stage_reached"],
+                 fmap.get(t["primary_finding"]), [t["id"]]) for t in tunnels]
+    rows: dict = {}
+    for t in tunnels:
+        key = (proto_label(t), t["verdict"], t["failed_stage"] or t["stage_reached"],
+               t.get("primary_code"))
+        rows.setdefault(key, []).append(t)
+    out = []
+    for (proto, verdict, stage, _code), ts in rows.items():
+        ids = [t["id"] for t in ts]
+        label = ids[0] if len(ids) == 1 else f"{len(ids)} tunnels: " + list_text(ids, width)
+        out.append((label, proto, verdict, stage, fmap.get(ts[0]["primary_finding"]), ids))
+    return out
+
+
+def detailed_tunnels(report) -> set:
+    """The tunnels drawn in full (ladders, timelines): all of them, or with many tunnels the
+    ones that are not healthy (the healthy ones are counted in the verdict table)."""
+    return {t["id"] for t in report.tunnels
+            if not compact(report) or t["verdict"] != "healthy"}
+
+
+def ladder_sas(report) -> list:
+    """The IKE SAs whose ladder is drawn: those of the tunnels drawn in full and those of no
+    tunnel."""
+    shown = detailed_tunnels(report)
+    owner = {i: t["id"] for t in report.tunnels for i in t.get("ike_sas") or ()}
+    return [sa for sa in report.ike_sas if owner.get(sa["id"], None) in shown
+            or sa["id"] not in owner]
+
+
+def verdict_line(report) -> str:
+    """The last line of the text report: the verdict in one sentence a newcomer can act on."""
+    from collections import Counter
+
+    tunnels = tunnel_order(report)
+    fmap = {f.id: f for f in report.findings}
+    if not tunnels:
+        return "Verdict: no VPN tunnel was found in this capture."
+    if len(tunnels) == 1:
+        t = tunnels[0]
+        p = fmap.get(t["primary_finding"])
+        what = f"{p.title} ({p.code})" if p else ""
+        v = t["verdict"]
+        if v == "failing":
+            return (f"Verdict: FAILING — the tunnel {t['id']} breaks at "
+                    f"{t['failed_stage'] or t['stage_reached']}: {what}. The numbered steps "
+                    f"above say what to check.")
+        if v == "degraded":
+            return f"Verdict: DEGRADED — the tunnel {t['id']} works, but: {what}."
+        if v == "unknown":
+            return (f"Verdict: UNKNOWN — nothing decisive was seen for {t['id']} (see 'Not "
+                    f"visible in this capture').")
+        return (f"Verdict: HEALTHY — the tunnel {t['id']} came up (stage reached: "
+                f"{t['stage_reached']}) and nothing degraded it.")
+    v = Counter(t["verdict"] for t in tunnels)
+    parts = []
+    for verdict in ("failing", "degraded", "unknown", "healthy"):
+        if not v[verdict]:
+            continue
+        codes = Counter(t["primary_code"] for t in tunnels
+                        if t["verdict"] == verdict and t.get("primary_code"))
+        why = ", ".join(f"{c} on {n}" for c, n in codes.most_common(3))
+        parts.append(f"{v[verdict]} {verdict}" + (f" ({why})" if why and verdict != "healthy"
+                                                  else ""))
+    return f"Verdict: {len(tunnels)} tunnels: " + "; ".join(parts) + "."
+
+
+def error_groups(report) -> list[tuple]:
+    """Errors and critical findings by code: ``[(severity, code, count, title of the first,
+    tunnel ids)]`` (the compact first screen lists every one)."""
+    by: dict = {}
+    for f in sorted(report.findings, key=finding_order):
+        if severity_rank(f.severity) <= severity_rank("error"):
+            by.setdefault((f.severity, f.code), []).append(f)
+    out = []
+    for (sev, code), fs in sorted(by.items(), key=lambda kv: (severity_rank(kv[0][0]),
+                                                                -len(kv[1]), kv[0][1])):
+        out.append((sev, code, len(fs), fs[0].title, sorted({f.tunnel or "capture" for f in fs})))
+    return out
+
+
+def endpoint(ep: str) -> str:
+    """A model endpoint ``addr:port`` as written for reading: an IPv6 address in brackets
+    (``[2001:db8::1]:500``), as URLs and Wireshark write it."""
+    a, sep, port = str(ep).rpartition(":")
+    if sep and ":" in a and not a.startswith("["):
+        return f"[{a}]:{port}"
+    return str(ep)
+
+
+def cell(s, width: int) -> str:
+    """A table cell of at most ``width`` characters; a cut one ends with an ellipsis."""
+    return one_line(s, width)
+
+
+#: a capture dated before this (1995-01-01) has a clock that was never set
+_CLOCK_UNSET_BEFORE = 788918400.0
+#: seconds: more than a year apart / ahead is no capture's real duration or date
+_YEAR = 366 * 86400.0
+
+
+def clock_note(cap, now=None) -> str | None:
+    """What is wrong with the capture's dates, for the header (None when nothing): dated 1970
+    (a clock never set), timestamps years apart (a clock that jumped: the duration means
+    nothing), or dated years ahead of this machine's clock.  ``now``: that clock (tests)."""
+    start = cap.start.utc
+    if not start or cap.start.rel is None:
+        return None
+    t0 = _epoch(start)
+    if t0 is None:
+        return None
+    t1 = t0 + (cap.duration or 0.0)
+    now = _time.time() if now is None else now
+    if t0 < _CLOCK_UNSET_BEFORE:
+        what = (f"dated {start[:10]}: the capturing machine's clock was not set (pcap time "
+                f"counts from 1970-01-01)")
+    elif t1 > now + _YEAR:
+        what = (f"dated {cap.end.utc[:10] if cap.end.utc else start[:10]}, years after this "
+                f"machine's clock: the capturing clock is wrong")
+    else:
+        what = None
+    if cap.duration > _YEAR:
+        years = cap.duration / (365.25 * 86400)
+        span = f"timestamps {years:.0f} years apart (the capture clock jumped)"
+        what = f"{what}; {span}" if what else span
+    return what
+
+
+def duration_text(cap) -> str:
+    """The header's duration: ``12.3 s``, or that it cannot be told when the clock jumped."""
+    if cap.duration > _YEAR:
+        return "duration unknown"
+    return f"{cap.duration:.1f} s"
+
+
+def _epoch(utc: str) -> float | None:
+    import datetime as dt
+
+    try:
+        return dt.datetime.strptime(utc, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:
+        return None
 
 
 def ike_rows(report):
@@ -146,15 +392,20 @@ def ike_rows(report):
             first = ms[0]
             notifies = sorted({n for m in ms for n in m["notifies"]})
             inner = sorted({m["sk_first_payload"] for m in ms if m["sk_first_payload"]})
+            status = x.get("status")
             rows.append([
                 f"{first['time']['rel']:.3f}", f"v{sa['version']} {sa['ispi'][:8]}",
-                x["exchange"], x["message_id"], f"{first['src']} -> {first['dst']}",
-                "yes" if x["answered"] else "NO", len(ms), x["retransmissions"],
-                ",".join(notifies + [f"SK:{i}" for i in inner])[:60],
-                ",".join(str(f["frame"]) for m in ms for f in m["frames"])[:40],
+                x["exchange"], x["message_id"],
+                f"{endpoint(first['src'])} -> {endpoint(first['dst'])}",
+                "yes" if x["answered"] else ("too soon" if status == "pending" else "NO"),
+                len(ms), x["retransmissions"],
+                cell(",".join(notifies + [f"SK:{i}" for i in inner]), 60),
+                cell(",".join(str(f["frame"]) for m in ms for f in m["frames"]), 40),
             ])
     if not rows:
         return None
+    # every IKE SA's exchanges in the order they happened (not SA by SA)
+    rows.sort(key=lambda r: float(r[0]))
     return (["t (s)", "IKE SA", "exchange", "msgid", "first sender -> receiver", "answered",
              "msgs", "retx", "notifies / SK first", "frames"], rows)
 

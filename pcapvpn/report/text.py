@@ -1,5 +1,9 @@
-"""Terminal text report: a one-screen summary per tunnel, then the findings with their evidence,
-then tables of IKE exchanges and ESP SAs, then the capture summary.
+"""Terminal text report.  The first screen is enough to act on: the header, for a capture with
+many tunnels a summary per gateway, the verdict table (tunnels with the same verdict, stage and
+primary finding in one row when there are many), and every error by code; then the repeated
+findings once each (``IKE_COOKIE x70, on these tunnels: ...``), one section per tunnel (what the
+keys or the VPN protocol showed, what was not visible, its other findings with their evidence),
+tables of IKE exchanges and ESP SAs, and the capture summary.
 
 Every value is written through :func:`pcapvpn.report.escape.printable` (capture text cannot act on
 the terminal); the colours are added after it."""
@@ -11,10 +15,12 @@ import textwrap
 from tabulate import tabulate
 
 from pcapvpn.report.escape import printable as _s
+from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
-    proto_label as _proto,
-    VERDICT_ORDER, damage_lines, esp_rows, findings_by_tunnel, frames_text, ike_rows,
-    log_event_rows, log_notes, log_ref_lines, log_source_rows, summary_rows,
+    GATEWAY_HEADERS, cell, clock_note, damage_lines, compact, duration_text, error_groups, esp_rows,
+    findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, list_text,
+    log_event_rows, log_notes, log_ref_lines, log_source_rows, summary_rows, tunnel_order,
+    verdict_line, verdict_rows,
 )
 
 _COLORS = {"failing": "31", "degraded": "33", "unknown": "36", "healthy": "32",
@@ -34,53 +40,99 @@ def _wrap(s: str, indent: str) -> str:
     return textwrap.fill(s, width=100, initial_indent=indent, subsequent_indent=indent)
 
 
+def _finding(out, f, color, count=None, tunnels=None):
+    """A finding with its evidence and advice; ``count``/``tunnels``: shown once for a group
+    (the first one's evidence stands for the rest)."""
+    tag = "posture " if f.posture else ""
+    times = f" x{count}" if count else ""
+    out.append("")
+    out.append(f"  [{_c(_s(f.severity.upper()), f.severity, color)}] {tag}"
+               f"{_bold(_s(f.code) + times, color)} ({_s(f.stage)}, {_s(f.basis)}): "
+               f"{_s(f.title)}")
+    if tunnels:
+        out.append(_wrap(f"on these {len(tunnels)} tunnels: {_s(', '.join(tunnels))}", "      "))
+        out.append(_wrap(f"e.g. {_s(f.tunnel or 'capture')}: {_s(f.detail)}", "      "))
+    else:
+        out.append(_wrap(_s(f.detail), "      "))
+    if f.evidence.frames:
+        out.append(_wrap("frames: " + _s(frames_text(f.evidence.frames)), "      "))
+    if f.wireshark_filter:
+        out.append(f"      filter: {_s(f.wireshark_filter)}")
+    for line in log_ref_lines(f):
+        out.append(_wrap(_s(line), "      "))
+    for i, a in enumerate(f.advice, 1):
+        out.append(_wrap(f"{i}. {_s(a)}", "      ").replace("      ", "    > ", 1))
+
+
 def render_text(report, color: bool = False) -> str:
     cap = report.capture
     out = []
-    tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
+    tunnels = tunnel_order(report)
     fmap = {f.id: f for f in report.findings}
+    many = compact(report)
     out.append(_bold(f"pcapvpn {_s(report.version)} — {len(tunnels)} tunnel(s), "
                      f"{len(report.findings)} finding(s), {cap.frames} frames, "
-                     f"{cap.duration:.1f} s", color))
+                     f"{duration_text(cap)}", color))
+    note = clock_note(cap)
+    if note:
+        out.append(_c(f"Capture clock: {_s(note)}", "warning", color))
     damage = damage_lines(cap)
     if damage:
         out.append(_c(_wrap(_s(damage[0]), ""), "error", color))
         out += [_wrap(f"- {_s(line)}", "  ") for line in damage[1:]]
     out.append("")
+    gws = gateway_rows(report) if many else []
+    if gws:
+        out.append(tabulate([[_s(c) for c in r] for r in gws], headers=GATEWAY_HEADERS,
+                            tablefmt="simple"))
+        out.append("")
     if tunnels:
         rows = []
-        for t in tunnels:
-            p = fmap.get(t["primary_finding"])
-            rows.append([_s(t["id"]), _s(_proto(t)),
-                         _c(_s(t["verdict"].upper()), t["verdict"], color),
-                         _s(t["failed_stage"] or t["stage_reached"]),
-                         _s(f"{p.code}: {p.title}") if p else "-"])
-        out.append(tabulate(rows, headers=["tunnel", "protocol", "verdict", "stage", "primary finding"],
+        for label, proto, verdict, stage, p, _ids in verdict_rows(report, fmap):
+            rows.append([_s(label), _s(proto), _c(_s(verdict.upper()), verdict, color),
+                         _s(stage), _s(cell(f"{p.code}: {p.title}", 70)) if p else "-"])
+        out.append(tabulate(rows, headers=["tunnel" + ("s" if many else ""), "protocol",
+                                           "verdict", "stage", "primary finding"],
                             tablefmt="simple"))
     else:
         out.append("No IKE, ESP or AH traffic between gateways was found.")
-    groups = findings_by_tunnel(report)
-    for tid, fs in groups:
-        out += ["", _bold(f"== {_s(tid or 'capture')} ==", color)]
+    if many:
+        errs = error_groups(report)
+        out += ["", _bold(f"Errors: {sum(e[2] for e in errs)} finding(s) of {len(errs)} "
+                          f"kind(s)" if errs else "Errors: none", color)]
+        for sev, code, n, title, tids in errs:
+            head = f"  [{sev.upper()}] {code} x{n}: "
+            out.append(_c(_s(head), sev, color)
+                       + _s(cell(f"{title} — on {list_text(tids, 60)}", 100 - len(head))))
+    groups = groups_of(report)
+    skip = grouped_ids(report)
+    if groups:
+        out += ["", _bold("== Repeated findings (each shown once) ==", color)]
+        for g in groups:
+            first = fmap.get(g["findings"][0])
+            if first is not None:
+                _finding(out, first, color, count=g["count"], tunnels=g["tunnels"])
+    facts = {t["id"]: tunnel_facts(report, t) for t in tunnels}
+    # with many tunnels, a healthy tunnel whose findings are all in groups gets no section
+    include = [tid for tid, fl in facts.items() if fl and not many]
+    for tid, fs in findings_by_tunnel(report, include=include, skip=skip):
         t = next((x for x in tunnels if x["id"] == tid), None)
+        if many and not fs and t is not None and not t["not_seen"]:
+            continue
+        out += ["", _bold(f"== {_s(tid or 'capture')} ==", color)]
+        for line in facts.get(tid, ()):
+            out.append(_wrap(f"- {_s(line)}", "  ").replace("  - ", "  ", 1))
         if t and t["not_seen"]:
             out.append("  Not visible in this capture:")
             for n in t["not_seen"]:
                 out.append(_wrap(f"- {_s(n)}", "    "))
         for f in fs:
-            tag = "posture " if f.posture else ""
+            _finding(out, f, color)
+        also = sorted({g["code"] for f in report.findings if f.tunnel == tid and f.id in skip
+                       for g in [skip[f.id]]})
+        if also and tid is not None:
             out.append("")
-            out.append(f"  [{_c(_s(f.severity.upper()), f.severity, color)}] {tag}"
-                       f"{_bold(_s(f.code), color)} ({_s(f.stage)}, {_s(f.basis)}): {_s(f.title)}")
-            out.append(_wrap(_s(f.detail), "      "))
-            if f.evidence.frames:
-                out.append(_wrap("frames: " + _s(frames_text(f.evidence.frames)), "      "))
-            if f.wireshark_filter:
-                out.append(f"      filter: {_s(f.wireshark_filter)}")
-            for line in log_ref_lines(f):
-                out.append(_wrap(_s(line), "      "))
-            for i, a in enumerate(f.advice, 1):
-                out.append(_wrap(f"{i}. {_s(a)}", "      ").replace("      ", "    > ", 1))
+            out.append(_wrap("also (see Repeated findings): " + _s(", ".join(also)), "  "))
     out += _logs_section(report, color)
     ike = ike_rows(report)
     if ike:
@@ -107,6 +159,9 @@ def render_text(report, color: bool = False) -> str:
         if cap.decode_errors > len(shown):
             out.append(f"  ... ({cap.decode_errors - len(shown)} more; --format json lists up to "
                        f"{len(cap.decode_error_samples)})")
+    verdict = tunnels[0]["verdict"] if len(tunnels) == 1 else (
+        "failing" if any(t["verdict"] == "failing" for t in tunnels) else None)
+    out += ["", _c(_bold(_s(verdict_line(report)), color), verdict or "", color)]
     return "\n".join(out) + "\n"
 
 

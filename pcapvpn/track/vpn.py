@@ -227,7 +227,7 @@ class VpnTunnel:
                  "first_ts", "last_ts", "pkts", "bytes", "ctl", "data", "data_bytes",
                  "data_first_ts", "data_last_ts", "since_other", "since_other_ts", "data_refs",
                  "data_tail", "first_ref", "st", "conns", "conns_dropped", "named", "errors",
-                 "last_ref", "first_from")
+                 "last_ref", "first_from", "frames")
 
     def __init__(self, protocol, transport, ipver, client, server, port, ts, ref):
         self.protocol = protocol
@@ -259,6 +259,9 @@ class VpnTunnel:
         self.conns_dropped = 0
         self.named = False
         self.errors = 0
+        #: frames (datagrams, TCP segments, GRE packets) of this tunnel: the capture summary
+        #: counts them under the protocol
+        self.frames = 0
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -438,6 +441,7 @@ class VpnTracker:
         t, fc = ent
         if t.protocol == "sslvpn" and proto != "dtls":
             return
+        t.frames += 1
         if t.protocol == "openvpn":
             if proto != "openvpn":
                 t.errors += 1
@@ -553,6 +557,7 @@ class VpnTracker:
         for (hts, href, hm, hlen), same in held:
             fc = client if same else not client
             _twg.handle_message(t, t.st, fc, hts, href, hm, hlen)
+        t.frames += len(held)
         return ent
 
     def _wg_hold(self, key, items):
@@ -641,7 +646,7 @@ class VpnTracker:
         return t, cport
 
     def tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length, proto,
-                    from_client):
+                    from_client, segments=1):
         t, cport = self._tcp_tunnel(ipver, src, dst, sport, dport, proto, from_client, ts, ref)
         if t is None:
             return
@@ -655,6 +660,7 @@ class VpnTracker:
         if ts > t.last_ts:
             t.last_ts = ts
         t.last_ref = ref
+        t.frames += segments
         c.record(ts, ref, flags, length, from_client)
 
     def tcp(self, ref, ts, ipver, src, dst, sport, dport, proto, msg, frames, from_client):
@@ -723,6 +729,7 @@ class VpnTracker:
                     return
             self.gre_pairs[_pair(src, dst)] = t
         d = 0 if src == t.client else 1
+        t.frames += 1
         t.data_packet(d, ts, ref, length)
 
     # -- bounded memory (live mode) --------------------------------------------------------------
