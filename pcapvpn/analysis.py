@@ -108,8 +108,8 @@ def run(paths, options: Options | None = None) -> Result:
             s.close()
 
 
-def _frames(sources, options):
-    frames = merge_frames(sources)
+def _frames(sources, options, interfaces=False):
+    frames = merge_frames(sources, interfaces)
     if options.progress is not None:
         frames = _with_progress(frames, sources, options.progress)
     return frames
@@ -134,7 +134,7 @@ def _decode(decoder, sources, options) -> None:
         if hook is not None:
             options.progress(src.name, 1, 1)
         return
-    decoder.run(_frames(sources, options))
+    decoder.run(_frames(sources, options, True), interfaces=True)
 
 
 def _with_progress(frames, sources, progress):
