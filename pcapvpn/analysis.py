@@ -95,7 +95,8 @@ def run(paths, options: Options | None = None) -> Result:
             return Result(build_report(sources, decoder, None))
         from pcapvpn.track import Tracker
 
-        tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers)
+        tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers,
+                          interfaces={s.index: s.interfaces for s in sources})
         decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
         _decode(decoder, sources, options)
         decoder.finish()
@@ -187,8 +188,11 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     report.findings = findings
     report.groups = finding_groups(findings)
     vmap = {v.tunnel: v for v in verdicts}
-    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
-    report.tunnels += [m.vpn_tunnel_dict(t, vmap[t.id], start, names) for t in state.vpn_tunnels]
+    im = state.inner_models
+    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start, im.get(t.id), names)
+                      for t in state.tunnels]
+    report.tunnels += [m.vpn_tunnel_dict(t, vmap[t.id], start, names, im.get(t.id))
+                       for t in state.vpn_tunnels]
     if cap.damage:
         # what of each tunnel's own span the readable parts of the damaged capture cover
         for t, d in zip(list(state.tunnels) + list(state.vpn_tunnels), report.tunnels):
