@@ -127,6 +127,7 @@ def flow_refs(flows, limit=40) -> list:
         refs.extend(f.refs[0])
         refs.extend(f.refs[1])
         refs.extend(r for r, _ln in f.retx_refs[0] + f.retx_refs[1])
+        refs.extend(f.hole_refs[0] + f.hole_refs[1])
         if f.icmp is not None:
             refs.append(f.icmp[5])
         if f.rst is not None:
@@ -187,15 +188,24 @@ def ip_net(ipver, addr: bytes):
     return ipaddress.ip_network(f"{a}/24", strict=False)
 
 
+#: a segment this small always fits a tunnel (IPv6 minimum MTU 1280 minus headers and ESP)
+SMALL_SEGMENT = 1000
+
+
 def _stalled_dirs(f):
-    """Directions of a TCP flow whose large segments were retransmitted and never acknowledged
-    while smaller ones were."""
+    """``[(direction, how)]`` of a TCP flow stalled on full-size segments while small ones pass:
+    ``retx`` large segments retransmitted and never acknowledged (seen where they were sent),
+    ``hole`` the sender moved past bytes that never arrived while every segment that did was
+    small although the receiver's MSS allowed full-size ones (seen beyond the loss)."""
     out = []
     if f.proto != 6:
         return out
     for d in (0, 1):
         if f.retx[d] >= 2 and f.maxlen[d] > f.acked[d] and f.pkts[1 - d] > 0:
-            out.append(d)
+            out.append((d, "retx"))
+        elif f.hole[d] >= 2 * SMALL_SEGMENT and 0 < f.maxlen[d] < SMALL_SEGMENT and \
+                (f.mss[1 - d] or 536) >= SMALL_SEGMENT:
+            out.append((d, "hole"))
     return out
 
 
@@ -262,22 +272,32 @@ def inner_mtu(ctx):
                                        (f.ipver == 6 and f.icmp[0] == 2)):
                 items.append((v, f, None))
                 continue
-            for d in _stalled_dirs(f):
-                if judged(ctx, f.last_ts):
-                    items.append((v, f, d))
+            for d, how in _stalled_dirs(f):
+                # retransmissions: the last one had its time; a hole: nothing more arrived
+                if judged(ctx, f.last_ts if how == "retx" else f.data_ts[d]):
+                    items.append((v, f, (d, how)))
         if not items:
             continue
         parts = []
-        for v, f, d in items[:4]:
-            if d is None:
-                parts.append(f"{flow_text(f)}: ICMP {'fragmentation needed' if f.ipver == 4 else 'packet too big'} "
-                             f"from {ip_text(f.icmp[3])}, MTU {f.icmp[2]}")
+        for v, f, dh in items[:4]:
+            if dh is None:
+                what = "fragmentation needed" if f.ipver == 4 else "packet too big"
+                parts.append(f"{flow_text(f)}: ICMP {what} from {ip_text(f.icmp[3])}, MTU "
+                             f"{f.icmp[2]}")
                 continue
+            d, how = dh
             sender = ip_text(f.cli if d == 0 else f.srv)
-            mss = f" (MSS offered {f.mss})" if f.mss else ""
-            parts.append(f"{flow_text(f)}: {f.retx[d]} retransmissions of segments up to "
-                         f"{f.maxlen[d]} bytes from {sender} never acknowledged; the largest "
-                         f"segment that got through was {f.acked[d]} bytes{mss}")
+            mss = "; MSS offered: " + ", ".join(
+                f"{x} by {ip_text(a)}" for x, a in ((f.mss[0], f.cli), (f.mss[1], f.srv)) if x) \
+                if any(f.mss) else ""
+            if how == "retx":
+                parts.append(f"{flow_text(f)}: {f.retx[d]} retransmissions of segments up to "
+                             f"{f.maxlen[d]} bytes from {sender} never acknowledged; the largest "
+                             f"segment that got through was {f.acked[d]} bytes{mss}")
+            else:
+                parts.append(f"{flow_text(f)}: {sender} sent {f.hole[d]} bytes that never "
+                             f"arrived here, while every segment that did was at most "
+                             f"{f.maxlen[d]} bytes{mss}")
         flows = [f for _v, f, _d in items]
         views = [v for v, _f, _d in items]
         yield make(

@@ -545,7 +545,8 @@ class Flow:
 
     __slots__ = ("view", "ipver", "proto", "cli", "cport", "srv", "sport", "first_ts",
                  "last_ts", "refs", "pkts", "bytes", "last", "syn", "synack", "rst", "icmp",
-                 "mss", "hi", "out", "maxlen", "acked", "retx", "retx_refs", "echo", "pkttype")
+                 "mss", "hi", "out", "maxlen", "acked", "retx", "retx_refs", "echo", "pkttype",
+                 "hole", "hole_refs", "data_ts")
 
     def __init__(self, view, ipver, proto, cli, cport, srv, sport, ts, ref):
         self.view = view
@@ -565,7 +566,7 @@ class Flow:
         self.synack = 0
         self.rst = None     # (direction it came from, ts, ref)
         self.icmp = None    # (type, code, mtu, sender, ts, ref)
-        self.mss = None     # MSS option of cli's SYN
+        self.mss = [None, None]     # MSS option of cli's SYN, of srv's SYN-ACK
         self.hi = [None, None]      # highest sequence end sent per direction
         self.out = [[], []]         # (end, length) sent, not yet acknowledged
         self.maxlen = [0, 0]        # largest TCP payload sent per direction
@@ -574,6 +575,9 @@ class Flow:
         self.retx_refs = [[], []]
         self.echo = None    # ICMP echo: [requests, replies]
         self.pkttype = -1
+        self.hole = [0, 0]          # bytes a direction skipped: sent, never seen here
+        self.hole_refs = [[], []]
+        self.data_ts = [None, None]  # last segment with payload per direction
 
     @property
     def answered(self) -> bool:
@@ -769,17 +773,25 @@ class PlainTracker:
         if syn:
             if d == 0 and not flags & _ACK:
                 f.syn += 1
-                if f.mss is None:
-                    f.mss = _ip.tcp_mss(data, l4off, poff)
             elif d == 1 and flags & _ACK:
                 f.synack += 1
+            if f.mss[d] is None:
+                f.mss[d] = _ip.tcp_mss(data, l4off, poff)
+            f.hi[d] = (seq + 1) & 0xFFFFFFFF
+        elif f.hi[d] is not None and 0 < ((seq - f.hi[d]) & 0xFFFFFFFF) < 0x80000000:
+            # the sender is past bytes this view never saw (lost before it, or not captured)
+            f.hole[d] += (seq - f.hi[d]) & 0xFFFFFFFF
+            if len(f.hole_refs[d]) < MAX_REFS:
+                f.hole_refs[d].append(ref)
+            f.hi[d] = seq
         if flags & _RST and f.rst is None:
             f.rst = (d, ts, ref)
         if plen:
+            f.data_ts[d] = ts
             e = (seq + plen) & 0xFFFFFFFF
-            hi = f.hi[d]
             if plen > f.maxlen[d]:
                 f.maxlen[d] = plen
+            hi = f.hi[d]
             if hi is not None and ((hi - e) & 0xFFFFFFFF) < 0x80000000:
                 # at or below what was already sent: a retransmission
                 if plen > f.acked[d]:
@@ -1014,7 +1026,8 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
         if v.kind not in ("physical",):
             continue
         flows = [f for f in set(v.flows.values())
-                 if f.cli not in outer_all and f.srv not in outer_all]
+                 if f.cli not in outer_all and f.srv not in outer_all
+                 and ordinary(f.cli) and ordinary(f.srv)]
         if not flows:
             continue
         hit = [m for m in models.values() if m.clients and any(
@@ -1048,14 +1061,27 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
                 for f in flows:
                     m.clients.add(f.cli)
                     m.servers.add(f.srv)
+    for m in models.values():
+        m.clients = {a for a in m.clients if ordinary(a)}
+        m.servers = {a for a in m.servers if ordinary(a)}
     return {k: m for k, m in models.items() if m.views}
+
+
+def ordinary(addr: bytes) -> bool:
+    """A unicast address that can stand for a host beyond a link (not multicast, broadcast,
+    link-local, unspecified or loopback): only such addresses tie flows to tunnels."""
+    if len(addr) == 4:
+        a0 = addr[0]
+        return not (a0 >= 224 or a0 == 127 or a0 == 0 or addr[:2] == b"\xa9\xfe")
+    return not (addr[0] == 0xFF or addr[:2] == b"\xfe\x80" or addr == bytes(16)
+                or addr == bytes(15) + b"\x01")
 
 
 def _learn(m) -> None:
     """The inner addresses of a model from its views so far."""
     for v, _how in m.views:
         for f in v.flows.values():
-            if f.cli in m.outer or f.srv in m.outer:
+            if f.cli in m.outer or f.srv in m.outer or not (ordinary(f.cli) and ordinary(f.srv)):
                 continue
             m.clients.add(f.cli)
             m.servers.add(f.srv)
