@@ -75,6 +75,9 @@ class Context:
 
     def __init__(self, state):
         self.state = state
+        #: questions a rule left open because answering them would cost more than its budget
+        #: (a flood of SAs): name -> [count, first ref, first ts], for CAPTURE_LIMITS
+        self.cut: dict = {}
         self.th = state.thresholds
         self.now = state.now
         self.names = state.names
@@ -84,6 +87,14 @@ class Context:
             firsts = [sa.first_ts for sa in state.ike_sas if sa.first_ts is not None]
             firsts += [sa.first_ts for sa in state.esp_sas if sa.first_ts is not None]
             self.start = min(firsts) if firsts else state.now
+
+    def cut_short(self, what: str, ref=None, ts=None) -> None:
+        """A rule left the question ``what`` open (its look-up budget was spent)."""
+        e = self.cut.get(what)
+        if e is None:
+            self.cut[what] = [1, ref, ts]
+        else:
+            e[0] += 1
 
     def file(self, idx: int) -> str:
         return self.names[idx] if 0 <= idx < len(self.names) else f"#{idx}"
@@ -136,6 +147,22 @@ def ike_tunnel_of(ctx, sa):
     if m is None:
         m = ctx._sa_tunnel = {id(s): t for t in ctx.state.tunnels for s in t.ike_sas}
     return m.get(id(sa))
+
+
+def deleted_ts(sa):
+    """When an IKE SA was deleted, keyless: an INFORMATIONAL request whose first encrypted
+    payload is a Delete (IKEv2, RFC 7296 §3.14), or a cleartext Delete (IKEv1); None."""
+    from pcapvpn.track.ike import INFORMATIONAL
+
+    for x in sa.exchanges:
+        if sa.version == 2 and x.exch == INFORMATIONAL:
+            for m in x.requests:
+                if m.sk_next == 42:  # Delete
+                    return m.ts
+        for m in x.msgs:
+            if m.deletes:
+                return m.ts
+    return None
 
 
 def exchange_status(ctx, x):
