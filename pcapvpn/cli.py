@@ -136,6 +136,9 @@ def _progress_printer():
               help="A gateway that should appear: 'nothing was sent to or from it' becomes a finding.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a threshold (see README 'Thresholds'), e.g. --set response_timeout=20.")
+@click.option("--limit", "limit_items", multiple=True, metavar="NAME=VALUE",
+              help="Change a bound of what the analysis keeps (see README 'Limits'), e.g. "
+                   "--limit ike_max_sas=50000.")
 @click.option("--vpn-server", "vpn_servers", multiple=True, metavar="ADDR[:PORT]",
               help="An SSL-VPN gateway: its TLS (TCP 443 and the SSL-VPN ports, or PORT) is "
                    "analysed as a VPN (repeatable).  Other TLS servers are web traffic.")
@@ -160,7 +163,7 @@ def _progress_printer():
               default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
-            keys, lang, redact, redact_map, evidence, vpn_servers=()):
+            keys, lang, redact, redact_map, evidence, vpn_servers=(), limit_items=()):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time.
@@ -182,11 +185,25 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         thresholds = DEFAULT.with_overrides(items)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--set") from None
+    limits = None
+    if limit_items:
+        from pcapvpn.decode import Limits
+
+        items = {}
+        for o in limit_items:
+            if "=" not in o:
+                raise click.BadParameter(f"{o!r}: expected NAME=VALUE", param_hint="--limit")
+            k, v = o.split("=", 1)
+            items[k.strip()] = v.strip()
+        try:
+            limits = Limits().with_overrides(items)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--limit") from None
     if redact_map and not redact:
         raise click.UsageError("--redact-map needs --redact")
     if evidence and stop_after != "full":
         raise click.UsageError("--export-evidence needs the full analysis")
-    options = Options(thresholds=thresholds, stop_after=stop_after,
+    options = Options(thresholds=thresholds, stop_after=stop_after, limits=limits,
                       expect_peers=[_parse_addr(a) for a in expect],
                       spool_stdin=bool(evidence),
                       vpn_servers=[_parse_server(s) for s in vpn_servers])

@@ -13,7 +13,7 @@ RULES: list = []
 
 #: rule modules, one per stage (import order = report order for equal severities)
 MODULES = ("reachability", "negotiation", "nat", "authentication", "child_sa", "dataplane",
-           "stability", "decrypted", "vpn", "capture")
+           "stability", "decrypted", "vpn", "capture", "limits")
 
 
 def rule(fn):

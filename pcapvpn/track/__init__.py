@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pcapvpn.decode import NullSink
+from pcapvpn.decode import Limits, NullSink
 from pcapvpn.thresholds import DEFAULT, Thresholds
 
 
@@ -58,28 +58,33 @@ class TcpFacts:
     last_ts: float = 0.0
     data_client: int = 0
     data_server: int = 0
+    #: SYN / SYN-ACK / RST frames beyond Tracker.MAX_TCP_REFS per list (counted, not kept)
+    refs_dropped: int = 0
 
 
 class Tracker(NullSink):
     """The decoder's sink: owns the per-protocol trackers."""
 
-    MAX_ICMP = 10000
-    MAX_FRAGSETS = 10000
-    MAX_TCP = 10000
+    #: frame references kept per TCP connection and kind (SYN, SYN-ACK, RST); all are counted
+    MAX_TCP_REFS = 32
 
-    def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None, vpn_servers=()):
+    def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None, vpn_servers=(),
+                 limits: Limits | None = None):
         from pcapvpn.track.esp import EspTracker
         from pcapvpn.track.ike import IkeTracker
         from pcapvpn.track.nat import KeepaliveTracker
         from pcapvpn.track.vpn import VpnTracker
 
         self.th = thresholds
+        #: bounds of what is kept (pcapvpn.decode.Limits); drops are counted (``limits_hit``)
+        self.limits = limits = limits or Limits()
         self.names = list(names or [])
         #: pcapvpn.keys.KeyStore (--keys) or None
         self.keys = keys or None
-        self.ike_tracker = IkeTracker(thresholds, self.names, self.keys)
-        self.esp_tracker = EspTracker(thresholds)
+        self.ike_tracker = IkeTracker(thresholds, self.names, self.keys, limits)
+        self.esp_tracker = EspTracker(thresholds, limits)
         self.keepalive_tracker = KeepaliveTracker(thresholds)
+        self.keepalive_tracker.MAX_FLOWS = limits.max_flows
         #: ESP decryption (opt-in per SA): the decoder hands ``esp_payload`` the bytes of ESP
         #: packets whose SPI is in ``keyed_spis`` (None: no ESP keys, nothing extra per packet)
         self.inner_tracker = None
@@ -106,7 +111,9 @@ class Tracker(NullSink):
         self.icmp_errors: list[IcmpError] = []
         self.icmp_dropped = 0
         self.incomplete: list[IncompleteFragments] = []
+        self.incomplete_dropped = 0
         self.tcp: dict = {}
+        self.tcp_dropped = 0
         self.decode_errors: list = []
         self.first_ts = None
         self.last_ts = None
@@ -118,16 +125,18 @@ class Tracker(NullSink):
         self.esp_tracker.esp(ref, ts, ipver, src, dst, sport, dport, spi, seq, length, "tcp")
 
     def icmp_error(self, ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted):
-        if len(self.icmp_errors) >= self.MAX_ICMP:
+        if len(self.icmp_errors) >= self.limits.max_flows:
             self.icmp_dropped += 1
             return
         self.icmp_errors.append(IcmpError(ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu,
                                           quoted))
 
     def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first, why):
-        if len(self.incomplete) < self.MAX_FRAGSETS:
-            self.incomplete.append(IncompleteFragments(first_ts, ipver, src, dst, proto, ident,
-                                                       frames, first, why))
+        if len(self.incomplete) >= self.limits.max_flows:
+            self.incomplete_dropped += 1
+            return
+        self.incomplete.append(IncompleteFragments(first_ts, ipver, src, dst, proto, ident,
+                                                   frames, first, why))
 
     def esp_fragmented(self, ipver, src, dst, spi, frames, proto):
         self.esp_tracker.fragmented(ipver, src, dst, spi, frames, proto)
@@ -143,7 +152,8 @@ class Tracker(NullSink):
                 else (dst, dport, src, sport)
         t = self.tcp.get(key)
         if t is None:
-            if len(self.tcp) >= self.MAX_TCP:
+            if len(self.tcp) >= self.limits.max_flows:
+                self.tcp_dropped += 1
                 return
             if syn and ack:
                 key = (dst, dport, src, sport)
@@ -152,12 +162,24 @@ class Tracker(NullSink):
                 t = self.tcp[key] = TcpFacts((src, sport), (dst, dport), ipver, first_ts=ts)
         t.last_ts = ts
         from_client = (src, sport) == t.client
+        keep = self.MAX_TCP_REFS
         if syn and not ack:
-            t.syn.append(ref)
+            lst = t.syn
         elif syn and ack:
-            t.synack.append(ref)
+            lst = t.synack
+        else:
+            lst = None
+        if lst is not None:
+            if len(lst) < keep:
+                lst.append(ref)
+            else:
+                t.refs_dropped += 1
         if rst:
-            (t.rst_from_client if from_client else t.rst_from_server).append(ref)
+            lst = t.rst_from_client if from_client else t.rst_from_server
+            if len(lst) < keep:
+                lst.append(ref)
+            else:
+                t.refs_dropped += 1
         if length > 0:
             if from_client:
                 t.data_client += length
@@ -165,8 +187,44 @@ class Tracker(NullSink):
                 t.data_server += length
 
     def decode_error(self, ref, reason):
-        if len(self.decode_errors) < 1000:
+        if len(self.decode_errors) < self.limits.max_error_samples:
             self.decode_errors.append((ref, reason))
+
+    def limits_hit(self) -> list[dict]:
+        """What the bounds of :class:`pcapvpn.decode.Limits` dropped so far: one dict per bound
+        that dropped anything (``bound``, ``limit``, ``dropped``, ``unit``, ``first_ref``,
+        ``first_ts``), for the CAPTURE_LIMITS finding."""
+        lim = self.limits
+        it = self.ike_tracker
+        out = []
+
+        def add(bound, limit, n, unit, first=(None, None)):
+            if n:
+                out.append({"bound": bound, "limit": limit, "dropped": n, "unit": unit,
+                            "first_ref": first[0], "first_ts": first[1]})
+
+        for bound, unit in (("ike_max_sas", "IKE messages of further IKE SAs"),
+                            ("ike_max_messages", "IKE messages"),
+                            ("ike_max_bytes", "IKE messages"),
+                            ("ike_max_messages_per_sa", "IKE messages of a full IKE SA")):
+            add(bound, getattr(lim, bound), it.dropped.get(bound, 0), unit,
+                it.first_drop.get(bound, (None, None)))
+        add("rekey_lookback", it.REKEY_LOOKBACK, it.dropped.get("rekey_lookback", 0),
+            "IKE SA rekey look-ups cut short", it.first_drop.get("rekey_lookback", (None, None)))
+        add("ike_responder_spis", it.MAX_ALIASES, it.dropped.get("ike_responder_spis", 0),
+            "IKE_SA_INIT responses whose fresh responder SPI was not remembered",
+            it.first_drop.get("ike_responder_spis", (None, None)))
+        for (proto, encap), sa in sorted(self.esp_tracker.overflow.items()):
+            what = "AH" if proto == "ah" else "ESP"
+            what += {"udp": " in UDP", "tcp": " in TCP"}.get(encap, "")
+            add("esp_max_sas", lim.esp_max_sas, sa.packets, f"{what} packets of further SAs",
+                (sa.first_ref, sa.first_ts))
+        add("max_flows", lim.max_flows, self.keepalive_tracker.dropped,
+            "NAT keepalives of further flows")
+        add("max_flows", lim.max_flows, self.icmp_dropped, "ICMP errors")
+        add("max_flows", lim.max_flows, self.incomplete_dropped, "incomplete fragment sets")
+        add("max_flows", lim.max_flows, self.tcp_dropped, "TCP segments of further connections")
+        return out
 
     def state(self, now: float, capture=None) -> "State":
         """The model the rules read, as of ``now`` (end of capture offline, the clock live)."""
@@ -184,7 +242,8 @@ class Tracker(NullSink):
                      keepalives=self.keepalive_tracker.flows(),
                      icmp_errors=self.icmp_errors, incomplete_fragments=self.incomplete,
                      tcp=list(self.tcp.values()), capture=capture, keys=self.keys,
-                     inner=self.inner_tracker, vpn_tunnels=self.vpn_tracker.all_tunnels())
+                     inner=self.inner_tracker, vpn_tunnels=self.vpn_tracker.all_tunnels(),
+                     limits=self.limits_hit())
 
     def finish(self):
         self.ike_tracker.finish()
@@ -284,3 +343,5 @@ class State:
     #: --keys: the pcapvpn.keys.KeyStore (None without keys) and the inner-traffic tracker
     keys: object = None
     inner: object = None
+    #: what the bounds of pcapvpn.decode.Limits dropped (Tracker.limits_hit)
+    limits: list = field(default_factory=list)
