@@ -93,7 +93,8 @@ def run(paths, options: Options | None = None) -> Result:
             return Result(build_report(sources, decoder, None))
         from pcapvpn.track import Tracker
 
-        tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers)
+        tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers,
+                          options.limits)
         decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
         _decode(decoder, sources, options)
         decoder.finish()
@@ -181,19 +182,109 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     verdicts = tunnel_verdicts(ctx, findings)
     start = cap.start_ts
     names = tracker.names
-    report.findings = findings
     vmap = {v.tunnel: v for v in verdicts}
-    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
-    report.tunnels += [m.vpn_tunnel_dict(t, vmap[t.id], start, names) for t in state.vpn_tunnels]
-    report.ike_sas = [m.ike_sa_dict(sa, start, names) for sa in state.ike_sas]
-    _message_texts(state.ike_sas, report.ike_sas)
-    report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]
-    report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in state.keepalives]
+    _build_lists(report, state, findings, vmap, start, names,
+                 (options.limits or Limits()).report_max_items)
     report.thresholds = asdict(options.thresholds)
     return Result(report, state, findings, verdicts)
 
 
-def _message_texts(sas, dicts) -> None:
+def _build_lists(report, state, findings, vmap, start, names, limit) -> None:
+    """The report's lists: at most ``limit`` objects of each in full (``Limits.report_max_items``:
+    a flood of a million SAs gives a report of bounded size), the rest counted in
+    ``report.omitted``.  A tunnel names only SAs and findings the report lists (its own
+    ``omitted`` counts the others); the primary finding of a listed tunnel is always listed,
+    and so is the first finding of each code and severity (the exit status stays that of the
+    whole analysis)."""
+    omitted = report.omitted
+    tunnels = [(True, t) for t in state.tunnels] + [(False, t) for t in state.vpn_tunnels]
+    tunnels, n = m.kept(tunnels, limit)
+    gone_tunnels = set()
+    if n:
+        omitted["tunnels"] = n
+        rest = [t for t in state.tunnels] + [t for t in state.vpn_tunnels]
+        rest = rest[len(tunnels):]
+        gone_tunnels = {t.id for t in rest}
+        omitted["tunnel_verdicts"] = dict(Counter(vmap[t.id].verdict for t in rest))
+    ike_sas, n = m.kept(state.ike_sas, limit)
+    if n:
+        omitted["ike_sas"] = n
+    esp_sas, n = m.kept(state.esp_sas, limit)
+    if n:
+        omitted["esp_sas"] = n
+    keepalives, n = m.kept(state.keepalives, limit)
+    if n:
+        omitted["nat_keepalives"] = n
+    primaries = {vmap[t.id].primary for _ipsec, t in tunnels}
+    listed = []
+    per_kind: Counter = Counter()
+    left: Counter = Counter()
+    for f in findings:
+        kind = (f.code, f.severity)
+        if (f.tunnel in gone_tunnels or per_kind[kind] >= limit) and f.id not in primaries:
+            left[f.code] += 1
+            continue
+        per_kind[kind] += 1
+        listed.append(f)
+    if left:
+        omitted["findings"] = dict(left)
+    report.findings = listed
+    report.ike_sas = [m.ike_sa_dict(sa, start, names, limit) for sa in ike_sas]
+    _message_texts(ike_sas, report.ike_sas, limit)
+    report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in esp_sas]
+    report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in keepalives]
+    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) if ipsec
+                      else m.vpn_tunnel_dict(t, vmap[t.id], start, names)
+                      for ipsec, t in tunnels]
+    _trim_tunnels(report, limit)
+    if omitted:
+        cap = report.capture
+        files, n = m.kept(cap.files, limit)
+        if n:
+            cap.files = files
+            omitted["files"] = n
+        warnings, n = m.kept(cap.warnings, limit)
+        if n:
+            cap.warnings = warnings
+            omitted["warnings"] = n
+        what = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in omitted.items()
+                         if isinstance(v, int))
+        nf = sum(omitted.get("findings", {}).values())
+        if nf:
+            what += (", " if what else "") + f"{nf:,} findings"
+        cap.warnings.append(f"report: not listed in full (at most {limit:,} of each kind): "
+                            f"{what}; JSON counts them under 'omitted'")
+
+
+def _trim_tunnels(report, limit) -> None:
+    """A listed tunnel names only the IKE SAs, ESP SAs and findings the report lists, at most
+    ``limit`` of each and of its "not seen" notes (the others counted in its own
+    ``omitted``); nothing changes for a tunnel within the bounds."""
+    ike = {d["id"] for d in report.ike_sas}
+    esp = {f"{d.get('dst')}/{d.get('spi')}" for d in report.esp_sas}
+    fids = {f.id for f in report.findings}
+    for t in report.tunnels:
+        om = {}
+        for key, have in (("ike_sas", ike), ("esp_sas", esp), ("findings", fids),
+                          ("not_seen", None)):
+            lst = t[key]
+            names, _n = m.kept([x for x in lst if have is None or x in have], limit)
+            gone = len(lst) - len(names)
+            if gone:
+                t[key] = names
+                om[key] = gone
+        pairs = t["child_sa_pairs"]
+        spis = {e.split("/")[-1] for e in t["esp_sas"]}
+        keep = [p for p in pairs if all(x is None or x in spis for x in p)]
+        keep, _n = m.kept(keep, limit)
+        if len(keep) != len(pairs):
+            t["child_sa_pairs"] = keep
+            om["child_sa_pairs"] = len(pairs) - len(keep)
+        if om:
+            t["omitted"] = om
+
+
+def _message_texts(sas, dicts, limit=None) -> None:
     """Add the cleartext texts of each IKE message to its dict: ``vendor_ids`` (known name, or the
     text of a printable unknown one, else ``UNKNOWN:<hex>``) and ``identities`` (ID payloads sent
     in the clear: IKEv1 Aggressive Mode, anything unencrypted).  Capture text: renderers escape it,
@@ -202,7 +293,7 @@ def _message_texts(sas, dicts) -> None:
     from dissect.vpn import vendor_ids as vid
 
     for sa, d in zip(sas, dicts):
-        for msg, md in zip(sa.messages, d["messages"]):
+        for msg, md in zip(m.kept(sa.messages, limit, ends=True)[0], d["messages"]):
             names = []
             for v in msg.vendor_ids or ():
                 v = bytes(v)
@@ -210,14 +301,9 @@ def _message_texts(sas, dicts) -> None:
                     names.append(repr(v.decode("ascii"))[1:-1])
                 else:
                     names.append(vid.describe(v))
-            ids = []
-            parsed = getattr(msg, "msg", None)
-            for p in getattr(parsed, "payloads", ()) or ():
-                if getattr(p, "type", None) not in ((35, 36) if msg.version == 2 else (5,)) \
-                        or not hasattr(p, "id_type"):
-                    continue
-                ids.append(f"{reg.payload_name(msg.version, p.type)} "
-                           f"{reg.id_type_name(msg.version, p.id_type)} {_id_text(p)}")
+            ids = [f"{reg.payload_name(msg.version, p.type)} "
+                   f"{reg.id_type_name(msg.version, p.id_type)} {_id_text(p)}"
+                   for p in msg.ids]
             md["vendor_ids"] = names
             md["identities"] = ids
 
@@ -291,7 +377,12 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
                 else:
                     counts.ike_udp_500 += 1
         counts.ike += it.header_errors
-        for e in tracker.esp_tracker.all_sas():
+        # messages a bound dropped (Limits): counted all the same
+        counts.ike += sum(it.dropped_by_transport.values())
+        counts.ike_tcp += it.dropped_by_transport["tcp"]
+        counts.ike_udp_4500 += it.dropped_by_transport["udp_4500"]
+        counts.ike_udp_500 += it.dropped_by_transport["udp_500"]
+        for e in list(tracker.esp_tracker.all_sas()) + list(tracker.esp_tracker.overflow.values()):
             if e.proto == "ah":
                 counts.ah += e.packets
                 continue
@@ -305,13 +396,13 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         counts.nat_keepalives = tracker.keepalive_tracker.count
         counts.icmp_errors = len(tracker.icmp_errors) + tracker.icmp_dropped
         errs = list(tracker.decode_errors) + list(it.parse_errors)
-        samples = [m.DecodeError(names[ref[0]], ref[1], reason) for ref, reason in errs[:1000]]
+        samples = [m.DecodeError(names[ref[0]], ref[1], reason)
+                   for ref, reason in errs[:decoder.limits.max_error_samples]]
     by_reason = Counter(decoder.errors_by_reason)
     n_errors = dc["decode_errors"]
     if tracker is not None:
-        for _ref, reason in tracker.ike_tracker.parse_errors:
-            by_reason[reason] += 1
-        n_errors += len(tracker.ike_tracker.parse_errors)
+        by_reason.update(tracker.ike_tracker.parse_error_reasons)
+        n_errors += tracker.ike_tracker.parse_error_count
     summary = m.CaptureSummary(
         files=files,
         frames=dc["frames"],
