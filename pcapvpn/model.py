@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 from dataclasses import dataclass, field, fields, is_dataclass
+from functools import lru_cache
 
 SCHEMA_VERSION = "0.1"
 
@@ -40,6 +41,13 @@ def rfc3339(ts: float | None) -> str | None:
 
 def addr(packed: bytes) -> str:
     """Packed IPv4/IPv6 address → text."""
+    return _addr(bytes(packed))
+
+
+@lru_cache(maxsize=1 << 16)
+def _addr(packed: bytes) -> str:
+    # cached: reports and rules name the same gateways thousands of times, and ipaddress
+    # formatting costs about 10 µs
     return str(ipaddress.ip_address(packed))
 
 

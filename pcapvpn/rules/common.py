@@ -5,14 +5,14 @@ from __future__ import annotations
 import ipaddress
 
 from pcapvpn.findings import Evidence, FrameRef
-from pcapvpn.model import Time
+from pcapvpn.model import Time, addr
 
 #: evidence frames listed per finding (all are counted in the detail)
 MAX_EVIDENCE_FRAMES = 200
 
 
 def ip_text(packed: bytes) -> str:
-    return str(ipaddress.ip_address(packed))
+    return addr(packed)
 
 
 def endpoint_text(ep) -> str:
@@ -27,8 +27,9 @@ def endpoint_text(ep) -> str:
 
 
 def set_filter(field: str, values) -> str:
-    """``field == v`` or ``field in {a, b}`` (tshark 4.0 wants commas between set members)."""
-    values = list(dict.fromkeys(values))
+    """``field == v`` or ``field in {a, b}`` (tshark 4.0 wants commas between set members); at
+    most ``MAX_EVIDENCE_FRAMES`` values (the first ones: a filter stays pasteable)."""
+    values = list(dict.fromkeys(values))[:MAX_EVIDENCE_FRAMES]
     if len(values) == 1:
         return f"{field} == {values[0]}"
     return f"{field} in {{" + ", ".join(str(v) for v in values) + "}"
@@ -121,9 +122,13 @@ class Context:
         return round(ts - self.start, 3)
 
     def evidence(self, refs, first_ts=None, last_ts=None, ike_spis=(), esp_spis=(), peers=()):
+        """Evidence of a finding: frames, times, SPIs and peers (at most
+        ``MAX_EVIDENCE_FRAMES`` of each list: a finding about a flood stays bounded)."""
+        n = MAX_EVIDENCE_FRAMES
         return Evidence(frames=self.frame_refs(refs), first=self.time(first_ts),
                         last=self.time(last_ts if last_ts is not None else first_ts),
-                        ike_spis=list(ike_spis), esp_spis=list(esp_spis), peers=list(peers))
+                        ike_spis=list(ike_spis)[:n], esp_spis=list(esp_spis)[:n],
+                        peers=list(peers)[:n])
 
     @staticmethod
     def msg_refs(msgs) -> list:

@@ -23,7 +23,7 @@ from bisect import bisect_left, bisect_right
 
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import host_filter, ike_filter, ip_text
+from pcapvpn.rules.common import MAX_EVIDENCE_FRAMES, host_filter, ike_filter, ip_text
 from pcapvpn.track.esp import is_multicast
 
 #: the reverse direction went quiet within this many seconds of the first large packet
@@ -168,8 +168,9 @@ def _label(sa) -> str:
 
 
 def _spi_set(field: str, spis) -> str:
-    # tshark 4.0 wants set members separated by commas ("in {a b}" is rejected)
-    spis = sorted(set(spis))
+    # tshark 4.0 wants set members separated by commas ("in {a b}" is rejected); at most
+    # MAX_EVIDENCE_FRAMES SPIs (the lowest), as common.set_filter
+    spis = sorted(set(spis))[:MAX_EVIDENCE_FRAMES]
     if len(spis) == 1:
         return f"{field} == 0x{spis[0]:08x}"
     return f"{field} in {{" + ", ".join(f"0x{x:08x}" for x in spis) + "}"
@@ -236,9 +237,10 @@ class _Index:
     """Look-ups over all ESP/AH SAs, IKE messages and keepalives of one evaluation."""
 
     def __init__(self, ctx):
-        self.ctx = ctx
+        # the state only (no reference back to ctx, which holds this index: no cycle)
+        self.state = state = ctx.state
         self.by_dst: dict = {}
-        for s in ctx.state.esp_sas:
+        for s in state.esp_sas:
             self.by_dst.setdefault(s.dst, []).append(s)
         self._partners: dict = {}
         self._tunnel_of: dict | None = None
@@ -259,14 +261,14 @@ class _Index:
 
     def tunnel_of(self, sa):
         if self._tunnel_of is None:
-            self._tunnel_of = {id(s): t for t in self.ctx.state.tunnels for s in t.esp_sas}
+            self._tunnel_of = {id(s): t for t in self.state.tunnels for s in t.esp_sas}
         return self._tunnel_of.get(id(sa))
 
     def tunnel_between(self, x, y):
         """The IPsec tunnel between two addresses, or None."""
         if self._by_pair is None:
             self._by_pair = {}
-            for t in self.ctx.state.tunnels:
+            for t in self.state.tunnels:
                 self._by_pair.setdefault(frozenset((t.a, t.b)), t)
         return self._by_pair.get(frozenset((x, y)))
 
@@ -274,7 +276,7 @@ class _Index:
     def heard_all(self) -> dict:
         h = self._heard
         if h is None:
-            state = self.ctx.state
+            state = self.state
             ike_from: dict = {}
             for sa in state.ike_sas:
                 for m in sa.messages:
@@ -338,7 +340,7 @@ class _Index:
     def reverse_group(self, key):
         if self._reverse is None:
             groups: dict = {}
-            for s in self.ctx.state.esp_sas:
+            for s in self.state.esp_sas:
                 for a in _srcs(s):
                     groups.setdefault((s.dst, s.proto, a), []).append(s)
             self._reverse = groups
@@ -351,7 +353,7 @@ class _Index:
     def same_direction(self, key):
         if self._takeover is None:
             groups: dict = {}
-            for s in self.ctx.state.esp_sas:
+            for s in self.state.esp_sas:
                 groups.setdefault((s.dst, s.src, s.proto), []).append(s)
             self._takeover = groups
         g = self._takeover.get(key)
@@ -381,7 +383,7 @@ class _Index:
         """The SAs from ``src`` to ``dst``, in the order of the state's list."""
         if self._between is None:
             self._between = {}
-            for s in self.ctx.state.esp_sas:
+            for s in self.state.esp_sas:
                 self._between.setdefault((s.src, s.dst), []).append(s)
         return self._between.get((src, dst), [])
 
@@ -389,7 +391,7 @@ class _Index:
         """ICMP 'too big' errors quoting a VPN datagram from ``src`` to ``dst`` (_icmp_for)."""
         if self._icmp is None:
             self._icmp = {}
-            for e in self.ctx.state.icmp_errors:
+            for e in self.state.icmp_errors:
                 if not _too_big(e) or e.quoted is None:
                     continue
                 q = e.quoted
