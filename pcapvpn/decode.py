@@ -89,6 +89,10 @@ class Limits:
     #: ESP/AH SAs tracked (1.5-6 KB each: their gaps, moves and time bins are bounded);
     #: packets of further SAs are counted only.
     esp_max_sas: int = 50_000
+    #: tunnels of the VPNs beside IPsec (OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN) tracked (a
+    #: few KB each: their connections and evidence lists are bounded); events of further ones
+    #: are counted only.
+    vpn_max_tunnels: int = 20_000
     #: NAT keepalive flows, TCP connections on VPN ports, ICMP errors and incomplete fragment
     #: sets kept, each (a few hundred bytes each; frame references per flow bounded).
     max_flows: int = 10_000

@@ -25,7 +25,7 @@ The same pipeline as ``analyze`` (decode → track → rules), fed by a live cap
 
 from __future__ import annotations
 
-import dataclasses
+import gc
 import json
 import os
 import queue
@@ -105,6 +105,8 @@ class LiveOptions:
     vpn_servers: list = field(default_factory=list)
     #: decryption keys (``analyze --keys``): a pcapvpn.keys.KeyStore or None
     keys: object = None
+    #: bounds of what is kept (pcapvpn.decode.Limits; None: the defaults)
+    limits: object = None
 
 
 def build_filter(opts: LiveOptions, linktype: int = 1) -> str:
@@ -237,7 +239,9 @@ def _clean(text, limit: int = 4000) -> str:
 
 
 def _finding_dict(f) -> dict:
-    return dataclasses.asdict(f)
+    from pcapvpn.model import asdict
+
+    return asdict(f)  # as dataclasses.asdict, without its deep copy of every leaf
 
 
 class TextEvents:
@@ -578,14 +582,15 @@ class LiveSession:
         else:
             first = f"live:{ifnames}"
         # the tracker's file-name list (shared with its IKE tracker) grows with the rotation
-        self.tracker = Tracker(opts.thresholds, [first], opts.keys, list(opts.vpn_servers))
+        self.tracker = Tracker(opts.thresholds, [first], opts.keys, list(opts.vpn_servers),
+                               opts.limits)
         self.names = self.tracker.names
         self.names.clear()
         self._new_source(first, "pcapng" if self.writer else "live")
-        self.decoder = Decoder(self.tracker, vpn_servers=list(opts.vpn_servers))
+        self.decoder = Decoder(self.tracker, opts.limits, vpn_servers=list(opts.vpn_servers))
         self.analysis_options = Options(thresholds=opts.thresholds,
                                         expect_peers=list(opts.expect_peers), keys=opts.keys,
-                                        vpn_servers=list(opts.vpn_servers))
+                                        vpn_servers=list(opts.vpn_servers), limits=opts.limits)
         self.active: dict = {}
         self.archived: list = []  # findings whose SAs expired before they cleared
         self.raised = 0
@@ -782,13 +787,19 @@ class LiveSession:
         ctx = Context(state)
         verdicts = tunnel_verdicts(ctx, findings)
         annotate_drops(findings, self.drops(), getattr(self, "_rx_dropped", 0))
+        return self._classify(ctx, state, findings, verdicts, now, final)
+
+    def _classify(self, ctx, state, findings, verdicts, now, final: bool = False) -> dict:
+        """An evaluation's result from its findings: which count now (not held back, not
+        superseded by a recovery), with the verdicts."""
         tunnels = {t.id: t for t in state.tunnels}
         current = {}
         superseded = set()
+        recovered: dict = {}  # tunnel id -> when it recovered (once per tunnel, not per finding)
         for f in findings:
             if not final and _held(ctx, f):
                 continue
-            if _superseded(ctx, tunnels, f):
+            if _superseded(ctx, tunnels, f, recovered):
                 superseded.add(f.id)
                 continue
             current[f.id] = f
@@ -810,7 +821,8 @@ class LiveSession:
                     continue
                 self.active[fid] = _Active(f, now)
                 self.raised += 1
-                self._emit({"event": "raised", "ts": now, "finding": _finding_dict(f)})
+                if self.sinks:
+                    self._emit({"event": "raised", "ts": now, "finding": _finding_dict(f)})
             else:
                 a.finding = f
                 a.missing = 0
@@ -831,6 +843,8 @@ class LiveSession:
             self.resolved += 1
             reason = ("the tunnel recovered: a newer IKE SA came up and carried ESP both ways"
                       if fid in res["superseded"] else "the condition cleared")
+            if not self.sinks:
+                continue
             self._emit({"event": "resolved", "ts": now, "reason": reason,
                         "raised": _hms(a.raised_ts), "lasted": round(now - a.raised_ts, 3),
                         "finding": _finding_dict(f)})
@@ -853,9 +867,12 @@ class LiveSession:
         """Run the rules as of ``now`` in this process and emit what changed (``final``: the
         last evaluation, at stop: what is present is raised without waiting for a second
         look)."""
+        from pcapvpn.analysis import no_gc
+
         t0 = time.perf_counter()
-        self._prepare()
-        self._apply(self._compute(now, final), final)
+        with no_gc():
+            self._prepare()
+            self._apply(self._compute(now, final), final)
         self._account(time.perf_counter() - t0)
 
     # -- evaluation in a forked child -----------------------------------------------------------
@@ -884,6 +901,7 @@ class LiveSession:
             return False
         if pid == 0:  # the child: compute, send, leave without running any cleanup
             code = 0
+            gc.disable()  # its passes would touch (and copy) every page of the snapshot
             try:
                 os.close(r)
                 data = pickle.dumps(self._compute(now), protocol=pickle.HIGHEST_PROTOCOL)
@@ -925,6 +943,20 @@ class LiveSession:
         self._apply(res)
         self._account(time.perf_counter() - t0)
         return True
+
+    def _abandon_child(self) -> None:
+        """Stop a forked evaluation that is still running (the process is ours) and reap it."""
+        pid, r, _chunks, _t0 = self._child
+        self._child = None
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        os.close(r)
 
     def _expired(self, f) -> bool:
         ev = f.evidence
@@ -996,19 +1028,28 @@ class LiveSession:
 
     # -- the end ----------------------------------------------------------------------------------
 
+    #: seconds spent at most reading what the rings still hold when the capture stops (packets
+    #: keep arriving on a busy link: the drain must end)
+    DRAIN_SECONDS = 1.0
+
     def finish(self):
-        """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`)."""
-        from pcapvpn.analysis import diagnose
+        """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`) from
+        the state held: a forked evaluation still running is abandoned (its answer would be
+        stale), the rings are drained for at most ``DRAIN_SECONDS``, and the rules run once —
+        the report's analysis is also the last evaluation (its events are emitted)."""
+        from pcapvpn.analysis import diagnose, no_gc
+        from pcapvpn.rules.common import Context
 
         now = self.clock()
         if self._child is not None:
-            self._poll_child(block=True)
+            self._abandon_child()
         # what is still in the rings (a pipe child flushes its last packets when it stops)
         self._refresh_totals()
+        deadline = time.monotonic() + self.DRAIN_SECONDS
         for i, c in enumerate(self.captures):
             if isinstance(c, PipeCapture):
                 c.close()
-            while self._feed(i, c, []):
+            while time.monotonic() < deadline and self._feed(i, c, []):
                 pass
             c.close()
             if isinstance(c, PipeCapture):  # pipe backends know their drops only now
@@ -1017,14 +1058,20 @@ class LiveSession:
         if self.writer is not None:
             self.writer.close(now, self._span_stats(self.sources[-1]))
         self._refresh_isb()
-        self.decoder.finish()
-        self.tracker.finish()
-        self._evaluate(now, final=True)
+        t0 = time.perf_counter()
+        with no_gc():
+            self.decoder.finish()
+            self.tracker.finish()
+            result = diagnose(self.sources, self.decoder, self.tracker, self.analysis_options,
+                              now=now)
+            annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0))
+            # the last evaluation: what is present now is raised without a second look
+            self._apply(self._classify(Context(result.state), result.state, result.findings,
+                                       result.verdicts, now, final=True), final=True)
+        self._account(time.perf_counter() - t0)
         if self.view is not None:
             self.view.clear()
             self.view = None
-        result = diagnose(self.sources, self.decoder, self.tracker, self.analysis_options, now=now)
-        annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0))
         have = {f.id for f in result.findings}
         extra = [f for f in self.archived if f.id not in have]
         if extra:
@@ -1078,9 +1125,10 @@ def _held(ctx, f) -> bool:
     return ctx.now - t0 < wait
 
 
-def _superseded(ctx, tunnels, f) -> bool:
+def _superseded(ctx, tunnels, f, recovered=None) -> bool:
     """A failure that happened before the tunnel's latest IKE SA came up and carried ESP both
-    ways (the verdict's "recovered"): in live mode it is over."""
+    ways (the verdict's "recovered"): in live mode it is over.  ``recovered`` caches the
+    recovery time per tunnel over one evaluation."""
     from pcapvpn.rules.verdict import _last_evidence, _recovered_at
 
     if not f.failure or f.posture or f.tunnel is None:
@@ -1088,7 +1136,12 @@ def _superseded(ctx, tunnels, f) -> bool:
     t = tunnels.get(f.tunnel)
     if t is None:
         return False
-    rec = _recovered_at(t)
+    if recovered is None:
+        rec = _recovered_at(t)
+    elif t.id in recovered:
+        rec = recovered[t.id]
+    else:
+        rec = recovered[t.id] = _recovered_at(t)
     if rec is None:
         return False
     last = _last_evidence(ctx, f)

@@ -101,7 +101,7 @@ class Tracker(NullSink):
         self.ah = self.esp_tracker.ah
         self.keepalive = self.keepalive_tracker.keepalive
         # VPNs beside IPsec (OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN): pcapvpn.track.vpn
-        self.vpn_tracker = VpnTracker(thresholds, vpn_servers)
+        self.vpn_tracker = VpnTracker(thresholds, vpn_servers, limits.vpn_max_tunnels)
         self.vpn_udp = self.vpn_tracker.udp
         self.vpn_tcp = self.vpn_tracker.tcp
         self.vpn_tcp_segment = self.vpn_tracker.tcp_segment
@@ -209,6 +209,9 @@ class Tracker(NullSink):
                             ("ike_max_messages_per_sa", "IKE messages of a full IKE SA")):
             add(bound, getattr(lim, bound), it.dropped.get(bound, 0), unit,
                 it.first_drop.get(bound, (None, None)))
+        add("ike_max_messages_per_sa", lim.ike_max_messages_per_sa,
+            it.dropped.get("ike_trimmed", 0),
+            "IKE messages of long-lived IKE SAs forgotten (live: older exchanges)")
         add("rekey_lookback", it.REKEY_LOOKBACK, it.dropped.get("rekey_lookback", 0),
             "IKE SA rekey look-ups cut short", it.first_drop.get("rekey_lookback", (None, None)))
         add("ike_responder_spis", it.MAX_ALIASES, it.dropped.get("ike_responder_spis", 0),
@@ -219,6 +222,8 @@ class Tracker(NullSink):
             what += {"udp": " in UDP", "tcp": " in TCP"}.get(encap, "")
             add("esp_max_sas", lim.esp_max_sas, sa.packets, f"{what} packets of further SAs",
                 (sa.first_ref, sa.first_ts))
+        add("vpn_max_tunnels", lim.vpn_max_tunnels, self.vpn_tracker.dropped,
+            "packets of further OpenVPN / WireGuard / L2TP / PPTP / SSL-VPN tunnels")
         add("max_flows", lim.max_flows, self.keepalive_tracker.dropped,
             "NAT keepalives of further flows")
         add("max_flows", lim.max_flows, self.icmp_dropped, "ICMP errors")
@@ -264,7 +269,13 @@ class Tracker(NullSink):
         * NAT keepalive flows, ICMP errors, incomplete fragment sets and TCP connection facts
           older than ``idle`` seconds;
         * then, while more than ``max_sas`` IKE + ESP/AH SAs remain, the least recently active
-          ones (counted in ``evicted_sas``; the others in ``expired_sas``).
+          ones (counted in ``evicted_sas``; the others in ``expired_sas``);
+        * an IKE SA holding more than half ``Limits.ike_max_messages_per_sa`` messages keeps its
+          negotiation and its latest exchanges (``IkeTracker.trim``); when the IKE messages kept
+          exceed 90 % of ``ike_max_messages`` / ``ike_max_bytes``, the least recently active
+          IKE SAs go until 75 % (``evicted_sas``);
+        * tunnels of the other VPNs (OpenVPN, WireGuard, ...) silent for ``idle`` seconds, and
+          beyond ``max_sas`` of them the least recently active.
 
         Returns ``(removed IKE SAs, removed ESP/AH SAs)``.
         """
@@ -308,6 +319,26 @@ class Tracker(NullSink):
                 for _ts, kind, x in rest[:excess]:
                     (esp_old if kind else ike_old).append(x)
                 self.evicted_sas += excess
+        # IKE messages (Limits): a long-lived SA keeps its negotiation and its latest
+        # exchanges; beyond the budget of kept messages the least recently active SAs go
+        lim = self.limits
+        half = max(8, lim.ike_max_messages_per_sa // 2)
+        for sa in it.sas:
+            if len(sa.messages) > half:
+                it.trim(sa, half // 2)
+        gone = set(map(id, ike_old))
+        if it.kept > 0.9 * lim.ike_max_messages or it.kept_bytes > 0.9 * lim.ike_max_bytes:
+            kept, kept_bytes = it.kept, it.kept_bytes
+            for sa in sorted((sa for sa in it.sas if id(sa) not in gone),
+                             key=lambda sa: sa.last_ts or 0.0):
+                if kept <= 0.75 * lim.ike_max_messages and \
+                        kept_bytes <= 0.75 * lim.ike_max_bytes:
+                    break
+                kept -= len(sa.messages)
+                kept_bytes -= sum(m.size for m in sa.messages)
+                ike_old.append(sa)
+                gone.add(id(sa))
+                self.evicted_sas += 1
         it.remove(ike_old)
         et.remove(esp_old)
         self.keepalive_tracker.expire(now, idle)
@@ -317,7 +348,8 @@ class Tracker(NullSink):
             self.incomplete = [f for f in self.incomplete if f.first_ts >= limit]
         for k in [k for k, t in self.tcp.items() if t.last_ts < limit]:
             del self.tcp[k]
-        self.vpn_tracker.expire(limit)
+        # the other VPNs' tunnels under the same bound as the IPsec SAs
+        self.vpn_tracker.expire(limit, max_sas)
         return ike_old, esp_old
 
 

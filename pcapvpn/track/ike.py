@@ -825,6 +825,49 @@ class IkeTracker:
 
     # -- bounded memory (live mode) --------------------------------------------------------------
 
+    #: exchanges kept at the start of an IKE SA when :meth:`trim` drops older ones (the
+    #: negotiation: IKE_SA_INIT, retries, IKE_INTERMEDIATE, IKE_AUTH / Main Mode, Quick Mode)
+    TRIM_KEEP_FIRST = 4
+
+    def trim(self, sa: IkeSA, keep: int) -> int:
+        """Live mode (days of DPD and rekeys on one SA): keep at most about ``keep`` messages
+        of ``sa`` — its first ``TRIM_KEEP_FIRST`` exchanges and the most recent ones; the
+        exchanges in between go (with their messages, out of the kept budget; a late copy of
+        one of their messages starts an exchange of its own).  Exchange indexes are
+        renumbered.  Returns the number of
+        messages dropped (counted in ``dropped["ike_trimmed"]``)."""
+        if len(sa.messages) <= keep:
+            return 0
+        xs = sa.exchanges
+        budget = keep - sum(len(x.msgs) for x in xs[:self.TRIM_KEEP_FIRST])
+        tail = []
+        for x in reversed(xs[self.TRIM_KEEP_FIRST:]):
+            if len(x.msgs) > budget:
+                break
+            budget -= len(x.msgs)
+            tail.append(x)
+        tail.reverse()
+        kept_x = xs[:self.TRIM_KEEP_FIRST] + tail
+        if len(kept_x) == len(xs):
+            return 0
+        keep_ids = {id(x) for x in kept_x}
+        gone = [m for x in xs if id(x) not in keep_ids for m in x.msgs]
+        for i, x in enumerate(kept_x):
+            x.index = i
+            for m in x.msgs:
+                m.exchange = i
+        sa.exchanges = kept_x
+        # a later copy of a forgotten exchange's message starts an exchange of its own
+        sa._open = {k: x for k, x in sa._open.items() if id(x) in keep_ids}
+        gone_ids = {id(m) for m in gone}
+        sa.messages = [m for m in sa.messages if id(m) not in gone_ids]
+        sa._digests = {k: v for k, v in sa._digests.items()
+                       if id(v[0]) not in gone_ids and id(v[1]) not in gone_ids}
+        self.kept -= len(gone)
+        self.kept_bytes -= sum(m.size for m in gone)
+        self.dropped["ike_trimmed"] += len(gone)
+        return len(gone)
+
     def remove(self, sas) -> int:
         """Forget the IKE SAs ``sas`` (live mode's expiry and eviction: ``pcapvpn.live``); their
         messages go with them (and out of the ``ike_max_messages`` / ``ike_max_bytes`` budget).
