@@ -47,6 +47,8 @@ class Options:
     #: hand ESP of the common shapes over a chunk at a time (dissect.vpn.batch); False: one
     #: event per packet (the same result, slower; the tests compare the two)
     batch: bool = True
+    #: gateway evidence (--log): pcapvpn.logsrc.LogSource objects (read before the capture)
+    logs: list = field(default_factory=list)
 
 
 @dataclass
@@ -207,6 +209,8 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     start = cap.start_ts
     names = tracker.names
     vmap = {v.tunnel: v for v in verdicts}
+    if options.logs:
+        findings = _apply_logs(report, state, findings, options.logs)
     _build_lists(report, state, findings, vmap, start, names,
                  (options.limits or Limits()).report_max_items)
     report.thresholds = asdict(options.thresholds)
@@ -325,6 +329,20 @@ def _trim_tunnels(report, limit) -> None:
             t["omitted"] = om
 
 
+def _apply_logs(report, state, findings, sources) -> list:
+    """Gateway evidence (--log): aligned, linked to the findings, contradictions and counter
+    comparisons added after the verdicts (a log never changes a verdict)."""
+    from pcapvpn.rules.common import Context
+    from pcapvpn.rules.logs import apply_logs
+
+    outcome = apply_logs(Context(state), findings, sources)
+    report.findings = findings + outcome.findings
+    report.log_sources = outcome.sources
+    report.log_events = outcome.events
+    report.log_tunnel_facts = outcome.tunnel_facts  # not serialised: for a verdict hook
+    return report.findings
+
+
 def _message_texts(sas, dicts, limits=None) -> None:
     """Add the cleartext texts of each IKE message to its dict: ``vendor_ids`` (known name, or the
     text of a printable unknown one, else ``UNKNOWN:<hex>``) and ``identities`` (ID payloads sent
@@ -402,6 +420,12 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         reassembled_datagrams=dc["reassembled_datagrams"],
         incomplete_fragment_sets=dc["incomplete_fragment_sets"],
         tcp_segments_on_vpn_ports=dc["tcp_segments"],
+        tcp_retransmissions=dc["tcp_retransmissions"],
+        tcp_gaps=dc["tcp_gaps"],
+        tcp_gaps_by_limit=dc["tcp_gaps_by_limit"],
+        tcp_streams_evicted=dc["tcp_streams_evicted"],
+        tcp_bytes_dropped=dc["tcp_bytes_dropped"],
+        tcp_streams_unrecognised=dc["tcp_streams_unrecognised"],
         non_ip_frames=dc["non_ip"],
         other_ip_frames=dc["other"],
         truncated_frames=dc["truncated"],

@@ -42,9 +42,11 @@ class _Group(click.Group):
 
 
 def _internal_error(e: BaseException) -> None:
+    from pcapvpn.report.escape import one_line
+
     tb = traceback.extract_tb(e.__traceback__)
     where = f"{tb[-1].filename}:{tb[-1].lineno} in {tb[-1].name}" if tb else "?"
-    click.echo(f"pcapvpn: internal error: {type(e).__name__}: {e}", err=True)
+    click.echo(f"pcapvpn: internal error: {type(e).__name__}: {one_line(e, 500)}", err=True)
     click.echo(f"  at {where}", err=True)
     click.echo("  This is a bug in pcapvpn. Please report it with the command line and, if you can,"
                " the capture (set PCAPVPN_DEBUG=1 for the full traceback).", err=True)
@@ -59,6 +61,59 @@ def cli():
 
 
 _SEVERITIES = ["critical", "error", "warning", "info"]
+
+
+def _error(message) -> None:
+    """The one-line error of exit status 2 (file names and values shown, never acted on)."""
+    from pcapvpn.report.escape import printable
+
+    click.echo(f"pcapvpn: error: {printable(message)}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _thresholds(overrides):
+    """``--set NAME=VALUE`` of analyze and live → Thresholds (exit 2: one line naming the valid
+    range)."""
+    from pcapvpn.thresholds import DEFAULT
+
+    items = {}
+    for o in overrides:
+        k, eq, v = o.partition("=")
+        if not eq:
+            _error(f"--set {o}: expected NAME=VALUE")
+        items[k.strip()] = v.strip()
+    try:
+        return DEFAULT.with_overrides(items)
+    except ValueError as e:
+        _error(f"--set {e}")
+
+
+def _limits(items_given):
+    """``--limit NAME=VALUE`` of analyze → decode.Limits (exit 2: one line naming the valid
+    range)."""
+    from pcapvpn.decode import Limits
+
+    items = {}
+    for o in items_given:
+        k, eq, v = o.partition("=")
+        if not eq:
+            _error(f"--limit {o}: expected NAME=VALUE")
+        items[k.strip()] = v.strip()
+    try:
+        return Limits().with_overrides(items)
+    except ValueError as e:
+        _error(f"--limit {e}")
+
+
+def _keys(paths):
+    """``--keys`` of analyze and live → KeyStore (exit 2: one line naming the file and line,
+    never a key)."""
+    from pcapvpn.keys import KeyFileError, load_keys
+
+    try:
+        return load_keys(paths)
+    except KeyFileError as e:
+        _error(f"key file {e}")
 
 
 def _parse_addr(value: str) -> bytes:
@@ -104,12 +159,14 @@ def _progress_printer():
     def show(name, done, total):
         import time
 
+        from pcapvpn.report.escape import printable
+
         now = time.monotonic()
         if now - state["last"] < 0.2 and done < total:
             return
         state["last"] = now
         pct = 100.0 * done / total if total else 0.0
-        sys.stderr.write(f"\r{name}: {pct:5.1f}% ")
+        sys.stderr.write(f"\r{printable(name)}: {pct:5.1f}% ")
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -159,11 +216,20 @@ def _progress_printer():
               default=None, metavar="FILE.pcapng",
               help="Write the frames the findings cite (plus their IKE exchanges) to a pcapng, "
                    "each with a comment naming the finding.")
+@click.option("--log", "logs", multiple=True, metavar="FILE",
+              help="Gateway evidence: a daemon log or status output (strongSwan, libreswan, "
+                   "OpenVPN, Cisco, FortiGate, Palo Alto, Juniper, MikroTik, YAMAHA, "
+                   "WireGuard, Windows; recognised by content), aligned to the capture's clock "
+                   "and linked to the findings (repeatable).")
+@click.option("--log-tz", default=None, metavar="ZONE",
+              help="Time zone of --log time stamps that name none (UTC, +09:00, Asia/Tokyo); "
+                   "default: read as UTC, a whole-hour offset is reported as a zone difference.")
 @click.option("--stop-after", type=click.Choice(["read", "decode", "dissect", "full"]),
               default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
-            keys, lang, redact, redact_map, evidence, vpn_servers=(), limit_items=()):
+            keys, lang, redact, redact_map, evidence, vpn_servers=(), logs=(), log_tz=None,
+            limit_items=()):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time.
@@ -171,34 +237,11 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
     from pcapvpn.analysis import Options, run
     from pcapvpn.report import render, select
     from pcapvpn.sources import SourceError
-    from pcapvpn.thresholds import DEFAULT
 
     if list(files).count("-") > 1:
         raise click.UsageError("standard input ('-') can be given only once")
-    items = {}
-    for o in overrides:
-        if "=" not in o:
-            raise click.BadParameter(f"{o!r}: expected NAME=VALUE", param_hint="--set")
-        k, v = o.split("=", 1)
-        items[k.strip()] = v.strip()
-    try:
-        thresholds = DEFAULT.with_overrides(items)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--set") from None
-    limits = None
-    if limit_items:
-        from pcapvpn.decode import Limits
-
-        items = {}
-        for o in limit_items:
-            if "=" not in o:
-                raise click.BadParameter(f"{o!r}: expected NAME=VALUE", param_hint="--limit")
-            k, v = o.split("=", 1)
-            items[k.strip()] = v.strip()
-        try:
-            limits = Limits().with_overrides(items)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--limit") from None
+    thresholds = _thresholds(overrides)
+    limits = _limits(limit_items) if limit_items else None
     if redact_map and not redact:
         raise click.UsageError("--redact-map needs --redact")
     if evidence and stop_after != "full":
@@ -208,20 +251,15 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
                       spool_stdin=bool(evidence),
                       vpn_servers=[_parse_server(s) for s in vpn_servers])
     if keys:
-        from pcapvpn.keys import KeyFileError, load_keys
-
-        try:
-            options.keys = load_keys(keys)
-        except KeyFileError as e:
-            click.echo(f"pcapvpn: error: key file {e}", err=True)
-            sys.exit(EXIT_USAGE)
+        options.keys = _keys(keys)
+    if logs:
+        options.logs = _open_logs(logs, log_tz)
     if sys.stderr.isatty() and output != "-":
         options.progress = _progress_printer()
     try:
         result = run(files, options)
     except SourceError as e:
-        click.echo(f"pcapvpn: error: {e}", err=True)
-        sys.exit(EXIT_USAGE)
+        _error(e)
     report = select(result.report, peers=[_parse_addr(a) for a in peers],
                     spis=[_parse_spi(s) for s in spis], min_severity=min_severity)
     shown = report
@@ -239,8 +277,7 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         try:
             export_evidence(result, evidence, report=report, redactor=redactor, shown=shown)
         except OSError as e:
-            click.echo(f"pcapvpn: error: cannot write {evidence}: {e.strerror}", err=True)
-            sys.exit(EXIT_USAGE)
+            _error(f"cannot write {evidence}: {e.strerror}")
         finally:
             for s in result.sources:
                 s.discard_spool()
@@ -248,20 +285,39 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         try:
             redactor.write_mapping(redact_map)
         except OSError as e:
-            click.echo(f"pcapvpn: error: cannot write {redact_map}: {e.strerror}", err=True)
-            sys.exit(EXIT_USAGE)
+            _error(f"cannot write {redact_map}: {e.strerror}")
     if output:
         try:
             with open(output, "w", encoding="utf-8") as f:
                 f.write(text)
         except OSError as e:
-            click.echo(f"pcapvpn: error: cannot write {output}: {e.strerror}", err=True)
-            sys.exit(EXIT_USAGE)
+            _error(f"cannot write {output}: {e.strerror}")
     else:
         sys.stdout.write(text)
     limit = _SEVERITIES.index(fail_on)
     failed = any(_SEVERITIES.index(f.severity) <= limit for f in report.findings)
     sys.exit(EXIT_FINDINGS if failed else EXIT_OK)
+
+
+def _log_tz(value):
+    """``--log-tz`` of analyze and live (exit 2: one line naming the value)."""
+    from pcapvpn.logsrc import parse_tz
+
+    try:
+        return parse_tz(value)
+    except ValueError as e:
+        _error(f"--log-tz: {e}")
+
+
+def _open_logs(paths, log_tz):
+    """--log / --log-tz → LogSource objects (a bad zone or an unreadable file: exit 2)."""
+    from pcapvpn.logsrc import LogSourceError, open_logs
+
+    tz = _log_tz(log_tz)
+    try:
+        return open_logs(paths, tz)
+    except LogSourceError as e:
+        _error(e)
 
 
 @cli.command()
@@ -325,32 +381,21 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
                    "analysed (TCP 443 is not captured otherwise; repeatable).")
 @click.option("--keys", "keys", multiple=True, metavar="PATH",
               help="Decryption keys, as analyze --keys (repeatable).")
-def live(overrides, expect, peers, spis, vpn_servers, keys, **kw):
+@click.option("--log", "logs", multiple=True, metavar="FILE",
+              help="A gateway log or status file to follow as it grows (as analyze --log; "
+                   "log rotation is followed; repeatable).")
+@click.option("--log-tz", default=None, metavar="ZONE",
+              help="Time zone of --log time stamps that name none (as analyze).")
+def live(overrides, expect, peers, spis, vpn_servers, keys, logs=(), log_tz=None, **kw):
     """Capture on interfaces (a mirror/SPAN port), report tunnel failures as they happen, and
     print the full report when stopped (SIGINT/SIGTERM)."""
     from pcapvpn.live import run_command
-    from pcapvpn.thresholds import DEFAULT
 
-    items = {}
-    for o in overrides:
-        if "=" not in o:
-            raise click.BadParameter(f"{o!r}: expected NAME=VALUE", param_hint="--set")
-        k, v = o.split("=", 1)
-        items[k.strip()] = v.strip()
-    try:
-        thresholds = DEFAULT.with_overrides(items)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--set") from None
-    store = None
-    if keys:
-        from pcapvpn.keys import KeyFileError, load_keys
-
-        try:
-            store = load_keys(keys)
-        except KeyFileError as e:
-            click.echo(f"pcapvpn: error: key file {e}", err=True)
-            sys.exit(EXIT_USAGE)
+    thresholds = _thresholds(overrides)
+    store = _keys(keys) if keys else None
+    tz = _log_tz(log_tz)
     sys.exit(run_command(thresholds=thresholds, expect_peers=[_parse_addr(a) for a in expect],
+                         logs=list(logs), log_tz=tz,
                          peers=[_parse_addr(a) for a in peers],
                          spis=[_parse_spi(s) for s in spis],
                          vpn_servers=[_parse_server(s) for s in vpn_servers], keys=store, **kw))

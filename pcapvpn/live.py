@@ -42,6 +42,9 @@ from dataclasses import dataclass, field
 
 from pcapvpn.live_capture import (AfPacketRing, CaptureError, PipeCapture, compile_filter,
                                   default_filter)
+# events: vendor IDs, identities and other attacker-chosen strings reach the terminal and syslog
+# as printable one-line text (the escaping of every report format)
+from pcapvpn.report.escape import one_line as _clean
 from pcapvpn.thresholds import DEFAULT, Thresholds
 
 __all__ = ["CaptureError", "LiveOptions", "LiveSession", "build_filter", "event_sinks"]
@@ -105,6 +108,9 @@ class LiveOptions:
     vpn_servers: list = field(default_factory=list)
     #: decryption keys (``analyze --keys``): a pcapvpn.keys.KeyStore or None
     keys: object = None
+    #: --log FILE: gateway logs followed as they grow (pcapvpn.logsrc), and --log-tz
+    logs: list = field(default_factory=list)
+    log_tz: object = None
     #: bounds of what is kept (pcapvpn.decode.Limits; None: the defaults)
     limits: object = None
 
@@ -228,14 +234,6 @@ class RotatingWriter:
 
 
 # -- event sinks -----------------------------------------------------------------------------------
-
-def _clean(text, limit: int = 4000) -> str:
-    """Printable one-line text: vendor IDs, identities and other attacker-chosen strings reach
-    the terminal and syslog; control characters (escape sequences, newlines) are replaced."""
-    s = str(text)
-    if not s.isprintable():
-        s = "".join(c if c.isprintable() else "?" for c in s)
-    return s if len(s) <= limit else s[:limit - 1] + "…"
 
 
 def _finding_dict(f) -> dict:
@@ -591,6 +589,10 @@ class LiveSession:
         self.analysis_options = Options(thresholds=opts.thresholds,
                                         expect_peers=list(opts.expect_peers), keys=opts.keys,
                                         vpn_servers=list(opts.vpn_servers), limits=opts.limits)
+        from pcapvpn.logsrc import follow_logs
+
+        self.log_followers = follow_logs(opts.logs, opts.log_tz)
+        self.analysis_options.logs = [f.source for f in self.log_followers]
         self.active: dict = {}
         self.archived: list = []  # findings whose SAs expired before they cleared
         self.raised = 0
@@ -771,6 +773,8 @@ class LiveSession:
 
     def _prepare(self) -> None:
         """What an evaluation changes in the tracker, done before it (in this process)."""
+        for f in self.log_followers:  # --log: the lines appended since the last evaluation
+            f.poll()
         self._refresh_totals()
         self.tracker.ike_tracker.link_rekeys()
 
@@ -795,11 +799,10 @@ class LiveSession:
         tunnels = {t.id: t for t in state.tunnels}
         current = {}
         superseded = set()
-        recovered: dict = {}  # tunnel id -> when it recovered (once per tunnel, not per finding)
         for f in findings:
             if not final and _held(ctx, f):
                 continue
-            if _superseded(ctx, tunnels, f, recovered):
+            if _superseded(ctx, tunnels, f):
                 superseded.add(f.id)
                 continue
             current[f.id] = f
@@ -841,10 +844,10 @@ class LiveSession:
                 del self.archived[:-1000]
                 continue
             self.resolved += 1
-            reason = ("the tunnel recovered: a newer IKE SA came up and carried ESP both ways"
-                      if fid in res["superseded"] else "the condition cleared")
             if not self.sinks:
                 continue
+            reason = ("the tunnel recovered: a later IKE SA came up, or ESP flowed both ways "
+                      "again" if fid in res["superseded"] else "the condition cleared")
             self._emit({"event": "resolved", "ts": now, "reason": reason,
                         "raised": _hms(a.raised_ts), "lasted": round(now - a.raised_ts, 3),
                         "finding": _finding_dict(f)})
@@ -1058,6 +1061,8 @@ class LiveSession:
         if self.writer is not None:
             self.writer.close(now, self._span_stats(self.sources[-1]))
         self._refresh_isb()
+        for f in self.log_followers:
+            f.poll()
         t0 = time.perf_counter()
         with no_gc():
             self.decoder.finish()
@@ -1125,27 +1130,11 @@ def _held(ctx, f) -> bool:
     return ctx.now - t0 < wait
 
 
-def _superseded(ctx, tunnels, f, recovered=None) -> bool:
+def _superseded(ctx, tunnels, f) -> bool:
     """A failure that happened before the tunnel's latest IKE SA came up and carried ESP both
-    ways (the verdict's "recovered"): in live mode it is over.  ``recovered`` caches the
-    recovery time per tunnel over one evaluation."""
-    from pcapvpn.rules.verdict import _last_evidence, _recovered_at
-
-    if not f.failure or f.posture or f.tunnel is None:
-        return False
-    t = tunnels.get(f.tunnel)
-    if t is None:
-        return False
-    if recovered is None:
-        rec = _recovered_at(t)
-    elif t.id in recovered:
-        rec = recovered[t.id]
-    else:
-        rec = recovered[t.id] = _recovered_at(t)
-    if rec is None:
-        return False
-    last = _last_evidence(ctx, f)
-    return last is not None and last < rec
+    ways (the verdict's "recovered"): in live mode it is over."""
+    # the verdicts of this evaluation (computed first) marked the recovered failures
+    return bool(f.failure and not f.posture and f.recovered)
 
 
 def annotate_drops(findings, drops: int, rx_dropped: int = 0) -> None:
@@ -1223,7 +1212,8 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                 syslog, syslog_socket, exec_cmd, quiet, write_dir, write_size_mb, write_files,
                 idle_expiry, max_sas, buffer_mb, promisc, backend, duration, status_interval,
                 fmt, output, peers, spis, min_severity, fail_on, expect_peers, thresholds,
-                vpn_servers=(), keys=None, stdout=None, stderr=None) -> int:
+                vpn_servers=(), keys=None, stdout=None, stderr=None, logs=(),
+                log_tz=None) -> int:
     """``pcapvpn live``; returns the exit status (as ``analyze``: 0, 1 findings at or above
     ``fail_on``, 2 usage or capture error)."""
     from pcapvpn.report import render, select
@@ -1237,7 +1227,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         write_size=int(write_size_mb * 1024 * 1024), write_files=write_files,
         idle_expiry=idle_expiry, max_sas=max_sas, duration=duration,
         status_interval=status_interval if events == "jsonl" else 0,
-        vpn_servers=list(vpn_servers), keys=keys)
+        vpn_servers=list(vpn_servers), keys=keys, logs=list(logs), log_tz=log_tz)
     if print_filter:
         stdout.write(build_filter(opts) + "\n")
         return 0

@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field, fields, is_dataclass
 from functools import lru_cache
 
-SCHEMA_VERSION = "0.1"
+SCHEMA_VERSION = "0.2"
 
 
 def asdict(obj):
@@ -123,6 +123,17 @@ class Counts:
     reassembled_datagrams: int = 0
     incomplete_fragment_sets: int = 0
     tcp_segments_on_vpn_ports: int = 0
+    #: TCP reassembly (pcapvpn.tcp_reassembly, all followed streams): segments whose bytes were
+    #: seen before; holes the capture never filled (of which given up at the out-of-order bound);
+    #: stream directions forgotten and captured bytes discarded because of a memory bound
+    tcp_retransmissions: int = 0
+    tcp_gaps: int = 0
+    tcp_gaps_by_limit: int = 0
+    tcp_streams_evicted: int = 0
+    tcp_bytes_dropped: int = 0
+    #: TCP stream directions on the IKE ports whose bytes are no IKE/ESP framing (RFC 9329,
+    #: libreswan without espintcp, Check Point raw IKE): Cisco's cTCP, another protocol
+    tcp_streams_unrecognised: int = 0
     non_ip_frames: int = 0
     other_ip_frames: int = 0
     truncated_frames: int = 0
@@ -158,6 +169,10 @@ class Report:
     nat_keepalives: list = field(default_factory=list)
     thresholds: dict = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
+    #: --log: the gateway logs read (pcapvpn.rules.logs); None without --log (no JSON key)
+    log_sources: list | None = None
+    #: --log: their classified events on the capture's clock
+    log_events: list | None = None
     #: what the report does not list in full (``Limits.report_max_items``), counted: list name
     #: -> number left out (``findings``: code -> number); empty (and absent from JSON) when the
     #: report lists everything
@@ -165,8 +180,14 @@ class Report:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        for k in ("log_sources", "log_events"):
+            if d.get(k) is None:
+                d.pop(k, None)
         if not d["omitted"]:
             del d["omitted"]
+        for f in d.get("findings") or ():
+            if isinstance(f, dict) and f.get("logs", ()) is None:
+                del f["logs"]
         # schema_version first, as the conventions ask
         return {"schema_version": d.pop("schema_version"), **d}
 

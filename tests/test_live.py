@@ -681,14 +681,17 @@ def _compare(live_r, ana, events, original=None):
     assert sorted((t["id"], t["verdict"]) for t in live_r["tunnels"]) == \
         sorted((t["id"], t["verdict"]) for t in ana["tunnels"])
     if original is not None:
-        assert _codes(live_r["findings"]) == _codes(original["findings"])
+        # a replay re-times the packets: the senders' own clocks (OpenVPN net time) then differ
+        # from the capture's by the time since the lab run, which the replay rightly reports
+        replayed = {"OPENVPN_CLOCK_SKEW"}
+        assert [c for c in _codes(live_r["findings"]) if c not in replayed] == \
+            [c for c in _codes(original["findings"]) if c not in replayed]
         assert sorted(t["id"] for t in live_r["tunnels"]) == \
             sorted(t["id"] for t in original["tunnels"])
     raised = {e["finding"]["id"] for _t, e in events if e["event"] == "raised"}
     resolved = {e["finding"]["id"] for _t, e in events if e["event"] == "resolved"}
-    tun = {t["id"]: t for t in live_r["tunnels"]}
     for f in live_r["findings"]:
-        recovered = any("recovered" in n for n in tun.get(f["tunnel"], {}).get("not_seen", []))
+        recovered = bool(f.get("recovered"))
         assert (f["id"] in raised - resolved) or recovered, f"{f['code']} never raised"
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO, corpus_dir
 from dissect.vpn import openvpn as ov
@@ -26,9 +28,9 @@ SID_C, SID_S = 0x1122334455667788, 0x99AABBCCDDEEFF00
 @pytest.mark.parametrize("hmac", [0, 20, 32, 64])
 def test_layouts_detected_and_parsed(hmac):
     reset = ovpn_control(7, SID_C, hmac=hmac)
-    assert ov.detect_layout(reset, 0, len(reset), T0 + 5) == (hmac or ov.PLAIN)
+    assert ov.detect_layout(reset, 0, len(reset)) == (hmac or ov.PLAIN)
     srv = ovpn_control(8, SID_S, acks=[0], rsid=SID_C, hmac=hmac)
-    assert ov.detect_layout(srv, 0, len(srv), T0) == (hmac or ov.PLAIN)
+    assert ov.detect_layout(srv, 0, len(srv)) == (hmac or ov.PLAIN)
     c = ov.parse_control(srv, 0, len(srv), hmac or ov.PLAIN)
     assert (c.opcode, c.session_id, c.acks, c.remote_session_id, c.packet_id) == \
         (8, SID_S, (0,), SID_C, 0)
@@ -44,15 +46,99 @@ def test_layouts_detected_and_parsed(hmac):
 
 def test_tls_crypt_and_v2():
     p = ovpn_crypt(7, SID_C)
-    assert ov.detect_layout(p, 0, len(p), T0 + 100) == ov.CRYPT
+    assert ov.detect_layout(p, 0, len(p)) == ov.CRYPT
     c = ov.parse_control(p, 0, len(p), ov.CRYPT)
     assert c.encrypted and c.packet_id is None and c.wkc_len == 0
     v3 = ovpn_crypt(10, SID_C, wkc=299)
     c = ov.parse_control(v3, 0, len(v3), ov.CRYPT)
     assert c.wkc_len == 299 and c.payload_end == len(v3) - 299
-    # a net time far from the capture time is not tls-crypt
-    assert ov.detect_layout(ovpn_crypt(7, SID_C, net_time=T0 - 86400 * 30), 0, len(p),
-                            T0) is None
+    assert ov.detect_layout(v3, 0, len(v3)) == ov.CRYPT
+
+
+@pytest.mark.parametrize("skew", [0, -86400 * 30, 86400 * 3 + 1, -86400 * 365 * 3])
+def test_layout_does_not_trust_the_senders_clock(skew):
+    """The net time is the sender's clock: a capture replayed months later, or a sender whose
+    clock is off by days, is recognised all the same (issue 13 §0)."""
+    for op, extra in ((7, {}), (8, {}), (10, {"wkc": 120})):
+        p = ovpn_crypt(op, SID_C, net_time=T0 + skew, **extra)
+        assert ov.detect_layout(p, 0, len(p)) == ov.CRYPT
+    for hmac in (20, 32, 64):
+        p = ovpn_control(7, SID_C, hmac=hmac, net_time=T0 + skew)
+        assert ov.detect_layout(p, 0, len(p)) == hmac
+
+
+def test_reset_replay_structure():
+    """A hard reset is among the first packets of its sender's replay context: replay packet ID
+    1 (or a little more after retransmissions), never a large one."""
+    for rid in (1, 2, 13, ov.RESET_MAX_REPLAY):
+        p = ovpn_crypt(7, SID_C, replay=rid)
+        assert ov.detect_layout(p, 0, len(p)) == ov.CRYPT
+    for rid in (0, ov.RESET_MAX_REPLAY + 1, 70000, 0xFFFFFFFF):
+        p = ovpn_crypt(7, SID_C, replay=rid)
+        assert ov.detect_layout(p, 0, len(p)) in (None, ov.PLAIN)
+    # other control packets are ambiguous alone: the caller confirms with a second packet
+    a = ovpn_crypt(4, SID_C, replay=7)
+    b = ovpn_crypt(4, SID_C, replay=9)
+    assert ov.detect_layout(a, 0, len(a)) is None
+    ca, cb = ov.wrap_candidates(a, 0, len(a)), ov.wrap_candidates(b, 0, len(b))
+    assert [x[0] for x in ca if any(ov.same_context(x, y) for y in cb)] == [ov.CRYPT]
+    other = ovpn_crypt(4, SID_C, replay=9, net_time=T0 + 1)   # another context
+    assert not any(ov.same_context(x, y) for x in ca
+                   for y in ov.wrap_candidates(other, 0, len(other)))
+
+
+def _random_control(rng, n):
+    """Random bytes behind a control opcode with key ID 0 (the shape _new_udp considers)."""
+    op = rng.choice(sorted(ov.CONTROL_OPCODES))
+    return bytes([op << 3]) + rng.randbytes(n - 1)
+
+
+def test_random_payloads_never_pass_for_a_wrapped_reset():
+    """False positives of the clockless recognition on random datagrams: zero in 300,000
+    (a wrapped reset needs a replay ID of 1..64: 64 / 2**32 per packet)."""
+    import random
+
+    rng = random.Random(13)
+    hits = {}
+    for i in range(300_000):
+        p = _random_control(rng, 14 + (i % 1400))
+        lay = ov.detect_layout(p, 0, len(p))
+        if lay is not None and lay != ov.PLAIN:
+            hits[lay] = hits.get(lay, 0) + 1
+    assert hits == {}
+
+
+@settings(max_examples=3000, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(op=st.sampled_from(sorted(ov.CLIENT_RESETS | ov.SERVER_RESETS)),
+       body=st.binary(min_size=13, max_size=1500))
+def test_hypothesis_random_resets_not_wrapped(op, body):
+    """Random payloads behind a hard-reset opcode: a wrapped layout only when the replay
+    structure is really there (a replay ID of 1..64 at the place the layout puts it)."""
+    p = bytes([op << 3]) + body
+    lay = ov.detect_layout(p, 0, len(p))
+    if lay is None or lay == ov.PLAIN:
+        return
+    c = ov.parse_control(p, 0, len(p), lay)
+    assert 1 <= c.replay_id <= ov.RESET_MAX_REPLAY
+
+
+def test_no_openvpn_in_other_udp_captures():
+    """Every capture in captures/ and the corpus that holds no OpenVPN: no OpenVPN tunnel is
+    made of its UDP (issue 13 §0: zero false positives without the clock check)."""
+    from conftest import corpus_captures, corpus_dir, project_captures
+
+    root = corpus_dir()
+    openvpn = {root / row.split("`")[1] for row in (root / "MANIFEST.md").read_text().splitlines()
+               if row.startswith("| `") and "OpenVPN" in row}
+    checked = 0
+    for p in project_captures() + corpus_captures():
+        if p in openvpn or "openvpn" in p.name:
+            continue
+        r = analyse(p)
+        assert not [t for t in vpn_tunnels(r) if t.get("protocol") == "openvpn"], p
+        checked += 1
+    assert checked > 100
 
 
 def test_malformed_control_packets():
@@ -71,7 +157,7 @@ def test_malformed_control_packets():
             ov.parse_control(buf, 0, n, ov.PLAIN)
         except DissectError:
             pass
-        ov.detect_layout(buf, 0, n, T0)
+        ov.detect_layout(buf, 0, n)
         ov.looks_like(buf, 0, n)
 
 
@@ -143,6 +229,64 @@ def test_no_response_then_pending(tmp_path):
     assert codes(r) == []
     t, = vpn_tunnels(r)
     assert t["verdict"] == "unknown" and any("hard reset" in n for n in t["not_seen"])
+
+
+@pytest.mark.parametrize("skew_days", [2, 3, 30, -400])
+def test_diagnosis_survives_a_sender_clock_off_by_days(tmp_path, skew_days):
+    """The +2 days / +3 days regressions of issue 13 §0: the tls-crypt no-response diagnosis
+    stays, and the skew is an info note on the tunnel."""
+    c = Cap()
+    net = T0 + 86400 * skew_days
+    for i, dt in enumerate((0, 2, 6, 14)):
+        c.udp(dt, C, S, 40000, 1194, ovpn_crypt(7, SID_C, replay=i + 1, net_time=net))
+    r = analyse(c.write(tmp_path / "skew.pcap"))
+    assert codes(r) == ["OPENVPN_CLOCK_SKEW", "OPENVPN_NO_RESPONSE"]
+    t, = vpn_tunnels(r)
+    assert t["verdict"] == "failing" and t["primary_code"] == "OPENVPN_NO_RESPONSE"
+    sk = next(f for f in r.findings if f.code == "OPENVPN_CLOCK_SKEW")
+    assert sk.severity == "info" and not sk.failure and f"{abs(skew_days)}.0 days" in sk.title
+    assert ("ahead of" if skew_days > 0 else "behind") in sk.title
+    assert t["vpn"]["openvpn"]["clock_skew_s"]["client"] == pytest.approx(86400 * skew_days)
+
+
+def test_small_skew_is_not_reported(tmp_path):
+    c = Cap()
+    _udp_session(c, 0, hmac=32)
+    r = analyse(c.write(tmp_path / "ok.pcap"))
+    assert "OPENVPN_CLOCK_SKEW" not in codes(r)
+
+
+def _mid_session(c, crypt: bool):
+    """A capture that starts after the hard resets: control packets, then data both ways."""
+    for i in range(3):
+        if crypt:
+            c.udp(i, C, S, 40000, 1194, ovpn_crypt(4, SID_C, replay=20 + i, net_time=T0 - 50))
+            c.udp(i + 0.1, S, C, 1194, 40000,
+                  ovpn_crypt(5, SID_S, replay=30 + i, net_time=T0 - 49, body=20))
+        else:
+            # plain, with an ACK: the bytes after the session ID read as a plausible tls-crypt
+            # replay ID / net time in one packet, never as one replay context over two
+            c.udp(i, C, S, 40000, 1194,
+                  ovpn_control(4, SID_C, pid=5 + i, acks=[0x00C0FFEE + 7 * i], rsid=SID_S,
+                               payload=tls_record(23, b"x" * 40)))
+            c.udp(i + 0.1, S, C, 1194, 40000,
+                  ovpn_control(5, SID_S, acks=[5 + i], rsid=SID_C))
+    for i in range(12):
+        c.udp(4 + i, C, S, 40000, 1194, ovpn_data())
+        c.udp(4.2 + i, S, C, 1194, 40000, ovpn_data())
+
+
+@pytest.mark.parametrize("crypt", [True, False])
+def test_mid_session_layout_confirmed_by_a_second_packet(tmp_path, crypt):
+    c = Cap()
+    _mid_session(c, crypt)
+    r = analyse(c.write(tmp_path / "mid.pcap"))
+    t, = vpn_tunnels(r)
+    ovs = t["vpn"]["openvpn"]
+    assert ovs["control_protection"] == ("tls-crypt" if crypt else "none")
+    assert ovs["undecodable_packets"] == 0
+    assert sum(s["client_control"]["packets"] for s in ovs["sessions"]) == 3
+    assert t["verdict"] == "healthy"
 
 
 def test_no_response_recovered_by_a_later_session(tmp_path):
@@ -309,7 +453,7 @@ def _our_records(path):
             out.append((op, kid, None, None, None))
             continue
         if layout is None:
-            layout = ov.detect_layout(m, 0, len(m), ts)
+            layout = ov.detect_layout(m, 0, len(m))
         c = ov.parse_control(m, 0, len(m), layout)
         out.append((op, kid, c.session_id, c.acks, c.packet_id))
     return sorted(out, key=repr)

@@ -519,7 +519,8 @@ def test_dissectors_fuzz():
     parsers = [
         lambda b: openvpn.parse_header(b, 0, len(b)),
         lambda b: [openvpn.parse_control(b, 0, len(b), lay) for lay in (0, -1, 20, 32)],
-        lambda b: openvpn.detect_layout(b, 0, len(b), T0),
+        lambda b: openvpn.detect_layout(b, 0, len(b)),
+        lambda b: openvpn.wrap_candidates(b, 0, len(b)),
         lambda b: openvpn.split_tcp(b),
         lambda b: openvpn.tcp_stream_start(b, 0, len(b)),
         lambda b: wireguard.parse(b, 0, len(b)),

@@ -22,10 +22,15 @@ doc/tls-crypt-v2.txt for tls-crypt-v2):
   P_ACK_V1) the 32-bit message packet ID and the payload (TLS records, in order of packet ID).
 
 Nothing on the wire says which protection is in use: :func:`detect_layout` finds the one under
-which a control packet is self-consistent (hard resets are the strongest evidence: no ACKs,
-message packet ID 0, replay packet ID 1, a net time near the capture time), and callers keep it
-per session.  Results are plain tuples / NamedTuples; malformed input raises
-:class:`DissectError`.
+which a hard reset is self-consistent (no ACKs, message packet ID 0, a replay packet ID among the
+first of its sender's context), and callers keep it per session.  Other control packets are
+ambiguous alone (a tls-crypt header, a tls-auth header and a plain reliability layer can all
+parse the same bytes): :func:`wrap_candidates` lists the wrapped readings of one packet and
+:func:`same_context` confirms one with a second packet of the same sender (same session ID, same
+net time, a replay packet ID a little higher).  The sender's clock is never trusted: the net time
+is a field the sender fills from its own clock, so a capture replayed later or a sender whose
+clock is off by days must be recognised all the same (callers may report the skew).  Results are
+plain tuples / NamedTuples; malformed input raises :class:`DissectError`.
 """
 
 from __future__ import annotations
@@ -42,8 +47,8 @@ __all__ = [
     "P_CONTROL_HARD_RESET_CLIENT_V3", "P_CONTROL_WKC_V1",
     "CLIENT_RESETS", "SERVER_RESETS", "DATA_OPCODES", "CONTROL_OPCODES",
     "PLAIN", "CRYPT", "AUTH_SIZES", "Control", "opcode_name", "layout_name",
-    "looks_like", "parse_header", "parse_control", "detect_layout", "split_tcp",
-    "tcp_stream_start",
+    "looks_like", "parse_header", "parse_control", "detect_layout", "wrap_candidates",
+    "same_context", "split_tcp", "tcp_stream_start", "RESET_MAX_REPLAY", "REPLAY_STEP_MAX",
 ]
 
 P_CONTROL_HARD_RESET_CLIENT_V1 = 1
@@ -79,11 +84,20 @@ _TAG = 32          # tls-crypt: HMAC-SHA256 tag
 #: the reliability layer acknowledges at most this many packet IDs per packet (OpenVPN's
 #: RELIABLE_ACK_SIZE is 8)
 MAX_ACKS = 8
-#: net time accepted by :func:`detect_layout` without a reference time: 2005-01-01 .. 2100-01-01
+#: a plausible net time (the sender's clock when its replay context started): 2005-01-01 ..
+#: 2100-01-01.  Only a sanity bound: about 70 % of random 32-bit values pass it, so it never
+#: decides a layout alone.
 _TIME_MIN = 1104537600
 _TIME_MAX = 4102444800
-#: with a reference time, the sender's clock may be off by this much (seconds)
-TIME_WINDOW = 3 * 86400
+#: a hard reset is among the first packets its sender wraps in a new tls-auth / tls-crypt
+#: context: replay packet ID 1, or a few more when it was retransmitted (OpenVPN wraps every
+#: packet it sends, retransmissions included, with the next ID; a session gives up after its
+#: hand-window of 60 s, a dozen retransmissions at most).  Random bytes pass this with
+#: probability 64 / 2**32.
+RESET_MAX_REPLAY = 64
+#: two wrapped packets of one sender belong to one replay context when their net times are equal
+#: and the later replay packet ID is higher by at most this much
+REPLAY_STEP_MAX = 1024
 
 _U16 = struct.Struct(">H").unpack_from
 _U32 = struct.Struct(">I").unpack_from
@@ -221,20 +235,74 @@ def parse_control(data, off: int, end: int, layout=PLAIN) -> Control:
     return Control(op, key_id, sid, replay, ntime, False, acks, rsid, pid, pos, end, 0)
 
 
-def _time_ok(t, ref) -> bool:
-    if ref is None:
-        return _TIME_MIN <= t <= _TIME_MAX
-    return abs(t - ref) <= TIME_WINDOW
+def _time_ok(t) -> bool:
+    return _TIME_MIN <= t <= _TIME_MAX
 
 
-def detect_layout(data, off: int, end: int, ref_time=None):
-    """The layout under which the control packet ``data[off:end]`` is self-consistent, or None.
+def _wrapped(data, off, end, op, layout):
+    """``(replay_id, net_time)`` of a control packet read under a wrapped ``layout`` (CRYPT or an
+    HMAC size) when it parses and the two fields are plausible, else None."""
+    pos = off + 9
+    if layout == CRYPT:
+        if end - pos < 8 + _TAG + (0 if op == P_ACK_V1 else 1):
+            return None
+        rid, t = _II(data, pos)
+    else:
+        if end - pos < layout + 9:
+            return None
+        rid, t = _II(data, pos + layout)
+    if rid < 1 or not _time_ok(t):
+        return None
+    try:
+        c = parse_control(data, off, end, layout)
+    except DissectError:
+        return None
+    if layout != CRYPT and not _plausible(c):
+        return None
+    return rid, t
 
-    ``ref_time`` (the packet's capture time) tightens the net-time check of tls-auth/tls-crypt.
-    Checks: tls-crypt — replay packet ID >= 1 and a plausible net time right after the session
-    ID; tls-auth — the same after an HMAC of one of the usual sizes, then a valid reliability
-    layer; none — a valid reliability layer right after the session ID (for hard resets from the
-    client: no ACKs and message packet ID 0; for P_ACK_V1: the ACK array ends the packet).
+
+def wrap_candidates(data, off: int, end: int) -> list:
+    """``[(layout, session_id, replay_id, net_time), ...]``: the wrapped layouts (tls-crypt, then
+    tls-auth by HMAC size) under which the control packet ``data[off:end]`` parses with a replay
+    packet ID >= 1 and a plausible net time.  One packet is weak evidence (random bytes pass the
+    net-time bound most of the time); confirm with :func:`same_context`."""
+    if end > len(data):
+        end = len(data)
+    try:
+        op, _k, sid = parse_header(data, off, end)
+    except DissectError:
+        return []
+    if op not in CONTROL_OPCODES:
+        return []
+    out = []
+    for layout in (CRYPT,) + AUTH_SIZES:
+        w = _wrapped(data, off, end, op, layout)
+        if w is not None:
+            out.append((layout, sid, w[0], w[1]))
+    return out
+
+
+def same_context(earlier, later) -> bool:
+    """True when two :func:`wrap_candidates` entries of one sender (earlier and later in the
+    capture) read as one replay context: same layout and session ID, the same net time, and a
+    replay packet ID higher by 1 .. :data:`REPLAY_STEP_MAX`."""
+    return (earlier[0] == later[0] and earlier[1] == later[1] and earlier[3] == later[3]
+            and 0 < later[2] - earlier[2] <= REPLAY_STEP_MAX)
+
+
+def detect_layout(data, off: int, end: int):
+    """The layout under which the control packet ``data[off:end]`` is self-consistent on its own,
+    or None.
+
+    Hard resets decide alone: tls-crypt — a replay packet ID of 1 .. :data:`RESET_MAX_REPLAY`
+    and a plausible net time right after the session ID; tls-auth — the same after an HMAC of
+    one of the usual sizes, then a valid reliability layer (client resets: no ACKs and message
+    packet ID 0; server resets: message packet ID 0); none — that reliability layer right after
+    the session ID.  Any other control packet is PLAIN when no wrapped reading exists (see
+    :func:`wrap_candidates`) and its reliability layer parses, else None: the caller confirms a
+    wrapped reading with a second packet (:func:`same_context`).  The net time is the sender's
+    clock and is not compared with the capture's.
     """
     if end > len(data):
         end = len(data)
@@ -244,28 +312,13 @@ def detect_layout(data, off: int, end: int, ref_time=None):
         return None
     if op not in CONTROL_OPCODES:
         return None
-    pos = off + 9
-    # tls-crypt: the replay ID and net time directly after the session ID
-    if end - pos >= 8 + _TAG + (0 if op == P_ACK_V1 else 1):
-        rid, t = _II(data, pos)
-        if 1 <= rid and _time_ok(t, ref_time):
-            try:
-                parse_control(data, off, end, CRYPT)
-                return CRYPT
-            except DissectError:
-                pass
-    for h in AUTH_SIZES:
-        if end - pos < h + 9:
-            continue
-        rid, t = _II(data, pos + h)
-        if rid < 1 or not _time_ok(t, ref_time):
-            continue
-        try:
-            c = parse_control(data, off, end, h)
-        except DissectError:
-            continue
-        if _plausible(c):
-            return h
+    wrapped = wrap_candidates(data, off, end)
+    if op in CLIENT_RESETS or op in SERVER_RESETS:
+        for layout, _s, rid, _t in wrapped:
+            if rid <= RESET_MAX_REPLAY:
+                return layout
+    elif wrapped:
+        return None
     try:
         c = parse_control(data, off, end, PLAIN)
     except DissectError:

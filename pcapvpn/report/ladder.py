@@ -14,9 +14,10 @@ Layout only: nothing here decides what is wrong; the rows cited by findings carr
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
+
+from pcapvpn.report.escape import printable
 
 #: payloads not listed among the "key payloads" of a message (shown otherwise or noise)
 _QUIET_PAYLOADS = {"N", "V", "VID", "Notification", "Vendor ID"}
@@ -35,7 +36,7 @@ class Peer:
 
 @dataclass
 class Row:
-    kind: str                       # "msg", "float" (NAT-T move to 4500) or "elided"
+    kind: str                       # "msg", "float" (NAT-T move to 4500), "log" or "elided"
     t: float = 0.0                  # seconds from the SA's first message
     dt: float | None = None         # seconds since the previous message row
     rightward: bool = True          # left peer (initiator) -> right peer
@@ -56,7 +57,9 @@ class Row:
     dst: str = ""
     port_float: bool = False        # first message on UDP 4500 after UDP 500
     codes: list = field(default_factory=list)   # finding codes citing this message's frames
-    text: str = ""                  # "float" / "elided" rows: what to say
+    text: str = ""                  # "float" / "elided" / "log" rows: what to say
+    source: str = ""                # "log" rows: file:line
+    agrees: bool = True             # "log" rows: false where the line contradicts a finding
 
     @property
     def label(self) -> str:
@@ -108,11 +111,11 @@ def _host(ep: str) -> tuple[str, int | None]:
     """'192.0.2.1:500' / '[2001:db8::1]:500' / '2001:db8::1:500' -> (address, port)."""
     if ep.startswith("["):
         a, _, p = ep[1:].partition("]:")
-        return a, int(p) if p.isdigit() else None
+        return a, int(p) if p.isascii() and p.isdigit() else None
     a, _, p = ep.rpartition(":")
     if not a:
         return ep, None
-    return a, int(p) if p.isdigit() else None
+    return a, int(p) if p.isascii() and p.isdigit() else None
 
 
 def _payload_text(m: dict) -> str:
@@ -137,8 +140,36 @@ def _payload_text(m: dict) -> str:
     return " ".join(txt)
 
 
-def layout(sa: dict, marks: dict | None = None, max_rows: int = 80) -> Ladder:
-    """The ladder of one ``ike_sas`` dict.  ``marks``: {(file, frame): [finding codes]}."""
+#: log event kinds drawn on a ladder (the packets themselves are the arrows)
+LADDER_LOG_KINDS = frozenset({
+    "ike_init", "ike_peer_init", "ike_retransmit", "ike_established", "child_established",
+    "delete_sent", "delete_recv", "ike_rekey", "give_up", "no_proposal", "invalid_ke",
+    "auth_failed", "auth_suspected", "ts_unacceptable", "child_failed", "cookie", "nat_detected",
+    "nat_faked", "fragment", "dpd_timeout", "dpd_request", "peer_restart", "invalid_spi",
+    "esp_error", "aggressive_mode", "cert_failed", "tunnel_down", "tunnel_up"})
+#: log rows per ladder at most
+MAX_LOG_ROWS = 40
+
+
+def log_rows(sa: dict, log_events, log_sources) -> list[dict]:
+    """The ``log_events`` of the report tied to this IKE SA, with the side of the ladder their
+    gateway is on (``host`` of their ``log_sources`` entry: its address as the capture shows
+    it)."""
+    hosts = {s["file"]: s.get("host") for s in log_sources or ()}
+    out = []
+    for e in log_events or ():
+        if e.get("ike_sa") != sa.get("id") or e.get("kind") not in LADDER_LOG_KINDS or \
+                not e.get("time"):
+            continue
+        out.append({**e, "host": hosts.get(e["file"])})
+        if len(out) >= MAX_LOG_ROWS:
+            break
+    return out
+
+
+def layout(sa: dict, marks: dict | None = None, max_rows: int = 80, logs=None) -> Ladder:
+    """The ladder of one ``ike_sas`` dict.  ``marks``: {(file, frame): [finding codes]};
+    ``logs``: gateway log events to draw on it (:func:`log_rows`)."""
     msgs = sa.get("messages") or []
     marks = marks or {}
     init = sa.get("initiator") or {}
@@ -233,6 +264,8 @@ def layout(sa: dict, marks: dict | None = None, max_rows: int = 80) -> Ladder:
             src=m["src"], dst=m["dst"], port_float=is_float, codes=codes))
         prev_t = t
 
+    if logs:
+        rows = _with_logs(rows, logs, t0, left.address)
     if len(rows) > max_rows:
         head = max_rows * 3 // 4
         tail = max_rows - head - 1
@@ -254,6 +287,23 @@ def layout(sa: dict, marks: dict | None = None, max_rows: int = 80) -> Ladder:
     return ladder
 
 
+def _with_logs(rows: list, logs, t0: float, left_addr: str) -> list:
+    """Insert a row per log event, in time order among the message rows."""
+    import bisect
+
+    out = list(rows)
+    for e in sorted(logs, key=lambda e: e["time"]["rel"]):
+        t = e["time"]["rel"] - t0
+        name = e["file"].rsplit("/", 1)[-1]
+        row = Row("log", t=t, rightward=e.get("host") != left_addr if e.get("host") else True,
+                  text=f"{e['kind']}: "
+                       f"{_clip(' '.join(str(e.get('message') or e.get('text', '')).split()), 160)}",
+                  source=f"{name}:{e['line']}", agrees=not e.get("contradicts"))
+        i = bisect.bisect_right([r.t for r in out], t)
+        out.insert(i, row)
+    return out
+
+
 def finding_marks(findings) -> dict:
     """{(file, frame): [codes]} of the frames the findings cite (failures first)."""
     out: dict = {}
@@ -267,8 +317,6 @@ def finding_marks(findings) -> dict:
 
 # -- ASCII ------------------------------------------------------------------------------------
 
-_CTRL = re.compile(r"[\x00-\x1f\x7f]")
-
 def _clip(s: str, n: int) -> str:
     return s if len(s) <= n else s[:max(0, n - 3)] + "..."
 
@@ -277,23 +325,32 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
     """ASCII ladder: one line per row, ``lane`` characters between the two lifelines, the key
     payloads / notifies after the right lifeline (clipped to ``details`` characters)."""
     out = []
-    hdr_l = _clip(ladder.left.label, lane)
-    out.append(f"{'t (s)':>9}  {'+dt':>7}  {hdr_l:<{lane + 2}}{_clip(ladder.right.label, 40)}")
+    hdr_l = _clip(printable(ladder.left.label), lane)
+    out.append(f"{'t (s)':>9}  {'+dt':>7}  {hdr_l:<{lane + 2}}"
+               f"{_clip(printable(ladder.right.label), 40)}")
     out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|")
     for r in ladder.rows:
         t = f"{r.t:9.3f}"
         if r.kind == "elided":
-            out.append(f"{'':>9}  {'':>7}  |{_clip(r.text, lane).center(lane, ' ')}|")
-            out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|  {_clip(r.text, details)}"
-                       if len(r.text) > lane else f"{'':>9}  {'':>7}  |{' ' * lane}|")
+            text = printable(r.text)
+            out.append(f"{'':>9}  {'':>7}  |{_clip(text, lane).center(lane, ' ')}|")
+            out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|  {_clip(text, details)}"
+                       if len(text) > lane else f"{'':>9}  {'':>7}  |{' ' * lane}|")
+            continue
+        if r.kind == "log":
+            tag = f"[{r.source}{'' if r.agrees else ' CONTRADICTS'}]"
+            mark = "<log" if r.rightward else "log>"
+            bar = (" " * (lane - 4) + mark) if r.rightward else (mark + " " * (lane - 4))
+            out.append(f"{t}  {'':>7}  |{bar}|  {_clip(printable(tag + ' ' + r.text), details)}")
             continue
         if r.kind == "float":
             lbl = " NAT-T 500 -> 4500 "
-            out.append(f"{t}  {'':>7}  |{lbl.center(lane, '=')}|  {_clip(r.text, details)}")
+            out.append(f"{t}  {'':>7}  |{lbl.center(lane, '=')}|  "
+                       f"{_clip(printable(r.text), details)}")
             continue
         dt = f"+{r.dt:.3f}" if r.dt is not None else ""
         fill = "~" if r.copy == "retransmission" else ("." if r.copy == "duplicate" else "-")
-        label = f" {_clip(r.label, lane - 8)} "
+        label = f" {_clip(printable(r.label), lane - 8)} "
         if r.rightward:
             head = "X  " if r.unanswered else ">"
             body = fill * 2 + label
@@ -309,10 +366,11 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
         if r.codes:
             extra = "[" + ",".join(r.codes) + "] " + extra
         frames = ",".join(str(f) for f in r.frames)
-        extra = _CTRL.sub("?", extra)
+        extra = printable(extra)
         out.append(f"{t}  {dt:>7}  |{arrow}|  {_clip(f'fr {frames}: ' + extra, details)}")
     out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|")
     legend = ("--> message   ~~> retransmission   ..> capture duplicate   --X no response"
-              "   === NAT-T float")
+              "   === NAT-T float" + ("   log> gateway log line" if any(
+                  r.kind == "log" for r in ladder.rows) else ""))
     out.append(f"{'':>9}  {'':>7}  {legend}")
     return "\n".join(out)

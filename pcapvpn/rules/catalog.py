@@ -10,7 +10,7 @@ from __future__ import annotations
 from pcapvpn.decode import Limits
 from pcapvpn.findings import ALL_STAGES, REGISTRY
 from pcapvpn.rules import load_all
-from pcapvpn.thresholds import describe
+from pcapvpn.thresholds import describe, valid_range
 
 
 def render() -> str:
@@ -47,16 +47,17 @@ def render() -> str:
                 out += [f"{i}. {a}" for i, a in enumerate(s.advice, 1)]
                 out.append("")
     out += ["## Thresholds", "",
-            "Options of `analyze` (and later `live`): `--set NAME=VALUE`.", "",
-            "| name | default | meaning |", "|---|---|---|"]
+            "Options of `analyze` and `live`: `--set NAME=VALUE` (a value outside its range is "
+            "refused with exit status 2).", "",
+            "| name | default | valid values | meaning |", "|---|---|---|---|"]
     for name, default, doc in describe():
-        out.append(f"| `{name}` | {default} | {doc} |")
+        out.append(f"| `{name}` | {default} | {valid_range(name)} | {doc} |")
     out += ["", "## Limits", "",
             "Bounds of what an analysis keeps (`pcapvpn.decode.Limits`), so that a hostile "
             "capture (a flood of SPIs or IKE_SA_INITs, garbage) gives a bounded analysis and "
             "report; what a bound drops is counted and reported (`CAPTURE_LIMITS`, and "
             "`omitted` in JSON for the report's lists). Options of `analyze`: "
-            "`--limit NAME=VALUE`.", "",
+            "`--limit NAME=VALUE` (a positive number).", "",
             "| name | default | meaning |", "|---|---|---|"]
     for name, default, doc in describe(Limits):
         out.append(f"| `{name}` | {default:,} | {doc} |" if isinstance(default, int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import cached_property
 
 from pcapvpn.findings import Evidence, FrameRef
 from pcapvpn.model import Time, addr
@@ -96,6 +97,15 @@ class Context:
             self.cut[what] = [1, ref, ts]
         else:
             e[0] += 1
+
+    @cached_property
+    def ike_by_peers(self) -> dict:
+        """``(version, initiator address, responder address)`` -> IKE SAs in capture order."""
+        m = {}
+        for sa in sorted(self.state.ike_sas, key=lambda s: s.first_ts or 0.0):
+            if sa.initiator and sa.responder:
+                m.setdefault((sa.version, sa.initiator[1], sa.responder[1]), []).append(sa)
+        return m
 
     def file(self, idx: int) -> str:
         return self.names[idx] if 0 <= idx < len(self.names) else f"#{idx}"
@@ -209,6 +219,38 @@ def last_requests(x):
     return [m for m in x.msgs if m.step == last]
 
 
+def established_ts(sa):
+    """When an IKE SA became established (keyless view), or None."""
+    from pcapvpn.track.ike import IKE_AUTH, V1_AGGRESSIVE, V1_MAIN, V1_QUICK
+
+    if not sa.established:
+        return None
+    if sa.version == 2:
+        for x in sa.exchanges:
+            if x.exch == IKE_AUTH and x.responses:
+                return x.responses[0].ts
+        return sa.first_ts
+    for x in sa.exchanges:
+        if x.exch in (V1_MAIN, V1_AGGRESSIVE) and x.last_step >= (6 if x.exch == V1_MAIN else 3):
+            return max(m.ts for m in x.msgs)
+    for x in sa.exchanges:
+        if x.exch == V1_QUICK:
+            return min(m.ts for m in x.msgs)
+    return sa.first_ts
+
+
+def seen_working(sa) -> bool:
+    """An IKE SA whose establishment the capture shows from both sides: established, with an
+    exchange that carries messages from both peers (a request and its answer).  A lone message
+    of an SA negotiated before the capture started is not enough."""
+    if established_ts(sa) is None:
+        return False
+    for x in sa.exchanges:
+        if len({m.src for m in x.msgs}) >= 2:
+            return True
+    return False
+
+
 def exchange_label(x) -> str:
     """``IKE_AUTH (Message ID 1)`` / ``Main Mode MM3`` / ``Quick Mode QM1 (Message ID 0x1a2b3c4d)``."""
     from dissect.vpn import registry as reg
@@ -229,11 +271,21 @@ def backoff(msgs) -> list[float]:
     return [round(b - a, 3) for a, b in zip(ts, ts[1:])]
 
 
+#: retransmission intervals compared with an implementation's timers: more than any of them
+#: sends before giving up (strongSwan retransmit_tries 5), so a peer that never answers a long
+#: capture costs no more work than one that stopped early
+HINT_INTERVALS = 12
+
+
 def implementation_hint(intervals) -> str | None:
     """Name the implementation whose documented retransmission timers fit the intervals
-    (anchors.md §2.5: strongSwan 4 s x 1.8^n; libreswan 0.5 s doubling)."""
-    if len(intervals) < 2:
+    (anchors.md §2.5: strongSwan 4 s x 1.8^n; libreswan 0.5 s doubling).  Only the first
+    :data:`HINT_INTERVALS` intervals are compared (bounded work; a geometric series over
+    thousands of copies would overflow)."""
+    intervals = list(intervals[:HINT_INTERVALS])
+    if len(intervals) < 2 or intervals[0] <= 0:
         return None
+
     def fits(base, factor):
         exp = [base * factor ** i for i in range(len(intervals))]
         return all(abs(a - e) <= max(0.25, 0.15 * e) for a, e in zip(intervals, exp))
@@ -342,3 +394,110 @@ def weak_transforms(version: int, proposals) -> list[tuple[str, str]]:
                 if why:
                     seen.setdefault(reg.v1_transform_name(3, tr.transform_id), why)
     return list(seen.items())
+
+
+def tcp_connection_findings(ctx, conns, *, ipver, client, server, port, name, tunnel, key, up,
+                            advice=None):
+    """TCP_NO_ANSWER and TCP_RESET for the connections ``conns`` (pcapvpn.track.vpn.TcpConn) of
+    ``client`` to ``server``:``port``: SYNs that got no SYN-ACK (retransmitted, or older than the
+    response timeout), and resets from the server side before the protocol came up (``up(c)``),
+    unless a later connection worked.  ``name`` says what runs on the port; ``key`` makes the
+    findings' ids."""
+    from pcapvpn.findings import make
+
+    th = ctx.th
+    server_txt = (f"[{ip_text(server)}]" if ipver == 6 else ip_text(server)) + f":{port}/tcp"
+    peers = [ip_text(client), server_txt]
+    fl = "ip" if ipver == 4 else "ipv6"
+    ok_after = None
+    for c in conns:
+        if c.established:
+            ok_after = c.first_ts if ok_after is None else max(ok_after, c.first_ts)
+    failed = []
+    for c in conns:
+        if not c.syn or c.synack or c.rst_server or c.bytes[1]:
+            continue
+        if ok_after is not None and ok_after > c.first_ts:
+            continue  # a later connection worked
+        if len(c.syn) < 2 and ctx.now - c.syn[0][0] < th.response_timeout:
+            continue  # pending
+        failed.append(c)
+    if failed:
+        refs = [r for c in failed for _ts, r in c.syn]
+        nsyn = sum(len(c.syn) for c in failed)
+        first = min(c.syn[0][0] for c in failed)
+        last = max(c.syn[-1][0] for c in failed)
+        ts = sorted(ts for c in failed[:1] for ts, _r in c.syn)
+        iv = [round(b - a, 1) for a, b in zip(ts, ts[1:])]
+        detail = (f"{len(failed)} connection attempt(s) from {ip_text(client)} to "
+                  f"{server_txt}: {nsyn} SYN(s) over {last - first:.1f} s, no SYN-ACK "
+                  f"and no RST (the capture ends {ctx.now - last:.1f} s after the last SYN).")
+        if iv:
+            detail += f" SYN retransmission intervals: {', '.join(f'{x:g}' for x in iv)} s."
+        yield make("TCP_NO_ANSWER", f"tcpna|{key}",
+                   title=f"TCP {port} to {ip_text(server)} never answered ({name})",
+                   detail=detail, basis="observed",
+                   evidence=ctx.evidence(sorted(set(refs)), first, last, peers=peers),
+                   wireshark_filter=(f"{fl}.dst == {ip_text(server)} && tcp.dstport == "
+                                     f"{port} && tcp.flags.syn == 1 && tcp.flags.ack == 0"),
+                   advice=advice, tunnel=tunnel)
+    resets = []
+    for c in conns:
+        if not c.rst_server or up(c):
+            continue
+        if ok_after is not None and ok_after > c.first_ts:
+            continue
+        resets.append(c)
+    if resets:
+        refs = [r for c in resets for _ts, r in c.rst_server]
+        refused = [c for c in resets if not c.synack]
+        first = min(c.rst_server[0][0] for c in resets)
+        last = max(c.rst_server[-1][0] for c in resets)
+        detail = (f"{len(resets)} connection(s) from {ip_text(client)} to {server_txt} "
+                  f"reset by the server side before the VPN came up")
+        if refused:
+            detail += f" ({len(refused)} refused: RST answering the SYN)"
+        tls_stage = [c.tls.stage for c in resets if c.tls is not None]
+        if tls_stage:
+            detail += f"; TLS stage reached: {', '.join(sorted(set(tls_stage)))}"
+        detail += "."
+        yield make("TCP_RESET", f"tcprst|{key}",
+                   title=(f"TCP {port} to {ip_text(server)} refused (RST)" if refused and
+                          len(refused) == len(resets) else
+                          f"TCP connection to {server_txt} reset before the VPN came up"),
+                   detail=detail, basis="observed",
+                   evidence=ctx.evidence(sorted(set(refs)), first, last, peers=peers),
+                   wireshark_filter=(f"{fl}.src == {ip_text(server)} && tcp.srcport == "
+                                     f"{port} && tcp.flags.reset == 1"),
+                   advice=advice, tunnel=tunnel)
+
+
+class MaxTree:
+    """Maximum over any range of a fixed list of numbers in O(log n) (a segment tree)."""
+
+    __slots__ = ("n", "t")
+
+    def __init__(self, values):
+        n = self.n = len(values)
+        t = self.t = [float("-inf")] * n + list(values)
+        for i in range(n - 1, 0, -1):
+            t[i] = t[2 * i] if t[2 * i] > t[2 * i + 1] else t[2 * i + 1]
+
+    def max(self, lo: int, hi: int) -> float:
+        """max(values[lo:hi]) (-inf for an empty range)."""
+        t = self.t
+        m = float("-inf")
+        lo += self.n
+        hi += self.n
+        while lo < hi:
+            if lo & 1:
+                if t[lo] > m:
+                    m = t[lo]
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                if t[hi] > m:
+                    m = t[hi]
+            lo >>= 1
+            hi >>= 1
+        return m

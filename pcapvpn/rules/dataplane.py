@@ -23,8 +23,12 @@ from bisect import bisect_left, bisect_right
 
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import MAX_EVIDENCE_FRAMES, host_filter, ike_filter, ip_text
+from pcapvpn.rules.common import (
+    MAX_EVIDENCE_FRAMES, MaxTree, host_filter, ike_filter, ip_text, seen_working,
+)
+from dissect.vpn import ikev2 as _v2
 from pcapvpn.track.esp import is_multicast
+from pcapvpn.track.tunnels import PAIR_WINDOW
 
 #: the reverse direction went quiet within this many seconds of the first large packet
 MTU_SLACK = 1.0
@@ -94,7 +98,9 @@ declare("ESP_REORDER", "dataplane", "warning",
          "Enlarge the replay window on the receiver (strongSwan replay_window, Linux 'ip xfrm "
          "state ... replay-window', Cisco 'crypto ipsec security-association replay "
          "window-size 1024') or use separate SAs per QoS class."])
-declare("ESP_NO_TRAFFIC", "dataplane", "warning",
+# an IKE SA alone where no traffic was sent is healthy (docs/verdicts.md): the absence of ESP
+# is reported for what it may mean, never as a failure of the tunnel
+declare("ESP_NO_TRAFFIC", "dataplane", "info",
         "The IKE SA was established but the tunnel carried no ESP at all afterwards: the child "
         "SA is unused, its traffic is not routed into the tunnel, or the capture does not see "
         "the ESP (capture filter, other path).",
@@ -103,11 +109,13 @@ declare("ESP_NO_TRAFFIC", "dataplane", "warning",
          "Check the capture filter: 'udp port 500 or udp port 4500' misses native ESP (IP "
          "protocol 50); use 'udp port 500 or udp port 4500 or esp'.",
          "An idle child SA (no traffic to send) is normal: nothing can be concluded without "
-         "traffic."])
+         "traffic."], failure=False)
 declare("MTU_BLACK_HOLE", "dataplane", "warning",
-        "Inferred: the reverse direction went silent right after large ESP packets started and "
-        "the large packets kept being sent (retransmitted) — the pattern of a path MTU black hole "
-        "(large packets dropped on the path, the ICMP that would say so never arriving).",
+        "Inferred: large ESP packets were sent again and again (retransmitted) while the reverse "
+        "direction sent nothing back — it went silent right after the first large packet, or "
+        "stayed silent until small packets resumed — the pattern of a path MTU black hole (large "
+        "packets dropped on the path, the ICMP that would say so never arriving; small packets "
+        "such as pings still pass).",
         ["Test with pings of growing size and DF set through the tunnel (ping -M do -s 1400 / "
          "ping -f -l 1400) to find the largest size that passes.",
          "Clamp TCP MSS on the tunnel (Linux iptables/nft TCPMSS --clamp-mss-to-pmtu or "
@@ -359,7 +367,7 @@ class _Index:
         g = self._takeover.get(key)
         if isinstance(g, list):
             g.sort(key=lambda s: s.first_ts)
-            g = self._takeover[key] = ([s.first_ts for s in g], _MaxTree([s.last_ts for s in g]),
+            g = self._takeover[key] = ([s.first_ts for s in g], MaxTree([s.last_ts for s in g]),
                                        g)
         return g
 
@@ -387,6 +395,27 @@ class _Index:
                 self._between.setdefault((s.src, s.dst), []).append(s)
         return self._between.get((src, dst), [])
 
+    def child_times(self, t) -> list:
+        """Sorted completion times of the child SA negotiations of tunnel ``t``."""
+        key = ("children", id(t))
+        got = self._tunnel_ike.get(key)
+        if got is None:
+            got = self._tunnel_ike[key] = _child_times(t)
+        return got
+
+    def direction_span(self, t, key):
+        """(first start, last end) of tunnel ``t``'s SAs of (proto, src, dst) ``key``, or
+        None."""
+        spans = self._tunnel_ike.get(("spans", id(t)))
+        if spans is None:
+            spans = self._tunnel_ike[("spans", id(t))] = {}
+            for s in t.esp_sas:
+                k = (s.proto, s.src, s.dst)
+                v = spans.get(k)
+                spans[k] = (s.first_ts, s.last_ts) if v is None else \
+                    (min(v[0], s.first_ts), max(v[1], s.last_ts))
+        return spans.get(key)
+
     def icmp_about(self, src, dst) -> list:
         """ICMP 'too big' errors quoting a VPN datagram from ``src`` to ``dst`` (_icmp_for)."""
         if self._icmp is None:
@@ -408,37 +437,6 @@ def _running_max(values) -> list:
             m = v
         out.append(m)
     return out
-
-
-class _MaxTree:
-    """Maximum over any range of a fixed list of numbers in O(log n) (a segment tree)."""
-
-    __slots__ = ("n", "t")
-
-    def __init__(self, values):
-        n = self.n = len(values)
-        t = self.t = [_NEG] * n + list(values)
-        for i in range(n - 1, 0, -1):
-            t[i] = t[2 * i] if t[2 * i] > t[2 * i + 1] else t[2 * i + 1]
-
-    def max(self, lo: int, hi: int) -> float:
-        """max(values[lo:hi]) (-inf for an empty range)."""
-        t = self.t
-        m = _NEG
-        lo += self.n
-        hi += self.n
-        while lo < hi:
-            if lo & 1:
-                if t[lo] > m:
-                    m = t[lo]
-                lo += 1
-            if hi & 1:
-                hi -= 1
-                if t[hi] > m:
-                    m = t[hi]
-            lo >>= 1
-            hi >>= 1
-        return m
 
 
 class _ReverseGroup:
@@ -660,6 +658,46 @@ def _reverse_covers(ctx, t, flow, partners, window) -> bool:
     return False
 
 
+def _parallel_children(ctx, t, ts) -> int:
+    """Child SAs negotiated in this tunnel within ``PAIR_WINDOW`` of ``ts``: completed IKEv1
+    Quick Modes, established IKE_AUTH exchanges, answered CREATE_CHILD_SA (keyless view).  The
+    completion times of a tunnel are sorted once per evaluation: a count is two bisections."""
+    times = _ix(ctx).child_times(t)
+    return bisect_right(times, PAIR_WINDOW, key=lambda x: x - ts) - \
+        bisect_left(times, -PAIR_WINDOW, key=lambda x: x - ts)
+
+
+def _child_times(t) -> list:
+    from pcapvpn.track.ike import CREATE_CHILD_SA, IKE_AUTH, V1_QUICK
+
+    out = []
+    for sa in t.ike_sas:
+        for x in sa.exchanges:
+            if x.exch == V1_QUICK:
+                done = x.last_step >= 2 and len({m.src for m in x.msgs}) >= 2
+            elif x.exch == IKE_AUTH:
+                done = sa.established and bool(x.responses)
+            elif x.exch == CREATE_CHILD_SA:
+                done = any(m.sk_next not in (None, _v2.N) for m in x.responses)
+            else:
+                continue
+            if done:
+                out.append(x.msgs[-1].ts)
+    out.sort()
+    return out
+
+
+def _direction_answers(ctx, t, flow, window) -> bool:
+    """With parallel child SAs negotiated together (two Quick Modes, both peers initiating)
+    the pairing of ESP SAs by start time is a guess, and one direction may spread over more SAs
+    than the other: the tunnel direction as a whole answers ``flow`` when ESP of its protocol
+    comes back from its destination over its whole span."""
+    span = _ix(ctx).direction_span(t, (flow.proto, flow.dst, flow.src))
+    if span is None:
+        return False
+    return span[0] <= flow.first_ts + window and span[1] >= flow.last_ts - window
+
+
 def _answers(s, flow, partners, window) -> bool:
     if s.first_ts > flow.last_ts + window or s.last_ts < flow.first_ts - window:
         return False
@@ -684,6 +722,9 @@ def one_way(ctx):
             if (x is None) != (y is None):
                 flow = x if x is not None else y
                 if _reverse_covers(ctx, t, flow, partners, W):
+                    continue
+                if _parallel_children(ctx, t, flow.first_ts) >= 2 and \
+                        _direction_answers(ctx, t, flow, W):
                     continue
                 silent = flow.dst
                 h, last_heard = _heard(ctx, t, silent)
@@ -948,7 +989,7 @@ def no_traffic(ctx):
         ests = []
         for sa in t.ike_sas:
             ts = _established_ts(sa)
-            if ts is not None and _child_expected(sa):
+            if ts is not None and _child_expected(sa) and seen_working(sa):
                 ests.append((ts, sa))
         if not ests:
             continue
@@ -988,22 +1029,35 @@ def no_traffic(ctx):
 # -- MTU ---------------------------------------------------------------------------------------
 
 
-def _mtu_pattern(ctx, t, big, back) -> bool:
-    """``back`` answered before the first large packet of ``big``, went silent right after it,
-    and ``big`` kept sending large packets (retransmissions) for a while."""
+def _mtu_pattern(ctx, t, big, back) -> str | None:
+    """``back`` answered before the first large packet of ``big`` and then sent nothing while
+    ``big`` kept sending large packets (retransmissions) for a while: ``"silent"`` when ``back``
+    never spoke again, ``"stalled"`` when it stayed silent through the retransmissions and small
+    packets resumed afterwards (pings pass, bulk transfers die), else None."""
     th = ctx.th
     fl = big.first_large_ts
     if fl is None or big.large < MTU_MIN_LARGE:
-        return False
+        return None
     if back.packets < 2 or back.first_ts >= fl:
-        return False  # the reverse direction never answered anything before
-    if back.last_ts > fl + MTU_SLACK:
-        return False  # answers kept coming after the large packets started
-    if big.last_large_ts - back.last_ts < MTU_PERSIST:
-        return False
+        return None  # the reverse direction never answered anything before
     if ctx.now - fl < th.one_way_window:
-        return False  # absence needs time
-    return not _takeover(ctx, t, back, back.last_ts, th.one_way_window, th.rekey_drain, big)
+        return None  # absence needs time
+    if back.last_ts <= fl + MTU_SLACK:
+        if big.last_large_ts - back.last_ts < MTU_PERSIST:
+            return None
+        if _takeover(ctx, t, back, back.last_ts, th.one_way_window, th.rekey_drain, big):
+            return None
+        return "silent"
+    # small packets came back later: was the reverse direction silent all through the large
+    # packets' retransmissions?  Only whole time bins of ``back`` can tell (at least two).
+    t0, t1 = fl + MTU_SLACK, big.last_large_ts
+    if t1 - t0 < th.one_way_window / 2 or t1 - t0 < 2 * back.bin_width:
+        return None
+    if back.packets_between(t0, t1):
+        return None
+    if _takeover(ctx, t, back, t0, th.one_way_window, th.rekey_drain, big):
+        return None
+    return "stalled"
 
 
 @rule
@@ -1016,16 +1070,29 @@ def mtu_black_hole(ctx):
             if x is None or y is None:
                 continue
             for big, back in ((x, y), (y, x)):
-                if not _mtu_pattern(ctx, t, big, back):
+                kind = _mtu_pattern(ctx, t, big, back)
+                if kind is None:
                     continue
                 fl = big.first_large_ts
                 icmp = _icmp_for(ctx, big)
-                detail = (f"{ip_text(back.src)} answered on SPI 0x{_spi(back)} ({back.packets} "
-                          f"packets) until +{ctx.rel(back.last_ts)} s; from +{ctx.rel(fl)} s "
-                          f"{ip_text(big.src)} sent large packets (>= {th.large_packet} bytes of "
-                          f"ESP, up to {big.max_len}) on SPI 0x{_spi(big)} — {big.large} of them, "
-                          f"the last at +{ctx.rel(big.last_large_ts)} s — and nothing came back "
-                          f"after the first one.")
+                if kind == "silent":
+                    detail = (f"{ip_text(back.src)} answered on SPI 0x{_spi(back)} "
+                              f"({back.packets} packets) until +{ctx.rel(back.last_ts)} s; from "
+                              f"+{ctx.rel(fl)} s {ip_text(big.src)} sent large packets (>= "
+                              f"{th.large_packet} bytes of ESP, up to {big.max_len}) on SPI "
+                              f"0x{_spi(big)} — {big.large} of them, the last at "
+                              f"+{ctx.rel(big.last_large_ts)} s — and nothing came back after "
+                              f"the first one.")
+                else:
+                    detail = (f"From +{ctx.rel(fl)} s {ip_text(big.src)} sent large packets (>= "
+                              f"{th.large_packet} bytes of ESP, up to {big.max_len}) on SPI "
+                              f"0x{_spi(big)} — {big.large} of them, the last at "
+                              f"+{ctx.rel(big.last_large_ts)} s, spaced like retransmissions — "
+                              f"and {ip_text(back.src)} sent nothing on SPI 0x{_spi(back)} in "
+                              f"all that time, although it had answered small packets before "
+                              f"and small packets passed both ways again afterwards (until "
+                              f"+{ctx.rel(back.last_ts)} s): small packets get through, large "
+                              f"ones do not (a bulk transfer stalls while pings work).")
                 if icmp:
                     detail += (f" {len(icmp)} ICMP 'too big' error(s) about this path were seen "
                                f"(MTU {sorted({e.mtu for e in icmp})}): see PATH_MTU_ICMP.")
@@ -1033,16 +1100,19 @@ def mtu_black_hole(ctx):
                     detail += " No ICMP 'fragmentation needed' / 'packet too big' reached the " \
                               "capture point."
                 detail += " Inferred from sizes and timing only (the inner traffic is encrypted)."
+                # the stalled form is the state at the end: large packets do not pass while
+                # small ones do (the tunnel is failing for any bulk transfer)
                 yield make(
                     "MTU_BLACK_HOLE", f"{t.id}|mtu|{big.proto}|{_spi(big)}|{big.dst.hex()}",
+                    severity="error" if kind == "stalled" else None,
                     title=f"Possible MTU black hole: large ESP from {ip_text(big.src)} to "
                           f"{ip_text(big.dst)} never answered",
                     detail=detail, basis="inferred",
                     evidence=ctx.evidence([back.last_ref, big.last_ref], fl, big.last_large_ts,
                                           esp_spis=[_spi(big), _spi(back)],
                                           peers=[ip_text(big.src), ip_text(big.dst)]),
-                    wireshark_filter=f"({sa_filter([big])} && frame.len >= {th.large_packet})"
-                                     f" || {sa_filter([back])}",
+                    # both SAs whole: the large packets and the silence of the other way
+                    wireshark_filter=sa_filter([big, back]),
                     tunnel=t.id)
 
 

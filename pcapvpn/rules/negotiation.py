@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import heapq
 
 from dissect.vpn import registry as reg
@@ -9,7 +10,7 @@ from dissect.vpn.ikev2 import SA_PAYLOAD
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, backoff, deleted_ts, endpoint_text, exchange_label, exchange_status, ike_filter,
+    UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_label, exchange_status, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )
 from pcapvpn.track.ike import IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK, V1_STEPS
@@ -143,14 +144,10 @@ def error_notifies(ctx):
                 if sa.version == 1 and offered is not None and m.src == offered.src:
                     detail += (" The initiator itself rejected the responder's choice "
                                "(it did not accept the proposal the responder picked).")
-                recovered = established
-                if recovered:
-                    detail += " The negotiation recovered afterwards (the IKE SA was established)."
+                # a later success makes it a recovered failure: the verdict says so
                 yield make("IKE_NO_PROPOSAL_CHOSEN", key,
-                           title=f"{name} from {ip_text(m.src)}"
-                                 + (" (recovered)" if recovered else ""),
-                           detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
-                           severity="info" if recovered else None)
+                           title=f"{name} from {ip_text(m.src)}",
+                           detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid)
             elif ntype == INVALID_KE_PAYLOAD and sa.version == 2:
                 group = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
                 offered, _ = _offered_and_chosen(sa, {IKE_SA_INIT})
@@ -194,24 +191,55 @@ def _retrans_label(x, retrans) -> str:
     return f"{name} " + "/".join(f"{prefix}{s}" for s in steps) + mid
 
 
+#: a retry after INVALID_KE / COOKIE comes at once (RFC 7296 §1.2, §2.6); an IKE_SA_INIT between
+#: the same addresses this soon after the notification is the retry even when the initiator
+#: picked a new SPI and the tracker could not link it
+RETRY_WINDOW = 30.0
+
+
+def _answered_inits(ctx, key, same):
+    """For the IKE SAs ``same`` between one address pair (capture order): their start times,
+    the time of each one's last IKE_SA_INIT answer without error or COOKIE (-inf: none) in a
+    range-maximum tree, and each one's position (cached per evaluation)."""
+    cache = ctx.__dict__.setdefault("_answered_inits", {})
+    got = cache.get(key)
+    if got is None:
+        starts = [o.first_ts or 0.0 for o in same]
+        good = []
+        for o in same:
+            ts = [r.ts for x in o.exchanges if x.exch == IKE_SA_INIT for r in x.responses
+                  if not r.error_notifies() and not r.has_notify(COOKIE)]
+            good.append(max(ts) if ts else float("-inf"))
+        got = cache[key] = (starts, MaxTree(good), {id(o): i for i, o in enumerate(same)})
+    return got
+
+
 def _recovered_after(ctx, sa, notify_msg) -> bool:
-    """After an INVALID_KE / COOKIE response: an IKE_SA_INIT exchange later in the same SA (or its
-    retry SA) answered without an error."""
-    retries = getattr(ctx, "_retries_of", None)
-    if retries is None:
-        retries = ctx._retries_of = {}
-        for other in ctx.state.ike_sas:
-            if other.retry_of is not None:
-                retries.setdefault(other.retry_of, []).append(other)
-    sas = [sa] + retries.get(sa.id, [])
-    for s in sas:
-        for x in s.exchanges:
-            if x.exch != IKE_SA_INIT:
-                continue
-            for r in x.responses:
-                if r.ts > notify_msg.ts and not r.error_notifies() and not r.has_notify(COOKIE):
-                    return True
-    return False
+    """After an INVALID_KE / COOKIE response: an IKE_SA_INIT exchange later in the same SA, or in
+    an SA between the same two addresses started within ``RETRY_WINDOW`` seconds (its retry SA,
+    linked or not), answered without an error.  The SAs started in that window are asked with
+    one range maximum (a flood of COOKIE answers asks this once each)."""
+    for x in sa.exchanges:
+        if x.exch != IKE_SA_INIT:
+            continue
+        for r in x.responses:
+            if r.ts > notify_msg.ts and not r.error_notifies() and not r.has_notify(COOKIE):
+                return True
+    if not (sa.initiator and sa.responder):
+        return False
+    key = (sa.version, sa.initiator[1], sa.responder[1])
+    same = ctx.ike_by_peers.get(key, ())
+    starts, latest, pos = _answered_inits(ctx, key, same)
+    t = notify_msg.ts
+    lo = bisect.bisect_left(starts, t)
+    hi = bisect.bisect_right(range(len(starts)), RETRY_WINDOW, lo=lo,
+                             key=lambda i: starts[i] - t)
+    me = pos.get(id(sa), -1)
+    if lo <= me < hi:
+        best = max(latest.max(lo, me), latest.max(me + 1, hi))
+    else:
+        best = latest.max(lo, hi)
+    return best > t
 
 
 def _each_copy_answered(x):
@@ -278,13 +306,15 @@ def retransmissions(ctx):
                 tta = f" Answered {resps[0].ts - reqs[0].ts:.2f} s after the first request."
             label = _retrans_label(x, retrans)
             lost_response = x.version == 2 and any(m.is_response for m in retrans)
-            # one retransmission in an exchange that completed is ordinary loss: info only
-            sev = "warning" if len(retrans) >= 2 else "info"
+            # an exchange answered only after retransmissions is a degradation (the verdict
+            # contract): the setup waited for a timer
+            sev = "warning"
             why = (" The responder re-sent its response: the first response (or the "
                    "retransmitted request) was lost." if lost_response else "")
             each = _each_copy_answered(x)
             if each is not None:
-                # nothing was lost: the initiator asked again although it had its answer
+                # nothing was lost and nothing waited for a timer: the initiator asked again
+                # although it had its answer
                 sev = "info"
                 why = (f" Every copy of the request was answered (within {each * 1000:.1f} ms): "
                        f"nothing was lost; the initiator re-sent a request it had an answer to.")

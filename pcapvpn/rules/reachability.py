@@ -9,13 +9,15 @@ Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
 
 from __future__ import annotations
 
+from dissect.vpn import registry as reg
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter,
+    tcp_connection_findings,
 )
-from pcapvpn.track.ike import INFORMATIONAL
+from pcapvpn.track.ike import INFORMATIONAL, V1_INFO, V1_QUICK
 
 IKEV2_FRAGMENTATION_SUPPORTED = 16430  # RFC 7383 §2.3
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
@@ -65,6 +67,18 @@ declare("EXPECTED_PEER_ABSENT", "reachability", "error",
          "automatically, or does it wait for traffic?)."])
 
 
+#: advice of TCP_NO_ANSWER / TCP_RESET (declared in rules/vpn.py) for IKE over TCP (RFC 9329)
+IKE_TCP_ADVICE = (
+    "Check firewalls/ACLs on the path for the IKE TCP port (4500 unless configured otherwise) "
+    "in both directions.",
+    "Check that the responder accepts IKE over TCP on that port: libreswan needs listen-tcp=yes "
+    "on the responder and enable-tcp=yes|fallback with a matching tcp-remoteport on the "
+    "initiator (ss -tlpn on the responder shows the listener).",
+    "A refused connection (RST answering the SYN) makes libreswan's initiator log 'TCP: "
+    "connect(...) failed: Connection refused (errno 111)'.",
+)
+
+
 def _is_liveness(x) -> bool:
     return x.version == 2 and x.exch == INFORMATIONAL and any(
         m.sk_next == 0 for m in x.requests)
@@ -111,7 +125,11 @@ def unanswered_ike(ctx):
                                and any(m.src != first.src for m in y.msgs)]
             heard_500 = any(m.src != first.src and (m.sport == 500 or m.dport == 500)
                             for y in answered_before for m in y.msgs)
-            to_4500 = first.dport == 4500 or first.sport == 4500
+            to_4500 = first.transport == "udp" and (first.dport == 4500 or first.sport == 4500)
+            # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
+            heard_4500 = [m for y in answered_before for m in y.msgs
+                          if m.src != first.src and 4500 in (m.sport, m.dport)]
+            gone = bool(heard_4500) and x.exch in (INFORMATIONAL, V1_INFO)
             refs = ctx.msg_refs(reqs)
             frag = _fragmented(reqs)
             label = exchange_label(x)
@@ -119,7 +137,8 @@ def unanswered_ike(ctx):
             receiver = endpoint_text((first.ipver, first.dst, first.dport))
             size = max(m.size for m in reqs)
             hint = implementation_hint(intervals)
-            detail = (f"{label} from {sender} to {receiver} ({size} bytes) was sent "
+            over = " over TCP" if first.transport == "tcp" else ""
+            detail = (f"{label} from {sender} to {receiver}{over} ({size} bytes) was sent "
                       f"{len(sends)} time(s) ({retrans} retransmission(s)"
                       + (f" at intervals {', '.join(f'{i:g}' for i in intervals)} s" if intervals else "")
                       + f"); no response within {ctx.now - first.ts:.1f} s of the first send "
@@ -137,19 +156,50 @@ def unanswered_ike(ctx):
                     others.append("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
                                   "worked, but fragments explain the loss better)")
                 others.append("IKE_NO_RESPONSE")
-            elif heard_500 and to_4500:
+            elif heard_500 and to_4500 and not heard_4500 and \
+                    _v1_float_received(ctx, sa, first):
+                # IKEv1: the peer did not re-send its last message on UDP 500 (MM4 / AM2) after
+                # the first message on 4500: it got that message, so 4500 reaches it
+                if x.exch == V1_QUICK:
+                    continue  # phase 1 is up: the Quick Mode's own finding (CHILD_SA_FAILED)
+                code = "IKE_NO_RESPONSE"
+                detail += (f" {ip_text(first.dst)} did not re-send its last message on UDP 500 "
+                           f"after the first message came on UDP 4500: it received that one, so "
+                           f"UDP 4500 reaches it; it does not answer this exchange.")
+            elif heard_500 and to_4500 and not heard_4500:
                 code = "NAT_T_BLOCKED"
-                detail += " UDP 500 was answered earlier in this IKE SA; nothing came back on UDP 4500."
+                what = reg.exchange_name(first.exch, short=True)
+                detail += (f" UDP 500 was answered earlier in this IKE SA; nothing came back on "
+                           f"UDP 4500 ({what} was the first exchange sent there).")
                 others.append("IKE_NO_RESPONSE")
+            elif heard_4500:
+                code = "IKE_NO_RESPONSE"
+                detail += (f" {ip_text(first.dst)} had answered on UDP 4500 earlier in this IKE "
+                           f"SA ({reg.exchange_name(heard_4500[-1].exch, short=True)} at "
+                           f"+{ctx.rel(heard_4500[-1].ts)} s): UDP 4500 is not blocked; the "
+                           f"peer stopped answering.")
+                if gone:
+                    detail += (" An INFORMATIONAL request (a DELETE or a liveness check) left "
+                               "unanswered after the SA worked means the peer has gone (a "
+                               "remote-access client closed or lost its link): not a NAT "
+                               "failure.")
             else:
                 code = "IKE_NO_RESPONSE"
                 if not answered_before:
                     detail += " The peer sent nothing at all in this IKE SA."
             if others:
                 detail += " Other candidates: " + "; ".join(others) + "."
+            tcp = _fallback_to_tcp(t, sa, first)
+            if tcp is not None:
+                # RFC 9329 §1: TCP is the fallback when IKE cannot be negotiated over UDP (the
+                # verdict marks the failure recovered by that IKE SA)
+                detail += (f" {ip_text(first.src)} then fell back to IKE over TCP (RFC 9329): "
+                           f"the IKE SA it started over TCP port {tcp.responder[2]} at "
+                           f"+{ctx.rel(tcp.first_ts):g} s was established, so UDP {first.dport} "
+                           f"is blocked or dropped on the path while TCP passes.")
             msgids = [x.msgid] if x.version == 2 else None
             yield make(
-                code, f"{sa.id}|{x.index}",
+                code, f"{sa.id}|{x.index}", severity="info" if gone else None,
                 title=f"{label} to {ip_text(first.dst)} never answered",
                 detail=detail, basis="observed",
                 evidence=ctx.evidence(refs, first.ts, reqs[-1].ts,
@@ -159,6 +209,52 @@ def unanswered_ike(ctx):
                                             exch=x.exch if x.version == 1 else None),
                 tunnel=t.id if t else None)
             break  # the first unanswered exchange of an SA is the one that matters
+
+
+def _fallback_to_tcp(t, sa, first):
+    """The IKE SA of tunnel ``t`` that the initiator of the unanswered UDP request ``first``
+    negotiated over TCP afterwards and that was established (a UDP -> TCP fallback), or None."""
+    if t is None or first.transport != "udp":
+        return None
+    for other in t.ike_sas:
+        if (other is not sa and other.established and other.first_ts is not None
+                and other.first_ts > first.ts and other.initiator is not None
+                and other.initiator[1] == first.src and other.messages
+                and other.messages[0].transport == "tcp"):
+            return other
+    return None
+
+
+@rule
+def ike_tcp_reachability(ctx):
+    """IKE over TCP (RFC 9329) connections refused (RST) or never answered (SYN unanswered),
+    TCP-only initiators included: their tunnel is made from the connection attempts."""
+    for t in ctx.state.tunnels:
+        groups = {}
+        for c in t.tcp_conns:
+            groups.setdefault((c.client, c.server, c.port), []).append(c)
+        for (client, server, port), conns in groups.items():
+            yield from tcp_connection_findings(
+                ctx, conns, ipver=conns[0].ipver, client=client, server=server, port=port,
+                name="IKE over TCP", tunnel=t.id, key=f"{t.id}|{port}",
+                up=lambda c: c.bytes[1] > 0, advice=IKE_TCP_ADVICE)
+
+
+def _v1_float_received(ctx, sa, first) -> bool:
+    """IKEv1 (RFC 3947 §4: the initiator moves to UDP 4500 at MM5 / AM3): the peer's last
+    message on UDP 500 was not sent again during ``response_timeout`` after the sender's first
+    message on 4500 — an IKEv1 peer re-sends its last message until the next one arrives, so the
+    first message on 4500 reached it."""
+    if sa.version != 1:
+        return False
+    mine = [m for m in sa.messages if m.src == first.src and 4500 in (m.sport, m.dport)]
+    if not mine:
+        return False
+    moved = mine[0].ts
+    theirs = [m for m in sa.messages if m.src == first.dst and 500 in (m.sport, m.dport)]
+    if not theirs or ctx.now - moved < ctx.th.response_timeout:
+        return False
+    return not any(m.ts > moved and m.copy for m in theirs)
 
 
 @rule

@@ -19,9 +19,10 @@ from dissect.vpn import pptp as _pptp
 from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
 from pcapvpn.findings import declare, make, severity_rank, stage_rank
+from pcapvpn.model import rfc3339
 from pcapvpn.rules import rule
 from pcapvpn.rules import reachability as _reach  # noqa: F401 - declares ICMP_UNREACHABLE
-from pcapvpn.rules.common import frames_filter, ip_text
+from pcapvpn.rules.common import frames_filter, ip_text, tcp_connection_findings
 
 _TIMEOUT_LOG = ("OpenVPN's client logs 'TLS Error: TLS key negotiation failed to occur within "
                 "60 seconds (check your network connectivity)' and 'TLS Error: TLS handshake "
@@ -80,6 +81,18 @@ declare("TLS_CERT_INVALID", "authentication", "error",
          "to its subjectAltName.",
          "OpenVPN logs 'VERIFY ERROR: depth=0, error=certificate has expired'; browsers and "
          "AnyConnect 'certificate is expired' / 'Untrusted server certificate'."])
+declare("OPENVPN_CLOCK_SKEW", "capture", "info",
+        "The net time in an OpenVPN tls-auth / tls-crypt hard reset (the sender's clock when it "
+        "started numbering its control packets) is far from the capture's clock.  Either the "
+        "sender's clock or the capture machine's clock is off, or the capture was replayed "
+        "(tcpreplay / a mirror that re-timestamps).  OpenVPN itself does not compare the net time "
+        "with its own clock, so this alone breaks nothing; pcapvpn never uses it to recognise "
+        "packets.",
+        ["Check the clocks (NTP) of the sender and of the capture machine: a client whose clock "
+         "is off by days also sees valid certificates as expired or not yet valid ('VERIFY "
+         "ERROR: ... certificate is not yet valid').",
+         "Times in this report are the capture's; the sender's own log is off by the skew "
+         "shown."], failure=False)
 declare("WIREGUARD_NO_RESPONSE", "reachability", "error",
         "WireGuard handshake initiations went unanswered (a peer retries every 5 s: "
         "REKEY_TIMEOUT).  The responder is unreachable on that port, or it ignores the "
@@ -272,6 +285,36 @@ def openvpn_no_response(ctx):
                    detail=detail, basis="observed",
                    evidence=_ev(ctx, refs, first, last, peers=_peers(t)),
                    wireshark_filter=_flow_filter(t), tunnel=t.id)
+
+
+@rule
+def openvpn_clock_skew(ctx):
+    limit = ctx.th.clock_skew
+    for t in _vpn(ctx, "openvpn"):
+        for d, side in ((0, "client"), (1, "server")):
+            sk = t.st.skew[d]
+            if sk is None or abs(sk[0]) <= limit:
+                continue
+            secs, ts, ref = sk
+            who = ip_text(t.client) if d == 0 else _server_txt(t)
+            ahead = "ahead of" if secs > 0 else "behind"
+            yield make("OPENVPN_CLOCK_SKEW", f"ovpn-skew|{t.id}|{d}",
+                       title=f"OpenVPN {side} {who}: its clock is {_duration(abs(secs))} "
+                             f"{ahead} the capture's",
+                       detail=(f"The net time of the {side}'s hard reset says "
+                               f"{rfc3339(ts + secs)}; the capture recorded the packet at "
+                               f"{rfc3339(ts)} ({secs:+.0f} s).  The skew is reported only; "
+                               f"recognising OpenVPN does not depend on it."),
+                       basis="observed", evidence=_ev(ctx, [ref], ts, ts, peers=_peers(t)),
+                       wireshark_filter=_flow_filter(t), tunnel=t.id)
+
+
+def _duration(secs: float) -> str:
+    if secs >= 2 * 86400:
+        return f"{secs / 86400:.1f} days"
+    if secs >= 2 * 3600:
+        return f"{secs / 3600:.1f} hours"
+    return f"{secs:.0f} s"
 
 
 def _ovpn_tls_stage(s):
@@ -609,76 +652,13 @@ def _conn_vpn_up(t, c) -> bool:
 
 @rule
 def tcp_reachability(ctx):
-    th = ctx.th
     for t in ctx.state.vpn_tunnels:
         if t.transport != "tcp" or not t.conns:
             continue
-        conns = list(t.conns.values())
-        ok_after = None
-        for c in conns:
-            if c.established:
-                ok_after = c.first_ts if ok_after is None else max(ok_after, c.first_ts)
-        failed = []
-        for c in conns:
-            if not c.syn or c.synack or c.rst_server or c.bytes[1]:
-                continue
-            if ok_after is not None and ok_after > c.first_ts:
-                continue  # a later connection worked
-            if len(c.syn) < 2 and ctx.now - c.syn[0][0] < th.response_timeout:
-                continue  # pending
-            failed.append(c)
-        if failed:
-            refs = [r for c in failed for _ts, r in c.syn]
-            nsyn = sum(len(c.syn) for c in failed)
-            first = min(c.syn[0][0] for c in failed)
-            last = max(c.syn[-1][0] for c in failed)
-            iv = _intervals([ts for c in failed[:1] for ts, _r in c.syn])
-            detail = (f"{len(failed)} connection attempt(s) from {ip_text(t.client)} to "
-                      f"{_server_txt(t)}: {nsyn} SYN(s) over {last - first:.1f} s, no SYN-ACK "
-                      f"and no RST (the capture ends {ctx.now - last:.1f} s after the last SYN).")
-            if iv:
-                detail += f" SYN retransmission intervals: {', '.join(f'{x:g}' for x in iv)} s."
-            fl = _fld(t)
-            yield make("TCP_NO_ANSWER", f"tcpna|{t.id}",
-                       title=f"TCP {t.port} to {ip_text(t.server)} never answered "
-                             f"({_NAMES[t.protocol]})",
-                       detail=detail, basis="observed",
-                       evidence=_ev(ctx, refs, first, last, peers=_peers(t)),
-                       wireshark_filter=(f"{fl}.dst == {ip_text(t.server)} && tcp.dstport == "
-                                         f"{t.port} && tcp.flags.syn == 1 && tcp.flags.ack == 0"),
-                       tunnel=t.id)
-        resets = []
-        for c in conns:
-            if not c.rst_server:
-                continue
-            if _conn_vpn_up(t, c):
-                continue
-            if ok_after is not None and ok_after > c.first_ts:
-                continue
-            resets.append(c)
-        if resets:
-            refs = [r for c in resets for _ts, r in c.rst_server]
-            refused = [c for c in resets if not c.synack]
-            first = min(c.rst_server[0][0] for c in resets)
-            last = max(c.rst_server[-1][0] for c in resets)
-            detail = (f"{len(resets)} connection(s) from {ip_text(t.client)} to {_server_txt(t)} "
-                      f"reset by the server side before the VPN came up")
-            if refused:
-                detail += f" ({len(refused)} refused: RST answering the SYN)"
-            tls_stage = [c.tls.stage for c in resets if c.tls is not None]
-            if tls_stage:
-                detail += f"; TLS stage reached: {', '.join(sorted(set(tls_stage)))}"
-            detail += "."
-            fl = _fld(t)
-            yield make("TCP_RESET", f"tcprst|{t.id}",
-                       title=(f"TCP {t.port} to {ip_text(t.server)} refused (RST)" if refused and
-                              len(refused) == len(resets) else
-                              f"TCP connection to {_server_txt(t)} reset before the VPN came up"),
-                       detail=detail, basis="observed",
-                       evidence=_ev(ctx, refs, first, last, peers=_peers(t)),
-                       wireshark_filter=(f"{fl}.src == {ip_text(t.server)} && tcp.srcport == "
-                                         f"{t.port} && tcp.flags.reset == 1"),
-                       tunnel=t.id)
+        yield from tcp_connection_findings(
+            ctx, list(t.conns.values()), ipver=t.ipver, client=t.client, server=t.server,
+            port=t.port, name=_NAMES[t.protocol], tunnel=t.id, key=t.id,
+            up=lambda c, t=t: _conn_vpn_up(t, c))
 
 
 # -- L2TP / PPTP ----------------------------------------------------------------------------------
@@ -961,9 +941,10 @@ def _not_seen(ctx, t) -> list:
 
 
 def vpn_verdicts(ctx, findings) -> list:
-    """Verdicts of the tunnels in ``state.vpn_tunnels`` (same rules as the IPsec verdicts: the
-    first stage that broke among the errors; warnings degrade; healthy needs data both ways)."""
-    from pcapvpn.rules.verdict import Verdict
+    """Verdicts of the tunnels in ``state.vpn_tunnels``: the contract of
+    :mod:`pcapvpn.rules.verdict` (:func:`~pcapvpn.rules.verdict.decide`) with this module's
+    evidence of health, pending items and stage reached."""
+    from pcapvpn.rules.verdict import coverage_note, decide
 
     by_tunnel = {}
     for f in findings:
@@ -971,35 +952,14 @@ def vpn_verdicts(ctx, findings) -> list:
     out = []
     for t in ctx.state.vpn_tunnels:
         fs = by_tunnel.get(t.id, [])
-        failures = [f for f in fs if f.failure and not f.posture]
-        hard = [f for f in failures if f.severity in ("critical", "error")]
-        soft = [f for f in failures if f.severity == "warning"]
         not_seen = _not_seen(ctx, t)
-        pending = _pending(ctx, t)
-        if hard:
-            hard.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
-            primary, verdict = hard[0], "failing"
-        elif soft:
-            soft.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
-            primary, verdict = soft[0], "degraded"
-        else:
-            primary, verdict = None, "healthy"
-        if pending and verdict in ("healthy", "degraded"):
-            verdict = "unknown"
-            not_seen.extend(pending)
-        if verdict == "healthy" and not _healthy_evidence(t):
-            verdict = "unknown"
-        if primary is not None and primary.stage == "reachability":
+        if any(f.stage == "reachability" and f.failure and f.severity in ("critical", "error")
+               for f in fs):
             # the finding explains the silence better than "one direction captured"
             not_seen = [n for n in not_seen if "only one direction" not in n]
-        all_sorted = sorted(fs, key=lambda f: (f.posture, not f.failure, severity_rank(f.severity),
-                                               stage_rank(f.stage)))
-        out.append(Verdict(
-            tunnel=t.id, verdict=verdict, stage_reached=_stage_reached(t),
-            failed_stage=primary.stage if primary else None,
-            primary=primary.id if primary else None,
-            primary_code=primary.code if primary else None,
-            findings=[f.id for f in all_sorted], not_seen=not_seen))
+        out.append(decide(ctx, t, fs, not_seen=not_seen, pending=_pending(ctx, t),
+                          healthy_evidence=_healthy_evidence(t),
+                          unjudgeable=coverage_note(ctx, t), reached=_stage_reached(t)))
     return out
 
 

@@ -60,6 +60,12 @@ def _msg_n(m) -> int:
     return m.n
 
 
+def _udp_unanswered(sa) -> bool:
+    """An IKE_SA_INIT of ``sa`` went over UDP only and got no answer (so far)."""
+    return any(x.exch == IKE_SA_INIT and not x.n_responses
+               and all(q.transport == "udp" for q in x.msgs) for x in sa.exchanges)
+
+
 def _creation(sa) -> int:
     """Creation order of IKE SAs: the number of their first message."""
     return sa.messages[0].n
@@ -308,6 +314,9 @@ class IkeTracker:
         #: (initiator address, responder address) -> IKEv2 SAs whose IKE_SA_INIT was answered
         #: with COOKIE / INVALID_KE and not yet retried, in creation order (_link_retry)
         self._retry_cands: dict = {}
+        #: (initiator address, responder address) -> IKEv2 SAs that began with an IKE_SA_INIT
+        #: over UDP, in creation order (a retry over TCP may follow an unanswered one)
+        self._udp_inits: dict = {}
         #: what a bound dropped or cut short, by the bound's name (reported as CAPTURE_LIMITS);
         #: the first frame and time each bound dropped; dropped messages by transport
         self.dropped: Counter = Counter()
@@ -625,6 +634,8 @@ class IkeTracker:
                 sa.mid_session = True
             else:
                 self._link_retry(sa, m)
+                if m.transport == "udp" and not m.is_response:
+                    self._udp_inits.setdefault((m.src, m.dst), []).append(sa)
         else:
             # IKEv1 has no I flag: the sender of the first message with a zero responder cookie
             # is the initiator; otherwise the first sender is assumed to be (mid-session).
@@ -635,19 +646,31 @@ class IkeTracker:
 
     def _link_retry(self, sa: IkeSA, m: IkeMsg) -> None:
         """A new IKE_SA_INIT right after an IKE_SA_INIT answered with COOKIE or INVALID_KE
-        between the same peers is the initiator's retry with a new SPI: it is linked to the
-        newest such SA (in creation order) not yet retried, when that one was heard within the
-        last 60 s (an index per initiator/responder address pair: a flood of IKE_SA_INITs
-        costs one look-up each)."""
-        cands = self._retry_cands.get((m.src, m.dst))
-        if not cands:
+        between the same peers is the initiator's retry with a new SPI; so is one over TCP after
+        an IKE_SA_INIT over UDP that got no answer (RFC 9329 §1: TCP is the fallback when IKE
+        cannot be negotiated over UDP).  It is linked to the newest such SA (in creation order)
+        not yet retried, when that one was heard within the last 60 s.  Indexed per initiator /
+        responder address pair (a flood of IKE_SA_INITs costs one look-up each): the SAs answered
+        with COOKIE / INVALID_KE (``_retry_cands``), and those whose IKE_SA_INIT went over UDP
+        (``_udp_inits``, the unanswered ones at the end kept there)."""
+        key = (m.src, m.dst)
+        cands = self._retry_cands.get(key)
+        best = cands[-1] if cands else None
+        if m.transport == "tcp":
+            udp = self._udp_inits.get(key)
+            while udp and (udp[-1] is sa or udp[-1].retried_by is not None
+                           or not _udp_unanswered(udp[-1])):
+                udp.pop()
+            if udp and (best is None or _creation(udp[-1]) > _creation(best)):
+                best = udp[-1]
+        if best is None or best is sa or m.ts - (best.last_ts or m.ts) > 60:
             return
-        old = cands[-1]
-        if old is sa or m.ts - (old.last_ts or m.ts) > 60:
-            return
-        cands.pop()
-        old.retried_by = sa.id
-        sa.retry_of = old.id
+        if cands and cands[-1] is best:
+            cands.pop()
+        else:
+            self._udp_inits[key].pop()
+        best.retried_by = sa.id
+        sa.retry_of = best.id
 
     def _retry_candidate(self, sa: IkeSA, x: Exchange, m: IkeMsg) -> None:
         """``m``, a response in ``x``, asks for a COOKIE or another KE group: ``sa`` becomes a
@@ -896,6 +919,7 @@ class IkeTracker:
         prune_lists(self._by_ispi)
         prune_lists(self._zero_rspi)
         prune_lists(self._retry_cands)
+        prune_lists(self._udp_inits)
         for d in (self._by_spis, self._alias):
             for key in [k for k, sa in d.items() if id(sa) in gone]:
                 del d[key]

@@ -104,7 +104,8 @@ class Session:
 class OpenVpnState:
     """Per tunnel (client <-> server:port)."""
 
-    __slots__ = ("layout", "sessions", "dropped_sessions", "errors", "opcodes", "wkc")
+    __slots__ = ("layout", "sessions", "dropped_sessions", "errors", "opcodes", "wkc", "held",
+                 "skew")
 
     def __init__(self):
         self.layout = None
@@ -113,6 +114,12 @@ class OpenVpnState:
         self.errors = 0
         self.opcodes = {}
         self.wkc = False
+        #: per direction, a control packet waiting for a second one of its sender to decide the
+        #: layout: ``(wrap_candidates, ts, ref, bytes, from_client)`` (see :func:`_resolve`)
+        self.held = [None, None]
+        #: per direction, the sender's clock minus the capture's, read from the net time of a
+        #: hard reset (the start of its replay context): ``(seconds, ts, ref)``
+        self.skew = [None, None]
 
     @property
     def current(self):
@@ -121,9 +128,16 @@ class OpenVpnState:
     def to_dict(self):
         return {"control_protection": _ov.layout_name(self.layout),
                 "tls_crypt_v2": self.wkc,
+                "clock_skew_s": {"client": _skew(self.skew[0]), "server": _skew(self.skew[1])},
                 "opcodes": {_ov.opcode_name(k): v for k, v in sorted(self.opcodes.items())},
                 "sessions": [s.to_dict() for s in self.sessions],
-                "sessions_not_kept": self.dropped_sessions, "undecodable_packets": self.errors}
+                "sessions_not_kept": self.dropped_sessions,
+                # a packet still held at the end never had its layout confirmed
+                "undecodable_packets": self.errors + sum(h is not None for h in self.held)}
+
+
+def _skew(x):
+    return None if x is None else round(x[0], 3)
 
 
 def _new_session(st: OpenVpnState, ts, mid=False) -> Session:
@@ -176,19 +190,93 @@ def handle(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end) -> N
         except DissectError:
             c = None
     if c is None:
-        lay = _ov.detect_layout(data, off, end, ts)
+        lay, held = _resolve(st, d, ts, ref, data, off, end)
         if lay is not None:
             try:
                 c = parse_control(data, off, end, lay)
                 st.layout = lay
             except DissectError:
                 c = None
+            for h in held:
+                _held_control(t, st, h)
+        elif held == "held":
+            return
     if c is None:
         st.errors += 1
         s = st.current
         if s is not None:
             s.undecoded += 1
         return
+    _control(t, st, from_client, ts, ref, data, off, end, c)
+
+
+def _resolve(st: OpenVpnState, d: int, ts, ref, data, off, end):
+    """The layout of a control packet when the known one (if any) does not parse it.
+
+    Returns ``(layout, held)``: ``held`` lists earlier packets (of either sender) waiting for the
+    layout, to be handled first under it.  A hard reset, or a packet with only a plain reading,
+    decides alone (:func:`dissect.vpn.openvpn.detect_layout`).  A packet with wrapped readings
+    (tls-crypt / tls-auth) is held until a second packet of the same sender confirms one of them
+    (same session ID and net time, a higher replay packet ID): then ``(layout, held)``.  Two
+    packets that read plainly and share no wrapped context are plain.  ``(None, "held")``: this
+    packet is held; ``(None, [])``: it is undecodable.
+    """
+    lay = _ov.detect_layout(data, off, end)
+    mine = st.held[d]
+    if lay is None:
+        cands = _ov.wrap_candidates(data, off, end)
+        if mine is not None:
+            lay = next((a[0] for a in mine[0] for b in cands if _ov.same_context(a, b)), None)
+            if lay is None and _parses(mine[3], _ov.PLAIN) and \
+                    _parses(data[off:end], _ov.PLAIN):
+                lay = _ov.PLAIN
+        if lay is None:
+            if not cands:
+                return None, []
+            if mine is not None:
+                _held_undecodable(st)
+            st.held[d] = (cands, ts, ref, bytes(data[off:end]), d == 0)
+            return None, "held"
+    held = sorted((h for h in st.held if h is not None), key=lambda h: h[1])
+    st.held = [None, None]
+    return lay, held
+
+
+def _parses(buf, layout) -> bool:
+    try:
+        parse_control(buf, 0, len(buf), layout)
+    except DissectError:
+        return False
+    return True
+
+
+def _held_undecodable(st: OpenVpnState) -> None:
+    st.errors += 1
+    s = st.current
+    if s is not None:
+        s.undecoded += 1
+
+
+def _held_control(t, st: OpenVpnState, h) -> None:
+    """Handle a held control packet ``h`` under the layout now known (its opcode and packet
+    counts were taken when it arrived)."""
+    _cands, ts, ref, buf, from_client = h
+    try:
+        c = parse_control(buf, 0, len(buf), st.layout)
+    except DissectError:
+        _held_undecodable(st)
+        return
+    _control(t, st, from_client, ts, ref, buf, 0, len(buf), c)
+
+
+def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c) -> None:
+    """A control packet parsed as ``c``: sessions, the reliability layer, the TLS records."""
+    d = 0 if from_client else 1
+    op = c.opcode
+    if c.net_time is not None and st.skew[d] is None and \
+            (op in _ov.CLIENT_RESETS or op in _ov.SERVER_RESETS) and \
+            c.replay_id is not None and c.replay_id <= _ov.RESET_MAX_REPLAY:
+        st.skew[d] = (c.net_time - ts, ts, ref)
     if op in _ov.CLIENT_RESETS and from_client:
         s = _find(st, True, c)
         if s is None:
