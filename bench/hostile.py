@@ -14,6 +14,7 @@ clock, no randomness), fast enough for a million packets:
   and liveness checks;
 * ``skf``: one IKE SA whose IKE_AUTH request comes in ``n`` SKF fragments (RFC 7383) with
   distinct fragment numbers;
+* ``ike_endpoints``: one IKE SA whose messages come from ``n`` source ports (and addresses);
 * ``one_packet_files``: ``n`` files of one ESP packet each (merged by ``analyze``);
 * ``mixed_garbage``: frames for ``live`` mutated from a small healthy capture (bit flips,
   truncation), in a loop.
@@ -255,6 +256,27 @@ def mid_session(path: Path, n: int, gap_us: int = 2000) -> Path:
     return path
 
 
+def ike_endpoints(path: Path, n: int, gap_us: int = 1000) -> Path:
+    """One IKE SA (IKE_SA_INIT with NAT-D notifies, answered), then ``n`` INFORMATIONAL requests
+    each from another source port (every eighth from another source address too): the endpoints
+    of one SA, which the NAT-D recomputation tries as origins of a mismatching hash."""
+    w = Wire(path)
+    ispi, rspi = spi8(0xE1000000, 0), spi8(0xE2000000, 0)
+    natd = gpl(PL_NOTIFY, struct.pack(">BBH", 0, 0, 16388) + bytes(20)) + \
+        gpl(0, struct.pack(">BBH", 0, 0, 16389) + bytes(20))
+    np_, body = _INIT_REQ
+    body = body[:-36] + gpl(PL_NOTIFY, bytes(32)) + natd  # the Nonce now names the notifies
+    w.frame(START_US, udp(A, B, 500, 500, ike(ispi, bytes(8), np_, IKE_SA_INIT, F_I, 0, body)))
+    w.frame(START_US + 200, udp(B, A, 500, 500, ike(ispi, rspi, np_, IKE_SA_INIT, F_R, 0, body)))
+    for i in range(n):
+        src = A if i % 8 else struct.pack(">I", 0x0A000000 + i)  # 10.0.0.0/8: new ones
+        msg = encrypted(ispi, rspi, INFORMATIONAL, F_I, 2 + i)
+        w.frame(START_US + 1000 + i * gap_us, udp(src, B, 20000 + i % 40000, 4500,
+                                                  bytes(4) + msg))
+    w.close()
+    return path
+
+
 def skf(path: Path, n: int, gap_us: int = 50) -> Path:
     """One IKE SA: IKE_SA_INIT answered, then an IKE_AUTH request in ``n`` SKF fragments with
     fragment numbers 1..n (Total Fragments n, at most 65535), never answered."""
@@ -289,7 +311,7 @@ def one_packet_files(directory: Path, n: int) -> list[Path]:
 
 
 GENERATORS = {"esp_spis": esp_spis, "ike_inits": ike_inits, "mid_session": mid_session,
-              "skf": skf, "cookie_inits": cookie_inits, "v1_main_mode": v1_main_mode,
+              "skf": skf, "cookie_inits": cookie_inits, "ike_endpoints": ike_endpoints, "v1_main_mode": v1_main_mode,
               "one_sa_exchanges": one_sa_exchanges}
 
 

@@ -187,7 +187,7 @@ def live_child(frames_total: int, max_sas: int, seed: int) -> dict:
     clock = [cap.t]
     s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas), [],
                     clock=lambda: clock[0], captures=[cap])
-    samples = [(0, round(_rss_mb(), 1), 0, 0)]
+    samples = [(0, round(_rss_mb(), 1), 0, 0, 0, 0)]  # frames, RSS, IKE, ESP, messages, VPN
     done = 0
     t0 = time.perf_counter()
     step = max(frames_total // 10, 2000)
@@ -200,7 +200,9 @@ def live_child(frames_total: int, max_sas: int, seed: int) -> dict:
         if done >= nxt:
             nxt += step
             it = s.tracker.ike_tracker
-            samples.append((done, round(_rss_mb(), 1), len(it.sas), len(s.tracker.esp_tracker._sas)))
+            samples.append((done, round(_rss_mb(), 1), len(it.sas),
+                            len(s.tracker.esp_tracker._sas), it.kept,
+                            len(s.tracker.vpn_tracker.tunnels)))
     feed = time.perf_counter() - t0
     cap.read = lambda out, fidx, num, max_blocks=None: 0  # the stop: nothing more arrives
     w0, c0 = time.perf_counter(), time.process_time()
@@ -287,17 +289,19 @@ def render(rows, live, info, args, rev, dirty) -> str:
                 "flipped, cuts, new addresses and ports), 0.5 ms apart; resident memory after "
                 "each tenth of the run; then the stop (the SIGTERM path): from the stop to the "
                 "rendered JSON report.", "",
-                "| --max-sas | frames | RSS MB along the run (frames: MB) | IKE / ESP SAs held "
-                "at the end | evicted | stop → report s (cpu s) | report MB |",
+                "| --max-sas | frames | RSS MB along the run (frames: MB) | held at the end: IKE "
+                "SAs / ESP SAs / IKE messages / other VPN tunnels | evicted | stop → report s "
+                "(cpu s) | report MB |",
                 "|---:|---:|---|---|---:|---:|---:|"]
         for r in live:
             if "error" in r:
                 out.append(f"| {r['max_sas']:,} | — | {r['error'][:200]} | | | | |")
                 continue
             s = r["samples"]
-            along = ", ".join(f"{f // 1000:,}k: {mb:.0f}" for f, mb, _i, _e in s)
+            along = ", ".join(f"{f // 1000:,}k: {mb:.0f}" for f, mb, *_rest in s)
             out.append(f"| {r['max_sas']:,} | {r['frames']:,} | {along} | {s[-1][2]:,} / "
-                       f"{s[-1][3]:,} | {r['evicted']:,} | {r['stop_wall']:.2f} "
+                       f"{s[-1][3]:,} / {s[-1][4]:,} / {s[-1][5]:,} | {r['evicted']:,} | "
+                       f"{r['stop_wall']:.2f} "
                        f"({r['stop_cpu']:.2f}) | {r['report_mb']:.1f} |")
     out += ["", "Commands: `python bench/hostile_bench.py` (captures: `python bench/hostile.py "
             "KIND N OUT`)."]

@@ -14,6 +14,7 @@ import pytest
 
 from synth import esp_frame, ike_encrypted, ike_frame, ike_sa_init, write_pcap
 from pcapvpn.analysis import run
+from pcapvpn.rules.common import ip_text
 
 A, B = "192.0.2.10", "198.51.100.20"
 ISPI = bytes.fromhex("1122334455667788")
@@ -208,3 +209,37 @@ def test_many_pending_initiations_pair_each_at_most_once(tmp_path, n):
     assert len(found) == n
     used = [sa for f in found for sa in f.evidence.ike_spis]
     assert len(used) == len(set(used)) == 2 * n
+
+
+# -- the lab's real daemons -----------------------------------------------------------------------
+
+LAB = __import__("pathlib").Path(__file__).resolve().parents[1] / "captures" / "lab"
+
+
+def _lab(name):
+    p = LAB / name / f"{name}.pcap"
+    if not p.exists():
+        pytest.fail(f"lab capture {p} missing")
+    return run([str(p)])
+
+
+def test_lab_libreswan_no_proposal_is_one_sa():
+    """libreswan answering each retransmitted IKE_SA_INIT with NO_PROPOSAL_CHOSEN under a fresh
+    responder SPI (the lab's real pluto): one IKE SA, one NO_PROPOSAL_CHOSEN, no flapping."""
+    r = _lab("libreswan_ikev2_no_proposal")
+    assert len(r.state.ike_sas) == 1
+    codes = [f.code for f in r.findings]
+    assert codes.count("IKE_NO_PROPOSAL_CHOSEN") == 1
+    assert "IKE_SA_FLAPPING" not in codes and "IKE_NO_RESPONSE" not in codes
+
+
+def test_lab_ignored_initiation_names_the_survivor():
+    """The lab's ignored initiation (expected.json: the right gateway deleted the SA it had
+    initiated; the left-initiated one survived and carried the ESP)."""
+    r = _lab("ikev2_ignored_init_duplicate")
+    f, = [f for f in r.findings if f.code == "IKE_SIMULTANEOUS_INIT"]
+    assert "waited 42 s" in f.title
+    left = next(sa for sa in r.state.ike_sas if ip_text(sa.initiator[1]) == "192.0.2.2")
+    right = next(sa for sa in r.state.ike_sas if sa is not left)
+    assert f"{left.id} (initiated by 192.0.2.2) survived" in f.detail
+    assert f"{right.id} was deleted at" in f.detail

@@ -507,7 +507,8 @@ def _initiations(ctx) -> dict:
 
 def _survivor(ctx, a, b):
     """(the IKE SA that survived or None, one sentence on the fate of both): the one not
-    deleted, else the one established, else the one that kept talking."""
+    deleted (or deleted last, more than a second after the other), else the one established,
+    else the one that kept talking."""
     da, db = deleted_ts(a), deleted_ts(b)
 
     def kept(sa, why=""):
@@ -522,6 +523,11 @@ def _survivor(ctx, a, b):
         return keep, (f"{kept(keep, 'established, ')}; {gone.id} never completed IKE_AUTH"
                       + (" and was deleted too." if da is not None else "."))
     if da is not None:
+        if abs(da - db) > 1.0:
+            # the duplicate went first; the other lived on until its own Delete (a teardown)
+            keep, gone = (a, b) if da > db else (b, a)
+            return keep, (f"{gone.id} was deleted at +{ctx.rel(min(da, db))} s and "
+                          f"{kept(keep)[:-1]}, its own Delete at +{ctx.rel(max(da, db))} s).")
         return None, (f"Both were deleted ({a.id} at +{ctx.rel(da)} s, {b.id} at "
                       f"+{ctx.rel(db)} s).")
     if abs(a.last_ts - b.last_ts) < ctx.th.response_timeout:

@@ -41,6 +41,7 @@ CASES = [
     ("v1_main_mode", 300, {}),
     ("one_sa_exchanges", 400, {}),
     ("skf", 600, {}),
+    ("ike_endpoints", 300, {}),
 ]
 
 
