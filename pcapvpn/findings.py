@@ -121,6 +121,18 @@ def finding_id(code: str, key: str) -> str:
     return "F" + hashlib.sha1(f"{code}|{key}".encode()).hexdigest()[:12]
 
 
+#: characters of a finding's title and detail (a rule listing what a flood made — thousands of
+#: addresses, SPIs — stays bounded; the rest is counted in the text)
+MAX_TITLE = 500
+MAX_DETAIL = 8000
+
+
+def _bounded(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f" … ({len(text) - limit:,} more characters)"
+
+
 def make(code: str, key: str, *, title: str, detail: str, basis: str = "observed",
          evidence: Evidence | None = None, wireshark_filter: str = "", advice=None,
          severity: str | None = None, tunnel: str | None = None) -> Finding:
@@ -128,6 +140,8 @@ def make(code: str, key: str, *, title: str, detail: str, basis: str = "observed
     spec = REGISTRY[code]
     if basis not in BASES:
         raise ValueError(f"{code}: unknown basis {basis}")
+    title = _bounded(title, MAX_TITLE)
+    detail = _bounded(detail, MAX_DETAIL)
     adv = list(advice) if advice is not None else list(spec.advice)
     return Finding(
         id=finding_id(code, key), code=code, stage=spec.stage,

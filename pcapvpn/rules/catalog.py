@@ -1,4 +1,4 @@
-"""docs/findings.md, generated from the rule registry and the thresholds table.
+"""docs/findings.md, generated from the rule registry, the thresholds and the limits.
 
     python -m pcapvpn.rules.catalog > docs/findings.md
 
@@ -7,6 +7,7 @@ A test keeps docs/findings.md in step with this output.
 
 from __future__ import annotations
 
+from pcapvpn.decode import Limits
 from pcapvpn.findings import ALL_STAGES, REGISTRY
 from pcapvpn.rules import load_all
 from pcapvpn.thresholds import describe, valid_range
@@ -51,6 +52,16 @@ def render() -> str:
             "| name | default | valid values | meaning |", "|---|---|---|---|"]
     for name, default, doc in describe():
         out.append(f"| `{name}` | {default} | {valid_range(name)} | {doc} |")
+    out += ["", "## Limits", "",
+            "Bounds of what an analysis keeps (`pcapvpn.decode.Limits`), so that a hostile "
+            "capture (a flood of SPIs or IKE_SA_INITs, garbage) gives a bounded analysis and "
+            "report; what a bound drops is counted and reported (`CAPTURE_LIMITS`, and "
+            "`omitted` in JSON for the report's lists). Options of `analyze`: "
+            "`--limit NAME=VALUE` (a positive number).", "",
+            "| name | default | meaning |", "|---|---|---|"]
+    for name, default, doc in describe(Limits):
+        out.append(f"| `{name}` | {default:,} | {doc} |" if isinstance(default, int)
+                   else f"| `{name}` | {default} | {doc} |")
     return "\n".join(out) + "\n"
 
 

@@ -54,10 +54,7 @@ def _childless_supported(sa) -> bool:
 
 
 def _sk_len(m) -> int:
-    for p in m.msg.payloads:
-        if p.type in (46, 53):
-            return p.length
-    return m.size
+    return m.sk_len if m.sk_len is not None else m.size
 
 
 @rule

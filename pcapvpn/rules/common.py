@@ -6,14 +6,14 @@ import ipaddress
 from functools import cached_property
 
 from pcapvpn.findings import Evidence, FrameRef
-from pcapvpn.model import Time
+from pcapvpn.model import Time, addr
 
 #: evidence frames listed per finding (all are counted in the detail)
 MAX_EVIDENCE_FRAMES = 200
 
 
 def ip_text(packed: bytes) -> str:
-    return str(ipaddress.ip_address(packed))
+    return addr(packed)
 
 
 def endpoint_text(ep) -> str:
@@ -28,8 +28,9 @@ def endpoint_text(ep) -> str:
 
 
 def set_filter(field: str, values) -> str:
-    """``field == v`` or ``field in {a, b}`` (tshark 4.0 wants commas between set members)."""
-    values = list(dict.fromkeys(values))
+    """``field == v`` or ``field in {a, b}`` (tshark 4.0 wants commas between set members); at
+    most ``MAX_EVIDENCE_FRAMES`` values (the first ones: a filter stays pasteable)."""
+    values = list(dict.fromkeys(values))[:MAX_EVIDENCE_FRAMES]
     if len(values) == 1:
         return f"{field} == {values[0]}"
     return f"{field} in {{" + ", ".join(str(v) for v in values) + "}"
@@ -76,6 +77,9 @@ class Context:
 
     def __init__(self, state):
         self.state = state
+        #: questions a rule left open because answering them would cost more than its budget
+        #: (a flood of SAs): name -> [count, first ref, first ts], for CAPTURE_LIMITS
+        self.cut: dict = {}
         self.th = state.thresholds
         self.now = state.now
         self.names = state.names
@@ -85,6 +89,14 @@ class Context:
             firsts = [sa.first_ts for sa in state.ike_sas if sa.first_ts is not None]
             firsts += [sa.first_ts for sa in state.esp_sas if sa.first_ts is not None]
             self.start = min(firsts) if firsts else state.now
+
+    def cut_short(self, what: str, ref=None, ts=None) -> None:
+        """A rule left the question ``what`` open (its look-up budget was spent)."""
+        e = self.cut.get(what)
+        if e is None:
+            self.cut[what] = [1, ref, ts]
+        else:
+            e[0] += 1
 
     @cached_property
     def ike_by_peers(self) -> dict:
@@ -120,9 +132,13 @@ class Context:
         return round(ts - self.start, 3)
 
     def evidence(self, refs, first_ts=None, last_ts=None, ike_spis=(), esp_spis=(), peers=()):
+        """Evidence of a finding: frames, times, SPIs and peers (at most
+        ``MAX_EVIDENCE_FRAMES`` of each list: a finding about a flood stays bounded)."""
+        n = MAX_EVIDENCE_FRAMES
         return Evidence(frames=self.frame_refs(refs), first=self.time(first_ts),
                         last=self.time(last_ts if last_ts is not None else first_ts),
-                        ike_spis=list(ike_spis), esp_spis=list(esp_spis), peers=list(peers))
+                        ike_spis=list(ike_spis)[:n], esp_spis=list(esp_spis)[:n],
+                        peers=list(peers)[:n])
 
     @staticmethod
     def msg_refs(msgs) -> list:
@@ -146,6 +162,22 @@ def ike_tunnel_of(ctx, sa):
     if m is None:
         m = ctx._sa_tunnel = {id(s): t for t in ctx.state.tunnels for s in t.ike_sas}
     return m.get(id(sa))
+
+
+def deleted_ts(sa):
+    """When an IKE SA was deleted, keyless: an INFORMATIONAL request whose first encrypted
+    payload is a Delete (IKEv2, RFC 7296 §3.14), or a cleartext Delete (IKEv1); None."""
+    from pcapvpn.track.ike import INFORMATIONAL
+
+    for x in sa.exchanges:
+        if sa.version == 2 and x.exch == INFORMATIONAL:
+            for m in x.requests:
+                if m.sk_next == 42:  # Delete
+                    return m.ts
+        for m in x.msgs:
+            if m.deletes:
+                return m.ts
+    return None
 
 
 def exchange_status(ctx, x):
@@ -438,3 +470,34 @@ def tcp_connection_findings(ctx, conns, *, ipver, client, server, port, name, tu
                    wireshark_filter=(f"{fl}.src == {ip_text(server)} && tcp.srcport == "
                                      f"{port} && tcp.flags.reset == 1"),
                    advice=advice, tunnel=tunnel)
+
+
+class MaxTree:
+    """Maximum over any range of a fixed list of numbers in O(log n) (a segment tree)."""
+
+    __slots__ = ("n", "t")
+
+    def __init__(self, values):
+        n = self.n = len(values)
+        t = self.t = [float("-inf")] * n + list(values)
+        for i in range(n - 1, 0, -1):
+            t[i] = t[2 * i] if t[2 * i] > t[2 * i + 1] else t[2 * i + 1]
+
+    def max(self, lo: int, hi: int) -> float:
+        """max(values[lo:hi]) (-inf for an empty range)."""
+        t = self.t
+        m = float("-inf")
+        lo += self.n
+        hi += self.n
+        while lo < hi:
+            if lo & 1:
+                if t[lo] > m:
+                    m = t[lo]
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                if t[hi] > m:
+                    m = t[hi]
+            lo >>= 1
+            hi >>= 1
+        return m

@@ -17,6 +17,8 @@ answered) is a reachability rule (it competes with IKE_NO_RESPONSE).
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import ipaddress
 
 from pcapvpn.findings import declare, make
@@ -600,10 +602,8 @@ def nat_keepalive_missing(ctx):
                            f"the NAT sends them).")
             detail += (f" NAT UDP mappings commonly expire after 30-120 s (threshold "
                        f"keepalive_max_interval = {limit:g} s).")
-            after = [c for c in changes if c[0] == side and any(
-                -1e-6 <= c[1] - g[1] <= _AFTER_GAP for g in gaps)]
-            if after:
-                c = after[0]
+            c = _first_after(changes, side, gaps)
+            if c is not None:
                 detail += (f" Its source changed right after ({c[3]} → {c[4]} at frame "
                            f"{c[2][1]}): the mapping had likely expired.")
             refs = []
@@ -632,6 +632,18 @@ def nat_keepalive_missing(ctx):
                 detail=detail,
                 evidence=ctx.evidence(refs, gs, ge, peers=[ip_text(t.a), ip_text(t.b)]),
                 wireshark_filter=wf, tunnel=t.id)
+
+
+def _first_after(changes, side, gaps):
+    """The first change of ``side`` at most ``_AFTER_GAP`` s after the end of one of ``gaps``
+    (whose ends never decrease), or None."""
+    for c in changes:
+        if c[0] != side:
+            continue
+        i = bisect_right(gaps, c[1] + 1e-6, key=lambda g: g[1]) - 1
+        if i >= 0 and c[1] - gaps[i][1] <= _AFTER_GAP:
+            return c
+    return None
 
 
 # -- NAT_MAPPING_CHANGED -----------------------------------------------------------------------
@@ -680,6 +692,7 @@ def nat_mapping_changed(ctx):
             continue
         flows = _flows_between(ctx, t)
         iv = _timeline(ctx, t, flows)
+        silences = _gaps(iv, float("-inf"), limit)
         by_side: dict = {}
         for c in changes:
             by_side.setdefault(c[0], []).append(c)
@@ -692,27 +705,31 @@ def nat_mapping_changed(ctx):
             refs = []
             ike_sas = []
             esp_spis = []
+            seen_sas = set()
+            seen_spis = set()
             for (old, new), seen in moves.items():
-                ts, ref = seen[0][1], seen[0][2]
-                what = ", ".join(dict.fromkeys(c[5] for c in seen))
-                idle = _idle_before(iv, ts, limit)
-                line = (f"{old} → {new} at {ctx.rel(ts)} s (frame {ref[1]}; seen in {what})")
-                if idle is not None:
-                    line += f" after {idle:.0f} s of silence (NAT mapping timeout likely)"
-                for c in seen:
-                    if c[5] == "IKE":
-                        follow = _followed(c[6], c)
-                        if follow:
-                            line += f"; {follow}"
-                            break
-                if len(lines) < MAX_LISTED:
+                if len(lines) < MAX_LISTED:  # only the listed moves are described
+                    ts, ref = seen[0][1], seen[0][2]
+                    what = ", ".join(dict.fromkeys(c[5] for c in seen))
+                    idle = _idle_before(silences, ts)
+                    line = (f"{old} → {new} at {ctx.rel(ts)} s (frame {ref[1]}; seen in {what})")
+                    if idle is not None:
+                        line += f" after {idle:.0f} s of silence (NAT mapping timeout likely)"
+                    for c in seen:
+                        if c[5] == "IKE":
+                            follow = _followed(c[6], c)
+                            if follow:
+                                line += f"; {follow}"
+                                break
                     lines.append(line)
                 for c in seen:
                     refs.append(c[2])
                     if c[5] == "IKE":
-                        if c[6] not in ike_sas:
+                        if id(c[6]) not in seen_sas:
+                            seen_sas.add(id(c[6]))
                             ike_sas.append(c[6])
-                    elif c[6].spi not in esp_spis:
+                    elif c[6].spi not in seen_spis:
+                        seen_spis.add(c[6].spi)
                         esp_spis.append(c[6].spi)
             n = len(moves)
             addr_changed = any(_host(c[3]) != _host(c[4]) for c in cs)
@@ -747,14 +764,14 @@ def _host(ep_text: str) -> str:
     return ep_text.rsplit(":", 1)[0]
 
 
-def _idle_before(iv, ts, limit) -> float | None:
-    """Length of a silence longer than ``limit`` that ended at most ``_AFTER_GAP`` s before
-    ``ts`` (the traffic that ended it may be the moved packet itself), else None."""
-    best = None
-    for gs, ge, _rb, _ra, _what, _w in _gaps(iv, float("-inf"), limit):
-        if ge <= ts + 1e-6 and ts - ge <= _AFTER_GAP:
-            best = ge - gs
-    return best
+def _idle_before(silences, ts) -> float | None:
+    """Length of a silence (``_gaps`` of the timeline: in order, their ends never decrease)
+    that ended at most ``_AFTER_GAP`` s before ``ts`` (the traffic that ended it may be the
+    moved packet itself), the last such; else None.  A bisection: a tunnel can move often."""
+    i = bisect_right(silences, ts + 1e-6, key=lambda g: g[1]) - 1
+    if i >= 0 and ts - silences[i][1] <= _AFTER_GAP:
+        return silences[i][1] - silences[i][0]
+    return None
 
 
 def _followed(sa, change) -> str | None:

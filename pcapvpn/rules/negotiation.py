@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import bisect
+import heapq
 
 from dissect.vpn import registry as reg
+from dissect.vpn.ikev2 import SA_PAYLOAD
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_filter,
+    UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_label, exchange_status, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )
 from pcapvpn.track.ike import IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK, V1_STEPS
@@ -81,10 +83,15 @@ declare("IKE_REDIRECT", "negotiation", "warning",
         ["Check that the client can reach the gateway named in the redirect (and that it is "
          "configured to follow redirects); capture towards that gateway next."])
 declare("IKE_SIMULTANEOUS_INIT", "negotiation", "warning",
-        "Both gateways initiated an IKE SA to each other at the same time; one of the duplicate "
-        "SAs will be torn down.",
+        "Both gateways initiated an IKE SA to each other while the other's initiation was still "
+        "pending (not yet answered, or retransmitted unanswered), and both were answered: two IKE "
+        "SAs between the same gateways where one is needed. The detail says which one survived "
+        "(the other is deleted, or lingers as a duplicate).",
         ["Let one side initiate only (strongSwan auto=start on one side, auto=route / trap or "
-         "passive on the other)."])
+         "passive on the other).",
+         "If one side's IKE_SA_INIT waited long for its answer (retransmitted), find out why the "
+         "responder ignored it at first (load, a firewall or rate limit dropping the first "
+         "packets, the responder's own initiation in progress)."])
 
 
 def _cleartext_errors(sa):
@@ -190,28 +197,68 @@ def _retrans_label(x, retrans) -> str:
 RETRY_WINDOW = 30.0
 
 
+def _answered_inits(ctx, key, same):
+    """For the IKE SAs ``same`` between one address pair (capture order): their start times,
+    the time of each one's last IKE_SA_INIT answer without error or COOKIE (-inf: none) in a
+    range-maximum tree, and each one's position (cached per evaluation)."""
+    cache = ctx.__dict__.setdefault("_answered_inits", {})
+    got = cache.get(key)
+    if got is None:
+        starts = [o.first_ts or 0.0 for o in same]
+        good = []
+        for o in same:
+            ts = [r.ts for x in o.exchanges if x.exch == IKE_SA_INIT for r in x.responses
+                  if not r.error_notifies() and not r.has_notify(COOKIE)]
+            good.append(max(ts) if ts else float("-inf"))
+        got = cache[key] = (starts, MaxTree(good), {id(o): i for i, o in enumerate(same)})
+    return got
+
+
 def _recovered_after(ctx, sa, notify_msg) -> bool:
     """After an INVALID_KE / COOKIE response: an IKE_SA_INIT exchange later in the same SA, or in
     an SA between the same two addresses started within ``RETRY_WINDOW`` seconds (its retry SA,
-    linked or not), answered without an error."""
-    sas = [sa]
-    if sa.initiator and sa.responder:
-        same = ctx.ike_by_peers.get((sa.version, sa.initiator[1], sa.responder[1]), ())
-        starts = [o.first_ts or 0.0 for o in same]
-        i = bisect.bisect_left(starts, notify_msg.ts)
-        while i < len(same) and starts[i] - notify_msg.ts <= RETRY_WINDOW:
-            if same[i] is not sa:
-                sas.append(same[i])
-            i += 1
+    linked or not), answered without an error.  The SAs started in that window are asked with
+    one range maximum (a flood of COOKIE answers asks this once each)."""
+    for x in sa.exchanges:
+        if x.exch != IKE_SA_INIT:
+            continue
+        for r in x.responses:
+            if r.ts > notify_msg.ts and not r.error_notifies() and not r.has_notify(COOKIE):
+                return True
+    if not (sa.initiator and sa.responder):
+        return False
+    key = (sa.version, sa.initiator[1], sa.responder[1])
+    same = ctx.ike_by_peers.get(key, ())
+    starts, latest, pos = _answered_inits(ctx, key, same)
+    t = notify_msg.ts
+    lo = bisect.bisect_left(starts, t)
+    hi = bisect.bisect_right(range(len(starts)), RETRY_WINDOW, lo=lo,
+                             key=lambda i: starts[i] - t)
+    me = pos.get(id(sa), -1)
+    if lo <= me < hi:
+        best = max(latest.max(lo, me), latest.max(me + 1, hi))
+    else:
+        best = latest.max(lo, hi)
+    return best > t
 
-    for s in sas:
-        for x in s.exchanges:
-            if x.exch != IKE_SA_INIT:
-                continue
-            for r in x.responses:
-                if r.ts > notify_msg.ts and not r.error_notifies() and not r.has_notify(COOKIE):
-                    return True
-    return False
+
+def _each_copy_answered(x):
+    """IKEv2: every request of ``x`` (capture duplicates aside) was followed by a response
+    before the next one: the longest wait in seconds; None when one was not."""
+    if x.version != 2:
+        return None
+    waiting = None
+    longest = 0.0
+    for m in x.msgs:
+        if m.is_response:
+            if waiting is not None:
+                longest = max(longest, m.ts - waiting)
+                waiting = None
+        elif m.duplicate_of is None:
+            if waiting is not None:
+                return None
+            waiting = m.ts
+    return longest if waiting is None else None
 
 
 @rule
@@ -262,12 +309,27 @@ def retransmissions(ctx):
             # an exchange answered only after retransmissions is a degradation (the verdict
             # contract): the setup waited for a timer
             sev = "warning"
+            why = (" The responder re-sent its response: the first response (or the "
+                   "retransmitted request) was lost." if lost_response else "")
+            each = _each_copy_answered(x)
+            if each is not None:
+                # nothing was lost and nothing waited for a timer: the initiator asked again
+                # although it had its answer
+                sev = "info"
+                why = (f" Every copy of the request was answered (within {each * 1000:.1f} ms): "
+                       f"nothing was lost; the initiator re-sent a request it had an answer to.")
+                errs = sorted({reg.notify_name(2, t) for r in x.responses
+                               for t in r.error_notifies()})
+                if errs and x.exch == IKE_SA_INIT:
+                    why += (f" The answers carry the unprotected error {', '.join(errs)}, which "
+                            f"need not end the exchange for the initiator (RFC 7296 §2.21.1: "
+                            f"errors before the IKE SA is protected); libreswan logs 'ignoring "
+                            f"IKE_SA_INIT response containing {errs[0]} notification' and "
+                            f"retransmits until it gives up.")
             yield make(
                 "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
                 title=f"{label}: {len(retrans)} retransmission(s) before the exchange went on",
-                detail="; ".join(parts) + "." + tta
-                       + (" The responder re-sent its response: the first response (or the "
-                          "retransmitted request) was lost." if lost_response else ""),
+                detail="; ".join(parts) + "." + tta + why,
                 evidence=ctx.evidence(refs, x.msgs[0].ts, x.msgs[-1].ts,
                                       ike_spis=[sa.ispi.hex(), sa.rspi.hex()]),
                 wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
@@ -397,29 +459,137 @@ def aggressive_psk(ctx):
             tunnel=t.id if t else None)
 
 
+def _init_answer(sa):
+    """The first response to ``sa``'s IKE_SA_INIT that creates the IKE SA (an SA payload, no
+    error, no COOKIE), or None."""
+    for x in sa.exchanges:
+        if x.exch != IKE_SA_INIT:
+            continue
+        for m in x.msgs:
+            if m.is_response and not m.copy and SA_PAYLOAD in m.payload_types and \
+                    not m.error_notifies() and not m.has_notify(COOKIE):
+                return m
+    return None
+
+
+def _initiations(ctx) -> dict:
+    """IKEv2 SAs that start with an IKE_SA_INIT request and were answered (the IKE SA exists
+    on both sides), grouped by gateway pair: ``{pair: [(start, n, sa, answer)]}`` in start
+    order.  The start of a retry (COOKIE / INVALID_KE) is that of its first attempt; an SA that
+    was retried is left to its retry."""
+    by_id = {}
+    for sa in ctx.state.ike_sas:
+        if sa.version == 2:
+            by_id.setdefault(sa.id, sa)
+    groups: dict = {}
+    for sa in ctx.state.ike_sas:
+        if sa.version != 2 or sa.mid_session or sa.retried_by is not None or not sa.messages:
+            continue
+        first = sa.messages[0]
+        if first.exch != IKE_SA_INIT or first.is_response:
+            continue
+        answer = _init_answer(sa)
+        if answer is None:
+            continue
+        root = sa
+        for _ in range(8):  # a retry of a retry ...
+            prev = by_id.get(root.retry_of) if root.retry_of else None
+            if prev is None or prev is root:
+                break
+            root = prev
+        a, b = sa.initiator[1], sa.responder[1]
+        key = (a, b) if a <= b else (b, a)
+        groups.setdefault(key, []).append((root.first_ts, first.n, sa, answer))
+    for lst in groups.values():
+        lst.sort(key=lambda e: (e[0], e[1]))
+    return groups
+
+
+def _survivor(ctx, a, b):
+    """(the IKE SA that survived or None, one sentence on the fate of both): the one not
+    deleted (or deleted last, more than a second after the other), else the one established,
+    else the one that kept talking."""
+    da, db = deleted_ts(a), deleted_ts(b)
+
+    def kept(sa, why=""):
+        return (f"{sa.id} (initiated by {ip_text(sa.initiator[1])}) survived ({why}its last IKE "
+                f"message at +{ctx.rel(sa.last_ts)} s)")
+
+    if (da is None) != (db is None):
+        keep, gone, when = (b, a, da) if da is not None else (a, b, db)
+        return keep, f"{kept(keep)}; {gone.id} was deleted at +{ctx.rel(when)} s."
+    if a.established != b.established:
+        keep, gone = (a, b) if a.established else (b, a)
+        return keep, (f"{kept(keep, 'established, ')}; {gone.id} never completed IKE_AUTH"
+                      + (" and was deleted too." if da is not None else "."))
+    if da is not None:
+        if abs(da - db) > 1.0:
+            # the duplicate went first; the other lived on until its own Delete (a teardown)
+            keep, gone = (a, b) if da > db else (b, a)
+            return keep, (f"{gone.id} was deleted at +{ctx.rel(min(da, db))} s and "
+                          f"{kept(keep)[:-1]}, its own Delete at +{ctx.rel(max(da, db))} s).")
+        return None, (f"Both were deleted ({a.id} at +{ctx.rel(da)} s, {b.id} at "
+                      f"+{ctx.rel(db)} s).")
+    if abs(a.last_ts - b.last_ts) < ctx.th.response_timeout:
+        return None, (f"Neither was deleted in the capture: both IKE SAs remain (their last "
+                      f"messages at +{ctx.rel(a.last_ts)} s and +{ctx.rel(b.last_ts)} s).")
+    keep, gone = (a, b) if a.last_ts > b.last_ts else (b, a)
+    return keep, (f"{kept(keep)}; {gone.id} went quiet at +{ctx.rel(gone.last_ts)} s without a "
+                  f"Delete in the capture.")
+
+
 @rule
 def simultaneous_init(ctx):
-    inits = []
-    for sa in ctx.state.ike_sas:
-        if sa.version == 2 and not sa.mid_session and sa.retry_of is None:
-            inits.append(sa)
-    for i, a in enumerate(inits):
-        for b in inits[i + 1:]:
-            if b.first_ts - a.first_ts > 5:
-                break
-            if a.initiator[1] == b.responder[1] and a.responder[1] == b.initiator[1]:
-                t = ike_tunnel_of(ctx, a)
-                yield make(
-                    "IKE_SIMULTANEOUS_INIT", f"{a.id}|{b.id}",
-                    title=f"{ip_text(a.initiator[1])} and {ip_text(b.initiator[1])} initiated at "
-                          f"the same time",
-                    detail=f"Two IKE SAs were started {b.first_ts - a.first_ts:.2f} s apart in "
-                           f"opposite directions ({a.id}, {b.id}).",
-                    evidence=ctx.evidence(a.messages[0].frames + b.messages[0].frames,
-                                          a.first_ts, b.first_ts,
-                                          ike_spis=[a.ispi.hex(), b.ispi.hex()]),
-                    wireshark_filter=set_filter("isakmp.ispi", [_ch(a.ispi), _ch(b.ispi)]),
-                    tunnel=t.id if t else None)
+    """Both peers initiated to each other while the other's initiation was pending (sent and
+    not yet answered, retransmitted or not), and both initiations were answered: two IKE SAs
+    where one was needed.  Per gateway pair, one sweep in start order: each initiation is
+    matched with at most one pending initiation of the other side (a heap of those still
+    pending, by the time they were answered)."""
+    for key, inits in _initiations(ctx).items():
+        pending = {key[0]: [], key[1]: []}  # by initiator: heap of (answer ts, n, entry)
+        for e in inits:
+            start, n, b, answer_b = e
+            other = b.responder[1]
+            heap = pending.get(other)
+            while heap and heap[0][0] < start:
+                heapq.heappop(heap)  # answered before this one started: not pending
+            if heap:
+                _ts, _n, ea = heapq.heappop(heap)
+                yield _simultaneous(ctx, ea, e)
+                continue
+            mine = pending.get(b.initiator[1])
+            if mine is not None:
+                heapq.heappush(mine, (answer_b.ts, n, e))
+
+
+def _simultaneous(ctx, ea, eb):
+    start_a, _na, a, answer_a = ea
+    start_b, _nb, b, answer_b = eb
+    t = ike_tunnel_of(ctx, a)
+    x, y = ip_text(a.initiator[1]), ip_text(b.initiator[1])
+    sent_a = sum(1 for m in a.messages if m.exch == IKE_SA_INIT and not m.is_response
+                 and m.duplicate_of is None and m.ts <= answer_a.ts)
+    late = answer_a.ts - start_a
+    detail = (f"{x} started IKE SA {a.id} at +{ctx.rel(start_a)} s; its IKE_SA_INIT was answered "
+              f"at +{ctx.rel(answer_a.ts)} s ({late:.2f} s later"
+              + (f", after {sent_a} sends" if sent_a > 1 else "") + "). "
+              f"Meanwhile, at +{ctx.rel(start_b)} s, {y} started its own IKE SA {b.id} towards "
+              f"{x} (answered at +{ctx.rel(answer_b.ts)} s). Two IKE SAs between the same "
+              f"gateways where one was needed. ")
+    _keep, fate = _survivor(ctx, a, b)
+    detail += fate
+    frames = list(a.messages[0].frames) + list(answer_a.frames) + list(b.messages[0].frames) \
+        + list(answer_b.frames)
+    return make(
+        "IKE_SIMULTANEOUS_INIT", f"{a.id}|{b.id}",
+        title=(f"{x} and {y} initiated to each other "
+               + ("at the same time" if late < 1.0 else f"while {x}'s initiation waited "
+                  f"{late:.0f} s for an answer") + ": two IKE SAs"),
+        detail=detail,
+        evidence=ctx.evidence(frames, min(start_a, start_b), max(answer_a.ts, answer_b.ts),
+                              ike_spis=[a.ispi.hex(), b.ispi.hex()], peers=[x, y]),
+        wireshark_filter=set_filter("isakmp.ispi", [_ch(a.ispi), _ch(b.ispi)]),
+        tunnel=t.id if t else None)
 
 
 def _ch(b):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    ANSWERED, PENDING, backoff, endpoint_text, esp_filter, exchange_status, ike_filter,
-    ike_tunnel_of, ip_text, set_filter,
+    ANSWERED, PENDING, backoff, deleted_ts, endpoint_text, esp_filter, exchange_status,
+    ike_filter, ike_tunnel_of, ip_text, set_filter,
 )
 from pcapvpn.track.ike import (
     CREATE_CHILD_SA, IKE_SA_INIT, INFORMATIONAL, V1_AGGRESSIVE, V1_INFO, V1_MAIN,
@@ -195,20 +195,6 @@ def flapping(ctx):
                    tunnel=t.id)
 
 
-def _deleted_ts(sa):
-    """Keyless: an INFORMATIONAL request whose first encrypted payload is a Delete (IKEv2), or
-    a cleartext Delete (IKEv1)."""
-    for x in sa.exchanges:
-        if sa.version == 2 and x.exch == INFORMATIONAL:
-            for m in x.requests:
-                if m.sk_next == D:
-                    return m.ts
-        for m in x.msgs:
-            if m.deletes:
-                return m.ts
-    return None
-
-
 def _silent_side(old, new, esp_sas):
     """The peer that went silent on the old IKE SA before the new one started: its IKE and ESP
     stop while the other peer keeps talking (DPD, ESP) into the void.  None when both kept
@@ -235,7 +221,7 @@ def restarts(ctx):
         for old, new in zip(negs, negs[1:]):
             if not old.established:
                 continue
-            deleted = _deleted_ts(old)
+            deleted = deleted_ts(old)
             if deleted is not None and deleted <= new.first_ts + 1:
                 continue
             restarter = _silent_side(old, new, t.esp_sas)

@@ -763,6 +763,11 @@ def vpn_icmp(ctx):
     tunnels = list(ctx.state.vpn_tunnels)
     if not tunnels or not ctx.state.icmp_errors:
         return
+    # the tunnels between two addresses, in order (an ICMP error looks up its pair, not every
+    # tunnel: thousands of errors and tunnels on a busy mirror port)
+    by_pair: dict = {}
+    for t in tunnels:
+        by_pair.setdefault(frozenset((t.client, t.server)), []).append(t)
     groups = {}
     for e in ctx.state.icmp_errors:
         q = e.quoted
@@ -774,9 +779,7 @@ def vpn_icmp(ctx):
         if e.icmp_type not in ((3, 11) if e.ipver == 4 else (1, 3)):
             continue
         _qv, qsrc, qdst, qproto, qsport, qdport = q[:6]
-        for t in tunnels:
-            if {qsrc, qdst} != {t.client, t.server}:
-                continue
+        for t in by_pair.get(frozenset((qsrc, qdst)), ()):
             if qdst == t.client and _healthy_evidence(t) and t.data_last_ts[1] is not None \
                     and e.ts >= t.data_last_ts[1] - 1.0:
                 break  # the server's packets to a client that has gone: the end of a session
