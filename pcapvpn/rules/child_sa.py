@@ -10,10 +10,10 @@ after QM1, or QM1 answered by an Informational.
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, endpoint_text, exchange_status, ike_filter, ike_tunnel_of, ip_text,
+    UNANSWERED, endpoint_text, exchange_status, ike_facts, ike_filter, ike_tunnel_of, ip_text,
 )
 from pcapvpn.track.ike import CREATE_CHILD_SA, IKE_AUTH, V1_INFO, V1_QUICK
 
@@ -39,10 +39,19 @@ declare("CHILD_SA_FAILED", "child_sa", "error",
         "The IKE SA is up but its child SA (the IPsec/ESP SA) was refused or never created.",
         ["Compare the child SA (phase 2) settings: ESP proposals/PFS group, and the traffic "
          "selectors (local and remote subnets) on both gateways.",
-         "strongSwan logs 'no acceptable proposal found' / 'traffic selectors ... unacceptable' "
-         "on the responder; libreswan 'IKE_AUTH response rejected Child SA with <NOTIFY>'; IKEv1: "
-         "'No acceptable response to our first Quick Mode message: perhaps peer likes no "
-         "proposal'.",
+         when("strongSwan: the responder logs 'no acceptable proposal found' or 'traffic "
+              "selectors A === B unacceptable'; the initiator 'received NO_PROPOSAL_CHOSEN "
+              "notify, no CHILD_SA built' (or TS_UNACCEPTABLE) and 'failed to establish "
+              "CHILD_SA, keeping IKE_SA'.", version=2, impl="strongSwan"),
+         when("libreswan (initiator) logs 'IKE_AUTH response rejected Child SA with <NOTIFY>'.",
+              version=2, impl="libreswan"),
+         when("strongSwan: the Quick Mode responder logs 'no matching proposal found, sending "
+              "NO_PROPOSAL_CHOSEN' (ESP proposal) or 'no matching CHILD_SA config found' (proxy "
+              "IDs, answered with INVALID_ID_INFORMATION); the initiator 'received "
+              "NO_PROPOSAL_CHOSEN error notify'.", version=1, impl="strongSwan"),
+         when("libreswan (Quick Mode initiator) logs '... No acceptable response to our first "
+              "Quick Mode message: perhaps peer likes no proposal' when it gives up.",
+              version=1, impl="libreswan"),
          "With keys (--keys) pcapvpn names the exact notification."])
 
 
@@ -80,7 +89,7 @@ def child_failures(ctx):
                 elif sa.version == 1 and spi and len(spi) == 4 and ntype in (
                         NO_PROPOSAL_CHOSEN, V1_INVALID_ID_INFORMATION):
                     name = reg.notify_name(1, ntype)
-                    yield make("CHILD_SA_FAILED", f"{sa.id}|{m.n}|{ntype}",
+                    yield make("CHILD_SA_FAILED", f"{sa.id}|{m.n}|{ntype}", facts=ike_facts(sa),
                                title=f"Quick Mode refused by {ip_text(m.src)}: {name}",
                                detail=f"{endpoint_text((m.ipver, m.src, m.sport))} sent {name} for "
                                       f"the IPsec SA (SPI {spi.hex()}) in the clear.",
@@ -118,7 +127,7 @@ def _v2(ctx, sa, tid, spis, esp):
                 f"but the size of the response already says the child payloads are missing)")
             later_child = any(y.exch == CREATE_CHILD_SA for y in sa.exchanges[x.index + 1:])
             yield make(
-                "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ike-auth-no-child",
+                "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ike-auth-no-child", facts=ike_facts(sa, x),
                 title=f"IKE SA up with {ip_text(r.src)}, but its child SA was apparently refused",
                 detail=f"The IKE_AUTH response starts with IDr (the IKE SA is established) but its "
                        f"encrypted payload is {r_len} bytes against {q_len} in the request — too "
@@ -140,7 +149,7 @@ def _v2(ctx, sa, tid, spis, esp):
                 if r.copy or r.sk_next != N:
                     continue
                 yield make(
-                    "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ccsa-notify",
+                    "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ccsa-notify", facts=ike_facts(sa, x),
                     title=f"CREATE_CHILD_SA refused by {ip_text(r.src)}",
                     detail=f"The CREATE_CHILD_SA response (Message ID {x.msgid}) starts with a "
                            f"Notify: the new or rekeyed child SA (or IKE SA rekey) was refused "
@@ -181,7 +190,7 @@ def _v1(ctx, sa, tid, spis):
         else:
             continue
         yield make(
-            "CHILD_SA_FAILED", f"{sa.id}|{x.index}|qm",
+            "CHILD_SA_FAILED", f"{sa.id}|{x.index}|qm", facts=ike_facts(sa, x),
             title=f"Quick Mode (Message ID 0x{x.msgid:08x}) failed: QM1 {why.split(' (')[0]}",
             detail=f"QM1 from {endpoint_text((qm1[0].ipver, qm1[0].src, qm1[0].sport))} was {why}. "
                    f"Phase 1 is up; the phase-2 proposal (ESP transforms, PFS group) or the "

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_filter,
+    UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )
 from pcapvpn.track.ike import IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK, V1_STEPS
@@ -32,11 +32,18 @@ OWN_CODE = {
 declare("IKE_NO_PROPOSAL_CHOSEN", "negotiation", "error",
         "The peer found no acceptable proposal among those offered (NO_PROPOSAL_CHOSEN): the "
         "encryption, integrity, PRF or DH group configured on the two gateways do not overlap.",
-        ["Compare the proposals listed in the detail with the responder's configuration and make "
-         "one of them match exactly (strongSwan 'proposals =', Cisco 'crypto ikev2 proposal', "
-         "FortiGate phase1-interface 'set proposal', PAN-OS IKE Crypto profile).",
-         "strongSwan responder logs 'received proposals unacceptable' / 'no acceptable proposal "
-         "found'; the initiator 'received NO_PROPOSAL_CHOSEN notify error'."])
+        [when("Compare the proposals listed in the detail with the responder's configuration and "
+              "make one of them match exactly (strongSwan 'proposals =', Cisco 'crypto ikev2 "
+              "proposal', FortiGate phase1-interface 'set proposal', PAN-OS IKE Crypto profile).",
+              version=2),
+         when("Compare the proposals listed in the detail with the responder's configuration and "
+              "make one of them match exactly (strongSwan 'proposals =', Cisco 'crypto isakmp "
+              "policy', FortiGate phase1-interface 'set proposal', PAN-OS IKE Crypto profile).",
+              version=1),
+         when("strongSwan: the responder logs 'received proposals unacceptable'; the initiator "
+              "'received NO_PROPOSAL_CHOSEN notify error'.", version=2, impl="strongSwan"),
+         when("strongSwan: the responder logs 'no proposal found'; the initiator 'received "
+              "NO_PROPOSAL_CHOSEN error notify'.", version=1, impl="strongSwan")])
 declare("IKE_INVALID_KE", "negotiation", "warning",
         "The responder rejected the initiator's key exchange (DH) group with INVALID_KE_PAYLOAD "
         "and asked for another; the initiator must retry with the requested group.",
@@ -50,15 +57,23 @@ declare("IKE_VERSION_MISMATCH", "negotiation", "error",
          "'crypto ikev1' vs 'crypto ikev2' maps, FortiGate 'set ike-version')."])
 declare("IKE_ERROR_NOTIFY", "negotiation", "error",
         "The peer answered with an IKE error notification (named in the title).",
-        ["Look the notification up in RFC 7296 §3.10.1 (IKEv2) or RFC 2408 §3.14.1 (IKEv1) and "
-         "check the peer's log at that time: strongSwan 'received <NAME> notify error'."])
+        [when("Look the notification up in RFC 7296 §3.10.1 and check the peer's log at that "
+              "time (strongSwan: 'received <NAME> notify error').", version=2),
+         when("Look the notification up in RFC 2408 §3.14.1 and check the peer's log at that "
+              "time (strongSwan: 'received <NAME> error notify').", version=1)])
 declare("IKE_RETRANSMISSION", "negotiation", "warning",
         "An IKE exchange was answered only after retransmissions: packets are being lost or the "
         "responder is slow.",
         ["Look for loss on the path (the retransmitted message or the lost answer), rate limits or "
          "an overloaded responder.",
-         "strongSwan logs 'retransmit N of request with message ID M'; the responder 'received "
-         "retransmit of request with ID M, retransmitting response'."])
+         when("strongSwan logs 'retransmit N of request with message ID {msgid}'; the responder "
+              "'received retransmit of request with ID {msgid}, retransmitting response'.",
+              version=2, impl="strongSwan"),
+         when("strongSwan logs 'sending retransmit N of request message ID {msgid}, seq N' (a "
+              "responder re-sending its answer: '... of response message ID ...').",
+              version=1, impl="strongSwan"),
+         when("libreswan logs '<STATE>: retransmission; will wait N seconds for response'.",
+              impl="libreswan")])
 declare("IKE_COOKIE", "negotiation", "info",
         "The responder demanded a COOKIE (RFC 7296 §2.6): its DoS protection is active (many "
         "half-open IKE SAs, or a low cookie threshold).",
@@ -121,6 +136,7 @@ def error_notifies(ctx):
             flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {ntype}"
             tid = t.id if t else None
             key = f"{sa.id}|{m.n}|{ntype}"
+            facts = ike_facts(sa)
             phase2 = sa.version == 1 and spi and len(spi) == 4
             if ntype == NO_PROPOSAL_CHOSEN and not (sa.version == 1 and phase2):
                 offered, chosen = _offered_and_chosen(
@@ -142,7 +158,7 @@ def error_notifies(ctx):
                            title=f"{name} from {ip_text(m.src)}"
                                  + (" (recovered)" if recovered else ""),
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
-                           severity="info" if recovered else None)
+                           severity="info" if recovered else None, facts=facts)
             elif ntype == INVALID_KE_PAYLOAD and sa.version == 2:
                 group = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
                 offered, _ = _offered_and_chosen(sa, {IKE_SA_INIT})
@@ -171,7 +187,7 @@ def error_notifies(ctx):
                                   f"{receiver} in {reg.exchange_name(m.exch, short=True)}"
                                   + (" (response)" if m.is_response else "") + ".",
                            evidence=ev, wireshark_filter=flt, tunnel=tid,
-                           severity="info" if established else None)
+                           severity="info" if established else None, facts=facts)
 
 
 def _retrans_label(x, retrans) -> str:
@@ -253,6 +269,7 @@ def retransmissions(ctx):
             yield make(
                 "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
                 title=f"{label}: {len(retrans)} retransmission(s) before the exchange went on",
+                facts=ike_facts(sa, x),
                 detail="; ".join(parts) + "." + tta
                        + (" The responder re-sent its response: the first response (or the "
                           "retransmitted request) was lost." if lost_response else ""),
