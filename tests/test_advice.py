@@ -5,6 +5,7 @@ line once; on synthetic captures."""
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 
 import pytest
@@ -169,3 +170,29 @@ def test_implementation_hint_survives_thousands_of_intervals():
     assert implementation_hint([4.0 * 1.8 ** i for i in range(5)] + [60.0] * 5000) is None
     assert implementation_hint([2.0] * 5000) == "constant 2.0 s retransmission interval"
     assert implementation_hint([4.0, 7.2, 12.96]).startswith("strongSwan-like")
+
+
+def _quoted(line: str) -> set[str]:
+    """Log lines quoted in an advice line ('...'), long enough to be a daemon's phrase."""
+    return {q for q in re.findall(r"'([^']{15,})'", line)}
+
+
+def _all_captures():
+    from conftest import corpus_captures, project_captures
+
+    return project_captures() + corpus_captures()
+
+
+@pytest.mark.parametrize("path", _all_captures(), ids=lambda p: p.name)
+def test_no_advice_said_twice(path):
+    """One finding lists each advice line once, and quotes each daemon log line once (the NAT
+    findings used to append the registry's general lines to the same lines built per side)."""
+    from conftest import analysed
+
+    for f in analysed(path).findings:
+        assert len(f.advice) == len(set(f.advice)), (f.code, f.advice)
+        seen: dict = {}
+        for line in f.advice:
+            for q in _quoted(line):
+                assert q not in seen, (f.code, q, seen[q], line)
+                seen[q] = line

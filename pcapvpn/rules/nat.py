@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import advice_for, declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, host_filter, ike_filter, ip_text
 from pcapvpn.track.nat import (
@@ -33,14 +33,24 @@ _WHAT = {"esp": "ESP", "ike": "IKE", "keepalive": "NAT keepalive", "delete": "IK
 #: seconds: a source change this soon after a long silence is blamed on the silence
 _AFTER_GAP = 30.0
 
+#: advice lines said in general in the registry and, for the sides of one finding, by
+#: _advice_nat / _advice_forced (which then replace them: one line per fact)
+_NAT_LOGS = ("strongSwan logs 'local host is behind NAT, sending keep alives' on the side behind "
+             "the NAT and 'remote host is behind NAT' on its peer.")
+_NAT_KEEPALIVES = ("Expect NAT keepalives (UDP 4500, one byte 0xFF) from the side behind the NAT "
+                   "when the tunnel is idle, more often than the NAT's UDP timeout (strongSwan "
+                   "charon.keep_alive, default 20 s).")
+_FORCED_LOGS = ("strongSwan logs 'faking NAT situation to enforce UDP encapsulation' on the side "
+                "that forces it.")
+
 declare("NAT_DETECTED", "nat_traversal", "info",
         "NAT detection (NAT-D hashes recomputed against the addresses seen at the capture point) "
         "found a NAT between the peers: which side is behind it, and where the capture point "
         "sits (a faked NAT-D without a NAT is NAT_ENCAPSULATION_FORCED).",
-        ["Expect IKE and ESP on UDP 4500 from IKE_AUTH (IKEv2) / Main Mode message 5 (IKEv1) on, "
-         "and NAT keepalives from the side behind the NAT.",
-         "strongSwan logs 'local host is behind NAT, sending keep alives' on the side behind the "
-         "NAT and 'remote host is behind NAT' on its peer."],
+        [when("Expect IKE and ESP on UDP 4500 from IKE_AUTH on (RFC 7296 §2.23).", version=2),
+         when("Expect IKE and ESP on UDP 4500 from Main Mode message 5 / Aggressive Mode message "
+              "3 on (RFC 3947 §4).", version=1),
+         _NAT_KEEPALIVES, _NAT_LOGS],
         failure=False)
 declare("NAT_ENCAPSULATION_FORCED", "nat_traversal", "info",
         "A peer's NAT_DETECTION_SOURCE_IP (IKEv1: source NAT-D) hash matches no address or port "
@@ -50,8 +60,7 @@ declare("NAT_ENCAPSULATION_FORCED", "nat_traversal", "info",
         "one vantage point: a 1:1 NAT keeping ports 500/4500 would look the same.",
         ["Nothing to fix if UDP encapsulation is intended (encap = yes, kernel-libipsec, ESP "
          "filtered on the path).",
-         "strongSwan logs 'faking NAT situation to enforce UDP encapsulation' on the side that "
-         "forces it."],
+         _FORCED_LOGS],
         failure=False)
 declare("NAT_T_NOT_USED", "nat_traversal", "error",
         "A NAT sits between the peers, but IKE stayed on UDP 500 or ESP went as IP protocol 50 "
@@ -330,14 +339,19 @@ def nat_detected(ctx):
                                       peers=[endpoint_text(sa.initiator),
                                              endpoint_text(sa.responder)]),
                 wireshark_filter=_or([_natd_filter(s) for s, _v in items]),
-                advice=advice + list(_spec_advice(code)),
+                advice=advice + _general_advice(code, sa, advice),
                 tunnel=t.id)
 
 
-def _spec_advice(code):
-    from pcapvpn.findings import REGISTRY
-
-    return REGISTRY[code].advice
+def _general_advice(code, sa, specific) -> list[str]:
+    """The registry's advice for the finding's IKE version, less the general lines that the
+    lines built for its sides already say (one line per fact)."""
+    said = set()
+    if code == "NAT_ENCAPSULATION_FORCED":
+        said.add(_FORCED_LOGS)
+    elif any("'local host is behind NAT" in a for a in specific):
+        said.update((_NAT_LOGS, _NAT_KEEPALIVES))
+    return [a for a in advice_for(code, {"version": sa.version}) if a not in said]
 
 
 # -- NAT_T_NOT_USED ----------------------------------------------------------------------------
