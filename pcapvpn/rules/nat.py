@@ -57,7 +57,8 @@ declare("NAT_ENCAPSULATION_FORCED", "nat_traversal", "info",
         "seen while nothing between it and the capture point translates anything: it fakes the "
         "hash to force UDP encapsulation (strongSwan encap = yes; kernel-libipsec always does "
         "it). Not a NAT, although both peers then log 'remote host is behind NAT'. Inferred from "
-        "one vantage point: a 1:1 NAT keeping ports 500/4500 would look the same.",
+        "one vantage point: a 1:1 NAT keeping ports 500/4500 would look the same. Reported only "
+        "when no SA of the tunnel shows a real NAT; beside a real NAT, NAT_DETECTED tells it.",
         ["Nothing to fix if UDP encapsulation is intended (encap = yes, kernel-libipsec, ESP "
          "filtered on the path).",
          _FORCED_LOGS],
@@ -204,8 +205,9 @@ def _float_text(ctx, v) -> str:
 # -- NAT_DETECTED ------------------------------------------------------------------------------
 
 
-def _explain_nat(sa, v) -> list[str]:
-    """Sentences saying what the hashes showed about the real NATs."""
+def _explain_nat(sa, v, forced=()) -> list[str]:
+    """Sentences saying what the hashes showed about the real NATs; ``forced``: sides of the
+    tunnel that also fake their source hash (told here: one NAT story per tunnel)."""
     src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else "source NAT-D"
     out = []
     for side in v.nat_sides:
@@ -224,10 +226,15 @@ def _explain_nat(sa, v) -> list[str]:
             out.append(f"The {peer}'s destination hash for the {side} does not match {seen}: the "
                        f"{peer} sees the {side} at a translated address, so this capture was "
                        f"taken between the {side} and its NAT.")
-    if v.forced_sides:
-        out.append("The " + " and the ".join(v.forced_sides) + " also fake"
-                   + ("s" if len(v.forced_sides) == 1 else "")
-                   + " the source hash (NAT_ENCAPSULATION_FORCED).")
+    if forced:
+        one = len(forced) == 1
+        real = " and the ".join(v.nat_sides)
+        out.append(f"The {' and the '.join(forced)} also send{'s' if one else ''} a {src_name} "
+                   f"hash that matches no address or port seen for {'it' if one else 'them'}: "
+                   f"{'it fakes' if one else 'they fake'} it to force UDP encapsulation "
+                   f"(kernel-libipsec always does; strongSwan encap = yes). That is not another "
+                   f"NAT: only the NAT in front of the {real} is real, and it needs UDP 4500 "
+                   f"anyway.")
     return out
 
 
@@ -286,11 +293,15 @@ def _advice_nat(v, sa) -> list[str]:
 
 @rule
 def nat_detected(ctx):
-    """One finding per tunnel and distinct fact: a real NAT (NAT_DETECTED, observed) and/or a
-    side faking its source hash (NAT_ENCAPSULATION_FORCED, inferred)."""
+    """One NAT story per tunnel: a real NAT (NAT_DETECTED, observed: a translation is visible —
+    a NAT-D hash of another address or port seen here, a remapped port, a 4-tuple that differs
+    between the directions, or a capture point inside the NAT) or, when no SA of the tunnel shows
+    one, a side faking its source hash (NAT_ENCAPSULATION_FORCED, inferred).  A side that fakes
+    its hash beside a real NAT (kernel-libipsec does on every SA) is told in NAT_DETECTED."""
     _annotate(ctx)
     for t in ctx.state.tunnels:
         groups: dict = {}
+        forced_sides: list = []
         for sa, v in _tunnel_verdicts(t):
             if v.kind not in ("initiator", "responder", "both", "forced"):
                 continue
@@ -300,6 +311,10 @@ def nat_detected(ctx):
             if v.forced_sides:
                 key = ("forced", tuple(v.forced_sides))
                 groups.setdefault(key, []).append((sa, v))
+                forced_sides += [s for s in v.forced_sides if s not in forced_sides]
+        if any(k[0] == "nat" for k in groups):
+            groups = {k: items for k, items in groups.items() if k[0] == "nat"}
+        forced_sides.sort(key=("initiator", "responder").index)
         for key, items in groups.items():
             sa, v = items[0]
             refs = [tuple(r) for _sa, vv in items for r in vv.nat_d_frames]
@@ -321,7 +336,7 @@ def nat_detected(ctx):
                 elif cp == "inside_responder_nat":
                     title += " (capture taken inside the responder's NAT)"
                 basis = "observed"
-                explain = _explain_nat(sa, v)
+                explain = _explain_nat(sa, v, forced_sides)
                 advice = _advice_nat(v, sa)
             alg = HASH_NAMES.get(v.hash_alg, v.hash_alg)
             detail = [f"NAT-D hashes ({alg}) recomputed over the addresses and ports seen here "
