@@ -154,6 +154,9 @@ class Finding:
     tunnel: str | None = None
     posture: bool = False
     failure: bool = True
+    #: a failure the tunnel recovered from (set by the verdict, :mod:`pcapvpn.rules.verdict`):
+    #: ``{"at": time, "by": "how"}``; its severity is then at most warning
+    recovered: dict | None = None
 
 
 def finding_id(code: str, key: str) -> str:

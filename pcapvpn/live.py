@@ -1081,18 +1081,13 @@ def _held(ctx, f) -> bool:
 def _superseded(ctx, tunnels, f) -> bool:
     """A failure that happened before the tunnel's latest IKE SA came up and carried ESP both
     ways (the verdict's "recovered"): in live mode it is over."""
-    from pcapvpn.rules.verdict import _last_evidence, _recovered_at
+    from pcapvpn.rules.verdict import recovery
 
     if not f.failure or f.posture or f.tunnel is None:
         return False
-    t = tunnels.get(f.tunnel)
-    if t is None:
-        return False
-    rec = _recovered_at(t)
-    if rec is None:
-        return False
-    last = _last_evidence(ctx, f)
-    return last is not None and last < rec
+    if getattr(f, "recovered", None):
+        return True
+    return recovery(ctx, tunnels.get(f.tunnel), f) is not None
 
 
 def annotate_drops(findings, drops: int, rx_dropped: int = 0) -> None:

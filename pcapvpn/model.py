@@ -11,7 +11,7 @@ import datetime as _dt
 import ipaddress
 from dataclasses import dataclass, field, fields, is_dataclass
 
-SCHEMA_VERSION = "0.1"
+SCHEMA_VERSION = "0.2"
 
 
 def asdict(obj):

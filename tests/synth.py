@@ -157,3 +157,32 @@ def write_pcap(path: Path, frames: list[tuple[float, bytes]],
         for ts, data in frames:
             w.write_packet(ts, data)
     return path
+
+
+# -- IKEv1 messages (RFC 2408 §3, RFC 2409 §5) ---------------------------------------------------
+
+
+def v1_sa(encr: int = 7, hash_: int = 2, auth: int = 1, group: int = 14) -> bytes:
+    """An ISAKMP SA payload body (DOI IPsec, identity-only situation) with one proposal of one
+    KEY_IKE transform: AES / SHA / PSK / the group."""
+    attrs = b"".join(struct.pack(">HH", 0x8000 | t, v)
+                     for t, v in ((1, encr), (2, hash_), (3, auth), (4, group)))
+    transform = struct.pack(">BBHBBH", 0, 0, 8 + len(attrs), 1, 1, 0) + attrs
+    proposal = struct.pack(">BBHBBBB", 0, 0, 8 + len(transform), 1, 1, 0, 1) + transform
+    # the proposal carries its own generic header (next payload 0, length)
+    return struct.pack(">II", 1, 1) + proposal
+
+
+def v1_message(ispi: bytes, rspi: bytes, exch: int, msgid: int, step: int,
+               encrypted: bool = False, size: int = 64) -> bytes:
+    """One IKEv1 message: Main Mode MM1/MM2 (SA), MM3/MM4 (KE, NONCE), and every encrypted
+    message (MM5/MM6, Aggressive, Quick Mode, Informational) as ``size`` bytes of ciphertext."""
+    if encrypted:
+        # first payload: HASH (8) for Quick Mode / Informational, ID (5) for MM5/MM6
+        np = 8 if exch in (5, 32) else 5
+        return ike_header(ispi, rspi, np, exch, 0x01, msgid, bytes(size), version=0x10)
+    if step in (1, 2):
+        np, body = chain((1, v1_sa()))
+    else:
+        np, body = chain((4, bytes(128)), (10, bytes(16)))
+    return ike_header(ispi, rspi, np, exch, 0, msgid, body, version=0x10)

@@ -20,9 +20,11 @@ CASES = {
     "zeek-spicy-ipsec/traces/ipsec_client.pcap":
         ({"failing"}, {"IKE_FRAGMENTATION_LOSS": "error"}, {"IKE_NO_RESPONSE", "NAT_T_BLOCKED"}),
     # IKEv1 NO-PROPOSAL-CHOSEN from the initiator after MM2, recovered after the responder
-    # retransmitted MM2 10 s later; MM3-MM6 + Quick Mode complete; ESP both ways
+    # retransmitted MM2 10 s later; MM3-MM6 + Quick Mode complete; ESP both ways: a failure it
+    # recovered from, at warning (docs/verdicts.md)
     "zeek-spicy-ipsec/traces/ipsec.cap":
-        ({"healthy"}, {"IKE_NO_PROPOSAL_CHOSEN": "info", "IKE_RETRANSMISSION": None}, FAILURES),
+        ({"degraded"}, {"IKE_NO_PROPOSAL_CHOSEN": "warning", "IKE_RETRANSMISSION": "warning"},
+         FAILURES - {"IKE_NO_PROPOSAL_CHOSEN"}),
     # clean Main / Aggressive Mode: healthy, MODP1024/SHA1 and aggressive PSK are posture only
     "zeek-spicy-ipsec/traces/ipsec-ikev1-isakmp-main-mode.pcap":
         ({"healthy"}, {"IKE_WEAK_CRYPTO": "warning"}, FAILURES | {"IKE_RETRANSMISSION"}),
@@ -32,8 +34,9 @@ CASES = {
     "suricata-verify/ikev1-rules/ikev1-isakmp-main-mode.pcap":
         ({"healthy"}, {"IKE_WEAK_CRYPTO": "warning"}, FAILURES),
     "tcpdump/ISAKMP_sa_setup.pcap": ({"healthy"}, {}, FAILURES),
-    # clean negotiation; QM1 retransmitted once after 10 s (info)
-    "zeek-spicy-ipsec/traces/ikev1-certs.pcap": ({"healthy"}, {}, FAILURES),
+    # clean negotiation, but QM1 answered only after a retransmission 10 s later: degraded
+    "zeek-spicy-ipsec/traces/ikev1-certs.pcap":
+        ({"degraded"}, {"IKE_RETRANSMISSION": "warning"}, FAILURES),
     # AH+ESP both ways, seq 1-5 each, no IKE
     "zeek-spicy-ipsec/traces/IPsec_ESP-AH_tunnel_mode.cap": ({"healthy"}, {}, FAILURES),
     "arkime/ah-esp.pcap": ({"healthy"}, {}, FAILURES),
@@ -49,8 +52,11 @@ CASES = {
     "tcpdump/02-sunrise-sunset-esp.pcap": ({"unknown"}, {"CAPTURE_ONE_DIRECTION": None}, FAILURES),
     "tcpdump/08-sunrise-sunset-aes.pcap": ({"unknown"}, {"CAPTURE_ONE_DIRECTION": None}, FAILURES),
     "tcpdump/espudp1.pcap": ({"unknown"}, {"CAPTURE_ONE_DIRECTION": None}, FAILURES),
-    # COOKIE challenge answered by a retry
-    "tcpdump/ikev2four.pcap": (None, {"IKE_COOKIE": "info"}, {"IKE_NO_RESPONSE"}),
+    # COOKIE challenge answered by a retry; two CREATE_CHILD_SA refused (the responses start
+    # with a Notify), later ones succeed: recovered failures; the last INFORMATIONAL request is
+    # unanswered as the capture ends (not visible)
+    "tcpdump/ikev2four.pcap":
+        ({"degraded"}, {"IKE_COOKIE": "info", "CHILD_SA_FAILED": "warning"}, {"IKE_NO_RESPONSE"}),
     # only the responder's INVALID_KE_PAYLOAD reply (Openswan unit test input)
     "openswan/lp09-I1notify/parentR1notify.pcap": (None, {"IKE_INVALID_KE": None}, set()),
     # IKEv1 Informational with INVALID-MAJOR-VERSION notifies

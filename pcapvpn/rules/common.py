@@ -177,6 +177,38 @@ def last_requests(x):
     return [m for m in x.msgs if m.step == last]
 
 
+def established_ts(sa):
+    """When an IKE SA became established (keyless view), or None."""
+    from pcapvpn.track.ike import IKE_AUTH, V1_AGGRESSIVE, V1_MAIN, V1_QUICK
+
+    if not sa.established:
+        return None
+    if sa.version == 2:
+        for x in sa.exchanges:
+            if x.exch == IKE_AUTH and x.responses:
+                return x.responses[0].ts
+        return sa.first_ts
+    for x in sa.exchanges:
+        if x.exch in (V1_MAIN, V1_AGGRESSIVE) and x.last_step >= (6 if x.exch == V1_MAIN else 3):
+            return max(m.ts for m in x.msgs)
+    for x in sa.exchanges:
+        if x.exch == V1_QUICK:
+            return min(m.ts for m in x.msgs)
+    return sa.first_ts
+
+
+def seen_working(sa) -> bool:
+    """An IKE SA whose establishment the capture shows from both sides: established, with an
+    exchange that carries messages from both peers (a request and its answer).  A lone message
+    of an SA negotiated before the capture started is not enough."""
+    if established_ts(sa) is None:
+        return False
+    for x in sa.exchanges:
+        if len({m.src for m in x.msgs}) >= 2:
+            return True
+    return False
+
+
 def exchange_label(x) -> str:
     """``IKE_AUTH (Message ID 1)`` / ``Main Mode MM3`` / ``Quick Mode QM1 (Message ID 0x1a2b3c4d)``."""
     from dissect.vpn import registry as reg

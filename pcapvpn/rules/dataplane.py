@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import host_filter, ike_filter, ip_text
+from pcapvpn.rules.common import host_filter, ike_filter, ip_text, seen_working
+from dissect.vpn import ikev2 as _v2
 from pcapvpn.track.esp import is_multicast
+from pcapvpn.track.tunnels import PAIR_WINDOW
 
 #: the reverse direction went quiet within this many seconds of the first large packet
 MTU_SLACK = 1.0
@@ -94,7 +96,9 @@ declare("ESP_REORDER", "dataplane", "warning",
          "Enlarge the replay window on the receiver (strongSwan replay_window, Linux 'ip xfrm "
          "state ... replay-window', Cisco 'crypto ipsec security-association replay "
          "window-size 1024') or use separate SAs per QoS class."])
-declare("ESP_NO_TRAFFIC", "dataplane", "warning",
+# an IKE SA alone where no traffic was sent is healthy (docs/verdicts.md): the absence of ESP
+# is reported for what it may mean, never as a failure of the tunnel
+declare("ESP_NO_TRAFFIC", "dataplane", "info",
         "The IKE SA was established but the tunnel carried no ESP at all afterwards: the child "
         "SA is unused, its traffic is not routed into the tunnel, or the capture does not see "
         "the ESP (capture filter, other path).",
@@ -103,7 +107,7 @@ declare("ESP_NO_TRAFFIC", "dataplane", "warning",
          "Check the capture filter: 'udp port 500 or udp port 4500' misses native ESP (IP "
          "protocol 50); use 'udp port 500 or udp port 4500 or esp'.",
          "An idle child SA (no traffic to send) is normal: nothing can be concluded without "
-         "traffic."])
+         "traffic."], failure=False)
 declare("MTU_BLACK_HOLE", "dataplane", "warning",
         "Inferred: the reverse direction went silent right after large ESP packets started and "
         "the large packets kept being sent (retransmitted) — the pattern of a path MTU black hole "
@@ -370,6 +374,40 @@ def _reverse_covers(ctx, t, flow, partners, window) -> bool:
     return False
 
 
+def _parallel_children(t, ts) -> int:
+    """Child SAs negotiated in this tunnel within ``PAIR_WINDOW`` of ``ts``: completed IKEv1
+    Quick Modes, established IKE_AUTH exchanges, answered CREATE_CHILD_SA (keyless view)."""
+    from pcapvpn.track.ike import CREATE_CHILD_SA, IKE_AUTH, V1_QUICK
+
+    n = 0
+    for sa in t.ike_sas:
+        for x in sa.exchanges:
+            if x.exch == V1_QUICK:
+                done = x.last_step >= 2 and len({m.src for m in x.msgs}) >= 2
+            elif x.exch == IKE_AUTH:
+                done = sa.established and bool(x.responses)
+            elif x.exch == CREATE_CHILD_SA:
+                done = any(m.sk_next not in (None, _v2.N) for m in x.responses)
+            else:
+                continue
+            if done and abs(x.msgs[-1].ts - ts) <= PAIR_WINDOW:
+                n += 1
+    return n
+
+
+def _direction_answers(t, flow, window) -> bool:
+    """With parallel child SAs negotiated together (two Quick Modes, both peers initiating)
+    the pairing of ESP SAs by start time is a guess, and one direction may spread over more SAs
+    than the other: the tunnel direction as a whole answers ``flow`` when ESP of its protocol
+    comes back from its destination over its whole span."""
+    back = [s for s in t.esp_sas if s.proto == flow.proto and s.src == flow.dst
+            and s.dst == flow.src]
+    if not back:
+        return False
+    return (min(s.first_ts for s in back) <= flow.first_ts + window
+            and max(s.last_ts for s in back) >= flow.last_ts - window)
+
+
 def _answers(s, flow, partners, window) -> bool:
     if s.first_ts > flow.last_ts + window or s.last_ts < flow.first_ts - window:
         return False
@@ -394,6 +432,9 @@ def one_way(ctx):
             if (x is None) != (y is None):
                 flow = x if x is not None else y
                 if _reverse_covers(ctx, t, flow, partners, W):
+                    continue
+                if _parallel_children(t, flow.first_ts) >= 2 and \
+                        _direction_answers(t, flow, W):
                     continue
                 silent = flow.dst
                 h, last_heard = _heard(ctx, t, silent)
@@ -651,7 +692,7 @@ def no_traffic(ctx):
         ests = []
         for sa in t.ike_sas:
             ts = _established_ts(sa)
-            if ts is not None and _child_expected(sa):
+            if ts is not None and _child_expected(sa) and seen_working(sa):
                 ests.append((ts, sa))
         if not ests:
             continue

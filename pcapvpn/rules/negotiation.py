@@ -151,14 +151,11 @@ def error_notifies(ctx):
                 if sa.version == 1 and offered is not None and m.src == offered.src:
                     detail += (" The initiator itself rejected the responder's choice "
                                "(it did not accept the proposal the responder picked).")
-                recovered = established
-                if recovered:
-                    detail += " The negotiation recovered afterwards (the IKE SA was established)."
+                # a later success makes it a recovered failure: the verdict says so
                 yield make("IKE_NO_PROPOSAL_CHOSEN", key,
-                           title=f"{name} from {ip_text(m.src)}"
-                                 + (" (recovered)" if recovered else ""),
+                           title=f"{name} from {ip_text(m.src)}",
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
-                           severity="info" if recovered else None, facts=facts)
+                           facts=facts)
             elif ntype == INVALID_KE_PAYLOAD and sa.version == 2:
                 group = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
                 offered, _ = _offered_and_chosen(sa, {IKE_SA_INIT})
@@ -264,8 +261,9 @@ def retransmissions(ctx):
                 tta = f" Answered {resps[0].ts - reqs[0].ts:.2f} s after the first request."
             label = _retrans_label(x, retrans)
             lost_response = x.version == 2 and any(m.is_response for m in retrans)
-            # one retransmission in an exchange that completed is ordinary loss: info only
-            sev = "warning" if len(retrans) >= 2 else "info"
+            # an exchange answered only after retransmissions is a degradation (the verdict
+            # contract): the setup waited for a timer
+            sev = "warning"
             yield make(
                 "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
                 title=f"{label}: {len(retrans)} retransmission(s) before the exchange went on",

@@ -1,12 +1,58 @@
 """Per-tunnel verdict: healthy | degraded | failing | unknown, the furthest stage reached, the
-primary finding, and what the capture could not show and why."""
+failed stage, the primary finding, and what the capture could not show and why.
+
+The contract is written down in docs/verdicts.md (a test keeps the two in step).  In short:
+
+* the state at the end of the capture decides between *failing* and *degraded*: a failure the
+  tunnel got over (a later IKE SA came up, or ESP flowed both ways again) is *recovered*: it is
+  still reported, at warning at most, with "recovered at +N s by ..." in its detail;
+* history decides between *degraded* and *healthy*: any warning, and any recovered failure,
+  degrades;
+* *healthy* needs positive evidence (ESP both ways, or an IKE SA up where no traffic was sent);
+* *unknown* when nothing decisive was seen: only requests whose answer time had not passed, a
+  one-way ESP sample too short to judge, timestamps that cannot be used, or a damaged capture
+  whose readable part covers too little.  Items that cannot be judged are listed in
+  ``not_seen`` and never, on their own, make a tunnel that otherwise shows its state unknown.
+
+The verdicts of the VPNs beside IPsec (:func:`pcapvpn.rules.vpn.vpn_verdicts`) follow the same
+contract through :func:`decide`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from pcapvpn.findings import STAGES, severity_rank, stage_rank
-from pcapvpn.rules.common import PENDING, exchange_status, exchange_label, ip_text
+from pcapvpn.rules.common import (PENDING, established_ts, exchange_label, exchange_status,
+                                  ip_text, seen_working)
+
+#: below this share of the capture's time covered by readable records, a tunnel is unknown
+MIN_COVERAGE = 0.5
+
+#: findings about something *missing*: decisive only when the capture can show absence (it saw
+#: both directions and its timestamps can be used)
+ABSENCE_CODES = frozenset((
+    "IKE_NO_RESPONSE", "NAT_T_BLOCKED", "IKE_FRAGMENTATION_LOSS", "EXPECTED_PEER_ABSENT",
+    "NAT_KEEPALIVE_MISSING", "ESP_ONE_WAY", "ESP_SEQUENCE_GAP",
+    "ESP_NO_TRAFFIC", "MTU_BLACK_HOLE", "DPD_TIMEOUT", "IKE_RETRANSMISSION", "VPN_DATA_ONE_WAY",
+    "VPN_NO_DATA", "OPENVPN_NO_RESPONSE", "WIREGUARD_NO_RESPONSE", "TCP_NO_ANSWER",
+    "OPENVPN_HANDSHAKE_STALLED", "IKE_SA_FLAPPING"))
+
+#: root causes: when one of these is on a tunnel, the failures it explains (within its time
+#: span) are its consequences and never the primary finding
+EXPLAINS = {
+    "IKE_PEER_RESTART": frozenset((
+        "DPD_TIMEOUT", "ESP_ONE_WAY", "ESP_SPI_MISMATCH", "ICMP_UNREACHABLE", "IKE_NO_RESPONSE",
+        "IKE_RETRANSMISSION", "ESP_SA_UNUSED", "IKE_SA_FLAPPING")),
+    "IKE_SIMULTANEOUS_INIT": frozenset((
+        "IKE_NO_RESPONSE", "IKE_RETRANSMISSION", "ESP_SA_UNUSED", "IKE_SA_FLAPPING")),
+    "MTU_BLACK_HOLE": frozenset(("ESP_SEQUENCE_GAP", "ESP_ONE_WAY", "PATH_MTU_ICMP")),
+}
+
+#: how significant a degradation is, most first: an outage the tunnel recovered from, then what
+#: explains it, then what users feel on the data plane, then stability, then the negotiation
+SIGNIFICANCE = ("recovered", "cause", "dataplane", "inner", "stability", "child_sa",
+                "authentication", "nat_traversal", "negotiation", "reachability")
 
 
 @dataclass
@@ -21,29 +67,270 @@ class Verdict:
     not_seen: list[str] = field(default_factory=list)
 
 
-def _stage_reached(ctx, t) -> str:
-    """The furthest stage the tunnel got into, from what the capture shows."""
-    reached = "reachability"
+# -- evidence times --------------------------------------------------------------------------------
+
+def last_evidence(ctx, f):
+    """Capture time of a finding's last evidence frame (None when it has none)."""
+    ev = f.evidence.last or f.evidence.first
+    if not ev or ev.get("rel") is None:
+        return None
+    return ctx.start + ev["rel"]
+
+
+def first_evidence(ctx, f):
+    ev = f.evidence.first or f.evidence.last
+    if not ev or ev.get("rel") is None:
+        return None
+    return ctx.start + ev["rel"]
+
+
+# -- what works when -----------------------------------------------------------------------------
+
+def _esp_both_ways_after(t, ts) -> bool:
+    """ESP/AH in both directions of the tunnel with packets after ``ts`` (the direction as a
+    whole: parallel child SAs without keys cannot be paired SA by SA)."""
+    out = back = False
+    for s in t.esp_sas:
+        if s.last_ts is None or s.last_ts <= ts:
+            continue
+        if s.src == t.a:
+            out = True
+        else:
+            back = True
+    return out and back
+
+
+def _esp_after(t, ts) -> bool:
+    return any(s.last_ts is not None and s.last_ts > ts for s in t.esp_sas)
+
+
+def recovery(ctx, t, f):
+    """``(ts, how)`` when the tunnel worked after failure ``f`` (a later IKE SA came up and its
+    traffic, if any, flowed both ways; or ESP flowed both ways after it), else None.  Used by the
+    verdict and by live mode (a recovered failure is over)."""
+    if t is None or not hasattr(t, "ike_sas"):
+        return None
+    last = last_evidence(ctx, f)
+    if last is None:
+        return None
+    both_after = _esp_both_ways_after(t, last)
+    for sa in sorted(t.ike_sas, key=lambda s: s.first_ts or 0):
+        est = established_ts(sa)
+        if est is None or est <= last or not seen_working(sa):
+            continue
+        if both_after or not _esp_after(t, est):
+            who = ip_text(sa.initiator[1]) if sa.initiator else "?"
+            return est, f"a new IKE SA ({sa.id}, initiated by {who})"
+    if both_after:
+        return last, "ESP flowing both ways after it"
+    return None
+
+
+def _working_generation(t):
+    """``(established_ts, sa)`` of the latest IKE SA of the tunnel seen working (None)."""
+    best = None
     for sa in t.ike_sas:
-        answered = any(
-            any(m.src == (sa.responder[1] if sa.responder else None) for m in x.msgs)
-            for x in sa.exchanges)
-        if answered and stage_rank(reached) < stage_rank("negotiation"):
-            reached = "negotiation"
-        if any(m.sport == 4500 or m.dport == 4500 for m in sa.messages) and answered:
-            if stage_rank(reached) < stage_rank("nat_traversal"):
-                reached = "nat_traversal"
-        if sa.established and stage_rank(reached) < stage_rank("authentication"):
-            reached = "authentication"
+        if not seen_working(sa):
+            continue
+        est = established_ts(sa)
+        if best is None or est > best[0]:
+            best = (est, sa)
+    return best
+
+
+def has_evidence_of_health(t) -> bool:
+    """ESP (or AH) both ways, an IKEv1 Quick Mode that completed, or an IKE SA up where no
+    traffic was sent (a childless IKE SA, an idle child SA)."""
     from pcapvpn.track.ike import V1_QUICK
 
-    qm_done = any(x.exch == V1_QUICK and x.last_step >= 3 for sa in t.ike_sas for x in sa.exchanges)
+    if _esp_both_ways_after(t, float("-inf")):
+        return True
+    if any(x.exch == V1_QUICK and x.last_step >= 3 and len({m.src for m in x.msgs}) >= 2
+           for sa in t.ike_sas for x in sa.exchanges):
+        return not t.esp_sas
+    if not t.esp_sas and _working_generation(t) is not None:
+        return True
+    return False
+
+
+# -- capture facts --------------------------------------------------------------------------------
+
+def unusable_time(t) -> str | None:
+    """Why the tunnel's timestamps cannot be used to judge time (retransmission vs duplicate,
+    answer times, one-way windows), or None."""
+    msgs = sorted((m for sa in t.ike_sas for m in sa.messages), key=lambda m: m.n)
+    ts = [m.ts for m in msgs]
+    ts += [x for s in t.esp_sas for x in (s.first_ts, s.last_ts) if x is not None]
+    if len(ts) >= 3 and max(ts) == min(ts):
+        return (f"all {len(ts)} timestamps of this tunnel's packets are equal "
+                f"({'zero' if ts[0] == 0 else 'one value'}): answer times, retransmissions and "
+                f"capture duplicates cannot be told apart")
+    if len(ts) >= 2 and max(ts) - min(ts) > 366 * 86400:
+        return ("the timestamps of this tunnel's packets are years apart: the capture clock "
+                "jumped, so time-based judgements are not possible")
+    back = sum(1 for a, b in zip(ts[:len(msgs)], ts[1:len(msgs)]) if b < a - 1.0)
+    if len(msgs) >= 4 and back * 4 >= len(msgs):
+        return (f"{back} of {len(msgs)} IKE messages go back in time by more than a second: the "
+                f"capture's timestamps cannot be trusted")
+    return None
+
+
+def coverage_note(ctx, t) -> str | None:
+    """A damaged capture whose readable part covers less than half of its time."""
+    cap = ctx.state.capture
+    cov = getattr(cap, "coverage", None) if cap is not None else None
+    if callable(cov):
+        share = cov(t.first_ts, t.last_ts) if getattr(t, "first_ts", None) is not None else None
+    else:
+        share = None
+    if share is None:
+        share = getattr(cap, "readable_share", None) if cap is not None else None
+    if share is not None and share < MIN_COVERAGE:
+        return (f"the capture is damaged: its readable records cover {share:.0%} of its time "
+                f"(at least {MIN_COVERAGE:.0%} is needed to judge a tunnel)")
+    return None
+
+
+# -- the decision ------------------------------------------------------------------------------
+
+def _significance(f, recovered: bool, causes: set) -> tuple:
+    if recovered:
+        key = "recovered"
+    elif f.code in causes:
+        key = "cause"
+    else:
+        key = f.stage if f.stage in SIGNIFICANCE else "negotiation"
+    return (SIGNIFICANCE.index(key), stage_rank(f.stage), severity_rank(f.severity))
+
+
+def _explained(fs, ctx) -> dict:
+    """finding id -> the root-cause finding that explains it."""
+    out = {}
+    for cause in fs:
+        codes = EXPLAINS.get(cause.code)
+        if not codes:
+            continue
+        c0 = first_evidence(ctx, cause)
+        c1 = last_evidence(ctx, cause)
+        for f in fs:
+            if f is cause or f.code not in codes:
+                continue
+            f0 = first_evidence(ctx, f)
+            # a consequence happens around the cause: not long before it, not after it ended
+            if f0 is None or c0 is None or (c0 - 60.0 <= f0 <= (c1 or c0) + 5.0):
+                out[f.id] = cause
+    return out
+
+
+def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
+           reached="reachability"):
+    """The verdict of one tunnel from its findings ``fs`` (the contract above).  Recovered
+    failures are downgraded in place (severity at most warning, the recovery in the detail).
+    ``pending``: items that could not be judged (listed in ``not_seen``); ``unjudgeable``: a
+    reason why absence cannot be judged at all (unusable timestamps, a capture that shows one
+    direction, too little of a damaged capture)."""
+    failures = [f for f in fs if f.failure and not f.posture]
+    recovered = {}
+    for f in failures:
+        if f.severity not in ("critical", "error"):
+            continue
+        rec = recovery(ctx, t, f)
+        if rec is None:
+            continue
+        recovered[f.id] = rec
+        _mark_recovered(ctx, f, rec)
+    causes = {f.code for f in failures if f.code in EXPLAINS}
+    explained = _explained(failures, ctx)
+    hard = [f for f in failures if f.severity in ("critical", "error")]
+    if unjudgeable:
+        hard = [f for f in hard if f.code not in ABSENCE_CODES]
+    soft = [f for f in failures if f not in hard and f.severity != "info"]
+    if unjudgeable:
+        soft = [f for f in soft if f.code not in ABSENCE_CODES]
+    not_seen = list(not_seen)
+    if hard:
+        pool = [f for f in hard if f.id not in explained] or hard
+        pool.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
+        primary, verdict = pool[0], "failing"
+    elif soft:
+        pool = [f for f in soft if f.id not in explained] or soft
+        pool.sort(key=lambda f: _significance(f, f.id in recovered, causes))
+        primary, verdict = pool[0], "degraded"
+    elif unjudgeable:
+        primary, verdict = None, "unknown"
+    elif healthy_evidence:
+        primary, verdict = None, "healthy"
+    else:
+        primary, verdict = None, "unknown"
+    if unjudgeable:
+        not_seen.append(unjudgeable)
+    if pending:
+        not_seen.extend(pending)
+    if verdict == "unknown" and not pending and not unjudgeable and not not_seen:
+        not_seen.append("nothing decisive was seen: no answer, no error and no traffic in both "
+                        "directions that would show the tunnel working")
+    for fid, cause in explained.items():
+        f = next((x for x in fs if x.id == fid), None)
+        if f is not None and cause.code not in f.detail:
+            f.detail += f" A consequence of {cause.code} ({cause.title})."
+    order = sorted(fs, key=lambda f: (f.posture, not f.failure, severity_rank(f.severity),
+                                      stage_rank(f.stage)))
+    return Verdict(
+        tunnel=t.id, verdict=verdict, stage_reached=reached,
+        failed_stage=primary.stage if primary else None,
+        primary=primary.id if primary else None,
+        primary_code=primary.code if primary else None,
+        findings=[f.id for f in order], not_seen=_unique(not_seen))
+
+
+def _mark_recovered(ctx, f, rec) -> None:
+    ts, how = rec
+    if getattr(f, "recovered", None):
+        return
+    f.recovered = {"at": ctx.time(ts), "by": how}
+    if severity_rank(f.severity) < severity_rank("warning"):
+        f.severity = "warning"
+    f.detail += f" Recovered at +{ctx.rel(ts)} s by {how}."
+
+
+def _unique(items):
+    seen = set()
+    out = []
+    for x in items:
+        if x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out
+
+
+# -- IPsec tunnels --------------------------------------------------------------------------------
+
+def _stage_reached(ctx, t) -> str:
+    """The furthest stage the tunnel got into, from what the capture shows."""
+    from pcapvpn.track.ike import V1_QUICK
+
+    reached = "reachability"
+
+    def up(stage):
+        nonlocal reached
+        if stage_rank(reached) < stage_rank(stage):
+            reached = stage
+
+    for sa in t.ike_sas:
+        resp = sa.responder[1] if sa.responder else None
+        answered = any(any(m.src == resp for m in x.msgs) for x in sa.exchanges)
+        if answered:
+            up("negotiation")
+            if any(m.sport == 4500 or m.dport == 4500 for m in sa.messages):
+                up("nat_traversal")
+        if sa.established:
+            up("authentication")
+    qm_done = any(x.exch == V1_QUICK and x.last_step >= 3 for sa in t.ike_sas
+                  for x in sa.exchanges)
     if t.esp_sas or qm_done:
-        if stage_rank(reached) < stage_rank("child_sa"):
-            reached = "child_sa"
-        both = any(a is not None and b is not None for a, b in t.pairs)
-        if both:
-            reached = "dataplane"
+        up("child_sa")
+        if _esp_both_ways_after(t, float("-inf")):
+            up("dataplane")
     return reached
 
 
@@ -54,93 +341,47 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
     out = []
     for t in ctx.state.tunnels:
         fs = by_tunnel.get(t.id, [])
-        failures = [f for f in fs if f.failure and not f.posture]
-        failures.sort(key=lambda f: (severity_rank(f.severity), stage_rank(f.stage)))
-        hard = [f for f in failures if f.severity in ("critical", "error")]
-        soft = [f for f in failures if f.severity == "warning"]
-        not_seen = _not_seen(ctx, t)
-        pending = _pending(ctx, t)
-        recovered_at = _recovered_at(t)
-        if hard and recovered_at is not None and all(
-                _last_evidence(ctx, f) is not None and _last_evidence(ctx, f) < recovered_at for f in hard):
-            # everything that broke happened before the latest IKE SA came up and carried ESP
-            # both ways: the tunnel dropped and recovered
-            hard.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
-            primary = hard[0]
-            verdict = "degraded"
-            not_seen.append(f"the tunnel recovered: a new IKE SA was established at "
-                            f"+{ctx.rel(recovered_at)} s and ESP flowed both ways afterwards")
-        elif hard:
-            # the first stage that broke, among the errors
-            hard.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
-            primary = hard[0]
-            verdict = "failing"
-        elif soft:
-            soft.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
-            primary = soft[0]
-            verdict = "degraded"
-        else:
-            primary = None
-            verdict = "healthy"
-        if pending and verdict in ("healthy", "degraded"):
-            verdict = "unknown"
-            not_seen.extend(pending)
-        if verdict == "healthy" and not _has_evidence_of_health(t):
-            verdict = "unknown"
-        if verdict == "healthy" and any(f.code == "CAPTURE_ONE_DIRECTION" for f in fs):
-            verdict = "unknown"
-        all_sorted = sorted(fs, key=lambda f: (f.posture, not f.failure, severity_rank(f.severity),
-                                               stage_rank(f.stage)))
-        out.append(Verdict(
-            tunnel=t.id, verdict=verdict, stage_reached=_stage_reached(ctx, t),
-            failed_stage=primary.stage if primary else None,
-            primary=primary.id if primary else None,
-            primary_code=primary.code if primary else None,
-            findings=[f.id for f in all_sorted], not_seen=not_seen))
+        unjudgeable = unusable_time(t) or coverage_note(ctx, t)
+        if not unjudgeable and any(f.code == "CAPTURE_ONE_DIRECTION" for f in fs):
+            unjudgeable = ("the capture shows one direction of this tunnel only: what the other "
+                           "gateway sent (answers, ESP) cannot be seen, so its absence proves "
+                           "nothing")
+        out.append(decide(ctx, t, fs, not_seen=_not_seen(ctx, t), pending=_pending(ctx, t),
+                          healthy_evidence=has_evidence_of_health(t), unjudgeable=unjudgeable,
+                          reached=_stage_reached(ctx, t)))
     from pcapvpn.rules.vpn import vpn_verdicts  # OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN
 
     out.extend(vpn_verdicts(ctx, findings))
     return out
 
 
-def _has_evidence_of_health(t) -> bool:
-    """ESP (or AH) both ways, or an IKEv1 Quick Mode that completed: a child SA that works.  An
-    IKEv2 SA without any ESP cannot show its child SA works (idle, or refused) without keys."""
-    if any(a is not None and b is not None for a, b in t.pairs):
-        return True
-    from pcapvpn.track.ike import V1_QUICK
-
-    return any(x.exch == V1_QUICK and x.last_step >= 3 for sa in t.ike_sas for x in sa.exchanges)
-
-
-def _last_evidence(ctx, f):
-    ev = f.evidence.last or f.evidence.first
-    if not ev or ev.get("rel") is None:
-        return None
-    return ctx.start + ev["rel"]
-
-
-def _recovered_at(t):
-    """Start of the latest established IKE SA when ESP flowed both ways after it, else None."""
-    est = [sa for sa in t.ike_sas if sa.established and sa.first_ts is not None]
-    if not est or len(t.ike_sas) < 2:
-        return None
-    last = max(est, key=lambda sa: sa.first_ts)
-    after = [p for p in t.pairs if p[0] is not None and p[1] is not None
-             and min(p[0].first_ts, p[1].first_ts) >= last.first_ts]
-    return last.first_ts if after else None
-
-
 def _pending(ctx, t) -> list[str]:
-    out = []
+    """Requests whose answer time had not passed when the capture ended (each exchange once;
+    INFORMATIONAL requests from both gateways at the end are one orderly teardown)."""
+    from pcapvpn.track.ike import INFORMATIONAL, V1_INFO
+
+    items = []
     for sa in t.ike_sas:
         for x in sa.exchanges:
             if exchange_status(ctx, x) == PENDING:
-                last = max(m.ts for m in x.msgs)
-                out.append(f"{exchange_label(x)} from {ip_text(x.msgs[0].src)}: the capture ends "
-                           f"{ctx.now - last:.1f} s after the request (a response may still have "
-                           f"come; at least {ctx.th.response_timeout:g} s are needed to call it "
-                           f"unanswered)")
+                items.append((max(m.ts for m in x.msgs), x))
+    if not items:
+        return []
+    items.sort(key=lambda i: i[0])
+    info = [(ts, x) for ts, x in items if x.exch in (INFORMATIONAL, V1_INFO)]
+    out = []
+    if len({x.msgs[0].src for _ts, x in info}) >= 2:
+        listed = ", ".join(f"{exchange_label(x)} from {ip_text(x.msgs[0].src)} at "
+                           f"+{ctx.rel(ts)} s" for ts, x in info)
+        out.append(f"both gateways sent INFORMATIONAL requests as the capture ended (the DELETEs "
+                   f"of an orderly teardown from each side, or liveness checks): {listed}; the "
+                   f"capture ends {ctx.now - info[-1][0]:.1f} s after the last, too soon for "
+                   f"their answers")
+        items = [(ts, x) for ts, x in items if (ts, x) not in info]
+    for ts, x in items:
+        out.append(f"{exchange_label(x)} from {ip_text(x.msgs[0].src)}: the capture ends "
+                   f"{ctx.now - ts:.1f} s after the request (a response may still have come; at "
+                   f"least {ctx.th.response_timeout:g} s are needed to call it unanswered)")
     return out
 
 
@@ -161,7 +402,55 @@ def _not_seen(ctx, t) -> list[str]:
     if t.esp_sas and not t.ike_sas:
         notes.append("no IKE for this gateway pair in the capture: ESP SAs cannot be tied to "
                      "their negotiation")
+    if t.ike_sas and not t.esp_sas and _working_generation(t) is not None:
+        notes.append("no ESP in the capture: the IKE SA is up; whether a child SA carried "
+                     "traffic cannot be seen (none was sent while the capture ran)")
     return notes
 
 
-__all__ = ["Verdict", "tunnel_verdicts", "STAGES"]
+# -- docs/verdicts.md ------------------------------------------------------------------------------
+
+BEGIN = "<!-- BEGIN GENERATED: python -m pcapvpn.rules.verdict -->"
+END = "<!-- END GENERATED -->"
+
+
+def doc_tables() -> str:
+    """The generated part of docs/verdicts.md: the constants the decision uses."""
+    lines = [BEGIN, "",
+             f"- A damaged capture: a tunnel is unknown below **{MIN_COVERAGE:.0%}** of the "
+             f"capture's time covered by readable records.",
+             "- Findings about something missing (not decisive where the capture cannot show "
+             "absence: one direction only, unusable timestamps): "
+             + ", ".join(f"`{c}`" for c in sorted(ABSENCE_CODES)) + ".",
+             "", "Root causes and the findings they explain (those are never primary while "
+             "their cause is on the tunnel):", "",
+             "| root cause | explains |", "|---|---|"]
+    for cause, codes in sorted(EXPLAINS.items()):
+        lines.append(f"| `{cause}` | " + ", ".join(f"`{c}`" for c in sorted(codes)) + " |")
+    lines += ["", "Significance of a degradation, most significant first (the primary finding "
+              "of a degraded tunnel):", ""]
+    labels = {"recovered": "a failure the tunnel recovered from",
+              "cause": "a root cause (table above)"}
+    for i, key in enumerate(SIGNIFICANCE, 1):
+        lines.append(f"{i}. {labels.get(key, f'a warning at stage `{key}`')}")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def _main() -> None:  # pragma: no cover - run by hand: rewrites docs/verdicts.md's tables
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "verdicts.md"
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _old, tail = rest.split(END, 1)
+    path.write_text(head + doc_tables() + tail)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()
+
+
+__all__ = ["Verdict", "tunnel_verdicts", "decide", "recovery", "last_evidence",
+           "has_evidence_of_health", "unusable_time", "established_ts", "ABSENCE_CODES",
+           "STAGES"]

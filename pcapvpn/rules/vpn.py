@@ -1004,9 +1004,10 @@ def _not_seen(ctx, t) -> list:
 
 
 def vpn_verdicts(ctx, findings) -> list:
-    """Verdicts of the tunnels in ``state.vpn_tunnels`` (same rules as the IPsec verdicts: the
-    first stage that broke among the errors; warnings degrade; healthy needs data both ways)."""
-    from pcapvpn.rules.verdict import Verdict
+    """Verdicts of the tunnels in ``state.vpn_tunnels``: the contract of
+    :mod:`pcapvpn.rules.verdict` (:func:`~pcapvpn.rules.verdict.decide`) with this module's
+    evidence of health, pending items and stage reached."""
+    from pcapvpn.rules.verdict import coverage_note, decide
 
     by_tunnel = {}
     for f in findings:
@@ -1014,35 +1015,14 @@ def vpn_verdicts(ctx, findings) -> list:
     out = []
     for t in ctx.state.vpn_tunnels:
         fs = by_tunnel.get(t.id, [])
-        failures = [f for f in fs if f.failure and not f.posture]
-        hard = [f for f in failures if f.severity in ("critical", "error")]
-        soft = [f for f in failures if f.severity == "warning"]
         not_seen = _not_seen(ctx, t)
-        pending = _pending(ctx, t)
-        if hard:
-            hard.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
-            primary, verdict = hard[0], "failing"
-        elif soft:
-            soft.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
-            primary, verdict = soft[0], "degraded"
-        else:
-            primary, verdict = None, "healthy"
-        if pending and verdict in ("healthy", "degraded"):
-            verdict = "unknown"
-            not_seen.extend(pending)
-        if verdict == "healthy" and not _healthy_evidence(t):
-            verdict = "unknown"
-        if primary is not None and primary.stage == "reachability":
+        if any(f.stage == "reachability" and f.failure and f.severity in ("critical", "error")
+               for f in fs):
             # the finding explains the silence better than "one direction captured"
             not_seen = [n for n in not_seen if "only one direction" not in n]
-        all_sorted = sorted(fs, key=lambda f: (f.posture, not f.failure, severity_rank(f.severity),
-                                               stage_rank(f.stage)))
-        out.append(Verdict(
-            tunnel=t.id, verdict=verdict, stage_reached=_stage_reached(t),
-            failed_stage=primary.stage if primary else None,
-            primary=primary.id if primary else None,
-            primary_code=primary.code if primary else None,
-            findings=[f.id for f in all_sorted], not_seen=not_seen))
+        out.append(decide(ctx, t, fs, not_seen=not_seen, pending=_pending(ctx, t),
+                          healthy_evidence=_healthy_evidence(t),
+                          unjudgeable=coverage_note(ctx, t), reached=_stage_reached(t)))
     return out
 
 
