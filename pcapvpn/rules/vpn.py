@@ -393,7 +393,36 @@ def openvpn_handshake(ctx):
                        f"(the capture ends {ctx.now - last_ctl:.1f} s after the last control "
                        f"packet).")
             title = f"OpenVPN handshake with {_server_txt(t)} stalled"
-            if s.tls is not None and stage is not None:
+            unacked = s.unacked(0)
+            rejected = bool(unacked) and retx > 0 and s.tls is not None and \
+                stage in ("client_flight", "complete")
+            if rejected:
+                # the server never acknowledged the client's last flight, which the client kept
+                # re-sending: the server dropped the session on reading it (its certificate)
+                c = s.tls.client
+                sent_cert = c.has(_tls.CERTIFICATE)
+                what = ("certificate flight" if sent_cert or s.tls.tls13 else "last handshake "
+                        "flight")
+                title = (f"OpenVPN server {_server_txt(t)} rejected the client's {what}: never "
+                         f"acknowledged")
+                ids = ", ".join(str(p) for p in unacked[:8])
+                detail += f" TLS handshake stage reached: {stage.replace('_', ' ')}"
+                if s.tls.version:
+                    detail += f" ({_tls.version_name(s.tls.version)})"
+                detail += (f". The server acknowledged the client's control packets up to packet "
+                           f"ID {unacked[0] - 1} but never packet ID{'s' if len(unacked) > 1 else ''}"
+                           f" {ids} (the client's "
+                           + ("Certificate, key exchange and Finished" if sent_cert else
+                              "encrypted TLS 1.3 flight — its Certificate, CertificateVerify "
+                              "and Finished when the server asks for a client certificate"
+                              if s.tls.tls13 else "key exchange and Finished")
+                           + f"), which the client retransmitted {retx} time(s). The server "
+                           "rejected the client certificate — untrusted CA, expired or revoked: "
+                           "it logs 'VERIFY ERROR: depth=0, error=...', then 'Packet "
+                           "(P_CONTROL_V1) with invalid or missing SID' for each retransmission "
+                           "— and dropped the session without an alert (OpenVPN 2.6 resets the "
+                           "client instance before the alert is sent).")
+            elif s.tls is not None and stage is not None:
                 c, sv = s.tls.client, s.tls.server
                 detail += f" TLS handshake stage reached: {stage.replace('_', ' ')}"
                 if s.tls.version:
