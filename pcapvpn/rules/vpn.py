@@ -1098,8 +1098,17 @@ def _not_seen(ctx, t) -> list:
             notes.append("only the data channel is in the capture (the session was set up "
                          "before it started)")
     if t.protocol == "wireguard" and not t.st.handshakes:
-        notes.append("no WireGuard handshake in the capture (the session was set up before it "
-                     "started): only the data plane is visible")
+        if t.st.cookies:
+            # a cookie reply answers an initiation that is not in the capture: say what was seen
+            notes.append(f"no WireGuard handshake initiation or response in the capture, only "
+                         f"{t.st.cookies} cookie reply(ies) from {_server_txt(t)}: the responder "
+                         f"is under load and demands a cookie before it computes a handshake; "
+                         f"the initiation(s) it answered and the exchange that follows are not "
+                         f"in the capture"
+                         + ("" if t.data[0] or t.data[1] else " (and no transport data either)"))
+        elif t.data[0] or t.data[1]:
+            notes.append("no WireGuard handshake in the capture (the session was set up before "
+                         "it started): only the data plane is visible")
     if t.protocol == "wireguard":
         gaps = sum(c.missing for c in t.st.counters.values())
         if gaps:
