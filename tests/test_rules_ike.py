@@ -134,8 +134,81 @@ def test_no_proposal_chosen_names_the_offer(tmp_path):
 def test_redirect(tmp_path):
     red = struct.pack(">BB", 1, 4) + ip("203.0.113.9") + bytes(8)
     r = analyse(tmp_path, [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False))),
-                           (0.01, ike_frame(B, A, ike_notify_only(I1, Z, 34, 16407, red)))])
-    assert "203.0.113.9" in codes(r)["IKE_REDIRECT"].title
+                           (0.01, ike_frame(B, A, ike_notify_only(I1, Z, 34, 16407, red))),
+                           (20.0, esp_frame("203.0.113.1", "203.0.113.2", 5, 1))])
+    f = codes(r)["IKE_REDIRECT"]
+    assert "203.0.113.9" in f.title and f.severity == "warning"
+    assert "No IKE_SA_INIT from the client to 203.0.113.9 (nor one carrying REDIRECTED_FROM " \
+           "198.51.100.20) follows" in f.detail
+
+
+GW2 = "203.0.113.9"
+I2, R2 = bytes.fromhex("c3" * 8), bytes.fromhex("d4" * 8)
+
+
+def _redirected(gw_ident, follow_to=GW2, answered=True, redirected_from=True, t=1.0):
+    """A's IKE_SA_INIT to B answered with REDIRECT to ``gw_ident``, then A's IKE SA with
+    ``follow_to`` (its IKE_SA_INIT carrying REDIRECTED_FROM B when asked)."""
+    red = gw_ident + bytes(8)  # + the initiator's nonce data (RFC 5685 §8), shortened
+    frames = [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False))),
+              (0.01, ike_frame(B, A, ike_notify_only(I1, Z, 34, 16407, red)))]
+    extra = [(41, v2_notify(16408, struct.pack(">BB", 1, 4) + ip(B)))] if redirected_from else []
+    init = ike_frame(A, follow_to, ike_sa_init(I2, Z, False, extra=extra))
+    frames.append((t, init))
+    if answered:
+        frames.append((t + 0.01, ike_frame(follow_to, A, ike_sa_init(I2, R2, True))))
+        frames.append((t + 0.1, ike_frame(A, follow_to, ike_encrypted(I2, R2, 35, 1, 35, False,
+                                                                       True, 200), 4500, 4500)))
+        frames.append((t + 0.11, ike_frame(follow_to, A, ike_encrypted(I2, R2, 35, 1, 36, True,
+                                                                        False, 180), 4500, 4500)))
+    else:
+        frames += [(t + 4, init), (t + 11.2, init)]
+    return frames
+
+
+@pytest.mark.parametrize("redirected_from", [True, False])
+def test_redirect_followed_and_succeeded(tmp_path, redirected_from):
+    ident = struct.pack(">BB", 1, 4) + ip(GW2)
+    r = analyse(tmp_path, _redirected(ident, redirected_from=redirected_from))
+    f = codes(r)["IKE_REDIRECT"]
+    assert f.severity == "info" and "(the new negotiation succeeded)" in f.title
+    assert "The client started IKE with 203.0.113.9 at +1.0 s" in f.detail
+    assert "that negotiation succeeded (IKE SA established)" in f.detail
+    assert ("REDIRECTED_FROM 198.51.100.20" in f.detail) == redirected_from
+    assert "no IKE towards that gateway" not in f.detail.lower()
+    assert {"a1" * 8, "c3" * 8} <= set(f.evidence.ike_spis)
+    assert len(f.evidence.frames) == 2
+
+
+def test_redirect_to_fqdn_followed_by_redirected_from(tmp_path):
+    name = b"gw2.example.net"
+    ident = struct.pack(">BB", 3, len(name)) + name
+    r = analyse(tmp_path, _redirected(ident))
+    f = codes(r)["IKE_REDIRECT"]
+    assert "gw2.example.net" in f.title and "REDIRECTED_FROM 198.51.100.20 in its " \
+        "IKE_SA_INIT" in f.detail and f.severity == "info"
+
+
+def test_redirect_followed_but_failed(tmp_path):
+    ident = struct.pack(">BB", 1, 4) + ip(GW2)
+    r = analyse(tmp_path, _redirected(ident, answered=False))
+    f = [x for x in r.findings if x.code == "IKE_REDIRECT"][0]
+    assert f.severity == "warning" and "(the new negotiation failed)" in f.title
+    assert "did not complete" in f.detail
+    assert any(x.code == "IKE_NO_RESPONSE" and GW2 in x.title for x in r.findings)
+
+
+def test_redirect_filters_are_valid(tmp_path):
+    from conftest import tshark_path
+    import subprocess
+
+    ident = struct.pack(">BB", 1, 4) + ip(GW2)
+    p = write_pcap(tmp_path / "red.pcap", _redirected(ident))
+    f = codes(run([str(p)]))["IKE_REDIRECT"]
+    out = subprocess.run([tshark_path(), "-n", "-r", str(p), "-Y", f.wireshark_filter, "-T",
+                          "fields", "-e", "frame.number"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "3", "4"]  # the REDIRECT, the new IKE_SA_INIT pair
 
 
 def test_liveness_unanswered_is_dpd_timeout(tmp_path):

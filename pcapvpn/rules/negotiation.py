@@ -302,45 +302,120 @@ def cookies(ctx):
 
 
 REDIRECT = 16407
+REDIRECTED_FROM = 16408
+#: RFC 5685 §8/§9 GW Ident Types
+_GW_TYPES = {1: 4, 2: 16}  # IPv4 / IPv6: identity length
+#: how long after a redirect to an FQDN the client's next IKE SA with another gateway is taken as
+#: the redirected negotiation (no address to match, no REDIRECTED_FROM)
+REDIRECT_FOLLOW = 60.0
+
+
+def _redirect_notifies(m, ntype):
+    """(gw ident type, identity bytes) of the REDIRECT / REDIRECTED_FROM notifies of a message,
+    read by the dissector (dissect.vpn.ikev2.Notify.redirect)."""
+    from dissect.vpn import ikev2 as _v2
+
+    out = []
+    for p in getattr(m.msg, "payloads", ()) or ():
+        if isinstance(p, _v2.Notify) and p.notify_type == ntype:
+            r = p.redirect
+            if r is not None:
+                out.append((r[0], bytes(r[1])))
+    return out
+
+
+def _gw_text(gtype, ident) -> str:
+    import ipaddress
+
+    if _GW_TYPES.get(gtype) == len(ident):
+        return str(ipaddress.ip_address(ident))
+    if gtype == 3:
+        return ident.decode("ascii", "replace")
+    return f"gateway identity type {gtype}"
+
+
+def _redirected_sa(ctx, sa, m, target_addr, fqdn):
+    """The IKE SA the client started after the redirect ``m`` towards the new gateway: by the
+    new gateway's address, by REDIRECTED_FROM naming the gateway that redirected, and (redirect
+    to an FQDN) by time.  Returns (IKE SA, how it was matched) or (None, None)."""
+    client, gw = m.dst, m.src
+    later = [o for o in ctx.state.ike_sas
+             if o is not sa and o.version == 2 and o.initiator and o.responder
+             and o.initiator[1] == client and o.first_ts is not None and o.first_ts >= m.ts]
+    later.sort(key=lambda o: o.first_ts)
+    for o in later:
+        first = o.messages[0]
+        came_from = [ident for gtype, ident in _redirect_notifies(first, REDIRECTED_FROM)
+                     if _GW_TYPES.get(gtype) == len(ident)]
+        if target_addr is not None and o.responder[1] == target_addr:
+            how = "the redirect's address"
+            if gw in came_from:
+                how += f" and REDIRECTED_FROM {ip_text(gw)}"
+            return o, how
+        if gw in came_from:
+            return o, f"REDIRECTED_FROM {ip_text(gw)} in its IKE_SA_INIT"
+    if fqdn:
+        for o in later:
+            if o.responder[1] != gw and o.first_ts - m.ts <= REDIRECT_FOLLOW:
+                return o, f"time (the client's next IKE SA, {o.first_ts - m.ts:.1f} s later)"
+    return None, None
 
 
 @rule
 def redirects(ctx):
-    import ipaddress
-
+    """REDIRECT (RFC 5685) in a cleartext IKE_SA_INIT response, linked to the negotiation the
+    client then started with the new gateway, and whether that one succeeded."""
     for sa in ctx.state.ike_sas:
         if sa.version != 2:
             continue
         for m in sa.messages:
             if m.copy or not m.is_response or not m.has_notify(REDIRECT):
                 continue
-            data = m.notify_data(REDIRECT) or b""
-            target = "?"
-            target_addr = None
-            # RFC 5685 §8: GW Ident Type (1 IPv4, 2 IPv6, 3 FQDN), GW Ident Len, GW Identity
-            if len(data) >= 2 and 2 + data[1] <= len(data):
-                gtype, glen = data[0], data[1]
-                ident = data[2:2 + glen]
-                if gtype in (1, 2) and len(ident) in (4, 16):
-                    target_addr = bytes(ident)
-                    target = str(ipaddress.ip_address(target_addr))
-                elif gtype == 3:
-                    target = ident.decode("ascii", "replace")
-            followed = target_addr is not None and any(
-                o.initiator and o.responder and o.responder[1] == target_addr
-                and o.first_ts >= m.ts for o in ctx.state.ike_sas)
+            gws = _redirect_notifies(m, REDIRECT)
+            target, target_addr, fqdn = "?", None, False
+            if gws:
+                gtype, ident = gws[0]
+                target = _gw_text(gtype, ident)
+                if _GW_TYPES.get(gtype) == len(ident):
+                    target_addr = ident
+                fqdn = gtype == 3
+            new, how = _redirected_sa(ctx, sa, m, target_addr, fqdn)
             t = ike_tunnel_of(ctx, sa)
+            detail = (f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
+                      f"carries REDIRECT to {target} (RFC 5685): the gateway sent the client "
+                      f"{ip_text(m.dst)} elsewhere.")
+            refs = list(m.frames)
+            ok = False
+            if new is not None:
+                ok = new.established
+                nt = ike_tunnel_of(ctx, new)
+                detail += (f" The client started IKE with {ip_text(new.responder[1])} at "
+                           f"+{ctx.rel(new.first_ts)} s ({new.first_ts - m.ts:.2f} s later; IKE SA "
+                           f"{new.id}, matched by {how})"
+                           + (f", tunnel {nt.id}" if nt is not None and (t is None or nt is not t)
+                              else "") + ": ")
+                detail += ("that negotiation succeeded (IKE SA established)." if ok else
+                           "that negotiation did not complete (no IKE SA established: see that "
+                           "tunnel's findings).")
+                refs += list(new.messages[0].frames)
+            else:
+                detail += (f" No IKE_SA_INIT from the client to {target} (nor one carrying "
+                           f"REDIRECTED_FROM {ip_text(m.src)}) follows in the capture, which ends "
+                           f"{ctx.now - m.ts:.1f} s after the redirect.")
+            flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {REDIRECT}"
+            if new is not None:
+                flt = f"({flt}) || ({ike_filter(new, msgids=[0])})"
             yield make(
                 "IKE_REDIRECT", f"{sa.id}|{m.n}|redirect",
-                title=f"{ip_text(m.src)} redirected the client to {target}",
-                detail=f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
-                       f"carries REDIRECT to {target}."
-                       + (" The client then started IKE with that gateway." if followed else
-                          " No IKE towards that gateway is in the capture."),
-                evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()]),
-                wireshark_filter=ike_filter(sa, msgids=[m.msgid])
-                + f" && isakmp.notify.msgtype == {REDIRECT}",
-                severity="info" if followed else None,
+                title=f"{ip_text(m.src)} redirected the client to {target}"
+                      + (" (the new negotiation succeeded)" if ok else
+                         " (the new negotiation failed)" if new is not None else ""),
+                detail=detail,
+                evidence=ctx.evidence(refs, m.ts, new.first_ts if new is not None else None,
+                                      ike_spis=[sa.ispi.hex()]
+                                      + ([new.ispi.hex()] if new is not None else [])),
+                wireshark_filter=flt,
+                severity="info" if ok else None,
                 tunnel=t.id if t else None)
 
 
