@@ -281,3 +281,55 @@ def test_duplicate_window_threshold(tmp_path, dup_gap, expect):
     m = r.report.ike_sas[0]["messages"][1]
     assert (m["duplicate_of"] is not None) == (expect == "dup")
     assert (m["retransmission_of"] is not None) == (expect == "retx")
+
+
+def _ike_sa(t0, n, end=None):
+    """IKE SA number ``n`` from A to B at ``t0`` (IKE_SA_INIT + IKE_AUTH, keyless) and how it
+    ends: "delete" (a DELETE answered), "both" (both peers send a DELETE), "dpd" (liveness
+    checks from A never answered), None (nothing: replaced later)."""
+    t0 = float(t0)  # write_pcap takes an int as nanoseconds
+    i, r = bytes([0x10 + n]) * 8, bytes([0x60 + n]) * 8
+    fr = [(t0, ike_frame(A, B, ike_sa_init(i, Z, False))),
+          (t0 + 0.01, ike_frame(B, A, ike_sa_init(i, r, True))),
+          (t0 + 0.1, ike_frame(A, B, ike_encrypted(i, r, 35, 1, 35, False, True, 200), 4500,
+                               4500)),
+          (t0 + 0.11, ike_frame(B, A, ike_encrypted(i, r, 35, 1, 36, True, False, 180), 4500,
+                                4500))]
+    if end == "delete":
+        fr += [(t0 + 20, ike_frame(A, B, ike_encrypted(i, r, 37, 2, 42, False, True, 32),
+                                   4500, 4500)),
+               (t0 + 20.01, ike_frame(B, A, ike_encrypted(i, r, 37, 2, 0, True, False, 32),
+                                      4500, 4500))]
+    elif end == "both":
+        fr += [(t0 + 20, ike_frame(A, B, ike_encrypted(i, r, 37, 2, 42, False, True, 32),
+                                   4500, 4500)),
+               (t0 + 20.001, ike_frame(B, A, ike_encrypted(i, r, 37, 2, 42, False, False, 32),
+                                       4500, 4500))]
+    elif end == "dpd":
+        live = ike_frame(A, B, ike_encrypted(i, r, 37, 2, 0, False, True, 32), 4500, 4500)
+        fr += [(t0 + 10, live), (t0 + 14, live), (t0 + 21.2, live)]
+    return fr
+
+
+@pytest.mark.parametrize("end", ["delete", "both"])
+def test_orderly_teardowns_are_not_flapping(tmp_path, end):
+    frames = []
+    for n in range(3):
+        frames += _ike_sa(30.0 * n, n, end)
+    r = analyse(tmp_path, sorted(frames, key=lambda f: f[0]))
+    assert "IKE_SA_FLAPPING" not in codes(r)
+
+
+def test_flapping_says_what_ended_each_sa(tmp_path):
+    frames = _ike_sa(0, 0, "delete") + _ike_sa(30, 1, "dpd") + _ike_sa(60, 2) \
+        + _ike_sa(90, 3, "dpd") + _ike_sa(120, 4)
+    r = analyse(tmp_path, sorted(frames, key=lambda f: f[0]))
+    f = codes(r)["IKE_SA_FLAPPING"]
+    assert f.severity == "warning"
+    assert "5 times from scratch" in f.detail and "3 ended without an orderly teardown" in \
+        f.detail and "1 with one (not counted)" in f.detail
+    assert "DELETE from 192.0.2.10 answered at +20.0 s" in f.detail
+    assert "liveness checks from 192.0.2.10 unanswered from +40.0 s (DPD)" in f.detail
+    assert "replaced at +90.0 s" in f.detail and "without a DELETE" in f.detail
+    assert "still up when the capture ends" in f.detail
+    assert f.title.startswith("3 IKE SA(s) between")
