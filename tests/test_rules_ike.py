@@ -333,3 +333,51 @@ def test_flapping_says_what_ended_each_sa(tmp_path):
     assert "replaced at +90.0 s" in f.detail and "without a DELETE" in f.detail
     assert "still up when the capture ends" in f.detail
     assert f.title.startswith("3 IKE SA(s) between")
+
+
+def _phase1(mode):
+    """IKEv1 phase 1 between A and B (Main Mode MM1-MM6 or Aggressive Mode AM1-AM3)."""
+    from test_advice import mm, v1, v1_sa
+
+    if mode == "main":
+        enc = [ike_frame(s, d, ike_header(I1, R1, 5, 2, 1, 0, bytes(64), version=0x10))
+               for s, d in ((A, B), (B, A))]
+        return [(0.0, ike_frame(A, B, mm(1))), (0.01, ike_frame(B, A, mm(2))),
+                (0.02, ike_frame(A, B, mm(3))), (0.03, ike_frame(B, A, mm(4))),
+                (0.04, enc[0]), (0.05, enc[1])]
+    am1 = v1([(1, v1_sa()), (4, bytes(128)), (10, bytes(16)), (5, b"\x01\x00\x00\x00" + ip(A))],
+             exch=4)
+    am2 = v1([(1, v1_sa()), (4, bytes(128)), (10, bytes(16)), (5, b"\x01\x00\x00\x00" + ip(B)),
+              (8, bytes(20))], rspi=R1, exch=4)
+    am3 = ike_header(I1, R1, 8, 4, 1, 0, bytes(32), version=0x10)
+    return [(0.0, ike_frame(A, B, am1)), (0.01, ike_frame(B, A, am2)),
+            (0.02, ike_frame(A, B, am3))]
+
+
+@pytest.mark.parametrize("mode", ["main", "aggressive"])
+def test_quick_mode_never_answered(tmp_path, mode):
+    """QM1 retransmitted, never answered; the peer's Informationals (DPD) in between are not an
+    answer: the title says what the capture shows, for Main and Aggressive Mode alike."""
+    qm1 = ike_frame(A, B, ike_header(I1, R1, 8, 32, 1, 0x1A2B3C4D, bytes(96), version=0x10))
+    info = ike_frame(B, A, ike_header(I1, R1, 8, 5, 1, 0x55555555, bytes(48), version=0x10))
+    info2 = ike_frame(B, A, ike_header(I1, R1, 8, 5, 1, 0x66666666, bytes(48), version=0x10))
+    frames = _phase1(mode) + [(1.0, qm1), (5.0, info), (5.5, qm1), (13.0, qm1), (15.0, info2),
+                              (28.0, qm1)]
+    r = analyse(tmp_path, frames)
+    f = codes(r)["CHILD_SA_FAILED"]
+    assert f.title == "Quick Mode (Message ID 0x1a2b3c4d) failed: QM1 never answered (sent 4 " \
+                      "time(s))"
+    assert "instead of QM2" not in f.title + f.detail
+    assert "3 retransmission(s)" in f.detail and "2 Informational message(s)" in f.detail
+    assert ("Aggressive Mode" if mode == "aggressive" else "Main Mode") in f.detail
+
+
+def test_quick_mode_answered_by_an_informational(tmp_path):
+    qm1 = ike_frame(A, B, ike_header(I1, R1, 8, 32, 1, 0x1A2B3C4D, bytes(96), version=0x10))
+    info = ike_frame(B, A, ike_header(I1, R1, 8, 5, 1, 0x55555555, bytes(48), version=0x10))
+    r = analyse(tmp_path, _phase1("aggressive") + [(1.0, qm1), (1.01, info),
+                                                   (20.0, esp_frame("203.0.113.1",
+                                                                    "203.0.113.2", 5, 1))])
+    f = codes(r)["CHILD_SA_FAILED"]
+    assert "QM1 answered by an Informational message instead of QM2" in f.title
+    assert "Phase 1 (Aggressive Mode) is up" in f.detail

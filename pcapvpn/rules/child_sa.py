@@ -13,9 +13,11 @@ from dissect.vpn import registry as reg
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, endpoint_text, exchange_status, ike_facts, ike_filter, ike_tunnel_of, ip_text,
+    endpoint_text, ike_facts, ike_filter, ike_tunnel_of, ip_text,
 )
-from pcapvpn.track.ike import CREATE_CHILD_SA, IKE_AUTH, V1_INFO, V1_QUICK
+from pcapvpn.track.ike import (
+    CREATE_CHILD_SA, IKE_AUTH, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK,
+)
 
 N = 41
 IDR = 36
@@ -164,38 +166,67 @@ def _v2(ctx, sa, tid, spis, esp):
                 break
 
 
-def _v1(ctx, sa, tid, spis):
-    for x in sa.exchanges:
-        if x.exch != V1_QUICK:
+def _qm_answer(ctx, sends, infos):
+    """The Informational that answered QM1 (an error notification), or None: it comes from the
+    peer within the response timeout of a copy of QM1 and QM1 is not sent again after it (an
+    answer stops the retransmissions; DPD and other notifications in between do not)."""
+    for i in infos:
+        before = [m for m in sends if m.ts <= i.ts]
+        if not before or i.ts - before[-1].ts > ctx.th.response_timeout:
             continue
-        status = exchange_status(ctx, x)
-        if x.last_step >= 2:
+        if any(m.ts > i.ts for m in sends):
+            continue
+        return i
+    return None
+
+
+def _v1(ctx, sa, tid, spis):
+    phase1 = next((reg.exchange_name(x.exch, short=True) for x in sa.exchanges
+                   if x.exch in (V1_MAIN, V1_AGGRESSIVE)), None)
+    p1 = f"Phase 1 ({'Aggressive Mode' if phase1 == 'Aggressive' else phase1}) is up" \
+        if phase1 else "Phase 1 is up"
+    for x in sa.exchanges:
+        if x.exch != V1_QUICK or x.last_step >= 2:
             continue
         qm1 = [m for m in x.msgs if m.step == 1]
         if not qm1:
             continue
-        info = [m for m in sa.messages if m.exch == V1_INFO and m.ts >= qm1[0].ts
-                and m.src != qm1[0].src and not m.copy]
-        if info:
-            why = "answered by an Informational message instead of QM2" + (
-                " (encrypted: likely NO-PROPOSAL-CHOSEN or INVALID-ID-INFORMATION)"
-                if info[0].encrypted else "")
-            refs = ctx.msg_refs(qm1 + info[:1])
-            ids = [x.msgid, info[0].msgid]
-        elif status == UNANSWERED:
-            n = len([m for m in qm1 if m.duplicate_of is None])
-            why = f"sent {n} time(s) and never answered"
+        sender = endpoint_text((qm1[0].ipver, qm1[0].src, qm1[0].sport))
+        sends = [m for m in qm1 if m.duplicate_of is None]
+        retrans = len(sends) - 1
+        infos = [m for m in sa.messages if m.exch == V1_INFO and m.ts >= qm1[0].ts
+                 and m.src != qm1[0].src and not m.copy]
+        answer = _qm_answer(ctx, sends, infos)
+        label = f"Quick Mode (Message ID 0x{x.msgid:08x})"
+        if answer is not None:
+            title = f"{label} failed: QM1 answered by an Informational message instead of QM2"
+            detail = (f"QM1 from {sender} was answered {answer.ts - qm1[0].ts:.3f} s later by an "
+                      f"Informational message from {ip_text(answer.src)} instead of QM2"
+                      + (" (encrypted: likely NO-PROPOSAL-CHOSEN or INVALID-ID-INFORMATION)"
+                         if answer.encrypted else "")
+                      + f". {p1}; the phase-2 proposal (ESP transforms, PFS group) or the "
+                      f"proxy IDs (local/remote subnets) do not match.")
+            refs = ctx.msg_refs(qm1 + [answer])
+            ids = [x.msgid, answer.msgid]
+        elif retrans > 0 or ctx.now - sends[-1].ts >= ctx.th.response_timeout:
+            title = (f"{label} failed: QM1 never answered (sent {len(sends)} time(s))")
+            detail = (f"QM1 from {sender} was sent {len(sends)} time(s) ({retrans} "
+                      f"retransmission(s)) and never answered (the capture ends "
+                      f"{ctx.now - sends[-1].ts:.1f} s after the last copy)")
+            if infos:
+                detail += (f"; the {len(infos)} Informational message(s) the peer sent meanwhile "
+                           f"did not answer it (QM1 was sent again after them, or they came "
+                           f"later than the response timeout: DPD or notifications)")
+            detail += (f". {p1}; the responder drops QM1 without a word (some implementations "
+                       f"do so when the phase-2 proposal or the proxy IDs (local/remote "
+                       f"subnets) do not match), or QM1 and its answers are lost on the path.")
             refs = ctx.msg_refs(qm1)
             ids = [x.msgid]
         else:
-            continue
+            continue  # one copy, the capture ends before an answer was due
         yield make(
             "CHILD_SA_FAILED", f"{sa.id}|{x.index}|qm", facts=ike_facts(sa, x),
-            title=f"Quick Mode (Message ID 0x{x.msgid:08x}) failed: QM1 {why.split(' (')[0]}",
-            detail=f"QM1 from {endpoint_text((qm1[0].ipver, qm1[0].src, qm1[0].sport))} was {why}. "
-                   f"Phase 1 is up; the phase-2 proposal (ESP transforms, PFS group) or the "
-                   f"proxy IDs (local/remote subnets) do not match.",
-            basis="inferred",
+            title=title, detail=detail, basis="inferred",
             evidence=ctx.evidence(refs, qm1[0].ts, None, ike_spis=spis),
             wireshark_filter=ike_filter(sa, msgids=ids),
             tunnel=tid)
