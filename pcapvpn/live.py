@@ -829,8 +829,8 @@ class LiveSession:
                 del self.archived[:-1000]
                 continue
             self.resolved += 1
-            reason = ("the tunnel recovered: a newer IKE SA came up and carried ESP both ways"
-                      if fid in res["superseded"] else "the condition cleared")
+            reason = ("the tunnel recovered: a later IKE SA came up, or ESP flowed both ways "
+                      "again" if fid in res["superseded"] else "the condition cleared")
             self._emit({"event": "resolved", "ts": now, "reason": reason,
                         "raised": _hms(a.raised_ts), "lasted": round(now - a.raised_ts, 3),
                         "finding": _finding_dict(f)})
@@ -1081,13 +1081,8 @@ def _held(ctx, f) -> bool:
 def _superseded(ctx, tunnels, f) -> bool:
     """A failure that happened before the tunnel's latest IKE SA came up and carried ESP both
     ways (the verdict's "recovered"): in live mode it is over."""
-    from pcapvpn.rules.verdict import recovery
-
-    if not f.failure or f.posture or f.tunnel is None:
-        return False
-    if getattr(f, "recovered", None):
-        return True
-    return recovery(ctx, tunnels.get(f.tunnel), f) is not None
+    # the verdicts of this evaluation (computed first) marked the recovered failures
+    return bool(f.failure and not f.posture and f.recovered)
 
 
 def annotate_drops(findings, drops: int, rx_dropped: int = 0) -> None:

@@ -283,3 +283,87 @@ def test_golden_verdicts_of_every_capture():
         print(table)
         pytest.fail("verdicts changed (rerun with UPDATE_GOLDEN=1 if intended):\n" + diff)
     assert CAPTURES.is_dir()
+
+
+def test_client_gone_is_not_nat_t_blocked(tmp_path):
+    """Issue 13 §2: a remote-access client leaves; the gateway's DELETEs / liveness checks go
+    unanswered on UDP 4500 although IKE_AUTH was answered there: not a NAT failure."""
+    c = Cap()
+    c.ike(0, A, B, ike_sa_init(ISPI, ZERO, False))
+    c.ike(0.01, B, A, ike_sa_init(ISPI, RSPI, True))
+    c.ike(0.02, A, B, ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True), 4500, 4500)
+    c.ike(0.03, B, A, ike_encrypted(ISPI, RSPI, 35, 1, 36, True, False), 4500, 4500)
+    c.flow(A, B, 0xA1, 1, 20)
+    c.flow(B, A, 0xB1, 1.1, 20.1)
+    for t in (30, 32, 36, 44, 60):   # the gateway (responder) sends a DELETE, never answered
+        c.ike(t, B, A, ike_encrypted(ISPI, RSPI, 37, 0, 42, False, False), 4500, 4500)
+    res = c.analyse(tmp_path)
+    codes = {f.code: f for f in res.findings}
+    assert "NAT_T_BLOCKED" not in codes
+    f = codes["IKE_NO_RESPONSE"]
+    assert f.severity == "info" and "peer has gone" in f.detail and "not blocked" in f.detail
+
+
+def test_ikev1_dpd_answered_then_shutdown_deletes_is_healthy(tmp_path):
+    """Issue 13 §2b: IKEv1 DPD on a healthy tunnel (R-U-THERE answered), then each gateway's
+    DELETEs at shutdown (one per child SA and the ISAKMP SA, sent together): no DPD_TIMEOUT."""
+    c = Cap()
+    ib = bytes.fromhex("b2b2b2b2b2b2b2b2")
+    rb = bytes.fromhex("c3c3c3c3c3c3c3c3")
+    for step, (src, dst) in enumerate(((A, B), (B, A)) * 3, 1):
+        c.ike(step * 0.01, src, dst, v1_message(ib, ZERO if step == 1 else rb, 2, 0, step,
+                                                encrypted=step >= 5))
+    for step, (src, dst) in enumerate(((A, B), (B, A), (A, B)), 1):
+        c.ike(0.1 + step * 0.01, src, dst, v1_message(ib, rb, 32, 0x1234, step, encrypted=True))
+    c.flow(A, B, 0xA1, 1, 60, rate=0.2)
+    c.flow(B, A, 0xB1, 1.1, 60.1, rate=0.2)
+    for k, t in enumerate((20, 40)):   # R-U-THERE from A, ACK from B (encrypted)
+        c.ike(t, A, B, v1_message(ib, rb, 5, 0x100 + k, 1, encrypted=True))
+        c.ike(t + 0.01, B, A, v1_message(ib, rb, 5, 0x200 + k, 1, encrypted=True))
+    for k in range(3):                  # shutdown: B's DELETEs, then A's
+        c.ike(61 + k * 0.001, B, A, v1_message(ib, rb, 5, 0x300 + k, 1, encrypted=True))
+    for k in range(3):
+        c.ike(61.01 + k * 0.001, A, B, v1_message(ib, rb, 5, 0x400 + k, 1, encrypted=True))
+    res = c.analyse(tmp_path)
+    assert "DPD_TIMEOUT" not in {f.code for f in res.findings}
+    assert the(res).verdict == "healthy", [(f.code, f.severity) for f in res.findings]
+
+
+def test_failing_stage_is_the_last_attempts(tmp_path):
+    """Attempt 1 refused at negotiation, attempt 2 (a new IKE SA) fails authentication: the
+    tunnel fails at authentication, the stage where the last attempt broke."""
+    c = Cap()
+    first = bytes.fromhex("0102030405060708")
+    c.ike(0, A, B, ike_sa_init(first, ZERO, False))
+    c.ike(0.01, B, A, ike_notify_only(first, ZERO, 34, 14))        # NO_PROPOSAL_CHOSEN
+    c.ike(5, A, B, ike_sa_init(ISPI, ZERO, False))
+    c.ike(5.01, B, A, ike_sa_init(ISPI, RSPI, True))
+    c.ike(5.02, A, B, ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True))
+    c.ike(5.03, B, A, ike_notify_only(ISPI, RSPI, 35, 24, msgid=1))  # AUTHENTICATION_FAILED
+    c.ike(30, A, "198.51.100.7", ike_sa_init(bytes(range(8)), ZERO, False))
+    res = c.analyse(tmp_path)
+    v = next(v for v in res.verdicts if B in v.tunnel)
+    assert (v.verdict, v.failed_stage) == ("failing", "authentication"), \
+        (v, [(f.code, f.severity) for f in res.findings])
+
+
+def test_mtu_black_hole_small_packets_pass_large_retransmitted(tmp_path):
+    """Issue 13 §2b: ESP longer than 1200 bytes dropped on the path: pings pass both ways, the
+    large packets of a download are retransmitted with backoff and never answered: failing at
+    dataplane with MTU_BLACK_HOLE (small packets flowing again is no recovery)."""
+    c = Cap()
+    ikev2_up(c)
+    for i in range(5):                               # pings
+        c.esp(1 + i * 0.2, A, B, 0xA1)
+        c.esp(1.01 + i * 0.2, B, A, 0xB1)
+    for t in (2.0, 2.2, 2.6, 3.4, 5.0, 8.2, 14.6):   # a full-size segment retransmitted
+        c.esp(t, B, A, 0xB1, size=1448)
+    for i in range(5):                               # pings again
+        c.esp(16 + i * 0.2, A, B, 0xA1)
+        c.esp(16.01 + i * 0.2, B, A, 0xB1)
+    res = c.analyse(tmp_path)
+    f = by_code(res, "MTU_BLACK_HOLE")
+    v = the(res)
+    assert f.severity == "error" and "small packets get through" in f.detail
+    assert (v.verdict, v.failed_stage, v.primary_code) == ("failing", "dataplane",
+                                                          "MTU_BLACK_HOLE")

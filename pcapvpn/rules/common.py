@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import cached_property
 
 from pcapvpn.findings import Evidence, FrameRef
 from pcapvpn.model import Time
@@ -84,6 +85,15 @@ class Context:
             firsts = [sa.first_ts for sa in state.ike_sas if sa.first_ts is not None]
             firsts += [sa.first_ts for sa in state.esp_sas if sa.first_ts is not None]
             self.start = min(firsts) if firsts else state.now
+
+    @cached_property
+    def ike_by_peers(self) -> dict:
+        """``(version, initiator address, responder address)`` -> IKE SAs in capture order."""
+        m = {}
+        for sa in sorted(self.state.ike_sas, key=lambda s: s.first_ts or 0.0):
+            if sa.initiator and sa.responder:
+                m.setdefault((sa.version, sa.initiator[1], sa.responder[1]), []).append(sa)
+        return m
 
     def file(self, idx: int) -> str:
         return self.names[idx] if 0 <= idx < len(self.names) else f"#{idx}"

@@ -109,9 +109,11 @@ declare("ESP_NO_TRAFFIC", "dataplane", "info",
          "An idle child SA (no traffic to send) is normal: nothing can be concluded without "
          "traffic."], failure=False)
 declare("MTU_BLACK_HOLE", "dataplane", "warning",
-        "Inferred: the reverse direction went silent right after large ESP packets started and "
-        "the large packets kept being sent (retransmitted) — the pattern of a path MTU black hole "
-        "(large packets dropped on the path, the ICMP that would say so never arriving).",
+        "Inferred: large ESP packets were sent again and again (retransmitted) while the reverse "
+        "direction sent nothing back — it went silent right after the first large packet, or "
+        "stayed silent until small packets resumed — the pattern of a path MTU black hole (large "
+        "packets dropped on the path, the ICMP that would say so never arriving; small packets "
+        "such as pings still pass).",
         ["Test with pings of growing size and DF set through the tunnel (ping -M do -s 1400 / "
          "ping -f -l 1400) to find the largest size that passes.",
          "Clamp TCP MSS on the tunnel (Linux iptables/nft TCPMSS --clamp-mss-to-pmtu or "
@@ -732,22 +734,35 @@ def no_traffic(ctx):
 # -- MTU ---------------------------------------------------------------------------------------
 
 
-def _mtu_pattern(ctx, t, big, back) -> bool:
-    """``back`` answered before the first large packet of ``big``, went silent right after it,
-    and ``big`` kept sending large packets (retransmissions) for a while."""
+def _mtu_pattern(ctx, t, big, back) -> str | None:
+    """``back`` answered before the first large packet of ``big`` and then sent nothing while
+    ``big`` kept sending large packets (retransmissions) for a while: ``"silent"`` when ``back``
+    never spoke again, ``"stalled"`` when it stayed silent through the retransmissions and small
+    packets resumed afterwards (pings pass, bulk transfers die), else None."""
     th = ctx.th
     fl = big.first_large_ts
     if fl is None or big.large < MTU_MIN_LARGE:
-        return False
+        return None
     if back.packets < 2 or back.first_ts >= fl:
-        return False  # the reverse direction never answered anything before
-    if back.last_ts > fl + MTU_SLACK:
-        return False  # answers kept coming after the large packets started
-    if big.last_large_ts - back.last_ts < MTU_PERSIST:
-        return False
+        return None  # the reverse direction never answered anything before
     if ctx.now - fl < th.one_way_window:
-        return False  # absence needs time
-    return not _takeover(ctx, t, back, back.last_ts, th.one_way_window, th.rekey_drain, big)
+        return None  # absence needs time
+    if back.last_ts <= fl + MTU_SLACK:
+        if big.last_large_ts - back.last_ts < MTU_PERSIST:
+            return None
+        if _takeover(ctx, t, back, back.last_ts, th.one_way_window, th.rekey_drain, big):
+            return None
+        return "silent"
+    # small packets came back later: was the reverse direction silent all through the large
+    # packets' retransmissions?  Only whole time bins of ``back`` can tell (at least two).
+    t0, t1 = fl + MTU_SLACK, big.last_large_ts
+    if t1 - t0 < th.one_way_window / 2 or t1 - t0 < 2 * back.bin_width:
+        return None
+    if back.packets_between(t0, t1):
+        return None
+    if _takeover(ctx, t, back, t0, th.one_way_window, th.rekey_drain, big):
+        return None
+    return "stalled"
 
 
 @rule
@@ -760,16 +775,29 @@ def mtu_black_hole(ctx):
             if x is None or y is None:
                 continue
             for big, back in ((x, y), (y, x)):
-                if not _mtu_pattern(ctx, t, big, back):
+                kind = _mtu_pattern(ctx, t, big, back)
+                if kind is None:
                     continue
                 fl = big.first_large_ts
                 icmp = _icmp_for(ctx, big)
-                detail = (f"{ip_text(back.src)} answered on SPI 0x{_spi(back)} ({back.packets} "
-                          f"packets) until +{ctx.rel(back.last_ts)} s; from +{ctx.rel(fl)} s "
-                          f"{ip_text(big.src)} sent large packets (>= {th.large_packet} bytes of "
-                          f"ESP, up to {big.max_len}) on SPI 0x{_spi(big)} — {big.large} of them, "
-                          f"the last at +{ctx.rel(big.last_large_ts)} s — and nothing came back "
-                          f"after the first one.")
+                if kind == "silent":
+                    detail = (f"{ip_text(back.src)} answered on SPI 0x{_spi(back)} "
+                              f"({back.packets} packets) until +{ctx.rel(back.last_ts)} s; from "
+                              f"+{ctx.rel(fl)} s {ip_text(big.src)} sent large packets (>= "
+                              f"{th.large_packet} bytes of ESP, up to {big.max_len}) on SPI "
+                              f"0x{_spi(big)} — {big.large} of them, the last at "
+                              f"+{ctx.rel(big.last_large_ts)} s — and nothing came back after "
+                              f"the first one.")
+                else:
+                    detail = (f"From +{ctx.rel(fl)} s {ip_text(big.src)} sent large packets (>= "
+                              f"{th.large_packet} bytes of ESP, up to {big.max_len}) on SPI "
+                              f"0x{_spi(big)} — {big.large} of them, the last at "
+                              f"+{ctx.rel(big.last_large_ts)} s, spaced like retransmissions — "
+                              f"and {ip_text(back.src)} sent nothing on SPI 0x{_spi(back)} in "
+                              f"all that time, although it had answered small packets before "
+                              f"and small packets passed both ways again afterwards (until "
+                              f"+{ctx.rel(back.last_ts)} s): small packets get through, large "
+                              f"ones do not (a bulk transfer stalls while pings work).")
                 if icmp:
                     detail += (f" {len(icmp)} ICMP 'too big' error(s) about this path were seen "
                                f"(MTU {sorted({e.mtu for e in icmp})}): see PATH_MTU_ICMP.")
@@ -777,8 +805,11 @@ def mtu_black_hole(ctx):
                     detail += " No ICMP 'fragmentation needed' / 'packet too big' reached the " \
                               "capture point."
                 detail += " Inferred from sizes and timing only (the inner traffic is encrypted)."
+                # the stalled form is the state at the end: large packets do not pass while
+                # small ones do (the tunnel is failing for any bulk transfer)
                 yield make(
                     "MTU_BLACK_HOLE", f"{t.id}|mtu|{big.proto}|{_spi(big)}|{big.dst.hex()}",
+                    severity="error" if kind == "stalled" else None,
                     title=f"Possible MTU black hole: large ESP from {ip_text(big.src)} to "
                           f"{ip_text(big.dst)} never answered",
                     detail=detail, basis="inferred",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from dissect.vpn import registry as reg
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
@@ -199,13 +201,26 @@ def _retrans_label(x, retrans) -> str:
     return f"{name} " + "/".join(f"{prefix}{s}" for s in steps) + mid
 
 
+#: a retry after INVALID_KE / COOKIE comes at once (RFC 7296 §1.2, §2.6); an IKE_SA_INIT between
+#: the same addresses this soon after the notification is the retry even when the initiator
+#: picked a new SPI and the tracker could not link it
+RETRY_WINDOW = 30.0
+
+
 def _recovered_after(ctx, sa, notify_msg) -> bool:
-    """After an INVALID_KE / COOKIE response: an IKE_SA_INIT exchange later in the same SA (or its
-    retry SA) answered without an error."""
+    """After an INVALID_KE / COOKIE response: an IKE_SA_INIT exchange later in the same SA, or in
+    an SA between the same two addresses started within ``RETRY_WINDOW`` seconds (its retry SA,
+    linked or not), answered without an error."""
     sas = [sa]
-    for other in ctx.state.ike_sas:
-        if other.retry_of == sa.id:
-            sas.append(other)
+    if sa.initiator and sa.responder:
+        same = ctx.ike_by_peers.get((sa.version, sa.initiator[1], sa.responder[1]), ())
+        starts = [o.first_ts or 0.0 for o in same]
+        i = bisect.bisect_left(starts, notify_msg.ts)
+        while i < len(same) and starts[i] - notify_msg.ts <= RETRY_WINDOW:
+            if same[i] is not sa:
+                sas.append(same[i])
+            i += 1
+
     for s in sas:
         for x in s.exchanges:
             if x.exch != IKE_SA_INIT:

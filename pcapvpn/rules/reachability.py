@@ -9,13 +9,14 @@ Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
 
 from __future__ import annotations
 
+from dissect.vpn import registry as reg
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
 )
-from pcapvpn.track.ike import INFORMATIONAL
+from pcapvpn.track.ike import INFORMATIONAL, V1_INFO
 
 IKEV2_FRAGMENTATION_SUPPORTED = 16430  # RFC 7383 §2.3
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
@@ -165,6 +166,10 @@ def unanswered_ike(ctx):
             heard_500 = any(m.src != first.src and (m.sport == 500 or m.dport == 500)
                             for y in answered_before for m in y.msgs)
             to_4500 = first.dport == 4500 or first.sport == 4500
+            # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
+            heard_4500 = [m for y in answered_before for m in y.msgs
+                          if m.src != first.src and 4500 in (m.sport, m.dport)]
+            gone = bool(heard_4500) and x.exch in (INFORMATIONAL, V1_INFO)
             refs = ctx.msg_refs(reqs)
             frag = _fragmented(reqs)
             label = exchange_label(x)
@@ -191,10 +196,23 @@ def unanswered_ike(ctx):
                     others.append("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
                                   "worked, but fragments explain the loss better)")
                 others.append("IKE_NO_RESPONSE")
-            elif heard_500 and to_4500:
+            elif heard_500 and to_4500 and not heard_4500:
                 code = "NAT_T_BLOCKED"
-                detail += " UDP 500 was answered earlier in this IKE SA; nothing came back on UDP 4500."
+                what = reg.exchange_name(first.exch, short=True)
+                detail += (f" UDP 500 was answered earlier in this IKE SA; nothing came back on "
+                           f"UDP 4500 ({what} was the first exchange sent there).")
                 others.append("IKE_NO_RESPONSE")
+            elif heard_4500:
+                code = "IKE_NO_RESPONSE"
+                detail += (f" {ip_text(first.dst)} had answered on UDP 4500 earlier in this IKE "
+                           f"SA ({reg.exchange_name(heard_4500[-1].exch, short=True)} at "
+                           f"+{ctx.rel(heard_4500[-1].ts)} s): UDP 4500 is not blocked; the "
+                           f"peer stopped answering.")
+                if gone:
+                    detail += (" An INFORMATIONAL request (a DELETE or a liveness check) left "
+                               "unanswered after the SA worked means the peer has gone (a "
+                               "remote-access client closed or lost its link): not a NAT "
+                               "failure.")
             else:
                 code = "IKE_NO_RESPONSE"
                 if not answered_before:
@@ -204,7 +222,7 @@ def unanswered_ike(ctx):
             msgids = [x.msgid] if x.version == 2 else None
             facts = ike_facts(sa, x, side, nat=_nat_story(sa))
             yield make(
-                code, f"{sa.id}|{x.index}", facts=facts,
+                code, f"{sa.id}|{x.index}", severity="info" if gone else None, facts=facts,
                 title=f"{label} to {ip_text(first.dst)} never answered",
                 detail=detail, basis="observed",
                 evidence=ctx.evidence(refs, first.ts, reqs[-1].ts,

@@ -121,8 +121,10 @@ def _v1_dpd(ctx, sa, tid, spis):
                   and ctx.now - v[R_U_THERE].ts >= ctx.th.dpd_timeout]
     basis = "observed"
     if not unanswered:
-        # encrypted: trailing informationals from one side
-        enc = [m for m in infos if m.encrypted]
+        # encrypted: trailing informationals from one side (messages decrypted with --keys are
+        # judged on their R-U-THERE / ACK by the decrypted rules, never by this pattern)
+        enc = [m for m in infos if m.encrypted
+               and getattr(m, "decrypt_status", None) not in ("ok", "unverified")]
         if len(enc) < 2:
             return
         last_sender = enc[-1].src
@@ -137,8 +139,11 @@ def _v1_dpd(ctx, sa, tid, spis):
         heard_after = [m for m in sa.messages if m.src != last_sender and m.ts > tail[0].ts]
         if heard_after or ctx.now - tail[-1].ts < 0:
             return
-        # a periodic run: at least 3 from one side, or 2 spaced > dpd_timeout in total
-        if len(tail) < 3 and tail[-1].ts - tail[0].ts < ctx.th.dpd_timeout:
+        # a periodic run: at least 3 sends from one side, or 2 spaced > dpd_timeout in total.
+        # Messages less than a second apart are one send: the DELETEs of an orderly shutdown
+        # (one per child SA, then the ISAKMP SA) go out together, DPD retransmissions do not.
+        sends = 1 + sum(1 for a, b in zip(tail, tail[1:]) if b.ts - a.ts >= 1.0)
+        if sends < 2 or (sends < 3 and tail[-1].ts - tail[0].ts < ctx.th.dpd_timeout):
             return
         unanswered = tail
         basis = "inferred"

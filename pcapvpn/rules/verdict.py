@@ -49,6 +49,10 @@ EXPLAINS = {
     "MTU_BLACK_HOLE": frozenset(("ESP_SEQUENCE_GAP", "ESP_ONE_WAY", "PATH_MTU_ICMP")),
 }
 
+#: failures that are a property of the path: a new IKE SA or small packets flowing again do not
+#: show them gone
+PATH_PROPERTIES = frozenset(("MTU_BLACK_HOLE", "PATH_MTU_ICMP"))
+
 #: how significant a degradation is, most first: an outage the tunnel recovered from, then what
 #: explains it, then what users feel on the data plane, then stability, then the negotiation
 SIGNIFICANCE = ("recovered", "cause", "dataplane", "inner", "stability", "child_sa",
@@ -108,13 +112,16 @@ def recovery(ctx, t, f):
     """``(ts, how)`` when the tunnel worked after failure ``f`` (a later IKE SA came up and its
     traffic, if any, flowed both ways; or ESP flowed both ways after it), else None.  Used by the
     verdict and by live mode (a recovered failure is over)."""
-    if t is None or not hasattr(t, "ike_sas"):
+    if t is None or not hasattr(t, "ike_sas") or f.code in PATH_PROPERTIES:
         return None
     last = last_evidence(ctx, f)
     if last is None:
         return None
     both_after = _esp_both_ways_after(t, last)
+    own = set(f.evidence.ike_spis)
     for sa in sorted(t.ike_sas, key=lambda s: s.first_ts or 0):
+        if sa.ispi.hex() in own:
+            continue  # the IKE SA the failure is about does not recover from it by coming up
         est = established_ts(sa)
         if est is None or est <= last or not seen_working(sa):
             continue
@@ -250,6 +257,11 @@ def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
     not_seen = list(not_seen)
     if hard:
         pool = [f for f in hard if f.id not in explained] or hard
+        # the first stage that failed in the last attempt (the last IKE SA generation started
+        # from either side): earlier attempts' failures are history
+        start = _last_attempt_start(t)
+        if start is not None:
+            pool = [f for f in pool if (last_evidence(ctx, f) or start) >= start] or pool
         pool.sort(key=lambda f: (stage_rank(f.stage), severity_rank(f.severity)))
         primary, verdict = pool[0], "failing"
     elif soft:
@@ -281,6 +293,14 @@ def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
         primary=primary.id if primary else None,
         primary_code=primary.code if primary else None,
         findings=[f.id for f in order], not_seen=_unique(not_seen))
+
+
+def _last_attempt_start(t):
+    """When the last IKE SA generation of an IPsec tunnel started (rekeys continue their
+    generation), or None."""
+    starts = [sa.first_ts for sa in getattr(t, "ike_sas", ())
+              if sa.rekey_of is None and sa.first_ts is not None and not sa.mid_session]
+    return max(starts) if starts else None
 
 
 def _mark_recovered(ctx, f, rec) -> None:
