@@ -5,6 +5,10 @@
                                                       # captures also with their saved keys)
     python bench/findings_diff.py diff BEFORE.json AFTER.json
 
+To compare with another revision, unpack it and put it first on the path, e.g.
+``git archive main | tar -x -C /tmp/base && PYTHONPATH=/tmp/base python bench/findings_diff.py
+snapshot before.json`` (the captures are read from this checkout either way).
+
 A snapshot holds, per capture (and per "capture + keys"), the tunnels' verdicts and every
 finding's code, severity, tunnel, title, detail and advice; ``diff`` prints what changed, capture
 by capture (findings matched by their stable id).
