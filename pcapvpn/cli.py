@@ -42,9 +42,11 @@ class _Group(click.Group):
 
 
 def _internal_error(e: BaseException) -> None:
+    from pcapvpn.report.escape import one_line
+
     tb = traceback.extract_tb(e.__traceback__)
     where = f"{tb[-1].filename}:{tb[-1].lineno} in {tb[-1].name}" if tb else "?"
-    click.echo(f"pcapvpn: internal error: {type(e).__name__}: {e}", err=True)
+    click.echo(f"pcapvpn: internal error: {type(e).__name__}: {one_line(e, 500)}", err=True)
     click.echo(f"  at {where}", err=True)
     click.echo("  This is a bug in pcapvpn. Please report it with the command line and, if you can,"
                " the capture (set PCAPVPN_DEBUG=1 for the full traceback).", err=True)
@@ -59,6 +61,42 @@ def cli():
 
 
 _SEVERITIES = ["critical", "error", "warning", "info"]
+
+
+def _error(message) -> None:
+    """The one-line error of exit status 2 (file names and values shown, never acted on)."""
+    from pcapvpn.report.escape import printable
+
+    click.echo(f"pcapvpn: error: {printable(message)}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _thresholds(overrides):
+    """``--set NAME=VALUE`` of analyze and live → Thresholds (exit 2: one line naming the valid
+    range)."""
+    from pcapvpn.thresholds import DEFAULT
+
+    items = {}
+    for o in overrides:
+        k, eq, v = o.partition("=")
+        if not eq:
+            _error(f"--set {o}: expected NAME=VALUE")
+        items[k.strip()] = v.strip()
+    try:
+        return DEFAULT.with_overrides(items)
+    except ValueError as e:
+        _error(f"--set {e}")
+
+
+def _keys(paths):
+    """``--keys`` of analyze and live → KeyStore (exit 2: one line naming the file and line,
+    never a key)."""
+    from pcapvpn.keys import KeyFileError, load_keys
+
+    try:
+        return load_keys(paths)
+    except KeyFileError as e:
+        _error(f"key file {e}")
 
 
 def _parse_addr(value: str) -> bytes:
@@ -104,12 +142,14 @@ def _progress_printer():
     def show(name, done, total):
         import time
 
+        from pcapvpn.report.escape import printable
+
         now = time.monotonic()
         if now - state["last"] < 0.2 and done < total:
             return
         state["last"] = now
         pct = 100.0 * done / total if total else 0.0
-        sys.stderr.write(f"\r{name}: {pct:5.1f}% ")
+        sys.stderr.write(f"\r{printable(name)}: {pct:5.1f}% ")
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -168,20 +208,10 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
     from pcapvpn.analysis import Options, run
     from pcapvpn.report import render, select
     from pcapvpn.sources import SourceError
-    from pcapvpn.thresholds import DEFAULT
 
     if list(files).count("-") > 1:
         raise click.UsageError("standard input ('-') can be given only once")
-    items = {}
-    for o in overrides:
-        if "=" not in o:
-            raise click.BadParameter(f"{o!r}: expected NAME=VALUE", param_hint="--set")
-        k, v = o.split("=", 1)
-        items[k.strip()] = v.strip()
-    try:
-        thresholds = DEFAULT.with_overrides(items)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--set") from None
+    thresholds = _thresholds(overrides)
     if redact_map and not redact:
         raise click.UsageError("--redact-map needs --redact")
     if evidence and stop_after != "full":
@@ -191,20 +221,13 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
                       spool_stdin=bool(evidence),
                       vpn_servers=[_parse_server(s) for s in vpn_servers])
     if keys:
-        from pcapvpn.keys import KeyFileError, load_keys
-
-        try:
-            options.keys = load_keys(keys)
-        except KeyFileError as e:
-            click.echo(f"pcapvpn: error: key file {e}", err=True)
-            sys.exit(EXIT_USAGE)
+        options.keys = _keys(keys)
     if sys.stderr.isatty() and output != "-":
         options.progress = _progress_printer()
     try:
         result = run(files, options)
     except SourceError as e:
-        click.echo(f"pcapvpn: error: {e}", err=True)
-        sys.exit(EXIT_USAGE)
+        _error(e)
     report = select(result.report, peers=[_parse_addr(a) for a in peers],
                     spis=[_parse_spi(s) for s in spis], min_severity=min_severity)
     shown = report
@@ -222,8 +245,7 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         try:
             export_evidence(result, evidence, report=report, redactor=redactor, shown=shown)
         except OSError as e:
-            click.echo(f"pcapvpn: error: cannot write {evidence}: {e.strerror}", err=True)
-            sys.exit(EXIT_USAGE)
+            _error(f"cannot write {evidence}: {e.strerror}")
         finally:
             for s in result.sources:
                 s.discard_spool()
@@ -231,15 +253,13 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
         try:
             redactor.write_mapping(redact_map)
         except OSError as e:
-            click.echo(f"pcapvpn: error: cannot write {redact_map}: {e.strerror}", err=True)
-            sys.exit(EXIT_USAGE)
+            _error(f"cannot write {redact_map}: {e.strerror}")
     if output:
         try:
             with open(output, "w", encoding="utf-8") as f:
                 f.write(text)
         except OSError as e:
-            click.echo(f"pcapvpn: error: cannot write {output}: {e.strerror}", err=True)
-            sys.exit(EXIT_USAGE)
+            _error(f"cannot write {output}: {e.strerror}")
     else:
         sys.stdout.write(text)
     limit = _SEVERITIES.index(fail_on)
@@ -312,27 +332,9 @@ def live(overrides, expect, peers, spis, vpn_servers, keys, **kw):
     """Capture on interfaces (a mirror/SPAN port), report tunnel failures as they happen, and
     print the full report when stopped (SIGINT/SIGTERM)."""
     from pcapvpn.live import run_command
-    from pcapvpn.thresholds import DEFAULT
 
-    items = {}
-    for o in overrides:
-        if "=" not in o:
-            raise click.BadParameter(f"{o!r}: expected NAME=VALUE", param_hint="--set")
-        k, v = o.split("=", 1)
-        items[k.strip()] = v.strip()
-    try:
-        thresholds = DEFAULT.with_overrides(items)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--set") from None
-    store = None
-    if keys:
-        from pcapvpn.keys import KeyFileError, load_keys
-
-        try:
-            store = load_keys(keys)
-        except KeyFileError as e:
-            click.echo(f"pcapvpn: error: key file {e}", err=True)
-            sys.exit(EXIT_USAGE)
+    thresholds = _thresholds(overrides)
+    store = _keys(keys) if keys else None
     sys.exit(run_command(thresholds=thresholds, expect_peers=[_parse_addr(a) for a in expect],
                          peers=[_parse_addr(a) for a in peers],
                          spis=[_parse_spi(s) for s in spis],

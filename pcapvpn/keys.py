@@ -25,8 +25,15 @@ names Wireshark 4.0 offers, the names strongSwan's save-keys plugin writes (``Tr
 lacks: ``CHACHA20-POLY1305 [RFC7634]`` (IKEv2 and ESP) and ``AES-CCM with 8|12|16 octet ICV
 [RFC4309]`` (ESP).  An unsupported algorithm is not an error: the SA is listed as not decrypted.
 
-A malformed line raises :class:`KeyFileError` with the file and line number.  No message ever
-contains key material (nor any field value other than an algorithm name).
+A malformed line raises :class:`KeyFileError` with the file and line number.  No message, report
+or ``repr`` ever contains key material: a value read from a key file is shown only once it has
+been recognised as a non-secret field — an algorithm name found in the tables below, written with
+nothing but the name's own characters and an ``[RFC nnnn]`` tag (otherwise the table's name for
+it) — and anything else is named by where it is: "field 5 of esp_sa:3" (an unsupported
+algorithm among them: the SA is then listed as not decrypted with that label).
+
+Files are read whole, line by line (no size limit; a line longer than 64 KiB is refused), as
+UTF-8 with or without a byte-order mark (Windows editors write one), with LF, CRLF or CR line ends.
 """
 
 from __future__ import annotations
@@ -300,6 +307,24 @@ def _same(a, b) -> bool:
 
 # -- parsing ---------------------------------------------------------------------------------------
 
+#: a bracketed tag allowed in a shown algorithm name (Wireshark's and save-keys' names carry them)
+_NAME_TAG = re.compile(r"\[(?:RFC ?\d{1,5}|no checking)\]", re.I)
+#: the characters of an algorithm name as Wireshark and strongSwan write them
+_NAME_TEXT = re.compile(r"[A-Za-z0-9 ._/()+-]{1,64}")
+
+
+def _algorithm(value: str, table: dict, ln: "_Line", n: int):
+    """(table entry or None, the name to show): a recognised name as written when it holds only
+    the name itself (and an RFC tag), else the table's name for it; an unrecognised value is
+    never shown (it may be a key in the wrong column): "field ``n`` of file:line"."""
+    key = normalise_name(value)
+    entry = table.get(key)
+    if entry is None:
+        return None, ln.field(n)
+    bare = _NAME_TAG.sub("", value).strip()
+    return entry, value.strip() if _NAME_TEXT.fullmatch(bare) else key
+
+
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
 
@@ -358,6 +383,10 @@ class _Line:
     def fail(self, reason):
         raise KeyFileError(self.path, self.number, reason)
 
+    def field(self, n: int) -> str:
+        """How a value that is not shown is named."""
+        return f"field {n} of {self.path}:{self.number}"
+
     def hexbytes(self, value: str, what: str, allow_empty=True) -> bytes:
         v = value.strip()
         if v[:2] in ("0x", "0X"):
@@ -410,28 +439,29 @@ def _parse_ikev2(f, ln: _Line) -> IkeV2Key:
     sk_er = ln.hexbytes(f[3], "field 4 (SK_er)")
     sk_ai = ln.hexbytes(f[5], "field 6 (SK_ai)")
     sk_ar = ln.hexbytes(f[6], "field 7 (SK_ar)")
-    enc = IKEV2_ENCR.get(normalise_name(f[4]))
-    integ = IKEV2_INTEG.get(normalise_name(f[7]))
+    enc, encr_name = _algorithm(f[4], IKEV2_ENCR, ln, 5)
+    integ, integ_name = _algorithm(f[7], IKEV2_INTEG, ln, 8)
     origin = f"{ln.path}:{ln.number}"
     if enc is None or integ is None:
-        return IkeV2Key(ispi, rspi, "unsupported" if enc is None else enc[0], f[4], 0, sk_ei,
-                        sk_er, "unsupported" if integ is None else integ[0], f[7], 0, sk_ai,
-                        sk_ar, origin)
+        return IkeV2Key(ispi, rspi, "unsupported" if enc is None else enc[0], encr_name, 0,
+                        sk_ei, sk_er, "unsupported" if integ is None else integ[0], integ_name, 0,
+                        sk_ai, sk_ar, origin)
     cipher, klen, icv = enc
     for name, k in (("field 3 (SK_ei)", sk_ei), ("field 4 (SK_er)", sk_er)):
         if len(k) != klen:
-            ln.fail(f"{name} is {len(k)} bytes; {f[4]} needs {klen}")
+            ln.fail(f"{name} is {len(k)} bytes; {encr_name} needs {klen}")
     ialg, ilen = integ
     if icv and ialg not in ("none", "any"):
-        ln.fail(f"{f[4]} is an AEAD cipher: the integrity algorithm must be NONE, not {f[7]}")
+        ln.fail(f"{encr_name} is an AEAD cipher: the integrity algorithm must be NONE, not "
+                f"{integ_name}")
     if not icv and cipher != "null" and ialg == "none":
         pass  # encryption without integrity: allowed (checked by padding and payload sanity)
     if ialg not in ("none", "any"):
         for name, k in (("field 6 (SK_ai)", sk_ai), ("field 7 (SK_ar)", sk_ar)):
             if not k:
-                ln.fail(f"{name} is empty but {f[7]} needs a key")
-    return IkeV2Key(ispi, rspi, cipher, f[4], icv, sk_ei, sk_er, ialg, f[7], ilen, sk_ai,
-                    sk_ar, origin)
+                ln.fail(f"{name} is empty but {integ_name} needs a key")
+    return IkeV2Key(ispi, rspi, cipher, encr_name, icv, sk_ei, sk_er, ialg, integ_name, ilen,
+                    sk_ai, sk_ar, origin)
 
 
 def _parse_spi(value: str, ln: _Line, what: str):
@@ -459,16 +489,16 @@ def _parse_esp(f, ln: _Line) -> EspKey:
     ekey = ln.hexbytes(f[5], "field 6 (encryption key)")
     akey = ln.hexbytes(f[7], "field 8 (authentication key)")
     origin = f"{ln.path}:{ln.number}"
-    enc = ESP_ENCR.get(normalise_name(f[4]))
-    auth = ESP_AUTH.get(normalise_name(f[6]))
+    enc, encr_name = _algorithm(f[4], ESP_ENCR, ln, 5)
+    auth, auth_name = _algorithm(f[6], ESP_AUTH, ln, 7)
     src, dst = _parse_addr_field(f[1]), _parse_addr_field(f[2])
     if enc is None or auth is None:
-        return EspKey(spi, ipver, src, dst, "unsupported" if enc is None else enc[0], f[4],
-                      0, ekey, "unsupported" if auth is None else auth[0], f[6], akey, origin)
+        return EspKey(spi, ipver, src, dst, "unsupported" if enc is None else enc[0], encr_name,
+                      0, ekey, "unsupported" if auth is None else auth[0], auth_name, akey, origin)
     cipher, klen, icv = enc
     sizes = (klen,) if klen is not None else _KEY_SIZES[cipher]
     if len(ekey) not in sizes:
-        ln.fail(f"field 6 (encryption key) is {len(ekey)} bytes; {f[4]} needs "
+        ln.fail(f"field 6 (encryption key) is {len(ekey)} bytes; {encr_name} needs "
                 + " or ".join(str(s) for s in sizes))
     aalg, alen = auth
     aead = cipher in ("aes-gcm", "aes-ccm", "chacha20-poly1305")
@@ -478,13 +508,15 @@ def _parse_esp(f, ln: _Line) -> EspKey:
             # ICV (it writes 64 for the 12-octet ICV too: then every ICV length is tried)
             icv = alen if alen in (12, 16) else None
         if aalg not in ("none", "any"):
-            ln.fail(f"{f[4]} is an AEAD cipher: the authentication must be NULL, not {f[6]}")
+            ln.fail(f"{encr_name} is an AEAD cipher: the authentication must be NULL, not "
+                    f"{auth_name}")
         aalg, alen = "none", 0
     else:
         icv = alen
         if aalg not in ("none", "any") and not akey:
-            ln.fail(f"field 8 (authentication key) is empty but {f[6]} needs a key")
-    return EspKey(spi, ipver, src, dst, cipher, f[4], icv, ekey, aalg, f[6], akey, origin)
+            ln.fail(f"field 8 (authentication key) is empty but {auth_name} needs a key")
+    return EspKey(spi, ipver, src, dst, cipher, encr_name, icv, ekey, aalg, auth_name, akey,
+                  origin)
 
 
 def _tcpdump_secret(value: str, ln: _Line, what: str) -> bytes:
@@ -505,12 +537,17 @@ def _parse_tcpdump(line: str, ln: _Line, pending: dict):
             ln.fail("tcpdump ikev2 line: SPIs must be 8 bytes")
         ia, _, ik = parts[4].partition(":")
         ea, _, ek = parts[5].partition(":")
-        integ = _TCPDUMP_V2_INTEG.get(ia.lower())
-        enc = _TCPDUMP_V2_ENCR.get(ea.lower())
+        ia, ea = ia.lower(), ea.lower()
+        integ = _TCPDUMP_V2_INTEG.get(ia)
+        enc = _TCPDUMP_V2_ENCR.get(ea)
+        # the token before ':' is shown only when it is a known name: a key pasted without
+        # its 'algorithm:' prefix must not be echoed
         if integ is None:
-            ln.fail(f"tcpdump ikev2 line: unknown integrity algorithm {ia!r}")
+            ln.fail("tcpdump ikev2 line: field 5 is not integrity:key with a known integrity "
+                    f"algorithm ({', '.join(_TCPDUMP_V2_INTEG)})")
         if enc is None:
-            ln.fail(f"tcpdump ikev2 line: unknown encryption algorithm {ea!r}")
+            ln.fail("tcpdump ikev2 line: field 6 is not encryption:key with a known encryption "
+                    f"algorithm ({', '.join(_TCPDUMP_V2_ENCR)})")
         akey = _tcpdump_secret(ik, ln, "integrity key")
         ekey = _tcpdump_secret(ek, ln, "encryption key")
         if len(ekey) != enc[1]:
@@ -544,8 +581,8 @@ def _parse_tcpdump(line: str, ln: _Line, pending: dict):
         algo = algo[:-7]
         icv, auth = 12, "any"
     enc = _TCPDUMP_ESP.get(algo)
-    if enc is None:
-        return EspKey(spi, None, None, dst, "unsupported", parts[-1].partition(":")[0], 0, b"",
+    if enc is None:  # not shown: it may be the secret itself
+        return EspKey(spi, None, None, dst, "unsupported", ln.field(len(parts)), 0, b"",
                       "none", "", b"", f"{ln.path}:{ln.number}")
     ekey = _tcpdump_secret(secret, ln, "secret")
     if len(ekey) != enc[1]:
@@ -556,52 +593,97 @@ def _parse_tcpdump(line: str, ln: _Line, pending: dict):
             ipver = ipaddress.ip_address(dst).version
         except ValueError:
             ln.fail("tcpdump -E line: the address after @ is not an IP address")
-    return EspKey(spi, ipver, None, dst, enc[0], parts[-1].partition(":")[0], icv, ekey, auth,
+    return EspKey(spi, ipver, None, dst, enc[0], algo, icv, ekey, auth,
                   "hmac96" if icv else "", b"", f"{ln.path}:{ln.number}")
+
+
+#: longest line of a key file (bytes): a key table's lines are a few hundred bytes
+MAX_LINE = 1 << 16
+
+
+class _NotText(Exception):
+    """A line that is not UTF-8 text or is too long for a key table (``line``, ``reason``)."""
+
+    def __init__(self, line: int, reason: str):
+        self.line = line
+        self.reason = reason
+
+
+def _lines(fh):
+    """``(number, line)`` of a binary stream read to its end, one line at a time: UTF-8, an
+    optional byte-order mark, LF / CRLF / CR (numbered as :meth:`str.splitlines` splits).
+    Raises :class:`_NotText` at the first line that is not UTF-8 or is longer than
+    :data:`MAX_LINE` (a capture or archive beside the tables: nothing more is read)."""
+    number = 0
+    while True:
+        raw = fh.readline(MAX_LINE + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            raise _NotText(number + 1, f"line longer than {MAX_LINE} bytes: not a key table")
+        if number == 0:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            utf16 = number == 0 and raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+            raise _NotText(number + 1, "UTF-16 text: save the file as UTF-8" if utf16
+                           else "not UTF-8 text") from None
+        for line in text.splitlines() or [""]:
+            number += 1
+            yield number, line
 
 
 def load_file(path: str, store: KeyStore, in_directory: bool = False) -> int:
     """Add the keys of one file to ``store``; returns the number of key lines.  In a directory
-    a file whose first meaningful line is no key table is skipped (README, SOURCE ...)."""
+    a file whose first meaningful line is no key table (or no text) is skipped (README,
+    SOURCE, a capture ...)."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(1 << 24)
+        fh = open(path, "rb")
     except OSError as e:
         raise KeyFileError(path, 0, f"cannot read: {e.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        if in_directory:
-            store.skipped.append(path)
-            return 0
-        raise KeyFileError(path, 0, "not a text file") from None
+    with fh:
+        try:
+            return _load_lines(path, _lines(fh), store, in_directory)
+        except OSError as e:
+            raise KeyFileError(path, 0, f"cannot read: {e.strerror}") from None
+
+
+def _load_lines(path: str, lines, store: KeyStore, in_directory: bool) -> int:
     pending: dict = {}
     count = 0
     first = True
-    for number, line in enumerate(text.splitlines(), 1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        kind = _kind_of(s)
-        ln = _Line(path, number)
-        if kind is None:
-            if first and in_directory:
-                store.skipped.append(path)
-                return 0
-            fields = _split_uat(s)
-            n = len(fields) if fields is not None else 0
-            ln.fail(f"not a line of ikev1_decryption_table (2 fields), ikev2_decryption_table "
-                    f"(8 fields), esp_sa (8 fields) or tcpdump -E syntax ({n} fields)")
-        first = False
-        if kind == "tcpdump":
-            rec = _parse_tcpdump(s, ln, pending)
-        else:
-            fields = _split_uat(s)
-            rec = {"ikev1": _parse_ikev1, "ikev2": _parse_ikev2, "esp": _parse_esp}[kind](
-                fields, ln)
-        if rec is not None:
-            store.add(rec)
-            count += 1
+    try:
+        for number, line in lines:
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            kind = _kind_of(s)
+            ln = _Line(path, number)
+            if kind is None:
+                if first and in_directory:
+                    store.skipped.append(path)
+                    return 0
+                fields = _split_uat(s)
+                n = len(fields) if fields is not None else 0
+                ln.fail(f"not a line of ikev1_decryption_table (2 fields), "
+                        f"ikev2_decryption_table (8 fields), esp_sa (8 fields) or tcpdump -E "
+                        f"syntax ({n} fields)")
+            first = False
+            if kind == "tcpdump":
+                rec = _parse_tcpdump(s, ln, pending)
+            else:
+                fields = _split_uat(s)
+                rec = {"ikev1": _parse_ikev1, "ikev2": _parse_ikev2, "esp": _parse_esp}[kind](
+                    fields, ln)
+            if rec is not None:
+                store.add(rec)
+                count += 1
+    except _NotText as e:
+        if first and in_directory:
+            store.skipped.append(path)
+            return 0
+        raise KeyFileError(path, e.line, e.reason) from None
     if pending:
         (ispi, rspi), half = next(iter(pending.items()))
         missing = "R" if "I" in half else "I"

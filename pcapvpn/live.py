@@ -42,6 +42,9 @@ from dataclasses import dataclass, field
 
 from pcapvpn.live_capture import (AfPacketRing, CaptureError, PipeCapture, compile_filter,
                                   default_filter)
+# events: vendor IDs, identities and other attacker-chosen strings reach the terminal and syslog
+# as printable one-line text (the escaping of every report format)
+from pcapvpn.report.escape import one_line as _clean
 from pcapvpn.thresholds import DEFAULT, Thresholds
 
 __all__ = ["CaptureError", "LiveOptions", "LiveSession", "build_filter", "event_sinks"]
@@ -226,14 +229,6 @@ class RotatingWriter:
 
 
 # -- event sinks -----------------------------------------------------------------------------------
-
-def _clean(text, limit: int = 4000) -> str:
-    """Printable one-line text: vendor IDs, identities and other attacker-chosen strings reach
-    the terminal and syslog; control characters (escape sequences, newlines) are replaced."""
-    s = str(text)
-    if not s.isprintable():
-        s = "".join(c if c.isprintable() else "?" for c in s)
-    return s if len(s) <= limit else s[:limit - 1] + "…"
 
 
 def _finding_dict(f) -> dict:

@@ -278,6 +278,8 @@ class Redactor:
 
     def write_mapping(self, path: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        from pcapvpn.report.escape import json_safe  # a file name that is not UTF-8: \xNN
+
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self.mapping(), f, indent=2, ensure_ascii=False)
+            json.dump(json_safe(self.mapping()), f, indent=2, ensure_ascii=False)
             f.write("\n")

@@ -6,7 +6,21 @@ README "Thresholds" and docs/findings.md list them (generated from this table).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
+
+#: the valid values of the integer thresholds, ``(lowest, highest or None)``; every float
+#: threshold is a time or a size that must be finite and greater than 0
+INT_RANGES = {
+    "one_way_min_packets": (1, None),
+    # the sequence analysis keeps a bitmask this wide per SA: far above any implementation's
+    # window (RFC 4303 §3.4.3: 32 at least, 64 preferred)
+    "replay_window": (1, 1 << 16),
+    "seq_gap_min": (1, None),
+    # an ESP payload in an IP packet (jumbograms aside) is shorter than 64 KiB
+    "large_packet": (1, 65535),
+    "flap_count": (1, None),
+}
 
 
 @dataclass(frozen=True)
@@ -44,18 +58,49 @@ class Thresholds:
     #: capture's clock (seconds) is reported; it is never used to recognise a packet.
     clock_skew: float = 300.0
 
+    def __post_init__(self):
+        for f in fields(self):
+            why = _invalid(f.name, getattr(self, f.name))
+            if why:
+                raise ValueError(f"threshold {f.name}={getattr(self, f.name)!r}: {why}")
+
     def with_overrides(self, items: dict[str, str]) -> "Thresholds":
-        known = {f.name: f.type for f in fields(self)}
+        """A copy with ``{name: text}`` applied (``--set NAME=VALUE`` of analyze and live).
+        ValueError (one line naming the threshold and its valid range) for an unknown name, a
+        value of the wrong type, out of range, zero or negative, NaN or infinite."""
+        known = {f.name for f in fields(self)}
         values = {}
         for k, v in items.items():
             if k not in known:
-                raise ValueError(f"unknown threshold {k!r} (known: {', '.join(sorted(known))})")
-            cur = getattr(self, k)
+                raise ValueError(f"{k}={v}: unknown threshold (known: {', '.join(sorted(known))})")
             try:
-                values[k] = type(cur)(v)
+                values[k] = type(getattr(self, k))(v.strip())
             except ValueError:
-                raise ValueError(f"threshold {k} needs a {type(cur).__name__}, got {v!r}") from None
+                values[k] = None
+            why = _invalid(k, values[k])
+            if why:
+                raise ValueError(f"{k}={v}: {why}")
         return replace(self, **values)
+
+
+def valid_range(name: str) -> str:
+    """The valid values of threshold ``name``, in words."""
+    if name in INT_RANGES:
+        lo, hi = INT_RANGES[name]
+        return f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+    return "a finite number > 0"
+
+
+def _invalid(name: str, value) -> str | None:
+    """Why ``value`` is no valid value of threshold ``name`` (None when it is one)."""
+    if name in INT_RANGES:
+        lo, hi = INT_RANGES[name]
+        ok = (isinstance(value, int) and not isinstance(value, bool) and value >= lo
+              and (hi is None or value <= hi))
+    else:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value) and value > 0)
+    return None if ok else f"must be {valid_range(name)}"
 
 
 DEFAULT = Thresholds()

@@ -181,3 +181,23 @@ def test_cli_bad_key_file_exits_2_without_echoing(tmp_path):
     assert r.returncode == 2, r.stderr
     assert f"{p}:1: field 3 (SK_ei) is not hexadecimal" in r.stderr
     assert SK_EI not in r.stderr + r.stdout and SK_AI not in r.stderr + r.stdout
+
+
+def test_algorithm_names_shown_only_when_recognised(tmp_path):
+    """Names as written when they hold nothing but the name (and an RFC / "no checking" tag);
+    the table's name when anything else is in them; the place when unrecognised."""
+    p = write(tmp_path, "esp_sa", "\n".join([
+        '"IPv4","*","*","0x00000001","AES-CBC [RFC3602]","0x' + "11" * 16
+        + '","ANY 96 bit authentication [no checking]","0x' + "22" * 20 + '"',
+        '"IPv4","*","*","0x00000002","AES-CBC [00112233445566778899]","0x' + "11" * 16
+        + '","HMAC-SHA-1-96 [RFC2404]","0x' + "22" * 20 + '"',
+        '"IPv4","*","*","0x00000003","AES\x1b\x07-CBC","0x' + "11" * 16
+        + '","NULL",""',
+        '"IPv4","*","*","0x00000004","00112233445566778899","0x' + "11" * 16
+        + '","NULL",""']) + "\n")
+    ks = load_keys([p])
+    names = {s: (k.encr_name, k.auth_name) for s, (k,) in ks.esp.items()}
+    assert names[1] == ("AES-CBC [RFC3602]", "ANY 96 bit authentication [no checking]")
+    assert names[2] == ("aescbc", "HMAC-SHA-1-96 [RFC2404]")
+    assert names[3] == ("aescbc", "NULL")
+    assert names[4] == (f"field 5 of {p}:4", "NULL") and not ks.esp[4][0].supported

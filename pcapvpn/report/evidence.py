@@ -89,6 +89,8 @@ def export_evidence(result, path: str, report=None, redactor=None, shown=None) -
     from dissect.vpn.link import linktype_name
     from dissect.vpn.rewrite import rewrite_frame
 
+    from pcapvpn.report.escape import printable  # names and comments: UTF-8, controls shown
+
     report = report or result.report
     comments, cited = _select(report)
     if shown is not None and shown is not report:
@@ -129,11 +131,11 @@ def export_evidence(result, path: str, report=None, redactor=None, shown=None) -
             iid = ifaces.get((file_idx, lt))
             if iid is None:
                 fname = redactor.file(src.name) if redactor is not None else src.name
-                iid = w.add_interface(lt, name=f"{fname} ({linktype_name(lt)})")
+                iid = w.add_interface(lt, name=printable(f"{fname} ({linktype_name(lt)})"))
                 ifaces[(file_idx, lt)] = iid
             parts = comments.get(key, [])
             fname = redactor.file(src.name) if redactor is not None else src.name
-            comment = (f"pcapvpn: {'; '.join(parts)} [original: {fname} frame {number}]")
+            comment = printable(f"pcapvpn: {'; '.join(parts)} [original: {fname} frame {number}]")
             w.write_packet(iid, ts, data, wirelen, comment=comment)
             stats.frames += 1
             stats.bytes += len(data)

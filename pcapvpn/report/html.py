@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import html as _html
 import math
-import re
 
 from pcapvpn.i18n import Lang
 from pcapvpn.report import ladder as _ladder
+from pcapvpn.report.escape import printable
 from pcapvpn.report.summary import VERDICT_ORDER, findings_by_tunnel, frames_text, summary_rows
 
 CSS = """
@@ -81,12 +81,12 @@ COLORS = {"req": "#1f4e79", "resp": "#067647", "retx": "#c2410c", "dup": "#8a8f9
           "rekey": "#6d28d9", "seq": "#b42318"}
 
 
-_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
 def esc(s) -> str:
-    """Escape any value for HTML text and attribute values (quotes included)."""
-    return _CTRL.sub("\ufffd", _html.escape("" if s is None else str(s), quote=True))
+    """Escape any value for HTML text and attribute values (quotes included), its control
+    characters, bidirectional controls, noncharacters and non-UTF-8 bytes of file names made
+    visible first (:func:`pcapvpn.report.escape.printable`): the page is valid UTF-8 and holds
+    no character HTML calls a parse error."""
+    return _html.escape("" if s is None else printable(s), quote=True)
 
 
 def _clip(s: str, n: int) -> str:

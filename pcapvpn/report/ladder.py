@@ -14,9 +14,10 @@ Layout only: nothing here decides what is wrong; the rows cited by findings carr
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
+
+from pcapvpn.report.escape import printable
 
 #: payloads not listed among the "key payloads" of a message (shown otherwise or noise)
 _QUIET_PAYLOADS = {"N", "V", "VID", "Notification", "Vendor ID"}
@@ -108,11 +109,11 @@ def _host(ep: str) -> tuple[str, int | None]:
     """'192.0.2.1:500' / '[2001:db8::1]:500' / '2001:db8::1:500' -> (address, port)."""
     if ep.startswith("["):
         a, _, p = ep[1:].partition("]:")
-        return a, int(p) if p.isdigit() else None
+        return a, int(p) if p.isascii() and p.isdigit() else None
     a, _, p = ep.rpartition(":")
     if not a:
         return ep, None
-    return a, int(p) if p.isdigit() else None
+    return a, int(p) if p.isascii() and p.isdigit() else None
 
 
 def _payload_text(m: dict) -> str:
@@ -267,8 +268,6 @@ def finding_marks(findings) -> dict:
 
 # -- ASCII ------------------------------------------------------------------------------------
 
-_CTRL = re.compile(r"[\x00-\x1f\x7f]")
-
 def _clip(s: str, n: int) -> str:
     return s if len(s) <= n else s[:max(0, n - 3)] + "..."
 
@@ -277,23 +276,26 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
     """ASCII ladder: one line per row, ``lane`` characters between the two lifelines, the key
     payloads / notifies after the right lifeline (clipped to ``details`` characters)."""
     out = []
-    hdr_l = _clip(ladder.left.label, lane)
-    out.append(f"{'t (s)':>9}  {'+dt':>7}  {hdr_l:<{lane + 2}}{_clip(ladder.right.label, 40)}")
+    hdr_l = _clip(printable(ladder.left.label), lane)
+    out.append(f"{'t (s)':>9}  {'+dt':>7}  {hdr_l:<{lane + 2}}"
+               f"{_clip(printable(ladder.right.label), 40)}")
     out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|")
     for r in ladder.rows:
         t = f"{r.t:9.3f}"
         if r.kind == "elided":
-            out.append(f"{'':>9}  {'':>7}  |{_clip(r.text, lane).center(lane, ' ')}|")
-            out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|  {_clip(r.text, details)}"
-                       if len(r.text) > lane else f"{'':>9}  {'':>7}  |{' ' * lane}|")
+            text = printable(r.text)
+            out.append(f"{'':>9}  {'':>7}  |{_clip(text, lane).center(lane, ' ')}|")
+            out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|  {_clip(text, details)}"
+                       if len(text) > lane else f"{'':>9}  {'':>7}  |{' ' * lane}|")
             continue
         if r.kind == "float":
             lbl = " NAT-T 500 -> 4500 "
-            out.append(f"{t}  {'':>7}  |{lbl.center(lane, '=')}|  {_clip(r.text, details)}")
+            out.append(f"{t}  {'':>7}  |{lbl.center(lane, '=')}|  "
+                       f"{_clip(printable(r.text), details)}")
             continue
         dt = f"+{r.dt:.3f}" if r.dt is not None else ""
         fill = "~" if r.copy == "retransmission" else ("." if r.copy == "duplicate" else "-")
-        label = f" {_clip(r.label, lane - 8)} "
+        label = f" {_clip(printable(r.label), lane - 8)} "
         if r.rightward:
             head = "X  " if r.unanswered else ">"
             body = fill * 2 + label
@@ -309,7 +311,7 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
         if r.codes:
             extra = "[" + ",".join(r.codes) + "] " + extra
         frames = ",".join(str(f) for f in r.frames)
-        extra = _CTRL.sub("?", extra)
+        extra = printable(extra)
         out.append(f"{t}  {dt:>7}  |{arrow}|  {_clip(f'fr {frames}: ' + extra, details)}")
     out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|")
     legend = ("--> message   ~~> retransmission   ..> capture duplicate   --X no response"

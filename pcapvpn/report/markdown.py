@@ -1,4 +1,8 @@
-"""Markdown report (paste into a ticket)."""
+"""Markdown report (paste into a ticket).
+
+Capture text never leaves its cell or line: every value goes through :func:`_md` (control
+characters and newlines as visible escapes, then the Markdown syntax characters escaped) or,
+where it is code, :func:`_code` (a code span longer than any backtick run in it)."""
 
 from __future__ import annotations
 
@@ -6,19 +10,54 @@ import re
 
 from tabulate import tabulate
 
+from pcapvpn.report.escape import printable
 from pcapvpn.report.summary import (
     proto_label as _proto,
     VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
 )
 
 
+#: inline syntax (CommonMark / GFM): emphasis (``_`` only where it is not inside a word), code,
+#: links and images, strikethrough, table cells, headings, the backslash itself
+_SYNTAX = re.compile(r"[\\`*\[\]#|~]|(?<![^\W_])_|_(?![^\W_])")
+#: ``&`` and ``<`` where they could start a character reference, a tag, a comment or an autolink
+_ENTITY = re.compile(r"&(?=[#A-Za-z])")
 _TAG = re.compile(r"<(?=[A-Za-z/!?])")
+#: what opens a block when it starts a line: a list item or quote, a setext underline, an ordered
+#: list item ("1." / "1)")
+_BLOCK_START = re.compile(r"^(?:[-+=>]|\d+(?=[.)]))")
 
 
-def _md(s) -> str:
-    """Escape table pipes and anything that could open an HTML tag (capture text is
-    attacker-controlled: vendor IDs, identities)."""
-    return _TAG.sub("&lt;", str(s).replace("|", "\\|"))
+def _md(s, lead: bool = False) -> str:
+    """Any value as Markdown text that stays in its line and table cell (capture text is
+    attacker-controlled: vendor IDs, identities, host names, messages, file names).  ``lead``:
+    the value begins the content of a line or list item, where it must not open a block either
+    (list item, quote, heading underline, indented code, a blank line)."""
+    s = _TAG.sub("&lt;", _ENTITY.sub("&amp;", printable(s)))
+    s = _SYNTAX.sub(lambda m: "\\" + m.group(), s)
+    if lead:
+        if not s or s[0] == " ":
+            s = "&#32;" + s[1:]
+        s = _BLOCK_START.sub(lambda m: m.group() + "\\" if m.group()[0].isdigit()
+                             else "\\" + m.group(), s, count=1)
+    return s
+
+
+def _strong(s) -> str:
+    """``**s**`` that stays bold whatever ``s`` starts or ends with (whitespace beside the
+    delimiters would cancel the emphasis and leave the asterisks in the text)."""
+    s = re.sub(r"^\s|\s$", lambda m: f"&#{ord(m.group())};", _md(s))
+    return f"**{s}**"
+
+
+def _code(s) -> str:
+    """A code span holding ``s`` (shown verbatim): delimited by more backticks than any run in
+    it, padded when it starts or ends with one."""
+    s = printable(s)
+    run = max((len(r) for r in re.findall(r"`+", s)), default=0)
+    fence = "`" * (run + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") or not s.strip(" ") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
 
 
 def _ladders(report) -> list[str]:
@@ -40,15 +79,16 @@ def _ladders(report) -> list[str]:
 def render_markdown(report) -> str:
     cap = report.capture
     fmap = {f.id: f for f in report.findings}
-    out = [f"## pcapvpn {report.version}: {len(report.tunnels)} tunnel(s), "
+    out = [f"## pcapvpn {_md(report.version)}: {len(report.tunnels)} tunnel(s), "
            f"{len(report.findings)} finding(s)", ""]
     tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
     if tunnels:
         rows = []
         for t in tunnels:
             p = fmap.get(t["primary_finding"])
-            rows.append([_md(t["id"]), _proto(t),
-                         f"**{t['verdict'].upper()}**", t["failed_stage"] or t["stage_reached"],
+            rows.append([_md(t["id"]), _md(_proto(t)),
+                         _strong(t["verdict"].upper()),
+                         _md(t["failed_stage"] or t["stage_reached"]),
                          _md(f"{p.code}: {p.title}") if p else "-"])
         out.append(tabulate(rows, headers=["tunnel", "protocol", "verdict", "stage", "primary finding"],
                             tablefmt="github"))
@@ -59,15 +99,16 @@ def render_markdown(report) -> str:
             out.append("Not visible in this capture: " + "; ".join(_md(n) for n in t["not_seen"]) + ".")
             out.append("")
         for f in fs:
-            out.append(f"- **{f.severity.upper()}** `{f.code}` ({f.stage}, {f.basis}"
-                       + (", posture" if f.posture else "") + f"): {_md(f.title)}  ")
-            out.append(f"  {_md(f.detail)}  ")
+            out.append(f"- {_strong(f.severity.upper())} {_code(f.code)} ({_md(f.stage)}, "
+                       f"{_md(f.basis)}" + (", posture" if f.posture else "")
+                       + f"): {_md(f.title)}  ")
+            out.append(f"  {_md(f.detail, lead=True)}  ")
             if f.evidence.frames:
                 out.append(f"  Frames: {_md(frames_text(f.evidence.frames))}  ")
             if f.wireshark_filter:
-                out.append(f"  Filter: `{f.wireshark_filter}`  ")
+                out.append(f"  Filter: {_code(f.wireshark_filter)}  ")
             for i, a in enumerate(f.advice, 1):
-                out.append(f"  {i}. {_md(a)}")
+                out.append(f"  {i}. {_md(a, lead=True)}")
     ike = ike_rows(report)
     if ike:
         out += ["", "### IKE exchanges", ""]
@@ -81,9 +122,9 @@ def render_markdown(report) -> str:
     out.append(tabulate([(k, _md(v)) for k, v in summary_rows(cap)], headers=["", ""],
                         tablefmt="github"))
     if cap.warnings:
-        out += ["", "#### Warnings", ""] + [f"- {_md(w)}" for w in cap.warnings]
+        out += ["", "#### Warnings", ""] + [f"- {_md(w, lead=True)}" for w in cap.warnings]
     if cap.decode_errors:
         out += ["", f"#### Undecodable frames ({cap.decode_errors})", ""]
-        out += [f"- {_md(e.file)} frame {e.frame}: {_md(e.reason)}"
+        out += [f"- {_md(e.file, lead=True)} frame {e.frame}: {_md(e.reason)}"
                 for e in cap.decode_error_samples[:50]]
     return "\n".join(out) + "\n"

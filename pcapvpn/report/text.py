@@ -1,5 +1,8 @@
 """Terminal text report: a one-screen summary per tunnel, then the findings with their evidence,
-then tables of IKE exchanges and ESP SAs, then the capture summary."""
+then tables of IKE exchanges and ESP SAs, then the capture summary.
+
+Every value is written through :func:`pcapvpn.report.escape.printable` (capture text cannot act on
+the terminal); the colours are added after it."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import textwrap
 
 from tabulate import tabulate
 
+from pcapvpn.report.escape import printable as _s
 from pcapvpn.report.summary import (
     proto_label as _proto,
     VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
@@ -34,7 +38,7 @@ def render_text(report, color: bool = False) -> str:
     out = []
     tunnels = sorted(report.tunnels, key=lambda t: VERDICT_ORDER.get(t["verdict"], 9))
     fmap = {f.id: f for f in report.findings}
-    out.append(_bold(f"pcapvpn {report.version} — {len(tunnels)} tunnel(s), "
+    out.append(_bold(f"pcapvpn {_s(report.version)} — {len(tunnels)} tunnel(s), "
                      f"{len(report.findings)} finding(s), {cap.frames} frames, "
                      f"{cap.duration:.1f} s", color))
     out.append("")
@@ -42,54 +46,56 @@ def render_text(report, color: bool = False) -> str:
         rows = []
         for t in tunnels:
             p = fmap.get(t["primary_finding"])
-            rows.append([t["id"], _proto(t),
-                         _c(t["verdict"].upper(), t["verdict"], color),
-                         t["failed_stage"] or t["stage_reached"],
-                         f"{p.code}: {p.title}" if p else "-"])
+            rows.append([_s(t["id"]), _s(_proto(t)),
+                         _c(_s(t["verdict"].upper()), t["verdict"], color),
+                         _s(t["failed_stage"] or t["stage_reached"]),
+                         _s(f"{p.code}: {p.title}") if p else "-"])
         out.append(tabulate(rows, headers=["tunnel", "protocol", "verdict", "stage", "primary finding"],
                             tablefmt="simple"))
     else:
         out.append("No IKE, ESP or AH traffic between gateways was found.")
     groups = findings_by_tunnel(report)
     for tid, fs in groups:
-        out += ["", _bold(f"== {tid or 'capture'} ==", color)]
+        out += ["", _bold(f"== {_s(tid or 'capture')} ==", color)]
         t = next((x for x in tunnels if x["id"] == tid), None)
         if t and t["not_seen"]:
             out.append("  Not visible in this capture:")
             for n in t["not_seen"]:
-                out.append(_wrap(f"- {n}", "    "))
+                out.append(_wrap(f"- {_s(n)}", "    "))
         for f in fs:
             tag = "posture " if f.posture else ""
             out.append("")
-            out.append(f"  [{_c(f.severity.upper(), f.severity, color)}] {tag}{_bold(f.code, color)} "
-                       f"({f.stage}, {f.basis}): {f.title}")
-            out.append(_wrap(f.detail, "      "))
+            out.append(f"  [{_c(_s(f.severity.upper()), f.severity, color)}] {tag}"
+                       f"{_bold(_s(f.code), color)} ({_s(f.stage)}, {_s(f.basis)}): {_s(f.title)}")
+            out.append(_wrap(_s(f.detail), "      "))
             if f.evidence.frames:
-                out.append(_wrap("frames: " + frames_text(f.evidence.frames), "      "))
+                out.append(_wrap("frames: " + _s(frames_text(f.evidence.frames)), "      "))
             if f.wireshark_filter:
-                out.append(f"      filter: {f.wireshark_filter}")
+                out.append(f"      filter: {_s(f.wireshark_filter)}")
             for i, a in enumerate(f.advice, 1):
-                out.append(_wrap(f"{i}. {a}", "      ").replace("      ", "    > ", 1))
+                out.append(_wrap(f"{i}. {_s(a)}", "      ").replace("      ", "    > ", 1))
     ike = ike_rows(report)
     if ike:
         out += ["", _bold("IKE exchanges", color)]
-        out.append(tabulate(ike[1], headers=ike[0], tablefmt="simple"))
+        out.append(tabulate([[_s(c) for c in r] for r in ike[1]], headers=ike[0],
+                            tablefmt="simple"))
     esp = esp_rows(report)
     if esp:
         out += ["", _bold("ESP/AH SAs", color)]
-        out.append(tabulate(esp[1], headers=esp[0], tablefmt="simple"))
+        out.append(tabulate([[_s(c) for c in r] for r in esp[1]], headers=esp[0],
+                            tablefmt="simple"))
     out += ["", _bold("Capture", color)]
-    out.append(tabulate(summary_rows(cap), tablefmt="plain"))
+    out.append(tabulate([(k, _s(v)) for k, v in summary_rows(cap)], tablefmt="plain"))
     if cap.warnings:
         out += ["", _bold("Warnings", color)]
-        out += [f"  {w}" for w in cap.warnings]
+        out += [f"  {_s(w)}" for w in cap.warnings]
     if cap.decode_errors:
         out += ["", _bold(f"Undecodable frames: {cap.decode_errors}", color)]
         for reason, n in sorted(cap.decode_errors_by_reason.items(), key=lambda kv: -kv[1]):
-            out.append(f"  {n:>7}  {reason}")
+            out.append(f"  {n:>7}  {_s(reason)}")
         shown = cap.decode_error_samples[:20]
         for e in shown:
-            out.append(f"  {e.file}: frame {e.frame}: {e.reason}")
+            out.append(f"  {_s(e.file)}: frame {e.frame}: {_s(e.reason)}")
         if cap.decode_errors > len(shown):
             out.append(f"  ... ({cap.decode_errors - len(shown)} more; --format json lists up to "
                        f"{len(cap.decode_error_samples)})")

@@ -8,8 +8,19 @@ with :func:`pcapvpn.findings.declare` at import and registers its rules with :fu
 from __future__ import annotations
 
 import importlib
+import os
+
+from pcapvpn.findings import declare
 
 RULES: list = []
+
+declare("RULE_ERROR", "capture", "warning",
+        "One of pcapvpn's rules failed on this capture (a bug in pcapvpn, named in the detail "
+        "with the exception type). The other rules' findings are reported as usual, but what "
+        "this rule looks for was not checked, so a problem it would have found may be missing "
+        "from the report.",
+        ["Report it to the pcapvpn project with the command line and, if you can, the capture; "
+         "run with PCAPVPN_DEBUG=1 to get the traceback on standard error."], failure=False)
 
 #: rule modules, one per stage (import order = report order for equal severities)
 MODULES = ("reachability", "negotiation", "nat", "authentication", "child_sa", "dataplane",
@@ -59,7 +70,12 @@ def load_all() -> None:
 
 
 def run_rules(state) -> list:
-    """Run every rule over ``state``; findings deduplicated by id, in rule order."""
+    """Run every rule over ``state``; findings deduplicated by id, in rule order.
+
+    One rule never loses the whole report: a rule that raises becomes a ``RULE_ERROR`` finding
+    (capture stage, warning, not a failure: the exit status stays as the other findings decide)
+    naming the rule and the exception type; the findings it yielded before are kept, and every
+    other rule runs.  The traceback goes to standard error only with ``PCAPVPN_DEBUG=1``."""
     from pcapvpn.rules.common import Context
 
     load_all()
@@ -67,14 +83,50 @@ def run_rules(state) -> list:
     out = []
     seen = set()
     for fn in RULES:
-        for f in fn(ctx) or ():
-            if f.id in seen:
-                continue
-            seen.add(f.id)
-            out.append(f)
+        try:
+            for f in fn(ctx) or ():
+                if f.id in seen:
+                    continue
+                seen.add(f.id)
+                out.append(f)
+        except Exception as e:  # noqa: BLE001 - a bug in one rule is reported, not fatal
+            f = _rule_error(fn, e)
+            if f.id not in seen:
+                seen.add(f.id)
+                out.append(f)
     out = _drop_superseded(out)
     _show_fragments(ctx, out)
     return out
+
+
+def _rule_error(fn, e: Exception):
+    """The ``RULE_ERROR`` finding of rule ``fn`` that raised ``e``: the rule, the exception type
+    and where in pcapvpn it was raised (the message is not shown: it may hold capture data or
+    keys)."""
+    import traceback
+
+    from pcapvpn.findings import make
+
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    frames = traceback.extract_tb(e.__traceback__)[1:]  # [0] is run_rules
+    ours = [fr for fr in frames if {"pcapvpn", "dissect"} & set(fr.filename.split(os.sep))]
+    where = ""
+    if frames:  # the innermost place in pcapvpn (else the innermost at all), path from the package
+        fr = (ours or frames)[-1]
+        parts = fr.filename.split(os.sep)
+        top = max((i for i, p in enumerate(parts) if p in ("pcapvpn", "dissect")),
+                  default=len(parts) - 1)
+        where = f" at {'/'.join(parts[top:])}:{fr.lineno} in {fr.name}"
+    if os.environ.get("PCAPVPN_DEBUG"):
+        import sys
+
+        print(f"pcapvpn: rule {name} failed:", file=sys.stderr)
+        traceback.print_exception(e)
+    return make("RULE_ERROR", f"rule-error|{name}",
+                title=f"Rule {fn.__name__} failed ({type(e).__name__}): its checks are missing "
+                      f"from this report",
+                detail=(f"The rule {name} raised {type(e).__name__}{where}; the findings of "
+                        f"every other rule are reported. This is a bug in pcapvpn."))
 
 
 def _show_fragments(ctx, findings) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pcapvpn.findings import ALL_STAGES, REGISTRY
 from pcapvpn.rules import load_all
-from pcapvpn.thresholds import describe
+from pcapvpn.thresholds import describe, valid_range
 
 
 def _only(conditions) -> str:
@@ -65,10 +65,11 @@ def render() -> str:
                 out += [f"{i}. {_only(c)}{a}" for i, (a, c) in enumerate(zip(s.advice, conds), 1)]
                 out.append("")
     out += ["## Thresholds", "",
-            "Options of `analyze` (and later `live`): `--set NAME=VALUE`.", "",
-            "| name | default | meaning |", "|---|---|---|"]
+            "Options of `analyze` and `live`: `--set NAME=VALUE` (a value outside its range is "
+            "refused with exit status 2).", "",
+            "| name | default | valid values | meaning |", "|---|---|---|---|"]
     for name, default, doc in describe():
-        out.append(f"| `{name}` | {default} | {doc} |")
+        out.append(f"| `{name}` | {default} | {valid_range(name)} | {doc} |")
     return "\n".join(out) + "\n"
 
 

@@ -239,8 +239,9 @@ def backoff(msgs) -> list[float]:
     return [round(b - a, 3) for a, b in zip(ts, ts[1:])]
 
 
-#: intervals compared with a timer model; the rest of a long run repeats what these show (and a
-#: geometric model overflows a float after a thousand steps)
+#: retransmission intervals compared with an implementation's timers: more than any of them
+#: sends before giving up (strongSwan retransmit_tries 5), so a peer that never answers a long
+#: capture costs no more work than one that stopped early
 HINT_INTERVALS = 12
 
 
@@ -248,9 +249,10 @@ def implementation_hint(intervals) -> str | None:
     """Name the implementation whose documented retransmission timers fit the intervals
     (anchors.md §2.5: strongSwan 4 s x 1.8^n, IKEv1 and IKEv2 alike; libreswan doubling from
     0.5 s).  A constant interval names no implementation: no documented default was found for
-    one.  Only the first ``HINT_INTERVALS`` intervals are compared."""
+    one.  Only the first :data:`HINT_INTERVALS` intervals are compared (bounded work; a
+    geometric series over thousands of copies would overflow)."""
     intervals = list(intervals[:HINT_INTERVALS])
-    if len(intervals) < 2:
+    if len(intervals) < 2 or intervals[0] <= 0:
         return None
 
     def fits(base, factor):
