@@ -56,22 +56,10 @@ def _one(path, keys):
         out["verdicts"][t.get("id")] = " ".join(
             str(t.get(k)) for k in ("verdict", "failed_stage", "primary_code"))
         out["not_seen"][t.get("id")] = t.get("not_seen")
-    for f in _findings(rep):
+    for f in rep.get("findings", []):
         out["findings"][f["id"]] = {k: f.get(k) for k in
                                     ("code", "severity", "tunnel", "title", "detail", "advice")}
     return out
-
-
-def _findings(obj):
-    if isinstance(obj, dict):
-        if "code" in obj and "advice" in obj and "id" in obj:
-            yield obj
-            return
-        for v in obj.values():
-            yield from _findings(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _findings(v)
 
 
 def snapshot(out):

@@ -409,9 +409,9 @@ def openvpn_handshake(ctx):
                 detail += f" TLS handshake stage reached: {stage.replace('_', ' ')}"
                 if s.tls.version:
                     detail += f" ({_tls.version_name(s.tls.version)})"
+                plural = "s" if len(unacked) > 1 else ""
                 detail += (f". The server acknowledged the client's control packets up to packet "
-                           f"ID {unacked[0] - 1} but never packet ID{'s' if len(unacked) > 1 else ''}"
-                           f" {ids} (the client's "
+                           f"ID {unacked[0] - 1} but never packet ID{plural} {ids} (the client's "
                            + ("Certificate, key exchange and Finished" if sent_cert else
                               "encrypted TLS 1.3 flight — its Certificate, CertificateVerify "
                               "and Finished when the server asks for a client certificate"
