@@ -21,10 +21,12 @@ from dissect.vpn import ip as _ip
 from dissect.vpn import link as _link
 from dissect.vpn import openvpn as _openvpn
 from dissect.vpn import pptp as _pptp
+from dissect.vpn import tcpencap as _tcpencap
 from dissect.vpn import tls as _tls
 from dissect.vpn import udpencap as _udpencap
 from dissect.vpn import wireguard as _wg
 from dissect.vpn.errors import DissectError
+from pcapvpn.tcp_reassembly import SYN, TcpReassembler
 
 __all__ = ["Decoder", "DissectSink", "Limits", "NullSink", "VPN_TCP_PORTS", "VPN_TCP_SERVICES"]
 
@@ -52,7 +54,8 @@ _MALFORMED = _udpencap.MALFORMED
 
 @dataclass
 class Limits:
-    """Memory and time bounds of the decoder's state (documented in README "Thresholds")."""
+    """Memory and time bounds of the decoder's state.  Whatever a bound drops is counted
+    (:meth:`Decoder.counters`, the capture summary's counts)."""
 
     #: seconds a fragment set may wait for its missing pieces (Linux ``ipfrag_time`` is 30 s).
     frag_timeout: float = 30.0
@@ -60,12 +63,19 @@ class Limits:
     frag_max_sets: int = 4096
     #: bytes buffered over all fragment sets.
     frag_max_bytes: int = 32 * 1024 * 1024
-    #: concurrent TCP streams reassembled (per direction).
+    #: TCP stream directions followed (the least recently active is forgotten beyond it).
     tcp_max_streams: int = 4096
-    #: bytes buffered per TCP direction awaiting a complete message.
+    #: bytes buffered per TCP direction awaiting a complete message (the largest RFC 9329 or
+    #: OpenVPN message is 64 KiB; a TLS record 16 KiB + 2 KiB).
     tcp_max_buffer: int = 256 * 1024
-    #: out-of-order segments held per TCP direction.
+    #: out-of-order segments held per TCP direction, and their bytes: beyond either, the first
+    #: hole is given up (pcapvpn.tcp_reassembly).
     tcp_max_ooo: int = 64
+    tcp_max_ooo_bytes: int = 256 * 1024
+    #: bytes held over all TCP directions (buffered + out of order): beyond it the least recently
+    #: active directions holding bytes are forgotten.  With the per-direction bounds above, TCP
+    #: reassembly never holds more than this, whatever the number of streams.
+    tcp_max_bytes: int = 32 * 1024 * 1024
 
 
 class NullSink:
@@ -194,41 +204,64 @@ class _FragSet:
         return None
 
 
-class _TcpDir:
-    """One direction of a TCP stream on a VPN port."""
-
-    __slots__ = ("next_seq", "buf", "ooo", "iketcp", "prefix_checked", "gaps", "retrans",
-                 "frames", "overflow", "last_ts")
-
-    def __init__(self):
-        self.next_seq = -1
-        self.buf = bytearray()
-        self.ooo = {}  # seq -> (payload, ref)
-        self.iketcp = False
-        self.prefix_checked = False
-        self.gaps = 0
-        self.retrans = 0
-        self.frames = []  # refs of segments whose bytes are still in buf
-        self.overflow = 0
-        self.last_ts = 0.0
+#: _IkeTcp.framing of a direction that is not TCP-encapsulated IKE/ESP (segments counted only)
+_NOT_IKE = -2
+#: message boundaries looked for at this many segment starts (joined mid-stream, after a gap)
+_IKE_TCP_TRIES = 8
+#: bytes a framing proof may wait for: a Length-framed ESP packet announces up to 65,535 bytes,
+#: and the proof reads the next packet's header after it
+_IKE_TCP_PROBE = 65535 + 10
 
 
-class _VpnTcpDir(_TcpDir):
-    """One direction of a TCP stream of a VPN beside IPsec (OpenVPN, PPTP, TLS)."""
+class _IkeTcp:
+    """The framing state of one direction of a TCP stream of IKE/ESP (RFC 9329 and the unframed
+    variants, :mod:`dissect.vpn.tcpencap`)."""
+
+    __slots__ = ("framing", "prefix", "loose", "proven", "tries")
+
+    def __init__(self, loose):
+        self.framing = None   # tcpencap.FRAMED / MARKER / RAW; None: looking for it; _NOT_IKE
+        self.prefix = True    # the IKETCP prefix may still come (the stream's first bytes)
+        #: an IKE port, or the other direction is IKE/ESP: the weaker proofs of
+        #: tcpencap.probe count (else only the IKETCP prefix or a framed IKE message)
+        self.loose = loose
+        self.proven = False   # the prefix or a framing was seen: framing errors are real
+        self.tries = 0
+
+    def restart(self):
+        """A SYN: a new connection on these ports."""
+        self.framing = None
+        self.prefix = True
+        self.tries = 0
+
+
+class _VpnTcp:
+    """The framing state of one direction of a TCP stream of a VPN beside IPsec (OpenVPN, PPTP,
+    TLS)."""
 
     __slots__ = ("vproto", "from_client", "done", "synced", "appdata", "resyncs", "quiet",
-                 "quiet_bytes")
+                 "quiet_bytes", "prefix_checked")
 
     def __init__(self, vproto, from_client):
-        super().__init__()
         self.vproto = vproto
         self.from_client = from_client
         self.done = False      # framing given up, or a TLS handshake over: segments counted only
-        self.synced = False    # the stream began with its SYN: framing errors are real
+        self.synced = False    # began with its SYN (no gap since): framing errors are real
         self.appdata = 0
         self.resyncs = 0
         self.quiet = 0         # segments of a finished TLS stream not reported one by one
         self.quiet_bytes = 0
+        self.prefix_checked = False
+
+
+def _iketcp_start(data, poff, end) -> bool:
+    """A TCP payload on a port that is not an IKE port starts IKE over TCP: the IKETCP prefix, or
+    an RFC 9329 frame carrying an IKE message whose two lengths agree."""
+    prefix = _tcpencap.IKETCP_PREFIX
+    if data[poff:poff + len(prefix)] == prefix:
+        return True
+    return (end - poff >= 34 and data[poff + 2:poff + 6] == b"\x00\x00\x00\x00"
+            and _tcpencap.probe(memoryview(data)[poff:end], 0) == _tcpencap.FRAMED)
 
 
 class Decoder:
@@ -250,14 +283,13 @@ class Decoder:
         self.frag_incomplete = 0
         self.frag_evicted = 0
         self.tcp_segments = 0
-        self.tcp_gaps = 0
-        self.tcp_retransmissions = 0
-        self.tcp_streams_evicted = 0
-        self.tcp_overflow_bytes = 0
+        #: directions on the IKE TCP ports whose bytes are no IKE/ESP framing (Cisco cTCP, other)
+        self.tcp_streams_unrecognised = 0
         self.other = 0
         self._frags: OrderedDict = OrderedDict()
         self._frag_bytes = 0
-        self._tcp: OrderedDict = OrderedDict()
+        #: every followed TCP stream, IKE/ESP and the other VPNs alike (one policy)
+        self.tcp = TcpReassembler(self.limits)
         #: the capture's clock: the latest timestamp of any frame so far, ESP of the fast paths
         #: included.  Fragment sets expire when it passes ``_frag_deadline`` (the oldest set's
         #: first fragment + frag_timeout; inf: none pending), checked on every frame of the
@@ -267,7 +299,6 @@ class Decoder:
         self._frag_deadline = float("inf")
         #: --vpn-server ADDR:PORT (packed address, port): TLS streams followed on that port too
         self._named_tcp = {(a, p): "tls" for a, p in vpn_servers if p is not None}
-        self._vtcp: OrderedDict = OrderedDict()
         self.vpn_frames = 0
 
     # -- errors --------------------------------------------------------------------------------
@@ -426,11 +457,7 @@ class Decoder:
             else:
                 self.other += 1
         elif proto == 6:
-            if sport in self.tcp_ports or dport in self.tcp_ports:
-                self._tcp_segment(ref, ts, ipver, src, dst, data, l4off, end)
-            else:
-                self.other += 1
-                self._vpn_tcp(ref, ts, ipver, src, dst, data, l4off, end)
+            self._tcp(ref, ts, ipver, src, dst, data, l4off, end)
         elif proto == 47:
             self.other += 1
             # enhanced GRE of PPTP (RFC 2637 §4.1): version 1, protocol 0x880B
@@ -537,118 +564,151 @@ class Decoder:
 
     # -- TCP -----------------------------------------------------------------------------------
 
-    def _tcp_segment(self, ref, ts, ipver, src, dst, data, l4off, end):
+    def _tcp(self, ref, ts, ipver, src, dst, data, l4off, end):
+        """A TCP segment: followed when it belongs to IKE/ESP (the IKE ports, or any port once
+        the IKETCP prefix or a framed IKE message shows it) or to a VPN beside IPsec; reassembled
+        by :class:`pcapvpn.tcp_reassembly.TcpReassembler`."""
         sport, dport, seq, ack, flags, poff = _ip.decode_tcp(data, l4off, end)
-        self.tcp_segments += 1
-        self.sink.tcp_segment(ref, ts, ipver, src, dst, sport, dport, flags, end - poff)
         key = (src, sport, dst, dport)
-        st = self._tcp.get(key)
-        if st is None:
-            if len(self._tcp) >= self.limits.tcp_max_streams:
-                self._tcp.popitem(last=False)
-                self.tcp_streams_evicted += 1
-            st = self._tcp[key] = _TcpDir()
+        tcp = self.tcp
+        d = tcp.get(key)
+        if d is None:
+            app = self._tcp_app(src, sport, dst, dport, data, poff, end)
+            if app is None:
+                self.other += 1
+                return
+            d = tcp.open(key, (ipver, src, dst, sport, dport), app)
+        app = d.app
+        if app.__class__ is _IkeTcp:
+            self.tcp_segments += 1
+            self.sink.tcp_segment(ref, ts, ipver, src, dst, sport, dport, flags, end - poff)
+            if flags & SYN:
+                app.restart()
+            elif app.framing == _NOT_IKE:
+                tcp.touch(d)
+                return
         else:
-            self._tcp.move_to_end(key)
-        st.last_ts = ts
-        syn = flags & 0x02
-        if syn:
-            st.next_seq = (seq + 1) & 0xFFFFFFFF
-            st.buf.clear()
-            st.ooo.clear()
-            st.frames.clear()
-            st.prefix_checked = False
-            st.iketcp = False
-            return
-        payload_len = end - poff
-        if flags & 0x05:  # FIN or RST: the stream ends; leftovers stay as they are
-            if payload_len <= 0:
+            self.other += 1
+            if not self._vpn_tcp_segment(d, ref, ts, flags, end - poff):
+                tcp.touch(d)
                 return
-        if payload_len <= 0:
-            return
-        if st.next_seq < 0:
-            # joined mid-stream: we cannot know the framing boundary reliably, but a segment
-            # that begins a message usually aligns with the segment start; start there.
-            st.next_seq = seq
-        delta = (seq - st.next_seq) & 0xFFFFFFFF
-        if delta >= 0x80000000:
-            # starts before what we have: (partial) retransmission
-            overlap = (st.next_seq - seq) & 0xFFFFFFFF
-            if overlap >= payload_len:
-                st.retrans += 1
-                self.tcp_retransmissions += 1
-                return
-            poff += overlap
-            seq = st.next_seq
-            delta = 0
-        if delta > 0:
-            if len(st.ooo) >= self.limits.tcp_max_ooo:
-                # give up waiting: account the gap and resynchronise at the earliest held segment
-                st.gaps += 1
-                self.tcp_gaps += 1
-                st.buf.clear()
-                st.frames.clear()
-                first = min(st.ooo, key=lambda s: (s - st.next_seq) & 0xFFFFFFFF)
-                st.next_seq = first
+        for x in tcp.segment(d, seq, ack, flags, data, poff, end, ref):
+            if x.app.__class__ is _IkeTcp:
+                self._ike_tcp_deliver(x, ref, ts)
             else:
-                st.ooo[seq] = (bytes(data[poff:end]), ref)
-                return
-        else:
-            self._tcp_append(st, data[poff:end], ref)
-        while st.ooo:
-            item = st.ooo.pop(st.next_seq, None)
-            if item is None:
-                break
-            self._tcp_append(st, item[0], item[1])
-        self._tcp_deliver(st, ref, ts, ipver, src, dst, sport, dport)
+                self._vpn_tcp_deliver(x, ref, ts)
 
-    def _tcp_append(self, st, chunk, ref):
-        st.buf += chunk
-        st.next_seq = (st.next_seq + len(chunk)) & 0xFFFFFFFF
-        st.frames.append(ref)
+    def _tcp_app(self, src, sport, dst, dport, data, poff, end):
+        """The framing state of a new direction, or None (the stream is not followed)."""
+        rev = self.tcp.get((dst, dport, src, sport))
+        if rev is not None:
+            if rev.app.__class__ is _IkeTcp:
+                return _IkeTcp(True)
+            return _VpnTcp(rev.app.vproto, not rev.app.from_client)
+        if sport in self.tcp_ports or dport in self.tcp_ports:
+            return _IkeTcp(True)
+        svc = self._tcp_service(src, sport, dst, dport)
+        if svc is not None:
+            return _VpnTcp(*svc)
+        if poff < end:
+            if _iketcp_start(data, poff, end):
+                return _IkeTcp(False)  # IKE over TCP on another port
+            if _openvpn.tcp_stream_start(data, poff, end):
+                return _VpnTcp("openvpn", True)  # OpenVPN over TCP on any port
+        return None
 
-    def _tcp_deliver(self, st, ref, ts, ipver, src, dst, sport, dport):
-        """``ref``: the segment whose arrival completed the messages (their event frame)."""
-        buf = st.buf
-        start = 0
-        if not st.prefix_checked:
-            if len(buf) < len(_udpencap.IKETCP_PREFIX):
-                if _udpencap.IKETCP_PREFIX.startswith(bytes(buf)):
-                    return
-            st.prefix_checked = True
-            if buf.startswith(_udpencap.IKETCP_PREFIX):
-                st.iketcp = True
-                start = len(_udpencap.IKETCP_PREFIX)
-        try:
-            messages, consumed = _udpencap.split_tcp_stream(buf, start)
-        except DissectError as e:
-            self._error(st.frames[-1], "TCP-encapsulated stream: " + e.reason)
-            st.buf = bytearray()
-            st.frames = []
+    def _ike_tcp_deliver(self, d, ref, ts):
+        """IKE messages and ESP packets of a TCP stream; ``ref``: the segment whose arrival
+        completed them (their event frame)."""
+        st = d.app
+        tcp = self.tcp
+        if d.gap:  # bytes were skipped: find a message boundary again
+            d.gap = False
+            st.prefix = False
+            if st.framing is not None:
+                st.framing = None
+        if st.framing == _NOT_IKE:
             return
+        buf = d.buf
+        start = 0
+        if st.framing is None:
+            prefix = _tcpencap.IKETCP_PREFIX
+            if st.prefix:
+                if len(buf) < len(prefix) and prefix.startswith(bytes(buf)):
+                    return
+                st.prefix = False
+                if buf.startswith(prefix):
+                    start = len(prefix)
+                    self._ike_tcp_proven(d)
+            framing = _tcpencap.probe(buf, start, not st.loose)
+            if (framing <= _tcpencap.NONE and start and len(buf) - start >= 2
+                    and buf[start:start + 2] != b"\x00\x00"):
+                framing = _tcpencap.FRAMED  # after the prefix a Length (never 0, RFC 9329 §3)
+            if framing <= _tcpencap.NONE:
+                cisco = _tcpencap.cisco_trailer(buf, start, len(buf))
+                if framing == _tcpencap.NEED and not cisco and len(buf) - start < _IKE_TCP_PROBE:
+                    if start:
+                        tcp.consume(d, start)
+                    return
+                self._ike_tcp_unframed(d, ref, cisco, start > 0)
+                return
+            st.framing = framing
+            self._ike_tcp_proven(d)
+        try:
+            messages, consumed = _tcpencap.split(buf, start, st.framing)
+        except DissectError as e:
+            self._error(d.frames[-1] if d.frames else ref, "TCP-encapsulated stream: " + e.reason)
+            st.framing = None
+            st.tries += 1
+            tcp.discard(d)
+            if st.tries > _IKE_TCP_TRIES:
+                self._ike_tcp_stop(d)
+            return
+        if messages:
+            st.tries = 0
         sink = self.sink
-        frames = tuple(sorted(set(st.frames)))
+        ipver, src, dst, sport, dport = d.addr
+        frames = tuple(sorted(set(d.frames)))
         for kind, off, mend, spi, seq in messages:
             if kind == _IKE:
-                sink.ike(ref, ts, ipver, src, dst, sport, dport, "tcp", bytes(buf[off:mend]), frames)
+                sink.ike(ref, ts, ipver, src, dst, sport, dport, "tcp", bytes(buf[off:mend]),
+                         frames)
             elif kind == _ESP:
                 sink.esp_tcp(ref, ts, ipver, src, dst, sport, dport, spi, seq, mend - off)
                 self._esp_payload(ref, ts, ipver, src, dst, sport, dport, spi, seq,
                                   bytes(buf[off:mend]), 0, mend - off)
             else:
                 self._error(ref, "TCP-encapsulated message is neither IKE nor ESP")
-        used = start + consumed
-        if used:
-            del buf[:used]
-            if not buf:
-                st.frames = []
-            else:
-                st.frames = st.frames[-1:]
-        if len(buf) > self.limits.tcp_max_buffer:
-            st.overflow += len(buf)
-            self.tcp_overflow_bytes += len(buf)
-            st.buf = bytearray()
-            st.frames = []
+        tcp.consume(d, start + consumed)
+
+    def _ike_tcp_proven(self, d):
+        """The IKETCP prefix or a framing was seen: this direction and the other are IKE/ESP."""
+        d.app.proven = d.app.loose = True
+        rev = self.tcp.get(d.rkey)
+        if rev is not None and rev.app.__class__ is _IkeTcp:
+            rev.app.loose = True
+
+    def _ike_tcp_unframed(self, d, ref, cisco, after_prefix):
+        """No message boundary at the start of the buffer: try the next segment start (joined
+        mid-stream, or after a gap: a segment need not start a message), unless the stream began
+        here and its first bytes are simply not IKE/ESP (Cisco's cTCP, another protocol) or too
+        many tries failed.  Bytes after the IKETCP prefix that are no framing are an error."""
+        st = d.app
+        self.tcp.discard(d)
+        st.tries += 1
+        if after_prefix:
+            self._error(d.frames[-1] if d.frames else ref,
+                        "TCP-encapsulated stream: the bytes after the IKETCP prefix are neither "
+                        "RFC 9329 messages nor Non-ESP Marker + IKE")
+        if cisco or (d.synced and not st.proven) or st.tries > _IKE_TCP_TRIES:
+            self._ike_tcp_stop(d)
+
+    def _ike_tcp_stop(self, d):
+        st = d.app
+        st.framing = _NOT_IKE
+        self.tcp.stop(d)
+        if not st.proven:
+            self.tcp_streams_unrecognised += 1
 
     # -- VPNs beside IPsec (OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN) ---------------------------
 
@@ -681,38 +741,19 @@ class Decoder:
             return svc, False
         return None
 
-    def _vpn_tcp(self, ref, ts, ipver, src, dst, data, l4off, end):
-        sport, dport, seq, _ack, flags, poff = _ip.decode_tcp(data, l4off, end)
-        key = (src, sport, dst, dport)
-        vt = self._vtcp
-        st = vt.get(key)
-        if st is None:
-            rev = vt.get((dst, dport, src, sport))
-            if rev is not None:
-                proto, from_client = rev.vproto, not rev.from_client
-            else:
-                svc = self._tcp_service(src, sport, dst, dport)
-                if svc is not None:
-                    proto, from_client = svc
-                elif poff < end and _openvpn.tcp_stream_start(data, poff, end):
-                    proto, from_client = "openvpn", True  # OpenVPN over TCP on any port
-                else:
-                    return
-            if len(vt) >= self.limits.tcp_max_streams:
-                vt.popitem(last=False)
-                self.tcp_streams_evicted += 1
-            st = vt[key] = _VpnTcpDir(proto, from_client)
-        else:
-            vt.move_to_end(key)
+    def _vpn_tcp_segment(self, d, ref, ts, flags, payload_len) -> bool:
+        """Report a segment of a VPN TCP stream; False when its bytes are not to be reassembled
+        (the framing gave up, or a TLS handshake is over)."""
+        st = d.app
+        ipver, src, dst, sport, dport = d.addr
         self.vpn_frames += 1
-        payload_len = end - poff
         if st.done and not flags & 0x07 and st.vproto == "tls":
             # a TLS stream past its handshake (or not TLS): only its flags matter; bytes are
             # summed and reported with every 64th segment (the tracker's last-seen time)
             st.quiet += 1
             st.quiet_bytes += payload_len
             if st.quiet & 63:
-                return
+                return False
             payload_len = st.quiet_bytes
             st.quiet_bytes = 0
         elif st.quiet_bytes:
@@ -720,63 +761,47 @@ class Decoder:
             st.quiet_bytes = 0
         self.sink.vpn_tcp_segment(ref, ts, ipver, src, dst, sport, dport, flags, payload_len,
                                   st.vproto, st.from_client)
-        st.last_ts = ts
-        if flags & 0x02:
-            st.next_seq = (seq + 1) & 0xFFFFFFFF
-            st.buf.clear()
-            st.ooo.clear()
-            st.frames.clear()
+        if flags & SYN:
             st.prefix_checked = False
             st.done = False
             st.synced = True
-            return
-        if payload_len <= 0 or st.done:
-            return
-        if st.next_seq < 0:
-            st.next_seq = seq  # joined mid-stream: framing re-synchronised below if needed
-        delta = (seq - st.next_seq) & 0xFFFFFFFF
-        if delta >= 0x80000000:
-            overlap = (st.next_seq - seq) & 0xFFFFFFFF
-            if overlap >= payload_len:
-                st.retrans += 1
-                return
-            poff += overlap
-            delta = 0
-        if delta > 0:
-            if len(st.ooo) < self.limits.tcp_max_ooo:
-                st.ooo[seq] = (bytes(data[poff:end]), ref)
-                return
-            # a hole that will not fill: the framing boundary is lost; start again later
-            st.gaps += 1
-            self.tcp_gaps += 1
-            st.done = True
-            st.buf = bytearray()
-            st.ooo.clear()
-            st.frames = []
-            return
-        self._tcp_append(st, data[poff:end], ref)
-        while st.ooo:
-            item = st.ooo.pop(st.next_seq, None)
-            if item is None:
-                break
-            self._tcp_append(st, item[0], item[1])
-        self._vpn_tcp_deliver(st, ref, ts, ipver, src, dst, sport, dport)
+            return True
+        return not st.done
 
-    def _vpn_tcp_deliver(self, st, ref, ts, ipver, src, dst, sport, dport):
-        buf = st.buf
+    def _vpn_tcp_deliver(self, d, ref, ts):
+        st = d.app
+        if st.done:
+            return
+        if d.gap:
+            # bytes were skipped: the next message boundary must be found again, as when the
+            # capture joins a stream mid-way (OpenVPN / PPTP resynchronise, TLS checks its
+            # record header again)
+            d.gap = False
+            st.synced = False
+            st.prefix_checked = False
+        buf = d.buf
+        if not buf:
+            return
         proto = st.vproto
+        ipver, src, dst, sport, dport = d.addr
         if not st.prefix_checked:
             st.prefix_checked = True
             n = len(buf)
             if proto == "tls" and st.from_client and _openvpn.tcp_stream_start(buf, 0, n):
                 proto = st.vproto = "openvpn"  # OpenVPN on a TLS port (e.g. proto tcp, port 443)
-                rev = self._vtcp.get((dst, dport, src, sport))
+                rev = self.tcp.get(d.rkey)
                 if rev is not None:
-                    rev.vproto = "openvpn"
+                    rev.app.vproto = "openvpn"
+            elif proto == "tls" and _iketcp_start(buf, 0, n):
+                # IKE over TCP on a TLS port (FortiGate's ike-tcp-port is 443 by default)
+                d.app = _IkeTcp(False)
+                rev = self.tcp.get(d.rkey)
+                if rev is not None and rev.app.__class__ is _VpnTcp:
+                    rev.app = _IkeTcp(True)
+                self._ike_tcp_deliver(d, ref, ts)
+                return
             elif proto == "tls" and not _tls.looks_like_record(buf, 0, n):
-                st.done = True  # not TLS (or joined inside a record): segments counted only
-                st.buf = bytearray()
-                st.frames = []
+                self._vpn_tcp_stop(d)  # not TLS (or joined inside a record): segments counted only
                 return
         try:
             if proto == "openvpn":
@@ -787,38 +812,33 @@ class Decoder:
                 recs, used = _tls.split_records(buf, 0)
                 msgs = [(a - 5, b) for _t, _v, a, b in recs]
         except DissectError as e:
-            st.buf = bytearray()
-            st.frames = []
+            self.tcp.discard(d)
             if not st.synced and proto != "tls" and st.resyncs < 8:
                 # joined mid-stream: try again from the start of a later segment
                 st.resyncs += 1
-                st.next_seq = -1
-                st.prefix_checked = True
                 return
             if st.synced and proto != "tls":
                 self._error(ref, f"{proto} TCP stream: {e.reason}")
-            st.done = True
+            self._vpn_tcp_stop(d)
             return
         sink = self.sink
-        frames = tuple(sorted(set(st.frames)))
+        frames = tuple(sorted(set(d.frames)))
         for a, b in msgs:
             sink.vpn_tcp(ref, ts, ipver, src, dst, sport, dport, proto, bytes(buf[a:b]), frames,
                          st.from_client)
             if proto == "tls" and buf[a] == 23:
                 st.appdata += 1
-        if used:
-            del buf[:used]
-            st.frames = [] if not buf else st.frames[-1:]
         if proto == "tls" and st.appdata >= _TLS_APPDATA_RECORDS:
-            st.done = True  # the handshake is over: the rest is encrypted application data
-            st.buf = bytearray()
-            st.frames = []
-        elif len(buf) > self.limits.tcp_max_buffer:
-            st.overflow += len(buf)
-            self.tcp_overflow_bytes += len(buf)
-            st.done = True
-            st.buf = bytearray()
-            st.frames = []
+            self._vpn_tcp_stop(d)  # the handshake is over: the rest is encrypted application data
+            return
+        self.tcp.consume(d, used)
+        if d.gap:  # the partial message outgrew tcp_max_buffer
+            d.gap = False
+            self._vpn_tcp_stop(d)
+
+    def _vpn_tcp_stop(self, d):
+        d.app.done = True
+        self.tcp.stop(d)
 
     # -- end -----------------------------------------------------------------------------------
 
@@ -831,6 +851,7 @@ class Decoder:
         while self._frags:
             _key, fs = self._frags.popitem(last=False)
             self._give_up(fs, "end")
+        self.tcp.finish()
 
     def counters(self) -> dict:
         return {
@@ -843,9 +864,11 @@ class Decoder:
             "incomplete_fragment_sets": self.frag_incomplete,
             "fragment_sets_evicted": self.frag_evicted,
             "tcp_segments": self.tcp_segments,
-            "tcp_gaps": self.tcp_gaps,
-            "tcp_retransmissions": self.tcp_retransmissions,
-            "tcp_streams_evicted": self.tcp_streams_evicted,
-            "tcp_overflow_bytes": self.tcp_overflow_bytes,
+            "tcp_streams_unrecognised": self.tcp_streams_unrecognised,
+            "tcp_retransmissions": self.tcp.retransmissions,
+            "tcp_gaps": self.tcp.gaps,
+            "tcp_gaps_by_limit": self.tcp.gaps_by_limit,
+            "tcp_streams_evicted": self.tcp.streams_evicted,
+            "tcp_bytes_dropped": self.tcp.bytes_dropped,
             "other": self.other,
         }

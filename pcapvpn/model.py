@@ -115,6 +115,17 @@ class Counts:
     reassembled_datagrams: int = 0
     incomplete_fragment_sets: int = 0
     tcp_segments_on_vpn_ports: int = 0
+    #: TCP reassembly (pcapvpn.tcp_reassembly, all followed streams): segments whose bytes were
+    #: seen before; holes the capture never filled (of which given up at the out-of-order bound);
+    #: stream directions forgotten and captured bytes discarded because of a memory bound
+    tcp_retransmissions: int = 0
+    tcp_gaps: int = 0
+    tcp_gaps_by_limit: int = 0
+    tcp_streams_evicted: int = 0
+    tcp_bytes_dropped: int = 0
+    #: TCP stream directions on the IKE ports whose bytes are no IKE/ESP framing (RFC 9329,
+    #: libreswan without espintcp, Check Point raw IKE): Cisco's cTCP, another protocol
+    tcp_streams_unrecognised: int = 0
     non_ip_frames: int = 0
     other_ip_frames: int = 0
     truncated_frames: int = 0

@@ -174,7 +174,7 @@ def test_tcp_encapsulation_rfc9329_stream_reassembly():
     ike = [e for e in ev if e[0] == "ike"]
     assert len(ike) == 1 and ike[0][4] == "tcp" and ike[0][5] == len(msg)
     assert ("esp_tcp", 3, 0x11223344, 1) in ev
-    assert d.tcp_retransmissions == 1
+    assert d.tcp.retransmissions == 1
 
 
 def test_icmp_error_quoting_ike():

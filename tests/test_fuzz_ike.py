@@ -11,7 +11,9 @@ from dissect.vpn import ikev1, ikev2
 from dissect.vpn.errors import DissectError
 from dissect.vpn.esp import parse_ah, parse_esp
 from dissect.vpn.ike import parse_header, parse_message
-from dissect.vpn.udpencap import IKE, classify_udp, split_tcp_stream
+from dissect.vpn import tcpencap
+from dissect.vpn.tcpencap import split_tcp_stream
+from dissect.vpn.udpencap import IKE, classify_udp
 from test_ikev1 import mm1
 from test_ikev1 import msg as v1msg
 from test_ikev2 import ISPI, chain, notify, sa_init
@@ -205,6 +207,22 @@ def test_each_body_parser(ptype, body):
 def test_tcp_framing_random(buf, start):
     try:
         msgs, consumed = split_tcp_stream(buf, start)
+    except DissectError:
+        return
+    assert 0 <= consumed <= max(0, len(buf) - start)
+    for kind, off, end, spi, seq in msgs:
+        assert start <= off <= end <= len(buf)
+
+
+@SETTINGS
+@given(st.binary(max_size=300), st.integers(0, 10), st.booleans(),
+       st.sampled_from([tcpencap.FRAMED, tcpencap.MARKER, tcpencap.RAW]))
+def test_tcp_probe_and_split_random(buf, start, strict, framing):
+    assert tcpencap.probe(buf, start, strict) in (tcpencap.NONE, tcpencap.FRAMED, tcpencap.MARKER,
+                                                  tcpencap.RAW, tcpencap.NEED)
+    tcpencap.cisco_trailer(buf, start, len(buf))
+    try:
+        msgs, consumed = tcpencap.split(buf, start, framing)
     except DissectError:
         return
     assert 0 <= consumed <= max(0, len(buf) - start)

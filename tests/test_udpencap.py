@@ -4,8 +4,8 @@ import pytest
 
 from dissect.vpn.errors import DissectError
 from dissect.vpn.udpencap import (
-    ESP, IKE, IKETCP_PREFIX, KEEPALIVE, MALFORMED, OTHER,
-    classify_udp, ike_header_valid, split_tcp_stream,
+    ESP, IKE, KEEPALIVE, MALFORMED, OTHER,
+    classify_udp, ike_header_valid,
 )
 
 
@@ -19,7 +19,6 @@ def whole(ver=0x20, exch=34, body=b"", **kw):
 
 def test_constants():
     assert (OTHER, IKE, ESP, KEEPALIVE, MALFORMED) == (0, 1, 2, 3, -1)
-    assert IKETCP_PREFIX == b"IKETCP"
 
 
 @pytest.mark.parametrize("sport,dport", [(4500, 4500), (4500, 33000), (33000, 4500)])
@@ -79,42 +78,6 @@ def test_other_port_heuristic():
     assert not ike_header_valid(b"\x00" * 27, 0, 27)
 
 
-def frame(payload):
-    return struct.pack(">H", len(payload) + 2) + payload
-
-
-def test_split_tcp_stream():
-    ike = whole(body=b"\x00" * 4)
-    esp = struct.pack(">II", 0x1234, 99) + b"\xee" * 20
-    buf = IKETCP_PREFIX + frame(b"\x00" * 4 + ike) + frame(esp) + frame(b"") + frame(b"\x01\x02")
-    msgs, consumed = split_tcp_stream(buf, 6)
-    assert consumed == len(buf) - 6
-    assert msgs[0] == (IKE, 6 + 2 + 4, 6 + 2 + 4 + len(ike), 0, 0)
-    assert buf[msgs[0][1]:msgs[0][2]] == ike
-    k, o, e, spi, seq = msgs[1]
-    assert (k, spi, seq) == (ESP, 0x1234, 99) and buf[o:e] == esp
-    assert msgs[2][0] == MALFORMED and msgs[3][0] == MALFORMED
-
-
-def test_split_tcp_stream_partial():
-    esp = struct.pack(">II", 1, 2) + b"x" * 10
-    buf = frame(esp) + frame(esp)[:-3]
-    msgs, consumed = split_tcp_stream(buf, 0)
-    assert len(msgs) == 1 and consumed == len(frame(esp))
-    assert split_tcp_stream(buf, consumed) == ([], 0)
-    assert split_tcp_stream(b"\x00", 0) == ([], 0)
-
-
-def test_split_tcp_stream_bad_length():
-    esp = struct.pack(">II", 1, 2)
-    buf = frame(esp) + b"\x00\x01" + b"zzzz"
-    msgs, consumed = split_tcp_stream(buf, 0)
-    assert len(msgs) == 1 and consumed == 10
-    with pytest.raises(DissectError) as ei:
-        split_tcp_stream(buf, consumed)
-    assert ei.value.offset == 10
-
-
 def test_buffer_types():
     msg = whole()
     for wrap in (bytes, bytearray, memoryview):
@@ -124,6 +87,3 @@ def test_buffer_types():
         assert classify_udp(1, 2, data, 0, len(data)) == (IKE, 4, 0)
         esp = wrap(struct.pack(">II", 9, 10))
         assert classify_udp(4500, 1, esp, 0, 8) == (ESP, 9, 10)
-        buf = wrap(struct.pack(">H", 2 + 4 + len(msg)) + b"\x00" * 4 + msg)
-        msgs, consumed = split_tcp_stream(buf, 0)
-        assert msgs == [(IKE, 6, len(buf), 0, 0)] and consumed == len(buf)

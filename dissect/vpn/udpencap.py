@@ -1,14 +1,11 @@
-"""UDP and TCP encapsulation of IKE and ESP: which protocol a datagram / stream message carries.
+"""UDP encapsulation of IKE and ESP: which protocol a datagram carries.
 
 * RFC 3948 §2 (UDP encapsulation, port 4500): a payload starting with four zero bytes (the
   Non-ESP Marker, §2.2) carries IKE after the marker; a one-byte payload 0xFF is a NAT-keepalive
   (§2.3); anything else is ESP, whose SPI is never 0 (RFC 4303 §2.1 reserves SPI 0).
 * Port 500 carries IKE directly (RFC 7296 §2, RFC 2408 §3.1).
 * On any other port a datagram is called IKE only when its header validates (below).
-* RFC 9329 §3 (TCP encapsulation): after the ``IKETCP`` prefix, every message is preceded by a
-  16-bit length that counts the length field itself; IKE messages start with the Non-ESP Marker,
-  ESP messages with their SPI.  The caller keeps the stream state; :func:`split_tcp_stream` is
-  stateless.
+* TCP encapsulation (RFC 9329) is :mod:`dissect.vpn.tcpencap`.
 
 Results are plain tuples (hot path: every UDP-encapsulated ESP packet goes through
 :func:`classify_udp`).
@@ -22,8 +19,8 @@ from .errors import DissectError
 
 __all__ = [
     "OTHER", "IKE", "ESP", "KEEPALIVE", "MALFORMED",
-    "NAT_T_PORT", "IKE_PORT", "IKETCP_PREFIX",
-    "classify_udp", "ike_header_valid", "split_tcp_stream",
+    "NAT_T_PORT", "IKE_PORT",
+    "classify_udp", "ike_header_valid",
 ]
 
 # kinds
@@ -36,12 +33,8 @@ MALFORMED = -1
 IKE_PORT = 500       # RFC 7296 §2
 NAT_T_PORT = 4500    # RFC 3948 §2
 
-#: RFC 9329 §3: the stream prefix sent by the TCP originator ("IKETCP").
-IKETCP_PREFIX = b"IKETCP"
-
 _II = struct.Struct(">II")
 _unpack_ii = _II.unpack_from
-_U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 
 # Exchange types accepted by the header heuristic on non-IKE ports.
@@ -116,48 +109,3 @@ def classify_udp(sport: int, dport: int, data, off: int, end: int):
     if data[off:off + 4] == _ZERO4 and ike_header_valid(data, off + 4, end):
         return (IKE, off + 4, 0)
     return (OTHER, 0, 0)
-
-
-def split_tcp_stream(buf, start: int = 0):
-    """Split RFC 9329 length-prefixed messages out of ``buf[start:]``.
-
-    Returns ``(messages, consumed)``: ``messages`` is a list of
-    ``(kind, off, end, spi, seq)`` for each *complete* message, where ``buf[off:end]`` is the
-    message without its length field (for IKE: starting at the IKE header, the Non-ESP Marker
-    skipped); ``consumed`` is the number of bytes from ``start`` covered by those messages (an
-    incomplete message at the end is left for the next call).
-
-    * IKE: ``(IKE, off_after_marker, end, 0, 0)``;
-    * ESP: ``(ESP, off, end, spi, seq)``;
-    * a framed message that is neither (empty, or 1..7 bytes not starting with the marker):
-      ``(MALFORMED, off, end, 0, 0)`` — the framing is intact, so splitting goes on.
-
-    A Length field below 2 (RFC 9329 §3: "MUST NOT be 0 or 1") breaks the framing: when it is the
-    first message at ``start``, :class:`DissectError` is raised with its offset; otherwise the
-    messages before it are returned and the next call (starting at it) raises.
-    """
-    messages = []
-    pos = start
-    n = len(buf)
-    u16 = _U16.unpack_from
-    ii = _II.unpack_from
-    while pos + 2 <= n:
-        length = u16(buf, pos)[0]
-        if length < 2:
-            if pos == start:
-                raise DissectError("TCP-encapsulation length field below 2 (RFC 9329 §3)", pos)
-            break
-        end = pos + length
-        if end > n:
-            break
-        moff = pos + 2
-        mlen = length - 2
-        if mlen >= 4 and buf[moff:moff + 4] == _ZERO4:
-            messages.append((IKE, moff + 4, end, 0, 0))
-        elif mlen >= 8:
-            spi, seq = ii(buf, moff)
-            messages.append((ESP, moff, end, spi, seq))
-        else:
-            messages.append((MALFORMED, moff, end, 0, 0))
-        pos = end
-    return messages, pos - start

@@ -42,6 +42,12 @@ def summary_rows(cap) -> list[tuple[str, str]]:
         ("ICMP errors", str(c.icmp_errors)),
         ("IP fragment frames", f"{c.ip_fragment_frames} ({c.reassembled_datagrams} datagrams reassembled, "
                                f"{c.incomplete_fragment_sets} incomplete)"),
+        *([("TCP reassembly",
+            f"{c.tcp_retransmissions} retransmission(s), {c.tcp_gaps} gap(s) "
+            f"({c.tcp_gaps_by_limit} at the out-of-order limit), {c.tcp_streams_evicted} "
+            f"stream direction(s) and {c.tcp_bytes_dropped} bytes dropped at memory limits")]
+          if c.tcp_retransmissions or c.tcp_gaps or c.tcp_streams_evicted or c.tcp_bytes_dropped
+          else []),
         ("truncated frames (snaplen)", str(c.truncated_frames)),
         ("non-IP frames", str(c.non_ip_frames)),
         ("other IP frames", str(c.other_ip_frames)),

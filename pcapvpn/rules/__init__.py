@@ -131,13 +131,14 @@ def _rule_error(fn, e: Exception):
 
 def _show_fragments(ctx, findings) -> None:
     """IP fragments that carried an IKE message match no IKE field in Wireshark (only the frame
-    that completes the datagram does): add them to the filter by frame number."""
+    that completes the datagram does), nor do the TCP segments of IKE over TCP (Wireshark does
+    not dissect RFC 9329 streams): add them to the filter by frame number."""
     from pcapvpn.rules.common import set_filter
 
     frag = set()
     for sa in ctx.state.ike_sas:
         for m in sa.messages:
-            for r in m.frames[:-1]:
+            for r in (m.frames if m.transport == "tcp" else m.frames[:-1]):
                 frag.add((ctx.file(r[0]), r[1]))
     if not frag:
         return

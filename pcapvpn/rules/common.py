@@ -442,3 +442,79 @@ def weak_transforms(version: int, proposals) -> list[tuple[str, str]]:
                 if why:
                     seen.setdefault(reg.v1_transform_name(3, tr.transform_id), why)
     return list(seen.items())
+
+
+def tcp_connection_findings(ctx, conns, *, ipver, client, server, port, name, tunnel, key, up,
+                            advice=None):
+    """TCP_NO_ANSWER and TCP_RESET for the connections ``conns`` (pcapvpn.track.vpn.TcpConn) of
+    ``client`` to ``server``:``port``: SYNs that got no SYN-ACK (retransmitted, or older than the
+    response timeout), and resets from the server side before the protocol came up (``up(c)``),
+    unless a later connection worked.  ``name`` says what runs on the port; ``key`` makes the
+    findings' ids."""
+    from pcapvpn.findings import make
+
+    th = ctx.th
+    server_txt = (f"[{ip_text(server)}]" if ipver == 6 else ip_text(server)) + f":{port}/tcp"
+    peers = [ip_text(client), server_txt]
+    fl = "ip" if ipver == 4 else "ipv6"
+    ok_after = None
+    for c in conns:
+        if c.established:
+            ok_after = c.first_ts if ok_after is None else max(ok_after, c.first_ts)
+    failed = []
+    for c in conns:
+        if not c.syn or c.synack or c.rst_server or c.bytes[1]:
+            continue
+        if ok_after is not None and ok_after > c.first_ts:
+            continue  # a later connection worked
+        if len(c.syn) < 2 and ctx.now - c.syn[0][0] < th.response_timeout:
+            continue  # pending
+        failed.append(c)
+    if failed:
+        refs = [r for c in failed for _ts, r in c.syn]
+        nsyn = sum(len(c.syn) for c in failed)
+        first = min(c.syn[0][0] for c in failed)
+        last = max(c.syn[-1][0] for c in failed)
+        ts = sorted(ts for c in failed[:1] for ts, _r in c.syn)
+        iv = [round(b - a, 1) for a, b in zip(ts, ts[1:])]
+        detail = (f"{len(failed)} connection attempt(s) from {ip_text(client)} to "
+                  f"{server_txt}: {nsyn} SYN(s) over {last - first:.1f} s, no SYN-ACK "
+                  f"and no RST (the capture ends {ctx.now - last:.1f} s after the last SYN).")
+        if iv:
+            detail += f" SYN retransmission intervals: {', '.join(f'{x:g}' for x in iv)} s."
+        yield make("TCP_NO_ANSWER", f"tcpna|{key}",
+                   title=f"TCP {port} to {ip_text(server)} never answered ({name})",
+                   detail=detail, basis="observed",
+                   evidence=ctx.evidence(sorted(set(refs)), first, last, peers=peers),
+                   wireshark_filter=(f"{fl}.dst == {ip_text(server)} && tcp.dstport == "
+                                     f"{port} && tcp.flags.syn == 1 && tcp.flags.ack == 0"),
+                   advice=advice, tunnel=tunnel)
+    resets = []
+    for c in conns:
+        if not c.rst_server or up(c):
+            continue
+        if ok_after is not None and ok_after > c.first_ts:
+            continue
+        resets.append(c)
+    if resets:
+        refs = [r for c in resets for _ts, r in c.rst_server]
+        refused = [c for c in resets if not c.synack]
+        first = min(c.rst_server[0][0] for c in resets)
+        last = max(c.rst_server[-1][0] for c in resets)
+        detail = (f"{len(resets)} connection(s) from {ip_text(client)} to {server_txt} "
+                  f"reset by the server side before the VPN came up")
+        if refused:
+            detail += f" ({len(refused)} refused: RST answering the SYN)"
+        tls_stage = [c.tls.stage for c in resets if c.tls is not None]
+        if tls_stage:
+            detail += f"; TLS stage reached: {', '.join(sorted(set(tls_stage)))}"
+        detail += "."
+        yield make("TCP_RESET", f"tcprst|{key}",
+                   title=(f"TCP {port} to {ip_text(server)} refused (RST)" if refused and
+                          len(refused) == len(resets) else
+                          f"TCP connection to {server_txt} reset before the VPN came up"),
+                   detail=detail, basis="observed",
+                   evidence=ctx.evidence(sorted(set(refs)), first, last, peers=peers),
+                   wireshark_filter=(f"{fl}.src == {ip_text(server)} && tcp.srcport == "
+                                     f"{port} && tcp.flags.reset == 1"),
+                   advice=advice, tunnel=tunnel)

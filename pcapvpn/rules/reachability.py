@@ -15,6 +15,7 @@ from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
+    tcp_connection_findings,
 )
 from pcapvpn.track.ike import INFORMATIONAL, V1_INFO
 
@@ -109,6 +110,18 @@ declare("EXPECTED_PEER_ABSENT", "reachability", "error",
          "automatically, or does it wait for traffic?)."])
 
 
+#: advice of TCP_NO_ANSWER / TCP_RESET (declared in rules/vpn.py) for IKE over TCP (RFC 9329)
+IKE_TCP_ADVICE = (
+    "Check firewalls/ACLs on the path for the IKE TCP port (4500 unless configured otherwise) "
+    "in both directions.",
+    "Check that the responder accepts IKE over TCP on that port: libreswan needs listen-tcp=yes "
+    "on the responder and enable-tcp=yes|fallback with a matching tcp-remoteport on the "
+    "initiator (ss -tlpn on the responder shows the listener).",
+    "A refused connection (RST answering the SYN) makes libreswan's initiator log 'TCP: "
+    "connect(...) failed: Connection refused (errno 111)'.",
+)
+
+
 def _nat_story(sa) -> str | None:
     """"real" (NAT-D shows a NAT), "forced" (only a faked hash), None (no NAT-D seen)."""
     from pcapvpn.track.nat import ensure_verdict
@@ -165,7 +178,7 @@ def unanswered_ike(ctx):
                                and any(m.src != first.src for m in y.msgs)]
             heard_500 = any(m.src != first.src and (m.sport == 500 or m.dport == 500)
                             for y in answered_before for m in y.msgs)
-            to_4500 = first.dport == 4500 or first.sport == 4500
+            to_4500 = first.transport == "udp" and (first.dport == 4500 or first.sport == 4500)
             # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
             heard_4500 = [m for y in answered_before for m in y.msgs
                           if m.src != first.src and 4500 in (m.sport, m.dport)]
@@ -177,7 +190,8 @@ def unanswered_ike(ctx):
             receiver = endpoint_text((first.ipver, first.dst, first.dport))
             size = max(m.size for m in reqs)
             hint = implementation_hint(intervals)
-            detail = (f"{label} from {sender} to {receiver} ({size} bytes) was sent "
+            over = " over TCP" if first.transport == "tcp" else ""
+            detail = (f"{label} from {sender} to {receiver}{over} ({size} bytes) was sent "
                       f"{len(sends)} time(s) ({retrans} retransmission(s)"
                       + (f" at intervals {', '.join(f'{i:g}' for i in intervals)} s" if intervals else "")
                       + f"); no response within {ctx.now - first.ts:.1f} s of the first send "
@@ -219,6 +233,14 @@ def unanswered_ike(ctx):
                     detail += " The peer sent nothing at all in this IKE SA."
             if others:
                 detail += " Other candidates: " + "; ".join(others) + "."
+            tcp = _fallback_to_tcp(t, sa, first)
+            if tcp is not None:
+                # RFC 9329 §1: TCP is the fallback when IKE cannot be negotiated over UDP (the
+                # verdict marks the failure recovered by that IKE SA)
+                detail += (f" {ip_text(first.src)} then fell back to IKE over TCP (RFC 9329): "
+                           f"the IKE SA it started over TCP port {tcp.responder[2]} at "
+                           f"+{ctx.rel(tcp.first_ts):g} s was established, so UDP {first.dport} "
+                           f"is blocked or dropped on the path while TCP passes.")
             msgids = [x.msgid] if x.version == 2 else None
             facts = ike_facts(sa, x, side, nat=_nat_story(sa))
             yield make(
@@ -232,6 +254,35 @@ def unanswered_ike(ctx):
                                             exch=x.exch if x.version == 1 else None),
                 tunnel=t.id if t else None)
             break  # the first unanswered exchange of an SA is the one that matters
+
+
+def _fallback_to_tcp(t, sa, first):
+    """The IKE SA of tunnel ``t`` that the initiator of the unanswered UDP request ``first``
+    negotiated over TCP afterwards and that was established (a UDP -> TCP fallback), or None."""
+    if t is None or first.transport != "udp":
+        return None
+    for other in t.ike_sas:
+        if (other is not sa and other.established and other.first_ts is not None
+                and other.first_ts > first.ts and other.initiator is not None
+                and other.initiator[1] == first.src and other.messages
+                and other.messages[0].transport == "tcp"):
+            return other
+    return None
+
+
+@rule
+def ike_tcp_reachability(ctx):
+    """IKE over TCP (RFC 9329) connections refused (RST) or never answered (SYN unanswered),
+    TCP-only initiators included: their tunnel is made from the connection attempts."""
+    for t in ctx.state.tunnels:
+        groups = {}
+        for c in t.tcp_conns:
+            groups.setdefault((c.client, c.server, c.port), []).append(c)
+        for (client, server, port), conns in groups.items():
+            yield from tcp_connection_findings(
+                ctx, conns, ipver=conns[0].ipver, client=client, server=server, port=port,
+                name="IKE over TCP", tunnel=t.id, key=f"{t.id}|{port}",
+                up=lambda c: c.bytes[1] > 0, advice=IKE_TCP_ADVICE)
 
 
 @rule

@@ -22,7 +22,7 @@ from pcapvpn.findings import declare, make, severity_rank, stage_rank, when
 from pcapvpn.model import rfc3339
 from pcapvpn.rules import rule
 from pcapvpn.rules import reachability as _reach  # noqa: F401 - declares ICMP_UNREACHABLE
-from pcapvpn.rules.common import frames_filter, ip_text
+from pcapvpn.rules.common import frames_filter, ip_text, tcp_connection_findings
 
 _TIMEOUT_LOG = ("OpenVPN's client logs 'TLS Error: TLS key negotiation failed to occur within "
                 "60 seconds (check your network connectivity)' and 'TLS Error: TLS handshake "
@@ -702,76 +702,13 @@ def _conn_vpn_up(t, c) -> bool:
 
 @rule
 def tcp_reachability(ctx):
-    th = ctx.th
     for t in ctx.state.vpn_tunnels:
         if t.transport != "tcp" or not t.conns:
             continue
-        conns = list(t.conns.values())
-        ok_after = None
-        for c in conns:
-            if c.established:
-                ok_after = c.first_ts if ok_after is None else max(ok_after, c.first_ts)
-        failed = []
-        for c in conns:
-            if not c.syn or c.synack or c.rst_server or c.bytes[1]:
-                continue
-            if ok_after is not None and ok_after > c.first_ts:
-                continue  # a later connection worked
-            if len(c.syn) < 2 and ctx.now - c.syn[0][0] < th.response_timeout:
-                continue  # pending
-            failed.append(c)
-        if failed:
-            refs = [r for c in failed for _ts, r in c.syn]
-            nsyn = sum(len(c.syn) for c in failed)
-            first = min(c.syn[0][0] for c in failed)
-            last = max(c.syn[-1][0] for c in failed)
-            iv = _intervals([ts for c in failed[:1] for ts, _r in c.syn])
-            detail = (f"{len(failed)} connection attempt(s) from {ip_text(t.client)} to "
-                      f"{_server_txt(t)}: {nsyn} SYN(s) over {last - first:.1f} s, no SYN-ACK "
-                      f"and no RST (the capture ends {ctx.now - last:.1f} s after the last SYN).")
-            if iv:
-                detail += f" SYN retransmission intervals: {', '.join(f'{x:g}' for x in iv)} s."
-            fl = _fld(t)
-            yield make("TCP_NO_ANSWER", f"tcpna|{t.id}",
-                       title=f"TCP {t.port} to {ip_text(t.server)} never answered "
-                             f"({_NAMES[t.protocol]})",
-                       detail=detail, basis="observed",
-                       evidence=_ev(ctx, refs, first, last, peers=_peers(t)),
-                       wireshark_filter=(f"{fl}.dst == {ip_text(t.server)} && tcp.dstport == "
-                                         f"{t.port} && tcp.flags.syn == 1 && tcp.flags.ack == 0"),
-                       tunnel=t.id)
-        resets = []
-        for c in conns:
-            if not c.rst_server:
-                continue
-            if _conn_vpn_up(t, c):
-                continue
-            if ok_after is not None and ok_after > c.first_ts:
-                continue
-            resets.append(c)
-        if resets:
-            refs = [r for c in resets for _ts, r in c.rst_server]
-            refused = [c for c in resets if not c.synack]
-            first = min(c.rst_server[0][0] for c in resets)
-            last = max(c.rst_server[-1][0] for c in resets)
-            detail = (f"{len(resets)} connection(s) from {ip_text(t.client)} to {_server_txt(t)} "
-                      f"reset by the server side before the VPN came up")
-            if refused:
-                detail += f" ({len(refused)} refused: RST answering the SYN)"
-            tls_stage = [c.tls.stage for c in resets if c.tls is not None]
-            if tls_stage:
-                detail += f"; TLS stage reached: {', '.join(sorted(set(tls_stage)))}"
-            detail += "."
-            fl = _fld(t)
-            yield make("TCP_RESET", f"tcprst|{t.id}",
-                       title=(f"TCP {t.port} to {ip_text(t.server)} refused (RST)" if refused and
-                              len(refused) == len(resets) else
-                              f"TCP connection to {_server_txt(t)} reset before the VPN came up"),
-                       detail=detail, basis="observed",
-                       evidence=_ev(ctx, refs, first, last, peers=_peers(t)),
-                       wireshark_filter=(f"{fl}.src == {ip_text(t.server)} && tcp.srcport == "
-                                         f"{t.port} && tcp.flags.reset == 1"),
-                       tunnel=t.id)
+        yield from tcp_connection_findings(
+            ctx, list(t.conns.values()), ipver=t.ipver, client=t.client, server=t.server,
+            port=t.port, name=_NAMES[t.protocol], tunnel=t.id, key=t.id,
+            up=lambda c, t=t: _conn_vpn_up(t, c))
 
 
 # -- L2TP / PPTP ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pcapvpn.decode import NullSink
+from pcapvpn.track.vpn import TcpConn
 from pcapvpn.thresholds import DEFAULT, Thresholds
 
 
@@ -43,21 +44,19 @@ class IncompleteFragments:
     why: str = "timeout"
 
 
-@dataclass
-class TcpFacts:
-    """Per TCP connection on a VPN port: handshake and resets (reachability evidence)."""
+class IkeTcpConn(TcpConn):
+    """One TCP connection of IKE over TCP (RFC 9329; the IKE TCP ports, or a stream the decoder
+    recognised as IKE/ESP): handshake, resets and bytes each way (reachability evidence).
+    ``client`` opened it (the IKE initiator); ``server`` listened on ``port``."""
 
-    client: tuple  # (src, sport)
-    server: tuple  # (dst, dport)
-    ipver: int
-    syn: list = field(default_factory=list)  # refs
-    synack: list = field(default_factory=list)
-    rst_from_server: list = field(default_factory=list)
-    rst_from_client: list = field(default_factory=list)
-    first_ts: float = 0.0
-    last_ts: float = 0.0
-    data_client: int = 0
-    data_server: int = 0
+    __slots__ = ("ipver", "client", "server", "port")
+
+    def __init__(self, ipver, client, cport, server, port, ts, ref):
+        super().__init__(cport, ts, ref)
+        self.ipver = ipver
+        self.client = client
+        self.server = server
+        self.port = port
 
 
 class Tracker(NullSink):
@@ -106,7 +105,9 @@ class Tracker(NullSink):
         self.icmp_errors: list[IcmpError] = []
         self.icmp_dropped = 0
         self.incomplete: list[IncompleteFragments] = []
+        #: IKE-over-TCP connections by (client, client port, server, server port)
         self.tcp: dict = {}
+        self.tcp_dropped = 0
         self.decode_errors: list = []
         self.first_ts = None
         self.last_ts = None
@@ -133,36 +134,21 @@ class Tracker(NullSink):
         self.esp_tracker.fragmented(ipver, src, dst, spi, frames, proto)
 
     def tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length):
-        syn = flags & 0x02
-        ack = flags & 0x10
-        rst = flags & 0x04
-        if syn and not ack:
-            key = (src, sport, dst, dport)
-        else:
-            key = (src, sport, dst, dport) if (src, sport, dst, dport) in self.tcp \
-                else (dst, dport, src, sport)
-        t = self.tcp.get(key)
-        if t is None:
+        key = (src, sport, dst, dport)
+        c = self.tcp.get(key)
+        if c is None:
+            c = self.tcp.get((dst, dport, src, sport))
+        syn_only = flags & 0x12 == 0x02
+        if c is not None and syn_only and (c.closed or c.synack):
+            c = None  # a new connection on the same ports
+        if c is None:
             if len(self.tcp) >= self.MAX_TCP:
+                self.tcp_dropped += 1
                 return
-            if syn and ack:
+            if flags & 0x12 == 0x12:  # SYN-ACK first: the sender is the server
                 key = (dst, dport, src, sport)
-                t = self.tcp[key] = TcpFacts((dst, dport), (src, sport), ipver, first_ts=ts)
-            else:
-                t = self.tcp[key] = TcpFacts((src, sport), (dst, dport), ipver, first_ts=ts)
-        t.last_ts = ts
-        from_client = (src, sport) == t.client
-        if syn and not ack:
-            t.syn.append(ref)
-        elif syn and ack:
-            t.synack.append(ref)
-        if rst:
-            (t.rst_from_client if from_client else t.rst_from_server).append(ref)
-        if length > 0:
-            if from_client:
-                t.data_client += length
-            else:
-                t.data_server += length
+            c = self.tcp[key] = IkeTcpConn(ipver, key[0], key[1], key[2], key[3], ts, ref)
+        c.record(ts, ref, flags, length, (src, sport) == (c.client, c.cport))
 
     def decode_error(self, ref, reason):
         if len(self.decode_errors) < 1000:
@@ -176,7 +162,7 @@ class Tracker(NullSink):
         ike_sas = self.ike_tracker.sas
         annotate(ike_sas)
         esp_sas = self.esp_tracker.all_sas()
-        tunnels = build_tunnels(ike_sas, esp_sas, self.th)
+        tunnels = build_tunnels(ike_sas, esp_sas, self.th, self.tcp.values())
         if self.inner_tracker is not None:
             self.inner_tracker.finish(now)
         return State(now=now, thresholds=self.th, names=self.names, ike_sas=ike_sas,

@@ -455,7 +455,9 @@ class IkeTracker:
 
     def _link_retry(self, sa: IkeSA, m: IkeMsg) -> None:
         """A new IKE_SA_INIT right after an IKE_SA_INIT answered with COOKIE or INVALID_KE
-        between the same peers is the initiator's retry with a new SPI."""
+        between the same peers is the initiator's retry with a new SPI; so is one over TCP after
+        an IKE_SA_INIT over UDP that got no answer (RFC 9329 §1: TCP is the fallback when IKE
+        cannot be negotiated over UDP)."""
         for old in reversed(self.sas):
             if old is sa or old.version != 2 or old.retried_by is not None:
                 continue
@@ -464,9 +466,11 @@ class IkeTracker:
             if m.ts - (old.last_ts or m.ts) > 60:
                 break
             for x in old.exchanges:
-                if x.exch == IKE_SA_INIT and any(
+                if x.exch == IKE_SA_INIT and (any(
                         r.has_notify(_v2.NT_COOKIE) or r.has_notify(_v2.NT_INVALID_KE_PAYLOAD)
-                        for r in x.responses):
+                        for r in x.responses) or (
+                        m.transport == "tcp" and not x.responses
+                        and all(q.transport == "udp" for q in x.requests))):
                     old.retried_by = sa.id
                     sa.retry_of = old.id
                     return

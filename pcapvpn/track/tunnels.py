@@ -16,7 +16,7 @@ PAIR_WINDOW = 30.0
 
 
 class Tunnel:
-    __slots__ = ("id", "ipver", "a", "b", "ike_sas", "esp_sas", "pairs")
+    __slots__ = ("id", "ipver", "a", "b", "ike_sas", "esp_sas", "pairs", "tcp_conns")
 
     def __init__(self, ipver, a, b):
         self.ipver = ipver
@@ -27,6 +27,8 @@ class Tunnel:
         self.esp_sas = []
         #: (SA a->b or None, SA b->a or None), ESP and AH alike (an SA's ``proto`` tells)
         self.pairs = []
+        #: IKE-over-TCP connections between the two (pcapvpn.track.IkeTcpConn), attempts included
+        self.tcp_conns = []
 
     @property
     def version(self):
@@ -39,12 +41,14 @@ class Tunnel:
 
     @property
     def first_ts(self):
-        ts = [x.first_ts for x in self.ike_sas + self.esp_sas if x.first_ts is not None]
+        ts = [x.first_ts for x in self.ike_sas + self.esp_sas + self.tcp_conns
+              if x.first_ts is not None]
         return min(ts) if ts else None
 
     @property
     def last_ts(self):
-        ts = [x.last_ts for x in self.ike_sas + self.esp_sas if x.last_ts is not None]
+        ts = [x.last_ts for x in self.ike_sas + self.esp_sas + self.tcp_conns
+              if x.last_ts is not None]
         return max(ts) if ts else None
 
 
@@ -56,7 +60,10 @@ def _pair_key(x: bytes, y: bytes):
     return (x, y) if x <= y else (y, x)
 
 
-def build_tunnels(ike_sas, esp_sas, thresholds=None) -> list[Tunnel]:
+def build_tunnels(ike_sas, esp_sas, thresholds=None, tcp_conns=()) -> list[Tunnel]:
+    """Tunnels of the IKE SAs and ESP/AH SAs; ``tcp_conns`` (IKE over TCP, RFC 9329) join the
+    tunnel of their two addresses, and form one when nothing else did (a refused or unanswered
+    TCP-only initiator: its client is the initiator)."""
     tunnels: dict = {}
     order = []
 
@@ -80,6 +87,9 @@ def build_tunnels(ike_sas, esp_sas, thresholds=None) -> list[Tunnel]:
     for sa in sorted(esp_sas, key=lambda s: s.first_ts or 0):
         t = get(sa.ipver, sa.src, sa.dst)
         t.esp_sas.append(sa)
+    for c in sorted(tcp_conns, key=lambda c: c.first_ts):
+        if c.syn or c.bytes[0] or c.bytes[1]:
+            get(c.ipver, c.client, c.server, c.client).tcp_conns.append(c)
     for t in order:
         _pair(t)
     return order

@@ -100,6 +100,28 @@ class TcpConn:
     def established(self) -> bool:
         return bool(self.synack) or self.bytes[1] > 0
 
+    def record(self, ts, ref, flags, length, from_client) -> None:
+        """One segment's flags and payload length."""
+        self.last_ts = ts
+        if flags & 0x02:
+            if flags & 0x10:
+                if len(self.synack) < MAX_REFS:
+                    self.synack.append((ts, ref))
+            elif from_client and len(self.syn) < MAX_REFS:
+                self.syn.append((ts, ref))
+        if flags & 0x04:
+            lst = self.rst_client if from_client else self.rst_server
+            if len(lst) < MAX_REFS:
+                lst.append((ts, ref))
+        if flags & 0x01:
+            if from_client:
+                if self.fin_client is None:
+                    self.fin_client = (ts, ref)
+            elif self.fin_server is None:
+                self.fin_server = (ts, ref)
+        if length > 0:
+            self.bytes[0 if from_client else 1] += length
+
     @property
     def closed(self) -> bool:
         return bool(self.rst_client or self.rst_server) or (
@@ -630,29 +652,10 @@ class VpnTracker:
             c = t.conn(cport, ts, ref, new=True)
             if len(t.client_ports) < 1024:
                 t.client_ports.add(cport)
-        c.last_ts = ts
-        d = 0 if from_client else 1
         if ts > t.last_ts:
             t.last_ts = ts
         t.last_ref = ref
-        if syn:
-            if ack:
-                if len(c.synack) < MAX_REFS:
-                    c.synack.append((ts, ref))
-            elif from_client and len(c.syn) < MAX_REFS:
-                c.syn.append((ts, ref))
-        if flags & 0x04:
-            lst = c.rst_client if from_client else c.rst_server
-            if len(lst) < MAX_REFS:
-                lst.append((ts, ref))
-        if flags & 0x01:
-            if from_client:
-                if c.fin_client is None:
-                    c.fin_client = (ts, ref)
-            elif c.fin_server is None:
-                c.fin_server = (ts, ref)
-        if length > 0:
-            c.bytes[d] += length
+        c.record(ts, ref, flags, length, from_client)
 
     def tcp(self, ref, ts, ipver, src, dst, sport, dport, proto, msg, frames, from_client):
         t, cport = self._tcp_tunnel(ipver, src, dst, sport, dport, proto, from_client, ts, ref)

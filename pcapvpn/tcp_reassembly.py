@@ -1,0 +1,342 @@
+"""TCP stream reassembly for the decoder: one policy for every TCP-carried VPN protocol.
+
+The decoder follows the TCP streams of IKE/ESP (RFC 9329) and of the VPNs beside IPsec (OpenVPN,
+PPTP, TLS).  :class:`TcpReassembler` turns each direction's segments (:class:`TcpDir`) into an
+in-order byte buffer, ``TcpDir.buf``, that the protocol's framing reads after every segment and
+releases with :meth:`TcpReassembler.consume`.  The policy (sequence numbers compared modulo 2^32):
+
+* **In order**: a segment that starts at the next expected sequence number is appended.
+* **SYN**: the direction starts over at ISN + 1 (a new connection on the same ports); bytes a SYN
+  carries (TCP Fast Open) are not used.  ``synced`` tells the framing that the stream begins at a
+  message boundary.
+* **Joined mid-stream**: without a SYN, the first segment with data sets the next expected number
+  (``synced`` stays False: the framing must find a message boundary itself).
+* **Retransmission and overlap**: bytes before the next expected number were received already:
+  the first copy wins, the rest of the segment (if any) is used; counted once per segment in
+  ``retransmissions`` (TCP keep-alive probes, one old byte, count too).  Held segments that overlap
+  each other are trimmed the same way when they are appended; a second copy of a held segment
+  keeps the longer of the two.
+* **Out of order**: a segment after a hole is held, at most ``Limits.tcp_max_ooo`` segments and
+  ``Limits.tcp_max_ooo_bytes`` bytes per direction, until the hole fills.
+* **Gap**: a hole is given up — the bytes never seen are skipped, the partial message before it is
+  discarded, and the framing is told (``TcpDir.gap``) to find the next message boundary or stop —
+  when the peer acknowledged beyond it (the other direction's ACK covers bytes the capture never
+  saw: they will not be retransmitted), when holding one more segment would exceed the direction's
+  bounds (``gaps_by_limit``), or when an RST ends the direction.  A hole still open at the end of
+  the capture is counted as a gap; its held bytes are not delivered (they would arrive after
+  everything else).  Counted in ``gaps``.
+* **FIN**: its data is data; the peer acknowledging the FIN's own sequence number is not a gap.
+* **Memory**: at most ``Limits.tcp_max_streams`` directions (the least recently active one is
+  forgotten: ``streams_evicted``); a direction whose buffered partial message exceeds
+  ``Limits.tcp_max_buffer`` loses it (``bytes_dropped``, framing told ``gap``); all directions
+  together hold at most ``Limits.tcp_max_bytes`` (buffered + held): the least recently active
+  directions holding bytes are forgotten first (``streams_evicted``, their bytes in
+  ``bytes_dropped``).  ``bytes`` is what is held now, ``peak_bytes`` the most ever held.
+
+Assumption: one capture point sees a segment before its acknowledgement.  Merging captures of
+the same traffic taken at different points may break it (an ACK seen first is taken as proof
+that the segment was lost).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+__all__ = ["TcpDir", "TcpReassembler", "SYN", "FIN", "RST", "ACK"]
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+ACK = 0x10
+
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
+
+
+def _rel(a: int, b: int) -> int:
+    """``a - b`` as a signed 32-bit sequence-number difference."""
+    return ((a - b + _HALF) & _MASK) - _HALF
+
+
+class TcpDir:
+    """One direction of a followed TCP stream."""
+
+    __slots__ = ("key", "rkey", "addr", "app", "next_seq", "buf", "frames", "held", "held_bytes",
+                 "nbytes", "fin_seq", "synced", "gap", "evicted")
+
+    def __init__(self, key, addr, app):
+        #: (src, sport, dst, dport) of this direction, and of the other one
+        self.key = key
+        self.rkey = (key[2], key[3], key[0], key[1])
+        #: what the framing needs to report events: (ipver, src, dst, sport, dport)
+        self.addr = addr
+        #: the framing's own state for this direction
+        self.app = app
+        self.next_seq = -1
+        #: in-order bytes not yet consumed by the framing, and the frames that carried them
+        self.buf = bytearray()
+        self.frames = []
+        self.held = {}  # seq -> (bytes, ref): segments after a hole
+        self.held_bytes = 0
+        self.nbytes = 0  # len(buf) + held_bytes
+        self.fin_seq = -1
+        self.synced = False
+        #: set when bytes were skipped (a gap, or the buffer bound): the framing must resynchronise
+        self.gap = False
+        self.evicted = False
+
+
+class TcpReassembler:
+    """The directions followed and their bounds (see the module docstring for the policy)."""
+
+    def __init__(self, limits):
+        self.limits = limits
+        self.dirs: OrderedDict = OrderedDict()       # key -> TcpDir, least recently active first
+        self._holding: OrderedDict = OrderedDict()   # key -> TcpDir with nbytes > 0, same order
+        self.bytes = 0
+        self.peak_bytes = 0
+        # counters (the capture summary reports them)
+        self.retransmissions = 0
+        self.gaps = 0
+        self.gaps_by_limit = 0
+        self.streams_evicted = 0
+        self.bytes_dropped = 0
+
+    # -- directions ----------------------------------------------------------------------------
+
+    def get(self, key):
+        return self.dirs.get(key)
+
+    def open(self, key, addr, app) -> TcpDir:
+        """Follow a new direction (forgetting the least recently active one at the bound)."""
+        dirs = self.dirs
+        while len(dirs) >= self.limits.tcp_max_streams and dirs:
+            self._evict(next(iter(dirs.values())))
+        d = dirs[key] = TcpDir(key, addr, app)
+        return d
+
+    def touch(self, d) -> None:
+        """A segment of ``d`` that is not reassembled (:meth:`stop`): it stays recently active."""
+        self.dirs.move_to_end(d.key)
+
+    def stop(self, d) -> None:
+        """The framing stops reading ``d`` (not its protocol, or nothing more of interest): its
+        bytes are released and its sequence numbers no longer followed (a SYN starts it over)."""
+        self._add(d, -d.nbytes)
+        d.buf = bytearray()
+        d.frames = []
+        d.held = {}
+        d.held_bytes = 0
+        d.next_seq = -1
+        d.gap = False
+
+    def _evict(self, d) -> None:
+        del self.dirs[d.key]
+        self._holding.pop(d.key, None)
+        self.bytes -= d.nbytes
+        self.bytes_dropped += d.nbytes
+        self.streams_evicted += 1
+        d.evicted = True
+        d.buf = bytearray()
+        d.frames = []
+        d.held = {}
+        d.nbytes = d.held_bytes = 0
+
+    def _add(self, d, n: int) -> None:
+        """Account ``n`` more (or, negative, fewer) bytes held by ``d``."""
+        d.nbytes += n
+        self.bytes += n
+        if n > 0:
+            if self.bytes > self.peak_bytes:
+                self.peak_bytes = self.bytes
+            if d.key not in self._holding:
+                self._holding[d.key] = d
+        elif d.nbytes == 0:
+            self._holding.pop(d.key, None)
+
+    def _room(self, d, n: int) -> bool:
+        """Make room for ``n`` more bytes under ``tcp_max_bytes`` by forgetting the least
+        recently active other directions that hold bytes; False when ``d`` alone is too big."""
+        limit = self.limits.tcp_max_bytes
+        holding = self._holding
+        while self.bytes + n > limit and holding:
+            first = next(iter(holding.values()))
+            if first is d:
+                if len(holding) == 1:
+                    return False
+                holding.move_to_end(d.key)
+                continue
+            self._evict(first)
+        return self.bytes + n <= limit
+
+    # -- segments ------------------------------------------------------------------------------
+
+    def segment(self, d, seq, ack, flags, data, off, end, ref) -> list:
+        """One segment of direction ``d`` (payload ``data[off:end]``).  Returns the directions
+        whose buffer changed or that had a gap — ``d``, and/or the other direction when this
+        segment's ACK gave up a hole of it — for the framing to read."""
+        self.dirs.move_to_end(d.key)
+        if d.key in self._holding:
+            self._holding.move_to_end(d.key)
+        ready = []
+        if flags & ACK:
+            rev = self.dirs.get(d.rkey)
+            if rev is not None and rev.next_seq >= 0 and self._peer_acked(rev, ack):
+                ready.append(rev)
+        if flags & SYN:
+            self._restart(d, seq)
+            return ready
+        n = end - off
+        if flags & FIN:
+            d.fin_seq = (seq + n) & _MASK
+        if n > 0:
+            if d.next_seq < 0:
+                d.next_seq = seq
+            if self._place(d, seq, data, off, end, ref):
+                ready.append(d)
+        if flags & RST and d.held:
+            self._skip(d, self._first_held(d))
+            self._drain(d)
+            if d not in ready:
+                ready.append(d)
+        return ready
+
+    def _restart(self, d, seq) -> None:
+        self._add(d, -d.nbytes)
+        d.buf = bytearray()
+        d.frames = []
+        d.held = {}
+        d.held_bytes = 0
+        d.next_seq = (seq + 1) & _MASK
+        d.fin_seq = -1
+        d.synced = True
+        d.gap = False
+
+    def _place(self, d, seq, data, off, end, ref) -> bool:
+        lim = self.limits
+        changed = False
+        while True:
+            n = end - off
+            rel = _rel(seq, d.next_seq)
+            if rel < 0:
+                self.retransmissions += 1
+                if -rel >= n:
+                    return changed
+                off -= rel
+                seq = d.next_seq
+                rel = 0
+            if rel == 0:
+                self._append(d, data[off:end], ref)
+                self._drain(d)
+                return True
+            held = d.held
+            old = held.get(seq)
+            if old is not None:  # a second copy of a held segment: keep the longer
+                self.retransmissions += 1
+                if n > len(old[0]):
+                    self._add(d, n - len(old[0]))
+                    d.held_bytes += n - len(old[0])
+                    held[seq] = (bytes(data[off:end]), ref)
+                return changed
+            if (len(held) < lim.tcp_max_ooo and d.held_bytes + n <= lim.tcp_max_ooo_bytes
+                    and self._room(d, n)):
+                held[seq] = (bytes(data[off:end]), ref)
+                d.held_bytes += n
+                self._add(d, n)
+                return changed
+            # a bound: give the first hole up and try again
+            first = self._first_held(d)
+            target = seq if first is None or _rel(seq, first) < 0 else first
+            self.gaps_by_limit += 1
+            self._skip(d, target)
+            self._drain(d)
+            changed = True
+
+    def _first_held(self, d):
+        if not d.held:
+            return None
+        ns = d.next_seq
+        return min(d.held, key=lambda s: _rel(s, ns))
+
+    def _append(self, d, chunk, ref) -> None:
+        n = len(chunk)
+        if not n:
+            return
+        d.buf += chunk
+        d.frames.append(ref)
+        d.next_seq = (d.next_seq + n) & _MASK
+        self._add(d, n)
+        if self.bytes > self.limits.tcp_max_bytes:
+            self._room(d, 0)
+
+    def _drain(self, d) -> None:
+        """Append the held segments that the next expected number has reached."""
+        held = d.held
+        if not held:
+            return
+        ns = d.next_seq
+        for s in sorted(held, key=lambda x: _rel(x, ns)):
+            rel = _rel(s, d.next_seq)
+            if rel > 0:
+                return
+            chunk, ref = held.pop(s)
+            d.held_bytes -= len(chunk)
+            self._add(d, -len(chunk))
+            if rel < 0:
+                self.retransmissions += 1
+                chunk = chunk[-rel:] if -rel < len(chunk) else b""
+            self._append(d, chunk, ref)
+
+    def _skip(self, d, to) -> None:
+        """Give up the bytes before ``to`` that were never seen (a gap)."""
+        self.gaps += 1
+        if d.buf:
+            self._add(d, -len(d.buf))
+            d.buf = bytearray()
+        d.frames = []
+        d.next_seq = to
+        d.gap = True
+
+    def _peer_acked(self, d, ack) -> bool:
+        """The other side acknowledged ``d``'s bytes up to ``ack``: the ones the capture has not
+        seen by now are lost to it (a gap)."""
+        moved = False
+        while True:
+            rel = _rel(ack, d.next_seq)
+            if rel <= 0 or (rel == 1 and d.fin_seq >= 0 and 0 <= _rel(d.fin_seq, d.next_seq) <= 1):
+                return moved  # nothing unseen (a FIN's own sequence number is not data)
+            first = self._first_held(d)
+            if first is not None and _rel(first, d.next_seq) <= rel:
+                self._skip(d, first)
+                self._drain(d)
+            else:
+                self._skip(d, ack & _MASK)
+                return True
+            moved = True
+
+    # -- the framing's side ----------------------------------------------------------------------
+
+    def consume(self, d, n: int) -> None:
+        """The framing used the first ``n`` buffered bytes; a partial message left over longer
+        than ``tcp_max_buffer`` is dropped (a bound: counted, ``gap`` set)."""
+        if n:
+            del d.buf[:n]
+            self._add(d, -n)
+            d.frames = d.frames[-1:] if d.buf else []
+        if len(d.buf) > self.limits.tcp_max_buffer:
+            self.bytes_dropped += len(d.buf)
+            self.discard(d)
+            d.gap = True
+
+    def discard(self, d) -> None:
+        """The framing gives the buffered bytes up (not a message boundary, or not its protocol)."""
+        if d.buf:
+            self._add(d, -len(d.buf))
+            d.buf = bytearray()
+        d.frames = []
+
+    def finish(self) -> None:
+        """End of the capture: a hole still open is a gap (its held bytes are not delivered)."""
+        for d in self.dirs.values():
+            if d.held:
+                self.gaps += 1
