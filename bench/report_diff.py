@@ -7,15 +7,16 @@ the JSON reports field by field::
 
     # 1. the code before (a frozen copy: git worktree, ``git archive | tar -x``, another checkout)
     git archive main | (mkdir -p /tmp/before && tar -x -C /tmp/before)
-    python tools/report_diff.py snapshot --src /tmp/before --out /tmp/rd-before
+    python bench/report_diff.py snapshot --src /tmp/before --out /tmp/rd-before
     # 2. the code after (default --src: this checkout)
-    python tools/report_diff.py snapshot --out /tmp/rd-after
+    python bench/report_diff.py snapshot --out /tmp/rd-after
     # 3. what changed, capture by capture (exit status 1 when anything did)
-    python tools/report_diff.py compare /tmp/rd-before /tmp/rd-after
+    python bench/report_diff.py compare /tmp/rd-before /tmp/rd-after
 
 ``snapshot`` runs the analysis in a child process whose ``PYTHONPATH`` starts with ``--src``, so
 the two trees never mix; each capture's report is written as ``<out>/<relative path>.json`` (keys
-sorted), plus ``<out>/_errors.json`` for captures the analysis refused (exit 2 paths).  ``compare``
+sorted), a lab capture's report with the scenario's saved keys as ``<relative path>+keys.json``,
+plus ``<out>/_errors.json`` for captures the analysis refused (exit 2 paths).  ``compare``
 prints, per capture, every JSON path whose value differs (lists of findings and tunnels are
 matched by their ``id``, other lists by position), then the kinds of difference with the number
 of reports showing each (``--brief``: only those); ``--ignore PATH_GLOB`` drops paths (e.g.
@@ -56,20 +57,44 @@ def _name(path: Path) -> str:
     return str(path).lstrip("/")
 
 
+def _lab_keys(path: Path) -> Path | None:
+    """The key directory a lab scenario's expected.json names for this capture, if any."""
+    exp = path.parent / "expected.json"
+    if not exp.is_file():
+        return None
+    try:
+        caps = json.loads(exp.read_text()).get("captures", [])
+    except ValueError:
+        return None
+    for cap in caps:
+        if cap.get("file") == path.name and cap.get("keys"):
+            return path.parent / cap["keys"]
+    return None
+
+
 def _worker(out: Path, paths: list[str]) -> int:
-    """Runs inside the child process (its PYTHONPATH selects the code)."""
-    from pcapvpn.analysis import run
+    """Runs inside the child process (its PYTHONPATH selects the code).  A lab capture whose
+    expected.json names its keys is also analysed with them (``<name>+keys.json``)."""
+    from pcapvpn.analysis import Options, run
+    from pcapvpn.keys import load_keys
 
     errors = {}
     for p in paths:
-        target = out / (_name(Path(p)) + ".json")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            report = run([p]).report.to_dict()
-        except Exception as e:  # noqa: BLE001 - a refused capture is a result too
-            errors[_name(Path(p))] = f"{type(e).__name__}: {e}"
-            continue
-        target.write_text(json.dumps(report, sort_keys=True, indent=1, default=str))
+        runs = [("", None)]
+        keys = _lab_keys(Path(p))
+        if keys is not None:
+            runs.append(("+keys", keys))
+        for suffix, kd in runs:
+            name = _name(Path(p)) + suffix
+            target = out / (name + ".json")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                opts = Options(keys=load_keys([str(kd)])) if kd is not None else None
+                report = run([p], opts).report.to_dict()
+            except Exception as e:  # noqa: BLE001 - a refused capture is a result too
+                errors[name] = f"{type(e).__name__}: {e}"
+                continue
+            target.write_text(json.dumps(report, sort_keys=True, indent=1, default=str))
     (out / "_errors.json").write_text(json.dumps(errors, sort_keys=True, indent=1))
     return 0
 
