@@ -45,6 +45,8 @@ class Options:
     #: hand ESP of the common shapes over a chunk at a time (dissect.vpn.batch); False: one
     #: event per packet (the same result, slower; the tests compare the two)
     batch: bool = True
+    #: gateway evidence (--log): pcapvpn.logsrc.LogSource objects (read before the capture)
+    logs: list = field(default_factory=list)
 
 
 @dataclass
@@ -190,7 +192,23 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]
     report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in state.keepalives]
     report.thresholds = asdict(options.thresholds)
+    if options.logs:
+        findings = _apply_logs(report, state, findings, options.logs)
     return Result(report, state, findings, verdicts)
+
+
+def _apply_logs(report, state, findings, sources) -> list:
+    """Gateway evidence (--log): aligned, linked to the findings, contradictions and counter
+    comparisons added after the verdicts (a log never changes a verdict)."""
+    from pcapvpn.rules.common import Context
+    from pcapvpn.rules.logs import apply_logs
+
+    outcome = apply_logs(Context(state), findings, sources)
+    report.findings = findings + outcome.findings
+    report.log_sources = outcome.sources
+    report.log_events = outcome.events
+    report.log_tunnel_facts = outcome.tunnel_facts  # not serialised: for a verdict hook
+    return report.findings
 
 
 def _message_texts(sas, dicts) -> None:

@@ -196,11 +196,19 @@ def _progress_printer():
               default=None, metavar="FILE.pcapng",
               help="Write the frames the findings cite (plus their IKE exchanges) to a pcapng, "
                    "each with a comment naming the finding.")
+@click.option("--log", "logs", multiple=True, metavar="FILE",
+              help="Gateway evidence: a daemon log or status output (strongSwan, libreswan, "
+                   "OpenVPN, Cisco, FortiGate, Palo Alto, Juniper, MikroTik, YAMAHA, "
+                   "WireGuard, Windows; recognised by content), aligned to the capture's clock "
+                   "and linked to the findings (repeatable).")
+@click.option("--log-tz", default=None, metavar="ZONE",
+              help="Time zone of --log time stamps that name none (UTC, +09:00, Asia/Tokyo); "
+                   "default: read as UTC, a whole-hour offset is reported as a zone difference.")
 @click.option("--stop-after", type=click.Choice(["read", "decode", "dissect", "full"]),
               default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
-            keys, lang, redact, redact_map, evidence, vpn_servers=()):
+            keys, lang, redact, redact_map, evidence, vpn_servers=(), logs=(), log_tz=None):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time.
@@ -222,6 +230,8 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
                       vpn_servers=[_parse_server(s) for s in vpn_servers])
     if keys:
         options.keys = _keys(keys)
+    if logs:
+        options.logs = _open_logs(logs, log_tz)
     if sys.stderr.isatty() and output != "-":
         options.progress = _progress_printer()
     try:
@@ -265,6 +275,27 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
     limit = _SEVERITIES.index(fail_on)
     failed = any(_SEVERITIES.index(f.severity) <= limit for f in report.findings)
     sys.exit(EXIT_FINDINGS if failed else EXIT_OK)
+
+
+def _log_tz(value):
+    """``--log-tz`` of analyze and live (exit 2: one line naming the value)."""
+    from pcapvpn.logsrc import parse_tz
+
+    try:
+        return parse_tz(value)
+    except ValueError as e:
+        _error(f"--log-tz: {e}")
+
+
+def _open_logs(paths, log_tz):
+    """--log / --log-tz → LogSource objects (a bad zone or an unreadable file: exit 2)."""
+    from pcapvpn.logsrc import LogSourceError, open_logs
+
+    tz = _log_tz(log_tz)
+    try:
+        return open_logs(paths, tz)
+    except LogSourceError as e:
+        _error(e)
 
 
 @cli.command()
@@ -328,14 +359,21 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
                    "analysed (TCP 443 is not captured otherwise; repeatable).")
 @click.option("--keys", "keys", multiple=True, metavar="PATH",
               help="Decryption keys, as analyze --keys (repeatable).")
-def live(overrides, expect, peers, spis, vpn_servers, keys, **kw):
+@click.option("--log", "logs", multiple=True, metavar="FILE",
+              help="A gateway log or status file to follow as it grows (as analyze --log; "
+                   "log rotation is followed; repeatable).")
+@click.option("--log-tz", default=None, metavar="ZONE",
+              help="Time zone of --log time stamps that name none (as analyze).")
+def live(overrides, expect, peers, spis, vpn_servers, keys, logs=(), log_tz=None, **kw):
     """Capture on interfaces (a mirror/SPAN port), report tunnel failures as they happen, and
     print the full report when stopped (SIGINT/SIGTERM)."""
     from pcapvpn.live import run_command
 
     thresholds = _thresholds(overrides)
     store = _keys(keys) if keys else None
+    tz = _log_tz(log_tz)
     sys.exit(run_command(thresholds=thresholds, expect_peers=[_parse_addr(a) for a in expect],
+                         logs=list(logs), log_tz=tz,
                          peers=[_parse_addr(a) for a in peers],
                          spis=[_parse_spi(s) for s in spis],
                          vpn_servers=[_parse_server(s) for s in vpn_servers], keys=store, **kw))

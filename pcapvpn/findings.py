@@ -1,9 +1,10 @@
 """The findings model (DESIGN.md "Findings") and the registry of finding codes.
 
 A finding: ``code`` (stable UPPER_SNAKE), ``stage``, ``severity``, ``title`` (one line),
-``detail`` (what was seen, in numbers), ``basis`` (observed | inferred | decrypted), ``evidence``
-(frames with file and number, times, SPIs, peers), ``wireshark_filter`` and ``advice`` (ordered
-next steps in the operator's words).  Every code is declared once, here, through :func:`declare`
+``detail`` (what was seen, in numbers), ``basis`` (observed | inferred | decrypted | log),
+``evidence`` (frames with file and number, times, SPIs, peers), ``wireshark_filter`` and ``advice``
+(ordered next steps in the operator's words); with ``--log``, ``logs``: the gateway log lines
+that confirm (or contradict: ``agrees`` false) it.  Every code is declared once, here, through :func:`declare`
 (called by the rule modules); docs/findings.md is generated from this registry.
 """
 
@@ -19,7 +20,7 @@ STAGES = ("reachability", "negotiation", "nat_traversal", "authentication", "chi
 CAPTURE_STAGE = "capture"
 ALL_STAGES = STAGES + (CAPTURE_STAGE,)
 SEVERITIES = ("critical", "error", "warning", "info")
-BASES = ("observed", "inferred", "decrypted")
+BASES = ("observed", "inferred", "decrypted", "log")
 
 
 def severity_rank(sev: str) -> int:
@@ -140,6 +141,20 @@ class Evidence:
 
 
 @dataclass
+class LogRef:
+    """A gateway log line cited by a finding (``--log``): ``time`` on the capture's clock
+    (``{utc, rel}``; None for status output), ``agrees`` false where the line contradicts the
+    finding, ``reason`` the exact reason the line gives (None if it gives none)."""
+
+    file: str
+    line: int
+    time: dict | None
+    text: str
+    agrees: bool = True
+    reason: str | None = None
+
+
+@dataclass
 class Finding:
     id: str
     code: str
@@ -157,6 +172,8 @@ class Finding:
     #: a failure the tunnel recovered from (set by the verdict, :mod:`pcapvpn.rules.verdict`):
     #: ``{"at": time, "by": "how"}``; its severity is then at most warning
     recovered: dict | None = None
+    #: gateway log lines (--log; None without logs: the JSON then has no "logs" key)
+    logs: list[LogRef] | None = None
 
 
 def finding_id(code: str, key: str) -> str:

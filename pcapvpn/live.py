@@ -108,6 +108,9 @@ class LiveOptions:
     vpn_servers: list = field(default_factory=list)
     #: decryption keys (``analyze --keys``): a pcapvpn.keys.KeyStore or None
     keys: object = None
+    #: --log FILE: gateway logs followed as they grow (pcapvpn.logsrc), and --log-tz
+    logs: list = field(default_factory=list)
+    log_tz: object = None
 
 
 def build_filter(opts: LiveOptions, linktype: int = 1) -> str:
@@ -581,6 +584,10 @@ class LiveSession:
         self.analysis_options = Options(thresholds=opts.thresholds,
                                         expect_peers=list(opts.expect_peers), keys=opts.keys,
                                         vpn_servers=list(opts.vpn_servers))
+        from pcapvpn.logsrc import follow_logs
+
+        self.log_followers = follow_logs(opts.logs, opts.log_tz)
+        self.analysis_options.logs = [f.source for f in self.log_followers]
         self.active: dict = {}
         self.archived: list = []  # findings whose SAs expired before they cleared
         self.raised = 0
@@ -761,6 +768,8 @@ class LiveSession:
 
     def _prepare(self) -> None:
         """What an evaluation changes in the tracker, done before it (in this process)."""
+        for f in self.log_followers:  # --log: the lines appended since the last evaluation
+            f.poll()
         self._refresh_totals()
         self.tracker.ike_tracker.link_rekeys()
 
@@ -1014,6 +1023,8 @@ class LiveSession:
         self._refresh_isb()
         self.decoder.finish()
         self.tracker.finish()
+        for f in self.log_followers:
+            f.poll()
         self._evaluate(now, final=True)
         if self.view is not None:
             self.view.clear()
@@ -1155,7 +1166,8 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                 syslog, syslog_socket, exec_cmd, quiet, write_dir, write_size_mb, write_files,
                 idle_expiry, max_sas, buffer_mb, promisc, backend, duration, status_interval,
                 fmt, output, peers, spis, min_severity, fail_on, expect_peers, thresholds,
-                vpn_servers=(), keys=None, stdout=None, stderr=None) -> int:
+                vpn_servers=(), keys=None, stdout=None, stderr=None, logs=(),
+                log_tz=None) -> int:
     """``pcapvpn live``; returns the exit status (as ``analyze``: 0, 1 findings at or above
     ``fail_on``, 2 usage or capture error)."""
     from pcapvpn.report import render, select
@@ -1169,7 +1181,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         write_size=int(write_size_mb * 1024 * 1024), write_files=write_files,
         idle_expiry=idle_expiry, max_sas=max_sas, duration=duration,
         status_interval=status_interval if events == "jsonl" else 0,
-        vpn_servers=list(vpn_servers), keys=keys)
+        vpn_servers=list(vpn_servers), keys=keys, logs=list(logs), log_tz=log_tz)
     if print_filter:
         stdout.write(build_filter(opts) + "\n")
         return 0

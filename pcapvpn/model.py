@@ -161,9 +161,19 @@ class Report:
     nat_keepalives: list = field(default_factory=list)
     thresholds: dict = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
+    #: --log: the gateway logs read (pcapvpn.rules.logs); None without --log (no JSON key)
+    log_sources: list | None = None
+    #: --log: their classified events on the capture's clock
+    log_events: list | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        for k in ("log_sources", "log_events"):
+            if d.get(k) is None:
+                d.pop(k, None)
+        for f in d.get("findings") or ():
+            if isinstance(f, dict) and f.get("logs", ()) is None:
+                del f["logs"]
         # schema_version first, as the conventions ask
         return {"schema_version": d.pop("schema_version"), **d}
 

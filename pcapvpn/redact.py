@@ -178,6 +178,8 @@ class Redactor:
                     for e in v:
                         if isinstance(e, dict):
                             self._remember(e.get("value"))
+                        elif isinstance(e, str):  # --log: identities and host names a log names
+                            self._remember(e)
                 elif k in ("subject", "issuer", "identity", "id_value", "sni", "server_name"):
                     self._remember(v)
                 elif k in ("subject_alt_names", "sans", "names") and isinstance(v, list):
@@ -214,7 +216,7 @@ class Redactor:
         raw = value.encode("utf-8", "surrogateescape")
         return f"{head} {self.ident(raw).decode('ascii', 'replace')}"
 
-    def file(self, name: str) -> str:
+    def file(self, name: str, kind: str = "capture") -> str:
         hit = self.files.get(name)
         if hit is None:
             if name == "-":
@@ -222,11 +224,12 @@ class Redactor:
             else:
                 base = os.path.basename(name)
                 ext = ""
-                for e in (".pcapng.gz", ".pcap.gz", ".pcapng", ".pcap", ".cap", ".gz"):
+                for e in (".pcapng.gz", ".pcap.gz", ".pcapng", ".pcap", ".cap", ".log.gz",
+                          ".log", ".txt", ".csv", ".json", ".gz"):
                     if base.endswith(e):
                         ext = e
                         break
-                hit = f"capture{len(self.files) + 1}{ext}"
+                hit = f"{kind}{len(self.files) + 1}{ext}"
             self.files[name] = hit
         return hit
 
@@ -236,6 +239,8 @@ class Redactor:
         """A redacted deep copy of a :class:`pcapvpn.model.Report` (findings included)."""
         for f in report.capture.files:
             self.file(f.name)
+        for s in getattr(report, "log_sources", None) or ():
+            self.file(s["file"], kind="log")
         self._collect(report)
         return self._walk(copy.deepcopy(report), "")
 

@@ -107,13 +107,114 @@ def test_lab_facts(name):
     assert not problems, "\n".join(problems)
 
 
+# Scenarios added for issue 13 (section 3) whose captures the analyzer (main at adca417)
+# still reads wrongly at the finding level: the lead's work list (each scenario's README,
+# "pcapvpn today", has what the lab's branch point ee283aa said).  Their expectations are the
+# truth; the test xfails only while the analyzer still gets them wrong, and fails as soon as
+# one passes so that its entry is removed here.
+ANALYZER_GAPS = {
+    "ikev2_peer_restart_recovery": "false ESP_ONE_WAY after a restart that recovered",
+    "ikev2_three_sessions": "three orderly DELETE-ended sessions called IKE_SA_FLAPPING",
+    "libreswan_ikev2_no_proposal": "fresh responder SPI per answer: false IKE_SA_FLAPPING",
+}
+
+
+def analysis_problems(name: str, exp: dict, base: Path) -> list[str]:
+    """check_analysis, with the decode errors of a known analyzer gap as a problem."""
+    try:
+        return check_analysis(exp, base)
+    except AssertionError as exc:  # decode errors
+        if name not in ANALYZER_GAPS:
+            raise
+        return [str(exc)]
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_lab_analyze(name):
     exp = _expected(name)
-    problems = check_analysis(exp, LAB / name)
+    problems = analysis_problems(name, exp, LAB / name)
     if problems == ["analyzer not built yet (no findings list in the JSON)"]:
         pytest.xfail("analyzer not built yet")
+    if name in ANALYZER_GAPS:
+        assert problems, (f"{name} is analysed as expected now: remove it from ANALYZER_GAPS "
+                          f"({ANALYZER_GAPS[name]})")
+        pytest.xfail(f"known analyzer gap: {ANALYZER_GAPS[name]}: " + "; ".join(problems))
     assert not problems, "\n".join(problems)
+
+
+VERDICTS = ("healthy", "degraded", "failing", "unknown")
+
+
+def _known_codes() -> set[str]:
+    from pcapvpn import rules
+    from pcapvpn.findings import REGISTRY
+    rules.load_all()
+    return set(REGISTRY)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_lab_expected_verdicts(name):
+    """Every capture declares its expected verdict per tunnel (issue 13), in the contract's
+    terms: a verdict, a primary code the analyzer declares (none for healthy), the failed
+    stage of a failing tunnel, and a reason taken from the daemons' logs."""
+    from pcapvpn.findings import STAGES
+    known = _known_codes()
+    exp = _expected(name)
+    for cap in exp["captures"]:
+        assert cap.get("verdicts"), f"{cap['file']}: no expected verdicts"
+        for key in ("verdicts", "verdicts_with_keys"):
+            for v in cap.get(key, []):
+                assert set(v) <= {"tunnel", "verdict", "primary", "why", "stage"}, v
+                assert "<->" in v["tunnel"], v
+                assert v["verdict"] in VERDICTS, v
+                assert len(v["why"]) > 20, v
+                if v["verdict"] == "healthy":
+                    assert v["primary"] is None, v
+                else:
+                    assert v["primary"] in known, v
+                if v["verdict"] == "failing":
+                    assert v.get("stage") in STAGES, v
+        tunnels = [v["tunnel"] for v in cap["verdicts"]]
+        assert len(tunnels) == len(set(tunnels)), f"{cap['file']}: a tunnel listed twice"
+        if cap.get("verdicts_with_keys"):
+            assert cap.get("keys"), f"{cap['file']}: verdicts_with_keys without keys"
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_lab_gateway_status_saved(name):
+    """The gateways' status at the end (swanctl --list-sas, ipsec status/trafficstatus,
+    OpenVPN's status file) is kept beside the daemons' logs (issue 17 reads it)."""
+    d = LAB / name
+    exp = _expected(name)
+    logs = sorted(p.stem for p in d.glob("*.log"))
+    assert logs, f"{name}: no daemon logs"
+    status = sorted(p.name[: -len("-status.txt")] for p in d.glob("*-status.txt"))
+    assert status, f"{name}: no <side>-status.txt"
+    assert set(status) <= set(logs), (status, logs)
+    gen = exp["generated"]
+    for side in status:
+        text = (d / f"{side}-status.txt").read_text()
+        if "not running at the end" in text:
+            continue
+        if "openvpn" in gen:
+            assert "OpenVPN" in text, side
+        elif (d / "config" / side / "ipsec.conf").exists():
+            assert "ipsec status" in text and "ipsec trafficstatus" in text, side
+        else:
+            assert "swanctl --list-sas" in text, side
+
+
+def test_lab_has_a_second_implementation():
+    """libreswan runs in the lab (alone and against strongSwan), not only strongSwan."""
+    gens = {n: _expected(n)["generated"] for n in SCENARIOS}
+    lsw = [n for n, g in gens.items() if "libreswan" in g]
+    interop = [n for n in lsw if "strongswan" in gens[n]]
+    assert len(lsw) >= 6, lsw
+    assert len(interop) >= 2, interop
+    for n in lsw:
+        log = (LAB / n / "left.log").read_text(errors="replace") + \
+            (LAB / n / "right.log").read_text(errors="replace")
+        assert "Libreswan Version 4." in log or "Starting Pluto" in log, n
 
 
 def test_lab_index_lists_every_scenario():
@@ -151,18 +252,24 @@ def test_lab_live_subset(tmp_path):
     fast = sorted(p.parent.name for p in tmp_path.glob("*/expected.json"))
     assert len(fast) >= 2, f"expected at least 2 fresh scenarios, got {fast}"
     xfail = False
+    gaps: list[str] = []
     for name in fast:
         exp = _expected(name, tmp_path)
         # the run already checked the facts; check again here so a failure is explicit
         problems = labfacts.check_all(exp, tmp_path / name)
         assert not problems, f"{name}: " + "\n".join(problems)
-        ana = check_analysis(exp, tmp_path / name)
+        ana = analysis_problems(name, exp, tmp_path / name)
         if ana == ["analyzer not built yet (no findings list in the JSON)"]:
             xfail = True
+        elif ana and name in ANALYZER_GAPS:
+            gaps.append(f"{name}: {ANALYZER_GAPS[name]}")
         else:
             assert not ana, f"{name}: " + "\n".join(ana)
     if xfail:
         pytest.xfail("fresh captures generated and verified; analyzer not built yet")
+    if gaps:
+        pytest.xfail("fresh captures generated and verified; known analyzer gaps: "
+                     + "; ".join(gaps))
 
 
 # ---------------------------------------------------------------- lab helpers (no root)

@@ -78,7 +78,7 @@ h2{break-after:avoid}.scroll{overflow:visible}}
 COLORS = {"req": "#1f4e79", "resp": "#067647", "retx": "#c2410c", "dup": "#8a8f98",
           "lost": "#b42318", "float": "#6d28d9", "grid": "#e5e7eb", "life": "#9aa4b2",
           "bar0": "#2563eb", "bar1": "#0d9488", "gap": "#fde68a", "stop": "#b42318",
-          "rekey": "#6d28d9", "seq": "#b42318"}
+          "rekey": "#6d28d9", "seq": "#b42318", "log": "#92400e"}
 
 
 def esc(s) -> str:
@@ -136,6 +136,18 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         if r.kind == "elided":
             o.append(f'<text x="{mid}" y="{y0 + 17}" text-anchor="middle" font-size="11" '
                      f'font-style="italic" fill="#5a6169">{esc(_clip(r.text, 90))}</text>')
+            continue
+        if r.kind == "log":
+            yy = y0 + 13
+            xs = xr if r.rightward else xl
+            col = COLORS["lost"] if not r.agrees else COLORS["log"]
+            anchor, tx = ("end", xs - 10) if r.rightward else ("start", xs + 10)
+            label = f"{r.source}: {r.text}"
+            o.append(f'<g><title>{esc(label)}</title>'
+                     f'<circle cx="{xs}" cy="{yy}" r="4.5" fill="{col}"/>'
+                     f'<text x="{tx}" y="{yy + 4}" text-anchor="{anchor}" font-size="10" '
+                     f'fill="{col}">{esc(_clip(label, 84))}</text>'
+                     f'<text x="4" y="{yy + 4}" font-size="10" class="m">{_fmt_t(r.t)}</text></g>')
             continue
         if r.kind == "float":
             yy = y0 + 13
@@ -208,8 +220,9 @@ def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
     rows = []
     for r in lad.rows:
         if r.kind != "msg":
-            rows.append(f'<tr><td class="num">{_fmt_t(r.t) if r.kind == "float" else ""}</td>'
-                        f'<td colspan="5"><em>{esc(r.text)}</em></td></tr>')
+            src = f"{esc(r.source)}: " if r.kind == "log" else ""
+            rows.append(f'<tr><td class="num">{_fmt_t(r.t) if r.kind in ("float", "log") else ""}'
+                        f'</td><td colspan="5"><em>{src}{esc(r.text)}</em></td></tr>')
             continue
         arrow = "→" if r.rightward else "←"
         flags = []
@@ -228,8 +241,8 @@ def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
             f'<div class="scroll"><table><tr>{head}</tr>{"".join(rows)}</table></div></details>')
 
 
-def _ladder_figure(sa: dict, marks, L: Lang) -> str:
-    lad = _ladder.layout(sa, marks)
+def _ladder_figure(sa: dict, marks, L: Lang, logs=None) -> str:
+    lad = _ladder.layout(sa, marks, logs=logs)
     cap = [f'<b>{esc(L._("IKE SA"))}</b> <code>{esc(lad.sa_id)}</code> · IKEv{esc(lad.version)}',
            f'{esc(L._("established"))}: {esc(L._("yes") if lad.established else L._("no"))}',
            f'{esc(L._("messages"))}: {lad.messages}',
@@ -271,7 +284,8 @@ def _esp_lanes(tunnel: dict, esp_sas: list) -> list[dict]:
     return lanes
 
 
-def timeline_svg(tunnel: dict, esp_sas: list, ike_sas: list, duration: float, L: Lang) -> str | None:
+def timeline_svg(tunnel: dict, esp_sas: list, ike_sas: list, duration: float, L: Lang,
+                 logs=None) -> str | None:
     lanes = _esp_lanes(tunnel, esp_sas)
     if not lanes:
         return None
@@ -413,6 +427,16 @@ def timeline_svg(tunnel: dict, esp_sas: list, ike_sas: list, duration: float, L:
                      f'<text x="{min(xs + 3, x1 - 90):.1f}" y="{base - hmax + 9:.1f}" '
                      f'font-size="10" font-weight="700" fill="{COLORS["stop"]}">'
                      f'{esc(L._("stops"))} @ {stop:.2f} s</text></g>')
+    for e in logs or ():  # gateway log events on the capture's clock
+        lt = e["time"]["rel"]
+        if lt is None or not t0 <= lt <= t1:
+            continue
+        x = X(lt)
+        col = COLORS["lost"] if e.get("contradicts") else COLORS["log"]
+        o.append(f'<g><title>{esc(e["file"])}:{e["line"]} @ {lt:.3f} s: {esc(e["text"])}'
+                 f'</title><line x1="{x:.1f}" y1="{top - 2}" x2="{x:.1f}" y2="{H - 28}" '
+                 f'stroke="{col}" stroke-width="1.2" stroke-dasharray="1 3"/>'
+                 f'<circle cx="{x:.1f}" cy="{top - 4}" r="3" fill="{col}"/></g>')
     o.append(f'<text x="{x0}" y="{H - 4}" font-size="10" fill="#5a6169">'
              f'{esc(L._("peak"))} {peak:.0f} {esc(L._("packets/s"))}, '
              f'{esc(L._("bin"))} {width:g} s</text>')
@@ -428,6 +452,61 @@ def _timeline_legend(L: Lang) -> str:
     return '<p class="legend">' + "".join(
         f'<span><i class="sw" style="border-top:8px solid {c}"></i>{esc(t)}</span>'
         for c, t in items) + "</p>"
+
+
+# -- gateway logs (--log) ----------------------------------------------------------------------
+
+def _sa_logs(report, sa: dict) -> list:
+    return _ladder.log_rows(sa, getattr(report, "log_events", None),
+                            getattr(report, "log_sources", None))
+
+
+def _tunnel_logs(report, tunnel: dict) -> list:
+    """The tunnel's log events worth a mark on its ESP timeline."""
+    return [e for e in getattr(report, "log_events", None) or ()
+            if e.get("tunnel") == tunnel.get("id") and e.get("time")
+            and e.get("kind") in _ladder.LADDER_LOG_KINDS][:_ladder.MAX_LOG_ROWS]
+
+
+def _log_refs(f, L: Lang) -> str:
+    refs = getattr(f, "logs", None) or ()
+    if not refs:
+        return ""
+    items = []
+    for r in refs:
+        when = f"{_fmt_t(r.time.get('rel'))} s" if r.time else L._("status output")
+        tag = "" if r.agrees else f' <b class="contra">{esc(L._("contradicts"))}</b>'
+        items.append(f'<li><span class="mono">{esc(r.file)}:{r.line}</span> · {esc(when)}{tag}'
+                     f'<br><code>{esc(r.text)}</code></li>')
+    return (f'<h4>{esc(L._("Gateway log"))}</h4><ul class="logs">' + "".join(items) + "</ul>")
+
+
+def _logs_section(report, L: Lang) -> str:
+    sources = getattr(report, "log_sources", None)
+    if sources is None:
+        return ""
+    from pcapvpn.report.summary import log_event_rows, log_notes, log_source_rows
+
+    head, rows = log_source_rows(report)
+    o = [f'<section id="logs"><h2>{esc(L._("Gateway logs"))}</h2><div class="scroll"><table>'
+         "<tr>" + "".join(f"<th>{esc(L._(h))}</th>" for h in head) + "</tr>"]
+    for r in rows:
+        o.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>")
+    o.append("</table></div>")
+    notes = log_notes(report)
+    if notes:
+        o.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    ev = log_event_rows(report, limit=300)
+    if ev and ev[1]:
+        o.append(f'<details><summary>{esc(L._("Log events on the capture clock"))} '
+                 f'({len(report.log_events)})</summary><div class="scroll"><table><tr>'
+                 + "".join(f"<th>{esc(L._(h))}</th>" for h in ev[0]) + "</tr>")
+        for r in ev[1]:
+            o.append("<tr>" + "".join(f'<td class="{"mono" if i == 4 else ""}">{esc(c)}</td>'
+                                      for i, c in enumerate(r)) + "</tr>")
+        o.append("</table></div></details>")
+    o.append("</section>")
+    return "".join(o)
 
 
 # -- findings ----------------------------------------------------------------------------------
@@ -472,6 +551,7 @@ def _finding(f, L: Lang) -> str:
         o.append(f'<dt>{esc(L._("Wireshark filter"))}</dt><dd><code class="filter">'
                  f'{esc(f.wireshark_filter)}</code></dd>')
     o.append("</dl>")
+    o.append(_log_refs(f, L))
     if f.advice:
         o.append(f'<h4>{esc(L._("Next steps"))}</h4><ol class="advice">'
                  + "".join(f"<li>{esc(L.text(a))}</li>" for a in f.advice) + "</ol>")
@@ -565,9 +645,10 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
         if sas:
             o.append(f'<h3>{esc(L._("IKE ladder"))}</h3>')
             for sa in sas:
-                o.append(_ladder_figure(sa, marks, L))
+                o.append(_ladder_figure(sa, marks, L, _sa_logs(report, sa)))
                 drawn.add(sa["id"])
-        tl = timeline_svg(t, report.esp_sas, report.ike_sas, cap.duration, L)
+        tl = timeline_svg(t, report.esp_sas, report.ike_sas, cap.duration, L,
+                          _tunnel_logs(report, t))
         if tl:
             o.append(f'<h3>{esc(L._("ESP timeline"))}</h3><figure><div class="scroll">{tl}</div>'
                      f"{_timeline_legend(L)}</figure>")
@@ -579,7 +660,9 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
     other_sas = [sa for sa in report.ike_sas if sa["id"] not in drawn]
     if other_sas:
         o.append(f'<section id="other-sas"><h2>{esc(L._("Other IKE SAs"))}</h2>'
-                 + "".join(_ladder_figure(sa, marks, L) for sa in other_sas) + "</section>")
+                 + "".join(_ladder_figure(sa, marks, L, _sa_logs(report, sa))
+                           for sa in other_sas) + "</section>")
+    o.append(_logs_section(report, L))
     o.append(_capture(report, L))
     o.append(f"<footer>{esc(report.tool)} {esc(report.version)} · "
              f"{esc(L._('schema'))} {esc(report.schema_version)} · "

@@ -36,7 +36,7 @@ class Peer:
 
 @dataclass
 class Row:
-    kind: str                       # "msg", "float" (NAT-T move to 4500) or "elided"
+    kind: str                       # "msg", "float" (NAT-T move to 4500), "log" or "elided"
     t: float = 0.0                  # seconds from the SA's first message
     dt: float | None = None         # seconds since the previous message row
     rightward: bool = True          # left peer (initiator) -> right peer
@@ -57,7 +57,9 @@ class Row:
     dst: str = ""
     port_float: bool = False        # first message on UDP 4500 after UDP 500
     codes: list = field(default_factory=list)   # finding codes citing this message's frames
-    text: str = ""                  # "float" / "elided" rows: what to say
+    text: str = ""                  # "float" / "elided" / "log" rows: what to say
+    source: str = ""                # "log" rows: file:line
+    agrees: bool = True             # "log" rows: false where the line contradicts a finding
 
     @property
     def label(self) -> str:
@@ -138,8 +140,36 @@ def _payload_text(m: dict) -> str:
     return " ".join(txt)
 
 
-def layout(sa: dict, marks: dict | None = None, max_rows: int = 80) -> Ladder:
-    """The ladder of one ``ike_sas`` dict.  ``marks``: {(file, frame): [finding codes]}."""
+#: log event kinds drawn on a ladder (the packets themselves are the arrows)
+LADDER_LOG_KINDS = frozenset({
+    "ike_init", "ike_peer_init", "ike_retransmit", "ike_established", "child_established",
+    "delete_sent", "delete_recv", "ike_rekey", "give_up", "no_proposal", "invalid_ke",
+    "auth_failed", "auth_suspected", "ts_unacceptable", "child_failed", "cookie", "nat_detected",
+    "nat_faked", "fragment", "dpd_timeout", "dpd_request", "peer_restart", "invalid_spi",
+    "esp_error", "aggressive_mode", "cert_failed", "tunnel_down", "tunnel_up"})
+#: log rows per ladder at most
+MAX_LOG_ROWS = 40
+
+
+def log_rows(sa: dict, log_events, log_sources) -> list[dict]:
+    """The ``log_events`` of the report tied to this IKE SA, with the side of the ladder their
+    gateway is on (``host`` of their ``log_sources`` entry: its address as the capture shows
+    it)."""
+    hosts = {s["file"]: s.get("host") for s in log_sources or ()}
+    out = []
+    for e in log_events or ():
+        if e.get("ike_sa") != sa.get("id") or e.get("kind") not in LADDER_LOG_KINDS or \
+                not e.get("time"):
+            continue
+        out.append({**e, "host": hosts.get(e["file"])})
+        if len(out) >= MAX_LOG_ROWS:
+            break
+    return out
+
+
+def layout(sa: dict, marks: dict | None = None, max_rows: int = 80, logs=None) -> Ladder:
+    """The ladder of one ``ike_sas`` dict.  ``marks``: {(file, frame): [finding codes]};
+    ``logs``: gateway log events to draw on it (:func:`log_rows`)."""
     msgs = sa.get("messages") or []
     marks = marks or {}
     init = sa.get("initiator") or {}
@@ -234,6 +264,8 @@ def layout(sa: dict, marks: dict | None = None, max_rows: int = 80) -> Ladder:
             src=m["src"], dst=m["dst"], port_float=is_float, codes=codes))
         prev_t = t
 
+    if logs:
+        rows = _with_logs(rows, logs, t0, left.address)
     if len(rows) > max_rows:
         head = max_rows * 3 // 4
         tail = max_rows - head - 1
@@ -253,6 +285,23 @@ def layout(sa: dict, marks: dict | None = None, max_rows: int = 80) -> Ladder:
         retransmissions=sum(1 for m in msgs if m.get("retransmission_of") is not None),
         unanswered=sum(1 for x in sa.get("exchanges") or () if not x.get("answered")))
     return ladder
+
+
+def _with_logs(rows: list, logs, t0: float, left_addr: str) -> list:
+    """Insert a row per log event, in time order among the message rows."""
+    import bisect
+
+    out = list(rows)
+    for e in sorted(logs, key=lambda e: e["time"]["rel"]):
+        t = e["time"]["rel"] - t0
+        name = e["file"].rsplit("/", 1)[-1]
+        row = Row("log", t=t, rightward=e.get("host") != left_addr if e.get("host") else True,
+                  text=f"{e['kind']}: "
+                       f"{_clip(' '.join(str(e.get('message') or e.get('text', '')).split()), 160)}",
+                  source=f"{name}:{e['line']}", agrees=not e.get("contradicts"))
+        i = bisect.bisect_right([r.t for r in out], t)
+        out.insert(i, row)
+    return out
 
 
 def finding_marks(findings) -> dict:
@@ -288,6 +337,12 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
             out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|  {_clip(text, details)}"
                        if len(text) > lane else f"{'':>9}  {'':>7}  |{' ' * lane}|")
             continue
+        if r.kind == "log":
+            tag = f"[{r.source}{'' if r.agrees else ' CONTRADICTS'}]"
+            mark = "<log" if r.rightward else "log>"
+            bar = (" " * (lane - 4) + mark) if r.rightward else (mark + " " * (lane - 4))
+            out.append(f"{t}  {'':>7}  |{bar}|  {_clip(printable(tag + ' ' + r.text), details)}")
+            continue
         if r.kind == "float":
             lbl = " NAT-T 500 -> 4500 "
             out.append(f"{t}  {'':>7}  |{lbl.center(lane, '=')}|  "
@@ -315,6 +370,7 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
         out.append(f"{t}  {dt:>7}  |{arrow}|  {_clip(f'fr {frames}: ' + extra, details)}")
     out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|")
     legend = ("--> message   ~~> retransmission   ..> capture duplicate   --X no response"
-              "   === NAT-T float")
+              "   === NAT-T float" + ("   log> gateway log line" if any(
+                  r.kind == "log" for r in ladder.rows) else ""))
     out.append(f"{'':>9}  {'':>7}  {legend}")
     return "\n".join(out)

@@ -13,7 +13,8 @@ from tabulate import tabulate
 from pcapvpn.report.escape import printable
 from pcapvpn.report.summary import (
     proto_label as _proto,
-    VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
+    VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, log_event_rows,
+    log_notes, log_ref_lines, log_source_rows, summary_rows,
 )
 
 
@@ -68,7 +69,8 @@ def _ladders(report) -> list[str]:
     out = []
     marks = ladder.finding_marks(report.findings)
     for sa in report.ike_sas:
-        lad = ladder.layout(sa, marks)
+        lad = ladder.layout(sa, marks, logs=ladder.log_rows(sa, getattr(report, "log_events", None),
+                                                             getattr(report, "log_sources", None)))
         body = ladder.text(lad)
         run = max((len(r) for r in re.findall(r"`+", body)), default=0)
         fence = "`" * max(3, run + 1)
@@ -107,8 +109,11 @@ def render_markdown(report) -> str:
                 out.append(f"  Frames: {_md(frames_text(f.evidence.frames))}  ")
             if f.wireshark_filter:
                 out.append(f"  Filter: {_code(f.wireshark_filter)}  ")
+            for line in log_ref_lines(f):
+                out.append(f"  {_md(line, lead=True)}  ")
             for i, a in enumerate(f.advice, 1):
                 out.append(f"  {i}. {_md(a, lead=True)}")
+    out += _logs_section(report)
     ike = ike_rows(report)
     if ike:
         out += ["", "### IKE exchanges", ""]
@@ -128,3 +133,19 @@ def render_markdown(report) -> str:
         out += [f"- {_md(e.file, lead=True)} frame {e.frame}: {_md(e.reason)}"
                 for e in cap.decode_error_samples[:50]]
     return "\n".join(out) + "\n"
+
+
+def _logs_section(report) -> list[str]:
+    src = log_source_rows(report)
+    if src is None:
+        return []
+    out = ["", "### Logs", "",
+           tabulate([[_md(c) for c in r] for r in src[1]], headers=src[0], tablefmt="github")]
+    notes = log_notes(report)
+    if notes:
+        out += [""] + [f"- {_md(n)}" for n in notes]
+    ev = log_event_rows(report)
+    if ev and ev[1]:
+        out += ["", tabulate([[_md(c) for c in r] for r in ev[1]], headers=ev[0],
+                             tablefmt="github")]
+    return out

@@ -119,3 +119,65 @@ def esp_rows(report):
         return None
     return (["proto", "SPI", "src -> dst", "encap", "packets", "bytes", "first (s)", "last (s)",
              "lost", "dup", "reord"], rows)
+
+
+# -- gateway evidence (--log) --------------------------------------------------------------------
+
+def _at(t) -> str:
+    if not t or t.get("rel") is None:
+        return "(status)"
+    return f"{t['rel']:+.3f} s"
+
+
+def log_source_rows(report):
+    """``(headers, rows)`` of the ``--log`` files: format, counts, clock offset; None without."""
+    if not getattr(report, "log_sources", None):
+        return None
+    rows = []
+    for s in report.log_sources:
+        off = s.get("clock_offset_s")
+        unc = s.get("clock_offset_uncertainty_s")
+        if off is None or (not s.get("aligned_events") and not off):
+            clock = "not aligned"
+        else:
+            clock = f"{off:+.3f} s" + (f" ± {unc:.3f}" if unc is not None else "")
+            if s.get("time_zone_offset_s"):
+                clock += f" (zone {s['time_zone_offset_s'] / 3600:+g} h)"
+        rows.append([s["file"], s.get("title") or "not recognised", s["lines"], s["events"],
+                     s["unrecognised"], s.get("classified", 0), clock,
+                     s.get("aligned_events", 0)])
+    return (["log", "format", "lines", "events", "unrecognised", "used", "clock offset",
+             "aligned on"], rows)
+
+
+def log_notes(report) -> list[str]:
+    out = []
+    for s in getattr(report, "log_sources", None) or ():
+        for n in s.get("notes") or ():
+            out.append(f"{s['file']}: {n}")
+    return out
+
+
+def log_event_rows(report, limit: int = 200):
+    """``(headers, rows)`` of the log events on the capture's clock (time, file:line, kind,
+    tunnel, text); None without --log."""
+    evs = getattr(report, "log_events", None)
+    if evs is None:
+        return None
+    rows = [[_at(e.get("time")), f"{e['file']}:{e['line']}", e["kind"], e.get("tunnel") or "-",
+             clip_text(e["text"], 140)] for e in evs[:limit]]
+    return (["time", "line", "kind", "tunnel", "text"], rows)
+
+
+def log_ref_lines(f) -> list[str]:
+    """One line per gateway log line a finding cites."""
+    out = []
+    for r in getattr(f, "logs", None) or ():
+        mark = "" if r.agrees else " (contradicts)"
+        out.append(f"log {r.file}:{r.line} {_at(r.time)}{mark}: {clip_text(r.text, 160)}")
+    return out
+
+
+def clip_text(s: str, n: int) -> str:
+    s = " ".join(str(s).split())
+    return s if len(s) <= n else s[:n - 1] + "…"

@@ -13,7 +13,8 @@ from tabulate import tabulate
 from pcapvpn.report.escape import printable as _s
 from pcapvpn.report.summary import (
     proto_label as _proto,
-    VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, summary_rows,
+    VERDICT_ORDER, esp_rows, findings_by_tunnel, frames_text, ike_rows, log_event_rows,
+    log_notes, log_ref_lines, log_source_rows, summary_rows,
 )
 
 _COLORS = {"failing": "31", "degraded": "33", "unknown": "36", "healthy": "32",
@@ -72,8 +73,11 @@ def render_text(report, color: bool = False) -> str:
                 out.append(_wrap("frames: " + _s(frames_text(f.evidence.frames)), "      "))
             if f.wireshark_filter:
                 out.append(f"      filter: {_s(f.wireshark_filter)}")
+            for line in log_ref_lines(f):
+                out.append(_wrap(_s(line), "      "))
             for i, a in enumerate(f.advice, 1):
                 out.append(_wrap(f"{i}. {_s(a)}", "      ").replace("      ", "    > ", 1))
+    out += _logs_section(report, color)
     ike = ike_rows(report)
     if ike:
         out += ["", _bold("IKE exchanges", color)]
@@ -100,3 +104,23 @@ def render_text(report, color: bool = False) -> str:
             out.append(f"  ... ({cap.decode_errors - len(shown)} more; --format json lists up to "
                        f"{len(cap.decode_error_samples)})")
     return "\n".join(out) + "\n"
+
+
+def _logs_section(report, color: bool) -> list[str]:
+    """The gateway logs (--log): what was read, how it was aligned, its events on the
+    capture's clock."""
+    src = log_source_rows(report)
+    if src is None:
+        return []
+    out = ["", _bold("Logs", color),
+           tabulate([[_s(c) for c in r] for r in src[1]], headers=src[0], tablefmt="simple")]
+    for n in log_notes(report):
+        out.append(_wrap(f"- {_s(n)}", "  "))
+    ev = log_event_rows(report)
+    if ev and ev[1]:
+        out += ["", tabulate([[_s(c) for c in r] for r in ev[1]], headers=ev[0],
+                             tablefmt="simple")]
+        more = len(report.log_events) - len(ev[1])
+        if more > 0:
+            out.append(f"  ... ({more} more events; --format json lists them)")
+    return out

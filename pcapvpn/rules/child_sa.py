@@ -16,7 +16,7 @@ from pcapvpn.rules.common import (
     endpoint_text, ike_facts, ike_filter, ike_tunnel_of, ip_text,
 )
 from pcapvpn.track.ike import (
-    CREATE_CHILD_SA, IKE_AUTH, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK,
+    CREATE_CHILD_SA, IKE_AUTH, IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK,
 )
 
 N = 41
@@ -55,6 +55,13 @@ declare("CHILD_SA_FAILED", "child_sa", "error",
               "Quick Mode message: perhaps peer likes no proposal' when it gives up.",
               version=1, impl="libreswan"),
          "With keys (--keys) pcapvpn names the exact notification."])
+
+
+def _childless_supported(sa) -> bool:
+    """Both IKE_SA_INIT messages carry CHILDLESS_IKEV2_SUPPORTED (RFC 6023 §3)."""
+    sides = {m.is_response for m in sa.messages
+             if m.exch == IKE_SA_INIT and m.has_notify(reg.N_CHILDLESS_IKEV2_SUPPORTED)}
+    return sides == {False, True}
 
 
 def _sk_len(m) -> int:
@@ -122,6 +129,10 @@ def _v2(ctx, sa, tid, spis, esp):
             # child refused: the response is smaller than the request by at least what SA, TSi
             # and TSr take (both carry ID + AUTH; the request also carries the child payloads)
             if q_len - r_len < MIN_CHILD_PAYLOADS:
+                continue
+            if _childless_supported(sa):
+                # RFC 6023: both peers announced CHILDLESS_IKEV2_SUPPORTED; an IKE_AUTH response
+                # without child payloads is then a childless IKE SA, not a refused child
                 continue
             waited = ctx.now - r.ts
             caveat = "" if waited >= ctx.th.one_way_window else (

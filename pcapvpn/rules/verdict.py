@@ -341,7 +341,8 @@ def _stage_reached(ctx, t) -> str:
         answered = any(any(m.src == resp for m in x.msgs) for x in sa.exchanges)
         if answered:
             up("negotiation")
-            if any(m.sport == 4500 or m.dport == 4500 for m in sa.messages):
+            if any((m.sport == 4500 or m.dport == 4500) and m.transport != "tcp"
+                   for m in sa.messages):
                 up("nat_traversal")
         if sa.established:
             up("authentication")

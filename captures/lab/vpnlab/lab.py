@@ -14,6 +14,7 @@ from typing import Callable
 
 from . import pki, savekeys
 from .net import LEFT_HOST, RIGHT_HOST, Topology
+from .libreswan import Pluto
 from .proc import LabError, Proc, ProcTable, log, run
 from .strongswan import Charon
 
@@ -42,6 +43,18 @@ class Scenario:
     # keys from charon's log even when the save-keys plugin is available (5.9.8's plugin
     # writes no line for ChaCha20-Poly1305 or AES-CCM)
     log_keys: bool = False
+    # expected verdict per tunnel (the truth, from the daemons' logs and the design), per
+    # capture file ("main" = the main capture): [{"tunnel", "verdict", "primary", "why"}];
+    # ``verdicts_with_keys`` only where decrypting changes it
+    verdicts: dict[str, list[dict]] = field(default_factory=dict)
+    verdicts_with_keys: dict[str, list[dict]] = field(default_factory=dict)
+    # how the daemons are stopped: "initiator" (swanctl --terminate on the initiator, then
+    # SIGTERM), "both" (SIGTERM to both daemons at the same moment: both send DELETEs)
+    teardown: str = "initiator"
+    implementations: tuple[str, ...] = ("strongswan",)   # README / generated versions
+    # what pcapvpn said of the capture when the scenario was added, where it disagrees with
+    # the expected verdicts (README "pcapvpn today"; the lead's work list, not a test)
+    pcapvpn_today: str = ""
 
 
 class Ctx:
@@ -57,6 +70,9 @@ class Ctx:
         self.pki = pki_dir
         self.left: Charon | None = None
         self.right: Charon | None = None
+        self.plutos: dict[str, Pluto] = {}
+        self.libreswan_root: Path | None = None
+        self.status: dict[str, str] = {}    # side -> gateway status text at the end
         self.ovpn: dict[str, Proc] = {}
         self.ovpn_dirs: dict[str, Path] = {}
         self.captures: list[tuple[str, Proc, Path]] = []
@@ -108,6 +124,50 @@ class Ctx:
         self.left.load()
         return self.left, self.right
 
+    def charon(self, side: str, settings: dict, swanctl: dict,
+               files: dict[str, str] | None = None) -> Charon:
+        """Start and load one charon (the other side may run libreswan)."""
+        ch = Charon(self.topo, self.procs, side, getattr(self.topo, side), self.work,
+                    settings=settings, swanctl=swanctl, savekeys_so=self.savekeys_so, files=files)
+        setattr(self, side, ch)
+        ch.start()
+        ch.load()
+        return ch
+
+    def pluto(self, side: str, conns: dict[str, dict], secrets: str, setup: dict | None = None,
+              impair: tuple[str, ...] = ()) -> Pluto:
+        """Start and load one libreswan pluto in ``side``'s namespace."""
+        from . import libreswan
+        if self.libreswan_root is None:
+            self.libreswan_root = libreswan.ensure()
+        pl = Pluto(self.topo, self.procs, side, getattr(self.topo, side), self.work,
+                   root=self.libreswan_root, conns=conns, secrets=secrets, setup=setup,
+                   impair=impair)
+        self.plutos[side] = pl
+        pl.start()
+        pl.load()
+        return pl
+
+    def charons(self) -> list[Charon]:
+        return [ch for ch in (self.left, self.right) if ch is not None]
+
+    def save_status(self) -> None:
+        """Gateway status output before the daemons stop (swanctl --list-sas, ipsec
+        status/trafficstatus, OpenVPN's status file)."""
+        for ch in self.charons():
+            if ch.alive():
+                cp = ch.swanctl("--list-sas", check=False, timeout=15)
+                self.status[ch.side] = f"$ swanctl --list-sas\n{cp.stdout}{cp.stderr}"
+            else:
+                self.status[ch.side] = "(charon not running at the end of the scenario)\n"
+        for side, pl in self.plutos.items():
+            self.status[side] = (pl.status() if pl.alive() else
+                                 "(pluto not running at the end of the scenario)\n")
+        for side, d in self.ovpn_dirs.items():
+            f = d / "status.txt"
+            if f.exists():
+                self.status[side] = f"OpenVPN status file (status.txt):\n{f.read_text()}"
+
     def cert_files(self, name: str, cas: tuple[str, ...] = ("ca",)) -> dict[str, str]:
         files = {f"x509/{name}.crt": (self.pki / f"{name}.crt").read_text(),
                  f"private/{name}.key": (self.pki / f"{name}.key").read_text()}
@@ -124,6 +184,36 @@ class Ctx:
             self.captures.append((other, self.topo.capture(other, p), p))
 
     def stop_daemons(self) -> None:
+        if self.sc.teardown == "both":
+            # both gateways go down at the same moment, each sending its DELETEs.  A SIGTERM
+            # to both is not enough on its own: the first DELETE reaches the other charon
+            # before its own shutdown starts, and it answers.  So each gateway's input of IKE
+            # on 4500 (non-ESP marker) is dropped first, inside the peers: both DELETEs cross
+            # on the wire and neither is answered, as when two gateways shut down together.
+            for ns in (self.topo.left, self.topo.right):
+                self.topo.sh(ns, "nft", "-f", "-", input=(
+                    "table inet teardown {\n chain input {\n"
+                    "  type filter hook input priority 0; policy accept;\n"
+                    "  udp dport 4500 @th,64,32 0 drop\n  udp dport 500 drop\n }\n}\n"))
+            self.note("teardown: both gateways stop accepting IKE (input drop in each peer)")
+            daemons = [d for d in (*self.charons(), *self.plutos.values()) if d.alive()]
+            for d in daemons:
+                os.kill(d.proc.pid, 15)
+            for d in daemons:
+                d.stop()
+            time.sleep(0.5)
+            self.note("daemons stopped (SIGTERM to both at once)")
+            return
+        for side in ("left", "right"):   # the initiator first: its DELETE is answered
+            pl = self.plutos.get(side)
+            if pl and pl.alive():
+                # delete the connections' states first so that the peer's answer to the
+                # DELETE reaches a live pluto (a SIGTERM alone exits before it arrives)
+                for name in pl.conns:
+                    pl.whack("--delete", "--name", name, check=False, timeout=10)
+                time.sleep(0.5)
+                pl.stop()
+                time.sleep(0.5)
         # close the IKE SAs from the initiator first and wait for the DELETE exchange to
         # complete (a SIGTERM alone lets charon exit before the peer's response arrives,
         # which then draws an ICMP port unreachable), then stop both daemons
@@ -170,12 +260,13 @@ def collect(ctx: Ctx, out: Path) -> dict:
         if path.exists():
             shutil.copy(path, out / path.name)
     # keys
-    if ctx.left is not None:
+    charons = ctx.charons()
+    if charons:
         if ctx.savekeys_so:
             meta["keys_source"] = "save-keys plugin"
         else:
             meta["keys_source"] = "log-derived"
-            for ch in (ctx.left, ctx.right):
+            for ch in charons:
                 savekeys.keys_from_log(ch.logfile, ch.keys_dir, initiator=ch.side == "left")
         views = [("keys", "right" if sc.nat else None)]
         if sc.inside:
@@ -184,10 +275,10 @@ def collect(ctx: Ctx, out: Path) -> dict:
             kd = out / dirname
             kd.mkdir()
             for table in ("ikev2_decryption_table", "ikev1_decryption_table"):
-                (kd / table).write_text(_merge_lines(ctx.left.keys_dir / table,
-                                                     ctx.right.keys_dir / table))
-            esp_src = ([getattr(ctx, esp_side).keys_dir / "esp_sa"] if esp_side else
-                       [ctx.left.keys_dir / "esp_sa", ctx.right.keys_dir / "esp_sa"])
+                (kd / table).write_text(_merge_lines(*(ch.keys_dir / table for ch in charons)))
+            esp_src = ([getattr(ctx, esp_side).keys_dir / "esp_sa"]
+                       if esp_side and getattr(ctx, esp_side) is not None else
+                       [ch.keys_dir / "esp_sa" for ch in charons])
             (kd / "esp_sa").write_text(_merge_lines(*esp_src))
             fixes = savekeys.fix_esp_sa(kd / "esp_sa")
             if not any((kd / t).read_text().strip() for t in
@@ -200,15 +291,29 @@ def collect(ctx: Ctx, out: Path) -> dict:
                 + (f"esp_sa rewritten for Wireshark 4.0 ({', '.join(fixes)}); the plugin's "
                    "original is esp_sa.orig\n" if fixes else ""))
         # logs and configs
-        for ch in (ctx.left, ctx.right):
+        for ch in charons:
             if ch.logfile.exists():
                 (out / f"{ch.side}.log").write_text(_sanitize(ch.logfile.read_text(errors="replace"), ctx.work))
             cdir = out / "config" / ch.side
             cdir.mkdir(parents=True)
             (cdir / "strongswan.conf").write_text(_sanitize(ch.conf.read_text(), ctx.work))
             shutil.copytree(ch.swanctl_dir, cdir / "swanctl", dirs_exist_ok=True)
+    for side, pl in ctx.plutos.items():
+        if pl.logfile.exists():
+            (out / f"{side}.log").write_text(_sanitize(pl.log_text(), ctx.work))
+        cdir = out / "config" / side
+        cdir.mkdir(parents=True, exist_ok=True)
+        (cdir / "ipsec.conf").write_text(_sanitize(pl.conf.read_text(), ctx.work))
+        (cdir / "ipsec.secrets").write_text(pl.secrets.read_text())
+        if pl.impair:
+            (cdir / "impair.txt").write_text(
+                "# whack --impair applied after start\n" + "\n".join(pl.impair) + "\n")
+    for side, text in ctx.status.items():
+        (out / f"{side}-status.txt").write_text(_sanitize(text, ctx.work))
     for side, d in ctx.ovpn_dirs.items():
         for f in d.iterdir():
+            if f.name == "status.txt":
+                continue  # saved as <side>-status.txt
             if f.name.endswith(".log"):
                 (out / f"{side}.log").write_text(_sanitize(f.read_text(errors="replace"), ctx.work))
             elif f.is_file():
@@ -244,6 +349,7 @@ def execute(sc: Scenario, out_root: Path, savekeys_so: Path | None, pki_dir: Pat
         ctx.topo.up()
         ctx.note("topology up")
         sc.body(ctx)
+        ctx.save_status()
         ctx.stop_daemons()
         time.sleep(0.5)
         ctx.ruleset_text = ctx.topo.ruleset()
@@ -256,8 +362,8 @@ def execute(sc: Scenario, out_root: Path, savekeys_so: Path | None, pki_dir: Pat
     except BaseException as exc:  # noqa: BLE001 - report and clean up
         result["error"] = f"{type(exc).__name__}: {exc}"
         log(f"{sc.name}: FAILED: {result['error']}")
-        for ch in (ctx.left, ctx.right):
-            if ch and ch.logfile.exists():
+        for ch in (*ctx.charons(), *ctx.plutos.values()):
+            if ch.logfile.exists():
                 log(f"--- {ch.side} log tail ---\n" + ch.log_text()[-1500:])
         if isinstance(exc, KeyboardInterrupt):
             raise

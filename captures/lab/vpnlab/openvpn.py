@@ -59,6 +59,7 @@ key server.key
 dh none
 data-ciphers {cipher}
 keepalive 5 20
+status status.txt 1
 verb 4
 {extra}"""
 
@@ -78,5 +79,6 @@ key client.key
 remote-cert-eku "TLS Web Server Authentication"
 data-ciphers {cipher}
 connect-retry 2
+status status.txt 1
 verb 4
 {extra}"""

@@ -28,6 +28,16 @@ def F(code: str, basis: str = "observed", capture: str | None = None) -> dict:  
 # strongswan.conf overrides common to most scenarios
 FAST: dict = {}
 
+TUNNEL = "192.0.2.2<->198.51.100.2"
+
+
+def V(verdict: str, primary: str | None, why: str, tunnel: str = TUNNEL, **kw) -> dict:  # noqa: N802
+    """An expected verdict (the truth, from the daemons' logs and the scenario's design);
+    ``stage`` names the failed stage of a failing tunnel."""
+    d = {"tunnel": tunnel, "verdict": verdict, "primary": primary, "why": why}
+    d.update(kw)
+    return d
+
 
 # =========================================================================== IKEv2
 
@@ -47,6 +57,11 @@ FAST: dict = {}
     notes="kernel-libipsec makes both peers send a random NAT_DETECTION_SOURCE_IP hash (forced "
           "UDP encapsulation): the capture has no NAT, and an analyzer should say that "
           "encapsulation was forced (NAT_ENCAPSULATION_FORCED, info) rather than NAT_DETECTED.",
+    verdicts={"main": [V(
+        "healthy", None,
+        "both charons log the IKE SA and CHILD_SA established and all 5 pings were answered "
+        "through ESP both ways; the DELETEs at the end are the initiator's orderly teardown "
+        "(answered)")]},
     facts=[
         {"desc": "IKE_SA_INIT request and response", "filter": "isakmp.exchangetype == 34",
          "count": 2},
@@ -82,6 +97,10 @@ def ikev2_healthy(ctx: Ctx) -> None:
     fast=True, timeout=60,
     keyless=[F("IKE_NO_PROPOSAL_CHOSEN"), F("IKE_WEAK_CRYPTO")],
     forbidden=["IKE_NO_RESPONSE", "IKE_AUTH_FAILED", "ESP_ONE_WAY", "DECODE_ERRORS"],
+    verdicts={"main": [V(
+        "failing", "IKE_NO_PROPOSAL_CHOSEN",
+        "the responder logs 'received proposals unacceptable' and answers NO_PROPOSAL_CHOSEN;"
+        " the initiator gives up (keyingtries 1): no IKE SA", stage="negotiation")]},
     facts=[
         {"desc": "IKE_SA_INIT request and response", "filter": "isakmp.exchangetype == 34",
          "count": 2},
@@ -202,6 +221,9 @@ def pairc(ctx: Ctx, **kw):
     shows="IKE_SA_INIT, IKE_AUTH on 4500, 20 pings (0.1 s apart) through ESP-in-UDP, DELETEs.",
     capture="m-l", timeout=60,
     forbidden=NO_FAILURE + ["IKE_WEAK_CRYPTO"],
+    verdicts={"main": [V(
+        "healthy", None,
+        "IKE SA and CHILD_SA established, 20 pings answered through ESP both ways")]},
     facts=[ike(34, 2), ike(35, 2, extra="udp.port == 4500"),
            *esp_dir(L, R, 20), *esp_dir(R, L, 20), esp_decrypts(), ike_decrypts()],
     notes="The save-keys plugin writes AEAD ESP SAs as `AES-GCM [RFC4106]` + `ANY 128 bit "
@@ -229,6 +251,9 @@ def ikev2_healthy_gcm(ctx: Ctx) -> None:
     shows="IKE_SA_INIT, IKE_AUTH on 4500, 10 pings through ESP-in-UDP, DELETEs.",
     timeout=60, log_keys=True,
     forbidden=NO_FAILURE + ["IKE_WEAK_CRYPTO"],
+    verdicts={"main": [V(
+        "healthy", None,
+        "IKE SA and CHILD_SA established, 10 pings answered through ESP both ways")]},
     facts=[ike(34, 2), ike(35, 2, extra="udp.port == 4500"),
            *esp_dir(L, R, 10), *esp_dir(R, L, 10)],
     notes="strongSwan 5.9.8's save-keys plugin writes no line for ChaCha20-Poly1305, so the keys "
@@ -254,6 +279,9 @@ def ikev2_healthy_chacha20(ctx: Ctx) -> None:
     shows="IKE_SA_INIT, IKE_AUTH on 4500, 10 pings through ESP-in-UDP, DELETEs.",
     timeout=60, log_keys=True,
     forbidden=NO_FAILURE + ["IKE_WEAK_CRYPTO"],
+    verdicts={"main": [V(
+        "healthy", None,
+        "IKE SA and CHILD_SA established, 10 pings answered through ESP both ways")]},
     facts=[ike(34, 2), ike(35, 2, extra="udp.port == 4500"),
            *esp_dir(L, R, 10), *esp_dir(R, L, 10)],
     notes="strongSwan 5.9.8's save-keys plugin writes no line for AES-CCM, so the keys are "
@@ -292,6 +320,12 @@ ONE_NAT_STORY = ["NAT_ENCAPSULATION_FORCED"]
     keyless=[F("NAT_DETECTED", "inferred"),
              F("NAT_DETECTED", "observed", capture="ikev2_nat-inside.pcap")],
     forbidden=NAT_FORBID + ONE_NAT_STORY,
+    verdicts={"main": [V(
+        "healthy", None,
+        "the tunnel came up through the NAT (both charons log it established) and all pings "
+        "were answered; keepalives kept the mapping", tunnel="198.51.100.1<->198.51.100.2")], "ikev2_nat-inside.pcap": [V(
+        "healthy", None,
+        "the same tunnel seen inside the NAT: established, pings answered", tunnel="10.99.0.2<->198.51.100.2")]},
     facts=[ike(34, 2), fact("initiator's IKE arrives from the NAT with remapped ports",
                             f"isakmp && ip.src == {NATR} && udp.srcport >= 40000", min=3),
            fact("NAT keepalives from the initiator (outside)",
@@ -332,10 +366,18 @@ def ikev2_nat(ctx: Ctx) -> None:
     capture="m-l", timeout=60,
     keyless=[F("IKE_INVALID_KE")],
     forbidden=without(NO_FAILURE, "IKE_INVALID_KE"),
+    verdicts={"main": [V(
+        "degraded", "IKE_INVALID_KE",
+        "the responder logs 'key exchange method ECP_256 unacceptable, requesting MODP_3072';"
+        " the initiator retried with MODP-3072 and the tunnel came up with pings answered: a "
+        "failure it recovered from")]},
     facts=[ike(34, 4), notify(34, 17), ike(35, 2), *esp_dir(L, R, 3), *esp_dir(R, L, 3),
            fact("second IKE_SA_INIT carries a MODP-3072 KE",
                 "isakmp.exchangetype == 34 && isakmp.key_exchange.dh_group == 15", min=2),
            esp_decrypts(), ike_decrypts()],
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: healthy"
+    " (expected degraded/IKE_INVALID_KE); findings: IKE_INVALID_KE (i), "
+    "NAT_ENCAPSULATION_FORCED (i)."),
 )
 def ikev2_invalid_ke(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, left={"proposals": "aes128-sha256-ecp256-modp3072"},
@@ -360,6 +402,10 @@ def ikev2_invalid_ke(ctx: Ctx) -> None:
     keyless=[F("IKE_AUTH_FAILED", "inferred")],
     with_keys=[F("IKE_AUTH_FAILED", "decrypted")],
     forbidden=without(NO_FAILURE, "IKE_AUTH_FAILED"),
+    verdicts={"main": [V(
+        "failing", "IKE_AUTH_FAILED",
+        "the responder logs 'tried 1 shared key ... but MAC mismatched' and answers "
+        "AUTHENTICATION_FAILED: no IKE SA", stage="authentication")]},
     facts=[ike(34, 2), ike(35, 2), fact("no ESP", "esp", count=0),
            notify(35, 24, keys=True)],
     notes="The responder logs `tried 1 shared key for 'left.lab.example' - "
@@ -389,6 +435,10 @@ def ikev2_auth_failed(ctx: Ctx) -> None:
     keyless=[F("IKE_AUTH_FAILED", "inferred")],
     with_keys=[F("IKE_AUTH_FAILED", "decrypted")],
     forbidden=without(NO_FAILURE, "IKE_AUTH_FAILED"),
+    verdicts={"main": [V(
+        "failing", "IKE_AUTH_FAILED",
+        "the responder logs 'no trusted RSA public key found' and answers "
+        "AUTHENTICATION_FAILED", stage="authentication")]},
     facts=[ike(34, 2), ike(35, 2), fact("no ESP", "esp", count=0),
            notify(35, 24, keys=True),
            fact("IKE_AUTH request carries a certificate (decrypted)",
@@ -419,6 +469,15 @@ def ikev2_cert_untrusted(ctx: Ctx) -> None:
     keyless=[],
     with_keys=[F("IKE_TS_UNACCEPTABLE", "decrypted")],
     forbidden=without(NO_FAILURE, "IKE_TS_UNACCEPTABLE", "CHILD_SA_FAILED"),
+    verdicts={"main": [V(
+        "failing", "CHILD_SA_FAILED",
+        "the responder logs 'traffic selectors ... unacceptable' and the IKE_AUTH response "
+        "carries TS_UNACCEPTABLE (encrypted: without keys only the missing child SA and ESP "
+        "show)", stage="child_sa")]},
+    verdicts_with_keys={"main": [V(
+        "failing", "IKE_TS_UNACCEPTABLE",
+        "with the keys the IKE_AUTH response's TS_UNACCEPTABLE notify is visible (the "
+        "responder logs 'traffic selectors ... unacceptable')", stage="child_sa")]},
     facts=[ike(34, 2), ike(35, 2), fact("no ESP", "esp", count=0), notify(35, 38, keys=True)],
     notes="Without keys the failure is hidden in the encrypted IKE_AUTH response; the "
           "keyless view only shows an IKE SA without any ESP.",
@@ -443,6 +502,10 @@ def ikev2_ts_unacceptable(ctx: Ctx) -> None:
     keyless=[],
     with_keys=[F("CHILD_SA_FAILED", "decrypted")],
     forbidden=without(NO_FAILURE, "CHILD_SA_FAILED", "IKE_NO_PROPOSAL_CHOSEN"),
+    verdicts={"main": [V(
+        "failing", "CHILD_SA_FAILED",
+        "the responder logs no acceptable ESP proposal; the IKE_AUTH response carries "
+        "NO_PROPOSAL_CHOSEN for the child SA; no ESP", stage="child_sa")]},
     facts=[ike(34, 2), ike(35, 2), fact("no ESP", "esp", count=0), notify(35, 14, keys=True)],
     notes="The NO_PROPOSAL_CHOSEN is about the CHILD SA (IKE_AUTH), not the IKE SA; an "
           "analyzer may report it as IKE_NO_PROPOSAL_CHOSEN as well, but the stage is child_sa.",
@@ -468,6 +531,10 @@ def ikev2_esp_no_proposal(ctx: Ctx) -> None:
     keyless=[F("IKE_NO_RESPONSE")],
     forbidden=["IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED", "ESP_ONE_WAY", "DECODE_ERRORS",
                "NAT_T_BLOCKED"],
+    verdicts={"main": [V(
+        "failing", "IKE_NO_RESPONSE",
+        "the initiator logs 'giving up after 3 retransmits'; the router dropped every "
+        "IKE_SA_INIT", stage="reachability")]},
     facts=[ike(34, 4, resp=False), ike(34, 0, resp=True),
            fact("all requests share SPIi (retransmissions)", "isakmp.exchangetype == 34",
                 field="isakmp.ispi", distinct=1)],
@@ -494,6 +561,10 @@ def ikev2_no_response(ctx: Ctx) -> None:
     keyless=[F("NAT_T_BLOCKED", "inferred"), F("NAT_DETECTED")],
     forbidden=["IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED", "ESP_ONE_WAY", "DECODE_ERRORS"]
     + ONE_NAT_STORY,
+    verdicts={"main": [V(
+        "failing", "NAT_T_BLOCKED",
+        "IKE_SA_INIT succeeded on 500 but the initiator's IKE_AUTH on 4500 never reached the "
+        "responder (its charon gives up after 3 retransmits)", stage="nat_traversal", tunnel="10.99.0.2<->198.51.100.2")]},
     facts=[ike(34, 2), ike(35, 4, resp=False, extra="udp.dstport == 4500"),
            ike(35, 0, resp=True)],
 )
@@ -519,6 +590,10 @@ def ikev2_nat_4500_blocked(ctx: Ctx) -> None:
     capture="m-l", timeout=60,
     keyless=[F("ESP_ONE_WAY")],
     forbidden=without(NO_FAILURE, "ESP_ONE_WAY"),
+    verdicts={"main": [V(
+        "failing", "ESP_ONE_WAY",
+        "the tunnel is up but the router drops the responder's ESP: every ping from the "
+        "initiator goes unanswered until the end", stage="dataplane")]},
     facts=[ike(34, 2), ike(35, 2), *esp_dir(L, R, 15), fact("no ESP from the responder",
                                                              f"esp && ip.src == {R}", count=0),
            esp_decrypts()],
@@ -545,6 +620,10 @@ def ikev2_esp_oneway(ctx: Ctx) -> None:
     keyless=[F("DPD_TIMEOUT", "inferred")],
     forbidden=["IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED", "DECODE_ERRORS",
                "ICMP_UNREACHABLE"],
+    verdicts={"main": [V(
+        "failing", "DPD_TIMEOUT",
+        "the path died after the tunnel was up: pings unanswered, the initiator's DPD gives "
+        "up ('giving up after 3 retransmits') and clears the SA", stage="stability")]},
     facts=[ike(34, 2), ike(35, 2), *esp_dir(R, L, 3),
            ike(37, resp=False, min=4), ike(37, 0, resp=True),
            fact("DPD requests are empty INFORMATIONALs (decrypted)",
@@ -580,6 +659,10 @@ def ikev2_dpd_dead_peer(ctx: Ctx) -> None:
     timeout=90,
     keyless=[F("ICMP_UNREACHABLE"), F("DPD_TIMEOUT", "inferred")],
     forbidden=["IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED", "DECODE_ERRORS"],
+    verdicts={"main": [V(
+        "failing", "ICMP_UNREACHABLE",
+        "the responder's charon was killed: its kernel answers ESP and DPD with ICMP port "
+        "unreachable until the initiator's DPD gives up; the tunnel is down at the end", stage="reachability")]},
     facts=[ike(34, 2), ike(35, 2), ike(37, resp=False, min=4),
            fact("ICMP port unreachable from the responder",
                 f"icmp.type == 3 && icmp.code == 3 && ip.src == {R}", min=4),
@@ -615,6 +698,10 @@ def ikev2_dpd_peer_crashed(ctx: Ctx) -> None:
     timeout=60,
     keyless=[F("ESP_SEQUENCE_GAP")],
     forbidden=without(NO_FAILURE),
+    verdicts={"main": [V(
+        "degraded", "ESP_SEQUENCE_GAP",
+        "the router dropped 5 % of the initiator's ESP (sequence gaps, lost pings) while the "
+        "tunnel kept working both ways")]},
     facts=[ike(34, 2), ike(35, 2), *esp_dir(L, R, 250), *esp_dir(R, L, 250),
            fact("fewer than 300 initiator ESP packets arrive", f"esp && ip.src == {L}",
                 max=299),
@@ -645,6 +732,10 @@ def ikev2_esp_loss(ctx: Ctx) -> None:
     timeout=90,
     keyless=[],
     forbidden=NO_FAILURE + ["IKE_SA_FLAPPING", "ESP_SPI_MISMATCH", "IKE_RETRANSMISSION"],
+    verdicts={"main": [V(
+        "healthy", None,
+        "scheduled CHILD SA and IKE SA rekeys all completed (CREATE_CHILD_SA answered, old "
+        "SAs deleted) and pings were answered throughout")]},
     facts=[ike(34, 2), ike(35, 2), ike(36, min=6),
            fact("ESP SPIs change with the rekeys", f"esp && !icmp && ip.src == {L}",
                 field="esp.spi", min_distinct=3),
@@ -682,6 +773,11 @@ def ikev2_rekey(ctx: Ctx) -> None:
     timeout=120,
     keyless=[F("DPD_TIMEOUT", "inferred"), F("IKE_PEER_RESTART", "inferred")],
     forbidden=["IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED", "DECODE_ERRORS"],
+    verdicts={"main": [V(
+        "degraded", "IKE_PEER_RESTART",
+        "the responder's charon was killed and restarted; the initiator's DPD timed out, it "
+        "re-initiated and logs the new CHILD_SA established, with ESP both ways afterwards: "
+        "recovered")]},
     facts=[ike(34, 4), ike(35, 4),
            fact("two ESP SAs from the initiator (before/after)",
                 f"esp && !icmp && ip.src == {L}", field="esp.spi", distinct=2),
@@ -690,6 +786,10 @@ def ikev2_rekey(ctx: Ctx) -> None:
                 field="esp.spi", distinct=2),
            fact("two IKE SAs", "isakmp.exchangetype == 34", field="isakmp.ispi", distinct=2),
            ike(37, resp=False, min=4)],
+    pcapvpn_today=("pcapvpn at ee283aa (the lab's branch point) says `192.0.2.2<->198.51.100.2`: "
+    "degraded/ICMP_UNREACHABLE (expected degraded/IKE_PEER_RESTART); findings: "
+    "ICMP_UNREACHABLE (e), NAT_ENCAPSULATION_FORCED (i), ESP_ONE_WAY (e), DPD_TIMEOUT "
+    "(e), IKE_PEER_RESTART (w), ESP_SPI_MISMATCH (e)."),
 )
 def ikev2_peer_restart(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256",
@@ -726,6 +826,10 @@ def ikev2_peer_restart(ctx: Ctx) -> None:
     timeout=60,
     keyless=[F("IKE_COOKIE")],
     forbidden=without(NO_FAILURE),
+    verdicts={"main": [V(
+        "healthy", None,
+        "the responder asked for a COOKIE (DoS protection, cookie_threshold 1), the initiator"
+        " retried with it, both IKE SAs and their child SAs came up and pings were answered")]},
     facts=[notify(34, 16390),
            fact("IKE_SA_INIT retried with the cookie",
                 "isakmp.exchangetype == 34 && isakmp.flag_r == 0 && isakmp.notify.msgtype == "
@@ -770,6 +874,9 @@ def _big_cert_pair(ctx: Ctx, **kw):
     timeout=60,
     keyless=[],
     forbidden=NO_FAILURE + ["IKE_FRAGMENTATION_LOSS", "MTU_BLACK_HOLE"],
+    verdicts={"main": [V(
+        "healthy", None,
+        "IKE_AUTH went through in IP fragments, tunnel established, pings answered")]},
     facts=[ike(34, 2), ike(35, 2), fact("IP fragments present", "ip.flags.mf == 1", min=2),
            *esp_dir(L, R, 3), *esp_dir(R, L, 3), esp_decrypts(), ike_decrypts()],
 )
@@ -794,6 +901,10 @@ def ikev2_cert_ipfrag_ok(ctx: Ctx) -> None:
     capture="m-l", timeout=60,
     keyless=[F("IKE_FRAGMENTATION_LOSS", "inferred")],
     forbidden=["IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED", "DECODE_ERRORS"],
+    verdicts={"main": [V(
+        "failing", "IKE_FRAGMENTATION_LOSS",
+        "the fragmented IKE_AUTH request never reached the responder (router drops IP "
+        "fragments); the initiator gives up after 3 retransmits", stage="nat_traversal")]},
     facts=[ike(34, 2), ike(35, 4, resp=False), ike(35, 0, resp=True),
            fact("IP fragments sent", "ip.flags.mf == 1", min=4)],
 )
@@ -820,6 +931,9 @@ def ikev2_cert_ipfrag_dropped(ctx: Ctx) -> None:
     timeout=60,
     keyless=[],
     forbidden=NO_FAILURE + ["IKE_FRAGMENTATION_LOSS", "IKE_RETRANSMISSION"],
+    verdicts={"main": [V(
+        "healthy", None,
+        "IKE_AUTH in RFC 7383 fragments, tunnel established, pings answered")]},
     facts=[ike(34, 2), notify(34, 16430), notify(34, 16430, resp=False),
            fact("IKE_AUTH in SKF fragments", "isakmp.frag.total", min=4),
            fact("no IP fragments", "ip.flags.mf == 1 || ip.frag_offset > 0", count=0),
@@ -854,6 +968,10 @@ def ikev1_decrypts(minimum: int = 2) -> dict:
     timeout=60,
     keyless=[F("NAT_ENCAPSULATION_FORCED", "inferred")],
     forbidden=NO_FAILURE + ["IKE_AGGRESSIVE_MODE_PSK"],
+    verdicts={"main": [V(
+        "healthy", None,
+        "Main Mode and Quick Mode completed, pings answered through ESP both ways; DELETEs at"
+        " the end")]},
     facts=[ike(2, 6), ike(32, 3), *esp_dir(L, R, 5), *esp_dir(R, L, 5), esp_decrypts(),
            ikev1_decrypts()],
 )
@@ -880,6 +998,10 @@ def ikev1_main_healthy(ctx: Ctx) -> None:
     timeout=60,
     keyless=[F("IKE_AGGRESSIVE_MODE_PSK"), F("IKE_WEAK_CRYPTO")],
     forbidden=NO_FAILURE,
+    verdicts={"main": [V(
+        "healthy", None,
+        "Aggressive Mode and Quick Mode completed and pings were answered (weak crypto and "
+        "aggressive-mode PSK are posture, not a malfunction)")]},
     facts=[ike(4, 3), ike(32, min=3), *esp_dir(L, R, 3), *esp_dir(R, L, 3), esp_decrypts(),
            fact("identity in the clear in Aggressive Mode", "isakmp.exchangetype == 4 && "
                 "isakmp.id.type", min=2)],
@@ -903,6 +1025,10 @@ def ikev1_aggressive_healthy(ctx: Ctx) -> None:
     timeout=60,
     keyless=[F("IKE_NO_PROPOSAL_CHOSEN")],
     forbidden=["IKE_NO_RESPONSE", "IKE_AUTH_FAILED", "DECODE_ERRORS"],
+    verdicts={"main": [V(
+        "failing", "IKE_NO_PROPOSAL_CHOSEN",
+        "the responder logs no acceptable proposal and answers Main Mode 1 with NO-PROPOSAL-"
+        "CHOSEN", stage="negotiation")]},
     facts=[ike(2, min=1), notify(5, 14, resp=False)],
 )
 def ikev1_no_proposal(ctx: Ctx) -> None:
@@ -926,6 +1052,10 @@ def ikev1_no_proposal(ctx: Ctx) -> None:
     keyless=[F("CHILD_SA_FAILED", "inferred")],
     with_keys=[F("IKE_NO_PROPOSAL_CHOSEN", "decrypted")],
     forbidden=["IKE_NO_RESPONSE", "IKE_AUTH_FAILED", "DECODE_ERRORS", "ESP_ONE_WAY"],
+    verdicts={"main": [V(
+        "failing", "CHILD_SA_FAILED",
+        "Main Mode completed; the responder rejects the Quick Mode proposal (encrypted NO-"
+        "PROPOSAL-CHOSEN Informational); no ESP", stage="child_sa")]},
     facts=[ike(2, 6), ike(32, min=1), fact("no ESP", "esp", count=0),
            fact("NO-PROPOSAL-CHOSEN in an encrypted Informational (decrypted)",
                 "isakmp.exchangetype == 5 && isakmp.notify.msgtype == 14", min=1, keys=True)],
@@ -951,6 +1081,10 @@ def ikev1_qm_no_proposal(ctx: Ctx) -> None:
     timeout=60,
     keyless=[F("IKE_AUTH_FAILED", "inferred")],
     forbidden=["IKE_NO_PROPOSAL_CHOSEN", "DECODE_ERRORS", "ESP_ONE_WAY"],
+    verdicts={"main": [V(
+        "failing", "IKE_AUTH_FAILED",
+        "the PSKs differ: the responder cannot decrypt Main Mode 5 and never answers it; the "
+        "initiator gives up", stage="authentication")]},
     facts=[ike(2, min=7), fact("Main Mode 5 retransmitted on 4500",
                                f"isakmp.exchangetype == 2 && udp.dstport == 4500 && ip.src == {L}",
                                min=2),
@@ -1013,6 +1147,10 @@ def op(code: int, src: str, minimum: int = 1, **kw) -> dict:
           "P_DATA_V2 both ways (10 pings to 10.8.0.1), the client's exit notification.",
     timeout=60, keyless=[], forbidden=["OPENVPN_NO_RESPONSE", "OPENVPN_HANDSHAKE_STALLED",
                                        "TLS_ALERT", "VPN_DATA_ONE_WAY", "DECODE_ERRORS"],
+    verdicts={"main": [V(
+        "healthy", None,
+        "the client logs 'Initialization Sequence Completed' and all pings to 10.8.0.1 were "
+        "answered", tunnel="192.0.2.2<->198.51.100.2:1194/udp")]},
     facts=[op(7, L), op(8, R), op(9, L, 10), op(9, R, 10),
            fact("TLS ClientHello visible", "tls.handshake.type == 1", min=1)],
     notes=OVPN_NOTE,
@@ -1038,6 +1176,9 @@ def openvpn_udp_healthy(ctx: Ctx) -> None:
     timeout=60, keyless=[], forbidden=["OPENVPN_NO_RESPONSE", "OPENVPN_HANDSHAKE_STALLED",
                                        "TLS_ALERT", "VPN_DATA_ONE_WAY", "DECODE_ERRORS"],
     decode_as=["tcp.port==443,openvpn"],
+    verdicts={"main": [V(
+        "healthy", None,
+        "the client logs 'Initialization Sequence Completed' and all pings were answered", tunnel="192.0.2.2<->198.51.100.2:443/tcp")]},
     facts=[fact("TCP handshake to 443", "tcp.flags.syn == 1 && tcp.dstport == 443", min=1),
            op(7, L), op(8, R), op(9, L, 5), op(9, R, 5),
            fact("no TLS handshake in the clear (tls-crypt)", "tls.handshake.type", count=0)],
@@ -1070,6 +1211,10 @@ def openvpn_tcp_tlscrypt_healthy(ctx: Ctx) -> None:
     timeout=60,
     keyless=[F("OPENVPN_NO_RESPONSE")],
     forbidden=["DECODE_ERRORS"],
+    verdicts={"main": [V(
+        "failing", "OPENVPN_NO_RESPONSE",
+        "the server logs 'tls-crypt unwrapping failed' for every client packet and never "
+        "answers", stage="reachability", tunnel="192.0.2.2<->198.51.100.2:1194/udp")]},
     facts=[op(7, L, 3), fact("nothing from the server", f"ip.src == {R}", count=0)],
     notes=OVPN_NOTE + " The server logs `tls-crypt unwrapping failed from [AF_INET]192.0.2.2`.",
 )
@@ -1100,6 +1245,10 @@ def openvpn_udp_tlscrypt_mismatch(ctx: Ctx) -> None:
     timeout=60,
     keyless=[F("OPENVPN_HANDSHAKE_STALLED", "inferred")],
     forbidden=["DECODE_ERRORS", "OPENVPN_NO_RESPONSE"],
+    verdicts={"main": [V(
+        "failing", "OPENVPN_HANDSHAKE_STALLED",
+        "the server logs 'VERIFY ERROR ... unable to get local issuer certificate' for the "
+        "client certificate and drops the session; the client's flight is never acknowledged", stage="authentication", tunnel="192.0.2.2<->198.51.100.2:1194/udp")]},
     facts=[op(7, L), op(8, R),
            fact("client Certificate visible (TLS 1.2)",
                 f"tls.handshake.type == 11 && ip.src == {L}", min=1),
@@ -1114,3 +1263,8 @@ def openvpn_udp_bad_client_cert(ctx: Ctx) -> None:
     ovpn.start(ctx, "right", ovpn.server_conf(extra="tls-version-max 1.2\n"), sf)
     ovpn.start(ctx, "left", ovpn.client_conf(), cf)
     ctx.sleep(8)
+
+
+# more scenarios, registered in this order after the ones above
+from . import scenarios_dataplane  # noqa: E402,F401
+from . import scenarios_libreswan  # noqa: E402,F401

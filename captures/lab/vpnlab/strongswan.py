@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import os
 import shlex
-import signal
 import time
 from pathlib import Path
 
+from .daemon import Daemon
 from .net import Topology
-from .proc import LabError, Proc, ProcTable, log, run, wait_for
+from .proc import LabError, ProcTable, run, wait_for
 
 CHARON = "/usr/lib/ipsec/charon"
 
@@ -50,24 +50,20 @@ def merge(base: dict, over: dict) -> dict:
     return res
 
 
-class Charon:
+class Charon(Daemon):
     """A charon instance in namespace ``ns`` with all files under ``workdir``."""
+
+    logname = "charon.log"
 
     def __init__(self, topo: Topology, procs: ProcTable, side: str, ns: str, workdir: Path, *,
                  settings: dict, swanctl: dict, savekeys_so: Path | None,
                  files: dict[str, str] | None = None):
-        self.topo = topo
-        self.procs = procs
-        self.side = side
-        self.ns = ns
-        self.dir = workdir / side
+        super().__init__(topo, procs, side, ns, workdir)
         self.swanctl_dir = self.dir / "swanctl"
         self.keys_dir = self.dir / "keys"
         self.vici = self.dir / "charon.vici"
-        self.logfile = self.dir / "charon.log"
         self.conf = self.dir / "strongswan.conf"
         self.savekeys_so = savekeys_so
-        self.proc: Proc | None = None
         for d in (self.swanctl_dir, self.keys_dir, self.swanctl_dir / "x509",
                   self.swanctl_dir / "x509ca", self.swanctl_dir / "private"):
             d.mkdir(parents=True, exist_ok=True)
@@ -134,13 +130,6 @@ class Charon:
                            + (self.dir / "charon.out").read_text()[-1000:])
         time.sleep(0.2)
 
-    def stop(self, kill: bool = False) -> None:
-        if self.proc and self.proc.alive():
-            self.procs.stop(self.proc, signal.SIGKILL if kill else signal.SIGTERM, timeout=8)
-
-    def alive(self) -> bool:
-        return bool(self.proc and self.proc.alive())
-
     # ------------------------------------------------------------------ control
     def swanctl(self, *args: str, check: bool = True, timeout: float = 30):
         return run(self.topo.ns_cmd(self.ns, "swanctl", *args), check=check, timeout=timeout,
@@ -170,13 +159,3 @@ class Charon:
 
     def list_sas(self) -> str:
         return self.swanctl("--list-sas", check=False).stdout
-
-    def log_text(self) -> str:
-        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
-
-    def wait_log(self, needle: str, timeout: float) -> bool:
-        try:
-            wait_for(lambda: needle in self.log_text(), timeout, what=needle)
-            return True
-        except LabError:
-            return False

@@ -1,0 +1,307 @@
+"""libreswan: pluto's log (syslog, the journal, ``plutostderrlog`` with ``logtime``) and the
+status output of ``ipsec trafficstatus`` / ``ipsec status`` (``whack --trafficstatus`` /
+``--status``).
+
+A pluto message about a connection starts ``"conn"[instance] [...peer] #serial: `` (the state
+serial is the IKE SA's or the child SA's number); one about an unknown peer starts
+``packet from ADDR:PORT: ``; debugging lines start ``| `` (never classified).  Phrases are
+libreswan 4.x's (``ikev2.c``, ``ikev2_ike_sa_init.c``, ``ikev2_ike_auth.c``, ``timer.c``,
+``ikev2_child.c``; the operator vocabulary of ../shared/docs/anchors.md §2.5), checked against
+real logs (tests/data/logs/).  ``Possible authentication failure`` is pluto's *guess* after its
+first encrypted message got no acceptable answer: kind ``auth_suspected``, not ``auth_failed``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .event import Document, LogEvent
+
+NAME = "libreswan"
+TITLE = "libreswan pluto log"
+PROGS = ("pluto", "ipsec_pluto", "libreswan")
+
+# "conn"[1] 192.0.2.2 #3:   /  "conn" #3:  /  "conn":   /  packet from 192.0.2.2:500:
+_HEAD = re.compile(r'(?:\d{3} )?(?:"([^"]+)"(?:\[(\d+)\])?(?: (?!#)(\S+?))?(?: #(\d+))?|packet from '
+                   r'([0-9A-Fa-f.:]+?):(\d+)): ')
+_SIGNATURE = re.compile(r'(?:\d{3} )?(?:"[^"]+"(?:\[\d+\])?(?: \S+)? #\d+: |packet from \S+: |'
+                        r'\| |NSS |Starting Pluto|pluto |adding interface|listening for IKE|'
+                        r'loading secrets|forgetting secrets|shutting down)')
+_EXCH = {"IKE_SA_INIT": "IKE_SA_INIT", "IKE_AUTH": "IKE_AUTH",
+         "CREATE_CHILD_SA": "CREATE_CHILD_SA", "INFORMATIONAL": "INFORMATIONAL",
+         "Main Mode": "MAIN_MODE", "Aggressive Mode": "AGGRESSIVE", "Quick Mode": "QUICK_MODE"}
+_SENT = re.compile(r"sent (IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA|INFORMATIONAL) "
+                   r"(request|response|reply)(?: to ([0-9A-Fa-f.:]+?):(\d+))?")
+_DROPPING = re.compile(r"(?:dropping|ignoring) (?:unexpected )?(IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA|"
+                       r"INFORMATIONAL) (message|response|request) containing (\w+) notification")
+_RESPONDING = re.compile(r"responding to (IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA|INFORMATIONAL) "
+                         r"message \(ID (\d+)\) from ([0-9A-Fa-f.:]+?):(\d+) with (?:unencrypted |"
+                         r"encrypted )?notification (\w+)")
+_PROPOSAL_LIST = re.compile(r"\s*\d+:((?:IKE|ESP|AH)=\S+)")
+_SELECTED = re.compile(r"proposal (\S+) chosen from remote proposals")
+_PROCESSED = re.compile(r"processed (IKE_SA_INIT|IKE_AUTH|CREATE_CHILD_SA|INFORMATIONAL) "
+                        r"(request|response) from ([0-9A-Fa-f.:]+?):(\d+)")
+_INITIATING = re.compile(r"initiating (IKEv2|IKEv1 Main Mode|IKEv1 Aggressive Mode)"
+                         r"(?: connection)?(?: to ([0-9A-Fa-f.:]+))?")
+_RETRANS = re.compile(r"(?:(\w+): )?retransmission; will wait ([\d.]+) seconds? for response|"
+                      r"retransmitting (\S+) (request|response|message)")
+_TIMEOUT = re.compile(r"(?:(\w+): )?(\d+) second timeout exceeded after (\d+) retransmits?\.\s+"
+                      r"(.*)")
+_ESTABLISHED = re.compile(r"(?:initiator|responder) established (IKE|Child) SA|"
+                          r"(IKE SA established|IPsec SA established|ISAKMP SA established)")
+_SPIS = re.compile(r"\{ESP(?:/ESPinUDP)?[^=]*=>0x([0-9a-f]{8}) <0x([0-9a-f]{8})")
+_NOTIFY = re.compile(r"\b(NO_PROPOSAL_CHOSEN|INVALID_KE_PAYLOAD|AUTHENTICATION_FAILED|"
+                     r"TS_UNACCEPTABLE|INVALID_SPI|INVALID_IKE_SPI|COOKIE|INTERNAL_ADDRESS_FAILURE|"
+                     r"FAILED_CP_REQUIRED|INVALID_ID_INFORMATION|v2N_\w+|v1N_\w+)\b")
+_KIND = {"NO_PROPOSAL_CHOSEN": "no_proposal", "INVALID_KE_PAYLOAD": "invalid_ke",
+         "AUTHENTICATION_FAILED": "auth_failed", "TS_UNACCEPTABLE": "ts_unacceptable",
+         "INVALID_SPI": "invalid_spi", "INVALID_IKE_SPI": "invalid_spi", "COOKIE": "cookie",
+         "INTERNAL_ADDRESS_FAILURE": "child_failed", "FAILED_CP_REQUIRED": "child_failed",
+         "INVALID_ID_INFORMATION": "ts_unacceptable"}
+
+
+def match(msg: str, prog: str | None = None) -> bool:
+    return _SIGNATURE.match(msg) is not None
+
+
+def classify(ev: LogEvent) -> None:
+    t = ev.text
+    if t.startswith("| "):
+        ev.level = "debug"
+        return
+    m = _HEAD.match(t)
+    if m:
+        if m.group(1) is not None:
+            ev.ctx = f'"{m.group(1)}"' + (f"[{m.group(2)}]" if m.group(2) else "") + \
+                (f" #{m.group(4)}" if m.group(4) else "")
+            if m.group(3) and re.fullmatch(r"[0-9A-Fa-f.:]+", m.group(3).lstrip(".")):
+                ev.peer = m.group(3).lstrip(".")  # an instance's peer: "conn"[1] 192.0.2.2
+        else:
+            ev.peer, ev.peer_port = m.group(5), int(m.group(6))
+        t = t[m.end():]
+    _classify(ev, t)
+
+
+def _classify(ev: LogEvent, t: str) -> None:
+    m = _SENT.match(t)
+    if m:
+        ev.kind = "ike_send"
+        ev.direction = "out"
+        ev.exchange = _EXCH[m.group(1)]
+        ev.response = m.group(2) in ("response", "reply")
+        if m.group(3):
+            ev.peer, ev.peer_port = m.group(3), int(m.group(4))
+        return
+    m = _DROPPING.match(t)
+    if m:  # an answer received and ignored (unauthenticated): pluto keeps retransmitting
+        ev.direction = "in"
+        ev.exchange = _EXCH[m.group(1)]
+        ev.response = m.group(2) in ("message", "response") and ev.exchange == "IKE_SA_INIT" \
+            or m.group(2) == "response"
+        ev.notify = m.group(3)
+        ev.kind = _KIND.get(m.group(3), "ike_recv")
+        ev.reason = t
+        return
+    m = _RESPONDING.match(t)
+    if m:  # an error notification sent as the answer to a request
+        ev.direction = "out"
+        ev.exchange = _EXCH[m.group(1)]
+        ev.response, ev.msgid = True, int(m.group(2))
+        ev.peer, ev.peer_port = m.group(3), int(m.group(4))
+        ev.notify = m.group(5)
+        ev.kind = _KIND.get(m.group(5))
+        ev.reason = t
+        return
+    m = _PROPOSAL_LIST.match(t)
+    if m:  # the connection's configured proposals ("conn":   1:IKE=AES_CBC_128-...)
+        ev.kind = "proposals"
+        ev.direction = "out"
+        ev.reason = m.group(1)
+        ev.child = not m.group(1).startswith("IKE=")
+        return
+    m = _SELECTED.match(t)
+    if m:
+        ev.kind = "proposal_selected"
+        ev.reason = m.group(1)
+        ev.child = "ESP=" in m.group(1) or "AH=" in m.group(1)
+        return
+    m = _PROCESSED.match(t)
+    if m:
+        ev.kind = "ike_recv"
+        ev.direction = "in"
+        ev.exchange = _EXCH[m.group(1)]
+        ev.response = m.group(2) == "response"
+        ev.peer, ev.peer_port = m.group(3), int(m.group(4))
+        return
+    m = _INITIATING.match(t)
+    if m:
+        ev.kind = "aggressive_mode" if "Aggressive" in m.group(1) else "ike_init"
+        ev.direction = "out"
+        ev.exchange = {"IKEv2": "IKE_SA_INIT", "IKEv1 Main Mode": "MAIN_MODE"}.get(
+            m.group(1), "AGGRESSIVE")
+        ev.msgid, ev.response = 0, False
+        if m.group(2):
+            ev.peer = m.group(2)
+        return
+    m = _TIMEOUT.match(t)
+    if m:
+        rest = m.group(4)
+        ev.count = int(m.group(3))
+        ev.state = m.group(1)
+        ev.reason = rest.strip()
+        if "Possible authentication failure" in rest:
+            ev.kind = "auth_suspected"
+            ev.exchange = "IKE_AUTH"
+        else:
+            ev.kind = "give_up"
+            if "first IKEv2 message" in rest or (m.group(1) or "").startswith("IKE_SA_INIT"):
+                ev.exchange = "IKE_SA_INIT"
+            elif "Quick Mode" in rest:
+                ev.exchange = "QUICK_MODE"
+                ev.child = True
+        return
+    m = _RETRANS.match(t)
+    if m:
+        ev.kind = "ike_retransmit"
+        ev.direction = "out"
+        ev.state = m.group(1)
+        ev.response = False
+        st = (m.group(1) or m.group(3) or "")
+        for k, v in (("IKE_SA_INIT", "IKE_SA_INIT"), ("PARENT_I1", "IKE_SA_INIT"),
+                     ("IKE_AUTH", "IKE_AUTH"), ("PARENT_I2", "IKE_AUTH"),
+                     ("MAIN", "MAIN_MODE"), ("QUICK", "QUICK_MODE"), ("AGGR", "AGGRESSIVE")):
+            if k in st:
+                ev.exchange = v
+                break
+        return
+    if "Possible authentication failure" in t:
+        ev.kind = "auth_suspected"
+        ev.reason = t
+        return
+    m = _ESTABLISHED.search(t)
+    if m:
+        sa = m.group(1) or m.group(2)
+        child = sa.startswith(("Child", "IPsec"))
+        ev.kind = "child_established" if child else "ike_established"
+        ev.child = child
+        ev.ids = [x.lstrip("@") for x in re.findall(r"ID_\w+ '([^']+)'", t)]
+        s = _SPIS.search(t)
+        if s:
+            # {ESP=>0xOUTBOUND <0xINBOUND}: the SPI we send to, the SPI we receive on
+            ev.esp_spis = [s.group(2), s.group(1)]
+        return
+    if "authentication request rejected by peer" in t or "authentication failed" in t.lower():
+        ev.kind = "auth_failed"
+        ev.notify = "AUTHENTICATION_FAILED" if "AUTHENTICATION_FAILED" in t else None
+        ev.reason = t
+        return
+    if "initiator guessed wrong keying material group" in t or "INVALID_KE_PAYLOAD" in t:
+        ev.kind = "invalid_ke"
+        ev.notify = "INVALID_KE_PAYLOAD"
+        ev.reason = t
+        if "INVALID_KE_PAYLOAD response" in t:
+            ev.direction, ev.exchange, ev.response = "in", "IKE_SA_INIT", True
+        return
+    if "NAT-Traversal" in t and "NAT detected" in t or "NAT detected" in t:
+        ev.kind = "nat_detected"
+        ev.reason = t
+        return
+    if "liveness" in t and ("timeout" in t or "action" in t) or "DPD action" in t or \
+            t.startswith("DPD: No response"):
+        ev.kind = "dpd_timeout"
+        ev.reason = t
+        return
+    if "sending 1 byte NAT-T keep-alive" in t or "NAT-T keep-alive" in t:
+        ev.kind = "keepalive"
+        return
+    if t.startswith(("deleting state", "deleting IKE SA", "deleting other state")):
+        # "... and sending notification" (a DELETE leaves) / "... and NOT sending notification"
+        if "and sending notification" in t:
+            ev.kind = "delete_sent"
+        ev.reason = t
+        return
+    if "received Delete SA payload" in t or "received v2 Delete" in t:
+        ev.kind = "delete_recv"
+        return
+    m = _NOTIFY.search(t)
+    if m:
+        name = m.group(1)
+        name = name[4:] if name.startswith(("v2N_", "v1N_")) else name
+        kind = _KIND.get(name)
+        if kind:
+            ev.kind = kind
+            ev.notify = name
+            ev.reason = t
+            ev.child = "Child SA" in t or "CREATE_CHILD_SA" in t or "Quick Mode" in t
+        return
+    if "no acceptable response to our first Quick Mode message" in t or \
+            "perhaps peer likes no proposal" in t:
+        ev.kind = "child_failed"
+        ev.child = True
+        ev.reason = t
+
+
+# -- ipsec trafficstatus / ipsec status ------------------------------------------------------
+
+_TRAFFIC = re.compile(r'(?:\d{3} )?#(\d+): "([^"]+)"(?:\[\d+\])?(?: ([0-9A-Fa-f.:]+))?, '
+                      r"(?:type=(\w+), )?add_time=(\d+), inBytes=(\d+), outBytes=(\d+)"
+                      r"(?:, maxBytes=\S+)?(?:, id='([^']*)')?")
+_STATUS_STATE = re.compile(r'(?:\d{3} )?#(\d+): "([^"]+)"(?:\[\d+\])?(?: ([0-9A-Fa-f.:]+))?'
+                           r"(?::(\d+))? (STATE_\w+|[A-Z_]+_[IR]\d?|ESTABLISHED_\w+|\w+_SA)"
+                           r" \(([^)]*)\)")
+_STATUS_SPIS = re.compile(r'(?:\d{3} )?#(\d+): "([^"]+)"[^ ]*(?: \S+)? (?:used|esp\.)'
+                          r".*?esp\.([0-9a-f]+)@([0-9A-Fa-f.:]+)")
+
+
+def sniff_status(lines: list[str]) -> int:
+    n = 0
+    for ln in lines:
+        if _TRAFFIC.match(ln) or _STATUS_STATE.match(ln):
+            n += 2
+        elif "Total IPsec connections" in ln or ln.startswith("000 Connection list"):
+            n += 1
+    return n
+
+
+def parse_status(lines: list[str]):
+    """``ipsec trafficstatus``: an ``sa_counters`` event per IPsec SA (inBytes/outBytes since
+    ``add_time``, the peer's ID); ``ipsec status``: an ``sa_state`` event per state (its state
+    name and what pluto says about it) and the ESP SPIs it lists."""
+    for i, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        m = _TRAFFIC.match(ln)
+        if m:
+            ev = LogEvent(ln.strip(), ln)
+            ev.kind, ev.prog, ev.child = "sa_counters", "ipsec", True
+            ev.ctx = f'"{m.group(2)}" #{m.group(1)}'
+            if m.group(3):
+                ev.peer = m.group(3)
+            ev.counters = {"bytes_in": int(m.group(6)), "bytes_out": int(m.group(7)),
+                           "add_time": int(m.group(5))}
+            if m.group(8):
+                ev.ids = [m.group(8)]
+            yield i, ev
+            continue
+        m = _STATUS_STATE.match(ln)
+        if m:
+            ev = LogEvent(ln.strip(), ln)
+            ev.kind, ev.prog = "sa_state", "ipsec"
+            ev.ctx = f'"{m.group(2)}" #{m.group(1)}'
+            if m.group(3):
+                ev.peer = m.group(3)
+            ev.state = m.group(5)
+            ev.reason = m.group(6)
+            yield i, ev
+            continue
+        ev = LogEvent(ln.strip(), ln)
+        ev.prog = "ipsec"
+        m = _STATUS_SPIS.match(ln)
+        if m:
+            ev.ctx = f'"{m.group(2)}" #{m.group(1)}'
+            ev.esp_spis = re.findall(r"esp\.([0-9a-f]+)@", ln)
+        yield i, ev
+
+
+DOCUMENTS = (Document("libreswan-status", "libreswan ipsec trafficstatus / status", sniff_status,
+                      parse_status),)
