@@ -279,9 +279,10 @@ HINT_INTERVALS = 12
 
 def implementation_hint(intervals) -> str | None:
     """Name the implementation whose documented retransmission timers fit the intervals
-    (anchors.md §2.5: strongSwan 4 s x 1.8^n; libreswan 0.5 s doubling).  Only the first
-    :data:`HINT_INTERVALS` intervals are compared (bounded work; a geometric series over
-    thousands of copies would overflow)."""
+    (anchors.md §2.5: strongSwan 4 s x 1.8^n, IKEv1 and IKEv2 alike; libreswan doubling from
+    0.5 s).  A constant interval names no implementation: no documented default was found for
+    one.  Only the first :data:`HINT_INTERVALS` intervals are compared (bounded work; a
+    geometric series over thousands of copies would overflow)."""
     intervals = list(intervals[:HINT_INTERVALS])
     if len(intervals) < 2 or intervals[0] <= 0:
         return None
@@ -298,7 +299,7 @@ def implementation_hint(intervals) -> str | None:
     if fits(intervals[0], 1.5):
         return f"backoff x1.5 from {intervals[0]:.1f} s"
     if all(abs(a - intervals[0]) <= 0.2 * intervals[0] + 0.05 for a in intervals):
-        return f"constant {intervals[0]:.1f} s retransmission interval (Windows/Cisco-like)"
+        return f"constant {intervals[0]:.1f} s retransmission interval"
     return None
 
 
@@ -315,6 +316,85 @@ def vendor_names(sa) -> list[str]:
                 if label not in out:
                     out.append(label)
     return out
+
+
+def _family(name: str) -> str | None:
+    """The implementation a Vendor ID name (dissect.vpn.vendor_ids) stands for, as the advice
+    lines name it (``findings.when(..., impl=...)``).  Capability IDs that several
+    implementations send (NAT-T, DPD, XAUTH, FRAGMENTATION, Cisco Unity: strongSwan's unity
+    plugin sends it too) name none."""
+    low = name.lower()
+    if low.startswith("strongswan"):
+        return "strongSwan"
+    if "libreswan" in low:
+        return "libreswan"
+    if low.startswith(("openswan", "frees/wan")):
+        return "Openswan"
+    if low.startswith("cisco") and not low.startswith("cisco unity"):
+        return "Cisco"
+    if low.startswith(("windows", "ms nt5", "ms-", "microsoft")):
+        return "Windows"
+    return None
+
+
+def implementations(sa, side: str | None = None) -> set[str]:
+    """Implementations named by the Vendor IDs of an IKE SA (of one side: "initiator" /
+    "responder"; both when None).  Empty when unknown: most daemons send no Vendor ID naming
+    themselves by default."""
+    from dissect.vpn import vendor_ids
+
+    addr = None
+    if side is not None:
+        ep = sa.initiator if side == "initiator" else sa.responder
+        if ep is None:
+            return set()
+        addr = ep[1]
+    out = set()
+    for m in sa.messages:
+        if addr is not None and m.src != addr:
+            continue
+        for v in m.vendor_ids:
+            hit = vendor_ids.lookup(v)
+            fam = _family(hit[0]) if hit else None
+            if fam:
+                out.add(fam)
+    return out
+
+
+def side_of(sa, addr) -> str | None:
+    """"initiator" / "responder": which peer of the IKE SA the address is."""
+    if sa.initiator is not None and addr == sa.initiator[1]:
+        return "initiator"
+    if sa.responder is not None and addr == sa.responder[1]:
+        return "responder"
+    return None
+
+
+def step_label(x) -> str:
+    """What an exchange is called in the advice conditions: the IKEv2 exchange name
+    (``IKE_SA_INIT``), or the IKEv1 step that went unanswered (``MM1``, ``AM1``, ``QM1``)."""
+    from dissect.vpn import registry as reg
+    from pcapvpn.track.ike import V1_STEP_PREFIX
+
+    if x.version == 2:
+        return reg.exchange_name(x.exch, short=True)
+    prefix = V1_STEP_PREFIX.get(x.exch)
+    if prefix and x.last_step:
+        return f"{prefix}{x.last_step}"
+    return reg.exchange_name(x.exch, short=True)
+
+
+def ike_facts(sa, x=None, side: str | None = None, **more) -> dict:
+    """The facts that choose an IKE finding's advice lines (``findings.when``): ``version``,
+    ``exchange`` (:func:`step_label` of ``x``), ``msgid``, ``side`` (the peer the finding is
+    about: whose request went unanswered, whose log is quoted) and ``impl`` (the
+    implementations that side's Vendor IDs name; both sides' when no side is given)."""
+    facts = {"version": sa.version, "side": side, "impl": implementations(sa, side)}
+    if x is not None:
+        facts["exchange"] = step_label(x)
+        facts["msgid"] = x.msgid
+    facts.update(more)
+    return facts
 
 
 # -- proposals in configuration vocabulary -------------------------------------------------------

@@ -21,7 +21,7 @@ from bisect import bisect_right
 
 import ipaddress
 
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import advice_for, declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, host_filter, ike_filter, ip_text
 from pcapvpn.track.nat import (
@@ -35,25 +35,35 @@ _WHAT = {"esp": "ESP", "ike": "IKE", "keepalive": "NAT keepalive", "delete": "IK
 #: seconds: a source change this soon after a long silence is blamed on the silence
 _AFTER_GAP = 30.0
 
+#: advice lines said in general in the registry and, for the sides of one finding, by
+#: _advice_nat / _advice_forced (which then replace them: one line per fact)
+_NAT_LOGS = ("strongSwan logs 'local host is behind NAT, sending keep alives' on the side behind "
+             "the NAT and 'remote host is behind NAT' on its peer.")
+_NAT_KEEPALIVES = ("Expect NAT keepalives (UDP 4500, one byte 0xFF) from the side behind the NAT "
+                   "when the tunnel is idle, more often than the NAT's UDP timeout (strongSwan "
+                   "charon.keep_alive, default 20 s).")
+_FORCED_LOGS = ("strongSwan logs 'faking NAT situation to enforce UDP encapsulation' on the side "
+                "that forces it.")
+
 declare("NAT_DETECTED", "nat_traversal", "info",
         "NAT detection (NAT-D hashes recomputed against the addresses seen at the capture point) "
         "found a NAT between the peers: which side is behind it, and where the capture point "
         "sits (a faked NAT-D without a NAT is NAT_ENCAPSULATION_FORCED).",
-        ["Expect IKE and ESP on UDP 4500 from IKE_AUTH (IKEv2) / Main Mode message 5 (IKEv1) on, "
-         "and NAT keepalives from the side behind the NAT.",
-         "strongSwan logs 'local host is behind NAT, sending keep alives' on the side behind the "
-         "NAT and 'remote host is behind NAT' on its peer."],
+        [when("Expect IKE and ESP on UDP 4500 from IKE_AUTH on (RFC 7296 §2.23).", version=2),
+         when("Expect IKE and ESP on UDP 4500 from Main Mode message 5 / Aggressive Mode message "
+              "3 on (RFC 3947 §4).", version=1),
+         _NAT_KEEPALIVES, _NAT_LOGS],
         failure=False)
 declare("NAT_ENCAPSULATION_FORCED", "nat_traversal", "info",
         "A peer's NAT_DETECTION_SOURCE_IP (IKEv1: source NAT-D) hash matches no address or port "
         "seen while nothing between it and the capture point translates anything: it fakes the "
         "hash to force UDP encapsulation (strongSwan encap = yes; kernel-libipsec always does "
         "it). Not a NAT, although both peers then log 'remote host is behind NAT'. Inferred from "
-        "one vantage point: a 1:1 NAT keeping ports 500/4500 would look the same.",
+        "one vantage point: a 1:1 NAT keeping ports 500/4500 would look the same. Reported only "
+        "when no SA of the tunnel shows a real NAT; beside a real NAT, NAT_DETECTED tells it.",
         ["Nothing to fix if UDP encapsulation is intended (encap = yes, kernel-libipsec, ESP "
          "filtered on the path).",
-         "strongSwan logs 'faking NAT situation to enforce UDP encapsulation' on the side that "
-         "forces it."],
+         _FORCED_LOGS],
         failure=False)
 declare("NAT_T_NOT_USED", "nat_traversal", "error",
         "A NAT sits between the peers, but IKE stayed on UDP 500 or ESP went as IP protocol 50 "
@@ -197,8 +207,9 @@ def _float_text(ctx, v) -> str:
 # -- NAT_DETECTED ------------------------------------------------------------------------------
 
 
-def _explain_nat(sa, v) -> list[str]:
-    """Sentences saying what the hashes showed about the real NATs."""
+def _explain_nat(sa, v, forced=()) -> list[str]:
+    """Sentences saying what the hashes showed about the real NATs; ``forced``: sides of the
+    tunnel that also fake their source hash (told here: one NAT story per tunnel)."""
     src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else "source NAT-D"
     out = []
     for side in v.nat_sides:
@@ -217,10 +228,15 @@ def _explain_nat(sa, v) -> list[str]:
             out.append(f"The {peer}'s destination hash for the {side} does not match {seen}: the "
                        f"{peer} sees the {side} at a translated address, so this capture was "
                        f"taken between the {side} and its NAT.")
-    if v.forced_sides:
-        out.append("The " + " and the ".join(v.forced_sides) + " also fake"
-                   + ("s" if len(v.forced_sides) == 1 else "")
-                   + " the source hash (NAT_ENCAPSULATION_FORCED).")
+    if forced:
+        one = len(forced) == 1
+        real = " and the ".join(v.nat_sides)
+        out.append(f"The {' and the '.join(forced)} also send{'s' if one else ''} a {src_name} "
+                   f"hash that matches no address or port seen for {'it' if one else 'them'}: "
+                   f"{'it fakes' if one else 'they fake'} it to force UDP encapsulation "
+                   f"(kernel-libipsec always does; strongSwan encap = yes). That is not another "
+                   f"NAT: only the NAT in front of the {real} is real, and it needs UDP 4500 "
+                   f"anyway.")
     return out
 
 
@@ -279,11 +295,15 @@ def _advice_nat(v, sa) -> list[str]:
 
 @rule
 def nat_detected(ctx):
-    """One finding per tunnel and distinct fact: a real NAT (NAT_DETECTED, observed) and/or a
-    side faking its source hash (NAT_ENCAPSULATION_FORCED, inferred)."""
+    """One NAT story per tunnel: a real NAT (NAT_DETECTED, observed: a translation is visible —
+    a NAT-D hash of another address or port seen here, a remapped port, a 4-tuple that differs
+    between the directions, or a capture point inside the NAT) or, when no SA of the tunnel shows
+    one, a side faking its source hash (NAT_ENCAPSULATION_FORCED, inferred).  A side that fakes
+    its hash beside a real NAT (kernel-libipsec does on every SA) is told in NAT_DETECTED."""
     _annotate(ctx)
     for t in ctx.state.tunnels:
         groups: dict = {}
+        forced_sides: list = []
         for sa, v in _tunnel_verdicts(t):
             if v.kind not in ("initiator", "responder", "both", "forced"):
                 continue
@@ -293,6 +313,10 @@ def nat_detected(ctx):
             if v.forced_sides:
                 key = ("forced", tuple(v.forced_sides))
                 groups.setdefault(key, []).append((sa, v))
+                forced_sides += [s for s in v.forced_sides if s not in forced_sides]
+        if any(k[0] == "nat" for k in groups):
+            groups = {k: items for k, items in groups.items() if k[0] == "nat"}
+        forced_sides.sort(key=("initiator", "responder").index)
         for key, items in groups.items():
             sa, v = items[0]
             refs = [tuple(r) for _sa, vv in items for r in vv.nat_d_frames]
@@ -314,7 +338,7 @@ def nat_detected(ctx):
                 elif cp == "inside_responder_nat":
                     title += " (capture taken inside the responder's NAT)"
                 basis = "observed"
-                explain = _explain_nat(sa, v)
+                explain = _explain_nat(sa, v, forced_sides)
                 advice = _advice_nat(v, sa)
             alg = HASH_NAMES.get(v.hash_alg, v.hash_alg)
             detail = [f"NAT-D hashes ({alg}) recomputed over the addresses and ports seen here "
@@ -332,14 +356,19 @@ def nat_detected(ctx):
                                       peers=[endpoint_text(sa.initiator),
                                              endpoint_text(sa.responder)]),
                 wireshark_filter=_or([_natd_filter(s) for s, _v in items]),
-                advice=advice + list(_spec_advice(code)),
+                advice=advice + _general_advice(code, sa, advice),
                 tunnel=t.id)
 
 
-def _spec_advice(code):
-    from pcapvpn.findings import REGISTRY
-
-    return REGISTRY[code].advice
+def _general_advice(code, sa, specific) -> list[str]:
+    """The registry's advice for the finding's IKE version, less the general lines that the
+    lines built for its sides already say (one line per fact)."""
+    said = set()
+    if code == "NAT_ENCAPSULATION_FORCED":
+        said.add(_FORCED_LOGS)
+    elif any("'local host is behind NAT" in a for a in specific):
+        said.update((_NAT_LOGS, _NAT_KEEPALIVES))
+    return [a for a in advice_for(code, {"version": sa.version}) if a not in said]
 
 
 # -- NAT_T_NOT_USED ----------------------------------------------------------------------------

@@ -7,10 +7,11 @@ import heapq
 
 from dissect.vpn import registry as reg
 from dissect.vpn.ikev2 import SA_PAYLOAD
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_label, exchange_status, ike_filter,
+    UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_label, exchange_status,
+    ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )
 from pcapvpn.track.ike import IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK, V1_STEPS
@@ -36,11 +37,18 @@ OWN_CODE = {
 declare("IKE_NO_PROPOSAL_CHOSEN", "negotiation", "error",
         "The peer found no acceptable proposal among those offered (NO_PROPOSAL_CHOSEN): the "
         "encryption, integrity, PRF or DH group configured on the two gateways do not overlap.",
-        ["Compare the proposals listed in the detail with the responder's configuration and make "
-         "one of them match exactly (strongSwan 'proposals =', Cisco 'crypto ikev2 proposal', "
-         "FortiGate phase1-interface 'set proposal', PAN-OS IKE Crypto profile).",
-         "strongSwan responder logs 'received proposals unacceptable' / 'no acceptable proposal "
-         "found'; the initiator 'received NO_PROPOSAL_CHOSEN notify error'."])
+        [when("Compare the proposals listed in the detail with the responder's configuration and "
+              "make one of them match exactly (strongSwan 'proposals =', Cisco 'crypto ikev2 "
+              "proposal', FortiGate phase1-interface 'set proposal', PAN-OS IKE Crypto profile).",
+              version=2),
+         when("Compare the proposals listed in the detail with the responder's configuration and "
+              "make one of them match exactly (strongSwan 'proposals =', Cisco 'crypto isakmp "
+              "policy', FortiGate phase1-interface 'set proposal', PAN-OS IKE Crypto profile).",
+              version=1),
+         when("strongSwan: the responder logs 'received proposals unacceptable'; the initiator "
+              "'received NO_PROPOSAL_CHOSEN notify error'.", version=2, impl="strongSwan"),
+         when("strongSwan: the responder logs 'no proposal found'; the initiator 'received "
+              "NO_PROPOSAL_CHOSEN error notify'.", version=1, impl="strongSwan")])
 declare("IKE_INVALID_KE", "negotiation", "warning",
         "The responder rejected the initiator's key exchange (DH) group with INVALID_KE_PAYLOAD "
         "and asked for another; the initiator must retry with the requested group.",
@@ -54,15 +62,23 @@ declare("IKE_VERSION_MISMATCH", "negotiation", "error",
          "'crypto ikev1' vs 'crypto ikev2' maps, FortiGate 'set ike-version')."])
 declare("IKE_ERROR_NOTIFY", "negotiation", "error",
         "The peer answered with an IKE error notification (named in the title).",
-        ["Look the notification up in RFC 7296 §3.10.1 (IKEv2) or RFC 2408 §3.14.1 (IKEv1) and "
-         "check the peer's log at that time: strongSwan 'received <NAME> notify error'."])
+        [when("Look the notification up in RFC 7296 §3.10.1 and check the peer's log at that "
+              "time (strongSwan: 'received <NAME> notify error').", version=2),
+         when("Look the notification up in RFC 2408 §3.14.1 and check the peer's log at that "
+              "time (strongSwan: 'received <NAME> error notify').", version=1)])
 declare("IKE_RETRANSMISSION", "negotiation", "warning",
         "An IKE exchange was answered only after retransmissions: packets are being lost or the "
         "responder is slow.",
         ["Look for loss on the path (the retransmitted message or the lost answer), rate limits or "
          "an overloaded responder.",
-         "strongSwan logs 'retransmit N of request with message ID M'; the responder 'received "
-         "retransmit of request with ID M, retransmitting response'."])
+         when("strongSwan logs 'retransmit N of request with message ID {msgid}'; the responder "
+              "'received retransmit of request with ID {msgid}, retransmitting response'.",
+              version=2, impl="strongSwan"),
+         when("strongSwan logs 'sending retransmit N of request message ID {msgid}, seq N' (a "
+              "responder re-sending its answer: '... of response message ID ...').",
+              version=1, impl="strongSwan"),
+         when("libreswan logs '<STATE>: retransmission; will wait N seconds for response'.",
+              impl="libreswan")])
 declare("IKE_COOKIE", "negotiation", "info",
         "The responder demanded a COOKIE (RFC 7296 §2.6): its DoS protection is active (many "
         "half-open IKE SAs, or a low cookie threshold).",
@@ -130,6 +146,7 @@ def error_notifies(ctx):
             flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {ntype}"
             tid = t.id if t else None
             key = f"{sa.id}|{m.n}|{ntype}"
+            facts = ike_facts(sa)
             phase2 = sa.version == 1 and spi and len(spi) == 4
             if ntype == NO_PROPOSAL_CHOSEN and not (sa.version == 1 and phase2):
                 offered, chosen = _offered_and_chosen(
@@ -147,7 +164,8 @@ def error_notifies(ctx):
                 # a later success makes it a recovered failure: the verdict says so
                 yield make("IKE_NO_PROPOSAL_CHOSEN", key,
                            title=f"{name} from {ip_text(m.src)}",
-                           detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid)
+                           detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
+                           facts=facts)
             elif ntype == INVALID_KE_PAYLOAD and sa.version == 2:
                 group = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
                 offered, _ = _offered_and_chosen(sa, {IKE_SA_INIT})
@@ -176,7 +194,7 @@ def error_notifies(ctx):
                                   f"{receiver} in {reg.exchange_name(m.exch, short=True)}"
                                   + (" (response)" if m.is_response else "") + ".",
                            evidence=ev, wireshark_filter=flt, tunnel=tid,
-                           severity="info" if established else None)
+                           severity="info" if established else None, facts=facts)
 
 
 def _retrans_label(x, retrans) -> str:
@@ -329,6 +347,7 @@ def retransmissions(ctx):
             yield make(
                 "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
                 title=f"{label}: {len(retrans)} retransmission(s) before the exchange went on",
+                facts=ike_facts(sa, x),
                 detail="; ".join(parts) + "." + tta + why,
                 evidence=ctx.evidence(refs, x.msgs[0].ts, x.msgs[-1].ts,
                                       ike_spis=[sa.ispi.hex(), sa.rspi.hex()]),
@@ -361,45 +380,120 @@ def cookies(ctx):
 
 
 REDIRECT = 16407
+REDIRECTED_FROM = 16408
+#: RFC 5685 §8/§9 GW Ident Types
+_GW_TYPES = {1: 4, 2: 16}  # IPv4 / IPv6: identity length
+#: how long after a redirect to an FQDN the client's next IKE SA with another gateway is taken as
+#: the redirected negotiation (no address to match, no REDIRECTED_FROM)
+REDIRECT_FOLLOW = 60.0
+
+
+def _redirect_notifies(m, ntype):
+    """(gw ident type, identity bytes) of the REDIRECT / REDIRECTED_FROM notifies of a message,
+    read by the dissector (dissect.vpn.ikev2.Notify.redirect)."""
+    from dissect.vpn import ikev2 as _v2
+
+    out = []
+    for p in getattr(m.msg, "payloads", ()) or ():
+        if isinstance(p, _v2.Notify) and p.notify_type == ntype:
+            r = p.redirect
+            if r is not None:
+                out.append((r[0], bytes(r[1])))
+    return out
+
+
+def _gw_text(gtype, ident) -> str:
+    import ipaddress
+
+    if _GW_TYPES.get(gtype) == len(ident):
+        return str(ipaddress.ip_address(ident))
+    if gtype == 3:
+        return ident.decode("ascii", "replace")
+    return f"gateway identity type {gtype}"
+
+
+def _redirected_sa(ctx, sa, m, target_addr, fqdn):
+    """The IKE SA the client started after the redirect ``m`` towards the new gateway: by the
+    new gateway's address, by REDIRECTED_FROM naming the gateway that redirected, and (redirect
+    to an FQDN) by time.  Returns (IKE SA, how it was matched) or (None, None)."""
+    client, gw = m.dst, m.src
+    later = [o for o in ctx.state.ike_sas
+             if o is not sa and o.version == 2 and o.initiator and o.responder
+             and o.initiator[1] == client and o.first_ts is not None and o.first_ts >= m.ts]
+    later.sort(key=lambda o: o.first_ts)
+    for o in later:
+        first = o.messages[0]
+        came_from = [ident for gtype, ident in _redirect_notifies(first, REDIRECTED_FROM)
+                     if _GW_TYPES.get(gtype) == len(ident)]
+        if target_addr is not None and o.responder[1] == target_addr:
+            how = "the redirect's address"
+            if gw in came_from:
+                how += f" and REDIRECTED_FROM {ip_text(gw)}"
+            return o, how
+        if gw in came_from:
+            return o, f"REDIRECTED_FROM {ip_text(gw)} in its IKE_SA_INIT"
+    if fqdn:
+        for o in later:
+            if o.responder[1] != gw and o.first_ts - m.ts <= REDIRECT_FOLLOW:
+                return o, f"time (the client's next IKE SA, {o.first_ts - m.ts:.1f} s later)"
+    return None, None
 
 
 @rule
 def redirects(ctx):
-    import ipaddress
-
+    """REDIRECT (RFC 5685) in a cleartext IKE_SA_INIT response, linked to the negotiation the
+    client then started with the new gateway, and whether that one succeeded."""
     for sa in ctx.state.ike_sas:
         if sa.version != 2:
             continue
         for m in sa.messages:
             if m.copy or not m.is_response or not m.has_notify(REDIRECT):
                 continue
-            data = m.notify_data(REDIRECT) or b""
-            target = "?"
-            target_addr = None
-            # RFC 5685 §8: GW Ident Type (1 IPv4, 2 IPv6, 3 FQDN), GW Ident Len, GW Identity
-            if len(data) >= 2 and 2 + data[1] <= len(data):
-                gtype, glen = data[0], data[1]
-                ident = data[2:2 + glen]
-                if gtype in (1, 2) and len(ident) in (4, 16):
-                    target_addr = bytes(ident)
-                    target = str(ipaddress.ip_address(target_addr))
-                elif gtype == 3:
-                    target = ident.decode("ascii", "replace")
-            followed = target_addr is not None and any(
-                o.initiator and o.responder and o.responder[1] == target_addr
-                and o.first_ts >= m.ts for o in ctx.state.ike_sas)
+            gws = _redirect_notifies(m, REDIRECT)
+            target, target_addr, fqdn = "?", None, False
+            if gws:
+                gtype, ident = gws[0]
+                target = _gw_text(gtype, ident)
+                if _GW_TYPES.get(gtype) == len(ident):
+                    target_addr = ident
+                fqdn = gtype == 3
+            new, how = _redirected_sa(ctx, sa, m, target_addr, fqdn)
             t = ike_tunnel_of(ctx, sa)
+            detail = (f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
+                      f"carries REDIRECT to {target} (RFC 5685): the gateway sent the client "
+                      f"{ip_text(m.dst)} elsewhere.")
+            refs = list(m.frames)
+            ok = False
+            if new is not None:
+                ok = new.established
+                nt = ike_tunnel_of(ctx, new)
+                detail += (f" The client started IKE with {ip_text(new.responder[1])} at "
+                           f"+{ctx.rel(new.first_ts)} s ({new.first_ts - m.ts:.2f} s later; IKE SA "
+                           f"{new.id}, matched by {how})"
+                           + (f", tunnel {nt.id}" if nt is not None and (t is None or nt is not t)
+                              else "") + ": ")
+                detail += ("that negotiation succeeded (IKE SA established)." if ok else
+                           "that negotiation did not complete (no IKE SA established: see that "
+                           "tunnel's findings).")
+                refs += list(new.messages[0].frames)
+            else:
+                detail += (f" No IKE_SA_INIT from the client to {target} (nor one carrying "
+                           f"REDIRECTED_FROM {ip_text(m.src)}) follows in the capture, which ends "
+                           f"{ctx.now - m.ts:.1f} s after the redirect.")
+            flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {REDIRECT}"
+            if new is not None:
+                flt = f"({flt}) || ({ike_filter(new, msgids=[0])})"
             yield make(
                 "IKE_REDIRECT", f"{sa.id}|{m.n}|redirect",
-                title=f"{ip_text(m.src)} redirected the client to {target}",
-                detail=f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
-                       f"carries REDIRECT to {target}."
-                       + (" The client then started IKE with that gateway." if followed else
-                          " No IKE towards that gateway is in the capture."),
-                evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()]),
-                wireshark_filter=ike_filter(sa, msgids=[m.msgid])
-                + f" && isakmp.notify.msgtype == {REDIRECT}",
-                severity="info" if followed else None,
+                title=f"{ip_text(m.src)} redirected the client to {target}"
+                      + (" (the new negotiation succeeded)" if ok else
+                         " (the new negotiation failed)" if new is not None else ""),
+                detail=detail,
+                evidence=ctx.evidence(refs, m.ts, new.first_ts if new is not None else None,
+                                      ike_spis=[sa.ispi.hex()]
+                                      + ([new.ispi.hex()] if new is not None else [])),
+                wireshark_filter=flt,
+                severity="info" if ok else None,
                 tunnel=t.id if t else None)
 
 
