@@ -386,9 +386,7 @@ def _lab_cases():
 
 
 #: expected verdicts pcapvpn does not reach yet, with the reason (strict: a fix must remove it)
-KNOWN_GAPS = {
-    "ikev2_three_sessions.pcap": "three orderly DELETE-ended sessions called IKE_SA_FLAPPING",
-}
+KNOWN_GAPS: dict = {}
 
 
 @pytest.mark.parametrize("base,cap,key", _lab_cases())

@@ -394,9 +394,9 @@ def _redirect_notifies(m, ntype):
     from dissect.vpn import ikev2 as _v2
 
     out = []
-    for p in getattr(m.msg, "payloads", ()) or ():
-        if isinstance(p, _v2.Notify) and p.notify_type == ntype:
-            r = p.redirect
+    for t, spi, data in m.notifies:
+        if t == ntype:
+            r = _v2.Notify(0, spi, t, data).redirect
             if r is not None:
                 out.append((r[0], bytes(r[1])))
     return out
