@@ -586,7 +586,7 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         start=m.Time.of(start, start),
         end=m.Time.of(end, start),
         duration=round(end - start, 6) if start is not None else 0.0,
-        linktypes=dict(linktypes),
+        linktypes=dict(sorted(linktypes.items())),
         drops={"if_drop": if_drop_total, "os_drop": os_drop_total},
         counts=counts,
         decode_errors=n_errors,

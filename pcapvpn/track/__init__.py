@@ -203,6 +203,10 @@ class Tracker(NullSink):
         add("max_flows", lim.max_flows, self.icmp_dropped, "ICMP errors")
         add("max_flows", lim.max_flows, self.incomplete_dropped, "incomplete fragment sets")
         add("max_flows", lim.max_flows, self.tcp_dropped, "TCP segments of further connections")
+        pt = self.plain_tracker
+        add("plain_max_flows", pt.max_flows, pt.flows_dropped,
+            "plaintext packets of further conversations (inner model)")
+        add("plain_max_dns", pt.max_dns, pt.dns_dropped, "DNS queries (inner model)")
         return out
 
     def state(self, now: float, capture=None) -> "State":

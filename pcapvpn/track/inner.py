@@ -432,8 +432,10 @@ _TUNNEL_WORDS = ("vpn", "tap-windows", "wintun", "wireguard", "anyconnect", "pan
 #: link types that carry IP with no link header (raw IP, PPP): tunnel devices
 _RAW_LINKTYPES = frozenset((101, 12, 14, 228, 229, 9, 50))
 
-#: bounds (per tracker): flows, DNS queries, ARP targets, evidence frames per flow
-MAX_PLAIN_FLOWS = 100000
+#: bounds (per tracker): views, flows, DNS queries, ARP targets (per view), evidence frames
+#: per flow direction; a flow costs about 1 kB
+MAX_VIEWS = 256
+MAX_PLAIN_FLOWS = 20000
 MAX_DNS = 20000
 MAX_ARP = 4096
 MAX_REFS = 8
@@ -623,6 +625,8 @@ class PlainTracker:
         #: per file index: the reader's interface list (``Interface``: name, description ...)
         self.interfaces = interfaces if interfaces is not None else {}
         self.views: dict = {}
+        self.max_flows = MAX_PLAIN_FLOWS
+        self.max_dns = MAX_DNS
         self.nflows = 0
         self.flows_dropped = 0
         self.dns_dropped = 0
@@ -638,6 +642,13 @@ class PlainTracker:
             key = (ref[0], iface, cooked[0], cooked[1])
         v = self.views.get(key)
         if v is None:
+            if len(self.views) >= MAX_VIEWS:  # hostile SLL2 indexes: one view for the rest
+                key = (ref[0], -1, -1, -1)
+                v = self.views.get(key)
+                if v is None:
+                    v = self.views[key] = View(key, ref[0], -1, linktype, kind="physical",
+                                               name="(further interfaces)")
+                return v
             name = desc = None
             ifs = self.interfaces.get(ref[0])
             if ifs is not None and 0 <= iface < len(ifs):
@@ -739,7 +750,7 @@ class PlainTracker:
             if opener is None:
                 # mid-stream: the well-known (lower) port is the server's
                 opener = not (0 <= sport < dport and sport < 1024)
-            if self.nflows >= MAX_PLAIN_FLOWS:
+            if self.nflows >= self.max_flows:
                 self.flows_dropped += 1
                 return None, 0
             self.nflows += 1
@@ -865,7 +876,7 @@ class PlainTracker:
             if q is not None:
                 q.tries += 1
                 return
-            if len(self._dns_open) >= MAX_DNS:
+            if len(self._dns_open) >= self.max_dns:
                 self.dns_dropped += 1
                 return
             q = DnsQuery(v, ts, ref, src, sport, dst, ident, qname, qtype, tcp)

@@ -176,6 +176,10 @@ def finish_views(ctx: Ctx, wait: float = 7.0) -> None:
     """Let unanswered requests age past pcapvpn's answer timeout, then stop dumpcap before the
     daemons (it exits on its own when ipsec0 disappears with charon)."""
     ctx.sleep(wait)
+    # a last answered ping: the captures' last packet shows the time that passed (a capture
+    # ends, for the analysis, at its last packet)
+    ctx.ping(1, dst=RIGHT_HOST)
+    ctx.sleep(0.5)
     ctx.topo.stop_capture(ctx.dumpcap)
     ctx.note("client dumpcap stopped")
 
