@@ -100,8 +100,7 @@ def flow_filter(flows) -> str:
     keyed = []
     for f in flows:
         if f.view.kind == "keys":
-            keyed.extend(r for d in (0, 1) for r in f.refs[d])
-            keyed.extend(r for r, _ln in f.retx_refs[0] + f.retx_refs[1])
+            keyed.extend(flow_refs([f]))
             continue
         ip = "ip" if f.ipver == 4 else "ipv6"
         p = f"{ip}.addr == {ip_text(f.srv)} && {ip}.addr == {ip_text(f.cli)}"
@@ -138,6 +137,12 @@ def flow_refs(flows, limit=40) -> list:
 
 def evidence(ctx, refs, ts0, ts1, m):
     return ctx.evidence(refs, ts0, ts1, peers=[ip_text(a) for a in m.outer])
+
+
+def flow_evidence(ctx, flows, m):
+    """The evidence of conversations: their frames, from the first packet to the last."""
+    return evidence(ctx, flow_refs(flows), min(f.first_ts for f in flows),
+                    max(f.last_ts for f in flows), m)
 
 
 def basis_of(views) -> str:
@@ -254,8 +259,7 @@ def inner_blocked(ctx):
                    + ("" if dead else " Other traffic to the same host works: a partial "
                                       "failure."),
             basis=basis_of(views), severity=sev,
-            evidence=evidence(ctx, flow_refs(flows), min(f.first_ts for f in flows),
-                              max(f.last_ts for f in flows), m),
+            evidence=flow_evidence(ctx, flows, m),
             wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
 
 
@@ -308,8 +312,7 @@ def inner_mtu(ctx):
                    f"the MTU inside the tunnel is below the segment size; clamp the MSS to the "
                    f"tunnel MTU minus 40.",
             basis=basis_of(views),
-            evidence=evidence(ctx, flow_refs(flows), min(f.first_ts for f in flows),
-                              max(f.last_ts for f in flows), m),
+            evidence=flow_evidence(ctx, flows, m),
             wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
 
 
@@ -372,14 +375,23 @@ def dns_inside(ctx):
 
 
 def _dns_filter(queries) -> str:
+    """The queries by name; decrypted ones by their ESP frames."""
     names = []
+    keyed = []
     for q in queries:
-        if q.name and q.name not in names:
+        if q.view.kind == "keys":
+            keyed.extend(r for r in (q.ref, q.rref) if r is not None)
+        elif q.name and q.name not in names:
             names.append(q.name)
-    if not names:
+    parts = []
+    if names:
+        parts.append("dns.qry.name in {" + ", ".join(f'"{n}"' for n in names[:8]) + "}"
+                     if len(names) > 1 else f'dns.qry.name == "{names[0]}"')
+    if keyed:
+        parts.append(frames_filter(sorted(set(keyed))))
+    if not parts:
         return "dns"
-    return "dns.qry.name in {" + ", ".join(f'"{n}"' for n in names[:8]) + "}" \
-        if len(names) > 1 else f'dns.qry.name == "{names[0]}"'
+    return parts[0] if len(parts) == 1 else " || ".join(f"({p})" for p in parts)
 
 
 @rule

@@ -22,8 +22,8 @@ import ipaddress
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import ip_text
-from pcapvpn.rules.inner import (basis_of, evidence, flow_filter, flow_refs, flow_text, ip_net,
-                                 judged, models, where)
+from pcapvpn.rules.inner import (basis_of, evidence, flow_evidence, flow_filter, flow_text,
+                                 ip_net, judged, models, where)
 
 declare("ROUTE_OUTSIDE_TUNNEL", "routing", "error",
         "Traffic for a subnet the tunnel carries leaves in clear on the physical interface "
@@ -163,8 +163,7 @@ def route_outside(ctx):
                    f"left in clear instead of entering the tunnel, e.g. "
                    f"{', '.join(flow_text(f) for f in flows[:3])}; {ans}.",
             basis="observed", severity="warning" if len(answered) == len(flows) else "error",
-            evidence=evidence(ctx, flow_refs(flows), min(f.first_ts for f in flows),
-                              max(f.last_ts for f in flows), m),
+            evidence=flow_evidence(ctx, flows, m),
             wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
 
 
@@ -231,8 +230,7 @@ def no_return(ctx):
                        f" entered the tunnel and nothing from {ip_text(srv)} ever came back, "
                        f"while the tunnel itself works.{note}",
                 basis=basis_of(views),
-                evidence=evidence(ctx, flow_refs(flows), min(f.first_ts for f in flows),
-                                  max(f.last_ts for f in flows), m),
+                evidence=flow_evidence(ctx, flows, m),
                 wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
 
 

@@ -443,6 +443,9 @@ MAX_REFS = 8
 MAX_OUTSTANDING = 64
 
 VIEW_KINDS = ("tunnel", "physical", "loopback", "keys")
+#: ARPHRD_* names (linux/if_arp.h) shown in view labels
+_HATYPE_NAMES = {1: "Ethernet", 772: "loopback", 0xFFFE: "TUN", 512: "PPP", 768: "IPIP",
+                 776: "SIT", 778: "GRE", 823: "IP6GRE", 769: "IP6IP6"}
 TIED_BY = ("interface", "address", "xfrm", "timing", "keys")
 
 _SYN, _RST, _ACK, _FIN = 0x02, 0x04, 0x10, 0x01
@@ -513,6 +516,8 @@ class View:
         if self.kind == "keys":
             return "decrypted ESP"
         what = self.name or (f"ifindex {self.ifindex}" if self.ifindex >= 0 else None)
+        if self.hatype >= 0:
+            what = f"{what or 'cooked'} [{_HATYPE_NAMES.get(self.hatype, f'ARPHRD {self.hatype}')}]"
         where = []
         if file_names is not None and 0 <= self.file < len(file_names):
             where.append(file_names[self.file])

@@ -136,7 +136,8 @@ def _capture_entries(sc: Scenario, outdir: Path, keys_source: str | None) -> lis
                         "keys": "keys-inside" if (outdir / "keys-inside").exists() else None})
     n_router = len(entries)
     for extra in sc.views:
-        entries.append({**extra, "keys": entries[0]["keys"]})
+        # the keys are tried on the outer capture: the three views are client, gateway, keys
+        entries.append({**extra, "keys": None})
     if sc.decode_as:
         for c in entries:
             c["decode_as"] = sc.decode_as
