@@ -437,7 +437,8 @@ class Decoder:
                 src, dst, sport, dport, a, b, ln = r
                 sink_esp((fidx, num), ts, 4, src, dst, sport, dport, a, b, ln)
                 if keyed is not None and a in keyed:
-                    e = (34 if sport < 0 else 42) + ln  # dissect.vpn.fast: Ethernet + IPv4 (+ UDP)
+                    # dissect.vpn.fast: link header + IPv4 (+ UDP)
+                    e = _fast.IP_OFFSET[linktype] + (20 if sport < 0 else 28) + ln
                     esp_payload((fidx, num), ts, 4, src, dst, sport, dport, a, b, data, e - ln, e)
                 continue
             general(fidx, num, ts, linktype, data, wirelen, off, cur[0])

@@ -429,6 +429,7 @@ class _Reader:
         """
         mask = every - 1 if on_checkpoint is not None else -1
         esp_at = _fast.esp_at
+        esp_cooked = _fast.esp_cooked_at
         number = 0
         nbytes = 0
         trunc = 0
@@ -466,6 +467,11 @@ class _Reader:
                         tmin = ts
                 if lt == 1:
                     r = esp_at(data, 0, caplen)
+                    if r is not None:
+                        on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                        continue
+                elif lt == 276 or lt == 113:
+                    r = esp_cooked(data, 0, caplen, lt)
                     if r is not None:
                         on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
                         continue
@@ -703,6 +709,7 @@ class PcapReader(_Reader):
         read = self._stream.read
         unpack = struct.Struct(self.byteorder + "IIII").unpack_from
         esp_at = _fast.esp_at
+        esp_cooked = _fast.esp_cooked_at
         lt = self.linktype
         eth = lt == 1
         div = 1000000000 if self.nanosecond else 1000000
@@ -776,6 +783,11 @@ class PcapReader(_Reader):
                             continue
                     elif cooked:
                         self._cook(0, lt, buf, pos + 16, end)
+                        r = esp_cooked(buf, pos + 16, end, lt)
+                        if r is not None:
+                            on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                            pos = end
+                            continue
                     on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos, 0)
                     pos = end
                 else:

@@ -80,30 +80,49 @@ def _ts_nets(ctx, tid):
     return ini, resp
 
 
-def remote_nets(ctx, m):
-    """``[(network, why)]``: the subnets the tunnel carries towards the remote side."""
-    out = []
+#: inferred remote networks kept per tunnel (each host reached adds at most one)
+MAX_INFERRED_NETS = 256
+
+
+class Nets:
+    """The subnets a tunnel carries towards the remote side: its decrypted traffic selectors
+    (few, tested one by one) and the inferred neighbourhoods of the hosts reached through it
+    (looked up by :func:`ip_net` of the address: constant time per question)."""
+
+    def __init__(self, ts, inferred):
+        self.ts = ts              # [network]
+        self.inferred = inferred  # {network: why}
+
+    def __bool__(self):
+        return bool(self.ts or self.inferred)
+
+    def find(self, addr: bytes, ts_only: bool = False):
+        """``(network, why)`` of the network holding ``addr``, or None."""
+        a = ipaddress.ip_address(addr)
+        for n in self.ts:
+            if a.version == n.version and a in n:
+                return n, "traffic selector"
+        if ts_only:
+            return None
+        n = ip_net(a.version, addr)
+        why = self.inferred.get(n)
+        return (n, why) if why is not None else None
+
+
+def remote_nets(ctx, m) -> Nets:
     _ini, resp = _ts_nets(ctx, m.tunnel)
-    for n in resp:
-        out.append((n, "traffic selector"))
-    seen = {n for n, _w in out}
+    own = {ip_net(4 if len(c) == 4 else 6, c) for c in m.clients}
+    inferred = {}
     for a in sorted(m.servers):
+        if len(inferred) >= MAX_INFERRED_NETS:
+            break
         n = ip_net(4 if len(a) == 4 else 6, a)
-        if any(n.subnet_of(x) for x in seen if x.version == n.version):
+        if n in own or n in inferred:
+            continue  # the client side's own neighbourhood, or known
+        if any(n.version == x.version and n.subnet_of(x) for x in resp):
             continue
-        if any(ipaddress.ip_address(c) in n for c in m.clients):
-            continue  # the client side's own neighbourhood
-        seen.add(n)
-        out.append((n, f"hosts reached through the tunnel ({ip_text(a)})"))
-    return out
-
-
-def _in(nets, addr: bytes):
-    a = ipaddress.ip_address(addr)
-    for n, why in nets:
-        if a.version == n.version and a in n:
-            return n, why
-    return None
+        inferred[n] = f"hosts reached through the tunnel ({ip_text(a)})"
+    return Nets(resp, inferred)
 
 
 def _own_views(ctx, m):
@@ -129,11 +148,11 @@ def route_outside(ctx):
         items = []
         for v in _own_views(ctx, m):
             arped = set(v.arp)
-            for f in set(v.flows.values()):
-                if f.srv in m.outer or f.cli in m.outer and f.srv in m.outer:
+            for f in v.conversations():
+                if f.srv in m.outer:
                     continue
-                hit = _in(nets, f.srv)
-                if hit is None or _in(nets, f.cli) is not None or f.srv in arped:
+                hit = nets.find(f.srv)
+                if hit is None or nets.find(f.cli) is not None or f.srv in arped:
                     continue
                 if (f.cli, f.srv) in inside:
                     continue
@@ -242,12 +261,11 @@ def subnet_overlap(ctx):
         nets = remote_nets(ctx, m)
         if not nets:
             continue
-        ts_nets = [(n, w) for n, w in nets if w == "traffic selector"]
         items = []
         for v in _own_views(ctx, m):
             for target, (n, ts0, ref, sender, answered) in v.arp.items():
-                hit = _in(nets, target)
-                if hit is None or (answered and _in(ts_nets, target) is None):
+                hit = nets.find(target)
+                if hit is None or (answered and nets.find(target, ts_only=True) is None):
                     continue
                 local = ipaddress.ip_network(f"{ipaddress.ip_address(sender)}/24", strict=False)
                 if ipaddress.ip_address(target) not in local:
@@ -259,7 +277,8 @@ def subnet_overlap(ctx):
                     continue
                 local = ipaddress.ip_network(f"{ipaddress.ip_address(addr)}/"
                                              f"{ipaddress.ip_address(mask)}", strict=False)
-                for n, why in nets:
+                for n, why in [(n, "traffic selector") for n in nets.ts] + \
+                        list(nets.inferred.items()):
                     if n.version == local.version and n.overlaps(local):
                         items.append((v, addr, 0, None, lease[5], addr, (n, why), True, local))
         if not items:

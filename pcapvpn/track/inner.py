@@ -495,6 +495,11 @@ class View:
         #: --keys views: the two gateways whose ESP was opened
         self.gateways = None
 
+    def conversations(self) -> list:
+        """Each flow once, in the order the flows were first seen (``flows`` maps both
+        directions)."""
+        return list(dict.fromkeys(self.flows.values()))
+
     def _kind(self) -> str:
         if self.hatype in TUNNEL_HATYPES:
             return "tunnel"
@@ -530,7 +535,7 @@ class View:
 
     def to_dict(self, file_names=None) -> dict:
         d = {"kind": self.kind, "label": self.label(file_names), "packets": self.packets,
-             "flows": len({id(f) for f in self.flows.values()})}
+             "flows": len(self.conversations())}
         if self.kind != "keys":
             d["file"] = file_names[self.file] if file_names and self.file < len(file_names) \
                 else self.file
@@ -1041,7 +1046,7 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
     for v in views:
         if v.kind not in ("physical",):
             continue
-        flows = [f for f in set(v.flows.values())
+        flows = [f for f in v.conversations()
                  if f.cli not in outer_all and f.srv not in outer_all
                  and ordinary(f.cli) and ordinary(f.srv)]
         if not flows:
