@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import struct
 import subprocess
@@ -143,19 +142,18 @@ def generate(path: Path, packets: int, seed: int = 20261206) -> dict:
     return counts
 
 
-def best(cmd, repeat, env=None):
+def analyze(src: Path) -> list[str]:
+    """``pcapvpn analyze`` from the source tree ``src``, whatever the working directory and the
+    installed (editable) package: the tree is put first on sys.path before the import."""
+    code = (f"import runpy, sys; sys.path.insert(0, {str(src)!r}); sys.argv[0] = 'pcapvpn'; "
+            f"runpy.run_module('pcapvpn', run_name='__main__')")
+    return [sys.executable, "-c", code, "analyze", "--format", "json", "-o", "/dev/null"]
+
+
+def best(cmd, repeat):
     runs = []
     for _ in range(repeat):
-        if env is not None:
-            old = dict(os.environ)
-            os.environ.update(env)
-        try:
-            r = measure(cmd)
-        finally:
-            if env is not None:
-                os.environ.clear()
-                os.environ.update(old)
-        runs.append(r)
+        runs.append(measure(cmd))
     ok = [r for r in runs if r["rc"] in (0, 1)]
     if not ok:
         raise SystemExit(f"{cmd}: failed: {runs[-1]}")
@@ -181,19 +179,16 @@ def main(argv=None) -> int:
         comp = generate(cap, args.packets)
         cap.with_suffix(".json").write_text(json.dumps(comp))
     comp = json.loads(cap.with_suffix(".json").read_text())
-    py = sys.executable
-    ana = [py, "-m", "pcapvpn", "analyze", "--format", "json", "-o", "/dev/null"]
     res = {"composition": comp}
-    env_here = {"PYTHONPATH": str(REPO)}
     print("pcapvpn on the client capture", flush=True)
-    res["pcapvpn_client"] = best(ana + [str(cap)], args.repeat, env_here)
+    res["pcapvpn_client"] = best(analyze(REPO) + [str(cap)], args.repeat)
     print("tshark on the client capture", flush=True)
     res["tshark_client"] = best(["tshark", "-q", "-Y", "frame", "-r", str(cap)], args.repeat)
     esp = Path(args.esp_capture)
     if args.base and esp.exists():
-        for label, src in (("esp_here", str(REPO)), ("esp_base", args.base)):
+        for label, src in (("esp_here", REPO), ("esp_base", Path(args.base))):
             print(f"pcapvpn ({label}) on {esp.name}", flush=True)
-            res[label] = best(ana + [str(esp)], args.repeat, {"PYTHONPATH": src})
+            res[label] = best(analyze(src) + [str(esp)], args.repeat)
     text = render(res, cap, esp if args.base else None)
     print(text)
     if args.results:

@@ -681,12 +681,29 @@ class PlainTracker:
     # -- events --------------------------------------------------------------------------------
 
     def plain(self, ref, ts, iface, linktype, cooked, net, data):
-        v = self._view(ref, iface, linktype, cooked)
-        pkt = cooked[2] if cooked is not None else -1
+        if cooked is None:
+            v = self.views.get((ref[0], iface, -1, -1))
+            pkt = -1
+        else:
+            v = self.views.get((ref[0], iface, cooked[0], cooked[1]))
+            pkt = cooked[2]
+        if v is None:
+            v = self._view(ref, iface, linktype, cooked)
         if pkt == 4:
             v.outgoing += 1
         elif pkt == 0:
             v.incoming += 1
+        if net[3] == 6 and not (net[8] or net[9]):
+            # the common case, as packet() does it
+            v.packets += 1
+            if v.first_ts is None:
+                v.first_ts = ts
+            v.last_ts = ts
+            try:
+                self._tcp(v, ts, ref, net[0], net[1], net[2], data, net[6], net[7], pkt)
+            except DissectError:
+                self.malformed += 1
+            return
         self.packet(v, ts, ref, net, data, pkt)
 
     def link_other(self, ref, ts, iface, linktype, cooked, data):
