@@ -182,6 +182,9 @@ def main(argv=None) -> int:
     res = {"composition": comp}
     print("pcapvpn on the client capture", flush=True)
     res["pcapvpn_client"] = best(analyze(REPO) + [str(cap)], args.repeat)
+    if args.base:
+        print("pcapvpn (base tree) on the client capture", flush=True)
+        res["base_client"] = best(analyze(Path(args.base)) + [str(cap)], args.repeat)
     print("tshark on the client capture", flush=True)
     res["tshark_client"] = best(["tshark", "-q", "-Y", "frame", "-r", str(cap)], args.repeat)
     esp = Path(args.esp_capture)
@@ -216,6 +219,10 @@ def render(res, cap, esp) -> str:
              "|---|---:|---:|---:|---:|---:|",
              f"| pcapvpn analyze (full, json) | {p['wall']:.1f} | {p['cpu']:.1f} | "
              f"{p['rss_mb']:.0f} | {t['wall'] / p['wall']:.2f}x | {t['cpu'] / p['cpu']:.2f}x |",
+             *([f"| pcapvpn analyze, base tree (no plaintext path) | {res['base_client']['wall']:.1f}"
+                f" | {res['base_client']['cpu']:.1f} | {res['base_client']['rss_mb']:.0f} | "
+                f"{t['wall'] / res['base_client']['wall']:.2f}x | "
+                f"{t['cpu'] / res['base_client']['cpu']:.2f}x |"] if "base_client" in res else []),
              f"| tshark -q -Y frame | {t['wall']:.1f} | {t['cpu']:.1f} | {t['rss_mb']:.0f} | 1 | 1 |",
              "", f"Target: pcapvpn at least 2x faster than tshark: "
              f"{'met' if t['wall'] / p['wall'] >= 2 else 'NOT met'} "
