@@ -522,3 +522,61 @@ def inner_mtu(ctx: Ctx) -> None:
     ctx.ping(3, interval=0.2, dst=LAN_HOST, check=True)
     http(ctx, "/big.bin", wait=12)
     finish_views(ctx)
+
+
+OVPN_TUNNEL = "192.0.2.2<->198.51.100.2:1194/udp"
+
+
+@scenario(**_common(
+    name="inner_openvpn_no_return", title="OpenVPN: the pushed route to the office LAN works "
+    "but the internal host has no route back to the VPN pool (tun0 views)",
+    protocol="openvpn",
+    configured="OpenVPN 2.6 over UDP 1194 (`dev tun`, `disable-dco`, topology subnet, pool "
+               "10.8.0.0/24, `push \"route 10.20.5.0 255.255.255.0\"`), ECDSA certificates; "
+               "office LAN 10.20.5.0/24 behind the server (internal host 10.20.5.10 with web + "
+               "dnsmasq, no default route); captures: router m-r (outer), client `tcpdump -i "
+               "any` (l-eth0 + tun0), server `tcpdump -i any` (r-eth0 + tun0 + r-lan)",
+    fault="the internal host has no route back to 10.8.0.0/24",
+    shows="Pings to the server's tunnel address 10.8.0.1 are answered through P_DATA both "
+          "ways; pings, a DNS query and an HTTP connection from 10.8.0.2 to 10.20.5.10 go into "
+          "tun0, are forwarded to the LAN by the server, and are never answered.",
+    views=[{"file": "inner_openvpn_no_return-client-any.pcap", "interface": "client-any",
+            "view": "client `tcpdump -i any` (Linux cooked v2: l-eth0 + tun0)"},
+           {"file": "inner_openvpn_no_return-gw-any.pcap", "interface": "gw-any",
+            "view": "server `tcpdump -i any` (r-eth0 + tun0 + the LAN side r-lan)"}],
+    keyless=[F("INNER_NO_RETURN", capture="client-any"), F("INNER_NO_RETURN", capture="gw-any")],
+    forbidden=["ROUTE_OUTSIDE_TUNNEL", "INNER_BLOCKED", "SUBNET_OVERLAP", "INNER_MTU",
+               "OPENVPN_NO_RESPONSE", "VPN_DATA_ONE_WAY"],
+    verdicts={"all": [V("failing", "INNER_NO_RETURN",
+                        "the internal host has no route back to the VPN pool: requests through "
+                        "tun0 reach the LAN and nothing returns", tunnel=OVPN_TUNNEL,
+                        stage="routing")],
+              "main": [V("healthy", None, "the outer view shows P_DATA both ways (the pings to "
+                         "10.8.0.1 are answered); the data channel cannot be decrypted",
+                         tunnel=OVPN_TUNNEL)]},
+))
+def inner_openvpn_no_return(ctx: Ctx) -> None:
+    from . import openvpn as ovpn
+    from .scenarios import _ovpn_files, _ovpn_wait
+
+    topo = ctx.topo
+    lan_up(ctx, return_route=False)
+    sf, cf = _ovpn_files(ctx)
+    name = ctx.sc.name
+    for dev_label, ns in (("client-any", topo.left), ("gw-any", topo.right)):
+        p = ctx.work / f"{name}-{dev_label}.pcap"
+        ctx.captures.append((dev_label, topo.capture("any", p, ns, buffer_kib=32768), p))
+    p = ctx.work / f"{name}-gw-lan.pcap"
+    ctx.captures.append(("r-lan", topo.capture("r-lan", p, topo.right, buffer_kib=32768), p))
+    ctx.start_capture()
+    ovpn.start(ctx, "right", ovpn.server_conf(
+        extra='push "route 10.20.5.0 255.255.255.0"\n'), sf)
+    ovpn.start(ctx, "left", ovpn.client_conf(extra="explicit-exit-notify 1\n"), cf)
+    if not _ovpn_wait(ctx, "Initialization Sequence Completed", 20):
+        raise RuntimeError("OpenVPN client did not connect")
+    ctx.ping(3, interval=0.2, src=None, dst=ovpn.SERVER_TUN, check=True)
+    ctx.ping(4, interval=0.3, src=None, dst=LAN_HOST)
+    dns(ctx, tries=2)
+    http(ctx, "/index.html", wait=5)
+    ctx.sleep(7)
+    ctx.ping(1, src=None, dst=ovpn.SERVER_TUN)
