@@ -224,3 +224,31 @@ def test_inner_scenario_views_agree(name):
     if name != "inner_healthy" and "client-any" in entries:
         # the client's view alone reaches the diagnosis
         assert any(k.startswith(entries["client-any"]["file"]) for k in seen), seen
+
+
+def test_configuration_payloads_feed_the_model():
+    """Decrypted configuration payloads: the pushed DNS domains (IKEv2 INTERNAL_DNS_DOMAIN,
+    RFC 8598; Cisco Unity split DNS, comma-separated) make names internal, the assigned inner
+    address (INTERNAL_IP4_ADDRESS) is a client of the tunnel before any plaintext is seen."""
+    from types import SimpleNamespace as NS
+
+    from pcapvpn.rules.inner import pushed_domains
+    from pcapvpn.track.inner import _assigned
+
+    attrs = [(25, b"corp.example."), (28675, b"a.example, B.example"), (1, bytes([10, 8, 0, 7])),
+             (1, bytes(4))]  # an all-zero address is a request, not an assignment
+    msgs = [NS(inner={"config": [(2, attrs)]}, is_response=True),
+            NS(inner={"config": [(1, [(1, bytes([10, 9, 9, 9]))])]}, is_response=False),
+            NS(inner=None, is_response=True)]
+    t = NS(id="t", ike_sas=[NS(messages=msgs)])
+    ctx = NS(state=NS(tunnels=[t]))
+    assert pushed_domains(ctx, "t") == {"corp.example", "a.example", "b.example"}
+    assert _assigned(t) == {bytes([10, 8, 0, 7])}
+
+
+def test_internal_names_by_form():
+    from pcapvpn.rules.inner import is_internal_name
+
+    assert is_internal_name("intranet") and is_internal_name("nas.lan")
+    assert is_internal_name("wiki.corp") and not is_internal_name("example.com")
+    assert not is_internal_name(None)

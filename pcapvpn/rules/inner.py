@@ -178,6 +178,29 @@ def is_internal_name(name: str | None) -> bool:
     return n.endswith(INTERNAL_SUFFIXES)
 
 
+#: configuration attributes that push DNS domains to a client: IKEv2 INTERNAL_DNS_DOMAIN
+#: (RFC 8598, presentation format); IKEv1 mode-config UNITY_DEF_DOMAIN and UNITY_SPLITDNS_NAME
+#: (comma-separated)
+DOMAIN_ATTRS = frozenset((25, 28674, 28675))
+
+
+def pushed_domains(ctx, tid) -> set:
+    """DNS domains the gateway pushed to the client in decrypted configuration payloads."""
+    out = set()
+    t = next((t for t in ctx.state.tunnels if t.id == tid), None)
+    for sa in getattr(t, "ike_sas", ()):
+        for msg in sa.messages:
+            inner = getattr(msg, "inner", None)
+            for _cfg, attrs in (inner or {}).get("config") or ():
+                for attr, value in attrs:
+                    if attr in DOMAIN_ATTRS and value:
+                        for d in bytes(value).decode("ascii", "replace").split(","):
+                            d = d.strip().strip(".").lower()
+                            if d:
+                                out.add(d)
+    return out
+
+
 def parent(name: str) -> str | None:
     return name.split(".", 1)[1] if name and "." in name else None
 
@@ -401,7 +424,8 @@ def dns_outside(ctx):
         return
     for m in models(ctx):
         inside = _answered_names(m) | {q.name for _v, _h, q in m.dns() if q.name}
-        domains = {parent(n) for n in inside if parent(n)}
+        pushed = pushed_domains(ctx, m.tunnel)
+        domains = {parent(n) for n in inside if parent(n)} | pushed
         tied = {id(v) for v, _h in m.views}
         hits = []
         for v in plain.views.values():
@@ -410,7 +434,9 @@ def dns_outside(ctx):
             for q in v.dns:
                 if q.server in m.outer or not q.name:
                     continue
-                if is_internal_name(q.name) or parent(q.name) in domains or q.name in inside:
+                if is_internal_name(q.name) or q.name in inside or \
+                        any(q.name == d or q.name.endswith("." + d) for d in pushed) or \
+                        parent(q.name) in domains:
                     hits.append((v, q))
         if not hits:
             continue

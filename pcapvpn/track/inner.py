@@ -1037,6 +1037,8 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
                 if {t.a, t.b} == set(v.gateways):
                     models[t.id].views.append((v, "keys"))
                     break
+    for t in tunnels:  # addresses the gateway assigned (decrypted configuration payloads)
+        models[t.id].clients.update(_assigned(t))
     for m in models.values():
         _learn(m)
     # 2. tunnel interfaces
@@ -1113,6 +1115,27 @@ def ordinary(addr: bytes) -> bool:
         return not (a0 >= 224 or a0 == 127 or a0 == 0 or addr[:2] == b"\xa9\xfe")
     return not (addr[0] == 0xFF or addr[:2] == b"\xfe\x80" or addr == bytes(16)
                 or addr == bytes(15) + b"\x01")
+
+
+#: configuration attributes that assign the client's inner address: IKEv2
+#: INTERNAL_IP4_ADDRESS / INTERNAL_IP6_ADDRESS (RFC 7296 §3.15.1), IKEv1 mode-config
+#: INTERNAL_IP4_ADDRESS (draft-dukes-ike-mode-cfg)
+_ADDRESS_ATTRS = {1: 4, 8: 16}
+
+
+def _assigned(t) -> set:
+    out = set()
+    for sa in t.ike_sas:
+        for msg in sa.messages:
+            inner = getattr(msg, "inner", None)
+            if not inner or not getattr(msg, "is_response", True):
+                continue
+            for _cfg, attrs in inner.get("config") or ():
+                for attr, value in attrs:
+                    n = _ADDRESS_ATTRS.get(attr)
+                    if n and value and len(value) >= n and any(value[:n]):
+                        out.add(bytes(value[:n]))
+    return out
 
 
 def _learn(m) -> None:
