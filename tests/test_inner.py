@@ -252,3 +252,27 @@ def test_internal_names_by_form():
     assert is_internal_name("intranet") and is_internal_name("nas.lan")
     assert is_internal_name("wiki.corp") and not is_internal_name("example.com")
     assert not is_internal_name(None)
+
+
+def test_tie_never_guesses():
+    """A tunnel interface in a file with two tunnels, both active while it carried traffic: tied
+    to neither (no interface, timing or address tie fits one); with one of them active only, by
+    timing."""
+    from types import SimpleNamespace as NS
+
+    from pcapvpn.track.inner import PlainTracker, tie
+
+    net = (4, bytes([10, 0, 0, 1]), bytes([10, 1, 0, 1]), 17, 1000, 2000, 20, 40, 0, False, 0, 0)
+    data = bytes(20) + struct.pack("!HHHH", 1000, 2000, 20, 0) + bytes(12)
+    pt = PlainTracker({0: [NS(name="tun0", description=None)]})
+    for i in range(3):
+        pt.plain((0, i + 1), 100.0 + i, 0, 101, None, net, data)
+
+    def tunnel(n, t0, t1):
+        esp = NS(first_ref=(0, n), dst=bytes([192, 0, 2, n]), packets=10)
+        return NS(id=f"t{n}", a=bytes([192, 0, 2, 1]), b=bytes([192, 0, 2, n]), ike_sas=[],
+                  esp_sas=[esp], first_ts=t0, last_ts=t1)
+
+    assert tie(pt, [tunnel(2, 90.0, 110.0), tunnel(3, 90.0, 110.0)], []) == {}
+    models = tie(pt, [tunnel(2, 90.0, 110.0), tunnel(3, 200.0, 210.0)], [])
+    assert list(models) == ["t2"] and [h for _v, h in models["t2"].views] == ["timing"]
