@@ -120,7 +120,7 @@ def _run(paths, options: Options | None = None) -> Result:
         from pcapvpn.track import Tracker
 
         tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers,
-                          options.limits)
+                          options.limits, interfaces={s.index: s.interfaces for s in sources})
         decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
         _decode(decoder, sources, options)
         decoder.finish()
@@ -133,8 +133,8 @@ def _run(paths, options: Options | None = None) -> Result:
             s.close()
 
 
-def _frames(sources, options):
-    frames = merge_frames(sources)
+def _frames(sources, options, interfaces=False):
+    frames = merge_frames(sources, interfaces)
     if options.progress is not None:
         frames = _with_progress(frames, sources, options.progress)
     return frames
@@ -159,7 +159,7 @@ def _decode(decoder, sources, options) -> None:
         if hook is not None:
             options.progress(src.name, 1, 1)
         return
-    decoder.run(_frames(sources, options))
+    decoder.run(_frames(sources, options, True), interfaces=True)
 
 
 def _with_progress(frames, sources, progress):
@@ -300,8 +300,9 @@ def _build_lists(report, state, findings, vmap, start, names, limit, ctx) -> Non
     _exchange_status(ctx, ike_sas, report.ike_sas, shown)
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in esp_sas]
     report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in keepalives]
-    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) if ipsec
-                      else m.vpn_tunnel_dict(t, vmap[t.id], start, names)
+    im = state.inner_models
+    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start, im.get(t.id), names) if ipsec
+                      else m.vpn_tunnel_dict(t, vmap[t.id], start, names, im.get(t.id))
                       for ipsec, t in tunnels]
     cap = report.capture
     if cap.damage:
@@ -585,7 +586,7 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         start=m.Time.of(start, start),
         end=m.Time.of(end, start),
         duration=round(end - start, 6) if start is not None else 0.0,
-        linktypes=dict(linktypes),
+        linktypes=dict(sorted(linktypes.items())),
         drops={"if_drop": if_drop_total, "os_drop": os_drop_total},
         counts=counts,
         decode_errors=n_errors,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 #: The troubleshooting order: a failure is reported at the first stage that broke.
 STAGES = ("reachability", "negotiation", "nat_traversal", "authentication", "child_sa",
-          "dataplane", "inner", "stability")
+          "dataplane", "routing", "inner", "stability")
 #: Outside the order: can the capture itself be trusted?
 CAPTURE_STAGE = "capture"
 ALL_STAGES = STAGES + (CAPTURE_STAGE,)
@@ -174,6 +174,14 @@ class Finding:
     recovered: dict | None = None
     #: gateway log lines (--log; None without logs: the JSON then has no "logs" key)
     logs: list[LogRef] | None = None
+    #: former codes of the same finding, kept for one schema version (:data:`ALIASES`; None:
+    #: the JSON has no "aliases" key)
+    aliases: list[str] | None = None
+
+
+#: codes folded into another, still named beside it for one schema version:
+#: (code, basis) -> the former codes (TS_OVERLAP became SUBNET_OVERLAP with basis decrypted)
+ALIASES = {("SUBNET_OVERLAP", "decrypted"): ("TS_OVERLAP",)}
 
 
 def finding_id(code: str, key: str) -> str:
@@ -213,6 +221,7 @@ def make(code: str, key: str, *, title: str, detail: str, basis: str = "observed
         severity=severity or spec.severity, title=title, detail=detail, basis=basis,
         evidence=evidence or Evidence(), wireshark_filter=wireshark_filter, advice=adv,
         tunnel=tunnel, posture=spec.posture, failure=spec.failure and not spec.posture,
+        aliases=list(ALIASES[(code, basis)]) if (code, basis) in ALIASES else None,
     )
 
 

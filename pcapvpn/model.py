@@ -304,6 +304,8 @@ class Report:
         for f in d.get("findings") or ():
             if isinstance(f, dict) and f.get("logs", ()) is None:
                 del f["logs"]
+            if isinstance(f, dict) and f.get("aliases", ()) is None:
+                del f["aliases"]
         # schema_version first, as the conventions ask
         return {"schema_version": d.pop("schema_version"), **d}
 
@@ -564,11 +566,14 @@ def _conventions(obj, start, names, key=""):
     return obj
 
 
-def _tunnel_inner(t) -> dict:
-    """``{"inner": {...}}``: the decrypted inner traffic of a tunnel (--keys), else ``{}``."""
-    from pcapvpn.track.inner import tunnel_inner_summary
+def _tunnel_inner(t, inner_model=None, names=None) -> dict:
+    """``{"inner": {...}}``: what the tunnel carried (the one inner model: decrypted ESP with
+    --keys, and the plaintext views tied to it), else ``{}``."""
+    from pcapvpn.track.inner import model_dict, tunnel_inner_summary
 
-    s = tunnel_inner_summary(t.esp_sas)
+    s = tunnel_inner_summary(t.esp_sas) if hasattr(t, "esp_sas") else None
+    if inner_model is not None:
+        s = model_dict(inner_model, names, s)
     return {"inner": s} if s is not None else {}
 
 
@@ -583,7 +588,7 @@ def esp_sa_dict(sa, start, names) -> dict:
     return d
 
 
-def tunnel_dict(t, verdict, start) -> dict:
+def tunnel_dict(t, verdict, start, inner_model=None, names=None) -> dict:
     return {
         "id": t.id,
         "protocol": "ipsec",
@@ -603,11 +608,11 @@ def tunnel_dict(t, verdict, start) -> dict:
         "esp_sas": [f"{addr(e.dst)}/{hexid(e.spi, 8)}" for e in t.esp_sas],
         "child_sa_pairs": [[f"{hexid(a.spi, 8)}" if a else None, f"{hexid(b.spi, 8)}" if b else None]
                            for a, b in t.pairs],
-        **_tunnel_inner(t),
+        **_tunnel_inner(t, inner_model, names),
     }
 
 
-def vpn_tunnel_dict(t, verdict, start, names) -> dict:
+def vpn_tunnel_dict(t, verdict, start, names, inner_model=None) -> dict:
     """A tunnel of a VPN beside IPsec (pcapvpn.track.vpn.VpnTunnel): the IPsec tunnel's keys
     (``a`` the client, ``b`` the server, no IKE/ESP) plus ``protocol``, ``transport``,
     ``server_port`` and ``vpn`` (the protocol's sessions and counters)."""
@@ -632,4 +637,5 @@ def vpn_tunnel_dict(t, verdict, start, names) -> dict:
         "esp_sas": [],
         "child_sa_pairs": [],
         "vpn": _conventions(_plain(t.to_dict()), start, names),
+        **_tunnel_inner(t, inner_model, names),
     }

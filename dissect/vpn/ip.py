@@ -225,6 +225,29 @@ def decode_tcp(data, off: int, end: int):
     return (sport, dport, seq, ack, word & 0x0FFF, off + hlen)
 
 
+def tcp_mss(data, off: int, poff: int):
+    """The Maximum Segment Size option (RFC 9293 §3.2, kind 2) among the TCP options
+    ``data[off + 20:poff]`` (``poff`` from :func:`decode_tcp`), or None.  A malformed option
+    list ends the search (no error: the segment itself was decoded)."""
+    p = off + 20
+    while p < poff:
+        kind = data[p]
+        if kind == 0:
+            return None
+        if kind == 1:
+            p += 1
+            continue
+        if p + 1 >= poff:
+            return None
+        ln = data[p + 1]
+        if ln < 2 or p + ln > poff:
+            return None
+        if kind == 2 and ln == 4:
+            return (data[p + 2] << 8) | data[p + 3]
+        p += ln
+    return None
+
+
 def decode_icmp_error(data, l4off: int, end: int, ipver: int):
     """Decode an ICMP (ipver 4) or ICMPv6 (ipver 6) message at ``l4off`` (``end`` = IP payload end).
 

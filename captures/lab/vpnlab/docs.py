@@ -134,13 +134,21 @@ def _capture_entries(sc: Scenario, outdir: Path, keys_source: str | None) -> lis
         entries.append({"file": f"{sc.name}-inside.pcap", "interface": other,
                         "view": VIEWS[other] + (" (inside the NAT)" if sc.nat else ""),
                         "keys": "keys-inside" if (outdir / "keys-inside").exists() else None})
+    n_router = len(entries)
+    for extra in sc.views:
+        # the keys are tried on the outer capture: the three views are client, gateway, keys
+        entries.append({**extra, "keys": None})
     if sc.decode_as:
         for c in entries:
             c["decode_as"] = sc.decode_as
     for i, c in enumerate(entries):
         for key, table in (("verdicts", sc.verdicts),
                            ("verdicts_with_keys", sc.verdicts_with_keys)):
-            v = table.get(c["file"], table.get("main") if i == 0 else None)
+            if i >= n_router:
+                v = table.get(c["interface"], table.get("all"))
+            else:
+                v = table.get(c["file"], (table.get("main") or table.get("all"))
+                              if i == 0 else None)
             if v:
                 c[key] = v
     return entries

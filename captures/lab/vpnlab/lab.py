@@ -55,6 +55,10 @@ class Scenario:
     # what pcapvpn said of the capture when the scenario was added, where it disagrees with
     # the expected verdicts (README "pcapvpn today"; the lead's work list, not a test)
     pcapvpn_today: str = ""
+    # further captures the body records itself (client and gateway-LAN views, issue 15):
+    # [{"file", "interface", "view"}]; they share the main capture's keys; verdicts for them
+    # are looked up by their ``interface`` label, then under "all"
+    views: list[dict] = field(default_factory=list)
 
 
 class Ctx:
