@@ -66,6 +66,8 @@ def declare(code: str, stage: str, severity: str, meaning: str, advice=(), *, po
 class FrameRef:
     file: str
     frame: int
+    #: several vantage points (--vantage): the point that saw it (None: the JSON has no key)
+    point: str | None = None
 
 
 @dataclass
@@ -113,6 +115,10 @@ class Finding:
     recovered: dict | None = None
     #: gateway log lines (--log; None without logs: the JSON then has no "logs" key)
     logs: list[LogRef] | None = None
+    #: several vantage points (--vantage): where it happened, ``{"from": point or None,
+    #: "to": point or None}``: seen at ``from`` and never at ``to`` (``from`` None: before the
+    #: first point; ``to`` None: after the last), plus ``"why"`` in words; None: no JSON key
+    location: dict | None = None
 
 
 def finding_id(code: str, key: str) -> str:

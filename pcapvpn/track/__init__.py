@@ -65,6 +65,8 @@ class Tracker(NullSink):
     MAX_ICMP = 10000
     MAX_FRAGSETS = 10000
     MAX_TCP = 10000
+    #: the ESP/AH tracker class (several vantage points: pcapvpn.track.vantage.PointEspTracker)
+    esp_class = None
 
     def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None, vpn_servers=()):
         from pcapvpn.track.esp import EspTracker
@@ -77,7 +79,7 @@ class Tracker(NullSink):
         #: pcapvpn.keys.KeyStore (--keys) or None
         self.keys = keys or None
         self.ike_tracker = IkeTracker(thresholds, self.names, self.keys)
-        self.esp_tracker = EspTracker(thresholds)
+        self.esp_tracker = (self.esp_class or EspTracker)(thresholds)
         self.keepalive_tracker = KeepaliveTracker(thresholds)
         #: ESP decryption (opt-in per SA): the decoder hands ``esp_payload`` the bytes of ESP
         #: packets whose SPI is in ``keyed_spis`` (None: no ESP keys, nothing extra per packet)
@@ -270,3 +272,5 @@ class State:
     #: --keys: the pcapvpn.keys.KeyStore (None without keys) and the inner-traffic tracker
     keys: object = None
     inner: object = None
+    #: several vantage points (--vantage): pcapvpn.track.vantage.Vantage, else None
+    vantage: object = None
