@@ -659,4 +659,8 @@ def path_dict(view, start) -> dict:
         "reordering": view.reordering,
         "nat": view.nat,
         "mtu": view.mtu,
+        "messages": [{"label": r["label"], "direction": "a_to_b" if r["forward"] else "b_to_a",
+                      "seen": {n: {"rel": round(t - start, 6) if start is not None else None,
+                                   "copies": c} for n, (t, c) in r["seen"].items()}}
+                     for r in view.messages],
     }

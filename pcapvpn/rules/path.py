@@ -12,6 +12,8 @@ the last point.
 
 from __future__ import annotations
 
+from dissect.vpn.registry import exchange_name
+
 from pcapvpn import findings as F
 from pcapvpn.findings import FrameRef
 from pcapvpn.rules import rule
@@ -55,10 +57,6 @@ _IKE_STAGE = {
     (1, 6): "authentication",  # Transaction (XAUTH / mode-config)
     (1, 32): "child_sa",  # Quick Mode
 }
-
-_EXCH_NAMES = {34: "IKE_SA_INIT", 35: "IKE_AUTH", 36: "CREATE_CHILD_SA", 37: "INFORMATIONAL",
-               43: "IKE_INTERMEDIATE", 2: "Main Mode", 4: "Aggressive Mode", 5: "Informational",
-               6: "Transaction", 32: "Quick Mode"}
 
 
 def _pname(name) -> str:
@@ -121,7 +119,7 @@ def _loss_finding(ctx, tid, x):
         stage = "dataplane"
     else:
         ispi, exch, msgid, _resp = x.ike
-        name = _EXCH_NAMES.get(exch, f"exchange {exch}")
+        name = exchange_name(exch)
         what = ", ".join(sorted(set(x.messages)))
         title = f"IKE {name} message(s) lost {_segment(x.src, x.dst)}"
         detail = (f"IKE SA {bytes(ispi).hex()}, {name} (Message ID {msgid}, {way} on tunnel "

@@ -35,6 +35,8 @@ import bisect
 import statistics
 from dataclasses import dataclass, field
 
+from dissect.vpn.registry import exchange_name
+
 from pcapvpn.track import Tracker
 from pcapvpn.track.esp import EspTracker
 
@@ -44,6 +46,8 @@ MAX_HOLES = 4096
 MAX_SAMPLES = 512
 #: time windows for the drift fit
 DRIFT_WINDOWS = 8
+#: IKE messages kept per tunnel for the path ladder
+MAX_LADDER = 200
 
 
 def _numpy():
@@ -418,6 +422,10 @@ class PathView:
     ike_flows: list = field(default_factory=list)
     #: point indices in ``order``
     placed: list = field(default_factory=list)
+    #: the IKE messages for the path ladder (one column per point), in time order, at most
+    #: MAX_LADDER: ``{"label", "forward", "seen": {point name: (time on the first point's
+    #: clock, copies)}}``
+    messages: list = field(default_factory=list)
 
 
 @dataclass
@@ -572,14 +580,13 @@ def _path(points, t, cls, ike, esp, th) -> PathView:
     delays: dict = {}  # (i, j, fwd) -> [corrected t_j - t_i]
 
     def vote(times, fwd):
-        items = sorted(times.items(), key=lambda kv: kv[1])
-        if not fwd:
-            items = items[::-1]
+        travel = sorted(times.items(), key=lambda kv: kv[1])
+        for (i, ti), (j, tj) in zip(travel, travel[1:]):
+            delays.setdefault((i, j, fwd), []).append(tj - ti)
+        items = travel if fwd else travel[::-1]  # votes are for the a -> b order
         for x in range(len(items)):
             for y in range(x + 1, len(items)):
                 votes[items[x][0]][items[y][0]] += 1
-        for (i, ti), (j, tj) in zip(items, items[1:]):
-            delays.setdefault((i, j, fwd), []).append(abs(tj - ti))
 
     for _dg, fwd, per in flows_ike:
         times = {i: _corrected(points, i, ms[0].ts) for i, ms in per.items() if len(ms) == 1}
@@ -625,7 +632,20 @@ def _path(points, t, cls, ike, esp, th) -> PathView:
         _ike_losses(view, points, placed if fwd else placed[::-1], dg, fwd, per, slack, t.id)
     _merge_ike_losses(view)
     _nat_facts(view, points, placed, flows_ike, flows_esp)
+    _ladder(view, points, flows_ike)
     return view
+
+
+def _ladder(view, points, flows_ike):
+    rows = []
+    for _dg, fwd, per in flows_ike:
+        seen = {points[i].name: (_corrected(points, i, ms[0].ts), len(ms)) for i, ms in per.items()}
+        m = next(iter(per.values()))[0]
+        rows.append((min(t for t, _n in seen.values()), {
+            "label": f"{exchange_name(m.exch)} #{m.msgid} {_ike_label(m)}",
+            "forward": fwd, "seen": seen}))
+    rows.sort(key=lambda r: r[0])
+    view.messages = [r[1] for r in rows[:MAX_LADDER]]
 
 
 def _window(p):
@@ -841,7 +861,9 @@ def _nat_facts(view, points, placed, flows_ike, flows_esp):
     """Inside <-> outside tuples: the same packet with other addresses or ports at two points;
     an ESP SA whose source moved at one point and not at another (a NAT mapping change)."""
     seen = set()
-    for _dg, _fwd, per in flows_ike:
+    for _dg, fwd, per in flows_ike:
+        if not fwd:
+            continue  # the same translation as the other way
         tuples = {points[i].name: _ep(ms[0]) for i, ms in per.items()}
         if len(set(tuples.values())) > 1:
             key = tuple(sorted(tuples.items()))
