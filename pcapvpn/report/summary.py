@@ -582,8 +582,14 @@ def path_rows(t):
                      f"0x{r['spi']}, {r['reordered_from']} -> {r['reordered_to']} late packets")
     for n in path.get("nat") or ():
         label = "IKE" if n["what"] == "ike" else f"ESP SPI 0x{n['spi']}"
-        lines.append(f"NAT ({label}): " + "; ".join(f"{k}: {v}" for k, v in
-                                                     n["points"].items()))
+        pts = n["points"]
+        for a, b in n.get("between") or ():
+            lines.append(f"NAT between {a} and {b} ({label}): {pts[a]} at {a} is {pts[b]} "
+                         f"at {b}")
+        moved = {k: v for k, v in (n.get("source_changes") or {}).items() if v}
+        if moved:
+            lines.append(f"source changes ({label}): " + ", ".join(
+                f"{k}: {v}" for k, v in (n.get("source_changes") or {}).items()))
     for mtu in path.get("mtu") or ():
         ex = mtu.get("example")
         lines.append(f"size changed between {mtu['from']} and {mtu['to']}: ESP SPI "

@@ -690,7 +690,7 @@ def _esp_losses(view, points, order, spi, fwd, per, slack, tid):
         approx = sa in et.holes_over if sa is not None else False
         if sa is not None:
             # numbers the point could not judge: before its capture began / after it ended
-            if win[0] > up_first - slack:
+            if win[0] > up_first:
                 lo = max(lo, seen[0][0]) if seen else lo
             if win[1] < up_last + slack:
                 hi = min(hi, seen[-1][1]) if seen else hi
@@ -698,7 +698,7 @@ def _esp_losses(view, points, order, spi, fwd, per, slack, tid):
             appeared = r_diff(r_clip(seen, union_up[0][0], union_up[-1][1]), union_up) \
                 if union_up else []
         else:
-            if not (win[0] <= up_first - slack and win[1] >= up_last + slack):
+            if not (win[0] <= up_first and win[1] >= up_last + slack):
                 continue  # the point did not capture the whole time the SA flowed: not judged
             lost = list(alive)
             appeared = []
@@ -730,22 +730,25 @@ def _appeared_why(up) -> str:
     return "other_path"
 
 
-def _around(point, spi, ranges):
-    """Sampled frames of ``spi`` at ``point`` bracketing each lost range (the packet sampled
-    just before and just after it)."""
+def _around(point, spi, ranges, limit=10):
+    """Sampled frames of ``spi`` at ``point`` for the lost ranges: the sampled packets inside
+    them (lost packets themselves), else the sampled packet just before and just after."""
     s = point.tracker.esp_tracker.samples.get(spi)
     if s is None or not s.d:
         return []
     seqs = sorted(s.d)
     out = []
-    for a, b in ranges[:5]:
+    for a, b in ranges:
         k = bisect.bisect_left(seqs, a)
-        for q in (k - 1, bisect.bisect_left(seqs, b)):
-            if 0 <= q < len(seqs):
-                ref = s.d[seqs[q]][1]
-                if ref not in out:
-                    out.append(ref)
-    return out
+        e = bisect.bisect_left(seqs, b)
+        picks = seqs[k:e][:2] or [seqs[q] for q in (k - 1, e) if 0 <= q < len(seqs)]
+        for q in picks:
+            ref = s.d[q][1]
+            if ref not in out:
+                out.append(ref)
+        if len(out) >= limit:
+            break
+    return out[:limit]
 
 
 def _esp_facts(view, points, order, spi, per):
@@ -858,9 +861,16 @@ def _ep(m_or_sa):
 
 
 def _nat_facts(view, points, placed, flows_ike, flows_esp):
-    """Inside <-> outside tuples: the same packet with other addresses or ports at two points;
-    an ESP SA whose source moved at one point and not at another (a NAT mapping change)."""
+    """Inside <-> outside tuples: the same packet with other addresses or ports at two
+    neighbouring points (``between``: the pairs of points where the tuple changes); an ESP
+    SA whose source moved at one point and not at another (a NAT mapping change)."""
+    order = [points[i].name for i in placed]
     seen = set()
+
+    def between(tuples):
+        names = [n for n in order if n in tuples]
+        return [[a, b] for a, b in zip(names, names[1:]) if tuples[a] != tuples[b]]
+
     for _dg, fwd, per in flows_ike:
         if not fwd:
             continue  # the same translation as the other way
@@ -869,13 +879,13 @@ def _nat_facts(view, points, placed, flows_ike, flows_esp):
             key = tuple(sorted(tuples.items()))
             if key not in seen:
                 seen.add(key)
-                view.nat.append({"what": "ike", "points": tuples})
+                view.nat.append({"what": "ike", "points": tuples, "between": between(tuples)})
     for spi, _fwd, per in flows_esp:
         tuples = {points[i].name: _ep(sa) for i, sa in per.items()}
         moves = {points[i].name: sa.moves_total for i, sa in per.items()}
         if len(set(tuples.values())) > 1 or len(set(moves.values())) > 1:
             view.nat.append({"what": "esp", "spi": f"{spi:08x}", "points": tuples,
-                             "source_changes": moves})
+                             "between": between(tuples), "source_changes": moves})
 
 
 # -- the --vantage hint: two plain inputs of one point that see the same packets -----------------

@@ -107,7 +107,7 @@ def ikev2_path_esp_oneway(ctx: Ctx) -> None:
     configured="IKE aes128-sha256-ecp256, ESP aes128-sha256; strongSwan retransmits after 4 s; "
                "captures at l-eth0, m-l (main), m-r and r-eth0.",
     fault="the router's forward chain drops the first IKE message on UDP 4500 from the "
-          "responder, once: `ip saddr 198.51.100.2 udp sport 4500 @th,64,32 0 quota until 1 "
+          "responder, once: `ip saddr 198.51.100.2 udp sport 4500 @th,64,32 0 quota until 400 "
           "bytes drop` (the IKE_AUTH response: seen at gw-right and router-out, not at "
           "router-in and gw-left)",
     shows="IKE_SA_INIT; IKE_AUTH request, its response lost in the router, the request "
@@ -133,7 +133,9 @@ def ikev2_path_esp_oneway(ctx: Ctx) -> None:
 def ikev2_path_ike_response_lost(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256")
     std(ctx, lc, rc)
-    ctx.topo.rule(f"ip saddr {R} {IKE4500_FROM} quota until 1 bytes drop")
+    # nftables counts the packet before it compares (nft_quota): the first response (~260 B
+    # of IP) is under 400 bytes and dropped, the re-sent one brings the total over: it passes
+    ctx.topo.rule(f"ip saddr {R} {IKE4500_FROM} quota until 400 bytes drop")
     ctx.start_capture()
     ctx.left.initiate(timeout=30)
     ctx.ping(5, check=True)
@@ -148,7 +150,7 @@ def ikev2_path_ike_response_lost(ctx: Ctx) -> None:
                "and r-eth0.",
     fault="the router's forward chain drops fragment 2 of the initiator's first fragmented "
           "message, once: `ip saddr 192.0.2.2 udp dport 4500 @th,64,32 0 @th,224,8 53 "
-          "@th,352,16 2 quota until 1 bytes drop` (SKF payload, fragment number 2)",
+          "@th,352,16 2 quota until 1500 bytes drop` (SKF payload, fragment number 2)",
     shows="IKE_SA_INIT; the IKE_AUTH request in SKF fragments, fragment 2 missing past the "
           "router; after ~4 s all fragments re-sent and answered; ESP both ways.",
     timeout=90,
@@ -171,7 +173,10 @@ def ikev2_path_ikefrag_loss(ctx: Ctx) -> None:
                                     conn_extra={"fragmentation": "yes"})
     frag = {"charon": {"fragment_size": 1000}}
     std(ctx, lc, rc, ls=frag, rs=frag, lfiles=lf, rfiles=rf)
-    ctx.topo.rule(f"ip saddr {L} {IKE4500} @th,224,8 53 @th,352,16 2 quota until 1 bytes drop")
+    # the first fragment 2 (~1 KB of IP) is under the quota and dropped; its retransmission
+    # brings the total over 1500 bytes and passes
+    ctx.topo.rule(f"ip saddr {L} {IKE4500} @th,224,8 53 @th,352,16 2 quota until 1500 bytes "
+                  f"drop")
     ctx.start_capture()
     ctx.left.initiate()
     ctx.ping(3, check=True)
