@@ -186,8 +186,18 @@ def _msgs_of(ctx, v, f) -> list:
         for m in sa.messages:
             refs = m.frames or (m.ref,)
             if any((ctx.file(r[0]), r[1]) in want for r in refs):
-                out.append(m)
+                out.append((sa, m))
     return out
+
+
+def _exchange(sa, m):
+    """The exchange of message ``m`` (the IKE tracker numbers them per SA)."""
+    i = m.exchange
+    if i is None:
+        return None
+    if 0 <= i < len(sa.exchanges) and sa.exchanges[i].index == i:
+        return sa.exchanges[i]
+    return next((x for x in sa.exchanges if x.index == i), None)
 
 
 def _loc_ike(ctx, v, view, f):
@@ -195,9 +205,10 @@ def _loc_ike(ctx, v, view, f):
     if not msgs:
         return None
     xs = []
-    for m in msgs:
-        if m.exchange is not None and m.exchange not in xs:
-            xs.append(m.exchange)
+    for sa, m in msgs:
+        x = _exchange(sa, m)
+        if x is not None and x not in xs:
+            xs.append(x)
     for x in xs:
         key = (bytes(x.sa.ispi), x.exch, x.msgid)
         hits = [y for y in view.losses if y.kind == "ike" and

@@ -625,25 +625,57 @@ def _path(points, t, cls, ike, esp, th) -> PathView:
     if len(placed) < 2:
         return view
     slack = th.path_delay_max
+    # the latest packet of each direction at each point (first point's clock)
+    last_dir: dict = {}
+    for _dg, fwd, per in flows_ike:
+        for i, ms in per.items():
+            tl = _corrected(points, i, ms[-1].ts)
+            if tl > last_dir.get((i, fwd), float("-inf")):
+                last_dir[(i, fwd)] = tl
+    for _spi, fwd, per in flows_esp:
+        for i, sa in per.items():
+            tl = _corrected(points, i, sa.last_ts)
+            if tl > last_dir.get((i, fwd), float("-inf")):
+                last_dir[(i, fwd)] = tl
     for spi, fwd, per in flows_esp:
         _esp_losses(view, points, placed if fwd else placed[::-1], spi, fwd, per, slack, t.id)
         _esp_facts(view, points, placed if fwd else placed[::-1], spi, per)
     for dg, fwd, per in flows_ike:
-        _ike_losses(view, points, placed if fwd else placed[::-1], dg, fwd, per, slack, t.id)
+        _ike_losses(view, points, placed if fwd else placed[::-1], dg, fwd, per, slack, t.id,
+                    last_dir)
     _merge_ike_losses(view)
     _nat_facts(view, points, placed, flows_ike, flows_esp)
-    _ladder(view, points, flows_ike)
+    _ladder(view, points, flows_ike, slack)
     return view
 
 
-def _ladder(view, points, flows_ike):
+def _ladder(view, points, flows_ike, slack):
+    """Rows of the path ladder: one per copy of each IKE message at the most upstream point
+    that saw it, followed downstream copy by copy (a copy lost on the way ends its row)."""
     rows = []
+    pos = {i: k for k, i in enumerate(view.placed)}
     for _dg, fwd, per in flows_ike:
-        seen = {points[i].name: (_corrected(points, i, ms[0].ts), len(ms)) for i, ms in per.items()}
-        m = next(iter(per.values()))[0]
-        rows.append((min(t for t, _n in seen.values()), {
-            "label": f"{exchange_name(m.exch)} #{m.msgid} {_ike_label(m)}",
-            "forward": fwd, "seen": seen}))
+        idx = sorted((i for i in per if i in pos), key=lambda i: pos[i] if fwd else -pos[i])
+        if not idx:
+            continue
+        m = per[idx[0]][0]
+        label = f"{exchange_name(m.exch)} #{m.msgid} {_ike_label(m)}"
+        copies = [{points[idx[0]].name: _corrected(points, idx[0], x.ts)}
+                  for x in per[idx[0]]]
+        for i in idx[1:]:
+            p = points[i]
+            unc = (p.offset.uncertainty or 0.0) if p.offset is not None else 0.0
+            down = [_corrected(points, i, x.ts) for x in per[i]]
+            ups = [max(c.values()) if c else None for c in copies]
+            hits = _match_copies([u if u is not None else float("inf") for u in ups], down,
+                                 unc, slack)
+            for c, h in zip(copies, hits):
+                if h is not None:
+                    c[p.name] = down[h]
+        for n, c in enumerate(copies):
+            rows.append((min(c.values()), {
+                "label": label + (f" (copy {n + 1})" if len(copies) > 1 else ""),
+                "forward": fwd, "seen": {k: (t, 1) for k, t in c.items()}}))
     rows.sort(key=lambda r: r[0])
     view.messages = [r[1] for r in rows[:MAX_LADDER]]
 
@@ -794,39 +826,69 @@ def _ike_label(m) -> str:
     return kind
 
 
-def _ike_losses(view, points, order, dg, fwd, per, slack, tid):
-    """Copies of one IKE message seen at a point and fewer at the next point of its direction
-    (a point judges only copies sent while it captured)."""
-    prev = None
+def _match_copies(up, down, unc, slack) -> list:
+    """For each upstream time, the index of the downstream copy it became (None: none): pairs
+    no earlier than the upstream copy (less the clock uncertainty) and at most ``slack``
+    later, the shortest delays first."""
+    pairs = sorted((td - t, u, k) for u, t in enumerate(up) for k, td in enumerate(down)
+                   if t - unc - 1e-3 <= td <= t + slack)
+    out = [None] * len(up)
+    used = set()
+    for _d, u, k in pairs:
+        if out[u] is None and k not in used:
+            out[u] = k
+            used.add(k)
+    return out
+
+
+def _ike_losses(view, points, order, dg, fwd, per, slack, tid, last_dir):
+    """Copies of one IKE message seen at a point and never at the next point of their
+    direction: each copy is matched to a copy downstream no earlier than it (less the clock
+    uncertainty) and at most ``slack`` later.  A point judges a copy only when it captured
+    from before it and either ran ``slack`` beyond it or saw later packets of the same
+    direction (``last_dir``)."""
+    alive = None  # (point index, [IkeMsg]) still travelling
     for i in order:
         p = points[i]
         ms = per.get(i, [])
-        if prev is None:
+        if alive is None:
             if ms:
-                prev = (i, ms)
+                alive = (i, list(ms))
             continue
         win = _window(p)
-        pi, pms = prev
-        judged = [m for m in pms if win is not None and
-                  win[0] <= _corrected(points, pi, m.ts) - 0 and
-                  _corrected(points, pi, m.ts) + slack <= win[1]]
-        lost = len(judged) - len(ms)
-        if lost > 0:
+        if win is None:
+            continue
+        pi, pms = alive
+        unc = (p.offset.uncertainty or 0.0) if p.offset is not None else 0.0
+        gone = []
+        later = last_dir.get((i, fwd), float("-inf"))
+        up_t = [_corrected(points, pi, m.ts) for m in pms]
+        hits = _match_copies(up_t, [_corrected(points, i, m.ts) for m in ms], unc, slack)
+        for m, t, hit in zip(pms, up_t, hits):
+            if hit is None and win[0] <= t and (t + slack <= win[1] or later > t + 1e-3):
+                gone.append(m)
+        if gone:
             up = points[pi]
-            m0 = pms[0]
-            gone = judged[len(ms):] if len(ms) else judged
+            m0 = gone[0]
             frames = [(up.name, up.file(r[0]), r[1]) for m in gone
                       for r in (m.frames or (m.ref,))]
             view.losses.append(SegmentLoss(
                 "ike", up.name, p.name, tid, ike=(bytes(m0.ispi), m0.exch, m0.msgid,
                                                   bool(m0.is_response) if m0.version == 2
                                                   else None),
-                lost=lost, frames=frames, messages=[_ike_label(m0)] * lost,
+                lost=len(gone), frames=frames, messages=[_ike_label(m0)] * len(gone),
                 first_ts=_corrected(points, pi, gone[0].ts),
                 last_ts=_corrected(points, pi, gone[-1].ts), exch=m0.exch,
                 version=m0.version, forward=fwd))
+        # what travels on: the copies seen here (or, where this point saw none, those it
+        # could not judge)
         if ms:
-            prev = (i, ms)
+            alive = (i, list(ms))
+        else:
+            rest = [m for m in pms if m not in gone]
+            if not rest:
+                break
+            alive = (pi, rest)
 
 
 def _merge_ike_losses(view):

@@ -4,9 +4,11 @@ injected in the router (between m-l and m-r: the router's forward chain), so tha
 analysing the four files together (``--vantage``) must place every loss between router-in and
 router-out.  Registered into :data:`vpnlab.scenarios.SCENARIOS` on import.
 
-Expected ``vantage`` facts (expected.json): ``losses`` (kind, direction from the initiator's
-side ``a_to_b`` or back, from, to) and ``locations`` (finding code of the first point's report
--> from / to), decided by where the scenario's nftables rule sits."""
+Expected ``vantage`` facts (expected.json), decided by where the scenario's nftables rule sits:
+``losses`` (kind, direction from the initiator's side ``a_to_b`` or back, from, to),
+``locations`` (finding code of the report -> from / to; the report is of ``analyse_from``, or of
+the first point), ``nat_between`` (the points the NAT lies between) and ``verdict`` (the
+tunnel's verdict analysing the points together; ``primary``: the codes naming the cause)."""
 
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ IKE4500_FROM = "udp sport 4500 @th,64,32 0"
              "locations": {"ESP_SEQUENCE_GAP": {"from": "router-in", "to": "router-out"}},
              "analyse_from": "router-out",
              "verdict": {"tunnel": "192.0.2.2<->198.51.100.2", "verdict": "degraded",
-                         "primary": "ESP_SEQUENCE_GAP",
+                         "primary": ["PATH_LOSS", "ESP_SEQUENCE_GAP"],
                          "why": "10 % of the initiator's ESP dropped in the router"}},
     facts=[ike(34, 2), ike(35, 2), *esp_dir(L, R, 250), *esp_dir(R, L, 250),
            fact("fewer than 300 initiator ESP packets past the router", f"esp && ip.src == {L}",
@@ -86,7 +88,7 @@ def ikev2_path_esp_loss(ctx: Ctx) -> None:
              "no_losses_elsewhere": True,
              "locations": {"ESP_ONE_WAY": {"from": "router-out", "to": "router-in"}},
              "verdict": {"tunnel": "192.0.2.2<->198.51.100.2", "verdict": "failing",
-                         "primary": "ESP_ONE_WAY",
+                         "primary": ["ESP_ONE_WAY"],
                          "why": "the responder's ESP never gets past the router"}},
     facts=[ike(34, 2), ike(35, 2), *esp_dir(L, R, 30),
            fact("no ESP from the responder at router-in", f"esp && ip.src == {R}", count=0)],
@@ -125,7 +127,7 @@ def ikev2_path_esp_oneway(ctx: Ctx) -> None:
              "no_losses_elsewhere": True,
              "locations": {"IKE_RETRANSMISSION": {"from": "router-out", "to": "router-in"}},
              "verdict": {"tunnel": "192.0.2.2<->198.51.100.2", "verdict": "degraded",
-                         "primary": "IKE_RETRANSMISSION",
+                         "primary": ["PATH_LOSS", "IKE_RETRANSMISSION"],
                          "why": "one IKE_AUTH response lost in the router"}},
     facts=[ike(34, 2), ike(35, resp=False, min=2), ike(35, resp=True, count=1),
            *esp_dir(L, R, 3), *esp_dir(R, L, 3)],
@@ -164,7 +166,9 @@ def ikev2_path_ike_response_lost(ctx: Ctx) -> None:
                          "to": "router-out", "exchange": 35}],
              "no_losses_elsewhere": True,
              "locations": {"IKE_RETRANSMISSION": {"from": "router-in", "to": "router-out"}},
-             "verdict": None},
+             "verdict": {"tunnel": "192.0.2.2<->198.51.100.2", "verdict": "degraded",
+                         "primary": ["PATH_LOSS", "IKE_RETRANSMISSION"],
+                         "why": "one IKE fragment lost in the router, the request re-sent"}},
     facts=[ike(34, 2), fact("IKE_AUTH in SKF fragments", "isakmp.frag.total", min=4),
            *esp_dir(L, R, 3), *esp_dir(R, L, 3), ike_decrypts()],
 )
@@ -203,7 +207,7 @@ def ikev2_path_ikefrag_loss(ctx: Ctx) -> None:
     vantage={"losses": [], "no_losses_elsewhere": True,
              "nat_between": {"from": "router-in", "to": "router-out"},
              "verdict": {"tunnel": "10.99.0.2<->198.51.100.2", "verdict": "healthy",
-                         "primary": None, "why": "no loss anywhere; the NAT translates"}},
+                         "primary": [None], "why": "no loss anywhere; the NAT translates"}},
     facts=[ike(34, 2), *esp_dir("198.51.100.1", R, 15), *esp_dir(R, "198.51.100.1", 15)],
 )
 def ikev2_path_nat(ctx: Ctx) -> None:
