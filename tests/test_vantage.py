@@ -19,7 +19,7 @@ import sys
 import jsonschema
 import pytest
 
-from conftest import REPO
+from conftest import REPO, tshark_path
 from pcapvpn.analysis import Options, run
 from pcapvpn.report import render
 
@@ -365,3 +365,23 @@ def test_evidence_export_from_every_point(tmp_path):
         names = [i.name for i in r.interfaces]
     assert any(n.startswith("router-out:") for n in names), names
     assert any(n.startswith("gw-left:") for n in names), names
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_filters_show_the_evidence_in_each_file(name):
+    """Every filter of a several-point report is valid for tshark and shows, in each point's
+    file, the evidence frames cited from it."""
+    tshark = tshark_path()
+    res = _analyse(_points(name))
+    for f in res.report.findings:
+        if not f.wireshark_filter:
+            continue
+        by_file: dict = {}
+        for r in f.evidence.frames:
+            by_file.setdefault(r.file, set()).add(r.frame)
+        for file, frames in by_file.items():
+            cp = subprocess.run([tshark, "-r", file, "-Y", f.wireshark_filter, "-T", "fields",
+                                 "-e", "frame.number"], capture_output=True, text=True)
+            assert cp.returncode == 0, (f.code, f.wireshark_filter, cp.stderr)
+            shown = {int(x) for x in cp.stdout.split()}
+            assert frames <= shown, (f.code, file, sorted(frames - shown), f.wireshark_filter)

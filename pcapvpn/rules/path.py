@@ -18,6 +18,7 @@ from pcapvpn import findings as F
 from pcapvpn.findings import FrameRef
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import colon_hex
+from pcapvpn.track.vantage import FILTER_RANGES
 
 F.declare(
     "PATH_LOSS", "dataplane", "warning",
@@ -106,12 +107,11 @@ def _loss_finding(ctx, tid, x):
                   f"; sequence numbers {_ranges_text(x.ranges) or 'not listed'}.")
         flt = f"esp.spi == 0x{spi}"
         if x.ranges:
+            # the lost numbers and the next one (the packet after the hole downstream)
             alts = []
-            for a, b in x.ranges[:5]:
-                a &= 0xFFFFFFFF
-                b = (b - 1) & 0xFFFFFFFF
-                alts.append(f"esp.sequence == {a}" if a == b
-                            else f"(esp.sequence >= {a} && esp.sequence <= {b})")
+            for a, b in x.ranges[:FILTER_RANGES]:
+                alts.append(f"(esp.sequence >= {a & 0xFFFFFFFF} && esp.sequence <= "
+                            f"{b & 0xFFFFFFFF})")
             flt += " && (" + " || ".join(alts) + ")"
         ev = F.Evidence(frames=_frames(x), first=ctx.time(x.first_ts), last=ctx.time(x.last_ts),
                         esp_spis=[spi])

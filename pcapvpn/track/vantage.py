@@ -48,6 +48,8 @@ MAX_SAMPLES = 512
 DRIFT_WINDOWS = 8
 #: IKE messages kept per tunnel for the path ladder
 MAX_LADDER = 200
+#: lost ESP ranges named by a finding's display filter and evidence
+FILTER_RANGES = 5
 
 
 def _numpy():
@@ -739,7 +741,8 @@ def _esp_losses(view, points, order, spi, fwd, per, slack, tid):
             up = points[upstream]
             frames = [(up.name, up.file(r[0]), r[1]) for r in _around(up, spi, lost)]
             if sa is not None:
-                frames += [(p.name, p.file(r[0]), r[1]) for r in et.hole_refs(sa, lost)[:10]]
+                frames += [(p.name, p.file(r[0]), r[1])
+                           for r in et.hole_refs(sa, lost[:FILTER_RANGES])[:10]]
             view.losses.append(SegmentLoss(
                 "esp", up.name, p.name, tid, spi=spi, lost=n, ranges=lost[:50],
                 approximate=approx, frames=frames, first_ts=up_first, last_ts=up_last,
@@ -763,23 +766,20 @@ def _appeared_why(up) -> str:
 
 
 def _around(point, spi, ranges, limit=10):
-    """Sampled frames of ``spi`` at ``point`` for the lost ranges: the sampled packets inside
-    them (lost packets themselves), else the sampled packet just before and just after."""
+    """Sampled frames of ``spi`` at ``point`` inside the lost ranges (lost packets themselves;
+    the first :data:`FILTER_RANGES` ranges, those the finding's display filter names)."""
     s = point.tracker.esp_tracker.samples.get(spi)
     if s is None or not s.d:
         return []
     seqs = sorted(s.d)
     out = []
-    for a, b in ranges:
+    for a, b in ranges[:FILTER_RANGES]:
         k = bisect.bisect_left(seqs, a)
         e = bisect.bisect_left(seqs, b)
-        picks = seqs[k:e][:2] or [seqs[q] for q in (k - 1, e) if 0 <= q < len(seqs)]
-        for q in picks:
+        for q in seqs[k:e][:2]:
             ref = s.d[q][1]
             if ref not in out:
                 out.append(ref)
-        if len(out) >= limit:
-            break
     return out[:limit]
 
 
