@@ -15,7 +15,8 @@ the JSON reports field by field::
 
 ``snapshot`` runs the analysis in a child process whose ``PYTHONPATH`` starts with ``--src``, so
 the two trees never mix; each capture's report is written as ``<out>/<relative path>.json`` (keys
-sorted), plus ``<out>/_errors.json`` for captures the analysis refused (exit 2 paths).  ``compare``
+sorted), a lab capture's report with the scenario's saved keys as ``<relative path>+keys.json``,
+plus ``<out>/_errors.json`` for captures the analysis refused (exit 2 paths).  ``compare``
 prints, per capture, every JSON path whose value differs (lists of findings and tunnels are
 matched by their ``id``, other lists by position), then the kinds of difference with the number
 of reports showing each (``--brief``: only those); ``--ignore PATH_GLOB`` drops paths (e.g.
@@ -58,26 +59,50 @@ def _name(path: Path) -> str:
     return str(path).lstrip("/")
 
 
+def _lab_keys(path: Path) -> Path | None:
+    """The key directory a lab scenario's expected.json names for this capture, if any."""
+    exp = path.parent / "expected.json"
+    if not exp.is_file():
+        return None
+    try:
+        caps = json.loads(exp.read_text()).get("captures", [])
+    except ValueError:
+        return None
+    for cap in caps:
+        if cap.get("file") == path.name and cap.get("keys"):
+            return path.parent / cap["keys"]
+    return None
+
+
 def _worker(out: Path, paths: list[str]) -> int:
-    """Runs inside the child process (its PYTHONPATH selects the code)."""
-    from pcapvpn.analysis import run
+    """Runs inside the child process (its PYTHONPATH selects the code).  A lab capture whose
+    expected.json names its keys is also analysed with them (``<name>+keys.json``)."""
+    from pcapvpn.analysis import Options, run
+    from pcapvpn.keys import load_keys
     from pcapvpn.report import render
 
     formats = [f for f in os.environ.get("REPORT_DIFF_FORMATS", "").split(",") if f]
 
     errors = {}
     for p in paths:
-        target = out / (_name(Path(p)) + ".json")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            result = run([p]).report
-            report = result.to_dict()
-        except Exception as e:  # noqa: BLE001 - a refused capture is a result too
-            errors[_name(Path(p))] = f"{type(e).__name__}: {e}"
-            continue
-        target.write_text(json.dumps(report, sort_keys=True, indent=1, default=str))
-        for fmt in formats:
-            target.with_suffix("." + fmt).write_text(render(result, fmt), encoding="utf-8")
+        runs = [("", None)]
+        keys = _lab_keys(Path(p))
+        if keys is not None:
+            runs.append(("+keys", keys))
+        for suffix, kd in runs:
+            name = _name(Path(p)) + suffix
+            target = out / (name + ".json")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                opts = Options(keys=load_keys([str(kd)])) if kd is not None else None
+                result = run([p], opts).report
+                report = result.to_dict()
+            except Exception as e:  # noqa: BLE001 - a refused capture is a result too
+                errors[name] = f"{type(e).__name__}: {e}"
+                continue
+            target.write_text(json.dumps(report, sort_keys=True, indent=1, default=str))
+            for fmt in formats:
+                target.with_suffix("." + fmt).write_text(render(result, fmt), encoding="utf-8")
     (out / "_errors.json").write_text(json.dumps(errors, sort_keys=True, indent=1))
     return 0
 

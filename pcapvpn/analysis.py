@@ -5,7 +5,9 @@ sources → decode → track → rules → model.  The CLI, live mode and the te
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from pcapvpn import __version__
@@ -71,7 +73,29 @@ def analyze(paths, options: Options | None = None) -> m.Report:
     return run(paths, options).report
 
 
+@contextmanager
+def no_gc():
+    """The cyclic garbage collector paused for a block (re-enabled after, if it was on).
+
+    An analysis allocates millions of small objects that all stay alive (SAs, messages, their
+    indexes) or die by reference counting (events, findings); the collector's passes over the
+    growing heap cost 15-40 % of the time of a big analysis or a live evaluation and find
+    nothing.  The few reference cycles made meanwhile are collected once it is back on."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def run(paths, options: Options | None = None) -> Result:
+    with no_gc():
+        return _run(paths, options)
+
+
+def _run(paths, options: Options | None = None) -> Result:
     options = options or Options()
     if options.vantage:
         return run_points(options)
@@ -102,7 +126,8 @@ def run(paths, options: Options | None = None) -> Result:
             return Result(build_report(sources, decoder, None))
         from pcapvpn.track import Tracker
 
-        tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers)
+        tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers,
+                          options.limits)
         decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
         _decode(decoder, sources, options)
         decoder.finish()
@@ -184,7 +209,8 @@ def run_points(options: Options) -> Result:
             points.append(Point(name, list(paths), iface, sources=srcs))
         names = [s.name for s in all_sources]
         for pt in points:
-            tracker = PointTracker(options.thresholds, names, options.keys, options.vpn_servers)
+            tracker = PointTracker(options.thresholds, names, options.keys, options.vpn_servers,
+                                   options.limits)
             decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
             if pt.iface is not None:
                 decoder.run(_point_frames(pt.sources, pt.iface))
@@ -288,7 +314,6 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
     """Rules over the tracked state (``now``: end of capture offline, the clock live).
     ``points``: several vantage points (the first is this tracker's), matched before the
     rules run."""
-    from pcapvpn.findings import finding_groups
     from pcapvpn.rules import run_rules
     from pcapvpn.rules.common import Context
     from pcapvpn.rules.verdict import tunnel_verdicts
@@ -312,20 +337,11 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
     verdicts = tunnel_verdicts(ctx, findings)
     start = cap.start_ts
     names = tracker.names
-    report.findings = findings
-    report.groups = finding_groups(findings)
     vmap = {v.tunnel: v for v in verdicts}
-    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) for t in state.tunnels]
-    report.tunnels += [m.vpn_tunnel_dict(t, vmap[t.id], start, names) for t in state.vpn_tunnels]
-    if cap.damage:
-        # what of each tunnel's own span the readable parts of the damaged capture cover
-        for t, d in zip(list(state.tunnels) + list(state.vpn_tunnels), report.tunnels):
-            d["coverage"] = m.coverage(t.first_ts, t.last_ts, cap.gaps, start, cap.gap_extra)
-    report.ike_sas = [m.ike_sa_dict(sa, start, names) for sa in state.ike_sas]
-    _message_texts(state.ike_sas, report.ike_sas)
-    _exchange_status(ctx, state.ike_sas, report.ike_sas)
-    report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in state.esp_sas]
-    report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in state.keepalives]
+    if options.logs:
+        findings = _apply_logs(report, state, findings, options.logs)
+    _build_lists(report, state, findings, vmap, start, names,
+                 (options.limits or Limits()).report_max_items, ctx)
     report.thresholds = asdict(options.thresholds)
     if points:
         report.vantage_points = m.vantage_points(points, start)
@@ -333,9 +349,12 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
             view = state.vantage.paths.get(d["id"])
             if view is not None:
                 d["path"] = m.path_dict(view, start)
-    if options.logs:
-        findings = _apply_logs(report, state, findings, options.logs)
     return Result(report, state, findings, verdicts)
+
+
+#: findings listed, and IKE messages listed over all IKE SAs, at most this many times
+#: ``Limits.report_max_items``
+TOTAL_ITEMS = 5
 
 
 def capture_end(sources) -> float:
@@ -346,14 +365,129 @@ def capture_end(sources) -> float:
     return max([last] + ended) if last else last
 
 
-def _exchange_status(ctx, sas, dicts) -> None:
-    """Each exchange's ``status`` as the rules judge it: ``answered``, ``unanswered``, or
+def _exchange_status(ctx, sas, dicts, limits) -> None:
+    """Each listed exchange's ``status`` as the rules judge it: ``answered``, ``unanswered``, or
     ``pending`` (the capture ended before an answer was due: not visible, never a failure)."""
     from pcapvpn.rules.common import exchange_status
 
-    for sa, d in zip(sas, dicts):
-        for x, xd in zip(sa.exchanges, d["exchanges"]):
+    for sa, d, limit in zip(sas, dicts, limits):
+        for x, xd in zip(m.kept(sa.exchanges, limit, ends=True)[0], d["exchanges"]):
             xd["status"] = exchange_status(ctx, x)
+
+
+def _build_lists(report, state, findings, vmap, start, names, limit, ctx) -> None:
+    """The report's lists: at most ``limit`` objects of each in full (``Limits.report_max_items``:
+    a flood of a million SAs gives a report of bounded size), the rest counted in
+    ``report.omitted``; findings, and the messages of all listed IKE SAs, at most
+    ``TOTAL_ITEMS`` times that many.  A tunnel names only SAs and findings the report lists
+    (its own ``omitted`` counts the others); the primary finding of a listed tunnel is always
+    listed, and so is the first finding of each code and severity (the exit status stays that
+    of the whole analysis)."""
+    from pcapvpn.findings import finding_groups
+
+    omitted = report.omitted
+    tunnels = [(True, t) for t in state.tunnels] + [(False, t) for t in state.vpn_tunnels]
+    tunnels, n = m.kept(tunnels, limit)
+    gone_tunnels = set()
+    if n:
+        omitted["tunnels"] = n
+        rest = [t for t in state.tunnels] + [t for t in state.vpn_tunnels]
+        rest = rest[len(tunnels):]
+        gone_tunnels = {t.id for t in rest}
+        omitted["tunnel_verdicts"] = dict(Counter(vmap[t.id].verdict for t in rest))
+    ike_sas, n = m.kept(state.ike_sas, limit)
+    if n:
+        omitted["ike_sas"] = n
+    esp_sas, n = m.kept(state.esp_sas, limit)
+    if n:
+        omitted["esp_sas"] = n
+    keepalives, n = m.kept(state.keepalives, limit)
+    if n:
+        omitted["nat_keepalives"] = n
+    primaries = {vmap[t.id].primary for _ipsec, t in tunnels}
+    listed = []
+    per_kind: Counter = Counter()
+    left: Counter = Counter()
+    budget = TOTAL_ITEMS * limit
+    for f in findings:
+        kind = (f.code, f.severity)
+        if f.id not in primaries and per_kind[kind] and (
+                f.tunnel in gone_tunnels or per_kind[kind] >= limit or len(listed) >= budget):
+            left[f.code] += 1
+            continue
+        per_kind[kind] += 1
+        listed.append(f)
+    if left:
+        omitted["findings"] = dict(left)
+    report.findings = listed
+    report.groups = finding_groups(listed)
+    # the messages of all listed IKE SAs together: at most TOTAL_ITEMS * limit (each SA shows
+    # at least its first and last message)
+    report.ike_sas = []
+    shown = []
+    budget = TOTAL_ITEMS * limit
+    for sa in ike_sas:
+        allow = max(2, min(limit, budget))
+        budget -= min(len(sa.messages), allow)
+        report.ike_sas.append(m.ike_sa_dict(sa, start, names, allow))
+        shown.append(allow)
+    _message_texts(ike_sas, report.ike_sas, shown)
+    _exchange_status(ctx, ike_sas, report.ike_sas, shown)
+    report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in esp_sas]
+    report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in keepalives]
+    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) if ipsec
+                      else m.vpn_tunnel_dict(t, vmap[t.id], start, names)
+                      for ipsec, t in tunnels]
+    cap = report.capture
+    if cap.damage:
+        # what of each tunnel's own span the readable parts of the damaged capture cover
+        for (_ipsec, t), d in zip(tunnels, report.tunnels):
+            d["coverage"] = m.coverage(t.first_ts, t.last_ts, cap.gaps, start, cap.gap_extra)
+    _trim_tunnels(report, limit)
+    if omitted:
+        files, n = m.kept(cap.files, limit)
+        if n:
+            cap.files = files
+            omitted["files"] = n
+        warnings, n = m.kept(cap.warnings, limit)
+        if n:
+            cap.warnings = warnings
+            omitted["warnings"] = n
+        what = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in omitted.items()
+                         if isinstance(v, int))
+        nf = sum(omitted.get("findings", {}).values())
+        if nf:
+            what += (", " if what else "") + f"{nf:,} findings"
+        cap.warnings.append(f"report: not listed in full (at most {limit:,} of each kind): "
+                            f"{what}; JSON counts them under 'omitted'")
+
+
+def _trim_tunnels(report, limit) -> None:
+    """A listed tunnel names only the IKE SAs, ESP SAs and findings the report lists, at most
+    ``limit`` of each and of its "not seen" notes (the others counted in its own
+    ``omitted``); nothing changes for a tunnel within the bounds."""
+    ike = {d["id"] for d in report.ike_sas}
+    esp = {f"{d.get('dst')}/{d.get('spi')}" for d in report.esp_sas}
+    fids = {f.id for f in report.findings}
+    for t in report.tunnels:
+        om = {}
+        for key, have in (("ike_sas", ike), ("esp_sas", esp), ("findings", fids),
+                          ("not_seen", None)):
+            lst = t[key]
+            names, _n = m.kept([x for x in lst if have is None or x in have], limit)
+            gone = len(lst) - len(names)
+            if gone:
+                t[key] = names
+                om[key] = gone
+        pairs = t["child_sa_pairs"]
+        spis = {e.split("/")[-1] for e in t["esp_sas"]}
+        keep = [p for p in pairs if all(x is None or x in spis for x in p)]
+        keep, _n = m.kept(keep, limit)
+        if len(keep) != len(pairs):
+            t["child_sa_pairs"] = keep
+            om["child_sa_pairs"] = len(pairs) - len(keep)
+        if om:
+            t["omitted"] = om
 
 
 def _apply_logs(report, state, findings, sources) -> list:
@@ -370,9 +504,9 @@ def _apply_logs(report, state, findings, sources) -> list:
     return report.findings
 
 
-def _message_texts(sas, dicts) -> None:
-    """Add the texts of each IKE message to its dict: ``proposals`` (its SA payload, cleartext or
-    decrypted, as strongSwan writes proposals), ``vendor_ids`` (known name, or the
+def _message_texts(sas, dicts, limits=None) -> None:
+    """Add the texts of each listed IKE message to its dict: ``proposals`` (its SA payload,
+    cleartext or decrypted, as strongSwan writes proposals), ``vendor_ids`` (known name, or the
     text of a printable unknown one, else ``UNKNOWN:<hex>``) and ``identities`` (ID payloads sent
     in the clear: IKEv1 Aggressive Mode, anything unencrypted).  Capture text: renderers escape it,
     --redact replaces identities.  (Belongs in model.ike_message_dict; kept here for now.)"""
@@ -380,8 +514,9 @@ def _message_texts(sas, dicts) -> None:
     from dissect.vpn import vendor_ids as vid
     from pcapvpn.rules.common import proposal_texts
 
-    for sa, d in zip(sas, dicts):
-        for msg, md in zip(sa.messages, d["messages"]):
+    for i, (sa, d) in enumerate(zip(sas, dicts)):
+        limit = limits[i] if limits is not None else None
+        for msg, md in zip(m.kept(sa.messages, limit, ends=True)[0], d["messages"]):
             names = []
             for v in msg.vendor_ids or ():
                 v = bytes(v)
@@ -389,14 +524,9 @@ def _message_texts(sas, dicts) -> None:
                     names.append(repr(v.decode("ascii"))[1:-1])
                 else:
                     names.append(vid.describe(v))
-            ids = []
-            parsed = getattr(msg, "msg", None)
-            for p in getattr(parsed, "payloads", ()) or ():
-                if getattr(p, "type", None) not in ((35, 36) if msg.version == 2 else (5,)) \
-                        or not hasattr(p, "id_type"):
-                    continue
-                ids.append(f"{reg.payload_name(msg.version, p.type)} "
-                           f"{reg.id_type_name(msg.version, p.id_type)} {_id_text(p)}")
+            ids = [f"{reg.payload_name(msg.version, p.type)} "
+                   f"{reg.id_type_name(msg.version, p.id_type)} {_id_text(p)}"
+                   for p in msg.ids]
             md["vendor_ids"] = names
             md["identities"] = ids
             # the SA payload as an operator writes proposals (a response holds the chosen one)
@@ -551,7 +681,12 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
                 else:
                     counts.ike_udp_500 += 1
         counts.ike += it.header_errors
-        for e in tracker.esp_tracker.all_sas():
+        # messages a bound dropped (Limits): counted all the same
+        counts.ike += sum(it.dropped_by_transport.values())
+        counts.ike_tcp += it.dropped_by_transport["tcp"]
+        counts.ike_udp_4500 += it.dropped_by_transport["udp_4500"]
+        counts.ike_udp_500 += it.dropped_by_transport["udp_500"]
+        for e in list(tracker.esp_tracker.all_sas()) + list(tracker.esp_tracker.overflow.values()):
             if e.proto == "ah":
                 counts.ah += e.packets
                 continue
@@ -572,13 +707,13 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         counts.nat_keepalives = tracker.keepalive_tracker.count
         counts.icmp_errors = len(tracker.icmp_errors) + tracker.icmp_dropped
         errs = list(tracker.decode_errors) + list(it.parse_errors)
-        samples = [m.DecodeError(names[ref[0]], ref[1], reason) for ref, reason in errs[:1000]]
+        samples = [m.DecodeError(names[ref[0]], ref[1], reason)
+                   for ref, reason in errs[:decoder.limits.max_error_samples]]
     by_reason = Counter(decoder.errors_by_reason)
     n_errors = dc["decode_errors"]
     if tracker is not None:
-        for _ref, reason in tracker.ike_tracker.parse_errors:
-            by_reason[reason] += 1
-        n_errors += len(tracker.ike_tracker.parse_errors)
+        by_reason.update(tracker.ike_tracker.parse_error_reasons)
+        n_errors += tracker.ike_tracker.parse_error_count
     summary = m.CaptureSummary(
         files=files,
         frames=dc["frames"],

@@ -88,6 +88,23 @@ def _thresholds(overrides):
         _error(f"--set {e}")
 
 
+def _limits(items_given):
+    """``--limit NAME=VALUE`` of analyze → decode.Limits (exit 2: one line naming the valid
+    range)."""
+    from pcapvpn.decode import Limits
+
+    items = {}
+    for o in items_given:
+        k, eq, v = o.partition("=")
+        if not eq:
+            _error(f"--limit {o}: expected NAME=VALUE")
+        items[k.strip()] = v.strip()
+    try:
+        return Limits().with_overrides(items)
+    except ValueError as e:
+        _error(f"--limit {e}")
+
+
 def _keys(paths):
     """``--keys`` of analyze and live → KeyStore (exit 2: one line naming the file and line,
     never a key)."""
@@ -265,6 +282,9 @@ def _vantage(specs):
 @cli.command()
 @click.argument("files", nargs=-1, required=False, metavar="FILE...")
 @_report_options
+@click.option("--limit", "limit_items", multiple=True, metavar="NAME=VALUE",
+              help="Change a bound of what the analysis keeps (see README 'Limits'), e.g. "
+                   "--limit ike_max_sas=50000.")
 @click.option("--log", "logs", multiple=True, metavar="FILE",
               help="Gateway evidence: a daemon log or status output (strongSwan, libreswan, "
                    "OpenVPN, Cisco, FortiGate, Palo Alto, Juniper, MikroTik, YAMAHA, "
@@ -284,7 +304,7 @@ def _vantage(specs):
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
             keys, lang, redact, redact_key, redact_map, evidence, vpn_servers=(), logs=(),
-            log_tz=None, vantage=()):
+            log_tz=None, limit_items=(), vantage=()):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time; files of several
@@ -305,9 +325,10 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
     if every.count("-") > 1:
         raise click.UsageError("standard input ('-') can be given only once")
     thresholds = _thresholds(overrides)
+    limits = _limits(limit_items) if limit_items else None
     if evidence and stop_after != "full":
         raise click.UsageError("--export-evidence needs the full analysis")
-    options = Options(thresholds=thresholds, stop_after=stop_after,
+    options = Options(thresholds=thresholds, stop_after=stop_after, limits=limits,
                       expect_peers=[_parse_addr(a) for a in expect],
                       spool_stdin=bool(evidence),
                       vpn_servers=[_parse_server(s) for s in vpn_servers],

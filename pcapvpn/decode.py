@@ -7,7 +7,8 @@ that is :mod:`pcapvpn.track`'s job.
 
 Bounds (all in :class:`Limits`): fragment sets expire after ``frag_timeout`` seconds of capture
 time and are capped in number and bytes; TCP streams are capped in number, buffered bytes and
-out-of-order segments.  Whatever is dropped because of a bound is counted, never silent.
+out-of-order segments; the trackers' SAs, messages and flows and the report's lists have their
+bounds there too.  Whatever is dropped because of a bound is counted, never silent.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ _NOT_VPN_PORTS = frozenset((53, 67, 68, 123, 137, 138, 161, 162, 514, 1900, 5353
 #: application_data records delivered per TLS direction before the stream is only counted
 _TLS_APPDATA_RECORDS = 4
 
+#: the reason counted for errors beyond ``Limits.max_error_reasons`` distinct ones
+OTHER_REASONS = "other reasons (too many distinct ones to list)"
+
 _ESP = _udpencap.ESP
 _IKE = _udpencap.IKE
 _KEEPALIVE = _udpencap.KEEPALIVE
@@ -76,6 +80,62 @@ class Limits:
     #: active directions holding bytes are forgotten.  With the per-direction bounds above, TCP
     #: reassembly never holds more than this, whatever the number of streams.
     tcp_max_bytes: int = 32 * 1024 * 1024
+
+    # -- what the trackers keep (pcapvpn.track) and the report lists.  A hostile capture (a
+    # flood of SPIs or of IKE_SA_INITs, garbage) must not make an analysis grow without bound:
+    # each container that grows with the input has a count bound, and a byte bound where its
+    # elements vary in size (else the count times the element's own bound).  What a bound
+    # drops is counted and reported by the CAPTURE_LIMITS finding, so the verdict can say what
+    # it could not see.
+    #: IKE SAs tracked (about 5 KB each with their first messages); messages of further IKE
+    #: SAs are counted from their 28-byte header only, not parsed nor kept.
+    ike_max_sas: int = 10_000
+    #: IKE messages kept over all IKE SAs (parsed: 2-5 KB each).
+    ike_max_messages: int = 40_000
+    #: bytes of IKE messages kept (their size on the wire) over all IKE SAs.
+    ike_max_bytes: int = 32 * 1024 * 1024
+    #: IKE messages kept per IKE SA (copies, SKF fragments, a long series of exchanges).
+    ike_max_messages_per_sa: int = 4_000
+    #: ESP/AH SAs tracked (1.5-6 KB each: their gaps, moves and time bins are bounded);
+    #: packets of further SAs are counted only.
+    esp_max_sas: int = 50_000
+    #: tunnels of the VPNs beside IPsec (OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN) tracked (a
+    #: few KB each: their connections and evidence lists are bounded); events of further ones
+    #: are counted only.
+    vpn_max_tunnels: int = 20_000
+    #: NAT keepalive flows, TCP connections on VPN ports, ICMP errors and incomplete fragment
+    #: sets kept, each (a few hundred bytes each; frame references per flow bounded).
+    max_flows: int = 10_000
+    #: decode / IKE parse errors listed with their frame (all are counted).
+    max_error_samples: int = 1_000
+    #: distinct decode / IKE parse error reasons counted by name (further ones are counted
+    #: together as "other reasons").
+    max_error_reasons: int = 200
+    #: objects listed in full per list of the report (tunnels, IKE SAs, ESP SAs, NAT keepalive
+    #: flows, files, the messages and exchanges of one IKE SA, the findings of one code and
+    #: severity, the SAs, findings and notes of one tunnel); the others are counted under
+    #: "omitted" in JSON.
+    report_max_items: int = 1_000
+
+    def with_overrides(self, items: dict) -> "Limits":
+        """A copy with ``{name: text}`` applied (``analyze --limit NAME=VALUE``); ValueError
+        names the bad item and the valid range."""
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(self)}
+        values = {}
+        for k, v in items.items():
+            if k not in known:
+                raise ValueError(f"unknown limit {k!r} (known: {', '.join(sorted(known))})")
+            cur = getattr(self, k)
+            try:
+                x = type(cur)(v)
+            except ValueError:
+                raise ValueError(f"limit {k} needs a {type(cur).__name__}, got {v!r}") from None
+            if not x > 0 or x != x or x == float("inf"):
+                raise ValueError(f"limit {k} must be a positive finite number, got {v!r}")
+            values[k] = x
+        return dataclasses.replace(self, **values)
 
 
 class NullSink:
@@ -308,7 +368,11 @@ class Decoder:
 
     def _error(self, ref, reason):
         self.decode_errors += 1
-        self.errors_by_reason[reason] += 1
+        by = self.errors_by_reason
+        key = reason
+        if key not in by and len(by) >= self.limits.max_error_reasons:
+            key = OTHER_REASONS
+        by[key] += 1
         self.sink.decode_error(ref, reason)
 
     # -- the hot loop --------------------------------------------------------------------------

@@ -43,6 +43,61 @@ class Spec:
     posture: bool = False
     #: informational findings about the capture or a recovered problem do not fail a tunnel
     failure: bool = True
+    #: per advice line, the conditions under which it applies (``when``): ``((key, values),
+    #: ...)``; ``()`` for a line that always applies
+    advice_when: tuple = ()
+
+
+@dataclass(frozen=True)
+class When:
+    """An advice line with the conditions under which it applies (see :func:`when`)."""
+
+    text: str
+    conditions: tuple
+
+
+def when(text: str, **conditions) -> When:
+    """An advice line for :func:`declare` that applies only to findings whose facts match, e.g.
+    ``when("libreswan logs '... to our first IKEv2 message'", version=2,
+    exchange="IKE_SA_INIT", impl="libreswan")``.  A condition's value is one value or a tuple of
+    values; a finding keeps the line when, for every condition, its fact (``make(facts=...)``)
+    is unknown (absent, None or empty) or one of its values is allowed.  The text may carry
+    ``{name}`` placeholders, filled from the finding's facts (the line is left out when a fact
+    it names is unknown); the registry, docs/findings.md and the message catalogs keep the
+    placeholders."""
+    conds = []
+    for k, v in sorted(conditions.items()):
+        vals = tuple(v) if isinstance(v, (tuple, list, set, frozenset)) else (v,)
+        conds.append((k, vals))
+    return When(text, tuple(conds))
+
+
+def _holds(fact, allowed) -> bool:
+    if fact is None:
+        return True
+    vals = fact if isinstance(fact, (tuple, list, set, frozenset)) else (fact,)
+    return not vals or any(v in allowed for v in vals)
+
+
+def advice_for(code: str, facts: dict | None = None) -> list[str]:
+    """The advice of ``code`` that applies to a finding with ``facts`` (IKE version, exchange,
+    side, implementations, ...): the declared lines whose conditions hold, placeholders filled,
+    each line once."""
+    spec = REGISTRY[code]
+    facts = facts or {}
+    conds = spec.advice_when or ((),) * len(spec.advice)
+    out = []
+    for text, cond in zip(spec.advice, conds):
+        if not all(_holds(facts.get(k), allowed) for k, allowed in cond):
+            continue
+        if "{" in text:
+            values = {k: v for k, v in facts.items() if isinstance(v, (str, int, float))}
+            try:
+                text = text.format_map(values)
+            except (KeyError, IndexError, ValueError):
+                continue  # a fact the line names is unknown
+        out.append(text)
+    return list(dict.fromkeys(out))
 
 
 REGISTRY: dict[str, Spec] = {}
@@ -50,12 +105,18 @@ REGISTRY: dict[str, Spec] = {}
 
 def declare(code: str, stage: str, severity: str, meaning: str, advice=(), *, posture=False,
             failure=True) -> Spec:
+    """Declare a finding code.  ``advice``: ordered lines in the operator's words; a line that
+    applies only to some findings of the code (one IKE version, one implementation's log, one
+    side) is a :func:`when`."""
     if stage not in ALL_STAGES:
         raise ValueError(f"{code}: unknown stage {stage}")
     if severity not in SEVERITIES:
         raise ValueError(f"{code}: unknown severity {severity}")
     old = REGISTRY.get(code)
-    spec = Spec(code, stage, severity, meaning, tuple(advice), posture, failure)
+    texts = tuple(a.text if isinstance(a, When) else a for a in advice)
+    conds = tuple(a.conditions if isinstance(a, When) else () for a in advice)
+    spec = Spec(code, stage, severity, meaning, texts, posture, failure,
+                conds if any(conds) else ())
     if old is not None and old != spec:
         raise ValueError(f"finding code {code} declared twice, differently")
     REGISTRY[code] = spec
@@ -127,14 +188,32 @@ def finding_id(code: str, key: str) -> str:
     return "F" + hashlib.sha1(f"{code}|{key}".encode()).hexdigest()[:12]
 
 
+#: characters of a finding's title and detail (a rule listing what a flood made — thousands of
+#: addresses, SPIs — stays bounded; the rest is counted in the text)
+MAX_TITLE = 500
+MAX_DETAIL = 8000
+
+
+def _bounded(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f" … ({len(text) - limit:,} more characters)"
+
+
 def make(code: str, key: str, *, title: str, detail: str, basis: str = "observed",
          evidence: Evidence | None = None, wireshark_filter: str = "", advice=None,
-         severity: str | None = None, tunnel: str | None = None) -> Finding:
-    """Build a finding of a declared code (stage, default severity and advice from the spec)."""
+         severity: str | None = None, tunnel: str | None = None,
+         facts: dict | None = None) -> Finding:
+    """Build a finding of a declared code (stage, default severity and advice from the spec).
+
+    ``facts`` choose the declared advice lines that apply (:func:`advice_for`); ``advice``
+    replaces them (lines specific to this finding).  Either way each line appears once."""
     spec = REGISTRY[code]
     if basis not in BASES:
         raise ValueError(f"{code}: unknown basis {basis}")
-    adv = list(advice) if advice is not None else list(spec.advice)
+    title = _bounded(title, MAX_TITLE)
+    detail = _bounded(detail, MAX_DETAIL)
+    adv = list(dict.fromkeys(advice)) if advice is not None else advice_for(code, facts)
     return Finding(
         id=finding_id(code, key), code=code, stage=spec.stage,
         severity=severity or spec.severity, title=title, detail=detail, basis=basis,

@@ -183,8 +183,16 @@ class Lang:
                 names = _PLACEHOLDER.findall(msgid)
                 if not names:
                     continue
-                pat = "".join(f"(?P<{p}>.+?)" if i % 2 else re.escape(p)
-                              for i, p in enumerate(_PLACEHOLDER.split(msgid)))
+                pat = ""
+                seen = set()
+                for i, p in enumerate(_PLACEHOLDER.split(msgid)):
+                    if not i % 2:
+                        pat += re.escape(p)
+                    elif p in seen:
+                        pat += f"(?P={p})"  # a value named twice is the same value
+                    else:
+                        seen.add(p)
+                        pat += f"(?P<{p}>.+?)"
                 self._templates.append((re.compile(pat + r"\Z", re.S), msgstr))
         for rx, msgstr in self._templates:
             m = rx.match(english)

@@ -25,7 +25,7 @@ The same pipeline as ``analyze`` (decode → track → rules), fed by a live cap
 
 from __future__ import annotations
 
-import dataclasses
+import gc
 import json
 import os
 import queue
@@ -120,6 +120,8 @@ class LiveOptions:
     #: --log FILE: gateway logs followed as they grow (pcapvpn.logsrc), and --log-tz
     logs: list = field(default_factory=list)
     log_tz: object = None
+    #: bounds of what is kept (pcapvpn.decode.Limits; None: the defaults)
+    limits: object = None
 
 
 def build_filter(opts: LiveOptions, linktype: int = 1) -> str:
@@ -291,7 +293,9 @@ class RotatingWriter:
 
 
 def _finding_dict(f) -> dict:
-    return dataclasses.asdict(f)
+    from pcapvpn.model import asdict
+
+    return asdict(f)  # as dataclasses.asdict, without its deep copy of every leaf
 
 
 class TextEvents:
@@ -636,7 +640,8 @@ class LiveSession:
                                          opts.write_size, opts.write_files)
             first = self.writer.open(self.started)
         # the tracker's file-name list (shared with its IKE tracker) grows with the rotation
-        self.tracker = Tracker(opts.thresholds, [], opts.keys, list(opts.vpn_servers))
+        self.tracker = Tracker(opts.thresholds, [], opts.keys, list(opts.vpn_servers),
+                               opts.limits)
         self.names = self.tracker.names
         self.names.clear()
         if self.writer is not None:
@@ -649,10 +654,10 @@ class LiveSession:
                 name = (opts.interfaces[i] if len(opts.interfaces) == len(self.captures)
                         else self.captures[i].name)
                 self._new_source(f"live:{name}", "live", [i])
-        self.decoder = Decoder(self.tracker, vpn_servers=list(opts.vpn_servers))
+        self.decoder = Decoder(self.tracker, opts.limits, vpn_servers=list(opts.vpn_servers))
         self.analysis_options = Options(thresholds=opts.thresholds,
                                         expect_peers=list(opts.expect_peers), keys=opts.keys,
-                                        vpn_servers=list(opts.vpn_servers))
+                                        vpn_servers=list(opts.vpn_servers), limits=opts.limits)
         from pcapvpn.logsrc import follow_logs
 
         self.log_followers = follow_logs(opts.logs, opts.log_tz)
@@ -870,6 +875,11 @@ class LiveSession:
         ctx = Context(state)
         verdicts = tunnel_verdicts(ctx, findings)
         annotate_drops(findings, self.drops(), getattr(self, "_rx_dropped", 0))
+        return self._classify(ctx, state, findings, verdicts, now, final)
+
+    def _classify(self, ctx, state, findings, verdicts, now, final: bool = False) -> dict:
+        """An evaluation's result from its findings: which count now (not held back, not
+        superseded by a recovery), with the verdicts."""
         tunnels = {t.id: t for t in state.tunnels}
         current = {}
         superseded = set()
@@ -898,7 +908,8 @@ class LiveSession:
                     continue
                 self.active[fid] = _Active(f, now)
                 self.raised += 1
-                self._emit({"event": "raised", "ts": now, "finding": _finding_dict(f)})
+                if self.sinks:
+                    self._emit({"event": "raised", "ts": now, "finding": _finding_dict(f)})
             else:
                 a.finding = f
                 a.missing = 0
@@ -917,6 +928,8 @@ class LiveSession:
                 del self.archived[:-1000]
                 continue
             self.resolved += 1
+            if not self.sinks:
+                continue
             reason = ("the tunnel recovered: a later IKE SA came up, or ESP flowed both ways "
                       "again" if fid in res["superseded"] else "the condition cleared")
             self._emit({"event": "resolved", "ts": now, "reason": reason,
@@ -941,9 +954,12 @@ class LiveSession:
         """Run the rules as of ``now`` in this process and emit what changed (``final``: the
         last evaluation, at stop: what is present is raised without waiting for a second
         look)."""
+        from pcapvpn.analysis import no_gc
+
         t0 = time.perf_counter()
-        self._prepare()
-        self._apply(self._compute(now, final), final)
+        with no_gc():
+            self._prepare()
+            self._apply(self._compute(now, final), final)
         self._account(time.perf_counter() - t0)
 
     # -- evaluation in a forked child -----------------------------------------------------------
@@ -972,6 +988,7 @@ class LiveSession:
             return False
         if pid == 0:  # the child: compute, send, leave without running any cleanup
             code = 0
+            gc.disable()  # its passes would touch (and copy) every page of the snapshot
             try:
                 os.close(r)
                 data = pickle.dumps(self._compute(now), protocol=pickle.HIGHEST_PROTOCOL)
@@ -1013,6 +1030,20 @@ class LiveSession:
         self._apply(res)
         self._account(time.perf_counter() - t0)
         return True
+
+    def _abandon_child(self) -> None:
+        """Stop a forked evaluation that is still running (the process is ours) and reap it."""
+        pid, r, _chunks, _t0 = self._child
+        self._child = None
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        os.close(r)
 
     def _expired(self, f) -> bool:
         ev = f.evidence
@@ -1084,21 +1115,30 @@ class LiveSession:
 
     # -- the end ----------------------------------------------------------------------------------
 
+    #: seconds spent at most reading what the rings still hold when the capture stops (packets
+    #: keep arriving on a busy link: the drain must end)
+    DRAIN_SECONDS = 1.0
+
     def finish(self):
-        """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`)."""
-        from pcapvpn.analysis import diagnose
+        """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`) from
+        the state held: a forked evaluation still running is abandoned (its answer would be
+        stale), the rings are drained for at most ``DRAIN_SECONDS``, and the rules run once —
+        the report's analysis is also the last evaluation (its events are emitted)."""
+        from pcapvpn.analysis import diagnose, no_gc
+        from pcapvpn.rules.common import Context
 
         # the stop, as the written files record it (nanoseconds): analyze of them judges
         # absences up to the same moment
         now = _ns(self.clock())
         if self._child is not None:
-            self._poll_child(block=True)
+            self._abandon_child()
         # what is still in the rings (a pipe child flushes its last packets when it stops)
         self._refresh_totals()
+        deadline = time.monotonic() + self.DRAIN_SECONDS
         for i, c in enumerate(self.captures):
             if isinstance(c, PipeCapture):
                 c.close()
-            while self._feed(i, c, []):
+            while time.monotonic() < deadline and self._feed(i, c, []):
                 pass
             c.close()
             if isinstance(c, PipeCapture):  # pipe backends know their drops only now
@@ -1109,16 +1149,22 @@ class LiveSession:
         for src in self._current_sources():
             src.ended = now
         self._refresh_isb()
-        self.decoder.finish()
-        self.tracker.finish()
         for f in self.log_followers:
             f.poll()
-        self._evaluate(now, final=True)
+        t0 = time.perf_counter()
+        with no_gc():
+            self.decoder.finish()
+            self.tracker.finish()
+            result = diagnose(self.sources, self.decoder, self.tracker, self.analysis_options,
+                              now=now)
+            annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0))
+            # the last evaluation: what is present now is raised without a second look
+            self._apply(self._classify(Context(result.state), result.state, result.findings,
+                                       result.verdicts, now, final=True), final=True)
+        self._account(time.perf_counter() - t0)
         if self.view is not None:
             self.view.clear()
             self.view = None
-        result = diagnose(self.sources, self.decoder, self.tracker, self.analysis_options, now=now)
-        annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0))
         have = {f.id for f in result.findings}
         extra = [f for f in self.archived if f.id not in have]
         if extra:

@@ -11,6 +11,7 @@ import datetime as _dt
 import ipaddress
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
+from functools import lru_cache
 
 SCHEMA_VERSION = "0.2"
 
@@ -54,6 +55,13 @@ def rfc3339(ts: float | None) -> str | None:
 
 def addr(packed: bytes) -> str:
     """Packed IPv4/IPv6 address → text."""
+    return _addr(bytes(packed))
+
+
+@lru_cache(maxsize=1 << 16)
+def _addr(packed: bytes) -> str:
+    # cached: reports and rules name the same gateways thousands of times, and ipaddress
+    # formatting costs about 10 µs
     return str(ipaddress.ip_address(packed))
 
 
@@ -272,6 +280,10 @@ class Report:
     log_events: list | None = None
     #: repeated findings (pcapvpn.findings.finding_groups): every finding stays in ``findings``
     groups: list = field(default_factory=list)
+    #: what the report does not list in full (``Limits.report_max_items``), counted: list name
+    #: -> number left out (``findings``: code -> number); empty (and absent from JSON) when the
+    #: report lists everything
+    omitted: dict = field(default_factory=dict)
     #: several vantage points (--vantage): ``[{name, files, iface, clock_offset_s,
     #: offset_uncertainty_s, drift_ppm, matched_packets, ...}]``; None: no JSON key
     vantage_points: list | None = None
@@ -290,6 +302,8 @@ class Report:
         for k in ("log_sources", "log_events", "vantage_points"):
             if d.get(k) is None:
                 d.pop(k, None)
+        if not d["omitted"]:
+            del d["omitted"]
         for f in d.get("findings") or ():
             if not isinstance(f, dict):
                 continue
@@ -301,6 +315,19 @@ class Report:
                     del fr["point"]
         # schema_version first, as the conventions ask
         return {"schema_version": d.pop("schema_version"), **d}
+
+
+def kept(items, limit: int | None, ends: bool = False):
+    """``(the items listed in full, the number left out)``: the first ``limit`` of ``items``, or
+    with ``ends`` the first and the last ``limit // 2`` (the end of a long series shows the
+    state at the end of the capture)."""
+    items = list(items) if not isinstance(items, list) else items
+    if limit is None or len(items) <= limit:
+        return items, 0
+    if ends:
+        half = max(1, limit // 2)
+        return items[:half] + items[-half:], len(items) - 2 * half
+    return items[:limit], len(items) - limit
 
 
 # -- the analysis model (tunnels, IKE SAs, ESP SAs, findings) ------------------------------------
@@ -414,7 +441,11 @@ def cfg_value_text(val) -> str | None:
     return None
 
 
-def ike_sa_dict(sa, start, names) -> dict:
+def ike_sa_dict(sa, start, names, limit: int | None = None) -> dict:
+    """An IKE SA for the report.  With ``limit`` (``Limits.report_max_items``) its messages and
+    exchanges beyond that many are left out (the first and the last halves are listed) and
+    counted in ``messages_omitted`` / ``exchanges_omitted``; an exchange lists at most that
+    many message numbers (``messages_omitted`` in the exchange)."""
     from dissect.vpn import registry as reg
 
     def ep(e):
@@ -422,19 +453,30 @@ def ike_sa_dict(sa, start, names) -> dict:
             return None
         return {"address": addr(e[1]), "port": e[2]}
 
+    xs, x_left = kept(sa.exchanges, limit, ends=True)
     exchanges = []
-    for x in sa.exchanges:
-        exchanges.append({
+    for x in xs:
+        nums, n_left = kept([m.n for m in x.msgs], limit)
+        xd = {
             "index": x.index,
             "exchange": reg.exchange_name(x.exch, short=True),
             "message_id": x.msgid,
             "requester": x.requester,
             "answered": x.answered,
             "last_step": x.last_step if x.version == 1 else None,
-            "messages": [m.n for m in x.msgs],
+            "messages": nums,
             "retransmissions": len(x.retransmissions()),
             "duplicates": len(x.duplicates()),
-        })
+        }
+        if n_left:
+            xd["messages_omitted"] = n_left
+        exchanges.append(xd)
+    msgs, m_left = kept(sa.messages, limit, ends=True)
+    extra = {}
+    if m_left:
+        extra["messages_omitted"] = m_left
+    if x_left:
+        extra["exchanges_omitted"] = x_left
     return {
         "id": sa.id,
         "version": sa.version,
@@ -451,7 +493,8 @@ def ike_sa_dict(sa, start, names) -> dict:
         "rekey_of": sa.rekey_of,
         "nat": _conventions(_plain(sa.nat), start, names),
         "exchanges": exchanges,
-        "messages": [ike_message_dict(m, start, names) for m in sa.messages],
+        "messages": [ike_message_dict(m, start, names) for m in msgs],
+        **extra,
         **ike_sa_decryption(sa),
     }
 

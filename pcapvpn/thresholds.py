@@ -114,11 +114,12 @@ def _invalid(name: str, value) -> str | None:
 DEFAULT = Thresholds()
 
 
-def describe() -> list[tuple[str, object, str]]:
-    """(name, default, documentation) for every threshold, from the comments above."""
+def describe(cls=Thresholds) -> list[tuple[str, object, str]]:
+    """(name, default, documentation) for every field of the dataclass ``cls`` (the thresholds
+    above; ``pcapvpn.decode.Limits``), from the ``#:`` comments above each field."""
     import inspect
 
-    src = inspect.getsource(Thresholds).splitlines()
+    src = inspect.getsource(cls).splitlines()
     docs: dict[str, str] = {}
     pending: list[str] = []
     for line in src:
@@ -130,4 +131,4 @@ def describe() -> list[tuple[str, object, str]]:
             pending = []
         elif not s.startswith("#"):
             pending = []
-    return [(f.name, f.default, docs.get(f.name, "")) for f in fields(Thresholds)]
+    return [(f.name, f.default, docs.get(f.name, "")) for f in fields(cls)]

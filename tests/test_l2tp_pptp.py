@@ -235,6 +235,72 @@ def test_pptp_gre_blocked(tmp_path):
     check_filters(p, r)
 
 
+def echo(ident, reply=False):
+    return pptp_msg(6, struct.pack(">IBBH", ident, 1, 0, 0)) if reply else \
+        pptp_msg(5, struct.pack(">I", ident))
+
+
+def ccrq(call=1):
+    return pptp_msg(12, struct.pack(">HH", call, 0))
+
+
+@pytest.mark.parametrize("cleared", [False, True])
+def test_pptp_call_without_gre(tmp_path, cleared):
+    # the call is set up on TCP 1723, then not one GRE packet either way (GRE blocked): the
+    # client keeps the control connection alive, or clears the call after 25 s (Windows 619)
+    c = Cap()
+    k = Conn(c, C, S, 40000, 1723)
+    _pptp_control(c, k)
+    if cleared:
+        k.send(25.0, True, ccrq(1))
+        k.send(25.05, False, cdn(2, 3))
+    else:
+        for i, t in enumerate((15.0, 30.0)):
+            k.send(t, True, echo(i))
+            k.send(t + 0.05, False, echo(i, reply=True))
+    p = c.write(tmp_path / "nogre.pcap")
+    r = analyse(p)
+    assert codes(r) == ["VPN_NO_DATA"]
+    f = r.findings[0]
+    assert f.severity == "error" and f.stage == "dataplane" and f.tunnel
+    assert "no GRE either way" in f.title and "Outgoing-Call-Reply (Connected" in f.detail
+    assert ("cleared it at +25.0" in f.detail) == cleared
+    adv = " ".join(f.advice)
+    assert "806" in adv and "619" in adv and "PPTP ALG" in adv and "L2TP" not in adv
+    t, = vpn_tunnels(r)
+    assert t["id"] == f.tunnel and t["primary_code"] == "VPN_NO_DATA"
+    assert t["verdict"] == "failing" and t["failed_stage"] == "dataplane"
+    check_filters(p, r)
+
+
+def test_pptp_call_just_set_up_is_not_judged(tmp_path):
+    c = Cap()
+    k = Conn(c, C, S, 40000, 1723)
+    _pptp_control(c, k)
+    k.send(3.0, True, echo(1))
+    r = analyse(c.write(tmp_path / "short.pcap"))
+    assert codes(r) == []
+    t, = vpn_tunnels(r)
+    assert t["verdict"] == "unknown"
+    assert any("too short to call the data missing" in n for n in t["not_seen"])
+
+
+def test_l2tp_session_without_data(tmp_path):
+    c = Cap()
+    _l2tp_setup(c)
+    for i in range(4):  # HELLOs keep the control connection alive, no PPP either way
+        c.udp(8 + 8 * i, C, S, 1701, 1701, l2tp_ctl(l2tp.HELLO, tid=22, ns=4 + i, nr=2))
+        c.udp(8.05 + 8 * i, S, C, 1701, 1701, l2tp_ctl(None, tid=11, ns=2, nr=5 + i))
+    p = c.write(tmp_path / "l2tpnodata.pcap")
+    r = analyse(p)
+    assert codes(r) == ["VPN_NO_DATA"]
+    f = r.findings[0]
+    assert "ICCN" in f.detail and "L2TP data message" in f.detail
+    adv = " ".join(f.advice)
+    assert "LNS starts PPP" in adv and "GRE" not in adv
+    check_filters(p, r)
+
+
 @pytest.mark.parametrize("sccrp_res,ocrp_res,word", [(4, 1, "not authorized"),
                                                       (1, 7, "Do Not Accept")])
 def test_pptp_error_results(tmp_path, sccrp_res, ocrp_res, word):

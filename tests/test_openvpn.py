@@ -327,6 +327,48 @@ def test_stalled_after_client_certificate(tmp_path):
     check_filters(p, r)
 
 
+@pytest.mark.parametrize("accepted", [False, True])
+def test_tls13_client_flight_never_acknowledged(tmp_path, accepted):
+    """TLS 1.3 (OpenVPN 2.6's default): the server's flight and the client's Certificate ..
+    Finished are all protected records, so counting them said "TLS completed, refused after the
+    handshake (auth-user-pass ...)".  The server never acknowledged the client's flight, which
+    the client re-sent: the certificate was rejected.  When the server acknowledges it and sends
+    more protected records (tickets), the handshake did complete."""
+    c = Cap()
+    c.udp(0, C, S, 40000, 1194, ovpn_control(7, SID_C))
+    c.udp(0.05, S, C, 1194, 40000, ovpn_control(8, SID_S, acks=[0], rsid=SID_C))
+    c.udp(0.1, C, S, 40000, 1194, ovpn_control(4, SID_C, pid=1, acks=[0], rsid=SID_S,
+                                                payload=tls_record(22, client_hello(
+                                                    versions=(0x0304,)), 0x0301)))
+    sflight = tls_record(22, server_hello(0x0304)) + tls_record(20, b"\x01") + b"".join(
+        tls_record(23, bytes(n)) for n in (40, 60, 900, 280, 70))
+    c.udp(0.2, S, C, 1194, 40000, ovpn_control(4, SID_S, pid=1, acks=[1], rsid=SID_C,
+                                                payload=sflight))
+    cflight = tls_record(20, b"\x01") + b"".join(tls_record(23, bytes(n))
+                                                  for n in (800, 280, 70))
+    if accepted:
+        c.udp(0.3, C, S, 40000, 1194, ovpn_control(4, SID_C, pid=2, acks=[1], rsid=SID_S,
+                                                    payload=cflight))
+        c.udp(0.35, S, C, 1194, 40000, ovpn_control(4, SID_S, pid=2, acks=[2], rsid=SID_C,
+                                                     payload=tls_record(23, bytes(250))))
+        c.udp(20, C, "192.0.2.200", 1, 2, b"z")
+    else:
+        for dt in (0.3, 2.3, 6.3, 14.3):
+            c.udp(dt, C, S, 40000, 1194, ovpn_control(4, SID_C, pid=2, acks=[1], rsid=SID_S,
+                                                      payload=cflight))
+    r = analyse(c.write(tmp_path / "tls13.pcap"))
+    assert codes(r) == ["OPENVPN_HANDSHAKE_STALLED"]
+    f = r.findings[0]
+    if accepted:
+        assert "TLS handshake stage reached: complete" in f.detail
+        assert "auth-user-pass" in f.detail and "never acknowledged" not in f.title
+    else:
+        assert "rejected the client's certificate flight: never acknowledged" in f.title
+        assert "never packet ID 2" in f.detail and "retransmitted 3 time(s)" in f.detail
+        assert "stage reached: client flight (TLS 1.3)" in f.detail
+        assert "auth-user-pass" not in f.detail
+
+
 def test_stalled_tls_crypt_and_alert(tmp_path):
     c = Cap()
     c.udp(0, C, S, 40000, 1194, ovpn_crypt(7, SID_C))

@@ -122,6 +122,21 @@ def test_invalid_ke_recovered(tmp_path):
     assert r.report.tunnels[0]["verdict"] == "healthy"
 
 
+def test_invalid_ke_at_the_end_of_the_capture_is_not_a_failure(tmp_path):
+    """INVALID_KE answered and the capture ends before a retry was due: not visible (info, the
+    tunnel not failing); the same with the response timeout passed and no retry: an error."""
+    ke = ike_notify_only(I1, Z, 34, 17, struct.pack(">H", 19), response=True)
+    frames = [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False, group=14))),
+              (0.01, ike_frame(B, A, ke))]
+    r = analyse(tmp_path, frames)
+    f = codes(r)["IKE_INVALID_KE"]
+    assert f.severity == "info" and "not visible" in f.detail
+    assert r.report.tunnels[0]["verdict"] != "failing"
+    r = analyse(tmp_path, frames + [(60.0, ike_frame(A, B, ike_sa_init(I2, Z, False, group=14)))])
+    f = [x for x in r.findings if x.code == "IKE_INVALID_KE"][0]
+    assert f.severity == "error" and "No successful retry" in f.detail
+
+
 def test_no_proposal_chosen_names_the_offer(tmp_path):
     npc = ike_notify_only(I1, Z, 34, 14, b"", response=True)
     r = analyse(tmp_path, [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False))),
@@ -134,8 +149,81 @@ def test_no_proposal_chosen_names_the_offer(tmp_path):
 def test_redirect(tmp_path):
     red = struct.pack(">BB", 1, 4) + ip("203.0.113.9") + bytes(8)
     r = analyse(tmp_path, [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False))),
-                           (0.01, ike_frame(B, A, ike_notify_only(I1, Z, 34, 16407, red)))])
-    assert "203.0.113.9" in codes(r)["IKE_REDIRECT"].title
+                           (0.01, ike_frame(B, A, ike_notify_only(I1, Z, 34, 16407, red))),
+                           (20.0, esp_frame("203.0.113.1", "203.0.113.2", 5, 1))])
+    f = codes(r)["IKE_REDIRECT"]
+    assert "203.0.113.9" in f.title and f.severity == "warning"
+    assert "No IKE_SA_INIT from the client to 203.0.113.9 (nor one carrying REDIRECTED_FROM " \
+           "198.51.100.20) follows" in f.detail
+
+
+GW2 = "203.0.113.9"
+I2, R2 = bytes.fromhex("c3" * 8), bytes.fromhex("d4" * 8)
+
+
+def _redirected(gw_ident, follow_to=GW2, answered=True, redirected_from=True, t=1.0):
+    """A's IKE_SA_INIT to B answered with REDIRECT to ``gw_ident``, then A's IKE SA with
+    ``follow_to`` (its IKE_SA_INIT carrying REDIRECTED_FROM B when asked)."""
+    red = gw_ident + bytes(8)  # + the initiator's nonce data (RFC 5685 §8), shortened
+    frames = [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False))),
+              (0.01, ike_frame(B, A, ike_notify_only(I1, Z, 34, 16407, red)))]
+    extra = [(41, v2_notify(16408, struct.pack(">BB", 1, 4) + ip(B)))] if redirected_from else []
+    init = ike_frame(A, follow_to, ike_sa_init(I2, Z, False, extra=extra))
+    frames.append((t, init))
+    if answered:
+        frames.append((t + 0.01, ike_frame(follow_to, A, ike_sa_init(I2, R2, True))))
+        frames.append((t + 0.1, ike_frame(A, follow_to, ike_encrypted(I2, R2, 35, 1, 35, False,
+                                                                       True, 200), 4500, 4500)))
+        frames.append((t + 0.11, ike_frame(follow_to, A, ike_encrypted(I2, R2, 35, 1, 36, True,
+                                                                        False, 180), 4500, 4500)))
+    else:
+        frames += [(t + 4, init), (t + 11.2, init)]
+    return frames
+
+
+@pytest.mark.parametrize("redirected_from", [True, False])
+def test_redirect_followed_and_succeeded(tmp_path, redirected_from):
+    ident = struct.pack(">BB", 1, 4) + ip(GW2)
+    r = analyse(tmp_path, _redirected(ident, redirected_from=redirected_from))
+    f = codes(r)["IKE_REDIRECT"]
+    assert f.severity == "info" and "(the new negotiation succeeded)" in f.title
+    assert "The client started IKE with 203.0.113.9 at +1.0 s" in f.detail
+    assert "that negotiation succeeded (IKE SA established)" in f.detail
+    assert ("REDIRECTED_FROM 198.51.100.20" in f.detail) == redirected_from
+    assert "no IKE towards that gateway" not in f.detail.lower()
+    assert {"a1" * 8, "c3" * 8} <= set(f.evidence.ike_spis)
+    assert len(f.evidence.frames) == 2
+
+
+def test_redirect_to_fqdn_followed_by_redirected_from(tmp_path):
+    name = b"gw2.example.net"
+    ident = struct.pack(">BB", 3, len(name)) + name
+    r = analyse(tmp_path, _redirected(ident))
+    f = codes(r)["IKE_REDIRECT"]
+    assert "gw2.example.net" in f.title and "REDIRECTED_FROM 198.51.100.20 in its " \
+        "IKE_SA_INIT" in f.detail and f.severity == "info"
+
+
+def test_redirect_followed_but_failed(tmp_path):
+    ident = struct.pack(">BB", 1, 4) + ip(GW2)
+    r = analyse(tmp_path, _redirected(ident, answered=False))
+    f = [x for x in r.findings if x.code == "IKE_REDIRECT"][0]
+    assert f.severity == "warning" and "(the new negotiation failed)" in f.title
+    assert "did not complete" in f.detail
+    assert any(x.code == "IKE_NO_RESPONSE" and GW2 in x.title for x in r.findings)
+
+
+def test_redirect_filters_are_valid(tmp_path):
+    from conftest import tshark_path
+    import subprocess
+
+    ident = struct.pack(">BB", 1, 4) + ip(GW2)
+    p = write_pcap(tmp_path / "red.pcap", _redirected(ident))
+    f = codes(run([str(p)]))["IKE_REDIRECT"]
+    out = subprocess.run([tshark_path(), "-n", "-r", str(p), "-Y", f.wireshark_filter, "-T",
+                          "fields", "-e", "frame.number"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "3", "4"]  # the REDIRECT, the new IKE_SA_INIT pair
 
 
 def test_liveness_unanswered_is_dpd_timeout(tmp_path):
@@ -208,3 +296,103 @@ def test_duplicate_window_threshold(tmp_path, dup_gap, expect):
     m = r.report.ike_sas[0]["messages"][1]
     assert (m["duplicate_of"] is not None) == (expect == "dup")
     assert (m["retransmission_of"] is not None) == (expect == "retx")
+
+
+def _ike_sa(t0, n, end=None):
+    """IKE SA number ``n`` from A to B at ``t0`` (IKE_SA_INIT + IKE_AUTH, keyless) and how it
+    ends: "delete" (a DELETE answered), "both" (both peers send a DELETE), "dpd" (liveness
+    checks from A never answered), None (nothing: replaced later)."""
+    t0 = float(t0)  # write_pcap takes an int as nanoseconds
+    i, r = bytes([0x10 + n]) * 8, bytes([0x60 + n]) * 8
+    fr = [(t0, ike_frame(A, B, ike_sa_init(i, Z, False))),
+          (t0 + 0.01, ike_frame(B, A, ike_sa_init(i, r, True))),
+          (t0 + 0.1, ike_frame(A, B, ike_encrypted(i, r, 35, 1, 35, False, True, 200), 4500,
+                               4500)),
+          (t0 + 0.11, ike_frame(B, A, ike_encrypted(i, r, 35, 1, 36, True, False, 180), 4500,
+                                4500))]
+    if end == "delete":
+        fr += [(t0 + 20, ike_frame(A, B, ike_encrypted(i, r, 37, 2, 42, False, True, 32),
+                                   4500, 4500)),
+               (t0 + 20.01, ike_frame(B, A, ike_encrypted(i, r, 37, 2, 0, True, False, 32),
+                                      4500, 4500))]
+    elif end == "both":
+        fr += [(t0 + 20, ike_frame(A, B, ike_encrypted(i, r, 37, 2, 42, False, True, 32),
+                                   4500, 4500)),
+               (t0 + 20.001, ike_frame(B, A, ike_encrypted(i, r, 37, 2, 42, False, False, 32),
+                                       4500, 4500))]
+    elif end == "dpd":
+        live = ike_frame(A, B, ike_encrypted(i, r, 37, 2, 0, False, True, 32), 4500, 4500)
+        fr += [(t0 + 10, live), (t0 + 14, live), (t0 + 21.2, live)]
+    return fr
+
+
+@pytest.mark.parametrize("end", ["delete", "both"])
+def test_orderly_teardowns_are_not_flapping(tmp_path, end):
+    frames = []
+    for n in range(3):
+        frames += _ike_sa(30.0 * n, n, end)
+    r = analyse(tmp_path, sorted(frames, key=lambda f: f[0]))
+    assert "IKE_SA_FLAPPING" not in codes(r)
+
+
+def test_flapping_says_what_ended_each_sa(tmp_path):
+    frames = _ike_sa(0, 0, "delete") + _ike_sa(30, 1, "dpd") + _ike_sa(60, 2) \
+        + _ike_sa(90, 3, "dpd") + _ike_sa(120, 4)
+    r = analyse(tmp_path, sorted(frames, key=lambda f: f[0]))
+    f = codes(r)["IKE_SA_FLAPPING"]
+    assert f.severity == "warning"
+    assert "5 times from scratch" in f.detail and "3 ended without an orderly teardown" in \
+        f.detail and "1 with one (not counted)" in f.detail
+    assert "DELETE from 192.0.2.10 answered at +20.0 s" in f.detail
+    assert "liveness checks from 192.0.2.10 unanswered from +40.0 s (DPD)" in f.detail
+    assert "replaced at +90.0 s" in f.detail and "without a DELETE" in f.detail
+    assert "still up when the capture ends" in f.detail
+    assert f.title.startswith("3 IKE SA(s) between")
+
+
+def _phase1(mode):
+    """IKEv1 phase 1 between A and B (Main Mode MM1-MM6 or Aggressive Mode AM1-AM3)."""
+    from test_advice import mm, v1, v1_sa
+
+    if mode == "main":
+        enc = [ike_frame(s, d, ike_header(I1, R1, 5, 2, 1, 0, bytes(64), version=0x10))
+               for s, d in ((A, B), (B, A))]
+        return [(0.0, ike_frame(A, B, mm(1))), (0.01, ike_frame(B, A, mm(2))),
+                (0.02, ike_frame(A, B, mm(3))), (0.03, ike_frame(B, A, mm(4))),
+                (0.04, enc[0]), (0.05, enc[1])]
+    am1 = v1([(1, v1_sa()), (4, bytes(128)), (10, bytes(16)), (5, b"\x01\x00\x00\x00" + ip(A))],
+             exch=4)
+    am2 = v1([(1, v1_sa()), (4, bytes(128)), (10, bytes(16)), (5, b"\x01\x00\x00\x00" + ip(B)),
+              (8, bytes(20))], rspi=R1, exch=4)
+    am3 = ike_header(I1, R1, 8, 4, 1, 0, bytes(32), version=0x10)
+    return [(0.0, ike_frame(A, B, am1)), (0.01, ike_frame(B, A, am2)),
+            (0.02, ike_frame(A, B, am3))]
+
+
+@pytest.mark.parametrize("mode", ["main", "aggressive"])
+def test_quick_mode_never_answered(tmp_path, mode):
+    """QM1 retransmitted, never answered; the peer's Informationals (DPD) in between are not an
+    answer: the title says what the capture shows, for Main and Aggressive Mode alike."""
+    qm1 = ike_frame(A, B, ike_header(I1, R1, 8, 32, 1, 0x1A2B3C4D, bytes(96), version=0x10))
+    info = ike_frame(B, A, ike_header(I1, R1, 8, 5, 1, 0x55555555, bytes(48), version=0x10))
+    info2 = ike_frame(B, A, ike_header(I1, R1, 8, 5, 1, 0x66666666, bytes(48), version=0x10))
+    frames = _phase1(mode) + [(1.0, qm1), (5.0, info), (5.5, qm1), (13.0, qm1), (15.0, info2),
+                              (28.0, qm1)]
+    r = analyse(tmp_path, frames)
+    f = codes(r)["CHILD_SA_FAILED"]
+    assert f.title == "Quick Mode (Message ID 0x1a2b3c4d) failed: QM1 never answered (sent 4 " \
+                      "time(s))"
+    assert "instead of QM2" not in f.title + f.detail
+    assert "3 retransmission(s)" in f.detail and "2 Informational message(s)" in f.detail
+    assert ("Aggressive Mode" if mode == "aggressive" else "Main Mode") in f.detail
+
+
+def test_quick_mode_answered_by_an_informational(tmp_path):
+    qm1 = ike_frame(A, B, ike_header(I1, R1, 8, 32, 1, 0x1A2B3C4D, bytes(96), version=0x10))
+    info = ike_frame(B, A, ike_header(I1, R1, 8, 5, 1, 0x55555555, bytes(48), version=0x10))
+    r = analyse(tmp_path, _phase1("aggressive") + [(1.0, qm1), (1.01, info),
+                                                   (20.0, esp_frame("203.0.113.1",
+                                                                    "203.0.113.2", 5, 1))])
+    f = codes(r)["CHILD_SA_FAILED"]
+    assert "QM1 answered by an Informational message instead of QM2" in f.title
+    assert "Phase 1 (Aggressive Mode) is up" in f.detail

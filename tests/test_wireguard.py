@@ -126,6 +126,21 @@ def test_cookie_reply(tmp_path):
     assert vpn_tunnels(r)[0]["verdict"] == "healthy"
 
 
+def test_cookie_reply_alone(tmp_path):
+    """A flow holding only a cookie reply: not "set up before the capture started", but what was
+    seen — a responder under load whose initiation/response exchange is not in the capture."""
+    c = Cap()
+    c.udp(0.02, S, C, PORT, 40000, wg_cookie(1))
+    c.udp(20, C, "192.0.2.200", 1, 2, b"z")
+    r = analyse(c.write(tmp_path / "cookieonly.pcap"))
+    t, = vpn_tunnels(r)
+    assert codes(r) == ["WIREGUARD_COOKIE"] and t["verdict"] == "unknown"
+    note = " ".join(t["not_seen"])
+    assert "only 1 cookie reply(ies)" in note and "under load" in note
+    assert "not in the capture" in note and "set up before" not in note
+    assert "data plane is visible" not in note
+
+
 def test_data_one_way_after_handshake(tmp_path):
     c = Cap()
     _handshake(c, 0, 1, 0x20)

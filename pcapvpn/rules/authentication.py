@@ -11,9 +11,11 @@ responder after MM5 (it could not decrypt/verify MM5: typically a PSK mismatch).
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import endpoint_text, ike_filter, ike_tunnel_of, ip_text
+from pcapvpn.rules.common import (
+    endpoint_text, ike_facts, ike_filter, ike_tunnel_of, implementations, ip_text, side_of,
+)
 from pcapvpn.track.ike import IKE_AUTH, INFORMATIONAL, V1_INFO, V1_MAIN
 
 N = 41  # IKEv2 Notify payload
@@ -27,13 +29,32 @@ V1_INVALID_SIGNATURE = 25
 declare("IKE_AUTH_FAILED", "authentication", "error",
         "Authentication failed: the peers do not agree on the pre-shared key, the identities, or "
         "the certificate chain.",
-        ["Compare the PSK on both gateways (and the identities it is bound to: strongSwan logs "
-         "'tried N shared key(s) for 'A' - 'B', but MAC mismatched' / 'no shared key found').",
+        # refused_by: the peer that refused the authentication; impl: either peer's Vendor IDs
+        ["Compare the pre-shared key on both gateways and the identities it is bound to.",
          "Certificates: check the CA is trusted by the peer, the certificate is within its "
          "validity period, and its identity (subjectAltName) matches the configured remote ID.",
-         "strongSwan initiator logs 'received AUTHENTICATION_FAILED notify error'; libreswan 'IKE "
-         "SA authentication request rejected by peer: AUTHENTICATION_FAILED'; Cisco IKEv1 stalls in "
-         "MM_WAIT_MSG6 (MM5 not accepted) on a PSK mismatch."])
+         when("strongSwan: the responder logs 'tried N shared key(s) for 'A' - 'B', but MAC "
+              "mismatched' (PSK) or 'no trusted RSA public key found for ...' (certificate); the "
+              "initiator logs 'received AUTHENTICATION_FAILED notify error'.",
+              version=2, refused_by="responder", impl="strongSwan"),
+         when("strongSwan: the initiator rejects the responder's AUTH and logs 'tried N shared "
+              "key(s) for 'A' - 'B', but MAC mismatched' (PSK) or 'no trusted RSA public key "
+              "found for ...' (certificate), then deletes the IKE SA.",
+              version=2, refused_by="initiator", impl="strongSwan"),
+         when("libreswan (initiator) logs 'IKE SA authentication request rejected by peer: "
+              "AUTHENTICATION_FAILED'.", version=2, refused_by="responder", impl="libreswan"),
+         when("strongSwan: the responder cannot decrypt MM5 and logs 'invalid ID_V1 payload "
+              "length, decryption failed?' / 'could not decrypt payloads'; the initiator logs "
+              "'invalid HASH_V1 payload length, decryption failed?' for the responder's encrypted "
+              "error notification, then 'sending retransmit N of request message ID 0, seq N' "
+              "and 'giving up after N retransmits'.",
+              version=1, exchange="MM5", impl="strongSwan"),
+         when("libreswan (initiator) logs '... Possible authentication failure: no acceptable "
+              "response to our first encrypted message' when it gives up.",
+              version=1, exchange="MM5", impl="libreswan"),
+         when("Cisco: 'show crypto isakmp sa' shows the initiator's SA in MM_WAIT_MSG6 (ASA) / "
+              "MM_KEY_EXCH (IOS): MM5 was not accepted.",
+              version=1, exchange="MM5", impl="Cisco")])
 
 
 @rule
@@ -55,6 +76,9 @@ def auth_failed(ctx):
                 name = reg.notify_name(sa.version, ntype)
                 yield make(
                     "IKE_AUTH_FAILED", f"{sa.id}|{m.n}|{ntype}",
+                    facts=ike_facts(sa, None, side_of(sa, m.src), impl=implementations(sa),
+                                    refused_by=side_of(sa, m.src),
+                                    exchange=reg.exchange_name(m.exch, short=True)),
                     title=f"{name} from {ip_text(m.src)}",
                     detail=f"{endpoint_text((m.ipver, m.src, m.sport))} sent {name} in "
                            f"{reg.exchange_name(m.exch, short=True)} (in the clear).",
@@ -83,6 +107,8 @@ def _v2_inferred(ctx, sa, tid, spis):
             size = f"{r.size} bytes" + (f", request {req.size} bytes" if req else "")
             yield make(
                 "IKE_AUTH_FAILED", f"{sa.id}|{x.index}|v2-auth-notify",
+                facts=ike_facts(sa, x, "responder", impl=implementations(sa),
+                                refused_by="responder"),
                 title=f"IKE_AUTH rejected by {ip_text(r.src)} (encrypted error notification)",
                 detail=f"The IKE_AUTH response from {endpoint_text((r.ipver, r.src, r.sport))} "
                        f"starts with a Notify payload instead of IDr ({size}): the responder "
@@ -108,6 +134,8 @@ def _v2_inferred(ctx, sa, tid, spis):
                 break
             yield make(
                 "IKE_AUTH_FAILED", f"{sa.id}|{y.index}|v2-init-reject",
+                facts=ike_facts(sa, x, "initiator", impl=implementations(sa),
+                                refused_by="initiator"),
                 title=f"{ip_text(req.src)} rejected the responder's authentication",
                 detail=f"Right after the IKE_AUTH response ({req.ts - resp[0].ts:.2f} s later) the "
                        f"initiator sent an INFORMATIONAL whose first encrypted payload is a Notify: "
@@ -176,12 +204,12 @@ def _v1_inferred(ctx, sa, tid, spis):
         refs = ctx.msg_refs(mm5 + mm4_again + info)
         yield make(
             "IKE_AUTH_FAILED", f"{sa.id}|{x.index}|v1-mm5",
+            facts=ike_facts(sa, x, side_of(sa, mm5[0].dst), impl=implementations(sa),
+                            refused_by=side_of(sa, mm5[0].dst), exchange="MM5"),
             title=f"Main Mode stopped at MM5: {ip_text(mm5[0].dst)} did not accept it",
             detail=("; ".join(why) + ". With pre-shared keys this is the signature of a PSK "
                     "mismatch (the responder derives a different key and cannot read MM5); with "
-                    "certificates, an identity or signature the responder rejects. Cisco shows "
-                    "MM_WAIT_MSG6 on the initiator; strongSwan 'invalid HASH_V1 payload length, "
-                    "decryption failed?' on the responder."),
+                    "certificates, an identity or signature the responder rejects."),
             basis="inferred",
             evidence=ctx.evidence(refs, t5, max(m.ts for m in mm5 + mm4_again + info),
                                   ike_spis=spis),

@@ -10,12 +10,14 @@ after QM1, or QM1 answered by an Informational.
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, endpoint_text, exchange_status, ike_filter, ike_tunnel_of, ip_text,
+    endpoint_text, ike_facts, ike_filter, ike_tunnel_of, ip_text,
 )
-from pcapvpn.track.ike import CREATE_CHILD_SA, IKE_AUTH, IKE_SA_INIT, V1_INFO, V1_QUICK
+from pcapvpn.track.ike import (
+    CREATE_CHILD_SA, IKE_AUTH, IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK,
+)
 
 N = 41
 IDR = 36
@@ -39,10 +41,19 @@ declare("CHILD_SA_FAILED", "child_sa", "error",
         "The IKE SA is up but its child SA (the IPsec/ESP SA) was refused or never created.",
         ["Compare the child SA (phase 2) settings: ESP proposals/PFS group, and the traffic "
          "selectors (local and remote subnets) on both gateways.",
-         "strongSwan logs 'no acceptable proposal found' / 'traffic selectors ... unacceptable' "
-         "on the responder; libreswan 'IKE_AUTH response rejected Child SA with <NOTIFY>'; IKEv1: "
-         "'No acceptable response to our first Quick Mode message: perhaps peer likes no "
-         "proposal'.",
+         when("strongSwan: the responder logs 'no acceptable proposal found' or 'traffic "
+              "selectors A === B unacceptable'; the initiator 'received NO_PROPOSAL_CHOSEN "
+              "notify, no CHILD_SA built' (or TS_UNACCEPTABLE) and 'failed to establish "
+              "CHILD_SA, keeping IKE_SA'.", version=2, impl="strongSwan"),
+         when("libreswan (initiator) logs 'IKE_AUTH response rejected Child SA with <NOTIFY>'.",
+              version=2, impl="libreswan"),
+         when("strongSwan: the Quick Mode responder logs 'no matching proposal found, sending "
+              "NO_PROPOSAL_CHOSEN' (ESP proposal) or 'no matching CHILD_SA config found' (proxy "
+              "IDs, answered with INVALID_ID_INFORMATION); the initiator 'received "
+              "NO_PROPOSAL_CHOSEN error notify'.", version=1, impl="strongSwan"),
+         when("libreswan (Quick Mode initiator) logs '... No acceptable response to our first "
+              "Quick Mode message: perhaps peer likes no proposal' when it gives up.",
+              version=1, impl="libreswan"),
          "With keys (--keys) pcapvpn names the exact notification."])
 
 
@@ -54,10 +65,7 @@ def _childless_supported(sa) -> bool:
 
 
 def _sk_len(m) -> int:
-    for p in m.msg.payloads:
-        if p.type in (46, 53):
-            return p.length
-    return m.size
+    return m.sk_len if m.sk_len is not None else m.size
 
 
 @rule
@@ -87,7 +95,7 @@ def child_failures(ctx):
                 elif sa.version == 1 and spi and len(spi) == 4 and ntype in (
                         NO_PROPOSAL_CHOSEN, V1_INVALID_ID_INFORMATION):
                     name = reg.notify_name(1, ntype)
-                    yield make("CHILD_SA_FAILED", f"{sa.id}|{m.n}|{ntype}",
+                    yield make("CHILD_SA_FAILED", f"{sa.id}|{m.n}|{ntype}", facts=ike_facts(sa),
                                title=f"Quick Mode refused by {ip_text(m.src)}: {name}",
                                detail=f"{endpoint_text((m.ipver, m.src, m.sport))} sent {name} for "
                                       f"the IPsec SA (SPI {spi.hex()}) in the clear.",
@@ -129,7 +137,7 @@ def _v2(ctx, sa, tid, spis, esp):
                 f"but the size of the response already says the child payloads are missing)")
             later_child = any(y.exch == CREATE_CHILD_SA for y in sa.exchanges[x.index + 1:])
             yield make(
-                "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ike-auth-no-child",
+                "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ike-auth-no-child", facts=ike_facts(sa, x),
                 title=f"IKE SA up with {ip_text(r.src)}, but its child SA was apparently refused",
                 detail=f"The IKE_AUTH response starts with IDr (the IKE SA is established) but its "
                        f"encrypted payload is {r_len} bytes against {q_len} in the request — too "
@@ -151,7 +159,7 @@ def _v2(ctx, sa, tid, spis, esp):
                 if r.copy or r.sk_next != N:
                     continue
                 yield make(
-                    "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ccsa-notify",
+                    "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ccsa-notify", facts=ike_facts(sa, x),
                     title=f"CREATE_CHILD_SA refused by {ip_text(r.src)}",
                     detail=f"The CREATE_CHILD_SA response (Message ID {x.msgid}) starts with a "
                            f"Notify: the new or rekeyed child SA (or IKE SA rekey) was refused "
@@ -166,38 +174,67 @@ def _v2(ctx, sa, tid, spis, esp):
                 break
 
 
-def _v1(ctx, sa, tid, spis):
-    for x in sa.exchanges:
-        if x.exch != V1_QUICK:
+def _qm_answer(ctx, sends, infos):
+    """The Informational that answered QM1 (an error notification), or None: it comes from the
+    peer within the response timeout of a copy of QM1 and QM1 is not sent again after it (an
+    answer stops the retransmissions; DPD and other notifications in between do not)."""
+    for i in infos:
+        before = [m for m in sends if m.ts <= i.ts]
+        if not before or i.ts - before[-1].ts > ctx.th.response_timeout:
             continue
-        status = exchange_status(ctx, x)
-        if x.last_step >= 2:
+        if any(m.ts > i.ts for m in sends):
+            continue
+        return i
+    return None
+
+
+def _v1(ctx, sa, tid, spis):
+    phase1 = next((reg.exchange_name(x.exch, short=True) for x in sa.exchanges
+                   if x.exch in (V1_MAIN, V1_AGGRESSIVE)), None)
+    p1 = f"Phase 1 ({'Aggressive Mode' if phase1 == 'Aggressive' else phase1}) is up" \
+        if phase1 else "Phase 1 is up"
+    for x in sa.exchanges:
+        if x.exch != V1_QUICK or x.last_step >= 2:
             continue
         qm1 = [m for m in x.msgs if m.step == 1]
         if not qm1:
             continue
-        info = [m for m in sa.messages if m.exch == V1_INFO and m.ts >= qm1[0].ts
-                and m.src != qm1[0].src and not m.copy]
-        if info:
-            why = "answered by an Informational message instead of QM2" + (
-                " (encrypted: likely NO-PROPOSAL-CHOSEN or INVALID-ID-INFORMATION)"
-                if info[0].encrypted else "")
-            refs = ctx.msg_refs(qm1 + info[:1])
-            ids = [x.msgid, info[0].msgid]
-        elif status == UNANSWERED:
-            n = len([m for m in qm1 if m.duplicate_of is None])
-            why = f"sent {n} time(s) and never answered"
+        sender = endpoint_text((qm1[0].ipver, qm1[0].src, qm1[0].sport))
+        sends = [m for m in qm1 if m.duplicate_of is None]
+        retrans = len(sends) - 1
+        infos = [m for m in sa.messages if m.exch == V1_INFO and m.ts >= qm1[0].ts
+                 and m.src != qm1[0].src and not m.copy]
+        answer = _qm_answer(ctx, sends, infos)
+        label = f"Quick Mode (Message ID 0x{x.msgid:08x})"
+        if answer is not None:
+            title = f"{label} failed: QM1 answered by an Informational message instead of QM2"
+            detail = (f"QM1 from {sender} was answered {answer.ts - qm1[0].ts:.3f} s later by an "
+                      f"Informational message from {ip_text(answer.src)} instead of QM2"
+                      + (" (encrypted: likely NO-PROPOSAL-CHOSEN or INVALID-ID-INFORMATION)"
+                         if answer.encrypted else "")
+                      + f". {p1}; the phase-2 proposal (ESP transforms, PFS group) or the "
+                      f"proxy IDs (local/remote subnets) do not match.")
+            refs = ctx.msg_refs(qm1 + [answer])
+            ids = [x.msgid, answer.msgid]
+        elif retrans > 0 or ctx.now - sends[-1].ts >= ctx.th.response_timeout:
+            title = (f"{label} failed: QM1 never answered (sent {len(sends)} time(s))")
+            detail = (f"QM1 from {sender} was sent {len(sends)} time(s) ({retrans} "
+                      f"retransmission(s)) and never answered (the capture ends "
+                      f"{ctx.now - sends[-1].ts:.1f} s after the last copy)")
+            if infos:
+                detail += (f"; the {len(infos)} Informational message(s) the peer sent meanwhile "
+                           f"did not answer it (QM1 was sent again after them, or they came "
+                           f"later than the response timeout: DPD or notifications)")
+            detail += (f". {p1}; the responder drops QM1 without a word (some implementations "
+                       f"do so when the phase-2 proposal or the proxy IDs (local/remote "
+                       f"subnets) do not match), or QM1 and its answers are lost on the path.")
             refs = ctx.msg_refs(qm1)
             ids = [x.msgid]
         else:
-            continue
+            continue  # one copy, the capture ends before an answer was due
         yield make(
-            "CHILD_SA_FAILED", f"{sa.id}|{x.index}|qm",
-            title=f"Quick Mode (Message ID 0x{x.msgid:08x}) failed: QM1 {why.split(' (')[0]}",
-            detail=f"QM1 from {endpoint_text((qm1[0].ipver, qm1[0].src, qm1[0].sport))} was {why}. "
-                   f"Phase 1 is up; the phase-2 proposal (ESP transforms, PFS group) or the "
-                   f"proxy IDs (local/remote subnets) do not match.",
-            basis="inferred",
+            "CHILD_SA_FAILED", f"{sa.id}|{x.index}|qm", facts=ike_facts(sa, x),
+            title=title, detail=detail, basis="inferred",
             evidence=ctx.evidence(refs, qm1[0].ts, None, ike_spis=spis),
             wireshark_filter=ike_filter(sa, msgids=ids),
             tunnel=tid)

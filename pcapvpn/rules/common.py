@@ -6,14 +6,14 @@ import ipaddress
 from functools import cached_property
 
 from pcapvpn.findings import Evidence, FrameRef
-from pcapvpn.model import Time
+from pcapvpn.model import Time, addr
 
 #: evidence frames listed per finding (all are counted in the detail)
 MAX_EVIDENCE_FRAMES = 200
 
 
 def ip_text(packed: bytes) -> str:
-    return str(ipaddress.ip_address(packed))
+    return addr(packed)
 
 
 def endpoint_text(ep) -> str:
@@ -28,8 +28,9 @@ def endpoint_text(ep) -> str:
 
 
 def set_filter(field: str, values) -> str:
-    """``field == v`` or ``field in {a, b}`` (tshark 4.0 wants commas between set members)."""
-    values = list(dict.fromkeys(values))
+    """``field == v`` or ``field in {a, b}`` (tshark 4.0 wants commas between set members); at
+    most ``MAX_EVIDENCE_FRAMES`` values (the first ones: a filter stays pasteable)."""
+    values = list(dict.fromkeys(values))[:MAX_EVIDENCE_FRAMES]
     if len(values) == 1:
         return f"{field} == {values[0]}"
     return f"{field} in {{" + ", ".join(str(v) for v in values) + "}"
@@ -76,6 +77,9 @@ class Context:
 
     def __init__(self, state):
         self.state = state
+        #: questions a rule left open because answering them would cost more than its budget
+        #: (a flood of SAs): name -> [count, first ref, first ts], for CAPTURE_LIMITS
+        self.cut: dict = {}
         self.th = state.thresholds
         self.now = state.now
         self.names = state.names
@@ -85,6 +89,14 @@ class Context:
             firsts = [sa.first_ts for sa in state.ike_sas if sa.first_ts is not None]
             firsts += [sa.first_ts for sa in state.esp_sas if sa.first_ts is not None]
             self.start = min(firsts) if firsts else state.now
+
+    def cut_short(self, what: str, ref=None, ts=None) -> None:
+        """A rule left the question ``what`` open (its look-up budget was spent)."""
+        e = self.cut.get(what)
+        if e is None:
+            self.cut[what] = [1, ref, ts]
+        else:
+            e[0] += 1
 
     @cached_property
     def ike_by_peers(self) -> dict:
@@ -120,9 +132,13 @@ class Context:
         return round(ts - self.start, 3)
 
     def evidence(self, refs, first_ts=None, last_ts=None, ike_spis=(), esp_spis=(), peers=()):
+        """Evidence of a finding: frames, times, SPIs and peers (at most
+        ``MAX_EVIDENCE_FRAMES`` of each list: a finding about a flood stays bounded)."""
+        n = MAX_EVIDENCE_FRAMES
         return Evidence(frames=self.frame_refs(refs), first=self.time(first_ts),
                         last=self.time(last_ts if last_ts is not None else first_ts),
-                        ike_spis=list(ike_spis), esp_spis=list(esp_spis), peers=list(peers))
+                        ike_spis=list(ike_spis)[:n], esp_spis=list(esp_spis)[:n],
+                        peers=list(peers)[:n])
 
     @staticmethod
     def msg_refs(msgs) -> list:
@@ -146,6 +162,22 @@ def ike_tunnel_of(ctx, sa):
     if m is None:
         m = ctx._sa_tunnel = {id(s): t for t in ctx.state.tunnels for s in t.ike_sas}
     return m.get(id(sa))
+
+
+def deleted_ts(sa):
+    """When an IKE SA was deleted, keyless: an INFORMATIONAL request whose first encrypted
+    payload is a Delete (IKEv2, RFC 7296 §3.14), or a cleartext Delete (IKEv1); None."""
+    from pcapvpn.track.ike import INFORMATIONAL
+
+    for x in sa.exchanges:
+        if sa.version == 2 and x.exch == INFORMATIONAL:
+            for m in x.requests:
+                if m.sk_next == 42:  # Delete
+                    return m.ts
+        for m in x.msgs:
+            if m.deletes:
+                return m.ts
+    return None
 
 
 def exchange_status(ctx, x):
@@ -194,10 +226,8 @@ def established_ts(sa):
     if not sa.established:
         return None
     if sa.version == 2:
-        for x in sa.exchanges:
-            if x.exch == IKE_AUTH and x.responses:
-                return x.responses[0].ts
-        return sa.first_ts
+        auths = [x for x in sa.exchanges if x.exch == IKE_AUTH and x.responses]
+        return auths[-1].responses[0].ts if auths else sa.first_ts
     for x in sa.exchanges:
         if x.exch in (V1_MAIN, V1_AGGRESSIVE) and x.last_step >= (6 if x.exch == V1_MAIN else 3):
             return max(m.ts for m in x.msgs)
@@ -247,9 +277,10 @@ HINT_INTERVALS = 12
 
 def implementation_hint(intervals) -> str | None:
     """Name the implementation whose documented retransmission timers fit the intervals
-    (anchors.md §2.5: strongSwan 4 s x 1.8^n; libreswan 0.5 s doubling).  Only the first
-    :data:`HINT_INTERVALS` intervals are compared (bounded work; a geometric series over
-    thousands of copies would overflow)."""
+    (anchors.md §2.5: strongSwan 4 s x 1.8^n, IKEv1 and IKEv2 alike; libreswan doubling from
+    0.5 s).  A constant interval names no implementation: no documented default was found for
+    one.  Only the first :data:`HINT_INTERVALS` intervals are compared (bounded work; a
+    geometric series over thousands of copies would overflow)."""
     intervals = list(intervals[:HINT_INTERVALS])
     if len(intervals) < 2 or intervals[0] <= 0:
         return None
@@ -266,7 +297,7 @@ def implementation_hint(intervals) -> str | None:
     if fits(intervals[0], 1.5):
         return f"backoff x1.5 from {intervals[0]:.1f} s"
     if all(abs(a - intervals[0]) <= 0.2 * intervals[0] + 0.05 for a in intervals):
-        return f"constant {intervals[0]:.1f} s retransmission interval (Windows/Cisco-like)"
+        return f"constant {intervals[0]:.1f} s retransmission interval"
     return None
 
 
@@ -283,6 +314,85 @@ def vendor_names(sa) -> list[str]:
                 if label not in out:
                     out.append(label)
     return out
+
+
+def _family(name: str) -> str | None:
+    """The implementation a Vendor ID name (dissect.vpn.vendor_ids) stands for, as the advice
+    lines name it (``findings.when(..., impl=...)``).  Capability IDs that several
+    implementations send (NAT-T, DPD, XAUTH, FRAGMENTATION, Cisco Unity: strongSwan's unity
+    plugin sends it too) name none."""
+    low = name.lower()
+    if low.startswith("strongswan"):
+        return "strongSwan"
+    if "libreswan" in low:
+        return "libreswan"
+    if low.startswith(("openswan", "frees/wan")):
+        return "Openswan"
+    if low.startswith("cisco") and not low.startswith("cisco unity"):
+        return "Cisco"
+    if low.startswith(("windows", "ms nt5", "ms-", "microsoft")):
+        return "Windows"
+    return None
+
+
+def implementations(sa, side: str | None = None) -> set[str]:
+    """Implementations named by the Vendor IDs of an IKE SA (of one side: "initiator" /
+    "responder"; both when None).  Empty when unknown: most daemons send no Vendor ID naming
+    themselves by default."""
+    from dissect.vpn import vendor_ids
+
+    addr = None
+    if side is not None:
+        ep = sa.initiator if side == "initiator" else sa.responder
+        if ep is None:
+            return set()
+        addr = ep[1]
+    out = set()
+    for m in sa.messages:
+        if addr is not None and m.src != addr:
+            continue
+        for v in m.vendor_ids:
+            hit = vendor_ids.lookup(v)
+            fam = _family(hit[0]) if hit else None
+            if fam:
+                out.add(fam)
+    return out
+
+
+def side_of(sa, addr) -> str | None:
+    """"initiator" / "responder": which peer of the IKE SA the address is."""
+    if sa.initiator is not None and addr == sa.initiator[1]:
+        return "initiator"
+    if sa.responder is not None and addr == sa.responder[1]:
+        return "responder"
+    return None
+
+
+def step_label(x) -> str:
+    """What an exchange is called in the advice conditions: the IKEv2 exchange name
+    (``IKE_SA_INIT``), or the IKEv1 step that went unanswered (``MM1``, ``AM1``, ``QM1``)."""
+    from dissect.vpn import registry as reg
+    from pcapvpn.track.ike import V1_STEP_PREFIX
+
+    if x.version == 2:
+        return reg.exchange_name(x.exch, short=True)
+    prefix = V1_STEP_PREFIX.get(x.exch)
+    if prefix and x.last_step:
+        return f"{prefix}{x.last_step}"
+    return reg.exchange_name(x.exch, short=True)
+
+
+def ike_facts(sa, x=None, side: str | None = None, **more) -> dict:
+    """The facts that choose an IKE finding's advice lines (``findings.when``): ``version``,
+    ``exchange`` (:func:`step_label` of ``x``), ``msgid``, ``side`` (the peer the finding is
+    about: whose request went unanswered, whose log is quoted) and ``impl`` (the
+    implementations that side's Vendor IDs name; both sides' when no side is given)."""
+    facts = {"version": sa.version, "side": side, "impl": implementations(sa, side)}
+    if x is not None:
+        facts["exchange"] = step_label(x)
+        facts["msgid"] = x.msgid
+    facts.update(more)
+    return facts
 
 
 # -- proposals in configuration vocabulary -------------------------------------------------------
@@ -438,3 +548,34 @@ def tcp_connection_findings(ctx, conns, *, ipver, client, server, port, name, tu
                    wireshark_filter=(f"{fl}.src == {ip_text(server)} && tcp.srcport == "
                                      f"{port} && tcp.flags.reset == 1"),
                    advice=advice, tunnel=tunnel)
+
+
+class MaxTree:
+    """Maximum over any range of a fixed list of numbers in O(log n) (a segment tree)."""
+
+    __slots__ = ("n", "t")
+
+    def __init__(self, values):
+        n = self.n = len(values)
+        t = self.t = [float("-inf")] * n + list(values)
+        for i in range(n - 1, 0, -1):
+            t[i] = t[2 * i] if t[2 * i] > t[2 * i + 1] else t[2 * i + 1]
+
+    def max(self, lo: int, hi: int) -> float:
+        """max(values[lo:hi]) (-inf for an empty range)."""
+        t = self.t
+        m = float("-inf")
+        lo += self.n
+        hi += self.n
+        while lo < hi:
+            if lo & 1:
+                if t[lo] > m:
+                    m = t[lo]
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                if t[hi] > m:
+                    m = t[hi]
+            lo >>= 1
+            hi >>= 1
+        return m

@@ -19,9 +19,13 @@ than ``one_way_window`` after the flowing side started.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import host_filter, ike_filter, ip_text, seen_working
+from pcapvpn.rules.common import (
+    MAX_EVIDENCE_FRAMES, MaxTree, host_filter, ike_filter, ip_text, seen_working,
+)
 from dissect.vpn import ikev2 as _v2
 from pcapvpn.track.esp import is_multicast
 from pcapvpn.track.tunnels import PAIR_WINDOW
@@ -32,8 +36,6 @@ MTU_SLACK = 1.0
 MTU_PERSIST = 2.0
 #: at least this many large packets in the direction that keeps sending
 MTU_MIN_LARGE = 3
-#: two opposite AH SAs starting this close (seconds) are paired like ESP (tunnels.PAIR_WINDOW)
-AH_PAIR_WINDOW = 30.0
 #: SAs listed by name in one detail (all are counted)
 MAX_LISTED = 5
 #: seconds: an answer to ESP comes within a round trip; when the silent peer is heard (IKE,
@@ -174,8 +176,9 @@ def _label(sa) -> str:
 
 
 def _spi_set(field: str, spis) -> str:
-    # tshark 4.0 wants set members separated by commas ("in {a b}" is rejected)
-    spis = sorted(set(spis))
+    # tshark 4.0 wants set members separated by commas ("in {a b}" is rejected); at most
+    # MAX_EVIDENCE_FRAMES SPIs (the lowest), as common.set_filter
+    spis = sorted(set(spis))[:MAX_EVIDENCE_FRAMES]
     if len(spis) == 1:
         return f"{field} == 0x{spis[0]:08x}"
     return f"{field} in {{" + ", ".join(f"0x{x:08x}" for x in spis) + "}"
@@ -198,32 +201,9 @@ def _spis(sas) -> list[str]:
     return [_spi(s) for s in sas]
 
 
-def _ah_pairs(t) -> list:
-    """AH SAs paired like ESP (the tunnels pair ESP only)."""
-    ah = [s for s in t.esp_sas if s.proto == "ah"]
-    out = [s for s in ah if s.src == t.a]
-    back = [s for s in ah if s.src != t.a]
-    used = set()
-    pairs = []
-    for o in out:
-        best = None
-        for i, r in enumerate(back):
-            if i in used:
-                continue
-            d = abs(r.first_ts - o.first_ts)
-            if d <= AH_PAIR_WINDOW and (best is None or d < best[0]):
-                best = (d, i)
-        if best is None:
-            pairs.append((o, None))
-        else:
-            used.add(best[1])
-            pairs.append((o, back[best[1]]))
-    pairs += [(None, r) for i, r in enumerate(back) if i not in used]
-    return pairs
-
-
 def _pairs(t) -> list:
-    return list(t.pairs) + _ah_pairs(t)
+    """The child SAs of a tunnel: its ESP and AH SAs paired by start time (tunnels.py)."""
+    return t.pairs
 
 
 def _partner_map(pairs) -> dict:
@@ -242,44 +222,311 @@ def _srcs(sa) -> set:
     return {sa.src} | {m[2] for m in sa.moves}
 
 
+# -- indexes (built once per evaluation: a rule never scans all SAs for each SA) ---------------
+
+#: SAs looked at for one question before the answer is left open ("cannot tell"); a question
+#: cut short is counted in the CAPTURE_LIMITS finding
+LOOKUP_BUDGET = 64
+_NEG = float("-inf")
+
+
+def _ix(ctx) -> "_Index":
+    ix = getattr(ctx, "_dataplane_ix", None)
+    if ix is None:
+        ix = ctx._dataplane_ix = _Index(ctx)
+    return ix
+
+
 def _by_dst(ctx) -> dict:
-    idx = getattr(ctx, "_dataplane_by_dst", None)
-    if idx is None:
-        idx = {}
-        for s in ctx.state.esp_sas:
-            idx.setdefault(s.dst, []).append(s)
-        ctx._dataplane_by_dst = idx
-    return idx
+    return _ix(ctx).by_dst
+
+
+class _Index:
+    """Look-ups over all ESP/AH SAs, IKE messages and keepalives of one evaluation."""
+
+    def __init__(self, ctx):
+        # the state only (no reference back to ctx, which holds this index: no cycle)
+        self.state = state = ctx.state
+        self.by_dst: dict = {}
+        for s in state.esp_sas:
+            self.by_dst.setdefault(s.dst, []).append(s)
+        self._partners: dict = {}
+        self._tunnel_of: dict | None = None
+        self._heard: dict | None = None
+        self._tunnel_ike: dict = {}
+        self._reverse: dict | None = None
+        self._takeover: dict | None = None
+        self._replaced: dict = {}
+        self._by_pair: dict | None = None
+        self._icmp: dict | None = None
+        self._between: dict | None = None
+
+    def partners(self, t) -> dict:
+        m = self._partners.get(id(t))
+        if m is None:
+            m = self._partners[id(t)] = _partner_map(_pairs(t))
+        return m
+
+    def tunnel_of(self, sa):
+        if self._tunnel_of is None:
+            self._tunnel_of = {id(s): t for t in self.state.tunnels for s in t.esp_sas}
+        return self._tunnel_of.get(id(sa))
+
+    def tunnel_between(self, x, y):
+        """The IPsec tunnel between two addresses, or None."""
+        if self._by_pair is None:
+            self._by_pair = {}
+            for t in self.state.tunnels:
+                self._by_pair.setdefault(frozenset((t.a, t.b)), t)
+        return self._by_pair.get(frozenset((x, y)))
+
+    # what the capture holds from a peer (_heard)
+    def heard_all(self) -> dict:
+        h = self._heard
+        if h is None:
+            state = self.state
+            ike_from: dict = {}
+            for sa in state.ike_sas:
+                for m in sa.messages:
+                    ike_from[m.src] = ike_from.get(m.src, 0) + 1
+            esp_from: dict = {}
+            esp_to: dict = {}  # (dst, one of the SA's sources) -> [packets, last_ts]
+            for s in state.esp_sas:
+                esp_from[s.src] = esp_from.get(s.src, 0) + s.packets
+                for a in _srcs(s):
+                    e = esp_to.get((s.dst, a))
+                    if e is None:
+                        esp_to[(s.dst, a)] = [s.packets, s.last_ts]
+                    else:
+                        e[0] += s.packets
+                        e[1] = max(e[1], s.last_ts)
+            ka: dict = {}  # src -> [count, {dst: last_ts}]
+            for f in state.keepalives:
+                src = getattr(f, "src", None)
+                n = getattr(f, "count", 0)
+                if not n:
+                    continue
+                e = ka.setdefault(src, [0, {}])
+                e[0] += n
+                dst = getattr(f, "dst", None)
+                if f.last_ts is not None:
+                    old = e[1].get(dst)
+                    e[1][dst] = f.last_ts if old is None else max(old, f.last_ts)
+            h = self._heard = {"ike": ike_from, "esp": esp_from, "esp_to": esp_to, "ka": ka}
+        return h
+
+    def tunnel_ike(self, t) -> dict:
+        """src -> sorted times of the IKE messages it sent in tunnel ``t``."""
+        d = self._tunnel_ike.get(id(t))
+        if d is None:
+            d = {}
+            for sa in t.ike_sas:
+                for m in sa.messages:
+                    d.setdefault(m.src, []).append(m.ts)
+            for v in d.values():
+                v.sort()
+            self._tunnel_ike[id(t)] = d
+        return d
+
+    def tunnel_esp(self, t) -> dict:
+        """(src, dst) -> [packets, last_ts] of tunnel ``t``'s SAs."""
+        key = ("esp", id(t))
+        d = self._tunnel_ike.get(key)
+        if d is None:
+            d = {}
+            for s in t.esp_sas:
+                e = d.get((s.src, s.dst))
+                if e is None:
+                    d[(s.src, s.dst)] = [s.packets, s.last_ts]
+                else:
+                    e[0] += s.packets
+                    e[1] = max(e[1], s.last_ts)
+            self._tunnel_ike[key] = d
+        return d
+
+    # SAs of the opposite direction (_reverse_covers)
+    def reverse_group(self, key):
+        if self._reverse is None:
+            groups: dict = {}
+            for s in self.state.esp_sas:
+                for a in _srcs(s):
+                    groups.setdefault((s.dst, s.proto, a), []).append(s)
+            self._reverse = groups
+        g = self._reverse.get(key)
+        if isinstance(g, list):
+            g = self._reverse[key] = _ReverseGroup(self, g)
+        return g
+
+    # SAs of one direction sorted by start (_takeover)
+    def same_direction(self, key):
+        if self._takeover is None:
+            groups: dict = {}
+            for s in self.state.esp_sas:
+                groups.setdefault((s.dst, s.src, s.proto), []).append(s)
+            self._takeover = groups
+        g = self._takeover.get(key)
+        if isinstance(g, list):
+            g.sort(key=lambda s: s.first_ts)
+            g = self._takeover[key] = ([s.first_ts for s in g], MaxTree([s.last_ts for s in g]),
+                                       g)
+        return g
+
+    def paired_direction(self, t, key):
+        """Paired SAs of tunnel ``t`` with (src, dst, proto) ``key``: their starts in order and
+        the running maximum of their ends (_replaced)."""
+        groups = self._replaced.get(id(t))
+        if groups is None:
+            partners = self.partners(t)
+            groups = {}
+            for s in t.esp_sas:
+                if partners.get(id(s)) is not None:
+                    groups.setdefault((s.src, s.dst, s.proto), []).append(s)
+            for k, g in groups.items():
+                g.sort(key=lambda s: s.first_ts)
+                groups[k] = ([s.first_ts for s in g], _running_max([s.last_ts for s in g]))
+            self._replaced[id(t)] = groups
+        return groups.get(key)
+
+    def esp_between(self, src, dst) -> list:
+        """The SAs from ``src`` to ``dst``, in the order of the state's list."""
+        if self._between is None:
+            self._between = {}
+            for s in self.state.esp_sas:
+                self._between.setdefault((s.src, s.dst), []).append(s)
+        return self._between.get((src, dst), [])
+
+    def child_times(self, t) -> list:
+        """Sorted completion times of the child SA negotiations of tunnel ``t``."""
+        key = ("children", id(t))
+        got = self._tunnel_ike.get(key)
+        if got is None:
+            got = self._tunnel_ike[key] = _child_times(t)
+        return got
+
+    def direction_span(self, t, key):
+        """(first start, last end) of tunnel ``t``'s SAs of (proto, src, dst) ``key``, or
+        None."""
+        spans = self._tunnel_ike.get(("spans", id(t)))
+        if spans is None:
+            spans = self._tunnel_ike[("spans", id(t))] = {}
+            for s in t.esp_sas:
+                k = (s.proto, s.src, s.dst)
+                v = spans.get(k)
+                spans[k] = (s.first_ts, s.last_ts) if v is None else \
+                    (min(v[0], s.first_ts), max(v[1], s.last_ts))
+        return spans.get(key)
+
+    def icmp_about(self, src, dst) -> list:
+        """ICMP 'too big' errors quoting a VPN datagram from ``src`` to ``dst`` (_icmp_for)."""
+        if self._icmp is None:
+            self._icmp = {}
+            for e in self.state.icmp_errors:
+                if not _too_big(e) or e.quoted is None:
+                    continue
+                q = e.quoted
+                if _quoted_vpn(q):
+                    self._icmp.setdefault((q[1], q[2]), []).append(e)
+        return self._icmp.get((src, dst), [])
+
+
+def _running_max(values) -> list:
+    out = []
+    m = _NEG
+    for v in values:
+        if v > m:
+            m = v
+        out.append(m)
+    return out
+
+
+class _ReverseGroup:
+    """SAs to one address from one source (all tunnels): sorted by start, with the running
+    maximum of the end of those that have no partner in their tunnel, and of the paired ones
+    split by tunnel (the two tunnels with the latest end), so that "an SA without a partner in
+    tunnel t overlapping [x, y]" is a bisection; the paired SAs of each tunnel for the rest."""
+
+    __slots__ = ("firsts", "unpaired", "top", "paired")
+
+    def __init__(self, ix: _Index, sas: list):
+        sas.sort(key=lambda s: s.first_ts)
+        self.firsts = [s.first_ts for s in sas]
+        self.unpaired = []
+        self.top = []  # per prefix: ((last, tunnel id), (last, other tunnel id)) of paired SAs
+        self.paired: dict = {}  # tunnel id -> (starts, SAs) of its paired SAs
+        u = _NEG
+        best = (_NEG, None)
+        second = (_NEG, None)
+        for s in sas:
+            t = ix.tunnel_of(s)
+            p = ix.partners(t).get(id(s)) if t is not None else None
+            if p is None:
+                if s.last_ts > u:
+                    u = s.last_ts
+            else:
+                tid = id(t)
+                lst = self.paired.setdefault(tid, ([], []))
+                lst[0].append(s.first_ts)
+                lst[1].append(s)
+                v = s.last_ts
+                if tid == best[1]:
+                    if v > best[0]:
+                        best = (v, tid)
+                elif v > best[0]:
+                    second = best
+                    best = (v, tid)
+                elif v > second[0]:
+                    second = (v, tid)
+            self.unpaired.append(u)
+            self.top.append((best, second))
+
+    def any_without_partner(self, t, x: float, y: float) -> bool:
+        """An SA starting at or before ``x`` and ending at or after ``y`` that has no partner in
+        tunnel ``t`` (unpaired, or paired in another tunnel)."""
+        i = bisect_right(self.firsts, x) - 1
+        if i < 0:
+            return False
+        if self.unpaired[i] >= y:
+            return True
+        best, second = self.top[i]
+        v = best[0] if best[1] != id(t) else second[0]
+        return v >= y
 
 
 def _heard(ctx, t, peer) -> tuple[dict, float | None]:
     """What the capture holds from ``peer`` (in this tunnel, and anywhere), and the time it was
     last heard in this tunnel."""
+    ix = _ix(ctx)
+    h = ix.heard_all()
     last = None
-    ike_t = 0
-    for sa in t.ike_sas:
-        for m in sa.messages:
-            if m.src == peer:
-                ike_t += 1
-                last = m.ts if last is None else max(last, m.ts)
-    esp_t = 0
+    msgs = ix.tunnel_ike(t).get(peer)
+    ike_t = len(msgs) if msgs else 0
+    if msgs:
+        last = msgs[-1]
     others = {t.a, t.b} - {peer}
-    seen = set()
-    for s in t.esp_sas + [x for d in others for x in _by_dst(ctx).get(d, ())]:
-        if id(s) in seen:
-            continue
-        seen.add(id(s))
-        if s.src == peer or (s.dst in others and peer in _srcs(s)):
-            esp_t += s.packets
-            last = s.last_ts if last is None else max(last, s.last_ts)
+    esp_t = 0
+    # SAs to the other end from the peer (any of their sources) ...
+    for d in others:
+        e = h["esp_to"].get((d, peer))
+        if e is not None:
+            esp_t += e[0]
+            last = e[1] if last is None else max(last, e[1])
+    # ... and the tunnel's SAs from the peer to anywhere else
+    tesp = ix.tunnel_esp(t)
+    for d in {t.a, t.b} - others:
+        e = tesp.get((peer, d))
+        if e is not None:
+            esp_t += e[0]
+            last = e[1] if last is None else max(last, e[1])
     ka = 0
-    for f in ctx.state.keepalives:
-        if getattr(f, "src", None) == peer and getattr(f, "count", 0):
-            ka += f.count
-            if getattr(f, "dst", None) in (t.a, t.b) and f.last_ts is not None:
-                last = f.last_ts if last is None else max(last, f.last_ts)
-    ike_all = sum(1 for sa in ctx.state.ike_sas for m in sa.messages if m.src == peer)
-    esp_all = sum(s.packets for s in ctx.state.esp_sas if s.src == peer)
+    k = h["ka"].get(peer)
+    if k is not None:
+        ka = k[0]
+        for d in (t.a, t.b):
+            v = k[1].get(d)
+            if v is not None:
+                last = v if last is None else max(last, v)
+    ike_all = h["ike"].get(peer, 0)
+    esp_all = h["esp"].get(peer, 0)
     return ({"ike": ike_t, "esp": esp_t, "keepalives": ka,
              "ike_elsewhere": ike_all - ike_t, "esp_elsewhere": esp_all - esp_t}, last)
 
@@ -337,51 +584,93 @@ def _child_expected(sa) -> bool:
 def _takeover(ctx, t, silent, after_ts, window, drain, flow=None) -> bool:
     """Another SA of the silent direction carries on after ``after_ts``: a rekey took over, or
     the peer it sends to moved (NAT rebinding, MOBIKE: same direction, new destination)."""
+    ix = _ix(ctx)
     dsts = {silent.dst} | (_srcs(flow) if flow is not None else set())
+    lo_ts, hi_ts = after_ts - drain, after_ts + window
     for d in dsts:
-        for s in _by_dst(ctx).get(d, ()):
-            if s is silent or s.src != silent.src or s.proto != silent.proto:
-                continue
-            if s.last_ts > after_ts and after_ts - drain <= s.first_ts <= after_ts + window:
+        g = ix.same_direction((d, silent.src, silent.proto))
+        if g is None:
+            continue
+        firsts, tree, sas = g
+        lo = bisect_left(firsts, lo_ts)
+        hi = bisect_right(firsts, hi_ts)
+        if lo >= hi or tree.max(lo, hi) <= after_ts:
+            continue
+        if silent.last_ts <= after_ts:
+            return True  # ``silent`` itself cannot be the one that carries on
+        for s in sas[lo:hi]:
+            if s is not silent and s.last_ts > after_ts:
                 return True
     return False
 
 
-def _replaced(t, flow, partners, window, drain) -> bool:
+def _replaced(ctx, t, flow, window, drain) -> bool:
     """``flow`` is an old generation draining: it ran briefly, and a newer SA of the same
     direction that has a partner took over and kept going."""
     if flow.last_ts - flow.first_ts > drain:
         return False
-    for s in t.esp_sas:
-        if s is flow or s.src != flow.src or s.dst != flow.dst or s.proto != flow.proto:
-            continue
-        if partners.get(id(s)) is None:
-            continue
-        if s.first_ts <= flow.last_ts + window and s.last_ts >= flow.last_ts + window:
-            return True
-    return False
+    g = _ix(ctx).paired_direction(t, (flow.src, flow.dst, flow.proto))
+    if g is None:
+        return False
+    firsts, ends = g
+    i = bisect_right(firsts, flow.last_ts + window) - 1
+    # (``flow`` is unpaired wherever this is asked: it is not among the paired SAs)
+    return i >= 0 and ends[i] >= flow.last_ts + window
 
 
 def _reverse_covers(ctx, t, flow, partners, window) -> bool:
     """An SA of the opposite direction answers ``flow`` although the pairing did not put them
     together: it overlaps ``flow`` in time and is unpaired (or in another tunnel, its source
     having moved), or its partner stopped early (a rekey generation paired by start time with
-    the wrong SA)."""
-    dsts = _srcs(flow)
-    for d in dsts:
-        for s in _by_dst(ctx).get(d, ()):
-            if s.proto == flow.proto and flow.dst in _srcs(s) and \
-                    _answers(s, flow, partners, window):
+    the wrong SA).
+
+    Unpaired candidates are one bisection; paired ones of this tunnel are looked at one by one,
+    all of them when they are few, else the ``LOOKUP_BUDGET`` nearest the two ends of the
+    window: beyond that the question is left open (counted; no one-way finding is made)."""
+    ix = _ix(ctx)
+    x, y = flow.last_ts + window, flow.first_ts - window
+    groups = []
+    for d in _srcs(flow):
+        g = ix.reverse_group((d, flow.proto, flow.dst))
+        if g is None:
+            continue
+        if g.any_without_partner(t, x, y):
+            return True
+        mine = g.paired.get(id(t))
+        if mine is not None:
+            groups.append(mine)
+    cut = False
+    for starts, sas in groups:
+        hi = bisect_right(starts, x)
+        if hi <= LOOKUP_BUDGET:
+            todo = sas[:hi]
+        else:
+            lo = bisect_left(starts, y, 0, hi)
+            half = LOOKUP_BUDGET // 2
+            todo = sas[lo:min(hi, lo + half)] + sas[max(lo + half, hi - half):hi]
+            cut = True
+        for s in todo:
+            if _answers(s, flow, partners, window):
                 return True
+    if cut:
+        ctx.cut_short("one_way_reverse", flow.first_ref, flow.first_ts)
+        return True
     return False
 
 
-def _parallel_children(t, ts) -> int:
+def _parallel_children(ctx, t, ts) -> int:
     """Child SAs negotiated in this tunnel within ``PAIR_WINDOW`` of ``ts``: completed IKEv1
-    Quick Modes, established IKE_AUTH exchanges, answered CREATE_CHILD_SA (keyless view)."""
+    Quick Modes, established IKE_AUTH exchanges, answered CREATE_CHILD_SA (keyless view).  The
+    completion times of a tunnel are sorted once per evaluation: a count is two bisections."""
+    times = _ix(ctx).child_times(t)
+    return bisect_right(times, PAIR_WINDOW, key=lambda x: x - ts) - \
+        bisect_left(times, -PAIR_WINDOW, key=lambda x: x - ts)
+
+
+def _child_times(t) -> list:
     from pcapvpn.track.ike import CREATE_CHILD_SA, IKE_AUTH, V1_QUICK
 
-    n = 0
+    out = []
     for sa in t.ike_sas:
         for x in sa.exchanges:
             if x.exch == V1_QUICK:
@@ -392,22 +681,21 @@ def _parallel_children(t, ts) -> int:
                 done = any(m.sk_next not in (None, _v2.N) for m in x.responses)
             else:
                 continue
-            if done and abs(x.msgs[-1].ts - ts) <= PAIR_WINDOW:
-                n += 1
-    return n
+            if done:
+                out.append(x.msgs[-1].ts)
+    out.sort()
+    return out
 
 
-def _direction_answers(t, flow, window) -> bool:
+def _direction_answers(ctx, t, flow, window) -> bool:
     """With parallel child SAs negotiated together (two Quick Modes, both peers initiating)
     the pairing of ESP SAs by start time is a guess, and one direction may spread over more SAs
     than the other: the tunnel direction as a whole answers ``flow`` when ESP of its protocol
     comes back from its destination over its whole span."""
-    back = [s for s in t.esp_sas if s.proto == flow.proto and s.src == flow.dst
-            and s.dst == flow.src]
-    if not back:
+    span = _ix(ctx).direction_span(t, (flow.proto, flow.dst, flow.src))
+    if span is None:
         return False
-    return (min(s.first_ts for s in back) <= flow.first_ts + window
-            and max(s.last_ts for s in back) >= flow.last_ts - window)
+    return span[0] <= flow.first_ts + window and span[1] >= flow.last_ts - window
 
 
 def _answers(s, flow, partners, window) -> bool:
@@ -428,15 +716,15 @@ def one_way(ctx):
         if is_multicast(t.a) or is_multicast(t.b):
             continue  # multicast SAs are one-way by nature
         pairs = _pairs(t)
-        partners = _partner_map(pairs)
+        partners = _ix(ctx).partners(t)
         capture_only = []  # (flow SA) nothing at all from the silent side, no IKE in the tunnel
         for x, y in pairs:
             if (x is None) != (y is None):
                 flow = x if x is not None else y
                 if _reverse_covers(ctx, t, flow, partners, W):
                     continue
-                if _parallel_children(t, flow.first_ts) >= 2 and \
-                        _direction_answers(t, flow, W):
+                if _parallel_children(ctx, t, flow.first_ts) >= 2 and \
+                        _direction_answers(ctx, t, flow, W):
                     continue
                 silent = flow.dst
                 h, last_heard = _heard(ctx, t, silent)
@@ -453,7 +741,7 @@ def one_way(ctx):
                     last_heard - flow.first_ts >= ANSWER_WINDOW
                 if not (long_enough or heard_after):
                     continue
-                if _replaced(t, flow, partners, W, th.rekey_drain):
+                if _replaced(ctx, t, flow, W, th.rekey_drain):
                     continue
                 yield _one_way_never(ctx, t, flow, h, nothing, last_heard)
             elif x is not None:
@@ -514,16 +802,16 @@ def _one_way_stopped(ctx, t, flow, back):
               f"+{ctx.rel(T)} s and then stopped, while {ip_text(flow.src)} kept sending on SPI "
               f"0x{_spi(flow)} until +{ctx.rel(flow.last_ts)} s ({flow.last_ts - T:.1f} s longer, "
               f"at least {after} more packet(s)); no other SA from {silent} took over.")
-    msgs = [m for sa in t.ike_sas for m in sa.messages if T < m.ts <= flow.last_ts]
-    asked = [m for m in msgs if m.src == flow.src]
-    told = [m for m in msgs if m.src == back.src]
+    sent = _ix(ctx).tunnel_ike(t)
+    asked = _count_between(sent.get(flow.src), T, flow.last_ts)
+    told = _count_between(sent.get(back.src), T, flow.last_ts) if back.src != flow.src else asked
     if asked and not told:
-        detail += (f" {silent} also stopped answering IKE ({len(asked)} IKE message(s) from "
+        detail += (f" {silent} also stopped answering IKE ({asked} IKE message(s) from "
                    f"{ip_text(flow.src)} after +{ctx.rel(T)} s got no reply): the peer itself "
                    f"went away (restart, crash, path down), not only its ESP — see the stability "
                    f"findings.")
     elif told:
-        detail += f" {silent} still talks IKE ({len(told)} message(s) after +{ctx.rel(T)} s)."
+        detail += f" {silent} still talks IKE ({told} message(s) after +{ctx.rel(T)} s)."
     if _mtu_pattern(ctx, t, flow, back):
         detail += " Large packets were being sent when the answers stopped: see MTU_BLACK_HOLE."
     return make(
@@ -536,6 +824,13 @@ def _one_way_stopped(ctx, t, flow, back):
                               peers=[ip_text(flow.src), silent]),
         wireshark_filter=sa_filter([back, flow]),
         tunnel=t.id)
+
+
+def _count_between(times, lo, hi) -> int:
+    """How many of the sorted ``times`` are in (lo, hi]."""
+    if not times:
+        return 0
+    return max(0, bisect_right(times, hi) - bisect_right(times, lo))
 
 
 def _capture_one_direction(ctx, t, flows):
@@ -843,14 +1138,7 @@ def _quoted_vpn(q):
 
 
 def _icmp_for(ctx, sa):
-    out = []
-    for e in ctx.state.icmp_errors:
-        if not _too_big(e) or e.quoted is None:
-            continue
-        q = e.quoted
-        if q[1] == sa.src and q[2] == sa.dst and _quoted_vpn(q):
-            out.append(e)
-    return out
+    return _ix(ctx).icmp_about(sa.src, sa.dst)
 
 
 @rule
@@ -865,11 +1153,11 @@ def path_mtu_icmp(ctx):
         q = e.quoted
         groups.setdefault((q[1], q[2], what), []).append(e)
     for (qsrc, qdst, what), errs in groups.items():
-        t = next((t for t in ctx.state.tunnels if {t.a, t.b} == {qsrc, qdst}), None)
+        t = _ix(ctx).tunnel_between(qsrc, qdst)
         e0 = errs[0]
         mtus = sorted({e.mtu for e in errs if e.mtu})
         reporters = sorted({ip_text(e.src) for e in errs})
-        sas = [s for s in ctx.state.esp_sas if s.src == qsrc and s.dst == qdst]
+        sas = _ix(ctx).esp_between(qsrc, qdst)
         if what == "UDP 4500":
             q = e0.quoted
             sas = [s for s in sas if s.encap == "udp" and s.sport in (q[4], -1)] or sas
@@ -951,7 +1239,7 @@ def fragmented(ctx):
             continue
         groups.setdefault((fs.src, fs.dst, r[0]), []).append((fs, r[1]))
     for (src, dst, what), items in groups.items():
-        t = next((t for t in ctx.state.tunnels if {t.a, t.b} == {src, dst}), None)
+        t = _ix(ctx).tunnel_between(src, dst)
         refs = []
         for fs, _spi_ in items:
             refs.extend(fs.frames)

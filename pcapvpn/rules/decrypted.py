@@ -21,7 +21,8 @@ from dissect.vpn import registry as reg
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule, supersede
 from pcapvpn.rules.common import (
-    endpoint_text, esp_filter, ike_filter, ike_tunnel_of, ip_text, set_filter,
+    endpoint_text, esp_filter, ike_facts, ike_filter, ike_tunnel_of, implementations, ip_text,
+    set_filter, side_of, step_label,
 )
 from pcapvpn.track.ike import (
     CREATE_CHILD_SA, IKE_AUTH, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK, V1_TRANSACTION,
@@ -263,8 +264,8 @@ def _notify_finding(ctx, sa, code, kind, ntype, hits):
     peer = ip_text(m.dst)
     x = _exchange(sa, m)
     related = list(x.msgs) if x is not None else [m]
+    fx = _v1_failed_exchange(sa, m) if sa.version == 1 else None
     if sa.version == 1:
-        fx = _v1_failed_exchange(sa, m)
         if fx is not None:
             related = list(fx.msgs) + [h[0] for h in hits]
     else:
@@ -313,8 +314,12 @@ def _notify_finding(ctx, sa, code, kind, ntype, hits):
             esp_spis = [bad.hex()]
             detail += f" The SPI it has no SA for: 0x{bad.hex()}."
             title = f"{who} reports INVALID_SPI 0x{bad.hex()} (decrypted)"
+    step = fx if sa.version == 1 and fx is not None else x
+    facts = ike_facts(sa, None, side_of(sa, m.src), impl=implementations(sa),
+                      refused_by=side_of(sa, m.src),
+                      exchange=step_label(step) if step is not None else exch)
     f = make(code, f"{sa.id}|dec|{kind}|{ntype}|{m.n}", title=title, detail=detail,
-             basis="decrypted",
+             basis="decrypted", facts=facts,
              evidence=ctx.evidence(refs, min(r.ts for r in related), max(r.ts for r in related),
                                    ike_spis=_spis(sa), esp_spis=esp_spis,
                                    peers=[who, peer]),
@@ -360,6 +365,7 @@ def config_failures(ctx):
                 if status != 0:
                     continue
                 f = make("IKE_AUTH_FAILED", f"{sa.id}|dec|xauth|{m.n}",
+                         facts=ike_facts(sa, None, side_of(sa, m.src), exchange="XAUTH"),
                          title=f"XAUTH failed: {ip_text(m.src)} sent STATUS=FAIL (decrypted)",
                          detail=f"{endpoint_text((m.ipver, m.src, m.sport))} ended XAUTH with "
                                 f"XAUTH-STATUS FAIL in a Transaction exchange{_key_note(m)}: the "

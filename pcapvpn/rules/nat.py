@@ -17,9 +17,11 @@ answered) is a reachability rule (it competes with IKE_NO_RESPONSE).
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import ipaddress
 
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import advice_for, declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, host_filter, ike_filter, ip_text
 from pcapvpn.track.nat import (
@@ -33,25 +35,35 @@ _WHAT = {"esp": "ESP", "ike": "IKE", "keepalive": "NAT keepalive", "delete": "IK
 #: seconds: a source change this soon after a long silence is blamed on the silence
 _AFTER_GAP = 30.0
 
+#: advice lines said in general in the registry and, for the sides of one finding, by
+#: _advice_nat / _advice_forced (which then replace them: one line per fact)
+_NAT_LOGS = ("strongSwan logs 'local host is behind NAT, sending keep alives' on the side behind "
+             "the NAT and 'remote host is behind NAT' on its peer.")
+_NAT_KEEPALIVES = ("Expect NAT keepalives (UDP 4500, one byte 0xFF) from the side behind the NAT "
+                   "when the tunnel is idle, more often than the NAT's UDP timeout (strongSwan "
+                   "charon.keep_alive, default 20 s).")
+_FORCED_LOGS = ("strongSwan logs 'faking NAT situation to enforce UDP encapsulation' on the side "
+                "that forces it.")
+
 declare("NAT_DETECTED", "nat_traversal", "info",
         "NAT detection (NAT-D hashes recomputed against the addresses seen at the capture point) "
         "found a NAT between the peers: which side is behind it, and where the capture point "
         "sits (a faked NAT-D without a NAT is NAT_ENCAPSULATION_FORCED).",
-        ["Expect IKE and ESP on UDP 4500 from IKE_AUTH (IKEv2) / Main Mode message 5 (IKEv1) on, "
-         "and NAT keepalives from the side behind the NAT.",
-         "strongSwan logs 'local host is behind NAT, sending keep alives' on the side behind the "
-         "NAT and 'remote host is behind NAT' on its peer."],
+        [when("Expect IKE and ESP on UDP 4500 from IKE_AUTH on (RFC 7296 §2.23).", version=2),
+         when("Expect IKE and ESP on UDP 4500 from Main Mode message 5 / Aggressive Mode message "
+              "3 on (RFC 3947 §4).", version=1),
+         _NAT_KEEPALIVES, _NAT_LOGS],
         failure=False)
 declare("NAT_ENCAPSULATION_FORCED", "nat_traversal", "info",
         "A peer's NAT_DETECTION_SOURCE_IP (IKEv1: source NAT-D) hash matches no address or port "
         "seen while nothing between it and the capture point translates anything: it fakes the "
         "hash to force UDP encapsulation (strongSwan encap = yes; kernel-libipsec always does "
         "it). Not a NAT, although both peers then log 'remote host is behind NAT'. Inferred from "
-        "one vantage point: a 1:1 NAT keeping ports 500/4500 would look the same.",
+        "one vantage point: a 1:1 NAT keeping ports 500/4500 would look the same. Reported only "
+        "when no SA of the tunnel shows a real NAT; beside a real NAT, NAT_DETECTED tells it.",
         ["Nothing to fix if UDP encapsulation is intended (encap = yes, kernel-libipsec, ESP "
          "filtered on the path).",
-         "strongSwan logs 'faking NAT situation to enforce UDP encapsulation' on the side that "
-         "forces it."],
+         _FORCED_LOGS],
         failure=False)
 declare("NAT_T_NOT_USED", "nat_traversal", "error",
         "A NAT sits between the peers, but IKE stayed on UDP 500 or ESP went as IP protocol 50 "
@@ -195,8 +207,9 @@ def _float_text(ctx, v) -> str:
 # -- NAT_DETECTED ------------------------------------------------------------------------------
 
 
-def _explain_nat(sa, v) -> list[str]:
-    """Sentences saying what the hashes showed about the real NATs."""
+def _explain_nat(sa, v, forced=()) -> list[str]:
+    """Sentences saying what the hashes showed about the real NATs; ``forced``: sides of the
+    tunnel that also fake their source hash (told here: one NAT story per tunnel)."""
     src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else "source NAT-D"
     out = []
     for side in v.nat_sides:
@@ -215,10 +228,15 @@ def _explain_nat(sa, v) -> list[str]:
             out.append(f"The {peer}'s destination hash for the {side} does not match {seen}: the "
                        f"{peer} sees the {side} at a translated address, so this capture was "
                        f"taken between the {side} and its NAT.")
-    if v.forced_sides:
-        out.append("The " + " and the ".join(v.forced_sides) + " also fake"
-                   + ("s" if len(v.forced_sides) == 1 else "")
-                   + " the source hash (NAT_ENCAPSULATION_FORCED).")
+    if forced:
+        one = len(forced) == 1
+        real = " and the ".join(v.nat_sides)
+        out.append(f"The {' and the '.join(forced)} also send{'s' if one else ''} a {src_name} "
+                   f"hash that matches no address or port seen for {'it' if one else 'them'}: "
+                   f"{'it fakes' if one else 'they fake'} it to force UDP encapsulation "
+                   f"(kernel-libipsec always does; strongSwan encap = yes). That is not another "
+                   f"NAT: only the NAT in front of the {real} is real, and it needs UDP 4500 "
+                   f"anyway.")
     return out
 
 
@@ -277,11 +295,15 @@ def _advice_nat(v, sa) -> list[str]:
 
 @rule
 def nat_detected(ctx):
-    """One finding per tunnel and distinct fact: a real NAT (NAT_DETECTED, observed) and/or a
-    side faking its source hash (NAT_ENCAPSULATION_FORCED, inferred)."""
+    """One NAT story per tunnel: a real NAT (NAT_DETECTED, observed: a translation is visible —
+    a NAT-D hash of another address or port seen here, a remapped port, a 4-tuple that differs
+    between the directions, or a capture point inside the NAT) or, when no SA of the tunnel shows
+    one, a side faking its source hash (NAT_ENCAPSULATION_FORCED, inferred).  A side that fakes
+    its hash beside a real NAT (kernel-libipsec does on every SA) is told in NAT_DETECTED."""
     _annotate(ctx)
     for t in ctx.state.tunnels:
         groups: dict = {}
+        forced_sides: list = []
         for sa, v in _tunnel_verdicts(t):
             if v.kind not in ("initiator", "responder", "both", "forced"):
                 continue
@@ -291,6 +313,10 @@ def nat_detected(ctx):
             if v.forced_sides:
                 key = ("forced", tuple(v.forced_sides))
                 groups.setdefault(key, []).append((sa, v))
+                forced_sides += [s for s in v.forced_sides if s not in forced_sides]
+        if any(k[0] == "nat" for k in groups):
+            groups = {k: items for k, items in groups.items() if k[0] == "nat"}
+        forced_sides.sort(key=("initiator", "responder").index)
         for key, items in groups.items():
             sa, v = items[0]
             refs = [tuple(r) for _sa, vv in items for r in vv.nat_d_frames]
@@ -312,7 +338,7 @@ def nat_detected(ctx):
                 elif cp == "inside_responder_nat":
                     title += " (capture taken inside the responder's NAT)"
                 basis = "observed"
-                explain = _explain_nat(sa, v)
+                explain = _explain_nat(sa, v, forced_sides)
                 advice = _advice_nat(v, sa)
             alg = HASH_NAMES.get(v.hash_alg, v.hash_alg)
             detail = [f"NAT-D hashes ({alg}) recomputed over the addresses and ports seen here "
@@ -330,14 +356,19 @@ def nat_detected(ctx):
                                       peers=[endpoint_text(sa.initiator),
                                              endpoint_text(sa.responder)]),
                 wireshark_filter=_or([_natd_filter(s) for s, _v in items]),
-                advice=advice + list(_spec_advice(code)),
+                advice=advice + _general_advice(code, sa, advice),
                 tunnel=t.id)
 
 
-def _spec_advice(code):
-    from pcapvpn.findings import REGISTRY
-
-    return REGISTRY[code].advice
+def _general_advice(code, sa, specific) -> list[str]:
+    """The registry's advice for the finding's IKE version, less the general lines that the
+    lines built for its sides already say (one line per fact)."""
+    said = set()
+    if code == "NAT_ENCAPSULATION_FORCED":
+        said.add(_FORCED_LOGS)
+    elif any("'local host is behind NAT" in a for a in specific):
+        said.update((_NAT_LOGS, _NAT_KEEPALIVES))
+    return [a for a in advice_for(code, {"version": sa.version}) if a not in said]
 
 
 # -- NAT_T_NOT_USED ----------------------------------------------------------------------------
@@ -600,10 +631,8 @@ def nat_keepalive_missing(ctx):
                            f"the NAT sends them).")
             detail += (f" NAT UDP mappings commonly expire after 30-120 s (threshold "
                        f"keepalive_max_interval = {limit:g} s).")
-            after = [c for c in changes if c[0] == side and any(
-                -1e-6 <= c[1] - g[1] <= _AFTER_GAP for g in gaps)]
-            if after:
-                c = after[0]
+            c = _first_after(changes, side, gaps)
+            if c is not None:
                 detail += (f" Its source changed right after ({c[3]} → {c[4]} at frame "
                            f"{c[2][1]}): the mapping had likely expired.")
             refs = []
@@ -632,6 +661,18 @@ def nat_keepalive_missing(ctx):
                 detail=detail,
                 evidence=ctx.evidence(refs, gs, ge, peers=[ip_text(t.a), ip_text(t.b)]),
                 wireshark_filter=wf, tunnel=t.id)
+
+
+def _first_after(changes, side, gaps):
+    """The first change of ``side`` at most ``_AFTER_GAP`` s after the end of one of ``gaps``
+    (whose ends never decrease), or None."""
+    for c in changes:
+        if c[0] != side:
+            continue
+        i = bisect_right(gaps, c[1] + 1e-6, key=lambda g: g[1]) - 1
+        if i >= 0 and c[1] - gaps[i][1] <= _AFTER_GAP:
+            return c
+    return None
 
 
 # -- NAT_MAPPING_CHANGED -----------------------------------------------------------------------
@@ -680,6 +721,7 @@ def nat_mapping_changed(ctx):
             continue
         flows = _flows_between(ctx, t)
         iv = _timeline(ctx, t, flows)
+        silences = _gaps(iv, float("-inf"), limit)
         by_side: dict = {}
         for c in changes:
             by_side.setdefault(c[0], []).append(c)
@@ -692,27 +734,31 @@ def nat_mapping_changed(ctx):
             refs = []
             ike_sas = []
             esp_spis = []
+            seen_sas = set()
+            seen_spis = set()
             for (old, new), seen in moves.items():
-                ts, ref = seen[0][1], seen[0][2]
-                what = ", ".join(dict.fromkeys(c[5] for c in seen))
-                idle = _idle_before(iv, ts, limit)
-                line = (f"{old} → {new} at {ctx.rel(ts)} s (frame {ref[1]}; seen in {what})")
-                if idle is not None:
-                    line += f" after {idle:.0f} s of silence (NAT mapping timeout likely)"
-                for c in seen:
-                    if c[5] == "IKE":
-                        follow = _followed(c[6], c)
-                        if follow:
-                            line += f"; {follow}"
-                            break
-                if len(lines) < MAX_LISTED:
+                if len(lines) < MAX_LISTED:  # only the listed moves are described
+                    ts, ref = seen[0][1], seen[0][2]
+                    what = ", ".join(dict.fromkeys(c[5] for c in seen))
+                    idle = _idle_before(silences, ts)
+                    line = (f"{old} → {new} at {ctx.rel(ts)} s (frame {ref[1]}; seen in {what})")
+                    if idle is not None:
+                        line += f" after {idle:.0f} s of silence (NAT mapping timeout likely)"
+                    for c in seen:
+                        if c[5] == "IKE":
+                            follow = _followed(c[6], c)
+                            if follow:
+                                line += f"; {follow}"
+                                break
                     lines.append(line)
                 for c in seen:
                     refs.append(c[2])
                     if c[5] == "IKE":
-                        if c[6] not in ike_sas:
+                        if id(c[6]) not in seen_sas:
+                            seen_sas.add(id(c[6]))
                             ike_sas.append(c[6])
-                    elif c[6].spi not in esp_spis:
+                    elif c[6].spi not in seen_spis:
+                        seen_spis.add(c[6].spi)
                         esp_spis.append(c[6].spi)
             n = len(moves)
             addr_changed = any(_host(c[3]) != _host(c[4]) for c in cs)
@@ -747,14 +793,14 @@ def _host(ep_text: str) -> str:
     return ep_text.rsplit(":", 1)[0]
 
 
-def _idle_before(iv, ts, limit) -> float | None:
-    """Length of a silence longer than ``limit`` that ended at most ``_AFTER_GAP`` s before
-    ``ts`` (the traffic that ended it may be the moved packet itself), else None."""
-    best = None
-    for gs, ge, _rb, _ra, _what, _w in _gaps(iv, float("-inf"), limit):
-        if ge <= ts + 1e-6 and ts - ge <= _AFTER_GAP:
-            best = ge - gs
-    return best
+def _idle_before(silences, ts) -> float | None:
+    """Length of a silence (``_gaps`` of the timeline: in order, their ends never decrease)
+    that ended at most ``_AFTER_GAP`` s before ``ts`` (the traffic that ended it may be the
+    moved packet itself), the last such; else None.  A bisection: a tunnel can move often."""
+    i = bisect_right(silences, ts + 1e-6, key=lambda g: g[1]) - 1
+    if i >= 0 and ts - silences[i][1] <= _AFTER_GAP:
+        return silences[i][1] - silences[i][0]
+    return None
 
 
 def _followed(sa, change) -> str | None:

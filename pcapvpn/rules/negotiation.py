@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import bisect
+import heapq
 
 from dissect.vpn import registry as reg
-from pcapvpn.findings import declare, make
+from dissect.vpn.ikev2 import SA_PAYLOAD
+from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_filter,
+    UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_label, exchange_status,
+    ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )
 from pcapvpn.track.ike import IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK, V1_STEPS
@@ -34,11 +37,18 @@ OWN_CODE = {
 declare("IKE_NO_PROPOSAL_CHOSEN", "negotiation", "error",
         "The peer found no acceptable proposal among those offered (NO_PROPOSAL_CHOSEN): the "
         "encryption, integrity, PRF or DH group configured on the two gateways do not overlap.",
-        ["Compare the proposals listed in the detail with the responder's configuration and make "
-         "one of them match exactly (strongSwan 'proposals =', Cisco 'crypto ikev2 proposal', "
-         "FortiGate phase1-interface 'set proposal', PAN-OS IKE Crypto profile).",
-         "strongSwan responder logs 'received proposals unacceptable' / 'no acceptable proposal "
-         "found'; the initiator 'received NO_PROPOSAL_CHOSEN notify error'."])
+        [when("Compare the proposals listed in the detail with the responder's configuration and "
+              "make one of them match exactly (strongSwan 'proposals =', Cisco 'crypto ikev2 "
+              "proposal', FortiGate phase1-interface 'set proposal', PAN-OS IKE Crypto profile).",
+              version=2),
+         when("Compare the proposals listed in the detail with the responder's configuration and "
+              "make one of them match exactly (strongSwan 'proposals =', Cisco 'crypto isakmp "
+              "policy', FortiGate phase1-interface 'set proposal', PAN-OS IKE Crypto profile).",
+              version=1),
+         when("strongSwan: the responder logs 'received proposals unacceptable'; the initiator "
+              "'received NO_PROPOSAL_CHOSEN notify error'.", version=2, impl="strongSwan"),
+         when("strongSwan: the responder logs 'no proposal found'; the initiator 'received "
+              "NO_PROPOSAL_CHOSEN error notify'.", version=1, impl="strongSwan")])
 declare("IKE_INVALID_KE", "negotiation", "warning",
         "The responder rejected the initiator's key exchange (DH) group with INVALID_KE_PAYLOAD "
         "and asked for another; the initiator must retry with the requested group.",
@@ -52,15 +62,23 @@ declare("IKE_VERSION_MISMATCH", "negotiation", "error",
          "'crypto ikev1' vs 'crypto ikev2' maps, FortiGate 'set ike-version')."])
 declare("IKE_ERROR_NOTIFY", "negotiation", "error",
         "The peer answered with an IKE error notification (named in the title).",
-        ["Look the notification up in RFC 7296 §3.10.1 (IKEv2) or RFC 2408 §3.14.1 (IKEv1) and "
-         "check the peer's log at that time: strongSwan 'received <NAME> notify error'."])
+        [when("Look the notification up in RFC 7296 §3.10.1 and check the peer's log at that "
+              "time (strongSwan: 'received <NAME> notify error').", version=2),
+         when("Look the notification up in RFC 2408 §3.14.1 and check the peer's log at that "
+              "time (strongSwan: 'received <NAME> error notify').", version=1)])
 declare("IKE_RETRANSMISSION", "negotiation", "warning",
         "An IKE exchange was answered only after retransmissions: packets are being lost or the "
         "responder is slow.",
         ["Look for loss on the path (the retransmitted message or the lost answer), rate limits or "
          "an overloaded responder.",
-         "strongSwan logs 'retransmit N of request with message ID M'; the responder 'received "
-         "retransmit of request with ID M, retransmitting response'."])
+         when("strongSwan logs 'retransmit N of request with message ID {msgid}'; the responder "
+              "'received retransmit of request with ID {msgid}, retransmitting response'.",
+              version=2, impl="strongSwan"),
+         when("strongSwan logs 'sending retransmit N of request message ID {msgid}, seq N' (a "
+              "responder re-sending its answer: '... of response message ID ...').",
+              version=1, impl="strongSwan"),
+         when("libreswan logs '<STATE>: retransmission; will wait N seconds for response'.",
+              impl="libreswan")])
 declare("IKE_COOKIE", "negotiation", "info",
         "The responder demanded a COOKIE (RFC 7296 §2.6): its DoS protection is active (many "
         "half-open IKE SAs, or a low cookie threshold).",
@@ -81,10 +99,15 @@ declare("IKE_REDIRECT", "negotiation", "warning",
         ["Check that the client can reach the gateway named in the redirect (and that it is "
          "configured to follow redirects); capture towards that gateway next."])
 declare("IKE_SIMULTANEOUS_INIT", "negotiation", "warning",
-        "Both gateways initiated an IKE SA to each other at the same time; one of the duplicate "
-        "SAs will be torn down.",
+        "Both gateways initiated an IKE SA to each other while the other's initiation was still "
+        "pending (not yet answered, or retransmitted unanswered), and both were answered: two IKE "
+        "SAs between the same gateways where one is needed. The detail says which one survived "
+        "(the other is deleted, or lingers as a duplicate).",
         ["Let one side initiate only (strongSwan auto=start on one side, auto=route / trap or "
-         "passive on the other)."])
+         "passive on the other).",
+         "If one side's IKE_SA_INIT waited long for its answer (retransmitted), find out why the "
+         "responder ignored it at first (load, a firewall or rate limit dropping the first "
+         "packets, the responder's own initiation in progress)."])
 
 
 def _cleartext_errors(sa):
@@ -123,6 +146,7 @@ def error_notifies(ctx):
             flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {ntype}"
             tid = t.id if t else None
             key = f"{sa.id}|{m.n}|{ntype}"
+            facts = ike_facts(sa)
             phase2 = sa.version == 1 and spi and len(spi) == 4
             if ntype == NO_PROPOSAL_CHOSEN and not (sa.version == 1 and phase2):
                 offered, chosen = _offered_and_chosen(
@@ -140,22 +164,32 @@ def error_notifies(ctx):
                 # a later success makes it a recovered failure: the verdict says so
                 yield make("IKE_NO_PROPOSAL_CHOSEN", key,
                            title=f"{name} from {ip_text(m.src)}",
-                           detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid)
+                           detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
+                           facts=facts)
             elif ntype == INVALID_KE_PAYLOAD and sa.version == 2:
                 group = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
                 offered, _ = _offered_and_chosen(sa, {IKE_SA_INIT})
                 gname = reg.group_name(group) if group is not None else "?"
                 sent = reg.group_name(offered.ke_group) if offered and offered.ke_group else "?"
                 retry_ok = _recovered_after(ctx, sa, m)
+                # RFC 7296 §1.2: the initiator retries at once with the requested group; a
+                # capture that ends before a retry was due cannot tell (not visible)
+                too_soon = not retry_ok and ctx.now - m.ts < ctx.th.response_timeout
                 detail = (f"{sender} rejected key exchange group {sent} and requested {gname} "
                           f"(INVALID_KE_PAYLOAD).")
-                detail += (" The initiator retried with the requested group and the exchange "
-                           "completed." if retry_ok else
-                           " No successful retry with the requested group was seen.")
+                if retry_ok:
+                    detail += (" The initiator retried with the requested group and the "
+                               "exchange completed.")
+                elif too_soon:
+                    detail += (f" The capture ends {ctx.now - m.ts:.1f} s after it, before a "
+                               f"retry could be judged (not visible): the initiator normally "
+                               f"retries at once with the requested group.")
+                else:
+                    detail += " No successful retry with the requested group was seen."
                 yield make("IKE_INVALID_KE", key,
                            title=f"Responder asked for DH group {gname} instead of {sent}",
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
-                           severity="info" if retry_ok else "error")
+                           severity="info" if retry_ok or too_soon else "error")
             elif ntype == INVALID_MAJOR_VERSION:
                 yield make("IKE_VERSION_MISMATCH", key,
                            title=f"{ip_text(m.src)} refused IKEv{sa.version} ({name})",
@@ -169,7 +203,7 @@ def error_notifies(ctx):
                                   f"{receiver} in {reg.exchange_name(m.exch, short=True)}"
                                   + (" (response)" if m.is_response else "") + ".",
                            evidence=ev, wireshark_filter=flt, tunnel=tid,
-                           severity="info" if established else None)
+                           severity="info" if established else None, facts=facts)
 
 
 def _retrans_label(x, retrans) -> str:
@@ -190,28 +224,68 @@ def _retrans_label(x, retrans) -> str:
 RETRY_WINDOW = 30.0
 
 
+def _answered_inits(ctx, key, same):
+    """For the IKE SAs ``same`` between one address pair (capture order): their start times,
+    the time of each one's last IKE_SA_INIT answer without error or COOKIE (-inf: none) in a
+    range-maximum tree, and each one's position (cached per evaluation)."""
+    cache = ctx.__dict__.setdefault("_answered_inits", {})
+    got = cache.get(key)
+    if got is None:
+        starts = [o.first_ts or 0.0 for o in same]
+        good = []
+        for o in same:
+            ts = [r.ts for x in o.exchanges if x.exch == IKE_SA_INIT for r in x.responses
+                  if not r.error_notifies() and not r.has_notify(COOKIE)]
+            good.append(max(ts) if ts else float("-inf"))
+        got = cache[key] = (starts, MaxTree(good), {id(o): i for i, o in enumerate(same)})
+    return got
+
+
 def _recovered_after(ctx, sa, notify_msg) -> bool:
     """After an INVALID_KE / COOKIE response: an IKE_SA_INIT exchange later in the same SA, or in
     an SA between the same two addresses started within ``RETRY_WINDOW`` seconds (its retry SA,
-    linked or not), answered without an error."""
-    sas = [sa]
-    if sa.initiator and sa.responder:
-        same = ctx.ike_by_peers.get((sa.version, sa.initiator[1], sa.responder[1]), ())
-        starts = [o.first_ts or 0.0 for o in same]
-        i = bisect.bisect_left(starts, notify_msg.ts)
-        while i < len(same) and starts[i] - notify_msg.ts <= RETRY_WINDOW:
-            if same[i] is not sa:
-                sas.append(same[i])
-            i += 1
+    linked or not), answered without an error.  The SAs started in that window are asked with
+    one range maximum (a flood of COOKIE answers asks this once each)."""
+    for x in sa.exchanges:
+        if x.exch != IKE_SA_INIT:
+            continue
+        for r in x.responses:
+            if r.ts > notify_msg.ts and not r.error_notifies() and not r.has_notify(COOKIE):
+                return True
+    if not (sa.initiator and sa.responder):
+        return False
+    key = (sa.version, sa.initiator[1], sa.responder[1])
+    same = ctx.ike_by_peers.get(key, ())
+    starts, latest, pos = _answered_inits(ctx, key, same)
+    t = notify_msg.ts
+    lo = bisect.bisect_left(starts, t)
+    hi = bisect.bisect_right(range(len(starts)), RETRY_WINDOW, lo=lo,
+                             key=lambda i: starts[i] - t)
+    me = pos.get(id(sa), -1)
+    if lo <= me < hi:
+        best = max(latest.max(lo, me), latest.max(me + 1, hi))
+    else:
+        best = latest.max(lo, hi)
+    return best > t
 
-    for s in sas:
-        for x in s.exchanges:
-            if x.exch != IKE_SA_INIT:
-                continue
-            for r in x.responses:
-                if r.ts > notify_msg.ts and not r.error_notifies() and not r.has_notify(COOKIE):
-                    return True
-    return False
+
+def _each_copy_answered(x):
+    """IKEv2: every request of ``x`` (capture duplicates aside) was followed by a response
+    before the next one: the longest wait in seconds; None when one was not."""
+    if x.version != 2:
+        return None
+    waiting = None
+    longest = 0.0
+    for m in x.msgs:
+        if m.is_response:
+            if waiting is not None:
+                longest = max(longest, m.ts - waiting)
+                waiting = None
+        elif m.duplicate_of is None:
+            if waiting is not None:
+                return None
+            waiting = m.ts
+    return longest if waiting is None else None
 
 
 @rule
@@ -262,12 +336,28 @@ def retransmissions(ctx):
             # an exchange answered only after retransmissions is a degradation (the verdict
             # contract): the setup waited for a timer
             sev = "warning"
+            why = (" The responder re-sent its response: the first response (or the "
+                   "retransmitted request) was lost." if lost_response else "")
+            each = _each_copy_answered(x)
+            if each is not None:
+                # nothing was lost and nothing waited for a timer: the initiator asked again
+                # although it had its answer
+                sev = "info"
+                why = (f" Every copy of the request was answered (within {each * 1000:.1f} ms): "
+                       f"nothing was lost; the initiator re-sent a request it had an answer to.")
+                errs = sorted({reg.notify_name(2, t) for r in x.responses
+                               for t in r.error_notifies()})
+                if errs and x.exch == IKE_SA_INIT:
+                    why += (f" The answers carry the unprotected error {', '.join(errs)}, which "
+                            f"need not end the exchange for the initiator (RFC 7296 §2.21.1: "
+                            f"errors before the IKE SA is protected); libreswan logs 'ignoring "
+                            f"IKE_SA_INIT response containing {errs[0]} notification' and "
+                            f"retransmits until it gives up.")
             yield make(
                 "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
                 title=f"{label}: {len(retrans)} retransmission(s) before the exchange went on",
-                detail="; ".join(parts) + "." + tta
-                       + (" The responder re-sent its response: the first response (or the "
-                          "retransmitted request) was lost." if lost_response else ""),
+                facts=ike_facts(sa, x),
+                detail="; ".join(parts) + "." + tta + why,
                 evidence=ctx.evidence(refs, x.msgs[0].ts, x.msgs[-1].ts,
                                       ike_spis=[sa.ispi.hex(), sa.rspi.hex()]),
                 wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
@@ -299,45 +389,120 @@ def cookies(ctx):
 
 
 REDIRECT = 16407
+REDIRECTED_FROM = 16408
+#: RFC 5685 §8/§9 GW Ident Types
+_GW_TYPES = {1: 4, 2: 16}  # IPv4 / IPv6: identity length
+#: how long after a redirect to an FQDN the client's next IKE SA with another gateway is taken as
+#: the redirected negotiation (no address to match, no REDIRECTED_FROM)
+REDIRECT_FOLLOW = 60.0
+
+
+def _redirect_notifies(m, ntype):
+    """(gw ident type, identity bytes) of the REDIRECT / REDIRECTED_FROM notifies of a message,
+    read by the dissector (dissect.vpn.ikev2.Notify.redirect)."""
+    from dissect.vpn import ikev2 as _v2
+
+    out = []
+    for t, spi, data in m.notifies:
+        if t == ntype:
+            r = _v2.Notify(0, spi, t, data).redirect
+            if r is not None:
+                out.append((r[0], bytes(r[1])))
+    return out
+
+
+def _gw_text(gtype, ident) -> str:
+    import ipaddress
+
+    if _GW_TYPES.get(gtype) == len(ident):
+        return str(ipaddress.ip_address(ident))
+    if gtype == 3:
+        return ident.decode("ascii", "replace")
+    return f"gateway identity type {gtype}"
+
+
+def _redirected_sa(ctx, sa, m, target_addr, fqdn):
+    """The IKE SA the client started after the redirect ``m`` towards the new gateway: by the
+    new gateway's address, by REDIRECTED_FROM naming the gateway that redirected, and (redirect
+    to an FQDN) by time.  Returns (IKE SA, how it was matched) or (None, None)."""
+    client, gw = m.dst, m.src
+    later = [o for o in ctx.state.ike_sas
+             if o is not sa and o.version == 2 and o.initiator and o.responder
+             and o.initiator[1] == client and o.first_ts is not None and o.first_ts >= m.ts]
+    later.sort(key=lambda o: o.first_ts)
+    for o in later:
+        first = o.messages[0]
+        came_from = [ident for gtype, ident in _redirect_notifies(first, REDIRECTED_FROM)
+                     if _GW_TYPES.get(gtype) == len(ident)]
+        if target_addr is not None and o.responder[1] == target_addr:
+            how = "the redirect's address"
+            if gw in came_from:
+                how += f" and REDIRECTED_FROM {ip_text(gw)}"
+            return o, how
+        if gw in came_from:
+            return o, f"REDIRECTED_FROM {ip_text(gw)} in its IKE_SA_INIT"
+    if fqdn:
+        for o in later:
+            if o.responder[1] != gw and o.first_ts - m.ts <= REDIRECT_FOLLOW:
+                return o, f"time (the client's next IKE SA, {o.first_ts - m.ts:.1f} s later)"
+    return None, None
 
 
 @rule
 def redirects(ctx):
-    import ipaddress
-
+    """REDIRECT (RFC 5685) in a cleartext IKE_SA_INIT response, linked to the negotiation the
+    client then started with the new gateway, and whether that one succeeded."""
     for sa in ctx.state.ike_sas:
         if sa.version != 2:
             continue
         for m in sa.messages:
             if m.copy or not m.is_response or not m.has_notify(REDIRECT):
                 continue
-            data = m.notify_data(REDIRECT) or b""
-            target = "?"
-            target_addr = None
-            # RFC 5685 §8: GW Ident Type (1 IPv4, 2 IPv6, 3 FQDN), GW Ident Len, GW Identity
-            if len(data) >= 2 and 2 + data[1] <= len(data):
-                gtype, glen = data[0], data[1]
-                ident = data[2:2 + glen]
-                if gtype in (1, 2) and len(ident) in (4, 16):
-                    target_addr = bytes(ident)
-                    target = str(ipaddress.ip_address(target_addr))
-                elif gtype == 3:
-                    target = ident.decode("ascii", "replace")
-            followed = target_addr is not None and any(
-                o.initiator and o.responder and o.responder[1] == target_addr
-                and o.first_ts >= m.ts for o in ctx.state.ike_sas)
+            gws = _redirect_notifies(m, REDIRECT)
+            target, target_addr, fqdn = "?", None, False
+            if gws:
+                gtype, ident = gws[0]
+                target = _gw_text(gtype, ident)
+                if _GW_TYPES.get(gtype) == len(ident):
+                    target_addr = ident
+                fqdn = gtype == 3
+            new, how = _redirected_sa(ctx, sa, m, target_addr, fqdn)
             t = ike_tunnel_of(ctx, sa)
+            detail = (f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
+                      f"carries REDIRECT to {target} (RFC 5685): the gateway sent the client "
+                      f"{ip_text(m.dst)} elsewhere.")
+            refs = list(m.frames)
+            ok = False
+            if new is not None:
+                ok = new.established
+                nt = ike_tunnel_of(ctx, new)
+                detail += (f" The client started IKE with {ip_text(new.responder[1])} at "
+                           f"+{ctx.rel(new.first_ts)} s ({new.first_ts - m.ts:.2f} s later; IKE SA "
+                           f"{new.id}, matched by {how})"
+                           + (f", tunnel {nt.id}" if nt is not None and (t is None or nt is not t)
+                              else "") + ": ")
+                detail += ("that negotiation succeeded (IKE SA established)." if ok else
+                           "that negotiation did not complete (no IKE SA established: see that "
+                           "tunnel's findings).")
+                refs += list(new.messages[0].frames)
+            else:
+                detail += (f" No IKE_SA_INIT from the client to {target} (nor one carrying "
+                           f"REDIRECTED_FROM {ip_text(m.src)}) follows in the capture, which ends "
+                           f"{ctx.now - m.ts:.1f} s after the redirect.")
+            flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {REDIRECT}"
+            if new is not None:
+                flt = f"({flt}) || ({ike_filter(new, msgids=[0])})"
             yield make(
                 "IKE_REDIRECT", f"{sa.id}|{m.n}|redirect",
-                title=f"{ip_text(m.src)} redirected the client to {target}",
-                detail=f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
-                       f"carries REDIRECT to {target}."
-                       + (" The client then started IKE with that gateway." if followed else
-                          " No IKE towards that gateway is in the capture."),
-                evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()]),
-                wireshark_filter=ike_filter(sa, msgids=[m.msgid])
-                + f" && isakmp.notify.msgtype == {REDIRECT}",
-                severity="info" if followed else None,
+                title=f"{ip_text(m.src)} redirected the client to {target}"
+                      + (" (the new negotiation succeeded)" if ok else
+                         " (the new negotiation failed)" if new is not None else ""),
+                detail=detail,
+                evidence=ctx.evidence(refs, m.ts, new.first_ts if new is not None else None,
+                                      ike_spis=[sa.ispi.hex()]
+                                      + ([new.ispi.hex()] if new is not None else [])),
+                wireshark_filter=flt,
+                severity="info" if ok else None,
                 tunnel=t.id if t else None)
 
 
@@ -397,29 +562,137 @@ def aggressive_psk(ctx):
             tunnel=t.id if t else None)
 
 
+def _init_answer(sa):
+    """The first response to ``sa``'s IKE_SA_INIT that creates the IKE SA (an SA payload, no
+    error, no COOKIE), or None."""
+    for x in sa.exchanges:
+        if x.exch != IKE_SA_INIT:
+            continue
+        for m in x.msgs:
+            if m.is_response and not m.copy and SA_PAYLOAD in m.payload_types and \
+                    not m.error_notifies() and not m.has_notify(COOKIE):
+                return m
+    return None
+
+
+def _initiations(ctx) -> dict:
+    """IKEv2 SAs that start with an IKE_SA_INIT request and were answered (the IKE SA exists
+    on both sides), grouped by gateway pair: ``{pair: [(start, n, sa, answer)]}`` in start
+    order.  The start of a retry (COOKIE / INVALID_KE) is that of its first attempt; an SA that
+    was retried is left to its retry."""
+    by_id = {}
+    for sa in ctx.state.ike_sas:
+        if sa.version == 2:
+            by_id.setdefault(sa.id, sa)
+    groups: dict = {}
+    for sa in ctx.state.ike_sas:
+        if sa.version != 2 or sa.mid_session or sa.retried_by is not None or not sa.messages:
+            continue
+        first = sa.messages[0]
+        if first.exch != IKE_SA_INIT or first.is_response:
+            continue
+        answer = _init_answer(sa)
+        if answer is None:
+            continue
+        root = sa
+        for _ in range(8):  # a retry of a retry ...
+            prev = by_id.get(root.retry_of) if root.retry_of else None
+            if prev is None or prev is root:
+                break
+            root = prev
+        a, b = sa.initiator[1], sa.responder[1]
+        key = (a, b) if a <= b else (b, a)
+        groups.setdefault(key, []).append((root.first_ts, first.n, sa, answer))
+    for lst in groups.values():
+        lst.sort(key=lambda e: (e[0], e[1]))
+    return groups
+
+
+def _survivor(ctx, a, b):
+    """(the IKE SA that survived or None, one sentence on the fate of both): the one not
+    deleted (or deleted last, more than a second after the other), else the one established,
+    else the one that kept talking."""
+    da, db = deleted_ts(a), deleted_ts(b)
+
+    def kept(sa, why=""):
+        return (f"{sa.id} (initiated by {ip_text(sa.initiator[1])}) survived ({why}its last IKE "
+                f"message at +{ctx.rel(sa.last_ts)} s)")
+
+    if (da is None) != (db is None):
+        keep, gone, when = (b, a, da) if da is not None else (a, b, db)
+        return keep, f"{kept(keep)}; {gone.id} was deleted at +{ctx.rel(when)} s."
+    if a.established != b.established:
+        keep, gone = (a, b) if a.established else (b, a)
+        return keep, (f"{kept(keep, 'established, ')}; {gone.id} never completed IKE_AUTH"
+                      + (" and was deleted too." if da is not None else "."))
+    if da is not None:
+        if abs(da - db) > 1.0:
+            # the duplicate went first; the other lived on until its own Delete (a teardown)
+            keep, gone = (a, b) if da > db else (b, a)
+            return keep, (f"{gone.id} was deleted at +{ctx.rel(min(da, db))} s and "
+                          f"{kept(keep)[:-1]}, its own Delete at +{ctx.rel(max(da, db))} s).")
+        return None, (f"Both were deleted ({a.id} at +{ctx.rel(da)} s, {b.id} at "
+                      f"+{ctx.rel(db)} s).")
+    if abs(a.last_ts - b.last_ts) < ctx.th.response_timeout:
+        return None, (f"Neither was deleted in the capture: both IKE SAs remain (their last "
+                      f"messages at +{ctx.rel(a.last_ts)} s and +{ctx.rel(b.last_ts)} s).")
+    keep, gone = (a, b) if a.last_ts > b.last_ts else (b, a)
+    return keep, (f"{kept(keep)}; {gone.id} went quiet at +{ctx.rel(gone.last_ts)} s without a "
+                  f"Delete in the capture.")
+
+
 @rule
 def simultaneous_init(ctx):
-    inits = []
-    for sa in ctx.state.ike_sas:
-        if sa.version == 2 and not sa.mid_session and sa.retry_of is None:
-            inits.append(sa)
-    for i, a in enumerate(inits):
-        for b in inits[i + 1:]:
-            if b.first_ts - a.first_ts > 5:
-                break
-            if a.initiator[1] == b.responder[1] and a.responder[1] == b.initiator[1]:
-                t = ike_tunnel_of(ctx, a)
-                yield make(
-                    "IKE_SIMULTANEOUS_INIT", f"{a.id}|{b.id}",
-                    title=f"{ip_text(a.initiator[1])} and {ip_text(b.initiator[1])} initiated at "
-                          f"the same time",
-                    detail=f"Two IKE SAs were started {b.first_ts - a.first_ts:.2f} s apart in "
-                           f"opposite directions ({a.id}, {b.id}).",
-                    evidence=ctx.evidence(a.messages[0].frames + b.messages[0].frames,
-                                          a.first_ts, b.first_ts,
-                                          ike_spis=[a.ispi.hex(), b.ispi.hex()]),
-                    wireshark_filter=set_filter("isakmp.ispi", [_ch(a.ispi), _ch(b.ispi)]),
-                    tunnel=t.id if t else None)
+    """Both peers initiated to each other while the other's initiation was pending (sent and
+    not yet answered, retransmitted or not), and both initiations were answered: two IKE SAs
+    where one was needed.  Per gateway pair, one sweep in start order: each initiation is
+    matched with at most one pending initiation of the other side (a heap of those still
+    pending, by the time they were answered)."""
+    for key, inits in _initiations(ctx).items():
+        pending = {key[0]: [], key[1]: []}  # by initiator: heap of (answer ts, n, entry)
+        for e in inits:
+            start, n, b, answer_b = e
+            other = b.responder[1]
+            heap = pending.get(other)
+            while heap and heap[0][0] < start:
+                heapq.heappop(heap)  # answered before this one started: not pending
+            if heap:
+                _ts, _n, ea = heapq.heappop(heap)
+                yield _simultaneous(ctx, ea, e)
+                continue
+            mine = pending.get(b.initiator[1])
+            if mine is not None:
+                heapq.heappush(mine, (answer_b.ts, n, e))
+
+
+def _simultaneous(ctx, ea, eb):
+    start_a, _na, a, answer_a = ea
+    start_b, _nb, b, answer_b = eb
+    t = ike_tunnel_of(ctx, a)
+    x, y = ip_text(a.initiator[1]), ip_text(b.initiator[1])
+    sent_a = sum(1 for m in a.messages if m.exch == IKE_SA_INIT and not m.is_response
+                 and m.duplicate_of is None and m.ts <= answer_a.ts)
+    late = answer_a.ts - start_a
+    detail = (f"{x} started IKE SA {a.id} at +{ctx.rel(start_a)} s; its IKE_SA_INIT was answered "
+              f"at +{ctx.rel(answer_a.ts)} s ({late:.2f} s later"
+              + (f", after {sent_a} sends" if sent_a > 1 else "") + "). "
+              f"Meanwhile, at +{ctx.rel(start_b)} s, {y} started its own IKE SA {b.id} towards "
+              f"{x} (answered at +{ctx.rel(answer_b.ts)} s). Two IKE SAs between the same "
+              f"gateways where one was needed. ")
+    _keep, fate = _survivor(ctx, a, b)
+    detail += fate
+    frames = list(a.messages[0].frames) + list(answer_a.frames) + list(b.messages[0].frames) \
+        + list(answer_b.frames)
+    return make(
+        "IKE_SIMULTANEOUS_INIT", f"{a.id}|{b.id}",
+        title=(f"{x} and {y} initiated to each other "
+               + ("at the same time" if late < 1.0 else f"while {x}'s initiation waited "
+                  f"{late:.0f} s for an answer") + ": two IKE SAs"),
+        detail=detail,
+        evidence=ctx.evidence(frames, min(start_a, start_b), max(answer_a.ts, answer_b.ts),
+                              ike_spis=[a.ispi.hex(), b.ispi.hex()], peers=[x, y]),
+        wireshark_filter=set_filter("isakmp.ispi", [_ch(a.ispi), _ch(b.ispi)]),
+        tunnel=t.id if t else None)
 
 
 def _ch(b):

@@ -10,11 +10,11 @@ Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_filter,
-    ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter,
+    UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
+    ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
     tcp_connection_findings,
 )
 from pcapvpn.track.ike import INFORMATIONAL, V1_INFO, V1_QUICK
@@ -22,17 +22,48 @@ from pcapvpn.track.ike import INFORMATIONAL, V1_INFO, V1_QUICK
 IKEV2_FRAGMENTATION_SUPPORTED = 16430  # RFC 7383 §2.3
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
 
+#: what the daemons log when a request goes unanswered (anchors.md §2.5; strongSwan
+#: task_manager_v1/v2.c, libreswan retransmit.c: the text depends on the state the initiator
+#: is in when it gives up; Cisco 'show crypto isakmp sa' states of the initiator, ASA / IOS)
+_NO_ANSWER_LOGS = [
+    when("strongSwan logs 'retransmit N of request with message ID {msgid}' on the side that "
+         "sent the request, then 'giving up after N retransmits'.",
+         version=2, impl="strongSwan"),
+    when("strongSwan logs 'sending retransmit N of request message ID {msgid}, seq N' on the "
+         "side that sent the request, then 'giving up after N retransmits'.",
+         version=1, impl="strongSwan"),
+    when("libreswan logs '...: retransmission; will wait N seconds for response', and when it "
+         "gives up '... No response (or no acceptable response) to our first IKEv2 message'.",
+         exchange="IKE_SA_INIT", impl="libreswan"),
+    when("libreswan logs '...: retransmission; will wait N seconds for response', and when it "
+         "gives up '... No response (or no acceptable response) to our first IKEv1 message'.",
+         exchange=("MM1", "AM1"), impl="libreswan"),
+    when("libreswan logs '... Possible authentication failure: no acceptable response to our "
+         "first encrypted message' when it gives up — misleading when the request never "
+         "arrived.",
+         exchange=("IKE_AUTH", "MM5"), impl="libreswan"),
+    when("libreswan logs '... No acceptable response to our first Quick Mode message: perhaps "
+         "peer likes no proposal' when it gives up.",
+         exchange="QM1", impl="libreswan"),
+    when("Cisco: 'show crypto isakmp sa' shows the initiator's SA in MM_WAIT_MSG2 (ASA) / "
+         "MM_NO_STATE (IOS).", exchange="MM1", impl="Cisco"),
+    when("Cisco: 'show crypto isakmp sa' shows the initiator's SA in MM_WAIT_MSG4 (ASA) / "
+         "MM_SA_SETUP (IOS).", exchange="MM3", impl="Cisco"),
+    when("Cisco: 'show crypto isakmp sa' shows the initiator's SA in MM_WAIT_MSG6 (ASA) / "
+         "MM_KEY_EXCH (IOS).", exchange="MM5", impl="Cisco"),
+    when("Cisco IOS: 'show crypto isakmp sa' shows the SA in AG_NO_STATE.",
+         exchange="AM1", impl="Cisco"),
+]
+
 declare("IKE_NO_RESPONSE", "reachability", "error",
         "An IKE request was retransmitted or left unanswered for longer than the response timeout: "
         "the peer never answered it (or its answers never reached the capture point).",
-        ["Check that the responder receives the request: capture on the responder's side too "
-         "(only a capture showing both gateways tells where packets disappear).",
+        ["Check that the peer receives the request: capture on its side too (only a capture "
+         "showing both gateways tells where packets disappear).",
          "Check firewalls/ACLs on the path for UDP 500 and 4500 (and IP protocol 50) in both "
          "directions.",
-         "Check that the IKE daemon runs and listens on the responder (ss -ulpn | grep -E ':500|:4500').",
-         "strongSwan logs 'retransmit N of request with message ID M' and 'giving up after N "
-         "retransmits'; libreswan 'No response (or no acceptable response) to our first IKEv2 "
-         "message'; Cisco shows the SA stuck in MM_WAIT_MSG2 / MM_NO_STATE."])
+         "Check that the IKE daemon runs and listens on the peer that should answer (ss -ulpn | "
+         "grep -E ':500|:4500')."] + _NO_ANSWER_LOGS)
 declare("ICMP_UNREACHABLE", "reachability", "error",
         "An ICMP/ICMPv6 error quoting IKE or ESP: port unreachable means no daemon listens; "
         "administratively prohibited means a filter rejects it; net/host unreachable is routing.",
@@ -45,9 +76,19 @@ declare("NAT_T_BLOCKED", "nat_traversal", "error",
         "never answered: UDP 4500 is blocked or not forwarded.",
         ["Allow UDP 4500 in both directions on every firewall/NAT on the path (and forward it on "
          "the responder's NAT, if any).",
-         "strongSwan initiator logs 'retransmit N of request with message ID 1' after "
-         "'remote host is behind NAT' / 'local host is behind NAT'.",
-         "As a test, disable NAT-T forcing (strongSwan encap=no) if no NAT exists on the path."])
+         when("strongSwan logs 'retransmit N of request with message ID {msgid}' on the side "
+              "that sent the request, after 'local host is behind NAT, sending keep alives' / "
+              "'remote host is behind NAT', then 'giving up after N retransmits'.",
+              version=2, impl="strongSwan"),
+         when("strongSwan logs 'sending retransmit N of request message ID {msgid}, seq N' on "
+              "the side that sent the request, after 'remote host is behind NAT', then 'giving up "
+              "after N retransmits'.", version=1, impl="strongSwan"),
+         when("libreswan logs '... Possible authentication failure: no acceptable response to "
+              "our first encrypted message' when it gives up, although the request never "
+              "arrived.", exchange=("IKE_AUTH", "MM5"), impl="libreswan"),
+         when("As a test, disable forced UDP encapsulation (strongSwan encap = no) when no NAT "
+              "exists on the path: IKE and ESP then stay on UDP 500 and IP protocol 50.",
+              nat="forced")])
 declare("IKE_FRAGMENTATION_LOSS", "nat_traversal", "error",
         "An IKE message too large for one packet went out as IP fragments and was never answered, "
         "and IKE fragmentation (RFC 7383) was not negotiated: fragments are dropped on the path "
@@ -57,8 +98,10 @@ declare("IKE_FRAGMENTATION_LOSS", "nat_traversal", "error",
          "itself instead of relying on IP fragments.",
          "Find the device that drops IP fragments (firewalls and some NATs do) or lower the "
          "certificate chain size (send only the end-entity certificate, use ECDSA keys).",
-         "libreswan logs 'Possible authentication failure: no acceptable response to our first "
-         "encrypted message' in this case, which misleads: the message never arrived."])
+         when("libreswan logs 'Possible authentication failure: no acceptable response to our "
+              "first encrypted message' in this case, which misleads: the message never "
+              "arrived.", exchange=("IKE_AUTH", "MM5"), impl="libreswan")]
+        + _NO_ANSWER_LOGS[:2])
 declare("EXPECTED_PEER_ABSENT", "reachability", "error",
         "A gateway named with --expect-peer never appears in the capture: nothing was sent to or "
         "from it.",
@@ -77,6 +120,16 @@ IKE_TCP_ADVICE = (
     "A refused connection (RST answering the SYN) makes libreswan's initiator log 'TCP: "
     "connect(...) failed: Connection refused (errno 111)'.",
 )
+
+
+def _nat_story(sa) -> str | None:
+    """"real" (NAT-D shows a NAT), "forced" (only a faked hash), None (no NAT-D seen)."""
+    from pcapvpn.track.nat import ensure_verdict
+
+    v = ensure_verdict(sa)
+    if v.nat_sides:
+        return "real"
+    return "forced" if v.forced_sides else None
 
 
 def _is_liveness(x) -> bool:
@@ -140,11 +193,12 @@ def unanswered_ike(ctx):
             over = " over TCP" if first.transport == "tcp" else ""
             detail = (f"{label} from {sender} to {receiver}{over} ({size} bytes) was sent "
                       f"{len(sends)} time(s) ({retrans} retransmission(s)"
-                      + (f" at intervals {', '.join(f'{i:g}' for i in intervals)} s" if intervals else "")
+                      + (f" at intervals {_intervals_text(intervals)} s" if intervals else "")
                       + f"); no response within {ctx.now - first.ts:.1f} s of the first send "
                       f"(the capture ends {wait:.1f} s after the last copy).")
+            side = side_of(sa, first.src)
             if hint:
-                detail += f" Retransmission pattern: {hint}."
+                detail += f" Retransmission pattern of the {side or 'sender'}: {hint}."
             others = []
             if frag and not _ike_fragmentation_negotiated(sa):
                 code = "IKE_FRAGMENTATION_LOSS"
@@ -198,8 +252,9 @@ def unanswered_ike(ctx):
                            f"+{ctx.rel(tcp.first_ts):g} s was established, so UDP {first.dport} "
                            f"is blocked or dropped on the path while TCP passes.")
             msgids = [x.msgid] if x.version == 2 else None
+            facts = ike_facts(sa, x, side, nat=_nat_story(sa))
             yield make(
-                code, f"{sa.id}|{x.index}", severity="info" if gone else None,
+                code, f"{sa.id}|{x.index}", severity="info" if gone else None, facts=facts,
                 title=f"{label} to {ip_text(first.dst)} never answered",
                 detail=detail, basis="observed",
                 evidence=ctx.evidence(refs, first.ts, reqs[-1].ts,
@@ -388,3 +443,15 @@ def expected_peers(ctx):
                    f"in the capture.",
             basis="observed", evidence=ctx.evidence([], None, None, peers=[ip_text(peer)]),
             wireshark_filter=f"{fld}.addr == {ip_text(peer)}")
+
+
+#: retransmission intervals written out in a detail (the rest counted: a request sent thousands
+#: of times keeps its detail short enough for the implementation hint to stay in it)
+SHOWN_INTERVALS = 12
+
+
+def _intervals_text(intervals) -> str:
+    shown = ", ".join(f"{i:g}" for i in intervals[:SHOWN_INTERVALS])
+    if len(intervals) > SHOWN_INTERVALS:
+        shown += f", … ({len(intervals):,} intervals)"
+    return shown

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    ANSWERED, PENDING, backoff, endpoint_text, esp_filter, exchange_status, ike_filter,
-    ike_tunnel_of, ip_text, set_filter,
+    ANSWERED, PENDING, UNANSWERED, backoff, deleted_ts, endpoint_text, esp_filter,
+    exchange_label, exchange_status,
+    ike_filter, ike_tunnel_of, ip_text, set_filter,
 )
 from pcapvpn.track.ike import (
     CREATE_CHILD_SA, IKE_SA_INIT, INFORMATIONAL, V1_AGGRESSIVE, V1_INFO, V1_MAIN,
@@ -17,6 +18,8 @@ D = 42  # IKEv2 Delete payload
 R_U_THERE = 36136  # RFC 3706
 R_U_THERE_ACK = 36137
 INVALID_SPI = 11
+#: IKE SAs spelled out in a detail (all are counted)
+MAX_LISTED = 8
 
 declare("DPD_TIMEOUT", "stability", "error",
         "Dead-peer detection / liveness checks went unanswered: the peer (or the path to it) "
@@ -28,8 +31,11 @@ declare("DPD_TIMEOUT", "stability", "error",
          "N retransmits', then runs its dpd_action; libreswan 'liveness: ... peer ... "
          "unresponsive'; Cisco 'DPD: peer is dead'."])
 declare("IKE_SA_FLAPPING", "stability", "warning",
-        "The IKE SA between the same gateways was negotiated again and again in the capture (not "
-        "rekeys): the tunnel keeps dropping and coming back.",
+        "IKE SAs between the same gateways died without an orderly teardown (liveness/DPD "
+        "failure, retransmissions given up, a DELETE never answered, a peer restart or "
+        "INITIAL_CONTACT replacing a live SA) and were negotiated again and again (not rekeys; "
+        "an SA ended by a DELETE that was answered, or sent by both peers, does not count): the "
+        "tunnel keeps dropping and coming back.",
         ["Look at why each SA ended: DPD timeouts, DELETEs from one side, lifetimes that differ "
          "wildly, or two gateways both initiating (duplicate SAs).",
          "Check that only one side initiates or that both use the same lifetimes."])
@@ -174,39 +180,106 @@ def _new_negotiations(t):
     return out
 
 
+#: INITIAL_CONTACT (RFC 7296 §3.10.1 16384; IKEv1 RFC 2407 §4.6.3.3 24578)
+_INITIAL_CONTACT = {2: 16384, 1: 24578}
+#: endings of an IKE SA that are an orderly teardown (not flapping)
+_ORDERLY = ("deleted",)
+
+
+def _ending(ctx, sa, nxt, esp_sas):
+    """(kind, text): what ended IKE SA ``sa`` (``nxt``: the next new negotiation of the tunnel,
+    or None).  kind: "deleted" (a DELETE answered, or both peers deleting; IKEv1: a Delete, which
+    IKEv1 never acknowledges), "dropped" (no orderly teardown: liveness / retransmissions given
+    up, a DELETE never answered, replaced without a DELETE — restart, INITIAL_CONTACT),
+    "unknown" (IKEv1 Informationals encrypted: a Delete or DPD, keys would tell), "failed" (never
+    established), "open" (still up when the capture ends)."""
+    if not sa.established:
+        return "failed", "never established"
+    end = nxt.first_ts if nxt is not None else ctx.now
+    if sa.version == 2:
+        dels = [x for x in sa.exchanges if x.exch == INFORMATIONAL
+                and any(m.sk_next == D for m in x.requests) and x.msgs[0].ts <= end + 1]
+        if dels:
+            x = dels[0]
+            who = ip_text(x.requests[0].src)
+            sides = {y.requester for y in dels}
+            if x.answered:
+                return "deleted", f"DELETE from {who} answered at +{ctx.rel(x.msgs[0].ts)} s"
+            if len(sides) == 2:
+                return "deleted", f"both peers sent a DELETE at +{ctx.rel(x.msgs[0].ts)} s"
+            if exchange_status(ctx, x) == PENDING:
+                return "deleted", (f"DELETE from {who} at +{ctx.rel(x.msgs[0].ts)} s (the "
+                                   f"capture ends before its answer was due)")
+            return "dropped", (f"DELETE from {who} at +{ctx.rel(x.msgs[0].ts)} s never "
+                               f"answered (the peer was gone)")
+    else:
+        dels = [m for m in sa.messages if m.deletes and m.ts <= end + 1]
+        if dels:
+            return "deleted", f"Delete from {ip_text(dels[0].src)} at +{ctx.rel(dels[0].ts)} s"
+    for x in sa.exchanges:
+        if exchange_status(ctx, x) != UNANSWERED:
+            continue
+        reqs = [m for m in x.msgs if m.duplicate_of is None and not m.is_response]
+        who = ip_text(x.msgs[0].src)
+        if _liveness(x):
+            return "dropped", (f"liveness checks from {who} unanswered from "
+                               f"+{ctx.rel(x.msgs[0].ts)} s (DPD)")
+        if sa.version == 2:
+            return "dropped", (f"{exchange_label(x)} from {who} sent {len(reqs)} time(s) from "
+                               f"+{ctx.rel(x.msgs[0].ts)} s, never answered (retransmissions "
+                               f"given up)")
+    if nxt is None:
+        return "open", "still up when the capture ends"
+    if any(m.has_notify(_INITIAL_CONTACT[nxt.version]) for m in nxt.messages):
+        return "dropped", (f"replaced at +{ctx.rel(nxt.first_ts)} s by a new IKE SA with "
+                           f"INITIAL_CONTACT, without a DELETE")
+    silent = _silent_side(sa, nxt, esp_sas)
+    if silent is not None:
+        return "dropped", (f"{ip_text(silent)} went silent (restart or crash); replaced at "
+                           f"+{ctx.rel(nxt.first_ts)} s without a DELETE")
+    if sa.version == 1 and any(m.exch == V1_INFO and m.encrypted for m in sa.messages):
+        return "unknown", ("encrypted Informational(s) before the next IKE SA (a Delete or DPD: "
+                           "the keys would tell)")
+    return "dropped", f"replaced at +{ctx.rel(nxt.first_ts)} s by a new IKE SA without a DELETE"
+
+
 @rule
 def flapping(ctx):
+    """IKE SAs of one tunnel that died without an orderly teardown and were negotiated again:
+    at least ``flap_count`` negotiations of which ``flap_count - 1`` established SAs dropped.
+    SAs ended by a DELETE (answered, or sent by both peers) are orderly and do not count."""
     for t in ctx.state.tunnels:
         negs = _new_negotiations(t)
         if len(negs) < ctx.th.flap_count:
             continue
+        endings = [_ending(ctx, sa, nxt, t.esp_sas)
+                   for sa, nxt in zip(negs, negs[1:] + [None])]
+        dropped = [sa for sa, (kind, _txt), nxt in zip(negs, endings, negs[1:])
+                   if kind == "dropped"]
+        if len(dropped) < ctx.th.flap_count - 1:
+            continue
         refs = []
         for sa in negs:
             refs.extend(sa.messages[0].frames)
+        lines = [f"{sa.id} (+{ctx.rel(sa.first_ts)} s): {txt}"
+                 for sa, (_kind, txt) in zip(negs, endings)]
+        orderly = sum(1 for kind, _t in endings if kind in _ORDERLY)
+        detail = (f"The IKE SA was negotiated {len(negs)} times from scratch between "
+                  f"+{ctx.rel(negs[0].first_ts)} s and +{ctx.rel(negs[-1].first_ts)} s "
+                  f"({sum(1 for s in negs if s.established)} established); {len(dropped)} "
+                  f"ended without an orderly teardown"
+                  + (f" and {orderly} with one (not counted)" if orderly else "")
+                  + ". What ended each: " + "; ".join(lines[:MAX_LISTED])
+                  + ("; ..." if len(lines) > MAX_LISTED else "") + ".")
         yield make("IKE_SA_FLAPPING", f"{t.id}|flap",
-                   title=f"{len(negs)} IKE SA negotiations between {t.id}",
-                   detail=f"The IKE SA was negotiated {len(negs)} times from scratch between "
-                          f"+{ctx.rel(negs[0].first_ts)} s and +{ctx.rel(negs[-1].first_ts)} s "
-                          f"({sum(1 for s in negs if s.established)} established).",
+                   title=f"{len(dropped)} IKE SA(s) between {t.id} dropped and were "
+                         f"re-negotiated ({len(negs)} negotiations)",
+                   detail=detail,
                    evidence=ctx.evidence(refs, negs[0].first_ts, negs[-1].first_ts,
                                          ike_spis=[s.ispi.hex() for s in negs]),
                    wireshark_filter=set_filter("isakmp.exchangetype", [2, 4, 34])
                    + " && isakmp.rspi == 00:00:00:00:00:00:00:00",
                    tunnel=t.id)
-
-
-def _deleted_ts(sa):
-    """Keyless: an INFORMATIONAL request whose first encrypted payload is a Delete (IKEv2), or
-    a cleartext Delete (IKEv1)."""
-    for x in sa.exchanges:
-        if sa.version == 2 and x.exch == INFORMATIONAL:
-            for m in x.requests:
-                if m.sk_next == D:
-                    return m.ts
-        for m in x.msgs:
-            if m.deletes:
-                return m.ts
-    return None
 
 
 def _silent_side(old, new, esp_sas):
@@ -235,7 +308,7 @@ def restarts(ctx):
         for old, new in zip(negs, negs[1:]):
             if not old.established:
                 continue
-            deleted = _deleted_ts(old)
+            deleted = deleted_ts(old)
             if deleted is not None and deleted <= new.first_ts + 1:
                 continue
             restarter = _silent_side(old, new, t.esp_sas)

@@ -18,7 +18,7 @@ from dissect.vpn import openvpn as _ov
 from dissect.vpn import pptp as _pptp
 from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
-from pcapvpn.findings import declare, make, severity_rank, stage_rank
+from pcapvpn.findings import declare, make, severity_rank, stage_rank, when
 from pcapvpn.model import rfc3339
 from pcapvpn.rules import rule
 from pcapvpn.rules import reachability as _reach  # noqa: F401 - declares ICMP_UNREACHABLE
@@ -125,6 +125,27 @@ declare("VPN_DATA_ONE_WAY", "dataplane", "error",
          "tunnel; a one-way data channel after a completed handshake is rarely the network.",
          "SSL-VPN DTLS: UDP (usually 443) blocked on the path; the client falls back to the "
          "slower TLS channel (AnyConnect: 'DTLS connection failed, using TLS')."])
+declare("VPN_NO_DATA", "dataplane", "error",
+        "The control connection of a VPN beside IPsec set a session up — a PPTP call "
+        "(Outgoing/Incoming-Call-Reply: connected), an L2TP session (ICCN/OCCN) — but no data "
+        "packet (PPTP's GRE, L2TP data messages) flowed in either direction while the session "
+        "lasted, for at least one_way_window seconds.  PPTP: GRE (IP protocol 47) blocked or "
+        "not NAT-ed on the path is the classic cause.  (OpenVPN's data channel shares the "
+        "control channel's port: a session whose handshake completed without P_DATA is "
+        "OPENVPN_HANDSHAKE_STALLED.)",
+        [when("PPTP: GRE (IP protocol 47) must pass in both directions, besides TCP 1723: "
+              "allow it on every firewall on the path, and on a NAT enable 'PPTP passthrough' / "
+              "the PPTP ALG, which maps GRE back to the client by its Call ID (without it, or "
+              "with a second client behind the same NAT, GRE is dropped).", protocol="pptp"),
+         when("PPTP: Windows reports error 806 (a firewall or router on the path does not allow "
+              "GRE) or 619 (the connection could not be established) when GRE does not get "
+              "through; the PPP negotiation over GRE times out.", protocol="pptp"),
+         when("L2TP: the session is up but no PPP frame flowed: check that the LNS starts PPP "
+              "for the session (xl2tpd / pppd, RRAS) and, for L2TP/IPsec, that the IPsec policy "
+              "covers UDP 1701 both ways.", protocol="l2tp"),
+         "Capture on the server side too: only a capture showing both ends tells whether the "
+         "data packets leave the client and where they disappear (and check that the capture "
+         "filter did not leave them out)."])
 declare("TCP_NO_ANSWER", "reachability", "error",
         "TCP connection attempts to a VPN server port got no SYN-ACK: the SYN was retransmitted "
         "(or left unanswered for the response timeout).  A filter drops it, or nothing "
@@ -372,7 +393,36 @@ def openvpn_handshake(ctx):
                        f"(the capture ends {ctx.now - last_ctl:.1f} s after the last control "
                        f"packet).")
             title = f"OpenVPN handshake with {_server_txt(t)} stalled"
-            if s.tls is not None and stage is not None:
+            unacked = s.unacked(0)
+            rejected = bool(unacked) and retx > 0 and s.tls is not None and \
+                stage in ("client_flight", "complete")
+            if rejected:
+                # the server never acknowledged the client's last flight, which the client kept
+                # re-sending: the server dropped the session on reading it (its certificate)
+                c = s.tls.client
+                sent_cert = c.has(_tls.CERTIFICATE)
+                what = ("certificate flight" if sent_cert or s.tls.tls13 else "last handshake "
+                        "flight")
+                title = (f"OpenVPN server {_server_txt(t)} rejected the client's {what}: never "
+                         f"acknowledged")
+                ids = ", ".join(str(p) for p in unacked[:8])
+                detail += f" TLS handshake stage reached: {stage.replace('_', ' ')}"
+                if s.tls.version:
+                    detail += f" ({_tls.version_name(s.tls.version)})"
+                plural = "s" if len(unacked) > 1 else ""
+                detail += (f". The server acknowledged the client's control packets up to packet "
+                           f"ID {unacked[0] - 1} but never packet ID{plural} {ids} (the client's "
+                           + ("Certificate, key exchange and Finished" if sent_cert else
+                              "encrypted TLS 1.3 flight — its Certificate, CertificateVerify "
+                              "and Finished when the server asks for a client certificate"
+                              if s.tls.tls13 else "key exchange and Finished")
+                           + f"), which the client retransmitted {retx} time(s). The server "
+                           "rejected the client certificate — untrusted CA, expired or revoked: "
+                           "it logs 'VERIFY ERROR: depth=0, error=...', then 'Packet "
+                           "(P_CONTROL_V1) with invalid or missing SID' for each retransmission "
+                           "— and dropped the session without an alert (OpenVPN 2.6 resets the "
+                           "client instance before the alert is sent).")
+            elif s.tls is not None and stage is not None:
                 c, sv = s.tls.client, s.tls.server
                 detail += f" TLS handshake stage reached: {stage.replace('_', ' ')}"
                 if s.tls.version:
@@ -750,6 +800,85 @@ def pptp_errors(ctx):
                        wireshark_filter=frames_filter([x[1] for x in reqs]), tunnel=t.id)
 
 
+# -- sessions without data ------------------------------------------------------------------------
+
+#: control messages that set a data session up (the reply saying "connected") and that end it
+_PPTP_UP = {_pptp.OCRP: "Outgoing-Call-Reply", _pptp.ICRP: "Incoming-Call-Reply"}
+_PPTP_DOWN = (_pptp.CCRQ, _pptp.CDN, _pptp.STOPCCRQ)
+_L2TP_UP = (_l2tp.ICCN, _l2tp.OCCN)
+_L2TP_DOWN = (_l2tp.CDN, _l2tp.STOPCCN)
+
+
+def _sessions_up(t):
+    """(ts, ref, what) of the control messages that set a data session up, and (ts, ref) of
+    those that ended one, in capture order."""
+    up, down = [], []
+    if t.protocol == "pptp":
+        for ts, ref, _d, m in t.st.messages:
+            if m.type in _PPTP_UP and m.result == _pptp.SUCCESS.get(m.type):
+                up.append((ts, ref, f"{_PPTP_UP[m.type]} (Connected, Call ID {m.call_id})"))
+            elif m.type in _PPTP_DOWN:
+                down.append((ts, ref))
+    elif t.protocol == "l2tp":
+        for ts, ref, _d, mt, *_rest in t.st.messages:
+            if mt in _L2TP_UP:
+                up.append((ts, ref, _l2tp.message_name(mt)))
+            elif mt in _L2TP_DOWN:
+                down.append((ts, ref))
+    return up, down
+
+
+def _no_data_span(ctx, t):
+    """(set-up, end, cleared) of the first data session and how long it lasted in the capture:
+    up to the message that ended it or to the end of the capture."""
+    up, down = _sessions_up(t)
+    if not up:
+        return None
+    ts0 = up[0][0]
+    ends = [d for d in down if d[0] >= ts0]
+    end = ends[0][0] if ends else ctx.now
+    return up, ends[0] if ends else None, end - ts0
+
+
+@rule
+def no_data(ctx):
+    """PPTP calls and L2TP sessions set up with no data either way (VPN_NO_DATA)."""
+    th = ctx.th
+    for t in ctx.state.vpn_tunnels:
+        if t.protocol not in ("pptp", "l2tp") or t.data[0] or t.data[1]:
+            continue
+        span = _no_data_span(ctx, t)
+        if span is None:
+            continue
+        up, cleared, lasted = span
+        if lasted < th.one_way_window:
+            continue  # too short to call the data missing: _not_seen says so
+        ts0, ref0, what = up[0]
+        data = "GRE (IP protocol 47, PPTP's data)" if t.protocol == "pptp" else \
+            "L2TP data message (PPP)"
+        detail = (f"The {_NAMES[t.protocol]} control connection {ip_text(t.client)} -> "
+                  f"{_server_txt(t)} set a session up at +{ctx.rel(ts0)} s ({what}"
+                  + (f"; {len(up)} in all" if len(up) > 1 else "") + ") and ")
+        detail += (f"cleared it at +{ctx.rel(cleared[0])} s ({lasted:.1f} s later)" if cleared
+                   else f"the capture ends {lasted:.1f} s later")
+        detail += f"; not one {data} was seen in either direction."
+        if t.protocol == "pptp":
+            detail += (" GRE blocked or not NAT-ed on the path is the classic cause (the client "
+                       "then gives up its PPP negotiation: Windows error 619 / 806), unless the "
+                       "capture filter left IP protocol 47 out.")
+        refs = [r for _ts, r, _w in up] + ([cleared[1]] if cleared else [])
+        fl = _fld(t)
+        flt = (f"{fl}.addr == {ip_text(t.client)} && {fl}.addr == {ip_text(t.server)} && "
+               f"(pptp || gre)" if t.protocol == "pptp" else _flow_filter(t))
+        yield make("VPN_NO_DATA", f"nodata|{t.id}",
+                   title=(f"{_NAMES[t.protocol]} session with {_server_txt(t)} up, but no "
+                          + ("GRE" if t.protocol == "pptp" else "data") + " either way"),
+                   detail=detail, basis="observed", facts={"protocol": t.protocol},
+                   evidence=_ev(ctx, refs, ts0, cleared[0] if cleared else None,
+                                peers=_peers(t)),
+                   wireshark_filter=flt, tunnel=t.id)
+
+
 # -- ICMP errors about VPN flows ------------------------------------------------------------------
 
 def _icmp_meaning(ipver, t, c):
@@ -763,6 +892,11 @@ def vpn_icmp(ctx):
     tunnels = list(ctx.state.vpn_tunnels)
     if not tunnels or not ctx.state.icmp_errors:
         return
+    # the tunnels between two addresses, in order (an ICMP error looks up its pair, not every
+    # tunnel: thousands of errors and tunnels on a busy mirror port)
+    by_pair: dict = {}
+    for t in tunnels:
+        by_pair.setdefault(frozenset((t.client, t.server)), []).append(t)
     groups = {}
     for e in ctx.state.icmp_errors:
         q = e.quoted
@@ -774,9 +908,7 @@ def vpn_icmp(ctx):
         if e.icmp_type not in ((3, 11) if e.ipver == 4 else (1, 3)):
             continue
         _qv, qsrc, qdst, qproto, qsport, qdport = q[:6]
-        for t in tunnels:
-            if {qsrc, qdst} != {t.client, t.server}:
-                continue
+        for t in by_pair.get(frozenset((qsrc, qdst)), ()):
             if qdst == t.client and _healthy_evidence(t) and t.data_last_ts[1] is not None \
                     and e.ts >= t.data_last_ts[1] - 1.0:
                 break  # the server's packets to a client that has gone: the end of a session
@@ -906,8 +1038,17 @@ def _not_seen(ctx, t) -> list:
             notes.append("only the data channel is in the capture (the session was set up "
                          "before it started)")
     if t.protocol == "wireguard" and not t.st.handshakes:
-        notes.append("no WireGuard handshake in the capture (the session was set up before it "
-                     "started): only the data plane is visible")
+        if t.st.cookies:
+            # a cookie reply answers an initiation that is not in the capture: say what was seen
+            notes.append(f"no WireGuard handshake initiation or response in the capture, only "
+                         f"{t.st.cookies} cookie reply(ies) from {_server_txt(t)}: the responder "
+                         f"is under load and demands a cookie before it computes a handshake; "
+                         f"the initiation(s) it answered and the exchange that follows are not "
+                         f"in the capture"
+                         + ("" if t.data[0] or t.data[1] else " (and no transport data either)"))
+        elif t.data[0] or t.data[1]:
+            notes.append("no WireGuard handshake in the capture (the session was set up before "
+                         "it started): only the data plane is visible")
     if t.protocol == "wireguard":
         gaps = sum(c.missing for c in t.st.counters.values())
         if gaps:
@@ -926,6 +1067,13 @@ def _not_seen(ctx, t) -> list:
         if not t.st.dtls and any(c.tls is not None and c.tls.complete for c in t.conns.values()):
             notes.append("no DTLS data channel in the capture: the tunnel runs over TLS (DTLS "
                          "disabled, blocked, or not negotiated)")
+    if t.protocol in ("pptp", "l2tp") and not (t.data[0] or t.data[1]):
+        span = _no_data_span(ctx, t)
+        if span is not None and span[2] < ctx.th.one_way_window:
+            notes.append(f"the {_NAMES[t.protocol]} session was set up only {span[2]:.1f} s "
+                         + ("before it was cleared" if span[1] else "before the capture ends")
+                         + f", with no data yet: too short to call the data missing (at least "
+                         f"{ctx.th.one_way_window:g} s are needed)")
     if t.pkts[0] == 0 or t.pkts[1] == 0:
         side = "server" if t.pkts[1] == 0 else "client"
         notes.append(f"nothing from the {side} in this tunnel: the capture may see only one "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pcapvpn.decode import NullSink
+from pcapvpn.decode import Limits, NullSink
 from pcapvpn.track.vpn import TcpConn
 from pcapvpn.thresholds import DEFAULT, Thresholds
 
@@ -62,25 +62,26 @@ class IkeTcpConn(TcpConn):
 class Tracker(NullSink):
     """The decoder's sink: owns the per-protocol trackers."""
 
-    MAX_ICMP = 10000
-    MAX_FRAGSETS = 10000
-    MAX_TCP = 10000
     #: the ESP/AH tracker class (several vantage points: pcapvpn.track.vantage.PointEspTracker)
     esp_class = None
 
-    def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None, vpn_servers=()):
+    def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None, vpn_servers=(),
+                 limits: Limits | None = None):
         from pcapvpn.track.esp import EspTracker
         from pcapvpn.track.ike import IkeTracker
         from pcapvpn.track.nat import KeepaliveTracker
         from pcapvpn.track.vpn import VpnTracker
 
         self.th = thresholds
+        #: bounds of what is kept (pcapvpn.decode.Limits); drops are counted (``limits_hit``)
+        self.limits = limits = limits or Limits()
         self.names = list(names or [])
         #: pcapvpn.keys.KeyStore (--keys) or None
         self.keys = keys or None
-        self.ike_tracker = IkeTracker(thresholds, self.names, self.keys)
-        self.esp_tracker = (self.esp_class or EspTracker)(thresholds)
+        self.ike_tracker = IkeTracker(thresholds, self.names, self.keys, limits)
+        self.esp_tracker = (self.esp_class or EspTracker)(thresholds, limits)
         self.keepalive_tracker = KeepaliveTracker(thresholds)
+        self.keepalive_tracker.MAX_FLOWS = limits.max_flows
         #: ESP decryption (opt-in per SA): the decoder hands ``esp_payload`` the bytes of ESP
         #: packets whose SPI is in ``keyed_spis`` (None: no ESP keys, nothing extra per packet)
         self.inner_tracker = None
@@ -97,7 +98,7 @@ class Tracker(NullSink):
         self.ah = self.esp_tracker.ah
         self.keepalive = self.keepalive_tracker.keepalive
         # VPNs beside IPsec (OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN): pcapvpn.track.vpn
-        self.vpn_tracker = VpnTracker(thresholds, vpn_servers)
+        self.vpn_tracker = VpnTracker(thresholds, vpn_servers, limits.vpn_max_tunnels)
         self.vpn_udp = self.vpn_tracker.udp
         self.vpn_tcp = self.vpn_tracker.tcp
         self.vpn_tcp_segment = self.vpn_tracker.tcp_segment
@@ -107,6 +108,7 @@ class Tracker(NullSink):
         self.icmp_errors: list[IcmpError] = []
         self.icmp_dropped = 0
         self.incomplete: list[IncompleteFragments] = []
+        self.incomplete_dropped = 0
         #: IKE-over-TCP connections by (client, client port, server, server port)
         self.tcp: dict = {}
         self.tcp_dropped = 0
@@ -121,16 +123,18 @@ class Tracker(NullSink):
         self.esp_tracker.esp(ref, ts, ipver, src, dst, sport, dport, spi, seq, length, "tcp")
 
     def icmp_error(self, ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted):
-        if len(self.icmp_errors) >= self.MAX_ICMP:
+        if len(self.icmp_errors) >= self.limits.max_flows:
             self.icmp_dropped += 1
             return
         self.icmp_errors.append(IcmpError(ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu,
                                           quoted))
 
     def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first, why):
-        if len(self.incomplete) < self.MAX_FRAGSETS:
-            self.incomplete.append(IncompleteFragments(first_ts, ipver, src, dst, proto, ident,
-                                                       frames, first, why))
+        if len(self.incomplete) >= self.limits.max_flows:
+            self.incomplete_dropped += 1
+            return
+        self.incomplete.append(IncompleteFragments(first_ts, ipver, src, dst, proto, ident,
+                                                   frames, first, why))
 
     def esp_fragmented(self, ipver, src, dst, spi, frames, proto):
         self.esp_tracker.fragmented(ipver, src, dst, spi, frames, proto)
@@ -144,7 +148,7 @@ class Tracker(NullSink):
         if c is not None and syn_only and (c.closed or c.synack):
             c = None  # a new connection on the same ports
         if c is None:
-            if len(self.tcp) >= self.MAX_TCP:
+            if len(self.tcp) >= self.limits.max_flows:
                 self.tcp_dropped += 1
                 return
             if flags & 0x12 == 0x12:  # SYN-ACK first: the sender is the server
@@ -153,8 +157,49 @@ class Tracker(NullSink):
         c.record(ts, ref, flags, length, (src, sport) == (c.client, c.cport))
 
     def decode_error(self, ref, reason):
-        if len(self.decode_errors) < 1000:
+        if len(self.decode_errors) < self.limits.max_error_samples:
             self.decode_errors.append((ref, reason))
+
+    def limits_hit(self) -> list[dict]:
+        """What the bounds of :class:`pcapvpn.decode.Limits` dropped so far: one dict per bound
+        that dropped anything (``bound``, ``limit``, ``dropped``, ``unit``, ``first_ref``,
+        ``first_ts``), for the CAPTURE_LIMITS finding."""
+        lim = self.limits
+        it = self.ike_tracker
+        out = []
+
+        def add(bound, limit, n, unit, first=(None, None)):
+            if n:
+                out.append({"bound": bound, "limit": limit, "dropped": n, "unit": unit,
+                            "first_ref": first[0], "first_ts": first[1]})
+
+        for bound, unit in (("ike_max_sas", "IKE messages of further IKE SAs"),
+                            ("ike_max_messages", "IKE messages"),
+                            ("ike_max_bytes", "IKE messages"),
+                            ("ike_max_messages_per_sa", "IKE messages of a full IKE SA")):
+            add(bound, getattr(lim, bound), it.dropped.get(bound, 0), unit,
+                it.first_drop.get(bound, (None, None)))
+        add("ike_max_messages_per_sa", lim.ike_max_messages_per_sa,
+            it.dropped.get("ike_trimmed", 0),
+            "IKE messages of long-lived IKE SAs forgotten (live: older exchanges)")
+        add("rekey_lookback", it.REKEY_LOOKBACK, it.dropped.get("rekey_lookback", 0),
+            "IKE SA rekey look-ups cut short", it.first_drop.get("rekey_lookback", (None, None)))
+        add("ike_responder_spis", it.MAX_ALIASES, it.dropped.get("ike_responder_spis", 0),
+            "IKE_SA_INIT responses whose fresh responder SPI was not remembered",
+            it.first_drop.get("ike_responder_spis", (None, None)))
+        for (proto, encap), sa in sorted(self.esp_tracker.overflow.items()):
+            what = "AH" if proto == "ah" else "ESP"
+            what += {"udp": " in UDP", "tcp": " in TCP"}.get(encap, "")
+            add("esp_max_sas", lim.esp_max_sas, sa.packets, f"{what} packets of further SAs",
+                (sa.first_ref, sa.first_ts))
+        add("vpn_max_tunnels", lim.vpn_max_tunnels, self.vpn_tracker.dropped,
+            "packets of further OpenVPN / WireGuard / L2TP / PPTP / SSL-VPN tunnels")
+        add("max_flows", lim.max_flows, self.keepalive_tracker.dropped,
+            "NAT keepalives of further flows")
+        add("max_flows", lim.max_flows, self.icmp_dropped, "ICMP errors")
+        add("max_flows", lim.max_flows, self.incomplete_dropped, "incomplete fragment sets")
+        add("max_flows", lim.max_flows, self.tcp_dropped, "TCP segments of further connections")
+        return out
 
     def state(self, now: float, capture=None) -> "State":
         """The model the rules read, as of ``now`` (end of capture offline, the clock live)."""
@@ -172,7 +217,8 @@ class Tracker(NullSink):
                      keepalives=self.keepalive_tracker.flows(),
                      icmp_errors=self.icmp_errors, incomplete_fragments=self.incomplete,
                      tcp=list(self.tcp.values()), capture=capture, keys=self.keys,
-                     inner=self.inner_tracker, vpn_tunnels=self.vpn_tracker.all_tunnels())
+                     inner=self.inner_tracker, vpn_tunnels=self.vpn_tracker.all_tunnels(),
+                     limits=self.limits_hit())
 
     def finish(self):
         self.ike_tracker.finish()
@@ -193,7 +239,13 @@ class Tracker(NullSink):
         * NAT keepalive flows, ICMP errors, incomplete fragment sets and TCP connection facts
           older than ``idle`` seconds;
         * then, while more than ``max_sas`` IKE + ESP/AH SAs remain, the least recently active
-          ones (counted in ``evicted_sas``; the others in ``expired_sas``).
+          ones (counted in ``evicted_sas``; the others in ``expired_sas``);
+        * an IKE SA holding more than half ``Limits.ike_max_messages_per_sa`` messages keeps its
+          negotiation and its latest exchanges (``IkeTracker.trim``); when the IKE messages kept
+          exceed 90 % of ``ike_max_messages`` / ``ike_max_bytes``, the least recently active
+          IKE SAs go until 75 % (``evicted_sas``);
+        * tunnels of the other VPNs (OpenVPN, WireGuard, ...) silent for ``idle`` seconds, and
+          beyond ``max_sas`` of them the least recently active.
 
         Returns ``(removed IKE SAs, removed ESP/AH SAs)``.
         """
@@ -237,6 +289,26 @@ class Tracker(NullSink):
                 for _ts, kind, x in rest[:excess]:
                     (esp_old if kind else ike_old).append(x)
                 self.evicted_sas += excess
+        # IKE messages (Limits): a long-lived SA keeps its negotiation and its latest
+        # exchanges; beyond the budget of kept messages the least recently active SAs go
+        lim = self.limits
+        half = max(8, lim.ike_max_messages_per_sa // 2)
+        for sa in it.sas:
+            if len(sa.messages) > half:
+                it.trim(sa, half // 2)
+        gone = set(map(id, ike_old))
+        if it.kept > 0.9 * lim.ike_max_messages or it.kept_bytes > 0.9 * lim.ike_max_bytes:
+            kept, kept_bytes = it.kept, it.kept_bytes
+            for sa in sorted((sa for sa in it.sas if id(sa) not in gone),
+                             key=lambda sa: sa.last_ts or 0.0):
+                if kept <= 0.75 * lim.ike_max_messages and \
+                        kept_bytes <= 0.75 * lim.ike_max_bytes:
+                    break
+                kept -= len(sa.messages)
+                kept_bytes -= sum(m.size for m in sa.messages)
+                ike_old.append(sa)
+                gone.add(id(sa))
+                self.evicted_sas += 1
         it.remove(ike_old)
         et.remove(esp_old)
         self.keepalive_tracker.expire(now, idle)
@@ -246,7 +318,8 @@ class Tracker(NullSink):
             self.incomplete = [f for f in self.incomplete if f.first_ts >= limit]
         for k in [k for k, t in self.tcp.items() if t.last_ts < limit]:
             del self.tcp[k]
-        self.vpn_tracker.expire(limit)
+        # the other VPNs' tunnels under the same bound as the IPsec SAs
+        self.vpn_tracker.expire(limit, max_sas)
         return ike_old, esp_old
 
 
@@ -272,5 +345,7 @@ class State:
     #: --keys: the pcapvpn.keys.KeyStore (None without keys) and the inner-traffic tracker
     keys: object = None
     inner: object = None
+    #: what the bounds of pcapvpn.decode.Limits dropped (Tracker.limits_hit)
+    limits: list = field(default_factory=list)
     #: several vantage points (--vantage): pcapvpn.track.vantage.Vantage, else None
     vantage: object = None

@@ -57,6 +57,8 @@ NEAR_WRAP = (1 << 32) - (1 << 24)
 ESN_LOW = 1 << 24
 
 U32 = 1 << 32
+#: a batch with more than one SA per this many packets is applied packet by packet (esp_batch)
+SPARSE = 8
 
 
 def is_multicast(addr: bytes) -> bool:
@@ -361,8 +363,12 @@ class EspSA:
 class EspTracker:
     """Sink for ESP/AH events: one :class:`EspSA` per (protocol, destination, SPI)."""
 
-    def __init__(self, thresholds):
+    def __init__(self, thresholds, limits=None):
         self.th = thresholds
+        #: ``Limits.esp_max_sas``: SAs tracked; packets of further SAs go to an untracked
+        #: overflow SA per (protocol, encapsulation) (``overflow``), which only counts them
+        self.max_sas = limits.esp_max_sas if limits is not None else None
+        self.overflow: dict = {}
         self.window = max(1, int(thresholds.replay_window))
         self.mask = (1 << self.window) - 1
         self.large_packet = int(thresholds.large_packet)
@@ -458,6 +464,14 @@ class EspTracker:
         order = np.argsort(key, kind="stable")
         sk = key[order]
         cuts = (np.flatnonzero(sk[1:] != sk[:-1]) + 1).tolist()
+        if len(cuts) * SPARSE > n or (self.max_sas is not None
+                                      and len(self._sas) + len(cuts) >= self.max_sas):
+            # many SAs with a few packets each (a flood of SPIs): taking each SA's share apart
+            # costs more than it saves; near ``esp_max_sas`` the SAs must also be created in
+            # capture order (which ones are tracked then does not depend on the batching)
+            for ev in batch.events(tag):
+                self.esp(*ev)
+            return
         starts = [0] + cuts
         ends = cuts + [n]
         if batch.ipver != 4:
@@ -632,6 +646,13 @@ class EspTracker:
         if sa is not None:
             return sa
         encap = "ip" if sport < 0 else ("tcp" if transport == "tcp" else "udp")
+        if self.max_sas is not None and len(self._sas) >= self.max_sas:
+            sa = self.overflow.get((proto, encap))
+            if sa is None:
+                sa = self.overflow[(proto, encap)] = EspSA(proto, ipver, src, dst, spi, sport,
+                                                           dport, encap, ts, ref, seq, length,
+                                                           self.window)
+            return sa
         sa = EspSA(proto, ipver, src, dst, spi, sport, dport, encap, ts, ref, seq, length,
                    self.window)
         d2[key] = sa

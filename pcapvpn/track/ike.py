@@ -21,6 +21,8 @@ a retransmission — IP ID cannot decide it (IPv6 has none; Linux sends ID 0 on 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from bisect import bisect_left, bisect_right, insort
 
 from dissect.vpn import ike as _ike
 from dissect.vpn import ikev1 as _v1
@@ -48,6 +50,27 @@ def spi_hex(b: bytes) -> str:
     return bytes(b).hex()
 
 
+def _by_n(msgs, n):
+    """The message numbered ``n`` in ``msgs`` (a list in increasing ``n`` order), or None."""
+    i = bisect_left(msgs, n, key=_msg_n)
+    return msgs[i] if i < len(msgs) and msgs[i].n == n else None
+
+
+def _msg_n(m) -> int:
+    return m.n
+
+
+def _udp_unanswered(sa) -> bool:
+    """An IKE_SA_INIT of ``sa`` went over UDP only and got no answer (so far)."""
+    return any(x.exch == IKE_SA_INIT and not x.n_responses
+               and all(q.transport == "udp" for q in x.msgs) for x in sa.exchanges)
+
+
+def _creation(sa) -> int:
+    """Creation order of IKE SAs: the number of their first message."""
+    return sa.messages[0].n
+
+
 class IkeMsg:
     """One IKE message as seen on the wire."""
 
@@ -57,6 +80,9 @@ class IkeMsg:
         "is_response", "from_initiator", "payload_types", "notifies", "sk_next", "skf",
         "encrypted", "digest", "step", "retransmit_of", "duplicate_of", "error", "truncated",
         "msg", "ke_group", "proposals", "vendor_ids", "nat_d", "deletes", "exchange",
+        # the cleartext ID payload records, and the SK/SKF payload's Length field (or None):
+        # what the report and rules need of the parsed message once ``msg`` is let go
+        "ids", "sk_len",
         # with --keys (pcapvpn.decrypt): status ("ok", "unverified", "icv_failed", "malformed",
         # "no_keys", ...), why, the key line used, and what the payloads say (describe_inner)
         "decrypt_status", "decrypt_detail", "key_origin", "inner",
@@ -93,7 +119,8 @@ class IkeMsg:
 class Exchange:
     """A request and its response(s) (IKEv2), or the messages of one IKEv1 exchange."""
 
-    __slots__ = ("sa", "version", "exch", "msgid", "requester", "msgs", "index", "closed")
+    __slots__ = ("sa", "version", "exch", "msgid", "requester", "msgs", "index", "closed",
+                 "n_responses", "max_step")
 
     def __init__(self, sa, version, exch, msgid, requester, index):
         self.sa = sa
@@ -104,6 +131,26 @@ class Exchange:
         self.msgs: list[IkeMsg] = []
         self.index = index
         self.closed = False
+        #: kept up to date by :meth:`add` / :meth:`stepped` (an exchange may hold thousands of
+        #: messages: a flood of copies or of SKF fragments; nothing re-reads them all per message)
+        self.n_responses = 0
+        self.max_step = 0
+
+    def add(self, m: IkeMsg) -> None:
+        self.msgs.append(m)
+        if m.is_response:
+            self.n_responses += 1
+
+    def stepped(self, m: IkeMsg) -> None:
+        """``m`` (already added) got its IKEv1 step and direction."""
+        if m.is_response:
+            self.n_responses += 1
+        if isinstance(m.step, int) and m.step > self.max_step:
+            self.max_step = m.step
+
+    def message(self, n: int):
+        """The message numbered ``n`` in this exchange, or None (messages are in ``n`` order)."""
+        return _by_n(self.msgs, n)
 
     # IKEv2 views
     @property
@@ -125,14 +172,13 @@ class Exchange:
     @property
     def answered(self) -> bool:
         if self.version == 2:
-            return any(m.is_response for m in self.msgs)
+            return self.n_responses > 0
         # IKEv1: the exchange got past its first message from the other side
-        return self.last_step >= 2 or self.exch == V1_INFO
+        return self.max_step >= 2 or self.exch == V1_INFO
 
     @property
     def last_step(self) -> int:
-        steps = [m.step for m in self.msgs if isinstance(m.step, int)]
-        return max(steps) if steps else 0
+        return self.max_step
 
     def retransmissions(self) -> list[IkeMsg]:
         return [m for m in self.msgs if m.retransmit_of is not None]
@@ -148,7 +194,7 @@ class IkeSA:
         "id", "version", "ispi", "rspi", "initiator", "responder", "messages", "exchanges",
         "_open", "first_ts", "last_ts", "retry_of", "retried_by", "rekey_of", "rekeyed_by",
         "mid_session", "deleted_ts", "deleted_by", "endpoints", "_digests", "nat",
-        "initiator_known", "crypto",
+        "initiator_known", "crypto", "_retry_cand",
     )
 
     def __init__(self, version, ispi, rspi):
@@ -175,6 +221,7 @@ class IkeSA:
         self._digests: dict = {}  # (digest, src, sport) -> last IkeMsg with it
         self.nat = None
         self.crypto = None  # pcapvpn.decrypt.Ikev2Decryptor / Ikev1Decryptor with --keys
+        self._retry_cand = False
 
     @property
     def peers(self) -> tuple:
@@ -185,17 +232,20 @@ class IkeSA:
 
     @property
     def established(self) -> bool:
-        """IKEv2: an IKE_AUTH response that does not start with a Notify (keyless) and carries no
-        cleartext error; IKEv1: Main Mode reached MM6 / Aggressive AM3, or Quick Mode seen."""
+        """IKEv2: the last answered IKE_AUTH exchange's response does not start with a Notify or
+        an EAP payload (keyless) and carries no cleartext error; IKEv1: Main Mode reached MM6 / Aggressive AM3, or Quick Mode seen."""
         if self.version == 2:
-            for x in self.exchanges:
-                if x.exch == IKE_AUTH:
-                    for m in x.responses:
-                        if m.sk_next not in (None, _v2.N) and not m.error_notifies():
-                            return True
-                        if m.sk_next is None and m.encrypted is False and not m.error_notifies() \
-                                and _v2.IDR in m.payload_types:
-                            return True
+            # with EAP (RFC 7296 §2.16) IKE_AUTH is several exchanges: the last one answered
+            # decides (its response carries AUTH, or N(AUTHENTICATION_FAILED), or — EAP still
+            # going on — EAP)
+            auths = [x for x in self.exchanges if x.exch == IKE_AUTH and x.responses]
+            for x in auths[-1:]:
+                for m in x.responses:
+                    if m.sk_next not in (None, _v2.N, _v2.EAP) and not m.error_notifies():
+                        return True
+                    if m.sk_next is None and m.encrypted is False and not m.error_notifies() \
+                            and _v2.IDR in m.payload_types:
+                        return True
             # an SA first seen mid-session, or created by an IKE SA rekey, that carries protected
             # traffic is established
             return (self.mid_session or self.rekey_of is not None) and any(
@@ -210,37 +260,117 @@ class IkeSA:
         return self.mid_session and any(m.encrypted for m in self.messages)
 
 
+def _pair(x, y) -> tuple:
+    return (x, y) if x <= y else (y, x)
+
+
+def _alive(prev: list, j: int) -> int:
+    """The highest index <= ``j`` not skipped in ``prev`` (``prev[k] == k``: alive; else a
+    pointer further down), compressing the path; -1 when none."""
+    root = j
+    while root >= 0 and prev[root] != root:
+        root = prev[root]
+    while j > root:
+        prev[j], j = root, prev[j]
+    return root
+
+
 class IkeTracker:
     """Sink for IKE events; builds IKE SAs and exchanges."""
 
-    def __init__(self, thresholds, names=None, keys=None):
+    #: seconds an IKE SA rekey's new SA may stay silent after the CREATE_CHILD_SA that made it
+    #: (until its first own exchange: a child rekey, DPD) — an IKE lifetime's worth
+    REKEY_WAIT = 3600.0
+    #: other responder SPIs remembered per IKE SA (IKE_SA_INIT answered with fresh ones)
+    MAX_ALIASES = 16
+    #: candidate old SAs that still talk after the new SA started, looked at per new SA before
+    #: giving up (a flood of SAs between one pair; counted in ``limits["rekey_lookback"]``)
+    REKEY_LOOKBACK = 64
+
+    def __init__(self, thresholds, names=None, keys=None, limits=None):
+        from pcapvpn.decode import Limits
+
         self.th = thresholds
         self.names = names or []  # file names, by file index
         #: pcapvpn.keys.KeyStore (--keys) or None: then nothing is decrypted
         self.keys = keys or None
+        #: pcapvpn.decode.Limits: IKE SAs, messages and bytes kept
+        self.lim = limits or Limits()
         self.sas: list[IkeSA] = []
-        self._by_ispi: dict = {}  # (version, ispi) -> [IkeSA]
+        self._by_ispi: dict = {}  # (version, ispi) -> [IkeSA] in creation order
+        self._by_spis: dict = {}  # (version, ispi, rspi) -> IkeSA
+        self._zero_rspi: dict = {}  # (version, ispi) -> [IkeSA whose responder SPI is zero]
+        self._alias: dict = {}  # (version, ispi, another responder SPI) -> IkeSA
+        self._aliases: dict = {}  # id(IkeSA) -> how many aliases it has
         self.messages = 0
-        self.parse_errors = []  # (ref, reason)
+        #: (ref, reason): the first ``Limits.max_error_samples`` IKE parse errors
+        self.parse_errors = []
+        #: every IKE parse error, and by reason (at most ``Limits.max_error_reasons`` names)
+        self.parse_error_count = 0
+        self.parse_error_reasons: Counter = Counter()
         #: IKE datagrams whose header did not parse (not tracked; counted and listed as errors)
         self.header_errors = 0
+        #: messages and bytes kept (``Limits.ike_max_messages`` / ``ike_max_bytes``)
+        self.kept = 0
+        self.kept_bytes = 0
         self._n = 0
+        #: (initiator address, responder address) -> IKEv2 SAs whose IKE_SA_INIT was answered
+        #: with COOKIE / INVALID_KE and not yet retried, in creation order (_link_retry)
+        self._retry_cands: dict = {}
+        #: (initiator address, responder address) -> IKEv2 SAs that began with an IKE_SA_INIT
+        #: over UDP, in creation order (a retry over TCP may follow an unanswered one)
+        self._udp_inits: dict = {}
+        #: what a bound dropped or cut short, by the bound's name (reported as CAPTURE_LIMITS);
+        #: the first frame and time each bound dropped; dropped messages by transport
+        self.dropped: Counter = Counter()
+        self.first_drop: dict = {}
+        self.dropped_by_transport: Counter = Counter()
+
+    def _drop(self, name: str, ref=None, ts=None) -> None:
+        self.dropped[name] += 1
+        if name not in self.first_drop:
+            self.first_drop[name] = (ref, ts)
+
+    def _parse_error(self, ref, reason: str) -> None:
+        self.parse_error_count += 1
+        if len(self.parse_errors) < self.lim.max_error_samples:
+            self.parse_errors.append((ref, reason))
+        by = self.parse_error_reasons
+        if reason not in by and len(by) >= self.lim.max_error_reasons:
+            from pcapvpn.decode import OTHER_REASONS
+
+            reason = OTHER_REASONS
+        by[reason] += 1
 
     # -- event ---------------------------------------------------------------------------------
 
     def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, raw, frames):
+        lim = self.lim
+        if len(raw) >= _ike.HEADER_LEN:
+            # the bounds, from the header alone (a flood costs a dict look-up per message)
+            bound = None
+            if (raw[17] >> 4, bytes(raw[0:8])) not in self._by_ispi and \
+                    len(self.sas) >= lim.ike_max_sas:
+                bound = "ike_max_sas"
+            elif self.kept >= lim.ike_max_messages:
+                bound = "ike_max_messages"
+            elif self.kept_bytes + len(raw) > lim.ike_max_bytes:
+                bound = "ike_max_bytes"
+            if bound is not None:
+                self._drop(bound, ref, ts)
+                self._dropped_message(transport, sport, dport)
+                return None
         try:
             msg = _ike.parse_message(raw)
         except DissectError as e:
             self.header_errors += 1
-            self.parse_errors.append((ref, "IKE: " + e.reason))
+            self._parse_error(ref, "IKE: " + e.reason)
             return None
         if msg.length < _ike.HEADER_LEN:
             # RFC 7296 §3.1 / RFC 2408 §3.1: the Length includes the header; a smaller one is not
             # an IKE message we can place (do not invent an exchange from it)
             self.header_errors += 1
-            self.parse_errors.append((ref, f"IKE: Length field {msg.length} below the 28-byte "
-                                           f"header"))
+            self._parse_error(ref, f"IKE: Length field {msg.length} below the 28-byte header")
             return None
         self._n += 1
         m = IkeMsg()
@@ -265,16 +395,36 @@ class IkeTracker:
         m.truncated = msg.truncated
         m.error = msg.errors[0][0] if msg.errors else None
         if msg.errors:
-            self.parse_errors.append((ref, "IKE: " + msg.errors[0][0]))
-        m.msg = msg
+            self._parse_error(ref, "IKE: " + msg.errors[0][0])
+        # the parsed message is kept only for decryption (--keys): without keys the fields
+        # extracted below are all that is used, and a flood of IKE messages costs less
+        m.msg = msg if self.keys is not None else None
         m.payload_types = msg.payload_types
+        if m.version == 2 and m.exch == IKE_SA_INIT and msg.flags & _ike.FLAG_V2_RESPONSE:
+            # an IKE_SA_INIT response re-sent with a fresh responder SPI is still a copy
+            raw = bytes(raw[:8]) + bytes(8) + bytes(raw[16:])
         m.digest = hashlib.blake2b(raw, digest_size=12).digest()
         self._extract(m, msg)
         self.messages += 1
         sa = self._place(m)
+        if sa is None:
+            self._drop("ike_max_messages_per_sa", ref, ts)
+            self._dropped_message(transport, sport, dport)
+            return None
+        self.kept += 1
+        self.kept_bytes += m.size
         if self.keys is not None:
             self._decrypt(sa, m)
         return m
+
+    def _dropped_message(self, transport, sport, dport) -> None:
+        """Count a message a bound dropped the way the report counts IKE messages."""
+        if transport == "tcp":
+            self.dropped_by_transport["tcp"] += 1
+        elif sport == 4500 or dport == 4500:
+            self.dropped_by_transport["udp_4500"] += 1
+        else:
+            self.dropped_by_transport["udp_500"] += 1
 
     def _extract(self, m: IkeMsg, msg) -> None:
         notifies = []
@@ -333,6 +483,10 @@ class IkeTracker:
                     deletes.append((p.protocol, list(p.spis)))
                 elif t == _v1.KE:
                     ke_group = None
+        idt = (_v2.IDI, _v2.IDR) if msg.major == 2 else (_v1.ID,)
+        m.ids = [p for p in msg.payloads if p.type in idt and hasattr(p, "id_type")] or ()
+        m.sk_len = next((p.length for p in msg.payloads if p.type in (_v2.SK, _v2.SKF)), None) \
+            if msg.major == 2 else None
         m.notifies = notifies
         m.vendor_ids = vids
         m.nat_d = nat_d
@@ -345,27 +499,61 @@ class IkeTracker:
     # -- SA lookup -----------------------------------------------------------------------------
 
     def _sa_for(self, m: IkeMsg) -> IkeSA:
+        """The IKE SA of ``m``: the one with its SPI pair; else one whose responder SPI is not
+        known yet; an IKEv2 IKE_SA_INIT response with another responder SPI than the one its SA
+        already has goes to that SA too (libreswan answers each copy of a retransmitted
+        IKE_SA_INIT with a fresh responder SPI in its cleartext error): the responder SPIs so
+        met are remembered (``_alias``, at most ``MAX_ALIASES`` per SA), so that the exchange the
+        initiator goes on with, under any of them, stays in the SA.  All look-ups are dict
+        look-ups (a flood of SPIs costs one each)."""
         key = (m.version, m.ispi)
         cands = self._by_ispi.get(key)
         zero = b"\x00" * 8
         if cands:
-            # same SPI pair, or the responder SPI not known yet on one side
-            for sa in reversed(cands):
-                if sa.rspi == m.rspi:
+            sa = self._by_spis.get((m.version, m.ispi, m.rspi))
+            if sa is not None:
+                return sa
+            sa = self._alias.get((m.version, m.ispi, m.rspi))
+            if sa is not None:
+                if m.exch != IKE_SA_INIT:  # the initiator went on with this responder SPI
+                    self._alias[(sa.version, sa.ispi, sa.rspi)] = sa
+                    self._respi(sa, m.rspi)
+                return sa
+            if m.rspi == zero:
+                # e.g. an IKE_SA_INIT retry after COOKIE, or an INFORMATIONAL with SPIr 0
+                return cands[-1]
+            zeros = self._zero_rspi.get(key)
+            while zeros:
+                sa = zeros.pop()
+                if sa.rspi == zero:
+                    self._respi(sa, m.rspi)
                     return sa
-            for sa in reversed(cands):
-                if sa.rspi == zero and m.rspi != zero:
-                    sa.rspi = m.rspi
-                    self._set_id(sa)
-                    return sa
-                if m.rspi == zero:
-                    # e.g. an IKE_SA_INIT retry after COOKIE, or an INFORMATIONAL with SPIr 0
-                    return sa
+            sa = cands[-1]
+            if m.version == 2 and m.exch == IKE_SA_INIT and m.is_response and \
+                    sa.version == 2 and all(x.exch == IKE_SA_INIT for x in sa.exchanges):
+                n = self._aliases.get(id(sa), 0)
+                if n < self.MAX_ALIASES:
+                    self._aliases[id(sa)] = n + 1
+                    self._alias[(m.version, m.ispi, m.rspi)] = sa
+                else:
+                    self._drop("ike_responder_spis", m.ref, m.ts)
+                return sa
         sa = IkeSA(m.version, m.ispi, m.rspi)
         self._set_id(sa)
         self.sas.append(sa)
         self._by_ispi.setdefault(key, []).append(sa)
+        self._by_spis[(m.version, m.ispi, m.rspi)] = sa
+        if m.rspi == zero:
+            self._zero_rspi.setdefault(key, []).append(sa)
         return sa
+
+    def _respi(self, sa: IkeSA, rspi: bytes) -> None:
+        """``sa`` now has the responder SPI ``rspi``."""
+        if self._by_spis.get((sa.version, sa.ispi, sa.rspi)) is sa:
+            del self._by_spis[(sa.version, sa.ispi, sa.rspi)]
+        sa.rspi = rspi
+        self._set_id(sa)
+        self._by_spis[(sa.version, sa.ispi, rspi)] = sa
 
     @staticmethod
     def _set_id(sa: IkeSA) -> None:
@@ -373,8 +561,12 @@ class IkeTracker:
 
     # -- placing a message ---------------------------------------------------------------------
 
-    def _place(self, m: IkeMsg) -> None:
+    def _place(self, m: IkeMsg):
+        """Put ``m`` in its IKE SA and exchange; the SA, or None when the SA holds
+        ``Limits.ike_max_messages_per_sa`` messages already (``m`` is then dropped)."""
         sa = self._sa_for(m)
+        if len(sa.messages) >= self.lim.ike_max_messages_per_sa:
+            return None
         if sa.first_ts is None:
             sa.first_ts = m.ts
             self._first_message(sa, m)
@@ -397,7 +589,7 @@ class IkeTracker:
 
         orig_n = m.retransmit_of or m.duplicate_of
         if orig_n is not None:
-            orig = next((o for o in reversed(sa.messages) if o.n == orig_n), None)
+            orig = _by_n(sa.messages, orig_n)
             if orig is not None:
                 m.decrypt_status, m.decrypt_detail = orig.decrypt_status, orig.decrypt_detail
                 m.key_origin, m.inner = orig.key_origin, orig.inner
@@ -445,6 +637,8 @@ class IkeTracker:
                 sa.mid_session = True
             else:
                 self._link_retry(sa, m)
+                if m.transport == "udp" and not m.is_response:
+                    self._udp_inits.setdefault((m.src, m.dst), []).append(sa)
         else:
             # IKEv1 has no I flag: the sender of the first message with a zero responder cookie
             # is the initiator; otherwise the first sender is assumed to be (mid-session).
@@ -457,23 +651,40 @@ class IkeTracker:
         """A new IKE_SA_INIT right after an IKE_SA_INIT answered with COOKIE or INVALID_KE
         between the same peers is the initiator's retry with a new SPI; so is one over TCP after
         an IKE_SA_INIT over UDP that got no answer (RFC 9329 §1: TCP is the fallback when IKE
-        cannot be negotiated over UDP)."""
-        for old in reversed(self.sas):
-            if old is sa or old.version != 2 or old.retried_by is not None:
-                continue
-            if old.initiator[1] != m.src or old.responder[1] != m.dst:
-                continue
-            if m.ts - (old.last_ts or m.ts) > 60:
-                break
-            for x in old.exchanges:
-                if x.exch == IKE_SA_INIT and (any(
-                        r.has_notify(_v2.NT_COOKIE) or r.has_notify(_v2.NT_INVALID_KE_PAYLOAD)
-                        for r in x.responses) or (
-                        m.transport == "tcp" and not x.responses
-                        and all(q.transport == "udp" for q in x.requests))):
-                    old.retried_by = sa.id
-                    sa.retry_of = old.id
-                    return
+        cannot be negotiated over UDP).  It is linked to the newest such SA (in creation order)
+        not yet retried, when that one was heard within the last 60 s.  Indexed per initiator /
+        responder address pair (a flood of IKE_SA_INITs costs one look-up each): the SAs answered
+        with COOKIE / INVALID_KE (``_retry_cands``), and those whose IKE_SA_INIT went over UDP
+        (``_udp_inits``, the unanswered ones at the end kept there)."""
+        key = (m.src, m.dst)
+        cands = self._retry_cands.get(key)
+        best = cands[-1] if cands else None
+        if m.transport == "tcp":
+            udp = self._udp_inits.get(key)
+            while udp and (udp[-1] is sa or udp[-1].retried_by is not None
+                           or not _udp_unanswered(udp[-1])):
+                udp.pop()
+            if udp and (best is None or _creation(udp[-1]) > _creation(best)):
+                best = udp[-1]
+        if best is None or best is sa or m.ts - (best.last_ts or m.ts) > 60:
+            return
+        if cands and cands[-1] is best:
+            cands.pop()
+        else:
+            self._udp_inits[key].pop()
+        best.retried_by = sa.id
+        sa.retry_of = best.id
+
+    def _retry_candidate(self, sa: IkeSA, x: Exchange, m: IkeMsg) -> None:
+        """``m``, a response in ``x``, asks for a COOKIE or another KE group: ``sa`` becomes a
+        candidate for :meth:`_link_retry`."""
+        if x.exch != IKE_SA_INIT or sa.retried_by is not None or sa._retry_cand:
+            return
+        if not (m.has_notify(_v2.NT_COOKIE) or m.has_notify(_v2.NT_INVALID_KE_PAYLOAD)):
+            return
+        sa._retry_cand = True
+        cands = self._retry_cands.setdefault((sa.initiator[1], sa.responder[1]), [])
+        insort(cands, sa, key=_creation)
 
     def _mark_copy(self, sa: IkeSA, m: IkeMsg) -> None:
         """Same bytes, same sender and receiver: a capture duplicate when closer than
@@ -512,9 +723,11 @@ class IkeTracker:
             if x is None:
                 x = self._new_exchange(sa, m.exch, m.msgid, requester)
                 sa._open[key] = x
-            x.msgs.append(m)
+            x.add(m)
             m.exchange = x.index
             m.step = "response" if m.is_response else "request"
+            if m.is_response and m.notifies:
+                self._retry_candidate(sa, x, m)
             return
         if x is not None and not m.is_response and (x.answered or x.exch != m.exch):
             # a new request with the same Message ID after the old one was answered: an
@@ -523,9 +736,11 @@ class IkeTracker:
         if x is None:
             x = self._new_exchange(sa, m.exch, m.msgid, requester)
             sa._open[key] = x
-        x.msgs.append(m)
+        x.add(m)
         m.exchange = x.index
         m.step = "response" if m.is_response else "request"
+        if m.is_response and m.notifies:
+            self._retry_candidate(sa, x, m)
         if m.exch == INFORMATIONAL and m.sk_next == _v2.D and not m.is_response:
             # keyless: an INFORMATIONAL request whose first inner payload is a Delete
             # (RFC 7296 §3.14); it deletes this IKE SA or a child SA — unknown without keys.
@@ -546,13 +761,15 @@ class IkeTracker:
         x.msgs.append(m)
         m.exchange = x.index
         if m.copy:
-            orig = next((o for o in x.msgs if o.n == (m.retransmit_of or m.duplicate_of)), None)
+            orig = x.message(m.retransmit_of or m.duplicate_of)
             m.step = orig.step if orig is not None else None
             m.is_response = orig.is_response if orig is not None else sender != x.requester
+            x.stepped(m)
             return
         if exch == V1_INFO:
             m.step = 1
             m.is_response = False
+            x.stepped(m)
             return
         last = x.last_step
         # steps alternate: odd from the exchange's initiator, even from the responder
@@ -564,6 +781,7 @@ class IkeTracker:
             # same sender again with different bytes: a re-sent message of the same step
             m.step = last if last else 1
         m.is_response = sender != x.requester
+        x.stepped(m)
 
     # -- end -----------------------------------------------------------------------------------
 
@@ -576,57 +794,138 @@ class IkeTracker:
     def link_rekeys(self) -> None:
         """IKEv2 IKE SA rekey (RFC 7296 §1.3.2, §2.18): a CREATE_CHILD_SA on the old SA, then a
         new SPI pair talking without any IKE_SA_INIT, then a Delete on the old SA.  The new SA is
-        linked to the old one (``rekey_of`` / ``rekeyed_by``) and is not "mid-session"."""
-        for new in self.sas:
-            if new.version != 2 or not new.messages or new.rekey_of is not None:
+        linked to the old one (``rekey_of`` / ``rekeyed_by``) and is not "mid-session".
+
+        The old SA is the one whose answered CREATE_CHILD_SA came last before the new SA's first
+        message (at most ``REKEY_WAIT`` s before it; the earliest created on a tie), between the
+        same two addresses, not already rekeyed, and silent from 1 s after the new SA started
+        (an old SA that still talks is not replaced).  Indexed: the answered CREATE_CHILD_SAs
+        of each address pair are sorted by time once; each new SA looks back from its start,
+        skipping SAs already rekeyed for good and giving up after ``REKEY_LOOKBACK`` candidates
+        that still talk (counted in ``limits``)."""
+        offers: dict = {}  # address pair -> [(response ts, -creation index, old SA)]
+        news = []
+        for i, sa in enumerate(self.sas):
+            if sa.version != 2 or not sa.messages:
                 continue
-            if new.messages[0].exch == IKE_SA_INIT:
+            key = _pair(sa.initiator[1], sa.responder[1])
+            if sa.rekeyed_by is None:
+                for x in sa.exchanges:
+                    if x.exch == CREATE_CHILD_SA and x.answered:
+                        offers.setdefault(key, []).append((x.responses[0].ts, -i, sa))
+            if sa.rekey_of is None and sa.messages[0].exch != IKE_SA_INIT:
+                news.append((key, sa))
+        if not news or not offers:
+            return
+        index = {}
+        for key, lst in offers.items():
+            lst.sort(key=lambda o: (o[0], o[1]))
+            index[key] = ([o[0] for o in lst], lst, list(range(len(lst))))
+        for key, new in news:
+            ix = index.get(key)
+            if ix is None:
                 continue
+            times, lst, prev = ix
             t0 = new.first_ts
-            peers = {new.initiator[1], new.responder[1]}
-            best = None
-            for old in self.sas:
-                if old is new or old.version != 2 or old.rekeyed_by is not None:
+            j = bisect_right(times, t0 + 0.001) - 1
+            looked = 0
+            while j >= 0:
+                j = _alive(prev, j)
+                if j < 0 or t0 - times[j] > self.REKEY_WAIT:
+                    break
+                old = lst[j][2]
+                if old.rekeyed_by is not None:
+                    prev[j] = j - 1  # rekeyed for good: never a candidate again
+                    j -= 1
                     continue
-                if {old.initiator[1], old.responder[1]} != peers:
-                    continue
-                if old.last_ts is not None and old.last_ts > t0 + 1.0:
-                    continue  # the old SA still talks once the new one exists: not its successor
-                for x in old.exchanges:
-                    if x.exch != CREATE_CHILD_SA or not x.answered:
-                        continue
-                    resp_ts = x.responses[0].ts
-                    # the new SA may stay silent until its first own exchange (a child rekey,
-                    # DPD): bound the wait by an IKE lifetime's worth, not by seconds
-                    if resp_ts <= t0 + 0.001 and t0 - resp_ts <= 3600.0:
-                        if best is None or resp_ts > best[0]:
-                            best = (resp_ts, old)
-            if best is not None:
-                old = best[1]
-                new.rekey_of = old.id
-                old.rekeyed_by = new.id
-                new.mid_session = False
+                if old is not new and (old.last_ts is None or old.last_ts <= t0 + 1.0):
+                    new.rekey_of = old.id
+                    old.rekeyed_by = new.id
+                    new.mid_session = False
+                    break
+                looked += 1
+                if looked >= self.REKEY_LOOKBACK:
+                    self._drop("rekey_lookback", new.messages[0].ref, t0)
+                    break
+                j -= 1
 
     # -- bounded memory (live mode) --------------------------------------------------------------
 
-    #: parse errors kept for the report once :meth:`remove` trims them (live mode)
-    MAX_PARSE_ERRORS = 1000
+    #: exchanges kept at the start of an IKE SA when :meth:`trim` drops older ones (the
+    #: negotiation: IKE_SA_INIT, retries, IKE_INTERMEDIATE, IKE_AUTH / Main Mode, Quick Mode)
+    TRIM_KEEP_FIRST = 4
+
+    def trim(self, sa: IkeSA, keep: int) -> int:
+        """Live mode (days of DPD and rekeys on one SA): keep at most about ``keep`` messages
+        of ``sa`` — its first ``TRIM_KEEP_FIRST`` exchanges and the most recent ones; the
+        exchanges in between go (with their messages, out of the kept budget; a late copy of
+        one of their messages starts an exchange of its own).  Exchange indexes are
+        renumbered.  Returns the number of
+        messages dropped (counted in ``dropped["ike_trimmed"]``)."""
+        if len(sa.messages) <= keep:
+            return 0
+        xs = sa.exchanges
+        budget = keep - sum(len(x.msgs) for x in xs[:self.TRIM_KEEP_FIRST])
+        tail = []
+        for x in reversed(xs[self.TRIM_KEEP_FIRST:]):
+            if len(x.msgs) > budget:
+                break
+            budget -= len(x.msgs)
+            tail.append(x)
+        tail.reverse()
+        kept_x = xs[:self.TRIM_KEEP_FIRST] + tail
+        if len(kept_x) == len(xs):
+            return 0
+        keep_ids = {id(x) for x in kept_x}
+        gone = [m for x in xs if id(x) not in keep_ids for m in x.msgs]
+        for i, x in enumerate(kept_x):
+            x.index = i
+            for m in x.msgs:
+                m.exchange = i
+        sa.exchanges = kept_x
+        # a later copy of a forgotten exchange's message starts an exchange of its own
+        sa._open = {k: x for k, x in sa._open.items() if id(x) in keep_ids}
+        gone_ids = {id(m) for m in gone}
+        sa.messages = [m for m in sa.messages if id(m) not in gone_ids]
+        sa._digests = {k: v for k, v in sa._digests.items()
+                       if id(v[0]) not in gone_ids and id(v[1]) not in gone_ids}
+        self.kept -= len(gone)
+        self.kept_bytes -= sum(m.size for m in gone)
+        self.dropped["ike_trimmed"] += len(gone)
+        return len(gone)
 
     def remove(self, sas) -> int:
         """Forget the IKE SAs ``sas`` (live mode's expiry and eviction: ``pcapvpn.live``); their
-        messages go with them.  Also trims ``parse_errors`` to the last ``MAX_PARSE_ERRORS``.
+        messages go with them (and out of the ``ike_max_messages`` / ``ike_max_bytes`` budget).
         Returns the number removed."""
         gone = {id(sa) for sa in sas}
         if not gone:
             return 0
         before = len(self.sas)
-        self.sas = [sa for sa in self.sas if id(sa) not in gone]
-        for key in [k for k, v in self._by_ispi.items() if any(id(sa) in gone for sa in v)]:
-            left = [sa for sa in self._by_ispi[key] if id(sa) not in gone]
-            if left:
-                self._by_ispi[key] = left
+        keep = []
+        for sa in self.sas:
+            if id(sa) in gone:
+                self.kept -= len(sa.messages)
+                self.kept_bytes -= sum(m.size for m in sa.messages)
             else:
-                del self._by_ispi[key]
-        if len(self.parse_errors) > self.MAX_PARSE_ERRORS:
-            del self.parse_errors[:-self.MAX_PARSE_ERRORS]
+                keep.append(sa)
+        self.sas = keep
+
+        def prune_lists(d):
+            for key in [k for k, v in d.items() if any(id(sa) in gone for sa in v)]:
+                left = [sa for sa in d[key] if id(sa) not in gone]
+                if left:
+                    d[key] = left
+                else:
+                    del d[key]
+
+        prune_lists(self._by_ispi)
+        prune_lists(self._zero_rspi)
+        prune_lists(self._retry_cands)
+        prune_lists(self._udp_inits)
+        for d in (self._by_spis, self._alias):
+            for key in [k for k, sa in d.items() if id(sa) in gone]:
+                del d[key]
+        for i in gone:
+            self._aliases.pop(i, None)
         return before - len(self.sas)

@@ -82,6 +82,8 @@ _V1_AGGRESSIVE = 4
 MAX_CHANGES = 32
 #: addresses tried as the origin of a mismatching NAT-D hash (per SA)
 MAX_CANDIDATE_ADDRS = 64
+#: ports tried per address (the standard ones, then those the SA was seen on)
+MAX_CANDIDATE_PORTS = 8
 
 
 # ----------------------------------------------------------------------------------------------
@@ -564,18 +566,26 @@ def nat_verdict(sa, extra_addrs=()) -> NatVerdict:
 
 def _candidates(sa, extra_addrs=()) -> list[tuple[bytes, int]]:
     """Every (address, port) combination seen for the SA (addresses: plus ``extra_addrs``),
-    with the ports seen for it and the standard ports."""
+    with the ports seen for it and the standard ports: at most ``MAX_CANDIDATE_ADDRS``
+    addresses and ``MAX_CANDIDATE_PORTS`` ports, in the order met (each is hashed against the
+    NAT-D payloads: an SA whose messages come from thousands of endpoints — a flood of mutated
+    packets — must not cost millions of hashes)."""
     addrs = []
+    seen_a = set()
     ports = list(STANDARD_PORTS)
+    seen_p = set(ports)
     for (src, sport, dst, dport, _tr) in sa.endpoints:
         for a in (src, dst):
-            if a not in addrs:
+            if a not in seen_a and len(addrs) < MAX_CANDIDATE_ADDRS:
+                seen_a.add(a)
                 addrs.append(a)
         for p in (sport, dport):
-            if p not in ports and p >= 0:
+            if p not in seen_p and p >= 0 and len(ports) < MAX_CANDIDATE_PORTS:
+                seen_p.add(p)
                 ports.append(p)
     for a in extra_addrs:
-        if a not in addrs and len(addrs) < MAX_CANDIDATE_ADDRS:
+        if a not in seen_a and len(addrs) < MAX_CANDIDATE_ADDRS:
+            seen_a.add(a)
             addrs.append(a)
     return [(a, p) for a in addrs for p in ports]
 

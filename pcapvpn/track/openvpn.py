@@ -27,7 +27,7 @@ class CtlDir:
     """One direction of a session's control channel."""
 
     __slots__ = ("packets", "next_pid", "ooo", "retrans", "retrans_refs", "acks", "first_ts",
-                 "last_ts", "last_ref", "refs", "pids")
+                 "last_ts", "last_ref", "refs", "pids", "acked")
 
     def __init__(self):
         self.packets = 0
@@ -41,6 +41,7 @@ class CtlDir:
         self.last_ref = None
         self.refs = []
         self.pids = set()  # packet IDs seen (bounded by the handshake's size)
+        self.acked = set()  # of those, the ones the peer acknowledged (ACK arrays, bounded)
 
     def to_dict(self):
         return {"packets": self.packets, "retransmissions": self.retrans, "acks": self.acks,
@@ -83,6 +84,16 @@ class Session:
     @property
     def established(self) -> bool:
         return self.data[0] > 0 and self.data[1] > 0
+
+    def unacked(self, d: int) -> list:
+        """Packet IDs of direction ``d`` (0 client) sent after the last one the peer
+        acknowledged, when the peer acknowledged any: the flight it never confirmed (empty with
+        tls-crypt, whose ACK arrays are encrypted)."""
+        cd = self.ctl[d]
+        if self.encrypted or not cd.acked:
+            return []
+        last = max(cd.acked)
+        return sorted(p for p in cd.pids if p > last)
 
     def to_dict(self):
         return {
@@ -320,6 +331,9 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
         cd.refs.append(ref)
     if c.acks:
         cd.acks += 1
+        peer = s.ctl[1 - d].acked
+        if len(peer) < 4096:
+            peer.update(c.acks)
     if c.encrypted:
         # tls-crypt: the message packet ID is encrypted; the replay ID (one per packet sent,
         # retransmissions included) cannot tell a retransmission.  Identical sizes from the same

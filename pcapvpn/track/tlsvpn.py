@@ -149,10 +149,15 @@ class TlsSide:
     __slots__ = ("dtls", "buf", "hs", "records", "handshakes", "alerts", "ccs_ts",
                  "appdata", "first_appdata_ts", "first_appdata_ref", "client_hello", "server_hello",
                  "certs", "cert_ts", "cert_ref", "errors", "encrypted_hs", "last_ts", "last_ref",
-                 "broken", "hs_types")
+                 "broken", "hs_types", "order", "last_order", "first_appdata_order")
 
-    def __init__(self, dtls=False):
+    def __init__(self, dtls=False, order=None):
         self.dtls = dtls
+        #: records of both sides counted in arrival order (shared with the other side), so
+        #: that "after" does not depend on timestamps that may be equal
+        self.order = order if order is not None else [0]
+        self.last_order = 0
+        self.first_appdata_order = None
         self.buf = bytearray()      # TLS byte stream not yet split into records
         self.hs = bytearray()       # handshake bytes not yet split into messages
         self.records = 0
@@ -201,6 +206,8 @@ class TlsSide:
         self.records += 1
         self.last_ts = ts
         self.last_ref = ref
+        self.order[0] += 1
+        self.last_order = self.order[0]
         if ctype == _tls.HANDSHAKE:
             if self.ccs_ts is not None or epoch:
                 self.encrypted_hs += 1  # Finished (TLS <= 1.2) after ChangeCipherSpec
@@ -242,6 +249,7 @@ class TlsSide:
             if self.first_appdata_ts is None:
                 self.first_appdata_ts = ts
                 self.first_appdata_ref = ref
+                self.first_appdata_order = self.last_order
 
     def _handshake(self, t, data, a, b, ts, ref):
         self.hs_types.add(t)
@@ -293,8 +301,9 @@ class TlsConversation:
 
     def __init__(self, dtls=False):
         self.dtls = dtls
-        self.client = TlsSide(dtls)
-        self.server = TlsSide(dtls)
+        order = [0]
+        self.client = TlsSide(dtls, order)
+        self.server = TlsSide(dtls, order)
 
     def side(self, from_client: bool) -> TlsSide:
         return self.client if from_client else self.server
@@ -325,9 +334,11 @@ class TlsConversation:
                 return "server_hello"
             if not c.appdata:
                 return "server_flight"
-            # the client's first protected record is its Finished; the server answering with
-            # more protected records afterwards (tickets, data) shows it accepted it
-            if s.appdata >= 2 and c.appdata >= 2:
+            # the client's first protected record starts its last flight (Certificate ..
+            # Finished); the server sending protected records after it (tickets, data) shows
+            # it accepted the flight: records of its own first flight do not
+            if s.appdata >= 2 and c.appdata >= 2 and \
+                    s.last_order > (c.first_appdata_order or 0):
                 return "complete"
             return "client_flight"
         # TLS <= 1.2 (and DTLS 1.0/1.2)

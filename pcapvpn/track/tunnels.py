@@ -10,6 +10,7 @@ starts) is a generation, not loss and not a mismatch.
 from __future__ import annotations
 
 import ipaddress
+from bisect import bisect_left
 
 #: two opposite ESP SAs whose first packets are this close (seconds) belong to one child SA
 PAIR_WINDOW = 30.0
@@ -104,20 +105,56 @@ def _pair(t: Tunnel) -> None:
 def _pair_proto(t: Tunnel, proto: str) -> None:
     out = [s for s in t.esp_sas if s.src == t.a and s.proto == proto]
     back = [s for s in t.esp_sas if s.src == t.b and s.proto == proto]
+    t.pairs.extend(pair_by_start(out, back, PAIR_WINDOW))
+
+
+def pair_by_start(out: list, back: list, window: float) -> list:
+    """Pair SAs of two opposite directions by start time: each SA of ``out`` in turn takes the
+    unused SA of ``back`` whose first packet is closest to its own, within ``window`` seconds
+    (on a tie the first in ``back``, which is in start-time order).  Returns ``(out SA, back SA or None)`` in the order
+    of ``out``, then ``(None, back SA)`` for each SA of ``back`` left over.
+
+    ``back`` is searched by bisection with two "next unused" pointers (path-compressed), so
+    pairing n SAs costs O(n log n), not O(n²): one gateway pair can carry thousands of SPIs."""
+    order = sorted(range(len(back)), key=lambda i: (back[i].first_ts, i))
+    firsts = [back[i].first_ts for i in order]
+    n = len(order)
+    right = list(range(n + 1))  # right[k]: toward the lowest unused position >= k (n: none)
+    left = list(range(n + 1))   # left[k]: toward the highest unused position < k, plus one
     used = set()
+    pairs = []
     for o in out:
+        f = o.first_ts
+        k = bisect_left(firsts, f)
         best = None
-        for i, r in enumerate(back):
-            if i in used:
-                continue
-            d = abs(r.first_ts - o.first_ts)
-            if d <= PAIR_WINDOW and (best is None or d < best[0]):
-                best = (d, i)
-        if best is not None:
-            used.add(best[1])
-            t.pairs.append((o, back[best[1]]))
-        else:
-            t.pairs.append((o, None))
-    for i, r in enumerate(back):
-        if i not in used:
-            t.pairs.append((None, r))
+        r = _find(right, k)
+        if r < n:
+            best = (firsts[r] - f, r)
+        lo = _find(left, k) - 1
+        if lo >= 0:
+            d = f - firsts[lo]
+            # every earlier start at the same (rounded) distance ties: the lowest one unused
+            p0 = bisect_left(range(lo + 1), True, key=lambda p: f - firsts[p] <= d)
+            eq = _find(right, p0)
+            if best is None or d < best[0] or (d == best[0] and order[eq] < order[best[1]]):
+                best = (d, eq)
+        if best is None or best[0] > window:
+            pairs.append((o, None))
+            continue
+        pos = best[1]
+        right[pos] = pos + 1
+        left[pos + 1] = pos
+        used.add(order[pos])
+        pairs.append((o, back[order[pos]]))
+    pairs += [(None, r) for i, r in enumerate(back) if i not in used]
+    return pairs
+
+
+def _find(ptr: list, k: int) -> int:
+    """Follow ``ptr`` from ``k`` to a fixed point (an unused position), compressing the path."""
+    root = k
+    while ptr[root] != root:
+        root = ptr[root]
+    while ptr[k] != root:
+        ptr[k], k = root, ptr[k]
+    return root

@@ -80,8 +80,8 @@ class SampleSet:
 class PointEspTracker(EspTracker):
     """The ESP tracker of one vantage point: the usual one plus per-SA holes and samples."""
 
-    def __init__(self, thresholds):
-        super().__init__(thresholds)
+    def __init__(self, thresholds, limits=None):
+        super().__init__(thresholds, limits)
         #: EspSA -> [[first missing, end (exclusive), ref of the packet after the hole], ...]
         #: in extended sequence numbers, sorted
         self.holes: dict = {}

@@ -363,8 +363,11 @@ def _state_for(protocol):
 class VpnTracker:
     """Sink for the non-IPsec VPN events of :class:`pcapvpn.decode.Decoder`."""
 
-    def __init__(self, thresholds=None, vpn_servers=()):
+    def __init__(self, thresholds=None, vpn_servers=(), max_tunnels: int = MAX_TUNNELS):
         self.th = thresholds
+        #: tunnels kept (``Limits.vpn_max_tunnels``); events of further ones are counted in
+        #: ``dropped``
+        self.max_tunnels = max_tunnels
         #: (packed address, port or None) named with --vpn-server
         self.servers = [(a, p) for a, p in vpn_servers]
         self.tunnels: OrderedDict = OrderedDict()
@@ -389,7 +392,7 @@ class VpnTracker:
         t = self.tunnels.get(key)
         if t is not None:
             return t
-        if len(self.tunnels) >= MAX_TUNNELS and not self._evict():
+        if len(self.tunnels) >= self.max_tunnels and not self._evict():
             self.dropped += 1
             return None
         t = self.tunnels[key] = VpnTunnel(protocol, transport, ipver, client, server, port, ts,
@@ -734,9 +737,14 @@ class VpnTracker:
 
     # -- bounded memory (live mode) --------------------------------------------------------------
 
-    def expire(self, limit: float) -> list:
-        """Forget the tunnels silent since before ``limit`` (epoch seconds); returns them."""
+    def expire(self, limit: float, keep: int | None = None) -> list:
+        """Forget the tunnels silent since before ``limit`` (epoch seconds) and, beyond ``keep``
+        tunnels, the least recently active ones (live mode's bounds); returns them."""
         old = [k for k, t in self.tunnels.items() if t.last_ts < limit]
+        if keep is not None and len(self.tunnels) - len(old) > keep:
+            rest = sorted((t.last_ts, i, k) for i, (k, t) in enumerate(self.tunnels.items())
+                          if t.last_ts >= limit)
+            old += [k for _ts, _i, k in rest[:len(self.tunnels) - len(old) - keep]]
         gone = []
         for k in old:
             gone.append(self.tunnels.pop(k))

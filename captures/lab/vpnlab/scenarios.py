@@ -299,6 +299,9 @@ def ikev2_healthy_ccm(ctx: Ctx) -> None:
 
 
 NAT_FORBID = without(NO_FAILURE, "NAT_DETECTED") + ["NAT_KEEPALIVE_MISSING", "NAT_T_NOT_USED"]
+#: one NAT story per tunnel: kernel-libipsec's fake source hashes beside the real NAT are told in
+#: NAT_DETECTED, never as NAT_ENCAPSULATION_FORCED ("not a NAT") on the same tunnel
+ONE_NAT_STORY = ["NAT_ENCAPSULATION_FORCED"]
 
 
 @scenario(
@@ -316,7 +319,7 @@ NAT_FORBID = without(NO_FAILURE, "NAT_DETECTED") + ["NAT_KEEPALIVE_MISSING", "NA
     timeout=90,
     keyless=[F("NAT_DETECTED", "inferred"),
              F("NAT_DETECTED", "observed", capture="ikev2_nat-inside.pcap")],
-    forbidden=NAT_FORBID,
+    forbidden=NAT_FORBID + ONE_NAT_STORY,
     verdicts={"main": [V(
         "healthy", None,
         "the tunnel came up through the NAT (both charons log it established) and all pings "
@@ -557,7 +560,8 @@ def ikev2_no_response(ctx: Ctx) -> None:
           "and its 3 retransmissions get no answer.",
     capture="m-l", timeout=60,
     keyless=[F("NAT_T_BLOCKED", "inferred"), F("NAT_DETECTED")],
-    forbidden=["IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED", "ESP_ONE_WAY", "DECODE_ERRORS"],
+    forbidden=["IKE_NO_PROPOSAL_CHOSEN", "IKE_AUTH_FAILED", "ESP_ONE_WAY", "DECODE_ERRORS"]
+    + ONE_NAT_STORY,
     verdicts={"main": [V(
         "failing", "NAT_T_BLOCKED",
         "IKE_SA_INIT succeeded on 500 but the initiator's IKE_AUTH on 4500 never reached the "
