@@ -379,8 +379,13 @@ def _open_logs(paths, log_tz):
 
 
 @cli.command()
-@click.option("-i", "--interface", "interfaces", multiple=True, required=True, metavar="IFACE",
+@click.option("-i", "--interface", "interfaces", multiple=True, metavar="IFACE",
               help="Capture on this interface (repeatable; 'any' = all, as raw IP).")
+@click.option("--vantage", "vantage", multiple=True, metavar="NAME=IFACE",
+              help="Capture on IFACE as the capture point NAME (repeatable; at least two "
+                   "points; one NAME may get several interfaces).  Packets are matched across "
+                   "the points: clock offsets, where each loss happened (PATH_LOSS).  The first "
+                   "point is the one the events and the report are of.")
 @click.option("-f", "--filter", "filter_expr", default=None, metavar="BPF",
               help="tcpdump filter expression added to the default VPN filter "
                    "(with --replace-filter: used instead of it).")
@@ -430,6 +435,23 @@ def live(overrides, expect, vpn_servers, keys, fmt, output, peers, spis, min_sev
     (--export-evidence needs --write: live keeps no packets otherwise)."""
     from pcapvpn.live import run_command
 
+    vantage = kw.pop("vantage", ())
+    if vantage:
+        if kw.get("interfaces"):
+            raise click.UsageError("give every interface with --vantage NAME=IFACE when "
+                                   "--vantage is used")
+        pts = []
+        for spec in vantage:
+            name, eq, itf = spec.partition("=")
+            if not eq or not name.strip() or not itf.strip():
+                raise click.UsageError(f"--vantage {spec}: expected NAME=IFACE")
+            pts.append((name.strip(), itf.strip()))
+        if len({n for n, _ in pts}) < 2:
+            raise click.UsageError("--vantage needs at least two points")
+        kw["interfaces"] = tuple(i for _n, i in pts)
+        kw["points"] = [n for n, _i in pts]
+    elif not kw.get("interfaces"):
+        raise click.UsageError("missing -i/--interface (or --vantage NAME=IFACE)")
     thresholds = _thresholds(overrides)
     store = _keys(keys) if keys else None
     if evidence and not kw.get("write_dir") and not kw.get("print_filter"):

@@ -666,7 +666,8 @@ def vantage_points(points, start) -> list:
                                     else p.start, start)),
             "last": asdict(Time.of(o.to_first(p.end) if o is not None and p.end is not None
                                    else p.end, start)),
-            "frames": sum(s.frame_count for s in p.sources),
+            "frames": (p.decoder.frames if getattr(p.decoder, "frames", None) is not None
+                       else sum(s.frame_count for s in p.sources)),
             "capture_drops": p.drops,
         })
     return out

@@ -385,3 +385,44 @@ def test_filters_show_the_evidence_in_each_file(name):
             assert cp.returncode == 0, (f.code, f.wireshark_filter, cp.stderr)
             shown = {int(x) for x in cp.stdout.split()}
             assert frames <= shown, (f.code, file, sorted(frames - shown), f.wireshark_filter)
+
+
+def test_live_named_points():
+    """``live --vantage NAME=IFACE``: interfaces as separate points; the events are the first
+    point's, PATH_LOSS is raised live with its location, the final report has the points."""
+    from pcapvpn.live import LiveOptions, LiveSession
+    from pcapvpn.sources import open_source
+    from test_live import FileCapture, Recorder
+
+    name = "ikev2_path_esp_oneway"
+    files = [LAB / name / f"{name}-{p}.pcap" for p in ("router-in", "router-out")]
+    src = open_source(str(files[0]))
+    t0 = next(iter(src.frames()))[2]
+    src.close()
+    # the second interface's clock 2.5 s ahead (another capture host)
+    caps = [FileCapture(files[0]), FileCapture(files[1], shift=2.5)]
+    clock = [t0]
+    rec = Recorder()
+    s = LiveSession(LiveOptions(interfaces=["m-l", "m-r"], points=["router-in", "router-out"]),
+                    [rec], clock=lambda: clock[0], captures=caps)
+    t = t0
+    while not all(c.done for c in caps) or t < t0 + 25:
+        for c in caps:
+            c.now = t + (2.5 if c is caps[1] else 0.0)
+        clock[0] = t
+        for i, c in enumerate(caps):
+            s._feed(i, c, [])
+        s._evaluate(t)
+        t += 0.5
+    result = s.finish()
+    vp = result.report.vantage_points
+    assert [p["name"] for p in vp] == ["router-in", "router-out"]
+    assert abs(vp[1]["clock_offset_s"] - 2.5) < TOLERANCE
+    raised = [e for e in rec.events if e["event"] == "raised"
+              and e["finding"]["code"] == "PATH_LOSS"]
+    assert raised and raised[0]["finding"]["location"]["from"] == "router-out"
+    assert raised[0]["finding"]["location"]["to"] == "router-in"
+    one_way = [f for f in result.report.findings if f.code == "ESP_ONE_WAY"]
+    assert one_way and one_way[0].location["from"] == "router-out"
+    doc = json.loads(render(result.report, "json"))
+    jsonschema.validate(doc, SCHEMA)

@@ -157,6 +157,17 @@ class PointEspTracker(EspTracker):
         parts = [p for p in ([a, s, ref], [s + 1, b, ref]) if p[0] < p[1]]
         h[i:i + 1] = parts
 
+    def remove(self, sas) -> int:
+        """Forget SAs (live mode's expiry): their holes, and the samples of SPIs no SA has."""
+        n = super().remove(sas)
+        for sa in sas:
+            self.holes.pop(sa, None)
+            self.holes_over.discard(sa)
+        live = {sa.spi for sa in self._sas}
+        for spi in [k for k in self.samples if k not in live]:
+            del self.samples[spi]
+        return n
+
     def seen(self, sa) -> list:
         """The sequence numbers ``sa`` saw at this point, as ranges ``[(a, b), ...]`` (b
         exclusive, extended numbers)."""
