@@ -581,6 +581,10 @@ def path_rows(t):
         lines.append(f"reordering introduced between {r['from']} and {r['to']}: ESP SPI "
                      f"0x{r['spi']}, {r['reordered_from']} -> {r['reordered_to']} late packets")
     for n in path.get("nat") or ():
+        if n["what"] == "ike_mapping":
+            lines.append(f"NAT mapping changes of IKE SA {n['ike_spi']}: " + ", ".join(
+                f"{k}: {v}" for k, v in n["source_changes"].items()))
+            continue
         label = "IKE" if n["what"] == "ike" else f"ESP SPI 0x{n['spi']}"
         pts = n["points"]
         for a, b in n.get("between") or ():

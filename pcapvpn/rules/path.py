@@ -302,11 +302,13 @@ def _loc_nat(ctx, v, view, f):
         # the adjacent pair across the boundary
         best = min(((a, b) for a in still for b in moved), key=lambda ab: abs(pos[ab[0]] -
                                                                                 pos[ab[1]]))
+        what = (f"ESP SPI 0x{fact['spi']}" if fact["what"] == "esp"
+                else f"IKE SA {fact['ike_spi']}")
         return {"from": best[0], "to": best[1],
-                "why": f"the source of SPI 0x{fact['spi']} changed at {best[1]} "
-                       f"({moves[best[1]]} time(s)) and not at {best[0]}: the NAT whose mapping "
-                       f"changed lies between them ({fact['points'][best[0]]} at {best[0]}, "
-                       f"{fact['points'][best[1]]} at {best[1]})"}
+                "why": f"the source of {what} changed at {best[1]} ({moves[best[1]]} time(s)) "
+                       f"and not at {best[0]}: the NAT whose mapping changed lies between them "
+                       f"({fact['points'][best[0]]} at {best[0]}, {fact['points'][best[1]]} at "
+                       f"{best[1]})"}
     return None
 
 

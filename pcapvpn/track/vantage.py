@@ -953,6 +953,23 @@ def _nat_facts(view, points, placed, flows_ike, flows_esp):
             if key not in seen:
                 seen.add(key)
                 view.nat.append({"what": "ike", "points": tuples, "between": between(tuples)})
+    # a mapping change: the messages of one IKE SA from one side reach one destination port
+    # from several source tuples at some points and from one at others
+    by_sa: dict = {}
+    for _dg, fwd, per in flows_ike:
+        for i, ms in per.items():
+            for m in ms:
+                key = (bytes(m.ispi), fwd)
+                by_sa.setdefault(key, {}).setdefault(points[i].name, {}).setdefault(
+                    m.dport, set()).add((m.src, m.sport))
+    for (ispi, fwd), per_point in by_sa.items():
+        changes = {n: sum(len(v) - 1 for v in d.values()) for n, d in per_point.items()}
+        if len(set(changes.values())) > 1:
+            view.nat.append({"what": "ike_mapping", "ike_spi": ispi.hex(),
+                             "direction": "a_to_b" if fwd else "b_to_a",
+                             "points": {n: f"{sum(len(v) for v in d.values())} source tuple(s)"
+                                        for n, d in per_point.items()},
+                             "between": [], "source_changes": changes})
     for spi, _fwd, per in flows_esp:
         tuples = {points[i].name: _ep(sa) for i, sa in per.items()}
         moves = {points[i].name: sa.moves_total for i, sa in per.items()}

@@ -8,7 +8,8 @@ Expected ``vantage`` facts (expected.json), decided by where the scenario's nfta
 ``losses`` (kind, direction from the initiator's side ``a_to_b`` or back, from, to),
 ``locations`` (finding code of the report -> from / to; the report is of ``analyse_from``, or of
 the first point), ``nat_between`` (the points the NAT lies between) and ``verdict`` (the
-tunnel's verdict analysing the points together; ``primary``: the codes naming the cause)."""
+tunnel's verdict analysing the points together, the report of ``analyse_from`` or of the first
+point; ``primary``: the codes naming the cause)."""
 
 from __future__ import annotations
 
@@ -216,3 +217,52 @@ def ikev2_path_nat(ctx: Ctx) -> None:
     ctx.start_capture()
     ctx.left.initiate()
     ctx.ping(20, interval=0.2, check=True)
+
+
+@scenario(
+    name="ikev2_path_nat_remap", title="IKEv2 through a NAT whose mapping changes (conntrack "
+    "entries time out while the tunnel is idle), captured at four points",
+    protocol="ikev2", points=POINTS, nat=True, timeout=120,
+    configured="Initiator 10.99.0.2 behind the router's masquerade (random ports "
+               "40000-49999); IKE aes128-sha256-ecp256, ESP aes128-sha256; no NAT keepalives "
+               "(`keep_alive = 0`), initiator DPD every 3 s; the router's UDP conntrack "
+               "timeouts set to 1 s after the first pings; 5 pings, 6 s idle, 15 pings; "
+               "captures at l-eth0, m-l (inside), m-r (outside, main) and r-eth0.",
+    fault="the NAT forgets the mapping while the tunnel is idle (net.netfilter."
+          "nf_conntrack_udp_timeout[_stream] = 1 in the router): the initiator's next packets "
+          "leave the NAT from a new random port",
+    shows="The same IKE and ESP packets with the inside tuple 10.99.0.2:4500 at gw-left and "
+          "router-in throughout, and at router-out and gw-right with one outside port before "
+          "the idle period and another after it.",
+    keyless=[F("NAT_DETECTED", "inferred")],
+    forbidden=["DECODE_ERRORS", "CAPTURE_TRUNCATED", "IKE_NO_PROPOSAL_CHOSEN",
+               "IKE_AUTH_FAILED"],
+    verdicts={"main": [V(
+        "degraded", "NAT_MAPPING_CHANGED",
+        "the NAT's mapping of the initiator changed after the idle period (new outside port "
+        "at router-out); the responder followed it and the tunnel kept working",
+        tunnel="198.51.100.1<->198.51.100.2")]},
+    vantage={"losses": [], "no_losses_elsewhere": False,
+             "nat_between": {"from": "router-in", "to": "router-out"},
+             "locations": {"NAT_MAPPING_CHANGED": {"from": "router-in", "to": "router-out"}},
+             "analyse_from": "router-out",
+             "verdict": {"tunnel": "198.51.100.1<->198.51.100.2", "verdict": "degraded",
+                         "primary": ["NAT_MAPPING_CHANGED"],
+                         "why": "the responder logs 'remote endpoint changed' to the NAT's new "
+                                "port after the idle period and rekeys the child SA"}},
+    facts=[ike(34, 2), fact("two outside ports of the initiator on 4500",
+                            "udp.dstport == 4500 && ip.src == 198.51.100.1",
+                            field="udp.srcport", distinct=2)],
+)
+def ikev2_path_nat_remap(ctx: Ctx) -> None:
+    lc, rc = pairc(ctx, proposals="aes128-sha256-ecp256",
+                   left={"conn_extra": {"dpd_delay": "3s"}})
+    std(ctx, lc, rc, ls={"charon": {"keep_alive": "0"}})
+    ctx.start_capture()
+    ctx.left.initiate()
+    ctx.ping(5, interval=0.2, check=True)
+    ctx.topo.sh(ctx.topo.mid, "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=1",
+                "net.netfilter.nf_conntrack_udp_timeout_stream=1")
+    ctx.note("router: UDP conntrack timeouts 1 s")
+    ctx.sleep(6)
+    ctx.ping(15, interval=0.5)
