@@ -99,13 +99,10 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.results:
-        section = f"{BEGIN}\n## Two vantage points of the same traffic (issue 16)\n\n{text}{END}\n"
-        old = args.results.read_text() if args.results.exists() else ""
-        if BEGIN in old and END in old:
-            new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END) + 1:]
-        else:
-            new = old.rstrip("\n") + "\n\n" + section
-        args.results.write_text(new)
+        from tcp_flood import write_section
+
+        write_section(args.results, BEGIN, END,
+                      "## Two vantage points of the same traffic (issue 16)", text)
     return 0
 
 

@@ -562,33 +562,28 @@ def _path(points, t, cls, ike, esp, th) -> PathView:
     votes = [[0] * n for _ in range(n)]
     seen_pts: set = set()
     packets = {p.name: {"a_to_b": 0, "b_to_a": 0} for p in points}
-    # which flows belong to the tunnel, and their direction
-    flows_ike = []  # (digest, forward, {i: [IkeMsg]})
-    for dg, per in ike.items():
-        fwd = None
-        for i, ms in per.items():
-            fwd = _direction(cls, i, ms[0].src, ms[0].dst, A, B)
-            if fwd is not None:
-                break
-        if fwd is None:
-            continue
-        flows_ike.append((dg, fwd, per))
-        for i, ms in per.items():
-            seen_pts.add(i)
-            packets[points[i].name]["a_to_b" if fwd else "b_to_a"] += len(ms)
-    flows_esp = []  # (spi, forward, {i: EspSA})
-    for spi, per in esp.items():
-        fwd = None
-        for i, sa in per.items():
-            fwd = _direction(cls, i, sa.src, sa.dst, A, B)
-            if fwd is not None:
-                break
-        if fwd is None:
-            continue
-        flows_esp.append((spi, fwd, per))
-        for i, sa in per.items():
-            seen_pts.add(i)
-            packets[points[i].name]["a_to_b" if fwd else "b_to_a"] += sa.packets
+    # which flows belong to the tunnel, and their direction: IKE ``(digest, forward, {i:
+    # [IkeMsg]})``, ESP ``(spi, forward, {i: EspSA})``
+
+    def flows(index, first, count):
+        out = []
+        for key, per in index.items():
+            fwd = None
+            for i, x in per.items():
+                a = first(x)
+                fwd = _direction(cls, i, a.src, a.dst, A, B)
+                if fwd is not None:
+                    break
+            if fwd is None:
+                continue
+            out.append((key, fwd, per))
+            for i, x in per.items():
+                seen_pts.add(i)
+                packets[points[i].name]["a_to_b" if fwd else "b_to_a"] += count(x)
+        return out
+
+    flows_ike = flows(ike, lambda ms: ms[0], len)
+    flows_esp = flows(esp, lambda sa: sa, lambda sa: sa.packets)
     # order of the points from a to b: votes of matched packets (corrected times)
     delays: dict = {}  # (i, j, fwd) -> [corrected t_j - t_i]
 
