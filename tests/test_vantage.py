@@ -436,3 +436,46 @@ def test_live_named_points():
     assert one_way and one_way[0].location["from"] == "router-out"
     doc = json.loads(render(result.report, "json"))
     jsonschema.validate(doc, SCHEMA)
+
+
+def _without(tmp_path, src, display_filter, name):
+    """A copy of ``src`` without the frames ``display_filter`` selects (editcap), as if they
+    had never been sent past that point."""
+    tshark = tshark_path()
+    cp = subprocess.run([tshark, "-r", str(src), "-Y", display_filter, "-T", "fields", "-e",
+                         "frame.number"], capture_output=True, text=True, check=True)
+    nums = cp.stdout.split()
+    assert nums
+    out = tmp_path / name
+    editcap = shutil.which("editcap") or pytest.fail("editcap (Wireshark) is not installed")
+    subprocess.run([editcap, str(src), str(out), *nums], check=True, capture_output=True)
+    return out
+
+
+def test_one_way_never_left_the_far_gateway(tmp_path):
+    """The responder's ESP seen at no point at all: it never left the far gateway (location
+    from None: before the first point of that direction)."""
+    name = "ikev2_path_esp_oneway"
+    d = LAB / name
+    rep = {p: _without(tmp_path, d / f"{name}-{p}.pcap", "esp && ip.src == 198.51.100.2",
+                       f"{p}.pcap") for p in ("router-out", "gw-right")}
+    res = _analyse(_points(name, replace=rep))
+    f = next(f for f in res.report.findings if f.code == "ESP_ONE_WAY")
+    assert (f.location["from"], f.location["to"]) == (None, "gw-right"), f.location
+    assert not [x for x in _path(res)["losses"] if x["kind"] == "esp"]
+
+
+def test_request_reached_the_last_point_unanswered(tmp_path):
+    """An IKE_AUTH request seen at every point and no response anywhere: the responder (or
+    what lies past the last point) did not answer (location to None)."""
+    name = "ikev2_path_ike_response_lost"
+    d = LAB / name
+    flt = "isakmp.exchangetype == 35 && isakmp.flag_r == 1"
+    rep = {p: _without(tmp_path, d / f"{name}-{p}.pcap", flt, f"{p}.pcap")
+           for p in ("gw-left", "router-in", "router-out", "gw-right")}
+    res = _analyse(_points(name, replace=rep))
+    fs = [f for f in res.report.findings
+          if f.code in ("IKE_NO_RESPONSE", "IKE_RETRANSMISSION", "NAT_T_BLOCKED")]
+    assert fs
+    for f in fs:
+        assert (f.location["from"], f.location["to"]) == ("gw-right", None), f.location

@@ -4,7 +4,7 @@
 at one point and never at the next point of their direction) into a finding with a
 ``location``; :func:`locate` gives the first point's own findings (``ESP_ONE_WAY``,
 ``IKE_NO_RESPONSE``, ``IKE_RETRANSMISSION``, ``ESP_SEQUENCE_GAP``, ``NAT_MAPPING_CHANGED``,
-``IKE_FRAGMENTATION_LOSS``) the same ``location`` where the points show it.  A location is
+``IKE_FRAGMENTATION_LOSS``, ``NAT_T_BLOCKED``) the same ``location`` where the points show it.  A location is
 ``{"from": point, "to": point, "why": words}``: seen at ``from``, never at ``to``; ``from``
 None: before the first point (never sent, or lost before any point saw it); ``to`` None: past
 the last point.
@@ -316,6 +316,7 @@ _LOCATORS = {
     "IKE_NO_RESPONSE": _loc_ike,
     "IKE_RETRANSMISSION": _loc_ike,
     "IKE_FRAGMENTATION_LOSS": _loc_ike,
+    "NAT_T_BLOCKED": _loc_ike,  # an unanswered request on UDP 4500: where did it stop?
     "ESP_ONE_WAY": _loc_one_way,
     "ESP_SEQUENCE_GAP": _loc_gap,
     "NAT_MAPPING_CHANGED": _loc_nat,
