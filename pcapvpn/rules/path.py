@@ -4,10 +4,10 @@
 at one point and never at the next point of their direction) into a finding with a
 ``location``; :func:`locate` gives the first point's own findings (``ESP_ONE_WAY``,
 ``IKE_NO_RESPONSE``, ``IKE_RETRANSMISSION``, ``ESP_SEQUENCE_GAP``, ``NAT_MAPPING_CHANGED``,
-``IKE_FRAGMENTATION_LOSS``, ``NAT_T_BLOCKED``) the same ``location`` where the points show it.  A location is
-``{"from": point, "to": point, "why": words}``: seen at ``from``, never at ``to``; ``from``
-None: before the first point (never sent, or lost before any point saw it); ``to`` None: past
-the last point.
+``IKE_FRAGMENTATION_LOSS``, ``NAT_T_BLOCKED``) the same ``location`` where the points show
+it.  A location is ``{"from": point, "to": point, "why": words}``: seen at ``from``, never
+at ``to``; ``from`` None: before the first point (never sent, or lost before any point saw
+it); ``to`` None: past the last point.
 """
 
 from __future__ import annotations
@@ -101,10 +101,11 @@ def _loss_finding(ctx, tid, x):
     if x.kind == "esp":
         spi = f"{x.spi:08x}"
         title = (f"{x.lost} ESP packet(s) of SPI 0x{spi} lost {_segment(x.src, x.dst)}")
+        about = (" (about: the holes of the sequence went beyond what is kept)"
+                 if x.approximate else "")
         detail = (f"ESP SA 0x{spi} ({way} on tunnel {tid}): {x.lost} packet(s) seen at "
-                  f"{_pname(x.src)} never reached {x.dst or 'any later point'}"
-                  f"{' (about: the holes of the sequence went beyond what is kept)' if x.approximate else ''}"
-                  f"; sequence numbers {_ranges_text(x.ranges) or 'not listed'}.")
+                  f"{_pname(x.src)} never reached {x.dst or 'any later point'}{about}; "
+                  f"sequence numbers {_ranges_text(x.ranges) or 'not listed'}.")
         flt = f"esp.spi == 0x{spi}"
         if x.ranges:
             # the lost numbers and the next one (the packet after the hole downstream)

@@ -622,7 +622,8 @@ def _path(points, t, cls, ike, esp, th) -> PathView:
     view.packets = {points[i].name: packets[points[i].name] for i in placed + sorted(
         set(seen_pts) - set(placed))}
     pos = {i: k for k, i in enumerate(placed)}
-    for (i, j, fwd), ds in sorted(delays.items(), key=lambda kv: (not kv[0][2], pos.get(kv[0][0], 0))):
+    for (i, j, fwd), ds in sorted(delays.items(),
+                                  key=lambda kv: (not kv[0][2], pos.get(kv[0][0], 0))):
         if i not in pos or j not in pos or pos[j] != pos[i] + (1 if fwd else -1):
             continue
         view.delays.append({"from": points[i].name, "to": points[j].name,
