@@ -127,6 +127,8 @@ def declare(code: str, stage: str, severity: str, meaning: str, advice=(), *, po
 class FrameRef:
     file: str
     frame: int
+    #: several vantage points (--vantage): the point that saw it (None: the JSON has no key)
+    point: str | None = None
 
 
 @dataclass
@@ -177,6 +179,10 @@ class Finding:
     #: former codes of the same finding, kept for one schema version (:data:`ALIASES`; None:
     #: the JSON has no "aliases" key)
     aliases: list[str] | None = None
+    #: several vantage points (--vantage): where it happened, ``{"from": point or None,
+    #: "to": point or None}``: seen at ``from`` and never at ``to`` (``from`` None: before the
+    #: first point; ``to`` None: after the last), plus ``"why"`` in words; None: no JSON key
+    location: dict | None = None
 
 
 #: codes folded into another, still named beside it for one schema version:

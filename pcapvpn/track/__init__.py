@@ -62,6 +62,9 @@ class IkeTcpConn(TcpConn):
 class Tracker(NullSink):
     """The decoder's sink: owns the per-protocol trackers."""
 
+    #: the ESP/AH tracker class (several vantage points: pcapvpn.track.vantage.PointEspTracker)
+    esp_class = None
+
     def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None, vpn_servers=(),
                  limits: Limits | None = None, interfaces=None):
         from pcapvpn.track.esp import EspTracker
@@ -77,7 +80,7 @@ class Tracker(NullSink):
         #: pcapvpn.keys.KeyStore (--keys) or None
         self.keys = keys or None
         self.ike_tracker = IkeTracker(thresholds, self.names, self.keys, limits)
-        self.esp_tracker = EspTracker(thresholds, limits)
+        self.esp_tracker = (self.esp_class or EspTracker)(thresholds, limits)
         self.keepalive_tracker = KeepaliveTracker(thresholds)
         self.keepalive_tracker.MAX_FLOWS = limits.max_flows
         #: ESP decryption (opt-in per SA): the decoder hands ``esp_payload`` the bytes of ESP
@@ -364,3 +367,5 @@ class State:
     inner_models: dict = field(default_factory=dict)
     #: what the bounds of pcapvpn.decode.Limits dropped (Tracker.limits_hit)
     limits: list = field(default_factory=list)
+    #: several vantage points (--vantage): pcapvpn.track.vantage.Vantage, else None
+    vantage: object = None

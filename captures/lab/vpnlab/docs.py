@@ -191,6 +191,13 @@ def finish(sc: Scenario, outdir: Path, res: dict, keys_note: str, verify: bool =
         "facts": sc.facts,
         "generated": gen,
     }
+    if sc.points:
+        # several vantage points (issue 16): the files, in path order from the initiator, and
+        # what analysing them together must find (losses and locations from the design)
+        expected["vantage"] = {
+            "points": [{"name": n, "file": f"{sc.name}-{n}.pcap", "interface": dev,
+                        "namespace": ns} for n, dev, ns in sc.points],
+            **sc.vantage}
     problems: list[str] = []
     if verify:
         problems = facts.check_all(expected, outdir)

@@ -1270,3 +1270,4 @@ def openvpn_udp_bad_client_cert(ctx: Ctx) -> None:
 from . import scenarios_dataplane  # noqa: E402,F401
 from . import scenarios_libreswan  # noqa: E402,F401
 from . import scenarios_inner  # noqa: E402,F401
+from . import scenarios_path  # noqa: E402,F401
