@@ -396,6 +396,13 @@ class Decoder:
         # the plaintext events, None when the sink ignores them (nothing extra per frame)
         self._plain = _bound(sink, "plain")
         self._link_other = _bound(sink, "link_other")
+        # plaintext TCP decoded by the reader (_plain_tcp): the sink's event, else plain()
+        # through the general path
+        self._plain_tcp_sink = getattr(sink, "plain_tcp", None) if self._plain is not None \
+            else None
+        #: ports whose TCP the lane leaves to the general path: the ones _tcp follows, and DNS
+        #: (the sink reads DNS over TCP from the frame's bytes)
+        self._lane_ports = self.tcp_ports | frozenset(VPN_TCP_SERVICES) | {53}
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -471,7 +478,9 @@ class Decoder:
             sink_batch(tag, b)
 
         source.walk(on_esp, self._general, on_progress,
-                    on_batch if sink_batch is not None else None)
+                    on_batch if sink_batch is not None else None,
+                    self._plain_tcp if sink_batch is not None and (
+                        self._plain is None or self._plain_tcp_sink is not None) else None)
         self.frames += source.frame_count
         st = getattr(source.reader, "walk_stats", None) or {}
         self.truncated += st.get("truncated", 0)
@@ -531,6 +540,35 @@ class Decoder:
             self._error((fidx, num), e.reason)
         except Exception as e:  # a dissector bug must not end the analysis: count it
             self._error((fidx, num), f"internal decoder error ({type(e).__name__}: {e})")
+
+    def _plain_tcp(self, fidx, num, ts, linktype, buf, o, caplen, wirelen, off, iface, src,
+                   dst, sport, dport, seq, ack, flags, l4off, poff, end, cooked, start):
+        """An IPv4 TCP segment with its header decoded by the reader
+        (:func:`dissect.vpn.batch.plain_tcp`; ``buf[o:o + caplen]`` the frame, the other offsets
+        in ``buf`` too; ``start``: the payload may start a VPN stream, False when
+        it cannot): plaintext straight to the sink's ``plain_tcp`` when it is none of the
+        TCP the decoder follows (what :meth:`_tcp` would find); else False (the reader hands it
+        to the general path)."""
+        tcp = self.tcp
+        if (sport in self._lane_ports or dport in self._lane_ports or self._named_tcp
+                or (tcp.dirs and (tcp.get((src, sport, dst, dport)) is not None
+                                  or tcp.get((dst, dport, src, sport)) is not None))
+                or (start and (_iketcp_start(buf, poff, end)
+                               or _openvpn.tcp_stream_start(buf, poff, end)))):
+            return False
+        if ts > self._clock:
+            self._clock = ts
+        if self._clock >= self._frag_deadline:
+            self._expire_fragments(self._clock)
+        self.other += 1
+        if self._plain_tcp_sink is not None:
+            self.plain_frames += 1
+            try:
+                self._plain_tcp_sink((fidx, num), ts, iface, linktype, cooked, src, dst, sport,
+                                     dport, seq, ack, flags, buf, l4off, poff, end)
+            except Exception as e:  # as in _general: a bug must not end the analysis
+                self._error((fidx, num), f"internal decoder error ({type(e).__name__}: {e})")
+        return True
 
     # -- slow paths ----------------------------------------------------------------------------
 

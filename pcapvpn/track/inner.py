@@ -706,6 +706,32 @@ class PlainTracker:
             return
         self.packet(v, ts, ref, net, data, pkt)
 
+    def plain_tcp(self, ref, ts, iface, linktype, cooked, src, dst, sport, dport, seq, ack,
+                  flags, data, l4off, poff, end):
+        """:meth:`plain` for an IPv4 TCP segment whose header the reader decoded already
+        (:func:`dissect.vpn.batch.plain_tcp`): the same facts, without decoding it again."""
+        if cooked is None:
+            v = self.views.get((ref[0], iface, -1, -1))
+            pkt = -1
+        else:
+            v = self.views.get((ref[0], iface, cooked[0], cooked[1]))
+            pkt = cooked[2]
+        if v is None:
+            v = self._view(ref, iface, linktype, cooked)
+        if pkt == 4:
+            v.outgoing += 1
+        elif pkt == 0:
+            v.incoming += 1
+        v.packets += 1
+        if v.first_ts is None:
+            v.first_ts = ts
+        v.last_ts = ts
+        try:
+            self._segment(v, ts, ref, 4, src, dst, sport, dport, seq, ack, flags, data, l4off,
+                          poff, end, pkt)
+        except DissectError:
+            self.malformed += 1
+
     def link_other(self, ref, ts, iface, linktype, cooked, data):
         lp = _arp.link_payload(linktype, data)
         if lp is None or lp[0] != _arp.ETHERTYPE_ARP:
@@ -800,6 +826,12 @@ class PlainTracker:
 
     def _tcp(self, v, ts, ref, ipver, src, dst, data, l4off, end, pkttype):
         sport, dport, seq, ack, flags, poff = _ip.decode_tcp(data, l4off, end)
+        self._segment(v, ts, ref, ipver, src, dst, sport, dport, seq, ack, flags, data, l4off,
+                      poff, end, pkttype)
+
+    def _segment(self, v, ts, ref, ipver, src, dst, sport, dport, seq, ack, flags, data, l4off,
+                 poff, end, pkttype):
+        """A TCP segment, its header decoded (:func:`dissect.vpn.ip.decode_tcp`)."""
         syn = flags & _SYN
         opener = None
         if syn:
