@@ -479,7 +479,7 @@ class Decoder:
 
         source.walk(on_esp, self._general, on_progress,
                     on_batch if sink_batch is not None else None,
-                    self._plain_tcp if sink_batch is not None and (
+                    (self._lane_ports, self._plain_tcp) if sink_batch is not None and (
                         self._plain is None or self._plain_tcp_sink is not None) else None)
         self.frames += source.frame_count
         st = getattr(source.reader, "walk_stats", None) or {}
@@ -541,33 +541,33 @@ class Decoder:
         except Exception as e:  # a dissector bug must not end the analysis: count it
             self._error((fidx, num), f"internal decoder error ({type(e).__name__}: {e})")
 
-    def _plain_tcp(self, fidx, num, ts, linktype, buf, o, caplen, wirelen, off, iface, src,
-                   dst, sport, dport, seq, ack, flags, l4off, poff, end, cooked, start):
-        """An IPv4 TCP segment with its header decoded by the reader
-        (:func:`dissect.vpn.batch.plain_tcp`; ``buf[o:o + caplen]`` the frame, the other offsets
-        in ``buf`` too; ``start``: the payload may start a VPN stream, False when
-        it cannot): plaintext straight to the sink's ``plain_tcp`` when it is none of the
-        TCP the decoder follows (what :meth:`_tcp` would find); else False (the reader hands it
-        to the general path)."""
-        tcp = self.tcp
-        if (sport in self._lane_ports or dport in self._lane_ports or self._named_tcp
-                or (tcp.dirs and (tcp.get((src, sport, dst, dport)) is not None
-                                  or tcp.get((dst, dport, src, sport)) is not None))
-                or (start and (_iketcp_start(buf, poff, end)
-                               or _openvpn.tcp_stream_start(buf, poff, end)))):
+    def _plain_tcp(self, tag, linktype, ifaces, buf, run) -> bool:
+        """A run of IPv4 TCP segments whose headers the reader decoded
+        (:meth:`dissect.vpn.capture.PcapReader.walk`'s ``on_tcp``: none on the ports
+        ``_lane_ports``, none whose payload may start a VPN stream): plaintext straight to the
+        sink's ``plain_tcp`` when none of them belongs to a TCP stream the decoder follows (what
+        :meth:`_tcp` would find); else False (the reader hands them to the general path)."""
+        dirs = self.tcp.dirs
+        if self._named_tcp:
             return False
-        if ts > self._clock:
-            self._clock = ts
+        if dirs:
+            for s, sp, d, dp in zip(run["src"], run["sport"], run["dst"], run["dport"]):
+                if (s, sp, d, dp) in dirs or (d, dp, s, sp) in dirs:
+                    return False
+        ts = run["ts"]
+        last = max(ts)
+        if last > self._clock:
+            self._clock = last
         if self._clock >= self._frag_deadline:
             self._expire_fragments(self._clock)
-        self.other += 1
+        self.other += len(ts)
         if self._plain_tcp_sink is not None:
-            self.plain_frames += 1
+            self.plain_frames += len(ts)
             try:
-                self._plain_tcp_sink((fidx, num), ts, iface, linktype, cooked, src, dst, sport,
-                                     dport, seq, ack, flags, buf, l4off, poff, end)
+                self._plain_tcp_sink(tag, linktype, ifaces, buf, run)
             except Exception as e:  # as in _general: a bug must not end the analysis
-                self._error((fidx, num), f"internal decoder error ({type(e).__name__}: {e})")
+                self._error((tag, run["number"][0]),
+                            f"internal decoder error ({type(e).__name__}: {e})")
         return True
 
     # -- slow paths ----------------------------------------------------------------------------

@@ -316,22 +316,24 @@ _RESETS = np.array(sorted(CLIENT_RESETS), dtype=np.uint8)
 
 def _stream_start(blk, hlen, plen):
     """Per row: the TCP payload may start a VPN stream on any port - the IKETCP prefix or an
-    RFC 9329 frame (bytes 2-5 zero: :func:`dissect.vpn.tcpencap.probe` decides), or an OpenVPN
-    client hard reset (:func:`dissect.vpn.openvpn.tcp_stream_start`'s length and opcode) - or its
-    payload is shorter than 6 bytes or its first 6 lie beyond the window.  A superset: False
-    means neither can be."""
+    RFC 9329 frame (a Length of 34 or more, bytes 2-5 zero: :func:`dissect.vpn.tcpencap.probe`
+    decides), or an OpenVPN client hard reset (:func:`dissect.vpn.openvpn.tcp_stream_start`'s
+    length and opcode) - or the payload is shorter than 6 bytes or its first 6 lie beyond the
+    window.  A superset: False means neither can be."""
     p = 52 + hlen  # the payload in the window (the IP header at 32)
     inwin = p + 6 <= WINDOW
     idx = np.minimum(p, WINDOW - 6)[:, None] + np.arange(6)
     b = np.take_along_axis(blk, idx, axis=1)
-    iketcp = (b == _IKETCP).all(axis=1) | ((b[:, 2:6] == 0).all(axis=1) & (plen >= 34))
     ln = b[:, 0].astype(np.int64) << 8 | b[:, 1]
+    # an RFC 9329 frame of IKE: Length >= 6 + the 28-byte IKE header, then the non-ESP marker
+    iketcp = (b == _IKETCP).all(axis=1) | ((b[:, 2:6] == 0).all(axis=1) & (plen >= 34)
+                                          & (ln >= 34))
     ovpn = ((plen >= 16) & (ln >= 14) & (ln <= 1600) & ((b[:, 2] & 7) == 0)
             & np.isin(b[:, 2] >> 3, _RESETS))
     return (plen > 0) & (~inwin | (plen < 6) | iketcp | ovpn)
 
 
-def plain_tcp(buf, offsets, linktype: int, cap):
+def plain_tcp(buf, offsets, linktype: int, cap, ports=()):
     """The TCP headers of records that are not ESP (``offsets`` and ``cap`` as for
     :func:`classify`: record positions in ``buf``, captured lengths), read for all of them at
     once - so that plaintext TCP (a tunnel interface, web traffic beside a tunnel) is decoded
@@ -341,7 +343,8 @@ def plain_tcp(buf, offsets, linktype: int, cap):
     IPv4 without options, not a fragment, protocol TCP with its whole header (options included)
     inside the IP total length and the captured bytes - what
     :func:`dissect.vpn.link.decode_frame` and :func:`dissect.vpn.ip.decode_tcp` decode without
-    error.  Returns a dict of arrays, one entry per record: ``ok`` (the shape), ``src``/``dst``
+    error, on none of ``ports`` (either side).  Returns a dict of arrays, one entry per
+    record: ``ok`` (the shape), ``src``/``dst``
     (``uint32``, the address as a big-endian integer), ``sport``, ``dport``, ``seq``, ``ack``,
     ``flags`` (the 12 bits after the data offset), ``l4``, ``poff`` and ``end`` (frame offsets
     of the TCP header, the payload and the end of the IP payload), ``start`` (the payload may
@@ -377,4 +380,7 @@ def plain_tcp(buf, offsets, linktype: int, cap):
         r["pkttype"] = w[4] >> 16
     if shift:
         ok &= r["hatype"] != _NETLINK
+    if len(ports):
+        pa = np.array(sorted(ports), dtype=np.uint32)
+        ok &= ~(np.isin(r["sport"], pa) | np.isin(r["dport"], pa))
     return r

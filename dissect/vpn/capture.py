@@ -702,15 +702,16 @@ class PcapReader(_Reader):
         instead of one ``on_esp`` call per packet.  Every other record goes to ``on_frame`` as
         without it, in file order; ESP pending from the same chunk is delivered first unless the
         record is inert for ESP (:func:`dissect.vpn.batch.classify`), so each SA sees its packets
-        in order.  With ``on_tcp`` too, the records among them that are IPv4 TCP of the common
-        shape (:func:`dissect.vpn.batch.plain_tcp`) go to ``on_tcp`` instead, with their TCP
-        header already decoded: ``on_tcp(tag, number, ts, linktype, buf, frame offset in buf,
-        caplen, wirelen, file offset, iface, src, dst, sport, dport, seq, ack, flags, l4, poff,
-        end, cooked, start)`` (``l4``, ``poff``, ``end`` offsets in ``buf``; ``cooked`` as
-        :func:`dissect.vpn.link.cooked_header` or None; ``start`` False when the payload cannot
-        start a VPN stream; ``buf`` is only valid during the call),
-        which returns True when it took the segment as plaintext (no ESP event can come of it:
-        ESP pending from the chunk may wait), False to have it go to ``on_frame`` instead.
+        in order.  With ``on_tcp = (ports, fn)`` too, runs of records that are IPv4 TCP of the
+        common shape (:func:`dissect.vpn.batch.plain_tcp`) on none of ``ports`` and whose
+        payload cannot start a VPN stream go to ``fn(tag, linktype, ifaces, buf, run)``
+        instead, their TCP headers decoded: ``run`` maps ``number``, ``ts``, ``src``, ``dst``,
+        ``sport``, ``dport``, ``seq``, ``ack``, ``flags``, ``frame``, ``poff``, ``end`` (the
+        last three offsets in ``buf``: frame start, payload start, IP payload end; add ``frame``
+        to ``poff``/``end`` and to the int ``l4``), and for Linux cooked frames ``ifindex``,
+        ``hatype``, ``pkttype``, each to a list (``buf`` is only valid during the call).  ``fn``
+        returns True when it took the run as plaintext (no ESP event can come of it: ESP
+        pending from the chunk may wait), False to have its records go to ``on_frame``.
         """
         if on_batch is not None and self.linktype in _BATCH_LINKTYPES:
             self._walk_batch(tag, on_batch, on_frame, on_checkpoint, every, on_tcp)
@@ -1895,7 +1896,7 @@ class _Batcher:
             # the latest time so far, which the decoder's fragment clock must have seen first
             inert = inert & (ts[other] >= cm[other])
             on_tcp = self.on_tcp
-            if on_tcp is not None and skip == 16:
+            if on_tcp is not None and skip == 16 and isinstance(lt, int):
                 self._push_tcp(offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush)
             else:
                 for r, t, c, w, quiet, ltr, ifr in zip(other.tolist(), ts[other].tolist(),
@@ -1910,43 +1911,65 @@ class _Batcher:
         self.number = number + k
 
     def _push_tcp(self, offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush):
-        """The loop of :meth:`push` over the records ``other`` that are not ESP, with the IPv4
-        TCP ones of the common shape handed to ``on_tcp`` (:func:`dissect.vpn.batch.plain_tcp`)
-        and the rest to ``on_frame``.  ``on_tcp`` returns True when it took the segment as
-        plaintext, which makes no ESP event (it is inert for ESP: pending ESP may wait); False
-        leaves it to ``on_frame``, after the pending ESP (the decoder may follow it as IKE/ESP
-        over TCP)."""
-        vec = self.vec
+        """The loop of :meth:`push` over the records ``other`` that are not ESP: runs of IPv4
+        TCP segments of the common shape (:func:`dissect.vpn.batch.plain_tcp`) on none of the
+        ports of ``on_tcp`` and whose payload cannot start a VPN stream go to ``on_tcp`` a run at
+        a time; the rest, and runs ``on_tcp`` declines, to ``on_frame``.  A run ``on_tcp`` takes
+        is plaintext, which makes no ESP event (inert: pending ESP may wait)."""
+        np = self.np
         tag, number, base, mv = self.tag, self.number, self.base, self.mv
-        on_frame, on_tcp = self.on_frame, self.on_tcp
-        buf = self.buf
-        oo = [offs[r] for r in other.tolist()]
+        on_frame = self.on_frame
+        ports, run_tcp = self.on_tcp
+        oo = offs[other] if isinstance(offs, np.ndarray) else [offs[r] for r in other.tolist()]
         caps = cap[other]
-        f = vec.plain_tcp(buf, oo, self.tcp_lt, caps)
-        ok = f["ok"].tolist()
-        # addresses as 4-byte strings, cut from one array (no per-packet integer conversion)
-        srcs = f["src"].astype(">u4").tobytes()
-        dsts = f["dst"].astype(">u4").tobytes()
-        cooked = "ifindex" in f
-        ck = (zip(f["ifindex"].tolist(), f["hatype"].tolist(), f["pkttype"].tolist())
-              if cooked else [None] * len(oo))
-        l4, poff, end = f["l4"], f["poff"].tolist(), f["end"].tolist()
-        i4 = 0
-        for (r, t, c, w, quiet, ltr, ifr, ok1, sp, dp, sq, ak, fl, po, en, cki, o0, st) in zip(
-                other.tolist(), ts[other].tolist(), caps.tolist(), wire[other].tolist(),
-                inert.tolist(), lts_o, ifs_o, ok, f["sport"].tolist(), f["dport"].tolist(),
-                f["seq"].tolist(), f["ack"].tolist(), f["flags"].tolist(), poff, end, ck, oo,
-                f["start"].tolist()):
-            o = o0 + 16
-            if ok1 and on_tcp(tag, number + r + 1, t, ltr, buf, o, c, w, base + o0, ifr,
-                              srcs[i4:i4 + 4], dsts[i4:i4 + 4], sp, dp, sq, ak, fl, o + l4,
-                              o + po, o + en, cki, st):
-                pass
-            else:
-                if not quiet:
+        f = self.vec.plain_tcp(self.buf, oo, self.tcp_lt, caps, ports)
+        lane = f["ok"] & ~f["start"]
+        others = other.tolist()
+        tso = ts[other].tolist()
+        capo = caps.tolist()
+        wireo = wire[other].tolist()
+        quiet = inert.tolist()
+        oo = list(oo) if not isinstance(oo, list) else oo
+        # runs of lane records: [a, b) positions in ``other``
+        edges = np.flatnonzero(np.diff(np.concatenate(([False], lane, [False])).astype(np.int8)))
+        starts, stops = edges[0::2].tolist(), edges[1::2].tolist()
+        fr = None
+        if starts:
+            # addresses as 4-byte strings, cut from one array (no per-packet conversion)
+            srcs = f["src"].astype(">u4").tobytes()
+            dsts = f["dst"].astype(">u4").tobytes()
+            fr = {k: f[k].tolist() for k in ("sport", "dport", "seq", "ack", "flags", "poff",
+                                              "end") + (("ifindex", "hatype", "pkttype")
+                                                        if "ifindex" in f else ())}
+            l4 = f["l4"]
+        i = 0
+        starts.append(len(others))
+        stops.append(len(others))
+        for a, b in zip(starts, stops):
+            for x in range(i, a):  # records between the runs: one at a time
+                r = others[x]
+                if not quiet[x]:
                     flush(r)
-                on_frame(tag, number + r + 1, t, ltr, bytes(mv[o:o + c]), w, base + o0, ifr)
-            i4 += 4
+                o = oo[x] + 16
+                on_frame(tag, number + r + 1, tso[x], lts_o[x], bytes(mv[o:o + capo[x]]),
+                         wireo[x], base + oo[x], ifs_o[x])
+            if a >= b:
+                break
+            run = {k: v[a:b] for k, v in fr.items()}
+            run["src"] = [srcs[4 * x:4 * x + 4] for x in range(a, b)]
+            run["dst"] = [dsts[4 * x:4 * x + 4] for x in range(a, b)]
+            run["frame"] = [o + 16 for o in oo[a:b]]
+            run["l4"] = l4
+            run["number"] = [number + r + 1 for r in others[a:b]]
+            run["ts"] = tso[a:b]
+            if not run_tcp(tag, self.tcp_lt, ifs_o[a:b], self.buf, run):
+                for x in range(a, b):
+                    r = others[x]
+                    flush(r)
+                    o = oo[x] + 16
+                    on_frame(tag, number + r + 1, tso[x], lts_o[x], bytes(mv[o:o + capo[x]]),
+                             wireo[x], base + oo[x], ifs_o[x])
+            i = b
 
     def one(self, rec):
         """A record read one at a time (a ``records()`` tuple)."""

@@ -706,31 +706,45 @@ class PlainTracker:
             return
         self.packet(v, ts, ref, net, data, pkt)
 
-    def plain_tcp(self, ref, ts, iface, linktype, cooked, src, dst, sport, dport, seq, ack,
-                  flags, data, l4off, poff, end):
-        """:meth:`plain` for an IPv4 TCP segment whose header the reader decoded already
-        (:func:`dissect.vpn.batch.plain_tcp`): the same facts, without decoding it again."""
-        if cooked is None:
-            v = self.views.get((ref[0], iface, -1, -1))
-            pkt = -1
+    def plain_tcp(self, fidx, linktype, ifaces, data, run):
+        """:meth:`plain` for a run of IPv4 TCP segments of file ``fidx`` whose headers the reader
+        decoded already (:meth:`dissect.vpn.capture.PcapReader.walk`'s ``on_tcp``): the same
+        facts, without decoding them again."""
+        views = self.views
+        segment = self._segment
+        cooked = "ifindex" in run
+        if cooked:
+            cks = zip(run["ifindex"], run["hatype"], run["pkttype"])
         else:
-            v = self.views.get((ref[0], iface, cooked[0], cooked[1]))
-            pkt = cooked[2]
-        if v is None:
-            v = self._view(ref, iface, linktype, cooked)
-        if pkt == 4:
-            v.outgoing += 1
-        elif pkt == 0:
-            v.incoming += 1
-        v.packets += 1
-        if v.first_ts is None:
-            v.first_ts = ts
-        v.last_ts = ts
-        try:
-            self._segment(v, ts, ref, 4, src, dst, sport, dport, seq, ack, flags, data, l4off,
-                          poff, end, pkt)
-        except DissectError:
-            self.malformed += 1
+            cks = [None] * len(ifaces)
+        l4 = run["l4"]
+        vkey = None
+        v = None
+        pkt = -1
+        for (num, ts, iface, ck, src, dst, sport, dport, seq, ack, flags, fo, poff,
+             end) in zip(run["number"], run["ts"], ifaces, cks, run["src"], run["dst"],
+                         run["sport"], run["dport"], run["seq"], run["ack"], run["flags"],
+                         run["frame"], run["poff"], run["end"]):
+            key = (fidx, iface, ck[0], ck[1]) if ck is not None else (fidx, iface, -1, -1)
+            if key != vkey:
+                vkey = key
+                v = views.get(key)
+                if v is None:
+                    v = self._view((fidx, num), iface, linktype, ck)
+                pkt = ck[2] if ck is not None else -1
+            if pkt == 4:
+                v.outgoing += 1
+            elif pkt == 0:
+                v.incoming += 1
+            v.packets += 1
+            if v.first_ts is None:
+                v.first_ts = ts
+            v.last_ts = ts
+            try:
+                segment(v, ts, (fidx, num), 4, src, dst, sport, dport, seq, ack, flags, data,
+                        fo + l4, fo + poff, fo + end, pkt)
+            except DissectError:
+                self.malformed += 1
 
     def link_other(self, ref, ts, iface, linktype, cooked, data):
         lp = _arp.link_payload(linktype, data)
