@@ -1935,12 +1935,16 @@ class _Batcher:
         starts, stops = edges[0::2].tolist(), edges[1::2].tolist()
         fr = None
         if starts:
-            # addresses as 4-byte strings, cut from one array (no per-packet conversion)
-            srcs = f["src"].astype(">u4").tobytes()
-            dsts = f["dst"].astype(">u4").tobytes()
             fr = {k: f[k].tolist() for k in ("sport", "dport", "seq", "ack", "flags", "poff",
                                               "end") + (("ifindex", "hatype", "pkttype")
                                                         if "ifindex" in f else ())}
+            # addresses as 4-byte strings: each distinct one made once
+            for k in ("src", "dst"):
+                u, inv = np.unique(f[k], return_inverse=True)
+                ub = [a.to_bytes(4, "big") for a in u.tolist()]
+                fr[k] = [ub[j] for j in inv.tolist()]
+            fr["frame"] = (np.asarray(oo, dtype=np.int64) + 16).tolist()
+            fr["number"] = (other + (number + 1)).tolist()
             l4 = f["l4"]
         i = 0
         starts.append(len(others))
@@ -1956,11 +1960,7 @@ class _Batcher:
             if a >= b:
                 break
             run = {k: v[a:b] for k, v in fr.items()}
-            run["src"] = [srcs[4 * x:4 * x + 4] for x in range(a, b)]
-            run["dst"] = [dsts[4 * x:4 * x + 4] for x in range(a, b)]
-            run["frame"] = [o + 16 for o in oo[a:b]]
             run["l4"] = l4
-            run["number"] = [number + r + 1 for r in others[a:b]]
             run["ts"] = tso[a:b]
             if not run_tcp(tag, self.tcp_lt, ifs_o[a:b], self.buf, run):
                 for x in range(a, b):

@@ -718,17 +718,18 @@ class PlainTracker:
         else:
             cks = [None] * len(ifaces)
         l4 = run["l4"]
-        vkey = None
+        last = None
         v = None
         pkt = -1
         for (num, ts, iface, ck, src, dst, sport, dport, seq, ack, flags, fo, poff,
              end) in zip(run["number"], run["ts"], ifaces, cks, run["src"], run["dst"],
                          run["sport"], run["dport"], run["seq"], run["ack"], run["flags"],
                          run["frame"], run["poff"], run["end"]):
-            key = (fidx, iface, ck[0], ck[1]) if ck is not None else (fidx, iface, -1, -1)
-            if key != vkey:
-                vkey = key
-                v = views.get(key)
+            if ck != last or v is None or iface != v.iface:
+                # another view than the last packet's (as plain() finds it)
+                last = ck
+                v = views.get((fidx, iface, ck[0], ck[1]) if ck is not None
+                              else (fidx, iface, -1, -1))
                 if v is None:
                     v = self._view((fidx, num), iface, linktype, ck)
                 pkt = ck[2] if ck is not None else -1
@@ -847,13 +848,13 @@ class PlainTracker:
                  poff, end, pkttype):
         """A TCP segment, its header decoded (:func:`dissect.vpn.ip.decode_tcp`)."""
         syn = flags & _SYN
-        opener = None
-        if syn:
-            opener = not flags & _ACK
         plen = end - poff if end > poff else 0
-        f, d = self._flow(v, ts, ref, ipver, 6, src, sport, dst, dport, plen, pkttype, opener)
+        f, d = self._flow(v, ts, ref, ipver, 6, src, sport, dst, dport, plen, pkttype,
+                          (not flags & _ACK) if syn else None)
         if f is None:
             return
+        hi = f.hi
+        h = hi[d]  # the highest sequence end this direction sent so far
         if syn:
             if d == 0 and not flags & _ACK:
                 f.syn += 1
@@ -861,13 +862,13 @@ class PlainTracker:
                 f.synack += 1
             if f.mss[d] is None:
                 f.mss[d] = _ip.tcp_mss(data, l4off, poff)
-            f.hi[d] = (seq + 1) & 0xFFFFFFFF
-        elif f.hi[d] is not None and 0 < ((seq - f.hi[d]) & 0xFFFFFFFF) < 0x80000000:
+            h = hi[d] = (seq + 1) & 0xFFFFFFFF
+        elif h is not None and 0 < ((seq - h) & 0xFFFFFFFF) < 0x80000000:
             # the sender is past bytes this view never saw (lost before it, or not captured)
-            f.hole[d] += (seq - f.hi[d]) & 0xFFFFFFFF
+            f.hole[d] += (seq - h) & 0xFFFFFFFF
             if len(f.hole_refs[d]) < MAX_REFS:
                 f.hole_refs[d].append(ref)
-            f.hi[d] = seq
+            h = hi[d] = seq
         if flags & _RST and f.rst is None:
             f.rst = (d, ts, ref)
         if plen:
@@ -875,23 +876,22 @@ class PlainTracker:
             e = (seq + plen) & 0xFFFFFFFF
             if plen > f.maxlen[d]:
                 f.maxlen[d] = plen
-            hi = f.hi[d]
-            if hi is not None and ((hi - e) & 0xFFFFFFFF) < 0x80000000:
+            if h is not None and ((h - e) & 0xFFFFFFFF) < 0x80000000:
                 # at or below what was already sent: a retransmission
                 if plen > f.acked[d]:
                     f.retx[d] += 1
                     if len(f.retx_refs[d]) < MAX_REFS:
                         f.retx_refs[d].append((ref, plen))
             else:
-                f.hi[d] = e
+                hi[d] = e
                 out = f.out[d]
                 out.append((e, plen))
                 if len(out) > MAX_OUTSTANDING:
                     del out[0]
         if flags & _ACK:
-            o = 1 - d
-            out = f.out[o]
+            out = f.out[1 - d]
             if out:
+                o = 1 - d
                 best = f.acked[o]
                 i = 0
                 for e, ln in out:
