@@ -709,7 +709,9 @@ class PcapReader(_Reader):
         ``sport``, ``dport``, ``seq``, ``ack``, ``flags``, ``frame``, ``poff``, ``end`` (the
         last three offsets in ``buf``: frame start, payload start, IP payload end; add ``frame``
         to ``poff``/``end`` and to the int ``l4``), and for Linux cooked frames ``ifindex``,
-        ``hatype``, ``pkttype``, each to a list (``buf`` is only valid during the call).  ``fn``
+        ``hatype``, ``pkttype``, each to a list, and ``arrays`` to the same fields (addresses as
+        ``uint32``, offsets frame-relative) as numpy arrays (``buf`` is only valid during the
+        call).  ``fn``
         returns True when it took the run as plaintext (no ESP event can come of it: ESP
         pending from the chunk may wait), False to have its records go to ``on_frame``.
         """
@@ -1944,6 +1946,8 @@ class _Batcher:
                 ub = [a.to_bytes(4, "big") for a in u.tolist()]
                 fr[k] = [ub[j] for j in inv.tolist()]
             fr["frame"] = (np.asarray(oo, dtype=np.int64) + 16).tolist()
+            arrays = [k for k in ("src", "dst", "sport", "dport", "poff", "end", "ifindex",
+                                  "hatype", "pkttype") if k in f]
             fr["number"] = (other + (number + 1)).tolist()
             l4 = f["l4"]
         i = 0
@@ -1962,6 +1966,7 @@ class _Batcher:
             run = {k: v[a:b] for k, v in fr.items()}
             run["l4"] = l4
             run["ts"] = tso[a:b]
+            run["arrays"] = {k: f[k][a:b] for k in arrays}
             if not run_tcp(tag, self.tcp_lt, ifs_o[a:b], self.buf, run):
                 for x in range(a, b):
                     r = others[x]

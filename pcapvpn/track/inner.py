@@ -709,41 +709,108 @@ class PlainTracker:
     def plain_tcp(self, fidx, linktype, ifaces, data, run):
         """:meth:`plain` for a run of IPv4 TCP segments of file ``fidx`` whose headers the reader
         decoded already (:meth:`dissect.vpn.capture.PcapReader.walk`'s ``on_tcp``): the same
-        facts, without decoding them again."""
-        views = self.views
-        segment = self._segment
-        cooked = "ifindex" in run
+        facts, without decoding them again.  The packets of one direction of a conversation on
+        one view are counted together (views and flows are made in the order their first
+        packets came, as one packet at a time would); the sequence bookkeeping
+        (:meth:`_seg`) goes packet by packet, in capture order."""
+        import numpy as np
+
+        a = run["arrays"]
+        n = len(run["ts"])
+        cooked = "ifindex" in a
+        ifx = np.asarray(ifaces, dtype=np.int64)
+        # one group per view and direction: (iface, SLL2 index, ARPHRD, packet type, addresses,
+        # ports); stable sort, so each group lists its packets in capture order
+        k1 = a["src"].astype(np.uint64) << np.uint64(32) | a["dst"].astype(np.uint64)
+        k2 = (a["sport"].astype(np.uint64) << np.uint64(16) | a["dport"].astype(np.uint64)
+              | (ifx.astype(np.uint64) << np.uint64(32)))
+        keys = [k1, k2]
         if cooked:
-            cks = zip(run["ifindex"], run["hatype"], run["pkttype"])
-        else:
-            cks = [None] * len(ifaces)
-        l4 = run["l4"]
-        last = None
-        v = None
-        pkt = -1
-        for (num, ts, iface, ck, src, dst, sport, dport, seq, ack, flags, fo, poff,
-             end) in zip(run["number"], run["ts"], ifaces, cks, run["src"], run["dst"],
-                         run["sport"], run["dport"], run["seq"], run["ack"], run["flags"],
-                         run["frame"], run["poff"], run["end"]):
-            if ck != last or v is None or iface != v.iface:
-                # another view than the last packet's (as plain() finds it)
-                last = ck
-                v = views.get((fidx, iface, ck[0], ck[1]) if ck is not None
-                              else (fidx, iface, -1, -1))
-                if v is None:
-                    v = self._view((fidx, num), iface, linktype, ck)
-                pkt = ck[2] if ck is not None else -1
+            keys.append(a["ifindex"].astype(np.uint64) << np.uint64(24)
+                        | a["hatype"].astype(np.uint64) << np.uint64(8)
+                        | a["pkttype"].astype(np.uint64))
+        order = np.lexsort(keys[::-1])
+        new = np.ones(n, dtype=bool)
+        diff = np.zeros(n - 1, dtype=bool)
+        for k in keys:
+            sk = k[order]
+            diff |= sk[1:] != sk[:-1]
+        new[1:] = diff
+        starts = np.flatnonzero(new)
+        gid = np.cumsum(new) - 1
+        inv = np.empty(n, dtype=np.int64)
+        inv[order] = gid
+        first = order[starts]                       # each group's first packet
+        bounds = np.append(starts, n).tolist()
+        plen = np.maximum(a["end"] - a["poff"], 0)
+        nbytes = np.bincount(inv, weights=plen, minlength=len(starts)).astype(np.int64).tolist()
+        orderl = order.tolist()
+        tsl = run["ts"]
+        nums = run["number"]
+        srcs, dsts, sports, dports = run["src"], run["dst"], run["sport"], run["dport"]
+        flagsl = run["flags"]
+        if cooked:
+            cks = list(zip(run["ifindex"], run["hatype"], run["pkttype"]))
+        views = self.views
+        flows_of = [None] * len(starts)
+        dirs = [0] * len(starts)
+        last_of = []  # (last position, view, flow) per group
+        for g in np.argsort(first, kind="stable").tolist():
+            i = orderl[bounds[g]]
+            lo, hi = bounds[g], bounds[g + 1]
+            m = hi - lo
+            iface = ifaces[i]
+            ck = cks[i] if cooked else None
+            key = (fidx, iface, ck[0], ck[1]) if cooked else (fidx, iface, -1, -1)
+            v = views.get(key)
+            if v is None:
+                v = self._view((fidx, nums[i]), iface, linktype, ck)
+            pkt = ck[2] if cooked else -1
             if pkt == 4:
-                v.outgoing += 1
+                v.outgoing += m
             elif pkt == 0:
-                v.incoming += 1
-            v.packets += 1
+                v.incoming += m
+            v.packets += m
             if v.first_ts is None:
-                v.first_ts = ts
-            v.last_ts = ts
+                v.first_ts = tsl[i]
+            src, sport, dst, dport = srcs[i], sports[i], dsts[i], dports[i]
+            fl = flagsl[i]
+            # the group's first packet goes through _flow (which may open the flow), the
+            # others are counted with it
+            f, d = self._flow(v, tsl[i], (fidx, nums[i]), 4, 6, src, sport, dst, dport,
+                              int(plen[i]), pkt, (not fl & _ACK) if fl & _SYN else None)
+            last_of.append((orderl[hi - 1], v, f))
+            if f is None:
+                self.flows_dropped += m - 1
+                continue
+            flows_of[g] = f
+            dirs[g] = d
+            if m > 1:
+                pos = orderl[lo + 1:hi]
+                f.pkts[d] += m - 1
+                f.bytes[d] += nbytes[g] - int(plen[i])
+                f.last[d] = tsl[pos[-1]]
+                refs = f.refs[d]
+                for p in pos[:MAX_REFS - len(refs)]:
+                    refs.append((fidx, nums[p]))
+        # the last packet of each view and flow in the run sets their last-seen times
+        last_of.sort(key=lambda x: x[0])
+        for p, v, f in last_of:
+            v.last_ts = tsl[p]
+            if f is not None:
+                f.last_ts = tsl[p]
+        seg = self._seg
+        l4 = run["l4"]
+        invl = inv.tolist()
+        for g, ts, num, seq, ack, fl, fo, poff, end, src, sport, dst, dport in zip(
+                invl, tsl, nums, run["seq"], run["ack"], flagsl, run["frame"], run["poff"],
+                run["end"], srcs, sports, dsts, dports):
+            f = flows_of[g]
+            if f is None:
+                continue
             try:
-                segment(v, ts, (fidx, num), 4, src, dst, sport, dport, seq, ack, flags, data,
-                        fo + l4, fo + poff, fo + end, pkt)
+                seg(f, dirs[g], f.view, ts, (fidx, num), src, sport, dst, dport, seq, ack, fl,
+                    end - poff if end > poff else 0, data, fo + l4, fo + poff, fo + end)
             except DissectError:
                 self.malformed += 1
 
@@ -847,12 +914,18 @@ class PlainTracker:
     def _segment(self, v, ts, ref, ipver, src, dst, sport, dport, seq, ack, flags, data, l4off,
                  poff, end, pkttype):
         """A TCP segment, its header decoded (:func:`dissect.vpn.ip.decode_tcp`)."""
-        syn = flags & _SYN
         plen = end - poff if end > poff else 0
         f, d = self._flow(v, ts, ref, ipver, 6, src, sport, dst, dport, plen, pkttype,
-                          (not flags & _ACK) if syn else None)
-        if f is None:
-            return
+                          (not flags & _ACK) if flags & _SYN else None)
+        if f is not None:
+            self._seg(f, d, v, ts, ref, src, sport, dst, dport, seq, ack, flags, plen, data,
+                      l4off, poff, end)
+
+    def _seg(self, f, d, v, ts, ref, src, sport, dst, dport, seq, ack, flags, plen, data,
+             l4off, poff, end):
+        """The sequence bookkeeping of a TCP segment of flow ``f`` in direction ``d`` (counted
+        already by :meth:`_flow`): SYN, holes, resets, delivered and retransmitted sizes."""
+        syn = flags & _SYN
         hi = f.hi
         h = hi[d]  # the highest sequence end this direction sent so far
         if syn:
