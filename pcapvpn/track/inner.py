@@ -802,15 +802,15 @@ class PlainTracker:
         seg = self._seg
         l4 = run["l4"]
         invl = inv.tolist()
-        for g, ts, num, seq, ack, fl, fo, poff, end, src, sport, dst, dport in zip(
+        # (no DNS here: the reader leaves port 53 to the general path)
+        for g, ts, num, seq, ack, fl, fo, poff, pl in zip(
                 invl, tsl, nums, run["seq"], run["ack"], flagsl, run["frame"], run["poff"],
-                run["end"], srcs, sports, dsts, dports):
+                plen.tolist()):
             f = flows_of[g]
             if f is None:
                 continue
             try:
-                seg(f, dirs[g], f.view, ts, (fidx, num), src, sport, dst, dport, seq, ack, fl,
-                    end - poff if end > poff else 0, data, fo + l4, fo + poff, fo + end)
+                seg(f, dirs[g], ts, (fidx, num), seq, ack, fl, pl, data, fo + l4, fo + poff)
             except DissectError:
                 self.malformed += 1
 
@@ -917,12 +917,14 @@ class PlainTracker:
         plen = end - poff if end > poff else 0
         f, d = self._flow(v, ts, ref, ipver, 6, src, sport, dst, dport, plen, pkttype,
                           (not flags & _ACK) if flags & _SYN else None)
-        if f is not None:
-            self._seg(f, d, v, ts, ref, src, sport, dst, dport, seq, ack, flags, plen, data,
-                      l4off, poff, end)
+        if f is None:
+            return
+        self._seg(f, d, ts, ref, seq, ack, flags, plen, data, l4off, poff)
+        if (sport == 53 or dport == 53) and plen > 14:
+            self._dns(v, ts, ref, src, sport, dst, dport, data, poff + 2, end, True)
 
-    def _seg(self, f, d, v, ts, ref, src, sport, dst, dport, seq, ack, flags, plen, data,
-             l4off, poff, end):
+    @staticmethod
+    def _seg(f, d, ts, ref, seq, ack, flags, plen, data, l4off, poff):
         """The sequence bookkeeping of a TCP segment of flow ``f`` in direction ``d`` (counted
         already by :meth:`_flow`): SYN, holes, resets, delivered and retransmitted sizes."""
         syn = flags & _SYN
@@ -976,9 +978,6 @@ class PlainTracker:
                 if i:
                     del out[:i]
                     f.acked[o] = best
-        if sport == 53 or dport == 53:
-            if plen > 14:
-                self._dns(v, ts, ref, src, sport, dst, dport, data, poff + 2, end, True)
 
     def _icmp(self, v, ts, ref, ipver, src, dst, proto, data, off, end, pkttype):
         itype = data[off]
