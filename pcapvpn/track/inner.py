@@ -799,20 +799,11 @@ class PlainTracker:
             v.last_ts = tsl[p]
             if f is not None:
                 f.last_ts = tsl[p]
-        seg = self._seg
-        l4 = run["l4"]
-        invl = inv.tolist()
         # (no DNS here: the reader leaves port 53 to the general path)
-        for g, ts, num, seq, ack, fl, fo, poff, pl in zip(
-                invl, tsl, nums, run["seq"], run["ack"], flagsl, run["frame"], run["poff"],
-                plen.tolist()):
-            f = flows_of[g]
-            if f is None:
-                continue
-            try:
-                seg(f, dirs[g], ts, (fidx, num), seq, ack, fl, pl, data, fo + l4, fo + poff)
-            except DissectError:
-                self.malformed += 1
+        invl = inv.tolist()
+        self._seqs(fidx, data, run["l4"], zip(
+            [flows_of[g] for g in invl], [dirs[g] for g in invl], tsl, nums, run["seq"],
+            run["ack"], flagsl, run["frame"], run["poff"], plen.tolist()))
 
     def link_other(self, ref, ts, iface, linktype, cooked, data):
         lp = _arp.link_payload(linktype, data)
@@ -919,65 +910,72 @@ class PlainTracker:
                           (not flags & _ACK) if flags & _SYN else None)
         if f is None:
             return
-        self._seg(f, d, ts, ref, seq, ack, flags, plen, data, l4off, poff)
+        self._seqs(ref[0], data, l4off, ((f, d, ts, ref[1], seq, ack, flags, 0, poff, plen),))
         if (sport == 53 or dport == 53) and plen > 14:
             self._dns(v, ts, ref, src, sport, dst, dport, data, poff + 2, end, True)
 
     @staticmethod
-    def _seg(f, d, ts, ref, seq, ack, flags, plen, data, l4off, poff):
-        """The sequence bookkeeping of a TCP segment of flow ``f`` in direction ``d`` (counted
-        already by :meth:`_flow`): SYN, holes, resets, delivered and retransmitted sizes."""
-        syn = flags & _SYN
-        hi = f.hi
-        h = hi[d]  # the highest sequence end this direction sent so far
-        if syn:
-            if d == 0 and not flags & _ACK:
-                f.syn += 1
-            elif d == 1 and flags & _ACK:
-                f.synack += 1
-            if f.mss[d] is None:
-                f.mss[d] = _ip.tcp_mss(data, l4off, poff)
-            h = hi[d] = (seq + 1) & 0xFFFFFFFF
-        elif h is not None and 0 < ((seq - h) & 0xFFFFFFFF) < 0x80000000:
-            # the sender is past bytes this view never saw (lost before it, or not captured)
-            f.hole[d] += (seq - h) & 0xFFFFFFFF
-            if len(f.hole_refs[d]) < MAX_REFS:
-                f.hole_refs[d].append(ref)
-            h = hi[d] = seq
-        if flags & _RST and f.rst is None:
-            f.rst = (d, ts, ref)
-        if plen:
-            f.data_ts[d] = ts
-            e = (seq + plen) & 0xFFFFFFFF
-            if plen > f.maxlen[d]:
-                f.maxlen[d] = plen
-            if h is not None and ((h - e) & 0xFFFFFFFF) < 0x80000000:
-                # at or below what was already sent: a retransmission
-                if plen > f.acked[d]:
-                    f.retx[d] += 1
-                    if len(f.retx_refs[d]) < MAX_REFS:
-                        f.retx_refs[d].append((ref, plen))
-            else:
-                hi[d] = e
-                out = f.out[d]
-                out.append((e, plen))
-                if len(out) > MAX_OUTSTANDING:
-                    del out[0]
-        if flags & _ACK:
-            out = f.out[1 - d]
-            if out:
-                o = 1 - d
-                best = f.acked[o]
-                i = 0
-                for e, ln in out:
-                    if ((ack - e) & 0xFFFFFFFF) >= 0x80000000:
-                        break
-                    if ln > best:
-                        best = ln
-                    i += 1
-                if i:
-                    del out[:i]
-                    f.acked[o] = best
+    def _seqs(fidx, data, l4, segs):
+        """The sequence bookkeeping of TCP segments of file ``fidx``, in capture order: ``segs``
+        yields ``(flow, direction, ts, frame number, seq, ack, flags, frame offset, payload
+        offset, payload length)`` (counted already by :meth:`_flow`; flow None: not followed),
+        the TCP header at frame offset + ``l4`` in ``data``, the payload at frame offset +
+        payload offset.  SYN (and its MSS option), holes, resets, delivered and retransmitted
+        sizes."""
+        tcp_mss = _ip.tcp_mss
+        for f, d, ts, num, seq, ack, flags, fo, poff, plen in segs:
+            if f is None:
+                continue
+            hi = f.hi
+            h = hi[d]  # the highest sequence end this direction sent so far
+            if flags & _SYN:
+                if d == 0 and not flags & _ACK:
+                    f.syn += 1
+                elif d == 1 and flags & _ACK:
+                    f.synack += 1
+                if f.mss[d] is None:
+                    f.mss[d] = tcp_mss(data, fo + l4, fo + poff)
+                h = hi[d] = (seq + 1) & 0xFFFFFFFF
+            elif h is not None and 0 < ((seq - h) & 0xFFFFFFFF) < 0x80000000:
+                # the sender is past bytes this view never saw (lost before it, or not captured)
+                f.hole[d] += (seq - h) & 0xFFFFFFFF
+                if len(f.hole_refs[d]) < MAX_REFS:
+                    f.hole_refs[d].append((fidx, num))
+                h = hi[d] = seq
+            if flags & _RST and f.rst is None:
+                f.rst = (d, ts, (fidx, num))
+            if plen:
+                f.data_ts[d] = ts
+                e = (seq + plen) & 0xFFFFFFFF
+                if plen > f.maxlen[d]:
+                    f.maxlen[d] = plen
+                if h is not None and ((h - e) & 0xFFFFFFFF) < 0x80000000:
+                    # at or below what was already sent: a retransmission
+                    if plen > f.acked[d]:
+                        f.retx[d] += 1
+                        if len(f.retx_refs[d]) < MAX_REFS:
+                            f.retx_refs[d].append(((fidx, num), plen))
+                else:
+                    hi[d] = e
+                    out = f.out[d]
+                    out.append((e, plen))
+                    if len(out) > MAX_OUTSTANDING:
+                        del out[0]
+            if flags & _ACK:
+                out = f.out[1 - d]
+                if out:
+                    o = 1 - d
+                    best = f.acked[o]
+                    i = 0
+                    for e, ln in out:
+                        if ((ack - e) & 0xFFFFFFFF) >= 0x80000000:
+                            break
+                        if ln > best:
+                            best = ln
+                        i += 1
+                    if i:
+                        del out[:i]
+                        f.acked[o] = best
 
     def _icmp(self, v, ts, ref, ipver, src, dst, proto, data, off, end, pkttype):
         itype = data[off]
