@@ -551,7 +551,10 @@ class Decoder:
         if self._named_tcp:
             return False
         if dirs:
-            for s, sp, d, dp in zip(run["src"], run["sport"], run["dst"], run["dport"]):
+            a = run["arrays"]
+            for s, sp, d, dp in zip(a["src"].tolist(), a["sport"].tolist(), a["dst"].tolist(),
+                                    a["dport"].tolist()):
+                s, d = s.to_bytes(4, "big"), d.to_bytes(4, "big")
                 if (s, sp, d, dp) in dirs or (d, dp, s, sp) in dirs:
                     return False
         ts = run["ts"]

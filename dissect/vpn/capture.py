@@ -706,12 +706,11 @@ class PcapReader(_Reader):
         common shape (:func:`dissect.vpn.batch.plain_tcp`) on none of ``ports`` and whose
         payload cannot start a VPN stream go to ``fn(tag, linktype, ifaces, buf, run)``
         instead, their TCP headers decoded: ``run`` maps ``number``, ``ts``, ``src``, ``dst``,
-        ``sport``, ``dport``, ``seq``, ``ack``, ``flags``, ``frame``, ``poff``, ``end`` (the
-        last three offsets in ``buf``: frame start, payload start, IP payload end; add ``frame``
-        to ``poff``/``end`` and to the int ``l4``), and for Linux cooked frames ``ifindex``,
-        ``hatype``, ``pkttype``, each to a list, and ``arrays`` to the same fields (addresses as
-        ``uint32``, offsets frame-relative) as numpy arrays (``buf`` is only valid during the
-        call).  ``fn``
+        ``seq``, ``ack``, ``flags``, ``frame``, ``poff`` (the last two offsets: the frame in
+        ``buf``, the payload in the frame; the TCP header is at frame + the int ``l4``) each to
+        a list, and ``arrays`` to numpy arrays of ``src``, ``dst`` (``uint32``), ``sport``,
+        ``dport``, ``poff``, ``end`` (the IP payload's end in the frame) and for Linux cooked
+        frames ``ifindex``, ``hatype``, ``pkttype`` (``buf`` is only valid during the call).  ``fn``
         returns True when it took the run as plaintext (no ESP event can come of it: ESP
         pending from the chunk may wait), False to have its records go to ``on_frame``.
         """
@@ -1937,14 +1936,7 @@ class _Batcher:
         starts, stops = edges[0::2].tolist(), edges[1::2].tolist()
         fr = None
         if starts:
-            fr = {k: f[k].tolist() for k in ("sport", "dport", "seq", "ack", "flags", "poff",
-                                              "end") + (("ifindex", "hatype", "pkttype")
-                                                        if "ifindex" in f else ())}
-            # addresses as 4-byte strings: each distinct one made once
-            for k in ("src", "dst"):
-                u, inv = np.unique(f[k], return_inverse=True)
-                ub = [a.to_bytes(4, "big") for a in u.tolist()]
-                fr[k] = [ub[j] for j in inv.tolist()]
+            fr = {k: f[k].tolist() for k in ("seq", "ack", "flags", "poff")}
             fr["frame"] = (np.asarray(oo, dtype=np.int64) + 16).tolist()
             arrays = [k for k in ("src", "dst", "sport", "dport", "poff", "end", "ifindex",
                                   "hatype", "pkttype") if k in f]

@@ -747,20 +747,27 @@ class PlainTracker:
         orderl = order.tolist()
         tsl = run["ts"]
         nums = run["number"]
-        srcs, dsts, sports, dports = run["src"], run["dst"], run["sport"], run["dport"]
         flagsl = run["flags"]
+        # per group only (its first packet): addresses, ports, cooked header
+        firstl = first.tolist()
+        gsrc = a["src"][first].tolist()
+        gdst = a["dst"][first].tolist()
+        gsport = a["sport"][first].tolist()
+        gdport = a["dport"][first].tolist()
         if cooked:
-            cks = list(zip(run["ifindex"], run["hatype"], run["pkttype"]))
+            cks = list(zip(a["ifindex"][first].tolist(), a["hatype"][first].tolist(),
+                           a["pkttype"][first].tolist()))
+        gplen = plen[first].tolist()
         views = self.views
         flows_of = [None] * len(starts)
         dirs = [0] * len(starts)
         last_of = []  # (last position, view, flow) per group
         for g in np.argsort(first, kind="stable").tolist():
-            i = orderl[bounds[g]]
+            i = firstl[g]
             lo, hi = bounds[g], bounds[g + 1]
             m = hi - lo
             iface = ifaces[i]
-            ck = cks[i] if cooked else None
+            ck = cks[g] if cooked else None
             key = (fidx, iface, ck[0], ck[1]) if cooked else (fidx, iface, -1, -1)
             v = views.get(key)
             if v is None:
@@ -773,12 +780,12 @@ class PlainTracker:
             v.packets += m
             if v.first_ts is None:
                 v.first_ts = tsl[i]
-            src, sport, dst, dport = srcs[i], sports[i], dsts[i], dports[i]
             fl = flagsl[i]
             # the group's first packet goes through _flow (which may open the flow), the
             # others are counted with it
-            f, d = self._flow(v, tsl[i], (fidx, nums[i]), 4, 6, src, sport, dst, dport,
-                              int(plen[i]), pkt, (not fl & _ACK) if fl & _SYN else None)
+            f, d = self._flow(v, tsl[i], (fidx, nums[i]), 4, 6, gsrc[g].to_bytes(4, "big"),
+                              gsport[g], gdst[g].to_bytes(4, "big"), gdport[g], gplen[g], pkt,
+                              (not fl & _ACK) if fl & _SYN else None)
             last_of.append((orderl[hi - 1], v, f))
             if f is None:
                 self.flows_dropped += m - 1
@@ -788,7 +795,7 @@ class PlainTracker:
             if m > 1:
                 pos = orderl[lo + 1:hi]
                 f.pkts[d] += m - 1
-                f.bytes[d] += nbytes[g] - int(plen[i])
+                f.bytes[d] += nbytes[g] - gplen[g]
                 f.last[d] = tsl[pos[-1]]
                 refs = f.refs[d]
                 for p in pos[:MAX_REFS - len(refs)]:
