@@ -135,7 +135,7 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
 
     ``fields``: a dict that receives header fields read on the way - ``frac`` (int64, the
     fraction of a second of each classic pcap record; not with ``ts``) - so that a caller checking
-    them reads no record twice.
+    them reads no record twice - and ``words``, the rows as read, for :func:`plain_tcp`.
 
     ``linktype``: of every record (:data:`LINKTYPES`): Ethernet, or Linux cooked SLL / SLL2
     (``tcpdump -i any``), whose ESP is recognised in the same shapes behind its longer header
@@ -175,6 +175,7 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
         r = _shapes(w, blk, cap - shift, et, ipv6)
         tagged = None
     else:
+        blk = block
         w = _words(block)
         et = w[7] & 0xFFFF  # frame bytes 12-13
         if eth is not None:
@@ -183,6 +184,8 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
         # 802.1Q / 802.1ad tags (one or two): the same shapes 4 or 8 bytes on (mirror ports
         # are often trunks); the general decoder peels them and makes the same events
         tagged = np.isin(et, _TAGS)
+    if fields is not None:
+        fields["words"] = (w, blk)  # for plain_tcp: the same rows, read once
     if tagged is not None and tagged.any():
         inner = np.where(np.isin(w[8] & 0xFFFF, _TAGS), 8, 4)
         inner[np.isin(w[8] & 0xFFFF, _TAGS) & np.isin(w[9] & 0xFFFF, _TAGS)] = 0  # 3 tags: no
@@ -315,7 +318,7 @@ _RESETS = np.array(sorted(CLIENT_RESETS), dtype=np.uint8)
 
 
 def _stream_start(blk, hlen, plen):
-    """Per row: the TCP payload may start a VPN stream on any port - the IKETCP prefix or an
+    """Per row (of ``blk``, or ``blk = (block, rows)``): the TCP payload may start a VPN stream on any port - the IKETCP prefix or an
     RFC 9329 frame (a Length of 34 or more, bytes 2-5 zero: :func:`dissect.vpn.tcpencap.probe`
     decides), or an OpenVPN client hard reset (:func:`dissect.vpn.openvpn.tcp_stream_start`'s
     length and opcode) - or the payload is shorter than 6 bytes or its first 6 lie beyond the
@@ -323,7 +326,10 @@ def _stream_start(blk, hlen, plen):
     p = 52 + hlen  # the payload in the window (the IP header at 32)
     inwin = p + 6 <= WINDOW
     idx = np.minimum(p, WINDOW - 6)[:, None] + np.arange(6)
-    b = np.take_along_axis(blk, idx, axis=1)
+    if isinstance(blk, tuple):  # (the chunk's rows, which of them)
+        b = blk[0][blk[1][:, None], idx]
+    else:
+        b = np.take_along_axis(blk, idx, axis=1)
     ln = b[:, 0].astype(np.int64) << 8 | b[:, 1]
     # an RFC 9329 frame of IKE: Length >= 6 + the 28-byte IKE header, then the non-ESP marker
     iketcp = (b == _IKETCP).all(axis=1) | ((b[:, 2:6] == 0).all(axis=1) & (plen >= 34)
@@ -333,7 +339,7 @@ def _stream_start(blk, hlen, plen):
     return (plen > 0) & (~inwin | (plen < 6) | iketcp | ovpn)
 
 
-def plain_tcp(buf, offsets, linktype: int, cap, ports=()):
+def plain_tcp(buf, offsets, linktype: int, cap, ports=(), words=None, rows=None):
     """The TCP headers of records that are not ESP (``offsets`` and ``cap`` as for
     :func:`classify`: record positions in ``buf``, captured lengths), read for all of them at
     once - so that plaintext TCP (a tunnel interface, web traffic beside a tunnel) is decoded
@@ -350,12 +356,21 @@ def plain_tcp(buf, offsets, linktype: int, cap, ports=()):
     of the TCP header, the payload and the end of the IP payload), ``start`` (the payload may
     start IKE/ESP or OpenVPN over TCP: the caller checks it), and for cooked frames
     ``ifindex`` (-1 for SLL), ``hatype`` and ``pkttype`` (as
-    :func:`dissect.vpn.link.cooked_header`).  Meaningful only where ``ok``."""
+    :func:`dissect.vpn.link.cooked_header`).  Meaningful only where ``ok``.
+
+    ``words``, ``rows``: :func:`classify`'s ``fields["words"]`` of the chunk these records are
+    rows ``rows`` of (nothing is read again), or None (read them at ``offsets``)."""
     shift = _SHIFT[linktype]
-    o = np.array(offsets, dtype=np.int64)
-    o += shift - LEAD
-    blk = windows(np.frombuffer(buf, dtype=np.uint8), WINDOW)[o]
-    w = _words(blk)
+    if words is not None:
+        w = words[0][:, rows]
+        blk = (words[1], rows)
+        n = len(rows)
+    else:
+        o = np.array(offsets, dtype=np.int64)
+        o += shift - LEAD
+        blk = windows(np.frombuffer(buf, dtype=np.uint8), WINDOW)[o]
+        w = _words(blk)
+        n = len(o)
     cap = np.asarray(cap, dtype=np.int64)
     ip0, ip1 = w[8], w[9]
     hdr = 14 + shift
@@ -375,7 +390,7 @@ def plain_tcp(buf, offsets, linktype: int, cap, ports=()):
         r["hatype"] = w[5] >> 16
         r["pkttype"] = (w[5] >> 8) & 0xFF
     elif linktype == 113:
-        r["ifindex"] = np.full(len(o), -1, dtype=np.int64)
+        r["ifindex"] = np.full(n, -1, dtype=np.int64)
         r["hatype"] = w[4] & 0xFFFF
         r["pkttype"] = w[4] >> 16
     if shift:

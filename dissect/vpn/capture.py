@@ -908,6 +908,7 @@ class PcapReader(_Reader):
                             need = 32 + int(cap[j])  # read on: the header after it tells
                         pos = offs[j]
                         k = j
+                    bt.words = got.get("words")
                     if cooked and k:
                         self._cook_batch(buf, offs[:k] if k < len(offs) else offs, cap[:k], np)
                     empty = np.flatnonzero((cap[:k] == 0) & (res[0][:k] == 0))
@@ -977,13 +978,13 @@ class PcapReader(_Reader):
         for run in np.split(empty, starts):
             a, b = int(run[0]), int(run[-1]) + 1
             if a > i:
-                bt.push(offs[i:a], 16, _part(res, i, a, np), self.linktype)
+                bt.push(offs[i:a], 16, _part(res, i, a, np), self.linktype, row0=i)
             end = offs[b - 1] + 16
             self._empty(bt.base + offs[a], bt.last, buf, end, n, b - a)
             bt.skip(b - a, bt.base + offs[a], 16)
             i = b
         if i < k:
-            bt.push(offs[i:k], 16, _part(res, i, k, np), self.linktype)
+            bt.push(offs[i:k], 16, _part(res, i, k, np), self.linktype, row0=i)
 
 
 class _Corrupt(Exception):
@@ -1763,6 +1764,8 @@ class _Batcher:
         #: and the link type of the records (one for the file); None: on_frame only
         self.on_tcp = None
         self.tcp_lt = None
+        #: the rows of the chunk being handed over, as classify read them (fields["words"])
+        self.words = None
         self.number = 0
         self.nbytes = 0
         self.trunc = 0
@@ -1831,11 +1834,12 @@ class _Batcher:
                 self.on_checkpoint(num, first + (num - number - 1) * step)
         self.number = number + count
 
-    def push(self, offs, skip, res, lt, ifs=0):
+    def push(self, offs, skip, res, lt, ifs=0, row0=0):
         """Hand over the records at ``offs`` (positions in ``buf``; the frame ``skip`` bytes on),
         classified (``res``: :func:`dissect.vpn.batch.classify`); ``lt`` their linktype (an int,
         or an array per record); ``ifs`` their global interface index (the same: an int or an
-        array)."""
+        array); ``row0``: the first record's row in the classification of its chunk
+        (``words``, read again by the TCP lane)."""
         np = self.np
         ts, cap, wire, other, inert, b4, b6 = res
         k = len(offs)
@@ -1898,7 +1902,7 @@ class _Batcher:
             inert = inert & (ts[other] >= cm[other])
             on_tcp = self.on_tcp
             if on_tcp is not None and skip == 16 and isinstance(lt, int):
-                self._push_tcp(offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush)
+                self._push_tcp(offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush, row0)
             else:
                 for r, t, c, w, quiet, ltr, ifr in zip(other.tolist(), ts[other].tolist(),
                                                        cap[other].tolist(), wire[other].tolist(),
@@ -1911,7 +1915,7 @@ class _Batcher:
             flush(-1)
         self.number = number + k
 
-    def _push_tcp(self, offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush):
+    def _push_tcp(self, offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush, row0=0):
         """The loop of :meth:`push` over the records ``other`` that are not ESP: runs of IPv4
         TCP segments of the common shape (:func:`dissect.vpn.batch.plain_tcp`) on none of the
         ports of ``on_tcp`` and whose payload cannot start a VPN stream go to ``on_tcp`` a run at
@@ -1923,7 +1927,8 @@ class _Batcher:
         ports, run_tcp = self.on_tcp
         oo = offs[other] if isinstance(offs, np.ndarray) else [offs[r] for r in other.tolist()]
         caps = cap[other]
-        f = self.vec.plain_tcp(self.buf, oo, self.tcp_lt, caps, ports)
+        f = self.vec.plain_tcp(self.buf, oo, self.tcp_lt, caps, ports, self.words,
+                               other + row0 if self.words is not None else None)
         lane = f["ok"] & ~f["start"]
         others = other.tolist()
         tso = ts[other].tolist()
