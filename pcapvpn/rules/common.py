@@ -107,6 +107,31 @@ class Context:
                 m.setdefault((sa.version, sa.initiator[1], sa.responder[1]), []).append(sa)
         return m
 
+    def working_sas(self, t) -> list:
+        """``[(established_ts, sa)]`` of tunnel ``t``'s IKE SAs seen working
+        (:func:`seen_working`), in the order they started; computed once per tunnel and
+        evaluation."""
+        cache = self.__dict__.setdefault("_working_sas", {})
+        rows = cache.get(id(t))
+        if rows is None:
+            rows = []
+            for sa in sorted(t.ike_sas, key=lambda s: s.first_ts or 0):
+                est = established_ts(sa)
+                if est is not None and seen_working(sa):
+                    rows.append((est, sa))
+            cache[id(t)] = rows
+        return rows
+
+    def tcp_sas(self, t) -> list:
+        """Tunnel ``t``'s IKE SAs whose first message came over TCP (RFC 9329), computed once per
+        tunnel and evaluation (few: a UDP -> TCP fallback is looked up among them)."""
+        cache = self.__dict__.setdefault("_tcp_sas", {})
+        rows = cache.get(id(t))
+        if rows is None:
+            rows = cache[id(t)] = [sa for sa in t.ike_sas
+                                   if sa.messages and sa.messages[0].transport == "tcp"]
+        return rows
+
     def file(self, idx: int) -> str:
         return self.names[idx] if 0 <= idx < len(self.names) else f"#{idx}"
 

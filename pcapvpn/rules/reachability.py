@@ -243,7 +243,7 @@ def unanswered_ike(ctx):
                     detail += " The peer sent nothing at all in this IKE SA."
             if others:
                 detail += " Other candidates: " + "; ".join(others) + "."
-            tcp = _fallback_to_tcp(t, sa, first)
+            tcp = _fallback_to_tcp(ctx, t, sa, first)
             if tcp is not None:
                 # RFC 9329 §1: TCP is the fallback when IKE cannot be negotiated over UDP (the
                 # verdict marks the failure recovered by that IKE SA)
@@ -266,16 +266,15 @@ def unanswered_ike(ctx):
             break  # the first unanswered exchange of an SA is the one that matters
 
 
-def _fallback_to_tcp(t, sa, first):
+def _fallback_to_tcp(ctx, t, sa, first):
     """The IKE SA of tunnel ``t`` that the initiator of the unanswered UDP request ``first``
     negotiated over TCP afterwards and that was established (a UDP -> TCP fallback), or None."""
     if t is None or first.transport != "udp":
         return None
-    for other in t.ike_sas:
+    for other in ctx.tcp_sas(t):
         if (other is not sa and other.established and other.first_ts is not None
                 and other.first_ts > first.ts and other.initiator is not None
-                and other.initiator[1] == first.src and other.messages
-                and other.messages[0].transport == "tcp"):
+                and other.initiator[1] == first.src):
             return other
     return None
 

@@ -129,11 +129,12 @@ def recovery(ctx, t, f):
         return None
     both_after = _esp_both_ways_after(t, last)
     own = set(f.evidence.ike_spis)
-    for sa in sorted(t.ike_sas, key=lambda s: s.first_ts or 0):
+    # the tunnel's IKE SAs seen working, in order of their start (computed once per evaluation:
+    # a flood of failures on a tunnel of thousands of SAs asks this once each)
+    for est, sa in ctx.working_sas(t):
         if sa.ispi.hex() in own:
             continue  # the IKE SA the failure is about does not recover from it by coming up
-        est = established_ts(sa)
-        if est is None or est <= last or not seen_working(sa):
+        if est <= last:
             continue
         if both_after or not _esp_after(t, est):
             who = ip_text(sa.initiator[1]) if sa.initiator else "?"
@@ -261,7 +262,8 @@ def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
     hard = [f for f in failures if f.severity in ("critical", "error")]
     if unjudgeable:
         hard = [f for f in hard if f.code not in ABSENCE_CODES]
-    soft = [f for f in failures if f not in hard and f.severity != "info"]
+    hard_ids = {id(f) for f in hard}
+    soft = [f for f in failures if id(f) not in hard_ids and f.severity != "info"]
     if unjudgeable:
         soft = [f for f in soft if f.code not in ABSENCE_CODES]
     not_seen = list(not_seen)
