@@ -808,9 +808,9 @@ class PlainTracker:
                 f.last_ts = tsl[p]
         # (no DNS here: the reader leaves port 53 to the general path)
         invl = inv.tolist()
-        self._seqs(fidx, data, run["l4"], zip(
-            [flows_of[g] for g in invl], [dirs[g] for g in invl], tsl, nums, run["seq"],
-            run["ack"], flagsl, run["frame"], run["poff"], plen.tolist()))
+        self._seqs(fidx, data, run["l4"], flows_of, dirs, zip(
+            invl, tsl, nums, run["seq"], run["ack"], flagsl, run["frame"], run["poff"],
+            plen.tolist()))
 
     def link_other(self, ref, ts, iface, linktype, cooked, data):
         lp = _arp.link_payload(linktype, data)
@@ -917,22 +917,25 @@ class PlainTracker:
                           (not flags & _ACK) if flags & _SYN else None)
         if f is None:
             return
-        self._seqs(ref[0], data, l4off, ((f, d, ts, ref[1], seq, ack, flags, 0, poff, plen),))
+        self._seqs(ref[0], data, l4off, (f,), (d,), ((0, ts, ref[1], seq, ack, flags, 0, poff,
+                                                     plen),))
         if (sport == 53 or dport == 53) and plen > 14:
             self._dns(v, ts, ref, src, sport, dst, dport, data, poff + 2, end, True)
 
     @staticmethod
-    def _seqs(fidx, data, l4, segs):
+    def _seqs(fidx, data, l4, flows, dirs, segs):
         """The sequence bookkeeping of TCP segments of file ``fidx``, in capture order: ``segs``
-        yields ``(flow, direction, ts, frame number, seq, ack, flags, frame offset, payload
-        offset, payload length)`` (counted already by :meth:`_flow`; flow None: not followed),
-        the TCP header at frame offset + ``l4`` in ``data``, the payload at frame offset +
-        payload offset.  SYN (and its MSS option), holes, resets, delivered and retransmitted
-        sizes."""
+        yields ``(k, ts, frame number, seq, ack, flags, frame offset, payload offset, payload
+        length)``, the segment's flow ``flows[k]`` and direction ``dirs[k]`` (counted already by
+        :meth:`_flow`; flow None: not followed), the TCP header at frame offset + ``l4`` in
+        ``data``, the payload at frame offset + payload offset.  SYN (and its MSS option), holes,
+        resets, delivered and retransmitted sizes."""
         tcp_mss = _ip.tcp_mss
-        for f, d, ts, num, seq, ack, flags, fo, poff, plen in segs:
+        for k, ts, num, seq, ack, flags, fo, poff, plen in segs:
+            f = flows[k]
             if f is None:
                 continue
+            d = dirs[k]
             hi = f.hi
             h = hi[d]  # the highest sequence end this direction sent so far
             if flags & _SYN:
