@@ -1456,9 +1456,12 @@ def _lane_frames(rng, link, n_flows=60):
     with ESP-in-UDP and other traffic, on several views (interfaces, packet types)."""
     inner = [bytes([10, 10, 1, 1]), bytes([10, 20, 0, 5]), bytes([203, 0, 113, 9])]
     srv = [bytes([10, 20, 1, i]) for i in range(1, 6)] + [bytes([198, 51, 100, 80])]
+    def pkttype(out):  # now and then "otherhost" (a bridge): one direction, two packet types
+        return 4 if out else (3 if rng.random() < 0.05 else 0)
+
     wrap = {276: lambda ip, out, tun: _sll2(ip, 3 if tun else 2, 0xFFFE if tun else 1,
-                                           4 if out else 0),
-            113: lambda ip, out, tun: _sll(ip, 4 if out else 0, 0xFFFE if tun else 1),
+                                           pkttype(out)),
+            113: lambda ip, out, tun: _sll(ip, pkttype(out), 0xFFFE if tun else 1),
             1: lambda ip, out, tun: eth(ip)}[link]
     frames = []
     t = 1_700_000_000_000_000
@@ -1560,7 +1563,7 @@ def _plain_state(result):
     return out
 
 
-@pytest.mark.parametrize("limits", ["none", "flows", "views"])
+@pytest.mark.parametrize("limits", ["none", "flows", "views", "views2"])
 @pytest.mark.parametrize("link", [276, 113, 1])
 def test_tcp_lane_same_analysis(tmp_path, monkeypatch, link, limits):
     """The TCP lane (runs of plaintext TCP handed to PlainTracker.plain_tcp) leaves the decoder
@@ -1574,6 +1577,8 @@ def test_tcp_lane_same_analysis(tmp_path, monkeypatch, link, limits):
         monkeypatch.setattr(inner, "MAX_PLAIN_FLOWS", 37)
     elif limits == "views":
         monkeypatch.setattr(inner, "MAX_VIEWS", 1)
+    elif limits == "views2":  # the bound reached in the middle of the capture
+        monkeypatch.setattr(inner, "MAX_VIEWS", 2)
     rng = random.Random(20261206 + link)
     path = write(tmp_path, "lane.pcap", pcap_bytes(_lane_frames(rng, link), linktype=link))
     calls = []

@@ -712,23 +712,24 @@ class PlainTracker:
         facts, without decoding them again.  The packets of one direction of a conversation on
         one view are counted together (views and flows are made in the order their first
         packets came, as one packet at a time would); the sequence bookkeeping
-        (:meth:`_seg`) goes packet by packet, in capture order."""
+        (:meth:`_seqs`) goes packet by packet, in capture order.  A run that may reach the
+        bound on views (several interfaces would share the last view) goes packet by packet
+        through :meth:`plain`."""
         import numpy as np
 
         a = run["arrays"]
         n = len(run["ts"])
         cooked = "ifindex" in a
         ifx = np.asarray(ifaces, dtype=np.int64)
-        # one group per view and direction: (iface, SLL2 index, ARPHRD, packet type, addresses,
-        # ports); stable sort, so each group lists its packets in capture order
+        # one group per view and direction: (iface, SLL2 index, ARPHRD, addresses, ports);
+        # stable sort, so each group lists its packets in capture order
         k1 = a["src"].astype(np.uint64) << np.uint64(32) | a["dst"].astype(np.uint64)
         k2 = (a["sport"].astype(np.uint64) << np.uint64(16) | a["dport"].astype(np.uint64)
               | (ifx.astype(np.uint64) << np.uint64(32)))
         keys = [k1, k2]
         if cooked:
-            keys.append(a["ifindex"].astype(np.uint64) << np.uint64(24)
-                        | a["hatype"].astype(np.uint64) << np.uint64(8)
-                        | a["pkttype"].astype(np.uint64))
+            keys.append(a["ifindex"].astype(np.uint64) << np.uint64(16)
+                        | a["hatype"].astype(np.uint64))
         order = np.lexsort(keys[::-1])
         new = np.ones(n, dtype=bool)
         diff = np.zeros(n - 1, dtype=bool)
@@ -754,11 +755,21 @@ class PlainTracker:
         gdst = a["dst"][first].tolist()
         gsport = a["sport"][first].tolist()
         gdport = a["dport"][first].tolist()
+        views = self.views
         if cooked:
             cks = list(zip(a["ifindex"][first].tolist(), a["hatype"][first].tolist(),
                            a["pkttype"][first].tolist()))
+            vkeys = {(fidx, ifaces[i], c[0], c[1]) for i, c in zip(firstl, cks)}
+            # packets sent / received per group (linux/if_packet.h PACKET_OUTGOING, _HOST)
+            pk = a["pkttype"]
+            gout = np.bincount(inv, weights=pk == 4, minlength=len(starts)).tolist()
+            gin = np.bincount(inv, weights=pk == 0, minlength=len(starts)).tolist()
+        else:
+            vkeys = {(fidx, ifaces[i], -1, -1) for i in firstl}
+        if len(views) + len(vkeys - views.keys()) > MAX_VIEWS:
+            self._plain_tcp_each(fidx, linktype, ifaces, data, run)
+            return
         gplen = plen[first].tolist()
-        views = self.views
         flows_of = [None] * len(starts)
         dirs = [0] * len(starts)
         last_of = []  # (last position, view, flow) per group
@@ -773,10 +784,9 @@ class PlainTracker:
             if v is None:
                 v = self._view((fidx, nums[i]), iface, linktype, ck)
             pkt = ck[2] if cooked else -1
-            if pkt == 4:
-                v.outgoing += m
-            elif pkt == 0:
-                v.incoming += m
+            if cooked:
+                v.outgoing += int(gout[g])
+                v.incoming += int(gin[g])
             v.packets += m
             if v.first_ts is None:
                 v.first_ts = tsl[i]
@@ -811,6 +821,20 @@ class PlainTracker:
         self._seqs(fidx, data, run["l4"], flows_of, dirs, zip(
             invl, tsl, nums, run["seq"], run["ack"], flagsl, run["frame"], run["poff"],
             plen.tolist()))
+
+    def _plain_tcp_each(self, fidx, linktype, ifaces, data, run):
+        """:meth:`plain_tcp` one packet at a time (:meth:`plain`)."""
+        a = run["arrays"]
+        cooked = "ifindex" in a
+        cks = (zip(a["ifindex"].tolist(), a["hatype"].tolist(), a["pkttype"].tolist())
+               if cooked else [None] * len(ifaces))
+        l4 = run["l4"]
+        for num, ts, iface, ck, src, dst, sport, dport, fo, end in zip(
+                run["number"], run["ts"], ifaces, cks, a["src"].tolist(), a["dst"].tolist(),
+                a["sport"].tolist(), a["dport"].tolist(), run["frame"], a["end"].tolist()):
+            self.plain((fidx, num), ts, iface, linktype, ck,
+                       (4, src.to_bytes(4, "big"), dst.to_bytes(4, "big"), 6, sport, dport,
+                        fo + l4, fo + end, 0, False), data)
 
     def link_other(self, ref, ts, iface, linktype, cooked, data):
         lp = _arp.link_payload(linktype, data)
