@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - older cryptography
 from dissect.vpn import ikev1 as _v1
 from dissect.vpn import ikev2 as _v2
 from dissect.vpn.errors import DissectError
+from dissect.vpn.registry import IdTypeV1, PayloadV1, PayloadV2
 
 __all__ = ["Opened", "OK", "UNVERIFIED", "ICV_FAILED", "MALFORMED", "TRUNCATED", "UNSUPPORTED",
            "Ikev2Keyed", "Ikev2Decryptor", "Ikev1Decryptor", "EspDecryptor", "cert_summary",
@@ -237,7 +238,7 @@ def _chain_ok(payloads, errors, known) -> bool:
     return all(p.type in known for p in payloads)
 
 
-_V2_KNOWN = frozenset(_v2.PARSERS) - {_v2.SK, _v2.SKF}
+_V2_KNOWN = frozenset(_v2.PARSERS) - {PayloadV2.SK, PayloadV2.SKF}
 _V1_KNOWN = frozenset(_v1.PARSERS)
 
 
@@ -271,7 +272,7 @@ class Ikev2Decryptor:
         raw = msg.raw
         rec = None
         for p in msg.payloads:
-            if p.type == _v2.SK or p.type == _v2.SKF:
+            if p.type == PayloadV2.SK or p.type == PayloadV2.SKF:
                 rec = p
         if rec is None:
             return (MALFORMED, "no SK/SKF payload", None, None, None, True)
@@ -280,7 +281,7 @@ class Ikev2Decryptor:
         res = self._open(raw, rec.data_off, rec.data_end, bool(m.from_initiator))
         r, kd = res
         origin = kd.key.origin
-        if rec.type == _v2.SK:
+        if rec.type == PayloadV2.SK:
             return self._finish(r, origin, rec.next_payload)
         # SKF (RFC 7383 §2.6): fragments are protected one by one; reassembled in order
         if r.data is None:
@@ -364,12 +365,12 @@ class Ikev1Decryptor:
             return
         for p in m.msg.payloads:
             t = p.type
-            if t == _v1.SA_PAYLOAD and getattr(p, "proposals", None):
+            if t == PayloadV1.SA and getattr(p, "proposals", None):
                 tr = p.proposals[0].transforms
                 attrs = tr[0].attributes if tr else []
                 if role == "responder" or self.offered is None:
                     self.offered = (attrs, len(tr), role)
-            elif t == _v1.KE and hasattr(p, "data"):
+            elif t == PayloadV1.KE and hasattr(p, "data"):
                 if role == "initiator":
                     self.gxi = p.data
                 else:
@@ -658,17 +659,17 @@ def selectors(rec, version: int) -> list:
     port = getattr(rec, "port", 0) or 0
     sp, ep = (port, port) if port else (0, 65535)
     proto = getattr(rec, "protocol", 0) or 0
-    if t in (_v1.ID_IPV4_ADDR, _v1.ID_IPV6_ADDR):
+    if t in (IdTypeV1.IPV4_ADDR, IdTypeV1.IPV6_ADDR):
         v = _int(d)
-        out.append((4 if t == _v1.ID_IPV4_ADDR else 6, v, v, proto, sp, ep))
-    elif t in (_v1.ID_IPV4_ADDR_SUBNET, _v1.ID_IPV6_ADDR_SUBNET):
+        out.append((4 if t == IdTypeV1.IPV4_ADDR else 6, v, v, proto, sp, ep))
+    elif t in (IdTypeV1.IPV4_ADDR_SUBNET, IdTypeV1.IPV6_ADDR_SUBNET):
         h = len(d) // 2
         a, mask = _int(d[:h]), _int(d[h:])
         bits = h * 8
         start = a & mask
         end = start | (~mask & ((1 << bits) - 1))
         out.append((4 if h == 4 else 6, start, end, proto, sp, ep))
-    elif t in (_v1.ID_IPV4_ADDR_RANGE, _v1.ID_IPV6_ADDR_RANGE):
+    elif t in (IdTypeV1.IPV4_ADDR_RANGE, IdTypeV1.IPV6_ADDR_RANGE):
         h = len(d) // 2
         out.append((4 if h == 4 else 6, _int(d[:h]), _int(d[h:]), proto, sp, ep))
     return out
@@ -775,45 +776,45 @@ def describe_inner(version: int, payloads, first) -> dict:
         t = p.type
         d["payload_types"].append(t)
         if version == 2:
-            if t == _v2.N and hasattr(p, "notify_type"):
+            if t == PayloadV2.N and hasattr(p, "notify_type"):
                 d["notifies"].append((p.notify_type, p.spi, p.data))
-            elif t == _v2.D and hasattr(p, "spis"):
+            elif t == PayloadV2.D and hasattr(p, "spis"):
                 d["deletes"].append((p.protocol, list(p.spis)))
-            elif t == _v2.SA_PAYLOAD and hasattr(p, "proposals"):
+            elif t == PayloadV2.SA and hasattr(p, "proposals"):
                 d["proposals"] = p.proposals
                 for pr in p.proposals:
                     if pr.protocol in (2, 3) and pr.spi:
                         d["child_spis"].append((pr.protocol, pr.spi))
-            elif t in (_v2.IDI, _v2.IDR) and hasattr(p, "id_type"):
+            elif t in (PayloadV2.IDI, PayloadV2.IDR) and hasattr(p, "id_type"):
                 d["ids"].append((t, p.id_type, _id_text(p.id_type, p.data)))
-            elif t in (_v2.TSI, _v2.TSR) and hasattr(p, "selectors"):
-                d["ts"]["i" if t == _v2.TSI else "r"].extend(selectors(p, 2))
-            elif t == _v2.CERT and hasattr(p, "encoding"):
+            elif t in (PayloadV2.TSI, PayloadV2.TSR) and hasattr(p, "selectors"):
+                d["ts"]["i" if t == PayloadV2.TSI else "r"].extend(selectors(p, 2))
+            elif t == PayloadV2.CERT and hasattr(p, "encoding"):
                 s = cert_summary(p.data) if p.encoding == 4 else None
                 d["certs"].append(s if s is not None else {"encoding": p.encoding})
-            elif t == _v2.CP and hasattr(p, "cfg_type"):
+            elif t == PayloadV2.CP and hasattr(p, "cfg_type"):
                 d["config"].append((p.cfg_type, list(p.attributes)))
-            elif t == _v2.EAP and hasattr(p, "code"):
+            elif t == PayloadV2.EAP and hasattr(p, "code"):
                 d["eap"].append((p.code, p.eap_type))
-            elif t == _v2.AUTH and hasattr(p, "method"):
+            elif t == PayloadV2.AUTH and hasattr(p, "method"):
                 d["auth_method"] = p.method
         else:
-            if t == _v1.N and hasattr(p, "notify_type"):
+            if t == PayloadV1.N and hasattr(p, "notify_type"):
                 d["notifies"].append((p.notify_type, p.spi, p.data))
-            elif t == _v1.D and hasattr(p, "spis"):
+            elif t == PayloadV1.D and hasattr(p, "spis"):
                 d["deletes"].append((p.protocol, list(p.spis)))
-            elif t == _v1.SA_PAYLOAD and hasattr(p, "proposals"):
+            elif t == PayloadV1.SA and hasattr(p, "proposals"):
                 d["proposals"] = p.proposals
                 for pr in p.proposals:
                     if pr.protocol in (2, 3) and pr.spi:
                         d["child_spis"].append((pr.protocol, pr.spi))
-            elif t == _v1.ID and hasattr(p, "id_type"):
+            elif t == PayloadV1.ID and hasattr(p, "id_type"):
                 d["ids"].append((t, p.id_type, _id_text(p.id_type, p.data)))
                 qm_ids.append(p)
-            elif t == _v1.CERT and hasattr(p, "encoding"):
+            elif t == PayloadV1.CERT and hasattr(p, "encoding"):
                 s = cert_summary(p.data) if p.encoding == 4 else None
                 d["certs"].append(s if s is not None else {"encoding": p.encoding})
-            elif t == _v1.ATTR and hasattr(p, "cfg_type"):
+            elif t == PayloadV1.ATTR and hasattr(p, "cfg_type"):
                 d["config"].append((p.cfg_type, list(p.attributes)))
     if version == 1 and len(qm_ids) == 2:
         # Quick Mode IDci / IDcr (RFC 2409 §5.5): the initiator's and the responder's selectors

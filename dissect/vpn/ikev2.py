@@ -17,6 +17,7 @@ import struct
 
 from .errors import DissectError
 from .ike import Payload, walk_payloads
+from .registry import IdTypeV2, NotifyV2, PayloadV2, TsType
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
@@ -25,50 +26,11 @@ __all__ = [
     "TrafficSelector", "Encrypted", "EncryptedFragment", "Configuration", "Eap",
 ]
 
-# Payload types, RFC 7296 §3.2 and IANA "IKEv2 Payload Types".
-NONE = 0
-SA_PAYLOAD = 33
-KE = 34
-IDI = 35
-IDR = 36
-CERT = 37
-CERTREQ = 38
-AUTH = 39
-NONCE = 40
-N = 41
-D = 42
-V = 43
-TSI = 44
-TSR = 45
-SK = 46
-CP = 47
-EAP = 48
-SKF = 53           # RFC 7383 §2.5
-
-# Transform types, RFC 7296 §3.3.2; 6..12 ADDKE1..ADDKE7, RFC 9370 §2.
-TT_ENCR = 1
-TT_PRF = 2
-TT_INTEG = 3
-TT_KE = 4
-TT_ESN = 5
-ATTR_KEY_LENGTH = 14   # RFC 7296 §3.3.5
-
-# Traffic selector types, RFC 7296 §3.13.1
-TS_IPV4_ADDR_RANGE = 7
-TS_IPV6_ADDR_RANGE = 8
-
-# Notify types with accessors (RFC 7296 §3.10.1, RFC 5685 §8, RFC 7427 §4)
-NT_INVALID_KE_PAYLOAD = 17
-NT_NAT_DETECTION_SOURCE_IP = 16388
-NT_NAT_DETECTION_DESTINATION_IP = 16389
-NT_COOKIE = 16390
-NT_REKEY_SA = 16393
-NT_REDIRECT = 16407
-NT_REDIRECTED_FROM = 16408
-NT_SIGNATURE_HASH_ALGORITHMS = 16431
+# Transform attribute type, RFC 7296 §3.3.5 (the only one IKEv2 defines)
+ATTR_KEY_LENGTH = 14
 
 # ID types with a fixed length (RFC 7296 §3.5)
-_ID_LEN = {1: 4, 5: 16}
+_ID_LEN = {IdTypeV2.IPV4_ADDR: 4, IdTypeV2.IPV6_ADDR: 16}
 
 _U16 = struct.Struct(">H")
 _HH = struct.Struct(">HH")
@@ -350,31 +312,31 @@ class Notify(Payload):
     @property
     def invalid_ke_group(self):
         """INVALID_KE_PAYLOAD (17): the 2-byte accepted group (RFC 7296 §1.2)."""
-        if self.notify_type == NT_INVALID_KE_PAYLOAD and len(self.data) >= 2:
+        if self.notify_type == NotifyV2.INVALID_KE_PAYLOAD and len(self.data) >= 2:
             return _U16.unpack_from(self.data, 0)[0]
         return None
 
     @property
     def rekey_spi(self):
         """REKEY_SA (16393): the SPI of the SA being rekeyed (RFC 7296 §1.3.3)."""
-        return self.spi if self.notify_type == NT_REKEY_SA else None
+        return self.spi if self.notify_type == NotifyV2.REKEY_SA else None
 
     @property
     def cookie(self):
         """COOKIE (16390) data (RFC 7296 §2.6)."""
-        return self.data if self.notify_type == NT_COOKIE else None
+        return self.data if self.notify_type == NotifyV2.COOKIE else None
 
     @property
     def nat_hash(self):
         """NAT_DETECTION_SOURCE_IP / _DESTINATION_IP: the 20-byte SHA-1 (RFC 7296 §2.23)."""
-        if self.notify_type in (NT_NAT_DETECTION_SOURCE_IP, NT_NAT_DETECTION_DESTINATION_IP):
+        if self.notify_type in (NotifyV2.NAT_DETECTION_SOURCE_IP, NotifyV2.NAT_DETECTION_DESTINATION_IP):
             return self.data
         return None
 
     @property
     def signature_hash_algorithms(self):
         """SIGNATURE_HASH_ALGORITHMS (16431): list of 16-bit ids (RFC 7427 §4)."""
-        if self.notify_type != NT_SIGNATURE_HASH_ALGORITHMS or len(self.data) % 2:
+        if self.notify_type != NotifyV2.SIGNATURE_HASH_ALGORITHMS or len(self.data) % 2:
             return None
         d = self.data
         return [(d[i] << 8) | d[i + 1] for i in range(0, len(d), 2)]
@@ -383,7 +345,7 @@ class Notify(Payload):
     def redirect(self):
         """REDIRECT (16407) / REDIRECTED_FROM (16408), RFC 5685 §8/§9:
         ``(gw_ident_type, gw_identity bytes, nonce bytes)``; gw type 1 IPv4, 2 IPv6, 3 FQDN."""
-        if self.notify_type not in (NT_REDIRECT, NT_REDIRECTED_FROM):
+        if self.notify_type not in (NotifyV2.REDIRECT, NotifyV2.REDIRECTED_FROM):
             return None
         d = self.data
         if len(d) < 2 or 2 + d[1] > len(d):
@@ -471,8 +433,8 @@ def _parse_ts(raw, off, end):
         send = pos + slen
         if slen < 4 or send > end:
             raise DissectError(f"traffic selector length {slen} invalid", pos + 2)
-        if ts_type == TS_IPV4_ADDR_RANGE or ts_type == TS_IPV6_ADDR_RANGE:
-            alen = 4 if ts_type == TS_IPV4_ADDR_RANGE else 16
+        if ts_type == TsType.TS_IPV4_ADDR_RANGE or ts_type == TsType.TS_IPV6_ADDR_RANGE:
+            alen = 4 if ts_type == TsType.TS_IPV4_ADDR_RANGE else 16
             if slen != 8 + 2 * alen:
                 raise DissectError(f"traffic selector type {ts_type} length {slen} invalid",
                                    pos + 2)
@@ -589,23 +551,23 @@ def _parse_eap(raw, off, end):
 
 
 PARSERS = {
-    SA_PAYLOAD: _parse_sa,
-    KE: _parse_ke,
-    IDI: _parse_id,
-    IDR: _parse_id,
-    CERT: _parse_cert,
-    CERTREQ: _parse_certreq,
-    AUTH: _parse_auth,
-    NONCE: _parse_data,
-    N: _parse_notify,
-    D: _parse_delete,
-    V: _parse_data,
-    TSI: _parse_ts,
-    TSR: _parse_ts,
-    SK: _parse_sk,
-    CP: _parse_cp,
-    EAP: _parse_eap,
-    SKF: _parse_skf,
+    PayloadV2.SA: _parse_sa,
+    PayloadV2.KE: _parse_ke,
+    PayloadV2.IDI: _parse_id,
+    PayloadV2.IDR: _parse_id,
+    PayloadV2.CERT: _parse_cert,
+    PayloadV2.CERTREQ: _parse_certreq,
+    PayloadV2.AUTH: _parse_auth,
+    PayloadV2.NONCE: _parse_data,
+    PayloadV2.N: _parse_notify,
+    PayloadV2.D: _parse_delete,
+    PayloadV2.V: _parse_data,
+    PayloadV2.TSI: _parse_ts,
+    PayloadV2.TSR: _parse_ts,
+    PayloadV2.SK: _parse_sk,
+    PayloadV2.CP: _parse_cp,
+    PayloadV2.EAP: _parse_eap,
+    PayloadV2.SKF: _parse_skf,
 }
 
 

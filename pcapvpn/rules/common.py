@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import cached_property
 
+from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import Evidence, FrameRef
 from pcapvpn.model import Time, addr
 
@@ -167,10 +168,9 @@ def ike_tunnel_of(ctx, sa):
 def deleted_ts(sa):
     """When an IKE SA was deleted, keyless: an INFORMATIONAL request whose first encrypted
     payload is a Delete (IKEv2, RFC 7296 §3.14), or a cleartext Delete (IKEv1); None."""
-    from pcapvpn.track.ike import INFORMATIONAL
 
     for x in sa.exchanges:
-        if sa.version == 2 and x.exch == INFORMATIONAL:
+        if sa.version == 2 and x.exch == ExchangeType.INFORMATIONAL:
             for m in x.requests:
                 if m.sk_next == 42:  # Delete
                     return m.ts
@@ -183,14 +183,14 @@ def deleted_ts(sa):
 def exchange_status(ctx, x):
     """answered / unanswered / pending for an IKE exchange (IKEv2: request↔response; IKEv1: the
     exchange did not go past the last message and its sender got nothing back)."""
-    from pcapvpn.track.ike import V1_INFO, V1_STEPS
+    from pcapvpn.track.ike import V1_STEPS
 
     if x.version == 2:
         if x.answered:
             return ANSWERED
         reqs = x.requests
     else:
-        if x.exch == V1_INFO:
+        if x.exch == ExchangeType.INFORMATIONAL_V1:
             return ANSWERED
         need = V1_STEPS.get(x.exch)
         last = x.last_step
@@ -221,20 +221,19 @@ def last_requests(x):
 
 def established_ts(sa):
     """When an IKE SA became established (keyless view), or None."""
-    from pcapvpn.track.ike import IKE_AUTH, V1_AGGRESSIVE, V1_MAIN, V1_QUICK
 
     if not sa.established:
         return None
     if sa.version == 2:
         for x in sa.exchanges:
-            if x.exch == IKE_AUTH and x.responses:
+            if x.exch == ExchangeType.IKE_AUTH and x.responses:
                 return x.responses[0].ts
         return sa.first_ts
     for x in sa.exchanges:
-        if x.exch in (V1_MAIN, V1_AGGRESSIVE) and x.last_step >= (6 if x.exch == V1_MAIN else 3):
+        if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) and x.last_step >= (6 if x.exch == ExchangeType.MAIN_MODE else 3):
             return max(m.ts for m in x.msgs)
     for x in sa.exchanges:
-        if x.exch == V1_QUICK:
+        if x.exch == ExchangeType.QUICK_MODE:
             return min(m.ts for m in x.msgs)
     return sa.first_ts
 

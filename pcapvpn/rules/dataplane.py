@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
+from dissect.vpn.registry import ExchangeType, PayloadV2
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     MAX_EVIDENCE_FRAMES, MaxTree, host_filter, ike_filter, ip_text, seen_working,
 )
-from dissect.vpn import ikev2 as _v2
 from pcapvpn.track.esp import is_multicast
 from pcapvpn.track.tunnels import PAIR_WINDOW
 
@@ -547,21 +547,20 @@ def _heard_text(h) -> str:
 
 def _established_ts(sa):
     """When an IKE SA became established (keyless view), or None."""
-    from pcapvpn.track.ike import IKE_AUTH, V1_AGGRESSIVE, V1_MAIN, V1_QUICK
 
     if not sa.established:
         return None
     if sa.version == 2:
         for x in sa.exchanges:
-            if x.exch == IKE_AUTH and x.responses:
+            if x.exch == ExchangeType.IKE_AUTH and x.responses:
                 return x.responses[0].ts
         return sa.first_ts
     for x in sa.exchanges:
-        if x.exch == V1_QUICK and x.last_step >= 2:
+        if x.exch == ExchangeType.QUICK_MODE and x.last_step >= 2:
             # the child SA exists once the Quick Mode is through
             return max(m.ts for m in x.msgs)
     for x in sa.exchanges:
-        if x.exch in (V1_MAIN, V1_AGGRESSIVE):
+        if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE):
             return max(m.ts for m in x.msgs)
     return sa.first_ts
 
@@ -569,13 +568,12 @@ def _established_ts(sa):
 def _child_expected(sa) -> bool:
     """An established IKE SA whose negotiation created a child SA (IKEv2 IKE_AUTH; IKEv1 a
     Quick Mode past its first message), or one first seen mid-session."""
-    from pcapvpn.track.ike import V1_QUICK
 
     if sa.version == 2:
         return True
     if sa.mid_session:
         return True
-    return any(x.exch == V1_QUICK and x.last_step >= 2 for x in sa.exchanges)
+    return any(x.exch == ExchangeType.QUICK_MODE and x.last_step >= 2 for x in sa.exchanges)
 
 
 # -- one-way ESP -------------------------------------------------------------------------------
@@ -668,17 +666,16 @@ def _parallel_children(ctx, t, ts) -> int:
 
 
 def _child_times(t) -> list:
-    from pcapvpn.track.ike import CREATE_CHILD_SA, IKE_AUTH, V1_QUICK
 
     out = []
     for sa in t.ike_sas:
         for x in sa.exchanges:
-            if x.exch == V1_QUICK:
+            if x.exch == ExchangeType.QUICK_MODE:
                 done = x.last_step >= 2 and len({m.src for m in x.msgs}) >= 2
-            elif x.exch == IKE_AUTH:
+            elif x.exch == ExchangeType.IKE_AUTH:
                 done = sa.established and bool(x.responses)
-            elif x.exch == CREATE_CHILD_SA:
-                done = any(m.sk_next not in (None, _v2.N) for m in x.responses)
+            elif x.exch == ExchangeType.CREATE_CHILD_SA:
+                done = any(m.sk_next not in (None, PayloadV2.N) for m in x.responses)
             else:
                 continue
             if done:

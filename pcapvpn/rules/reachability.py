@@ -10,6 +10,7 @@ Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
+from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
@@ -17,7 +18,6 @@ from pcapvpn.rules.common import (
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
     tcp_connection_findings,
 )
-from pcapvpn.track.ike import INFORMATIONAL, V1_INFO, V1_QUICK
 
 IKEV2_FRAGMENTATION_SUPPORTED = 16430  # RFC 7383 §2.3
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
@@ -133,7 +133,7 @@ def _nat_story(sa) -> str | None:
 
 
 def _is_liveness(x) -> bool:
-    return x.version == 2 and x.exch == INFORMATIONAL and any(
+    return x.version == 2 and x.exch == ExchangeType.INFORMATIONAL and any(
         m.sk_next == 0 for m in x.requests)
 
 
@@ -182,7 +182,7 @@ def unanswered_ike(ctx):
             # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
             heard_4500 = [m for y in answered_before for m in y.msgs
                           if m.src != first.src and 4500 in (m.sport, m.dport)]
-            gone = bool(heard_4500) and x.exch in (INFORMATIONAL, V1_INFO)
+            gone = bool(heard_4500) and x.exch in (ExchangeType.INFORMATIONAL, ExchangeType.INFORMATIONAL_V1)
             refs = ctx.msg_refs(reqs)
             frag = _fragmented(reqs)
             label = exchange_label(x)
@@ -214,7 +214,7 @@ def unanswered_ike(ctx):
                     _v1_float_received(ctx, sa, first):
                 # IKEv1: the peer did not re-send its last message on UDP 500 (MM4 / AM2) after
                 # the first message on 4500: it got that message, so 4500 reaches it
-                if x.exch == V1_QUICK:
+                if x.exch == ExchangeType.QUICK_MODE:
                     continue  # phase 1 is up: the Quick Mode's own finding (CHILD_SA_FAILED)
                 code = "IKE_NO_RESPONSE"
                 detail += (f" {ip_text(first.dst)} did not re-send its last message on UDP 500 "
@@ -418,7 +418,7 @@ def _all_deleted_before(t, ts) -> bool:
     for sa in t.ike_sas:
         done = False
         for x in sa.exchanges:
-            if x.exch == INFORMATIONAL and x.answered and any(
+            if x.exch == ExchangeType.INFORMATIONAL and x.answered and any(
                     m.sk_next == 42 for m in x.requests) and x.msgs[-1].ts <= ts:
                 done = True
             if x.version == 1 and any(m.deletes for m in x.msgs) and x.msgs[-1].ts <= ts:
