@@ -349,7 +349,7 @@ def ike_message_dict(m, start, names) -> dict:
         "length": m.length,
         "size": m.size,
         "payloads": [reg.payload_name(m.version, t) for t in m.payload_types],
-        "notifies": [reg.notify_name(m.version, t) for t, _s, _d in m.notifies],
+        "notifies": [reg.notify_name(m.version, n.notify_type) for n in m.notifies],
         "encrypted": m.encrypted,
         "sk_first_payload": (reg.payload_name(m.version, m.sk_next) if m.sk_next else
                              ("none" if m.sk_next == 0 else None)),

@@ -14,15 +14,16 @@ payloads.
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 from .errors import DissectError
 from .ike import Payload, walk_payloads
-from .registry import IdTypeV2, NotifyV2, PayloadV2, TsType
+from .registry import GwIdentType, IdTypeV2, NotifyV2, PayloadV2, TsType, is_error_notify
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
     "SA", "Proposal", "Transform", "KeyExchange", "Identification", "Certificate",
-    "CertificateRequest", "Auth", "DataPayload", "Notify", "Delete", "TrafficSelectors",
+    "CertificateRequest", "Auth", "DataPayload", "Notify", "Redirect", "Delete", "TrafficSelectors",
     "TrafficSelector", "Encrypted", "EncryptedFragment", "Configuration", "Eap",
 ]
 
@@ -294,7 +295,8 @@ def _parse_data(raw, off, end):
 
 class Notify(Payload):
     """RFC 7296 §3.10: ``protocol``, ``spi`` (bytes), ``notify_type``, ``data``; accessors
-    return None when the notify is of another type or its data is malformed."""
+    return None when the notify is of another type or its data is malformed.  Iterates as
+    ``(notify_type, spi, data)``, like :class:`dissect.vpn.ikev1.Notification`."""
 
     __slots__ = ("protocol", "spi", "notify_type", "data")
 
@@ -304,10 +306,22 @@ class Notify(Payload):
         self.notify_type = notify_type
         self.data = data
 
+    def __iter__(self):
+        return iter((self.notify_type, self.spi, self.data))
+
     @property
     def is_error(self) -> bool:
         """RFC 7296 §3.10.1: types below 16384 are errors."""
-        return self.notify_type < 16384
+        return is_error_notify(2, self.notify_type)
+
+    @property
+    def invalid_spi(self):
+        """INVALID_SPI (11): the SPI the sender has no SA for, from the SPI field or else the first
+        4 bytes of the data (RFC 7296 §3.10.1: "the Notification Data contains the SPI"; RFC 2408
+        §3.14.1 puts it in the SPI field); b"" when neither holds one."""
+        if self.notify_type != NotifyV2.INVALID_SPI:
+            return None
+        return self.spi if self.spi else bytes(self.data[:4])
 
     @property
     def invalid_ke_group(self):
@@ -343,14 +357,39 @@ class Notify(Payload):
 
     @property
     def redirect(self):
-        """REDIRECT (16407) / REDIRECTED_FROM (16408), RFC 5685 §8/§9:
-        ``(gw_ident_type, gw_identity bytes, nonce bytes)``; gw type 1 IPv4, 2 IPv6, 3 FQDN."""
+        """REDIRECT (16407) / REDIRECTED_FROM (16408), RFC 5685 §8/§9: a :class:`Redirect`
+        ``(gw_type, gw_identity, nonce)``, or None."""
         if self.notify_type not in (NotifyV2.REDIRECT, NotifyV2.REDIRECTED_FROM):
             return None
         d = self.data
         if len(d) < 2 or 2 + d[1] > len(d):
             return None
-        return (d[0], d[2:2 + d[1]], d[2 + d[1]:])
+        return Redirect(d[0], bytes(d[2:2 + d[1]]), bytes(d[2 + d[1]:]))
+
+
+class Redirect(NamedTuple):
+    """The new gateway of a REDIRECT, or the redirecting one of a REDIRECTED_FROM (RFC 5685 §8):
+    ``gw_type`` (:class:`~dissect.vpn.registry.GwIdentType`), ``gw_identity`` (bytes), ``nonce``
+    (bytes; REDIRECT in an IKE_SA_INIT response echoes the initiator's nonce)."""
+
+    gw_type: int
+    gw_identity: bytes
+    nonce: bytes
+
+    @property
+    def address(self) -> bytes | None:
+        """The packed IPv4 / IPv6 address, when the type says so and the length agrees."""
+        want = _GW_ADDR_LEN.get(self.gw_type)
+        return self.gw_identity if want == len(self.gw_identity) else None
+
+    @property
+    def fqdn(self) -> str | None:
+        if self.gw_type != GwIdentType.FQDN:
+            return None
+        return self.gw_identity.decode("ascii", "replace")
+
+
+_GW_ADDR_LEN = {GwIdentType.IPV4: 4, GwIdentType.IPV6: 16}
 
 
 def _parse_notify(raw, off, end):

@@ -22,15 +22,17 @@ import struct
 from typing import NamedTuple
 
 from .errors import DissectError
+from .ip import Port
 
 __all__ = [
     "PORT", "MESSAGE_TYPES", "SCCRQ", "SCCRP", "SCCCN", "STOPCCN", "HELLO", "ICRQ", "ICRP",
     "ICCN", "OCRQ", "OCRP", "OCCN", "CDN", "WEN", "SLI", "ACK",
     "STOPCCN_RESULTS", "CDN_RESULTS", "ERROR_CODES", "Header", "Control", "Avp",
     "parse_header", "parse_avps", "parse_control", "message_name", "result_text",
+    "result_is_normal",
 ]
 
-PORT = 1701  # RFC 2661 §8.1
+PORT = int(Port.L2TP)  # RFC 2661 §8.1
 
 SCCRQ, SCCRP, SCCCN, STOPCCN, HELLO = 1, 2, 3, 4, 6
 OCRQ, OCRP, OCCN, ICRQ, ICRP, ICCN = 7, 8, 9, 10, 11, 12
@@ -123,6 +125,16 @@ def message_name(t) -> str:
     if t is None:
         return "ZLB"
     return MESSAGE_TYPES.get(t, f"message type {t}")
+
+
+#: result codes of an orderly end: StopCCN 1 "General request to clear control connection"
+#: (RFC 2661 §4.4.2); CDN 1 "loss of carrier" and 3 "administrative reasons"
+_NORMAL_RESULTS = {STOPCCN: (1,), CDN: (1, 3)}
+
+
+def result_is_normal(msg_type, result) -> bool:
+    """A StopCCN / CDN result code that ends a tunnel or call in the ordinary way."""
+    return result in _NORMAL_RESULTS.get(msg_type, ())
 
 
 def result_text(msg_type, result, error=None) -> str:

@@ -70,7 +70,7 @@ import struct
 from struct import error as StructError
 
 from .errors import DissectError
-from .ip import decode_ip, decode_ipv4, decode_ipv6
+from .ip import IpProto, Port, decode_ip, decode_ipv4, decode_ipv6
 
 __all__ = [
     "COOKED_LINKTYPES",
@@ -151,11 +151,12 @@ GRE_ERSPAN_III = 0x22EB
 PPP_IPV4 = 0x0021  # RFC 1332
 PPP_IPV6 = 0x0057  # RFC 5072
 ARPHRD_NETLINK = 824
-VXLAN_PORT = 4789  # RFC 7348
-IPPROTO_GRE = 47
-IPPROTO_UDP = 17
-IPPROTO_TCP = 6
-IPPROTO_ESP = 50
+# plain ints for the per-frame walk (dissect.vpn.number)
+VXLAN_PORT = int(Port.VXLAN)
+IPPROTO_GRE = int(IpProto.GRE)
+IPPROTO_UDP = int(IpProto.UDP)
+IPPROTO_TCP = int(IpProto.TCP)
+IPPROTO_ESP = int(IpProto.ESP)
 # BSD address families in NULL/LOOP headers (tcpdump.org LINKTYPE_NULL).
 AF_INET = 2
 AF_INET6 = frozenset((24, 28, 30))

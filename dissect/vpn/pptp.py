@@ -17,15 +17,16 @@ import struct
 from typing import NamedTuple
 
 from .errors import DissectError
+from .ip import Port
 
 __all__ = [
     "PORT", "MAGIC", "GRE_PPP", "MESSAGE_TYPES", "SCCRQ", "SCCRP", "STOPCCRQ", "STOPCCRP",
     "ECHO_REQUEST", "ECHO_REPLY", "OCRQ", "OCRP", "ICRQ", "ICRP", "ICCN", "CCRQ", "CDN", "WEN",
     "SLI", "RESULTS", "ERROR_CODES", "STOP_REASONS", "Message", "split_stream", "parse_message",
-    "parse_gre", "message_name", "result_text", "SUCCESS",
+    "parse_gre", "message_name", "result_text", "result_is_error", "SUCCESS",
 ]
 
-PORT = 1723             # RFC 2637 §1.3
+PORT = int(Port.PPTP)   # RFC 2637 §1.3
 MAGIC = 0x1A2B3C4D      # §2
 GRE_PPP = 0x880B        # §4.1
 
@@ -79,6 +80,21 @@ class Message(NamedTuple):
 
 def message_name(t: int) -> str:
     return MESSAGE_TYPES.get(t, f"control message type {t}")
+
+
+#: Call-Disconnect-Notify result "General error" (§2.13)
+_CDN_GENERAL_ERROR = 2
+
+
+def result_is_error(msg_type: int, result) -> bool:
+    """A reply whose result code is not its success code, or a Call-Disconnect-Notify for a
+    general error (RFC 2637 §2.2-§2.13).  WAN-Error-Notify carries counters, never a result."""
+    if msg_type == WEN or result is None:
+        return False
+    ok = SUCCESS.get(msg_type)
+    if ok is not None and result != ok:
+        return True
+    return msg_type == CDN and result == _CDN_GENERAL_ERROR
 
 
 def result_text(msg_type: int, result, error=None) -> str:

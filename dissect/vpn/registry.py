@@ -27,7 +27,7 @@ Lookups never raise on unknown numbers: they return a synthesized name that carr
 
 The numbers the analyzer branches on are ``IntEnum`` classes (``ExchangeType``, ``PayloadV1``,
 ``PayloadV2``, ``NotifyV1``, ``NotifyV2``, ``TransformType``, ``ProtocolId``, ``IdTypeV1``,
-``IkeAttrV1``, ``IpsecAttrV1``, ``IdTypeV2``, ``TsType``, ``CfgType``, ``CfgAttributeV1``,
+``IkeAttrV1``, ``IpsecAttrV1``, ``IdTypeV2``, ``GwIdentType``, ``TsType``, ``CfgType``, ``CfgAttributeV1``,
 ``CfgAttributeV2``); the tables are keyed by their members, so each number is written
 once, here.  Nothing else in ``dissect`` or ``pcapvpn`` declares a registry number
 (``tests/test_house.py`` checks it).
@@ -36,21 +36,10 @@ once, here.  Nothing else in ``dissect`` or ``pcapvpn`` declares a registry numb
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Iterable, Sequence
 
+from .number import Number
 
-class _Number(IntEnum):
-    """A registry number with its name.
-
-    Members are the numbers: they compare, hash and format as plain ``int`` (``str()`` gives the
-    number on Python 3.10 as on 3.11), so a member stands wherever the number stood and never
-    changes an output; ``repr()`` names it.  Parsed fields stay plain ints: the enums are for
-    the code that branches on a number (``msg.exch == ExchangeType.IKE_SA_INIT``).
-    """
-
-    __str__ = int.__repr__
-    __format__ = int.__format__
 
 # ---------------------------------------------------------------------------------------------
 # 1. Exchange types
@@ -65,7 +54,7 @@ class ExchangeInfo:
     ref: str
 
 
-class ExchangeType(_Number):
+class ExchangeType(Number):
     """Exchange types.  IKEv1: RFC 2408 §3.1 (0-5), RFC 2409 §5/§5.5 (32, 33); 6 is the
     Transaction exchange of draft-ietf-ipsec-isakmp-mode-cfg (Mode-CFG / XAUTH).  IKEv2: IANA
     "IKEv2 Exchange Types".  The two number spaces do not overlap."""
@@ -144,7 +133,7 @@ class PayloadInfo:
     ref: str
 
 
-class PayloadV1(_Number):
+class PayloadV1(Number):
     """ISAKMP next payload types: RFC 2408 §3.1 and IANA "ISAKMP Next Payload Types"."""
 
     NONE = 0
@@ -181,7 +170,7 @@ class PayloadV1(_Number):
     FRAGMENT = 132  # Cisco / strongSwan proprietary IKEv1 fragmentation
 
 
-class PayloadV2(_Number):
+class PayloadV2(Number):
     """IKEv2 payload types: RFC 7296 §3.2 and IANA "IKEv2 Payload Types"."""
 
     NONE = 0
@@ -286,7 +275,7 @@ def payload_name(version: int, code: int, short: bool = True) -> str:
 # 3. Notify message types
 # ---------------------------------------------------------------------------------------------
 
-class NotifyV2(_Number):
+class NotifyV2(Number):
     """IKEv2 Notify Message Types (IANA "IKEv2 Notify Message Types - Error Types" / "- Status
     Types").  RFC 7296 unless noted."""
 
@@ -384,7 +373,7 @@ class NotifyV2(_Number):
     IKE_SA_INIT_FULL_TRANSCRIPT_AUTH = 16447
 
 
-class NotifyV1(_Number):
+class NotifyV1(Number):
     """IKEv1 notify message types: RFC 2408 §3.14.1 (1-30, 16384), RFC 2407 §4.6.3
     (24576-24578), RFC 3706 (DPD) and the vendor codes seen on the wire (Cisco,
     Juniper/NetScreen).  The registry spells the names with hyphens (``R-U-THERE``), as
@@ -500,7 +489,7 @@ def notify_code(version: int, name: str) -> int | None:
 # 4. IKEv2 transforms (RFC 7296 §3.3.2, RFC 9370)
 # ---------------------------------------------------------------------------------------------
 
-class TransformType(_Number):
+class TransformType(Number):
     """IKEv2 transform types: RFC 7296 §3.3.2; ADDKE1..7: RFC 9370 §2."""
 
     ENCR = 1
@@ -877,7 +866,7 @@ PROTOCOL_IDS_V1: dict[int, str] = {
 PROTOCOL_IDS_V2: dict[int, str] = {1: "IKE", 2: "AH", 3: "ESP", 4: "FC_ESP_HEADER", 5: "FC_CT_AUTHENTICATION"}
 
 
-class ProtocolId(_Number):
+class ProtocolId(Number):
     """The Protocol IDs both versions share (RFC 2407 §4.4.1, RFC 7296 §3.3.1)."""
 
     IKE = 1  # PROTO_ISAKMP
@@ -892,7 +881,7 @@ def protocol_name(version: int, code: int) -> str:
 
 
 # Phase-1 attribute classes (RFC 2409 Appendix A; 17 Block-Size and 20 from later IANA entries).
-class IkeAttrV1(_Number):
+class IkeAttrV1(Number):
     """Phase-1 (ISAKMP SA) attribute classes, RFC 2409 Appendix A."""
 
     ENCRYPTION_ALGORITHM = 1
@@ -967,7 +956,7 @@ LIFE_TYPE: dict[int, str] = {1: "Seconds", 2: "Kilobytes"}  # RFC 2409 App. A, R
 
 # IPsec DOI SA attributes (RFC 2407 §4.5; 10 RFC 3168, 11 RFC 4304, 12-13 RFC 4359,
 # 14-15 RFC 6407).
-class IpsecAttrV1(_Number):
+class IpsecAttrV1(Number):
     """IPsec DOI SA attributes (phase 2), RFC 2407 §4.5; 10 RFC 3168, 11 RFC 4304, 12-13
     RFC 4359, 14-15 RFC 6407."""
 
@@ -1105,7 +1094,7 @@ def v1_esp_proposal_string(
 # 6. Identities, authentication, certificates, configuration, traffic selectors, EAP
 # ---------------------------------------------------------------------------------------------
 
-class IdTypeV1(_Number):
+class IdTypeV1(Number):
     """IKEv1 ID types: RFC 2407 §4.6.2.1 (12 ID_LIST: RFC 3554).  The table prints them without
     the ID_ prefix, as Wireshark does."""
 
@@ -1123,7 +1112,7 @@ class IdTypeV1(_Number):
     LIST = 12
 
 
-class IdTypeV2(_Number):
+class IdTypeV2(Number):
     """IKEv2 ID types: RFC 7296 §3.5 (12 RFC 4595, 13 RFC 7619); the table prints ``ID_<name>``."""
 
     IPV4_ADDR = 1
@@ -1182,7 +1171,7 @@ CERT_ENCODINGS_V2: dict[int, str] = {
 }
 
 # Configuration payload types.  IKEv2 CP: RFC 7296 §3.15; IKEv1 ATTR: Mode-CFG draft.
-class CfgType(_Number):
+class CfgType(Number):
     """CP / ATTR payload types (the same numbers in both versions; IKEv1 prints ISAKMP_<name>)."""
 
     CFG_REQUEST = 1
@@ -1198,7 +1187,7 @@ CFG_TYPES_V1: dict[int, str] = {int(n): "ISAKMP_" + n.name for n in CfgType}
 # RFC 5996 but still sent by old peers);
 # 16 RFC 5026; 17-18 RFC 5739; 19 RFC 5555; 20-21 RFC 7651; 22 3GPP TS 24.302 (FTT_KAT);
 # 25-26 RFC 8598.
-class CfgAttributeV2(_Number):
+class CfgAttributeV2(Number):
     """IKEv2 configuration attributes (table above: references)."""
 
     INTERNAL_IP4_ADDRESS = 1
@@ -1232,7 +1221,7 @@ CP_ATTRIBUTES_V2: dict[int, str] = {int(n): n.name for n in CfgAttributeV2}
 # IKEv1 Mode-CFG attributes (draft-dukes-ike-mode-cfg / draft-ietf-ipsec-isakmp-mode-cfg-05),
 # XAUTH attributes (draft-beaulieu-ike-xauth-02) and the Cisco Unity private range (vendor
 # attributes as strongSwan's unity plugin and Cisco clients use them).
-class CfgAttributeV1(_Number):
+class CfgAttributeV1(Number):
     """IKEv1 Mode-CFG, XAUTH and Cisco Unity attributes (references above)."""
 
     INTERNAL_IP4_ADDRESS = 1
@@ -1289,7 +1278,15 @@ def cfg_attribute_name(version: int, code: int) -> str:
 
 
 # Traffic selector types: RFC 7296 §3.13.1 (9 RFC 4595, 10 RFC 9478).
-class TsType(_Number):
+class GwIdentType(Number):
+    """REDIRECT / REDIRECTED_FROM Gateway Identity Types, RFC 5685 §10."""
+
+    IPV4 = 1
+    IPV6 = 2
+    FQDN = 3
+
+
+class TsType(Number):
     TS_IPV4_ADDR_RANGE = 7
     TS_IPV6_ADDR_RANGE = 8
     TS_FC_ADDR_RANGE = 9

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
+from .ip import Port
 
 __all__ = [
     "OTHER", "IKE", "ESP", "KEEPALIVE", "MALFORMED",
@@ -30,8 +31,9 @@ ESP = 2
 KEEPALIVE = 3
 MALFORMED = -1
 
-IKE_PORT = 500       # RFC 7296 §2
-NAT_T_PORT = 4500    # RFC 3948 §2
+# plain ints for the per-datagram classification (dissect.vpn.number)
+IKE_PORT = int(Port.IKE)
+NAT_T_PORT = int(Port.NAT_T)
 
 _II = struct.Struct(">II")
 _unpack_ii = _II.unpack_from

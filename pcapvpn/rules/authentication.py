@@ -18,6 +18,10 @@ from pcapvpn.rules.common import (
     endpoint_text, ike_facts, ike_filter, ike_tunnel_of, implementations, ip_text, side_of,
 )
 
+#: an initiator refuses the responder's AUTH with an INFORMATIONAL Notify sent within this many
+#: seconds of the IKE_AUTH response
+REJECT_AFTER = 5.0
+
 
 declare("IKE_AUTH_FAILED", "authentication", "error",
         "Authentication failed: the peers do not agree on the pre-shared key, the identities, or "
@@ -60,10 +64,13 @@ def auth_failed(ctx):
         for m in sa.messages:
             if m.copy:
                 continue
-            for ntype, _spi, _d in m.notifies:
+            for n in m.notifies:
+                ntype = n.notify_type
                 failed = ntype == reg.notify_types(sa.version).AUTHENTICATION_FAILED or (
-                    sa.version == 1 and ntype in (NotifyV1.INVALID_HASH_INFORMATION, NotifyV1.INVALID_SIGNATURE)
-                    ) or (sa.version == 1 and ntype == NotifyV1.INVALID_ID_INFORMATION and not _phase2(m))
+                    sa.version == 1 and ntype in (NotifyV1.INVALID_HASH_INFORMATION,
+                                                  NotifyV1.INVALID_SIGNATURE)
+                    ) or (sa.version == 1 and ntype == NotifyV1.INVALID_ID_INFORMATION
+                          and not _phase2(m))
                 if not failed:
                     continue
                 name = reg.notify_name(sa.version, ntype)
@@ -123,7 +130,7 @@ def _v2_inferred(ctx, sa, tid, spis):
             if y.exch != ExchangeType.INFORMATIONAL or y.requester != "initiator":
                 continue
             req = y.requests[0] if y.requests else None
-            if req is None or req.sk_next != PayloadV2.N or req.ts - resp[0].ts > 5:
+            if req is None or req.sk_next != PayloadV2.N or req.ts - resp[0].ts > REJECT_AFTER:
                 break
             yield make(
                 "IKE_AUTH_FAILED", f"{sa.id}|{y.index}|v2-init-reject",

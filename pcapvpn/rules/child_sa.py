@@ -76,7 +76,8 @@ def child_failures(ctx):
         for m in sa.messages:
             if m.copy:
                 continue
-            for ntype, spi, _d in m.notifies:
+            for n in m.notifies:
+                ntype, spi = n.notify_type, n.spi
                 if ntype == NotifyV2.TS_UNACCEPTABLE and sa.version == 2:
                     yield make("IKE_TS_UNACCEPTABLE", f"{sa.id}|{m.n}",
                                title=f"TS_UNACCEPTABLE from {ip_text(m.src)}",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 from functools import cached_property
 
-from dissect.vpn.registry import ExchangeType
+from dissect.vpn.registry import (
+    ExchangeType, IkeAttrV1, IpsecAttrV1, PayloadV2, ProtocolId, TransformType,
+)
 from pcapvpn.findings import Evidence, FrameRef
 from pcapvpn.model import Time, addr
 
@@ -172,7 +174,7 @@ def deleted_ts(sa):
     for x in sa.exchanges:
         if sa.version == 2 and x.exch == ExchangeType.INFORMATIONAL:
             for m in x.requests:
-                if m.sk_next == 42:  # Delete
+                if m.sk_next == PayloadV2.D:
                     return m.ts
         for m in x.msgs:
             if m.deletes:
@@ -398,8 +400,9 @@ def ike_facts(sa, x=None, side: str | None = None, **more) -> dict:
 
 # -- proposals in configuration vocabulary -------------------------------------------------------
 
-_V2_KIND = {1: "encr", 2: "prf", 3: "integ", 4: "ke", 6: "ke", 7: "ke", 8: "ke", 9: "ke",
-            10: "ke", 11: "ke", 12: "ke"}
+_V2_KIND = {TransformType.ENCR: "encr", TransformType.PRF: "prf", TransformType.INTEG: "integ",
+            TransformType.KE: "ke",
+            **{t: "ke" for t in TransformType if t >= TransformType.ADDKE1}}
 
 
 def _v1_attrs(tr) -> dict:
@@ -412,7 +415,8 @@ def proposal_texts(version: int, proposals) -> list[str]:
 
     out = []
     for p in proposals or ():
-        proto = {1: "IKE", 2: "AH", 3: "ESP"}.get(p.protocol, f"proto{p.protocol}")
+        proto = {ProtocolId.IKE: "IKE", ProtocolId.AH: "AH",
+                 ProtocolId.ESP: "ESP"}.get(p.protocol, f"proto{p.protocol}")
         if version == 2:
             txt = reg.proposal_string([(t.transform_type, t.transform_id, t.key_length)
                                        for t in p.transforms])
@@ -421,14 +425,20 @@ def proposal_texts(version: int, proposals) -> list[str]:
         alts = []
         for tr in p.transforms:
             a = _v1_attrs(tr)
-            if p.protocol == 1:
-                txt = reg.v1_proposal_string(a.get(1), a.get(2), a.get(4), a.get(14))
-                auth = a.get(3)
+            if p.protocol == ProtocolId.IKE:
+                txt = reg.v1_proposal_string(a.get(IkeAttrV1.ENCRYPTION_ALGORITHM),
+                                             a.get(IkeAttrV1.HASH_ALGORITHM),
+                                             a.get(IkeAttrV1.GROUP_DESCRIPTION),
+                                             a.get(IkeAttrV1.KEY_LENGTH))
+                auth = a.get(IkeAttrV1.AUTHENTICATION_METHOD)
                 if auth is not None:
                     txt += f" ({reg.V1_AUTH.get(auth, f'auth method {auth}')})"
-            elif p.protocol == 3:
-                txt = reg.v1_esp_proposal_string(tr.transform_id, a.get(5), a.get(3), a.get(6),
-                                                 11 in a)
+            elif p.protocol == ProtocolId.ESP:
+                txt = reg.v1_esp_proposal_string(tr.transform_id,
+                                                 a.get(IpsecAttrV1.AUTHENTICATION_ALGORITHM),
+                                                 a.get(IpsecAttrV1.GROUP_DESCRIPTION),
+                                                 a.get(IpsecAttrV1.KEY_LENGTH),
+                                                 IpsecAttrV1.ESN in a)
             else:
                 txt = reg.v1_transform_name(p.protocol, tr.transform_id)
             alts.append(txt)
@@ -452,8 +462,10 @@ def weak_transforms(version: int, proposals) -> list[tuple[str, str]]:
                     seen.setdefault(reg.transform_name(tr.transform_type, tr.transform_id), why)
                 continue
             a = _v1_attrs(tr)
-            if p.protocol == 1:
-                checks = (("v1_encr", 1), ("v1_hash", 2), ("v1_group", 4))
+            if p.protocol == ProtocolId.IKE:
+                checks = (("v1_encr", IkeAttrV1.ENCRYPTION_ALGORITHM),
+                          ("v1_hash", IkeAttrV1.HASH_ALGORITHM),
+                          ("v1_group", IkeAttrV1.GROUP_DESCRIPTION))
                 for kind, attr in checks:
                     v = a.get(attr)
                     if v is None:
@@ -468,10 +480,10 @@ def weak_transforms(version: int, proposals) -> list[tuple[str, str]]:
                         elif kind == "v1_hash":
                             name = reg.v1_proposal_string(None, v)
                         seen.setdefault(name, why)
-            elif p.protocol == 3:
+            elif p.protocol == ProtocolId.ESP:
                 why = reg.weak_reason("v1_esp", tr.transform_id)
                 if why:
-                    seen.setdefault(reg.v1_transform_name(3, tr.transform_id), why)
+                    seen.setdefault(reg.v1_transform_name(ProtocolId.ESP, tr.transform_id), why)
     return list(seen.items())
 
 

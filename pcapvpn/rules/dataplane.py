@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
+from dissect.vpn.ip import IpProto, Port, icmp_too_big, is_multicast
 from dissect.vpn.registry import ExchangeType, PayloadV2
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     MAX_EVIDENCE_FRAMES, MaxTree, host_filter, ike_filter, ip_text, seen_working,
 )
-from pcapvpn.track.esp import is_multicast
 from pcapvpn.track.tunnels import PAIR_WINDOW
 
 #: the reverse direction went quiet within this many seconds of the first large packet
@@ -421,7 +421,7 @@ class _Index:
         if self._icmp is None:
             self._icmp = {}
             for e in self.state.icmp_errors:
-                if not _too_big(e) or e.quoted is None:
+                if not icmp_too_big(e.ipver, e.icmp_type, e.icmp_code) or e.quoted is None:
                     continue
                 q = e.quoted
                 if _quoted_vpn(q):
@@ -720,7 +720,7 @@ def one_way(ctx):
                 flow = x if x is not None else y
                 if _reverse_covers(ctx, t, flow, partners, W):
                     continue
-                if _parallel_children(ctx, t, flow.first_ts) >= 2 and \
+                if _parallel_children(ctx, t, flow.first_ts) > 1 and \
                         _direction_answers(ctx, t, flow, W):
                     continue
                 silent = flow.dst
@@ -996,7 +996,7 @@ def no_traffic(ctx):
             continue
         if ctx.now - est_ts < W:
             continue  # absence needs time
-        natt = any(m.sport == 4500 or m.dport == 4500 for m in sa.messages)
+        natt = any(Port.NAT_T in (m.sport, m.dport) for m in sa.messages)
         where = ("UDP 4500, NAT traversal being in use" if natt
                  else "IP protocol 50 or UDP 4500")
         detail = (f"IKE SA {sa.id} between {ip_text(t.a)} and {ip_text(t.b)} was established at "
@@ -1035,7 +1035,7 @@ def _mtu_pattern(ctx, t, big, back) -> str | None:
     fl = big.first_large_ts
     if fl is None or big.large < MTU_MIN_LARGE:
         return None
-    if back.packets < 2 or back.first_ts >= fl:
+    if back.packets <= 1 or back.first_ts >= fl:
         return None  # the reverse direction never answered anything before
     if ctx.now - fl < th.one_way_window:
         return None  # absence needs time
@@ -1113,23 +1113,18 @@ def mtu_black_hole(ctx):
                     tunnel=t.id)
 
 
-def _too_big(e) -> bool:
-    return (e.ipver == 4 and e.icmp_type == 3 and e.icmp_code == 4) or \
-        (e.ipver == 6 and e.icmp_type == 2)
-
-
 def _quoted_vpn(q):
     """'ESP' / 'UDP 4500' / 'UDP 500' / 'AH' for a quoted datagram of the VPN, else None."""
     if q is None:
         return None
     proto, sport, dport = q[3], q[4], q[5]
-    if proto == 50:
+    if proto == IpProto.ESP:
         return "ESP"
-    if proto == 51:
+    if proto == IpProto.AH:
         return "AH"
-    if proto == 17 and 4500 in (sport, dport):
+    if proto == IpProto.UDP and Port.NAT_T in (sport, dport):
         return "UDP 4500"
-    if proto == 17 and 500 in (sport, dport):
+    if proto == IpProto.UDP and Port.IKE in (sport, dport):
         return "UDP 500"
     return None
 
@@ -1142,7 +1137,7 @@ def _icmp_for(ctx, sa):
 def path_mtu_icmp(ctx):
     groups: dict = {}
     for e in ctx.state.icmp_errors:
-        if not _too_big(e):
+        if not icmp_too_big(e.ipver, e.icmp_type, e.icmp_code):
             continue
         what = _quoted_vpn(e.quoted)
         if what is None:

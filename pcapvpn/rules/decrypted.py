@@ -18,7 +18,9 @@ from __future__ import annotations
 import datetime as _dt
 
 from dissect.vpn import registry as reg
-from dissect.vpn.registry import CfgAttributeV1, ExchangeType, NotifyV1, NotifyV2
+from dissect.vpn.registry import (
+    CfgAttributeV1, ExchangeType, NotifyV1, NotifyV2, PayloadV2, ProtocolId,
+)
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule, supersede
 from pcapvpn.rules.common import (
@@ -222,7 +224,7 @@ def notifications(ctx):
         groups = {}
         for m in _msgs(sa):
             for ntype, spi, data in m.inner["notifies"]:
-                if not 0 < ntype < 16384:
+                if not reg.is_error_notify(sa.version, ntype):
                     continue
                 code, kind = _classify(sa, m, ntype)
                 groups.setdefault((code, kind, ntype), []).append((m, spi, data))
@@ -274,7 +276,7 @@ def _notify_finding(ctx, sa, code, kind, ntype, hits):
             detail += f" The request proposed {_child_proposals(req)}."
         if sa.version == 2 and x is not None and x.exch == ExchangeType.IKE_AUTH:
             detail += (" The IKE SA itself is up (IKE_AUTH succeeded); only the child SA was "
-                       "refused." if any(r.inner and 36 in r.inner["payload_types"]
+                       "refused." if any(r.inner and PayloadV2.IDR in r.inner["payload_types"]
                                         for r in x.responses if r.inner) else "")
         if sa.version == 1:
             title = f"Quick Mode refused by {who}: {name} (decrypted)"
@@ -319,7 +321,7 @@ def _ts_text(sels) -> str:
 def _child_proposals(m) -> str:
     from pcapvpn.rules.common import proposal_texts
 
-    props = [p for p in (m.inner["proposals"] or ()) if p.protocol in (2, 3)]
+    props = [p for p in (m.inner["proposals"] or ()) if p.protocol in (ProtocolId.AH, ProtocolId.ESP)]
     return "; ".join(proposal_texts(m.version, props))
 
 
@@ -397,7 +399,8 @@ def _overlap(a, b):
 
 
 def _is_any(sel) -> bool:
-    bits = 32 if sel[0] == 4 else 128
+    ipver = sel[0]
+    bits = 32 if ipver == 4 else 128
     return sel[1] == 0 and sel[2] == (1 << bits) - 1
 
 
@@ -647,12 +650,12 @@ def children(sa) -> list:
             by_spi.setdefault(s, []).append(c)
     for m in _msgs(sa):
         for proto, spis in m.inner["deletes"]:
-            if proto == 1:
+            if proto == ProtocolId.IKE:
                 # deleting an IKEv2 SA deletes its child SAs (RFC 7296 §1.4.1) — unless it was
                 # rekeyed: the new IKE SA inherits them (§2.18).  IKEv1 phase 2 SAs outlive
                 # their phase 1.
                 hit = out if sa.version == 2 and sa.rekeyed_by is None else []
-            elif proto in (2, 3):
+            elif proto in (ProtocolId.AH, ProtocolId.ESP):
                 hit = [c for s in spis for c in by_spi.get(int.from_bytes(s, "big"), ())]
             else:
                 continue

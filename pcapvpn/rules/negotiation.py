@@ -6,7 +6,7 @@ import bisect
 import heapq
 
 from dissect.vpn import registry as reg
-from dissect.vpn.registry import ExchangeType, NotifyV1, NotifyV2, PayloadV2
+from dissect.vpn.registry import ExchangeType, IkeAttrV1, NotifyV1, NotifyV2, PayloadV2
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
@@ -104,9 +104,9 @@ def _cleartext_errors(sa):
     for m in sa.messages:
         if m.copy:
             continue
-        for ntype, spi, data in m.notifies:
-            if 0 < ntype < 16384:
-                yield m, ntype, spi, data
+        for n in m.notifies:
+            if n.is_error:
+                yield m, n
 
 
 def _offered_and_chosen(sa, exch_types):
@@ -127,7 +127,8 @@ def error_notifies(ctx):
     for sa in ctx.state.ike_sas:
         t = ike_tunnel_of(ctx, sa)
         established = sa.established
-        for m, ntype, spi, data in _cleartext_errors(sa):
+        for m, n in _cleartext_errors(sa):
+            ntype, spi = n.notify_type, n.spi
             name = reg.notify_name(sa.version, ntype)
             sender = endpoint_text((m.ipver, m.src, m.sport))
             receiver = endpoint_text((m.ipver, m.dst, m.dport))
@@ -158,7 +159,7 @@ def error_notifies(ctx):
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
                            facts=facts)
             elif ntype == NotifyV2.INVALID_KE_PAYLOAD and sa.version == 2:
-                group = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                group = n.invalid_ke_group
                 offered, _ = _offered_and_chosen(sa, {ExchangeType.IKE_SA_INIT})
                 gname = reg.group_name(group) if group is not None else "?"
                 sent = reg.group_name(offered.ke_group) if offered and offered.ke_group else "?"
@@ -369,35 +370,23 @@ def cookies(ctx):
                     tunnel=t.id if t else None)
 
 
-#: RFC 5685 §8/§9 GW Ident Types
-_GW_TYPES = {1: 4, 2: 16}  # IPv4 / IPv6: identity length
 #: how long after a redirect to an FQDN the client's next IKE SA with another gateway is taken as
 #: the redirected negotiation (no address to match, no REDIRECTED_FROM)
 REDIRECT_FOLLOW = 60.0
 
 
 def _redirect_notifies(m, ntype):
-    """(gw ident type, identity bytes) of the REDIRECT / REDIRECTED_FROM notifies of a message,
-    read by the dissector (dissect.vpn.ikev2.Notify.redirect)."""
-    from dissect.vpn import ikev2 as _v2
-
-    out = []
-    for p in getattr(m.msg, "payloads", ()) or ():
-        if isinstance(p, _v2.Notify) and p.notify_type == ntype:
-            r = p.redirect
-            if r is not None:
-                out.append((r[0], bytes(r[1])))
-    return out
+    """The gateways (:class:`dissect.vpn.ikev2.Redirect`) of the REDIRECT / REDIRECTED_FROM
+    notifies of a message."""
+    return [n.redirect for n in m.notifies if n.notify_type == ntype and n.redirect is not None]
 
 
-def _gw_text(gtype, ident) -> str:
-    import ipaddress
-
-    if _GW_TYPES.get(gtype) == len(ident):
-        return str(ipaddress.ip_address(ident))
-    if gtype == 3:
-        return ident.decode("ascii", "replace")
-    return f"gateway identity type {gtype}"
+def _gw_text(gw) -> str:
+    if gw.address is not None:
+        return ip_text(gw.address)
+    if gw.fqdn is not None:
+        return gw.fqdn
+    return f"gateway identity type {gw.gw_type}"
 
 
 def _redirected_sa(ctx, sa, m, target_addr, fqdn):
@@ -411,8 +400,8 @@ def _redirected_sa(ctx, sa, m, target_addr, fqdn):
     later.sort(key=lambda o: o.first_ts)
     for o in later:
         first = o.messages[0]
-        came_from = [ident for gtype, ident in _redirect_notifies(first, NotifyV2.REDIRECTED_FROM)
-                     if _GW_TYPES.get(gtype) == len(ident)]
+        came_from = [gw.address for gw in _redirect_notifies(first, NotifyV2.REDIRECTED_FROM)
+                     if gw.address is not None]
         if target_addr is not None and o.responder[1] == target_addr:
             how = "the redirect's address"
             if gw in came_from:
@@ -440,11 +429,9 @@ def redirects(ctx):
             gws = _redirect_notifies(m, NotifyV2.REDIRECT)
             target, target_addr, fqdn = "?", None, False
             if gws:
-                gtype, ident = gws[0]
-                target = _gw_text(gtype, ident)
-                if _GW_TYPES.get(gtype) == len(ident):
-                    target_addr = ident
-                fqdn = gtype == 3
+                target = _gw_text(gws[0])
+                target_addr = gws[0].address
+                fqdn = gws[0].fqdn is not None
             new, how = _redirected_sa(ctx, sa, m, target_addr, fqdn)
             t = ike_tunnel_of(ctx, sa)
             detail = (f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
@@ -521,10 +508,9 @@ def aggressive_psk(ctx):
             for p in m.proposals:
                 for tr in p.transforms:
                     for atype, value in tr.attributes:
-                        if atype == 3 and isinstance(value, int):
+                        if atype == IkeAttrV1.AUTHENTICATION_METHOD and isinstance(value, int):
                             methods.add(value)
-        # RFC 2409 App. A: 1 = pre-shared key; XAUTH (draft-beaulieu-ike-xauth) 65001/65002
-        psk = methods & {1, 65001, 65002}
+        psk = methods & reg.V1_AUTH_PSK_METHODS
         if not psk:
             continue
         t = ike_tunnel_of(ctx, sa)

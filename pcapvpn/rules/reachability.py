@@ -10,7 +10,8 @@ Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
-from dissect.vpn.registry import ExchangeType
+from dissect.vpn.ip import IpProto, Port, icmp_error_text, icmp_too_big, icmp_unreachable_or_expired
+from dissect.vpn.registry import ExchangeType, PayloadV2
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
@@ -302,11 +303,11 @@ def _v1_float_received(ctx, sa, first) -> bool:
     first message on 4500 reached it."""
     if sa.version != 1:
         return False
-    mine = [m for m in sa.messages if m.src == first.src and 4500 in (m.sport, m.dport)]
+    mine = [m for m in sa.messages if m.src == first.src and Port.NAT_T in (m.sport, m.dport)]
     if not mine:
         return False
     moved = mine[0].ts
-    theirs = [m for m in sa.messages if m.src == first.dst and 500 in (m.sport, m.dport)]
+    theirs = [m for m in sa.messages if m.src == first.dst and Port.IKE in (m.sport, m.dport)]
     if not theirs or ctx.now - moved < ctx.th.response_timeout:
         return False
     return not any(m.ts > moved and m.copy for m in theirs)
@@ -340,26 +341,6 @@ def incomplete_ike_fragments(ctx):
             tunnel=t.id if t else None)
 
 
-def _icmp_meaning(ipver, t, c):
-    if ipver == 4:
-        if t == 3:
-            return {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
-                    3: "port unreachable", 9: "network administratively prohibited",
-                    10: "host administratively prohibited",
-                    13: "communication administratively prohibited"}.get(c, f"unreachable code {c}")
-        if t == 11:
-            return "time exceeded"
-        return f"ICMP type {t} code {c}"
-    if t == 1:
-        return {0: "no route to destination", 1: "administratively prohibited",
-                3: "address unreachable", 4: "port unreachable",
-                5: "source address failed ingress/egress policy",
-                6: "reject route to destination"}.get(c, f"unreachable code {c}")
-    if t == 3:
-        return "time exceeded"
-    return f"ICMPv6 type {t} code {c}"
-
-
 @rule
 def icmp_unreachable(ctx):
     groups = {}
@@ -367,18 +348,16 @@ def icmp_unreachable(ctx):
         q = e.quoted
         if q is None:
             continue
-        if e.ipver == 4 and e.icmp_type == 3 and e.icmp_code == 4:
-            continue  # fragmentation needed: PATH_MTU_ICMP (dataplane)
-        if e.ipver == 6 and e.icmp_type == 2:
-            continue  # packet too big: PATH_MTU_ICMP
-        if e.icmp_type not in ((3, 11) if e.ipver == 4 else (1, 3)):
+        if icmp_too_big(e.ipver, e.icmp_type, e.icmp_code):
+            continue  # fragmentation needed / packet too big: PATH_MTU_ICMP (dataplane)
+        if not icmp_unreachable_or_expired(e.ipver, e.icmp_type):
             continue
         qver, qsrc, qdst, qproto, qsport, qdport = q[:6]
-        if qproto == 17 and ({qsport, qdport} & {500, 4500}):
+        if qproto == IpProto.UDP and ({qsport, qdport} & {Port.IKE, Port.NAT_T}):
             what = f"UDP {qdport}"
-        elif qproto == 50:
+        elif qproto == IpProto.ESP:
             what = "ESP"
-        elif qproto == 51:
+        elif qproto == IpProto.AH:
             what = "AH"
         else:
             continue
@@ -386,7 +365,7 @@ def icmp_unreachable(ctx):
         groups.setdefault(key, []).append(e)
     for (qsrc, qdst, what, itype, icode), errs in groups.items():
         e0 = errs[0]
-        meaning = _icmp_meaning(e0.ipver, itype, icode)
+        meaning = icmp_error_text(e0.ipver, itype, icode)
         t = next((t for t in ctx.state.tunnels if {t.a, t.b} == {qsrc, qdst}), None)
         if t is not None and _all_deleted_before(t, e0.ts):
             continue  # the tear-down: the peer's daemon or NAT mapping is gone after a Delete
@@ -419,7 +398,7 @@ def _all_deleted_before(t, ts) -> bool:
         done = False
         for x in sa.exchanges:
             if x.exch == ExchangeType.INFORMATIONAL and x.answered and any(
-                    m.sk_next == 42 for m in x.requests) and x.msgs[-1].ts <= ts:
+                    m.sk_next == PayloadV2.D for m in x.requests) and x.msgs[-1].ts <= ts:
                 done = True
             if x.version == 1 and any(m.deletes for m in x.msgs) and x.msgs[-1].ts <= ts:
                 done = True

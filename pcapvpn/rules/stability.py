@@ -3,7 +3,6 @@ SPI mismatches a restart leaves behind."""
 
 from __future__ import annotations
 
-from dissect.vpn import registry as reg
 from dissect.vpn.registry import ExchangeType, NotifyV1, PayloadV2
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
@@ -15,6 +14,10 @@ from pcapvpn.rules.common import (
 
 #: IKE SAs spelled out in a detail (all are counted)
 MAX_LISTED = 8
+#: IKEv1 DPD inferred from encrypted Informationals: this many sends from one side, or this many
+#: spaced more than dpd_timeout in all
+MIN_SENDS = 3
+MIN_SPACED_SENDS = 2
 
 declare("DPD_TIMEOUT", "stability", "error",
         "Dead-peer detection / liveness checks went unanswered: the peer (or the path to it) "
@@ -110,11 +113,12 @@ def _v1_dpd(ctx, sa, tid, spis):
         return
     clear = {}
     for m in infos:
-        for ntype, _spi, data in m.notifies:
-            if ntype in (NotifyV1.R_U_THERE, NotifyV1.R_U_THERE_ACK) and len(data) == 4:
-                clear.setdefault(int.from_bytes(data, "big"), {})[ntype] = m
-    unanswered = [v[NotifyV1.R_U_THERE] for v in clear.values() if NotifyV1.R_U_THERE in v and NotifyV1.R_U_THERE_ACK not in v
-                  and ctx.now - v[NotifyV1.R_U_THERE].ts >= ctx.th.dpd_timeout]
+        for n in m.notifies:
+            if n.dpd_seq is not None:
+                clear.setdefault(n.dpd_seq, {})[n.notify_type] = m
+    ask, ack = NotifyV1.R_U_THERE, NotifyV1.R_U_THERE_ACK
+    unanswered = [v[ask] for v in clear.values() if ask in v and ack not in v
+                  and ctx.now - v[ask].ts >= ctx.th.dpd_timeout]
     basis = "observed"
     if not unanswered:
         # encrypted: trailing informationals from one side (messages decrypted with --keys are
@@ -139,7 +143,8 @@ def _v1_dpd(ctx, sa, tid, spis):
         # Messages less than a second apart are one send: the DELETEs of an orderly shutdown
         # (one per child SA, then the ISAKMP SA) go out together, DPD retransmissions do not.
         sends = 1 + sum(1 for a, b in zip(tail, tail[1:]) if b.ts - a.ts >= 1.0)
-        if sends < 2 or (sends < 3 and tail[-1].ts - tail[0].ts < ctx.th.dpd_timeout):
+        if sends < MIN_SPACED_SENDS or (sends < MIN_SENDS
+                                        and tail[-1].ts - tail[0].ts < ctx.th.dpd_timeout):
             return
         unanswered = tail
         basis = "inferred"
@@ -356,10 +361,10 @@ def invalid_spi(ctx):
         for m in sa.messages:
             if m.copy:
                 continue
-            for ntype, spi, data in m.notifies:
-                if ntype != reg.notify_types(sa.version).INVALID_SPI:
+            for n in m.notifies:
+                bad = n.invalid_spi
+                if bad is None:
                     continue
-                bad = spi if spi else data[:4]
                 t = ike_tunnel_of(ctx, sa)
                 yield make("ESP_SPI_MISMATCH", f"{sa.id}|{m.n}|invalid-spi",
                            title=f"{ip_text(m.src)} reports INVALID_SPI {bad.hex() or '?'}",

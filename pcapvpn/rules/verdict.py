@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import STAGES, severity_rank, stage_rank
 from pcapvpn.rules.common import (PENDING, established_ts, exchange_label, exchange_status,
@@ -340,7 +341,7 @@ def _stage_reached(ctx, t) -> str:
         answered = any(any(m.src == resp for m in x.msgs) for x in sa.exchanges)
         if answered:
             up("negotiation")
-            if any((m.sport == 4500 or m.dport == 4500) and m.transport != "tcp"
+            if any((Port.NAT_T in (m.sport, m.dport)) and m.transport != "tcp"
                    for m in sa.messages):
                 up("nat_traversal")
         if sa.established:

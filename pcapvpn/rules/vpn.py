@@ -18,6 +18,7 @@ from dissect.vpn import openvpn as _ov
 from dissect.vpn import pptp as _pptp
 from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
+from dissect.vpn.ip import IpProto, icmp_too_big, icmp_unreachable_or_expired
 from pcapvpn.findings import declare, make, severity_rank, stage_rank, when
 from pcapvpn.model import rfc3339
 from pcapvpn.rules import rule
@@ -190,7 +191,8 @@ _DATA_NAMES = {"openvpn": "OpenVPN P_DATA", "wireguard": "WireGuard transport da
                "l2tp": "L2TP data", "pptp": "GRE (PPTP data)", "sslvpn": "DTLS application data"}
 _NAMES = {"openvpn": "OpenVPN", "wireguard": "WireGuard", "l2tp": "L2TP", "pptp": "PPTP",
           "sslvpn": "SSL-VPN"}
-_QUIET_ALERTS = frozenset((0, 90, 100))  # close_notify, user_canceled, no_renegotiation
+_QUIET_ALERTS = frozenset((_tls.AlertDescription.CLOSE_NOTIFY, _tls.AlertDescription.USER_CANCELED,
+                           _tls.AlertDescription.NO_RENEGOTIATION))
 #: a session that came up after at least this many control retransmissions, making up at least
 #: this share of its control packets, is degraded (a few retransmissions over a long path are
 #: normal: OpenVPN retransmits after 2 s without an ACK)
@@ -276,7 +278,7 @@ def openvpn_no_response(ctx):
         n = sum(s.ctl[0].packets for s in tail)
         last = max(ts for ts, _r in resets)
         first = min(ts for ts, _r in resets)
-        if n < 2 and ctx.now - last < th.response_timeout:
+        if n <= 1 and ctx.now - last < th.response_timeout:
             continue  # pending: see vpn_verdicts
         if t.transport == "tcp" and not any(c.established for c in t.conns.values()):
             continue  # the TCP connection itself failed: TCP_NO_ANSWER / TCP_RESET
@@ -372,7 +374,7 @@ def openvpn_handshake(ctx):
             if later_ok or not s.answered or s.data[0] or s.data[1]:
                 continue
             if s.tls is not None and any(
-                    a.level == 2 and not a.encrypted for _c, a in s.tls.alerts()):
+                    a.fatal and not a.encrypted for _c, a in s.tls.alerts()):
                 continue  # TLS_ALERT explains it
             last_ctl = max(x for x in (s.ctl[0].last_ts, s.ctl[1].last_ts) if x is not None)
             retx = s.ctl[0].retrans
@@ -470,10 +472,10 @@ def tls_alerts(ctx):
     for t in ctx.state.vpn_tunnels:
         for label, conv, _c in _tls_conversations(t):
             for from_client, a in conv.alerts():
-                if a.encrypted or a.description in _QUIET_ALERTS and a.level != 2:
+                if a.encrypted or a.description in _QUIET_ALERTS and not a.fatal:
                     continue
                 sender = ip_text(t.client) if from_client else _server_txt(t)
-                lvl = "fatal" if a.level == 2 else "warning"
+                lvl = "fatal" if a.fatal else "warning"
                 what = "DTLS" if conv.dtls else ("TLS" if t.protocol != "openvpn" else
                                                  "TLS (OpenVPN control channel)")
                 stage = conv.stage
@@ -484,7 +486,7 @@ def tls_alerts(ctx):
                 ch = conv.client.client_hello
                 if ch is not None and ch.sni:
                     detail += f" SNI {ch.sni}."
-                if a.description == 40 and stage == "client_hello":
+                if a.description == _tls.AlertDescription.HANDSHAKE_FAILURE and stage == "client_hello":
                     detail += (" The server rejected the ClientHello outright: no common "
                                "protocol version or cipher suite.")
                 fld = "dtls" if conv.dtls else "tls"
@@ -494,7 +496,7 @@ def tls_alerts(ctx):
                                  f"{'client' if from_client else 'server'} "
                                  f"({_NAMES[t.protocol]} {_server_txt(t)})",
                            detail=detail, basis="observed",
-                           severity="error" if a.level == 2 else "warning",
+                           severity="error" if a.fatal else "warning",
                            evidence=_ev(ctx, [a.ref], a.ts, a.ts, peers=_peers(t)),
                            wireshark_filter=(f"{frames_filter([a.ref])} || "
                                              f"({fld}.alert_message.desc == {a.description} && "
@@ -671,7 +673,7 @@ def _dtls_one_way(ctx, t):
     for f in t.st.dtls.values():
         if f.pkts[1] or f.pkts[0] < 1:
             continue
-        if f.pkts[0] < 2 and ctx.now - f.last_ts < th.response_timeout:
+        if f.pkts[0] <= 1 and ctx.now - f.last_ts < th.response_timeout:
             continue
         detail = (f"{f.pkts[0]} DTLS packet(s) from {ip_text(t.client)}:{f.cport} to "
                   f"{ip_text(t.server)}:{f.sport}/udp over {f.last_ts - f.first_ts:.1f} s, none "
@@ -722,9 +724,7 @@ def l2tp_errors(ctx):
             ts, ref, d, mt, result, error, emsg, tid, sid = m
             if mt not in (_l2tp.STOPCCN, _l2tp.CDN) or result is None:
                 continue
-            normal = (mt == _l2tp.STOPCCN and result == 1) or (mt == _l2tp.CDN and
-                                                               result in (1, 3))
-            if normal:
+            if _l2tp.result_is_normal(mt, result):
                 continue
             who = "client (LAC)" if d == 0 else "server (LNS)"
             detail = (f"{_l2tp.message_name(mt)} from the {who} at +{ctx.rel(ts)} s: "
@@ -760,15 +760,7 @@ def pptp_errors(ctx):
     for t in _vpn(ctx, "pptp"):
         st = t.st
         for ts, ref, d, m in st.messages:
-            ok = _pptp.SUCCESS.get(m.type)
-            bad = False
-            if ok is not None and m.result is not None and m.result != ok:
-                bad = True
-            if m.type == _pptp.CDN and m.result == 2:
-                bad = True
-            if m.type == _pptp.WEN:
-                bad = False
-            if not bad:
+            if not _pptp.result_is_error(m.type, m.result):
                 continue
             who = "client" if d == 0 else "server"
             detail = (f"{_pptp.message_name(m.type)} from the {who} at +{ctx.rel(ts)} s: "
@@ -902,23 +894,22 @@ def vpn_icmp(ctx):
         q = e.quoted
         if q is None:
             continue
-        if (e.ipver == 4 and e.icmp_type == 3 and e.icmp_code == 4) or \
-                (e.ipver == 6 and e.icmp_type == 2):
+        if icmp_too_big(e.ipver, e.icmp_type, e.icmp_code):
             continue  # path MTU
-        if e.icmp_type not in ((3, 11) if e.ipver == 4 else (1, 3)):
+        if not icmp_unreachable_or_expired(e.ipver, e.icmp_type):
             continue
         _qv, qsrc, qdst, qproto, qsport, qdport = q[:6]
         for t in by_pair.get(frozenset((qsrc, qdst)), ()):
             if qdst == t.client and _healthy_evidence(t) and t.data_last_ts[1] is not None \
                     and e.ts >= t.data_last_ts[1] - 1.0:
                 break  # the server's packets to a client that has gone: the end of a session
-            if qproto == 47 and t.protocol == "pptp":
+            if qproto == IpProto.GRE and t.protocol == "pptp":
                 what = "GRE"
-            elif qproto == 17 and t.transport == "udp" and t.port in (qsport, qdport):
+            elif qproto == IpProto.UDP and t.transport == "udp" and t.port in (qsport, qdport):
                 what = f"UDP {t.port}"
-            elif qproto == 6 and t.transport == "tcp" and t.port in (qsport, qdport):
+            elif qproto == IpProto.TCP and t.transport == "tcp" and t.port in (qsport, qdport):
                 what = f"TCP {t.port}"
-            elif qproto == 17 and t.protocol == "sslvpn" and any(
+            elif qproto == IpProto.UDP and t.protocol == "sslvpn" and any(
                     f.sport in (qsport, qdport) for f in t.st.dtls.values()):
                 what = f"UDP {qdport} (DTLS)"
             else:
@@ -1002,7 +993,7 @@ def _pending(ctx, t) -> list:
     th = ctx.th
     if t.protocol == "openvpn" and t.st.sessions:
         s = t.st.sessions[-1]
-        if s.client_resets and not s.answered and s.ctl[0].packets < 2:
+        if s.client_resets and not s.answered and s.ctl[0].packets <= 1:
             last = s.client_resets[-1][0]
             if ctx.now - last < th.response_timeout:
                 out.append(f"the capture ends {ctx.now - last:.1f} s after the OpenVPN hard "

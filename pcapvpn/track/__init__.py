@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dissect.vpn.ip import TcpFlag
 from pcapvpn.decode import Limits, NullSink
 from pcapvpn.track.vpn import TcpConn
 from pcapvpn.thresholds import DEFAULT, Thresholds
@@ -141,14 +142,14 @@ class Tracker(NullSink):
         c = self.tcp.get(key)
         if c is None:
             c = self.tcp.get((dst, dport, src, sport))
-        syn_only = flags & 0x12 == 0x02
+        syn_only = flags & (TcpFlag.SYN | TcpFlag.ACK) == TcpFlag.SYN
         if c is not None and syn_only and (c.closed or c.synack):
             c = None  # a new connection on the same ports
         if c is None:
             if len(self.tcp) >= self.limits.max_flows:
                 self.tcp_dropped += 1
                 return
-            if flags & 0x12 == 0x12:  # SYN-ACK first: the sender is the server
+            if flags & (TcpFlag.SYN | TcpFlag.ACK) == TcpFlag.SYN | TcpFlag.ACK:  # SYN-ACK first: the sender is the server
                 key = (dst, dport, src, sport)
             c = self.tcp[key] = IkeTcpConn(ipver, key[0], key[1], key[2], key[3], ts, ref)
         c.record(ts, ref, flags, length, (src, sport) == (c.client, c.cport))

@@ -26,7 +26,8 @@ from bisect import bisect_left, bisect_right, insort
 
 from dissect.vpn import ike as _ike
 from dissect.vpn.errors import DissectError
-from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV1, PayloadV2, is_error_notify
+from dissect.vpn.ip import Port
+from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV1, PayloadV2
 
 # IKEv1 exchanges as operators count their messages (MM1..MM6, AM1..AM3, QM1..QM3, TM1..)
 V1_STEP_PREFIX = {ExchangeType.MAIN_MODE: "MM", ExchangeType.AGGRESSIVE: "AM",
@@ -92,16 +93,21 @@ class IkeMsg:
         return self.retransmit_of is not None or self.duplicate_of is not None
 
     def error_notifies(self) -> list[int]:
-        return [t for t, _spi, _d in self.notifies if is_error_notify(self.version, t)]
+        return [n.notify_type for n in self.notifies if n.is_error]
 
     def has_notify(self, ntype: int) -> bool:
-        return any(t == ntype for t, _s, _d in self.notifies)
+        return any(n.notify_type == ntype for n in self.notifies)
+
+    def notify(self, ntype: int):
+        """The first Notify / Notification record of type ``ntype`` (dissect's record), or None."""
+        for n in self.notifies:
+            if n.notify_type == ntype:
+                return n
+        return None
 
     def notify_data(self, ntype: int):
-        for t, _s, d in self.notifies:
-            if t == ntype:
-                return d
-        return None
+        n = self.notify(ntype)
+        return n.data if n is not None else None
 
 
 class Exchange:
@@ -271,6 +277,9 @@ class IkeTracker:
     #: candidate old SAs that still talk after the new SA started, looked at per new SA before
     #: giving up (a flood of SAs between one pair; counted in ``limits["rekey_lookback"]``)
     REKEY_LOOKBACK = 64
+    #: an IKE_SA_INIT is a retry of an SA answered with COOKIE / INVALID_KE (or unanswered over UDP)
+    #: heard within this many seconds
+    RETRY_WITHIN = 60.0
 
     def __init__(self, thresholds, names=None, keys=None, limits=None):
         from pcapvpn.decode import Limits
@@ -406,7 +415,7 @@ class IkeTracker:
         """Count a message a bound dropped the way the report counts IKE messages."""
         if transport == "tcp":
             self.dropped_by_transport["tcp"] += 1
-        elif sport == 4500 or dport == 4500:
+        elif Port.NAT_T in (sport, dport):
             self.dropped_by_transport["udp_4500"] += 1
         else:
             self.dropped_by_transport["udp_500"] += 1
@@ -428,7 +437,7 @@ class IkeTracker:
                     continue  # a body that did not parse: counted as a parse error, not used
                 t = p.type
                 if t == PayloadV2.N:
-                    notifies.append((p.notify_type, p.spi, p.data))
+                    notifies.append(p)
                     if p.notify_type in (NotifyV2.NAT_DETECTION_SOURCE_IP,
                                          NotifyV2.NAT_DETECTION_DESTINATION_IP):
                         nat_d.append((p.notify_type, p.data))
@@ -456,7 +465,7 @@ class IkeTracker:
                     continue
                 t = p.type
                 if t == PayloadV1.N:
-                    notifies.append((p.notify_type, p.spi, p.data))
+                    notifies.append(p)
                 elif t == PayloadV1.SA:
                     proposals = p.proposals
                 elif t == PayloadV1.VID:
@@ -651,7 +660,7 @@ class IkeTracker:
                 udp.pop()
             if udp and (best is None or _creation(udp[-1]) > _creation(best)):
                 best = udp[-1]
-        if best is None or best is sa or m.ts - (best.last_ts or m.ts) > 60:
+        if best is None or best is sa or m.ts - (best.last_ts or m.ts) > self.RETRY_WITHIN:
             return
         if cands and cands[-1] is best:
             cands.pop()

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-
 from dissect.vpn.registry import ExchangeType
+
 
 
 #: latency between the capture point seeing a packet and the daemon logging it (seconds)

@@ -57,8 +57,9 @@ import ipaddress
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from dissect.vpn.registry import ExchangeType, IkeAttrV1, NotifyV2
 
+from dissect.vpn.ip import Port
+from dissect.vpn.registry import ExchangeType, IkeAttrV1, NotifyV2
 
 # IKEv1 hash algorithm attribute values (RFC 2409 Appendix A; SHA2: RFC 4868 §4 / IANA) as hashlib
 # names
@@ -67,9 +68,7 @@ V1_HASH_BY_LEN = {16: "md5", 20: "sha1", 32: "sha256", 48: "sha384", 64: "sha512
 HASH_NAMES = {"md5": "MD5", "sha1": "SHA1", "sha256": "SHA2-256", "sha384": "SHA2-384",
               "sha512": "SHA2-512"}
 
-IKE_PORT = 500
-NATT_PORT = 4500
-STANDARD_PORTS = (IKE_PORT, NATT_PORT)
+STANDARD_PORTS = (Port.IKE, Port.NAT_T)
 _ZERO_SPI = b"\x00" * 8
 
 #: endpoint changes kept per IKE SA (all are counted)
@@ -483,7 +482,7 @@ def _sender_is_initiator(sa, m) -> bool | None:
 def _server_port(m, from_initiator) -> int:
     """The responder's port of a message: UDP 500 or 4500 normally."""
     if from_initiator is None:
-        return NATT_PORT if NATT_PORT in (m.sport, m.dport) else m.dport
+        return Port.NAT_T if Port.NAT_T in (m.sport, m.dport) else m.dport
     return m.dport if from_initiator else m.sport
 
 
@@ -632,7 +631,7 @@ def _nonstandard_after_float(sa, side) -> bool:
         ini = _sender_is_initiator(sa, m)
         if ini is None or (side == "initiator") != ini or m.transport != "udp":
             continue
-        if _server_port(m, ini) == NATT_PORT and m.sport != NATT_PORT:
+        if _server_port(m, ini) == Port.NAT_T and m.sport != Port.NAT_T:
             return True
     return False
 
@@ -691,7 +690,7 @@ def _ports_over_time(sa, v: NatVerdict) -> None:
         port = _server_port(m, ini) if m.transport == "udp" else None
         if v.start_port is None:
             v.start_port = port if port is not None else m.dport
-        if port == NATT_PORT and prev_port == IKE_PORT and not v.floated:
+        if port == Port.NAT_T and prev_port == Port.IKE and not v.floated:
             v.floated = True
             v.float_ts = m.ts
             v.float_frame = list(m.ref)
@@ -700,7 +699,7 @@ def _ports_over_time(sa, v: NatVerdict) -> None:
             prev_port = port
         if natd_done is not None and m.n > natd_done and not _is_natd_phase(sa, m):
             v.after_natd += 1
-            if port == IKE_PORT:
+            if port == Port.IKE:
                 v.after_natd_on_500 += 1
                 if len(v.after_natd_on_500_frames) < 20:
                     v.after_natd_on_500_frames.append(list(m.ref))

@@ -29,6 +29,7 @@ from dissect.vpn import pptp as _pptp
 from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
 from dissect.vpn.errors import DissectError
+from dissect.vpn.ip import TcpFlag
 from pcapvpn.track import openvpn as _tovpn
 from pcapvpn.track import wireguard as _twg
 from pcapvpn.track.tlsvpn import TlsConversation
@@ -55,6 +56,8 @@ MAX_UNIDENTIFIED_TLS = 4096
 MAX_CONNS = 256
 #: evidence refs kept per list
 MAX_REFS = 20
+#: data packets of each direction whose frames are kept as evidence
+DATA_REFS = 5
 #: transport-data packets needed before a WireGuard flow seen without a handshake is accepted
 WG_MIN_DATA = 2
 
@@ -103,17 +106,17 @@ class TcpConn:
     def record(self, ts, ref, flags, length, from_client) -> None:
         """One segment's flags and payload length."""
         self.last_ts = ts
-        if flags & 0x02:
-            if flags & 0x10:
+        if flags & TcpFlag.SYN:
+            if flags & TcpFlag.ACK:
                 if len(self.synack) < MAX_REFS:
                     self.synack.append((ts, ref))
             elif from_client and len(self.syn) < MAX_REFS:
                 self.syn.append((ts, ref))
-        if flags & 0x04:
+        if flags & TcpFlag.RST:
             lst = self.rst_client if from_client else self.rst_server
             if len(lst) < MAX_REFS:
                 lst.append((ts, ref))
-        if flags & 0x01:
+        if flags & TcpFlag.FIN:
             if from_client:
                 if self.fin_client is None:
                     self.fin_client = (ts, ref)
@@ -301,7 +304,7 @@ class VpnTunnel:
         data = self.data
         data[d] += 1
         self.data_bytes[d] += length
-        if data[d] <= 5:
+        if data[d] <= DATA_REFS:
             if data[d] == 1:
                 self.data_first_ts[d] = ts
                 if self.first_from is None:
@@ -653,8 +656,8 @@ class VpnTracker:
         t, cport = self._tcp_tunnel(ipver, src, dst, sport, dport, proto, from_client, ts, ref)
         if t is None:
             return
-        syn = flags & 0x02
-        ack = flags & 0x10
+        syn = flags & TcpFlag.SYN
+        ack = flags & TcpFlag.ACK
         c = t.conns.get(cport)
         if c is None or (syn and not ack and from_client and (c.closed or c.synack)):
             c = t.conn(cport, ts, ref, new=True)
