@@ -47,11 +47,11 @@ except ImportError:  # pragma: no cover - older cryptography
 from dissect.vpn import ikev1 as _v1
 from dissect.vpn import ikev2 as _v2
 from dissect.vpn.errors import DissectError
-from dissect.vpn.registry import IdTypeV1, PayloadV1, PayloadV2
+from dissect.vpn.ident import id_text, selectors
+from dissect.vpn.registry import PayloadV1, PayloadV2
 
 __all__ = ["Opened", "OK", "UNVERIFIED", "ICV_FAILED", "MALFORMED", "TRUNCATED", "UNSUPPORTED",
-           "Ikev2Keyed", "Ikev2Decryptor", "Ikev1Decryptor", "EspDecryptor", "cert_summary",
-           "selectors"]
+           "Ikev2Keyed", "Ikev2Decryptor", "Ikev1Decryptor", "EspDecryptor", "cert_summary"]
 
 OK = "ok"
 UNVERIFIED = "unverified"
@@ -637,130 +637,6 @@ def cert_summary(der: bytes):
             "subject_alt_names": sans, "serial": format(c.serial_number, "x")}
 
 
-def _int(b: bytes) -> int:
-    return int.from_bytes(b, "big")
-
-
-def selectors(rec, version: int) -> list:
-    """Traffic selectors as ``(ipver, start, end, protocol, start_port, end_port)`` (addresses as
-    ints): IKEv2 TSi/TSr (RFC 7296 §3.13.1) or an IKEv1 Quick Mode ID (RFC 2407 §4.6.2: address,
-    subnet or range, with its protocol and port)."""
-    out = []
-    if version == 2:
-        for s in getattr(rec, "selectors", ()) or ():
-            if s.start_addr is None:
-                continue
-            ipver = 4 if len(s.start_addr) == 4 else 6
-            out.append((ipver, _int(s.start_addr), _int(s.end_addr), s.protocol, s.start_port,
-                        s.end_port))
-        return out
-    t = getattr(rec, "id_type", None)
-    d = getattr(rec, "data", b"")
-    port = getattr(rec, "port", 0) or 0
-    sp, ep = (port, port) if port else (0, 65535)
-    proto = getattr(rec, "protocol", 0) or 0
-    if t in (IdTypeV1.IPV4_ADDR, IdTypeV1.IPV6_ADDR):
-        v = _int(d)
-        out.append((4 if t == IdTypeV1.IPV4_ADDR else 6, v, v, proto, sp, ep))
-    elif t in (IdTypeV1.IPV4_ADDR_SUBNET, IdTypeV1.IPV6_ADDR_SUBNET):
-        h = len(d) // 2
-        a, mask = _int(d[:h]), _int(d[h:])
-        bits = h * 8
-        start = a & mask
-        end = start | (~mask & ((1 << bits) - 1))
-        out.append((4 if h == 4 else 6, start, end, proto, sp, ep))
-    elif t in (IdTypeV1.IPV4_ADDR_RANGE, IdTypeV1.IPV6_ADDR_RANGE):
-        h = len(d) // 2
-        out.append((4 if h == 4 else 6, _int(d[:h]), _int(d[h:]), proto, sp, ep))
-    return out
-
-
-def _addr_text(b: bytes) -> str:
-    import ipaddress
-
-    try:
-        return str(ipaddress.ip_address(bytes(b)))
-    except ValueError:
-        return bytes(b).hex()
-
-
-def _id_text(id_type: int, data: bytes) -> str:
-    """An identity as operators write it (RFC 7296 §3.5 / RFC 2407 §4.6.2.1 types)."""
-    if id_type in (1, 5) and len(data) in (4, 16):
-        return _addr_text(data)
-    if id_type in (2, 3):
-        return bytes(data).decode("utf-8", "replace")
-    if id_type in (4, 6) and len(data) in (8, 32):
-        h = len(data) // 2
-        import ipaddress
-
-        try:
-            net = ipaddress.ip_network(f"{_addr_text(data[:h])}/{_addr_text(data[h:])}",
-                                       strict=False)
-            return str(net)
-        except ValueError:
-            return f"{_addr_text(data[:h])}/{_addr_text(data[h:])}"
-    if id_type in (7, 8) and len(data) in (8, 32):
-        h = len(data) // 2
-        return f"{_addr_text(data[:h])}-{_addr_text(data[h:])}"
-    if id_type == 9:
-        return _dn_from_der(bytes(data))
-    return "0x" + bytes(data).hex()
-
-
-_OID_NAMES = {"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
-              "2.5.4.11": "OU", "1.2.840.113549.1.9.1": "emailAddress", "2.5.4.5": "serialNumber",
-              "0.9.2342.19200300.100.1.25": "DC"}
-
-
-def _der_tlv(b: bytes, i: int):
-    tag = b[i]
-    n = b[i + 1]
-    i += 2
-    if n & 0x80:
-        k = n & 0x7F
-        n = int.from_bytes(b[i:i + k], "big")
-        i += k
-    return tag, i, i + n
-
-
-def _oid_text(b: bytes) -> str:
-    first = b[0]
-    parts = [str(first // 40), str(first % 40)]
-    v = 0
-    for x in b[1:]:
-        v = (v << 7) | (x & 0x7F)
-        if not x & 0x80:
-            parts.append(str(v))
-            v = 0
-    return ".".join(parts)
-
-
-def _dn_from_der(der: bytes) -> str:
-    """X.501 Name (RFC 5280 §4.1.2.4) → ``C=AT, O=..., CN=...`` (issuer order as in the DER)."""
-    try:
-        tag, s, e = _der_tlv(der, 0)
-        if tag != 0x30:
-            raise ValueError
-        out = []
-        i = s
-        while i < e:
-            _t, rs, re_ = _der_tlv(der, i)  # SET
-            j = rs
-            while j < re_:
-                _t2, as_, ae = _der_tlv(der, j)  # SEQUENCE {oid, value}
-                ot, os_, oe = _der_tlv(der, as_)
-                vt, vs, ve = _der_tlv(der, oe)
-                oid = _oid_text(der[os_:oe])
-                val = der[vs:ve].decode("utf-8", "replace")
-                out.append(f"{_OID_NAMES.get(oid, oid)}={val}")
-                j = ae
-            i = re_
-        return ", ".join(out)
-    except (IndexError, ValueError):
-        return "0x" + bytes(der).hex()
-
-
 def describe_inner(version: int, payloads, first) -> dict:
     """What decrypted payloads say, as plain values for tracking, rules and the report:
     ``payload_types``, ``notifies`` [(type, spi, data)], ``deletes`` [(protocol, [spi])],
@@ -786,7 +662,7 @@ def describe_inner(version: int, payloads, first) -> dict:
                     if pr.protocol in (2, 3) and pr.spi:
                         d["child_spis"].append((pr.protocol, pr.spi))
             elif t in (PayloadV2.IDI, PayloadV2.IDR) and hasattr(p, "id_type"):
-                d["ids"].append((t, p.id_type, _id_text(p.id_type, p.data)))
+                d["ids"].append((t, p.id_type, id_text(p.id_type, p.data)))
             elif t in (PayloadV2.TSI, PayloadV2.TSR) and hasattr(p, "selectors"):
                 d["ts"]["i" if t == PayloadV2.TSI else "r"].extend(selectors(p, 2))
             elif t == PayloadV2.CERT and hasattr(p, "encoding"):
@@ -809,7 +685,7 @@ def describe_inner(version: int, payloads, first) -> dict:
                     if pr.protocol in (2, 3) and pr.spi:
                         d["child_spis"].append((pr.protocol, pr.spi))
             elif t == PayloadV1.ID and hasattr(p, "id_type"):
-                d["ids"].append((t, p.id_type, _id_text(p.id_type, p.data)))
+                d["ids"].append((t, p.id_type, id_text(p.id_type, p.data)))
                 qm_ids.append(p)
             elif t == PayloadV1.CERT and hasattr(p, "encoding"):
                 s = cert_summary(p.data) if p.encoding == 4 else None
@@ -821,25 +697,6 @@ def describe_inner(version: int, payloads, first) -> dict:
         d["ts"]["i"] = selectors(qm_ids[0], 1)
         d["ts"]["r"] = selectors(qm_ids[1], 1)
     return d
-
-
-def selector_text(sel) -> str:
-    """``(ipver, start, end, proto, sport, eport)`` → ``10.10.1.0/24`` (a range when it is no
-    prefix), with ``proto/port`` when restricted."""
-    import ipaddress
-
-    ipver, a, b, proto, sp, ep = sel
-    cls = ipaddress.IPv4Address if ipver == 4 else ipaddress.IPv6Address
-    try:
-        nets = list(ipaddress.summarize_address_range(cls(a), cls(b)))
-        txt = str(nets[0]) if len(nets) == 1 else f"{cls(a)}-{cls(b)}"
-    except ValueError:
-        txt = f"{cls(a)}-{cls(b)}"
-    if proto:
-        txt += f" proto {proto}"
-    if (sp, ep) not in ((0, 65535), (0, 0)) and sp is not None:
-        txt += f" port {sp}" if sp == ep else f" ports {sp}-{ep}"
-    return txt
 
 
 #: configuration attributes whose values are secrets and never leave this module as values:

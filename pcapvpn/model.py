@@ -369,7 +369,8 @@ def ike_decryption_dict(m, start) -> dict:
     payloads could be read, what they say.  Secrets (AUTH data, XAUTH passwords, keys) are never
     included."""
     from dissect.vpn import registry as reg
-    from pcapvpn.decrypt import SECRET_CONFIG_ATTRIBUTES, selector_text
+    from dissect.vpn.ident import selector_text
+    from pcapvpn.decrypt import SECRET_CONFIG_ATTRIBUTES
 
     v = m.version
     d = {"status": m.decrypt_status, "detail": m.decrypt_detail, "key": m.key_origin}

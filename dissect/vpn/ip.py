@@ -78,12 +78,15 @@ class Port(Number):
     Protocol Port Number Registry" unless noted)."""
 
     DNS = 53  # RFC 1035
+    HTTPS = 443  # TLS SSL-VPNs
     IKE = 500  # RFC 7296 §2
     OPENVPN = 1194
     L2TP = 1701  # RFC 2661 §8.1
     PPTP = 1723  # RFC 2637 §1.3
+    SONICWALL_SSLVPN = 4433  # SonicWall NetExtender / SMA default
     NAT_T = 4500  # RFC 3948 §2
     VXLAN = 4789  # RFC 7348
+    FORTIGATE_SSLVPN = 10443  # FortiGate SSL-VPN default
     WIREGUARD = 51820  # wg(8) default ListenPort (no IANA port)
 
 

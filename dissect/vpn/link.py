@@ -77,6 +77,7 @@ __all__ = [
     "PACKET_TYPES",
     "cooked_info",
     "decode_frame",
+    "frame_esp_spi",
     "decode_ip",
     "linktype_name",
     "SUPPORTED_LINKTYPES",
@@ -157,6 +158,11 @@ IPPROTO_GRE = int(IpProto.GRE)
 IPPROTO_UDP = int(IpProto.UDP)
 IPPROTO_TCP = int(IpProto.TCP)
 IPPROTO_ESP = int(IpProto.ESP)
+NAT_T_PORT = int(Port.NAT_T)
+# ESP header: SPI + sequence number (RFC 4303 §2); ESP in UDP: behind the 8-byte UDP header
+_ESP_MIN = 8
+_UDP_HEADER = 8
+_UDP_ESP_MIN = _UDP_HEADER + _ESP_MIN
 # BSD address families in NULL/LOOP headers (tcpdump.org LINKTYPE_NULL).
 AF_INET = 2
 AF_INET6 = frozenset((24, 28, 30))
@@ -170,6 +176,7 @@ MAX_ENCAP = 8  # mirror wrappers (GRE/ERSPAN/TEB/VXLAN) peeled at most
 MAX_LAYERS = 32  # headers of any kind (Ethernet, tags, labels, PPPoE, IP, wrappers)
 
 _u16 = struct.Struct("!H").unpack_from
+_U32 = struct.Struct("!I")
 _GRE = struct.Struct("!HH").unpack_from
 _SLL = struct.Struct("!2xH10xH").unpack_from  # ARPHRD type, protocol
 _SLL2 = struct.Struct("!H6xH").unpack_from  # protocol, ARPHRD type
@@ -484,3 +491,20 @@ def _peel(data, et: int, off: int, limit: int):
         if encaps > MAX_ENCAP:
             raise DissectError("too many nested mirror encapsulations", off)
         limit = end
+
+
+def frame_esp_spi(linktype: int, data):
+    """The SPI of a frame's ESP packet (IP protocol 50, or UDP 4500 whose first word is not the
+    zero non-ESP marker, RFC 3948 §2.2), else None (also for a frame that does not decode)."""
+    try:
+        d = decode_frame(linktype, data)
+    except DissectError:
+        return None
+    if d is None:
+        return None
+    proto, sport, dport, l4off, end = d[3], d[4], d[5], d[6], d[7]
+    if proto == IPPROTO_ESP and end - l4off >= _ESP_MIN:
+        return _U32.unpack_from(data, l4off)[0]
+    if proto == IPPROTO_UDP and NAT_T_PORT in (sport, dport) and end - l4off >= _UDP_ESP_MIN:
+        return _U32.unpack_from(data, l4off + _UDP_HEADER)[0] or None
+    return None

@@ -23,7 +23,7 @@ __all__ = [
     "PORT", "MAGIC", "GRE_PPP", "MESSAGE_TYPES", "SCCRQ", "SCCRP", "STOPCCRQ", "STOPCCRP",
     "ECHO_REQUEST", "ECHO_REPLY", "OCRQ", "OCRP", "ICRQ", "ICRP", "ICCN", "CCRQ", "CDN", "WEN",
     "SLI", "RESULTS", "ERROR_CODES", "STOP_REASONS", "Message", "split_stream", "parse_message",
-    "parse_gre", "message_name", "result_text", "result_is_error", "SUCCESS",
+    "parse_gre", "looks_like_gre", "message_name", "result_text", "result_is_error", "SUCCESS",
 ]
 
 PORT = int(Port.PPTP)   # RFC 2637 §1.3
@@ -180,6 +180,12 @@ def parse_message(data, off: int, end: int) -> Message:
         result, error = data[b + 2], data[b + 3]
         cause = _U16(data, b + 4)[0]
     return Message(ctype, call, peer, result, error, cause, reason, host, vendor)
+
+
+def looks_like_gre(data, off: int, end: int) -> bool:
+    """Enhanced GRE of PPTP (RFC 2637 §4.1): version 1, protocol 0x880B, by its first 4 bytes."""
+    return end - off >= 8 and data[off + 1] & 7 == 1 and \
+        (data[off + 2] << 8 | data[off + 3]) == GRE_PPP
 
 
 def parse_gre(data, off: int, end: int):

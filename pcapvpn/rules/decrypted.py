@@ -313,7 +313,7 @@ def _request_of(x):
 
 
 def _ts_text(sels) -> str:
-    from pcapvpn.decrypt import selector_text
+    from dissect.vpn.ident import selector_text
 
     return ", ".join(selector_text(s) for s in sels) or "(none)"
 
@@ -426,7 +426,7 @@ def selectors_overlap(ctx):
                     if n <= 1:
                         continue
                     done.add(xkey)
-                    from pcapvpn.decrypt import selector_text
+                    from dissect.vpn.ident import selector_text
 
                     yield make(
                         "TS_OVERLAP", f"{sa.id}|dec|ts|{xkey}",

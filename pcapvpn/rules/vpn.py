@@ -18,7 +18,7 @@ from dissect.vpn import openvpn as _ov
 from dissect.vpn import pptp as _pptp
 from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
-from dissect.vpn.ip import IpProto, icmp_too_big, icmp_unreachable_or_expired
+from dissect.vpn.ip import IpProto, icmp_error_text, icmp_too_big, icmp_unreachable_or_expired
 from pcapvpn.findings import declare, make, severity_rank, stage_rank, when
 from pcapvpn.model import rfc3339
 from pcapvpn.rules import rule
@@ -873,12 +873,6 @@ def no_data(ctx):
 
 # -- ICMP errors about VPN flows ------------------------------------------------------------------
 
-def _icmp_meaning(ipver, t, c):
-    from pcapvpn.rules.reachability import _icmp_meaning as m
-
-    return m(ipver, t, c)
-
-
 @rule
 def vpn_icmp(ctx):
     tunnels = list(ctx.state.vpn_tunnels)
@@ -919,7 +913,7 @@ def vpn_icmp(ctx):
             break
     for (tid, what, itype, icode, qsrc, qdst), (t, errs) in groups.items():
         e0 = errs[0]
-        meaning = _icmp_meaning(e0.ipver, itype, icode)
+        meaning = icmp_error_text(e0.ipver, itype, icode)
         reporter = ip_text(e0.src)
         detail = (f"{len(errs)} ICMP error(s) '{meaning}' from {reporter} about {what} "
                   f"{ip_text(qsrc)} -> {ip_text(qdst)} ({_NAMES[t.protocol]})"

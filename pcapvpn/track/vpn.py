@@ -29,23 +29,16 @@ from dissect.vpn import pptp as _pptp
 from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
 from dissect.vpn.errors import DissectError
-from dissect.vpn.ip import TcpFlag
+from dissect.vpn.ip import Port, TcpFlag
 from pcapvpn.track import openvpn as _tovpn
 from pcapvpn.track import wireguard as _twg
 from pcapvpn.track.tlsvpn import TlsConversation
 
-#: well-known ports (IANA "Service Name and Transport Protocol Port Number Registry" and the
-#: vendors' documented defaults)
-OPENVPN_PORT = 1194       # IANA openvpn
-WIREGUARD_PORT = 51820    # wg(8) default ListenPort
-L2TP_PORT = _l2tp.PORT    # RFC 2661 §8.1
-PPTP_PORT = _pptp.PORT    # RFC 2637
-#: TLS ports that are SSL-VPN by themselves: FortiGate SSL-VPN default 10443, SonicWall
-#: NetExtender/SMA 4433
-SSLVPN_PORTS = frozenset((10443, 4433))
+#: TLS ports that are SSL-VPN by themselves
+SSLVPN_PORTS = frozenset((Port.FORTIGATE_SSLVPN, Port.SONICWALL_SSLVPN))
 #: UDP ports where DTLS is an SSL-VPN data channel (AnyConnect / ocserv / FortiGate DTLS: the TLS
 #: port of the gateway)
-DTLS_PORTS = frozenset((443, 10443, 4433))
+DTLS_PORTS = frozenset((Port.HTTPS, *SSLVPN_PORTS))
 
 #: tunnels kept at once (unidentified TLS tunnels are evicted first)
 MAX_TUNNELS = 20000
@@ -481,11 +474,11 @@ class VpnTracker:
             elif op in _ov.SERVER_RESETS and kid == 0 and \
                     _ov.detect_layout(data, off, end) is not None:
                 client = False
-            elif dport == OPENVPN_PORT and sport != OPENVPN_PORT:
+            elif dport == Port.OPENVPN and sport != Port.OPENVPN:
                 client = True
-            elif sport == OPENVPN_PORT and dport != OPENVPN_PORT:
+            elif sport == Port.OPENVPN and dport != Port.OPENVPN:
                 client = False
-            elif sport == dport == OPENVPN_PORT:
+            elif sport == dport == Port.OPENVPN:
                 client = True
             if client is None:
                 return None
@@ -498,9 +491,9 @@ class VpnTracker:
             h = _l2tp.parse_header(data, off, end)
             if h.control:
                 c = _l2tp.parse_control(data, off, end)
-                client = c.msg_type != _l2tp.SCCRP if sport == dport else dport == L2TP_PORT
+                client = c.msg_type != _l2tp.SCCRP if sport == dport else dport == Port.L2TP
             else:
-                client = dport == L2TP_PORT
+                client = dport == Port.L2TP
             return self._udp_tunnel("l2tp", ipver, src, sport, dst, dport, client, ts, ref)
         if proto == "dtls":
             ver = (data[off + 1] << 8) | data[off + 2]
@@ -541,7 +534,7 @@ class VpnTracker:
             if len(mine) + 1 < WG_MIN_DATA:
                 mine.append(item)
                 return None
-            client = not (sport == WIREGUARD_PORT and dport != WIREGUARD_PORT)
+            client = not (sport == Port.WIREGUARD and dport != Port.WIREGUARD)
         elif kind == _wg.INITIATION:
             if not m[3]:
                 self._wg_hold(key, (mine or [])[-7:] + [item])
@@ -727,10 +720,11 @@ class VpnTracker:
     def gre(self, ref, ts, ipver, src, dst, call_id, length, seq, ack):
         t = self.gre_pairs.get(_pair(src, dst))
         if t is None:
-            key = ("tcp", src, dst, PPTP_PORT)
-            t = self.tunnels.get(key) or self.tunnels.get(("tcp", dst, src, PPTP_PORT))
+            port = int(Port.PPTP)  # stored in the tunnel: a plain int
+            key = ("tcp", src, dst, port)
+            t = self.tunnels.get(key) or self.tunnels.get(("tcp", dst, src, port))
             if t is None:
-                t = self._tunnel(key, "pptp", "tcp", ipver, src, dst, PPTP_PORT, ts, ref)
+                t = self._tunnel(key, "pptp", "tcp", ipver, src, dst, port, ts, ref)
                 if t is None:
                     return
             self.gre_pairs[_pair(src, dst)] = t
