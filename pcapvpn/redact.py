@@ -13,7 +13,7 @@ without one, a random key serves one run.
 IP addresses: a keyed prefix-preserving permutation (each bit is flipped or not by a keyed
 function of the bits before it, the construction of Crypto-PAn, Xu et al. 2002), so the same
 address always gets the same pseudonym and two addresses sharing an n-bit prefix share an n-bit
-prefix afterwards (subnets stay subnets).  The bits that put an address in a special block are
+prefix afterwards (subnets stay subnets); no address is its own pseudonym.  The bits that put an address in a special block are
 never flipped, so private stays private (RFC 1918), loopback, link-local and multicast keep
 their class (a rule treats multicast differently), the documentation blocks (RFC 5737, RFC 3849)
 stay documentation; and no public address lands in such a block.  A network written with a
@@ -173,9 +173,15 @@ class Redactor:
             prefix = x >> (bits - i)
             bit = (x >> (bits - 1 - i)) & 1
             if (i, prefix) not in keep:
-                h = hashlib.blake2b(bytes([ver, i]) + prefix.to_bytes(16, "big"), key=self.key,
-                                    digest_size=1).digest()[0]
-                bit ^= h & 1
+                if i == bits - 1 and out == prefix:
+                    # every bit before the last came out unchanged: the last one flips, so no
+                    # address is its own pseudonym (still a function of the prefix alone, so
+                    # still a prefix-preserving permutation)
+                    bit ^= 1
+                else:
+                    h = hashlib.blake2b(bytes([ver, i]) + prefix.to_bytes(16, "big"),
+                                        key=self.key, digest_size=1).digest()[0]
+                    bit ^= h & 1
             out = (out << 1) | bit
         new = out.to_bytes(len(packed), "big")
         self.ips[packed] = new

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import hostile
+import hostile_text as hostile
 from conftest import CAPTURES
 from pcapvpn.analysis import Options, run
 from pcapvpn.model import DecodeError
@@ -96,7 +96,7 @@ def _strings(report) -> list[str]:
 @functools.lru_cache(maxsize=None)
 def _bases(tmp: str):
     """Report models to fuzz: a lab IKEv2 capture with ESP loss (ladders, ESP tables,
-    sequence gaps) and the scapy capture of tests/hostile.py with benign text (SSL-VPN, L2TP,
+    sequence gaps) and the scapy capture of tests/hostile_text.py with benign text (SSL-VPN, L2TP,
     PPTP, IKEv1), each with a warning, a decode error and a not-visible note added so that
     every list of text is populated."""
     import ipaddress

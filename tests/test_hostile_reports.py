@@ -1,7 +1,7 @@
 """Issue 20: capture text and file names never act on the reader's terminal, ticket or page, and
 no key material reaches any output.
 
-The capture of tests/hostile.py (built with scapy) carries hostile text in every string that
+The capture of tests/hostile_text.py (built with scapy) carries hostile text in every string that
 reaches a report: IKE identities and vendor IDs, TLS SNI and certificate subject/issuer, L2TP
 host names and a StopCCN message, PPTP host names and vendor strings.  Every format is rendered
 in both languages and checked: no raw control character (the text report's own colours apart),
@@ -20,7 +20,7 @@ import sys
 import html5lib
 import pytest
 
-import hostile
+import hostile_text as hostile
 from conftest import CAPTURES, REPO
 from pcapvpn.analysis import Options, run
 from pcapvpn.keys import load_keys

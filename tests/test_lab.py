@@ -112,9 +112,7 @@ def test_lab_facts(name):
 # "pcapvpn today", has what the lab's branch point ee283aa said).  Their expectations are the
 # truth; the test xfails only while the analyzer still gets them wrong, and fails as soon as
 # one passes so that its entry is removed here.
-ANALYZER_GAPS = {
-    "ikev2_three_sessions": "three orderly DELETE-ended sessions called IKE_SA_FLAPPING",
-}
+ANALYZER_GAPS: dict = {}
 
 
 def analysis_problems(name: str, exp: dict, base: Path) -> list[str]:

@@ -122,6 +122,21 @@ def test_invalid_ke_recovered(tmp_path):
     assert r.report.tunnels[0]["verdict"] == "healthy"
 
 
+def test_invalid_ke_at_the_end_of_the_capture_is_not_a_failure(tmp_path):
+    """INVALID_KE answered and the capture ends before a retry was due: not visible (info, the
+    tunnel not failing); the same with the response timeout passed and no retry: an error."""
+    ke = ike_notify_only(I1, Z, 34, 17, struct.pack(">H", 19), response=True)
+    frames = [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False, group=14))),
+              (0.01, ike_frame(B, A, ke))]
+    r = analyse(tmp_path, frames)
+    f = codes(r)["IKE_INVALID_KE"]
+    assert f.severity == "info" and "not visible" in f.detail
+    assert r.report.tunnels[0]["verdict"] != "failing"
+    r = analyse(tmp_path, frames + [(60.0, ike_frame(A, B, ike_sa_init(I2, Z, False, group=14)))])
+    f = [x for x in r.findings if x.code == "IKE_INVALID_KE"][0]
+    assert f.severity == "error" and "No successful retry" in f.detail
+
+
 def test_no_proposal_chosen_names_the_offer(tmp_path):
     npc = ike_notify_only(I1, Z, 34, 14, b"", response=True)
     r = analyse(tmp_path, [(0.0, ike_frame(A, B, ike_sa_init(I1, Z, False))),

@@ -386,9 +386,7 @@ def _lab_cases():
 
 
 #: expected verdicts pcapvpn does not reach yet, with the reason (strict: a fix must remove it)
-KNOWN_GAPS = {
-    "ikev2_three_sessions.pcap": "three orderly DELETE-ended sessions called IKE_SA_FLAPPING",
-}
+KNOWN_GAPS: dict = {}
 
 
 @pytest.mark.parametrize("base,cap,key", _lab_cases())
@@ -449,8 +447,11 @@ def test_eap_that_never_finishes_is_an_authentication_failure(tmp_path):
     assert (v.verdict, v.failed_stage, v.primary_code) == \
         ("failing", "authentication", "IKE_AUTH_FAILED")
     assert "EAP" in by_code(res, "IKE_AUTH_FAILED").title
+    # the IKE SA is not established: its last IKE_AUTH answer is still EAP
+    assert not next(sa for sa in res.state.ike_sas if sa.ispi == ISPI).established
     c = Cap()
     _eap(c, 39)   # EAP succeeded: the final IKE_AUTH response starts with AUTH
     res = c.analyse(tmp_path, name="ok.pcap")
     assert next(v for v in res.verdicts if B in v.tunnel).verdict == "healthy"
     assert "IKE_AUTH_FAILED" not in {f.code for f in res.findings}
+    assert next(sa for sa in res.state.ike_sas if sa.ispi == ISPI).established

@@ -227,10 +227,8 @@ def established_ts(sa):
     if not sa.established:
         return None
     if sa.version == 2:
-        for x in sa.exchanges:
-            if x.exch == ExchangeType.IKE_AUTH and x.responses:
-                return x.responses[0].ts
-        return sa.first_ts
+        auths = [x for x in sa.exchanges if x.exch == ExchangeType.IKE_AUTH and x.responses]
+        return auths[-1].responses[0].ts if auths else sa.first_ts
     for x in sa.exchanges:
         if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) and x.last_step >= (6 if x.exch == ExchangeType.MAIN_MODE else 3):
             return max(m.ts for m in x.msgs)

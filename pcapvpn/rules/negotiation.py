@@ -164,15 +164,24 @@ def error_notifies(ctx):
                 gname = reg.group_name(group) if group is not None else "?"
                 sent = reg.group_name(offered.ke_group) if offered and offered.ke_group else "?"
                 retry_ok = _recovered_after(ctx, sa, m)
+                # RFC 7296 §1.2: the initiator retries at once with the requested group; a
+                # capture that ends before a retry was due cannot tell (not visible)
+                too_soon = not retry_ok and ctx.now - m.ts < ctx.th.response_timeout
                 detail = (f"{sender} rejected key exchange group {sent} and requested {gname} "
                           f"(INVALID_KE_PAYLOAD).")
-                detail += (" The initiator retried with the requested group and the exchange "
-                           "completed." if retry_ok else
-                           " No successful retry with the requested group was seen.")
+                if retry_ok:
+                    detail += (" The initiator retried with the requested group and the "
+                               "exchange completed.")
+                elif too_soon:
+                    detail += (f" The capture ends {ctx.now - m.ts:.1f} s after it, before a "
+                               f"retry could be judged (not visible): the initiator normally "
+                               f"retries at once with the requested group.")
+                else:
+                    detail += " No successful retry with the requested group was seen."
                 yield make("IKE_INVALID_KE", key,
                            title=f"Responder asked for DH group {gname} instead of {sent}",
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
-                           severity="info" if retry_ok else "error")
+                           severity="info" if retry_ok or too_soon else "error")
             elif ntype == notify.INVALID_MAJOR_VERSION:
                 yield make("IKE_VERSION_MISMATCH", key,
                            title=f"{ip_text(m.src)} refused IKEv{sa.version} ({name})",

@@ -194,7 +194,7 @@ def unanswered_ike(ctx):
             over = " over TCP" if first.transport == "tcp" else ""
             detail = (f"{label} from {sender} to {receiver}{over} ({size} bytes) was sent "
                       f"{len(sends)} time(s) ({retrans} retransmission(s)"
-                      + (f" at intervals {', '.join(f'{i:g}' for i in intervals)} s" if intervals else "")
+                      + (f" at intervals {_intervals_text(intervals)} s" if intervals else "")
                       + f"); no response within {ctx.now - first.ts:.1f} s of the first send "
                       f"(the capture ends {wait:.1f} s after the last copy).")
             side = side_of(sa, first.src)
@@ -422,3 +422,15 @@ def expected_peers(ctx):
                    f"in the capture.",
             basis="observed", evidence=ctx.evidence([], None, None, peers=[ip_text(peer)]),
             wireshark_filter=f"{fld}.addr == {ip_text(peer)}")
+
+
+#: retransmission intervals written out in a detail (the rest counted: a request sent thousands
+#: of times keeps its detail short enough for the implementation hint to stay in it)
+SHOWN_INTERVALS = 12
+
+
+def _intervals_text(intervals) -> str:
+    shown = ", ".join(f"{i:g}" for i in intervals[:SHOWN_INTERVALS])
+    if len(intervals) > SHOWN_INTERVALS:
+        shown += f", … ({len(intervals):,} intervals)"
+    return shown

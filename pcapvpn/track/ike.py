@@ -226,17 +226,20 @@ class IkeSA:
 
     @property
     def established(self) -> bool:
-        """IKEv2: an IKE_AUTH response that does not start with a Notify (keyless) and carries no
-        cleartext error; IKEv1: Main Mode reached MM6 / Aggressive AM3, or Quick Mode seen."""
+        """IKEv2: the last answered IKE_AUTH exchange's response does not start with a Notify or
+        an EAP payload (keyless) and carries no cleartext error; IKEv1: Main Mode reached MM6 / Aggressive AM3, or Quick Mode seen."""
         if self.version == 2:
-            for x in self.exchanges:
-                if x.exch == ExchangeType.IKE_AUTH:
-                    for m in x.responses:
-                        if m.sk_next not in (None, PayloadV2.N) and not m.error_notifies():
-                            return True
-                        if m.sk_next is None and m.encrypted is False and not m.error_notifies() \
-                                and PayloadV2.IDR in m.payload_types:
-                            return True
+            # with EAP (RFC 7296 §2.16) IKE_AUTH is several exchanges: the last one answered
+            # decides (its response carries AUTH, or N(AUTHENTICATION_FAILED), or — EAP still
+            # going on — EAP)
+            auths = [x for x in self.exchanges if x.exch == ExchangeType.IKE_AUTH and x.responses]
+            for x in auths[-1:]:
+                for m in x.responses:
+                    if m.sk_next not in (None, PayloadV2.N, PayloadV2.EAP) and not m.error_notifies():
+                        return True
+                    if m.sk_next is None and m.encrypted is False and not m.error_notifies() \
+                            and PayloadV2.IDR in m.payload_types:
+                        return True
             # an SA first seen mid-session, or created by an IKE SA rekey, that carries protected
             # traffic is established
             return (self.mid_session or self.rekey_of is not None) and any(
