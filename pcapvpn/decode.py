@@ -175,7 +175,7 @@ class NullSink:
     def icmp_error(self, ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted):
         pass
 
-    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first, why):
+    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, head, why):
         """An IP fragment set that never completed.  ``why``: "timeout" (it waited
         ``frag_timeout`` seconds of capture time), "evicted" (memory bound) or "end" (the capture
         ended first: absence not established)."""
@@ -614,7 +614,8 @@ class Decoder:
         if why == "evicted":
             self.frag_evicted += 1
         self.sink.fragments_incomplete(fs.first_ts, fs.ipver, fs.src, fs.dst, fs.proto, fs.ident,
-                                       tuple(fs.frames), fs.first_piece(), why)
+                                       tuple(fs.frames),
+                                       _udpencap.fragment_head(fs.proto, fs.first_piece()), why)
 
     def _expire_fragments(self, now):
         limit = now - self.limits.frag_timeout

@@ -114,10 +114,12 @@ class AlertDescription(Number):
 
 
 ALERTS = {int(a): a.name.lower() for a in AlertDescription}
+#: the DTLS 1.0 version number of the pre-RFC OpenSSL / Cisco AnyConnect implementations
+DTLS_PRE_RFC = 0x0100
 VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
             0x0304: "TLS 1.3", 0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2", 0xFEFC: "DTLS 1.3",
-            0x0100: "DTLS 1.0 (pre-RFC, OpenSSL/Cisco)"}
-DTLS_VERSIONS = frozenset((0xFEFF, 0xFEFD, 0xFEFC, 0x0100))
+            DTLS_PRE_RFC: "DTLS 1.0 (pre-RFC, OpenSSL/Cisco)"}
+DTLS_VERSIONS = frozenset((0xFEFF, 0xFEFD, 0xFEFC, DTLS_PRE_RFC))
 #: RFC 8446 §4.1.3: the Random of a HelloRetryRequest (SHA-256 of "HelloRetryRequest")
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 
@@ -128,6 +130,8 @@ MAX_RECORD = (1 << 14) + 2048
 
 _U16 = struct.Struct(">H").unpack_from
 _HDR = struct.Struct(">BHH").unpack_from
+#: a TLS record header: content type (1), version (2), length (2) (RFC 8446 §5.1)
+RECORD_HEADER_LEN = 5
 _DTLS_HDR = struct.Struct(">BHH6sH").unpack_from
 
 
@@ -384,6 +388,18 @@ def parse_alert(data, off: int, end: int):
     if end - off != ALERT_LENGTH or off + ALERT_LENGTH > len(data):
         raise DissectError(f"TLS alert of {end - off} bytes is encrypted or malformed", off)
     return (data[off], data[off + 1])
+
+
+def record_header(data, off: int) -> tuple[int, int]:
+    """``(content type, version)`` of the TLS record at ``data[off:]`` (the caller checked that its
+    5-byte header is there)."""
+    ctype, version, _length = _HDR(data, off)
+    return ctype, version
+
+
+def dtls_version(data, off: int) -> int:
+    """The version field of the DTLS record at ``data[off:]`` (its header is there)."""
+    return _U16(data, off + 1)[0]
 
 
 def looks_like_dtls(data, off: int, end: int) -> bool:

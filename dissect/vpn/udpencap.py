@@ -14,14 +14,15 @@ Results are plain tuples (hot path: every UDP-encapsulated ESP packet goes throu
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 from .errors import DissectError
-from .ip import Port
+from .ip import IpProto, Port
 
 __all__ = [
     "OTHER", "IKE", "ESP", "KEEPALIVE", "MALFORMED",
     "NAT_T_PORT", "IKE_PORT",
-    "classify_udp", "ike_header_valid",
+    "classify_udp", "ike_header_valid", "FragmentHead", "fragment_head",
 ]
 
 # kinds
@@ -34,6 +35,9 @@ MALFORMED = -1
 # plain ints for the per-datagram classification (dissect.vpn.number)
 IKE_PORT = int(Port.IKE)
 NAT_T_PORT = int(Port.NAT_T)
+_PROTO_ESP = int(IpProto.ESP)
+_PROTO_UDP = int(IpProto.UDP)
+_HH = struct.Struct(">HH")
 
 _II = struct.Struct(">II")
 _unpack_ii = _II.unpack_from
@@ -111,3 +115,35 @@ def classify_udp(sport: int, dport: int, data, off: int, end: int):
     if data[off:off + 4] == _ZERO4 and ike_header_valid(data, off + 4, end):
         return (IKE, off + 4, 0)
     return (OTHER, 0, 0)
+
+
+class FragmentHead(NamedTuple):
+    """What the first IP fragment of a datagram shows of its transport (the rest never arrived):
+    ``sport``/``dport`` (UDP, when its 4 port bytes are there), ``spi`` (ESP: the SPI; UDP 4500:
+    the first word after the UDP header once those 12 bytes are there, 0 being IKE's non-ESP
+    marker); None where the fragment is too short or the protocol has no such field."""
+
+    sport: int | None
+    dport: int | None
+    spi: int | None
+
+
+_UDP_PORTS = 4
+_UDP_HEADER = 8
+
+
+def fragment_head(proto: int, first) -> FragmentHead | None:
+    """The :class:`FragmentHead` of a first fragment's payload ``first`` (transport header and
+    data) of IP protocol ``proto``; None for a set whose first fragment was never seen."""
+    if first is None:
+        return None
+    n = len(first)
+    if proto == _PROTO_ESP:
+        return FragmentHead(None, None, _U32.unpack_from(first, 0)[0] if n >= 4 else None)
+    if proto != _PROTO_UDP or n < _UDP_PORTS:
+        return FragmentHead(None, None, None)
+    sport, dport = _HH.unpack_from(first, 0)
+    spi = None
+    if NAT_T_PORT in (sport, dport) and n >= _UDP_HEADER + 4:
+        spi = _U32.unpack_from(first, _UDP_HEADER)[0]
+    return FragmentHead(sport, dport, spi)

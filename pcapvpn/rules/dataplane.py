@@ -1188,17 +1188,12 @@ def path_mtu_icmp(ctx):
 
 def _incomplete_esp(fs):
     """(what, spi) when an incomplete fragment set is ESP (protocol 50 or UDP 4500), else None."""
-    first = fs.first
-    if fs.proto == 50:
-        spi = int.from_bytes(first[0:4], "big") if first and len(first) >= 4 else None
-        return "ESP", spi
-    if fs.proto == 17 and first is not None and len(first) >= 12:
-        sport = int.from_bytes(first[0:2], "big")
-        dport = int.from_bytes(first[2:4], "big")
-        if 4500 in (sport, dport):
-            spi = int.from_bytes(first[8:12], "big")
-            if spi:  # zero: the non-ESP marker of IKE (the reachability rules' case)
-                return "ESP in UDP", spi
+    head = fs.head
+    if fs.proto == IpProto.ESP:
+        return "ESP", head.spi if head is not None else None
+    if fs.proto == IpProto.UDP and head is not None and head.spi:
+        # spi zero: the non-ESP marker of IKE (the reachability rules' case)
+        return "ESP in UDP", head.spi
     return None
 
 

@@ -319,11 +319,10 @@ def incomplete_ike_fragments(ctx):
     for fs in ctx.state.incomplete_fragments:
         if fs.why == "end":
             continue  # the capture ended before the set could time out: absence not established
-        if fs.proto != 17 or fs.first is None or len(fs.first) < 4:
+        if fs.proto != IpProto.UDP or fs.head is None or fs.head.sport is None:
             continue
-        sport = int.from_bytes(fs.first[0:2], "big")
-        dport = int.from_bytes(fs.first[2:4], "big")
-        if 500 not in (sport, dport) and 4500 not in (sport, dport):
+        sport, dport = fs.head.sport, fs.head.dport
+        if Port.IKE not in (sport, dport) and Port.NAT_T not in (sport, dport):
             continue
         t = next((t for t in ctx.state.tunnels if {t.a, t.b} == {fs.src, fs.dst}), None)
         yield make(

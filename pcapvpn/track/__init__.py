@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dissect.vpn.ip import TcpFlag
+from dissect.vpn.udpencap import FragmentHead
 from pcapvpn.decode import Limits, NullSink
 from pcapvpn.track.vpn import TcpConn
 from pcapvpn.thresholds import DEFAULT, Thresholds
@@ -39,8 +40,9 @@ class IncompleteFragments:
     proto: int
     ident: int
     frames: tuple
-    #: transport header + data of the first fragment when it was seen (ports, IKE header)
-    first: bytes | None
+    #: what the first fragment shows of the transport (ports, ESP SPI:
+    #: :class:`dissect.vpn.udpencap.FragmentHead`), None when it was never seen
+    head: FragmentHead | None
     #: "timeout", "evicted" or "end" (the capture ended before the set could time out)
     why: str = "timeout"
 
@@ -127,12 +129,12 @@ class Tracker(NullSink):
         self.icmp_errors.append(IcmpError(ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu,
                                           quoted))
 
-    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first, why):
+    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, head, why):
         if len(self.incomplete) >= self.limits.max_flows:
             self.incomplete_dropped += 1
             return
         self.incomplete.append(IncompleteFragments(first_ts, ipver, src, dst, proto, ident,
-                                                   frames, first, why))
+                                                   frames, head, why))
 
     def esp_fragmented(self, ipver, src, dst, spi, frames, proto):
         self.esp_tracker.fragmented(ipver, src, dst, spi, frames, proto)
@@ -166,10 +168,11 @@ class Tracker(NullSink):
         it = self.ike_tracker
         out = []
 
-        def add(bound, limit, n, unit, first=(None, None)):
+        def add(bound, limit, n, unit, first_drop=(None, None)):
             if n:
+                ref, ts = first_drop
                 out.append({"bound": bound, "limit": limit, "dropped": n, "unit": unit,
-                            "first_ref": first[0], "first_ts": first[1]})
+                            "first_ref": ref, "first_ts": ts})
 
         for bound, unit in (("ike_max_sas", "IKE messages of further IKE SAs"),
                             ("ike_max_messages", "IKE messages"),

@@ -346,7 +346,7 @@ class IkeTracker:
         if len(raw) >= _ike.HEADER_LEN:
             # the bounds, from the header alone (a flood costs a dict look-up per message)
             bound = None
-            if (raw[17] >> 4, bytes(raw[0:8])) not in self._by_ispi and \
+            if _ike.sa_key(raw) not in self._by_ispi and \
                     len(self.sas) >= lim.ike_max_sas:
                 bound = "ike_max_sas"
             elif self.kept >= lim.ike_max_messages:
@@ -397,10 +397,8 @@ class IkeTracker:
         # extracted below are all that is used, and a flood of IKE messages costs less
         m.msg = msg if self.keys is not None else None
         m.payload_types = msg.payload_types
-        if m.version == 2 and m.exch == ExchangeType.IKE_SA_INIT and msg.flags & _ike.FLAG_V2_RESPONSE:
-            # an IKE_SA_INIT response re-sent with a fresh responder SPI is still a copy
-            raw = bytes(raw[:8]) + bytes(8) + bytes(raw[16:])
-        m.digest = hashlib.blake2b(raw, digest_size=12).digest()
+        # an IKE_SA_INIT response re-sent with a fresh responder SPI is still a copy
+        m.digest = hashlib.blake2b(_ike.copy_bytes(raw), digest_size=12).digest()
         self._extract(m, msg)
         self.messages += 1
         sa = self._place(m)

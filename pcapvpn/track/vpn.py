@@ -294,11 +294,11 @@ class VpnTunnel:
         if ts > self.last_ts:
             self.last_ts = ts
         self.last_ref = ref
-        data = self.data
-        data[d] += 1
+        count = self.data
+        count[d] += 1
         self.data_bytes[d] += length
-        if data[d] <= DATA_REFS:
-            if data[d] == 1:
+        if count[d] <= DATA_REFS:
+            if count[d] == 1:
                 self.data_first_ts[d] = ts
                 if self.first_from is None:
                     self.first_from = d
@@ -465,8 +465,7 @@ class VpnTracker:
 
     def _new_udp(self, ref, ts, ipver, src, dst, sport, dport, proto, data, off, end):
         if proto == "openvpn":
-            b = data[off]
-            op, kid = b >> 3, b & 7
+            op, kid = _ov.opcode(data, off)
             client = None
             if op in _ov.CLIENT_RESETS and kid == 0 and \
                     _ov.detect_layout(data, off, end) is not None:
@@ -496,13 +495,13 @@ class VpnTracker:
                 client = dport == Port.L2TP
             return self._udp_tunnel("l2tp", ipver, src, sport, dst, dport, client, ts, ref)
         if proto == "dtls":
-            ver = (data[off + 1] << 8) | data[off + 2]
+            ver = _tls.dtls_version(data, off)
             for client, server, cport, sport_ in ((src, dst, sport, dport),
                                                   (dst, src, dport, sport)):
                 t = self.ssl_pairs.get((client, server))
                 if t is not None:
                     return self._bind(t, client, cport, server, sport_)
-            if dport in DTLS_PORTS or self._named(dst, dport) or ver == 0x0100:
+            if dport in DTLS_PORTS or self._named(dst, dport) or ver == _tls.DTLS_PRE_RFC:
                 client = sport not in DTLS_PORTS or dport in DTLS_PORTS
             elif sport in DTLS_PORTS or self._named(src, sport):
                 client = False
@@ -700,12 +699,13 @@ class VpnTracker:
             c.proto = "tls"
             if c.tls is None:
                 c.tls = TlsConversation()
-            if len(msg) < 5:
+            if len(msg) < _tls.RECORD_HEADER_LEN:
                 return
             side = c.tls.side(from_client)
             had_cert = bool(side.certs)
-            side.record(msg[0], (msg[1] << 8) | msg[2], msg, 5, len(msg), ts, ref)
-            if msg[0] == _tls.APPLICATION_DATA:
+            ctype, version = _tls.record_header(msg, 0)
+            side.record(ctype, version, msg, _tls.RECORD_HEADER_LEN, len(msg), ts, ref)
+            if ctype == _tls.APPLICATION_DATA:
                 t._packet(d, ts, ref, len(msg))
             else:
                 t.control_packet(d, ts, ref, len(msg))

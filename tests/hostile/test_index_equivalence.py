@@ -21,6 +21,7 @@ sys.path.insert(0, str(HERE.parents[1] / "bench"))
 
 import hostile as H  # noqa: E402
 
+from dissect.vpn.registry import ExchangeType  # noqa: E402
 from pcapvpn.analysis import run  # noqa: E402
 from pcapvpn.findings import REGISTRY  # noqa: E402, F401
 from pcapvpn.rules import dataplane as dp  # noqa: E402
@@ -192,7 +193,7 @@ def ref_link_retry(self, sa, m):
         if m.ts - (old.last_ts or m.ts) > 60:
             break
         for x in old.exchanges:
-            if x.exch == ike_mod.IKE_SA_INIT and any(
+            if x.exch == ExchangeType.IKE_SA_INIT and any(
                     r.has_notify(16390) or r.has_notify(17) for r in x.responses):
                 old.retried_by = sa.id
                 sa.retry_of = old.id
@@ -203,7 +204,7 @@ def ref_link_rekeys(self):
     for new in self.sas:
         if new.version != 2 or not new.messages or new.rekey_of is not None:
             continue
-        if new.messages[0].exch == ike_mod.IKE_SA_INIT:
+        if new.messages[0].exch == ExchangeType.IKE_SA_INIT:
             continue
         t0 = new.first_ts
         peers = {new.initiator[1], new.responder[1]}
@@ -216,7 +217,7 @@ def ref_link_rekeys(self):
             if old.last_ts is not None and old.last_ts > t0 + 1.0:
                 continue
             for x in old.exchanges:
-                if x.exch != ike_mod.CREATE_CHILD_SA or not x.answered:
+                if x.exch != ExchangeType.CREATE_CHILD_SA or not x.answered:
                     continue
                 resp_ts = x.responses[0].ts
                 if resp_ts <= t0 + 0.001 and t0 - resp_ts <= 3600.0:
