@@ -400,8 +400,8 @@ def _message_texts(sas, dicts, limits=None) -> None:
             if msg.proposals:
                 md["proposals"] = proposal_texts(msg.version, msg.proposals)
             inner = getattr(msg, "inner", None)
-            if md.get("decryption") is not None and inner and inner.get("proposals"):
-                md["decryption"]["proposals"] = proposal_texts(msg.version, inner["proposals"])
+            if md.get("decryption") is not None and inner and inner.proposals:
+                md["decryption"]["proposals"] = proposal_texts(msg.version, inner.proposals)
 
 
 def _damage(sources, start, end):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
@@ -48,10 +49,11 @@ from dissect.vpn import ikev1 as _v1
 from dissect.vpn import ikev2 as _v2
 from dissect.vpn.errors import DissectError
 from dissect.vpn.ident import id_text, selectors
-from dissect.vpn.registry import PayloadV1, PayloadV2
+from dissect.vpn.registry import CERT_X509_SIGNATURE, PayloadV1, PayloadV2, ProtocolId
 
 __all__ = ["Opened", "OK", "UNVERIFIED", "ICV_FAILED", "MALFORMED", "TRUNCATED", "UNSUPPORTED",
-           "Ikev2Keyed", "Ikev2Decryptor", "Ikev1Decryptor", "EspDecryptor", "cert_summary"]
+           "Ikev2Keyed", "Ikev2Decryptor", "Ikev1Decryptor", "EspDecryptor", "cert_summary",
+           "InnerPayloads", "ChildSpi", "describe_inner"]
 
 OK = "ok"
 UNVERIFIED = "unverified"
@@ -637,66 +639,106 @@ def cert_summary(der: bytes):
             "subject_alt_names": sans, "serial": format(c.serial_number, "x")}
 
 
-def describe_inner(version: int, payloads, first) -> dict:
-    """What decrypted payloads say, as plain values for tracking, rules and the report:
-    ``payload_types``, ``notifies`` [(type, spi, data)], ``deletes`` [(protocol, [spi])],
-    ``child_spis`` [(protocol, spi)] from SA proposals, ``proposals`` (records), ``ids``
-    [(payload type, id type, text)], ``ts`` {"i": [...], "r": [...]} (see :func:`selectors`),
-    ``certs`` [cert_summary or {"encoding": n}], ``config`` [(cfg type, [(attr, value)])],
-    ``eap`` [(code, type)], ``auth_method``."""
-    d = {"first": first, "payload_types": [], "notifies": [], "deletes": [], "child_spis": [],
-         "proposals": [], "ids": [], "ts": {"i": [], "r": []}, "certs": [], "config": [],
-         "eap": [], "auth_method": None}
+class ChildSpi(NamedTuple):
+    """The SPI a decrypted SA proposal offers for an AH / ESP child SA."""
+
+    protocol: int  # ProtocolId.AH / ESP
+    spi: bytes
+    value: int  # the SPI as an integer
+
+
+@dataclass(slots=True)
+class InnerPayloads:
+    """What the decrypted payloads of an IKE message say (:func:`describe_inner`), for tracking,
+    the rules and the report.  Records are dissect's where dissect has them."""
+
+    #: the first inner payload type
+    first: int | None
+    payload_types: list = field(default_factory=list)
+    #: Notify (IKEv2) / Notification (IKEv1) records: ``n.notify_type``, ``n.invalid_spi``,
+    #: ``n.dpd_seq`` ...
+    notifies: list = field(default_factory=list)
+    #: Delete records: ``protocol``, ``spis`` (bytes), ``spi_values`` (ints)
+    deletes: list = field(default_factory=list)
+    #: AH / ESP SPIs offered in SA proposals (:class:`ChildSpi`)
+    child_spis: list = field(default_factory=list)
+    #: the SA payload's proposal records
+    proposals: list = field(default_factory=list)
+    #: ``(payload type, id type, text)`` of each ID payload
+    ids: list = field(default_factory=list)
+    #: traffic selectors of the initiator / the responder (:func:`dissect.vpn.ident.selectors`)
+    ts_initiator: list = field(default_factory=list)
+    ts_responder: list = field(default_factory=list)
+    #: :func:`cert_summary` of each X.509 CERT, or ``{"encoding": n}``
+    certs: list = field(default_factory=list)
+    #: ``(cfg type, [(attribute, value)])`` of CP / Mode-CFG payloads
+    config: list = field(default_factory=list)
+    #: ``(code, type)`` of EAP payloads
+    eap: list = field(default_factory=list)
+    auth_method: int | None = None
+
+
+_CHILD_PROTOCOLS = (ProtocolId.AH, ProtocolId.ESP)
+
+
+def _child_spis(out: InnerPayloads, proposals) -> None:
+    out.proposals = proposals
+    for pr in proposals:
+        if pr.protocol in _CHILD_PROTOCOLS and pr.spi:
+            out.child_spis.append(ChildSpi(pr.protocol, pr.spi, pr.spi_value))
+
+
+def _cert(out: InnerPayloads, p) -> None:
+    s = cert_summary(p.data) if p.encoding == CERT_X509_SIGNATURE else None
+    out.certs.append(s if s is not None else {"encoding": p.encoding})
+
+
+def describe_inner(version: int, payloads, first) -> InnerPayloads:
+    """What decrypted payloads say, as an :class:`InnerPayloads`."""
+    out = InnerPayloads(first)
     qm_ids = []
     for p in payloads or ():
         t = p.type
-        d["payload_types"].append(t)
+        out.payload_types.append(t)
         if version == 2:
             if t == PayloadV2.N and hasattr(p, "notify_type"):
-                d["notifies"].append((p.notify_type, p.spi, p.data))
+                out.notifies.append(p)
             elif t == PayloadV2.D and hasattr(p, "spis"):
-                d["deletes"].append((p.protocol, list(p.spis)))
+                out.deletes.append(p)
             elif t == PayloadV2.SA and hasattr(p, "proposals"):
-                d["proposals"] = p.proposals
-                for pr in p.proposals:
-                    if pr.protocol in (2, 3) and pr.spi:
-                        d["child_spis"].append((pr.protocol, pr.spi))
+                _child_spis(out, p.proposals)
             elif t in (PayloadV2.IDI, PayloadV2.IDR) and hasattr(p, "id_type"):
-                d["ids"].append((t, p.id_type, id_text(p.id_type, p.data)))
+                out.ids.append((t, p.id_type, id_text(p.id_type, p.data)))
             elif t in (PayloadV2.TSI, PayloadV2.TSR) and hasattr(p, "selectors"):
-                d["ts"]["i" if t == PayloadV2.TSI else "r"].extend(selectors(p, 2))
+                (out.ts_initiator if t == PayloadV2.TSI else out.ts_responder).extend(
+                    selectors(p, 2))
             elif t == PayloadV2.CERT and hasattr(p, "encoding"):
-                s = cert_summary(p.data) if p.encoding == 4 else None
-                d["certs"].append(s if s is not None else {"encoding": p.encoding})
+                _cert(out, p)
             elif t == PayloadV2.CP and hasattr(p, "cfg_type"):
-                d["config"].append((p.cfg_type, list(p.attributes)))
+                out.config.append((p.cfg_type, list(p.attributes)))
             elif t == PayloadV2.EAP and hasattr(p, "code"):
-                d["eap"].append((p.code, p.eap_type))
+                out.eap.append((p.code, p.eap_type))
             elif t == PayloadV2.AUTH and hasattr(p, "method"):
-                d["auth_method"] = p.method
+                out.auth_method = p.method
         else:
             if t == PayloadV1.N and hasattr(p, "notify_type"):
-                d["notifies"].append((p.notify_type, p.spi, p.data))
+                out.notifies.append(p)
             elif t == PayloadV1.D and hasattr(p, "spis"):
-                d["deletes"].append((p.protocol, list(p.spis)))
+                out.deletes.append(p)
             elif t == PayloadV1.SA and hasattr(p, "proposals"):
-                d["proposals"] = p.proposals
-                for pr in p.proposals:
-                    if pr.protocol in (2, 3) and pr.spi:
-                        d["child_spis"].append((pr.protocol, pr.spi))
+                _child_spis(out, p.proposals)
             elif t == PayloadV1.ID and hasattr(p, "id_type"):
-                d["ids"].append((t, p.id_type, id_text(p.id_type, p.data)))
+                out.ids.append((t, p.id_type, id_text(p.id_type, p.data)))
                 qm_ids.append(p)
             elif t == PayloadV1.CERT and hasattr(p, "encoding"):
-                s = cert_summary(p.data) if p.encoding == 4 else None
-                d["certs"].append(s if s is not None else {"encoding": p.encoding})
+                _cert(out, p)
             elif t == PayloadV1.ATTR and hasattr(p, "cfg_type"):
-                d["config"].append((p.cfg_type, list(p.attributes)))
+                out.config.append((p.cfg_type, list(p.attributes)))
     if version == 1 and len(qm_ids) == 2:
         # Quick Mode IDci / IDcr (RFC 2409 §5.5): the initiator's and the responder's selectors
-        d["ts"]["i"] = selectors(qm_ids[0], 1)
-        d["ts"]["r"] = selectors(qm_ids[1], 1)
-    return d
+        out.ts_initiator = selectors(qm_ids[0], 1)
+        out.ts_responder = selectors(qm_ids[1], 1)
+    return out
 
 
 #: configuration attributes whose values are secrets and never leave this module as values:

@@ -289,12 +289,13 @@ def test_ikev1_iv_chaining_through_the_tracker(tmp_path):
     (sa,) = tr.sas
     enc = [m for m in sa.messages if m.encrypted]
     assert [m.decrypt_status for m in enc] == ["unverified"] * 5
-    assert enc[0].inner["ids"][0][2] == "left" and enc[1].inner["ids"][0][2] == "right"
+    assert enc[0].inner.ids[0][2] == "left" and enc[1].inner.ids[0][2] == "right"
     q = enc[2].inner
-    assert q["child_spis"] == [(3, b"\xca\xfe\x00\x01")]
-    assert q["ts"]["i"] == [(4, 0x0A010000, 0x0A0100FF, 0, 0, 65535)]
-    assert q["ts"]["r"] == [(4, 0x0A010000, 0x0A01FFFF, 0, 0, 65535)]
-    assert enc[4].inner["notifies"][0][0] == 36136
+    assert q.child_spis == [(3, b"\xca\xfe\x00\x01", 0xCAFE0001)]
+    assert q.ts_initiator == [(4, 0x0A010000, 0x0A0100FF, 0, 0, 65535)]
+    assert q.ts_responder == [(4, 0x0A010000, 0x0A01FFFF, 0, 0, 65535)]
+    assert enc[4].inner.notifies[0].notify_type == 36136
+    assert enc[4].inner.notifies[0].dpd_seq == 7
     # a wrong key: no message makes a valid payload chain
     (tmp_path / "ikev1_decryption_table").write_text(f"{ISPI.hex()},{os.urandom(16).hex()}\n")
     tr2 = IkeTracker(DEFAULT, ["x"], load_keys([tmp_path]))

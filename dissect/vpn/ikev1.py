@@ -137,6 +137,11 @@ class Proposal:
         self.transforms = transforms
         self.next_payload = next_payload
 
+    @property
+    def spi_value(self) -> int:
+        """The SPI as an unsigned integer (0 when the proposal carries none)."""
+        return int.from_bytes(self.spi, "big") if self.spi else 0
+
     def __repr__(self):
         return (f"Proposal(number={self.number}, protocol={self.protocol}, spi={self.spi.hex()}, "
                 f"transforms={self.transforms!r})")
@@ -371,6 +376,11 @@ class Delete(Payload):
         self.protocol = protocol
         self.spi_size = spi_size
         self.spis = spis
+
+    @property
+    def spi_values(self) -> list[int]:
+        """The SPIs as unsigned integers."""
+        return [int.from_bytes(x, "big") for x in self.spis]
 
 
 def _parse_d(raw, off, end):

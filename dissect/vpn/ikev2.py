@@ -112,6 +112,11 @@ class Proposal:
         self.transforms = transforms
         self.next_payload = next_payload
 
+    @property
+    def spi_value(self) -> int:
+        """The SPI as an unsigned integer (0 when the proposal carries none)."""
+        return int.from_bytes(self.spi, "big") if self.spi else 0
+
     def transforms_of(self, ttype) -> list:
         return [t for t in self.transforms if t.transform_type == ttype]
 
@@ -409,6 +414,11 @@ class Delete(Payload):
         self.protocol = protocol
         self.spi_size = spi_size
         self.spis = spis
+
+    @property
+    def spi_values(self) -> list[int]:
+        """The SPIs as unsigned integers."""
+        return [int.from_bytes(x, "big") for x in self.spis]
 
 
 def _parse_delete(raw, off, end):

@@ -1156,15 +1156,19 @@ HASH_ALGORITHMS_V2: dict[int, str] = {
 
 # Certificate encodings.  IKEv1: RFC 2408 §3.9; IKEv2: RFC 7296 §3.6 (5 unused, 11 deprecated
 # by RFC 7670, 14 RFC 4806, 15 RFC 7670).
+#: the encoding of a DER X.509 certificate, 4 in both versions
+CERT_X509_SIGNATURE = 4
 CERT_ENCODINGS_V1: dict[int, str] = {
     0: "NONE", 1: "PKCS #7 wrapped X.509 certificate", 2: "PGP Certificate", 3: "DNS Signed Key",
-    4: "X.509 Certificate - Signature", 5: "X.509 Certificate - Key Exchange", 6: "Kerberos Tokens",
+    CERT_X509_SIGNATURE: "X.509 Certificate - Signature", 5: "X.509 Certificate - Key Exchange",
+    6: "Kerberos Tokens",
     7: "Certificate Revocation List (CRL)", 8: "Authority Revocation List (ARL)",
     9: "SPKI Certificate", 10: "X.509 Certificate - Attribute",
 }
 CERT_ENCODINGS_V2: dict[int, str] = {
     1: "PKCS #7 wrapped X.509 certificate", 2: "PGP Certificate", 3: "DNS Signed Key",
-    4: "X.509 Certificate - Signature", 6: "Kerberos Token", 7: "Certificate Revocation List (CRL)",
+    CERT_X509_SIGNATURE: "X.509 Certificate - Signature", 6: "Kerberos Token",
+    7: "Certificate Revocation List (CRL)",
     8: "Authority Revocation List (ARL)", 9: "SPKI Certificate", 10: "X.509 Certificate - Attribute",
     11: "Raw RSA Key", 12: "Hash and URL of X.509 certificate", 13: "Hash and URL of X.509 bundle",
     14: "OCSP Content", 15: "Raw Public Key",

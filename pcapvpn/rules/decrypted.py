@@ -29,6 +29,8 @@ from pcapvpn.rules.common import (
 )
 
 OPENED = ("ok", "unverified")
+#: R-U-THERE sequence numbers spelled out in a detail
+MAX_SEQS = 5
 
 #: IKEv2 error notifies that refuse a child SA (RFC 7296 §3.10.1)
 _V2_CHILD = frozenset((NotifyV2.NO_PROPOSAL_CHOSEN, NotifyV2.INVALID_KE_PAYLOAD,
@@ -125,7 +127,7 @@ def _identities(sa, upto_ts=None) -> str:
     for m in _msgs(sa):
         if upto_ts is not None and m.ts > upto_ts:
             break
-        for pt, _it, val in m.inner["ids"]:
+        for pt, _it, val in m.inner.ids:
             label = reg.payload_name(sa.version, pt)
             if sa.version == 1:
                 if m.exch not in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE):
@@ -134,7 +136,7 @@ def _identities(sa, upto_ts=None) -> str:
             txt = f"{label}={val}"
             if txt not in parts:
                 parts.append(txt)
-        for c in m.inner["certs"]:
+        for c in m.inner.certs:
             if "subject" in c:
                 txt = f"certificate of {ip_text(m.src)}: {c['subject']}"
                 if txt not in parts:
@@ -202,7 +204,7 @@ def _is_ike_rekey(x) -> bool:
     """A CREATE_CHILD_SA whose request proposes an IKE SA (protocol 1): an IKE SA rekey."""
     for m in x.requests:
         if m.inner is not None:
-            return any(p.protocol == 1 for p in m.inner["proposals"] or ())
+            return any(p.protocol == ProtocolId.IKE for p in m.inner.proposals or ())
     return False
 
 
@@ -223,17 +225,18 @@ def notifications(ctx):
     for sa in ctx.state.ike_sas:
         groups = {}
         for m in _msgs(sa):
-            for ntype, spi, data in m.inner["notifies"]:
-                if not reg.is_error_notify(sa.version, ntype):
+            for n in m.inner.notifies:
+                if not n.is_error:
                     continue
+                ntype = n.notify_type
                 code, kind = _classify(sa, m, ntype)
-                groups.setdefault((code, kind, ntype), []).append((m, spi, data))
+                groups.setdefault((code, kind, ntype), []).append((m, n))
         for (code, kind, ntype), hits in groups.items():
             yield _notify_finding(ctx, sa, code, kind, ntype, hits)
 
 
 def _notify_finding(ctx, sa, code, kind, ntype, hits):
-    m, spi, data = hits[0]
+    m, n = hits[0]
     name = reg.notify_name(sa.version, ntype)
     who = ip_text(m.src)
     peer = ip_text(m.dst)
@@ -265,9 +268,9 @@ def _notify_finding(ctx, sa, code, kind, ntype, hits):
                        "pre-shared keys, the PSKs differ.")
     elif kind in ("ts", "child"):
         req = _request_of(x)
-        if req is not None and (req.inner["ts"]["i"] or req.inner["ts"]["r"]):
-            detail += (f" The request asked for {_ts_text(req.inner['ts']['i'])} === "
-                       f"{_ts_text(req.inner['ts']['r'])}")
+        if req is not None and (req.inner.ts_initiator or req.inner.ts_responder):
+            detail += (f" The request asked for {_ts_text(req.inner.ts_initiator)} === "
+                       f"{_ts_text(req.inner.ts_responder)}")
             props = _child_proposals(req)
             if props:
                 detail += f" with {props}"
@@ -276,7 +279,7 @@ def _notify_finding(ctx, sa, code, kind, ntype, hits):
             detail += f" The request proposed {_child_proposals(req)}."
         if sa.version == 2 and x is not None and x.exch == ExchangeType.IKE_AUTH:
             detail += (" The IKE SA itself is up (IKE_AUTH succeeded); only the child SA was "
-                       "refused." if any(r.inner and PayloadV2.IDR in r.inner["payload_types"]
+                       "refused." if any(r.inner and PayloadV2.IDR in r.inner.payload_types
                                         for r in x.responses if r.inner) else "")
         if sa.version == 1:
             title = f"Quick Mode refused by {who}: {name} (decrypted)"
@@ -284,7 +287,7 @@ def _notify_finding(ctx, sa, code, kind, ntype, hits):
         detail += (" The responder could not give the client an internal address / "
                    "configuration.")
     elif kind == "spi":
-        bad = spi if spi else (data[:4] if data else b"")
+        bad = n.invalid_spi or b""
         if bad:
             esp_spis = [bad.hex()]
             detail += f" The SPI it has no SA for: 0x{bad.hex()}."
@@ -321,7 +324,7 @@ def _ts_text(sels) -> str:
 def _child_proposals(m) -> str:
     from pcapvpn.rules.common import proposal_texts
 
-    props = [p for p in (m.inner["proposals"] or ()) if p.protocol in (ProtocolId.AH, ProtocolId.ESP)]
+    props = [p for p in (m.inner.proposals or ()) if p.protocol in (ProtocolId.AH, ProtocolId.ESP)]
     return "; ".join(proposal_texts(m.version, props))
 
 
@@ -335,7 +338,7 @@ def config_failures(ctx):
         for m in _msgs(sa):
             if m.exch != ExchangeType.TRANSACTION:
                 continue
-            for cfg_type, attrs in m.inner["config"]:
+            for cfg_type, attrs in m.inner.config:
                 status = next((v for t, v in attrs if t == CfgAttributeV1.XAUTH_STATUS), None)
                 if status != 0:
                     continue
@@ -359,7 +362,7 @@ def certificates(ctx):
     for sa in ctx.state.ike_sas:
         seen = set()
         for m in _msgs(sa):
-            for c in m.inner["certs"]:
+            for c in m.inner.certs:
                 if "subject" not in c:
                     continue
                 key = (c["subject"], c.get("serial"), m.src)
@@ -409,7 +412,7 @@ def selectors_overlap(ctx):
     for sa in ctx.state.ike_sas:
         done = set()
         for m in _msgs(sa):
-            tsi, tsr = m.inner["ts"]["i"], m.inner["ts"]["r"]
+            tsi, tsr = m.inner.ts_initiator, m.inner.ts_responder
             if not tsi or not tsr:
                 continue
             x = _exchange(sa, m)
@@ -458,10 +461,9 @@ def v1_dpd(ctx):
         for m in _msgs(sa):
             if m.exch != ExchangeType.INFORMATIONAL_V1:
                 continue
-            for ntype, _spi, data in m.inner["notifies"]:
-                if ntype in (NotifyV1.R_U_THERE, NotifyV1.R_U_THERE_ACK) and data and len(data) == 4:
-                    seq = int.from_bytes(data, "big")
-                    (asks if ntype == NotifyV1.R_U_THERE else acks).setdefault(seq, m)
+            for n in m.inner.notifies:
+                if n.dpd_seq is not None:
+                    (asks if n.notify_type == NotifyV1.R_U_THERE else acks).setdefault(n.dpd_seq, m)
         if not asks:
             continue
         open_ = [m for seq, m in sorted(asks.items()) if seq not in acks
@@ -479,8 +481,8 @@ def v1_dpd(ctx):
                  detail=f"{len(asks)} R-U-THERE (RFC 3706) in encrypted Informationals, {answered} "
                         f"answered by an R-U-THERE-ACK with the same sequence number; the last "
                         f"{len(open_)} from {who} (sequence "
-                        f"{', '.join(str(int.from_bytes(_dpd_seq(m), 'big')) for m in open_[:5])}"
-                        f"{'...' if len(open_) > 5 else ''}) between +{ctx.rel(first.ts)} s and "
+                        f"{', '.join(str(_dpd_seq(m)) for m in open_[:MAX_SEQS])}"
+                        f"{'...' if len(open_) > MAX_SEQS else ''}) between +{ctx.rel(first.ts)} s and "
                         f"+{ctx.rel(open_[-1].ts)} s got none{_key_note(first)}.",
                  basis="decrypted",
                  evidence=ctx.evidence(ctx.msg_refs(open_), first.ts, open_[-1].ts,
@@ -490,11 +492,10 @@ def v1_dpd(ctx):
         yield supersede(f, ("DPD_TIMEOUT",), frames=f.evidence.frames)
 
 
-def _dpd_seq(m) -> bytes:
-    for ntype, _spi, data in m.inner["notifies"]:
-        if ntype == NotifyV1.R_U_THERE:
-            return data
-    return b"\0\0\0\0"
+def _dpd_seq(m) -> int:
+    """The sequence number of the message's (first well-formed) R-U-THERE."""
+    return next((n.dpd_seq for n in m.inner.notifies
+                 if n.notify_type == NotifyV1.R_U_THERE and n.dpd_seq is not None), 0)
 
 
 # -- keys that do not match, SAs without keys ----------------------------------------------------
@@ -634,29 +635,30 @@ def children(sa) -> list:
             continue
         if req is None or resp is None:
             continue
-        rs = [(p, s) for p, s in resp.inner["child_spis"]]
-        qs = [(p, s) for p, s in req.inner["child_spis"]]
+        rs = resp.inner.child_spis
+        qs = req.inner.child_spis
         if not rs or not qs:
             continue
-        proto = rs[0][0]
-        q = next((s for p, s in qs if p == proto), None)
+        proto = rs[0].protocol
+        q = next((c for c in qs if c.protocol == proto), None)
         if q is None:
             continue
-        spis = {int.from_bytes(q, "big"): req.src, int.from_bytes(rs[0][1], "big"): resp.src}
+        spis = {q.value: req.src, rs[0].value: resp.src}
         out.append(Child(sa, x, resp.ts, proto, spis, [req, resp]))
     by_spi = {}
     for c in out:
         for s in c.spis:
             by_spi.setdefault(s, []).append(c)
     for m in _msgs(sa):
-        for proto, spis in m.inner["deletes"]:
+        for dl in m.inner.deletes:
+            proto = dl.protocol
             if proto == ProtocolId.IKE:
                 # deleting an IKEv2 SA deletes its child SAs (RFC 7296 §1.4.1) — unless it was
                 # rekeyed: the new IKE SA inherits them (§2.18).  IKEv1 phase 2 SAs outlive
                 # their phase 1.
                 hit = out if sa.version == 2 and sa.rekeyed_by is None else []
             elif proto in (ProtocolId.AH, ProtocolId.ESP):
-                hit = [c for s in spis for c in by_spi.get(int.from_bytes(s, "big"), ())]
+                hit = [c for s in dl.spi_values for c in by_spi.get(s, ())]
             else:
                 continue
             for c in hit:
