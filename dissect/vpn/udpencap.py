@@ -16,7 +16,6 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from .errors import DissectError
 from .ip import IpProto, Port
 
 __all__ = [

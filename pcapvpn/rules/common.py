@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from functools import cached_property
 
 from dissect.vpn.registry import (

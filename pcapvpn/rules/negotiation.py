@@ -10,7 +10,7 @@ from dissect.vpn.registry import ExchangeType, IkeAttrV1, NotifyV1, NotifyV2, Pa
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_label, exchange_status,
+    UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_status,
     ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )

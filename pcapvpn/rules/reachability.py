@@ -10,8 +10,10 @@ Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
-from dissect.vpn.ip import IpProto, Port, icmp_error_text, icmp_too_big, icmp_unreachable_or_expired
-from dissect.vpn.registry import ExchangeType, PayloadV2
+from dissect.vpn.ip import (
+    IpProto, Port, icmp_error_text, icmp_too_big, icmp_unreachable_or_expired,
+)
+from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV2
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
@@ -20,7 +22,6 @@ from pcapvpn.rules.common import (
     tcp_connection_findings,
 )
 
-IKEV2_FRAGMENTATION_SUPPORTED = 16430  # RFC 7383 §2.3
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
 
 #: what the daemons log when a request goes unanswered (anchors.md §2.5; strongSwan
@@ -146,7 +147,7 @@ def _ike_fragmentation_negotiated(sa) -> bool:
     if sa.version == 2:
         sides = set()
         for m in sa.messages:
-            if m.has_notify(IKEV2_FRAGMENTATION_SUPPORTED):
+            if m.has_notify(NotifyV2.IKEV2_FRAGMENTATION_SUPPORTED):
                 sides.add(m.is_response)
         return sides == {False, True}
     sides = set()
@@ -177,12 +178,12 @@ def unanswered_ike(ctx):
             answered_before = [y for y in sa.exchanges[:x.index]
                                if exchange_status(ctx, y) != UNANSWERED
                                and any(m.src != first.src for m in y.msgs)]
-            heard_500 = any(m.src != first.src and (m.sport == 500 or m.dport == 500)
+            heard_500 = any(m.src != first.src and Port.IKE in (m.sport, m.dport)
                             for y in answered_before for m in y.msgs)
-            to_4500 = first.transport == "udp" and (first.dport == 4500 or first.sport == 4500)
+            to_4500 = first.transport == "udp" and Port.NAT_T in (first.dport, first.sport)
             # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
             heard_4500 = [m for y in answered_before for m in y.msgs
-                          if m.src != first.src and 4500 in (m.sport, m.dport)]
+                          if m.src != first.src and Port.NAT_T in (m.sport, m.dport)]
             gone = bool(heard_4500) and x.exch in (ExchangeType.INFORMATIONAL, ExchangeType.INFORMATIONAL_V1)
             refs = ctx.msg_refs(reqs)
             frag = _fragmented(reqs)

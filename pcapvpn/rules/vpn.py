@@ -19,7 +19,7 @@ from dissect.vpn import pptp as _pptp
 from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
 from dissect.vpn.ip import IpProto, icmp_error_text, icmp_too_big, icmp_unreachable_or_expired
-from pcapvpn.findings import declare, make, severity_rank, stage_rank, when
+from pcapvpn.findings import declare, make, when
 from pcapvpn.model import rfc3339
 from pcapvpn.rules import rule
 from pcapvpn.rules import reachability as _reach  # noqa: F401 - declares ICMP_UNREACHABLE
@@ -425,7 +425,7 @@ def openvpn_handshake(ctx):
                            "— and dropped the session without an alert (OpenVPN 2.6 resets the "
                            "client instance before the alert is sent).")
             elif s.tls is not None and stage is not None:
-                c, sv = s.tls.client, s.tls.server
+                c = s.tls.client
                 detail += f" TLS handshake stage reached: {stage.replace('_', ' ')}"
                 if s.tls.version:
                     detail += f" ({_tls.version_name(s.tls.version)})"

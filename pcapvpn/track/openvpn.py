@@ -300,7 +300,7 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
     else:
         s = _find(st, from_client, c)
         if s is None:
-            s = _new_session(st, ts, mid=not (op in _ov.SERVER_RESETS))
+            s = _new_session(st, ts, mid=op not in _ov.SERVER_RESETS)
             if from_client:
                 s.client_sid = c.session_id
         if not from_client and s.server_sid is None:
