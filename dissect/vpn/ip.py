@@ -1,6 +1,7 @@
 """IPv4, IPv6 (with extension headers), UDP/TCP ports, TCP header and ICMP/ICMPv6 errors.
 
-Every IP decoder returns the *network tuple* of docs/internals.md ("Network decode")::
+Every IP decoder returns the *network tuple* of docs/internals.md ("Network decode"), a
+:class:`NetTuple` (named, so slow paths read ``t.proto``; hot paths unpack it)::
 
     (ipver, src, dst, proto, sport, dport, l4off, end, frag_off, more_frags, ident, hdr_off)
 
@@ -33,11 +34,13 @@ data is snaplen truncation, not an error: ``end`` is capped.
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 from .errors import DissectError
 from .number import Number
 
 __all__ = [
+    "NetTuple",
     "IpProto",
     "Port",
     "TcpFlag",
@@ -121,6 +124,29 @@ class Icmp6Type(Number):
     PARAMETER_PROBLEM = 4
     ECHO_REQUEST = 128
     ECHO_REPLY = 129
+
+
+class NetTuple(NamedTuple):
+    """The network tuple (see the module docstring): what every IP decoder and
+    :func:`dissect.vpn.link.decode_frame` return.  A tuple, so the per-frame paths unpack it
+    positionally; the fields have names for everything else."""
+
+    ipver: int
+    src: bytes
+    dst: bytes
+    proto: int
+    sport: int
+    dport: int
+    l4off: int
+    end: int
+    frag_off: int
+    more_frags: bool
+    ident: int
+    hdr_off: int
+
+
+# built without NetTuple's Python-level __new__ (a C call instead of a Python frame per packet)
+_net = tuple.__new__
 
 
 # --- precompiled structs -----------------------------------------------------------------------
@@ -210,7 +236,7 @@ def decode_ipv4(data, off: int, limit: int):
         sport, dport = _ports(data, l4off)
     else:
         sport = dport = -1
-    return (4, src, dst, proto, sport, dport, l4off, end, frag_off, more, ident, off)
+    return _net(NetTuple, (4, src, dst, proto, sport, dport, l4off, end, frag_off, more, ident, off))
 
 
 def decode_ipv6(data, off: int, limit: int):
@@ -257,7 +283,7 @@ def decode_ipv6(data, off: int, limit: int):
         sport, dport = _ports(data, p)
     else:
         sport = dport = -1
-    return (6, src, dst, nh, sport, dport, p, end, frag_off, more, ident, off)
+    return _net(NetTuple, (6, src, dst, nh, sport, dport, p, end, frag_off, more, ident, off))
 
 
 def decode_ip(data, off: int, ipver: int = 0, limit: int | None = None):

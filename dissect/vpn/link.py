@@ -1,6 +1,7 @@
 """Link layers and mirror wrappers: frame bytes -> the network tuple of the first real IP header.
 
-``decode_frame(linktype, data)`` returns the network tuple of :mod:`dissect.vpn.ip`::
+``decode_frame(linktype, data)`` returns the network tuple of :mod:`dissect.vpn.ip`
+(:class:`~dissect.vpn.ip.NetTuple`, a named tuple)::
 
     (ipver, src, dst, proto, sport, dport, l4off, end, frag_off, more_frags, ident, hdr_off)
 
@@ -70,7 +71,8 @@ import struct
 from struct import error as StructError
 
 from .errors import DissectError
-from .ip import IpProto, Port, decode_ip, decode_ipv4, decode_ipv6
+from .ip import IpProto, NetTuple, Port, decode_ip, decode_ipv4, decode_ipv6
+from .ip import _net
 
 __all__ = [
     "COOKED_LINKTYPES",
@@ -230,11 +232,11 @@ def decode_frame(linktype: int, data):
                 end = n
             if proto == 17:
                 if dport != 4789:  # VXLAN: peel in the general path
-                    return (4, src, dst, 17, sport, dport, 34, end, 0, False, ident, 14)
+                    return _net(NetTuple, (4, src, dst, 17, sport, dport, 34, end, 0, False, ident, 14))
             elif proto == 50:
-                return (4, src, dst, 50, -1, -1, 34, end, 0, False, ident, 14)
+                return _net(NetTuple, (4, src, dst, 50, -1, -1, 34, end, 0, False, ident, 14))
             elif proto == 6:
-                return (4, src, dst, 6, sport, dport, 34, end, 0, False, ident, 14)
+                return _net(NetTuple, (4, src, dst, 6, sport, dport, 34, end, 0, False, ident, 14))
         elif et == 0x8100:
             # Same with one 802.1Q tag (mirror ports are often trunks): the same layout 4 bytes on.
             try:
@@ -248,11 +250,11 @@ def decode_frame(linktype: int, data):
                     end = n
                 if proto == 17:
                     if dport != 4789:
-                        return (4, src, dst, 17, sport, dport, 38, end, 0, False, ident, 18)
+                        return _net(NetTuple, (4, src, dst, 17, sport, dport, 38, end, 0, False, ident, 18))
                 elif proto == 50:
-                    return (4, src, dst, 50, -1, -1, 38, end, 0, False, ident, 18)
+                    return _net(NetTuple, (4, src, dst, 50, -1, -1, 38, end, 0, False, ident, 18))
                 elif proto == 6:
-                    return (4, src, dst, 6, sport, dport, 38, end, 0, False, ident, 18)
+                    return _net(NetTuple, (4, src, dst, 6, sport, dport, 38, end, 0, False, ident, 18))
         elif et == 0x86DD:
             # IPv6 whose first next header is UDP (not VXLAN), ESP or TCP, payload length set.
             try:
@@ -266,11 +268,11 @@ def decode_frame(linktype: int, data):
                     end = n
                 if nh == 17:
                     if dport != 4789:
-                        return (6, src, dst, 17, sport, dport, 54, end, 0, False, 0, 14)
+                        return _net(NetTuple, (6, src, dst, 17, sport, dport, 54, end, 0, False, 0, 14))
                 elif nh == 50:
-                    return (6, src, dst, 50, -1, -1, 54, end, 0, False, 0, 14)
+                    return _net(NetTuple, (6, src, dst, 50, -1, -1, 54, end, 0, False, 0, 14))
                 elif nh == 6:
-                    return (6, src, dst, 6, sport, dport, 54, end, 0, False, 0, 14)
+                    return _net(NetTuple, (6, src, dst, 6, sport, dport, 54, end, 0, False, 0, 14))
     return _decode_general(linktype, data)
 
 
@@ -363,9 +365,9 @@ def _peel(data, et: int, off: int, limit: int):
                         if dport != 4789:
                             return t
                     elif proto == 50:
-                        return (4, src, dst, 50, -1, -1, off + 20, end, 0, False, ident, off)
+                        return _net(NetTuple, (4, src, dst, 50, -1, -1, off + 20, end, 0, False, ident, off))
                     elif proto == 6:
-                        return (4, src, dst, 6, sport, dport, off + 20, end, 0, False, ident, off)
+                        return _net(NetTuple, (4, src, dst, 6, sport, dport, off + 20, end, 0, False, ident, off))
                     else:  # GRE (maybe a mirror wrapper) and the rest
                         t = (4, src, dst, proto, -1, -1, off + 20, end, 0, False, ident, off)
                 else:
@@ -502,7 +504,7 @@ def frame_esp_spi(linktype: int, data):
         return None
     if d is None:
         return None
-    proto, sport, dport, l4off, end = d[3], d[4], d[5], d[6], d[7]
+    proto, sport, dport, l4off, end = d.proto, d.sport, d.dport, d.l4off, d.end
     if proto == IPPROTO_ESP and end - l4off >= _ESP_MIN:
         return _U32.unpack_from(data, l4off)[0]
     if proto == IPPROTO_UDP and NAT_T_PORT in (sport, dport) and end - l4off >= _UDP_ESP_MIN:

@@ -425,7 +425,7 @@ class _Index:
                     continue
                 q = e.quoted
                 if _quoted_vpn(q):
-                    self._icmp.setdefault((q[1], q[2]), []).append(e)
+                    self._icmp.setdefault((q.src, q.dst), []).append(e)
         return self._icmp.get((src, dst), [])
 
 
@@ -1117,7 +1117,7 @@ def _quoted_vpn(q):
     """'ESP' / 'UDP 4500' / 'UDP 500' / 'AH' for a quoted datagram of the VPN, else None."""
     if q is None:
         return None
-    proto, sport, dport = q[3], q[4], q[5]
+    proto, sport, dport = q.proto, q.sport, q.dport
     if proto == IpProto.ESP:
         return "ESP"
     if proto == IpProto.AH:
@@ -1143,7 +1143,7 @@ def path_mtu_icmp(ctx):
         if what is None:
             continue
         q = e.quoted
-        groups.setdefault((q[1], q[2], what), []).append(e)
+        groups.setdefault((q.src, q.dst, what), []).append(e)
     for (qsrc, qdst, what), errs in groups.items():
         t = _ix(ctx).tunnel_between(qsrc, qdst)
         e0 = errs[0]

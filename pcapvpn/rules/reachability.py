@@ -352,7 +352,7 @@ def icmp_unreachable(ctx):
             continue  # fragmentation needed / packet too big: PATH_MTU_ICMP (dataplane)
         if not icmp_unreachable_or_expired(e.ipver, e.icmp_type):
             continue
-        qver, qsrc, qdst, qproto, qsport, qdport = q[:6]
+        qsrc, qdst, qproto, qsport, qdport = q.src, q.dst, q.proto, q.sport, q.dport
         if qproto == IpProto.UDP and ({qsport, qdport} & {Port.IKE, Port.NAT_T}):
             what = f"UDP {qdport}"
         elif qproto == IpProto.ESP:

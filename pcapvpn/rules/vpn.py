@@ -892,7 +892,7 @@ def vpn_icmp(ctx):
             continue  # path MTU
         if not icmp_unreachable_or_expired(e.ipver, e.icmp_type):
             continue
-        _qv, qsrc, qdst, qproto, qsport, qdport = q[:6]
+        qsrc, qdst, qproto, qsport, qdport = q.src, q.dst, q.proto, q.sport, q.dport
         for t in by_pair.get(frozenset((qsrc, qdst)), ()):
             if qdst == t.client and _healthy_evidence(t) and t.data_last_ts[1] is not None \
                     and e.ts >= t.data_last_ts[1] - 1.0:

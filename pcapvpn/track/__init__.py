@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dissect.vpn.ip import TcpFlag
+from dissect.vpn.ip import NetTuple, TcpFlag
 from dissect.vpn.udpencap import FragmentHead
 from pcapvpn.decode import Limits, NullSink
 from pcapvpn.track.vpn import TcpConn
@@ -27,8 +27,8 @@ class IcmpError:
     icmp_type: int
     icmp_code: int
     mtu: int
-    #: the quoted datagram as decode_frame's tuple (or None when too short to say)
-    quoted: tuple | None
+    #: the quoted datagram (:class:`dissect.vpn.ip.NetTuple`; None when too short to say)
+    quoted: NetTuple | None
 
 
 @dataclass
