@@ -61,7 +61,7 @@ def cli():
     """pcapvpn: find out why a VPN does not come up or keeps dropping, from a packet capture."""
 
 
-_SEVERITIES = list(SEVERITIES)
+_SEVERITIES = [s.value for s in SEVERITIES]  # click's choices: plain strings
 
 
 def _error(message) -> None:

@@ -28,6 +28,7 @@ from dissect.vpn import ike as _ike
 from dissect.vpn.errors import DissectError
 from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV1, PayloadV2
+from pcapvpn.names import Role
 
 # IKEv1 exchanges as operators count their messages (MM1..MM6, AM1..AM3, QM1..QM3, TM1..)
 V1_STEP_PREFIX = {ExchangeType.MAIN_MODE: "MM", ExchangeType.AGGRESSIVE: "AM",
@@ -121,7 +122,7 @@ class Exchange:
         self.version = version
         self.exch = exch
         self.msgid = msgid
-        self.requester = requester  # "initiator" | "responder" (of the IKE SA)
+        self.requester = requester  # Role: the initiator or the responder of the IKE SA
         self.msgs: list[IkeMsg] = []
         self.index = index
         self.closed = False
@@ -696,14 +697,14 @@ class IkeTracker:
         else:
             m.retransmit_of = orig.n
 
-    def _role_of_sender(self, sa: IkeSA, m: IkeMsg) -> str:
+    def _role_of_sender(self, sa: IkeSA, m: IkeMsg) -> Role:
         if m.version == 2:
-            return "initiator" if m.from_initiator else "responder"
+            return Role.INITIATOR if m.from_initiator else Role.RESPONDER
         if sa.initiator and (m.src, m.sport) == (sa.initiator[1], sa.initiator[2]):
-            return "initiator"
+            return Role.INITIATOR
         if sa.initiator and m.src == sa.initiator[1] and m.src != sa.responder[1]:
-            return "initiator"  # NAT-T float changed the port
-        return "responder"
+            return Role.INITIATOR  # NAT-T float changed the port
+        return Role.RESPONDER
 
     def _new_exchange(self, sa, exch, msgid, requester) -> Exchange:
         x = Exchange(sa, sa.version, exch, msgid, requester, len(sa.exchanges))
@@ -711,7 +712,7 @@ class IkeTracker:
         return x
 
     def _place_v2(self, sa: IkeSA, m: IkeMsg) -> None:
-        requester = "initiator" if (m.from_initiator != m.is_response) else "responder"
+        requester = Role.INITIATOR if (m.from_initiator != m.is_response) else Role.RESPONDER
         key = (requester, m.msgid)
         x = sa._open.get(key)
         if m.duplicate_of is not None or m.retransmit_of is not None:
@@ -768,8 +769,7 @@ class IkeTracker:
             return
         last = x.last_step
         # steps alternate: odd from the exchange's initiator, even from the responder
-        expected_sender = x.requester if (last + 1) % 2 == 1 else \
-            ("responder" if x.requester == "initiator" else "initiator")
+        expected_sender = x.requester if (last + 1) % 2 == 1 else Role(x.requester).other
         if sender == expected_sender:
             m.step = last + 1
         else:
