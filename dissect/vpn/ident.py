@@ -17,10 +17,15 @@ Nothing here raises on malformed input: what does not decode is written as hex.
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from .registry import IdTypeV1
+from .types import Buffer
 
 __all__ = ["id_text", "id_value_text", "der_name_text", "selectors", "selector_text"]
+
+#: (ipver, start, end, protocol, start_port, end_port), addresses as ints
+Selector = tuple[int, int, int, int, int, int]
 
 #: the ID types both versions number alike (RFC 7296 §3.5, RFC 2407 §4.6.2.1): addresses,
 #: names, and IKEv1's subnets and ranges (IKEv2 has no ID types 4, 6, 7, 8)
@@ -45,18 +50,18 @@ _DER_LONG_LENGTH = 0x80
 _OID_ARC = 40  # X.690 §8.19.4: the first two arcs share one subidentifier
 
 
-def _addr_text(b) -> str:
+def _addr_text(b: Buffer) -> str:
     try:
         return str(ipaddress.ip_address(bytes(b)))
     except ValueError:
         return bytes(b).hex()
 
 
-def _int(b) -> int:
+def _int(b: Buffer) -> int:
     return int.from_bytes(b, "big")
 
 
-def id_text(id_type: int, data) -> str:
+def id_text(id_type: int, data: Buffer) -> str:
     """An identity as operators write it (RFC 7296 §3.5 / RFC 2407 §4.6.2.1 types)."""
     if id_type in _ADDRESS and len(data) in _ADDR_LENGTHS:
         return _addr_text(data)
@@ -78,7 +83,7 @@ def id_text(id_type: int, data) -> str:
     return "0x" + bytes(data).hex()
 
 
-def id_value_text(rec) -> str:
+def id_value_text(rec: Any) -> str:
     """A parsed ID record (``value``, ``id_type``, ``data``) as the report shows cleartext
     identities: the decoded name, ``addr/mask`` for an address pair, an address, printable ASCII,
     else ``<n bytes> <hex of the first 32>``."""
@@ -95,7 +100,7 @@ def id_value_text(rec) -> str:
     return f"<{len(b)} bytes> {b[:_HEX_SHOWN].hex()}"
 
 
-def _der_tlv(b: bytes, i: int):
+def _der_tlv(b: bytes, i: int) -> tuple[int, int, int]:
     tag = b[i]
     n = b[i + 1]
     i += 2
@@ -144,7 +149,7 @@ def der_name_text(der: bytes) -> str:
         return "0x" + bytes(der).hex()
 
 
-def selectors(rec, version: int) -> list:
+def selectors(rec: Any, version: int) -> list[Selector]:
     """Traffic selectors as ``(ipver, start, end, protocol, start_port, end_port)`` (addresses as
     ints): IKEv2 TSi/TSr (RFC 7296 §3.13.1) or an IKEv1 Quick Mode ID (RFC 2407 §4.6.2: address,
     subnet or range, with its protocol and port)."""
@@ -178,7 +183,7 @@ def selectors(rec, version: int) -> list:
     return out
 
 
-def selector_text(sel) -> str:
+def selector_text(sel: Selector) -> str:
     """``(ipver, start, end, proto, sport, eport)`` → ``10.10.1.0/24`` (a range when it is no
     prefix), with ``proto/port`` when restricted."""
     ipver, a, b, proto, sp, ep = sel

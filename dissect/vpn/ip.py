@@ -34,9 +34,10 @@ data is snaplen truncation, not an error: ``end`` is capped.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Callable, NamedTuple, cast
 
 from .errors import DissectError
+from .types import Buffer
 from .number import Number
 
 __all__ = [
@@ -146,7 +147,7 @@ class NetTuple(NamedTuple):
 
 
 # built without NetTuple's Python-level __new__ (a C call instead of a Python frame per packet)
-_net = tuple.__new__
+_net = cast("Callable[[type[NetTuple], tuple[object, ...]], NetTuple]", tuple.__new__)
 
 
 # --- precompiled structs -----------------------------------------------------------------------
@@ -201,12 +202,12 @@ def is_multicast(addr: bytes) -> bool:
     return (addr[0] & 0xF0) == 0xE0 if len(addr) == 4 else addr[0] == 0xFF
 
 
-def is_fragment(t) -> bool:
+def is_fragment(t: NetTuple) -> bool:
     """True when the network tuple ``t`` describes an IP fragment (first, middle or last)."""
-    return t[8] > 0 or t[9]
+    return t.frag_off > 0 or t.more_frags
 
 
-def decode_ipv4(data, off: int, limit: int):
+def decode_ipv4(data: Buffer, off: int, limit: int) -> NetTuple:
     """Decode the IPv4 header at ``off``; ``limit`` bounds the packet (captured length or the
     enclosing packet's end).  Returns the network tuple."""
     if off + 20 > limit:
@@ -239,7 +240,7 @@ def decode_ipv4(data, off: int, limit: int):
     return _net(NetTuple, (4, src, dst, proto, sport, dport, l4off, end, frag_off, more, ident, off))
 
 
-def decode_ipv6(data, off: int, limit: int):
+def decode_ipv6(data: Buffer, off: int, limit: int) -> NetTuple:
     """Decode the IPv6 header at ``off`` and walk its extension-header chain."""
     if off + 40 > limit:
         raise DissectError("truncated IPv6 header", off)
@@ -286,7 +287,7 @@ def decode_ipv6(data, off: int, limit: int):
     return _net(NetTuple, (6, src, dst, nh, sport, dport, p, end, frag_off, more, ident, off))
 
 
-def decode_ip(data, off: int, ipver: int = 0, limit: int | None = None):
+def decode_ip(data: Buffer, off: int, ipver: int = 0, limit: int | None = None) -> NetTuple:
     """Decode an IP header at ``off`` (e.g. the inner header of IP-in-IP, proto 4 -> ipver 4,
     proto 41 -> ipver 6).  ``ipver`` 0 means: decide by the version nibble.  ``limit`` defaults
     to ``len(data)``; pass the outer tuple's ``end`` to keep the inner packet inside the outer.
@@ -306,7 +307,7 @@ def decode_ip(data, off: int, ipver: int = 0, limit: int | None = None):
     raise DissectError(f"IP version {ipver} is neither 4 nor 6", off)
 
 
-def decode_udp(data, off: int, end: int):
+def decode_udp(data: Buffer, off: int, end: int) -> tuple[int, int, int]:
     """Decode the UDP header at ``off`` (``end`` = the IP payload end, e.g. of a reassembled
     datagram).  Returns ``(sport, dport, payload_off)``.  The UDP length field is not applied:
     the IP length is authoritative (and the field is 0 in jumbograms)."""
@@ -318,7 +319,7 @@ def decode_udp(data, off: int, end: int):
     return (sport, dport, off + 8)
 
 
-def decode_tcp(data, off: int, end: int):
+def decode_tcp(data: Buffer, off: int, end: int) -> tuple[int, int, int, int, int, int]:
     """Decode the TCP header at ``off`` (``end`` = the IP payload end).
 
     Returns ``(sport, dport, seq, ack, flags, payload_off)``; ``flags`` is the 12 bits after the
@@ -380,7 +381,8 @@ def icmp_error_text(ipver: int, icmp_type: int, icmp_code: int) -> str:
     return f"ICMPv6 type {icmp_type} code {icmp_code}"
 
 
-def decode_icmp_error(data, l4off: int, end: int, ipver: int):
+def decode_icmp_error(data: Buffer, l4off: int, end: int,
+                      ipver: int) -> tuple[int, int, int | None, NetTuple | None] | None:
     """Decode an ICMP (ipver 4) or ICMPv6 (ipver 6) message at ``l4off`` (``end`` = IP payload end).
 
     Returns ``None`` when it is not an error message, else ``(icmp_type, icmp_code, mtu, quoted)``:

@@ -71,6 +71,7 @@ import struct
 from struct import error as StructError
 
 from .errors import DissectError
+from .types import Buffer
 from .ip import IpProto, NetTuple, Port, decode_ip, decode_ipv4, decode_ipv6
 from .ip import _net
 
@@ -194,7 +195,8 @@ PACKET_TYPES = {0: "host", 1: "broadcast", 2: "multicast", 3: "otherhost", 4: "o
                 5: "loopback", 6: "user", 7: "kernel"}
 
 
-def cooked_info(linktype: int, data, off: int = 0, end: int | None = None):
+def cooked_info(linktype: int, data: Buffer, off: int = 0,
+                end: int | None = None) -> tuple[int | None, int] | None:
     """``(interface index or None, packet type)`` of a Linux cooked frame ``data[off:end]``
     (SLL has no interface index), or None for another link type or a frame too short for its
     header."""
@@ -215,7 +217,7 @@ _FAST6 = struct.Struct("!14xBxxxHBx16s16sHH").unpack_from
 _FAST_IP = struct.Struct("!BxHHHxB2x4s4sHH").unpack_from
 
 
-def decode_frame(linktype: int, data):
+def decode_frame(linktype: int, data: Buffer) -> NetTuple | None:
     """Decode one captured frame; see the module docstring.  ``data`` is bytes-like."""
     # Fast path: Ethernet II (optionally one 802.1Q tag) + IPv4 without options, not
     # fragmented (DF allowed), carrying UDP (not VXLAN), TCP or ESP; or Ethernet II + IPv6
@@ -276,7 +278,7 @@ def decode_frame(linktype: int, data):
     return _decode_general(linktype, data)
 
 
-def _null_family(data, off: int, n: int) -> int:
+def _null_family(data: Buffer, off: int, n: int) -> int:
     """The ethertype-like value for a NULL/LOOP 4-byte address family header at ``off``."""
     if off + 4 > n:
         raise DissectError("truncated NULL/LOOP header", off)
@@ -294,7 +296,7 @@ def _null_family(data, off: int, n: int) -> int:
     return _NONE
 
 
-def _decode_general(linktype: int, data):
+def _decode_general(linktype: int, data: Buffer) -> NetTuple | None:
     n = len(data)
     off = 0
     if linktype == LINKTYPE_ETHERNET:
@@ -340,7 +342,7 @@ def _decode_general(linktype: int, data):
     return _peel(data, et, off, n)
 
 
-def _peel(data, et: int, off: int, limit: int):
+def _peel(data: Buffer, et: int, off: int, limit: int) -> NetTuple | None:
     """The peeling loop: ``et`` says what starts at ``off``; ``limit`` bounds it."""
     layers = 0
     encaps = 0
@@ -361,7 +363,7 @@ def _peel(data, et: int, off: int, limit: int):
                     end = limit
                 if end >= off + 24:
                     if proto == 17:
-                        t = (4, src, dst, 17, sport, dport, off + 20, end, 0, False, ident, off)
+                        t = _net(NetTuple, (4, src, dst, 17, sport, dport, off + 20, end, 0, False, ident, off))
                         if dport != 4789:
                             return t
                     elif proto == 50:
@@ -369,7 +371,7 @@ def _peel(data, et: int, off: int, limit: int):
                     elif proto == 6:
                         return _net(NetTuple, (4, src, dst, 6, sport, dport, off + 20, end, 0, False, ident, off))
                     else:  # GRE (maybe a mirror wrapper) and the rest
-                        t = (4, src, dst, proto, -1, -1, off + 20, end, 0, False, ident, off)
+                        t = _net(NetTuple, (4, src, dst, proto, -1, -1, off + 20, end, 0, False, ident, off))
                 else:
                     t = decode_ipv4(data, off, limit)
             else:
@@ -495,7 +497,7 @@ def _peel(data, et: int, off: int, limit: int):
         limit = end
 
 
-def frame_esp_spi(linktype: int, data):
+def frame_esp_spi(linktype: int, data: Buffer) -> int | None:
     """The SPI of a frame's ESP packet (IP protocol 50, or UDP 4500 whose first word is not the
     zero non-ESP marker, RFC 3948 §2.2), else None (also for a frame that does not decode)."""
     try:
@@ -506,7 +508,7 @@ def frame_esp_spi(linktype: int, data):
         return None
     proto, sport, dport, l4off, end = d.proto, d.sport, d.dport, d.l4off, d.end
     if proto == IPPROTO_ESP and end - l4off >= _ESP_MIN:
-        return _U32.unpack_from(data, l4off)[0]
+        return int(_U32.unpack_from(data, l4off)[0])
     if proto == IPPROTO_UDP and NAT_T_PORT in (sport, dport) and end - l4off >= _UDP_ESP_MIN:
-        return _U32.unpack_from(data, l4off + _UDP_HEADER)[0] or None
+        return int(_U32.unpack_from(data, l4off + _UDP_HEADER)[0]) or None
     return None

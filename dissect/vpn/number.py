@@ -23,4 +23,6 @@ class Number(IntEnum):
     """
 
     __str__ = int.__repr__
-    __format__ = int.__format__
+
+    def __format__(self, spec: str) -> str:
+        return int.__format__(self, spec)

@@ -36,7 +36,7 @@ once, here.  Nothing else in ``dissect`` or ``pcapvpn`` declares a registry numb
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from .number import Number
 
@@ -708,7 +708,7 @@ GROUPS: dict[int, Group] = {
 del G
 
 # Which table holds the IDs of each transform type (ADDKE1..7 reuse the KE table, RFC 9370).
-_TABLE_FOR_TYPE: dict[int, dict] = {TransformType.ENCR: ENCR, TransformType.PRF: PRF,
+_TABLE_FOR_TYPE: dict[int, dict[int, Algorithm] | dict[int, Group]] = {TransformType.ENCR: ENCR, TransformType.PRF: PRF,
                                     TransformType.INTEG: INTEG, TransformType.KE: GROUPS,
                                     TransformType.ESN: ESN}
 _TABLE_FOR_TYPE.update((t, GROUPS) for t in TransformType if t >= TransformType.ADDKE1)
@@ -782,7 +782,7 @@ _PROPOSAL_ORDER = (_T.ENCR, _T.INTEG, _T.PRF, _T.KE, *(t for t in _T if t >= _T.
 del _T
 
 
-def proposal_string(transforms: Iterable[Sequence]) -> str:
+def proposal_string(transforms: Iterable[Sequence[Any]]) -> str:
     """Render one IKEv2 proposal the way an operator writes it in strongSwan ``proposals =``.
 
     ``transforms``: iterable of ``(type, id)`` or ``(type, id, keylen)``, keylen in bits or None.
@@ -815,8 +815,8 @@ def proposal_string(transforms: Iterable[Sequence]) -> str:
     return "-".join(out)
 
 
-def _dedup(seq: Iterable) -> list:
-    seen: list = []
+def _dedup(seq: Iterable[object]) -> list[object]:
+    seen: list[object] = []
     for x in seq:
         if x not in seen:
             seen.append(x)
@@ -826,7 +826,8 @@ def _dedup(seq: Iterable) -> list:
 _PROTOCOL_PREFIX = {1: "IKE", 2: "AH", 3: "ESP"}  # ProtocolId (declared in section 5)
 
 
-def proposal_log_string(transforms: Iterable[Sequence], protocol: int | None = None) -> str:
+def proposal_log_string(transforms: Iterable[Sequence[Any]],
+                        protocol: int | None = None) -> str:
     """Render a proposal the way strongSwan logs it ("selected proposal: IKE:AES_CBC_256/...").
 
     Order ENCR, INTEG, PRF, KE, ADDKE, ESN; names are the ``short`` spellings, the key length

@@ -13,6 +13,8 @@ Results are plain tuples (hot path: every UDP-encapsulated ESP packet goes throu
 
 from __future__ import annotations
 
+from .types import Buffer
+
 import struct
 from typing import NamedTuple
 
@@ -54,7 +56,7 @@ _V2_EXCH = frozenset((34, 35, 36, 37, 43, 44))
 _ZERO4 = b"\x00\x00\x00\x00"
 
 
-def ike_header_valid(data, off: int, end: int) -> bool:
+def ike_header_valid(data: Buffer, off: int, end: int) -> bool:
     """True when ``data[off:end]`` starts with a plausible IKE header for exactly that length.
 
     RFC 7296 §3.1 / RFC 2408 §3.1: 28-byte header, Length (offset 24) == message length, major
@@ -74,10 +76,10 @@ def ike_header_valid(data, off: int, end: int) -> bool:
             return False
     else:
         return False
-    return _U32.unpack_from(data, off + 24)[0] == end - off
+    return bool(_U32.unpack_from(data, off + 24)[0] == end - off)
 
 
-def classify_udp(sport: int, dport: int, data, off: int, end: int):
+def classify_udp(sport: int, dport: int, data: Buffer, off: int, end: int) -> tuple[int, int, int]:
     """Classify the UDP payload ``data[off:end]``.
 
     Returns ``(IKE, msg_off, 0)``, ``(ESP, spi, seq)``, ``(KEEPALIVE, 0, 0)``,
@@ -131,7 +133,7 @@ _UDP_PORTS = 4
 _UDP_HEADER = 8
 
 
-def fragment_head(proto: int, first) -> FragmentHead | None:
+def fragment_head(proto: int, first: Buffer | None) -> FragmentHead | None:
     """The :class:`FragmentHead` of a first fragment's payload ``first`` (transport header and
     data) of IP protocol ``proto``; None for a set whose first fragment was never seen."""
     if first is None:
