@@ -112,7 +112,7 @@ declare("EXPECTED_PEER_ABSENT", "reachability", "error",
          "automatically, or does it wait for traffic?)."])
 
 
-#: advice of TCP_NO_ANSWER / TCP_RESET (declared in rules/vpn.py) for IKE over TCP (RFC 9329)
+#: advice of TCP_NO_ANSWER / TCP_RESET (declared in rules/vpn/flows.py) for IKE over TCP (RFC 9329)
 IKE_TCP_ADVICE = (
     "Check firewalls/ACLs on the path for the IKE TCP port (4500 unless configured otherwise) "
     "in both directions.",
