@@ -82,6 +82,8 @@ class Context:
         #: questions a rule left open because answering them would cost more than its budget
         #: (a flood of SAs): name -> [count, first ref, first ts], for CAPTURE_LIMITS
         self.cut: dict = {}
+        #: what rules build once per evaluation and share (indexes, annotations): see memo()
+        self._memo: dict = {}
         self.th = state.thresholds
         self.now = state.now
         self.names = state.names
@@ -99,6 +101,20 @@ class Context:
             self.cut[what] = [1, ref, ts]
         else:
             e[0] += 1
+
+    def memo(self, key: str, build):
+        """The value ``build()`` made the first time ``key`` was asked in this evaluation: the
+        indexes and annotations several rules share (``dataplane``, ``nat``, ...), built once."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = build()
+            return value
+
+    @cached_property
+    def tunnel_of_sa(self) -> dict:
+        """``id(IKE SA)`` -> its tunnel (rules ask per SA)."""
+        return {id(s): t for t in self.state.tunnels for s in t.ike_sas}
 
     @cached_property
     def ike_by_peers(self) -> dict:
@@ -159,11 +175,8 @@ PENDING = "pending"  # absence needs time: the capture ended too soon after the 
 
 
 def ike_tunnel_of(ctx, sa):
-    """The tunnel an IKE SA belongs to (a map built once per Context: rules ask per SA)."""
-    m = getattr(ctx, "_sa_tunnel", None)
-    if m is None:
-        m = ctx._sa_tunnel = {id(s): t for t in ctx.state.tunnels for s in t.ike_sas}
-    return m.get(id(sa))
+    """The tunnel an IKE SA belongs to (:attr:`Context.tunnel_of_sa`)."""
+    return ctx.tunnel_of_sa.get(id(sa))
 
 
 def deleted_ts(sa):

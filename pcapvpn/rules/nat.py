@@ -131,9 +131,7 @@ def _tunnel_verdicts(t):
 
 def _annotate(ctx) -> None:
     """NAT verdicts for every IKE SA, once per context (the tracker may have done it)."""
-    if not getattr(ctx, "_nat_annotated", False):
-        annotate(ctx.state.ike_sas)
-        ctx._nat_annotated = True
+    ctx.memo("nat", lambda: annotate(ctx.state.ike_sas) or True)
 
 
 def _nat_sides(verdicts) -> dict:

@@ -219,7 +219,7 @@ def _answered_inits(ctx, key, same):
     """For the IKE SAs ``same`` between one address pair (capture order): their start times,
     the time of each one's last IKE_SA_INIT answer without error or COOKIE (-inf: none) in a
     range-maximum tree, and each one's position (cached per evaluation)."""
-    cache = ctx.__dict__.setdefault("_answered_inits", {})
+    cache = ctx.memo("answered_inits", dict)
     got = cache.get(key)
     if got is None:
         starts = [o.first_ts or 0.0 for o in same]

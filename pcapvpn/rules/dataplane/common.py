@@ -108,10 +108,7 @@ _NEG = float("-inf")
 
 
 def _ix(ctx) -> "_Index":
-    ix = getattr(ctx, "_dataplane_ix", None)
-    if ix is None:
-        ix = ctx._dataplane_ix = _Index(ctx)
-    return ix
+    return ctx.memo("dataplane", lambda: _Index(ctx))
 
 
 def _by_dst(ctx) -> dict:
