@@ -527,9 +527,12 @@ def test_enums_are_the_tables_numbers():
              (r.TransformType, r.TRANSFORM_TYPES), (r.IdTypeV1, r.ID_TYPES_V1),
              (r.IdTypeV2, r.ID_TYPES_V2), (r.IkeAttrV1, r.V1_IKE_ATTR),
              (r.IpsecAttrV1, r.V1_IPSEC_ATTR), (r.TsType, r.TS_TYPES), (r.CfgType, r.CFG_TYPES_V2),
-             (r.CfgAttributeV1, r.CFG_ATTRIBUTES_V1), (r.CfgAttributeV2, r.CP_ATTRIBUTES_V2)]
+             (r.CfgAttributeV2, r.CP_ATTRIBUTES_V2)]
     for enum, table in pairs:
         assert sorted(table) == sorted({int(m) for m in enum}), enum.__name__
+    # IKEv1 Mode-CFG: IKEv2's first 15 attributes, then its own
+    assert r.CFG_ATTRIBUTES_V1 == {**{k: v for k, v in r.CP_ATTRIBUTES_V2.items() if k <= 15},
+                                   **{int(m): m.name for m in r.CfgAttributeV1}}
     # names as printed: IKEv1 notifies with hyphens, the rest as the enum spells them
     assert r.NOTIFY_V1[r.NotifyV1.R_U_THERE_ACK] == "R-U-THERE-ACK"
     assert r.NOTIFY_V2[r.NotifyV2.USE_ASSIGNED_HoA] == "USE_ASSIGNED_HoA"

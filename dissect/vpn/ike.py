@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
-from .registry import ExchangeType, PayloadV2
+from .registry import ExchangeType, PayloadV2, is_error_notify, notify_types
 
 __all__ = [
     "HEADER_LEN", "IkeHeader", "IkeMessage", "Payload", "RawPayload",
@@ -182,6 +182,36 @@ class Payload:
     __slots__ = ("type", "next_payload", "critical", "offset", "length")
 
     __repr__ = _slot_repr
+
+
+class NotifyRecord(Payload):
+    """What an IKEv1 Notification and an IKEv2 Notify share (RFC 2408 §3.14, RFC 7296 §3.10):
+    ``notify_type``, ``spi`` (bytes), ``data``; they iterate as ``(notify_type, spi, data)``.
+    Subclasses set ``VERSION``."""
+
+    __slots__ = ()
+    VERSION = 0
+    notify_type: int
+    spi: bytes
+    data: bytes
+
+    def __iter__(self):
+        return iter((self.notify_type, self.spi, self.data))
+
+    @property
+    def is_error(self) -> bool:
+        """Types below 16384 are errors (RFC 7296 §3.10.1, RFC 2408 §3.14.1)."""
+        return is_error_notify(self.VERSION, self.notify_type)
+
+    @property
+    def invalid_spi(self):
+        """INVALID_SPI (11 in both versions): the SPI the sender has no SA for, from the SPI field
+        or else the first 4 bytes of the data (RFC 7296 §3.10.1: "the Notification Data contains
+        the SPI"; RFC 2408 §3.14.1 puts it in the SPI field); b"" when neither holds one; None for
+        another notify."""
+        if self.notify_type != notify_types(self.VERSION).INVALID_SPI:
+            return None
+        return self.spi if self.spi else bytes(self.data[:4])
 
 
 class RawPayload(Payload):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
-from .ike import Payload, walk_payloads
+from .ike import NotifyRecord, Payload, walk_payloads
 from .registry import (
-    IdTypeV1, IkeAttrV1, IpsecAttrV1, NotifyV1, PayloadV1, ProtocolId, is_error_notify,
+    IdTypeV1, IkeAttrV1, IpsecAttrV1, NotifyV1, PayloadV1, ProtocolId,
 )
 
 __all__ = [
@@ -320,12 +320,13 @@ def _parse_cr(raw, off, end):
     return CertificateRequest(raw[off], bytes(raw[off + 1:end]))
 
 
-class Notification(Payload):
+class Notification(NotifyRecord):
     """RFC 2408 §3.14: ``doi``, ``protocol``, ``spi`` (bytes), ``notify_type``, ``data``.
     ``dpd_seq``: the 32-bit sequence of R-U-THERE / R-U-THERE-ACK (RFC 3706 §5.1) or None.
     Iterates as ``(notify_type, spi, data)``, like :class:`dissect.vpn.ikev2.Notify`."""
 
     __slots__ = ("doi", "protocol", "spi", "notify_type", "data")
+    VERSION = 1
 
     def __init__(self, doi, protocol, spi, notify_type, data):
         self.doi = doi
@@ -333,23 +334,6 @@ class Notification(Payload):
         self.spi = spi
         self.notify_type = notify_type
         self.data = data
-
-    def __iter__(self):
-        return iter((self.notify_type, self.spi, self.data))
-
-    @property
-    def is_error(self) -> bool:
-        """RFC 2408 §3.14.1: types below 16384 are errors."""
-        return is_error_notify(1, self.notify_type)
-
-    @property
-    def invalid_spi(self):
-        """INVALID_SPI (11): the SPI the sender has no SA for, from the SPI field or else the first
-        4 bytes of the data (RFC 7296 §3.10.1: "the Notification Data contains the SPI"; RFC 2408
-        §3.14.1 puts it in the SPI field); b"" when neither holds one."""
-        if self.notify_type != NotifyV1.INVALID_SPI:
-            return None
-        return self.spi if self.spi else bytes(self.data[:4])
 
     @property
     def dpd_seq(self):

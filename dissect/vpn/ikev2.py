@@ -17,8 +17,8 @@ import struct
 from typing import NamedTuple
 
 from .errors import DissectError
-from .ike import Payload, walk_payloads
-from .registry import GwIdentType, IdTypeV2, NotifyV2, PayloadV2, TsType, is_error_notify
+from .ike import NotifyRecord, Payload, walk_payloads
+from .registry import GwIdentType, IdTypeV2, NotifyV2, PayloadV2, TsType
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
@@ -298,35 +298,19 @@ def _parse_data(raw, off, end):
     return DataPayload(bytes(raw[off:end]))
 
 
-class Notify(Payload):
+class Notify(NotifyRecord):
     """RFC 7296 §3.10: ``protocol``, ``spi`` (bytes), ``notify_type``, ``data``; accessors
     return None when the notify is of another type or its data is malformed.  Iterates as
     ``(notify_type, spi, data)``, like :class:`dissect.vpn.ikev1.Notification`."""
 
     __slots__ = ("protocol", "spi", "notify_type", "data")
+    VERSION = 2
 
     def __init__(self, protocol, spi, notify_type, data):
         self.protocol = protocol
         self.spi = spi
         self.notify_type = notify_type
         self.data = data
-
-    def __iter__(self):
-        return iter((self.notify_type, self.spi, self.data))
-
-    @property
-    def is_error(self) -> bool:
-        """RFC 7296 §3.10.1: types below 16384 are errors."""
-        return is_error_notify(2, self.notify_type)
-
-    @property
-    def invalid_spi(self):
-        """INVALID_SPI (11): the SPI the sender has no SA for, from the SPI field or else the first
-        4 bytes of the data (RFC 7296 §3.10.1: "the Notification Data contains the SPI"; RFC 2408
-        §3.14.1 puts it in the SPI field); b"" when neither holds one."""
-        if self.notify_type != NotifyV2.INVALID_SPI:
-            return None
-        return self.spi if self.spi else bytes(self.data[:4])
 
     @property
     def invalid_ke_group(self):

@@ -1227,23 +1227,9 @@ CP_ATTRIBUTES_V2: dict[int, str] = {int(n): n.name for n in CfgAttributeV2}
 # XAUTH attributes (draft-beaulieu-ike-xauth-02) and the Cisco Unity private range (vendor
 # attributes as strongSwan's unity plugin and Cisco clients use them).
 class CfgAttributeV1(Number):
-    """IKEv1 Mode-CFG, XAUTH and Cisco Unity attributes (references above)."""
+    """The IKEv1 attributes of their own (XAUTH, Cisco Unity); 1-15 are the Mode-CFG attributes
+    IKEv2 kept, with the same numbers and names: :class:`CfgAttributeV2` (references above)."""
 
-    INTERNAL_IP4_ADDRESS = 1
-    INTERNAL_IP4_NETMASK = 2
-    INTERNAL_IP4_DNS = 3
-    INTERNAL_IP4_NBNS = 4
-    INTERNAL_ADDRESS_EXPIRY = 5
-    INTERNAL_IP4_DHCP = 6
-    APPLICATION_VERSION = 7
-    INTERNAL_IP6_ADDRESS = 8
-    INTERNAL_IP6_NETMASK = 9
-    INTERNAL_IP6_DNS = 10
-    INTERNAL_IP6_NBNS = 11
-    INTERNAL_IP6_DHCP = 12
-    INTERNAL_IP4_SUBNET = 13
-    SUPPORTED_ATTRIBUTES = 14
-    INTERNAL_IP6_SUBNET = 15
     XAUTH_TYPE = 16520
     XAUTH_USER_NAME = 16521
     XAUTH_USER_PASSWORD = 16522
@@ -1267,7 +1253,9 @@ class CfgAttributeV1(Number):
     UNITY_DDNS_HOSTNAME = 28682
 
 
-CFG_ATTRIBUTES_V1: dict[int, str] = {int(n): n.name for n in CfgAttributeV1}
+CFG_ATTRIBUTES_V1: dict[int, str] = {
+    **{int(n): n.name for n in CfgAttributeV2 if n <= CfgAttributeV2.INTERNAL_IP6_SUBNET},
+    **{int(n): n.name for n in CfgAttributeV1}}
 XAUTH_TYPES: dict[int, str] = {0: "Generic", 1: "RADIUS-CHAP", 2: "OTP", 3: "S/KEY"}
 XAUTH_STATUS: dict[int, str] = {0: "FAIL", 1: "OK"}
 

@@ -602,3 +602,17 @@ class MaxTree:
             lo >>= 1
             hi >>= 1
         return m
+
+
+def unreachable_errors(ctx):
+    """The ICMP / ICMPv6 errors that say a flow did not get through (destination unreachable,
+    time exceeded) and quote its datagram: ``(error, quoted NetTuple)``.  Fragmentation-needed /
+    packet-too-big are the path-MTU rules' (dataplane)."""
+    from dissect.vpn.ip import icmp_too_big, icmp_unreachable_or_expired
+
+    for e in ctx.state.icmp_errors:
+        q = e.quoted
+        if q is None or icmp_too_big(e.ipver, e.icmp_type, e.icmp_code) or \
+                not icmp_unreachable_or_expired(e.ipver, e.icmp_type):
+            continue
+        yield e, q

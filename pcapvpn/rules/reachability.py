@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dissect.vpn import registry as reg
 from dissect.vpn.ip import (
-    IpProto, Port, icmp_error_text, icmp_too_big, icmp_unreachable_or_expired,
+    IpProto, Port, icmp_error_text,
 )
 from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV2
 from pcapvpn.findings import declare, make, when
@@ -19,7 +19,7 @@ from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
-    tcp_connection_findings,
+    tcp_connection_findings, unreachable_errors,
 )
 
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
@@ -344,14 +344,7 @@ def incomplete_ike_fragments(ctx):
 @rule
 def icmp_unreachable(ctx):
     groups = {}
-    for e in ctx.state.icmp_errors:
-        q = e.quoted
-        if q is None:
-            continue
-        if icmp_too_big(e.ipver, e.icmp_type, e.icmp_code):
-            continue  # fragmentation needed / packet too big: PATH_MTU_ICMP (dataplane)
-        if not icmp_unreachable_or_expired(e.ipver, e.icmp_type):
-            continue
+    for e, q in unreachable_errors(ctx):
         qsrc, qdst, qproto, qsport, qdport = q.src, q.dst, q.proto, q.sport, q.dport
         if qproto == IpProto.UDP and ({qsport, qdport} & {Port.IKE, Port.NAT_T}):
             what = f"UDP {qdport}"

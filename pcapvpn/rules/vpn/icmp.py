@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dissect.vpn.ip import IpProto, icmp_error_text, icmp_too_big, icmp_unreachable_or_expired
+from dissect.vpn.ip import IpProto, icmp_error_text
 from pcapvpn.findings import make
 from pcapvpn.rules import rule
 from pcapvpn.rules import reachability as _reach  # noqa: F401 - declares ICMP_UNREACHABLE
-from pcapvpn.rules.common import ip_text
+from pcapvpn.rules.common import ip_text, unreachable_errors
 from pcapvpn.rules.vpn.common import _NAMES, _ev, _healthy_evidence
 
 
@@ -21,14 +21,7 @@ def vpn_icmp(ctx):
     for t in tunnels:
         by_pair.setdefault(frozenset((t.client, t.server)), []).append(t)
     groups = {}
-    for e in ctx.state.icmp_errors:
-        q = e.quoted
-        if q is None:
-            continue
-        if icmp_too_big(e.ipver, e.icmp_type, e.icmp_code):
-            continue  # path MTU
-        if not icmp_unreachable_or_expired(e.ipver, e.icmp_type):
-            continue
+    for e, q in unreachable_errors(ctx):
         qsrc, qdst, qproto, qsport, qdport = q.src, q.dst, q.proto, q.sport, q.dport
         for t in by_pair.get(frozenset((qsrc, qdst)), ()):
             if qdst == t.client and _healthy_evidence(t) and t.data_last_ts[1] is not None \
