@@ -343,14 +343,6 @@ class IkeMessage(IkeHeader):
         return [p for p in self.payloads if p.type == ptype]
 
 
-def _parsers(version: int) -> dict:
-    """The payload parsers of ``version`` (:mod:`.ikev1` / :mod:`.ikev2` build on the classes of this
-    module, so they are imported when first needed rather than at the bottom of this one)."""
-    from . import ikev1, ikev2
-
-    return ikev1.PARSERS if version == 1 else ikev2.PARSERS
-
-
 def parse_message(data, off: int = 0, end: int | None = None) -> IkeMessage:
     """Parse the IKE message at ``data[off:end]`` (``end`` defaults to ``len(data)``)."""
     if end is None or end > len(data):
@@ -387,13 +379,17 @@ def parse_message(data, off: int = 0, end: int | None = None) -> IkeMessage:
             m.encrypted_body = raw[HEADER_LEN:]
             m.payloads = []
             return m
-        payloads, perr = walk_payloads(raw, HEADER_LEN, mlen, np, _parsers(1), False,
+        payloads, perr = walk_payloads(raw, HEADER_LEN, mlen, np, _ikev1.PARSERS, False,
                                        truncated)
     else:
-        payloads, perr = walk_payloads(raw, HEADER_LEN, mlen, np, _parsers(2), True,
+        payloads, perr = walk_payloads(raw, HEADER_LEN, mlen, np, _ikev2.PARSERS, True,
                                        truncated)
     m.payloads = payloads
     if perr:
         errors.extend(perr)
     return m
 
+
+# Imported last: ikev1/ikev2 import the base classes above.
+from . import ikev1 as _ikev1  # noqa: E402
+from . import ikev2 as _ikev2  # noqa: E402
