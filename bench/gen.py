@@ -779,6 +779,44 @@ def generate(stream, packets: int = DEFAULT_PACKETS, seed: int = DEFAULT_SEED,
     })
 
 
+def second_point(src: str, dst: str, shift_us: int = 3_217_001, delay_us: int = 40,
+                 loss_every: int = 1000) -> dict:
+    """The same traffic as a second capture point sees it (``--second-point``): every record
+    of the classic pcap ``src`` copied to ``dst`` with its clock ``shift_us`` ahead, packets
+    from the initiators' side (IPv4 sources in 192.0.2.0/24) ``delay_us`` later and the others
+    ``delay_us`` earlier (the point lies between them, nearer the responders), and every
+    ``loss_every``-th ESP packet from the initiators' side lost between the points (so the
+    matching has losses to place).  Returns the truth: offset, delay, ESP packets dropped."""
+    with open(src, "rb") as f:
+        data = f.read()
+    order = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+    hdr = struct.Struct(order + "IIII")
+    out = bytearray(data[:24])
+    off = 24
+    esp_from_i = 0
+    dropped = 0
+    records = 0
+    while off + 16 <= len(data):
+        sec, usec, incl, orig = hdr.unpack_from(data, off)
+        body = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        from_i = len(body) > 34 and body[12:14] == b"\x08\x00" and body[26:29] == b"\xc0\x00\x02"
+        if from_i and (body[23] == 50 or (body[23] == 17 and body[36:38] == b"\x11\x94"
+                                          and body[42:46] != b"\x00\x00\x00\x00")):
+            esp_from_i += 1
+            if loss_every and esp_from_i % loss_every == 0:
+                dropped += 1
+                continue
+        t = sec * 1_000_000 + usec + shift_us + (delay_us if from_i else -delay_us)
+        out += hdr.pack(t // 1_000_000, t % 1_000_000, incl, orig)
+        out += body
+        records += 1
+    with open(dst, "wb") as f:
+        f.write(out)
+    return {"shift_s": shift_us / 1e6, "delay_s": delay_us / 1e6, "records": records,
+            "esp_dropped": dropped}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--packets", type=int, default=DEFAULT_PACKETS)
@@ -790,6 +828,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ground-truth", metavar="PATH.json")
     ap.add_argument("--many-clients", type=int, metavar="N", default=None,
                     help="instead: a remote-access head-end with N clients (generate_many_clients)")
+    ap.add_argument("--second-point", metavar="PATH.pcap", default=None,
+                    help="also write the same traffic as a second capture point sees it "
+                         "(second_point: shifted clock, delays, 1 in 1000 initiator ESP lost)")
     args = ap.parse_args(argv)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     t0 = time.perf_counter()
@@ -806,6 +847,12 @@ def main(argv=None) -> int:
             f.write("\n")
     print(f"{args.out}: {truth['packets']} packets, {truth['duration_s']:.1f} s of capture, "
           f"{os.path.getsize(args.out) / 1e6:.1f} MB, written in {dt:.1f} s", file=sys.stderr)
+    if args.second_point:
+        if args.format != "pcap":
+            ap.error("--second-point needs --format pcap")
+        sp = second_point(args.out, args.second_point)
+        print(f"{args.second_point}: {sp['records']} packets, clock +{sp['shift_s']} s, "
+              f"{sp['esp_dropped']} ESP packets lost between the points", file=sys.stderr)
     return 0
 
 

@@ -342,7 +342,7 @@ def main(argv=None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     src, rev, dirty = runbench.make_snapshot(args.out_dir)
     args.src = src
-    runbench.ENV = dict(os.environ, PYTHONPATH=str(src))
+    runbench.ENV = dict(os.environ, PYTHONPATH=str(src), PYTHONSAFEPATH="1")  # see run.main
 
     def log(msg):
         print(msg, flush=True)

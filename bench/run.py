@@ -463,7 +463,9 @@ def main(argv=None) -> int:
     snapshot_note = "working tree as it was during the run (`--no-snapshot`)"
     if args.snapshot:
         src, rev, dirty = make_snapshot(out_dir)
-        ENV = dict(os.environ, PYTHONPATH=str(src))
+        # PYTHONSAFEPATH: `python -m` run from the checkout would put the working tree first on
+        # sys.path and measure it instead of the snapshot (Python >= 3.11)
+        ENV = dict(os.environ, PYTHONPATH=str(src), PYTHONSAFEPATH="1")
         snapshot_note = (f"pcapvpn measured from a frozen copy of commit {rev} "
                          f"(`{_short(str(src))}`)"
                          + ("; uncommitted changes in pcapvpn/ or dissect/ were not measured"

@@ -152,15 +152,22 @@ def main(argv=None) -> int:
     text = table(rows, args, args.out.stat().st_size / 1e6)
     print(text)
     if args.results:
-        section = (f"{BEGIN}\n## TCP reassembly under a flood of out-of-order segments "
-                   f"(issue 20)\n\n{text}{END}\n")
-        old = args.results.read_text() if args.results.exists() else ""
-        if BEGIN in old and END in old:
-            new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END) + 1:]
-        else:
-            new = old.rstrip("\n") + "\n\n" + section
-        args.results.write_text(new)
+        write_section(args.results, BEGIN, END,
+                      "## TCP reassembly under a flood of out-of-order segments (issue 20)", text)
     return 0
+
+
+def write_section(results: Path, begin: str, end: str, title: str, text: str) -> None:
+    """Put ``title`` and ``text`` between the markers ``begin`` / ``end`` of ``results``
+    (replaced where they are, appended otherwise): each bench script owns its own block of
+    RESULTS.md."""
+    section = f"{begin}\n{title}\n\n{text}{end}\n"
+    old = results.read_text() if results.exists() else ""
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + section + old[old.index(end) + len(end) + 1:]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section
+    results.write_text(new)
 
 
 if __name__ == "__main__":

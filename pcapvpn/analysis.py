@@ -50,6 +50,9 @@ class Options:
     batch: bool = True
     #: gateway evidence (--log): pcapvpn.logsrc.LogSource objects (read before the capture)
     logs: list = field(default_factory=list)
+    #: several vantage points (--vantage NAME=FILE[#IFACE]): ``[(name, [paths], iface or
+    #: None)]``; the first is the point the report's tunnels, findings and times are of
+    vantage: list = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +65,8 @@ class Result:
     verdicts: list = field(default_factory=list)
     #: the (closed) sources: their ``fetch(numbers)`` reads evidence frames again
     sources: list = field(default_factory=list)
+    #: --vantage: the points (pcapvpn.track.vantage.Point), the first one's first
+    points: list = field(default_factory=list)
 
 
 def analyze(paths, options: Options | None = None) -> m.Report:
@@ -93,6 +98,8 @@ def run(paths, options: Options | None = None) -> Result:
 
 def _run(paths, options: Options | None = None) -> Result:
     options = options or Options()
+    if options.vantage:
+        return run_points(options)
     sources = []
     try:
         for i, p in enumerate(paths):
@@ -121,21 +128,134 @@ def _run(paths, options: Options | None = None) -> Result:
         from pcapvpn.track import Tracker
 
         tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers,
-                          options.limits)
+                          options.limits, interfaces={s.index: s.interfaces for s in sources})
         decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
         _decode(decoder, sources, options)
         decoder.finish()
         tracker.finish()
         result = diagnose(sources, decoder, tracker, options)
         result.sources = sources
+        if len(sources) > 1:
+            _several_points_hint(result, tracker, names)
         return result
     finally:
         for s in sources:
             s.close()
 
 
-def _frames(sources, options):
-    frames = merge_frames(sources)
+def _several_points_hint(result, tracker, names) -> None:
+    """Plain inputs are pieces of one point; two that hold the same IKE messages at a steady
+    time difference are two points of the same traffic: say so, suggest ``--vantage``."""
+    from pcapvpn.findings import finding_groups
+    from pcapvpn.rules.path import several_points_finding
+    from pcapvpn.track.vantage import same_packets_hint
+
+    hint = same_packets_hint(tracker, names)
+    if hint is not None:
+        f = several_points_finding(hint)
+        result.report.findings.append(f)
+        if result.findings is not result.report.findings:
+            result.findings.append(f)
+        result.report.groups = finding_groups(result.report.findings)
+
+
+def _point_frames(sources, iface):
+    """The frames of one interface (``#IFACE``: an interface name or description, or the
+    global interface number) of a point's files, merged by time."""
+    import heapq
+
+    def one(src):
+        memo: dict = {}
+        for f in src.frames(interfaces=True):
+            i = f[7]
+            ok = memo.get(i)
+            if ok is None:
+                ok = memo[i] = _iface_matches(src, i, iface)
+            if ok:
+                yield f
+
+    streams = [one(s) for s in sources]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=lambda f: (f[2], f[0], f[1]))
+
+
+def _iface_matches(src, i, want) -> bool:
+    if want.isdigit():
+        return i == int(want)
+    ifs = src.interfaces
+    if i >= len(ifs):
+        return False
+    itf = ifs[i]
+    return want in (getattr(itf, "name", None), getattr(itf, "description", None))
+
+
+def run_points(options: Options) -> Result:
+    """Several vantage points (issue 16): each point's files are decoded and tracked on their
+    own (the one-point fast path), the first point is diagnosed as usual, and the points'
+    packets are matched (:mod:`pcapvpn.track.vantage`): clock offsets, where each packet
+    vanished, path facts; the rules add ``PATH_LOSS`` and locations."""
+    from pcapvpn.track.vantage import Point, PointTracker
+
+    points = []
+    all_sources = []
+    try:
+        index = 0
+        for name, paths, iface in options.vantage:
+            srcs = []
+            for p in paths:
+                srcs.append(open_source(p, index, spool=options.spool_stdin and p == "-"))
+                all_sources.append(srcs[-1])
+                index += 1
+            points.append(Point(name, list(paths), iface, sources=srcs))
+        names = [s.name for s in all_sources]
+        for pt in points:
+            tracker = PointTracker(options.thresholds, names, options.keys, options.vpn_servers,
+                                   options.limits,
+                                   interfaces={s.index: s.interfaces for s in pt.sources})
+            decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
+            if pt.iface is not None:
+                decoder.run(_point_frames(pt.sources, pt.iface), interfaces=True)
+            else:
+                _decode(decoder, pt.sources, options)
+            decoder.finish()
+            tracker.finish()
+            pt.tracker = tracker
+            pt.decoder = decoder
+            starts = [s.first_ts for s in pt.sources if s.first_ts is not None]
+            pt.start = min(starts) if starts else None
+            pt.end = capture_end(pt.sources) if starts else None
+            pt.drops = _drops(pt.sources)
+        first = points[0]
+        result = diagnose(first.sources, first.decoder, first.tracker, options, points=points)
+        result.sources = all_sources
+        result.points = points
+        return result
+    finally:
+        for s in all_sources:
+            s.close()
+
+
+def _drops(sources):
+    """Packets the capture itself reported lost (pcapng ISB if/os drops, packet drop counts),
+    None when the files say nothing."""
+    n = None
+    for s in sources:
+        isb = s.isb if isinstance(s.isb, dict) else {}
+        for st in isb.values():
+            for k in ("ifdrop", "osdrop"):
+                if st.get(k):
+                    n = (n or 0) + st[k]
+        drops = getattr(s, "drops", None)
+        if isinstance(drops, dict):
+            for v in drops.values():
+                if v:
+                    n = (n or 0) + v
+    return n
+
+
+def _frames(sources, options, interfaces=False):
+    frames = merge_frames(sources, interfaces)
     if options.progress is not None:
         frames = _with_progress(frames, sources, options.progress)
     return frames
@@ -160,7 +280,7 @@ def _decode(decoder, sources, options) -> None:
         if hook is not None:
             options.progress(src.name, 1, 1)
         return
-    decoder.run(_frames(sources, options))
+    decoder.run(_frames(sources, options, True), interfaces=True)
 
 
 def _with_progress(frames, sources, progress):
@@ -192,8 +312,10 @@ def _with_progress(frames, sources, progress):
     progress(label, total, total)
 
 
-def diagnose(sources, decoder, tracker, options, now=None) -> Result:
-    """Rules over the tracked state (``now``: end of capture offline, the clock live)."""
+def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Result:
+    """Rules over the tracked state (``now``: end of capture offline, the clock live).
+    ``points``: several vantage points (the first is this tracker's), matched before the
+    rules run."""
     from pcapvpn.rules import run_rules
     from pcapvpn.rules.common import Context
     from pcapvpn.rules.verdict import tunnel_verdicts
@@ -204,8 +326,16 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
         now = capture_end(sources)
     state = tracker.state(now, capture=cap)
     state.expect_peers = list(options.expect_peers)
+    if points:
+        from pcapvpn.track.vantage import match
+
+        state.vantage = match(points, options.thresholds, state.tunnels)
     findings = run_rules(state)
     ctx = Context(state)
+    if points:
+        from pcapvpn.rules.path import locate
+
+        locate(ctx, findings)
     verdicts = tunnel_verdicts(ctx, findings)
     start = cap.start_ts
     names = tracker.names
@@ -215,6 +345,12 @@ def diagnose(sources, decoder, tracker, options, now=None) -> Result:
     _build_lists(report, state, findings, vmap, start, names,
                  (options.limits or Limits()).report_max_items, ctx)
     report.thresholds = asdict(options.thresholds)
+    if points:
+        report.vantage_points = m.vantage_points(points, start)
+        for d in report.tunnels:
+            view = state.vantage.paths.get(d["id"])
+            if view is not None:
+                d["path"] = m.path_dict(view, start)
     return Result(report, state, findings, verdicts)
 
 
@@ -301,8 +437,9 @@ def _build_lists(report, state, findings, vmap, start, names, limit, ctx) -> Non
     _exchange_status(ctx, ike_sas, report.ike_sas, shown)
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in esp_sas]
     report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in keepalives]
-    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start) if ipsec
-                      else m.vpn_tunnel_dict(t, vmap[t.id], start, names)
+    im = state.inner_models
+    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start, im.get(t.id), names) if ipsec
+                      else m.vpn_tunnel_dict(t, vmap[t.id], start, names, im.get(t.id))
                       for ipsec, t in tunnels]
     cap = report.capture
     if cap.damage:
@@ -573,7 +710,7 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         start=m.Time.of(start, start),
         end=m.Time.of(end, start),
         duration=round(end - start, 6) if start is not None else 0.0,
-        linktypes=dict(linktypes),
+        linktypes=dict(sorted(linktypes.items())),
         drops={"if_drop": if_drop_total, "os_drop": os_drop_total},
         counts=counts,
         decode_errors=n_errors,

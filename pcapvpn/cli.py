@@ -255,8 +255,33 @@ def _progress_printer():
     return show
 
 
+def _vantage(specs):
+    """``--vantage NAME=FILE[#IFACE]`` (repeatable; one name may get several files: pieces of
+    one point) → ``[(name, [paths], iface or None)]`` in the order the names first appear."""
+    out: dict = {}
+    for spec in specs:
+        name, eq, rest = spec.partition("=")
+        name = name.strip()
+        if not eq or not name or not rest:
+            raise click.UsageError(f"--vantage {spec}: expected NAME=FILE or NAME=FILE#IFACE")
+        path, iface = rest, None
+        if "#" in rest and not os.path.exists(rest):
+            head, _, tail = rest.rpartition("#")
+            if head and tail:
+                path, iface = head, tail
+        entry = out.setdefault(name, [name, [], iface])
+        if entry[2] != iface:
+            raise click.UsageError(f"--vantage {spec}: point {name} is given with two "
+                                   f"interfaces (one point, one interface)")
+        entry[1].append(path)
+    if len(out) == 1:
+        raise click.UsageError("--vantage needs at least two points (one point: give its files "
+                               "as plain arguments)")
+    return [tuple(e) for e in out.values()]
+
+
 @cli.command()
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.argument("files", nargs=-1, required=False, metavar="FILE...")
 @_report_options
 @click.option("--limit", "limit_items", multiple=True, metavar="NAME=VALUE",
               help="Change a bound of what the analysis keeps (see README 'Limits'), e.g. "
@@ -269,21 +294,36 @@ def _progress_printer():
 @click.option("--log-tz", default=None, metavar="ZONE",
               help="Time zone of --log time stamps that name none (UTC, +09:00, Asia/Tokyo); "
                    "default: read as UTC, a whole-hour offset is reported as a zone difference.")
+@click.option("--vantage", "vantage", multiple=True, metavar="NAME=FILE[#IFACE]",
+              help="A capture point of the same traffic (repeatable; at least two points; one "
+                   "NAME may get several files: pieces of that point; #IFACE takes one "
+                   "interface of a pcapng file, by name or number).  Packets are matched "
+                   "across the points: clock offsets, where each loss happened, path facts.  "
+                   "The first point is the report's clock.")
 @click.option("--stop-after", type=click.Choice(["read", "decode", "dissect", "full"]),
               default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
             keys, lang, redact, redact_key, redact_map, evidence, vpn_servers=(), logs=(),
-            log_tz=None, limit_items=()):
+            log_tz=None, limit_items=(), vantage=()):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
-    Several files are pieces of one capture point and are merged by time.
+    Several files are pieces of one capture point and are merged by time; files of several
+    capture points are named with --vantage.
     """
     from pcapvpn.analysis import Options, run
     from pcapvpn.report.deliver import DeliveryError, deliver, redactor_for
     from pcapvpn.sources import SourceError
 
-    if list(files).count("-") > 1:
+    points = _vantage(vantage) if vantage else []
+    if points and files:
+        raise click.UsageError("give every file with --vantage NAME=FILE when --vantage is used")
+    if not points and not files:
+        raise click.UsageError("missing capture files (FILE... or --vantage NAME=FILE)")
+    if points and stop_after != "full":
+        raise click.UsageError("--vantage needs the full analysis")
+    every = list(files) + [p for _n, ps, _i in points for p in ps]
+    if every.count("-") > 1:
         raise click.UsageError("standard input ('-') can be given only once")
     thresholds = _thresholds(overrides)
     limits = _limits(limit_items) if limit_items else None
@@ -292,7 +332,8 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
     options = Options(thresholds=thresholds, stop_after=stop_after, limits=limits,
                       expect_peers=[_parse_addr(a) for a in expect],
                       spool_stdin=bool(evidence),
-                      vpn_servers=[_parse_server(s) for s in vpn_servers])
+                      vpn_servers=[_parse_server(s) for s in vpn_servers],
+                      vantage=points)
     if keys:
         options.keys = _keys(keys)
     if logs:
@@ -339,8 +380,13 @@ def _open_logs(paths, log_tz):
 
 
 @cli.command()
-@click.option("-i", "--interface", "interfaces", multiple=True, required=True, metavar="IFACE",
+@click.option("-i", "--interface", "interfaces", multiple=True, metavar="IFACE",
               help="Capture on this interface (repeatable; 'any' = all, as raw IP).")
+@click.option("--vantage", "vantage", multiple=True, metavar="NAME=IFACE",
+              help="Capture on IFACE as the capture point NAME (repeatable; at least two "
+                   "points; one NAME may get several interfaces).  Packets are matched across "
+                   "the points: clock offsets, where each loss happened (PATH_LOSS).  The first "
+                   "point is the one the events and the report are of.")
 @click.option("-f", "--filter", "filter_expr", default=None, metavar="BPF",
               help="tcpdump filter expression added to the default VPN filter "
                    "(with --replace-filter: used instead of it).")
@@ -390,6 +436,23 @@ def live(overrides, expect, vpn_servers, keys, fmt, output, peers, spis, min_sev
     (--export-evidence needs --write: live keeps no packets otherwise)."""
     from pcapvpn.live import run_command
 
+    vantage = kw.pop("vantage", ())
+    if vantage:
+        if kw.get("interfaces"):
+            raise click.UsageError("give every interface with --vantage NAME=IFACE when "
+                                   "--vantage is used")
+        pts = []
+        for spec in vantage:
+            name, eq, itf = spec.partition("=")
+            if not eq or not name.strip() or not itf.strip():
+                raise click.UsageError(f"--vantage {spec}: expected NAME=IFACE")
+            pts.append((name.strip(), itf.strip()))
+        if len({n for n, _ in pts}) < 2:
+            raise click.UsageError("--vantage needs at least two points")
+        kw["interfaces"] = tuple(i for _n, i in pts)
+        kw["points"] = [n for n, _i in pts]
+    elif not kw.get("interfaces"):
+        raise click.UsageError("missing -i/--interface (or --vantage NAME=IFACE)")
     thresholds = _thresholds(overrides)
     store = _keys(keys) if keys else None
     if evidence and not kw.get("write_dir") and not kw.get("print_filter"):

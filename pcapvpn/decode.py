@@ -204,6 +204,16 @@ class NullSink:
         """One framed message of a VPN TCP stream: an OpenVPN packet (length removed), a PPTP
         control message, or a TLS record (header included)."""
 
+    def plain(self, ref, ts, iface, linktype, cooked, net, data):
+        """An IP packet that is none of the VPN traffic the decoder knows (plaintext: a tunnel
+        interface, the LAN side of a gateway, traffic that bypasses a tunnel).  ``iface`` the
+        frame's global interface index in its file, ``cooked`` :func:`dissect.vpn.link.
+        cooked_header` (Linux cooked frames) or None, ``net`` the network tuple of
+        :func:`dissect.vpn.link.decode_frame`."""
+
+    def link_other(self, ref, ts, iface, linktype, cooked, data):
+        """A frame that carries no IP (ARP, LLDP, ...), with its interface as for :meth:`plain`."""
+
     def gre(self, ref, ts, ipver, src, dst, call_id, length, seq, ack):
         """An enhanced GRE (PPTP data, RFC 2637 §4.1) packet."""
 
@@ -333,6 +343,24 @@ def _iketcp_start(data, poff, end) -> bool:
             and _tcpencap.probe(memoryview(data)[poff:end], 0) == _tcpencap.FRAMED)
 
 
+def _bound(sink, name):
+    """``sink.name`` unless it is :class:`NullSink`'s no-op (or missing): None then."""
+    f = getattr(sink, name, None)
+    if f is None or getattr(f, "__func__", None) is getattr(NullSink, name):
+        return None
+    return f
+
+
+def _split_iface(frames, cur):
+    """Frames with their interface appended: yield the frame, its interface into ``cur[0]``."""
+    for fr in frames:
+        cur[0] = fr[7]
+        yield fr[:7]
+
+
+_cooked = _link.cooked_header
+
+
 class Decoder:
     """Decode frames and feed events to ``sink``."""
 
@@ -369,6 +397,11 @@ class Decoder:
         #: --vpn-server ADDR:PORT (packed address, port): TLS streams followed on that port too
         self._named_tcp = {(a, p): "tls" for a, p in vpn_servers if p is not None}
         self.vpn_frames = 0
+        #: frames handed over as plaintext (``sink.plain``): IP that is no known VPN traffic
+        self.plain_frames = 0
+        # the plaintext events, None when the sink ignores them (nothing extra per frame)
+        self._plain = _bound(sink, "plain")
+        self._link_other = _bound(sink, "link_other")
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -383,10 +416,15 @@ class Decoder:
 
     # -- the hot loop --------------------------------------------------------------------------
 
-    def run(self, frames):
-        """Decode every frame of the iterable ``frames`` (see :mod:`pcapvpn.sources`)."""
+    def run(self, frames, interfaces: bool = False):
+        """Decode every frame of the iterable ``frames`` (see :mod:`pcapvpn.sources`);
+        ``interfaces``: the frames carry their interface as an eighth field
+        (``Source.frames(interfaces=True)``)."""
         esp_fast = _fast.esp_frame
         general = self._general
+        cur = [0]  # the interface of the frame being decoded
+        if interfaces:
+            frames = _split_iface(frames, cur)
         sink = self.sink
         sink_esp = sink.esp
         # --keys: ESP of keyed SPIs also goes to sink.esp_payload (None: one test per packet)
@@ -405,10 +443,11 @@ class Decoder:
                 src, dst, sport, dport, a, b, ln = r
                 sink_esp((fidx, num), ts, 4, src, dst, sport, dport, a, b, ln)
                 if keyed is not None and a in keyed:
-                    e = (34 if sport < 0 else 42) + ln  # dissect.vpn.fast: Ethernet + IPv4 (+ UDP)
+                    # dissect.vpn.fast: link header + IPv4 (+ UDP)
+                    e = _fast.IP_OFFSET[linktype] + (20 if sport < 0 else 28) + ln
                     esp_payload((fidx, num), ts, 4, src, dst, sport, dport, a, b, data, e - ln, e)
                 continue
-            general(fidx, num, ts, linktype, data, wirelen, off)
+            general(fidx, num, ts, linktype, data, wirelen, off, cur[0])
         self.frames += n
         self.truncated += truncated
 
@@ -421,7 +460,7 @@ class Decoder:
         ``--keys`` (the sink has ``keyed_spis``) the ESP bytes are needed: then this is
         :meth:`run` over the source's frames."""
         if getattr(self.sink, "keyed_spis", None):
-            self.run(source.frames())
+            self.run(source.frames(interfaces=True), interfaces=True)
             return
         sink_esp = self.sink.esp
         sink_batch = getattr(self.sink, "esp_batch", None) if batch else None
@@ -446,8 +485,9 @@ class Decoder:
         if last is not None and last > self._clock:
             self._clock = last
 
-    def _general(self, fidx, num, ts, linktype, data, wirelen, _off):
-        """Every frame that is not ESP of the common shape (:mod:`dissect.vpn.fast`)."""
+    def _general(self, fidx, num, ts, linktype, data, wirelen, _off, iface=0):
+        """Every frame that is not ESP of the common shape (:mod:`dissect.vpn.fast`);
+        ``iface`` its global interface index in its file."""
         if ts > self._clock:
             self._clock = ts
         if self._clock >= self._frag_deadline:
@@ -458,11 +498,15 @@ class Decoder:
             r = _link.decode_frame(linktype, data)
             if r is None:
                 self.non_ip += 1
+                if self._link_other is not None:
+                    self._link_other((fidx, num), ts, iface, linktype,
+                                     _cooked(linktype, data), data)
                 return
             ipver, src, dst, proto, sport, dport, l4off, end, frag_off, mf, ident, _h = r
             if frag_off or mf:
                 self._fragment((fidx, num), ts, r, data)
                 return
+            vpn = True
             if proto == _P_UDP:
                 if sport < 0:
                     self._error((fidx, num), "UDP header truncated")
@@ -475,8 +519,8 @@ class Decoder:
                         sink.esp_payload((fidx, num), ts, ipver, src, dst, sport, dport, a, b,
                                          data, poff, end)
                     return
-                self._udp_other((fidx, num), ts, ipver, src, dst, sport, dport, kind, a,
-                                data, poff, end, ((fidx, num),))
+                vpn = self._udp_other((fidx, num), ts, ipver, src, dst, sport, dport, kind, a,
+                                      data, poff, end, ((fidx, num),))
             elif proto == _P_ESP:
                 spi, seq = _esp.parse_esp(data, l4off, end)
                 sink.esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, end - l4off)
@@ -484,8 +528,11 @@ class Decoder:
                     sink.esp_payload((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, data,
                                      l4off, end)
             else:
-                self._other_proto((fidx, num), ts, ipver, src, dst, proto, sport, dport,
-                                  data, l4off, end)
+                vpn = self._other_proto((fidx, num), ts, ipver, src, dst, proto, sport, dport,
+                                        data, l4off, end)
+            if not vpn and self._plain is not None:
+                self.plain_frames += 1
+                self._plain((fidx, num), ts, iface, linktype, _cooked(linktype, data), r, data)
         except DissectError as e:
             self._error((fidx, num), e.reason)
         except Exception as e:  # a dissector bug must not end the analysis: count it
@@ -499,7 +546,10 @@ class Decoder:
         if keyed and spi in keyed:
             self.sink.esp_payload(ref, ts, ipver, src, dst, sport, dport, spi, seq, data, off, end)
 
-    def _udp_other(self, ref, ts, ipver, src, dst, sport, dport, kind, a, data, poff, end, frames):
+    def _udp_other(self, ref, ts, ipver, src, dst, sport, dport, kind, a, data, poff, end,
+                   frames) -> bool:
+        """IKE, NAT keepalives, malformed datagrams on the IKE ports and the VPNs beside
+        IPsec; False when the datagram is none of them (plaintext)."""
         if kind == _IKE:
             self.sink.ike(ref, ts, ipver, src, dst, sport, dport, "udp", bytes(data[a:end]), frames)
         elif kind == _KEEPALIVE:
@@ -509,9 +559,13 @@ class Decoder:
                              f"{end - poff} bytes is neither ESP, IKE nor a NAT keepalive")
         else:
             self.other += 1
-            self._vpn_udp(ref, ts, ipver, src, dst, sport, dport, data, poff, end)
+            return self._vpn_udp(ref, ts, ipver, src, dst, sport, dport, data, poff, end)
+        return True
 
-    def _other_proto(self, ref, ts, ipver, src, dst, proto, sport, dport, data, l4off, end):
+    def _other_proto(self, ref, ts, ipver, src, dst, proto, sport, dport, data, l4off,
+                     end) -> bool:
+        """AH, ICMP, TCP, GRE and the rest; False when the packet is plaintext (no VPN
+        traffic; ICMP errors are both: they may quote a VPN flow or an inner one)."""
         sink = self.sink
         if proto == _P_AH:
             nh, plen, spi, seq, icv = _esp.parse_ah(data, l4off, end)
@@ -529,16 +583,21 @@ class Decoder:
                 sink.icmp_error(ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted)
             else:
                 self.other += 1
+            return False
         elif proto == _P_TCP:
-            self._tcp(ref, ts, ipver, src, dst, data, l4off, end)
+            return self._tcp(ref, ts, ipver, src, dst, data, l4off, end)
         elif proto == _P_GRE:
             self.other += 1
             if _pptp.looks_like_gre(data, l4off, end):
                 call, plen, gseq, gack, _p = _pptp.parse_gre(data, l4off, end)
                 self.vpn_frames += 1
                 sink.gre(ref, ts, ipver, src, dst, call, plen, gseq, gack)
+                return True
+            return False
         else:
             self.other += 1
+            return False
+        return True
 
     # -- IP fragments --------------------------------------------------------------------------
 
@@ -648,7 +707,7 @@ class Decoder:
             app = self._tcp_app(src, sport, dst, dport, data, poff, end)
             if app is None:
                 self.other += 1
-                return
+                return False
             d = tcp.open(key, (ipver, src, dst, sport, dport), app)
         app = d.app
         if app.__class__ is _IkeTcp:
@@ -658,17 +717,19 @@ class Decoder:
                 app.restart()
             elif app.framing == _NOT_IKE:
                 tcp.touch(d)
-                return
+                return True
         else:
             self.other += 1
             if not self._vpn_tcp_segment(d, ref, ts, flags, end - poff):
                 tcp.touch(d)
-                return
+                return app.vproto != "tls"
         for x in tcp.segment(d, seq, ack, flags, data, poff, end, ref):
             if x.app.__class__ is _IkeTcp:
                 self._ike_tcp_deliver(x, ref, ts)
             else:
                 self._vpn_tcp_deliver(x, ref, ts)
+        # TLS on 443 is an SSL-VPN or ordinary HTTPS: the plaintext view sees it too
+        return app.__class__ is _IkeTcp or app.vproto != "tls"
 
     def _tcp_app(self, src, sport, dst, dport, data, poff, end):
         """The framing state of a new direction, or None (the stream is not followed)."""
@@ -788,7 +849,7 @@ class Decoder:
         """Deliver a UDP datagram that may belong to a VPN beside IPsec (structural candidate:
         the tracker confirms flows).  Never called for IKE / ESP / NAT-keepalive datagrams."""
         if sport in _NOT_VPN_PORTS or dport in _NOT_VPN_PORTS or end - poff < 4:
-            return
+            return False
         if sport == L2TP_PORT or dport == L2TP_PORT:
             proto = "l2tp"
         elif _wg.looks_like(data, poff, end):
@@ -798,9 +859,10 @@ class Decoder:
         elif _openvpn.looks_like(data, poff, end):
             proto = "openvpn"
         else:
-            return
+            return False
         self.vpn_frames += 1
         self.sink.vpn_udp(ref, ts, ipver, src, dst, sport, dport, proto, data, poff, end)
+        return True
 
     def _tcp_service(self, src, sport, dst, dport):
         """``(proto, from_client)`` of a VPN TCP port on either side, or None."""

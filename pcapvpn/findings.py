@@ -129,6 +129,8 @@ def declare(code: str, stage: str, severity: str, meaning: str, advice=(), *, po
 class FrameRef:
     file: str
     frame: int
+    #: several vantage points (--vantage): the point that saw it (None: the JSON has no key)
+    point: str | None = None
 
 
 @dataclass
@@ -176,6 +178,18 @@ class Finding:
     recovered: dict | None = None
     #: gateway log lines (--log; None without logs: the JSON then has no "logs" key)
     logs: list[LogRef] | None = None
+    #: former codes of the same finding, kept for one schema version (:data:`ALIASES`; None:
+    #: the JSON has no "aliases" key)
+    aliases: list[str] | None = None
+    #: several vantage points (--vantage): where it happened, ``{"from": point or None,
+    #: "to": point or None}``: seen at ``from`` and never at ``to`` (``from`` None: before the
+    #: first point; ``to`` None: after the last), plus ``"why"`` in words; None: no JSON key
+    location: dict | None = None
+
+
+#: codes folded into another, still named beside it for one schema version:
+#: (code, basis) -> the former codes (TS_OVERLAP became SUBNET_OVERLAP with basis decrypted)
+ALIASES = {("SUBNET_OVERLAP", "decrypted"): ("TS_OVERLAP",)}
 
 
 def finding_id(code: str, key: str) -> str:
@@ -216,6 +230,7 @@ def make(code: str, key: str, *, title: str, detail: str, basis: str = "observed
         basis=Basis(basis),
         evidence=evidence or Evidence(), wireshark_filter=wireshark_filter, advice=adv,
         tunnel=tunnel, posture=spec.posture, failure=spec.failure and not spec.posture,
+        aliases=list(ALIASES[(code, basis)]) if (code, basis) in ALIASES else None,
     )
 
 

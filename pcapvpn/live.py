@@ -123,6 +123,11 @@ class LiveOptions:
     log_tz: object = None
     #: bounds of what is kept (pcapvpn.decode.Limits; None: the defaults)
     limits: object = None
+    #: --vantage NAME=IFACE: the point each interface of ``interfaces`` is (same length; None:
+    #: every interface is one capture point, as without --vantage).  The first point's
+    #: interfaces are the one the events and the report are of; the others are matched with it
+    #: (pcapvpn.track.vantage): clock offsets, PATH_LOSS and locations
+    points: list | None = None
 
 
 def build_filter(opts: LiveOptions, linktype: int = 1) -> str:
@@ -296,7 +301,14 @@ class RotatingWriter:
 def _finding_dict(f) -> dict:
     from pcapvpn.model import asdict
 
-    return asdict(f)  # as dataclasses.asdict, without its deep copy of every leaf
+    d = asdict(f)  # as dataclasses.asdict, without its deep copy of every leaf
+    # optional fields of several vantage points: absent when unset, as in the JSON report
+    if d.get("location", ()) is None:
+        del d["location"]
+    for fr in d["evidence"]["frames"]:
+        if fr.get("point", ()) is None:
+            del fr["point"]
+    return d
 
 
 class TextEvents:
@@ -641,6 +653,8 @@ class LiveSession:
                                          opts.write_size, opts.write_files)
             first = self.writer.open(self.started)
         # the tracker's file-name list (shared with its IKE tracker) grows with the rotation
+        if opts.points:
+            from pcapvpn.track.vantage import PointTracker as Tracker  # noqa: F811
         self.tracker = Tracker(opts.thresholds, [], opts.keys, list(opts.vpn_servers),
                                opts.limits)
         self.names = self.tracker.names
@@ -656,6 +670,12 @@ class LiveSession:
                         else self.captures[i].name)
                 self._new_source(f"live:{name}", "live", [i])
         self.decoder = Decoder(self.tracker, opts.limits, vpn_servers=list(opts.vpn_servers))
+        #: --vantage: the points (pcapvpn.track.vantage.Point), each with its own tracker and
+        #: decoder; ``_point_of[i]``: the point of capture ``i``
+        self.points = []
+        self._point_of = [0] * len(self.captures)
+        if opts.points:
+            self._make_points(opts)
         self.analysis_options = Options(thresholds=opts.thresholds,
                                         expect_peers=list(opts.expect_peers), keys=opts.keys,
                                         vpn_servers=list(opts.vpn_servers), limits=opts.limits)
@@ -678,6 +698,40 @@ class LiveSession:
         self._pps_mark = (self.started, 0)
         self.pps = 0.0
         self.frames = 0
+
+    def _make_points(self, opts) -> None:
+        """One tracker and decoder per capture point; the first point's are the session's."""
+        from pcapvpn.decode import Decoder
+        from pcapvpn.track.vantage import Point, PointTracker
+
+        order = list(dict.fromkeys(opts.points))
+        for k, name in enumerate(order):
+            idx = [i for i, p in enumerate(opts.points) if p == name]
+            for i in idx:
+                self._point_of[i] = k
+            if k == 0:
+                tracker, decoder = self.tracker, self.decoder
+            else:
+                tracker = PointTracker(opts.thresholds, [], opts.keys, list(opts.vpn_servers),
+                                       opts.limits)
+                # the file names (live:IFACE or the written files) are the session's
+                tracker.names = tracker.ike_tracker.names = self.names
+                decoder = Decoder(tracker, opts.limits, vpn_servers=list(opts.vpn_servers))
+            pt = Point(name, [opts.interfaces[i] for i in idx], tracker=tracker,
+                       decoder=decoder, start=self.started, end=self.started)
+            pt.capture_indices = idx
+            self.points.append(pt)
+
+    def _points_now(self, now):
+        """The points with their capture windows up to ``now`` (and what they were given:
+        the sources of their interfaces)."""
+        for pt in self.points:
+            pt.end = now
+            pt.sources = ([self._source_of(i) for i in pt.capture_indices]
+                          if self.writer is None else list(self.sources))
+            pt.drops = sum(self.totals[i].get("osdrop", 0) + self.totals[i].get("ifdrop", 0)
+                           for i in pt.capture_indices) or None
+        return self.points
 
     # -- capture -------------------------------------------------------------------------------
 
@@ -782,7 +836,10 @@ class LiveSession:
             src.last_ts = t1
         if self.writer is not None:
             self.writer.write(idx, batch)
-        self.decoder.run(batch)
+        if self.points:
+            self.points[self._point_of[idx]].decoder.run(batch)
+        else:
+            self.decoder.run(batch)
         self.frames += n
         return n
 
@@ -854,6 +911,10 @@ class LiveSession:
         cap = build_report(self.sources, self.decoder, self.tracker).capture
         state = self.tracker.state(now, capture=cap)
         state.expect_peers = list(self.opts.expect_peers)
+        if self.points:
+            from pcapvpn.track.vantage import match
+
+            state.vantage = match(self._points_now(now), self.opts.thresholds, state.tunnels)
         return state
 
     def _prepare(self) -> None:
@@ -874,6 +935,10 @@ class LiveSession:
         state = self._state(now)
         findings = run_rules(state)
         ctx = Context(state)
+        if self.points:
+            from pcapvpn.rules.path import locate
+
+            locate(ctx, findings)
         verdicts = tunnel_verdicts(ctx, findings)
         annotate_drops(findings, self.drops(), getattr(self, "_rx_dropped", 0))
         return self._classify(ctx, state, findings, verdicts, now, final)
@@ -941,6 +1006,8 @@ class LiveSession:
             # memory bound; what is forgotten now cannot "resolve" at the next evaluation
             ike_old, esp_old = self.tracker.expire(self.clock(), self.opts.idle_expiry,
                                                    self.opts.max_sas)
+            for pt in self.points[1:]:
+                pt.tracker.expire(self.clock(), self.opts.idle_expiry, self.opts.max_sas)
             self._expired_spis = ({sa.ispi.hex() for sa in ike_old}
                                   | {sa.rspi.hex() for sa in ike_old}
                                   | {f"{e.spi:08x}" for e in esp_old})
@@ -1154,10 +1221,17 @@ class LiveSession:
             f.poll()
         t0 = time.perf_counter()
         with no_gc():
+            for pt in self.points[1:]:
+                pt.decoder.finish()
+                pt.tracker.finish()
             self.decoder.finish()
             self.tracker.finish()
-            result = diagnose(self.sources, self.decoder, self.tracker, self.analysis_options,
-                              now=now)
+            points = self._points_now(now) if self.points else None
+            result = diagnose(self.sources if not points else self._point_sources(),
+                              self.decoder, self.tracker, self.analysis_options, now=now,
+                              points=points)
+            if points:
+                result.points = points
             annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0))
             # the last evaluation: what is present now is raised without a second look
             self._apply(self._classify(Context(result.state), result.state, result.findings,
@@ -1176,6 +1250,10 @@ class LiveSession:
             result.report.groups = finding_groups(result.findings)
         result.report.capture.warnings.extend(self.warnings())
         return result
+
+    def _point_sources(self) -> list:
+        """The first point's sources (the report's capture summary is of the first point)."""
+        return self.points[0].sources
 
     def _refresh_isb(self):
         for src in self._current_sources():
@@ -1312,7 +1390,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                 syslog, syslog_socket, exec_cmd, quiet, write_dir, write_size_mb, write_files,
                 idle_expiry, max_sas, buffer_mb, promisc, backend, duration, status_interval,
                 expect_peers, thresholds, report=None, vpn_servers=(), keys=None, stdout=None,
-                stderr=None, logs=(), log_tz=None) -> int:
+                stderr=None, logs=(), log_tz=None, points=None) -> int:
     """``pcapvpn live``; returns the exit status (as ``analyze``: 0, 1 findings at or above
     ``report.fail_on``, 2 usage or capture error).  ``report``: the report options
     (:class:`pcapvpn.report.deliver.ReportOptions`) of the final report."""
@@ -1329,7 +1407,8 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         write_size=int(write_size_mb * 1024 * 1024), write_files=write_files,
         idle_expiry=idle_expiry, max_sas=max_sas, duration=duration,
         status_interval=status_interval if events == "jsonl" else 0,
-        vpn_servers=list(vpn_servers), keys=keys, logs=list(logs), log_tz=log_tz)
+        vpn_servers=list(vpn_servers), keys=keys, logs=list(logs), log_tz=log_tz,
+        points=list(points) if points else None)
     if print_filter:
         from pcapvpn.live_capture import interface_info
 

@@ -286,6 +286,9 @@ class Report:
     #: -> number left out (``findings``: code -> number); empty (and absent from JSON) when the
     #: report lists everything
     omitted: dict = field(default_factory=dict)
+    #: several vantage points (--vantage): ``[{name, files, iface, clock_offset_s,
+    #: offset_uncertainty_s, drift_ppm, matched_packets, ...}]``; None: no JSON key
+    vantage_points: list | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -298,14 +301,20 @@ class Report:
             for itf in f["interfaces"]:
                 if itf["cooked"] is None:
                     del itf["cooked"]
-        for k in ("log_sources", "log_events"):
+        for k in ("log_sources", "log_events", "vantage_points"):
             if d.get(k) is None:
                 d.pop(k, None)
         if not d["omitted"]:
             del d["omitted"]
         for f in d.get("findings") or ():
-            if isinstance(f, dict) and f.get("logs", ()) is None:
-                del f["logs"]
+            if not isinstance(f, dict):
+                continue
+            for k in ("logs", "location", "aliases"):
+                if f.get(k, ()) is None:
+                    del f[k]
+            for fr in (f.get("evidence") or {}).get("frames") or ():
+                if isinstance(fr, dict) and fr.get("point", ()) is None:
+                    del fr["point"]
         # schema_version first, as the conventions ask
         return {"schema_version": d.pop("schema_version"), **d}
 
@@ -568,11 +577,14 @@ def _conventions(obj, start, names, key=""):
     return obj
 
 
-def _tunnel_inner(t) -> dict:
-    """``{"inner": {...}}``: the decrypted inner traffic of a tunnel (--keys), else ``{}``."""
-    from pcapvpn.track.inner import tunnel_inner_summary
+def _tunnel_inner(t, inner_model=None, names=None) -> dict:
+    """``{"inner": {...}}``: what the tunnel carried (the one inner model: decrypted ESP with
+    --keys, and the plaintext views tied to it), else ``{}``."""
+    from pcapvpn.track.inner import model_dict, tunnel_inner_summary
 
-    s = tunnel_inner_summary(t.esp_sas)
+    s = tunnel_inner_summary(t.esp_sas) if hasattr(t, "esp_sas") else None
+    if inner_model is not None:
+        s = model_dict(inner_model, names, s)
     return {"inner": s} if s is not None else {}
 
 
@@ -587,7 +599,7 @@ def esp_sa_dict(sa, start, names) -> dict:
     return d
 
 
-def tunnel_dict(t, verdict, start) -> dict:
+def tunnel_dict(t, verdict, start, inner_model=None, names=None) -> dict:
     return {
         "id": t.id,
         "protocol": "ipsec",
@@ -607,11 +619,11 @@ def tunnel_dict(t, verdict, start) -> dict:
         "esp_sas": [f"{addr(e.dst)}/{hexid(e.spi, 8)}" for e in t.esp_sas],
         "child_sa_pairs": [[f"{hexid(a.spi, 8)}" if a else None, f"{hexid(b.spi, 8)}" if b else None]
                            for a, b in t.pairs],
-        **_tunnel_inner(t),
+        **_tunnel_inner(t, inner_model, names),
     }
 
 
-def vpn_tunnel_dict(t, verdict, start, names) -> dict:
+def vpn_tunnel_dict(t, verdict, start, names, inner_model=None) -> dict:
     """A tunnel of a VPN beside IPsec (pcapvpn.track.vpn.VpnTunnel): the IPsec tunnel's keys
     (``a`` the client, ``b`` the server, no IKE/ESP) plus ``protocol``, ``transport``,
     ``server_port`` and ``vpn`` (the protocol's sessions and counters)."""
@@ -636,4 +648,71 @@ def vpn_tunnel_dict(t, verdict, start, names) -> dict:
         "esp_sas": [],
         "child_sa_pairs": [],
         "vpn": _conventions(_plain(t.to_dict()), start, names),
+        **_tunnel_inner(t, inner_model, names),
+    }
+
+
+def vantage_points(points, start) -> list:
+    """The report's ``vantage_points``: each point's files, clock against the first point
+    (``clock_offset_s`` = its clock minus the first's, at the first point's capture start),
+    the offset's uncertainty (None: only one direction matched, the offset includes the
+    one-way delay), drift and the matched packets it rests on."""
+    out = []
+    for p in points:
+        o = p.offset
+        t0 = start if start is not None else (o.t_ref if o is not None else 0.0)
+        out.append({
+            "name": p.name,
+            "files": [s.name for s in p.sources],
+            "iface": p.iface,
+            "clock_offset_s": round(o.at(t0), 6) if o is not None else None,
+            "offset_uncertainty_s": (round(o.uncertainty, 6) if o is not None
+                                     and o.uncertainty is not None else None),
+            "drift_ppm": round(o.drift * 1e6, 3) if o is not None else None,
+            "matched_packets": o.matched if o is not None else 0,
+            "first": asdict(Time.of(o.to_first(p.start) if o is not None and p.start is not None
+                                    else p.start, start)),
+            "last": asdict(Time.of(o.to_first(p.end) if o is not None and p.end is not None
+                                   else p.end, start)),
+            "frames": (p.decoder.frames if getattr(p.decoder, "frames", None) is not None
+                       else sum(s.frame_count for s in p.sources)),
+            "capture_drops": p.drops,
+        })
+    return out
+
+
+def path_dict(view, start) -> dict:
+    """A tunnel's ``path``: the points in order from its side ``a`` to ``b``, packets per
+    direction per point, losses per segment, path facts."""
+    losses = []
+    for x in view.losses:
+        d = {"kind": x.kind, "from": x.src, "to": x.dst, "direction":
+             "a_to_b" if x.forward else "b_to_a", "lost": x.lost}
+        if x.kind == "esp":
+            d["spi"] = hexid(x.spi, 8)
+            d["ranges"] = [[a & 0xFFFFFFFF, (b - 1) & 0xFFFFFFFF] for a, b in x.ranges]
+            d["approximate"] = x.approximate
+        else:
+            d["ike_spi"] = bytes(x.ike[0]).hex()
+            d["exchange"] = x.exch
+            d["message_id"] = x.ike[2]
+            d["messages"] = list(x.messages)
+        d["first"] = asdict(Time.of(x.first_ts, start))
+        d["last"] = asdict(Time.of(x.last_ts, start))
+        losses.append(d)
+    return {
+        "order": list(view.order),
+        "unplaced": list(view.unplaced),
+        "packets": view.packets,
+        "delays": view.delays,
+        "losses": losses,
+        "appeared": [{**a, "ranges": [[x & 0xFFFFFFFF, (y - 1) & 0xFFFFFFFF]
+                                      for x, y in a["ranges"]]} for a in view.appeared],
+        "reordering": view.reordering,
+        "nat": view.nat,
+        "mtu": view.mtu,
+        "messages": [{"label": r["label"], "direction": "a_to_b" if r["forward"] else "b_to_a",
+                      "seen": {n: {"rel": round(t - start, 6) if start is not None else None,
+                                   "copies": c} for n, (t, c) in r["seen"].items()}}
+                     for r in view.messages],
     }

@@ -32,6 +32,7 @@ class Stage(Name):
     AUTHENTICATION = "authentication"
     CHILD_SA = "child_sa"
     DATAPLANE = "dataplane"
+    ROUTING = "routing"
     INNER = "inner"
     STABILITY = "stability"
     CAPTURE = "capture"

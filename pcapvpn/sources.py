@@ -375,7 +375,8 @@ class Source:
         """Push this file's frames (the single-file analysis hot path): ESP of the common shape to
         ``on_esp(ref, ts, 4, src, dst, sport, dport, spi, seq, esp_len)`` with no frame tuple
         (:meth:`dissect.vpn.capture._Reader.walk`), every other frame to ``on_frame(file_idx,
-        number, ts, linktype, data, wirelen, offset)``.  Counters and checkpoints as with
+        number, ts, linktype, data, wirelen, offset, iface)`` (``iface``: the global interface
+        index into :attr:`interfaces`).  Counters and checkpoints as with
         :meth:`frames`; ``on_progress(offset)`` is called at every checkpoint.  With ``on_batch``
         the reader may hand ESP over a chunk at a time instead (``on_batch(file_idx, batch)``,
         :class:`dissect.vpn.batch.EspBatch`)."""
@@ -617,9 +618,10 @@ def open_sources(paths) -> list[Source]:
 _MERGE_KEY = itemgetter(2, 0, 1)
 
 
-def merge_frames(sources):
-    """Frames of several sources merged by (ts, file_idx, number); one source: its frames as is."""
+def merge_frames(sources, interfaces: bool = False):
+    """Frames of several sources merged by (ts, file_idx, number); one source: its frames as is.
+    ``interfaces``: each frame with its interface appended (:meth:`Source.frames`)."""
     sources = list(sources)
     if len(sources) == 1:
-        return sources[0].frames()
-    return heapq.merge(*(s.frames() for s in sources), key=_MERGE_KEY)
+        return sources[0].frames(interfaces)
+    return heapq.merge(*(s.frames(interfaces) for s in sources), key=_MERGE_KEY)

@@ -57,6 +57,14 @@ class Thresholds:
     #: a sender clock (OpenVPN tls-auth / tls-crypt net time of a hard reset) this far from the
     #: capture's clock (seconds) is reported; it is never used to recognise a packet.
     clock_skew: float = 300.0
+    #: several vantage points (--vantage): the longest one-way delay (seconds) expected between
+    #: two points; a packet not seen downstream within this time after it passed upstream is
+    #: lost, and a point whose capture did not run that long before / after a packet cannot judge it.
+    path_delay_max: float = 2.0
+    #: several vantage points: a clock offset estimated over matched packets spanning longer
+    #: than this (seconds) gets a drift term (a shorter span only when a constant offset
+    #: contradicts the delays each way).
+    clock_drift_span: float = 600.0
 
     def __post_init__(self):
         for f in fields(self):

@@ -371,9 +371,9 @@ def run_walk(path, batch):
     general = []
     frame = dec._general
 
-    def on_frame(fidx, num, ts, linktype, data, wirelen, off):
-        general.append((num, ts.hex(), linktype, bytes(data), wirelen, off))
-        frame(fidx, num, ts, linktype, data, wirelen, off)
+    def on_frame(fidx, num, ts, linktype, data, wirelen, off, iface):
+        general.append((num, ts.hex(), linktype, bytes(data), wirelen, off, iface))
+        frame(fidx, num, ts, linktype, data, wirelen, off, iface)
 
     dec._general = on_frame  # the frames of the general path, as the reader hands them over
     dec.run_source(src, batch=batch)
@@ -389,7 +389,7 @@ def run_records(path):
     src = open_source(str(path))
     sink = Recorder()
     dec = Decoder(sink)
-    dec.run(src.frames())
+    dec.run(src.frames(interfaces=True), interfaces=True)
     dec.finish()
     return _facts(src, dec, sink)
 

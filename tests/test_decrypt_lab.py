@@ -533,8 +533,9 @@ def test_synthetic_ikev2_certificates_selectors_config(tmp_path):
     assert "2.0 days after" in cn.detail
     assert {f.basis for f in by["IKE_AUTH_FAILED"]} == {"decrypted"}
     assert len(by["IKE_AUTH_FAILED"]) == 2
-    (ov,) = by["TS_OVERLAP"]
+    (ov,) = by["SUBNET_OVERLAP"]  # TS_OVERLAP folded in (issue 15), named as its alias
     assert "192.168.1.0/24" in ov.title and "256 addresses" in ov.detail
+    assert ov.basis == "decrypted" and ov.aliases == ["TS_OVERLAP"] and ov.stage == "routing"
     (cpf,) = by["CP_FAILED"]
     assert "INTERNAL_ADDRESS_FAILURE" in cpf.title and cpf.basis == "decrypted"
     # the keyless analysis of the same capture infers, the keyed one replaces the inference

@@ -500,8 +500,8 @@ def test_lab_findings_confirmed_by_logs(d):
         got = [f for f in report.findings if f.code == want["code"]]
         if not got:
             continue  # presence is test_lab.py's business; only what is reported can link
-        if got[0].stage == CAPTURE_STAGE:
-            continue
+        if got[0].stage in (CAPTURE_STAGE, "routing", "inner"):
+            continue  # the gateways log nothing about the traffic inside a working tunnel
         if (d.name, want["code"]) in ALLOW and not _has_status(d):
             continue
         assert any(f.logs for f in got), \

@@ -417,7 +417,7 @@ class _Reader:
         (:func:`dissect.vpn.fast.esp_at`) go to ``on_esp((tag, number), ts, 4, src, dst, sport,
         dport, spi, seq, esp_len)`` — the argument list of the ESP event of docs/internals.md —
         without a record tuple; every other record to ``on_frame(tag, number, ts, linktype, data,
-        wirelen, offset)``.  Numbers are 1-based as Wireshark's; non-packet records (and damaged
+        wirelen, offset, iface)`` (``iface``: the global interface index, as in :meth:`records`).  Numbers are 1-based as Wireshark's; non-packet records (and damaged
         records Wireshark numbers) use up their number.  Counters are left in ``walk_stats``:
         ``frames``, ``bytes`` (captured), ``first_ts``/``last_ts`` (earliest/latest),
         ``out_of_order``, ``truncated`` (captured < original length), ``linktypes`` (dict
@@ -429,6 +429,7 @@ class _Reader:
         """
         mask = every - 1 if on_checkpoint is not None else -1
         esp_at = _fast.esp_at
+        esp_cooked = _fast.esp_cooked_at
         number = 0
         nbytes = 0
         trunc = 0
@@ -440,7 +441,7 @@ class _Reader:
         run = 0
         first = None
         try:
-            for ts, lt, data, wirelen, offset, _iface in self.records():
+            for ts, lt, data, wirelen, offset, iface in self.records():
                 number += 1
                 if not number & mask:
                     on_checkpoint(number, offset)
@@ -469,7 +470,12 @@ class _Reader:
                     if r is not None:
                         on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
                         continue
-                on_frame(tag, number, ts, lt, data, wirelen, offset)
+                elif lt == 276 or lt == 113:
+                    r = esp_cooked(data, 0, caplen, lt)
+                    if r is not None:
+                        on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                        continue
+                on_frame(tag, number, ts, lt, data, wirelen, offset, iface)
         finally:
             if run:
                 lts[cur] = lts.get(cur, 0) + run
@@ -703,6 +709,7 @@ class PcapReader(_Reader):
         read = self._stream.read
         unpack = struct.Struct(self.byteorder + "IIII").unpack_from
         esp_at = _fast.esp_at
+        esp_cooked = _fast.esp_cooked_at
         lt = self.linktype
         eth = lt == 1
         div = 1000000000 if self.nanosecond else 1000000
@@ -776,7 +783,12 @@ class PcapReader(_Reader):
                             continue
                     elif cooked:
                         self._cook(0, lt, buf, pos + 16, end)
-                    on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos)
+                        r = esp_cooked(buf, pos + 16, end, lt)
+                        if r is not None:
+                            on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                            pos = end
+                            continue
+                    on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos, 0)
                     pos = end
                 else:
                     need = 16 - (n - pos)
@@ -1472,7 +1484,10 @@ class PcapngReader(_Reader):
         res = bt.vec.classify(bt.buf, p + 12, self._order.char, False, bt.number, ts=ts,
                               eth=None if eth.all() else eth)
         first = int(lt[0])
-        bt.push(offs, 28, res, first if (lt == first).all() else lt)
+        gif = [g[0] for g in secifs]
+        ids = int(iid[0])
+        bt.push(offs, 28, res, first if (lt == first).all() else lt,
+                gif[ids] if (iid == ids).all() else np.take(gif, iid))
 
     def _block(self, buf, pos, n, base, last_ts, eof=False):
         """The block at ``buf[pos:]`` by the general rules: ``(end, record or None)``; or
@@ -1765,10 +1780,11 @@ class _Batcher:
                 self.on_checkpoint(num, first + (num - number - 1) * step)
         self.number = number + count
 
-    def push(self, offs, skip, res, lt):
+    def push(self, offs, skip, res, lt, ifs=0):
         """Hand over the records at ``offs`` (positions in ``buf``; the frame ``skip`` bytes on),
         classified (``res``: :func:`dissect.vpn.batch.classify`); ``lt`` their linktype (an int,
-        or an array per record)."""
+        or an array per record); ``ifs`` their global interface index (the same: an int or an
+        array)."""
         np = self.np
         ts, cap, wire, other, inert, b4, b6 = res
         k = len(offs)
@@ -1825,22 +1841,24 @@ class _Batcher:
             on_frame = self.on_frame
             mv = self.mv
             lts_o = [lt] * len(other) if isinstance(lt, int) else lt[other].tolist()
+            ifs_o = [ifs] * len(other) if isinstance(ifs, int) else ifs[other].tolist()
             # an inert record earlier than something before it: ESP pending before it may carry
             # the latest time so far, which the decoder's fragment clock must have seen first
             inert = inert & (ts[other] >= cm[other])
-            for r, t, c, w, quiet, ltr in zip(other.tolist(), ts[other].tolist(),
-                                              cap[other].tolist(), wire[other].tolist(),
-                                              inert.tolist(), lts_o):
+            for r, t, c, w, quiet, ltr, ifr in zip(other.tolist(), ts[other].tolist(),
+                                                   cap[other].tolist(), wire[other].tolist(),
+                                                   inert.tolist(), lts_o, ifs_o):
                 if not quiet:
                     flush(r)
                 o = offs[r] + skip
-                on_frame(tag, number + r + 1, t, ltr, bytes(mv[o:o + c]), w, base + offs[r])
+                on_frame(tag, number + r + 1, t, ltr, bytes(mv[o:o + c]), w, base + offs[r],
+                         ifr)
             flush(-1)
         self.number = number + k
 
     def one(self, rec):
         """A record read one at a time (a ``records()`` tuple)."""
-        ts, lt, data, wirelen, offset, _iface = rec
+        ts, lt, data, wirelen, offset, iface = rec
         self.number += 1
         number = self.number
         if self.on_checkpoint is not None and not number & (self.every - 1):
@@ -1860,7 +1878,7 @@ class _Batcher:
             self.disorder += 1
             if ts < self.tmin:
                 self.tmin = ts
-        self.on_frame(self.tag, number, ts, lt, data, wirelen, offset)
+        self.on_frame(self.tag, number, ts, lt, data, wirelen, offset, iface)
 
     def stats(self) -> dict:
         return _walk_stats(self.number, self.nbytes, self.trunc, self.first, self.tmin, self.tmax,

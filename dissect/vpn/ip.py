@@ -381,6 +381,29 @@ def icmp_error_text(ipver: int, icmp_type: int, icmp_code: int) -> str:
     return f"ICMPv6 type {icmp_type} code {icmp_code}"
 
 
+def tcp_mss(data: Buffer, off: int, poff: int) -> int | None:
+    """The Maximum Segment Size option (RFC 9293 §3.2, kind 2) among the TCP options
+    ``data[off + 20:poff]`` (``poff`` from :func:`decode_tcp`), or None.  A malformed option
+    list ends the search (no error: the segment itself was decoded)."""
+    p = off + 20
+    while p < poff:
+        kind = data[p]
+        if kind == 0:
+            return None
+        if kind == 1:
+            p += 1
+            continue
+        if p + 1 >= poff:
+            return None
+        ln = data[p + 1]
+        if ln < 2 or p + ln > poff:
+            return None
+        if kind == 2 and ln == 4:
+            return int((data[p + 2] << 8) | data[p + 3])
+        p += ln
+    return None
+
+
 def decode_icmp_error(data: Buffer, l4off: int, end: int,
                       ipver: int) -> tuple[int, int, int | None, NetTuple | None] | None:
     """Decode an ICMP (ipver 4) or ICMPv6 (ipver 6) message at ``l4off`` (``end`` = IP payload end).

@@ -78,7 +78,9 @@ from .ip import _net
 __all__ = [
     "COOKED_LINKTYPES",
     "PACKET_TYPES",
+    "cooked_header",
     "cooked_info",
+    "TUNNEL_HATYPES",
     "decode_frame",
     "frame_esp_spi",
     "decode_ip",
@@ -205,6 +207,30 @@ def cooked_info(linktype: int, data: Buffer, off: int = 0,
         return _SLL2_IF(data, off) if n >= 20 else None
     if linktype == 113:
         return (None, _SLL_PKTTYPE(data, off)[0]) if n >= 16 else None
+    return None
+
+
+#: ARPHRD_* types (linux/if_arp.h) of interfaces that carry IP without a link header of their
+#: own: tunnels (TUN devices such as OpenVPN's tun0, strongSwan's ipsec0 and wireguard-go use
+#: ARPHRD_NONE), PPP, IP-in-IP, SIT, GRE, VTI
+TUNNEL_HATYPES = frozenset((0xFFFE, 512, 768, 769, 776, 778, 823))
+ARPHRD_ETHER = 1
+ARPHRD_LOOPBACK = 772
+_SLL_HEAD = struct.Struct("!HH").unpack_from  # SLL: packet type, ARPHRD type
+_SLL2_HEAD = struct.Struct("!4xIHB").unpack_from  # SLL2: interface index, ARPHRD, packet type
+
+
+def cooked_header(linktype: int, data: Buffer) -> tuple[int, int, int] | None:
+    """``(interface index, ARPHRD type, packet type)`` of a Linux cooked frame (SLL has no
+    interface index: -1), or None for another link type or a frame too short for its header."""
+    n = len(data)
+    if linktype == 276:
+        return _SLL2_HEAD(data, 0) if n >= 20 else None
+    if linktype == 113:
+        if n < 16:
+            return None
+        pkt, hatype = _SLL_HEAD(data, 0)
+        return -1, hatype, pkt
     return None
 
 # Fast path: Ethernet II, ethertype, IPv4 version/IHL, total length, identification,

@@ -177,6 +177,9 @@ def export_evidence(result, path: str, report=None, redactor=None, shown=None) -
             comments[key] = new
     names = {s.name: s for s in result.sources}
     by_index = {s.index: s for s in result.sources}
+    # several vantage points: the point each file belongs to names its interfaces and frames
+    point_of = {f: p["name"] for p in getattr(report, "vantage_points", None) or ()
+                for f in p["files"]}
     wanted: dict = {}
     for name, frame in comments:
         src = names.get(name)
@@ -197,13 +200,17 @@ def export_evidence(result, path: str, report=None, redactor=None, shown=None) -
                 wirelen = max(len(data2), wirelen - (len(data) - len(data2)))
                 data, lt = data2, lt2
             iid = ifaces.get((file_idx, lt))
+            point = point_of.get(src.name)
             if iid is None:
                 fname = redactor.file(src.name) if redactor is not None else src.name
-                iid = w.add_interface(lt, name=printable(f"{fname} ({linktype_name(lt)})"))
+                label = f"{fname} ({linktype_name(lt)})"
+                iid = w.add_interface(lt, name=printable(f"{point}: {label}" if point else label))
                 ifaces[(file_idx, lt)] = iid
             parts = comments.get(key, [])
             fname = redactor.file(src.name) if redactor is not None else src.name
-            comment = printable(f"pcapvpn: {'; '.join(parts)} [original: {fname} frame {number}]")
+            where = f"point {point}, " if point else ""
+            comment = printable(f"pcapvpn: {'; '.join(parts)} [{where}original: {fname} frame "
+                                f"{number}]")
             w.write_packet(iid, ts, data, wirelen, comment=comment)
             stats.frames += 1
             stats.bytes += len(data)

@@ -57,8 +57,8 @@ def learnt(report, t) -> list[str]:
     ike_dec = [sa["decryption"] for sa in sas if sa.get("decryption")]
     esp_dec = [e.get("decryption") for e in esps if e.get("decryption")]
     inner = t.get("inner")
-    if not ike_dec and not esp_dec and not inner:
-        return []
+    if not ike_dec and not esp_dec and not (inner and "packets_decrypted" in inner):
+        return []  # plaintext views alone: the findings name them (this is what keys showed)
     out = []
     parts = []
     if ike_dec:
@@ -130,7 +130,14 @@ def learnt(report, t) -> list[str]:
                      and f.get("dport") is not None else "")
             flows.append(f"{f.get('src')} -> {f.get('dst')} {proto}{ports} "
                          f"({f.get('packets')} packets)")
-        line = f"inside the tunnel: {inner.get('packets_decrypted', 0)} packet(s) decrypted"
+        parts = []
+        if "packets_decrypted" in inner:
+            parts.append(f"{inner['packets_decrypted']} packet(s) decrypted")
+        views = [f"{v.get('label')} (tied by {v.get('tied_by')})"
+                 for v in inner.get("views") or () if v.get("kind") != "keys"]
+        if views:
+            parts.append("seen on " + "; ".join(views[:MAX_LISTED]))
+        line = "inside the tunnel: " + (", ".join(parts) or "no packet")
         if flows:
             line += "; top flows: " + "; ".join(flows)
         out.append(line)

@@ -24,7 +24,7 @@ from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
     GATEWAY_HEADERS, clock_note, damage_lines, compact, detailed_tunnels, duration_text, endpoint, error_groups,
     findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ladder_sas, list_text,
-    proto_label, summary_rows, tunnel_order, verdict_rows,
+    location_text, path_rows, proto_label, summary_rows, tunnel_order, vantage_rows, verdict_rows,
 )
 
 CSS = """
@@ -634,6 +634,9 @@ def _finding(f, L: Lang, group=None) -> str:
         o.append(f'<p class="muted">{esc(L._("For example"))} '
                  f'<span class="mono">{esc(f.tunnel or "capture")}</span>:</p>')
     o.append(f'<p class="detail">{esc(L.text(f.detail))}</p>')
+    loc = location_text(f)
+    if loc:
+        o.append(f'<p class="location"><b>{esc(loc)}</b></p>')
     if spec is not None:
         o.append(f'<p class="muted"><b>{esc(L._("What this means"))}:</b> '
                  f'{esc(L.text(spec.meaning))}</p>')
@@ -691,6 +694,84 @@ def _capture(report, L: Lang) -> str:
     return "".join(o)
 
 
+def _vantage(report, L: Lang) -> str:
+    """The vantage points table (several capture points of the same traffic)."""
+    vp = vantage_rows(report)
+    if not vp:
+        return ""
+    note = L._("Times are on the first point's clock.")
+    return (f'<section id="vantage"><h2>{esc(L._("Vantage points"))}</h2>'
+            f'<p class="muted">{esc(note)}</p>'
+            + _stack_table([L._(h) for h in vp[0]], [[esc(c) for c in r] for r in vp[1]])
+            + "</section>")
+
+
+def _path(t, L: Lang) -> str:
+    """A tunnel's path over the vantage points: packets per point and direction, where they
+    vanished, the path facts, and the ladder with one column per point."""
+    pv = path_rows(t)
+    if not pv:
+        return ""
+    lines, headers, rows = pv
+    o = [f'<h3>{esc(L._("Path"))}</h3><p class="mono">{esc(lines[0])}</p>',
+         _stack_table([L._(h) for h in headers], [[esc(c) for c in r] for r in rows])]
+    if lines[1:]:
+        o.append("<ul>" + "".join(f"<li>{esc(x)}</li>" for x in lines[1:]) + "</ul>")
+    svg = path_ladder_svg(t, L)
+    if svg:
+        o.append(f'<figure><div class="scroll">{svg}</div></figure>')
+    return "".join(o)
+
+
+def path_ladder_svg(t, L: Lang) -> str:
+    """The IKE messages of a tunnel along the path: one column per point (side a left), an
+    arrow across the points that saw each copy, a red cross where it vanished."""
+    path = t.get("path") or {}
+    order = path.get("order") or []
+    msgs = [m for m in path.get("messages") or () if any(n in order for n in m["seen"])]
+    if len(order) < 2 or not msgs:
+        return ""
+    col = 150
+    W = 40 + col * len(order) + 260
+    top = 40
+    H = top + 24 * len(msgs) + 16
+    x = {n: 40 + col * i + col // 2 for i, n in enumerate(order)}
+    o = [f'<svg class="ladder" viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg" '
+         f'role="img" aria-label="{esc(L._("Path ladder"))}">',
+         '<defs><marker id="ph" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" '
+         f'fill="{COLORS["req"]}"/></marker></defs>']
+    for n in order:
+        o.append(f'<text x="{x[n]}" y="18" text-anchor="middle" font-size="12" '
+                 f'font-weight="700">{esc(_clip(n, 22))}</text>'
+                 f'<line x1="{x[n]}" y1="26" x2="{x[n]}" y2="{H - 6}" '
+                 f'stroke="{COLORS["life"]}" stroke-dasharray="3 3"/>')
+    for k, m in enumerate(msgs):
+        y = top + 24 * k + 8
+        seen = [n for n in order if n in m["seen"]]
+        fwd = m["direction"] == "a_to_b"
+        a, b = (seen[0], seen[-1]) if fwd else (seen[-1], seen[0])
+        color = COLORS["req"] if fwd else COLORS["resp"]
+        if a != b:
+            o.append(f'<line x1="{x[a]}" y1="{y}" x2="{x[b]}" y2="{y}" stroke="{color}" '
+                     f'stroke-width="2" marker-end="url(#ph)"/>')
+        for n in seen:
+            o.append(f'<circle cx="{x[n]}" cy="{y}" r="3.5" fill="{color}"/>')
+        i = order.index(b) + (1 if fwd else -1)
+        lost = 0 <= i < len(order) and order[i] not in m["seen"]
+        if lost:
+            nx = x[order[i]]
+            o.append(f'<line x1="{x[b]}" y1="{y}" x2="{nx}" y2="{y}" stroke="{COLORS["lost"]}" '
+                     f'stroke-dasharray="4 3"/><text x="{nx}" y="{y + 5}" text-anchor="middle" '
+                     f'font-size="15" font-weight="700" fill="{COLORS["lost"]}">×</text>')
+        label = m["label"] + (f" — {L._('lost here')}" if lost else "")
+        o.append(f'<text x="{40 + col * len(order) + 6}" y="{y + 4}" font-size="11" '
+                 f'fill="{COLORS["lost"] if lost else "#1b1f23"}">{esc(_clip(label, 48))}'
+                 "</text>")
+    o.append("</svg>")
+    return "".join(o)
+
+
 def _facts(report, t, L: Lang) -> str:
     lines = tunnel_facts(report, t)
     if not lines:
@@ -738,6 +819,7 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
         o.append('<div class="notseen damaged" role="alert" style="background:#fdecea;'
                  f'border-color:var(--error)"><b>{esc(damage[0])}</b><ul>'
                  + "".join(f"<li>{esc(line)}</li>" for line in damage[1:]) + "</ul></div>")
+    o.append(_vantage(report, L))
     # verdicts
     o.append(f'<section id="verdicts"><h2>{esc(L._("Verdict per tunnel"))}</h2>')
     if tunnels:
@@ -790,6 +872,7 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
                  f'{esc(L._("first"))} {_fmt_t(t["first"]["rel"])} s · {esc(L._("last"))} '
                  f'{_fmt_t(t["last"]["rel"])} s</p>')
         o.append(_facts(report, t, L))
+        o.append(_path(t, L))
         if t.get("not_seen"):
             o.append(f'<div class="notseen"><b>{esc(L._("Not visible in this capture"))}:</b><ul>'
                      + "".join(f"<li>{esc(L.text(n))}</li>" for n in t["not_seen"]) + "</ul></div>")

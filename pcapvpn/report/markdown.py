@@ -15,8 +15,8 @@ from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
     GATEWAY_HEADERS, cell, clock_note, damage_lines, compact, error_groups, esp_rows, findings_by_tunnel,
     frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, ladder_sas, list_text,
-    log_event_rows, log_notes, log_ref_lines, log_source_rows, summary_rows, tunnel_order,
-    verdict_rows,
+    location_text, log_event_rows, log_notes, log_ref_lines, log_source_rows, path_ladder,
+    path_rows, summary_rows, tunnel_order, vantage_rows, verdict_rows,
 )
 
 
@@ -80,6 +80,26 @@ def _ladders(report) -> list[str]:
     return out
 
 
+def _path_view(t) -> list[str]:
+    """A tunnel's path over several vantage points: the points table, the path facts and the
+    ladder with one column per point (a fenced text diagram)."""
+    pv = path_rows(t) if t else None
+    if not pv:
+        return []
+    lines, headers, rows = pv
+    out = [f"**{_md(lines[0])}**", "",
+           tabulate([[_md(c) for c in r] for r in rows], headers=headers, tablefmt="github"),
+           ""]
+    out += [f"- {_md(line)}" for line in lines[1:]]
+    lad = path_ladder(t)
+    if lad:
+        body = "\n".join(printable(x) for x in lad)
+        run = max((len(r) for r in re.findall(r"`+", body)), default=0)
+        fence = "`" * max(3, run + 1)
+        out += ["", "IKE messages along the path:", "", fence + "text", body, fence]
+    return out + [""]
+
+
 def _finding(out, f, count=None, tunnels=None):
     times = f" ×{count}" if count else ""
     out.append(f"- {_strong(f.severity.upper())} {_code(f.code)}{times} ({_md(f.stage)}, "
@@ -89,6 +109,9 @@ def _finding(out, f, count=None, tunnels=None):
         out.append(f"  E.g. {_md(f.tunnel or 'capture')}: {_md(f.detail)}  ")
     else:
         out.append(f"  {_md(f.detail, lead=True)}  ")
+    loc = location_text(f)
+    if loc:
+        out.append(f"  {_md(loc, lead=True)}  ")
     if f.evidence.frames:
         out.append(f"  Frames: {_md(frames_text(f.evidence.frames))}  ")
     if f.wireshark_filter:
@@ -112,6 +135,11 @@ def render_markdown(report) -> str:
     if damage:
         out += [f"> **{_md(damage[0])}**"] + [f"> - {_md(line)}" for line in damage[1:]] + [""]
     tunnels = tunnel_order(report)
+    vp = vantage_rows(report)
+    if vp:
+        out += ["### Vantage points (times on the first point's clock)", "",
+                tabulate([[_md(c) for c in r] for r in vp[1]], headers=vp[0],
+                         tablefmt="github"), ""]
     gws = gateway_rows(report) if many else []
     if gws:
         out.append(tabulate([[_md(c) for c in r] for r in gws], headers=GATEWAY_HEADERS,
@@ -140,6 +168,7 @@ def render_markdown(report) -> str:
                 _finding(out, first, count=g["count"], tunnels=g["tunnels"])
     facts = {t["id"]: tunnel_facts(report, t) for t in tunnels}
     include = [tid for tid, fl in facts.items() if fl and not many]
+    include += [t["id"] for t in tunnels if t.get("path") and t["id"] not in include]
     for tid, fs in findings_by_tunnel(report, include=include, skip=skip):
         t = next((x for x in tunnels if x["id"] == tid), None)
         if many and not fs and t is not None and not t["not_seen"]:
@@ -147,6 +176,7 @@ def render_markdown(report) -> str:
         out += ["", f"### {_md(tid or 'capture')}", ""]
         if facts.get(tid):
             out += [f"- {_md(line)}" for line in facts[tid]] + [""]
+        out += _path_view(t)
         if t and t["not_seen"]:
             out.append("Not visible in this capture: " + "; ".join(_md(n) for n in t["not_seen"])
                        + ".")

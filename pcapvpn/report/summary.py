@@ -128,7 +128,15 @@ def damage_lines(cap, limit: int = 5) -> list[str]:
 
 def frames_text(frames, limit: int = 30) -> str:
     files = {f.file for f in frames}
-    if len(files) <= 1:
+    points = {getattr(f, "point", None) for f in frames}
+    if len(points) > 1 or None not in points:
+        # several vantage points: the point names the file (a point of several files adds it)
+        per = {}
+        for f in frames:
+            per.setdefault(f.point, set()).add(f.file)
+        s = ", ".join(f"{f.point}:{f.frame}" if len(per[f.point]) == 1
+                      else f"{f.point}:{f.file}#{f.frame}" for f in frames[:limit])
+    elif len(files) <= 1:
         s = ", ".join(str(f.frame) for f in frames[:limit])
     else:
         s = ", ".join(f"{f.file}#{f.frame}" for f in frames[:limit])
@@ -486,3 +494,154 @@ def log_ref_lines(f) -> list[str]:
 def clip_text(s: str, n: int) -> str:
     s = " ".join(str(s).split())
     return s if len(s) <= n else s[:n - 1] + "…"
+
+
+# -- several vantage points (--vantage) ---------------------------------------------------------
+
+def location_text(f) -> str | None:
+    """Where a finding happened, in words (``None`` without a location)."""
+    loc = getattr(f, "location", None)
+    if not loc:
+        return None
+    a, b = loc.get("from"), loc.get("to")
+    if a is None and b is None:
+        where = "not located"
+    elif a is None:
+        where = f"before {b}"
+    elif b is None:
+        where = f"after {a} (past the last capture point)"
+    else:
+        where = f"between {a} and {b}"
+    why = loc.get("why")
+    return f"where: {where}" + (f" — {why}" if why and why != f"lost {where}" else "")
+
+
+VANTAGE_HEADERS = ["point", "files", "frames", "clock offset", "uncertainty", "drift",
+                   "matched"]
+
+
+def vantage_rows(report):
+    """The vantage points table (``None`` for a report of one point)."""
+    pts = getattr(report, "vantage_points", None)
+    if not pts:
+        return None
+    rows = []
+    for i, p in enumerate(pts):
+        off = p.get("clock_offset_s")
+        unc = p.get("offset_uncertainty_s")
+        name = p["name"] + (f" #{p['iface']}" if p.get("iface") else "")
+        rows.append([name, ", ".join(p["files"]), str(p.get("frames", "")),
+                     "reference" if i == 0 else ("-" if off is None else f"{off:+.6f} s"),
+                     "" if i == 0 else ("one direction only" if unc is None and off is not None
+                                        else "-" if unc is None else f"±{unc * 1000:.3f} ms"),
+                     "" if i == 0 or not p.get("drift_ppm") else f"{p['drift_ppm']:+.1f} ppm",
+                     "" if i == 0 else str(p.get("matched_packets", 0))])
+    return VANTAGE_HEADERS, rows
+
+
+def path_rows(t):
+    """A tunnel's path view: ``(lines, headers, rows)`` — the points in order from side a to
+    side b, packets per direction per point and where they vanished; ``None`` without a path."""
+    path = t.get("path")
+    if not path or not path.get("order"):
+        return None
+    order = path["order"]
+    lines = [f"path {t.get('a', 'a')} -> {t.get('b', 'b')}: " + " -> ".join(order)]
+    if path.get("unplaced"):
+        lines.append("not placed on the path (nothing matched): "
+                     + ", ".join(path["unplaced"]))
+    lost_at: dict = {}
+    for x in path.get("losses") or ():
+        lost_at.setdefault((x["to"], x["direction"]), 0)
+        lost_at[(x["to"], x["direction"])] += x["lost"]
+    rows = []
+    for name in order + list(path.get("unplaced") or ()):
+        pk = (path.get("packets") or {}).get(name, {})
+        rows.append([name, str(pk.get("a_to_b", 0)), str(pk.get("b_to_a", 0)),
+                     _vanished(lost_at, name)])
+    for d in path.get("delays") or ():
+        arrow = "a->b" if d["direction"] == "a_to_b" else "b->a"
+        lines.append(f"one-way delay {d['from']} -> {d['to']} ({arrow}): "
+                     f"{d['delay_s'] * 1000:.3f} ms (min {d['delay_min_s'] * 1000:.3f}, "
+                     f"max {d['delay_max_s'] * 1000:.3f}; {d['samples']} packets)")
+    for x in path.get("losses") or ():
+        what = (f"ESP SPI 0x{x['spi']}: {x['lost']} packet(s)" if x["kind"] == "esp" else
+                f"IKE {x.get('exchange')} #{x.get('message_id')}: "
+                f"{', '.join(sorted(set(x.get('messages') or ())))}")
+        src = x["from"] or "(before the first point)"
+        dst = x["to"] or "(past the last point)"
+        lines.append(f"lost between {src} and {dst}: {what}")
+    for a in path.get("appeared") or ():
+        why = {"capture_drops": "the upstream capture reports drops",
+               "other_path": "no capture drops recorded: another path (asymmetric routing)"
+               }.get(a.get("why"), a.get("why"))
+        lines.append(f"seen at {a['to']} but never at {a['from']}: ESP SPI 0x{a['spi']}, "
+                     f"{a['packets']} packet(s) ({why})")
+    for r in path.get("reordering") or ():
+        lines.append(f"reordering introduced between {r['from']} and {r['to']}: ESP SPI "
+                     f"0x{r['spi']}, {r['reordered_from']} -> {r['reordered_to']} late packets")
+    for n in path.get("nat") or ():
+        if n["what"] == "ike_mapping":
+            lines.append(f"NAT mapping changes of IKE SA {n['ike_spi']}: " + ", ".join(
+                f"{k}: {v}" for k, v in n["source_changes"].items()))
+            continue
+        label = "IKE" if n["what"] == "ike" else f"ESP SPI 0x{n['spi']}"
+        pts = n["points"]
+        for a, b in n.get("between") or ():
+            lines.append(f"NAT between {a} and {b} ({label}): {pts[a]} at {a} is {pts[b]} "
+                         f"at {b}")
+        moved = {k: v for k, v in (n.get("source_changes") or {}).items() if v}
+        if moved:
+            lines.append(f"source changes ({label}): " + ", ".join(
+                f"{k}: {v}" for k, v in (n.get("source_changes") or {}).items()))
+    for mtu in path.get("mtu") or ():
+        ex = mtu.get("example")
+        lines.append(f"size changed between {mtu['from']} and {mtu['to']}: ESP SPI "
+                     f"0x{mtu['spi']}, {mtu['resized_samples']} sampled packet(s) resized"
+                     + (f" (seq {ex['seq']}: {ex['from_length']} -> {ex['to_length']} B)"
+                        if ex else "")
+                     + f", fragmented {mtu['fragmented_from']} -> {mtu['fragmented_to']}")
+    return lines, ["point", "a->b", "b->a", "vanished before this point"], rows
+
+
+def _vanished(lost_at, name) -> str:
+    parts = []
+    for way in ("a_to_b", "b_to_a"):
+        n = lost_at.get((name, way))
+        if n:
+            parts.append(f"{n} {'a->b' if way == 'a_to_b' else 'b->a'}")
+    return ", ".join(parts) or "-"
+
+
+def path_ladder(t, width: int = 14) -> list[str]:
+    """The path ladder in text: one column per point (side a left), one row per IKE message:
+    ``o`` at each point that saw it, the arrow head at the last one, ``x`` at the next point
+    it never reached."""
+    path = t.get("path") or {}
+    order = path.get("order") or []
+    msgs = path.get("messages") or []
+    if len(order) < 2 or not msgs:
+        return []
+    col = {n: i for i, n in enumerate(order)}
+    mid = [i * width + width // 2 for i in range(len(order))]
+    out = ["".join(n[:width - 1].center(width) for n in order) + "  message"]
+    for m in msgs:
+        seen = sorted(col[n] for n in m["seen"] if n in col)
+        if not seen:
+            continue
+        fwd = m["direction"] == "a_to_b"
+        row = [" "] * (width * len(order))
+        for k in range(mid[seen[0]], mid[seen[-1]]):
+            row[k] = "-"
+        for i in seen:
+            row[mid[i]] = "o"
+        end = seen[-1] if fwd else seen[0]
+        row[mid[end]] = ">" if fwd else "<"
+        nxt = end + (1 if fwd else -1)
+        lost = 0 <= nxt < len(order) and order[nxt] not in m["seen"]
+        if lost:
+            for k in range(min(mid[end], mid[nxt]) + 1, max(mid[end], mid[nxt])):
+                row[k] = "."
+            row[mid[nxt]] = "x"
+        out.append("".join(row) + "  " + m["label"] + ("  (lost here)" if lost else ""))
+    return out

@@ -19,8 +19,8 @@ from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
     GATEWAY_HEADERS, cell, clock_note, damage_lines, compact, duration_text, error_groups, esp_rows,
     findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, list_text,
-    log_event_rows, log_notes, log_ref_lines, log_source_rows, summary_rows, tunnel_order,
-    verdict_line, verdict_rows,
+    location_text, log_event_rows, log_notes, log_ref_lines, log_source_rows, path_ladder,
+    path_rows, summary_rows, tunnel_order, vantage_rows, verdict_line, verdict_rows,
 )
 
 _COLORS = {"failing": "31", "degraded": "33", "unknown": "36", "healthy": "32",
@@ -54,6 +54,9 @@ def _finding(out, f, color, count=None, tunnels=None):
         out.append(_wrap(f"e.g. {_s(f.tunnel or 'capture')}: {_s(f.detail)}", "      "))
     else:
         out.append(_wrap(_s(f.detail), "      "))
+    loc = location_text(f)
+    if loc:
+        out.append(_wrap(_s(loc), "      "))
     if f.evidence.frames:
         out.append(_wrap("frames: " + _s(frames_text(f.evidence.frames)), "      "))
     if f.wireshark_filter:
@@ -81,6 +84,12 @@ def render_text(report, color: bool = False) -> str:
         out.append(_c(_wrap(_s(damage[0]), ""), "error", color))
         out += [_wrap(f"- {_s(line)}", "  ") for line in damage[1:]]
     out.append("")
+    vp = vantage_rows(report)
+    if vp:
+        out.append(_bold("Vantage points (times on the first point's clock)", color))
+        out.append(tabulate([[_s(c) for c in r] for r in vp[1]], headers=vp[0],
+                            tablefmt="simple"))
+        out.append("")
     gws = gateway_rows(report) if many else []
     if gws:
         out.append(tabulate([[_s(c) for c in r] for r in gws], headers=GATEWAY_HEADERS,
@@ -115,6 +124,7 @@ def render_text(report, color: bool = False) -> str:
     facts = {t["id"]: tunnel_facts(report, t) for t in tunnels}
     # with many tunnels, a healthy tunnel whose findings are all in groups gets no section
     include = [tid for tid, fl in facts.items() if fl and not many]
+    include += [t["id"] for t in tunnels if t.get("path") and t["id"] not in include]
     for tid, fs in findings_by_tunnel(report, include=include, skip=skip):
         t = next((x for x in tunnels if x["id"] == tid), None)
         if many and not fs and t is not None and not t["not_seen"]:
@@ -122,6 +132,19 @@ def render_text(report, color: bool = False) -> str:
         out += ["", _bold(f"== {_s(tid or 'capture')} ==", color)]
         for line in facts.get(tid, ()):
             out.append(_wrap(f"- {_s(line)}", "  ").replace("  - ", "  ", 1))
+        pv = path_rows(t) if t else None
+        if pv:
+            lines, headers, rows = pv
+            out.append(_wrap(_s(lines[0]), "  "))
+            out.append("\n".join("  " + x for x in tabulate(
+                [[_s(c) for c in r] for r in rows], headers=headers,
+                tablefmt="simple").splitlines()))
+            for line in lines[1:]:
+                out.append(_wrap(f"- {_s(line)}", "  "))
+            lad = path_ladder(t)
+            if lad:
+                out.append("  IKE messages along the path:")
+                out += ["    " + _s(x) for x in lad]
         if t and t["not_seen"]:
             out.append("  Not visible in this capture:")
             for n in t["not_seen"]:

@@ -24,7 +24,7 @@ declare("RULE_ERROR", "capture", "warning",
 
 #: rule modules, one per stage (import order = report order for equal severities)
 MODULES = ("reachability", "negotiation", "nat", "authentication", "child_sa", "dataplane",
-           "stability", "decrypted", "vpn", "capture", "logs", "limits")
+           "routing", "inner", "stability", "decrypted", "vpn", "path", "capture", "logs", "limits")
 
 
 def rule(fn):

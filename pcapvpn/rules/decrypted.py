@@ -22,6 +22,7 @@ from dissect.vpn.registry import (
     CfgAttributeV1, ExchangeType, NotifyV1, NotifyV2, PayloadV2, ProtocolId,
 )
 from pcapvpn.findings import declare, make
+from pcapvpn.rules import routing as _routing  # noqa: F401  (declares SUBNET_OVERLAP)
 from pcapvpn.rules import rule, supersede
 from pcapvpn.rules.common import (
     endpoint_text, esp_filter, ike_facts, ike_filter, ike_tunnel_of, implementations, ip_text,
@@ -63,10 +64,11 @@ declare("CERT_NOT_YET_VALID", "authentication", "error",
         "A certificate sent in IKE was not yet valid at the time of the packet: a clock is wrong "
         "or the certificate was issued with a future start date.",
         ["Check NTP on both gateways (and on the CA that issued the certificate)."])
-declare("TS_OVERLAP", "inner", "warning",
-        "The local and the remote traffic selectors overlap (e.g. the home LAN equals the office "
-        "LAN, both 192.168.1.0/24): traffic for the overlap stays local or is routed into the "
-        "tunnel unpredictably.",
+declare("TS_OVERLAP", "routing", "warning",
+        "Former code of SUBNET_OVERLAP with basis decrypted (the traffic selectors overlap, e.g. "
+        "the home LAN equals the office LAN, both 192.168.1.0/24). No longer emitted: "
+        "SUBNET_OVERLAP findings read from decrypted selectors name it in `aliases` for one "
+        "schema version.",
         ["Renumber one of the networks, or NAT the client side into a distinct range before it "
          "enters the tunnel (strongSwan: a virtual IP from a pool outside both LANs).",
          "Remote access: hand out a virtual IP and narrow the remote selectors to the networks "
@@ -432,7 +434,7 @@ def selectors_overlap(ctx):
                     from dissect.vpn.ident import selector_text
 
                     yield make(
-                        "TS_OVERLAP", f"{sa.id}|dec|ts|{xkey}",
+                        "SUBNET_OVERLAP", f"{sa.id}|dec|ts|{xkey}", severity="warning",
                         title=f"Local and remote subnets overlap: {selector_text(a)} and "
                               f"{selector_text(b)}",
                         detail=f"The traffic selectors in {reg.exchange_name(m.exch, short=True)} "

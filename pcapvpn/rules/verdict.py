@@ -38,7 +38,7 @@ ABSENCE_CODES = frozenset((
     "NAT_KEEPALIVE_MISSING", "ESP_ONE_WAY", "ESP_SEQUENCE_GAP",
     "ESP_NO_TRAFFIC", "MTU_BLACK_HOLE", "DPD_TIMEOUT", "IKE_RETRANSMISSION", "VPN_DATA_ONE_WAY",
     "VPN_NO_DATA", "OPENVPN_NO_RESPONSE", "WIREGUARD_NO_RESPONSE", "TCP_NO_ANSWER",
-    "OPENVPN_HANDSHAKE_STALLED", "IKE_SA_FLAPPING"))
+    "OPENVPN_HANDSHAKE_STALLED", "IKE_SA_FLAPPING", "INNER_NO_RETURN", "DNS_NO_ANSWER"))
 
 #: root causes: when one of these is on a tunnel, the failures it explains (within its time
 #: span) are its consequences and never the primary finding
@@ -48,8 +48,17 @@ EXPLAINS = {
         "IKE_RETRANSMISSION", "ESP_SA_UNUSED", "IKE_SA_FLAPPING")),
     "IKE_SIMULTANEOUS_INIT": frozenset((
         "IKE_NO_RESPONSE", "IKE_RETRANSMISSION", "ESP_SA_UNUSED", "IKE_SA_FLAPPING")),
-    "MTU_BLACK_HOLE": frozenset(("ESP_SEQUENCE_GAP", "ESP_ONE_WAY", "PATH_MTU_ICMP")),
+    "MTU_BLACK_HOLE": frozenset(("ESP_SEQUENCE_GAP", "ESP_ONE_WAY", "PATH_MTU_ICMP",
+                                 "INNER_MTU")),
+    # inside the tunnel (issue 15): the routing cause explains the inner symptoms
+    "SUBNET_OVERLAP": frozenset(("ROUTE_OUTSIDE_TUNNEL", "INNER_NO_RETURN", "INNER_NO_ANSWER")),
+    "INNER_NO_RETURN": frozenset(("INNER_NO_ANSWER", "DNS_NO_ANSWER")),
+    "DNS_NO_ANSWER": frozenset(("INNER_NO_ANSWER",)),
 }
+
+#: stages inside a working tunnel: ESP flowing again says nothing about them, so their failures
+#: are never "recovered" by it (a later success of the same conversation is not tracked)
+INSIDE_STAGES = frozenset(("routing", "inner"))
 
 #: failures that are a property of the path: a new IKE SA or small packets flowing again do not
 #: show them gone
@@ -57,7 +66,7 @@ PATH_PROPERTIES = frozenset(("MTU_BLACK_HOLE", "PATH_MTU_ICMP"))
 
 #: how significant a degradation is, most first: an outage the tunnel recovered from, then what
 #: explains it, then what users feel on the data plane, then stability, then the negotiation
-SIGNIFICANCE = ("recovered", "cause", "dataplane", "inner", "stability", "child_sa",
+SIGNIFICANCE = ("recovered", "cause", "dataplane", "routing", "inner", "stability", "child_sa",
                 "authentication", "nat_traversal", "negotiation", "reachability")
 
 
@@ -114,7 +123,8 @@ def recovery(ctx, t, f):
     """``(ts, how)`` when the tunnel worked after failure ``f`` (a later IKE SA came up and its
     traffic, if any, flowed both ways; or ESP flowed both ways after it), else None.  Used by the
     verdict and by live mode (a recovered failure is over)."""
-    if t is None or not hasattr(t, "ike_sas") or f.code in PATH_PROPERTIES:
+    if t is None or not hasattr(t, "ike_sas") or f.code in PATH_PROPERTIES or \
+            f.stage in INSIDE_STAGES:
         return None
     last = last_evidence(ctx, f)
     if last is None:
@@ -352,7 +362,28 @@ def _stage_reached(ctx, t) -> str:
         up("child_sa")
         if _esp_both_ways_after(t, float("-inf")):
             up("dataplane")
+            inner_reached(ctx, t.id, up)
     return reached
+
+
+def inner_reached(ctx, tid, up) -> None:
+    """Past the data plane: traffic of the tunnel's inner model entered it (``routing``) and got
+    replies back through it (``inner``)."""
+    m = (getattr(ctx.state, "inner_models", None) or {}).get(tid)
+    if m is None:
+        return
+    opened = answered = False
+    for _v, how, f in m.flows():
+        if how == "xfrm" or f.cli in m.outer or f.srv in m.outer:
+            continue
+        opened = True
+        if f.pkts[1]:
+            answered = True
+            break
+    if opened:
+        up("routing")
+    if answered:
+        up("inner")
 
 
 def tunnel_verdicts(ctx, findings) -> list[Verdict]:

@@ -65,9 +65,13 @@ class IkeTcpConn(TcpConn):
 class Tracker(NullSink):
     """The decoder's sink: owns the per-protocol trackers."""
 
+    #: the ESP/AH tracker class (several vantage points: pcapvpn.track.vantage.PointEspTracker)
+    esp_class = None
+
     def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None, vpn_servers=(),
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, interfaces=None):
         from pcapvpn.track.esp import EspTracker
+        from pcapvpn.track.inner import PlainTracker
         from pcapvpn.track.ike import IkeTracker
         from pcapvpn.track.nat import KeepaliveTracker
         from pcapvpn.track.vpn import VpnTracker
@@ -79,19 +83,25 @@ class Tracker(NullSink):
         #: pcapvpn.keys.KeyStore (--keys) or None
         self.keys = keys or None
         self.ike_tracker = IkeTracker(thresholds, self.names, self.keys, limits)
-        self.esp_tracker = EspTracker(thresholds, limits)
+        self.esp_tracker = (self.esp_class or EspTracker)(thresholds, limits)
         self.keepalive_tracker = KeepaliveTracker(thresholds)
         self.keepalive_tracker.MAX_FLOWS = limits.max_flows
         #: ESP decryption (opt-in per SA): the decoder hands ``esp_payload`` the bytes of ESP
         #: packets whose SPI is in ``keyed_spis`` (None: no ESP keys, nothing extra per packet)
         self.inner_tracker = None
         self.keyed_spis = None
+        #: plaintext views (tunnel interfaces, LAN sides, traffic beside a tunnel) and decrypted
+        #: ESP: the one inner model (``interfaces``: file index -> the reader's interfaces)
+        self.plain_tracker = PlainTracker(interfaces)
+        self.plain = self.plain_tracker.plain
+        self.link_other = self.plain_tracker.link_other
         if self.keys is not None and (self.keys.esp or self.keys.esp_all):
             from pcapvpn.track.inner import InnerTracker
 
             self.inner_tracker = InnerTracker(self.keys, self.esp_tracker)
             self.keyed_spis = self.inner_tracker.keyed_spis
             self.esp_payload = self.inner_tracker.esp_payload
+            self.inner_tracker.plain = self.plain_tracker
         # hot paths bound directly
         self.esp = self.esp_tracker.esp
         self.esp_batch = self.esp_tracker.esp_batch
@@ -200,6 +210,10 @@ class Tracker(NullSink):
         add("max_flows", lim.max_flows, self.icmp_dropped, "ICMP errors")
         add("max_flows", lim.max_flows, self.incomplete_dropped, "incomplete fragment sets")
         add("max_flows", lim.max_flows, self.tcp_dropped, "TCP segments of further connections")
+        pt = self.plain_tracker
+        add("plain_max_flows", pt.max_flows, pt.flows_dropped,
+            "plaintext packets of further conversations (inner model)")
+        add("plain_max_dns", pt.max_dns, pt.dns_dropped, "DNS queries (inner model)")
         return out
 
     def state(self, now: float, capture=None) -> "State":
@@ -213,12 +227,17 @@ class Tracker(NullSink):
         tunnels = build_tunnels(ike_sas, esp_sas, self.th, self.tcp.values())
         if self.inner_tracker is not None:
             self.inner_tracker.finish(now)
+        from pcapvpn.track.inner import tie
+
+        vpn_tunnels = self.vpn_tracker.all_tunnels()
+        inner_models = tie(self.plain_tracker, tunnels, vpn_tunnels)
         return State(now=now, thresholds=self.th, names=self.names, ike_sas=ike_sas,
                      esp_sas=esp_sas, tunnels=tunnels,
                      keepalives=self.keepalive_tracker.flows(),
                      icmp_errors=self.icmp_errors, incomplete_fragments=self.incomplete,
                      tcp=list(self.tcp.values()), capture=capture, keys=self.keys,
-                     inner=self.inner_tracker, vpn_tunnels=self.vpn_tracker.all_tunnels(),
+                     inner=self.inner_tracker, vpn_tunnels=vpn_tunnels,
+                     plain=self.plain_tracker, inner_models=inner_models,
                      limits=self.limits_hit())
 
     def finish(self):
@@ -346,5 +365,11 @@ class State:
     #: --keys: the pcapvpn.keys.KeyStore (None without keys) and the inner-traffic tracker
     keys: object = None
     inner: object = None
+    #: every view of plaintext (pcapvpn.track.inner.PlainTracker) and, per tunnel id, the one
+    #: inner model of the views tied to it (pcapvpn.track.inner.InnerModel)
+    plain: object = None
+    inner_models: dict = field(default_factory=dict)
     #: what the bounds of pcapvpn.decode.Limits dropped (Tracker.limits_hit)
     limits: list = field(default_factory=list)
+    #: several vantage points (--vantage): pcapvpn.track.vantage.Vantage, else None
+    vantage: object = None

@@ -159,6 +159,8 @@ class InnerTracker:
         #: L2TP/IPsec (RFC 3193): decrypted UDP 1701 is handed to the VPN tracker through this
         #: sink event (set by pcapvpn.track.Tracker), so L2TP control errors are found with keys
         self.vpn_udp = None
+        #: the PlainTracker that also gets every decrypted packet (the one inner model)
+        self.plain = None
 
     # -- the event -------------------------------------------------------------------------
 
@@ -266,11 +268,14 @@ class InnerTracker:
                 sport = dport = -1
                 if nh in (6, 17) and n >= 4:
                     sport, dport = _HH.unpack_from(pt, 0)
+                t = (ipver, src, dst, proto, sport, dport, 0, n, 0, False, 0, -1)
             else:
                 return
         except DissectError:
             return
         st.inner_ipver = ipver
+        if self.plain is not None and depth == 0:
+            self.plain.decrypted(sa.src, sa.dst, ts, ref, t, pt)
         key = (ipver, src, dst, proto, sport, dport)
         fl = st.flows.get(key)
         if fl is None:
@@ -401,3 +406,788 @@ def tunnel_inner_summary(esp_sas) -> dict | None:
                 "answered": sum(e.decrypt.dns[1] for e in dec),
                 "unanswered": sum(len(e.decrypt.dns_unanswered) for e in dec)},
     }
+
+
+# == the one inner model: plaintext views and decrypted ESP ====================================
+#
+# Every IP packet that is no VPN traffic (``Decoder`` sink event ``plain``) is seen on a *view*:
+# one interface of one capture file (a pcapng IDB; for Linux cooked captures also the SLL2
+# interface index and the ARPHRD type of the frame).  Decrypted ESP (--keys) is a view too (kind
+# ``keys``).  Per view the tracker keeps flows (both directions, TCP handshake, resets, ICMP
+# errors about them, segment sizes delivered and retransmitted), DNS queries with their answers,
+# DHCP leases and ARP requests.  At the end :func:`tie` ties views to tunnels and says how
+# (``tied_by``); :class:`InnerModel` is what the rules and the report read.
+
+from dissect.vpn import arp as _arp  # noqa: E402
+from dissect.vpn import dhcp as _dhcp  # noqa: E402
+from dissect.vpn import dns as _dns  # noqa: E402
+from dissect.vpn.link import ARPHRD_ETHER, ARPHRD_LOOPBACK, TUNNEL_HATYPES  # noqa: E402
+
+#: interface names of tunnel devices (Linux tun/tap/ipsec/xfrm/vti/wg/ppp, macOS utun, BSD gif)
+_TUNNEL_NAMES = ("tun", "tap", "ipsec", "xfrm", "vti", "ip_vti", "wg", "ppp", "utun", "gif",
+                 "gre", "ipip", "sit", "nordlynx", "tailscale", "zt")
+#: words in a Windows adapter description / name that mark a VPN adapter
+_TUNNEL_WORDS = ("vpn", "tap-windows", "wintun", "wireguard", "anyconnect", "pangp",
+                 "fortinet", "globalprotect", "virtual adapter", "openvpn", "tunnel")
+#: link types that carry IP with no link header (raw IP, PPP): tunnel devices
+_RAW_LINKTYPES = frozenset((101, 12, 14, 228, 229, 9, 50))
+
+#: bounds (per tracker): views, flows, DNS queries, ARP targets (per view), evidence frames
+#: per flow direction; a flow costs about 1 kB
+MAX_VIEWS = 256
+MAX_PLAIN_FLOWS = 20000
+MAX_DNS = 20000
+MAX_ARP = 4096
+MAX_REFS = 8
+#: segments a TCP direction keeps unacknowledged for the delivered-size bookkeeping
+MAX_OUTSTANDING = 64
+
+VIEW_KINDS = ("tunnel", "physical", "loopback", "keys")
+#: ARPHRD_* names (linux/if_arp.h) shown in view labels
+_HATYPE_NAMES = {1: "Ethernet", 772: "loopback", 0xFFFE: "TUN", 512: "PPP", 768: "IPIP",
+                 776: "SIT", 778: "GRE", 823: "IP6GRE", 769: "IP6IP6"}
+TIED_BY = ("interface", "address", "xfrm", "timing", "keys")
+
+_SYN, _RST, _ACK, _FIN = 0x02, 0x04, 0x10, 0x01
+
+
+def _tunnel_name(name: str | None, desc: str | None) -> bool:
+    n = (name or "").lower()
+    for p in _TUNNEL_NAMES:
+        if n.startswith(p) and (len(n) == len(p) or n[len(p)].isdigit() or n[len(p)] in "-_."):
+            return True
+    text = f"{n} {(desc or '').lower()}"
+    return any(w in text for w in _TUNNEL_WORDS)
+
+
+class View:
+    """Where plaintext was seen: one interface of one file (or decrypted ESP: ``keys``)."""
+
+    __slots__ = ("key", "file", "iface", "name", "description", "linktype", "ifindex", "hatype",
+                 "kind", "packets", "first_ts", "last_ts", "flows", "dns", "arp", "leases",
+                 "outgoing", "incoming", "gateways")
+
+    def __init__(self, key, file, iface, linktype, ifindex=-1, hatype=-1, name=None,
+                 description=None, kind=None):
+        self.key = key
+        self.file = file
+        self.iface = iface
+        self.linktype = linktype
+        self.ifindex = ifindex
+        self.hatype = hatype
+        self.name = name
+        self.description = description
+        self.kind = kind or self._kind()
+        self.packets = 0
+        self.first_ts = None
+        self.last_ts = None
+        #: (proto, a, aport, b, bport) both ways -> Flow
+        self.flows: dict = {}
+        #: DNS queries in arrival order
+        self.dns: list = []
+        #: ARP: target address -> [requests, first ts, first ref, sender address, answered]
+        self.arp: dict = {}
+        #: DHCP ACKs: (address, mask, routers, dns servers, domain, ref)
+        self.leases: list = []
+        #: Linux cooked packet types seen: sent by this host / addressed to it
+        self.outgoing = 0
+        self.incoming = 0
+        #: --keys views: the two gateways whose ESP was opened
+        self.gateways = None
+
+    def conversations(self) -> list:
+        """Each flow once, in the order the flows were first seen (``flows`` maps both
+        directions)."""
+        return list(dict.fromkeys(self.flows.values()))
+
+    def _kind(self) -> str:
+        if self.hatype in TUNNEL_HATYPES:
+            return "tunnel"
+        if self.hatype == ARPHRD_LOOPBACK:
+            return "loopback"
+        if _tunnel_name(self.name, self.description):
+            return "tunnel"
+        if (self.name or "").lower() in ("lo", "lo0", "loopback") or \
+                (self.linktype in (0, 108) and (self.name or "").lower().startswith("lo")):
+            return "loopback"
+        if self.hatype == ARPHRD_ETHER:
+            return "physical"
+        if self.linktype in _RAW_LINKTYPES:
+            return "tunnel"
+        return "physical"
+
+    def label(self, file_names=None) -> str:
+        """How the report names it: ``ipsec0 (file.pcapng, interface 2)``, ``SLL2 ifindex 5``."""
+        if self.kind == "keys":
+            return "decrypted ESP"
+        what = self.name or (f"ifindex {self.ifindex}" if self.ifindex >= 0 else None)
+        if self.hatype >= 0:
+            what = f"{what or 'cooked'} [{_HATYPE_NAMES.get(self.hatype, f'ARPHRD {self.hatype}')}]"
+        where = []
+        if file_names is not None and 0 <= self.file < len(file_names):
+            where.append(file_names[self.file])
+        if self.name is None and self.ifindex < 0:
+            where.append(f"interface {self.iface}")
+        elif self.name is not None:
+            where.append(f"interface {self.iface}")
+        text = what or "capture interface"
+        return f"{text} ({', '.join(where)})" if where else text
+
+    def to_dict(self, file_names=None) -> dict:
+        d = {"kind": self.kind, "label": self.label(file_names), "packets": self.packets,
+             "flows": len(self.conversations())}
+        if self.kind != "keys":
+            d["file"] = file_names[self.file] if file_names and self.file < len(file_names) \
+                else self.file
+            d["interface"] = self.iface
+            if self.name is not None:
+                d["name"] = self.name
+            if self.description is not None:
+                d["description"] = self.description
+            if self.ifindex >= 0:
+                d["ifindex"] = self.ifindex
+            if self.hatype >= 0:
+                d["arphrd"] = self.hatype
+        return d
+
+
+class Flow:
+    """One conversation on one view: ``cli`` opened it (SYN, query, echo request, first
+    packet), ``srv`` answered.  Index 0 of the pairs is cli -> srv, 1 the way back."""
+
+    __slots__ = ("view", "ipver", "proto", "cli", "cport", "srv", "sport", "first_ts",
+                 "last_ts", "refs", "pkts", "bytes", "last", "syn", "synack", "rst", "icmp",
+                 "mss", "hi", "out", "maxlen", "acked", "retx", "retx_refs", "echo", "pkttype",
+                 "hole", "hole_refs", "data_ts")
+
+    def __init__(self, view, ipver, proto, cli, cport, srv, sport, ts, ref):
+        self.view = view
+        self.ipver = ipver
+        self.proto = proto
+        self.cli = cli
+        self.cport = cport
+        self.srv = srv
+        self.sport = sport
+        self.first_ts = ts
+        self.last_ts = ts
+        self.refs = [[], []]
+        self.pkts = [0, 0]
+        self.bytes = [0, 0]
+        self.last = [None, None]
+        self.syn = 0        # SYNs from cli (retransmissions included)
+        self.synack = 0
+        self.rst = None     # (direction it came from, ts, ref)
+        self.icmp = None    # (type, code, mtu, sender, ts, ref)
+        self.mss = [None, None]     # MSS option of cli's SYN, of srv's SYN-ACK
+        self.hi = [None, None]      # highest sequence end sent per direction
+        self.out = [[], []]         # (end, length) sent, not yet acknowledged
+        self.maxlen = [0, 0]        # largest TCP payload sent per direction
+        self.acked = [0, 0]         # largest TCP payload acknowledged per direction
+        self.retx = [0, 0]          # retransmitted segments larger than anything acknowledged
+        self.retx_refs = [[], []]
+        self.echo = None    # ICMP echo: [requests, replies]
+        self.pkttype = -1
+        self.hole = [0, 0]          # bytes a direction skipped: sent, never seen here
+        self.hole_refs = [[], []]
+        self.data_ts = [None, None]  # last segment with payload per direction
+
+    @property
+    def answered(self) -> bool:
+        return self.pkts[1] > 0
+
+    def service(self) -> str:
+        if self.proto == 6:
+            return f"TCP {self.sport}"
+        if self.proto == 17:
+            return f"UDP {self.sport}"
+        if self.proto in (1, 58):
+            return "ICMP echo" if self.echo else "ICMP"
+        return f"IP protocol {self.proto}"
+
+
+class DnsQuery:
+    __slots__ = ("view", "ts", "ref", "client", "cport", "server", "ident", "name", "qtype",
+                 "tcp", "tries", "rcode", "answers", "rts", "rref")
+
+    def __init__(self, view, ts, ref, client, cport, server, ident, name, qtype, tcp):
+        self.view = view
+        self.ts = ts
+        self.ref = ref
+        self.client = client
+        self.cport = cport
+        self.server = server
+        self.ident = ident
+        self.name = name
+        self.qtype = qtype
+        self.tcp = tcp
+        self.tries = 1
+        self.rcode = None
+        self.answers = 0
+        self.rts = None
+        self.rref = None
+
+
+class PlainTracker:
+    """The decoder's ``plain`` / ``link_other`` events (and decrypted ESP, through
+    :meth:`decrypted`) turned into views, flows, DNS, DHCP and ARP facts."""
+
+    def __init__(self, interfaces=None):
+        #: per file index: the reader's interface list (``Interface``: name, description ...)
+        self.interfaces = interfaces if interfaces is not None else {}
+        self.views: dict = {}
+        self.max_flows = MAX_PLAIN_FLOWS
+        self.max_dns = MAX_DNS
+        self.nflows = 0
+        self.flows_dropped = 0
+        self.dns_dropped = 0
+        self.malformed = 0
+        self._dns_open: dict = {}
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def _view(self, ref, iface, linktype, cooked):
+        if cooked is None:
+            key = (ref[0], iface, -1, -1)
+        else:
+            key = (ref[0], iface, cooked[0], cooked[1])
+        v = self.views.get(key)
+        if v is None:
+            if len(self.views) >= MAX_VIEWS:  # hostile SLL2 indexes: one view for the rest
+                key = (ref[0], -1, -1, -1)
+                v = self.views.get(key)
+                if v is None:
+                    v = self.views[key] = View(key, ref[0], -1, linktype, kind="physical",
+                                               name="(further interfaces)")
+                return v
+            name = desc = None
+            ifs = self.interfaces.get(ref[0])
+            if ifs is not None and 0 <= iface < len(ifs):
+                name = getattr(ifs[iface], "name", None)
+                desc = getattr(ifs[iface], "description", None)
+            if cooked is not None:  # tcpdump -i any: the IDB is "any", the frame says more
+                name = desc = None
+            v = self.views[key] = View(key, ref[0], iface, linktype, key[2], key[3], name, desc)
+        return v
+
+    def keys_view(self, a, b):
+        """The view of decrypted ESP between gateways ``a`` and ``b``."""
+        key = ("keys", min(a, b), max(a, b))
+        v = self.views.get(key)
+        if v is None:
+            v = self.views[key] = View(key, -1, -1, -1, kind="keys")
+            v.gateways = (key[1], key[2])
+        return v
+
+    # -- events --------------------------------------------------------------------------------
+
+    def plain(self, ref, ts, iface, linktype, cooked, net, data):
+        if cooked is None:
+            v = self.views.get((ref[0], iface, -1, -1))
+            pkt = -1
+        else:
+            v = self.views.get((ref[0], iface, cooked[0], cooked[1]))
+            pkt = cooked[2]
+        if v is None:
+            v = self._view(ref, iface, linktype, cooked)
+        if pkt == 4:
+            v.outgoing += 1
+        elif pkt == 0:
+            v.incoming += 1
+        if net[3] == 6 and not (net[8] or net[9]):
+            # the common case, as packet() does it
+            v.packets += 1
+            if v.first_ts is None:
+                v.first_ts = ts
+            v.last_ts = ts
+            try:
+                self._tcp(v, ts, ref, net[0], net[1], net[2], data, net[6], net[7], pkt)
+            except DissectError:
+                self.malformed += 1
+            return
+        self.packet(v, ts, ref, net, data, pkt)
+
+    def link_other(self, ref, ts, iface, linktype, cooked, data):
+        lp = _arp.link_payload(linktype, data)
+        if lp is None or lp[0] != _arp.ETHERTYPE_ARP:
+            return
+        try:
+            a = _arp.parse_arp(data, lp[1])
+        except DissectError:
+            self.malformed += 1
+            return
+        if a is None:
+            return
+        v = self._view(ref, iface, linktype, cooked)
+        v.packets += 1
+        op, _sha, spa, _tha, tpa = a
+        if op == _arp.ARP_REQUEST and spa != tpa:  # a gratuitous ARP asks for nobody
+            e = v.arp.get(tpa)
+            if e is None:
+                if len(v.arp) >= MAX_ARP:
+                    return
+                e = v.arp[tpa] = [0, ts, ref, spa, False]
+            e[0] += 1
+        elif op == _arp.ARP_REPLY:
+            e = v.arp.get(spa)
+            if e is not None:
+                e[4] = True
+
+    def decrypted(self, a, b, ts, ref, net, pt):
+        """A decrypted ESP packet between gateways ``a`` and ``b``: its inner packet (``net``
+        the network tuple of ``pt``)."""
+        self.packet(self.keys_view(a, b), ts, ref, net, pt, -1)
+
+    def packet(self, v, ts, ref, net, data, pkttype):
+        v.packets += 1
+        if v.first_ts is None:
+            v.first_ts = ts
+        v.last_ts = ts
+        ipver, src, dst, proto, sport, dport, l4off, end, frag, mf = net[:10]
+        if frag or mf:
+            l4off = -1
+        try:
+            if proto == 6 and l4off >= 0:
+                self._tcp(v, ts, ref, ipver, src, dst, data, l4off, end, pkttype)
+            elif proto == 17 and l4off >= 0 and sport >= 0:
+                f, d = self._flow(v, ts, ref, ipver, 17, src, sport, dst, dport, end - l4off,
+                                  pkttype)
+                if sport == 53 or dport == 53:
+                    self._dns(v, ts, ref, src, sport, dst, dport, data, l4off + 8, end, False)
+                elif (sport, dport) in ((67, 68), (68, 67)) and end - l4off > 248:
+                    self._dhcp(v, ref, data, l4off + 8, end)
+            elif (proto == 1 or proto == 58) and l4off >= 0 and end - l4off >= 8:
+                self._icmp(v, ts, ref, ipver, src, dst, proto, data, l4off, end, pkttype)
+            else:
+                self._flow(v, ts, ref, ipver, proto, src, -1, dst, -1, end - max(l4off, 0),
+                           pkttype)
+        except DissectError:
+            self.malformed += 1
+
+    # -- flows ---------------------------------------------------------------------------------
+
+    def _flow(self, v, ts, ref, ipver, proto, src, sport, dst, dport, length, pkttype,
+              opener=None):
+        """The flow of a packet and its direction (0: from the opener).  ``opener``: True
+        when this packet opens the conversation (SYN, request), False when it answers one."""
+        flows = v.flows
+        f = flows.get((proto, src, sport, dst, dport))
+        if f is not None:
+            d = 0 if f.cli == src and f.cport == sport else 1
+        else:
+            if opener is None:
+                # mid-stream: the well-known (lower) port is the server's
+                opener = not (0 <= sport < dport and sport < 1024)
+            if self.nflows >= self.max_flows:
+                self.flows_dropped += 1
+                return None, 0
+            self.nflows += 1
+            if opener:
+                f = Flow(v, ipver, proto, src, sport, dst, dport, ts, ref)
+                d = 0
+            else:
+                f = Flow(v, ipver, proto, dst, dport, src, sport, ts, ref)
+                d = 1
+            f.pkttype = pkttype if d == 0 else -1
+            flows[(proto, src, sport, dst, dport)] = f
+            flows[(proto, dst, dport, src, sport)] = f
+        f.last_ts = ts
+        f.pkts[d] += 1
+        f.bytes[d] += length
+        f.last[d] = ts
+        if len(f.refs[d]) < MAX_REFS:
+            f.refs[d].append(ref)
+        return f, d
+
+    def _tcp(self, v, ts, ref, ipver, src, dst, data, l4off, end, pkttype):
+        sport, dport, seq, ack, flags, poff = _ip.decode_tcp(data, l4off, end)
+        syn = flags & _SYN
+        opener = None
+        if syn:
+            opener = not flags & _ACK
+        plen = end - poff if end > poff else 0
+        f, d = self._flow(v, ts, ref, ipver, 6, src, sport, dst, dport, plen, pkttype, opener)
+        if f is None:
+            return
+        if syn:
+            if d == 0 and not flags & _ACK:
+                f.syn += 1
+            elif d == 1 and flags & _ACK:
+                f.synack += 1
+            if f.mss[d] is None:
+                f.mss[d] = _ip.tcp_mss(data, l4off, poff)
+            f.hi[d] = (seq + 1) & 0xFFFFFFFF
+        elif f.hi[d] is not None and 0 < ((seq - f.hi[d]) & 0xFFFFFFFF) < 0x80000000:
+            # the sender is past bytes this view never saw (lost before it, or not captured)
+            f.hole[d] += (seq - f.hi[d]) & 0xFFFFFFFF
+            if len(f.hole_refs[d]) < MAX_REFS:
+                f.hole_refs[d].append(ref)
+            f.hi[d] = seq
+        if flags & _RST and f.rst is None:
+            f.rst = (d, ts, ref)
+        if plen:
+            f.data_ts[d] = ts
+            e = (seq + plen) & 0xFFFFFFFF
+            if plen > f.maxlen[d]:
+                f.maxlen[d] = plen
+            hi = f.hi[d]
+            if hi is not None and ((hi - e) & 0xFFFFFFFF) < 0x80000000:
+                # at or below what was already sent: a retransmission
+                if plen > f.acked[d]:
+                    f.retx[d] += 1
+                    if len(f.retx_refs[d]) < MAX_REFS:
+                        f.retx_refs[d].append((ref, plen))
+            else:
+                f.hi[d] = e
+                out = f.out[d]
+                out.append((e, plen))
+                if len(out) > MAX_OUTSTANDING:
+                    del out[0]
+        if flags & _ACK:
+            o = 1 - d
+            out = f.out[o]
+            if out:
+                best = f.acked[o]
+                i = 0
+                for e, ln in out:
+                    if ((ack - e) & 0xFFFFFFFF) >= 0x80000000:
+                        break
+                    if ln > best:
+                        best = ln
+                    i += 1
+                if i:
+                    del out[:i]
+                    f.acked[o] = best
+        if sport == 53 or dport == 53:
+            if plen > 14:
+                self._dns(v, ts, ref, src, sport, dst, dport, data, poff + 2, end, True)
+
+    def _icmp(self, v, ts, ref, ipver, src, dst, proto, data, off, end, pkttype):
+        itype = data[off]
+        req, rep = (8, 0) if proto == 1 else (128, 129)
+        if itype == req or itype == rep:
+            ident = _HH.unpack_from(data, off + 4)[0]
+            f, d = self._flow(v, ts, ref, ipver, proto, src, ident, dst, -1, end - off, pkttype,
+                              itype == req) if itype == req else \
+                self._flow(v, ts, ref, ipver, proto, src, -1, dst, ident, end - off, pkttype,
+                           False)
+            if f is not None:
+                if f.echo is None:
+                    f.echo = [0, 0]
+                f.echo[0 if itype == req else 1] += 1
+            return
+        r = _ip.decode_icmp_error(data, off, end, ipver)
+        if r is None:
+            self._flow(v, ts, ref, ipver, proto, src, -1, dst, -1, end - off, pkttype)
+            return
+        icmp_type, icmp_code, mtu, q = r
+        if q is None:
+            return
+        qver, qsrc, qdst, qproto, qsport, qdport = q[:6]
+        if qproto in (1, 58):
+            qsport, qdport = -1, -1
+            if q[6] >= 0 and q[6] + 8 <= len(data):
+                qsport = _HH.unpack_from(data, q[6] + 4)[0]
+        f = v.flows.get((qproto, qsrc, qsport, qdst, qdport))
+        if f is None:
+            return
+        if f.icmp is None or (f.icmp[0], f.icmp[1]) != (icmp_type, icmp_code):
+            f.icmp = (icmp_type, icmp_code, mtu, src, ts, ref)
+
+    # -- DNS, DHCP -----------------------------------------------------------------------------
+
+    def _dns(self, v, ts, ref, src, sport, dst, dport, data, off, end, tcp):
+        ident, resp, rcode, _qd, an, qname, qtype = _dns.parse_dns(data, off, end)
+        if not resp and dport == 53:
+            key = (v.key, src, sport, dst, ident)
+            q = self._dns_open.get(key)
+            if q is not None:
+                q.tries += 1
+                return
+            if len(self._dns_open) >= self.max_dns:
+                self.dns_dropped += 1
+                return
+            q = DnsQuery(v, ts, ref, src, sport, dst, ident, qname, qtype, tcp)
+            self._dns_open[key] = q
+            v.dns.append(q)
+        elif resp and sport == 53:
+            q = self._dns_open.get((v.key, dst, dport, src, ident))
+            if q is not None and q.rcode is None:
+                q.rcode = rcode
+                q.answers = an
+                q.rts = ts
+                q.rref = ref
+
+    def _dhcp(self, v, ref, data, off, end):
+        m = _dhcp.parse_dhcp(data, off, end)
+        if m["type"] == 5 and m["yiaddr"] != b"\0\0\0\0":
+            v.leases.append((m["yiaddr"], m["mask"], m["routers"], m["dns"], m["domain"], ref))
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def summary(self) -> dict:
+        return {"views": len(self.views), "flows": self.nflows,
+                "flows_dropped": self.flows_dropped, "dns_dropped": self.dns_dropped,
+                "malformed": self.malformed}
+
+
+# -- tying views to tunnels ------------------------------------------------------------------------
+
+class InnerModel:
+    """What one tunnel carried, from every view tied to it (the JSON ``tunnel.inner``)."""
+
+    __slots__ = ("tunnel", "outer", "views", "clients", "servers", "files")
+
+    def __init__(self, tunnel, outer, files):
+        self.tunnel = tunnel          # the tunnel's id
+        self.outer = outer            # the two outer (gateway / client-server) addresses
+        self.files = files            # capture files the tunnel's outer packets are in
+        #: [(View, tied_by)]
+        self.views: list = []
+        #: inner addresses on the client side (opened conversations into the tunnel) and the
+        #: hosts they reached
+        self.clients: set = set()
+        self.servers: set = set()
+
+    def tied_by(self, view):
+        for v, how in self.views:
+            if v is view:
+                return how
+        return None
+
+    def flows(self):
+        """``(view, tied_by, flow)`` of every conversation of this tunnel, each flow once per
+        view: all flows of tunnel-interface and decrypted views, the flows of the tunnel's inner
+        addresses on other views (a gateway's LAN side, XFRM re-injected packets)."""
+        for v, how in self.views:
+            seen = set()
+            whole = v.kind in ("tunnel", "keys")
+            for f in v.flows.values():
+                if id(f) in seen:
+                    continue
+                seen.add(id(f))
+                if whole or f.cli in self.clients or f.srv in self.clients:
+                    yield v, how, f
+
+    def dns(self):
+        for v, how in self.views:
+            whole = v.kind in ("tunnel", "keys")
+            for q in v.dns:
+                if whole or q.client in self.clients:
+                    yield v, how, q
+
+
+def _files_of(t) -> set:
+    files = set()
+    for sa in getattr(t, "ike_sas", ()):
+        for m in sa.messages[:1]:
+            files.add(m.ref[0])
+    for e in getattr(t, "esp_sas", ()):
+        if e.first_ref is not None:
+            files.add(e.first_ref[0])
+    ref = getattr(t, "first_ref", None)
+    if ref is not None:
+        files.add(ref[0])
+    return files
+
+
+def _outer(t):
+    if hasattr(t, "ike_sas"):
+        return (t.a, t.b)
+    return (t.client, t.server)
+
+
+def _active(t):
+    return getattr(t, "first_ts", None), getattr(t, "last_ts", None)
+
+
+def _overlaps(a0, a1, b0, b1) -> bool:
+    return None not in (a0, a1, b0, b1) and a0 <= b1 and b0 <= a1
+
+
+def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
+    """Tie the views of ``plain`` to tunnels: ``{tunnel id: InnerModel}``.  How each view was
+    tied (``tied_by``):
+
+    * ``keys``: decrypted ESP of the tunnel's gateways;
+    * ``interface``: a tunnel interface (name, ARPHRD type, raw-IP link type) in a capture file
+      that holds the outer traffic of exactly one tunnel;
+    * ``timing``: a tunnel interface where several tunnels (or none in its file) are candidates
+      and exactly one was active while the interface carried traffic;
+    * ``address``: another interface (a gateway's LAN side, a tunnel interface captured alone)
+      whose conversations involve the tunnel's inner addresses (seen through a tunnel interface
+      or decrypted);
+    * ``xfrm``: the tunnel's own outer interface carrying one-way plaintext beside its ESP (Linux
+      XFRM re-injects inbound packets after decryption; outbound plaintext is not captured).
+
+    A view that fits no tunnel, or several, is tied to none (nothing is guessed)."""
+    every = list(tunnels) + list(vpn_tunnels)
+    models = {}
+    for t in every:
+        models[t.id] = InnerModel(t.id, _outer(t), _files_of(t))
+    if not plain.views:
+        return {}
+    outer_all = set()
+    for m in models.values():
+        outer_all.update(m.outer)
+    views = list(plain.views.values())
+    # 1. decrypted ESP
+    for v in views:
+        if v.kind == "keys":
+            for t in tunnels:
+                if {t.a, t.b} == set(v.gateways):
+                    models[t.id].views.append((v, "keys"))
+                    break
+    for t in tunnels:  # addresses the gateway assigned (decrypted configuration payloads)
+        models[t.id].clients.update(_assigned(t))
+    for m in models.values():
+        _learn(m)
+    # 2. tunnel interfaces
+    for v in views:
+        if v.kind != "tunnel":
+            continue
+        same = [t for t in every if v.file in models[t.id].files]
+        how = None
+        if len(same) == 1:
+            pick, how = same[0], "interface"
+        else:
+            cands = same or every
+            live = [t for t in cands if _overlaps(*_active(t), v.first_ts, v.last_ts)]
+            pick, how = (live[0], "timing") if len(live) == 1 else (None, None)
+            if pick is None:
+                hit = [t for t in every if _shares_inner(models[t.id], v)]
+                pick, how = (hit[0], "address") if len(hit) == 1 else (None, None)
+        if pick is not None:
+            models[pick.id].views.append((v, how))
+    # inner addresses: who opened conversations through the tunnel views, and whom they reached
+    for m in models.values():
+        _learn(m)
+    # 3. other interfaces: by the inner addresses, or XFRM re-injection on the outer interface
+    for v in views:
+        if v.kind not in ("physical",):
+            continue
+        flows = [f for f in v.conversations()
+                 if f.cli not in outer_all and f.srv not in outer_all
+                 and ordinary(f.cli) and ordinary(f.srv)]
+        if not flows:
+            continue
+        hit = [m for m in models.values() if m.clients and any(
+            f.cli in m.clients or f.srv in m.clients for f in flows)]
+        if len(hit) >= 1:
+            for m in hit:
+                m.views.append((v, "address"))
+            continue
+        ipsec = {t.id: t for t in tunnels}
+        same = [m for m in models.values() if v.file in m.files and m.tunnel in ipsec]
+        if len(same) == 1:
+            m = same[0]
+            one_way = sum(1 for f in flows if not (f.pkts[0] and f.pkts[1]))
+            plain_pkts = sum(f.pkts[0] + f.pkts[1] for f in flows)
+            # re-injected inbound packets: one ESP packet arrived for each of them
+            inbound = max((sum(e.packets for e in ipsec[m.tunnel].esp_sas if e.dst == gw)
+                           for gw in m.outer), default=0)
+            if one_way * 10 >= len(flows) * 9 and 3 <= plain_pkts <= inbound:
+                m.views.append((v, "xfrm"))
+                for f in flows:
+                    m.clients.add(f.srv if f.pkts[1] and not f.pkts[0] else f.cli)
+                    m.servers.add(f.cli if f.pkts[1] and not f.pkts[0] else f.srv)
+            continue
+        if not same and not any(v.file in m.files for m in models.values()):
+            # a capture of its own (a gateway's LAN side): the one tunnel active meanwhile
+            live = [m for t in every for m in (models[t.id],)
+                    if _overlaps(*_active(t), v.first_ts, v.last_ts)]
+            if len(live) == 1:
+                m = live[0]
+                m.views.append((v, "timing"))
+                for f in flows:
+                    m.clients.add(f.cli)
+                    m.servers.add(f.srv)
+    for m in models.values():
+        m.clients = {a for a in m.clients if ordinary(a)}
+        m.servers = {a for a in m.servers if ordinary(a)}
+    return {k: m for k, m in models.items() if m.views}
+
+
+def ordinary(addr: bytes) -> bool:
+    """A unicast address that can stand for a host beyond a link (not multicast, broadcast,
+    link-local, unspecified or loopback): only such addresses tie flows to tunnels."""
+    if len(addr) == 4:
+        a0 = addr[0]
+        return not (a0 >= 224 or a0 == 127 or a0 == 0 or addr[:2] == b"\xa9\xfe")
+    return not (addr[0] == 0xFF or addr[:2] == b"\xfe\x80" or addr == bytes(16)
+                or addr == bytes(15) + b"\x01")
+
+
+#: configuration attributes that assign the client's inner address: IKEv2
+#: INTERNAL_IP4_ADDRESS / INTERNAL_IP6_ADDRESS (RFC 7296 §3.15.1), IKEv1 mode-config
+#: INTERNAL_IP4_ADDRESS (draft-dukes-ike-mode-cfg)
+_ADDRESS_ATTRS = {1: 4, 8: 16}
+
+
+def _assigned(t) -> set:
+    out = set()
+    for sa in t.ike_sas:
+        for msg in sa.messages:
+            inner = getattr(msg, "inner", None)
+            if not inner or not getattr(msg, "is_response", True):
+                continue
+            for _cfg, attrs in inner.config:
+                for attr, value in attrs:
+                    n = _ADDRESS_ATTRS.get(attr)
+                    if n and value and len(value) >= n and any(value[:n]):
+                        out.add(bytes(value[:n]))
+    return out
+
+
+def _learn(m) -> None:
+    """The inner addresses of a model from its views so far."""
+    for v, _how in m.views:
+        for f in v.flows.values():
+            if f.cli in m.outer or f.srv in m.outer or not (ordinary(f.cli) and ordinary(f.srv)):
+                continue
+            m.clients.add(f.cli)
+            m.servers.add(f.srv)
+
+
+def _shares_inner(m, v) -> bool:
+    """A view whose conversations involve the inner addresses known for ``m`` (decrypted)."""
+    known = m.clients | m.servers
+    return bool(known) and any(f.cli in known or f.srv in known for f in v.flows.values())
+
+
+def _flow_dict(f) -> dict:
+    d = {"ipver": f.ipver, "src": _txt(f.cli), "dst": _txt(f.srv), "proto": f.proto,
+         "sport": f.cport if f.cport >= 0 and f.proto in (6, 17) else None,
+         "dport": f.sport if f.sport >= 0 and f.proto in (6, 17) else None,
+         "packets": f.pkts[0] + f.pkts[1], "bytes": f.bytes[0] + f.bytes[1],
+         "replies": f.pkts[1]}
+    return d
+
+
+def model_dict(m: InnerModel, file_names=None, keyed: dict | None = None) -> dict:
+    """The JSON ``tunnel.inner``: the decrypted summary (``keyed``, --keys) when there is one,
+    plus the views and what they showed."""
+    out = dict(keyed or {})
+    flows = list(m.flows())
+    views = []
+    for v, how in m.views:
+        d = v.to_dict(file_names)
+        d["tied_by"] = how
+        views.append(d)
+    out["views"] = views
+    out["tied_by"] = sorted({how for _v, how in m.views}, key=TIED_BY.index)
+    if "top_flows" not in out:
+        top = sorted({id(f): f for _v, _h, f in flows}.values(),
+                     key=lambda f: (-(f.pkts[0] + f.pkts[1]), f.first_ts))[:10]
+        out["top_flows"] = [_flow_dict(f) for f in top]
+    echo = [f.echo for _v, _h, f in flows if f.echo]
+    if "icmp_echo" not in out:
+        out["icmp_echo"] = {"requests": sum(e[0] for e in echo),
+                            "answered": sum(min(e) for e in echo),
+                            "unanswered": sum(max(e[0] - e[1], 0) for e in echo)}
+    qs = [q for _v, _h, q in m.dns()]
+    if "dns" not in out:
+        out["dns"] = {"queries": len(qs), "answered": sum(q.rcode is not None for q in qs),
+                      "unanswered": sum(q.rcode is None for q in qs)}
+    out["clients"] = sorted(_txt(a) for a in m.clients)
+    out["conversations"] = len({id(f) for _v, _h, f in flows})
+    return out

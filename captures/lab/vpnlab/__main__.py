@@ -19,7 +19,7 @@ DEBIAN_PACKAGES = " ".join(
     line.strip() for line in (LAB_DIR / "packages.txt").read_text().splitlines()
     if line.strip() and not line.startswith("#"))
 TOOLS = ("ip", "nft", "tc", "ethtool", "ping", "tcpdump", "tshark", "swanctl", "pki",
-         "openvpn", "unshare", "certutil", "dpkg-deb", "apt-get")
+         "openvpn", "unshare", "certutil", "dpkg-deb", "apt-get", "dnsmasq", "dumpcap")
 
 
 def missing_dependencies() -> list[str]:

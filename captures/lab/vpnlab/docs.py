@@ -134,13 +134,21 @@ def _capture_entries(sc: Scenario, outdir: Path, keys_source: str | None) -> lis
         entries.append({"file": f"{sc.name}-inside.pcap", "interface": other,
                         "view": VIEWS[other] + (" (inside the NAT)" if sc.nat else ""),
                         "keys": "keys-inside" if (outdir / "keys-inside").exists() else None})
+    n_router = len(entries)
+    for extra in sc.views:
+        # the keys are tried on the outer capture: the three views are client, gateway, keys
+        entries.append({**extra, "keys": None})
     if sc.decode_as:
         for c in entries:
             c["decode_as"] = sc.decode_as
     for i, c in enumerate(entries):
         for key, table in (("verdicts", sc.verdicts),
                            ("verdicts_with_keys", sc.verdicts_with_keys)):
-            v = table.get(c["file"], table.get("main") if i == 0 else None)
+            if i >= n_router:
+                v = table.get(c["interface"], table.get("all"))
+            else:
+                v = table.get(c["file"], (table.get("main") or table.get("all"))
+                              if i == 0 else None)
             if v:
                 c[key] = v
     return entries
@@ -183,6 +191,13 @@ def finish(sc: Scenario, outdir: Path, res: dict, keys_note: str, verify: bool =
         "facts": sc.facts,
         "generated": gen,
     }
+    if sc.points:
+        # several vantage points (issue 16): the files, in path order from the initiator, and
+        # what analysing them together must find (losses and locations from the design)
+        expected["vantage"] = {
+            "points": [{"name": n, "file": f"{sc.name}-{n}.pcap", "interface": dev,
+                        "namespace": ns} for n, dev, ns in sc.points],
+            **sc.vantage}
     problems: list[str] = []
     if verify:
         problems = facts.check_all(expected, outdir)

@@ -29,6 +29,12 @@ class Scenario:
     body: Callable[["Ctx"], None]
     capture: str = "m-r"               # router interface recorded
     inside: bool = False               # also record m-l as <name>-inside.pcap
+    # several vantage points of the same traffic (issue 16): (name, interface, namespace
+    # "left" | "mid" | "right"), each recorded as <name>-<point>.pcap at the same time, in
+    # path order from the initiator; expected.json "vantage" lists them with the expected
+    # losses and locations
+    points: tuple = ()
+    vantage: dict = field(default_factory=dict)
     nat: bool = False
     mtu: int = 1500
     timeout: int = 120
@@ -54,6 +60,10 @@ class Scenario:
     # what pcapvpn said of the capture when the scenario was added, where it disagrees with
     # the expected verdicts (README "pcapvpn today"; the lead's work list, not a test)
     pcapvpn_today: str = ""
+    # further captures the body records itself (client and gateway-LAN views, issue 15):
+    # [{"file", "interface", "view"}]; they share the main capture's keys; verdicts for them
+    # are looked up by their ``interface`` label, then under "all"
+    views: list[dict] = field(default_factory=list)
 
 
 class Ctx:
@@ -181,6 +191,9 @@ class Ctx:
             other = "m-l" if self.sc.capture == "m-r" else "m-r"
             p = self.work / f"{self.sc.name}-inside.pcap"
             self.captures.append((other, self.topo.capture(other, p), p))
+        for point, dev, ns in self.sc.points:
+            p = self.work / f"{self.sc.name}-{point}.pcap"
+            self.captures.append((dev, self.topo.capture(dev, p, getattr(self.topo, ns)), p))
 
     def stop_daemons(self) -> None:
         if self.sc.teardown == "both":

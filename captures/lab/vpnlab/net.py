@@ -145,12 +145,15 @@ class Topology:
                 "burst", "32kbit", "latency", "400ms")
 
     # ------------------------------------------------------------------ capture
-    def capture(self, dev: str, path: Path, ns: str | None = None) -> Proc:
+    def capture(self, dev: str, path: Path, ns: str | None = None, buffer_kib: int = 0) -> Proc:
+        """tcpdump on ``dev``; ``buffer_kib``: a larger kernel buffer and no immediate mode (busy
+        views such as ``-i any`` during a download drop packets otherwise)."""
         ns = ns or self.mid
         errlog = path.with_suffix(".tcpdump.log")
+        extra = ["-B", str(buffer_kib)] if buffer_kib else ["--immediate-mode"]
         proc = self.procs.start(f"tcpdump-{dev}",
                                 self.ns_cmd(ns, "tcpdump", "-i", dev, "-n", "-s", "0", "-U",
-                                            "--immediate-mode", "-w", str(path)),
+                                            *extra, "-w", str(path)),
                                 logfile=errlog)
         wait_for(lambda: errlog.exists() and "listening on" in errlog.read_text(), 10,
                  what=f"tcpdump on {dev}")

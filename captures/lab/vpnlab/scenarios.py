@@ -1269,3 +1269,5 @@ def openvpn_udp_bad_client_cert(ctx: Ctx) -> None:
 # more scenarios, registered in this order after the ones above
 from . import scenarios_dataplane  # noqa: E402,F401
 from . import scenarios_libreswan  # noqa: E402,F401
+from . import scenarios_inner  # noqa: E402,F401
+from . import scenarios_path  # noqa: E402,F401

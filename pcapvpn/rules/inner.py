@@ -1,0 +1,460 @@
+"""Inside the tunnel (stage ``inner``): DNS for internal names, internal firewalls, MTU inside the
+tunnel, read from the one inner model (:mod:`pcapvpn.track.inner`): tunnel interfaces, a
+gateway's LAN side, XFRM re-injected packets and decrypted ESP alike.
+
+The helpers here are shared with :mod:`pcapvpn.rules.routing` (stage ``routing``).  Requests
+count as unanswered only once :data:`pcapvpn.track.inner.ANSWER_TIMEOUT` has passed before the
+end of the capture.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from dissect.vpn.ip import IpProto, icmp_too_big
+from pcapvpn.findings import declare, make
+from pcapvpn.rules import rule
+from pcapvpn.rules.common import frames_filter, ip_text
+from pcapvpn.track.inner import ANSWER_TIMEOUT
+
+declare("DNS_NO_ANSWER", "inner", "error",
+        "DNS queries sent through the tunnel (to a resolver on the remote side) got no answer: "
+        "internal names do not resolve after connecting (`nslookup intranet.local` times out).",
+        ["Check that the DNS server pushed to VPN clients is up and answers queries from the "
+         "VPN address pool (its ACL / `allow-query`, listen addresses).",
+         "Check the route from the DNS server back to the VPN pool (a missing return route "
+         "looks the same).",
+         "Check the firewall between the gateway and the DNS server for UDP/TCP 53 from the VPN "
+         "pool."])
+declare("DNS_ERROR", "inner", "warning",
+        "The DNS server reached through the tunnel answered queries for internal names with "
+        "an error (NXDOMAIN, SERVFAIL or REFUSED), and no query for the same name (under any "
+        "suffix) was answered.",
+        ["NXDOMAIN: check the name and the DNS suffix / search domain pushed to the client "
+         "(the client may append the wrong domain).",
+         "REFUSED: the server does not serve the VPN pool (recursion / `allow-query` ACL).",
+         "SERVFAIL: the server cannot reach the zone's authoritative servers (forwarders, "
+         "DNSSEC)."])
+declare("DNS_OUTSIDE_TUNNEL", "inner", "warning",
+        "Queries for internal names went to a resolver outside the tunnel (the local ISP or home "
+        "router), which cannot know them: the client does not use the DNS server of the VPN "
+        "for the internal domain.",
+        ["Push the internal DNS server and domain to the client (strongSwan/IKEv2 "
+         "INTERNAL_IP4_DNS + INTERNAL_DNS_DOMAIN, OpenVPN `dhcp-option DNS` / `DOMAIN`, "
+         "AnyConnect split-DNS) and check that the client applies them (Windows NRPT / "
+         "interface metric, systemd-resolved per-link domains).",
+         "Split tunnel: route the DNS server's address into the tunnel."])
+declare("INNER_BLOCKED", "inner", "error",
+        "Inside a working tunnel an internal firewall or the host refuses the VPN users: TCP "
+        "reset, ICMP administratively prohibited, or connection attempts to one service "
+        "retransmitted without answer while other traffic through the tunnel works.",
+        ["ICMP admin-prohibited from an address: that filter denies the VPN pool; allow the "
+         "service from the pool (e.g. a `deny ip 192.168.200.0/24 -> 192.168.10.0/24`).",
+         "RST from the target itself: the port is closed on the host (service down, listening "
+         "on another address), or a firewall answers for it.",
+         "Silent drops: check the firewalls between the gateway and the host for the VPN pool "
+         "and the service's port."])
+declare("INNER_MTU", "inner", "error",
+        "TCP inside the tunnel stalls on full-size segments (retransmitted, never acknowledged) "
+        "while small packets pass, or an ICMP fragmentation-needed / packet-too-big came from "
+        "inside: the MTU inside the tunnel is smaller than the segments sent.",
+        ["Clamp the TCP MSS of traffic entering the tunnel to the tunnel MTU minus 40 "
+         "(IPv4) / 60 (IPv6): Cisco `ip tcp adjust-mss 1360`, strongSwan/Linux `iptables -t "
+         "mangle ... TCPMSS --clamp-mss-to-pmtu`, FortiGate `set tcp-mss-sender`.",
+         "Lower the MTU of the tunnel interface, or let ICMP fragmentation-needed / "
+         "packet-too-big through (path MTU discovery).",
+         "If the outer view shows large ESP lost (MTU_BLACK_HOLE / PATH_MTU_ICMP), fix the "
+         "outer path MTU first."])
+
+#: names that are internal by their form (single label, private top-level domains)
+INTERNAL_SUFFIXES = (".lan", ".corp", ".internal", ".intranet", ".home.arpa", ".localdomain",
+                     ".private", ".intra")
+#: ICMP codes of "administratively prohibited" (RFC 792 / RFC 1812: type 3 code 9, 10, 13;
+#: RFC 4443: ICMPv6 type 1 code 1)
+ADMIN_PROHIBITED = {4: (3, (9, 10, 13)), 6: (1, (1,))}
+RCODE_NAMES = {2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+
+def models(ctx):
+    """The tunnels' inner models, in report order."""
+    return list((ctx.state.inner_models or {}).values())
+
+
+def view_label(ctx, v) -> str:
+    return v.label(ctx.state.names)
+
+
+def flow_text(f) -> str:
+    if f.proto in (IpProto.TCP, IpProto.UDP):
+        return (f"{ip_text(f.cli)} -> {ip_text(f.srv)}:{f.sport}/"
+                f"{'tcp' if f.proto == IpProto.TCP else 'udp'}")
+    if f.echo:
+        return f"{ip_text(f.cli)} -> {ip_text(f.srv)} (ICMP echo)"
+    return f"{ip_text(f.cli)} -> {ip_text(f.srv)} (IP protocol {f.proto})"
+
+
+def flow_filter(flows) -> str:
+    """A display filter showing the conversations (addresses and service); decrypted ones by
+    their ESP frames (Wireshark shows inner fields only with the keys loaded)."""
+    parts = []
+    keyed = []
+    for f in flows:
+        if f.view.kind == "keys":
+            keyed.extend(flow_refs([f]))
+            continue
+        ip = "ip" if f.ipver == 4 else "ipv6"
+        p = f"{ip}.addr == {ip_text(f.srv)} && {ip}.addr == {ip_text(f.cli)}"
+        if f.proto == IpProto.TCP:
+            p += f" && tcp.port == {f.sport}"
+        elif f.proto == IpProto.UDP:
+            p += f" && udp.port == {f.sport}"
+        elif f.proto in (IpProto.ICMP, IpProto.ICMPV6):
+            p += " && icmp" if f.ipver == 4 else " && icmpv6"
+        if p not in parts:
+            parts.append(p)
+    parts = parts[:8]
+    if keyed:
+        parts.append(frames_filter(sorted(set(keyed))))
+    if not parts:
+        return ""
+    return parts[0] if len(parts) == 1 else " || ".join(f"({p})" for p in parts)
+
+
+def flow_refs(flows, limit=40) -> list:
+    refs = []
+    for f in flows:
+        refs.extend(f.refs[0])
+        refs.extend(f.refs[1])
+        refs.extend(r for r, _ln in f.retx_refs[0] + f.retx_refs[1])
+        refs.extend(f.hole_refs[0] + f.hole_refs[1])
+        if f.icmp is not None:
+            refs.append(f.icmp[5])
+        if f.rst is not None:
+            refs.append(f.rst[2])
+    out = sorted(set(refs))
+    return out[:limit]
+
+
+def evidence(ctx, refs, ts0, ts1, m):
+    return ctx.evidence(refs, ts0, ts1, peers=[ip_text(a) for a in m.outer])
+
+
+def flow_evidence(ctx, flows, m):
+    """The evidence of conversations: their frames, from the first packet to the last."""
+    return evidence(ctx, flow_refs(flows), min(f.first_ts for f in flows),
+                    max(f.last_ts for f in flows), m)
+
+
+def basis_of(views) -> str:
+    kinds = {v.kind for v in views}
+    return "decrypted" if kinds == {"keys"} else "observed"
+
+
+def judged(ctx, ts) -> bool:
+    """A request at ``ts``: was there time enough before the end of the capture for an answer?"""
+    return ts is not None and ctx.state.now - ts >= ANSWER_TIMEOUT
+
+
+def where(ctx, views) -> str:
+    labels = []
+    for v in views:
+        lab = view_label(ctx, v)
+        if lab not in labels:
+            labels.append(lab)
+    return "; ".join(labels)
+
+
+def requests_ok(f) -> bool:
+    """A conversation opened and answered (a reply, a SYN-ACK, an echo reply)."""
+    return f.pkts[1] > 0 and f.rst is None or (f.synack > 0)
+
+
+def is_internal_name(name: str | None) -> bool:
+    if not name:
+        return False
+    n = name.rstrip(".").lower()
+    if "." not in n:
+        return True
+    return n.endswith(INTERNAL_SUFFIXES)
+
+
+#: configuration attributes that push DNS domains to a client: IKEv2 INTERNAL_DNS_DOMAIN
+#: (RFC 8598, presentation format); IKEv1 mode-config UNITY_DEF_DOMAIN and UNITY_SPLITDNS_NAME
+#: (comma-separated)
+DOMAIN_ATTRS = frozenset((25, 28674, 28675))
+
+
+def pushed_domains(ctx, tid) -> set:
+    """DNS domains the gateway pushed to the client in decrypted configuration payloads."""
+    out = set()
+    t = next((t for t in ctx.state.tunnels if t.id == tid), None)
+    for sa in getattr(t, "ike_sas", ()):
+        for msg in sa.messages:
+            inner = getattr(msg, "inner", None)
+            for _cfg, attrs in (inner.config if inner is not None else ()):
+                for attr, value in attrs:
+                    if attr in DOMAIN_ATTRS and value:
+                        for d in bytes(value).decode("ascii", "replace").split(","):
+                            d = d.strip().strip(".").lower()
+                            if d:
+                                out.add(d)
+    return out
+
+
+def parent(name: str) -> str | None:
+    return name.split(".", 1)[1] if name and "." in name else None
+
+
+def ip_net(ipver, addr: bytes):
+    """The network a destination is assumed to share with its neighbours: /16 for 10/8 and
+    172.16/12, /24 for the rest of IPv4, /64 for IPv6."""
+    a = ipaddress.ip_address(addr)
+    if ipver == 6:
+        return ipaddress.ip_network(f"{a}/64", strict=False)
+    if a in ipaddress.ip_network("10.0.0.0/8") or a in ipaddress.ip_network("172.16.0.0/12"):
+        return ipaddress.ip_network(f"{a}/16", strict=False)
+    return ipaddress.ip_network(f"{a}/24", strict=False)
+
+
+#: a segment this small always fits a tunnel (IPv6 minimum MTU 1280 minus headers and ESP)
+SMALL_SEGMENT = 1000
+
+
+def _stalled_dirs(f):
+    """``[(direction, how)]`` of a TCP flow stalled on full-size segments while small ones pass:
+    ``retx`` large segments retransmitted and never acknowledged (seen where they were sent),
+    ``hole`` the sender moved past bytes that never arrived while every segment that did was
+    small although the receiver's MSS allowed full-size ones (seen beyond the loss)."""
+    out = []
+    if f.proto != IpProto.TCP:
+        return out
+    for d in (0, 1):
+        if f.retx[d] > 1 and f.maxlen[d] > f.acked[d] and f.pkts[1 - d] > 0:
+            out.append((d, "retx"))
+        elif f.hole[d] >= 2 * SMALL_SEGMENT and 0 < f.maxlen[d] < SMALL_SEGMENT and \
+                (f.mss[1 - d] or 536) >= SMALL_SEGMENT:
+            out.append((d, "hole"))
+    return out
+
+
+# -- INNER_BLOCKED -------------------------------------------------------------------------------
+
+@rule
+def inner_blocked(ctx):
+    for m in models(ctx):
+        seen = {}
+        for v, how, f in m.flows():
+            if how == "xfrm":
+                continue
+            seen.setdefault(id(f), (v, f))
+        pairs = list(seen.values())
+        answered_srv = {f.srv for _v, f in pairs if f.pkts[1] > 0 and f.rst is None}
+        answered_srv |= {f.srv for _v, f in pairs if f.synack}
+        any_ok = any(requests_ok(f) for _v, f in pairs)
+        items = []
+        for v, f in pairs:
+            ap = ADMIN_PROHIBITED.get(f.ipver)
+            if f.icmp is not None and ap and f.icmp[0] == ap[0] and f.icmp[1] in ap[1]:
+                items.append((v, f, f"refused by a filter at {ip_text(f.icmp[3])} (ICMP type "
+                                    f"{f.icmp[0]} code {f.icmp[1]}, administratively "
+                                    f"prohibited)"))
+            elif f.proto == IpProto.TCP and f.syn and not f.synack and f.rst is not None and f.rst[0] == 1:
+                items.append((v, f, f"refused by the host itself (TCP RST from "
+                                    f"{ip_text(f.srv)}: port closed, or a firewall answering "
+                                    f"for it)"))
+            elif f.proto == IpProto.TCP and f.syn > 1 and not f.synack and f.rst is None and \
+                    f.icmp is None and any_ok and f.srv in answered_srv and judged(ctx, f.last_ts):
+                items.append((v, f, f"{f.syn} SYNs without any answer while the host answers "
+                                    f"other services (dropped by a filter)"))
+        if not items:
+            continue
+        flows = [f for _v, f, _w in items]
+        svc = sorted({f"{ip_text(f.srv)} {f.service()}" for f in flows})
+        # failing: a destination none of whose traffic works at the end; else degraded
+        dead = [f for f in flows if f.srv not in answered_srv]
+        sev = "error" if dead else "warning"
+        lines = "; ".join(f"{flow_text(f)}: {why}" for _v, f, why in items[:6])
+        views = [v for v, _f, _w in items]
+        yield make(
+            "INNER_BLOCKED", f"{m.tunnel}|inner|blocked",
+            title=f"Inside the tunnel, {len(svc)} service(s) refused: {', '.join(svc[:4])}",
+            detail=f"Seen on {where(ctx, views)}: {lines}."
+                   + ("" if dead else " Other traffic to the same host works: a partial "
+                                      "failure."),
+            basis=basis_of(views), severity=sev,
+            evidence=flow_evidence(ctx, flows, m),
+            wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
+
+
+# -- INNER_MTU -----------------------------------------------------------------------------------
+
+@rule
+def inner_mtu(ctx):
+    for m in models(ctx):
+        items = []
+        for v, how, f in m.flows():
+            if how == "xfrm":
+                continue
+            if f.icmp is not None and icmp_too_big(f.ipver, f.icmp[0], f.icmp[1]):
+                items.append((v, f, None))
+                continue
+            for d, how in _stalled_dirs(f):
+                # retransmissions: the last one had its time; a hole: nothing more arrived
+                if judged(ctx, f.last_ts if how == "retx" else f.data_ts[d]):
+                    items.append((v, f, (d, how)))
+        if not items:
+            continue
+        parts = []
+        for v, f, dh in items[:4]:
+            if dh is None:
+                what = "fragmentation needed" if f.ipver == 4 else "packet too big"
+                parts.append(f"{flow_text(f)}: ICMP {what} from {ip_text(f.icmp[3])}, MTU "
+                             f"{f.icmp[2]}")
+                continue
+            d, how = dh
+            sender = ip_text(f.cli if d == 0 else f.srv)
+            mss = "; MSS offered: " + ", ".join(
+                f"{x} by {ip_text(a)}" for x, a in ((f.mss[0], f.cli), (f.mss[1], f.srv)) if x) \
+                if any(f.mss) else ""
+            if how == "retx":
+                parts.append(f"{flow_text(f)}: {f.retx[d]} retransmissions of segments up to "
+                             f"{f.maxlen[d]} bytes from {sender} never acknowledged; the largest "
+                             f"segment that got through was {f.acked[d]} bytes{mss}")
+            else:
+                parts.append(f"{flow_text(f)}: {sender} sent {f.hole[d]} bytes that never "
+                             f"arrived here, while every segment that did was at most "
+                             f"{f.maxlen[d]} bytes{mss}")
+        flows = [f for _v, f, _d in items]
+        views = [v for v, _f, _d in items]
+        yield make(
+            "INNER_MTU", f"{m.tunnel}|inner|mtu",
+            title=f"TCP inside the tunnel stalls on full-size segments "
+                  f"({len({id(f) for f in flows})} connection(s))",
+            detail=f"Seen on {where(ctx, views)}: " + "; ".join(parts) + ". Small packets pass: "
+                   "the MTU inside the tunnel is below the segment size; clamp the MSS to the "
+                   "tunnel MTU minus 40.",
+            basis=basis_of(views),
+            evidence=flow_evidence(ctx, flows, m),
+            wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
+
+
+# -- DNS ----------------------------------------------------------------------------------------
+
+def _answered_names(m) -> set:
+    return {q.name for _v, _h, q in m.dns() if q.rcode == 0 and q.answers and q.name}
+
+
+@rule
+def dns_inside(ctx):
+    for m in models(ctx):
+        qs = [(v, q) for v, how, q in m.dns() if how != "xfrm"]
+        if not qs:
+            continue
+        lost = [(v, q) for v, q in qs if q.rcode is None and judged(ctx, q.ts)]
+        if lost:
+            servers = sorted({ip_text(q.server) for _v, q in lost})
+            ok = [q for _v, q in qs if q.rcode is not None]
+            names = sorted({q.name or "?" for _v, q in lost})
+            tries = sum(q.tries for _v, q in lost)
+            views = [v for v, _q in lost]
+            yield make(
+                "DNS_NO_ANSWER", f"{m.tunnel}|inner|dns-lost",
+                title=f"{len(lost)} DNS quer{'y' if len(lost) == 1 else 'ies'} through the "
+                      f"tunnel to {', '.join(servers)} unanswered",
+                detail=f"Seen on {where(ctx, views)}: queries for {', '.join(names[:6])} "
+                       f"({tries} packets with retries) to {', '.join(servers)} got no answer "
+                       f"within {ANSWER_TIMEOUT:g} s"
+                       + (f"; {len(ok)} other queries were answered." if ok else
+                          "; no DNS query through the tunnel was answered."),
+                basis=basis_of(views), severity="warning" if ok else "error",
+                evidence=evidence(ctx, [q.ref for _v, q in lost][:40], lost[0][1].ts,
+                                  lost[-1][1].ts, m),
+                wireshark_filter=_dns_filter(q for _v, q in lost), tunnel=m.tunnel)
+        good = _answered_names(m)
+        good_labels = {n.split(".")[0] for n in good}
+        bad = [(v, q) for v, q in qs if q.rcode in RCODE_NAMES and q.name
+               and q.name.split(".")[0] not in good_labels]
+        if bad:
+            names = {}
+            for _v, q in bad:
+                names.setdefault(q.name, set()).add(RCODE_NAMES[q.rcode])
+            views = [v for v, _q in bad]
+            txt = "; ".join(f"{n}: {'/'.join(sorted(r))}" for n, r in sorted(names.items())[:6])
+            yield make(
+                "DNS_ERROR", f"{m.tunnel}|inner|dns-error",
+                title=f"Internal name(s) not resolved through the tunnel: "
+                      f"{', '.join(sorted({n.split('.')[0] for n in names}))}",
+                detail=f"Seen on {where(ctx, views)}: {txt} (server "
+                       f"{', '.join(sorted({ip_text(q.server) for _v, q in bad}))}); no query "
+                       f"for the same name under another suffix was answered"
+                       + (f" (other names resolved: {', '.join(sorted(good)[:4])})." if good
+                          else "."),
+                basis=basis_of(views),
+                evidence=evidence(ctx, sorted({r for _v, q in bad for r in (q.ref, q.rref)
+                                               if r is not None})[:40],
+                                  bad[0][1].ts, bad[-1][1].rts or bad[-1][1].ts, m),
+                wireshark_filter=_dns_filter(q for _v, q in bad), tunnel=m.tunnel)
+
+
+def _dns_filter(queries) -> str:
+    """The queries by name; decrypted ones by their ESP frames."""
+    names = []
+    keyed = []
+    for q in queries:
+        if q.view.kind == "keys":
+            keyed.extend(r for r in (q.ref, q.rref) if r is not None)
+        elif q.name and q.name not in names:
+            names.append(q.name)
+    parts = []
+    if names:
+        parts.append("dns.qry.name in {" + ", ".join(f'"{n}"' for n in names[:8]) + "}"
+                     if len(names) > 1 else f'dns.qry.name == "{names[0]}"')
+    if keyed:
+        parts.append(frames_filter(sorted(set(keyed))))
+    if not parts:
+        return "dns"
+    return parts[0] if len(parts) == 1 else " || ".join(f"({p})" for p in parts)
+
+
+@rule
+def dns_outside(ctx):
+    plain = ctx.state.plain
+    if plain is None:
+        return
+    for m in models(ctx):
+        inside = _answered_names(m) | {q.name for _v, _h, q in m.dns() if q.name}
+        pushed = pushed_domains(ctx, m.tunnel)
+        domains = {parent(n) for n in inside if parent(n)} | pushed
+        tied = {id(v) for v, _h in m.views}
+        hits = []
+        for v in plain.views.values():
+            if v.kind != "physical" or id(v) in tied or v.file not in m.files:
+                continue
+            for q in v.dns:
+                if q.server in m.outer or not q.name:
+                    continue
+                if is_internal_name(q.name) or q.name in inside or \
+                        any(q.name == d or q.name.endswith("." + d) for d in pushed) or \
+                        parent(q.name) in domains:
+                    hits.append((v, q))
+        if not hits:
+            continue
+        views = [v for v, _q in hits]
+        names = sorted({q.name for _v, q in hits})
+        servers = sorted({ip_text(q.server) for _v, q in hits})
+        how = ", ".join(sorted({"unanswered" if q.rcode is None else
+                                RCODE_NAMES.get(q.rcode, "answered") for _v, q in hits}))
+        yield make(
+            "DNS_OUTSIDE_TUNNEL", f"{m.tunnel}|inner|dns-outside",
+            title=f"Internal name(s) asked outside the tunnel: {', '.join(names[:4])}",
+            detail=f"Seen on {where(ctx, views)}: queries for {', '.join(names[:6])} went to "
+                   f"{', '.join(servers)} outside the tunnel ({how}); "
+                   + (f"names under {', '.join(sorted(d for d in domains if d)[:3])} are "
+                      f"resolved through the tunnel." if domains else
+                      "these names are internal by their form."),
+            basis="observed",
+            evidence=evidence(ctx, sorted({q.ref for _v, q in hits})[:40], hits[0][1].ts,
+                              hits[-1][1].ts, m),
+            wireshark_filter=_dns_filter(q for _v, q in hits), tunnel=m.tunnel)
