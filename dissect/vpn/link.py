@@ -1,7 +1,7 @@
 """Link layers and mirror wrappers: frame bytes -> the network tuple of the first real IP header.
 
-``decode_frame(linktype, data)`` returns the network tuple of :mod:`dissect.vpn.ip`
-(:class:`~dissect.vpn.ip.NetTuple`, a named tuple)::
+``decode_frame(linktype, data)`` returns the network tuple of :mod:`dissect.vpn.ip` (a plain
+tuple, :data:`~dissect.vpn.ip.NetFields`; :class:`~dissect.vpn.ip.NetTuple` names its fields)::
 
     (ipver, src, dst, proto, sport, dport, l4off, end, frag_off, more_frags, ident, hdr_off)
 
@@ -72,8 +72,7 @@ from struct import error as StructError
 
 from .errors import DissectError
 from .types import Buffer
-from .ip import IpProto, NetTuple, Port, decode_ip, decode_ipv4, decode_ipv6
-from .ip import _net
+from .ip import IpProto, NetFields, Port, decode_ip, decode_ipv4, decode_ipv6
 
 __all__ = [
     "COOKED_LINKTYPES",
@@ -243,7 +242,7 @@ _FAST6 = struct.Struct("!14xBxxxHBx16s16sHH").unpack_from
 _FAST_IP = struct.Struct("!BxHHHxB2x4s4sHH").unpack_from
 
 
-def decode_frame(linktype: int, data: Buffer) -> NetTuple | None:
+def decode_frame(linktype: int, data: Buffer) -> NetFields | None:
     """Decode one captured frame; see the module docstring.  ``data`` is bytes-like."""
     # Fast path: Ethernet II (optionally one 802.1Q tag) + IPv4 without options, not
     # fragmented (DF allowed), carrying UDP (not VXLAN), TCP or ESP; or Ethernet II + IPv6
@@ -260,11 +259,11 @@ def decode_frame(linktype: int, data: Buffer) -> NetTuple | None:
                 end = n
             if proto == 17:
                 if dport != 4789:  # VXLAN: peel in the general path
-                    return _net(NetTuple, (4, src, dst, 17, sport, dport, 34, end, 0, False, ident, 14))
+                    return (4, src, dst, 17, sport, dport, 34, end, 0, False, ident, 14)
             elif proto == 50:
-                return _net(NetTuple, (4, src, dst, 50, -1, -1, 34, end, 0, False, ident, 14))
+                return (4, src, dst, 50, -1, -1, 34, end, 0, False, ident, 14)
             elif proto == 6:
-                return _net(NetTuple, (4, src, dst, 6, sport, dport, 34, end, 0, False, ident, 14))
+                return (4, src, dst, 6, sport, dport, 34, end, 0, False, ident, 14)
         elif et == 0x8100:
             # Same with one 802.1Q tag (mirror ports are often trunks): the same layout 4 bytes on.
             try:
@@ -278,11 +277,11 @@ def decode_frame(linktype: int, data: Buffer) -> NetTuple | None:
                     end = n
                 if proto == 17:
                     if dport != 4789:
-                        return _net(NetTuple, (4, src, dst, 17, sport, dport, 38, end, 0, False, ident, 18))
+                        return (4, src, dst, 17, sport, dport, 38, end, 0, False, ident, 18)
                 elif proto == 50:
-                    return _net(NetTuple, (4, src, dst, 50, -1, -1, 38, end, 0, False, ident, 18))
+                    return (4, src, dst, 50, -1, -1, 38, end, 0, False, ident, 18)
                 elif proto == 6:
-                    return _net(NetTuple, (4, src, dst, 6, sport, dport, 38, end, 0, False, ident, 18))
+                    return (4, src, dst, 6, sport, dport, 38, end, 0, False, ident, 18)
         elif et == 0x86DD:
             # IPv6 whose first next header is UDP (not VXLAN), ESP or TCP, payload length set.
             try:
@@ -296,11 +295,11 @@ def decode_frame(linktype: int, data: Buffer) -> NetTuple | None:
                     end = n
                 if nh == 17:
                     if dport != 4789:
-                        return _net(NetTuple, (6, src, dst, 17, sport, dport, 54, end, 0, False, 0, 14))
+                        return (6, src, dst, 17, sport, dport, 54, end, 0, False, 0, 14)
                 elif nh == 50:
-                    return _net(NetTuple, (6, src, dst, 50, -1, -1, 54, end, 0, False, 0, 14))
+                    return (6, src, dst, 50, -1, -1, 54, end, 0, False, 0, 14)
                 elif nh == 6:
-                    return _net(NetTuple, (6, src, dst, 6, sport, dport, 54, end, 0, False, 0, 14))
+                    return (6, src, dst, 6, sport, dport, 54, end, 0, False, 0, 14)
     return _decode_general(linktype, data)
 
 
@@ -322,7 +321,7 @@ def _null_family(data: Buffer, off: int, n: int) -> int:
     return _NONE
 
 
-def _decode_general(linktype: int, data: Buffer) -> NetTuple | None:
+def _decode_general(linktype: int, data: Buffer) -> NetFields | None:
     n = len(data)
     off = 0
     if linktype == LINKTYPE_ETHERNET:
@@ -368,7 +367,7 @@ def _decode_general(linktype: int, data: Buffer) -> NetTuple | None:
     return _peel(data, et, off, n)
 
 
-def _peel(data: Buffer, et: int, off: int, limit: int) -> NetTuple | None:
+def _peel(data: Buffer, et: int, off: int, limit: int) -> NetFields | None:
     """The peeling loop: ``et`` says what starts at ``off``; ``limit`` bounds it."""
     layers = 0
     encaps = 0
@@ -389,15 +388,15 @@ def _peel(data: Buffer, et: int, off: int, limit: int) -> NetTuple | None:
                     end = limit
                 if end >= off + 24:
                     if proto == 17:
-                        t = _net(NetTuple, (4, src, dst, 17, sport, dport, off + 20, end, 0, False, ident, off))
+                        t = (4, src, dst, 17, sport, dport, off + 20, end, 0, False, ident, off)
                         if dport != 4789:
                             return t
                     elif proto == 50:
-                        return _net(NetTuple, (4, src, dst, 50, -1, -1, off + 20, end, 0, False, ident, off))
+                        return (4, src, dst, 50, -1, -1, off + 20, end, 0, False, ident, off)
                     elif proto == 6:
-                        return _net(NetTuple, (4, src, dst, 6, sport, dport, off + 20, end, 0, False, ident, off))
+                        return (4, src, dst, 6, sport, dport, off + 20, end, 0, False, ident, off)
                     else:  # GRE (maybe a mirror wrapper) and the rest
-                        t = _net(NetTuple, (4, src, dst, proto, -1, -1, off + 20, end, 0, False, ident, off))
+                        t = (4, src, dst, proto, -1, -1, off + 20, end, 0, False, ident, off)
                 else:
                     t = decode_ipv4(data, off, limit)
             else:
@@ -532,7 +531,7 @@ def frame_esp_spi(linktype: int, data: Buffer) -> int | None:
         return None
     if d is None:
         return None
-    proto, sport, dport, l4off, end = d.proto, d.sport, d.dport, d.l4off, d.end
+    proto, sport, dport, l4off, end = d[3:8]
     if proto == IPPROTO_ESP and end - l4off >= _ESP_MIN:
         return int(_U32.unpack_from(data, l4off)[0])
     if proto == IPPROTO_UDP and NAT_T_PORT in (sport, dport) and end - l4off >= _UDP_ESP_MIN:
