@@ -865,7 +865,7 @@ class PcapReader(_Reader):
                         break
                     got = {}
                     res = classify(buf, offs, order, nanosecond, bt.number, fields=got)
-                    cap, wire = res[1], res[2]
+                    cap = res[1]
                     frac = got["frac"]
                     k = len(offs)
                     bad = cap > maxcap
