@@ -20,7 +20,6 @@ import argparse
 import json
 import random
 import struct
-import subprocess
 import sys
 from pathlib import Path
 

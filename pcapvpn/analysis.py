@@ -10,6 +10,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+from dissect.vpn.ip import Port
 from pcapvpn import __version__
 from pcapvpn import model as m
 from pcapvpn.decode import Decoder, Limits, NullSink
@@ -514,6 +515,7 @@ def _message_texts(sas, dicts, limits=None) -> None:
     --redact replaces identities.  (Belongs in model.ike_message_dict; kept here for now.)"""
     from dissect.vpn import registry as reg
     from dissect.vpn import vendor_ids as vid
+    from dissect.vpn.ident import id_value_text
     from pcapvpn.rules.common import proposal_texts
 
     for i, (sa, d) in enumerate(zip(sas, dicts)):
@@ -527,7 +529,7 @@ def _message_texts(sas, dicts, limits=None) -> None:
                 else:
                     names.append(vid.describe(v))
             ids = [f"{reg.payload_name(msg.version, p.type)} "
-                   f"{reg.id_type_name(msg.version, p.id_type)} {_id_text(p)}"
+                   f"{reg.id_type_name(msg.version, p.id_type)} {id_value_text(p)}"
                    for p in msg.ids]
             md["vendor_ids"] = names
             md["identities"] = ids
@@ -535,22 +537,8 @@ def _message_texts(sas, dicts, limits=None) -> None:
             if msg.proposals:
                 md["proposals"] = proposal_texts(msg.version, msg.proposals)
             inner = getattr(msg, "inner", None)
-            if md.get("decryption") is not None and inner and inner.get("proposals"):
-                md["decryption"]["proposals"] = proposal_texts(msg.version, inner["proposals"])
-
-
-def _id_text(p) -> str:
-    v = p.value
-    if isinstance(v, str):
-        return v
-    if isinstance(v, tuple) and len(v) == 2 and all(len(x) in (4, 16) for x in v):
-        return f"{m.addr(v[0])}/{m.addr(v[1])}"
-    if isinstance(v, (bytes, bytearray)) and len(v) in (4, 16) and p.id_type in (1, 5):
-        return m.addr(bytes(v))
-    b = bytes(p.data)
-    if b and all(0x20 <= c < 0x7F for c in b):
-        return b.decode("ascii")
-    return f"<{len(b)} bytes> {b[:32].hex()}"
+            if md.get("decryption") is not None and inner and inner.proposals:
+                md["decryption"]["proposals"] = proposal_texts(msg.version, inner.proposals)
 
 
 def _damage(sources, start, end):
@@ -678,7 +666,7 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
                 counts.ike += 1
                 if msg.transport == "tcp":
                     counts.ike_tcp += 1
-                elif msg.sport == 4500 or msg.dport == 4500:
+                elif Port.NAT_T in (msg.sport, msg.dport):
                     counts.ike_udp_4500 += 1
                 else:
                     counts.ike_udp_500 += 1

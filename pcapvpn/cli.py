@@ -13,6 +13,7 @@ import traceback
 import click
 
 from pcapvpn import __version__
+from pcapvpn.findings import SEVERITIES
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -60,7 +61,7 @@ def cli():
     """pcapvpn: find out why a VPN does not come up or keeps dropping, from a packet capture."""
 
 
-_SEVERITIES = ["critical", "error", "warning", "info"]
+_SEVERITIES = [s.value for s in SEVERITIES]  # click's choices: plain strings
 
 
 def _error(message) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from dissect.vpn import esp as _esp
 from dissect.vpn import fast as _fast
 from dissect.vpn import ip as _ip
+from dissect.vpn import l2tp as _l2tp
 from dissect.vpn import link as _link
 from dissect.vpn import openvpn as _openvpn
 from dissect.vpn import pptp as _pptp
@@ -27,20 +28,25 @@ from dissect.vpn import tls as _tls
 from dissect.vpn import udpencap as _udpencap
 from dissect.vpn import wireguard as _wg
 from dissect.vpn.errors import DissectError
+from dissect.vpn.ip import IpProto, Port
 from pcapvpn.tcp_reassembly import SYN, TcpReassembler
 
 __all__ = ["Decoder", "DissectSink", "Limits", "NullSink", "VPN_TCP_PORTS", "VPN_TCP_SERVICES"]
 
 #: TCP ports whose streams are reassembled: RFC 9329 IKE/ESP over TCP is usually on 4500 (its
 #: suggested port) or 500; 443/1194/1723 are added by the other VPN protocols.
-VPN_TCP_PORTS = frozenset((500, 4500))
+VPN_TCP_PORTS = frozenset((Port.IKE, Port.NAT_T))
 
 #: TCP streams of the VPNs beside IPsec, by server port: OpenVPN (IANA 1194), PPTP (RFC 2637,
 #: 1723), TLS for SSL-VPNs (443; FortiGate 10443, SonicWall 4433).  OpenVPN over TCP is also
 #: recognised on any port by its first packet; a TLS port whose client speaks OpenVPN is OpenVPN.
-VPN_TCP_SERVICES = {1194: "openvpn", 1723: "pptp", 443: "tls", 10443: "tls", 4433: "tls"}
-#: L2TP (RFC 2661 §8.1); the other UDP VPNs are recognised by structure on any port
-L2TP_PORT = 1701
+VPN_TCP_SERVICES = {Port.OPENVPN: "openvpn", Port.PPTP: "pptp", Port.HTTPS: "tls",
+                    Port.FORTIGATE_SSLVPN: "tls", Port.SONICWALL_SSLVPN: "tls"}
+#: L2TP (RFC 2661 §8.1) is known by its port; the other UDP VPNs by structure on any port
+L2TP_PORT = _l2tp.PORT
+#: IP protocol numbers as plain ints for the per-frame dispatch (dissect.vpn.number)
+_P_ICMP, _P_TCP, _P_UDP, _P_GRE, _P_ESP, _P_AH, _P_ICMPV6 = (int(p) for p in (
+    IpProto.ICMP, IpProto.TCP, IpProto.UDP, IpProto.GRE, IpProto.ESP, IpProto.AH, IpProto.ICMPV6))
 #: ports that carry no VPN (DNS, DHCP, NTP, NetBIOS, SNMP, syslog, SSDP, mDNS, LLMNR): skipped
 #: before any VPN classification
 _NOT_VPN_PORTS = frozenset((53, 67, 68, 123, 137, 138, 161, 162, 514, 1900, 5353, 5355))
@@ -169,7 +175,7 @@ class NullSink:
     def icmp_error(self, ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu, quoted):
         pass
 
-    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first, why):
+    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, head, why):
         """An IP fragment set that never completed.  ``why``: "timeout" (it waited
         ``frag_timeout`` seconds of capture time), "evicted" (memory bound) or "end" (the capture
         ended first: absence not established)."""
@@ -510,7 +516,7 @@ class Decoder:
                 self._fragment((fidx, num), ts, r, data)
                 return
             vpn = True
-            if proto == 17:
+            if proto == _P_UDP:
                 if sport < 0:
                     self._error((fidx, num), "UDP header truncated")
                     return
@@ -524,7 +530,7 @@ class Decoder:
                     return
                 vpn = self._udp_other((fidx, num), ts, ipver, src, dst, sport, dport, kind, a,
                                       data, poff, end, ((fidx, num),))
-            elif proto == 50:
+            elif proto == _P_ESP:
                 spi, seq = _esp.parse_esp(data, l4off, end)
                 sink.esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, end - l4off)
                 if keyed is not None and spi in keyed:
@@ -590,7 +596,7 @@ class Decoder:
         elif kind == _KEEPALIVE:
             self.sink.keepalive(ref, ts, ipver, src, dst, sport, dport)
         elif kind == _MALFORMED:
-            self._error(ref, f"UDP {dport if dport in (500, 4500) else sport} payload of "
+            self._error(ref, f"UDP {dport if dport in VPN_TCP_PORTS else sport} payload of "
                              f"{end - poff} bytes is neither ESP, IKE nor a NAT keepalive")
         else:
             self.other += 1
@@ -602,16 +608,16 @@ class Decoder:
         """AH, ICMP, TCP, GRE and the rest; False when the packet is plaintext (no VPN
         traffic; ICMP errors are both: they may quote a VPN flow or an inner one)."""
         sink = self.sink
-        if proto == 51:
+        if proto == _P_AH:
             nh, plen, spi, seq, icv = _esp.parse_ah(data, l4off, end)
             sink.ah(ref, ts, ipver, src, dst, spi, seq, end - l4off)
-            if nh == 50:
+            if nh == _P_ESP:
                 # AH+ESP (RFC 4302 §3.1: Payload Length is the AH length in 32-bit words - 2)
                 eoff = l4off + (plen + 2) * 4
                 spi, seq = _esp.parse_esp(data, eoff, end)
                 sink.esp(ref, ts, ipver, src, dst, -1, -1, spi, seq, end - eoff)
                 self._esp_payload(ref, ts, ipver, src, dst, -1, -1, spi, seq, data, eoff, end)
-        elif proto == 1 or proto == 58:
+        elif proto == _P_ICMP or proto == _P_ICMPV6:
             r = _ip.decode_icmp_error(data, l4off, end, ipver)
             if r is not None:
                 icmp_type, icmp_code, mtu, quoted = r
@@ -619,13 +625,11 @@ class Decoder:
             else:
                 self.other += 1
             return False
-        elif proto == 6:
+        elif proto == _P_TCP:
             return self._tcp(ref, ts, ipver, src, dst, data, l4off, end)
-        elif proto == 47:
+        elif proto == _P_GRE:
             self.other += 1
-            # enhanced GRE of PPTP (RFC 2637 §4.1): version 1, protocol 0x880B
-            if end - l4off >= 8 and data[l4off + 1] & 7 == 1 and \
-                    data[l4off + 2] == 0x88 and data[l4off + 3] == 0x0B:
+            if _pptp.looks_like_gre(data, l4off, end):
                 call, plen, gseq, gack, _p = _pptp.parse_gre(data, l4off, end)
                 self.vpn_frames += 1
                 sink.gre(ref, ts, ipver, src, dst, call, plen, gseq, gack)
@@ -683,7 +687,7 @@ class Decoder:
         frames = tuple(fs.frames)
         ipver, src, dst, proto = fs.ipver, fs.src, fs.dst, fs.proto
         end = len(payload)
-        if proto == 17:
+        if proto == _P_UDP:
             sport, dport, poff = _ip.decode_udp(payload, 0, end)
             kind, a, b = _udpencap.classify_udp(sport, dport, payload, poff, end)
             if kind == _ESP:
@@ -693,14 +697,14 @@ class Decoder:
             else:
                 self._udp_other(ref, ts, ipver, src, dst, sport, dport, kind, a, payload, poff,
                                 end, frames)
-        elif proto == 50:
+        elif proto == _P_ESP:
             spi, seq = _esp.parse_esp(payload, 0, end)
             self.sink.esp(ref, ts, ipver, src, dst, -1, -1, spi, seq, end)
             self._esp_payload(ref, ts, ipver, src, dst, -1, -1, spi, seq, payload, 0, end)
             self.sink.esp_fragmented(ipver, src, dst, spi, frames, "esp")
         else:
             self._other_proto(ref, ts, ipver, src, dst, proto, -1, -1, payload, 0, end)
-            if proto == 51 and end >= 8:
+            if proto == _P_AH and end >= 8:
                 spi = _esp.parse_ah(payload, 0, end)[2]
                 self.sink.esp_fragmented(ipver, src, dst, spi, frames, "ah")
 
@@ -710,7 +714,8 @@ class Decoder:
         if why == "evicted":
             self.frag_evicted += 1
         self.sink.fragments_incomplete(fs.first_ts, fs.ipver, fs.src, fs.dst, fs.proto, fs.ident,
-                                       tuple(fs.frames), fs.first_piece(), why)
+                                       tuple(fs.frames),
+                                       _udpencap.fragment_head(fs.proto, fs.first_piece()), why)
 
     def _expire_fragments(self, now):
         limit = now - self.limits.frag_timeout

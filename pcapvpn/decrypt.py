@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
@@ -47,10 +48,12 @@ except ImportError:  # pragma: no cover - older cryptography
 from dissect.vpn import ikev1 as _v1
 from dissect.vpn import ikev2 as _v2
 from dissect.vpn.errors import DissectError
+from dissect.vpn.ident import id_text, selectors
+from dissect.vpn.registry import CERT_X509_SIGNATURE, PayloadV1, PayloadV2, ProtocolId
 
 __all__ = ["Opened", "OK", "UNVERIFIED", "ICV_FAILED", "MALFORMED", "TRUNCATED", "UNSUPPORTED",
            "Ikev2Keyed", "Ikev2Decryptor", "Ikev1Decryptor", "EspDecryptor", "cert_summary",
-           "selectors"]
+           "InnerPayloads", "ChildSpi", "describe_inner"]
 
 OK = "ok"
 UNVERIFIED = "unverified"
@@ -237,7 +240,7 @@ def _chain_ok(payloads, errors, known) -> bool:
     return all(p.type in known for p in payloads)
 
 
-_V2_KNOWN = frozenset(_v2.PARSERS) - {_v2.SK, _v2.SKF}
+_V2_KNOWN = frozenset(_v2.PARSERS) - {PayloadV2.SK, PayloadV2.SKF}
 _V1_KNOWN = frozenset(_v1.PARSERS)
 
 
@@ -271,7 +274,7 @@ class Ikev2Decryptor:
         raw = msg.raw
         rec = None
         for p in msg.payloads:
-            if p.type == _v2.SK or p.type == _v2.SKF:
+            if p.type == PayloadV2.SK or p.type == PayloadV2.SKF:
                 rec = p
         if rec is None:
             return (MALFORMED, "no SK/SKF payload", None, None, None, True)
@@ -280,7 +283,7 @@ class Ikev2Decryptor:
         res = self._open(raw, rec.data_off, rec.data_end, bool(m.from_initiator))
         r, kd = res
         origin = kd.key.origin
-        if rec.type == _v2.SK:
+        if rec.type == PayloadV2.SK:
             return self._finish(r, origin, rec.next_payload)
         # SKF (RFC 7383 §2.6): fragments are protected one by one; reassembled in order
         if r.data is None:
@@ -364,12 +367,12 @@ class Ikev1Decryptor:
             return
         for p in m.msg.payloads:
             t = p.type
-            if t == _v1.SA_PAYLOAD and getattr(p, "proposals", None):
+            if t == PayloadV1.SA and getattr(p, "proposals", None):
                 tr = p.proposals[0].transforms
                 attrs = tr[0].attributes if tr else []
                 if role == "responder" or self.offered is None:
                     self.offered = (attrs, len(tr), role)
-            elif t == _v1.KE and hasattr(p, "data"):
+            elif t == PayloadV1.KE and hasattr(p, "data"):
                 if role == "initiator":
                     self.gxi = p.data
                 else:
@@ -636,209 +639,106 @@ def cert_summary(der: bytes):
             "subject_alt_names": sans, "serial": format(c.serial_number, "x")}
 
 
-def _int(b: bytes) -> int:
-    return int.from_bytes(b, "big")
+class ChildSpi(NamedTuple):
+    """The SPI a decrypted SA proposal offers for an AH / ESP child SA."""
+
+    protocol: int  # ProtocolId.AH / ESP
+    spi: bytes
+    value: int  # the SPI as an integer
 
 
-def selectors(rec, version: int) -> list:
-    """Traffic selectors as ``(ipver, start, end, protocol, start_port, end_port)`` (addresses as
-    ints): IKEv2 TSi/TSr (RFC 7296 §3.13.1) or an IKEv1 Quick Mode ID (RFC 2407 §4.6.2: address,
-    subnet or range, with its protocol and port)."""
-    out = []
-    if version == 2:
-        for s in getattr(rec, "selectors", ()) or ():
-            if s.start_addr is None:
-                continue
-            ipver = 4 if len(s.start_addr) == 4 else 6
-            out.append((ipver, _int(s.start_addr), _int(s.end_addr), s.protocol, s.start_port,
-                        s.end_port))
-        return out
-    t = getattr(rec, "id_type", None)
-    d = getattr(rec, "data", b"")
-    port = getattr(rec, "port", 0) or 0
-    sp, ep = (port, port) if port else (0, 65535)
-    proto = getattr(rec, "protocol", 0) or 0
-    if t in (_v1.ID_IPV4_ADDR, _v1.ID_IPV6_ADDR):
-        v = _int(d)
-        out.append((4 if t == _v1.ID_IPV4_ADDR else 6, v, v, proto, sp, ep))
-    elif t in (_v1.ID_IPV4_ADDR_SUBNET, _v1.ID_IPV6_ADDR_SUBNET):
-        h = len(d) // 2
-        a, mask = _int(d[:h]), _int(d[h:])
-        bits = h * 8
-        start = a & mask
-        end = start | (~mask & ((1 << bits) - 1))
-        out.append((4 if h == 4 else 6, start, end, proto, sp, ep))
-    elif t in (_v1.ID_IPV4_ADDR_RANGE, _v1.ID_IPV6_ADDR_RANGE):
-        h = len(d) // 2
-        out.append((4 if h == 4 else 6, _int(d[:h]), _int(d[h:]), proto, sp, ep))
-    return out
+@dataclass(slots=True)
+class InnerPayloads:
+    """What the decrypted payloads of an IKE message say (:func:`describe_inner`), for tracking,
+    the rules and the report.  Records are dissect's where dissect has them."""
+
+    #: the first inner payload type
+    first: int | None
+    payload_types: list = field(default_factory=list)
+    #: Notify (IKEv2) / Notification (IKEv1) records: ``n.notify_type``, ``n.invalid_spi``,
+    #: ``n.dpd_seq`` ...
+    notifies: list = field(default_factory=list)
+    #: Delete records: ``protocol``, ``spis`` (bytes), ``spi_values`` (ints)
+    deletes: list = field(default_factory=list)
+    #: AH / ESP SPIs offered in SA proposals (:class:`ChildSpi`)
+    child_spis: list = field(default_factory=list)
+    #: the SA payload's proposal records
+    proposals: list = field(default_factory=list)
+    #: ``(payload type, id type, text)`` of each ID payload
+    ids: list = field(default_factory=list)
+    #: traffic selectors of the initiator / the responder (:func:`dissect.vpn.ident.selectors`)
+    ts_initiator: list = field(default_factory=list)
+    ts_responder: list = field(default_factory=list)
+    #: :func:`cert_summary` of each X.509 CERT, or ``{"encoding": n}``
+    certs: list = field(default_factory=list)
+    #: ``(cfg type, [(attribute, value)])`` of CP / Mode-CFG payloads
+    config: list = field(default_factory=list)
+    #: ``(code, type)`` of EAP payloads
+    eap: list = field(default_factory=list)
+    auth_method: int | None = None
 
 
-def _addr_text(b: bytes) -> str:
-    import ipaddress
-
-    try:
-        return str(ipaddress.ip_address(bytes(b)))
-    except ValueError:
-        return bytes(b).hex()
+_CHILD_PROTOCOLS = (ProtocolId.AH, ProtocolId.ESP)
 
 
-def _id_text(id_type: int, data: bytes) -> str:
-    """An identity as operators write it (RFC 7296 §3.5 / RFC 2407 §4.6.2.1 types)."""
-    if id_type in (1, 5) and len(data) in (4, 16):
-        return _addr_text(data)
-    if id_type in (2, 3):
-        return bytes(data).decode("utf-8", "replace")
-    if id_type in (4, 6) and len(data) in (8, 32):
-        h = len(data) // 2
-        import ipaddress
-
-        try:
-            net = ipaddress.ip_network(f"{_addr_text(data[:h])}/{_addr_text(data[h:])}",
-                                       strict=False)
-            return str(net)
-        except ValueError:
-            return f"{_addr_text(data[:h])}/{_addr_text(data[h:])}"
-    if id_type in (7, 8) and len(data) in (8, 32):
-        h = len(data) // 2
-        return f"{_addr_text(data[:h])}-{_addr_text(data[h:])}"
-    if id_type == 9:
-        return _dn_from_der(bytes(data))
-    return "0x" + bytes(data).hex()
+def _child_spis(out: InnerPayloads, proposals) -> None:
+    out.proposals = proposals
+    for pr in proposals:
+        if pr.protocol in _CHILD_PROTOCOLS and pr.spi:
+            out.child_spis.append(ChildSpi(pr.protocol, pr.spi, pr.spi_value))
 
 
-_OID_NAMES = {"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
-              "2.5.4.11": "OU", "1.2.840.113549.1.9.1": "emailAddress", "2.5.4.5": "serialNumber",
-              "0.9.2342.19200300.100.1.25": "DC"}
+def _cert(out: InnerPayloads, p) -> None:
+    s = cert_summary(p.data) if p.encoding == CERT_X509_SIGNATURE else None
+    out.certs.append(s if s is not None else {"encoding": p.encoding})
 
 
-def _der_tlv(b: bytes, i: int):
-    tag = b[i]
-    n = b[i + 1]
-    i += 2
-    if n & 0x80:
-        k = n & 0x7F
-        n = int.from_bytes(b[i:i + k], "big")
-        i += k
-    return tag, i, i + n
-
-
-def _oid_text(b: bytes) -> str:
-    first = b[0]
-    parts = [str(first // 40), str(first % 40)]
-    v = 0
-    for x in b[1:]:
-        v = (v << 7) | (x & 0x7F)
-        if not x & 0x80:
-            parts.append(str(v))
-            v = 0
-    return ".".join(parts)
-
-
-def _dn_from_der(der: bytes) -> str:
-    """X.501 Name (RFC 5280 §4.1.2.4) → ``C=AT, O=..., CN=...`` (issuer order as in the DER)."""
-    try:
-        tag, s, e = _der_tlv(der, 0)
-        if tag != 0x30:
-            raise ValueError
-        out = []
-        i = s
-        while i < e:
-            _t, rs, re_ = _der_tlv(der, i)  # SET
-            j = rs
-            while j < re_:
-                _t2, as_, ae = _der_tlv(der, j)  # SEQUENCE {oid, value}
-                ot, os_, oe = _der_tlv(der, as_)
-                vt, vs, ve = _der_tlv(der, oe)
-                oid = _oid_text(der[os_:oe])
-                val = der[vs:ve].decode("utf-8", "replace")
-                out.append(f"{_OID_NAMES.get(oid, oid)}={val}")
-                j = ae
-            i = re_
-        return ", ".join(out)
-    except (IndexError, ValueError):
-        return "0x" + bytes(der).hex()
-
-
-def describe_inner(version: int, payloads, first) -> dict:
-    """What decrypted payloads say, as plain values for tracking, rules and the report:
-    ``payload_types``, ``notifies`` [(type, spi, data)], ``deletes`` [(protocol, [spi])],
-    ``child_spis`` [(protocol, spi)] from SA proposals, ``proposals`` (records), ``ids``
-    [(payload type, id type, text)], ``ts`` {"i": [...], "r": [...]} (see :func:`selectors`),
-    ``certs`` [cert_summary or {"encoding": n}], ``config`` [(cfg type, [(attr, value)])],
-    ``eap`` [(code, type)], ``auth_method``."""
-    d = {"first": first, "payload_types": [], "notifies": [], "deletes": [], "child_spis": [],
-         "proposals": [], "ids": [], "ts": {"i": [], "r": []}, "certs": [], "config": [],
-         "eap": [], "auth_method": None}
+def describe_inner(version: int, payloads, first) -> InnerPayloads:
+    """What decrypted payloads say, as an :class:`InnerPayloads`."""
+    out = InnerPayloads(first)
     qm_ids = []
     for p in payloads or ():
         t = p.type
-        d["payload_types"].append(t)
+        out.payload_types.append(t)
         if version == 2:
-            if t == _v2.N and hasattr(p, "notify_type"):
-                d["notifies"].append((p.notify_type, p.spi, p.data))
-            elif t == _v2.D and hasattr(p, "spis"):
-                d["deletes"].append((p.protocol, list(p.spis)))
-            elif t == _v2.SA_PAYLOAD and hasattr(p, "proposals"):
-                d["proposals"] = p.proposals
-                for pr in p.proposals:
-                    if pr.protocol in (2, 3) and pr.spi:
-                        d["child_spis"].append((pr.protocol, pr.spi))
-            elif t in (_v2.IDI, _v2.IDR) and hasattr(p, "id_type"):
-                d["ids"].append((t, p.id_type, _id_text(p.id_type, p.data)))
-            elif t in (_v2.TSI, _v2.TSR) and hasattr(p, "selectors"):
-                d["ts"]["i" if t == _v2.TSI else "r"].extend(selectors(p, 2))
-            elif t == _v2.CERT and hasattr(p, "encoding"):
-                s = cert_summary(p.data) if p.encoding == 4 else None
-                d["certs"].append(s if s is not None else {"encoding": p.encoding})
-            elif t == _v2.CP and hasattr(p, "cfg_type"):
-                d["config"].append((p.cfg_type, list(p.attributes)))
-            elif t == _v2.EAP and hasattr(p, "code"):
-                d["eap"].append((p.code, p.eap_type))
-            elif t == _v2.AUTH and hasattr(p, "method"):
-                d["auth_method"] = p.method
+            if t == PayloadV2.N and hasattr(p, "notify_type"):
+                out.notifies.append(p)
+            elif t == PayloadV2.D and hasattr(p, "spis"):
+                out.deletes.append(p)
+            elif t == PayloadV2.SA and hasattr(p, "proposals"):
+                _child_spis(out, p.proposals)
+            elif t in (PayloadV2.IDI, PayloadV2.IDR) and hasattr(p, "id_type"):
+                out.ids.append((t, p.id_type, id_text(p.id_type, p.data)))
+            elif t in (PayloadV2.TSI, PayloadV2.TSR) and hasattr(p, "selectors"):
+                (out.ts_initiator if t == PayloadV2.TSI else out.ts_responder).extend(
+                    selectors(p, 2))
+            elif t == PayloadV2.CERT and hasattr(p, "encoding"):
+                _cert(out, p)
+            elif t == PayloadV2.CP and hasattr(p, "cfg_type"):
+                out.config.append((p.cfg_type, list(p.attributes)))
+            elif t == PayloadV2.EAP and hasattr(p, "code"):
+                out.eap.append((p.code, p.eap_type))
+            elif t == PayloadV2.AUTH and hasattr(p, "method"):
+                out.auth_method = p.method
         else:
-            if t == _v1.N and hasattr(p, "notify_type"):
-                d["notifies"].append((p.notify_type, p.spi, p.data))
-            elif t == _v1.D and hasattr(p, "spis"):
-                d["deletes"].append((p.protocol, list(p.spis)))
-            elif t == _v1.SA_PAYLOAD and hasattr(p, "proposals"):
-                d["proposals"] = p.proposals
-                for pr in p.proposals:
-                    if pr.protocol in (2, 3) and pr.spi:
-                        d["child_spis"].append((pr.protocol, pr.spi))
-            elif t == _v1.ID and hasattr(p, "id_type"):
-                d["ids"].append((t, p.id_type, _id_text(p.id_type, p.data)))
+            if t == PayloadV1.N and hasattr(p, "notify_type"):
+                out.notifies.append(p)
+            elif t == PayloadV1.D and hasattr(p, "spis"):
+                out.deletes.append(p)
+            elif t == PayloadV1.SA and hasattr(p, "proposals"):
+                _child_spis(out, p.proposals)
+            elif t == PayloadV1.ID and hasattr(p, "id_type"):
+                out.ids.append((t, p.id_type, id_text(p.id_type, p.data)))
                 qm_ids.append(p)
-            elif t == _v1.CERT and hasattr(p, "encoding"):
-                s = cert_summary(p.data) if p.encoding == 4 else None
-                d["certs"].append(s if s is not None else {"encoding": p.encoding})
-            elif t == _v1.ATTR and hasattr(p, "cfg_type"):
-                d["config"].append((p.cfg_type, list(p.attributes)))
+            elif t == PayloadV1.CERT and hasattr(p, "encoding"):
+                _cert(out, p)
+            elif t == PayloadV1.ATTR and hasattr(p, "cfg_type"):
+                out.config.append((p.cfg_type, list(p.attributes)))
     if version == 1 and len(qm_ids) == 2:
         # Quick Mode IDci / IDcr (RFC 2409 §5.5): the initiator's and the responder's selectors
-        d["ts"]["i"] = selectors(qm_ids[0], 1)
-        d["ts"]["r"] = selectors(qm_ids[1], 1)
-    return d
-
-
-def selector_text(sel) -> str:
-    """``(ipver, start, end, proto, sport, eport)`` → ``10.10.1.0/24`` (a range when it is no
-    prefix), with ``proto/port`` when restricted."""
-    import ipaddress
-
-    ipver, a, b, proto, sp, ep = sel
-    cls = ipaddress.IPv4Address if ipver == 4 else ipaddress.IPv6Address
-    try:
-        nets = list(ipaddress.summarize_address_range(cls(a), cls(b)))
-        txt = str(nets[0]) if len(nets) == 1 else f"{cls(a)}-{cls(b)}"
-    except ValueError:
-        txt = f"{cls(a)}-{cls(b)}"
-    if proto:
-        txt += f" proto {proto}"
-    if (sp, ep) not in ((0, 65535), (0, 0)) and sp is not None:
-        txt += f" port {sp}" if sp == ep else f" ports {sp}-{ep}"
-    return txt
+        out.ts_initiator = selectors(qm_ids[0], 1)
+        out.ts_responder = selectors(qm_ids[1], 1)
+    return out
 
 
 #: configuration attributes whose values are secrets and never leave this module as values:

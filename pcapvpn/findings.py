@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from pcapvpn.names import Basis, Severity, Stage
+
 #: The troubleshooting order: a failure is reported at the first stage that broke.
-STAGES = ("reachability", "negotiation", "nat_traversal", "authentication", "child_sa",
-          "dataplane", "routing", "inner", "stability")
+STAGES = tuple(s for s in Stage if s is not Stage.CAPTURE)
 #: Outside the order: can the capture itself be trusted?
-CAPTURE_STAGE = "capture"
+CAPTURE_STAGE = Stage.CAPTURE
 ALL_STAGES = STAGES + (CAPTURE_STAGE,)
-SEVERITIES = ("critical", "error", "warning", "info")
-BASES = ("observed", "inferred", "decrypted", "log")
+SEVERITIES = tuple(Severity)
+BASES = tuple(Basis)
 
 
 def severity_rank(sev: str) -> int:
@@ -35,8 +36,8 @@ def stage_rank(stage: str) -> int:
 @dataclass(frozen=True)
 class Spec:
     code: str
-    stage: str
-    severity: str
+    stage: Stage
+    severity: Severity
     meaning: str
     advice: tuple[str, ...]
     #: posture findings (weak crypto ...) are reported beside the verdict and never change it
@@ -112,6 +113,7 @@ def declare(code: str, stage: str, severity: str, meaning: str, advice=(), *, po
         raise ValueError(f"{code}: unknown stage {stage}")
     if severity not in SEVERITIES:
         raise ValueError(f"{code}: unknown severity {severity}")
+    stage, severity = Stage(stage), Severity(severity)
     old = REGISTRY.get(code)
     texts = tuple(a.text if isinstance(a, When) else a for a in advice)
     conds = tuple(a.conditions if isinstance(a, When) else () for a in advice)
@@ -160,11 +162,11 @@ class LogRef:
 class Finding:
     id: str
     code: str
-    stage: str
-    severity: str
+    stage: Stage
+    severity: Severity
     title: str
     detail: str
-    basis: str
+    basis: Basis
     evidence: Evidence
     wireshark_filter: str
     advice: list[str]
@@ -224,7 +226,8 @@ def make(code: str, key: str, *, title: str, detail: str, basis: str = "observed
     adv = list(dict.fromkeys(advice)) if advice is not None else advice_for(code, facts)
     return Finding(
         id=finding_id(code, key), code=code, stage=spec.stage,
-        severity=severity or spec.severity, title=title, detail=detail, basis=basis,
+        severity=Severity(severity) if severity else spec.severity, title=title, detail=detail,
+        basis=Basis(basis),
         evidence=evidence or Evidence(), wireshark_filter=wireshark_filter, advice=adv,
         tunnel=tunnel, posture=spec.posture, failure=spec.failure and not spec.posture,
         aliases=list(ALIASES[(code, basis)]) if (code, basis) in ALIASES else None,

@@ -40,6 +40,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pcapvpn.findings import SEVERITIES
 from pcapvpn.live_capture import (AfPacketRing, CaptureError, PipeCapture, compile_filter,
                                   default_filter)
 # events: vendor IDs, identities and other attacker-chosen strings reach the terminal and syslog
@@ -1351,9 +1352,6 @@ def install_signals(session) -> None:
 
 
 # -- the command -----------------------------------------------------------------------------------
-
-SEVERITIES = ("critical", "error", "warning", "info")
-
 
 class _Filtered:
     """Events for the operator's selection (--peer, --min-severity), as in the report, redacted

@@ -38,6 +38,8 @@ import threading
 import time
 from collections import deque
 
+from dissect.vpn.link import LINKTYPE_DLT_RAW_12, LINKTYPE_ETHERNET, LINKTYPE_RAW, VXLAN_PORT
+
 __all__ = ["AfPacketRing", "CaptureError", "PipeCapture", "compile_filter", "default_filter",
            "interface_info", "list_interfaces"]
 
@@ -67,9 +69,8 @@ _U32 = struct.Struct("=I")
 
 # ARPHRD_* (linux/if_arp.h) whose frames start with an Ethernet header
 _ARPHRD_ETHER = (1, 772)  # ETHER, LOOPBACK
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101  # raw IPv4/IPv6 (DLT_RAW is 12 on Linux)
-_DLT = {LINKTYPE_ETHERNET: 1, LINKTYPE_RAW: 12}
+# pcap LINKTYPE -> the DLT libpcap compiles a filter for (DLT_RAW is 12 on Linux)
+_DLT = {LINKTYPE_ETHERNET: 1, LINKTYPE_RAW: LINKTYPE_DLT_RAW_12}
 
 SNAPLEN = 262144
 
@@ -132,7 +133,6 @@ _ICMP4_ERRORS = (3, 4, 5, 11, 12)
 #: ERSPAN III (8 + 12 = 20; with the O flag's platform subheader 8 + 20 = 28)
 #: (RFC 2784, RFC 2890, draft-foschiano-erspan-03)
 _GRE_INNER = (4, 8, 12, 16, 20, 28)
-VXLAN_PORT = 4789  # RFC 7348
 
 
 def _ports(lo: str, hi: str, ports) -> str:

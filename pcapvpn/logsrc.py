@@ -252,7 +252,7 @@ def read_lines(path: str) -> list[str]:
         raise LogSourceError(f"cannot read log {path}: {e.strerror or e}") from None
     except (EOFError, gzip.BadGzipFile) as e:
         raise LogSourceError(f"cannot read log {path}: damaged gzip data ({e})") from None
-    if b"\x00" in raw[:4096] and not raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if b"\x00" in raw[:4096] and raw[:2] not in (b"\xff\xfe", b"\xfe\xff"):
         raise LogSourceError(f"log {path} is not a text file (binary data at the start)")
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
         text = raw.decode("utf-16", "replace")  # Windows exports

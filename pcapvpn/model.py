@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from functools import lru_cache
 
 SCHEMA_VERSION = "0.2"
+#: bytes of a decrypted notify's data / a configuration attribute's value shown (hex) in the report
+NOTIFY_DATA_SHOWN = 64
 
 
 def asdict(obj):
@@ -358,7 +360,7 @@ def ike_message_dict(m, start, names) -> dict:
         "length": m.length,
         "size": m.size,
         "payloads": [reg.payload_name(m.version, t) for t in m.payload_types],
-        "notifies": [reg.notify_name(m.version, t) for t, _s, _d in m.notifies],
+        "notifies": [reg.notify_name(m.version, n.notify_type) for n in m.notifies],
         "encrypted": m.encrypted,
         "sk_first_payload": (reg.payload_name(m.version, m.sk_next) if m.sk_next else
                              ("none" if m.sk_next == 0 else None)),
@@ -378,29 +380,31 @@ def ike_decryption_dict(m, start) -> dict:
     payloads could be read, what they say.  Secrets (AUTH data, XAUTH passwords, keys) are never
     included."""
     from dissect.vpn import registry as reg
-    from pcapvpn.decrypt import SECRET_CONFIG_ATTRIBUTES, selector_text
+    from dissect.vpn.ident import selector_text
+    from pcapvpn.decrypt import SECRET_CONFIG_ATTRIBUTES
 
     v = m.version
     d = {"status": m.decrypt_status, "detail": m.decrypt_detail, "key": m.key_origin}
     inner = m.inner
     if inner is None:
         return d
-    d["payloads"] = [reg.payload_name(v, t) for t in inner["payload_types"]]
-    d["notifies"] = [{"type": reg.notify_name(v, t), "code": t,
-                      "spi": bytes(spi).hex() if spi else None,
-                      "data": bytes(data[:64]).hex() if data else None}
-                     for t, spi, data in inner["notifies"]]
-    proto = {1: "ike", 2: "ah", 3: "esp"}
-    d["deletes"] = [{"protocol": proto.get(p, str(p)), "spis": [bytes(s).hex() for s in spis]}
-                    for p, spis in inner["deletes"]]
-    d["child_spis"] = [{"protocol": proto.get(p, str(p)), "spi": bytes(s).hex()}
-                       for p, s in inner["child_spis"]]
+    d["payloads"] = [reg.payload_name(v, t) for t in inner.payload_types]
+    d["notifies"] = [{"type": reg.notify_name(v, n.notify_type), "code": n.notify_type,
+                      "spi": bytes(n.spi).hex() if n.spi else None,
+                      "data": bytes(n.data[:NOTIFY_DATA_SHOWN]).hex() if n.data else None}
+                     for n in inner.notifies]
+    proto = {reg.ProtocolId.IKE: "ike", reg.ProtocolId.AH: "ah", reg.ProtocolId.ESP: "esp"}
+    d["deletes"] = [{"protocol": proto.get(x.protocol, str(x.protocol)),
+                     "spis": [bytes(s).hex() for s in x.spis]}
+                    for x in inner.deletes]
+    d["child_spis"] = [{"protocol": proto.get(c.protocol, str(c.protocol)), "spi": bytes(c.spi).hex()}
+                       for c in inner.child_spis]
     d["ids"] = [{"payload": reg.payload_name(v, pt), "type": it, "value": val}
-                for pt, it, val in inner["ids"]]
-    d["traffic_selectors"] = {"initiator": [selector_text(x) for x in inner["ts"]["i"]],
-                              "responder": [selector_text(x) for x in inner["ts"]["r"]]}
+                for pt, it, val in inner.ids]
+    d["traffic_selectors"] = {"initiator": [selector_text(x) for x in inner.ts_initiator],
+                              "responder": [selector_text(x) for x in inner.ts_responder]}
     certs = []
-    for c in inner["certs"]:
+    for c in inner.certs:
         if "subject" in c:
             certs.append({"subject": c["subject"], "issuer": c["issuer"],
                           "not_before": asdict(Time.of(c["not_before"], start)),
@@ -412,12 +416,12 @@ def ike_decryption_dict(m, start) -> dict:
     d["config"] = [{"type": ct, "name": reg.cfg_type_name(v, ct), "attributes": [
         {"type": at, "name": reg.cfg_attribute_name(v, at),
          "value": None if at in SECRET_CONFIG_ATTRIBUTES
-         else (val if isinstance(val, int) else bytes(val[:64]).hex()),
+         else (val if isinstance(val, int) else bytes(val[:NOTIFY_DATA_SHOWN]).hex()),
          "text": None if at in SECRET_CONFIG_ATTRIBUTES else cfg_value_text(val)}
         for at, val in attrs]}
-        for ct, attrs in inner["config"]]
-    d["eap"] = [{"code": c, "type": t} for c, t in inner["eap"]]
-    d["auth_method"] = inner["auth_method"]
+        for ct, attrs in inner.config]
+    d["eap"] = [{"code": c, "type": t} for c, t in inner.eap]
+    d["auth_method"] = inner.auth_method
     return d
 
 

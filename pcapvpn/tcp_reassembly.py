@@ -42,12 +42,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from dissect.vpn.ip import TcpFlag
+
 __all__ = ["TcpDir", "TcpReassembler", "SYN", "FIN", "RST", "ACK"]
 
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-ACK = 0x10
+# plain ints for the per-segment path (dissect.vpn.number)
+FIN = int(TcpFlag.FIN)
+SYN = int(TcpFlag.SYN)
+RST = int(TcpFlag.RST)
+ACK = int(TcpFlag.ACK)
 
 _MASK = 0xFFFFFFFF
 _HALF = 0x80000000

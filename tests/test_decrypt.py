@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 
+from dissect.vpn import ident
 from dissect.vpn import ike as _ike
 from pcapvpn import decrypt as dec
 from pcapvpn.keys import load_keys
@@ -288,12 +289,13 @@ def test_ikev1_iv_chaining_through_the_tracker(tmp_path):
     (sa,) = tr.sas
     enc = [m for m in sa.messages if m.encrypted]
     assert [m.decrypt_status for m in enc] == ["unverified"] * 5
-    assert enc[0].inner["ids"][0][2] == "left" and enc[1].inner["ids"][0][2] == "right"
+    assert enc[0].inner.ids[0][2] == "left" and enc[1].inner.ids[0][2] == "right"
     q = enc[2].inner
-    assert q["child_spis"] == [(3, b"\xca\xfe\x00\x01")]
-    assert q["ts"]["i"] == [(4, 0x0A010000, 0x0A0100FF, 0, 0, 65535)]
-    assert q["ts"]["r"] == [(4, 0x0A010000, 0x0A01FFFF, 0, 0, 65535)]
-    assert enc[4].inner["notifies"][0][0] == 36136
+    assert q.child_spis == [(3, b"\xca\xfe\x00\x01", 0xCAFE0001)]
+    assert q.ts_initiator == [(4, 0x0A010000, 0x0A0100FF, 0, 0, 65535)]
+    assert q.ts_responder == [(4, 0x0A010000, 0x0A01FFFF, 0, 0, 65535)]
+    assert enc[4].inner.notifies[0].notify_type == 36136
+    assert enc[4].inner.notifies[0].dpd_seq == 7
     # a wrong key: no message makes a valid payload chain
     (tmp_path / "ikev1_decryption_table").write_text(f"{ISPI.hex()},{os.urandom(16).hex()}\n")
     tr2 = IkeTracker(DEFAULT, ["x"], load_keys([tmp_path]))
@@ -450,10 +452,10 @@ def test_selectors_and_text():
     from types import SimpleNamespace as NS
 
     v1 = NS(id_type=4, data=bytes([192, 168, 1, 0, 255, 255, 255, 0]), protocol=17, port=1701)
-    (s,) = dec.selectors(v1, 1)
-    assert dec.selector_text(s) == "192.168.1.0/24 proto 17 port 1701"
+    (s,) = ident.selectors(v1, 1)
+    assert ident.selector_text(s) == "192.168.1.0/24 proto 17 port 1701"
     rng = NS(id_type=7, data=bytes([10, 0, 0, 5, 10, 0, 0, 9]), protocol=0, port=0)
-    assert dec.selector_text(dec.selectors(rng, 1)[0]) == "10.0.0.5-10.0.0.9"
+    assert ident.selector_text(ident.selectors(rng, 1)[0]) == "10.0.0.5-10.0.0.9"
 
 
 def test_cert_summary_and_dn():
@@ -477,4 +479,4 @@ def test_cert_summary_and_dn():
     assert s["subject"] == "CN=gw.example,C=AT" and s["subject_alt_names"] == ["gw.example"]
     assert s["not_before"] == now.timestamp()
     assert dec.cert_summary(b"not a certificate") is None
-    assert dec._id_text(9, name.public_bytes()) == "C=AT, CN=gw.example"
+    assert ident.id_text(9, name.public_bytes()) == "C=AT, CN=gw.example"

@@ -58,13 +58,13 @@ def test_ikev1_certs_like_wireshark(tmp_path):
     assert all(m.decrypt_status == "unverified" for m in enc)
     assert all(m.key_origin.endswith("ikev1_decryption_table.tmpl:2") for m in enc)
     # Wireshark's test: the decrypted certificate says 'OpenSwan'
-    subjects = [cc["subject"] for m in enc for cc in m.inner["certs"]]
+    subjects = [cc["subject"] for m in enc for cc in m.inner.certs]
     assert any("CN=OpenSwan" in s for s in subjects)
     # the same payloads and certificate strings as tshark with the same key table
     rows = _tshark(cap, {"ikev1_decryption_table": table.read_text()},
                    ["frame.number", "isakmp.typepayload", "x509sat.printableString"], tmp_path)
     ours = {m.frames[-1][1]: m for m in enc}
-    strings = " ".join(f"{cc['subject']} {cc['issuer']}" for m in enc for cc in m.inner["certs"])
+    strings = " ".join(f"{cc['subject']} {cc['issuer']}" for m in enc for cc in m.inner.certs)
     for num, types, printable in rows:
         num = int(num)
         if num not in ours:
@@ -74,15 +74,15 @@ def test_ikev1_certs_like_wireshark(tmp_path):
             # a retransmitted QM1: Wireshark chains its IV from frame 7 and shows it malformed;
             # the copy of QM1 decrypts exactly like QM1 (frame 7)
             assert ours[8].retransmit_of is not None or ours[8].duplicate_of is not None
-            assert ours[8].inner["payload_types"] == ours[7].inner["payload_types"]
+            assert ours[8].inner.payload_types == ours[7].inner.payload_types
             continue
-        assert ours[num].inner["payload_types"] == top, num
+        assert ours[num].inner.payload_types == top, num
         for s in filter(None, printable.split(",")):
             assert s in strings, (num, s)
     # Quick Mode: the ESP SPIs of the child SA and its selectors
     qm = [m for m in enc if m.exch == 32 and not m.copy]
-    assert [s.hex() for m in qm[:2] for _p, s in m.inner["child_spis"]] == ["95f9fa06", "cd876adf"]
-    assert qm[0].inner["ts"]["r"][0][1] == 0x01010101
+    assert [s.hex() for m in qm[:2] for _p, s, _v in m.inner.child_spis] == ["95f9fa06", "cd876adf"]
+    assert qm[0].inner.ts_responder[0][1] == 0x01010101
 
 
 def test_ikev1_certs_report_json(tmp_path):
@@ -118,10 +118,10 @@ def test_ikev2pI2_against_tcpdump():
     (auth,) = [m for m in sa.messages if m.encrypted]
     assert auth.decrypt_status == "icv_failed"
     assert "encryption key matches" in auth.decrypt_detail
-    (idi,) = [i for i in auth.inner["ids"] if i[0] == 35]
+    (idi,) = [i for i in auth.inner.ids if i[0] == 35]
     assert idi[2] == m_id.group(3) == "west"
     assert idi[1] == int(m_id.group(2)[:2], 16)  # ID type byte of the printed body (2 = FQDN)
-    assert {"rsasig": 1}[m_auth.group(2)] == auth.inner["auth_method"]
+    assert {"rsasig": 1}[m_auth.group(2)] == auth.inner.auth_method
     codes = {f.code for f in r.findings}
     assert "KEYS_MISMATCH" in codes
 

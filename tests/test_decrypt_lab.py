@@ -150,7 +150,7 @@ def test_lab_against_tshark(name, cap, keys, exp):
         for m in sa.messages:
             n = [t for t, _s, _d in m.notifies]
             if m.inner is not None:
-                n += [t for t, _s, _d in m.inner["notifies"]]
+                n += [t for t, _s, _d in m.inner.notifies]
             ours[m.frames[-1][1]] = n
     theirs_flows = Counter()
     skipped = []

@@ -233,12 +233,14 @@ def test_configuration_payloads_feed_the_model():
     from types import SimpleNamespace as NS
 
     from pcapvpn.rules.inner import pushed_domains
+    from pcapvpn.decrypt import InnerPayloads
     from pcapvpn.track.inner import _assigned
 
     attrs = [(25, b"corp.example."), (28675, b"a.example, B.example"), (1, bytes([10, 8, 0, 7])),
              (1, bytes(4))]  # an all-zero address is a request, not an assignment
-    msgs = [NS(inner={"config": [(2, attrs)]}, is_response=True),
-            NS(inner={"config": [(1, [(1, bytes([10, 9, 9, 9]))])]}, is_response=False),
+    msgs = [NS(inner=InnerPayloads(None, config=[(2, attrs)]), is_response=True),
+            NS(inner=InnerPayloads(None, config=[(1, [(1, bytes([10, 9, 9, 9]))])]),
+               is_response=False),
             NS(inner=None, is_response=True)]
     t = NS(id="t", ike_sas=[NS(messages=msgs)])
     ctx = NS(state=NS(tunnels=[t]))

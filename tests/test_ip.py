@@ -16,8 +16,6 @@ from dissect.vpn.errors import DissectError
 from dissect.vpn.ip import (
     decode_icmp_error,
     decode_ip,
-    decode_ipv4,
-    decode_ipv6,
     decode_tcp,
     decode_udp,
     is_fragment,

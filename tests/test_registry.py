@@ -155,8 +155,8 @@ def test_is_error_notify():
         assert r.is_error_notify(v, 14)
         assert r.is_error_notify(v, 16383)  # unknown/private errors are still errors
         assert not r.is_error_notify(v, 16384)
-    assert not r.is_error_notify(2, r.N_NAT_DETECTION_SOURCE_IP)
-    assert not r.is_error_notify(1, r.N_V1_R_U_THERE)
+    assert not r.is_error_notify(2, r.NotifyV2.NAT_DETECTION_SOURCE_IP)
+    assert not r.is_error_notify(1, r.NotifyV1.R_U_THERE)
 
 
 def test_notify_reverse_lookup_and_uniqueness():
@@ -165,7 +165,7 @@ def test_notify_reverse_lookup_and_uniqueness():
     assert r.notify_code(2, "INVALID_KE_PAYLOAD") == 17
     assert r.notify_code(1, "R-U-THERE-ACK") == 36137
     assert r.notify_code(2, "NOPE") is None
-    assert r.N_NO_PROPOSAL_CHOSEN == r.notify_code(2, "NO_PROPOSAL_CHOSEN")
+    assert r.NotifyV2.NO_PROPOSAL_CHOSEN == r.notify_code(2, "NO_PROPOSAL_CHOSEN")
 
 
 # --------------------------------------------------------------------------- transforms
@@ -517,3 +517,39 @@ def test_other_names_match_tshark(tshark_values):
                          field_label="ipcomp", strip=("ipcomp",))
     problems += _compare(one("isakmp.sa.doi"), r.DOI, field_label="doi")
     assert not problems, "\n".join(problems)
+
+
+def test_enums_are_the_tables_numbers():
+    """Every table of names is keyed by its enum's members, one member per number, so a number
+    is written once (the enum) and named twice at most (the enum member, the printed name)."""
+    pairs = [(r.ExchangeType, r.EXCHANGE_TYPES), (r.PayloadV1, r.PAYLOAD_TYPES_V1),
+             (r.PayloadV2, r.PAYLOAD_TYPES_V2), (r.NotifyV1, r.NOTIFY_V1), (r.NotifyV2, r.NOTIFY_V2),
+             (r.TransformType, r.TRANSFORM_TYPES), (r.IdTypeV1, r.ID_TYPES_V1),
+             (r.IdTypeV2, r.ID_TYPES_V2), (r.IkeAttrV1, r.V1_IKE_ATTR),
+             (r.IpsecAttrV1, r.V1_IPSEC_ATTR), (r.TsType, r.TS_TYPES), (r.CfgType, r.CFG_TYPES_V2),
+             (r.CfgAttributeV2, r.CP_ATTRIBUTES_V2)]
+    for enum, table in pairs:
+        assert sorted(table) == sorted({int(m) for m in enum}), enum.__name__
+    # IKEv1 Mode-CFG: IKEv2's first 15 attributes, then its own
+    assert r.CFG_ATTRIBUTES_V1 == {**{k: v for k, v in r.CP_ATTRIBUTES_V2.items() if k <= 15},
+                                   **{int(m): m.name for m in r.CfgAttributeV1}}
+    # names as printed: IKEv1 notifies with hyphens, the rest as the enum spells them
+    assert r.NOTIFY_V1[r.NotifyV1.R_U_THERE_ACK] == "R-U-THERE-ACK"
+    assert r.NOTIFY_V2[r.NotifyV2.USE_ASSIGNED_HoA] == "USE_ASSIGNED_HoA"
+    for m in r.NotifyV2:
+        assert r.notify_name(2, m) == m.name
+    for m in r.ExchangeType:
+        assert r.exchange_name(m) == r.EXCHANGE_TYPES[m].name
+
+
+def test_enum_members_print_as_numbers():
+    """A member stands wherever the number stood: str, format, JSON, dict keys (Python 3.10 too,
+    whose IntEnum str() would print the member's name)."""
+    import json
+
+    m = r.ExchangeType.IKE_SA_INIT
+    assert (str(m), f"{m}", f"{m:>4}", "%s" % m, "%d" % m) == ("34", "34", "  34", "34", "34")
+    assert json.dumps({"exch": m, "list": [r.NotifyV2.COOKIE]}) == '{"exch": 34, "list": [16390]}'
+    assert {34: "x"}[m] == "x" and {m: "x"}[34] == "x" and hash(m) == hash(34)
+    assert repr(m) == "<ExchangeType.IKE_SA_INIT: 34>"
+    assert r.notify_types(1) is r.NotifyV1 and r.notify_types(2) is r.NotifyV2

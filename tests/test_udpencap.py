@@ -2,7 +2,6 @@ import struct
 
 import pytest
 
-from dissect.vpn.errors import DissectError
 from dissect.vpn.udpencap import (
     ESP, IKE, KEEPALIVE, MALFORMED, OTHER,
     classify_udp, ike_header_valid,

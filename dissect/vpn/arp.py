@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
+from .types import Buffer
 
 ETHERTYPE_ARP = 0x0806
 ARP_REQUEST = 1
@@ -21,7 +22,7 @@ _U16 = struct.Struct("!H").unpack_from
 _TAGS = (0x8100, 0x88A8, 0x9100, 0x9200)
 
 
-def link_payload(linktype: int, data):
+def link_payload(linktype: int, data: Buffer) -> tuple[int, int] | None:
     """``(ethertype, offset)`` of the payload of an Ethernet (1), SLL (113) or SLL2 (276) frame,
     802.1Q/802.1ad tags skipped; None for another link type or a frame too short."""
     n = len(data)
@@ -42,7 +43,8 @@ def link_payload(linktype: int, data):
     return None
 
 
-def parse_arp(data, off: int, end: int | None = None):
+def parse_arp(data: Buffer, off: int,
+              end: int | None = None) -> tuple[int, bytes, bytes, bytes, bytes] | None:
     """``(op, sender_mac, sender_ip, target_mac, target_ip)`` (addresses as bytes) of an
     Ethernet/IPv4 ARP packet at ``off``; None for other hardware / protocol types.  A truncated
     Ethernet/IPv4 ARP raises :class:`DissectError`."""

@@ -883,7 +883,7 @@ class PcapReader(_Reader):
                     got = {}
                     res = classify(buf, offs, order, nanosecond, bt.number, fields=got,
                                    linktype=lt)
-                    cap, wire = res[1], res[2]
+                    cap = res[1]
                     frac = got["frac"]
                     k = len(offs)
                     bad = cap > maxcap

@@ -9,8 +9,10 @@ subnet mask (1), routers (3), DNS servers (6), the domain name (15) and the serv
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from .errors import DissectError
+from .types import Buffer
 
 MAGIC = b"\x63\x82\x53\x63"
 #: option 53 values (RFC 2132 §9.6)
@@ -22,7 +24,7 @@ BOOTREPLY = 2
 _HEAD = struct.Struct("!BBBBIHH4s4s4s4s").unpack_from
 
 
-def parse_dhcp(data, off: int, end: int) -> dict:
+def parse_dhcp(data: Buffer, off: int, end: int) -> dict[str, Any]:
     """The DHCP message at ``data[off:end]`` (the UDP payload) as a dict: ``op``, ``xid``,
     ``ciaddr``, ``yiaddr`` (4-byte addresses), ``chaddr`` (6 bytes), ``type`` (option 53 or
     None), ``mask``, ``server`` (4 bytes or None), ``routers``, ``dns`` (lists of 4-byte

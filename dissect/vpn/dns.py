@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
+from .types import Buffer
 
 #: RCODE values (RFC 1035 §4.1.1, RFC 6895)
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
@@ -21,7 +22,7 @@ _HEAD = struct.Struct("!HHHHHH").unpack_from
 _MAX_POINTERS = 16
 
 
-def read_name(data, off: int, end: int):
+def read_name(data: Buffer, off: int, end: int) -> tuple[str, int]:
     """``(name, offset after the name)`` of the domain name at ``off`` (RFC 1035 §3.1, §4.1.4)."""
     labels = []
     pos = off
@@ -53,7 +54,8 @@ def read_name(data, off: int, end: int):
     return ".".join(labels), (after if after is not None else pos)
 
 
-def parse_dns(data, off: int, end: int):
+def parse_dns(data: Buffer, off: int,
+              end: int) -> tuple[int, bool, int, int, int, str | None, int | None]:
     """``(ident, is_response, rcode, qdcount, ancount, qname, qtype)`` of the DNS message at
     ``data[off:end]`` (UDP payload; for TCP skip the 2-byte length first).  ``qname`` / ``qtype``
     are None without a question."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
+from .types import Buffer
 
 __all__ = ["parse_esp", "parse_ah", "ESP_HEADER_LEN", "AH_FIXED_LEN"]
 
@@ -18,7 +19,7 @@ _II = struct.Struct(">II")
 _AH = struct.Struct(">BBHII")
 
 
-def parse_esp(data, off: int, end: int):
+def parse_esp(data: Buffer, off: int, end: int) -> tuple[int, int]:
     """``(spi, seq)`` of the ESP header at ``data[off:end]``.
 
     DissectError when fewer than 8 bytes are present or the SPI is 0 (RFC 4303 §2.1: reserved
@@ -32,7 +33,7 @@ def parse_esp(data, off: int, end: int):
     return (spi, seq)
 
 
-def parse_ah(data, off: int, end: int):
+def parse_ah(data: Buffer, off: int, end: int) -> tuple[int, int, int, int, int]:
     """``(next_header, payload_len_words, spi, seq, icv_len)`` of the AH header at
     ``data[off:end]``.
 

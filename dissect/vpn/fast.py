@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import struct
 
+from .types import Buffer
+
 __all__ = ["esp_at", "esp_cooked_at", "esp_frame", "IP_OFFSET"]
+
+#: (src, dst, sport, dport, spi, seq, esp_len)
+EspHit = tuple[bytes, bytes, int, int, int, int, int]
 
 # Ethernet type, IPv4 version/IHL, total length, flags+fragment offset, protocol, source,
 # destination, then the first two 32-bit words after the 20-byte IPv4 header (ESP: SPI and
@@ -21,7 +26,7 @@ _E = struct.Struct("!12xHBxH2xHxB2x4s4sII").unpack_from
 _II = struct.Struct("!II").unpack_from
 
 
-def esp_at(buf, off: int, end: int):
+def esp_at(buf: Buffer, off: int, end: int) -> EspHit | None:
     """The Ethernet frame ``buf[off:end]`` as ``(src, dst, sport, dport, spi, seq, esp_len)``, or
     None when it is not Ethernet/IPv4/ESP or Ethernet/IPv4/UDP-4500/ESP.
 
@@ -61,7 +66,7 @@ IP_OFFSET = {1: 14, 113: 16, 276: 20}
 _COOKED_PROTO = {113: 14, 276: 0}
 
 
-def esp_cooked_at(buf, off: int, end: int, linktype: int):
+def esp_cooked_at(buf: Buffer, off: int, end: int, linktype: int) -> EspHit | None:
     """:func:`esp_at` for a Linux cooked frame (SLL 113, SLL2 276) at ``buf[off:end]``: the same
     tuple (``esp_len`` from the SPI on), or None."""
     p = _COOKED_PROTO[linktype]
@@ -88,7 +93,7 @@ def esp_cooked_at(buf, off: int, end: int, linktype: int):
     return None
 
 
-def esp_frame(linktype: int, data):
+def esp_frame(linktype: int, data: Buffer) -> EspHit | None:
     """:func:`esp_at` / :func:`esp_cooked_at` for a whole captured frame of ``linktype``
     (Ethernet, Linux cooked SLL and SLL2 qualify)."""
     if linktype == 1:

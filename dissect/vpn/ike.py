@@ -24,10 +24,11 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
+from .registry import ExchangeType, PayloadV2, is_error_notify, notify_types
 
 __all__ = [
     "HEADER_LEN", "IkeHeader", "IkeMessage", "Payload", "RawPayload",
-    "parse_header", "parse_message", "walk_payloads",
+    "parse_header", "parse_message", "walk_payloads", "sa_key", "copy_bytes",
     "FLAG_V1_ENCRYPTED", "FLAG_V1_COMMIT", "FLAG_V1_AUTH_ONLY",
     "FLAG_V2_INITIATOR", "FLAG_V2_VERSION", "FLAG_V2_RESPONSE",
 ]
@@ -43,9 +44,9 @@ FLAG_V2_INITIATOR = 0x08
 FLAG_V2_VERSION = 0x10
 FLAG_V2_RESPONSE = 0x20
 
-# IKEv2 payload types handled structurally (RFC 7296 §3.2, RFC 7383 §2.5).
-_V2_SK = 46
-_V2_SKF = 53
+# IKEv2 payload types handled structurally (RFC 7296 §3.2, RFC 7383 §2.5), as plain ints
+_V2_SK = int(PayloadV2.SK)
+_V2_SKF = int(PayloadV2.SKF)
 
 _HDR = struct.Struct(">8s8sBBBBII")
 _GEN = struct.Struct(">BBH")
@@ -147,6 +148,28 @@ def parse_header(data, off: int = 0) -> IkeHeader:
     return IkeHeader(ispi, rspi, np, ver >> 4, ver & 0x0F, exch, flags, msgid, length)
 
 
+_SA_KEY = struct.Struct(">8s9xB")
+#: where the responder SPI lies in the header
+_RSPI = slice(8, 16)
+
+
+def sa_key(data) -> tuple[int, bytes]:
+    """``(major version, initiator SPI)`` from the first 28 bytes of an IKE message (the caller
+    checked the length): what a tracker indexes IKE SAs by before parsing the rest."""
+    ispi, ver = _SA_KEY.unpack_from(data, 0)
+    return ver >> 4, ispi
+
+
+def copy_bytes(data) -> bytes:
+    """The bytes two copies of the IKE datagram ``data`` share: all of them, with the responder
+    SPI zeroed in an IKEv2 IKE_SA_INIT response (a responder that re-sends its response with a
+    fresh SPI, as libreswan does, re-sends the same message).  DissectError below 28 bytes."""
+    h = parse_header(data)
+    if h.major == 2 and h.exch == ExchangeType.IKE_SA_INIT and h.flags & FLAG_V2_RESPONSE:
+        return bytes(data[:_RSPI.start]) + bytes(_RSPI.stop - _RSPI.start) + bytes(data[_RSPI.stop:])
+    return bytes(data)
+
+
 class Payload:
     """Fields every payload record has.
 
@@ -159,6 +182,36 @@ class Payload:
     __slots__ = ("type", "next_payload", "critical", "offset", "length")
 
     __repr__ = _slot_repr
+
+
+class NotifyRecord(Payload):
+    """What an IKEv1 Notification and an IKEv2 Notify share (RFC 2408 §3.14, RFC 7296 §3.10):
+    ``notify_type``, ``spi`` (bytes), ``data``; they iterate as ``(notify_type, spi, data)``.
+    Subclasses set ``VERSION``."""
+
+    __slots__ = ()
+    VERSION = 0
+    notify_type: int
+    spi: bytes
+    data: bytes
+
+    def __iter__(self):
+        return iter((self.notify_type, self.spi, self.data))
+
+    @property
+    def is_error(self) -> bool:
+        """Types below 16384 are errors (RFC 7296 §3.10.1, RFC 2408 §3.14.1)."""
+        return is_error_notify(self.VERSION, self.notify_type)
+
+    @property
+    def invalid_spi(self):
+        """INVALID_SPI (11 in both versions): the SPI the sender has no SA for, from the SPI field
+        or else the first 4 bytes of the data (RFC 7296 §3.10.1: "the Notification Data contains
+        the SPI"; RFC 2408 §3.14.1 puts it in the SPI field); b"" when neither holds one; None for
+        another notify."""
+        if self.notify_type != notify_types(self.VERSION).INVALID_SPI:
+            return None
+        return self.spi if self.spi else bytes(self.data[:4])
 
 
 class RawPayload(Payload):

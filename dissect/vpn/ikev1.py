@@ -12,7 +12,10 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
-from .ike import Payload, walk_payloads
+from .ike import NotifyRecord, Payload, walk_payloads
+from .registry import (
+    IdTypeV1, IkeAttrV1, IpsecAttrV1, NotifyV1, PayloadV1, ProtocolId,
+)
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
@@ -21,65 +24,17 @@ __all__ = [
     "Fragment",
 ]
 
-# Payload types, RFC 2408 §3.1 and IANA "ISAKMP Next Payload Types".
-NONE = 0
-SA_PAYLOAD = 1
-PROPOSAL = 2
-TRANSFORM = 3
-KE = 4
-ID = 5
-CERT = 6
-CR = 7
-HASH = 8
-SIG = 9
-NONCE = 10
-N = 11
-D = 12
-VID = 13
-ATTR = 14          # mode-config (draft-dukes-ike-mode-cfg)
-NAT_D = 20         # RFC 3947 §3.2
-NAT_OA = 21        # RFC 3947 §5.2
-NAT_D_DRAFT = 130  # draft-ietf-ipsec-nat-t-ike-02/03
-NAT_OA_DRAFT = 131
-# The first NAT-T drafts' numbers, still sent by some peers (Cisco IOS, Mac OS X racoon): 15/16
-# are NAT-D/NAT-OA in an IPsec-DOI phase-1 exchange (RFC 6407's GDOI reuses 15 as SAK, but only
-# under the GDOI DOI).  The body is the same as RFC 3947's.
-NAT_D_OLD = 15
-NAT_OA_OLD = 16
-FRAGMENT = 132     # Cisco / strongSwan proprietary IKEv1 fragmentation
-
-PROTO_ISAKMP = 1   # RFC 2407 §4.4.1
-
-# RFC 2407 §4.6.2.1 identification types
-ID_IPV4_ADDR = 1
-ID_FQDN = 2
-ID_USER_FQDN = 3
-ID_IPV4_ADDR_SUBNET = 4
-ID_IPV6_ADDR = 5
-ID_IPV6_ADDR_SUBNET = 6
-ID_IPV4_ADDR_RANGE = 7
-ID_IPV6_ADDR_RANGE = 8
-ID_DER_ASN1_DN = 9
-ID_DER_ASN1_GN = 10
-ID_KEY_ID = 11
-ID_LIST = 12       # RFC 3554 §5
-
 # fixed-length ID data, RFC 2407 §4.6.2.2 - §4.6.2.8
-_ID_LEN = {ID_IPV4_ADDR: 4, ID_IPV4_ADDR_SUBNET: 8, ID_IPV6_ADDR: 16, ID_IPV6_ADDR_SUBNET: 32,
-           ID_IPV4_ADDR_RANGE: 8, ID_IPV6_ADDR_RANGE: 32}
+_ID_LEN = {IdTypeV1.IPV4_ADDR: 4, IdTypeV1.IPV4_ADDR_SUBNET: 8, IdTypeV1.IPV6_ADDR: 16,
+           IdTypeV1.IPV6_ADDR_SUBNET: 32, IdTypeV1.IPV4_ADDR_RANGE: 8, IdTypeV1.IPV6_ADDR_RANGE: 32}
 
 # Phase-1 attributes (RFC 2409 Appendix A) whose variable-length form is an integer:
 # 12 Life Duration.  Phase-2 (RFC 2407 §4.5): 2 SA Life Duration.
-_P1_INT_TLV = frozenset((12,))
-_P2_INT_TLV = frozenset((2,))
-# Attribute numbers used by the convenience accessors.
-_P1_KEY_LENGTH = 14   # RFC 2409 App. A
-_P2_KEY_LENGTH = 6    # RFC 2407 §4.5
-_P2_ENCAP_MODE = 4    # RFC 2407 §4.5 (3/4 UDP-encapsulated: RFC 3947 §4.1; 61443/61444 drafts)
-_P2_ESN = 11          # RFC 4304 §2
+_P1_INT_TLV = frozenset((IkeAttrV1.LIFE_DURATION,))
+_P2_INT_TLV = frozenset((IpsecAttrV1.SA_LIFE_DURATION,))
 
 # RFC 3706 §5.1 R-U-THERE / R-U-THERE-ACK
-_DPD_TYPES = (36136, 36137)
+_DPD_TYPES = (NotifyV1.R_U_THERE, NotifyV1.R_U_THERE_ACK)
 
 # RFC 2407 §4.2 situation bits that add the labeled-domain block (§4.6.1)
 _SIT_SECRECY = 0x02
@@ -152,15 +107,16 @@ class Transform:
 
     @property
     def key_length(self):
-        return self.attr(_P1_KEY_LENGTH if self.phase == 1 else _P2_KEY_LENGTH)
+        return self.attr(IkeAttrV1.KEY_LENGTH if self.phase == 1 else IpsecAttrV1.KEY_LENGTH)
 
     @property
     def encapsulation_mode(self):
-        return self.attr(_P2_ENCAP_MODE) if self.phase == 2 else None
+        # 3/4 UDP-encapsulated: RFC 3947 §4.1; 61443/61444 drafts
+        return self.attr(IpsecAttrV1.ENCAPSULATION_MODE) if self.phase == 2 else None
 
     @property
     def esn(self):
-        return self.attr(_P2_ESN) if self.phase == 2 else None
+        return self.attr(IpsecAttrV1.ESN) if self.phase == 2 else None  # RFC 4304 §2
 
     def __repr__(self):
         return (f"Transform(number={self.number}, id={self.transform_id}, phase={self.phase}, "
@@ -181,6 +137,11 @@ class Proposal:
         self.transforms = transforms
         self.next_payload = next_payload
 
+    @property
+    def spi_value(self) -> int:
+        """The SPI as an unsigned integer (0 when the proposal carries none)."""
+        return int.from_bytes(self.spi, "big") if self.spi else 0
+
     def __repr__(self):
         return (f"Proposal(number={self.number}, protocol={self.protocol}, spi={self.spi.hex()}, "
                 f"transforms={self.transforms!r})")
@@ -198,9 +159,9 @@ def _parse_transforms(raw, pos, end, phase):
         attrs = parse_attributes(raw, pos + 8, pos + tlen, int_tlv)
         out.append(Transform(tnum, tid, attrs, phase, nxt))
         pos += tlen
-        if nxt == NONE:
+        if nxt == PayloadV1.NONE:
             break
-        if nxt != TRANSFORM:
+        if nxt != PayloadV1.TRANSFORM:
             raise DissectError(f"transform followed by next payload {nxt}", pos - tlen)
     else:
         if out:
@@ -221,13 +182,13 @@ def parse_proposals(raw, pos, end):
         if plen < 8 + spisz or pend > end:
             raise DissectError(f"proposal length {plen} invalid", pos + 2)
         spi = bytes(raw[pos + 8:pos + 8 + spisz])
-        phase = 1 if proto == PROTO_ISAKMP else 2
+        phase = 1 if proto == ProtocolId.IKE else 2
         transforms = _parse_transforms(raw, pos + 8 + spisz, pend, phase)
         out.append(Proposal(pnum, proto, spi, ntrans, transforms, nxt))
         pos = pend
-        if nxt == NONE:
+        if nxt == PayloadV1.NONE:
             break
-        if nxt != PROPOSAL:
+        if nxt != PayloadV1.PROPOSAL:
             raise DissectError(f"proposal followed by next payload {nxt}", pos - plen)
     else:
         if out:
@@ -308,13 +269,13 @@ class Identification(Payload):
     def value(self):
         t = self.id_type
         d = self.data
-        if t in (ID_IPV4_ADDR, ID_IPV6_ADDR):
+        if t in (IdTypeV1.IPV4_ADDR, IdTypeV1.IPV6_ADDR):
             return d
-        if t in (ID_IPV4_ADDR_SUBNET, ID_IPV4_ADDR_RANGE, ID_IPV6_ADDR_SUBNET,
-                 ID_IPV6_ADDR_RANGE):
+        if t in (IdTypeV1.IPV4_ADDR_SUBNET, IdTypeV1.IPV4_ADDR_RANGE, IdTypeV1.IPV6_ADDR_SUBNET,
+                 IdTypeV1.IPV6_ADDR_RANGE):
             h = len(d) // 2
             return (d[:h], d[h:])
-        if t in (ID_FQDN, ID_USER_FQDN):
+        if t in (IdTypeV1.FQDN, IdTypeV1.USER_FQDN):
             return d.decode("utf-8", "replace")
         return d
 
@@ -359,11 +320,13 @@ def _parse_cr(raw, off, end):
     return CertificateRequest(raw[off], bytes(raw[off + 1:end]))
 
 
-class Notification(Payload):
+class Notification(NotifyRecord):
     """RFC 2408 §3.14: ``doi``, ``protocol``, ``spi`` (bytes), ``notify_type``, ``data``.
-    ``dpd_seq``: the 32-bit sequence of R-U-THERE / R-U-THERE-ACK (RFC 3706 §5.1) or None."""
+    ``dpd_seq``: the 32-bit sequence of R-U-THERE / R-U-THERE-ACK (RFC 3706 §5.1) or None.
+    Iterates as ``(notify_type, spi, data)``, like :class:`dissect.vpn.ikev2.Notify`."""
 
     __slots__ = ("doi", "protocol", "spi", "notify_type", "data")
+    VERSION = 1
 
     def __init__(self, doi, protocol, spi, notify_type, data):
         self.doi = doi
@@ -398,6 +361,11 @@ class Delete(Payload):
         self.spi_size = spi_size
         self.spis = spis
 
+    @property
+    def spi_values(self) -> list[int]:
+        """The SPIs as unsigned integers."""
+        return [int.from_bytes(x, "big") for x in self.spis]
+
 
 def _parse_d(raw, off, end):
     _need(off, 8, end, "delete header")
@@ -427,7 +395,7 @@ def _parse_natoa(raw, off, end):
     id_type = raw[off]
     addr = bytes(raw[off + 4:end])
     want = _ID_LEN.get(id_type)
-    if id_type in (ID_IPV4_ADDR, ID_IPV6_ADDR) and len(addr) != want:
+    if id_type in (IdTypeV1.IPV4_ADDR, IdTypeV1.IPV6_ADDR) and len(addr) != want:
         raise DissectError(f"NAT-OA type {id_type} needs {want} address bytes", off + 4)
     return NatOA(id_type, addr)
 
@@ -475,25 +443,25 @@ def _parse_frag(raw, off, end):
 
 
 PARSERS = {
-    SA_PAYLOAD: _parse_sa,
-    KE: _parse_data,
-    ID: _parse_id,
-    CERT: _parse_cert,
-    CR: _parse_cr,
-    HASH: _parse_data,
-    SIG: _parse_data,
-    NONCE: _parse_data,
-    N: _parse_n,
-    D: _parse_d,
-    VID: _parse_data,
-    ATTR: _parse_cfg,
-    NAT_D: _parse_data,
-    NAT_OA: _parse_natoa,
-    NAT_D_DRAFT: _parse_data,
-    NAT_D_OLD: _parse_data,
-    NAT_OA_OLD: _parse_natoa,
-    NAT_OA_DRAFT: _parse_natoa,
-    FRAGMENT: _parse_frag,
+    PayloadV1.SA: _parse_sa,
+    PayloadV1.KE: _parse_data,
+    PayloadV1.ID: _parse_id,
+    PayloadV1.CERT: _parse_cert,
+    PayloadV1.CR: _parse_cr,
+    PayloadV1.HASH: _parse_data,
+    PayloadV1.SIG: _parse_data,
+    PayloadV1.NONCE: _parse_data,
+    PayloadV1.N: _parse_n,
+    PayloadV1.D: _parse_d,
+    PayloadV1.VID: _parse_data,
+    PayloadV1.ATTR: _parse_cfg,
+    PayloadV1.NAT_D: _parse_data,
+    PayloadV1.NAT_OA: _parse_natoa,
+    PayloadV1.NAT_D_DRAFT: _parse_data,
+    PayloadV1.NAT_D_OLD: _parse_data,
+    PayloadV1.NAT_OA_OLD: _parse_natoa,
+    PayloadV1.NAT_OA_DRAFT: _parse_natoa,
+    PayloadV1.FRAGMENT: _parse_frag,
 }
 
 

@@ -14,61 +14,24 @@ payloads.
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 from .errors import DissectError
-from .ike import Payload, walk_payloads
+from .ike import NotifyRecord, Payload, walk_payloads
+from .registry import GwIdentType, IdTypeV2, NotifyV2, PayloadV2, TsType
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
     "SA", "Proposal", "Transform", "KeyExchange", "Identification", "Certificate",
-    "CertificateRequest", "Auth", "DataPayload", "Notify", "Delete", "TrafficSelectors",
+    "CertificateRequest", "Auth", "DataPayload", "Notify", "Redirect", "Delete", "TrafficSelectors",
     "TrafficSelector", "Encrypted", "EncryptedFragment", "Configuration", "Eap",
 ]
 
-# Payload types, RFC 7296 §3.2 and IANA "IKEv2 Payload Types".
-NONE = 0
-SA_PAYLOAD = 33
-KE = 34
-IDI = 35
-IDR = 36
-CERT = 37
-CERTREQ = 38
-AUTH = 39
-NONCE = 40
-N = 41
-D = 42
-V = 43
-TSI = 44
-TSR = 45
-SK = 46
-CP = 47
-EAP = 48
-SKF = 53           # RFC 7383 §2.5
-
-# Transform types, RFC 7296 §3.3.2; 6..12 ADDKE1..ADDKE7, RFC 9370 §2.
-TT_ENCR = 1
-TT_PRF = 2
-TT_INTEG = 3
-TT_KE = 4
-TT_ESN = 5
-ATTR_KEY_LENGTH = 14   # RFC 7296 §3.3.5
-
-# Traffic selector types, RFC 7296 §3.13.1
-TS_IPV4_ADDR_RANGE = 7
-TS_IPV6_ADDR_RANGE = 8
-
-# Notify types with accessors (RFC 7296 §3.10.1, RFC 5685 §8, RFC 7427 §4)
-NT_INVALID_KE_PAYLOAD = 17
-NT_NAT_DETECTION_SOURCE_IP = 16388
-NT_NAT_DETECTION_DESTINATION_IP = 16389
-NT_COOKIE = 16390
-NT_REKEY_SA = 16393
-NT_REDIRECT = 16407
-NT_REDIRECTED_FROM = 16408
-NT_SIGNATURE_HASH_ALGORITHMS = 16431
+# Transform attribute type, RFC 7296 §3.3.5 (the only one IKEv2 defines)
+ATTR_KEY_LENGTH = 14
 
 # ID types with a fixed length (RFC 7296 §3.5)
-_ID_LEN = {1: 4, 5: 16}
+_ID_LEN = {IdTypeV2.IPV4_ADDR: 4, IdTypeV2.IPV6_ADDR: 16}
 
 _U16 = struct.Struct(">H")
 _HH = struct.Struct(">HH")
@@ -148,6 +111,11 @@ class Proposal:
         self.num_transforms = num_transforms
         self.transforms = transforms
         self.next_payload = next_payload
+
+    @property
+    def spi_value(self) -> int:
+        """The SPI as an unsigned integer (0 when the proposal carries none)."""
+        return int.from_bytes(self.spi, "big") if self.spi else 0
 
     def transforms_of(self, ttype) -> list:
         return [t for t in self.transforms if t.transform_type == ttype]
@@ -330,11 +298,13 @@ def _parse_data(raw, off, end):
     return DataPayload(bytes(raw[off:end]))
 
 
-class Notify(Payload):
+class Notify(NotifyRecord):
     """RFC 7296 §3.10: ``protocol``, ``spi`` (bytes), ``notify_type``, ``data``; accessors
-    return None when the notify is of another type or its data is malformed."""
+    return None when the notify is of another type or its data is malformed.  Iterates as
+    ``(notify_type, spi, data)``, like :class:`dissect.vpn.ikev1.Notification`."""
 
     __slots__ = ("protocol", "spi", "notify_type", "data")
+    VERSION = 2
 
     def __init__(self, protocol, spi, notify_type, data):
         self.protocol = protocol
@@ -343,52 +313,72 @@ class Notify(Payload):
         self.data = data
 
     @property
-    def is_error(self) -> bool:
-        """RFC 7296 §3.10.1: types below 16384 are errors."""
-        return self.notify_type < 16384
-
-    @property
     def invalid_ke_group(self):
         """INVALID_KE_PAYLOAD (17): the 2-byte accepted group (RFC 7296 §1.2)."""
-        if self.notify_type == NT_INVALID_KE_PAYLOAD and len(self.data) >= 2:
+        if self.notify_type == NotifyV2.INVALID_KE_PAYLOAD and len(self.data) >= 2:
             return _U16.unpack_from(self.data, 0)[0]
         return None
 
     @property
     def rekey_spi(self):
         """REKEY_SA (16393): the SPI of the SA being rekeyed (RFC 7296 §1.3.3)."""
-        return self.spi if self.notify_type == NT_REKEY_SA else None
+        return self.spi if self.notify_type == NotifyV2.REKEY_SA else None
 
     @property
     def cookie(self):
         """COOKIE (16390) data (RFC 7296 §2.6)."""
-        return self.data if self.notify_type == NT_COOKIE else None
+        return self.data if self.notify_type == NotifyV2.COOKIE else None
 
     @property
     def nat_hash(self):
         """NAT_DETECTION_SOURCE_IP / _DESTINATION_IP: the 20-byte SHA-1 (RFC 7296 §2.23)."""
-        if self.notify_type in (NT_NAT_DETECTION_SOURCE_IP, NT_NAT_DETECTION_DESTINATION_IP):
+        if self.notify_type in (NotifyV2.NAT_DETECTION_SOURCE_IP, NotifyV2.NAT_DETECTION_DESTINATION_IP):
             return self.data
         return None
 
     @property
     def signature_hash_algorithms(self):
         """SIGNATURE_HASH_ALGORITHMS (16431): list of 16-bit ids (RFC 7427 §4)."""
-        if self.notify_type != NT_SIGNATURE_HASH_ALGORITHMS or len(self.data) % 2:
+        if self.notify_type != NotifyV2.SIGNATURE_HASH_ALGORITHMS or len(self.data) % 2:
             return None
         d = self.data
         return [(d[i] << 8) | d[i + 1] for i in range(0, len(d), 2)]
 
     @property
     def redirect(self):
-        """REDIRECT (16407) / REDIRECTED_FROM (16408), RFC 5685 §8/§9:
-        ``(gw_ident_type, gw_identity bytes, nonce bytes)``; gw type 1 IPv4, 2 IPv6, 3 FQDN."""
-        if self.notify_type not in (NT_REDIRECT, NT_REDIRECTED_FROM):
+        """REDIRECT (16407) / REDIRECTED_FROM (16408), RFC 5685 §8/§9: a :class:`Redirect`
+        ``(gw_type, gw_identity, nonce)``, or None."""
+        if self.notify_type not in (NotifyV2.REDIRECT, NotifyV2.REDIRECTED_FROM):
             return None
         d = self.data
         if len(d) < 2 or 2 + d[1] > len(d):
             return None
-        return (d[0], d[2:2 + d[1]], d[2 + d[1]:])
+        return Redirect(d[0], bytes(d[2:2 + d[1]]), bytes(d[2 + d[1]:]))
+
+
+class Redirect(NamedTuple):
+    """The new gateway of a REDIRECT, or the redirecting one of a REDIRECTED_FROM (RFC 5685 §8):
+    ``gw_type`` (:class:`~dissect.vpn.registry.GwIdentType`), ``gw_identity`` (bytes), ``nonce``
+    (bytes; REDIRECT in an IKE_SA_INIT response echoes the initiator's nonce)."""
+
+    gw_type: int
+    gw_identity: bytes
+    nonce: bytes
+
+    @property
+    def address(self) -> bytes | None:
+        """The packed IPv4 / IPv6 address, when the type says so and the length agrees."""
+        want = _GW_ADDR_LEN.get(self.gw_type)
+        return self.gw_identity if want == len(self.gw_identity) else None
+
+    @property
+    def fqdn(self) -> str | None:
+        if self.gw_type != GwIdentType.FQDN:
+            return None
+        return self.gw_identity.decode("ascii", "replace")
+
+
+_GW_ADDR_LEN = {GwIdentType.IPV4: 4, GwIdentType.IPV6: 16}
 
 
 def _parse_notify(raw, off, end):
@@ -408,6 +398,11 @@ class Delete(Payload):
         self.protocol = protocol
         self.spi_size = spi_size
         self.spis = spis
+
+    @property
+    def spi_values(self) -> list[int]:
+        """The SPIs as unsigned integers."""
+        return [int.from_bytes(x, "big") for x in self.spis]
 
 
 def _parse_delete(raw, off, end):
@@ -471,8 +466,8 @@ def _parse_ts(raw, off, end):
         send = pos + slen
         if slen < 4 or send > end:
             raise DissectError(f"traffic selector length {slen} invalid", pos + 2)
-        if ts_type == TS_IPV4_ADDR_RANGE or ts_type == TS_IPV6_ADDR_RANGE:
-            alen = 4 if ts_type == TS_IPV4_ADDR_RANGE else 16
+        if ts_type == TsType.TS_IPV4_ADDR_RANGE or ts_type == TsType.TS_IPV6_ADDR_RANGE:
+            alen = 4 if ts_type == TsType.TS_IPV4_ADDR_RANGE else 16
             if slen != 8 + 2 * alen:
                 raise DissectError(f"traffic selector type {ts_type} length {slen} invalid",
                                    pos + 2)
@@ -589,23 +584,23 @@ def _parse_eap(raw, off, end):
 
 
 PARSERS = {
-    SA_PAYLOAD: _parse_sa,
-    KE: _parse_ke,
-    IDI: _parse_id,
-    IDR: _parse_id,
-    CERT: _parse_cert,
-    CERTREQ: _parse_certreq,
-    AUTH: _parse_auth,
-    NONCE: _parse_data,
-    N: _parse_notify,
-    D: _parse_delete,
-    V: _parse_data,
-    TSI: _parse_ts,
-    TSR: _parse_ts,
-    SK: _parse_sk,
-    CP: _parse_cp,
-    EAP: _parse_eap,
-    SKF: _parse_skf,
+    PayloadV2.SA: _parse_sa,
+    PayloadV2.KE: _parse_ke,
+    PayloadV2.IDI: _parse_id,
+    PayloadV2.IDR: _parse_id,
+    PayloadV2.CERT: _parse_cert,
+    PayloadV2.CERTREQ: _parse_certreq,
+    PayloadV2.AUTH: _parse_auth,
+    PayloadV2.NONCE: _parse_data,
+    PayloadV2.N: _parse_notify,
+    PayloadV2.D: _parse_delete,
+    PayloadV2.V: _parse_data,
+    PayloadV2.TSI: _parse_ts,
+    PayloadV2.TSR: _parse_ts,
+    PayloadV2.SK: _parse_sk,
+    PayloadV2.CP: _parse_cp,
+    PayloadV2.EAP: _parse_eap,
+    PayloadV2.SKF: _parse_skf,
 }
 
 

@@ -22,15 +22,18 @@ import struct
 from typing import NamedTuple
 
 from .errors import DissectError
+from .types import Buffer
+from .ip import Port
 
 __all__ = [
     "PORT", "MESSAGE_TYPES", "SCCRQ", "SCCRP", "SCCCN", "STOPCCN", "HELLO", "ICRQ", "ICRP",
     "ICCN", "OCRQ", "OCRP", "OCCN", "CDN", "WEN", "SLI", "ACK",
     "STOPCCN_RESULTS", "CDN_RESULTS", "ERROR_CODES", "Header", "Control", "Avp",
     "parse_header", "parse_avps", "parse_control", "message_name", "result_text",
+    "result_is_normal",
 ]
 
-PORT = 1701  # RFC 2661 §8.1
+PORT = int(Port.L2TP)  # RFC 2661 §8.1
 
 SCCRQ, SCCRP, SCCCN, STOPCCN, HELLO = 1, 2, 3, 4, 6
 OCRQ, OCRP, OCCN, ICRQ, ICRP, ICCN = 7, 8, 9, 10, 11, 12
@@ -119,21 +122,32 @@ class Control(NamedTuple):
     host_name: str | None
 
 
-def message_name(t) -> str:
+def message_name(t: int) -> str:
     if t is None:
         return "ZLB"
     return MESSAGE_TYPES.get(t, f"message type {t}")
 
 
-def result_text(msg_type, result, error=None) -> str:
+#: result codes of an orderly end: StopCCN 1 "General request to clear control connection"
+#: (RFC 2661 §4.4.2); CDN 1 "loss of carrier" and 3 "administrative reasons"
+_NORMAL_RESULTS = {STOPCCN: (1,), CDN: (1, 3)}
+
+
+def result_is_normal(msg_type: int, result: int | None) -> bool:
+    """A StopCCN / CDN result code that ends a tunnel or call in the ordinary way."""
+    return result in _NORMAL_RESULTS.get(msg_type, ())
+
+
+def result_text(msg_type: int, result: int | None, error: int | None = None) -> str:
     table = STOPCCN_RESULTS if msg_type == STOPCCN else CDN_RESULTS
-    s = f"result {result} ({table.get(result, 'unknown')})"
+    meaning = table.get(result, "unknown") if result is not None else "unknown"
+    s = f"result {result} ({meaning})"
     if error is not None and error != 0:
         s += f", error {error} ({ERROR_CODES.get(error, 'unknown')})"
     return s
 
 
-def parse_header(data, off: int, end: int) -> Header:
+def parse_header(data: Buffer, off: int, end: int) -> Header:
     if end > len(data):
         end = len(data)
     if end - off < 6 or off < 0:
@@ -187,7 +201,7 @@ def parse_header(data, off: int, end: int) -> Header:
     raise DissectError(f"L2TP version {ver} (only 2 and 3 exist)", off + 1)
 
 
-def parse_avps(data, off: int, end: int) -> list:
+def parse_avps(data: Buffer, off: int, end: int) -> list[Avp]:
     out = []
     p = off
     while p < end:
@@ -202,7 +216,7 @@ def parse_avps(data, off: int, end: int) -> list:
     return out
 
 
-def parse_control(data, off: int, end: int) -> Control:
+def parse_control(data: Buffer, off: int, end: int) -> Control:
     """Parse a control message (header + AVPs) at ``data[off:end]``."""
     if end > len(data):
         end = len(data)

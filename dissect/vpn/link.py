@@ -1,6 +1,7 @@
 """Link layers and mirror wrappers: frame bytes -> the network tuple of the first real IP header.
 
-``decode_frame(linktype, data)`` returns the network tuple of :mod:`dissect.vpn.ip`::
+``decode_frame(linktype, data)`` returns the network tuple of :mod:`dissect.vpn.ip` (a plain
+tuple, :data:`~dissect.vpn.ip.NetFields`; :class:`~dissect.vpn.ip.NetTuple` names its fields)::
 
     (ipver, src, dst, proto, sport, dport, l4off, end, frag_off, more_frags, ident, hdr_off)
 
@@ -70,7 +71,8 @@ import struct
 from struct import error as StructError
 
 from .errors import DissectError
-from .ip import decode_ip, decode_ipv4, decode_ipv6
+from .types import Buffer
+from .ip import IpProto, NetFields, Port, decode_ip, decode_ipv4, decode_ipv6
 
 __all__ = [
     "COOKED_LINKTYPES",
@@ -79,6 +81,7 @@ __all__ = [
     "cooked_info",
     "TUNNEL_HATYPES",
     "decode_frame",
+    "frame_esp_spi",
     "decode_ip",
     "linktype_name",
     "SUPPORTED_LINKTYPES",
@@ -153,11 +156,17 @@ GRE_ERSPAN_III = 0x22EB
 PPP_IPV4 = 0x0021  # RFC 1332
 PPP_IPV6 = 0x0057  # RFC 5072
 ARPHRD_NETLINK = 824
-VXLAN_PORT = 4789  # RFC 7348
-IPPROTO_GRE = 47
-IPPROTO_UDP = 17
-IPPROTO_TCP = 6
-IPPROTO_ESP = 50
+# plain ints for the per-frame walk (dissect.vpn.number)
+VXLAN_PORT = int(Port.VXLAN)
+IPPROTO_GRE = int(IpProto.GRE)
+IPPROTO_UDP = int(IpProto.UDP)
+IPPROTO_TCP = int(IpProto.TCP)
+IPPROTO_ESP = int(IpProto.ESP)
+NAT_T_PORT = int(Port.NAT_T)
+# ESP header: SPI + sequence number (RFC 4303 §2); ESP in UDP: behind the 8-byte UDP header
+_ESP_MIN = 8
+_UDP_HEADER = 8
+_UDP_ESP_MIN = _UDP_HEADER + _ESP_MIN
 # BSD address families in NULL/LOOP headers (tcpdump.org LINKTYPE_NULL).
 AF_INET = 2
 AF_INET6 = frozenset((24, 28, 30))
@@ -171,6 +180,7 @@ MAX_ENCAP = 8  # mirror wrappers (GRE/ERSPAN/TEB/VXLAN) peeled at most
 MAX_LAYERS = 32  # headers of any kind (Ethernet, tags, labels, PPPoE, IP, wrappers)
 
 _u16 = struct.Struct("!H").unpack_from
+_U32 = struct.Struct("!I")
 _GRE = struct.Struct("!HH").unpack_from
 _SLL = struct.Struct("!2xH10xH").unpack_from  # ARPHRD type, protocol
 _SLL2 = struct.Struct("!H6xH").unpack_from  # protocol, ARPHRD type
@@ -186,7 +196,8 @@ PACKET_TYPES = {0: "host", 1: "broadcast", 2: "multicast", 3: "otherhost", 4: "o
                 5: "loopback", 6: "user", 7: "kernel"}
 
 
-def cooked_info(linktype: int, data, off: int = 0, end: int | None = None):
+def cooked_info(linktype: int, data: Buffer, off: int = 0,
+                end: int | None = None) -> tuple[int | None, int] | None:
     """``(interface index or None, packet type)`` of a Linux cooked frame ``data[off:end]``
     (SLL has no interface index), or None for another link type or a frame too short for its
     header."""
@@ -208,7 +219,7 @@ _SLL_HEAD = struct.Struct("!HH").unpack_from  # SLL: packet type, ARPHRD type
 _SLL2_HEAD = struct.Struct("!4xIHB").unpack_from  # SLL2: interface index, ARPHRD, packet type
 
 
-def cooked_header(linktype: int, data):
+def cooked_header(linktype: int, data: Buffer) -> tuple[int, int, int] | None:
     """``(interface index, ARPHRD type, packet type)`` of a Linux cooked frame (SLL has no
     interface index: -1), or None for another link type or a frame too short for its header."""
     n = len(data)
@@ -231,7 +242,7 @@ _FAST6 = struct.Struct("!14xBxxxHBx16s16sHH").unpack_from
 _FAST_IP = struct.Struct("!BxHHHxB2x4s4sHH").unpack_from
 
 
-def decode_frame(linktype: int, data):
+def decode_frame(linktype: int, data: Buffer) -> NetFields | None:
     """Decode one captured frame; see the module docstring.  ``data`` is bytes-like."""
     # Fast path: Ethernet II (optionally one 802.1Q tag) + IPv4 without options, not
     # fragmented (DF allowed), carrying UDP (not VXLAN), TCP or ESP; or Ethernet II + IPv6
@@ -292,7 +303,7 @@ def decode_frame(linktype: int, data):
     return _decode_general(linktype, data)
 
 
-def _null_family(data, off: int, n: int) -> int:
+def _null_family(data: Buffer, off: int, n: int) -> int:
     """The ethertype-like value for a NULL/LOOP 4-byte address family header at ``off``."""
     if off + 4 > n:
         raise DissectError("truncated NULL/LOOP header", off)
@@ -310,7 +321,7 @@ def _null_family(data, off: int, n: int) -> int:
     return _NONE
 
 
-def _decode_general(linktype: int, data):
+def _decode_general(linktype: int, data: Buffer) -> NetFields | None:
     n = len(data)
     off = 0
     if linktype == LINKTYPE_ETHERNET:
@@ -356,7 +367,7 @@ def _decode_general(linktype: int, data):
     return _peel(data, et, off, n)
 
 
-def _peel(data, et: int, off: int, limit: int):
+def _peel(data: Buffer, et: int, off: int, limit: int) -> NetFields | None:
     """The peeling loop: ``et`` says what starts at ``off``; ``limit`` bounds it."""
     layers = 0
     encaps = 0
@@ -509,3 +520,20 @@ def _peel(data, et: int, off: int, limit: int):
         if encaps > MAX_ENCAP:
             raise DissectError("too many nested mirror encapsulations", off)
         limit = end
+
+
+def frame_esp_spi(linktype: int, data: Buffer) -> int | None:
+    """The SPI of a frame's ESP packet (IP protocol 50, or UDP 4500 whose first word is not the
+    zero non-ESP marker, RFC 3948 §2.2), else None (also for a frame that does not decode)."""
+    try:
+        d = decode_frame(linktype, data)
+    except DissectError:
+        return None
+    if d is None:
+        return None
+    proto, sport, dport, l4off, end = d[3:8]
+    if proto == IPPROTO_ESP and end - l4off >= _ESP_MIN:
+        return int(_U32.unpack_from(data, l4off)[0])
+    if proto == IPPROTO_UDP and NAT_T_PORT in (sport, dport) and end - l4off >= _UDP_ESP_MIN:
+        return int(_U32.unpack_from(data, l4off + _UDP_HEADER)[0]) or None
+    return None

@@ -155,6 +155,13 @@ def looks_like(data, off: int, end: int) -> bool:
     return 1 <= op <= 11 and n >= 14
 
 
+def opcode(data, off: int) -> tuple[int, int]:
+    """``(opcode, key_id)`` of the packet at ``data[off]``: the first byte holds the opcode in
+    its high 5 bits and the key ID in its low 3 (the caller knows the packet is not empty)."""
+    b = data[off]
+    return b >> 3, b & 7
+
+
 def parse_header(data, off: int, end: int):
     """``(opcode, key_id, session_id_or_peer_id)``: the session ID for control packets, the
     24-bit peer ID for P_DATA_V2, None for P_DATA_V1."""

@@ -17,15 +17,17 @@ import struct
 from typing import NamedTuple
 
 from .errors import DissectError
+from .types import Buffer
+from .ip import Port
 
 __all__ = [
     "PORT", "MAGIC", "GRE_PPP", "MESSAGE_TYPES", "SCCRQ", "SCCRP", "STOPCCRQ", "STOPCCRP",
     "ECHO_REQUEST", "ECHO_REPLY", "OCRQ", "OCRP", "ICRQ", "ICRP", "ICCN", "CCRQ", "CDN", "WEN",
     "SLI", "RESULTS", "ERROR_CODES", "STOP_REASONS", "Message", "split_stream", "parse_message",
-    "parse_gre", "message_name", "result_text", "SUCCESS",
+    "parse_gre", "looks_like_gre", "message_name", "result_text", "result_is_error", "SUCCESS",
 ]
 
-PORT = 1723             # RFC 2637 §1.3
+PORT = int(Port.PPTP)   # RFC 2637 §1.3
 MAGIC = 0x1A2B3C4D      # §2
 GRE_PPP = 0x880B        # §4.1
 
@@ -81,14 +83,30 @@ def message_name(t: int) -> str:
     return MESSAGE_TYPES.get(t, f"control message type {t}")
 
 
-def result_text(msg_type: int, result, error=None) -> str:
-    s = f"result {result} ({RESULTS.get(msg_type, {}).get(result, 'unknown')})"
+#: Call-Disconnect-Notify result "General error" (§2.13)
+_CDN_GENERAL_ERROR = 2
+
+
+def result_is_error(msg_type: int, result: int | None) -> bool:
+    """A reply whose result code is not its success code, or a Call-Disconnect-Notify for a
+    general error (RFC 2637 §2.2-§2.13).  WAN-Error-Notify carries counters, never a result."""
+    if msg_type == WEN or result is None:
+        return False
+    ok = SUCCESS.get(msg_type)
+    if ok is not None and result != ok:
+        return True
+    return msg_type == CDN and result == _CDN_GENERAL_ERROR
+
+
+def result_text(msg_type: int, result: int | None, error: int | None = None) -> str:
+    meaning = RESULTS.get(msg_type, {}).get(result, "unknown") if result is not None else "unknown"
+    s = f"result {result} ({meaning})"
     if error:
         s += f", error {error} ({ERROR_CODES.get(error, 'unknown')})"
     return s
 
 
-def split_stream(buf, start: int = 0):
+def split_stream(buf: Buffer, start: int = 0) -> tuple[list[tuple[int, int]], int]:
     """Split control messages out of a TCP 1723 byte stream ``buf[start:]``: ``(messages,
     consumed)`` with ``(off, end)`` per complete message.  A length below 12 or a wrong magic
     cookie breaks the framing (DissectError at ``start``)."""
@@ -111,12 +129,12 @@ def split_stream(buf, start: int = 0):
     return out, pos - start
 
 
-def _text(data, a, b) -> str:
+def _text(data: Buffer, a: int, b: int) -> str:
     raw = bytes(data[a:b]).split(b"\x00", 1)[0]
     return raw.decode("ascii", "replace")
 
 
-def parse_message(data, off: int, end: int) -> Message:
+def parse_message(data: Buffer, off: int, end: int) -> Message:
     if end > len(data):
         end = len(data)
     if end - off < 12 or off < 0:
@@ -166,7 +184,13 @@ def parse_message(data, off: int, end: int) -> Message:
     return Message(ctype, call, peer, result, error, cause, reason, host, vendor)
 
 
-def parse_gre(data, off: int, end: int):
+def looks_like_gre(data: Buffer, off: int, end: int) -> bool:
+    """Enhanced GRE of PPTP (RFC 2637 §4.1): version 1, protocol 0x880B, by its first 4 bytes."""
+    return end - off >= 8 and data[off + 1] & 7 == 1 and \
+        (data[off + 2] << 8 | data[off + 3]) == GRE_PPP
+
+
+def parse_gre(data: Buffer, off: int, end: int) -> tuple[int, int, int | None, int | None, int]:
     """Enhanced GRE header: ``(call_id, payload_len, seq, ack, payload_off)`` (``seq``/``ack``
     None when absent).  DissectError when it is not version 1 with protocol 0x880B and the Key
     bit set."""

@@ -10,10 +10,13 @@ is copied from another tool.
 
 Layout (one section per registry family):
 
-1. exchange types            ``EXCHANGE_TYPES``, :func:`exchange_name`
-2. payload types             ``PAYLOAD_TYPES_V1`` / ``_V2``, :func:`payload_name`
-3. notify message types      ``NOTIFY_V1`` / ``_V2``, :func:`notify_name`, :func:`is_error_notify`
-4. IKEv2 transforms          ``TRANSFORM_TYPES``, ``ENCR``, ``PRF``, ``INTEG``, ``GROUPS``, ``ESN``,
+1. exchange types            :class:`ExchangeType`, ``EXCHANGE_TYPES``, :func:`exchange_name`
+2. payload types             :class:`PayloadV1` / :class:`PayloadV2`, ``PAYLOAD_TYPES_V1`` / ``_V2``,
+                             :func:`payload_name`
+3. notify message types      :class:`NotifyV1` / :class:`NotifyV2`, ``NOTIFY_V1`` / ``_V2``,
+                             :func:`notify_name`, :func:`is_error_notify`
+4. IKEv2 transforms          :class:`TransformType`, ``TRANSFORM_TYPES``, ``ENCR``, ``PRF``,
+                             ``INTEG``, ``GROUPS``, ``ESN``,
                              :func:`transform_name`, :func:`proposal_string`,
                              :func:`proposal_log_string`
 5. IKEv1 (ISAKMP / IPsec DOI) attributes and transform IDs, mapped onto the IKEv2 tables
@@ -21,12 +24,22 @@ Layout (one section per registry family):
 7. weak-crypto posture       ``WEAK``, :func:`weak_reason`, ``SURICATA_WEAK``
 
 Lookups never raise on unknown numbers: they return a synthesized name that carries the number.
+
+The numbers the analyzer branches on are ``IntEnum`` classes (``ExchangeType``, ``PayloadV1``,
+``PayloadV2``, ``NotifyV1``, ``NotifyV2``, ``TransformType``, ``ProtocolId``, ``IdTypeV1``,
+``IkeAttrV1``, ``IpsecAttrV1``, ``IdTypeV2``, ``GwIdentType``, ``TsType``, ``CfgType``, ``CfgAttributeV1``,
+``CfgAttributeV2``); the tables are keyed by their members, so each number is written
+once, here.  Nothing else in ``dissect`` or ``pcapvpn`` declares a registry number
+(``tests/test_house.py`` checks it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
+
+from .number import Number
+
 
 # ---------------------------------------------------------------------------------------------
 # 1. Exchange types
@@ -34,43 +47,64 @@ from typing import Iterable, Sequence
 
 
 @dataclass(frozen=True, slots=True)
-class ExchangeType:
+class ExchangeInfo:
     name: str  # as Wireshark / the registry prints it
     short: str  # the operator's word ("Main Mode", "Quick Mode", "IKE_AUTH")
     version: int  # 1 = ISAKMP/IKEv1, 2 = IKEv2
     ref: str
 
 
-# IKEv1 numbers: RFC 2408 §3.1 (0-5), RFC 2409 §5/§5.5 (32, 33); 6 is the Transaction exchange of
-# draft-ietf-ipsec-isakmp-mode-cfg (Mode-CFG / XAUTH).  IKEv2 numbers: IANA "IKEv2 Exchange Types".
-EXCHANGE_TYPES: dict[int, ExchangeType] = {
-    0: ExchangeType("NONE", "NONE", 1, "RFC 2408"),
-    1: ExchangeType("Base", "Base", 1, "RFC 2408"),
-    2: ExchangeType("Identity Protection (Main Mode)", "Main Mode", 1, "RFC 2408"),
-    3: ExchangeType("Authentication Only", "Authentication Only", 1, "RFC 2408"),
-    4: ExchangeType("Aggressive", "Aggressive", 1, "RFC 2408"),
-    5: ExchangeType("Informational", "Informational", 1, "RFC 2408"),
-    6: ExchangeType("Transaction (Config Mode)", "Mode-CFG", 1, "draft-ietf-ipsec-isakmp-mode-cfg"),
-    32: ExchangeType("Quick Mode", "Quick Mode", 1, "RFC 2409"),
-    33: ExchangeType("New Group Mode", "New Group Mode", 1, "RFC 2409"),
-    34: ExchangeType("IKE_SA_INIT", "IKE_SA_INIT", 2, "RFC 7296"),
-    35: ExchangeType("IKE_AUTH", "IKE_AUTH", 2, "RFC 7296"),
-    36: ExchangeType("CREATE_CHILD_SA", "CREATE_CHILD_SA", 2, "RFC 7296"),
-    37: ExchangeType("INFORMATIONAL", "INFORMATIONAL", 2, "RFC 7296"),
-    38: ExchangeType("IKE_SESSION_RESUME", "IKE_SESSION_RESUME", 2, "RFC 5723"),
-    39: ExchangeType("GSA_AUTH", "GSA_AUTH", 2, "RFC 9838"),
-    40: ExchangeType("GSA_REGISTRATION", "GSA_REGISTRATION", 2, "RFC 9838"),
-    41: ExchangeType("GSA_REKEY", "GSA_REKEY", 2, "RFC 9838"),
-    42: ExchangeType("GSA_INBAND_REKEY", "GSA_INBAND_REKEY", 2, "RFC 9838"),
-    43: ExchangeType("IKE_INTERMEDIATE", "IKE_INTERMEDIATE", 2, "RFC 9242"),
-    44: ExchangeType("IKE_FOLLOWUP_KE", "IKE_FOLLOWUP_KE", 2, "RFC 9370"),
-}
+class ExchangeType(Number):
+    """Exchange types.  IKEv1: RFC 2408 §3.1 (0-5), RFC 2409 §5/§5.5 (32, 33); 6 is the
+    Transaction exchange of draft-ietf-ipsec-isakmp-mode-cfg (Mode-CFG / XAUTH).  IKEv2: IANA
+    "IKEv2 Exchange Types".  The two number spaces do not overlap."""
 
-# Convenience constants for the numbers the analyzer branches on.
-EXCH_MAIN_MODE, EXCH_AGGRESSIVE, EXCH_INFORMATIONAL_V1, EXCH_TRANSACTION = 2, 4, 5, 6
-EXCH_QUICK_MODE = 32
-IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL = 34, 35, 36, 37
-IKE_SESSION_RESUME, IKE_INTERMEDIATE, IKE_FOLLOWUP_KE = 38, 43, 44
+    NONE = 0
+    BASE = 1
+    MAIN_MODE = 2  # Identity Protection
+    AUTHENTICATION_ONLY = 3
+    AGGRESSIVE = 4
+    INFORMATIONAL_V1 = 5
+    TRANSACTION = 6  # Mode-CFG / XAUTH
+    QUICK_MODE = 32
+    NEW_GROUP_MODE = 33
+    IKE_SA_INIT = 34
+    IKE_AUTH = 35
+    CREATE_CHILD_SA = 36
+    INFORMATIONAL = 37
+    IKE_SESSION_RESUME = 38
+    GSA_AUTH = 39
+    GSA_REGISTRATION = 40
+    GSA_REKEY = 41
+    GSA_INBAND_REKEY = 42
+    IKE_INTERMEDIATE = 43
+    IKE_FOLLOWUP_KE = 44
+
+
+X = ExchangeType
+EXCHANGE_TYPES: dict[int, ExchangeInfo] = {
+    X.NONE: ExchangeInfo("NONE", "NONE", 1, "RFC 2408"),
+    X.BASE: ExchangeInfo("Base", "Base", 1, "RFC 2408"),
+    X.MAIN_MODE: ExchangeInfo("Identity Protection (Main Mode)", "Main Mode", 1, "RFC 2408"),
+    X.AUTHENTICATION_ONLY: ExchangeInfo("Authentication Only", "Authentication Only", 1, "RFC 2408"),
+    X.AGGRESSIVE: ExchangeInfo("Aggressive", "Aggressive", 1, "RFC 2408"),
+    X.INFORMATIONAL_V1: ExchangeInfo("Informational", "Informational", 1, "RFC 2408"),
+    X.TRANSACTION: ExchangeInfo("Transaction (Config Mode)", "Mode-CFG", 1, "draft-ietf-ipsec-isakmp-mode-cfg"),
+    X.QUICK_MODE: ExchangeInfo("Quick Mode", "Quick Mode", 1, "RFC 2409"),
+    X.NEW_GROUP_MODE: ExchangeInfo("New Group Mode", "New Group Mode", 1, "RFC 2409"),
+    X.IKE_SA_INIT: ExchangeInfo("IKE_SA_INIT", "IKE_SA_INIT", 2, "RFC 7296"),
+    X.IKE_AUTH: ExchangeInfo("IKE_AUTH", "IKE_AUTH", 2, "RFC 7296"),
+    X.CREATE_CHILD_SA: ExchangeInfo("CREATE_CHILD_SA", "CREATE_CHILD_SA", 2, "RFC 7296"),
+    X.INFORMATIONAL: ExchangeInfo("INFORMATIONAL", "INFORMATIONAL", 2, "RFC 7296"),
+    X.IKE_SESSION_RESUME: ExchangeInfo("IKE_SESSION_RESUME", "IKE_SESSION_RESUME", 2, "RFC 5723"),
+    X.GSA_AUTH: ExchangeInfo("GSA_AUTH", "GSA_AUTH", 2, "RFC 9838"),
+    X.GSA_REGISTRATION: ExchangeInfo("GSA_REGISTRATION", "GSA_REGISTRATION", 2, "RFC 9838"),
+    X.GSA_REKEY: ExchangeInfo("GSA_REKEY", "GSA_REKEY", 2, "RFC 9838"),
+    X.GSA_INBAND_REKEY: ExchangeInfo("GSA_INBAND_REKEY", "GSA_INBAND_REKEY", 2, "RFC 9838"),
+    X.IKE_INTERMEDIATE: ExchangeInfo("IKE_INTERMEDIATE", "IKE_INTERMEDIATE", 2, "RFC 9242"),
+    X.IKE_FOLLOWUP_KE: ExchangeInfo("IKE_FOLLOWUP_KE", "IKE_FOLLOWUP_KE", 2, "RFC 9370"),
+}
+del X
 
 
 def exchange_name(code: int, short: bool = False) -> str:
@@ -93,72 +127,133 @@ def exchange_name(code: int, short: bool = False) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class PayloadType:
+class PayloadInfo:
     short: str  # strongSwan-style message summary token ("SA", "KE", "No", "N", "V", "SK")
     name: str  # long name as Wireshark prints it
     ref: str
 
 
-PAYLOAD_TYPES_V1: dict[int, PayloadType] = {
-    0: PayloadType("NONE", "NONE / No Next Payload", "RFC 2408"),
-    1: PayloadType("SA", "Security Association", "RFC 2408"),
-    2: PayloadType("P", "Proposal", "RFC 2408"),
-    3: PayloadType("T", "Transform", "RFC 2408"),
-    4: PayloadType("KE", "Key Exchange", "RFC 2408"),
-    5: PayloadType("ID", "Identification", "RFC 2408"),
-    6: PayloadType("CERT", "Certificate", "RFC 2408"),
-    7: PayloadType("CR", "Certificate Request", "RFC 2408"),
-    8: PayloadType("HASH", "Hash", "RFC 2408"),
-    9: PayloadType("SIG", "Signature", "RFC 2408"),
-    10: PayloadType("No", "Nonce", "RFC 2408"),
-    11: PayloadType("N", "Notification", "RFC 2408"),
-    12: PayloadType("D", "Delete", "RFC 2408"),
-    13: PayloadType("V", "Vendor ID", "RFC 2408"),
-    14: PayloadType("ATTR", "Attributes", "draft-ietf-ipsec-isakmp-mode-cfg"),
-    15: PayloadType("SAK", "SA KEK Payload", "RFC 3547"),  # GDOI
-    16: PayloadType("SAT", "SA TEK Payload", "RFC 3547"),
-    17: PayloadType("KD", "Key Download", "RFC 3547"),
-    18: PayloadType("SEQ", "Sequence Number", "RFC 3547"),
-    19: PayloadType("POP", "Proof of Possession", "RFC 3547"),
-    20: PayloadType("NAT-D", "NAT-D (RFC 3947)", "RFC 3947"),
-    21: PayloadType("NAT-OA", "NAT-OA (RFC 3947)", "RFC 3947"),
-    22: PayloadType("GAP", "Group Associated Policy", "RFC 6407"),
+class PayloadV1(Number):
+    """ISAKMP next payload types: RFC 2408 §3.1 and IANA "ISAKMP Next Payload Types"."""
+
+    NONE = 0
+    SA = 1
+    PROPOSAL = 2
+    TRANSFORM = 3
+    KE = 4
+    ID = 5
+    CERT = 6
+    CR = 7
+    HASH = 8
+    SIG = 9
+    NONCE = 10
+    N = 11  # Notification
+    D = 12  # Delete
+    VID = 13
+    ATTR = 14  # Mode-CFG (draft-ietf-ipsec-isakmp-mode-cfg)
+    SAK = 15  # GDOI, RFC 3547
+    SAT = 16
+    KD = 17
+    SEQ = 18
+    POP = 19
+    NAT_D = 20  # RFC 3947 §3.2
+    NAT_OA = 21  # RFC 3947 §5.2
+    GAP = 22  # RFC 6407
+    # The first NAT-T drafts' numbers, still sent by some peers (Cisco IOS, Mac OS X racoon):
+    # 15/16 are NAT-D/NAT-OA in an IPsec-DOI phase-1 exchange (GDOI reuses them as SAK/SAT, but
+    # only under the GDOI DOI).  The body is the same as RFC 3947's.
+    NAT_D_OLD = 15
+    NAT_OA_OLD = 16
     # 128-255 private use; these three are the ones seen in the wild.
-    130: PayloadType("NAT-D", "NAT-D (draft-ietf-ipsec-nat-t-ike-01 to 03)", "draft-ietf-ipsec-nat-t-ike"),
-    131: PayloadType("NAT-OA", "NAT-OA (draft-ietf-ipsec-nat-t-ike-01 to 03)", "draft-ietf-ipsec-nat-t-ike"),
-    132: PayloadType("FRAG", "Cisco-Fragmentation", "Cisco/strongSwan proprietary IKEv1 fragmentation"),
+    NAT_D_DRAFT = 130  # draft-ietf-ipsec-nat-t-ike-02/03
+    NAT_OA_DRAFT = 131
+    FRAGMENT = 132  # Cisco / strongSwan proprietary IKEv1 fragmentation
+
+
+class PayloadV2(Number):
+    """IKEv2 payload types: RFC 7296 §3.2 and IANA "IKEv2 Payload Types"."""
+
+    NONE = 0
+    SA = 33
+    KE = 34
+    IDI = 35
+    IDR = 36
+    CERT = 37
+    CERTREQ = 38
+    AUTH = 39
+    NONCE = 40
+    N = 41  # Notify
+    D = 42  # Delete
+    V = 43  # Vendor ID
+    TSI = 44
+    TSR = 45
+    SK = 46
+    CP = 47
+    EAP = 48
+    GSPM = 49  # RFC 6467
+    IDG = 50  # RFC 9838
+    GSA = 51
+    KD = 52
+    SKF = 53  # RFC 7383 §2.5
+    PS = 54  # RFC 8019
+
+
+P1, P2 = PayloadV1, PayloadV2
+PAYLOAD_TYPES_V1: dict[int, PayloadInfo] = {
+    P1.NONE: PayloadInfo("NONE", "NONE / No Next Payload", "RFC 2408"),
+    P1.SA: PayloadInfo("SA", "Security Association", "RFC 2408"),
+    P1.PROPOSAL: PayloadInfo("P", "Proposal", "RFC 2408"),
+    P1.TRANSFORM: PayloadInfo("T", "Transform", "RFC 2408"),
+    P1.KE: PayloadInfo("KE", "Key Exchange", "RFC 2408"),
+    P1.ID: PayloadInfo("ID", "Identification", "RFC 2408"),
+    P1.CERT: PayloadInfo("CERT", "Certificate", "RFC 2408"),
+    P1.CR: PayloadInfo("CR", "Certificate Request", "RFC 2408"),
+    P1.HASH: PayloadInfo("HASH", "Hash", "RFC 2408"),
+    P1.SIG: PayloadInfo("SIG", "Signature", "RFC 2408"),
+    P1.NONCE: PayloadInfo("No", "Nonce", "RFC 2408"),
+    P1.N: PayloadInfo("N", "Notification", "RFC 2408"),
+    P1.D: PayloadInfo("D", "Delete", "RFC 2408"),
+    P1.VID: PayloadInfo("V", "Vendor ID", "RFC 2408"),
+    P1.ATTR: PayloadInfo("ATTR", "Attributes", "draft-ietf-ipsec-isakmp-mode-cfg"),
+    P1.SAK: PayloadInfo("SAK", "SA KEK Payload", "RFC 3547"),  # GDOI
+    P1.SAT: PayloadInfo("SAT", "SA TEK Payload", "RFC 3547"),
+    P1.KD: PayloadInfo("KD", "Key Download", "RFC 3547"),
+    P1.SEQ: PayloadInfo("SEQ", "Sequence Number", "RFC 3547"),
+    P1.POP: PayloadInfo("POP", "Proof of Possession", "RFC 3547"),
+    P1.NAT_D: PayloadInfo("NAT-D", "NAT-D (RFC 3947)", "RFC 3947"),
+    P1.NAT_OA: PayloadInfo("NAT-OA", "NAT-OA (RFC 3947)", "RFC 3947"),
+    P1.GAP: PayloadInfo("GAP", "Group Associated Policy", "RFC 6407"),
+    P1.NAT_D_DRAFT: PayloadInfo("NAT-D", "NAT-D (draft-ietf-ipsec-nat-t-ike-01 to 03)", "draft-ietf-ipsec-nat-t-ike"),
+    P1.NAT_OA_DRAFT: PayloadInfo("NAT-OA", "NAT-OA (draft-ietf-ipsec-nat-t-ike-01 to 03)", "draft-ietf-ipsec-nat-t-ike"),
+    P1.FRAGMENT: PayloadInfo("FRAG", "Cisco-Fragmentation", "Cisco/strongSwan proprietary IKEv1 fragmentation"),
 }
 
-PAYLOAD_TYPES_V2: dict[int, PayloadType] = {
-    0: PayloadType("NONE", "NONE / No Next Payload", "RFC 7296"),
-    33: PayloadType("SA", "Security Association", "RFC 7296"),
-    34: PayloadType("KE", "Key Exchange", "RFC 7296"),
-    35: PayloadType("IDi", "Identification - Initiator", "RFC 7296"),
-    36: PayloadType("IDr", "Identification - Responder", "RFC 7296"),
-    37: PayloadType("CERT", "Certificate", "RFC 7296"),
-    38: PayloadType("CERTREQ", "Certificate Request", "RFC 7296"),
-    39: PayloadType("AUTH", "Authentication", "RFC 7296"),
-    40: PayloadType("No", "Nonce", "RFC 7296"),
-    41: PayloadType("N", "Notify", "RFC 7296"),
-    42: PayloadType("D", "Delete", "RFC 7296"),
-    43: PayloadType("V", "Vendor ID", "RFC 7296"),
-    44: PayloadType("TSi", "Traffic Selector - Initiator", "RFC 7296"),
-    45: PayloadType("TSr", "Traffic Selector - Responder", "RFC 7296"),
-    46: PayloadType("SK", "Encrypted and Authenticated", "RFC 7296"),
-    47: PayloadType("CP", "Configuration", "RFC 7296"),
-    48: PayloadType("EAP", "Extensible Authentication", "RFC 7296"),
-    49: PayloadType("GSPM", "Generic Secure Password Method", "RFC 6467"),
-    50: PayloadType("IDg", "Group Identification", "RFC 9838"),
-    51: PayloadType("GSA", "Group Security Association", "RFC 9838"),
-    52: PayloadType("KD", "Key Download", "RFC 9838"),
-    53: PayloadType("SKF", "Encrypted and Authenticated Fragment", "RFC 7383"),
-    54: PayloadType("PS", "Puzzle Solution", "RFC 8019"),
+PAYLOAD_TYPES_V2: dict[int, PayloadInfo] = {
+    P2.NONE: PayloadInfo("NONE", "NONE / No Next Payload", "RFC 7296"),
+    P2.SA: PayloadInfo("SA", "Security Association", "RFC 7296"),
+    P2.KE: PayloadInfo("KE", "Key Exchange", "RFC 7296"),
+    P2.IDI: PayloadInfo("IDi", "Identification - Initiator", "RFC 7296"),
+    P2.IDR: PayloadInfo("IDr", "Identification - Responder", "RFC 7296"),
+    P2.CERT: PayloadInfo("CERT", "Certificate", "RFC 7296"),
+    P2.CERTREQ: PayloadInfo("CERTREQ", "Certificate Request", "RFC 7296"),
+    P2.AUTH: PayloadInfo("AUTH", "Authentication", "RFC 7296"),
+    P2.NONCE: PayloadInfo("No", "Nonce", "RFC 7296"),
+    P2.N: PayloadInfo("N", "Notify", "RFC 7296"),
+    P2.D: PayloadInfo("D", "Delete", "RFC 7296"),
+    P2.V: PayloadInfo("V", "Vendor ID", "RFC 7296"),
+    P2.TSI: PayloadInfo("TSi", "Traffic Selector - Initiator", "RFC 7296"),
+    P2.TSR: PayloadInfo("TSr", "Traffic Selector - Responder", "RFC 7296"),
+    P2.SK: PayloadInfo("SK", "Encrypted and Authenticated", "RFC 7296"),
+    P2.CP: PayloadInfo("CP", "Configuration", "RFC 7296"),
+    P2.EAP: PayloadInfo("EAP", "Extensible Authentication", "RFC 7296"),
+    P2.GSPM: PayloadInfo("GSPM", "Generic Secure Password Method", "RFC 6467"),
+    P2.IDG: PayloadInfo("IDg", "Group Identification", "RFC 9838"),
+    P2.GSA: PayloadInfo("GSA", "Group Security Association", "RFC 9838"),
+    P2.KD: PayloadInfo("KD", "Key Download", "RFC 9838"),
+    P2.SKF: PayloadInfo("SKF", "Encrypted and Authenticated Fragment", "RFC 7383"),
+    P2.PS: PayloadInfo("PS", "Puzzle Solution", "RFC 8019"),
 }
-
-PT_V1_SA, PT_V1_KE, PT_V1_ID, PT_V1_HASH, PT_V1_NONCE, PT_V1_N, PT_V1_D, PT_V1_VID = 1, 4, 5, 8, 10, 11, 12, 13
-PT_V1_ATTR, PT_V1_NAT_D, PT_V1_NAT_OA, PT_V1_FRAG = 14, 20, 21, 132
-PT_SA, PT_KE, PT_IDI, PT_IDR, PT_CERT, PT_CERTREQ, PT_AUTH, PT_NONCE = 33, 34, 35, 36, 37, 38, 39, 40
-PT_N, PT_D, PT_V, PT_TSI, PT_TSR, PT_SK, PT_CP, PT_EAP, PT_SKF = 41, 42, 43, 44, 45, 46, 47, 48, 53
+del P1, P2
 
 
 def payload_name(version: int, code: int, short: bool = True) -> str:
@@ -180,162 +275,169 @@ def payload_name(version: int, code: int, short: bool = True) -> str:
 # 3. Notify message types
 # ---------------------------------------------------------------------------------------------
 
-# IKEv2 (IANA "IKEv2 Notify Message Types - Error Types" / "- Status Types").  RFC 7296 unless noted.
-NOTIFY_V2: dict[int, str] = {
-    1: "UNSUPPORTED_CRITICAL_PAYLOAD",
-    4: "INVALID_IKE_SPI",
-    5: "INVALID_MAJOR_VERSION",
-    7: "INVALID_SYNTAX",
-    9: "INVALID_MESSAGE_ID",
-    11: "INVALID_SPI",
-    14: "NO_PROPOSAL_CHOSEN",
-    17: "INVALID_KE_PAYLOAD",  # data: the 2-byte KE method the responder wants
-    24: "AUTHENTICATION_FAILED",
-    34: "SINGLE_PAIR_REQUIRED",
-    35: "NO_ADDITIONAL_SAS",
-    36: "INTERNAL_ADDRESS_FAILURE",
-    37: "FAILED_CP_REQUIRED",
-    38: "TS_UNACCEPTABLE",
-    39: "INVALID_SELECTORS",
-    40: "UNACCEPTABLE_ADDRESSES",  # RFC 4555
-    41: "UNEXPECTED_NAT_DETECTED",  # RFC 4555
-    42: "USE_ASSIGNED_HoA",  # RFC 5026
-    43: "TEMPORARY_FAILURE",
-    44: "CHILD_SA_NOT_FOUND",
-    45: "INVALID_GROUP_ID",  # RFC 9838
-    46: "AUTHORIZATION_FAILED",  # RFC 9838
-    47: "STATE_NOT_FOUND",  # RFC 9370
-    48: "TS_MAX_QUEUE",  # RFC 9611
-    49: "REGISTRATION_FAILED",  # RFC 9838
+class NotifyV2(Number):
+    """IKEv2 Notify Message Types (IANA "IKEv2 Notify Message Types - Error Types" / "- Status
+    Types").  RFC 7296 unless noted."""
+
+    UNSUPPORTED_CRITICAL_PAYLOAD = 1
+    INVALID_IKE_SPI = 4
+    INVALID_MAJOR_VERSION = 5
+    INVALID_SYNTAX = 7
+    INVALID_MESSAGE_ID = 9
+    INVALID_SPI = 11
+    NO_PROPOSAL_CHOSEN = 14
+    INVALID_KE_PAYLOAD = 17  # data: the 2-byte KE method the responder wants
+    AUTHENTICATION_FAILED = 24
+    SINGLE_PAIR_REQUIRED = 34
+    NO_ADDITIONAL_SAS = 35
+    INTERNAL_ADDRESS_FAILURE = 36
+    FAILED_CP_REQUIRED = 37
+    TS_UNACCEPTABLE = 38
+    INVALID_SELECTORS = 39
+    UNACCEPTABLE_ADDRESSES = 40  # RFC 4555
+    UNEXPECTED_NAT_DETECTED = 41  # RFC 4555
+    USE_ASSIGNED_HoA = 42  # RFC 5026
+    TEMPORARY_FAILURE = 43
+    CHILD_SA_NOT_FOUND = 44
+    INVALID_GROUP_ID = 45  # RFC 9838
+    AUTHORIZATION_FAILED = 46  # RFC 9838
+    STATE_NOT_FOUND = 47  # RFC 9370
+    TS_MAX_QUEUE = 48  # RFC 9611
+    REGISTRATION_FAILED = 49  # RFC 9838
     # --- status types
-    16384: "INITIAL_CONTACT",
-    16385: "SET_WINDOW_SIZE",
-    16386: "ADDITIONAL_TS_POSSIBLE",
-    16387: "IPCOMP_SUPPORTED",
-    16388: "NAT_DETECTION_SOURCE_IP",
-    16389: "NAT_DETECTION_DESTINATION_IP",
-    16390: "COOKIE",
-    16391: "USE_TRANSPORT_MODE",
-    16392: "HTTP_CERT_LOOKUP_SUPPORTED",
-    16393: "REKEY_SA",
-    16394: "ESP_TFC_PADDING_NOT_SUPPORTED",
-    16395: "NON_FIRST_FRAGMENTS_ALSO",
-    16396: "MOBIKE_SUPPORTED",  # RFC 4555
-    16397: "ADDITIONAL_IP4_ADDRESS",  # RFC 4555
-    16398: "ADDITIONAL_IP6_ADDRESS",  # RFC 4555
-    16399: "NO_ADDITIONAL_ADDRESSES",  # RFC 4555
-    16400: "UPDATE_SA_ADDRESSES",  # RFC 4555
-    16401: "COOKIE2",  # RFC 4555
-    16402: "NO_NATS_ALLOWED",  # RFC 4555
-    16403: "AUTH_LIFETIME",  # RFC 4478
-    16404: "MULTIPLE_AUTH_SUPPORTED",  # RFC 4739
-    16405: "ANOTHER_AUTH_FOLLOWS",  # RFC 4739
-    16406: "REDIRECT_SUPPORTED",  # RFC 5685
-    16407: "REDIRECT",  # RFC 5685
-    16408: "REDIRECTED_FROM",  # RFC 5685
-    16409: "TICKET_LT_OPAQUE",  # RFC 5723
-    16410: "TICKET_REQUEST",  # RFC 5723
-    16411: "TICKET_ACK",  # RFC 5723
-    16412: "TICKET_NACK",  # RFC 5723
-    16413: "TICKET_OPAQUE",  # RFC 5723
-    16414: "LINK_ID",  # RFC 5739
-    16415: "USE_WESP_MODE",  # RFC 5840
-    16416: "ROHC_SUPPORTED",  # RFC 5857
-    16417: "EAP_ONLY_AUTHENTICATION",  # RFC 5998
-    16418: "CHILDLESS_IKEV2_SUPPORTED",  # RFC 6023
-    16419: "QUICK_CRASH_DETECTION",  # RFC 6290
-    16420: "IKEV2_MESSAGE_ID_SYNC_SUPPORTED",  # RFC 6311
-    16421: "IPSEC_REPLAY_COUNTER_SYNC_SUPPORTED",  # RFC 6311
-    16422: "IKEV2_MESSAGE_ID_SYNC",  # RFC 6311
-    16423: "IPSEC_REPLAY_COUNTER_SYNC",  # RFC 6311
-    16424: "SECURE_PASSWORD_METHODS",  # RFC 6467
-    16425: "PSK_PERSIST",  # RFC 6631
-    16426: "PSK_CONFIRM",  # RFC 6631
-    16427: "ERX_SUPPORTED",  # RFC 6867
-    16428: "IFOM_CAPABILITY",  # 3GPP TS 24.303
-    16429: "GROUP_SENDER",  # RFC 9838 (formerly SENDER_REQUEST_ID)
-    16430: "IKEV2_FRAGMENTATION_SUPPORTED",  # RFC 7383
-    16431: "SIGNATURE_HASH_ALGORITHMS",  # RFC 7427
-    16432: "CLONE_IKE_SA_SUPPORTED",  # RFC 7791
-    16433: "CLONE_IKE_SA",  # RFC 7791
-    16434: "PUZZLE",  # RFC 8019
-    16435: "USE_PPK",  # RFC 8784
-    16436: "PPK_IDENTITY",  # RFC 8784
-    16437: "NO_PPK_AUTH",  # RFC 8784
-    16438: "INTERMEDIATE_EXCHANGE_SUPPORTED",  # RFC 9242
-    16439: "IP4_ALLOWED",  # RFC 8983
-    16440: "IP6_ALLOWED",  # RFC 8983
-    16441: "ADDITIONAL_KEY_EXCHANGE",  # RFC 9370
-    16442: "USE_AGGFRAG",  # RFC 9347
-    16443: "SUPPORTED_AUTH_METHODS",  # RFC 9593
-    16444: "SA_RESOURCE_INFO",  # RFC 9611
-    16445: "USE_PPK_INT",  # RFC 9867
-    16446: "PPK_IDENTITY_KEY",  # RFC 9867
+    INITIAL_CONTACT = 16384
+    SET_WINDOW_SIZE = 16385
+    ADDITIONAL_TS_POSSIBLE = 16386
+    IPCOMP_SUPPORTED = 16387
+    NAT_DETECTION_SOURCE_IP = 16388
+    NAT_DETECTION_DESTINATION_IP = 16389
+    COOKIE = 16390
+    USE_TRANSPORT_MODE = 16391
+    HTTP_CERT_LOOKUP_SUPPORTED = 16392
+    REKEY_SA = 16393
+    ESP_TFC_PADDING_NOT_SUPPORTED = 16394
+    NON_FIRST_FRAGMENTS_ALSO = 16395
+    MOBIKE_SUPPORTED = 16396  # RFC 4555
+    ADDITIONAL_IP4_ADDRESS = 16397  # RFC 4555
+    ADDITIONAL_IP6_ADDRESS = 16398  # RFC 4555
+    NO_ADDITIONAL_ADDRESSES = 16399  # RFC 4555
+    UPDATE_SA_ADDRESSES = 16400  # RFC 4555
+    COOKIE2 = 16401  # RFC 4555
+    NO_NATS_ALLOWED = 16402  # RFC 4555
+    AUTH_LIFETIME = 16403  # RFC 4478
+    MULTIPLE_AUTH_SUPPORTED = 16404  # RFC 4739
+    ANOTHER_AUTH_FOLLOWS = 16405  # RFC 4739
+    REDIRECT_SUPPORTED = 16406  # RFC 5685
+    REDIRECT = 16407  # RFC 5685
+    REDIRECTED_FROM = 16408  # RFC 5685
+    TICKET_LT_OPAQUE = 16409  # RFC 5723
+    TICKET_REQUEST = 16410  # RFC 5723
+    TICKET_ACK = 16411  # RFC 5723
+    TICKET_NACK = 16412  # RFC 5723
+    TICKET_OPAQUE = 16413  # RFC 5723
+    LINK_ID = 16414  # RFC 5739
+    USE_WESP_MODE = 16415  # RFC 5840
+    ROHC_SUPPORTED = 16416  # RFC 5857
+    EAP_ONLY_AUTHENTICATION = 16417  # RFC 5998
+    CHILDLESS_IKEV2_SUPPORTED = 16418  # RFC 6023
+    QUICK_CRASH_DETECTION = 16419  # RFC 6290
+    IKEV2_MESSAGE_ID_SYNC_SUPPORTED = 16420  # RFC 6311
+    IPSEC_REPLAY_COUNTER_SYNC_SUPPORTED = 16421  # RFC 6311
+    IKEV2_MESSAGE_ID_SYNC = 16422  # RFC 6311
+    IPSEC_REPLAY_COUNTER_SYNC = 16423  # RFC 6311
+    SECURE_PASSWORD_METHODS = 16424  # RFC 6467
+    PSK_PERSIST = 16425  # RFC 6631
+    PSK_CONFIRM = 16426  # RFC 6631
+    ERX_SUPPORTED = 16427  # RFC 6867
+    IFOM_CAPABILITY = 16428  # 3GPP TS 24.303
+    GROUP_SENDER = 16429  # RFC 9838 (formerly SENDER_REQUEST_ID)
+    IKEV2_FRAGMENTATION_SUPPORTED = 16430  # RFC 7383
+    SIGNATURE_HASH_ALGORITHMS = 16431  # RFC 7427
+    CLONE_IKE_SA_SUPPORTED = 16432  # RFC 7791
+    CLONE_IKE_SA = 16433  # RFC 7791
+    PUZZLE = 16434  # RFC 8019
+    USE_PPK = 16435  # RFC 8784
+    PPK_IDENTITY = 16436  # RFC 8784
+    NO_PPK_AUTH = 16437  # RFC 8784
+    INTERMEDIATE_EXCHANGE_SUPPORTED = 16438  # RFC 9242
+    IP4_ALLOWED = 16439  # RFC 8983
+    IP6_ALLOWED = 16440  # RFC 8983
+    ADDITIONAL_KEY_EXCHANGE = 16441  # RFC 9370
+    USE_AGGFRAG = 16442  # RFC 9347
+    SUPPORTED_AUTH_METHODS = 16443  # RFC 9593
+    SA_RESOURCE_INFO = 16444  # RFC 9611
+    USE_PPK_INT = 16445  # RFC 9867
+    PPK_IDENTITY_KEY = 16446  # RFC 9867
     # 16447: assignment from a later draft (IKE_SA_INIT full-transcript auth); number less
     # certain than the ones above, kept because libreswan emits it.
-    16447: "IKE_SA_INIT_FULL_TRANSCRIPT_AUTH",
-}
+    IKE_SA_INIT_FULL_TRANSCRIPT_AUTH = 16447
 
-# IKEv1: RFC 2408 §3.14.1 (1-30, 16384), RFC 2407 §4.6.3 (24576-24578), RFC 3706 (DPD) and the
-# vendor codes seen on the wire (Cisco, Juniper/NetScreen), as Wireshark / libreswan print them.
-NOTIFY_V1: dict[int, str] = {
-    1: "INVALID-PAYLOAD-TYPE",
-    2: "DOI-NOT-SUPPORTED",
-    3: "SITUATION-NOT-SUPPORTED",
-    4: "INVALID-COOKIE",
-    5: "INVALID-MAJOR-VERSION",
-    6: "INVALID-MINOR-VERSION",
-    7: "INVALID-EXCHANGE-TYPE",
-    8: "INVALID-FLAGS",
-    9: "INVALID-MESSAGE-ID",
-    10: "INVALID-PROTOCOL-ID",
-    11: "INVALID-SPI",
-    12: "INVALID-TRANSFORM-ID",
-    13: "ATTRIBUTES-NOT-SUPPORTED",
-    14: "NO-PROPOSAL-CHOSEN",
-    15: "BAD-PROPOSAL-SYNTAX",
-    16: "PAYLOAD-MALFORMED",
-    17: "INVALID-KEY-INFORMATION",
-    18: "INVALID-ID-INFORMATION",
-    19: "INVALID-CERT-ENCODING",
-    20: "INVALID-CERTIFICATE",
-    21: "CERT-TYPE-UNSUPPORTED",
-    22: "INVALID-CERT-AUTHORITY",
-    23: "INVALID-HASH-INFORMATION",
-    24: "AUTHENTICATION-FAILED",
-    25: "INVALID-SIGNATURE",
-    26: "ADDRESS-NOTIFICATION",
-    27: "NOTIFY-SA-LIFETIME",
-    28: "CERTIFICATE-UNAVAILABLE",
-    29: "UNSUPPORTED-EXCHANGE-TYPE",
-    30: "UNEQUAL-PAYLOAD-LENGTHS",
-    16384: "CONNECTED",  # RFC 2408
-    24576: "RESPONDER-LIFETIME",  # RFC 2407 §4.6.3.1
-    24577: "REPLAY-STATUS",  # RFC 2407 §4.6.3.2
-    24578: "INITIAL-CONTACT",  # RFC 2407 §4.6.3.3
-    30000: "CISCO-HELLO",  # Cisco private (vendor use, as libreswan names them)
-    30001: "CISCO-WWTEBR",
-    30002: "CISCO-SHUT-UP",
-    32768: "IOS-KEEP-ALIVE-REQ",  # Cisco IOS keepalive (pre-DPD)
-    32769: "IOS-KEEP-ALIVE-ACK",
-    36136: "R-U-THERE",  # RFC 3706
-    36137: "R-U-THERE-ACK",  # RFC 3706
-    40001: "NETSCREEN-NHTB-INFORM",  # Juniper/NetScreen next-hop tunnel binding
-    40501: "UNITY-LOAD-BALANCE",  # Cisco Unity: data = new gateway IPv4 address
-    40502: "UNITY-UNKNOWN",
-    40503: "UNITY-GROUP-HASH",
-}
+
+class NotifyV1(Number):
+    """IKEv1 notify message types: RFC 2408 §3.14.1 (1-30, 16384), RFC 2407 §4.6.3
+    (24576-24578), RFC 3706 (DPD) and the vendor codes seen on the wire (Cisco,
+    Juniper/NetScreen).  The registry spells the names with hyphens (``R-U-THERE``), as
+    Wireshark and libreswan print them: :data:`NOTIFY_V1`."""
+
+    INVALID_PAYLOAD_TYPE = 1
+    DOI_NOT_SUPPORTED = 2
+    SITUATION_NOT_SUPPORTED = 3
+    INVALID_COOKIE = 4
+    INVALID_MAJOR_VERSION = 5
+    INVALID_MINOR_VERSION = 6
+    INVALID_EXCHANGE_TYPE = 7
+    INVALID_FLAGS = 8
+    INVALID_MESSAGE_ID = 9
+    INVALID_PROTOCOL_ID = 10
+    INVALID_SPI = 11
+    INVALID_TRANSFORM_ID = 12
+    ATTRIBUTES_NOT_SUPPORTED = 13
+    NO_PROPOSAL_CHOSEN = 14
+    BAD_PROPOSAL_SYNTAX = 15
+    PAYLOAD_MALFORMED = 16
+    INVALID_KEY_INFORMATION = 17
+    INVALID_ID_INFORMATION = 18
+    INVALID_CERT_ENCODING = 19
+    INVALID_CERTIFICATE = 20
+    CERT_TYPE_UNSUPPORTED = 21
+    INVALID_CERT_AUTHORITY = 22
+    INVALID_HASH_INFORMATION = 23
+    AUTHENTICATION_FAILED = 24
+    INVALID_SIGNATURE = 25
+    ADDRESS_NOTIFICATION = 26
+    NOTIFY_SA_LIFETIME = 27
+    CERTIFICATE_UNAVAILABLE = 28
+    UNSUPPORTED_EXCHANGE_TYPE = 29
+    UNEQUAL_PAYLOAD_LENGTHS = 30
+    CONNECTED = 16384  # RFC 2408
+    RESPONDER_LIFETIME = 24576  # RFC 2407 §4.6.3.1
+    REPLAY_STATUS = 24577  # RFC 2407 §4.6.3.2
+    INITIAL_CONTACT = 24578  # RFC 2407 §4.6.3.3
+    CISCO_HELLO = 30000  # Cisco private (vendor use, as libreswan names them)
+    CISCO_WWTEBR = 30001
+    CISCO_SHUT_UP = 30002
+    IOS_KEEP_ALIVE_REQ = 32768  # Cisco IOS keepalive (pre-DPD)
+    IOS_KEEP_ALIVE_ACK = 32769
+    R_U_THERE = 36136  # RFC 3706
+    R_U_THERE_ACK = 36137  # RFC 3706
+    NETSCREEN_NHTB_INFORM = 40001  # Juniper/NetScreen next-hop tunnel binding
+    UNITY_LOAD_BALANCE = 40501  # Cisco Unity: data = new gateway IPv4 address
+    UNITY_UNKNOWN = 40502
+    UNITY_GROUP_HASH = 40503
+
+
+NOTIFY_V2: dict[int, str] = {int(n): n.name for n in NotifyV2}
+NOTIFY_V1: dict[int, str] = {int(n): n.name.replace("_", "-") for n in NotifyV1}
 
 NOTIFY_V2_BY_NAME: dict[str, int] = {v: k for k, v in NOTIFY_V2.items()}
 NOTIFY_V1_BY_NAME: dict[str, int] = {v: k for k, v in NOTIFY_V1.items()}
 
-# Frequently used codes.
-N_INVALID_IKE_SPI, N_INVALID_SPI, N_NO_PROPOSAL_CHOSEN, N_INVALID_KE_PAYLOAD = 4, 11, 14, 17
-N_AUTHENTICATION_FAILED, N_TS_UNACCEPTABLE, N_INTERNAL_ADDRESS_FAILURE = 24, 38, 36
-N_INITIAL_CONTACT, N_NAT_DETECTION_SOURCE_IP, N_NAT_DETECTION_DESTINATION_IP = 16384, 16388, 16389
-N_COOKIE, N_REKEY_SA, N_IKEV2_FRAGMENTATION_SUPPORTED = 16390, 16393, 16430
-N_CHILDLESS_IKEV2_SUPPORTED = 16418
-N_V1_INVALID_ID_INFORMATION, N_V1_INITIAL_CONTACT, N_V1_R_U_THERE, N_V1_R_U_THERE_ACK = 18, 24578, 36136, 36137
+
+
+def notify_types(version: int) -> type[NotifyV1] | type[NotifyV2]:
+    """The notify enum of IKE ``version``: ``notify_types(sa.version).NO_PROPOSAL_CHOSEN`` where a
+    check holds for both versions (the error numbers 1-30 mostly coincide, RFC 7296 §3.10.1)."""
+    return NotifyV1 if version == 1 else NotifyV2
 
 
 def notify_name(version: int, code: int) -> str:
@@ -387,23 +489,34 @@ def notify_code(version: int, name: str) -> int | None:
 # 4. IKEv2 transforms (RFC 7296 §3.3.2, RFC 9370)
 # ---------------------------------------------------------------------------------------------
 
-ENCR_T, PRF_T, INTEG_T, KE_T, ESN_T = 1, 2, 3, 4, 5
+class TransformType(Number):
+    """IKEv2 transform types: RFC 7296 §3.3.2; ADDKE1..7: RFC 9370 §2."""
 
+    ENCR = 1
+    PRF = 2
+    INTEG = 3
+    KE = 4  # "Diffie-Hellman Group (D-H)" before RFC 9370
+    ESN = 5
+    ADDKE1 = 6
+    ADDKE2 = 7
+    ADDKE3 = 8
+    ADDKE4 = 9
+    ADDKE5 = 10
+    ADDKE6 = 11
+    ADDKE7 = 12
+
+
+T = TransformType
 # type → (abbreviation, registry name)
 TRANSFORM_TYPES: dict[int, tuple[str, str]] = {
-    1: ("ENCR", "Encryption Algorithm"),
-    2: ("PRF", "Pseudorandom Function"),
-    3: ("INTEG", "Integrity Algorithm"),
-    4: ("KE", "Key Exchange Method"),  # "Diffie-Hellman Group (D-H)" before RFC 9370
-    5: ("ESN", "Extended Sequence Numbers"),
-    6: ("ADDKE1", "Additional Key Exchange 1"),  # RFC 9370
-    7: ("ADDKE2", "Additional Key Exchange 2"),
-    8: ("ADDKE3", "Additional Key Exchange 3"),
-    9: ("ADDKE4", "Additional Key Exchange 4"),
-    10: ("ADDKE5", "Additional Key Exchange 5"),
-    11: ("ADDKE6", "Additional Key Exchange 6"),
-    12: ("ADDKE7", "Additional Key Exchange 7"),
+    T.ENCR: ("ENCR", "Encryption Algorithm"),
+    T.PRF: ("PRF", "Pseudorandom Function"),
+    T.INTEG: ("INTEG", "Integrity Algorithm"),
+    T.KE: ("KE", "Key Exchange Method"),
+    T.ESN: ("ESN", "Extended Sequence Numbers"),
+    **{t: (t.name, f"Additional Key Exchange {t - T.ADDKE1 + 1}") for t in T if t >= T.ADDKE1},
 }
+del T
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,10 +708,10 @@ GROUPS: dict[int, Group] = {
 del G
 
 # Which table holds the IDs of each transform type (ADDKE1..7 reuse the KE table, RFC 9370).
-_TABLE_FOR_TYPE: dict[int, dict] = {1: ENCR, 2: PRF, 3: INTEG, 4: GROUPS, 5: ESN}
-for _t in range(6, 13):
-    _TABLE_FOR_TYPE[_t] = GROUPS
-del _t
+_TABLE_FOR_TYPE: dict[int, dict[int, Algorithm] | dict[int, Group]] = {TransformType.ENCR: ENCR, TransformType.PRF: PRF,
+                                    TransformType.INTEG: INTEG, TransformType.KE: GROUPS,
+                                    TransformType.ESN: ESN}
+_TABLE_FOR_TYPE.update((t, GROUPS) for t in TransformType if t >= TransformType.ADDKE1)
 
 
 def transform_type_name(ttype: int) -> str:
@@ -623,7 +736,7 @@ def transform_name(ttype: int, tid: int) -> str:
     if entry is not None:
         return entry.short if table is GROUPS else entry.name
     prefix = transform_type_name(ttype)
-    if tid >= 1024 and ttype != ESN_T:
+    if tid >= 1024 and ttype != TransformType.ESN:
         return f"{prefix}_PRIVATE_USE_{tid}"
     return f"{prefix}_UNKNOWN_{tid}"
 
@@ -658,15 +771,18 @@ def _keyword(ttype: int, tid: int, keylen: int | None) -> str:
         if keylen is None:
             keylen = entry.default_keylen if isinstance(entry, Algorithm) else 0
         kw = kw.replace("{k}", str(keylen) if keylen else "")
-    if 6 <= ttype <= 12:
-        kw = f"ke{ttype - 5}_{kw}"  # strongSwan 6 syntax for RFC 9370 additional key exchanges
+    if TransformType.ADDKE1 <= ttype <= TransformType.ADDKE7:
+        kw = f"ke{ttype - TransformType.ESN}_{kw}"  # strongSwan 6 syntax for RFC 9370 additional key exchanges
     return kw
 
 
-_PROPOSAL_ORDER = (1, 3, 2, 4, 6, 7, 8, 9, 10, 11, 12, 5)
+# How strongSwan orders a proposal: ENCR, INTEG, PRF, KE, ADDKE1..7, ESN.
+_T = TransformType
+_PROPOSAL_ORDER = (_T.ENCR, _T.INTEG, _T.PRF, _T.KE, *(t for t in _T if t >= _T.ADDKE1), _T.ESN)
+del _T
 
 
-def proposal_string(transforms: Iterable[Sequence]) -> str:
+def proposal_string(transforms: Iterable[Sequence[Any]]) -> str:
     """Render one IKEv2 proposal the way an operator writes it in strongSwan ``proposals =``.
 
     ``transforms``: iterable of ``(type, id)`` or ``(type, id, keylen)``, keylen in bits or None.
@@ -684,33 +800,34 @@ def proposal_string(transforms: Iterable[Sequence]) -> str:
     by_type: dict[int, list[tuple[int, int | None]]] = {}
     for ttype, tid, keylen in items:
         by_type.setdefault(ttype, []).append((tid, keylen))
-    integs = [tid for tid, _ in by_type.get(INTEG_T, ()) if tid != 0]
+    integs = [tid for tid, _ in by_type.get(TransformType.INTEG, ()) if tid != 0]
     implied = [PRF_FOR_INTEG.get(tid) for tid in integs]
-    prfs = [tid for tid, _ in by_type.get(PRF_T, ())]
+    prfs = [tid for tid, _ in by_type.get(TransformType.PRF, ())]
     skip_prf = bool(prfs) and bool(integs) and _dedup(implied) == _dedup(prfs)
     out: list[str] = []
     for ttype in _PROPOSAL_ORDER + tuple(sorted(set(by_type) - set(_PROPOSAL_ORDER))):
         for tid, keylen in by_type.get(ttype, ()):
-            if ttype == INTEG_T and tid == 0:
+            if ttype == TransformType.INTEG and tid == 0:
                 continue
-            if ttype == PRF_T and skip_prf:
+            if ttype == TransformType.PRF and skip_prf:
                 continue
             out.append(_keyword(ttype, tid, keylen))
     return "-".join(out)
 
 
-def _dedup(seq: Iterable) -> list:
-    seen: list = []
+def _dedup(seq: Iterable[object]) -> list[object]:
+    seen: list[object] = []
     for x in seq:
         if x not in seen:
             seen.append(x)
     return seen
 
 
-_PROTOCOL_PREFIX = {1: "IKE", 2: "AH", 3: "ESP"}
+_PROTOCOL_PREFIX = {1: "IKE", 2: "AH", 3: "ESP"}  # ProtocolId (declared in section 5)
 
 
-def proposal_log_string(transforms: Iterable[Sequence], protocol: int | None = None) -> str:
+def proposal_log_string(transforms: Iterable[Sequence[Any]],
+                        protocol: int | None = None) -> str:
     """Render a proposal the way strongSwan logs it ("selected proposal: IKE:AES_CBC_256/...").
 
     Order ENCR, INTEG, PRF, KE, ADDKE, ESN; names are the ``short`` spellings, the key length
@@ -718,17 +835,17 @@ def proposal_log_string(transforms: Iterable[Sequence], protocol: int | None = N
     ``IKE:`` prefix.  Example: ``IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048``.
     """
     items = [(t[0], t[1], t[2] if len(t) > 2 else None) for t in transforms]
-    rank = {t: i for i, t in enumerate((1, 3, 2, 4, 6, 7, 8, 9, 10, 11, 12, 5))}
+    rank = {t: i for i, t in enumerate(_PROPOSAL_ORDER)}
     items.sort(key=lambda x: rank.get(x[0], 99))
     parts: list[str] = []
     for ttype, tid, keylen in items:
         table = _TABLE_FOR_TYPE.get(ttype)
         entry = table.get(tid) if table is not None else None
         name = entry.short if entry is not None else transform_name(ttype, tid)
-        if ttype == ENCR_T and keylen:
+        if ttype == TransformType.ENCR and keylen:
             name = f"{name}_{keylen}"
-        if 6 <= ttype <= 12:
-            name = f"KE{ttype - 5}_{name}"
+        if TransformType.ADDKE1 <= ttype <= TransformType.ADDKE7:
+            name = f"KE{ttype - TransformType.ESN}_{name}"
         parts.append(name)
     body = "/".join(parts)
     prefix = _PROTOCOL_PREFIX.get(protocol) if protocol is not None else None
@@ -748,7 +865,15 @@ PROTOCOL_IDS_V1: dict[int, str] = {
     5: "PROTO_GIGABEAM_RADIO",  # RFC 4705
 }
 PROTOCOL_IDS_V2: dict[int, str] = {1: "IKE", 2: "AH", 3: "ESP", 4: "FC_ESP_HEADER", 5: "FC_CT_AUTHENTICATION"}
-PROTO_IKE, PROTO_AH, PROTO_ESP, PROTO_IPCOMP = 1, 2, 3, 4
+
+
+class ProtocolId(Number):
+    """The Protocol IDs both versions share (RFC 2407 §4.4.1, RFC 7296 §3.3.1)."""
+
+    IKE = 1  # PROTO_ISAKMP
+    AH = 2
+    ESP = 3
+    IPCOMP = 4  # IKEv1 only
 
 
 def protocol_name(version: int, code: int) -> str:
@@ -757,14 +882,30 @@ def protocol_name(version: int, code: int) -> str:
 
 
 # Phase-1 attribute classes (RFC 2409 Appendix A; 17 Block-Size and 20 from later IANA entries).
+class IkeAttrV1(Number):
+    """Phase-1 (ISAKMP SA) attribute classes, RFC 2409 Appendix A."""
+
+    ENCRYPTION_ALGORITHM = 1
+    HASH_ALGORITHM = 2
+    AUTHENTICATION_METHOD = 3
+    GROUP_DESCRIPTION = 4
+    GROUP_TYPE = 5
+    GROUP_PRIME = 6
+    GROUP_GENERATOR_ONE = 7
+    GROUP_GENERATOR_TWO = 8
+    GROUP_CURVE_A = 9
+    GROUP_CURVE_B = 10
+    LIFE_TYPE = 11
+    LIFE_DURATION = 12
+    PRF = 13
+    KEY_LENGTH = 14
+    FIELD_SIZE = 15
+    GROUP_ORDER = 16
+
+
 V1_IKE_ATTR: dict[int, str] = {
-    1: "Encryption-Algorithm", 2: "Hash-Algorithm", 3: "Authentication-Method",
-    4: "Group-Description", 5: "Group-Type", 6: "Group-Prime", 7: "Group-Generator-One",
-    8: "Group-Generator-Two", 9: "Group-Curve-A", 10: "Group-Curve-B", 11: "Life-Type",
-    12: "Life-Duration", 13: "PRF", 14: "Key-Length", 15: "Field-Size", 16: "Group-Order",
+    a: "PRF" if a == IkeAttrV1.PRF else a.name.title().replace("_", "-") for a in IkeAttrV1
 }
-V1A_ENCR, V1A_HASH, V1A_AUTH, V1A_GROUP, V1A_GROUP_TYPE = 1, 2, 3, 4, 5
-V1A_LIFE_TYPE, V1A_LIFE_DURATION, V1A_PRF, V1A_KEY_LENGTH = 11, 12, 13, 14
 
 # Encryption algorithm values (RFC 2409 App. A; 7 RFC 3602, 8 RFC 4312) and their IKEv2 ENCR twin.
 V1_ENCR: dict[int, str] = {
@@ -807,7 +948,6 @@ V1_AUTH: dict[int, str] = {
     65009: "XAUTHInitRSARevisedEncryption",
     65010: "XAUTHRespRSARevisedEncryption",
 }
-V1_AUTH_PSK = 1
 V1_AUTH_PSK_METHODS = frozenset({1, 65001, 65002})  # PSK, incl. XAUTH over PSK
 
 V1_GROUP_TYPE: dict[int, str] = {1: "MODP", 2: "ECP", 3: "EC2N"}  # RFC 2409 App. A
@@ -817,15 +957,40 @@ LIFE_TYPE: dict[int, str] = {1: "Seconds", 2: "Kilobytes"}  # RFC 2409 App. A, R
 
 # IPsec DOI SA attributes (RFC 2407 §4.5; 10 RFC 3168, 11 RFC 4304, 12-13 RFC 4359,
 # 14-15 RFC 6407).
+class IpsecAttrV1(Number):
+    """IPsec DOI SA attributes (phase 2), RFC 2407 §4.5; 10 RFC 3168, 11 RFC 4304, 12-13
+    RFC 4359, 14-15 RFC 6407."""
+
+    SA_LIFE_TYPE = 1
+    SA_LIFE_DURATION = 2
+    GROUP_DESCRIPTION = 3
+    ENCAPSULATION_MODE = 4
+    AUTHENTICATION_ALGORITHM = 5
+    KEY_LENGTH = 6
+    KEY_ROUNDS = 7
+    COMPRESS_DICTIONARY_SIZE = 8
+    COMPRESS_PRIVATE_ALGORITHM = 9
+    ECN_TUNNEL = 10
+    ESN = 11
+    AUTHENTICATION_KEY_LENGTH = 12
+    SIGNATURE_ENCODING_ALGORITHM = 13
+    ADDRESS_PRESERVATION = 14
+    SA_DIRECTION = 15
+
+
+_A = IpsecAttrV1
 V1_IPSEC_ATTR: dict[int, str] = {
-    1: "SA-Life-Type", 2: "SA-Life-Duration", 3: "Group-Description", 4: "Encapsulation-Mode",
-    5: "Authentication-Algorithm", 6: "Key-Length", 7: "Key-Rounds", 8: "Compress-Dictionary-Size",
-    9: "Compress-Private-Algorithm", 10: "ECN Tunnel", 11: "Extended (64-bit) Sequence Number",
-    12: "Authentication Key Length", 13: "Signature Encoding Algorithm", 14: "Address Preservation",
-    15: "SA Direction",
+    _A.SA_LIFE_TYPE: "SA-Life-Type", _A.SA_LIFE_DURATION: "SA-Life-Duration",
+    _A.GROUP_DESCRIPTION: "Group-Description", _A.ENCAPSULATION_MODE: "Encapsulation-Mode",
+    _A.AUTHENTICATION_ALGORITHM: "Authentication-Algorithm", _A.KEY_LENGTH: "Key-Length",
+    _A.KEY_ROUNDS: "Key-Rounds", _A.COMPRESS_DICTIONARY_SIZE: "Compress-Dictionary-Size",
+    _A.COMPRESS_PRIVATE_ALGORITHM: "Compress-Private-Algorithm", _A.ECN_TUNNEL: "ECN Tunnel",
+    _A.ESN: "Extended (64-bit) Sequence Number",
+    _A.AUTHENTICATION_KEY_LENGTH: "Authentication Key Length",
+    _A.SIGNATURE_ENCODING_ALGORITHM: "Signature Encoding Algorithm",
+    _A.ADDRESS_PRESERVATION: "Address Preservation", _A.SA_DIRECTION: "SA Direction",
 }
-V1P_LIFE_TYPE, V1P_LIFE_DURATION, V1P_GROUP, V1P_ENCAP, V1P_AUTH_ALG, V1P_KEY_LENGTH = 1, 2, 3, 4, 5, 6
-V1P_ESN = 11
+del _A
 
 # Encapsulation mode (RFC 2407 §4.5; 3-4 RFC 3947; 61443-61444 draft-ietf-ipsec-nat-t-ike-0x).
 V1_ENCAP_MODE: dict[int, str] = {
@@ -893,12 +1058,12 @@ def v1_proposal_string(
     parts: list[str] = []
     if encr is not None:
         e = V1_ENCR_TO_ENCR.get(encr)
-        parts.append(_keyword(ENCR_T, e, keylen) if e is not None else f"encr{encr}")
+        parts.append(_keyword(TransformType.ENCR, e, keylen) if e is not None else f"encr{encr}")
     if hash_alg is not None:
         i = V1_HASH_TO_INTEG.get(hash_alg)
-        parts.append(_keyword(INTEG_T, i, None) if i is not None else V1_HASH.get(hash_alg, f"hash{hash_alg}").lower())
+        parts.append(_keyword(TransformType.INTEG, i, None) if i is not None else V1_HASH.get(hash_alg, f"hash{hash_alg}").lower())
     if group is not None:
-        parts.append(_keyword(KE_T, group, None))
+        parts.append(_keyword(TransformType.KE, group, None))
     return "-".join(parts)
 
 
@@ -915,12 +1080,12 @@ def v1_esp_proposal_string(
     attribute; ``group``: Group-Description attribute (PFS); ``esn``: attribute 11 present.
     """
     e = V1_ESP_TO_ENCR.get(transform_id)
-    parts = [_keyword(ENCR_T, e, keylen) if e is not None else V1_ESP_TRANSFORM.get(transform_id, f"esp{transform_id}").lower()]
+    parts = [_keyword(TransformType.ENCR, e, keylen) if e is not None else V1_ESP_TRANSFORM.get(transform_id, f"esp{transform_id}").lower()]
     if auth_alg is not None:
         i = V1_AUTH_ALG_TO_INTEG.get(auth_alg)
-        parts.append(_keyword(INTEG_T, i, None) if i is not None else V1_AUTH_ALG.get(auth_alg, f"auth{auth_alg}").lower())
+        parts.append(_keyword(TransformType.INTEG, i, None) if i is not None else V1_AUTH_ALG.get(auth_alg, f"auth{auth_alg}").lower())
     if group is not None:
-        parts.append(_keyword(KE_T, group, None))
+        parts.append(_keyword(TransformType.KE, group, None))
     if esn:
         parts.append("esn")
     return "-".join(parts)
@@ -930,18 +1095,40 @@ def v1_esp_proposal_string(
 # 6. Identities, authentication, certificates, configuration, traffic selectors, EAP
 # ---------------------------------------------------------------------------------------------
 
-# IKEv1 ID types: RFC 2407 §4.6.2.1 (12 ID_LIST: RFC 3554).  Printed without the ID_ prefix,
-# as Wireshark does.
-ID_TYPES_V1: dict[int, str] = {
-    1: "IPV4_ADDR", 2: "FQDN", 3: "USER_FQDN", 4: "IPV4_ADDR_SUBNET", 5: "IPV6_ADDR",
-    6: "IPV6_ADDR_SUBNET", 7: "IPV4_ADDR_RANGE", 8: "IPV6_ADDR_RANGE", 9: "DER_ASN1_DN",
-    10: "DER_ASN1_GN", 11: "KEY_ID", 12: "LIST",
-}
-# IKEv2 ID types: RFC 7296 §3.5 (12 RFC 4595, 13 RFC 7619).
-ID_TYPES_V2: dict[int, str] = {
-    1: "ID_IPV4_ADDR", 2: "ID_FQDN", 3: "ID_RFC822_ADDR", 5: "ID_IPV6_ADDR", 9: "ID_DER_ASN1_DN",
-    10: "ID_DER_ASN1_GN", 11: "ID_KEY_ID", 12: "ID_FC_NAME", 13: "ID_NULL",
-}
+class IdTypeV1(Number):
+    """IKEv1 ID types: RFC 2407 §4.6.2.1 (12 ID_LIST: RFC 3554).  The table prints them without
+    the ID_ prefix, as Wireshark does."""
+
+    IPV4_ADDR = 1
+    FQDN = 2
+    USER_FQDN = 3
+    IPV4_ADDR_SUBNET = 4
+    IPV6_ADDR = 5
+    IPV6_ADDR_SUBNET = 6
+    IPV4_ADDR_RANGE = 7
+    IPV6_ADDR_RANGE = 8
+    DER_ASN1_DN = 9
+    DER_ASN1_GN = 10
+    KEY_ID = 11
+    LIST = 12
+
+
+class IdTypeV2(Number):
+    """IKEv2 ID types: RFC 7296 §3.5 (12 RFC 4595, 13 RFC 7619); the table prints ``ID_<name>``."""
+
+    IPV4_ADDR = 1
+    FQDN = 2
+    RFC822_ADDR = 3
+    IPV6_ADDR = 5
+    DER_ASN1_DN = 9
+    DER_ASN1_GN = 10
+    KEY_ID = 11
+    FC_NAME = 12
+    NULL = 13
+
+
+ID_TYPES_V1: dict[int, str] = {int(n): n.name for n in IdTypeV1}
+ID_TYPES_V2: dict[int, str] = {int(n): "ID_" + n.name for n in IdTypeV2}
 
 
 def id_type_name(version: int, code: int) -> str:
@@ -961,7 +1148,6 @@ AUTH_METHODS_V2: dict[int, str] = {
     13: "NULL Authentication",
     14: "Digital Signature",
 }
-AUTH_PSK, AUTH_NULL = 2, 13
 
 # SIGNATURE_HASH_ALGORITHMS notify data: RFC 7427 §7 (5 RFC 8420, 6-7 RFC 9385).
 HASH_ALGORITHMS_V2: dict[int, str] = {
@@ -971,56 +1157,105 @@ HASH_ALGORITHMS_V2: dict[int, str] = {
 
 # Certificate encodings.  IKEv1: RFC 2408 §3.9; IKEv2: RFC 7296 §3.6 (5 unused, 11 deprecated
 # by RFC 7670, 14 RFC 4806, 15 RFC 7670).
+#: the encoding of a DER X.509 certificate, 4 in both versions
+CERT_X509_SIGNATURE = 4
 CERT_ENCODINGS_V1: dict[int, str] = {
     0: "NONE", 1: "PKCS #7 wrapped X.509 certificate", 2: "PGP Certificate", 3: "DNS Signed Key",
-    4: "X.509 Certificate - Signature", 5: "X.509 Certificate - Key Exchange", 6: "Kerberos Tokens",
+    CERT_X509_SIGNATURE: "X.509 Certificate - Signature", 5: "X.509 Certificate - Key Exchange",
+    6: "Kerberos Tokens",
     7: "Certificate Revocation List (CRL)", 8: "Authority Revocation List (ARL)",
     9: "SPKI Certificate", 10: "X.509 Certificate - Attribute",
 }
 CERT_ENCODINGS_V2: dict[int, str] = {
     1: "PKCS #7 wrapped X.509 certificate", 2: "PGP Certificate", 3: "DNS Signed Key",
-    4: "X.509 Certificate - Signature", 6: "Kerberos Token", 7: "Certificate Revocation List (CRL)",
+    CERT_X509_SIGNATURE: "X.509 Certificate - Signature", 6: "Kerberos Token",
+    7: "Certificate Revocation List (CRL)",
     8: "Authority Revocation List (ARL)", 9: "SPKI Certificate", 10: "X.509 Certificate - Attribute",
     11: "Raw RSA Key", 12: "Hash and URL of X.509 certificate", 13: "Hash and URL of X.509 bundle",
     14: "OCSP Content", 15: "Raw Public Key",
 }
 
 # Configuration payload types.  IKEv2 CP: RFC 7296 §3.15; IKEv1 ATTR: Mode-CFG draft.
-CFG_TYPES_V2: dict[int, str] = {1: "CFG_REQUEST", 2: "CFG_REPLY", 3: "CFG_SET", 4: "CFG_ACK"}
-CFG_TYPES_V1: dict[int, str] = {1: "ISAKMP_CFG_REQUEST", 2: "ISAKMP_CFG_REPLY", 3: "ISAKMP_CFG_SET", 4: "ISAKMP_CFG_ACK"}
+class CfgType(Number):
+    """CP / ATTR payload types (the same numbers in both versions; IKEv1 prints ISAKMP_<name>)."""
+
+    CFG_REQUEST = 1
+    CFG_REPLY = 2
+    CFG_SET = 3
+    CFG_ACK = 4
+
+
+CFG_TYPES_V2: dict[int, str] = {int(n): n.name for n in CfgType}
+CFG_TYPES_V1: dict[int, str] = {int(n): "ISAKMP_" + n.name for n in CfgType}
 
 # IKEv2 configuration attributes: RFC 7296 §3.15.1 (5, 9, 11: RFC 4306 names, reserved since
 # RFC 5996 but still sent by old peers);
 # 16 RFC 5026; 17-18 RFC 5739; 19 RFC 5555; 20-21 RFC 7651; 22 3GPP TS 24.302 (FTT_KAT);
 # 25-26 RFC 8598.
-CP_ATTRIBUTES_V2: dict[int, str] = {
-    1: "INTERNAL_IP4_ADDRESS", 2: "INTERNAL_IP4_NETMASK", 3: "INTERNAL_IP4_DNS",
-    4: "INTERNAL_IP4_NBNS", 5: "INTERNAL_ADDRESS_EXPIRY", 6: "INTERNAL_IP4_DHCP",
-    7: "APPLICATION_VERSION", 8: "INTERNAL_IP6_ADDRESS", 9: "INTERNAL_IP6_NETMASK",
-    10: "INTERNAL_IP6_DNS", 11: "INTERNAL_IP6_NBNS", 12: "INTERNAL_IP6_DHCP",
-    13: "INTERNAL_IP4_SUBNET", 14: "SUPPORTED_ATTRIBUTES", 15: "INTERNAL_IP6_SUBNET",
-    16: "MIP6_HOME_PREFIX", 17: "INTERNAL_IP6_LINK", 18: "INTERNAL_IP6_PREFIX",
-    19: "HOME_AGENT_ADDRESS", 20: "P_CSCF_IP4_ADDRESS", 21: "P_CSCF_IP6_ADDRESS", 22: "FTT_KAT",
-    25: "INTERNAL_DNS_DOMAIN", 26: "INTERNAL_DNSSEC_TA",
-}
+class CfgAttributeV2(Number):
+    """IKEv2 configuration attributes (table above: references)."""
+
+    INTERNAL_IP4_ADDRESS = 1
+    INTERNAL_IP4_NETMASK = 2
+    INTERNAL_IP4_DNS = 3
+    INTERNAL_IP4_NBNS = 4
+    INTERNAL_ADDRESS_EXPIRY = 5
+    INTERNAL_IP4_DHCP = 6
+    APPLICATION_VERSION = 7
+    INTERNAL_IP6_ADDRESS = 8
+    INTERNAL_IP6_NETMASK = 9
+    INTERNAL_IP6_DNS = 10
+    INTERNAL_IP6_NBNS = 11
+    INTERNAL_IP6_DHCP = 12
+    INTERNAL_IP4_SUBNET = 13
+    SUPPORTED_ATTRIBUTES = 14
+    INTERNAL_IP6_SUBNET = 15
+    MIP6_HOME_PREFIX = 16
+    INTERNAL_IP6_LINK = 17
+    INTERNAL_IP6_PREFIX = 18
+    HOME_AGENT_ADDRESS = 19
+    P_CSCF_IP4_ADDRESS = 20
+    P_CSCF_IP6_ADDRESS = 21
+    FTT_KAT = 22
+    INTERNAL_DNS_DOMAIN = 25
+    INTERNAL_DNSSEC_TA = 26
+
+
+CP_ATTRIBUTES_V2: dict[int, str] = {int(n): n.name for n in CfgAttributeV2}
 
 # IKEv1 Mode-CFG attributes (draft-dukes-ike-mode-cfg / draft-ietf-ipsec-isakmp-mode-cfg-05),
 # XAUTH attributes (draft-beaulieu-ike-xauth-02) and the Cisco Unity private range (vendor
 # attributes as strongSwan's unity plugin and Cisco clients use them).
+class CfgAttributeV1(Number):
+    """The IKEv1 attributes of their own (XAUTH, Cisco Unity); 1-15 are the Mode-CFG attributes
+    IKEv2 kept, with the same numbers and names: :class:`CfgAttributeV2` (references above)."""
+
+    XAUTH_TYPE = 16520
+    XAUTH_USER_NAME = 16521
+    XAUTH_USER_PASSWORD = 16522
+    XAUTH_PASSCODE = 16523
+    XAUTH_MESSAGE = 16524
+    XAUTH_CHALLENGE = 16525
+    XAUTH_DOMAIN = 16526
+    XAUTH_STATUS = 16527
+    XAUTH_NEXT_PIN = 16528
+    XAUTH_ANSWER = 16529
+    UNITY_BANNER = 28672
+    UNITY_SAVE_PASSWD = 28673
+    UNITY_DEF_DOMAIN = 28674
+    UNITY_SPLITDNS_NAME = 28675
+    UNITY_SPLIT_INCLUDE = 28676
+    UNITY_NATT_PORT = 28677
+    UNITY_LOCAL_LAN = 28678
+    UNITY_PFS = 28679
+    UNITY_FW_TYPE = 28680
+    UNITY_BACKUP_SERVERS = 28681
+    UNITY_DDNS_HOSTNAME = 28682
+
+
 CFG_ATTRIBUTES_V1: dict[int, str] = {
-    1: "INTERNAL_IP4_ADDRESS", 2: "INTERNAL_IP4_NETMASK", 3: "INTERNAL_IP4_DNS",
-    4: "INTERNAL_IP4_NBNS", 5: "INTERNAL_ADDRESS_EXPIRY", 6: "INTERNAL_IP4_DHCP",
-    7: "APPLICATION_VERSION", 8: "INTERNAL_IP6_ADDRESS", 9: "INTERNAL_IP6_NETMASK",
-    10: "INTERNAL_IP6_DNS", 11: "INTERNAL_IP6_NBNS", 12: "INTERNAL_IP6_DHCP",
-    13: "INTERNAL_IP4_SUBNET", 14: "SUPPORTED_ATTRIBUTES", 15: "INTERNAL_IP6_SUBNET",
-    16520: "XAUTH_TYPE", 16521: "XAUTH_USER_NAME", 16522: "XAUTH_USER_PASSWORD",
-    16523: "XAUTH_PASSCODE", 16524: "XAUTH_MESSAGE", 16525: "XAUTH_CHALLENGE",
-    16526: "XAUTH_DOMAIN", 16527: "XAUTH_STATUS", 16528: "XAUTH_NEXT_PIN", 16529: "XAUTH_ANSWER",
-    28672: "UNITY_BANNER", 28673: "UNITY_SAVE_PASSWD", 28674: "UNITY_DEF_DOMAIN",
-    28675: "UNITY_SPLITDNS_NAME", 28676: "UNITY_SPLIT_INCLUDE", 28677: "UNITY_NATT_PORT",
-    28678: "UNITY_LOCAL_LAN", 28679: "UNITY_PFS", 28680: "UNITY_FW_TYPE",
-    28681: "UNITY_BACKUP_SERVERS", 28682: "UNITY_DDNS_HOSTNAME",
-}
+    **{int(n): n.name for n in CfgAttributeV2 if n <= CfgAttributeV2.INTERNAL_IP6_SUBNET},
+    **{int(n): n.name for n in CfgAttributeV1}}
 XAUTH_TYPES: dict[int, str] = {0: "Generic", 1: "RADIUS-CHAP", 2: "OTP", 3: "S/KEY"}
 XAUTH_STATUS: dict[int, str] = {0: "FAIL", 1: "OK"}
 
@@ -1036,7 +1271,22 @@ def cfg_attribute_name(version: int, code: int) -> str:
 
 
 # Traffic selector types: RFC 7296 §3.13.1 (9 RFC 4595, 10 RFC 9478).
-TS_TYPES: dict[int, str] = {7: "TS_IPV4_ADDR_RANGE", 8: "TS_IPV6_ADDR_RANGE", 9: "TS_FC_ADDR_RANGE", 10: "TS_SECLABEL"}
+class GwIdentType(Number):
+    """REDIRECT / REDIRECTED_FROM Gateway Identity Types, RFC 5685 §10."""
+
+    IPV4 = 1
+    IPV6 = 2
+    FQDN = 3
+
+
+class TsType(Number):
+    TS_IPV4_ADDR_RANGE = 7
+    TS_IPV6_ADDR_RANGE = 8
+    TS_FC_ADDR_RANGE = 9
+    TS_SECLABEL = 10
+
+
+TS_TYPES: dict[int, str] = {int(n): n.name for n in TsType}
 
 # EAP: codes RFC 3748 §4 (5-6 RFC 6696); method types RFC 3748 §5 and the IANA EAP registry.
 EAP_CODES: dict[int, str] = {1: "Request", 2: "Response", 3: "Success", 4: "Failure", 5: "Initiate", 6: "Finish"}

@@ -32,6 +32,7 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
+from .types import Buffer
 from .udpencap import _V1_EXCH, _V2_EXCH, ESP, IKE, MALFORMED
 
 __all__ = [
@@ -61,7 +62,7 @@ _MAX_IKE = 65535
 _SEQ_STEP = 64
 
 
-def ike_header_length(buf, off: int) -> int:
+def ike_header_length(buf: Buffer, off: int) -> int:
     """The Length field of a plausible IKE header at ``buf[off:]``, else 0.
 
     Plausible (RFC 7296 §3.1 / RFC 2408 §3.1): 28 bytes present, a non-zero initiator SPI,
@@ -87,7 +88,7 @@ def ike_header_length(buf, off: int) -> int:
     return length if _HEADER <= length <= _MAX_IKE else 0
 
 
-def probe(buf, off: int = 0, strict: bool = True) -> int:
+def probe(buf: Buffer, off: int = 0, strict: bool = True) -> int:
     """The framing of the stream whose first message starts at ``buf[off]``.
 
     ``strict`` (a port that is not an IKE port, nothing else known about the stream) accepts only
@@ -129,7 +130,7 @@ def probe(buf, off: int = 0, strict: bool = True) -> int:
     return NEED if need or n < 10 else NONE
 
 
-def cisco_trailer(buf, off: int, end: int) -> bool:
+def cisco_trailer(buf: Buffer, off: int, end: int) -> bool:
     """True when ``buf[off:end]`` (one TCP segment's payload) ends with Cisco's cTCP trailer: 16
     bytes whose first four are zero, whose bytes 6-7 have their low 12 bits zero and whose byte 13
     is the protocol 17 (UDP, i.e. IKE) or 50 (ESP), after at least 8 bytes of packet."""
@@ -142,7 +143,7 @@ def cisco_trailer(buf, off: int, end: int) -> bool:
             and buf[t + 13] in (17, 50))
 
 
-def split(buf, start: int, framing: int):
+def split(buf: Buffer, start: int, framing: int) -> tuple[list[tuple[int, int, int, int, int]], int]:
     """Complete messages of ``framing`` in ``buf[start:]``: ``(messages, consumed)`` as
     :func:`split_tcp_stream` returns them (``MARKER`` / ``RAW`` streams carry IKE only).
 
@@ -175,7 +176,7 @@ def split(buf, start: int, framing: int):
     return messages, pos - start
 
 
-def split_tcp_stream(buf, start: int = 0):
+def split_tcp_stream(buf: Buffer, start: int = 0) -> tuple[list[tuple[int, int, int, int, int]], int]:
     """Split RFC 9329 length-prefixed messages out of ``buf[start:]``.
 
     Returns ``(messages, consumed)``: ``messages`` is a list of

@@ -25,10 +25,11 @@ import struct
 from typing import NamedTuple
 
 from .errors import DissectError
+from .number import Number
 
 __all__ = [
     "CHANGE_CIPHER_SPEC", "ALERT", "HANDSHAKE", "APPLICATION_DATA", "HEARTBEAT", "TLS12_CID",
-    "CONTENT_TYPES", "HANDSHAKE_TYPES", "ALERTS", "VERSIONS", "CLIENT_HELLO", "SERVER_HELLO",
+    "CONTENT_TYPES", "HANDSHAKE_TYPES", "ALERTS", "AlertLevel", "AlertDescription", "VERSIONS", "CLIENT_HELLO", "SERVER_HELLO",
     "HELLO_VERIFY_REQUEST", "CERTIFICATE", "SERVER_KEY_EXCHANGE", "CERTIFICATE_REQUEST",
     "SERVER_HELLO_DONE", "CERTIFICATE_VERIFY", "CLIENT_KEY_EXCHANGE", "FINISHED",
     "ClientHello", "ServerHello", "version_name", "alert_name", "handshake_name",
@@ -64,24 +65,61 @@ HANDSHAKE_TYPES = {
     15: "CertificateVerify", 16: "ClientKeyExchange", 20: "Finished", 22: "CertificateStatus",
     24: "KeyUpdate", 254: "message_hash",
 }
-# IANA "TLS Alerts" (RFC 8446 §6, RFC 5246 §7.2, RFC 7507, RFC 7301, RFC 6066)
-ALERTS = {
-    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 21: "decryption_failed",
-    22: "record_overflow", 30: "decompression_failure", 40: "handshake_failure",
-    41: "no_certificate", 42: "bad_certificate", 43: "unsupported_certificate",
-    44: "certificate_revoked", 45: "certificate_expired", 46: "certificate_unknown",
-    47: "illegal_parameter", 48: "unknown_ca", 49: "access_denied", 50: "decode_error",
-    51: "decrypt_error", 60: "export_restriction", 70: "protocol_version",
-    71: "insufficient_security", 80: "internal_error", 86: "inappropriate_fallback",
-    90: "user_canceled", 100: "no_renegotiation", 109: "missing_extension",
-    110: "unsupported_extension", 111: "certificate_unobtainable", 112: "unrecognized_name",
-    113: "bad_certificate_status_response", 114: "bad_certificate_hash_value",
-    115: "unknown_psk_identity", 116: "certificate_required", 120: "no_application_protocol",
-}
+
+
+class AlertLevel(Number):
+    """TLS alert levels (RFC 5246 §7.2; RFC 8446 §6 sends every alert but two as fatal)."""
+
+    WARNING = 1
+    FATAL = 2
+
+
+class AlertDescription(Number):
+    """IANA "TLS Alerts" (RFC 8446 §6, RFC 5246 §7.2, RFC 7507, RFC 7301, RFC 6066)."""
+
+    CLOSE_NOTIFY = 0
+    UNEXPECTED_MESSAGE = 10
+    BAD_RECORD_MAC = 20
+    DECRYPTION_FAILED = 21
+    RECORD_OVERFLOW = 22
+    DECOMPRESSION_FAILURE = 30
+    HANDSHAKE_FAILURE = 40
+    NO_CERTIFICATE = 41
+    BAD_CERTIFICATE = 42
+    UNSUPPORTED_CERTIFICATE = 43
+    CERTIFICATE_REVOKED = 44
+    CERTIFICATE_EXPIRED = 45
+    CERTIFICATE_UNKNOWN = 46
+    ILLEGAL_PARAMETER = 47
+    UNKNOWN_CA = 48
+    ACCESS_DENIED = 49
+    DECODE_ERROR = 50
+    DECRYPT_ERROR = 51
+    EXPORT_RESTRICTION = 60
+    PROTOCOL_VERSION = 70
+    INSUFFICIENT_SECURITY = 71
+    INTERNAL_ERROR = 80
+    INAPPROPRIATE_FALLBACK = 86
+    USER_CANCELED = 90
+    NO_RENEGOTIATION = 100
+    MISSING_EXTENSION = 109
+    UNSUPPORTED_EXTENSION = 110
+    CERTIFICATE_UNOBTAINABLE = 111
+    UNRECOGNIZED_NAME = 112
+    BAD_CERTIFICATE_STATUS_RESPONSE = 113
+    BAD_CERTIFICATE_HASH_VALUE = 114
+    UNKNOWN_PSK_IDENTITY = 115
+    CERTIFICATE_REQUIRED = 116
+    NO_APPLICATION_PROTOCOL = 120
+
+
+ALERTS = {int(a): a.name.lower() for a in AlertDescription}
+#: the DTLS 1.0 version number of the pre-RFC OpenSSL / Cisco AnyConnect implementations
+DTLS_PRE_RFC = 0x0100
 VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
             0x0304: "TLS 1.3", 0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2", 0xFEFC: "DTLS 1.3",
-            0x0100: "DTLS 1.0 (pre-RFC, OpenSSL/Cisco)"}
-DTLS_VERSIONS = frozenset((0xFEFF, 0xFEFD, 0xFEFC, 0x0100))
+            DTLS_PRE_RFC: "DTLS 1.0 (pre-RFC, OpenSSL/Cisco)"}
+DTLS_VERSIONS = frozenset((0xFEFF, 0xFEFD, 0xFEFC, DTLS_PRE_RFC))
 #: RFC 8446 §4.1.3: the Random of a HelloRetryRequest (SHA-256 of "HelloRetryRequest")
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 
@@ -92,6 +130,8 @@ MAX_RECORD = (1 << 14) + 2048
 
 _U16 = struct.Struct(">H").unpack_from
 _HDR = struct.Struct(">BHH").unpack_from
+#: a TLS record header: content type (1), version (2), length (2) (RFC 8446 §5.1)
+RECORD_HEADER_LEN = 5
 _DTLS_HDR = struct.Struct(">BHH6sH").unpack_from
 
 
@@ -338,12 +378,28 @@ def parse_certificate(data, off: int, end: int, tls13: bool = False) -> list:
     return out
 
 
+#: a plaintext alert record: level (1) and description (1)
+ALERT_LENGTH = 2
+
+
 def parse_alert(data, off: int, end: int):
     """``(level, description)`` of a plaintext alert (2 bytes).  A longer alert record is
     encrypted: DissectError (callers check the length first)."""
-    if end - off != 2 or off + 2 > len(data):
+    if end - off != ALERT_LENGTH or off + ALERT_LENGTH > len(data):
         raise DissectError(f"TLS alert of {end - off} bytes is encrypted or malformed", off)
     return (data[off], data[off + 1])
+
+
+def record_header(data, off: int) -> tuple[int, int]:
+    """``(content type, version)`` of the TLS record at ``data[off:]`` (the caller checked that its
+    5-byte header is there)."""
+    ctype, version, _length = _HDR(data, off)
+    return ctype, version
+
+
+def dtls_version(data, off: int) -> int:
+    """The version field of the DTLS record at ``data[off:]`` (its header is there)."""
+    return _U16(data, off + 1)[0]
 
 
 def looks_like_dtls(data, off: int, end: int) -> bool:

@@ -13,14 +13,17 @@ Results are plain tuples (hot path: every UDP-encapsulated ESP packet goes throu
 
 from __future__ import annotations
 
-import struct
+from .types import Buffer
 
-from .errors import DissectError
+import struct
+from typing import NamedTuple
+
+from .ip import IpProto, Port
 
 __all__ = [
     "OTHER", "IKE", "ESP", "KEEPALIVE", "MALFORMED",
     "NAT_T_PORT", "IKE_PORT",
-    "classify_udp", "ike_header_valid",
+    "classify_udp", "ike_header_valid", "FragmentHead", "fragment_head",
 ]
 
 # kinds
@@ -30,8 +33,12 @@ ESP = 2
 KEEPALIVE = 3
 MALFORMED = -1
 
-IKE_PORT = 500       # RFC 7296 §2
-NAT_T_PORT = 4500    # RFC 3948 §2
+# plain ints for the per-datagram classification (dissect.vpn.number)
+IKE_PORT = int(Port.IKE)
+NAT_T_PORT = int(Port.NAT_T)
+_PROTO_ESP = int(IpProto.ESP)
+_PROTO_UDP = int(IpProto.UDP)
+_HH = struct.Struct(">HH")
 
 _II = struct.Struct(">II")
 _unpack_ii = _II.unpack_from
@@ -49,7 +56,7 @@ _V2_EXCH = frozenset((34, 35, 36, 37, 43, 44))
 _ZERO4 = b"\x00\x00\x00\x00"
 
 
-def ike_header_valid(data, off: int, end: int) -> bool:
+def ike_header_valid(data: Buffer, off: int, end: int) -> bool:
     """True when ``data[off:end]`` starts with a plausible IKE header for exactly that length.
 
     RFC 7296 §3.1 / RFC 2408 §3.1: 28-byte header, Length (offset 24) == message length, major
@@ -69,10 +76,10 @@ def ike_header_valid(data, off: int, end: int) -> bool:
             return False
     else:
         return False
-    return _U32.unpack_from(data, off + 24)[0] == end - off
+    return bool(_U32.unpack_from(data, off + 24)[0] == end - off)
 
 
-def classify_udp(sport: int, dport: int, data, off: int, end: int):
+def classify_udp(sport: int, dport: int, data: Buffer, off: int, end: int) -> tuple[int, int, int]:
     """Classify the UDP payload ``data[off:end]``.
 
     Returns ``(IKE, msg_off, 0)``, ``(ESP, spi, seq)``, ``(KEEPALIVE, 0, 0)``,
@@ -109,3 +116,35 @@ def classify_udp(sport: int, dport: int, data, off: int, end: int):
     if data[off:off + 4] == _ZERO4 and ike_header_valid(data, off + 4, end):
         return (IKE, off + 4, 0)
     return (OTHER, 0, 0)
+
+
+class FragmentHead(NamedTuple):
+    """What the first IP fragment of a datagram shows of its transport (the rest never arrived):
+    ``sport``/``dport`` (UDP, when its 4 port bytes are there), ``spi`` (ESP: the SPI; UDP 4500:
+    the first word after the UDP header once those 12 bytes are there, 0 being IKE's non-ESP
+    marker); None where the fragment is too short or the protocol has no such field."""
+
+    sport: int | None
+    dport: int | None
+    spi: int | None
+
+
+_UDP_PORTS = 4
+_UDP_HEADER = 8
+
+
+def fragment_head(proto: int, first: Buffer | None) -> FragmentHead | None:
+    """The :class:`FragmentHead` of a first fragment's payload ``first`` (transport header and
+    data) of IP protocol ``proto``; None for a set whose first fragment was never seen."""
+    if first is None:
+        return None
+    n = len(first)
+    if proto == _PROTO_ESP:
+        return FragmentHead(None, None, _U32.unpack_from(first, 0)[0] if n >= 4 else None)
+    if proto != _PROTO_UDP or n < _UDP_PORTS:
+        return FragmentHead(None, None, None)
+    sport, dport = _HH.unpack_from(first, 0)
+    spi = None
+    if NAT_T_PORT in (sport, dport) and n >= _UDP_HEADER + 4:
+        spi = _U32.unpack_from(first, _UDP_HEADER)[0]
+    return FragmentHead(sport, dport, spi)

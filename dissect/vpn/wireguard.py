@@ -27,6 +27,7 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
+from .types import Buffer
 
 __all__ = [
     "INITIATION", "RESPONSE", "COOKIE_REPLY", "DATA", "MESSAGE_NAMES", "SIZES",
@@ -60,7 +61,7 @@ def message_name(t: int) -> str:
     return MESSAGE_NAMES.get(t, f"type {t}")
 
 
-def _padding_zero(data, start, end) -> bool:
+def _padding_zero(data: Buffer, start: int, end: int) -> bool:
     return start >= end or not any(data[start:end])
 
 
@@ -68,7 +69,7 @@ def _padding_zero(data, start, end) -> bool:
 MTU_CUT = 1200
 
 
-def looks_like(data, off: int, end: int) -> bool:
+def looks_like(data: Buffer, off: int, end: int) -> bool:
     """Type 1..4, three zero bytes, and at least the length of that type (data: 32 + 16·n bytes,
     or any length from :data:`MTU_CUT`)."""
     n = end - off
@@ -81,7 +82,7 @@ def looks_like(data, off: int, end: int) -> bool:
     return size is not None and n >= size
 
 
-def parse(data, off: int, end: int):
+def parse(data: Buffer, off: int, end: int) -> tuple[int, ...]:
     """Parse one WireGuard message.
 
     Returns a tuple whose first item is the type:

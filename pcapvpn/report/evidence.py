@@ -23,6 +23,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from dissect.vpn.link import frame_esp_spi
+
 #: an IKE SA adds at most this many context frames (its first and last messages)
 MAX_CONTEXT_PER_SA = 2000
 #: ESP_ONE_WAY: packets of the direction that kept sending added after the first cited frame,
@@ -117,26 +119,6 @@ def _select(report):
     return comments, cited, flows
 
 
-def _esp_spi(linktype, data):
-    """The SPI of an ESP packet (IP protocol 50, or UDP 4500 with a non-zero first word), else
-    None."""
-    from dissect.vpn.link import decode_frame
-
-    try:
-        d = decode_frame(linktype, data)
-    except Exception:  # noqa: BLE001 - a frame that does not decode is simply not ESP
-        return None
-    if d is None:
-        return None
-    proto, sport, dport, l4off, end = d[3], d[4], d[5], d[6], d[7]
-    if proto == 50 and end - l4off >= 8:
-        return int.from_bytes(data[l4off:l4off + 4], "big")
-    if proto == 17 and 4500 in (sport, dport) and end - l4off >= 16:
-        spi = int.from_bytes(data[l4off + 8:l4off + 12], "big")
-        return spi or None
-    return None
-
-
 def _flow_frames(sources, flows, comments) -> None:
     """Add the frames of each flow's SAs between its first and last cited frame (at most
     MAX_FLOW_FRAMES per flow) to ``comments``."""
@@ -148,7 +130,10 @@ def _flow_frames(sources, flows, comments) -> None:
         added = 0
         for _fi, number, _ts, lt, data, _wl, _off in src.fetch(
                 range(lo + 1, min(hi, lo + 1 + MAX_FLOW_SCAN))):
-            spi = _esp_spi(lt, data)
+            try:
+                spi = frame_esp_spi(lt, data)
+            except Exception:  # noqa: BLE001 - a frame that does not decode is simply not ESP
+                spi = None
             if spi is None or spi not in spis or (name, number) in comments:
                 continue
             comments[(name, number)] = [

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dissect.vpn.ike import FLAG_V2_INITIATOR
+from dissect.vpn.ip import Port
 from pcapvpn.report.escape import printable
 
 #: payloads not listed among the "key payloads" of a message (shown otherwise or noise)
@@ -222,14 +224,14 @@ def layout(sa: dict, marks: dict | None = None, max_rows: int = 80, logs=None) -
         elif dst_a == left.address:
             rightward = False
         elif m.get("flags") is not None and sa.get("version") == 2:
-            rightward = bool(m["flags"] & 0x08)  # RFC 7296 §3.1 Initiator flag
+            rightward = bool(m["flags"] & FLAG_V2_INITIATOR)
         else:
             rightward = src_a != right.address
         lp, rp = (src_p, dst_p) if rightward else (dst_p, src_p)
         for peer, p in ((left, lp), (right, rp)):
             if p is not None and p not in peer.ports:
                 peer.ports.append(p)
-        on_4500 = 4500 in (src_p, dst_p)
+        on_4500 = Port.NAT_T in (src_p, dst_p)
         if m.get("transport") == "udp" and not on_4500:
             seen_500 = True
         is_float = False

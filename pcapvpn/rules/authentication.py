@@ -11,20 +11,17 @@ responder after MM5 (it could not decrypt/verify MM5: typically a PSK mismatch).
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
+from dissect.vpn.registry import ExchangeType, NotifyV1, PayloadV2
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     endpoint_text, ike_facts, ike_filter, ike_tunnel_of, implementations, ip_text, side_of,
 )
-from pcapvpn.track.ike import IKE_AUTH, INFORMATIONAL, V1_INFO, V1_MAIN
 
-N = 41  # IKEv2 Notify payload
-IDR = 36
-EAP = 48
-AUTHENTICATION_FAILED = 24
-V1_INVALID_ID_INFORMATION = 18
-V1_INVALID_HASH_INFORMATION = 23
-V1_INVALID_SIGNATURE = 25
+#: an initiator refuses the responder's AUTH with an INFORMATIONAL Notify sent within this many
+#: seconds of the IKE_AUTH response
+REJECT_AFTER = 5.0
+
 
 declare("IKE_AUTH_FAILED", "authentication", "error",
         "Authentication failed: the peers do not agree on the pre-shared key, the identities, or "
@@ -67,10 +64,13 @@ def auth_failed(ctx):
         for m in sa.messages:
             if m.copy:
                 continue
-            for ntype, _spi, _d in m.notifies:
-                failed = ntype == AUTHENTICATION_FAILED or (
-                    sa.version == 1 and ntype in (V1_INVALID_HASH_INFORMATION, V1_INVALID_SIGNATURE)
-                    ) or (sa.version == 1 and ntype == V1_INVALID_ID_INFORMATION and not _phase2(m))
+            for n in m.notifies:
+                ntype = n.notify_type
+                failed = ntype == reg.notify_types(sa.version).AUTHENTICATION_FAILED or (
+                    sa.version == 1 and ntype in (NotifyV1.INVALID_HASH_INFORMATION,
+                                                  NotifyV1.INVALID_SIGNATURE)
+                    ) or (sa.version == 1 and ntype == NotifyV1.INVALID_ID_INFORMATION
+                          and not _phase2(m))
                 if not failed:
                     continue
                 name = reg.notify_name(sa.version, ntype)
@@ -94,14 +94,14 @@ def auth_failed(ctx):
 
 
 def _phase2(m) -> bool:
-    return m.exch not in (V1_MAIN, 4)
+    return m.exch not in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)
 
 
 def _v2_inferred(ctx, sa, tid, spis):
-    auth = [x for x in sa.exchanges if x.exch == IKE_AUTH]
+    auth = [x for x in sa.exchanges if x.exch == ExchangeType.IKE_AUTH]
     for x in auth:
         for r in x.responses:
-            if r.copy or r.sk_next != N:
+            if r.copy or r.sk_next != PayloadV2.N:
                 continue
             req = x.requests[0] if x.requests else None
             size = f"{r.size} bytes" + (f", request {req.size} bytes" if req else "")
@@ -123,14 +123,14 @@ def _v2_inferred(ctx, sa, tid, spis):
             return
         # the initiator rejects the responder's AUTH: an INFORMATIONAL request from the initiator
         # whose first inner payload is a Notify, right after an answered IKE_AUTH
-        resp = [r for r in x.responses if r.sk_next not in (None, N)]
+        resp = [r for r in x.responses if r.sk_next not in (None, PayloadV2.N)]
         if not resp:
             continue
         for y in sa.exchanges[x.index + 1:]:
-            if y.exch != INFORMATIONAL or y.requester != "initiator":
+            if y.exch != ExchangeType.INFORMATIONAL or y.requester != "initiator":
                 continue
             req = y.requests[0] if y.requests else None
-            if req is None or req.sk_next != N or req.ts - resp[0].ts > 5:
+            if req is None or req.sk_next != PayloadV2.N or req.ts - resp[0].ts > REJECT_AFTER:
                 break
             yield make(
                 "IKE_AUTH_FAILED", f"{sa.id}|{y.index}|v2-init-reject",
@@ -157,12 +157,12 @@ def _v2_eap_unfinished(ctx, sa, tid, spis):
     starts with EAP and the initiator sends no further IKE_AUTH, EAP ended there: an
     EAP-Failure (wrong user name or password: Windows reports error 13801 / event 20227), or the
     client gave up."""
-    auth = [x for x in sa.exchanges if x.exch == IKE_AUTH and x.responses]
-    if len(auth) < 2 or not any(r.sk_next == EAP for x in auth for r in x.responses):
+    auth = [x for x in sa.exchanges if x.exch == ExchangeType.IKE_AUTH and x.responses]
+    if len(auth) < 2 or not any(r.sk_next == PayloadV2.EAP for x in auth for r in x.responses):
         return
     x = auth[-1]
     r = next((m for m in x.responses if not m.copy), None)
-    if r is None or r.sk_next != EAP or ctx.now - r.ts < ctx.th.response_timeout:
+    if r is None or r.sk_next != PayloadV2.EAP or ctx.now - r.ts < ctx.th.response_timeout:
         return
     client = ip_text(x.requests[0].src) if x.requests else "the initiator"
     yield make(
@@ -181,7 +181,7 @@ def _v2_eap_unfinished(ctx, sa, tid, spis):
 
 
 def _v1_inferred(ctx, sa, tid, spis):
-    mm = [x for x in sa.exchanges if x.exch == V1_MAIN]
+    mm = [x for x in sa.exchanges if x.exch == ExchangeType.MAIN_MODE]
     for x in mm:
         mm5 = [m for m in x.msgs if m.step == 5]
         if not mm5 or x.last_step >= 6:
@@ -190,7 +190,7 @@ def _v1_inferred(ctx, sa, tid, spis):
         # the responder re-sent MM4 after MM5 arrived
         mm4_again = [m for m in x.msgs if m.step == 4 and m.retransmit_of is not None and m.ts > t5]
         # or answered MM5 with an (encrypted or cleartext) Informational
-        info = [m for m in sa.messages if m.exch == V1_INFO and m.ts > t5
+        info = [m for m in sa.messages if m.exch == ExchangeType.INFORMATIONAL_V1 and m.ts > t5
                 and m.src != mm5[0].src and not m.copy]
         if not mm4_again and not info:
             continue

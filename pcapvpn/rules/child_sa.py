@@ -10,20 +10,13 @@ after QM1, or QM1 answered by an Informational.
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
+from dissect.vpn.registry import ExchangeType, NotifyV1, NotifyV2, PayloadV2
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     endpoint_text, ike_facts, ike_filter, ike_tunnel_of, ip_text,
 )
-from pcapvpn.track.ike import (
-    CREATE_CHILD_SA, IKE_AUTH, IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK,
-)
 
-N = 41
-IDR = 36
-TS_UNACCEPTABLE = 38
-NO_PROPOSAL_CHOSEN = 14
-V1_INVALID_ID_INFORMATION = 18
 
 #: bytes an SA payload (one ESP proposal, SPI, 2-3 transforms) plus TSi and TSr (one IPv4 range
 #: each) need at least: 4+8+4+3*8 = 40, 2 * (4+4+16) = 48  (RFC 7296 §3.3, §3.13)
@@ -60,7 +53,7 @@ declare("CHILD_SA_FAILED", "child_sa", "error",
 def _childless_supported(sa) -> bool:
     """Both IKE_SA_INIT messages carry CHILDLESS_IKEV2_SUPPORTED (RFC 6023 §3)."""
     sides = {m.is_response for m in sa.messages
-             if m.exch == IKE_SA_INIT and m.has_notify(reg.N_CHILDLESS_IKEV2_SUPPORTED)}
+             if m.exch == ExchangeType.IKE_SA_INIT and m.has_notify(NotifyV2.CHILDLESS_IKEV2_SUPPORTED)}
     return sides == {False, True}
 
 
@@ -83,8 +76,9 @@ def child_failures(ctx):
         for m in sa.messages:
             if m.copy:
                 continue
-            for ntype, spi, _d in m.notifies:
-                if ntype == TS_UNACCEPTABLE and sa.version == 2:
+            for n in m.notifies:
+                ntype, spi = n.notify_type, n.spi
+                if ntype == NotifyV2.TS_UNACCEPTABLE and sa.version == 2:
                     yield make("IKE_TS_UNACCEPTABLE", f"{sa.id}|{m.n}",
                                title=f"TS_UNACCEPTABLE from {ip_text(m.src)}",
                                detail=f"{endpoint_text((m.ipver, m.src, m.sport))} refused the "
@@ -93,7 +87,7 @@ def child_failures(ctx):
                                wireshark_filter=ike_filter(sa, msgids=[m.msgid]),
                                tunnel=tid)
                 elif sa.version == 1 and spi and len(spi) == 4 and ntype in (
-                        NO_PROPOSAL_CHOSEN, V1_INVALID_ID_INFORMATION):
+                        NotifyV1.NO_PROPOSAL_CHOSEN, NotifyV1.INVALID_ID_INFORMATION):
                     name = reg.notify_name(1, ntype)
                     yield make("CHILD_SA_FAILED", f"{sa.id}|{m.n}|{ntype}", facts=ike_facts(sa),
                                title=f"Quick Mode refused by {ip_text(m.src)}: {name}",
@@ -111,10 +105,10 @@ def child_failures(ctx):
 
 def _v2(ctx, sa, tid, spis, esp):
     for x in sa.exchanges:
-        if x.exch == IKE_AUTH:
+        if x.exch == ExchangeType.IKE_AUTH:
             resp = [r for r in x.responses if not r.copy]
             req = [r for r in x.requests if not r.copy]
-            if not resp or not req or resp[0].sk_next != IDR:
+            if not resp or not req or resp[0].sk_next != PayloadV2.IDR:
                 continue
             r = resp[0]
             q = req[0]
@@ -135,7 +129,7 @@ def _v2(ctx, sa, tid, spis, esp):
             caveat = "" if waited >= ctx.th.one_way_window else (
                 f" (the capture ends only {waited:.1f} s later: ESP might still have followed, "
                 f"but the size of the response already says the child payloads are missing)")
-            later_child = any(y.exch == CREATE_CHILD_SA for y in sa.exchanges[x.index + 1:])
+            later_child = any(y.exch == ExchangeType.CREATE_CHILD_SA for y in sa.exchanges[x.index + 1:])
             yield make(
                 "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ike-auth-no-child", facts=ike_facts(sa, x),
                 title=f"IKE SA up with {ip_text(r.src)}, but its child SA was apparently refused",
@@ -151,12 +145,12 @@ def _v2(ctx, sa, tid, spis, esp):
                 evidence=ctx.evidence(ctx.msg_refs(x.msgs), q.ts, r.ts, ike_spis=spis),
                 wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
                 tunnel=tid)
-        elif x.exch == CREATE_CHILD_SA:
+        elif x.exch == ExchangeType.CREATE_CHILD_SA:
             later_ok = any(
-                y.exch == CREATE_CHILD_SA and any(r.sk_next == 33 for r in y.responses)
+                y.exch == ExchangeType.CREATE_CHILD_SA and any(r.sk_next == PayloadV2.SA for r in y.responses)
                 for y in sa.exchanges[x.index + 1:])
             for r in x.responses:
-                if r.copy or r.sk_next != N:
+                if r.copy or r.sk_next != PayloadV2.N:
                     continue
                 yield make(
                     "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ccsa-notify", facts=ike_facts(sa, x),
@@ -190,11 +184,11 @@ def _qm_answer(ctx, sends, infos):
 
 def _v1(ctx, sa, tid, spis):
     phase1 = next((reg.exchange_name(x.exch, short=True) for x in sa.exchanges
-                   if x.exch in (V1_MAIN, V1_AGGRESSIVE)), None)
+                   if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)), None)
     p1 = f"Phase 1 ({'Aggressive Mode' if phase1 == 'Aggressive' else phase1}) is up" \
         if phase1 else "Phase 1 is up"
     for x in sa.exchanges:
-        if x.exch != V1_QUICK or x.last_step >= 2:
+        if x.exch != ExchangeType.QUICK_MODE or x.last_step >= 2:
             continue
         qm1 = [m for m in x.msgs if m.step == 1]
         if not qm1:
@@ -202,7 +196,7 @@ def _v1(ctx, sa, tid, spis):
         sender = endpoint_text((qm1[0].ipver, qm1[0].src, qm1[0].sport))
         sends = [m for m in qm1 if m.duplicate_of is None]
         retrans = len(sends) - 1
-        infos = [m for m in sa.messages if m.exch == V1_INFO and m.ts >= qm1[0].ts
+        infos = [m for m in sa.messages if m.exch == ExchangeType.INFORMATIONAL_V1 and m.ts >= qm1[0].ts
                  and m.src != qm1[0].src and not m.copy]
         answer = _qm_answer(ctx, sends, infos)
         label = f"Quick Mode (Message ID 0x{x.msgid:08x})"

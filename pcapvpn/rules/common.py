@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from functools import cached_property
 
+from dissect.vpn.registry import (
+    ExchangeType, IkeAttrV1, IpsecAttrV1, PayloadV2, ProtocolId, TransformType,
+)
 from pcapvpn.findings import Evidence, FrameRef
 from pcapvpn.model import Time, addr
 
@@ -80,6 +82,8 @@ class Context:
         #: questions a rule left open because answering them would cost more than its budget
         #: (a flood of SAs): name -> [count, first ref, first ts], for CAPTURE_LIMITS
         self.cut: dict = {}
+        #: what rules build once per evaluation and share (indexes, annotations): see memo()
+        self._memo: dict = {}
         self.th = state.thresholds
         self.now = state.now
         self.names = state.names
@@ -97,6 +101,20 @@ class Context:
             self.cut[what] = [1, ref, ts]
         else:
             e[0] += 1
+
+    def memo(self, key: str, build):
+        """The value ``build()`` made the first time ``key`` was asked in this evaluation: the
+        indexes and annotations several rules share (``dataplane``, ``nat``, ...), built once."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = build()
+            return value
+
+    @cached_property
+    def tunnel_of_sa(self) -> dict:
+        """``id(IKE SA)`` -> its tunnel (rules ask per SA)."""
+        return {id(s): t for t in self.state.tunnels for s in t.ike_sas}
 
     @cached_property
     def ike_by_peers(self) -> dict:
@@ -182,22 +200,18 @@ PENDING = "pending"  # absence needs time: the capture ended too soon after the 
 
 
 def ike_tunnel_of(ctx, sa):
-    """The tunnel an IKE SA belongs to (a map built once per Context: rules ask per SA)."""
-    m = getattr(ctx, "_sa_tunnel", None)
-    if m is None:
-        m = ctx._sa_tunnel = {id(s): t for t in ctx.state.tunnels for s in t.ike_sas}
-    return m.get(id(sa))
+    """The tunnel an IKE SA belongs to (:attr:`Context.tunnel_of_sa`)."""
+    return ctx.tunnel_of_sa.get(id(sa))
 
 
 def deleted_ts(sa):
     """When an IKE SA was deleted, keyless: an INFORMATIONAL request whose first encrypted
     payload is a Delete (IKEv2, RFC 7296 §3.14), or a cleartext Delete (IKEv1); None."""
-    from pcapvpn.track.ike import INFORMATIONAL
 
     for x in sa.exchanges:
-        if sa.version == 2 and x.exch == INFORMATIONAL:
+        if sa.version == 2 and x.exch == ExchangeType.INFORMATIONAL:
             for m in x.requests:
-                if m.sk_next == 42:  # Delete
+                if m.sk_next == PayloadV2.D:
                     return m.ts
         for m in x.msgs:
             if m.deletes:
@@ -208,14 +222,14 @@ def deleted_ts(sa):
 def exchange_status(ctx, x):
     """answered / unanswered / pending for an IKE exchange (IKEv2: request↔response; IKEv1: the
     exchange did not go past the last message and its sender got nothing back)."""
-    from pcapvpn.track.ike import V1_INFO, V1_STEPS
+    from pcapvpn.track.ike import V1_STEPS
 
     if x.version == 2:
         if x.answered:
             return ANSWERED
         reqs = x.requests
     else:
-        if x.exch == V1_INFO:
+        if x.exch == ExchangeType.INFORMATIONAL_V1:
             return ANSWERED
         need = V1_STEPS.get(x.exch)
         last = x.last_step
@@ -246,18 +260,17 @@ def last_requests(x):
 
 def established_ts(sa):
     """When an IKE SA became established (keyless view), or None."""
-    from pcapvpn.track.ike import IKE_AUTH, V1_AGGRESSIVE, V1_MAIN, V1_QUICK
 
     if not sa.established:
         return None
     if sa.version == 2:
-        auths = [x for x in sa.exchanges if x.exch == IKE_AUTH and x.responses]
+        auths = [x for x in sa.exchanges if x.exch == ExchangeType.IKE_AUTH and x.responses]
         return auths[-1].responses[0].ts if auths else sa.first_ts
     for x in sa.exchanges:
-        if x.exch in (V1_MAIN, V1_AGGRESSIVE) and x.last_step >= (6 if x.exch == V1_MAIN else 3):
+        if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) and x.last_step >= (6 if x.exch == ExchangeType.MAIN_MODE else 3):
             return max(m.ts for m in x.msgs)
     for x in sa.exchanges:
-        if x.exch == V1_QUICK:
+        if x.exch == ExchangeType.QUICK_MODE:
             return min(m.ts for m in x.msgs)
     return sa.first_ts
 
@@ -422,8 +435,9 @@ def ike_facts(sa, x=None, side: str | None = None, **more) -> dict:
 
 # -- proposals in configuration vocabulary -------------------------------------------------------
 
-_V2_KIND = {1: "encr", 2: "prf", 3: "integ", 4: "ke", 6: "ke", 7: "ke", 8: "ke", 9: "ke",
-            10: "ke", 11: "ke", 12: "ke"}
+_V2_KIND = {TransformType.ENCR: "encr", TransformType.PRF: "prf", TransformType.INTEG: "integ",
+            TransformType.KE: "ke",
+            **{t: "ke" for t in TransformType if t >= TransformType.ADDKE1}}
 
 
 def _v1_attrs(tr) -> dict:
@@ -436,7 +450,8 @@ def proposal_texts(version: int, proposals) -> list[str]:
 
     out = []
     for p in proposals or ():
-        proto = {1: "IKE", 2: "AH", 3: "ESP"}.get(p.protocol, f"proto{p.protocol}")
+        proto = {ProtocolId.IKE: "IKE", ProtocolId.AH: "AH",
+                 ProtocolId.ESP: "ESP"}.get(p.protocol, f"proto{p.protocol}")
         if version == 2:
             txt = reg.proposal_string([(t.transform_type, t.transform_id, t.key_length)
                                        for t in p.transforms])
@@ -445,14 +460,20 @@ def proposal_texts(version: int, proposals) -> list[str]:
         alts = []
         for tr in p.transforms:
             a = _v1_attrs(tr)
-            if p.protocol == 1:
-                txt = reg.v1_proposal_string(a.get(1), a.get(2), a.get(4), a.get(14))
-                auth = a.get(3)
+            if p.protocol == ProtocolId.IKE:
+                txt = reg.v1_proposal_string(a.get(IkeAttrV1.ENCRYPTION_ALGORITHM),
+                                             a.get(IkeAttrV1.HASH_ALGORITHM),
+                                             a.get(IkeAttrV1.GROUP_DESCRIPTION),
+                                             a.get(IkeAttrV1.KEY_LENGTH))
+                auth = a.get(IkeAttrV1.AUTHENTICATION_METHOD)
                 if auth is not None:
                     txt += f" ({reg.V1_AUTH.get(auth, f'auth method {auth}')})"
-            elif p.protocol == 3:
-                txt = reg.v1_esp_proposal_string(tr.transform_id, a.get(5), a.get(3), a.get(6),
-                                                 11 in a)
+            elif p.protocol == ProtocolId.ESP:
+                txt = reg.v1_esp_proposal_string(tr.transform_id,
+                                                 a.get(IpsecAttrV1.AUTHENTICATION_ALGORITHM),
+                                                 a.get(IpsecAttrV1.GROUP_DESCRIPTION),
+                                                 a.get(IpsecAttrV1.KEY_LENGTH),
+                                                 IpsecAttrV1.ESN in a)
             else:
                 txt = reg.v1_transform_name(p.protocol, tr.transform_id)
             alts.append(txt)
@@ -476,8 +497,10 @@ def weak_transforms(version: int, proposals) -> list[tuple[str, str]]:
                     seen.setdefault(reg.transform_name(tr.transform_type, tr.transform_id), why)
                 continue
             a = _v1_attrs(tr)
-            if p.protocol == 1:
-                checks = (("v1_encr", 1), ("v1_hash", 2), ("v1_group", 4))
+            if p.protocol == ProtocolId.IKE:
+                checks = (("v1_encr", IkeAttrV1.ENCRYPTION_ALGORITHM),
+                          ("v1_hash", IkeAttrV1.HASH_ALGORITHM),
+                          ("v1_group", IkeAttrV1.GROUP_DESCRIPTION))
                 for kind, attr in checks:
                     v = a.get(attr)
                     if v is None:
@@ -492,10 +515,10 @@ def weak_transforms(version: int, proposals) -> list[tuple[str, str]]:
                         elif kind == "v1_hash":
                             name = reg.v1_proposal_string(None, v)
                         seen.setdefault(name, why)
-            elif p.protocol == 3:
+            elif p.protocol == ProtocolId.ESP:
                 why = reg.weak_reason("v1_esp", tr.transform_id)
                 if why:
-                    seen.setdefault(reg.v1_transform_name(3, tr.transform_id), why)
+                    seen.setdefault(reg.v1_transform_name(ProtocolId.ESP, tr.transform_id), why)
     return list(seen.items())
 
 
@@ -604,3 +627,17 @@ class MaxTree:
             lo >>= 1
             hi >>= 1
         return m
+
+
+def unreachable_errors(ctx):
+    """The ICMP / ICMPv6 errors that say a flow did not get through (destination unreachable,
+    time exceeded) and quote its datagram: ``(error, quoted NetTuple)``.  Fragmentation-needed /
+    packet-too-big are the path-MTU rules' (dataplane)."""
+    from dissect.vpn.ip import icmp_too_big, icmp_unreachable_or_expired
+
+    for e in ctx.state.icmp_errors:
+        q = e.quoted
+        if q is None or icmp_too_big(e.ipver, e.icmp_type, e.icmp_code) or \
+                not icmp_unreachable_or_expired(e.ipver, e.icmp_type):
+            continue
+        yield e, q

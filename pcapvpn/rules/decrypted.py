@@ -18,6 +18,9 @@ from __future__ import annotations
 import datetime as _dt
 
 from dissect.vpn import registry as reg
+from dissect.vpn.registry import (
+    CfgAttributeV1, ExchangeType, NotifyV1, NotifyV2, PayloadV2, ProtocolId,
+)
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import routing as _routing  # noqa: F401  (declares SUBNET_OVERLAP)
 from pcapvpn.rules import rule, supersede
@@ -25,42 +28,16 @@ from pcapvpn.rules.common import (
     endpoint_text, esp_filter, ike_facts, ike_filter, ike_tunnel_of, implementations, ip_text,
     set_filter, side_of, step_label,
 )
-from pcapvpn.track.ike import (
-    CREATE_CHILD_SA, IKE_AUTH, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK, V1_TRANSACTION,
-)
 
 OPENED = ("ok", "unverified")
+#: R-U-THERE sequence numbers spelled out in a detail
+MAX_SEQS = 5
 
-# IKEv2 notify error types (RFC 7296 §3.10.1)
-V2_INVALID_SPI = 11
-V2_NO_PROPOSAL_CHOSEN = 14
-V2_INVALID_KE_PAYLOAD = 17
-V2_AUTHENTICATION_FAILED = 24
-V2_SINGLE_PAIR_REQUIRED = 34
-V2_NO_ADDITIONAL_SAS = 35
-V2_INTERNAL_ADDRESS_FAILURE = 36
-V2_FAILED_CP_REQUIRED = 37
-V2_TS_UNACCEPTABLE = 38
-V2_INVALID_SELECTORS = 39
-V2_TEMPORARY_FAILURE = 43
-V2_CHILD_SA_NOT_FOUND = 44
-_V2_CHILD = frozenset((V2_NO_PROPOSAL_CHOSEN, V2_INVALID_KE_PAYLOAD, V2_SINGLE_PAIR_REQUIRED,
-                       V2_NO_ADDITIONAL_SAS, V2_INVALID_SELECTORS, V2_TEMPORARY_FAILURE,
-                       V2_CHILD_SA_NOT_FOUND))
-# IKEv1 notify message types (RFC 2408 §3.14.1), DPD (RFC 3706 §5.1)
-V1_INVALID_SPI = 11
-V1_NO_PROPOSAL_CHOSEN = 14
-V1_PAYLOAD_MALFORMED = 16
-V1_INVALID_ID_INFORMATION = 18
-V1_INVALID_HASH_INFORMATION = 23
-V1_AUTHENTICATION_FAILED = 24
-V1_INVALID_SIGNATURE = 25
-R_U_THERE = 36136
-R_U_THERE_ACK = 36137
-# XAUTH (draft-beaulieu-ike-xauth-02 §6.1): XAUTH-STATUS attribute, 0 = FAIL
-XAUTH_STATUS = 16527
-# IKEv2 CP types (RFC 7296 §3.15)
-CFG_REQUEST = 1
+#: IKEv2 error notifies that refuse a child SA (RFC 7296 §3.10.1)
+_V2_CHILD = frozenset((NotifyV2.NO_PROPOSAL_CHOSEN, NotifyV2.INVALID_KE_PAYLOAD,
+                       NotifyV2.SINGLE_PAIR_REQUIRED, NotifyV2.NO_ADDITIONAL_SAS,
+                       NotifyV2.INVALID_SELECTORS, NotifyV2.TEMPORARY_FAILURE,
+                       NotifyV2.CHILD_SA_NOT_FOUND))
 
 declare("KEYS_MISMATCH", "capture", "warning",
         "Keys were given for an SA, but they do not open its messages: the integrity check (ICV) "
@@ -152,16 +129,16 @@ def _identities(sa, upto_ts=None) -> str:
     for m in _msgs(sa):
         if upto_ts is not None and m.ts > upto_ts:
             break
-        for pt, _it, val in m.inner["ids"]:
+        for pt, _it, val in m.inner.ids:
             label = reg.payload_name(sa.version, pt)
             if sa.version == 1:
-                if m.exch not in (V1_MAIN, V1_AGGRESSIVE):
+                if m.exch not in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE):
                     continue
                 label = f"ID of {ip_text(m.src)}"
             txt = f"{label}={val}"
             if txt not in parts:
                 parts.append(txt)
-        for c in m.inner["certs"]:
+        for c in m.inner.certs:
             if "subject" in c:
                 txt = f"certificate of {ip_text(m.src)}: {c['subject']}"
                 if txt not in parts:
@@ -171,9 +148,9 @@ def _identities(sa, upto_ts=None) -> str:
 
 def _phase1_done(sa, before_ts) -> bool:
     for x in sa.exchanges:
-        if x.exch == V1_MAIN and x.last_step >= 6 and x.msgs[-1].ts <= before_ts:
+        if x.exch == ExchangeType.MAIN_MODE and x.last_step >= 6 and x.msgs[-1].ts <= before_ts:
             return True
-        if x.exch == V1_AGGRESSIVE and x.last_step >= 3:
+        if x.exch == ExchangeType.AGGRESSIVE and x.last_step >= 3:
             return True
     return False
 
@@ -183,7 +160,7 @@ def _v1_failed_exchange(sa, m):
     Mode exchange with a message from the other side before it."""
     best = None
     for x in sa.exchanges:
-        if x.exch == V1_INFO or not x.msgs:
+        if x.exch == ExchangeType.INFORMATIONAL_V1 or not x.msgs:
             continue
         if x.msgs[0].ts <= m.ts:
             best = x
@@ -196,31 +173,31 @@ def _classify(sa, m, ntype):
     """(code, kind) for an error notification found in a decrypted message."""
     x = _exchange(sa, m)
     if sa.version == 2:
-        if ntype == V2_AUTHENTICATION_FAILED:
+        if ntype == NotifyV2.AUTHENTICATION_FAILED:
             return "IKE_AUTH_FAILED", "auth"
-        if ntype == V2_TS_UNACCEPTABLE:
+        if ntype == NotifyV2.TS_UNACCEPTABLE:
             return "IKE_TS_UNACCEPTABLE", "ts"
-        if ntype in (V2_INTERNAL_ADDRESS_FAILURE, V2_FAILED_CP_REQUIRED):
+        if ntype in (NotifyV2.INTERNAL_ADDRESS_FAILURE, NotifyV2.FAILED_CP_REQUIRED):
             return "CP_FAILED", "cp"
-        if ntype == V2_INVALID_SPI:
+        if ntype == NotifyV2.INVALID_SPI:
             return "ESP_SPI_MISMATCH", "spi"
-        if ntype in _V2_CHILD and x is not None and x.exch in (IKE_AUTH, CREATE_CHILD_SA):
-            if x.exch == CREATE_CHILD_SA and _is_ike_rekey(x):
-                return "IKE_NO_PROPOSAL_CHOSEN" if ntype == V2_NO_PROPOSAL_CHOSEN else \
+        if ntype in _V2_CHILD and x is not None and x.exch in (ExchangeType.IKE_AUTH, ExchangeType.CREATE_CHILD_SA):
+            if x.exch == ExchangeType.CREATE_CHILD_SA and _is_ike_rekey(x):
+                return "IKE_NO_PROPOSAL_CHOSEN" if ntype == NotifyV2.NO_PROPOSAL_CHOSEN else \
                     "IKE_ERROR_NOTIFY", "ike-rekey"
             return "CHILD_SA_FAILED", "child"
         return "IKE_ERROR_NOTIFY", "other"
-    if ntype in (V1_INVALID_HASH_INFORMATION, V1_AUTHENTICATION_FAILED, V1_INVALID_SIGNATURE):
+    if ntype in (NotifyV1.INVALID_HASH_INFORMATION, NotifyV1.AUTHENTICATION_FAILED, NotifyV1.INVALID_SIGNATURE):
         return "IKE_AUTH_FAILED", "auth"
-    if ntype == V1_INVALID_SPI:
+    if ntype == NotifyV1.INVALID_SPI:
         return "ESP_SPI_MISMATCH", "spi"
     p1 = _phase1_done(sa, m.ts)
-    if ntype == V1_PAYLOAD_MALFORMED and not p1:
+    if ntype == NotifyV1.PAYLOAD_MALFORMED and not p1:
         # the responder could not read MM5: with PSK, the peers derived different keys
         return "IKE_AUTH_FAILED", "auth"
-    if ntype in (V1_NO_PROPOSAL_CHOSEN, V1_INVALID_ID_INFORMATION) and p1:
+    if ntype in (NotifyV1.NO_PROPOSAL_CHOSEN, NotifyV1.INVALID_ID_INFORMATION) and p1:
         return "CHILD_SA_FAILED", "child"
-    if ntype == V1_INVALID_ID_INFORMATION:
+    if ntype == NotifyV1.INVALID_ID_INFORMATION:
         return "IKE_AUTH_FAILED", "auth"
     return "IKE_ERROR_NOTIFY", "other"
 
@@ -229,7 +206,7 @@ def _is_ike_rekey(x) -> bool:
     """A CREATE_CHILD_SA whose request proposes an IKE SA (protocol 1): an IKE SA rekey."""
     for m in x.requests:
         if m.inner is not None:
-            return any(p.protocol == 1 for p in m.inner["proposals"] or ())
+            return any(p.protocol == ProtocolId.IKE for p in m.inner.proposals or ())
     return False
 
 
@@ -250,17 +227,18 @@ def notifications(ctx):
     for sa in ctx.state.ike_sas:
         groups = {}
         for m in _msgs(sa):
-            for ntype, spi, data in m.inner["notifies"]:
-                if not 0 < ntype < 16384:
+            for n in m.inner.notifies:
+                if not n.is_error:
                     continue
+                ntype = n.notify_type
                 code, kind = _classify(sa, m, ntype)
-                groups.setdefault((code, kind, ntype), []).append((m, spi, data))
+                groups.setdefault((code, kind, ntype), []).append((m, n))
         for (code, kind, ntype), hits in groups.items():
             yield _notify_finding(ctx, sa, code, kind, ntype, hits)
 
 
 def _notify_finding(ctx, sa, code, kind, ntype, hits):
-    m, spi, data = hits[0]
+    m, n = hits[0]
     name = reg.notify_name(sa.version, ntype)
     who = ip_text(m.src)
     peer = ip_text(m.dst)
@@ -287,23 +265,23 @@ def _notify_finding(ctx, sa, code, kind, ntype, hits):
             detail += (" The two peers' phase-1 keys differ (each side's messages open only with "
                        "its own key line): they derived different keys, i.e. the pre-shared keys "
                        "do not match.")
-        elif sa.version == 1 and ntype == V1_PAYLOAD_MALFORMED:
+        elif sa.version == 1 and ntype == NotifyV1.PAYLOAD_MALFORMED:
             detail += (" An IKEv1 responder that cannot parse MM5 derived a different key: with "
                        "pre-shared keys, the PSKs differ.")
     elif kind in ("ts", "child"):
         req = _request_of(x)
-        if req is not None and (req.inner["ts"]["i"] or req.inner["ts"]["r"]):
-            detail += (f" The request asked for {_ts_text(req.inner['ts']['i'])} === "
-                       f"{_ts_text(req.inner['ts']['r'])}")
+        if req is not None and (req.inner.ts_initiator or req.inner.ts_responder):
+            detail += (f" The request asked for {_ts_text(req.inner.ts_initiator)} === "
+                       f"{_ts_text(req.inner.ts_responder)}")
             props = _child_proposals(req)
             if props:
                 detail += f" with {props}"
             detail += "."
         elif req is not None and _child_proposals(req):
             detail += f" The request proposed {_child_proposals(req)}."
-        if sa.version == 2 and x is not None and x.exch == IKE_AUTH:
+        if sa.version == 2 and x is not None and x.exch == ExchangeType.IKE_AUTH:
             detail += (" The IKE SA itself is up (IKE_AUTH succeeded); only the child SA was "
-                       "refused." if any(r.inner and 36 in r.inner["payload_types"]
+                       "refused." if any(r.inner and PayloadV2.IDR in r.inner.payload_types
                                         for r in x.responses if r.inner) else "")
         if sa.version == 1:
             title = f"Quick Mode refused by {who}: {name} (decrypted)"
@@ -311,7 +289,7 @@ def _notify_finding(ctx, sa, code, kind, ntype, hits):
         detail += (" The responder could not give the client an internal address / "
                    "configuration.")
     elif kind == "spi":
-        bad = spi if spi else (data[:4] if data else b"")
+        bad = n.invalid_spi or b""
         if bad:
             esp_spis = [bad.hex()]
             detail += f" The SPI it has no SA for: 0x{bad.hex()}."
@@ -340,7 +318,7 @@ def _request_of(x):
 
 
 def _ts_text(sels) -> str:
-    from pcapvpn.decrypt import selector_text
+    from dissect.vpn.ident import selector_text
 
     return ", ".join(selector_text(s) for s in sels) or "(none)"
 
@@ -348,7 +326,7 @@ def _ts_text(sels) -> str:
 def _child_proposals(m) -> str:
     from pcapvpn.rules.common import proposal_texts
 
-    props = [p for p in (m.inner["proposals"] or ()) if p.protocol in (2, 3)]
+    props = [p for p in (m.inner.proposals or ()) if p.protocol in (ProtocolId.AH, ProtocolId.ESP)]
     return "; ".join(proposal_texts(m.version, props))
 
 
@@ -360,10 +338,10 @@ def config_failures(ctx):
         if sa.version != 1:
             continue
         for m in _msgs(sa):
-            if m.exch != V1_TRANSACTION:
+            if m.exch != ExchangeType.TRANSACTION:
                 continue
-            for cfg_type, attrs in m.inner["config"]:
-                status = next((v for t, v in attrs if t == XAUTH_STATUS), None)
+            for cfg_type, attrs in m.inner.config:
+                status = next((v for t, v in attrs if t == CfgAttributeV1.XAUTH_STATUS), None)
                 if status != 0:
                     continue
                 f = make("IKE_AUTH_FAILED", f"{sa.id}|dec|xauth|{m.n}",
@@ -386,7 +364,7 @@ def certificates(ctx):
     for sa in ctx.state.ike_sas:
         seen = set()
         for m in _msgs(sa):
-            for c in m.inner["certs"]:
+            for c in m.inner.certs:
                 if "subject" not in c:
                     continue
                 key = (c["subject"], c.get("serial"), m.src)
@@ -426,7 +404,8 @@ def _overlap(a, b):
 
 
 def _is_any(sel) -> bool:
-    bits = 32 if sel[0] == 4 else 128
+    ipver = sel[0]
+    bits = 32 if ipver == 4 else 128
     return sel[1] == 0 and sel[2] == (1 << bits) - 1
 
 
@@ -435,7 +414,7 @@ def selectors_overlap(ctx):
     for sa in ctx.state.ike_sas:
         done = set()
         for m in _msgs(sa):
-            tsi, tsr = m.inner["ts"]["i"], m.inner["ts"]["r"]
+            tsi, tsr = m.inner.ts_initiator, m.inner.ts_responder
             if not tsi or not tsr:
                 continue
             x = _exchange(sa, m)
@@ -452,7 +431,7 @@ def selectors_overlap(ctx):
                     if n <= 1:
                         continue
                     done.add(xkey)
-                    from pcapvpn.decrypt import selector_text
+                    from dissect.vpn.ident import selector_text
 
                     yield make(
                         "SUBNET_OVERLAP", f"{sa.id}|dec|ts|{xkey}", severity="warning",
@@ -482,12 +461,11 @@ def v1_dpd(ctx):
         asks = {}
         acks = {}
         for m in _msgs(sa):
-            if m.exch != V1_INFO:
+            if m.exch != ExchangeType.INFORMATIONAL_V1:
                 continue
-            for ntype, _spi, data in m.inner["notifies"]:
-                if ntype in (R_U_THERE, R_U_THERE_ACK) and data and len(data) == 4:
-                    seq = int.from_bytes(data, "big")
-                    (asks if ntype == R_U_THERE else acks).setdefault(seq, m)
+            for n in m.inner.notifies:
+                if n.dpd_seq is not None:
+                    (asks if n.notify_type == NotifyV1.R_U_THERE else acks).setdefault(n.dpd_seq, m)
         if not asks:
             continue
         open_ = [m for seq, m in sorted(asks.items()) if seq not in acks
@@ -505,22 +483,21 @@ def v1_dpd(ctx):
                  detail=f"{len(asks)} R-U-THERE (RFC 3706) in encrypted Informationals, {answered} "
                         f"answered by an R-U-THERE-ACK with the same sequence number; the last "
                         f"{len(open_)} from {who} (sequence "
-                        f"{', '.join(str(int.from_bytes(_dpd_seq(m), 'big')) for m in open_[:5])}"
-                        f"{'...' if len(open_) > 5 else ''}) between +{ctx.rel(first.ts)} s and "
+                        f"{', '.join(str(_dpd_seq(m)) for m in open_[:MAX_SEQS])}"
+                        f"{'...' if len(open_) > MAX_SEQS else ''}) between +{ctx.rel(first.ts)} s and "
                         f"+{ctx.rel(open_[-1].ts)} s got none{_key_note(first)}.",
                  basis="decrypted",
                  evidence=ctx.evidence(ctx.msg_refs(open_), first.ts, open_[-1].ts,
                                        ike_spis=_spis(sa), peers=[who, peer]),
-                 wireshark_filter=ike_filter(sa, exch=V1_INFO),
+                 wireshark_filter=ike_filter(sa, exch=ExchangeType.INFORMATIONAL_V1),
                  tunnel=_tid(ctx, sa))
         yield supersede(f, ("DPD_TIMEOUT",), frames=f.evidence.frames)
 
 
-def _dpd_seq(m) -> bytes:
-    for ntype, _spi, data in m.inner["notifies"]:
-        if ntype == R_U_THERE:
-            return data
-    return b"\0\0\0\0"
+def _dpd_seq(m) -> int:
+    """The sequence number of the message's (first well-formed) R-U-THERE."""
+    return next((n.dpd_seq for n in m.inner.notifies
+                 if n.notify_type == NotifyV1.R_U_THERE and n.dpd_seq is not None), 0)
 
 
 # -- keys that do not match, SAs without keys ----------------------------------------------------
@@ -647,11 +624,11 @@ def children(sa) -> list:
     lists the sender's inbound SPIs)."""
     out = []
     for x in sa.exchanges:
-        if sa.version == 2 and x.exch in (IKE_AUTH, CREATE_CHILD_SA):
+        if sa.version == 2 and x.exch in (ExchangeType.IKE_AUTH, ExchangeType.CREATE_CHILD_SA):
             req = _request_of(x)
             resp = next((m for m in x.msgs if m.is_response and m.inner is not None
                          and m.decrypt_status in OPENED), None)
-        elif sa.version == 1 and x.exch == V1_QUICK:
+        elif sa.version == 1 and x.exch == ExchangeType.QUICK_MODE:
             req = next((m for m in x.msgs if m.step == 1 and m.inner is not None
                         and m.decrypt_status in OPENED), None)
             resp = next((m for m in x.msgs if m.step == 2 and m.inner is not None
@@ -660,29 +637,30 @@ def children(sa) -> list:
             continue
         if req is None or resp is None:
             continue
-        rs = [(p, s) for p, s in resp.inner["child_spis"]]
-        qs = [(p, s) for p, s in req.inner["child_spis"]]
+        rs = resp.inner.child_spis
+        qs = req.inner.child_spis
         if not rs or not qs:
             continue
-        proto = rs[0][0]
-        q = next((s for p, s in qs if p == proto), None)
+        proto = rs[0].protocol
+        q = next((c for c in qs if c.protocol == proto), None)
         if q is None:
             continue
-        spis = {int.from_bytes(q, "big"): req.src, int.from_bytes(rs[0][1], "big"): resp.src}
+        spis = {q.value: req.src, rs[0].value: resp.src}
         out.append(Child(sa, x, resp.ts, proto, spis, [req, resp]))
     by_spi = {}
     for c in out:
         for s in c.spis:
             by_spi.setdefault(s, []).append(c)
     for m in _msgs(sa):
-        for proto, spis in m.inner["deletes"]:
-            if proto == 1:
+        for dl in m.inner.deletes:
+            proto = dl.protocol
+            if proto == ProtocolId.IKE:
                 # deleting an IKEv2 SA deletes its child SAs (RFC 7296 §1.4.1) — unless it was
                 # rekeyed: the new IKE SA inherits them (§2.18).  IKEv1 phase 2 SAs outlive
                 # their phase 1.
                 hit = out if sa.version == 2 and sa.rekeyed_by is None else []
-            elif proto in (2, 3):
-                hit = [c for s in spis for c in by_spi.get(int.from_bytes(s, "big"), ())]
+            elif proto in (ProtocolId.AH, ProtocolId.ESP):
+                hit = [c for s in dl.spi_values for c in by_spi.get(s, ())]
             else:
                 continue
             for c in hit:

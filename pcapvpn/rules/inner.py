@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 
+from dissect.vpn.ip import IpProto, icmp_too_big
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter, ip_text
@@ -87,8 +88,9 @@ def view_label(ctx, v) -> str:
 
 
 def flow_text(f) -> str:
-    if f.proto in (6, 17):
-        return f"{ip_text(f.cli)} -> {ip_text(f.srv)}:{f.sport}/{'tcp' if f.proto == 6 else 'udp'}"
+    if f.proto in (IpProto.TCP, IpProto.UDP):
+        return (f"{ip_text(f.cli)} -> {ip_text(f.srv)}:{f.sport}/"
+                f"{'tcp' if f.proto == IpProto.TCP else 'udp'}")
     if f.echo:
         return f"{ip_text(f.cli)} -> {ip_text(f.srv)} (ICMP echo)"
     return f"{ip_text(f.cli)} -> {ip_text(f.srv)} (IP protocol {f.proto})"
@@ -105,11 +107,11 @@ def flow_filter(flows) -> str:
             continue
         ip = "ip" if f.ipver == 4 else "ipv6"
         p = f"{ip}.addr == {ip_text(f.srv)} && {ip}.addr == {ip_text(f.cli)}"
-        if f.proto == 6:
+        if f.proto == IpProto.TCP:
             p += f" && tcp.port == {f.sport}"
-        elif f.proto == 17:
+        elif f.proto == IpProto.UDP:
             p += f" && udp.port == {f.sport}"
-        elif f.proto in (1, 58):
+        elif f.proto in (IpProto.ICMP, IpProto.ICMPV6):
             p += " && icmp" if f.ipver == 4 else " && icmpv6"
         if p not in parts:
             parts.append(p)
@@ -192,7 +194,7 @@ def pushed_domains(ctx, tid) -> set:
     for sa in getattr(t, "ike_sas", ()):
         for msg in sa.messages:
             inner = getattr(msg, "inner", None)
-            for _cfg, attrs in (inner or {}).get("config") or ():
+            for _cfg, attrs in (inner.config if inner is not None else ()):
                 for attr, value in attrs:
                     if attr in DOMAIN_ATTRS and value:
                         for d in bytes(value).decode("ascii", "replace").split(","):
@@ -231,10 +233,10 @@ def _stalled_dirs(f):
     ``hole`` the sender moved past bytes that never arrived while every segment that did was
     small although the receiver's MSS allowed full-size ones (seen beyond the loss)."""
     out = []
-    if f.proto != 6:
+    if f.proto != IpProto.TCP:
         return out
     for d in (0, 1):
-        if f.retx[d] >= 2 and f.maxlen[d] > f.acked[d] and f.pkts[1 - d] > 0:
+        if f.retx[d] > 1 and f.maxlen[d] > f.acked[d] and f.pkts[1 - d] > 0:
             out.append((d, "retx"))
         elif f.hole[d] >= 2 * SMALL_SEGMENT and 0 < f.maxlen[d] < SMALL_SEGMENT and \
                 (f.mss[1 - d] or 536) >= SMALL_SEGMENT:
@@ -263,11 +265,11 @@ def inner_blocked(ctx):
                 items.append((v, f, f"refused by a filter at {ip_text(f.icmp[3])} (ICMP type "
                                     f"{f.icmp[0]} code {f.icmp[1]}, administratively "
                                     f"prohibited)"))
-            elif f.proto == 6 and f.syn and not f.synack and f.rst is not None and f.rst[0] == 1:
+            elif f.proto == IpProto.TCP and f.syn and not f.synack and f.rst is not None and f.rst[0] == 1:
                 items.append((v, f, f"refused by the host itself (TCP RST from "
                                     f"{ip_text(f.srv)}: port closed, or a firewall answering "
                                     f"for it)"))
-            elif f.proto == 6 and f.syn >= 2 and not f.synack and f.rst is None and \
+            elif f.proto == IpProto.TCP and f.syn > 1 and not f.synack and f.rst is None and \
                     f.icmp is None and any_ok and f.srv in answered_srv and judged(ctx, f.last_ts):
                 items.append((v, f, f"{f.syn} SYNs without any answer while the host answers "
                                     f"other services (dropped by a filter)"))
@@ -300,8 +302,7 @@ def inner_mtu(ctx):
         for v, how, f in m.flows():
             if how == "xfrm":
                 continue
-            if f.icmp is not None and ((f.ipver == 4 and f.icmp[:2] == (3, 4)) or
-                                       (f.ipver == 6 and f.icmp[0] == 2)):
+            if f.icmp is not None and icmp_too_big(f.ipver, f.icmp[0], f.icmp[1]):
                 items.append((v, f, None))
                 continue
             for d, how in _stalled_dirs(f):
@@ -337,8 +338,8 @@ def inner_mtu(ctx):
             title=f"TCP inside the tunnel stalls on full-size segments "
                   f"({len({id(f) for f in flows})} connection(s))",
             detail=f"Seen on {where(ctx, views)}: " + "; ".join(parts) + ". Small packets pass: "
-                   f"the MTU inside the tunnel is below the segment size; clamp the MSS to the "
-                   f"tunnel MTU minus 40.",
+                   "the MTU inside the tunnel is below the segment size; clamp the MSS to the "
+                   "tunnel MTU minus 40.",
             basis=basis_of(views),
             evidence=flow_evidence(ctx, flows, m),
             wireshark_filter=flow_filter(flows), tunnel=m.tunnel)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import Evidence, LogRef, declare, make
 from pcapvpn.track.logs import _norm, _txt, align, associate, capture_anchors
 
@@ -168,6 +169,11 @@ AFTER_END = 600.0
 #: log references per finding, and per log file within it
 MAX_REFS = 8
 MAX_REFS_PER_FILE = 4
+#: log lines of one kind per file referenced by a finding
+MAX_REFS_PER_KIND = 2
+#: IKEv2 Message IDs count up from 0: a daemon's log naming a larger one is an IKEv1 Quick Mode's
+#: (random, RFC 2409 §5.5)
+COUNTED_MSGIDS = 255
 #: log events listed in the report (JSON log_events; HTML ladder/timeline; text section)
 MAX_EVENTS = 1000
 
@@ -279,8 +285,8 @@ def _fits_code(code: str, li: _Linked, f) -> bool:
     if code == "CHILD_SA_FAILED" and k == "ike_retransmit":
         a = li.anchor
         if a is not None and a.kind == "ike":
-            return a.exch in (32, 36)  # Quick Mode / CREATE_CHILD_SA
-        return (ev.msgid or 0) > 255  # an IKEv1 Quick Mode's random Message ID
+            return a.exch in (ExchangeType.QUICK_MODE, ExchangeType.CREATE_CHILD_SA)
+        return (ev.msgid or 0) > COUNTED_MSGIDS  # an IKEv1 Quick Mode's random Message ID
     if code == "CHILD_SA_FAILED" and k != "child_failed" and not ev.child:
         return False
     if code == "NAT_ENCAPSULATION_FORCED" and k == "nat_detected":
@@ -355,7 +361,7 @@ def _confirm(ctx, f, cands, used: set, end) -> None:
     for _d, li in hits:  # per log file: at most two lines of each kind, nearest first
         used.add(id(li.ent))
         k = (li.src.index, li.ent.ev.kind)
-        if seen.get(k, 0) >= 2 or per_src.get(li.src.index, 0) >= MAX_REFS_PER_FILE or \
+        if seen.get(k, 0) >= MAX_REFS_PER_KIND or per_src.get(li.src.index, 0) >= MAX_REFS_PER_FILE or \
                 len(chosen) >= MAX_REFS:
             continue
         seen[k] = seen.get(k, 0) + 1

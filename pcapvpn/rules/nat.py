@@ -21,12 +21,12 @@ from bisect import bisect_right
 
 import ipaddress
 
+from dissect.vpn.ip import Port
+from dissect.vpn.registry import ExchangeType, PayloadV2
 from pcapvpn.findings import advice_for, declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, host_filter, ike_filter, ip_text
-from pcapvpn.track.nat import (
-    HASH_NAMES, IKE_PORT, NATT_PORT, STANDARD_PORTS, annotate, ensure_verdict,
-)
+from pcapvpn.track.nat import HASH_NAMES, STANDARD_PORTS, annotate, ensure_verdict
 
 #: at most this many SAs / changes are spelled out in a detail (all are counted)
 MAX_LISTED = 5
@@ -131,9 +131,7 @@ def _tunnel_verdicts(t):
 
 def _annotate(ctx) -> None:
     """NAT verdicts for every IKE SA, once per context (the tracker may have done it)."""
-    if not getattr(ctx, "_nat_annotated", False):
-        annotate(ctx.state.ike_sas)
-        ctx._nat_annotated = True
+    ctx.memo("nat", lambda: annotate(ctx.state.ike_sas) or True)
 
 
 def _nat_sides(verdicts) -> dict:
@@ -197,7 +195,7 @@ def _float_text(ctx, v) -> str:
     if v.floated:
         return (f"IKE moved from UDP 500 to 4500 at frame {v.float_frame[1]} "
                 f"({ctx.rel(v.float_ts)} s).")
-    if v.start_port == NATT_PORT:
+    if v.start_port == Port.NAT_T:
         return "IKE ran on UDP 4500 from the start."
     if v.after_natd_on_500:
         return f"IKE stayed on UDP 500 ({v.after_natd_on_500} later messages)."
@@ -379,7 +377,7 @@ def _port_translated_without_natd(sa, v) -> str | None:
     and NAT-T was not negotiated (one peer does not support or has disabled it)."""
     if v.kind != "unknown" or v.hash_alg is not None or sa.mid_session:
         return None
-    if v.start_port != IKE_PORT:
+    if v.start_port != Port.IKE:
         return None
     for side in ("initiator", "responder"):
         ep = _side_ep(sa, side)
@@ -514,9 +512,11 @@ def _timeline(ctx, t, flows):
     iv = []
     for sa in t.ike_sas:
         for m in sa.messages:
-            if m.exch == 34 or (m.version == 1 and m.exch in (2, 4) and m.step == 1):
+            if m.exch == ExchangeType.IKE_SA_INIT or (m.version == 1 and m.step == 1 and m.exch in (
+                    ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)):
                 what = "init"
-            elif m.deletes or (m.version == 2 and m.exch == 37 and m.sk_next == 42):
+            elif m.deletes or (m.version == 2 and m.exch == ExchangeType.INFORMATIONAL
+                               and m.sk_next == PayloadV2.D):
                 what = "delete"
             else:
                 what = "ike"
@@ -574,7 +574,7 @@ def _around(pts, gs, ge):
 def _nat_t_start(verdicts, t):
     ts = [v.float_ts for _sa, v in verdicts if v.float_ts is not None]
     ts += [v.nat_d_ts for _sa, v in verdicts
-           if v.nat_d_ts is not None and v.start_port == NATT_PORT]
+           if v.nat_d_ts is not None and v.start_port == Port.NAT_T]
     ts += [e.first_ts for e in t.esp_sas if e.encap == "udp"]
     return min(ts) if ts else None
 

@@ -6,32 +6,22 @@ import bisect
 import heapq
 
 from dissect.vpn import registry as reg
-from dissect.vpn.ikev2 import SA_PAYLOAD
+from dissect.vpn.registry import ExchangeType, IkeAttrV1, NotifyV1, NotifyV2, PayloadV2
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_label, exchange_status,
+    UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_status,
     ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )
-from pcapvpn.track.ike import IKE_SA_INIT, V1_AGGRESSIVE, V1_INFO, V1_MAIN, V1_QUICK, V1_STEPS
-
-# Notify types (RFC 7296 §3.10.1; RFC 2408 §3.14.1)
-NO_PROPOSAL_CHOSEN = 14
-INVALID_KE_PAYLOAD = 17
-INVALID_MAJOR_VERSION = 5
-AUTHENTICATION_FAILED = 24
-TS_UNACCEPTABLE = 38
-V1_INVALID_ID_INFORMATION = 18
-INVALID_SPI = 11
-COOKIE = 16390
+from pcapvpn.track.ike import V1_STEPS
 
 #: error notifies with a code of their own (handled by their stage's rules)
 OWN_CODE = {
-    2: {NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, INVALID_MAJOR_VERSION, AUTHENTICATION_FAILED,
-        TS_UNACCEPTABLE, INVALID_SPI},
-    1: {NO_PROPOSAL_CHOSEN, INVALID_MAJOR_VERSION, AUTHENTICATION_FAILED,
-        V1_INVALID_ID_INFORMATION, INVALID_SPI},
+    2: {NotifyV2.NO_PROPOSAL_CHOSEN, NotifyV2.INVALID_KE_PAYLOAD, NotifyV2.INVALID_MAJOR_VERSION,
+        NotifyV2.AUTHENTICATION_FAILED, NotifyV2.TS_UNACCEPTABLE, NotifyV2.INVALID_SPI},
+    1: {NotifyV1.NO_PROPOSAL_CHOSEN, NotifyV1.INVALID_MAJOR_VERSION, NotifyV1.AUTHENTICATION_FAILED,
+        NotifyV1.INVALID_ID_INFORMATION, NotifyV1.INVALID_SPI},
 }
 
 declare("IKE_NO_PROPOSAL_CHOSEN", "negotiation", "error",
@@ -114,9 +104,9 @@ def _cleartext_errors(sa):
     for m in sa.messages:
         if m.copy:
             continue
-        for ntype, spi, data in m.notifies:
-            if 0 < ntype < 16384:
-                yield m, ntype, spi, data
+        for n in m.notifies:
+            if n.is_error:
+                yield m, n
 
 
 def _offered_and_chosen(sa, exch_types):
@@ -137,7 +127,8 @@ def error_notifies(ctx):
     for sa in ctx.state.ike_sas:
         t = ike_tunnel_of(ctx, sa)
         established = sa.established
-        for m, ntype, spi, data in _cleartext_errors(sa):
+        for m, n in _cleartext_errors(sa):
+            ntype, spi = n.notify_type, n.spi
             name = reg.notify_name(sa.version, ntype)
             sender = endpoint_text((m.ipver, m.src, m.sport))
             receiver = endpoint_text((m.ipver, m.dst, m.dport))
@@ -147,10 +138,11 @@ def error_notifies(ctx):
             tid = t.id if t else None
             key = f"{sa.id}|{m.n}|{ntype}"
             facts = ike_facts(sa)
+            notify = reg.notify_types(sa.version)
             phase2 = sa.version == 1 and spi and len(spi) == 4
-            if ntype == NO_PROPOSAL_CHOSEN and not (sa.version == 1 and phase2):
+            if ntype == notify.NO_PROPOSAL_CHOSEN and not phase2:
                 offered, chosen = _offered_and_chosen(
-                    sa, {IKE_SA_INIT} if sa.version == 2 else {V1_MAIN, V1_AGGRESSIVE})
+                    sa, {ExchangeType.IKE_SA_INIT} if sa.version == 2 else {ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE})
                 lines = proposal_texts(sa.version, offered.proposals) if offered else []
                 detail = (f"{sender} sent {name} to {receiver} in {reg.exchange_name(m.exch, short=True)}.")
                 if lines:
@@ -166,9 +158,9 @@ def error_notifies(ctx):
                            title=f"{name} from {ip_text(m.src)}",
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
                            facts=facts)
-            elif ntype == INVALID_KE_PAYLOAD and sa.version == 2:
-                group = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-                offered, _ = _offered_and_chosen(sa, {IKE_SA_INIT})
+            elif ntype == NotifyV2.INVALID_KE_PAYLOAD and sa.version == 2:
+                group = n.invalid_ke_group
+                offered, _ = _offered_and_chosen(sa, {ExchangeType.IKE_SA_INIT})
                 gname = reg.group_name(group) if group is not None else "?"
                 sent = reg.group_name(offered.ke_group) if offered and offered.ke_group else "?"
                 retry_ok = _recovered_after(ctx, sa, m)
@@ -190,13 +182,12 @@ def error_notifies(ctx):
                            title=f"Responder asked for DH group {gname} instead of {sent}",
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
                            severity="info" if retry_ok or too_soon else "error")
-            elif ntype == INVALID_MAJOR_VERSION:
+            elif ntype == notify.INVALID_MAJOR_VERSION:
                 yield make("IKE_VERSION_MISMATCH", key,
                            title=f"{ip_text(m.src)} refused IKEv{sa.version} ({name})",
                            detail=f"{sender} answered {name}: it does not speak IKEv{sa.version}.",
                            evidence=ev, wireshark_filter=flt, tunnel=tid)
-            elif ntype not in OWN_CODE.get(sa.version, ()) and not (
-                    sa.version == 1 and ntype == NO_PROPOSAL_CHOSEN):
+            elif ntype not in OWN_CODE.get(sa.version, ()):
                 yield make("IKE_ERROR_NOTIFY", key,
                            title=f"{name} from {ip_text(m.src)}",
                            detail=f"{sender} sent the error notification {name} ({ntype}) to "
@@ -228,14 +219,14 @@ def _answered_inits(ctx, key, same):
     """For the IKE SAs ``same`` between one address pair (capture order): their start times,
     the time of each one's last IKE_SA_INIT answer without error or COOKIE (-inf: none) in a
     range-maximum tree, and each one's position (cached per evaluation)."""
-    cache = ctx.__dict__.setdefault("_answered_inits", {})
+    cache = ctx.memo("answered_inits", dict)
     got = cache.get(key)
     if got is None:
         starts = [o.first_ts or 0.0 for o in same]
         good = []
         for o in same:
-            ts = [r.ts for x in o.exchanges if x.exch == IKE_SA_INIT for r in x.responses
-                  if not r.error_notifies() and not r.has_notify(COOKIE)]
+            ts = [r.ts for x in o.exchanges if x.exch == ExchangeType.IKE_SA_INIT for r in x.responses
+                  if not r.error_notifies() and not r.has_notify(NotifyV2.COOKIE)]
             good.append(max(ts) if ts else float("-inf"))
         got = cache[key] = (starts, MaxTree(good), {id(o): i for i, o in enumerate(same)})
     return got
@@ -247,10 +238,10 @@ def _recovered_after(ctx, sa, notify_msg) -> bool:
     linked or not), answered without an error.  The SAs started in that window are asked with
     one range maximum (a flood of COOKIE answers asks this once each)."""
     for x in sa.exchanges:
-        if x.exch != IKE_SA_INIT:
+        if x.exch != ExchangeType.IKE_SA_INIT:
             continue
         for r in x.responses:
-            if r.ts > notify_msg.ts and not r.error_notifies() and not r.has_notify(COOKIE):
+            if r.ts > notify_msg.ts and not r.error_notifies() and not r.has_notify(NotifyV2.COOKIE):
                 return True
     if not (sa.initiator and sa.responder):
         return False
@@ -347,7 +338,7 @@ def retransmissions(ctx):
                        f"nothing was lost; the initiator re-sent a request it had an answer to.")
                 errs = sorted({reg.notify_name(2, t) for r in x.responses
                                for t in r.error_notifies()})
-                if errs and x.exch == IKE_SA_INIT:
+                if errs and x.exch == ExchangeType.IKE_SA_INIT:
                     why += (f" The answers carry the unprotected error {', '.join(errs)}, which "
                             f"need not end the exchange for the initiator (RFC 7296 §2.21.1: "
                             f"errors before the IKE SA is protected); libreswan logs 'ignoring "
@@ -371,7 +362,7 @@ def cookies(ctx):
         if sa.version != 2:
             continue
         for m in sa.messages:
-            if m.exch == IKE_SA_INIT and m.is_response and m.has_notify(COOKIE) and not m.copy:
+            if m.exch == ExchangeType.IKE_SA_INIT and m.is_response and m.has_notify(NotifyV2.COOKIE) and not m.copy:
                 t = ike_tunnel_of(ctx, sa)
                 ok = _recovered_after(ctx, sa, m)
                 yield make(
@@ -379,46 +370,32 @@ def cookies(ctx):
                     title=f"{ip_text(m.src)} demanded a COOKIE"
                           + (" (initiator retried and succeeded)" if ok else ""),
                     detail=f"IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
-                           f"carried only a COOKIE notification ({len(m.notify_data(COOKIE) or b'')} "
+                           f"carried only a COOKIE notification ({len(m.notify_data(NotifyV2.COOKIE) or b'')} "
                            f"bytes of cookie data)."
                            + (" The initiator repeated its request with the cookie and was answered."
                               if ok else " No answered retry with the cookie was seen."),
                     evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()]),
-                    wireshark_filter=ike_filter(sa, msgids=[0]) + f" && isakmp.notify.msgtype == {COOKIE}",
+                    wireshark_filter=ike_filter(sa, msgids=[0]) + f" && isakmp.notify.msgtype == {NotifyV2.COOKIE}",
                     tunnel=t.id if t else None)
 
 
-REDIRECT = 16407
-REDIRECTED_FROM = 16408
-#: RFC 5685 §8/§9 GW Ident Types
-_GW_TYPES = {1: 4, 2: 16}  # IPv4 / IPv6: identity length
 #: how long after a redirect to an FQDN the client's next IKE SA with another gateway is taken as
 #: the redirected negotiation (no address to match, no REDIRECTED_FROM)
 REDIRECT_FOLLOW = 60.0
 
 
 def _redirect_notifies(m, ntype):
-    """(gw ident type, identity bytes) of the REDIRECT / REDIRECTED_FROM notifies of a message,
-    read by the dissector (dissect.vpn.ikev2.Notify.redirect)."""
-    from dissect.vpn import ikev2 as _v2
-
-    out = []
-    for t, spi, data in m.notifies:
-        if t == ntype:
-            r = _v2.Notify(0, spi, t, data).redirect
-            if r is not None:
-                out.append((r[0], bytes(r[1])))
-    return out
+    """The gateways (:class:`dissect.vpn.ikev2.Redirect`) of the REDIRECT / REDIRECTED_FROM
+    notifies of a message."""
+    return [n.redirect for n in m.notifies if n.notify_type == ntype and n.redirect is not None]
 
 
-def _gw_text(gtype, ident) -> str:
-    import ipaddress
-
-    if _GW_TYPES.get(gtype) == len(ident):
-        return str(ipaddress.ip_address(ident))
-    if gtype == 3:
-        return ident.decode("ascii", "replace")
-    return f"gateway identity type {gtype}"
+def _gw_text(gw) -> str:
+    if gw.address is not None:
+        return ip_text(gw.address)
+    if gw.fqdn is not None:
+        return gw.fqdn
+    return f"gateway identity type {gw.gw_type}"
 
 
 def _redirected_sa(ctx, sa, m, target_addr, fqdn):
@@ -432,8 +409,8 @@ def _redirected_sa(ctx, sa, m, target_addr, fqdn):
     later.sort(key=lambda o: o.first_ts)
     for o in later:
         first = o.messages[0]
-        came_from = [ident for gtype, ident in _redirect_notifies(first, REDIRECTED_FROM)
-                     if _GW_TYPES.get(gtype) == len(ident)]
+        came_from = [gw.address for gw in _redirect_notifies(first, NotifyV2.REDIRECTED_FROM)
+                     if gw.address is not None]
         if target_addr is not None and o.responder[1] == target_addr:
             how = "the redirect's address"
             if gw in came_from:
@@ -456,16 +433,14 @@ def redirects(ctx):
         if sa.version != 2:
             continue
         for m in sa.messages:
-            if m.copy or not m.is_response or not m.has_notify(REDIRECT):
+            if m.copy or not m.is_response or not m.has_notify(NotifyV2.REDIRECT):
                 continue
-            gws = _redirect_notifies(m, REDIRECT)
+            gws = _redirect_notifies(m, NotifyV2.REDIRECT)
             target, target_addr, fqdn = "?", None, False
             if gws:
-                gtype, ident = gws[0]
-                target = _gw_text(gtype, ident)
-                if _GW_TYPES.get(gtype) == len(ident):
-                    target_addr = ident
-                fqdn = gtype == 3
+                target = _gw_text(gws[0])
+                target_addr = gws[0].address
+                fqdn = gws[0].fqdn is not None
             new, how = _redirected_sa(ctx, sa, m, target_addr, fqdn)
             t = ike_tunnel_of(ctx, sa)
             detail = (f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
@@ -489,7 +464,7 @@ def redirects(ctx):
                 detail += (f" No IKE_SA_INIT from the client to {target} (nor one carrying "
                            f"REDIRECTED_FROM {ip_text(m.src)}) follows in the capture, which ends "
                            f"{ctx.now - m.ts:.1f} s after the redirect.")
-            flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {REDIRECT}"
+            flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {NotifyV2.REDIRECT}"
             if new is not None:
                 flt = f"({flt}) || ({ike_filter(new, msgids=[0])})"
             yield make(
@@ -509,7 +484,7 @@ def redirects(ctx):
 @rule
 def weak_crypto(ctx):
     for sa in ctx.state.ike_sas:
-        exch = {IKE_SA_INIT} if sa.version == 2 else {V1_MAIN, V1_AGGRESSIVE}
+        exch = {ExchangeType.IKE_SA_INIT} if sa.version == 2 else {ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE}
         offered, chosen = _offered_and_chosen(sa, exch)
         src = chosen or offered
         if src is None:
@@ -534,7 +509,7 @@ def aggressive_psk(ctx):
     for sa in ctx.state.ike_sas:
         if sa.version != 1:
             continue
-        msgs = [m for m in sa.messages if m.exch == V1_AGGRESSIVE and m.proposals and not m.copy]
+        msgs = [m for m in sa.messages if m.exch == ExchangeType.AGGRESSIVE and m.proposals and not m.copy]
         if not msgs:
             continue
         methods = set()
@@ -542,10 +517,9 @@ def aggressive_psk(ctx):
             for p in m.proposals:
                 for tr in p.transforms:
                     for atype, value in tr.attributes:
-                        if atype == 3 and isinstance(value, int):
+                        if atype == IkeAttrV1.AUTHENTICATION_METHOD and isinstance(value, int):
                             methods.add(value)
-        # RFC 2409 App. A: 1 = pre-shared key; XAUTH (draft-beaulieu-ike-xauth) 65001/65002
-        psk = methods & {1, 65001, 65002}
+        psk = methods & reg.V1_AUTH_PSK_METHODS
         if not psk:
             continue
         t = ike_tunnel_of(ctx, sa)
@@ -558,19 +532,19 @@ def aggressive_psk(ctx):
                    f"PSK that can be attacked offline.",
             evidence=ctx.evidence(ctx.msg_refs(msgs), msgs[0].ts, msgs[-1].ts,
                                   ike_spis=[sa.ispi.hex()]),
-            wireshark_filter=ike_filter(sa, exch=V1_AGGRESSIVE),
+            wireshark_filter=ike_filter(sa, exch=ExchangeType.AGGRESSIVE),
             tunnel=t.id if t else None)
 
 
 def _init_answer(sa):
     """The first response to ``sa``'s IKE_SA_INIT that creates the IKE SA (an SA payload, no
-    error, no COOKIE), or None."""
+    error, no NotifyV2.COOKIE), or None."""
     for x in sa.exchanges:
-        if x.exch != IKE_SA_INIT:
+        if x.exch != ExchangeType.IKE_SA_INIT:
             continue
         for m in x.msgs:
-            if m.is_response and not m.copy and SA_PAYLOAD in m.payload_types and \
-                    not m.error_notifies() and not m.has_notify(COOKIE):
+            if m.is_response and not m.copy and PayloadV2.SA in m.payload_types and \
+                    not m.error_notifies() and not m.has_notify(NotifyV2.COOKIE):
                 return m
     return None
 
@@ -589,7 +563,7 @@ def _initiations(ctx) -> dict:
         if sa.version != 2 or sa.mid_session or sa.retried_by is not None or not sa.messages:
             continue
         first = sa.messages[0]
-        if first.exch != IKE_SA_INIT or first.is_response:
+        if first.exch != ExchangeType.IKE_SA_INIT or first.is_response:
             continue
         answer = _init_answer(sa)
         if answer is None:
@@ -670,7 +644,7 @@ def _simultaneous(ctx, ea, eb):
     start_b, _nb, b, answer_b = eb
     t = ike_tunnel_of(ctx, a)
     x, y = ip_text(a.initiator[1]), ip_text(b.initiator[1])
-    sent_a = sum(1 for m in a.messages if m.exch == IKE_SA_INIT and not m.is_response
+    sent_a = sum(1 for m in a.messages if m.exch == ExchangeType.IKE_SA_INIT and not m.is_response
                  and m.duplicate_of is None and m.ts <= answer_a.ts)
     late = answer_a.ts - start_a
     detail = (f"{x} started IKE SA {a.id} at +{ctx.rel(start_a)} s; its IKE_SA_INIT was answered "
@@ -698,5 +672,3 @@ def _simultaneous(ctx, ea, eb):
 def _ch(b):
     return ":".join(f"{x:02x}" for x in b)
 
-
-__all__ = ["V1_QUICK", "V1_INFO"]

@@ -10,16 +10,18 @@ Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
 from __future__ import annotations
 
 from dissect.vpn import registry as reg
+from dissect.vpn.ip import (
+    IpProto, Port, icmp_error_text,
+)
+from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV2
 from pcapvpn.findings import declare, make, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
-    tcp_connection_findings,
+    tcp_connection_findings, unreachable_errors,
 )
-from pcapvpn.track.ike import INFORMATIONAL, V1_INFO, V1_QUICK
 
-IKEV2_FRAGMENTATION_SUPPORTED = 16430  # RFC 7383 §2.3
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
 
 #: what the daemons log when a request goes unanswered (anchors.md §2.5; strongSwan
@@ -110,7 +112,7 @@ declare("EXPECTED_PEER_ABSENT", "reachability", "error",
          "automatically, or does it wait for traffic?)."])
 
 
-#: advice of TCP_NO_ANSWER / TCP_RESET (declared in rules/vpn.py) for IKE over TCP (RFC 9329)
+#: advice of TCP_NO_ANSWER / TCP_RESET (declared in rules/vpn/flows.py) for IKE over TCP (RFC 9329)
 IKE_TCP_ADVICE = (
     "Check firewalls/ACLs on the path for the IKE TCP port (4500 unless configured otherwise) "
     "in both directions.",
@@ -133,7 +135,7 @@ def _nat_story(sa) -> str | None:
 
 
 def _is_liveness(x) -> bool:
-    return x.version == 2 and x.exch == INFORMATIONAL and any(
+    return x.version == 2 and x.exch == ExchangeType.INFORMATIONAL and any(
         m.sk_next == 0 for m in x.requests)
 
 
@@ -145,7 +147,7 @@ def _ike_fragmentation_negotiated(sa) -> bool:
     if sa.version == 2:
         sides = set()
         for m in sa.messages:
-            if m.has_notify(IKEV2_FRAGMENTATION_SUPPORTED):
+            if m.has_notify(NotifyV2.IKEV2_FRAGMENTATION_SUPPORTED):
                 sides.add(m.is_response)
         return sides == {False, True}
     sides = set()
@@ -176,13 +178,13 @@ def unanswered_ike(ctx):
             answered_before = [y for y in sa.exchanges[:x.index]
                                if exchange_status(ctx, y) != UNANSWERED
                                and any(m.src != first.src for m in y.msgs)]
-            heard_500 = any(m.src != first.src and (m.sport == 500 or m.dport == 500)
+            heard_500 = any(m.src != first.src and Port.IKE in (m.sport, m.dport)
                             for y in answered_before for m in y.msgs)
-            to_4500 = first.transport == "udp" and (first.dport == 4500 or first.sport == 4500)
+            to_4500 = first.transport == "udp" and Port.NAT_T in (first.dport, first.sport)
             # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
             heard_4500 = [m for y in answered_before for m in y.msgs
-                          if m.src != first.src and 4500 in (m.sport, m.dport)]
-            gone = bool(heard_4500) and x.exch in (INFORMATIONAL, V1_INFO)
+                          if m.src != first.src and Port.NAT_T in (m.sport, m.dport)]
+            gone = bool(heard_4500) and x.exch in (ExchangeType.INFORMATIONAL, ExchangeType.INFORMATIONAL_V1)
             refs = ctx.msg_refs(reqs)
             frag = _fragmented(reqs)
             label = exchange_label(x)
@@ -214,7 +216,7 @@ def unanswered_ike(ctx):
                     _v1_float_received(ctx, sa, first):
                 # IKEv1: the peer did not re-send its last message on UDP 500 (MM4 / AM2) after
                 # the first message on 4500: it got that message, so 4500 reaches it
-                if x.exch == V1_QUICK:
+                if x.exch == ExchangeType.QUICK_MODE:
                     continue  # phase 1 is up: the Quick Mode's own finding (CHILD_SA_FAILED)
                 code = "IKE_NO_RESPONSE"
                 detail += (f" {ip_text(first.dst)} did not re-send its last message on UDP 500 "
@@ -301,11 +303,11 @@ def _v1_float_received(ctx, sa, first) -> bool:
     first message on 4500 reached it."""
     if sa.version != 1:
         return False
-    mine = [m for m in sa.messages if m.src == first.src and 4500 in (m.sport, m.dport)]
+    mine = [m for m in sa.messages if m.src == first.src and Port.NAT_T in (m.sport, m.dport)]
     if not mine:
         return False
     moved = mine[0].ts
-    theirs = [m for m in sa.messages if m.src == first.dst and 500 in (m.sport, m.dport)]
+    theirs = [m for m in sa.messages if m.src == first.dst and Port.IKE in (m.sport, m.dport)]
     if not theirs or ctx.now - moved < ctx.th.response_timeout:
         return False
     return not any(m.ts > moved and m.copy for m in theirs)
@@ -317,11 +319,10 @@ def incomplete_ike_fragments(ctx):
     for fs in ctx.state.incomplete_fragments:
         if fs.why == "end":
             continue  # the capture ended before the set could time out: absence not established
-        if fs.proto != 17 or fs.first is None or len(fs.first) < 4:
+        if fs.proto != IpProto.UDP or fs.head is None or fs.head.sport is None:
             continue
-        sport = int.from_bytes(fs.first[0:2], "big")
-        dport = int.from_bytes(fs.first[2:4], "big")
-        if 500 not in (sport, dport) and 4500 not in (sport, dport):
+        sport, dport = fs.head.sport, fs.head.dport
+        if Port.IKE not in (sport, dport) and Port.NAT_T not in (sport, dport):
             continue
         t = next((t for t in ctx.state.tunnels if {t.a, t.b} == {fs.src, fs.dst}), None)
         yield make(
@@ -339,45 +340,16 @@ def incomplete_ike_fragments(ctx):
             tunnel=t.id if t else None)
 
 
-def _icmp_meaning(ipver, t, c):
-    if ipver == 4:
-        if t == 3:
-            return {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
-                    3: "port unreachable", 9: "network administratively prohibited",
-                    10: "host administratively prohibited",
-                    13: "communication administratively prohibited"}.get(c, f"unreachable code {c}")
-        if t == 11:
-            return "time exceeded"
-        return f"ICMP type {t} code {c}"
-    if t == 1:
-        return {0: "no route to destination", 1: "administratively prohibited",
-                3: "address unreachable", 4: "port unreachable",
-                5: "source address failed ingress/egress policy",
-                6: "reject route to destination"}.get(c, f"unreachable code {c}")
-    if t == 3:
-        return "time exceeded"
-    return f"ICMPv6 type {t} code {c}"
-
-
 @rule
 def icmp_unreachable(ctx):
     groups = {}
-    for e in ctx.state.icmp_errors:
-        q = e.quoted
-        if q is None:
-            continue
-        if e.ipver == 4 and e.icmp_type == 3 and e.icmp_code == 4:
-            continue  # fragmentation needed: PATH_MTU_ICMP (dataplane)
-        if e.ipver == 6 and e.icmp_type == 2:
-            continue  # packet too big: PATH_MTU_ICMP
-        if e.icmp_type not in ((3, 11) if e.ipver == 4 else (1, 3)):
-            continue
-        qver, qsrc, qdst, qproto, qsport, qdport = q[:6]
-        if qproto == 17 and ({qsport, qdport} & {500, 4500}):
+    for e, q in unreachable_errors(ctx):
+        qsrc, qdst, qproto, qsport, qdport = q.src, q.dst, q.proto, q.sport, q.dport
+        if qproto == IpProto.UDP and ({qsport, qdport} & {Port.IKE, Port.NAT_T}):
             what = f"UDP {qdport}"
-        elif qproto == 50:
+        elif qproto == IpProto.ESP:
             what = "ESP"
-        elif qproto == 51:
+        elif qproto == IpProto.AH:
             what = "AH"
         else:
             continue
@@ -385,7 +357,7 @@ def icmp_unreachable(ctx):
         groups.setdefault(key, []).append(e)
     for (qsrc, qdst, what, itype, icode), errs in groups.items():
         e0 = errs[0]
-        meaning = _icmp_meaning(e0.ipver, itype, icode)
+        meaning = icmp_error_text(e0.ipver, itype, icode)
         t = next((t for t in ctx.state.tunnels if {t.a, t.b} == {qsrc, qdst}), None)
         if t is not None and _all_deleted_before(t, e0.ts):
             continue  # the tear-down: the peer's daemon or NAT mapping is gone after a Delete
@@ -417,8 +389,8 @@ def _all_deleted_before(t, ts) -> bool:
     for sa in t.ike_sas:
         done = False
         for x in sa.exchanges:
-            if x.exch == INFORMATIONAL and x.answered and any(
-                    m.sk_next == 42 for m in x.requests) and x.msgs[-1].ts <= ts:
+            if x.exch == ExchangeType.INFORMATIONAL and x.answered and any(
+                    m.sk_next == PayloadV2.D for m in x.requests) and x.msgs[-1].ts <= ts:
                 done = True
             if x.version == 1 and any(m.deletes for m in x.msgs) and x.msgs[-1].ts <= ts:
                 done = True

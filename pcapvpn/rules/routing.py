@@ -19,11 +19,18 @@ from __future__ import annotations
 
 import ipaddress
 
+from dissect.vpn.ip import IpProto, Port
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import ip_text
 from pcapvpn.rules.inner import (basis_of, evidence, flow_evidence, flow_filter, flow_text,
                                  ip_net, judged, models, where)
+
+#: a destination is silent after this many SYNs (a retransmission) or TCP packets, or this many
+#: echo requests / datagrams without an answer
+SILENT_SYNS = 2
+SILENT_TCP_PACKETS = 3
+SILENT_REQUESTS = 2
 
 declare("ROUTE_OUTSIDE_TUNNEL", "routing", "error",
         "Traffic for a subnet the tunnel carries leaves in clear on the physical interface "
@@ -64,10 +71,10 @@ def _ts_nets(ctx, tid):
     for sa in t.ike_sas:
         for msg in sa.messages:
             inner = getattr(msg, "inner", None)
-            if not inner or not inner.get("ts"):
+            if not inner:
                 continue
-            for side, out in (("i", ini), ("r", resp)):
-                for sel in inner["ts"][side]:
+            for sels, out in ((inner.ts_initiator, ini), (inner.ts_responder, resp)):
+                for sel in sels:
                     ipver, a, b = sel[0], sel[1], sel[2]
                     cls = ipaddress.IPv4Address if ipver == 4 else ipaddress.IPv6Address
                     try:
@@ -195,17 +202,18 @@ UDP_REQUESTS = frozenset((53, 67, 88, 123, 161, 389, 1812, 1813, 5060))
 
 def _request(f) -> bool:
     """A conversation whose opener expects an answer."""
-    return f.proto == 6 or bool(f.echo) or (f.proto == 17 and f.sport in UDP_REQUESTS)
+    return f.proto == IpProto.TCP or bool(f.echo) or (f.proto == IpProto.UDP
+                                                      and f.sport in UDP_REQUESTS)
 
 
 def _enough(f) -> bool:
     """Enough unanswered requests to call the destination silent: retransmitted SYNs, several
     echo requests or datagrams."""
-    if f.proto == 6:
-        return f.syn >= 2 or f.pkts[0] >= 3
+    if f.proto == IpProto.TCP:
+        return f.syn >= SILENT_SYNS or f.pkts[0] >= SILENT_TCP_PACKETS
     if f.echo:
-        return f.echo[0] >= 2
-    return f.pkts[0] >= 2
+        return f.echo[0] >= SILENT_REQUESTS
+    return f.pkts[0] >= SILENT_REQUESTS
 
 
 @rule
@@ -229,7 +237,7 @@ def no_return(ctx):
             flows = list(fs.values())
             if srv in talkers or any(f.pkts[1] or f.rst or f.icmp for f in flows):
                 continue
-            if all(f.proto == 17 and f.sport == 53 for f in flows):
+            if all(f.proto == IpProto.UDP and f.sport == Port.DNS for f in flows):
                 continue  # DNS only: DNS_NO_ANSWER says it
             if not any(_enough(f) for f in flows) or not judged(ctx, max(f.last_ts
                                                                           for f in flows)):

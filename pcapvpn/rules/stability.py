@@ -3,6 +3,7 @@ SPI mismatches a restart leaves behind."""
 
 from __future__ import annotations
 
+from dissect.vpn.registry import ExchangeType, NotifyV1, PayloadV2
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
@@ -10,16 +11,13 @@ from pcapvpn.rules.common import (
     exchange_label, exchange_status,
     ike_filter, ike_tunnel_of, ip_text, set_filter,
 )
-from pcapvpn.track.ike import (
-    CREATE_CHILD_SA, IKE_SA_INIT, INFORMATIONAL, V1_AGGRESSIVE, V1_INFO, V1_MAIN,
-)
 
-D = 42  # IKEv2 Delete payload
-R_U_THERE = 36136  # RFC 3706
-R_U_THERE_ACK = 36137
-INVALID_SPI = 11
 #: IKE SAs spelled out in a detail (all are counted)
 MAX_LISTED = 8
+#: IKEv1 DPD inferred from encrypted Informationals: this many sends from one side, or this many
+#: spaced more than dpd_timeout in all
+MIN_SENDS = 3
+MIN_SPACED_SENDS = 2
 
 declare("DPD_TIMEOUT", "stability", "error",
         "Dead-peer detection / liveness checks went unanswered: the peer (or the path to it) "
@@ -62,7 +60,7 @@ declare("ESP_SPI_MISMATCH", "dataplane", "error",
 
 
 def _liveness(x) -> bool:
-    return x.version == 2 and x.exch == INFORMATIONAL and any(m.sk_next == 0 for m in x.requests)
+    return x.version == 2 and x.exch == ExchangeType.INFORMATIONAL and any(m.sk_next == PayloadV2.NONE for m in x.requests)
 
 
 @rule
@@ -110,16 +108,17 @@ def _v1_dpd(ctx, sa, tid, spis):
     """IKEv1 DPD (RFC 3706): R-U-THERE / ACK are separate Informational exchanges.  In the clear
     they pair by sequence number; encrypted (the usual case) a run of Informationals from one side
     with nothing from the other side afterwards is an unanswered DPD (inferred)."""
-    infos = [m for m in sa.messages if m.exch == V1_INFO and not m.copy]
+    infos = [m for m in sa.messages if m.exch == ExchangeType.INFORMATIONAL_V1 and not m.copy]
     if not infos:
         return
     clear = {}
     for m in infos:
-        for ntype, _spi, data in m.notifies:
-            if ntype in (R_U_THERE, R_U_THERE_ACK) and len(data) == 4:
-                clear.setdefault(int.from_bytes(data, "big"), {})[ntype] = m
-    unanswered = [v[R_U_THERE] for v in clear.values() if R_U_THERE in v and R_U_THERE_ACK not in v
-                  and ctx.now - v[R_U_THERE].ts >= ctx.th.dpd_timeout]
+        for n in m.notifies:
+            if n.dpd_seq is not None:
+                clear.setdefault(n.dpd_seq, {})[n.notify_type] = m
+    ask, ack = NotifyV1.R_U_THERE, NotifyV1.R_U_THERE_ACK
+    unanswered = [v[ask] for v in clear.values() if ask in v and ack not in v
+                  and ctx.now - v[ask].ts >= ctx.th.dpd_timeout]
     basis = "observed"
     if not unanswered:
         # encrypted: trailing informationals from one side (messages decrypted with --keys are
@@ -144,7 +143,8 @@ def _v1_dpd(ctx, sa, tid, spis):
         # Messages less than a second apart are one send: the DELETEs of an orderly shutdown
         # (one per child SA, then the ISAKMP SA) go out together, DPD retransmissions do not.
         sends = 1 + sum(1 for a, b in zip(tail, tail[1:]) if b.ts - a.ts >= 1.0)
-        if sends < 2 or (sends < 3 and tail[-1].ts - tail[0].ts < ctx.th.dpd_timeout):
+        if sends < MIN_SPACED_SENDS or (sends < MIN_SENDS
+                                        and tail[-1].ts - tail[0].ts < ctx.th.dpd_timeout):
             return
         unanswered = tail
         basis = "inferred"
@@ -163,7 +163,7 @@ def _v1_dpd(ctx, sa, tid, spis):
                basis=basis,
                evidence=ctx.evidence(ctx.msg_refs(unanswered), first.ts, unanswered[-1].ts,
                                      ike_spis=spis, peers=[who, peer]),
-               wireshark_filter=ike_filter(sa, exch=V1_INFO),
+               wireshark_filter=ike_filter(sa, exch=ExchangeType.INFORMATIONAL_V1),
                tunnel=tid)
 
 
@@ -175,7 +175,7 @@ def _new_negotiations(t):
         first = sa.messages[0] if sa.messages else None
         if first is None:
             continue
-        if first.exch in (IKE_SA_INIT, V1_MAIN, V1_AGGRESSIVE):
+        if first.exch in (ExchangeType.IKE_SA_INIT, ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE):
             out.append(sa)
     return out
 
@@ -197,8 +197,8 @@ def _ending(ctx, sa, nxt, esp_sas):
         return "failed", "never established"
     end = nxt.first_ts if nxt is not None else ctx.now
     if sa.version == 2:
-        dels = [x for x in sa.exchanges if x.exch == INFORMATIONAL
-                and any(m.sk_next == D for m in x.requests) and x.msgs[0].ts <= end + 1]
+        dels = [x for x in sa.exchanges if x.exch == ExchangeType.INFORMATIONAL
+                and any(m.sk_next == PayloadV2.D for m in x.requests) and x.msgs[0].ts <= end + 1]
         if dels:
             x = dels[0]
             who = ip_text(x.requests[0].src)
@@ -237,7 +237,7 @@ def _ending(ctx, sa, nxt, esp_sas):
     if silent is not None:
         return "dropped", (f"{ip_text(silent)} went silent (restart or crash); replaced at "
                            f"+{ctx.rel(nxt.first_ts)} s without a DELETE")
-    if sa.version == 1 and any(m.exch == V1_INFO and m.encrypted for m in sa.messages):
+    if sa.version == 1 and any(m.exch == ExchangeType.INFORMATIONAL_V1 and m.encrypted for m in sa.messages):
         return "unknown", ("encrypted Informational(s) before the next IKE SA (a Delete or DPD: "
                            "the keys would tell)")
     return "dropped", f"replaced at +{ctx.rel(nxt.first_ts)} s by a new IKE SA without a DELETE"
@@ -361,10 +361,10 @@ def invalid_spi(ctx):
         for m in sa.messages:
             if m.copy:
                 continue
-            for ntype, spi, data in m.notifies:
-                if ntype != INVALID_SPI:
+            for n in m.notifies:
+                bad = n.invalid_spi
+                if bad is None:
                     continue
-                bad = spi if spi else data[:4]
                 t = ike_tunnel_of(ctx, sa)
                 yield make("ESP_SPI_MISMATCH", f"{sa.id}|{m.n}|invalid-spi",
                            title=f"{ip_text(m.src)} reports INVALID_SPI {bad.hex() or '?'}",
@@ -382,7 +382,7 @@ def rekey_collisions(ctx):
     for sa in ctx.state.ike_sas:
         if sa.version != 2:
             continue
-        cc = [x for x in sa.exchanges if x.exch == CREATE_CHILD_SA and x.requests]
+        cc = [x for x in sa.exchanges if x.exch == ExchangeType.CREATE_CHILD_SA and x.requests]
         for i, a in enumerate(cc):
             for b in cc[i + 1:]:
                 if b.requester == a.requester:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dissect.vpn.ip import Port
+from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import STAGES, severity_rank, stage_rank
 from pcapvpn.rules.common import (PENDING, established_ts, exchange_label, exchange_status,
                                   ip_text, seen_working)
@@ -159,11 +161,10 @@ def _working_generation(t):
 def has_evidence_of_health(t) -> bool:
     """ESP (or AH) both ways, an IKEv1 Quick Mode that completed, or an IKE SA up where no
     traffic was sent (a childless IKE SA, an idle child SA)."""
-    from pcapvpn.track.ike import V1_QUICK
 
     if _esp_both_ways_after(t, float("-inf")):
         return True
-    if any(x.exch == V1_QUICK and x.last_step >= 3 and len({m.src for m in x.msgs}) >= 2
+    if any(x.exch == ExchangeType.QUICK_MODE and x.last_step >= 3 and len({m.src for m in x.msgs}) >= 2
            for sa in t.ike_sas for x in sa.exchanges):
         return not t.esp_sas
     if not t.esp_sas and _working_generation(t) is not None:
@@ -339,7 +340,6 @@ def _unique(items):
 
 def _stage_reached(ctx, t) -> str:
     """The furthest stage the tunnel got into, from what the capture shows."""
-    from pcapvpn.track.ike import V1_QUICK
 
     reached = "reachability"
 
@@ -353,12 +353,12 @@ def _stage_reached(ctx, t) -> str:
         answered = any(any(m.src == resp for m in x.msgs) for x in sa.exchanges)
         if answered:
             up("negotiation")
-            if any((m.sport == 4500 or m.dport == 4500) and m.transport != "tcp"
+            if any((Port.NAT_T in (m.sport, m.dport)) and m.transport != "tcp"
                    for m in sa.messages):
                 up("nat_traversal")
         if sa.established:
             up("authentication")
-    qm_done = any(x.exch == V1_QUICK and x.last_step >= 3 for sa in t.ike_sas
+    qm_done = any(x.exch == ExchangeType.QUICK_MODE and x.last_step >= 3 for sa in t.ike_sas
                   for x in sa.exchanges)
     if t.esp_sas or qm_done:
         up("child_sa")
@@ -412,7 +412,6 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
 def _pending(ctx, t) -> list[str]:
     """Requests whose answer time had not passed when the capture ended (each exchange once;
     INFORMATIONAL requests from both gateways at the end are one orderly teardown)."""
-    from pcapvpn.track.ike import INFORMATIONAL, V1_INFO
 
     items = []
     for sa in t.ike_sas:
@@ -422,7 +421,7 @@ def _pending(ctx, t) -> list[str]:
     if not items:
         return []
     items.sort(key=lambda i: i[0])
-    info = [(ts, x) for ts, x in items if x.exch in (INFORMATIONAL, V1_INFO)]
+    info = [(ts, x) for ts, x in items if x.exch in (ExchangeType.INFORMATIONAL, ExchangeType.INFORMATIONAL_V1)]
     out = []
     if len({x.msgs[0].src for _ts, x in info}) >= 2:
         listed = ", ".join(f"{exchange_label(x)} from {ip_text(x.msgs[0].src)} at "

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dissect.vpn.ip import NetTuple, TcpFlag
+from dissect.vpn.udpencap import FragmentHead
 from pcapvpn.decode import Limits, NullSink
 from pcapvpn.track.vpn import TcpConn
 from pcapvpn.thresholds import DEFAULT, Thresholds
@@ -25,8 +27,8 @@ class IcmpError:
     icmp_type: int
     icmp_code: int
     mtu: int
-    #: the quoted datagram as decode_frame's tuple (or None when too short to say)
-    quoted: tuple | None
+    #: the quoted datagram (:class:`dissect.vpn.ip.NetTuple`; None when too short to say)
+    quoted: NetTuple | None
 
 
 @dataclass
@@ -38,8 +40,9 @@ class IncompleteFragments:
     proto: int
     ident: int
     frames: tuple
-    #: transport header + data of the first fragment when it was seen (ports, IKE header)
-    first: bytes | None
+    #: what the first fragment shows of the transport (ports, ESP SPI:
+    #: :class:`dissect.vpn.udpencap.FragmentHead`), None when it was never seen
+    head: FragmentHead | None
     #: "timeout", "evicted" or "end" (the capture ended before the set could time out)
     why: str = "timeout"
 
@@ -137,12 +140,12 @@ class Tracker(NullSink):
         self.icmp_errors.append(IcmpError(ref, ts, ipver, src, dst, icmp_type, icmp_code, mtu,
                                           quoted))
 
-    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, first, why):
+    def fragments_incomplete(self, first_ts, ipver, src, dst, proto, ident, frames, head, why):
         if len(self.incomplete) >= self.limits.max_flows:
             self.incomplete_dropped += 1
             return
         self.incomplete.append(IncompleteFragments(first_ts, ipver, src, dst, proto, ident,
-                                                   frames, first, why))
+                                                   frames, head, why))
 
     def esp_fragmented(self, ipver, src, dst, spi, frames, proto):
         self.esp_tracker.fragmented(ipver, src, dst, spi, frames, proto)
@@ -152,14 +155,14 @@ class Tracker(NullSink):
         c = self.tcp.get(key)
         if c is None:
             c = self.tcp.get((dst, dport, src, sport))
-        syn_only = flags & 0x12 == 0x02
+        syn_only = flags & (TcpFlag.SYN | TcpFlag.ACK) == TcpFlag.SYN
         if c is not None and syn_only and (c.closed or c.synack):
             c = None  # a new connection on the same ports
         if c is None:
             if len(self.tcp) >= self.limits.max_flows:
                 self.tcp_dropped += 1
                 return
-            if flags & 0x12 == 0x12:  # SYN-ACK first: the sender is the server
+            if flags & (TcpFlag.SYN | TcpFlag.ACK) == TcpFlag.SYN | TcpFlag.ACK:  # SYN-ACK first: the sender is the server
                 key = (dst, dport, src, sport)
             c = self.tcp[key] = IkeTcpConn(ipver, key[0], key[1], key[2], key[3], ts, ref)
         c.record(ts, ref, flags, length, (src, sport) == (c.client, c.cport))
@@ -176,10 +179,11 @@ class Tracker(NullSink):
         it = self.ike_tracker
         out = []
 
-        def add(bound, limit, n, unit, first=(None, None)):
+        def add(bound, limit, n, unit, first_drop=(None, None)):
             if n:
+                ref, ts = first_drop
                 out.append({"bound": bound, "limit": limit, "dropped": n, "unit": unit,
-                            "first_ref": first[0], "first_ts": first[1]})
+                            "first_ref": ref, "first_ts": ts})
 
         for bound, unit in (("ike_max_sas", "IKE messages of further IKE SAs"),
                             ("ike_max_messages", "IKE messages"),

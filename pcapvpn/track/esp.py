@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from dissect.vpn.ip import is_multicast
+
 #: first gaps kept as evidence per SA (ts, ref, expected, got, still missing)
 MAX_GAPS = 20
 #: last gaps kept as evidence per SA
@@ -57,13 +59,12 @@ NEAR_WRAP = (1 << 32) - (1 << 24)
 ESN_LOW = 1 << 24
 
 U32 = 1 << 32
+#: RFC 4303 §3.4.3: receivers MUST support a replay window of 32 packets and SHOULD default to 64;
+#: a packet later than these depths is dropped by a receiver with that window
+REPLAY_WINDOW_MIN = 32
+REPLAY_WINDOW_DEFAULT = 64
 #: a batch with more than one SA per this many packets is applied packet by packet (esp_batch)
 SPARSE = 8
-
-
-def is_multicast(addr: bytes) -> bool:
-    """IPv4 224.0.0.0/4 or IPv6 ff00::/8 (packed)."""
-    return (addr[0] & 0xF0) == 0xE0 if len(addr) == 4 else addr[0] == 0xFF
 
 
 #: fewer packets than this (a chunk, or one SA's share of it) go through the per-packet path
@@ -759,9 +760,9 @@ class EspTracker:
         sa.reordered += 1
         if depth > sa.max_reorder:
             sa.max_reorder = depth
-        if depth >= 32:
+        if depth >= REPLAY_WINDOW_MIN:
             sa.beyond32 += 1
-            if depth >= 64:
+            if depth >= REPLAY_WINDOW_DEFAULT:
                 sa.beyond64 += 1
         if seq < sa.min_seq:
             sa.min_seq = seq

@@ -25,25 +25,15 @@ from collections import Counter
 from bisect import bisect_left, bisect_right, insort
 
 from dissect.vpn import ike as _ike
-from dissect.vpn import ikev1 as _v1
-from dissect.vpn import ikev2 as _v2
 from dissect.vpn.errors import DissectError
+from dissect.vpn.ip import Port
+from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV1, PayloadV2
+from pcapvpn.names import Role
 
-# IKEv2 exchange types (RFC 7296 §3.1, RFC 9242, RFC 5723)
-IKE_SA_INIT = 34
-IKE_AUTH = 35
-CREATE_CHILD_SA = 36
-INFORMATIONAL = 37
-IKE_INTERMEDIATE = 43
-# IKEv1 (RFC 2408 §3.1, RFC 2409)
-V1_MAIN = 2
-V1_AGGRESSIVE = 4
-V1_INFO = 5
-V1_TRANSACTION = 6
-V1_QUICK = 32
-
-V1_STEP_PREFIX = {V1_MAIN: "MM", V1_AGGRESSIVE: "AM", V1_QUICK: "QM", V1_TRANSACTION: "TM"}
-V1_STEPS = {V1_MAIN: 6, V1_AGGRESSIVE: 3, V1_QUICK: 3}
+# IKEv1 exchanges as operators count their messages (MM1..MM6, AM1..AM3, QM1..QM3, TM1..)
+V1_STEP_PREFIX = {ExchangeType.MAIN_MODE: "MM", ExchangeType.AGGRESSIVE: "AM",
+                  ExchangeType.QUICK_MODE: "QM", ExchangeType.TRANSACTION: "TM"}
+V1_STEPS = {ExchangeType.MAIN_MODE: 6, ExchangeType.AGGRESSIVE: 3, ExchangeType.QUICK_MODE: 3}
 
 
 def spi_hex(b: bytes) -> str:
@@ -62,7 +52,7 @@ def _msg_n(m) -> int:
 
 def _udp_unanswered(sa) -> bool:
     """An IKE_SA_INIT of ``sa`` went over UDP only and got no answer (so far)."""
-    return any(x.exch == IKE_SA_INIT and not x.n_responses
+    return any(x.exch == ExchangeType.IKE_SA_INIT and not x.n_responses
                and all(q.transport == "udp" for q in x.msgs) for x in sa.exchanges)
 
 
@@ -104,16 +94,21 @@ class IkeMsg:
         return self.retransmit_of is not None or self.duplicate_of is not None
 
     def error_notifies(self) -> list[int]:
-        return [t for t, _spi, _d in self.notifies if 0 < t < 16384]
+        return [n.notify_type for n in self.notifies if n.is_error]
 
     def has_notify(self, ntype: int) -> bool:
-        return any(t == ntype for t, _s, _d in self.notifies)
+        return any(n.notify_type == ntype for n in self.notifies)
+
+    def notify(self, ntype: int):
+        """The first Notify / Notification record of type ``ntype`` (dissect's record), or None."""
+        for n in self.notifies:
+            if n.notify_type == ntype:
+                return n
+        return None
 
     def notify_data(self, ntype: int):
-        for t, _s, d in self.notifies:
-            if t == ntype:
-                return d
-        return None
+        n = self.notify(ntype)
+        return n.data if n is not None else None
 
 
 class Exchange:
@@ -127,7 +122,7 @@ class Exchange:
         self.version = version
         self.exch = exch
         self.msgid = msgid
-        self.requester = requester  # "initiator" | "responder" (of the IKE SA)
+        self.requester = requester  # Role: the initiator or the responder of the IKE SA
         self.msgs: list[IkeMsg] = []
         self.index = index
         self.closed = False
@@ -174,7 +169,7 @@ class Exchange:
         if self.version == 2:
             return self.n_responses > 0
         # IKEv1: the exchange got past its first message from the other side
-        return self.max_step >= 2 or self.exch == V1_INFO
+        return self.max_step >= 2 or self.exch == ExchangeType.INFORMATIONAL_V1
 
     @property
     def last_step(self) -> int:
@@ -238,24 +233,24 @@ class IkeSA:
             # with EAP (RFC 7296 §2.16) IKE_AUTH is several exchanges: the last one answered
             # decides (its response carries AUTH, or N(AUTHENTICATION_FAILED), or — EAP still
             # going on — EAP)
-            auths = [x for x in self.exchanges if x.exch == IKE_AUTH and x.responses]
+            auths = [x for x in self.exchanges if x.exch == ExchangeType.IKE_AUTH and x.responses]
             for x in auths[-1:]:
                 for m in x.responses:
-                    if m.sk_next not in (None, _v2.N, _v2.EAP) and not m.error_notifies():
+                    if m.sk_next not in (None, PayloadV2.N, PayloadV2.EAP) and not m.error_notifies():
                         return True
                     if m.sk_next is None and m.encrypted is False and not m.error_notifies() \
-                            and _v2.IDR in m.payload_types:
+                            and PayloadV2.IDR in m.payload_types:
                         return True
             # an SA first seen mid-session, or created by an IKE SA rekey, that carries protected
             # traffic is established
             return (self.mid_session or self.rekey_of is not None) and any(
                 m.encrypted for m in self.messages)
         for x in self.exchanges:
-            if x.exch == V1_MAIN and x.last_step >= 6:
+            if x.exch == ExchangeType.MAIN_MODE and x.last_step >= 6:
                 return True
-            if x.exch == V1_AGGRESSIVE and x.last_step >= 3:
+            if x.exch == ExchangeType.AGGRESSIVE and x.last_step >= 3:
                 return True
-            if x.exch == V1_QUICK:
+            if x.exch == ExchangeType.QUICK_MODE:
                 return True
         return self.mid_session and any(m.encrypted for m in self.messages)
 
@@ -286,6 +281,9 @@ class IkeTracker:
     #: candidate old SAs that still talk after the new SA started, looked at per new SA before
     #: giving up (a flood of SAs between one pair; counted in ``limits["rekey_lookback"]``)
     REKEY_LOOKBACK = 64
+    #: an IKE_SA_INIT is a retry of an SA answered with COOKIE / INVALID_KE (or unanswered over UDP)
+    #: heard within this many seconds
+    RETRY_WITHIN = 60.0
 
     def __init__(self, thresholds, names=None, keys=None, limits=None):
         from pcapvpn.decode import Limits
@@ -349,7 +347,7 @@ class IkeTracker:
         if len(raw) >= _ike.HEADER_LEN:
             # the bounds, from the header alone (a flood costs a dict look-up per message)
             bound = None
-            if (raw[17] >> 4, bytes(raw[0:8])) not in self._by_ispi and \
+            if _ike.sa_key(raw) not in self._by_ispi and \
                     len(self.sas) >= lim.ike_max_sas:
                 bound = "ike_max_sas"
             elif self.kept >= lim.ike_max_messages:
@@ -400,10 +398,8 @@ class IkeTracker:
         # extracted below are all that is used, and a flood of IKE messages costs less
         m.msg = msg if self.keys is not None else None
         m.payload_types = msg.payload_types
-        if m.version == 2 and m.exch == IKE_SA_INIT and msg.flags & _ike.FLAG_V2_RESPONSE:
-            # an IKE_SA_INIT response re-sent with a fresh responder SPI is still a copy
-            raw = bytes(raw[:8]) + bytes(8) + bytes(raw[16:])
-        m.digest = hashlib.blake2b(raw, digest_size=12).digest()
+        # an IKE_SA_INIT response re-sent with a fresh responder SPI is still a copy
+        m.digest = hashlib.blake2b(_ike.copy_bytes(raw), digest_size=12).digest()
         self._extract(m, msg)
         self.messages += 1
         sa = self._place(m)
@@ -421,7 +417,7 @@ class IkeTracker:
         """Count a message a bound dropped the way the report counts IKE messages."""
         if transport == "tcp":
             self.dropped_by_transport["tcp"] += 1
-        elif sport == 4500 or dport == 4500:
+        elif Port.NAT_T in (sport, dport):
             self.dropped_by_transport["udp_4500"] += 1
         else:
             self.dropped_by_transport["udp_500"] += 1
@@ -442,22 +438,22 @@ class IkeTracker:
                 if isinstance(p, _ike.RawPayload):
                     continue  # a body that did not parse: counted as a parse error, not used
                 t = p.type
-                if t == _v2.N:
-                    notifies.append((p.notify_type, p.spi, p.data))
-                    if p.notify_type in (_v2.NT_NAT_DETECTION_SOURCE_IP,
-                                         _v2.NT_NAT_DETECTION_DESTINATION_IP):
+                if t == PayloadV2.N:
+                    notifies.append(p)
+                    if p.notify_type in (NotifyV2.NAT_DETECTION_SOURCE_IP,
+                                         NotifyV2.NAT_DETECTION_DESTINATION_IP):
                         nat_d.append((p.notify_type, p.data))
-                elif t == _v2.SA_PAYLOAD:
+                elif t == PayloadV2.SA:
                     proposals = p.proposals
-                elif t == _v2.KE:
+                elif t == PayloadV2.KE:
                     ke_group = p.group
-                elif t == _v2.V:
+                elif t == PayloadV2.V:
                     vids.append(p.data)
-                elif t == _v2.D:
+                elif t == PayloadV2.D:
                     deletes.append((p.protocol, list(p.spis)))
-                elif t == _v2.SK:
+                elif t == PayloadV2.SK:
                     sk_next = p.next_payload
-                elif t == _v2.SKF:
+                elif t == PayloadV2.SKF:
                     skf = (p.fragment_number, p.total_fragments)
                     if p.fragment_number == 1:
                         sk_next = p.next_payload
@@ -470,22 +466,22 @@ class IkeTracker:
                 if isinstance(p, _ike.RawPayload):
                     continue
                 t = p.type
-                if t == _v1.N:
-                    notifies.append((p.notify_type, p.spi, p.data))
-                elif t == _v1.SA_PAYLOAD:
+                if t == PayloadV1.N:
+                    notifies.append(p)
+                elif t == PayloadV1.SA:
                     proposals = p.proposals
-                elif t == _v1.VID:
+                elif t == PayloadV1.VID:
                     vids.append(p.data)
-                elif t == _v1.NAT_D or t == _v1.NAT_D_DRAFT or (
-                        t == _v1.NAT_D_OLD and msg.exch in (V1_MAIN, V1_AGGRESSIVE)):
+                elif t == PayloadV1.NAT_D or t == PayloadV1.NAT_D_DRAFT or (
+                        t == PayloadV1.NAT_D_OLD and msg.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)):
                     nat_d.append((t, p.data))
-                elif t == _v1.D:
+                elif t == PayloadV1.D:
                     deletes.append((p.protocol, list(p.spis)))
-                elif t == _v1.KE:
+                elif t == PayloadV1.KE:
                     ke_group = None
-        idt = (_v2.IDI, _v2.IDR) if msg.major == 2 else (_v1.ID,)
+        idt = (PayloadV2.IDI, PayloadV2.IDR) if msg.major == 2 else (PayloadV1.ID,)
         m.ids = [p for p in msg.payloads if p.type in idt and hasattr(p, "id_type")] or ()
-        m.sk_len = next((p.length for p in msg.payloads if p.type in (_v2.SK, _v2.SKF)), None) \
+        m.sk_len = next((p.length for p in msg.payloads if p.type in (PayloadV2.SK, PayloadV2.SKF)), None) \
             if msg.major == 2 else None
         m.notifies = notifies
         m.vendor_ids = vids
@@ -515,7 +511,7 @@ class IkeTracker:
                 return sa
             sa = self._alias.get((m.version, m.ispi, m.rspi))
             if sa is not None:
-                if m.exch != IKE_SA_INIT:  # the initiator went on with this responder SPI
+                if m.exch != ExchangeType.IKE_SA_INIT:  # the initiator went on with this responder SPI
                     self._alias[(sa.version, sa.ispi, sa.rspi)] = sa
                     self._respi(sa, m.rspi)
                 return sa
@@ -529,8 +525,8 @@ class IkeTracker:
                     self._respi(sa, m.rspi)
                     return sa
             sa = cands[-1]
-            if m.version == 2 and m.exch == IKE_SA_INIT and m.is_response and \
-                    sa.version == 2 and all(x.exch == IKE_SA_INIT for x in sa.exchanges):
+            if m.version == 2 and m.exch == ExchangeType.IKE_SA_INIT and m.is_response and \
+                    sa.version == 2 and all(x.exch == ExchangeType.IKE_SA_INIT for x in sa.exchanges):
                 n = self._aliases.get(id(sa), 0)
                 if n < self.MAX_ALIASES:
                     self._aliases[id(sa)] = n + 1
@@ -633,7 +629,7 @@ class IkeTracker:
             else:
                 sa.initiator, sa.responder = b, a
             sa.initiator_known = True
-            if m.exch != IKE_SA_INIT:
+            if m.exch != ExchangeType.IKE_SA_INIT:
                 sa.mid_session = True
             else:
                 self._link_retry(sa, m)
@@ -644,7 +640,7 @@ class IkeTracker:
             # is the initiator; otherwise the first sender is assumed to be (mid-session).
             sa.initiator, sa.responder = a, b
             sa.initiator_known = m.rspi == b"\x00" * 8
-            if not (m.exch in (V1_MAIN, V1_AGGRESSIVE) and sa.initiator_known):
+            if not (m.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) and sa.initiator_known):
                 sa.mid_session = True
 
     def _link_retry(self, sa: IkeSA, m: IkeMsg) -> None:
@@ -666,7 +662,7 @@ class IkeTracker:
                 udp.pop()
             if udp and (best is None or _creation(udp[-1]) > _creation(best)):
                 best = udp[-1]
-        if best is None or best is sa or m.ts - (best.last_ts or m.ts) > 60:
+        if best is None or best is sa or m.ts - (best.last_ts or m.ts) > self.RETRY_WITHIN:
             return
         if cands and cands[-1] is best:
             cands.pop()
@@ -678,9 +674,9 @@ class IkeTracker:
     def _retry_candidate(self, sa: IkeSA, x: Exchange, m: IkeMsg) -> None:
         """``m``, a response in ``x``, asks for a COOKIE or another KE group: ``sa`` becomes a
         candidate for :meth:`_link_retry`."""
-        if x.exch != IKE_SA_INIT or sa.retried_by is not None or sa._retry_cand:
+        if x.exch != ExchangeType.IKE_SA_INIT or sa.retried_by is not None or sa._retry_cand:
             return
-        if not (m.has_notify(_v2.NT_COOKIE) or m.has_notify(_v2.NT_INVALID_KE_PAYLOAD)):
+        if not (m.has_notify(NotifyV2.COOKIE) or m.has_notify(NotifyV2.INVALID_KE_PAYLOAD)):
             return
         sa._retry_cand = True
         cands = self._retry_cands.setdefault((sa.initiator[1], sa.responder[1]), [])
@@ -701,14 +697,14 @@ class IkeTracker:
         else:
             m.retransmit_of = orig.n
 
-    def _role_of_sender(self, sa: IkeSA, m: IkeMsg) -> str:
+    def _role_of_sender(self, sa: IkeSA, m: IkeMsg) -> Role:
         if m.version == 2:
-            return "initiator" if m.from_initiator else "responder"
+            return Role.INITIATOR if m.from_initiator else Role.RESPONDER
         if sa.initiator and (m.src, m.sport) == (sa.initiator[1], sa.initiator[2]):
-            return "initiator"
+            return Role.INITIATOR
         if sa.initiator and m.src == sa.initiator[1] and m.src != sa.responder[1]:
-            return "initiator"  # NAT-T float changed the port
-        return "responder"
+            return Role.INITIATOR  # NAT-T float changed the port
+        return Role.RESPONDER
 
     def _new_exchange(self, sa, exch, msgid, requester) -> Exchange:
         x = Exchange(sa, sa.version, exch, msgid, requester, len(sa.exchanges))
@@ -716,7 +712,7 @@ class IkeTracker:
         return x
 
     def _place_v2(self, sa: IkeSA, m: IkeMsg) -> None:
-        requester = "initiator" if (m.from_initiator != m.is_response) else "responder"
+        requester = Role.INITIATOR if (m.from_initiator != m.is_response) else Role.RESPONDER
         key = (requester, m.msgid)
         x = sa._open.get(key)
         if m.duplicate_of is not None or m.retransmit_of is not None:
@@ -741,7 +737,7 @@ class IkeTracker:
         m.step = "response" if m.is_response else "request"
         if m.is_response and m.notifies:
             self._retry_candidate(sa, x, m)
-        if m.exch == INFORMATIONAL and m.sk_next == _v2.D and not m.is_response:
+        if m.exch == ExchangeType.INFORMATIONAL and m.sk_next == PayloadV2.D and not m.is_response:
             # keyless: an INFORMATIONAL request whose first inner payload is a Delete
             # (RFC 7296 §3.14); it deletes this IKE SA or a child SA — unknown without keys.
             pass
@@ -749,12 +745,12 @@ class IkeTracker:
     def _place_v1(self, sa: IkeSA, m: IkeMsg) -> None:
         exch = m.exch
         sender = self._role_of_sender(sa, m)
-        if exch in (V1_MAIN, V1_AGGRESSIVE):
+        if exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE):
             key = ("phase1", 0)
         else:
             key = (exch, m.msgid)
         x = sa._open.get(key)
-        if x is None or (exch == V1_INFO):
+        if x is None or (exch == ExchangeType.INFORMATIONAL_V1):
             requester = sender
             x = self._new_exchange(sa, exch, m.msgid, requester)
             sa._open[key] = x
@@ -766,15 +762,14 @@ class IkeTracker:
             m.is_response = orig.is_response if orig is not None else sender != x.requester
             x.stepped(m)
             return
-        if exch == V1_INFO:
+        if exch == ExchangeType.INFORMATIONAL_V1:
             m.step = 1
             m.is_response = False
             x.stepped(m)
             return
         last = x.last_step
         # steps alternate: odd from the exchange's initiator, even from the responder
-        expected_sender = x.requester if (last + 1) % 2 == 1 else \
-            ("responder" if x.requester == "initiator" else "initiator")
+        expected_sender = x.requester if (last + 1) % 2 == 1 else Role(x.requester).other
         if sender == expected_sender:
             m.step = last + 1
         else:
@@ -811,9 +806,9 @@ class IkeTracker:
             key = _pair(sa.initiator[1], sa.responder[1])
             if sa.rekeyed_by is None:
                 for x in sa.exchanges:
-                    if x.exch == CREATE_CHILD_SA and x.answered:
+                    if x.exch == ExchangeType.CREATE_CHILD_SA and x.answered:
                         offers.setdefault(key, []).append((x.responses[0].ts, -i, sa))
-            if sa.rekey_of is None and sa.messages[0].exch != IKE_SA_INIT:
+            if sa.rekey_of is None and sa.messages[0].exch != ExchangeType.IKE_SA_INIT:
                 news.append((key, sa))
         if not news or not offers:
             return

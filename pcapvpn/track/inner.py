@@ -1280,7 +1280,7 @@ def _assigned(t) -> set:
             inner = getattr(msg, "inner", None)
             if not inner or not getattr(msg, "is_response", True):
                 continue
-            for _cfg, attrs in inner.get("config") or ():
+            for _cfg, attrs in inner.config:
                 for attr, value in attrs:
                     n = _ADDRESS_ATTRS.get(attr)
                     if n and value and len(value) >= n and any(value[:n]):

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from dissect.vpn.registry import ExchangeType
 
-from pcapvpn.track.ike import IKE_SA_INIT
+
 
 #: latency between the capture point seeing a packet and the daemon logging it (seconds)
 LATENCY = 0.25
@@ -123,7 +124,7 @@ def capture_anchors(state) -> list[Anchor]:
             a.response = bool(m.is_response)
             a.retransmit = m.retransmit_of is not None
             a.first = (not a.response and not a.retransmit and
-                       (m.exch == IKE_SA_INIT or (sa.version == 1 and m.msgid == 0 and
+                       (m.exch == ExchangeType.IKE_SA_INIT or (sa.version == 1 and m.msgid == 0 and
                                                   m.step == 1)))
             a.refs = tuple(m.frames)
             out.append(a)

@@ -58,25 +58,18 @@ import math
 from collections import deque
 from dataclasses import asdict, dataclass, field
 
-# IKEv2 notify types (RFC 7296 §3.10.1)
-NT_NAT_DETECTION_SOURCE_IP = 16388
-NT_NAT_DETECTION_DESTINATION_IP = 16389
-# IKEv1 phase-1 attribute 2 (hash algorithm, RFC 2409 Appendix A; SHA2: RFC 4868 §4 / IANA)
-V1_ATTR_HASH = 2
+from dissect.vpn.ip import Port
+from dissect.vpn.registry import ExchangeType, IkeAttrV1, NotifyV2
+
+# IKEv1 hash algorithm attribute values (RFC 2409 Appendix A; SHA2: RFC 4868 §4 / IANA) as hashlib
+# names
 V1_HASH_ALGS = {1: "md5", 2: "sha1", 4: "sha256", 5: "sha384", 6: "sha512"}
 V1_HASH_BY_LEN = {16: "md5", 20: "sha1", 32: "sha256", 48: "sha384", 64: "sha512"}
 HASH_NAMES = {"md5": "MD5", "sha1": "SHA1", "sha256": "SHA2-256", "sha384": "SHA2-384",
               "sha512": "SHA2-512"}
 
-IKE_PORT = 500
-NATT_PORT = 4500
-STANDARD_PORTS = (IKE_PORT, NATT_PORT)
+STANDARD_PORTS = (Port.IKE, Port.NAT_T)
 _ZERO_SPI = b"\x00" * 8
-
-# exchange types used below (RFC 7296 §3.1; RFC 2408 §3.1)
-_IKE_SA_INIT = 34
-_V1_MAIN = 2
-_V1_AGGRESSIVE = 4
 
 #: endpoint changes kept per IKE SA (all are counted)
 MAX_CHANGES = 32
@@ -382,7 +375,7 @@ def _v1_hash_alg(sa) -> tuple[str | None, str | None]:
     initiator's when all its transforms agree.  Returns (alg, note)."""
     resp = init = None
     for m in sa.messages:
-        if m.exch not in (_V1_MAIN, _V1_AGGRESSIVE) or not m.proposals:
+        if m.exch not in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) or not m.proposals:
             continue
         if m.is_response and resp is None:
             resp = m.proposals
@@ -394,7 +387,7 @@ def _v1_hash_alg(sa) -> tuple[str | None, str | None]:
         values = set()
         for p in props:
             for t in p.transforms:
-                values.add(t.attr(V1_ATTR_HASH))
+                values.add(t.attr(IkeAttrV1.HASH_ALGORITHM))
         values.discard(None)
         if len(values) == 1:
             v = values.pop()
@@ -415,8 +408,8 @@ class _Hashes:
     def __init__(self, msg, version):
         self.msg = msg
         if version == 2:
-            self.src = [d for t, d in msg.nat_d if t == NT_NAT_DETECTION_SOURCE_IP]
-            self.dst = [d for t, d in msg.nat_d if t == NT_NAT_DETECTION_DESTINATION_IP]
+            self.src = [d for t, d in msg.nat_d if t == NotifyV2.NAT_DETECTION_SOURCE_IP]
+            self.dst = [d for t, d in msg.nat_d if t == NotifyV2.NAT_DETECTION_DESTINATION_IP]
         else:
             # RFC 3947 §3.2: the first NAT-D is the remote end's, the others the local ones
             self.dst = [msg.nat_d[0][1]] if msg.nat_d else []
@@ -428,7 +421,7 @@ def _pick_v2(sa):
     the request it answers (a COOKIE / INVALID_KE retry is a later exchange of the same SA)."""
     req = resp = None
     for x in sa.exchanges:
-        if x.exch != _IKE_SA_INIT:
+        if x.exch != ExchangeType.IKE_SA_INIT:
             continue
         rq = [m for m in x.msgs if not m.is_response and not m.copy and m.nat_d]
         rs = [m for m in x.msgs if m.is_response and not m.copy and m.nat_d
@@ -445,7 +438,7 @@ def _pick_v2(sa):
     if req is None and resp is None:
         # an IKE_SA_INIT first seen as a copy (e.g. the capture missed the original)
         for m in sa.messages:
-            if m.exch == _IKE_SA_INIT and m.nat_d:
+            if m.exch == ExchangeType.IKE_SA_INIT and m.nat_d:
                 if m.is_response and resp is None and bytes(m.rspi) != _ZERO_SPI:
                     resp = m
                 elif not m.is_response and req is None:
@@ -457,7 +450,7 @@ def _pick_v1(sa):
     """(initiator's, responder's) phase-1 messages carrying NAT-D (MM3/MM4, AM3/AM2)."""
     req = resp = None
     for m in sa.messages:
-        if m.exch not in (_V1_MAIN, _V1_AGGRESSIVE) or not m.nat_d or m.copy:
+        if m.exch not in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) or not m.nat_d or m.copy:
             continue
         if m.is_response:
             resp = resp or m
@@ -489,7 +482,7 @@ def _sender_is_initiator(sa, m) -> bool | None:
 def _server_port(m, from_initiator) -> int:
     """The responder's port of a message: UDP 500 or 4500 normally."""
     if from_initiator is None:
-        return NATT_PORT if NATT_PORT in (m.sport, m.dport) else m.dport
+        return Port.NAT_T if Port.NAT_T in (m.sport, m.dport) else m.dport
     return m.dport if from_initiator else m.sport
 
 
@@ -638,7 +631,7 @@ def _nonstandard_after_float(sa, side) -> bool:
         ini = _sender_is_initiator(sa, m)
         if ini is None or (side == "initiator") != ini or m.transport != "udp":
             continue
-        if _server_port(m, ini) == NATT_PORT and m.sport != NATT_PORT:
+        if _server_port(m, ini) == Port.NAT_T and m.sport != Port.NAT_T:
             return True
     return False
 
@@ -688,7 +681,7 @@ def _ports_over_time(sa, v: NatVerdict) -> None:
     last_src: dict = {}  # (side, transport, port class) -> (addr, port)
     natd_done = None  # n of the last message of the NAT-D exchange
     for m in sa.messages:
-        if m.nat_d and (m.exch in (_IKE_SA_INIT, _V1_MAIN, _V1_AGGRESSIVE)):
+        if m.nat_d and (m.exch in (ExchangeType.IKE_SA_INIT, ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)):
             natd_done = m.n if natd_done is None or m.n > natd_done else natd_done
     for m in sa.messages:
         if m.transport not in transports:
@@ -697,7 +690,7 @@ def _ports_over_time(sa, v: NatVerdict) -> None:
         port = _server_port(m, ini) if m.transport == "udp" else None
         if v.start_port is None:
             v.start_port = port if port is not None else m.dport
-        if port == NATT_PORT and prev_port == IKE_PORT and not v.floated:
+        if port == Port.NAT_T and prev_port == Port.IKE and not v.floated:
             v.floated = True
             v.float_ts = m.ts
             v.float_frame = list(m.ref)
@@ -706,7 +699,7 @@ def _ports_over_time(sa, v: NatVerdict) -> None:
             prev_port = port
         if natd_done is not None and m.n > natd_done and not _is_natd_phase(sa, m):
             v.after_natd += 1
-            if port == IKE_PORT:
+            if port == Port.IKE:
                 v.after_natd_on_500 += 1
                 if len(v.after_natd_on_500_frames) < 20:
                     v.after_natd_on_500_frames.append(list(m.ref))
@@ -731,11 +724,11 @@ def _ports_over_time(sa, v: NatVerdict) -> None:
 
 def _is_natd_phase(sa, m) -> bool:
     """Messages of the exchange that carries NAT-D (IKE_SA_INIT; IKEv1 MM1-4, AM1-2)."""
-    if m.exch == _IKE_SA_INIT:
+    if m.exch == ExchangeType.IKE_SA_INIT:
         return True
-    if m.exch == _V1_MAIN:
+    if m.exch == ExchangeType.MAIN_MODE:
         return isinstance(m.step, int) and m.step <= 4
-    if m.exch == _V1_AGGRESSIVE:
+    if m.exch == ExchangeType.AGGRESSIVE:
         return isinstance(m.step, int) and m.step <= 2
     return False
 

@@ -179,8 +179,7 @@ def handle(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end) -> N
     """One OpenVPN packet ``data[off:end]`` of tunnel ``t`` (a
     :class:`pcapvpn.track.vpn.VpnTunnel`)."""
     d = 0 if from_client else 1
-    b = data[off]
-    op = b >> 3
+    op, key_id = _ov.opcode(data, off)
     st.opcodes[op] = st.opcodes.get(op, 0) + 1
     if op == _ov.P_DATA_V1 or op == _ov.P_DATA_V2:
         t.data_packet(d, ts, ref, end - off)
@@ -190,21 +189,21 @@ def handle(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end) -> N
             s.last_ts = ts
             if s.first_data_ts[d] is None:
                 s.first_data_ts[d] = ts
-            s.key_ids.add(b & 7)
+            s.key_ids.add(key_id)
         return
     t.control_packet(d, ts, ref)
     layout = st.layout
     c = None
     if layout is not None:
         try:
-            c = parse_control(data, off, end, layout)
+            c = _ov.parse_control(data, off, end, layout)
         except DissectError:
             c = None
     if c is None:
         lay, held = _resolve(st, d, ts, ref, data, off, end)
         if lay is not None:
             try:
-                c = parse_control(data, off, end, lay)
+                c = _ov.parse_control(data, off, end, lay)
                 st.layout = lay
             except DissectError:
                 c = None
@@ -255,7 +254,7 @@ def _resolve(st: OpenVpnState, d: int, ts, ref, data, off, end):
 
 def _parses(buf, layout) -> bool:
     try:
-        parse_control(buf, 0, len(buf), layout)
+        _ov.parse_control(buf, 0, len(buf), layout)
     except DissectError:
         return False
     return True
@@ -273,7 +272,7 @@ def _held_control(t, st: OpenVpnState, h) -> None:
     counts were taken when it arrived)."""
     _cands, ts, ref, buf, from_client = h
     try:
-        c = parse_control(buf, 0, len(buf), st.layout)
+        c = _ov.parse_control(buf, 0, len(buf), st.layout)
     except DissectError:
         _held_undecodable(st)
         return
@@ -301,7 +300,7 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
     else:
         s = _find(st, from_client, c)
         if s is None:
-            s = _new_session(st, ts, mid=not (op in _ov.SERVER_RESETS))
+            s = _new_session(st, ts, mid=op not in _ov.SERVER_RESETS)
             if from_client:
                 s.client_sid = c.session_id
         if not from_client and s.server_sid is None:
@@ -370,9 +369,6 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
     elif pid > cd.next_pid and len(cd.ooo) < MAX_OOO:
         cd.ooo[pid] = payload
 
-
-def parse_control(data, off, end, layout):
-    return _ov.parse_control(data, off, end, layout)
 
 
 def _drain(s, d, cd, ts, ref):

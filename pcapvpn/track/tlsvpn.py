@@ -42,10 +42,11 @@ class Alert:
 
     @property
     def fatal(self) -> bool:
-        return self.level == 2
+        return self.level == _tls.AlertLevel.FATAL
 
     def to_dict(self):
-        return {"level": "fatal" if self.level == 2 else ("warning" if self.level == 1 else None),
+        return {"level": "fatal" if self.fatal else
+                ("warning" if self.level == _tls.AlertLevel.WARNING else None),
                 "description": None if self.encrypted else self.description,
                 "name": self.name, "ts": self.ts, "frame": list(self.ref)}
 
@@ -236,7 +237,7 @@ class TlsSide:
                 self.hs = bytearray()
         elif ctype == _tls.ALERT:
             if len(self.alerts) < MAX_EVENTS:
-                if b - a == 2 and self.ccs_ts is None and not epoch:
+                if b - a == _tls.ALERT_LENGTH and self.ccs_ts is None and not epoch:
                     lvl, desc = _tls.parse_alert(data, a, b)
                     self.alerts.append(Alert(lvl, desc, ts, ref))
                 else:
@@ -337,7 +338,7 @@ class TlsConversation:
             # the client's first protected record starts its last flight (Certificate ..
             # Finished); the server sending protected records after it (tickets, data) shows
             # it accepted the flight: records of its own first flight do not
-            if s.appdata >= 2 and c.appdata >= 2 and \
+            if s.appdata > 1 and c.appdata > 1 and \
                     s.last_order > (c.first_appdata_order or 0):
                 return "complete"
             return "client_flight"

@@ -29,22 +29,16 @@ from dissect.vpn import pptp as _pptp
 from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
 from dissect.vpn.errors import DissectError
+from dissect.vpn.ip import Port, TcpFlag
 from pcapvpn.track import openvpn as _tovpn
 from pcapvpn.track import wireguard as _twg
 from pcapvpn.track.tlsvpn import TlsConversation
 
-#: well-known ports (IANA "Service Name and Transport Protocol Port Number Registry" and the
-#: vendors' documented defaults)
-OPENVPN_PORT = 1194       # IANA openvpn
-WIREGUARD_PORT = 51820    # wg(8) default ListenPort
-L2TP_PORT = _l2tp.PORT    # RFC 2661 §8.1
-PPTP_PORT = _pptp.PORT    # RFC 2637
-#: TLS ports that are SSL-VPN by themselves: FortiGate SSL-VPN default 10443, SonicWall
-#: NetExtender/SMA 4433
-SSLVPN_PORTS = frozenset((10443, 4433))
+#: TLS ports that are SSL-VPN by themselves
+SSLVPN_PORTS = frozenset((Port.FORTIGATE_SSLVPN, Port.SONICWALL_SSLVPN))
 #: UDP ports where DTLS is an SSL-VPN data channel (AnyConnect / ocserv / FortiGate DTLS: the TLS
 #: port of the gateway)
-DTLS_PORTS = frozenset((443, 10443, 4433))
+DTLS_PORTS = frozenset((Port.HTTPS, *SSLVPN_PORTS))
 
 #: tunnels kept at once (unidentified TLS tunnels are evicted first)
 MAX_TUNNELS = 20000
@@ -55,6 +49,8 @@ MAX_UNIDENTIFIED_TLS = 4096
 MAX_CONNS = 256
 #: evidence refs kept per list
 MAX_REFS = 20
+#: data packets of each direction whose frames are kept as evidence
+DATA_REFS = 5
 #: transport-data packets needed before a WireGuard flow seen without a handshake is accepted
 WG_MIN_DATA = 2
 
@@ -103,17 +99,17 @@ class TcpConn:
     def record(self, ts, ref, flags, length, from_client) -> None:
         """One segment's flags and payload length."""
         self.last_ts = ts
-        if flags & 0x02:
-            if flags & 0x10:
+        if flags & TcpFlag.SYN:
+            if flags & TcpFlag.ACK:
                 if len(self.synack) < MAX_REFS:
                     self.synack.append((ts, ref))
             elif from_client and len(self.syn) < MAX_REFS:
                 self.syn.append((ts, ref))
-        if flags & 0x04:
+        if flags & TcpFlag.RST:
             lst = self.rst_client if from_client else self.rst_server
             if len(lst) < MAX_REFS:
                 lst.append((ts, ref))
-        if flags & 0x01:
+        if flags & TcpFlag.FIN:
             if from_client:
                 if self.fin_client is None:
                     self.fin_client = (ts, ref)
@@ -298,11 +294,11 @@ class VpnTunnel:
         if ts > self.last_ts:
             self.last_ts = ts
         self.last_ref = ref
-        data = self.data
-        data[d] += 1
+        count = self.data
+        count[d] += 1
         self.data_bytes[d] += length
-        if data[d] <= 5:
-            if data[d] == 1:
+        if count[d] <= DATA_REFS:
+            if count[d] == 1:
                 self.data_first_ts[d] = ts
                 if self.first_from is None:
                     self.first_from = d
@@ -469,8 +465,7 @@ class VpnTracker:
 
     def _new_udp(self, ref, ts, ipver, src, dst, sport, dport, proto, data, off, end):
         if proto == "openvpn":
-            b = data[off]
-            op, kid = b >> 3, b & 7
+            op, kid = _ov.opcode(data, off)
             client = None
             if op in _ov.CLIENT_RESETS and kid == 0 and \
                     _ov.detect_layout(data, off, end) is not None:
@@ -478,11 +473,11 @@ class VpnTracker:
             elif op in _ov.SERVER_RESETS and kid == 0 and \
                     _ov.detect_layout(data, off, end) is not None:
                 client = False
-            elif dport == OPENVPN_PORT and sport != OPENVPN_PORT:
+            elif dport == Port.OPENVPN and sport != Port.OPENVPN:
                 client = True
-            elif sport == OPENVPN_PORT and dport != OPENVPN_PORT:
+            elif sport == Port.OPENVPN and dport != Port.OPENVPN:
                 client = False
-            elif sport == dport == OPENVPN_PORT:
+            elif sport == dport == Port.OPENVPN:
                 client = True
             if client is None:
                 return None
@@ -495,18 +490,18 @@ class VpnTracker:
             h = _l2tp.parse_header(data, off, end)
             if h.control:
                 c = _l2tp.parse_control(data, off, end)
-                client = c.msg_type != _l2tp.SCCRP if sport == dport else dport == L2TP_PORT
+                client = c.msg_type != _l2tp.SCCRP if sport == dport else dport == Port.L2TP
             else:
-                client = dport == L2TP_PORT
+                client = dport == Port.L2TP
             return self._udp_tunnel("l2tp", ipver, src, sport, dst, dport, client, ts, ref)
         if proto == "dtls":
-            ver = (data[off + 1] << 8) | data[off + 2]
+            ver = _tls.dtls_version(data, off)
             for client, server, cport, sport_ in ((src, dst, sport, dport),
                                                   (dst, src, dport, sport)):
                 t = self.ssl_pairs.get((client, server))
                 if t is not None:
                     return self._bind(t, client, cport, server, sport_)
-            if dport in DTLS_PORTS or self._named(dst, dport) or ver == 0x0100:
+            if dport in DTLS_PORTS or self._named(dst, dport) or ver == _tls.DTLS_PRE_RFC:
                 client = sport not in DTLS_PORTS or dport in DTLS_PORTS
             elif sport in DTLS_PORTS or self._named(src, sport):
                 client = False
@@ -538,7 +533,7 @@ class VpnTracker:
             if len(mine) + 1 < WG_MIN_DATA:
                 mine.append(item)
                 return None
-            client = not (sport == WIREGUARD_PORT and dport != WIREGUARD_PORT)
+            client = not (sport == Port.WIREGUARD and dport != Port.WIREGUARD)
         elif kind == _wg.INITIATION:
             if not m[3]:
                 self._wg_hold(key, (mine or [])[-7:] + [item])
@@ -653,8 +648,8 @@ class VpnTracker:
         t, cport = self._tcp_tunnel(ipver, src, dst, sport, dport, proto, from_client, ts, ref)
         if t is None:
             return
-        syn = flags & 0x02
-        ack = flags & 0x10
+        syn = flags & TcpFlag.SYN
+        ack = flags & TcpFlag.ACK
         c = t.conns.get(cport)
         if c is None or (syn and not ack and from_client and (c.closed or c.synack)):
             c = t.conn(cport, ts, ref, new=True)
@@ -704,12 +699,13 @@ class VpnTracker:
             c.proto = "tls"
             if c.tls is None:
                 c.tls = TlsConversation()
-            if len(msg) < 5:
+            if len(msg) < _tls.RECORD_HEADER_LEN:
                 return
             side = c.tls.side(from_client)
             had_cert = bool(side.certs)
-            side.record(msg[0], (msg[1] << 8) | msg[2], msg, 5, len(msg), ts, ref)
-            if msg[0] == _tls.APPLICATION_DATA:
+            ctype, version = _tls.record_header(msg, 0)
+            side.record(ctype, version, msg, _tls.RECORD_HEADER_LEN, len(msg), ts, ref)
+            if ctype == _tls.APPLICATION_DATA:
                 t._packet(d, ts, ref, len(msg))
             else:
                 t.control_packet(d, ts, ref, len(msg))
@@ -724,10 +720,11 @@ class VpnTracker:
     def gre(self, ref, ts, ipver, src, dst, call_id, length, seq, ack):
         t = self.gre_pairs.get(_pair(src, dst))
         if t is None:
-            key = ("tcp", src, dst, PPTP_PORT)
-            t = self.tunnels.get(key) or self.tunnels.get(("tcp", dst, src, PPTP_PORT))
+            port = int(Port.PPTP)  # stored in the tunnel: a plain int
+            key = ("tcp", src, dst, port)
+            t = self.tunnels.get(key) or self.tunnels.get(("tcp", dst, src, port))
             if t is None:
-                t = self._tunnel(key, "pptp", "tcp", ipver, src, dst, PPTP_PORT, ts, ref)
+                t = self._tunnel(key, "pptp", "tcp", ipver, src, dst, port, ts, ref)
                 if t is None:
                     return
             self.gre_pairs[_pair(src, dst)] = t

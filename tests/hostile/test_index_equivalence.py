@@ -21,11 +21,18 @@ sys.path.insert(0, str(HERE.parents[1] / "bench"))
 
 import hostile as H  # noqa: E402
 
+from dissect.vpn.registry import ExchangeType  # noqa: E402
 from pcapvpn.analysis import run  # noqa: E402
 from pcapvpn.findings import REGISTRY  # noqa: E402, F401
-from pcapvpn.rules import dataplane as dp  # noqa: E402
+from pcapvpn.rules.dataplane import common as dp  # noqa: E402
+from pcapvpn.rules.dataplane import fragments, mid_session, mtu, no_traffic, one_way  # noqa: E402
+from pcapvpn.rules.dataplane import sequence  # noqa: E402
+from pcapvpn.rules.dataplane.one_way import _answers  # noqa: E402
 from pcapvpn.track import ike as ike_mod  # noqa: E402
 from pcapvpn.track import tunnels as tun  # noqa: E402
+
+#: the modules of rules/dataplane (a helper is patched wherever it was imported)
+DATAPLANE_ROOMS = (dp, one_way, sequence, no_traffic, mtu, fragments, mid_session)
 
 ADDRS = [bytes((192, 0, 2, 1)), bytes((198, 51, 100, 1)), bytes((203, 0, 113, 5)),
          bytes((192, 0, 2, 9))]
@@ -178,7 +185,7 @@ def ref_reverse_covers(ctx, t, flow, partners, window):
     for d in dp._srcs(flow):
         for s in dp._by_dst(ctx).get(d, ()):
             if s.proto == flow.proto and flow.dst in dp._srcs(s) and \
-                    dp._answers(s, flow, partners, window):
+                    _answers(s, flow, partners, window):
                 return True
     return False
 
@@ -192,7 +199,7 @@ def ref_link_retry(self, sa, m):
         if m.ts - (old.last_ts or m.ts) > 60:
             break
         for x in old.exchanges:
-            if x.exch == ike_mod.IKE_SA_INIT and any(
+            if x.exch == ExchangeType.IKE_SA_INIT and any(
                     r.has_notify(16390) or r.has_notify(17) for r in x.responses):
                 old.retried_by = sa.id
                 sa.retry_of = old.id
@@ -203,7 +210,7 @@ def ref_link_rekeys(self):
     for new in self.sas:
         if new.version != 2 or not new.messages or new.rekey_of is not None:
             continue
-        if new.messages[0].exch == ike_mod.IKE_SA_INIT:
+        if new.messages[0].exch == ExchangeType.IKE_SA_INIT:
             continue
         t0 = new.first_ts
         peers = {new.initiator[1], new.responder[1]}
@@ -216,7 +223,7 @@ def ref_link_rekeys(self):
             if old.last_ts is not None and old.last_ts > t0 + 1.0:
                 continue
             for x in old.exchanges:
-                if x.exch != ike_mod.CREATE_CHILD_SA or not x.answered:
+                if x.exch != ExchangeType.CREATE_CHILD_SA or not x.answered:
                     continue
                 resp_ts = x.responses[0].ts
                 if resp_ts <= t0 + 0.001 and t0 - resp_ts <= 3600.0:
@@ -243,10 +250,13 @@ def test_indexes_equal_the_scans(tmp_path, monkeypatch, seed):
     assert "CAPTURE_LIMITS" not in {f[1] for f in fast}  # no budget was hit at these sizes
     with monkeypatch.context() as mp:
         mp.setattr(tun, "pair_by_start", ref_pair_by_start)
-        mp.setattr(dp, "_heard", ref_heard)
-        mp.setattr(dp, "_takeover", ref_takeover)
-        mp.setattr(dp, "_replaced", ref_replaced)
-        mp.setattr(dp, "_reverse_covers", ref_reverse_covers)
+        for name, ref in (("_heard", ref_heard), ("_takeover", ref_takeover),
+                          ("_replaced", ref_replaced), ("_reverse_covers", ref_reverse_covers)):
+            # every room of rules/dataplane that calls it (each imported it by name)
+            mods = [m for m in DATAPLANE_ROOMS if hasattr(m, name)]
+            assert mods, name
+            for m in mods:
+                mp.setattr(m, name, ref)
         mp.setattr(ike_mod.IkeTracker, "_link_retry", ref_link_retry)
         mp.setattr(ike_mod.IkeTracker, "link_rekeys", ref_link_rekeys)
         slow, _ = _findings(path)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE.parents[1] / "bench"))
 import hostile  # noqa: E402
 from workcount import WorkCounter, growth  # noqa: E402
 
-from pcapvpn.analysis import Options, run  # noqa: E402
+from pcapvpn.analysis import run  # noqa: E402
 from pcapvpn.report import render  # noqa: E402
 
 #: a function counts when it runs at least this many lines in the bigger run

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -12,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import pki, savekeys
+from . import savekeys
 from .net import LEFT_HOST, RIGHT_HOST, Topology
 from .libreswan import Pluto
-from .proc import LabError, Proc, ProcTable, log, run
+from .proc import LabError, Proc, ProcTable, log
 from .strongswan import Charon
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import os
 import shlex
 import time
 from pathlib import Path
 
 from .daemon import Daemon
 from .net import Topology
-from .proc import LabError, ProcTable, run, wait_for
+from .proc import LabError, Proc, ProcTable, run, wait_for
 
 CHARON = "/usr/lib/ipsec/charon"
 

@@ -1,0 +1,42 @@
+"""A capture that started in the middle of a session."""
+
+from __future__ import annotations
+
+
+from pcapvpn.findings import declare, make
+from pcapvpn.rules import rule
+from pcapvpn.rules.common import (
+    ip_text,
+)
+from pcapvpn.rules.dataplane.common import MAX_LISTED, _spi, _spis, sa_filter
+
+
+declare("CAPTURE_MID_SESSION", "capture", "info",
+        "ESP SAs were already running when the capture started (their first sequence numbers "
+        "are far from 1): their negotiation and first packets are not in the capture.",
+        ["To see the negotiation, start the capture first, then bring the tunnel up (or clear the "
+         "SAs: 'swanctl --terminate', 'clear crypto sa')."],
+        failure=False)
+
+
+@rule
+def mid_session(ctx):
+    W = ctx.th.replay_window
+    for t in ctx.state.tunnels:
+        late = [s for s in t.esp_sas if s.mid_session(W)]
+        if not late:
+            continue
+        listed = ", ".join(f"0x{_spi(s)} from seq {s.min_seq}" for s in late[:MAX_LISTED])
+        more = f" and {len(late) - MAX_LISTED} more" if len(late) > MAX_LISTED else ""
+        yield make(
+            "CAPTURE_MID_SESSION", f"{t.id}|mid-session",
+            title=f"{len(late)} ESP/AH SA(s) between {ip_text(t.a)} and {ip_text(t.b)} were "
+                  f"already running when the capture started",
+            detail=(f"Their first sequence numbers are far from 1 ({listed}{more}): the SAs were "
+                    f"created before the capture, so their negotiation and first packets are not "
+                    f"in it, and loss before the first captured packet cannot be measured."),
+            basis="observed",
+            evidence=ctx.evidence([s.first_ref for s in late], min(s.first_ts for s in late),
+                                  None, esp_spis=_spis(late),
+                                  peers=[ip_text(t.a), ip_text(t.b)]),
+            wireshark_filter=sa_filter(late), tunnel=t.id)

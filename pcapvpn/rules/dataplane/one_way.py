@@ -1,0 +1,287 @@
+"""ESP in one direction only (ESP_ONE_WAY), or a capture that saw only one direction
+(CAPTURE_ONE_DIRECTION)."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+from dissect.vpn.ip import is_multicast
+from pcapvpn.findings import declare, make
+from pcapvpn.rules import rule
+from pcapvpn.rules.common import (
+    host_filter, ip_text,
+)
+from pcapvpn.track.tunnels import PAIR_WINDOW
+from pcapvpn.rules.dataplane.common import (
+    ANSWER_WINDOW, LOOKUP_BUDGET, MAX_LISTED, _heard, _heard_text, _ix, _mtu_pattern, _pairs, _spi,
+    _spis, _srcs, _takeover, _what, sa_filter,
+)
+
+
+declare("ESP_ONE_WAY", "dataplane", "error",
+        "ESP flows in one direction of a child SA and nothing comes back on the other (no SA at "
+        "all, or the reverse SA stopped while this one continued): the receiving peer drops the "
+        "packets (SPI unknown to it, wrong keys, policy mismatch) or its answers take another "
+        "path.",
+        ["Look at the receiving peer first: does it have the SA (ip xfrm state / 'ipsec statusall' "
+         "/ 'show crypto ipsec sa')? Are its decrypt counters rising (Cisco '#pkts decaps', Linux "
+         "XfrmInNoStates / XfrmInStateProtoError in /proc/net/xfrm_stat)?",
+         "If it decrypts but does not answer: check routing and firewall rules for the inner "
+         "traffic on the receiving side, and that the traffic selectors (leftsubnet/rightsubnet, "
+         "crypto ACL) match on both peers.",
+         "If its answers leave by another path (asymmetric routing, another uplink), they never "
+         "cross this capture point: capture on the peer itself.",
+         "One-way by nature (syslog, NetFlow/SNMP traps inside the tunnel) is normal: check what "
+         "the flowing side sends."])
+
+
+declare("CAPTURE_ONE_DIRECTION", "capture", "warning",
+        "The capture holds traffic from one gateway of a pair only: nothing at all (no IKE, no "
+        "ESP, no NAT keepalive) from the other.  Either the capture sees one direction only "
+        "(a mirror/SPAN of one direction, asymmetric routing around the capture point) or the "
+        "other gateway never sends; the capture alone cannot tell.",
+        ["Mirror both directions (SPAN 'both', or capture on the gateway itself) and capture "
+         "again.",
+         "If the capture point does see both directions, treat it as one-way ESP: check that the "
+         "silent gateway has the SA and answers."],
+        failure=False)
+
+
+def _replaced(ctx, t, flow, window, drain) -> bool:
+    """``flow`` is an old generation draining: it ran briefly, and a newer SA of the same
+    direction that has a partner took over and kept going."""
+    if flow.last_ts - flow.first_ts > drain:
+        return False
+    g = _ix(ctx).paired_direction(t, (flow.src, flow.dst, flow.proto))
+    if g is None:
+        return False
+    firsts, ends = g
+    i = bisect_right(firsts, flow.last_ts + window) - 1
+    # (``flow`` is unpaired wherever this is asked: it is not among the paired SAs)
+    return i >= 0 and ends[i] >= flow.last_ts + window
+
+
+def _reverse_covers(ctx, t, flow, partners, window) -> bool:
+    """An SA of the opposite direction answers ``flow`` although the pairing did not put them
+    together: it overlaps ``flow`` in time and is unpaired (or in another tunnel, its source
+    having moved), or its partner stopped early (a rekey generation paired by start time with
+    the wrong SA).
+
+    Unpaired candidates are one bisection; paired ones of this tunnel are looked at one by one,
+    all of them when they are few, else the ``LOOKUP_BUDGET`` nearest the two ends of the
+    window: beyond that the question is left open (counted; no one-way finding is made)."""
+    ix = _ix(ctx)
+    x, y = flow.last_ts + window, flow.first_ts - window
+    groups = []
+    for d in _srcs(flow):
+        g = ix.reverse_group((d, flow.proto, flow.dst))
+        if g is None:
+            continue
+        if g.any_without_partner(t, x, y):
+            return True
+        mine = g.paired.get(id(t))
+        if mine is not None:
+            groups.append(mine)
+    cut = False
+    for starts, sas in groups:
+        hi = bisect_right(starts, x)
+        if hi <= LOOKUP_BUDGET:
+            todo = sas[:hi]
+        else:
+            lo = bisect_left(starts, y, 0, hi)
+            half = LOOKUP_BUDGET // 2
+            todo = sas[lo:min(hi, lo + half)] + sas[max(lo + half, hi - half):hi]
+            cut = True
+        for s in todo:
+            if _answers(s, flow, partners, window):
+                return True
+    if cut:
+        ctx.cut_short("one_way_reverse", flow.first_ref, flow.first_ts)
+        return True
+    return False
+
+
+def _parallel_children(ctx, t, ts) -> int:
+    """Child SAs negotiated in this tunnel within ``PAIR_WINDOW`` of ``ts``: completed IKEv1
+    Quick Modes, established IKE_AUTH exchanges, answered CREATE_CHILD_SA (keyless view).  The
+    completion times of a tunnel are sorted once per evaluation: a count is two bisections."""
+    times = _ix(ctx).child_times(t)
+    return bisect_right(times, PAIR_WINDOW, key=lambda x: x - ts) - \
+        bisect_left(times, -PAIR_WINDOW, key=lambda x: x - ts)
+
+
+def _direction_answers(ctx, t, flow, window) -> bool:
+    """With parallel child SAs negotiated together (two Quick Modes, both peers initiating)
+    the pairing of ESP SAs by start time is a guess, and one direction may spread over more SAs
+    than the other: the tunnel direction as a whole answers ``flow`` when ESP of its protocol
+    comes back from its destination over its whole span."""
+    span = _ix(ctx).direction_span(t, (flow.proto, flow.dst, flow.src))
+    if span is None:
+        return False
+    return span[0] <= flow.first_ts + window and span[1] >= flow.last_ts - window
+
+
+def _answers(s, flow, partners, window) -> bool:
+    if s.first_ts > flow.last_ts + window or s.last_ts < flow.first_ts - window:
+        return False
+    p = partners.get(id(s))
+    if p is None or p.last_ts < min(flow.last_ts, s.last_ts) - window:
+        return True
+    # its partner is an older SA that ``flow`` replaced (rekey)
+    return p.first_ts <= flow.first_ts and p.last_ts < flow.last_ts - ANSWER_WINDOW
+
+
+@rule
+def one_way(ctx):
+    th = ctx.th
+    W = th.one_way_window
+    for t in ctx.state.tunnels:
+        if is_multicast(t.a) or is_multicast(t.b):
+            continue  # multicast SAs are one-way by nature
+        pairs = _pairs(t)
+        partners = _ix(ctx).partners(t)
+        capture_only = []  # (flow SA) nothing at all from the silent side, no IKE in the tunnel
+        for x, y in pairs:
+            if (x is None) != (y is None):
+                flow = x if x is not None else y
+                if _reverse_covers(ctx, t, flow, partners, W):
+                    continue
+                if _parallel_children(ctx, t, flow.first_ts) > 1 and \
+                        _direction_answers(ctx, t, flow, W):
+                    continue
+                silent = flow.dst
+                h, last_heard = _heard(ctx, t, silent)
+                nothing = not any(h.values())
+                if nothing and not t.ike_sas:
+                    capture_only.append(flow)
+                    continue
+                if flow.packets < th.one_way_min_packets:
+                    continue
+                # absence needs time: the capture runs long enough after the first packet, or
+                # the silent peer was heard (other traffic) well after it
+                long_enough = ctx.now - flow.first_ts >= W
+                heard_after = last_heard is not None and \
+                    last_heard - flow.first_ts >= ANSWER_WINDOW
+                if not (long_enough or heard_after):
+                    continue
+                if _replaced(ctx, t, flow, W, th.rekey_drain):
+                    continue
+                yield _one_way_never(ctx, t, flow, h, nothing, last_heard)
+            elif x is not None:
+                for flow, back in ((x, y), (y, x)):
+                    f = _one_way_stopped(ctx, t, flow, back)
+                    if f is not None:
+                        yield f
+        if capture_only:
+            yield _capture_one_direction(ctx, t, capture_only)
+
+
+def _one_way_never(ctx, t, flow, h, nothing, last_heard):
+    silent = ip_text(flow.dst)
+    span = flow.last_ts - flow.first_ts
+    detail = (f"{flow.packets} {_what(flow)} packet(s) on SPI 0x{_spi(flow)} from "
+              f"{ip_text(flow.src)} to {silent} between +{ctx.rel(flow.first_ts)} s and "
+              f"+{ctx.rel(flow.last_ts)} s ({span:.1f} s); 0 packets on any SA from {silent} "
+              f"back to {ip_text(flow.src)} for this child SA (the capture runs "
+              f"{ctx.now - flow.first_ts:.1f} s after the first packet).")
+    basis = "observed"
+    if nothing:
+        basis = "inferred"
+        detail += (f" Nothing at all from {silent} is in the capture (only IKE from "
+                   f"{ip_text(flow.src)}): the capture may see one direction only — check that "
+                   f"it mirrors both directions before blaming {silent}.")
+    else:
+        detail += f" {silent} is otherwise heard ({_heard_text(h)}"
+        if last_heard is not None:
+            detail += f", last at +{ctx.rel(last_heard)} s"
+        detail += "), so the capture sees that direction: its ESP for this child SA is missing."
+    if flow.large and flow.first_large_ts is not None:
+        detail += f" {flow.large} of the packets were large (>= {ctx.th.large_packet} bytes)."
+    return make(
+        "ESP_ONE_WAY", f"{t.id}|never|{flow.proto}|{_spi(flow)}|{flow.dst.hex()}",
+        title=f"{_what(flow)} from {ip_text(flow.src)} to {silent} is never answered "
+              f"(SPI 0x{_spi(flow)})",
+        detail=detail, basis=basis,
+        evidence=ctx.evidence(list(flow.first_refs) + [flow.last_ref], flow.first_ts,
+                              flow.last_ts, esp_spis=[_spi(flow)],
+                              peers=[ip_text(flow.src), silent]),
+        wireshark_filter=sa_filter([flow]),
+        tunnel=t.id)
+
+
+def _one_way_stopped(ctx, t, flow, back):
+    th = ctx.th
+    W = th.one_way_window
+    T = back.last_ts
+    if flow.last_ts - T < W:
+        return None
+    after = flow.packets_between(T)
+    if after < th.one_way_min_packets:
+        return None
+    if _takeover(ctx, t, back, T, W, th.rekey_drain, flow):
+        return None
+    silent = ip_text(back.src)
+    detail = (f"{ip_text(back.src)} sent {back.packets} packet(s) on SPI 0x{_spi(back)} until "
+              f"+{ctx.rel(T)} s and then stopped, while {ip_text(flow.src)} kept sending on SPI "
+              f"0x{_spi(flow)} until +{ctx.rel(flow.last_ts)} s ({flow.last_ts - T:.1f} s longer, "
+              f"at least {after} more packet(s)); no other SA from {silent} took over.")
+    sent = _ix(ctx).tunnel_ike(t)
+    asked = _count_between(sent.get(flow.src), T, flow.last_ts)
+    told = _count_between(sent.get(back.src), T, flow.last_ts) if back.src != flow.src else asked
+    if asked and not told:
+        detail += (f" {silent} also stopped answering IKE ({asked} IKE message(s) from "
+                   f"{ip_text(flow.src)} after +{ctx.rel(T)} s got no reply): the peer itself "
+                   f"went away (restart, crash, path down), not only its ESP — see the stability "
+                   f"findings.")
+    elif told:
+        detail += f" {silent} still talks IKE ({told} message(s) after +{ctx.rel(T)} s)."
+    if _mtu_pattern(ctx, t, flow, back):
+        detail += " Large packets were being sent when the answers stopped: see MTU_BLACK_HOLE."
+    return make(
+        "ESP_ONE_WAY", f"{t.id}|stopped|{back.proto}|{_spi(back)}|{back.dst.hex()}",
+        title=f"{_what(back)} from {silent} stopped at +{ctx.rel(T)} s while "
+              f"{ip_text(flow.src)} kept sending",
+        detail=detail, basis="observed",
+        evidence=ctx.evidence([back.last_ref, flow.last_ref], T, flow.last_ts,
+                              esp_spis=[_spi(back), _spi(flow)],
+                              peers=[ip_text(flow.src), silent]),
+        wireshark_filter=sa_filter([back, flow]),
+        tunnel=t.id)
+
+
+def _count_between(times, lo, hi) -> int:
+    """How many of the sorted ``times`` are in (lo, hi]."""
+    if not times:
+        return 0
+    return max(0, bisect_right(times, hi) - bisect_right(times, lo))
+
+
+def _capture_one_direction(ctx, t, flows):
+    src = {f.src for f in flows}
+    dst = {f.dst for f in flows}
+    pk = sum(f.packets for f in flows)
+    first = min(f.first_ts for f in flows)
+    last = max(f.last_ts for f in flows)
+    sender = ", ".join(sorted(ip_text(a) for a in src))
+    silent = ", ".join(sorted(ip_text(a) for a in dst))
+    listed = ", ".join(f"0x{_spi(f)} ({f.packets} pkts)" for f in flows[:MAX_LISTED])
+    more = f" and {len(flows) - MAX_LISTED} more" if len(flows) > MAX_LISTED else ""
+    detail = (f"{pk} ESP/AH packet(s) from {sender} to {silent} on {len(flows)} SA(s) "
+              f"[{listed}{more}] between +{ctx.rel(first)} s and +{ctx.rel(last)} s; nothing at "
+              f"all from {silent} in the capture: no IKE, no ESP/AH, no NAT keepalive, and no IKE "
+              f"for this gateway pair either.")
+    if ctx.now - first < ctx.th.one_way_window:
+        detail += (f" The capture also ends {ctx.now - first:.1f} s after the first packet "
+                   f"(less than {ctx.th.one_way_window:g} s), too soon to call the tunnel one-way.")
+    refs = []
+    for f in flows:
+        refs.extend(f.first_refs[:2])
+    f0 = flows[0]
+    return make(
+        "CAPTURE_ONE_DIRECTION", f"{t.id}|one-direction",
+        title=f"Only {sender} -> {silent} is in the capture",
+        detail=detail, basis="inferred",
+        evidence=ctx.evidence(refs, first, last, esp_spis=_spis(flows),
+                              peers=[sender, silent]),
+        wireshark_filter=host_filter(f0.ipver, t.a, t.b),
+        tunnel=t.id)

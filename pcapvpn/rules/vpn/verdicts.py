@@ -1,0 +1,160 @@
+"""The verdicts of OpenVPN, WireGuard, L2TP, PPTP and SSL-VPN tunnels (rules.verdict asks
+for them): the stage reached, what is pending and what the capture could not show."""
+
+from __future__ import annotations
+
+from dissect.vpn import l2tp as _l2tp
+from dissect.vpn import pptp as _pptp
+from pcapvpn.rules.common import ip_text
+from pcapvpn.rules.vpn.common import _NAMES, _healthy_evidence, _server_txt
+from pcapvpn.rules.vpn.no_data import _no_data_span
+
+
+def _stage_reached(t) -> str:
+    p = t.protocol
+    reached = "reachability"
+    if p == "openvpn":
+        if any(s.answered for s in t.st.sessions):
+            reached = "negotiation"
+        if any(s.ctl[1].packets and s.ctl[0].packets > len(s.client_resets)
+               for s in t.st.sessions):
+            reached = "authentication"
+    elif p == "wireguard":
+        if any(h.answered for h in t.st.handshakes):
+            reached = "authentication"
+    elif p == "l2tp":
+        if t.st.counts.get(_l2tp.SCCRP):
+            reached = "negotiation"
+        if t.st.counts.get(_l2tp.ICRP) or t.st.counts.get(_l2tp.OCRP):
+            reached = "child_sa"
+    elif p == "pptp":
+        if t.st.counts.get(_pptp.SCCRP):
+            reached = "negotiation"
+        if t.st.counts.get(_pptp.OCRP) or t.st.counts.get(_pptp.ICRP):
+            reached = "child_sa"
+    elif p == "sslvpn":
+        if any(c.synack for c in t.conns.values()) or any(
+                f.pkts[1] for f in t.st.dtls.values()):
+            reached = "negotiation"
+        if any(c.tls is not None and c.tls.complete for c in t.conns.values()):
+            reached = "authentication"
+    if t.data[0] and t.data[1]:
+        reached = "dataplane"
+    elif p == "sslvpn" and any(c.tls is not None and c.tls.complete and c.tls.client.appdata
+                               and c.tls.server.appdata for c in t.conns.values()):
+        reached = "dataplane"
+    return reached
+
+
+def _pending(ctx, t) -> list:
+    out = []
+    th = ctx.th
+    if t.protocol == "openvpn" and t.st.sessions:
+        s = t.st.sessions[-1]
+        if s.client_resets and not s.answered and s.ctl[0].packets <= 1:
+            last = s.client_resets[-1][0]
+            if ctx.now - last < th.response_timeout:
+                out.append(f"the capture ends {ctx.now - last:.1f} s after the OpenVPN hard "
+                           f"reset from {ip_text(t.client)} (at least "
+                           f"{th.response_timeout:g} s are needed to call it unanswered)")
+    if t.protocol == "wireguard" and t.st.handshakes:
+        h = t.st.handshakes[-1]
+        if not h.answered and len([x for x in t.st.handshakes if not x.answered]) < 2 and \
+                ctx.now - h.ts < th.response_timeout:
+            out.append(f"the capture ends {ctx.now - h.ts:.1f} s after a WireGuard handshake "
+                       f"initiation (at least {th.response_timeout:g} s are needed to call it "
+                       f"unanswered)")
+    for c in t.conns.values():
+        if c.syn and not c.synack and not c.rst_server and len(c.syn) < 2 and \
+                ctx.now - c.syn[0][0] < th.response_timeout:
+            out.append(f"the capture ends {ctx.now - c.syn[0][0]:.1f} s after a TCP SYN to "
+                       f"{_server_txt(t)}")
+            break
+    return out
+
+
+def _not_seen(ctx, t) -> list:
+    notes = []
+    if t.protocol == "openvpn":
+        if any(s.encrypted for s in t.st.sessions):
+            notes.append("the OpenVPN control channel is protected with tls-crypt: the TLS "
+                         "handshake inside it is not visible")
+        if any(s.tls is not None and s.tls.tls13 for s in t.st.sessions):
+            notes.append("TLS 1.3: certificates are encrypted, their validity cannot be checked")
+        if t.st.sessions and all(s.mid_session for s in t.st.sessions):
+            notes.append("the capture started after the OpenVPN session was set up")
+        if not t.st.sessions and t.data[0] + t.data[1]:
+            notes.append("only the data channel is in the capture (the session was set up "
+                         "before it started)")
+    if t.protocol == "wireguard" and not t.st.handshakes:
+        if t.st.cookies:
+            # a cookie reply answers an initiation that is not in the capture: say what was seen
+            notes.append(f"no WireGuard handshake initiation or response in the capture, only "
+                         f"{t.st.cookies} cookie reply(ies) from {_server_txt(t)}: the responder "
+                         f"is under load and demands a cookie before it computes a handshake; "
+                         f"the initiation(s) it answered and the exchange that follows are not "
+                         f"in the capture"
+                         + ("" if t.data[0] or t.data[1] else " (and no transport data either)"))
+        elif t.data[0] or t.data[1]:
+            notes.append("no WireGuard handshake in the capture (the session was set up before "
+                         "it started): only the data plane is visible")
+    if t.protocol == "wireguard":
+        gaps = sum(c.missing for c in t.st.counters.values())
+        if gaps:
+            total = sum(c.count for c in t.st.counters.values())
+            notes.append(f"WireGuard counters skip {gaps} packet(s) of {gaps + total}: lost before "
+                         f"the capture point (or not mirrored)")
+    if t.protocol == "sslvpn":
+        if any(c.tls is not None and c.tls.tls13 for c in t.conns.values()):
+            notes.append("TLS 1.3: certificates are encrypted, their validity cannot be checked")
+        stopped = [c.tls.stage for c in t.conns.values()
+                   if c.tls is not None and not c.tls.complete]
+        if stopped and not any(c.tls is not None and c.tls.complete for c in t.conns.values()):
+            stages = ", ".join(sorted({s.replace("_", " ") for s in stopped}))
+            notes.append(f"{len(stopped)} TLS connection(s) never completed the handshake "
+                         f"(stage reached: {stages})")
+        if not t.st.dtls and any(c.tls is not None and c.tls.complete for c in t.conns.values()):
+            notes.append("no DTLS data channel in the capture: the tunnel runs over TLS (DTLS "
+                         "disabled, blocked, or not negotiated)")
+    if t.protocol in ("pptp", "l2tp") and not (t.data[0] or t.data[1]):
+        span = _no_data_span(ctx, t)
+        if span is not None and span[2] < ctx.th.one_way_window:
+            notes.append(f"the {_NAMES[t.protocol]} session was set up only {span[2]:.1f} s "
+                         + ("before it was cleared" if span[1] else "before the capture ends")
+                         + f", with no data yet: too short to call the data missing (at least "
+                         f"{ctx.th.one_way_window:g} s are needed)")
+    if t.pkts[0] == 0 or t.pkts[1] == 0:
+        side = "server" if t.pkts[1] == 0 else "client"
+        notes.append(f"nothing from the {side} in this tunnel: the capture may see only one "
+                     f"direction")
+    elif (t.data[0] == 0) != (t.data[1] == 0):
+        d = 0 if t.data[0] else 1
+        span = t.data_last_ts[d] - t.data_first_ts[d]
+        if span < ctx.th.one_way_window:
+            notes.append(f"data only from the {'client' if d == 0 else 'server'} so far, over "
+                         f"{span:.1f} s: too short to call the data plane one-way (at least "
+                         f"{ctx.th.one_way_window:g} s are needed)")
+    return notes
+
+
+def vpn_verdicts(ctx, findings) -> list:
+    """Verdicts of the tunnels in ``state.vpn_tunnels``: the contract of
+    :mod:`pcapvpn.rules.verdict` (:func:`~pcapvpn.rules.verdict.decide`) with this module's
+    evidence of health, pending items and stage reached."""
+    from pcapvpn.rules.verdict import coverage_note, decide
+
+    by_tunnel = {}
+    for f in findings:
+        by_tunnel.setdefault(f.tunnel, []).append(f)
+    out = []
+    for t in ctx.state.vpn_tunnels:
+        fs = by_tunnel.get(t.id, [])
+        not_seen = _not_seen(ctx, t)
+        if any(f.stage == "reachability" and f.failure and f.severity in ("critical", "error")
+               for f in fs):
+            # the finding explains the silence better than "one direction captured"
+            not_seen = [n for n in not_seen if "only one direction" not in n]
+        out.append(decide(ctx, t, fs, not_seen=not_seen, pending=_pending(ctx, t),
+                          healthy_evidence=_healthy_evidence(t),
+                          unjudgeable=coverage_note(ctx, t), reached=_stage_reached(t)))
+    return out
