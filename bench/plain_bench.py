@@ -230,12 +230,12 @@ def render(res, cap, esp, base_label="base tree (no plaintext path)") -> str:
              f"({t['wall'] / p['wall']:.2f}x wall, {t['cpu'] / p['cpu']:.2f}x cpu)."]
     if esp is not None and "esp_base" in res:
         h, b = res["esp_here"], res["esp_base"]
-        lines += ["", f"ESP-only capture `{esp.name}` (bench/gen.py), this tree vs the "
+        lines += ["", f"ESP-only capture `{esp.name}` (bench/gen.py), this tree vs "
                       f"{base_label}:", "",
                   "| tree | seconds | cpu s | peak RSS MB |", "|---|---:|---:|---:|",
                   f"| this tree | {h['wall']:.2f} | {h['cpu']:.2f} | {h['rss_mb']:.0f} |",
                   f"| {base_label} | {b['wall']:.2f} | {b['cpu']:.2f} | {b['rss_mb']:.0f} |",
-                  "", f"This tree vs the {base_label}: "
+                  "", f"This tree vs {base_label}: "
                       f"{100 * (h['cpu'] / b['cpu'] - 1):+.1f} % cpu, "
                       f"{100 * (h['wall'] / b['wall'] - 1):+.1f} % wall (target at most +5 %)."]
     return "\n".join(lines) + "\n"
