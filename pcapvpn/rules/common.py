@@ -127,28 +127,22 @@ class Context:
 
     def working_sas(self, t) -> list:
         """``[(established_ts, sa)]`` of tunnel ``t``'s IKE SAs seen working
-        (:func:`seen_working`), in the order they started; computed once per tunnel and
-        evaluation."""
-        cache = self.__dict__.setdefault("_working_sas", {})
-        rows = cache.get(id(t))
-        if rows is None:
+        (:func:`seen_working`), in the order they started; built once per tunnel and
+        evaluation (the verdict asks it for every failure of the tunnel)."""
+        def build():
             rows = []
             for sa in sorted(t.ike_sas, key=lambda s: s.first_ts or 0):
                 est = established_ts(sa)
                 if est is not None and seen_working(sa):
                     rows.append((est, sa))
-            cache[id(t)] = rows
-        return rows
+            return rows
+        return self.memo(f"working_sas|{id(t)}", build)
 
     def tcp_sas(self, t) -> list:
-        """Tunnel ``t``'s IKE SAs whose first message came over TCP (RFC 9329), computed once per
+        """Tunnel ``t``'s IKE SAs whose first message came over TCP (RFC 9329), built once per
         tunnel and evaluation (few: a UDP -> TCP fallback is looked up among them)."""
-        cache = self.__dict__.setdefault("_tcp_sas", {})
-        rows = cache.get(id(t))
-        if rows is None:
-            rows = cache[id(t)] = [sa for sa in t.ike_sas
-                                   if sa.messages and sa.messages[0].transport == "tcp"]
-        return rows
+        return self.memo(f"tcp_sas|{id(t)}", lambda: [
+            sa for sa in t.ike_sas if sa.messages and sa.messages[0].transport == "tcp"])
 
     def file(self, idx: int) -> str:
         return self.names[idx] if 0 <= idx < len(self.names) else f"#{idx}"
