@@ -402,6 +402,13 @@ class Decoder:
         # the plaintext events, None when the sink ignores them (nothing extra per frame)
         self._plain = _bound(sink, "plain")
         self._link_other = _bound(sink, "link_other")
+        # plaintext TCP decoded by the reader (_plain_tcp): the sink's event, else plain()
+        # through the general path
+        self._plain_tcp_sink = getattr(sink, "plain_tcp", None) if self._plain is not None \
+            else None
+        #: ports whose TCP the lane leaves to the general path: the ones _tcp follows, and DNS
+        #: (the sink reads DNS over TCP from the frame's bytes)
+        self._lane_ports = self.tcp_ports | frozenset(VPN_TCP_SERVICES) | {53}
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -477,7 +484,9 @@ class Decoder:
             sink_batch(tag, b)
 
         source.walk(on_esp, self._general, on_progress,
-                    on_batch if sink_batch is not None else None)
+                    on_batch if sink_batch is not None else None,
+                    (self._lane_ports, self._plain_tcp) if sink_batch is not None and (
+                        self._plain is None or self._plain_tcp_sink is not None) else None)
         self.frames += source.frame_count
         st = getattr(source.reader, "walk_stats", None) or {}
         self.truncated += st.get("truncated", 0)
@@ -537,6 +546,38 @@ class Decoder:
             self._error((fidx, num), e.reason)
         except Exception as e:  # a dissector bug must not end the analysis: count it
             self._error((fidx, num), f"internal decoder error ({type(e).__name__}: {e})")
+
+    def _plain_tcp(self, tag, linktype, ifaces, buf, run) -> bool:
+        """A run of IPv4 TCP segments whose headers the reader decoded
+        (:meth:`dissect.vpn.capture.PcapReader.walk`'s ``on_tcp``: none on the ports
+        ``_lane_ports``, none whose payload may start a VPN stream): plaintext straight to the
+        sink's ``plain_tcp`` when none of them belongs to a TCP stream the decoder follows (what
+        :meth:`_tcp` would find); else False (the reader hands them to the general path)."""
+        dirs = self.tcp.dirs
+        if self._named_tcp:
+            return False
+        if dirs:
+            a = run["arrays"]
+            for s, sp, d, dp in zip(a["src"].tolist(), a["sport"].tolist(), a["dst"].tolist(),
+                                    a["dport"].tolist()):
+                s, d = s.to_bytes(4, "big"), d.to_bytes(4, "big")
+                if (s, sp, d, dp) in dirs or (d, dp, s, sp) in dirs:
+                    return False
+        ts = run["ts"]
+        last = max(ts)
+        if last > self._clock:
+            self._clock = last
+        if self._clock >= self._frag_deadline:
+            self._expire_fragments(self._clock)
+        self.other += len(ts)
+        if self._plain_tcp_sink is not None:
+            self.plain_frames += len(ts)
+            try:
+                self._plain_tcp_sink(tag, linktype, ifaces, buf, run)
+            except Exception as e:  # as in _general: a bug must not end the analysis
+                self._error((tag, run["number"][0]),
+                            f"internal decoder error ({type(e).__name__}: {e})")
+        return True
 
     # -- slow paths ----------------------------------------------------------------------------
 

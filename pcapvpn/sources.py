@@ -371,7 +371,7 @@ class Source:
             self._finish_damage()
             self.close()
 
-    def walk(self, on_esp, on_frame, on_progress=None, on_batch=None):
+    def walk(self, on_esp, on_frame, on_progress=None, on_batch=None, on_tcp=None):
         """Push this file's frames (the single-file analysis hot path): ESP of the common shape to
         ``on_esp(ref, ts, 4, src, dst, sport, dport, spi, seq, esp_len)`` with no frame tuple
         (:meth:`dissect.vpn.capture._Reader.walk`), every other frame to ``on_frame(file_idx,
@@ -379,7 +379,8 @@ class Source:
         index into :attr:`interfaces`).  Counters and checkpoints as with
         :meth:`frames`; ``on_progress(offset)`` is called at every checkpoint.  With ``on_batch``
         the reader may hand ESP over a chunk at a time instead (``on_batch(file_idx, batch)``,
-        :class:`dissect.vpn.batch.EspBatch`)."""
+        :class:`dissect.vpn.batch.EspBatch`), and IPv4 TCP with its header decoded to ``on_tcp``
+        (:meth:`dissect.vpn.capture.PcapReader.walk`)."""
         if self._started:
             raise RuntimeError(f"{self.name}: frames can be read only once")
         self._started = True
@@ -392,7 +393,7 @@ class Source:
                 on_progress(offset)
 
         try:
-            reader.walk(self.index, on_esp, on_frame, checkpoint, INDEX_EVERY, on_batch)
+            reader.walk(self.index, on_esp, on_frame, checkpoint, INDEX_EVERY, on_batch, on_tcp)
         finally:
             st = getattr(reader, "walk_stats", None)
             if st is not None:

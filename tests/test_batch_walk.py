@@ -6,8 +6,11 @@ Events are compared with a recording sink whose ``esp_batch`` is NullSink's defa
 call per packet): every non-SA event in the same order; every SA's events (ESP, ESP-in-TCP, AH,
 fragmented ESP) in the same order; so the same calls overall.  The general path gets the same
 frames in file order.  Captures are built from bytes; BATCH_CHUNK is made small to put records
-across chunk ends.  Whole analyses: every Ethernet classic pcap of captures/ and the corpus, and a
-synthetic ESP-heavy capture, give the same JSON report and the same ESP SA state both ways.
+across chunk ends.  Whole analyses: every Ethernet and Linux cooked classic pcap of captures/ and
+the corpus, and a synthetic ESP-heavy capture, give the same JSON report and the same ESP SA state
+both ways; synthetic plaintext TCP captures (SLL2, SLL, Ethernet) the same plaintext views and
+flows through the TCP lane (runs of decoded TCP to ``PlainTracker.plain_tcp``) as through the
+general path.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dissect.vpn.fast import esp_at
 from pcapvpn import sources
 from pcapvpn.decode import Decoder, NullSink
 from pcapvpn.sources import open_source
+from pcapvpn.track.inner import Flow, View
 
 # -- building captures ---------------------------------------------------------------------------
 
@@ -1033,8 +1037,9 @@ def test_standard_input_pipe(tmp_path, monkeypatch):
 # -- 3. whole analyses -----------------------------------------------------------------------------
 
 
-def _ethernet_pcap(path) -> bool:
-    """Classic pcap (gzip or not) with link type Ethernet: the captures the batched walk reads."""
+def _ethernet_pcap(path, linktypes=(1,)) -> bool:
+    """Classic pcap (gzip or not) with link type Ethernet (or one of ``linktypes``): the
+    captures the batched walk reads."""
     with open(path, "rb") as f:
         head = f.read(2)
     try:
@@ -1050,7 +1055,7 @@ def _ethernet_pcap(path) -> bool:
         order = ">"
     else:
         return False
-    return struct.unpack(order + "I", head[20:24])[0] & 0xFFFF == 1
+    return struct.unpack(order + "I", head[20:24])[0] & 0xFFFF in linktypes
 
 
 def _pcapng(path) -> bool:
@@ -1066,6 +1071,9 @@ def _pcapng(path) -> bool:
 
 PROJECT_PCAPS = [p for p in project_captures() if _ethernet_pcap(p)]
 CORPUS_PCAPS = [p for p in corpus_captures() if _ethernet_pcap(p)]
+#: Linux cooked (``tcpdump -i any``) classic pcaps: SLL / SLL2, batched too (with the TCP lane)
+COOKED_PCAPS = [p for p in project_captures() + corpus_captures()
+                if _ethernet_pcap(p, (113, 276))]
 PROJECT_PCAPNGS = [p for p in project_captures() if _pcapng(p)]
 CORPUS_PCAPNGS = [p for p in corpus_captures() if _pcapng(p)]
 
@@ -1112,9 +1120,16 @@ def test_pcapng_capture_same_report(path, monkeypatch, chunk):
     _same_analysis(path, monkeypatch, chunk)
 
 
+@pytest.mark.parametrize("chunk", [None, 2048])
+@pytest.mark.parametrize("path", COOKED_PCAPS, ids=rel)
+def test_cooked_capture_same_report(path, monkeypatch, chunk):
+    _same_analysis(path, monkeypatch, chunk)
+
+
 def test_the_captures_are_there():
     """The lists above are not empty by accident (and the corpus is missing only outside CI)."""
     assert len(PROJECT_PCAPS) >= 25
+    assert len(COOKED_PCAPS) >= 10
     corpus_dir()
     assert CORPUS.is_dir() and len(CORPUS_PCAPS) >= 40
     assert len(PROJECT_PCAPNGS) + len(CORPUS_PCAPNGS) >= 10
@@ -1416,3 +1431,173 @@ def test_batches_are_bounded_whatever_the_record_size(tmp_path, monkeypatch, fmt
     got = compare(write(tmp_path, f"tiny.{fmt}", data))
     assert got["source"][0] == n
     assert sum(sizes) >= n and max(sizes) <= 2 * BATCH_RECORDS
+
+
+# -- 5. the TCP lane: plaintext TCP decoded once, a run at a time -----------------------------------
+
+
+def _sll2(ip: bytes, ifindex: int, hatype: int, pkttype: int, proto: int = 0x0800) -> bytes:
+    return struct.pack(">HHIHBB8s", proto, 0, ifindex, hatype, pkttype,
+                       6 if hatype == 1 else 0, bytes(8)) + ip
+
+
+def _sll(ip: bytes, pkttype: int, hatype: int = 1, proto: int = 0x0800) -> bytes:
+    return struct.pack(">HHH8sH", pkttype, hatype, 6, bytes(8), proto) + ip
+
+
+def _seg(sport, dport, seq, ack, flags, payload=b"", opts=b""):
+    doff = 5 + len(opts) // 4
+    return struct.pack(">HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                       doff << 4, flags, 65535, 0, 0) + opts + payload
+
+
+def _lane_frames(rng, link, n_flows=60):
+    """Plaintext TCP of every kind the lane must treat as the general path does, interleaved
+    with ESP-in-UDP and other traffic, on several views (interfaces, packet types)."""
+    inner = [bytes([10, 10, 1, 1]), bytes([10, 20, 0, 5]), bytes([203, 0, 113, 9])]
+    srv = [bytes([10, 20, 1, i]) for i in range(1, 6)] + [bytes([198, 51, 100, 80])]
+    def pkttype(out):  # now and then "otherhost" (a bridge): one direction, two packet types
+        return 4 if out else (3 if rng.random() < 0.05 else 0)
+
+    wrap = {276: lambda ip, out, tun: _sll2(ip, 3 if tun else 2, 0xFFFE if tun else 1,
+                                           pkttype(out)),
+            113: lambda ip, out, tun: _sll(ip, pkttype(out), 0xFFFE if tun else 1),
+            1: lambda ip, out, tun: eth(ip)}[link]
+    frames = []
+    t = 1_700_000_000_000_000
+    esp_seq = 0
+
+    def put(data, wire=None):
+        nonlocal t
+        t += rng.randint(1, 300)
+        back = rng.random() < 0.03  # now and then a timestamp going back
+        frames.append((t - 5000 if back else t, data) + ((wire,) if wire else ()))
+
+    special = [443, 1194, 500, 4500, 53, 1723]
+    for k in range(n_flows):
+        cli = rng.choice(inner)
+        s = rng.choice(srv)
+        tun = cli != inner[2]
+        cport = 30000 + k
+        sport = rng.choice(special) if rng.random() < 0.15 else rng.choice([80, 8080, 9000])
+        c_isn, s_isn = rng.getrandbits(32), rng.getrandbits(32)
+        ident = k * 100
+
+        def tcp(out, seq, ack, flags, payload=b"", opts=b"", ipopts=b"", ff=0, cut=0):
+            nonlocal ident, esp_seq
+            ident += 1
+            a, b = (cli, s) if out else (s, cli)
+            sp, dp = (cport, sport) if out else (sport, cport)
+            ip = ip4(6, _seg(sp, dp, seq, ack, flags, payload, opts), a, b, ident=ident,
+                     ff=ff, opts=ipopts)
+            data = wrap(ip, out, tun)
+            if cut:
+                put(data[:-cut], len(data))
+            else:
+                put(data)
+            if tun and rng.random() < 0.8:  # the ESP carrying it
+                esp_seq += 1
+                put(wrap(ip4(17, udp(4500, 4500, esp(SPI + out, esp_seq, len(ip))), A4, B4),
+                         out, False))
+
+        mss = b"\x02\x04\x05\xb4" if rng.random() < 0.7 else b"\x01\x01\x04\x02"
+        if rng.random() < 0.8:
+            tcp(True, c_isn, 0, 0x02, opts=mss)
+            if rng.random() < 0.2:
+                tcp(True, c_isn, 0, 0x02, opts=mss)  # SYN retransmitted
+            tcp(False, s_isn, c_isn + 1, 0x12, opts=mss)
+        start = rng.random()
+        first = b"GET / HTTP/1.1\r\n\r\n"
+        if start < 0.1:
+            first = b"IKETCP" + bytes(30)
+        elif start < 0.2:
+            first = struct.pack(">HB", 14, 7 << 3) + bytes(13)  # an OpenVPN client reset
+        elif start < 0.3:
+            first = b"\x00\x40" + bytes(60)  # Length 64, bytes 2-5 zero: probe() decides
+        elif start < 0.35:
+            first = b"AB"  # shorter than 6 bytes
+        tcp(True, c_isn + 1, s_isn + 1, 0x18, first)
+        off = 1
+        for i in range(rng.randint(1, 30)):
+            ln = rng.choice([1348, 1348, 200, 0])
+            r = rng.random()
+            if r < 0.05:
+                off += 700  # a hole
+            data = bytes(rng.getrandbits(8) for _ in range(min(ln, 24))) + bytes(max(ln - 24, 0))
+            if r > 0.95:
+                tcp(False, s_isn + off, c_isn + 1 + len(first), 0x10, data, ipopts=b"\x01" * 4)
+            elif 0.9 < r <= 0.95:
+                tcp(False, s_isn + off, c_isn + 1 + len(first), 0x10, data, cut=10)
+            elif 0.88 < r <= 0.9:
+                tcp(False, s_isn + off, c_isn + 1 + len(first), 0x10, data, ff=0x2000)
+            else:
+                tcp(False, s_isn + off, c_isn + 1 + len(first), 0x10, data)
+            if rng.random() < 0.1:  # a retransmission
+                tcp(False, s_isn + off, c_isn + 1 + len(first), 0x10, data)
+            off += len(data)
+            if i % 2:
+                tcp(True, c_isn + 1 + len(first), s_isn + off, 0x10)
+        end = rng.random()
+        if end < 0.1:
+            tcp(False, s_isn + off, 0, 0x04)  # RST
+        elif end < 0.15:
+            tcp(True, c_isn + 1 + len(first), s_isn + off, 0x10 | 0x04)
+        else:
+            tcp(True, c_isn + 1 + len(first), s_isn + off, 0x11)
+            tcp(False, s_isn + off, c_isn + 2 + len(first), 0x11)
+        if rng.random() < 0.1:  # a TCP header cut short, other protocols
+            put(wrap(ip4(6, _seg(cport, sport, 1, 1, 0x10)[:12], cli, s), True, tun))
+            put(wrap(ip4(17, udp(5000, 53, b"\x12\x34" + bytes(10)), cli, s), True, tun))
+            put(wrap(ip4(1, b"\x08\x00\x00\x00\x00\x01\x00\x01", cli, s), True, tun))
+    return frames
+
+
+def _plain_state(result):
+    pt = result.state.plain
+    out = [pt.summary()]
+    for key, v in pt.views.items():
+        out.append((key, [_plain(getattr(v, a)) for a in View.__slots__
+                          if a not in ("flows", "dns")], len(v.dns)))
+        for fkey, f in v.flows.items():
+            out.append((fkey, [_plain(getattr(f, a)) for a in Flow.__slots__ if a != "view"]))
+    return out
+
+
+@pytest.mark.parametrize("limits", ["none", "flows", "views", "views2"])
+@pytest.mark.parametrize("link", [276, 113, 1])
+def test_tcp_lane_same_analysis(tmp_path, monkeypatch, link, limits):
+    """The TCP lane (runs of plaintext TCP handed to PlainTracker.plain_tcp) leaves the decoder
+    and the plaintext views exactly as the general path does: every flow's counters, sequence
+    bookkeeping and frame references, the views, the report - with segments on VPN ports, VPN
+    stream starts, IP options, fragments, truncated frames, ESP between, timestamps going back,
+    and the flow and view bounds reached."""
+    from pcapvpn.track import inner
+
+    if limits == "flows":
+        monkeypatch.setattr(inner, "MAX_PLAIN_FLOWS", 37)
+    elif limits == "views":
+        monkeypatch.setattr(inner, "MAX_VIEWS", 1)
+    elif limits == "views2":  # the bound reached in the middle of the capture
+        monkeypatch.setattr(inner, "MAX_VIEWS", 2)
+    rng = random.Random(20261206 + link)
+    path = write(tmp_path, "lane.pcap", pcap_bytes(_lane_frames(rng, link), linktype=link))
+    calls = []
+    real = inner.PlainTracker.plain_tcp
+
+    def counted(self, fidx, linktype, ifaces, buf, run):
+        calls.append(len(run["ts"]))
+        return real(self, fidx, linktype, ifaces, buf, run)
+
+    monkeypatch.setattr(inner.PlainTracker, "plain_tcp", counted)
+    from pcapvpn.analysis import Options, run
+    from pcapvpn.report import render
+
+    want = run([str(path)], Options(batch=False))
+    assert not calls
+    for chunk in (None, 4096):
+        _chunk(monkeypatch, chunk)
+        got = run([str(path)], Options(batch=True))
+        assert sum(calls) > 500  # the lane took most of the plaintext
+        assert render(got.report, "json") == render(want.report, "json")
+        assert _plain_state(got) == _plain_state(want)
+        calls.clear()

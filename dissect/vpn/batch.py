@@ -34,7 +34,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here: sk
 import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view as windows  # noqa: E402
 
-__all__ = ["EspBatch", "WINDOW", "classify"]
+from .openvpn import CLIENT_RESETS  # noqa: E402
+from .tcpencap import IKETCP_PREFIX  # noqa: E402
+
+__all__ = ["EspBatch", "LINKTYPES", "WINDOW", "classify", "plain_tcp"]
 
 #: bytes read per record, from 2 bytes before the 16-byte pcap record header: so that the IP
 #: header (frame offset 14) starts 8-byte aligned in the row; up to IP offset 56 (IPv6 40 + UDP 8
@@ -45,6 +48,13 @@ LEAD = 2
 SLACK = WINDOW + 8  # a window read past up to two VLAN tags
 
 _H = 18  # frame offset 0 in the window
+
+#: link types :func:`classify` reads, and how many bytes their link header is longer than
+#: Ethernet's 14: the window is read that much further on, so that the IP header sits where
+#: Ethernet's does (Linux cooked SLL: 16 bytes, protocol at 14; SLL2: 20 bytes, protocol at 0;
+#: as :func:`dissect.vpn.fast.esp_cooked_at`)
+_SHIFT = {1: 0, 113: 2, 276: 6}
+LINKTYPES = frozenset(_SHIFT)
 
 
 class EspBatch:
@@ -105,7 +115,7 @@ def field(block, off, dtype):
 
 
 def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
-             ipv6: bool = True, ts=None, eth=None, fields=None):
+             ipv6: bool = True, ts=None, eth=None, fields=None, linktype: int = 1):
     """Classify the classic-pcap records starting at ``offsets`` in ``buf`` (a buffer holding
     ``LEAD`` bytes before the first offset and ``SLACK`` bytes after the last; bytes after a
     record's end are read but never trusted).
@@ -125,7 +135,11 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
 
     ``fields``: a dict that receives header fields read on the way - ``frac`` (int64, the
     fraction of a second of each classic pcap record; not with ``ts``) - so that a caller checking
-    them reads no record twice.
+    them reads no record twice - and ``words``, the rows as read, for :func:`plain_tcp`.
+
+    ``linktype``: of every record (:data:`LINKTYPES`): Ethernet, or Linux cooked SLL / SLL2
+    (``tcpdump -i any``), whose ESP is recognised in the same shapes behind its longer header
+    (VLAN tags only behind Ethernet).
     """
     o = np.array(offsets, dtype=np.int64)
     o -= LEAD
@@ -151,15 +165,28 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
     if fields is not None and frac is not None:
         fields["frac"] = frac
     arr = np.frombuffer(buf, dtype=np.uint8)
-    w = _words(block)
-    et = w[7] & 0xFFFF  # frame bytes 12-13
-    if eth is not None:
-        et[~eth] = 0  # not Ethernet: neither ESP of a common shape nor inert
-    r = _shapes(w, block, cap, et, ipv6)
-    # 802.1Q / 802.1ad tags (one or two): the same shapes 4 or 8 bytes on (mirror ports are
-    # often trunks); the general decoder peels them and makes the same events
-    tagged = np.isin(et, _TAGS)
-    if tagged.any():
+    shift = _SHIFT[linktype]
+    if shift:
+        # the IP header where Ethernet's is: the window ``shift`` bytes on
+        blk = windows(arr, WINDOW)[o + shift]
+        w = _words(blk)
+        # the protocol field: SLL2 frame bytes 0-1 (word 3, high half), SLL 14-15 (word 7)
+        et = w[3] >> 16 if linktype == 276 else w[7] & 0xFFFF
+        r = _shapes(w, blk, cap - shift, et, ipv6)
+        tagged = None
+    else:
+        blk = block
+        w = _words(block)
+        et = w[7] & 0xFFFF  # frame bytes 12-13
+        if eth is not None:
+            et[~eth] = 0  # not Ethernet: neither ESP of a common shape nor inert
+        r = _shapes(w, block, cap, et, ipv6)
+        # 802.1Q / 802.1ad tags (one or two): the same shapes 4 or 8 bytes on (mirror ports
+        # are often trunks); the general decoder peels them and makes the same events
+        tagged = np.isin(et, _TAGS)
+    if fields is not None:
+        fields["words"] = (w, blk)  # for plain_tcp: the same rows, read once
+    if tagged is not None and tagged.any():
         inner = np.where(np.isin(w[8] & 0xFFFF, _TAGS), 8, 4)
         inner[np.isin(w[8] & 0xFFFF, _TAGS) & np.isin(w[9] & 0xFFFF, _TAGS)] = 0  # 3 tags: no
         for shift in (4, 8):
@@ -281,4 +308,94 @@ def _shapes(w, block, cap, et, ipv6):
     r["inert"] = inert & ~fast4 if r["fast6"] is None else inert & ~(fast4 | r["fast6"])
     for key in ("src6", "dst6", "sport6", "dport6", "spi6", "seq6", "length6"):
         r.setdefault(key, None)
+    return r
+
+
+#: ARPHRD_NETLINK (linux/if_arp.h): cooked frames of it carry no IP (dissect.vpn.link)
+_NETLINK = 824
+_IKETCP = np.frombuffer(IKETCP_PREFIX, dtype=np.uint8)
+_RESETS = np.array(sorted(CLIENT_RESETS), dtype=np.uint8)
+
+
+def _stream_start(blk, hlen, plen):
+    """Per row (of ``blk``, or ``blk = (block, rows)``): the TCP payload may start a VPN stream on any port - the IKETCP prefix or an
+    RFC 9329 frame (a Length of 34 or more, bytes 2-5 zero: :func:`dissect.vpn.tcpencap.probe`
+    decides), or an OpenVPN client hard reset (:func:`dissect.vpn.openvpn.tcp_stream_start`'s
+    length and opcode) - or the payload is shorter than 6 bytes or its first 6 lie beyond the
+    window.  A superset: False means neither can be."""
+    p = 52 + hlen  # the payload in the window (the IP header at 32)
+    inwin = p + 6 <= WINDOW
+    idx = np.minimum(p, WINDOW - 6)[:, None] + np.arange(6)
+    if isinstance(blk, tuple):  # (the chunk's rows, which of them)
+        b = blk[0][blk[1][:, None], idx]
+    else:
+        b = np.take_along_axis(blk, idx, axis=1)
+    ln = b[:, 0].astype(np.int64) << 8 | b[:, 1]
+    # an RFC 9329 frame of IKE: Length >= 6 + the 28-byte IKE header, then the non-ESP marker
+    iketcp = (b == _IKETCP).all(axis=1) | ((b[:, 2:6] == 0).all(axis=1) & (plen >= 34)
+                                          & (ln >= 34))
+    ovpn = ((plen >= 16) & (ln >= 14) & (ln <= 1600) & ((b[:, 2] & 7) == 0)
+            & np.isin(b[:, 2] >> 3, _RESETS))
+    return (plen > 0) & (~inwin | (plen < 6) | iketcp | ovpn)
+
+
+def plain_tcp(buf, offsets, linktype: int, cap, ports=(), words=None, rows=None):
+    """The TCP headers of records that are not ESP (``offsets`` and ``cap`` as for
+    :func:`classify`: record positions in ``buf``, captured lengths), read for all of them at
+    once - so that plaintext TCP (a tunnel interface, web traffic beside a tunnel) is decoded
+    once, here, and not frame by frame.
+
+    The shape: ``linktype`` Ethernet II (no VLAN tag) or Linux cooked SLL / SLL2 (not netlink),
+    IPv4 without options, not a fragment, protocol TCP with its whole header (options included)
+    inside the IP total length and the captured bytes - what
+    :func:`dissect.vpn.link.decode_frame` and :func:`dissect.vpn.ip.decode_tcp` decode without
+    error, on none of ``ports`` (either side).  Returns a dict of arrays, one entry per
+    record: ``ok`` (the shape), ``src``/``dst``
+    (``uint32``, the address as a big-endian integer), ``sport``, ``dport``, ``seq``, ``ack``,
+    ``flags`` (the 12 bits after the data offset), ``l4``, ``poff`` and ``end`` (frame offsets
+    of the TCP header, the payload and the end of the IP payload), ``start`` (the payload may
+    start IKE/ESP or OpenVPN over TCP: the caller checks it), and for cooked frames
+    ``ifindex`` (-1 for SLL), ``hatype`` and ``pkttype`` (as
+    :func:`dissect.vpn.link.cooked_header`).  Meaningful only where ``ok``.
+
+    ``words``, ``rows``: :func:`classify`'s ``fields["words"]`` of the chunk these records are
+    rows ``rows`` of (nothing is read again), or None (read them at ``offsets``)."""
+    shift = _SHIFT[linktype]
+    if words is not None:
+        w = words[0][:, rows]
+        blk = (words[1], rows)
+        n = len(rows)
+    else:
+        o = np.array(offsets, dtype=np.int64)
+        o += shift - LEAD
+        blk = windows(np.frombuffer(buf, dtype=np.uint8), WINDOW)[o]
+        w = _words(blk)
+        n = len(o)
+    cap = np.asarray(cap, dtype=np.int64)
+    ip0, ip1 = w[8], w[9]
+    hdr = 14 + shift
+    endf = np.minimum((ip0 & 0xFFFF).astype(np.int64) + hdr, cap)
+    tcp12 = w[16] >> 16  # TCP bytes 12-13: data offset, flags
+    hlen = ((tcp12 >> 12) << 2).astype(np.int64)
+    l4 = hdr + 20
+    et = w[3] >> 16 if linktype == 276 else w[7] & 0xFFFF
+    ok = ((et == 0x0800) & ((ip0 >> 24) == 0x45) & ((ip1 & 0x3FFF) == 0)
+          & (((w[10] >> 16) & 0xFF) == 6) & (cap >= l4 + 20) & (hlen >= 20)
+          & (l4 + hlen <= endf))
+    r = {"ok": ok, "src": w[11], "dst": w[12], "sport": w[13] >> 16, "dport": w[13] & 0xFFFF,
+         "seq": w[14], "ack": w[15], "flags": tcp12 & 0x0FFF, "l4": l4, "poff": l4 + hlen,
+         "end": endf, "start": _stream_start(blk, hlen, endf - l4 - hlen)}
+    if linktype == 276:
+        r["ifindex"] = w[4]
+        r["hatype"] = w[5] >> 16
+        r["pkttype"] = (w[5] >> 8) & 0xFF
+    elif linktype == 113:
+        r["ifindex"] = np.full(n, -1, dtype=np.int64)
+        r["hatype"] = w[4] & 0xFFFF
+        r["pkttype"] = w[4] >> 16
+    if shift:
+        ok &= r["hatype"] != _NETLINK
+    if len(ports):
+        pa = np.array(sorted(ports), dtype=np.uint32)
+        ok &= ~(np.isin(r["sport"], pa) | np.isin(r["dport"], pa))
     return r

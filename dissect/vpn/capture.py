@@ -410,7 +410,8 @@ class _Reader:
         capture needs to find record boundaries."""
         raise NotImplementedError
 
-    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None):
+    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None,
+             on_tcp=None):
         """Push every record instead of yielding it (the analysis hot path).
 
         Ethernet frames carrying ESP or UDP-4500 ESP of the common shape
@@ -424,7 +425,7 @@ class _Reader:
         linktype -> frames).  ``on_checkpoint(number, offset)`` is called for every
         ``every``-th record (``every`` a power of two) so that frames can be found again later.
 
-        This generic version rides on :meth:`records` and ignores ``on_batch``;
+        This generic version rides on :meth:`records` and ignores ``on_batch`` and ``on_tcp``;
         :class:`PcapReader` has a copy-free one, and a batched one for ``on_batch``.
         """
         mask = every - 1 if on_checkpoint is not None else -1
@@ -690,19 +691,31 @@ class PcapReader(_Reader):
             if self._pending is not None:
                 self._settle(buf, 0, n)
 
-    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None):
+    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None,
+             on_tcp=None):
         """Copy-free :meth:`_Reader.walk`: ESP of the common shape is recognised where it lies
         in the read buffer, so no bytes object or tuple is made for it.
 
-        With ``on_batch`` (Ethernet captures): a chunk of records at a time, ESP of the common
-        shapes recognised with array operations (:mod:`dissect.vpn.batch`) and handed over as
-        :class:`~dissect.vpn.batch.EspBatch` objects — ``on_batch(tag, batch)`` — instead of one
-        ``on_esp`` call per packet.  Every other record goes to ``on_frame`` as without it, in
-        file order; ESP pending from the same chunk is delivered first unless the record is
-        inert for ESP (:func:`dissect.vpn.batch.classify`), so each SA sees its packets in order.
+        With ``on_batch`` (Ethernet and Linux cooked captures): a chunk of records at a time, ESP
+        of the common shapes recognised with array operations (:mod:`dissect.vpn.batch`) and
+        handed over as :class:`~dissect.vpn.batch.EspBatch` objects — ``on_batch(tag, batch)`` —
+        instead of one ``on_esp`` call per packet.  Every other record goes to ``on_frame`` as
+        without it, in file order; ESP pending from the same chunk is delivered first unless the
+        record is inert for ESP (:func:`dissect.vpn.batch.classify`), so each SA sees its packets
+        in order.  With ``on_tcp = (ports, fn)`` too, runs of records that are IPv4 TCP of the
+        common shape (:func:`dissect.vpn.batch.plain_tcp`) on none of ``ports`` and whose
+        payload cannot start a VPN stream go to ``fn(tag, linktype, ifaces, buf, run)``
+        instead, their TCP headers decoded: ``run`` maps ``number``, ``ts``, ``src``, ``dst``,
+        ``seq``, ``ack``, ``flags``, ``frame``, ``poff`` (the last two offsets: the frame in
+        ``buf``, the payload in the frame; the TCP header is at frame + the int ``l4``) each to
+        a list, and ``arrays`` to numpy arrays of ``src``, ``dst`` (``uint32``), ``sport``,
+        ``dport``, ``poff``, ``end`` (the IP payload's end in the frame) and for Linux cooked
+        frames ``ifindex``, ``hatype``, ``pkttype`` (``buf`` is only valid during the call).  ``fn``
+        returns True when it took the run as plaintext (no ESP event can come of it: ESP
+        pending from the chunk may wait), False to have its records go to ``on_frame``.
         """
-        if on_batch is not None and self.linktype == 1:
-            self._walk_batch(tag, on_batch, on_frame, on_checkpoint, every)
+        if on_batch is not None and self.linktype in _BATCH_LINKTYPES:
+            self._walk_batch(tag, on_batch, on_frame, on_checkpoint, every, on_tcp)
             return
         self._begin()
         mask = every - 1 if on_checkpoint is not None else -1
@@ -813,9 +826,13 @@ class PcapReader(_Reader):
             self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder,
                                           {lt: frames} if frames else {})
 
-    def _walk_batch(self, tag, on_batch, on_frame, on_checkpoint, every):
+    def _walk_batch(self, tag, on_batch, on_frame, on_checkpoint, every, on_tcp=None):
         self._begin()
         bt = _Batcher(self, tag, on_batch, on_frame, on_checkpoint, every)
+        lt = self.linktype
+        bt.on_tcp = on_tcp
+        bt.tcp_lt = lt
+        cooked = lt in COOKED_LINKTYPES
         np = bt.np
         classify = bt.vec.classify
         caplen_at = struct.Struct(self.byteorder + "8xI").unpack_from
@@ -864,7 +881,8 @@ class PcapReader(_Reader):
                     if not offs:
                         break
                     got = {}
-                    res = classify(buf, offs, order, nanosecond, bt.number, fields=got)
+                    res = classify(buf, offs, order, nanosecond, bt.number, fields=got,
+                                   linktype=lt)
                     cap = res[1]
                     frac = got["frac"]
                     k = len(offs)
@@ -890,12 +908,15 @@ class PcapReader(_Reader):
                             need = 32 + int(cap[j])  # read on: the header after it tells
                         pos = offs[j]
                         k = j
+                    bt.words = got.get("words")
+                    if cooked and k:
+                        self._cook_batch(buf, offs[:k] if k < len(offs) else offs, cap[:k], np)
                     empty = np.flatnonzero((cap[:k] == 0) & (res[0][:k] == 0))
                     if len(empty):
                         self._with_empty(bt, offs, k, res, empty, buf, n)
                     elif k:
                         bt.push(offs if k == len(offs) else offs[:k], 16,
-                                res if k == len(offs) else _part(res, 0, k, np), 1)
+                                res if k == len(offs) else _part(res, 0, k, np), lt)
                     if corrupt is not None or need is not None or not full:
                         break
                 if corrupt is None and need is None and pos + 16 <= n:
@@ -924,6 +945,30 @@ class PcapReader(_Reader):
         finally:
             self.walk_stats = bt.stats()
 
+    def _cook_batch(self, buf, offs, cap, np):
+        """:meth:`_Reader._cook` for the records at ``offs`` (``cap``: their captured lengths),
+        counted in the order their keys are first seen, as one record at a time would."""
+        if self.linktype == 276:
+            a = np.frombuffer(buf, dtype=np.uint8)
+            o = np.asarray(offs, dtype=np.int64)
+            sel = o[cap >= 20] + 16
+            ifx = (a[sel + 4].astype(np.int64) << 24 | a[sel + 5].astype(np.int64) << 16
+                   | a[sel + 6].astype(np.int64) << 8 | a[sel + 7])
+            key = ifx << 8 | a[sel + 10]
+        else:
+            a = np.frombuffer(buf, dtype=np.uint8)
+            o = np.asarray(offs, dtype=np.int64)
+            sel = o[cap >= 16] + 16
+            key = a[sel].astype(np.int64) << 8 | a[sel + 1]
+        if not len(key):
+            return
+        vals, first, counts = np.unique(key, return_index=True, return_counts=True)
+        ck = self.cooked
+        for i in np.argsort(first, kind="stable").tolist():
+            v = int(vals[i])
+            k = (0, v >> 8, v & 0xFF) if self.linktype == 276 else (0, None, v)
+            ck[k] = ck.get(k, 0) + int(counts[i])
+
     def _with_empty(self, bt, offs, k, res, empty, buf, n):
         """Hand over the first ``k`` records at ``offs``, some of them empty (positions
         ``empty``): the others in runs, the empty ones noted as damage (numbered)."""
@@ -933,13 +978,13 @@ class PcapReader(_Reader):
         for run in np.split(empty, starts):
             a, b = int(run[0]), int(run[-1]) + 1
             if a > i:
-                bt.push(offs[i:a], 16, _part(res, i, a, np), 1)
+                bt.push(offs[i:a], 16, _part(res, i, a, np), self.linktype, row0=i)
             end = offs[b - 1] + 16
             self._empty(bt.base + offs[a], bt.last, buf, end, n, b - a)
             bt.skip(b - a, bt.base + offs[a], 16)
             i = b
         if i < k:
-            bt.push(offs[i:k], 16, _part(res, i, k, np), 1)
+            bt.push(offs[i:k], 16, _part(res, i, k, np), self.linktype, row0=i)
 
 
 class _Corrupt(Exception):
@@ -972,6 +1017,8 @@ class _Order:
 _LE = _Order("<")
 _BE = _Order(">")
 _COOKED_ARR = sorted(COOKED_LINKTYPES)
+#: link types of classic pcap files read a chunk at a time (dissect.vpn.batch.LINKTYPES)
+_BATCH_LINKTYPES = frozenset((1, 113, 276))
 # the block types a reader knows (those that may also start a chain: dissect.vpn.chain); a block
 # of another type is skipped only when a block follows it, at most this long
 KNOWN_BLOCKS = frozenset((_SHB, _B_IDB, _B_PB, _B_SPB, _B_NRB, _B_ISB, _B_EPB, _B_DSB)) | \
@@ -1301,7 +1348,8 @@ class PcapngReader(_Reader):
         # NRB, DSB, unknown and local blocks: skipped
         return None
 
-    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None):
+    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None,
+             on_tcp=None):
         """:meth:`_Reader.walk`; with ``on_batch``, runs of enhanced packet blocks are read and
         classified a chunk at a time as :class:`PcapReader` does (every other block one at a
         time by the rules of :meth:`records`)."""
@@ -1712,6 +1760,12 @@ class _Batcher:
         self.on_frame = on_frame
         self.on_checkpoint = on_checkpoint
         self.every = every
+        #: IPv4 TCP of the common shape with its header decoded (PcapReader.walk's ``on_tcp``),
+        #: and the link type of the records (one for the file); None: on_frame only
+        self.on_tcp = None
+        self.tcp_lt = None
+        #: the rows of the chunk being handed over, as classify read them (fields["words"])
+        self.words = None
         self.number = 0
         self.nbytes = 0
         self.trunc = 0
@@ -1780,11 +1834,12 @@ class _Batcher:
                 self.on_checkpoint(num, first + (num - number - 1) * step)
         self.number = number + count
 
-    def push(self, offs, skip, res, lt, ifs=0):
+    def push(self, offs, skip, res, lt, ifs=0, row0=0):
         """Hand over the records at ``offs`` (positions in ``buf``; the frame ``skip`` bytes on),
         classified (``res``: :func:`dissect.vpn.batch.classify`); ``lt`` their linktype (an int,
         or an array per record); ``ifs`` their global interface index (the same: an int or an
-        array)."""
+        array); ``row0``: the first record's row in the classification of its chunk
+        (``words``, read again by the TCP lane)."""
         np = self.np
         ts, cap, wire, other, inert, b4, b6 = res
         k = len(offs)
@@ -1845,16 +1900,78 @@ class _Batcher:
             # an inert record earlier than something before it: ESP pending before it may carry
             # the latest time so far, which the decoder's fragment clock must have seen first
             inert = inert & (ts[other] >= cm[other])
-            for r, t, c, w, quiet, ltr, ifr in zip(other.tolist(), ts[other].tolist(),
-                                                   cap[other].tolist(), wire[other].tolist(),
-                                                   inert.tolist(), lts_o, ifs_o):
-                if not quiet:
-                    flush(r)
-                o = offs[r] + skip
-                on_frame(tag, number + r + 1, t, ltr, bytes(mv[o:o + c]), w, base + offs[r],
-                         ifr)
+            on_tcp = self.on_tcp
+            if on_tcp is not None and skip == 16 and isinstance(lt, int):
+                self._push_tcp(offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush, row0)
+            else:
+                for r, t, c, w, quiet, ltr, ifr in zip(other.tolist(), ts[other].tolist(),
+                                                       cap[other].tolist(), wire[other].tolist(),
+                                                       inert.tolist(), lts_o, ifs_o):
+                    if not quiet:
+                        flush(r)
+                    o = offs[r] + skip
+                    on_frame(tag, number + r + 1, t, ltr, bytes(mv[o:o + c]), w,
+                             base + offs[r], ifr)
             flush(-1)
         self.number = number + k
+
+    def _push_tcp(self, offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush, row0=0):
+        """The loop of :meth:`push` over the records ``other`` that are not ESP: runs of IPv4
+        TCP segments of the common shape (:func:`dissect.vpn.batch.plain_tcp`) on none of the
+        ports of ``on_tcp`` and whose payload cannot start a VPN stream go to ``on_tcp`` a run at
+        a time; the rest, and runs ``on_tcp`` declines, to ``on_frame``.  A run ``on_tcp`` takes
+        is plaintext, which makes no ESP event (inert: pending ESP may wait)."""
+        np = self.np
+        tag, number, base, mv = self.tag, self.number, self.base, self.mv
+        on_frame = self.on_frame
+        ports, run_tcp = self.on_tcp
+        oo = offs[other] if isinstance(offs, np.ndarray) else [offs[r] for r in other.tolist()]
+        caps = cap[other]
+        f = self.vec.plain_tcp(self.buf, oo, self.tcp_lt, caps, ports, self.words,
+                               other + row0 if self.words is not None else None)
+        lane = f["ok"] & ~f["start"]
+        others = other.tolist()
+        tso = ts[other].tolist()
+        capo = caps.tolist()
+        wireo = wire[other].tolist()
+        quiet = inert.tolist()
+        oo = list(oo) if not isinstance(oo, list) else oo
+        # runs of lane records: [a, b) positions in ``other``
+        edges = np.flatnonzero(np.diff(np.concatenate(([False], lane, [False])).astype(np.int8)))
+        starts, stops = edges[0::2].tolist(), edges[1::2].tolist()
+        fr = None
+        if starts:
+            fr = {k: f[k].tolist() for k in ("seq", "ack", "flags", "poff")}
+            fr["frame"] = (np.asarray(oo, dtype=np.int64) + 16).tolist()
+            arrays = [k for k in ("src", "dst", "sport", "dport", "poff", "end", "ifindex",
+                                  "hatype", "pkttype") if k in f]
+            fr["number"] = (other + (number + 1)).tolist()
+            l4 = f["l4"]
+        i = 0
+        starts.append(len(others))
+        stops.append(len(others))
+        for a, b in zip(starts, stops):
+            for x in range(i, a):  # records between the runs: one at a time
+                r = others[x]
+                if not quiet[x]:
+                    flush(r)
+                o = oo[x] + 16
+                on_frame(tag, number + r + 1, tso[x], lts_o[x], bytes(mv[o:o + capo[x]]),
+                         wireo[x], base + oo[x], ifs_o[x])
+            if a >= b:
+                break
+            run = {k: v[a:b] for k, v in fr.items()}
+            run["l4"] = l4
+            run["ts"] = tso[a:b]
+            run["arrays"] = {k: f[k][a:b] for k in arrays}
+            if not run_tcp(tag, self.tcp_lt, ifs_o[a:b], self.buf, run):
+                for x in range(a, b):
+                    r = others[x]
+                    flush(r)
+                    o = oo[x] + 16
+                    on_frame(tag, number + r + 1, tso[x], lts_o[x], bytes(mv[o:o + capo[x]]),
+                             wireo[x], base + oo[x], ifs_o[x])
+            i = b
 
     def one(self, rec):
         """A record read one at a time (a ``records()`` tuple)."""

@@ -9,6 +9,7 @@ end of the capture.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from dissect.vpn.ip import IpProto, icmp_too_big
@@ -207,15 +208,19 @@ def parent(name: str) -> str | None:
     return name.split(".", 1)[1] if name and "." in name else None
 
 
+_WIDE = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("172.16.0.0/12"))
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def ip_net(ipver, addr: bytes):
     """The network a destination is assumed to share with its neighbours: /16 for 10/8 and
-    172.16/12, /24 for the rest of IPv4, /64 for IPv6."""
+    172.16/12, /24 for the rest of IPv4, /64 for IPv6.  (Cached: a capture's flows name the
+    same addresses again and again; networks are immutable.)"""
     a = ipaddress.ip_address(addr)
     if ipver == 6:
-        return ipaddress.ip_network(f"{a}/64", strict=False)
-    if a in ipaddress.ip_network("10.0.0.0/8") or a in ipaddress.ip_network("172.16.0.0/12"):
-        return ipaddress.ip_network(f"{a}/16", strict=False)
-    return ipaddress.ip_network(f"{a}/24", strict=False)
+        return ipaddress.IPv6Network((a, 64), strict=False)
+    return ipaddress.IPv4Network((a, 16 if a in _WIDE[0] or a in _WIDE[1] else 24),
+                                 strict=False)
 
 
 #: a segment this small always fits a tunnel (IPv6 minimum MTU 1280 minus headers and ESP)

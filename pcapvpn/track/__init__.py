@@ -94,6 +94,7 @@ class Tracker(NullSink):
         #: ESP: the one inner model (``interfaces``: file index -> the reader's interfaces)
         self.plain_tracker = PlainTracker(interfaces)
         self.plain = self.plain_tracker.plain
+        self.plain_tcp = self.plain_tracker.plain_tcp
         self.link_other = self.plain_tracker.link_other
         if self.keys is not None and (self.keys.esp or self.keys.esp_all):
             from pcapvpn.track.inner import InnerTracker

@@ -706,6 +706,136 @@ class PlainTracker:
             return
         self.packet(v, ts, ref, net, data, pkt)
 
+    def plain_tcp(self, fidx, linktype, ifaces, data, run):
+        """:meth:`plain` for a run of IPv4 TCP segments of file ``fidx`` whose headers the reader
+        decoded already (:meth:`dissect.vpn.capture.PcapReader.walk`'s ``on_tcp``): the same
+        facts, without decoding them again.  The packets of one direction of a conversation on
+        one view are counted together (views and flows are made in the order their first
+        packets came, as one packet at a time would); the sequence bookkeeping
+        (:meth:`_seqs`) goes packet by packet, in capture order.  A run that may reach the
+        bound on views (several interfaces would share the last view) goes packet by packet
+        through :meth:`plain`."""
+        import numpy as np
+
+        a = run["arrays"]
+        n = len(run["ts"])
+        cooked = "ifindex" in a
+        ifx = np.asarray(ifaces, dtype=np.int64)
+        # one group per view and direction: (iface, SLL2 index, ARPHRD, addresses, ports);
+        # stable sort, so each group lists its packets in capture order
+        k1 = a["src"].astype(np.uint64) << np.uint64(32) | a["dst"].astype(np.uint64)
+        k2 = (a["sport"].astype(np.uint64) << np.uint64(16) | a["dport"].astype(np.uint64)
+              | (ifx.astype(np.uint64) << np.uint64(32)))
+        keys = [k1, k2]
+        if cooked:
+            keys.append(a["ifindex"].astype(np.uint64) << np.uint64(16)
+                        | a["hatype"].astype(np.uint64))
+        order = np.lexsort(keys[::-1])
+        new = np.ones(n, dtype=bool)
+        diff = np.zeros(n - 1, dtype=bool)
+        for k in keys:
+            sk = k[order]
+            diff |= sk[1:] != sk[:-1]
+        new[1:] = diff
+        starts = np.flatnonzero(new)
+        gid = np.cumsum(new) - 1
+        inv = np.empty(n, dtype=np.int64)
+        inv[order] = gid
+        first = order[starts]                       # each group's first packet
+        bounds = np.append(starts, n).tolist()
+        plen = np.maximum(a["end"] - a["poff"], 0)
+        nbytes = np.bincount(inv, weights=plen, minlength=len(starts)).astype(np.int64).tolist()
+        orderl = order.tolist()
+        tsl = run["ts"]
+        nums = run["number"]
+        flagsl = run["flags"]
+        # per group only (its first packet): addresses, ports, cooked header
+        firstl = first.tolist()
+        gsrc = a["src"][first].tolist()
+        gdst = a["dst"][first].tolist()
+        gsport = a["sport"][first].tolist()
+        gdport = a["dport"][first].tolist()
+        views = self.views
+        if cooked:
+            cks = list(zip(a["ifindex"][first].tolist(), a["hatype"][first].tolist(),
+                           a["pkttype"][first].tolist()))
+            vkeys = {(fidx, ifaces[i], c[0], c[1]) for i, c in zip(firstl, cks)}
+            # packets sent / received per group (linux/if_packet.h PACKET_OUTGOING, _HOST)
+            pk = a["pkttype"]
+            gout = np.bincount(inv, weights=pk == 4, minlength=len(starts)).tolist()
+            gin = np.bincount(inv, weights=pk == 0, minlength=len(starts)).tolist()
+        else:
+            vkeys = {(fidx, ifaces[i], -1, -1) for i in firstl}
+        if len(views) + len(vkeys - views.keys()) > MAX_VIEWS:
+            self._plain_tcp_each(fidx, linktype, ifaces, data, run)
+            return
+        gplen = plen[first].tolist()
+        flows_of = [None] * len(starts)
+        dirs = [0] * len(starts)
+        last_of = []  # (last position, view, flow) per group
+        for g in np.argsort(first, kind="stable").tolist():
+            i = firstl[g]
+            lo, hi = bounds[g], bounds[g + 1]
+            m = hi - lo
+            iface = ifaces[i]
+            ck = cks[g] if cooked else None
+            key = (fidx, iface, ck[0], ck[1]) if cooked else (fidx, iface, -1, -1)
+            v = views.get(key)
+            if v is None:
+                v = self._view((fidx, nums[i]), iface, linktype, ck)
+            pkt = ck[2] if cooked else -1
+            if cooked:
+                v.outgoing += int(gout[g])
+                v.incoming += int(gin[g])
+            v.packets += m
+            if v.first_ts is None:
+                v.first_ts = tsl[i]
+            fl = flagsl[i]
+            # the group's first packet goes through _flow (which may open the flow), the
+            # others are counted with it
+            f, d = self._flow(v, tsl[i], (fidx, nums[i]), 4, 6, gsrc[g].to_bytes(4, "big"),
+                              gsport[g], gdst[g].to_bytes(4, "big"), gdport[g], gplen[g], pkt,
+                              (not fl & _ACK) if fl & _SYN else None)
+            last_of.append((orderl[hi - 1], v, f))
+            if f is None:
+                self.flows_dropped += m - 1
+                continue
+            flows_of[g] = f
+            dirs[g] = d
+            if m > 1:
+                pos = orderl[lo + 1:hi]
+                f.pkts[d] += m - 1
+                f.bytes[d] += nbytes[g] - gplen[g]
+                f.last[d] = tsl[pos[-1]]
+                refs = f.refs[d]
+                for p in pos[:MAX_REFS - len(refs)]:
+                    refs.append((fidx, nums[p]))
+        # the last packet of each view and flow in the run sets their last-seen times
+        last_of.sort(key=lambda x: x[0])
+        for p, v, f in last_of:
+            v.last_ts = tsl[p]
+            if f is not None:
+                f.last_ts = tsl[p]
+        # (no DNS here: the reader leaves port 53 to the general path)
+        invl = inv.tolist()
+        self._seqs(fidx, data, run["l4"], flows_of, dirs, zip(
+            invl, tsl, nums, run["seq"], run["ack"], flagsl, run["frame"], run["poff"],
+            plen.tolist()))
+
+    def _plain_tcp_each(self, fidx, linktype, ifaces, data, run):
+        """:meth:`plain_tcp` one packet at a time (:meth:`plain`)."""
+        a = run["arrays"]
+        cooked = "ifindex" in a
+        cks = (zip(a["ifindex"].tolist(), a["hatype"].tolist(), a["pkttype"].tolist())
+               if cooked else [None] * len(ifaces))
+        l4 = run["l4"]
+        for num, ts, iface, ck, src, dst, sport, dport, fo, end in zip(
+                run["number"], run["ts"], ifaces, cks, a["src"].tolist(), a["dst"].tolist(),
+                a["sport"].tolist(), a["dport"].tolist(), run["frame"], a["end"].tolist()):
+            self.plain((fidx, num), ts, iface, linktype, ck,
+                       (4, src.to_bytes(4, "big"), dst.to_bytes(4, "big"), 6, sport, dport,
+                        fo + l4, fo + end, 0, False), data)
+
     def link_other(self, ref, ts, iface, linktype, cooked, data):
         lp = _arp.link_payload(linktype, data)
         if lp is None or lp[0] != _arp.ETHERTYPE_ARP:
@@ -800,66 +930,86 @@ class PlainTracker:
 
     def _tcp(self, v, ts, ref, ipver, src, dst, data, l4off, end, pkttype):
         sport, dport, seq, ack, flags, poff = _ip.decode_tcp(data, l4off, end)
-        syn = flags & _SYN
-        opener = None
-        if syn:
-            opener = not flags & _ACK
+        self._segment(v, ts, ref, ipver, src, dst, sport, dport, seq, ack, flags, data, l4off,
+                      poff, end, pkttype)
+
+    def _segment(self, v, ts, ref, ipver, src, dst, sport, dport, seq, ack, flags, data, l4off,
+                 poff, end, pkttype):
+        """A TCP segment, its header decoded (:func:`dissect.vpn.ip.decode_tcp`)."""
         plen = end - poff if end > poff else 0
-        f, d = self._flow(v, ts, ref, ipver, 6, src, sport, dst, dport, plen, pkttype, opener)
+        f, d = self._flow(v, ts, ref, ipver, 6, src, sport, dst, dport, plen, pkttype,
+                          (not flags & _ACK) if flags & _SYN else None)
         if f is None:
             return
-        if syn:
-            if d == 0 and not flags & _ACK:
-                f.syn += 1
-            elif d == 1 and flags & _ACK:
-                f.synack += 1
-            if f.mss[d] is None:
-                f.mss[d] = _ip.tcp_mss(data, l4off, poff)
-            f.hi[d] = (seq + 1) & 0xFFFFFFFF
-        elif f.hi[d] is not None and 0 < ((seq - f.hi[d]) & 0xFFFFFFFF) < 0x80000000:
-            # the sender is past bytes this view never saw (lost before it, or not captured)
-            f.hole[d] += (seq - f.hi[d]) & 0xFFFFFFFF
-            if len(f.hole_refs[d]) < MAX_REFS:
-                f.hole_refs[d].append(ref)
-            f.hi[d] = seq
-        if flags & _RST and f.rst is None:
-            f.rst = (d, ts, ref)
-        if plen:
-            f.data_ts[d] = ts
-            e = (seq + plen) & 0xFFFFFFFF
-            if plen > f.maxlen[d]:
-                f.maxlen[d] = plen
-            hi = f.hi[d]
-            if hi is not None and ((hi - e) & 0xFFFFFFFF) < 0x80000000:
-                # at or below what was already sent: a retransmission
-                if plen > f.acked[d]:
-                    f.retx[d] += 1
-                    if len(f.retx_refs[d]) < MAX_REFS:
-                        f.retx_refs[d].append((ref, plen))
-            else:
-                f.hi[d] = e
-                out = f.out[d]
-                out.append((e, plen))
-                if len(out) > MAX_OUTSTANDING:
-                    del out[0]
-        if flags & _ACK:
-            o = 1 - d
-            out = f.out[o]
-            if out:
-                best = f.acked[o]
-                i = 0
-                for e, ln in out:
-                    if ((ack - e) & 0xFFFFFFFF) >= 0x80000000:
-                        break
-                    if ln > best:
-                        best = ln
-                    i += 1
-                if i:
-                    del out[:i]
-                    f.acked[o] = best
-        if sport == 53 or dport == 53:
-            if plen > 14:
-                self._dns(v, ts, ref, src, sport, dst, dport, data, poff + 2, end, True)
+        self._seqs(ref[0], data, l4off, (f,), (d,), ((0, ts, ref[1], seq, ack, flags, 0, poff,
+                                                     plen),))
+        if (sport == 53 or dport == 53) and plen > 14:
+            self._dns(v, ts, ref, src, sport, dst, dport, data, poff + 2, end, True)
+
+    @staticmethod
+    def _seqs(fidx, data, l4, flows, dirs, segs):
+        """The sequence bookkeeping of TCP segments of file ``fidx``, in capture order: ``segs``
+        yields ``(k, ts, frame number, seq, ack, flags, frame offset, payload offset, payload
+        length)``, the segment's flow ``flows[k]`` and direction ``dirs[k]`` (counted already by
+        :meth:`_flow`; flow None: not followed), the TCP header at frame offset + ``l4`` in
+        ``data``, the payload at frame offset + payload offset.  SYN (and its MSS option), holes,
+        resets, delivered and retransmitted sizes."""
+        tcp_mss = _ip.tcp_mss
+        for k, ts, num, seq, ack, flags, fo, poff, plen in segs:
+            f = flows[k]
+            if f is None:
+                continue
+            d = dirs[k]
+            hi = f.hi
+            h = hi[d]  # the highest sequence end this direction sent so far
+            if flags & _SYN:
+                if d == 0 and not flags & _ACK:
+                    f.syn += 1
+                elif d == 1 and flags & _ACK:
+                    f.synack += 1
+                if f.mss[d] is None:
+                    f.mss[d] = tcp_mss(data, fo + l4, fo + poff)
+                h = hi[d] = (seq + 1) & 0xFFFFFFFF
+            elif h is not None and 0 < ((seq - h) & 0xFFFFFFFF) < 0x80000000:
+                # the sender is past bytes this view never saw (lost before it, or not captured)
+                f.hole[d] += (seq - h) & 0xFFFFFFFF
+                if len(f.hole_refs[d]) < MAX_REFS:
+                    f.hole_refs[d].append((fidx, num))
+                h = hi[d] = seq
+            if flags & _RST and f.rst is None:
+                f.rst = (d, ts, (fidx, num))
+            if plen:
+                f.data_ts[d] = ts
+                e = (seq + plen) & 0xFFFFFFFF
+                if plen > f.maxlen[d]:
+                    f.maxlen[d] = plen
+                if h is not None and ((h - e) & 0xFFFFFFFF) < 0x80000000:
+                    # at or below what was already sent: a retransmission
+                    if plen > f.acked[d]:
+                        f.retx[d] += 1
+                        if len(f.retx_refs[d]) < MAX_REFS:
+                            f.retx_refs[d].append(((fidx, num), plen))
+                else:
+                    hi[d] = e
+                    out = f.out[d]
+                    out.append((e, plen))
+                    if len(out) > MAX_OUTSTANDING:
+                        del out[0]
+            if flags & _ACK:
+                out = f.out[1 - d]
+                if out:
+                    o = 1 - d
+                    best = f.acked[o]
+                    i = 0
+                    for e, ln in out:
+                        if ((ack - e) & 0xFFFFFFFF) >= 0x80000000:
+                            break
+                        if ln > best:
+                            best = ln
+                        i += 1
+                    if i:
+                        del out[:i]
+                        f.acked[o] = best
 
     def _icmp(self, v, ts, ref, ipver, src, dst, proto, data, off, end, pkttype):
         itype = data[off]
