@@ -486,3 +486,18 @@ def test_decode_frame_matches_tshark_on_corpus(tmp_path):
             mismatches.append((key, "ours", mine, "tshark", theirs))
     print(f"oracle: {frames} frames in {len(files)} captures, {len(mismatches)} mismatches")
     assert not mismatches, "\n".join(map(str, mismatches[:30]))
+
+
+def test_header_fields_the_inner_tracker_reads():
+    """Ports, ICMP echo id/seq, DNS ID/QR and a bare ESP SPI: read in dissect, not in track."""
+    import struct
+
+    from dissect.vpn import dns, esp, ip
+
+    assert ip.ports(b"\x00" + struct.pack("!HH", 5353, 53), 1) == (5353, 53)
+    echo = struct.pack("!BBHHH", 8, 0, 0, 0x1234, 7)
+    assert ip.icmp_echo(b"xx" + echo, 2) == (8, 0x1234, 7)
+    assert dns.message_id(struct.pack("!HH", 0xBEEF, 0x8180) + bytes(8), 0) == (0xBEEF, True)
+    assert dns.message_id(struct.pack("!HH", 1, 0x0100) + bytes(8), 0) == (1, False)
+    assert esp.esp_spi(b"\x00" + struct.pack("!I", 0xC0FFEE01), 1) == 0xC0FFEE01
+    assert esp.esp_spi(bytes(4), 0) == 0  # reserved, but a nested header is looked up anyway

@@ -20,6 +20,14 @@ QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT",
 
 _HEAD = struct.Struct("!HHHHHH").unpack_from
 _MAX_POINTERS = 16
+_ID_FLAGS = struct.Struct("!HH").unpack_from
+
+
+def message_id(data: Buffer, off: int) -> tuple[int, bool]:
+    """``(ID, QR)`` of the DNS header at ``off`` (RFC 1035 §4.1.1; QR true: a response), the
+    12-byte header checked by the caller: enough to pair a query with its answer."""
+    ident, flags = _ID_FLAGS(data, off)
+    return ident, bool(flags & 0x8000)
 
 
 def read_name(data: Buffer, off: int, end: int) -> tuple[str, int]:

@@ -10,12 +10,13 @@ import struct
 from .errors import DissectError
 from .types import Buffer
 
-__all__ = ["parse_esp", "parse_ah", "ESP_HEADER_LEN", "AH_FIXED_LEN"]
+__all__ = ["parse_esp", "parse_ah", "esp_spi", "ESP_HEADER_LEN", "AH_FIXED_LEN"]
 
 ESP_HEADER_LEN = 8   # RFC 4303 §2: SPI (4) + Sequence Number (4)
 AH_FIXED_LEN = 12    # RFC 4302 §2: NH, Payload Len, Reserved (2), SPI, Sequence Number
 
 _II = struct.Struct(">II")
+_I = struct.Struct(">I")
 _AH = struct.Struct(">BBHII")
 
 
@@ -31,6 +32,12 @@ def parse_esp(data: Buffer, off: int, end: int) -> tuple[int, int]:
     if not spi:
         raise DissectError("ESP SPI 0 is reserved (RFC 4303 §2.1)", off)
     return (spi, seq)
+
+
+def esp_spi(data: Buffer, off: int) -> int:
+    """The SPI of the ESP header at ``off`` (its first 4 bytes, checked by the caller), whatever
+    its value (a nested ESP header is looked up among the keyed SPIs)."""
+    return int(_I.unpack_from(data, off)[0])
 
 
 def parse_ah(data: Buffer, off: int, end: int) -> tuple[int, int, int, int, int]:

@@ -55,6 +55,8 @@ __all__ = [
     "decode_udp",
     "decode_tcp",
     "decode_icmp_error",
+    "ports",
+    "icmp_echo",
     "icmp_too_big",
     "icmp_unreachable_or_expired",
     "icmp_error_text",
@@ -353,6 +355,21 @@ _UNREACHABLE6 = {0: "no route to destination", 1: "administratively prohibited",
                  5: "source address failed ingress/egress policy",
                  6: "reject route to destination"}
 _FRAG_NEEDED = 4  # ICMP type 3 code 4 (RFC 1191)
+
+
+def ports(data: Buffer, off: int) -> tuple[int, int]:
+    """``(source port, destination port)`` of the TCP (RFC 9293 §3.1) or UDP (RFC 768) header
+    at ``off`` (the caller checked that 4 bytes are there)."""
+    sport, dport = _PORTS.unpack_from(data, off)
+    return sport, dport
+
+
+def icmp_echo(data: Buffer, off: int) -> tuple[int, int, int]:
+    """``(type, identifier, sequence number)`` of the ICMP (RFC 792) / ICMPv6 (RFC 4443 §4)
+    message at ``off`` (8 bytes checked by the caller); identifier and sequence mean something
+    for echo requests and replies only."""
+    ident, seq = _PORTS.unpack_from(data, off + 4)
+    return data[off], ident, seq
 
 
 def icmp_too_big(ipver: int, icmp_type: int, icmp_code: int) -> bool:

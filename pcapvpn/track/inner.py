@@ -17,9 +17,9 @@ overall (the oldest are given up), ``MAX_EVIDENCE`` unanswered ones kept as evid
 from __future__ import annotations
 
 import ipaddress
-import struct
 from collections import OrderedDict
 
+from dissect.vpn import esp as _esp
 from dissect.vpn import ip as _ip
 from dissect.vpn.errors import DissectError
 from pcapvpn import decrypt as _dec
@@ -32,7 +32,6 @@ MAX_EVIDENCE = 20
 #: an echo request / DNS query without an answer after this many seconds is unanswered
 ANSWER_TIMEOUT = 5.0
 
-_HH = struct.Struct(">HH")
 
 
 class _All:
@@ -235,8 +234,7 @@ class InnerTracker:
     # -- inner traffic ---------------------------------------------------------------------
 
     def _nested(self, sa, st, ts, ref, src, dst, pt, off, end, depth):
-        spi = _HH.unpack_from(pt, off)
-        spi = (spi[0] << 16) | spi[1]
+        spi = _esp.esp_spi(pt, off)
         if spi not in self.keyed_spis:
             return
         dec = self._inner_sas.get((dst, spi))
@@ -267,7 +265,7 @@ class InnerTracker:
                 ipver, src, dst, proto, l4off, end = sa.ipver, osrc, odst, nh, 0, n
                 sport = dport = -1
                 if nh in (6, 17) and n >= 4:
-                    sport, dport = _HH.unpack_from(pt, 0)
+                    sport, dport = _ip.ports(pt, 0)
                 t = (ipver, src, dst, proto, sport, dport, 0, n, 0, False, 0, -1)
             else:
                 return
@@ -311,8 +309,7 @@ class InnerTracker:
         # ICMP echo (RFC 792) / ICMPv6 echo (RFC 4443 §4): type, code, checksum, id, seq
         if end - off < 8:
             return
-        itype = pt[off]
-        ident, seq = _HH.unpack_from(pt, off + 4)
+        itype, ident, seq = _ip.icmp_echo(pt, off)
         req, rep = (8, 0) if proto == 1 else (128, 129)
         if itype == req:
             self.echo_requests += 1
@@ -328,8 +325,7 @@ class InnerTracker:
         # DNS header (RFC 1035 §4.1.1): ID, then QR in the top bit of the flags
         if end - off < 12:
             return
-        ident = _HH.unpack_from(pt, off)[0]
-        qr = pt[off + 2] & 0x80
+        ident, qr = _dns.message_id(pt, off)
         if not qr and dport == 53:
             self.dns_queries += 1
             self._count(sa, "dns", 0)
@@ -1015,7 +1011,7 @@ class PlainTracker:
         itype = data[off]
         req, rep = (8, 0) if proto == 1 else (128, 129)
         if itype == req or itype == rep:
-            ident = _HH.unpack_from(data, off + 4)[0]
+            ident = _ip.icmp_echo(data, off)[1]
             f, d = self._flow(v, ts, ref, ipver, proto, src, ident, dst, -1, end - off, pkttype,
                               itype == req) if itype == req else \
                 self._flow(v, ts, ref, ipver, proto, src, -1, dst, ident, end - off, pkttype,
@@ -1036,7 +1032,7 @@ class PlainTracker:
         if qproto in (1, 58):
             qsport, qdport = -1, -1
             if q[6] >= 0 and q[6] + 8 <= len(data):
-                qsport = _HH.unpack_from(data, q[6] + 4)[0]
+                qsport = _ip.icmp_echo(data, q[6])[1]
         f = v.flows.get((qproto, qsrc, qsport, qdst, qdport))
         if f is None:
             return
