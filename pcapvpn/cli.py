@@ -72,38 +72,33 @@ def _error(message) -> None:
     sys.exit(EXIT_USAGE)
 
 
-def _thresholds(overrides):
-    """``--set NAME=VALUE`` of analyze and live → Thresholds (exit 2: one line naming the valid
-    range)."""
-    from pcapvpn.thresholds import DEFAULT
-
+def _name_values(option, given, base):
+    """``OPTION NAME=VALUE`` items → ``base.with_overrides`` (exit 2: one line naming the item
+    or the valid range)."""
     items = {}
-    for o in overrides:
+    for o in given:
         k, eq, v = o.partition("=")
         if not eq:
-            _error(f"--set {o}: expected NAME=VALUE")
+            _error(f"{option} {o}: expected NAME=VALUE")
         items[k.strip()] = v.strip()
     try:
-        return DEFAULT.with_overrides(items)
+        return base.with_overrides(items)
     except ValueError as e:
-        _error(f"--set {e}")
+        _error(f"{option} {e}")
+
+
+def _thresholds(overrides):
+    """``--set NAME=VALUE`` of analyze and live → Thresholds."""
+    from pcapvpn.thresholds import DEFAULT
+
+    return _name_values("--set", overrides, DEFAULT)
 
 
 def _limits(items_given):
-    """``--limit NAME=VALUE`` of analyze → decode.Limits (exit 2: one line naming the valid
-    range)."""
+    """``--limit NAME=VALUE`` of analyze → decode.Limits."""
     from pcapvpn.decode import Limits
 
-    items = {}
-    for o in items_given:
-        k, eq, v = o.partition("=")
-        if not eq:
-            _error(f"--limit {o}: expected NAME=VALUE")
-        items[k.strip()] = v.strip()
-    try:
-        return Limits().with_overrides(items)
-    except ValueError as e:
-        _error(f"--limit {e}")
+    return _name_values("--limit", items_given, Limits())
 
 
 def _keys(paths):
