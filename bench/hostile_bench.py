@@ -27,7 +27,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -139,51 +138,9 @@ def live_child(frames_total: int, max_sas: int, seed: int) -> dict:
     """Runs in a fresh process (``--live-child``): returns the samples and the stop time."""
     from pcapvpn.live import LiveOptions, LiveSession
     from pcapvpn.report import render
-    from pcapvpn.sources import open_source
+    from mutated import MutatedCapture, lab_frames
 
-    frames = []
-    for p in sorted((REPO / "captures" / "lab").glob("*/*.pcap")):
-        src = open_source(str(p))
-        frames += [(f[3], bytes(f[4])) for f in src.frames()]
-        src.close()
-    rng = random.Random(seed)
-
-    class Mutated:
-        linktype = 1
-        name = "mutated"
-        bytes = 0
-        t = 1_700_000_000.0
-        i = 0
-
-        def read(self, out, fidx, num, max_blocks=None):
-            n = 0
-            for _ in range(2000):
-                lt, data = frames[self.i % len(frames)]
-                self.i += 1
-                b = bytearray(data)
-                r = rng.random()
-                if r < 0.5 and len(b) > 14:
-                    for _k in range(rng.randint(1, 4)):
-                        b[rng.randrange(14, len(b))] = rng.randrange(256)
-                elif r < 0.7:
-                    b = b[:rng.randrange(1, len(b) + 1)]
-                elif r < 0.85 and len(b) > 38:
-                    b[26:38] = rng.randbytes(12)
-                self.t += 0.0005
-                n += 1
-                out.append((fidx, num + n, self.t, lt, bytes(b), len(b), 0))
-            return n
-
-        def wait(self, timeout):
-            return False
-
-        def stats(self):
-            return {"received": 0, "drops": 0, "packets": 0, "truncated": 0, "interface": {}}
-
-        def close(self):
-            pass
-
-    cap = Mutated()
+    cap = MutatedCapture(lab_frames(), seed=seed, per_read=2000, step=0.0005)
     clock = [cap.t]
     s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas), [],
                     clock=lambda: clock[0], captures=[cap])
@@ -204,7 +161,7 @@ def live_child(frames_total: int, max_sas: int, seed: int) -> dict:
                             len(s.tracker.esp_tracker._sas), it.kept,
                             len(s.tracker.vpn_tracker.tunnels)))
     feed = time.perf_counter() - t0
-    cap.read = lambda out, fidx, num, max_blocks=None: 0  # the stop: nothing more arrives
+    cap.dry = True  # the stop: nothing more arrives
     w0, c0 = time.perf_counter(), time.process_time()
     res = s.finish()
     text = render(res.report, "json")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from typing import ClassVar
 
 from dissect.vpn import esp as _esp
 from dissect.vpn import fast as _fast
@@ -112,6 +113,12 @@ class Limits:
     #: NAT keepalive flows, TCP connections on VPN ports, ICMP errors and incomplete fragment
     #: sets kept, each (a few hundred bytes each; frame references per flow bounded).
     max_flows: int = 10_000
+    #: conversations of plaintext followed for the inner model (pcapvpn.track.inner: about
+    #: 2 KB each, frame references per conversation bounded); packets of further ones are
+    #: counted only.
+    plain_max_flows: int = 20_000
+    #: DNS queries of plaintext kept for the inner model (a few hundred bytes each).
+    plain_max_dns: int = 20_000
     #: decode / IKE parse errors listed with their frame (all are counted).
     max_error_samples: int = 1_000
     #: distinct decode / IKE parse error reasons counted by name (further ones are counted
@@ -122,6 +129,30 @@ class Limits:
     #: severity, the SAs, findings and notes of one tunnel); the others are counted under
     #: "omitted" in JSON.
     report_max_items: int = 1_000
+
+    #: ``pcapvpn live`` (:meth:`for_live`): the bounds that follow ``--max-sas`` S, as
+    #: ``name: (per SA, floor)``: the bound becomes ``min(value, max(floor, per SA × S))``.  A
+    #: running capture keeps only what S SAs need (their negotiation and latest exchanges, 8
+    #: IKE messages and 8 KiB of them per SA on average, one flow / fragment set / TCP
+    #: direction / plaintext conversation per SA, 8 KiB of reassembly per SA), so that its
+    #: memory levels off at a size set by S; idle and least recently active entries are
+    #: evicted to make room (``Tracker.expire``) and what was evicted is counted in the report.
+    LIVE: ClassVar[dict[str, tuple[int, int]]] = {
+        "frag_max_sets": (1, 64), "frag_max_bytes": (8192, 1 << 20),
+        "tcp_max_streams": (1, 64), "tcp_max_bytes": (8192, 1 << 20),
+        "ike_max_sas": (1, 64), "ike_max_messages": (8, 1_000),
+        "ike_max_bytes": (8192, 1 << 20), "ike_max_messages_per_sa": (0, 64),
+        "esp_max_sas": (1, 64), "vpn_max_tunnels": (1, 64), "max_flows": (1, 64),
+        "plain_max_flows": (1, 256), "plain_max_dns": (1, 256),
+    }
+
+    def for_live(self, max_sas: int) -> "Limits":
+        """The bounds of ``pcapvpn live --max-sas max_sas`` (:data:`LIVE`): never above these."""
+        import dataclasses
+
+        return dataclasses.replace(self, **{
+            name: min(getattr(self, name), max(floor, per_sa * max_sas))
+            for name, (per_sa, floor) in self.LIVE.items()})
 
     def with_overrides(self, items: dict) -> "Limits":
         """A copy with ``{name: text}`` applied (``analyze --limit NAME=VALUE``); ValueError

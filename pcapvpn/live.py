@@ -624,7 +624,11 @@ class LiveSession:
         from pcapvpn.decode import Decoder
         from pcapvpn.track import Tracker
 
+        from pcapvpn.decode import Limits
+
         self.opts = opts
+        #: the bounds of what is kept, lowered to what ``max_sas`` SAs need (Limits.for_live)
+        self.limits = (opts.limits or Limits()).for_live(opts.max_sas)
         self.sinks = list(sinks)
         self.view = view
         self.clock = clock
@@ -656,7 +660,7 @@ class LiveSession:
         if opts.points:
             from pcapvpn.track.vantage import PointTracker as Tracker  # noqa: F811
         self.tracker = Tracker(opts.thresholds, [], opts.keys, list(opts.vpn_servers),
-                               opts.limits)
+                               self.limits)
         self.names = self.tracker.names
         self.names.clear()
         if self.writer is not None:
@@ -669,7 +673,7 @@ class LiveSession:
                 name = (opts.interfaces[i] if len(opts.interfaces) == len(self.captures)
                         else self.captures[i].name)
                 self._new_source(f"live:{name}", "live", [i])
-        self.decoder = Decoder(self.tracker, opts.limits, vpn_servers=list(opts.vpn_servers))
+        self.decoder = Decoder(self.tracker, self.limits, vpn_servers=list(opts.vpn_servers))
         #: --vantage: the points (pcapvpn.track.vantage.Point), each with its own tracker and
         #: decoder; ``_point_of[i]``: the point of capture ``i``
         self.points = []
@@ -678,7 +682,7 @@ class LiveSession:
             self._make_points(opts)
         self.analysis_options = Options(thresholds=opts.thresholds,
                                         expect_peers=list(opts.expect_peers), keys=opts.keys,
-                                        vpn_servers=list(opts.vpn_servers), limits=opts.limits)
+                                        vpn_servers=list(opts.vpn_servers), limits=self.limits)
         from pcapvpn.logsrc import follow_logs
 
         self.log_followers = follow_logs(opts.logs, opts.log_tz)
@@ -713,10 +717,10 @@ class LiveSession:
                 tracker, decoder = self.tracker, self.decoder
             else:
                 tracker = PointTracker(opts.thresholds, [], opts.keys, list(opts.vpn_servers),
-                                       opts.limits)
+                                       self.limits)
                 # the file names (live:IFACE or the written files) are the session's
                 tracker.names = tracker.ike_tracker.names = self.names
-                decoder = Decoder(tracker, opts.limits, vpn_servers=list(opts.vpn_servers))
+                decoder = Decoder(tracker, self.limits, vpn_servers=list(opts.vpn_servers))
             pt = Point(name, [opts.interfaces[i] for i in idx], tracker=tracker,
                        decoder=decoder, start=self.started, end=self.started)
             pt.capture_indices = idx

@@ -76,11 +76,18 @@ def render() -> str:
             "capture (a flood of SPIs or IKE_SA_INITs, garbage) gives a bounded analysis and "
             "report; what a bound drops is counted and reported (`CAPTURE_LIMITS`, and "
             "`omitted` in JSON for the report's lists). Options of `analyze`: "
-            "`--limit NAME=VALUE` (a positive number).", "",
-            "| name | default | meaning |", "|---|---|---|"]
+            "`--limit NAME=VALUE` (a positive number). `pcapvpn live` lowers the bounds of the "
+            "last column to what its `--max-sas` S needs (`Limits.for_live`): idle and least "
+            "recently active entries are evicted to make room, and counted.", "",
+            "| name | default | live (`--max-sas` S) | meaning |", "|---|---|---|---|"]
     for name, default, doc in describe(Limits):
-        out.append(f"| `{name}` | {default:,} | {doc} |" if isinstance(default, int)
-                   else f"| `{name}` | {default} | {doc} |")
+        live = ""
+        if name in Limits.LIVE:
+            per_sa, floor = Limits.LIVE[name]
+            live = (f"at most {floor:,}" if not per_sa
+                    else f"at most max({floor:,}, {per_sa:,} × S)")
+        out.append(f"| `{name}` | {default:,} | {live} | {doc} |" if isinstance(default, int)
+                   else f"| `{name}` | {default} | {live} | {doc} |")
     return "\n".join(out) + "\n"
 
 

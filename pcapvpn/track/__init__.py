@@ -93,6 +93,8 @@ class Tracker(NullSink):
         #: plaintext views (tunnel interfaces, LAN sides, traffic beside a tunnel) and decrypted
         #: ESP: the one inner model (``interfaces``: file index -> the reader's interfaces)
         self.plain_tracker = PlainTracker(interfaces)
+        self.plain_tracker.max_flows = limits.plain_max_flows
+        self.plain_tracker.max_dns = limits.plain_max_dns
         self.plain = self.plain_tracker.plain
         self.plain_tcp = self.plain_tracker.plain_tcp
         self.link_other = self.plain_tracker.link_other
@@ -215,6 +217,10 @@ class Tracker(NullSink):
         add("plain_max_flows", pt.max_flows, pt.flows_dropped,
             "plaintext packets of further conversations (inner model)")
         add("plain_max_dns", pt.max_dns, pt.dns_dropped, "DNS queries (inner model)")
+        add("plain_max_flows", pt.max_flows, pt.flows_evicted,
+            "plaintext conversations forgotten (live: idle or least recently active)")
+        add("plain_max_dns", pt.max_dns, pt.dns_evicted,
+            "DNS queries forgotten (live: asked long ago or least recent)")
         return out
 
     def state(self, now: float, capture=None) -> "State":
@@ -341,6 +347,8 @@ class Tracker(NullSink):
             del self.tcp[k]
         # the other VPNs' tunnels under the same bound as the IPsec SAs
         self.vpn_tracker.expire(limit, max_sas)
+        # plaintext conversations and DNS queries (the inner model): idle, then beyond the bound
+        self.plain_tracker.expire(limit)
         return ike_old, esp_old
 
 

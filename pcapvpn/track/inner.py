@@ -638,6 +638,9 @@ class PlainTracker:
         self.dns_dropped = 0
         self.malformed = 0
         self._dns_open: dict = {}
+        #: conversations / DNS queries forgotten by :meth:`expire` (live mode)
+        self.flows_evicted = 0
+        self.dns_evicted = 0
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -903,7 +906,7 @@ class PlainTracker:
             if opener is None:
                 # mid-stream: the well-known (lower) port is the server's
                 opener = not (0 <= sport < dport and sport < 1024)
-            if self.nflows >= self.max_flows:
+            if self.nflows - self.flows_evicted >= self.max_flows:
                 self.flows_dropped += 1
                 return None, 0
             self.nflows += 1
@@ -1067,6 +1070,40 @@ class PlainTracker:
         m = _dhcp.parse_dhcp(data, off, end)
         if m["type"] == 5 and m["yiaddr"] != b"\0\0\0\0":
             v.leases.append((m["yiaddr"], m["mask"], m["routers"], m["dns"], m["domain"], ref))
+
+    # -- bounded memory (live mode) --------------------------------------------------------------
+
+    def expire(self, limit: float) -> int:
+        """Live mode's bound (``pcapvpn.track.Tracker.expire``): forget the conversations silent
+        since before ``limit`` and the DNS queries asked before it; beyond 90 % of
+        ``max_flows`` / ``max_dns`` held, the least recently active ones until 75 %, so that
+        new conversations are still followed.  Returns the conversations forgotten (counted in
+        ``flows_evicted``, the queries in ``dns_evicted``)."""
+        flows = [f for v in self.views.values() for f in v.conversations()]
+        old = [f for f in flows if f.last_ts < limit]
+        excess = len(flows) - len(old) - int(0.75 * self.max_flows)
+        if len(flows) - len(old) > 0.9 * self.max_flows and excess > 0:
+            gone = set(map(id, old))
+            old += sorted((f for f in flows if id(f) not in gone),
+                          key=lambda f: f.last_ts)[:excess]
+        for f in old:
+            fl = f.view.flows
+            fl.pop((f.proto, f.cli, f.cport, f.srv, f.sport), None)
+            fl.pop((f.proto, f.srv, f.sport, f.cli, f.cport), None)
+        self.flows_evicted += len(old)
+        held = self._dns_open
+        cut = limit
+        if len(held) > 0.9 * self.max_dns:
+            times = sorted(q.ts for q in held.values())
+            cut = max(limit, times[len(held) - int(0.75 * self.max_dns)])
+        if held and min(q.ts for q in held.values()) < cut:
+            n = len(held)
+            self._dns_open = {k: q for k, q in held.items() if q.ts >= cut}
+            for v in self.views.values():
+                if v.dns and v.dns[0].ts < cut:
+                    v.dns = [q for q in v.dns if q.ts >= cut]
+            self.dns_evicted += n - len(self._dns_open)
+        return len(old)
 
     # -- the end ---------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -14,66 +15,11 @@ import pytest
 
 from pcapvpn.decode import Limits
 from pcapvpn.live import LiveOptions, LiveSession
-from pcapvpn.sources import open_source
 
 REPO = Path(__file__).resolve().parents[2]
-LAB = REPO / "captures" / "lab"
+sys.path.insert(0, str(REPO / "bench"))
 
-
-def _frames():
-    out = []
-    for p in sorted(LAB.glob("*/*.pcap")):
-        src = open_source(str(p))
-        out += [(f[3], bytes(f[4])) for f in src.frames()]
-        src.close()
-    assert out, "no lab captures"
-    return out
-
-
-class MutatedCapture:
-    """A capture object (see LiveSession._open) handing out lab frames mutated at random: bytes
-    flipped, frames cut, addresses and ports replaced (new flows, new SAs), 1 ms apart."""
-
-    linktype = 1
-    name = "mutated"
-
-    def __init__(self, frames, seed=20):
-        self.frames = frames
-        self.rng = random.Random(seed)
-        self.i = 0
-        self.t = 1_700_000_000.0
-        self.bytes = 0
-        self.endless = False
-
-    def read(self, out, fidx, num, max_blocks=None):
-        rng = self.rng
-        n = 0
-        for _ in range(500):
-            lt, data = self.frames[self.i % len(self.frames)]
-            self.i += 1
-            b = bytearray(data)
-            r = rng.random()
-            if r < 0.5 and len(b) > 14:
-                for _k in range(rng.randint(1, 4)):
-                    b[rng.randrange(14, len(b))] = rng.randrange(256)
-            elif r < 0.7:
-                b = b[:rng.randrange(1, len(b) + 1)]
-            elif r < 0.85 and len(b) > 38:
-                b[26:38] = rng.randbytes(12)  # addresses and ports
-            self.t += 0.001
-            n += 1
-            out.append((fidx, num + n, self.t, lt, bytes(b), len(b), 0))
-            self.bytes += len(b)
-        return n
-
-    def wait(self, timeout):
-        return False
-
-    def stats(self):
-        return {"received": 0, "drops": 0, "packets": 0, "truncated": 0, "interface": {}}
-
-    def close(self):
-        pass
+from mutated import LAB, MutatedCapture, lab_frames  # noqa: E402
 
 
 def _held(s):
@@ -87,7 +33,7 @@ def _held(s):
 def test_memory_held_stays_under_max_sas_and_the_limits():
     max_sas = 80
     lim = Limits(ike_max_messages=1500, ike_max_messages_per_sa=200)
-    cap = MutatedCapture(_frames())
+    cap = MutatedCapture(lab_frames())
     clock = [cap.t]
     s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas, limits=lim), [],
                     clock=lambda: clock[0], captures=[cap])
@@ -130,9 +76,7 @@ def test_stop_abandons_a_running_evaluation_and_runs_the_rules_once(monkeypatch)
     import pcapvpn.rules as rules
 
     path = LAB / "ikev2_healthy" / "ikev2_healthy.pcap"
-    src = open_source(str(path))
-    frames = [(f[3], bytes(f[4])) for f in src.frames()]
-    src.close()
+    frames = lab_frames([path])
     cap = MutatedCapture(frames)
     cap.rng = random.Random(0)
     cap.read = _plain_read(cap, frames)
@@ -180,7 +124,7 @@ def _plain_read(cap, frames):
 
 
 def test_stop_drains_an_endless_ring_for_a_bounded_time(monkeypatch):
-    cap = MutatedCapture(_frames())
+    cap = MutatedCapture(lab_frames())
     clock = [cap.t]
     s = LiveSession(LiveOptions(interfaces=["sim"]), [], clock=lambda: clock[0],
                     captures=[cap])
