@@ -136,9 +136,10 @@ def _rss_mb() -> float:
 
 def live_child(frames_total: int, max_sas: int, seed: int) -> dict:
     """Runs in a fresh process (``--live-child``): returns the samples and the stop time."""
+    from mutated import MutatedCapture, lab_frames
+    from pcapvpn.analysis import no_gc
     from pcapvpn.live import LiveOptions, LiveSession
     from pcapvpn.report import render
-    from mutated import MutatedCapture, lab_frames
 
     cap = MutatedCapture(lab_frames(), seed=seed, per_read=2000, step=0.0005)
     clock = [cap.t]
@@ -164,7 +165,8 @@ def live_child(frames_total: int, max_sas: int, seed: int) -> dict:
     cap.dry = True  # the stop: nothing more arrives
     w0, c0 = time.perf_counter(), time.process_time()
     res = s.finish()
-    text = render(res.report, "json")
+    with no_gc():  # as live.run_command delivers the report
+        text = render(res.report, "json")
     stop_wall, stop_cpu = time.perf_counter() - w0, time.process_time() - c0
     return {"frames": done, "max_sas": max_sas, "samples": samples, "feed_s": round(feed, 1),
             "stop_wall": round(stop_wall, 2), "stop_cpu": round(stop_cpu, 2),

@@ -137,6 +137,7 @@ class Limits:
     #: direction / plaintext conversation per SA, 8 KiB of reassembly per SA), so that its
     #: memory levels off at a size set by S; idle and least recently active entries are
     #: evicted to make room (``Tracker.expire``) and what was evicted is counted in the report.
+    #: The final report lists at most 200 objects of each kind (a stop answers at once).
     LIVE: ClassVar[dict[str, tuple[int, int]]] = {
         "frag_max_sets": (1, 64), "frag_max_bytes": (8192, 1 << 20),
         "tcp_max_streams": (1, 64), "tcp_max_bytes": (8192, 1 << 20),
@@ -144,6 +145,8 @@ class Limits:
         "ike_max_bytes": (8192, 1 << 20), "ike_max_messages_per_sa": (0, 64),
         "esp_max_sas": (1, 64), "vpn_max_tunnels": (1, 64), "max_flows": (1, 64),
         "plain_max_flows": (1, 256), "plain_max_dns": (1, 256),
+        # the final report, built at the stop: its lists at most 200 long (the stop's time)
+        "report_max_items": (0, 200),
     }
 
     def for_live(self, max_sas: int) -> "Limits":

@@ -1465,9 +1465,14 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         # the written files, read again (rotation may have deleted the oldest)
         result.sources = written_sources(session.sources)
     color = stdout.isatty() and not os.environ.get("NO_COLOR")
+    from pcapvpn.analysis import no_gc
+
     try:
-        return deliver(result, ro, stdout=stdout, stderr=stderr, color=color,
-                       before_report="\n" if events != "none" else "", redactor=redactor)
+        # no collector passes over the held state while the report is rendered (they cost
+        # more than the rendering of a report of thousands of SAs)
+        with no_gc():
+            return deliver(result, ro, stdout=stdout, stderr=stderr, color=color,
+                           before_report="\n" if events != "none" else "", redactor=redactor)
     except DeliveryError as e:
         stderr.write(f"pcapvpn: error: {_clean(e)}\n")
         return 2

@@ -18,11 +18,21 @@ SCHEMA_VERSION = "0.2"
 NOTIFY_DATA_SHOWN = 64
 
 
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+_FIELDS: dict = {}  # dataclass type -> its field names
+
+
 def asdict(obj):
     """:func:`dataclasses.asdict` without its deep copy of every value: the model's leaves are
-    numbers, strings and None, and a report of a big capture holds tens of thousands of them."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: asdict(getattr(obj, f.name)) for f in fields(obj)}
+    numbers, strings and None, and a report of a big capture holds tens of thousands of them
+    (returned at once: the final report of ``live`` is built while the operator waits)."""
+    if type(obj) in _LEAVES:
+        return obj
+    names = _FIELDS.get(type(obj))
+    if names is None and is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELDS[type(obj)] = tuple(f.name for f in fields(obj))
+    if names is not None:
+        return {k: asdict(getattr(obj, k)) for k in names}
     if isinstance(obj, list):
         return [asdict(v) for v in obj]
     if isinstance(obj, tuple):

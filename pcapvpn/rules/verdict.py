@@ -115,8 +115,21 @@ def _esp_both_ways_after(t, ts) -> bool:
     return out and back
 
 
-def _esp_after(t, ts) -> bool:
-    return any(s.last_ts is not None and s.last_ts > ts for s in t.esp_sas)
+def _esp_latest(ctx, t) -> tuple[float, float]:
+    """The last ESP/AH packet of tunnel ``t`` in each direction (``-inf``: none), once per
+    tunnel and evaluation: "ESP both ways / any ESP after ts" as two comparisons (a flood of
+    failures on a tunnel of thousands of SAs asks it for each)."""
+    def build():
+        out = back = float("-inf")
+        for s in t.esp_sas:
+            if s.last_ts is None:
+                continue
+            if s.src == t.a:
+                out = max(out, s.last_ts)
+            else:
+                back = max(back, s.last_ts)
+        return out, back
+    return ctx.memo(f"esp_latest|{id(t)}", build)
 
 
 def recovery(ctx, t, f):
@@ -129,7 +142,9 @@ def recovery(ctx, t, f):
     last = last_evidence(ctx, f)
     if last is None:
         return None
-    both_after = _esp_both_ways_after(t, last)
+    out, back = _esp_latest(ctx, t)
+    both_after = out > last and back > last  # _esp_both_ways_after(t, last)
+    latest = max(out, back)
     own = set(f.evidence.ike_spis)
     # the tunnel's IKE SAs seen working, in order of their start (computed once per evaluation:
     # a flood of failures on a tunnel of thousands of SAs asks this once each)
@@ -138,7 +153,7 @@ def recovery(ctx, t, f):
             continue  # the IKE SA the failure is about does not recover from it by coming up
         if est <= last:
             continue
-        if both_after or not _esp_after(t, est):
+        if both_after or not latest > est:  # no ESP at all after it came up
             who = ip_text(sa.initiator[1]) if sa.initiator else "?"
             return est, f"a new IKE SA ({sa.id}, initiated by {who})"
     if both_after:
