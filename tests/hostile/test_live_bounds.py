@@ -131,3 +131,145 @@ def test_stop_drains_an_endless_ring_for_a_bounded_time(monkeypatch):
     monkeypatch.setattr(LiveSession, "DRAIN_SECONDS", 0.2)
     res = s.finish()  # the capture never runs dry: the drain must still end
     assert 0 < res.report.capture.frames == cap.i
+
+
+# -- flat memory and a stop bounded by what is held (counted, not timed) ---------------------------
+
+#: small bounds (live takes the lower of these and those of --max-sas), reached within a few
+#: thousand flood frames
+SMALL = Limits(max_flows=16, plain_max_flows=32, plain_max_dns=32, frag_max_sets=16,
+               tcp_max_streams=16, ike_max_messages=200, ike_max_messages_per_sa=32,
+               report_max_items=20)
+
+
+def _flood(frames, max_sas, rounds, limits=SMALL, seed=20):
+    """A session fed ``rounds`` x 500 mutated frames, evaluated (expiry, eviction) after each
+    2,000; returns it with what it held after each evaluation."""
+    cap = MutatedCapture(frames, seed=seed)
+    clock = [cap.t]
+    s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas, limits=limits), [],
+                    clock=lambda: clock[0], captures=[cap])
+    seen = []
+    for rnd in range(1, rounds + 1):
+        s._feed(0, cap, [])
+        clock[0] = cap.t
+        if rnd % 4 == 0:
+            s._evaluate(clock[0])
+            seen.append((cap.i, _containers(s)))
+    cap.dry = True
+    return s, cap, seen
+
+
+def _containers(s) -> dict:
+    """What the session holds that the flood makes grow: entries (and bytes) per container."""
+    tr = s.tracker
+    it = tr.ike_tracker
+    pt = tr.plain_tracker
+    d = s.decoder
+    return {
+        "ike+esp sas": len(it.sas) + len(tr.esp_tracker._sas),
+        "vpn tunnels": len(tr.vpn_tracker.tunnels),
+        "ike messages": it.kept, "ike bytes": it.kept_bytes,
+        "plain flows": len({id(f) for v in pt.views.values() for f in v.flows.values()}),
+        "dns queries": len(pt._dns_open),
+        "incomplete fragment sets": len(tr.incomplete), "icmp errors": len(tr.icmp_errors),
+        "tcp connections": len(tr.tcp), "keepalive flows": len(tr.keepalive_tracker._flows),
+        "fragment sets": len(d._frags), "fragment bytes": d._frag_bytes,
+        "tcp directions": len(d.tcp.dirs), "tcp bytes": d.tcp.bytes,
+    }
+
+
+def _bounds(s, max_sas) -> dict:
+    lim = s.limits
+    return {
+        "ike+esp sas": max_sas, "vpn tunnels": max_sas,
+        "ike messages": lim.ike_max_messages, "ike bytes": lim.ike_max_bytes,
+        "plain flows": lim.plain_max_flows, "dns queries": lim.plain_max_dns,
+        "incomplete fragment sets": lim.max_flows, "icmp errors": lim.max_flows,
+        "tcp connections": lim.max_flows, "keepalive flows": lim.max_flows,
+        "fragment sets": lim.frag_max_sets, "fragment bytes": lim.frag_max_bytes,
+        "tcp directions": lim.tcp_max_streams, "tcp bytes": lim.tcp_max_bytes,
+    }
+
+
+def test_live_bounds_follow_max_sas():
+    lim = Limits().for_live(2000)
+    assert lim.ike_max_sas == lim.esp_max_sas == lim.vpn_max_tunnels == lim.max_flows == 2000
+    assert lim.ike_max_messages == 16_000 and lim.ike_max_bytes == 16_000 * 1024
+    assert lim.plain_max_flows == lim.plain_max_dns == 2000
+    assert lim.ike_max_messages_per_sa == 64 and lim.report_max_items == 200
+    big = Limits().for_live(10**6)  # never above the limits given (the defaults here)
+    for name in Limits.LIVE:
+        assert getattr(big, name) <= getattr(Limits(), name)
+    # a lower limit given by the operator stays
+    assert Limits(max_flows=5).for_live(2000).max_flows == 5
+
+
+def test_memory_flat_at_max_sas_under_a_flood():
+    """Every container the flood makes grow stays under its bound after each evaluation, and
+    from the moment the bounds are reached the objects held stop growing: at n and 2n flood
+    frames the same (within the churn of eviction)."""
+    import gc
+
+    max_sas = 24
+    s, cap, seen = _flood(_frames_cached(), max_sas, 80)
+    bounds = _bounds(s, max_sas)
+    for frames, held in seen:
+        over = {k: (v, bounds[k]) for k, v in held.items() if v > bounds[k]}
+        assert not over, f"after {frames} frames: {over}"
+    # the bounds were reached (eviction did the work), not merely never approached
+    full = seen[len(seen) // 2][1]
+    for k in ("ike+esp sas", "plain flows", "incomplete fragment sets", "fragment sets",
+              "tcp directions"):
+        assert full[k] >= 0.7 * bounds[k], (k, full[k], bounds[k])
+    assert s.tracker.evicted_sas > 0 and s.tracker.plain_tracker.flows_evicted > 0
+
+    # objects held (gc-tracked) at n and at 2n frames, both after an evaluation
+    def objects_after(rounds):
+        s2, _cap, _seen = _flood(_frames_cached(), max_sas, rounds)
+        gc.collect()
+        n = sum(1 for o in gc.get_objects() if type(o).__module__.startswith(
+            ("pcapvpn", "dissect")))
+        del s2
+        return n
+
+    n1, n2 = objects_after(40), objects_after(80)
+    assert n2 <= 1.15 * n1, (n1, n2)
+    res = s.finish()
+    # what the bounds dropped is counted in the report
+    limits = [f for f in res.findings if f.code == "CAPTURE_LIMITS"]
+    assert limits and any("live" in w for w in res.report.capture.warnings)
+
+
+_FRAMES: list = []
+
+
+def _frames_cached():
+    if not _FRAMES:
+        _FRAMES.extend(lab_frames())
+    return _FRAMES
+
+
+def test_stop_work_bounded_by_the_state_held_not_by_the_frames_seen():
+    """The stop (finish: the rules once over the held state, the report's lists) does the same
+    work after n and after 2n flood frames: it depends on what the bounds let the session hold,
+    and the report lists at most ``report_max_items`` of each kind."""
+    import json
+
+    from workcount import WorkCounter
+
+    from pcapvpn.report import render
+
+    max_sas = 24
+    work = []
+    for rounds in (40, 80):
+        s, cap, _seen = _flood(_frames_cached(), max_sas, rounds)
+        with WorkCounter() as w:
+            res = s.finish()
+            text = render(res.report, "json")
+        work.append(sum(w.counts.values()))
+        d = json.loads(text)
+        for k in ("tunnels", "ike_sas", "esp_sas"):
+            assert len(d[k]) <= s.limits.report_max_items
+        assert d["capture"]["frames"] == cap.i
+    assert work[1] <= 1.3 * work[0], work
