@@ -1188,8 +1188,8 @@ class LiveSession:
     # -- the end ----------------------------------------------------------------------------------
 
     #: seconds spent at most reading what the rings still hold when the capture stops (packets
-    #: keep arriving on a busy link: the drain must end)
-    DRAIN_SECONDS = 1.0
+    #: keep arriving on a busy link: the drain must end; a stop answers within a second or two)
+    DRAIN_SECONDS = 0.5
 
     def finish(self):
         """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`) from
@@ -1209,7 +1209,10 @@ class LiveSession:
         deadline = time.monotonic() + self.DRAIN_SECONDS
         for i, c in enumerate(self.captures):
             if isinstance(c, PipeCapture):
+                # the child has stopped: what it wrote is read in full (it is finite)
                 c.close()
+                while self._feed(i, c, []):
+                    pass
             while time.monotonic() < deadline and self._feed(i, c, []):
                 pass
             c.close()
