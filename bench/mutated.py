@@ -30,10 +30,25 @@ def lab_frames(paths=None) -> list:
     return out
 
 
-class MutatedCapture:
-    """Lab frames mutated at random, ``step`` seconds apart, ``per_read`` per :meth:`read`."""
+class SimCapture:
+    """What a capture object has beside ``read``: no waiting, no drops, nothing to close."""
 
     linktype = 1
+    bytes = 0
+
+    def wait(self, timeout):
+        return False
+
+    def stats(self):
+        return {"received": 0, "drops": 0, "packets": 0, "truncated": 0, "interface": {}}
+
+    def close(self):
+        pass
+
+
+class MutatedCapture(SimCapture):
+    """Lab frames mutated at random, ``step`` seconds apart, ``per_read`` per :meth:`read`."""
+
     name = "mutated"
 
     def __init__(self, frames, seed=20, per_read=500, step=0.001, t0=1_700_000_000.0):
@@ -69,12 +84,3 @@ class MutatedCapture:
             out.append((fidx, num + n, self.t, lt, bytes(b), len(b), 0))
             self.bytes += len(b)
         return n
-
-    def wait(self, timeout):
-        return False
-
-    def stats(self):
-        return {"received": 0, "drops": 0, "packets": 0, "truncated": 0, "interface": {}}
-
-    def close(self):
-        pass

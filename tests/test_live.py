@@ -41,6 +41,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB = ROOT / "captures" / "lab"
+sys.path.insert(0, str(ROOT / "bench"))
+
+from mutated import SimCapture  # noqa: E402  (bench/mutated.py: a capture object's defaults)
 CI = os.environ.get("CI", "").lower() == "true"
 
 # ------------------------------------------------------------------------------------------------
@@ -222,11 +225,8 @@ def test_filter_options():
 # ------------------------------------------------------------------------------------------------
 
 
-class FileCapture:
+class FileCapture(SimCapture):
     """A capture object (see ``LiveSession._open``) handing out a file's frames up to ``now``."""
-
-    linktype = 1
-    bytes = 0
 
     def __init__(self, path, shift=0.0):
         from pcapvpn.sources import open_source
@@ -255,15 +255,6 @@ class FileCapture:
             out.append((fidx, num + n, f[2] + self.shift, f[3], f[4], f[5], 0))
             self.bytes += len(f[4])
             self.pending = None
-
-    def wait(self, timeout):
-        return False
-
-    def stats(self):
-        return {"received": 0, "drops": 0, "packets": 0, "truncated": 0, "interface": {}}
-
-    def close(self):
-        pass
 
 
 class Recorder:
