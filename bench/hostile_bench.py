@@ -145,6 +145,7 @@ def live_child(frames_total: int, max_sas: int, seed: int) -> dict:
     clock = [cap.t]
     s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas), [],
                     clock=lambda: clock[0], captures=[cap])
+    load0 = os.getloadavg()[0]
     samples = [(0, round(_rss_mb(), 1), 0, 0, 0, 0)]  # frames, RSS, IKE, ESP, messages, VPN
     done = 0
     t0 = time.perf_counter()
@@ -163,6 +164,7 @@ def live_child(frames_total: int, max_sas: int, seed: int) -> dict:
                             len(s.tracker.vpn_tracker.tunnels)))
     feed = time.perf_counter() - t0
     cap.dry = True  # the stop: nothing more arrives
+    load1 = os.getloadavg()[0]
     w0, c0 = time.perf_counter(), time.process_time()
     res = s.finish()
     with no_gc():  # as live.run_command delivers the report
@@ -171,7 +173,8 @@ def live_child(frames_total: int, max_sas: int, seed: int) -> dict:
     return {"frames": done, "max_sas": max_sas, "samples": samples, "feed_s": round(feed, 1),
             "stop_wall": round(stop_wall, 2), "stop_cpu": round(stop_cpu, 2),
             "report_mb": round(len(text) / 1e6, 1), "peak_mb": round(_rss_mb(), 1),
-            "evicted": s.tracker.evicted_sas, "expired": s.tracker.expired_sas}
+            "evicted": s.tracker.evicted_sas, "expired": s.tracker.expired_sas,
+            "load": (round(load0, 2), round(load1, 2))}
 
 
 def live_rows(args, log) -> list[dict]:
@@ -247,21 +250,24 @@ def render(rows, live, info, args, rev, dirty) -> str:
                 "expiry and eviction) fed the lab captures' frames mutated at random (bytes "
                 "flipped, cuts, new addresses and ports), 0.5 ms apart; resident memory after "
                 "each tenth of the run; then the stop (the SIGTERM path): from the stop to the "
-                "rendered JSON report.", "",
+                "rendered JSON report; the machine's 1-minute load average at the start of "
+                "the run and at the stop (2 CPUs: above 2, the wall times are stretched; the "
+                "cpu column is the steadier one).", "",
                 "| --max-sas | frames | RSS MB along the run (frames: MB) | held at the end: IKE "
                 "SAs / ESP SAs / IKE messages / other VPN tunnels | evicted | stop → report s "
-                "(cpu s) | report MB |",
-                "|---:|---:|---|---|---:|---:|---:|"]
+                "(cpu s) | report MB | load start / stop |",
+                "|---:|---:|---|---|---:|---:|---:|---|"]
         for r in live:
             if "error" in r:
-                out.append(f"| {r['max_sas']:,} | — | {r['error'][:200]} | | | | |")
+                out.append(f"| {r['max_sas']:,} | — | {r['error'][:200]} | | | | | |")
                 continue
             s = r["samples"]
             along = ", ".join(f"{f // 1000:,}k: {mb:.0f}" for f, mb, *_rest in s)
             out.append(f"| {r['max_sas']:,} | {r['frames']:,} | {along} | {s[-1][2]:,} / "
                        f"{s[-1][3]:,} / {s[-1][4]:,} / {s[-1][5]:,} | {r['evicted']:,} | "
                        f"{r['stop_wall']:.2f} "
-                       f"({r['stop_cpu']:.2f}) | {r['report_mb']:.1f} |")
+                       f"({r['stop_cpu']:.2f}) | {r['report_mb']:.1f} | "
+                       f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |")
     out += ["", "Commands: `python bench/hostile_bench.py` (captures: `python bench/hostile.py "
             "KIND N OUT`)."]
     return "\n".join(out) + "\n"
