@@ -403,9 +403,14 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
         out.append(decide(ctx, t, fs, not_seen=_not_seen(ctx, t), pending=_pending(ctx, t),
                           healthy_evidence=has_evidence_of_health(t), unjudgeable=unjudgeable,
                           reached=_stage_reached(ctx, t)))
-    from pcapvpn.rules.vpn import vpn_verdicts  # OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN
+    # imported here, not at the top: importing the package registers its rules, and the rule
+    # order is load_all's (the import is one-way: rules.vpn never imports this module)
+    from pcapvpn.rules.vpn import vpn_evidence
 
-    out.extend(vpn_verdicts(ctx, findings))
+    for t in ctx.state.vpn_tunnels:  # OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN
+        fs = by_tunnel.get(t.id, [])
+        out.append(decide(ctx, t, fs, unjudgeable=coverage_note(ctx, t),
+                          **vpn_evidence(ctx, t, fs)))
     return out
 
 
