@@ -418,6 +418,11 @@ def _open_logs(paths, log_tz):
               help="Stop by itself after this long.")
 @click.option("--status-interval", type=click.FloatRange(0.0), default=60.0, show_default=True,
               metavar="SECONDS", help="Seconds between status events in --events jsonl (0: none).")
+@click.option("--metrics", default=None, metavar="ADDR:PORT",
+              help="Serve each tunnel's state (verdict, stage, ESP packets/bytes/loss, IKE "
+                   "retransmissions, SA age, findings, capture drops) for Prometheus at "
+                   "http://ADDR:PORT/metrics (needs: pip install 'pcapvpn[metrics]'; "
+                   "docs/metrics.md).")
 @_report_options
 @click.option("--log", "logs", multiple=True, metavar="FILE",
               help="A gateway log or status file to follow as it grows (as analyze --log; "
