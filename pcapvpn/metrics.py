@@ -242,6 +242,12 @@ class LiveCollector:
         primary = G("pcapvpn_tunnel_primary_finding",
                     "1 for the code of the finding that explains the verdict",
                     labels=["tunnel", "code"])
+        count = G("pcapvpn_live_tunnels", "Tunnels by verdict (all of them, whatever their "
+                  "number: the sensor's summary)", labels=["verdict"])
+        by_verdict = Counter(v.verdict for v in verdicts)
+        for name in VERDICTS:
+            count.add_metric([name], by_verdict.get(name, 0))
+        yield count
         order = _stage_order()
         for v in verdicts:
             t = label(v.tunnel)

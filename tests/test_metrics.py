@@ -282,3 +282,34 @@ def test_missing_extra_is_a_clear_error(monkeypatch):
         _start_metrics("127.0.0.1:9464", s, None)
     assert s.closed
     assert _start_metrics(None, s, None) is None
+
+
+def test_events_doc_names_every_field():
+    """docs/events.md, the shippers' field mapping, names every field the jsonl events carry
+    (top level, the finding, its evidence), as the running code writes them."""
+    import json
+    import re
+    from pathlib import Path
+
+    from pcapvpn.live import _event_json
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "events.md").read_text()
+    rows = "\n".join(line for line in doc.splitlines() if line.startswith("| `"))
+    documented = set(re.findall(r"`([a-z_.]+)`", rows))
+    events, _result, _t0, s = simulate(_lab("ikev2_esp_loss"))
+    events.append({"event": "status", "ts": s.clock(), "status": s.status(s.clock())})
+    kinds = {e["event"] for e in events}
+    assert {"raised", "status"} <= kinds
+    _ev, _r, _t, s2 = simulate(_lab("ikev2_peer_restart_recovery"))
+    resolved = [e for e in _ev if e["event"] == "resolved"]
+    assert resolved
+    missing = set()
+    for e in events + resolved:
+        j = json.loads(json.dumps(_event_json(e)))
+        missing |= {k for k in j if k not in documented}
+        f = j.get("finding") or {}
+        missing |= {f"finding.{k}" for k in f if f"finding.{k}" not in documented}
+        for k in (f.get("evidence") or {}):
+            if f"finding.evidence.{k}" not in documented:
+                missing.add(f"finding.evidence.{k}")
+    assert not missing, f"docs/events.md does not name {sorted(missing)}"
