@@ -313,3 +313,64 @@ def test_events_doc_names_every_field():
             if f"finding.evidence.{k}" not in documented:
                 missing.add(f"finding.evidence.{k}")
     assert not missing, f"docs/events.md does not name {sorted(missing)}"
+
+
+def test_scrapes_in_a_thread_while_capturing_change_nothing():
+    """Scrapes run in the exporter's thread while the capture thread feeds packets, evaluates
+    and expires SAs: no scrape fails, the counters it reads never go down while the tunnel is
+    there (its SAs expire after 3 s of silence: its series go), and the session's final report
+    is the one a session without an exporter gives (a scrape only reads)."""
+    import threading
+    import time
+
+    pc = _pc()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pcapvpn.live import LiveOptions, LiveSession
+    from pcapvpn.metrics import make_registry
+    from test_live import FileCapture
+
+    path = _lab("ikev2_esp_loss")
+
+    def run(scrape: bool):
+        t0 = next(iter(FileCapture(path).it))[2]
+        cap = FileCapture(path)
+        clock = [t0]
+        s = LiveSession(LiveOptions(interfaces=["sim"], idle_expiry=3.0), [],
+                        clock=lambda: clock[0], captures=[cap])
+        reg, _c = make_registry(s)
+        stop = threading.Event()
+        errors, totals = [], []
+
+        def scraper():
+            while not stop.is_set():
+                try:
+                    m = parse(pc.generate_latest(reg).decode(), text_string_to_metric_families)
+                    if m.get("pcapvpn_tunnel_packets_total"):  # absent once the tunnel
+                        totals.append(sum(m["pcapvpn_tunnel_packets_total"].values()))  # went
+                except Exception as e:  # noqa: BLE001 - reported below
+                    errors.append(repr(e))
+
+        th = threading.Thread(target=scraper)
+        if scrape:
+            th.start()
+        t = t0
+        while not cap.done or t < t0 + 15:
+            cap.now = clock[0] = t
+            s._feed(0, cap, [])
+            s._evaluate(t)  # also expires SAs silent for 3 s
+            t += 0.25
+            if scrape:
+                time.sleep(0.01)  # let the scraper in between the steps too
+        stop.set()
+        if scrape:
+            th.join(30)
+        return _report(s.finish()), errors, totals
+
+    plain, _e, _t = run(False)
+    scraped, errors, totals = run(True)
+    assert not errors, errors[:3]
+    assert len(totals) > 10 and totals == sorted(totals) and totals[-1] > 0
+    for r in (plain, scraped):
+        r["capture"].pop("stopped", None)
+    assert scraped == plain
