@@ -7,7 +7,7 @@
 
 1. Per sensor (root, network namespaces; the set-up of ``bench/live_bench.py``, whose sender and
    namespace it reuses): ``pcapvpn live -i va`` pinned to CPU 1, an ESP sender pinned to CPU 0
-   offering a fixed rate (16 SAs, 128-byte frames) for ``--seconds``; once without
+   offering a fixed rate (``--live-sas`` SAs: 16 and 500, 128-byte frames) for ``--seconds``; once without
    ``--metrics``, once with ``--metrics`` and a scraper fetching ``/metrics`` every
    ``--scrape-interval`` seconds (1 s: fifteen times Prometheus' default, to make the cost
    visible).  Per run: packets sent / captured / dropped, live's CPU seconds over the run (and
@@ -62,8 +62,15 @@ print(n, took[len(took) // 2] if took else 0.0, took[-1] if took else 0.0, size)
 """
 
 
-def run(rate: float, seconds: float, metrics: bool, interval: float, work: Path) -> dict:
-    tag = f"m{int(rate) // 1000}{'on' if metrics else 'off'}"
+#: the sender of bench/live_bench.py with ``NSA`` SAs (at most 508: one /24 of gateway pairs)
+_SENDER = ("import sys; sys.path.insert(0, sys.argv[1]); import live_bench as lb; "
+           "lb.NSA = int(sys.argv[2]); lb.send_main(sys.argv[3], float(sys.argv[4]), "
+           "float(sys.argv[5]), 0, float(sys.argv[6]))")
+
+
+def run(rate: float, seconds: float, metrics: bool, interval: float, work: Path,
+        nsa: int = 16) -> dict:
+    tag = f"m{int(rate) // 1000}{'on' if metrics else 'off'}{nsa}"
     err = work / f"{tag}.err"
     report = work / f"{tag}.json"
     load = os.getloadavg()[0]
@@ -79,8 +86,8 @@ def run(rate: float, seconds: float, metrics: bool, interval: float, work: Path)
             lb._wait_ready(err, proc, "live", timeout=60)
             time.sleep(0.5)
             start_at = time.monotonic() + 8.0  # the sender builds its frames first
-            sender = subprocess.Popen(ns.cmd("taskset", "-c", "0", PY, str(BENCH / "live_bench.py"),
-                                             "send", "vb", str(rate), str(seconds), "0",
+            sender = subprocess.Popen(ns.cmd("taskset", "-c", "0", PY, "-c", _SENDER, str(BENCH),
+                                             str(nsa), "vb", str(rate), str(seconds),
                                              str(start_at)),
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             time.sleep(max(0.0, start_at - time.monotonic()))
@@ -116,7 +123,8 @@ def run(rate: float, seconds: float, metrics: bool, interval: float, work: Path)
     captured = r["capture"]["frames"]
     drops = (r["capture"]["drops"].get("os_drop") or 0) + (r["capture"]["drops"].get("if_drop")
                                                            or 0)
-    return {"metrics": metrics, "offered_pps": rate, "sender_pps": sent["rate"],
+    return {"metrics": metrics, "sas": nsa, "tunnels": len(r["tunnels"]),
+            "offered_pps": rate, "sender_pps": sent["rate"],
             "sent": sent["sent"], "captured": captured, "drops": drops,
             "cpu_s": round(cpu, 2), "cpu_pct": round(100 * cpu / seconds, 1),
             "cpu_us_per_pkt": round(1e6 * cpu / captured, 2) if captured else None,
@@ -178,6 +186,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rates", default="50000,100000")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--scrape-interval", type=float, default=1.0)
+    ap.add_argument("--live-sas", default="16,500",
+                    help="ESP SAs the sender spreads its packets over (half as many tunnels; "
+                         "at most 508)")
     ap.add_argument("--sas", default="100,1000,5000,20000")
     ap.add_argument("--scrape-only", action="store_true")
     ap.add_argument("--json", type=Path, default=BENCH / "out" / "metrics.json")
@@ -193,11 +204,13 @@ def main(argv=None) -> int:
             print("metrics_bench: the live runs need root (network namespaces)", file=sys.stderr)
             return 2
         with tempfile.TemporaryDirectory() as tmp:
-            for rate in (float(x) for x in args.rates.split(",") if x):
-                for metrics in (False, True):
-                    r = run(rate, args.seconds, metrics, args.scrape_interval, Path(tmp))
-                    print(json.dumps(r), flush=True)
-                    out["live"].append(r)
+            for nsa in (int(x) for x in args.live_sas.split(",") if x):
+                for rate in (float(x) for x in args.rates.split(",") if x):
+                    for metrics in (False, True):
+                        r = run(rate, args.seconds, metrics, args.scrape_interval, Path(tmp),
+                                nsa)
+                        print(json.dumps(r), flush=True)
+                        out["live"].append(r)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))
     return 0

@@ -142,9 +142,10 @@ class LiveCollector:
         yield G("pcapvpn_live_last_evaluation_timestamp_seconds",
                 "When the verdicts and findings below were last evaluated (Unix time)",
                 value=(s.last_eval or {}).get("now", 0.0))
+        active = list(s.active.values())  # the findings raised and not resolved
         yield from self._capture(C, G)
-        yield from self._engine(C, G)
-        yield from self._tunnels(C, G, now)
+        yield from self._engine(C, G, active)
+        yield from self._tunnels(C, G, now, active)
 
     def _capture(self, C, G):
         s = self.s
@@ -162,8 +163,7 @@ class LiveCollector:
         per_iface: Counter = Counter()
         for src in list(s.sources):  # frames of the spans still counted (rotated files too)
             for k, n in list(src.interface_frames.items()):
-                itf = src._ifaces[k] if hasattr(src, "_ifaces") else k
-                per_iface[itf] += n
+                per_iface[src._ifaces[k]] += n  # k: the index among the source's interfaces
         caps = list(s.captures)
         names = list(s.opts.interfaces)
         for i, c in enumerate(caps):
@@ -186,12 +186,12 @@ class LiveCollector:
                 "Frames captured shorter than they were on the wire (snap length)",
                 value=sum(d.truncated for d in decoders))
 
-    def _engine(self, C, G):
+    def _engine(self, C, G, active):
         s = self.s
         sas = G("pcapvpn_live_sas", "SAs tracked (bounded by --max-sas)", labels=["kind"])
-        sas.add_metric(["ike"], len(list(s.tracker.ike_tracker.sas)))
-        sas.add_metric(["esp"], len(list(s.tracker.esp_tracker._sas)))
-        sas.add_metric(["vpn"], len(list(s.tracker.vpn_tracker.tunnels.values())))
+        sas.add_metric(["ike"], len(s.tracker.ike_tracker.sas))
+        sas.add_metric(["esp"], len(s.tracker.esp_tracker._sas))
+        sas.add_metric(["vpn"], len(s.tracker.vpn_tracker.tunnels))
         yield sas
         yield G("pcapvpn_live_max_sas", "The --max-sas bound", value=s.opts.max_sas)
         gone = C("pcapvpn_live_sas_forgotten",
@@ -213,7 +213,6 @@ class LiveCollector:
         yield C("pcapvpn_live_events_dropped",
                 "Events dropped because their reader (stdout, --exec) did not keep up",
                 value=sum(getattr(x, "dropped", 0) for x in list(s.sinks)))
-        active = list(s.active.values())
         by_code = G("pcapvpn_findings_active",
                     "Findings raised and not resolved, by code, severity and stage",
                     labels=["code", "severity", "stage"])
@@ -222,9 +221,8 @@ class LiveCollector:
                 for a in active).items()):
             by_code.add_metric([code, sev, stage], n)
         yield by_code
-        self._active = active
 
-    def _tunnels(self, C, G, now):
+    def _tunnels(self, C, G, now, active):
         s = self.s
         res = s.last_eval or {}
         verdicts = list(res.get("verdicts", ()))
@@ -263,36 +261,30 @@ class LiveCollector:
         fin = G("pcapvpn_tunnel_findings_active", "Findings raised and not resolved, per tunnel "
                 "and severity", labels=["tunnel", "severity"])
         per = Counter((a.finding.tunnel, str(a.finding.severity))
-                      for a in getattr(self, "_active", ()) if a.finding.tunnel)
+                      for a in active if a.finding.tunnel)
         for (tid, sev), n in sorted(per.items()):
             fin.add_metric([label(tid), sev], n)
         yield fin
-        yield from self._dataplane(C, G, ids)
-        yield from self._ike(C, G, ids, now)
+        index = self._ipsec_index(ids)
+        handshakes: dict = {}  # tunnel id -> last handshake (Unix time)
+        yield from self._dataplane(C, G, ids, index, handshakes)
+        yield from self._ike(C, G, ids, index, handshakes, now)
 
     def _ipsec_index(self, ids) -> dict:
-        """(lower, higher packed address) -> (tunnel id, packed a) for the IPsec tunnels."""
+        """(lower, higher packed address) -> (tunnel id, packed a) for the IPsec tunnels (ids
+        ``A<->B``; the other VPNs' ids name a port and transport)."""
+        known = self._ids
+        self._ids = {}
         out = {}
         for tid in ids:
-            ab = self._ids.get(tid, False)
-            if ab is False:
-                ab = None
-                if "/" not in tid and "<->" in tid:
-                    a, _, b = tid.partition("<->")
-                    try:
-                        ab = (ipaddress.ip_address(a).packed, ipaddress.ip_address(b).packed)
-                    except ValueError:
-                        ab = None
-                if len(self._ids) > 4 * 65536:
-                    self._ids.clear()
-                self._ids[tid] = ab
+            ab = known[tid] if tid in known else _addresses(tid)
+            self._ids[tid] = ab
             if ab is not None:
                 out[_pair(*ab)] = (tid, ab[0])
         return out
 
-    def _dataplane(self, C, G, ids):
+    def _dataplane(self, C, G, ids, index, handshakes):
         s = self.s
-        index = self._ipsec_index(ids)
         pk = C("pcapvpn_tunnel_packets", "Packets of the tunnel's data plane per direction "
                "(a_to_b: from the first address of the tunnel id, the IKE initiator / the VPN "
                "client): ESP and AH SAs, or the whole OpenVPN / WireGuard / L2TP / PPTP / "
@@ -357,16 +349,16 @@ class LiveCollector:
                 by.add_metric([self.label(tid), t.protocol, d], t.bytes[i])
             if t.last_ts is not None:
                 latest[tid] = max(latest.get(tid, float("-inf")), t.last_ts)
+            if t.protocol == "wireguard":
+                ts = _wg_handshake(t)
+                if ts is not None:
+                    handshakes[tid] = ts
         for tid, ts in sorted(latest.items()):
             last.add_metric([self.label(tid)], ts)
         yield from (pk, by, lost, ratio, last)
-        self._vpn_handshakes = {t.id: _wg_handshake(t)
-                                for t in list(s.tracker.vpn_tracker.tunnels.values())
-                                if t.protocol == "wireguard" and t.id in ids}
 
-    def _ike(self, C, G, ids, now):
+    def _ike(self, C, G, ids, index, handshakes, now):
         s = self.s
-        index = self._ipsec_index(ids)
         hs_kinds = _handshakes()
         msgs = C("pcapvpn_tunnel_ike_messages", "IKE messages seen (retransmissions included)",
                  labels=["tunnel"])
@@ -385,7 +377,7 @@ class LiveCollector:
         seen_now: dict = {}
         count: Counter = Counter()
         newest: dict = {}
-        last_hs: dict = {}
+        last_hs = handshakes
         for sa in list(s.tracker.ike_tracker.sas):
             if sa.initiator is None or sa.responder is None:
                 continue
@@ -429,12 +421,20 @@ class LiveCollector:
             n_sas.add_metric([self.label(tid)], n)
         for tid, t0 in sorted(newest.items()):
             age.add_metric([self.label(tid)], max(0.0, now - t0))
-        for tid, ts in getattr(self, "_vpn_handshakes", {}).items():
-            if ts is not None:
-                last_hs[tid] = ts
         for tid, ts in sorted(last_hs.items()):
             hs.add_metric([self.label(tid)], ts)
         yield from (msgs, retx, n_sas, age, hs)
+
+
+def _addresses(tid: str):
+    """(packed A, packed B) of an IPsec tunnel id ``A<->B``; None for another VPN's id."""
+    a, sep, b = tid.partition("<->")
+    if not sep or "/" in b:
+        return None
+    try:
+        return ipaddress.ip_address(a).packed, ipaddress.ip_address(b).packed
+    except ValueError:
+        return None
 
 
 def _wg_handshake(t):
