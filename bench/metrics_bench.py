@@ -10,8 +10,9 @@
    offering a fixed rate (``--live-sas`` SAs: 16 and 500, 128-byte frames) for ``--seconds``; once without
    ``--metrics``, once with ``--metrics`` and a scraper fetching ``/metrics`` every
    ``--scrape-interval`` seconds (1 s: fifteen times Prometheus' default, to make the cost
-   visible).  Per run: packets sent / captured / dropped, live's CPU seconds over the run (and
-   per packet), its resident memory at the end (VmRSS and RssAnon), the scrapes and their time.
+   visible) from the sender's start until it is done.  Per run: packets sent / captured /
+   dropped, live's CPU seconds over the run (and per packet), its resident memory at the end
+   (VmRSS and RssAnon), the scrapes, their time and the largest exposition.
 2. Scrape cost (no root): a ``LiveSession`` holding N ESP SAs in N/2 tunnels (16 packets each,
    one rule evaluation done), the time of one collection (``generate_latest``: median of 5) for
    N up to the default ``--max-sas`` 20000.  The collection holds the interpreter lock that long
@@ -44,14 +45,16 @@ import live_bench as lb  # noqa: E402 - the sender, namespace and /proc readers
 PY = sys.executable
 PORT = 9464
 
+#: scrapes every INTERVAL seconds until the file STOP exists (the sender is done); prints the
+#: scrapes, their median and longest time, the largest exposition
 _SCRAPER = r"""
-import sys, time, urllib.request
-url, interval, until = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+import os, sys, time, urllib.request
+url, interval, stop = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 n, took, size = 0, [], 0
-while time.time() < until:
+while not os.path.exists(stop):
     t = time.perf_counter()
     try:
-        size = len(urllib.request.urlopen(url, timeout=10).read())
+        size = max(size, len(urllib.request.urlopen(url, timeout=30).read()))
         took.append(time.perf_counter() - t)
         n += 1
     except OSError:
@@ -71,6 +74,7 @@ _SENDER = ("import sys; sys.path.insert(0, sys.argv[1]); import live_bench as lb
 def run(rate: float, seconds: float, metrics: bool, interval: float, work: Path,
         nsa: int = 16) -> dict:
     tag = f"m{int(rate) // 1000}{'on' if metrics else 'off'}{nsa}"
+    stop = work / f"{tag}.stop"
     err = work / f"{tag}.err"
     report = work / f"{tag}.json"
     load = os.getloadavg()[0]
@@ -85,7 +89,9 @@ def run(rate: float, seconds: float, metrics: bool, interval: float, work: Path,
         try:
             lb._wait_ready(err, proc, "live", timeout=60)
             time.sleep(0.5)
-            start_at = time.monotonic() + 8.0  # the sender builds its frames first
+            # the sender builds its frames first (seconds on a busy machine; it starts at
+            # once when that took longer); CPU and scrapes are counted from now on
+            start_at = time.monotonic() + 8.0
             sender = subprocess.Popen(ns.cmd("taskset", "-c", "0", PY, "-c", _SENDER, str(BENCH),
                                              str(nsa), "vb", str(rate), str(seconds),
                                              str(start_at)),
@@ -95,14 +101,14 @@ def run(rate: float, seconds: float, metrics: bool, interval: float, work: Path,
             if metrics:
                 scraper = subprocess.Popen(
                     ns.cmd("taskset", "-c", "0", PY, "-c", _SCRAPER,
-                           f"http://127.0.0.1:{PORT}/metrics", str(interval),
-                           str(time.time() + seconds + 1.0)),
+                           f"http://127.0.0.1:{PORT}/metrics", str(interval), str(stop)),
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             out, errs = sender.communicate(timeout=seconds + 300)
             if sender.returncode:
                 raise RuntimeError(f"sender failed: {errs[-2000:]}")
             sent = json.loads(out.strip().splitlines()[-1])
             time.sleep(1.5)  # the consumer catches up with the ring
+            stop.touch()
             cpu = lb._cpu_seconds(proc.pid) - cpu0
             rss = lb._rss_mb(proc.pid)
             anon = lb._rss_mb(proc.pid, "RssAnon")
@@ -126,7 +132,7 @@ def run(rate: float, seconds: float, metrics: bool, interval: float, work: Path,
     return {"metrics": metrics, "sas": nsa, "tunnels": len(r["tunnels"]),
             "offered_pps": rate, "sender_pps": sent["rate"],
             "sent": sent["sent"], "captured": captured, "drops": drops,
-            "cpu_s": round(cpu, 2), "cpu_pct": round(100 * cpu / seconds, 1),
+            "cpu_s": round(cpu, 2),
             "cpu_us_per_pkt": round(1e6 * cpu / captured, 2) if captured else None,
             "rss_mb": round(rss, 1), "rss_anon_mb": round(anon, 1), "scrapes": scrapes,
             "load1": round(load, 2)}

@@ -138,6 +138,17 @@ def test_promtool_alert_rules_fire_on_series():
     assert "SUCCESS" in cp.stdout + cp.stderr
 
 
+def test_dashboard_is_generated():
+    """docs/grafana-dashboard.json is what docs/make_dashboard.py writes (edit the script)."""
+    import runpy
+
+    render = runpy.run_path(str(DOCS / "make_dashboard.py"))["render"]
+    assert (DOCS / "grafana-dashboard.json").read_text() == render()
+    dash = json.loads(render())
+    assert dash["uid"] == "pcapvpn-tunnels" and len(dash["panels"]) >= 15
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+
+
 def test_dashboard_and_alerts_use_exported_metrics():
     """Every metric name in the dashboard and the alert rules is one the collector exports
     (``pcapvpn_*``) or Prometheus / the process collector provides."""
