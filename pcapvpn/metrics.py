@@ -33,7 +33,8 @@ import threading
 import time
 from collections import Counter, defaultdict
 
-__all__ = ["MetricsError", "LiveCollector", "Exporter", "parse_listen", "start_exporter"]
+__all__ = ["MetricsError", "LiveCollector", "Exporter", "parse_listen", "require",
+           "start_exporter"]
 
 INSTALL_HINT = "pip install 'pcapvpn[metrics]'"
 
@@ -83,7 +84,8 @@ def parse_listen(spec: str) -> tuple[str, int]:
     return host or "0.0.0.0", n
 
 
-def _require():
+def require():
+    """prometheus_client, or :class:`MetricsError` saying which extra to install."""
     try:
         import prometheus_client
     except ImportError:
@@ -470,7 +472,7 @@ class Exporter:
 def make_registry(session, label=None):
     """A registry with the session's collector and the process / Python collectors (not the
     global default registry: two sessions in one process stay apart)."""
-    pc = _require()
+    pc = require()
     reg = pc.CollectorRegistry(auto_describe=False)
     collector = LiveCollector(session, label)
     reg.register(collector)
@@ -483,7 +485,7 @@ def make_registry(session, label=None):
 def start_exporter(session, spec: str, label=None) -> Exporter:
     """Serve ``/metrics`` on ``spec`` (:func:`parse_listen`); raises :class:`MetricsError`."""
     host, port = parse_listen(spec)
-    pc = _require()
+    pc = require()
     reg, collector = make_registry(session, label)
     try:
         server, thread = pc.start_http_server(port, addr=host, registry=reg)

@@ -374,3 +374,24 @@ def test_scrapes_in_a_thread_while_capturing_change_nothing():
     for r in (plain, scraped):
         r["capture"].pop("stopped", None)
     assert scraped == plain
+
+
+@pytest.mark.parametrize("spec,hide,why", [
+    ("127.0.0.1:http", False, "--metrics 127.0.0.1:http: the port 'http' is not a number"),
+    ("127.0.0.1:9464", True, "--metrics needs the prometheus-client package: "
+                             "pip install 'pcapvpn[metrics]'"),
+])
+def test_cli_metrics_errors_before_capturing(spec, hide, why):
+    """A bad --metrics address, or the extra missing: one line, exit status 2, before any
+    capture is opened (no root needed to be told)."""
+    import subprocess
+
+    code = ("import sys\n"
+            + ("sys.modules['prometheus_client'] = None\n" if hide else "")
+            + "from pcapvpn.cli import main\n"
+            "sys.argv = ['pcapvpn', 'live', '-i', 'nonexistent0', '--metrics', sys.argv[1]]\n"
+            "main()\n")
+    cp = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True,
+                        timeout=120)
+    assert cp.returncode == 2
+    assert cp.stderr.strip() == f"pcapvpn: error: {why}"
