@@ -305,10 +305,17 @@ class LiveCollector:
         loss: dict = defaultdict(lambda: [0, 0])
         latest: dict = {}
         now_sas: dict = {}
+        last_seen = self._esp_last
         for e in list(s.tracker.esp_tracker._sas):  # a copy, never all_sas() (it sorts)
             hit = index.get(_pair(e.src, e.dst))
-            if hit is None:
-                continue  # its tunnel comes with the next evaluation
+            if hit is None:  # its tunnel comes with the next evaluation
+                old = last_seen.get(id(e))
+                if old is not None:  # still there, not gone: its counts of the last scrape
+                    now_sas[id(e)] = old
+                    tot = totals[old[1]]
+                    tot[0] += old[2]
+                    tot[1] += old[3]
+                continue
             tid, a = hit
             d = "a_to_b" if e.src == a else "b_to_a"
             key = (tid, e.proto, d)
@@ -322,7 +329,7 @@ class LiveCollector:
             lo[1] += e.expected
             if e.last_ts is not None and e.last_ts > latest.get(tid, float("-inf")):
                 latest[tid] = e.last_ts
-        for k, (_e, key, p, b) in self._esp_last.items():
+        for k, (_e, key, p, b) in last_seen.items():
             if k not in now_sas:  # expired or evicted since the last scrape
                 g = self._esp_gone[key]
                 g[0] += p

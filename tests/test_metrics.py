@@ -395,3 +395,27 @@ def test_cli_metrics_errors_before_capturing(spec, hide, why):
                         timeout=120)
     assert cp.returncode == 2
     assert cp.stderr.strip() == f"pcapvpn: error: {why}"
+
+
+def test_counters_of_a_tunnel_missing_from_one_evaluation():
+    """An SA whose tunnel is missing from one evaluation (its id changed, the evaluation came
+    before it) is not taken for gone: no counter goes down or counts twice."""
+    pc = _pc()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pcapvpn.metrics import make_registry
+
+    _events, _result, _t0, s = simulate(_lab("ikev2_esp_loss"))
+    reg, _c = make_registry(s)
+
+    def packets():
+        m = parse(pc.generate_latest(reg).decode(), text_string_to_metric_families)
+        return m.get("pcapvpn_tunnel_packets_total", {})
+
+    before = packets()
+    assert before
+    saved = s.last_eval
+    s.last_eval = dict(saved, verdicts=[])
+    assert packets() == before  # unmapped this scrape: its last counts stand
+    s.last_eval = saved
+    assert packets() == before  # mapped again: counted once
