@@ -238,7 +238,8 @@ class LiveCollector:
                   "order, reachability = 1 ... stability = 9; label: its name)",
                   labels=["tunnel", "stage"])
         failed = G("pcapvpn_tunnel_failed_stage",
-                   "1 for the stage a failing tunnel failed at", labels=["tunnel", "stage"])
+                   "1 for the stage that failed (the report's failed_stage: a failing tunnel's, "
+                   "or the stage of what degraded it)", labels=["tunnel", "stage"])
         primary = G("pcapvpn_tunnel_primary_finding",
                     "1 for the code of the finding that explains the verdict",
                     labels=["tunnel", "code"])

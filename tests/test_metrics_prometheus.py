@@ -202,6 +202,11 @@ def test_prometheus_scrapes_live_capture(tmp_path):
             packets = query(ns, 'pcapvpn_tunnel_packets_total{protocol="esp"}')
             nbytes = query(ns, 'pcapvpn_tunnel_bytes_total{protocol="esp"}')
             lost = query(ns, "pcapvpn_tunnel_esp_lost_packets")
+            stages = query(ns, "pcapvpn_tunnel_stage")
+            primary = query(ns, "pcapvpn_tunnel_primary_finding == 1")
+            failed = query(ns, "pcapvpn_tunnel_failed_stage == 1")
+            active = query(ns, "pcapvpn_findings_active")
+            age = query(ns, "pcapvpn_tunnel_ike_sa_age_seconds")
             frames = _value(ns, "sum(pcapvpn_live_frames_total)")
             accepted = _value(ns, "sum(pcapvpn_live_filter_accepted_packets_total)")
             rss = _value(ns, 'process_resident_memory_bytes{job="pcapvpn"}')
@@ -223,8 +228,17 @@ def test_prometheus_scrapes_live_capture(tmp_path):
     assert got == {(t["id"], t["verdict"]) for t in rep["tunnels"]}
     assert got == {("192.0.2.2<->198.51.100.2", "degraded")}
     assert all(r["metric"]["sensor"] == "test-sensor" for r in verdicts)
-    # ESP packets and bytes per direction: the report's esp_sas added up
+    # stage, failed stage, primary finding: as the report's tunnel says
     [t] = rep["tunnels"]
+    assert [(r["metric"]["stage"], r["value"][1]) for r in stages] == \
+        [(t["stage_reached"], "6")]  # dataplane: the 6th stage
+    assert [r["metric"]["stage"] for r in failed] == [t["failed_stage"]]
+    assert [r["metric"]["code"] for r in primary] == [t["primary_code"]] == ["ESP_SEQUENCE_GAP"]
+    # the findings active at the last scrape are the report's (both raised by then)
+    assert sorted(r["metric"]["code"] for r in active) == \
+        sorted(f["code"] for f in rep["findings"])
+    assert age and 0 < float(age[0]["value"][1]) < 3600
+    # ESP packets and bytes per direction: the report's esp_sas added up
     a = t["id"].split("<->")[0]
     want: dict = {}
     for e in rep["esp_sas"]:
