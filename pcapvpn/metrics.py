@@ -12,10 +12,11 @@ it; nothing is counted per packet for it (the capture loop does not know the exp
   come from prometheus-client's own collectors.
 
 The scrape runs in the exporter's thread while the capture thread changes the trackers: the
-collector only copies their lists and dicts (one C-level copy, atomic under the GIL) and reads
-plain integers and times; it never sorts or rebuilds a tracker's structures (a sort of a list
-another thread appends to would lose the append).  A scrape therefore sees each counter as it
-was at some moment of the scrape, not all of them at one instant, as with any exporter.
+collector only copies their lists and dicts (one C-level copy each, atomic under the GIL: no
+"changed size during iteration") and reads plain integers and times; it calls no tracker method
+that changes anything (``Tracker.state`` annotates and rebuilds) and none that costs more than a
+copy (``EspTracker.all_sas`` sorts).  A scrape therefore sees each counter as it was at some
+moment of the scrape, not all of them at one instant, as with any exporter.
 
 Counters stay monotonic when SAs go: an SA expired (``--idle-expiry``) or evicted
 (``--max-sas``) hands its last counts to its tunnel's total.  Label values are bounded: one
@@ -307,7 +308,7 @@ class LiveCollector:
         latest: dict = {}
         now_sas: dict = {}
         last_seen = self._esp_last
-        for e in list(s.tracker.esp_tracker._sas):  # a copy, never all_sas() (it sorts)
+        for e in list(s.tracker.esp_tracker._sas):  # a copy (all_sas() would sort it)
             hit = index.get(_pair(e.src, e.dst))
             if hit is None:  # its tunnel comes with the next evaluation
                 old = last_seen.get(id(e))
