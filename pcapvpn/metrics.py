@@ -115,7 +115,7 @@ class LiveCollector:
         # (tunnel, protocol, direction) the counts of the SAs gone since
         self._esp_last: dict = {}  # id(sa) -> (sa, key, packets, bytes)
         self._esp_gone: dict = defaultdict(lambda: [0, 0])
-        self._ike_seen: dict = {}  # id(sa) -> (sa, highest message number counted)
+        self._ike_seen: dict = {}  # id(sa) -> (sa, highest message number counted, tunnel)
         self._retx: Counter = Counter()  # tunnel id -> IKE retransmissions counted
         self._ike_msgs: Counter = Counter()  # tunnel id -> IKE messages counted
 
@@ -385,20 +385,25 @@ class LiveCollector:
                "When the last SA-creating exchange was answered (IKE_SA_INIT, IKE_AUTH, "
                "CREATE_CHILD_SA; IKEv1 Main / Aggressive / Quick Mode; a WireGuard handshake "
                "response) (Unix time)", labels=["tunnel"])
-        seen_now: dict = {}
+        seen_now: dict = {}  # id(sa) -> (sa, highest message number counted, tunnel id)
+        carried = set()  # tunnels of SAs still there but missing from this evaluation
         count: Counter = Counter()
         newest: dict = {}
         last_hs = handshakes
         for sa in list(s.tracker.ike_tracker.sas):
             if sa.initiator is None or sa.responder is None:
                 continue
+            k = id(sa)
             hit = index.get(_pair(sa.initiator[1], sa.responder[1]))
-            if hit is None:
+            if hit is None:  # its tunnel comes with the next evaluation
+                old = self._ike_seen.get(k)
+                if old is not None:  # counted so far; not gone
+                    seen_now[k] = old
+                    carried.add(old[2])
                 continue
             tid = hit[0]
             count[tid] += 1
-            k = id(sa)
-            top = self._ike_seen.get(k, (sa, -1))[1]
+            top = self._ike_seen.get(k, (sa, -1, tid))[1]
             messages = list(sa.messages)
             new_top = top
             for m in reversed(messages):  # the messages since the last scrape (trimming
@@ -408,7 +413,7 @@ class LiveCollector:
                 if m.retransmit_of is not None:
                     self._retx[tid] += 1
                 new_top = max(new_top, m.n)
-            seen_now[k] = (sa, new_top)
+            seen_now[k] = (sa, new_top, tid)
             if sa.deleted_ts is None and sa.first_ts is not None and sa.established:
                 if sa.first_ts > newest.get(tid, float("-inf")):
                     newest[tid] = sa.first_ts
@@ -419,12 +424,10 @@ class LiveCollector:
                         last_hs[tid] = ts
                     break
         self._ike_seen = seen_now
-        for tid in list(self._retx):
-            if tid not in ids:
-                del self._retx[tid]
-        for tid in list(self._ike_msgs):
-            if tid not in ids:
-                del self._ike_msgs[tid]
+        for counter in (self._retx, self._ike_msgs):
+            for tid in list(counter):
+                if tid not in ids and tid not in carried:  # the tunnel is gone
+                    del counter[tid]
         for tid in sorted(self._ike_msgs):
             msgs.add_metric([self.label(tid)], self._ike_msgs[tid])
             retx.add_metric([self.label(tid)], self._retx.get(tid, 0))
