@@ -165,6 +165,20 @@ def test_dashboard_and_alerts_use_exported_metrics():
     assert names and names <= exported | {"pcapvpn_tunnel_verdict"}, names - exported
 
 
+#: what the test reads through Prometheus' query API (in this order)
+SCRAPED = {
+    "verdicts": "pcapvpn_tunnel_verdict == 1",
+    "packets": 'pcapvpn_tunnel_packets_total{protocol="esp"}',
+    "bytes": 'pcapvpn_tunnel_bytes_total{protocol="esp"}',
+    "lost": "pcapvpn_tunnel_esp_lost_packets",
+    "stages": "pcapvpn_tunnel_stage",
+    "primary": "pcapvpn_tunnel_primary_finding == 1",
+    "failed": "pcapvpn_tunnel_failed_stage == 1",
+    "active": "pcapvpn_findings_active",
+    "age": "pcapvpn_tunnel_ike_sa_age_seconds",
+}
+
+
 @pytest.mark.root
 def test_prometheus_scrapes_live_capture(tmp_path):
     need_root()
@@ -198,15 +212,7 @@ def test_prometheus_scrapes_live_capture(tmp_path):
                   lambda: (_value(ns, "pcapvpn_live_last_evaluation_timestamp_seconds") or 0)
                   > done + 1.0, timeout=30)
             time.sleep(1.5)  # and one more scrape, so that all series are of that state
-            verdicts = query(ns, "pcapvpn_tunnel_verdict == 1")
-            packets = query(ns, 'pcapvpn_tunnel_packets_total{protocol="esp"}')
-            nbytes = query(ns, 'pcapvpn_tunnel_bytes_total{protocol="esp"}')
-            lost = query(ns, "pcapvpn_tunnel_esp_lost_packets")
-            stages = query(ns, "pcapvpn_tunnel_stage")
-            primary = query(ns, "pcapvpn_tunnel_primary_finding == 1")
-            failed = query(ns, "pcapvpn_tunnel_failed_stage == 1")
-            active = query(ns, "pcapvpn_findings_active")
-            age = query(ns, "pcapvpn_tunnel_ike_sa_age_seconds")
+            got = {name: query(ns, expr) for name, expr in SCRAPED.items()}
             frames = _value(ns, "sum(pcapvpn_live_frames_total)")
             accepted = _value(ns, "sum(pcapvpn_live_filter_accepted_packets_total)")
             rss = _value(ns, 'process_resident_memory_bytes{job="pcapvpn"}')
@@ -223,6 +229,7 @@ def test_prometheus_scrapes_live_capture(tmp_path):
             log.close()
     assert rc in (0, 1), "".join(live.err)
     rep = json.loads(report.read_text())
+    verdicts, packets, nbytes, lost, stages, primary, failed, active, age = got.values()
     # the tunnel and its verdict, as the final report says
     got = {(r["metric"]["tunnel"], r["metric"]["verdict"]) for r in verdicts}
     assert got == {(t["id"], t["verdict"]) for t in rep["tunnels"]}
