@@ -26,7 +26,7 @@ from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import STAGES, severity_rank, stage_rank
 from pcapvpn.rules.common import (PENDING, established_ts, exchange_label, exchange_status,
-                                  ip_text, seen_working)
+                                  ip_text, last_requests, seen_working)
 
 #: below this share of the capture's time covered by readable records, a tunnel is unknown
 MIN_COVERAGE = 0.5
@@ -415,12 +415,17 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
             unjudgeable = ("the capture shows one direction of this tunnel only: what the other "
                            "gateway sent (answers, ESP) cannot be seen, so its absence proves "
                            "nothing")
-        out.append(decide(ctx, t, fs, not_seen=_not_seen(ctx, t), pending=_pending(ctx, t),
+        out.append(decide(ctx, t, fs, not_seen=_not_seen(ctx, t, fs), pending=_pending(ctx, t),
                           healthy_evidence=has_evidence_of_health(t), unjudgeable=unjudgeable,
                           reached=_stage_reached(ctx, t)))
-    from pcapvpn.rules.vpn import vpn_verdicts  # OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN
+    # imported here, not at the top: importing the package registers its rules, and the rule
+    # order is load_all's (the import is one-way: rules.vpn never imports this module)
+    from pcapvpn.rules.vpn import vpn_evidence
 
-    out.extend(vpn_verdicts(ctx, findings))
+    for t in ctx.state.vpn_tunnels:  # OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN
+        fs = by_tunnel.get(t.id, [])
+        out.append(decide(ctx, t, fs, unjudgeable=coverage_note(ctx, t),
+                          **vpn_evidence(ctx, t, fs)))
     return out
 
 
@@ -447,13 +452,19 @@ def _pending(ctx, t) -> list[str]:
                    f"their answers")
         items = [(ts, x) for ts, x in items if (ts, x) not in info]
     for ts, x in items:
-        out.append(f"{exchange_label(x)} from {ip_text(x.msgs[0].src)}: the capture ends "
-                   f"{ctx.now - ts:.1f} s after the request (a response may still have come; at "
-                   f"least {ctx.th.response_timeout:g} s are needed to call it unanswered)")
+        if x.version == 2:
+            out.append(f"{exchange_label(x)} from {ip_text(x.msgs[0].src)}: the capture ends "
+                       f"{ctx.now - ts:.1f} s after the request (a response may still have come; "
+                       f"at least {ctx.th.response_timeout:g} s are needed to call it unanswered)")
+        else:  # IKEv1: the last step's sender waits for the next message of the exchange
+            out.append(f"{exchange_label(x)} from {ip_text(last_requests(x)[0].src)}: the "
+                       f"capture ends {ctx.now - ts:.1f} s after it (the next message may still "
+                       f"have come; at least {ctx.th.response_timeout:g} s are needed to call it "
+                       f"unanswered)")
     return out
 
 
-def _not_seen(ctx, t) -> list[str]:
+def _not_seen(ctx, t, fs=()) -> list[str]:
     notes = []
     enc = sum(1 for sa in t.ike_sas for m in sa.messages
               if m.encrypted and getattr(m, "decrypt_status", None) not in ("ok", "unverified"))
@@ -470,7 +481,10 @@ def _not_seen(ctx, t) -> list[str]:
     if t.esp_sas and not t.ike_sas:
         notes.append("no IKE for this gateway pair in the capture: ESP SAs cannot be tied to "
                      "their negotiation")
-    if t.ike_sas and not t.esp_sas and _working_generation(t) is not None:
+    # (not when the IKE SA itself failed: XAUTH refused after phase 1, ...)
+    failed_before = any(f.failure and f.severity in ("critical", "error") and not f.recovered
+                        and stage_rank(f.stage) <= stage_rank("authentication") for f in fs)
+    if t.ike_sas and not t.esp_sas and _working_generation(t) is not None and not failed_before:
         notes.append("no ESP in the capture: the IKE SA is up; whether a child SA carried "
                      "traffic cannot be seen (none was sent while the capture ran)")
     return notes
