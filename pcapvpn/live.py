@@ -689,6 +689,7 @@ class LiveSession:
         self.analysis_options.logs = [f.source for f in self.log_followers]
         self.active: dict = {}
         self.archived: list = []  # findings whose SAs expired before they cleared
+        self.archived_dropped = 0  # ... beyond Limits.report_max_items of them: counted
         self.raised = 0
         self.resolved = 0
         self.evaluations = 0
@@ -995,7 +996,11 @@ class LiveSession:
             f = a.finding
             if (f.tunnel is not None and f.tunnel not in res["tunnels"]) or self._expired(f):
                 self.archived.append(f)  # its SAs were forgotten: not a resolution
-                del self.archived[:-1000]
+                # the latest of them, as many as the report lists of a kind (the others counted)
+                keep = self.limits.report_max_items
+                if len(self.archived) > keep:
+                    self.archived_dropped += len(self.archived) - keep
+                    del self.archived[:-keep]
                 continue
             self.resolved += 1
             if not self.sinks:
@@ -1273,6 +1278,9 @@ class LiveSession:
             out.append(f"live: {self.tracker.expired_sas} SA(s) expired after "
                        f"{self.opts.idle_expiry:g} s of silence and {self.tracker.evicted_sas} "
                        f"evicted (more than {self.opts.max_sas} SAs): they are not in this report")
+        if self.archived_dropped:
+            out.append(f"live: {self.archived_dropped} older finding(s) of expired or evicted "
+                       f"SAs not listed (at most {self.limits.report_max_items} kept)")
         if self.writer is not None and self.writer.deleted:
             out.append(f"live: {self.writer.deleted} older capture file(s) were deleted by "
                        f"rotation (--write-files {self.writer.count}); evidence frames in them "
