@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""``pcapvpn live -i lo`` under a flood, then SIGTERM (issue 20): the time from the signal to the
+final report on disk and to the process's exit, end to end (the capture loop's exit, the ring
+drain, the rules, the report, the interpreter's exit).  Needs root (AF_PACKET on ``lo``).
+
+    python bench/live_sigterm.py [--max-sas N ...] [--seconds S]
+
+The frames of the lab captures mutated at random (``bench/mutated.py``) are sent on ``lo`` by a
+thread of this process as fast as it can for ``--seconds``; the signal comes either while the
+flood goes on ("flood on") or just after it stopped ("flood off").  Printed, not written to
+RESULTS.md (copy the lines there with the load average they print).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from mutated import MutatedCapture, lab_frames  # noqa: E402
+
+
+def _rss_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def run(max_sas: int, seconds: float, flood_on: bool, frames: list) -> str:
+    out = Path(tempfile.mkdtemp()) / "report.json"
+    p = subprocess.Popen([sys.executable, "-m", "pcapvpn", "live", "-i", "lo", "--max-sas",
+                          str(max_sas), "--events", "none", "--quiet", "--format", "json",
+                          "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         cwd=BENCH.parent)
+    time.sleep(3)  # the ring is set up
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind(("lo", 0))
+    stop = threading.Event()
+    sent = [0]
+
+    def send():
+        i = 0
+        n = len(frames)
+        while not stop.is_set():
+            try:
+                s.send(frames[i % n])
+            except OSError:
+                pass
+            i += 1
+        sent[0] = i
+
+    th = threading.Thread(target=send)
+    th.start()
+    time.sleep(seconds)
+    rss = _rss_mb(p.pid)
+    if not flood_on:
+        stop.set()
+        th.join()
+    t0 = time.perf_counter()
+    p.send_signal(signal.SIGTERM)
+    while not out.exists() and p.poll() is None:
+        time.sleep(0.005)
+    t_report = time.perf_counter() - t0
+    rc = p.wait()
+    t_exit = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    size = out.stat().st_size / 1e6 if out.exists() else 0.0
+    return (f"| {max_sas:,} | {'on' if flood_on else 'off'} | {seconds:.0f} s, {sent[0]:,} frames "
+            f"sent | {rss} | {t_report:.2f} | {t_exit:.2f} | exit {rc}, {size:.1f} MB | "
+            f"{os.getloadavg()[0]:.1f} |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--max-sas", type=int, nargs="+", default=[2_000, 20_000])
+    ap.add_argument("--seconds", type=float, default=40.0)
+    args = ap.parse_args(argv)
+    cap = MutatedCapture(lab_frames(), per_read=2000, step=0.0005)
+    frames: list = []
+    while len(frames) < 200_000:
+        batch: list = []
+        cap.read(batch, 0, 0)
+        frames += [f[4] for f in batch if len(f[4]) >= 14]
+    print("| --max-sas | flood at the signal | flood | RSS MB before the signal (ring "
+          "included) | SIGTERM → report file s | SIGTERM → exit s | result | load (1 min) |")
+    print("|---:|---|---|---:|---:|---:|---|---:|")
+    for max_sas in args.max_sas:
+        for flood_on in (False, True):
+            print(run(max_sas, args.seconds, flood_on, frames), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
