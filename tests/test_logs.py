@@ -66,7 +66,7 @@ def test_lab_logs_are_recognised_whole(d):
     for log in d.glob("*.log"):
         fmt, items = _parse(log)
         assert fmt is not None, log
-        assert fmt.name in ("strongswan", "openvpn", "libreswan"), (log, fmt)
+        assert fmt.name in ("strongswan", "openvpn", "libreswan", "wireguard-log"), (log, fmt)
         assert all(ev is not None for _n, ev in items), [n for n, ev in items if ev is None]
         useful = [ev for _n, ev in items if ev.kind or ev.direction]
         if not (d.name == "ikev2_no_response" and log.name == "right.log"):
@@ -378,9 +378,16 @@ def test_rfc3164_year_from_capture_and_zone():
 
 
 def _shift_lines(lines, seconds):
-    """Move a lab log's clock: every ``YYYY-MM-DD HH:MM:SS[ us=N]`` stamp by ``seconds``."""
+    """Move a lab log's clock: every ``YYYY-MM-DD HH:MM:SS[ us=N]`` stamp by ``seconds``
+    (and wireguard-go's ``LEVEL: (IFACE) YYYY/MM/DD HH:MM:SS``)."""
     out = []
     for ln in lines:
+        w = re.match(r"([A-Z]+: \([^)]*\) )(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)(.*)", ln)
+        if w:
+            t = dt.datetime.strptime(w.group(2), "%Y/%m/%d %H:%M:%S")
+            t += dt.timedelta(seconds=round(seconds))
+            out.append(w.group(1) + t.strftime("%Y/%m/%d %H:%M:%S") + w.group(3))
+            continue
         b = re.match(r"([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d\.\d{6})(.*)", ln)  # pluto logtime
         if b:
             t = dt.datetime.strptime("2026 " + b.group(1), "%Y %b %d %H:%M:%S.%f")
