@@ -62,7 +62,7 @@ GO_LINE = re.compile(r"(DEBUG|ERROR|INFO): \(([^()\s]{1,64})\) ")
 BANNER = re.compile(r"[┌│└][^\n]*[┐│┘]\s*$")
 _KERNEL = re.compile(r"(?:\[ *\d+\.\d+\] )?wireguard: ([^:\s]{1,64}): ")
 _GO_PEER = re.compile(r"(peer\([A-Za-z0-9+/]{4}…[A-Za-z0-9+/]{4}\)) - ")
-_EP = r"\[?([0-9A-Fa-f.:]+?)\]?:(\d+)"
+_EP = r"(\[[0-9A-Fa-f:.%]+\]|[0-9.]+):(\d+)"  # 192.0.2.2:51820, [2001:db8::2]:51820
 _K_PEER = re.compile(rf"peer (\d+) \({_EP}\)")
 _LEVELS = {"DEBUG": "debug", "ERROR": "error", "INFO": "info"}
 
@@ -116,7 +116,7 @@ def classify(ev: LogEvent) -> None:
         kp = _K_PEER.search(t)
         if kp is not None:
             ev.ctx = f"{iface} peer {kp.group(1)}"
-            ev.peer, ev.peer_port = kp.group(2), int(kp.group(3))
+            ev.peer, ev.peer_port = kp.group(2).strip("[]"), int(kp.group(3))
     ev.thread = iface
     _classify_message(ev, t)
 
@@ -135,7 +135,7 @@ def _classify_message(ev: LogEvent, t: str) -> None:
         ev.kind = "wg_handshake_invalid"
         ev.direction = "in"
         ev.response = (m.group(1) or m.group(2)) == "response"
-        ev.peer, ev.peer_port = m.group(3), int(m.group(4))
+        ev.peer, ev.peer_port = m.group(3).strip("[]"), int(m.group(4))
         ev.reason = ("the " + ("initiator could not authenticate the handshake response"
                                if ev.response else
                                "responder could not authenticate the handshake initiation: the "
@@ -158,7 +158,7 @@ def _classify_message(ev: LogEvent, t: str) -> None:
     if c is not None:
         ev.kind = "cookie"
         ev.direction = "out" if c.group(1).startswith("Sending") else "in"
-        ev.peer, ev.peer_port = c.group(2), int(c.group(3))
+        ev.peer, ev.peer_port = c.group(2).strip("[]"), int(c.group(3))
         ev.reason = t
         return
     f = _SEND_FAIL.match(t)
