@@ -209,17 +209,18 @@ def frame_plain(line: str) -> Frame | None:
     return Frame(t[0], None, None, None, t[1])
 
 
-_WG_GO = re.compile(r"((?:DEBUG|ERROR|INFO): \([^()\s]{1,64}\) )")
-_WG_BANNER = re.compile(r"[\u250c\u2502\u2514]")
+#: wireguard-go's prefix (level, interface) and the frame lines of its start-up banner
+WG_GO_PREFIX = re.compile(r"((DEBUG|ERROR|INFO): \(([^()\s]{1,64})\) )")
+WG_BANNER = re.compile(r"[\u250c\u2502\u2514][^\n]*[\u2510\u2502\u2518]\s*$")
 
 
 def frame_wireguard_go(line: str) -> Frame | None:
     """wireguard-go's ``LEVEL: (IFACE) YYYY/MM/DD HH:MM:SS message`` (Go's log stamp after the
     level and interface): the message keeps the level and interface in front; the lines of the
     ASCII-box banner it prints first (no time) are messages of their own."""
-    m = _WG_GO.match(line)
+    m = WG_GO_PREFIX.match(line)
     if m is None:
-        if _WG_BANNER.match(line):
+        if WG_BANNER.match(line):
             return Frame(None, None, "wireguard-go", None, line)
         return None
     t = take_time(line[m.end():])

@@ -51,15 +51,12 @@ from __future__ import annotations
 import re
 
 from .event import LogEvent
+from .framing import WG_BANNER, WG_GO_PREFIX
 
 NAME = "wireguard-log"
 TITLE = "WireGuard log (wireguard-go / Linux kernel)"
 PROGS = ("wireguard-go",)
 
-#: wireguard-go's line: level, interface, then Go's log stamp (the framing takes the stamp)
-GO_LINE = re.compile(r"(DEBUG|ERROR|INFO): \(([^()\s]{1,64})\) ")
-#: the banner wireguard-go prints on Linux: box-drawing frame lines
-BANNER = re.compile(r"[┌│└][^\n]*[┐│┘]\s*$")
 _KERNEL = re.compile(r"(?:\[ *\d+\.\d+\] )?wireguard: ([^:\s]{1,64}): ")
 _GO_PEER = re.compile(r"(peer\([A-Za-z0-9+/]{4}…[A-Za-z0-9+/]{4}\)) - ")
 _EP = r"(\[[0-9A-Fa-f:.%]+\]|[0-9.]+):(\d+)"  # 192.0.2.2:51820, [2001:db8::2]:51820
@@ -78,9 +75,9 @@ _HANDSHAKE = (
 )
 _INVALID = re.compile(rf"(?:Received invalid (initiation|response) message from|"
                       rf"Invalid handshake (initiation|response) from) {_EP}")
-_HS = r"Handshake(?: for peer \d+ \([^)]*\))? did not complete after (\d+) "
-_RETRY = re.compile(_HS + r"seconds, retrying \(try (\d+)\)")
-_GIVE_UP = re.compile(_HS + r"attempts, giving up")
+#: no answer in time: "... after 5 seconds, retrying (try N)" or "... after N attempts, giving up"
+_NO_ANSWER = re.compile(r"Handshake(?: for peer \d+ \([^)]*\))? did not complete after (\d+) "
+                        r"(?:seconds, retrying \(try (\d+)\)|attempts, giving up)")
 _COOKIE = re.compile(rf"(Sending cookie response for denied handshake message for|"
                      rf"Receiving cookie response from) {_EP}")
 _SEND_FAIL = re.compile(r"Failed to send handshake (initiation|response): (.+)")
@@ -89,17 +86,17 @@ _SEND_FAIL = re.compile(r"Failed to send handshake (initiation|response): (.+)")
 def match(msg: str, prog: str | None = None) -> bool:
     """A message of wireguard-go (its level and interface prefix, or a banner line) or of
     the kernel module (``wireguard: IFACE: ``)."""
-    return (GO_LINE.match(msg) is not None or BANNER.match(msg) is not None or
+    return (WG_GO_PREFIX.match(msg) is not None or WG_BANNER.match(msg) is not None or
             _KERNEL.match(msg) is not None)
 
 
 def classify(ev: LogEvent) -> None:
     t = ev.text
     iface = None
-    m = GO_LINE.match(t)
-    if m is not None:
-        ev.level = _LEVELS.get(m.group(1))
-        iface = m.group(2)
+    m = WG_GO_PREFIX.match(t)
+    if m is not None:  # wireguard-go: the framing left the level and interface in front
+        ev.level = _LEVELS.get(m.group(2))
+        iface = m.group(3)
         t = t[m.end():]
         ev.prog = ev.prog or "wireguard-go"
         p = _GO_PEER.match(t)
@@ -142,16 +139,11 @@ def _classify_message(ev: LogEvent, t: str) -> None:
                                "sender's public key is not one of its peers (or a replayed "
                                "initiation)"))
         return
-    r = _RETRY.match(t)
+    r = _NO_ANSWER.match(t)
     if r is not None:
-        ev.kind = "wg_retry"
-        ev.count = int(r.group(2))
-        ev.reason = t
-        return
-    g = _GIVE_UP.match(t)
-    if g is not None:
-        ev.kind = "give_up"
-        ev.count = int(g.group(1))
+        retry = r.group(2) is not None
+        ev.kind = "wg_retry" if retry else "give_up"
+        ev.count = int(r.group(2) if retry else r.group(1))  # the try / the attempts made
         ev.reason = t
         return
     c = _COOKIE.match(t)
