@@ -329,7 +329,7 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
     if points:
         from pcapvpn.track.vantage import match
 
-        state.vantage = match(points, options.thresholds, state.tunnels)
+        state.vantage = match(points, options.thresholds, state.tunnels, state.vpn_tunnels)
     findings = run_rules(state)
     ctx = Context(state)
     if points:

@@ -688,9 +688,13 @@ def path_dict(view, start) -> dict:
     for x in view.losses:
         d = {"kind": x.kind, "from": x.src, "to": x.dst, "direction":
              "a_to_b" if x.forward else "b_to_a", "lost": x.lost}
-        if x.kind == "esp":
-            d["spi"] = hexid(x.spi, 8)
-            d["ranges"] = [[a & 0xFFFFFFFF, (b - 1) & 0xFFFFFFFF] for a, b in x.ranges]
+        if x.kind != "ike":
+            mask = (1 << getattr(x, "width", 32)) - 1
+            if x.spi is not None:
+                d["spi"] = hexid(x.spi, 8)
+            if getattr(x, "flow", None):
+                d["flow"] = x.flow
+            d["ranges"] = [[a & mask, (b - 1) & mask] for a, b in x.ranges]
             d["approximate"] = x.approximate
         else:
             d["ike_spi"] = bytes(x.ike[0]).hex()

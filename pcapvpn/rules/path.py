@@ -72,11 +72,11 @@ def _segment(src, dst) -> str:
     return f"between {src} and {dst}"
 
 
-def _ranges_text(ranges, limit=8) -> str:
+def _ranges_text(ranges, limit=8, mask=0xFFFFFFFF) -> str:
     parts = []
     for a, b in ranges[:limit]:
-        a &= 0xFFFFFFFF
-        b = (b - 1) & 0xFFFFFFFF
+        a &= mask
+        b = (b - 1) & mask
         parts.append(str(a) if a == b else f"{a}-{b}")
     more = len(ranges) - limit
     return ", ".join(parts) + (f" and {more} more range(s)" if more > 0 else "")
@@ -118,6 +118,9 @@ def _loss_finding(ctx, tid, x):
                         esp_spis=[spi])
         key = f"{tid}|esp|{spi}|{x.src}|{x.dst}"
         stage = "dataplane"
+    elif x.kind != "ike":
+        title, detail, flt, ev, key = _seq_loss(ctx, tid, x, way)
+        stage = "dataplane"
     else:
         ispi, exch, msgid, _resp = x.ike
         name = exchange_name(exch)
@@ -136,6 +139,60 @@ def _loss_finding(ctx, tid, x):
     f.stage = stage
     f.location = {"from": x.src, "to": x.dst, "why": f"lost {_segment(x.src, x.dst)}"}
     return f
+
+
+#: the other VPNs' numbered flows: the protocol's name, and the Wireshark fields of the number
+#: and of what names the flow
+_SEQ_FIELDS = {
+    "ah": ("AH", "ah.sequence"),
+    "wireguard": ("WireGuard", "wg.counter"),
+    "openvpn": ("OpenVPN", None),
+    "l2tp": ("L2TP", "l2tp.Ns"),
+}
+
+
+def _seq_filter(x) -> str:
+    """The display filter of a loss of AH or another VPN's numbered flow."""
+    _name, num = _SEQ_FIELDS[x.kind]
+    if x.kind == "ah":
+        base = f"ah.spi == 0x{x.spi:08x}"
+    elif x.kind == "wireguard":
+        base = f"wg.receiver == 0x{x.key:08x}"
+    elif x.kind == "l2tp":
+        tun, sess = x.key
+        base = f"l2tp.tunnel == {tun}" + (f" && l2tp.session == {sess}" if sess is not None
+                                          else " && l2tp.type == 1")
+    else:
+        what = x.key[0]
+        if what == "control":
+            base = f"openvpn.sessionid == 0x{x.key[1]:016x}"
+            num = "openvpn.pid" if "replay" in (x.flow or "") else "openvpn.mpid"
+        else:
+            base = "openvpn.opcode == 9" if x.key[1] is not None else "openvpn.opcode == 6"
+            if x.key[1] is not None:
+                base += f" && openvpn.peerid == {x.key[1]}"
+    if num is None or not x.ranges:
+        return base
+    mask = (1 << x.width) - 1
+    alts = [f"({num} >= {a & mask} && {num} <= {(b - 1) & mask})"
+            for a, b in x.ranges[:FILTER_RANGES] if (a & mask) <= ((b - 1) & mask)]
+    return base + (" && (" + " || ".join(alts) + ")" if alts else "")
+
+
+def _seq_loss(ctx, tid, x, way):
+    """Title, detail, filter, evidence and key of a loss of AH or another VPN's flow."""
+    name, _num = _SEQ_FIELDS[x.kind]
+    flow = f"SPI 0x{x.spi:08x}" if x.kind == "ah" else (x.flow or "")
+    mask = (1 << x.width) - 1
+    about = (" (about: the holes of the sequence went beyond what is kept)"
+             if x.approximate else "")
+    title = f"{x.lost} {name} packet(s) of {flow} lost {_segment(x.src, x.dst)}"
+    detail = (f"{name} {flow} ({way} on tunnel {tid}): {x.lost} packet(s) seen at "
+              f"{_pname(x.src)} never reached {x.dst or 'any later point'}{about}; "
+              f"numbers {_ranges_text(x.ranges, mask=mask) or 'not listed'}.")
+    ev = F.Evidence(frames=_frames(x), first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
+    key = f"{tid}|{x.kind}|{flow}|{x.src}|{x.dst}"
+    return title, detail, _seq_filter(x), ev, key
 
 
 def several_points_finding(hint) -> F.Finding:
@@ -303,8 +360,12 @@ def _loc_nat(ctx, v, view, f):
         # the adjacent pair across the boundary
         best = min(((a, b) for a in still for b in moved), key=lambda ab: abs(pos[ab[0]] -
                                                                                 pos[ab[1]]))
-        what = (f"ESP SPI 0x{fact['spi']}" if fact["what"] == "esp"
-                else f"IKE SA {fact['ike_spi']}")
+        if "ike_spi" in fact:
+            what = f"IKE SA {fact['ike_spi']}"
+        elif "spi" in fact:
+            what = f"{fact['what'].upper()} SPI 0x{fact['spi']}"
+        else:
+            what = f"{_SEQ_FIELDS[fact['what']][0]} {fact['flow']}"
         return {"from": best[0], "to": best[1],
                 "why": f"the source of {what} changed at {best[1]} ({moves[best[1]]} time(s)) "
                        f"and not at {best[0]}: the NAT whose mapping changed lies between them "

@@ -59,15 +59,21 @@ def _numpy():
 
 
 class SampleSet:
-    """Sampled sequence numbers of one SPI at one point: ``{seq: (ts, ref, length)}``."""
+    """Sampled sequence numbers of one SPI (one epoch of its numbering) at one point:
+    ``{extended seq: (ts, ref, length)}``; ``base`` is the ESN high half added to the numbers,
+    ``epoch`` counts the restarts of the numbering before this set (sets of two epochs are never
+    matched)."""
 
-    __slots__ = ("mask", "d")
+    __slots__ = ("mask", "d", "base", "epoch")
 
-    def __init__(self):
+    def __init__(self, epoch=0):
         self.mask = 0  # stride - 1 (a power of two)
         self.d: dict = {}
+        self.base = 0
+        self.epoch = epoch
 
     def add(self, seq, ts, ref, length):
+        seq += self.base
         if seq & self.mask or seq in self.d:
             return
         d = self.d
@@ -87,10 +93,25 @@ class PointEspTracker(EspTracker):
         self.holes: dict = {}
         #: SAs whose holes went beyond MAX_HOLES (their seen set is approximate)
         self.holes_over: set = set()
-        #: SPI -> SampleSet
+        #: SPI -> SampleSet (ESP; AH in ``ah_samples``), the current epoch of its numbering
         self.samples: dict = {}
+        self.ah_samples: dict = {}
+        #: EspSA -> extended number where its current epoch (after a restart) began
+        self.epoch_lo: dict = {}
         plain = self.esp
         samples = self.samples
+        plain_ah = self.ah
+        ah_samples = self.ah_samples
+
+        def ah(ref, ts, ipver, src, dst, spi, seq, length):
+            plain_ah(ref, ts, ipver, src, dst, spi, seq, length)
+            s = ah_samples.get(spi)
+            if s is None:
+                s = ah_samples[spi] = SampleSet()
+            if not seq & s.mask:
+                s.add(seq, ts, ref, length)
+
+        self.ah = ah
 
         def esp(ref, ts, ipver, src, dst, sport, dport, spi, seq, length, transport=None):
             plain(ref, ts, ipver, src, dst, sport, dport, spi, seq, length, transport)
@@ -133,6 +154,35 @@ class PointEspTracker(EspTracker):
         for i in sel.tolist():
             samples[int(spi[i])].add(int(seq[i]), float(ts[i]), (tag, int(num[i])), int(ln[i]))
 
+    def _seq(self, sa, ts, ref, seq):
+        resets, wraps = sa.resets, sa.wraps
+        super()._seq(sa, ts, ref, seq)
+        if sa.resets != resets:
+            self._restart(sa, ts, seq)
+        elif sa.wraps != wraps:
+            s = self._sample_sets(sa).get(sa.spi)
+            if s is not None:
+                s.base = sa.base  # ESN: the numbers after the wrap go on from 2**32
+
+    def _sample_sets(self, sa) -> dict:
+        return self.ah_samples if sa.proto == "ah" else self.samples
+
+    def _restart(self, sa, ts, seq):
+        """The SA's numbering restarted (a peer restart reusing the SPI): a new epoch.  Its
+        holes and samples start afresh, so numbers of two epochs are never compared."""
+        self.holes.pop(sa, None)
+        self.holes_over.discard(sa)
+        self.epoch_lo[sa] = seq + sa.base
+        sets = self._sample_sets(sa)
+        old = sets.get(sa.spi)
+        new = sets[sa.spi] = SampleSet(sa.resets)
+        new.base = sa.base
+        if old is not None:
+            # samples of this batch taken before the restart was seen belong to the new epoch
+            for k, v in list(old.d.items()):
+                if v[0] >= ts and k - old.base <= seq:
+                    new.d[k - old.base + new.base] = v
+
     def _jump(self, sa, ts, ref, top, s):
         super()._jump(sa, ts, ref, top, s)
         if s - top > 1:
@@ -163,15 +213,17 @@ class PointEspTracker(EspTracker):
         for sa in sas:
             self.holes.pop(sa, None)
             self.holes_over.discard(sa)
+            self.epoch_lo.pop(sa, None)
         live = {sa.spi for sa in self._sas}
-        for spi in [k for k in self.samples if k not in live]:
-            del self.samples[spi]
+        for d in (self.samples, self.ah_samples):
+            for spi in [k for k in d if k not in live]:
+                del d[spi]
         return n
 
     def seen(self, sa) -> list:
         """The sequence numbers ``sa`` saw at this point, as ranges ``[(a, b), ...]`` (b
         exclusive, extended numbers)."""
-        lo = sa.min_seq
+        lo = self.epoch_lo.get(sa, sa.min_seq)
         hi = sa.max_seq + 1
         out = []
         cur = lo
@@ -193,9 +245,26 @@ class PointEspTracker(EspTracker):
 
 
 class PointTracker(Tracker):
-    """The tracker of one vantage point."""
+    """The tracker of one vantage point: ESP/AH through :class:`PointEspTracker`, the numbered
+    flows of the other VPNs (:mod:`pcapvpn.track.vantage.seqflows`) after the VPN tracker."""
 
     esp_class = PointEspTracker
+
+    def __init__(self, *args, **kw):
+        from pcapvpn.track.vantage.seqflows import SeqStore
+
+        super().__init__(*args, **kw)
+        self.seq_store = SeqStore(self.vpn_tracker)
+        vpn_udp = self.vpn_udp
+        seq_udp = self.seq_store.udp
+
+        def udp(ref, ts, ipver, src, dst, sport, dport, proto, data, off, end):
+            vpn_udp(ref, ts, ipver, src, dst, sport, dport, proto, data, off, end)
+            seq_udp(ref, ts, ipver, src, dst, sport, dport, proto, data, off, end)
+
+        self.vpn_udp = udp
+        if self.inner_tracker is not None:
+            self.inner_tracker.vpn_udp = udp
 
 
 # -- range sets --------------------------------------------------------------------------------
@@ -384,7 +453,7 @@ class SegmentLoss:
     """Packets of one flow seen at ``src`` (a point name, or None: before the first point) and
     never at ``dst`` (None: after the last point)."""
 
-    kind: str  # "esp" | "ike"
+    kind: str  # "esp" | "ike" | "ah" | "wireguard" | "openvpn" | "l2tp"
     src: str | None
     dst: str | None
     tunnel: str
@@ -405,6 +474,11 @@ class SegmentLoss:
     version: int | None = None
     #: the direction: True when it flows from the tunnel's side ``a`` to ``b``
     forward: bool = True
+    #: the other VPNs' flows: the words naming it, and the width of its numbers in bits
+    flow: str | None = None
+    width: int = 32
+    #: the other VPNs' flows: the flow's key (:class:`seqflows.SeqFlow`)
+    key: object = None
 
 
 @dataclass
@@ -433,6 +507,9 @@ class PathView:
     #: {point index: EspSA})]``, IKE ``[(digest, a->b, {point index: [IkeMsg]})]``
     esp_flows: list = field(default_factory=list)
     ike_flows: list = field(default_factory=list)
+    #: AH and the other VPNs' numbered flows: ``[(key, a->b, {point index: EspSA or
+    #: SeqFlow})]`` (keys: ``("ah", spi)``, ``(kind, key, epoch)``)
+    seq_flows: list = field(default_factory=list)
     #: point indices in ``order``
     placed: list = field(default_factory=list)
     #: the IKE messages for the path ladder (one column per point), in time order, at most
@@ -474,11 +551,15 @@ def _ike_index(points):
 
 def _esp_index(points):
     """SPI -> {point index: EspSA} (an SPI on several SAs at one point is left out there)."""
+    return _sa_index(points, "esp")
+
+
+def _sa_index(points, proto):
     seen: dict = {}
     dup = set()
     for i, p in enumerate(points):
         for sa in p.tracker.esp_tracker.all_sas():
-            if sa.proto != "esp":
+            if sa.proto != proto:
                 continue
             per = seen.setdefault(sa.spi, {})
             if i in per:
@@ -489,11 +570,108 @@ def _esp_index(points):
     return seen
 
 
-def match(points, thresholds, tunnels) -> Vantage:
-    """Match the points' packets; ``tunnels`` are the first point's tunnels."""
+def _seq_index(points):
+    """The numbered flows beside ESP: ``("ah", spi)`` -> {point index: EspSA}, and ``(kind,
+    key, epoch)`` -> {point index: SeqFlow} (:mod:`pcapvpn.track.vantage.seqflows`)."""
+    seen: dict = {("ah", spi): per for spi, per in _sa_index(points, "ah").items()}
+    for i, p in enumerate(points):
+        store = getattr(p.tracker, "seq_store", None)
+        if store is None:
+            continue
+        for f in store.all_flows():
+            seen.setdefault((f.kind, f.key, f.epoch), {})[i] = f
+    return seen
+
+
+# -- what a point saw of one flow: ESP (key: the SPI), AH (``("ah", spi)``: the ESP tracker's
+# SAs) or another VPN's numbered flow (``(kind, key, epoch)``: a SeqFlow)
+
+def _by_esp_tracker(key) -> bool:
+    return isinstance(key, int) or key[0] == "ah"
+
+
+def _samples(p, key, flow):
+    et = p.tracker.esp_tracker
+    if isinstance(key, int):
+        s = et.samples.get(key)
+    elif key[0] == "ah":
+        s = et.ah_samples.get(key[1])
+    else:
+        return flow.samples
+    # the SPI's current numbering epoch only (a restart since: none)
+    return s if s is not None and s.epoch == flow.resets else None
+
+
+def _seen(p, key, flow) -> list:
+    return p.tracker.esp_tracker.seen(flow) if _by_esp_tracker(key) else flow.seen()
+
+
+def _hole_refs(p, key, flow, ranges) -> list:
+    if _by_esp_tracker(key):
+        return p.tracker.esp_tracker.hole_refs(flow, ranges)
+    return flow.hole_refs(ranges)
+
+
+def _approx(p, key, flow) -> bool:
+    if _by_esp_tracker(key):
+        return flow in p.tracker.esp_tracker.holes_over
+    return flow.holes_over or not flow.in_order
+
+
+def _epoch(key, flow) -> int:
+    """How many restarts of its numbering the flow saw before its current epoch."""
+    return flow.resets if _by_esp_tracker(key) else flow.epoch
+
+
+def _kind(key) -> str:
+    return "esp" if isinstance(key, int) else key[0]
+
+
+def _flow_ids(key, flow) -> dict:
+    """How the path facts name a flow: ``{"spi": hex}`` (ESP, AH) or ``{"kind", "flow"}``."""
+    if isinstance(key, int):
+        return {"spi": f"{key:08x}"}
+    if key[0] == "ah":
+        return {"kind": "ah", "spi": f"{key[1]:08x}"}
+    return {"kind": key[0], "flow": flow.label}
+
+
+def _pairs_of(points, k, index, samples_fn):
+    """Matched samples of points 0 and ``k``: ``(t0, t_k - t0, (src, dst) at point 0)``."""
+    pairs = []
+    for key, per in index.items():
+        a, b = per.get(0), per.get(k)
+        if a is None or b is None:
+            continue
+        sa_ = samples_fn(points[0], key, a)
+        sb_ = samples_fn(points[k], key, b)
+        if sa_ is None or sb_ is None:
+            continue
+        label = (a.src, a.dst)
+        for seq in sa_.d.keys() & sb_.d.keys():
+            t0 = sa_.d[seq][0]
+            pairs.append((t0, sb_.d[seq][0] - t0, label))
+    return pairs
+
+
+class _Ends:
+    """A tunnel's two ends for :func:`_path`: an IPsec tunnel's gateways, or a VPN tunnel's
+    client and server (``kinds``: which numbered flows belong to it)."""
+
+    def __init__(self, tid, a, b, kinds):
+        self.id = tid
+        self.a = a
+        self.b = b
+        self.kinds = kinds
+
+
+def match(points, thresholds, tunnels, vpn_tunnels=()) -> Vantage:
+    """Match the points' packets; ``tunnels`` (IPsec) and ``vpn_tunnels`` (the other VPNs) are
+    the first point's."""
     v = Vantage(points)
     ike = _ike_index(points)
     esp = _esp_index(points)
+    seqs = _seq_index(points)
     # -- clock offsets against point 0
     points[0].offset = Offset(0.0, 0.0, 0.0, points[0].start or 0.0, 0)
     for k in range(1, len(points)):
@@ -502,18 +680,8 @@ def match(points, thresholds, tunnels) -> Vantage:
             a, b = per.get(0), per.get(k)
             if a and b and len(a) == 1 and len(b) == 1:
                 pairs.append((a[0].ts, b[0].ts - a[0].ts, (a[0].src, a[0].dst)))
-        for spi, per in esp.items():
-            a, b = per.get(0), per.get(k)
-            if a is None or b is None:
-                continue
-            sa_ = points[0].tracker.esp_tracker.samples.get(spi)
-            sb_ = points[k].tracker.esp_tracker.samples.get(spi)
-            if sa_ is None or sb_ is None:
-                continue
-            label = (a.src, a.dst)
-            for seq in sa_.d.keys() & sb_.d.keys():
-                t0 = sa_.d[seq][0]
-                pairs.append((t0, sb_.d[seq][0] - t0, label))
+        pairs += _pairs_of(points, k, esp, _samples)
+        pairs += _pairs_of(points, k, seqs, _samples)
         off = estimate_offset(pairs, thresholds.clock_drift_span)
         points[k].offset = off
     # -- the same hosts across points
@@ -523,18 +691,27 @@ def match(points, thresholds, tunnels) -> Vantage:
         for (i, m), (j, n) in zip(items, items[1:]):
             cls.union((i, m.src), (j, n.src))
             cls.union((i, m.dst), (j, n.dst))
-    for per in esp.values():
-        items = list(per.items())
-        for (i, a), (j, b) in zip(items, items[1:]):
-            cls.union((i, a.src), (j, b.src))
-            cls.union((i, a.dst), (j, b.dst))
+    for index in (esp, seqs):
+        for per in index.values():
+            items = list(per.items())
+            for (i, a), (j, b) in zip(items, items[1:]):
+                cls.union((i, a.src), (j, b.src))
+                cls.union((i, a.dst), (j, b.dst))
     v.classes = cls
     v.ike_seen = {dg: {points[i].name: ms for i, ms in per.items()} for dg, per in ike.items()}
     v.esp_seen = {spi: {points[i].name: sa for i, sa in per.items()} for spi, per in esp.items()}
-    for t in tunnels:
-        if not getattr(t, "a", None) or not getattr(t, "b", None):
+    ends = [_Ends(t.id, getattr(t, "a", None), getattr(t, "b", None), ("ah",))
+            for t in tunnels]
+    ends += [_Ends(t.id, t.client, t.server, (t.protocol,)) for t in vpn_tunnels
+             if getattr(t, "identified", True)]
+    for t in ends:
+        if not t.a or not t.b:
             continue
-        v.paths[t.id] = _path(points, t, cls, ike, esp, thresholds)
+        mine = {key: per for key, per in seqs.items() if key[0] in t.kinds}
+        if t.kinds != ("ah",):
+            v.paths[t.id] = _path(points, t, cls, {}, {}, thresholds, mine)
+        else:
+            v.paths[t.id] = _path(points, t, cls, ike, esp, thresholds, mine)
     return v
 
 
@@ -555,7 +732,7 @@ def _direction(cls, i, src, dst, A, B):
     return None
 
 
-def _path(points, t, cls, ike, esp, th) -> PathView:
+def _path(points, t, cls, ike, esp, th, seqs=None) -> PathView:
     A, B = cls.find((0, t.a)), cls.find((0, t.b))
     view = PathView(t.id)
     n = len(points)
@@ -584,6 +761,7 @@ def _path(points, t, cls, ike, esp, th) -> PathView:
 
     flows_ike = flows(ike, lambda ms: ms[0], len)
     flows_esp = flows(esp, lambda sa: sa, lambda sa: sa.packets)
+    flows_seq = flows(seqs or {}, lambda f: f, lambda f: f.packets)
     # order of the points from a to b: votes of matched packets (corrected times)
     delays: dict = {}  # (i, j, fwd) -> [corrected t_j - t_i]
 
@@ -600,10 +778,10 @@ def _path(points, t, cls, ike, esp, th) -> PathView:
         times = {i: _corrected(points, i, ms[0].ts) for i, ms in per.items() if len(ms) == 1}
         if len(times) > 1:
             vote(times, fwd)
-    for spi, fwd, per in flows_esp:
+    for spi, fwd, per in flows_esp + flows_seq:
         if len(per) < 2:
             continue
-        sets = {i: points[i].tracker.esp_tracker.samples.get(spi) for i in per}
+        sets = {i: _samples(points[i], spi, x) for i, x in per.items()}
         common = None
         for s in sets.values():
             if s is None:
@@ -617,6 +795,7 @@ def _path(points, t, cls, ike, esp, th) -> PathView:
     view.order = [points[i].name for i in placed]
     view.placed = placed
     view.esp_flows = flows_esp
+    view.seq_flows = flows_seq
     view.ike_flows = flows_ike
     view.unplaced = [points[i].name for i in sorted(seen_pts) if i not in placed]
     view.packets = {points[i].name: packets[points[i].name] for i in placed + sorted(
@@ -641,19 +820,19 @@ def _path(points, t, cls, ike, esp, th) -> PathView:
             tl = _corrected(points, i, ms[-1].ts)
             if tl > last_dir.get((i, fwd), float("-inf")):
                 last_dir[(i, fwd)] = tl
-    for _spi, fwd, per in flows_esp:
+    for _spi, fwd, per in flows_esp + flows_seq:
         for i, sa in per.items():
             tl = _corrected(points, i, sa.last_ts)
             if tl > last_dir.get((i, fwd), float("-inf")):
                 last_dir[(i, fwd)] = tl
-    for spi, fwd, per in flows_esp:
+    for spi, fwd, per in flows_esp + flows_seq:
         _esp_losses(view, points, placed if fwd else placed[::-1], spi, fwd, per, slack, t.id)
         _esp_facts(view, points, placed if fwd else placed[::-1], spi, per)
     for dg, fwd, per in flows_ike:
         _ike_losses(view, points, placed if fwd else placed[::-1], dg, fwd, per, slack, t.id,
                     last_dir)
     _merge_ike_losses(view)
-    _nat_facts(view, points, placed, flows_ike, flows_esp)
+    _nat_facts(view, points, placed, flows_ike, flows_esp + flows_seq)
     _ladder(view, points, flows_ike, slack)
     return view
 
@@ -703,17 +882,21 @@ def _window(p):
 def _esp_losses(view, points, order, spi, fwd, per, slack, tid):
     """Walk the points in the flow's direction: what each one misses of what the points before
     it saw (within its capture window)."""
+    if not _by_esp_tracker(spi) and not all(x.in_order for x in per.values()):
+        return  # numbers that do not run in order (not a sequence): losses cannot be told
     alive = None  # sequence ranges still travelling
     upstream = None  # index of the last point that saw the SA
     union_up: list = []
     up_first = up_last = None
     for i in order:
         p = points[i]
-        et = p.tracker.esp_tracker
         sa = per.get(i)
         win = _window(p)
+        if sa is not None and upstream is not None and _epoch(spi, sa) != \
+                _epoch(spi, per[upstream]):
+            continue  # another epoch of the numbering here (a restart one point missed)
         if sa is not None:
-            seen = et.seen(sa)
+            seen = _seen(p, spi, sa)
             first = _corrected(points, i, sa.first_ts)
             last = _corrected(points, i, sa.last_ts)
         if alive is None:
@@ -728,7 +911,7 @@ def _esp_losses(view, points, order, spi, fwd, per, slack, tid):
         hi = alive[-1][1] if alive else None
         if lo is None:
             break
-        approx = sa in et.holes_over if sa is not None else False
+        approx = _approx(p, spi, sa) if sa is not None else False
         if sa is not None:
             # numbers the point could not judge: before its capture began / after it ended
             if win[0] > up_first:
@@ -746,18 +929,24 @@ def _esp_losses(view, points, order, spi, fwd, per, slack, tid):
         if lost:
             n = r_count(lost)
             up = points[upstream]
-            frames = [(up.name, up.file(r[0]), r[1]) for r in _around(up, spi, lost)]
+            frames = [(up.name, up.file(r[0]), r[1])
+                      for r in _around(up, spi, per[upstream], lost)]
             if sa is not None:
                 frames += [(p.name, p.file(r[0]), r[1])
-                           for r in et.hole_refs(sa, lost[:FILTER_RANGES])[:10]]
+                           for r in _hole_refs(p, spi, sa, lost[:FILTER_RANGES])[:10]]
+            ufl = per[upstream]
             view.losses.append(SegmentLoss(
-                "esp", up.name, p.name, tid, spi=spi, lost=n, ranges=lost[:50],
-                approximate=approx, frames=frames, first_ts=up_first, last_ts=up_last,
-                forward=fwd))
+                _kind(spi), up.name, p.name, tid,
+                spi=spi if isinstance(spi, int) else ufl.spi if spi[0] == "ah" else None,
+                lost=n, ranges=lost[:50], approximate=approx, frames=frames,
+                first_ts=up_first, last_ts=up_last, forward=fwd,
+                flow=getattr(ufl, "label", None), width=getattr(ufl, "width", 32),
+                key=None if _by_esp_tracker(spi) else ufl.key))
             alive = r_diff(alive, lost)
         if appeared and upstream is not None:
             up = points[upstream]
-            view.appeared.append({"from": up.name, "to": p.name, "spi": f"{spi:08x}",
+            view.appeared.append({"from": up.name, "to": p.name,
+                                  **_flow_ids(spi, per[upstream]),
                                   "packets": r_count(appeared), "ranges": appeared[:20],
                                   "why": _appeared_why(up)})
         if sa is not None:
@@ -772,10 +961,10 @@ def _appeared_why(up) -> str:
     return "other_path"
 
 
-def _around(point, spi, ranges, limit=10):
-    """Sampled frames of ``spi`` at ``point`` inside the lost ranges (lost packets themselves;
+def _around(point, key, flow, ranges, limit=10):
+    """Sampled frames of the flow at ``point`` inside the lost ranges (lost packets themselves;
     the first :data:`FILTER_RANGES` ranges, those the finding's display filter names)."""
-    s = point.tracker.esp_tracker.samples.get(spi)
+    s = _samples(point, key, flow)
     if s is None or not s.d:
         return []
     seqs = sorted(s.d)
@@ -801,10 +990,10 @@ def _esp_facts(view, points, order, spi, per):
             pi, psa = prev
             if sa.reordered > psa.reordered:
                 view.reordering.append({"from": points[pi].name, "to": points[i].name,
-                                        "spi": f"{spi:08x}", "reordered_from": psa.reordered,
+                                        **_flow_ids(spi, sa), "reordered_from": psa.reordered,
                                         "reordered_to": sa.reordered})
-            sp = points[pi].tracker.esp_tracker.samples.get(spi)
-            sq = points[i].tracker.esp_tracker.samples.get(spi)
+            sp = _samples(points[pi], spi, psa)
+            sq = _samples(points[i], spi, sa)
             changed = 0
             example = None
             if sp is not None and sq is not None:
@@ -815,7 +1004,7 @@ def _esp_facts(view, points, order, spi, per):
                         example = example or (seq, la, lb)
             if changed or sa.fragmented > psa.fragmented:
                 view.mtu.append({"from": points[pi].name, "to": points[i].name,
-                                 "spi": f"{spi:08x}", "resized_samples": changed,
+                                 **_flow_ids(spi, sa), "resized_samples": changed,
                                  "example": {"seq": example[0], "from_length": example[1],
                                              "to_length": example[2]} if example else None,
                                  "fragmented_from": psa.fragmented,
@@ -970,7 +1159,8 @@ def _nat_facts(view, points, placed, flows_ike, flows_esp):
         tuples = {points[i].name: _ep(sa) for i, sa in per.items()}
         moves = {points[i].name: sa.moves_total for i, sa in per.items()}
         if len(set(tuples.values())) > 1 or len(set(moves.values())) > 1:
-            view.nat.append({"what": "esp", "spi": f"{spi:08x}", "points": tuples,
+            ids = _flow_ids(spi, next(iter(per.values())))
+            view.nat.append({"what": ids.pop("kind", "esp"), **ids, "points": tuples,
                              "between": between(tuples), "source_changes": moves})
 
 
