@@ -565,7 +565,7 @@ def path_rows(t):
                      f"{d['delay_s'] * 1000:.3f} ms (min {d['delay_min_s'] * 1000:.3f}, "
                      f"max {d['delay_max_s'] * 1000:.3f}; {d['samples']} packets)")
     for x in path.get("losses") or ():
-        what = (f"ESP SPI 0x{x['spi']}: {x['lost']} packet(s)" if x["kind"] == "esp" else
+        what = (f"{_flow_name(x)}: {x['lost']} packet(s)" if x["kind"] != "ike" else
                 f"IKE {x.get('exchange')} #{x.get('message_id')}: "
                 f"{', '.join(sorted(set(x.get('messages') or ())))}")
         src = x["from"] or "(before the first point)"
@@ -575,17 +575,18 @@ def path_rows(t):
         why = {"capture_drops": "the upstream capture reports drops",
                "other_path": "no capture drops recorded: another path (asymmetric routing)"
                }.get(a.get("why"), a.get("why"))
-        lines.append(f"seen at {a['to']} but never at {a['from']}: ESP SPI 0x{a['spi']}, "
+        lines.append(f"seen at {a['to']} but never at {a['from']}: {_flow_name(a)}, "
                      f"{a['packets']} packet(s) ({why})")
     for r in path.get("reordering") or ():
-        lines.append(f"reordering introduced between {r['from']} and {r['to']}: ESP SPI "
-                     f"0x{r['spi']}, {r['reordered_from']} -> {r['reordered_to']} late packets")
+        lines.append(f"reordering introduced between {r['from']} and {r['to']}: "
+                     f"{_flow_name(r)}, {r['reordered_from']} -> {r['reordered_to']} late "
+                     f"packets")
     for n in path.get("nat") or ():
         if n["what"] == "ike_mapping":
             lines.append(f"NAT mapping changes of IKE SA {n['ike_spi']}: " + ", ".join(
                 f"{k}: {v}" for k, v in n["source_changes"].items()))
             continue
-        label = "IKE" if n["what"] == "ike" else f"ESP SPI 0x{n['spi']}"
+        label = "IKE" if n["what"] == "ike" else _flow_name({**n, "kind": n["what"]})
         pts = n["points"]
         for a, b in n.get("between") or ():
             lines.append(f"NAT between {a} and {b} ({label}): {pts[a]} at {a} is {pts[b]} "
@@ -596,12 +597,27 @@ def path_rows(t):
                 f"{k}: {v}" for k, v in (n.get("source_changes") or {}).items()))
     for mtu in path.get("mtu") or ():
         ex = mtu.get("example")
-        lines.append(f"size changed between {mtu['from']} and {mtu['to']}: ESP SPI "
-                     f"0x{mtu['spi']}, {mtu['resized_samples']} sampled packet(s) resized"
+        lines.append(f"size changed between {mtu['from']} and {mtu['to']}: "
+                     f"{_flow_name(mtu)}, {mtu['resized_samples']} sampled packet(s) resized"
                      + (f" (seq {ex['seq']}: {ex['from_length']} -> {ex['to_length']} B)"
                         if ex else "")
                      + f", fragmented {mtu['fragmented_from']} -> {mtu['fragmented_to']}")
     return lines, ["point", "a->b", "b->a", "vanished before this point"], rows
+
+
+#: the protocols of a path's flows, by the ``kind`` of a loss or path fact
+_FLOW_PROTOCOLS = {"esp": "ESP", "ah": "AH", "wireguard": "WireGuard", "openvpn": "OpenVPN",
+                   "l2tp": "L2TP"}
+
+
+def _flow_name(d) -> str:
+    """``ESP SPI 0x...``, ``AH SPI 0x...``, ``WireGuard receiver index 0x...`` ... of a loss or
+    path fact of the path view."""
+    kind = d.get("kind") or "esp"
+    name = _FLOW_PROTOCOLS.get(kind, kind)
+    if d.get("flow"):
+        return f"{name} {d['flow']}"
+    return f"{name} SPI 0x{d.get('spi')}"
 
 
 def _vanished(lost_at, name) -> str:

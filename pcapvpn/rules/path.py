@@ -174,8 +174,9 @@ def _seq_filter(x) -> str:
     if num is None or not x.ranges:
         return base
     mask = (1 << x.width) - 1
-    alts = [f"({num} >= {a & mask} && {num} <= {(b - 1) & mask})"
-            for a, b in x.ranges[:FILTER_RANGES] if (a & mask) <= ((b - 1) & mask)]
+    # the lost numbers and the next one (the packet after the hole downstream)
+    alts = [f"({num} >= {a & mask} && {num} <= {b & mask})"
+            for a, b in x.ranges[:FILTER_RANGES] if (a & mask) <= (b & mask)]
     return base + (" && (" + " || ".join(alts) + ")" if alts else "")
 
 
@@ -325,14 +326,16 @@ def _loc_one_way(ctx, v, view, f):
 
 def _loc_gap(ctx, v, view, f):
     spis = {int(s, 16) for s in f.evidence.esp_spis}
-    for spi, fwd, per in view.esp_flows:
+    flows = [(spi, "esp", fwd, per) for spi, fwd, per in view.esp_flows]
+    flows += [(key[1], "ah", fwd, per) for key, fwd, per in view.seq_flows if key[0] == "ah"]
+    for spi, kind, fwd, per in flows:
         if spi not in spis:
             continue
         order = view.placed if fwd else view.placed[::-1]
         if 0 not in order:
             return None
         here = order.index(0)
-        hits = [y for y in view.losses if y.kind == "esp" and y.spi == spi]
+        hits = [y for y in view.losses if y.kind == kind and y.spi == spi]
         pos = {v.points[i].name: k for k, i in enumerate(order)}
         hits = [y for y in hits if pos.get(y.dst, len(order)) <= here]
         if hits:

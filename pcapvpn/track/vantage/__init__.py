@@ -1159,6 +1159,11 @@ def _nat_facts(view, points, placed, flows_ike, flows_esp):
         tuples = {points[i].name: _ep(sa) for i, sa in per.items()}
         moves = {points[i].name: sa.moves_total for i, sa in per.items()}
         if len(set(tuples.values())) > 1 or len(set(moves.values())) > 1:
+            key = tuple(sorted(tuples.items()))
+            if not any(moves.values()) and not isinstance(spi, int):
+                if key in seen:
+                    continue  # the same translation, listed for another flow already
+                seen.add(key)
             ids = _flow_ids(spi, next(iter(per.values())))
             view.nat.append({"what": ids.pop("kind", "esp"), **ids, "points": tuples,
                              "between": between(tuples), "source_changes": moves})

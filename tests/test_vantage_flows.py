@@ -1,0 +1,174 @@
+"""Several vantage points (issue 16): matching the VPNs beside ESP between points.
+
+AH by (SPI, sequence number), WireGuard by (receiver index, counter), OpenVPN by (session ID,
+packet ID) for control and (peer ID, direction, packet ID) for the AEAD data channel, L2TP by
+(tunnel, session, Ns).  The two-point captures are synthetic, made from real captures by
+``bench/pointsplit.py``: the real capture is point ``a`` beside the client; point ``b`` lies
+towards the server (its clock shifted by a known odd amount, a known one-way delay), chosen
+frames dropped between the points, a NAT between them where the test says so.  The expected
+losses follow from the frames dropped (their numbers read from the real capture with tshark
+in the comments).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from conftest import REPO, corpus_dir, tshark_path
+from pcapvpn.analysis import Options, run
+from pcapvpn.report import render
+
+sys.path.insert(0, str(REPO / "bench"))
+from pointsplit import split_points  # noqa: E402
+
+SCHEMA = json.loads((REPO / "docs" / "schema.json").read_text())
+LAB = REPO / "captures" / "lab"
+TOLERANCE = 0.005
+
+
+def _two(tmp_path, src, client, offset, delay, drop_a=(), drop_b=(), nat=None):
+    a = tmp_path / "a.pcap"
+    b = tmp_path / "b.pcap"
+    split_points(str(src), str(a), str(b), client, offset, delay, drop_a, drop_b, nat)
+    return run([], Options(vantage=[("near-client", [str(a)], None),
+                                    ("near-server", [str(b)], None)]))
+
+
+def _losses(res, kind):
+    out = []
+    for t in res.report.tunnels:
+        for x in (t.get("path") or {}).get("losses", []):
+            if x["kind"] == kind:
+                out.append((x["from"], x["to"], x.get("flow") or x.get("spi"), x["lost"],
+                            [tuple(r) for r in x["ranges"]]))
+    return sorted(out, key=str)
+
+
+def _offset(res):
+    return res.report.vantage_points[1]
+
+
+def _check_report(res):
+    """The report validates and renders; every filter is valid for tshark and shows, in each
+    point's file, the evidence frames cited from it."""
+    doc = json.loads(render(res.report, "json"))
+    jsonschema.validate(doc, SCHEMA)
+    for fmt in ("text", "markdown", "html"):
+        assert render(res.report, fmt)
+    tshark = tshark_path()
+    for f in res.report.findings:
+        if not f.wireshark_filter:
+            continue
+        by_file: dict = {}
+        for r in f.evidence.frames:
+            by_file.setdefault(r.file, set()).add(r.frame)
+        for file, frames in by_file.items():
+            cp = subprocess.run([tshark, "-r", file, "-Y", f.wireshark_filter, "-T", "fields",
+                                 "-e", "frame.number"], capture_output=True, text=True)
+            assert cp.returncode == 0, (f.code, f.wireshark_filter, cp.stderr)
+            shown = {int(x) for x in cp.stdout.split()}
+            assert frames <= shown, (f.code, file, sorted(frames - shown), f.wireshark_filter)
+
+
+def test_openvpn_control_and_data_located_through_nat(tmp_path):
+    """openvpn_udp_healthy: frame 8 is the client's control packet with message packet ID 3,
+    frames 21 and 23 the client's AEAD data packets 3 and 4 (dropped before near-server),
+    frame 30 the server's data packet 7 (dropped before near-client); a NAT between the points
+    rewrites the client to 203.0.113.9:40000."""
+    res = _two(tmp_path, LAB / "openvpn_udp_healthy" / "openvpn_udp_healthy.pcap",
+               "192.0.2.2", 2.5037, 0.004, drop_a=[30], drop_b=[8, 21, 23],
+               nat=("203.0.113.9", 40000))
+    got = _losses(res, "openvpn")
+    assert [(g[0], g[1], g[3], g[4]) for g in got] == sorted([
+        ("near-client", "near-server", 1, [(3, 3)]),
+        ("near-client", "near-server", 2, [(3, 4)]),
+        ("near-server", "near-client", 1, [(7, 7)]),
+    ], key=str), got
+    flows = {g[2] for g in got}
+    assert any(f.startswith("control, session ID a5cedda751b067c0") for f in flows), flows
+    assert "data from the client, key ID 0 peer ID 0" in flows
+    assert "data from the server, key ID 0 peer ID 0" in flows
+    o = _offset(res)
+    assert abs(o["clock_offset_s"] - 2.5037) < TOLERANCE, o
+    fs = [f for f in res.report.findings if f.code == "PATH_LOSS"]
+    assert len(fs) == 3
+    for f in fs:
+        assert f.location["from"] in ("near-client", "near-server")
+        assert f.stage == "dataplane"
+    path = res.report.tunnels[0]["path"]
+    assert path["order"] == ["near-client", "near-server"]
+    assert any(n["what"] == "openvpn" and "203.0.113.9:40000" in n["points"]["near-server"]
+               for n in path["nat"]), path["nat"]
+    _check_report(res)
+
+
+def test_wireguard_counters_located(tmp_path):
+    """zeek-spicy-wireguard wireguard.pcap (public corpus): the initiator 188.166.170.114
+    sends to receiver index 0x0ae66888; frame 10 carries counter 2, frames 171 and 172
+    counters 83 and 84 (dropped before near-server); frame 176 is the responder's counter 79 to
+    0xc4632862 (dropped before near-client).  Clock of near-server 1.7531 s behind."""
+    src = corpus_dir() / "zeek-spicy-wireguard" / "Traces" / "wireguard.pcap"
+    res = _two(tmp_path, src, "188.166.170.114", -1.7531, 0.003, drop_a=[176],
+               drop_b=[10, 171, 172])
+    got = _losses(res, "wireguard")
+    assert got == sorted([
+        ("near-client", "near-server", "receiver index 0x0ae66888", 3, [(2, 2), (83, 84)]),
+        ("near-server", "near-client", "receiver index 0xc4632862", 1, [(79, 79)]),
+    ], key=str), got
+    o = _offset(res)
+    assert abs(o["clock_offset_s"] + 1.7531) < TOLERANCE, o
+    assert o["matched_packets"] > 100
+    f = next(f for f in res.report.findings if f.code == "PATH_LOSS"
+             and "0x0ae66888" in f.title)
+    assert "wg.counter >= 83 && wg.counter <= 85" in f.wireshark_filter
+    _check_report(res)
+
+
+def test_ah_located_and_gap_placed(tmp_path):
+    """zeek-spicy-ipsec IPsec_ESP-AH_tunnel_mode.cap (public corpus): AH (with ESP inside)
+    between 10.0.0.1 and 10.0.0.2, sequence numbers 1..5 each way; frame 5 is 10.0.0.1's
+    AH/ESP number 3 (dropped before near-server), frame 8 10.0.0.2's number 4 (dropped before
+    near-client).  The first point's ESP_SEQUENCE_GAP on the AH SPI is placed on the path."""
+    src = corpus_dir() / "zeek-spicy-ipsec" / "traces" / "IPsec_ESP-AH_tunnel_mode.cap"
+    res = _two(tmp_path, src, "10.0.0.1", 0.7529, 0.002, drop_a=[8], drop_b=[5])
+    assert _losses(res, "ah") == sorted([
+        ("near-client", "near-server", "8179b705", 1, [(3, 3)]),
+        ("near-server", "near-client", "ba8bd060", 1, [(4, 4)]),
+    ], key=str)
+    assert abs(_offset(res)["clock_offset_s"] - 0.7529) < TOLERANCE
+    gap = next(f for f in res.report.findings if f.code == "ESP_SEQUENCE_GAP"
+               and "ba8bd060" in f.title)
+    assert (gap.location["from"], gap.location["to"]) == ("near-server", "near-client")
+    _check_report(res)
+
+
+def test_no_loss_no_finding(tmp_path):
+    """Nothing dropped: no PATH_LOSS, every packet matched."""
+    src = LAB / "openvpn_udp_healthy" / "openvpn_udp_healthy.pcap"
+    res = _two(tmp_path, src, "192.0.2.2", -0.3001, 0.001)
+    assert not [f for f in res.report.findings if f.code == "PATH_LOSS"]
+    assert abs(_offset(res)["clock_offset_s"] + 0.3001) < TOLERANCE
+
+
+@pytest.mark.parametrize("width,seqs,epochs", [
+    (16, [65533, 65534, 65535, 0, 1, 2], 1),  # a 16-bit Ns wraps: one epoch
+    (32, [500, 501, 502, 1, 2, 3], 2),        # the numbering restarted: a new epoch
+])
+def test_seqflow_wrap_and_restart(width, seqs, epochs):
+    from pcapvpn.track.vantage.seqflows import SeqStore
+
+    st = SeqStore(None)
+    for n, s in enumerate(seqs):
+        st._packet("l2tp", (1, None), width, 4, b"a", b"b", 1701, 1701, float(n), (0, n + 1),
+                   s, 100, "x")
+    eps = st.flows[("l2tp", (1, None))]
+    assert len(eps) == epochs
+    assert sum(f.packets for f in eps) == len(seqs)
+    for f in eps:
+        assert f.seen() == [(f.min_seq, f.max_seq + 1)]
+        assert not f.holes
