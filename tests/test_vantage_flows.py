@@ -172,3 +172,64 @@ def test_seqflow_wrap_and_restart(width, seqs, epochs):
     for f in eps:
         assert f.seen() == [(f.min_seq, f.max_seq + 1)]
         assert not f.holes
+
+
+def _l2tp_capture(path):
+    """A synthetic L2TPv2 exchange (labelled synthetic: built here, RFC 2661 headers): the
+    control connection (SCCRQ, SCCRP, SCCCN, ZLB, ICRQ, ICRP, ICCN: Ns 0..3 from the client,
+    0..1 from the server) and 20 sequenced data messages each way in session 7 (Ns 0..19).
+    Returns the frame numbers of the client's data messages by Ns."""
+    import ipaddress
+    import struct
+
+    client, server = "192.0.2.10", "198.51.100.20"
+
+    def ctl(tid, ns, nr, msg_type):
+        avps = b"" if msg_type is None else struct.pack("!HHHH", 0x8008, 0, 0, msg_type)
+        return struct.pack("!HHHHHH", 0xC802, 12 + len(avps), tid, 0, ns, nr) + avps
+
+    def data(tid, sid, ns):
+        return struct.pack("!HHHHH", 0x0802, tid, sid, ns, 0) + b"\xff\x03\x00\x21" + bytes(40)
+
+    recs = []
+    t = 1_700_000_000.0
+    client_data = {}
+
+    def add(frm, payload):
+        nonlocal t
+        t += 0.01
+        src, dst = (client, server) if frm == "c" else (server, client)
+        udp = struct.pack("!HHHH", 1701, 1701, 8 + len(payload), 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), len(recs), 0, 64, 17, 0,
+                         ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed)
+        frame = bytes(6) + bytes(6) + b"\x08\x00" + ip + udp
+        recs.append(struct.pack("<IIII", int(t), round((t % 1) * 1e6), len(frame), len(frame))
+                    + frame)
+        return len(recs)
+
+    add("c", ctl(0, 0, 0, 1))      # SCCRQ
+    add("s", ctl(5, 0, 1, 2))      # SCCRP
+    add("c", ctl(9, 1, 1, 3))      # SCCCN
+    add("s", ctl(5, 1, 2, None))   # ZLB
+    add("c", ctl(9, 2, 1, 10))     # ICRQ
+    add("s", ctl(5, 1, 3, 11))     # ICRP
+    add("c", ctl(9, 3, 2, 12))     # ICCN
+    for ns in range(20):
+        client_data[ns] = add("c", data(9, 7, ns))
+        add("s", data(5, 3, ns))
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(recs))
+    return client_data
+
+
+def test_l2tp_control_and_data_located(tmp_path):
+    src = tmp_path / "l2tp.pcap"
+    cd = _l2tp_capture(src)
+    # the client's SCCCN (frame 3, Ns 1) and data Ns 5, 6 and 12 lost before near-server
+    res = _two(tmp_path, src, "192.0.2.10", 4.4443, 0.002, drop_b=[3, cd[5], cd[6], cd[12]])
+    got = _losses(res, "l2tp")
+    assert got == sorted([
+        ("near-client", "near-server", "control, tunnel ID 9", 1, [(1, 1)]),
+        ("near-client", "near-server", "data, tunnel ID 9 session ID 7", 3, [(5, 6), (12, 12)]),
+    ], key=str), got
+    assert abs(_offset(res)["clock_offset_s"] - 4.4443) < TOLERANCE
+    _check_report(res)
