@@ -199,15 +199,31 @@ def _seq_loss(ctx, tid, x, way):
 def several_points_finding(hint) -> F.Finding:
     """The ``--vantage`` hint (:func:`pcapvpn.track.vantage.same_packets_hint`)."""
     a, b = hint["files"]
+    if hint.get("what") == "interfaces":
+        return F.make(
+            "SEVERAL_CAPTURE_POINTS", f"{a}|{b}",
+            title=f"{a} and {b} look like two capture points of the same traffic",
+            detail=(f"{hint['matched']} IKE messages were captured on both interfaces, byte for "
+                    f"byte, {hint['offset_s'] * 1000:.3f} ms apart each time (a steady delay: "
+                    f"the same packets seen on two sides of a box), so every packet is counted "
+                    f"twice. Use --vantage in=FILE#IFACE --vantage out=FILE#IFACE, here "
+                    f"--vantage in={a} --vantage out={b}, to match them."),
+            wireshark_filter="isakmp")
     f = F.make(
         "SEVERAL_CAPTURE_POINTS", f"{a}|{b}",
         title=f"{a} and {b} look like two capture points of the same traffic",
-        detail=(f"{hint['matched']} IKE messages are in both files, byte for byte, "
-                f"{hint['offset_s']:+.6f} s apart each time (a steady difference: the same "
-                f"packets seen at two points, or the same point with another clock), so they "
-                f"are not pieces of one capture. Use --vantage to match them."),
-        wireshark_filter="isakmp")
+        detail=(f"{hint['matched']} {_HINT_WHAT[hint.get('what', 'ike')]} are in both "
+                f"files, {hint['offset_s']:+.6f} s apart each time (a steady difference: the "
+                f"same packets seen at two points, or the same point with another clock), so "
+                f"they are not pieces of one capture. Use --vantage to match them."),
+        wireshark_filter="esp" if hint.get("what") == "esp" else "isakmp")
     return f
+
+
+#: what the hint matched, in its detail
+_HINT_WHAT = {"ike": "IKE messages (byte for byte)",
+              "esp": "ESP packets (the same SPI and sequence number)",
+              "interfaces": "IKE messages (byte for byte)"}
 
 
 # -- locations of the first point's findings -----------------------------------------------
