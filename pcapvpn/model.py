@@ -677,8 +677,32 @@ def vantage_points(points, start) -> list:
             "frames": (p.decoder.frames if getattr(p.decoder, "frames", None) is not None
                        else sum(s.frame_count for s in p.sources)),
             "capture_drops": p.drops,
+            **_point_capture(p),
         })
     return out
+
+
+def _point_capture(p) -> dict:
+    """A point's capture summary: frames and span per file, frames it could not decode (by
+    reason), damaged ranges."""
+    files = []
+    for s in p.sources:
+        files.append({"name": s.name, "frames": s.frame_count,
+                      "first_ts": s.first_ts, "last_ts": s.last_ts,
+                      "damaged_ranges": len(getattr(s, "damage", None) or ())})
+    by_reason: dict = {}
+    n = 0
+    dec = p.decoder
+    if dec is not None and hasattr(dec, "counters"):
+        n = dec.counters().get("decode_errors", 0)
+        by_reason.update(getattr(dec, "errors_by_reason", {}) or {})
+    it = getattr(p.tracker, "ike_tracker", None)
+    if it is not None:
+        n += it.parse_error_count
+        for k, v in it.parse_error_reasons.items():
+            by_reason[k] = by_reason.get(k, 0) + v
+    return {"file_summary": files, "undecodable": n,
+            "undecodable_by_reason": dict(sorted(by_reason.items()))}
 
 
 def path_dict(view, start) -> dict:

@@ -233,3 +233,37 @@ def test_l2tp_control_and_data_located(tmp_path):
     ], key=str), got
     assert abs(_offset(res)["clock_offset_s"] - 4.4443) < TOLERANCE
     _check_report(res)
+
+
+def test_capture_summary_of_every_point(tmp_path):
+    """Each point's capture summary: files with frames and span, undecodable frames (a
+    truncated IKE datagram appended to the second point's file), in JSON and in the table."""
+    import struct
+
+    a = tmp_path / "a.pcap"
+    b = tmp_path / "b.pcap"
+    split_points(str(LAB / "openvpn_udp_healthy" / "openvpn_udp_healthy.pcap"), str(a), str(b),
+                 "192.0.2.2", 1.25, 0.002, drop_b=[21])
+    data = b.read_bytes()
+    # the time of b's last record, plus a second
+    off = 24
+    t = 0
+    while off + 16 <= len(data):
+        sec, usec, incl, _orig = struct.unpack_from("<IIII", data, off)
+        t = sec
+        off += 16 + incl
+    udp = struct.pack("!HHHH", 500, 500, 8 + 6, 0) + b"\x01\x02\x03\x04\x05\x06"
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                     bytes([192, 0, 2, 2]), bytes([198, 51, 100, 2]))
+    frame = bytes(12) + b"\x08\x00" + ip + udp
+    b.write_bytes(data + struct.pack("<IIII", t + 1, 0, len(frame), len(frame)) + frame)
+    res = run([], Options(vantage=[("near-client", [str(a)], None),
+                                   ("near-server", [str(b)], None)]))
+    vp = res.report.vantage_points
+    assert [p["file_summary"][0]["frames"] for p in vp] == [40, 40]
+    assert vp[0]["undecodable"] == 0
+    assert vp[1]["undecodable"] == 1, vp[1]
+    assert vp[1]["undecodable_by_reason"]
+    text = render(res.report, "text")
+    assert "undecodable" in text
+    _check_report(res)

@@ -516,8 +516,17 @@ def location_text(f) -> str | None:
     return f"where: {where}" + (f" — {why}" if why and why != f"lost {where}" else "")
 
 
-VANTAGE_HEADERS = ["point", "files", "frames", "clock offset", "uncertainty", "drift",
-                   "matched"]
+VANTAGE_HEADERS = ["point", "files", "frames", "span", "clock offset", "uncertainty", "drift",
+                   "matched", "undecodable"]
+
+
+def _span(p) -> str:
+    """A point's capture span on the first point's clock (seconds from the report's start)."""
+    a = (p.get("first") or {}).get("rel")
+    b = (p.get("last") or {}).get("rel")
+    if a is None or b is None:
+        return ""
+    return f"{a:+.3f} .. {b:+.3f} s"
 
 
 def vantage_rows(report):
@@ -530,12 +539,13 @@ def vantage_rows(report):
         off = p.get("clock_offset_s")
         unc = p.get("offset_uncertainty_s")
         name = p["name"] + (f" #{p['iface']}" if p.get("iface") else "")
-        rows.append([name, ", ".join(p["files"]), str(p.get("frames", "")),
+        rows.append([name, ", ".join(p["files"]), str(p.get("frames", "")), _span(p),
                      "reference" if i == 0 else ("-" if off is None else f"{off:+.6f} s"),
                      "" if i == 0 else ("one direction only" if unc is None and off is not None
                                         else "-" if unc is None else f"±{unc * 1000:.3f} ms"),
                      "" if i == 0 or not p.get("drift_ppm") else f"{p['drift_ppm']:+.1f} ppm",
-                     "" if i == 0 else str(p.get("matched_packets", 0))])
+                     "" if i == 0 else str(p.get("matched_packets", 0)),
+                     str(p.get("undecodable", ""))])
     return VANTAGE_HEADERS, rows
 
 
