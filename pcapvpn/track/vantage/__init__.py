@@ -64,16 +64,29 @@ class SampleSet:
     ``epoch`` counts the restarts of the numbering before this set (sets of two epochs are never
     matched)."""
 
-    __slots__ = ("mask", "d", "base", "epoch")
+    __slots__ = ("mask", "d", "base", "epoch", "since", "wrap_ts", "prev_base")
 
-    def __init__(self, epoch=0):
+    def __init__(self, epoch=0, since=float("-inf")):
         self.mask = 0  # stride - 1 (a power of two)
         self.d: dict = {}
         self.base = 0
         self.epoch = epoch
+        #: packets before this time belong to the previous epoch (a batch is sampled after
+        #: the tracker saw it, restarts and ESN wraps included)
+        self.since = since
+        #: the ESN base before the latest wrap, for packets before it
+        self.wrap_ts = float("-inf")
+        self.prev_base = 0
+
+    def wrapped(self, base, ts):
+        self.prev_base = self.base
+        self.base = base
+        self.wrap_ts = ts
 
     def add(self, seq, ts, ref, length):
-        seq += self.base
+        if ts < self.since:
+            return
+        seq += self.base if ts >= self.wrap_ts else self.prev_base
         if seq & self.mask or seq in self.d:
             return
         d = self.d
@@ -126,12 +139,12 @@ class PointEspTracker(EspTracker):
         self.esp = esp
 
     def esp_batch(self, tag, batch):
-        self._sample_batch(tag, batch)
-        self.esp = self._plain_esp  # the packets the batch hands one by one are sampled already
+        self.esp = self._plain_esp  # the batch's packets are sampled below, once tracked
         try:
             super().esp_batch(tag, batch)
         finally:
             self.esp = self._sampling_esp
+        self._sample_batch(tag, batch)
 
     def _sample_batch(self, tag, batch):
         np = _numpy()
@@ -162,7 +175,7 @@ class PointEspTracker(EspTracker):
         elif sa.wraps != wraps:
             s = self._sample_sets(sa).get(sa.spi)
             if s is not None:
-                s.base = sa.base  # ESN: the numbers after the wrap go on from 2**32
+                s.wrapped(sa.base, ts)  # ESN: the numbers after the wrap go on from 2**32
 
     def _sample_sets(self, sa) -> dict:
         return self.ah_samples if sa.proto == "ah" else self.samples
@@ -174,14 +187,8 @@ class PointEspTracker(EspTracker):
         self.holes_over.discard(sa)
         self.epoch_lo[sa] = seq + sa.base
         sets = self._sample_sets(sa)
-        old = sets.get(sa.spi)
-        new = sets[sa.spi] = SampleSet(sa.resets)
-        new.base = sa.base
-        if old is not None:
-            # samples of this batch taken before the restart was seen belong to the new epoch
-            for k, v in list(old.d.items()):
-                if v[0] >= ts and k - old.base <= seq:
-                    new.d[k - old.base + new.base] = v
+        new = sets[sa.spi] = SampleSet(sa.resets, ts)
+        new.base = new.prev_base = sa.base
 
     def _jump(self, sa, ts, ref, top, s):
         super()._jump(sa, ts, ref, top, s)
