@@ -196,6 +196,93 @@ def _seq_loss(ctx, tid, x, way):
     return title, detail, _seq_filter(x), ev, key
 
 
+# -- plaintext lost between points: the inner codes (issue 15) with a location ---------------
+
+def _plain_filter(c) -> str:
+    from pcapvpn.model import addr
+
+    proto, src, sport, dst, dport = c
+    ip = "ipv6" if len(src) == 16 else "ip"
+    flt = f"{ip}.src == {addr(src)} && {ip}.dst == {addr(dst)}"
+    if proto in (6, 17) and sport is not None and sport >= 0:
+        t = "tcp" if proto == 6 else "udp"
+        flt += f" && {t}.srcport == {sport} && {t}.dstport == {dport}"
+    elif proto in (1, 58):
+        flt += " && icmp" if proto == 1 else " && icmpv6"
+    return flt
+
+
+def _refs_at_first(v, x) -> set:
+    """The first point's frames of the conversation of plaintext loss ``x`` (both ways), when
+    the first point saw it."""
+    rec = getattr(v.points[0].tracker, "plain_rec", None)
+    if rec is None:
+        return set()
+    name = v.points[0].name
+    if x.src == name:
+        c = x.conv
+    elif x.dst == name and x.conv_dst is not None:
+        c = x.conv_dst
+    else:
+        return set()
+    r = (c[0], c[3], c[4], c[1], c[2])
+    names = v.points[0].tracker.names
+    return {(names[ref[0]], ref[1]) for _ts, ref, conv, _n in rec.d.values()
+            if conv == c or conv == r}
+
+
+@rule
+def plain_lost_between_points(ctx):
+    """A conversation direction seen at one point and never at the next: the inner codes
+    (INNER_BLOCKED for the direction that opened it, INNER_NO_RETURN for the answers) with a
+    location.  Partial losses stay path facts (the conversation worked)."""
+    v = getattr(ctx.state, "vantage", None)
+    if v is None:
+        return
+    for x in v.plain_losses:
+        if x.lost < x.sent:
+            continue
+        from pcapvpn.track.vantage.plain import tuple_text
+
+        what = tuple_text(x.conv)
+        seg = _segment(x.src, x.dst)
+        if x.opener:
+            code = "INNER_BLOCKED"
+            title = f"{what}: {x.lost} packet(s) never got past {x.src} to {x.dst}"
+            detail = (f"The conversation {what} was opened at {x.src} and none of its "
+                      f"{x.sent} packet(s) that way reached {x.dst}: they were dropped "
+                      f"{seg} (a firewall or a missing route there).")
+        else:
+            code = "INNER_NO_RETURN"
+            title = f"{what}: the replies never got past {x.src} to {x.dst}"
+            detail = (f"The replies {what} left {x.src} ({x.sent} packet(s)) and none reached "
+                      f"{x.dst}: they were dropped {seg}"
+                      + (" while the requests passed the other way" if x.reverse_ok else "")
+                      + ".")
+        ev = F.Evidence(frames=[FrameRef(file, frame, point) for point, file, frame in x.frames],
+                        first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
+        f = F.make(code, f"path|{x.src}|{x.dst}|{what}", title=title, detail=detail,
+                   evidence=ev, wireshark_filter=_plain_filter(x.conv),
+                   tunnel=_plain_tunnel(ctx, v, x))
+        f.location = {"from": x.src, "to": x.dst, "why": f"lost {seg}"}
+        v.plain_findings[f.id] = x
+        yield f
+
+
+def _plain_tunnel(ctx, v, x):
+    """The tunnel of a plaintext loss: the first point's inner model holding the conversation
+    (None when the first point did not see it or no tunnel is tied)."""
+    refs = _refs_at_first(v, x)
+    if not refs:
+        return None
+    for tid, model in (getattr(ctx.state, "inner_models", None) or {}).items():
+        for _view, _how, fl in model.flows():
+            for ref in fl.refs[0] + fl.refs[1]:
+                if (ctx.file(ref[0]), ref[1]) in refs:
+                    return tid
+    return None
+
+
 def several_points_finding(hint) -> F.Finding:
     """The ``--vantage`` hint (:func:`pcapvpn.track.vantage.same_packets_hint`)."""
     a, b = hint["files"]
@@ -233,6 +320,7 @@ def locate(ctx, findings) -> None:
     v = getattr(ctx.state, "vantage", None)
     if v is None:
         return
+    _locate_plain(ctx, v, findings)
     first = v.points[0].name
     for f in findings:
         for r in f.evidence.frames:
@@ -391,6 +479,31 @@ def _loc_nat(ctx, v, view, f):
                        f"({fact['points'][best[0]]} at {best[0]}, {fact['points'][best[1]]} at "
                        f"{best[1]})"}
     return None
+
+
+def _locate_plain(ctx, v, findings) -> None:
+    """The first point's own inner findings (INNER_NO_RETURN, INNER_BLOCKED) whose evidence is
+    a conversation lost between points take the loss's location; the path's finding of the same
+    code for it is then dropped (one finding per problem)."""
+    path_fs = {f.id: f for f in findings if f.id in v.plain_findings}
+    if not path_fs:
+        return
+    name = v.points[0].name
+    drop = set()
+    for f in findings:
+        if f.id in path_fs or f.code not in ("INNER_NO_RETURN", "INNER_BLOCKED") or \
+                f.location is not None:
+            continue
+        mine = {(r.file, r.frame) for r in f.evidence.frames if r.point in (None, name)}
+        for fid, pf in path_fs.items():
+            if fid in drop or pf.code != f.code:
+                continue
+            if mine & _refs_at_first(v, v.plain_findings[fid]):
+                f.location = pf.location
+                drop.add(fid)
+                break
+    if drop:
+        findings[:] = [f for f in findings if f.id not in drop]
 
 
 _LOCATORS = {

@@ -174,6 +174,12 @@ class Vantage:
     #: ESP SPI -> {point name: EspSA}
     esp_seen: dict = field(default_factory=dict)
     classes: object = None
+    #: plaintext packets of a conversation direction seen at one point and never at the next
+    #: (:class:`pcapvpn.track.vantage.plain.PlainLoss`), and the NAT translations they showed
+    plain_losses: list = field(default_factory=list)
+    plain_nat: list = field(default_factory=list)
+    #: finding id -> PlainLoss of the inner findings the path rule made (pcapvpn.rules.path)
+    plain_findings: dict = field(default_factory=dict)
 
     def point(self, name):
         for p in self.points:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import statistics
 
 from pcapvpn.track.vantage import MAX_SAMPLES, PathView, Vantage, _Classes
-from pcapvpn.track.vantage.access import _corrected, _samples
+from pcapvpn.track.vantage.access import _corrected, _samples, _window
 from pcapvpn.track.vantage.clock import Offset, estimate_offset
+from pcapvpn.track.vantage.plain import match_plain, offset_pairs
 from pcapvpn.track.vantage.segments import (
     _esp_facts, _esp_losses, _ike_losses, _ladder, _merge_ike_losses, _nat_facts)
 
@@ -103,6 +104,7 @@ def match(points, thresholds, tunnels, vpn_tunnels=()) -> Vantage:
                 pairs.append((a[0].ts, b[0].ts - a[0].ts, (a[0].src, a[0].dst)))
         pairs += _pairs_of(points, k, esp, _samples)
         pairs += _pairs_of(points, k, seqs, _samples)
+        pairs += offset_pairs(points, k)
         off = estimate_offset(pairs, thresholds.clock_drift_span)
         points[k].offset = off
     # -- the same hosts across points
@@ -133,6 +135,8 @@ def match(points, thresholds, tunnels, vpn_tunnels=()) -> Vantage:
             v.paths[t.id] = _path(points, t, cls, {}, {}, thresholds, mine)
         else:
             v.paths[t.id] = _path(points, t, cls, ike, esp, thresholds, mine)
+    v.plain_losses, v.plain_nat = match_plain(
+        points, lambda i, ts: _corrected(points, i, ts), _window, thresholds.path_delay_max)
     return v
 
 

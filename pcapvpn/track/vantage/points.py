@@ -229,3 +229,10 @@ class PointTracker(Tracker):
         self.vpn_udp = udp
         if self.inner_tracker is not None:
             self.inner_tracker.vpn_udp = udp
+        # plaintext: every packet recorded (pcapvpn.track.vantage.plain), so the reader's
+        # batched TCP lane is off at a vantage point (plain() gets every segment)
+        from pcapvpn.track.vantage.plain import PlainRecorder
+
+        self.plain_rec = PlainRecorder(self.th.duplicate_window)
+        self.plain = self.plain_rec.wrap(self.plain)
+        self.plain_tcp = None

@@ -1,0 +1,99 @@
+"""Plaintext between vantage points (issue 16 with the inner codes of issue 15): the inside
+views matched by the IPv4 ID and a hash of the first bytes (what a NAT leaves alone), the NAT
+translation learnt from the matches, a conversation direction seen at one point and never at
+the next located with INNER_BLOCKED / INNER_NO_RETURN.
+
+inner_healthy (lab): pings, a DNS query and an HTTP download from the client 10.10.1.1 to the
+office host 10.20.5.10, all answered; captured on the client's ipsec0 (``client.pcapng``,
+interface ipsec0) and on the responder's LAN side (``gw-lan.pcap``), both on the lab host's
+clock.  The copies below drop packets as if lost between those two points (synthetic by
+construction: editcap removes the frames a display filter selects).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, tshark_path
+from pcapvpn.analysis import Options, run
+
+LAB = REPO / "captures" / "lab" / "inner_healthy"
+TUN = LAB / "inner_healthy-client.pcapng"
+LAN = LAB / "inner_healthy-gw-lan.pcap"
+sys.path.insert(0, str(REPO / "bench"))
+
+
+def _without(tmp_path, src, flt, name):
+    tshark = tshark_path()
+    cp = subprocess.run([tshark, "-r", str(src), "-Y", flt, "-T", "fields", "-e",
+                         "frame.number"], capture_output=True, text=True, check=True)
+    nums = cp.stdout.split()
+    assert nums
+    out = tmp_path / name
+    editcap = shutil.which("editcap") or pytest.fail("editcap (Wireshark) is not installed")
+    subprocess.run([editcap, str(src), str(out), *nums], check=True, capture_output=True)
+    return out, len(nums)
+
+
+def _run(tun, lan):
+    return run([], Options(vantage=[("tun", [str(tun)], "ipsec0"), ("lan", [str(lan)], None)]))
+
+
+def _inner(res):
+    return [f for f in res.report.findings if f.code in ("INNER_NO_RETURN", "INNER_BLOCKED")]
+
+
+def test_replies_lost_between_lan_and_tunnel(tmp_path):
+    """The echo replies reach the LAN side and never the client's tunnel interface:
+    INNER_NO_RETURN between lan and tun.  Four HTTP data segments lost the same way are a
+    partial loss of a conversation that worked: no finding for it."""
+    tun, n = _without(tmp_path, TUN, 'frame.interface_name == "ipsec0" && icmp.type == 0 || '
+                      'frame.interface_name == "ipsec0" && tcp.srcport == 80 && tcp.len > 0 '
+                      '&& tcp.seq < 3000', "tun.pcapng")
+    res = _run(tun, LAN)
+    fs = _inner(res)
+    assert [(f.code, f.location["from"], f.location["to"]) for f in fs] == [
+        ("INNER_NO_RETURN", "lan", "tun")], [(f.code, f.title) for f in fs]
+    assert "ICMP 10.20.5.10 -> 10.10.1.1" in fs[0].title
+    assert all(r.point == "lan" for r in fs[0].evidence.frames)
+    v = res.state.vantage
+    partial = [x for x in v.plain_losses if x.conv[0] == 6]
+    # the server's segments at relative sequence numbers 1, 205, 1553 and 2901
+    assert [(x.src, x.dst, x.lost) for x in partial] == [("lan", "tun", 4)]
+    o = res.report.vantage_points[1]
+    assert o["matched_packets"] > 100 and abs(o["clock_offset_s"]) < 0.005
+
+
+def test_requests_blocked_before_the_lan(tmp_path):
+    """The echo requests leave the client's tunnel interface and never reach the LAN side:
+    INNER_BLOCKED between tun and lan (the opener's direction)."""
+    lan, _n = _without(tmp_path, LAN, "icmp.type == 8", "lan.pcap")
+    fs = _inner(_run(TUN, lan))
+    assert [(f.code, f.location["from"], f.location["to"]) for f in fs] == [
+        ("INNER_BLOCKED", "tun", "lan")], [(f.code, f.title) for f in fs]
+
+
+def test_nothing_lost_nothing_found():
+    res = _run(TUN, LAN)
+    assert not _inner(res)
+    assert not res.state.vantage.plain_losses
+
+
+def test_nat_between_points_learnt(tmp_path):
+    """A NAT between the points (the LAN side sees the client as 10.20.5.1), the LAN clock
+    1.3371 s ahead: packets still match, the translation is learnt, the offset estimated."""
+    from pointsplit import split_points
+
+    a = tmp_path / "a.pcap"
+    b = tmp_path / "b.pcap"
+    split_points(str(LAN), str(a), str(b), "10.10.1.1", 1.3371, 0.0, nat=("10.20.5.1", None))
+    res = _run(TUN, b)
+    v = res.state.vantage
+    assert abs(res.report.vantage_points[1]["clock_offset_s"] - 1.3371) < 0.005
+    assert any("10.10.1.1" in n["points"]["tun"] and "10.20.5.1" in n["points"]["lan"]
+               for n in v.plain_nat), v.plain_nat
+    assert not v.plain_losses
