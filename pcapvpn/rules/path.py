@@ -12,6 +12,7 @@ it); ``to`` None: past the last point.
 
 from __future__ import annotations
 
+from dissect.vpn.ip import IpProto
 from dissect.vpn.registry import exchange_name
 
 from pcapvpn import findings as F
@@ -204,11 +205,11 @@ def _plain_filter(c) -> str:
     proto, src, sport, dst, dport = c
     ip = "ipv6" if len(src) == 16 else "ip"
     flt = f"{ip}.src == {addr(src)} && {ip}.dst == {addr(dst)}"
-    if proto in (6, 17) and sport is not None and sport >= 0:
-        t = "tcp" if proto == 6 else "udp"
+    if proto in (IpProto.TCP, IpProto.UDP) and sport is not None and sport >= 0:
+        t = "tcp" if proto == IpProto.TCP else "udp"
         flt += f" && {t}.srcport == {sport} && {t}.dstport == {dport}"
-    elif proto in (1, 58):
-        flt += " && icmp" if proto == 1 else " && icmpv6"
+    elif proto in (IpProto.ICMP, IpProto.ICMPV6):
+        flt += " && icmp" if proto == IpProto.ICMP else " && icmpv6"
     return flt
 
 

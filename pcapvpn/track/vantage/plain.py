@@ -20,12 +20,14 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from dissect.vpn.ip import nat_fingerprint
+from dissect.vpn.ip import IpProto, nat_fingerprint
 
 #: plaintext packets recorded per point
 MAX_PLAIN = 100_000
 #: evidence frames kept per lost conversation direction
 MAX_LOST_REFS = 10
+_PROTO_NAMES = {IpProto.TCP: "TCP", IpProto.UDP: "UDP", IpProto.ICMP: "ICMP",
+                IpProto.ICMPV6: "ICMPv6"}
 
 
 class PlainRecorder:
@@ -211,12 +213,12 @@ def _pair(points, u, w, ru, rw, corrected, window, slack, losses, nat, seen_nat)
         if not lost:
             continue
         lost.sort()
-        first = firsts.get(k)
+        opened = firsts.get(k)
         losses.append(PlainLoss(
             points[u].name, points[w].name, c, cw, len(lost), judged, lost[0][0],
             lost[-1][0], [(points[u].name, points[u].file(r[0]), r[1])
                           for _t, r in lost[:MAX_LOST_REFS]],
-            opener=first is None or first[1] == c, reverse_ok=bool(delays.get(rev)),
+            opener=opened is None or opened[1] == c, reverse_ok=bool(delays.get(rev)),
             src_index=u, delay=delay))
 
 
@@ -224,7 +226,7 @@ def _tuple_text(c) -> str:
     from pcapvpn.model import addr
 
     proto, s, sp, d, dp = c
-    name = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMPv6"}.get(proto, f"proto {proto}")
+    name = _PROTO_NAMES.get(proto, f"proto {proto}")
     sps = f":{sp}" if sp is not None and sp >= 0 else ""
     dps = f":{dp}" if dp is not None and dp >= 0 else ""
     return f"{name} {addr(s)}{sps} -> {addr(d)}{dps}"

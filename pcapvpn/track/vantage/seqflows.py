@@ -38,6 +38,8 @@ RESTART_DEPTH = 128
 RESTART_LOW = 64
 #: epochs kept per flow key (the latest ones)
 MAX_EPOCHS = 16
+#: a number this wide never wraps (WireGuard's 64-bit counter)
+NO_WRAP = 64
 
 
 class SeqFlow:
@@ -90,12 +92,12 @@ class SeqFlow:
         """The numbers ran in order (nearly every number between the lowest and the highest
         was seen): they are sequence numbers, losses can be told."""
         span = self.max_seq - self.min_seq + 1
-        return self.packets > 0 and span <= 2 * self.packets + 64
+        return self.packets > 0 and span <= 2 * self.packets + RESTART_LOW
 
     def unwrap(self, seq: int) -> int:
         """The extended number of a ``width``-bit number near the highest one seen."""
         w = self.width
-        if w >= 64:
+        if w >= NO_WRAP:
             return seq
         m = 1 << w
         s = seq + self.base
@@ -117,7 +119,7 @@ class SeqFlow:
                 else:
                     self.holes_over = True
             self.max_seq = s
-            if self.width < 64 and s - self.base >= 1 << self.width:
+            if self.width < NO_WRAP and s - self.base >= 1 << self.width:
                 self.base += 1 << self.width
         elif s < self.min_seq:
             self.min_seq = s
@@ -200,7 +202,7 @@ class SeqStore:
             if t.protocol == "wireguard" and proto == "wireguard":
                 m = _wg.parse(data, off, end)
                 if m[0] == _wg.DATA:
-                    self._packet("wireguard", m[1], 64, ipver, src, dst, sport, dport, ts, ref,
+                    self._packet("wireguard", m[1], NO_WRAP, ipver, src, dst, sport, dport, ts, ref,
                                  m[2], end - off, f"receiver index 0x{m[1]:08x}")
             elif t.protocol == "openvpn" and proto == "openvpn":
                 self._openvpn(t, fc, ref, ts, ipver, src, dst, sport, dport, data, off, end)
