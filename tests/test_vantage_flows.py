@@ -325,3 +325,38 @@ def test_esn_wrap_matched(tmp_path):
     assert _esp_losses(res) == [("near-client", "near-server", "11111111", 2,
                                  [(top - 100, top - 100), (10, 10)])]
     assert abs(_offset(res)["clock_offset_s"] + 2.2229) < TOLERANCE
+
+
+def test_dtls_records_located(tmp_path):
+    """A synthetic SSL-VPN DTLS data channel (labelled synthetic: RFC 6347 record headers built
+    here, on UDP 443): 30 application-data records each way in epoch 1; the client's records
+    with sequence numbers 7 and 8 are lost before near-server."""
+    import ipaddress
+    import struct
+
+    client, server = "192.0.2.30", "198.51.100.30"
+    recs = []
+    t = 1_700_000_000.0
+    frames = {}
+    for seq in range(1, 31):
+        for fc in (True, False):
+            t += 0.01
+            rec = struct.pack("!BHHHIH", 23, 0xFEFD, 1, seq >> 32, seq & 0xFFFFFFFF, 48) + \
+                bytes(48)
+            sport, dport = (40000, 443) if fc else (443, 40000)
+            src, dst = (client, server) if fc else (server, client)
+            udp = struct.pack("!HHHH", sport, dport, 8 + len(rec), 0) + rec
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), len(recs), 0, 64, 17, 0,
+                             ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed)
+            frame = bytes(12) + b"\x08\x00" + ip + udp
+            recs.append(struct.pack("<IIII", int(t), round((t % 1) * 1e6), len(frame),
+                                    len(frame)) + frame)
+            frames[(fc, seq)] = len(recs)
+    src = tmp_path / "dtls.pcap"
+    src.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(recs))
+    res = _two(tmp_path, src, client, 3.1337, 0.002,
+               drop_b=[frames[(True, 7)], frames[(True, 8)]])
+    assert _losses(res, "sslvpn") == [
+        ("near-client", "near-server", "DTLS from the client, epoch 1", 2, [(7, 8)])]
+    assert abs(_offset(res)["clock_offset_s"] - 3.1337) < TOLERANCE
+    _check_report(res)

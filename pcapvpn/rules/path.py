@@ -149,6 +149,7 @@ _SEQ_FIELDS = {
     "wireguard": ("WireGuard", "wg.counter"),
     "openvpn": ("OpenVPN", None),
     "l2tp": ("L2TP", "l2tp.Ns"),
+    "sslvpn": ("DTLS", "dtls.record.sequence_number"),
 }
 
 
@@ -159,6 +160,8 @@ def _seq_filter(x) -> str:
         base = f"ah.spi == 0x{x.spi:08x}"
     elif x.kind == "wireguard":
         base = f"wg.receiver == 0x{x.key:08x}"
+    elif x.kind == "sslvpn":
+        base = f"udp.port == {x.key[1]} && dtls.record.epoch == {x.key[2]}"
     elif x.kind == "l2tp":
         tun, sess = x.key
         base = f"l2tp.tunnel == {tun}" + (f" && l2tp.session == {sess}" if sess is not None

@@ -7,6 +7,7 @@ packet be recognised at two points when NAT rewrote its addresses and ports.
   else the message packet ID); data packets: (key ID and peer ID, direction, packet ID) where
   the packet ID is in the clear (AEAD data channel, :func:`dissect.vpn.openvpn.data_packet_id`;
   a flow whose numbers do not run in order is not used for losses);
+* DTLS (an SSL-VPN's data channel): (sender, client port, epoch, record sequence number);
 * L2TP control messages: (tunnel ID, Ns) — ZLB acknowledgements are left out, their Ns is the
   next message's; data messages with sequencing: (tunnel ID, session ID, Ns) (RFC 2661 §5.8,
   16-bit numbers unwrapped here).
@@ -26,6 +27,7 @@ import bisect
 
 from dissect.vpn import l2tp as _l2tp
 from dissect.vpn import openvpn as _ov
+from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
 from dissect.vpn.errors import DissectError
 
@@ -48,7 +50,7 @@ class SeqFlow:
     __slots__ = ("kind", "key", "epoch", "width", "ipver", "src", "dst", "sport", "dport",
                  "packets", "first_ts", "last_ts", "first_ref", "last_ref", "min_seq",
                  "max_seq", "base", "reordered", "duplicates", "holes", "holes_over",
-                 "samples", "fragmented", "moves_total", "label")
+                 "samples", "fragmented", "moves_total", "label", "mixed")
 
     def __init__(self, kind, key, epoch, width, ipver, src, dst, sport, dport, ts, ref, seq,
                  label):
@@ -82,6 +84,9 @@ class SeqFlow:
         self.moves_total = 0
         #: words naming the flow in findings ("receiver index 0x1a2b3c4d")
         self.label = label
+        #: packets of another address/port tuple came under the same key (two clients whose
+        #: numbers are not unique, or a NAT remap): the numbers are no sequence here
+        self.mixed = False
 
     @property
     def spi(self):
@@ -92,7 +97,7 @@ class SeqFlow:
         """The numbers ran in order (nearly every number between the lowest and the highest
         was seen): they are sequence numbers, losses can be told."""
         span = self.max_seq - self.min_seq + 1
-        return self.packets > 0 and span <= 2 * self.packets + RESTART_LOW
+        return not self.mixed and self.packets > 0 and span <= 2 * self.packets + RESTART_LOW
 
     def unwrap(self, seq: int) -> int:
         """The extended number of a ``width``-bit number near the highest one seen."""
@@ -187,9 +192,13 @@ class SeqStore:
         return f, s
 
     def _packet(self, kind, key, width, ipver, src, dst, sport, dport, ts, ref, seq, length,
-                label):
+                label, unique=False):
+        """``unique``: the key names one flow whatever its tuple (a WireGuard receiver index,
+        an OpenVPN session ID); else packets of another tuple under the key mark it mixed."""
         f, s = self._flow(kind, key, width, ipver, src, dst, sport, dport, ts, ref, seq, label)
         if f is not None:
+            if not unique and (src, dst, sport, dport) != (f.src, f.dst, f.sport, f.dport):
+                f.mixed = True
             f.add(ts, ref, s, length)
 
     def udp(self, ref, ts, ipver, src, dst, sport, dport, proto, data, off, end) -> None:
@@ -203,9 +212,19 @@ class SeqStore:
                 m = _wg.parse(data, off, end)
                 if m[0] == _wg.DATA:
                     self._packet("wireguard", m[1], NO_WRAP, ipver, src, dst, sport, dport, ts, ref,
-                                 m[2], end - off, f"receiver index 0x{m[1]:08x}")
+                                 m[2], end - off, f"receiver index 0x{m[1]:08x}", True)
             elif t.protocol == "openvpn" and proto == "openvpn":
                 self._openvpn(t, fc, ref, ts, ipver, src, dst, sport, dport, data, off, end)
+            elif t.protocol == "sslvpn" and proto == "dtls":
+                # DTLS records: (epoch, 48-bit sequence number) per sender (RFC 6347 §4.1);
+                # the datagram's first record names it
+                recs = _tls.parse_dtls_records(data, off, end)
+                if recs:
+                    _ct, _ver, epoch, seq, _a, _b = recs[0]
+                    way = "client" if fc else "server"
+                    self._packet("sslvpn", (way, dport if fc else sport, epoch), NO_WRAP, ipver,
+                                 src, dst, sport, dport, ts, ref, seq, end - off,
+                                 f"DTLS from the {way}, epoch {epoch}")
             elif t.protocol == "l2tp":
                 h = _l2tp.parse_header(data, off, end)
                 if h.ns is None:
@@ -246,7 +265,7 @@ class SeqStore:
         what = "replay packet ID" if c.replay_id is not None else "message packet ID"
         self._packet("openvpn", ("control", c.session_id), 32, ipver, src, dst, sport, dport,
                      ts, ref, seq, end - off,
-                     f"control, session ID {c.session_id:016x} ({what})")
+                     f"control, session ID {c.session_id:016x} ({what})", True)
 
     def all_flows(self) -> list:
         return [f for eps in self.flows.values() for f in eps]
