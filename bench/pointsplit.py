@@ -76,11 +76,11 @@ def _nat(frame, client, addr, port):
     l4 = ip + hl
     if frame[ip + 12:ip + 16] == client:
         frame[ip + 12:ip + 16] = addr
-        if proto in (6, 17) and port is not None:
+        if proto in (6, 17) and port:
             frame[l4:l4 + 2] = struct.pack("!H", port)
     elif frame[ip + 16:ip + 20] == client:
         frame[ip + 16:ip + 20] = addr
-        if proto in (6, 17) and port is not None:
+        if proto in (6, 17) and port:
             frame[l4 + 2:l4 + 4] = struct.pack("!H", port)
     else:
         return
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--delay", type=float, default=0.002)
     ap.add_argument("--drop-a", default="")
     ap.add_argument("--drop-b", default="")
-    ap.add_argument("--nat", help="ADDRESS:PORT of the client at b")
+    ap.add_argument("--nat", help="ADDRESS:PORT of the client at b (PORT 0: ports kept)")
     args = ap.parse_args(argv)
 
     def nums(s):

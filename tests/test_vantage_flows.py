@@ -360,3 +360,21 @@ def test_dtls_records_located(tmp_path):
         ("near-client", "near-server", "DTLS from the client, epoch 1", 2, [(7, 8)])]
     assert abs(_offset(res)["clock_offset_s"] - 3.1337) < TOLERANCE
     _check_report(res)
+
+
+def test_sslvpn_tcp_segments_located(tmp_path):
+    """nDPI forticlient.pcap (public corpus): FortiClient SSL-VPN on TCP 10443 from
+    192.168.1.178.  Frames 9 and 15 (the client's TLS segments of 107 and 164 bytes on the
+    connection from port 61805) lost before near-server and never retransmitted; a NAT between
+    the points rewrites the client's address only.  The outer connection's own packets:
+    PATH_LOSS on the SSL-VPN tunnel, not an inner code."""
+    src = corpus_dir() / "nDPI" / "pcap" / "forticlient.pcap"
+    res = _two(tmp_path, src, "192.168.1.178", 0.4242, 0.003, drop_b=[9, 15],
+               nat=("203.0.113.50", 0))
+    fs = [f for f in res.report.findings
+          if f.code in ("PATH_LOSS", "INNER_BLOCKED", "INNER_NO_RETURN")]
+    assert [(f.code, f.location["from"], f.location["to"], f.tunnel) for f in fs] == [
+        ("PATH_LOSS", "near-client", "near-server", "192.168.1.178<->82.81.46.13:10443/tcp")]
+    assert "2 TCP segment(s)" in fs[0].title and ":61805 -> 82.81.46.13:10443" in fs[0].title
+    assert abs(_offset(res)["clock_offset_s"] - 0.4242) < TOLERANCE
+    _check_report(res)

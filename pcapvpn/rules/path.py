@@ -243,13 +243,28 @@ def plain_lost_between_points(ctx):
     v = getattr(ctx.state, "vantage", None)
     if v is None:
         return
-    for x in v.plain_losses:
-        if x.lost < x.sent:
-            continue
-        from pcapvpn.track.vantage.plain import tuple_text
+    from pcapvpn.track.vantage.plain import tuple_text
 
+    for x in v.plain_losses:
         what = tuple_text(x.conv)
         seg = _segment(x.src, x.dst)
+        vpn = _vpn_tcp_tunnel(ctx, x)
+        if vpn is not None:
+            # the outer TCP connection of an SSL-VPN: its own packets, PATH_LOSS
+            ev = F.Evidence(frames=[FrameRef(file, frame, point)
+                                    for point, file, frame in x.frames],
+                            first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
+            f = F.make("PATH_LOSS", f"{vpn}|tls|{what}|{x.src}|{x.dst}",
+                       title=f"{x.lost} TCP segment(s) of the SSL-VPN connection {what} lost "
+                             f"{seg}",
+                       detail=(f"Tunnel {vpn}: {x.lost} of {x.sent} segment(s) {what} seen at "
+                               f"{x.src} never reached {x.dst}, not even as a retransmission."),
+                       evidence=ev, wireshark_filter=_plain_filter(x.conv), tunnel=vpn)
+            f.location = {"from": x.src, "to": x.dst, "why": f"lost {seg}"}
+            yield f
+            continue
+        if x.lost < x.sent:
+            continue
         if x.opener:
             code = "INNER_BLOCKED"
             title = f"{what}: {x.lost} packet(s) never got past {x.src} to {x.dst}"
@@ -271,6 +286,21 @@ def plain_lost_between_points(ctx):
         f.location = {"from": x.src, "to": x.dst, "why": f"lost {seg}"}
         v.plain_findings[f.id] = x
         yield f
+
+
+def _vpn_tcp_tunnel(ctx, x):
+    """The SSL-VPN (TLS over TCP) tunnel whose outer connection a plaintext loss belongs to:
+    its server address and port on either end of the conversation (a NAT in front of the
+    client leaves the server's side alone), else None."""
+    proto, s, sp, d, dp = x.conv
+    if proto != IpProto.TCP:
+        return None
+    for t in getattr(ctx.state, "vpn_tunnels", None) or ():
+        if t.transport != "tcp" or t.protocol != "sslvpn" or not t.identified:
+            continue
+        if (d, dp) == (t.server, t.port) or (s, sp) == (t.server, t.port):
+            return t.id
+    return None
 
 
 def _plain_tunnel(ctx, v, x):
