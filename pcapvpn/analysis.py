@@ -365,6 +365,7 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
     report.thresholds = asdict(options.thresholds)
     if points:
         report.vantage_points = m.vantage_points(points, start)
+        report.vantage_inside = m.inside_dict(state.vantage, start)
         for d in report.tunnels:
             view = state.vantage.paths.get(d["id"])
             if view is not None:

@@ -289,6 +289,9 @@ class Report:
     #: several vantage points (--vantage): ``[{name, files, iface, clock_offset_s,
     #: offset_uncertainty_s, drift_ppm, matched_packets, ...}]``; None: no JSON key
     vantage_points: list | None = None
+    #: several vantage points: the plaintext seen at several points (``{"nat": [...],
+    #: "losses": [...]}``, :func:`inside_dict`); None: no JSON key
+    vantage_inside: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -301,7 +304,7 @@ class Report:
             for itf in f["interfaces"]:
                 if itf["cooked"] is None:
                     del itf["cooked"]
-        for k in ("log_sources", "log_events", "vantage_points"):
+        for k in ("log_sources", "log_events", "vantage_points", "vantage_inside"):
             if d.get(k) is None:
                 d.pop(k, None)
         if not d["omitted"]:
@@ -680,6 +683,24 @@ def vantage_points(points, start) -> list:
             **_point_capture(p),
         })
     return out
+
+
+def inside_dict(v, start) -> dict | None:
+    """The report's ``vantage_inside``: plaintext (inside views) between points — the NAT
+    translations learnt from matched packets, and every conversation direction with packets
+    seen at one point and never at the next (whole or partial)."""
+    from pcapvpn.track.vantage.plain import tuple_text
+
+    if v is None or not (v.plain_losses or v.plain_nat):
+        return None
+    return {
+        "nat": [{"points": n["points"], "between": n["between"]} for n in v.plain_nat],
+        "losses": [{"from": x.src, "to": x.dst, "conversation": tuple_text(x.conv),
+                    "at_to": tuple_text(x.conv_dst) if x.conv_dst else None,
+                    "lost": x.lost, "judged": x.sent, "opener": x.opener,
+                    "first": asdict(Time.of(x.first_ts, start)),
+                    "last": asdict(Time.of(x.last_ts, start))} for x in v.plain_losses],
+    }
 
 
 def _point_capture(p) -> dict:

@@ -12,14 +12,17 @@ construction: editcap removes the frames a display filter selects).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 
+import jsonschema
 import pytest
 
 from conftest import REPO, tshark_path
 from pcapvpn.analysis import Options, run
+from pcapvpn.report import render
 
 LAB = REPO / "captures" / "lab" / "inner_healthy"
 TUN = LAB / "inner_healthy-client.pcapng"
@@ -66,6 +69,13 @@ def test_replies_lost_between_lan_and_tunnel(tmp_path):
     assert [(x.src, x.dst, x.lost) for x in partial] == [("lan", "tun", 4)]
     o = res.report.vantage_points[1]
     assert o["matched_packets"] > 100 and abs(o["clock_offset_s"]) < 0.005
+    # the report: JSON (schema), and the lines of every format
+    doc = json.loads(render(res.report, "json"))
+    jsonschema.validate(doc, json.loads((REPO / "docs" / "schema.json").read_text()))
+    assert sorted((x["conversation"].split()[0], x["lost"], x["judged"])
+                  for x in doc["vantage_inside"]["losses"]) == [("ICMP", 5, 5), ("TCP", 4, 80)]
+    for fmt in ("text", "markdown", "html"):
+        assert "inside, lost between lan and tun: TCP 10.20.5.10:80" in render(res.report, fmt)
 
 
 def test_requests_blocked_before_the_lan(tmp_path):

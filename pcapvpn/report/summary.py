@@ -549,6 +549,23 @@ def vantage_rows(report):
     return VANTAGE_HEADERS, rows
 
 
+def vantage_inside_lines(report) -> list:
+    """The plaintext seen at several points: NAT translations and what vanished between
+    points (one line each)."""
+    d = getattr(report, "vantage_inside", None) or {}
+    lines = []
+    for n in d.get("nat") or ():
+        for a, b in n.get("between") or ():
+            pts = n["points"]
+            lines.append(f"inside, NAT between {a} and {b}: {pts.get(a)} at {a} is "
+                         f"{pts.get(b)} at {b}")
+    for x in d.get("losses") or ():
+        whole = " (all of them)" if x["lost"] == x["judged"] else ""
+        lines.append(f"inside, lost between {x['from']} and {x['to']}: {x['conversation']}, "
+                     f"{x['lost']} of {x['judged']} packet(s){whole}")
+    return lines
+
+
 def path_rows(t):
     """A tunnel's path view: ``(lines, headers, rows)`` — the points in order from side a to
     side b, packets per direction per point and where they vanished; ``None`` without a path."""
