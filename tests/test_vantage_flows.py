@@ -13,18 +13,18 @@ in the comments).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import jsonschema
 import pytest
 
-from conftest import REPO, corpus_dir, tshark_path
+from conftest import REPO, corpus_dir
 from pcapvpn.analysis import Options, run
 from pcapvpn.report import render
 
 sys.path.insert(0, str(REPO / "bench"))
 from pointsplit import split_points  # noqa: E402
+from vantage_util import check_filters  # noqa: E402
 
 SCHEMA = json.loads((REPO / "docs" / "schema.json").read_text())
 LAB = REPO / "captures" / "lab"
@@ -60,19 +60,7 @@ def _check_report(res):
     jsonschema.validate(doc, SCHEMA)
     for fmt in ("text", "markdown", "html"):
         assert render(res.report, fmt)
-    tshark = tshark_path()
-    for f in res.report.findings:
-        if not f.wireshark_filter:
-            continue
-        by_file: dict = {}
-        for r in f.evidence.frames:
-            by_file.setdefault(r.file, set()).add(r.frame)
-        for file, frames in by_file.items():
-            cp = subprocess.run([tshark, "-r", file, "-Y", f.wireshark_filter, "-T", "fields",
-                                 "-e", "frame.number"], capture_output=True, text=True)
-            assert cp.returncode == 0, (f.code, f.wireshark_filter, cp.stderr)
-            shown = {int(x) for x in cp.stdout.split()}
-            assert frames <= shown, (f.code, file, sorted(frames - shown), f.wireshark_filter)
+    check_filters(res.report.findings)
 
 
 def test_openvpn_control_and_data_located_through_nat(tmp_path):

@@ -5,13 +5,9 @@ A tunnel interface is an inside view of its tunnel: never hinted."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
-import pytest
-
-from conftest import REPO, tshark_path
+from conftest import REPO
 from pcapvpn.analysis import Options, run
+from vantage_util import box, split_halves, without
 
 LAB = REPO / "captures" / "lab"
 
@@ -21,17 +17,9 @@ def _hints(res):
 
 
 def _without_ike(tmp_path, src, name, shift=0.0):
-    """A copy of ``src`` without its IKE (as if the capture began after the IKE SA was up),
-    its clock shifted by ``shift`` seconds (editcap)."""
-    tshark = tshark_path()
-    cp = subprocess.run([tshark, "-r", str(src), "-Y", "isakmp || udp.port == 500", "-T",
-                         "fields", "-e", "frame.number"], capture_output=True, text=True,
-                        check=True)
-    out = tmp_path / name
-    editcap = shutil.which("editcap") or pytest.fail("editcap (Wireshark) is not installed")
-    subprocess.run([editcap, "-F", "pcap", "-t", str(shift), str(src), str(out), *cp.stdout.split()],
-                   check=True, capture_output=True)
-    return out
+    """A classic pcap copy of ``src`` without its IKE (as if the capture began after the IKE SA
+    was up), its clock shifted by ``shift`` seconds."""
+    return without(tmp_path, src, "isakmp || udp.port == 500", name, "pcap", shift)[0]
 
 
 def test_esp_only_files_suggest_vantage(tmp_path):
@@ -49,20 +37,9 @@ def test_esp_only_files_suggest_vantage(tmp_path):
 
 def test_esp_pieces_of_one_point_no_hint(tmp_path):
     """The same capture cut in two pieces (no packet in both): no hint."""
-    import struct
-
     src = _without_ike(tmp_path, LAB / "ikev2_path_esp_loss" / "ikev2_path_esp_loss-gw-left.pcap",
                        "x.pcap")
-    data = src.read_bytes()
-    recs = []
-    off = 24
-    while off + 16 <= len(data):
-        incl = struct.unpack_from("<I", data, off + 8)[0]
-        recs.append(data[off:off + 16 + incl])
-        off += 16 + incl
-    half = len(recs) // 2
-    (tmp_path / "1.pcap").write_bytes(data[:24] + b"".join(recs[:half]))
-    (tmp_path / "2.pcap").write_bytes(data[:24] + b"".join(recs[half:]))
+    split_halves(src, tmp_path / "1.pcap", tmp_path / "2.pcap")
     res = run([str(tmp_path / "1.pcap"), str(tmp_path / "2.pcap")])
     assert not _hints(res)
 
@@ -70,23 +47,9 @@ def test_esp_pieces_of_one_point_no_hint(tmp_path):
 def _box(tmp_path, names):
     """One pcapng file with the router's inside and outside captures of ikev2_path_esp_oneway
     as two interfaces named ``names``."""
-    from dissect.vpn.capture import PcapngWriter, open_capture
-
     d = LAB / "ikev2_path_esp_oneway"
-    recs = []
-    for k, name in enumerate(("router-in", "router-out")):
-        with open(d / f"ikev2_path_esp_oneway-{name}.pcap", "rb") as f:
-            r = open_capture(f)
-            for ts, lt, data, wl, _off, _if in r.records():
-                recs.append((ts, k, lt, bytes(data), wl))
-    recs.sort(key=lambda r: (r[0], r[1]))
-    out = tmp_path / "box.pcapng"
-    with open(out, "wb") as f:
-        w = PcapngWriter(f)
-        ids = [w.add_interface(recs[0][2], name=n) for n in names]
-        for ts, k, _lt, data, wl in recs:
-            w.write_packet(ids[k], ts, data, wl)
-    return out
+    return box(tmp_path / "box.pcapng", [d / f"ikev2_path_esp_oneway-{n}.pcap"
+                                         for n in ("router-in", "router-out")], names)
 
 
 def test_two_interfaces_of_one_file_suggest_vantage(tmp_path):

@@ -13,16 +13,14 @@ construction: editcap removes the frames a display filter selects).
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 
 import jsonschema
-import pytest
 
-from conftest import REPO, tshark_path
+from conftest import REPO
 from pcapvpn.analysis import Options, run
 from pcapvpn.report import render
+from vantage_util import without
 
 LAB = REPO / "captures" / "lab" / "inner_healthy"
 TUN = LAB / "inner_healthy-client.pcapng"
@@ -31,15 +29,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 
 def _without(tmp_path, src, flt, name):
-    tshark = tshark_path()
-    cp = subprocess.run([tshark, "-r", str(src), "-Y", flt, "-T", "fields", "-e",
-                         "frame.number"], capture_output=True, text=True, check=True)
-    nums = cp.stdout.split()
-    assert nums
-    out = tmp_path / name
-    editcap = shutil.which("editcap") or pytest.fail("editcap (Wireshark) is not installed")
-    subprocess.run([editcap, str(src), str(out), *nums], check=True, capture_output=True)
-    return out, len(nums)
+    out, n = without(tmp_path, src, flt, name)
+    assert n
+    return out, n
 
 
 def _run(tun, lan):

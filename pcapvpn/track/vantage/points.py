@@ -3,11 +3,10 @@ bounded the holes of its sequence numbers and a sample of them (see the package 
 
 from __future__ import annotations
 
-import bisect
-
 from pcapvpn.track import Tracker
 from pcapvpn.track.esp import EspTracker
 from pcapvpn.track.vantage import MAX_HOLES, MAX_SAMPLES
+from pcapvpn.track.vantage.ranges import fill_hole, hole_refs, seen_ranges
 
 def _numpy():
     from dissect.vpn.batch import np
@@ -159,17 +158,8 @@ class PointEspTracker(EspTracker):
     def _late(self, sa, seq, depth):
         super()._late(sa, seq, depth)
         h = self.holes.get(sa)
-        if not h:
-            return
-        s = seq + sa.base
-        i = bisect.bisect_right(h, [s, float("inf")]) - 1
-        if i < 0:
-            return
-        a, b, ref = h[i]
-        if not a <= s < b:
-            return
-        parts = [p for p in ([a, s, ref], [s + 1, b, ref]) if p[0] < p[1]]
-        h[i:i + 1] = parts
+        if h:
+            fill_hole(h, seq + sa.base)
 
     def remove(self, sas) -> int:
         """Forget SAs (live mode's expiry): their holes, and the samples of SPIs no SA has."""
@@ -187,25 +177,12 @@ class PointEspTracker(EspTracker):
     def seen(self, sa) -> list:
         """The sequence numbers ``sa`` saw at this point, as ranges ``[(a, b), ...]`` (b
         exclusive, extended numbers)."""
-        lo = self.epoch_lo.get(sa, sa.min_seq)
-        hi = sa.max_seq + 1
-        out = []
-        cur = lo
-        for a, b, _ref in self.holes.get(sa, ()):
-            if a > cur:
-                out.append((cur, min(a, hi)))
-            cur = max(cur, b)
-        if cur < hi:
-            out.append((cur, hi))
-        return [r for r in out if r[0] < r[1]]
+        return seen_ranges(self.epoch_lo.get(sa, sa.min_seq), sa.max_seq + 1,
+                           self.holes.get(sa, ()))
 
     def hole_refs(self, sa, ranges) -> list:
         """Refs of the packets right after the holes that overlap ``ranges``."""
-        out = []
-        for a, b, ref in self.holes.get(sa, ()):
-            if any(a < y and x < b for x, y in ranges):
-                out.append(ref)
-        return out
+        return hole_refs(self.holes.get(sa, ()), ranges)
 
 
 class PointTracker(Tracker):

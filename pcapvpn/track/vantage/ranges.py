@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 
 
 def r_count(rs) -> int:
@@ -40,3 +42,34 @@ def r_union(xs, ys) -> list:
         else:
             out.append((a, b))
     return out
+
+
+# -- holes: ``[[first missing, end (exclusive), ref of the packet after the hole], ...]`` sorted
+
+def seen_ranges(lo, hi, holes) -> list:
+    """The numbers from ``lo`` to ``hi`` (exclusive) outside ``holes``, as ranges."""
+    out = []
+    cur = lo
+    for a, b, _ref in holes:
+        if a > cur:
+            out.append((cur, min(a, hi)))
+        cur = max(cur, b)
+    if cur < hi:
+        out.append((cur, hi))
+    return [r for r in out if r[0] < r[1]]
+
+
+def hole_refs(holes, ranges) -> list:
+    """Refs of the packets right after the holes that overlap ``ranges``."""
+    return [ref for a, b, ref in holes if any(a < y and x < b for x, y in ranges)]
+
+
+def fill_hole(holes, s) -> bool:
+    """A late number ``s`` arrived: split the hole that holds it.  False when no hole holds it
+    (the number was seen already)."""
+    i = bisect.bisect_right(holes, [s, float("inf")]) - 1
+    if i < 0 or not holes[i][0] <= s < holes[i][1]:
+        return False
+    a, b, ref = holes[i]
+    holes[i:i + 1] = [p for p in ([a, s, ref], [s + 1, b, ref]) if p[0] < p[1]]
+    return True

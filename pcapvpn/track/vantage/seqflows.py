@@ -23,13 +23,12 @@ the flow begins, and numbers of two epochs are never compared or matched.
 
 from __future__ import annotations
 
-import bisect
-
 from dissect.vpn import l2tp as _l2tp
 from dissect.vpn import openvpn as _ov
 from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
 from dissect.vpn.errors import DissectError
+from pcapvpn.track.vantage.ranges import fill_hole, hole_refs, seen_ranges
 
 #: holes kept per flow (beyond them the flow's comparison is approximate)
 MAX_HOLES = 4096
@@ -129,15 +128,11 @@ class SeqFlow:
         elif s < self.min_seq:
             self.min_seq = s
             self.reordered += 1
-        else:
-            h = self.holes
-            i = bisect.bisect_right(h, [s, float("inf")]) - 1
-            if i < 0 or not h[i][0] <= s < h[i][1]:
-                self.duplicates += 1  # already seen here (a copy or a retransmission)
-                return
-            a, b, r = h[i]
-            h[i:i + 1] = [p for p in ([a, s, r], [s + 1, b, r]) if p[0] < p[1]]
+        elif fill_hole(self.holes, s):
             self.reordered += 1
+        else:
+            self.duplicates += 1  # already seen here (a copy or a retransmission)
+            return
         self.packets += 1
         self.last_ts = ts
         self.last_ref = ref
@@ -145,19 +140,10 @@ class SeqFlow:
 
     def seen(self) -> list:
         """The numbers seen, as ranges ``[(a, b), ...]`` (b exclusive)."""
-        out = []
-        cur = self.min_seq
-        hi = self.max_seq + 1
-        for a, b, _r in self.holes:
-            if a > cur:
-                out.append((cur, min(a, hi)))
-            cur = max(cur, b)
-        if cur < hi:
-            out.append((cur, hi))
-        return [r for r in out if r[0] < r[1]]
+        return seen_ranges(self.min_seq, self.max_seq + 1, self.holes)
 
     def hole_refs(self, ranges) -> list:
-        return [ref for a, b, ref in self.holes if any(a < y and x < b for x, y in ranges)]
+        return hole_refs(self.holes, ranges)
 
 
 class SeqStore:
