@@ -99,3 +99,22 @@ def test_nat_between_points_learnt(tmp_path):
     assert any("10.10.1.1" in n["points"]["tun"] and "10.20.5.1" in n["points"]["lan"]
                for n in v.plain_nat), v.plain_nat
     assert not v.plain_losses
+
+
+def test_live_expiry_forgets_quiet_flows():
+    """Live mode's memory bound: numbered flows and plaintext packets silent for ``idle``
+    seconds are forgotten at a point (and plaintext recording resumes after the bound)."""
+    from pcapvpn.thresholds import DEFAULT
+    from pcapvpn.track.vantage import PointTracker
+
+    t = PointTracker(DEFAULT, ["x"])
+    t.seq_store._packet("l2tp", (1, None), 16, 4, b"a", b"b", 1701, 1701, 10.0, (0, 1), 5, 60,
+                        "x")
+    t.seq_store._packet("l2tp", (2, None), 16, 4, b"a", b"b", 1701, 1701, 100.0, (0, 2), 5, 60,
+                        "y")
+    t.plain_rec.d.update({1: (10.0, (0, 1), (6, b"a", 1, b"b", 2), 0),
+                          2: (100.0, (0, 2), (6, b"a", 1, b"b", 2), 0)})
+    t.plain_rec.until = 50.0
+    t.expire(120.0, 60.0)
+    assert list(t.seq_store.flows) == [("l2tp", (2, None))]
+    assert list(t.plain_rec.d) == [2] and t.plain_rec.until is None

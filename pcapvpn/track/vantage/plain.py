@@ -67,6 +67,14 @@ class PlainRecorder:
         return recorded
 
 
+    def expire(self, before: float) -> None:
+        """Forget the packets recorded before ``before`` (live mode); recording resumes."""
+        d = self.d  # the same dict: wrap()'s closure holds it
+        for fp in [fp for fp, x in d.items() if x[0] < before]:
+            del d[fp]
+        self.until = None
+
+
 @dataclass
 class PlainLoss:
     """Packets of one conversation direction seen at ``src`` and never at ``dst``."""

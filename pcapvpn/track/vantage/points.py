@@ -213,3 +213,11 @@ class PointTracker(Tracker):
         self.plain_rec = PlainRecorder(self.th.duplicate_window)
         self.plain = self.plain_rec.wrap(self.plain)
         self.plain_tcp = None
+
+    def expire(self, now: float, idle: float, max_sas: int | None = None):
+        """Live mode: as :meth:`Tracker.expire`, and the numbered flows and plaintext packets
+        silent for ``idle`` seconds are forgotten too."""
+        out = super().expire(now, idle, max_sas)
+        self.seq_store.expire(now - idle)
+        self.plain_rec.expire(now - idle)
+        return out

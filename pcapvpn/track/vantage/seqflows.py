@@ -253,5 +253,14 @@ class SeqStore:
                      ts, ref, seq, end - off,
                      f"control, session ID {c.session_id:016x} ({what})", True)
 
+    def expire(self, before: float) -> None:
+        """Forget the epochs whose last packet came before ``before`` (live mode)."""
+        for k in list(self.flows):
+            eps = [f for f in self.flows[k] if f.last_ts >= before]
+            if eps:
+                self.flows[k] = eps
+            else:
+                del self.flows[k]
+
     def all_flows(self) -> list:
         return [f for eps in self.flows.values() for f in eps]
