@@ -118,3 +118,17 @@ def test_live_expiry_forgets_quiet_flows():
     t.expire(120.0, 60.0)
     assert list(t.seq_store.flows) == [("l2tp", (2, None))]
     assert list(t.plain_rec.d) == [2] and t.plain_rec.until is None
+
+
+def test_no_return_located_past_the_lan():
+    """inner_no_return (lab): the office host has no route back; the client's requests reach
+    the responder's LAN side and nothing ever answers.  The first point's INNER_NO_RETURN and
+    DNS_NO_ANSWER get the location: from the LAN point, past the last point."""
+    d = REPO / "captures" / "lab" / "inner_no_return"
+    res = run([], Options(vantage=[("client", [str(d / "inner_no_return-client.pcapng")], None),
+                                   ("lan", [str(d / "inner_no_return-gw-lan.pcap")], None)]))
+    got = {f.code: (f.location or {}).get("from", "-") for f in res.report.findings
+           if f.code in ("INNER_NO_RETURN", "DNS_NO_ANSWER")}
+    assert got == {"INNER_NO_RETURN": "lan", "DNS_NO_ANSWER": "lan"}, got
+    assert all(f.location["to"] is None for f in res.report.findings
+               if f.code in ("INNER_NO_RETURN", "DNS_NO_ANSWER"))

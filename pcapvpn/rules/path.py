@@ -12,6 +12,8 @@ it); ``to`` None: past the last point.
 
 from __future__ import annotations
 
+import statistics
+
 from dissect.vpn.ip import IpProto
 from dissect.vpn.registry import exchange_name
 
@@ -355,6 +357,7 @@ def locate(ctx, findings) -> None:
     if v is None:
         return
     _locate_plain(ctx, v, findings)
+    _locate_unanswered(ctx, v, findings)
     first = v.points[0].name
     for f in findings:
         for r in f.evidence.frames:
@@ -538,6 +541,49 @@ def _locate_plain(ctx, v, findings) -> None:
                 break
     if drop:
         findings[:] = [f for f in findings if f.id not in drop]
+
+
+#: the first point's inner findings of requests never answered: how far did the requests get?
+_UNANSWERED = ("INNER_NO_RETURN", "DNS_NO_ANSWER", "INNER_NO_ANSWER")
+
+
+def _locate_unanswered(ctx, v, findings) -> None:
+    """Requests the first point saw unanswered that reached other points, and no reply came
+    back past any of them: the farthest point they reached is where the answer should have
+    come from (``to`` None: past the last point)."""
+    todo = [f for f in findings if f.code in _UNANSWERED and f.location is None]
+    p0 = v.points[0]
+    rec0 = getattr(p0.tracker, "plain_rec", None)
+    if not todo or rec0 is None or len(v.points) < 2:
+        return
+    names = p0.tracker.names
+    by_ref = {(names[x[1][0]], x[1][1]): (fp, x[0]) for fp, x in rec0.d.items()}
+    from pcapvpn.track.vantage.access import _corrected
+
+    for f in todo:
+        sent = [by_ref[(r.file, r.frame)] for r in f.evidence.frames
+                if r.point in (None, p0.name) and (r.file, r.frame) in by_ref]
+        if not sent:
+            continue
+        far = None
+        for k in range(1, len(v.points)):
+            rec = getattr(v.points[k].tracker, "plain_rec", None)
+            if rec is None:
+                continue
+            ds = [_corrected(v.points, k, rec.d[fp][0]) - t for fp, t in sent if fp in rec.d]
+            if not ds:
+                continue
+            # later there than here (an offset resting on one direction only includes the
+            # one-way delay: the requests' delays are then about 0)
+            d = statistics.median(ds)
+            if d >= -1e-3 and (far is None or d > far[1]):
+                far = (v.points[k].name, d, len(ds))
+        if far is not None:
+            name = far[0]
+            f.location = {"from": name, "to": None,
+                          "why": f"{far[2]} of the {len(sent)} request packet(s) reached {name} "
+                                 f"and no reply came back past it: the destination (or what "
+                                 f"lies beyond {name}) did not answer"}
 
 
 _LOCATORS = {
