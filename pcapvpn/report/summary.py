@@ -634,7 +634,7 @@ def path_rows(t):
 
 #: the protocols of a path's flows, by the ``kind`` of a loss or path fact
 _FLOW_PROTOCOLS = {"esp": "ESP", "ah": "AH", "wireguard": "WireGuard", "openvpn": "OpenVPN",
-                   "l2tp": "L2TP", "sslvpn": "SSL-VPN", "tls": "TLS"}
+                   "l2tp": "L2TP", "sslvpn": "SSL-VPN", "tls": "TLS", "pptp": "PPTP"}
 
 
 def _flow_name(d) -> str:

@@ -152,6 +152,7 @@ _SEQ_FIELDS = {
     "openvpn": ("OpenVPN", None),
     "l2tp": ("L2TP", "l2tp.Ns"),
     "sslvpn": ("DTLS", "dtls.record.sequence_number"),
+    "pptp": ("PPTP", "gre.sequence_number"),
 }
 
 
@@ -160,8 +161,12 @@ def _seq_filter(x) -> str:
     _name, num = _SEQ_FIELDS[x.kind]
     if x.kind == "ah":
         base = f"ah.spi == 0x{x.spi:08x}"
+    elif x.kind == "wireguard" and isinstance(x.key, tuple):  # a handshake message
+        return f"wg.sender == 0x{x.key[1]:08x}"
     elif x.kind == "wireguard":
         base = f"wg.receiver == 0x{x.key:08x}"
+    elif x.kind == "pptp":
+        base = f"gre.key.call_id == {x.key}"
     elif x.kind == "sslvpn":
         base = f"udp.port == {x.key[1]} && dtls.record.epoch == {x.key[2]}"
     elif x.kind == "l2tp":

@@ -206,6 +206,14 @@ class PointTracker(Tracker):
         self.vpn_udp = udp
         if self.inner_tracker is not None:
             self.inner_tracker.vpn_udp = udp
+        vpn_gre = self.gre
+        seq_gre = self.seq_store.gre
+
+        def gre(ref, ts, ipver, src, dst, call_id, length, seq, ack):
+            vpn_gre(ref, ts, ipver, src, dst, call_id, length, seq, ack)
+            seq_gre(ref, ts, ipver, src, dst, call_id, length, seq, ack)
+
+        self.gre = gre
         # plaintext: every packet recorded (pcapvpn.track.vantage.plain), so the reader's
         # batched TCP lane is off at a vantage point (plain() gets every segment)
         from pcapvpn.track.vantage.plain import PlainRecorder

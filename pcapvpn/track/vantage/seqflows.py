@@ -8,6 +8,8 @@ packet be recognised at two points when NAT rewrote its addresses and ports.
   the packet ID is in the clear (AEAD data channel, :func:`dissect.vpn.openvpn.data_packet_id`;
   a flow whose numbers do not run in order is not used for losses);
 * DTLS (an SSL-VPN's data channel): (sender, client port, epoch, record sequence number);
+* WireGuard handshake initiations and responses: (message, sender index), one each;
+* PPTP's enhanced GRE: (call ID, sequence number);
 * L2TP control messages: (tunnel ID, Ns) — ZLB acknowledgements are left out, their Ns is the
   next message's; data messages with sequencing: (tunnel ID, session ID, Ns) (RFC 2661 §5.8,
   16-bit numbers unwrapped here).
@@ -199,6 +201,12 @@ class SeqStore:
                 if m[0] == _wg.DATA:
                     self._packet("wireguard", m[1], NO_WRAP, ipver, src, dst, sport, dport, ts, ref,
                                  m[2], end - off, f"receiver index 0x{m[1]:08x}", True)
+                elif m[0] in (_wg.INITIATION, _wg.RESPONSE):
+                    # one message per fresh sender index (paper §5.4.2, §5.4.3): a flow of one
+                    name = _wg.message_name(m[0])
+                    self._packet("wireguard", (name, m[1]), NO_WRAP, ipver, src, dst, sport,
+                                 dport, ts, ref, 0, end - off,
+                                 f"{name}, sender index 0x{m[1]:08x}", True)
             elif t.protocol == "openvpn" and proto == "openvpn":
                 self._openvpn(t, fc, ref, ts, ipver, src, dst, sport, dport, data, off, end)
             elif t.protocol == "sslvpn" and proto == "dtls":
@@ -227,6 +235,13 @@ class SeqStore:
                                  f"data, tunnel ID {h.tunnel_id} session ID {h.session_id}")
         except DissectError:
             return
+
+    def gre(self, ref, ts, ipver, src, dst, call_id, length, seq, ack) -> None:
+        """PPTP's enhanced GRE (RFC 2637 §4.1): (call ID, sequence number) when it has one."""
+        if seq is None or seq < 0:
+            return
+        self._packet("pptp", call_id, 32, ipver, src, dst, -1, -1, ts, ref, seq, length,
+                     f"GRE call ID {call_id}")
 
     def _openvpn(self, t, fc, ref, ts, ipver, src, dst, sport, dport, data, off, end):
         op, key_id = _ov.opcode(data, off)
