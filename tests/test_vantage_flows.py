@@ -415,3 +415,51 @@ def test_pptp_gre_located(tmp_path):
         ("near-client", "near-server", "GRE call ID 7", 2, [(10, 11)])]
     assert abs(_offset(res)["clock_offset_s"] + 0.9871) < TOLERANCE
     _check_report(res)
+
+
+def _lab_points(tmp_path, name, files, drop=None):
+    """Options.vantage for lab captures taken at the same time (``files``: point -> file name);
+    ``drop``: {point: display filter of frames left out of that point's copy}."""
+    from vantage_util import without
+
+    d = LAB / name
+    pts = []
+    for point, f in files.items():
+        path = d / f
+        if drop and point in drop:
+            path, n = without(tmp_path, path, drop[point], f"{point}.pcap", "pcap")
+            assert n
+        pts.append((point, [str(path)], None))
+    return run([], Options(vantage=pts))
+
+
+def test_wireguard_lab_points(tmp_path):
+    """wireguard_healthy (lab, wireguard-go): the client's -i any capture and the router's, at
+    the same time on one clock.  As captured: WireGuard matched, the router after the client on
+    the path, nothing lost.  With the client's transport data counters 2 and 3 (to receiver
+    0x7503016f) left out of the router's copy: lost between client and router."""
+    files = {"client": "wireguard_healthy-client-any.pcap", "router": "wireguard_healthy.pcap"}
+    res = _lab_points(tmp_path, "wireguard_healthy", files)
+    t = res.report.tunnels[0]
+    assert t["path"]["order"] == ["client", "router"] and not t["path"]["losses"]
+    assert abs(_offset(res)["clock_offset_s"]) < TOLERANCE
+    res = _lab_points(tmp_path, "wireguard_healthy", files, {
+        "router": "wg.receiver == 0x7503016f && (wg.counter == 2 || wg.counter == 3)"})
+    assert _losses(res, "wireguard") == [
+        ("client", "router", "receiver index 0x7503016f", 2, [(2, 3)])]
+    _check_report(res)
+
+
+def test_inner_wireguard_no_return_three_points(tmp_path):
+    """inner_wireguard_no_return (lab): client, router and server (-i any: r-eth0, wg1, the
+    LAN side) at once.  The path runs client -> router -> gw; the requests to the office host
+    reach the server's LAN side and are never answered: INNER_NO_RETURN and DNS_NO_ANSWER
+    placed past the last point (gw)."""
+    res = _lab_points(tmp_path, "inner_wireguard_no_return", {
+        "client": "inner_wireguard_no_return-client-any.pcap",
+        "router": "inner_wireguard_no_return.pcap",
+        "gw": "inner_wireguard_no_return-gw-any.pcap"})
+    assert res.report.tunnels[0]["path"]["order"] == ["client", "router", "gw"]
+    got = {f.code: (f.location["from"], f.location["to"]) for f in res.report.findings
+           if f.code in ("INNER_NO_RETURN", "DNS_NO_ANSWER")}
+    assert got == {"INNER_NO_RETURN": ("gw", None), "DNS_NO_ANSWER": ("gw", None)}, got
