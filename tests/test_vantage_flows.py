@@ -463,3 +463,31 @@ def test_inner_wireguard_no_return_three_points(tmp_path):
     got = {f.code: (f.location["from"], f.location["to"]) for f in res.report.findings
            if f.code in ("INNER_NO_RETURN", "DNS_NO_ANSWER")}
     assert got == {"INNER_NO_RETURN": ("gw", None), "DNS_NO_ANSWER": ("gw", None)}, got
+
+
+def test_wireguard_no_response_located(tmp_path):
+    """wireguard_unknown_peer (lab: the server lacks the client's key): the initiations reach
+    the router, the last point, and nothing answers: WIREGUARD_NO_RESPONSE placed past it."""
+    res = _lab_points(tmp_path, "wireguard_unknown_peer", {
+        "client": "wireguard_unknown_peer-client-any.pcap",
+        "router": "wireguard_unknown_peer.pcap"})
+    f = next(f for f in res.report.findings if f.code == "WIREGUARD_NO_RESPONSE")
+    assert (f.location["from"], f.location["to"]) == ("router", None), f.location
+
+
+def test_openvpn_answers_lost_on_the_way_back(tmp_path):
+    """openvpn_udp_healthy: every server packet (frames from 198.51.100.2) lost between
+    near-server and near-client: the client sees no answer (OPENVPN_NO_RESPONSE), and the
+    points place the loss on the way back."""
+    import subprocess
+
+    from conftest import tshark_path
+
+    src = LAB / "openvpn_udp_healthy" / "openvpn_udp_healthy.pcap"
+    cp = subprocess.run([tshark_path(), "-r", str(src), "-Y", "ip.src == 198.51.100.2", "-T",
+                         "fields", "-e", "frame.number"], capture_output=True, text=True,
+                        check=True)
+    res = _two(tmp_path, src, "192.0.2.2", 0.5, 0.002,
+               drop_a=[int(x) for x in cp.stdout.split()])
+    f = next(f for f in res.report.findings if f.code == "OPENVPN_NO_RESPONSE")
+    assert (f.location["from"], f.location["to"]) == ("near-server", "near-client"), f.location

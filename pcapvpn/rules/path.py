@@ -591,6 +591,30 @@ def _locate_unanswered(ctx, v, findings) -> None:
                                  f"lies beyond {name}) did not answer"}
 
 
+def _loc_vpn_unanswered(ctx, v, view, f):
+    """A VPN beside IPsec whose handshake got no answer (WIREGUARD_NO_RESPONSE,
+    OPENVPN_NO_RESPONSE): where its packets were lost between points, or, when nothing was
+    lost, how far the client's packets got."""
+    kind = "wireguard" if f.code.startswith("WIREGUARD") else "openvpn"
+    hits = [y for y in view.losses if y.kind == kind]
+    if hits:
+        y = max(hits, key=lambda z: (not z.forward, z.lost))  # answers lost first
+        what = "the answers" if not y.forward else "the client's packets"
+        return {"from": y.src, "to": y.dst, "why": f"{what} were lost {_segment(y.src, y.dst)}"}
+    seen = [i for key, fwd, per in view.seq_flows if key[0] == kind and fwd for i in per]
+    answered = any(not fwd for key, fwd, _per in view.seq_flows if key[0] == kind)
+    order = view.placed
+    if not seen or answered or not order:
+        return None
+    last = order[-1]
+    if last in seen:
+        name = v.points[last].name
+        return {"from": name, "to": None,
+                "why": f"the client's packets reached the last point ({name}) and no answer came "
+                       f"back past it: the server (or what lies beyond {name}) did not answer"}
+    return None
+
+
 _LOCATORS = {
     "IKE_NO_RESPONSE": _loc_ike,
     "IKE_RETRANSMISSION": _loc_ike,
@@ -599,4 +623,6 @@ _LOCATORS = {
     "ESP_ONE_WAY": _loc_one_way,
     "ESP_SEQUENCE_GAP": _loc_gap,
     "NAT_MAPPING_CHANGED": _loc_nat,
+    "WIREGUARD_NO_RESPONSE": _loc_vpn_unanswered,
+    "OPENVPN_NO_RESPONSE": _loc_vpn_unanswered,
 }
