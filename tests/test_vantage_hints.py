@@ -69,3 +69,50 @@ def test_tunnel_interface_is_no_second_point(tmp_path):
     view of the tunnel, never a second capture point."""
     box = _box(tmp_path, ("eth0", "ipsec0"))
     assert not _hints(run([str(box)]))
+
+
+def _cooked_box(out, files, ifindexes, hatypes=(1, 1)):
+    """One Linux cooked v2 capture (``tcpdump -i any``, LINKTYPE_LINUX_SLL2) holding the
+    Ethernet frames of ``files`` as seen on interfaces ``ifindexes`` (ARPHRD ``hatypes``)."""
+    import struct
+
+    from dissect.vpn.capture import open_capture
+
+    recs = []
+    for k, path in enumerate(files):
+        with open(path, "rb") as f:
+            for ts, _lt, data, _wl, _off, _if in open_capture(f).records():
+                data = bytes(data)
+                # SLL2 (20 bytes): protocol, reserved, ifindex, ARPHRD type, packet type,
+                # address length, address (8)
+                head = struct.pack("!HHIHBB8s", struct.unpack_from("!H", data, 12)[0], 0,
+                                   ifindexes[k], hatypes[k], 0, 6, data[6:12] + b"\0\0")
+                recs.append((ts, k, head + data[14:]))
+    recs.sort(key=lambda r: (r[0], r[1]))
+    body = b"".join(struct.pack("<IIII", int(ts), round((ts % 1) * 1e6), len(d), len(d)) + d
+                    for ts, _k, d in recs)
+    out.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 276) + body)
+    return out
+
+
+def test_any_capture_ifindexes_suggest_vantage(tmp_path):
+    """A Linux ``-i any`` capture of a box whose two interfaces (ifindex 3 and 4) carry the
+    same IKE at a steady delay: the hint names them ``FILE#ifindex=N``, and that works."""
+    d = LAB / "ikev2_path_esp_oneway"
+    out = _cooked_box(tmp_path / "any.pcap", [d / f"ikev2_path_esp_oneway-{n}.pcap"
+                                              for n in ("router-in", "router-out")], (3, 4))
+    hs = _hints(run([str(out)]))
+    assert len(hs) == 1
+    assert f"--vantage in={out}#ifindex=3 --vantage out={out}#ifindex=4" in hs[0].detail
+    res = run([], Options(vantage=[("in", [str(out)], "ifindex=3"),
+                                   ("out", [str(out)], "ifindex=4")]))
+    assert res.report.tunnels[0]["path"]["order"] == ["in", "out"]
+
+
+def test_any_capture_tunnel_ifindex_no_hint(tmp_path):
+    """The same with the second interface a tunnel device (ARPHRD NONE, as ipsec0 / tun0):
+    never a second point."""
+    d = LAB / "ikev2_path_esp_oneway"
+    files = [d / f"ikev2_path_esp_oneway-{n}.pcap" for n in ("router-in", "router-out")]
+    out = _cooked_box(tmp_path / "any.pcap", files, (3, 4), hatypes=(1, 0xFFFE))
+    assert not _hints(run([str(out)]))
