@@ -41,11 +41,14 @@ class PlainRecorder:
         #: time of the last packet recorded before the bound was reached (None: none dropped)
         self.until: float | None = None
         self.dup_window = dup_window
+        #: one tuple per conversation direction, shared by its packets' entries
+        self.convs: dict = {}
 
     def wrap(self, plain):
         d = self.d
         limit = MAX_PLAIN
         win = self.dup_window
+        convs = self.convs
 
         def recorded(ref, ts, iface, linktype, cooked, net, data):
             plain(ref, ts, iface, linktype, cooked, net, data)
@@ -62,7 +65,8 @@ class PlainRecorder:
                     self.until = ts
                 self.dropped += 1
                 return
-            d[fp] = (ts, ref, (net[3], net[1], net[4], net[2], net[5]), net[7] - net[6])
+            c = (net[3], net[1], net[4], net[2], net[5])
+            d[fp] = (ts, ref, convs.setdefault(c, c), net[7] - net[6])
 
         return recorded
 
@@ -73,6 +77,9 @@ class PlainRecorder:
         for fp in [fp for fp, x in d.items() if x[0] < before]:
             del d[fp]
         self.until = None
+        live = {x[2] for x in d.values()}
+        for c in [c for c in self.convs if c not in live]:
+            del self.convs[c]
 
 
 @dataclass
