@@ -15,8 +15,11 @@ is for one capture.  Besides the usual per-SA counters a point keeps, per SA and
 
 IKE messages are matched by their bytes (the IKE tracker's ``digest``: header and payloads, never
 the IP/UDP headers a NAT rewrites); ESP by (SPI, sequence number), which survive NAT and UDP
-encapsulation.  Capture duplicates at one point are folded first (the IKE tracker marks them; the
-ESP tracker counts them apart), so a copy is never taken for a second point.
+encapsulation; a numbering that restarts (same SPI) or wraps (ESN) is never paired across the
+restart.  The other VPNs by their own numbers (:mod:`.seqflows`: AH, WireGuard, OpenVPN, L2TP,
+DTLS, PPTP GRE) and plaintext by what a NAT leaves alone (:mod:`.plain`).  Capture duplicates at
+one point are folded first (the IKE tracker marks them; the ESP tracker counts them apart), so a
+copy is never taken for a second point.
 
 Clock offset of point *k* against point 0 (the NTP way, RFC 5905 §8): for matched packets
 ``d = t_k - t_0``.  Packets that travel from point 0's side to point *k*'s have ``d = θ + δ``,
@@ -27,6 +30,11 @@ directions ``a -> b`` / ``b -> a``).  With a span longer than ``clock_drift_span
 constant offset contradicts the bounds, the offset gets a drift term fitted over time windows.
 
 Nothing here judges: :mod:`pcapvpn.rules.path` turns the facts into findings and locations.
+
+Modules: :mod:`.points` (the per-point trackers), :mod:`.seqflows`, :mod:`.plain`,
+:mod:`.clock` (offsets), :mod:`.matching` (:func:`match`, each tunnel's path view),
+:mod:`.segments` (losses, path facts, the ladder), :mod:`.access` (what a point saw of one
+flow, whatever its protocol), :mod:`.ranges`, :mod:`.hints` (the ``--vantage`` hint).
 """
 
 from __future__ import annotations
