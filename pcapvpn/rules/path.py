@@ -563,7 +563,7 @@ def _locate_unanswered(ctx, v, findings) -> None:
         return
     names = p0.tracker.names
     by_ref = {(names[x[1][0]], x[1][1]): (fp, x[0]) for fp, x in rec0.d.items()}
-    from pcapvpn.track.vantage.access import _corrected
+    from pcapvpn.track.vantage.access import corrected
 
     for f in todo:
         sent = [by_ref[(r.file, r.frame)] for r in f.evidence.frames
@@ -575,7 +575,7 @@ def _locate_unanswered(ctx, v, findings) -> None:
             rec = getattr(v.points[k].tracker, "plain_rec", None)
             if rec is None:
                 continue
-            ds = [_corrected(v.points, k, rec.d[fp][0]) - t for fp, t in sent if fp in rec.d]
+            ds = [corrected(v.points, k, rec.d[fp][0]) - t for fp, t in sent if fp in rec.d]
             if not ds:
                 continue
             # later there than here (an offset resting on one direction only includes the

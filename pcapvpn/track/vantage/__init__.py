@@ -78,7 +78,7 @@ class Point:
         return names[idx] if 0 <= idx < len(names) else f"#{idx}"
 
 
-class _Classes:
+class HostClasses:
     """Union-find over ``(point, address)``: the same host seen at several points (NAT changes
     its address between points; matched packets tie the addresses together)."""
 

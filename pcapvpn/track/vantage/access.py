@@ -6,11 +6,11 @@ from __future__ import annotations
 
 
 
-def _by_esp_tracker(key) -> bool:
+def by_esp_tracker(key) -> bool:
     return isinstance(key, int) or key[0] == "ah"
 
 
-def _samples(p, key, flow):
+def samples_of(p, key, flow):
     et = p.tracker.esp_tracker
     if isinstance(key, int):
         s = et.samples.get(key)
@@ -22,32 +22,32 @@ def _samples(p, key, flow):
     return s if s is not None and s.epoch == flow.resets else None
 
 
-def _seen(p, key, flow) -> list:
-    return p.tracker.esp_tracker.seen(flow) if _by_esp_tracker(key) else flow.seen()
+def seen_of(p, key, flow) -> list:
+    return p.tracker.esp_tracker.seen(flow) if by_esp_tracker(key) else flow.seen()
 
 
-def _hole_refs(p, key, flow, ranges) -> list:
-    if _by_esp_tracker(key):
+def hole_refs_of(p, key, flow, ranges) -> list:
+    if by_esp_tracker(key):
         return p.tracker.esp_tracker.hole_refs(flow, ranges)
     return flow.hole_refs(ranges)
 
 
-def _approx(p, key, flow) -> bool:
-    if _by_esp_tracker(key):
+def is_approximate(p, key, flow) -> bool:
+    if by_esp_tracker(key):
         return flow in p.tracker.esp_tracker.holes_over
     return flow.holes_over or not flow.in_order
 
 
-def _epoch(key, flow) -> int:
+def epoch_of(key, flow) -> int:
     """How many restarts of its numbering the flow saw before its current epoch."""
-    return flow.resets if _by_esp_tracker(key) else flow.epoch
+    return flow.resets if by_esp_tracker(key) else flow.epoch
 
 
-def _kind(key) -> str:
+def kind_of(key) -> str:
     return "esp" if isinstance(key, int) else key[0]
 
 
-def _flow_ids(key, flow) -> dict:
+def flow_ids(key, flow) -> dict:
     """How the path facts name a flow: ``{"spi": hex}`` (ESP, AH) or ``{"kind", "flow"}``."""
     if isinstance(key, int):
         return {"spi": f"{key:08x}"}
@@ -58,7 +58,7 @@ def _flow_ids(key, flow) -> dict:
 
 
 
-def _corrected(points, i, ts):
+def corrected(points, i, ts):
     off = points[i].offset
     if i == 0 or off is None:
         return ts
@@ -67,7 +67,7 @@ def _corrected(points, i, ts):
 
 
 
-def _window(p):
+def window(p):
     """(start, end) of a point's capture on the first point's clock."""
     i_off = p.offset
     s, e = p.start, p.end

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import statistics
 
-from pcapvpn.track.vantage import MAX_SAMPLES, PathView, Vantage, _Classes
-from pcapvpn.track.vantage.access import _corrected, _samples, _window
+from pcapvpn.track.vantage import MAX_SAMPLES, PathView, Vantage, HostClasses
+from pcapvpn.track.vantage.access import corrected, samples_of, window
 from pcapvpn.track.vantage.clock import Offset, estimate_offset
 from pcapvpn.track.vantage.plain import match_plain, offset_pairs
 from pcapvpn.track.vantage.segments import (
-    _esp_facts, _esp_losses, _ike_losses, _ladder, _merge_ike_losses, _nat_facts)
+    esp_facts, esp_losses, ike_losses, ladder, merge_ike_losses, nat_facts)
 
 def _ike_index(points):
     """digest -> {point index: [IkeMsg not a capture duplicate]}"""
@@ -102,13 +102,13 @@ def match(points, thresholds, tunnels, vpn_tunnels=()) -> Vantage:
             a, b = per.get(0), per.get(k)
             if a and b and len(a) == 1 and len(b) == 1:
                 pairs.append((a[0].ts, b[0].ts - a[0].ts, (a[0].src, a[0].dst)))
-        pairs += _pairs_of(points, k, esp, _samples)
-        pairs += _pairs_of(points, k, seqs, _samples)
+        pairs += _pairs_of(points, k, esp, samples_of)
+        pairs += _pairs_of(points, k, seqs, samples_of)
         pairs += offset_pairs(points, k)
         off = estimate_offset(pairs, thresholds.clock_drift_span)
         points[k].offset = off
     # -- the same hosts across points
-    cls = _Classes()
+    cls = HostClasses()
     for per in ike.values():
         items = [(i, ms[0]) for i, ms in per.items()]
         for (i, m), (j, n) in zip(items, items[1:]):
@@ -136,7 +136,7 @@ def match(points, thresholds, tunnels, vpn_tunnels=()) -> Vantage:
         else:
             v.paths[t.id] = _path(points, t, cls, ike, esp, thresholds, mine)
     v.plain_losses, v.plain_nat = match_plain(
-        points, lambda i, ts: _corrected(points, i, ts), _window, thresholds.path_delay_max)
+        points, lambda i, ts: corrected(points, i, ts), window, thresholds.path_delay_max)
     return v
 
 
@@ -193,13 +193,13 @@ def _path(points, t, cls, ike, esp, th, seqs=None) -> PathView:
                 votes[items[x][0]][items[y][0]] += 1
 
     for _dg, fwd, per in flows_ike:
-        times = {i: _corrected(points, i, ms[0].ts) for i, ms in per.items() if len(ms) == 1}
+        times = {i: corrected(points, i, ms[0].ts) for i, ms in per.items() if len(ms) == 1}
         if len(times) > 1:
             vote(times, fwd)
     for spi, fwd, per in flows_esp + flows_seq:
         if len(per) < 2:
             continue
-        sets = {i: _samples(points[i], spi, x) for i, x in per.items()}
+        sets = {i: samples_of(points[i], spi, x) for i, x in per.items()}
         common = None
         for s in sets.values():
             if s is None:
@@ -207,7 +207,7 @@ def _path(points, t, cls, ike, esp, th, seqs=None) -> PathView:
                 break
             common = set(s.d) if common is None else common & set(s.d)
         for seq in sorted(common or ())[:MAX_SAMPLES]:
-            vote({i: _corrected(points, i, sets[i].d[seq][0]) for i in per}, fwd)
+            vote({i: corrected(points, i, sets[i].d[seq][0]) for i in per}, fwd)
     placed = [i for i in sorted(seen_pts) if any(votes[i]) or any(r[i] for r in votes)]
     placed.sort(key=lambda i: (-sum(votes[i]), sum(r[i] for r in votes), i))
     view.order = [points[i].name for i in placed]
@@ -235,21 +235,21 @@ def _path(points, t, cls, ike, esp, th, seqs=None) -> PathView:
     last_dir: dict = {}
     for _dg, fwd, per in flows_ike:
         for i, ms in per.items():
-            tl = _corrected(points, i, ms[-1].ts)
+            tl = corrected(points, i, ms[-1].ts)
             if tl > last_dir.get((i, fwd), float("-inf")):
                 last_dir[(i, fwd)] = tl
     for _spi, fwd, per in flows_esp + flows_seq:
         for i, sa in per.items():
-            tl = _corrected(points, i, sa.last_ts)
+            tl = corrected(points, i, sa.last_ts)
             if tl > last_dir.get((i, fwd), float("-inf")):
                 last_dir[(i, fwd)] = tl
     for spi, fwd, per in flows_esp + flows_seq:
-        _esp_losses(view, points, placed if fwd else placed[::-1], spi, fwd, per, slack, t.id)
-        _esp_facts(view, points, placed if fwd else placed[::-1], spi, per)
+        esp_losses(view, points, placed if fwd else placed[::-1], spi, fwd, per, slack, t.id)
+        esp_facts(view, points, placed if fwd else placed[::-1], spi, per)
     for dg, fwd, per in flows_ike:
-        _ike_losses(view, points, placed if fwd else placed[::-1], dg, fwd, per, slack, t.id,
+        ike_losses(view, points, placed if fwd else placed[::-1], dg, fwd, per, slack, t.id,
                     last_dir)
-    _merge_ike_losses(view)
-    _nat_facts(view, points, placed, flows_ike, flows_esp + flows_seq)
-    _ladder(view, points, flows_ike, slack)
+    merge_ike_losses(view)
+    nat_facts(view, points, placed, flows_ike, flows_esp + flows_seq)
+    ladder(view, points, flows_ike, slack)
     return view

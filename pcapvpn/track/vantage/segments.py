@@ -10,11 +10,11 @@ from dissect.vpn.registry import exchange_name
 
 from pcapvpn.track.vantage import FILTER_RANGES, MAX_LADDER, SegmentLoss
 from pcapvpn.track.vantage.access import (
-    _approx, _by_esp_tracker, _corrected, _epoch, _flow_ids, _hole_refs, _kind, _samples,
-    _seen, _window)
+    is_approximate, by_esp_tracker, corrected, epoch_of, flow_ids, hole_refs_of, kind_of, samples_of,
+    seen_of, window)
 from pcapvpn.track.vantage.ranges import r_clip, r_count, r_diff, r_union
 
-def _ladder(view, points, flows_ike, slack):
+def ladder(view, points, flows_ike, slack):
     """Rows of the path ladder: one per copy of each IKE message at the most upstream point
     that saw it, followed downstream copy by copy (a copy lost on the way ends its row)."""
     rows = []
@@ -25,12 +25,12 @@ def _ladder(view, points, flows_ike, slack):
             continue
         m = per[idx[0]][0]
         label = f"{exchange_name(m.exch)} #{m.msgid} {_ike_label(m)}"
-        copies = [{points[idx[0]].name: _corrected(points, idx[0], x.ts)}
+        copies = [{points[idx[0]].name: corrected(points, idx[0], x.ts)}
                   for x in per[idx[0]]]
         for i in idx[1:]:
             p = points[i]
             unc = (p.offset.uncertainty or 0.0) if p.offset is not None else 0.0
-            down = [_corrected(points, i, x.ts) for x in per[i]]
+            down = [corrected(points, i, x.ts) for x in per[i]]
             ups = [max(c.values()) if c else None for c in copies]
             hits = _match_copies([u if u is not None else float("inf") for u in ups], down,
                                  unc, slack)
@@ -45,10 +45,10 @@ def _ladder(view, points, flows_ike, slack):
     view.messages = [r[1] for r in rows[:MAX_LADDER]]
 
 
-def _esp_losses(view, points, order, spi, fwd, per, slack, tid):
+def esp_losses(view, points, order, spi, fwd, per, slack, tid):
     """Walk the points in the flow's direction: what each one misses of what the points before
     it saw (within its capture window)."""
-    if not _by_esp_tracker(spi) and not all(x.in_order for x in per.values()):
+    if not by_esp_tracker(spi) and not all(x.in_order for x in per.values()):
         return  # numbers that do not run in order (not a sequence): losses cannot be told
     alive = None  # sequence ranges still travelling
     upstream = None  # index of the last point that saw the SA
@@ -57,14 +57,14 @@ def _esp_losses(view, points, order, spi, fwd, per, slack, tid):
     for i in order:
         p = points[i]
         sa = per.get(i)
-        win = _window(p)
-        if sa is not None and upstream is not None and _epoch(spi, sa) != \
-                _epoch(spi, per[upstream]):
+        win = window(p)
+        if sa is not None and upstream is not None and epoch_of(spi, sa) != \
+                epoch_of(spi, per[upstream]):
             continue  # another epoch of the numbering here (a restart one point missed)
         if sa is not None:
-            seen = _seen(p, spi, sa)
-            first = _corrected(points, i, sa.first_ts)
-            last = _corrected(points, i, sa.last_ts)
+            seen = seen_of(p, spi, sa)
+            first = corrected(points, i, sa.first_ts)
+            last = corrected(points, i, sa.last_ts)
         if alive is None:
             if sa is None:
                 continue
@@ -77,7 +77,7 @@ def _esp_losses(view, points, order, spi, fwd, per, slack, tid):
         hi = alive[-1][1] if alive else None
         if lo is None:
             break
-        approx = _approx(p, spi, sa) if sa is not None else False
+        approx = is_approximate(p, spi, sa) if sa is not None else False
         if sa is not None:
             # numbers the point could not judge: before its capture began / after it ended
             if win[0] > up_first:
@@ -99,20 +99,20 @@ def _esp_losses(view, points, order, spi, fwd, per, slack, tid):
                       for r in _around(up, spi, per[upstream], lost)]
             if sa is not None:
                 frames += [(p.name, p.file(r[0]), r[1])
-                           for r in _hole_refs(p, spi, sa, lost[:FILTER_RANGES])[:10]]
+                           for r in hole_refs_of(p, spi, sa, lost[:FILTER_RANGES])[:10]]
             ufl = per[upstream]
             view.losses.append(SegmentLoss(
-                _kind(spi), up.name, p.name, tid,
+                kind_of(spi), up.name, p.name, tid,
                 spi=spi if isinstance(spi, int) else ufl.spi if spi[0] == "ah" else None,
                 lost=n, ranges=lost[:50], approximate=approx, frames=frames,
                 first_ts=up_first, last_ts=up_last, forward=fwd,
                 flow=getattr(ufl, "label", None), width=getattr(ufl, "width", 32),
-                key=None if _by_esp_tracker(spi) else ufl.key))
+                key=None if by_esp_tracker(spi) else ufl.key))
             alive = r_diff(alive, lost)
         if appeared and upstream is not None:
             up = points[upstream]
             view.appeared.append({"from": up.name, "to": p.name,
-                                  **_flow_ids(spi, per[upstream]),
+                                  **flow_ids(spi, per[upstream]),
                                   "packets": r_count(appeared), "ranges": appeared[:20],
                                   "why": _appeared_why(up)})
         if sa is not None:
@@ -130,7 +130,7 @@ def _appeared_why(up) -> str:
 def _around(point, key, flow, ranges, limit=10):
     """Sampled frames of the flow at ``point`` inside the lost ranges (lost packets themselves;
     the first :data:`FILTER_RANGES` ranges, those the finding's display filter names)."""
-    s = _samples(point, key, flow)
+    s = samples_of(point, key, flow)
     if s is None or not s.d:
         return []
     seqs = sorted(s.d)
@@ -145,7 +145,7 @@ def _around(point, key, flow, ranges, limit=10):
     return out[:limit]
 
 
-def _esp_facts(view, points, order, spi, per):
+def esp_facts(view, points, order, spi, per):
     """Reordering introduced and sizes changed between consecutive points that saw the SA."""
     prev = None
     for i in order:
@@ -156,10 +156,10 @@ def _esp_facts(view, points, order, spi, per):
             pi, psa = prev
             if sa.reordered > psa.reordered:
                 view.reordering.append({"from": points[pi].name, "to": points[i].name,
-                                        **_flow_ids(spi, sa), "reordered_from": psa.reordered,
+                                        **flow_ids(spi, sa), "reordered_from": psa.reordered,
                                         "reordered_to": sa.reordered})
-            sp = _samples(points[pi], spi, psa)
-            sq = _samples(points[i], spi, sa)
+            sp = samples_of(points[pi], spi, psa)
+            sq = samples_of(points[i], spi, sa)
             changed = 0
             example = None
             if sp is not None and sq is not None:
@@ -170,7 +170,7 @@ def _esp_facts(view, points, order, spi, per):
                         example = example or (seq, la, lb)
             if changed or sa.fragmented > psa.fragmented:
                 view.mtu.append({"from": points[pi].name, "to": points[i].name,
-                                 **_flow_ids(spi, sa), "resized_samples": changed,
+                                 **flow_ids(spi, sa), "resized_samples": changed,
                                  "example": {"seq": example[0], "from_length": example[1],
                                              "to_length": example[2]} if example else None,
                                  "fragmented_from": psa.fragmented,
@@ -203,7 +203,7 @@ def _match_copies(up, down, unc, slack) -> list:
     return out
 
 
-def _ike_losses(view, points, order, dg, fwd, per, slack, tid, last_dir):
+def ike_losses(view, points, order, dg, fwd, per, slack, tid, last_dir):
     """Copies of one IKE message seen at a point and never at the next point of their
     direction: each copy is matched to a copy downstream no earlier than it (less the clock
     uncertainty) and at most ``slack`` later.  A point judges a copy only when it captured
@@ -217,15 +217,15 @@ def _ike_losses(view, points, order, dg, fwd, per, slack, tid, last_dir):
             if ms:
                 alive = (i, list(ms))
             continue
-        win = _window(p)
+        win = window(p)
         if win is None:
             continue
         pi, pms = alive
         unc = (p.offset.uncertainty or 0.0) if p.offset is not None else 0.0
         gone = []
         later = last_dir.get((i, fwd), float("-inf"))
-        up_t = [_corrected(points, pi, m.ts) for m in pms]
-        hits = _match_copies(up_t, [_corrected(points, i, m.ts) for m in ms], unc, slack)
+        up_t = [corrected(points, pi, m.ts) for m in pms]
+        hits = _match_copies(up_t, [corrected(points, i, m.ts) for m in ms], unc, slack)
         for m, t, hit in zip(pms, up_t, hits):
             if hit is None and win[0] <= t and (t + slack <= win[1] or later > t + 1e-3):
                 gone.append(m)
@@ -239,8 +239,8 @@ def _ike_losses(view, points, order, dg, fwd, per, slack, tid, last_dir):
                                                   bool(m0.is_response) if m0.version == 2
                                                   else None),
                 lost=len(gone), frames=frames, messages=[_ike_label(m0)] * len(gone),
-                first_ts=_corrected(points, pi, gone[0].ts),
-                last_ts=_corrected(points, pi, gone[-1].ts), exch=m0.exch,
+                first_ts=corrected(points, pi, gone[0].ts),
+                last_ts=corrected(points, pi, gone[-1].ts), exch=m0.exch,
                 version=m0.version, forward=fwd))
         # what travels on: the copies seen here (or, where this point saw none, those it
         # could not judge)
@@ -253,7 +253,7 @@ def _ike_losses(view, points, order, dg, fwd, per, slack, tid, last_dir):
             alive = (pi, rest)
 
 
-def _merge_ike_losses(view):
+def merge_ike_losses(view):
     """One loss per IKE exchange and segment (its messages listed)."""
     out = []
     by: dict = {}
@@ -284,7 +284,7 @@ def _ep(m_or_sa):
     return f"{s} -> {d}"
 
 
-def _nat_facts(view, points, placed, flows_ike, flows_esp):
+def nat_facts(view, points, placed, flows_ike, flows_esp):
     """Inside <-> outside tuples: the same packet with other addresses or ports at two
     neighbouring points (``between``: the pairs of points where the tuple changes); an ESP
     SA whose source moved at one point and not at another (a NAT mapping change)."""
@@ -330,6 +330,6 @@ def _nat_facts(view, points, placed, flows_ike, flows_esp):
                 if key in seen:
                     continue  # the same translation, listed for another flow already
                 seen.add(key)
-            ids = _flow_ids(spi, next(iter(per.values())))
+            ids = flow_ids(spi, next(iter(per.values())))
             view.nat.append({"what": ids.pop("kind", "esp"), **ids, "points": tuples,
                              "between": between(tuples), "source_changes": moves})
