@@ -1,9 +1,10 @@
 """Two vantage points made from one real capture (issue 16 tests; synthetic by construction).
 
-The capture is taken to be point ``a`` beside the client (``--client`` address).  Point ``b``
-lies on the path towards the server: a packet from the client reaches ``b`` ``delay`` seconds
-after ``a``, a packet from the server reaches ``a`` ``delay`` seconds after ``b``, and ``b``'s
-clock is ``offset`` seconds ahead.  Frames listed in ``drop_b`` (client -> server) never reach
+The capture is taken to be point ``a`` beside the client (``--client`` address), its times
+unchanged.  Point ``b`` lies on the path towards the server: a packet from the client reaches
+``b`` ``delay`` seconds after ``a``, a packet from the server passed ``b`` ``delay`` seconds
+before ``a``, and ``b``'s clock is ``offset`` seconds ahead (keep ``delay`` below half the
+round trips the capture shows, or ``b`` would see answers before their requests).  Frames listed in ``drop_b`` (client -> server) never reach
 ``b``: lost between ``a`` and ``b``; frames in ``drop_a`` (server -> client) never reach ``a``:
 lost between ``b`` and ``a``.  With ``nat`` = (address, port) a NAT between the points rewrites
 the client's IPv4 address and UDP/TCP port at ``b`` (IP header checksum recomputed, UDP checksum
@@ -119,12 +120,12 @@ def split_points(src, a_out, b_out, client, offset=0.0, delay=0.002, drop_a=(), 
     for n, (ts, frame, orig) in enumerate(recs, 1):
         fc = _from_client(frame, c)
         if n not in drop_a:
-            a_recs.append([ts + (0.0 if fc else delay), bytearray(frame), orig])
+            a_recs.append([ts, bytearray(frame), orig])
         if n not in drop_b:
             g = bytearray(frame)
             if nat is not None:
                 _nat(g, c, ipaddress.ip_address(nat[0]).packed, nat[1])
-            b_recs.append([ts + offset + (delay if fc else 0.0), g, orig])
+            b_recs.append([ts + offset + (delay if fc else -delay), g, orig])
     _write(a_out, header, e, nano, a_recs)
     _write(b_out, header, e, nano, b_recs)
 

@@ -491,3 +491,19 @@ def test_openvpn_answers_lost_on_the_way_back(tmp_path):
                drop_a=[int(x) for x in cp.stdout.split()])
     f = next(f for f in res.report.findings if f.code == "OPENVPN_NO_RESPONSE")
     assert (f.location["from"], f.location["to"]) == ("near-server", "near-client"), f.location
+
+
+def test_openvpn_tcp_located(tmp_path):
+    """openvpn_tcp_tlscrypt_healthy (lab, OpenVPN over TCP 443 with tls-crypt): the stream's
+    packets matched by the same numbers as over UDP (control: session ID + replay packet ID;
+    AEAD data: packet ID).  Frame 29 (the client's data packet with packet ID 2) lost before
+    near-server; a NAT rewrites the client's address.  Near-server's stream has a hole there
+    and reads on: one OpenVPN packet lost between the points."""
+    src = LAB / "openvpn_tcp_tlscrypt_healthy" / "openvpn_tcp_tlscrypt_healthy.pcap"
+    res = _two(tmp_path, src, "192.0.2.2", 1.1111, 0.0, drop_b=[29],
+               nat=("203.0.113.9", 0))
+    assert _losses(res, "openvpn") == [
+        ("near-client", "near-server", "data from the client, key ID 0 peer ID 0", 1,
+         [(2, 2)])]
+    assert abs(_offset(res)["clock_offset_s"] - 1.1111) < TOLERANCE
+    assert _offset(res)["matched_packets"] > 20

@@ -206,6 +206,14 @@ class PointTracker(Tracker):
         self.vpn_udp = udp
         if self.inner_tracker is not None:
             self.inner_tracker.vpn_udp = udp
+        vpn_tcp = self.vpn_tcp
+        seq_tcp = self.seq_store.tcp
+
+        def tcp(ref, ts, ipver, src, dst, sport, dport, proto, msg, frames, from_client):
+            vpn_tcp(ref, ts, ipver, src, dst, sport, dport, proto, msg, frames, from_client)
+            seq_tcp(ref, ts, ipver, src, dst, sport, dport, proto, msg, frames, from_client)
+
+        self.vpn_tcp = tcp
         vpn_gre = self.gre
         seq_gre = self.seq_store.gre
 

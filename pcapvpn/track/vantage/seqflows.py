@@ -10,6 +10,7 @@ packet be recognised at two points when NAT rewrote its addresses and ports.
 * DTLS (an SSL-VPN's data channel): (sender, client port, epoch, record sequence number);
 * WireGuard handshake initiations and responses: (message, sender index), one each;
 * PPTP's enhanced GRE: (call ID, sequence number);
+* OpenVPN over TCP: the packets of the stream by the same numbers as over UDP;
 * L2TP control messages: (tunnel ID, Ns) — ZLB acknowledgements are left out, their Ns is the
   next message's; data messages with sequencing: (tunnel ID, session ID, Ns) (RFC 2661 §5.8,
   16-bit numbers unwrapped here).
@@ -233,6 +234,25 @@ class SeqStore:
                     self._packet("l2tp", (h.tunnel_id, h.session_id), 16, ipver, src, dst,
                                  sport, dport, ts, ref, h.ns, end - off,
                                  f"data, tunnel ID {h.tunnel_id} session ID {h.session_id}")
+        except DissectError:
+            return
+
+    def tcp(self, ref, ts, ipver, src, dst, sport, dport, proto, msg, frames,
+            from_client) -> None:
+        """After the VPN tracker took a message of a TCP stream: OpenVPN over TCP's packets by
+        the same numbers as over UDP (the stream's bytes pass a NAT unchanged)."""
+        if proto != "openvpn" or not len(msg):
+            return
+        if from_client:
+            key = ("tcp", src, dst, dport)
+        else:
+            key = ("tcp", dst, src, sport)
+        t = self.vpn.tunnels.get(key)
+        if t is None or t.protocol != "openvpn":
+            return
+        try:
+            self._openvpn(t, from_client, ref, ts, ipver, src, dst, sport, dport, msg, 0,
+                          len(msg))
         except DissectError:
             return
 
