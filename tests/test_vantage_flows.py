@@ -507,3 +507,43 @@ def test_openvpn_tcp_located(tmp_path):
          [(2, 2)])]
     assert abs(_offset(res)["clock_offset_s"] - 1.1111) < TOLERANCE
     assert _offset(res)["matched_packets"] > 20
+
+
+def test_epochs_lined_up_by_time(tmp_path):
+    """L2TP control whose Ns restarted (a new control connection reusing the tunnel IDs):
+    Ns 0..299 each way, a pause, then 0..59.  Near-client began capturing after the restart
+    (the first run is left out of its copy), near-server saw both runs: near-client's only
+    epoch is near-server's second.  The client's Ns 20 of the second run is lost before
+    near-server: found, and nothing of the first run is called lost or paired."""
+    import ipaddress
+    import struct
+
+    client, server = "192.0.2.50", "198.51.100.50"
+    recs = []
+    frames = {}
+    t = 1_700_000_000.0
+    for run_, (gap, count) in enumerate(((0.0, 300), (20.0, 60))):
+        t += gap
+        for ns in range(count):
+            for fc in (True, False):
+                t += 0.01
+                avp = struct.pack("!HHHH", 0x8008, 0, 0, 6)  # HELLO
+                l2 = struct.pack("!HHHHHH", 0xC802, 12 + len(avp), 9 if fc else 5, 0, ns,
+                                 ns) + avp
+                src, dst = (client, server) if fc else (server, client)
+                udp = struct.pack("!HHHH", 1701, 1701, 8 + len(l2), 0) + l2
+                ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), len(recs) & 0xFFFF,
+                                 0, 64, 17, 0, ipaddress.ip_address(src).packed,
+                                 ipaddress.ip_address(dst).packed)
+                frame = bytes(12) + b"\x08\x00" + ip + udp
+                recs.append(struct.pack("<IIII", int(t), round((t % 1) * 1e6), len(frame),
+                                        len(frame)) + frame)
+                frames[(run_, fc, ns)] = len(recs)
+    src = tmp_path / "l2tp.pcap"
+    src.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(recs))
+    first_run = [n for (r, _fc, _ns), n in frames.items() if r == 0]
+    res = _two(tmp_path, src, client, 0.7777, 0.002, drop_a=first_run,
+               drop_b=[frames[(1, True, 20)]])
+    assert _losses(res, "l2tp") == [
+        ("near-client", "near-server", "control, tunnel ID 9", 1, [(20, 20)])]
+    assert abs(_offset(res)["clock_offset_s"] - 0.7777) < TOLERANCE

@@ -40,7 +40,8 @@ def is_approximate(p, key, flow) -> bool:
 
 def epoch_of(key, flow) -> int:
     """How many restarts of its numbering the flow saw before its current epoch."""
-    return flow.resets if by_esp_tracker(key) else flow.epoch
+    # the other VPNs' epochs are lined up by their keys (matching._align_epochs)
+    return flow.resets if by_esp_tracker(key) else 0
 
 
 def kind_of(key) -> str:
@@ -76,3 +77,13 @@ def window(p):
     if i_off is not None:
         s, e = i_off.to_first(s), i_off.to_first(e)
     return s, e
+
+
+def other_epoch(p, key) -> bool:
+    """``p`` saw the numbered flow ``key`` only under another epoch (it began capturing after a
+    restart another point saw, or the other way round): its epochs do not line up with the
+    other points', so it cannot judge this one."""
+    if by_esp_tracker(key):
+        return False
+    store = getattr(p.tracker, "seq_store", None)
+    return store is not None and bool(store.flows.get((key[0], key[1])))

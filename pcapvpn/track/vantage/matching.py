@@ -46,16 +46,50 @@ def _sa_index(points, proto):
 
 
 def _seq_index(points):
-    """The numbered flows beside ESP: ``("ah", spi)`` -> {point index: EspSA}, and ``(kind,
-    key, epoch)`` -> {point index: SeqFlow} (:mod:`pcapvpn.track.vantage.seqflows`)."""
+    """The numbered flows beside ESP: ``("ah", spi)`` -> {point index: EspSA}, and for the other
+    VPNs ``(kind, key, epoch)`` -> {point index: SeqFlow} where every point saw one epoch of
+    the numbering; the keys whose numbering restarted somewhere (``(kind, key)`` -> {point
+    index: [SeqFlow epochs]}) are returned apart, for :func:`_align_epochs` once the clocks are
+    known."""
     seen: dict = {("ah", spi): per for spi, per in _sa_index(points, "ah").items()}
+    restarted: dict = {}
+    by: dict = {}
     for i, p in enumerate(points):
         store = getattr(p.tracker, "seq_store", None)
         if store is None:
             continue
-        for f in store.all_flows():
-            seen.setdefault((f.kind, f.key, f.epoch), {})[i] = f
-    return seen
+        for k, eps in store.flows.items():
+            by.setdefault(k, {})[i] = eps
+    for (kind, key), per in by.items():
+        if all(len(eps) == 1 for eps in per.values()):
+            seen[(kind, key, 0)] = {i: eps[0] for i, eps in per.items()}
+        else:
+            restarted[(kind, key)] = per
+    return seen, restarted
+
+
+def _align_epochs(points, seqs, restarted) -> None:
+    """Epochs of a restarted numbering at several points are the same epoch when they overlap
+    in time (on the first point's clock): each point's epoch goes with the epoch of the point
+    that saw the most epochs that it overlaps most, under the key ``(kind, key, (ref, n))``.
+    An epoch overlapping none stays alone (``other_epoch`` keeps it unjudged elsewhere)."""
+    for (kind, key), per in restarted.items():
+        ref = max(per, key=lambda i: (len(per[i]), -i))
+        spans = [(corrected(points, ref, f.first_ts), corrected(points, ref, f.last_ts))
+                 for f in per[ref]]
+        for n, f in enumerate(per[ref]):
+            seqs.setdefault((kind, key, (ref, n)), {})[ref] = f
+        for i, eps in per.items():
+            if i == ref:
+                continue
+            for f in eps:
+                a, b = corrected(points, i, f.first_ts), corrected(points, i, f.last_ts)
+                best = max(range(len(spans)), key=lambda n: min(b, spans[n][1]) -
+                           max(a, spans[n][0]))
+                if min(b, spans[best][1]) - max(a, spans[best][0]) < 0:
+                    seqs[(kind, key, (i, f.epoch))] = {i: f}
+                else:
+                    seqs.setdefault((kind, key, (ref, best)), {})[i] = f
 
 
 def _pairs_of(points, k, index, samples_fn):
@@ -87,14 +121,8 @@ class _Ends:
         self.kinds = kinds
 
 
-def match(points, thresholds, tunnels, vpn_tunnels=()) -> Vantage:
-    """Match the points' packets; ``tunnels`` (IPsec) and ``vpn_tunnels`` (the other VPNs) are
-    the first point's."""
-    v = Vantage(points)
-    ike = _ike_index(points)
-    esp = _esp_index(points)
-    seqs = _seq_index(points)
-    # -- clock offsets against point 0
+def _offsets(points, ike, esp, seqs, thresholds) -> None:
+    """Each point's clock against point 0 from every matched packet."""
     points[0].offset = Offset(0.0, 0.0, 0.0, points[0].start or 0.0, 0)
     for k in range(1, len(points)):
         pairs = []
@@ -105,8 +133,23 @@ def match(points, thresholds, tunnels, vpn_tunnels=()) -> Vantage:
         pairs += _pairs_of(points, k, esp, samples_of)
         pairs += _pairs_of(points, k, seqs, samples_of)
         pairs += offset_pairs(points, k)
-        off = estimate_offset(pairs, thresholds.clock_drift_span)
-        points[k].offset = off
+        points[k].offset = estimate_offset(pairs, thresholds.clock_drift_span)
+
+
+def match(points, thresholds, tunnels, vpn_tunnels=()) -> Vantage:
+    """Match the points' packets; ``tunnels`` (IPsec) and ``vpn_tunnels`` (the other VPNs) are
+    the first point's."""
+    v = Vantage(points)
+    ike = _ike_index(points)
+    esp = _esp_index(points)
+    seqs, restarted = _seq_index(points)
+    # -- clock offsets against point 0
+    _offsets(points, ike, esp, seqs, thresholds)
+    if restarted:
+        # numberings that restarted: their epochs lined up by time, now that the clocks are
+        # known (roughly: on the raw clocks where nothing else matched), then the clocks again
+        _align_epochs(points, seqs, restarted)
+        _offsets(points, ike, esp, seqs, thresholds)
     # -- the same hosts across points
     cls = HostClasses()
     for per in ike.values():

@@ -10,8 +10,8 @@ from dissect.vpn.registry import exchange_name
 
 from pcapvpn.track.vantage import FILTER_RANGES, MAX_LADDER, SegmentLoss
 from pcapvpn.track.vantage.access import (
-    is_approximate, by_esp_tracker, corrected, epoch_of, flow_ids, hole_refs_of, kind_of, samples_of,
-    seen_of, window)
+    by_esp_tracker, corrected, epoch_of, flow_ids, hole_refs_of, is_approximate, kind_of,
+    other_epoch, samples_of, seen_of, window)
 from pcapvpn.track.vantage.ranges import r_clip, r_count, r_diff, r_union
 
 def ladder(view, points, flows_ike, slack):
@@ -90,6 +90,8 @@ def esp_losses(view, points, order, spi, fwd, per, slack, tid):
         else:
             if not (win[0] <= up_first and win[1] >= up_last + slack):
                 continue  # the point did not capture the whole time the SA flowed: not judged
+            if other_epoch(p, spi):
+                continue  # it saw the flow under another epoch of its numbering: not judged
             lost = list(alive)
             appeared = []
         if lost:
