@@ -39,13 +39,18 @@ F.declare(
 
 F.declare(
     "SEVERAL_CAPTURE_POINTS", "capture", "info",
-    "Two input files were read as pieces of one capture point, but they hold the same IKE "
-    "messages at a steady time difference: they were captured at two points of the same "
-    "traffic. Read as one point, every packet is counted twice (copies, retransmissions, "
-    "reordering). Naming the points with --vantage matches the packets across them: clock "
-    "offset, and where a packet was lost.",
+    "Two inputs were read as one capture point, but they hold the same packets at a steady "
+    "time difference: two files with the same IKE messages (or, without IKE in common, the "
+    "same ESP SPI and sequence numbers), or two interfaces of one file (pcapng interfaces, the "
+    "interfaces of a Linux -i any capture) with the same IKE messages. They were captured at "
+    "two points of the same traffic. Read as one point, every packet is counted twice (copies, "
+    "retransmissions, reordering). Naming the points with --vantage matches the packets "
+    "across them: clock offset, and where a packet was lost. A tunnel interface is an inside "
+    "view of its tunnel, never a second point.",
     ["Run again with one --vantage NAME=FILE per capture point, e.g. "
-     "pcapvpn analyze --vantage gw-a=a.pcap --vantage gw-b=b.pcap."],
+     "pcapvpn analyze --vantage gw-a=a.pcap --vantage gw-b=b.pcap; for the interfaces of one "
+     "file --vantage NAME=FILE#IFACE (an interface name, or ifindex=N for a Linux -i any "
+     "capture)."],
     failure=False)
 
 #: IKE exchange type -> the stage a loss of its messages belongs to
