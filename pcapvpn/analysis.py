@@ -149,13 +149,12 @@ def _run(paths, options: Options | None = None) -> Result:
 
 
 def _several_points_hint(result, tracker, names, sampler=None, sources=()) -> None:
-    """Plain inputs are pieces of one point; two that hold the same IKE messages at a steady
-    time difference are two points of the same traffic: say so, suggest ``--vantage``."""
+    """Plain inputs are pieces of one point; two that hold the same IKE messages (or, without
+    IKE in common, the same ESP: ``sampler``) at a steady time difference, or two interfaces of
+    one file that do, are two points of the same traffic: say so, suggest ``--vantage``."""
     from pcapvpn.findings import finding_groups
     from pcapvpn.rules.path import several_points_finding
-    from pcapvpn.track.vantage import same_packets_hint
-
-    from pcapvpn.track.vantage import same_interfaces_hint
+    from pcapvpn.track.vantage import same_interfaces_hint, same_packets_hint
 
     hint = same_packets_hint(tracker, names, sampler) if len(names) > 1 else None
     if hint is None:
