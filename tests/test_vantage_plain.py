@@ -132,3 +132,27 @@ def test_no_return_located_past_the_lan():
     assert got == {"INNER_NO_RETURN": "lan", "DNS_NO_ANSWER": "lan"}, got
     assert all(f.location["to"] is None for f in res.report.findings
                if f.code in ("INNER_NO_RETURN", "DNS_NO_ANSWER"))
+
+
+def test_traffic_beside_any_tunnel_is_a_path_fact_only(tmp_path):
+    """Two copies of the office LAN capture as two points (a physical view, no tunnel at either
+    point), the echo replies lost between them: listed in ``vantage_inside``, but no inner code
+    (those are for the inside of a tunnel)."""
+    import subprocess
+
+    from conftest import tshark_path
+    from pointsplit import split_points
+
+    cp = subprocess.run([tshark_path(), "-r", str(LAN), "-Y", "icmp.type == 0", "-T", "fields",
+                         "-e", "frame.number"], capture_output=True, text=True, check=True)
+    replies = [int(x) for x in cp.stdout.split()]
+    assert replies
+    a = tmp_path / "a.pcap"
+    b = tmp_path / "b.pcap"
+    split_points(str(LAN), str(a), str(b), "10.10.1.1", 0.25, 0.0, drop_a=replies)
+    res = run([], Options(vantage=[("near", [str(a)], None), ("far", [str(b)], None)]))
+    assert not _inner(res)
+    lost = res.report.vantage_inside["losses"]
+    # every reply near could have seen is lost (one came after near's last packet: not judged)
+    assert [(x["from"], x["to"]) for x in lost] == [("far", "near")]
+    assert lost[0]["lost"] == lost[0]["judged"] >= len(replies) - 1

@@ -277,6 +277,9 @@ def plain_lost_between_points(ctx):
             continue
         if x.lost < x.sent:
             continue
+        tunnel = _plain_tunnel(ctx, v, x)
+        if tunnel is None and not x.inside:
+            continue  # traffic beside any tunnel: a path fact only (vantage_inside)
         if x.opener:
             code = "INNER_BLOCKED"
             title = f"{what}: {x.lost} packet(s) never got past {x.src} to {x.dst}"
@@ -293,8 +296,7 @@ def plain_lost_between_points(ctx):
         ev = F.Evidence(frames=[FrameRef(file, frame, point) for point, file, frame in x.frames],
                         first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
         f = F.make(code, f"path|{x.src}|{x.dst}|{what}", title=title, detail=detail,
-                   evidence=ev, wireshark_filter=_plain_filter(x.conv),
-                   tunnel=_plain_tunnel(ctx, v, x))
+                   evidence=ev, wireshark_filter=_plain_filter(x.conv), tunnel=tunnel)
         f.location = {"from": x.src, "to": x.dst, "why": f"lost {seg}"}
         v.plain_findings[f.id] = x
         yield f

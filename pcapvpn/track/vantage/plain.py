@@ -43,12 +43,17 @@ class PlainRecorder:
         self.dup_window = dup_window
         #: one tuple per conversation direction, shared by its packets' entries
         self.convs: dict = {}
+        #: the conversation directions seen on a tunnel interface (the inside of a tunnel)
+        self.tunnel_convs: set = set()
 
-    def wrap(self, plain):
+    def wrap(self, plain, views=None):
+        """``plain`` recording its packets; ``views``: the plaintext tracker's views (their
+        ``kind`` tells a tunnel interface)."""
         d = self.d
         limit = MAX_PLAIN
         win = self.dup_window
         convs = self.convs
+        tunnel_convs = self.tunnel_convs
 
         def recorded(ref, ts, iface, linktype, cooked, net, data):
             plain(ref, ts, iface, linktype, cooked, net, data)
@@ -66,7 +71,16 @@ class PlainRecorder:
                 self.dropped += 1
                 return
             c = (net[3], net[1], net[4], net[2], net[5])
-            d[fp] = (ts, ref, convs.setdefault(c, c), net[7] - net[6])
+            cc = convs.get(c)
+            if cc is None:
+                cc = convs[c] = c
+                if views is not None:
+                    key = (ref[0], iface, -1, -1) if cooked is None else \
+                        (ref[0], iface, cooked[0], cooked[1])
+                    v = views.get(key)
+                    if v is not None and v.kind == "tunnel":
+                        tunnel_convs.add(c)
+            d[fp] = (ts, ref, cc, net[7] - net[6])
 
         return recorded
 
@@ -80,6 +94,7 @@ class PlainRecorder:
         live = {x[2] for x in d.values()}
         for c in [c for c in self.convs if c not in live]:
             del self.convs[c]
+            self.tunnel_convs.discard(c)
 
 
 @dataclass
@@ -106,6 +121,8 @@ class PlainLoss:
     src_index: int = 0
     #: the matched one-way delay from ``src`` to ``dst`` (the nearest downstream point wins)
     delay: float = 0.0
+    #: the conversation was seen on a tunnel interface at either point (the inside of a tunnel)
+    inside: bool = False
 
 
 def _conv_key(c) -> tuple:
@@ -234,7 +251,9 @@ def _pair(points, u, w, ru, rw, corrected, window, slack, losses, nat, seen_nat)
             lost[-1][0], [(points[u].name, points[u].file(r[0]), r[1])
                           for _t, r in lost[:MAX_LOST_REFS]],
             opener=opened is None or opened[1] == c, reverse_ok=bool(delays.get(rev)),
-            src_index=u, delay=delay))
+            src_index=u, delay=delay,
+            inside=bool({c, rev} & ru.tunnel_convs) or (cw is not None and bool(
+                {cw, _rev(cw)} & rw.tunnel_convs))))
 
 
 def _tuple_text(c) -> str:

@@ -227,7 +227,7 @@ class PointTracker(Tracker):
         from pcapvpn.track.vantage.plain import PlainRecorder
 
         self.plain_rec = PlainRecorder(self.th.duplicate_window)
-        self.plain = self.plain_rec.wrap(self.plain)
+        self.plain = self.plain_rec.wrap(self.plain, self.plain_tracker.views)
         self.plain_tcp = None
 
     def expire(self, now: float, idle: float, max_sas: int | None = None):
