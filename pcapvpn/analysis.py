@@ -129,28 +129,36 @@ def _run(paths, options: Options | None = None) -> Result:
 
         tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers,
                           options.limits, interfaces={s.index: s.interfaces for s in sources})
+        sampler = None
+        if len(sources) > 1:  # for the --vantage hint: the same ESP in two files?
+            from pcapvpn.track.vantage import EspPairSampler
+
+            sampler = EspPairSampler()
+            tracker.esp = sampler.wrap(tracker.esp)
         decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
         _decode(decoder, sources, options)
         decoder.finish()
         tracker.finish()
         result = diagnose(sources, decoder, tracker, options)
         result.sources = sources
-        if len(sources) > 1:
-            _several_points_hint(result, tracker, names)
+        _several_points_hint(result, tracker, names, sampler, sources)
         return result
     finally:
         for s in sources:
             s.close()
 
 
-def _several_points_hint(result, tracker, names) -> None:
-    """Plain inputs are pieces of one point; two that hold the same IKE messages at a steady
-    time difference are two points of the same traffic: say so, suggest ``--vantage``."""
+def _several_points_hint(result, tracker, names, sampler=None, sources=()) -> None:
+    """Plain inputs are pieces of one point; two that hold the same IKE messages (or, without
+    IKE in common, the same ESP: ``sampler``) at a steady time difference, or two interfaces of
+    one file that do, are two points of the same traffic: say so, suggest ``--vantage``."""
     from pcapvpn.findings import finding_groups
     from pcapvpn.rules.path import several_points_finding
-    from pcapvpn.track.vantage import same_packets_hint
+    from pcapvpn.track.vantage import same_interfaces_hint, same_packets_hint
 
-    hint = same_packets_hint(tracker, names)
+    hint = same_packets_hint(tracker, names, sampler) if len(names) > 1 else None
+    if hint is None:
+        hint = same_interfaces_hint(tracker, sources)
     if hint is not None:
         f = several_points_finding(hint)
         result.report.findings.append(f)
@@ -166,6 +174,15 @@ def _point_frames(sources, iface):
 
     def one(src):
         memo: dict = {}
+        if iface.startswith("ifindex="):  # a Linux -i any capture: the SLL2 interface index
+            from dissect.vpn.link import cooked_header
+
+            want = int(iface[8:]) if iface[8:].isdigit() else -2
+            for f in src.frames(interfaces=True):
+                ck = cooked_header(f[3], f[4])
+                if ck is not None and ck[0] == want:
+                    yield f
+            return
         for f in src.frames(interfaces=True):
             i = f[7]
             ok = memo.get(i)
@@ -329,7 +346,7 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
     if points:
         from pcapvpn.track.vantage import match
 
-        state.vantage = match(points, options.thresholds, state.tunnels)
+        state.vantage = match(points, options.thresholds, state.tunnels, state.vpn_tunnels)
     findings = run_rules(state)
     ctx = Context(state)
     if points:
@@ -347,6 +364,7 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
     report.thresholds = asdict(options.thresholds)
     if points:
         report.vantage_points = m.vantage_points(points, start)
+        report.vantage_inside = m.inside_dict(state.vantage, start)
         for d in report.tunnels:
             view = state.vantage.paths.get(d["id"])
             if view is not None:

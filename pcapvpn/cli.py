@@ -292,7 +292,8 @@ def _vantage(specs):
 @click.option("--vantage", "vantage", multiple=True, metavar="NAME=FILE[#IFACE]",
               help="A capture point of the same traffic (repeatable; at least two points; one "
                    "NAME may get several files: pieces of that point; #IFACE takes one "
-                   "interface of a pcapng file, by name or number).  Packets are matched "
+                   "interface of a pcapng file, by name or number, #ifindex=N one interface "
+                   "of a Linux -i any capture).  Packets are matched "
                    "across the points: clock offsets, where each loss happened, path facts.  "
                    "The first point is the report's clock.")
 @click.option("--stop-after", type=click.Choice(["read", "decode", "dissect", "full"]),
