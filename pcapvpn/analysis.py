@@ -53,6 +53,13 @@ class Options:
     #: several vantage points (--vantage NAME=FILE[#IFACE]): ``[(name, [paths], iface or
     #: None)]``; the first is the point the report's tunnels, findings and times are of
     vantage: list = field(default_factory=list)
+    #: worker processes for one big capture file (``--jobs``; :mod:`pcapvpn.parallel`): 1 a
+    #: single pass; the report is the same either way
+    jobs: int = 1
+    #: tests: cut the file at these record offsets (default: pcapvpn.parallel.cut_points), and
+    #: run the workers' map in this process when ``workers`` is "serial"
+    slice_at: list | None = None
+    workers: object = None
 
 
 @dataclass
@@ -67,6 +74,9 @@ class Result:
     sources: list = field(default_factory=list)
     #: --vantage: the points (pcapvpn.track.vantage.Point), the first one's first
     points: list = field(default_factory=list)
+    #: --jobs: ``{"slices": n}``, or ``{"slices": n, "fallback": why}`` when the slices did not
+    #: line up with a single pass and the file was analysed in one pass instead; None: one pass
+    parallel: dict | None = None
 
 
 def analyze(paths, options: Options | None = None) -> m.Report:
@@ -98,11 +108,34 @@ def run(paths, options: Options | None = None) -> Result:
 
 def _run(paths, options: Options | None = None) -> Result:
     options = options or Options()
+    if options.jobs != 1 and not options.vantage:
+        from pcapvpn import parallel
+
+        jobs = parallel.jobs_for(paths, options)
+        if jobs > 1:
+            try:
+                result = _run_once(paths, options, jobs)
+            except parallel.Fallback as exc:
+                result = _run_once(paths, options)
+                result.parallel = {"slices": 0, "fallback": str(exc)}
+            return result
+    return _run_once(paths, options)
+
+
+def _run_once(paths, options: Options, jobs: int = 1) -> Result:
     if options.vantage:
         return run_points(options)
     sources = []
+    stop_workers = None
     try:
         for i, p in enumerate(paths):
+            if jobs > 1:
+                from pcapvpn.parallel import sliced_source
+
+                src, stop_workers = sliced_source(p, i, jobs, options.batch, options.slice_at,
+                                                  options.workers)
+                sources.append(src)
+                continue
             sources.append(open_source(p, i, spool=options.spool_stdin and p == "-"))
         names = [s.name for s in sources]
         if options.stop_after == "read":
@@ -135,10 +168,14 @@ def _run(paths, options: Options | None = None) -> Result:
         tracker.finish()
         result = diagnose(sources, decoder, tracker, options)
         result.sources = sources
+        if jobs > 1:
+            result.parallel = {"slices": sources[0].reader.slices}
         if len(sources) > 1:
             _several_points_hint(result, tracker, names)
         return result
     finally:
+        if stop_workers is not None:
+            stop_workers()
         for s in sources:
             s.close()
 

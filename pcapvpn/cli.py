@@ -298,9 +298,14 @@ def _vantage(specs):
 @click.option("--stop-after", type=click.Choice(["read", "decode", "dissect", "full"]),
               default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
+@click.option("--jobs", "-j", "jobs", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Worker processes that read one big capture file (cut at record "
+                   "boundaries; the report is the same as one process's).  Default 0: the "
+                   "cores this process may use; 1: one process.  Small files, gzip, standard "
+                   "input, several files and --keys are read by one process.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
             keys, lang, redact, redact_key, redact_map, evidence, vpn_servers=(), logs=(),
-            log_tz=None, limit_items=(), vantage=()):
+            log_tz=None, limit_items=(), vantage=(), jobs=0):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time; files of several
@@ -328,7 +333,7 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
                       expect_peers=[_parse_addr(a) for a in expect],
                       spool_stdin=bool(evidence),
                       vpn_servers=[_parse_server(s) for s in vpn_servers],
-                      vantage=points)
+                      vantage=points, jobs=jobs)
     if keys:
         options.keys = _keys(keys)
     if logs:

@@ -1,0 +1,467 @@
+"""One big capture file read by several worker processes (``analyze --jobs N``, issue 19).
+
+The design (docs/internals.md, "Parallel analysis"): the file is cut into byte ranges at record
+boundaries (:func:`cut_points`: :func:`dissect.vpn.chain.find`, the validator that
+resynchronises damaged captures).  Each range (a *slice*) is read by a worker process with the
+same reader and the same batched walk as a single pass (:meth:`dissect.vpn.capture._Reader.walk`):
+the per-record work — reading, the record walk, the numpy classification that recognises ESP of
+the common shapes and decodes their headers into :class:`dissect.vpn.batch.EspBatch` columns —
+runs there.  What the walk hands over is *recorded*, in order: ESP batches (arrays), single ESP
+events, and the other frames (their bytes: IKE, fragments, TCP, keepalives, the other VPNs,
+plaintext).  The parent replays the slices' recordings in file order into the ordinary
+:class:`pcapvpn.decode.Decoder` and trackers (:class:`_Replay` stands in for the capture reader
+behind an ordinary :class:`pcapvpn.sources.Source`), so every order-dependent piece of state —
+ESP anti-replay windows, IKE exchanges, fragment sets, TCP streams — sees exactly the events of a
+single pass in exactly its order: the report is the single pass's, byte for byte.
+
+Frame numbers stay Wireshark's: a worker numbers its records from 1 and the parent adds the
+records of the slices before it (two-phase numbering: the counts are known once the earlier
+slices are read, which the replay waits for anyway).  A pcapng slice is read with its section's
+header and interface blocks put in front of it (a pre-scan of the file's head).
+
+A slice that does not line up with the single pass — its last record runs past its end (a cut
+that was not a record boundary), damage touching its end, a pcapng section or interface block
+inside it, a read error — makes the analysis start again as a single pass (:class:`Fallback`):
+the result is never a guess.  Gzip files, standard input, several files, ``--keys`` and the
+``read`` stage run as a single pass (see docs/internals.md for what is left).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from dataclasses import dataclass, field
+
+#: files smaller than this are read by one process (starting workers costs more than it saves)
+MIN_BYTES = 32 << 20
+#: slices per worker: more than one, so that the parent replays the first slices while the
+#: workers read the others
+SLICES_PER_JOB = 2
+#: bytes read at a cut's nominal offset to find the record boundary after it (then this much
+#: more when the records there are too large for a chain to fit)
+CUT_WINDOW = 256 << 10
+CUT_WINDOW_MAX = 8 << 20
+#: records a cut's chain must hold (more than the resynchronisation's 4: a cut is not a guess)
+CUT_RECORDS = 16
+
+__all__ = ["Fallback", "MIN_BYTES", "Slice", "available_cores", "cut_points", "eligible",
+           "read_slice", "sliced_source"]
+
+
+class Fallback(Exception):  # noqa: N818 - a control-flow signal, not an error shown to users
+    """A slice does not line up with the single pass: analyse the file in one pass instead."""
+
+
+def available_cores() -> int:
+    """The cores this process may run on (``os.sched_getaffinity``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Slice:
+    """Bytes ``[start, end)`` of ``path``; ``prefix``: the header bytes a reader needs in front
+    of them (empty for the first slice, which starts at the file header)."""
+
+    path: str
+    index: int
+    number: int
+    start: int
+    end: int
+    prefix: bytes = b""
+    nifs: int = 0
+    last: bool = False
+    batch: bool = True
+
+
+@dataclass
+class Part:
+    """What a worker read from one slice: the recording and the reader's counters."""
+
+    number: int
+    ops: list = field(default_factory=list)
+    checkpoints: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    damage: list = field(default_factory=list)
+    damage_more: list = field(default_factory=list)
+    size: int | None = None
+    isb: dict = field(default_factory=dict)
+    drops: dict = field(default_factory=dict)
+    ended: float | None = None
+    cooked: dict = field(default_factory=dict)
+    iface_frames: dict | None = None
+    notes: list = field(default_factory=list)
+    #: why this slice does not line up with a single pass (None: it does)
+    bad: str | None = None
+
+
+# -- cutting ---------------------------------------------------------------------------------
+
+
+def eligible(paths, options) -> bool:
+    """A single regular, uncompressed capture file, analysed in full or to a stage the walk
+    serves (``decode``, ``dissect``), without ``--keys`` or ``--vantage``."""
+    if len(paths) != 1 or paths[0] == "-" or options.vantage or options.keys is not None:
+        return False
+    if options.stop_after == "read":
+        return False
+    try:
+        with open(paths[0], "rb") as f:
+            return f.read(2) != b"\x1f\x8b" and os.path.isfile(paths[0])
+    except OSError:
+        return False
+
+
+def _head(path):
+    """``(reader, prefix, nifs, first)``: the file's reader after its first record, the header
+    bytes before that record (pcap: the file header; pcapng: the section header and interface
+    blocks), the interfaces they declare, and the first record's offset (None: no record)."""
+    from dissect.vpn.capture import open_capture
+    from pcapvpn.sources import _Prefixed
+
+    with open(path, "rb", buffering=0) as f:
+        reader = open_capture(_Prefixed(b"", f))
+        first = None
+        for rec in reader.records():
+            first = rec[4]
+            break
+        if first is None:
+            return reader, b"", 0, None
+        f.seek(0)
+        prefix = _read(f, first)
+    return reader, prefix, len(reader.interfaces), first
+
+
+def _read(f, n):
+    out = bytearray()
+    while len(out) < n:
+        more = f.read(n - len(out))
+        if not more:
+            break
+        out += more
+    return bytes(out)
+
+
+def cut_points(path, parts: int, size: int | None = None, head=None
+               ) -> tuple[list[int], bytes, int]:
+    """Offsets where ``path`` can be cut into about ``parts`` byte ranges: record boundaries found
+    by :func:`dissect.vpn.chain.find` (``CUT_RECORDS`` valid records in a row) after each nominal
+    offset ``size * i / parts``; plus the header prefix and interface count for the slices (see
+    :func:`_head`).  Fewer cuts when no boundary is found."""
+    from dissect.vpn import chain
+
+    reader, prefix, nifs, first = head or _head(path)
+    if first is None:
+        return [], prefix, nifs
+    if size is None:
+        size = os.path.getsize(path)
+    rules = reader.chain_rules()
+    cuts: list[int] = []
+    with open(path, "rb", buffering=0) as f:
+        for i in range(1, parts):
+            target = max(size * i // parts, first + 1, cuts[-1] + 1 if cuts else 0)
+            if target >= size:
+                break
+            window = CUT_WINDOW
+            while True:
+                f.seek(target)
+                buf = _read(f, window)
+                found, _r = chain.find(rules, buf, 0, len(buf), target + len(buf) >= size,
+                                       CUT_RECORDS)
+                if found is not None or window >= CUT_WINDOW_MAX or target + len(buf) >= size:
+                    break
+                window *= 4
+            if found is not None and target + found < size:
+                cuts.append(target + found)
+    return cuts, prefix, nifs
+
+
+def slices(path, index, cuts, prefix, nifs, batch=True) -> list[Slice]:
+    """The slices of ``path`` between the ``cuts`` (record boundaries, increasing)."""
+    size = os.path.getsize(path)
+    edges = [0] + list(cuts) + [size]
+    out = []
+    for k in range(len(edges) - 1):
+        out.append(Slice(path, index, k, edges[k], edges[k + 1], prefix if k else b"", nifs,
+                         k == len(edges) - 2, batch))
+    return out
+
+
+# -- the worker ------------------------------------------------------------------------------
+
+
+class _Bounded:
+    """The bytes ``[start, end)`` of an open file as a raw stream."""
+
+    __slots__ = ("_f", "_left")
+
+    def __init__(self, f, left):
+        self._f = f
+        self._left = left
+
+    def read(self, n=-1):
+        if self._left <= 0:
+            return b""
+        if n < 0 or n > self._left:
+            n = self._left
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+    def readinto(self, b):
+        if self._left <= 0:
+            return 0
+        mv = memoryview(b)
+        if len(mv) > self._left:
+            mv = mv[:self._left]
+        got = self._f.readinto(mv) or 0
+        self._left -= got
+        return got
+
+
+def read_slice(sl: Slice) -> Part:
+    """Read one slice with the single pass's walk and record what it hands over (the worker)."""
+    from dissect.vpn.capture import open_capture
+    from pcapvpn.sources import _checkpoint, _Prefixed
+
+    part = Part(sl.number)
+    ops = part.ops
+    app = ops.append
+    nan = float("nan")
+    with open(sl.path, "rb", buffering=0) as f:
+        f.seek(sl.start)
+        stream = _Prefixed(sl.prefix, _Bounded(f, sl.end - sl.start))
+        reader = open_capture(stream)
+        if sl.number:
+            # offsets in the file: the prefix stands in for the bytes before the slice
+            reader._base += sl.start - len(sl.prefix)
+            if reader.format == "pcapng":
+                reader._last_ts = nan  # a block that takes the previous time must not be first
+
+        def on_esp(ref, ts, *rest):
+            app((1, ref[1], ts, rest))
+
+        def on_frame(tag, number, ts, lt, data, wirelen, offset, iface):
+            app((2, number, ts, lt, bytes(data), wirelen, offset, iface))
+
+        def on_batch(tag, b):
+            app((0, b))
+
+        def on_checkpoint(number, offset):
+            part.checkpoints.append(_checkpoint(reader, number, offset))
+
+        from pcapvpn.sources import INDEX_EVERY
+
+        reader.walk(sl.index, on_esp, on_frame, on_checkpoint, INDEX_EVERY,
+                    on_batch if sl.batch else None, None)
+        part.stats = reader.walk_stats
+        part.damage = list(reader.damage)
+        part.damage_more = list(reader.damage_more)
+        part.size = reader.size
+        part.isb = reader.isb
+        part.drops = reader.drops
+        part.ended = reader.ended
+        part.cooked = reader.cooked
+        part.iface_frames = getattr(reader, "iface_frames", None)
+        part.notes = list(getattr(reader, "notes", ()))
+        part.bad = _misfit(sl, reader, stream, part)
+    if part.bad is not None:
+        part.ops = []  # not replayed: do not ship it
+    return part
+
+
+def _misfit(sl, reader, stream, part) -> str | None:
+    """Why the slice's reading is not the single pass's over the same bytes, or None."""
+    if stream.error:
+        return stream.error
+    if not sl.last:
+        if reader.size != sl.end:
+            return f"read to {reader.size}, not to the cut at {sl.end}"
+        for d in reader.damage:
+            if d.offset + d.length >= sl.end or d.trailing:
+                return f"damage at the cut at {sl.end}"
+    if reader.format == "pcapng":
+        if len(getattr(reader, "sections", ())) != 1 or len(reader.interfaces) != sl.nifs:
+            return "a section or interface block inside the slice"
+        if sl.number and part.notes:
+            return "interface notes in a slice"
+    if sl.number:
+        for d in reader.damage:
+            if d.before is None or d.before != d.before:
+                return "damage before the slice's first packet"
+        for op in part.ops:
+            if op[0] != 0 and op[2] != op[2]:
+                return "a block that takes the time of the block before the slice"
+    return None
+
+
+# -- the parent: merge and replay ------------------------------------------------------------
+
+
+def _roundtrip(part):
+    return pickle.loads(pickle.dumps(part, pickle.HIGHEST_PROTOCOL))
+
+
+class _Replay:
+    """Stands in for the capture reader behind a :class:`pcapvpn.sources.Source`: its
+    :meth:`walk` replays the slices' recordings in file order (frame numbers made global), and
+    the reader's counters are the slices' merged once the walk is over."""
+
+    def __init__(self, head, parts):
+        self._head = head
+        self._parts = parts  # an iterator of Part, in slice order
+        self.format = head.format
+        self.interfaces = head.interfaces
+        self.byteorder = head.byteorder
+        self.version = head.version
+        self.sections = getattr(head, "sections", None)
+        self.isb: dict = {}
+        self.drops: dict = {}
+        self.ended = None
+        self.cooked: dict = {}
+        self.damage: list = []
+        self.damage_more = [0, 0, 0, 0.0]
+        self.size = None
+        self.walk_stats = None
+        self.notes: list = []
+        self._ifn: dict = {}
+        self.iface_frames = {} if head.format == "pcapng" else None
+        #: slices replayed so far
+        self.slices = 0
+
+    @property
+    def warnings(self) -> list:
+        from dissect.vpn.capture import _Reader
+
+        out = _Reader.warnings.fget(self)
+        if self.format == "pcapng":
+            out = sorted(out + self.notes, key=lambda w: w[0])
+        return out
+
+    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None,
+             on_tcp=None):
+        before = 0  # records of the slices before this one
+        stats = {"frames": 0, "numbered": 0, "bytes": 0, "truncated": 0, "first_ts": None,
+                 "last_ts": None, "out_of_order": 0, "linktypes": {}}
+        for part in self._parts:
+            if part.bad is not None:
+                raise Fallback(part.bad)
+            for op in part.ops:
+                kind = op[0]
+                if kind == 0:
+                    b = op[1]
+                    if before:
+                        b.num += before
+                    if on_batch is not None:
+                        on_batch(tag, b)
+                    else:
+                        for ev in b.events(tag):
+                            on_esp(*ev)
+                elif kind == 1:
+                    on_esp((tag, op[1] + before), op[2], *op[3])
+                else:
+                    _k, num, ts, lt, data, wirelen, offset, iface = op
+                    on_frame(tag, num + before, ts, lt, data, wirelen, offset, iface)
+            if on_checkpoint is not None:
+                for ck in part.checkpoints:
+                    on_checkpoint(ck[0] + before, ck[1])
+            self._merge(part, stats)
+            self.slices += 1
+            before += part.stats["numbered"]
+        self.walk_stats = stats
+
+    def _merge(self, part, stats) -> None:
+        from dissect.vpn.capture import DAMAGE_KEEP
+
+        st = part.stats
+        for k in ("frames", "numbered", "bytes", "truncated", "out_of_order"):
+            stats[k] += st[k]
+        for k, pick in (("first_ts", min), ("last_ts", max)):
+            if st[k] is not None:
+                stats[k] = st[k] if stats[k] is None else pick(stats[k], st[k])
+        lts = stats["linktypes"]
+        for lt, c in st["linktypes"].items():
+            lts[lt] = lts.get(lt, 0) + c
+        for d in part.damage:
+            if len(self.damage) < DAMAGE_KEEP:
+                self.damage.append(d)
+                continue
+            more = self.damage_more
+            more[0] += 1
+            more[1] += d.length
+            more[2] += d.frames
+            if d.before is not None and d.after is not None and d.after > d.before:
+                more[3] += d.after - d.before
+        for i, v in enumerate(part.damage_more):
+            self.damage_more[i] += v
+        self.size = part.size
+        for gi, counters in part.isb.items():
+            self.isb.setdefault(gi, {}).update(counters)
+        for gi, n in part.drops.items():
+            self.drops[gi] = self.drops.get(gi, 0) + n
+        if part.ended is not None and (self.ended is None or part.ended > self.ended):
+            self.ended = part.ended
+        for key, n in part.cooked.items():
+            self.cooked[key] = self.cooked.get(key, 0) + n
+        if part.iface_frames is not None and self.iface_frames is not None:
+            for gi, n in part.iface_frames.items():
+                self.iface_frames[gi] = self.iface_frames.get(gi, 0) + n
+        self.notes.extend(part.notes)
+
+
+def _serial(fn, items):
+    """The workers' map run in this process (tests): each part pickled and unpickled as a
+    worker's would be."""
+    for it in items:
+        yield _roundtrip(fn(it))
+
+
+def sliced_source(path, index, jobs, batch=True, cuts=None, pool=None):
+    """An ordinary :class:`pcapvpn.sources.Source` of ``path`` whose walk replays the slices read
+    by ``jobs`` worker processes (``pool``: a ``multiprocessing`` pool to use; ``"serial"``: in
+    this process, for tests).  ``cuts``: the record offsets to cut at (tests; default
+    :func:`cut_points`).  Returns ``(source, close)``; ``close()`` stops the workers."""
+    from pcapvpn.sources import Source, _Prefixed
+
+    head = _head(path)
+    reader, prefix, nifs, first = head
+    if cuts is None:
+        cuts, prefix, nifs = cut_points(path, jobs * SLICES_PER_JOB, head=head)
+    parts_list = slices(path, index, cuts, prefix, nifs, batch)
+    close = _noop
+    if pool == "serial":
+        parts = _serial(read_slice, parts_list)
+    else:
+        if pool is None:
+            import multiprocessing
+
+            pool = multiprocessing.get_context("fork").Pool(min(jobs, len(parts_list)))
+            close = pool.terminate
+        parts = pool.imap(read_slice, parts_list)
+    # the header as a single pass reads it (its interfaces, sections, byte order)
+    replay = _Replay(reader, parts)
+    raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by Source
+    stream = _Prefixed(b"", raw)
+    return Source(path, index, replay, raw, stream, True, False), close
+
+
+def _noop():
+    return None
+
+
+def jobs_for(paths, options) -> int:
+    """Workers worth starting for ``paths`` with ``options.jobs`` (1: a single pass): one
+    eligible file (:func:`eligible`) of at least ``MIN_BYTES``, or any eligible file when the
+    cuts are given (``options.slice_at``, tests)."""
+    jobs = options.jobs if options.jobs and options.jobs > 0 else available_cores()
+    if jobs <= 1 and not options.slice_at or not eligible(paths, options):
+        return 1
+    if options.slice_at is not None:
+        return max(2, jobs)
+    size = os.path.getsize(paths[0])
+    if size < MIN_BYTES:
+        return 1
+    return max(1, min(jobs, math.ceil(size / (MIN_BYTES // 2))))

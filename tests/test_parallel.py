@@ -1,0 +1,246 @@
+"""``analyze --jobs N`` (pcapvpn.parallel, issue 19): a capture cut into slices at record
+boundaries, read by workers and replayed in file order, gives the single pass's report byte for
+byte.
+
+Every capture of ``captures/`` and ``../shared/corpus`` is cut once inside each boundary class it
+holds — inside an ESP SA, between an IKE request and its answer, inside an IP fragment set,
+inside a TCP stream — and at random record boundaries chosen by hypothesis; the JSON and text
+reports are compared with the single pass's.  These runs read the slices in this process (each
+slice's recording pickled and unpickled as a worker's is); the end-to-end tests start real worker
+processes through the CLI and the analysis API.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO, corpus_captures, corpus_dir, project_captures, rel
+from dissect.vpn import link
+from pcapvpn import parallel
+from pcapvpn.analysis import Options, run
+from pcapvpn.report import render
+from pcapvpn.sources import open_source
+
+_FRAG, _TCP, _SA, _EXCHANGE = "mid-fragment-set", "inside a TCP stream", "mid-SA", "mid-exchange"
+
+
+def _captures() -> list[Path]:
+    return project_captures() + corpus_captures()
+
+
+def _reports(result) -> tuple[str, str]:
+    return render(result.report, "json"), render(result.report, "text")
+
+
+@lru_cache(maxsize=None)
+def _one_pass(path: str):
+    return _reports(run([path]))
+
+
+@lru_cache(maxsize=None)
+def _records(path: str) -> tuple:
+    """``(number, offset, decoded network tuple or None)`` of every frame of ``path``."""
+    out = []
+    with open_source(path) as src:
+        for f in src.frames():
+            try:
+                net = link.decode_frame(f[3], f[4])
+            except Exception:  # noqa: BLE001 - a frame the dissector rejects: no class
+                net = None
+            out.append((f[1], f[6], net))
+    return tuple(out)
+
+
+def _middle(frames: list, by_number: dict):
+    """The record offset of a frame strictly inside ``frames`` (numbers, in order)."""
+    inner = [n for n in frames[1:] if n in by_number and n != frames[0]]
+    return by_number[inner[len(inner) // 2]] if inner else None
+
+
+def boundary_cuts(path: str) -> dict:
+    """One cut (a record offset) inside each boundary class the capture holds."""
+    recs = _records(path)
+    by_number = {n: off for n, off, _net in recs}
+    cuts: dict = {}
+    frags: dict = {}
+    tcp: dict = {}
+    for n, _off, net in recs:
+        if net is None:
+            continue
+        ipver, src, dst, proto, sport, dport, _l4, _end, frag_off, mf, ident, _h = net
+        if frag_off or mf:
+            frags.setdefault((ipver, src, dst, ident), []).append(n)
+        elif proto == 6 and sport >= 0:
+            tcp.setdefault(tuple(sorted(((src, sport), (dst, dport)))), []).append(n)
+    for group, name in ((frags, _FRAG), (tcp, _TCP)):
+        for frames in group.values():
+            if len(frames) >= 2:
+                off = _middle(frames, by_number)
+                if off is not None:
+                    cuts[name] = off
+                    break
+    report = json.loads(_one_pass(path)[0])
+    for e in report["esp_sas"]:
+        a, b = e["first_frame"]["frame"], e["last_frame"]["frame"]
+        if b - a >= 2:
+            cuts[_SA] = by_number[(a + b) // 2]
+            break
+    for sa in report["ike_sas"]:
+        msgs = sa["messages"]
+        for req, rsp in zip(msgs, msgs[1:]):
+            if rsp.get("response") and not req.get("response"):
+                n = rsp["frames"][0]["frame"]
+                if n in by_number and n > req["frames"][-1]["frame"]:
+                    cuts[_EXCHANGE] = by_number[n]
+                    break
+        if _EXCHANGE in cuts:
+            break
+    return cuts
+
+
+def _sliced(path: str, cuts) -> tuple:
+    result = run([path], Options(jobs=2, slice_at=sorted(set(cuts)), workers="serial"))
+    return result, _reports(result)
+
+
+def _sliceable(path: Path) -> bool:
+    return parallel.eligible([str(path)], Options(jobs=2))
+
+
+#: why a slice may not line up with the single pass (then the file is analysed in one pass)
+_FALLBACKS = ("damage", "a section or interface block", "a block that takes the time",
+              "interface notes", "read to ")
+
+
+def _check(path: str, cuts, what: str) -> None:
+    result, got = _sliced(path, cuts)
+    want = _one_pass(path)
+    assert got[0] == want[0], f"{rel(Path(path))}: JSON differs when cut {what} at {cuts}"
+    assert got[1] == want[1], f"{rel(Path(path))}: text differs when cut {what} at {cuts}"
+    par = result.parallel
+    assert par is not None, f"{rel(Path(path))}: not sliced"
+    if "fallback" in par:
+        assert par["fallback"].startswith(_FALLBACKS), par
+    else:
+        assert par["slices"] == len(set(cuts)) + 1
+
+
+@pytest.mark.parametrize("path", _captures(), ids=rel)
+def test_cut_in_each_boundary_class(path):
+    p = str(path)
+    if not _sliceable(path):
+        result = run([p], Options(jobs=2, slice_at=[0]))
+        assert result.parallel is None  # gzip: one pass
+        assert _reports(result) == _one_pass(p)
+        return
+    cuts = boundary_cuts(p)
+    for what, off in sorted(cuts.items()):
+        _check(p, [off], what)
+    if len(cuts) > 1:
+        _check(p, list(cuts.values()), "in every class at once")
+
+
+def test_every_boundary_class_is_exercised():
+    """The captures hold every class: the test above cuts inside each of them somewhere."""
+    corpus_dir()
+    seen: set = set()
+    for path in _captures():
+        if _sliceable(path):
+            seen.update(boundary_cuts(str(path)))
+        if len(seen) == 4:
+            break
+    assert seen == {_FRAG, _TCP, _SA, _EXCHANGE}
+
+
+@lru_cache(maxsize=None)
+def _random_pool() -> tuple:
+    """Sliceable captures with enough records for random cuts."""
+    return tuple(str(p) for p in _captures() if _sliceable(p) and len(_records(str(p))) >= 8)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_random_cuts(data):
+    corpus_dir()
+    pool = _random_pool()
+    path = data.draw(st.sampled_from(pool), label="capture")
+    recs = _records(path)
+    k = data.draw(st.integers(1, min(4, len(recs) - 1)), label="cuts")
+    picks = data.draw(st.lists(st.integers(1, len(recs) - 1), min_size=k, max_size=k,
+                               unique=True), label="records")
+    _check(path, [recs[i][1] for i in picks], f"at records {sorted(picks)}")
+
+
+# -- cutting and the workers for real --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_capture(tmp_path_factory) -> Path:
+    """A generated ESP/IKE mix above ``parallel.MIN_BYTES`` (bench/gen.py)."""
+    out = tmp_path_factory.mktemp("jobs") / "mix.pcap"
+    subprocess.run([sys.executable, str(REPO / "bench" / "gen.py"), "--packets", "60000",
+                    "--out", str(out)], check=True, cwd=REPO)
+    assert out.stat().st_size >= parallel.MIN_BYTES
+    return out
+
+
+def test_cut_points_are_record_boundaries(big_capture):
+    cuts, prefix, nifs = parallel.cut_points(str(big_capture), 4)
+    assert len(cuts) == 3 and len(prefix) == 24 and nifs == 1
+    offsets = {off for _n, off, _net in _records(str(big_capture))}
+    assert set(cuts) <= offsets
+
+
+def test_cli_jobs_2_same_report(big_capture, tmp_path):
+    outs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"r{jobs}.json"
+        res = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", str(big_capture),
+                              "--format", "json", "-o", str(out), "--jobs", jobs],
+                             cwd=REPO, capture_output=True, text=True)
+        assert res.returncode in (0, 1), res.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+
+
+def test_worker_processes_merge_to_the_single_pass(big_capture):
+    p = str(big_capture)
+    result = run([p], Options(jobs=2))
+    assert result.parallel == {"slices": 2 * parallel.SLICES_PER_JOB}
+    assert _reports(result) == _reports(run([p], Options(jobs=1)))
+
+
+def test_pcapng_slices(big_capture, tmp_path):
+    """A pcapng file: each slice read with the section's header and interface blocks in front."""
+    ng = tmp_path / "mix.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(big_capture), str(ng)], check=True)
+    p = str(ng)
+    result = run([p], Options(jobs=2))
+    assert result.parallel == {"slices": 2 * parallel.SLICES_PER_JOB}
+    assert _reports(result) == _reports(run([p], Options(jobs=1)))
+
+
+def test_a_cut_inside_a_record_falls_back(big_capture):
+    """A cut that is no record boundary: the slice before it runs past it; the analysis is
+    done in one pass instead (never a merged guess)."""
+    p = str(big_capture)
+    recs = _records(p)
+    off = recs[len(recs) // 2][1] + 7
+    result = run([p], Options(jobs=2, slice_at=[off], workers="serial"))
+    assert result.parallel["fallback"].startswith(("damage", "read to "))
+    assert _reports(result) == _reports(run([p]))
+
+
+def test_small_files_and_jobs_1_stay_single_pass(tmp_path):
+    small = str(project_captures()[0])
+    assert run([small], Options(jobs=2)).parallel is None
+    assert parallel.jobs_for([small], Options(jobs=1)) == 1
+    assert parallel.available_cores() >= 1
