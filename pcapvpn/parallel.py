@@ -33,11 +33,16 @@ import os
 import pickle
 from dataclasses import dataclass, field
 
+from dissect.vpn.chain import SYNC_RECORDS
+
 #: files smaller than this are read by one process (starting workers costs more than it saves)
 MIN_BYTES = 32 << 20
 #: slices per worker: more than one, so that the parent replays the first slices while the
 #: workers read the others
 SLICES_PER_JOB = 2
+#: the first slice, read by the parent itself, is this share of an equal share of the file (the
+#: parent also replays the workers' slices and runs the rules)
+FIRST_SHARE = 0.25
 #: bytes read at a cut's nominal offset to find the record boundary after it (then this much
 #: more when the records there are too large for a chain to fit)
 CUT_WINDOW = 256 << 10
@@ -145,12 +150,12 @@ def _read(f, n):
     return bytes(out)
 
 
-def cut_points(path, parts: int, size: int | None = None, head=None
+def cut_points(path, targets, size: int | None = None, head=None
                ) -> tuple[list[int], bytes, int]:
-    """Offsets where ``path`` can be cut into about ``parts`` byte ranges: record boundaries found
-    by :func:`dissect.vpn.chain.find` (``CUT_RECORDS`` valid records in a row) after each nominal
-    offset ``size * i / parts``; plus the header prefix and interface count for the slices (see
-    :func:`_head`).  Fewer cuts when no boundary is found."""
+    """Offsets where ``path`` can be cut: the record boundary found by
+    :func:`dissect.vpn.chain.find` (``CUT_RECORDS`` valid records in a row) after each nominal
+    offset of ``targets`` (increasing); plus the header prefix and interface count for the
+    slices (see :func:`_head`).  Fewer cuts when no boundary is found."""
     from dissect.vpn import chain
 
     reader, prefix, nifs, first = head or _head(path)
@@ -161,8 +166,8 @@ def cut_points(path, parts: int, size: int | None = None, head=None
     rules = reader.chain_rules()
     cuts: list[int] = []
     with open(path, "rb", buffering=0) as f:
-        for i in range(1, parts):
-            target = max(size * i // parts, first + 1, cuts[-1] + 1 if cuts else 0)
+        for nominal in targets:
+            target = max(nominal, first + 1, cuts[-1] + 1 if cuts else 0)
             if target >= size:
                 break
             window = CUT_WINDOW
@@ -224,13 +229,33 @@ class _Bounded:
 
 def read_slice(sl: Slice) -> Part:
     """Read one slice with the single pass's walk and record what it hands over (the worker)."""
+    ops: list = []
+    app = ops.append
+
+    def on_esp(ref, ts, *rest):
+        app((1, ref[1], ts, rest))
+
+    def on_frame(tag, number, ts, lt, data, wirelen, offset, iface):
+        app((2, number, ts, lt, bytes(data), wirelen, offset, iface))
+
+    def on_batch(tag, b):
+        app((0, b))
+
+    part = walk_slice(sl, on_esp, on_frame, on_batch if sl.batch else None)
+    if part.bad is None:
+        part.ops = ops  # not shipped when it is not replayed
+    return part
+
+
+def walk_slice(sl: Slice, on_esp, on_frame, on_batch=None, on_tcp=None, on_checkpoint=None
+               ) -> Part:
+    """Walk one slice (:meth:`dissect.vpn.capture._Reader.walk`, the callbacks as there; frame
+    numbers counted from the slice's first record) and return its counters; ``on_checkpoint``
+    None: the checkpoints are kept in the part."""
     from dissect.vpn.capture import open_capture
-    from pcapvpn.sources import _checkpoint, _Prefixed
+    from pcapvpn.sources import INDEX_EVERY, _checkpoint, _Prefixed
 
     part = Part(sl.number)
-    ops = part.ops
-    app = ops.append
-    nan = float("nan")
     with open(sl.path, "rb", buffering=0) as f:
         f.seek(sl.start)
         stream = _Prefixed(sl.prefix, _Bounded(f, sl.end - sl.start))
@@ -239,24 +264,13 @@ def read_slice(sl: Slice) -> Part:
             # offsets in the file: the prefix stands in for the bytes before the slice
             reader._base += sl.start - len(sl.prefix)
             if reader.format == "pcapng":
-                reader._last_ts = nan  # a block that takes the previous time must not be first
+                reader._last_ts = float("nan")  # a block taking the time before: not first
 
-        def on_esp(ref, ts, *rest):
-            app((1, ref[1], ts, rest))
+        if on_checkpoint is None:
+            def on_checkpoint(number, offset):
+                part.checkpoints.append(_checkpoint(reader, number, offset))
 
-        def on_frame(tag, number, ts, lt, data, wirelen, offset, iface):
-            app((2, number, ts, lt, bytes(data), wirelen, offset, iface))
-
-        def on_batch(tag, b):
-            app((0, b))
-
-        def on_checkpoint(number, offset):
-            part.checkpoints.append(_checkpoint(reader, number, offset))
-
-        from pcapvpn.sources import INDEX_EVERY
-
-        reader.walk(sl.index, on_esp, on_frame, on_checkpoint, INDEX_EVERY,
-                    on_batch if sl.batch else None, None)
+        reader.walk(sl.index, on_esp, on_frame, on_checkpoint, INDEX_EVERY, on_batch, on_tcp)
         part.stats = reader.walk_stats
         part.damage = list(reader.damage)
         part.damage_more = list(reader.damage_more)
@@ -268,9 +282,17 @@ def read_slice(sl: Slice) -> Part:
         part.iface_frames = getattr(reader, "iface_frames", None)
         part.notes = list(getattr(reader, "notes", ()))
         part.bad = _misfit(sl, reader, stream, part)
-    if part.bad is not None:
-        part.ops = []  # not replayed: do not ship it
     return part
+
+
+def _max_record(reader) -> int:
+    """The largest record the reader takes for one (bigger: damage)."""
+    maxcap = getattr(reader, "_maxcap", None)
+    if maxcap is not None:
+        return int(maxcap())
+    from dissect.vpn.chain import PcapngRules
+
+    return PcapngRules(reader.byteorder).max_block
 
 
 def _misfit(sl, reader, stream, part) -> str | None:
@@ -280,9 +302,15 @@ def _misfit(sl, reader, stream, part) -> str | None:
     if not sl.last:
         if reader.size != sl.end:
             return f"read to {reader.size}, not to the cut at {sl.end}"
+        # how damage is told apart and resynchronised depends on the bytes up to a few records
+        # after it (dissect.vpn.chain: SYNC_RECORDS records; fewer at the end of the data):
+        # damage that close to the cut may have been judged differently by the single pass
+        guard = (SYNC_RECORDS + 1) * (_max_record(reader) + 16)
         for d in reader.damage:
-            if d.offset + d.length >= sl.end or d.trailing:
-                return f"damage at the cut at {sl.end}"
+            if d.offset + d.length + guard >= sl.end or d.trailing:
+                return f"damage near the cut at {sl.end}"
+        if reader.damage_more[0]:
+            return f"damage near the cut at {sl.end}"
     if reader.format == "pcapng":
         if len(getattr(reader, "sections", ())) != 1 or len(reader.interfaces) != sl.nifs:
             return "a section or interface block inside the slice"
@@ -292,9 +320,9 @@ def _misfit(sl, reader, stream, part) -> str | None:
         for d in reader.damage:
             if d.before is None or d.before != d.before:
                 return "damage before the slice's first packet"
-        for op in part.ops:
-            if op[0] != 0 and op[2] != op[2]:
-                return "a block that takes the time of the block before the slice"
+        if getattr(reader, "_last_ts", 0.0) != getattr(reader, "_last_ts", 0.0) or (
+                part.stats.get("first_ts") != part.stats.get("first_ts")):
+            return "a block that takes the time of the block before the slice"
     return None
 
 
@@ -310,8 +338,9 @@ class _Replay:
     :meth:`walk` replays the slices' recordings in file order (frame numbers made global), and
     the reader's counters are the slices' merged once the walk is over."""
 
-    def __init__(self, head, parts):
+    def __init__(self, head, first, parts):
         self._head = head
+        self._first = first  # the first Slice, read in this process (None: a worker read it)
         self._parts = parts  # an iterator of Part, in slice order
         self.format = head.format
         self.interfaces = head.interfaces
@@ -346,6 +375,15 @@ class _Replay:
         before = 0  # records of the slices before this one
         stats = {"frames": 0, "numbered": 0, "bytes": 0, "truncated": 0, "first_ts": None,
                  "last_ts": None, "out_of_order": 0, "linktypes": {}}
+        if self._first is not None:
+            # the first slice: read here, straight into the decoder as a single pass does,
+            # while the workers read the others
+            part = walk_slice(self._first, on_esp, on_frame, on_batch, on_tcp, on_checkpoint)
+            if part.bad is not None:
+                raise Fallback(part.bad)
+            self._merge(part, stats)
+            self.slices += 1
+            before = part.stats["numbered"]
         for part in self._parts:
             if part.bad is not None:
                 raise Fallback(part.bad)
@@ -419,30 +457,41 @@ def _serial(fn, items):
         yield _roundtrip(fn(it))
 
 
+def plan(size: int, jobs: int) -> list[int]:
+    """Nominal cut offsets for a file of ``size`` bytes and ``jobs`` processes: a first slice of
+    ``FIRST_SHARE`` of an equal share, read by this process while the ``jobs - 1`` workers read
+    the rest in ``SLICES_PER_JOB`` slices each (this process also replays their recordings)."""
+    first = int(size * FIRST_SHARE / jobs)
+    n = (jobs - 1) * SLICES_PER_JOB
+    return [first] + [first + (size - first) * i // n for i in range(1, n)]
+
+
 def sliced_source(path, index, jobs, batch=True, cuts=None, pool=None):
-    """An ordinary :class:`pcapvpn.sources.Source` of ``path`` whose walk replays the slices read
-    by ``jobs`` worker processes (``pool``: a ``multiprocessing`` pool to use; ``"serial"``: in
-    this process, for tests).  ``cuts``: the record offsets to cut at (tests; default
-    :func:`cut_points`).  Returns ``(source, close)``; ``close()`` stops the workers."""
+    """An ordinary :class:`pcapvpn.sources.Source` of ``path`` whose walk reads the first slice
+    in this process and replays the other slices, read by ``jobs - 1`` worker processes
+    (``pool``: ``"serial"`` reads them in this process, for tests).  ``cuts``: the record offsets
+    to cut at (tests; default: :func:`plan` and :func:`cut_points`).  Returns ``(source,
+    close)``; ``close()`` stops the workers."""
     from pcapvpn.sources import Source, _Prefixed
 
     head = _head(path)
     reader, prefix, nifs, first = head
     if cuts is None:
-        cuts, prefix, nifs = cut_points(path, jobs * SLICES_PER_JOB, head=head)
-    parts_list = slices(path, index, cuts, prefix, nifs, batch)
+        cuts, prefix, nifs = cut_points(path, plan(os.path.getsize(path), jobs), head=head)
+    todo = slices(path, index, cuts, prefix, nifs, batch)
     close = _noop
     if pool == "serial":
-        parts = _serial(read_slice, parts_list)
-    else:
-        if pool is None:
-            import multiprocessing
+        parts = _serial(read_slice, todo[1:])
+    elif len(todo) > 1:
+        import multiprocessing
 
-            pool = multiprocessing.get_context("fork").Pool(min(jobs, len(parts_list)))
-            close = pool.terminate
-        parts = pool.imap(read_slice, parts_list)
+        workers = multiprocessing.get_context("fork").Pool(max(1, min(jobs - 1, len(todo) - 1)))
+        close = workers.terminate
+        parts = workers.imap(read_slice, todo[1:])
+    else:
+        parts = iter(())
     # the header as a single pass reads it (its interfaces, sections, byte order)
-    replay = _Replay(reader, parts)
+    replay = _Replay(reader, todo[0], parts)
     raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by Source
     stream = _Prefixed(b"", raw)
     return Source(path, index, replay, raw, stream, True, False), close

@@ -244,3 +244,84 @@ def test_small_files_and_jobs_1_stay_single_pass(tmp_path):
     assert run([small], Options(jobs=2)).parallel is None
     assert parallel.jobs_for([small], Options(jobs=1)) == 1
     assert parallel.available_cores() >= 1
+
+
+# -- damaged captures and bounds ---------------------------------------------------------------
+
+_DAMAGE_BASE = REPO / "captures" / "lab" / "inner_healthy" / "inner_healthy-gw-any.pcap"
+
+
+def _damaged(tmp_path, kind: str, where: float, length: int, base: Path = _DAMAGE_BASE,
+             fmt: str = "pcap") -> str:
+    """``base`` with ``length`` bytes at ``where`` (a share of its records) replaced by garbage,
+    zeros (a zero-filled hole) or inserted garbage."""
+    import random
+
+    src = base
+    if fmt == "pcapng":
+        src = tmp_path / f"{base.stem}.pcapng"
+        if not src.exists():
+            subprocess.run(["editcap", "-F", "pcapng", str(base), str(src)], check=True)
+    data = bytearray(Path(src).read_bytes())
+    recs = _records(str(src))
+    at = recs[int(where * (len(recs) - 1))][1] + 3
+    junk = bytes(random.Random(length).randrange(256) for _ in range(length))
+    if kind == "zeros":
+        data[at:at + length] = bytes(length)
+    elif kind == "insert":
+        data[at:at] = junk
+    else:
+        data[at:at + length] = junk
+    out = tmp_path / f"damaged-{base.stem}-{kind}-{where}-{length}.{fmt}"
+    out.write_bytes(bytes(data))
+    return str(out)
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+@pytest.mark.parametrize("kind", ["garbage", "zeros", "insert"])
+def test_damage_inside_a_slice(tmp_path, big_capture, kind, fmt):
+    """Damage well inside the first or the second slice of a big capture: the damaged ranges,
+    their times, Wireshark's numbering after them and the damage finding come out as in one
+    pass, and the slices are used (no fallback)."""
+    p = _damaged(tmp_path, kind, 0.3, 700, big_capture, fmt)
+    recs = _records(p)
+    one = _reports(run([p]))
+    assert '"damage"' in one[0]
+    for cut in (recs[int(len(recs) * 0.7)][1], recs[int(len(recs) * 0.1)][1]):
+        result = run([p], Options(jobs=2, slice_at=[cut], workers="serial"))
+        assert result.parallel == {"slices": 2}, result.parallel
+        assert _reports(result) == one
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["garbage", "zeros", "insert"]), where=st.floats(0.05, 0.95),
+       length=st.integers(1, 3000), cuts=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=3))
+def test_damage_and_random_cuts(tmp_path, kind, where, length, cuts):
+    """Damage anywhere, cuts anywhere (on record boundaries of the damaged file as a single pass
+    reads it, the damage's own neighbourhood included): the report is the single pass's (a
+    slice whose damage lies within a few largest records before its end makes the analysis one
+    pass: how damage is resynchronised depends on the bytes after it)."""
+    p = _damaged(tmp_path, kind, where, length)
+    recs = _records(p)
+    offs = sorted({recs[min(len(recs) - 1, max(1, int(c * len(recs))))][1] for c in cuts})
+    _check(p, offs, f"near damage ({kind} {length} bytes at {where:.2f})")
+
+
+def test_bounds_come_out_the_same():
+    """CAPTURE_LIMITS: what a bound drops is counted the same when the capture is sliced."""
+    from pcapvpn.decode import Limits
+
+    lim = Limits(esp_max_sas=2, ike_max_sas=1, ike_max_messages=4, max_error_samples=1,
+                 max_flows=1, vpn_max_tunnels=1, report_max_items=2)
+    for path in (REPO / "captures" / "lab" / "ikev2_rekey" / "ikev2_rekey.pcap",
+                 REPO / "captures" / "lab" / "ikev2_three_sessions" / "ikev2_three_sessions.pcap",
+                 _DAMAGE_BASE):
+        p = str(path)
+        one = _reports(run([p], Options(limits=lim)))
+        assert "CAPTURE_LIMITS" in one[0]
+        recs = _records(p)
+        cuts = [recs[len(recs) // 3][1], recs[2 * len(recs) // 3][1]]
+        result = run([p], Options(limits=lim, jobs=2, slice_at=cuts, workers="serial"))
+        assert result.parallel == {"slices": 3}
+        assert _reports(result) == one, p
