@@ -193,8 +193,10 @@ def big_capture(tmp_path_factory) -> Path:
 
 
 def test_cut_points_are_record_boundaries(big_capture):
-    cuts, prefix, nifs = parallel.cut_points(str(big_capture), 4)
-    assert len(cuts) == 3 and len(prefix) == 24 and nifs == 1
+    size = big_capture.stat().st_size
+    cuts, prefix, nifs = parallel.cut_points(str(big_capture), parallel.plan(size, 4))
+    assert len(cuts) == 1 + 3 * parallel.SLICES_PER_JOB - 1 and len(prefix) == 24 and nifs == 1
+    assert cuts == sorted(cuts) and 0 < cuts[0] < size * parallel.FIRST_SHARE / 4 + 70000
     offsets = {off for _n, off, _net in _records(str(big_capture))}
     assert set(cuts) <= offsets
 
@@ -214,7 +216,7 @@ def test_cli_jobs_2_same_report(big_capture, tmp_path):
 def test_worker_processes_merge_to_the_single_pass(big_capture):
     p = str(big_capture)
     result = run([p], Options(jobs=2))
-    assert result.parallel == {"slices": 2 * parallel.SLICES_PER_JOB}
+    assert result.parallel == {"slices": 1 + parallel.SLICES_PER_JOB}
     assert _reports(result) == _reports(run([p], Options(jobs=1)))
 
 
@@ -224,7 +226,7 @@ def test_pcapng_slices(big_capture, tmp_path):
     subprocess.run(["editcap", "-F", "pcapng", str(big_capture), str(ng)], check=True)
     p = str(ng)
     result = run([p], Options(jobs=2))
-    assert result.parallel == {"slices": 2 * parallel.SLICES_PER_JOB}
+    assert result.parallel == {"slices": 1 + parallel.SLICES_PER_JOB}
     assert _reports(result) == _reports(run([p], Options(jobs=1)))
 
 
