@@ -327,3 +327,23 @@ def test_bounds_come_out_the_same():
         result = run([p], Options(limits=lim, jobs=2, slice_at=cuts, workers="serial"))
         assert result.parallel == {"slices": 3}
         assert _reports(result) == one, p
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_frames_fetched_again_from_a_sliced_source(big_capture, tmp_path, fmt):
+    """--export-evidence reads frames again by number from the checkpoints: the sliced source's
+    checkpoints (numbers made global) find the same frames as the single pass's."""
+    p = str(big_capture)
+    if fmt == "pcapng":
+        p = str(tmp_path / "mix.pcapng")
+        subprocess.run(["editcap", "-F", "pcapng", str(big_capture), p], check=True)
+    recs = _records(p)
+    cuts = [recs[len(recs) // 3][1], recs[2 * len(recs) // 3][1]]
+    want = [1, 1024, 1025, len(recs) // 3, len(recs) // 3 + 1, 2 * len(recs) // 3 + 5,
+            len(recs)]
+    one = run([p])
+    sliced = run([p], Options(jobs=2, slice_at=cuts, workers="serial"))
+    assert sliced.parallel == {"slices": 3}
+    a = [f[:6] for f in one.sources[0].fetch(want)]
+    b = [f[:6] for f in sliced.sources[0].fetch(want)]
+    assert [f[1] for f in a] == want and a == b
