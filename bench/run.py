@@ -163,15 +163,19 @@ BEGIN = "<!-- bench/run.py: begin (generated; edits inside are overwritten) -->"
 END = "<!-- bench/run.py: end -->"
 
 
-def write_results(path: Path, text: str) -> None:
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
+def write_results(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the block between ``begin`` and ``end`` (the main block: the whole file when it
+    is missing; another block: appended when missing)."""
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
     old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         new = head + block + ("\n" + tail if tail else "")
-    else:
+    elif begin == BEGIN:
         new = block
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
     path.write_text(new)
 
 
@@ -579,18 +583,6 @@ def render_jobs(j: dict, info: dict) -> str:
     return "\n".join(L)
 
 
-def write_jobs_results(path: Path, text: str) -> None:
-    block = f"{JOBS_BEGIN}\n{text.rstrip()}\n{JOBS_END}\n"
-    old = path.read_text() if path.exists() else ""
-    if JOBS_BEGIN in old and JOBS_END in old:
-        head, rest = old.split(JOBS_BEGIN, 1)
-        tail = rest.split(JOBS_END, 1)[1].lstrip("\n")
-        new = head + block + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    path.write_text(new)
-
-
 # -------------------------------------------------------------------------------------------
 
 
@@ -664,7 +656,7 @@ def main(argv=None) -> int:
         info = machine_info()
         info["measured"] = snapshot_note
         text = render_jobs(j, info)
-        write_jobs_results(Path(args.results), text)
+        write_results(Path(args.results), text, JOBS_BEGIN, JOBS_END)
         print(text)
         return 0
     scapy_file, struth = ensure_capture(args.scapy_packets, args.seed, out_dir, log)

@@ -125,7 +125,7 @@ def _head(path):
     bytes before that record (pcap: the file header; pcapng: the section header and interface
     blocks), the interfaces they declare, and the first record's offset (None: no record)."""
     from dissect.vpn.capture import open_capture
-    from pcapvpn.sources import _Prefixed
+    from pcapvpn.sources import _Prefixed, _read_upto
 
     with open(path, "rb", buffering=0) as f:
         reader = open_capture(_Prefixed(b"", f))
@@ -136,18 +136,8 @@ def _head(path):
         if first is None:
             return reader, b"", 0, None
         f.seek(0)
-        prefix = _read(f, first)
+        prefix = _read_upto(f, first)
     return reader, prefix, len(reader.interfaces), first
-
-
-def _read(f, n):
-    out = bytearray()
-    while len(out) < n:
-        more = f.read(n - len(out))
-        if not more:
-            break
-        out += more
-    return bytes(out)
 
 
 def cut_points(path, targets, size: int | None = None, head=None
@@ -157,6 +147,7 @@ def cut_points(path, targets, size: int | None = None, head=None
     offset of ``targets`` (increasing); plus the header prefix and interface count for the
     slices (see :func:`_head`).  Fewer cuts when no boundary is found."""
     from dissect.vpn import chain
+    from pcapvpn.sources import _read_upto
 
     reader, prefix, nifs, first = head or _head(path)
     if first is None:
@@ -173,7 +164,7 @@ def cut_points(path, targets, size: int | None = None, head=None
             window = CUT_WINDOW
             while True:
                 f.seek(target)
-                buf = _read(f, window)
+                buf = _read_upto(f, window)
                 found, _r = chain.find(rules, buf, 0, len(buf), target + len(buf) >= size,
                                        CUT_RECORDS)
                 if found is not None or window >= CUT_WINDOW_MAX or target + len(buf) >= size:
