@@ -56,9 +56,10 @@ class Options:
     #: worker processes for one big capture file (``--jobs``; :mod:`pcapvpn.parallel`): 1 a
     #: single pass; the report is the same either way
     jobs: int = 1
-    #: tests: cut the file at these record offsets (default: pcapvpn.parallel.cut_points), and
-    #: run the workers' map in this process when ``workers`` is "serial"
+    #: tests: cut the file at these record offsets (default: pcapvpn.parallel.cut_points)
     slice_at: list | None = None
+    #: who reads the slices: None local worker processes, "serial" this process (tests), or a
+    #: ``pcapvpn.parallel.DaskPool`` (``--dask SCHEDULER``: the tasks of a Dask cluster)
     workers: object = None
 
 
@@ -108,7 +109,7 @@ def run(paths, options: Options | None = None) -> Result:
 
 def _run(paths, options: Options | None = None) -> Result:
     options = options or Options()
-    if options.jobs != 1 and not options.vantage:
+    if (options.jobs != 1 or options.workers is not None) and not options.vantage:
         from pcapvpn import parallel
 
         jobs = parallel.jobs_for(paths, options)

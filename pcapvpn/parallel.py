@@ -50,8 +50,8 @@ CUT_WINDOW_MAX = 8 << 20
 #: records a cut's chain must hold (more than the resynchronisation's 4: a cut is not a guess)
 CUT_RECORDS = 16
 
-__all__ = ["Fallback", "MIN_BYTES", "Slice", "available_cores", "cut_points", "eligible",
-           "read_slice", "sliced_source"]
+__all__ = ["DaskPool", "Fallback", "MIN_BYTES", "Slice", "available_cores", "cut_points",
+           "eligible", "read_slice", "sliced_source"]
 
 
 class Fallback(Exception):  # noqa: N818 - a control-flow signal, not an error shown to users
@@ -460,7 +460,8 @@ def plan(size: int, jobs: int) -> list[int]:
 def sliced_source(path, index, jobs, batch=True, cuts=None, pool=None):
     """An ordinary :class:`pcapvpn.sources.Source` of ``path`` whose walk reads the first slice
     in this process and replays the other slices, read by ``jobs - 1`` worker processes
-    (``pool``: ``"serial"`` reads them in this process, for tests).  ``cuts``: the record offsets
+    (``pool``: ``"serial"`` reads them in this process, for tests; a :class:`DaskPool`: the tasks
+    of a Dask cluster).  ``cuts``: the record offsets
     to cut at (tests; default: :func:`plan` and :func:`cut_points`).  Returns ``(source,
     close)``; ``close()`` stops the workers."""
     from pcapvpn.sources import Source, _Prefixed
@@ -473,6 +474,9 @@ def sliced_source(path, index, jobs, batch=True, cuts=None, pool=None):
     close = _noop
     if pool == "serial":
         parts = _serial(read_slice, todo[1:])
+    elif pool is not None:
+        parts = pool.imap(read_slice, todo[1:])
+        close = pool.terminate
     elif len(todo) > 1:
         import multiprocessing
 
@@ -492,11 +496,47 @@ def _noop():
     return None
 
 
+class DaskPool:
+    """The workers of a Dask distributed cluster (``analyze --dask SCHEDULER``; the optional
+    ``dask`` extra) in place of local worker processes: each slice is read by a Dask task
+    (:func:`read_slice`, so the capture file must be readable at the same path on the workers:
+    a shared filesystem), the parts come back in slice order and are replayed by the same merge
+    as local workers'.  ``scheduler``: an address (``tcp://host:8786``), a
+    ``distributed.Client`` or anything ``Client`` accepts (a ``LocalCluster``)."""
+
+    def __init__(self, scheduler):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise RuntimeError("--dask needs the dask extra: pip install 'pcapvpn[dask]'") from None
+        self._own = not isinstance(scheduler, Client)
+        self.client = Client(scheduler) if self._own else scheduler
+        self._futures: list = []
+
+    def workers(self) -> int:
+        """Threads of the cluster's workers (at least 1)."""
+        return max(1, sum(self.client.nthreads().values()))
+
+    def imap(self, fn, items):
+        self._futures = self.client.map(fn, list(items), pure=False)
+        for f in self._futures:
+            yield f.result()
+
+    def terminate(self) -> None:
+        for f in self._futures:
+            f.cancel()
+        self._futures = []
+        if self._own:
+            self.client.close()
+
+
 def jobs_for(paths, options) -> int:
     """Workers worth starting for ``paths`` with ``options.jobs`` (1: a single pass): one
     eligible file (:func:`eligible`) of at least ``MIN_BYTES``, or any eligible file when the
     cuts are given (``options.slice_at``, tests)."""
     jobs = options.jobs if options.jobs and options.jobs > 0 else available_cores()
+    if isinstance(options.workers, DaskPool):
+        jobs = options.workers.workers() + 1
     if jobs <= 1 and not options.slice_at or not eligible(paths, options):
         return 1
     if options.slice_at is not None:

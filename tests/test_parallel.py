@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, corpus_captures, corpus_dir, project_captures, rel
+from conftest import IN_CI, REPO, corpus_captures, corpus_dir, project_captures, rel
 from dissect.vpn import link
 from pcapvpn import parallel
 from pcapvpn.analysis import Options, run
@@ -347,3 +347,47 @@ def test_frames_fetched_again_from_a_sliced_source(big_capture, tmp_path, fmt):
     a = [f[:6] for f in one.sources[0].fetch(want)]
     b = [f[:6] for f in sliced.sources[0].fetch(want)]
     assert [f[1] for f in a] == want and a == b
+
+
+# -- a Dask distributed cluster (the dask extra; .ci/run installs it) ----------------------------
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        msg = "the dask extra is not installed (pip install -e '.[dask]'): --dask untested"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return distributed
+
+
+def test_dask_local_cluster_same_report(big_capture):
+    """``--dask``: the slices read by the worker processes of a real
+    ``dask.distributed.LocalCluster`` and merged by the same replay give the local report."""
+    distributed = _distributed()
+    p = str(big_capture)
+    want = _reports(run([p], Options(jobs=1)))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        result = run([p], Options(workers=parallel.DaskPool(cluster.scheduler_address)))
+        assert result.parallel == {"slices": 1 + 2 * parallel.SLICES_PER_JOB}
+        assert _reports(result) == want
+        # the CLI, the same cluster by its address
+        res = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", p, "--format", "json",
+                              "--dask", cluster.scheduler_address], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode in (0, 1), res.stderr
+        assert res.stdout == want[0]
+
+
+def test_dask_without_a_scheduler_is_a_usage_error(big_capture):
+    _distributed()
+    import os
+
+    env = dict(os.environ, DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="2s")
+    res = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", str(big_capture),
+                          "--dask", "tcp://127.0.0.1:9"], cwd=REPO, capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert res.returncode == 2 and "--dask tcp://127.0.0.1:9" in res.stderr
