@@ -391,3 +391,15 @@ def test_dask_without_a_scheduler_is_a_usage_error(big_capture):
                           "--dask", "tcp://127.0.0.1:9"], cwd=REPO, capture_output=True,
                          text=True, timeout=600, env=env)
     assert res.returncode == 2 and "--dask tcp://127.0.0.1:9" in res.stderr
+
+
+@pytest.mark.parametrize("stage", ["decode", "dissect"])
+def test_benchmark_stages_sliced(big_capture, stage):
+    """``--stop-after decode`` / ``dissect`` (the benchmarks' stages) read the slices too."""
+    p = str(big_capture)
+    recs = _records(p)
+    cuts = [recs[len(recs) // 2][1]]
+    one = run([p], Options(stop_after=stage))
+    sliced = run([p], Options(stop_after=stage, jobs=2, slice_at=cuts, workers="serial"))
+    assert render(sliced.report, "json") == render(one.report, "json")
+    assert sliced.report.capture.frames == len(recs)
