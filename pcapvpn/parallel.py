@@ -324,6 +324,20 @@ def _roundtrip(part):
     return pickle.loads(pickle.dumps(part, pickle.HIGHEST_PROTOCOL))
 
 
+def _guarded(parts):
+    """The parts; a worker that failed (a bug, memory, a lost Dask worker) makes the analysis
+    one pass instead of ending it."""
+    it = iter(parts)
+    while True:
+        try:
+            part = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever a worker raised: one pass instead
+            raise Fallback(f"a worker failed ({type(exc).__name__}: {exc})") from exc
+        yield part
+
+
 class _Replay:
     """Stands in for the capture reader behind a :class:`pcapvpn.sources.Source`: its
     :meth:`walk` replays the slices' recordings in file order (frame numbers made global), and
@@ -375,7 +389,7 @@ class _Replay:
             self._merge(part, stats)
             self.slices += 1
             before = part.stats["numbered"]
-        for part in self._parts:
+        for part in _guarded(self._parts):
             if part.bad is not None:
                 raise Fallback(part.bad)
             for op in part.ops:

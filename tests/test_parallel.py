@@ -403,3 +403,17 @@ def test_benchmark_stages_sliced(big_capture, stage):
     sliced = run([p], Options(stop_after=stage, jobs=2, slice_at=cuts, workers="serial"))
     assert render(sliced.report, "json") == render(one.report, "json")
     assert sliced.report.capture.frames == len(recs)
+
+
+def test_a_failing_worker_falls_back(big_capture, monkeypatch):
+    """A worker that raises (a bug, memory): the analysis is done in one pass, same report."""
+    p = str(big_capture)
+    recs = _records(p)
+
+    def broken(sl):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(parallel, "read_slice", broken)
+    result = run([p], Options(jobs=2, slice_at=[recs[len(recs) // 2][1]], workers="serial"))
+    assert result.parallel["fallback"] == "a worker failed (MemoryError: no room)"
+    assert _reports(result) == _reports(run([p]))
