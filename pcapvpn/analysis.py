@@ -133,8 +133,10 @@ def _run_once(paths, options: Options, jobs: int = 1) -> Result:
             if jobs > 1:
                 from pcapvpn.parallel import sliced_source
 
+                esp = (options.thresholds, options.limits) if options.stop_after == "full" \
+                    else None
                 src, stop_workers = sliced_source(p, i, jobs, options.batch, options.slice_at,
-                                                  options.workers)
+                                                  options.workers, esp)
                 sources.append(src)
                 continue
             sources.append(open_source(p, i, spool=options.spool_stdin and p == "-"))
@@ -163,6 +165,8 @@ def _run_once(paths, options: Options, jobs: int = 1) -> Result:
 
         tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers,
                           options.limits, interfaces={s.index: s.interfaces for s in sources})
+        if jobs > 1:  # the workers' ESP SA states merge into this tracker's
+            sources[0].reader.esp_tracker = tracker.esp_tracker
         decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
         _decode(decoder, sources, options)
         decoder.finish()

@@ -80,6 +80,9 @@ class Slice:
     nifs: int = 0
     last: bool = False
     batch: bool = True
+    #: ``(thresholds, limits)``: track the slice's ESP in the worker too (a full analysis), so
+    #: that the parent can merge SA states instead of applying every packet
+    esp: tuple | None = None
 
 
 @dataclass
@@ -101,6 +104,9 @@ class Part:
     notes: list = field(default_factory=list)
     #: why this slice does not line up with a single pass (None: it does)
     bad: str | None = None
+    #: the slice's ESP SAs tracked from a fresh state and the gaps each opened
+    #: (:meth:`pcapvpn.track.esp.SliceEspTracker.summary`), or None
+    esp: tuple | None = None
 
 
 # -- cutting ---------------------------------------------------------------------------------
@@ -235,7 +241,57 @@ def read_slice(sl: Slice) -> Part:
     part = walk_slice(sl, on_esp, on_frame, on_batch if sl.batch else None)
     if part.bad is None:
         part.ops = ops  # not shipped when it is not replayed
+        if sl.esp is not None and sl.batch and _esp_only_here(ops):
+            part.esp = _track_esp(sl, ops)
     return part
+
+
+def _esp_only_here(ops) -> bool:
+    """No frame of the general path can give an ESP or AH event (ESP/AH over IP, fragments,
+    TCP, ESP in UDP of another shape): all the slice's ESP is in the recording's ESP ops, so an
+    ESP tracker fed with those alone sees every packet of its SAs."""
+    from dissect.vpn import link, udpencap
+    from dissect.vpn.errors import DissectError
+
+    for op in ops:
+        if op[0] != 2:
+            continue
+        data = op[4]
+        try:
+            r = link.decode_frame(op[3], data)
+        except DissectError:
+            continue  # the general path counts a decode error: no event
+        except Exception:  # noqa: BLE001 - whatever the general path would make of it
+            return False
+        if r is None:
+            continue
+        _v, _s, _d, proto, sport, dport, l4off, end, frag_off, mf, _i, _h = r
+        if frag_off or mf or proto in (6, 50, 51):
+            return False
+        if proto == 17 and sport >= 0:
+            try:
+                kind = udpencap.classify_udp(sport, dport, data, l4off + 8, end)[0]
+            except Exception:  # noqa: BLE001
+                return False
+            if kind == udpencap.ESP:
+                return False
+    return True
+
+
+def _track_esp(sl, ops):
+    """The slice's ESP through a fresh tracker, in order (refs numbered from the slice's start)."""
+    from pcapvpn.decode import Limits
+    from pcapvpn.track.esp import SliceEspTracker
+
+    thresholds, limits = sl.esp
+    et = SliceEspTracker(thresholds, limits or Limits())
+    tag = sl.index
+    for op in ops:
+        if op[0] == 0:
+            et.esp_batch(tag, op[1])
+        elif op[0] == 1:
+            et.esp((tag, op[1]), op[2], *op[3])
+    return et.summary()
 
 
 def walk_slice(sl: Slice, on_esp, on_frame, on_batch=None, on_tcp=None, on_checkpoint=None
@@ -324,6 +380,56 @@ def _roundtrip(part):
     return pickle.loads(pickle.dumps(part, pickle.HIGHEST_PROTOCOL))
 
 
+def _tick(ts):
+    """An ESP batch of no packet whose latest time is ``ts``: handed to the decoder where a
+    merged slice had ESP, it advances the decoder's clock (the fragment timeout) as the
+    packets would, and gives the tracker nothing."""
+    from dissect.vpn.batch import EspBatch, np
+
+    none = np.zeros(0, dtype=np.int64)
+    return EspBatch(4, none, np.array([ts]), none.astype(np.uint32), none.astype(np.uint32),
+                    none, none, none, none, none)
+
+
+def _sa_rows(b, key):
+    """The rows of batch ``b`` that belong to the SA ``key`` ((dst, spi) or, multicast,
+    (dst, spi, src); packed addresses)."""
+    from dissect.vpn.batch import np
+
+    dst, spi = key[0], key[1]
+    if b.ipver == 4:
+        if len(dst) != 4:
+            return None
+        m = (b.dst == int.from_bytes(dst, "big")) & (b.spi == spi)
+        if len(key) == 3:
+            m &= b.src == int.from_bytes(key[2], "big")
+    else:
+        if len(dst) != 16:
+            return None
+        m = (b.dst == np.frombuffer(dst, dtype=np.uint8)).all(axis=1) & (b.spi == spi)
+        if len(key) == 3:
+            m &= (b.src == np.frombuffer(key[2], dtype=np.uint8)).all(axis=1)
+    return m
+
+
+def _of_sas(b, keys):
+    """The packets of batch ``b`` of the SAs ``keys``, in order (None: none)."""
+    m = None
+    for key in keys:
+        r = _sa_rows(b, key)
+        if r is not None:
+            m = r if m is None else (m | r)
+    if m is None or not m.any():
+        return None
+    return b.take(m.nonzero()[0])
+
+
+def _esp_key_in(args, keys) -> bool:
+    """Whether the ESP event ``(ipver, src, dst, sport, dport, spi, ...)`` is of one of ``keys``."""
+    src, dst, spi = args[1], args[2], args[5]
+    return (dst, spi) in keys or (dst, spi, src) in keys
+
+
 def _guarded(parts):
     """The parts; a worker that failed (a bug, memory, a lost Dask worker) makes the analysis
     one pass instead of ending it."""
@@ -360,6 +466,9 @@ class _Replay:
         self.damage_more = [0, 0, 0, 0.0]
         self.size = None
         self.walk_stats = None
+        #: the analysis's pcapvpn.track.esp.EspTracker (set once it exists): slices whose ESP the
+        #: workers tracked are merged into it as SA states; None: every packet replayed
+        self.esp_tracker = None
         self.notes: list = []
         self._ifn: dict = {}
         self.iface_frames = {} if head.format == "pcapng" else None
@@ -392,22 +501,10 @@ class _Replay:
         for part in _guarded(self._parts):
             if part.bad is not None:
                 raise Fallback(part.bad)
-            for op in part.ops:
-                kind = op[0]
-                if kind == 0:
-                    b = op[1]
-                    if before:
-                        b.num += before
-                    if on_batch is not None:
-                        on_batch(tag, b)
-                    else:
-                        for ev in b.events(tag):
-                            on_esp(*ev)
-                elif kind == 1:
-                    on_esp((tag, op[1] + before), op[2], *op[3])
-                else:
-                    _k, num, ts, lt, data, wirelen, offset, iface = op
-                    on_frame(tag, num + before, ts, lt, data, wirelen, offset, iface)
+            if self._merge_esp(part, tag, on_esp, on_frame, on_batch, before):
+                pass
+            else:
+                self._apply(part.ops, tag, on_esp, on_frame, on_batch, before)
             if on_checkpoint is not None:
                 for ck in part.checkpoints:
                     on_checkpoint(ck[0] + before, ck[1])
@@ -415,6 +512,60 @@ class _Replay:
             self.slices += 1
             before += part.stats["numbered"]
         self.walk_stats = stats
+
+    @staticmethod
+    def _apply(ops, tag, on_esp, on_frame, on_batch, before, keys=None) -> None:
+        """Replay a recording (``keys``: only the ESP of these SAs, nothing else)."""
+        for op in ops:
+            kind = op[0]
+            if kind == 0:
+                b = op[1]
+                if keys is not None:
+                    b = _of_sas(b, keys)
+                    if b is None:
+                        continue
+                if before:
+                    b.num += before
+                if on_batch is not None:
+                    on_batch(tag, b)
+                else:
+                    for ev in b.events(tag):
+                        on_esp(*ev)
+            elif kind == 1:
+                if keys is not None and not _esp_key_in(op[3], keys):
+                    continue
+                on_esp((tag, op[1] + before), op[2], *op[3])
+            elif keys is None:
+                _k, num, ts, lt, data, wirelen, offset, iface = op
+                on_frame(tag, num + before, ts, lt, data, wirelen, offset, iface)
+
+    def _merge_esp(self, part, tag, on_esp, on_frame, on_batch, before) -> bool:
+        """The slice's ESP merged as SA states (the worker tracked them): the other frames
+        replayed, the decoder's clock advanced at each ESP batch's place, then the SAs merged;
+        those that cannot be continued exactly get their packets one by one.  False when the
+        slice must be replayed packet by packet (no summary, no tracker, no room)."""
+        et = self.esp_tracker
+        summ = part.esp
+        if summ is None or et is None or on_batch is None:
+            return False
+        sas, opened = summ
+        if et.max_sas is not None and len(et._sas) + len(sas) >= et.max_sas:
+            return False
+        from pcapvpn.track.esp import merge_slice
+
+        for op in part.ops:
+            kind = op[0]
+            if kind == 0:
+                on_batch(tag, _tick(float(op[1].ts.max())))
+            elif kind == 1:
+                on_batch(tag, _tick(op[2]))
+            else:
+                _k, num, ts, lt, data, wirelen, offset, iface = op
+                on_frame(tag, num + before, ts, lt, data, wirelen, offset, iface)
+        todo = merge_slice(et, sas, opened, before)
+        if todo:
+            self._apply(part.ops, tag, on_esp, on_frame, on_batch, before, set(todo))
+        return True
 
     def _merge(self, part, stats) -> None:
         from dissect.vpn.capture import DAMAGE_KEEP
@@ -471,7 +622,7 @@ def plan(size: int, jobs: int) -> list[int]:
     return [first] + [first + (size - first) * i // n for i in range(1, n)]
 
 
-def sliced_source(path, index, jobs, batch=True, cuts=None, pool=None):
+def sliced_source(path, index, jobs, batch=True, cuts=None, pool=None, esp=None):
     """An ordinary :class:`pcapvpn.sources.Source` of ``path`` whose walk reads the first slice
     in this process and replays the other slices, read by ``jobs - 1`` worker processes
     (``pool``: ``"serial"`` reads them in this process, for tests; a :class:`DaskPool`: the tasks
@@ -485,6 +636,8 @@ def sliced_source(path, index, jobs, batch=True, cuts=None, pool=None):
     if cuts is None:
         cuts, prefix, nifs = cut_points(path, plan(os.path.getsize(path), jobs), head=head)
     todo = slices(path, index, cuts, prefix, nifs, batch)
+    for sl in todo[1:]:
+        sl.esp = esp
     close = _noop
     if pool == "serial":
         parts = _serial(read_slice, todo[1:])

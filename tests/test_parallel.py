@@ -417,3 +417,59 @@ def test_a_failing_worker_falls_back(big_capture, monkeypatch):
     result = run([p], Options(jobs=2, slice_at=[recs[len(recs) // 2][1]], workers="serial"))
     assert result.parallel["fallback"] == "a worker failed (MemoryError: no room)"
     assert _reports(result) == _reports(run([p]))
+
+
+# -- ESP SA states tracked by the workers and merged (pcapvpn.track.esp.merge_slice) ---------------
+
+
+def _esp_gap_cuts(path: str) -> list:
+    """Record offsets at and right after each ESP sequence gap (a hole open at the cut, or the
+    slice starting with the jump): where a slice's SA cannot simply continue the state before."""
+    by_number = {n: off for n, off, _net in _records(path)}
+    cuts = []
+    for e in json.loads(_one_pass(path)[0])["esp_sas"]:
+        for g in e["sequence"]["gaps"]:
+            n = g["frame"]["frame"]
+            cuts += [by_number[k] for k in (n, n + 1) if k in by_number and k > 1]
+    return sorted(set(cuts))
+
+
+@pytest.mark.parametrize("scenario", ["ikev2_esp_loss", "ikev2_esp_loss_teardown",
+                                      "ikev2_path_esp_loss", "ikev2_rekey"])
+def test_esp_states_merge_or_replay_exactly(scenario, monkeypatch):
+    """Slices cut at ESP gaps: each SA of a slice is either merged as a state (it continues the
+    state before exactly) or its packets are applied one by one; the report is the single
+    pass's, and both ways are taken."""
+    from pcapvpn.track import esp
+
+    counts = {"merged": 0, "one by one": 0}
+    real = esp.merge_slice
+
+    def counting(tracker, sas, opened, before):
+        todo = real(tracker, sas, opened, before)
+        counts["one by one"] += len(todo)
+        counts["merged"] += len(sas) - len(todo)
+        return todo
+
+    monkeypatch.setattr(esp, "merge_slice", counting)
+    path = str(REPO / "captures" / "lab" / scenario / f"{scenario}.pcap")
+    cuts = _esp_gap_cuts(path)
+    if not cuts:  # no loss: cut inside the SAs
+        recs = _records(path)
+        cuts = [recs[len(recs) * k // 5][1] for k in range(1, 5)]
+    for group in (cuts[::2], cuts[1::2], cuts[:3]):
+        if group:
+            _check(path, group, "at ESP gaps")
+    assert counts["merged"] > 0
+    if scenario != "ikev2_rekey":
+        assert counts["one by one"] > 0
+
+
+def test_esp_merge_across_many_slices(big_capture):
+    """The generated mix cut into 12 slices: every worker's SA states merge (bins, gaps, window
+    edges), the report is the single pass's."""
+    p = str(big_capture)
+    size = big_capture.stat().st_size
+    cuts, _prefix, _nifs = parallel.cut_points(p, [size * i // 13 for i in range(1, 13)])
+    assert len(cuts) == 12
+    _check(p, cuts, "in 13 slices")
