@@ -196,7 +196,7 @@ def test_cut_points_are_record_boundaries(big_capture):
     size = big_capture.stat().st_size
     cuts, prefix, nifs = parallel.cut_points(str(big_capture), parallel.plan(size, 4))
     assert len(cuts) == 1 + 3 * parallel.SLICES_PER_JOB - 1 and len(prefix) == 24 and nifs == 1
-    assert cuts == sorted(cuts) and 0 < cuts[0] < size * parallel.FIRST_SHARE / 4 + 70000
+    assert cuts == sorted(cuts) and 0 < cuts[0] < 70000  # a small file: the parent's is small
     offsets = {off for _n, off, _net in _records(str(big_capture))}
     assert set(cuts) <= offsets
 
