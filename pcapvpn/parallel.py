@@ -11,8 +11,12 @@ events, and the other frames (their bytes: IKE, fragments, TCP, keepalives, the 
 plaintext).  The parent replays the slices' recordings in file order into the ordinary
 :class:`pcapvpn.decode.Decoder` and trackers (:class:`_Replay` stands in for the capture reader
 behind an ordinary :class:`pcapvpn.sources.Source`), so every order-dependent piece of state —
-ESP anti-replay windows, IKE exchanges, fragment sets, TCP streams — sees exactly the events of a
-single pass in exactly its order: the report is the single pass's, byte for byte.
+IKE exchanges, fragment sets, TCP streams — sees exactly the events of a single pass in exactly
+its order.  The ESP, the bulk of a mirror-port capture, is tracked by the workers too: a slice
+whose other frames cannot carry ESP sends its SAs' states instead of its packets, and the parent
+merges them (:func:`pcapvpn.track.esp.merge_slice`) where that gives exactly the state one pass
+builds — anti-replay window edges, gaps, time bins — and applies the packets of the other SAs one
+by one.  The report is the single pass's, byte for byte.
 
 Frame numbers stay Wireshark's: a worker numbers its records from 1 and the parent adds the
 records of the slices before it (two-phase numbering: the counts are known once the earlier
