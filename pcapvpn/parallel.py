@@ -44,6 +44,11 @@ MIN_BYTES = 32 << 20
 #: slices per worker: more than one, so that the parent replays the first slices while the
 #: workers read the others
 SLICES_PER_JOB = 2
+#: the largest slice (more slices than SLICES_PER_JOB per worker in a bigger file): what a slice's
+#: recording may hold (the frames that are no ESP of the common shapes) stays bounded, and so
+#: does memory, with ``AHEAD`` slices per worker read ahead of the replay
+MAX_SLICE = 32 << 20
+AHEAD = 2
 #: the main process's own work (interpreter, imports, merging, rules, report) in bytes of
 #: capture a worker reads and tracks in the same time (measured on the bench's 1M mix: about
 #: 0.29 s beside 0.75 s for its 693 MB): see :func:`plan`
@@ -646,7 +651,7 @@ def plan(size: int, jobs: int) -> list[int]:
     w = jobs - 1
     share = max(0.0, (1.0 / w - FIXED_BYTES / size) / (1.0 + 1.0 / w)) if size else 0.0
     first = int(size * share)
-    n = w * SLICES_PER_JOB
+    n = max(w * SLICES_PER_JOB, math.ceil((size - first) / MAX_SLICE))
     return [first] + [first + (size - first) * i // n for i in range(1, n)]
 
 
@@ -675,9 +680,10 @@ def sliced_source(path, index, jobs, batch=True, cuts=None, pool=None, esp=None)
     elif len(todo) > 1:
         import multiprocessing
 
-        workers = multiprocessing.get_context("fork").Pool(max(1, min(jobs - 1, len(todo) - 1)))
+        n = max(1, min(jobs - 1, len(todo) - 1))
+        workers = multiprocessing.get_context("fork").Pool(n)
         close = workers.terminate
-        parts = workers.imap(read_slice, todo[1:])
+        parts = _ahead(workers, read_slice, todo[1:], AHEAD * n)
     else:
         parts = iter(())
     # the header as a single pass reads it (its interfaces, sections, byte order)
@@ -689,6 +695,25 @@ def sliced_source(path, index, jobs, batch=True, cuts=None, pool=None, esp=None)
 
 def _noop():
     return None
+
+
+def _ahead(pool, fn, items, ahead):
+    """``pool.imap(fn, items)`` with at most ``ahead`` results read ahead of the consumer (a
+    plain imap would read every slice while the parent is still replaying the first)."""
+    from collections import deque
+
+    it = iter(items)
+    pending: deque = deque()
+    for x in it:
+        pending.append(pool.apply_async(fn, (x,)))
+        if len(pending) >= ahead:
+            break
+    while pending:
+        res = pending.popleft().get()
+        for x in it:
+            pending.append(pool.apply_async(fn, (x,)))
+            break
+        yield res
 
 
 class DaskPool:
@@ -714,12 +739,15 @@ class DaskPool:
 
     def imap(self, fn, items):
         self._futures = self.client.map(fn, list(items), pure=False)
-        for f in self._futures:
+        for i, f in enumerate(self._futures):
             yield f.result()
+            self._futures[i] = None  # the part is the replay's now
+            f.release()
 
     def terminate(self) -> None:
         for f in self._futures:
-            f.cancel()
+            if f is not None:
+                f.cancel()
         self._futures = []
         if self._own:
             self.client.close()
