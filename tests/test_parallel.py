@@ -473,3 +473,17 @@ def test_esp_merge_across_many_slices(big_capture):
     cuts, _prefix, _nifs = parallel.cut_points(p, [size * i // 13 for i in range(1, 13)])
     assert len(cuts) == 12
     _check(p, cuts, "in 13 slices")
+
+
+def test_gzip_and_stdin_are_one_pass(tmp_path):
+    """A gzip file cannot be cut by offset (nor standard input): one pass, the same report."""
+    import gzip
+
+    src = REPO / "captures" / "lab" / "ikev2_rekey" / "ikev2_rekey.pcap"
+    gz = tmp_path / "rekey.pcap.gz"
+    gz.write_bytes(gzip.compress(src.read_bytes()))
+    assert not parallel.eligible([str(gz)], Options(jobs=2))
+    assert not parallel.eligible(["-"], Options(jobs=2))
+    result = run([str(gz)], Options(jobs=2, slice_at=[100]))
+    assert result.parallel is None
+    assert _reports(result) == _reports(run([str(gz)]))
