@@ -128,17 +128,15 @@ def _run_once(paths, options: Options, jobs: int = 1) -> Result:
         return run_points(options)
     sources = []
     stop_workers = None
+    order = None  # --jobs: the files' order of reading
     try:
-        for i, p in enumerate(paths):
-            if jobs > 1:
-                from pcapvpn.parallel import sliced_source
+        if jobs > 1:
+            from pcapvpn.parallel import sliced_sources
 
-                esp = (options.thresholds, options.limits) if options.stop_after == "full" \
-                    else None
-                src, stop_workers = sliced_source(p, i, jobs, options.batch, options.slice_at,
-                                                  options.workers, esp)
-                sources.append(src)
-                continue
+            esp = (options.thresholds, options.limits) if options.stop_after == "full" else None
+            sources, order, stop_workers = sliced_sources(
+                paths, jobs, options.batch, options.slice_at, options.workers, esp)
+        for i, p in enumerate(paths if order is None else ()):
             sources.append(open_source(p, i, spool=options.spool_stdin and p == "-"))
         names = [s.name for s in sources]
         if options.stop_after == "read":
@@ -153,12 +151,12 @@ def _run_once(paths, options: Options, jobs: int = 1) -> Result:
             from pcapvpn.decode import DissectSink
 
             decoder = Decoder(DissectSink(), options.limits)
-            _decode(decoder, sources, options)
+            _decode(decoder, sources, options, order)
             decoder.finish()
             return Result(build_report(sources, decoder, None))
         if options.stop_after == "decode":
             decoder = Decoder(NullSink(), options.limits)
-            _decode(decoder, sources, options)
+            _decode(decoder, sources, options, order)
             decoder.finish()
             return Result(build_report(sources, decoder, None))
         from pcapvpn.track import Tracker
@@ -166,15 +164,16 @@ def _run_once(paths, options: Options, jobs: int = 1) -> Result:
         tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers,
                           options.limits, interfaces={s.index: s.interfaces for s in sources})
         if jobs > 1:  # the workers' ESP SA states merge into this tracker's
-            sources[0].reader.esp_tracker = tracker.esp_tracker
+            for s in sources:
+                s.reader.esp_tracker = tracker.esp_tracker
         decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
-        _decode(decoder, sources, options)
+        _decode(decoder, sources, options, order)
         decoder.finish()
         tracker.finish()
         result = diagnose(sources, decoder, tracker, options)
         result.sources = sources
         if jobs > 1:
-            result.parallel = {"slices": sources[0].reader.slices}
+            result.parallel = {"slices": sum(s.reader.slices for s in sources)}
         if len(sources) > 1:
             _several_points_hint(result, tracker, names)
         return result
@@ -303,8 +302,16 @@ def _frames(sources, options, interfaces=False):
     return frames
 
 
-def _decode(decoder, sources, options) -> None:
-    """One file: push its frames (the copy-free ESP fast path); several: merge them by time."""
+def _decode(decoder, sources, options, order=None) -> None:
+    """One file: push its frames (the copy-free ESP fast path); several: merge them by time
+    (``order``, --jobs: one file after the other in that order, when that is the same)."""
+    if order is not None and len(sources) > 1:
+        from pcapvpn.parallel import check_order
+
+        for k, i in enumerate(order):
+            check_order(sources, order, k)
+            decoder.run_source(sources[i], None, batch=options.batch)
+        return
     if len(sources) == 1:
         src = sources[0]
         hook = None

@@ -60,8 +60,8 @@ CUT_WINDOW_MAX = 8 << 20
 #: records a cut's chain must hold (more than the resynchronisation's 4: a cut is not a guess)
 CUT_RECORDS = 16
 
-__all__ = ["DaskPool", "Fallback", "MIN_BYTES", "Slice", "available_cores", "cut_points",
-           "eligible", "read_slice", "sliced_source"]
+__all__ = ["DaskPool", "Fallback", "MIN_BYTES", "Slice", "available_cores", "check_order",
+           "cut_points", "eligible", "read_slice", "sliced_sources"]
 
 
 class Fallback(Exception):  # noqa: N818 - a control-flow signal, not an error shown to users
@@ -126,17 +126,19 @@ class Part:
 
 
 def eligible(paths, options) -> bool:
-    """A single regular, uncompressed capture file, analysed in full or to a stage the walk
-    serves (``decode``, ``dissect``), without ``--keys`` or ``--vantage``."""
-    if len(paths) != 1 or paths[0] == "-" or options.vantage or options.keys is not None:
+    """Regular, uncompressed capture files (each given once), analysed in full or to a stage the
+    walk serves (``decode``, ``dissect``), without ``--keys`` or ``--vantage``."""
+    if not paths or "-" in paths or len(set(paths)) != len(paths) or options.vantage \
+            or options.keys is not None or options.stop_after == "read":
         return False
-    if options.stop_after == "read":
-        return False
-    try:
-        with open(paths[0], "rb") as f:
-            return f.read(2) != b"\x1f\x8b" and os.path.isfile(paths[0])
-    except OSError:
-        return False
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                if f.read(2) == b"\x1f\x8b" or not os.path.isfile(path):
+                    return False
+        except OSError:
+            return False
+    return True
 
 
 def _head(path):
@@ -642,55 +644,102 @@ def _serial(fn, items):
         yield _roundtrip(fn(it))
 
 
-def plan(size: int, jobs: int) -> list[int]:
+def plan(size: int, jobs: int, fixed: int = FIXED_BYTES) -> list[int]:
     """Nominal cut offsets for a file of ``size`` bytes and ``jobs`` processes: a first slice
     read by this process, then ``SLICES_PER_JOB`` slices for each of the ``jobs - 1`` workers.
     The first slice is what balances the processes: this one also starts the interpreter,
     imports, merges the workers' states and runs the rules and the report (``FIXED_BYTES``: as
     long as reading that much of a capture takes), so it reads less than an equal share."""
     w = jobs - 1
-    share = max(0.0, (1.0 / w - FIXED_BYTES / size) / (1.0 + 1.0 / w)) if size else 0.0
+    share = max(0.0, (1.0 / w - fixed / size) / (1.0 + 1.0 / w)) if size else 0.0
     first = int(size * share)
     n = max(w * SLICES_PER_JOB, math.ceil((size - first) / MAX_SLICE))
     return [first] + [first + (size - first) * i // n for i in range(1, n)]
 
 
-def sliced_source(path, index, jobs, batch=True, cuts=None, pool=None, esp=None):
-    """An ordinary :class:`pcapvpn.sources.Source` of ``path`` whose walk reads the first slice
-    in this process and replays the other slices, read by ``jobs - 1`` worker processes
-    (``pool``: ``"serial"`` reads them in this process, for tests; a :class:`DaskPool`: the tasks
-    of a Dask cluster).  ``cuts``: the record offsets
-    to cut at (tests; default: :func:`plan` and :func:`cut_points`).  Returns ``(source,
-    close)``; ``close()`` stops the workers."""
+def sliced_sources(paths, jobs, batch=True, cuts=None, pool=None, esp=None):
+    """Ordinary :class:`pcapvpn.sources.Source` objects of ``paths`` (file indices 0, 1, ...)
+    whose walks read each file's first slice in this process and replay the other slices, read
+    by ``jobs - 1`` worker processes (``pool``: ``"serial"`` reads them in this process, for
+    tests; a :class:`DaskPool`: the tasks of a Dask cluster).  ``cuts``: the record offsets to cut
+    at, ``{file index: [offsets]}`` (tests; default: :func:`plan` and :func:`cut_points`).
+    Several files are read one after the other in the order of their first packets (what a
+    single pass's merge by time gives when their times do not overlap: :func:`in_order`).
+    Returns ``(sources, order, close)``; ``close()`` stops the workers."""
     from pcapvpn.sources import Source, _Prefixed
 
-    head = _head(path)
-    reader, prefix, nifs, first = head
-    if cuts is None:
-        cuts, prefix, nifs = cut_points(path, plan(os.path.getsize(path), jobs), head=head)
-    todo = slices(path, index, cuts, prefix, nifs, batch)
-    for sl in todo[1:]:
-        sl.esp = esp
+    heads = [_head(p) for p in paths]
+    order = sorted(range(len(paths)), key=lambda i: (_first_time(paths[i]), i))
+    todo = {}
+    for k, i in enumerate(order):
+        reader, prefix, nifs, first = heads[i]
+        if cuts is not None:
+            at = cuts.get(i, []) if isinstance(cuts, dict) else cuts
+        else:
+            # the first file's first slice also leaves room for this process's own work
+            at = plan(os.path.getsize(paths[i]), jobs, FIXED_BYTES if k == 0 else 0)
+            at, prefix, nifs = cut_points(paths[i], at, head=heads[i])
+        todo[i] = slices(paths[i], i, at, prefix, nifs, batch)
+        for sl in todo[i][1:]:
+            sl.esp = esp
+    work = [sl for i in order for sl in todo[i][1:]]
     close = _noop
     if pool == "serial":
-        parts = _serial(read_slice, todo[1:])
+        parts = _serial(read_slice, work)
     elif pool is not None:
-        parts = pool.imap(read_slice, todo[1:])
+        parts = pool.imap(read_slice, work)
         close = pool.terminate
-    elif len(todo) > 1:
+    elif work:
         import multiprocessing
 
-        n = max(1, min(jobs - 1, len(todo) - 1))
+        n = max(1, min(jobs - 1, len(work)))
         workers = multiprocessing.get_context("fork").Pool(n)
         close = workers.terminate
-        parts = _ahead(workers, read_slice, todo[1:], AHEAD * n)
+        parts = _ahead(workers, read_slice, work, AHEAD * n)
     else:
         parts = iter(())
-    # the header as a single pass reads it (its interfaces, sections, byte order)
-    replay = _Replay(reader, todo[0], parts)
-    raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by Source
-    stream = _Prefixed(b"", raw)
-    return Source(path, index, replay, raw, stream, True, False), close
+    parts = iter(parts)
+    sources = []
+    for i, path in enumerate(paths):
+        # the header as a single pass reads it (its interfaces, sections, byte order)
+        replay = _Replay(heads[i][0], todo[i][0], _take(parts, len(todo[i]) - 1))
+        replay.first_time = _first_time(path)
+        raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by Source
+        sources.append(Source(path, i, replay, raw, _Prefixed(b"", raw), True, False))
+    return sources, order, close
+
+
+def _take(it, n):
+    """The next ``n`` items of ``it`` (lazily: when this file's turn comes)."""
+    for _ in range(n):
+        yield next(it)
+
+
+def _first_time(path):
+    """The time of the first packet of ``path`` in file order (None: no packet)."""
+    from dissect.vpn.capture import NONPACKET, open_capture
+    from pcapvpn.sources import _Prefixed
+
+    with open(path, "rb", buffering=0) as f:
+        for rec in open_capture(_Prefixed(b"", f)).records():
+            if rec[1] != NONPACKET:
+                return rec[0]
+    return None
+
+
+def check_order(sources, order, k) -> None:
+    """Before the ``k``-th file of ``order`` is read: every frame of the files read before it
+    comes before its first frame in a single pass's merge by time (``heapq.merge`` on (time,
+    file, number)), so reading the files one after the other gives the same frames in the same
+    order; else :class:`Fallback` (overlapping files are merged frame by frame in one pass)."""
+    q = order[k]
+    t = sources[q].reader.first_time
+    if t is None:
+        return
+    for p in order[:k]:
+        last = sources[p].last_ts
+        if last is not None and (last > t or (last == t and p > q)):
+            raise Fallback(f"the times of {sources[p].name} and {sources[q].name} overlap")
 
 
 def _noop():
@@ -754,9 +803,9 @@ class DaskPool:
 
 
 def jobs_for(paths, options) -> int:
-    """Workers worth starting for ``paths`` with ``options.jobs`` (1: a single pass): one
-    eligible file (:func:`eligible`) of at least ``MIN_BYTES``, or any eligible file when the
-    cuts are given (``options.slice_at``, tests)."""
+    """Workers worth starting for ``paths`` with ``options.jobs`` (1: a single pass): eligible
+    files (:func:`eligible`) of at least ``MIN_BYTES`` in all, or any eligible files when the cuts
+    are given (``options.slice_at``, tests)."""
     jobs = options.jobs if options.jobs and options.jobs > 0 else available_cores()
     if isinstance(options.workers, DaskPool):
         jobs = options.workers.workers() + 1
@@ -764,7 +813,7 @@ def jobs_for(paths, options) -> int:
         return 1
     if options.slice_at is not None:
         return max(2, jobs)
-    size = os.path.getsize(paths[0])
+    size = sum(os.path.getsize(p) for p in paths)
     if size < MIN_BYTES:
         return 1
     return max(1, min(jobs, math.ceil(size / (MIN_BYTES // 2))))

@@ -487,3 +487,48 @@ def test_gzip_and_stdin_are_one_pass(tmp_path):
     result = run([str(gz)], Options(jobs=2, slice_at=[100]))
     assert result.parallel is None
     assert _reports(result) == _reports(run([str(gz)]))
+
+
+# -- several files ---------------------------------------------------------------------------------
+
+
+def _split_by_count(path: Path, tmp_path, count: int) -> list[str]:
+    """``path`` cut into files of ``count`` packets (editcap -c): rotated captures."""
+    subprocess.run(["editcap", "-c", str(count), str(path), str(tmp_path / "part.pcap")],
+                   check=True)
+    return sorted(str(p) for p in tmp_path.glob("part*.pcap"))
+
+
+def test_rotated_files_read_in_parallel(tmp_path):
+    """Pieces of one capture point whose times follow each other (a rotated capture): each is
+    read as slices, one file after the other, with the same report as the single pass's merge
+    by time; given in any order."""
+    src = REPO / "captures" / "lab" / "ikev2_esp_loss" / "ikev2_esp_loss.pcap"
+    files = _split_by_count(src, tmp_path, 150)
+    assert len(files) >= 3
+    for paths in (files, files[::-1]):
+        one = _reports(run(paths))
+        cuts = {i: [_records(p)[len(_records(p)) // 2][1]] for i, p in enumerate(paths)}
+        result = run(paths, Options(jobs=2, slice_at=cuts, workers="serial"))
+        assert result.parallel == {"slices": 2 * len(paths)}
+        assert _reports(result) == one
+
+
+def test_overlapping_files_fall_back(tmp_path):
+    """Two files whose times overlap (two interfaces, two directions) are merged frame by frame:
+    one pass."""
+    a = REPO / "captures" / "lab" / "inner_healthy" / "inner_healthy-gw-any.pcap"
+    b = REPO / "captures" / "lab" / "inner_healthy" / "inner_healthy-client-any.pcap"
+    paths = [str(a), str(b)]
+    result = run(paths, Options(jobs=2, slice_at={}, workers="serial"))
+    assert result.parallel["fallback"].startswith("the times of")
+    assert _reports(result) == _reports(run(paths))
+
+
+def test_rotated_big_files_with_workers(big_capture, tmp_path):
+    """The generated mix rotated into two files, read by real worker processes."""
+    files = _split_by_count(big_capture, tmp_path, 30000)
+    assert len(files) == 2
+    result = run(files, Options(jobs=2))
+    assert result.parallel is not None and "fallback" not in result.parallel
+    assert _reports(result) == _reports(run(files, Options(jobs=1)))
