@@ -26,8 +26,10 @@ header and interface blocks put in front of it (a pre-scan of the file's head).
 A slice that does not line up with the single pass — its last record runs past its end (a cut
 that was not a record boundary), damage touching its end, a pcapng section or interface block
 inside it, a read error — makes the analysis start again as a single pass (:class:`Fallback`):
-the result is never a guess.  Gzip files, standard input, several files, ``--keys`` and the
-``read`` stage run as a single pass (see docs/internals.md for what is left).
+the result is never a guess.  Several files are read one after the other when their times
+follow each other (a rotated capture; :func:`check_order`).  Gzip files, standard input, files
+whose times overlap, ``--keys`` and the ``read`` stage run as a single pass (see
+docs/internals.md for what is left).
 """
 
 from __future__ import annotations
