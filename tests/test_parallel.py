@@ -532,3 +532,24 @@ def test_rotated_big_files_with_workers(big_capture, tmp_path):
     result = run(files, Options(jobs=2))
     assert result.parallel is not None and "fallback" not in result.parallel
     assert _reports(result) == _reports(run(files, Options(jobs=1)))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_several_files_random_cuts(data):
+    """Two or three captures of the corpus together (mostly from different days: one after the
+    other; sometimes overlapping: one pass), each cut at a random record."""
+    corpus_dir()
+    pool = _random_pool()
+    paths = data.draw(st.lists(st.sampled_from(pool), min_size=2, max_size=3, unique=True),
+                      label="captures")
+    cuts = {}
+    for i, p in enumerate(paths):
+        recs = _records(p)
+        cuts[i] = [recs[data.draw(st.integers(1, len(recs) - 1), label=f"record of {i}")][1]]
+    result = run(paths, Options(jobs=2, slice_at=cuts, workers="serial"))
+    assert _reports(result) == _reports(run(paths)), (paths, cuts)
+    if "fallback" in result.parallel:
+        assert result.parallel["fallback"].startswith(_FALLBACKS + ("the times of",))
+    else:
+        assert result.parallel["slices"] == 2 * len(paths)
