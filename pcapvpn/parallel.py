@@ -48,7 +48,8 @@ MIN_BYTES = 32 << 20
 SLICES_PER_JOB = 2
 #: the largest slice (more slices than SLICES_PER_JOB per worker in a bigger file): what a slice's
 #: recording may hold (the frames that are no ESP of the common shapes) stays bounded, and so
-#: does memory, with ``AHEAD`` slices per worker read ahead of the replay
+#: does memory, with ``AHEAD`` slices per worker read ahead of the replay (plus, while this
+#: process reads its own first slice, as many as that slice is long)
 MAX_SLICE = 32 << 20
 AHEAD = 2
 #: the main process's own work (interpreter, imports, merging, rules, report) in bytes of
@@ -697,7 +698,11 @@ def sliced_sources(paths, jobs, batch=True, cuts=None, pool=None, esp=None):
         n = max(1, min(jobs - 1, len(work)))
         workers = multiprocessing.get_context("fork").Pool(n)
         close = workers.terminate
-        parts = _ahead(workers, read_slice, work, AHEAD * n)
+        # while this process reads its own first slice the workers read on: as many slices as
+        # that takes, beyond the AHEAD per worker
+        first = todo[order[0]][0]
+        ahead = AHEAD * n + math.ceil((first.end - first.start) / MAX_SLICE)
+        parts = _ahead(workers, read_slice, work, ahead)
     else:
         parts = iter(())
     parts = iter(parts)
