@@ -53,11 +53,12 @@ class Options:
     #: several vantage points (--vantage NAME=FILE[#IFACE]): ``[(name, [paths], iface or
     #: None)]``; the first is the point the report's tunnels, findings and times are of
     vantage: list = field(default_factory=list)
-    #: worker processes for one big capture file (``--jobs``; :mod:`pcapvpn.parallel`): 1 a
-    #: single pass; the report is the same either way
+    #: worker processes for big capture files (``--jobs``; :mod:`pcapvpn.parallel`): 1 a
+    #: single pass, 0 the cores available; the report is the same either way
     jobs: int = 1
-    #: tests: cut the file at these record offsets (default: pcapvpn.parallel.cut_points)
-    slice_at: list | None = None
+    #: tests: cut the files at these record offsets, ``[offsets]`` (every file) or ``{file index:
+    #: [offsets]}`` (default: pcapvpn.parallel.plan and cut_points)
+    slice_at: list | dict | None = None
     #: who reads the slices: None local worker processes, "serial" this process (tests), or a
     #: ``pcapvpn.parallel.DaskPool`` (``--dask SCHEDULER``: the tasks of a Dask cluster)
     workers: object = None
@@ -308,9 +309,20 @@ def _decode(decoder, sources, options, order=None) -> None:
     if order is not None and len(sources) > 1:
         from pcapvpn.parallel import check_order
 
+        import os
+
+        total = sum(os.path.getsize(s.name) for s in sources)
+        done = 0
         for k, i in enumerate(order):
             check_order(sources, order, k)
-            decoder.run_source(sources[i], None, batch=options.batch)
+            hook = None
+            if options.progress is not None:
+                def hook(offset, _p=options.progress, _d=done):
+                    _p(f"{len(sources)} files", _d + offset, total)
+            decoder.run_source(sources[i], hook, batch=options.batch)
+            done += os.path.getsize(sources[i].name)
+        if options.progress is not None:
+            options.progress(f"{len(sources)} files", total, total)
         return
     if len(sources) == 1:
         src = sources[0]

@@ -553,3 +553,16 @@ def test_several_files_random_cuts(data):
         assert result.parallel["fallback"].startswith(_FALLBACKS + ("the times of",))
     else:
         assert result.parallel["slices"] == 2 * len(paths)
+
+
+def test_progress_of_rotated_files(tmp_path):
+    """The progress shown on a terminal goes forward over the files read one after the other."""
+    src = REPO / "captures" / "lab" / "ikev2_esp_loss" / "ikev2_esp_loss.pcap"
+    files = _split_by_count(src, tmp_path, 150)
+    seen = []
+    cuts = {i: [_records(p)[len(_records(p)) // 2][1]] for i, p in enumerate(files)}
+    result = run(files, Options(jobs=2, slice_at=cuts, workers="serial",
+                                progress=lambda name, done, total: seen.append((done, total))))
+    assert "fallback" not in result.parallel
+    assert seen and seen[-1][0] == seen[-1][1] == sum(Path(p).stat().st_size for p in files)
+    assert [d for d, _t in seen] == sorted(d for d, _t in seen)
