@@ -16,7 +16,7 @@ from dissect.vpn.ip import IpProto, icmp_too_big
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter, ip_text
-from pcapvpn.track.inner import ANSWER_TIMEOUT
+from pcapvpn.track.inner import ANSWER_TIMEOUT, seen_at, watches
 
 declare("DNS_NO_ANSWER", "inner", "error",
         "DNS queries sent through the tunnel (to a resolver on the remote side) got no answer: "
@@ -244,6 +244,105 @@ def _stalled_dirs(f):
     return out
 
 
+# -- where on the path (several vantage points) ----------------------------------------------------
+
+def _clock(p, t):
+    """A time of point ``p``'s clock on the first point's (as far as the matching told)."""
+    off = p.offset
+    return t if off is None or t is None else off.to_first(t)
+
+
+def located(finding, loc):
+    """``finding`` with its ``location`` (None: none known)."""
+    if loc is not None:
+        finding.location = loc
+    return finding
+
+
+def _sent(d, big):
+    if big:
+        return lambda s: s.maxlen[d] >= SMALL_SEGMENT
+    return lambda s: s.pkts[d] > 0
+
+
+def locate_flows(ctx, flows, d=0, answered=True, big=False):
+    """:func:`locate_flow` of each conversation: the location most of them share, a loss
+    between two points before one at the end of the path."""
+    vt = getattr(ctx.state, "vantage", None)
+    if vt is None or len(vt.points) < 2:
+        return None
+    locs = [loc for loc in (locate_flow(ctx, [f], d, answered, big) for f in flows) if loc]
+    if not locs:
+        return None
+    counts: dict = {}
+    for loc in locs:
+        k = (loc["from"], loc["to"])
+        counts[k] = counts.get(k, 0) + 1
+    best = max(counts, key=lambda k: (k[1] is not None, counts[k]))
+    return next(loc for loc in locs if (loc["from"], loc["to"]) == best)
+
+
+def locate_flow(ctx, flows, d=0, answered=True, big=False):
+    """``location`` (``{from, to, why}``, as ``PATH_LOSS`` has it) of conversations the first
+    point shows failing, from what every vantage point (``--vantage``) saw of them: direction
+    ``d``'s packets (``big``: its full-size segments) seen at one point and never at the next
+    one on their way; with ``answered``, how far the requests got and where the answers
+    stopped.  Points are ordered by when each first saw the conversation (clocks corrected by
+    the matching).  None with one point, or where no point shows a loss."""
+    vt = getattr(ctx.state, "vantage", None)
+    if vt is None or len(vt.points) < 2 or not flows:
+        return None
+    addrs = {f.srv for f in flows} | {f.cli for f in flows}
+    rows, silent = [], []
+    for i, p in enumerate(vt.points):
+        plain = getattr(p.tracker, "plain_tracker", None)
+        if plain is None:
+            continue
+        s = seen_at(plain, flows)
+        if s is None:
+            if watches(plain, addrs):
+                silent.append(p.name)  # it sees these hosts, not these conversations
+            continue
+        rows.append((_clock(p, s.first_ts), i, p.name, s))
+    if not rows or len(rows) + len(silent) < 2:
+        return None
+    rows.sort(key=lambda r: (r[0], r[1]))
+    path = [(n, s) for _t, _i, n, s in (rows if d == 0 else rows[::-1])]
+    what = ("full-size segments" if big else "packets") if not answered else "requests"
+    sent = _sent(d, big)
+    went = False
+    for k, (name, s) in enumerate(path):
+        if sent(s):
+            went = True
+        elif went:
+            prev = path[k - 1][0]
+            return {"from": prev, "to": name,
+                    "why": f"{what} seen at {prev} never reached {name}"}
+    if not went:
+        return None
+    last = [n for n, s in path if sent(s)][-1]
+    if silent:
+        return {"from": last, "to": silent[0],
+                "why": f"{what} seen at {last} never reached {silent[0]}"}
+    if not answered:
+        return None
+    back = _sent(1 - d, False)
+    came = False
+    for k, (name, s) in enumerate(path[::-1]):
+        if back(s):
+            came = True
+        elif came:
+            prev = path[::-1][k - 1][0]
+            return {"from": prev, "to": name,
+                    "why": f"answers seen at {prev} never reached {name}"}
+    if came:
+        return None
+    return {"from": last, "to": None,
+            "why": f"the requests reached {last}, the last point that saw them, and no answer "
+                   f"was seen at any point: the destination (or what lies beyond {last}) did "
+                   f"not answer"}
+
+
 # -- INNER_BLOCKED -------------------------------------------------------------------------------
 
 @rule
@@ -282,7 +381,8 @@ def inner_blocked(ctx):
         sev = "error" if dead else "warning"
         lines = "; ".join(f"{flow_text(f)}: {why}" for _v, f, why in items[:6])
         views = [v for v, _f, _w in items]
-        yield make(
+        silent = [f for _v, f, why in items if f.rst is None and f.icmp is None]
+        yield located(make(
             "INNER_BLOCKED", f"{m.tunnel}|inner|blocked",
             title=f"Inside the tunnel, {len(svc)} service(s) refused: {', '.join(svc[:4])}",
             detail=f"Seen on {where(ctx, views)}: {lines}."
@@ -290,7 +390,7 @@ def inner_blocked(ctx):
                                       "failure."),
             basis=basis_of(views), severity=sev,
             evidence=flow_evidence(ctx, flows, m),
-            wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
+            wireshark_filter=flow_filter(flows), tunnel=m.tunnel), locate_flows(ctx, silent))
 
 
 # -- INNER_MTU -----------------------------------------------------------------------------------
@@ -333,7 +433,13 @@ def inner_mtu(ctx):
                              f"{f.maxlen[d]} bytes{mss}")
         flows = [f for _v, f, _d in items]
         views = [v for v, _f, _d in items]
-        yield make(
+        loc = None
+        for _v, f, dh in items:
+            if dh is not None:
+                loc = locate_flows(ctx, [f], dh[0], answered=False, big=True)
+                if loc is not None:
+                    break
+        yield located(make(
             "INNER_MTU", f"{m.tunnel}|inner|mtu",
             title=f"TCP inside the tunnel stalls on full-size segments "
                   f"({len({id(f) for f in flows})} connection(s))",
@@ -342,7 +448,7 @@ def inner_mtu(ctx):
                    "tunnel MTU minus 40.",
             basis=basis_of(views),
             evidence=flow_evidence(ctx, flows, m),
-            wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
+            wireshark_filter=flow_filter(flows), tunnel=m.tunnel), loc)
 
 
 # -- DNS ----------------------------------------------------------------------------------------
@@ -364,7 +470,9 @@ def dns_inside(ctx):
             names = sorted({q.name or "?" for _v, q in lost})
             tries = sum(q.tries for _v, q in lost)
             views = [v for v, _q in lost]
-            yield make(
+            qflows = [f for f in (q.view.flows.get((IpProto.UDP, q.client, q.cport, q.server,
+                                                     53)) for _v, q in lost) if f is not None]
+            yield located(make(
                 "DNS_NO_ANSWER", f"{m.tunnel}|inner|dns-lost",
                 title=f"{len(lost)} DNS quer{'y' if len(lost) == 1 else 'ies'} through the "
                       f"tunnel to {', '.join(servers)} unanswered",
@@ -376,7 +484,8 @@ def dns_inside(ctx):
                 basis=basis_of(views), severity="warning" if ok else "error",
                 evidence=evidence(ctx, [q.ref for _v, q in lost][:40], lost[0][1].ts,
                                   lost[-1][1].ts, m),
-                wireshark_filter=_dns_filter(q for _v, q in lost), tunnel=m.tunnel)
+                wireshark_filter=_dns_filter(q for _v, q in lost), tunnel=m.tunnel),
+                locate_flows(ctx, list(dict.fromkeys(qflows))))
         good = _answered_names(m)
         good_labels = {n.split(".")[0] for n in good}
         bad = [(v, q) for v, q in qs if q.rcode in RCODE_NAMES and q.name

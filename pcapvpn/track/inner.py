@@ -1337,3 +1337,56 @@ def model_dict(m: InnerModel, file_names=None, keyed: dict | None = None) -> dic
     out["clients"] = sorted(_txt(a) for a in m.clients)
     out["conversations"] = len({id(f) for _v, _h, f in flows})
     return out
+
+
+# -- the same conversation at other vantage points (--vantage) -----------------------------------
+
+class Seen:
+    """One conversation at one vantage point, summed over the point's views: packets and the
+    largest payload each way (index 0 from the conversation's opener), the first time it was
+    seen and the last time of each direction (the point's own clock)."""
+
+    __slots__ = ("pkts", "maxlen", "first_ts", "last")
+
+    def __init__(self):
+        self.pkts = [0, 0]
+        self.maxlen = [0, 0]
+        self.first_ts = None
+        self.last = [None, None]
+
+
+def seen_at(plain: PlainTracker, flows) -> Seen | None:
+    """The conversations ``flows`` (of another point's views) on the views of ``plain``: matched
+    by protocol, addresses and ports (ICMP echo: identifier) as the other point saw them, each
+    way.  None when no view of ``plain`` saw any of them."""
+    out = None
+    for v in plain.views.values():
+        got = v.flows
+        if not got:
+            continue
+        for f in flows:
+            g = got.get((f.proto, f.cli, f.cport, f.srv, f.sport))
+            if g is None:
+                continue
+            d = 0 if g.cli == f.cli and g.cport == f.cport else 1
+            if out is None:
+                out = Seen()
+            for k, gk in ((0, d), (1, 1 - d)):
+                out.pkts[k] += g.pkts[gk]
+                if g.maxlen[gk] > out.maxlen[k]:
+                    out.maxlen[k] = g.maxlen[gk]
+                t = g.last[gk]
+                if t is not None and (out.last[k] is None or t > out.last[k]):
+                    out.last[k] = t
+            if out.first_ts is None or g.first_ts < out.first_ts:
+                out.first_ts = g.first_ts
+    return out
+
+
+def watches(plain: PlainTracker, addrs) -> bool:
+    """Does a view of ``plain`` carry any conversation of the inner addresses ``addrs``?"""
+    for v in plain.views.values():
+        for key in v.flows:
+            if key[1] in addrs or key[3] in addrs:
+                return True
+    return False
