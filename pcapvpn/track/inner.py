@@ -437,6 +437,12 @@ MAX_ARP = 4096
 MAX_REFS = 8
 #: segments a TCP direction keeps unacknowledged for the delivered-size bookkeeping
 MAX_OUTSTANDING = 64
+#: per-packet ties: the first packets of each view kept as a sample ``(frame, ts, IP length,
+#: src, dst)``, the frames within ``PAIR_FRAMES`` of them read again (``pair``) for the outer
+#: packets within ``PAIR_WINDOW`` seconds
+PAIR_SAMPLE = 64
+PAIR_FRAMES = 256
+PAIR_WINDOW = 0.010
 
 VIEW_KINDS = ("tunnel", "physical", "loopback", "keys")
 #: ARPHRD_* names (linux/if_arp.h) shown in view labels
@@ -461,7 +467,7 @@ class View:
 
     __slots__ = ("key", "file", "iface", "name", "description", "linktype", "ifindex", "hatype",
                  "kind", "packets", "first_ts", "last_ts", "flows", "dns", "arp", "leases",
-                 "outgoing", "incoming", "gateways")
+                 "outgoing", "incoming", "gateways", "sample", "near")
 
     def __init__(self, key, file, iface, linktype, ifindex=-1, hatype=-1, name=None,
                  description=None, kind=None):
@@ -490,6 +496,10 @@ class View:
         self.incoming = 0
         #: --keys views: the two gateways whose ESP was opened
         self.gateways = None
+        #: the first PAIR_SAMPLE packets: (frame number, ts, IP length, src, dst)
+        self.sample: list = []
+        #: outer packets of the same file near the sample (``pair``): None until read
+        self.near = None
 
     def conversations(self) -> list:
         """Each flow once, in the order the flows were first seen (``flows`` maps both
@@ -638,6 +648,8 @@ class PlainTracker:
         self.dns_dropped = 0
         self.malformed = 0
         self._dns_open: dict = {}
+        #: files whose frames could not be read again for the per-packet ties (``pair``)
+        self.pair_errors: list = []
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -689,6 +701,8 @@ class PlainTracker:
             v.outgoing += 1
         elif pkt == 0:
             v.incoming += 1
+        if len(v.sample) < PAIR_SAMPLE:
+            v.sample.append((ref[1], ts, net[7] - net[11], net[1], net[2]))
         if net[3] == 6 and not (net[8] or net[9]):
             # the common case, as packet() does it
             v.packets += 1
@@ -769,6 +783,7 @@ class PlainTracker:
         flows_of = [None] * len(starts)
         dirs = [0] * len(starts)
         last_of = []  # (last position, view, flow) per group
+        gviews = [None] * len(starts)
         for g in np.argsort(first, kind="stable").tolist():
             i = firstl[g]
             lo, hi = bounds[g], bounds[g + 1]
@@ -784,6 +799,7 @@ class PlainTracker:
                 v.outgoing += int(gout[g])
                 v.incoming += int(gin[g])
             v.packets += m
+            gviews[g] = v
             if v.first_ts is None:
                 v.first_ts = tsl[i]
             fl = flagsl[i]
@@ -812,6 +828,17 @@ class PlainTracker:
             v.last_ts = tsl[p]
             if f is not None:
                 f.last_ts = tsl[p]
+        # the views' samples (the first packets of a view, in capture order)
+        need = [v for v in dict.fromkeys(gviews) if len(v.sample) < PAIR_SAMPLE]
+        if need:
+            vid = {id(v): k for k, v in enumerate(need)}
+            pv = np.asarray([vid.get(id(v), -1) for v in gviews], dtype=np.int64)[inv]
+            iplen = a["end"] - (run["l4"] - 20)
+            for k, v in enumerate(need):
+                for p in np.flatnonzero(pv == k)[:PAIR_SAMPLE - len(v.sample)].tolist():
+                    v.sample.append((nums[p], tsl[p], int(iplen[p]),
+                                     int(a["src"][p]).to_bytes(4, "big"),
+                                     int(a["dst"][p]).to_bytes(4, "big")))
         # (no DNS here: the reader leaves port 53 to the general path)
         invl = inv.tolist()
         self._seqs(fidx, data, run["l4"], flows_of, dirs, zip(
@@ -830,7 +857,7 @@ class PlainTracker:
                 a["sport"].tolist(), a["dport"].tolist(), run["frame"], a["end"].tolist()):
             self.plain((fidx, num), ts, iface, linktype, ck,
                        (4, src.to_bytes(4, "big"), dst.to_bytes(4, "big"), 6, sport, dport,
-                        fo + l4, fo + end, 0, False), data)
+                        fo + l4, fo + end, 0, False, 0, fo + l4 - 20), data)
 
     def link_other(self, ref, ts, iface, linktype, cooked, data):
         lp = _arp.link_payload(linktype, data)
@@ -1150,6 +1177,146 @@ def _overlaps(a0, a1, b0, b1) -> bool:
     return None not in (a0, a1, b0, b1) and a0 <= b1 and b0 <= a1
 
 
+#: ESP transforms as (IV, block, ICV) bytes: AES-CBC (RFC 3602) with HMAC-SHA2-256/384/512
+#: (RFC 4868) or HMAC-SHA1-96 (RFC 2404), AES-GCM with 16/12/8-byte ICVs (RFC 4106) and
+#: ChaCha20-Poly1305 (RFC 7634; 4-byte alignment), 3DES-CBC (RFC 2451), NULL (RFC 2410)
+ESP_SUITES = ((16, 16, 16), (16, 16, 12), (16, 16, 24), (16, 16, 32), (8, 4, 16), (8, 4, 12),
+              (8, 4, 8), (8, 8, 12), (8, 8, 16), (0, 4, 12), (0, 4, 16))
+#: UDP/TCP VPNs beside IPsec: bytes a data packet adds to the inner packet at most
+#: (OpenVPN: opcode, peer id, packet id, tag or HMAC, IV; WireGuard: 32 and padding to 16)
+VPN_OVERHEAD = (16, 112)
+#: per-packet ties need this many sampled packets paired with one tunnel's outer packets
+PAIR_MIN = 3
+
+
+def esp_fits(esp_len: int, inner_len: int) -> bool:
+    """Can an ESP packet of ``esp_len`` bytes (SPI to the end) carry an inner packet of
+    ``inner_len`` bytes with one of :data:`ESP_SUITES` (RFC 4303 §2: SPI, sequence number, IV,
+    the payload padded with its pad length and next header to the block, ICV)?  The padding
+    makes it a range of up to a block."""
+    for iv, blk, icv in ESP_SUITES:
+        body = esp_len - 8 - iv - icv
+        if body % blk == 0 and 0 <= body - inner_len - 2 < blk:
+            return True
+    return False
+
+
+def pair(plain: PlainTracker, sources) -> None:
+    """Read again (``Source.fetch``) the frames around each view's sample (within
+    :data:`PAIR_FRAMES` frame numbers: dumpcap writes each interface's packets in blocks) and
+    keep, per view, the outer packets of the same file within :data:`PAIR_WINDOW` of a sampled
+    packet: ``v.near = [(ts, length, spi or -1, src, dst, sport, dport)]`` (ESP: its length from
+    the SPI; UDP/TCP: the payload).  :func:`tie` pairs them packet by packet.  Nothing is read
+    for a file that cannot be read again (standard input not spooled): ``near`` stays None."""
+    from dissect.vpn.fast import esp_frame
+    from dissect.vpn.link import decode_frame
+
+    by_file: dict = {}
+    for v in plain.views.values():
+        if v.kind in ("tunnel", "physical") and v.sample:
+            by_file.setdefault(v.file, []).append(v)
+    srcs = {s.index: s for s in sources}
+    for fidx, views in by_file.items():
+        src = srcs.get(fidx)
+        if src is None or (src.name == "-" and getattr(src, "spool_path", None) is None):
+            continue  # standard input not kept: its frames cannot be read again
+        mine = {n for v in views for n, *_ in v.sample}
+        top = getattr(src, "frame_count", None) or max(mine) + PAIR_FRAMES
+        want = set()
+        for n in mine:
+            want.update(range(max(1, n - PAIR_FRAMES), min(top, n + PAIR_FRAMES) + 1))
+        want -= mine
+        outer = []
+        try:
+            for _fi, _num, ts, lt, data, _wl, _off in src.fetch(sorted(want)):
+                e = esp_frame(lt, data)
+                if e is not None:
+                    outer.append((ts, e[6], e[4], bytes(e[0]), bytes(e[1]), e[2], e[3]))
+                    continue
+                try:
+                    net = decode_frame(lt, data)
+                except DissectError:
+                    continue
+                if net is None or net[8] or net[9] or net[6] < 0:
+                    continue
+                if net[3] == 50:
+                    outer.append((ts, net[7] - net[6], _esp.esp_spi(data, net[6]), net[1],
+                                  net[2], -1, -1))
+                elif net[3] == 17:
+                    outer.append((ts, net[7] - net[6] - 8, -1, net[1], net[2], net[4], net[5]))
+        except (OSError, EOFError, ValueError, DissectError, RuntimeError) as e:
+            # a file that cannot be read again (gone, damaged since) pairs nothing
+            plain.pair_errors.append(f"{getattr(src, 'name', fidx)}: {e}")
+            continue
+        outer.sort(key=lambda x: x[0])
+        times = [x[0] for x in outer]
+        import bisect
+
+        for v in views:
+            near: dict = {}
+            for _n, ts, *_ in v.sample:
+                lo = bisect.bisect_left(times, ts - PAIR_WINDOW)
+                hi = bisect.bisect_right(times, ts + PAIR_WINDOW)
+                for k in range(lo, hi):
+                    near[k] = outer[k]
+            v.near = [near[k] for k in sorted(near)]
+
+
+def _pairs(v, index, inbound_only=False) -> dict:
+    """The view's sampled packets paired one by one with outer packets near them (each outer
+    packet used once, the nearest in time first): ``{tunnel id: [(plaintext src, dst, delay,
+    inbound)]}``.  ``index``: ``spi -> tunnel`` for ESP, ``(a, b) -> tunnel`` for other
+    VPNs; ``inbound_only``: the plaintext follows its outer packet (decrypted, then
+    re-injected)."""
+    if not v.near:
+        return {}
+    cands = []
+    for si, (_n, ts, ln, src, dst) in enumerate(v.sample):
+        for oi, (ots, olen, spi, osrc, odst, _sp, _dp) in enumerate(v.near):
+            dt = ts - ots
+            if abs(dt) > PAIR_WINDOW or (inbound_only and dt < 0):
+                continue
+            if spi >= 0:
+                t = index.get(spi)
+                if t is None or not esp_fits(olen, ln):
+                    continue
+            else:
+                t = index.get((osrc, odst)) or index.get((odst, osrc))
+                if t is None or not VPN_OVERHEAD[0] <= olen - ln <= VPN_OVERHEAD[1]:
+                    continue
+            cands.append((abs(dt), si, oi, t, src, dst, dt))
+    cands.sort(key=lambda c: (c[0], c[1], c[2]))
+    used_s, used_o = set(), set()
+    out: dict = {}
+    for _a, si, oi, t, src, dst, dt in cands:
+        if si in used_s or oi in used_o:
+            continue
+        used_s.add(si)
+        used_o.add(oi)
+        out.setdefault(t, []).append((src, dst, dt, dt >= 0))
+    return out
+
+
+def _pick(v, pairs: dict, whole: bool):
+    """The one tunnel most sampled packets paired with, or None: at least :data:`PAIR_MIN`
+    pairs, four in five of all pairs, and half the sampled packets (``whole``: of the view; else
+    of the conversations, by address pair, that paired at all: a physical interface carries
+    other traffic too, and bulk traffic pairs now and then by chance)."""
+    if not pairs:
+        return None
+    best = max(pairs, key=lambda t: len(pairs[t]))
+    n = len(pairs[best])
+    total = sum(len(x) for x in pairs.values())
+    if n < PAIR_MIN or n * 5 < total * 4:
+        return None
+    if whole:
+        base = len(v.sample)
+    else:
+        addrs = {(a, b) for a, b, _dt, _i in pairs[best]}
+        base = sum(1 for x in v.sample if (x[3], x[4]) in addrs)
+    return best if n * 2 >= base else None
+
+
 def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
     """Tie the views of ``plain`` to tunnels: ``{tunnel id: InnerModel}``.  How each view was
     tied (``tied_by``):
@@ -1187,6 +1354,12 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
         models[t.id].clients.update(_assigned(t))
     for m in models.values():
         _learn(m)
+    index: dict = {}
+    for t in tunnels:
+        for e in t.esp_sas:
+            index[e.spi] = t
+    for t in vpn_tunnels:
+        index[(t.client, t.server)] = t
     # 2. tunnel interfaces
     for v in views:
         if v.kind != "tunnel":
@@ -1195,13 +1368,20 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
         how = None
         if len(same) == 1:
             pick, how = same[0], "interface"
+        elif same and v.near is not None:
+            # several tunnels in the file: the one whose outer packets match the interface's,
+            # packet by packet (size and time)
+            pick = _pick(v, _pairs(v, index), True)
+            how = "timing" if pick is not None else None
         else:
-            cands = same or every
-            live = [t for t in cands if _overlaps(*_active(t), v.first_ts, v.last_ts)]
+            # the outer traffic is in another file (no frames to pair), or the frames could
+            # not be read again: the one tunnel active while the interface carried traffic
+            live = [t for t in (same or every)
+                    if _overlaps(*_active(t), v.first_ts, v.last_ts)]
             pick, how = (live[0], "timing") if len(live) == 1 else (None, None)
-            if pick is None:
-                hit = [t for t in every if _shares_inner(models[t.id], v)]
-                pick, how = (hit[0], "address") if len(hit) == 1 else (None, None)
+        if pick is None:
+            hit = [t for t in every if _shares_inner(models[t.id], v)]
+            pick, how = (hit[0], "address") if len(hit) == 1 else (None, None)
         if pick is not None:
             models[pick.id].views.append((v, how))
     # inner addresses: who opened conversations through the tunnel views, and whom they reached
@@ -1224,7 +1404,20 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
             continue
         ipsec = {t.id: t for t in tunnels}
         same = [m for m in models.values() if v.file in m.files and m.tunnel in ipsec]
+        if len(same) == 1 and v.near is not None:
+            # re-injected inbound packets, each right after the ESP packet that carried it
+            # (its length: the ESP's minus the SA's overhead)
+            t = ipsec[same[0].tunnel]
+            got = _pairs(v, index, inbound_only=True)
+            if _pick(v, got, False) is t:
+                m = same[0]
+                m.views.append((v, "xfrm"))
+                for src, dst, _dt, _inb in got[t]:
+                    m.clients.add(dst)
+                    m.servers.add(src)
+            continue
         if len(same) == 1:
+            # the frames could not be read again: one-way plaintext beside as much ESP
             m = same[0]
             one_way = sum(1 for f in flows if not (f.pkts[0] and f.pkts[1]))
             plain_pkts = sum(f.pkts[0] + f.pkts[1] for f in flows)
