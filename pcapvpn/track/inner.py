@@ -1324,13 +1324,17 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
     * ``keys``: decrypted ESP of the tunnel's gateways;
     * ``interface``: a tunnel interface (name, ARPHRD type, raw-IP link type) in a capture file
       that holds the outer traffic of exactly one tunnel;
-    * ``timing``: a tunnel interface where several tunnels (or none in its file) are candidates
-      and exactly one was active while the interface carried traffic;
+    * ``timing``: a tunnel interface in a file with several tunnels whose sampled packets pair,
+      packet by packet, with one tunnel's outer packets (``pair``: within ``PAIR_WINDOW``, sizes
+      that fit the encapsulation); where its file holds no outer traffic (or its frames cannot
+      be read again) the one tunnel active while the interface carried traffic;
     * ``address``: another interface (a gateway's LAN side, a tunnel interface captured alone)
       whose conversations involve the tunnel's inner addresses (seen through a tunnel interface
       or decrypted);
-    * ``xfrm``: the tunnel's own outer interface carrying one-way plaintext beside its ESP (Linux
-      XFRM re-injects inbound packets after decryption; outbound plaintext is not captured).
+    * ``xfrm``: the tunnel's own outer interface where inbound plaintext follows the ESP packets
+      that carried it, packet by packet (Linux XFRM re-injects inbound packets after decryption
+      on the same interface; outbound plaintext is not captured); without frames to pair, one-way
+      plaintext beside as much inbound ESP.
 
     A view that fits no tunnel, or several, is tied to none (nothing is guessed)."""
     every = list(tunnels) + list(vpn_tunnels)
