@@ -23,6 +23,7 @@ from dissect.vpn.ip import IpProto, Port
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import ip_text
+from pcapvpn.track.inner import ordinary
 from pcapvpn.rules.inner import (basis_of, evidence, flow_evidence, flow_filter, flow_text,
                                  ip_net, judged, locate_flows, located, models, where)
 
@@ -156,8 +157,8 @@ def route_outside(ctx):
         for v in _own_views(ctx, m):
             arped = set(v.arp)
             for f in v.conversations():
-                if f.srv in m.outer:
-                    continue
+                if f.srv in m.outer or not (ordinary(f.cli) and ordinary(f.srv)):
+                    continue  # broadcast (DHCP), multicast, link-local: no route to take
                 hit = nets.find(f.srv)
                 if hit is None or nets.find(f.cli) is not None or f.srv in arped:
                     continue

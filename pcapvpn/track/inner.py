@@ -424,7 +424,10 @@ _TUNNEL_NAMES = ("tun", "tap", "ipsec", "xfrm", "vti", "ip_vti", "wg", "ppp", "u
                  "gre", "ipip", "sit", "nordlynx", "tailscale", "zt")
 #: words in a Windows adapter description / name that mark a VPN adapter
 _TUNNEL_WORDS = ("vpn", "tap-windows", "wintun", "wireguard", "anyconnect", "pangp",
-                 "fortinet", "globalprotect", "virtual adapter", "openvpn", "tunnel")
+                 "fortinet", "globalprotect", "virtual adapter", "openvpn", "tunnel",
+                 # Windows' built-in VPN adapters (RAS): IKEv2, L2TP, SSTP, PPTP
+                 "wan miniport (ikev2)", "wan miniport (l2tp)", "wan miniport (sstp)",
+                 "wan miniport (pptp)")
 #: link types that carry IP with no link header (raw IP, PPP): tunnel devices
 _RAW_LINKTYPES = frozenset((101, 12, 14, 228, 229, 9, 50))
 
