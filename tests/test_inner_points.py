@@ -38,7 +38,7 @@ def _found(res, code):
 
 def _drop(src, dst, unwanted):
     """A copy of classic pcap ``src`` without the frames whose IP header ``unwanted(net)``
-    picks (``net``: :func:`dissect.vpn.link.decode_frame`'s tuple)."""
+    picks (``net``: :func:`dissect.vpn.link.decode_frame`'s tuple, ``data`` the frame)."""
     raw = src.read_bytes()
     magic = raw[:4]
     order = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
@@ -50,7 +50,7 @@ def _drop(src, dst, unwanted):
         incl = struct.unpack(order + "I", raw[off + 8:off + 12])[0]
         data = raw[off + 16:off + 16 + incl]
         net = decode_frame(linktype, data)
-        if net is not None and unwanted(net):
+        if net is not None and unwanted(net, data):
             dropped += 1
         else:
             out.append(raw[off:off + 16 + incl])
@@ -98,7 +98,7 @@ def test_answers_lost_between_gateway_and_client_synthetic(tmp_path):
     name = "inner_dns_error"
     _need(name)
     client = _drop(LAB / name / f"{name}-client-any.pcap", tmp_path / "client.pcap",
-                   lambda net: net[1] == HOST)
+                   lambda net, _d: net[1] == HOST)
     res = run([], Options(vantage=_points(name, ("client", client),
                                           ("gw", f"{name}-gw-any.pcap"))))
     for code in ("INNER_NO_RETURN", "DNS_NO_ANSWER"):
@@ -117,9 +117,44 @@ def test_requests_lost_before_the_lan_side_synthetic(tmp_path):
     name = "inner_no_return"
     _need(name)
     lan = _drop(LAB / name / f"{name}-gw-lan.pcap", tmp_path / "lan.pcap",
-                lambda net: net[1] == CLIENT and net[3] == 6)
+                lambda net, _d: net[1] == CLIENT and net[3] == 6)
     res = run([], Options(vantage=_points(name, ("client", f"{name}-client.pcapng"),
                                           ("gw-lan", lan))))
     f = _found(res, "INNER_NO_RETURN")
     assert f.location is not None and f.location["from"] == "client", f.location
     assert f.location["to"] == "gw-lan"
+
+
+def _late_echo_replies(net, data):
+    """The internal host's ICMP echo replies with sequence number 2 or 3 (RFC 792: type 0,
+    sequence number in bytes 6-7)."""
+    off = net[6]
+    return net[1] == HOST and net[3] == 1 and data[off] == 0 and \
+        int.from_bytes(data[off + 6:off + 8], "big") in (2, 3)
+
+
+def test_inner_no_answer_from_plaintext_views_synthetic(tmp_path):
+    """Synthetic: inner_dns_error's captures without the internal host's replies to the 2nd and
+    3rd ping (the host answers the first ping and DNS; answers keep coming through the tunnel):
+    INNER_NO_ANSWER from the client's view and from the responder's, the same judgement as with
+    keys (one code, one model); with both as vantage points, the answers that exist at the
+    responder were lost between it and the client."""
+    name = "inner_dns_error"
+    _need(name)
+    d = LAB / name
+    client = _drop(d / f"{name}-client-any.pcap", tmp_path / "client.pcap", _late_echo_replies)
+    gw = _drop(d / f"{name}-gw-any.pcap", tmp_path / "gw.pcap", _late_echo_replies)
+    for cap in (client, gw):
+        res = run([str(cap)])
+        f = _found(res, "INNER_NO_ANSWER")
+        assert f.basis == "observed" and f.title.startswith("2 ICMP echo request(s)"), f.title
+        assert "10.10.1.1 -> 10.20.5.10 (ICMP echo): 2 without an answer" in f.detail
+        assert f.location is None
+        assert not {"INNER_NO_RETURN", "INNER_BLOCKED"} & {x.code for x in res.findings}
+    # the untouched captures: every ping answered, nothing to say
+    res = run([str(d / f"{name}-client-any.pcap")])
+    assert "INNER_NO_ANSWER" not in {x.code for x in res.findings}
+    res = run([], Options(vantage=_points(name, ("client", client),
+                                          ("gw", f"{name}-gw-any.pcap"))))
+    loc = _found(res, "INNER_NO_ANSWER").location
+    assert (loc["from"], loc["to"]) == ("gw", "client"), loc

@@ -1542,9 +1542,10 @@ def model_dict(m: InnerModel, file_names=None, keyed: dict | None = None) -> dic
 # -- the same conversation at other vantage points (--vantage) -----------------------------------
 
 class Seen:
-    """One conversation at one vantage point, summed over the point's views: packets and the
-    largest payload each way (index 0 from the conversation's opener), the first time it was
-    seen and the last time of each direction (the point's own clock)."""
+    """One conversation at one vantage point: packets and the largest payload each way (index
+    0 from the conversation's opener), the first time it was seen and the last time of each
+    direction (the point's own clock).  A packet a point saw on several of its views (a
+    gateway's tunnel interface and LAN side) counts once: the view that saw most."""
 
     __slots__ = ("pkts", "maxlen", "first_ts", "last")
 
@@ -1558,21 +1559,22 @@ class Seen:
 def seen_at(plain: PlainTracker, flows) -> Seen | None:
     """The conversations ``flows`` (of another point's views) on the views of ``plain``: matched
     by protocol, addresses and ports (ICMP echo: identifier) as the other point saw them, each
-    way.  None when no view of ``plain`` saw any of them."""
+    way; summed over ``flows``.  None when no view of ``plain`` saw any of them."""
     out = None
-    for v in plain.views.values():
-        got = v.flows
-        if not got:
-            continue
-        for f in flows:
-            g = got.get((f.proto, f.cli, f.cport, f.srv, f.sport))
+    views = [v for v in plain.views.values() if v.flows]
+    for f in flows:
+        key = (f.proto, f.cli, f.cport, f.srv, f.sport)
+        best = [0, 0]
+        for v in views:
+            g = v.flows.get(key)
             if g is None:
                 continue
             d = 0 if g.cli == f.cli and g.cport == f.cport else 1
             if out is None:
                 out = Seen()
             for k, gk in ((0, d), (1, 1 - d)):
-                out.pkts[k] += g.pkts[gk]
+                if g.pkts[gk] > best[k]:
+                    best[k] = g.pkts[gk]
                 if g.maxlen[gk] > out.maxlen[k]:
                     out.maxlen[k] = g.maxlen[gk]
                 t = g.last[gk]
@@ -1580,6 +1582,9 @@ def seen_at(plain: PlainTracker, flows) -> Seen | None:
                     out.last[k] = t
             if out.first_ts is None or g.first_ts < out.first_ts:
                 out.first_ts = g.first_ts
+        if out is not None:
+            out.pkts[0] += best[0]
+            out.pkts[1] += best[1]
     return out
 
 
