@@ -313,7 +313,7 @@ def locate_flow(ctx, flows, d=0, answered=True, big=False):
                 silent.append(p.name)  # it sees these hosts, not these conversations
             continue
         rows.append((_clock(p, s.first_ts), i, p.name, s))
-    if not rows or len(rows) + len(silent) < 2:
+    if not rows or not (len(rows) > 1 or silent):  # one point alone tells nothing
         return None
     rows.sort(key=lambda r: (r[0], r[1]))
     # from the sender of direction d on

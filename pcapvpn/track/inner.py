@@ -25,6 +25,23 @@ from dissect.vpn.errors import DissectError
 from pcapvpn import decrypt as _dec
 
 _decode_ipv4 = _ip.decode_ipv4
+# protocol numbers bound once (dissect.vpn.ip names them)
+_ICMP, _IPIP, _TCP, _UDP = int(_ip.IpProto.ICMP), int(_ip.IpProto.IPIP), int(_ip.IpProto.TCP), \
+    int(_ip.IpProto.UDP)
+_IPV6, _ESP, _ICMPV6 = int(_ip.IpProto.IPV6), int(_ip.IpProto.ESP), int(_ip.IpProto.ICMPV6)
+_DNS_PORT, _L2TP_PORT = int(_ip.Port.DNS), int(_ip.Port.L2TP)
+_DHCP_PORTS = ((int(_ip.Port.DHCP_SERVER), int(_ip.Port.DHCP_CLIENT)),
+               (int(_ip.Port.DHCP_CLIENT), int(_ip.Port.DHCP_SERVER)))
+#: header sizes: UDP (RFC 768), ICMP (RFC 792: type, code, checksum, identifier, sequence), ESP's
+#: SPI and sequence number (RFC 4303), the DNS header (RFC 1035 §4.1.1), the two ports
+_UDP_HEADER = _ICMP_HEADER = _ESP_HEADER = 8
+_DNS_HEADER = 12
+_PORTS_LEN = 4
+#: ESP inside ESP opened this many levels deep at most
+MAX_NESTED = 2
+#: ICMP / ICMPv6 echo request and reply types
+_ECHO4 = (int(_ip.Icmp4Type.ECHO_REQUEST), int(_ip.Icmp4Type.ECHO_REPLY))
+_ECHO6 = (int(_ip.Icmp6Type.ECHO_REQUEST), int(_ip.Icmp6Type.ECHO_REPLY))
 
 MAX_FLOWS = 64
 MAX_PENDING = 20000
@@ -250,21 +267,21 @@ class InnerTracker:
     def _inner(self, sa, st, ts, ref, osrc, odst, nh, pt, depth=0):
         n = len(pt)
         try:
-            if nh == 4:
+            if nh == _IPIP:
                 t = _decode_ipv4(pt, 0, n)
                 ipver, src, dst, proto, sport, dport, l4off, end = t[:8]
                 if t[8] or t[9]:  # an inner fragment: no transport header to read
                     l4off = -1
-            elif nh == 41:
+            elif nh == _IPV6:
                 t = _ip.decode_ip(pt, 0, 6)
                 ipver, src, dst, proto, sport, dport, l4off, end = t[:8]
                 if t[8] or t[9]:  # an inner fragment: no transport header to read
                     l4off = -1
-            elif nh in (1, 6, 17, 58):
+            elif nh in (_ICMP, _TCP, _UDP, _ICMPV6):
                 # transport mode (e.g. L2TP/IPsec, RFC 3193): the outer addresses are the inner
                 ipver, src, dst, proto, l4off, end = sa.ipver, osrc, odst, nh, 0, n
                 sport = dport = -1
-                if nh in (6, 17) and n >= 4:
+                if nh in (_TCP, _UDP) and n >= _PORTS_LEN:
                     sport, dport = _ip.ports(pt, 0)
                 t = (ipver, src, dst, proto, sport, dport, 0, n, 0, False, 0, -1)
             else:
@@ -287,17 +304,19 @@ class InnerTracker:
             fl[3] = ts
         if l4off < 0:
             return
-        if proto == 50 and depth < 2 and end - l4off >= 8:
+        if proto == _ESP and depth < MAX_NESTED and end - l4off >= _ESP_HEADER:
             # ESP inside the tunnel (nested SAs): opened too when its SPI has a key
             self._nested(sa, st, ts, ref, src, dst, pt, l4off, end, depth)
             return
-        if proto == 1 or proto == 58:
+        if proto == _ICMP or proto == _ICMPV6:
             self._icmp(sa, ts, ref, ipver, src, dst, proto, pt, l4off, end)
-        elif proto == 17 and (sport == 53 or dport == 53):
-            self._dns_msg(sa, ts, ref, ipver, src, dst, sport, dport, pt, l4off + 8, end)
-        elif proto == 17 and (sport == 1701 or dport == 1701) and self.vpn_udp is not None \
-                and end - l4off > 8:
-            self.vpn_udp(ref, ts, ipver, src, dst, sport, dport, "l2tp", pt, l4off + 8, end)
+        elif proto == _UDP and (sport == _DNS_PORT or dport == _DNS_PORT):
+            self._dns_msg(sa, ts, ref, ipver, src, dst, sport, dport, pt, l4off + _UDP_HEADER,
+                          end)
+        elif proto == _UDP and (sport == _L2TP_PORT or dport == _L2TP_PORT) and \
+                self.vpn_udp is not None and end - l4off > _UDP_HEADER:
+            self.vpn_udp(ref, ts, ipver, src, dst, sport, dport, "l2tp", pt, l4off + _UDP_HEADER,
+                         end)
 
     @staticmethod
     def _count(sa, kind, i):
@@ -307,10 +326,10 @@ class InnerTracker:
 
     def _icmp(self, sa, ts, ref, ipver, src, dst, proto, pt, off, end):
         # ICMP echo (RFC 792) / ICMPv6 echo (RFC 4443 §4): type, code, checksum, id, seq
-        if end - off < 8:
+        if end - off < _ICMP_HEADER:
             return
         itype, ident, seq = _ip.icmp_echo(pt, off)
-        req, rep = (8, 0) if proto == 1 else (128, 129)
+        req, rep = _ECHO4 if proto == _ICMP else _ECHO6
         if itype == req:
             self.echo_requests += 1
             self._count(sa, "echo", 0)
@@ -323,14 +342,14 @@ class InnerTracker:
 
     def _dns_msg(self, sa, ts, ref, ipver, src, dst, sport, dport, pt, off, end):
         # DNS header (RFC 1035 §4.1.1): ID, then QR in the top bit of the flags
-        if end - off < 12:
+        if end - off < _DNS_HEADER:
             return
         ident, qr = _dns.message_id(pt, off)
-        if not qr and dport == 53:
+        if not qr and dport == _DNS_PORT:
             self.dns_queries += 1
             self._count(sa, "dns", 0)
             self._pend(self._dns, (ipver, src, dst, sport, ident), (ts, ref, sa), "dns")
-        elif qr and sport == 53:
+        elif qr and sport == _DNS_PORT:
             hit = self._dns.pop((ipver, dst, src, dport, ident), None)
             if hit is not None:
                 self.dns_answered += 1
@@ -417,7 +436,9 @@ def tunnel_inner_summary(esp_sas) -> dict | None:
 from dissect.vpn import arp as _arp  # noqa: E402
 from dissect.vpn import dhcp as _dhcp  # noqa: E402
 from dissect.vpn import dns as _dns  # noqa: E402
-from dissect.vpn.link import ARPHRD_ETHER, ARPHRD_LOOPBACK, TUNNEL_HATYPES  # noqa: E402
+from dissect.vpn.link import (  # noqa: E402
+    ARPHRD_ETHER, ARPHRD_LOOPBACK, LINKTYPE_LOOP, LINKTYPE_NULL, PACKET_TYPES, TUNNEL_HATYPES,
+)
 
 #: interface names of tunnel devices (Linux tun/tap/ipsec/xfrm/vti/wg/ppp, macOS utun, BSD gif)
 _TUNNEL_NAMES = ("tun", "tap", "ipsec", "xfrm", "vti", "ip_vti", "wg", "ppp", "utun", "gif",
@@ -453,7 +474,15 @@ _HATYPE_NAMES = {1: "Ethernet", 772: "loopback", 0xFFFE: "TUN", 512: "PPP", 768:
                  776: "SIT", 778: "GRE", 823: "IP6GRE", 769: "IP6IP6"}
 TIED_BY = ("interface", "address", "xfrm", "timing", "keys")
 
-_SYN, _RST, _ACK, _FIN = 0x02, 0x04, 0x10, 0x01
+_SYN, _RST, _ACK = int(_ip.TcpFlag.SYN), int(_ip.TcpFlag.RST), int(_ip.TcpFlag.ACK)
+#: Linux cooked packet type (linux/if_packet.h PACKET_OUTGOING): sent by this host
+_OUTGOING = next(k for k, v in PACKET_TYPES.items() if v == "outgoing")
+#: TCP sequence numbers compare in serial number arithmetic (RFC 1982): half the space
+_SEQ_MASK, _SEQ_HALF = 0xFFFFFFFF, 0x80000000
+#: ports below this are a server's (the opener of a conversation seen mid-stream is the other)
+_WELL_KNOWN = 1024
+#: a DNS message over TCP: its 2-byte length, then the header (RFC 1035 §4.2.2)
+_DNS_TCP_MIN = 2 + _DNS_HEADER
 
 
 def _tunnel_name(name: str | None, desc: str | None) -> bool:
@@ -517,7 +546,7 @@ class View:
         if _tunnel_name(self.name, self.description):
             return "tunnel"
         if (self.name or "").lower() in ("lo", "lo0", "loopback") or \
-                (self.linktype in (0, 108) and (self.name or "").lower().startswith("lo")):
+                (self.linktype in (LINKTYPE_NULL, LINKTYPE_LOOP) and (self.name or "").lower().startswith("lo")):
             return "loopback"
         if self.hatype == ARPHRD_ETHER:
             return "physical"
@@ -605,11 +634,11 @@ class Flow:
         return self.pkts[1] > 0
 
     def service(self) -> str:
-        if self.proto == 6:
+        if self.proto == _TCP:
             return f"TCP {self.sport}"
-        if self.proto == 17:
+        if self.proto == _UDP:
             return f"UDP {self.sport}"
-        if self.proto in (1, 58):
+        if self.proto in (_ICMP, _ICMPV6):
             return "ICMP echo" if self.echo else "ICMP"
         return f"IP protocol {self.proto}"
 
@@ -700,13 +729,13 @@ class PlainTracker:
             pkt = cooked[2]
         if v is None:
             v = self._view(ref, iface, linktype, cooked)
-        if pkt == 4:
+        if pkt == _OUTGOING:
             v.outgoing += 1
         elif pkt == 0:
             v.incoming += 1
         if len(v.sample) < PAIR_SAMPLE:
             v.sample.append((ref[1], ts, net[7] - net[11], net[1], net[2]))
-        if net[3] == 6 and not (net[8] or net[9]):
+        if net[3] == _TCP and not (net[8] or net[9]):
             # the common case, as packet() does it
             v.packets += 1
             if v.first_ts is None:
@@ -736,12 +765,16 @@ class PlainTracker:
         ifx = np.asarray(ifaces, dtype=np.int64)
         # one group per view and direction: (iface, SLL2 index, ARPHRD, addresses, ports);
         # stable sort, so each group lists its packets in capture order
-        k1 = a["src"].astype(np.uint64) << np.uint64(32) | a["dst"].astype(np.uint64)
-        k2 = (a["sport"].astype(np.uint64) << np.uint64(16) | a["dport"].astype(np.uint64)
+        u64 = np.uint64
+        src64, dst64 = a["src"].astype(u64), a["dst"].astype(u64)
+        sport64, dport64 = a["sport"].astype(u64), a["dport"].astype(u64)
+        k1 = src64 << u64(32) | dst64
+        k2 = (sport64 << u64(16) | dport64
               | (ifx.astype(np.uint64) << np.uint64(32)))
         keys = [k1, k2]
         if cooked:
-            keys.append(a["ifindex"].astype(np.uint64) << np.uint64(16)
+            ifindex64 = a["ifindex"].astype(u64)
+            keys.append(ifindex64 << u64(16)
                         | a["hatype"].astype(np.uint64))
         order = np.lexsort(keys[::-1])
         new = np.ones(n, dtype=bool)
@@ -775,7 +808,7 @@ class PlainTracker:
             vkeys = {(fidx, ifaces[i], c[0], c[1]) for i, c in zip(firstl, cks)}
             # packets sent / received per group (linux/if_packet.h PACKET_OUTGOING, _HOST)
             pk = a["pkttype"]
-            gout = np.bincount(inv, weights=pk == 4, minlength=len(starts)).tolist()
+            gout = np.bincount(inv, weights=pk == _OUTGOING, minlength=len(starts)).tolist()
             gin = np.bincount(inv, weights=pk == 0, minlength=len(starts)).tolist()
         else:
             vkeys = {(fidx, ifaces[i], -1, -1) for i in firstl}
@@ -902,16 +935,19 @@ class PlainTracker:
         if frag or mf:
             l4off = -1
         try:
-            if proto == 6 and l4off >= 0:
+            if proto == _TCP and l4off >= 0:
                 self._tcp(v, ts, ref, ipver, src, dst, data, l4off, end, pkttype)
-            elif proto == 17 and l4off >= 0 and sport >= 0:
-                f, d = self._flow(v, ts, ref, ipver, 17, src, sport, dst, dport, end - l4off,
+            elif proto == _UDP and l4off >= 0 and sport >= 0:
+                f, d = self._flow(v, ts, ref, ipver, _UDP, src, sport, dst, dport, end - l4off,
                                   pkttype)
-                if sport == 53 or dport == 53:
-                    self._dns(v, ts, ref, src, sport, dst, dport, data, l4off + 8, end, False)
-                elif (sport, dport) in ((67, 68), (68, 67)) and end - l4off > 248:
-                    self._dhcp(v, ref, data, l4off + 8, end)
-            elif (proto == 1 or proto == 58) and l4off >= 0 and end - l4off >= 8:
+                if sport == _DNS_PORT or dport == _DNS_PORT:
+                    self._dns(v, ts, ref, src, sport, dst, dport, data, l4off + _UDP_HEADER, end,
+                              False)
+                elif (sport, dport) in _DHCP_PORTS and \
+                        end - l4off > _UDP_HEADER + _dhcp.HEADER_LEN:
+                    self._dhcp(v, ref, data, l4off + _UDP_HEADER, end)
+            elif (proto == _ICMP or proto == _ICMPV6) and l4off >= 0 and \
+                    end - l4off >= _ICMP_HEADER:
                 self._icmp(v, ts, ref, ipver, src, dst, proto, data, l4off, end, pkttype)
             else:
                 self._flow(v, ts, ref, ipver, proto, src, -1, dst, -1, end - max(l4off, 0),
@@ -932,7 +968,7 @@ class PlainTracker:
         else:
             if opener is None:
                 # mid-stream: the well-known (lower) port is the server's
-                opener = not (0 <= sport < dport and sport < 1024)
+                opener = not (0 <= sport < dport and sport < _WELL_KNOWN)
             if self.nflows >= self.max_flows:
                 self.flows_dropped += 1
                 return None, 0
@@ -969,7 +1005,7 @@ class PlainTracker:
             return
         self._seqs(ref[0], data, l4off, (f,), (d,), ((0, ts, ref[1], seq, ack, flags, 0, poff,
                                                      plen),))
-        if (sport == 53 or dport == 53) and plen > 14:
+        if (sport == _DNS_PORT or dport == _DNS_PORT) and plen > _DNS_TCP_MIN:
             self._dns(v, ts, ref, src, sport, dst, dport, data, poff + 2, end, True)
 
     @staticmethod
@@ -996,9 +1032,9 @@ class PlainTracker:
                 if f.mss[d] is None:
                     f.mss[d] = tcp_mss(data, fo + l4, fo + poff)
                 h = hi[d] = (seq + 1) & 0xFFFFFFFF
-            elif h is not None and 0 < ((seq - h) & 0xFFFFFFFF) < 0x80000000:
+            elif h is not None and 0 < ((seq - h) & _SEQ_MASK) < _SEQ_HALF:
                 # the sender is past bytes this view never saw (lost before it, or not captured)
-                f.hole[d] += (seq - h) & 0xFFFFFFFF
+                f.hole[d] += (seq - h) & _SEQ_MASK
                 if len(f.hole_refs[d]) < MAX_REFS:
                     f.hole_refs[d].append((fidx, num))
                 h = hi[d] = seq
@@ -1009,7 +1045,7 @@ class PlainTracker:
                 e = (seq + plen) & 0xFFFFFFFF
                 if plen > f.maxlen[d]:
                     f.maxlen[d] = plen
-                if h is not None and ((h - e) & 0xFFFFFFFF) < 0x80000000:
+                if h is not None and ((h - e) & _SEQ_MASK) < _SEQ_HALF:
                     # at or below what was already sent: a retransmission
                     if plen > f.acked[d]:
                         f.retx[d] += 1
@@ -1028,7 +1064,7 @@ class PlainTracker:
                     best = f.acked[o]
                     i = 0
                     for e, ln in out:
-                        if ((ack - e) & 0xFFFFFFFF) >= 0x80000000:
+                        if ((ack - e) & _SEQ_MASK) >= _SEQ_HALF:
                             break
                         if ln > best:
                             best = ln
@@ -1038,10 +1074,9 @@ class PlainTracker:
                         f.acked[o] = best
 
     def _icmp(self, v, ts, ref, ipver, src, dst, proto, data, off, end, pkttype):
-        itype = data[off]
-        req, rep = (8, 0) if proto == 1 else (128, 129)
+        itype, ident, _seq = _ip.icmp_echo(data, off)
+        req, rep = _ECHO4 if proto == _ICMP else _ECHO6
         if itype == req or itype == rep:
-            ident = _ip.icmp_echo(data, off)[1]
             f, d = self._flow(v, ts, ref, ipver, proto, src, ident, dst, -1, end - off, pkttype,
                               itype == req) if itype == req else \
                 self._flow(v, ts, ref, ipver, proto, src, -1, dst, ident, end - off, pkttype,
@@ -1059,7 +1094,7 @@ class PlainTracker:
         if q is None:
             return
         qver, qsrc, qdst, qproto, qsport, qdport = q[:6]
-        if qproto in (1, 58):
+        if qproto in (_ICMP, _ICMPV6):
             qsport, qdport = -1, -1
             if q[6] >= 0 and q[6] + 8 <= len(data):
                 qsport = _ip.icmp_echo(data, q[6])[1]
@@ -1073,7 +1108,7 @@ class PlainTracker:
 
     def _dns(self, v, ts, ref, src, sport, dst, dport, data, off, end, tcp):
         ident, resp, rcode, _qd, an, qname, qtype = _dns.parse_dns(data, off, end)
-        if not resp and dport == 53:
+        if not resp and dport == _DNS_PORT:
             key = (v.key, src, sport, dst, ident)
             q = self._dns_open.get(key)
             if q is not None:
@@ -1085,7 +1120,7 @@ class PlainTracker:
             q = DnsQuery(v, ts, ref, src, sport, dst, ident, qname, qtype, tcp)
             self._dns_open[key] = q
             v.dns.append(q)
-        elif resp and sport == 53:
+        elif resp and sport == _DNS_PORT:
             q = self._dns_open.get((v.key, dst, dport, src, ident))
             if q is not None and q.rcode is None:
                 q.rcode = rcode
@@ -1095,7 +1130,7 @@ class PlainTracker:
 
     def _dhcp(self, v, ref, data, off, end):
         m = _dhcp.parse_dhcp(data, off, end)
-        if m["type"] == 5 and m["yiaddr"] != b"\0\0\0\0":
+        if m["type"] == _dhcp.DHCPACK and any(m["yiaddr"]):
             v.leases.append((m["yiaddr"], m["mask"], m["routers"], m["dns"], m["domain"], ref))
 
     # -- the end ---------------------------------------------------------------------------------
@@ -1242,10 +1277,10 @@ def pair(plain: PlainTracker, sources) -> None:
                     continue
                 if net is None or net[8] or net[9] or net[6] < 0:
                     continue
-                if net[3] == 50:
+                if net[3] == _ESP:
                     outer.append((ts, net[7] - net[6], _esp.esp_spi(data, net[6]), net[1],
                                   net[2], -1, -1))
-                elif net[3] == 17:
+                elif net[3] == _UDP:
                     outer.append((ts, net[7] - net[6] - 8, -1, net[1], net[2], net[4], net[5]))
         except (OSError, EOFError, ValueError, DissectError, RuntimeError) as e:
             # a file that cannot be read again (gone, damaged since) pairs nothing
@@ -1431,7 +1466,7 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
             # re-injected inbound packets: one ESP packet arrived for each of them
             inbound = max((sum(e.packets for e in ipsec[m.tunnel].esp_sas if e.dst == gw)
                            for gw in m.outer), default=0)
-            if one_way * 10 >= len(flows) * 9 and 3 <= plain_pkts <= inbound:
+            if one_way * 10 >= len(flows) * 9 and PAIR_MIN <= plain_pkts <= inbound:
                 m.views.append((v, "xfrm"))
                 for f in flows:
                     m.clients.add(f.srv if f.pkts[1] and not f.pkts[0] else f.cli)
@@ -1453,14 +1488,9 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
     return {k: m for k, m in models.items() if m.views}
 
 
-def ordinary(addr: bytes) -> bool:
-    """A unicast address that can stand for a host beyond a link (not multicast, broadcast,
-    link-local, unspecified or loopback): only such addresses tie flows to tunnels."""
-    if len(addr) == 4:
-        a0 = addr[0]
-        return not (a0 >= 224 or a0 == 127 or a0 == 0 or addr[:2] == b"\xa9\xfe")
-    return not (addr[0] == 0xFF or addr[:2] == b"\xfe\x80" or addr == bytes(16)
-                or addr == bytes(15) + b"\x01")
+#: a unicast address that can stand for a host beyond a link (not multicast, broadcast,
+#: link-local, unspecified or loopback): only such addresses tie flows to tunnels
+ordinary = _ip.is_ordinary_unicast
 
 
 #: configuration attributes that assign the client's inner address: IKEv2
@@ -1502,8 +1532,8 @@ def _shares_inner(m, v) -> bool:
 
 def _flow_dict(f) -> dict:
     d = {"ipver": f.ipver, "src": _txt(f.cli), "dst": _txt(f.srv), "proto": f.proto,
-         "sport": f.cport if f.cport >= 0 and f.proto in (6, 17) else None,
-         "dport": f.sport if f.sport >= 0 and f.proto in (6, 17) else None,
+         "sport": f.cport if f.cport >= 0 and f.proto in (_TCP, _UDP) else None,
+         "dport": f.sport if f.sport >= 0 and f.proto in (_TCP, _UDP) else None,
          "packets": f.pkts[0] + f.pkts[1], "bytes": f.bytes[0] + f.bytes[1],
          "replies": f.pkts[1]}
     return d
