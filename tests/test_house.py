@@ -18,7 +18,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
 
 try:
     import tomllib
