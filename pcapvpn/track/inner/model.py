@@ -122,10 +122,12 @@ def pair(plain: PlainTracker, sources) -> None:
     for v in plain.views.values():
         if v.kind in ("tunnel", "physical") and v.sample:
             by_file.setdefault(v.file, []).append(v)
-    srcs = {s.index: s for s in sources}
+    # sources that can read their frames again (live capture sources cannot)
+    srcs = {s.index: s for s in sources if callable(getattr(s, "fetch", None))}
     for fidx, views in by_file.items():
         src = srcs.get(fidx)
-        if src is None or (src.name == "-" and getattr(src, "spool_path", None) is None):
+        if src is None or (getattr(src, "name", None) == "-"
+                           and getattr(src, "spool_path", None) is None):
             continue  # standard input not kept: its frames cannot be read again
         mine = {n for v in views for n, *_ in v.sample}
         top = getattr(src, "frame_count", None) or max(mine) + PAIR_FRAMES
