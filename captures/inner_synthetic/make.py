@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from dissect.vpn.capture import PcapngWriter, open_capture  # noqa: E402
 from dissect.vpn.link import decode_frame  # noqa: E402
+from dissect.vpn.rewrite import checksum as _sum16  # noqa: E402  (RFC 1071)
 
 CLIENT4, HOST4, GW4 = bytes([10, 10, 1, 1]), bytes([10, 20, 5, 10]), bytes([10, 20, 1, 1])
 CLIENT6 = bytes.fromhex("20010db8001000000000000000000001")  # 2001:db8:10::1
@@ -36,15 +37,6 @@ HOME_ROUTER, HOME_LEASE = bytes([10, 20, 5, 1]), bytes([10, 20, 5, 100])
 
 
 # -- packets --------------------------------------------------------------------------------
-
-def _sum16(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
 
 def ip4(proto: int, payload: bytes, src: bytes, dst: bytes, ident: int = 0, df: bool = True) -> bytes:
     h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000 if df else 0, 64,
