@@ -110,3 +110,51 @@ def test_tunnel_interface_timing_among_two_tunnels(tmp_path):
     assert [(v["name"], v["tied_by"]) for v in t["inner"]["views"]] == [("ipsec0", "timing")]
     (o,) = [t for t in res.report.tunnels if t["id"] != "192.0.2.2<->198.51.100.2"]
     assert not o.get("inner")
+
+
+def _cooked(name):
+    src = LAB / name / f"{name}-client-any.pcap"
+    if not src.exists():
+        pytest.fail(f"{src} missing: regenerate with captures/lab/run {name}")
+    with open(src, "rb") as f:
+        return [(ts, bytes(d)) for ts, _lt, d, _w, _o, _i in open_capture(f).records()]
+
+
+def test_openvpn_tun_timing_beside_ipsec(tmp_path):
+    """Synthetic: the client's -i any of inner_openvpn_no_return (tun0 and OpenVPN over UDP
+    1194) with the outer packets (IKE, ESP on the physical interface) of inner_healthy's
+    client moved to the same time: two tunnels in one file, both active while tun0 carries
+    traffic.  tun0's packets pair with the OpenVPN datagrams (24 bytes of data-channel
+    overhead, within microseconds), not with the ESP: tied to the OpenVPN tunnel by timing."""
+    ovpn = _cooked("inner_openvpn_no_return")
+    ipsec = _cooked("inner_healthy")
+    o0, i0 = ovpn[0][0], ipsec[0][0]
+    pkts = [(ts, 0, d) for ts, d in ovpn]
+    # the IPsec client's physical interface only (SLL2 interface index 2): IKE and ESP
+    pkts += [(ts - i0 + o0 + 0.15, 0, d) for ts, d in ipsec
+             if int.from_bytes(d[4:8], "big") == 2]
+    path = _write(tmp_path / "two.pcapng", [(276, "any")], pkts)
+    res = run([str(path)])
+    by_id = {t["id"]: t for t in res.report.tunnels}
+    assert "192.0.2.2<->198.51.100.2" in by_id and len(by_id) == 2, sorted(by_id)
+    (ov,) = [t for i, t in by_id.items() if i != "192.0.2.2<->198.51.100.2"]
+    assert [v["tied_by"] for v in ov["inner"]["views"]] == ["timing"]
+    assert ov["inner"]["clients"] == ["10.8.0.2"]
+    assert not by_id["192.0.2.2<->198.51.100.2"].get("inner")
+
+
+def test_no_frames_to_read_again_keeps_activity_windows():
+    """A source that cannot read its frames again (a live capture): nothing is paired, the
+    view keeps ``near`` None and the ties fall back to what they were."""
+    from types import SimpleNamespace as NS
+
+    from pcapvpn.track.inner import PlainTracker, pair
+
+    pt = PlainTracker({0: [NS(name="tun0", description=None)]})
+    net = (4, bytes([10, 0, 0, 1]), bytes([10, 1, 0, 1]), 17, 1000, 2000, 20, 40, 0, False, 0, 0)
+    pt.plain((0, 1), 100.0, 0, 101, None, net, bytes(40))
+    (v,) = pt.views.values()
+    assert len(v.sample) == 1
+    pair(pt, [NS(index=0, name="eth0")])  # no fetch()
+    pair(pt, [NS(index=0, name="-", spool_path=None, fetch=lambda n: iter(()))])
+    assert v.near is None
