@@ -158,3 +158,14 @@ def test_no_frames_to_read_again_keeps_activity_windows():
     pair(pt, [NS(index=0, name="eth0")])  # no fetch()
     pair(pt, [NS(index=0, name="-", spool_path=None, fetch=lambda n: iter(()))])
     assert v.near is None
+
+
+def test_xfrm_tied_in_a_gzip_capture(tmp_path):
+    """A gzip-compressed capture is read again from its start: the pairs are the same."""
+    import gzip
+
+    path = _xfrm(tmp_path)
+    gz = tmp_path / "xfrm.pcapng.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+    t, _m = _model(run([str(gz)]))
+    assert [v["tied_by"] for v in t["inner"]["views"]] == ["xfrm"]

@@ -94,6 +94,9 @@ ESP_SUITES = ((16, 16, 16), (16, 16, 12), (16, 16, 24), (16, 16, 32), (8, 4, 16)
 VPN_OVERHEAD = (16, 112)
 #: per-packet ties need this many sampled packets paired with one tunnel's outer packets
 PAIR_MIN = 3
+#: a compressed capture is paired only for views whose sample lies in its first frames (its
+#: frames are read again by decompressing from the start)
+PAIR_GZ_FRAMES = 200_000
 
 
 def esp_fits(esp_len: int, inner_len: int) -> bool:
@@ -114,7 +117,9 @@ def pair(plain: PlainTracker, sources) -> None:
     keep, per view, the outer packets of the same file within :data:`PAIR_WINDOW` of a sampled
     packet: ``v.near = [(ts, length, spi or -1, src, dst, sport, dport)]`` (ESP: its length from
     the SPI; UDP/TCP: the payload).  :func:`tie` pairs them packet by packet.  Nothing is read
-    for a file that cannot be read again (standard input not spooled): ``near`` stays None."""
+    for a file that cannot be read again (standard input not spooled, a live capture), nor for
+    views first seen after :data:`PAIR_GZ_FRAMES` frames of a compressed file: ``near`` stays
+    None."""
     from dissect.vpn.fast import esp_frame
     from dissect.vpn.link import decode_frame
 
@@ -129,6 +134,11 @@ def pair(plain: PlainTracker, sources) -> None:
         if src is None or (getattr(src, "name", None) == "-"
                            and getattr(src, "spool_path", None) is None):
             continue  # standard input not kept: its frames cannot be read again
+        if getattr(src, "compressed", False):
+            # a compressed file is read again from its start: only views seen early enough
+            views = [v for v in views if v.sample[-1][0] <= PAIR_GZ_FRAMES]
+            if not views:
+                continue
         mine = {n for v in views for n, *_ in v.sample}
         top = getattr(src, "frame_count", None) or max(mine) + PAIR_FRAMES
         want = set()
