@@ -35,6 +35,7 @@ data is snaplen truncation, not an error: ``end`` is capped.
 from __future__ import annotations
 
 import struct
+import zlib
 from typing import NamedTuple
 
 from .errors import DissectError
@@ -56,12 +57,14 @@ __all__ = [
     "decode_tcp",
     "decode_icmp_error",
     "ports",
+    "nat_fingerprint",
     "icmp_echo",
     "icmp_too_big",
     "icmp_unreachable_or_expired",
     "icmp_error_text",
     "is_fragment",
     "is_multicast",
+    "is_ordinary_unicast",
     "IPV6_GENERIC_EXT",
 ]
 
@@ -96,6 +99,8 @@ class Port(Number):
     VXLAN = 4789  # RFC 7348
     FORTIGATE_SSLVPN = 10443  # FortiGate SSL-VPN default
     WIREGUARD = 51820  # wg(8) default ListenPort (no IANA port)
+    DHCP_SERVER = 67  # BOOTP/DHCP server (RFC 2131 §4.1)
+    DHCP_CLIENT = 68  # BOOTP/DHCP client
 
 
 class TcpFlag(Number):
@@ -206,6 +211,18 @@ _PROTO_ICMPV6 = int(IpProto.ICMPV6)
 def is_multicast(addr: bytes) -> bool:
     """IPv4 224.0.0.0/4 (RFC 5771) or IPv6 ff00::/8 (RFC 4291 §2.7), packed."""
     return (addr[0] & 0xF0) == 0xE0 if len(addr) == 4 else addr[0] == 0xFF
+
+
+def is_ordinary_unicast(addr: bytes) -> bool:
+    """A packed unicast address that can stand for a host beyond its link: not multicast or
+    broadcast (IPv4 224/3, RFC 5771 / RFC 919; IPv6 ff00::/8), link-local (169.254/16, RFC 3927;
+    fe80::/10 taken as fe80::/16, RFC 4291 §2.5.6), unspecified (0/8, ::) or loopback (127/8,
+    ::1)."""
+    if len(addr) == 4:
+        a0 = addr[0]
+        return not (a0 >= 224 or a0 == 127 or a0 == 0 or addr[:2] == b"\xa9\xfe")
+    return not (addr[0] == 0xFF or addr[:2] == b"\xfe\x80" or addr == bytes(16)
+                or addr == bytes(15) + b"\x01")
 
 
 def is_fragment(t: NetFields) -> bool:
@@ -362,6 +379,35 @@ def ports(data: Buffer, off: int) -> tuple[int, int]:
     at ``off`` (the caller checked that 4 bytes are there)."""
     sport, dport = _PORTS.unpack_from(data, off)
     return sport, dport
+
+
+#: payload bytes a NAT fingerprint covers
+FINGERPRINT_BYTES = 32
+
+
+def nat_fingerprint(data: Buffer, net: NetFields) -> int:
+    """A number that is the same for one IP packet wherever it is captured, before or after a
+    NAT (which rewrites addresses, ports, checksums and the ICMP query identifier, RFC 3022
+    §4.1-4.3), and that differs between packets of one conversation: the IPv4 Identification
+    (high bits; 0 for IPv6) and a CRC-32 of the protocol and of bytes a NAT leaves alone — TCP
+    sequence and acknowledgement numbers, flags and the first :data:`FINGERPRINT_BYTES` of
+    payload; UDP length and payload; ICMP type, code, sequence number and payload; anything
+    else its first bytes."""
+    ipver, _src, _dst, proto, _sp, _dp, l4, end = net[:8]
+    ident = net[10] if ipver == 4 else 0
+    end = min(end, len(data))
+    n = FINGERPRINT_BYTES
+    if proto == 6 and l4 + 20 <= end:
+        hl = (data[l4 + 12] >> 4) * 4
+        parts = bytes(data[l4 + 4:l4 + 14]) + bytes(data[l4 + hl:min(end, l4 + hl + n)])
+    elif proto == 17 and l4 + 8 <= end:
+        parts = bytes(data[l4 + 4:l4 + 6]) + bytes(data[l4 + 8:min(end, l4 + 8 + n)])
+    elif proto in (1, 58) and l4 + 8 <= end:
+        parts = bytes(data[l4:l4 + 2]) + bytes(data[l4 + 6:min(end, l4 + 8 + n)])
+    else:
+        parts = bytes(data[l4:min(end, l4 + n)])
+    crc: int = zlib.crc32(parts, proto)
+    return (ident << 32) | crc
 
 
 def icmp_echo(data: Buffer, off: int) -> tuple[int, int, int]:
