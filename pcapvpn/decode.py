@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from dissect.vpn import esp as _esp
 from dissect.vpn import fast as _fast
+from dissect.vpn import ike as _ike
 from dissect.vpn import ip as _ip
 from dissect.vpn import l2tp as _l2tp
 from dissect.vpn import link as _link
@@ -31,7 +32,8 @@ from dissect.vpn.errors import DissectError
 from dissect.vpn.ip import IpProto, Port
 from pcapvpn.tcp_reassembly import SYN, TcpReassembler
 
-__all__ = ["Decoder", "DissectSink", "Limits", "NullSink", "VPN_TCP_PORTS", "VPN_TCP_SERVICES"]
+__all__ = ["Decoder", "DissectSink", "Limits", "NullSink", "VPN_TCP_PORTS", "VPN_TCP_SERVICES",
+           "ike_event"]
 
 #: TCP ports whose streams are reassembled: RFC 9329 IKE/ESP over TCP is usually on 4500 (its
 #: suggested port) or 500; 443/1194/1723 are added by the other VPN protocols.
@@ -147,8 +149,19 @@ class Limits:
 class NullSink:
     """A sink that ignores every event (base class for partial sinks)."""
 
+    def ike_admit(self, ref, ts, transport, sport, dport, key, size) -> bool:
+        """Whether an IKE message whose header shows ``key`` (:func:`dissect.vpn.ike.sa_key`)
+        and whose datagram is ``size`` bytes is to be parsed and delivered: the sink's bounds,
+        asked before any parse (a flood is not parsed).  False: the sink counted the drop."""
+        return True
+
     def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
-        pass
+        """One IKE message, parsed: ``msg`` a :class:`dissect.vpn.ike.IkeMessage`."""
+
+    def ike_rejected(self, ref, ts, ipver, src, dst, sport, dport, transport, data, reason,
+                     frames):
+        """An IKE datagram whose header does not parse (``reason``: fewer than 28 bytes, a major
+        version neither 1 nor 2); ``data`` its bytes, as a payload no parser took is kept."""
 
     def esp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
         pass
@@ -219,21 +232,37 @@ class NullSink:
 
 
 class DissectSink(NullSink):
-    """Benchmarks (``--stop-after dissect``): parse every IKE message in full
-    (:func:`dissect.vpn.ike.parse_message`); ESP has been parsed to its header already."""
+    """Benchmarks (``--stop-after dissect``): every IKE message parsed in full (the decoder
+    does it, :func:`ike_event`) and counted; ESP has been parsed to its header already."""
 
     def __init__(self):
         self.ike_messages = 0
         self.ike_errors = 0
 
     def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
-        from dissect.vpn.ike import parse_message
+        self.ike_messages += 1
 
-        try:
-            parse_message(msg)
-            self.ike_messages += 1
-        except DissectError:
-            self.ike_errors += 1
+    def ike_rejected(self, ref, ts, ipver, src, dst, sport, dport, transport, data, reason,
+                     frames):
+        self.ike_errors += 1
+
+
+def ike_event(sink, ref, ts, ipver, src, dst, sport, dport, transport, data, off, end, frames):
+    """The IKE message at ``data[off:end]`` (a UDP payload after any non-ESP marker, or one
+    message of a TCP stream) to ``sink``: its fixed header first, the sink's bounds
+    (``ike_admit``), and only then the payloads (:func:`dissect.vpn.ike.parse_message`), so
+    that a flood the bounds drop is never parsed.  The message goes to ``sink.ike``; a header
+    that does not parse to ``sink.ike_rejected``."""
+    if end - off >= _ike.HEADER_LEN and not sink.ike_admit(
+            ref, ts, transport, sport, dport, _ike.sa_key(data, off), end - off):
+        return
+    try:
+        msg = _ike.parse_message(data, off, end)
+    except DissectError as e:
+        sink.ike_rejected(ref, ts, ipver, src, dst, sport, dport, transport,
+                          bytes(data[off:end]), e.reason, frames)
+        return
+    sink.ike(ref, ts, ipver, src, dst, sport, dport, transport, msg, frames)
 
 
 class _FragSet:
@@ -592,7 +621,8 @@ class Decoder:
         """IKE, NAT keepalives, malformed datagrams on the IKE ports and the VPNs beside
         IPsec; False when the datagram is none of them (plaintext)."""
         if kind == _IKE:
-            self.sink.ike(ref, ts, ipver, src, dst, sport, dport, "udp", bytes(data[a:end]), frames)
+            ike_event(self.sink, ref, ts, ipver, src, dst, sport, dport, "udp", data, a, end,
+                      frames)
         elif kind == _KEEPALIVE:
             self.sink.keepalive(ref, ts, ipver, src, dst, sport, dport)
         elif kind == _MALFORMED:
@@ -845,8 +875,8 @@ class Decoder:
         frames = tuple(sorted(set(d.frames)))
         for kind, off, mend, spi, seq in messages:
             if kind == _IKE:
-                sink.ike(ref, ts, ipver, src, dst, sport, dport, "tcp", bytes(buf[off:mend]),
-                         frames)
+                ike_event(sink, ref, ts, ipver, src, dst, sport, dport, "tcp", buf, off, mend,
+                          frames)
             elif kind == _ESP:
                 sink.esp_tcp(ref, ts, ipver, src, dst, sport, dport, spi, seq, mend - off)
                 self._esp_payload(ref, ts, ipver, src, dst, sport, dport, spi, seq,

@@ -21,6 +21,7 @@ Records carry numbers and raw bytes only; names come from :mod:`dissect.vpn.regi
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 from .errors import DissectError
@@ -28,7 +29,7 @@ from .registry import ExchangeType, PayloadV2, is_error_notify, notify_types
 
 __all__ = [
     "HEADER_LEN", "IkeHeader", "IkeMessage", "Payload", "RawPayload",
-    "parse_header", "parse_message", "walk_payloads", "sa_key", "copy_bytes",
+    "parse_header", "parse_message", "walk_payloads", "sa_key", "copy_bytes", "copy_digest",
     "FLAG_V1_ENCRYPTED", "FLAG_V1_COMMIT", "FLAG_V1_AUTH_ONLY",
     "FLAG_V2_INITIATOR", "FLAG_V2_VERSION", "FLAG_V2_RESPONSE",
 ]
@@ -153,10 +154,10 @@ _SA_KEY = struct.Struct(">8s9xB")
 _RSPI = slice(8, 16)
 
 
-def sa_key(data) -> tuple[int, bytes]:
-    """``(major version, initiator SPI)`` from the first 28 bytes of an IKE message (the caller
-    checked the length): what a tracker indexes IKE SAs by before parsing the rest."""
-    ispi, ver = _SA_KEY.unpack_from(data, 0)
+def sa_key(data, off: int = 0) -> tuple[int, bytes]:
+    """``(major version, initiator SPI)`` from the 28 bytes of an IKE header at ``data[off:]``
+    (the caller checked the length): what a tracker indexes IKE SAs by before parsing the rest."""
+    ispi, ver = _SA_KEY.unpack_from(data, off)
     return ver >> 4, ispi
 
 
@@ -168,6 +169,26 @@ def copy_bytes(data) -> bytes:
     if h.major == 2 and h.exch == ExchangeType.IKE_SA_INIT and h.flags & FLAG_V2_RESPONSE:
         return bytes(data[:_RSPI.start]) + bytes(_RSPI.stop - _RSPI.start) + bytes(data[_RSPI.stop:])
     return bytes(data)
+
+
+#: the zeroed responder SPI of :func:`copy_digest`
+_NO_RSPI = bytes(_RSPI.stop - _RSPI.start)
+
+
+def copy_digest(m: IkeMessage) -> bytes:
+    """A 12-byte BLAKE2b of :func:`copy_bytes` of the datagram ``m`` was parsed from (``m.raw``
+    and ``m.trailer``): two copies of one message have the same digest."""
+    h = hashlib.blake2b(digest_size=12)
+    raw = m.raw
+    if m.major == 2 and m.exch == ExchangeType.IKE_SA_INIT and m.flags & FLAG_V2_RESPONSE:
+        h.update(raw[:_RSPI.start])
+        h.update(_NO_RSPI)
+        h.update(raw[_RSPI.stop:])
+    else:
+        h.update(raw)
+    if m.trailer:
+        h.update(m.trailer)
+    return h.digest()
 
 
 class Payload:
@@ -304,6 +325,8 @@ class IkeMessage(IkeHeader):
     """One IKE message: the header fields plus
 
     * ``raw`` — the bytes of the message (from the header to its Length, capped by the data);
+    * ``trailer`` — the bytes given after the Length (an error; else ``b""``): ``raw + trailer``
+      is what was parsed (the datagram, or the message of a TCP stream), ``size`` its length;
     * ``payloads`` — payload records in wire order (IKEv1 with the E flag: empty);
     * ``encrypted_body`` — IKEv1 E-flag messages: the bytes after the header (else None);
     * ``errors`` — list of ``(reason, offset)``; empty for a well-formed message; the payload
@@ -311,7 +334,12 @@ class IkeMessage(IkeHeader):
     * ``truncated`` — the data ends before the Length field says (snaplen).
     """
 
-    __slots__ = ("raw", "payloads", "encrypted_body", "errors", "truncated")
+    __slots__ = ("raw", "trailer", "payloads", "encrypted_body", "errors", "truncated")
+
+    @property
+    def size(self) -> int:
+        """The bytes given to :func:`parse_message` (the datagram)."""
+        return len(self.raw) + len(self.trailer)
 
     @property
     def error(self):
@@ -370,6 +398,7 @@ def parse_message(data, off: int = 0, end: int | None = None) -> IkeMessage:
         mlen = length
     raw = bytes(data[off:off + mlen])
     m.raw = raw
+    m.trailer = bytes(data[off + mlen:end]) if mlen < avail else b""
     m.errors = errors
     m.truncated = truncated
     m.encrypted_body = None

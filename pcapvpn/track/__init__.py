@@ -127,8 +127,16 @@ class Tracker(NullSink):
         self.first_ts = None
         self.last_ts = None
 
+    def ike_admit(self, ref, ts, transport, sport, dport, key, size) -> bool:
+        return self.ike_tracker.ike_admit(ref, ts, transport, sport, dport, key, size)
+
     def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
         self.ike_tracker.ike(ref, ts, ipver, src, dst, sport, dport, transport, msg, frames)
+
+    def ike_rejected(self, ref, ts, ipver, src, dst, sport, dport, transport, data, reason,
+                     frames):
+        self.ike_tracker.ike_rejected(ref, ts, ipver, src, dst, sport, dport, transport, data,
+                                  reason, frames)
 
     def esp_tcp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
         self.esp_tracker.esp(ref, ts, ipver, src, dst, sport, dport, spi, seq, length, "tcp")

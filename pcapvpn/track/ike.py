@@ -20,12 +20,10 @@ a retransmission — IP ID cannot decide it (IPv6 has none; Linux sends ID 0 on 
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from bisect import bisect_left, bisect_right, insort
 
 from dissect.vpn import ike as _ike
-from dissect.vpn.errors import DissectError
 from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV1, PayloadV2
 from pcapvpn.names import Role
@@ -342,28 +340,33 @@ class IkeTracker:
 
     # -- event ---------------------------------------------------------------------------------
 
-    def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, raw, frames):
+    def ike_admit(self, ref, ts, transport, sport, dport, key, size) -> bool:
+        """The bounds of a message, from its header alone, before the decoder parses it
+        (:func:`pcapvpn.decode.ike_event`): False when one drops it (counted).  A flood costs a
+        dict look-up per message."""
         lim = self.lim
-        if len(raw) >= _ike.HEADER_LEN:
-            # the bounds, from the header alone (a flood costs a dict look-up per message)
-            bound = None
-            if _ike.sa_key(raw) not in self._by_ispi and \
-                    len(self.sas) >= lim.ike_max_sas:
-                bound = "ike_max_sas"
-            elif self.kept >= lim.ike_max_messages:
-                bound = "ike_max_messages"
-            elif self.kept_bytes + len(raw) > lim.ike_max_bytes:
-                bound = "ike_max_bytes"
-            if bound is not None:
-                self._drop(bound, ref, ts)
-                self._dropped_message(transport, sport, dport)
-                return None
-        try:
-            msg = _ike.parse_message(raw)
-        except DissectError as e:
-            self.header_errors += 1
-            self._parse_error(ref, "IKE: " + e.reason)
-            return None
+        bound = None
+        if key not in self._by_ispi and len(self.sas) >= lim.ike_max_sas:
+            bound = "ike_max_sas"
+        elif self.kept >= lim.ike_max_messages:
+            bound = "ike_max_messages"
+        elif self.kept_bytes + size > lim.ike_max_bytes:
+            bound = "ike_max_bytes"
+        if bound is None:
+            return True
+        self._drop(bound, ref, ts)
+        self._dropped_message(transport, sport, dport)
+        return False
+
+    def ike_rejected(self, ref, ts, ipver, src, dst, sport, dport, transport, data, reason,
+                     frames) -> None:
+        """An IKE datagram whose header did not parse: counted and listed, not tracked."""
+        self.header_errors += 1
+        self._parse_error(ref, "IKE: " + reason)
+
+    def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
+        """One parsed IKE message (:class:`dissect.vpn.ike.IkeMessage`) that :meth:`ike_admit`
+        let through; the :class:`IkeMsg` tracked, or None."""
         if msg.length < _ike.HEADER_LEN:
             # RFC 7296 §3.1 / RFC 2408 §3.1: the Length includes the header; a smaller one is not
             # an IKE message we can place (do not invent an exchange from it)
@@ -389,7 +392,7 @@ class IkeTracker:
         m.ispi = msg.ispi
         m.rspi = msg.rspi
         m.length = msg.length
-        m.size = len(raw)
+        m.size = msg.size
         m.truncated = msg.truncated
         m.error = msg.errors[0][0] if msg.errors else None
         if msg.errors:
@@ -399,7 +402,7 @@ class IkeTracker:
         m.msg = msg if self.keys is not None else None
         m.payload_types = msg.payload_types
         # an IKE_SA_INIT response re-sent with a fresh responder SPI is still a copy
-        m.digest = hashlib.blake2b(_ike.copy_bytes(raw), digest_size=12).digest()
+        m.digest = _ike.copy_digest(msg)
         self._extract(m, msg)
         self.messages += 1
         sa = self._place(m)
