@@ -60,6 +60,7 @@ import struct
 import numpy as np
 
 from dissect.vpn.capture import _BE, _LE, CHUNK, KNOWN_BLOCKS, TS_LIMIT, PcapngReader
+from .types import Buffer
 
 __all__ = ["KNOWN_BLOCKS", "MAX_STEP", "MAX_WIRE", "SYNC_RECORDS", "PcapRules", "PcapngRules",
            "find", "resync"]
@@ -103,7 +104,7 @@ def _fits(times) -> bool:
     return lo - w <= times[0] <= hi + w
 
 
-def _u32s(buf, a, end, order):
+def _u32s(buf: Buffer, a, end: int, order):
     """Every unsigned 32-bit value of ``buf[a:end]``, one per byte offset (a strided view)."""
     count = end - a - 3
     if count <= 0:
@@ -117,13 +118,13 @@ class PcapRules:
     kind = "pcap"
     header = 16
 
-    def __init__(self, order: str, nanosecond: bool, snaplen: int):
+    def __init__(self, order: str, nanosecond: bool, snaplen: int) -> None:
         self.order = order
         self.units = 1000000000 if nanosecond else 1000000
         self.sync_cap = 262144 if not snaplen else min(max(snaplen, 65535), 262144)
         self._hdr = struct.Struct(order + "IIII").unpack_from
 
-    def candidates(self, buf, a, b, end):
+    def candidates(self, buf: Buffer, a, b, end: int):
         """Offsets in ``[a, b)`` whose header passes the single-record tests (array operations),
         and whose next header, when it lies before ``end``, does too."""
         v = _u32s(buf, a, end, self.order)
@@ -141,7 +142,7 @@ class PcapRules:
         keep[inside] = ok[nxt[inside]]
         return cand[keep] + a
 
-    def chain(self, buf, p, end, eof, k):
+    def chain(self, buf: Buffer, p, end: int, eof, k):
         """True / False: a chain of ``k`` valid records starts at ``p``; None: undecided (the
         bytes end first and ``eof`` is false)."""
         hdr = self._hdr
@@ -163,7 +164,7 @@ class PcapRules:
             times.append(ts)
         return _fits(times)
 
-    def times(self, buf, p, end, k=SYNC_RECORDS):
+    def times(self, buf: Buffer, p, end: int, k=SYNC_RECORDS):
         """The timestamps of the packet records of the chain at ``p`` (up to ``k`` records,
         those wholly in ``buf[:end]``)."""
         out = []
@@ -188,12 +189,12 @@ class PcapngRules:
     kind = "pcapng"
     header = 12
 
-    def __init__(self, order: str, interfaces=None, max_block: int = 262144 + 65536 + 64):
+    def __init__(self, order: str, interfaces=None, max_block: int = 262144 + 65536 + 64) -> None:
         self.order = order
         self.interfaces = None if interfaces is None else list(interfaces)
         self.max_block = max_block
 
-    def candidates(self, buf, a, b, end):
+    def candidates(self, buf: Buffer, a, b, end: int):
         v = _u32s(buf, a, end, self.order)
         n = b - a
         btype, blen = v[:n], v[4:4 + n]
@@ -211,7 +212,7 @@ class PcapngRules:
             cand = np.union1d(cand, shb)
         return cand + a
 
-    def chain(self, buf, p, end, eof, k):
+    def chain(self, buf: Buffer, p, end: int, eof, k):
         o = _ORDERS[self.order]
         ifaces = self.interfaces
         nifs = None if ifaces is None else len(ifaces)
@@ -261,7 +262,7 @@ class PcapngRules:
             p = q
         return _fits(times)
 
-    def times(self, buf, p, end, k=SYNC_RECORDS):
+    def times(self, buf: Buffer, p, end: int, k=SYNC_RECORDS):
         """The usable timestamps of the packet blocks among the ``k`` blocks at ``p`` (interfaces
         known, blocks wholly in ``buf[:end]``; a section header block ends the list)."""
         o = _ORDERS[self.order]
@@ -287,7 +288,7 @@ class PcapngRules:
         return out
 
 
-def find(rules, buf, start, end, eof, k=SYNC_RECORDS):
+def find(rules, buf: Buffer, start: int, end: int, eof, k=SYNC_RECORDS):
     """The first offset in ``buf[start:end]`` where a chain of ``k`` valid records starts: see
     the module docstring for the contract."""
     hdr = rules.header

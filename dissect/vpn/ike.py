@@ -26,6 +26,7 @@ import struct
 
 from .errors import DissectError
 from .registry import ExchangeType, PayloadV2, is_error_notify, notify_types
+from .types import Buffer
 
 __all__ = [
     "HEADER_LEN", "IkeHeader", "IkeMessage", "Payload", "RawPayload",
@@ -89,7 +90,7 @@ class IkeHeader:
     __slots__ = ("ispi", "rspi", "next_payload", "major", "minor", "exch", "flags", "msgid",
                  "length")
 
-    def __init__(self, ispi, rspi, next_payload, major, minor, exch, flags, msgid, length):
+    def __init__(self, ispi, rspi, next_payload, major, minor, exch, flags, msgid, length) -> None:
         self.ispi = ispi
         self.rspi = rspi
         self.next_payload = next_payload
@@ -141,7 +142,7 @@ class IkeHeader:
     __repr__ = _slot_repr
 
 
-def parse_header(data, off: int = 0) -> IkeHeader:
+def parse_header(data: Buffer, off: int = 0) -> IkeHeader:
     """Decode the IKE header at ``data[off:]``; DissectError when fewer than 28 bytes."""
     if len(data) - off < HEADER_LEN or off < 0:
         raise DissectError("IKE header truncated", off)
@@ -154,14 +155,14 @@ _SA_KEY = struct.Struct(">8s9xB")
 _RSPI = slice(8, 16)
 
 
-def sa_key(data, off: int = 0) -> tuple[int, bytes]:
+def sa_key(data: Buffer, off: int = 0) -> tuple[int, bytes]:
     """``(major version, initiator SPI)`` from the 28 bytes of an IKE header at ``data[off:]``
     (the caller checked the length): what a tracker indexes IKE SAs by before parsing the rest."""
     ispi, ver = _SA_KEY.unpack_from(data, off)
     return ver >> 4, ispi
 
 
-def copy_bytes(data) -> bytes:
+def copy_bytes(data: Buffer) -> bytes:
     """The bytes two copies of the IKE datagram ``data`` share: all of them, with the responder
     SPI zeroed in an IKEv2 IKE_SA_INIT response (a responder that re-sends its response with a
     fresh SPI, as libreswan does, re-sends the same message).  DissectError below 28 bytes."""
@@ -240,11 +241,11 @@ class RawPayload(Payload):
 
     __slots__ = ("data",)
 
-    def __init__(self, data):
+    def __init__(self, data: Buffer) -> None:
         self.data = data
 
 
-def walk_payloads(raw, pos: int, end: int, np: int, parsers, v2: bool, truncated: bool = False):
+def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers, v2: bool, truncated: bool = False):
     """Walk a generic payload chain in ``raw[pos:end]`` starting with payload type ``np``.
 
     ``parsers`` maps a payload type to ``f(raw, body_off, body_end) -> Payload`` (the body is
@@ -371,7 +372,7 @@ class IkeMessage(IkeHeader):
         return [p for p in self.payloads if p.type == ptype]
 
 
-def parse_message(data, off: int = 0, end: int | None = None) -> IkeMessage:
+def parse_message(data: Buffer, off: int = 0, end: int | None = None) -> IkeMessage:
     """Parse the IKE message at ``data[off:end]`` (``end`` defaults to ``len(data)``)."""
     if end is None or end > len(data):
         end = len(data)

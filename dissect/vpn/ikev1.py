@@ -16,6 +16,7 @@ from .ike import NotifyRecord, Payload, walk_payloads
 from .registry import (
     IdTypeV1, IkeAttrV1, IpsecAttrV1, NotifyV1, PayloadV1, ProtocolId,
 )
+from .types import Buffer
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
@@ -58,7 +59,7 @@ def _need(off: int, n: int, end: int, what: str):
         raise DissectError(f"{what} truncated", off)
 
 
-def parse_attributes(data, off: int, end: int, int_tlv=frozenset()):
+def parse_attributes(data: Buffer, off: int, end: int, int_tlv=frozenset()):
     """RFC 2408 §3.3 data attributes in ``data[off:end]`` → list of ``(type, value)``.
 
     AF=1 (TV): value is the 16-bit int; AF=0 (TLV): value is ``bytes`` (an int for the
@@ -92,7 +93,7 @@ class Transform:
 
     __slots__ = ("number", "transform_id", "attributes", "phase", "next_payload")
 
-    def __init__(self, number, transform_id, attributes, phase, next_payload):
+    def __init__(self, number, transform_id, attributes, phase, next_payload) -> None:
         self.number = number
         self.transform_id = transform_id
         self.attributes = attributes
@@ -118,7 +119,7 @@ class Transform:
     def esn(self):
         return self.attr(IpsecAttrV1.ESN) if self.phase == 2 else None  # RFC 4304 §2
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Transform(number={self.number}, id={self.transform_id}, phase={self.phase}, "
                 f"attributes={self.attributes!r})")
 
@@ -129,7 +130,7 @@ class Proposal:
 
     __slots__ = ("number", "protocol", "spi", "num_transforms", "transforms", "next_payload")
 
-    def __init__(self, number, protocol, spi, num_transforms, transforms, next_payload):
+    def __init__(self, number, protocol, spi, num_transforms, transforms, next_payload) -> None:
         self.number = number
         self.protocol = protocol
         self.spi = spi
@@ -142,12 +143,12 @@ class Proposal:
         """The SPI as an unsigned integer (0 when the proposal carries none)."""
         return int.from_bytes(self.spi, "big") if self.spi else 0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Proposal(number={self.number}, protocol={self.protocol}, spi={self.spi.hex()}, "
                 f"transforms={self.transforms!r})")
 
 
-def _parse_transforms(raw, pos, end, phase):
+def _parse_transforms(raw: Buffer, pos: int, end: int, phase):
     out = []
     unpack = _TRANS.unpack_from
     int_tlv = _P1_INT_TLV if phase == 1 else _P2_INT_TLV
@@ -171,7 +172,7 @@ def _parse_transforms(raw, pos, end, phase):
     return out
 
 
-def parse_proposals(raw, pos, end):
+def parse_proposals(raw: Buffer, pos: int, end: int):
     """The RFC 2408 §3.5 proposal list of an SA payload body."""
     out = []
     unpack = _PROP.unpack_from
@@ -207,13 +208,13 @@ class SA(Payload):
 
     __slots__ = ("doi", "situation", "proposals")
 
-    def __init__(self, doi, situation, proposals):
+    def __init__(self, doi, situation, proposals) -> None:
         self.doi = doi
         self.situation = situation
         self.proposals = proposals
 
 
-def _parse_sa(raw, off, end):
+def _parse_sa(raw: Buffer, off: int, end: int):
     _need(off, 8, end, "SA DOI/situation")
     doi, sit = _II.unpack_from(raw, off)
     pos = off + 8
@@ -239,14 +240,14 @@ class DataPayload(Payload):
 
     __slots__ = ("data",)
 
-    def __init__(self, data):
+    def __init__(self, data: Buffer) -> None:
         self.data = data
 
 
 KeyExchange = DataPayload
 
 
-def _parse_data(raw, off, end):
+def _parse_data(raw: Buffer, off: int, end: int):
     return DataPayload(bytes(raw[off:end]))
 
 
@@ -259,7 +260,7 @@ class Identification(Payload):
 
     __slots__ = ("id_type", "protocol", "port", "data")
 
-    def __init__(self, id_type, protocol, port, data):
+    def __init__(self, id_type, protocol, port, data: Buffer) -> None:
         self.id_type = id_type
         self.protocol = protocol
         self.port = port
@@ -280,7 +281,7 @@ class Identification(Payload):
         return d
 
 
-def _parse_id(raw, off, end):
+def _parse_id(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "ID header")
     id_type, proto, port = _ID.unpack_from(raw, off)
     data = bytes(raw[off + 4:end])
@@ -295,12 +296,12 @@ class Certificate(Payload):
 
     __slots__ = ("encoding", "data")
 
-    def __init__(self, encoding, data):
+    def __init__(self, encoding, data: Buffer) -> None:
         self.encoding = encoding
         self.data = data
 
 
-def _parse_cert(raw, off, end):
+def _parse_cert(raw: Buffer, off: int, end: int):
     _need(off, 1, end, "certificate encoding")
     return Certificate(raw[off], bytes(raw[off + 1:end]))
 
@@ -310,12 +311,12 @@ class CertificateRequest(Payload):
 
     __slots__ = ("cert_type", "authority")
 
-    def __init__(self, cert_type, authority):
+    def __init__(self, cert_type, authority) -> None:
         self.cert_type = cert_type
         self.authority = authority
 
 
-def _parse_cr(raw, off, end):
+def _parse_cr(raw: Buffer, off: int, end: int):
     _need(off, 1, end, "certificate type")
     return CertificateRequest(raw[off], bytes(raw[off + 1:end]))
 
@@ -328,7 +329,7 @@ class Notification(NotifyRecord):
     __slots__ = ("doi", "protocol", "spi", "notify_type", "data")
     VERSION = 1
 
-    def __init__(self, doi, protocol, spi, notify_type, data):
+    def __init__(self, doi, protocol, spi, notify_type, data: Buffer) -> None:
         self.doi = doi
         self.protocol = protocol
         self.spi = spi
@@ -342,7 +343,7 @@ class Notification(NotifyRecord):
         return None
 
 
-def _parse_n(raw, off, end):
+def _parse_n(raw: Buffer, off: int, end: int):
     _need(off, 8, end, "notification header")
     doi, proto, spisz, ntype = _NOTIFY.unpack_from(raw, off)
     _need(off + 8, spisz, end, "notification SPI")
@@ -355,7 +356,7 @@ class Delete(Payload):
 
     __slots__ = ("doi", "protocol", "spi_size", "spis")
 
-    def __init__(self, doi, protocol, spi_size, spis):
+    def __init__(self, doi, protocol, spi_size, spis) -> None:
         self.doi = doi
         self.protocol = protocol
         self.spi_size = spi_size
@@ -367,7 +368,7 @@ class Delete(Payload):
         return [int.from_bytes(x, "big") for x in self.spis]
 
 
-def _parse_d(raw, off, end):
+def _parse_d(raw: Buffer, off: int, end: int):
     _need(off, 8, end, "delete header")
     doi, proto, spisz, nspi = _DELETE.unpack_from(raw, off)
     pos = off + 8
@@ -385,12 +386,12 @@ class NatOA(Payload):
 
     __slots__ = ("id_type", "address")
 
-    def __init__(self, id_type, address):
+    def __init__(self, id_type, address) -> None:
         self.id_type = id_type
         self.address = address
 
 
-def _parse_natoa(raw, off, end):
+def _parse_natoa(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "NAT-OA header")
     id_type = raw[off]
     addr = bytes(raw[off + 4:end])
@@ -407,13 +408,13 @@ class ModeConfig(Payload):
 
     __slots__ = ("cfg_type", "identifier", "attributes")
 
-    def __init__(self, cfg_type, identifier, attributes):
+    def __init__(self, cfg_type, identifier, attributes) -> None:
         self.cfg_type = cfg_type
         self.identifier = identifier
         self.attributes = attributes
 
 
-def _parse_cfg(raw, off, end):
+def _parse_cfg(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "attribute payload header")
     cfg_type, _r, ident = _CFG.unpack_from(raw, off)
     return ModeConfig(cfg_type, ident, parse_attributes(raw, off + 4, end))
@@ -425,7 +426,7 @@ class Fragment(Payload):
 
     __slots__ = ("frag_id", "number", "flags", "data")
 
-    def __init__(self, frag_id, number, flags, data):
+    def __init__(self, frag_id, number, flags, data: Buffer) -> None:
         self.frag_id = frag_id
         self.number = number
         self.flags = flags
@@ -436,7 +437,7 @@ class Fragment(Payload):
         return bool(self.flags & 0x01)
 
 
-def _parse_frag(raw, off, end):
+def _parse_frag(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "fragment header")
     fid, num, flags = _FRAG.unpack_from(raw, off)
     return Fragment(fid, num, flags, bytes(raw[off + 4:end]))
@@ -465,7 +466,7 @@ PARSERS = {
 }
 
 
-def parse_payloads(data, off: int, end: int, first_payload: int, truncated: bool = False):
+def parse_payloads(data: Buffer, off: int, end: int, first_payload: int, truncated: bool = False):
     """Walk an IKEv1 payload chain (e.g. a decrypted body) → ``(payloads, errors)``; offsets are
     indexes into ``data``."""
     if end > len(data):

@@ -19,6 +19,7 @@ from typing import NamedTuple
 from .errors import DissectError
 from .ike import NotifyRecord, Payload, walk_payloads
 from .registry import GwIdentType, IdTypeV2, NotifyV2, PayloadV2, TsType
+from .types import Buffer
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
@@ -50,7 +51,7 @@ def _need(off: int, n: int, end: int, what: str):
         raise DissectError(f"{what} truncated", off)
 
 
-def parse_attributes(data, off: int, end: int):
+def parse_attributes(data: Buffer, off: int, end: int):
     """RFC 7296 §3.3.5 transform attributes → list of ``(type, value)``: int for TV (AF=1),
     bytes for TLV."""
     attrs = []
@@ -79,7 +80,7 @@ class Transform:
 
     __slots__ = ("transform_type", "transform_id", "attributes", "next_payload")
 
-    def __init__(self, transform_type, transform_id, attributes, next_payload):
+    def __init__(self, transform_type, transform_id, attributes, next_payload) -> None:
         self.transform_type = transform_type
         self.transform_id = transform_id
         self.attributes = attributes
@@ -92,7 +93,7 @@ class Transform:
                 return v
         return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         kl = self.key_length
         return (f"Transform(type={self.transform_type}, id={self.transform_id}"
                 + (f", key_length={kl}" if kl is not None else "") + ")")
@@ -104,7 +105,7 @@ class Proposal:
 
     __slots__ = ("number", "protocol", "spi", "num_transforms", "transforms", "next_payload")
 
-    def __init__(self, number, protocol, spi, num_transforms, transforms, next_payload):
+    def __init__(self, number, protocol, spi, num_transforms, transforms, next_payload) -> None:
         self.number = number
         self.protocol = protocol
         self.spi = spi
@@ -124,12 +125,12 @@ class Proposal:
         """Transform ids of one type, in order."""
         return [t.transform_id for t in self.transforms if t.transform_type == ttype]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Proposal(number={self.number}, protocol={self.protocol}, spi={self.spi.hex()}, "
                 f"transforms={self.transforms!r})")
 
 
-def _parse_transforms(raw, pos, end):
+def _parse_transforms(raw: Buffer, pos: int, end: int):
     out = []
     unpack = _TRANS.unpack_from
     while pos < end:
@@ -158,7 +159,7 @@ def _parse_transforms(raw, pos, end):
     return out
 
 
-def parse_proposals(raw, pos, end):
+def parse_proposals(raw: Buffer, pos: int, end: int):
     out = []
     unpack = _PROP.unpack_from
     while pos < end:
@@ -188,11 +189,11 @@ class SA(Payload):
 
     __slots__ = ("proposals",)
 
-    def __init__(self, proposals):
+    def __init__(self, proposals) -> None:
         self.proposals = proposals
 
 
-def _parse_sa(raw, off, end):
+def _parse_sa(raw: Buffer, off: int, end: int):
     return SA(parse_proposals(raw, off, end))
 
 
@@ -201,12 +202,12 @@ class KeyExchange(Payload):
 
     __slots__ = ("group", "data")
 
-    def __init__(self, group, data):
+    def __init__(self, group, data: Buffer) -> None:
         self.group = group
         self.data = data
 
 
-def _parse_ke(raw, off, end):
+def _parse_ke(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "KE header")
     return KeyExchange(_KE.unpack_from(raw, off)[0], bytes(raw[off + 4:end]))
 
@@ -218,7 +219,7 @@ class Identification(Payload):
 
     __slots__ = ("id_type", "data")
 
-    def __init__(self, id_type, data):
+    def __init__(self, id_type, data: Buffer) -> None:
         self.id_type = id_type
         self.data = data
 
@@ -229,7 +230,7 @@ class Identification(Payload):
         return self.data
 
 
-def _parse_id(raw, off, end):
+def _parse_id(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "ID header")
     id_type = raw[off]
     data = bytes(raw[off + 4:end])
@@ -244,7 +245,7 @@ class Certificate(Payload):
 
     __slots__ = ("encoding", "data")
 
-    def __init__(self, encoding, data):
+    def __init__(self, encoding, data: Buffer) -> None:
         self.encoding = encoding
         self.data = data
 
@@ -255,17 +256,17 @@ class CertificateRequest(Payload):
 
     __slots__ = ("encoding", "authority")
 
-    def __init__(self, encoding, authority):
+    def __init__(self, encoding, authority) -> None:
         self.encoding = encoding
         self.authority = authority
 
 
-def _parse_cert(raw, off, end):
+def _parse_cert(raw: Buffer, off: int, end: int):
     _need(off, 1, end, "certificate encoding")
     return Certificate(raw[off], bytes(raw[off + 1:end]))
 
 
-def _parse_certreq(raw, off, end):
+def _parse_certreq(raw: Buffer, off: int, end: int):
     _need(off, 1, end, "certificate encoding")
     return CertificateRequest(raw[off], bytes(raw[off + 1:end]))
 
@@ -275,12 +276,12 @@ class Auth(Payload):
 
     __slots__ = ("method", "data")
 
-    def __init__(self, method, data):
+    def __init__(self, method, data: Buffer) -> None:
         self.method = method
         self.data = data
 
 
-def _parse_auth(raw, off, end):
+def _parse_auth(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "AUTH header")
     return Auth(raw[off], bytes(raw[off + 4:end]))
 
@@ -290,11 +291,11 @@ class DataPayload(Payload):
 
     __slots__ = ("data",)
 
-    def __init__(self, data):
+    def __init__(self, data: Buffer) -> None:
         self.data = data
 
 
-def _parse_data(raw, off, end):
+def _parse_data(raw: Buffer, off: int, end: int):
     return DataPayload(bytes(raw[off:end]))
 
 
@@ -306,7 +307,7 @@ class Notify(NotifyRecord):
     __slots__ = ("protocol", "spi", "notify_type", "data")
     VERSION = 2
 
-    def __init__(self, protocol, spi, notify_type, data):
+    def __init__(self, protocol, spi, notify_type, data: Buffer) -> None:
         self.protocol = protocol
         self.spi = spi
         self.notify_type = notify_type
@@ -381,7 +382,7 @@ class Redirect(NamedTuple):
 _GW_ADDR_LEN = {GwIdentType.IPV4: 4, GwIdentType.IPV6: 16}
 
 
-def _parse_notify(raw, off, end):
+def _parse_notify(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "notify header")
     proto, spisz, ntype = _NOTIFY.unpack_from(raw, off)
     _need(off + 4, spisz, end, "notify SPI")
@@ -394,7 +395,7 @@ class Delete(Payload):
 
     __slots__ = ("protocol", "spi_size", "spis")
 
-    def __init__(self, protocol, spi_size, spis):
+    def __init__(self, protocol, spi_size, spis) -> None:
         self.protocol = protocol
         self.spi_size = spi_size
         self.spis = spis
@@ -405,7 +406,7 @@ class Delete(Payload):
         return [int.from_bytes(x, "big") for x in self.spis]
 
 
-def _parse_delete(raw, off, end):
+def _parse_delete(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "delete header")
     proto, spisz, nspi = _DELETE.unpack_from(raw, off)
     pos = off + 4
@@ -426,7 +427,7 @@ class TrafficSelector:
     __slots__ = ("ts_type", "protocol", "start_port", "end_port", "start_addr", "end_addr",
                  "data")
 
-    def __init__(self, ts_type, protocol, start_port, end_port, start_addr, end_addr, data):
+    def __init__(self, ts_type, protocol, start_port, end_port, start_addr, end_addr, data: Buffer) -> None:
         self.ts_type = ts_type
         self.protocol = protocol
         self.start_port = start_port
@@ -435,7 +436,7 @@ class TrafficSelector:
         self.end_addr = end_addr
         self.data = data
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self.start_addr is None:
             return f"TrafficSelector(type={self.ts_type}, data={self.data.hex()})"
         return (f"TrafficSelector(type={self.ts_type}, proto={self.protocol}, "
@@ -448,12 +449,12 @@ class TrafficSelectors(Payload):
 
     __slots__ = ("num_ts", "selectors")
 
-    def __init__(self, num_ts, selectors):
+    def __init__(self, num_ts, selectors) -> None:
         self.num_ts = num_ts
         self.selectors = selectors
 
 
-def _parse_ts(raw, off, end):
+def _parse_ts(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "TS header")
     num = raw[off]
     pos = off + 4
@@ -491,7 +492,7 @@ class Encrypted(Payload):
 
     __slots__ = ("data_off", "data_end")
 
-    def __init__(self, data_off, data_end):
+    def __init__(self, data_off, data_end) -> None:
         self.data_off = data_off
         self.data_end = data_end
 
@@ -500,7 +501,7 @@ class Encrypted(Payload):
         return self.next_payload
 
 
-def _parse_sk(raw, off, end):
+def _parse_sk(raw: Buffer, off: int, end: int):
     return Encrypted(off, end)
 
 
@@ -511,7 +512,7 @@ class EncryptedFragment(Payload):
 
     __slots__ = ("fragment_number", "total_fragments", "data_off", "data_end")
 
-    def __init__(self, fragment_number, total_fragments, data_off, data_end):
+    def __init__(self, fragment_number, total_fragments, data_off, data_end) -> None:
         self.fragment_number = fragment_number
         self.total_fragments = total_fragments
         self.data_off = data_off
@@ -522,7 +523,7 @@ class EncryptedFragment(Payload):
         return self.next_payload
 
 
-def _parse_skf(raw, off, end):
+def _parse_skf(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "SKF header")
     num, total = _SKF.unpack_from(raw, off)
     return EncryptedFragment(num, total, off + 4, end)
@@ -534,12 +535,12 @@ class Configuration(Payload):
 
     __slots__ = ("cfg_type", "attributes")
 
-    def __init__(self, cfg_type, attributes):
+    def __init__(self, cfg_type, attributes) -> None:
         self.cfg_type = cfg_type
         self.attributes = attributes
 
 
-def _parse_cp(raw, off, end):
+def _parse_cp(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "CP header")
     cfg_type = raw[off]
     pos = off + 4
@@ -564,7 +565,7 @@ class Eap(Payload):
 
     __slots__ = ("code", "identifier", "eap_length", "eap_type", "data")
 
-    def __init__(self, code, identifier, eap_length, eap_type, data):
+    def __init__(self, code, identifier, eap_length, eap_type, data: Buffer) -> None:
         self.code = code
         self.identifier = identifier
         self.eap_length = eap_length
@@ -572,7 +573,7 @@ class Eap(Payload):
         self.data = data
 
 
-def _parse_eap(raw, off, end):
+def _parse_eap(raw: Buffer, off: int, end: int):
     _need(off, 4, end, "EAP header")
     code, ident, elen = _EAP.unpack_from(raw, off)
     if elen < 4 or off + elen > end:
@@ -604,7 +605,7 @@ PARSERS = {
 }
 
 
-def parse_payloads(data, off: int, end: int, first_payload: int, truncated: bool = False):
+def parse_payloads(data: Buffer, off: int, end: int, first_payload: int, truncated: bool = False):
     """Walk an IKEv2 payload chain in ``data[off:end]`` (e.g. the decrypted inner payloads of
     an SK payload, whose ``next_payload`` is ``first_payload``) → ``(payloads, errors)``;
     offsets are indexes into ``data``."""

@@ -39,6 +39,7 @@ import struct
 from typing import NamedTuple
 
 from .errors import DissectError
+from .types import Buffer
 
 __all__ = [
     "OPCODES", "P_CONTROL_HARD_RESET_CLIENT_V1", "P_CONTROL_HARD_RESET_SERVER_V1",
@@ -140,7 +141,7 @@ class Control(NamedTuple):
     wkc_len: int
 
 
-def looks_like(data, off: int, end: int) -> bool:
+def looks_like(data: Buffer, off: int, end: int) -> bool:
     """Cheap candidate test for a UDP payload: a known opcode and the minimum length for it.
 
     Random datagrams pass about a third of the time: callers confirm with session-ID consistency
@@ -155,14 +156,14 @@ def looks_like(data, off: int, end: int) -> bool:
     return 1 <= op <= 11 and n >= 14
 
 
-def opcode(data, off: int) -> tuple[int, int]:
+def opcode(data: Buffer, off: int) -> tuple[int, int]:
     """``(opcode, key_id)`` of the packet at ``data[off]``: the first byte holds the opcode in
     its high 5 bits and the key ID in its low 3 (the caller knows the packet is not empty)."""
     b = data[off]
     return b >> 3, b & 7
 
 
-def parse_header(data, off: int, end: int):
+def parse_header(data: Buffer, off: int, end: int):
     """``(opcode, key_id, session_id_or_peer_id)``: the session ID for control packets, the
     24-bit peer ID for P_DATA_V2, None for P_DATA_V1."""
     if end - off < 1 or off < 0 or off >= len(data):
@@ -182,7 +183,7 @@ def parse_header(data, off: int, end: int):
     return (op, b & 7, _U64(data, off + 1)[0])
 
 
-def parse_control(data, off: int, end: int, layout=PLAIN) -> Control:
+def parse_control(data: Buffer, off: int, end: int, layout=PLAIN) -> Control:
     """Parse a control packet at ``data[off:end]`` under ``layout`` (PLAIN, CRYPT or an HMAC
     size)."""
     if end > len(data):
@@ -246,7 +247,7 @@ def _time_ok(t) -> bool:
     return _TIME_MIN <= t <= _TIME_MAX
 
 
-def _wrapped(data, off, end, op, layout):
+def _wrapped(data: Buffer, off: int, end: int, op, layout):
     """``(replay_id, net_time)`` of a control packet read under a wrapped ``layout`` (CRYPT or an
     HMAC size) when it parses and the two fields are plausible, else None."""
     pos = off + 9
@@ -269,7 +270,7 @@ def _wrapped(data, off, end, op, layout):
     return rid, t
 
 
-def wrap_candidates(data, off: int, end: int) -> list:
+def wrap_candidates(data: Buffer, off: int, end: int) -> list:
     """``[(layout, session_id, replay_id, net_time), ...]``: the wrapped layouts (tls-crypt, then
     tls-auth by HMAC size) under which the control packet ``data[off:end]`` parses with a replay
     packet ID >= 1 and a plausible net time.  One packet is weak evidence (random bytes pass the
@@ -298,7 +299,7 @@ def same_context(earlier, later) -> bool:
             and 0 < later[2] - earlier[2] <= REPLAY_STEP_MAX)
 
 
-def detect_layout(data, off: int, end: int):
+def detect_layout(data: Buffer, off: int, end: int):
     """The layout under which the control packet ``data[off:end]`` is self-consistent on its own,
     or None.
 
@@ -341,7 +342,7 @@ def _plausible(c: Control) -> bool:
     return True
 
 
-def split_tcp(buf, start: int = 0):
+def split_tcp(buf: Buffer, start: int = 0):
     """Split OpenVPN-over-TCP packets (16-bit length prefix, not counting itself) out of
     ``buf[start:]``.  Returns ``(packets, consumed)`` with ``packets`` a list of ``(off, end)``
     of complete packets (without the length); an incomplete packet is left for the next call.
@@ -366,7 +367,7 @@ def split_tcp(buf, start: int = 0):
     return out, pos - start
 
 
-def tcp_stream_start(data, off: int, end: int) -> bool:
+def tcp_stream_start(data: Buffer, off: int, end: int) -> bool:
     """True when a TCP payload looks like the first packet of an OpenVPN-over-TCP stream from
     the client: a length that fits a hard reset and a HARD_RESET_CLIENT opcode with key ID 0
     (used to recognise OpenVPN on ports other than 1194)."""

@@ -39,6 +39,7 @@ from .link import (
     LINKTYPE_DLT_RAW_14, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
 )
+from .types import Buffer
 
 _DLT_RAW = (LINKTYPE_DLT_RAW_12, LINKTYPE_DLT_RAW_14)  # DLT_RAW on some BSDs / OpenBSD
 _V6_EXT = (0, 43, 60)           # hop-by-hop, routing, destination options (RFC 8200 §4)
@@ -178,7 +179,7 @@ def _ip(buf: bytearray, off: int, mapper, quoted: bool = False) -> None:
         _l4(buf, p, end, nh, old_ph, new_ph, 6, first, whole, quoted, mapper)
 
 
-def _l4(buf, p, end, proto, old_ph, new_ph, ipver, first, whole, quoted, mapper):
+def _l4(buf: Buffer, p, end: int, proto, old_ph, new_ph, ipver, first, whole, quoted, mapper) -> None:
     """Transport layer at ``p`` (``first``: it starts here; ``whole``: not fragmented and
     captured to its end)."""
     if not first or p >= end:
@@ -218,7 +219,7 @@ def _l4(buf, p, end, proto, old_ph, new_ph, ipver, first, whole, quoted, mapper)
                          _adjust(csum, old_ph + old, new_ph + bytes(buf[p:end])))
 
 
-def _udp_payload(buf, p, end, sport, dport, old_ph, new_ph, ipver, mapper):
+def _udp_payload(buf: Buffer, p, end: int, sport, dport, old_ph, new_ph, ipver, mapper) -> None:
     if 500 in (sport, dport) and 4500 not in (sport, dport):
         start = p
     elif 4500 in (sport, dport):
@@ -270,11 +271,11 @@ def rewrite_ike(buf: bytearray, off: int, end: int, mapper, endpoints=None) -> N
         p = bend
 
 
-def _map_addr(buf, p, n, mapper):
+def _map_addr(buf: Buffer, p, n, mapper) -> None:
     buf[p:p + n] = mapper.ip(bytes(buf[p:p + n]))
 
 
-def _map_range(buf, p, n, mapper):
+def _map_range(buf: Buffer, p, n, mapper) -> None:
     """A start/end address pair: the bits the two share (the network) are mapped, the host bits
     stay as written, so a whole subnet stays the whole (mapped) subnet and a range keeps its
     shape (the mapper is prefix-preserving: the first k bits of a mapped address depend only on
@@ -287,7 +288,7 @@ def _map_range(buf, p, n, mapper):
     buf[p + n:p + 2 * n] = (net | (b & host)).to_bytes(n, "big")
 
 
-def _map_subnet(buf, p, n, mapper):
+def _map_subnet(buf: Buffer, p, n, mapper) -> None:
     """Address + mask (IKEv1 ID subnets, IKEv2 INTERNAL_IP4_SUBNET): map the network, keep the
     host bits as written."""
     mask = int.from_bytes(buf[p + n:p + 2 * n], "big")
@@ -296,14 +297,14 @@ def _map_subnet(buf, p, n, mapper):
     buf[p:p + n] = (net | (a & ~mask & ((1 << 8 * n) - 1))).to_bytes(n, "big")
 
 
-def _ident(buf, p, e, mapper):
+def _ident(buf: Buffer, p, e, mapper) -> None:
     if e > p:
         new = mapper.ident(bytes(buf[p:e]))
         if len(new) == e - p:
             buf[p:e] = new
 
 
-def _natd(buf, p, e, mapper, spis, endpoints):
+def _natd(buf: Buffer, p, e, mapper, spis, endpoints) -> None:
     h = bytes(buf[p:e])
     algs = _NAT_D_HASHES.get(len(h))
     if not algs:
@@ -336,7 +337,7 @@ _V1_CP = {1: (4, "addr"), 3: (4, "addr"), 4: (4, "addr"), 6: (4, "addr"), 8: (16
           10: (16, "addr"), 12: (16, "addr"), 13: (4, "subnet"), 15: (16, "addr+prefix")}
 
 
-def _cp_attr(buf, p, ln, table, mapper):
+def _cp_attr(buf: Buffer, p, ln, table, mapper) -> None:
     spec = table.get(struct.unpack_from(">H", buf, p)[0] & 0x7FFF)
     if not spec or ln == 0:
         return
@@ -348,7 +349,7 @@ def _cp_attr(buf, p, ln, table, mapper):
         _map_addr(buf, v, n, mapper)
 
 
-def _v2_payload(buf, np, p, e, mapper, spis, endpoints):
+def _v2_payload(buf: Buffer, np, p, e, mapper, spis, endpoints) -> None:
     if np in (35, 36) and e - p >= 4:          # IDi / IDr (RFC 7296 §3.5)
         t = buf[p]
         d = p + 4
@@ -403,7 +404,7 @@ def _v2_payload(buf, np, p, e, mapper, spis, endpoints):
             _map_addr(buf, d, 16, mapper)
 
 
-def _v1_payload(buf, np, p, e, mapper, spis, endpoints):
+def _v1_payload(buf: Buffer, np, p, e, mapper, spis, endpoints) -> None:
     if np == 5 and e - p >= 4:                 # ID (RFC 2407 §4.6.2)
         t = buf[p]
         d = p + 4

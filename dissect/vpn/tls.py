@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from .errors import DissectError
 from .number import Number
+from .types import Buffer
 
 __all__ = [
     "CHANGE_CIPHER_SPEC", "ALERT", "HANDSHAKE", "APPLICATION_DATA", "HEARTBEAT", "TLS12_CID",
@@ -169,14 +170,14 @@ def _record_ok(ctype, ver, length) -> bool:
     return 20 <= ctype <= 25 and (ver >> 8) == 3 and length <= MAX_RECORD
 
 
-def looks_like_record(data, off: int, end: int) -> bool:
+def looks_like_record(data: Buffer, off: int, end: int) -> bool:
     """A plausible TLS record header at ``off`` (5 bytes available)."""
     if end - off < 5:
         return False
     return _record_ok(*_HDR(data, off))
 
 
-def looks_like_client_hello(data, off: int, end: int) -> bool:
+def looks_like_client_hello(data: Buffer, off: int, end: int) -> bool:
     """A TCP payload that starts a TLS stream: a handshake record holding a ClientHello."""
     if end - off < 9:
         return False
@@ -185,7 +186,7 @@ def looks_like_client_hello(data, off: int, end: int) -> bool:
         and data[off + 5] == CLIENT_HELLO
 
 
-def split_records(buf, start: int = 0):
+def split_records(buf: Buffer, start: int = 0):
     """Split TLS records out of a TCP byte stream ``buf[start:]``.
 
     Returns ``(records, consumed)``: ``records`` a list of ``(content_type, version, body_off,
@@ -210,7 +211,7 @@ def split_records(buf, start: int = 0):
     return out, pos - start
 
 
-def split_handshakes(buf, start: int = 0, end: int | None = None, dtls: bool = False):
+def split_handshakes(buf: Buffer, start: int = 0, end: int | None = None, dtls: bool = False):
     """Split handshake messages out of ``buf[start:end]`` (the concatenated bodies of handshake
     records of one direction).
 
@@ -246,12 +247,12 @@ def split_handshakes(buf, start: int = 0, end: int | None = None, dtls: bool = F
     return out, pos - start
 
 
-def _need(off, n, end, what):
+def _need(off: int, n, end: int, what):
     if off + n > end:
         raise DissectError(f"{what} truncated", off)
 
 
-def _extensions(data, off, end):
+def _extensions(data: Buffer, off: int, end: int):
     """Yield (type, body_off, body_end) of an extensions block at off (with its 2-byte length)."""
     if off == end:
         return
@@ -270,7 +271,7 @@ def _extensions(data, off, end):
         off += el
 
 
-def parse_client_hello(data, off: int, end: int, dtls: bool = False) -> ClientHello:
+def parse_client_hello(data: Buffer, off: int, end: int, dtls: bool = False) -> ClientHello:
     """Parse a ClientHello body ``data[off:end]`` (after the handshake header)."""
     if end > len(data):
         end = len(data)
@@ -328,7 +329,7 @@ def parse_client_hello(data, off: int, end: int, dtls: bool = False) -> ClientHe
     return ClientHello(legacy, cl // 2, sni, versions, alpn, cookie_len)
 
 
-def parse_server_hello(data, off: int, end: int, dtls: bool = False) -> ServerHello:
+def parse_server_hello(data: Buffer, off: int, end: int, dtls: bool = False) -> ServerHello:
     """Parse a ServerHello body (the negotiated version from supported_versions when present)."""
     if end > len(data):
         end = len(data)
@@ -348,7 +349,7 @@ def parse_server_hello(data, off: int, end: int, dtls: bool = False) -> ServerHe
     return ServerHello(legacy, cipher, version, retry)
 
 
-def parse_certificate(data, off: int, end: int, tls13: bool = False) -> list:
+def parse_certificate(data: Buffer, off: int, end: int, tls13: bool = False) -> list:
     """The DER certificates of a Certificate body as ``(der_off, der_end)`` slices, end-entity
     first (TLS <= 1.2: RFC 5246 §7.4.2; ``tls13``: RFC 8446 §4.4.2 with its request context and
     per-entry extensions)."""
@@ -382,7 +383,7 @@ def parse_certificate(data, off: int, end: int, tls13: bool = False) -> list:
 ALERT_LENGTH = 2
 
 
-def parse_alert(data, off: int, end: int):
+def parse_alert(data: Buffer, off: int, end: int):
     """``(level, description)`` of a plaintext alert (2 bytes).  A longer alert record is
     encrypted: DissectError (callers check the length first)."""
     if end - off != ALERT_LENGTH or off + ALERT_LENGTH > len(data):
@@ -390,19 +391,19 @@ def parse_alert(data, off: int, end: int):
     return (data[off], data[off + 1])
 
 
-def record_header(data, off: int) -> tuple[int, int]:
+def record_header(data: Buffer, off: int) -> tuple[int, int]:
     """``(content type, version)`` of the TLS record at ``data[off:]`` (the caller checked that its
     5-byte header is there)."""
     ctype, version, _length = _HDR(data, off)
     return ctype, version
 
 
-def dtls_version(data, off: int) -> int:
+def dtls_version(data: Buffer, off: int) -> int:
     """The version field of the DTLS record at ``data[off:]`` (its header is there)."""
     return _U16(data, off + 1)[0]
 
 
-def looks_like_dtls(data, off: int, end: int) -> bool:
+def looks_like_dtls(data: Buffer, off: int, end: int) -> bool:
     """A UDP payload starting with a DTLSPlaintext header of a known content type and DTLS
     version whose length fits the datagram."""
     if end - off < 13:
@@ -417,7 +418,7 @@ def looks_like_dtls(data, off: int, end: int) -> bool:
     return off + 13 + length <= end
 
 
-def parse_dtls_records(data, off: int, end: int) -> list:
+def parse_dtls_records(data: Buffer, off: int, end: int) -> list:
     """Every DTLS record of a datagram: ``(content_type, version, epoch, seq, body_off,
     body_end)`` (RFC 6347 §4.1)."""
     if end > len(data):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import re
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 
 class LogTime(NamedTuple):
@@ -88,44 +89,44 @@ class LogEvent:
     )
 
     def __init__(self, text: str = "", raw: str = "", time: LogTime | None = None,
-                 host: str | None = None, prog: str | None = None):
+                 host: str | None = None, prog: str | None = None) -> None:
         self.line = 0
         self.time = time
         self.host = host
         self.prog = prog
-        self.ctx = None        # the daemon's context key: strongSwan "<conn|N>", pluto "#N" ...
-        self.kind = None
-        self.level = None      # "error" | "warning" | "info" | "debug" when the format says
+        self.ctx: str | None = None        # the daemon's context key: strongSwan "<conn|N>", pluto "#N" ...
+        self.kind: str | None = None
+        self.level: str | None = None      # "error" | "warning" | "info" | "debug" when the format says
         self.text = text       # the message (after the framing)
         self.raw = raw         # the whole line(s), kept for evidence
-        self.direction = None  # "out" (the daemon sent) | "in" (it received)
-        self.peer = None       # remote address (text as written)
-        self.peer_port = None
-        self.local = None
-        self.local_port = None
-        self.size = None       # IKE message length (bytes) when the daemon logs it
-        self.exchange = None   # IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL,
+        self.direction: str | None = None  # "out" (the daemon sent) | "in" (it received)
+        self.peer: str | None = None       # remote address (text as written)
+        self.peer_port: int | None = None
+        self.local: str | None = None
+        self.local_port: int | None = None
+        self.size: int | None = None       # IKE message length (bytes) when the daemon logs it
+        self.exchange: str | None = None   # IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL,
         #                        MAIN_MODE, AGGRESSIVE, QUICK_MODE, INFORMATIONAL_V1
-        self.msgid = None
-        self.response = None   # True: a response; False: a request
-        self.notify = None     # notify name (RFC 7296 spelling)
-        self.ike_spis = []     # 16 hex digits each
-        self.esp_spis = []     # 8 hex digits each
-        self.reason = None     # the exact reason the daemon gives
-        self.ids = []          # identities named (for --redact)
-        self.counters = None   # dict (status output, wg show)
-        self.state = None
-        self.count = None      # retransmission number, ...
-        self.child = None      # True: about a child SA (Quick Mode, CREATE_CHILD_SA, IKE_AUTH child)
-        self.session = None    # OpenVPN session ID (16 hex digits)
-        self.thread = None     # the daemon's thread / worker (strongSwan ``11[IKE]``)
+        self.msgid: int | None = None
+        self.response: bool | None = None   # True: a response; False: a request
+        self.notify: str | None = None     # notify name (RFC 7296 spelling)
+        self.ike_spis: list[str] = []     # 16 hex digits each
+        self.esp_spis: list[str] = []     # 8 hex digits each
+        self.reason: str | None = None     # the exact reason the daemon gives
+        self.ids: list[str] = []          # identities named (for --redact)
+        self.counters: dict[str, Any] | None = None   # dict (status output, wg show)
+        self.state: str | None = None
+        self.count: int | None = None      # retransmission number, ...
+        self.child: bool | None = None      # True: about a child SA (Quick Mode, CREATE_CHILD_SA, IKE_AUTH child)
+        self.session: str | None = None    # OpenVPN session ID (16 hex digits)
+        self.thread: str | None = None     # the daemon's thread / worker (strongSwan ``11[IKE]``)
 
     def __repr__(self) -> str:
         return f"LogEvent({self.line}, {self.kind}, {self.text[:60]!r})"
 
-    def facts(self) -> dict:
+    def facts(self) -> dict[str, object]:
         """The facts that are set (for reports and tests)."""
-        out = {}
+        out: dict[str, object] = {}
         for k in ("direction", "peer", "peer_port", "local", "local_port", "size", "exchange",
                   "msgid", "response", "notify", "reason", "state", "count", "child",
                   "session", "counters"):
@@ -140,17 +141,22 @@ class LogEvent:
 
 
 
+#: what a document parser yields: ``(index into the lines, LogEvent or None)``
+Parsed = Iterator[tuple[int, "LogEvent | None"]]
+
+
 class Document(NamedTuple):
     """A multi-line format (status output, event exports): ``sniff(lines) -> score``,
     ``parse(lines) -> iterator of (index, LogEvent or None)`` (index into ``lines``)."""
 
     name: str
     title: str
-    sniff: Callable
-    parse: Callable
+    sniff: Callable[[list[str]], float]
+    parse: Callable[[list[str]], Parsed]
 
 
-def first_kind(table, text: str):
+def first_kind(table: Iterable[tuple[re.Pattern[str], str]],
+               text: str) -> tuple[str, re.Match[str]] | tuple[None, None]:
     """``(kind, match)`` of the first ``(compiled regex, kind)`` of ``table`` that ``text``
     matches (searched anywhere), else ``(None, None)``: the phrase tables of the vendor
     dialects."""
