@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import struct
 
+from typing import Callable, Iterator
+
 from .errors import DissectError
 from .registry import ExchangeType, PayloadV2, is_error_notify, notify_types
 from .types import Buffer
@@ -54,18 +56,18 @@ _HDR = struct.Struct(">8s8sBBBBII")
 _GEN = struct.Struct(">BBH")
 
 
-def _name(kind: str, code, version=None) -> str:
+def _name(kind: str, code: int, version: int | None = None) -> str:
     """A registry name for repr only (dissect.vpn.registry is optional here); "" if none."""
     try:
         from . import registry
         if kind == "exch":
             return registry.exchange_name(code)
-        return registry.payload_name(version, code)
+        return registry.payload_name(version or 1, code)
     except Exception:  # noqa: BLE001 - repr must never fail
         return ""
 
 
-def _slot_repr(obj) -> str:
+def _slot_repr(obj: object) -> str:
     parts = []
     for cls in reversed(type(obj).__mro__):
         for name in getattr(cls, "__slots__", ()):
@@ -90,7 +92,8 @@ class IkeHeader:
     __slots__ = ("ispi", "rspi", "next_payload", "major", "minor", "exch", "flags", "msgid",
                  "length")
 
-    def __init__(self, ispi, rspi, next_payload, major, minor, exch, flags, msgid, length) -> None:
+    def __init__(self, ispi: bytes, rspi: bytes, next_payload: int, major: int, minor: int,
+                 exch: int, flags: int, msgid: int, length: int) -> None:
         self.ispi = ispi
         self.rspi = rspi
         self.next_payload = next_payload
@@ -106,14 +109,14 @@ class IkeHeader:
         return self.major == 2
 
     @property
-    def initiator(self):
+    def initiator(self) -> bool | None:
         """IKEv2 I flag (sent by the original initiator); None for IKEv1 (no such flag)."""
         if self.major == 2:
             return bool(self.flags & FLAG_V2_INITIATOR)
         return None
 
     @property
-    def response(self):
+    def response(self) -> bool | None:
         """IKEv2 R flag; None for IKEv1 (no such flag)."""
         if self.major == 2:
             return bool(self.flags & FLAG_V2_RESPONSE)
@@ -202,6 +205,11 @@ class Payload:
     """
 
     __slots__ = ("type", "next_payload", "critical", "offset", "length")
+    type: int
+    next_payload: int
+    critical: bool
+    offset: int
+    length: int
 
     __repr__ = _slot_repr
 
@@ -217,7 +225,7 @@ class NotifyRecord(Payload):
     spi: bytes
     data: bytes
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int | bytes]:
         return iter((self.notify_type, self.spi, self.data))
 
     @property
@@ -226,7 +234,7 @@ class NotifyRecord(Payload):
         return is_error_notify(self.VERSION, self.notify_type)
 
     @property
-    def invalid_spi(self):
+    def invalid_spi(self) -> bytes | None:
         """INVALID_SPI (11 in both versions): the SPI the sender has no SA for, from the SPI field
         or else the first 4 bytes of the data (RFC 7296 §3.10.1: "the Notification Data contains
         the SPI"; RFC 2408 §3.14.1 puts it in the SPI field); b"" when neither holds one; None for
@@ -241,11 +249,18 @@ class RawPayload(Payload):
 
     __slots__ = ("data",)
 
-    def __init__(self, data: Buffer) -> None:
+    def __init__(self, data: bytes) -> None:
         self.data = data
 
 
-def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers, v2: bool, truncated: bool = False):
+#: a payload body parser: ``f(raw, body_off, body_end) -> Payload``
+BodyParser = Callable[[Buffer, int, int], "Payload"]
+#: what a walk reports: ``(reason, offset)``
+Problem = tuple[str, int]
+
+
+def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers: dict[int, BodyParser],
+                  v2: bool, truncated: bool = False) -> tuple[list[Payload], list[Problem]]:
     """Walk a generic payload chain in ``raw[pos:end]`` starting with payload type ``np``.
 
     ``parsers`` maps a payload type to ``f(raw, body_off, body_end) -> Payload`` (the body is
@@ -257,8 +272,8 @@ def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers, v2: bool, t
     the message's Length) a payload running past ``end`` stops the walk silently; an SK/SKF
     payload cut that way is still recorded (``data_end`` = ``end``, ``length`` the field).
     """
-    payloads = []
-    errors = []
+    payloads: list[Payload] = []
+    errors: list[Problem] = []
     gen = _GEN.unpack_from
     get = parsers.get
     while np:
@@ -284,15 +299,15 @@ def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers, v2: bool, t
                 # Cut by the snaplen: still worth its header (its Next Payload names the first
                 # inner payload); data_end is then the end of the captured bytes.
                 try:
-                    rec = parsers[np](raw, pos + 4, end)
+                    cut = parsers[np](raw, pos + 4, end)
                 except DissectError:
                     return payloads, errors
-                rec.type = np
-                rec.next_payload = nxt
-                rec.critical = bool(resv & 0x80)
-                rec.offset = pos
-                rec.length = plen
-                payloads.append(rec)
+                cut.type = np
+                cut.next_payload = nxt
+                cut.critical = bool(resv & 0x80)
+                cut.offset = pos
+                cut.length = plen
+                payloads.append(cut)
             return payloads, errors
         fn = get(np)
         rec = None
@@ -336,6 +351,12 @@ class IkeMessage(IkeHeader):
     """
 
     __slots__ = ("raw", "trailer", "payloads", "encrypted_body", "errors", "truncated")
+    raw: bytes
+    trailer: bytes
+    payloads: list[Payload]
+    encrypted_body: bytes | None
+    errors: list[Problem]
+    truncated: bool
 
     @property
     def size(self) -> int:
@@ -343,12 +364,12 @@ class IkeMessage(IkeHeader):
         return len(self.raw) + len(self.trailer)
 
     @property
-    def error(self):
+    def error(self) -> Problem | None:
         """The first ``(reason, offset)`` or None."""
         return self.errors[0] if self.errors else None
 
     @property
-    def payload_types(self) -> list:
+    def payload_types(self) -> list[int]:
         return [p.type for p in self.payloads]
 
     @property
@@ -361,14 +382,14 @@ class IkeMessage(IkeHeader):
                 return True
         return False
 
-    def find(self, ptype):
+    def find(self, ptype: int) -> Payload | None:
         """The first payload of type ``ptype`` or None."""
         for p in self.payloads:
             if p.type == ptype:
                 return p
         return None
 
-    def find_all(self, ptype) -> list:
+    def find_all(self, ptype: int) -> list[Payload]:
         return [p for p in self.payloads if p.type == ptype]
 
 

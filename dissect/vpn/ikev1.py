@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
-from .ike import NotifyRecord, Payload, walk_payloads
+from .ike import BodyParser, NotifyRecord, Payload, walk_payloads
 from .registry import (
     IdTypeV1, IkeAttrV1, IpsecAttrV1, NotifyV1, PayloadV1, ProtocolId,
 )
@@ -443,7 +443,7 @@ def _parse_frag(raw: Buffer, off: int, end: int):
     return Fragment(fid, num, flags, bytes(raw[off + 4:end]))
 
 
-PARSERS = {
+PARSERS: dict[int, BodyParser] = {
     PayloadV1.SA: _parse_sa,
     PayloadV1.KE: _parse_data,
     PayloadV1.ID: _parse_id,

@@ -17,7 +17,7 @@ import struct
 from typing import NamedTuple
 
 from .errors import DissectError
-from .ike import NotifyRecord, Payload, walk_payloads
+from .ike import BodyParser, NotifyRecord, Payload, walk_payloads
 from .registry import GwIdentType, IdTypeV2, NotifyV2, PayloadV2, TsType
 from .types import Buffer
 
@@ -584,7 +584,7 @@ def _parse_eap(raw: Buffer, off: int, end: int):
     return Eap(code, ident, elen, None, bytes(raw[off + 4:eend]))
 
 
-PARSERS = {
+PARSERS: dict[int, BodyParser] = {
     PayloadV2.SA: _parse_sa,
     PayloadV2.KE: _parse_ke,
     PayloadV2.IDI: _parse_id,
