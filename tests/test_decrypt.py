@@ -19,7 +19,7 @@ from dissect.vpn import ident
 from dissect.vpn import ike as _ike
 from pcapvpn import decrypt as dec
 from pcapvpn.keys import load_keys
-from pcapvpn.decode import ike_event
+from pcapvpn.events import ike_event
 from pcapvpn.thresholds import DEFAULT
 from pcapvpn.track.ike import IkeTracker
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import corpus_dir
 from synth import ike_sa_init, ip, v2_notify
-from pcapvpn.decode import ike_event
+from pcapvpn.events import ike_event
 from pcapvpn.thresholds import DEFAULT
 from pcapvpn.track.ike import IkeTracker
 from pcapvpn.track.nat import KeepaliveTracker, annotate, natd_hash, nat_verdict

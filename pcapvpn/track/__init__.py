@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from dissect.vpn.ip import NetTuple, TcpFlag
 from dissect.vpn.udpencap import FragmentHead
-from pcapvpn.decode import Limits, NullSink
+from pcapvpn.decode import Limits
+from pcapvpn.events import NullSink
 from pcapvpn.track.vpn import TcpConn
 from pcapvpn.thresholds import DEFAULT, Thresholds
 

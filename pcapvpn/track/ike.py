@@ -129,7 +129,7 @@ class IkeTracker:
 
     def ike_admit(self, ref, ts, transport, sport, dport, key, size) -> bool:
         """The bounds of a message, from its header alone, before the decoder parses it
-        (:func:`pcapvpn.decode.ike_event`): False when one drops it (counted).  A flood costs a
+        (:func:`pcapvpn.events.ike_event`): False when one drops it (counted).  A flood costs a
         dict look-up per message."""
         lim = self.lim
         bound = None
