@@ -22,7 +22,7 @@ spoken by Cisco AnyConnect.  Nothing here decrypts.  Malformed input raises Diss
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from .errors import DissectError
 from .number import Number
@@ -136,7 +136,7 @@ RECORD_HEADER_LEN = 5
 _DTLS_HDR = struct.Struct(">BHH6sH").unpack_from
 
 
-def version_name(v) -> str:
+def version_name(v: int | None) -> str:
     if v is None:
         return "unknown"
     return VERSIONS.get(v, f"0x{v:04x}")
@@ -154,8 +154,8 @@ class ClientHello(NamedTuple):
     legacy_version: int
     cipher_suites: int         # number offered
     sni: str | None
-    versions: tuple            # supported_versions, () when absent
-    alpn: tuple
+    versions: tuple[int, ...]  # supported_versions, () when absent
+    alpn: tuple[str, ...]
     cookie_len: int            # DTLS only
 
 
@@ -166,7 +166,7 @@ class ServerHello(NamedTuple):
     retry: bool                # HelloRetryRequest
 
 
-def _record_ok(ctype, ver, length) -> bool:
+def _record_ok(ctype: int, ver: int, length: int) -> bool:
     return 20 <= ctype <= 25 and (ver >> 8) == 3 and length <= MAX_RECORD
 
 
@@ -186,14 +186,14 @@ def looks_like_client_hello(data: Buffer, off: int, end: int) -> bool:
         and data[off + 5] == CLIENT_HELLO
 
 
-def split_records(buf: Buffer, start: int = 0):
+def split_records(buf: Buffer, start: int = 0) -> tuple[list[tuple[int, int, int, int]], int]:
     """Split TLS records out of a TCP byte stream ``buf[start:]``.
 
     Returns ``(records, consumed)``: ``records`` a list of ``(content_type, version, body_off,
     body_end)`` of complete records.  A header that is not a TLS record (unknown content type,
     major version not 3, length over 2^14 + 2048) breaks the framing: DissectError when it is the
     first at ``start``, else the records before it are returned."""
-    out = []
+    out: list[tuple[int, int, int, int]] = []
     pos = start
     n = len(buf)
     while pos + 5 <= n:
@@ -211,7 +211,8 @@ def split_records(buf: Buffer, start: int = 0):
     return out, pos - start
 
 
-def split_handshakes(buf: Buffer, start: int = 0, end: int | None = None, dtls: bool = False):
+def split_handshakes(buf: Buffer, start: int = 0, end: int | None = None,
+                     dtls: bool = False) -> tuple[list[tuple[int, int, int]], int]:
     """Split handshake messages out of ``buf[start:end]`` (the concatenated bodies of handshake
     records of one direction).
 
@@ -221,7 +222,7 @@ def split_handshakes(buf: Buffer, start: int = 0, end: int | None = None, dtls: 
     An incomplete message at the end is left (TLS) / consumed as a fragment (DTLS)."""
     if end is None:
         end = len(buf)
-    out = []
+    out: list[tuple[int, int, int]] = []
     pos = start
     hl = 12 if dtls else 4
     while pos + hl <= end:
@@ -247,17 +248,17 @@ def split_handshakes(buf: Buffer, start: int = 0, end: int | None = None, dtls: 
     return out, pos - start
 
 
-def _need(off: int, n, end: int, what):
+def _need(off: int, n: int, end: int, what: str) -> None:
     if off + n > end:
         raise DissectError(f"{what} truncated", off)
 
 
-def _extensions(data: Buffer, off: int, end: int):
+def _extensions(data: Buffer, off: int, end: int) -> Iterator[tuple[int, int, int]]:
     """Yield (type, body_off, body_end) of an extensions block at off (with its 2-byte length)."""
     if off == end:
         return
     _need(off, 2, end, "TLS extensions length")
-    total = _U16(data, off)[0]
+    total: int = _U16(data, off)[0]
     off += 2
     stop = off + total
     if stop > end:
@@ -297,7 +298,7 @@ def parse_client_hello(data: Buffer, off: int, end: int, dtls: bool = False) -> 
     p += 1 + ml
     sni = None
     versions = ()
-    alpn = ()
+    alpn: tuple[str, ...] = ()
     for et, a, b in _extensions(data, p, end):
         if et == EXT_SERVER_NAME and b - a >= 5:
             # ServerNameList: length (2), then name_type (1) = host_name (0), length (2), name
@@ -349,7 +350,8 @@ def parse_server_hello(data: Buffer, off: int, end: int, dtls: bool = False) -> 
     return ServerHello(legacy, cipher, version, retry)
 
 
-def parse_certificate(data: Buffer, off: int, end: int, tls13: bool = False) -> list:
+def parse_certificate(data: Buffer, off: int, end: int,
+                      tls13: bool = False) -> list[tuple[int, int]]:
     """The DER certificates of a Certificate body as ``(der_off, der_end)`` slices, end-entity
     first (TLS <= 1.2: RFC 5246 §7.4.2; ``tls13``: RFC 8446 §4.4.2 with its request context and
     per-entry extensions)."""
@@ -365,7 +367,7 @@ def parse_certificate(data: Buffer, off: int, end: int, tls13: bool = False) -> 
     stop = p + total
     if stop > end:
         raise DissectError("Certificate list runs past the message", p - 3)
-    out = []
+    out: list[tuple[int, int]] = []
     while p + 3 <= stop:
         ln = (data[p] << 16) | (data[p + 1] << 8) | data[p + 2]
         p += 3
@@ -383,7 +385,7 @@ def parse_certificate(data: Buffer, off: int, end: int, tls13: bool = False) -> 
 ALERT_LENGTH = 2
 
 
-def parse_alert(data: Buffer, off: int, end: int):
+def parse_alert(data: Buffer, off: int, end: int) -> tuple[int, int]:
     """``(level, description)`` of a plaintext alert (2 bytes).  A longer alert record is
     encrypted: DissectError (callers check the length first)."""
     if end - off != ALERT_LENGTH or off + ALERT_LENGTH > len(data):
@@ -400,7 +402,8 @@ def record_header(data: Buffer, off: int) -> tuple[int, int]:
 
 def dtls_version(data: Buffer, off: int) -> int:
     """The version field of the DTLS record at ``data[off:]`` (its header is there)."""
-    return _U16(data, off + 1)[0]
+    version: int = _U16(data, off + 1)[0]
+    return version
 
 
 def looks_like_dtls(data: Buffer, off: int, end: int) -> bool:
@@ -418,12 +421,13 @@ def looks_like_dtls(data: Buffer, off: int, end: int) -> bool:
     return off + 13 + length <= end
 
 
-def parse_dtls_records(data: Buffer, off: int, end: int) -> list:
+def parse_dtls_records(data: Buffer, off: int,
+                       end: int) -> list[tuple[int, int, int, int, int, int]]:
     """Every DTLS record of a datagram: ``(content_type, version, epoch, seq, body_off,
     body_end)`` (RFC 6347 §4.1)."""
     if end > len(data):
         end = len(data)
-    out = []
+    out: list[tuple[int, int, int, int, int, int]] = []
     p = off
     while p < end:
         if p + 13 > end:
