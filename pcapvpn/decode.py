@@ -71,10 +71,12 @@ class Limits:
     #: TCP stream directions followed (the least recently active is forgotten beyond it).
     tcp_max_streams: int = 4096
     #: bytes buffered per TCP direction awaiting a complete message (the largest RFC 9329 or
-    #: OpenVPN message is 64 KiB; a TLS record 16 KiB + 2 KiB).
+    #: OpenVPN message is 64 KiB; a TLS record 16 KiB + 2 KiB); also per direction of a TLS
+    #: conversation for its records and handshake messages (pcapvpn.track.tlsvpn).
     tcp_max_buffer: int = 256 * 1024
     #: out-of-order segments held per TCP direction, and their bytes: beyond either, the first
-    #: hole is given up (pcapvpn.tcp_reassembly).
+    #: hole is given up (pcapvpn.tcp_reassembly); also OpenVPN control packets held per
+    #: direction until a missing packet ID comes (pcapvpn.track.openvpn).
     tcp_max_ooo: int = 64
     tcp_max_ooo_bytes: int = 256 * 1024
     #: bytes held over all TCP directions (buffered + out of order): beyond it the least recently
