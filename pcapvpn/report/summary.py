@@ -516,8 +516,17 @@ def location_text(f) -> str | None:
     return f"where: {where}" + (f" — {why}" if why and why != f"lost {where}" else "")
 
 
-VANTAGE_HEADERS = ["point", "files", "frames", "clock offset", "uncertainty", "drift",
-                   "matched"]
+VANTAGE_HEADERS = ["point", "files", "frames", "span", "clock offset", "uncertainty", "drift",
+                   "matched", "undecodable"]
+
+
+def _span(p) -> str:
+    """A point's capture span on the first point's clock (seconds from the report's start)."""
+    a = (p.get("first") or {}).get("rel")
+    b = (p.get("last") or {}).get("rel")
+    if a is None or b is None:
+        return ""
+    return f"{a:+.3f} .. {b:+.3f} s"
 
 
 def vantage_rows(report):
@@ -530,13 +539,31 @@ def vantage_rows(report):
         off = p.get("clock_offset_s")
         unc = p.get("offset_uncertainty_s")
         name = p["name"] + (f" #{p['iface']}" if p.get("iface") else "")
-        rows.append([name, ", ".join(p["files"]), str(p.get("frames", "")),
+        rows.append([name, ", ".join(p["files"]), str(p.get("frames", "")), _span(p),
                      "reference" if i == 0 else ("-" if off is None else f"{off:+.6f} s"),
                      "" if i == 0 else ("one direction only" if unc is None and off is not None
                                         else "-" if unc is None else f"±{unc * 1000:.3f} ms"),
                      "" if i == 0 or not p.get("drift_ppm") else f"{p['drift_ppm']:+.1f} ppm",
-                     "" if i == 0 else str(p.get("matched_packets", 0))])
+                     "" if i == 0 else str(p.get("matched_packets", 0)),
+                     str(p.get("undecodable", ""))])
     return VANTAGE_HEADERS, rows
+
+
+def vantage_inside_lines(report) -> list:
+    """The plaintext seen at several points: NAT translations and what vanished between
+    points (one line each)."""
+    d = getattr(report, "vantage_inside", None) or {}
+    lines = []
+    for n in d.get("nat") or ():
+        for a, b in n.get("between") or ():
+            pts = n["points"]
+            lines.append(f"inside, NAT between {a} and {b}: {pts.get(a)} at {a} is "
+                         f"{pts.get(b)} at {b}")
+    for x in d.get("losses") or ():
+        whole = " (all of them)" if x["lost"] == x["judged"] else ""
+        lines.append(f"inside, lost between {x['from']} and {x['to']}: {x['conversation']}, "
+                     f"{x['lost']} of {x['judged']} packet(s){whole}")
+    return lines
 
 
 def path_rows(t):
@@ -565,7 +592,7 @@ def path_rows(t):
                      f"{d['delay_s'] * 1000:.3f} ms (min {d['delay_min_s'] * 1000:.3f}, "
                      f"max {d['delay_max_s'] * 1000:.3f}; {d['samples']} packets)")
     for x in path.get("losses") or ():
-        what = (f"ESP SPI 0x{x['spi']}: {x['lost']} packet(s)" if x["kind"] == "esp" else
+        what = (f"{_flow_name(x)}: {x['lost']} packet(s)" if x["kind"] != "ike" else
                 f"IKE {x.get('exchange')} #{x.get('message_id')}: "
                 f"{', '.join(sorted(set(x.get('messages') or ())))}")
         src = x["from"] or "(before the first point)"
@@ -575,17 +602,18 @@ def path_rows(t):
         why = {"capture_drops": "the upstream capture reports drops",
                "other_path": "no capture drops recorded: another path (asymmetric routing)"
                }.get(a.get("why"), a.get("why"))
-        lines.append(f"seen at {a['to']} but never at {a['from']}: ESP SPI 0x{a['spi']}, "
+        lines.append(f"seen at {a['to']} but never at {a['from']}: {_flow_name(a)}, "
                      f"{a['packets']} packet(s) ({why})")
     for r in path.get("reordering") or ():
-        lines.append(f"reordering introduced between {r['from']} and {r['to']}: ESP SPI "
-                     f"0x{r['spi']}, {r['reordered_from']} -> {r['reordered_to']} late packets")
+        lines.append(f"reordering introduced between {r['from']} and {r['to']}: "
+                     f"{_flow_name(r)}, {r['reordered_from']} -> {r['reordered_to']} late "
+                     f"packets")
     for n in path.get("nat") or ():
         if n["what"] == "ike_mapping":
             lines.append(f"NAT mapping changes of IKE SA {n['ike_spi']}: " + ", ".join(
                 f"{k}: {v}" for k, v in n["source_changes"].items()))
             continue
-        label = "IKE" if n["what"] == "ike" else f"ESP SPI 0x{n['spi']}"
+        label = "IKE" if n["what"] == "ike" else _flow_name({**n, "kind": n["what"]})
         pts = n["points"]
         for a, b in n.get("between") or ():
             lines.append(f"NAT between {a} and {b} ({label}): {pts[a]} at {a} is {pts[b]} "
@@ -596,12 +624,27 @@ def path_rows(t):
                 f"{k}: {v}" for k, v in (n.get("source_changes") or {}).items()))
     for mtu in path.get("mtu") or ():
         ex = mtu.get("example")
-        lines.append(f"size changed between {mtu['from']} and {mtu['to']}: ESP SPI "
-                     f"0x{mtu['spi']}, {mtu['resized_samples']} sampled packet(s) resized"
+        lines.append(f"size changed between {mtu['from']} and {mtu['to']}: "
+                     f"{_flow_name(mtu)}, {mtu['resized_samples']} sampled packet(s) resized"
                      + (f" (seq {ex['seq']}: {ex['from_length']} -> {ex['to_length']} B)"
                         if ex else "")
                      + f", fragmented {mtu['fragmented_from']} -> {mtu['fragmented_to']}")
     return lines, ["point", "a->b", "b->a", "vanished before this point"], rows
+
+
+#: the protocols of a path's flows, by the ``kind`` of a loss or path fact
+_FLOW_PROTOCOLS = {"esp": "ESP", "ah": "AH", "wireguard": "WireGuard", "openvpn": "OpenVPN",
+                   "l2tp": "L2TP", "sslvpn": "SSL-VPN", "tls": "TLS", "pptp": "PPTP"}
+
+
+def _flow_name(d) -> str:
+    """``ESP SPI 0x...``, ``AH SPI 0x...``, ``WireGuard receiver index 0x...`` ... of a loss or
+    path fact of the path view."""
+    kind = d.get("kind") or "esp"
+    name = _FLOW_PROTOCOLS.get(kind, kind)
+    if d.get("flow"):
+        return f"{name} {d['flow']}"
+    return f"{name} SPI 0x{d.get('spi')}"
 
 
 def _vanished(lost_at, name) -> str:

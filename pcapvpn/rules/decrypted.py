@@ -346,7 +346,7 @@ def config_failures(ctx):
                     continue
                 f = make("IKE_AUTH_FAILED", f"{sa.id}|dec|xauth|{m.n}",
                          facts=ike_facts(sa, None, side_of(sa, m.src), exchange="XAUTH",
-                                         impl=implementations(sa), credentials="user"),
+                                         impl=implementations(sa)),
                          title=f"XAUTH failed: {ip_text(m.src)} sent STATUS=FAIL (decrypted)",
                          detail=f"{endpoint_text((m.ipver, m.src, m.sport))} ended XAUTH with "
                                 f"XAUTH-STATUS FAIL in a Transaction exchange{_key_note(m)}: the "
