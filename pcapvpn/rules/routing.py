@@ -23,8 +23,9 @@ from dissect.vpn.ip import IpProto, Port
 from pcapvpn.findings import declare, make
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import ip_text
+from pcapvpn.track.inner import ordinary
 from pcapvpn.rules.inner import (basis_of, evidence, flow_evidence, flow_filter, flow_text,
-                                 ip_net, judged, models, where)
+                                 ip_net, judged, locate_flows, located, models, where)
 
 #: a destination is silent after this many SYNs (a retransmission) or TCP packets, or this many
 #: echo requests / datagrams without an answer
@@ -156,8 +157,8 @@ def route_outside(ctx):
         for v in _own_views(ctx, m):
             arped = set(v.arp)
             for f in v.conversations():
-                if f.srv in m.outer:
-                    continue
+                if f.srv in m.outer or not (ordinary(f.cli) and ordinary(f.srv)):
+                    continue  # broadcast (DHCP), multicast, link-local: no route to take
                 hit = nets.find(f.srv)
                 if hit is None or nets.find(f.cli) is not None or f.srv in arped:
                     continue
@@ -249,7 +250,7 @@ def no_return(ctx):
                     f"did not answer, or its replies took another route."
                     if lan else "")
             reqs = sum(f.pkts[0] for f in flows)
-            yield make(
+            yield located(make(
                 "INNER_NO_RETURN", f"{m.tunnel}|routing|noreturn|{ip_text(srv)}",
                 title=f"No reply from {ip_text(srv)} through the tunnel ({reqs} request "
                       f"packet(s), {len(flows)} conversation(s))",
@@ -258,7 +259,7 @@ def no_return(ctx):
                        f"while the tunnel itself works.{note}",
                 basis=basis_of(views),
                 evidence=flow_evidence(ctx, flows, m),
-                wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
+                wireshark_filter=flow_filter(flows), tunnel=m.tunnel), locate_flows(ctx, flows))
 
 
 # -- SUBNET_OVERLAP (keyless: ARP on the local LAN) --------------------------------------------

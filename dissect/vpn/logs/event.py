@@ -70,11 +70,18 @@ KINDS = {
     "cert_failed": "a certificate check failed (reason: expired, unknown CA, name)",
     "connect_failed": "a client could not connect (reason: the error the client shows)",
     "wg_peer": "WireGuard: a peer's endpoint, latest handshake and transfer counters",
+    "wg_handshake": "WireGuard: a handshake message sent (out) or received (in); response "
+                    "True: the handshake completed (the responder accepted the initiation)",
+    "wg_handshake_invalid": "WireGuard: a handshake message the receiver could not "
+                            "authenticate (unknown or wrong public key); dropped silently",
+    "wg_retry": "WireGuard: a handshake initiation not answered in time, sent again "
+                "(count = the try)",
 }
 
 #: Kinds that stand for a packet on the wire (usable for clock alignment).
 PACKET_KINDS = frozenset({"ike_send", "ike_recv", "ike_init", "ike_peer_init", "ike_retransmit",
-                          "tls_initial", "tls_crypt_failed"})
+                          "tls_initial", "tls_crypt_failed", "wg_handshake",
+                          "wg_handshake_invalid"})
 
 
 class LogEvent:

@@ -16,13 +16,13 @@ from types import ModuleType
 from typing import Callable, NamedTuple
 
 from . import (cisco, fortigate, juniper, libreswan, mikrotik, openvpn, paloalto, strongswan,
-               windows, wireguard)
+               windows, wglog, wireguard)
 from .event import Document, LogEvent, Parsed
 from .framing import FRAMINGS, Frame, journal_export_entries, sniff_journal_export
 
 #: dialects, in the order detection prefers them on a tie
 DIALECTS = (strongswan, libreswan, openvpn, cisco, fortigate, paloalto, juniper, mikrotik,
-            windows, wireguard)
+            windows, wireguard, wglog)
 #: syslog program names → dialect (a mixed syslog file is read line by line by program)
 PROGS = {p: d for d in DIALECTS for p in getattr(d, "PROGS", ())}
 #: lines of a file looked at by detect()
