@@ -13,9 +13,14 @@ What is translated, and how it is keyed:
   shows the translated title and keeps those specifics in the detail);
 - each code's meaning (the explanation) and advice: ``msgid`` = the English text of the registry
   (``pcapvpn.findings.REGISTRY``), so a reworded English text shows up as untranslated;
-- text built with values (advice naming a peer, ...): a ``msgid`` with ``{name}`` placeholders
-  is a template: the English text is matched against it and the values are carried over (each
-  value itself translated when the catalog knows it, e.g. "initiator").
+- a finding's title and detail are :class:`pcapvpn.findings.Msg`: a template and its facts.
+  ``msgid`` = the English template (``{name}`` placeholders, with the same names and format
+  specs in the ``msgstr``); the facts are filled in after translation (a nested message is
+  translated in turn, a value stays as it is). ``tests/test_i18n.py`` finds every template in
+  the code and fails on one without a translation or with other placeholders;
+- text built with values elsewhere (advice naming a peer, ...): a ``msgid`` with ``{name}``
+  placeholders is a template: the English text is matched against it and the values are carried
+  over (each value itself translated when the catalog knows it, e.g. "initiator").
 
 Finding codes, JSON keys and Wireshark filters are never translated; JSON output stays English.
 """
@@ -135,6 +140,14 @@ def translations(lang: str) -> gettext.NullTranslations:
 
 # -- the interface the renderers use ---------------------------------------------------------
 
+#: tests only: every value a translated message carries (a fact: an address, a name, a capture
+#: string) is written between these two characters, so that a test can tell the values from the
+#: words of the template (``tests/test_i18n_complete.py``)
+MARK = ("\ue000", "\ue001")
+mark_values = False
+_PURE = re.compile(r"(?:\{[a-z_][a-z0-9_]*(?::[^{}]*)?\}|[\s,;:.()/—–-])*\Z")
+
+
 class Lang:
     """Translations for one language; English returns its input."""
 
@@ -142,6 +155,45 @@ class Lang:
         self.code = lang
         self.t = translations(lang)
         self._templates = None
+        self.mark = mark_values and lang != "en"
+
+    def value(self, v):
+        """A value shown as it is (an address, a name, capture text): marked in tests."""
+        if self.mark and isinstance(v, str) and v:
+            return f"{MARK[0]}{v}{MARK[1]}"
+        return v
+
+    def has_msg(self, m) -> bool:
+        """Whether the message (a :class:`~pcapvpn.findings.Msg`) renders fully translated."""
+        from pcapvpn.findings import Msg
+
+        if self.english:
+            return True
+        if not isinstance(m, Msg):
+            return not m
+        if self.t.gettext(m.template) == m.template and not _PURE.match(m.template):
+            return False
+        return all(self.has_msg(v) for v in m.facts.values() if isinstance(v, Msg))
+
+    def msg(self, m) -> str:
+        """A finding's title or detail in this language: its template translated, its facts
+        filled in (nested messages translated too).  A plain string or a template the catalog
+        lacks falls back to :meth:`text` (matching the English against catalog templates)."""
+        from pcapvpn.findings import Msg
+
+        if self.english or not m:
+            return m
+        if not isinstance(m, Msg):
+            return self.text(m)
+        tmpl = self.t.gettext(m.template)
+        if tmpl == m.template and not _PURE.match(tmpl):
+            return self.text(str(m))
+        facts = {k: self.msg(v) if isinstance(v, Msg) else self.value(v)
+                 for k, v in m.facts.items()}
+        try:
+            return tmpl.format_map(facts)
+        except (KeyError, IndexError, ValueError):
+            return str(m)
 
     @property
     def english(self) -> bool:
@@ -160,6 +212,14 @@ class Lang:
             return english
         tr = self.t.pgettext("title", code)
         return tr if tr != code else english
+
+    def finding_title(self, f) -> str:
+        """A finding's own title in this language: its template translated; else the code's
+        translated title with the English one after a colon."""
+        if self.english or self.has_msg(f.title):
+            return self.msg(f.title)
+        t = self.title(f.code, f.title)
+        return f"{t}: {f.title}" if t != f.title else f.title
 
     def has_title(self, code: str) -> bool:
         return self.english or self.t.pgettext("title", code) != code
@@ -218,10 +278,9 @@ def localize(report, lang: str):
     r = copy.copy(report)
     out = []
     for f in report.findings:
-        t = tr.title(f.code, f.title)
         out.append(dataclasses.replace(
-            f, title=f"{t}: {f.title}" if t != f.title else f.title,
-            detail=tr.text(f.detail), advice=[tr.text(a) for a in f.advice]))
+            f, title=tr.finding_title(f), detail=tr.msg(f.detail),
+            advice=[tr.text(a) for a in f.advice]))
     r.findings = out
     r.tunnels = [{**t, "not_seen": [tr.text(n) for n in t.get("not_seen") or ()]}
                  for t in report.tunnels]

@@ -610,7 +610,8 @@ def _finding(f, L: Lang, group=None) -> str:
     from pcapvpn.findings import REGISTRY
 
     spec = REGISTRY.get(f.code)
-    title = L.title(f.code, f.title)
+    own = L.has_msg(f.title)  # the finding's own title, translated from its facts
+    title = L.msg(f.title) if own else L.title(f.code, f.title)
     times = f" ×{group['count']}" if group else ""
     anchors = ("".join(f'<a id="{esc(fid)}"></a>' for fid in group["findings"])
                if group else "")
@@ -624,7 +625,7 @@ def _finding(f, L: Lang, group=None) -> str:
     elif not f.failure:
         meta.append(L._("not a failure"))
     o.append(f'<p class="meta">{esc(" · ".join(meta))}</p>')
-    if not L.english:
+    if not own:
         o.append(f'<p class="orig"><b>{esc(L._("Observed"))}:</b> {esc(f.title)}</p>')
     if group:
         o.append(f'<p class="tunnels"><b>{esc(L._("On these tunnels"))} '
@@ -633,7 +634,7 @@ def _finding(f, L: Lang, group=None) -> str:
                              for t in group["tunnels"]) + "</p>")
         o.append(f'<p class="muted">{esc(L._("For example"))} '
                  f'<span class="mono">{esc(f.tunnel or "capture")}</span>:</p>')
-    o.append(f'<p class="detail">{esc(L.text(f.detail))}</p>')
+    o.append(f'<p class="detail">{esc(L.msg(f.detail))}</p>')
     loc = location_text(f)
     if loc:
         o.append(f'<p class="location"><b>{esc(loc)}</b></p>')
