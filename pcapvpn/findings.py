@@ -161,6 +161,12 @@ class Msg(str):
         return Msg("{a}{b}", {"a": other, "b": self})
 
 
+class Term(str):
+    """A word of the tool's own vocabulary used as a fact (a verdict, a side, a direction):
+    translated as a whole, like the :mod:`pcapvpn.names` enums (a plain ``str`` fact is a value
+    and stays as it is)."""
+
+
 def msg(template: str, /, **facts) -> Msg:
     """A message: ``msg("TS_UNACCEPTABLE from {peer}", peer=ip_text(m.src))``.  The English
     text is ``template.format(**facts)``; the catalogs translate ``template``

@@ -163,6 +163,12 @@ class Lang:
             return f"{MARK[0]}{v}{MARK[1]}"
         return v
 
+    def known(self, template: str) -> bool:
+        """Whether the catalog has ``template`` (its translation may read the same: ``IKE SA``),
+        or it is made of placeholders and punctuation only (``{a}{b}``: its parts are)."""
+        return (self.english or template in getattr(self.t, "_catalog", {})
+                or bool(_PURE.match(template)))
+
     def has_msg(self, m) -> bool:
         """Whether the message (a :class:`~pcapvpn.findings.Msg`) renders fully translated."""
         from pcapvpn.findings import Msg
@@ -171,9 +177,27 @@ class Lang:
             return True
         if not isinstance(m, Msg):
             return not m
-        if self.t.gettext(m.template) == m.template and not _PURE.match(m.template):
+        if not self.known(m.template):
             return False
         return all(self.has_msg(v) for v in m.facts.values() if isinstance(v, Msg))
+
+    def _fact(self, v):
+        from enum import Enum
+
+        from pcapvpn.findings import Msg, Term
+
+        if isinstance(v, Msg):
+            return self.msg(v)
+        if isinstance(v, (Term, Enum)):
+            return self.t.gettext(str(v))
+        return self.value(v)
+
+    def fmt(self, template: str, /, **facts) -> str:
+        """A sentence of a renderer: ``template`` translated, ``facts`` filled in (as a
+        :class:`~pcapvpn.findings.Msg`'s)."""
+        from pcapvpn.findings import Msg
+
+        return self.msg(Msg(template, facts))
 
     def msg(self, m) -> str:
         """A finding's title or detail in this language: its template translated, its facts
@@ -181,15 +205,14 @@ class Lang:
         lacks falls back to :meth:`text` (matching the English against catalog templates)."""
         from pcapvpn.findings import Msg
 
-        if self.english or not m:
+        if self.english or not m or not isinstance(m, str):
             return m
         if not isinstance(m, Msg):
             return self.text(m)
-        tmpl = self.t.gettext(m.template)
-        if tmpl == m.template and not _PURE.match(tmpl):
+        if not self.known(m.template):
             return self.text(str(m))
-        facts = {k: self.msg(v) if isinstance(v, Msg) else self.value(v)
-                 for k, v in m.facts.items()}
+        tmpl = self.t.gettext(m.template)
+        facts = {k: self._fact(v) for k, v in m.facts.items()}
         try:
             return tmpl.format_map(facts)
         except (KeyError, IndexError, ValueError):
@@ -202,6 +225,14 @@ class Lang:
     def _(self, text: str) -> str:
         """A heading or label."""
         return self.t.gettext(text)
+
+    def headers(self, names) -> list[str]:
+        """Table headers."""
+        return [self.t.gettext(h) for h in names]
+
+    def upper(self, word: str) -> str:
+        """A verdict or severity as a tag: ``FAILING`` in English, the translated word else."""
+        return word.upper() if self.english else self.t.gettext(word)
 
     def has(self, text: str) -> bool:
         return self.english or self.t.gettext(text) != text
@@ -256,7 +287,10 @@ class Lang:
                 self._templates.append((re.compile(pat + r"\Z", re.S), msgstr))
         for rx, msgstr in self._templates:
             m = rx.match(english)
-            if m:
+            # a short or generic template ("{a} on {b}") matches any sentence: the template's own
+            # words must be most of the text
+            if m and len(english) - sum(len(v) for v in m.groupdict().values()) >= max(
+                    12, len(english) // 2):
                 vals = {k: self.t.gettext(v) for k, v in m.groupdict().items()}
                 try:
                     return msgstr.format(**vals)

@@ -1,0 +1,226 @@
+"""--lang ja translates everything a person reads (issue 14, "Correct and complete rendering";
+issue 18 item 5: findings are templates plus facts).
+
+Two checks:
+
+- the catalog: every message template the code builds (``msg("...")`` in ``pcapvpn/``, found by an
+  AST walk) has a Japanese entry with the same placeholders and format specs;
+- the reports: every capture in ``captures/`` and the corpus, rendered with ``--lang ja`` as text,
+  Markdown and HTML (lab captures also with their keys, a path scenario with its vantage points),
+  holds no English prose.
+
+English prose, precisely: two or more English words in a row (a word: letters only, lower case
+or capitalised — ``the``, ``Capture``; not ``IKE``, ``NAT-T``, ``strongSwan``, ``0x1f``,
+``ip.addr``), separated by single spaces, outside what is not prose in any language: the values
+a message carries (addresses, names, capture strings — the renderers mark them in this test,
+:data:`pcapvpn.i18n.MARK`), code (HTML ``<code>``, Markdown code spans and fences, the text
+report's filter lines and ladders), finding codes and file names.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import string
+from functools import lru_cache
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from conftest import CAPTURES, REPO, corpus_captures, corpus_dir, project_captures
+from pcapvpn import i18n
+from pcapvpn.analysis import Options, run
+from pcapvpn.report import render
+
+LAB = CAPTURES / "lab"
+_WORD = r"[A-Z]?[a-z]+"
+#: two or more English words in a row (trailing punctuation allowed between them)
+_PROSE = re.compile(rf"(?<![\w.\-/=:@'\"]){_WORD}[,;:]? {_WORD}(?![\w.\-/=@(])")
+#: terms an engineer writes in English whatever the language
+TERMS = ("Quick Mode", "Main Mode", "Aggressive Mode", "Informational exchange")
+_MARKED = re.compile(re.escape(i18n.MARK[0]) + ".*?" + re.escape(i18n.MARK[1]), re.S)
+
+
+def english_runs(text: str) -> list[str]:
+    """The English prose left in ``text`` (see the module docstring)."""
+    text = _MARKED.sub(" ", text)
+    for t in TERMS:
+        text = text.replace(t, " ")
+    return [m.group() for m in _PROSE.finditer(text)]
+
+
+class _Visible(HTMLParser):
+    """The text of an HTML page a reader sees, without code, scripts and styles."""
+
+    SKIP = {"code", "script", "style", "pre"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skip += 1
+        for k, v in attrs:
+            if k in ("title", "aria-label", "alt") and v and not self.skip:
+                self.out.append(v + "\n")
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self.skip:
+            self.skip -= 1
+        self.out.append("\n")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.out.append(data)
+
+
+def _html_text(html: str) -> str:
+    p = _Visible()
+    p.feed(html)
+    return "".join(p.out)
+
+
+def _md_text(md: str) -> str:
+    md = re.sub(r"(`{3,})text\n.*?\n\1", " ", md, flags=re.S)  # ladders: drawings
+    return re.sub(r"(`+).*?\1", " ", md)
+
+
+def _text_text(text: str) -> str:
+    out = []
+    for line in text.splitlines():
+        if re.match(r"\s+(フィルタ|filter): ", line):
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _runs(path: Path, keys: Path | None):
+    from pcapvpn.keys import load_keys
+
+    return run([str(path)], Options(keys=load_keys([str(keys)])) if keys else None)
+
+
+def _lab_keys(path: Path) -> Path | None:
+    import json
+
+    exp = path.parent / "expected.json"
+    if not exp.is_file():
+        return None
+    for cap in json.loads(exp.read_text()).get("captures", []):
+        if cap.get("file") == path.name and cap.get("keys"):
+            return path.parent / cap["keys"]
+    return None
+
+
+def _vantage(name: str):
+    import json
+
+    exp = json.loads((LAB / name / "expected.json").read_text())["vantage"]
+    return run([], Options(vantage=[(p["name"], [str(LAB / name / p["file"])], None)
+                                    for p in exp["points"]]))
+
+
+def _cases():
+    caps = project_captures() + corpus_captures()
+    out = [(str(p.relative_to(REPO) if p.is_relative_to(REPO) else p.name), p, None) for p in caps]
+    out += [(str(p.relative_to(REPO)) + "+keys", p, k) for p in project_captures()
+            for k in [_lab_keys(p)] if k]
+    return out
+
+
+def _untranslated(result, name: str) -> list[str]:
+    found = []
+    for fmt, view in (("text", _text_text), ("markdown", _md_text), ("html", _html_text)):
+        for run_ in english_runs(view(render(result.report, fmt, lang="ja"))):
+            found.append(f"{name} [{fmt}]: {run_}")
+    return found
+
+
+@pytest.fixture()
+def marked(monkeypatch):
+    monkeypatch.setattr(i18n, "mark_values", True)
+
+
+def test_detector_finds_english_and_spares_values():
+    assert english_runs("IKE SA は確立 (no response)") == ["no response"]
+    assert english_runs("フィルタ ip.addr == 192.0.2.1 && udp.port == 500") == []
+    assert english_runs(f"{i18n.MARK[0]}moon says hello{i18n.MARK[1]} を受信") == []
+    assert english_runs("ESP_ONE_WAY: NAT-T, IKE_SA_INIT, strongSwan 5.9") == []
+    assert english_runs("Capture clock: 1970") == ["Capture clock"]
+
+
+def test_every_report_is_japanese(marked):
+    corpus_dir()
+    problems = []
+    for name, path, keys in _cases():
+        problems += _untranslated(_runs(path, keys), name)
+    for scen in sorted(p.parent.name for p in LAB.glob("*/expected.json")
+                       if '"vantage"' in p.read_text()):
+        problems += _untranslated(_vantage(scen), scen + " (vantage)")
+    assert not problems, f"{len(problems)} English run(s) in --lang ja reports:\n" + \
+        "\n".join(problems[:200])
+
+
+# -- the catalog -----------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def templates() -> list[tuple[str, int, str]]:
+    """Every message the code writes for a reader, (file, line, template): ``msg("template",
+    ...)`` (findings, report sentences), ``L.fmt("template", ...)`` and ``_("label")`` /
+    ``L._("label")`` in pcapvpn.  A ``msg``/``fmt`` template that is not a literal string is
+    reported as ``None``; a ``_()`` of a variable (a stage, a table header) is checked where the
+    value is rendered."""
+    out = []
+    for f in sorted((REPO / "pcapvpn").rglob("*.py")):
+        tree = ast.parse(f.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            fn = node.func
+            name = fn.id if isinstance(fn, ast.Name) else (
+                fn.attr if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name)
+                and fn.value.id == "L" and fn.attr in ("fmt", "_") else None)
+            if name not in ("msg", "fmt", "_"):
+                continue
+            arg = node.args[0] if node.args else None
+            tmpl = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) \
+                else None
+            if tmpl is None and name == "_":
+                continue
+            out.append((str(f.relative_to(REPO)), node.lineno, tmpl))
+    return out
+
+
+def _fields(t: str) -> list[tuple[str, str]]:
+    return sorted((name, spec or "") for _lit, name, spec, _conv in string.Formatter().parse(t)
+                  if name is not None)
+
+
+def test_every_template_has_a_japanese_entry():
+    tr = i18n.translations("ja")
+    L = i18n.Lang("ja")
+    found = templates()
+    assert len(found) > 50
+    bad = []
+    for file, line, tmpl in found:
+        if tmpl is None:
+            bad.append(f"{file}:{line}: the template is not a literal string")
+            continue
+        ja = tr.gettext(tmpl)
+        if not L.known(tmpl):
+            bad.append(f"{file}:{line}: no Japanese entry for {tmpl!r}")
+        elif _fields(ja) != _fields(tmpl):
+            bad.append(f"{file}:{line}: placeholders differ: {tmpl!r} / {ja!r}")
+    assert not bad, "\n".join(bad)
+
+
+def test_facts_fill_the_japanese_template():
+    from pcapvpn.findings import msg
+
+    m = msg("{n} frame(s) could not be decoded", n=3) + msg(" (at the end of the file)")
+    assert m == "3 frame(s) could not be decoded (at the end of the file)"
+    assert i18n.Lang("ja").msg(m) == "3 フレームをデコードできなかった (ファイル末尾)"
+    assert i18n.Lang("en").msg(m) is m
