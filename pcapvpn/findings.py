@@ -162,9 +162,10 @@ class Msg(str):
 
 
 class Term(str):
-    """A word of the tool's own vocabulary used as a fact (a verdict, a side, a direction):
-    translated as a whole, like the :mod:`pcapvpn.names` enums (a plain ``str`` fact is a value
-    and stays as it is)."""
+    """The tool's own words used as a fact — a word of its vocabulary (a verdict, a side) or a
+    sentence a lower layer wrote (a tracker's note): translated by the catalog (the exact text,
+    else a catalog template it matches), like the :mod:`pcapvpn.names` enums; a plain ``str``
+    fact is a value (an address, capture text) and stays as it is."""
 
 
 def msg(template: str, /, **facts) -> Msg:
@@ -181,8 +182,12 @@ def msg_join(sep: str, parts) -> str:
     if not any(isinstance(p, Msg) for p in parts):
         return sep.join(parts)
     names = [f"p{i}" for i in range(len(parts))]
+    facts = dict(zip(names, parts))
+    if any(c.isalpha() for c in sep):  # words (" and "): translated as a Term
+        facts["sep"] = Term(sep)
+        return Msg("{sep}".join("{" + n + "}" for n in names), facts)
     return Msg(sep.replace("{", "{{").replace("}", "}}").join("{" + n + "}" for n in names),
-               dict(zip(names, parts)))
+               facts)
 
 
 @dataclass

@@ -189,7 +189,7 @@ class Lang:
         if isinstance(v, Msg):
             return self.msg(v)
         if isinstance(v, (Term, Enum)):
-            return self.t.gettext(str(v))
+            return self.text(str(v))
         return self.value(v)
 
     def fmt(self, template: str, /, **facts) -> str:
@@ -316,7 +316,7 @@ def localize(report, lang: str):
             f, title=tr.finding_title(f), detail=tr.msg(f.detail),
             advice=[tr.text(a) for a in f.advice]))
     r.findings = out
-    r.tunnels = [{**t, "not_seen": [tr.text(n) for n in t.get("not_seen") or ()]}
+    r.tunnels = [{**t, "not_seen": [tr.msg(n) for n in t.get("not_seen") or ()]}
                  for t in report.tunnels]
     return r
 

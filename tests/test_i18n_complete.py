@@ -39,12 +39,17 @@ _WORD = r"[A-Z]?[a-z]+"
 _PROSE = re.compile(rf"(?<![\w.\-/=:@'\"]){_WORD}[,;:]? {_WORD}(?![\w.\-/=@(])")
 #: terms an engineer writes in English whatever the language
 TERMS = ("Quick Mode", "Main Mode", "Aggressive Mode", "Informational exchange")
+#: the ladder's notation (``IKE_AUTH #1 req retx 1 964 B``): abbreviations, not words
+NOTATION = re.compile(r"\b(?:req|resp|retx|dup|msg)\b")
+#: a daemon's log line quoted in advice ('received NO_PROPOSAL_CHOSEN notify'): what to grep
+#: for stays verbatim
+_QUOTED = re.compile(r"(?<![A-Za-z])'[^']{1,300}'(?![A-Za-z])")
 _MARKED = re.compile(re.escape(i18n.MARK[0]) + ".*?" + re.escape(i18n.MARK[1]), re.S)
 
 
 def english_runs(text: str) -> list[str]:
     """The English prose left in ``text`` (see the module docstring)."""
-    text = _MARKED.sub(" ", text)
+    text = _QUOTED.sub(" ", NOTATION.sub(" ", _MARKED.sub(" ", text)))
     for t in TERMS:
         text = text.replace(t, " ")
     return [m.group() for m in _PROSE.finditer(text)]
@@ -150,6 +155,9 @@ def test_detector_finds_english_and_spares_values():
     assert english_runs(f"{i18n.MARK[0]}moon says hello{i18n.MARK[1]} を受信") == []
     assert english_runs("ESP_ONE_WAY: NAT-T, IKE_SA_INIT, strongSwan 5.9") == []
     assert english_runs("Capture clock: 1970") == ["Capture clock"]
+    assert english_runs("IKE_AUTH #1 req retx 1 964 B · 応答なし") == []
+    assert english_runs("strongSwan のログ: 'giving up after N retransmits'。") == []
+    assert english_runs("the peer's answer") == ["the peer"]
 
 
 def test_every_report_is_japanese(marked):
@@ -194,9 +202,11 @@ def templates() -> list[tuple[str, int, str]]:
     return out
 
 
-def _fields(t: str) -> list[tuple[str, str]]:
-    return sorted((name, spec or "") for _lit, name, spec, _conv in string.Formatter().parse(t)
-                  if name is not None)
+def _fields(t: str) -> set[tuple[str, str]]:
+    """The placeholders of a template with their format specs (a language may name one twice or
+    not at all in a different order, but never one the facts lack)."""
+    return {(name, spec or "") for _lit, name, spec, _conv in string.Formatter().parse(t)
+            if name is not None}
 
 
 def test_every_template_has_a_japanese_entry():

@@ -177,14 +177,14 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
     for r, (y0, h) in zip(lad.rows, ys):
         if r.kind == "elided":
             o.append(f'<text x="{mid}" y="{y0 + 17}" text-anchor="middle" font-size="11" '
-                     f'font-style="italic" fill="#5a6169">{esc(_clip(r.text, 90))}</text>')
+                     f'font-style="italic" fill="#5a6169">{esc(_clip(L.msg(r.text), 90))}</text>')
             continue
         if r.kind == "log":
             yy = y0 + 13
             xs = xr if r.rightward else xl
             col = COLORS["lost"] if not r.agrees else COLORS["log"]
             anchor, tx = ("end", xs - 10) if r.rightward else ("start", xs + 10)
-            label = f"{r.source}: {r.text}"
+            label = f"{r.source}: {L.msg(r.text)}"
             o.append(f'<g><title>{esc(label)}</title>'
                      f'<circle cx="{xs}" cy="{yy}" r="4.5" fill="{col}"/>'
                      f'<text x="{tx}" y="{yy + 4}" text-anchor="{anchor}" font-size="10" '
@@ -193,7 +193,7 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
             continue
         if r.kind == "float":
             yy = y0 + 13
-            o.append(f'<g><title>{esc(r.text)}</title>'
+            o.append(f'<g><title>{esc(L.msg(r.text))}</title>'
                      f'<line x1="{xl}" y1="{yy}" x2="{xr}" y2="{yy}" stroke="{COLORS["float"]}" '
                      f'stroke-width="6" stroke-opacity=".18"/>'
                      f'<text x="{mid}" y="{yy + 4}" text-anchor="middle" font-size="11" '
@@ -209,7 +209,7 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         dash = {"retx": ' stroke-dasharray="7 4"', "dup": ' stroke-dasharray="2 3"'}.get(kind, "")
         x1, x2 = (xl, xr) if r.rightward else (xr, xl)
         tip = [f"{r.label}", f"{endpoint(r.src)} → {endpoint(r.dst)}",
-               f"{L._('frames')}: {', '.join(str(f) for f in r.frames)}", r.details]
+               f"{L._('frames')}: {', '.join(str(f) for f in r.frames)}", L.value(r.details)]
         if r.codes:
             tip.append(", ".join(r.codes))
         g = [f'<g><title>{esc(chr(10).join(t for t in tip if t))}</title>']
@@ -236,7 +236,7 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         g.append(f'<text class="ladder-label" x="{mid}" y="{ya - 5}" text-anchor="middle" '
                  f'font-size="11.5" font-weight="600" fill="{color}">'
                  f'{esc(_clip(label, 70))}</text>')
-        det = r.details
+        det = L.value(r.details)
         mark = ""
         if r.codes:
             mark = "⚑ " + ", ".join(r.codes) + "  "
@@ -278,14 +278,14 @@ def _ladder_list(lad: _ladder.Ladder, L: Lang) -> str:
         if r.kind != "msg":
             t = f'<span class="t">{_fmt_t(r.t)}</span>' if r.kind in ("float", "log") else ""
             src = f"{r.source}: " if r.kind == "log" else ""
-            items.append(f'<li class="note">{t}{esc(src + r.text)}</li>')
+            items.append(f'<li class="note">{t}{esc(src + L.msg(r.text))}</li>')
             continue
         kind = ("lost" if r.unanswered else "ended" if r.pending else
                 "dup" if r.copy == "duplicate" else "retx" if r.copy == "retransmission"
                 else "")
         label = _arrow_label(r, L)
         arrow = "→" if r.rightward else "←"
-        det = r.details
+        det = L.value(r.details)
         mark = f'<span class="mark">⚑ {esc(", ".join(r.codes))}</span> ' if r.codes else ""
         items.append(f'<li class="{"r" if r.rightward else "l"}{" k-" + kind if kind else ""}">'
                      f'<span class="t">{_fmt_t(r.t)}</span>{arrow} '
@@ -309,7 +309,7 @@ def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
         if r.kind != "msg":
             src = f"{esc(r.source)}: " if r.kind == "log" else ""
             rows.append(f'<tr><td class="num">{_fmt_t(r.t) if r.kind in ("float", "log") else ""}'
-                        f'</td><td colspan="5"><em>{src}{esc(r.text)}</em></td></tr>')
+                        f'</td><td colspan="5"><em>{src}{esc(L.msg(r.text))}</em></td></tr>')
             continue
         arrow = "→" if r.rightward else "←"
         flags = []
@@ -322,7 +322,7 @@ def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
         rows.append(f'<tr><td class="num">{_fmt_t(r.t)}</td>'
                     f'<td class="num">{esc(",".join(str(f) for f in r.frames))}</td>'
                     f'<td class="mono">{esc(endpoint(r.src))} {arrow} {esc(endpoint(r.dst))}</td>'
-                    f'<td>{esc(r.label)}</td><td>{esc(r.details)}</td>'
+                    f'<td>{esc(r.label)}</td><td>{esc(L.value(r.details))}</td>'
                     f'<td>{esc("; ".join(flags))}</td></tr>')
     head = "".join(f"<th>{esc(L._(h))}</th>" for h in
                    ("t (s)", "frames", "from → to", "message", "payloads / notifies", "marks"))

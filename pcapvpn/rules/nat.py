@@ -23,7 +23,7 @@ import ipaddress
 
 from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType, PayloadV2
-from pcapvpn.findings import advice_for, declare, make, when
+from pcapvpn.findings import Term, advice_for, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, host_filter, ike_filter, ip_text
 from pcapvpn.track.nat import HASH_NAMES, STANDARD_PORTS, annotate, ensure_verdict
@@ -179,26 +179,27 @@ def _esp_summary(t) -> str:
             n[e.encap] += 1
     parts = []
     if n["udp"]:
-        parts.append(f"{n['udp']} UDP-encapsulated")
+        parts.append(msg("{n} UDP-encapsulated", n=n['udp']))
     if n["tcp"]:
-        parts.append(f"{n['tcp']} in TCP (RFC 9329)")
+        parts.append(msg("{n} in TCP (RFC 9329)", n=n['tcp']))
     if n["ip"]:
-        parts.append(f"{n['ip']} as IP protocol 50")
+        parts.append(msg("{n} as IP protocol 50", n=n['ip']))
     if ah:
-        parts.append(f"{ah} AH")
-    return ("ESP SAs: " + ", ".join(parts) + ".") if parts else "No ESP seen."
+        parts.append(msg("{n} AH", n=ah))
+    return (msg("ESP SAs: {parts}.", parts=msg_join(", ", parts)) if parts
+            else msg("No ESP seen."))
 
 
 def _float_text(ctx, v) -> str:
     if "tcp" in v.transports and "udp" not in v.transports:
-        return "IKE ran over TCP (RFC 9329)."
+        return msg("IKE ran over TCP (RFC 9329).")
     if v.floated:
-        return (f"IKE moved from UDP 500 to 4500 at frame {v.float_frame[1]} "
-                f"({ctx.rel(v.float_ts)} s).")
+        return msg("IKE moved from UDP 500 to 4500 at frame {frame} ({t} s).",
+                   frame=v.float_frame[1], t=ctx.rel(v.float_ts))
     if v.start_port == Port.NAT_T:
-        return "IKE ran on UDP 4500 from the start."
+        return msg("IKE ran on UDP 4500 from the start.")
     if v.after_natd_on_500:
-        return f"IKE stayed on UDP 500 ({v.after_natd_on_500} later messages)."
+        return msg("IKE stayed on UDP 500 ({n} later messages).", n=v.after_natd_on_500)
     return ""
 
 
@@ -208,51 +209,69 @@ def _float_text(ctx, v) -> str:
 def _explain_nat(sa, v, forced=()) -> list[str]:
     """Sentences saying what the hashes showed about the real NATs; ``forced``: sides of the
     tunnel that also fake their source hash (told here: one NAT story per tunnel)."""
-    src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else "source NAT-D"
+    src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else msg("source NAT-D")
     out = []
     for side in v.nat_sides:
         st = getattr(v, side)
         ep = _side_ep(sa, side)
         seen = endpoint_text((ep[0], ep[1], v.ports.get(side, ep[2])))
-        peer = _other(side)
+        peer = Term(_other(side))
+        side = Term(side)
         if st == "nat":
-            s = f"The {side}'s {src_name} hash does not match {seen} as seen here"
+            s = msg("The {side}'s {src_name} hash does not match {seen} as seen here", side=side,
+                    src_name=src_name, seen=seen)
             if side in v.translated_from:
-                s += f" but {v.translated_from[side]}, also in this capture (the translation)"
+                s += msg(" but {orig}, also in this capture (the translation)",
+                         orig=v.translated_from[side])
             elif v.ports.get(side) is not None and v.ports[side] not in STANDARD_PORTS:
-                s += f"; its source port {v.ports[side]} is not 500/4500 (the NAT translated it)"
-            out.append(s + f": the {side} is behind a NAT and this capture point is outside it.")
+                s += msg("; its source port {port} is not 500/4500 (the NAT translated it)",
+                         port=v.ports[side])
+            out.append(s + msg(": the {side} is behind a NAT and this capture point is outside "
+                               "it.", side=side))
         else:
-            out.append(f"The {peer}'s destination hash for the {side} does not match {seen}: the "
-                       f"{peer} sees the {side} at a translated address, so this capture was "
-                       f"taken between the {side} and its NAT.")
+            out.append(msg("The {peer}'s destination hash for the {side} does not match {seen}: "
+                           "the {peer} sees the {side} at a translated address, so this capture "
+                           "was taken between the {side} and its NAT.", peer=peer, side=side,
+                           seen=seen))
     if forced:
         one = len(forced) == 1
-        real = " and the ".join(v.nat_sides)
-        out.append(f"The {' and the '.join(forced)} also send{'s' if one else ''} a {src_name} "
-                   f"hash that matches no address or port seen for {'it' if one else 'them'}: "
-                   f"{'it fakes' if one else 'they fake'} it to force UDP encapsulation "
-                   f"(kernel-libipsec always does; strongSwan encap = yes). That is not another "
-                   f"NAT: only the NAT in front of the {real} is real, and it needs UDP 4500 "
-                   f"anyway.")
+        real = msg_join(" and the ", [Term(s) for s in v.nat_sides])
+        out.append((msg("The {forced} also sends a {src_name} hash that matches no address or "
+                        "port seen for it: it fakes it to force UDP encapsulation "
+                        "(kernel-libipsec always does; strongSwan encap = yes). That is not "
+                        "another NAT: only the NAT in front of the {real} is real, and it needs "
+                        "UDP 4500 anyway.", forced=Term(forced[0]), src_name=src_name, real=real)
+                    if one else
+                    msg("The {forced} also send a {src_name} hash that matches no address or "
+                        "port seen for them: they fake it to force UDP encapsulation "
+                        "(kernel-libipsec always does; strongSwan encap = yes). That is not "
+                        "another NAT: only the NAT in front of the {real} is real, and it needs "
+                        "UDP 4500 anyway.", forced=msg_join(" and the ", [Term(s) for s in forced]),
+                        src_name=src_name, real=real)))
     return out
 
 
 def _explain_forced(sa, v) -> list[str]:
-    src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else "source NAT-D"
+    src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else msg("source NAT-D")
     forced = v.forced_sides
-    who = " and the ".join(f"{s}'s" for s in forced)
-    hashes = "hashes match" if len(forced) > 1 else "hash matches"
-    s = (f"The {who} {src_name} {hashes} no address or port seen for this SA, while nothing "
-         f"between {'them' if len(forced) > 1 else 'it'} and the capture point translates "
-         f"anything (ports 500/4500, the same 4-tuple both ways): a faked hash that forces UDP "
-         f"encapsulation (strongSwan encap = yes, or kernel-libipsec which always does it)")
+    if len(forced) > 1:
+        s = msg("The {a}'s and the {b}'s {src_name} hashes match no address or port seen for "
+                "this SA, while nothing between them and the capture point translates anything "
+                "(ports 500/4500, the same 4-tuple both ways): a faked hash that forces UDP "
+                "encapsulation (strongSwan encap = yes, or kernel-libipsec which always does it)",
+                a=Term(forced[0]), b=Term(forced[1]), src_name=src_name)
+    else:
+        s = msg("The {side}'s {src_name} hash matches no address or port seen for this SA, while "
+                "nothing between it and the capture point translates anything (ports 500/4500, "
+                "the same 4-tuple both ways): a faked hash that forces UDP encapsulation "
+                "(strongSwan encap = yes, or kernel-libipsec which always does it)",
+                side=Term(forced[0]), src_name=src_name)
     if len(forced) == 2:
-        s += ("; both peers faking it is kernel-libipsec's signature (both then log 'remote host "
-              "is behind NAT'), not a NAT on each side.")
+        s += msg("; both peers faking it is kernel-libipsec's signature (both then log 'remote "
+                 "host is behind NAT'), not a NAT on each side.")
     elif getattr(v, forced[0]) == "forced":
-        s += (" — inferred from one vantage point: a 1:1 NAT or port forwarding that keeps ports "
-              "500/4500 in front of it would look the same.")
+        s += msg(" — inferred from one vantage point: a 1:1 NAT or port forwarding that keeps "
+                 "ports 500/4500 in front of it would look the same.")
     else:
         s += "."
     return [s]
@@ -320,35 +339,41 @@ def nat_detected(ctx):
             refs = [tuple(r) for _sa, vv in items for r in vv.nat_d_frames]
             ts = [vv.nat_d_ts for _sa, vv in items if vv.nat_d_ts is not None]
             if key[0] == "forced":
-                who = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.forced_sides)
-                title = f"UDP encapsulation forced (inferred): fake NAT-D from the {who}"
+                who = msg_join(" and ", [msg("{side} {ip}", side=Term(s),
+                                             ip=ip_text(_side_ep(sa, s)[1]))
+                                         for s in v.forced_sides])
+                title = msg("UDP encapsulation forced (inferred): fake NAT-D from the {who}",
+                            who=who)
                 if not v.nat_sides:
-                    title += ", no NAT"
+                    title += msg(", no NAT")
                 basis = "inferred"
                 explain = _explain_forced(sa, v)
                 advice = _advice_forced(v, sa)
             else:
                 cp = v.capture_point
-                who = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.nat_sides)
-                title = f"NAT: the {who} {'are' if len(v.nat_sides) > 1 else 'is'} behind a NAT"
+                who = msg_join(" and ", [msg("{side} {ip}", side=Term(s),
+                                             ip=ip_text(_side_ep(sa, s)[1]))
+                                         for s in v.nat_sides])
+                title = (msg("NAT: the {who} are behind a NAT", who=who) if len(v.nat_sides) > 1
+                         else msg("NAT: the {who} is behind a NAT", who=who))
                 if cp == "inside_initiator_nat":
-                    title += " (capture taken inside the initiator's NAT)"
+                    title += msg(" (capture taken inside the initiator's NAT)")
                 elif cp == "inside_responder_nat":
-                    title += " (capture taken inside the responder's NAT)"
+                    title += msg(" (capture taken inside the responder's NAT)")
                 basis = "observed"
                 explain = _explain_nat(sa, v, forced_sides)
                 advice = _advice_nat(v, sa)
             alg = HASH_NAMES.get(v.hash_alg, v.hash_alg)
-            detail = [f"NAT-D hashes ({alg}) recomputed over the addresses and ports seen here "
-                      f"for IKE SA {sa.id}"
-                      + (f" and {len(items) - 1} more" if len(items) > 1 else "") + "."]
+            detail = [msg("NAT-D hashes ({alg}) recomputed over the addresses and ports seen "
+                          "here for IKE SA {sa}", alg=alg, sa=sa.id)
+                      + (msg(" and {n} more", n=len(items) - 1) if len(items) > 1 else "") + "."]
             detail += explain
             detail += [s for s in (_float_text(ctx, v), _esp_summary(t)) if s]
-            detail += [n for n in v.notes if "forced encapsulation (inferred)" not in n]
+            detail += [Term(n) for n in v.notes if "forced encapsulation (inferred)" not in n]
             code = "NAT_ENCAPSULATION_FORCED" if key[0] == "forced" else "NAT_DETECTED"
             yield make(
                 code, t.id + "|" + "|".join(str(k) for k in key),
-                title=title, detail=" ".join(detail), basis=basis,
+                title=title, detail=msg_join(" ", detail), basis=basis,
                 evidence=ctx.evidence(refs, min(ts) if ts else None, max(ts) if ts else None,
                                       ike_spis=_spis(sa),
                                       peers=[endpoint_text(sa.initiator),
