@@ -90,7 +90,7 @@ def _path_view(t, L) -> list[str]:
         return []
     lines, headers, rows = pv
     out = [f"**{_md(L.msg(lines[0]))}**", "",
-           tabulate([[_md(c) for c in r] for r in rows], headers=L.headers(headers),
+           tabulate([[_md(L.msg(c)) for c in r] for r in rows], headers=L.headers(headers),
                     tablefmt="github"), ""]
     out += [f"- {_md(L.msg(line))}" for line in lines[1:]]
     lad = path_ladder(t)
@@ -149,17 +149,17 @@ def render_markdown(report, lang: str = "en") -> str:
     vp = vantage_rows(report)
     if vp:
         out += ["### " + _("Vantage points (times on the first point's clock)"), "",
-                tabulate([[_md(c) for c in r] for r in vp[1]], headers=L.headers(vp[0]),
+                tabulate([[_md(L.msg(c)) for c in r] for r in vp[1]], headers=L.headers(vp[0]),
                          tablefmt="github"), ""]
     gws = gateway_rows(report) if many else []
     if gws:
-        out.append(tabulate([[_md(c) for c in r] for r in gws],
+        out.append(tabulate([[_md(L.msg(c)) for c in r] for r in gws],
                             headers=L.headers(GATEWAY_HEADERS), tablefmt="github"))
         out.append("")
     if tunnels:
         rows = []
         for label, proto, verdict, stage, p, _ids in verdict_rows(report, fmap):
-            rows.append([_md(label), _md(proto), _strong(L.upper(verdict)), _md(_(stage)),
+            rows.append([_md(L.msg(label)), _md(proto), _strong(L.upper(verdict)), _md(_(stage)),
                          _md(cell(f"{p.code}: {p.title}", 90)) if p else "-"])
         out.append(tabulate(rows, headers=L.headers(["tunnel" + ("s" if many else ""),
                                                      "protocol", "verdict", "stage",
@@ -205,13 +205,13 @@ def render_markdown(report, lang: str = "en") -> str:
     ike = ike_rows(report)
     if ike:
         out += ["", "### " + _("IKE exchanges"), ""]
-        out.append(tabulate([[_md(c) for c in r] for r in ike[1]], headers=L.headers(ike[0]),
+        out.append(tabulate([[_md(L.msg(c)) for c in r] for r in ike[1]], headers=L.headers(ike[0]),
                             tablefmt="github"))
         out += _ladders(report, L)
     esp = esp_rows(report)
     if esp:
         out += ["", "### " + _("ESP/AH SAs"), ""]
-        out.append(tabulate([[_md(c) for c in r] for r in esp[1]], headers=L.headers(esp[0]),
+        out.append(tabulate([[_md(L.msg(c)) for c in r] for r in esp[1]], headers=L.headers(esp[0]),
                             tablefmt="github"))
     out += ["", "### " + _("Capture"), ""]
     out.append(tabulate([(_(k), _md(L.msg(v))) for k, v in summary_rows(cap)],
@@ -231,13 +231,13 @@ def _logs_section(report, L) -> list[str]:
     if src is None:
         return []
     out = ["", "### " + L._("Logs"), "",
-           tabulate([[_md(c) for c in r] for r in src[1]], headers=L.headers(src[0]),
+           tabulate([[_md(L.msg(c)) for c in r] for r in src[1]], headers=L.headers(src[0]),
                     tablefmt="github")]
     notes = log_notes(report)
     if notes:
         out += [""] + [f"- {_md(L.msg(n))}" for n in notes]
     ev = log_event_rows(report)
     if ev and ev[1]:
-        out += ["", tabulate([[_md(c) for c in r] for r in ev[1]], headers=L.headers(ev[0]),
+        out += ["", tabulate([[_md(L.msg(c)) for c in r] for r in ev[1]], headers=L.headers(ev[0]),
                              tablefmt="github")]
     return out

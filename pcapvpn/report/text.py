@@ -96,18 +96,18 @@ def render_text(report, color: bool = False, lang: str = "en") -> str:
     vp = vantage_rows(report)
     if vp:
         out.append(_bold(_("Vantage points (times on the first point's clock)"), color))
-        out.append(tabulate([[_s(c) for c in r] for r in vp[1]], headers=L.headers(vp[0]),
+        out.append(tabulate([[_s(L.msg(c)) for c in r] for r in vp[1]], headers=L.headers(vp[0]),
                             tablefmt="simple"))
         out.append("")
     gws = gateway_rows(report) if many else []
     if gws:
-        out.append(tabulate([[_s(c) for c in r] for r in gws], headers=L.headers(GATEWAY_HEADERS),
+        out.append(tabulate([[_s(L.msg(c)) for c in r] for r in gws], headers=L.headers(GATEWAY_HEADERS),
                             tablefmt="simple"))
         out.append("")
     if tunnels:
         rows = []
         for label, proto, verdict, stage, p, _ids in verdict_rows(report, fmap):
-            rows.append([_s(label), _s(proto), _c(_s(L.upper(verdict)), verdict, color),
+            rows.append([_s(L.msg(label)), _s(proto), _c(_s(L.upper(verdict)), verdict, color),
                          _s(_(stage)), _s(cell(f"{p.code}: {p.title}", 70)) if p else "-"])
         out.append(tabulate(rows, headers=L.headers(["tunnel" + ("s" if many else ""), "protocol",
                                                      "verdict", "stage", "primary finding"]),
@@ -146,7 +146,7 @@ def render_text(report, color: bool = False, lang: str = "en") -> str:
             lines, headers, rows = pv
             out.append(_wrap(_s(L.msg(lines[0])), "  "))
             out.append("\n".join("  " + x for x in tabulate(
-                [[_s(c) for c in r] for r in rows], headers=L.headers(headers),
+                [[_s(L.msg(c)) for c in r] for r in rows], headers=L.headers(headers),
                 tablefmt="simple").splitlines()))
             for line in lines[1:]:
                 out.append(_wrap(f"- {_s(L.msg(line))}", "  "))
@@ -170,12 +170,12 @@ def render_text(report, color: bool = False, lang: str = "en") -> str:
     ike = ike_rows(report)
     if ike:
         out += ["", _bold(_("IKE exchanges"), color)]
-        out.append(tabulate([[_s(c) for c in r] for r in ike[1]], headers=L.headers(ike[0]),
+        out.append(tabulate([[_s(L.msg(c)) for c in r] for r in ike[1]], headers=L.headers(ike[0]),
                             tablefmt="simple"))
     esp = esp_rows(report)
     if esp:
         out += ["", _bold(_("ESP/AH SAs"), color)]
-        out.append(tabulate([[_s(c) for c in r] for r in esp[1]], headers=L.headers(esp[0]),
+        out.append(tabulate([[_s(L.msg(c)) for c in r] for r in esp[1]], headers=L.headers(esp[0]),
                             tablefmt="simple"))
     out += ["", _bold(_("Capture"), color)]
     out.append(tabulate([(_(k), _s(L.msg(v))) for k, v in summary_rows(cap)],
@@ -207,13 +207,13 @@ def _logs_section(report, color: bool, L: Lang) -> list[str]:
     if src is None:
         return []
     out = ["", _bold(L._("Logs"), color),
-           tabulate([[_s(c) for c in r] for r in src[1]], headers=L.headers(src[0]),
+           tabulate([[_s(L.msg(c)) for c in r] for r in src[1]], headers=L.headers(src[0]),
                     tablefmt="simple")]
     for n in log_notes(report):
         out.append(_wrap(f"- {_s(L.msg(n))}", "  "))
     ev = log_event_rows(report)
     if ev and ev[1]:
-        out += ["", tabulate([[_s(c) for c in r] for r in ev[1]], headers=L.headers(ev[0]),
+        out += ["", tabulate([[_s(L.msg(c)) for c in r] for r in ev[1]], headers=L.headers(ev[0]),
                              tablefmt="simple")]
         more = len(report.log_events) - len(ev[1])
         if more > 0:

@@ -7,7 +7,7 @@ import heapq
 
 from dissect.vpn import registry as reg
 from dissect.vpn.registry import ExchangeType, IkeAttrV1, NotifyV1, NotifyV2, PayloadV2
-from pcapvpn.findings import declare, make, when
+from pcapvpn.findings import Term, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_status,
@@ -144,18 +144,21 @@ def error_notifies(ctx):
                 offered, chosen = _offered_and_chosen(
                     sa, {ExchangeType.IKE_SA_INIT} if sa.version == 2 else {ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE})
                 lines = proposal_texts(sa.version, offered.proposals) if offered else []
-                detail = (f"{sender} sent {name} to {receiver} in {reg.exchange_name(m.exch, short=True)}.")
+                detail = msg("{sender} sent {name} to {receiver} in {exchange}.", sender=sender,
+                             name=name, receiver=receiver,
+                             exchange=reg.exchange_name(m.exch, short=True))
                 if lines:
-                    detail += " Offered by " + endpoint_text(
-                        (offered.ipver, offered.src, offered.sport)) + ": " + "; ".join(lines) + "."
+                    detail += msg(" Offered by {peer}: {proposals}.", peer=endpoint_text(
+                        (offered.ipver, offered.src, offered.sport)), proposals="; ".join(lines))
                 if chosen is not None:
-                    detail += " Chosen: " + "; ".join(proposal_texts(sa.version, chosen.proposals)) + "."
+                    detail += msg(" Chosen: {proposals}.", proposals="; ".join(
+                        proposal_texts(sa.version, chosen.proposals)))
                 if sa.version == 1 and offered is not None and m.src == offered.src:
-                    detail += (" The initiator itself rejected the responder's choice "
-                               "(it did not accept the proposal the responder picked).")
+                    detail += msg(" The initiator itself rejected the responder's choice "
+                                  "(it did not accept the proposal the responder picked).")
                 # a later success makes it a recovered failure: the verdict says so
                 yield make("IKE_NO_PROPOSAL_CHOSEN", key,
-                           title=f"{name} from {ip_text(m.src)}",
+                           title=msg("{name} from {peer}", name=name, peer=ip_text(m.src)),
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
                            facts=facts)
             elif ntype == NotifyV2.INVALID_KE_PAYLOAD and sa.version == 2:
@@ -167,32 +170,37 @@ def error_notifies(ctx):
                 # RFC 7296 §1.2: the initiator retries at once with the requested group; a
                 # capture that ends before a retry was due cannot tell (not visible)
                 too_soon = not retry_ok and ctx.now - m.ts < ctx.th.response_timeout
-                detail = (f"{sender} rejected key exchange group {sent} and requested {gname} "
-                          f"(INVALID_KE_PAYLOAD).")
+                detail = msg("{sender} rejected key exchange group {sent} and requested {wanted} "
+                             "(INVALID_KE_PAYLOAD).", sender=sender, sent=sent, wanted=gname)
                 if retry_ok:
-                    detail += (" The initiator retried with the requested group and the "
-                               "exchange completed.")
+                    detail += msg(" The initiator retried with the requested group and the "
+                                  "exchange completed.")
                 elif too_soon:
-                    detail += (f" The capture ends {ctx.now - m.ts:.1f} s after it, before a "
-                               f"retry could be judged (not visible): the initiator normally "
-                               f"retries at once with the requested group.")
+                    detail += msg(" The capture ends {after:.1f} s after it, before a retry could "
+                                  "be judged (not visible): the initiator normally retries at "
+                                  "once with the requested group.", after=ctx.now - m.ts)
                 else:
-                    detail += " No successful retry with the requested group was seen."
+                    detail += msg(" No successful retry with the requested group was seen.")
                 yield make("IKE_INVALID_KE", key,
-                           title=f"Responder asked for DH group {gname} instead of {sent}",
+                           title=msg("Responder asked for DH group {wanted} instead of {sent}",
+                                     wanted=gname, sent=sent),
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
                            severity="info" if retry_ok or too_soon else "error")
             elif ntype == notify.INVALID_MAJOR_VERSION:
                 yield make("IKE_VERSION_MISMATCH", key,
-                           title=f"{ip_text(m.src)} refused IKEv{sa.version} ({name})",
-                           detail=f"{sender} answered {name}: it does not speak IKEv{sa.version}.",
+                           title=msg("{peer} refused IKEv{version} ({name})", peer=ip_text(m.src),
+                                     version=sa.version, name=name),
+                           detail=msg("{sender} answered {name}: it does not speak IKEv{version}.",
+                                      sender=sender, name=name, version=sa.version),
                            evidence=ev, wireshark_filter=flt, tunnel=tid)
             elif ntype not in OWN_CODE.get(sa.version, ()):
                 yield make("IKE_ERROR_NOTIFY", key,
-                           title=f"{name} from {ip_text(m.src)}",
-                           detail=f"{sender} sent the error notification {name} ({ntype}) to "
-                                  f"{receiver} in {reg.exchange_name(m.exch, short=True)}"
-                                  + (" (response)" if m.is_response else "") + ".",
+                           title=msg("{name} from {peer}", name=name, peer=ip_text(m.src)),
+                           detail=msg("{sender} sent the error notification {name} ({ntype}) to "
+                                      "{receiver} in {exchange}", sender=sender, name=name,
+                                      ntype=ntype, receiver=receiver,
+                                      exchange=reg.exchange_name(m.exch, short=True))
+                                  + (msg(" (response)") if m.is_response else "") + ".",
                            evidence=ev, wireshark_filter=flt, tunnel=tid,
                            severity="info" if established else None, facts=facts)
 
@@ -305,15 +313,16 @@ def retransmissions(ctx):
                 iv = backoff(msgs)
                 hint = implementation_hint(iv)
                 who = ip_text(src)
-                what = "its response" if msgs[0].is_response else "its request"
+                what = msg("its response") if msgs[0].is_response else msg("its request")
                 if sa.version == 1 and isinstance(step, int):
                     from pcapvpn.track.ike import V1_STEP_PREFIX
                     what = f"{V1_STEP_PREFIX.get(x.exch, 'message ')}{step}"
                     if step % 2 == 0:
-                        what += " (the next message from its peer did not come in time)"
-                parts.append(f"{who} sent {what} {len(msgs)} times (intervals "
-                             f"{', '.join(f'{i:g}' for i in iv)} s" + (f"; {hint}" if hint else "")
-                             + ")")
+                        what += msg(" (the next message from its peer did not come in time)")
+                parts.append(msg("{who} sent {what} {n} times (intervals {intervals} s", who=who,
+                                 what=what, n=len(msgs),
+                                 intervals=', '.join(f'{i:g}' for i in iv))
+                             + (msg("; {hint}", hint=Term(hint)) if hint else "") + ")")
                 refs.extend(ctx.msg_refs(msgs))
             if not parts:
                 continue
@@ -321,34 +330,38 @@ def retransmissions(ctx):
             resps = [m for m in x.msgs if m.is_response]
             tta = ""
             if x.version == 2 and reqs and resps:
-                tta = f" Answered {resps[0].ts - reqs[0].ts:.2f} s after the first request."
+                tta = msg(" Answered {after:.2f} s after the first request.",
+                          after=resps[0].ts - reqs[0].ts)
             label = _retrans_label(x, retrans)
             lost_response = x.version == 2 and any(m.is_response for m in retrans)
             # an exchange answered only after retransmissions is a degradation (the verdict
             # contract): the setup waited for a timer
             sev = "warning"
-            why = (" The responder re-sent its response: the first response (or the "
-                   "retransmitted request) was lost." if lost_response else "")
+            why = (msg(" The responder re-sent its response: the first response (or the "
+                       "retransmitted request) was lost.") if lost_response else "")
             each = _each_copy_answered(x)
             if each is not None:
                 # nothing was lost and nothing waited for a timer: the initiator asked again
                 # although it had its answer
                 sev = "info"
-                why = (f" Every copy of the request was answered (within {each * 1000:.1f} ms): "
-                       f"nothing was lost; the initiator re-sent a request it had an answer to.")
+                why = msg(" Every copy of the request was answered (within {ms:.1f} ms): "
+                          "nothing was lost; the initiator re-sent a request it had an answer to.",
+                          ms=each * 1000)
                 errs = sorted({reg.notify_name(2, t) for r in x.responses
                                for t in r.error_notifies()})
                 if errs and x.exch == ExchangeType.IKE_SA_INIT:
-                    why += (f" The answers carry the unprotected error {', '.join(errs)}, which "
-                            f"need not end the exchange for the initiator (RFC 7296 §2.21.1: "
-                            f"errors before the IKE SA is protected); libreswan logs 'ignoring "
-                            f"IKE_SA_INIT response containing {errs[0]} notification' and "
-                            f"retransmits until it gives up.")
+                    why += msg(" The answers carry the unprotected error {errors}, which need not "
+                               "end the exchange for the initiator (RFC 7296 §2.21.1: errors "
+                               "before the IKE SA is protected); libreswan logs 'ignoring "
+                               "IKE_SA_INIT response containing {first} notification' and "
+                               "retransmits until it gives up.", errors=', '.join(errs),
+                               first=errs[0])
             yield make(
                 "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
-                title=f"{label}: {len(retrans)} retransmission(s) before the exchange went on",
+                title=msg("{label}: {n} retransmission(s) before the exchange went on",
+                          label=label, n=len(retrans)),
                 facts=ike_facts(sa, x),
-                detail="; ".join(parts) + "." + tta + why,
+                detail=msg_join("; ", parts) + "." + tta + why,
                 evidence=ctx.evidence(refs, x.msgs[0].ts, x.msgs[-1].ts,
                                       ike_spis=[sa.ispi.hex(), sa.rspi.hex()]),
                 wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
@@ -367,13 +380,15 @@ def cookies(ctx):
                 ok = _recovered_after(ctx, sa, m)
                 yield make(
                     "IKE_COOKIE", f"{sa.id}|{m.n}",
-                    title=f"{ip_text(m.src)} demanded a COOKIE"
-                          + (" (initiator retried and succeeded)" if ok else ""),
-                    detail=f"IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
-                           f"carried only a COOKIE notification ({len(m.notify_data(NotifyV2.COOKIE) or b'')} "
-                           f"bytes of cookie data)."
-                           + (" The initiator repeated its request with the cookie and was answered."
-                              if ok else " No answered retry with the cookie was seen."),
+                    title=msg("{peer} demanded a COOKIE", peer=ip_text(m.src))
+                          + (msg(" (initiator retried and succeeded)") if ok else ""),
+                    detail=msg("IKE_SA_INIT response from {peer} carried only a COOKIE "
+                               "notification ({n} bytes of cookie data).",
+                               peer=endpoint_text((m.ipver, m.src, m.sport)),
+                               n=len(m.notify_data(NotifyV2.COOKIE) or b''))
+                           + (msg(" The initiator repeated its request with the cookie and was "
+                                  "answered.") if ok
+                              else msg(" No answered retry with the cookie was seen.")),
                     evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()]),
                     wireshark_filter=ike_filter(sa, msgids=[0]) + f" && isakmp.notify.msgtype == {NotifyV2.COOKIE}",
                     tunnel=t.id if t else None)
@@ -493,12 +508,15 @@ def weak_crypto(ctx):
         if not weak:
             continue
         t = ike_tunnel_of(ctx, sa)
-        which = "chosen" if chosen is not None else "offered (no response seen)"
+        which = msg("chosen") if chosen is not None else msg("offered (no response seen)")
         yield make(
             "IKE_WEAK_CRYPTO", f"{sa.id}|weak",
-            title=f"Weak IKE crypto {which}: " + ", ".join(sorted({w[0] for w in weak})),
-            detail="; ".join(f"{name}: {why}" for name, why in weak) + f" ({which} by "
-                   f"{endpoint_text((src.ipver, src.src, src.sport))}).",
+            title=msg("Weak IKE crypto {which}: {names}", which=which,
+                      names=", ".join(sorted({w[0] for w in weak}))),
+            detail=msg_join("; ", [msg("{name}: {why}", name=name, why=Term(why))
+                                   for name, why in weak])
+                   + msg(" ({which} by {peer}).", which=which,
+                         peer=endpoint_text((src.ipver, src.src, src.sport))),
             evidence=ctx.evidence(src.frames, src.ts, None, ike_spis=[sa.ispi.hex()]),
             wireshark_filter=ike_filter(sa, msgids=[src.msgid]),
             tunnel=t.id if t else None)
@@ -526,10 +544,10 @@ def aggressive_psk(ctx):
         m = msgs[0]
         yield make(
             "IKE_AGGRESSIVE_MODE_PSK", f"{sa.id}|am-psk",
-            title="IKEv1 Aggressive Mode with a pre-shared key",
-            detail=f"Aggressive Mode from {endpoint_text((m.ipver, m.src, m.sport))} offers "
-                   f"pre-shared-key authentication; the responder's AM2 carries a hash of the "
-                   f"PSK that can be attacked offline.",
+            title=msg("IKEv1 Aggressive Mode with a pre-shared key"),
+            detail=msg("Aggressive Mode from {peer} offers pre-shared-key authentication; the "
+                       "responder's AM2 carries a hash of the PSK that can be attacked offline.",
+                       peer=endpoint_text((m.ipver, m.src, m.sport))),
             evidence=ctx.evidence(ctx.msg_refs(msgs), msgs[0].ts, msgs[-1].ts,
                                   ike_spis=[sa.ispi.hex()]),
             wireshark_filter=ike_filter(sa, exch=ExchangeType.AGGRESSIVE),
