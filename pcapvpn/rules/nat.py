@@ -434,52 +434,57 @@ def nat_t_not_used(ctx):
         first = last = None
         if nat:
             sa, v = nat[0]
-            sides = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.nat_sides)
-            why.append(f"NAT-D shows a NAT in front of the {sides} (IKE SA {sa.id}).")
+            sides = msg_join(" and ", [msg("{side} {ip}", side=Term(s),
+                                           ip=ip_text(_side_ep(sa, s)[1])) for s in v.nat_sides])
+            why.append(msg("NAT-D shows a NAT in front of the {sides} (IKE SA {sa}).",
+                           sides=sides, sa=sa.id))
             refs += [tuple(r) for r in v.nat_d_frames]
             first = v.nat_d_ts
         else:
             sa, v, side = inferred[0]
             ep = _side_ep(sa, side)
-            why.append(f"The {side} {endpoint_text(ep)} sent IKE to port 500 from port {ep[2]}, "
-                       f"not 500: a NAPT translated it, and no NAT-D was exchanged (NAT-T not "
-                       f"supported or disabled on a peer).")
+            why.append(msg("The {side} {ep} sent IKE to port 500 from port {port}, not 500: a "
+                           "NAPT translated it, and no NAT-D was exchanged (NAT-T not supported "
+                           "or disabled on a peer).", side=Term(side), ep=endpoint_text(ep),
+                           port=ep[2]))
             refs += list(sa.messages[0].frames)
             first = sa.messages[0].ts
         for sa, v in stuck:
             n = v.after_natd_on_500
             fr = ", ".join(str(r[1]) for r in v.after_natd_on_500_frames[:MAX_LISTED])
-            why.append(f"IKE stayed on UDP 500 after the NAT was detected: {n} message(s) of "
-                       f"IKE SA {sa.id} (frames {fr}{', ...' if n > MAX_LISTED else ''}).")
+            why.append(msg("IKE stayed on UDP 500 after the NAT was detected: {n} message(s) of "
+                           "IKE SA {sa} (frames {frames}).", n=n, sa=sa.id,
+                           frames=fr + (', ...' if n > MAX_LISTED else '')))
             refs += [tuple(r) for r in v.after_natd_on_500_frames]
         if plain:
             esp_ip = [e for e in plain if e.proto == "esp"]
             ah = [e for e in plain if e.proto != "esp"]
             if esp_ip:
                 pk = sum(e.packets for e in esp_ip)
-                why.append(f"ESP went as IP protocol 50, not UDP 4500: {len(esp_ip)} SA(s), "
-                           f"{pk} packets (SPI "
-                           + ", ".join(f"0x{e.spi:08x}" for e in esp_ip[:MAX_LISTED]) + ").")
+                why.append(msg("ESP went as IP protocol 50, not UDP 4500: {n} SA(s), {pk} "
+                               "packets (SPI {spis}).", n=len(esp_ip), pk=pk,
+                               spis=", ".join(f"0x{e.spi:08x}" for e in esp_ip[:MAX_LISTED])))
             if ah:
-                why.append(f"AH was used ({len(ah)} SA(s)): AH authenticates the outer addresses "
-                           f"and cannot cross any NAT.")
+                why.append(msg("AH was used ({n} SA(s)): AH authenticates the outer addresses "
+                               "and cannot cross any NAT.", n=len(ah)))
             for e in plain:
                 refs += [e.first_ref, e.last_ref]
                 spis.append(e.spi)
                 last = e.last_ts if last is None else max(last, e.last_ts)
-        why.append("A NAPT cannot translate ESP without UDP (there are no ports): RFC 7296 §2.23 "
-                   "and RFC 3947 §4 move IKE and ESP to UDP 4500 once a NAT is detected "
-                   "(RFC 3948).")
+        why.append(msg("A NAPT cannot translate ESP without UDP (there are no ports): RFC 7296 "
+                       "§2.23 and RFC 3947 §4 move IKE and ESP to UDP 4500 once a NAT is "
+                       "detected (RFC 3948)."))
         ike_part = _or([ike_filter(sa) for sa, _v in (stuck or nat[:1])]) if nat else \
             ike_filter(inferred[0][0])
         yield make(
             "NAT_T_NOT_USED", f"{t.id}|{bool(stuck)}|{bool(plain)}",
-            title=(f"NAT between {ip_text(t.a)} and {ip_text(t.b)} but "
-                   + ("IKE stays on UDP 500" if stuck else "")
-                   + (" and " if stuck and plain else "")
-                   + ("ESP goes as IP protocol 50" if plain and any(e.proto == "esp" for e in plain)
-                      else ("AH is used" if plain else ""))),
-            detail=" ".join(why),
+            title=(msg("NAT between {a} and {b} but ", a=ip_text(t.a), b=ip_text(t.b))
+                   + (msg("IKE stays on UDP 500") if stuck else "")
+                   + (msg(" and ") if stuck and plain else "")
+                   + (msg("ESP goes as IP protocol 50")
+                      if plain and any(e.proto == "esp" for e in plain)
+                      else (msg("AH is used") if plain else ""))),
+            detail=msg_join(" ", why),
             basis="observed" if nat else "inferred",
             evidence=ctx.evidence(refs, first, last, ike_spis=_spis(sa),
                                   esp_spis=[f"{s:08x}" for s in spis],
@@ -637,29 +642,31 @@ def nat_keepalive_missing(ctx):
             mine = [f for f in flows if f.src in addrs]
             ip = ", ".join(sorted(ip_text(a) for a in addrs))
             gs, ge, rb, ra, resumed, _w = longest
-            detail = (f"The {side} {ip} is behind a NAT, but the tunnel carried nothing for at "
-                      f"least {ge - gs:.1f} s ({ctx.rel(gs)} s → {ctx.rel(ge)} s): no NAT "
-                      f"keepalive, no ESP, no IKE in either direction; then "
-                      f"{_WHAT.get(resumed, resumed)} traffic resumed")
-            detail += (f" (frame {ra[1]})." if ra else ".")
+            detail = msg("The {side} {ip} is behind a NAT, but the tunnel carried nothing for at "
+                         "least {idle:.1f} s ({t0} s → {t1} s): no NAT keepalive, no ESP, no IKE "
+                         "in either direction; then {what} traffic resumed", side=Term(side),
+                         ip=ip, idle=ge - gs, t0=ctx.rel(gs), t1=ctx.rel(ge),
+                         what=Term(_WHAT.get(resumed, resumed)))
+            detail += (msg(" (frame {frame}).", frame=ra[1]) if ra else ".")
             if len(gaps) > 1:
-                detail += f" {len(gaps)} such silences in all."
+                detail += msg(" {n} such silences in all.", n=len(gaps))
             if mine:
                 n = sum(f.count for f in mine)
                 med = [f.median_interval for f in mine if f.median_interval is not None]
                 mx = [f.max_interval for f in mine if f.max_interval is not None]
-                detail += (f" {ip} sent {n} NAT keepalive(s)"
-                           + (f", median interval {min(med):.1f} s, longest {max(mx):.1f} s"
-                              if med else "") + ".")
+                detail += (msg(" {ip} sent {n} NAT keepalive(s)", ip=ip, n=n)
+                           + (msg(", median interval {med:.1f} s, longest {mx:.1f} s",
+                                  med=min(med), mx=max(mx)) if med else "") + ".")
             else:
-                detail += (f" {ip} sent no NAT keepalive at all (RFC 3948 §4: the peer behind "
-                           f"the NAT sends them).")
-            detail += (f" NAT UDP mappings commonly expire after 30-120 s (threshold "
-                       f"keepalive_max_interval = {limit:g} s).")
+                detail += msg(" {ip} sent no NAT keepalive at all (RFC 3948 §4: the peer behind "
+                              "the NAT sends them).", ip=ip)
+            detail += msg(" NAT UDP mappings commonly expire after 30-120 s (threshold "
+                          "keepalive_max_interval = {limit:g} s).", limit=limit)
             c = _first_after(changes, side, gaps)
             if c is not None:
-                detail += (f" Its source changed right after ({c[3]} → {c[4]} at frame "
-                           f"{c[2][1]}): the mapping had likely expired.")
+                detail += msg(" Its source changed right after ({old} → {new} at frame {frame}): "
+                              "the mapping had likely expired.", old=c[3], new=c[4],
+                              frame=c[2][1])
             refs = []
             lo, hi = gs, ge
             for g in [longest] + [g for g in gaps[:MAX_LISTED] if g is not longest]:
@@ -681,8 +688,8 @@ def nat_keepalive_missing(ctx):
                               f"udpencap.nat_keepalive"])
             yield make(
                 "NAT_KEEPALIVE_MISSING", f"{t.id}|{side}",
-                title=(f"{ip} (behind NAT) left the tunnel idle {ge - gs:.0f} s without "
-                       f"keepalives"),
+                title=msg("{ip} (behind NAT) left the tunnel idle {idle:.0f} s without "
+                          "keepalives", ip=ip, idle=ge - gs),
                 detail=detail,
                 evidence=ctx.evidence(refs, gs, ge, peers=[ip_text(t.a), ip_text(t.b)]),
                 wireshark_filter=wf, tunnel=t.id)
@@ -766,14 +773,16 @@ def nat_mapping_changed(ctx):
                     ts, ref = seen[0][1], seen[0][2]
                     what = ", ".join(dict.fromkeys(c[5] for c in seen))
                     idle = _idle_before(silences, ts)
-                    line = (f"{old} → {new} at {ctx.rel(ts)} s (frame {ref[1]}; seen in {what})")
+                    line = msg("{old} → {new} at {t} s (frame {frame}; seen in {what})", old=old,
+                               new=new, t=ctx.rel(ts), frame=ref[1], what=what)
                     if idle is not None:
-                        line += f" after {idle:.0f} s of silence (NAT mapping timeout likely)"
+                        line += msg(" after {idle:.0f} s of silence (NAT mapping timeout likely)",
+                                    idle=idle)
                     for c in seen:
                         if c[5] == "IKE":
                             follow = _followed(c[6], c)
                             if follow:
-                                line += f"; {follow}"
+                                line += msg("; {follow}", follow=Term(follow))
                                 break
                     lines.append(line)
                 for c in seen:
@@ -787,23 +796,26 @@ def nat_mapping_changed(ctx):
                         esp_spis.append(c[6].spi)
             n = len(moves)
             addr_changed = any(_host(c[3]) != _host(c[4]) for c in cs)
-            cause = ("the NAT's public address changed (carrier-grade NAT pool, NAT restart) or "
-                     "the client roamed to another network" if addr_changed else
-                     "the NAT created a new mapping (the old one timed out, or the NAT "
-                     "restarted)")
+            cause = (msg("the NAT's public address changed (carrier-grade NAT pool, NAT restart) "
+                         "or the client roamed to another network") if addr_changed else
+                     msg("the NAT created a new mapping (the old one timed out, or the NAT "
+                         "restarted)"))
             ip = ", ".join(sorted({_host(c[3]) for c in cs}))
-            behind = "behind a NAT" if side in sides else "(port translated)"
-            detail = (f"The {side} {ip} {behind} changed its source {n} time(s) during the "
-                      f"SA: " + "; ".join(lines) + ("; ..." if n > MAX_LISTED else "")
-                      + f". Typical cause: {cause}.")
+            behind = msg("behind a NAT") if side in sides else msg("(port translated)")
+            detail = (msg("The {side} {ip} {behind} changed its source {n} time(s) during the SA: "
+                          "{lines}", side=Term(side), ip=ip, behind=behind, n=n,
+                          lines=msg_join("; ", lines))
+                      + ("; ..." if n > MAX_LISTED else "")
+                      + msg(". Typical cause: {cause}.", cause=cause))
             wf = _or([ike_filter(sa) for sa in ike_sas[:4]]
                      + ([esp_filter(esp_spis)] if esp_spis else []))
             spis = _spis(ike_sas[0]) if ike_sas else []
             yield make(
                 "NAT_MAPPING_CHANGED", f"{t.id}|{side}",
-                title=(f"NAT mapping of the {side} {ip} changed mid-SA "
-                       f"({'address' if addr_changed else 'port'}, {n}x, first at "
-                       f"{ctx.rel(cs[0][1])} s)"),
+                title=msg("NAT mapping of the {side} {ip} changed mid-SA ({what}, {n}x, first at "
+                          "{t} s)", side=Term(side), ip=ip,
+                          what=msg("address") if addr_changed else msg("port"), n=n,
+                          t=ctx.rel(cs[0][1])),
                 detail=detail,
                 evidence=ctx.evidence(refs, cs[0][1], cs[-1][1], ike_spis=spis,
                                       esp_spis=[f"{s:08x}" for s in esp_spis],

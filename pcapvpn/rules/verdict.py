@@ -140,9 +140,9 @@ def recovery(ctx, t, f):
             continue
         if both_after or not _esp_after(t, est):
             who = ip_text(sa.initiator[1]) if sa.initiator else "?"
-            return est, f"a new IKE SA ({sa.id}, initiated by {who})"
+            return est, msg("a new IKE SA ({sa}, initiated by {who})", sa=sa.id, who=who)
     if both_after:
-        return last, "ESP flowing both ways after it"
+        return last, msg("ESP flowing both ways after it")
     return None
 
 
@@ -298,7 +298,8 @@ def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
     for fid, cause in explained.items():
         f = next((x for x in fs if x.id == fid), None)
         if f is not None and cause.code not in f.detail:
-            f.detail += f" A consequence of {cause.code} ({cause.title})."
+            f.detail += msg(" A consequence of {code} ({title}).", code=cause.code,
+                            title=cause.title)
     order = sorted(fs, key=lambda f: (f.posture, not f.failure, severity_rank(f.severity),
                                       stage_rank(f.stage)))
     return Verdict(
@@ -324,7 +325,7 @@ def _mark_recovered(ctx, f, rec) -> None:
     f.recovered = {"at": ctx.time(ts), "by": how}
     if severity_rank(f.severity) < severity_rank("warning"):
         f.severity = "warning"
-    f.detail += f" Recovered at +{ctx.rel(ts)} s by {how}."
+    f.detail += msg(" Recovered at +{t} s by {how}.", t=ctx.rel(ts), how=how)
 
 
 def _unique(items):
