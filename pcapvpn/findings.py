@@ -179,7 +179,7 @@ def msg(template: str, /, **facts) -> Msg:
 def msg_join(sep: str, parts) -> str:
     """``sep.join(parts)`` that stays a message when the parts are messages (each translated)."""
     parts = list(parts)
-    if not any(isinstance(p, Msg) for p in parts):
+    if not any(isinstance(p, (Msg, Term)) for p in parts):
         return sep.join(parts)
     names = [f"p{i}" for i in range(len(parts))]
     facts = dict(zip(names, parts))

@@ -190,6 +190,8 @@ class Lang:
             return self.msg(v)
         if isinstance(v, (Term, Enum)):
             return self.text(str(v))
+        if v == ".":  # the full stop a rule appends to a sentence
+            return self.t.gettext(".")
         return self.value(v)
 
     def fmt(self, template: str, /, **facts) -> str:

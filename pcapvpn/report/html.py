@@ -243,7 +243,7 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         if det or mark:
             g.append(f'<text x="{mid}" y="{ya + 14}" text-anchor="middle" font-size="9.5" '
                      f'fill="#5a6169"><tspan fill="{COLORS["lost"]}" font-weight="700">'
-                     f'{esc(mark)}</tspan>{esc(_clip(det, max(16, 86 - len(mark))))}</text>')
+                     f'{esc(mark)}</tspan>{esc(L.value(_clip(r.details, max(16, 86 - len(mark)))))}</text>')
         g.append("</g>")
         o.append("".join(g))
     o.append("</svg>")
