@@ -15,7 +15,7 @@ from __future__ import annotations
 from dissect.vpn.registry import exchange_name
 
 from pcapvpn import findings as F
-from pcapvpn.findings import FrameRef
+from pcapvpn.findings import FrameRef, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import colon_hex
 from pcapvpn.track.vantage import FILTER_RANGES
@@ -61,15 +61,15 @@ _IKE_STAGE = {
 
 
 def _pname(name) -> str:
-    return name if name is not None else "(before the first point)"
+    return name if name is not None else msg("(before the first point)")
 
 
 def _segment(src, dst) -> str:
     if src is None:
-        return f"before {dst}"
+        return msg("before {b}", b=dst)
     if dst is None:
-        return f"after {src} (past the last capture point)"
-    return f"between {src} and {dst}"
+        return msg("after {a} (past the last capture point)", a=src)
+    return msg("between {a} and {b}", a=src, b=dst)
 
 
 def _ranges_text(ranges, limit=8) -> str:
@@ -79,7 +79,7 @@ def _ranges_text(ranges, limit=8) -> str:
         b = (b - 1) & 0xFFFFFFFF
         parts.append(str(a) if a == b else f"{a}-{b}")
     more = len(ranges) - limit
-    return ", ".join(parts) + (f" and {more} more range(s)" if more > 0 else "")
+    return ", ".join(parts) + (msg(" and {n} more range(s)", n=more) if more > 0 else "")
 
 
 def _frames(x) -> list:
@@ -100,12 +100,15 @@ def _loss_finding(ctx, tid, x):
     way = "a->b" if x.forward else "b->a"
     if x.kind == "esp":
         spi = f"{x.spi:08x}"
-        title = (f"{x.lost} ESP packet(s) of SPI 0x{spi} lost {_segment(x.src, x.dst)}")
-        about = (" (about: the holes of the sequence went beyond what is kept)"
+        title = msg("{n} ESP packet(s) of SPI 0x{spi} lost {where}", n=x.lost, spi=spi,
+                    where=_segment(x.src, x.dst))
+        about = (msg(" (about: the holes of the sequence went beyond what is kept)")
                  if x.approximate else "")
-        detail = (f"ESP SA 0x{spi} ({way} on tunnel {tid}): {x.lost} packet(s) seen at "
-                  f"{_pname(x.src)} never reached {x.dst or 'any later point'}{about}; "
-                  f"sequence numbers {_ranges_text(x.ranges) or 'not listed'}.")
+        detail = msg("ESP SA 0x{spi} ({way} on tunnel {tunnel}): {n} packet(s) seen at {src} "
+                     "never reached {dst}{about}; sequence numbers {ranges}.", spi=spi, way=way,
+                     tunnel=tid, n=x.lost, src=_pname(x.src),
+                     dst=x.dst or msg('any later point'), about=about,
+                     ranges=_ranges_text(x.ranges) or msg('not listed'))
         flt = f"esp.spi == 0x{spi}"
         if x.ranges:
             # the lost numbers and the next one (the packet after the hole downstream)
@@ -122,10 +125,13 @@ def _loss_finding(ctx, tid, x):
         ispi, exch, msgid, _resp = x.ike
         name = exchange_name(exch)
         what = ", ".join(sorted(set(x.messages)))
-        title = f"IKE {name} message(s) lost {_segment(x.src, x.dst)}"
-        detail = (f"IKE SA {bytes(ispi).hex()}, {name} (Message ID {msgid}, {way} on tunnel "
-                  f"{tid}): {x.lost} cop{'y' if x.lost == 1 else 'ies'} of the {what} seen at "
-                  f"{_pname(x.src)} never reached {x.dst or 'any later point'}.")
+        title = msg("IKE {name} message(s) lost {where}", name=name,
+                    where=_segment(x.src, x.dst))
+        detail = msg("IKE SA {sa}, {name} (Message ID {msgid}, {way} on tunnel {tunnel}): {n} "
+                     "{copies} of the {what} seen at {src} never reached {dst}.",
+                     sa=bytes(ispi).hex(), name=name, msgid=msgid, way=way, tunnel=tid, n=x.lost,
+                     copies=msg("copy") if x.lost == 1 else msg("copies"), what=what,
+                     src=_pname(x.src), dst=x.dst or msg('any later point'))
         flt = f"isakmp.ispi == {colon_hex(ispi)} && isakmp.messageid == {msgid}"
         ev = F.Evidence(frames=_frames(x), first=ctx.time(x.first_ts), last=ctx.time(x.last_ts),
                         ike_spis=[bytes(ispi).hex()])
@@ -134,7 +140,8 @@ def _loss_finding(ctx, tid, x):
     f = F.make("PATH_LOSS", key, title=title, detail=detail, evidence=ev, wireshark_filter=flt,
                tunnel=tid)
     f.stage = stage
-    f.location = {"from": x.src, "to": x.dst, "why": f"lost {_segment(x.src, x.dst)}"}
+    f.location = {"from": x.src, "to": x.dst,
+                  "why": msg("lost {where}", where=_segment(x.src, x.dst))}
     return f
 
 
@@ -143,11 +150,11 @@ def several_points_finding(hint) -> F.Finding:
     a, b = hint["files"]
     f = F.make(
         "SEVERAL_CAPTURE_POINTS", f"{a}|{b}",
-        title=f"{a} and {b} look like two capture points of the same traffic",
-        detail=(f"{hint['matched']} IKE messages are in both files, byte for byte, "
-                f"{hint['offset_s']:+.6f} s apart each time (a steady difference: the same "
-                f"packets seen at two points, or the same point with another clock), so they "
-                f"are not pieces of one capture. Use --vantage to match them."),
+        title=msg("{a} and {b} look like two capture points of the same traffic", a=a, b=b),
+        detail=msg("{n} IKE messages are in both files, byte for byte, {offset:+.6f} s apart "
+                   "each time (a steady difference: the same packets seen at two points, or the "
+                   "same point with another clock), so they are not pieces of one capture. Use "
+                   "--vantage to match them.", n=hint['matched'], offset=hint['offset_s']),
         wireshark_filter="isakmp")
     return f
 
@@ -217,7 +224,8 @@ def _loc_ike(ctx, v, view, f):
         if hits:
             y = max(hits, key=lambda z: z.lost)
             return {"from": y.src, "to": y.dst,
-                    "why": f"{', '.join(sorted(set(y.messages)))} lost {_segment(y.src, y.dst)}"}
+                    "why": msg("{what} lost {where}", what=', '.join(sorted(set(y.messages))),
+                               where=_segment(y.src, y.dst))}
     # nothing lost between the points: how far did the requests get?
     x = xs[0] if xs else None
     if x is None:
@@ -235,9 +243,9 @@ def _loc_ike(ctx, v, view, f):
         if last == order[-1]:
             name = v.points[last].name
             return {"from": name, "to": None,
-                    "why": f"the request reached the last point ({name}) and no answer came "
-                           f"back past it: the responder (or what lies beyond {name}) did not "
-                           f"answer"}
+                    "why": msg("the request reached the last point ({name}) and no answer "
+                               "came back past it: the responder (or what lies beyond {name}) "
+                               "did not answer", name=name)}
     return None
 
 
@@ -251,8 +259,8 @@ def _loc_one_way(ctx, v, view, f):
     if hits:
         y = max(hits, key=lambda z: z.lost)
         return {"from": y.src, "to": y.dst,
-                "why": f"the reverse direction left the far side and was lost "
-                       f"{_segment(y.src, y.dst)}"}
+                "why": msg("the reverse direction left the far side and was lost {where}",
+                           where=_segment(y.src, y.dst))}
     order = view.placed if missing else view.placed[::-1]
     seen = set()
     for _spi, fwd, per in view.esp_flows:
@@ -261,8 +269,8 @@ def _loc_one_way(ctx, v, view, f):
     if not seen:
         first = v.points[order[0]].name
         return {"from": None, "to": first,
-                "why": f"the reverse direction was never seen at any point: it did not leave "
-                       f"the far gateway (or was lost before {first})"}
+                "why": msg("the reverse direction was never seen at any point: it did not "
+                           "leave the far gateway (or was lost before {first})", first=first)}
     return None
 
 
@@ -281,12 +289,13 @@ def _loc_gap(ctx, v, view, f):
         if hits:
             y = max(hits, key=lambda z: z.lost)
             return {"from": y.src, "to": y.dst,
-                    "why": f"{y.lost} packet(s) lost on the path {_segment(y.src, y.dst)}"}
+                    "why": msg("{n} packet(s) lost on the path {where}", n=y.lost,
+                               where=_segment(y.src, y.dst))}
         first = v.points[order[0]].name
         if order[0] in per:
             return {"from": None, "to": first,
-                    "why": f"the numbers are missing at {first} too, the point nearest the "
-                           f"sender: never sent, or lost before {first}"}
+                    "why": msg("the numbers are missing at {first} too, the point nearest the "
+                               "sender: never sent, or lost before {first}", first=first)}
     return None
 
 
@@ -306,10 +315,11 @@ def _loc_nat(ctx, v, view, f):
         what = (f"ESP SPI 0x{fact['spi']}" if fact["what"] == "esp"
                 else f"IKE SA {fact['ike_spi']}")
         return {"from": best[0], "to": best[1],
-                "why": f"the source of {what} changed at {best[1]} ({moves[best[1]]} time(s)) "
-                       f"and not at {best[0]}: the NAT whose mapping changed lies between them "
-                       f"({fact['points'][best[0]]} at {best[0]}, {fact['points'][best[1]]} at "
-                       f"{best[1]})"}
+                "why": msg("the source of {what} changed at {moved} ({n} time(s)) and not at "
+                           "{still}: the NAT whose mapping changed lies between them ({a} at "
+                           "{still}, {b} at {moved})", what=what, moved=best[1],
+                           n=moves[best[1]], still=best[0], a=fact['points'][best[0]],
+                           b=fact['points'][best[1]])}
     return None
 
 
