@@ -4,7 +4,8 @@ issue 18 item 5: findings are templates plus facts).
 Two checks:
 
 - the catalog: every message template the code builds (``msg("...")`` in ``pcapvpn/``, found by an
-  AST walk) has a Japanese entry with the same placeholders and format specs;
+  AST walk) has a Japanese entry using only its placeholders and format specs (it may leave out a
+  grammatical one, such as an English plural ending);
 - the reports: every capture in ``captures/`` and the corpus, rendered with ``--lang ja`` as text,
   Markdown and HTML (lab captures also with their keys, a path scenario with its vantage points),
   holds no English prose.
@@ -43,13 +44,15 @@ TERMS = ("Quick Mode", "Main Mode", "Aggressive Mode", "Informational exchange")
 NOTATION = re.compile(r"\b(?:req|resp|retx|dup|msg)\b")
 #: a daemon's log line quoted in advice ('received NO_PROPOSAL_CHOSEN notify'): what to grep
 #: for stays verbatim
-_QUOTED = re.compile(r"(?<![A-Za-z])'[^']{1,300}'(?![A-Za-z])")
+_QUOTED = re.compile(r"(?<![A-Za-z])'(?:[^']|(?<=[A-Za-z])'(?=[A-Za-z])){1,300}'(?![A-Za-z])")
+#: a command or configuration line the advice quotes as code (``ip xfrm state``)
+_CODE = re.compile(r"`[^`]{1,300}`")
 _MARKED = re.compile(re.escape(i18n.MARK[0]) + ".*?" + re.escape(i18n.MARK[1]), re.S)
 
 
 def english_runs(text: str) -> list[str]:
     """The English prose left in ``text`` (see the module docstring)."""
-    text = _QUOTED.sub(" ", NOTATION.sub(" ", _MARKED.sub(" ", text)))
+    text = _QUOTED.sub(" ", _CODE.sub(" ", NOTATION.sub(" ", _MARKED.sub(" ", text))))
     for t in TERMS:
         text = text.replace(t, " ")
     return [m.group() for m in _PROSE.finditer(text)]
@@ -157,6 +160,8 @@ def test_detector_finds_english_and_spares_values():
     assert english_runs("Capture clock: 1970") == ["Capture clock"]
     assert english_runs("IKE_AUTH #1 req retx 1 964 B · 応答なし") == []
     assert english_runs("strongSwan のログ: 'giving up after N retransmits'。") == []
+    assert english_runs("ログ: 'peer didn't accept key exchange method X'。") == []
+    assert english_runs("`ip xfrm state` を確認") == []
     assert english_runs("the peer's answer") == ["the peer"]
 
 

@@ -93,7 +93,7 @@ def _path_view(t, L) -> list[str]:
            tabulate([[_md(L.msg(c)) for c in r] for r in rows], headers=L.headers(headers),
                     tablefmt="github"), ""]
     out += [f"- {_md(L.msg(line))}" for line in lines[1:]]
-    lad = path_ladder(t)
+    lad = path_ladder(t, L=L)
     if lad:
         body = "\n".join(printable(x) for x in lad)
         run = max((len(r) for r in re.findall(r"`+", body)), default=0)
@@ -221,7 +221,7 @@ def render_markdown(report, lang: str = "en") -> str:
                                                    for w in cap.warnings]
     if cap.decode_errors:
         out += ["", f"#### {_('Undecodable frames')} ({cap.decode_errors})", ""]
-        out += [f"- {_md(e.file, lead=True)} {_('frame')} {e.frame}: {_md(L.msg(e.reason))}"
+        out += [f"- {_md(e.file, lead=True)} {_('frame')} {e.frame}: {_md(L.value(e.reason))}"
                 for e in cap.decode_error_samples[:50]]
     return "\n".join(out) + "\n"
 

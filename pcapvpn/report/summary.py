@@ -559,10 +559,11 @@ def path_rows(t):
     if not path or not path.get("order"):
         return None
     order = path["order"]
-    lines = [f"path {t.get('a', 'a')} -> {t.get('b', 'b')}: " + " -> ".join(order)]
+    lines = [msg("path {a} -> {b}: {order}", a=t.get('a', 'a'), b=t.get('b', 'b'),
+                 order=" -> ".join(order))]
     if path.get("unplaced"):
-        lines.append("not placed on the path (nothing matched): "
-                     + ", ".join(path["unplaced"]))
+        lines.append(msg("not placed on the path (nothing matched): {points}",
+                         points=", ".join(path["unplaced"])))
     lost_at: dict = {}
     for x in path.get("losses") or ():
         lost_at.setdefault((x["to"], x["direction"]), 0)
@@ -574,46 +575,53 @@ def path_rows(t):
                      _vanished(lost_at, name)])
     for d in path.get("delays") or ():
         arrow = "a->b" if d["direction"] == "a_to_b" else "b->a"
-        lines.append(f"one-way delay {d['from']} -> {d['to']} ({arrow}): "
-                     f"{d['delay_s'] * 1000:.3f} ms (min {d['delay_min_s'] * 1000:.3f}, "
-                     f"max {d['delay_max_s'] * 1000:.3f}; {d['samples']} packets)")
+        lines.append(msg("one-way delay {a} -> {b} ({arrow}): {ms:.3f} ms (min {lo:.3f}, max "
+                         "{hi:.3f}; {n} packets)", a=d['from'], b=d['to'], arrow=arrow,
+                         ms=d['delay_s'] * 1000, lo=d['delay_min_s'] * 1000,
+                         hi=d['delay_max_s'] * 1000, n=d['samples']))
     for x in path.get("losses") or ():
-        what = (f"ESP SPI 0x{x['spi']}: {x['lost']} packet(s)" if x["kind"] == "esp" else
+        what = (msg("ESP SPI 0x{spi}: {n} packet(s)", spi=x['spi'], n=x['lost'])
+                if x["kind"] == "esp" else
                 f"IKE {x.get('exchange')} #{x.get('message_id')}: "
                 f"{', '.join(sorted(set(x.get('messages') or ())))}")
-        src = x["from"] or "(before the first point)"
-        dst = x["to"] or "(past the last point)"
-        lines.append(f"lost between {src} and {dst}: {what}")
+        src = x["from"] or msg("(before the first point)")
+        dst = x["to"] or msg("(past the last point)")
+        lines.append(msg("lost between {a} and {b}: {what}", a=src, b=dst, what=what))
     for a in path.get("appeared") or ():
-        why = {"capture_drops": "the upstream capture reports drops",
-               "other_path": "no capture drops recorded: another path (asymmetric routing)"
-               }.get(a.get("why"), a.get("why"))
-        lines.append(f"seen at {a['to']} but never at {a['from']}: ESP SPI 0x{a['spi']}, "
-                     f"{a['packets']} packet(s) ({why})")
+        why = {"capture_drops": msg("the upstream capture reports drops"),
+               "other_path": msg("no capture drops recorded: another path (asymmetric "
+                                 "routing)")}.get(a.get("why"), a.get("why"))
+        lines.append(msg("seen at {b} but never at {a}: ESP SPI 0x{spi}, {n} packet(s) ({why})",
+                         b=a['to'], a=a['from'], spi=a['spi'], n=a['packets'], why=why))
     for r in path.get("reordering") or ():
-        lines.append(f"reordering introduced between {r['from']} and {r['to']}: ESP SPI "
-                     f"0x{r['spi']}, {r['reordered_from']} -> {r['reordered_to']} late packets")
+        lines.append(msg("reordering introduced between {a} and {b}: ESP SPI 0x{spi}, {x} -> "
+                         "{y} late packets", a=r['from'], b=r['to'], spi=r['spi'],
+                         x=r['reordered_from'], y=r['reordered_to']))
     for n in path.get("nat") or ():
         if n["what"] == "ike_mapping":
-            lines.append(f"NAT mapping changes of IKE SA {n['ike_spi']}: " + ", ".join(
-                f"{k}: {v}" for k, v in n["source_changes"].items()))
+            lines.append(msg("NAT mapping changes of IKE SA {spi}: {changes}", spi=n['ike_spi'],
+                             changes=", ".join(f"{k}: {v}"
+                                               for k, v in n["source_changes"].items())))
             continue
         label = "IKE" if n["what"] == "ike" else f"ESP SPI 0x{n['spi']}"
         pts = n["points"]
         for a, b in n.get("between") or ():
-            lines.append(f"NAT between {a} and {b} ({label}): {pts[a]} at {a} is {pts[b]} "
-                         f"at {b}")
+            lines.append(msg("NAT between {a} and {b} ({label}): {x} at {a} is {y} at {b}", a=a,
+                             b=b, label=label, x=pts[a], y=pts[b]))
         moved = {k: v for k, v in (n.get("source_changes") or {}).items() if v}
         if moved:
-            lines.append(f"source changes ({label}): " + ", ".join(
-                f"{k}: {v}" for k, v in (n.get("source_changes") or {}).items()))
+            lines.append(msg("source changes ({label}): {changes}", label=label,
+                             changes=", ".join(f"{k}: {v}" for k, v in
+                                               (n.get("source_changes") or {}).items())))
     for mtu in path.get("mtu") or ():
         ex = mtu.get("example")
-        lines.append(f"size changed between {mtu['from']} and {mtu['to']}: ESP SPI "
-                     f"0x{mtu['spi']}, {mtu['resized_samples']} sampled packet(s) resized"
+        lines.append(msg("size changed between {a} and {b}: ESP SPI 0x{spi}, {n} sampled "
+                         "packet(s) resized", a=mtu['from'], b=mtu['to'], spi=mtu['spi'],
+                         n=mtu['resized_samples'])
                      + (f" (seq {ex['seq']}: {ex['from_length']} -> {ex['to_length']} B)"
                         if ex else "")
-                     + f", fragmented {mtu['fragmented_from']} -> {mtu['fragmented_to']}")
+                     + msg(", fragmented {x} -> {y}", x=mtu['fragmented_from'],
+                           y=mtu['fragmented_to']))
     return lines, ["point", "a->b", "b->a", "vanished before this point"], rows
 
 
@@ -626,7 +634,7 @@ def _vanished(lost_at, name) -> str:
     return ", ".join(parts) or "-"
 
 
-def path_ladder(t, width: int = 14) -> list[str]:
+def path_ladder(t, width: int = 14, L=None) -> list[str]:
     """The path ladder in text: one column per point (side a left), one row per IKE message:
     ``o`` at each point that saw it, the arrow head at the last one, ``x`` at the next point
     it never reached."""
@@ -637,7 +645,10 @@ def path_ladder(t, width: int = 14) -> list[str]:
         return []
     col = {n: i for i, n in enumerate(order)}
     mid = [i * width + width // 2 for i in range(len(order))]
-    out = ["".join(n[:width - 1].center(width) for n in order) + "  message"]
+    from pcapvpn.i18n import Lang
+
+    L = L or Lang()
+    out = ["".join(n[:width - 1].center(width) for n in order) + "  " + L._("message")]
     for m in msgs:
         seen = sorted(col[n] for n in m["seen"] if n in col)
         if not seen:
@@ -656,5 +667,6 @@ def path_ladder(t, width: int = 14) -> list[str]:
             for k in range(min(mid[end], mid[nxt]) + 1, max(mid[end], mid[nxt])):
                 row[k] = "."
             row[mid[nxt]] = "x"
-        out.append("".join(row) + "  " + m["label"] + ("  (lost here)" if lost else ""))
+        out.append("".join(row) + "  " + L.value(m["label"])
+                   + ("  (" + L._("lost here") + ")" if lost else ""))
     return out

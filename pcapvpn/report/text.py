@@ -150,7 +150,7 @@ def render_text(report, color: bool = False, lang: str = "en") -> str:
                 tablefmt="simple").splitlines()))
             for line in lines[1:]:
                 out.append(_wrap(f"- {_s(L.msg(line))}", "  "))
-            lad = path_ladder(t)
+            lad = path_ladder(t, L=L)
             if lad:
                 out.append("  " + _("IKE messages along the path:"))
                 out += ["    " + _s(x) for x in lad]
@@ -186,10 +186,10 @@ def render_text(report, color: bool = False, lang: str = "en") -> str:
     if cap.decode_errors:
         out += ["", _bold(f"{_('Undecodable frames')}: {cap.decode_errors}", color)]
         for reason, n in sorted(cap.decode_errors_by_reason.items(), key=lambda kv: -kv[1]):
-            out.append(f"  {n:>7}  {_s(L.msg(reason))}")
+            out.append(f"  {n:>7}  {_s(L.value(reason))}")
         shown = cap.decode_error_samples[:20]
         for e in shown:
-            out.append(f"  {_s(e.file)}: {_('frame')} {e.frame}: {_s(L.msg(e.reason))}")
+            out.append(f"  {_s(e.file)}: {_('frame')} {e.frame}: {_s(L.value(e.reason))}")
         if cap.decode_errors > len(shown):
             out.append("  " + L.fmt("... ({n} more; --format json lists up to {limit})",
                                     n=cap.decode_errors - len(shown),

@@ -606,31 +606,37 @@ def _survivor(ctx, a, b):
     else the one that kept talking."""
     da, db = deleted_ts(a), deleted_ts(b)
 
-    def kept(sa, why=""):
-        return (f"{sa.id} (initiated by {ip_text(sa.initiator[1])}) survived ({why}its last IKE "
-                f"message at +{ctx.rel(sa.last_ts)} s)")
+    def kept(sa, why="", deleted=None):
+        return msg("{sa} (initiated by {who}) survived ({why}its last IKE message at +{t} s"
+                   "{deleted})", sa=sa.id, who=ip_text(sa.initiator[1]), why=why,
+                   t=ctx.rel(sa.last_ts), deleted=deleted or "")
 
     if (da is None) != (db is None):
         keep, gone, when = (b, a, da) if da is not None else (a, b, db)
-        return keep, f"{kept(keep)}; {gone.id} was deleted at +{ctx.rel(when)} s."
+        return keep, msg("{kept}; {gone} was deleted at +{t} s.", kept=kept(keep), gone=gone.id,
+                         t=ctx.rel(when))
     if a.established != b.established:
         keep, gone = (a, b) if a.established else (b, a)
-        return keep, (f"{kept(keep, 'established, ')}; {gone.id} never completed IKE_AUTH"
-                      + (" and was deleted too." if da is not None else "."))
+        return keep, (msg("{kept}; {gone} never completed IKE_AUTH",
+                          kept=kept(keep, msg('established, ')), gone=gone.id)
+                      + (msg(" and was deleted too.") if da is not None else "."))
     if da is not None:
         if abs(da - db) > 1.0:
             # the duplicate went first; the other lived on until its own Delete (a teardown)
             keep, gone = (a, b) if da > db else (b, a)
-            return keep, (f"{gone.id} was deleted at +{ctx.rel(min(da, db))} s and "
-                          f"{kept(keep)[:-1]}, its own Delete at +{ctx.rel(max(da, db))} s).")
-        return None, (f"Both were deleted ({a.id} at +{ctx.rel(da)} s, {b.id} at "
-                      f"+{ctx.rel(db)} s).")
+            return keep, msg("{gone} was deleted at +{t} s and {kept}.", gone=gone.id,
+                             t=ctx.rel(min(da, db)),
+                             kept=kept(keep, deleted=msg(", its own Delete at +{t} s",
+                                                         t=ctx.rel(max(da, db)))))
+        return None, msg("Both were deleted ({a} at +{ta} s, {b} at +{tb} s).", a=a.id,
+                         ta=ctx.rel(da), b=b.id, tb=ctx.rel(db))
     if abs(a.last_ts - b.last_ts) < ctx.th.response_timeout:
-        return None, (f"Neither was deleted in the capture: both IKE SAs remain (their last "
-                      f"messages at +{ctx.rel(a.last_ts)} s and +{ctx.rel(b.last_ts)} s).")
+        return None, msg("Neither was deleted in the capture: both IKE SAs remain (their last "
+                         "messages at +{ta} s and +{tb} s).", ta=ctx.rel(a.last_ts),
+                         tb=ctx.rel(b.last_ts))
     keep, gone = (a, b) if a.last_ts > b.last_ts else (b, a)
-    return keep, (f"{kept(keep)}; {gone.id} went quiet at +{ctx.rel(gone.last_ts)} s without a "
-                  f"Delete in the capture.")
+    return keep, msg("{kept}; {gone} went quiet at +{t} s without a Delete in the capture.",
+                     kept=kept(keep), gone=gone.id, t=ctx.rel(gone.last_ts))
 
 
 @rule
@@ -665,21 +671,23 @@ def _simultaneous(ctx, ea, eb):
     sent_a = sum(1 for m in a.messages if m.exch == ExchangeType.IKE_SA_INIT and not m.is_response
                  and m.duplicate_of is None and m.ts <= answer_a.ts)
     late = answer_a.ts - start_a
-    detail = (f"{x} started IKE SA {a.id} at +{ctx.rel(start_a)} s; its IKE_SA_INIT was answered "
-              f"at +{ctx.rel(answer_a.ts)} s ({late:.2f} s later"
-              + (f", after {sent_a} sends" if sent_a > 1 else "") + "). "
-              f"Meanwhile, at +{ctx.rel(start_b)} s, {y} started its own IKE SA {b.id} towards "
-              f"{x} (answered at +{ctx.rel(answer_b.ts)} s). Two IKE SAs between the same "
-              f"gateways where one was needed. ")
+    detail = msg("{x} started IKE SA {a} at +{t0} s; its IKE_SA_INIT was answered at +{t1} s "
+                 "({late:.2f} s later{sends}). Meanwhile, at +{t2} s, {y} started its own IKE SA "
+                 "{b} towards {x} (answered at +{t3} s). Two IKE SAs between the same gateways "
+                 "where one was needed. ", x=x, a=a.id, t0=ctx.rel(start_a),
+                 t1=ctx.rel(answer_a.ts), late=late,
+                 sends=msg(", after {n} sends", n=sent_a) if sent_a > 1 else "",
+                 t2=ctx.rel(start_b), y=y, b=b.id, t3=ctx.rel(answer_b.ts))
     _keep, fate = _survivor(ctx, a, b)
     detail += fate
     frames = list(a.messages[0].frames) + list(answer_a.frames) + list(b.messages[0].frames) \
         + list(answer_b.frames)
     return make(
         "IKE_SIMULTANEOUS_INIT", f"{a.id}|{b.id}",
-        title=(f"{x} and {y} initiated to each other "
-               + ("at the same time" if late < 1.0 else f"while {x}'s initiation waited "
-                  f"{late:.0f} s for an answer") + ": two IKE SAs"),
+        title=(msg("{x} and {y} initiated to each other at the same time: two IKE SAs", x=x,
+                   y=y) if late < 1.0 else
+               msg("{x} and {y} initiated to each other while {x}'s initiation waited {late:.0f} "
+                   "s for an answer: two IKE SAs", x=x, y=y, late=late)),
         detail=detail,
         evidence=ctx.evidence(frames, min(start_a, start_b), max(answer_a.ts, answer_b.ts),
                               ike_spis=[a.ispi.hex(), b.ispi.hex()], peers=[x, y]),
