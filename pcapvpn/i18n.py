@@ -247,12 +247,16 @@ class Lang:
         return tr if tr != code else english
 
     def finding_title(self, f) -> str:
-        """A finding's own title in this language: its template translated; else the code's
-        translated title with the English one after a colon."""
-        if self.english or self.has_msg(f.title):
-            return self.msg(f.title)
-        t = self.title(f.code, f.title)
-        return f"{t}: {f.title}" if t != f.title else f.title
+        """A finding's own title in this language (:meth:`title_of`)."""
+        return self.title_of(f.code, f.title)
+
+    def title_of(self, code: str, title) -> str:
+        """A finding's own title: its template translated; else the code's translated title with
+        the English one after a colon."""
+        if self.english or self.has_msg(title):
+            return self.msg(title)
+        t = self.title(code, title)
+        return f"{t}: {title}" if t != title else title
 
     def has_title(self, code: str) -> bool:
         return self.english or self.t.pgettext("title", code) != code

@@ -240,3 +240,23 @@ def test_facts_fill_the_japanese_template():
     assert m == "3 frame(s) could not be decoded (at the end of the file)"
     assert i18n.Lang("ja").msg(m) == "3 フレームをデコードできなかった (ファイル末尾)"
     assert i18n.Lang("en").msg(m) is m
+
+
+def test_live_text_events_are_japanese(marked):
+    """``pcapvpn live --lang ja``: a raised event's line carries the finding's own title in
+    Japanese (its facts filled in), not the English one."""
+    import io
+
+    from pcapvpn.live import TextEvents, _finding_dict
+
+    res = _runs(next((LAB / "ikev2_nat_4500_blocked").glob("*.pcap")), None)
+    out = io.StringIO()
+    sink = TextEvents(out, lang="ja")
+    for f in res.report.findings:
+        sink.emit({"event": "raised", "ts": 0.0, "finding": _finding_dict(f)})
+    text = out.getvalue()
+    assert text.count("\n") == len(res.report.findings)
+    for f in res.report.findings:
+        assert f.code in text
+    titles = [line.split("] ", 1)[1] for line in text.splitlines()]
+    assert all(not english_runs(t) for t in titles), titles
