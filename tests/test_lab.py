@@ -194,6 +194,8 @@ def test_lab_gateway_status_saved(name):
             continue
         if "openvpn" in gen:
             assert "OpenVPN" in text, side
+        elif "wireguard-go" in gen:
+            assert text.startswith("$ wg show") and "interface:" in text, side
         elif (d / "config" / side / "ipsec.conf").exists():
             assert "ipsec status" in text and "ipsec trafficstatus" in text, side
         else:

@@ -455,3 +455,33 @@ def test_eap_that_never_finishes_is_an_authentication_failure(tmp_path):
     assert next(v for v in res.verdicts if B in v.tunnel).verdict == "healthy"
     assert "IKE_AUTH_FAILED" not in {f.code for f in res.findings}
     assert next(sa for sa in res.state.ike_sas if sa.ispi == ISPI).established
+
+
+def test_ikev1_capture_starting_with_mm2_knows_it_is_the_responders_answer(tmp_path):
+    """A capture that begins after MM1 (or holds only what reached one host, as in an IKE
+    reflection): a Main Mode message with the responder cookie set and an SA payload is MM2, sent
+    by the responder (RFC 2408 §2.5.3, RFC 2409 §5).  Its proposal is the chosen one, it is not a
+    request of the responder's, and the report waits for MM3 from the initiator."""
+    ia = bytes.fromhex("d1d1d1d1d1d1d1d1")
+    rb = bytes.fromhex("e2e2e2e2e2e2e2e2")
+    c = Cap()
+    c.ike(0, B, A, v1_message(ia, rb, 2, 0, 2))
+    c.flow(A, B, 0xA1, 0.5, 2)  # the capture runs 2 s: too short to judge
+    res = c.analyse(tmp_path)
+    sa, = res.state.ike_sas
+    m, = sa.messages
+    assert m.is_response and m.step == 2 and not sa.mid_session
+    assert sa.initiator[1] == m.dst and sa.responder[1] == m.src
+    codes = {f.code for f in res.findings}
+    assert "IKE_NO_RESPONSE" not in codes
+    assert "chosen" in by_code(res, "IKE_WEAK_CRYPTO").title
+    v = the(res)
+    assert any("MM2 from" in n and "next message" in n for n in v.not_seen), v
+
+    c = Cap()  # 30 s later still no MM3: the initiator did not go on
+    c.ike(0, B, A, v1_message(ia, rb, 2, 0, 2))
+    c.flow(A, B, 0xA1, 0.5, 30)
+    (tmp_path / "long").mkdir()
+    res = c.analyse(tmp_path / "long")
+    f = by_code(res, "IKE_NO_RESPONSE")
+    assert "MM2" in f.title + f.detail, (f.title, f.detail)

@@ -26,7 +26,7 @@ from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import STAGES, msg, msg_join, severity_rank, stage_rank
 from pcapvpn.rules.common import (PENDING, established_ts, exchange_label, exchange_status,
-                                  ip_text, seen_working)
+                                  ip_text, last_requests, seen_working)
 
 #: below this share of the capture's time covered by readable records, a tunnel is unknown
 MIN_COVERAGE = 0.5
@@ -405,9 +405,14 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
         out.append(decide(ctx, t, fs, not_seen=_not_seen(ctx, t), pending=_pending(ctx, t),
                           healthy_evidence=has_evidence_of_health(t), unjudgeable=unjudgeable,
                           reached=_stage_reached(ctx, t)))
-    from pcapvpn.rules.vpn import vpn_verdicts  # OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN
+    # imported here, not at the top: importing the package registers its rules, and the rule
+    # order is load_all's (the import is one-way: rules.vpn never imports this module)
+    from pcapvpn.rules.vpn import vpn_evidence
 
-    out.extend(vpn_verdicts(ctx, findings))
+    for t in ctx.state.vpn_tunnels:  # OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN
+        fs = by_tunnel.get(t.id, [])
+        out.append(decide(ctx, t, fs, unjudgeable=coverage_note(ctx, t),
+                          **vpn_evidence(ctx, t, fs)))
     return out
 
 
@@ -435,11 +440,18 @@ def _pending(ctx, t) -> list[str]:
                        "their answers", listed=listed, after=ctx.now - info[-1][0]))
         items = [(ts, x) for ts, x in items if (ts, x) not in info]
     for ts, x in items:
-        out.append(msg("{exchange} from {ip}: the capture ends {after:.1f} s after the request "
-                       "(a response may still have come; at least {timeout:g} s are needed to "
-                       "call it unanswered)", exchange=exchange_label(x),
-                       ip=ip_text(x.msgs[0].src), after=ctx.now - ts,
-                       timeout=ctx.th.response_timeout))
+        if x.version == 2:
+            out.append(msg("{exchange} from {ip}: the capture ends {after:.1f} s after the "
+                           "request (a response may still have come; at least {timeout:g} s are "
+                           "needed to call it unanswered)", exchange=exchange_label(x),
+                           ip=ip_text(x.msgs[0].src), after=ctx.now - ts,
+                           timeout=ctx.th.response_timeout))
+        else:  # IKEv1: the last step's sender waits for the next message of the exchange
+            out.append(msg("{exchange} from {ip}: the capture ends {after:.1f} s after it (the "
+                           "next message may still have come; at least {timeout:g} s are needed "
+                           "to call it unanswered)", exchange=exchange_label(x),
+                           ip=ip_text(last_requests(x)[0].src), after=ctx.now - ts,
+                           timeout=ctx.th.response_timeout))
     return out
 
 

@@ -61,6 +61,13 @@ def _creation(sa) -> int:
     return sa.messages[0].n
 
 
+def _v1_phase1_answer(m) -> bool:
+    """An IKEv1 Main or Aggressive Mode message that can only be the responder's second
+    message: the responder cookie is set and it carries an SA payload in the clear."""
+    return (m.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) and not m.encrypted
+            and m.proposals is not None and m.rspi != b"\x00" * 8)
+
+
 class IkeMsg:
     """One IKE message as seen on the wire."""
 
@@ -637,10 +644,17 @@ class IkeTracker:
                     self._udp_inits.setdefault((m.src, m.dst), []).append(sa)
         else:
             # IKEv1 has no I flag: the sender of the first message with a zero responder cookie
-            # is the initiator; otherwise the first sender is assumed to be (mid-session).
+            # is the initiator.  A Main/Aggressive Mode message with the responder's cookie set
+            # and an SA payload is the responder's answer (MM2/AM2: the first message always has
+            # a zero responder cookie, RFC 2408 §2.5.3, and only messages 1 and 2 carry SA,
+            # RFC 2409 §5): its request is not in the capture.  Otherwise the first sender is
+            # assumed to be the initiator (mid-session).
             sa.initiator, sa.responder = a, b
             sa.initiator_known = m.rspi == b"\x00" * 8
-            if not (m.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) and sa.initiator_known):
+            if _v1_phase1_answer(m):
+                sa.initiator, sa.responder = b, a
+                sa.initiator_known = True
+            elif not (m.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) and sa.initiator_known):
                 sa.mid_session = True
 
     def _link_retry(self, sa: IkeSA, m: IkeMsg) -> None:
@@ -750,8 +764,13 @@ class IkeTracker:
         else:
             key = (exch, m.msgid)
         x = sa._open.get(key)
+        answer_first = False
         if x is None or (exch == ExchangeType.INFORMATIONAL_V1):
             requester = sender
+            if x is None and key == ("phase1", 0) and sender == Role.RESPONDER and \
+                    _v1_phase1_answer(m):
+                requester = Role.INITIATOR  # MM2/AM2 first: the request was not captured
+                answer_first = True
             x = self._new_exchange(sa, exch, m.msgid, requester)
             sa._open[key] = x
         x.msgs.append(m)
@@ -765,6 +784,11 @@ class IkeTracker:
         if exch == ExchangeType.INFORMATIONAL_V1:
             m.step = 1
             m.is_response = False
+            x.stepped(m)
+            return
+        if answer_first:
+            m.step = 2
+            m.is_response = True
             x.stepped(m)
             return
         last = x.last_step

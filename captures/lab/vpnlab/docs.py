@@ -43,6 +43,11 @@ VIEWS = {"m-r": "router interface towards the responder (m-r)",
          "m-l": "router interface towards the initiator (m-l)"}
 
 
+#: WireGuard message types (wg.type; WireGuard paper §5.4)
+WG_TYPES = {"1": "handshake initiation", "2": "handshake response", "3": "cookie reply",
+            "4": "transport data"}
+
+
 def _version(pkg: str) -> str:
     cp = run(["dpkg-query", "-W", "-f", "${Version}", pkg], check=False)
     return cp.stdout.strip() or "?"
@@ -57,7 +62,8 @@ def _libreswan_version() -> str:
 def _daemons(g: dict) -> str:
     names = [f"strongSwan {g['strongswan']}" if "strongswan" in g else "",
              f"libreswan {g['libreswan']}" if "libreswan" in g else "",
-             f"OpenVPN {g['openvpn']}" if "openvpn" in g else ""]
+             f"OpenVPN {g['openvpn']}" if "openvpn" in g else "",
+             f"wireguard-go {g['wireguard-go']}" if "wireguard-go" in g else ""]
     return " and ".join(n for n in names if n) or "?"
 
 
@@ -119,8 +125,17 @@ def summarize(pcap: Path, decode_as: list[str] | None = None, keys: Path | None 
             parts = line.split("\t")
             if len(parts) == 2 and parts[1]:
                 ovpn[(parts[0], OVPN_OPCODES.get(str(int(parts[1], 0)), parts[1]))] += 1
+    wg: Counter = Counter()
+    if protos.get("WireGuard"):
+        out = facts.tshark(pcap, args=["-Y", "wg", "-T", "fields", "-E", "occurrence=f",
+                                       "-e", "ip.src", "-e", "wg.type"])
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 2 and parts[1]:
+                wg[(parts[0], WG_TYPES.get(parts[1], parts[1]))] += 1
     return {"frames": len(rows), "duration": round(last, 1), "ike": ike,
             "openvpn": {f"{k[0]} {k[1]}": v for k, v in sorted(ovpn.items())},
+            "wireguard": {f"{k[0]} {k[1]}": v for k, v in sorted(wg.items())},
             "esp": {k: {"packets": v, "spis": sorted(spis[k])} for k, v in esp.items()},
             "nat_keepalives": keepalives, "icmp": icmp, "ip_fragments": frags,
             "protocols": dict(protos)}
@@ -171,6 +186,8 @@ def finish(sc: Scenario, outdir: Path, res: dict, keys_note: str, verify: bool =
                            else keys_source)}
     if sc.protocol == "openvpn":
         gen["openvpn"] = _version("openvpn")
+    elif sc.protocol == "wireguard":
+        gen["wireguard-go"] = _version("wireguard-go")
     else:
         if "strongswan" in sc.implementations:
             gen["strongswan"] = _version("strongswan-charon")
@@ -250,6 +267,8 @@ def readme(sc: Scenario, exp: dict, summaries: dict, outdir: Path) -> str:
                 lines.append(f"- ESP {k}: {v['packets']} packets, SPI {', '.join(v['spis'])}")
         for k, v in s.get("openvpn", {}).items():
             lines.append(f"- OpenVPN from {k}: {v} packets")
+        for k, v in s.get("wireguard", {}).items():
+            lines.append(f"- WireGuard from {k}: {v} packets")
         extra = []
         if s.get("nat_keepalives"):
             extra.append(f"{s['nat_keepalives']} NAT keepalives")
@@ -330,7 +349,7 @@ def write_index(captures: Path) -> Path:
              "by hand: lab rows come from each scenario's `expected.json`, other rows from the "
              "README table next to the capture.", "",
              "## Lab captures (`lab/`)", "",
-             "Real strongSwan 5.9.8 / libreswan 4.10 / OpenVPN 2.6 daemons in network "
+             "Real strongSwan 5.9.8 / libreswan 4.10 / OpenVPN 2.6 / wireguard-go daemons in network "
              "namespaces, produced by "
              "`captures/lab/run` (root; see `lab/README.md`). Keys are Wireshark UAT tables "
              "(`ikev2_decryption_table`, `ikev1_decryption_table`, `esp_sa`) in the directory "
@@ -344,8 +363,8 @@ def write_index(captures: Path) -> Path:
         kl = ", ".join(f["code"] for f in exp["expected_findings"]["keyless"]) or "none"
         wk = ", ".join(f["code"] for f in exp["expected_findings"]["with_keys"])
         fnd = kl + (f"; +{wk}" if wk else "")
-        if exp["protocol"] == "openvpn":
-            fnd += " (OpenVPN: read without errors)"
+        if exp["protocol"] in ("openvpn", "wireguard"):
+            fnd += f" ({'OpenVPN' if exp['protocol'] == 'openvpn' else 'WireGuard'}: read without errors)"
         for c in exp["captures"]:
             keys = (f"`lab/{name}/{c['keys']}/` ({exp['generated'].get('keys_source')})"
                     if c.get("keys") else "none")

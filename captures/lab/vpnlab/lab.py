@@ -22,7 +22,7 @@ from .strongswan import Charon
 class Scenario:
     name: str
     title: str
-    protocol: str                      # ikev2 | ikev1 | openvpn
+    protocol: str                      # ikev2 | ikev1 | openvpn | wireguard
     configured: str                    # README: algorithms, auth, timers
     fault: str                         # README: injected fault ("none")
     shows: str                         # README: what the capture shows (prose)
@@ -174,7 +174,9 @@ class Ctx:
                                  "(pluto not running at the end of the scenario)\n")
         for side, d in self.ovpn_dirs.items():
             f = d / "status.txt"
-            if f.exists():
+            if f.exists() and (d / "wg.conf").exists():
+                self.status[side] = f.read_text()  # `wg show` (vpnlab.wireguard.save_status)
+            elif f.exists():
                 self.status[side] = f"OpenVPN status file (status.txt):\n{f.read_text()}"
 
     def cert_files(self, name: str, cas: tuple[str, ...] = ("ca",)) -> dict[str, str]:

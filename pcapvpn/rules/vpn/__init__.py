@@ -12,13 +12,13 @@ above.  Rules never parse bytes.
 
 The rules are split by protocol: :mod:`.openvpn`, :mod:`.tls`, :mod:`.wireguard`,
 :mod:`.l2tp_pptp`, :mod:`.flows` (data one way, TCP without an answer), :mod:`.no_data`,
-:mod:`.icmp`; :mod:`.verdicts` gives these tunnels their verdicts; :mod:`.common` holds what they
+:mod:`.icmp`; :mod:`.verdicts` gives the evidence for these tunnels' verdicts; :mod:`.common` holds what they
 share.  Importing the package registers the rules, in this order.
 """
 
 from __future__ import annotations
 
 from pcapvpn.rules.vpn import openvpn, tls, wireguard, flows, l2tp_pptp, no_data, icmp  # noqa: F401
-from pcapvpn.rules.vpn.verdicts import vpn_verdicts
+from pcapvpn.rules.vpn.verdicts import vpn_evidence
 
-__all__ = ["vpn_verdicts"]
+__all__ = ["vpn_evidence"]

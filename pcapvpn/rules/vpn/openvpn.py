@@ -86,7 +86,7 @@ def openvpn_no_response(ctx):
         last = max(ts for ts, _r in resets)
         first = min(ts for ts, _r in resets)
         if n <= 1 and ctx.now - last < th.response_timeout:
-            continue  # pending: see vpn_verdicts
+            continue  # pending: see vpn_evidence
         if t.transport == "tcp" and not any(c.established for c in t.conns.values()):
             continue  # the TCP connection itself failed: TCP_NO_ANSWER / TCP_RESET
         answered_before = any(s.answered for s in sessions[:len(sessions) - len(tail)])

@@ -1,5 +1,6 @@
-"""The verdicts of OpenVPN, WireGuard, L2TP, PPTP and SSL-VPN tunnels (rules.verdict asks
-for them): the stage reached, what is pending and what the capture could not show."""
+"""The evidence for the verdicts of OpenVPN, WireGuard, L2TP, PPTP and SSL-VPN tunnels: the
+stage reached, what is pending and what the capture could not show.  :mod:`pcapvpn.rules.verdict`
+asks for it and decides; this module never imports the verdict (the arrow points one way)."""
 
 from __future__ import annotations
 
@@ -145,24 +146,14 @@ def _not_seen(ctx, t) -> list:
     return notes
 
 
-def vpn_verdicts(ctx, findings) -> list:
-    """Verdicts of the tunnels in ``state.vpn_tunnels``: the contract of
-    :mod:`pcapvpn.rules.verdict` (:func:`~pcapvpn.rules.verdict.decide`) with this module's
-    evidence of health, pending items and stage reached."""
-    from pcapvpn.rules.verdict import coverage_note, decide
-
-    by_tunnel = {}
-    for f in findings:
-        by_tunnel.setdefault(f.tunnel, []).append(f)
-    out = []
-    for t in ctx.state.vpn_tunnels:
-        fs = by_tunnel.get(t.id, [])
-        not_seen = _not_seen(ctx, t)
-        if any(f.stage == "reachability" and f.failure and f.severity in ("critical", "error")
-               for f in fs):
-            # the finding explains the silence better than "one direction captured"
-            not_seen = [n for n in not_seen if "only one direction" not in n]
-        out.append(decide(ctx, t, fs, not_seen=not_seen, pending=_pending(ctx, t),
-                          healthy_evidence=_healthy_evidence(t),
-                          unjudgeable=coverage_note(ctx, t), reached=_stage_reached(t)))
-    return out
+def vpn_evidence(ctx, t, fs) -> dict:
+    """What the verdict contract (:func:`pcapvpn.rules.verdict.decide`) needs to judge an
+    OpenVPN, WireGuard, L2TP, PPTP or SSL-VPN tunnel ``t`` with its findings ``fs``: what the
+    capture could not show, what is pending, the evidence of health and the stage reached."""
+    not_seen = _not_seen(ctx, t)
+    if any(f.stage == "reachability" and f.failure and f.severity in ("critical", "error")
+           for f in fs):
+        # the finding explains the silence better than "one direction captured"
+        not_seen = [n for n in not_seen if "only one direction" not in n]
+    return {"not_seen": not_seen, "pending": _pending(ctx, t),
+            "healthy_evidence": _healthy_evidence(t), "reached": _stage_reached(t)}
