@@ -5,7 +5,6 @@ from __future__ import annotations
 import time as _time
 
 from pcapvpn.findings import Term, msg, msg_join, severity_rank, stage_rank
-from pcapvpn.names import Stage
 from pcapvpn.report.escape import one_line
 
 VERDICT_ORDER = {"failing": 0, "degraded": 1, "unknown": 2, "healthy": 3}
@@ -299,7 +298,7 @@ def verdict_line(report) -> str:
         if v == "failing":
             return msg("Verdict: FAILING — the tunnel {tunnel} breaks at {stage}: {what}. The "
                        "numbered steps above say what to check.", tunnel=t['id'],
-                       stage=Stage(t['failed_stage'] or t['stage_reached']), what=what)
+                       stage=Term(str(t['failed_stage'] or t['stage_reached'])), what=what)
         if v == "degraded":
             return msg("Verdict: DEGRADED — the tunnel {tunnel} works, but: {what}.",
                        tunnel=t['id'], what=what)
@@ -307,7 +306,7 @@ def verdict_line(report) -> str:
             return msg("Verdict: UNKNOWN — nothing decisive was seen for {tunnel} (see 'Not "
                        "visible in this capture').", tunnel=t['id'])
         return msg("Verdict: HEALTHY — the tunnel {tunnel} came up (stage reached: {stage}) and "
-                   "nothing degraded it.", tunnel=t['id'], stage=Stage(t['stage_reached']))
+                   "nothing degraded it.", tunnel=t['id'], stage=Term(str(t['stage_reached'])))
     v = Counter(t["verdict"] for t in tunnels)
     parts = []
     for verdict in ("failing", "degraded", "unknown", "healthy"):
