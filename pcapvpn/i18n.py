@@ -291,6 +291,9 @@ class Lang:
                         seen.add(p)
                         pat += f"(?P<{p}>.+?)"
                 self._templates.append((re.compile(pat + r"\Z", re.S), msgstr))
+            # the most specific template first ("... {zone} (--log-tz when known)" before
+            # "... {zone}")
+            self._templates.sort(key=lambda t: -len(_PLACEHOLDER.sub("", t[0].pattern)))
         for rx, msgstr in self._templates:
             m = rx.match(english)
             # a short or generic template ("{a} on {b}") matches any sentence: the template's own

@@ -7,7 +7,8 @@ Two checks:
   AST walk) has a Japanese entry using only its placeholders and format specs (it may leave out a
   grammatical one, such as an English plural ending);
 - the reports: every capture in ``captures/`` and the corpus, rendered with ``--lang ja`` as text,
-  Markdown and HTML (lab captures also with their keys, a path scenario with its vantage points),
+  Markdown and HTML (lab captures also with their keys and with their gateway logs, a path
+  scenario with its vantage points),
   holds no English prose.
 
 English prose, precisely: two or more English words in a row (a word: letters only, lower case
@@ -131,6 +132,20 @@ def _vantage(name: str):
                                     for p in exp["points"]]))
 
 
+def _with_logs():
+    """(name, result) of the first capture of every lab scenario that has gateway logs,
+    analysed with them (``--log``)."""
+    from pcapvpn.logsrc import open_logs
+
+    for d in sorted(p for p in LAB.iterdir() if p.is_dir()):
+        logs = sorted(str(p) for p in d.glob("*.log")) + \
+            sorted(str(p) for p in d.glob("*-status.txt"))
+        caps = sorted(p for p in d.iterdir() if p.suffix in (".pcap", ".pcapng"))
+        if logs and caps:
+            yield (f"{d.name} (--log)",
+                   run([str(caps[0])], Options(logs=open_logs(logs, None))))
+
+
 def _cases():
     caps = project_captures() + corpus_captures()
     out = [(str(p.relative_to(REPO) if p.is_relative_to(REPO) else p.name), p, None) for p in caps]
@@ -173,6 +188,8 @@ def test_every_report_is_japanese(marked):
     for scen in sorted(p.parent.name for p in LAB.glob("*/expected.json")
                        if '"vantage"' in p.read_text()):
         problems += _untranslated(_vantage(scen), scen + " (vantage)")
+    for name, result in _with_logs():
+        problems += _untranslated(result, name)
     assert not problems, f"{len(problems)} English run(s) in --lang ja reports:\n" + \
         "\n".join(problems[:200])
 

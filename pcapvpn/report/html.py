@@ -522,7 +522,7 @@ def timeline_svg(tunnel: dict, esp_sas: list, ike_sas: list, duration: float, L:
             continue
         x = X(lt)
         col = COLORS["lost"] if e.get("contradicts") else COLORS["log"]
-        o.append(f'<g><title>{esc(e["file"])}:{e["line"]} @ {lt:.3f} s: {esc(e["text"])}'
+        o.append(f'<g><title>{esc(e["file"])}:{e["line"]} @ {lt:.3f} s: {esc(L.value(e["text"]))}'
                  f'</title><line x1="{x:.1f}" y1="{top - 2}" x2="{x:.1f}" y2="{H - 28}" '
                  f'stroke="{col}" stroke-width="1.2" stroke-dasharray="1 3"/>'
                  f'<circle cx="{x:.1f}" cy="{top - 4}" r="3" fill="{col}"/></g>')
@@ -591,7 +591,7 @@ def _logs_section(report, L: Lang) -> str:
                  f'({len(report.log_events)})</summary><div class="scroll"><table><tr>'
                  + "".join(f"<th>{esc(L._(h))}</th>" for h in ev[0]) + "</tr>")
         for r in ev[1]:
-            o.append("<tr>" + "".join(f'<td class="{"mono" if i == 4 else ""}">{esc(c)}</td>'
+            o.append("<tr>" + "".join(f'<td class="{"mono" if i == 4 else ""}">{esc(L.msg(c))}</td>'
                                       for i, c in enumerate(r)) + "</tr>")
         o.append("</table></div></details>")
     o.append("</section>")

@@ -466,7 +466,8 @@ def log_source_rows(report):
             clock = f"{off:+.3f} s" + (f" ± {unc:.3f}" if unc is not None else "")
             if s.get("time_zone_offset_s"):
                 clock += f" (zone {s['time_zone_offset_s'] / 3600:+g} h)"
-        rows.append([s["file"], s.get("title") or msg("not recognised"), s["lines"], s["events"],
+        rows.append([s["file"], msg("{title}", title=s["title"]) if s.get("title")
+                     else msg("not recognised"), s["lines"], s["events"],
                      s["unrecognised"], s.get("classified", 0), clock,
                      s.get("aligned_events", 0)])
     return (["log", "format", "lines", "events", "unrecognised", "used", "clock offset",
@@ -488,7 +489,7 @@ def log_event_rows(report, limit: int = 200):
     if evs is None:
         return None
     rows = [[_at(e.get("time")), f"{e['file']}:{e['line']}", e["kind"], e.get("tunnel") or "-",
-             clip_text(e["text"], 140)] for e in evs[:limit]]
+             msg("{text}", text=clip_text(e["text"], 140))] for e in evs[:limit]]
     return (["time", "line", "kind", "tunnel", "text"], rows)
 
 
