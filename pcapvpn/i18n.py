@@ -145,6 +145,7 @@ def translations(lang: str) -> gettext.NullTranslations:
 #: words of the template (``tests/test_i18n_complete.py``)
 MARK = ("\ue000", "\ue001")
 mark_values = False
+_AFTER_STOP = re.compile(r"([。、]) +")
 _PURE = re.compile(r"(?:\{[a-z_][a-z0-9_]*(?::[^{}]*)?\}|[\s,;:.()/—–-])*\Z")
 
 
@@ -216,9 +217,11 @@ class Lang:
         tmpl = self.t.gettext(m.template)
         facts = {k: self._fact(v) for k, v in m.facts.items()}
         try:
-            return tmpl.format_map(facts)
+            out = tmpl.format_map(facts)
         except (KeyError, IndexError, ValueError):
             return str(m)
+        # English sentences joined with a space: Japanese needs none after 。 and 、
+        return _AFTER_STOP.sub(r"\1", out) if self.code == "ja" else out
 
     @property
     def english(self) -> bool:

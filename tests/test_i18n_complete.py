@@ -14,9 +14,11 @@ Two checks:
 English prose, precisely: two or more English words in a row (a word: letters only, lower case
 or capitalised — ``the``, ``Capture``; not ``IKE``, ``NAT-T``, ``strongSwan``, ``0x1f``,
 ``ip.addr``), separated by single spaces, outside what is not prose in any language: the values
-a message carries (addresses, names, capture strings — the renderers mark them in this test,
-:data:`pcapvpn.i18n.MARK`), code (HTML ``<code>``, Markdown code spans and fences, the text
-report's filter lines and ladders), finding codes and file names.
+a message carries (addresses, names, capture strings, gateway log lines, log format names, the
+parser's reason for an undecodable frame, the labels of path messages — the renderers mark them
+in this test, :data:`pcapvpn.i18n.MARK`), code (HTML ``<code>``, Markdown code spans and fences,
+backquoted commands, the text report's filter lines and ladders), daemon log phrases quoted in
+'single quotes' (what to grep for stays verbatim), finding codes and file names.
 """
 
 from __future__ import annotations
