@@ -279,3 +279,17 @@ def test_live_text_events_are_japanese(marked):
         assert f.code in text
     titles = [line.split("] ", 1)[1] for line in text.splitlines()]
     assert all(not english_runs(t) for t in titles), titles
+
+
+def test_redacted_report_stays_translatable(marked):
+    """``--redact --lang ja``: findings are redacted fact by fact, so their titles and details
+    are still translated (the English text is the same as redacting the whole sentence)."""
+    from pcapvpn.redact import Redactor
+
+    res = _runs(next((LAB / "ikev2_nat").glob("*.pcap")), None)
+    shown = Redactor(b"k" * 32).report(res.report)
+    whole = Redactor(b"k" * 32)
+    for f, g in zip(res.report.findings, shown.findings):
+        assert g.title == whole.text(f.title) and g.detail == whole.text(f.detail)
+    for fmt, view in (("text", _text_text), ("html", _html_text)):
+        assert english_runs(view(render(shown, fmt, lang="ja"))) == []
