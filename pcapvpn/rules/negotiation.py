@@ -410,7 +410,7 @@ def _gw_text(gw) -> str:
         return ip_text(gw.address)
     if gw.fqdn is not None:
         return gw.fqdn
-    return f"gateway identity type {gw.gw_type}"
+    return msg("gateway identity type {type}", type=gw.gw_type)
 
 
 def _redirected_sa(ctx, sa, m, target_addr, fqdn):
@@ -427,16 +427,17 @@ def _redirected_sa(ctx, sa, m, target_addr, fqdn):
         came_from = [gw.address for gw in _redirect_notifies(first, NotifyV2.REDIRECTED_FROM)
                      if gw.address is not None]
         if target_addr is not None and o.responder[1] == target_addr:
-            how = "the redirect's address"
+            how = msg("the redirect's address")
             if gw in came_from:
-                how += f" and REDIRECTED_FROM {ip_text(gw)}"
+                how += msg(" and REDIRECTED_FROM {gw}", gw=ip_text(gw))
             return o, how
         if gw in came_from:
-            return o, f"REDIRECTED_FROM {ip_text(gw)} in its IKE_SA_INIT"
+            return o, msg("REDIRECTED_FROM {gw} in its IKE_SA_INIT", gw=ip_text(gw))
     if fqdn:
         for o in later:
             if o.responder[1] != gw and o.first_ts - m.ts <= REDIRECT_FOLLOW:
-                return o, f"time (the client's next IKE SA, {o.first_ts - m.ts:.1f} s later)"
+                return o, msg("time (the client's next IKE SA, {after:.1f} s later)",
+                              after=o.first_ts - m.ts)
     return None, None
 
 
@@ -458,35 +459,39 @@ def redirects(ctx):
                 fqdn = gws[0].fqdn is not None
             new, how = _redirected_sa(ctx, sa, m, target_addr, fqdn)
             t = ike_tunnel_of(ctx, sa)
-            detail = (f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
-                      f"carries REDIRECT to {target} (RFC 5685): the gateway sent the client "
-                      f"{ip_text(m.dst)} elsewhere.")
+            detail = msg("The IKE_SA_INIT response from {gw} carries REDIRECT to {target} (RFC "
+                         "5685): the gateway sent the client {client} elsewhere.",
+                         gw=endpoint_text((m.ipver, m.src, m.sport)), target=target,
+                         client=ip_text(m.dst))
             refs = list(m.frames)
             ok = False
             if new is not None:
                 ok = new.established
                 nt = ike_tunnel_of(ctx, new)
-                detail += (f" The client started IKE with {ip_text(new.responder[1])} at "
-                           f"+{ctx.rel(new.first_ts)} s ({new.first_ts - m.ts:.2f} s later; IKE SA "
-                           f"{new.id}, matched by {how})"
-                           + (f", tunnel {nt.id}" if nt is not None and (t is None or nt is not t)
-                              else "") + ": ")
-                detail += ("that negotiation succeeded (IKE SA established)." if ok else
-                           "that negotiation did not complete (no IKE SA established: see that "
-                           "tunnel's findings).")
+                detail += (msg(" The client started IKE with {gw} at +{t} s ({after:.2f} s later; "
+                               "IKE SA {sa}, matched by {how})", gw=ip_text(new.responder[1]),
+                               t=ctx.rel(new.first_ts), after=new.first_ts - m.ts, sa=new.id,
+                               how=how)
+                           + (msg(", tunnel {tunnel}", tunnel=nt.id)
+                              if nt is not None and (t is None or nt is not t) else "") + ": ")
+                detail += (msg("that negotiation succeeded (IKE SA established).") if ok else
+                           msg("that negotiation did not complete (no IKE SA established: see "
+                               "that tunnel's findings)."))
                 refs += list(new.messages[0].frames)
             else:
-                detail += (f" No IKE_SA_INIT from the client to {target} (nor one carrying "
-                           f"REDIRECTED_FROM {ip_text(m.src)}) follows in the capture, which ends "
-                           f"{ctx.now - m.ts:.1f} s after the redirect.")
+                detail += msg(" No IKE_SA_INIT from the client to {target} (nor one carrying "
+                              "REDIRECTED_FROM {gw}) follows in the capture, which ends "
+                              "{after:.1f} s after the redirect.", target=target,
+                              gw=ip_text(m.src), after=ctx.now - m.ts)
             flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {NotifyV2.REDIRECT}"
             if new is not None:
                 flt = f"({flt}) || ({ike_filter(new, msgids=[0])})"
             yield make(
                 "IKE_REDIRECT", f"{sa.id}|{m.n}|redirect",
-                title=f"{ip_text(m.src)} redirected the client to {target}"
-                      + (" (the new negotiation succeeded)" if ok else
-                         " (the new negotiation failed)" if new is not None else ""),
+                title=msg("{gw} redirected the client to {target}", gw=ip_text(m.src),
+                          target=target)
+                      + (msg(" (the new negotiation succeeded)") if ok else
+                         msg(" (the new negotiation failed)") if new is not None else ""),
                 detail=detail,
                 evidence=ctx.evidence(refs, m.ts, new.first_ts if new is not None else None,
                                       ike_spis=[sa.ispi.hex()]
