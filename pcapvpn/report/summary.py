@@ -23,7 +23,7 @@ def proto_label(t) -> str:
 
 
 def _fmt_drop(v):
-    return "not recorded" if v is None else str(v)
+    return Term("not recorded") if v is None else str(v)
 
 
 #: the VPNs beside IPsec in the capture summary: (Counts field, label)
