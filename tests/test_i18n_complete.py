@@ -156,11 +156,21 @@ def _cases():
     return out
 
 
+_VALUE = re.compile(re.escape(i18n.MARK[0]) + "(.*?)" + re.escape(i18n.MARK[1]), re.S)
+
+
 def _untranslated(result, name: str) -> list[str]:
+    """English runs, and the tool's own words passed as a value (a fact the catalog would
+    translate, shown as it is: it should be a Term or a message)."""
     found = []
+    tr = i18n.translations("ja")
     for fmt, view in (("text", _text_text), ("markdown", _md_text), ("html", _html_text)):
-        for run_ in english_runs(view(render(result.report, fmt, lang="ja"))):
+        out = view(render(result.report, fmt, lang="ja"))
+        for run_ in english_runs(out):
             found.append(f"{name} [{fmt}]: {run_}")
+        for v in {m.group(1) for m in _VALUE.finditer(out)}:
+            if " " in v and tr.gettext(v) != v:
+                found.append(f"{name} [{fmt}]: a value the catalog translates: {v!r}")
     return found
 
 

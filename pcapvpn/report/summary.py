@@ -466,8 +466,10 @@ def log_source_rows(report):
             clock = f"{off:+.3f} s" + (f" ± {unc:.3f}" if unc is not None else "")
             if s.get("time_zone_offset_s"):
                 clock += f" (zone {s['time_zone_offset_s'] / 3600:+g} h)"
-        rows.append([s["file"], msg("{title}", title=s["title"]) if s.get("title")
-                     else msg("not recognised"), s["lines"], s["events"],
+        title = s.get("title")
+        rows.append([s["file"], msg("{title}", title=title)
+                     if title and title != "not recognised" else msg("not recognised"),
+                     s["lines"], s["events"],
                      s["unrecognised"], s.get("classified", 0), clock,
                      s.get("aligned_events", 0)])
     return (["log", "format", "lines", "events", "unrecognised", "used", "clock offset",

@@ -373,7 +373,7 @@ def icmp_unreachable(ctx):
         reporter = ip_text(e0.src)
         by_peer = e0.src == qdst
         detail = (msg("{n} ICMP error(s) '{meaning}' from {reporter} about {what} {src} -> "
-                      "{dst}", n=len(errs), meaning=meaning, reporter=reporter, what=what,
+                      "{dst}", n=len(errs), meaning=Term(meaning), reporter=reporter, what=what,
                       src=ip_text(qsrc), dst=ip_text(qdst))
                   + (msg(" (sent by the peer itself)") if by_peer
                      else msg(" (sent by a device on the path)"))

@@ -46,7 +46,7 @@ def vpn_icmp(ctx):
         meaning = icmp_error_text(e0.ipver, itype, icode)
         reporter = ip_text(e0.src)
         detail = (msg("{n} ICMP error(s) '{meaning}' from {reporter} about {what} {src} -> "
-                      "{dst}", n=len(errs), meaning=meaning, reporter=reporter, what=what,
+                      "{dst}", n=len(errs), meaning=Term(meaning), reporter=reporter, what=what,
                       src=ip_text(qsrc), dst=ip_text(qdst))
                   + f" ({_NAMES[t.protocol]})"
                   + (msg(" (sent by the peer itself)") if e0.src == qdst else
