@@ -303,3 +303,19 @@ def test_redacted_report_stays_translatable(marked):
         assert g.title == whole.text(f.title) and g.detail == whole.text(f.detail)
     for fmt, view in (("text", _text_text), ("html", _html_text)):
         assert english_runs(view(render(shown, fmt, lang="ja"))) == []
+
+
+def test_compact_report_of_many_tunnels_is_japanese(marked, tmp_path):
+    """A head-end with many clients (bench/gen.py --many-clients): the compact first screen
+    (gateways, grouped verdict rows, errors by code, repeated findings) is Japanese too."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gen", REPO / "bench" / "gen.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    path = tmp_path / "headend.pcap"
+    with open(path, "wb") as f:
+        gen.generate_many_clients(f, 20)
+    result = run([str(path)])
+    assert len(result.report.tunnels) > 12  # the compact form
+    assert _untranslated(result, "many clients") == []
