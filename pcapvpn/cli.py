@@ -363,6 +363,17 @@ def _log_tz(value):
         _error(f"--log-tz: {e}")
 
 
+def _check_metrics(spec: str) -> None:
+    """--metrics: a usable address and the extra installed, said before capturing (exit 2)."""
+    from pcapvpn.metrics import MetricsError, parse_listen, require
+
+    try:
+        parse_listen(spec)
+        require()
+    except MetricsError as e:
+        _error(e)
+
+
 def _open_logs(paths, log_tz):
     """--log / --log-tz → LogSource objects (a bad zone or an unreadable file: exit 2)."""
     from pcapvpn.logsrc import LogSourceError, open_logs
@@ -418,6 +429,11 @@ def _open_logs(paths, log_tz):
               help="Stop by itself after this long.")
 @click.option("--status-interval", type=click.FloatRange(0.0), default=60.0, show_default=True,
               metavar="SECONDS", help="Seconds between status events in --events jsonl (0: none).")
+@click.option("--metrics", default=None, metavar="ADDR:PORT",
+              help="Serve each tunnel's state (verdict, stage, ESP packets/bytes/loss, IKE "
+                   "retransmissions, SA age, findings, capture drops) for Prometheus at "
+                   "http://ADDR:PORT/metrics (needs: pip install 'pcapvpn[metrics]'; "
+                   "docs/metrics.md).")
 @_report_options
 @click.option("--log", "logs", multiple=True, metavar="FILE",
               help="A gateway log or status file to follow as it grows (as analyze --log; "
@@ -448,6 +464,8 @@ def live(overrides, expect, vpn_servers, keys, fmt, output, peers, spis, min_sev
         kw["points"] = [n for n, _i in pts]
     elif not kw.get("interfaces"):
         raise click.UsageError("missing -i/--interface (or --vantage NAME=IFACE)")
+    if kw.get("metrics") and not kw.get("print_filter"):
+        _check_metrics(kw["metrics"])
     thresholds = _thresholds(overrides)
     store = _keys(keys) if keys else None
     if evidence and not kw.get("write_dir") and not kw.get("print_filter"):

@@ -1390,10 +1390,11 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                 syslog, syslog_socket, exec_cmd, quiet, write_dir, write_size_mb, write_files,
                 idle_expiry, max_sas, buffer_mb, promisc, backend, duration, status_interval,
                 expect_peers, thresholds, report=None, vpn_servers=(), keys=None, stdout=None,
-                stderr=None, logs=(), log_tz=None, points=None) -> int:
+                stderr=None, logs=(), log_tz=None, points=None, metrics=None) -> int:
     """``pcapvpn live``; returns the exit status (as ``analyze``: 0, 1 findings at or above
     ``report.fail_on``, 2 usage or capture error).  ``report``: the report options
-    (:class:`pcapvpn.report.deliver.ReportOptions`) of the final report."""
+    (:class:`pcapvpn.report.deliver.ReportOptions`) of the final report; ``metrics``:
+    ``ADDR:PORT`` of a Prometheus endpoint over the session (:mod:`pcapvpn.metrics`)."""
     from pcapvpn.report.deliver import DeliveryError, ReportOptions, deliver, redactor_for
 
     ro = report or ReportOptions()
@@ -1435,6 +1436,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                           exec_cmd=exec_cmd, lang=ro.lang)
         sinks = [_Filtered(s, peers, min_severity, redactor) for s in raw]
         session = LiveSession(opts, sinks, view)
+        exporter = _start_metrics(metrics, session, redactor)
     except CaptureError as e:
         for s in sinks:
             if hasattr(s, "close"):
@@ -1452,6 +1454,8 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         result = session.finish()
+        if exporter is not None:
+            exporter.close()
         for s in sinks:
             if hasattr(s, "close"):
                 s.close()
@@ -1467,6 +1471,20 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
     except DeliveryError as e:
         stderr.write(f"pcapvpn: error: {_clean(e)}\n")
         return 2
+
+
+def _start_metrics(spec, session, redactor):
+    """``--metrics ADDR:PORT``: a read-only Prometheus view of ``session`` (tunnel labels
+    pseudonymised as the report with ``--redact``), or None."""
+    if not spec:
+        return None
+    from pcapvpn.metrics import MetricsError, start_exporter
+
+    try:
+        return start_exporter(session, spec, redactor.text if redactor is not None else None)
+    except MetricsError as e:
+        session.close_captures()
+        raise CaptureError(str(e)) from None
 
 
 def written_sources(sources) -> list:

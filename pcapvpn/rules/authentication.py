@@ -5,7 +5,9 @@ an IKE_AUTH response whose first inner payload is a Notify is an error response 
 sends AUTHENTICATION_FAILED alone); an INFORMATIONAL request from the initiator right after an
 answered IKE_AUTH that starts with a Notify is the initiator rejecting the responder's
 authentication (RFC 7296 §2.21.2).  IKEv1: MM5 answered with an error, or MM4 re-sent by the
-responder after MM5 (it could not decrypt/verify MM5: typically a PSK mismatch).
+responder after MM5 (it could not decrypt/verify MM5: typically a PSK mismatch); XAUTH
+(draft-beaulieu-ike-xauth-02) in Transaction exchanges after phase 1 with no Quick Mode and no
+ESP after them (the gateway refused the user's credentials and dropped the IKE SA).
 """
 
 from __future__ import annotations
@@ -27,9 +29,19 @@ declare("IKE_AUTH_FAILED", "authentication", "error",
         "Authentication failed: the peers do not agree on the pre-shared key, the identities, or "
         "the certificate chain.",
         # refused_by: the peer that refused the authentication; impl: either peer's Vendor IDs
-        ["Compare the pre-shared key on both gateways and the identities it is bound to.",
-         "Certificates: check the CA is trusted by the peer, the certificate is within its "
-         "validity period, and its identity (subjectAltName) matches the configured remote ID.",
+        # credentials: "user" for XAUTH (the user's name and password), else the gateways'
+        [when("Compare the pre-shared key on both gateways and the identities it is bound to.",
+              credentials="gateway"),
+         when("Certificates: check the CA is trusted by the peer, the certificate is within its "
+              "validity period, and its identity (subjectAltName) matches the configured remote "
+              "ID.", credentials="gateway"),
+         when("XAUTH: check the user's name and password and the gateway's user database "
+              "(local users, RADIUS or LDAP server: is it reachable, does it accept the user?); "
+              "the group pre-shared key was accepted, since phase 1 completed.",
+              credentials="user"),
+         when("strongSwan (gateway) logs 'XAuth authentication of 'USER' failed' and then "
+              "'destroying IKE_SA after failed XAuth authentication'.",
+              credentials="user", impl="strongSwan"),
          when("strongSwan: the responder logs 'tried N shared key(s) for 'A' - 'B', but MAC "
               "mismatched' (PSK) or 'no trusted RSA public key found for ...' (certificate); the "
               "initiator logs 'received AUTHENTICATION_FAILED notify error'.",
@@ -92,6 +104,7 @@ def auth_failed(ctx):
             yield from _v2_eap_unfinished(ctx, sa, tid, spis)
         else:
             yield from _v1_inferred(ctx, sa, tid, spis)
+            yield from _v1_xauth_unfinished(ctx, sa, t, spis)
 
 
 def _phase2(m) -> bool:
@@ -224,3 +237,47 @@ def _v1_inferred(ctx, sa, tid, spis):
                                   ike_spis=spis),
             wireshark_filter=ike_filter(sa),
             tunnel=tid)
+
+
+def _v1_xauth_unfinished(ctx, sa, t, spis):
+    """IKEv1 remote access (draft-beaulieu-ike-xauth-02): after phase 1 the gateway asks for the
+    user's name and password in a Transaction exchange (REQUEST/REPLY), then reports the result
+    (SET with XAUTH-STATUS, ACK); Mode Config may follow, then the client starts Quick Mode.
+    When phase 1 completed, Transaction exchanges followed and then nothing of this IKE SA —
+    no Quick Mode, no ESP between the peers — for ``response_timeout`` seconds, the user
+    authentication ended there: XAUTH-STATUS FAIL (strongSwan then destroys the IKE SA without a
+    Delete; Cisco and FortiGate send one), or the client gave up.  Keys name it exactly
+    (``config_failures`` in rules/decrypted.py supersedes this finding)."""
+    phase1 = [x for x in sa.exchanges
+              if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)]
+    done = any(x.last_step >= (6 if x.exch == ExchangeType.MAIN_MODE else 3) for x in phase1)
+    tms = [x for x in sa.exchanges if x.exch == ExchangeType.TRANSACTION]
+    if not done or not tms:
+        return
+    last = max(m.ts for x in tms for m in x.msgs)
+    if any(x.exch == ExchangeType.QUICK_MODE and max(m.ts for m in x.msgs) >= last
+           for x in sa.exchanges):
+        return
+    if t is not None and any(e.last_ts is not None and e.last_ts >= last for e in t.esp_sas):
+        return
+    if ctx.now - last < ctx.th.response_timeout:
+        return  # pending: too soon to say no Quick Mode followed
+    gateway = sa.responder[1] if sa.responder else None
+    refs = ctx.msg_refs([m for x in tms for m in x.msgs])
+    n = sum(len(x.msgs) for x in tms)
+    yield make(
+        "IKE_AUTH_FAILED", f"{sa.id}|v1-xauth-unfinished",
+        facts=ike_facts(sa, None, "responder", impl=implementations(sa), refused_by="responder",
+                        exchange="XAUTH", credentials="user"),
+        title=f"XAUTH at {ip_text(gateway) if gateway else 'the gateway'} did not lead to a "
+              f"Quick Mode",
+        detail=f"Phase 1 completed, then {len(tms)} Transaction exchange(s) ({n} message(s), "
+               f"XAUTH user authentication or Mode Config) and nothing more of this IKE SA: no "
+               f"Quick Mode and no ESP in the {ctx.now - last:.1f} s the capture runs after the "
+               f"last one. The user authentication ended there: the gateway refused the user "
+               f"name or password (XAUTH-STATUS FAIL, then the IKE SA is dropped) or the client "
+               f"gave up. Keys name it exactly.",
+        basis="inferred",
+        evidence=ctx.evidence(refs, min(m.ts for x in tms for m in x.msgs), last, ike_spis=spis),
+        wireshark_filter=ike_filter(sa, exch=ExchangeType.TRANSACTION),
+        tunnel=t.id if t else None)

@@ -402,7 +402,7 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
             unjudgeable = msg("the capture shows one direction of this tunnel only: what the "
                               "other gateway sent (answers, ESP) cannot be seen, so its absence "
                               "proves nothing")
-        out.append(decide(ctx, t, fs, not_seen=_not_seen(ctx, t), pending=_pending(ctx, t),
+        out.append(decide(ctx, t, fs, not_seen=_not_seen(ctx, t, fs), pending=_pending(ctx, t),
                           healthy_evidence=has_evidence_of_health(t), unjudgeable=unjudgeable,
                           reached=_stage_reached(ctx, t)))
     # imported here, not at the top: importing the package registers its rules, and the rule
@@ -455,7 +455,7 @@ def _pending(ctx, t) -> list[str]:
     return out
 
 
-def _not_seen(ctx, t) -> list[str]:
+def _not_seen(ctx, t, fs=()) -> list[str]:
     notes = []
     enc = sum(1 for sa in t.ike_sas for m in sa.messages
               if m.encrypted and getattr(m, "decrypt_status", None) not in ("ok", "unverified"))
@@ -473,7 +473,10 @@ def _not_seen(ctx, t) -> list[str]:
     if t.esp_sas and not t.ike_sas:
         notes.append(msg("no IKE for this gateway pair in the capture: ESP SAs cannot be tied "
                          "to their negotiation"))
-    if t.ike_sas and not t.esp_sas and _working_generation(t) is not None:
+    # (not when the IKE SA itself failed: XAUTH refused after phase 1, ...)
+    failed_before = any(f.failure and f.severity in ("critical", "error") and not f.recovered
+                        and stage_rank(f.stage) <= stage_rank("authentication") for f in fs)
+    if t.ike_sas and not t.esp_sas and _working_generation(t) is not None and not failed_before:
         notes.append(msg("no ESP in the capture: the IKE SA is up; whether a child SA carried "
                          "traffic cannot be seen (none was sent while the capture ran)"))
     return notes
