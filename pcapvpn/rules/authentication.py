@@ -269,14 +269,14 @@ def _v1_xauth_unfinished(ctx, sa, t, spis):
         "IKE_AUTH_FAILED", f"{sa.id}|v1-xauth-unfinished",
         facts=ike_facts(sa, None, "responder", impl=implementations(sa), refused_by="responder",
                         exchange="XAUTH", credentials="user"),
-        title=f"XAUTH at {ip_text(gateway) if gateway else 'the gateway'} did not lead to a "
-              f"Quick Mode",
-        detail=f"Phase 1 completed, then {len(tms)} Transaction exchange(s) ({n} message(s), "
-               f"XAUTH user authentication or Mode Config) and nothing more of this IKE SA: no "
-               f"Quick Mode and no ESP in the {ctx.now - last:.1f} s the capture runs after the "
-               f"last one. The user authentication ended there: the gateway refused the user "
-               f"name or password (XAUTH-STATUS FAIL, then the IKE SA is dropped) or the client "
-               f"gave up. Keys name it exactly.",
+        title=msg("XAUTH at {gw} did not lead to a Quick Mode",
+                  gw=ip_text(gateway) if gateway else msg('the gateway')),
+        detail=msg("Phase 1 completed, then {n} Transaction exchange(s) ({msgs} message(s), XAUTH "
+                   "user authentication or Mode Config) and nothing more of this IKE SA: no Quick "
+                   "Mode and no ESP in the {after:.1f} s the capture runs after the last one. The "
+                   "user authentication ended there: the gateway refused the user name or password "
+                   "(XAUTH-STATUS FAIL, then the IKE SA is dropped) or the client gave up. Keys "
+                   "name it exactly.", n=len(tms), msgs=n, after=ctx.now - last),
         basis="inferred",
         evidence=ctx.evidence(refs, min(m.ts for x in tms for m in x.msgs), last, ike_spis=spis),
         wireshark_filter=ike_filter(sa, exch=ExchangeType.TRANSACTION),
