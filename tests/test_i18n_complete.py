@@ -42,12 +42,14 @@ _WORD = r"[A-Z]?[a-z]+"
 #: two or more English words in a row (trailing punctuation allowed between them)
 _PROSE = re.compile(rf"(?<![\w.\-/=:@'\"]){_WORD}[,;:]? {_WORD}(?![\w.\-/=@(])")
 #: terms an engineer writes in English whatever the language
-TERMS = ("Quick Mode", "Main Mode", "Aggressive Mode", "Informational exchange")
+TERMS = ("Quick Mode", "Main Mode", "Aggressive Mode", "Informational exchange", "Mode Config")
 #: the ladder's notation (``IKE_AUTH #1 req retx 1 964 B``): abbreviations, not words
 NOTATION = re.compile(r"\b(?:req|resp|retx|dup|msg)\b")
 #: a daemon's log line quoted in advice ('received NO_PROPOSAL_CHOSEN notify'): what to grep
 #: for stays verbatim
 _QUOTED = re.compile(r"(?<![A-Za-z])'(?:[^']|(?<=[A-Za-z])'(?=[A-Za-z])){1,300}'(?![A-Za-z])")
+#: a placeholder quoted inside a quoted log phrase ('XAuth authentication of 'USER' failed')
+_INNER = re.compile(r"'([A-Z]{1,20})'")
 #: a command or configuration line the advice quotes as code (``ip xfrm state``)
 _CODE = re.compile(r"`[^`]{1,300}`")
 _MARKED = re.compile(re.escape(i18n.MARK[0]) + ".*?" + re.escape(i18n.MARK[1]), re.S)
@@ -55,7 +57,8 @@ _MARKED = re.compile(re.escape(i18n.MARK[0]) + ".*?" + re.escape(i18n.MARK[1]), 
 
 def english_runs(text: str) -> list[str]:
     """The English prose left in ``text`` (see the module docstring)."""
-    text = _QUOTED.sub(" ", _CODE.sub(" ", NOTATION.sub(" ", _MARKED.sub(" ", text))))
+    text = _QUOTED.sub(" ", _INNER.sub(r"\1", _CODE.sub(" ", NOTATION.sub(
+        " ", _MARKED.sub(" ", text)))))
     for t in TERMS:
         text = text.replace(t, " ")
     return [m.group() for m in _PROSE.finditer(text)]
@@ -189,6 +192,7 @@ def test_detector_finds_english_and_spares_values():
     assert english_runs("strongSwan のログ: 'giving up after N retransmits'。") == []
     assert english_runs("ログ: 'peer didn't accept key exchange method X'。") == []
     assert english_runs("`ip xfrm state` を確認") == []
+    assert english_runs("'XAuth authentication of 'USER' failed' をログに出します") == []
     assert english_runs("the peer's answer") == ["the peer"]
 
 
