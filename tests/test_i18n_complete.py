@@ -312,14 +312,11 @@ def test_redacted_report_stays_translatable(marked):
 def test_compact_report_of_many_tunnels_is_japanese(marked, tmp_path):
     """A head-end with many clients (bench/gen.py --many-clients): the compact first screen
     (gateways, grouped verdict rows, errors by code, repeated findings) is Japanese too."""
-    import importlib.util
+    from conftest import bench_gen
 
-    spec = importlib.util.spec_from_file_location("bench_gen", REPO / "bench" / "gen.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
     path = tmp_path / "headend.pcap"
     with open(path, "wb") as f:
-        gen.generate_many_clients(f, 20)
+        bench_gen().generate_many_clients(f, 20)
     result = run([str(path)])
     assert len(result.report.tunnels) > 12  # the compact form
     assert _untranslated(result, "many clients") == []
