@@ -86,18 +86,18 @@ def _interface_rows(cap) -> list[tuple[str, str]]:
     for f in files:
         for i in f.interfaces:
             label = i.name or f"#{i.index}"
-            text = f"{label} ({i.linktype_name}"
-            if i.description:
-                text += f", {i.description}"
-            text += f"): {i.frames} frames"
+            text = msg("{label} ({linktype}{description}): {n} frames", label=label,
+                       linktype=i.linktype_name,
+                       description=f", {i.description}" if i.description else "", n=i.frames)
             if i.cooked:
-                text += " [" + "; ".join(
-                    ("ifindex " + str(c["ifindex"]) if c["ifindex"] is not None else "no index")
+                text += " [" + msg_join("; ", [
+                    ("ifindex " + str(c["ifindex"]) if c["ifindex"] is not None
+                     else msg("no index"))
                     + f": {c['frames']} (" + ", ".join(f"{k} {v}" for k, v in
                                                      c["packet_types"].items()) + ")"
-                    for c in i.cooked) + "]"
+                    for c in i.cooked]) + "]"
             parts.append((f"{f.name}: " if len(files) > 1 else "") + text)
-    return [("interfaces", "; ".join(parts))]
+    return [("interfaces", msg_join("; ", parts))]
 
 
 def damage_lines(cap, limit: int = 5) -> list[str]:
