@@ -39,6 +39,8 @@ TARGET_SCAPY = 50.0      # ... and >= 50x scapy
 TARGET_FULL = 3.0        # full analysis >= 3x `tshark -q -Y frame` (the analyze issue)
 TARGET_RSS_MB = 100.0    # peak memory of the full analyze (the analyze issue allows 150)
 FLAT_TOLERANCE = 1.15    # 5M-packet RSS within 15 % of the 1M-packet RSS counts as flat
+TARGET_JOBS = 1.8        # --jobs 2 >= 1.8x the single process (issue 19)
+TARGET_JOBS_TSHARK = 5.0  # --jobs 2 >= 5x `tshark -q -Y frame` (issue 19)
 
 
 # -------------------------------------------------------------------------------------------
@@ -161,15 +163,19 @@ BEGIN = "<!-- bench/run.py: begin (generated; edits inside are overwritten) -->"
 END = "<!-- bench/run.py: end -->"
 
 
-def write_results(path: Path, text: str) -> None:
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
+def write_results(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the block between ``begin`` and ``end`` (the main block: the whole file when it
+    is missing; another block: appended when missing)."""
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
     old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         new = head + block + ("\n" + tail if tail else "")
-    else:
+    elif begin == BEGIN:
         new = block
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
     path.write_text(new)
 
 
@@ -411,6 +417,173 @@ def _short(c: str) -> str:
 
 
 # -------------------------------------------------------------------------------------------
+# --jobs (issue 19): one process vs worker processes vs tshark, and where the time goes
+
+JOBS_BEGIN = "<!-- bench/run.py --jobs: begin (generated; edits inside are overwritten) -->"
+JOBS_END = "<!-- bench/run.py --jobs: end -->"
+
+#: run in a measured subprocess: the analysis with its own CPU split (this process = the parent,
+#: its children = the workers), printed as JSON
+_CPU_SPLIT = """
+import json, resource, runpy, sys, time
+t0 = time.perf_counter()
+sys.argv = ["pcapvpn", "analyze", sys.argv[1], "--format", "json", "-o", "/dev/null",
+            "--jobs", sys.argv[2]]
+try:
+    runpy.run_module("pcapvpn", run_name="__main__")
+except SystemExit:
+    pass
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall": time.perf_counter() - t0,
+                  "parent_cpu": me.ru_utime + me.ru_stime,
+                  "workers_cpu": kids.ru_utime + kids.ru_stime}))
+"""
+
+#: the single pass's stages, timed in one process (the interpreter start and imports measured
+#: apart): printed as JSON
+_STAGES = """
+import json, sys, time
+T = time.process_time  # CPU seconds: what other load on the machine disturbs least
+t = T()
+import numpy  # noqa: F401
+from pcapvpn.analysis import Options, run
+import pcapvpn.track, pcapvpn.rules, pcapvpn.report  # noqa: E401,F401
+from pcapvpn.report import render
+from pcapvpn.sources import open_source
+imports = T() - t
+path = sys.argv[1]
+out = {"imports": imports}
+def best(fn, n=3):
+    times = []
+    for _ in range(n):
+        t = T(); r = fn(); times.append(T() - t)
+    return min(times), r
+def walk():
+    src = open_source(path)
+    nop = lambda *a: None
+    src.walk(nop, nop, None, nop)
+out["walk"], _ = best(walk)
+out["decode"], _ = best(lambda: run([path], Options(stop_after="decode")))
+out["full"], res = best(lambda: run([path], Options()))
+out["json"], _ = best(lambda: render(res.report, "json"))
+out["text"], _ = best(lambda: render(res.report, "text"))
+print(json.dumps(out))
+"""
+
+
+def jobs_bench(path: Path, packets: int, repeat: int, log) -> dict:
+    """``--jobs 1`` and ``--jobs 2`` and tshark, interleaved run by run (the same load for
+    each), plus the CPU split of the parallel run and the single pass's stage times."""
+    runs: dict = {"pcapvpn --jobs 1": [], "pcapvpn --jobs 2": [], "tshark -q -Y frame": []}
+    split: dict = {"1": [], "2": []}
+    cmds = {"pcapvpn --jobs 1": pcapvpn_cmd(path) + ["--jobs", "1"],
+            "pcapvpn --jobs 2": pcapvpn_cmd(path) + ["--jobs", "2"],
+            "tshark -q -Y frame": ["tshark", "-r", str(path), "-q", "-Y", "frame"]}
+    for i in range(repeat):
+        for name, cmd in cmds.items():
+            r = measure(cmd)
+            runs[name].append(r)
+            log(f"  {name:<24} run {i + 1}/{repeat}: rc={r['rc']} {r['wall']:.2f} s "
+                f"cpu {r['cpu'] or 0:.2f} s load {r['load1']:.2f}")
+        for j in ("1", "2"):
+            res = subprocess.run([PY, "-c", _CPU_SPLIT, str(path), j], capture_output=True,
+                                 text=True, cwd=REPO, env=ENV, timeout=3600)
+            if res.returncode == 0 and res.stdout.strip():
+                d = json.loads(res.stdout.strip().splitlines()[-1])
+                d["load1"] = os.getloadavg()[0]
+                split[j].append(d)
+    res = subprocess.run([PY, "-c", _STAGES, str(path)], capture_output=True, text=True,
+                         cwd=REPO, env=ENV, timeout=3600)
+    stages = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {
+        "error": res.stderr.strip()[-300:]}
+    start = measure([PY, "-c", "pass"])
+    return {"packets": packets, "path": _short(str(path)), "mb": path.stat().st_size / 1e6,
+            "runs": runs, "split": split, "stages": stages, "python_start": start["wall"],
+            "cmds": {k: " ".join(_short(c) for c in v) for k, v in cmds.items()},
+            "nproc": len(os.sched_getaffinity(0)), "date": dt.datetime.now(
+                dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def render_jobs(j: dict, info: dict) -> str:
+    ok = {k: [r for r in v if r["rc"] in (0, 1)] for k, v in j["runs"].items()}
+    best = {k: min(v, key=lambda r: r["wall"]) for k, v in ok.items() if v}
+    loads = [r["load1"] for v in j["runs"].values() for r in v]
+    L = ["## Every core: `analyze --jobs N` (issue 19; `bench/run.py --jobs-bench`)\n"]
+    L.append(f"- date: {j['date']}; git {info['git']}; {info.get('measured', '')}; "
+             f"{j['nproc']} CPUs usable")
+    L.append(f"- capture: `{j['path']}` ({j['packets']:,} packets, {j['mb']:.0f} MB)")
+    L.append(f"- 1-min load average at the start of each run: {min(loads):.2f} … "
+             f"{max(loads):.2f}" + ("  ← **other work shared the CPUs: re-measure these "
+                                    "figures on a quiet machine**" if max(loads) > 1.0 else ""))
+    L.append(f"- each tool {len(next(iter(j['runs'].values())))}× interleaved (one run of "
+             "each in turn, so they share the load); best wall time; cpu = user + sys of the "
+             "process and its workers")
+    L.append("")
+    L.append("| tool | seconds | cpu s | packets/s | vs `--jobs 1` (wall) | vs tshark (wall) | "
+             "vs tshark (cpu) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    one, ts = best.get("pcapvpn --jobs 1"), best.get("tshark -q -Y frame")
+    for name, r in best.items():
+        pps = j["packets"] / r["wall"]
+        v1 = f"{one['wall'] / r['wall']:.2f}×" if one else "—"
+        vt = f"{ts['wall'] / r['wall']:.2f}×" if ts else "—"
+        vtc = f"{ts['cpu'] / r['cpu']:.2f}×" if ts and r["cpu"] and ts["cpu"] else "—"
+        L.append(f"| {name} | {r['wall']:.2f} | {r['cpu']:.2f} | {pps:,.0f} | {v1} | {vt} | "
+                 f"{vtc} |")
+    L.append("")
+    sp = {k: min(v, key=lambda d: d["wall"]) for k, v in j["split"].items() if v}
+    if sp:
+        L.append("Where the CPU goes (the same runs from inside: the main process, and the "
+                 "worker processes it started):\n")
+        L.append("| run | wall s | main process cpu s | workers cpu s | load |")
+        L.append("|---|---:|---:|---:|---:|")
+        for k, d in sp.items():
+            L.append(f"| `--jobs {k}` | {d['wall']:.2f} | {d['parent_cpu']:.2f} | "
+                     f"{d['workers_cpu']:.2f} | {d['load1']:.2f} |")
+        L.append("")
+        if "2" in sp and "1" in sp:
+            d1, d2 = sp["1"], sp["2"]
+            crit = max(d2["parent_cpu"], d2["workers_cpu"])
+            L.append(f"On an idle machine the parallel run's wall time is at least the larger "
+                     f"of its two CPU columns ({crit:.2f} s): {d1['parent_cpu'] / crit:.2f}× "
+                     f"the single process's CPU ({d1['parent_cpu']:.2f} s) is the most "
+                     f"`--jobs 2` can give on this capture as the work is divided now.\n")
+    st = j["stages"]
+    if "error" not in st:
+        L.append("The single pass by stage (one process, best of 3, CPU seconds; "
+                 f"interpreter start {j['python_start']:.2f} s wall measured apart):\n")
+        L.append("| stage | cpu s | what |")
+        L.append("|---|---:|---|")
+        rows = [("imports", st["imports"], "numpy, pcapvpn's modules"),
+                ("read + classify", st["walk"], "the record walk and the numpy ESP "
+                 "classification (Source.walk, no sink)"),
+                ("decode", max(0.0, st["decode"] - st["walk"]), "the general path's frames, the "
+                 "decoder (`--stop-after decode` minus the walk)"),
+                ("track + rules + report model", st["full"] - st["decode"], "ESP batches "
+                 "into the SAs, IKE, the rules, the verdicts, the report model"),
+                ("render JSON", st["json"], "`--format json`"),
+                ("render text", st["text"], "`--format text` (tabulate)")]
+        for name, sec, what in rows:
+            L.append(f"| {name} | {sec:.3f} | {what} |")
+        L.append("")
+    L.append("### Targets (issue 19)\n")
+    L.append("| target | measured | status |")
+    L.append("|---|---|---|")
+    two = best.get("pcapvpn --jobs 2")
+    if one and two:
+        r = one["wall"] / two["wall"]
+        L.append(f"| `--jobs 2` ≥ {TARGET_JOBS}× `--jobs 1` (wall) | {r:.2f}× | "
+                 f"{'PASS' if r >= TARGET_JOBS else 'FAIL'} |")
+    if ts and two:
+        r = ts["wall"] / two["wall"]
+        L.append(f"| `--jobs 2` ≥ {TARGET_JOBS_TSHARK:.0f}× `tshark -q -Y frame` (wall) | "
+                 f"{r:.2f}× | {'PASS' if r >= TARGET_JOBS_TSHARK else 'FAIL'} |")
+    L.append("")
+    L.append("Commands: " + "; ".join(f"`{c}`" for c in j["cmds"].values()))
+    return "\n".join(L)
+
+
+# -------------------------------------------------------------------------------------------
 
 
 def main(argv=None) -> int:
@@ -430,6 +603,10 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=str(BENCH / "RESULTS.md"))
     ap.add_argument("--rerender", action="store_true",
                     help="only rewrite RESULTS.md from out/results.json of the last run")
+    ap.add_argument("--jobs-bench", action="store_true",
+                    help="only the --jobs measurement (issue 19): pcapvpn --jobs 1 and 2 and "
+                         "tshark -q -Y frame on the main capture, the CPU split and the single "
+                         "pass's stages; its own block of RESULTS.md")
     ap.add_argument("--no-snapshot", dest="snapshot", action="store_false",
                     help="measure the working tree as it changes instead of a frozen copy of "
                          "HEAD (the default: `git archive HEAD` into out/src-<rev>, PYTHONPATH)")
@@ -473,6 +650,15 @@ def main(argv=None) -> int:
         log(snapshot_note)
 
     main_file, truth = ensure_capture(args.packets, args.seed, out_dir, log)
+    if args.jobs_bench:
+        j = jobs_bench(main_file, truth["packets"], args.repeat, log)
+        (out_dir / "jobs.json").write_text(json.dumps(j, indent=1, default=str))
+        info = machine_info()
+        info["measured"] = snapshot_note
+        text = render_jobs(j, info)
+        write_results(Path(args.results), text, JOBS_BEGIN, JOBS_END)
+        print(text)
+        return 0
     scapy_file, struth = ensure_capture(args.scapy_packets, args.seed, out_dir, log)
     small_file, _ = ensure_capture(5000, args.seed, out_dir, log)
     files = {"main capture": main_file, "scapy capture": scapy_file}

@@ -29,8 +29,13 @@ BEGIN = "<!-- bench/vantage_bench.py: begin (generated; edits inside are overwri
 END = "<!-- bench/vantage_bench.py: end -->"
 
 
+#: 1-minute load average at the start of each run (other work shares the CPUs)
+LOADS: list = []
+
+
 def timed(cmd, env=None) -> tuple[float, float, str]:
     """(seconds, peak RSS MB, stdout) of ``cmd`` under /usr/bin/time -v."""
+    LOADS.append(os.getloadavg()[0])
     cp = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
     if cp.returncode not in (0, 1):
         raise RuntimeError(f"{cmd}: rc={cp.returncode}: {cp.stderr[-2000:]}")
@@ -94,7 +99,8 @@ def main(argv=None) -> int:
         f"(truth +3.217001 s, ±40 µs one-way), {vp[1]['matched_packets']} matched packets, "
         f"{lost} ESP packets placed between a and b (the generator drops one in 1,000 "
         f"initiator ESP packets).  Machine: {os.cpu_count()} CPUs, Python "
-        f"{sys.version.split()[0]}.",
+        f"{sys.version.split()[0]}; 1-minute load average at the start of the runs "
+        f"{min(LOADS):.2f} … {max(LOADS):.2f} (other work shares the CPUs).",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

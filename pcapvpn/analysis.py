@@ -53,6 +53,15 @@ class Options:
     #: several vantage points (--vantage NAME=FILE[#IFACE]): ``[(name, [paths], iface or
     #: None)]``; the first is the point the report's tunnels, findings and times are of
     vantage: list = field(default_factory=list)
+    #: worker processes for big capture files (``--jobs``; :mod:`pcapvpn.parallel`): 1 a
+    #: single pass, 0 the cores available; the report is the same either way
+    jobs: int = 1
+    #: tests: cut the files at these record offsets, ``[offsets]`` (every file) or ``{file index:
+    #: [offsets]}`` (default: pcapvpn.parallel.plan and cut_points)
+    slice_at: list | dict | None = None
+    #: who reads the slices: None local worker processes, "serial" this process (tests), or a
+    #: ``pcapvpn.parallel.DaskPool`` (``--dask SCHEDULER``: the tasks of a Dask cluster)
+    workers: object = None
 
 
 @dataclass
@@ -67,6 +76,9 @@ class Result:
     sources: list = field(default_factory=list)
     #: --vantage: the points (pcapvpn.track.vantage.Point), the first one's first
     points: list = field(default_factory=list)
+    #: --jobs: ``{"slices": n}``, or ``{"slices": n, "fallback": why}`` when the slices did not
+    #: line up with a single pass and the file was analysed in one pass instead; None: one pass
+    parallel: dict | None = None
 
 
 def analyze(paths, options: Options | None = None) -> m.Report:
@@ -98,11 +110,34 @@ def run(paths, options: Options | None = None) -> Result:
 
 def _run(paths, options: Options | None = None) -> Result:
     options = options or Options()
+    if (options.jobs != 1 or options.workers is not None) and not options.vantage:
+        from pcapvpn import parallel
+
+        jobs = parallel.jobs_for(paths, options)
+        if jobs > 1:
+            try:
+                result = _run_once(paths, options, jobs)
+            except parallel.Fallback as exc:
+                result = _run_once(paths, options)
+                result.parallel = {"slices": 0, "fallback": str(exc)}
+            return result
+    return _run_once(paths, options)
+
+
+def _run_once(paths, options: Options, jobs: int = 1) -> Result:
     if options.vantage:
         return run_points(options)
     sources = []
+    stop_workers = None
+    order = None  # --jobs: the files' order of reading
     try:
-        for i, p in enumerate(paths):
+        if jobs > 1:
+            from pcapvpn.parallel import sliced_sources
+
+            esp = (options.thresholds, options.limits) if options.stop_after == "full" else None
+            sources, order, stop_workers = sliced_sources(
+                paths, jobs, options.batch, options.slice_at, options.workers, esp)
+        for i, p in enumerate(paths if order is None else ()):
             sources.append(open_source(p, i, spool=options.spool_stdin and p == "-"))
         names = [s.name for s in sources]
         if options.stop_after == "read":
@@ -117,40 +152,57 @@ def _run(paths, options: Options | None = None) -> Result:
             from pcapvpn.decode import DissectSink
 
             decoder = Decoder(DissectSink(), options.limits)
-            _decode(decoder, sources, options)
+            _decode(decoder, sources, options, order)
             decoder.finish()
             return Result(build_report(sources, decoder, None))
         if options.stop_after == "decode":
             decoder = Decoder(NullSink(), options.limits)
-            _decode(decoder, sources, options)
+            _decode(decoder, sources, options, order)
             decoder.finish()
             return Result(build_report(sources, decoder, None))
         from pcapvpn.track import Tracker
 
         tracker = Tracker(options.thresholds, names, options.keys, options.vpn_servers,
                           options.limits, interfaces={s.index: s.interfaces for s in sources})
+        sampler = None
+        if len(sources) > 1 and jobs <= 1:
+            # for the --vantage hint: the same ESP in two files?  (With --jobs the files are
+            # rotated pieces read one after the other: overlapping files run as one pass.)
+            from pcapvpn.track.vantage import EspPairSampler
+
+            sampler = EspPairSampler()
+            tracker.esp = sampler.wrap(tracker.esp)
+        if jobs > 1:  # the workers' ESP SA states merge into this tracker's
+            for s in sources:
+                s.reader.esp_tracker = tracker.esp_tracker
         decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
-        _decode(decoder, sources, options)
+        _decode(decoder, sources, options, order)
         decoder.finish()
         tracker.finish()
         result = diagnose(sources, decoder, tracker, options)
         result.sources = sources
-        if len(sources) > 1:
-            _several_points_hint(result, tracker, names)
+        if jobs > 1:
+            result.parallel = {"slices": sum(s.reader.slices for s in sources)}
+        _several_points_hint(result, tracker, names, sampler, sources)
         return result
     finally:
+        if stop_workers is not None:
+            stop_workers()
         for s in sources:
             s.close()
 
 
-def _several_points_hint(result, tracker, names) -> None:
-    """Plain inputs are pieces of one point; two that hold the same IKE messages at a steady
-    time difference are two points of the same traffic: say so, suggest ``--vantage``."""
+def _several_points_hint(result, tracker, names, sampler=None, sources=()) -> None:
+    """Plain inputs are pieces of one point; two that hold the same IKE messages (or, without
+    IKE in common, the same ESP: ``sampler``) at a steady time difference, or two interfaces of
+    one file that do, are two points of the same traffic: say so, suggest ``--vantage``."""
     from pcapvpn.findings import finding_groups
     from pcapvpn.rules.path import several_points_finding
-    from pcapvpn.track.vantage import same_packets_hint
+    from pcapvpn.track.vantage import same_interfaces_hint, same_packets_hint
 
-    hint = same_packets_hint(tracker, names)
+    hint = same_packets_hint(tracker, names, sampler) if len(names) > 1 else None
+    if hint is None:
+        hint = same_interfaces_hint(tracker, sources)
     if hint is not None:
         f = several_points_finding(hint)
         result.report.findings.append(f)
@@ -166,6 +218,15 @@ def _point_frames(sources, iface):
 
     def one(src):
         memo: dict = {}
+        if iface.startswith("ifindex="):  # a Linux -i any capture: the SLL2 interface index
+            from dissect.vpn.link import cooked_header
+
+            want = int(iface[8:]) if iface[8:].isdigit() else -2
+            for f in src.frames(interfaces=True):
+                ck = cooked_header(f[3], f[4])
+                if ck is not None and ck[0] == want:
+                    yield f
+            return
         for f in src.frames(interfaces=True):
             i = f[7]
             ok = memo.get(i)
@@ -261,8 +322,27 @@ def _frames(sources, options, interfaces=False):
     return frames
 
 
-def _decode(decoder, sources, options) -> None:
-    """One file: push its frames (the copy-free ESP fast path); several: merge them by time."""
+def _decode(decoder, sources, options, order=None) -> None:
+    """One file: push its frames (the copy-free ESP fast path); several: merge them by time
+    (``order``, --jobs: one file after the other in that order, when that is the same)."""
+    if order is not None and len(sources) > 1:
+        from pcapvpn.parallel import check_order
+
+        import os
+
+        total = sum(os.path.getsize(s.name) for s in sources)
+        done = 0
+        for k, i in enumerate(order):
+            check_order(sources, order, k)
+            hook = None
+            if options.progress is not None:
+                def hook(offset, _p=options.progress, _d=done):
+                    _p(f"{len(sources)} files", _d + offset, total)
+            decoder.run_source(sources[i], hook, batch=options.batch)
+            done += os.path.getsize(sources[i].name)
+        if options.progress is not None:
+            options.progress(f"{len(sources)} files", total, total)
+        return
     if len(sources) == 1:
         src = sources[0]
         hook = None
@@ -329,7 +409,7 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
     if points:
         from pcapvpn.track.vantage import match
 
-        state.vantage = match(points, options.thresholds, state.tunnels)
+        state.vantage = match(points, options.thresholds, state.tunnels, state.vpn_tunnels)
     findings = run_rules(state)
     ctx = Context(state)
     if points:
@@ -347,6 +427,7 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
     report.thresholds = asdict(options.thresholds)
     if points:
         report.vantage_points = m.vantage_points(points, start)
+        report.vantage_inside = m.inside_dict(state.vantage, start)
         for d in report.tunnels:
             view = state.vantage.paths.get(d["id"])
             if view is not None:

@@ -292,15 +292,26 @@ def _vantage(specs):
 @click.option("--vantage", "vantage", multiple=True, metavar="NAME=FILE[#IFACE]",
               help="A capture point of the same traffic (repeatable; at least two points; one "
                    "NAME may get several files: pieces of that point; #IFACE takes one "
-                   "interface of a pcapng file, by name or number).  Packets are matched "
+                   "interface of a pcapng file, by name or number, #ifindex=N one interface "
+                   "of a Linux -i any capture).  Packets are matched "
                    "across the points: clock offsets, where each loss happened, path facts.  "
                    "The first point is the report's clock.")
 @click.option("--stop-after", type=click.Choice(["read", "decode", "dissect", "full"]),
               default="full",
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
+@click.option("--jobs", "-j", "jobs", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Worker processes that read big capture files (cut at record boundaries; "
+                   "the report is the same as one process's).  Default 0: the cores this "
+                   "process may use; 1: one process.  Small files, gzip, standard input, files "
+                   "whose times overlap and --keys are read by one process.")
+@click.option("--dask", "dask", default=None, metavar="SCHEDULER",
+              help="Read the slices of a big capture file on a Dask distributed cluster "
+                   "(scheduler address, e.g. tcp://10.0.0.5:8786; the file must be readable at "
+                   "the same path on its workers) instead of local worker processes; the "
+                   "report is the same.  Needs the dask extra: pip install 'pcapvpn[dask]'.")
 def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, overrides, stop_after,
             keys, lang, redact, redact_key, redact_map, evidence, vpn_servers=(), logs=(),
-            log_tz=None, limit_items=(), vantage=()):
+            log_tz=None, limit_items=(), vantage=(), jobs=0, dask=None):
     """Analyse capture files (pcap, pcapng, gzip-compressed, '-' for stdin).
 
     Several files are pieces of one capture point and are merged by time; files of several
@@ -328,9 +339,16 @@ def analyze(files, fmt, output, peers, spis, min_severity, fail_on, expect, over
                       expect_peers=[_parse_addr(a) for a in expect],
                       spool_stdin=bool(evidence),
                       vpn_servers=[_parse_server(s) for s in vpn_servers],
-                      vantage=points)
+                      vantage=points, jobs=jobs)
     if keys:
         options.keys = _keys(keys)
+    if dask:
+        from pcapvpn.parallel import DaskPool
+
+        try:
+            options.workers = DaskPool(dask)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise click.UsageError(f"--dask {dask}: {exc}") from None
     if logs:
         options.logs = _open_logs(logs, log_tz)
     ro = _report_opts(fmt=fmt, output=output, peers=peers, spis=spis, min_severity=min_severity,

@@ -914,7 +914,8 @@ class LiveSession:
         if self.points:
             from pcapvpn.track.vantage import match
 
-            state.vantage = match(self._points_now(now), self.opts.thresholds, state.tunnels)
+            state.vantage = match(self._points_now(now), self.opts.thresholds, state.tunnels,
+                                  state.vpn_tunnels)
         return state
 
     def _prepare(self) -> None:

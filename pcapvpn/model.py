@@ -289,6 +289,9 @@ class Report:
     #: several vantage points (--vantage): ``[{name, files, iface, clock_offset_s,
     #: offset_uncertainty_s, drift_ppm, matched_packets, ...}]``; None: no JSON key
     vantage_points: list | None = None
+    #: several vantage points: the plaintext seen at several points (``{"nat": [...],
+    #: "losses": [...]}``, :func:`inside_dict`); None: no JSON key
+    vantage_inside: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -301,7 +304,7 @@ class Report:
             for itf in f["interfaces"]:
                 if itf["cooked"] is None:
                     del itf["cooked"]
-        for k in ("log_sources", "log_events", "vantage_points"):
+        for k in ("log_sources", "log_events", "vantage_points", "vantage_inside"):
             if d.get(k) is None:
                 d.pop(k, None)
         if not d["omitted"]:
@@ -677,8 +680,50 @@ def vantage_points(points, start) -> list:
             "frames": (p.decoder.frames if getattr(p.decoder, "frames", None) is not None
                        else sum(s.frame_count for s in p.sources)),
             "capture_drops": p.drops,
+            **_point_capture(p),
         })
     return out
+
+
+def inside_dict(v, start) -> dict | None:
+    """The report's ``vantage_inside``: plaintext (inside views) between points — the NAT
+    translations learnt from matched packets, and every conversation direction with packets
+    seen at one point and never at the next (whole or partial)."""
+    from pcapvpn.track.vantage.plain import tuple_text
+
+    if v is None or not (v.plain_losses or v.plain_nat):
+        return None
+    return {
+        "nat": [{"points": n["points"], "between": n["between"]} for n in v.plain_nat],
+        "losses": [{"from": x.src, "to": x.dst, "conversation": tuple_text(x.conv),
+                    "at_to": tuple_text(x.conv_dst) if x.conv_dst else None,
+                    "lost": x.lost, "judged": x.sent, "opener": x.opener,
+                    "first": asdict(Time.of(x.first_ts, start)),
+                    "last": asdict(Time.of(x.last_ts, start))} for x in v.plain_losses],
+    }
+
+
+def _point_capture(p) -> dict:
+    """A point's capture summary: frames and span per file, frames it could not decode (by
+    reason), damaged ranges."""
+    files = []
+    for s in p.sources:
+        files.append({"name": s.name, "frames": s.frame_count,
+                      "first_ts": s.first_ts, "last_ts": s.last_ts,
+                      "damaged_ranges": len(getattr(s, "damage", None) or ())})
+    by_reason: dict = {}
+    n = 0
+    dec = p.decoder
+    if dec is not None and hasattr(dec, "counters"):
+        n = dec.counters().get("decode_errors", 0)
+        by_reason.update(getattr(dec, "errors_by_reason", {}) or {})
+    it = getattr(p.tracker, "ike_tracker", None)
+    if it is not None:
+        n += it.parse_error_count
+        for k, v in it.parse_error_reasons.items():
+            by_reason[k] = by_reason.get(k, 0) + v
+    return {"file_summary": files, "undecodable": n,
+            "undecodable_by_reason": dict(sorted(by_reason.items()))}
 
 
 def path_dict(view, start) -> dict:
@@ -688,9 +733,13 @@ def path_dict(view, start) -> dict:
     for x in view.losses:
         d = {"kind": x.kind, "from": x.src, "to": x.dst, "direction":
              "a_to_b" if x.forward else "b_to_a", "lost": x.lost}
-        if x.kind == "esp":
-            d["spi"] = hexid(x.spi, 8)
-            d["ranges"] = [[a & 0xFFFFFFFF, (b - 1) & 0xFFFFFFFF] for a, b in x.ranges]
+        if x.kind != "ike":
+            mask = (1 << getattr(x, "width", 32)) - 1
+            if x.spi is not None:
+                d["spi"] = hexid(x.spi, 8)
+            if getattr(x, "flow", None):
+                d["flow"] = x.flow
+            d["ranges"] = [[a & mask, (b - 1) & mask] for a, b in x.ranges]
             d["approximate"] = x.approximate
         else:
             d["ike_spi"] = bytes(x.ike[0]).hex()

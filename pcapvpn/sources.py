@@ -407,11 +407,12 @@ class Source:
             self._finish_damage()
             self.close()
 
-    def fetch(self, numbers):
+    def fetch(self, numbers, interfaces=False):
         """Yield the frames ``numbers`` (Wireshark numbers of this file) again, in file order, as
         ``(file_idx, number, ts, linktype, data, wirelen, offset)``, once ``frames()`` has run:
         seek to the nearest checkpoint and walk from there (a gzip file is read again from its
         start; standard input only when it was spooled)."""
+        # ``interfaces``: each frame with its global interface index appended
         want = sorted(set(numbers))
         if not want:
             return
@@ -422,7 +423,7 @@ class Source:
             path = self.spool_path
         if self.compressed:
             src = open_source(path, self.index)
-            yield from _pick(src.frames(), want)
+            yield from _pick(src.frames(interfaces=interfaces), want)
             return
         groups: dict = {}
         cks = self.checkpoints
@@ -434,9 +435,9 @@ class Source:
             groups.setdefault(i, []).append(n)
         with open(path, "rb") as f:
             for i, ns in sorted(groups.items()):
-                yield from self._walk(f, cks[i] if i >= 0 else None, ns)
+                yield from self._walk(f, cks[i] if i >= 0 else None, ns, interfaces)
 
-    def _walk(self, f, ck, want):
+    def _walk(self, f, ck, want, interfaces=False):
         """Frames ``want`` read from checkpoint ``ck`` (None: from the start of the file)."""
         prefix = None
         if ck is not None:
@@ -453,10 +454,16 @@ class Source:
         last = want[-1]
         wanted = set(want)
         number = first - 1
-        for ts, lt, data, wirelen, off, _iface in reader.records():
+        # a reader started at a checkpoint numbers its section's interfaces from 0
+        base = 0 if prefix is None or ck is None else sum(
+            1 for itf in self.interfaces if getattr(itf, "section", 0) < ck[2])
+        for ts, lt, data, wirelen, off, iface in reader.records():
             number += 1
             if number in wanted and lt != NONPACKET:
-                yield idx, number, ts, lt, data, wirelen, off
+                if interfaces:
+                    yield idx, number, ts, lt, data, wirelen, off, iface + base
+                else:
+                    yield idx, number, ts, lt, data, wirelen, off
             if number >= last:
                 return
 

@@ -19,7 +19,7 @@ import sys
 import jsonschema
 import pytest
 
-from conftest import REPO, tshark_path
+from conftest import REPO
 from pcapvpn.analysis import Options, run
 from pcapvpn.report import render
 
@@ -30,6 +30,7 @@ SCENARIOS = sorted(p.parent.name for p in LAB.glob("*/expected.json")
 
 sys.path.insert(0, str(REPO / "bench"))
 from retime import retime  # noqa: E402
+from vantage_util import box, check_filters, split_halves, without  # noqa: E402
 
 #: the truth of an offset estimate (issue 16)
 TOLERANCE = 0.005
@@ -248,24 +249,9 @@ def test_several_plain_files_suggest_vantage(tmp_path):
     assert "3.5" in hints[0].detail
 
 
-def _split(src, dst1, dst2):
-    with open(src, "rb") as f:
-        data = f.read()
-    recs = []
-    off = 24
-    while off + 16 <= len(data):
-        incl = struct.unpack_from("<I", data, off + 8)[0]
-        recs.append(data[off:off + 16 + incl])
-        off += 16 + incl
-    half = len(recs) // 2
-    for dst, part in ((dst1, recs[:half]), (dst2, recs[half:])):
-        with open(dst, "wb") as f:
-            f.write(data[:24] + b"".join(part))
-
-
 def test_pieces_of_one_point_no_hint(tmp_path):
     src = LAB / "ikev2_path_ike_response_lost" / "ikev2_path_ike_response_lost.pcap"
-    _split(src, tmp_path / "1.pcap", tmp_path / "2.pcap")
+    split_halves(src, tmp_path / "1.pcap", tmp_path / "2.pcap")
     res = run([str(tmp_path / "1.pcap"), str(tmp_path / "2.pcap")])
     assert not [f for f in res.report.findings if f.code == "SEVERAL_CAPTURE_POINTS"]
 
@@ -273,22 +259,9 @@ def test_pieces_of_one_point_no_hint(tmp_path):
 def test_interfaces_of_one_pcapng_as_points(tmp_path):
     """``NAME=FILE#IFACE``: the interfaces of one pcapng file (inside and outside of one box)
     as two points, by interface name and by number."""
-    from dissect.vpn.capture import PcapngWriter, open_capture
-
     d = LAB / "ikev2_path_esp_oneway"
-    recs = []
-    for k, name in enumerate(("router-in", "router-out")):
-        with open(d / f"ikev2_path_esp_oneway-{name}.pcap", "rb") as f:
-            r = open_capture(f)
-            for ts, lt, data, wl, _off, _if in r.records():
-                recs.append((ts, k, lt, bytes(data), wl))
-    recs.sort(key=lambda r: (r[0], r[1]))
-    out = tmp_path / "box.pcapng"
-    with open(out, "wb") as f:
-        w = PcapngWriter(f)
-        ids = [w.add_interface(recs[0][2], name="m-l"), w.add_interface(recs[0][2], name="m-r")]
-        for ts, k, _lt, data, wl in recs:
-            w.write_packet(ids[k], ts, data, wl)
+    out = box(tmp_path / "box.pcapng", [d / f"ikev2_path_esp_oneway-{n}.pcap"
+                                        for n in ("router-in", "router-out")], ("m-l", "m-r"))
     for spec in (("m-l", "m-r"), ("0", "1")):
         res = _analyse([("in", [str(out)], spec[0]), ("out", [str(out)], spec[1])])
         path = _path(res)
@@ -381,20 +354,7 @@ def test_evidence_export_from_every_point(tmp_path):
 def test_filters_show_the_evidence_in_each_file(name):
     """Every filter of a several-point report is valid for tshark and shows, in each point's
     file, the evidence frames cited from it."""
-    tshark = tshark_path()
-    res = _analyse(_points(name))
-    for f in res.report.findings:
-        if not f.wireshark_filter:
-            continue
-        by_file: dict = {}
-        for r in f.evidence.frames:
-            by_file.setdefault(r.file, set()).add(r.frame)
-        for file, frames in by_file.items():
-            cp = subprocess.run([tshark, "-r", file, "-Y", f.wireshark_filter, "-T", "fields",
-                                 "-e", "frame.number"], capture_output=True, text=True)
-            assert cp.returncode == 0, (f.code, f.wireshark_filter, cp.stderr)
-            shown = {int(x) for x in cp.stdout.split()}
-            assert frames <= shown, (f.code, file, sorted(frames - shown), f.wireshark_filter)
+    check_filters(_analyse(_points(name)).report.findings)
 
 
 def test_live_named_points():
@@ -439,16 +399,9 @@ def test_live_named_points():
 
 
 def _without(tmp_path, src, display_filter, name):
-    """A copy of ``src`` without the frames ``display_filter`` selects (editcap), as if they
-    had never been sent past that point."""
-    tshark = tshark_path()
-    cp = subprocess.run([tshark, "-r", str(src), "-Y", display_filter, "-T", "fields", "-e",
-                         "frame.number"], capture_output=True, text=True, check=True)
-    nums = cp.stdout.split()
-    assert nums
-    out = tmp_path / name
-    editcap = shutil.which("editcap") or pytest.fail("editcap (Wireshark) is not installed")
-    subprocess.run([editcap, str(src), str(out), *nums], check=True, capture_output=True)
+    """A copy of ``src`` without the frames ``display_filter`` selects (none may be left)."""
+    out, n = without(tmp_path, src, display_filter, name)
+    assert n
     return out
 
 

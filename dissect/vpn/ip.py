@@ -35,6 +35,7 @@ data is snaplen truncation, not an error: ``end`` is capped.
 from __future__ import annotations
 
 import struct
+import zlib
 from typing import NamedTuple
 
 from .errors import DissectError
@@ -56,6 +57,7 @@ __all__ = [
     "decode_tcp",
     "decode_icmp_error",
     "ports",
+    "nat_fingerprint",
     "icmp_echo",
     "icmp_too_big",
     "icmp_unreachable_or_expired",
@@ -362,6 +364,35 @@ def ports(data: Buffer, off: int) -> tuple[int, int]:
     at ``off`` (the caller checked that 4 bytes are there)."""
     sport, dport = _PORTS.unpack_from(data, off)
     return sport, dport
+
+
+#: payload bytes a NAT fingerprint covers
+FINGERPRINT_BYTES = 32
+
+
+def nat_fingerprint(data: Buffer, net: NetFields) -> int:
+    """A number that is the same for one IP packet wherever it is captured, before or after a
+    NAT (which rewrites addresses, ports, checksums and the ICMP query identifier, RFC 3022
+    §4.1-4.3), and that differs between packets of one conversation: the IPv4 Identification
+    (high bits; 0 for IPv6) and a CRC-32 of the protocol and of bytes a NAT leaves alone — TCP
+    sequence and acknowledgement numbers, flags and the first :data:`FINGERPRINT_BYTES` of
+    payload; UDP length and payload; ICMP type, code, sequence number and payload; anything
+    else its first bytes."""
+    ipver, _src, _dst, proto, _sp, _dp, l4, end = net[:8]
+    ident = net[10] if ipver == 4 else 0
+    end = min(end, len(data))
+    n = FINGERPRINT_BYTES
+    if proto == 6 and l4 + 20 <= end:
+        hl = (data[l4 + 12] >> 4) * 4
+        parts = bytes(data[l4 + 4:l4 + 14]) + bytes(data[l4 + hl:min(end, l4 + hl + n)])
+    elif proto == 17 and l4 + 8 <= end:
+        parts = bytes(data[l4 + 4:l4 + 6]) + bytes(data[l4 + 8:min(end, l4 + 8 + n)])
+    elif proto in (1, 58) and l4 + 8 <= end:
+        parts = bytes(data[l4:l4 + 2]) + bytes(data[l4 + 6:min(end, l4 + 8 + n)])
+    else:
+        parts = bytes(data[l4:min(end, l4 + n)])
+    crc: int = zlib.crc32(parts, proto)
+    return (ident << 32) | crc
 
 
 def icmp_echo(data: Buffer, off: int) -> tuple[int, int, int]:

@@ -49,6 +49,7 @@ __all__ = [
     "PLAIN", "CRYPT", "AUTH_SIZES", "Control", "opcode_name", "layout_name",
     "looks_like", "parse_header", "parse_control", "detect_layout", "wrap_candidates",
     "same_context", "split_tcp", "tcp_stream_start", "RESET_MAX_REPLAY", "REPLAY_STEP_MAX",
+    "data_packet_id",
 ]
 
 P_CONTROL_HARD_RESET_CLIENT_V1 = 1
@@ -180,6 +181,22 @@ def parse_header(data, off: int, end: int):
     if end - off < 9 or off + 9 > len(data):
         raise DissectError(f"OpenVPN {OPCODES[op]} shorter than its session ID", off)
     return (op, b & 7, _U64(data, off + 1)[0])
+
+
+def data_packet_id(data, off: int, end: int) -> int | None:
+    """The 32-bit packet ID of a data packet as the AEAD data channel (OpenVPN 2.4+, GCM /
+    ChaCha20-Poly1305) sends it in the clear: right after the opcode byte (P_DATA_V1) or the
+    peer ID (P_DATA_V2), before the 16-byte tag.  Under CBC + HMAC the same bytes are part of the
+    HMAC (no order): the caller checks that the numbers run in order.  None when the packet is
+    too short to hold an ID and a tag, or is not a data packet."""
+    if off < 0 or end > len(data) or end - off < 1:
+        return None
+    op = data[off] >> 3
+    pos = off + 1 if op == P_DATA_V1 else off + 4 if op == P_DATA_V2 else -1
+    if pos < 0 or pos + 4 + 16 > end:
+        return None
+    pid: int = _U32(data, pos)[0]
+    return pid
 
 
 def parse_control(data, off: int, end: int, layout=PLAIN) -> Control:

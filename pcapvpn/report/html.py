@@ -24,7 +24,8 @@ from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
     GATEWAY_HEADERS, clock_note, damage_lines, compact, detailed_tunnels, duration_text, endpoint, error_groups,
     findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ladder_sas, list_text,
-    location_text, path_rows, proto_label, summary_rows, tunnel_order, vantage_rows, verdict_rows,
+    location_text, path_rows, proto_label, summary_rows, tunnel_order, vantage_inside_lines,
+    vantage_rows, verdict_rows,
 )
 
 CSS = """
@@ -701,10 +702,11 @@ def _vantage(report, L: Lang) -> str:
     if not vp:
         return ""
     note = L._("Times are on the first point's clock.")
+    inside = "".join(f"<li>{esc(L.msg(line))}</li>" for line in vantage_inside_lines(report))
     return (f'<section id="vantage"><h2>{esc(L._("Vantage points"))}</h2>'
             f'<p class="muted">{esc(note)}</p>'
             + _stack_table([L._(h) for h in vp[0]], [[esc(L.msg(c)) for c in r] for r in vp[1]])
-            + "</section>")
+            + (f"<ul>{inside}</ul>" if inside else "") + "</section>")
 
 
 def _path(t, L: Lang) -> str:

@@ -18,7 +18,7 @@ from pcapvpn.report.summary import (
     GATEWAY_HEADERS, cell, clock_note, damage_lines, compact, error_groups, esp_rows, findings_by_tunnel,
     frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, ladder_sas, list_text,
     location_text, log_event_rows, log_notes, log_ref_lines, log_source_rows, path_ladder,
-    path_rows, summary_rows, tunnel_order, vantage_rows, verdict_rows,
+    path_rows, summary_rows, tunnel_order, vantage_inside_lines, vantage_rows, verdict_rows,
 )
 
 
@@ -151,6 +151,9 @@ def render_markdown(report, lang: str = "en") -> str:
         out += ["### " + _("Vantage points (times on the first point's clock)"), "",
                 tabulate([[_md(L.msg(c)) for c in r] for r in vp[1]], headers=L.headers(vp[0]),
                          tablefmt="github"), ""]
+        inside = vantage_inside_lines(report)
+        if inside:
+            out += [f"- {_md(L.msg(line))}" for line in inside] + [""]
     gws = gateway_rows(report) if many else []
     if gws:
         out.append(tabulate([[_md(L.msg(c)) for c in r] for r in gws],

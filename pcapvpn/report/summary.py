@@ -531,8 +531,17 @@ def location_text(f) -> str | None:
                                                  if why and why != f"lost {where}" else "")
 
 
-VANTAGE_HEADERS = ["point", "files", "frames", "clock offset", "uncertainty", "drift",
-                   "matched"]
+VANTAGE_HEADERS = ["point", "files", "frames", "span", "clock offset", "uncertainty", "drift",
+                   "matched", "undecodable"]
+
+
+def _span(p) -> str:
+    """A point's capture span on the first point's clock (seconds from the report's start)."""
+    a = (p.get("first") or {}).get("rel")
+    b = (p.get("last") or {}).get("rel")
+    if a is None or b is None:
+        return ""
+    return f"{a:+.3f} .. {b:+.3f} s"
 
 
 def vantage_rows(report):
@@ -545,13 +554,33 @@ def vantage_rows(report):
         off = p.get("clock_offset_s")
         unc = p.get("offset_uncertainty_s")
         name = p["name"] + (f" #{p['iface']}" if p.get("iface") else "")
-        rows.append([name, ", ".join(p["files"]), str(p.get("frames", "")),
+        rows.append([name, ", ".join(p["files"]), str(p.get("frames", "")), _span(p),
                      msg("reference") if i == 0 else ("-" if off is None else f"{off:+.6f} s"),
                      "" if i == 0 else (msg("one direction only") if unc is None and off is not None
                                         else "-" if unc is None else f"±{unc * 1000:.3f} ms"),
                      "" if i == 0 or not p.get("drift_ppm") else f"{p['drift_ppm']:+.1f} ppm",
-                     "" if i == 0 else str(p.get("matched_packets", 0))])
+                     "" if i == 0 else str(p.get("matched_packets", 0)),
+                     str(p.get("undecodable", ""))])
     return VANTAGE_HEADERS, rows
+
+
+def vantage_inside_lines(report) -> list:
+    """The plaintext seen at several points: NAT translations and what vanished between
+    points (one line each)."""
+    d = getattr(report, "vantage_inside", None) or {}
+    lines = []
+    for n in d.get("nat") or ():
+        for a, b in n.get("between") or ():
+            pts = n["points"]
+            lines.append(msg("inside, NAT between {a} and {b}: {x} at {a} is {y} at {b}", a=a,
+                             b=b, x=pts.get(a), y=pts.get(b)))
+    for x in d.get("losses") or ():
+        whole = msg(" (all of them)") if x["lost"] == x["judged"] else ""
+        lines.append(msg("inside, lost between {a} and {b}: {conversation}, {n} of {total} "
+                         "packet(s){whole}", a=x['from'], b=x['to'],
+                         conversation=x['conversation'], n=x['lost'], total=x['judged'],
+                         whole=whole))
+    return lines
 
 
 def path_rows(t):
@@ -582,8 +611,8 @@ def path_rows(t):
                          ms=d['delay_s'] * 1000, lo=d['delay_min_s'] * 1000,
                          hi=d['delay_max_s'] * 1000, n=d['samples']))
     for x in path.get("losses") or ():
-        what = (msg("ESP SPI 0x{spi}: {n} packet(s)", spi=x['spi'], n=x['lost'])
-                if x["kind"] == "esp" else
+        what = (msg("{flow}: {n} packet(s)", flow=_flow_name(x), n=x['lost'])
+                if x["kind"] != "ike" else
                 f"IKE {x.get('exchange')} #{x.get('message_id')}: "
                 f"{', '.join(sorted(set(x.get('messages') or ())))}")
         src = x["from"] or msg("(before the first point)")
@@ -593,11 +622,11 @@ def path_rows(t):
         why = {"capture_drops": msg("the upstream capture reports drops"),
                "other_path": msg("no capture drops recorded: another path (asymmetric "
                                  "routing)")}.get(a.get("why"), a.get("why"))
-        lines.append(msg("seen at {b} but never at {a}: ESP SPI 0x{spi}, {n} packet(s) ({why})",
-                         b=a['to'], a=a['from'], spi=a['spi'], n=a['packets'], why=why))
+        lines.append(msg("seen at {b} but never at {a}: {flow}, {n} packet(s) ({why})",
+                         b=a['to'], a=a['from'], flow=_flow_name(a), n=a['packets'], why=why))
     for r in path.get("reordering") or ():
-        lines.append(msg("reordering introduced between {a} and {b}: ESP SPI 0x{spi}, {x} -> "
-                         "{y} late packets", a=r['from'], b=r['to'], spi=r['spi'],
+        lines.append(msg("reordering introduced between {a} and {b}: {flow}, {x} -> {y} late "
+                         "packets", a=r['from'], b=r['to'], flow=_flow_name(r),
                          x=r['reordered_from'], y=r['reordered_to']))
     for n in path.get("nat") or ():
         if n["what"] == "ike_mapping":
@@ -605,7 +634,7 @@ def path_rows(t):
                              changes=", ".join(f"{k}: {v}"
                                                for k, v in n["source_changes"].items())))
             continue
-        label = "IKE" if n["what"] == "ike" else f"ESP SPI 0x{n['spi']}"
+        label = "IKE" if n["what"] == "ike" else _flow_name({**n, "kind": n["what"]})
         pts = n["points"]
         for a, b in n.get("between") or ():
             lines.append(msg("NAT between {a} and {b} ({label}): {x} at {a} is {y} at {b}", a=a,
@@ -617,14 +646,29 @@ def path_rows(t):
                                                (n.get("source_changes") or {}).items())))
     for mtu in path.get("mtu") or ():
         ex = mtu.get("example")
-        lines.append(msg("size changed between {a} and {b}: ESP SPI 0x{spi}, {n} sampled "
-                         "packet(s) resized", a=mtu['from'], b=mtu['to'], spi=mtu['spi'],
+        lines.append(msg("size changed between {a} and {b}: {flow}, {n} sampled packet(s) "
+                         "resized", a=mtu['from'], b=mtu['to'], flow=_flow_name(mtu),
                          n=mtu['resized_samples'])
                      + (f" (seq {ex['seq']}: {ex['from_length']} -> {ex['to_length']} B)"
                         if ex else "")
                      + msg(", fragmented {x} -> {y}", x=mtu['fragmented_from'],
                            y=mtu['fragmented_to']))
     return lines, ["point", "a->b", "b->a", "vanished before this point"], rows
+
+
+#: the protocols of a path's flows, by the ``kind`` of a loss or path fact
+_FLOW_PROTOCOLS = {"esp": "ESP", "ah": "AH", "wireguard": "WireGuard", "openvpn": "OpenVPN",
+                   "l2tp": "L2TP", "sslvpn": "SSL-VPN", "tls": "TLS", "pptp": "PPTP"}
+
+
+def _flow_name(d) -> str:
+    """``ESP SPI 0x...``, ``AH SPI 0x...``, ``WireGuard receiver index 0x...`` ... of a loss or
+    path fact of the path view."""
+    kind = d.get("kind") or "esp"
+    name = _FLOW_PROTOCOLS.get(kind, kind)
+    if d.get("flow"):
+        return f"{name} {d['flow']}"
+    return f"{name} SPI 0x{d.get('spi')}"
 
 
 def _vanished(lost_at, name) -> str:

@@ -22,7 +22,8 @@ from pcapvpn.report.summary import (
     GATEWAY_HEADERS, cell, clock_note, damage_lines, compact, duration_text, error_groups, esp_rows,
     findings_by_tunnel, frames_text, gateway_rows, grouped_ids, groups_of, ike_rows, list_text,
     location_text, log_event_rows, log_notes, log_ref_lines, log_source_rows, path_ladder,
-    path_rows, summary_rows, tunnel_order, vantage_rows, verdict_line, verdict_rows,
+    path_rows, summary_rows, tunnel_order, vantage_inside_lines, vantage_rows, verdict_line,
+    verdict_rows,
 )
 
 _COLORS = {"failing": "31", "degraded": "33", "unknown": "36", "healthy": "32",
@@ -98,6 +99,7 @@ def render_text(report, color: bool = False, lang: str = "en") -> str:
         out.append(_bold(_("Vantage points (times on the first point's clock)"), color))
         out.append(tabulate([[_s(L.msg(c)) for c in r] for r in vp[1]], headers=L.headers(vp[0]),
                             tablefmt="simple"))
+        out += [_wrap(f"- {_s(L.msg(line))}", "  ") for line in vantage_inside_lines(report)]
         out.append("")
     gws = gateway_rows(report) if many else []
     if gws:

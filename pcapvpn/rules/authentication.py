@@ -35,35 +35,40 @@ declare("IKE_AUTH_FAILED", "authentication", "error",
          when("Certificates: check the CA is trusted by the peer, the certificate is within its "
               "validity period, and its identity (subjectAltName) matches the configured remote "
               "ID.", credentials="gateway"),
-         when("XAUTH: check the user's name and password and the gateway's user database "
-              "(local users, RADIUS or LDAP server: is it reachable, does it accept the user?); "
-              "the group pre-shared key was accepted, since phase 1 completed.",
+         when("Check the user's name and password and the gateway's user database (local "
+              "users, RADIUS or LDAP server: is it reachable, does it accept the user?).",
               credentials="user"),
+         when("XAUTH: the group pre-shared key was accepted (phase 1 completed); the user's "
+              "credentials were refused.", credentials="user", exchange="XAUTH"),
+         when("strongSwan: the gateway logs 'EAP-MS-CHAPv2 verification failed, retry (1)'; the "
+              "client logs 'EAP_MSCHAPV2 method failed' and sends AUTHENTICATION_FAILED. Windows "
+              "reports a refused user name or password as error 691 (RasClient event 20227).",
+              credentials="user", version=2),
          when("strongSwan (gateway) logs 'XAuth authentication of 'USER' failed' and then "
               "'destroying IKE_SA after failed XAuth authentication'.",
-              credentials="user", impl="strongSwan"),
+              credentials="user", impl="strongSwan", version=1, exchange="XAUTH"),
          when("strongSwan: the responder logs 'tried N shared key(s) for 'A' - 'B', but MAC "
               "mismatched' (PSK) or 'no trusted RSA public key found for ...' (certificate); the "
               "initiator logs 'received AUTHENTICATION_FAILED notify error'.",
-              version=2, refused_by="responder", impl="strongSwan"),
+              version=2, refused_by="responder", credentials="gateway", impl="strongSwan"),
          when("strongSwan: the initiator rejects the responder's AUTH and logs 'tried N shared "
               "key(s) for 'A' - 'B', but MAC mismatched' (PSK) or 'no trusted RSA public key "
               "found for ...' (certificate), then deletes the IKE SA.",
-              version=2, refused_by="initiator", impl="strongSwan"),
+              version=2, refused_by="initiator", credentials="gateway", impl="strongSwan"),
          when("libreswan (initiator) logs 'IKE SA authentication request rejected by peer: "
-              "AUTHENTICATION_FAILED'.", version=2, refused_by="responder", impl="libreswan"),
+              "AUTHENTICATION_FAILED'.", version=2, refused_by="responder", credentials="gateway", impl="libreswan"),
          when("strongSwan: the responder cannot decrypt MM5 and logs 'invalid ID_V1 payload "
               "length, decryption failed?' / 'could not decrypt payloads'; the initiator logs "
               "'invalid HASH_V1 payload length, decryption failed?' for the responder's encrypted "
               "error notification, then 'sending retransmit N of request message ID 0, seq N' "
               "and 'giving up after N retransmits'.",
-              version=1, exchange="MM5", impl="strongSwan"),
+              version=1, exchange="MM5", credentials="gateway", impl="strongSwan"),
          when("libreswan (initiator) logs '... Possible authentication failure: no acceptable "
               "response to our first encrypted message' when it gives up.",
-              version=1, exchange="MM5", impl="libreswan"),
+              version=1, exchange="MM5", credentials="gateway", impl="libreswan"),
          when("Cisco: 'show crypto isakmp sa' shows the initiator's SA in MM_WAIT_MSG6 (ASA) / "
               "MM_KEY_EXCH (IOS): MM5 was not accepted.",
-              version=1, exchange="MM5", impl="Cisco")])
+              version=1, exchange="MM5", credentials="gateway", impl="Cisco")])
 
 
 @rule
@@ -140,9 +145,13 @@ def _v2_inferred(ctx, sa, tid, spis):
         # the initiator rejects the responder's AUTH: an INFORMATIONAL request from the initiator
         # whose first inner payload is a Notify, right after an answered IKE_AUTH
         resp = [r for r in x.responses if r.sk_next not in (None, PayloadV2.N)]
-        if not resp:
+        if not resp or resp[0].sk_next == PayloadV2.EAP:
+            # an answer that is still EAP: the initiator's Notify ends the EAP conversation
+            # (strongSwan sends AUTHENTICATION_FAILED after an EAP failure): _v2_eap_unfinished
             continue
         for y in sa.exchanges[x.index + 1:]:
+            if y.exch == ExchangeType.IKE_AUTH:
+                break  # further IKE_AUTH rounds (EAP): the Notify follows the last of them
             if y.exch != ExchangeType.INFORMATIONAL or y.requester != "initiator":
                 continue
             req = y.requests[0] if y.requests else None
@@ -183,19 +192,29 @@ def _v2_eap_unfinished(ctx, sa, tid, spis):
     if r is None or r.sk_next != PayloadV2.EAP or ctx.now - r.ts < ctx.th.response_timeout:
         return
     client = ip_text(x.requests[0].src) if x.requests else "the initiator"
+    # the client may end it itself: an INFORMATIONAL whose first payload is a Notify
+    # (strongSwan: AUTHENTICATION_FAILED after 'EAP_MSCHAPV2 method failed')
+    ended = next((y.requests[0] for y in sa.exchanges[x.index + 1:]
+                  if y.exch == ExchangeType.INFORMATIONAL and y.requester == "initiator"
+                  and y.requests and y.requests[0].sk_next == PayloadV2.N), None)
+    told = (msg(" {client} then sent an INFORMATIONAL starting with a Notify ({after:.2f} s "
+                "later): the client itself ended the exchange, as after an EAP failure it was "
+                "told of.", client=client, after=ended.ts - r.ts) if ended is not None else "")
     yield make(
         "IKE_AUTH_FAILED", f"{sa.id}|{x.index}|v2-eap-unfinished",
+        facts=ike_facts(sa, x, "responder", impl=implementations(sa), refused_by="responder"),
         title=msg("EAP authentication of {client} did not complete", client=client),
         detail=msg("{n} IKE_AUTH exchanges carried EAP; the last response (Message ID {msgid}, "
                    "from {peer}) still starts with an EAP payload and {client} sent no further "
                    "IKE_AUTH with its AUTH in the {after:.1f} s the capture runs after it: the "
                    "EAP conversation ended there — an EAP-Failure (user name or password "
-                   "refused, the RADIUS server said no or did not answer) or the client gave up. "
-                   "Keys name it exactly.", n=len(auth), msgid=x.msgid,
+                   "refused, the RADIUS server said no or did not answer) or the client gave "
+                   "up.{told} Keys name it exactly.", n=len(auth), msgid=x.msgid,
                    peer=endpoint_text((r.ipver, r.src, r.sport)), client=client,
-                   after=ctx.now - r.ts),
+                   after=ctx.now - r.ts, told=told),
         basis="inferred",
-        evidence=ctx.evidence(ctx.msg_refs(x.msgs), x.msgs[0].ts, r.ts, ike_spis=spis),
+        evidence=ctx.evidence(ctx.msg_refs(x.msgs + ([ended] if ended is not None else [])),
+                              x.msgs[0].ts, r.ts, ike_spis=spis),
         wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
         tunnel=tid)
 
@@ -268,7 +287,7 @@ def _v1_xauth_unfinished(ctx, sa, t, spis):
     yield make(
         "IKE_AUTH_FAILED", f"{sa.id}|v1-xauth-unfinished",
         facts=ike_facts(sa, None, "responder", impl=implementations(sa), refused_by="responder",
-                        exchange="XAUTH", credentials="user"),
+                        exchange="XAUTH"),
         title=msg("XAUTH at {gw} did not lead to a Quick Mode",
                   gw=ip_text(gateway) if gateway else msg('the gateway')),
         detail=msg("Phase 1 completed, then {n} Transaction exchange(s) ({msgs} message(s), XAUTH "

@@ -414,12 +414,29 @@ def step_label(x) -> str:
     return reg.exchange_name(x.exch, short=True)
 
 
+def credentials_of(sa) -> str:
+    """Whose credentials an IKE SA's authentication checks beyond the gateways' own: "user"
+    when the user authenticates too (IKEv2 IKE_AUTH answered with EAP, RFC 7296 §2.16; IKEv1
+    Transaction exchanges, XAUTH), else "gateway" (PSK, certificates).  A fact for
+    :func:`pcapvpn.findings.when`."""
+    from dissect.vpn.registry import PayloadV2
+
+    for x in sa.exchanges:
+        if sa.version == 1 and x.exch == ExchangeType.TRANSACTION:
+            return "user"
+        if sa.version == 2 and x.exch == ExchangeType.IKE_AUTH and any(
+                r.sk_next == PayloadV2.EAP for r in x.responses):
+            return "user"
+    return "gateway"
+
+
 def ike_facts(sa, x=None, side: str | None = None, **more) -> dict:
     """The facts that choose an IKE finding's advice lines (``findings.when``): ``version``,
     ``exchange`` (:func:`step_label` of ``x``), ``msgid``, ``side`` (the peer the finding is
     about: whose request went unanswered, whose log is quoted) and ``impl`` (the
     implementations that side's Vendor IDs name; both sides' when no side is given)."""
-    facts = {"version": sa.version, "side": side, "impl": implementations(sa, side)}
+    facts = {"version": sa.version, "side": side, "impl": implementations(sa, side),
+             "credentials": credentials_of(sa)}
     if x is not None:
         facts["exchange"] = step_label(x)
         facts["msgid"] = x.msgid

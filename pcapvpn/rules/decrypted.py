@@ -349,7 +349,7 @@ def config_failures(ctx):
                     continue
                 f = make("IKE_AUTH_FAILED", f"{sa.id}|dec|xauth|{m.n}",
                          facts=ike_facts(sa, None, side_of(sa, m.src), exchange="XAUTH",
-                                         impl=implementations(sa), credentials="user"),
+                                         impl=implementations(sa)),
                          title=msg("XAUTH failed: {who} sent STATUS=FAIL (decrypted)",
                                    who=ip_text(m.src)),
                          detail=msg("{who} ended XAUTH with XAUTH-STATUS FAIL in a Transaction "

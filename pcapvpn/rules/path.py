@@ -12,6 +12,9 @@ it); ``to`` None: past the last point.
 
 from __future__ import annotations
 
+import statistics
+
+from dissect.vpn.ip import IpProto
 from dissect.vpn.registry import exchange_name
 
 from pcapvpn import findings as F
@@ -36,13 +39,18 @@ F.declare(
 
 F.declare(
     "SEVERAL_CAPTURE_POINTS", "capture", "info",
-    "Two input files were read as pieces of one capture point, but they hold the same IKE "
-    "messages at a steady time difference: they were captured at two points of the same "
-    "traffic. Read as one point, every packet is counted twice (copies, retransmissions, "
-    "reordering). Naming the points with --vantage matches the packets across them: clock "
-    "offset, and where a packet was lost.",
+    "Two inputs were read as one capture point, but they hold the same packets at a steady "
+    "time difference: two files with the same IKE messages (or, without IKE in common, the "
+    "same ESP SPI and sequence numbers), or two interfaces of one file (pcapng interfaces, the "
+    "interfaces of a Linux -i any capture) with the same IKE messages. They were captured at "
+    "two points of the same traffic. Read as one point, every packet is counted twice (copies, "
+    "retransmissions, reordering). Naming the points with --vantage matches the packets "
+    "across them: clock offset, and where a packet was lost. A tunnel interface is an inside "
+    "view of its tunnel, never a second point.",
     ["Run again with one --vantage NAME=FILE per capture point, e.g. "
-     "pcapvpn analyze --vantage gw-a=a.pcap --vantage gw-b=b.pcap."],
+     "pcapvpn analyze --vantage gw-a=a.pcap --vantage gw-b=b.pcap; for the interfaces of one "
+     "file --vantage NAME=FILE#IFACE (an interface name, or ifindex=N for a Linux -i any "
+     "capture)."],
     failure=False)
 
 #: IKE exchange type -> the stage a loss of its messages belongs to
@@ -72,11 +80,11 @@ def _segment(src, dst) -> str:
     return msg("between {a} and {b}", a=src, b=dst)
 
 
-def _ranges_text(ranges, limit=8) -> str:
+def _ranges_text(ranges, limit=8, mask=0xFFFFFFFF) -> str:
     parts = []
     for a, b in ranges[:limit]:
-        a &= 0xFFFFFFFF
-        b = (b - 1) & 0xFFFFFFFF
+        a &= mask
+        b = (b - 1) & mask
         parts.append(str(a) if a == b else f"{a}-{b}")
     more = len(ranges) - limit
     return ", ".join(parts) + (msg(" and {n} more range(s)", n=more) if more > 0 else "")
@@ -121,6 +129,9 @@ def _loss_finding(ctx, tid, x):
                         esp_spis=[spi])
         key = f"{tid}|esp|{spi}|{x.src}|{x.dst}"
         stage = "dataplane"
+    elif x.kind != "ike":
+        title, detail, flt, ev, key = _seq_loss(ctx, tid, x, way)
+        stage = "dataplane"
     else:
         ispi, exch, msgid, _resp = x.ike
         name = exchange_name(exch)
@@ -145,18 +156,217 @@ def _loss_finding(ctx, tid, x):
     return f
 
 
+#: the other VPNs' numbered flows: the protocol's name, and the Wireshark fields of the number
+#: and of what names the flow
+_SEQ_FIELDS = {
+    "ah": ("AH", "ah.sequence"),
+    "wireguard": ("WireGuard", "wg.counter"),
+    "openvpn": ("OpenVPN", None),
+    "l2tp": ("L2TP", "l2tp.Ns"),
+    "sslvpn": ("DTLS", "dtls.record.sequence_number"),
+    "pptp": ("PPTP", "gre.sequence_number"),
+}
+
+
+def _seq_filter(x) -> str:
+    """The display filter of a loss of AH or another VPN's numbered flow."""
+    _name, num = _SEQ_FIELDS[x.kind]
+    if x.kind == "ah":
+        base = f"ah.spi == 0x{x.spi:08x}"
+    elif x.kind == "wireguard" and isinstance(x.key, tuple):  # a handshake message
+        return f"wg.sender == 0x{x.key[1]:08x}"
+    elif x.kind == "wireguard":
+        base = f"wg.receiver == 0x{x.key:08x}"
+    elif x.kind == "pptp":
+        base = f"gre.key.call_id == {x.key}"
+    elif x.kind == "sslvpn":
+        base = f"udp.port == {x.key[1]} && dtls.record.epoch == {x.key[2]}"
+    elif x.kind == "l2tp":
+        tun, sess = x.key
+        base = f"l2tp.tunnel == {tun}" + (f" && l2tp.session == {sess}" if sess is not None
+                                          else " && l2tp.type == 1")
+    else:
+        what = x.key[0]
+        if what == "control":
+            base = f"openvpn.sessionid == 0x{x.key[1]:016x}"
+            num = "openvpn.pid" if "replay" in (x.flow or "") else "openvpn.mpid"
+        else:
+            base = "openvpn.opcode == 9" if x.key[1] is not None else "openvpn.opcode == 6"
+            if x.key[1] is not None:
+                base += f" && openvpn.peerid == {x.key[1]}"
+    if num is None or not x.ranges:
+        return base
+    mask = (1 << x.width) - 1
+    # the lost numbers and the next one (the packet after the hole downstream)
+    alts = [f"({num} >= {a & mask} && {num} <= {b & mask})"
+            for a, b in x.ranges[:FILTER_RANGES] if (a & mask) <= (b & mask)]
+    return base + (" && (" + " || ".join(alts) + ")" if alts else "")
+
+
+def _seq_loss(ctx, tid, x, way):
+    """Title, detail, filter, evidence and key of a loss of AH or another VPN's flow."""
+    name, _num = _SEQ_FIELDS[x.kind]
+    flow = f"SPI 0x{x.spi:08x}" if x.kind == "ah" else (x.flow or "")
+    mask = (1 << x.width) - 1
+    about = (" (about: the holes of the sequence went beyond what is kept)"
+             if x.approximate else "")
+    title = f"{x.lost} {name} packet(s) of {flow} lost {_segment(x.src, x.dst)}"
+    detail = (f"{name} {flow} ({way} on tunnel {tid}): {x.lost} packet(s) seen at "
+              f"{_pname(x.src)} never reached {x.dst or 'any later point'}{about}; "
+              f"numbers {_ranges_text(x.ranges, mask=mask) or 'not listed'}.")
+    ev = F.Evidence(frames=_frames(x), first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
+    key = f"{tid}|{x.kind}|{flow}|{x.src}|{x.dst}"
+    return title, detail, _seq_filter(x), ev, key
+
+
+# -- plaintext lost between points: the inner codes (issue 15) with a location ---------------
+
+def _plain_filter(c) -> str:
+    from pcapvpn.model import addr
+
+    proto, src, sport, dst, dport = c
+    ip = "ipv6" if len(src) == 16 else "ip"
+    flt = f"{ip}.src == {addr(src)} && {ip}.dst == {addr(dst)}"
+    if proto in (IpProto.TCP, IpProto.UDP) and sport is not None and sport >= 0:
+        t = "tcp" if proto == IpProto.TCP else "udp"
+        flt += f" && {t}.srcport == {sport} && {t}.dstport == {dport}"
+    elif proto in (IpProto.ICMP, IpProto.ICMPV6):
+        flt += " && icmp" if proto == IpProto.ICMP else " && icmpv6"
+    return flt
+
+
+def _refs_at_first(v, x) -> set:
+    """The first point's frames of the conversation of plaintext loss ``x`` (both ways), when
+    the first point saw it."""
+    rec = getattr(v.points[0].tracker, "plain_rec", None)
+    if rec is None:
+        return set()
+    name = v.points[0].name
+    if x.src == name:
+        c = x.conv
+    elif x.dst == name and x.conv_dst is not None:
+        c = x.conv_dst
+    else:
+        return set()
+    r = (c[0], c[3], c[4], c[1], c[2])
+    names = v.points[0].tracker.names
+    return {(names[ref[0]], ref[1]) for _ts, ref, conv, _n in rec.d.values()
+            if conv == c or conv == r}
+
+
+@rule
+def plain_lost_between_points(ctx):
+    """A conversation direction seen at one point and never at the next: the inner codes
+    (INNER_BLOCKED for the direction that opened it, INNER_NO_RETURN for the answers) with a
+    location.  Partial losses stay path facts (the conversation worked)."""
+    v = getattr(ctx.state, "vantage", None)
+    if v is None:
+        return
+    from pcapvpn.track.vantage.plain import tuple_text
+
+    for x in v.plain_losses:
+        what = tuple_text(x.conv)
+        seg = _segment(x.src, x.dst)
+        vpn = _vpn_tcp_tunnel(ctx, x)
+        if vpn is not None:
+            # the outer TCP connection of an SSL-VPN: its own packets, PATH_LOSS
+            ev = F.Evidence(frames=[FrameRef(file, frame, point)
+                                    for point, file, frame in x.frames],
+                            first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
+            f = F.make("PATH_LOSS", f"{vpn}|tls|{what}|{x.src}|{x.dst}",
+                       title=f"{x.lost} TCP segment(s) of the SSL-VPN connection {what} lost "
+                             f"{seg}",
+                       detail=(f"Tunnel {vpn}: {x.lost} of {x.sent} segment(s) {what} seen at "
+                               f"{x.src} never reached {x.dst}, not even as a retransmission."),
+                       evidence=ev, wireshark_filter=_plain_filter(x.conv), tunnel=vpn)
+            f.location = {"from": x.src, "to": x.dst, "why": f"lost {seg}"}
+            yield f
+            continue
+        if x.lost < x.sent:
+            continue
+        tunnel = _plain_tunnel(ctx, v, x)
+        if tunnel is None and not x.inside:
+            continue  # traffic beside any tunnel: a path fact only (vantage_inside)
+        if x.opener:
+            code = "INNER_BLOCKED"
+            title = f"{what}: {x.lost} packet(s) never got past {x.src} to {x.dst}"
+            detail = (f"The conversation {what} was opened at {x.src} and none of its "
+                      f"{x.sent} packet(s) that way reached {x.dst}: they were dropped "
+                      f"{seg} (a firewall or a missing route there).")
+        else:
+            code = "INNER_NO_RETURN"
+            title = f"{what}: the replies never got past {x.src} to {x.dst}"
+            detail = (f"The replies {what} left {x.src} ({x.sent} packet(s)) and none reached "
+                      f"{x.dst}: they were dropped {seg}"
+                      + (" while the requests passed the other way" if x.reverse_ok else "")
+                      + ".")
+        ev = F.Evidence(frames=[FrameRef(file, frame, point) for point, file, frame in x.frames],
+                        first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
+        f = F.make(code, f"path|{x.src}|{x.dst}|{what}", title=title, detail=detail,
+                   evidence=ev, wireshark_filter=_plain_filter(x.conv), tunnel=tunnel)
+        f.location = {"from": x.src, "to": x.dst, "why": f"lost {seg}"}
+        v.plain_findings[f.id] = x
+        yield f
+
+
+def _vpn_tcp_tunnel(ctx, x):
+    """The SSL-VPN (TLS over TCP) tunnel whose outer connection a plaintext loss belongs to:
+    its server address and port on either end of the conversation (a NAT in front of the
+    client leaves the server's side alone), else None."""
+    proto, s, sp, d, dp = x.conv
+    if proto != IpProto.TCP:
+        return None
+    for t in getattr(ctx.state, "vpn_tunnels", None) or ():
+        if t.transport != "tcp" or t.protocol != "sslvpn" or not t.identified:
+            continue
+        if (d, dp) == (t.server, t.port) or (s, sp) == (t.server, t.port):
+            return t.id
+    return None
+
+
+def _plain_tunnel(ctx, v, x):
+    """The tunnel of a plaintext loss: the first point's inner model holding the conversation
+    (None when the first point did not see it or no tunnel is tied)."""
+    refs = _refs_at_first(v, x)
+    if not refs:
+        return None
+    for tid, model in (getattr(ctx.state, "inner_models", None) or {}).items():
+        for _view, _how, fl in model.flows():
+            for ref in fl.refs[0] + fl.refs[1]:
+                if (ctx.file(ref[0]), ref[1]) in refs:
+                    return tid
+    return None
+
+
 def several_points_finding(hint) -> F.Finding:
     """The ``--vantage`` hint (:func:`pcapvpn.track.vantage.same_packets_hint`)."""
     a, b = hint["files"]
+    if hint.get("what") == "interfaces":
+        return F.make(
+            "SEVERAL_CAPTURE_POINTS", f"{a}|{b}",
+            title=f"{a} and {b} look like two capture points of the same traffic",
+            detail=(f"{hint['matched']} IKE messages were captured on both interfaces, byte for "
+                    f"byte, {hint['offset_s'] * 1000:.3f} ms apart each time (a steady delay: "
+                    f"the same packets seen on two sides of a box), so every packet is counted "
+                    f"twice. Use --vantage in=FILE#IFACE --vantage out=FILE#IFACE, here "
+                    f"--vantage in={a} --vantage out={b}, to match them."),
+            wireshark_filter="isakmp")
     f = F.make(
         "SEVERAL_CAPTURE_POINTS", f"{a}|{b}",
         title=msg("{a} and {b} look like two capture points of the same traffic", a=a, b=b),
-        detail=msg("{n} IKE messages are in both files, byte for byte, {offset:+.6f} s apart "
-                   "each time (a steady difference: the same packets seen at two points, or the "
-                   "same point with another clock), so they are not pieces of one capture. Use "
-                   "--vantage to match them.", n=hint['matched'], offset=hint['offset_s']),
-        wireshark_filter="isakmp")
+        detail=msg("{n} {what} are in both files, {offset:+.6f} s apart each time (a steady "
+                   "difference: the same packets seen at two points, or the same point with "
+                   "another clock), so they are not pieces of one capture. Use --vantage to match "
+                   "them.", n=hint['matched'], what=_HINT_WHAT[hint.get('what', 'ike')],
+                   offset=hint['offset_s']),
+        wireshark_filter="esp" if hint.get("what") == "esp" else "isakmp")
     return f
+
+
+#: what the hint matched, in its detail
+_HINT_WHAT = {"ike": msg("IKE messages (byte for byte)"),
+              "esp": msg("ESP packets (the same SPI and sequence number)"),
+              "interfaces": msg("IKE messages (byte for byte)")}
 
 
 # -- locations of the first point's findings -----------------------------------------------
@@ -166,6 +376,8 @@ def locate(ctx, findings) -> None:
     v = getattr(ctx.state, "vantage", None)
     if v is None:
         return
+    _locate_plain(ctx, v, findings)
+    _locate_unanswered(ctx, v, findings)
     first = v.points[0].name
     for f in findings:
         for r in f.evidence.frames:
@@ -276,14 +488,16 @@ def _loc_one_way(ctx, v, view, f):
 
 def _loc_gap(ctx, v, view, f):
     spis = {int(s, 16) for s in f.evidence.esp_spis}
-    for spi, fwd, per in view.esp_flows:
+    flows = [(spi, "esp", fwd, per) for spi, fwd, per in view.esp_flows]
+    flows += [(key[1], "ah", fwd, per) for key, fwd, per in view.seq_flows if key[0] == "ah"]
+    for spi, kind, fwd, per in flows:
         if spi not in spis:
             continue
         order = view.placed if fwd else view.placed[::-1]
         if 0 not in order:
             return None
         here = order.index(0)
-        hits = [y for y in view.losses if y.kind == "esp" and y.spi == spi]
+        hits = [y for y in view.losses if y.kind == kind and y.spi == spi]
         pos = {v.points[i].name: k for k, i in enumerate(order)}
         hits = [y for y in hits if pos.get(y.dst, len(order)) <= here]
         if hits:
@@ -312,14 +526,110 @@ def _loc_nat(ctx, v, view, f):
         # the adjacent pair across the boundary
         best = min(((a, b) for a in still for b in moved), key=lambda ab: abs(pos[ab[0]] -
                                                                                 pos[ab[1]]))
-        what = (f"ESP SPI 0x{fact['spi']}" if fact["what"] == "esp"
-                else f"IKE SA {fact['ike_spi']}")
+        if "ike_spi" in fact:
+            what = f"IKE SA {fact['ike_spi']}"
+        elif "spi" in fact:
+            what = f"{fact['what'].upper()} SPI 0x{fact['spi']}"
+        else:
+            what = f"{_SEQ_FIELDS[fact['what']][0]} {fact['flow']}"
         return {"from": best[0], "to": best[1],
                 "why": msg("the source of {what} changed at {moved} ({n} time(s)) and not at "
                            "{still}: the NAT whose mapping changed lies between them ({a} at "
                            "{still}, {b} at {moved})", what=what, moved=best[1],
                            n=moves[best[1]], still=best[0], a=fact['points'][best[0]],
                            b=fact['points'][best[1]])}
+    return None
+
+
+def _locate_plain(ctx, v, findings) -> None:
+    """The first point's own inner findings (INNER_NO_RETURN, INNER_BLOCKED) whose evidence is
+    a conversation lost between points take the loss's location; the path's finding of the same
+    code for it is then dropped (one finding per problem)."""
+    path_fs = {f.id: f for f in findings if f.id in v.plain_findings}
+    if not path_fs:
+        return
+    name = v.points[0].name
+    drop = set()
+    for f in findings:
+        if f.id in path_fs or f.code not in ("INNER_NO_RETURN", "INNER_BLOCKED") or \
+                f.location is not None:
+            continue
+        mine = {(r.file, r.frame) for r in f.evidence.frames if r.point in (None, name)}
+        for fid, pf in path_fs.items():
+            if fid in drop or pf.code != f.code:
+                continue
+            if mine & _refs_at_first(v, v.plain_findings[fid]):
+                f.location = pf.location
+                drop.add(fid)
+                break
+    if drop:
+        findings[:] = [f for f in findings if f.id not in drop]
+
+
+#: the first point's inner findings of requests never answered: how far did the requests get?
+_UNANSWERED = ("INNER_NO_RETURN", "DNS_NO_ANSWER", "INNER_NO_ANSWER")
+
+
+def _locate_unanswered(ctx, v, findings) -> None:
+    """Requests the first point saw unanswered that reached other points, and no reply came
+    back past any of them: the farthest point they reached is where the answer should have
+    come from (``to`` None: past the last point)."""
+    todo = [f for f in findings if f.code in _UNANSWERED and f.location is None]
+    p0 = v.points[0]
+    rec0 = getattr(p0.tracker, "plain_rec", None)
+    if not todo or rec0 is None or len(v.points) < 2:
+        return
+    names = p0.tracker.names
+    by_ref = {(names[x[1][0]], x[1][1]): (fp, x[0]) for fp, x in rec0.d.items()}
+    from pcapvpn.track.vantage.access import corrected
+
+    for f in todo:
+        sent = [by_ref[(r.file, r.frame)] for r in f.evidence.frames
+                if r.point in (None, p0.name) and (r.file, r.frame) in by_ref]
+        if not sent:
+            continue
+        far = None
+        for k in range(1, len(v.points)):
+            rec = getattr(v.points[k].tracker, "plain_rec", None)
+            if rec is None:
+                continue
+            ds = [corrected(v.points, k, rec.d[fp][0]) - t for fp, t in sent if fp in rec.d]
+            if not ds:
+                continue
+            # later there than here (an offset resting on one direction only includes the
+            # one-way delay: the requests' delays are then about 0)
+            d = statistics.median(ds)
+            if d >= -1e-3 and (far is None or d > far[1]):
+                far = (v.points[k].name, d, len(ds))
+        if far is not None:
+            name = far[0]
+            f.location = {"from": name, "to": None,
+                          "why": f"{far[2]} of the {len(sent)} request packet(s) reached {name} "
+                                 f"and no reply came back past it: the destination (or what "
+                                 f"lies beyond {name}) did not answer"}
+
+
+def _loc_vpn_unanswered(ctx, v, view, f):
+    """A VPN beside IPsec whose handshake got no answer (WIREGUARD_NO_RESPONSE,
+    OPENVPN_NO_RESPONSE): where its packets were lost between points, or, when nothing was
+    lost, how far the client's packets got."""
+    kind = "wireguard" if f.code.startswith("WIREGUARD") else "openvpn"
+    hits = [y for y in view.losses if y.kind == kind]
+    if hits:
+        y = max(hits, key=lambda z: (not z.forward, z.lost))  # answers lost first
+        what = "the answers" if not y.forward else "the client's packets"
+        return {"from": y.src, "to": y.dst, "why": f"{what} were lost {_segment(y.src, y.dst)}"}
+    seen = [i for key, fwd, per in view.seq_flows if key[0] == kind and fwd for i in per]
+    answered = any(not fwd for key, fwd, _per in view.seq_flows if key[0] == kind)
+    order = view.placed
+    if not seen or answered or not order:
+        return None
+    last = order[-1]
+    if last in seen:
+        name = v.points[last].name
+        return {"from": name, "to": None,
+                "why": f"the client's packets reached the last point ({name}) and no answer came "
+                       f"back past it: the server (or what lies beyond {name}) did not answer"}
     return None
 
 
@@ -331,4 +641,6 @@ _LOCATORS = {
     "ESP_ONE_WAY": _loc_one_way,
     "ESP_SEQUENCE_GAP": _loc_gap,
     "NAT_MAPPING_CHANGED": _loc_nat,
+    "WIREGUARD_NO_RESPONSE": _loc_vpn_unanswered,
+    "OPENVPN_NO_RESPONSE": _loc_vpn_unanswered,
 }

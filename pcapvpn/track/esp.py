@@ -807,3 +807,168 @@ class EspTracker:
                     if g[4] <= 0 and lst is sa.gaps:
                         lst.remove(g)
                     return
+
+
+# -- slices of one capture (pcapvpn.parallel): an SA tracked from a fresh state over a slice, merged
+# into the state the packets before the slice left -----------------------------------------------
+
+
+class SliceEspTracker(EspTracker):
+    """The ESP tracker of one slice of a capture (a worker of :mod:`pcapvpn.parallel`): an
+    ordinary tracker that also counts the gaps each SA opened (:meth:`EspTracker.merge_slice`
+    needs the count: filled gaps leave the bounded gap list and let later ones in)."""
+
+    def __init__(self, thresholds, limits=None):
+        super().__init__(thresholds, limits)
+        self._opened: dict = {}
+
+    def _jump(self, sa, ts, ref, top, s):
+        if s - top > 1:
+            self._opened[id(sa)] = self._opened.get(id(sa), 0) + 1
+        super()._jump(sa, ts, ref, top, s)
+
+    def summary(self):
+        """``(sas, opened)``: the SAs in creation order and the gaps each opened; None when a
+        bound (``esp_max_sas``) was reached in the slice (then it cannot be merged)."""
+        if self.overflow:
+            return None
+        return self._sas, [self._opened.get(id(sa), 0) for sa in self._sas]
+
+
+def _key(sa):
+    return (sa.dst, sa.spi, sa.src) if is_multicast(sa.dst) else (sa.dst, sa.spi)
+
+
+def _renumber(sa, before):
+    """The refs of an SA tracked over a slice whose records were numbered from 1: made the
+    capture's (``before`` records came before the slice)."""
+    def ref(r):
+        return (r[0], r[1] + before)
+
+    sa.first_ref = ref(sa.first_ref)
+    sa.last_ref = ref(sa.last_ref)
+    sa.first_refs = [ref(r) for r in sa.first_refs]
+    seen = set()
+    for g in sa.gaps + sa.last_gaps:  # the same lists may sit in both
+        if id(g) not in seen:
+            seen.add(id(g))
+            g[1] = ref(g[1])
+    sa.reset_events = [(t, ref(r), a, b) for t, r, a, b in sa.reset_events]
+    sa.moves = [(t, ref(r), s, p) for t, r, s, p in sa.moves]
+    sa.frag_refs = [ref(r) for r in sa.frag_refs]
+
+
+def _whole_seconds(x) -> bool:
+    return x >= 0 and x == int(x)
+
+
+def _mergeable(s, f, opened) -> bool:
+    """Whether the slice's SA ``f`` (tracked from a fresh state) continues ``s`` exactly: see
+    docs/internals.md, "Parallel analysis"."""
+    return (s.nxt >= 0 and s.nxt == f.first_seq and f.min_seq == f.first_seq
+            and s.base == 0 and f.base == 0 and not f.wraps and s.decrypt is None
+            and s.proto == f.proto and not f.fragmented
+            and f.bin_width == 1.0 and _whole_seconds(f.bin_base)
+            and _whole_seconds(s.bin_base) and _whole_seconds(s.bin_end)
+            and (len(s.gaps) >= MAX_GAPS or len(s.gaps) + opened <= MAX_GAPS))
+
+
+def _merge_bins(s, f, packets) -> None:
+    """``s``'s time bins with ``f``'s (width 1 s: the running maximum of the slice's times per
+    second) added as one packet at a time would (``packets``: ``s.packets`` after the merge)."""
+    counts = s.bin_counts()
+    base, w, end = s.bin_base, s.bin_width, s.bin_end
+    top = s._bin_i
+    later = []
+    for i, c in enumerate(f.bin_counts()):
+        if not c:
+            continue
+        t = f.bin_base + i
+        if t < end:
+            counts[top] += c  # inside the open bin: its running maximum is s's
+        else:
+            later.append((t, c))
+    if later:
+        top = int((later[-1][0] - base) // w)
+        while top >= MAX_BINS:
+            counts = [counts[k] + (counts[k + 1] if k + 1 < len(counts) else 0)
+                      for k in range(0, len(counts), 2)]
+            w *= 2.0
+            top = int((later[-1][0] - base) // w)
+        if top >= len(counts):
+            counts.extend([0] * (top + 1 - len(counts)))
+        for t, c in later:
+            counts[int((t - base) // w)] += c
+    s.bins = counts
+    s.bin_width = w
+    s._bin_i = top
+    s.bin_end = base + (top + 1) * w
+    s._bin_p0 = packets
+
+
+def _merge_sa(s, f, opened) -> None:
+    """Merge the slice's SA ``f`` into ``s`` (:func:`_mergeable` holds)."""
+    if f.src != s._csrc or f.sport != s._csport:
+        # the slice's first packet came from elsewhere: the move the packet-by-packet path records
+        s.moves_total += 1
+        if len(s.moves) < MAX_MOVES:
+            s.moves.append((f.first_ts, f.first_ref, f.src, f.sport))
+    s.moves.extend(f.moves[:MAX_MOVES - len(s.moves)])
+    s.moves_total += f.moves_total
+    s._csrc, s._csport = f._csrc, f._csport
+    packets = s.packets + f.packets
+    _merge_bins(s, f, packets)
+    if s.packets < SAMPLE_REFS:
+        s.first_refs.extend(f.first_refs[:SAMPLE_REFS - len(s.first_refs)])
+    if f.large:
+        if not s.large:
+            s.first_large_ts = f.first_large_ts
+        s.last_large_ts = f.last_large_ts
+    s.large += f.large
+    s.packets = packets
+    s.bytes += f.bytes
+    s.min_len = min(s.min_len, f.min_len)
+    s.max_len = max(s.max_len, f.max_len)
+    s.last_ts, s.last_ref = f.last_ts, f.last_ref
+    # the sequence window: the slice's (at the cut both were all-ones with the same top)
+    s.nxt, s._top, s.win, s.missing = f.nxt, f._top, f.win, f.missing
+    s._lost += f._lost
+    if f.resets:
+        s._floor = f._floor
+    if f._last_slow >= 0:
+        s._last_slow = f._last_slow
+    for k in ("duplicates", "capture_duplicates", "reordered", "beyond32", "beyond64", "too_old",
+              "resets"):
+        setattr(s, k, getattr(s, k) + getattr(f, k))
+    s.max_reorder = max(s.max_reorder, f.max_reorder)
+    s.max_gap = max(s.max_gap, f.max_gap)
+    if len(s.gaps) < MAX_GAPS:
+        s.gaps.extend(f.gaps)  # all the slice opened fit (_mergeable)
+    lg = s.last_gaps + f.last_gaps
+    s.last_gaps = lg[-MAX_LAST_GAPS:]
+    s.reset_events.extend(f.reset_events[:MAX_EVENTS - len(s.reset_events)])
+
+
+def merge_slice(tracker: EspTracker, sas, opened, before) -> list:
+    """Merge the SAs of a slice (:meth:`SliceEspTracker.summary`; their records numbered from 1,
+    ``before`` records before the slice) into ``tracker``: an SA new to it is taken as it is, one
+    it holds is continued when that is exact (:func:`_mergeable`).  Returns the keys of the SAs
+    that could not be merged: their packets of the slice must go through the tracker one by
+    one.  The caller checks there is room for every SA of the slice (``esp_max_sas``)."""
+    todo = []
+    for f, n in zip(sas, opened):
+        d, d2 = (tracker._esp, tracker._esp2) if f.proto == "esp" else (tracker._ah, tracker._ah2)
+        key = _key(f)
+        s = d2.get(key)
+        if s is None:
+            _renumber(f, before)
+            d2[key] = f
+            if f.spi not in d and not is_multicast(f.dst):
+                d[f.spi] = f
+            tracker._sas.append(f)
+        elif _mergeable(s, f, n):
+            _renumber(f, before)
+            _merge_sa(s, f, n)
+        else:
+            todo.append(key)
+    return todo

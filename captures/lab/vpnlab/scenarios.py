@@ -1273,3 +1273,4 @@ from . import scenarios_inner  # noqa: E402,F401
 from . import scenarios_path  # noqa: E402,F401
 from . import scenarios_wireguard  # noqa: E402,F401
 from . import scenarios_xauth  # noqa: E402,F401
+from . import scenarios_eap  # noqa: E402,F401
