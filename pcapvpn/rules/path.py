@@ -208,12 +208,15 @@ def _seq_loss(ctx, tid, x, way):
     name, _num = _SEQ_FIELDS[x.kind]
     flow = f"SPI 0x{x.spi:08x}" if x.kind == "ah" else (x.flow or "")
     mask = (1 << x.width) - 1
-    about = (" (about: the holes of the sequence went beyond what is kept)"
+    about = (msg(" (about: the holes of the sequence went beyond what is kept)")
              if x.approximate else "")
-    title = f"{x.lost} {name} packet(s) of {flow} lost {_segment(x.src, x.dst)}"
-    detail = (f"{name} {flow} ({way} on tunnel {tid}): {x.lost} packet(s) seen at "
-              f"{_pname(x.src)} never reached {x.dst or 'any later point'}{about}; "
-              f"numbers {_ranges_text(x.ranges, mask=mask) or 'not listed'}.")
+    title = msg("{n} {name} packet(s) of {flow} lost {where}", n=x.lost, name=name, flow=flow,
+                where=_segment(x.src, x.dst))
+    detail = msg("{name} {flow} ({way} on tunnel {tunnel}): {n} packet(s) seen at {src} never "
+                 "reached {dst}{about}; numbers {ranges}.", name=name, flow=flow, way=way,
+                 tunnel=tid, n=x.lost, src=_pname(x.src), dst=x.dst or msg('any later point'),
+                 about=about,
+                 ranges=_ranges_text(x.ranges, mask=mask) or msg('not listed'))
     ev = F.Evidence(frames=_frames(x), first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
     key = f"{tid}|{x.kind}|{flow}|{x.src}|{x.dst}"
     return title, detail, _seq_filter(x), ev, key
@@ -274,12 +277,14 @@ def plain_lost_between_points(ctx):
                                     for point, file, frame in x.frames],
                             first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
             f = F.make("PATH_LOSS", f"{vpn}|tls|{what}|{x.src}|{x.dst}",
-                       title=f"{x.lost} TCP segment(s) of the SSL-VPN connection {what} lost "
-                             f"{seg}",
-                       detail=(f"Tunnel {vpn}: {x.lost} of {x.sent} segment(s) {what} seen at "
-                               f"{x.src} never reached {x.dst}, not even as a retransmission."),
+                       title=msg("{n} TCP segment(s) of the SSL-VPN connection {what} lost "
+                                 "{where}", n=x.lost, what=what, where=seg),
+                       detail=msg("Tunnel {tunnel}: {n} of {sent} segment(s) {what} seen at {src} "
+                                  "never reached {dst}, not even as a retransmission.",
+                                  tunnel=vpn, n=x.lost, sent=x.sent, what=what, src=x.src,
+                                  dst=x.dst),
                        evidence=ev, wireshark_filter=_plain_filter(x.conv), tunnel=vpn)
-            f.location = {"from": x.src, "to": x.dst, "why": f"lost {seg}"}
+            f.location = {"from": x.src, "to": x.dst, "why": msg("lost {where}", where=seg)}
             yield f
             continue
         if x.lost < x.sent:
@@ -289,22 +294,27 @@ def plain_lost_between_points(ctx):
             continue  # traffic beside any tunnel: a path fact only (vantage_inside)
         if x.opener:
             code = "INNER_BLOCKED"
-            title = f"{what}: {x.lost} packet(s) never got past {x.src} to {x.dst}"
-            detail = (f"The conversation {what} was opened at {x.src} and none of its "
-                      f"{x.sent} packet(s) that way reached {x.dst}: they were dropped "
-                      f"{seg} (a firewall or a missing route there).")
+            title = msg("{what}: {n} packet(s) never got past {src} to {dst}", what=what,
+                        n=x.lost, src=x.src, dst=x.dst)
+            detail = msg("The conversation {what} was opened at {src} and none of its {n} "
+                         "packet(s) that way reached {dst}: they were dropped {where} (a firewall "
+                         "or a missing route there).", what=what, src=x.src, n=x.sent,
+                         dst=x.dst, where=seg)
         else:
             code = "INNER_NO_RETURN"
-            title = f"{what}: the replies never got past {x.src} to {x.dst}"
-            detail = (f"The replies {what} left {x.src} ({x.sent} packet(s)) and none reached "
-                      f"{x.dst}: they were dropped {seg}"
-                      + (" while the requests passed the other way" if x.reverse_ok else "")
+            title = msg("{what}: the replies never got past {src} to {dst}", what=what,
+                        src=x.src, dst=x.dst)
+            detail = (msg("The replies {what} left {src} ({n} packet(s)) and none reached {dst}: "
+                          "they were dropped {where}", what=what, src=x.src, n=x.sent,
+                          dst=x.dst, where=seg)
+                      + (msg(" while the requests passed the other way") if x.reverse_ok
+                         else "")
                       + ".")
         ev = F.Evidence(frames=[FrameRef(file, frame, point) for point, file, frame in x.frames],
                         first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
         f = F.make(code, f"path|{x.src}|{x.dst}|{what}", title=title, detail=detail,
                    evidence=ev, wireshark_filter=_plain_filter(x.conv), tunnel=tunnel)
-        f.location = {"from": x.src, "to": x.dst, "why": f"lost {seg}"}
+        f.location = {"from": x.src, "to": x.dst, "why": msg("lost {where}", where=seg)}
         v.plain_findings[f.id] = x
         yield f
 
@@ -344,12 +354,14 @@ def several_points_finding(hint) -> F.Finding:
     if hint.get("what") == "interfaces":
         return F.make(
             "SEVERAL_CAPTURE_POINTS", f"{a}|{b}",
-            title=f"{a} and {b} look like two capture points of the same traffic",
-            detail=(f"{hint['matched']} IKE messages were captured on both interfaces, byte for "
-                    f"byte, {hint['offset_s'] * 1000:.3f} ms apart each time (a steady delay: "
-                    f"the same packets seen on two sides of a box), so every packet is counted "
-                    f"twice. Use --vantage in=FILE#IFACE --vantage out=FILE#IFACE, here "
-                    f"--vantage in={a} --vantage out={b}, to match them."),
+            title=msg("{a} and {b} look like two capture points of the same traffic", a=a,
+                      b=b),
+            detail=msg("{n} IKE messages were captured on both interfaces, byte for byte, "
+                       "{ms:.3f} ms apart each time (a steady delay: the same packets seen on two "
+                       "sides of a box), so every packet is counted twice. Use --vantage "
+                       "in=FILE#IFACE --vantage out=FILE#IFACE, here --vantage in={a} --vantage "
+                       "out={b}, to match them.", n=hint['matched'],
+                       ms=hint['offset_s'] * 1000, a=a, b=b),
             wireshark_filter="isakmp")
     f = F.make(
         "SEVERAL_CAPTURE_POINTS", f"{a}|{b}",
@@ -604,9 +616,10 @@ def _locate_unanswered(ctx, v, findings) -> None:
         if far is not None:
             name = far[0]
             f.location = {"from": name, "to": None,
-                          "why": f"{far[2]} of the {len(sent)} request packet(s) reached {name} "
-                                 f"and no reply came back past it: the destination (or what "
-                                 f"lies beyond {name}) did not answer"}
+                          "why": msg("{n} of the {total} request packet(s) reached {name} and "
+                                     "no reply came back past it: the destination (or what lies "
+                                     "beyond {name}) did not answer", n=far[2], total=len(sent),
+                                     name=name)}
 
 
 def _loc_vpn_unanswered(ctx, v, view, f):
@@ -617,8 +630,9 @@ def _loc_vpn_unanswered(ctx, v, view, f):
     hits = [y for y in view.losses if y.kind == kind]
     if hits:
         y = max(hits, key=lambda z: (not z.forward, z.lost))  # answers lost first
-        what = "the answers" if not y.forward else "the client's packets"
-        return {"from": y.src, "to": y.dst, "why": f"{what} were lost {_segment(y.src, y.dst)}"}
+        what = msg("the answers") if not y.forward else msg("the client's packets")
+        return {"from": y.src, "to": y.dst,
+                "why": msg("{what} were lost {where}", what=what, where=_segment(y.src, y.dst))}
     seen = [i for key, fwd, per in view.seq_flows if key[0] == kind and fwd for i in per]
     answered = any(not fwd for key, fwd, _per in view.seq_flows if key[0] == kind)
     order = view.placed
@@ -628,8 +642,9 @@ def _loc_vpn_unanswered(ctx, v, view, f):
     if last in seen:
         name = v.points[last].name
         return {"from": name, "to": None,
-                "why": f"the client's packets reached the last point ({name}) and no answer came "
-                       f"back past it: the server (or what lies beyond {name}) did not answer"}
+                "why": msg("the client's packets reached the last point ({name}) and no answer "
+                           "came back past it: the server (or what lies beyond {name}) did not "
+                           "answer", name=name)}
     return None
 
 
