@@ -66,7 +66,7 @@ def test_lab_logs_are_recognised_whole(d):
     for log in d.glob("*.log"):
         fmt, items = _parse(log)
         assert fmt is not None, log
-        assert fmt.name in ("strongswan", "openvpn", "libreswan"), (log, fmt)
+        assert fmt.name in ("strongswan", "openvpn", "libreswan", "wireguard-log"), (log, fmt)
         assert all(ev is not None for _n, ev in items), [n for n, ev in items if ev is None]
         useful = [ev for _n, ev in items if ev.kind or ev.direction]
         if not (d.name == "ikev2_no_response" and log.name == "right.log"):
@@ -211,6 +211,125 @@ def test_libreswan_real_logs():
     fmt, items = _parse(d / "left-status.txt")
     assert fmt.dialect.NAME == "libreswan" and fmt.document is not None
     assert all(ev is not None for _n, ev in items)
+
+
+def test_wireguard_go_real_logs():
+    """wireguard-go's verbose log (lab): the banner and every line are events of the format;
+    the initiator's handshakes and retries, the responder's invalid initiations."""
+    fmt, items = _parse(LAB / "wireguard_unknown_peer" / "left.log")
+    assert fmt.name == "wireguard-log" and fmt.framing == "wireguard-go"
+    assert all(ev is not None for _n, ev in items)
+    banner = [ev for _n, ev in items if ev.text.startswith(("\u250c", "\u2502", "\u2514"))]
+    assert len(banner) == 9 and all(ev.time is None and ev.kind is None for ev in banner)
+    assert _kinds(items) == ["wg_handshake", "wg_handshake"] + ["wg_retry", "wg_handshake"] * 3
+    retry = next(ev for _n, ev in items if ev.kind == "wg_retry")
+    assert retry.count == 2 and retry.ctx == "wg0 peer(r2ku\u2026HKxM)"
+    assert retry.ids == ["r2ku\u2026HKxM"] and retry.level == "debug"
+    assert retry.time == L.LogTime(2026, 12, 6, 16, 56, 22)  # local time, no zone
+    sent = next(ev for _n, ev in items if ev.kind == "wg_handshake")
+    assert (sent.direction, sent.response) == ("out", False)
+    _f, items = _parse(LAB / "wireguard_unknown_peer" / "right.log")
+    bad = [ev for _n, ev in items if ev is not None and ev.kind == "wg_handshake_invalid"]
+    assert len(bad) == 5 and all((e.peer, e.peer_port, e.direction, e.response) ==
+                                 ("192.0.2.2", 48523, "in", False) for e in bad)
+    _f, items = _parse(LAB / "wireguard_healthy" / "right.log")
+    hs = [(ev.direction, ev.response) for _n, ev in items if ev and ev.kind == "wg_handshake"]
+    assert hs == [("in", False), ("out", True)]
+
+
+#: the kernel module's debug messages (drivers/net/wireguard send.c, receive.c, timers.c format
+#: strings) as syslog and dmesg carry them
+WG_KERNEL = [
+    "Dec  6 16:56:12 gw1 kernel: [ 1234.567890] wireguard: wg0: Sending handshake initiation "
+    "to peer 1 (198.51.100.2:51820)",
+    "Dec  6 16:56:17 gw1 kernel: [ 1239.601234] wireguard: wg0: Handshake for peer 1 "
+    "(198.51.100.2:51820) did not complete after 5 seconds, retrying (try 2)",
+    "Dec  6 16:56:17 gw1 kernel: [ 1239.601300] wireguard: wg0: Sending handshake initiation "
+    "to peer 1 (198.51.100.2:51820)",
+    "Dec  6 16:56:17 gw1 kernel: [ 1239.612000] wireguard: wg0: Receiving handshake response "
+    "from peer 1 (198.51.100.2:51820)",
+    "Dec  6 16:56:17 gw1 kernel: [ 1239.612100] wireguard: wg0: Keypair 3 created for peer 1",
+    "Dec  6 16:56:18 gw1 kernel: [ 1240.000000] wireguard: wg1: Invalid handshake initiation "
+    "from [2001:db8::2]:48523",
+    "Dec  6 16:58:00 gw1 kernel: [ 1342.000000] wireguard: wg0: Handshake for peer 1 "
+    "(198.51.100.2:51820) did not complete after 20 attempts, giving up",
+]
+
+
+@pytest.mark.parametrize("how", ["syslog", "dmesg"])
+def test_wireguard_kernel_log(how):
+    lines = WG_KERNEL if how == "syslog" else [ln.split("kernel: ", 1)[1] for ln in WG_KERNEL]
+    fmt, items = _parse(lines)
+    assert fmt is not None and fmt.name == "wireguard-log", fmt
+    assert all(ev is not None for _n, ev in items)
+    assert _kinds(items) == ["wg_handshake", "wg_retry", "wg_handshake", "wg_handshake",
+                             "wg_handshake_invalid", "give_up"]
+    evs = [ev for _n, ev in items if ev.kind]
+    assert (evs[0].direction, evs[0].response, evs[0].peer, evs[0].peer_port, evs[0].ctx) == \
+        ("out", False, "198.51.100.2", 51820, "wg0 peer 1")
+    assert evs[1].count == 2 and evs[1].ctx == "wg0 peer 1"
+    assert (evs[3].direction, evs[3].response) == ("in", True)
+    assert (evs[4].peer, evs[4].peer_port) == ("2001:db8::2", 48523)
+    assert evs[5].count == 20
+    assert all(ev.time is not None for ev in evs) == (how == "syslog")
+
+
+def test_wireguard_logs_confirm_findings():
+    """The initiator's retries and the responder's invalid initiations confirm
+    WIREGUARD_NO_RESPONSE, whose detail and advice gain the responder's reason; a completed
+    handshake marks a healthy tunnel established in the log facts."""
+    d = LAB / "wireguard_unknown_peer"
+    r = _run(d / "wireguard_unknown_peer.pcap", _logs_of(d)).report
+    f = next(f for f in r.findings if f.code == "WIREGUARD_NO_RESPONSE")
+    by_file = {Path(x.file).name: x for x in f.logs}
+    assert "Handshake did not complete" in by_file["left.log"].text
+    assert "Received invalid initiation message from 192.0.2.2" in by_file["right.log"].text
+    assert all(x.agrees for x in f.logs)
+    assert "could not authenticate the handshake initiation" in f.detail
+    assert f.advice[0].startswith("The WireGuard responder's log says")
+    assert not any(g.code == "LOG_ONLY_FAILURE" for g in r.findings)
+    logs = [s for s in r.log_sources if s["file"].endswith(".log")]
+    assert len(logs) == 2
+    for s in logs:  # both logs put on the capture's clock by their handshake lines
+        assert s["format"] == "wireguard-log" and s["aligned_events"] == 5
+        assert s["unrecognised"] == 0
+    assert r.log_tunnel_facts[f.tunnel]["failures"] == ["wg_handshake_invalid"]
+    d = LAB / "wireguard_healthy"
+    r = _run(d / "wireguard_healthy.pcap", _logs_of(d)).report
+    facts = list(r.log_tunnel_facts.values())
+    assert len(facts) == 1 and facts[0]["established"] and not facts[0]["failures"]
+    assert [s["aligned_events"] for s in r.log_sources if s["file"].endswith(".log")] == [2, 2]
+
+
+def test_strongswan_user_authentication_failures():
+    """XAuth and EAP-MS-CHAPv2 refusals (lab: a wrong user password) name the exact reason
+    behind IKE_AUTH_FAILED; the healthy runs' successes are no failures."""
+    d = LAB / "ikev1_xauth_failed"
+    _f, items = _parse(d / "right.log")
+    fails = [ev for _n, ev in items if ev and ev.kind == "auth_failed"]
+    assert [e.reason for e in fails] == [
+        "XAuth user authentication of 'labuser' failed (user name or password)",
+        "XAuth user authentication failed: the IKE SA is deleted"]
+    assert fails[0].ids == ["labuser"] and fails[0].ctx == "lab|1"
+    r = _run(d / "ikev1_xauth_failed.pcap", _logs_of(d)).report
+    f = next(f for f in r.findings if f.code == "IKE_AUTH_FAILED")
+    assert "XAuth user authentication of 'labuser' failed" in f.detail
+    assert f.advice[0].startswith("The gateway log says the user's credentials were refused")
+    d = LAB / "ikev2_eap_wrong_password"
+    _f, items = _parse(d / "left.log")
+    assert [ev.reason for _n, ev in items if ev and ev.kind == "auth_failed" and ev.reason] == [
+        "EAP-MS-CHAPv2 user authentication failed: ERROR_AUTHENTICATION_FAILURE",
+        "EAP user authentication failed (EAP_MSCHAPV2)"]
+    _f, items = _parse(d / "right.log")
+    assert [ev.reason for _n, ev in items if ev and ev.kind == "auth_failed" and ev.reason] == [
+        "EAP-MS-CHAPv2: the user's password did not verify (retry 1)"]
+    r = _run(d / "ikev2_eap_wrong_password.pcap", _logs_of(d)).report
+    f = next(f for f in r.findings if f.code == "IKE_AUTH_FAILED")
+    assert "password did not verify" in f.detail
+    for name in ("ikev1_xauth_healthy", "ikev2_eap_healthy"):
+        for log in (LAB / name).glob("*.log"):
+            _f, items = _parse(log)
+            assert "auth_failed" not in _kinds(items), log
 
 
 # == formats: vendors' documented formats =======================================================
@@ -378,9 +497,16 @@ def test_rfc3164_year_from_capture_and_zone():
 
 
 def _shift_lines(lines, seconds):
-    """Move a lab log's clock: every ``YYYY-MM-DD HH:MM:SS[ us=N]`` stamp by ``seconds``."""
+    """Move a lab log's clock: every ``YYYY-MM-DD HH:MM:SS[ us=N]`` stamp by ``seconds``
+    (and wireguard-go's ``LEVEL: (IFACE) YYYY/MM/DD HH:MM:SS``)."""
     out = []
     for ln in lines:
+        w = re.match(r"([A-Z]+: \([^)]*\) )(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)(.*)", ln)
+        if w:
+            t = dt.datetime.strptime(w.group(2), "%Y/%m/%d %H:%M:%S")
+            t += dt.timedelta(seconds=round(seconds))
+            out.append(w.group(1) + t.strftime("%Y/%m/%d %H:%M:%S") + w.group(3))
+            continue
         b = re.match(r"([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d\.\d{6})(.*)", ln)  # pluto logtime
         if b:
             t = dt.datetime.strptime("2026 " + b.group(1), "%Y %b %d %H:%M:%S.%f")

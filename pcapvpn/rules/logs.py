@@ -121,7 +121,8 @@ CONFIRMS = {
     "OPENVPN_HANDSHAKE_STALLED": {"tls_failed", "cert_failed"},
     "OPENVPN_NO_RESPONSE": {"tls_crypt_failed", "tls_failed", "connect_failed"},
     "VPN_DATA_ONE_WAY": {"wg_peer", "esp_error"},
-    "WIREGUARD_NO_RESPONSE": {"wg_peer"},
+    "WIREGUARD_NO_RESPONSE": {"wg_peer", "wg_retry", "wg_handshake_invalid", "give_up"},
+    "WIREGUARD_COOKIE": {"cookie"},
     "TLS_ALERT": {"cert_failed", "tls_failed"},
     "TLS_CERT_INVALID": {"cert_failed"},
     "TCP_NO_ANSWER": {"connect_failed"},
@@ -131,7 +132,8 @@ CONFIRMS = {
 #: kinds that report a failure (log-only findings are made of these)
 FAILURE_KINDS = {"give_up", "no_proposal", "negotiation_failed", "invalid_ke", "auth_failed", "auth_suspected",
                  "ts_unacceptable", "child_failed", "dpd_timeout", "cert_failed", "tls_failed",
-                 "tls_crypt_failed", "connect_failed", "invalid_spi", "esp_error"}
+                 "tls_crypt_failed", "connect_failed", "invalid_spi", "esp_error",
+                 "wg_handshake_invalid"}
 #: the stage each failure kind speaks of (the text of a log-only finding)
 KIND_STAGE = {"give_up": "reachability", "no_proposal": "negotiation",
               "negotiation_failed": "negotiation",
@@ -140,7 +142,8 @@ KIND_STAGE = {"give_up": "reachability", "no_proposal": "negotiation",
               "ts_unacceptable": "child_sa", "child_failed": "child_sa",
               "dpd_timeout": "stability", "tls_failed": "authentication",
               "tls_crypt_failed": "negotiation", "connect_failed": "reachability",
-              "invalid_spi": "dataplane", "esp_error": "dataplane"}
+              "invalid_spi": "dataplane", "esp_error": "dataplane",
+              "wg_handshake_invalid": "authentication"}
 #: weak algorithms as strongSwan / libreswan / vendors name them in a selected proposal
 _WEAK = re.compile(r"(?<![A-Z0-9])(3DES|DES|MD5|SHA1|HMAC_SHA1|HMAC_MD5|MODP_768|MODP_1024|"
                    r"MODP_1536|DH1|DH2|DH5|BLOWFISH|CAST)(?![A-Z0-9_])", re.I)
@@ -158,6 +161,13 @@ REASON_ADVICE = [
     (re.compile(r"DH group|key exchange method", re.I),
      "The gateway log names the DH groups: configure the group the responder asks for first in "
      "the initiator's proposal."),
+    (re.compile(r"XAuth user|EAP user|EAP-MS-CHAP|password did not verify", re.I),
+     "The gateway log says the user's credentials were refused (XAuth / EAP): check the user "
+     "name and password on the client against the gateway's user database or RADIUS server."),
+    (re.compile(r"responder could not authenticate the handshake initiation", re.I),
+     "The WireGuard responder's log says it could not authenticate the initiations: add the "
+     "initiator's public key as a peer on the responder, and check that the initiator uses "
+     "the responder's current public key."),
     (re.compile(r"traffic selectors", re.I),
      "The gateway log names the refused traffic selectors: make both sides' local/remote "
      "subnets mirror each other."),
@@ -301,6 +311,8 @@ def _fits_code(code: str, li: _Linked, f) -> bool:
             _count(c, "in") == 0 and _count(c, "out") == 0
     if code == "WIREGUARD_NO_RESPONSE" and k == "wg_peer":
         return (ev.counters or {}).get("handshake_epoch") == 0
+    if code == "WIREGUARD_NO_RESPONSE" and k == "wg_handshake_invalid":
+        return not ev.response  # the responder dropped the initiation it could not authenticate
     if code in ("ESP_ONE_WAY", "ESP_NO_TRAFFIC"):
         c = ev.counters or {}
         pin, pout = _count(c, "in"), _count(c, "out")
@@ -374,7 +386,7 @@ def _confirm(ctx, f, cands, used: set, end) -> None:
         r = li.ent.ev.reason
         if r and li.ent.ev.kind in ("auth_failed", "cert_failed", "invalid_ke",
                                      "ts_unacceptable", "no_proposal", "tls_failed",
-                                     "tls_crypt_failed") and r not in [x[0] for x in reasons]:
+                                     "tls_crypt_failed", "wg_handshake_invalid") and r not in [x[0] for x in reasons]:
             reasons.append((r, li))
     if f.code in ("ESP_ONE_WAY", "ESP_NO_TRAFFIC"):
         for li in chosen:
@@ -843,7 +855,8 @@ def _tunnel_facts(linked, findings) -> dict:
             t["failures"].append(k)
         if k == "give_up":
             t["gave_up"] = True
-        if k in ("ike_established", "child_established", "tunnel_up"):
+        if k in ("ike_established", "child_established", "tunnel_up") or (
+                k == "wg_handshake" and li.ent.ev.response):  # a WireGuard handshake completed
             t["established"] = True
     for f in findings:
         if f.code == "LOG_CONTRADICTION" and f.tunnel in out:

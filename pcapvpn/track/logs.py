@@ -4,7 +4,9 @@ to IKE SAs and tunnels.
 **Anchors.**  A log event that stands for a packet (``sending packet ... (464 bytes)``, ``retransmit
 2 of request with message ID 1``, ``initiating IKE_SA ... to B``, OpenVPN's ``TLS: Initial packet
 from ..., sid=...``, pluto's ``TCP: connect(21) failed: Connection refused``: the RST that
-answered an IKE-over-TCP SYN) is paired with every packet of the capture it could be: same direction
+answered an IKE-over-TCP SYN; WireGuard's ``Sending handshake initiation``, ``Received handshake
+response``, ``Received invalid initiation message from ...``) is paired with every packet of the
+capture it could be: same direction
 relative to the gateway, the peer address on the right side (the gateway's own address may be
 translated by a NAT), and where the log says them the IKE message length, exchange, Message ID,
 request/response, retransmission, or the OpenVPN session ID.
@@ -135,6 +137,9 @@ def capture_anchors(state) -> list[Anchor]:
         if t.transport == "tcp":
             for c in t.conns.values():
                 _tcp_refused(out, c, _txt(t.client), _txt(t.server), t.port, t.id)
+        if t.protocol == "wireguard" and t.st is not None:
+            _wireguard(out, t)
+            continue
         if t.protocol != "openvpn" or t.st is None:
             continue
         client, server = _txt(t.client), _txt(t.server)
@@ -153,6 +158,23 @@ def capture_anchors(state) -> list[Anchor]:
                 out.append(a)
     out.sort(key=lambda a: a.ts)
     return out
+
+
+def _wireguard(out: list, t) -> None:
+    """WireGuard handshakes: each initiation, and the response that answered it (a daemon's
+    "Sending handshake initiation" / "Received handshake response" ...)."""
+    client, server = _txt(t.client), _txt(t.server)
+    for h in t.st.handshakes:
+        ini, resp = (client, server) if h.from_client else (server, client)
+        a = Anchor(h.ts, "wg_initiation", ini, resp, None, None, None, t.id)
+        a.response = False
+        a.refs = (h.ref,)
+        out.append(a)
+        if h.response_ts is not None:
+            a = Anchor(h.response_ts, "wg_response", resp, ini, None, None, None, t.id)
+            a.response = True
+            a.refs = (h.response_ref,)
+            out.append(a)
 
 
 def _tcp_refused(out: list, c, client: str, server: str, port, tunnel) -> None:
@@ -207,6 +229,12 @@ def _fits(e, a: Anchor, peer: str | None, local: str | None, known=frozenset()) 
                 (e.reason or "").lower() and (peer is None or a.dst == peer) and
                 (local is None or a.src == local) and
                 (e.peer_port is None or e.peer_port == a.dport))
+    if k in ("wg_handshake", "wg_handshake_invalid"):  # WireGuard
+        if a.kind not in ("wg_initiation", "wg_response") or a.response != e.response:
+            return False
+        if e.direction == "out":
+            return (peer is None or a.dst == peer) and (local is None or a.src == local)
+        return (peer is None or a.src == peer) and (local is None or a.dst == local)
     # OpenVPN
     if k == "tls_initial":
         if e.session is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 
 class LogTime(NamedTuple):
@@ -69,11 +69,18 @@ KINDS = {
     "cert_failed": "a certificate check failed (reason: expired, unknown CA, name)",
     "connect_failed": "a client could not connect (reason: the error the client shows)",
     "wg_peer": "WireGuard: a peer's endpoint, latest handshake and transfer counters",
+    "wg_handshake": "WireGuard: a handshake message sent (out) or received (in); response "
+                    "True: the handshake completed (the responder accepted the initiation)",
+    "wg_handshake_invalid": "WireGuard: a handshake message the receiver could not "
+                            "authenticate (unknown or wrong public key); dropped silently",
+    "wg_retry": "WireGuard: a handshake initiation not answered in time, sent again "
+                "(count = the try)",
 }
 
 #: Kinds that stand for a packet on the wire (usable for clock alignment).
 PACKET_KINDS = frozenset({"ike_send", "ike_recv", "ike_init", "ike_peer_init", "ike_retransmit",
-                          "tls_initial", "tls_crypt_failed"})
+                          "tls_initial", "tls_crypt_failed", "wg_handshake",
+                          "wg_handshake_invalid"})
 
 
 class LogEvent:
@@ -93,32 +100,32 @@ class LogEvent:
         self.time = time
         self.host = host
         self.prog = prog
-        self.ctx = None        # the daemon's context key: strongSwan "<conn|N>", pluto "#N" ...
-        self.kind = None
-        self.level = None      # "error" | "warning" | "info" | "debug" when the format says
+        self.ctx: str | None = None        # the daemon's context key: strongSwan "<conn|N>", pluto "#N" ...
+        self.kind: str | None = None
+        self.level: str | None = None      # "error" | "warning" | "info" | "debug" when the format says
         self.text = text       # the message (after the framing)
         self.raw = raw         # the whole line(s), kept for evidence
-        self.direction = None  # "out" (the daemon sent) | "in" (it received)
-        self.peer = None       # remote address (text as written)
-        self.peer_port = None
-        self.local = None
-        self.local_port = None
-        self.size = None       # IKE message length (bytes) when the daemon logs it
-        self.exchange = None   # IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL,
+        self.direction: str | None = None  # "out" (the daemon sent) | "in" (it received)
+        self.peer: str | None = None       # remote address (text as written)
+        self.peer_port: int | None = None
+        self.local: str | None = None
+        self.local_port: int | None = None
+        self.size: int | None = None       # IKE message length (bytes) when the daemon logs it
+        self.exchange: str | None = None   # IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL,
         #                        MAIN_MODE, AGGRESSIVE, QUICK_MODE, INFORMATIONAL_V1
-        self.msgid = None
-        self.response = None   # True: a response; False: a request
-        self.notify = None     # notify name (RFC 7296 spelling)
-        self.ike_spis = []     # 16 hex digits each
-        self.esp_spis = []     # 8 hex digits each
-        self.reason = None     # the exact reason the daemon gives
-        self.ids = []          # identities named (for --redact)
-        self.counters = None   # dict (status output, wg show)
-        self.state = None
-        self.count = None      # retransmission number, ...
-        self.child = None      # True: about a child SA (Quick Mode, CREATE_CHILD_SA, IKE_AUTH child)
-        self.session = None    # OpenVPN session ID (16 hex digits)
-        self.thread = None     # the daemon's thread / worker (strongSwan ``11[IKE]``)
+        self.msgid: int | None = None
+        self.response: bool | None = None   # True: a response; False: a request
+        self.notify: str | None = None     # notify name (RFC 7296 spelling)
+        self.ike_spis: list[str] = []     # 16 hex digits each
+        self.esp_spis: list[str] = []     # 8 hex digits each
+        self.reason: str | None = None     # the exact reason the daemon gives
+        self.ids: list[str] = []          # identities named (for --redact)
+        self.counters: dict[str, Any] | None = None   # dict (status output, wg show)
+        self.state: str | None = None
+        self.count: int | None = None      # retransmission number, ...
+        self.child: bool | None = None      # True: about a child SA (Quick Mode, CREATE_CHILD_SA, IKE_AUTH child)
+        self.session: str | None = None    # OpenVPN session ID (16 hex digits)
+        self.thread: str | None = None     # the daemon's thread / worker (strongSwan ``11[IKE]``)
 
     def __repr__(self) -> str:
         return f"LogEvent({self.line}, {self.kind}, {self.text[:60]!r})"

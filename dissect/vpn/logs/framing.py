@@ -17,7 +17,9 @@ Time stamps (:func:`take_time`), tried at the start of a line:
 * ``nov/26/2026 18:07:44`` and a bare ``18:07:44`` (MikroTik RouterOS ``/log print``: entries
   of the current day carry the time only).
 
-Framings (:data:`FRAMINGS`): ``syslog`` (time, host, ``prog[pid]:``), ``rfc5424``, ``plain``
+Framings (:data:`FRAMINGS`): ``syslog`` (time, host, ``prog[pid]:``), ``rfc5424``,
+``wireguard-go`` (``DEBUG: (wg0) 2026/11/26 18:07:44 ...``: the stamp after level and
+interface), ``plain``
 (time then message: daemons' own log files), ``bare`` (no time: strongSwan filelog without
 ``time_format``, captured console output), ``kv`` (FortiGate ``date=... time=... key=value``).
 journalctl ``-o json`` lines are framed by :func:`frame_journal_json`.
@@ -207,6 +209,26 @@ def frame_plain(line: str) -> Frame | None:
     return Frame(t[0], None, None, None, t[1])
 
 
+#: wireguard-go's prefix (level, interface) and the frame lines of its start-up banner
+WG_GO_PREFIX = re.compile(r"((DEBUG|ERROR|INFO): \(([^()\s]{1,64})\) )")
+WG_BANNER = re.compile(r"[\u250c\u2502\u2514][^\n]*[\u2510\u2502\u2518]\s*$")
+
+
+def frame_wireguard_go(line: str) -> Frame | None:
+    """wireguard-go's ``LEVEL: (IFACE) YYYY/MM/DD HH:MM:SS message`` (Go's log stamp after the
+    level and interface): the message keeps the level and interface in front; the lines of the
+    ASCII-box banner it prints first (no time) are messages of their own."""
+    m = WG_GO_PREFIX.match(line)
+    if m is None:
+        if WG_BANNER.match(line):
+            return Frame(None, None, "wireguard-go", None, line)
+        return None
+    t = take_time(line[m.end():])
+    if t is None:
+        return None
+    return Frame(t[0], None, "wireguard-go", None, m.group(1) + t[1])
+
+
 def frame_bare(line: str) -> Frame | None:
     """No time stamp at all."""
     return Frame(None, None, None, None, line)
@@ -294,6 +316,7 @@ FRAMINGS = {
     "syslog": frame_syslog,
     "journal-json": frame_journal_json,
     "kv": frame_kv,
+    "wireguard-go": frame_wireguard_go,
     "plain": frame_plain,
     "bare": frame_bare,
 }

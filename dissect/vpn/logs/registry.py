@@ -15,13 +15,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from . import (cisco, fortigate, juniper, libreswan, mikrotik, openvpn, paloalto, strongswan,
-               windows, wireguard)
+               windows, wglog, wireguard)
 from .event import Document, LogEvent
 from .framing import FRAMINGS, journal_export_entries, sniff_journal_export
 
 #: dialects, in the order detection prefers them on a tie
 DIALECTS = (strongswan, libreswan, openvpn, cisco, fortigate, paloalto, juniper, mikrotik,
-            windows, wireguard)
+            windows, wireguard, wglog)
 #: syslog program names → dialect (a mixed syslog file is read line by line by program)
 PROGS = {p: d for d in DIALECTS for p in getattr(d, "PROGS", ())}
 #: lines of a file looked at by detect()

@@ -69,10 +69,22 @@ _RECV_NOTIFY = re.compile(r"received ([A-Z0-9_]+) (?:notify error|error notify|n
 _MAC = re.compile(r"tried (\d+) shared keys? for '([^']*)' - '([^']*)', but MAC mismatched")
 _NO_PSK = re.compile(r"no shared key found for '([^']*)' - '([^']*)'")
 _NO_TRUST = re.compile(r"no trusted (\w+) public key found for '([^']*)'")
+# remote-access user authentication (xauth-generic, eap-mschapv2: the lab's
+# ikev1_xauth_failed and ikev2_eap_wrong_password logs)
+_XAUTH = re.compile(r"XAuth authentication of '([^']*)' (?:\(myself\) )?failed")
+_XAUTH_END = re.compile(r"destroying IKE_SA after failed XAuth authentication")
+_EAP_VERIFY = re.compile(r"(EAP-[\w-]+) verification failed, retry \((\d+)\)")
+_EAP_ERROR = re.compile(r"(EAP-[\w-]+) failed with error (\w+)")
+_EAP_METHOD = re.compile(r"(EAP_\w+) method failed")
 #: authentication failures: (pattern, the reason, the groups naming identities)
 _AUTH = ((_MAC, "pre-shared key mismatch (MAC mismatched)", (2, 3)),
          (_NO_PSK, "no pre-shared key configured for these identities", (1, 2)),
-         (_NO_TRUST, "certificate not trusted: no trusted {0} public key", (2,)))
+         (_NO_TRUST, "certificate not trusted: no trusted {0} public key", (2,)),
+         (_XAUTH, "XAuth user authentication of '{0}' failed (user name or password)", (1,)),
+         (_XAUTH_END, "XAuth user authentication failed: the IKE SA is deleted", ()),
+         (_EAP_VERIFY, "{0}: the user's password did not verify (retry {1})", ()),
+         (_EAP_ERROR, "{0} user authentication failed: {1}", ()),
+         (_EAP_METHOD, "EAP user authentication failed ({0})", ()))
 _KE_PEER = re.compile(r"peer didn't accept (?:DH group|key exchange method) (\S+), "
                       r"it requested (\S+)")
 _KE_US = re.compile(r"(?:DH group|key exchange method) (\S+) unacceptable, requesting (\S+)")
