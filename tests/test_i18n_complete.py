@@ -320,3 +320,12 @@ def test_compact_report_of_many_tunnels_is_japanese(marked, tmp_path):
     result = run([str(path)])
     assert len(result.report.tunnels) > 12  # the compact form
     assert _untranslated(result, "many clients") == []
+
+
+def test_log_reason_advice_has_japanese():
+    """The advice a gateway log's reason adds (:data:`pcapvpn.rules.logs.REASON_ADVICE`) is in
+    the catalog (the reports show it translated)."""
+    from pcapvpn.rules.logs import REASON_ADVICE
+
+    L = i18n.Lang("ja")
+    assert [a for _rx, a in REASON_ADVICE if not L.known(a)] == []
