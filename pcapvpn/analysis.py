@@ -404,6 +404,9 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
     cap = report.capture
     if now is None:
         now = capture_end(sources)
+    from pcapvpn.track.inner import pair
+
+    pair(tracker.plain_tracker, sources)  # per-packet ties: frames read again (issue 15)
     state = tracker.state(now, capture=cap)
     state.expect_peers = list(options.expect_peers)
     if points:

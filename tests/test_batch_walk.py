@@ -1571,7 +1571,7 @@ def test_tcp_lane_same_analysis(tmp_path, monkeypatch, link, limits):
     bookkeeping and frame references, the views, the report - with segments on VPN ports, VPN
     stream starts, IP options, fragments, truncated frames, ESP between, timestamps going back,
     and the flow and view bounds reached."""
-    from pcapvpn.track import inner
+    from pcapvpn.track.inner import plain as inner  # where the bounds are read
 
     if limits == "flows":
         monkeypatch.setattr(inner, "MAX_PLAIN_FLOWS", 37)

@@ -271,7 +271,7 @@ def test_tie_never_guesses():
         pt.plain((0, i + 1), 100.0 + i, 0, 101, None, net, data)
 
     def tunnel(n, t0, t1):
-        esp = NS(first_ref=(0, n), dst=bytes([192, 0, 2, n]), packets=10)
+        esp = NS(first_ref=(0, n), dst=bytes([192, 0, 2, n]), packets=10, spi=n)
         return NS(id=f"t{n}", a=bytes([192, 0, 2, 1]), b=bytes([192, 0, 2, n]), ike_sas=[],
                   esp_sas=[esp], first_ts=t0, last_ts=t1)
 

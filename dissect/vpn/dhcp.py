@@ -20,6 +20,10 @@ MESSAGE_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK"
                  7: "RELEASE", 8: "INFORM"}
 BOOTREQUEST = 1
 BOOTREPLY = 2
+#: DHCPACK (RFC 2132 §9.6): the lease is granted
+DHCPACK = 5
+#: the fixed BOOTP header (RFC 2131 §2) and the magic cookie: options start here
+HEADER_LEN = 240
 
 _HEAD = struct.Struct("!BBBBIHH4s4s4s4s").unpack_from
 
@@ -32,7 +36,7 @@ def parse_dhcp(data: Buffer, off: int, end: int) -> dict[str, Any]:
     than the BOOTP header, a missing magic cookie or an option running past the end."""
     if end > len(data):
         end = len(data)
-    if off + 240 > end:
+    if off + HEADER_LEN > end:
         raise DissectError("truncated BOOTP/DHCP message", off)
     op, _htype, _hlen, _hops, xid, _secs, _flags, ciaddr, yiaddr, _siaddr, _giaddr = _HEAD(data, off)
     if bytes(data[off + 236:off + 240]) != MAGIC:
@@ -40,7 +44,7 @@ def parse_dhcp(data: Buffer, off: int, end: int) -> dict[str, Any]:
     out = {"op": op, "xid": xid, "ciaddr": bytes(ciaddr), "yiaddr": bytes(yiaddr),
            "chaddr": bytes(data[off + 28:off + 34]), "type": None, "mask": None,
            "server": None, "routers": [], "dns": [], "domain": None}
-    p = off + 240
+    p = off + HEADER_LEN
     while p < end:
         code = data[p]
         if code == 0:  # pad

@@ -64,6 +64,7 @@ __all__ = [
     "icmp_error_text",
     "is_fragment",
     "is_multicast",
+    "is_ordinary_unicast",
     "IPV6_GENERIC_EXT",
 ]
 
@@ -98,6 +99,8 @@ class Port(Number):
     VXLAN = 4789  # RFC 7348
     FORTIGATE_SSLVPN = 10443  # FortiGate SSL-VPN default
     WIREGUARD = 51820  # wg(8) default ListenPort (no IANA port)
+    DHCP_SERVER = 67  # BOOTP/DHCP server (RFC 2131 §4.1)
+    DHCP_CLIENT = 68  # BOOTP/DHCP client
 
 
 class TcpFlag(Number):
@@ -208,6 +211,18 @@ _PROTO_ICMPV6 = int(IpProto.ICMPV6)
 def is_multicast(addr: bytes) -> bool:
     """IPv4 224.0.0.0/4 (RFC 5771) or IPv6 ff00::/8 (RFC 4291 §2.7), packed."""
     return (addr[0] & 0xF0) == 0xE0 if len(addr) == 4 else addr[0] == 0xFF
+
+
+def is_ordinary_unicast(addr: bytes) -> bool:
+    """A packed unicast address that can stand for a host beyond its link: not multicast or
+    broadcast (IPv4 224/3, RFC 5771 / RFC 919; IPv6 ff00::/8), link-local (169.254/16, RFC 3927;
+    fe80::/10 taken as fe80::/16, RFC 4291 §2.5.6), unspecified (0/8, ::) or loopback (127/8,
+    ::1)."""
+    if len(addr) == 4:
+        a0 = addr[0]
+        return not (a0 >= 224 or a0 == 127 or a0 == 0 or addr[:2] == b"\xa9\xfe")
+    return not (addr[0] == 0xFF or addr[:2] == b"\xfe\x80" or addr == bytes(16)
+                or addr == bytes(15) + b"\x01")
 
 
 def is_fragment(t: NetFields) -> bool:

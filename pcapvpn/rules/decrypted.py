@@ -26,7 +26,7 @@ from pcapvpn.rules import routing as _routing  # noqa: F401  (declares SUBNET_OV
 from pcapvpn.rules import rule, supersede
 from pcapvpn.rules.common import (
     endpoint_text, esp_filter, ike_facts, ike_filter, ike_tunnel_of, implementations, ip_text,
-    set_filter, side_of, step_label,
+    side_of, step_label,
 )
 
 OPENED = ("ok", "unverified")
@@ -795,48 +795,4 @@ def _spi_list(c) -> str:
     return "/".join(f"0x{s:08x}" for s in c.spis)
 
 
-# -- inner traffic -------------------------------------------------------------------------------
-
-@rule
-def inner_answers(ctx):
-    for t in ctx.state.tunnels:
-        for e in t.esp_sas:
-            st = e.decrypt
-            if st is None:
-                continue
-            # the other SA of the same child SA (answers travel there)
-            back = [y for x, y in t.pairs if x is e and y is not None] + \
-                [x for x, y in t.pairs if y is e and x is not None]
-            back = [r for r in back if r.decrypt is not None and r.decrypt.opened]
-            for kind, label in (("echo", Term("ICMP echo request(s)")),
-                                ("dns", Term("DNS quer(y/ies)"))):
-                lost = getattr(st, kind + "_unanswered")
-                if not lost or not back:
-                    continue
-                # the reverse SA still carried traffic after the request: the tunnel works
-                lost = [u for u in lost if max(r.last_ts for r in back) > u[1] + 1.0]
-                if not lost:
-                    continue
-                total = getattr(st, kind)[0]
-                key0, ts0, ref0 = lost[0]
-                if kind == "echo":
-                    ipver, s, d, ident, seq = key0
-                    what = f"{ip_text(s)} -> {ip_text(d)} (id {ident}, seq {seq})"
-                else:
-                    ipver, s, d, sport, ident = key0
-                    what = f"{ip_text(s)}:{sport} -> {ip_text(d)}:53 (id {ident})"
-                yield make("INNER_NO_ANSWER", f"{t.id}|dec|inner|{kind}|{e.spi:08x}",
-                           title=msg("{n} {label} inside the tunnel unanswered", n=len(lost),
-                                     label=label),
-                           detail=msg("Decrypted ESP on SPI 0x{spi} carried {total} {label}; {n} "
-                                      "got no answer although the reverse SA (0x{back}) kept "
-                                      "carrying traffic, e.g. {what} at +{t} s.",
-                                      spi=f"{e.spi:08x}", total=total, label=label, n=len(lost),
-                                      back=f"{back[0].spi:08x}", what=what, t=ctx.rel(ts0)),
-                           basis="decrypted",
-                           evidence=ctx.evidence([u[2] for u in lost], lost[0][1], lost[-1][1],
-                                                 esp_spis=[f"{e.spi:08x}"],
-                                                 peers=[ip_text(e.src), ip_text(e.dst)]),
-                           wireshark_filter=f"{esp_filter([e.spi])} && "
-                           + set_filter("frame.number", [u[2][1] for u in lost[:50]]),
-                           tunnel=t.id)
+# -- inner traffic: INNER_NO_ANSWER is judged on the one inner model (pcapvpn.rules.inner)

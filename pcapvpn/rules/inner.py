@@ -16,7 +16,7 @@ from dissect.vpn.ip import IpProto, icmp_too_big
 from pcapvpn.findings import Term, declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter, ip_text
-from pcapvpn.track.inner import ANSWER_TIMEOUT
+from pcapvpn.track.inner import ANSWER_TIMEOUT, seen_at, watches
 
 declare("DNS_NO_ANSWER", "inner", "error",
         "DNS queries sent through the tunnel (to a resolver on the remote side) got no answer: "
@@ -244,6 +244,108 @@ def _stalled_dirs(f):
     return out
 
 
+# -- where on the path (several vantage points) ----------------------------------------------------
+
+def _clock(p, t):
+    """A time of point ``p``'s clock on the first point's (as far as the matching told)."""
+    off = p.offset
+    return t if off is None or t is None else off.to_first(t)
+
+
+def located(finding, loc):
+    """``finding`` with its ``location`` (None: none known)."""
+    if loc is not None:
+        finding.location = loc
+    return finding
+
+
+def locate_flows(ctx, flows, d=0, answered=True, big=False):
+    """:func:`locate_flow` of each conversation: the location most of them share, a loss
+    between two points before one at the end of the path."""
+    vt = getattr(ctx.state, "vantage", None)
+    if vt is None or len(vt.points) < 2:
+        return None
+    locs = [loc for loc in (locate_flow(ctx, [f], d, answered, big) for f in flows) if loc]
+    if not locs:
+        return None
+    counts: dict = {}
+    for loc in locs:
+        k = (loc["from"], loc["to"])
+        counts[k] = counts.get(k, 0) + 1
+    best = max(counts, key=lambda k: (k[1] is not None, counts[k]))
+    return next(loc for loc in locs if (loc["from"], loc["to"]) == best)
+
+
+def _count(d, big):
+    if big:
+        return lambda s: 1 if s.maxlen[d] >= SMALL_SEGMENT else 0
+    return lambda s: s.pkts[d]
+
+
+def _drop(path, count):
+    """The first pair of consecutive points where fewer packets arrived than the point before
+    saw: ``(from, to)``, or None."""
+    for k in range(1, len(path)):
+        a, b = count(path[k - 1][1]), count(path[k][1])
+        if a > 0 and b < a:
+            return path[k - 1][0], path[k][0]
+    return None
+
+
+def locate_flow(ctx, flows, d=0, answered=True, big=False):
+    """``location`` (``{from, to, why}``, as ``PATH_LOSS`` has it) of conversations the first
+    point shows failing, from what every vantage point (``--vantage``) saw of them (points
+    ordered by when each first saw them, clocks corrected by the matching): direction ``d``'s
+    packets (``big``: its full-size segments) seen at one point and fewer (or none) at the next
+    one on their way; with ``answered``, then the answers the same way back, or ``to`` None when
+    the requests reached the last point and no point saw an answer.  None where no point shows
+    a loss."""
+    vt = ctx.state.vantage
+    addrs = {f.srv for f in flows} | {f.cli for f in flows}
+    rows, silent = [], []
+    for i, p in enumerate(vt.points):
+        plain = getattr(p.tracker, "plain_tracker", None)
+        if plain is None:
+            continue
+        s = seen_at(plain, flows)
+        if s is None:
+            if watches(plain, addrs):
+                silent.append(p.name)  # it sees these hosts, not these conversations
+            continue
+        rows.append((_clock(p, s.first_ts), i, p.name, s))
+    if not rows or not (len(rows) > 1 or silent):  # one point alone tells nothing
+        return None
+    rows.sort(key=lambda r: (r[0], r[1]))
+    # from the sender of direction d on
+    path = [(n, s) for _t, _i, n, s in (rows if d == 0 else rows[::-1])]
+    what = ("full-size segments" if big else "packets") if not answered else "requests"
+    sent = _count(d, big)
+    lost = _drop(path, sent)
+    if lost is not None:
+        return {"from": lost[0], "to": lost[1],
+                "why": f"{what} seen at {lost[0]} never reached {lost[1]}"}
+    reached = [n for n, s in path if sent(s)]
+    if not reached:
+        return None
+    last = reached[-1]
+    if silent:
+        return {"from": last, "to": silent[0],
+                "why": f"{what} seen at {last} never reached {silent[0]}"}
+    if not answered:
+        return None
+    back = _count(1 - d, False)
+    lost = _drop(path[::-1], back)
+    if lost is not None:
+        return {"from": lost[0], "to": lost[1],
+                "why": f"answers seen at {lost[0]} never reached {lost[1]}"}
+    if any(back(s) for _n, s in path):
+        return None
+    return {"from": last, "to": None,
+            "why": f"the requests reached {last}, the last point that saw them, and no answer "
+                   f"was seen at any point: the destination (or what lies beyond {last}) did "
+                   f"not answer"}
+
+
 # -- INNER_BLOCKED -------------------------------------------------------------------------------
 
 @rule
@@ -283,7 +385,8 @@ def inner_blocked(ctx):
         lines = msg_join("; ", [msg("{flow}: {why}", flow=flow_text(f), why=why)
                                 for _v, f, why in items[:6]])
         views = [v for v, _f, _w in items]
-        yield make(
+        silent = [f for _v, f, why in items if f.rst is None and f.icmp is None]
+        yield located(make(
             "INNER_BLOCKED", f"{m.tunnel}|inner|blocked",
             title=msg("Inside the tunnel, {n} service(s) refused: {services}", n=len(svc),
                       services=', '.join(svc[:4])),
@@ -292,7 +395,74 @@ def inner_blocked(ctx):
                                           "failure.")),
             basis=basis_of(views), severity=sev,
             evidence=flow_evidence(ctx, flows, m),
-            wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
+            wireshark_filter=flow_filter(flows), tunnel=m.tunnel), locate_flows(ctx, silent))
+
+
+# -- INNER_NO_ANSWER (declared with the decrypted rules) -------------------------------------------
+
+#: answers through the tunnel this long after a request began show that the tunnel still worked
+WORKS_AFTER = 1.0
+
+
+@rule
+def inner_no_answer(ctx):
+    """Requests inside a working tunnel that got no answer where no more specific inner code
+    speaks: ICMP echo requests without their replies, TCP SYNs (sent once) without SYN-ACK, to
+    hosts that answer other requests through the tunnel, while answers kept coming through the
+    tunnel afterwards.  From every view of the one model alike: tunnel interfaces, a gateway's
+    LAN side, decrypted ESP.  Destinations that never answer are ``INNER_NO_RETURN``, DNS is
+    ``DNS_NO_ANSWER``, refused or retransmitted connections ``INNER_BLOCKED``."""
+    for m in models(ctx):
+        pairs = {}
+        for v, how, f in m.flows():
+            if how != "xfrm":
+                pairs.setdefault(id(f), (v, f))
+        if not pairs:
+            continue
+        answered_srv = {f.srv for _v, f in pairs.values() if f.pkts[1] > 0}
+        back = [f.last[1] for _v, f in pairs.values() if f.last[1] is not None]
+        last_back = max(back) if back else None
+        items = []
+        for v, f in pairs.values():
+            if f.srv in m.outer or f.srv not in answered_srv or f.icmp is not None or \
+                    f.rst is not None:
+                continue
+            if f.echo and f.echo[0] > f.echo[1]:
+                n = f.echo[0] - f.echo[1]
+            elif f.proto == IpProto.TCP and f.syn == 1 and not f.synack and not f.pkts[1]:
+                n = 1
+            else:
+                continue
+            if not judged(ctx, f.last[0]) or last_back is None or \
+                    last_back < f.first_ts + WORKS_AFTER:
+                continue
+            items.append((v, f, n))
+        if not items:
+            continue
+        # one conversation seen on several views (a gateway's tunnel interface and LAN side):
+        # counted once, where it shows most
+        best: dict = {}
+        for v, f, n in items:
+            k = (f.proto, f.cli, f.cport, f.srv, f.sport)
+            if k not in best or n > best[k][2]:
+                best[k] = (v, f, n)
+        views = [v for v, _f, _n in items]
+        flows = [f for _v, f, _n in items]
+        items = list(best.values())
+        echo = sum(n for _v, f, n in items if f.echo)
+        syns = sum(n for _v, f, n in items if not f.echo)
+        what = " and ".join(x for x in (f"{echo} ICMP echo request(s)" if echo else "",
+                                         f"{syns} TCP connection attempt(s)" if syns else "") if x)
+        yield located(make(
+            "INNER_NO_ANSWER", f"{m.tunnel}|inner|noanswer",
+            title=f"{what} inside the tunnel unanswered",
+            detail=f"Seen on {where(ctx, views)}: "
+                   + "; ".join(f"{flow_text(f)}: {n} without an answer" for _v, f, n in items[:6])
+                   + f", while the same hosts answered other requests and answers kept coming "
+                     f"through the tunnel (last at +{ctx.rel(last_back)} s).",
+            basis=basis_of(views),
+            evidence=flow_evidence(ctx, flows, m),
+            wireshark_filter=flow_filter(flows), tunnel=m.tunnel), locate_flows(ctx, flows))
 
 
 # -- INNER_MTU -----------------------------------------------------------------------------------
@@ -338,7 +508,13 @@ def inner_mtu(ctx):
                                  max=f.maxlen[d], mss=mss))
         flows = [f for _v, f, _d in items]
         views = [v for v, _f, _d in items]
-        yield make(
+        loc = None
+        for _v, f, dh in items:
+            if dh is not None:
+                loc = locate_flows(ctx, [f], dh[0], answered=False, big=True)
+                if loc is not None:
+                    break
+        yield located(make(
             "INNER_MTU", f"{m.tunnel}|inner|mtu",
             title=msg("TCP inside the tunnel stalls on full-size segments ({n} connection(s))",
                       n=len({id(f) for f in flows})),
@@ -347,7 +523,7 @@ def inner_mtu(ctx):
                        where=where(ctx, views), parts=msg_join("; ", parts)),
             basis=basis_of(views),
             evidence=flow_evidence(ctx, flows, m),
-            wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
+            wireshark_filter=flow_filter(flows), tunnel=m.tunnel), loc)
 
 
 # -- DNS ----------------------------------------------------------------------------------------
@@ -369,7 +545,9 @@ def dns_inside(ctx):
             names = sorted({q.name or "?" for _v, q in lost})
             tries = sum(q.tries for _v, q in lost)
             views = [v for v, _q in lost]
-            yield make(
+            qflows = [f for f in (q.view.flows.get((IpProto.UDP, q.client, q.cport, q.server,
+                                                     53)) for _v, q in lost) if f is not None]
+            yield located(make(
                 "DNS_NO_ANSWER", f"{m.tunnel}|inner|dns-lost",
                 title=(msg("{n} DNS query through the tunnel to {servers} unanswered",
                            n=len(lost), servers=', '.join(servers)) if len(lost) == 1 else
@@ -384,7 +562,8 @@ def dns_inside(ctx):
                 basis=basis_of(views), severity="warning" if ok else "error",
                 evidence=evidence(ctx, [q.ref for _v, q in lost][:40], lost[0][1].ts,
                                   lost[-1][1].ts, m),
-                wireshark_filter=_dns_filter(q for _v, q in lost), tunnel=m.tunnel)
+                wireshark_filter=_dns_filter(q for _v, q in lost), tunnel=m.tunnel),
+                locate_flows(ctx, list(dict.fromkeys(qflows))))
         good = _answered_names(m)
         good_labels = {n.split(".")[0] for n in good}
         bad = [(v, q) for v, q in qs if q.rcode in RCODE_NAMES and q.name

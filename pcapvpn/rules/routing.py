@@ -23,8 +23,9 @@ from dissect.vpn.ip import IpProto, Port
 from pcapvpn.findings import Term, declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import ip_text
+from pcapvpn.track.inner import ordinary
 from pcapvpn.rules.inner import (basis_of, evidence, flow_evidence, flow_filter, flow_text,
-                                 ip_net, judged, models, where)
+                                 ip_net, judged, locate_flows, located, models, where)
 
 #: a destination is silent after this many SYNs (a retransmission) or TCP packets, or this many
 #: echo requests / datagrams without an answer
@@ -156,8 +157,8 @@ def route_outside(ctx):
         for v in _own_views(ctx, m):
             arped = set(v.arp)
             for f in v.conversations():
-                if f.srv in m.outer:
-                    continue
+                if f.srv in m.outer or not (ordinary(f.cli) and ordinary(f.srv)):
+                    continue  # broadcast (DHCP), multicast, link-local: no route to take
                 hit = nets.find(f.srv)
                 if hit is None or nets.find(f.cli) is not None or f.srv in arped:
                     continue
@@ -252,7 +253,7 @@ def no_return(ctx):
                         host=ip_text(srv))
                     if lan else "")
             reqs = sum(f.pkts[0] for f in flows)
-            yield make(
+            yield located(make(
                 "INNER_NO_RETURN", f"{m.tunnel}|routing|noreturn|{ip_text(srv)}",
                 title=msg("No reply from {host} through the tunnel ({reqs} request packet(s), "
                           "{n} conversation(s))", host=ip_text(srv), reqs=reqs, n=len(flows)),
@@ -263,7 +264,7 @@ def no_return(ctx):
                            note=note),
                 basis=basis_of(views),
                 evidence=flow_evidence(ctx, flows, m),
-                wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
+                wireshark_filter=flow_filter(flows), tunnel=m.tunnel), locate_flows(ctx, flows))
 
 
 # -- SUBNET_OVERLAP (keyless: ARP on the local LAN) --------------------------------------------
