@@ -318,32 +318,35 @@ def locate_flow(ctx, flows, d=0, answered=True, big=False):
     rows.sort(key=lambda r: (r[0], r[1]))
     # from the sender of direction d on
     path = [(n, s) for _t, _i, n, s in (rows if d == 0 else rows[::-1])]
-    what = ("full-size segments" if big else "packets") if not answered else "requests"
+    what = ((msg("full-size segments") if big else msg("packets")) if not answered
+            else msg("requests"))
     sent = _count(d, big)
     lost = _drop(path, sent)
     if lost is not None:
         return {"from": lost[0], "to": lost[1],
-                "why": f"{what} seen at {lost[0]} never reached {lost[1]}"}
+                "why": msg("{what} seen at {a} never reached {b}", what=what, a=lost[0],
+                           b=lost[1])}
     reached = [n for n, s in path if sent(s)]
     if not reached:
         return None
     last = reached[-1]
     if silent:
         return {"from": last, "to": silent[0],
-                "why": f"{what} seen at {last} never reached {silent[0]}"}
+                "why": msg("{what} seen at {a} never reached {b}", what=what, a=last,
+                           b=silent[0])}
     if not answered:
         return None
     back = _count(1 - d, False)
     lost = _drop(path[::-1], back)
     if lost is not None:
         return {"from": lost[0], "to": lost[1],
-                "why": f"answers seen at {lost[0]} never reached {lost[1]}"}
+                "why": msg("answers seen at {a} never reached {b}", a=lost[0], b=lost[1])}
     if any(back(s) for _n, s in path):
         return None
     return {"from": last, "to": None,
-            "why": f"the requests reached {last}, the last point that saw them, and no answer "
-                   f"was seen at any point: the destination (or what lies beyond {last}) did "
-                   f"not answer"}
+            "why": msg("the requests reached {last}, the last point that saw them, and no "
+                       "answer was seen at any point: the destination (or what lies beyond "
+                       "{last}) did not answer", last=last)}
 
 
 # -- INNER_BLOCKED -------------------------------------------------------------------------------
@@ -451,15 +454,19 @@ def inner_no_answer(ctx):
         items = list(best.values())
         echo = sum(n for _v, f, n in items if f.echo)
         syns = sum(n for _v, f, n in items if not f.echo)
-        what = " and ".join(x for x in (f"{echo} ICMP echo request(s)" if echo else "",
-                                         f"{syns} TCP connection attempt(s)" if syns else "") if x)
+        what = msg_join(" and ", [x for x in (
+            msg("{n} ICMP echo request(s)", n=echo) if echo else "",
+            msg("{n} TCP connection attempt(s)", n=syns) if syns else "") if x])
         yield located(make(
             "INNER_NO_ANSWER", f"{m.tunnel}|inner|noanswer",
-            title=f"{what} inside the tunnel unanswered",
-            detail=f"Seen on {where(ctx, views)}: "
-                   + "; ".join(f"{flow_text(f)}: {n} without an answer" for _v, f, n in items[:6])
-                   + f", while the same hosts answered other requests and answers kept coming "
-                     f"through the tunnel (last at +{ctx.rel(last_back)} s).",
+            title=msg("{what} inside the tunnel unanswered", what=what),
+            detail=msg("Seen on {where}: {parts}, while the same hosts answered other requests "
+                       "and answers kept coming through the tunnel (last at +{t} s).",
+                       where=where(ctx, views),
+                       parts=msg_join("; ", [msg("{flow}: {n} without an answer",
+                                                 flow=flow_text(f), n=n)
+                                             for _v, f, n in items[:6]]),
+                       t=ctx.rel(last_back)),
             basis=basis_of(views),
             evidence=flow_evidence(ctx, flows, m),
             wireshark_filter=flow_filter(flows), tunnel=m.tunnel), locate_flows(ctx, flows))
