@@ -45,7 +45,7 @@ class RecordingSink(NullSink):
     """Keeps every IKE message and ESP packet keyed by the frame number the decoder reports."""
 
     def __init__(self):
-        self.ike_events = []     # (frame, ipver, src, dst, sport, dport, transport, msg, frames)
+        self.ike_events = []     # (frame, ipver, src, dst, sport, dport, transport, bytes, frames)
         self.esp_events = []     # (frame, spi, seq)
         self.esp_packets = []    # (frame, src, dst, sport, dport, spi, seq, length)
         self.ah_events = []      # (frame, src, dst, spi, seq, length)
@@ -55,7 +55,14 @@ class RecordingSink(NullSink):
         self.errors = []         # (frame, reason)
 
     def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
-        self.ike_events.append((ref[1], ipver, src, dst, sport, dport, transport, msg,
+        # the bytes the decoder parsed ``msg`` from: compared with the stream, and parsed again
+        # by our_message like any datagram
+        self.ike_rejected(ref, ts, ipver, src, dst, sport, dport, transport, msg.raw + msg.trailer,
+                          None, frames)
+
+    def ike_rejected(self, ref, ts, ipver, src, dst, sport, dport, transport, data, reason,
+                     frames):
+        self.ike_events.append((ref[1], ipver, src, dst, sport, dport, transport, data,
                                 tuple(f[1] for f in frames)))
         if transport == "udp":
             self.datagrams.append((ref[1], src, sport, dst, dport))

@@ -29,6 +29,7 @@ import dissect.vpn.capture as capture
 from conftest import CORPUS, corpus_captures, corpus_dir, project_captures, rel
 from dissect.vpn import batch as vec
 from dissect.vpn.fast import esp_at
+from dissect.vpn.ike import IkeMessage
 from pcapvpn import sources
 from pcapvpn.decode import Decoder, NullSink
 from pcapvpn.sources import open_source
@@ -303,6 +304,8 @@ _EVENTS = sorted(n for n in dir(NullSink) if not n.startswith("_") and n != "esp
 
 
 def _plain(v):
+    if isinstance(v, IkeMessage):  # the parsed record: what it was parsed from
+        return ("IkeMessage", v.raw + v.trailer)
     if isinstance(v, (bytearray, memoryview)):
         return bytes(v)
     if isinstance(v, float):
@@ -320,6 +323,7 @@ def _recorder(name):
             data, off, end = args[8:11]
             args = args[:8] + (bytes(data[off:end]),)
         self.calls.append((name,) + tuple(_plain(a) for a in args))
+        return True if name == "ike_admit" else None  # every IKE message is parsed
     method.__name__ = name
     return method
 

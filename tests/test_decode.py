@@ -19,7 +19,11 @@ class Rec(NullSink):
         self.events = []
 
     def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
-        self.events.append(("ike", ref[1], sport, dport, transport, len(msg), frames))
+        self.events.append(("ike", ref[1], sport, dport, transport, msg.size, frames))
+
+    def ike_rejected(self, ref, ts, ipver, src, dst, sport, dport, transport, data, reason,
+                     frames):
+        self.events.append(("ike", ref[1], sport, dport, transport, len(data), frames))
 
     def esp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
         self.events.append(("esp", ref[1], sport, dport, spi, seq, length))

@@ -19,6 +19,7 @@ from dissect.vpn import ident
 from dissect.vpn import ike as _ike
 from pcapvpn import decrypt as dec
 from pcapvpn.keys import load_keys
+from pcapvpn.events import ike_event
 from pcapvpn.thresholds import DEFAULT
 from pcapvpn.track.ike import IkeTracker
 
@@ -249,7 +250,8 @@ def _feed(tr, msgs):
     a, b = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
     for i, (raw, from_init) in enumerate(msgs):
         src, dst = (a, b) if from_init else (b, a)
-        tr.ike((0, i + 1), 1000.0 + i, 4, src, dst, 500, 500, "udp", raw, ((0, i + 1),))
+        ike_event(tr, (0, i + 1), 1000.0 + i, 4, src, dst, 500, 500, "udp", raw, 0, len(raw),
+                  ((0, i + 1),))
 
 
 def test_ikev1_iv_chaining_through_the_tracker(tmp_path):

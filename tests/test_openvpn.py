@@ -208,6 +208,56 @@ def test_healthy_udp_session_on_any_port(tmp_path, hmac):
     assert not [f for f in r.findings if f.severity != "info"]
 
 
+def _ooo_session(c, n=8, size=100):
+    """A session whose client control packets 2 .. n+1 come while packet 1 never does."""
+    c.udp(0, C, S, 40000, 1194, ovpn_control(7, SID_C))
+    c.udp(0.05, S, C, 1194, 40000, ovpn_control(8, SID_S, acks=[0], rsid=SID_C))
+    for i in range(n):
+        c.udp(0.2 + i / 100, C, S, 40000, 1194,
+              ovpn_control(4, SID_C, pid=2 + i, payload=bytes(size)))
+
+
+def _limits_detail(r):
+    (f,) = [f for f in r.findings if f.code == "CAPTURE_LIMITS"]
+    return f.detail
+
+
+def test_openvpn_control_held_out_of_order_within_the_tcp_bounds(tmp_path):
+    """Issue 20 / 18: the control channel's out-of-order hold has the TCP reassembly's bounds
+    (Limits.tcp_max_ooo packets, tcp_max_ooo_bytes bytes); what they leave out is counted."""
+    from pcapvpn.decode import Limits
+
+    c = Cap()
+    _ooo_session(c)
+    p = c.write(tmp_path / "ooo.pcap")
+    assert "CAPTURE_LIMITS" not in codes(analyse(p))  # the defaults hold 8 packets of 100 bytes
+    r = analyse(p, limits=Limits(tcp_max_ooo=3))
+    assert "5 OpenVPN control packets not held out of order (tcp_max_ooo = 3)" in \
+        _limits_detail(r)
+    r = analyse(p, limits=Limits(tcp_max_ooo_bytes=250))
+    assert "6 OpenVPN control packets not held out of order (tcp_max_ooo_bytes = 250)" in \
+        _limits_detail(r)
+
+
+def test_openvpn_tls_stream_beyond_the_buffer_is_counted(tmp_path):
+    """A TLS record of the control channel larger than Limits.tcp_max_buffer: the stream is cut
+    (no handshake read from it) and the cut counted."""
+    from pcapvpn.decode import Limits
+
+    rec = tls_record(22, client_hello() + bytes(3000), 0x0301)
+    c = Cap()
+    c.udp(0, C, S, 40000, 1194, ovpn_control(7, SID_C))
+    c.udp(0.05, S, C, 1194, 40000, ovpn_control(8, SID_S, acks=[0], rsid=SID_C))
+    for i in range(3):
+        c.udp(0.2 + i / 100, C, S, 40000, 1194,
+              ovpn_control(4, SID_C, pid=1 + i, payload=rec[i * 1100:(i + 1) * 1100]))
+    p = c.write(tmp_path / "buf.pcap")
+    assert "CAPTURE_LIMITS" not in codes(analyse(p))
+    r = analyse(p, limits=Limits(tcp_max_buffer=2000))
+    assert "1 TLS streams cut (a record or handshake message beyond the buffer) " \
+        "(tcp_max_buffer = 2,000)" in _limits_detail(r)
+
+
 def test_no_response_then_pending(tmp_path):
     c = Cap()
     for dt in (0, 2, 6, 14):

@@ -100,7 +100,7 @@ def test_ladder_capture_ended_is_grey_not_a_cross():
     """A request the capture ended too soon to judge (here a DELETE in the capture's last
     frame) is drawn ending in a grey bar labelled "capture ended", not as a red "no response"
     cross; the text says the same."""
-    from pcapvpn.report.html import COLORS
+    from pcapvpn.report.html_figures import COLORS
 
     report = run([str(CAPTURES / "public" / "tcpdump" / "ikev2four.pcap")]).report
     sa = next(s for s in report.ike_sas if any(x.get("status") == "pending"

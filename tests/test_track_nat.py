@@ -15,6 +15,7 @@ import pytest
 
 from conftest import corpus_dir
 from synth import ike_sa_init, ip, v2_notify
+from pcapvpn.events import ike_event
 from pcapvpn.thresholds import DEFAULT
 from pcapvpn.track.ike import IkeTracker
 from pcapvpn.track.nat import KeepaliveTracker, annotate, natd_hash, nat_verdict
@@ -46,7 +47,8 @@ def feed(messages):
     t = IkeTracker(DEFAULT)
     for n, (ts, src, sport, dst, dport, raw) in enumerate(messages, 1):
         ipver = 6 if ":" in src else 4
-        t.ike((0, n), ts, ipver, ip(src), ip(dst), sport, dport, "udp", raw, ((0, n),))
+        ike_event(t, (0, n), ts, ipver, ip(src), ip(dst), sport, dport, "udp", raw, 0, len(raw),
+                  ((0, n),))
     t.finish()
     return t.sas
 

@@ -56,10 +56,13 @@ read chunk plus ``k`` records.
 from __future__ import annotations
 
 import struct
+from typing import Any, Callable, Iterable, Union
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dissect.vpn.capture import _BE, _LE, CHUNK, KNOWN_BLOCKS, TS_LIMIT, PcapngReader
+from .types import Buffer
 
 __all__ = ["KNOWN_BLOCKS", "MAX_STEP", "MAX_WIRE", "SYNC_RECORDS", "PcapRules", "PcapngRules",
            "find", "resync"]
@@ -86,14 +89,14 @@ _MIN_LEN = {_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, 5: 24, _EPB: 32}
 _KNOWN_ARR = np.array(sorted(KNOWN_BLOCKS), dtype=np.uint32)
 
 
-def _short(whole: int, exact: bool, times) -> bool:
+def _short(whole: int, exact: bool, times: list[float]) -> bool:
     """A chain cut short by the end of the data counts with two whole records, or one that ends
     exactly at the end (one record and a few bytes after it is what a cut-off payload often looks
     like)."""
     return (whole >= 2 or (whole == 1 and exact)) and _fits(times)
 
 
-def _fits(times) -> bool:
+def _fits(times: list[float]) -> bool:
     """The first of a chain's packet times is not an outlier (see the module docstring)."""
     if len(times) < 3:
         return True
@@ -103,12 +106,14 @@ def _fits(times) -> bool:
     return lo - w <= times[0] <= hi + w
 
 
-def _u32s(buf, a, end, order):
+def _u32s(buf: Buffer, a: int, end: int, order: str) -> NDArray[Any]:
     """Every unsigned 32-bit value of ``buf[a:end]``, one per byte offset (a strided view)."""
     count = end - a - 3
     if count <= 0:
         return np.zeros(0, dtype=np.uint32)
-    return np.ndarray((count,), dtype=order + "u4", buffer=buf, offset=a, strides=(1,))
+    view: NDArray[Any] = np.ndarray((count,), dtype=order + "u4", buffer=buf, offset=a,
+                                    strides=(1,))
+    return view
 
 
 class PcapRules:
@@ -117,13 +122,13 @@ class PcapRules:
     kind = "pcap"
     header = 16
 
-    def __init__(self, order: str, nanosecond: bool, snaplen: int):
+    def __init__(self, order: str, nanosecond: bool, snaplen: int) -> None:
         self.order = order
         self.units = 1000000000 if nanosecond else 1000000
         self.sync_cap = 262144 if not snaplen else min(max(snaplen, 65535), 262144)
         self._hdr = struct.Struct(order + "IIII").unpack_from
 
-    def candidates(self, buf, a, b, end):
+    def candidates(self, buf: Buffer, a: int, b: int, end: int) -> NDArray[Any]:
         """Offsets in ``[a, b)`` whose header passes the single-record tests (array operations),
         and whose next header, when it lies before ``end``, does too."""
         v = _u32s(buf, a, end, self.order)
@@ -141,13 +146,13 @@ class PcapRules:
         keep[inside] = ok[nxt[inside]]
         return cand[keep] + a
 
-    def chain(self, buf, p, end, eof, k):
+    def chain(self, buf: Buffer, p: int, end: int, eof: bool, k: int) -> bool | None:
         """True / False: a chain of ``k`` valid records starts at ``p``; None: undecided (the
         bytes end first and ``eof`` is false)."""
         hdr = self._hdr
         units = self.units
         cap_max = self.sync_cap
-        times = []
+        times: list[float] = []
         while len(times) < k:
             if p + 16 > end:
                 return _short(len(times), p == end, times) if eof else None
@@ -163,10 +168,10 @@ class PcapRules:
             times.append(ts)
         return _fits(times)
 
-    def times(self, buf, p, end, k=SYNC_RECORDS):
+    def times(self, buf: Buffer, p: int, end: int, k: int = SYNC_RECORDS) -> list[float]:
         """The timestamps of the packet records of the chain at ``p`` (up to ``k`` records,
         those wholly in ``buf[:end]``)."""
-        out = []
+        out: list[float] = []
         units = self.units
         while len(out) < k and p + 16 <= end:
             sec, frac, cap, _wire = self._hdr(buf, p)
@@ -176,7 +181,8 @@ class PcapRules:
 
 
 _ORDERS = {"<": _LE, ">": _BE}
-_bom = PcapngReader._bom
+#: the byte order a section header's byte-order magic names (capture.py is not typed yet)
+_bom: Callable[[bytes], Any] = PcapngReader._bom
 
 
 class PcapngRules:
@@ -188,12 +194,13 @@ class PcapngRules:
     kind = "pcapng"
     header = 12
 
-    def __init__(self, order: str, interfaces=None, max_block: int = 262144 + 65536 + 64):
+    def __init__(self, order: str, interfaces: Iterable[tuple[float, int]] | None = None,
+                 max_block: int = 262144 + 65536 + 64) -> None:
         self.order = order
         self.interfaces = None if interfaces is None else list(interfaces)
         self.max_block = max_block
 
-    def candidates(self, buf, a, b, end):
+    def candidates(self, buf: Buffer, a: int, b: int, end: int) -> NDArray[Any]:
         v = _u32s(buf, a, end, self.order)
         n = b - a
         btype, blen = v[:n], v[4:4 + n]
@@ -211,11 +218,11 @@ class PcapngRules:
             cand = np.union1d(cand, shb)
         return cand + a
 
-    def chain(self, buf, p, end, eof, k):
+    def chain(self, buf: Buffer, p: int, end: int, eof: bool, k: int) -> bool | None:
         o = _ORDERS[self.order]
         ifaces = self.interfaces
         nifs = None if ifaces is None else len(ifaces)
-        times = []
+        times: list[float] = []
         got = 0
         while got < k:
             if p + 12 > end:
@@ -261,12 +268,12 @@ class PcapngRules:
             p = q
         return _fits(times)
 
-    def times(self, buf, p, end, k=SYNC_RECORDS):
+    def times(self, buf: Buffer, p: int, end: int, k: int = SYNC_RECORDS) -> list[float]:
         """The usable timestamps of the packet blocks among the ``k`` blocks at ``p`` (interfaces
         known, blocks wholly in ``buf[:end]``; a section header block ends the list)."""
         o = _ORDERS[self.order]
         ifaces = self.interfaces or []
-        out = []
+        out: list[float] = []
         for _ in range(k):
             if p + 12 > end:
                 break
@@ -287,7 +294,12 @@ class PcapngRules:
         return out
 
 
-def find(rules, buf, start, end, eof, k=SYNC_RECORDS):
+#: the record rules :func:`find` and :func:`resync` take
+Rules = Union[PcapRules, PcapngRules]
+
+
+def find(rules: Rules, buf: Buffer, start: int, end: int, eof: bool,
+         k: int = SYNC_RECORDS) -> tuple[int | None, int]:
     """The first offset in ``buf[start:end]`` where a chain of ``k`` valid records starts: see
     the module docstring for the contract."""
     hdr = rules.header
@@ -307,7 +319,8 @@ def find(rules, buf, start, end, eof, k=SYNC_RECORDS):
     return None, max(start, last + 1)
 
 
-def resync(rules, head, read, k=SYNC_RECORDS):
+def resync(rules: Rules, head: Buffer, read: Callable[[int], bytes],
+           k: int = SYNC_RECORDS) -> tuple[int, bytes, bool]:
     """Skip damaged bytes: ``head`` starts at the offset where reading failed (that offset is
     not a record start), ``read(n)`` returns more bytes (empty at the end).  Returns ``(skipped,
     rest, eof)``: bytes from the failing offset to the next chain of ``k`` valid records, the

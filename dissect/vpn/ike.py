@@ -21,14 +21,18 @@ Records carry numbers and raw bytes only; names come from :mod:`dissect.vpn.regi
 
 from __future__ import annotations
 
+import hashlib
 import struct
+
+from typing import Callable, Iterator
 
 from .errors import DissectError
 from .registry import ExchangeType, PayloadV2, is_error_notify, notify_types
+from .types import Buffer
 
 __all__ = [
     "HEADER_LEN", "IkeHeader", "IkeMessage", "Payload", "RawPayload",
-    "parse_header", "parse_message", "walk_payloads", "sa_key", "copy_bytes",
+    "parse_header", "parse_message", "walk_payloads", "sa_key", "copy_bytes", "copy_digest",
     "FLAG_V1_ENCRYPTED", "FLAG_V1_COMMIT", "FLAG_V1_AUTH_ONLY",
     "FLAG_V2_INITIATOR", "FLAG_V2_VERSION", "FLAG_V2_RESPONSE",
 ]
@@ -52,18 +56,18 @@ _HDR = struct.Struct(">8s8sBBBBII")
 _GEN = struct.Struct(">BBH")
 
 
-def _name(kind: str, code, version=None) -> str:
+def _name(kind: str, code: int, version: int | None = None) -> str:
     """A registry name for repr only (dissect.vpn.registry is optional here); "" if none."""
     try:
         from . import registry
         if kind == "exch":
             return registry.exchange_name(code)
-        return registry.payload_name(version, code)
+        return registry.payload_name(version or 1, code)
     except Exception:  # noqa: BLE001 - repr must never fail
         return ""
 
 
-def _slot_repr(obj) -> str:
+def _slot_repr(obj: object) -> str:
     parts = []
     for cls in reversed(type(obj).__mro__):
         for name in getattr(cls, "__slots__", ()):
@@ -88,7 +92,8 @@ class IkeHeader:
     __slots__ = ("ispi", "rspi", "next_payload", "major", "minor", "exch", "flags", "msgid",
                  "length")
 
-    def __init__(self, ispi, rspi, next_payload, major, minor, exch, flags, msgid, length):
+    def __init__(self, ispi: bytes, rspi: bytes, next_payload: int, major: int, minor: int,
+                 exch: int, flags: int, msgid: int, length: int) -> None:
         self.ispi = ispi
         self.rspi = rspi
         self.next_payload = next_payload
@@ -104,14 +109,14 @@ class IkeHeader:
         return self.major == 2
 
     @property
-    def initiator(self):
+    def initiator(self) -> bool | None:
         """IKEv2 I flag (sent by the original initiator); None for IKEv1 (no such flag)."""
         if self.major == 2:
             return bool(self.flags & FLAG_V2_INITIATOR)
         return None
 
     @property
-    def response(self):
+    def response(self) -> bool | None:
         """IKEv2 R flag; None for IKEv1 (no such flag)."""
         if self.major == 2:
             return bool(self.flags & FLAG_V2_RESPONSE)
@@ -140,7 +145,7 @@ class IkeHeader:
     __repr__ = _slot_repr
 
 
-def parse_header(data, off: int = 0) -> IkeHeader:
+def parse_header(data: Buffer, off: int = 0) -> IkeHeader:
     """Decode the IKE header at ``data[off:]``; DissectError when fewer than 28 bytes."""
     if len(data) - off < HEADER_LEN or off < 0:
         raise DissectError("IKE header truncated", off)
@@ -153,14 +158,14 @@ _SA_KEY = struct.Struct(">8s9xB")
 _RSPI = slice(8, 16)
 
 
-def sa_key(data) -> tuple[int, bytes]:
-    """``(major version, initiator SPI)`` from the first 28 bytes of an IKE message (the caller
-    checked the length): what a tracker indexes IKE SAs by before parsing the rest."""
-    ispi, ver = _SA_KEY.unpack_from(data, 0)
+def sa_key(data: Buffer, off: int = 0) -> tuple[int, bytes]:
+    """``(major version, initiator SPI)`` from the 28 bytes of an IKE header at ``data[off:]``
+    (the caller checked the length): what a tracker indexes IKE SAs by before parsing the rest."""
+    ispi, ver = _SA_KEY.unpack_from(data, off)
     return ver >> 4, ispi
 
 
-def copy_bytes(data) -> bytes:
+def copy_bytes(data: Buffer) -> bytes:
     """The bytes two copies of the IKE datagram ``data`` share: all of them, with the responder
     SPI zeroed in an IKEv2 IKE_SA_INIT response (a responder that re-sends its response with a
     fresh SPI, as libreswan does, re-sends the same message).  DissectError below 28 bytes."""
@@ -168,6 +173,26 @@ def copy_bytes(data) -> bytes:
     if h.major == 2 and h.exch == ExchangeType.IKE_SA_INIT and h.flags & FLAG_V2_RESPONSE:
         return bytes(data[:_RSPI.start]) + bytes(_RSPI.stop - _RSPI.start) + bytes(data[_RSPI.stop:])
     return bytes(data)
+
+
+#: the zeroed responder SPI of :func:`copy_digest`
+_NO_RSPI = bytes(_RSPI.stop - _RSPI.start)
+
+
+def copy_digest(m: IkeMessage) -> bytes:
+    """A 12-byte BLAKE2b of :func:`copy_bytes` of the datagram ``m`` was parsed from (``m.raw``
+    and ``m.trailer``): two copies of one message have the same digest."""
+    h = hashlib.blake2b(digest_size=12)
+    raw = m.raw
+    if m.major == 2 and m.exch == ExchangeType.IKE_SA_INIT and m.flags & FLAG_V2_RESPONSE:
+        h.update(raw[:_RSPI.start])
+        h.update(_NO_RSPI)
+        h.update(raw[_RSPI.stop:])
+    else:
+        h.update(raw)
+    if m.trailer:
+        h.update(m.trailer)
+    return h.digest()
 
 
 class Payload:
@@ -180,6 +205,11 @@ class Payload:
     """
 
     __slots__ = ("type", "next_payload", "critical", "offset", "length")
+    type: int
+    next_payload: int
+    critical: bool
+    offset: int
+    length: int
 
     __repr__ = _slot_repr
 
@@ -195,7 +225,7 @@ class NotifyRecord(Payload):
     spi: bytes
     data: bytes
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int | bytes]:
         return iter((self.notify_type, self.spi, self.data))
 
     @property
@@ -204,7 +234,7 @@ class NotifyRecord(Payload):
         return is_error_notify(self.VERSION, self.notify_type)
 
     @property
-    def invalid_spi(self):
+    def invalid_spi(self) -> bytes | None:
         """INVALID_SPI (11 in both versions): the SPI the sender has no SA for, from the SPI field
         or else the first 4 bytes of the data (RFC 7296 §3.10.1: "the Notification Data contains
         the SPI"; RFC 2408 §3.14.1 puts it in the SPI field); b"" when neither holds one; None for
@@ -219,11 +249,18 @@ class RawPayload(Payload):
 
     __slots__ = ("data",)
 
-    def __init__(self, data):
+    def __init__(self, data: bytes) -> None:
         self.data = data
 
 
-def walk_payloads(raw, pos: int, end: int, np: int, parsers, v2: bool, truncated: bool = False):
+#: a payload body parser: ``f(raw, body_off, body_end) -> Payload``
+BodyParser = Callable[[Buffer, int, int], "Payload"]
+#: what a walk reports: ``(reason, offset)``
+Problem = tuple[str, int]
+
+
+def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers: dict[int, BodyParser],
+                  v2: bool, truncated: bool = False) -> tuple[list[Payload], list[Problem]]:
     """Walk a generic payload chain in ``raw[pos:end]`` starting with payload type ``np``.
 
     ``parsers`` maps a payload type to ``f(raw, body_off, body_end) -> Payload`` (the body is
@@ -235,8 +272,8 @@ def walk_payloads(raw, pos: int, end: int, np: int, parsers, v2: bool, truncated
     the message's Length) a payload running past ``end`` stops the walk silently; an SK/SKF
     payload cut that way is still recorded (``data_end`` = ``end``, ``length`` the field).
     """
-    payloads = []
-    errors = []
+    payloads: list[Payload] = []
+    errors: list[Problem] = []
     gen = _GEN.unpack_from
     get = parsers.get
     while np:
@@ -262,15 +299,15 @@ def walk_payloads(raw, pos: int, end: int, np: int, parsers, v2: bool, truncated
                 # Cut by the snaplen: still worth its header (its Next Payload names the first
                 # inner payload); data_end is then the end of the captured bytes.
                 try:
-                    rec = parsers[np](raw, pos + 4, end)
+                    cut = parsers[np](raw, pos + 4, end)
                 except DissectError:
                     return payloads, errors
-                rec.type = np
-                rec.next_payload = nxt
-                rec.critical = bool(resv & 0x80)
-                rec.offset = pos
-                rec.length = plen
-                payloads.append(rec)
+                cut.type = np
+                cut.next_payload = nxt
+                cut.critical = bool(resv & 0x80)
+                cut.offset = pos
+                cut.length = plen
+                payloads.append(cut)
             return payloads, errors
         fn = get(np)
         rec = None
@@ -304,6 +341,8 @@ class IkeMessage(IkeHeader):
     """One IKE message: the header fields plus
 
     * ``raw`` — the bytes of the message (from the header to its Length, capped by the data);
+    * ``trailer`` — the bytes given after the Length (an error; else ``b""``): ``raw + trailer``
+      is what was parsed (the datagram, or the message of a TCP stream), ``size`` its length;
     * ``payloads`` — payload records in wire order (IKEv1 with the E flag: empty);
     * ``encrypted_body`` — IKEv1 E-flag messages: the bytes after the header (else None);
     * ``errors`` — list of ``(reason, offset)``; empty for a well-formed message; the payload
@@ -311,15 +350,26 @@ class IkeMessage(IkeHeader):
     * ``truncated`` — the data ends before the Length field says (snaplen).
     """
 
-    __slots__ = ("raw", "payloads", "encrypted_body", "errors", "truncated")
+    __slots__ = ("raw", "trailer", "payloads", "encrypted_body", "errors", "truncated")
+    raw: bytes
+    trailer: bytes
+    payloads: list[Payload]
+    encrypted_body: bytes | None
+    errors: list[Problem]
+    truncated: bool
 
     @property
-    def error(self):
+    def size(self) -> int:
+        """The bytes given to :func:`parse_message` (the datagram)."""
+        return len(self.raw) + len(self.trailer)
+
+    @property
+    def error(self) -> Problem | None:
         """The first ``(reason, offset)`` or None."""
         return self.errors[0] if self.errors else None
 
     @property
-    def payload_types(self) -> list:
+    def payload_types(self) -> list[int]:
         return [p.type for p in self.payloads]
 
     @property
@@ -332,18 +382,18 @@ class IkeMessage(IkeHeader):
                 return True
         return False
 
-    def find(self, ptype):
+    def find(self, ptype: int) -> Payload | None:
         """The first payload of type ``ptype`` or None."""
         for p in self.payloads:
             if p.type == ptype:
                 return p
         return None
 
-    def find_all(self, ptype) -> list:
+    def find_all(self, ptype: int) -> list[Payload]:
         return [p for p in self.payloads if p.type == ptype]
 
 
-def parse_message(data, off: int = 0, end: int | None = None) -> IkeMessage:
+def parse_message(data: Buffer, off: int = 0, end: int | None = None) -> IkeMessage:
     """Parse the IKE message at ``data[off:end]`` (``end`` defaults to ``len(data)``)."""
     if end is None or end > len(data):
         end = len(data)
@@ -370,6 +420,7 @@ def parse_message(data, off: int = 0, end: int | None = None) -> IkeMessage:
         mlen = length
     raw = bytes(data[off:off + mlen])
     m.raw = raw
+    m.trailer = bytes(data[off + mlen:end]) if mlen < avail else b""
     m.errors = errors
     m.truncated = truncated
     m.encrypted_body = None

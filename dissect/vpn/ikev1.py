@@ -12,10 +12,11 @@ from __future__ import annotations
 import struct
 
 from .errors import DissectError
-from .ike import NotifyRecord, Payload, walk_payloads
+from .ike import BodyParser, NotifyRecord, Payload, Problem, walk_payloads
 from .registry import (
     IdTypeV1, IkeAttrV1, IpsecAttrV1, NotifyV1, PayloadV1, ProtocolId,
 )
+from .types import Buffer
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 # fixed-length ID data, RFC 2407 §4.6.2.2 - §4.6.2.8
-_ID_LEN = {IdTypeV1.IPV4_ADDR: 4, IdTypeV1.IPV4_ADDR_SUBNET: 8, IdTypeV1.IPV6_ADDR: 16,
+_ID_LEN: dict[int, int] = {IdTypeV1.IPV4_ADDR: 4, IdTypeV1.IPV4_ADDR_SUBNET: 8, IdTypeV1.IPV6_ADDR: 16,
            IdTypeV1.IPV6_ADDR_SUBNET: 32, IdTypeV1.IPV4_ADDR_RANGE: 8, IdTypeV1.IPV6_ADDR_RANGE: 32}
 
 # Phase-1 attributes (RFC 2409 Appendix A) whose variable-length form is an integer:
@@ -53,18 +54,19 @@ _CFG = struct.Struct(">BBH")
 _FRAG = struct.Struct(">HBB")
 
 
-def _need(off: int, n: int, end: int, what: str):
+def _need(off: int, n: int, end: int, what: str) -> None:
     if off + n > end:
         raise DissectError(f"{what} truncated", off)
 
 
-def parse_attributes(data, off: int, end: int, int_tlv=frozenset()):
+def parse_attributes(data: Buffer, off: int, end: int,
+                     int_tlv: frozenset[int] = frozenset()) -> list[tuple[int, int | bytes]]:
     """RFC 2408 §3.3 data attributes in ``data[off:end]`` → list of ``(type, value)``.
 
     AF=1 (TV): value is the 16-bit int; AF=0 (TLV): value is ``bytes`` (an int for the
     attribute types in ``int_tlv`` when 1..8 bytes long).
     """
-    attrs = []
+    attrs: list[tuple[int, int | bytes]] = []
     hh = _HH.unpack_from
     while off < end:
         if off + 4 > end:
@@ -77,9 +79,9 @@ def parse_attributes(data, off: int, end: int, int_tlv=frozenset()):
         vend = off + 4 + v
         if vend > end:
             raise DissectError(f"data attribute {t} length {v} runs past its container", off + 2)
-        val = bytes(data[off + 4:vend])
+        val: int | bytes = bytes(data[off + 4:vend])
         if t in int_tlv and 0 < v <= 8:
-            val = int.from_bytes(val, "big")
+            val = int.from_bytes(data[off + 4:vend], "big")
         attrs.append((t, val))
         off = vend
     return attrs
@@ -92,33 +94,34 @@ class Transform:
 
     __slots__ = ("number", "transform_id", "attributes", "phase", "next_payload")
 
-    def __init__(self, number, transform_id, attributes, phase, next_payload):
+    def __init__(self, number: int, transform_id: int, attributes: list[tuple[int, int | bytes]],
+                 phase: int, next_payload: int) -> None:
         self.number = number
         self.transform_id = transform_id
         self.attributes = attributes
         self.phase = phase
         self.next_payload = next_payload
 
-    def attr(self, atype, default=None):
+    def attr(self, atype: int, default: int | bytes | None = None) -> int | bytes | None:
         for t, v in self.attributes:
             if t == atype:
                 return v
         return default
 
     @property
-    def key_length(self):
+    def key_length(self) -> int | bytes | None:
         return self.attr(IkeAttrV1.KEY_LENGTH if self.phase == 1 else IpsecAttrV1.KEY_LENGTH)
 
     @property
-    def encapsulation_mode(self):
+    def encapsulation_mode(self) -> int | bytes | None:
         # 3/4 UDP-encapsulated: RFC 3947 §4.1; 61443/61444 drafts
         return self.attr(IpsecAttrV1.ENCAPSULATION_MODE) if self.phase == 2 else None
 
     @property
-    def esn(self):
+    def esn(self) -> int | bytes | None:
         return self.attr(IpsecAttrV1.ESN) if self.phase == 2 else None  # RFC 4304 §2
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Transform(number={self.number}, id={self.transform_id}, phase={self.phase}, "
                 f"attributes={self.attributes!r})")
 
@@ -129,7 +132,8 @@ class Proposal:
 
     __slots__ = ("number", "protocol", "spi", "num_transforms", "transforms", "next_payload")
 
-    def __init__(self, number, protocol, spi, num_transforms, transforms, next_payload):
+    def __init__(self, number: int, protocol: int, spi: bytes, num_transforms: int,
+                 transforms: list[Transform], next_payload: int) -> None:
         self.number = number
         self.protocol = protocol
         self.spi = spi
@@ -142,12 +146,12 @@ class Proposal:
         """The SPI as an unsigned integer (0 when the proposal carries none)."""
         return int.from_bytes(self.spi, "big") if self.spi else 0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Proposal(number={self.number}, protocol={self.protocol}, spi={self.spi.hex()}, "
                 f"transforms={self.transforms!r})")
 
 
-def _parse_transforms(raw, pos, end, phase):
+def _parse_transforms(raw: Buffer, pos: int, end: int, phase: int) -> list[Transform]:
     out = []
     unpack = _TRANS.unpack_from
     int_tlv = _P1_INT_TLV if phase == 1 else _P2_INT_TLV
@@ -171,7 +175,7 @@ def _parse_transforms(raw, pos, end, phase):
     return out
 
 
-def parse_proposals(raw, pos, end):
+def parse_proposals(raw: Buffer, pos: int, end: int) -> list[Proposal]:
     """The RFC 2408 §3.5 proposal list of an SA payload body."""
     out = []
     unpack = _PROP.unpack_from
@@ -198,7 +202,7 @@ def parse_proposals(raw, pos, end):
     return out
 
 
-def _pad4(n):
+def _pad4(n: int) -> int:
     return (n + 3) & ~3
 
 
@@ -207,13 +211,13 @@ class SA(Payload):
 
     __slots__ = ("doi", "situation", "proposals")
 
-    def __init__(self, doi, situation, proposals):
+    def __init__(self, doi: int, situation: int, proposals: list[Proposal]) -> None:
         self.doi = doi
         self.situation = situation
         self.proposals = proposals
 
 
-def _parse_sa(raw, off, end):
+def _parse_sa(raw: Buffer, off: int, end: int) -> SA:
     _need(off, 8, end, "SA DOI/situation")
     doi, sit = _II.unpack_from(raw, off)
     pos = off + 8
@@ -224,7 +228,7 @@ def _parse_sa(raw, off, end):
         pos += 4
         for in_bits in (False, True, False, True):
             _need(pos, 4, end, "labeled domain field")
-            n = _U16.unpack_from(raw, pos)[0]
+            n: int = _U16.unpack_from(raw, pos)[0]
             if in_bits:
                 n = (n + 7) // 8
             pos += 4 + _pad4(n)
@@ -239,14 +243,14 @@ class DataPayload(Payload):
 
     __slots__ = ("data",)
 
-    def __init__(self, data):
+    def __init__(self, data: bytes) -> None:
         self.data = data
 
 
 KeyExchange = DataPayload
 
 
-def _parse_data(raw, off, end):
+def _parse_data(raw: Buffer, off: int, end: int) -> DataPayload:
     return DataPayload(bytes(raw[off:end]))
 
 
@@ -259,14 +263,14 @@ class Identification(Payload):
 
     __slots__ = ("id_type", "protocol", "port", "data")
 
-    def __init__(self, id_type, protocol, port, data):
+    def __init__(self, id_type: int, protocol: int, port: int, data: bytes) -> None:
         self.id_type = id_type
         self.protocol = protocol
         self.port = port
         self.data = data
 
     @property
-    def value(self):
+    def value(self) -> bytes | tuple[bytes, bytes] | str:
         t = self.id_type
         d = self.data
         if t in (IdTypeV1.IPV4_ADDR, IdTypeV1.IPV6_ADDR):
@@ -280,7 +284,7 @@ class Identification(Payload):
         return d
 
 
-def _parse_id(raw, off, end):
+def _parse_id(raw: Buffer, off: int, end: int) -> Identification:
     _need(off, 4, end, "ID header")
     id_type, proto, port = _ID.unpack_from(raw, off)
     data = bytes(raw[off + 4:end])
@@ -295,12 +299,12 @@ class Certificate(Payload):
 
     __slots__ = ("encoding", "data")
 
-    def __init__(self, encoding, data):
+    def __init__(self, encoding: int, data: bytes) -> None:
         self.encoding = encoding
         self.data = data
 
 
-def _parse_cert(raw, off, end):
+def _parse_cert(raw: Buffer, off: int, end: int) -> Certificate:
     _need(off, 1, end, "certificate encoding")
     return Certificate(raw[off], bytes(raw[off + 1:end]))
 
@@ -310,12 +314,12 @@ class CertificateRequest(Payload):
 
     __slots__ = ("cert_type", "authority")
 
-    def __init__(self, cert_type, authority):
+    def __init__(self, cert_type: int, authority: bytes) -> None:
         self.cert_type = cert_type
         self.authority = authority
 
 
-def _parse_cr(raw, off, end):
+def _parse_cr(raw: Buffer, off: int, end: int) -> CertificateRequest:
     _need(off, 1, end, "certificate type")
     return CertificateRequest(raw[off], bytes(raw[off + 1:end]))
 
@@ -328,7 +332,7 @@ class Notification(NotifyRecord):
     __slots__ = ("doi", "protocol", "spi", "notify_type", "data")
     VERSION = 1
 
-    def __init__(self, doi, protocol, spi, notify_type, data):
+    def __init__(self, doi: int, protocol: int, spi: bytes, notify_type: int, data: bytes) -> None:
         self.doi = doi
         self.protocol = protocol
         self.spi = spi
@@ -336,13 +340,14 @@ class Notification(NotifyRecord):
         self.data = data
 
     @property
-    def dpd_seq(self):
+    def dpd_seq(self) -> int | None:
         if self.notify_type in _DPD_TYPES and len(self.data) == 4:
-            return _U32.unpack(self.data)[0]
+            seq: int = _U32.unpack(self.data)[0]
+            return seq
         return None
 
 
-def _parse_n(raw, off, end):
+def _parse_n(raw: Buffer, off: int, end: int) -> Notification:
     _need(off, 8, end, "notification header")
     doi, proto, spisz, ntype = _NOTIFY.unpack_from(raw, off)
     _need(off + 8, spisz, end, "notification SPI")
@@ -355,7 +360,7 @@ class Delete(Payload):
 
     __slots__ = ("doi", "protocol", "spi_size", "spis")
 
-    def __init__(self, doi, protocol, spi_size, spis):
+    def __init__(self, doi: int, protocol: int, spi_size: int, spis: list[bytes]) -> None:
         self.doi = doi
         self.protocol = protocol
         self.spi_size = spi_size
@@ -367,7 +372,7 @@ class Delete(Payload):
         return [int.from_bytes(x, "big") for x in self.spis]
 
 
-def _parse_d(raw, off, end):
+def _parse_d(raw: Buffer, off: int, end: int) -> Delete:
     _need(off, 8, end, "delete header")
     doi, proto, spisz, nspi = _DELETE.unpack_from(raw, off)
     pos = off + 8
@@ -385,12 +390,12 @@ class NatOA(Payload):
 
     __slots__ = ("id_type", "address")
 
-    def __init__(self, id_type, address):
+    def __init__(self, id_type: int, address: bytes) -> None:
         self.id_type = id_type
         self.address = address
 
 
-def _parse_natoa(raw, off, end):
+def _parse_natoa(raw: Buffer, off: int, end: int) -> NatOA:
     _need(off, 4, end, "NAT-OA header")
     id_type = raw[off]
     addr = bytes(raw[off + 4:end])
@@ -407,13 +412,14 @@ class ModeConfig(Payload):
 
     __slots__ = ("cfg_type", "identifier", "attributes")
 
-    def __init__(self, cfg_type, identifier, attributes):
+    def __init__(self, cfg_type: int, identifier: int,
+                 attributes: list[tuple[int, int | bytes]]) -> None:
         self.cfg_type = cfg_type
         self.identifier = identifier
         self.attributes = attributes
 
 
-def _parse_cfg(raw, off, end):
+def _parse_cfg(raw: Buffer, off: int, end: int) -> ModeConfig:
     _need(off, 4, end, "attribute payload header")
     cfg_type, _r, ident = _CFG.unpack_from(raw, off)
     return ModeConfig(cfg_type, ident, parse_attributes(raw, off + 4, end))
@@ -425,7 +431,7 @@ class Fragment(Payload):
 
     __slots__ = ("frag_id", "number", "flags", "data")
 
-    def __init__(self, frag_id, number, flags, data):
+    def __init__(self, frag_id: int, number: int, flags: int, data: bytes) -> None:
         self.frag_id = frag_id
         self.number = number
         self.flags = flags
@@ -436,13 +442,13 @@ class Fragment(Payload):
         return bool(self.flags & 0x01)
 
 
-def _parse_frag(raw, off, end):
+def _parse_frag(raw: Buffer, off: int, end: int) -> Fragment:
     _need(off, 4, end, "fragment header")
     fid, num, flags = _FRAG.unpack_from(raw, off)
     return Fragment(fid, num, flags, bytes(raw[off + 4:end]))
 
 
-PARSERS = {
+PARSERS: dict[int, BodyParser] = {
     PayloadV1.SA: _parse_sa,
     PayloadV1.KE: _parse_data,
     PayloadV1.ID: _parse_id,
@@ -465,7 +471,8 @@ PARSERS = {
 }
 
 
-def parse_payloads(data, off: int, end: int, first_payload: int, truncated: bool = False):
+def parse_payloads(data: Buffer, off: int, end: int, first_payload: int,
+                   truncated: bool = False) -> tuple[list[Payload], list[Problem]]:
     """Walk an IKEv1 payload chain (e.g. a decrypted body) → ``(payloads, errors)``; offsets are
     indexes into ``data``."""
     if end > len(data):

@@ -17,8 +17,9 @@ import struct
 from typing import NamedTuple
 
 from .errors import DissectError
-from .ike import NotifyRecord, Payload, walk_payloads
+from .ike import BodyParser, NotifyRecord, Payload, Problem, walk_payloads
 from .registry import GwIdentType, IdTypeV2, NotifyV2, PayloadV2, TsType
+from .types import Buffer
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
@@ -31,7 +32,7 @@ __all__ = [
 ATTR_KEY_LENGTH = 14
 
 # ID types with a fixed length (RFC 7296 §3.5)
-_ID_LEN = {IdTypeV2.IPV4_ADDR: 4, IdTypeV2.IPV6_ADDR: 16}
+_ID_LEN: dict[int, int] = {IdTypeV2.IPV4_ADDR: 4, IdTypeV2.IPV6_ADDR: 16}
 
 _U16 = struct.Struct(">H")
 _HH = struct.Struct(">HH")
@@ -45,15 +46,15 @@ _EAP = struct.Struct(">BBH")
 _SKF = struct.Struct(">HH")
 
 
-def _need(off: int, n: int, end: int, what: str):
+def _need(off: int, n: int, end: int, what: str) -> None:
     if off + n > end:
         raise DissectError(f"{what} truncated", off)
 
 
-def parse_attributes(data, off: int, end: int):
+def parse_attributes(data: Buffer, off: int, end: int) -> list[tuple[int, int | bytes]]:
     """RFC 7296 §3.3.5 transform attributes → list of ``(type, value)``: int for TV (AF=1),
     bytes for TLV."""
-    attrs = []
+    attrs: list[tuple[int, int | bytes]] = []
     hh = _HH.unpack_from
     while off < end:
         if off + 4 > end:
@@ -79,23 +80,24 @@ class Transform:
 
     __slots__ = ("transform_type", "transform_id", "attributes", "next_payload")
 
-    def __init__(self, transform_type, transform_id, attributes, next_payload):
+    def __init__(self, transform_type: int, transform_id: int,
+                 attributes: list[tuple[int, int | bytes]], next_payload: int) -> None:
         self.transform_type = transform_type
         self.transform_id = transform_id
         self.attributes = attributes
         self.next_payload = next_payload
 
     @property
-    def key_length(self):
+    def key_length(self) -> int | bytes | None:
         for t, v in self.attributes:
             if t == ATTR_KEY_LENGTH:
                 return v
         return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         kl = self.key_length
         return (f"Transform(type={self.transform_type}, id={self.transform_id}"
-                + (f", key_length={kl}" if kl is not None else "") + ")")
+                + (f", key_length={kl!s}" if kl is not None else "") + ")")
 
 
 class Proposal:
@@ -104,7 +106,8 @@ class Proposal:
 
     __slots__ = ("number", "protocol", "spi", "num_transforms", "transforms", "next_payload")
 
-    def __init__(self, number, protocol, spi, num_transforms, transforms, next_payload):
+    def __init__(self, number: int, protocol: int, spi: bytes, num_transforms: int,
+                 transforms: list[Transform], next_payload: int) -> None:
         self.number = number
         self.protocol = protocol
         self.spi = spi
@@ -117,19 +120,19 @@ class Proposal:
         """The SPI as an unsigned integer (0 when the proposal carries none)."""
         return int.from_bytes(self.spi, "big") if self.spi else 0
 
-    def transforms_of(self, ttype) -> list:
+    def transforms_of(self, ttype: int) -> list[Transform]:
         return [t for t in self.transforms if t.transform_type == ttype]
 
-    def ids(self, ttype) -> list:
+    def ids(self, ttype: int) -> list[int]:
         """Transform ids of one type, in order."""
         return [t.transform_id for t in self.transforms if t.transform_type == ttype]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Proposal(number={self.number}, protocol={self.protocol}, spi={self.spi.hex()}, "
                 f"transforms={self.transforms!r})")
 
 
-def _parse_transforms(raw, pos, end):
+def _parse_transforms(raw: Buffer, pos: int, end: int) -> list[Transform]:
     out = []
     unpack = _TRANS.unpack_from
     while pos < end:
@@ -158,7 +161,7 @@ def _parse_transforms(raw, pos, end):
     return out
 
 
-def parse_proposals(raw, pos, end):
+def parse_proposals(raw: Buffer, pos: int, end: int) -> list[Proposal]:
     out = []
     unpack = _PROP.unpack_from
     while pos < end:
@@ -188,11 +191,11 @@ class SA(Payload):
 
     __slots__ = ("proposals",)
 
-    def __init__(self, proposals):
+    def __init__(self, proposals: list[Proposal]) -> None:
         self.proposals = proposals
 
 
-def _parse_sa(raw, off, end):
+def _parse_sa(raw: Buffer, off: int, end: int) -> SA:
     return SA(parse_proposals(raw, off, end))
 
 
@@ -201,12 +204,12 @@ class KeyExchange(Payload):
 
     __slots__ = ("group", "data")
 
-    def __init__(self, group, data):
+    def __init__(self, group: int, data: bytes) -> None:
         self.group = group
         self.data = data
 
 
-def _parse_ke(raw, off, end):
+def _parse_ke(raw: Buffer, off: int, end: int) -> KeyExchange:
     _need(off, 4, end, "KE header")
     return KeyExchange(_KE.unpack_from(raw, off)[0], bytes(raw[off + 4:end]))
 
@@ -218,18 +221,18 @@ class Identification(Payload):
 
     __slots__ = ("id_type", "data")
 
-    def __init__(self, id_type, data):
+    def __init__(self, id_type: int, data: bytes) -> None:
         self.id_type = id_type
         self.data = data
 
     @property
-    def value(self):
+    def value(self) -> str | bytes:
         if self.id_type in (2, 3):
             return self.data.decode("utf-8", "replace")
         return self.data
 
 
-def _parse_id(raw, off, end):
+def _parse_id(raw: Buffer, off: int, end: int) -> Identification:
     _need(off, 4, end, "ID header")
     id_type = raw[off]
     data = bytes(raw[off + 4:end])
@@ -244,7 +247,7 @@ class Certificate(Payload):
 
     __slots__ = ("encoding", "data")
 
-    def __init__(self, encoding, data):
+    def __init__(self, encoding: int, data: bytes) -> None:
         self.encoding = encoding
         self.data = data
 
@@ -255,17 +258,17 @@ class CertificateRequest(Payload):
 
     __slots__ = ("encoding", "authority")
 
-    def __init__(self, encoding, authority):
+    def __init__(self, encoding: int, authority: bytes) -> None:
         self.encoding = encoding
         self.authority = authority
 
 
-def _parse_cert(raw, off, end):
+def _parse_cert(raw: Buffer, off: int, end: int) -> Certificate:
     _need(off, 1, end, "certificate encoding")
     return Certificate(raw[off], bytes(raw[off + 1:end]))
 
 
-def _parse_certreq(raw, off, end):
+def _parse_certreq(raw: Buffer, off: int, end: int) -> CertificateRequest:
     _need(off, 1, end, "certificate encoding")
     return CertificateRequest(raw[off], bytes(raw[off + 1:end]))
 
@@ -275,12 +278,12 @@ class Auth(Payload):
 
     __slots__ = ("method", "data")
 
-    def __init__(self, method, data):
+    def __init__(self, method: int, data: bytes) -> None:
         self.method = method
         self.data = data
 
 
-def _parse_auth(raw, off, end):
+def _parse_auth(raw: Buffer, off: int, end: int) -> Auth:
     _need(off, 4, end, "AUTH header")
     return Auth(raw[off], bytes(raw[off + 4:end]))
 
@@ -290,11 +293,11 @@ class DataPayload(Payload):
 
     __slots__ = ("data",)
 
-    def __init__(self, data):
+    def __init__(self, data: bytes) -> None:
         self.data = data
 
 
-def _parse_data(raw, off, end):
+def _parse_data(raw: Buffer, off: int, end: int) -> DataPayload:
     return DataPayload(bytes(raw[off:end]))
 
 
@@ -306,38 +309,39 @@ class Notify(NotifyRecord):
     __slots__ = ("protocol", "spi", "notify_type", "data")
     VERSION = 2
 
-    def __init__(self, protocol, spi, notify_type, data):
+    def __init__(self, protocol: int, spi: bytes, notify_type: int, data: bytes) -> None:
         self.protocol = protocol
         self.spi = spi
         self.notify_type = notify_type
         self.data = data
 
     @property
-    def invalid_ke_group(self):
+    def invalid_ke_group(self) -> int | None:
         """INVALID_KE_PAYLOAD (17): the 2-byte accepted group (RFC 7296 §1.2)."""
         if self.notify_type == NotifyV2.INVALID_KE_PAYLOAD and len(self.data) >= 2:
-            return _U16.unpack_from(self.data, 0)[0]
+            group: int = _U16.unpack_from(self.data, 0)[0]
+            return group
         return None
 
     @property
-    def rekey_spi(self):
+    def rekey_spi(self) -> bytes | None:
         """REKEY_SA (16393): the SPI of the SA being rekeyed (RFC 7296 §1.3.3)."""
         return self.spi if self.notify_type == NotifyV2.REKEY_SA else None
 
     @property
-    def cookie(self):
+    def cookie(self) -> bytes | None:
         """COOKIE (16390) data (RFC 7296 §2.6)."""
         return self.data if self.notify_type == NotifyV2.COOKIE else None
 
     @property
-    def nat_hash(self):
+    def nat_hash(self) -> bytes | None:
         """NAT_DETECTION_SOURCE_IP / _DESTINATION_IP: the 20-byte SHA-1 (RFC 7296 §2.23)."""
         if self.notify_type in (NotifyV2.NAT_DETECTION_SOURCE_IP, NotifyV2.NAT_DETECTION_DESTINATION_IP):
             return self.data
         return None
 
     @property
-    def signature_hash_algorithms(self):
+    def signature_hash_algorithms(self) -> list[int] | None:
         """SIGNATURE_HASH_ALGORITHMS (16431): list of 16-bit ids (RFC 7427 §4)."""
         if self.notify_type != NotifyV2.SIGNATURE_HASH_ALGORITHMS or len(self.data) % 2:
             return None
@@ -345,7 +349,7 @@ class Notify(NotifyRecord):
         return [(d[i] << 8) | d[i + 1] for i in range(0, len(d), 2)]
 
     @property
-    def redirect(self):
+    def redirect(self) -> Redirect | None:
         """REDIRECT (16407) / REDIRECTED_FROM (16408), RFC 5685 §8/§9: a :class:`Redirect`
         ``(gw_type, gw_identity, nonce)``, or None."""
         if self.notify_type not in (NotifyV2.REDIRECT, NotifyV2.REDIRECTED_FROM):
@@ -378,10 +382,10 @@ class Redirect(NamedTuple):
         return self.gw_identity.decode("ascii", "replace")
 
 
-_GW_ADDR_LEN = {GwIdentType.IPV4: 4, GwIdentType.IPV6: 16}
+_GW_ADDR_LEN: dict[int, int] = {GwIdentType.IPV4: 4, GwIdentType.IPV6: 16}
 
 
-def _parse_notify(raw, off, end):
+def _parse_notify(raw: Buffer, off: int, end: int) -> Notify:
     _need(off, 4, end, "notify header")
     proto, spisz, ntype = _NOTIFY.unpack_from(raw, off)
     _need(off + 4, spisz, end, "notify SPI")
@@ -394,7 +398,7 @@ class Delete(Payload):
 
     __slots__ = ("protocol", "spi_size", "spis")
 
-    def __init__(self, protocol, spi_size, spis):
+    def __init__(self, protocol: int, spi_size: int, spis: list[bytes]) -> None:
         self.protocol = protocol
         self.spi_size = spi_size
         self.spis = spis
@@ -405,7 +409,7 @@ class Delete(Payload):
         return [int.from_bytes(x, "big") for x in self.spis]
 
 
-def _parse_delete(raw, off, end):
+def _parse_delete(raw: Buffer, off: int, end: int) -> Delete:
     _need(off, 4, end, "delete header")
     proto, spisz, nspi = _DELETE.unpack_from(raw, off)
     pos = off + 4
@@ -426,7 +430,9 @@ class TrafficSelector:
     __slots__ = ("ts_type", "protocol", "start_port", "end_port", "start_addr", "end_addr",
                  "data")
 
-    def __init__(self, ts_type, protocol, start_port, end_port, start_addr, end_addr, data):
+    def __init__(self, ts_type: int, protocol: int | None, start_port: int | None,
+                 end_port: int | None, start_addr: bytes | None, end_addr: bytes | None,
+                 data: bytes | None) -> None:
         self.ts_type = ts_type
         self.protocol = protocol
         self.start_port = start_port
@@ -435,12 +441,12 @@ class TrafficSelector:
         self.end_addr = end_addr
         self.data = data
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self.start_addr is None:
-            return f"TrafficSelector(type={self.ts_type}, data={self.data.hex()})"
+            return f"TrafficSelector(type={self.ts_type}, data={(self.data or b'').hex()})"
         return (f"TrafficSelector(type={self.ts_type}, proto={self.protocol}, "
                 f"ports={self.start_port}-{self.end_port}, "
-                f"{self.start_addr.hex()}-{self.end_addr.hex()})")
+                f"{self.start_addr.hex()}-{(self.end_addr or b'').hex()})")
 
 
 class TrafficSelectors(Payload):
@@ -448,12 +454,12 @@ class TrafficSelectors(Payload):
 
     __slots__ = ("num_ts", "selectors")
 
-    def __init__(self, num_ts, selectors):
+    def __init__(self, num_ts: int, selectors: list[TrafficSelector]) -> None:
         self.num_ts = num_ts
         self.selectors = selectors
 
 
-def _parse_ts(raw, off, end):
+def _parse_ts(raw: Buffer, off: int, end: int) -> TrafficSelectors:
     _need(off, 4, end, "TS header")
     num = raw[off]
     pos = off + 4
@@ -491,16 +497,16 @@ class Encrypted(Payload):
 
     __slots__ = ("data_off", "data_end")
 
-    def __init__(self, data_off, data_end):
+    def __init__(self, data_off: int, data_end: int) -> None:
         self.data_off = data_off
         self.data_end = data_end
 
     @property
-    def first_inner(self):
+    def first_inner(self) -> int:
         return self.next_payload
 
 
-def _parse_sk(raw, off, end):
+def _parse_sk(raw: Buffer, off: int, end: int) -> Encrypted:
     return Encrypted(off, end)
 
 
@@ -511,18 +517,19 @@ class EncryptedFragment(Payload):
 
     __slots__ = ("fragment_number", "total_fragments", "data_off", "data_end")
 
-    def __init__(self, fragment_number, total_fragments, data_off, data_end):
+    def __init__(self, fragment_number: int, total_fragments: int, data_off: int,
+                 data_end: int) -> None:
         self.fragment_number = fragment_number
         self.total_fragments = total_fragments
         self.data_off = data_off
         self.data_end = data_end
 
     @property
-    def first_inner(self):
+    def first_inner(self) -> int:
         return self.next_payload
 
 
-def _parse_skf(raw, off, end):
+def _parse_skf(raw: Buffer, off: int, end: int) -> EncryptedFragment:
     _need(off, 4, end, "SKF header")
     num, total = _SKF.unpack_from(raw, off)
     return EncryptedFragment(num, total, off + 4, end)
@@ -534,12 +541,12 @@ class Configuration(Payload):
 
     __slots__ = ("cfg_type", "attributes")
 
-    def __init__(self, cfg_type, attributes):
+    def __init__(self, cfg_type: int, attributes: list[tuple[int, bytes]]) -> None:
         self.cfg_type = cfg_type
         self.attributes = attributes
 
 
-def _parse_cp(raw, off, end):
+def _parse_cp(raw: Buffer, off: int, end: int) -> Configuration:
     _need(off, 4, end, "CP header")
     cfg_type = raw[off]
     pos = off + 4
@@ -564,7 +571,8 @@ class Eap(Payload):
 
     __slots__ = ("code", "identifier", "eap_length", "eap_type", "data")
 
-    def __init__(self, code, identifier, eap_length, eap_type, data):
+    def __init__(self, code: int, identifier: int, eap_length: int, eap_type: int | None,
+                 data: bytes) -> None:
         self.code = code
         self.identifier = identifier
         self.eap_length = eap_length
@@ -572,7 +580,7 @@ class Eap(Payload):
         self.data = data
 
 
-def _parse_eap(raw, off, end):
+def _parse_eap(raw: Buffer, off: int, end: int) -> Eap:
     _need(off, 4, end, "EAP header")
     code, ident, elen = _EAP.unpack_from(raw, off)
     if elen < 4 or off + elen > end:
@@ -583,7 +591,7 @@ def _parse_eap(raw, off, end):
     return Eap(code, ident, elen, None, bytes(raw[off + 4:eend]))
 
 
-PARSERS = {
+PARSERS: dict[int, BodyParser] = {
     PayloadV2.SA: _parse_sa,
     PayloadV2.KE: _parse_ke,
     PayloadV2.IDI: _parse_id,
@@ -604,7 +612,8 @@ PARSERS = {
 }
 
 
-def parse_payloads(data, off: int, end: int, first_payload: int, truncated: bool = False):
+def parse_payloads(data: Buffer, off: int, end: int, first_payload: int,
+                   truncated: bool = False) -> tuple[list[Payload], list[Problem]]:
     """Walk an IKEv2 payload chain in ``data[off:end]`` (e.g. the decrypted inner payloads of
     an SK payload, whose ``next_payload`` is ``first_payload``) → ``(payloads, errors)``;
     offsets are indexes into ``data``."""

@@ -39,6 +39,7 @@ import struct
 from typing import NamedTuple
 
 from .errors import DissectError
+from .types import Buffer
 
 __all__ = [
     "OPCODES", "P_CONTROL_HARD_RESET_CLIENT_V1", "P_CONTROL_HARD_RESET_SERVER_V1",
@@ -110,7 +111,7 @@ def opcode_name(op: int) -> str:
     return OPCODES.get(op, f"opcode {op}")
 
 
-def layout_name(layout) -> str:
+def layout_name(layout: int | None) -> str:
     if layout is None:
         return "unknown"
     if layout == PLAIN:
@@ -118,6 +119,10 @@ def layout_name(layout) -> str:
     if layout == CRYPT:
         return "tls-crypt"
     return f"tls-auth (HMAC {layout * 8} bits)"
+
+
+#: a :func:`wrap_candidates` entry: ``(layout, session_id, replay_id, net_time)``
+Candidate = tuple[int, int, int, int]
 
 
 class Control(NamedTuple):
@@ -131,7 +136,7 @@ class Control(NamedTuple):
     net_time: int | None
     #: True for tls-crypt: ``acks`` .. ``payload`` are encrypted and not known
     encrypted: bool
-    acks: tuple
+    acks: tuple[int, ...]
     remote_session_id: int | None
     #: message packet ID (None for P_ACK_V1 and encrypted packets)
     packet_id: int | None
@@ -141,7 +146,7 @@ class Control(NamedTuple):
     wkc_len: int
 
 
-def looks_like(data, off: int, end: int) -> bool:
+def looks_like(data: Buffer, off: int, end: int) -> bool:
     """Cheap candidate test for a UDP payload: a known opcode and the minimum length for it.
 
     Random datagrams pass about a third of the time: callers confirm with session-ID consistency
@@ -156,14 +161,14 @@ def looks_like(data, off: int, end: int) -> bool:
     return 1 <= op <= 11 and n >= 14
 
 
-def opcode(data, off: int) -> tuple[int, int]:
+def opcode(data: Buffer, off: int) -> tuple[int, int]:
     """``(opcode, key_id)`` of the packet at ``data[off]``: the first byte holds the opcode in
     its high 5 bits and the key ID in its low 3 (the caller knows the packet is not empty)."""
     b = data[off]
     return b >> 3, b & 7
 
 
-def parse_header(data, off: int, end: int):
+def parse_header(data: Buffer, off: int, end: int) -> tuple[int, int, int | None]:
     """``(opcode, key_id, session_id_or_peer_id)``: the session ID for control packets, the
     24-bit peer ID for P_DATA_V2, None for P_DATA_V1."""
     if end - off < 1 or off < 0 or off >= len(data):
@@ -180,10 +185,11 @@ def parse_header(data, off: int, end: int):
         return (op, b & 7, (data[off + 1] << 16) | (data[off + 2] << 8) | data[off + 3])
     if end - off < 9 or off + 9 > len(data):
         raise DissectError(f"OpenVPN {OPCODES[op]} shorter than its session ID", off)
-    return (op, b & 7, _U64(data, off + 1)[0])
+    sid: int = _U64(data, off + 1)[0]
+    return (op, b & 7, sid)
 
 
-def data_packet_id(data, off: int, end: int) -> int | None:
+def data_packet_id(data: Buffer, off: int, end: int) -> int | None:
     """The 32-bit packet ID of a data packet as the AEAD data channel (OpenVPN 2.4+, GCM /
     ChaCha20-Poly1305) sends it in the clear: right after the opcode byte (P_DATA_V1) or the
     peer ID (P_DATA_V2), before the 16-byte tag.  Under CBC + HMAC the same bytes are part of the
@@ -199,7 +205,7 @@ def data_packet_id(data, off: int, end: int) -> int | None:
     return pid
 
 
-def parse_control(data, off: int, end: int, layout=PLAIN) -> Control:
+def parse_control(data: Buffer, off: int, end: int, layout: int = PLAIN) -> Control:
     """Parse a control packet at ``data[off:end]`` under ``layout`` (PLAIN, CRYPT or an HMAC
     size)."""
     if end > len(data):
@@ -207,6 +213,7 @@ def parse_control(data, off: int, end: int, layout=PLAIN) -> Control:
     op, key_id, sid = parse_header(data, off, end)
     if op not in CONTROL_OPCODES:
         raise DissectError(f"{OPCODES[op]} is not a control packet", off)
+    assert sid is not None  # a control packet has its session ID (parse_header)
     pos = off + 9
     replay = ntime = None
     wkc = 0
@@ -259,11 +266,11 @@ def parse_control(data, off: int, end: int, layout=PLAIN) -> Control:
     return Control(op, key_id, sid, replay, ntime, False, acks, rsid, pid, pos, end, 0)
 
 
-def _time_ok(t) -> bool:
+def _time_ok(t: int) -> bool:
     return _TIME_MIN <= t <= _TIME_MAX
 
 
-def _wrapped(data, off, end, op, layout):
+def _wrapped(data: Buffer, off: int, end: int, op: int, layout: int) -> tuple[int, int] | None:
     """``(replay_id, net_time)`` of a control packet read under a wrapped ``layout`` (CRYPT or an
     HMAC size) when it parses and the two fields are plausible, else None."""
     pos = off + 9
@@ -286,7 +293,7 @@ def _wrapped(data, off, end, op, layout):
     return rid, t
 
 
-def wrap_candidates(data, off: int, end: int) -> list:
+def wrap_candidates(data: Buffer, off: int, end: int) -> list[Candidate]:
     """``[(layout, session_id, replay_id, net_time), ...]``: the wrapped layouts (tls-crypt, then
     tls-auth by HMAC size) under which the control packet ``data[off:end]`` parses with a replay
     packet ID >= 1 and a plausible net time.  One packet is weak evidence (random bytes pass the
@@ -299,15 +306,16 @@ def wrap_candidates(data, off: int, end: int) -> list:
         return []
     if op not in CONTROL_OPCODES:
         return []
-    out = []
+    out: list[Candidate] = []
     for layout in (CRYPT,) + AUTH_SIZES:
         w = _wrapped(data, off, end, op, layout)
         if w is not None:
+            assert sid is not None  # a control packet (parse_header)
             out.append((layout, sid, w[0], w[1]))
     return out
 
 
-def same_context(earlier, later) -> bool:
+def same_context(earlier: Candidate, later: Candidate) -> bool:
     """True when two :func:`wrap_candidates` entries of one sender (earlier and later in the
     capture) read as one replay context: same layout and session ID, the same net time, and a
     replay packet ID higher by 1 .. :data:`REPLAY_STEP_MAX`."""
@@ -315,7 +323,7 @@ def same_context(earlier, later) -> bool:
             and 0 < later[2] - earlier[2] <= REPLAY_STEP_MAX)
 
 
-def detect_layout(data, off: int, end: int):
+def detect_layout(data: Buffer, off: int, end: int) -> int | None:
     """The layout under which the control packet ``data[off:end]`` is self-consistent on its own,
     or None.
 
@@ -358,17 +366,17 @@ def _plausible(c: Control) -> bool:
     return True
 
 
-def split_tcp(buf, start: int = 0):
+def split_tcp(buf: Buffer, start: int = 0) -> tuple[list[tuple[int, int]], int]:
     """Split OpenVPN-over-TCP packets (16-bit length prefix, not counting itself) out of
     ``buf[start:]``.  Returns ``(packets, consumed)`` with ``packets`` a list of ``(off, end)``
     of complete packets (without the length); an incomplete packet is left for the next call.
     A zero length, or a first byte that is no opcode, breaks the framing: DissectError (for the
     first packet at ``start``; otherwise the packets before it are returned)."""
-    out = []
+    out: list[tuple[int, int]] = []
     pos = start
     n = len(buf)
     while pos + 2 <= n:
-        length = _U16(buf, pos)[0]
+        length: int = _U16(buf, pos)[0]
         if length == 0 or (pos + 2 < n and (buf[pos + 2] >> 3) not in OPCODES):
             if pos == start:
                 raise DissectError(
@@ -383,7 +391,7 @@ def split_tcp(buf, start: int = 0):
     return out, pos - start
 
 
-def tcp_stream_start(data, off: int, end: int) -> bool:
+def tcp_stream_start(data: Buffer, off: int, end: int) -> bool:
     """True when a TCP payload looks like the first packet of an OpenVPN-over-TCP stream from
     the client: a length that fits a hard reset and a HARD_RESET_CLIENT opcode with key ID 0
     (used to recognise OpenVPN on ports other than 1194)."""

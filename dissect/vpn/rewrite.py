@@ -33,12 +33,29 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from typing import Iterable, Protocol
 
 from .link import (
     ETH_IPV4 as _IPV4, ETH_IPV6 as _IPV6, ETH_VLAN as _VLAN_TYPES, LINKTYPE_DLT_RAW_12,
     LINKTYPE_DLT_RAW_14, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
 )
+
+
+class Mapper(Protocol):
+    """What a rewrite asks of the pseudonymiser (see the module docstring)."""
+
+    def ip(self, packed: bytes) -> bytes: ...
+
+    def mac(self, b: bytes) -> bytes: ...
+
+    def ident(self, b: bytes) -> bytes: ...
+
+    def addresses(self) -> Iterable[bytes]: ...
+
+
+#: a UDP datagram's (source address, source port, destination address, destination port)
+Endpoints = tuple[bytes, int, bytes, int]
 
 _DLT_RAW = (LINKTYPE_DLT_RAW_12, LINKTYPE_DLT_RAW_14)  # DLT_RAW on some BSDs / OpenBSD
 _V6_EXT = (0, 43, 60)           # hop-by-hop, routing, destination options (RFC 8200 §4)
@@ -54,7 +71,7 @@ _NAT_D_HASHES = {16: ("md5",), 20: ("sha1",), 32: ("sha256",), 48: ("sha384",), 
 def _sum16(b: bytes) -> int:
     if len(b) & 1:
         b = b + b"\x00"
-    s = sum(struct.unpack(f">{len(b) // 2}H", b))
+    s: int = sum(struct.unpack(f">{len(b) // 2}H", b))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return s
@@ -76,7 +93,7 @@ def checksum(b: bytes) -> int:
 
 # -- frames -------------------------------------------------------------------------------------
 
-def rewrite_frame(linktype: int, data: bytes, mapper) -> tuple[int, bytes]:
+def rewrite_frame(linktype: int, data: bytes, mapper: Mapper) -> tuple[int, bytes]:
     """The frame with its addresses mapped (see the module doc); ``(linktype, bytes)``."""
     buf = bytearray(data)
     off = None
@@ -129,7 +146,7 @@ def rewrite_frame(linktype: int, data: bytes, mapper) -> tuple[int, bytes]:
     return LINKTYPE_RAW, bytes(raw)
 
 
-def _ip(buf: bytearray, off: int, mapper, quoted: bool = False) -> None:
+def _ip(buf: bytearray, off: int, mapper: Mapper, quoted: bool = False) -> None:
     """Rewrite the IP packet at ``off`` in place (``quoted``: inside an ICMP error)."""
     v = buf[off] >> 4
     if v == 4:
@@ -178,7 +195,7 @@ def _ip(buf: bytearray, off: int, mapper, quoted: bool = False) -> None:
         _l4(buf, p, end, nh, old_ph, new_ph, 6, first, whole, quoted, mapper)
 
 
-def _l4(buf, p, end, proto, old_ph, new_ph, ipver, first, whole, quoted, mapper):
+def _l4(buf: bytearray, p: int, end: int, proto: int, old_ph: bytes, new_ph: bytes, ipver: int, first: bool, whole: bool, quoted: bool, mapper: Mapper) -> None:
     """Transport layer at ``p`` (``first``: it starts here; ``whole``: not fragmented and
     captured to its end)."""
     if not first or p >= end:
@@ -218,7 +235,7 @@ def _l4(buf, p, end, proto, old_ph, new_ph, ipver, first, whole, quoted, mapper)
                          _adjust(csum, old_ph + old, new_ph + bytes(buf[p:end])))
 
 
-def _udp_payload(buf, p, end, sport, dport, old_ph, new_ph, ipver, mapper):
+def _udp_payload(buf: bytearray, p: int, end: int, sport: int, dport: int, old_ph: bytes, new_ph: bytes, ipver: int, mapper: Mapper) -> None:
     if 500 in (sport, dport) and 4500 not in (sport, dport):
         start = p
     elif 4500 in (sport, dport):
@@ -236,7 +253,7 @@ def _udp_payload(buf, p, end, sport, dport, old_ph, new_ph, ipver, mapper):
 
 # -- IKE ----------------------------------------------------------------------------------------
 
-def rewrite_ike(buf: bytearray, off: int, end: int, mapper, endpoints=None) -> None:
+def rewrite_ike(buf: bytearray, off: int, end: int, mapper: Mapper, endpoints: Endpoints | None = None) -> None:
     """Rewrite the cleartext payloads of the IKE message at ``buf[off:end]`` in place.
     ``endpoints``: ``(src, sport, dst, dport)`` of the packet (original addresses), tried first
     when a NAT-D hash is matched."""
@@ -270,11 +287,11 @@ def rewrite_ike(buf: bytearray, off: int, end: int, mapper, endpoints=None) -> N
         p = bend
 
 
-def _map_addr(buf, p, n, mapper):
+def _map_addr(buf: bytearray, p: int, n: int, mapper: Mapper) -> None:
     buf[p:p + n] = mapper.ip(bytes(buf[p:p + n]))
 
 
-def _map_range(buf, p, n, mapper):
+def _map_range(buf: bytearray, p: int, n: int, mapper: Mapper) -> None:
     """A start/end address pair: the bits the two share (the network) are mapped, the host bits
     stay as written, so a whole subnet stays the whole (mapped) subnet and a range keeps its
     shape (the mapper is prefix-preserving: the first k bits of a mapped address depend only on
@@ -287,7 +304,7 @@ def _map_range(buf, p, n, mapper):
     buf[p + n:p + 2 * n] = (net | (b & host)).to_bytes(n, "big")
 
 
-def _map_subnet(buf, p, n, mapper):
+def _map_subnet(buf: bytearray, p: int, n: int, mapper: Mapper) -> None:
     """Address + mask (IKEv1 ID subnets, IKEv2 INTERNAL_IP4_SUBNET): map the network, keep the
     host bits as written."""
     mask = int.from_bytes(buf[p + n:p + 2 * n], "big")
@@ -296,14 +313,14 @@ def _map_subnet(buf, p, n, mapper):
     buf[p:p + n] = (net | (a & ~mask & ((1 << 8 * n) - 1))).to_bytes(n, "big")
 
 
-def _ident(buf, p, e, mapper):
+def _ident(buf: bytearray, p: int, e: int, mapper: Mapper) -> None:
     if e > p:
         new = mapper.ident(bytes(buf[p:e]))
         if len(new) == e - p:
             buf[p:e] = new
 
 
-def _natd(buf, p, e, mapper, spis, endpoints):
+def _natd(buf: bytearray, p: int, e: int, mapper: Mapper, spis: bytes, endpoints: Endpoints | None) -> None:
     h = bytes(buf[p:e])
     algs = _NAT_D_HASHES.get(len(h))
     if not algs:
@@ -336,7 +353,7 @@ _V1_CP = {1: (4, "addr"), 3: (4, "addr"), 4: (4, "addr"), 6: (4, "addr"), 8: (16
           10: (16, "addr"), 12: (16, "addr"), 13: (4, "subnet"), 15: (16, "addr+prefix")}
 
 
-def _cp_attr(buf, p, ln, table, mapper):
+def _cp_attr(buf: bytearray, p: int, ln: int, table: dict[int, tuple[int, str]], mapper: Mapper) -> None:
     spec = table.get(struct.unpack_from(">H", buf, p)[0] & 0x7FFF)
     if not spec or ln == 0:
         return
@@ -348,7 +365,7 @@ def _cp_attr(buf, p, ln, table, mapper):
         _map_addr(buf, v, n, mapper)
 
 
-def _v2_payload(buf, np, p, e, mapper, spis, endpoints):
+def _v2_payload(buf: bytearray, np: int, p: int, e: int, mapper: Mapper, spis: bytes, endpoints: Endpoints | None) -> None:
     if np in (35, 36) and e - p >= 4:          # IDi / IDr (RFC 7296 §3.5)
         t = buf[p]
         d = p + 4
@@ -403,7 +420,7 @@ def _v2_payload(buf, np, p, e, mapper, spis, endpoints):
             _map_addr(buf, d, 16, mapper)
 
 
-def _v1_payload(buf, np, p, e, mapper, spis, endpoints):
+def _v1_payload(buf: bytearray, np: int, p: int, e: int, mapper: Mapper, spis: bytes, endpoints: Endpoints | None) -> None:
     if np == 5 and e - p >= 4:                 # ID (RFC 2407 §4.6.2)
         t = buf[p]
         d = p + 4

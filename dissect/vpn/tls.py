@@ -22,10 +22,11 @@ spoken by Cisco AnyConnect.  Nothing here decrypts.  Malformed input raises Diss
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from .errors import DissectError
 from .number import Number
+from .types import Buffer
 
 __all__ = [
     "CHANGE_CIPHER_SPEC", "ALERT", "HANDSHAKE", "APPLICATION_DATA", "HEARTBEAT", "TLS12_CID",
@@ -135,7 +136,7 @@ RECORD_HEADER_LEN = 5
 _DTLS_HDR = struct.Struct(">BHH6sH").unpack_from
 
 
-def version_name(v) -> str:
+def version_name(v: int | None) -> str:
     if v is None:
         return "unknown"
     return VERSIONS.get(v, f"0x{v:04x}")
@@ -153,8 +154,8 @@ class ClientHello(NamedTuple):
     legacy_version: int
     cipher_suites: int         # number offered
     sni: str | None
-    versions: tuple            # supported_versions, () when absent
-    alpn: tuple
+    versions: tuple[int, ...]  # supported_versions, () when absent
+    alpn: tuple[str, ...]
     cookie_len: int            # DTLS only
 
 
@@ -165,18 +166,18 @@ class ServerHello(NamedTuple):
     retry: bool                # HelloRetryRequest
 
 
-def _record_ok(ctype, ver, length) -> bool:
+def _record_ok(ctype: int, ver: int, length: int) -> bool:
     return 20 <= ctype <= 25 and (ver >> 8) == 3 and length <= MAX_RECORD
 
 
-def looks_like_record(data, off: int, end: int) -> bool:
+def looks_like_record(data: Buffer, off: int, end: int) -> bool:
     """A plausible TLS record header at ``off`` (5 bytes available)."""
     if end - off < 5:
         return False
     return _record_ok(*_HDR(data, off))
 
 
-def looks_like_client_hello(data, off: int, end: int) -> bool:
+def looks_like_client_hello(data: Buffer, off: int, end: int) -> bool:
     """A TCP payload that starts a TLS stream: a handshake record holding a ClientHello."""
     if end - off < 9:
         return False
@@ -185,14 +186,14 @@ def looks_like_client_hello(data, off: int, end: int) -> bool:
         and data[off + 5] == CLIENT_HELLO
 
 
-def split_records(buf, start: int = 0):
+def split_records(buf: Buffer, start: int = 0) -> tuple[list[tuple[int, int, int, int]], int]:
     """Split TLS records out of a TCP byte stream ``buf[start:]``.
 
     Returns ``(records, consumed)``: ``records`` a list of ``(content_type, version, body_off,
     body_end)`` of complete records.  A header that is not a TLS record (unknown content type,
     major version not 3, length over 2^14 + 2048) breaks the framing: DissectError when it is the
     first at ``start``, else the records before it are returned."""
-    out = []
+    out: list[tuple[int, int, int, int]] = []
     pos = start
     n = len(buf)
     while pos + 5 <= n:
@@ -210,7 +211,8 @@ def split_records(buf, start: int = 0):
     return out, pos - start
 
 
-def split_handshakes(buf, start: int = 0, end: int | None = None, dtls: bool = False):
+def split_handshakes(buf: Buffer, start: int = 0, end: int | None = None,
+                     dtls: bool = False) -> tuple[list[tuple[int, int, int]], int]:
     """Split handshake messages out of ``buf[start:end]`` (the concatenated bodies of handshake
     records of one direction).
 
@@ -220,7 +222,7 @@ def split_handshakes(buf, start: int = 0, end: int | None = None, dtls: bool = F
     An incomplete message at the end is left (TLS) / consumed as a fragment (DTLS)."""
     if end is None:
         end = len(buf)
-    out = []
+    out: list[tuple[int, int, int]] = []
     pos = start
     hl = 12 if dtls else 4
     while pos + hl <= end:
@@ -246,17 +248,17 @@ def split_handshakes(buf, start: int = 0, end: int | None = None, dtls: bool = F
     return out, pos - start
 
 
-def _need(off, n, end, what):
+def _need(off: int, n: int, end: int, what: str) -> None:
     if off + n > end:
         raise DissectError(f"{what} truncated", off)
 
 
-def _extensions(data, off, end):
+def _extensions(data: Buffer, off: int, end: int) -> Iterator[tuple[int, int, int]]:
     """Yield (type, body_off, body_end) of an extensions block at off (with its 2-byte length)."""
     if off == end:
         return
     _need(off, 2, end, "TLS extensions length")
-    total = _U16(data, off)[0]
+    total: int = _U16(data, off)[0]
     off += 2
     stop = off + total
     if stop > end:
@@ -270,7 +272,7 @@ def _extensions(data, off, end):
         off += el
 
 
-def parse_client_hello(data, off: int, end: int, dtls: bool = False) -> ClientHello:
+def parse_client_hello(data: Buffer, off: int, end: int, dtls: bool = False) -> ClientHello:
     """Parse a ClientHello body ``data[off:end]`` (after the handshake header)."""
     if end > len(data):
         end = len(data)
@@ -296,7 +298,7 @@ def parse_client_hello(data, off: int, end: int, dtls: bool = False) -> ClientHe
     p += 1 + ml
     sni = None
     versions = ()
-    alpn = ()
+    alpn: tuple[str, ...] = ()
     for et, a, b in _extensions(data, p, end):
         if et == EXT_SERVER_NAME and b - a >= 5:
             # ServerNameList: length (2), then name_type (1) = host_name (0), length (2), name
@@ -328,7 +330,7 @@ def parse_client_hello(data, off: int, end: int, dtls: bool = False) -> ClientHe
     return ClientHello(legacy, cl // 2, sni, versions, alpn, cookie_len)
 
 
-def parse_server_hello(data, off: int, end: int, dtls: bool = False) -> ServerHello:
+def parse_server_hello(data: Buffer, off: int, end: int, dtls: bool = False) -> ServerHello:
     """Parse a ServerHello body (the negotiated version from supported_versions when present)."""
     if end > len(data):
         end = len(data)
@@ -348,7 +350,8 @@ def parse_server_hello(data, off: int, end: int, dtls: bool = False) -> ServerHe
     return ServerHello(legacy, cipher, version, retry)
 
 
-def parse_certificate(data, off: int, end: int, tls13: bool = False) -> list:
+def parse_certificate(data: Buffer, off: int, end: int,
+                      tls13: bool = False) -> list[tuple[int, int]]:
     """The DER certificates of a Certificate body as ``(der_off, der_end)`` slices, end-entity
     first (TLS <= 1.2: RFC 5246 §7.4.2; ``tls13``: RFC 8446 §4.4.2 with its request context and
     per-entry extensions)."""
@@ -364,7 +367,7 @@ def parse_certificate(data, off: int, end: int, tls13: bool = False) -> list:
     stop = p + total
     if stop > end:
         raise DissectError("Certificate list runs past the message", p - 3)
-    out = []
+    out: list[tuple[int, int]] = []
     while p + 3 <= stop:
         ln = (data[p] << 16) | (data[p + 1] << 8) | data[p + 2]
         p += 3
@@ -382,7 +385,7 @@ def parse_certificate(data, off: int, end: int, tls13: bool = False) -> list:
 ALERT_LENGTH = 2
 
 
-def parse_alert(data, off: int, end: int):
+def parse_alert(data: Buffer, off: int, end: int) -> tuple[int, int]:
     """``(level, description)`` of a plaintext alert (2 bytes).  A longer alert record is
     encrypted: DissectError (callers check the length first)."""
     if end - off != ALERT_LENGTH or off + ALERT_LENGTH > len(data):
@@ -390,19 +393,20 @@ def parse_alert(data, off: int, end: int):
     return (data[off], data[off + 1])
 
 
-def record_header(data, off: int) -> tuple[int, int]:
+def record_header(data: Buffer, off: int) -> tuple[int, int]:
     """``(content type, version)`` of the TLS record at ``data[off:]`` (the caller checked that its
     5-byte header is there)."""
     ctype, version, _length = _HDR(data, off)
     return ctype, version
 
 
-def dtls_version(data, off: int) -> int:
+def dtls_version(data: Buffer, off: int) -> int:
     """The version field of the DTLS record at ``data[off:]`` (its header is there)."""
-    return _U16(data, off + 1)[0]
+    version: int = _U16(data, off + 1)[0]
+    return version
 
 
-def looks_like_dtls(data, off: int, end: int) -> bool:
+def looks_like_dtls(data: Buffer, off: int, end: int) -> bool:
     """A UDP payload starting with a DTLSPlaintext header of a known content type and DTLS
     version whose length fits the datagram."""
     if end - off < 13:
@@ -417,12 +421,13 @@ def looks_like_dtls(data, off: int, end: int) -> bool:
     return off + 13 + length <= end
 
 
-def parse_dtls_records(data, off: int, end: int) -> list:
+def parse_dtls_records(data: Buffer, off: int,
+                       end: int) -> list[tuple[int, int, int, int, int, int]]:
     """Every DTLS record of a datagram: ``(content_type, version, epoch, seq, body_off,
     body_end)`` (RFC 6347 §4.1)."""
     if end > len(data):
         end = len(data)
-    out = []
+    out: list[tuple[int, int, int, int, int, int]] = []
     p = off
     while p < end:
         if p + 13 > end:

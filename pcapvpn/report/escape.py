@@ -24,6 +24,7 @@ for parsing back.
 
 from __future__ import annotations
 
+import html as _html
 import re
 
 _NONCHARS = "".join(f"\\U{p << 16 | 0xFFFE:08x}\\U{p << 16 | 0xFFFF:08x}" for p in range(1, 17))
@@ -69,3 +70,11 @@ def json_safe(obj):
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def esc(s) -> str:
+    """Escape any value for HTML text and attribute values (quotes included), its control
+    characters, bidirectional controls, noncharacters and non-UTF-8 bytes of file names made
+    visible first (:func:`pcapvpn.report.escape.printable`): the page is valid UTF-8 and holds
+    no character HTML calls a parse error."""
+    return _html.escape("" if s is None else printable(s), quote=True)

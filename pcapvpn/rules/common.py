@@ -216,7 +216,7 @@ def deleted_ts(sa):
 def exchange_status(ctx, x):
     """answered / unanswered / pending for an IKE exchange (IKEv2: request↔response; IKEv1: the
     exchange did not go past the last message and its sender got nothing back)."""
-    from pcapvpn.track.ike import V1_STEPS
+    from pcapvpn.track.ike_sa import V1_STEPS
 
     if x.version == 2:
         if x.answered:
@@ -284,7 +284,7 @@ def seen_working(sa) -> bool:
 def exchange_label(x) -> str:
     """``IKE_AUTH (Message ID 1)`` / ``Main Mode MM3`` / ``Quick Mode QM1 (Message ID 0x1a2b3c4d)``."""
     from dissect.vpn import registry as reg
-    from pcapvpn.track.ike import V1_STEP_PREFIX
+    from pcapvpn.track.ike_sa import V1_STEP_PREFIX
 
     name = reg.exchange_name(x.exch, short=True)
     if x.version == 2:
@@ -404,7 +404,7 @@ def step_label(x) -> str:
     """What an exchange is called in the advice conditions: the IKEv2 exchange name
     (``IKE_SA_INIT``), or the IKEv1 step that went unanswered (``MM1``, ``AM1``, ``QM1``)."""
     from dissect.vpn import registry as reg
-    from pcapvpn.track.ike import V1_STEP_PREFIX
+    from pcapvpn.track.ike_sa import V1_STEP_PREFIX
 
     if x.version == 2:
         return reg.exchange_name(x.exch, short=True)

@@ -14,7 +14,7 @@ from pcapvpn.rules.common import (
     ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )
-from pcapvpn.track.ike import V1_STEPS
+from pcapvpn.track.ike_sa import V1_STEPS
 
 #: error notifies with a code of their own (handled by their stage's rules)
 OWN_CODE = {
@@ -206,7 +206,7 @@ def error_notifies(ctx):
 
 
 def _retrans_label(x, retrans) -> str:
-    from pcapvpn.track.ike import V1_STEP_PREFIX
+    from pcapvpn.track.ike_sa import V1_STEP_PREFIX
 
     name = reg.exchange_name(x.exch, short=True)
     if x.version == 2:
@@ -315,7 +315,7 @@ def retransmissions(ctx):
                 who = ip_text(src)
                 what = msg("its response") if msgs[0].is_response else msg("its request")
                 if sa.version == 1 and isinstance(step, int):
-                    from pcapvpn.track.ike import V1_STEP_PREFIX
+                    from pcapvpn.track.ike_sa import V1_STEP_PREFIX
                     what = f"{V1_STEP_PREFIX.get(x.exch, 'message ')}{step}"
                     if step % 2 == 0:
                         what += msg(" (the next message from its peer did not come in time)")

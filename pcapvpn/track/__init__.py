@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from dissect.vpn.ip import NetTuple, TcpFlag
 from dissect.vpn.udpencap import FragmentHead
-from pcapvpn.decode import Limits, NullSink
+from pcapvpn.decode import Limits
+from pcapvpn.events import NullSink
 from pcapvpn.track.vpn import TcpConn
 from pcapvpn.thresholds import DEFAULT, Thresholds
 
@@ -109,7 +110,7 @@ class Tracker(NullSink):
         self.ah = self.esp_tracker.ah
         self.keepalive = self.keepalive_tracker.keepalive
         # VPNs beside IPsec (OpenVPN, WireGuard, L2TP, PPTP, SSL-VPN): pcapvpn.track.vpn
-        self.vpn_tracker = VpnTracker(thresholds, vpn_servers, limits.vpn_max_tunnels)
+        self.vpn_tracker = VpnTracker(thresholds, vpn_servers, limits.vpn_max_tunnels, limits)
         self.vpn_udp = self.vpn_tracker.udp
         self.vpn_tcp = self.vpn_tracker.tcp
         self.vpn_tcp_segment = self.vpn_tracker.tcp_segment
@@ -127,8 +128,16 @@ class Tracker(NullSink):
         self.first_ts = None
         self.last_ts = None
 
+    def ike_admit(self, ref, ts, transport, sport, dport, key, size) -> bool:
+        return self.ike_tracker.ike_admit(ref, ts, transport, sport, dport, key, size)
+
     def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
         self.ike_tracker.ike(ref, ts, ipver, src, dst, sport, dport, transport, msg, frames)
+
+    def ike_rejected(self, ref, ts, ipver, src, dst, sport, dport, transport, data, reason,
+                     frames):
+        self.ike_tracker.ike_rejected(ref, ts, ipver, src, dst, sport, dport, transport, data,
+                                  reason, frames)
 
     def esp_tcp(self, ref, ts, ipver, src, dst, sport, dport, spi, seq, length):
         self.esp_tracker.esp(ref, ts, ipver, src, dst, sport, dport, spi, seq, length, "tcp")
@@ -206,6 +215,15 @@ class Tracker(NullSink):
                 (sa.first_ref, sa.first_ts))
         add("vpn_max_tunnels", lim.vpn_max_tunnels, self.vpn_tracker.dropped,
             "packets of further OpenVPN / WireGuard / L2TP / PPTP / SSL-VPN tunnels")
+        sb = self.vpn_tracker.bounds
+        for bound, limit, unit in (
+                ("tcp_max_ooo", sb.max_ooo, "OpenVPN control packets not held out of order"),
+                ("tcp_max_ooo_bytes", sb.max_ooo_bytes,
+                 "OpenVPN control packets not held out of order"),
+                ("tcp_max_buffer", sb.max_buffer,
+                 "TLS streams cut (a record or handshake message beyond the buffer)")):
+            add(bound, limit, sb.dropped.get(bound, 0), unit,
+                sb.first_drop.get(bound, (None, None)))
         add("max_flows", lim.max_flows, self.keepalive_tracker.dropped,
             "NAT keepalives of further flows")
         add("max_flows", lim.max_flows, self.icmp_dropped, "ICMP errors")

@@ -20,35 +20,14 @@ a retransmission — IP ID cannot decide it (IPv6 has none; Linux sends ID 0 on 
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_right, insort
 
 from dissect.vpn import ike as _ike
-from dissect.vpn.errors import DissectError
 from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV1, PayloadV2
 from pcapvpn.names import Role
-
-# IKEv1 exchanges as operators count their messages (MM1..MM6, AM1..AM3, QM1..QM3, TM1..)
-V1_STEP_PREFIX = {ExchangeType.MAIN_MODE: "MM", ExchangeType.AGGRESSIVE: "AM",
-                  ExchangeType.QUICK_MODE: "QM", ExchangeType.TRANSACTION: "TM"}
-V1_STEPS = {ExchangeType.MAIN_MODE: 6, ExchangeType.AGGRESSIVE: 3, ExchangeType.QUICK_MODE: 3}
-
-
-def spi_hex(b: bytes) -> str:
-    return bytes(b).hex()
-
-
-def _by_n(msgs, n):
-    """The message numbered ``n`` in ``msgs`` (a list in increasing ``n`` order), or None."""
-    i = bisect_left(msgs, n, key=_msg_n)
-    return msgs[i] if i < len(msgs) and msgs[i].n == n else None
-
-
-def _msg_n(m) -> int:
-    return m.n
-
+from pcapvpn.track.ike_sa import Exchange, IkeMsg, IkeSA, _by_n, spi_hex
 
 def _udp_unanswered(sa) -> bool:
     """An IKE_SA_INIT of ``sa`` went over UDP only and got no answer (so far)."""
@@ -66,200 +45,6 @@ def _v1_phase1_answer(m) -> bool:
     message: the responder cookie is set and it carries an SA payload in the clear."""
     return (m.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) and not m.encrypted
             and m.proposals is not None and m.rspi != b"\x00" * 8)
-
-
-class IkeMsg:
-    """One IKE message as seen on the wire."""
-
-    __slots__ = (
-        "n", "ref", "frames", "ts", "ipver", "src", "dst", "sport", "dport", "transport",
-        "version", "exch", "msgid", "flags", "ispi", "rspi", "length", "size",
-        "is_response", "from_initiator", "payload_types", "notifies", "sk_next", "skf",
-        "encrypted", "digest", "step", "retransmit_of", "duplicate_of", "error", "truncated",
-        "msg", "ke_group", "proposals", "vendor_ids", "nat_d", "deletes", "exchange",
-        # the cleartext ID payload records, and the SK/SKF payload's Length field (or None):
-        # what the report and rules need of the parsed message once ``msg`` is let go
-        "ids", "sk_len",
-        # with --keys (pcapvpn.decrypt): status ("ok", "unverified", "icv_failed", "malformed",
-        # "no_keys", ...), why, the key line used, and what the payloads say (describe_inner)
-        "decrypt_status", "decrypt_detail", "key_origin", "inner",
-    )
-
-    def __init__(self):
-        self.retransmit_of = None
-        self.duplicate_of = None
-        self.step = None
-        self.exchange = None
-        self.decrypt_status = None
-        self.decrypt_detail = None
-        self.key_origin = None
-        self.inner = None
-
-    @property
-    def copy(self) -> bool:
-        """A retransmission or a capture duplicate (not a new message)."""
-        return self.retransmit_of is not None or self.duplicate_of is not None
-
-    def error_notifies(self) -> list[int]:
-        return [n.notify_type for n in self.notifies if n.is_error]
-
-    def has_notify(self, ntype: int) -> bool:
-        return any(n.notify_type == ntype for n in self.notifies)
-
-    def notify(self, ntype: int):
-        """The first Notify / Notification record of type ``ntype`` (dissect's record), or None."""
-        for n in self.notifies:
-            if n.notify_type == ntype:
-                return n
-        return None
-
-    def notify_data(self, ntype: int):
-        n = self.notify(ntype)
-        return n.data if n is not None else None
-
-
-class Exchange:
-    """A request and its response(s) (IKEv2), or the messages of one IKEv1 exchange."""
-
-    __slots__ = ("sa", "version", "exch", "msgid", "requester", "msgs", "index", "closed",
-                 "n_responses", "max_step")
-
-    def __init__(self, sa, version, exch, msgid, requester, index):
-        self.sa = sa
-        self.version = version
-        self.exch = exch
-        self.msgid = msgid
-        self.requester = requester  # Role: the initiator or the responder of the IKE SA
-        self.msgs: list[IkeMsg] = []
-        self.index = index
-        self.closed = False
-        #: kept up to date by :meth:`add` / :meth:`stepped` (an exchange may hold thousands of
-        #: messages: a flood of copies or of SKF fragments; nothing re-reads them all per message)
-        self.n_responses = 0
-        self.max_step = 0
-
-    def add(self, m: IkeMsg) -> None:
-        self.msgs.append(m)
-        if m.is_response:
-            self.n_responses += 1
-
-    def stepped(self, m: IkeMsg) -> None:
-        """``m`` (already added) got its IKEv1 step and direction."""
-        if m.is_response:
-            self.n_responses += 1
-        if isinstance(m.step, int) and m.step > self.max_step:
-            self.max_step = m.step
-
-    def message(self, n: int):
-        """The message numbered ``n`` in this exchange, or None (messages are in ``n`` order)."""
-        return _by_n(self.msgs, n)
-
-    # IKEv2 views
-    @property
-    def requests(self) -> list[IkeMsg]:
-        return [m for m in self.msgs if not m.is_response]
-
-    @property
-    def responses(self) -> list[IkeMsg]:
-        return [m for m in self.msgs if m.is_response]
-
-    def originals(self) -> list[IkeMsg]:
-        """Messages that are neither retransmissions nor capture duplicates."""
-        return [m for m in self.msgs if not m.copy]
-
-    @property
-    def first(self) -> IkeMsg:
-        return self.msgs[0]
-
-    @property
-    def answered(self) -> bool:
-        if self.version == 2:
-            return self.n_responses > 0
-        # IKEv1: the exchange got past its first message from the other side
-        return self.max_step >= 2 or self.exch == ExchangeType.INFORMATIONAL_V1
-
-    @property
-    def last_step(self) -> int:
-        return self.max_step
-
-    def retransmissions(self) -> list[IkeMsg]:
-        return [m for m in self.msgs if m.retransmit_of is not None]
-
-    def duplicates(self) -> list[IkeMsg]:
-        return [m for m in self.msgs if m.duplicate_of is not None]
-
-
-class IkeSA:
-    """One IKE SA (one SPI pair), IKEv1 or IKEv2."""
-
-    __slots__ = (
-        "id", "version", "ispi", "rspi", "initiator", "responder", "messages", "exchanges",
-        "_open", "first_ts", "last_ts", "retry_of", "retried_by", "rekey_of", "rekeyed_by",
-        "mid_session", "deleted_ts", "deleted_by", "endpoints", "_digests", "nat",
-        "initiator_known", "crypto", "_retry_cand",
-    )
-
-    def __init__(self, version, ispi, rspi):
-        self.version = version
-        self.ispi = ispi
-        self.rspi = rspi
-        self.id = ""
-        self.initiator = None  # (ipver, addr, port)
-        self.responder = None
-        self.initiator_known = False
-        self.messages: list[IkeMsg] = []
-        self.exchanges: list[Exchange] = []
-        self._open: dict = {}
-        self.first_ts = None
-        self.last_ts = None
-        self.retry_of = None
-        self.retried_by = None
-        self.rekey_of = None
-        self.rekeyed_by = None
-        self.mid_session = False
-        self.deleted_ts = None
-        self.deleted_by = None
-        self.endpoints: dict = {}  # (src, sport, dst, dport, transport) -> first n
-        self._digests: dict = {}  # (digest, src, sport) -> last IkeMsg with it
-        self.nat = None
-        self.crypto = None  # pcapvpn.decrypt.Ikev2Decryptor / Ikev1Decryptor with --keys
-        self._retry_cand = False
-
-    @property
-    def peers(self) -> tuple:
-        return (self.initiator, self.responder)
-
-    def find_exchanges(self, exch) -> list[Exchange]:
-        return [x for x in self.exchanges if x.exch == exch]
-
-    @property
-    def established(self) -> bool:
-        """IKEv2: the last answered IKE_AUTH exchange's response does not start with a Notify or
-        an EAP payload (keyless) and carries no cleartext error; IKEv1: Main Mode reached MM6 / Aggressive AM3, or Quick Mode seen."""
-        if self.version == 2:
-            # with EAP (RFC 7296 §2.16) IKE_AUTH is several exchanges: the last one answered
-            # decides (its response carries AUTH, or N(AUTHENTICATION_FAILED), or — EAP still
-            # going on — EAP)
-            auths = [x for x in self.exchanges if x.exch == ExchangeType.IKE_AUTH and x.responses]
-            for x in auths[-1:]:
-                for m in x.responses:
-                    if m.sk_next not in (None, PayloadV2.N, PayloadV2.EAP) and not m.error_notifies():
-                        return True
-                    if m.sk_next is None and m.encrypted is False and not m.error_notifies() \
-                            and PayloadV2.IDR in m.payload_types:
-                        return True
-            # an SA first seen mid-session, or created by an IKE SA rekey, that carries protected
-            # traffic is established
-            return (self.mid_session or self.rekey_of is not None) and any(
-                m.encrypted for m in self.messages)
-        for x in self.exchanges:
-            if x.exch == ExchangeType.MAIN_MODE and x.last_step >= 6:
-                return True
-            if x.exch == ExchangeType.AGGRESSIVE and x.last_step >= 3:
-                return True
-            if x.exch == ExchangeType.QUICK_MODE:
-                return True
-        return self.mid_session and any(m.encrypted for m in self.messages)
 
 
 def _pair(x, y) -> tuple:
@@ -349,28 +134,33 @@ class IkeTracker:
 
     # -- event ---------------------------------------------------------------------------------
 
-    def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, raw, frames):
+    def ike_admit(self, ref, ts, transport, sport, dport, key, size) -> bool:
+        """The bounds of a message, from its header alone, before the decoder parses it
+        (:func:`pcapvpn.events.ike_event`): False when one drops it (counted).  A flood costs a
+        dict look-up per message."""
         lim = self.lim
-        if len(raw) >= _ike.HEADER_LEN:
-            # the bounds, from the header alone (a flood costs a dict look-up per message)
-            bound = None
-            if _ike.sa_key(raw) not in self._by_ispi and \
-                    len(self.sas) >= lim.ike_max_sas:
-                bound = "ike_max_sas"
-            elif self.kept >= lim.ike_max_messages:
-                bound = "ike_max_messages"
-            elif self.kept_bytes + len(raw) > lim.ike_max_bytes:
-                bound = "ike_max_bytes"
-            if bound is not None:
-                self._drop(bound, ref, ts)
-                self._dropped_message(transport, sport, dport)
-                return None
-        try:
-            msg = _ike.parse_message(raw)
-        except DissectError as e:
-            self.header_errors += 1
-            self._parse_error(ref, "IKE: " + e.reason)
-            return None
+        bound = None
+        if key not in self._by_ispi and len(self.sas) >= lim.ike_max_sas:
+            bound = "ike_max_sas"
+        elif self.kept >= lim.ike_max_messages:
+            bound = "ike_max_messages"
+        elif self.kept_bytes + size > lim.ike_max_bytes:
+            bound = "ike_max_bytes"
+        if bound is None:
+            return True
+        self._drop(bound, ref, ts)
+        self._dropped_message(transport, sport, dport)
+        return False
+
+    def ike_rejected(self, ref, ts, ipver, src, dst, sport, dport, transport, data, reason,
+                     frames) -> None:
+        """An IKE datagram whose header did not parse: counted and listed, not tracked."""
+        self.header_errors += 1
+        self._parse_error(ref, "IKE: " + reason)
+
+    def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
+        """One parsed IKE message (:class:`dissect.vpn.ike.IkeMessage`) that :meth:`ike_admit`
+        let through; the :class:`IkeMsg` tracked, or None."""
         if msg.length < _ike.HEADER_LEN:
             # RFC 7296 §3.1 / RFC 2408 §3.1: the Length includes the header; a smaller one is not
             # an IKE message we can place (do not invent an exchange from it)
@@ -396,7 +186,7 @@ class IkeTracker:
         m.ispi = msg.ispi
         m.rspi = msg.rspi
         m.length = msg.length
-        m.size = len(raw)
+        m.size = msg.size
         m.truncated = msg.truncated
         m.error = msg.errors[0][0] if msg.errors else None
         if msg.errors:
@@ -406,7 +196,7 @@ class IkeTracker:
         m.msg = msg if self.keys is not None else None
         m.payload_types = msg.payload_types
         # an IKE_SA_INIT response re-sent with a fresh responder SPI is still a copy
-        m.digest = hashlib.blake2b(_ike.copy_bytes(raw), digest_size=12).digest()
+        m.digest = _ike.copy_digest(msg)
         self._extract(m, msg)
         self.messages += 1
         sa = self._place(m)

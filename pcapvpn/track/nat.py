@@ -487,7 +487,7 @@ def _server_port(m, from_initiator) -> int:
 
 
 def nat_verdict(sa, extra_addrs=()) -> NatVerdict:
-    """Recompute the NAT-D hashes of ``sa`` (an :class:`pcapvpn.track.ike.IkeSA`) against the
+    """Recompute the NAT-D hashes of ``sa`` (an :class:`pcapvpn.track.ike_sa.IkeSA`) against the
     observed addresses and ports, and follow its ports over time.  ``extra_addrs``: more packed
     addresses seen in the capture (other SAs) tried as the source of a mismatching hash, so a
     capture holding both sides of a NAT shows the translation."""

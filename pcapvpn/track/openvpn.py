@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from dissect.vpn import openvpn as _ov
 from dissect.vpn.errors import DissectError
-from pcapvpn.track.tlsvpn import TlsConversation
+from pcapvpn.track.tlsvpn import StreamBounds, TlsConversation
 
-#: out-of-order control packets held per direction waiting for a missing packet ID
-MAX_OOO = 64
 #: sessions kept per tunnel (the earliest and the latest are kept when there are more)
 MAX_SESSIONS = 64
 #: evidence refs kept per list
@@ -26,13 +24,16 @@ MAX_REFS = 20
 class CtlDir:
     """One direction of a session's control channel."""
 
-    __slots__ = ("packets", "next_pid", "ooo", "retrans", "retrans_refs", "acks", "first_ts",
-                 "last_ts", "last_ref", "refs", "pids", "acked")
+    __slots__ = ("packets", "next_pid", "ooo", "ooo_bytes", "retrans", "retrans_refs", "acks",
+                 "first_ts", "last_ts", "last_ref", "refs", "pids", "acked")
 
     def __init__(self):
         self.packets = 0
         self.next_pid = None
+        #: control payloads held out of order, by packet ID (``StreamBounds.max_ooo`` of them
+        #: and ``max_ooo_bytes`` at most), and their bytes
         self.ooo = {}
+        self.ooo_bytes = 0
         self.retrans = 0
         self.retrans_refs = []
         self.acks = 0
@@ -116,9 +117,11 @@ class OpenVpnState:
     """Per tunnel (client <-> server:port)."""
 
     __slots__ = ("layout", "sessions", "dropped_sessions", "errors", "opcodes", "wkc", "held",
-                 "skew")
+                 "skew", "bounds")
 
-    def __init__(self):
+    def __init__(self, bounds=None):
+        #: the tracker's StreamBounds: the control channel's out-of-order hold and TLS buffers
+        self.bounds = bounds if bounds is not None else StreamBounds()
         self.layout = None
         self.sessions = []
         self.dropped_sessions = 0
@@ -357,31 +360,45 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
     if op not in (_ov.P_CONTROL_V1, _ov.P_CONTROL_WKC_V1) or c.payload_end <= c.payload_off:
         if pid == cd.next_pid:
             cd.next_pid = pid + 1
-            _drain(s, d, cd, ts, ref)
-        elif pid > cd.next_pid and len(cd.ooo) < MAX_OOO:
-            cd.ooo[pid] = b""
+            _drain(st, s, d, cd, ts, ref)
+        elif pid > cd.next_pid:
+            _hold(st.bounds, cd, pid, b"", ts, ref)
         return
     payload = bytes(data[c.payload_off:c.payload_end])
     if pid == cd.next_pid:
-        _tls_feed(s, d, payload, ts, ref)
+        _tls_feed(st, s, d, payload, ts, ref)
         cd.next_pid = pid + 1
-        _drain(s, d, cd, ts, ref)
-    elif pid > cd.next_pid and len(cd.ooo) < MAX_OOO:
+        _drain(st, s, d, cd, ts, ref)
+    elif pid > cd.next_pid:
+        _hold(st.bounds, cd, pid, payload, ts, ref)
+
+
+def _hold(b: StreamBounds, cd: CtlDir, pid: int, payload: bytes, ts, ref) -> None:
+    """Keep a control packet that came before a missing packet ID, within the bounds (beyond
+    them it is counted and not kept: the TLS stream then stops at the hole)."""
+    held = len(cd.ooo[pid]) if pid in cd.ooo else 0  # the same packet ID again: replaced
+    if len(cd.ooo) >= b.max_ooo:
+        b.drop("tcp_max_ooo", ref, ts)
+    elif cd.ooo_bytes - held + len(payload) > b.max_ooo_bytes:
+        b.drop("tcp_max_ooo_bytes", ref, ts)
+    else:
         cd.ooo[pid] = payload
+        cd.ooo_bytes += len(payload) - held
 
 
 
-def _drain(s, d, cd, ts, ref):
+def _drain(st: OpenVpnState, s, d, cd, ts, ref):
     while cd.ooo:
         p = cd.ooo.pop(cd.next_pid, None)
         if p is None:
             break
+        cd.ooo_bytes -= len(p)
         if p:
-            _tls_feed(s, d, p, ts, ref)
+            _tls_feed(st, s, d, p, ts, ref)
         cd.next_pid += 1
 
 
-def _tls_feed(s: Session, d: int, payload: bytes, ts, ref):
+def _tls_feed(st: OpenVpnState, s: Session, d: int, payload: bytes, ts, ref):
     if s.tls is None:
-        s.tls = TlsConversation()
+        s.tls = TlsConversation(bounds=st.bounds)
     s.tls.side(d == 0).feed(payload, ts, ref)

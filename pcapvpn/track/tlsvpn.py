@@ -15,7 +15,8 @@ import datetime as _dt
 from dissect.vpn import tls as _tls
 from dissect.vpn.errors import DissectError
 
-#: bytes buffered per direction waiting for a complete record / handshake message
+#: bytes buffered per direction waiting for a complete record / handshake message (the
+#: default of ``Limits.tcp_max_buffer``; :class:`StreamBounds` takes the analysis' limits)
 MAX_BUFFER = 256 * 1024
 #: certificates kept per side (the end-entity one first)
 MAX_CERTS = 4
@@ -144,16 +145,43 @@ def _parse_cert(der: bytes) -> CertInfo:
     return info
 
 
+class StreamBounds:
+    """The bounds (issue 20) of the message streams the VPN tracker puts in order itself: the
+    OpenVPN control channel (control packets held out of order until the missing packet ID
+    comes, :mod:`pcapvpn.track.openvpn`) and the TLS records and handshake messages of a
+    :class:`TlsSide`.  They are the decoder's TCP bounds (``Limits.tcp_max_ooo``,
+    ``tcp_max_ooo_bytes``, ``tcp_max_buffer``; the TCP streams themselves are reassembled once,
+    by :class:`pcapvpn.tcp_reassembly.TcpReassembler`), and what they drop is counted by bound
+    name (``Tracker.limits_hit``).  One per :class:`pcapvpn.track.vpn.VpnTracker`."""
+
+    __slots__ = ("max_ooo", "max_ooo_bytes", "max_buffer", "dropped", "first_drop")
+
+    def __init__(self, limits=None):
+        self.max_ooo = limits.tcp_max_ooo if limits is not None else 64
+        self.max_ooo_bytes = limits.tcp_max_ooo_bytes if limits is not None else 256 * 1024
+        self.max_buffer = limits.tcp_max_buffer if limits is not None else MAX_BUFFER
+        #: bound name -> items dropped; bound name -> (ref, ts) of the first
+        self.dropped: dict = {}
+        self.first_drop: dict = {}
+
+    def drop(self, bound: str, ref, ts) -> None:
+        self.dropped[bound] = self.dropped.get(bound, 0) + 1
+        if bound not in self.first_drop:
+            self.first_drop[bound] = (ref, ts)
+
+
 class TlsSide:
     """One direction of a TLS (or DTLS) conversation."""
 
     __slots__ = ("dtls", "buf", "hs", "records", "handshakes", "alerts", "ccs_ts",
                  "appdata", "first_appdata_ts", "first_appdata_ref", "client_hello", "server_hello",
                  "certs", "cert_ts", "cert_ref", "errors", "encrypted_hs", "last_ts", "last_ref",
-                 "broken", "hs_types", "order", "last_order", "first_appdata_order")
+                 "broken", "hs_types", "order", "last_order", "first_appdata_order", "bounds")
 
-    def __init__(self, dtls=False, order=None):
+    def __init__(self, dtls=False, order=None, bounds=None):
         self.dtls = dtls
+        #: StreamBounds (shared with the tracker): the buffers' size, drops counted
+        self.bounds = bounds if bounds is not None else StreamBounds()
         #: records of both sides counted in arrival order (shared with the other side), so
         #: that "after" does not depend on timestamps that may be equal
         self.order = order if order is not None else [0]
@@ -198,7 +226,8 @@ class TlsSide:
             self.record(ctype, ver, self.buf, a, b, ts, ref)
         if used:
             del self.buf[:used]
-        if len(self.buf) > MAX_BUFFER:
+        if len(self.buf) > self.bounds.max_buffer:
+            self.bounds.drop("tcp_max_buffer", ref, ts)
             self.broken = True
             self.buf = bytearray()
 
@@ -233,7 +262,8 @@ class TlsSide:
                 self._handshake(t, self.hs, ma, mb, ts, ref)
             if used:
                 del self.hs[:used]
-            if len(self.hs) > MAX_BUFFER:
+            if len(self.hs) > self.bounds.max_buffer:
+                self.bounds.drop("tcp_max_buffer", ref, ts)
                 self.hs = bytearray()
         elif ctype == _tls.ALERT:
             if len(self.alerts) < MAX_EVENTS:
@@ -300,11 +330,11 @@ class TlsConversation:
 
     __slots__ = ("client", "server", "dtls")
 
-    def __init__(self, dtls=False):
+    def __init__(self, dtls=False, bounds=None):
         self.dtls = dtls
         order = [0]
-        self.client = TlsSide(dtls, order)
-        self.server = TlsSide(dtls, order)
+        self.client = TlsSide(dtls, order, bounds)
+        self.server = TlsSide(dtls, order, bounds)
 
     def side(self, from_client: bool) -> TlsSide:
         return self.client if from_client else self.server

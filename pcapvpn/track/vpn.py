@@ -32,7 +32,7 @@ from dissect.vpn.errors import DissectError
 from dissect.vpn.ip import Port, TcpFlag
 from pcapvpn.track import openvpn as _tovpn
 from pcapvpn.track import wireguard as _twg
-from pcapvpn.track.tlsvpn import TlsConversation
+from pcapvpn.track.tlsvpn import StreamBounds, TlsConversation
 
 #: TLS ports that are SSL-VPN by themselves
 SSLVPN_PORTS = frozenset((Port.FORTIGATE_SSLVPN, Port.SONICWALL_SSLVPN))
@@ -184,10 +184,10 @@ class PptpState:
 class DtlsFlow:
     __slots__ = ("cport", "sport", "conv", "first_ts", "last_ts", "first_ref", "pkts")
 
-    def __init__(self, cport, sport, ts, ref):
+    def __init__(self, cport, sport, ts, ref, bounds=None):
         self.cport = cport
         self.sport = sport
-        self.conv = TlsConversation(dtls=True)
+        self.conv = TlsConversation(dtls=True, bounds=bounds)
         self.first_ts = ts
         self.last_ts = ts
         self.first_ref = ref
@@ -225,7 +225,7 @@ class VpnTunnel:
                  "data_tail", "first_ref", "st", "conns", "conns_dropped", "named", "errors",
                  "last_ref", "first_from", "frames")
 
-    def __init__(self, protocol, transport, ipver, client, server, port, ts, ref):
+    def __init__(self, protocol, transport, ipver, client, server, port, ts, ref, bounds=None):
         self.protocol = protocol
         self.transport = transport
         self.ipver = ipver
@@ -250,7 +250,7 @@ class VpnTunnel:
         self.since_other_ts = [None, None]
         self.data_refs = ([], [])
         self.data_tail = (deque(maxlen=5), deque(maxlen=5))
-        self.st = _state_for(protocol)
+        self.st = _state_for(protocol, bounds)
         self.conns = OrderedDict()
         self.conns_dropped = 0
         self.named = False
@@ -342,9 +342,9 @@ class VpnTunnel:
         return d
 
 
-def _state_for(protocol):
+def _state_for(protocol, bounds=None):
     if protocol == "openvpn":
-        return _tovpn.OpenVpnState()
+        return _tovpn.OpenVpnState(bounds)
     if protocol == "wireguard":
         return _twg.WgState()
     if protocol == "l2tp":
@@ -359,8 +359,12 @@ def _state_for(protocol):
 class VpnTracker:
     """Sink for the non-IPsec VPN events of :class:`pcapvpn.decode.Decoder`."""
 
-    def __init__(self, thresholds=None, vpn_servers=(), max_tunnels: int = MAX_TUNNELS):
+    def __init__(self, thresholds=None, vpn_servers=(), max_tunnels: int = MAX_TUNNELS,
+                 limits=None):
         self.th = thresholds
+        #: the bounds of the streams put in order here (OpenVPN control channel, TLS), from
+        #: ``limits`` (pcapvpn.decode.Limits); their drops are counted there
+        self.bounds = StreamBounds(limits)
         #: tunnels kept (``Limits.vpn_max_tunnels``); events of further ones are counted in
         #: ``dropped``
         self.max_tunnels = max_tunnels
@@ -392,7 +396,7 @@ class VpnTracker:
             self.dropped += 1
             return None
         t = self.tunnels[key] = VpnTunnel(protocol, transport, ipver, client, server, port, ts,
-                                          ref)
+                                          ref, self.bounds)
         t.named = self._named(server, port)
         if protocol == "sslvpn":
             self._ssl_signs(t)
@@ -610,7 +614,7 @@ class VpnTracker:
         if f is None:
             if len(st.dtls) >= 64:
                 return
-            f = st.dtls[(cport, sport)] = DtlsFlow(cport, sport, ts, ref)
+            f = st.dtls[(cport, sport)] = DtlsFlow(cport, sport, ts, ref, self.bounds)
             st.sign("DTLS data channel beside the TLS session")
         f.pkts[d] += 1
         f.last_ts = ts
@@ -671,7 +675,7 @@ class VpnTracker:
         if proto == "openvpn":
             if t.protocol == "sslvpn" and not any(x.tls for x in t.conns.values()):
                 t.protocol = "openvpn"
-                t.st = _tovpn.OpenVpnState()
+                t.st = _tovpn.OpenVpnState(self.bounds)
             if t.protocol != "openvpn":
                 t.errors += 1
                 return
@@ -698,7 +702,7 @@ class VpnTracker:
                 return
             c.proto = "tls"
             if c.tls is None:
-                c.tls = TlsConversation()
+                c.tls = TlsConversation(bounds=self.bounds)
             if len(msg) < _tls.RECORD_HEADER_LEN:
                 return
             side = c.tls.side(from_client)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 
-from .event import Document, LogEvent, first_kind
+from .event import Document, LogEvent, Parsed, first_kind
 
 NAME = "cisco"
 TITLE = "Cisco IOS / ASA log"
@@ -122,7 +122,8 @@ def _phrase(ev: LogEvent, t: str, debug: bool = False) -> None:
     if kind is not None and not (debug and kind in ("nat_detected", "tunnel_up", "tunnel_down")
                                  and "NAT" not in t and "tunnel" not in t.lower()):
         ev.kind = kind
-        ev.child = True if kind in _CHILD_KINDS and m.re.pattern in _CHILD_PATTERNS else None
+        ev.child = True if kind in _CHILD_KINDS and m is not None and \
+            m.re.pattern in _CHILD_PATTERNS else None
         ev.reason = t.strip()[:300]
     _facts(ev, t)
 
@@ -217,7 +218,7 @@ def _counter_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def parse_show(lines: list[str]):
+def parse_show(lines: list[str]) -> Parsed:
     """The ``show crypto`` documents: an ``sa_state`` event per IKE SA row (its state), an
     ``sa_counters`` event per ``show crypto ipsec sa`` block (peer, SPIs, every ``#...``
     counter: ``pkts_encaps``, ``pkts_decaps``, ``send_errors``, ``recv_errors``,
@@ -279,6 +280,7 @@ def parse_show(lines: list[str]):
         m = _IPSEC_ENDPT.match(ln)
         if m:
             block.local, block.peer = m.group(1), m.group(3)
+        assert block.counters is not None
         for name, val, name2, val2 in _COUNTER.findall(ln):
             name, val = (name, val) if name else (name2, val2)
             key = _counter_name(name)

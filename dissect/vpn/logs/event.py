@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import re
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 
 class LogTime(NamedTuple):
@@ -95,7 +96,7 @@ class LogEvent:
     )
 
     def __init__(self, text: str = "", raw: str = "", time: LogTime | None = None,
-                 host: str | None = None, prog: str | None = None):
+                 host: str | None = None, prog: str | None = None) -> None:
         self.line = 0
         self.time = time
         self.host = host
@@ -130,9 +131,9 @@ class LogEvent:
     def __repr__(self) -> str:
         return f"LogEvent({self.line}, {self.kind}, {self.text[:60]!r})"
 
-    def facts(self) -> dict:
+    def facts(self) -> dict[str, object]:
         """The facts that are set (for reports and tests)."""
-        out = {}
+        out: dict[str, object] = {}
         for k in ("direction", "peer", "peer_port", "local", "local_port", "size", "exchange",
                   "msgid", "response", "notify", "reason", "state", "count", "child",
                   "session", "counters"):
@@ -147,17 +148,22 @@ class LogEvent:
 
 
 
+#: what a document parser yields: ``(index into the lines, LogEvent or None)``
+Parsed = Iterator[tuple[int, "LogEvent | None"]]
+
+
 class Document(NamedTuple):
     """A multi-line format (status output, event exports): ``sniff(lines) -> score``,
     ``parse(lines) -> iterator of (index, LogEvent or None)`` (index into ``lines``)."""
 
     name: str
     title: str
-    sniff: Callable
-    parse: Callable
+    sniff: Callable[[list[str]], float]
+    parse: Callable[[list[str]], Parsed]
 
 
-def first_kind(table, text: str):
+def first_kind(table: Iterable[tuple[re.Pattern[str], str]],
+               text: str) -> tuple[str, re.Match[str]] | tuple[None, None]:
     """``(kind, match)`` of the first ``(compiled regex, kind)`` of ``table`` that ``text``
     matches (searched anywhere), else ``(None, None)``: the phrase tables of the vendor
     dialects."""

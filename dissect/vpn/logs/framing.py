@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from .event import LogTime
 
@@ -67,7 +67,7 @@ def _offset(z: str | None) -> int | None:
     return -v if m.group(1) == "-" else v
 
 
-def _valid(mo, d, h, mi, s) -> bool:
+def _valid(mo: int, d: int, h: int, mi: int, s: int) -> bool:
     return 1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 61
 
 
@@ -84,7 +84,7 @@ _MIKROTIK = re.compile(r"([a-z]{3})/(\d\d)/(\d{4}) (\d\d):(\d\d):(\d\d)(?:\s+|$)
 _CLOCK = re.compile(r"(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?(?:\s+|$)")
 
 
-def take_time(s: str, clock_only: bool = False):
+def take_time(s: str, clock_only: bool = False) -> tuple[LogTime, str] | None:
     """``(LogTime, rest)`` for a time stamp at the start of ``s``, else None.  ``clock_only``
     also accepts a bare ``HH:MM:SS`` (the date then reads 0-0: the caller supplies it)."""
     m = _ISO.match(s)
@@ -109,8 +109,8 @@ def take_time(s: str, clock_only: bool = False):
         if zone and off is None and zone not in ("AM", "PM"):
             # an unknown zone name: keep it in front of the message rather than guess
             rest = s[m.start(8):]
-        y = int(m.group(3)) if m.group(3) else None
-        return LogTime(y, mo, d, h, mi, sec, usec, off, res), rest
+        year = int(m.group(3)) if m.group(3) else None
+        return LogTime(year, mo, d, h, mi, sec, usec, off, res), rest
     m = _CTIME.match(s)
     if m and m.group(1).lower() in MONTHS:
         mo = MONTHS[m.group(1).lower()]
@@ -237,7 +237,7 @@ def frame_bare(line: str) -> Frame | None:
 _KV = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
-def kv_fields(s: str) -> dict:
+def kv_fields(s: str) -> dict[str, str]:
     """``key=value key="quoted value"`` → dict (FortiGate, Palo Alto, Juniper structured)."""
     out = {}
     for m in _KV.finditer(s):
@@ -294,14 +294,16 @@ def frame_journal_json(line: str) -> Frame | None:
                  _str(d.get("_PID")), msg)
 
 
-def _str(v):
+def _str(v: object) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def epoch_usec_time(v) -> LogTime | None:
+def epoch_usec_time(v: str | None) -> LogTime | None:
     """Microseconds since the epoch (text) → a UTC :class:`LogTime` (journald)."""
     import datetime as _dt
 
+    if v is None:
+        return None
     try:
         us = int(v)
         d = _dt.datetime(1970, 1, 1) + _dt.timedelta(microseconds=us)
@@ -325,12 +327,12 @@ FRAMINGS = {
 _EXPORT_FIELD = re.compile(r"([A-Z0-9_]+)=(.*)")
 
 
-def journal_export_entries(lines: list[str]):
+def journal_export_entries(lines: list[str]) -> Iterator[tuple[int, Frame]]:
     """``journalctl -o export``: entries of ``FIELD=value`` lines separated by an empty line
     (systemd "Journal Export Format").  Yields ``(index of the MESSAGE line, Frame)`` per
     entry with a text MESSAGE; binary fields (a field name alone on its line, then a 64-bit
     length and the data) cannot be read from decoded text and end the entry's parsing."""
-    fields: dict = {}
+    fields: dict[str, str] = {}
     at = None
     binary = False
     for i, ln in enumerate(lines + [""]):

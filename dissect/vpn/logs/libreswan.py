@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .event import Document, LogEvent
+from .event import Document, LogEvent, Parsed
 
 NAME = "libreswan"
 TITLE = "libreswan pluto log"
@@ -279,7 +279,7 @@ def sniff_status(lines: list[str]) -> int:
     return n
 
 
-def parse_status(lines: list[str]):
+def parse_status(lines: list[str]) -> Parsed:
     """``ipsec trafficstatus``: an ``sa_counters`` event per IPsec SA (inBytes/outBytes since
     ``add_time``, the peer's ID); ``ipsec status``: an ``sa_state`` event per state (its state
     name and what pluto says about it) and the ESP SPIs it lists."""

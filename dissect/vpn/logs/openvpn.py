@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from .event import Document, LogEvent
+from .event import Document, LogEvent, Parsed
 
 NAME = "openvpn"
 TITLE = "OpenVPN log"
@@ -40,8 +40,9 @@ _CONNECT_FAIL = re.compile(rf"(?:TCP: connect to {_AF} failed: (.*)|read UDPv[46
 
 
 def match(msg: str, prog: str | None = None) -> bool:
-    return _SIGNATURE.match(msg) is not None or _PREFIX.match(msg) is not None and \
-        _SIGNATURE.match(msg[_PREFIX.match(msg).end():]) is not None
+    prefix = _PREFIX.match(msg)
+    return _SIGNATURE.match(msg) is not None or prefix is not None and \
+        _SIGNATURE.match(msg[prefix.end():]) is not None
 
 
 def classify(ev: LogEvent) -> None:
@@ -140,7 +141,7 @@ def classify(ev: LogEvent) -> None:
         ev.reason = t
 
 
-def merge(events: list) -> None:
+def merge(events: list[LogEvent]) -> None:
     """A UDP server's ``MULTI: multi_create_instance called`` names no peer: the next line
     about a client (``192.0.2.2:44035 ...``) does."""
     waiting = None
@@ -163,7 +164,7 @@ def sniff_status(lines: list[str]) -> int:
     return sum(5 for ln in lines if ln.strip() in _STATUS_HEAD)
 
 
-def parse_status(lines: list[str]):
+def parse_status(lines: list[str]) -> Parsed:
     """OpenVPN's ``--status`` file, version 1 (the OpenVPN manual, ``--status``): a server's
     ``OpenVPN CLIENT LIST`` (``Updated,TIME``; ``Common Name,Real Address,Bytes Received,Bytes
     Sent,Connected Since``; ``ROUTING TABLE``; ``GLOBAL STATS``; ``END``) or a client's
@@ -219,6 +220,7 @@ def parse_status(lines: list[str]):
                 yield i, _status_line(ln)
             key = {"TCP/UDP read bytes": "bytes_in", "TCP/UDP write bytes": "bytes_out"}.get(
                 cols[0], re.sub(r"[^a-z0-9]+", "_", cols[0].lower()).strip("_"))
+            assert stats.counters is not None
             stats.counters[key] = int(cols[1])
             continue
         yield i, _status_line(ln)

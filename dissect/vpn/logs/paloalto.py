@@ -62,7 +62,7 @@ def match(msg: str, prog: str | None = None) -> bool:
     if ",SYSTEM,vpn," in msg:
         return True
     m = _SHOWLOG.match(msg)
-    return bool(m) and m.group(3) in _EVENTS
+    return m is not None and m.group(3) in _EVENTS
 
 
 def classify(ev: LogEvent) -> None:

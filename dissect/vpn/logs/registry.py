@@ -12,12 +12,13 @@ keeps the best (documents first on a tie, then the framings in :data:`.framing.F
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from types import ModuleType
+from typing import Callable, NamedTuple
 
 from . import (cisco, fortigate, juniper, libreswan, mikrotik, openvpn, paloalto, strongswan,
                windows, wglog, wireguard)
-from .event import Document, LogEvent
-from .framing import FRAMINGS, journal_export_entries, sniff_journal_export
+from .event import Document, LogEvent, Parsed
+from .framing import FRAMINGS, Frame, journal_export_entries, sniff_journal_export
 
 #: dialects, in the order detection prefers them on a tie
 DIALECTS = (strongswan, libreswan, openvpn, cisco, fortigate, paloalto, juniper, mikrotik,
@@ -32,32 +33,32 @@ class Format(NamedTuple):
     name: str            # e.g. "strongswan", "swanctl-list-sas"
     title: str           # e.g. "strongSwan charon log (syslog)"
     framing: str | None  # the line framing; None for a document
-    dialect: object      # the dialect module
+    dialect: ModuleType  # the dialect module
     document: Document | None = None
 
 
 FORMATS = {d.NAME: d for d in DIALECTS}
 
 
-def _frame(framing, line):
+def _frame(framing: str, line: str) -> Frame | None:
     try:
         return FRAMINGS[framing](line)
     except (ValueError, IndexError, OverflowError):
         return None
 
 
-def _export_dialect(sample: list[str]):
+def _export_dialect(sample: list[str]) -> ModuleType | None:
     """The dialect most messages of a ``journalctl -o export`` sample belong to."""
-    score: dict = {}
+    score: dict[ModuleType, int] = {}
     for _i, f in journal_export_entries(sample):
         d = PROGS.get(f.prog) or next((d for d in DIALECTS if d.match(f.msg, f.prog)), None)
         if d is not None:
             score[d] = score.get(d, 0) + 1
-    return max(score, key=score.get) if score else None
+    return max(score, key=score.__getitem__) if score else None
 
 
-def _export_parse(dialect):
-    def parse_export(lines: list[str]):
+def _export_parse(dialect: ModuleType) -> Callable[[list[str]], Parsed]:
+    def parse_export(lines: list[str]) -> Parsed:
         done = set()
         for i, f in journal_export_entries(lines):
             d = PROGS.get(f.prog, dialect) if f.prog else dialect
@@ -113,7 +114,7 @@ def detect(lines: list[str]) -> Format | None:
     return best
 
 
-def parse(lines: list[str], fmt: Format | None = None):
+def parse(lines: list[str], fmt: Format | None = None) -> Parsed:
     """``(line_number, LogEvent or None)`` for every line (numbers from 1; blank lines are
     skipped).  ``fmt`` None: :func:`detect` first (nothing recognised: every line is None)."""
     if fmt is None:
@@ -132,6 +133,7 @@ def parse(lines: list[str], fmt: Format | None = None):
         except (ValueError, IndexError, KeyError, TypeError):  # never: a parser bug
             return
         return
+    assert fmt.framing is not None  # a line format (a document has none)
     framer = FRAMINGS[fmt.framing]
     own = fmt.dialect
     for i, ln in enumerate(lines):
@@ -140,7 +142,8 @@ def parse(lines: list[str], fmt: Format | None = None):
         yield i + 1, line_event(ln, framer, own, i + 1)
 
 
-def line_event(line: str, framer, dialect, number: int = 0) -> LogEvent | None:
+def line_event(line: str, framer: Callable[[str], Frame | None], dialect: ModuleType,
+               number: int = 0) -> LogEvent | None:
     """One line of a line format → an event (None: the framing does not fit)."""
     line = line.rstrip("\r\n")
     try:
@@ -159,7 +162,7 @@ def line_event(line: str, framer, dialect, number: int = 0) -> LogEvent | None:
     return ev
 
 
-def parse_all(lines: list[str], fmt: Format | None = None) -> list:
+def parse_all(lines: list[str], fmt: Format | None = None) -> list[tuple[int, LogEvent | None]]:
     """:func:`parse` as a list, with the dialect's ``merge`` applied (events that complete
     each other across lines: strongSwan's packet and ENC lines, OpenVPN's MULTI line)."""
     if fmt is None:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import re
 
-from .event import Document, LogEvent
+from typing import Any
+
+from .event import Document, LogEvent, Parsed
 
 NAME = "strongswan"
 TITLE = "strongSwan charon log"
@@ -111,7 +113,7 @@ def match(msg: str, prog: str | None = None) -> bool:
     return _HEAD.match(msg) is not None
 
 
-def _endpoint(ev: LogEvent, m, first: int, out: bool) -> None:
+def _endpoint(ev: LogEvent, m: re.Match[str], first: int, out: bool) -> None:
     a, pa, b, pb = m.group(first), int(m.group(first + 1)), m.group(first + 2), \
         int(m.group(first + 3))
     if out:
@@ -151,7 +153,7 @@ def classify(ev: LogEvent) -> None:
             ev.msgid = int(e.group(4))
             for short in _NOTIFY_IN.findall(e.group(5)):
                 name = SHORT_NOTIFY.get(short)
-                kind = NOTIFY_KIND.get(name)
+                kind = NOTIFY_KIND.get(name) if name is not None else None
                 if kind:
                     ev.notify = name
                     ev.kind = kind
@@ -194,7 +196,7 @@ def classify(ev: LogEvent) -> None:
 
 #: message starts that say it all: (start, kind, reason: "text" = the message, or fixed, or None,
 #: further facts)
-_STARTS = (
+_STARTS: tuple[tuple[str, str, str | None, dict[str, Any]], ...] = (
     ("establishing IKE_SA failed, peer not responding", "give_up", "text", {}),
     ("received proposals unacceptable", "no_proposal", "text", {}),
     ("no acceptable proposal found", "no_proposal", "text", {}),
@@ -281,9 +283,9 @@ def _classify_ike(ev: LogEvent, t: str) -> None:
     m = _RECV_NOTIFY.match(t)
     if m:
         name = m.group(1)
-        kind = NOTIFY_KIND.get(name)
-        if kind:
-            ev.kind = kind
+        nkind = NOTIFY_KIND.get(name)
+        if nkind:
+            ev.kind = nkind
             ev.notify = name
             ev.direction = "in"
             ev.child = "no CHILD_SA built" in t
@@ -323,7 +325,7 @@ def _classify_ike(ev: LogEvent, t: str) -> None:
         ev.ids = _quoted(t)
 
 
-def _quoted(t: str) -> list:
+def _quoted(t: str) -> list[str]:
     """Names in quotes: identities ('left.example') and certificate DNs ("C=.., CN=..")."""
     return [x for x in re.findall(r"'([^']{3,})'|\"([^\"]{3,})\"", t) for x in x if x]
 
@@ -333,17 +335,17 @@ def _initiating(ev: LogEvent, mode: str | None, peer: str, direction: str, kind:
     ev.kind = "aggressive_mode" if mode == "Aggressive" else kind
     ev.direction = direction
     ev.peer = peer
-    ev.exchange = {"Main": "MAIN_MODE", "Aggressive": "AGGRESSIVE"}.get(mode, "IKE_SA_INIT")
+    ev.exchange = {"Main": "MAIN_MODE", "Aggressive": "AGGRESSIVE"}.get(mode or "", "IKE_SA_INIT")
     ev.msgid, ev.response = 0, False
 
 
-def merge(events: list) -> None:
+def merge(events: list[LogEvent]) -> None:
     """Give each ``sending/received packet`` event the exchange, Message ID and direction of
     the ENC line (``generating``/``parsed``) next to it on the same thread and IKE SA: charon
     logs ``generating`` just before sending and ``parsed`` just after receiving."""
-    last_gen: dict = {}
-    pending_recv: dict = {}
-    established: set = set()
+    last_gen: dict[tuple[str, str | None], LogEvent] = {}
+    pending_recv: dict[tuple[str, str | None], LogEvent] = {}
+    established: set[str | None] = set()
     for ev in events:
         if ev is None or ev.thread is None:
             continue
@@ -397,7 +399,7 @@ def sniff_list_sas(lines: list[str]) -> int:
     return n
 
 
-def parse_list_sas(lines: list[str]):
+def parse_list_sas(lines: list[str]) -> Parsed:
     """``swanctl --list-sas``: an ``sa_state`` event per IKE SA (state, SPIs, endpoints,
     identities, ``established Ns ago``) and an ``sa_counters`` event per child SA (both SPIs,
     bytes and packets in and out, seconds since the last packet each way, age)."""
@@ -440,6 +442,7 @@ def parse_list_sas(lines: list[str]):
             continue
         m = _LS_ESTAB.match(ln)
         if m:
+            assert ike.counters is not None
             ike.counters["established_s_ago"] = int(m.group(1))
             yield i, _detail(ln, ike)
             continue
@@ -461,6 +464,7 @@ def parse_list_sas(lines: list[str]):
             m = _LS_COUNT.match(ln)
             if m:
                 d = m.group(1)
+                assert child.counters is not None
                 child.esp_spis.append(m.group(2))
                 child.counters[f"spi_{d}"] = m.group(2)
                 child.counters[f"bytes_{d}"] = int(m.group(3))
@@ -472,6 +476,7 @@ def parse_list_sas(lines: list[str]):
                 continue
             m = _LS_INSTALLED.match(ln)
             if m:
+                assert child.counters is not None
                 child.counters["installed_s_ago"] = int(m.group(1))
                 child.raw += "\n" + ln
                 yield i, _detail(ln, child)
@@ -510,11 +515,11 @@ def sniff_statusall(lines: list[str]) -> int:
     return n
 
 
-def parse_statusall(lines: list[str]):
+def parse_statusall(lines: list[str]) -> Parsed:
     """``ipsec statusall`` (stroke): the ``Security Associations`` part — IKE SAs (state,
     endpoints, identities, SPIs) and child SAs (SPIs, bytes and packets each way)."""
-    ikes: dict = {}
-    children: dict = {}
+    ikes: dict[str, LogEvent] = {}
+    children: dict[str, LogEvent] = {}
     for i, ln in enumerate(lines):
         if not ln.strip():
             continue
@@ -557,6 +562,7 @@ def parse_statusall(lines: list[str]):
         if m:
             ch = children.get(f"{m.group(1)}{{{m.group(2)}}}")
             if ch is not None:
+                assert ch.counters is not None
                 ch.counters["bytes_in"] = int(m.group(3))
                 ch.counters["bytes_out"] = int(m.group(5))
                 if m.group(4) is not None:

@@ -27,7 +27,7 @@ import csv
 import io
 import re
 
-from .event import Document, LogEvent, first_kind
+from .event import Document, LogEvent, Parsed, first_kind
 from .framing import take_time
 
 NAME = "windows"
@@ -140,7 +140,7 @@ def sniff_csv(lines: list[str]) -> int:
     return 10 if lines and _HEADER.match(lines[0]) else 0
 
 
-def parse_csv(lines: list[str]):
+def parse_csv(lines: list[str]) -> Parsed:
     if not lines:
         return
     delim = "\t" if "\t" in lines[0] else ","
@@ -175,7 +175,7 @@ def parse_csv(lines: list[str]):
             yield i, _plain(lines[i], "windows")
 
 
-def _plain(ln: str, prog: str) -> LogEvent:
+def _plain(ln: str, prog: str | None) -> LogEvent:
     ev = LogEvent(ln.strip(), ln)
     ev.prog = prog
     return ev
@@ -195,15 +195,15 @@ def sniff_blocks(lines: list[str]) -> int:
     return n
 
 
-def parse_blocks(lines: list[str]):
-    block: list = []
+def parse_blocks(lines: list[str]) -> Parsed:
+    block: list[tuple[int, str]] = []
     start = 0
 
-    def flush():
+    def flush() -> list[tuple[int, LogEvent | None]]:
         if not block:
             return []
-        fields: dict = {}
-        desc: list = []
+        fields: dict[str, str] = {}
+        desc: list[str] = []
         in_desc = False
         for _i, ln in block:
             if in_desc:
@@ -224,7 +224,7 @@ def parse_blocks(lines: list[str]):
                     fields.get("Event ID") or fields.get("Id"), "\n".join(desc),
                     fields.get("Computer") or fields.get("MachineName"))
         ev.level = (fields.get("Level") or fields.get("LevelDisplayName") or "").lower() or None
-        out = [(start, ev)]
+        out: list[tuple[int, LogEvent | None]] = [(start, ev)]
         out += [(i, _plain(ln, ev.prog)) for i, ln in block[1:] if ln.strip()]
         return out
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from .event import Document, LogEvent
+from .event import Document, LogEvent, Parsed
 
 NAME = "wireguard"
 TITLE = "WireGuard wg show"
@@ -58,7 +58,7 @@ def _size(s: str) -> int | None:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
-def parse(lines: list[str]):
+def parse(lines: list[str]) -> Parsed:
     peer = None
     iface = None
     for i, ln in enumerate(lines):
@@ -126,10 +126,12 @@ def parse(lines: list[str]):
                 elif key == "latest handshake":
                     secs = sum(int(n) * _AGO[u] for n, u in
                                re.findall(r"(\d+) (second|minute|hour|day)s?", val))
+                    assert peer.counters is not None
                     peer.counters["handshake_s_ago"] = secs
                 elif key == "transfer":
                     r = re.match(r"(.+?) received, (.+?) sent", val)
                     if r:
+                        assert peer.counters is not None
                         peer.counters["bytes_in"] = _size(r.group(1))
                         peer.counters["bytes_out"] = _size(r.group(2))
             yield i, ev
