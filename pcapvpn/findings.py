@@ -125,6 +125,71 @@ def declare(code: str, stage: str, severity: str, meaning: str, advice=(), *, po
     return spec
 
 
+class Msg(str):
+    """A finding's title or detail as a template and its facts (issue 18, item 5): the string
+    itself is the English text, so every renderer and the JSON use it as they would any string;
+    ``template`` (``{name}`` placeholders, format specs allowed) and ``facts`` let a language
+    render the same facts in its own words (:meth:`pcapvpn.i18n.Lang.msg`).  Facts are values
+    (numbers, addresses, codes, names, capture strings) or nested messages; a value is never
+    template text.  ``a + b`` of messages is a message whose parts are translated one by one."""
+
+    template: str
+    facts: dict
+
+    def __new__(cls, template: str, facts: dict | None = None) -> Msg:
+        facts = facts or {}
+        self = super().__new__(cls, template.format_map(facts) if facts else template)
+        self.template = template
+        self.facts = facts
+        return self
+
+    def __reduce__(self):
+        return (Msg, (self.template, self.facts))
+
+    def __add__(self, other):  # type: ignore[override]
+        if not isinstance(other, str):
+            return NotImplemented
+        if not other:
+            return self
+        return Msg("{a}{b}", {"a": self, "b": other})
+
+    def __radd__(self, other):
+        if not isinstance(other, str):
+            return NotImplemented
+        if not other:
+            return self
+        return Msg("{a}{b}", {"a": other, "b": self})
+
+
+class Term(str):
+    """The tool's own words used as a fact — a word of its vocabulary (a verdict, a side) or a
+    sentence a lower layer wrote (a tracker's note): translated by the catalog (the exact text,
+    else a catalog template it matches), like the :mod:`pcapvpn.names` enums; a plain ``str``
+    fact is a value (an address, capture text) and stays as it is."""
+
+
+def msg(template: str, /, **facts) -> Msg:
+    """A message: ``msg("TS_UNACCEPTABLE from {peer}", peer=ip_text(m.src))``.  The English
+    text is ``template.format(**facts)``; the catalogs translate ``template``
+    (:mod:`pcapvpn.i18n`), and ``tests/test_i18n.py`` finds every template by walking the
+    rules."""
+    return Msg(template, facts)
+
+
+def msg_join(sep: str, parts) -> str:
+    """``sep.join(parts)`` that stays a message when the parts are messages (each translated)."""
+    parts = list(parts)
+    if not any(isinstance(p, (Msg, Term)) for p in parts):
+        return sep.join(parts)
+    names = [f"p{i}" for i in range(len(parts))]
+    facts = dict(zip(names, parts))
+    if any(c.isalpha() for c in sep):  # words (" and "): translated as a Term
+        facts["sep"] = Term(sep)
+        return Msg("{sep}".join("{" + n + "}" for n in names), facts)
+    return Msg(sep.replace("{", "{{").replace("}", "}}").join("{" + n + "}" for n in names),
+               facts)
+
+
 @dataclass
 class FrameRef:
     file: str
@@ -205,7 +270,7 @@ MAX_DETAIL = 8000
 
 
 def _bounded(text: str, limit: int) -> str:
-    if len(text) <= limit:
+    if len(text) <= limit:  # a Msg stays one (its translation is bounded by the same facts)
         return text
     return text[:limit] + f" … ({len(text) - limit:,} more characters)"
 

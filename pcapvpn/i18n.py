@@ -13,9 +13,14 @@ What is translated, and how it is keyed:
   shows the translated title and keeps those specifics in the detail);
 - each code's meaning (the explanation) and advice: ``msgid`` = the English text of the registry
   (``pcapvpn.findings.REGISTRY``), so a reworded English text shows up as untranslated;
-- text built with values (advice naming a peer, ...): a ``msgid`` with ``{name}`` placeholders
-  is a template: the English text is matched against it and the values are carried over (each
-  value itself translated when the catalog knows it, e.g. "initiator").
+- a finding's title and detail are :class:`pcapvpn.findings.Msg`: a template and its facts.
+  ``msgid`` = the English template (``{name}`` placeholders, with the same names and format
+  specs in the ``msgstr``); the facts are filled in after translation (a nested message is
+  translated in turn, a value stays as it is). ``tests/test_i18n.py`` finds every template in
+  the code and fails on one without a translation or with other placeholders;
+- text built with values elsewhere (advice naming a peer, ...): a ``msgid`` with ``{name}``
+  placeholders is a template: the English text is matched against it and the values are carried
+  over (each value itself translated when the catalog knows it, e.g. "initiator").
 
 Finding codes, JSON keys and Wireshark filters are never translated; JSON output stays English.
 """
@@ -135,6 +140,15 @@ def translations(lang: str) -> gettext.NullTranslations:
 
 # -- the interface the renderers use ---------------------------------------------------------
 
+#: tests only: every value a translated message carries (a fact: an address, a name, a capture
+#: string) is written between these two characters, so that a test can tell the values from the
+#: words of the template (``tests/test_i18n_complete.py``)
+MARK = ("\ue000", "\ue001")
+mark_values = False
+_AFTER_STOP = re.compile(r"([。、]) +")
+_PURE = re.compile(r"(?:\{[a-z_][a-z0-9_]*(?::[^{}]*)?\}|[\s,;:.()/—–-])*\Z")
+
+
 class Lang:
     """Translations for one language; English returns its input."""
 
@@ -142,6 +156,72 @@ class Lang:
         self.code = lang
         self.t = translations(lang)
         self._templates = None
+        self.mark = mark_values and lang != "en"
+
+    def value(self, v):
+        """A value shown as it is (an address, a name, capture text): marked in tests."""
+        if self.mark and isinstance(v, str) and v:
+            return f"{MARK[0]}{v}{MARK[1]}"
+        return v
+
+    def known(self, template: str) -> bool:
+        """Whether the catalog has ``template`` (its translation may read the same: ``IKE SA``),
+        or it is made of placeholders and punctuation only (``{a}{b}``: its parts are)."""
+        return (self.english or template in getattr(self.t, "_catalog", {})
+                or bool(_PURE.match(template)))
+
+    def has_msg(self, m) -> bool:
+        """Whether the message (a :class:`~pcapvpn.findings.Msg`) renders fully translated."""
+        from pcapvpn.findings import Msg
+
+        if self.english:
+            return True
+        if not isinstance(m, Msg):
+            return not m
+        if not self.known(m.template):
+            return False
+        return all(self.has_msg(v) for v in m.facts.values() if isinstance(v, Msg))
+
+    def _fact(self, v):
+        from enum import Enum
+
+        from pcapvpn.findings import Msg, Term
+
+        if isinstance(v, Msg):
+            return self.msg(v)
+        if isinstance(v, (Term, Enum)):
+            return self.text(str(v))
+        if v == ".":  # the full stop a rule appends to a sentence
+            return self.t.gettext(".")
+        return self.value(v)
+
+    def fmt(self, template: str, /, **facts) -> str:
+        """A sentence of a renderer: ``template`` translated, ``facts`` filled in (as a
+        :class:`~pcapvpn.findings.Msg`'s)."""
+        from pcapvpn.findings import Msg
+
+        return self.msg(Msg(template, facts))
+
+    def msg(self, m) -> str:
+        """A finding's title or detail in this language: its template translated, its facts
+        filled in (nested messages translated too).  A plain string or a template the catalog
+        lacks falls back to :meth:`text` (matching the English against catalog templates)."""
+        from pcapvpn.findings import Msg
+
+        if self.english or not m or not isinstance(m, str):
+            return m
+        if not isinstance(m, Msg):
+            return self.text(m)
+        if not self.known(m.template):
+            return self.text(str(m))
+        tmpl = self.t.gettext(m.template)
+        facts = {k: self._fact(v) for k, v in m.facts.items()}
+        try:
+            out = tmpl.format_map(facts)
+        except (KeyError, IndexError, ValueError):
+            return str(m)
+        # English sentences joined with a space: Japanese needs none after 。 and 、
+        return _AFTER_STOP.sub(r"\1", out) if self.code == "ja" else out
 
     @property
     def english(self) -> bool:
@@ -150,6 +230,14 @@ class Lang:
     def _(self, text: str) -> str:
         """A heading or label."""
         return self.t.gettext(text)
+
+    def headers(self, names) -> list[str]:
+        """Table headers."""
+        return [self.t.gettext(h) for h in names]
+
+    def upper(self, word: str) -> str:
+        """A verdict or severity as a tag: ``FAILING`` in English, the translated word else."""
+        return word.upper() if self.english else self.t.gettext(word)
 
     def has(self, text: str) -> bool:
         return self.english or self.t.gettext(text) != text
@@ -160,6 +248,18 @@ class Lang:
             return english
         tr = self.t.pgettext("title", code)
         return tr if tr != code else english
+
+    def finding_title(self, f) -> str:
+        """A finding's own title in this language (:meth:`title_of`)."""
+        return self.title_of(f.code, f.title)
+
+    def title_of(self, code: str, title) -> str:
+        """A finding's own title: its template translated; else the code's translated title with
+        the English one after a colon."""
+        if self.english or self.has_msg(title):
+            return self.msg(title)
+        t = self.title(code, title)
+        return f"{t}: {title}" if t != title else title
 
     def has_title(self, code: str) -> bool:
         return self.english or self.t.pgettext("title", code) != code
@@ -194,9 +294,15 @@ class Lang:
                         seen.add(p)
                         pat += f"(?P<{p}>.+?)"
                 self._templates.append((re.compile(pat + r"\Z", re.S), msgstr))
+            # the most specific template first ("... {zone} (--log-tz when known)" before
+            # "... {zone}")
+            self._templates.sort(key=lambda t: -len(_PLACEHOLDER.sub("", t[0].pattern)))
         for rx, msgstr in self._templates:
             m = rx.match(english)
-            if m:
+            # a short or generic template ("{a} on {b}") matches any sentence: the template's own
+            # words must be most of the text
+            if m and len(english) - sum(len(v) for v in m.groupdict().values()) >= max(
+                    12, len(english) // 2):
                 vals = {k: self.t.gettext(v) for k, v in m.groupdict().items()}
                 try:
                     return msgstr.format(**vals)
@@ -218,12 +324,11 @@ def localize(report, lang: str):
     r = copy.copy(report)
     out = []
     for f in report.findings:
-        t = tr.title(f.code, f.title)
         out.append(dataclasses.replace(
-            f, title=f"{t}: {f.title}" if t != f.title else f.title,
-            detail=tr.text(f.detail), advice=[tr.text(a) for a in f.advice]))
+            f, title=tr.finding_title(f), detail=tr.msg(f.detail),
+            advice=[tr.text(a) for a in f.advice]))
     r.findings = out
-    r.tunnels = [{**t, "not_seen": [tr.text(n) for n in t.get("not_seen") or ()]}
+    r.tunnels = [{**t, "not_seen": [tr.msg(n) for n in t.get("not_seen") or ()]}
                  for t in report.tunnels]
     return r
 

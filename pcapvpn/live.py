@@ -344,7 +344,7 @@ class TextEvents:
         tunnel = f.get("tunnel") or "-"
         sev = f["severity"]
         if self.lang is not None:
-            f = dict(f, title=self.lang.title(f["code"], f["title"]))
+            f = dict(f, title=self.lang.title_of(f["code"], f["title"]))
         if kind == "raised":
             label = "RAISED  "
             tag = sev

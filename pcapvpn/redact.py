@@ -404,6 +404,20 @@ class Redactor:
 
     # -- the model -----------------------------------------------------------------------------
 
+    def _msg(self, m):
+        """A finding message (:class:`pcapvpn.findings.Msg`) redacted fact by fact, so that it
+        stays translatable; the whole text redacted when that reads differently."""
+        from pcapvpn.findings import Msg, Term
+
+        def fact(k, v):
+            if isinstance(v, Term):
+                return Term(self.text(v))
+            return self._walk(v, k) if isinstance(v, str) else v
+
+        whole = self.text(m)
+        part = Msg(m.template, {k: fact(k, v) for k, v in m.facts.items()})
+        return part if part == whole else whole
+
     def report(self, report):
         """A redacted deep copy of a :class:`pcapvpn.model.Report` (findings included)."""
         for f in report.capture.files:
@@ -417,7 +431,7 @@ class Redactor:
         if isinstance(obj, str):
             if key in ("file", "name") and obj in self.files:
                 return self.files[obj]
-            return self.text(obj)
+            return self._msg(obj) if hasattr(obj, "template") else self.text(obj)
         if isinstance(obj, list):
             if key == "identities":
                 return [self.identity_text(x) if isinstance(x, str) else x for x in obj]

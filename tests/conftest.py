@@ -117,3 +117,17 @@ def ipsec_captures() -> list[Path]:
     out = [p for p in corpus_captures() if any(k in str(p) for k in keep)]
     out += [p for p in project_captures() if "openvpn" not in p.name]
     return out
+
+
+def bench_gen():
+    """``bench/gen.py`` as a module (the generated captures: many clients, ...)."""
+    import importlib.util
+    import sys
+
+    mod = sys.modules.get("bench_gen")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location("bench_gen", REPO / "bench" / "gen.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["bench_gen"] = mod
+    return mod

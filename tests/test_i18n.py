@@ -45,7 +45,8 @@ def test_japanese_report_keeps_codes_and_filters():
     for f in res.report.findings:
         for out in (html, text, md):
             assert f.code in out
-        assert L.title(f.code, f.title) in text
+        assert L.finding_title(f) in text
+        assert (L.msg(f.title) if L.has_msg(f.title) else L.title(f.code, f.title)) in html
         assert f.wireshark_filter.replace("&", "&amp;") in html
         assert f.wireshark_filter in text and f.wireshark_filter in md
     assert "トンネルごとの判定" in html and 'lang="ja"' in html

@@ -18,9 +18,9 @@ def render(report, fmt: str, color: bool = False, lang: str = "en", redacted: bo
         report = localize(report, lang)
     if fmt == "markdown":
         from pcapvpn.report.markdown import render_markdown
-        return render_markdown(report)
+        return render_markdown(report, lang=lang)
     from pcapvpn.report.text import render_text
-    return render_text(report, color=color)
+    return render_text(report, color=color, lang=lang)
 
 
 def select(report, peers=(), spis=(), min_severity: str = "info"):

@@ -11,6 +11,7 @@ HTML reports (layout only: the facts are the model's, nothing is judged here).
 
 from __future__ import annotations
 
+from pcapvpn.findings import Term, msg, msg_join
 from pcapvpn.report.summary import endpoint
 
 #: flows and sessions listed at most per tunnel
@@ -66,20 +67,21 @@ def learnt(report, t) -> list[str]:
         total = sum(d.get("messages_encrypted", 0) for d in ike_dec)
         ok = opened and all(d.get("integrity_verified") for d in ike_dec
                             if d.get("messages_opened"))
-        parts.append(f"{opened}/{total} IKE messages" + (" (integrity verified)" if ok else ""))
+        parts.append(msg("{opened}/{total} IKE messages", opened=opened, total=total)
+                     + (msg(" (integrity verified)") if ok else ""))
     if esp_dec:
         opened = sum(d.get("opened", 0) for d in esp_dec)
         total = sum(e.get("packets", 0) for e in esps)
         verified = sum(d.get("verified", 0) for d in esp_dec)
         failed = sum(d.get("icv_failed", 0) for d in esp_dec)
-        what = f"{opened}/{total} ESP packets"
+        what = msg("{opened}/{total} ESP packets", opened=opened, total=total)
         if failed:
-            what += f" ({failed} ICV failure(s))"
+            what += msg(" ({n} ICV failure(s))", n=failed)
         elif opened and verified == opened:
-            what += " (ICV ok)"
+            what += msg(" (ICV ok)")
         parts.append(what)
     if parts:
-        out.append("decrypted " + ", ".join(parts))
+        out.append(msg("decrypted {parts}", parts=msg_join(", ", parts)))
     decs = [(sa, m, m.get("decryption")) for sa in sas for m in sa.get("messages") or ()
             if m.get("decryption") and m["decryption"].get("status") in ("ok", "unverified")]
     idents = _uniq([f"{i.get('payload')} {i.get('value')}" for _sa, _m, d in decs
@@ -88,14 +90,15 @@ def learnt(report, t) -> list[str]:
                       for sa in sas for m in sa.get("messages") or ()
                       for x in m.get("identities") or ()])
     if idents:
-        out.append("identities: " + "; ".join(idents))
-    certs = _uniq([f"{c['subject']} (issuer {c.get('issuer')}, valid "
-                   f"{(c.get('not_before') or {}).get('utc', '?')[:10]} to "
-                   f"{(c.get('not_after') or {}).get('utc', '?')[:10]})"
+        out.append(msg("identities: {ids}", ids="; ".join(idents)))
+    certs = _uniq([msg("{subject} (issuer {issuer}, valid {start} to {end})",
+                       subject=c['subject'], issuer=c.get('issuer'),
+                       start=(c.get('not_before') or {}).get('utc', '?')[:10],
+                       end=(c.get('not_after') or {}).get('utc', '?')[:10])
                    for _sa, _m, d in decs for c in d.get("certificates") or ()
                    if c.get("subject")])
     if certs:
-        out.append("certificates: " + "; ".join(certs))
+        out.append(msg("certificates: {certs}", certs=msg_join("; ", certs)))
     chosen = []
     for sa in sas:
         for m in _responder_msgs(sa):
@@ -104,7 +107,7 @@ def learnt(report, t) -> list[str]:
                 chosen.append(f"{m.get('exchange')}: {props[0].split(' ', 1)[-1]}")
     chosen = _uniq(chosen)
     if chosen:
-        out.append("proposals chosen: " + "; ".join(chosen))
+        out.append(msg("proposals chosen: {chosen}", chosen="; ".join(chosen)))
     ts = []
     for sa in sas:
         for m in _responder_msgs(sa):
@@ -114,38 +117,41 @@ def learnt(report, t) -> list[str]:
                           f"{', '.join(sel.get('responder') or ['-'])}")
     ts = _uniq(ts)
     if ts:
-        out.append("traffic selectors: " + "; ".join(ts))
+        out.append(msg("traffic selectors: {ts}", ts="; ".join(ts)))
     cfg = _uniq([f"{c.get('name') or c.get('type')} "
                  + ", ".join(f"{a.get('name') or a.get('type')}"
                              + (f"={a['text']}" if a.get("text") is not None else "")
                              for a in c.get("attributes") or ())
                  for _sa, _m, d in decs for c in d.get("config") or ()])
     if cfg:
-        out.append("configuration: " + "; ".join(cfg))
+        out.append(msg("configuration: {cfg}", cfg="; ".join(cfg)))
     if inner:
         flows = []
         for f in (inner.get("top_flows") or ())[:MAX_LISTED]:
             proto = _IP_PROTO.get(f.get("proto"), f"proto {f.get('proto')}")
             ports = (f" {f['sport']} -> {f['dport']}" if f.get("sport") is not None
                      and f.get("dport") is not None else "")
-            flows.append(f"{f.get('src')} -> {f.get('dst')} {proto}{ports} "
-                         f"({f.get('packets')} packets)")
+            flows.append(msg("{src} -> {dst} {proto}{ports} ({n} packets)", src=f.get('src'),
+                             dst=f.get('dst'), proto=proto, ports=ports, n=f.get('packets')))
         parts = []
         if "packets_decrypted" in inner:
-            parts.append(f"{inner['packets_decrypted']} packet(s) decrypted")
-        views = [f"{v.get('label')} (tied by {v.get('tied_by')})"
+            parts.append(msg("{n} packet(s) decrypted", n=inner['packets_decrypted']))
+        views = [msg("{label} (tied by {tied_by})", label=v.get('label'),
+                     tied_by=Term(v.get('tied_by')))
                  for v in inner.get("views") or () if v.get("kind") != "keys"]
         if views:
-            parts.append("seen on " + "; ".join(views[:MAX_LISTED]))
-        line = "inside the tunnel: " + (", ".join(parts) or "no packet")
+            parts.append(msg("seen on {views}", views=msg_join("; ", views[:MAX_LISTED])))
+        line = msg("inside the tunnel: {what}", what=msg_join(", ", parts) or msg("no packet"))
         if flows:
-            line += "; top flows: " + "; ".join(flows)
+            line += msg("; top flows: {flows}", flows=msg_join("; ", flows))
         out.append(line)
         echo = inner.get("icmp_echo") or {}
         dns = inner.get("dns") or {}
         if echo.get("requests") or dns.get("queries"):
-            out.append(f"pings answered: {echo.get('answered', 0)}/{echo.get('requests', 0)}; "
-                       f"DNS queries answered: {dns.get('answered', 0)}/{dns.get('queries', 0)}")
+            out.append(msg("pings answered: {echo}/{requests}; DNS queries answered: "
+                           "{dns}/{queries}", echo=echo.get('answered', 0),
+                           requests=echo.get('requests', 0), dns=dns.get('answered', 0),
+                           queries=dns.get('queries', 0)))
     return out
 
 
@@ -161,61 +167,67 @@ def vpn_facts(t) -> list[str]:
     out = []
     ports = v.get("client_ports") or []
     srv = endpoint(f"{v.get('server', t.get('b'))}:{v.get('server_port', t.get('server_port'))}")
-    out.append(f"client {v.get('client', t.get('a'))}"
-               + (f" (port{'s' if len(ports) > 1 else ''} "
-                  f"{', '.join(map(str, ports[:MAX_LISTED]))}"
-                  + (", …" if len(ports) > MAX_LISTED else "") + ")" if ports else "")
-               + f" -> server {srv}/{v.get('transport', t.get('transport'))}"
-               + f", +{(t.get('first') or {}).get('rel') or 0:.3f} s to "
-                 f"+{(t.get('last') or {}).get('rel') or 0:.3f} s")
+    plist = ", ".join(map(str, ports[:MAX_LISTED])) + (", …" if len(ports) > MAX_LISTED else "")
+    out.append(msg("client {client}", client=v.get('client', t.get('a')))
+               + ((msg(" (ports {ports})", ports=plist) if len(ports) > 1
+                   else msg(" (port {ports})", ports=plist)) if ports else "")
+               + msg(" -> server {srv}/{transport}, +{first:.3f} s to +{last:.3f} s", srv=srv,
+                     transport=v.get('transport', t.get('transport')),
+                     first=(t.get('first') or {}).get('rel') or 0,
+                     last=(t.get('last') or {}).get('rel') or 0))
     p, d = _dirs(v.get("packets")), _dirs(v.get("data_packets"))
     b = _dirs(v.get("bytes"))
-    out.append(f"packets: {p[0]} client -> server ({d[0]} data), {p[1]} server -> client "
-               f"({d[1]} data); bytes {b[0]} / {b[1]}")
+    out.append(msg("packets: {p0} client -> server ({d0} data), {p1} server -> client "
+                   "({d1} data); bytes {b0} / {b1}", p0=p[0], d0=d[0], p1=p[1], d1=d[1],
+                   b0=b[0], b1=b[1]))
     conns = v.get("tcp_connections") or []
     if conns:
         syn = sum(c.get("syn", 0) for c in conns)
         synack = sum(c.get("syn_ack", 0) for c in conns)
         rst = sum(c.get("rst_from_client", 0) + c.get("rst_from_server", 0) for c in conns)
-        out.append(f"TCP connections: {len(conns)} (SYN {syn}, SYN-ACK {synack}, RST {rst})")
+        out.append(msg("TCP connections: {n} (SYN {syn}, SYN-ACK {synack}, RST {rst})",
+                       n=len(conns), syn=syn, synack=synack, rst=rst))
     st = v.get(proto) or {}
     if proto == "openvpn":
         prot = st.get("control_protection") or "?"
-        prot = "plain (no tls-auth / tls-crypt)" if prot == "none" else prot
-        out.append(f"control channel: {prot}"
+        prot = Term("plain (no tls-auth / tls-crypt)") if prot == "none" else prot
+        out.append(msg("control channel: {prot}", prot=prot)
                    + (" (tls-crypt-v2)" if st.get("tls_crypt_v2") else ""))
         sessions = st.get("sessions") or []
         for s in sessions[:MAX_LISTED]:
             cc, sc = s.get("client_control") or {}, s.get("server_control") or {}
             tls = s.get("tls") or {}
-            line = (f"session {s.get('index', 0) + 1}: "
-                    f"{'established' if s.get('established') else 'not established'}"
-                    f"{' (joined mid-session)' if s.get('mid_session') else ''}, resets "
-                    f"{s.get('client_resets', 0)} client / {s.get('server_resets', 0)} server, "
-                    f"control packets {cc.get('packets', 0)} / {sc.get('packets', 0)} "
-                    f"({cc.get('retransmissions', 0)} / {sc.get('retransmissions', 0)} "
-                    f"retransmitted)")
+            line = msg("session {n}: {state}{mid}, resets {cr} client / {sr} server, control "
+                       "packets {cp} / {sp} ({cx} / {sx} retransmitted)",
+                       n=s.get('index', 0) + 1,
+                       state=Term('established' if s.get('established') else 'not established'),
+                       mid=msg(" (joined mid-session)") if s.get('mid_session') else "",
+                       cr=s.get('client_resets', 0), sr=s.get('server_resets', 0),
+                       cp=cc.get('packets', 0), sp=sc.get('packets', 0),
+                       cx=cc.get('retransmissions', 0), sx=sc.get('retransmissions', 0))
             if tls:
-                line += f", TLS {tls.get('stage')}" + (f" ({tls['version']})"
-                                                      if tls.get("version") else "")
+                line += msg(", TLS {stage}", stage=Term(tls.get('stage'))) + (
+                    f" ({tls['version']})" if tls.get("version") else "")
             elif s.get("control_encrypted"):
-                line += ", TLS not visible (control channel encrypted)"
+                line += msg(", TLS not visible (control channel encrypted)")
             out.append(line)
         if len(sessions) > MAX_LISTED:
-            out.append(f"... {len(sessions) - MAX_LISTED} more session(s)")
+            out.append(msg("... {n} more session(s)", n=len(sessions) - MAX_LISTED))
     elif proto == "wireguard":
         idx = st.get("receiver_indexes") or []
         missing = sum(i.get("missing", 0) for i in idx)
-        out.append(f"handshakes: {st.get('handshakes', 0)} initiation(s), "
-                   f"{st.get('handshakes_answered', 0)} answered, "
-                   f"{st.get('cookie_replies', 0)} cookie repl(ies); {len(idx)} receiver "
-                   f"index(es), {missing} counter value(s) missing")
+        out.append(msg("handshakes: {n} initiation(s), {answered} answered, {cookies} cookie "
+                       "repl(ies); {idx} receiver index(es), {missing} counter value(s) missing",
+                       n=st.get('handshakes', 0), answered=st.get('handshakes_answered', 0),
+                       cookies=st.get('cookie_replies', 0), idx=len(idx), missing=missing))
     elif proto in ("l2tp", "pptp"):
         msgs = st.get("messages") or {}
         if msgs:
-            out.append("control messages: " + ", ".join(f"{k} x{n}" for k, n in msgs.items()))
-        errs = _uniq([f"{c.get('message')} from the {c.get('from')}: result {c.get('result')}"
-                      + (f", error {c.get('error')}" if c.get("error") else "")
+            out.append(msg("control messages: {msgs}",
+                           msgs=", ".join(f"{k} x{n}" for k, n in msgs.items())))
+        errs = _uniq([msg("{message} from the {side}: result {result}", message=c.get('message'),
+                          side=Term(c.get('from')), result=c.get('result'))
+                      + (msg(", error {error}", error=c.get('error')) if c.get("error") else "")
                       + (f" ({c['error_message']})" if c.get("error_message") else "")
                       for c in st.get("control") or ()
                       if c.get("result") is not None or c.get("error")])
@@ -223,16 +235,18 @@ def vpn_facts(t) -> list[str]:
             out.append(e)
     elif proto == "sslvpn":
         if st.get("recognised_by"):
-            out.append("recognised as an SSL-VPN by: " + "; ".join(st["recognised_by"]))
-        stages = _uniq([f"{(c.get('tls') or {}).get('stage')}"
-                        + (f" ({c['tls']['version']})" if (c.get("tls") or {}).get("version")
-                           else "")
+            out.append(msg("recognised as an SSL-VPN by: {why}",
+                           why=msg_join("; ", [Term(x) for x in st["recognised_by"]])))
+        stages = _uniq([msg("{stage}{version}", stage=Term(f"{(c.get('tls') or {}).get('stage')}"),
+                            version=(f" ({c['tls']['version']})"
+                                     if (c.get("tls") or {}).get("version") else ""))
                         for c in conns if c.get("tls")])
         if stages:
-            out.append("TLS stage: " + ", ".join(stages))
+            out.append(msg("TLS stage: {stages}", stages=msg_join(", ", stages)))
         for f in (st.get("dtls_flows") or ())[:MAX_LISTED]:
             dt = f.get("dtls") or {}
             fp = _dirs(f.get("packets"))
-            out.append(f"DTLS channel {f.get('client_port')} -> {f.get('server_port')}: "
-                       f"{dt.get('stage')}, packets {fp[0]} / {fp[1]}")
+            out.append(msg("DTLS channel {cport} -> {sport}: {stage}, packets {p0} / {p1}",
+                           cport=f.get('client_port'), sport=f.get('server_port'),
+                           stage=Term(dt.get('stage')), p0=fp[0], p1=fp[1]))
     return out

@@ -124,14 +124,14 @@ def _ladder_list(lad: _ladder.Ladder, L: Lang) -> str:
         if r.kind != "msg":
             t = f'<span class="t">{fmt_t(r.t)}</span>' if r.kind in ("float", "log") else ""
             src = f"{r.source}: " if r.kind == "log" else ""
-            items.append(f'<li class="note">{t}{esc(src + r.text)}</li>')
+            items.append(f'<li class="note">{t}{esc(src + L.msg(r.text))}</li>')
             continue
         kind = ("lost" if r.unanswered else "ended" if r.pending else
                 "dup" if r.copy == "duplicate" else "retx" if r.copy == "retransmission"
                 else "")
         label = arrow_label(r, L)
         arrow = "→" if r.rightward else "←"
-        det = r.details
+        det = L.value(r.details)
         mark = f'<span class="mark">⚑ {esc(", ".join(r.codes))}</span> ' if r.codes else ""
         items.append(f'<li class="{"r" if r.rightward else "l"}{" k-" + kind if kind else ""}">'
                      f'<span class="t">{fmt_t(r.t)}</span>{arrow} '
@@ -155,7 +155,7 @@ def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
         if r.kind != "msg":
             src = f"{esc(r.source)}: " if r.kind == "log" else ""
             rows.append(f'<tr><td class="num">{fmt_t(r.t) if r.kind in ("float", "log") else ""}'
-                        f'</td><td colspan="5"><em>{src}{esc(r.text)}</em></td></tr>')
+                        f'</td><td colspan="5"><em>{src}{esc(L.msg(r.text))}</em></td></tr>')
             continue
         arrow = "→" if r.rightward else "←"
         flags = []
@@ -168,7 +168,7 @@ def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
         rows.append(f'<tr><td class="num">{fmt_t(r.t)}</td>'
                     f'<td class="num">{esc(",".join(str(f) for f in r.frames))}</td>'
                     f'<td class="mono">{esc(endpoint(r.src))} {arrow} {esc(endpoint(r.dst))}</td>'
-                    f'<td>{esc(r.label)}</td><td>{esc(r.details)}</td>'
+                    f'<td>{esc(r.label)}</td><td>{esc(L.value(r.details))}</td>'
                     f'<td>{esc("; ".join(flags))}</td></tr>')
     head = "".join(f"<th>{esc(L._(h))}</th>" for h in
                    ("t (s)", "frames", "from → to", "message", "payloads / notifies", "marks"))
@@ -234,18 +234,18 @@ def _logs_section(report, L: Lang) -> str:
     o = [f'<section id="logs"><h2>{esc(L._("Gateway logs"))}</h2><div class="scroll"><table>'
          "<tr>" + "".join(f"<th>{esc(L._(h))}</th>" for h in head) + "</tr>"]
     for r in rows:
-        o.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>")
+        o.append("<tr>" + "".join(f"<td>{esc(L.msg(c))}</td>" for c in r) + "</tr>")
     o.append("</table></div>")
     notes = log_notes(report)
     if notes:
-        o.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+        o.append("<ul>" + "".join(f"<li>{esc(L.msg(n))}</li>" for n in notes) + "</ul>")
     ev = log_event_rows(report, limit=300)
     if ev and ev[1]:
         o.append(f'<details><summary>{esc(L._("Log events on the capture clock"))} '
                  f'({len(report.log_events)})</summary><div class="scroll"><table><tr>'
                  + "".join(f"<th>{esc(L._(h))}</th>" for h in ev[0]) + "</tr>")
         for r in ev[1]:
-            o.append("<tr>" + "".join(f'<td class="{"mono" if i == 4 else ""}">{esc(c)}</td>'
+            o.append("<tr>" + "".join(f'<td class="{"mono" if i == 4 else ""}">{esc(L.msg(c))}</td>'
                                       for i, c in enumerate(r)) + "</tr>")
         o.append("</table></div></details>")
     o.append("</section>")
@@ -264,7 +264,8 @@ def _finding(f, L: Lang, group=None) -> str:
     from pcapvpn.findings import REGISTRY
 
     spec = REGISTRY.get(f.code)
-    title = L.title(f.code, f.title)
+    own = L.has_msg(f.title)  # the finding's own title, translated from its facts
+    title = L.msg(f.title) if own else L.title(f.code, f.title)
     times = f" ×{group['count']}" if group else ""
     anchors = ("".join(f'<a id="{esc(fid)}"></a>' for fid in group["findings"])
                if group else "")
@@ -278,7 +279,7 @@ def _finding(f, L: Lang, group=None) -> str:
     elif not f.failure:
         meta.append(L._("not a failure"))
     o.append(f'<p class="meta">{esc(" · ".join(meta))}</p>')
-    if not L.english:
+    if not own:
         o.append(f'<p class="orig"><b>{esc(L._("Observed"))}:</b> {esc(f.title)}</p>')
     if group:
         o.append(f'<p class="tunnels"><b>{esc(L._("On these tunnels"))} '
@@ -287,13 +288,13 @@ def _finding(f, L: Lang, group=None) -> str:
                              for t in group["tunnels"]) + "</p>")
         o.append(f'<p class="muted">{esc(L._("For example"))} '
                  f'<span class="mono">{esc(f.tunnel or "capture")}</span>:</p>')
-    o.append(f'<p class="detail">{esc(L.text(f.detail))}</p>')
+    o.append(f'<p class="detail">{esc(L.msg(f.detail))}</p>')
     loc = location_text(f)
     if loc:
-        o.append(f'<p class="location"><b>{esc(loc)}</b></p>')
+        o.append(f'<p class="location"><b>{esc(L.msg(loc))}</b></p>')
     if spec is not None:
         o.append(f'<p class="muted"><b>{esc(L._("What this means"))}:</b> '
-                 f'{esc(L.text(spec.meaning))}</p>')
+                 f'{esc(L.msg(spec.meaning))}</p>')
     ev = f.evidence
     rows = []
     if ev.frames:
@@ -317,7 +318,7 @@ def _finding(f, L: Lang, group=None) -> str:
     o.append(_log_refs(f, L))
     if f.advice:
         o.append(f'<h4>{esc(L._("Next steps"))}</h4><ol class="advice">'
-                 + "".join(f"<li>{esc(L.text(a))}</li>" for a in f.advice) + "</ol>")
+                 + "".join(f"<li>{esc(L.msg(a))}</li>" for a in f.advice) + "</ol>")
     o.append("</article>")
     return "".join(o)
 
@@ -328,21 +329,21 @@ def _capture(report, L: Lang) -> str:
     cap = report.capture
     o = [f'<section id="capture"><h2>{esc(L._("Capture"))}</h2><div class="scroll"><table>']
     for k, v in summary_rows(cap):
-        o.append(f"<tr><th>{esc(L._(k))}</th><td>{esc(v)}</td></tr>")
+        o.append(f"<tr><th>{esc(L._(k))}</th><td>{esc(L.msg(v))}</td></tr>")
     o.append("</table></div>")
     seen = [(t["id"], n) for t in report.tunnels for n in t.get("not_seen") or ()]
     o.append(f'<h3>{esc(L._("What this capture cannot show"))}</h3>')
     if seen:
-        o.append("<ul>" + "".join(f"<li><b>{esc(tid)}</b>: {esc(L.text(n))}</li>"
+        o.append("<ul>" + "".join(f"<li><b>{esc(tid)}</b>: {esc(L.msg(n))}</li>"
                                   for tid, n in seen) + "</ul>")
     else:
         o.append(f'<p class="muted">{esc(L._("Nothing noted."))}</p>')
     if cap.warnings:
         o.append(f'<h3>{esc(L._("Warnings"))}</h3><ul>'
-                 + "".join(f"<li>{esc(w)}</li>" for w in cap.warnings) + "</ul>")
+                 + "".join(f"<li>{esc(L.msg(w))}</li>" for w in cap.warnings) + "</ul>")
     if cap.decode_errors:
         o.append(f'<h3>{esc(L._("Undecodable frames"))} ({cap.decode_errors})</h3><ul>'
-                 + "".join(f"<li>{esc(e.file)} {esc(L._('frame'))} {e.frame}: {esc(e.reason)}</li>"
+                 + "".join(f"<li>{esc(e.file)} {esc(L._('frame'))} {e.frame}: {esc(L.value(e.reason))}</li>"
                            for e in cap.decode_error_samples[:50]) + "</ul>")
     o.append("</section>")
     return "".join(o)
@@ -354,10 +355,10 @@ def _vantage(report, L: Lang) -> str:
     if not vp:
         return ""
     note = L._("Times are on the first point's clock.")
-    inside = "".join(f"<li>{esc(line)}</li>" for line in vantage_inside_lines(report))
+    inside = "".join(f"<li>{esc(L.msg(line))}</li>" for line in vantage_inside_lines(report))
     return (f'<section id="vantage"><h2>{esc(L._("Vantage points"))}</h2>'
             f'<p class="muted">{esc(note)}</p>'
-            + _stack_table([L._(h) for h in vp[0]], [[esc(c) for c in r] for r in vp[1]])
+            + _stack_table([L._(h) for h in vp[0]], [[esc(L.msg(c)) for c in r] for r in vp[1]])
             + (f"<ul>{inside}</ul>" if inside else "") + "</section>")
 
 
@@ -368,10 +369,10 @@ def _path(t, L: Lang) -> str:
     if not pv:
         return ""
     lines, headers, rows = pv
-    o = [f'<h3>{esc(L._("Path"))}</h3><p class="mono">{esc(lines[0])}</p>',
+    o = [f'<h3>{esc(L._("Path"))}</h3><p class="mono">{esc(L.msg(lines[0]))}</p>',
          _stack_table([L._(h) for h in headers], [[esc(c) for c in r] for r in rows])]
     if lines[1:]:
-        o.append("<ul>" + "".join(f"<li>{esc(x)}</li>" for x in lines[1:]) + "</ul>")
+        o.append("<ul>" + "".join(f"<li>{esc(L.msg(x))}</li>" for x in lines[1:]) + "</ul>")
     svg = path_ladder_svg(t, L)
     if svg:
         o.append(f'<figure><div class="scroll">{svg}</div></figure>')
@@ -385,7 +386,7 @@ def _facts(report, t, L: Lang) -> str:
     head = (L._("What the keys showed") if t.get("protocol", "ipsec") == "ipsec"
             else L._("What the capture shows"))
     return (f'<div class="facts"><b>{esc(head)}:</b><ul>'
-            + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul></div>")
+            + "".join(f"<li>{esc(L.msg(x))}</li>" for x in lines) + "</ul></div>")
 
 
 def render_html(report, lang: str = "en", redacted: bool = False) -> str:
@@ -408,23 +409,23 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
          f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>",
          f"<header><h1>{esc(L._('VPN capture analysis'))}</h1>"
          f'<p class="muted">{esc(title)} · {cap.frames} {esc(L._("frames"))} · '
-         f'{esc(duration_text(cap))} · {esc(cap.start.utc or "-")}'
+         f'{esc(L.msg(duration_text(cap)))} · {esc(cap.start.utc or "-")}'
          + (f' · <b>{esc(L._("redacted: addresses and identities are pseudonyms"))}</b>'
             if redacted else "") + "</p>"
-         + (f'<p class="notseen"><b>{esc(L._("Capture clock"))}:</b> {esc(clock_note(cap))}</p>'
+         + (f'<p class="notseen"><b>{esc(L._("Capture clock"))}:</b> {esc(L.msg(clock_note(cap)))}</p>'
             if clock_note(cap) else "") + "</header>"]
     gws = gateway_rows(report) if many else []
     if gws:
         heads = [L._(h) for h in GATEWAY_HEADERS]
         o.append(f'<section id="gateways"><h2>{esc(L._("Gateways"))}</h2>'
-                 + _stack_table(heads, [[esc(c) for c in r] for r in gws]) + "</section>")
+                 + _stack_table(heads, [[esc(L.msg(c)) for c in r] for r in gws]) + "</section>")
     damage = damage_lines(cap)
     if damage:
         # the look of the "not visible" box, in the error colour (the stylesheet, and so the
         # page of an undamaged capture, stays as it was)
         o.append('<div class="notseen damaged" role="alert" style="background:#fdecea;'
-                 f'border-color:var(--error)"><b>{esc(damage[0])}</b><ul>'
-                 + "".join(f"<li>{esc(line)}</li>" for line in damage[1:]) + "</ul></div>")
+                 f'border-color:var(--error)"><b>{esc(L.msg(damage[0]))}</b><ul>'
+                 + "".join(f"<li>{esc(L.msg(line))}</li>" for line in damage[1:]) + "</ul></div>")
     o.append(_vantage(report, L))
     # verdicts
     o.append(f'<section id="verdicts"><h2>{esc(L._("Verdict per tunnel"))}</h2>')
@@ -435,8 +436,8 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
             if p is not None:
                 href = _group_id(skip[p.id]) if p.id in skip else p.id
                 pf = (f'<a href="#{esc(href)}"><code>{esc(p.code)}</code></a> '
-                      f'{esc(L.title(p.code, p.title))}')
-            rows.append([f'<a href="#t-{esc(ids[0])}" class="mono">{esc(label)}</a>', esc(proto),
+                      f'{esc(L.msg(p.title) if L.has_msg(p.title) else L.title(p.code, p.title))}')
+            rows.append([f'<a href="#t-{esc(ids[0])}" class="mono">{esc(L.msg(label))}</a>', esc(proto),
                          f'<span class="badge v-{esc(verdict)}">{esc(L._(verdict).upper())}</span>',
                          esc(L._(stage or "-")), pf])
         o.append(_stack_table([L._(h) for h in ("tunnel", "protocol", "verdict", "stage",
@@ -448,7 +449,7 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
         o.append(f'<h3>{esc(L._("Errors"))}</h3>')
         o.append("<ul>" + "".join(
             f'<li><span class="badge s-{esc(sev)}">{esc(L._(sev).upper())}</span> '
-            f'<code>{esc(code)}</code> ×{n}: {esc(title)} — {esc(list_text(tids, 160))}</li>'
+            f'<code>{esc(code)}</code> ×{n}: {esc(L.msg(title))} — {esc(list_text(tids, 160))}</li>'
             for sev, code, n, title, tids in errs) + "</ul>" if errs else
             f'<p class="muted">{esc(L._("None."))}</p>')
     o.append("</section>")
@@ -481,7 +482,7 @@ def render_html(report, lang: str = "en", redacted: bool = False) -> str:
         o.append(_path(t, L))
         if t.get("not_seen"):
             o.append(f'<div class="notseen"><b>{esc(L._("Not visible in this capture"))}:</b><ul>'
-                     + "".join(f"<li>{esc(L.text(n))}</li>" for n in t["not_seen"]) + "</ul></div>")
+                     + "".join(f"<li>{esc(L.msg(n))}</li>" for n in t["not_seen"]) + "</ul></div>")
         for f in by_tunnel.get(t["id"], ()):
             o.append(_finding(f, L))
         also = sorted({(skip[f.id]["code"], _group_id(skip[f.id])) for f in report.findings

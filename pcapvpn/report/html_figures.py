@@ -75,14 +75,14 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
     for r, (y0, h) in zip(lad.rows, ys):
         if r.kind == "elided":
             o.append(f'<text x="{mid}" y="{y0 + 17}" text-anchor="middle" font-size="11" '
-                     f'font-style="italic" fill="#5a6169">{esc(_clip(r.text, 90))}</text>')
+                     f'font-style="italic" fill="#5a6169">{esc(_clip(L.msg(r.text), 90))}</text>')
             continue
         if r.kind == "log":
             yy = y0 + 13
             xs = xr if r.rightward else xl
             col = COLORS["lost"] if not r.agrees else COLORS["log"]
             anchor, tx = ("end", xs - 10) if r.rightward else ("start", xs + 10)
-            label = f"{r.source}: {r.text}"
+            label = f"{r.source}: {L.msg(r.text)}"
             o.append(f'<g><title>{esc(label)}</title>'
                      f'<circle cx="{xs}" cy="{yy}" r="4.5" fill="{col}"/>'
                      f'<text x="{tx}" y="{yy + 4}" text-anchor="{anchor}" font-size="10" '
@@ -91,7 +91,7 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
             continue
         if r.kind == "float":
             yy = y0 + 13
-            o.append(f'<g><title>{esc(r.text)}</title>'
+            o.append(f'<g><title>{esc(L.msg(r.text))}</title>'
                      f'<line x1="{xl}" y1="{yy}" x2="{xr}" y2="{yy}" stroke="{COLORS["float"]}" '
                      f'stroke-width="6" stroke-opacity=".18"/>'
                      f'<text x="{mid}" y="{yy + 4}" text-anchor="middle" font-size="11" '
@@ -107,7 +107,7 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         dash = {"retx": ' stroke-dasharray="7 4"', "dup": ' stroke-dasharray="2 3"'}.get(kind, "")
         x1, x2 = (xl, xr) if r.rightward else (xr, xl)
         tip = [f"{r.label}", f"{endpoint(r.src)} → {endpoint(r.dst)}",
-               f"{L._('frames')}: {', '.join(str(f) for f in r.frames)}", r.details]
+               f"{L._('frames')}: {', '.join(str(f) for f in r.frames)}", L.value(r.details)]
         if r.codes:
             tip.append(", ".join(r.codes))
         g = [f'<g><title>{esc(chr(10).join(t for t in tip if t))}</title>']
@@ -141,7 +141,7 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         if det or mark:
             g.append(f'<text x="{mid}" y="{ya + 14}" text-anchor="middle" font-size="9.5" '
                      f'fill="#5a6169"><tspan fill="{COLORS["lost"]}" font-weight="700">'
-                     f'{esc(mark)}</tspan>{esc(_clip(det, max(16, 86 - len(mark))))}</text>')
+                     f'{esc(mark)}</tspan>{esc(L.value(_clip(det, max(16, 86 - len(mark)))))}</text>')
         g.append("</g>")
         o.append("".join(g))
     o.append("</svg>")
@@ -335,7 +335,7 @@ def timeline_svg(tunnel: dict, esp_sas: list, ike_sas: list, duration: float, L:
             continue
         x = X(lt)
         col = COLORS["lost"] if e.get("contradicts") else COLORS["log"]
-        o.append(f'<g><title>{esc(e["file"])}:{e["line"]} @ {lt:.3f} s: {esc(e["text"])}'
+        o.append(f'<g><title>{esc(e["file"])}:{e["line"]} @ {lt:.3f} s: {esc(L.value(e["text"]))}'
                  f'</title><line x1="{x:.1f}" y1="{top - 2}" x2="{x:.1f}" y2="{H - 28}" '
                  f'stroke="{col}" stroke-width="1.2" stroke-dasharray="1 3"/>'
                  f'<circle cx="{x:.1f}" cy="{top - 4}" r="3" fill="{col}"/></g>')
@@ -397,7 +397,7 @@ def path_ladder_svg(t, L: Lang) -> str:
             o.append(f'<line x1="{x[b]}" y1="{y}" x2="{nx}" y2="{y}" stroke="{COLORS["lost"]}" '
                      f'stroke-dasharray="4 3"/><text x="{nx}" y="{y + 5}" text-anchor="middle" '
                      f'font-size="15" font-weight="700" fill="{COLORS["lost"]}">×</text>')
-        label = m["label"] + (f" — {L._('lost here')}" if lost else "")
+        label = L.value(m["label"]) + (f" — {L._('lost here')}" if lost else "")
         o.append(f'<text x="{40 + col * len(order) + 6}" y="{y + 4}" font-size="11" '
                  f'fill="{COLORS["lost"] if lost else "#1b1f23"}">{esc(_clip(label, 48))}'
                  "</text>")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from dissect.vpn.ike import FLAG_V2_INITIATOR
 from dissect.vpn.ip import Port
+from pcapvpn.findings import msg
 from pcapvpn.report.escape import printable
 
 #: payloads not listed among the "key payloads" of a message (shown otherwise or noise)
@@ -242,10 +243,10 @@ def layout(sa: dict, marks: dict | None = None, max_rows: int = 80, logs=None) -
                 floated = True
                 t = m["time"]["rel"] - t0
                 rows.append(Row("float", t=t, rightward=rightward,
-                                text=f"NAT-T: {'IKE moves' if seen_500 else 'IKE starts'} "
-                                     f"to UDP 4500"
-                                     + (f" (frame {m['frames'][0]['frame']})" if m.get("frames")
-                                        else "")))
+                                text=(msg("NAT-T: IKE moves to UDP 4500") if seen_500
+                                      else msg("NAT-T: IKE starts to UDP 4500"))
+                                     + (msg(" (frame {frame})", frame=m['frames'][0]['frame'])
+                                        if m.get("frames") else "")))
         copy = None
         copy_n = 0
         if m.get("retransmission_of") is not None:
@@ -283,8 +284,11 @@ def layout(sa: dict, marks: dict | None = None, max_rows: int = 80, logs=None) -
         summary = ", ".join(f"{k} x{v}" for k, v in kinds.most_common(4))
         n = sum(1 for r in middle if r.kind == "msg")
         span = (middle[0].t, middle[-1].t)
-        rows = rows[:head] + [Row("elided", t=span[0], text=f"... {n} messages not drawn "
-                                  f"({summary}) from {span[0]:.3f} to {span[1]:.3f} s ...")] \
+        rows = rows[:head] + [Row("elided", t=span[0], text=msg("... {n} messages not drawn "
+                                                                 "({summary}) from {t0:.3f} to "
+                                                                 "{t1:.3f} s ...", n=n,
+                                                                 summary=summary, t0=span[0],
+                                                                 t1=span[1]))] \
             + rows[len(rows) - tail:]
     ladder = Ladder(
         sa_id=sa.get("id", "?"), version=sa.get("version") or 0, left=left, right=right, rows=rows,
@@ -306,8 +310,8 @@ def _with_logs(rows: list, logs, t0: float, left_addr: str) -> list:
         t = e["time"]["rel"] - t0
         name = e["file"].rsplit("/", 1)[-1]
         row = Row("log", t=t, rightward=e.get("host") != left_addr if e.get("host") else True,
-                  text=f"{e['kind']}: "
-                       f"{_clip(' '.join(str(e.get('message') or e.get('text', '')).split()), 160)}",
+                  text=msg("{kind}: {text}", kind=e['kind'], text=_clip(
+                      ' '.join(str(e.get('message') or e.get('text', '')).split()), 160)),
                   source=f"{name}:{e['line']}", agrees=not e.get("contradicts"))
         i = bisect.bisect_right([r.t for r in out], t)
         out.insert(i, row)

@@ -10,6 +10,8 @@ import re
 
 from tabulate import tabulate
 
+from pcapvpn.i18n import Lang
+
 from pcapvpn.report.escape import printable
 from pcapvpn.report.facts import tunnel_facts
 from pcapvpn.report.summary import (
@@ -63,7 +65,7 @@ def _code(s) -> str:
     return f"{fence}{pad}{s}{pad}{fence}"
 
 
-def _ladders(report) -> list[str]:
+def _ladders(report, L) -> list[str]:
     """Each IKE SA's ladder as a fenced text diagram (a fence longer than any backtick run in
     it, so capture text cannot close it)."""
     from pcapvpn.report import ladder
@@ -76,99 +78,110 @@ def _ladders(report) -> list[str]:
         body = ladder.text(lad)
         run = max((len(r) for r in re.findall(r"`+", body)), default=0)
         fence = "`" * max(3, run + 1)
-        out += ["", f"#### Ladder: {_md(sa['id'])}", "", fence + "text", body, fence]
+        out += ["", f"#### {L._('Ladder')}: {_md(sa['id'])}", "", fence + "text", body, fence]
     return out
 
 
-def _path_view(t) -> list[str]:
+def _path_view(t, L) -> list[str]:
     """A tunnel's path over several vantage points: the points table, the path facts and the
     ladder with one column per point (a fenced text diagram)."""
     pv = path_rows(t) if t else None
     if not pv:
         return []
     lines, headers, rows = pv
-    out = [f"**{_md(lines[0])}**", "",
-           tabulate([[_md(c) for c in r] for r in rows], headers=headers, tablefmt="github"),
-           ""]
-    out += [f"- {_md(line)}" for line in lines[1:]]
-    lad = path_ladder(t)
+    out = [f"**{_md(L.msg(lines[0]))}**", "",
+           tabulate([[_md(L.msg(c)) for c in r] for r in rows], headers=L.headers(headers),
+                    tablefmt="github"), ""]
+    out += [f"- {_md(L.msg(line))}" for line in lines[1:]]
+    lad = path_ladder(t, L=L)
     if lad:
         body = "\n".join(printable(x) for x in lad)
         run = max((len(r) for r in re.findall(r"`+", body)), default=0)
         fence = "`" * max(3, run + 1)
-        out += ["", "IKE messages along the path:", "", fence + "text", body, fence]
+        out += ["", L._("IKE messages along the path:"), "", fence + "text", body, fence]
     return out + [""]
 
 
-def _finding(out, f, count=None, tunnels=None):
+def _finding(out, f, L, count=None, tunnels=None):
+    _ = L._
     times = f" ×{count}" if count else ""
-    out.append(f"- {_strong(f.severity.upper())} {_code(f.code)}{times} ({_md(f.stage)}, "
-               f"{_md(f.basis)}" + (", posture" if f.posture else "") + f"): {_md(f.title)}  ")
+    out.append(f"- {_strong(L.upper(f.severity))} {_code(f.code)}{times} ({_md(_(f.stage))}, "
+               f"{_md(_(f.basis))}" + (", " + _("posture") if f.posture else "")
+               + f"): {_md(f.title)}  ")
     if tunnels:
-        out.append(f"  On these {len(tunnels)} tunnels: {_md(', '.join(tunnels))}.  ")
-        out.append(f"  E.g. {_md(f.tunnel or 'capture')}: {_md(f.detail)}  ")
+        out.append("  " + L.fmt("On these {n} tunnels:", n=len(tunnels))
+                   + f" {_md(', '.join(tunnels))}.  ")
+        out.append(f"  {_('E.g.')} {_md(f.tunnel or _('capture'))}: {_md(f.detail)}  ")
     else:
         out.append(f"  {_md(f.detail, lead=True)}  ")
     loc = location_text(f)
     if loc:
-        out.append(f"  {_md(loc, lead=True)}  ")
+        out.append(f"  {_md(L.msg(loc), lead=True)}  ")
     if f.evidence.frames:
-        out.append(f"  Frames: {_md(frames_text(f.evidence.frames))}  ")
+        out.append(f"  {_('Frames')}: {_md(frames_text(f.evidence.frames))}  ")
     if f.wireshark_filter:
-        out.append(f"  Filter: {_code(f.wireshark_filter)}  ")
+        out.append(f"  {_('Filter')}: {_code(f.wireshark_filter)}  ")
     for line in log_ref_lines(f):
-        out.append(f"  {_md(line, lead=True)}  ")
+        out.append(f"  {_md(L.msg(line), lead=True)}  ")
     for i, a in enumerate(f.advice, 1):
         out.append(f"  {i}. {_md(a, lead=True)}")
 
 
-def render_markdown(report) -> str:
+def render_markdown(report, lang: str = "en") -> str:
+    """``lang``: the language of headings and labels (the findings are already translated:
+    :func:`pcapvpn.i18n.localize`)."""
+    L = Lang(lang)
+    _ = L._
     cap = report.capture
     fmap = {f.id: f for f in report.findings}
     many = compact(report)
-    out = [f"## pcapvpn {_md(report.version)}: {len(report.tunnels)} tunnel(s), "
-           f"{len(report.findings)} finding(s)", ""]
+    out = [f"## pcapvpn {_md(report.version)}: " + L.fmt(
+        "{tunnels} tunnel(s), {findings} finding(s)", tunnels=len(report.tunnels),
+        findings=len(report.findings)), ""]
     note = clock_note(cap)
     if note:
-        out += [f"**Capture clock:** {_md(note)}", ""]
+        out += [f"**{_('Capture clock')}:** {_md(L.msg(note))}", ""]
     damage = damage_lines(cap)
     if damage:
-        out += [f"> **{_md(damage[0])}**"] + [f"> - {_md(line)}" for line in damage[1:]] + [""]
+        out += [f"> **{_md(L.msg(damage[0]))}**"] + [f"> - {_md(L.msg(line))}"
+                                                     for line in damage[1:]] + [""]
     tunnels = tunnel_order(report)
     vp = vantage_rows(report)
     if vp:
-        out += ["### Vantage points (times on the first point's clock)", "",
-                tabulate([[_md(c) for c in r] for r in vp[1]], headers=vp[0],
+        out += ["### " + _("Vantage points (times on the first point's clock)"), "",
+                tabulate([[_md(L.msg(c)) for c in r] for r in vp[1]], headers=L.headers(vp[0]),
                          tablefmt="github"), ""]
         inside = vantage_inside_lines(report)
         if inside:
-            out += [f"- {_md(line)}" for line in inside] + [""]
+            out += [f"- {_md(L.msg(line))}" for line in inside] + [""]
     gws = gateway_rows(report) if many else []
     if gws:
-        out.append(tabulate([[_md(c) for c in r] for r in gws], headers=GATEWAY_HEADERS,
-                            tablefmt="github"))
+        out.append(tabulate([[_md(L.msg(c)) for c in r] for r in gws],
+                            headers=L.headers(GATEWAY_HEADERS), tablefmt="github"))
         out.append("")
     if tunnels:
         rows = []
         for label, proto, verdict, stage, p, _ids in verdict_rows(report, fmap):
-            rows.append([_md(label), _md(proto), _strong(verdict.upper()), _md(stage),
+            rows.append([_md(L.msg(label)), _md(proto), _strong(L.upper(verdict)), _md(_(stage)),
                          _md(cell(f"{p.code}: {p.title}", 90)) if p else "-"])
-        out.append(tabulate(rows, headers=["tunnel" + ("s" if many else ""), "protocol",
-                                           "verdict", "stage", "primary finding"],
+        out.append(tabulate(rows, headers=L.headers(["tunnel" + ("s" if many else ""),
+                                                     "protocol", "verdict", "stage",
+                                                     "primary finding"]),
                             tablefmt="github"))
     if many:
         errs = error_groups(report)
-        out += ["", "### Errors", ""]
-        out += [f"- {_strong(sev.upper())} {_code(code)} ×{n}: {_md(title)} — on "
-                f"{_md(list_text(tids, 200))}" for sev, code, n, title, tids in errs] or ["None."]
+        out += ["", "### " + _("Errors"), ""]
+        out += [f"- {_strong(L.upper(sev))} {_code(code)} ×{n}: {_md(title)} — {_('on')} "
+                f"{_md(list_text(tids, 200))}" for sev, code, n, title, tids in errs] \
+            or [_("None.")]
     groups = groups_of(report)
     skip = grouped_ids(report)
     if groups:
-        out += ["", "### Repeated findings (each shown once)", ""]
+        out += ["", "### " + _("Repeated findings (each shown once)"), ""]
         for g in groups:
             first = fmap.get(g["findings"][0])
             if first is not None:
-                _finding(out, first, count=g["count"], tunnels=g["tunnels"])
+                _finding(out, first, L, count=g["count"], tunnels=g["tunnels"])
     facts = {t["id"]: tunnel_facts(report, t) for t in tunnels}
     include = [tid for tid, fl in facts.items() if fl and not many]
     include += [t["id"] for t in tunnels if t.get("path") and t["id"] not in include]
@@ -176,53 +189,58 @@ def render_markdown(report) -> str:
         t = next((x for x in tunnels if x["id"] == tid), None)
         if many and not fs and t is not None and not t["not_seen"]:
             continue
-        out += ["", f"### {_md(tid or 'capture')}", ""]
+        out += ["", f"### {_md(tid or _('capture'))}", ""]
         if facts.get(tid):
-            out += [f"- {_md(line)}" for line in facts[tid]] + [""]
-        out += _path_view(t)
+            out += [f"- {_md(L.msg(line))}" for line in facts[tid]] + [""]
+        out += _path_view(t, L)
         if t and t["not_seen"]:
-            out.append("Not visible in this capture: " + "; ".join(_md(n) for n in t["not_seen"])
-                       + ".")
+            out.append(_("Not visible in this capture:") + " "
+                       + "; ".join(_md(n) for n in t["not_seen"]) + ".")
             out.append("")
         for f in fs:
-            _finding(out, f)
+            _finding(out, f, L)
         also = sorted({skip[f.id]["code"] for f in report.findings
                        if f.tunnel == tid and f.id in skip})
         if also and tid is not None:
-            out += ["", "Also (see Repeated findings): " + ", ".join(_code(c) for c in also)]
-    out += _logs_section(report)
+            out += ["", _("Also (see Repeated findings):") + " "
+                    + ", ".join(_code(c) for c in also)]
+    out += _logs_section(report, L)
     ike = ike_rows(report)
     if ike:
-        out += ["", "### IKE exchanges", ""]
-        out.append(tabulate([[_md(c) for c in r] for r in ike[1]], headers=ike[0], tablefmt="github"))
-        out += _ladders(report)
+        out += ["", "### " + _("IKE exchanges"), ""]
+        out.append(tabulate([[_md(L.msg(c)) for c in r] for r in ike[1]], headers=L.headers(ike[0]),
+                            tablefmt="github"))
+        out += _ladders(report, L)
     esp = esp_rows(report)
     if esp:
-        out += ["", "### ESP/AH SAs", ""]
-        out.append(tabulate([[_md(c) for c in r] for r in esp[1]], headers=esp[0], tablefmt="github"))
-    out += ["", "### Capture", ""]
-    out.append(tabulate([(k, _md(v)) for k, v in summary_rows(cap)], headers=["", ""],
-                        tablefmt="github"))
+        out += ["", "### " + _("ESP/AH SAs"), ""]
+        out.append(tabulate([[_md(L.msg(c)) for c in r] for r in esp[1]], headers=L.headers(esp[0]),
+                            tablefmt="github"))
+    out += ["", "### " + _("Capture"), ""]
+    out.append(tabulate([(_(k), _md(L.msg(v))) for k, v in summary_rows(cap)],
+                        headers=["", ""], tablefmt="github"))
     if cap.warnings:
-        out += ["", "#### Warnings", ""] + [f"- {_md(w, lead=True)}" for w in cap.warnings]
+        out += ["", "#### " + _("Warnings"), ""] + [f"- {_md(L.msg(w), lead=True)}"
+                                                   for w in cap.warnings]
     if cap.decode_errors:
-        out += ["", f"#### Undecodable frames ({cap.decode_errors})", ""]
-        out += [f"- {_md(e.file, lead=True)} frame {e.frame}: {_md(e.reason)}"
+        out += ["", f"#### {_('Undecodable frames')} ({cap.decode_errors})", ""]
+        out += [f"- {_md(e.file, lead=True)} {_('frame')} {e.frame}: {_md(L.value(e.reason))}"
                 for e in cap.decode_error_samples[:50]]
     return "\n".join(out) + "\n"
 
 
-def _logs_section(report) -> list[str]:
+def _logs_section(report, L) -> list[str]:
     src = log_source_rows(report)
     if src is None:
         return []
-    out = ["", "### Logs", "",
-           tabulate([[_md(c) for c in r] for r in src[1]], headers=src[0], tablefmt="github")]
+    out = ["", "### " + L._("Logs"), "",
+           tabulate([[_md(L.msg(c)) for c in r] for r in src[1]], headers=L.headers(src[0]),
+                    tablefmt="github")]
     notes = log_notes(report)
     if notes:
-        out += [""] + [f"- {_md(n)}" for n in notes]
+        out += [""] + [f"- {_md(L.msg(n))}" for n in notes]
     ev = log_event_rows(report)
     if ev and ev[1]:
-        out += ["", tabulate([[_md(c) for c in r] for r in ev[1]], headers=ev[0],
+        out += ["", tabulate([[_md(L.msg(c)) for c in r] for r in ev[1]], headers=L.headers(ev[0]),
                              tablefmt="github")]
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time as _time
 
-from pcapvpn.findings import severity_rank, stage_rank
+from pcapvpn.findings import Term, msg, msg_join, severity_rank, stage_rank
 from pcapvpn.report.escape import one_line
 
 VERDICT_ORDER = {"failing": 0, "degraded": 1, "unknown": 2, "healthy": 3}
@@ -23,7 +23,7 @@ def proto_label(t) -> str:
 
 
 def _fmt_drop(v):
-    return "not recorded" if v is None else str(v)
+    return Term("not recorded") if v is None else str(v)
 
 
 #: the VPNs beside IPsec in the capture summary: (Counts field, label)
@@ -44,13 +44,14 @@ def summary_rows(cap) -> list[tuple[str, str]]:
     ]
     stopped = getattr(cap, "stopped", None)
     if stopped is not None and stopped.rel is not None:
-        rows.append(("capture stopped", f"{stopped.utc} ({stopped.rel - cap.duration:.1f} s "
-                                        f"after the last frame, as the file records)"))
+        rows.append(("capture stopped", msg("{utc} ({after:.1f} s after the last frame, as the "
+                                            "file records)", utc=stopped.utc,
+                                            after=stopped.rel - cap.duration)))
     rows += [
         ("link types", ", ".join(f"{k} ({v})" for k, v in sorted(cap.linktypes.items())) or "-"),
         ("interface drops (pcapng ISB)",
-         f"if_drop {_fmt_drop(cap.drops.get('if_drop'))}, "
-         f"os_drop {_fmt_drop(cap.drops.get('os_drop'))}"),
+         msg("if_drop {if_drop}, os_drop {os_drop}", if_drop=_fmt_drop(cap.drops.get('if_drop')),
+             os_drop=_fmt_drop(cap.drops.get('os_drop')))),
         ("IKE messages", f"{c.ike} (UDP 500: {c.ike_udp_500}, UDP 4500: {c.ike_udp_4500}, "
                          f"TCP: {c.ike_tcp})"),
         ("ESP packets", f"{c.esp} (IP proto 50: {c.esp_ip}, UDP 4500: {c.esp_udp}, "
@@ -62,8 +63,10 @@ def summary_rows(cap) -> list[tuple[str, str]]:
     rows += [
         ("NAT keepalives", str(c.nat_keepalives)),
         ("ICMP errors", str(c.icmp_errors)),
-        ("IP fragment frames", f"{c.ip_fragment_frames} ({c.reassembled_datagrams} datagrams "
-                               f"reassembled, {c.incomplete_fragment_sets} incomplete)"),
+        ("IP fragment frames", msg("{frames} ({reassembled} datagrams reassembled, "
+                                   "{incomplete} incomplete)", frames=c.ip_fragment_frames,
+                                   reassembled=c.reassembled_datagrams,
+                                   incomplete=c.incomplete_fragment_sets)),
         ("truncated frames (snaplen)", str(c.truncated_frames)),
         ("non-IP frames", str(c.non_ip_frames)),
         ("other IP frames", str(c.other_ip_frames)),
@@ -83,18 +86,18 @@ def _interface_rows(cap) -> list[tuple[str, str]]:
     for f in files:
         for i in f.interfaces:
             label = i.name or f"#{i.index}"
-            text = f"{label} ({i.linktype_name}"
-            if i.description:
-                text += f", {i.description}"
-            text += f"): {i.frames} frames"
+            text = msg("{label} ({linktype}{description}): {n} frames", label=label,
+                       linktype=i.linktype_name,
+                       description=f", {i.description}" if i.description else "", n=i.frames)
             if i.cooked:
-                text += " [" + "; ".join(
-                    ("ifindex " + str(c["ifindex"]) if c["ifindex"] is not None else "no index")
+                text += " [" + msg_join("; ", [
+                    ("ifindex " + str(c["ifindex"]) if c["ifindex"] is not None
+                     else msg("no index"))
                     + f": {c['frames']} (" + ", ".join(f"{k} {v}" for k, v in
                                                      c["packet_types"].items()) + ")"
-                    for c in i.cooked) + "]"
+                    for c in i.cooked]) + "]"
             parts.append((f"{f.name}: " if len(files) > 1 else "") + text)
-    return [("interfaces", "; ".join(parts))]
+    return [("interfaces", msg_join("; ", parts))]
 
 
 def damage_lines(cap, limit: int = 5) -> list[str]:
@@ -107,22 +110,26 @@ def damage_lines(cap, limit: int = 5) -> list[str]:
     nbytes = sum(d.length for d in dmg)
     records = sum(d.frames_skipped for d in dmg)
     cov = cap.coverage or {}
-    head = (f"DAMAGED CAPTURE: {nbytes} bytes in {len(dmg)} place(s) could not be read"
-            + (f" ({records} record(s) lost)" if records else "")
-            + "; reading resumed after each.")
+    head = (msg("DAMAGED CAPTURE: {nbytes} bytes in {places} place(s) could not be read",
+                nbytes=nbytes, places=len(dmg))
+            + (msg(" ({records} record(s) lost)", records=records) if records else "")
+            + msg("; reading resumed after each."))
     if cap.frames and cov.get("share") is not None:
-        head += (f" The readable part covers {cov['share']:.1%} of the capture's time "
-                 f"({cov.get('bytes_share', 0.0):.1%} of its bytes).")
+        head += msg(" The readable part covers {share:.1%} of the capture's time "
+                    "({bytes_share:.1%} of its bytes).", share=cov['share'],
+                    bytes_share=cov.get('bytes_share', 0.0))
     else:
-        head += " Nothing in it could be read."
+        head += msg(" Nothing in it could be read.")
     out = [head]
     for d in dmg[:limit]:
-        rec = f", {d.frames_skipped} record(s)" if d.frames_skipped else ""
-        end = " (the end of the file)" if d.trailing else ""
-        out.append(f"{d.file}: offset {d.offset}, {d.length} bytes{rec}{end}: {d.reason}")
+        rec = msg(", {n} record(s)", n=d.frames_skipped) if d.frames_skipped else ""
+        end = msg(" (the end of the file)") if d.trailing else ""
+        out.append(msg("{file}: offset {offset}, {length} bytes{rec}{end}: {reason}",
+                       file=d.file, offset=d.offset, length=d.length, rec=rec, end=end,
+                       reason=d.reason))
     if len(dmg) > limit:
-        out.append(f"... and {len(dmg) - limit} more damaged range(s) (capture.damage in the "
-                   f"JSON report)")
+        out.append(msg("... and {n} more damaged range(s) (capture.damage in the JSON report)",
+                       n=len(dmg) - limit))
     return out
 
 
@@ -141,7 +148,7 @@ def frames_text(frames, limit: int = 30) -> str:
     else:
         s = ", ".join(f"{f.file}#{f.frame}" for f in frames[:limit])
     if len(frames) > limit:
-        s += f", ... ({len(frames)} frames)"
+        s += msg(", ... ({n} frames)", n=len(frames))
     return s
 
 
@@ -253,7 +260,8 @@ def verdict_rows(report, fmap, width: int = 44) -> list[tuple]:
     out = []
     for (proto, verdict, stage, _code), ts in rows.items():
         ids = [t["id"] for t in ts]
-        label = ids[0] if len(ids) == 1 else f"{len(ids)} tunnels: " + list_text(ids, width)
+        label = ids[0] if len(ids) == 1 else msg("{n} tunnels: {ids}", n=len(ids),
+                                                  ids=list_text(ids, width))
         out.append((label, proto, verdict, stage, fmap.get(ts[0]["primary_finding"]), ids))
     return out
 
@@ -281,23 +289,24 @@ def verdict_line(report) -> str:
     tunnels = tunnel_order(report)
     fmap = {f.id: f for f in report.findings}
     if not tunnels:
-        return "Verdict: no VPN tunnel was found in this capture."
+        return msg("Verdict: no VPN tunnel was found in this capture.")
     if len(tunnels) == 1:
         t = tunnels[0]
         p = fmap.get(t["primary_finding"])
-        what = f"{p.title} ({p.code})" if p else ""
+        what = msg("{title} ({code})", title=p.title, code=p.code) if p else ""
         v = t["verdict"]
         if v == "failing":
-            return (f"Verdict: FAILING — the tunnel {t['id']} breaks at "
-                    f"{t['failed_stage'] or t['stage_reached']}: {what}. The numbered steps "
-                    f"above say what to check.")
+            return msg("Verdict: FAILING — the tunnel {tunnel} breaks at {stage}: {what}. The "
+                       "numbered steps above say what to check.", tunnel=t['id'],
+                       stage=Term(str(t['failed_stage'] or t['stage_reached'])), what=what)
         if v == "degraded":
-            return f"Verdict: DEGRADED — the tunnel {t['id']} works, but: {what}."
+            return msg("Verdict: DEGRADED — the tunnel {tunnel} works, but: {what}.",
+                       tunnel=t['id'], what=what)
         if v == "unknown":
-            return (f"Verdict: UNKNOWN — nothing decisive was seen for {t['id']} (see 'Not "
-                    f"visible in this capture').")
-        return (f"Verdict: HEALTHY — the tunnel {t['id']} came up (stage reached: "
-                f"{t['stage_reached']}) and nothing degraded it.")
+            return msg("Verdict: UNKNOWN — nothing decisive was seen for {tunnel} (see 'Not "
+                       "visible in this capture').", tunnel=t['id'])
+        return msg("Verdict: HEALTHY — the tunnel {tunnel} came up (stage reached: {stage}) and "
+                   "nothing degraded it.", tunnel=t['id'], stage=Term(str(t['stage_reached'])))
     v = Counter(t["verdict"] for t in tunnels)
     parts = []
     for verdict in ("failing", "degraded", "unknown", "healthy"):
@@ -305,10 +314,10 @@ def verdict_line(report) -> str:
             continue
         codes = Counter(t["primary_code"] for t in tunnels
                         if t["verdict"] == verdict and t.get("primary_code"))
-        why = ", ".join(f"{c} on {n}" for c, n in codes.most_common(3))
-        parts.append(f"{v[verdict]} {verdict}" + (f" ({why})" if why and verdict != "healthy"
-                                                  else ""))
-    return f"Verdict: {len(tunnels)} tunnels: " + "; ".join(parts) + "."
+        why = msg_join(", ", [msg("{code} on {n}", code=c, n=n) for c, n in codes.most_common(3)])
+        parts.append(msg("{n} {verdict}", n=v[verdict], verdict=Term(verdict))
+                     + (msg(" ({why})", why=why) if why and verdict != "healthy" else ""))
+    return msg("Verdict: {n} tunnels: {parts}.", n=len(tunnels), parts=msg_join("; ", parts))
 
 
 def error_groups(report) -> list[tuple]:
@@ -358,24 +367,24 @@ def clock_note(cap, now=None) -> str | None:
     t1 = t0 + (cap.duration or 0.0)
     now = _time.time() if now is None else now
     if t0 < _CLOCK_UNSET_BEFORE:
-        what = (f"dated {start[:10]}: the capturing machine's clock was not set (pcap time "
-                f"counts from 1970-01-01)")
+        what = msg("dated {date}: the capturing machine's clock was not set (pcap time counts "
+                   "from 1970-01-01)", date=start[:10])
     elif t1 > now + _YEAR:
-        what = (f"dated {cap.end.utc[:10] if cap.end.utc else start[:10]}, years after this "
-                f"machine's clock: the capturing clock is wrong")
+        what = msg("dated {date}, years after this machine's clock: the capturing clock is "
+                   "wrong", date=cap.end.utc[:10] if cap.end.utc else start[:10])
     else:
         what = None
     if cap.duration > _YEAR:
         years = cap.duration / (365.25 * 86400)
-        span = f"timestamps {years:.0f} years apart (the capture clock jumped)"
-        what = f"{what}; {span}" if what else span
+        span = msg("timestamps {years:.0f} years apart (the capture clock jumped)", years=years)
+        what = msg("{what}; {span}", what=what, span=span) if what else span
     return what
 
 
 def duration_text(cap) -> str:
     """The header's duration: ``12.3 s``, or that it cannot be told when the clock jumped."""
     if cap.duration > _YEAR:
-        return "duration unknown"
+        return msg("duration unknown")
     return f"{cap.duration:.1f} s"
 
 
@@ -405,7 +414,8 @@ def ike_rows(report):
                 f"{first['time']['rel']:.3f}", f"v{sa['version']} {sa['ispi'][:8]}",
                 x["exchange"], x["message_id"],
                 f"{endpoint(first['src'])} -> {endpoint(first['dst'])}",
-                "yes" if x["answered"] else ("too soon" if status == "pending" else "NO"),
+                msg("yes") if x["answered"] else (msg("too soon") if status == "pending"
+                                                  else msg("NO")),
                 len(ms), x["retransmissions"],
                 cell(",".join(notifies + [f"SK:{i}" for i in inner]), 60),
                 cell(",".join(str(f["frame"]) for m in ms for f in m["frames"]), 40),
@@ -451,12 +461,15 @@ def log_source_rows(report):
         off = s.get("clock_offset_s")
         unc = s.get("clock_offset_uncertainty_s")
         if off is None or (not s.get("aligned_events") and not off):
-            clock = "not aligned"
+            clock = msg("not aligned")
         else:
             clock = f"{off:+.3f} s" + (f" ± {unc:.3f}" if unc is not None else "")
             if s.get("time_zone_offset_s"):
                 clock += f" (zone {s['time_zone_offset_s'] / 3600:+g} h)"
-        rows.append([s["file"], s.get("title") or "not recognised", s["lines"], s["events"],
+        title = s.get("title")
+        rows.append([s["file"], msg("{title}", title=title)
+                     if title and title != "not recognised" else msg("not recognised"),
+                     s["lines"], s["events"],
                      s["unrecognised"], s.get("classified", 0), clock,
                      s.get("aligned_events", 0)])
     return (["log", "format", "lines", "events", "unrecognised", "used", "clock offset",
@@ -467,7 +480,7 @@ def log_notes(report) -> list[str]:
     out = []
     for s in getattr(report, "log_sources", None) or ():
         for n in s.get("notes") or ():
-            out.append(f"{s['file']}: {n}")
+            out.append(msg("{file}: {note}", file=s['file'], note=n))
     return out
 
 
@@ -478,7 +491,7 @@ def log_event_rows(report, limit: int = 200):
     if evs is None:
         return None
     rows = [[_at(e.get("time")), f"{e['file']}:{e['line']}", e["kind"], e.get("tunnel") or "-",
-             clip_text(e["text"], 140)] for e in evs[:limit]]
+             msg("{text}", text=clip_text(e["text"], 140))] for e in evs[:limit]]
     return (["time", "line", "kind", "tunnel", "text"], rows)
 
 
@@ -486,8 +499,9 @@ def log_ref_lines(f) -> list[str]:
     """One line per gateway log line a finding cites."""
     out = []
     for r in getattr(f, "logs", None) or ():
-        mark = "" if r.agrees else " (contradicts)"
-        out.append(f"log {r.file}:{r.line} {_at(r.time)}{mark}: {clip_text(r.text, 160)}")
+        mark = "" if r.agrees else msg(" (contradicts)")
+        out.append(msg("log {file}:{line} {at}{mark}: {text}", file=r.file, line=r.line,
+                       at=_at(r.time), mark=mark, text=clip_text(r.text, 160)))
     return out
 
 
@@ -505,15 +519,16 @@ def location_text(f) -> str | None:
         return None
     a, b = loc.get("from"), loc.get("to")
     if a is None and b is None:
-        where = "not located"
+        where = msg("not located")
     elif a is None:
-        where = f"before {b}"
+        where = msg("before {b}", b=b)
     elif b is None:
-        where = f"after {a} (past the last capture point)"
+        where = msg("after {a} (past the last capture point)", a=a)
     else:
-        where = f"between {a} and {b}"
+        where = msg("between {a} and {b}", a=a, b=b)
     why = loc.get("why")
-    return f"where: {where}" + (f" — {why}" if why and why != f"lost {where}" else "")
+    return msg("where: {where}", where=where) + (msg(" — {why}", why=why)
+                                                 if why and why != f"lost {where}" else "")
 
 
 VANTAGE_HEADERS = ["point", "files", "frames", "span", "clock offset", "uncertainty", "drift",
@@ -540,8 +555,8 @@ def vantage_rows(report):
         unc = p.get("offset_uncertainty_s")
         name = p["name"] + (f" #{p['iface']}" if p.get("iface") else "")
         rows.append([name, ", ".join(p["files"]), str(p.get("frames", "")), _span(p),
-                     "reference" if i == 0 else ("-" if off is None else f"{off:+.6f} s"),
-                     "" if i == 0 else ("one direction only" if unc is None and off is not None
+                     msg("reference") if i == 0 else ("-" if off is None else f"{off:+.6f} s"),
+                     "" if i == 0 else (msg("one direction only") if unc is None and off is not None
                                         else "-" if unc is None else f"±{unc * 1000:.3f} ms"),
                      "" if i == 0 or not p.get("drift_ppm") else f"{p['drift_ppm']:+.1f} ppm",
                      "" if i == 0 else str(p.get("matched_packets", 0)),
@@ -557,12 +572,14 @@ def vantage_inside_lines(report) -> list:
     for n in d.get("nat") or ():
         for a, b in n.get("between") or ():
             pts = n["points"]
-            lines.append(f"inside, NAT between {a} and {b}: {pts.get(a)} at {a} is "
-                         f"{pts.get(b)} at {b}")
+            lines.append(msg("inside, NAT between {a} and {b}: {x} at {a} is {y} at {b}", a=a,
+                             b=b, x=pts.get(a), y=pts.get(b)))
     for x in d.get("losses") or ():
-        whole = " (all of them)" if x["lost"] == x["judged"] else ""
-        lines.append(f"inside, lost between {x['from']} and {x['to']}: {x['conversation']}, "
-                     f"{x['lost']} of {x['judged']} packet(s){whole}")
+        whole = msg(" (all of them)") if x["lost"] == x["judged"] else ""
+        lines.append(msg("inside, lost between {a} and {b}: {conversation}, {n} of {total} "
+                         "packet(s){whole}", a=x['from'], b=x['to'],
+                         conversation=x['conversation'], n=x['lost'], total=x['judged'],
+                         whole=whole))
     return lines
 
 
@@ -573,10 +590,11 @@ def path_rows(t):
     if not path or not path.get("order"):
         return None
     order = path["order"]
-    lines = [f"path {t.get('a', 'a')} -> {t.get('b', 'b')}: " + " -> ".join(order)]
+    lines = [msg("path {a} -> {b}: {order}", a=t.get('a', 'a'), b=t.get('b', 'b'),
+                 order=" -> ".join(order))]
     if path.get("unplaced"):
-        lines.append("not placed on the path (nothing matched): "
-                     + ", ".join(path["unplaced"]))
+        lines.append(msg("not placed on the path (nothing matched): {points}",
+                         points=", ".join(path["unplaced"])))
     lost_at: dict = {}
     for x in path.get("losses") or ():
         lost_at.setdefault((x["to"], x["direction"]), 0)
@@ -588,47 +606,53 @@ def path_rows(t):
                      _vanished(lost_at, name)])
     for d in path.get("delays") or ():
         arrow = "a->b" if d["direction"] == "a_to_b" else "b->a"
-        lines.append(f"one-way delay {d['from']} -> {d['to']} ({arrow}): "
-                     f"{d['delay_s'] * 1000:.3f} ms (min {d['delay_min_s'] * 1000:.3f}, "
-                     f"max {d['delay_max_s'] * 1000:.3f}; {d['samples']} packets)")
+        lines.append(msg("one-way delay {a} -> {b} ({arrow}): {ms:.3f} ms (min {lo:.3f}, max "
+                         "{hi:.3f}; {n} packets)", a=d['from'], b=d['to'], arrow=arrow,
+                         ms=d['delay_s'] * 1000, lo=d['delay_min_s'] * 1000,
+                         hi=d['delay_max_s'] * 1000, n=d['samples']))
     for x in path.get("losses") or ():
-        what = (f"{_flow_name(x)}: {x['lost']} packet(s)" if x["kind"] != "ike" else
+        what = (msg("{flow}: {n} packet(s)", flow=_flow_name(x), n=x['lost'])
+                if x["kind"] != "ike" else
                 f"IKE {x.get('exchange')} #{x.get('message_id')}: "
                 f"{', '.join(sorted(set(x.get('messages') or ())))}")
-        src = x["from"] or "(before the first point)"
-        dst = x["to"] or "(past the last point)"
-        lines.append(f"lost between {src} and {dst}: {what}")
+        src = x["from"] or msg("(before the first point)")
+        dst = x["to"] or msg("(past the last point)")
+        lines.append(msg("lost between {a} and {b}: {what}", a=src, b=dst, what=what))
     for a in path.get("appeared") or ():
-        why = {"capture_drops": "the upstream capture reports drops",
-               "other_path": "no capture drops recorded: another path (asymmetric routing)"
-               }.get(a.get("why"), a.get("why"))
-        lines.append(f"seen at {a['to']} but never at {a['from']}: {_flow_name(a)}, "
-                     f"{a['packets']} packet(s) ({why})")
+        why = {"capture_drops": msg("the upstream capture reports drops"),
+               "other_path": msg("no capture drops recorded: another path (asymmetric "
+                                 "routing)")}.get(a.get("why"), a.get("why"))
+        lines.append(msg("seen at {b} but never at {a}: {flow}, {n} packet(s) ({why})",
+                         b=a['to'], a=a['from'], flow=_flow_name(a), n=a['packets'], why=why))
     for r in path.get("reordering") or ():
-        lines.append(f"reordering introduced between {r['from']} and {r['to']}: "
-                     f"{_flow_name(r)}, {r['reordered_from']} -> {r['reordered_to']} late "
-                     f"packets")
+        lines.append(msg("reordering introduced between {a} and {b}: {flow}, {x} -> {y} late "
+                         "packets", a=r['from'], b=r['to'], flow=_flow_name(r),
+                         x=r['reordered_from'], y=r['reordered_to']))
     for n in path.get("nat") or ():
         if n["what"] == "ike_mapping":
-            lines.append(f"NAT mapping changes of IKE SA {n['ike_spi']}: " + ", ".join(
-                f"{k}: {v}" for k, v in n["source_changes"].items()))
+            lines.append(msg("NAT mapping changes of IKE SA {spi}: {changes}", spi=n['ike_spi'],
+                             changes=", ".join(f"{k}: {v}"
+                                               for k, v in n["source_changes"].items())))
             continue
         label = "IKE" if n["what"] == "ike" else _flow_name({**n, "kind": n["what"]})
         pts = n["points"]
         for a, b in n.get("between") or ():
-            lines.append(f"NAT between {a} and {b} ({label}): {pts[a]} at {a} is {pts[b]} "
-                         f"at {b}")
+            lines.append(msg("NAT between {a} and {b} ({label}): {x} at {a} is {y} at {b}", a=a,
+                             b=b, label=label, x=pts[a], y=pts[b]))
         moved = {k: v for k, v in (n.get("source_changes") or {}).items() if v}
         if moved:
-            lines.append(f"source changes ({label}): " + ", ".join(
-                f"{k}: {v}" for k, v in (n.get("source_changes") or {}).items()))
+            lines.append(msg("source changes ({label}): {changes}", label=label,
+                             changes=", ".join(f"{k}: {v}" for k, v in
+                                               (n.get("source_changes") or {}).items())))
     for mtu in path.get("mtu") or ():
         ex = mtu.get("example")
-        lines.append(f"size changed between {mtu['from']} and {mtu['to']}: "
-                     f"{_flow_name(mtu)}, {mtu['resized_samples']} sampled packet(s) resized"
+        lines.append(msg("size changed between {a} and {b}: {flow}, {n} sampled packet(s) "
+                         "resized", a=mtu['from'], b=mtu['to'], flow=_flow_name(mtu),
+                         n=mtu['resized_samples'])
                      + (f" (seq {ex['seq']}: {ex['from_length']} -> {ex['to_length']} B)"
                         if ex else "")
-                     + f", fragmented {mtu['fragmented_from']} -> {mtu['fragmented_to']}")
+                     + msg(", fragmented {x} -> {y}", x=mtu['fragmented_from'],
+                           y=mtu['fragmented_to']))
     return lines, ["point", "a->b", "b->a", "vanished before this point"], rows
 
 
@@ -656,7 +680,7 @@ def _vanished(lost_at, name) -> str:
     return ", ".join(parts) or "-"
 
 
-def path_ladder(t, width: int = 14) -> list[str]:
+def path_ladder(t, width: int = 14, L=None) -> list[str]:
     """The path ladder in text: one column per point (side a left), one row per IKE message:
     ``o`` at each point that saw it, the arrow head at the last one, ``x`` at the next point
     it never reached."""
@@ -667,7 +691,10 @@ def path_ladder(t, width: int = 14) -> list[str]:
         return []
     col = {n: i for i, n in enumerate(order)}
     mid = [i * width + width // 2 for i in range(len(order))]
-    out = ["".join(n[:width - 1].center(width) for n in order) + "  message"]
+    from pcapvpn.i18n import Lang
+
+    L = L or Lang()
+    out = ["".join(n[:width - 1].center(width) for n in order) + "  " + L._("message")]
     for m in msgs:
         seen = sorted(col[n] for n in m["seen"] if n in col)
         if not seen:
@@ -686,5 +713,6 @@ def path_ladder(t, width: int = 14) -> list[str]:
             for k in range(min(mid[end], mid[nxt]) + 1, max(mid[end], mid[nxt])):
                 row[k] = "."
             row[mid[nxt]] = "x"
-        out.append("".join(row) + "  " + m["label"] + ("  (lost here)" if lost else ""))
+        out.append("".join(row) + "  " + L.value(m["label"])
+                   + ("  (" + L._("lost here") + ")" if lost else ""))
     return out

@@ -105,7 +105,7 @@ def _rule_error(fn, e: Exception):
     keys)."""
     import traceback
 
-    from pcapvpn.findings import make
+    from pcapvpn.findings import make, msg
 
     name = f"{fn.__module__}.{fn.__qualname__}"
     frames = traceback.extract_tb(e.__traceback__)[1:]  # [0] is run_rules
@@ -116,17 +116,19 @@ def _rule_error(fn, e: Exception):
         parts = fr.filename.split(os.sep)
         top = max((i for i, p in enumerate(parts) if p in ("pcapvpn", "dissect")),
                   default=len(parts) - 1)
-        where = f" at {'/'.join(parts[top:])}:{fr.lineno} in {fr.name}"
+        where = msg(" at {file}:{line} in {function}", file='/'.join(parts[top:]),
+                    line=fr.lineno, function=fr.name)
     if os.environ.get("PCAPVPN_DEBUG"):
         import sys
 
         print(f"pcapvpn: rule {name} failed:", file=sys.stderr)
         traceback.print_exception(e)
     return make("RULE_ERROR", f"rule-error|{name}",
-                title=f"Rule {fn.__name__} failed ({type(e).__name__}): its checks are missing "
-                      f"from this report",
-                detail=(f"The rule {name} raised {type(e).__name__}{where}; the findings of "
-                        f"every other rule are reported. This is a bug in pcapvpn."))
+                title=msg("Rule {rule} failed ({error}): its checks are missing from this "
+                          "report", rule=fn.__name__, error=type(e).__name__),
+                detail=msg("The rule {rule} raised {error}{where}; the findings of every other "
+                           "rule are reported. This is a bug in pcapvpn.", rule=name,
+                           error=type(e).__name__, where=where))
 
 
 def _show_fragments(ctx, findings) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dissect.vpn import registry as reg
 from dissect.vpn.registry import ExchangeType, NotifyV1, PayloadV2
-from pcapvpn.findings import declare, make, when
+from pcapvpn.findings import declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     endpoint_text, ike_facts, ike_filter, ike_tunnel_of, implementations, ip_text, side_of,
@@ -96,9 +96,10 @@ def auth_failed(ctx):
                     facts=ike_facts(sa, None, side_of(sa, m.src), impl=implementations(sa),
                                     refused_by=side_of(sa, m.src),
                                     exchange=reg.exchange_name(m.exch, short=True)),
-                    title=f"{name} from {ip_text(m.src)}",
-                    detail=f"{endpoint_text((m.ipver, m.src, m.sport))} sent {name} in "
-                           f"{reg.exchange_name(m.exch, short=True)} (in the clear).",
+                    title=msg("{name} from {peer}", name=name, peer=ip_text(m.src)),
+                    detail=msg("{peer} sent {name} in {exchange} (in the clear).",
+                               peer=endpoint_text((m.ipver, m.src, m.sport)), name=name,
+                               exchange=reg.exchange_name(m.exch, short=True)),
                     evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=spis),
                     wireshark_filter=ike_filter(sa, msgids=[m.msgid])
                     + f" && isakmp.notify.msgtype == {ntype}",
@@ -122,18 +123,20 @@ def _v2_inferred(ctx, sa, tid, spis):
             if r.copy or r.sk_next != PayloadV2.N:
                 continue
             req = x.requests[0] if x.requests else None
-            size = f"{r.size} bytes" + (f", request {req.size} bytes" if req else "")
+            size = msg("{n} bytes", n=r.size) + (msg(", request {n} bytes", n=req.size)
+                                                 if req else "")
             yield make(
                 "IKE_AUTH_FAILED", f"{sa.id}|{x.index}|v2-auth-notify",
                 facts=ike_facts(sa, x, "responder", impl=implementations(sa),
                                 refused_by="responder"),
-                title=f"IKE_AUTH rejected by {ip_text(r.src)} (encrypted error notification)",
-                detail=f"The IKE_AUTH response from {endpoint_text((r.ipver, r.src, r.sport))} "
-                       f"starts with a Notify payload instead of IDr ({size}): the responder "
-                       f"refused the IKE SA. Most likely AUTHENTICATION_FAILED (PSK, identity or "
-                       f"certificate); other errors that end the IKE SA are possible "
-                       f"(e.g. INTERNAL_ADDRESS_FAILURE is sent with IDr). The exact notification "
-                       f"needs the IKE keys (--keys).",
+                title=msg("IKE_AUTH rejected by {peer} (encrypted error notification)",
+                          peer=ip_text(r.src)),
+                detail=msg("The IKE_AUTH response from {peer} starts with a Notify payload "
+                           "instead of IDr ({size}): the responder refused the IKE SA. Most "
+                           "likely AUTHENTICATION_FAILED (PSK, identity or certificate); other "
+                           "errors that end the IKE SA are possible (e.g. INTERNAL_ADDRESS_FAILURE "
+                           "is sent with IDr). The exact notification needs the IKE keys "
+                           "(--keys).", peer=endpoint_text((r.ipver, r.src, r.sport)), size=size),
                 basis="inferred",
                 evidence=ctx.evidence(ctx.msg_refs(x.msgs), x.msgs[0].ts, r.ts, ike_spis=spis),
                 wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
@@ -158,12 +161,14 @@ def _v2_inferred(ctx, sa, tid, spis):
                 "IKE_AUTH_FAILED", f"{sa.id}|{y.index}|v2-init-reject",
                 facts=ike_facts(sa, x, "initiator", impl=implementations(sa),
                                 refused_by="initiator"),
-                title=f"{ip_text(req.src)} rejected the responder's authentication",
-                detail=f"Right after the IKE_AUTH response ({req.ts - resp[0].ts:.2f} s later) the "
-                       f"initiator sent an INFORMATIONAL whose first encrypted payload is a Notify: "
-                       f"it did not accept the responder's AUTH (RFC 7296 §2.21.2 — typically "
-                       f"AUTHENTICATION_FAILED: untrusted or expired certificate, or a remote "
-                       f"identity that does not match). Needs keys to name the notification.",
+                title=msg("{peer} rejected the responder's authentication",
+                          peer=ip_text(req.src)),
+                detail=msg("Right after the IKE_AUTH response ({after:.2f} s later) the initiator "
+                           "sent an INFORMATIONAL whose first encrypted payload is a Notify: it "
+                           "did not accept the responder's AUTH (RFC 7296 §2.21.2 — typically "
+                           "AUTHENTICATION_FAILED: untrusted or expired certificate, or a remote "
+                           "identity that does not match). Needs keys to name the notification.",
+                           after=req.ts - resp[0].ts),
                 basis="inferred",
                 evidence=ctx.evidence(ctx.msg_refs(x.msgs + y.msgs), x.msgs[0].ts, req.ts,
                                       ike_spis=spis),
@@ -192,20 +197,21 @@ def _v2_eap_unfinished(ctx, sa, tid, spis):
     ended = next((y.requests[0] for y in sa.exchanges[x.index + 1:]
                   if y.exch == ExchangeType.INFORMATIONAL and y.requester == "initiator"
                   and y.requests and y.requests[0].sk_next == PayloadV2.N), None)
-    told = (f" {client} then sent an INFORMATIONAL starting with a Notify "
-            f"({ended.ts - r.ts:.2f} s later): the client itself ended the exchange, as after an "
-            f"EAP failure it was told of." if ended is not None else "")
+    told = (msg(" {client} then sent an INFORMATIONAL starting with a Notify ({after:.2f} s "
+                "later): the client itself ended the exchange, as after an EAP failure it was "
+                "told of.", client=client, after=ended.ts - r.ts) if ended is not None else "")
     yield make(
         "IKE_AUTH_FAILED", f"{sa.id}|{x.index}|v2-eap-unfinished",
         facts=ike_facts(sa, x, "responder", impl=implementations(sa), refused_by="responder"),
-        title=f"EAP authentication of {client} did not complete",
-        detail=f"{len(auth)} IKE_AUTH exchanges carried EAP; the last response "
-               f"(Message ID {x.msgid}, from {endpoint_text((r.ipver, r.src, r.sport))}) still "
-               f"starts with an EAP payload and {client} sent no further IKE_AUTH with its AUTH "
-               f"in the {ctx.now - r.ts:.1f} s the capture runs after it: the EAP conversation "
-               f"ended there — an EAP-Failure (user name or password refused, the RADIUS server "
-               f"said no or did not answer) or the client gave up.{told} Keys name it "
-               f"exactly.",
+        title=msg("EAP authentication of {client} did not complete", client=client),
+        detail=msg("{n} IKE_AUTH exchanges carried EAP; the last response (Message ID {msgid}, "
+                   "from {peer}) still starts with an EAP payload and {client} sent no further "
+                   "IKE_AUTH with its AUTH in the {after:.1f} s the capture runs after it: the "
+                   "EAP conversation ended there — an EAP-Failure (user name or password "
+                   "refused, the RADIUS server said no or did not answer) or the client gave "
+                   "up.{told} Keys name it exactly.", n=len(auth), msgid=x.msgid,
+                   peer=endpoint_text((r.ipver, r.src, r.sport)), client=client,
+                   after=ctx.now - r.ts, told=told),
         basis="inferred",
         evidence=ctx.evidence(ctx.msg_refs(x.msgs + ([ended] if ended is not None else [])),
                               x.msgs[0].ts, r.ts, ike_spis=spis),
@@ -229,20 +235,22 @@ def _v1_inferred(ctx, sa, tid, spis):
             continue
         why = []
         if mm4_again:
-            why.append(f"the responder re-sent MM4 {len(mm4_again)} time(s) after MM5 arrived (it "
-                       f"could not decrypt or verify MM5)")
+            why.append(msg("the responder re-sent MM4 {n} time(s) after MM5 arrived (it could "
+                           "not decrypt or verify MM5)", n=len(mm4_again)))
         if info:
-            why.append("the responder answered MM5 with an Informational message"
-                       + (" (encrypted)" if info[0].encrypted else ""))
+            why.append(msg("the responder answered MM5 with an Informational message")
+                       + (msg(" (encrypted)") if info[0].encrypted else ""))
         refs = ctx.msg_refs(mm5 + mm4_again + info)
         yield make(
             "IKE_AUTH_FAILED", f"{sa.id}|{x.index}|v1-mm5",
             facts=ike_facts(sa, x, side_of(sa, mm5[0].dst), impl=implementations(sa),
                             refused_by=side_of(sa, mm5[0].dst), exchange="MM5"),
-            title=f"Main Mode stopped at MM5: {ip_text(mm5[0].dst)} did not accept it",
-            detail=("; ".join(why) + ". With pre-shared keys this is the signature of a PSK "
-                    "mismatch (the responder derives a different key and cannot read MM5); with "
-                    "certificates, an identity or signature the responder rejects."),
+            title=msg("Main Mode stopped at MM5: {peer} did not accept it",
+                      peer=ip_text(mm5[0].dst)),
+            detail=(msg_join("; ", why) + msg(". With pre-shared keys this is the signature of a "
+                                              "PSK mismatch (the responder derives a different "
+                                              "key and cannot read MM5); with certificates, an "
+                                              "identity or signature the responder rejects.")),
             basis="inferred",
             evidence=ctx.evidence(refs, t5, max(m.ts for m in mm5 + mm4_again + info),
                                   ike_spis=spis),
@@ -280,14 +288,14 @@ def _v1_xauth_unfinished(ctx, sa, t, spis):
         "IKE_AUTH_FAILED", f"{sa.id}|v1-xauth-unfinished",
         facts=ike_facts(sa, None, "responder", impl=implementations(sa), refused_by="responder",
                         exchange="XAUTH"),
-        title=f"XAUTH at {ip_text(gateway) if gateway else 'the gateway'} did not lead to a "
-              f"Quick Mode",
-        detail=f"Phase 1 completed, then {len(tms)} Transaction exchange(s) ({n} message(s), "
-               f"XAUTH user authentication or Mode Config) and nothing more of this IKE SA: no "
-               f"Quick Mode and no ESP in the {ctx.now - last:.1f} s the capture runs after the "
-               f"last one. The user authentication ended there: the gateway refused the user "
-               f"name or password (XAUTH-STATUS FAIL, then the IKE SA is dropped) or the client "
-               f"gave up. Keys name it exactly.",
+        title=msg("XAUTH at {gw} did not lead to a Quick Mode",
+                  gw=ip_text(gateway) if gateway else msg('the gateway')),
+        detail=msg("Phase 1 completed, then {n} Transaction exchange(s) ({msgs} message(s), XAUTH "
+                   "user authentication or Mode Config) and nothing more of this IKE SA: no Quick "
+                   "Mode and no ESP in the {after:.1f} s the capture runs after the last one. The "
+                   "user authentication ended there: the gateway refused the user name or password "
+                   "(XAUTH-STATUS FAIL, then the IKE SA is dropped) or the client gave up. Keys "
+                   "name it exactly.", n=len(tms), msgs=n, after=ctx.now - last),
         basis="inferred",
         evidence=ctx.evidence(refs, min(m.ts for x in tms for m in x.msgs), last, ike_spis=spis),
         wireshark_filter=ike_filter(sa, exch=ExchangeType.TRANSACTION),

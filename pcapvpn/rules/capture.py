@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter
 
@@ -52,25 +52,26 @@ def capture_health(ctx):
     drops = sum(v for v in (cap.drops.get("if_drop"), cap.drops.get("os_drop")) if v)
     if drops:
         yield make("CAPTURE_DROPS", "drops",
-                   title=f"The capture dropped {drops} packet(s)",
-                   detail=f"pcapng interface statistics: if_drop {cap.drops.get('if_drop')}, "
-                          f"os_drop {cap.drops.get('os_drop')}. Findings about missing packets may "
-                          f"be caused by these drops.",
+                   title=msg("The capture dropped {drops} packet(s)", drops=drops),
+                   detail=msg("pcapng interface statistics: if_drop {if_drop}, os_drop {os_drop}. "
+                              "Findings about missing packets may be caused by these drops.",
+                              if_drop=cap.drops.get('if_drop'), os_drop=cap.drops.get('os_drop')),
                    evidence=ctx.evidence([]), wireshark_filter="frame")
     c = cap.counts
     if c.truncated_frames:
         yield make("CAPTURE_TRUNCATED", "truncated",
-                   title=f"{c.truncated_frames} frame(s) cut by the snapshot length",
-                   detail=f"{c.truncated_frames} of {cap.frames} frames were captured shorter than "
-                          f"they were on the wire.",
+                   title=msg("{n} frame(s) cut by the snapshot length", n=c.truncated_frames),
+                   detail=msg("{n} of {frames} frames were captured shorter than they were on "
+                              "the wire.", n=c.truncated_frames, frames=cap.frames),
                    evidence=ctx.evidence(getattr(cap, "truncated_refs", [])),
                    wireshark_filter="frame.cap_len < frame.len")
     if cap.decode_errors:
         refs = [(e.file_idx, e.frame) for e in cap.decode_error_samples if hasattr(e, "file_idx")]
         reasons = sorted(cap.decode_errors_by_reason.items(), key=lambda kv: -kv[1])[:5]
         yield make("DECODE_ERRORS", "decode-errors",
-                   title=f"{cap.decode_errors} frame(s) could not be decoded",
-                   detail="; ".join(f"{n} x {r}" for r, n in reasons) + ".",
+                   title=msg("{n} frame(s) could not be decoded", n=cap.decode_errors),
+                   detail=msg_join("; ", [msg("{n} x {reason}", n=n, reason=r)
+                                          for r, n in reasons]) + ".",
                    evidence=ctx.evidence(refs),
                    wireshark_filter="_ws.malformed || _ws.expert.severity >= warning")
 
@@ -90,31 +91,36 @@ def damage(ctx):
     hopeless = [d for d in ranges if d.file in empty_files]
     severity = "error" if middle or hopeless else "warning"
     files = sorted({d.file for d in ranges})
-    where = f" of {len(files)} files" if len(files) > 1 else ""
+    where = msg(" of {n} files", n=len(files)) if len(files) > 1 else ""
     cov = cap.coverage or {}
     share = cov.get("share")
     if middle or hopeless:
-        title = (f"Damaged capture: {nbytes} bytes in {len(ranges)} place(s){where} could not "
-                 f"be read" + (f" ({records} record(s) lost)" if records else "")
-                 + (f"; the readable part covers {share:.1%} of the capture's time"
-                    if share is not None and cap.frames else "; nothing could be read"))
+        title = (msg("Damaged capture: {nbytes} bytes in {places} place(s){where} could not "
+                     "be read", nbytes=nbytes, places=len(ranges), where=where)
+                 + (msg(" ({records} record(s) lost)", records=records) if records else "")
+                 + (msg("; the readable part covers {share:.1%} of the capture's time",
+                        share=share)
+                    if share is not None and cap.frames else msg("; nothing could be read")))
     else:
-        title = f"The capture ends in damage: the last {nbytes} bytes{where} could not be read"
+        title = msg("The capture ends in damage: the last {nbytes} bytes{where} could not be "
+                    "read", nbytes=nbytes, where=where)
         if records:
-            title += f" ({records} record(s) lost)"
+            title += msg(" ({records} record(s) lost)", records=records)
     parts = []
     for d in ranges[:5]:
-        lost = f", {d.frames_skipped} record(s)" if d.frames_skipped else ""
-        name = f"{d.file}: " if len(files) > 1 else ""
-        parts.append(f"{name}offset {d.offset}, {d.length} bytes{lost}: {d.reason}"
-                     + (" (at the end of the file)" if d.trailing else ""))
+        lost = msg(", {n} record(s)", n=d.frames_skipped) if d.frames_skipped else ""
+        name = msg("{file}: ", file=d.file) if len(files) > 1 else ""
+        parts.append(msg("{name}offset {offset}, {length} bytes{lost}: {reason}", name=name,
+                         offset=d.offset, length=d.length, lost=lost, reason=d.reason)
+                     + (msg(" (at the end of the file)") if d.trailing else ""))
     if len(ranges) > 5:
-        parts.append(f"... {len(ranges) - 5} more range(s)")
-    detail = "; ".join(parts) + "."
+        parts.append(msg("... {n} more range(s)", n=len(ranges) - 5))
+    detail = msg_join("; ", parts) + "."
     if share is not None and cap.frames:
-        detail += (f" The readable part covers {share:.1%} of the capture's time and "
-                   f"{cov.get('bytes_share', 0.0):.1%} of its bytes; time before the first or "
-                   f"after the last readable packet cannot be measured.")
+        detail += msg(" The readable part covers {share:.1%} of the capture's time and "
+                      "{bytes_share:.1%} of its bytes; time before the first or after the last "
+                      "readable packet cannot be measured.", share=share,
+                      bytes_share=cov.get('bytes_share', 0.0))
     yield make("CAPTURE_DAMAGED", "damaged", title=title, detail=detail, severity=severity,
                evidence=ctx.evidence([]), wireshark_filter="frame")
 
@@ -131,8 +137,9 @@ def duplicates(ctx):
     for m in dups:
         refs.extend(m.frames)
     yield make("CAPTURE_DUPLICATES", "dups",
-               title=f"{len(dups) + esp_dups} packet(s) captured twice",
-               detail=f"{len(dups)} IKE message copies and {esp_dups} ESP packet copies arrived "
-                      f"within {ctx.th.duplicate_window * 1000:g} ms of their original.",
+               title=msg("{n} packet(s) captured twice", n=len(dups) + esp_dups),
+               detail=msg("{ike} IKE message copies and {esp} ESP packet copies arrived within "
+                          "{ms:g} ms of their original.", ike=len(dups), esp=esp_dups,
+                          ms=ctx.th.duplicate_window * 1000),
                evidence=ctx.evidence(refs, dups[0].ts if dups else None, None),
                wireshark_filter=frames_filter(refs) if refs else "esp")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dissect.vpn import registry as reg
 from dissect.vpn.registry import ExchangeType, NotifyV1, NotifyV2, PayloadV2
-from pcapvpn.findings import declare, make, when
+from pcapvpn.findings import declare, make, msg, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     endpoint_text, ike_facts, ike_filter, ike_tunnel_of, ip_text,
@@ -80,9 +80,9 @@ def child_failures(ctx):
                 ntype, spi = n.notify_type, n.spi
                 if ntype == NotifyV2.TS_UNACCEPTABLE and sa.version == 2:
                     yield make("IKE_TS_UNACCEPTABLE", f"{sa.id}|{m.n}",
-                               title=f"TS_UNACCEPTABLE from {ip_text(m.src)}",
-                               detail=f"{endpoint_text((m.ipver, m.src, m.sport))} refused the "
-                                      f"traffic selectors (in the clear).",
+                               title=msg("TS_UNACCEPTABLE from {peer}", peer=ip_text(m.src)),
+                               detail=msg("{peer} refused the traffic selectors (in the clear).",
+                                          peer=endpoint_text((m.ipver, m.src, m.sport))),
                                evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=spis),
                                wireshark_filter=ike_filter(sa, msgids=[m.msgid]),
                                tunnel=tid)
@@ -90,9 +90,11 @@ def child_failures(ctx):
                         NotifyV1.NO_PROPOSAL_CHOSEN, NotifyV1.INVALID_ID_INFORMATION):
                     name = reg.notify_name(1, ntype)
                     yield make("CHILD_SA_FAILED", f"{sa.id}|{m.n}|{ntype}", facts=ike_facts(sa),
-                               title=f"Quick Mode refused by {ip_text(m.src)}: {name}",
-                               detail=f"{endpoint_text((m.ipver, m.src, m.sport))} sent {name} for "
-                                      f"the IPsec SA (SPI {spi.hex()}) in the clear.",
+                               title=msg("Quick Mode refused by {peer}: {name}",
+                                         peer=ip_text(m.src), name=name),
+                               detail=msg("{peer} sent {name} for the IPsec SA (SPI {spi}) in the "
+                                          "clear.", peer=endpoint_text((m.ipver, m.src, m.sport)),
+                                          name=name, spi=spi.hex()),
                                evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=spis,
                                                      esp_spis=[spi.hex()]),
                                wireshark_filter=ike_filter(sa, msgids=[m.msgid]),
@@ -126,21 +128,24 @@ def _v2(ctx, sa, tid, spis, esp):
                 # without child payloads is then a childless IKE SA, not a refused child
                 continue
             waited = ctx.now - r.ts
-            caveat = "" if waited >= ctx.th.one_way_window else (
-                f" (the capture ends only {waited:.1f} s later: ESP might still have followed, "
-                f"but the size of the response already says the child payloads are missing)")
+            caveat = "" if waited >= ctx.th.one_way_window else msg(
+                " (the capture ends only {waited:.1f} s later: ESP might still have followed, "
+                "but the size of the response already says the child payloads are missing)",
+                waited=waited)
             later_child = any(y.exch == ExchangeType.CREATE_CHILD_SA for y in sa.exchanges[x.index + 1:])
             yield make(
                 "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ike-auth-no-child", facts=ike_facts(sa, x),
-                title=f"IKE SA up with {ip_text(r.src)}, but its child SA was apparently refused",
-                detail=f"The IKE_AUTH response starts with IDr (the IKE SA is established) but its "
-                       f"encrypted payload is {r_len} bytes against {q_len} in the request — too "
-                       f"small to also hold SA, TSi and TSr — and no ESP follows in the "
-                       f"{waited:.1f} s until the capture ends" + caveat
-                       + (" (a later CREATE_CHILD_SA was seen)" if later_child else "")
-                       + ". Likely TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN or "
-                       "INTERNAL_ADDRESS_FAILURE for the child; an idle child SA cannot be "
-                       "excluded without keys.",
+                title=msg("IKE SA up with {peer}, but its child SA was apparently refused",
+                          peer=ip_text(r.src)),
+                detail=msg("The IKE_AUTH response starts with IDr (the IKE SA is established) but "
+                           "its encrypted payload is {r_len} bytes against {q_len} in the request "
+                           "— too small to also hold SA, TSi and TSr — and no ESP follows in the "
+                           "{waited:.1f} s until the capture ends", r_len=r_len, q_len=q_len,
+                           waited=waited) + caveat
+                       + (msg(" (a later CREATE_CHILD_SA was seen)") if later_child else "")
+                       + msg(". Likely TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN or "
+                             "INTERNAL_ADDRESS_FAILURE for the child; an idle child SA cannot be "
+                             "excluded without keys."),
                 basis="inferred",
                 evidence=ctx.evidence(ctx.msg_refs(x.msgs), q.ts, r.ts, ike_spis=spis),
                 wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
@@ -154,13 +159,14 @@ def _v2(ctx, sa, tid, spis, esp):
                     continue
                 yield make(
                     "CHILD_SA_FAILED", f"{sa.id}|{x.index}|ccsa-notify", facts=ike_facts(sa, x),
-                    title=f"CREATE_CHILD_SA refused by {ip_text(r.src)}",
-                    detail=f"The CREATE_CHILD_SA response (Message ID {x.msgid}) starts with a "
-                           f"Notify: the new or rekeyed child SA (or IKE SA rekey) was refused "
-                           f"(e.g. NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE, INVALID_KE_PAYLOAD, "
-                           f"TEMPORARY_FAILURE during a rekey collision). Needs keys to name it."
-                           + (" Later CREATE_CHILD_SA exchanges on this IKE SA succeeded (their "
-                              "responses start with SA)." if later_ok else ""),
+                    title=msg("CREATE_CHILD_SA refused by {peer}", peer=ip_text(r.src)),
+                    detail=msg("The CREATE_CHILD_SA response (Message ID {msgid}) starts with a "
+                               "Notify: the new or rekeyed child SA (or IKE SA rekey) was refused "
+                               "(e.g. NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE, INVALID_KE_PAYLOAD, "
+                               "TEMPORARY_FAILURE during a rekey collision). Needs keys to name "
+                               "it.", msgid=x.msgid)
+                           + (msg(" Later CREATE_CHILD_SA exchanges on this IKE SA succeeded "
+                                  "(their responses start with SA).") if later_ok else ""),
                     basis="inferred", severity="warning" if later_ok else None,
                     evidence=ctx.evidence(ctx.msg_refs(x.msgs), x.msgs[0].ts, r.ts, ike_spis=spis),
                     wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
@@ -185,8 +191,8 @@ def _qm_answer(ctx, sends, infos):
 def _v1(ctx, sa, tid, spis):
     phase1 = next((reg.exchange_name(x.exch, short=True) for x in sa.exchanges
                    if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)), None)
-    p1 = f"Phase 1 ({'Aggressive Mode' if phase1 == 'Aggressive' else phase1}) is up" \
-        if phase1 else "Phase 1 is up"
+    p1 = msg("Phase 1 ({mode}) is up", mode='Aggressive Mode' if phase1 == 'Aggressive'
+             else phase1) if phase1 else msg("Phase 1 is up")
     for x in sa.exchanges:
         if x.exch != ExchangeType.QUICK_MODE or x.last_step >= 2:
             continue
@@ -201,27 +207,32 @@ def _v1(ctx, sa, tid, spis):
         answer = _qm_answer(ctx, sends, infos)
         label = f"Quick Mode (Message ID 0x{x.msgid:08x})"
         if answer is not None:
-            title = f"{label} failed: QM1 answered by an Informational message instead of QM2"
-            detail = (f"QM1 from {sender} was answered {answer.ts - qm1[0].ts:.3f} s later by an "
-                      f"Informational message from {ip_text(answer.src)} instead of QM2"
-                      + (" (encrypted: likely NO-PROPOSAL-CHOSEN or INVALID-ID-INFORMATION)"
+            title = msg("{label} failed: QM1 answered by an Informational message instead of "
+                        "QM2", label=label)
+            detail = (msg("QM1 from {sender} was answered {after:.3f} s later by an Informational "
+                          "message from {peer} instead of QM2", sender=sender,
+                          after=answer.ts - qm1[0].ts, peer=ip_text(answer.src))
+                      + (msg(" (encrypted: likely NO-PROPOSAL-CHOSEN or INVALID-ID-INFORMATION)")
                          if answer.encrypted else "")
-                      + f". {p1}; the phase-2 proposal (ESP transforms, PFS group) or the "
-                      f"proxy IDs (local/remote subnets) do not match.")
+                      + msg(". {p1}; the phase-2 proposal (ESP transforms, PFS group) or the "
+                            "proxy IDs (local/remote subnets) do not match.", p1=p1))
             refs = ctx.msg_refs(qm1 + [answer])
             ids = [x.msgid, answer.msgid]
         elif retrans > 0 or ctx.now - sends[-1].ts >= ctx.th.response_timeout:
-            title = (f"{label} failed: QM1 never answered (sent {len(sends)} time(s))")
-            detail = (f"QM1 from {sender} was sent {len(sends)} time(s) ({retrans} "
-                      f"retransmission(s)) and never answered (the capture ends "
-                      f"{ctx.now - sends[-1].ts:.1f} s after the last copy)")
+            title = msg("{label} failed: QM1 never answered (sent {n} time(s))", label=label,
+                        n=len(sends))
+            detail = msg("QM1 from {sender} was sent {n} time(s) ({retrans} retransmission(s)) "
+                         "and never answered (the capture ends {after:.1f} s after the last "
+                         "copy)", sender=sender, n=len(sends), retrans=retrans,
+                         after=ctx.now - sends[-1].ts)
             if infos:
-                detail += (f"; the {len(infos)} Informational message(s) the peer sent meanwhile "
-                           f"did not answer it (QM1 was sent again after them, or they came "
-                           f"later than the response timeout: DPD or notifications)")
-            detail += (f". {p1}; the responder drops QM1 without a word (some implementations "
-                       f"do so when the phase-2 proposal or the proxy IDs (local/remote "
-                       f"subnets) do not match), or QM1 and its answers are lost on the path.")
+                detail += msg("; the {n} Informational message(s) the peer sent meanwhile did "
+                              "not answer it (QM1 was sent again after them, or they came later "
+                              "than the response timeout: DPD or notifications)", n=len(infos))
+            detail += msg(". {p1}; the responder drops QM1 without a word (some implementations "
+                          "do so when the phase-2 proposal or the proxy IDs (local/remote "
+                          "subnets) do not match), or QM1 and its answers are lost on the path.",
+                          p1=p1)
             refs = ctx.msg_refs(qm1)
             ids = [x.msgid]
         else:

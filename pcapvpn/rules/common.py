@@ -7,7 +7,7 @@ from functools import cached_property
 from dissect.vpn.registry import (
     ExchangeType, IkeAttrV1, IpsecAttrV1, PayloadV2, ProtocolId, TransformType,
 )
-from pcapvpn.findings import Evidence, FrameRef
+from pcapvpn.findings import Evidence, FrameRef, msg
 from pcapvpn.model import Time, addr
 
 #: evidence frames listed per finding (all are counted in the detail)
@@ -566,13 +566,16 @@ def tcp_connection_findings(ctx, conns, *, ipver, client, server, port, name, tu
         last = max(c.syn[-1][0] for c in failed)
         ts = sorted(ts for c in failed[:1] for ts, _r in c.syn)
         iv = [round(b - a, 1) for a, b in zip(ts, ts[1:])]
-        detail = (f"{len(failed)} connection attempt(s) from {ip_text(client)} to "
-                  f"{server_txt}: {nsyn} SYN(s) over {last - first:.1f} s, no SYN-ACK "
-                  f"and no RST (the capture ends {ctx.now - last:.1f} s after the last SYN).")
+        detail = msg("{n} connection attempt(s) from {client} to {server}: {syns} SYN(s) over "
+                     "{span:.1f} s, no SYN-ACK and no RST (the capture ends {after:.1f} s after "
+                     "the last SYN).", n=len(failed), client=ip_text(client), server=server_txt,
+                     syns=nsyn, span=last - first, after=ctx.now - last)
         if iv:
-            detail += f" SYN retransmission intervals: {', '.join(f'{x:g}' for x in iv)} s."
+            detail += msg(" SYN retransmission intervals: {iv} s.",
+                          iv=', '.join(f'{x:g}' for x in iv))
         yield make("TCP_NO_ANSWER", f"tcpna|{key}",
-                   title=f"TCP {port} to {ip_text(server)} never answered ({name})",
+                   title=msg("TCP {port} to {server} never answered ({name})", port=port,
+                             server=ip_text(server), name=name),
                    detail=detail, basis="observed",
                    evidence=ctx.evidence(sorted(set(refs)), first, last, peers=peers),
                    wireshark_filter=(f"{fl}.dst == {ip_text(server)} && tcp.dstport == "
@@ -590,18 +593,22 @@ def tcp_connection_findings(ctx, conns, *, ipver, client, server, port, name, tu
         refused = [c for c in resets if not c.synack]
         first = min(c.rst_server[0][0] for c in resets)
         last = max(c.rst_server[-1][0] for c in resets)
-        detail = (f"{len(resets)} connection(s) from {ip_text(client)} to {server_txt} "
-                  f"reset by the server side before the VPN came up")
+        detail = msg("{n} connection(s) from {client} to {server} reset by the server side "
+                     "before the VPN came up", n=len(resets), client=ip_text(client),
+                     server=server_txt)
         if refused:
-            detail += f" ({len(refused)} refused: RST answering the SYN)"
+            detail += msg(" ({n} refused: RST answering the SYN)", n=len(refused))
         tls_stage = [c.tls.stage for c in resets if c.tls is not None]
         if tls_stage:
-            detail += f"; TLS stage reached: {', '.join(sorted(set(tls_stage)))}"
+            detail += msg("; TLS stage reached: {stages}",
+                          stages=', '.join(sorted(set(tls_stage))))
         detail += "."
         yield make("TCP_RESET", f"tcprst|{key}",
-                   title=(f"TCP {port} to {ip_text(server)} refused (RST)" if refused and
+                   title=(msg("TCP {port} to {server} refused (RST)", port=port,
+                              server=ip_text(server)) if refused and
                           len(refused) == len(resets) else
-                          f"TCP connection to {server_txt} reset before the VPN came up"),
+                          msg("TCP connection to {server} reset before the VPN came up",
+                              server=server_txt)),
                    detail=detail, basis="observed",
                    evidence=ctx.evidence(sorted(set(refs)), first, last, peers=peers),
                    wireshark_filter=(f"{fl}.src == {ip_text(server)} && tcp.srcport == "

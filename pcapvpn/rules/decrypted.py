@@ -21,7 +21,7 @@ from dissect.vpn import registry as reg
 from dissect.vpn.registry import (
     CfgAttributeV1, ExchangeType, NotifyV1, NotifyV2, PayloadV2, ProtocolId,
 )
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import Term, declare, make, msg, msg_join
 from pcapvpn.rules import routing as _routing  # noqa: F401  (declares SUBNET_OVERLAP)
 from pcapvpn.rules import rule, supersede
 from pcapvpn.rules.common import (
@@ -116,7 +116,7 @@ def _date(ts) -> str:
 
 
 def _key_note(m) -> str:
-    return f" (decrypted with {m.key_origin})" if m.key_origin else ""
+    return msg(" (decrypted with {keys})", keys=m.key_origin) if m.key_origin else ""
 
 
 def _exchange(sa, m):
@@ -252,48 +252,51 @@ def _notify_finding(ctx, sa, code, kind, ntype, hits):
         related += [h[0] for h in hits if h[0] not in related]
     refs = ctx.msg_refs(related)
     exch = reg.exchange_name(m.exch, short=True)
-    count = f" ({len(hits)} times)" if len(hits) > 1 else ""
-    detail = (f"{endpoint_text((m.ipver, m.src, m.sport))} sent {name} in an encrypted {exch} "
-              f"{'response' if m.is_response else 'message'}{count}{_key_note(m)}.")
+    count = msg(" ({n} times)", n=len(hits)) if len(hits) > 1 else ""
+    detail = msg("{sender} sent {name} in an encrypted {exch} {what}{count}{note}.",
+                 sender=endpoint_text((m.ipver, m.src, m.sport)), name=name, exch=exch,
+                 what=Term('response' if m.is_response else 'message'), count=count,
+                 note=_key_note(m))
     esp_spis = []
-    title = f"{name} from {who} (decrypted)"
+    title = msg("{name} from {who} (decrypted)", name=name, who=who)
     if kind == "auth":
         ids = _identities(sa, m.ts)
-        detail += (f" {who} rejected {peer}'s authentication"
-                   + (" — the request carried: " + ids if ids else "") + ".")
+        detail += (msg(" {who} rejected {peer}'s authentication", who=who, peer=peer)
+                   + (msg(" — the request carried: {ids}", ids=ids) if ids else "") + ".")
         if sa.version == 1 and sa.crypto is not None and getattr(sa.crypto, "keys_differ", False):
-            detail += (" The two peers' phase-1 keys differ (each side's messages open only with "
-                       "its own key line): they derived different keys, i.e. the pre-shared keys "
-                       "do not match.")
+            detail += msg(" The two peers' phase-1 keys differ (each side's messages open only "
+                          "with its own key line): they derived different keys, i.e. the "
+                          "pre-shared keys do not match.")
         elif sa.version == 1 and ntype == NotifyV1.PAYLOAD_MALFORMED:
-            detail += (" An IKEv1 responder that cannot parse MM5 derived a different key: with "
-                       "pre-shared keys, the PSKs differ.")
+            detail += msg(" An IKEv1 responder that cannot parse MM5 derived a different key: "
+                          "with pre-shared keys, the PSKs differ.")
     elif kind in ("ts", "child"):
         req = _request_of(x)
         if req is not None and (req.inner.ts_initiator or req.inner.ts_responder):
-            detail += (f" The request asked for {_ts_text(req.inner.ts_initiator)} === "
-                       f"{_ts_text(req.inner.ts_responder)}")
+            detail += msg(" The request asked for {tsi} === {tsr}",
+                          tsi=_ts_text(req.inner.ts_initiator),
+                          tsr=_ts_text(req.inner.ts_responder))
             props = _child_proposals(req)
             if props:
-                detail += f" with {props}"
+                detail += msg(" with {props}", props=props)
             detail += "."
         elif req is not None and _child_proposals(req):
-            detail += f" The request proposed {_child_proposals(req)}."
+            detail += msg(" The request proposed {props}.", props=_child_proposals(req))
         if sa.version == 2 and x is not None and x.exch == ExchangeType.IKE_AUTH:
-            detail += (" The IKE SA itself is up (IKE_AUTH succeeded); only the child SA was "
-                       "refused." if any(r.inner and PayloadV2.IDR in r.inner.payload_types
-                                        for r in x.responses if r.inner) else "")
+            detail += (msg(" The IKE SA itself is up (IKE_AUTH succeeded); only the child SA was "
+                           "refused.") if any(r.inner and PayloadV2.IDR in r.inner.payload_types
+                                              for r in x.responses if r.inner) else "")
         if sa.version == 1:
-            title = f"Quick Mode refused by {who}: {name} (decrypted)"
+            title = msg("Quick Mode refused by {who}: {name} (decrypted)", who=who, name=name)
     elif kind == "cp":
-        detail += (" The responder could not give the client an internal address / "
-                   "configuration.")
+        detail += msg(" The responder could not give the client an internal address / "
+                      "configuration.")
     elif kind == "spi":
         bad = n.invalid_spi or b""
         if bad:
             esp_spis = [bad.hex()]
-            detail += f" The SPI it has no SA for: 0x{bad.hex()}."
-            title = f"{who} reports INVALID_SPI 0x{bad.hex()} (decrypted)"
+            detail += msg(" The SPI it has no SA for: 0x{spi}.", spi=bad.hex())
+            title = msg("{who} reports INVALID_SPI 0x{spi} (decrypted)", who=who, spi=bad.hex())
     step = fx if sa.version == 1 and fx is not None else x
     facts = ike_facts(sa, None, side_of(sa, m.src), impl=implementations(sa),
                       refused_by=side_of(sa, m.src),
@@ -347,10 +350,12 @@ def config_failures(ctx):
                 f = make("IKE_AUTH_FAILED", f"{sa.id}|dec|xauth|{m.n}",
                          facts=ike_facts(sa, None, side_of(sa, m.src), exchange="XAUTH",
                                          impl=implementations(sa)),
-                         title=f"XAUTH failed: {ip_text(m.src)} sent STATUS=FAIL (decrypted)",
-                         detail=f"{endpoint_text((m.ipver, m.src, m.sport))} ended XAUTH with "
-                                f"XAUTH-STATUS FAIL in a Transaction exchange{_key_note(m)}: the "
-                                f"user name or password was refused.",
+                         title=msg("XAUTH failed: {who} sent STATUS=FAIL (decrypted)",
+                                   who=ip_text(m.src)),
+                         detail=msg("{who} ended XAUTH with XAUTH-STATUS FAIL in a Transaction "
+                                    "exchange{note}: the user name or password was refused.",
+                                    who=endpoint_text((m.ipver, m.src, m.sport)),
+                                    note=_key_note(m)),
                          basis="decrypted",
                          evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=_spis(sa)),
                          wireshark_filter=ike_filter(sa, msgids=[m.msgid]),
@@ -372,21 +377,26 @@ def certificates(ctx):
                 if key in seen:
                     continue
                 if m.ts > c["not_after"]:
-                    code, when = "CERT_EXPIRED", (
-                        f"expired on {_date(c['not_after'])}, "
-                        f"{(m.ts - c['not_after']) / 86400:.1f} days before this packet")
+                    code = "CERT_EXPIRED"
+                    short = msg("expired on {date}", date=_date(c['not_after']))
+                    when = short + msg(", {days:.1f} days before this packet",
+                                       days=(m.ts - c['not_after']) / 86400)
                 elif m.ts < c["not_before"]:
-                    code, when = "CERT_NOT_YET_VALID", (
-                        f"is valid only from {_date(c['not_before'])}, "
-                        f"{(c['not_before'] - m.ts) / 86400:.1f} days after this packet")
+                    code = "CERT_NOT_YET_VALID"
+                    short = msg("is valid only from {date}", date=_date(c['not_before']))
+                    when = short + msg(", {days:.1f} days after this packet",
+                                       days=(c['not_before'] - m.ts) / 86400)
                 else:
                     continue
                 seen.add(key)
                 yield make(code, f"{sa.id}|dec|cert|{c['subject']}|{c.get('serial')}",
-                           title=f"Certificate of {ip_text(m.src)} {when.split(',')[0]}",
-                           detail=f"{ip_text(m.src)} sent the certificate {c['subject']} (issuer "
-                                  f"{c['issuer']}) in {reg.exchange_name(m.exch, short=True)}; "
-                                  f"it {when} ({_date(m.ts)}){_key_note(m)}.",
+                           title=msg("Certificate of {who} {when}", who=ip_text(m.src),
+                                     when=short),
+                           detail=msg("{who} sent the certificate {subject} (issuer {issuer}) in "
+                                      "{exchange}; it {when} ({date}){note}.", who=ip_text(m.src),
+                                      subject=c['subject'], issuer=c['issuer'],
+                                      exchange=reg.exchange_name(m.exch, short=True), when=when,
+                                      date=_date(m.ts), note=_key_note(m)),
                            basis="decrypted",
                            evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=_spis(sa)),
                            wireshark_filter=ike_filter(sa, msgids=[m.msgid]),
@@ -436,13 +446,15 @@ def selectors_overlap(ctx):
 
                     yield make(
                         "SUBNET_OVERLAP", f"{sa.id}|dec|ts|{xkey}", severity="warning",
-                        title=f"Local and remote subnets overlap: {selector_text(a)} and "
-                              f"{selector_text(b)}",
-                        detail=f"The traffic selectors in {reg.exchange_name(m.exch, short=True)} "
-                               f"from {ip_text(m.src)} ({_ts_text(tsi)} === {_ts_text(tsr)}) "
-                               f"share {n} addresses{_key_note(m)}: the initiator's side and "
-                               f"the responder's side use the same address range (the 'home "
-                               f"LAN equals office LAN' problem).",
+                        title=msg("Local and remote subnets overlap: {a} and {b}",
+                                  a=selector_text(a), b=selector_text(b)),
+                        detail=msg("The traffic selectors in {exchange} from {who} ({tsi} === "
+                                   "{tsr}) share {n} addresses{note}: the initiator's side and the "
+                                   "responder's side use the same address range (the 'home LAN "
+                                   "equals office LAN' problem).",
+                                   exchange=reg.exchange_name(m.exch, short=True),
+                                   who=ip_text(m.src), tsi=_ts_text(tsi), tsr=_ts_text(tsr), n=n,
+                                   note=_key_note(m)),
                         basis="decrypted",
                         evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=_spis(sa)),
                         wireshark_filter=ike_filter(sa, msgids=[m.msgid]),
@@ -480,13 +492,16 @@ def v1_dpd(ctx):
         who, peer = ip_text(first.src), ip_text(first.dst)
         answered = sum(1 for s in asks if s in acks)
         f = make("DPD_TIMEOUT", f"{sa.id}|dec|v1dpd",
-                 title=f"DPD R-U-THERE from {who} to {peer} unanswered (decrypted)",
-                 detail=f"{len(asks)} R-U-THERE (RFC 3706) in encrypted Informationals, {answered} "
-                        f"answered by an R-U-THERE-ACK with the same sequence number; the last "
-                        f"{len(open_)} from {who} (sequence "
-                        f"{', '.join(str(_dpd_seq(m)) for m in open_[:MAX_SEQS])}"
-                        f"{'...' if len(open_) > MAX_SEQS else ''}) between +{ctx.rel(first.ts)} s and "
-                        f"+{ctx.rel(open_[-1].ts)} s got none{_key_note(first)}.",
+                 title=msg("DPD R-U-THERE from {who} to {peer} unanswered (decrypted)", who=who,
+                           peer=peer),
+                 detail=msg("{n} R-U-THERE (RFC 3706) in encrypted Informationals, {answered} "
+                            "answered by an R-U-THERE-ACK with the same sequence number; the last "
+                            "{open} from {who} (sequence {seqs}) between +{t0} s and +{t1} s got "
+                            "none{note}.", n=len(asks), answered=answered, open=len(open_),
+                            who=who, seqs=', '.join(str(_dpd_seq(m)) for m in open_[:MAX_SEQS])
+                            + ('...' if len(open_) > MAX_SEQS else ''),
+                            t0=ctx.rel(first.ts), t1=ctx.rel(open_[-1].ts),
+                            note=_key_note(first)),
                  basis="decrypted",
                  evidence=ctx.evidence(ctx.msg_refs(open_), first.ts, open_[-1].ts,
                                        ike_spis=_spis(sa), peers=[who, peer]),
@@ -513,24 +528,25 @@ def keys_mismatch(ctx):
         if not bad and not differ:
             continue
         if differ:
-            detail = (f"The key table holds {len(sa.crypto.keys)} phase-1 keys for initiator "
-                      f"cookie {sa.ispi.hex()}: the initiator's messages open only with one, the "
-                      f"responder's only with another. Both peers wrote their own key, and they "
-                      f"differ: the peers derived different keys (with pre-shared keys: the PSKs "
-                      f"do not match).")
+            detail = msg("The key table holds {n} phase-1 keys for initiator cookie {cookie}: the "
+                         "initiator's messages open only with one, the responder's only with "
+                         "another. Both peers wrote their own key, and they differ: the peers "
+                         "derived different keys (with pre-shared keys: the PSKs do not match).",
+                         n=len(sa.crypto.keys), cookie=sa.ispi.hex())
             refs = ctx.msg_refs([m for m in enc if m.decrypt_status in OPENED])
-            title = f"The peers of IKE SA {sa.ispi.hex()} derived different keys"
+            title = msg("The peers of IKE SA {sa} derived different keys", sa=sa.ispi.hex())
         else:
             why = bad[0].decrypt_detail or bad[0].decrypt_status
             half = [m for m in bad if m.inner is not None]
-            detail = (f"{len(bad)} of {len(enc)} encrypted IKE messages of SA {sa.id} do not open "
-                      f"with the keys given ({why}).")
+            detail = msg("{n} of {total} encrypted IKE messages of SA {sa} do not open with the "
+                         "keys given ({why}).", n=len(bad), total=len(enc), sa=sa.id,
+                         why=Term(why))
             if half:
-                detail += (" Their payloads still decrypt to a valid chain: the encryption key "
-                           "matches, the integrity key does not (or the ICVs were computed "
-                           "wrongly by the sender).")
+                detail += msg(" Their payloads still decrypt to a valid chain: the encryption key "
+                              "matches, the integrity key does not (or the ICVs were computed "
+                              "wrongly by the sender).")
             refs = ctx.msg_refs(bad)
-            title = f"Keys do not match IKE SA {sa.ispi.hex()}/{sa.rspi.hex()}"
+            title = msg("Keys do not match IKE SA {sa}", sa=f"{sa.ispi.hex()}/{sa.rspi.hex()}")
         yield make("KEYS_MISMATCH", f"{sa.id}|dec|keys", title=title, detail=detail,
                    basis="decrypted",
                    evidence=ctx.evidence(refs, sa.first_ts, sa.last_ts, ike_spis=_spis(sa)),
@@ -542,18 +558,20 @@ def keys_mismatch(ctx):
         spi = f"{e.spi:08x}"
         total = st.opened + st.failed
         if st.opened:
-            detail = (f"{st.failed} of {total} packets on SPI 0x{spi} ({ip_text(e.src)} -> "
-                      f"{ip_text(e.dst)}) fail the integrity check while {st.opened} open with "
-                      f"the same key: corrupted in transit, or another SA reusing the SPI.")
+            detail = msg("{n} of {total} packets on SPI 0x{spi} ({src} -> {dst}) fail the "
+                         "integrity check while {ok} open with the same key: corrupted in "
+                         "transit, or another SA reusing the SPI.", n=st.failed, total=total,
+                         spi=spi, src=ip_text(e.src), dst=ip_text(e.dst), ok=st.opened)
         else:
-            detail = (f"None of the {total} packets on SPI 0x{spi} ({ip_text(e.src)} -> "
-                      f"{ip_text(e.dst)}) opens with the key given ({st.key_origin or '?'}): "
-                      + ("the ICV does not match" if st.icv_failed else
-                         "the decrypted trailer is not valid") + ": the keys do not match this "
-                      "SA (a line for another SA or another run of the gateway).")
+            detail = msg("None of the {total} packets on SPI 0x{spi} ({src} -> {dst}) opens with "
+                         "the key given ({keys}): {why}: the keys do not match this SA (a line "
+                         "for another SA or another run of the gateway).", total=total, spi=spi,
+                         src=ip_text(e.src), dst=ip_text(e.dst), keys=st.key_origin or '?',
+                         why=msg("the ICV does not match") if st.icv_failed else
+                         msg("the decrypted trailer is not valid"))
         refs = [st.first_fail[1]] + ([st.last_fail[1]] if st.last_fail else [])
         yield make("KEYS_MISMATCH", f"esp|{e.dst.hex()}|{spi}|dec|keys",
-                   title=f"Keys do not match ESP SA 0x{spi}",
+                   title=msg("Keys do not match ESP SA 0x{spi}", spi=spi),
                    detail=detail, basis="decrypted",
                    evidence=ctx.evidence(refs, st.first_fail[0],
                                          st.last_fail[0] if st.last_fail else None,
@@ -580,21 +598,22 @@ def keys_missing(ctx):
             continue
         parts = []
         if ike:
-            parts.append(f"IKE SA(s) {', '.join(sa.ispi.hex() + '/' + sa.rspi.hex() for sa in ike)}"
-                         f" (no line in ikev1/ikev2_decryption_table)")
+            parts.append(msg("IKE SA(s) {sas} (no line in ikev1/ikev2_decryption_table)",
+                             sas=', '.join(sa.ispi.hex() + '/' + sa.rspi.hex() for sa in ike)))
         if esp:
             why = []
             for e in esp:
                 r = e.decrypt.reason if e.decrypt is not None and e.decrypt.reason else "no key"
-                why.append(f"0x{e.spi:08x} ({r})")
-            parts.append(f"ESP SA(s) {', '.join(why)}")
+                why.append(msg("0x{spi} ({why})", spi=f"{e.spi:08x}", why=Term(r)))
+            parts.append(msg("ESP SA(s) {sas}", sas=msg_join(', ', why)))
         refs = [sa.messages[0].frames[0] for sa in ike] + [e.first_ref for e in esp]
         flt = " || ".join([f"({ike_filter(sa)})" for sa in ike]
                           + ([f"({esp_filter([e.spi for e in esp])})"] if esp else []))
         yield make("KEYS_MISSING", f"{t.id}|dec|missing",
-                   title=f"Not decrypted: {len(ike)} IKE SA(s), {len(esp)} ESP SA(s) of {t.id}",
-                   detail="Keys were given, but not for: " + "; ".join(parts)
-                          + ". These SAs are judged from their cleartext headers only.",
+                   title=msg("Not decrypted: {ike} IKE SA(s), {esp} ESP SA(s) of {tunnel}",
+                             ike=len(ike), esp=len(esp), tunnel=t.id),
+                   detail=msg("Keys were given, but not for: {parts}. These SAs are judged from "
+                              "their cleartext headers only.", parts=msg_join("; ", parts)),
                    basis="observed",
                    evidence=ctx.evidence(refs, None, None,
                                          ike_spis=[sa.ispi.hex() for sa in ike],
@@ -708,16 +727,19 @@ def cross_check(ctx):
                     after = e.packets_between(dts + th.delete_grace)
                     refs = list(dm.frames) + [e.last_ref]
                     f = make("ESP_SPI_MISMATCH", f"{t.id}|dec|after-delete|{spi}",
-                             title=f"ESP on SPI 0x{spi} after its SA was deleted (decrypted "
-                                   f"DELETE)",
-                             detail=f"{ip_text(dm.src)} deleted the child SA with SPIs "
-                                    f"{_spi_list(c)} at +{ctx.rel(dts)} s (DELETE in "
-                                    f"{reg.exchange_name(dm.exch, short=True)}, decrypted), but "
-                                    f"{ip_text(e.src)} kept sending ESP on 0x{spi} until "
-                                    f"+{ctx.rel(e.last_ts)} s"
-                                    + (f" (at least {after} packets more than "
-                                       f"{th.delete_grace:g} s after the DELETE)" if after else "")
-                                    + ": the receiver drops them (and may answer INVALID_SPI).",
+                             title=msg("ESP on SPI 0x{spi} after its SA was deleted (decrypted "
+                                       "DELETE)", spi=spi),
+                             detail=msg("{who} deleted the child SA with SPIs {spis} at +{t} s "
+                                        "(DELETE in {exchange}, decrypted), but {src} kept sending "
+                                        "ESP on 0x{spi} until +{t1} s", who=ip_text(dm.src),
+                                        spis=_spi_list(c), t=ctx.rel(dts),
+                                        exchange=reg.exchange_name(dm.exch, short=True),
+                                        src=ip_text(e.src), spi=spi, t1=ctx.rel(e.last_ts))
+                                    + (msg(" (at least {n} packets more than {grace:g} s after "
+                                           "the DELETE)", n=after, grace=th.delete_grace)
+                                       if after else "")
+                                    + msg(": the receiver drops them (and may answer "
+                                          "INVALID_SPI)."),
                              basis="decrypted",
                              evidence=ctx.evidence(refs, dts, e.last_ts,
                                                    ike_spis=_spis(c.sa), esp_spis=[spi]),
@@ -730,14 +752,15 @@ def cross_check(ctx):
             if not complete or e.first_ts < ike_start or e.mid_session(th.replay_window):
                 continue
             f = make("ESP_SPI_MISMATCH", f"{t.id}|dec|unannounced|{spi}",
-                     title=f"ESP on SPI 0x{spi} that no IKE exchange announced",
-                     detail=f"{ip_text(e.src)} sent {e.packets} ESP packet(s) to {ip_text(e.dst)} "
-                            f"on SPI 0x{spi} from +{ctx.rel(e.first_ts)} s, but no child SA "
-                            f"negotiated in the capture (all "
-                            f"{sum(len(sa.messages) for sa in t.ike_sas)} "
-                            f"IKE messages decrypted; SPIs announced: "
-                            f"{', '.join('0x%08x' % s for s in sorted(by_spi))}) uses it: an SA "
-                            f"from an earlier IKE SA or a peer that lost its state.",
+                     title=msg("ESP on SPI 0x{spi} that no IKE exchange announced", spi=spi),
+                     detail=msg("{src} sent {n} ESP packet(s) to {dst} on SPI 0x{spi} from +{t} s, "
+                                "but no child SA negotiated in the capture (all {msgs} IKE "
+                                "messages decrypted; SPIs announced: {spis}) uses it: an SA from "
+                                "an earlier IKE SA or a peer that lost its state.",
+                                src=ip_text(e.src), n=e.packets, dst=ip_text(e.dst), spi=spi,
+                                t=ctx.rel(e.first_ts),
+                                msgs=sum(len(sa.messages) for sa in t.ike_sas),
+                                spis=', '.join('0x%08x' % s for s in sorted(by_spi))),
                      basis="decrypted",
                      evidence=ctx.evidence([e.first_ref, e.last_ref], e.first_ts, e.last_ts,
                                            esp_spis=[spi],
@@ -754,12 +777,14 @@ def cross_check(ctx):
                 continue  # torn down (or rekeyed) before it could carry traffic
             refs = ctx.msg_refs(c.msgs)
             yield make("ESP_SA_UNUSED", f"{t.id}|dec|unused|{c.sa.id}|{c.x.index}",
-                       title=f"Child SA {_spi_list(c)} never carried ESP",
-                       detail=f"The child SA negotiated in "
-                              f"{reg.exchange_name(c.x.exch, short=True)} at +{ctx.rel(c.ts)} s "
-                              f"(SPIs {_spi_list(c)}, decrypted) carried no ESP in either "
-                              f"direction during the {ctx.now - c.ts:.1f} s until "
-                              + ("its DELETE." if c.deleted else "the capture ends."),
+                       title=msg("Child SA {spis} never carried ESP", spis=_spi_list(c)),
+                       detail=msg("The child SA negotiated in {exchange} at +{t} s (SPIs {spis}, "
+                                  "decrypted) carried no ESP in either direction during the "
+                                  "{span:.1f} s until {end}",
+                                  exchange=reg.exchange_name(c.x.exch, short=True),
+                                  t=ctx.rel(c.ts), spis=_spi_list(c), span=ctx.now - c.ts,
+                                  end=msg("its DELETE.") if c.deleted
+                                  else msg("the capture ends.")),
                        basis="decrypted",
                        evidence=ctx.evidence(refs, c.msgs[0].ts, c.ts, ike_spis=_spis(c.sa),
                                              esp_spis=[f"{s:08x}" for s in c.spis]),

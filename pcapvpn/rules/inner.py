@@ -13,7 +13,7 @@ import functools
 import ipaddress
 
 from dissect.vpn.ip import IpProto, icmp_too_big
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import Term, declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter, ip_text
 from pcapvpn.track.inner import ANSWER_TIMEOUT, seen_at, watches
@@ -164,7 +164,7 @@ def where(ctx, views) -> str:
         lab = view_label(ctx, v)
         if lab not in labels:
             labels.append(lab)
-    return "; ".join(labels)
+    return msg_join("; ", [Term(x) for x in labels])
 
 
 def requests_ok(f) -> bool:
@@ -192,8 +192,8 @@ def pushed_domains(ctx, tid) -> set:
     out = set()
     t = next((t for t in ctx.state.tunnels if t.id == tid), None)
     for sa in getattr(t, "ike_sas", ()):
-        for msg in sa.messages:
-            inner = getattr(msg, "inner", None)
+        for message in sa.messages:
+            inner = getattr(message, "inner", None)
             for _cfg, attrs in (inner.config if inner is not None else ()):
                 for attr, value in attrs:
                     if attr in DOMAIN_ATTRS and value:
@@ -318,32 +318,35 @@ def locate_flow(ctx, flows, d=0, answered=True, big=False):
     rows.sort(key=lambda r: (r[0], r[1]))
     # from the sender of direction d on
     path = [(n, s) for _t, _i, n, s in (rows if d == 0 else rows[::-1])]
-    what = ("full-size segments" if big else "packets") if not answered else "requests"
+    what = ((msg("full-size segments") if big else msg("packets")) if not answered
+            else msg("requests"))
     sent = _count(d, big)
     lost = _drop(path, sent)
     if lost is not None:
         return {"from": lost[0], "to": lost[1],
-                "why": f"{what} seen at {lost[0]} never reached {lost[1]}"}
+                "why": msg("{what} seen at {a} never reached {b}", what=what, a=lost[0],
+                           b=lost[1])}
     reached = [n for n, s in path if sent(s)]
     if not reached:
         return None
     last = reached[-1]
     if silent:
         return {"from": last, "to": silent[0],
-                "why": f"{what} seen at {last} never reached {silent[0]}"}
+                "why": msg("{what} seen at {a} never reached {b}", what=what, a=last,
+                           b=silent[0])}
     if not answered:
         return None
     back = _count(1 - d, False)
     lost = _drop(path[::-1], back)
     if lost is not None:
         return {"from": lost[0], "to": lost[1],
-                "why": f"answers seen at {lost[0]} never reached {lost[1]}"}
+                "why": msg("answers seen at {a} never reached {b}", a=lost[0], b=lost[1])}
     if any(back(s) for _n, s in path):
         return None
     return {"from": last, "to": None,
-            "why": f"the requests reached {last}, the last point that saw them, and no answer "
-                   f"was seen at any point: the destination (or what lies beyond {last}) did "
-                   f"not answer"}
+            "why": msg("the requests reached {last}, the last point that saw them, and no "
+                       "answer was seen at any point: the destination (or what lies beyond "
+                       "{last}) did not answer", last=last)}
 
 
 # -- INNER_BLOCKED -------------------------------------------------------------------------------
@@ -364,17 +367,17 @@ def inner_blocked(ctx):
         for v, f in pairs:
             ap = ADMIN_PROHIBITED.get(f.ipver)
             if f.icmp is not None and ap and f.icmp[0] == ap[0] and f.icmp[1] in ap[1]:
-                items.append((v, f, f"refused by a filter at {ip_text(f.icmp[3])} (ICMP type "
-                                    f"{f.icmp[0]} code {f.icmp[1]}, administratively "
-                                    f"prohibited)"))
+                items.append((v, f, msg("refused by a filter at {at} (ICMP type {type} code "
+                                        "{code}, administratively prohibited)",
+                                        at=ip_text(f.icmp[3]), type=f.icmp[0], code=f.icmp[1])))
             elif f.proto == IpProto.TCP and f.syn and not f.synack and f.rst is not None and f.rst[0] == 1:
-                items.append((v, f, f"refused by the host itself (TCP RST from "
-                                    f"{ip_text(f.srv)}: port closed, or a firewall answering "
-                                    f"for it)"))
+                items.append((v, f, msg("refused by the host itself (TCP RST from {host}: port "
+                                        "closed, or a firewall answering for it)",
+                                        host=ip_text(f.srv))))
             elif f.proto == IpProto.TCP and f.syn > 1 and not f.synack and f.rst is None and \
                     f.icmp is None and any_ok and f.srv in answered_srv and judged(ctx, f.last_ts):
-                items.append((v, f, f"{f.syn} SYNs without any answer while the host answers "
-                                    f"other services (dropped by a filter)"))
+                items.append((v, f, msg("{n} SYNs without any answer while the host answers "
+                                        "other services (dropped by a filter)", n=f.syn)))
         if not items:
             continue
         flows = [f for _v, f, _w in items]
@@ -382,15 +385,17 @@ def inner_blocked(ctx):
         # failing: a destination none of whose traffic works at the end; else degraded
         dead = [f for f in flows if f.srv not in answered_srv]
         sev = "error" if dead else "warning"
-        lines = "; ".join(f"{flow_text(f)}: {why}" for _v, f, why in items[:6])
+        lines = msg_join("; ", [msg("{flow}: {why}", flow=flow_text(f), why=why)
+                                for _v, f, why in items[:6]])
         views = [v for v, _f, _w in items]
         silent = [f for _v, f, why in items if f.rst is None and f.icmp is None]
         yield located(make(
             "INNER_BLOCKED", f"{m.tunnel}|inner|blocked",
-            title=f"Inside the tunnel, {len(svc)} service(s) refused: {', '.join(svc[:4])}",
-            detail=f"Seen on {where(ctx, views)}: {lines}."
-                   + ("" if dead else " Other traffic to the same host works: a partial "
-                                      "failure."),
+            title=msg("Inside the tunnel, {n} service(s) refused: {services}", n=len(svc),
+                      services=', '.join(svc[:4])),
+            detail=msg("Seen on {where}: {lines}.", where=where(ctx, views), lines=lines)
+                   + ("" if dead else msg(" Other traffic to the same host works: a partial "
+                                          "failure.")),
             basis=basis_of(views), severity=sev,
             evidence=flow_evidence(ctx, flows, m),
             wireshark_filter=flow_filter(flows), tunnel=m.tunnel), locate_flows(ctx, silent))
@@ -449,15 +454,19 @@ def inner_no_answer(ctx):
         items = list(best.values())
         echo = sum(n for _v, f, n in items if f.echo)
         syns = sum(n for _v, f, n in items if not f.echo)
-        what = " and ".join(x for x in (f"{echo} ICMP echo request(s)" if echo else "",
-                                         f"{syns} TCP connection attempt(s)" if syns else "") if x)
+        what = msg_join(" and ", [x for x in (
+            msg("{n} ICMP echo request(s)", n=echo) if echo else "",
+            msg("{n} TCP connection attempt(s)", n=syns) if syns else "") if x])
         yield located(make(
             "INNER_NO_ANSWER", f"{m.tunnel}|inner|noanswer",
-            title=f"{what} inside the tunnel unanswered",
-            detail=f"Seen on {where(ctx, views)}: "
-                   + "; ".join(f"{flow_text(f)}: {n} without an answer" for _v, f, n in items[:6])
-                   + f", while the same hosts answered other requests and answers kept coming "
-                     f"through the tunnel (last at +{ctx.rel(last_back)} s).",
+            title=msg("{what} inside the tunnel unanswered", what=what),
+            detail=msg("Seen on {where}: {parts}, while the same hosts answered other requests "
+                       "and answers kept coming through the tunnel (last at +{t} s).",
+                       where=where(ctx, views),
+                       parts=msg_join("; ", [msg("{flow}: {n} without an answer",
+                                                 flow=flow_text(f), n=n)
+                                             for _v, f, n in items[:6]]),
+                       t=ctx.rel(last_back)),
             basis=basis_of(views),
             evidence=flow_evidence(ctx, flows, m),
             wireshark_filter=flow_filter(flows), tunnel=m.tunnel), locate_flows(ctx, flows))
@@ -484,23 +493,26 @@ def inner_mtu(ctx):
         parts = []
         for v, f, dh in items[:4]:
             if dh is None:
-                what = "fragmentation needed" if f.ipver == 4 else "packet too big"
-                parts.append(f"{flow_text(f)}: ICMP {what} from {ip_text(f.icmp[3])}, MTU "
-                             f"{f.icmp[2]}")
+                what = Term("fragmentation needed" if f.ipver == 4 else "packet too big")
+                parts.append(msg("{flow}: ICMP {what} from {at}, MTU {mtu}", flow=flow_text(f),
+                                 what=what, at=ip_text(f.icmp[3]), mtu=f.icmp[2]))
                 continue
             d, how = dh
             sender = ip_text(f.cli if d == 0 else f.srv)
-            mss = "; MSS offered: " + ", ".join(
-                f"{x} by {ip_text(a)}" for x, a in ((f.mss[0], f.cli), (f.mss[1], f.srv)) if x) \
-                if any(f.mss) else ""
+            mss = msg("; MSS offered: {mss}", mss=msg_join(", ", [
+                msg("{mss} by {host}", mss=x, host=ip_text(a))
+                for x, a in ((f.mss[0], f.cli), (f.mss[1], f.srv)) if x])) if any(f.mss) else ""
             if how == "retx":
-                parts.append(f"{flow_text(f)}: {f.retx[d]} retransmissions of segments up to "
-                             f"{f.maxlen[d]} bytes from {sender} never acknowledged; the largest "
-                             f"segment that got through was {f.acked[d]} bytes{mss}")
+                parts.append(msg("{flow}: {n} retransmissions of segments up to {max} bytes from "
+                                 "{sender} never acknowledged; the largest segment that got "
+                                 "through was {acked} bytes{mss}", flow=flow_text(f),
+                                 n=f.retx[d], max=f.maxlen[d], sender=sender, acked=f.acked[d],
+                                 mss=mss))
             else:
-                parts.append(f"{flow_text(f)}: {sender} sent {f.hole[d]} bytes that never "
-                             f"arrived here, while every segment that did was at most "
-                             f"{f.maxlen[d]} bytes{mss}")
+                parts.append(msg("{flow}: {sender} sent {n} bytes that never arrived here, while "
+                                 "every segment that did was at most {max} bytes{mss}",
+                                 flow=flow_text(f), sender=sender, n=f.hole[d],
+                                 max=f.maxlen[d], mss=mss))
         flows = [f for _v, f, _d in items]
         views = [v for v, _f, _d in items]
         loc = None
@@ -511,11 +523,11 @@ def inner_mtu(ctx):
                     break
         yield located(make(
             "INNER_MTU", f"{m.tunnel}|inner|mtu",
-            title=f"TCP inside the tunnel stalls on full-size segments "
-                  f"({len({id(f) for f in flows})} connection(s))",
-            detail=f"Seen on {where(ctx, views)}: " + "; ".join(parts) + ". Small packets pass: "
-                   "the MTU inside the tunnel is below the segment size; clamp the MSS to the "
-                   "tunnel MTU minus 40.",
+            title=msg("TCP inside the tunnel stalls on full-size segments ({n} connection(s))",
+                      n=len({id(f) for f in flows})),
+            detail=msg("Seen on {where}: {parts}. Small packets pass: the MTU inside the tunnel "
+                       "is below the segment size; clamp the MSS to the tunnel MTU minus 40.",
+                       where=where(ctx, views), parts=msg_join("; ", parts)),
             basis=basis_of(views),
             evidence=flow_evidence(ctx, flows, m),
             wireshark_filter=flow_filter(flows), tunnel=m.tunnel), loc)
@@ -544,13 +556,16 @@ def dns_inside(ctx):
                                                      53)) for _v, q in lost) if f is not None]
             yield located(make(
                 "DNS_NO_ANSWER", f"{m.tunnel}|inner|dns-lost",
-                title=f"{len(lost)} DNS quer{'y' if len(lost) == 1 else 'ies'} through the "
-                      f"tunnel to {', '.join(servers)} unanswered",
-                detail=f"Seen on {where(ctx, views)}: queries for {', '.join(names[:6])} "
-                       f"({tries} packets with retries) to {', '.join(servers)} got no answer "
-                       f"within {ANSWER_TIMEOUT:g} s"
-                       + (f"; {len(ok)} other queries were answered." if ok else
-                          "; no DNS query through the tunnel was answered."),
+                title=(msg("{n} DNS query through the tunnel to {servers} unanswered",
+                           n=len(lost), servers=', '.join(servers)) if len(lost) == 1 else
+                       msg("{n} DNS queries through the tunnel to {servers} unanswered",
+                           n=len(lost), servers=', '.join(servers))),
+                detail=msg("Seen on {where}: queries for {names} ({tries} packets with retries) "
+                           "to {servers} got no answer within {timeout:g} s",
+                           where=where(ctx, views), names=', '.join(names[:6]), tries=tries,
+                           servers=', '.join(servers), timeout=ANSWER_TIMEOUT)
+                       + (msg("; {n} other queries were answered.", n=len(ok)) if ok else
+                          msg("; no DNS query through the tunnel was answered.")),
                 basis=basis_of(views), severity="warning" if ok else "error",
                 evidence=evidence(ctx, [q.ref for _v, q in lost][:40], lost[0][1].ts,
                                   lost[-1][1].ts, m),
@@ -568,13 +583,14 @@ def dns_inside(ctx):
             txt = "; ".join(f"{n}: {'/'.join(sorted(r))}" for n, r in sorted(names.items())[:6])
             yield make(
                 "DNS_ERROR", f"{m.tunnel}|inner|dns-error",
-                title=f"Internal name(s) not resolved through the tunnel: "
-                      f"{', '.join(sorted({n.split('.')[0] for n in names}))}",
-                detail=f"Seen on {where(ctx, views)}: {txt} (server "
-                       f"{', '.join(sorted({ip_text(q.server) for _v, q in bad}))}); no query "
-                       f"for the same name under another suffix was answered"
-                       + (f" (other names resolved: {', '.join(sorted(good)[:4])})." if good
-                          else "."),
+                title=msg("Internal name(s) not resolved through the tunnel: {names}",
+                          names=', '.join(sorted({n.split('.')[0] for n in names}))),
+                detail=msg("Seen on {where}: {txt} (server {servers}); no query for the same "
+                           "name under another suffix was answered", where=where(ctx, views),
+                           txt=txt, servers=', '.join(sorted({ip_text(q.server)
+                                                              for _v, q in bad})))
+                       + (msg(" (other names resolved: {names}).",
+                              names=', '.join(sorted(good)[:4])) if good else "."),
                 basis=basis_of(views),
                 evidence=evidence(ctx, sorted({r for _v, q in bad for r in (q.ref, q.rref)
                                                if r is not None})[:40],
@@ -628,16 +644,19 @@ def dns_outside(ctx):
         views = [v for v, _q in hits]
         names = sorted({q.name for _v, q in hits})
         servers = sorted({ip_text(q.server) for _v, q in hits})
-        how = ", ".join(sorted({"unanswered" if q.rcode is None else
-                                RCODE_NAMES.get(q.rcode, "answered") for _v, q in hits}))
+        how = msg_join(", ", [Term(x) for x in sorted({"unanswered" if q.rcode is None else
+                                                       RCODE_NAMES.get(q.rcode, "answered")
+                                                       for _v, q in hits})])
         yield make(
             "DNS_OUTSIDE_TUNNEL", f"{m.tunnel}|inner|dns-outside",
-            title=f"Internal name(s) asked outside the tunnel: {', '.join(names[:4])}",
-            detail=f"Seen on {where(ctx, views)}: queries for {', '.join(names[:6])} went to "
-                   f"{', '.join(servers)} outside the tunnel ({how}); "
-                   + (f"names under {', '.join(sorted(d for d in domains if d)[:3])} are "
-                      f"resolved through the tunnel." if domains else
-                      "these names are internal by their form."),
+            title=msg("Internal name(s) asked outside the tunnel: {names}",
+                      names=', '.join(names[:4])),
+            detail=msg("Seen on {where}: queries for {names} went to {servers} outside the "
+                       "tunnel ({how}); ", where=where(ctx, views), names=', '.join(names[:6]),
+                       servers=', '.join(servers), how=how)
+                   + (msg("names under {domains} are resolved through the tunnel.",
+                          domains=', '.join(sorted(d for d in domains if d)[:3])) if domains else
+                      msg("these names are internal by their form.")),
             basis="observed",
             evidence=evidence(ctx, sorted({q.ref for _v, q in hits})[:40], hits[0][1].ts,
                               hits[-1][1].ts, m),

@@ -9,7 +9,7 @@ analysis could not see.  It runs after every other rule (its module is the last 
 
 from __future__ import annotations
 
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import Term, declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter
 
@@ -46,17 +46,20 @@ def capture_limits(ctx):
     times = []
     for h in hits:
         bound = h["bound"] if h["limit"] is None else f"{h['bound']} = {h['limit']:,}"
-        parts.append(f"{h['dropped']:,} {h['unit']} ({bound})")
+        parts.append(msg("{n:,} {unit} ({bound})", n=h['dropped'], unit=Term(h['unit']),
+                         bound=bound))
         if h["first_ref"] is not None:
             refs.append(tuple(h["first_ref"]))
         if h["first_ts"] is not None:
             times.append(h["first_ts"])
     total = sum(h["dropped"] for h in hits)
-    detail = ("Not analysed, only counted: " + "; ".join(parts) + ". Findings and verdicts "
-              "cover the rest; the evidence names the first frame each bound dropped.")
+    detail = msg("Not analysed, only counted: {parts}. Findings and verdicts cover the rest; "
+                 "the evidence names the first frame each bound dropped.",
+                 parts=msg_join("; ", parts))
     yield make(
         "CAPTURE_LIMITS", "limits",
-        title=f"The analysis reached its bounds: {total:,} item(s) counted but not analysed",
+        title=msg("The analysis reached its bounds: {n:,} item(s) counted but not analysed",
+                  n=total),
         detail=detail, basis="observed",
         evidence=ctx.evidence(refs, min(times) if times else None, None),
         wireshark_filter=frames_filter(refs) if refs else "frame")

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 
 from dissect.vpn.registry import ExchangeType
-from pcapvpn.findings import Evidence, LogRef, declare, make
+from pcapvpn.findings import Evidence, LogRef, Term, declare, make, msg, msg_join
 from pcapvpn.track.logs import _norm, _txt, align, associate, capture_anchors
 
 declare(
@@ -392,10 +392,12 @@ def _confirm(ctx, f, cands, used: set, end) -> None:
         for li in chosen:
             counters_note = _counters_text(ctx, li)
             if counters_note:
-                f.detail += f" Gateway status ({li.src.name}): {counters_note}."
+                f.detail += msg(" Gateway status ({log}): {note}.", log=li.src.name,
+                                note=counters_note)
                 break
     for r, li in reasons[:2]:
-        f.detail += f" Gateway log ({li.src.name}:{li.ent.ev.line}): {r}."
+        f.detail += msg(" Gateway log ({log}:{line}): {reason}.", log=li.src.name,
+                        line=li.ent.ev.line, reason=r)
         for rx, advice in REASON_ADVICE:
             if rx.search(r) and advice not in f.advice:
                 f.advice.insert(0, advice)
@@ -440,15 +442,17 @@ def _auth_suspected(ctx, li, tfindings, done):
     r = ref(ctx, li, agrees=False)
     for f in hit:
         _add_ref(f, r)
-    what = ("UDP 4500 (NAT-T) is dropped on the path" if f0.code == "NAT_T_BLOCKED"
-            else "nothing came back from the peer")
+    what = (msg("UDP 4500 (NAT-T) is dropped on the path") if f0.code == "NAT_T_BLOCKED"
+            else msg("nothing came back from the peer"))
     g = make("LOG_CONTRADICTION", f"auth|{li.src.name}|{li.ent.ev.line}",
-             title=f"{li.src.name} suspects an authentication failure, but the capture shows "
-                   f"the request was never answered",
-             detail=f"{li.src.name}:{li.ent.ev.line} says '{_clip(li.ent.ev.reason or li.ent.ev.text)}'"
-                    f" — a guess: the daemon got no acceptable answer to its first encrypted "
-                    f"message.  The packets show no answer at all ({f0.code}: {f0.title}): "
-                    f"{what}, so authentication was never tried by the peer.",
+             title=msg("{log} suspects an authentication failure, but the capture shows the "
+                       "request was never answered", log=li.src.name),
+             detail=msg("{log}:{line} says '{text}' — a guess: the daemon got no acceptable "
+                        "answer to its first encrypted message.  The packets show no answer at "
+                        "all ({code}: {title}): {what}, so authentication was never tried by the "
+                        "peer.", log=li.src.name, line=li.ent.ev.line,
+                        text=_clip(li.ent.ev.reason or li.ent.ev.text), code=f0.code,
+                        title=f0.title, what=what),
              basis="log", evidence=_copy_evidence(f0.evidence), tunnel=li.tunnel,
              wireshark_filter=f0.wireshark_filter)
     g.logs = [r]
@@ -520,18 +524,21 @@ def _answers_dropped(ctx, li, sa, linked, tfindings, done, used):
                     lr.agrees = False
         first = before[0]
         g = make("LOG_CONTRADICTION", f"answers|{li.src.name}|{ev.ctx}|{msgid}",
-                 title=f"{li.src.name}: the daemon got no answer to Message ID {msgid}, but "
-                       f"{len(resps)} answer(s) reached the capture point",
-                 detail=f"{li.src.name}:{ev.line} says '{_clip(ev.text)}'"
-                        + (f" ({n_retx} retransmission(s) logged" + (", then it gave up)"
-                                                                      if gave_up else ")")
+                 title=msg("{log}: the daemon got no answer to Message ID {msgid}, but {n} "
+                           "answer(s) reached the capture point", log=li.src.name, msgid=msgid,
+                           n=len(resps)),
+                 detail=msg("{log}:{line} says '{text}'", log=li.src.name, line=ev.line,
+                            text=_clip(ev.text))
+                        + ((msg(" ({n} retransmission(s) logged, then it gave up)", n=n_retx)
+                            if gave_up else msg(" ({n} retransmission(s) logged)", n=n_retx))
                            if n_retx else "")
-                        + f"; the capture shows {len(resps)} response(s) to "
-                          f"{_exch(x)} Message ID {msgid} from {_txt(first.src)} to "
-                          f"{_txt(requester)}, the first at {_at(ctx, first.ts)}, before "
-                          f"the daemon's line ({_at(ctx, t)}).  The answers are dropped "
-                          f"between the capture point and the daemon: on the gateway itself "
-                          f"(host firewall, interface, conntrack/NAT).",
+                        + msg("; the capture shows {n} response(s) to {exchange} Message ID "
+                              "{msgid} from {src} to {dst}, the first at {t}, before the daemon's "
+                              "line ({t_log}).  The answers are dropped between the capture "
+                              "point and the daemon: on the gateway itself (host firewall, "
+                              "interface, conntrack/NAT).", n=len(resps), exchange=_exch(x),
+                              msgid=msgid, src=_txt(first.src), dst=_txt(requester),
+                              t=_at(ctx, first.ts), t_log=_at(ctx, t)),
                  basis="log",
                  evidence=ctx.evidence(refs, first.ts, resps[-1].ts,
                                        ike_spis=[bytes(sa.ispi).hex()],
@@ -539,7 +546,7 @@ def _answers_dropped(ctx, li, sa, linked, tfindings, done, used):
                  wireshark_filter=_ike_msg_filter(sa, msgid), tunnel=li.tunnel)
         g.logs = [r] + [ref(ctx, o, agrees=False) for o in claims if o is not li][:MAX_REFS - 1]
         for f in affected[:1]:
-            g.detail += f"  Affected finding: {f.code} ({f.title})."
+            g.detail += msg("  Affected finding: {code} ({title}).", code=f.code, title=f.title)
         return g
     return None
 
@@ -585,17 +592,17 @@ def _counters_text(ctx, li) -> str:
     c = li.ent.ev.counters or {}
     wire = _wire(ctx)
     parts = []
-    for d, label in (("out", "sent"), ("in", "received")):
+    for d, label in (("out", Term("sent")), ("in", Term("received"))):
         spi = c.get(f"spi_{d}")
         n = _count(c, d)
         if spi is None or n is None:
             continue
-        unit = "packets" if (f"packets_{d}" in c or f"pkts_{'decaps' if d == 'in' else 'encaps'}"
-                             in c) else "bytes"
+        unit = Term("packets" if (f"packets_{d}" in c or f"pkts_{'decaps' if d == 'in' else 'encaps'}"
+                                  in c) else "bytes")
         seen = sum(x.packets for x in wire.get(spi, ()))
-        parts.append(f"{label} {n} {unit} on SPI {spi}, {seen} ESP packet(s) with that SPI in "
-                     f"the capture")
-    return "; ".join(parts)
+        parts.append(msg("{label} {n} {unit} on SPI {spi}, {seen} ESP packet(s) with that SPI in "
+                         "the capture", label=label, n=n, unit=unit, spi=spi, seen=seen))
+    return msg_join("; ", parts)
 
 
 def _sends_elsewhere(li, linked) -> bool:
@@ -626,12 +633,14 @@ def _counters(ctx, findings, linked, used) -> list:
             continue
         w_out = sum(x.packets for x in wire.get(spi_out, ()))
         w_in = sum(x.packets for x in wire.get(spi_in, ()))
-        unit = "packets" if "packets_out" in c or "pkts_encaps" in c else "bytes"
+        unit = Term("packets" if "packets_out" in c or "pkts_encaps" in c else "bytes")
         where = f"{li.src.name}:{ev.line}"
         r = ref(ctx, li)
-        base = (f"{where}: the SA with SPIs {spi_in} (in) / {spi_out} (out) counts {n_out} "
-                f"{unit} sent and {n_in} {unit} received; the capture shows {w_out} ESP "
-                f"packet(s) on SPI {spi_out} and {w_in} on SPI {spi_in}.")
+        base = msg("{where}: the SA with SPIs {spi_in} (in) / {spi_out} (out) counts {n_out} "
+                   "{unit} sent and {n_in} {unit} received; the capture shows {w_out} ESP "
+                   "packet(s) on SPI {spi_out} and {w_in} on SPI {spi_in}.", where=where,
+                   spi_in=spi_in, spi_out=spi_out, n_out=n_out, unit=unit, n_in=n_in,
+                   w_out=w_out, w_in=w_in)
         refs = _esp_refs(list(wire.get(spi_out, ())) + list(wire.get(spi_in, ())))
         ev_ = ctx.evidence(refs, esp_spis=[s for s in (spi_in, spi_out)
                                            if wire.get(s)], peers=[p for p in (
@@ -642,19 +651,20 @@ def _counters(ctx, findings, linked, used) -> list:
                 continue
             if n_in > 0:
                 f = make("LOG_SA_NO_REPLIES", f"noreply|{where}|{spi_out}",
-                         title=f"{li.src.name}: ESP received on SPI {spi_in} but nothing sent "
-                               f"back on SPI {spi_out}",
-                         detail=base + " Packets from the peer arrive and are decapsulated, "
-                                       "but no reply enters the tunnel: routing behind the "
-                                       "gateway.",
+                         title=msg("{log}: ESP received on SPI {spi_in} but nothing sent back "
+                                   "on SPI {spi_out}", log=li.src.name, spi_in=spi_in,
+                                   spi_out=spi_out),
+                         detail=base + msg(" Packets from the peer arrive and are decapsulated, "
+                                           "but no reply enters the tunnel: routing behind the "
+                                           "gateway."),
                          basis="log", evidence=ev_, tunnel=tunnel,
                          wireshark_filter=_esp_filter([spi_in, spi_out]))
             else:
                 f = make("LOG_SA_NOTHING_SENT", f"nothing|{where}|{spi_out}",
-                         title=f"{li.src.name}: no packet entered the tunnel (SPI {spi_out}: "
-                               f"0 {unit})",
-                         detail=base + " Nothing is routed into the tunnel (crypto ACL / "
-                                       "traffic selectors, routes).",
+                         title=msg("{log}: no packet entered the tunnel (SPI {spi_out}: 0 "
+                                   "{unit})", log=li.src.name, spi_out=spi_out, unit=unit),
+                         detail=base + msg(" Nothing is routed into the tunnel (crypto ACL / "
+                                           "traffic selectors, routes)."),
                          basis="log", evidence=ev_, tunnel=tunnel,
                          wireshark_filter=_esp_filter([spi_in, spi_out]))
             f.logs = [r]
@@ -670,17 +680,18 @@ def _counters(ctx, findings, linked, used) -> list:
         if lost_out > 0 or lost_in > 0:
             parts = []
             if lost_out:
-                parts.append(f"{lost_out} of the {n_out} packets the gateway sent on SPI "
-                             f"{spi_out} are not in the capture: lost between the gateway and "
-                             f"the capture point")
+                parts.append(msg("{n} of the {total} packets the gateway sent on SPI {spi} are "
+                                 "not in the capture: lost between the gateway and the capture "
+                                 "point", n=lost_out, total=n_out, spi=spi_out))
             if lost_in:
-                parts.append(f"{lost_in} of the {w_in} packets the capture shows on SPI "
-                             f"{spi_in} were not counted by the gateway: lost between the "
-                             f"capture point and the gateway (or dropped by it)")
+                parts.append(msg("{n} of the {total} packets the capture shows on SPI {spi} were "
+                                 "not counted by the gateway: lost between the capture point and "
+                                 "the gateway (or dropped by it)", n=lost_in, total=w_in,
+                                 spi=spi_in))
             f = make("LOG_SA_ESP_LOST", f"lost|{where}|{spi_out}",
-                     title=f"{li.src.name}: ESP counted by the gateway but missing on the wire "
-                           f"(SPI {spi_out if lost_out else spi_in})",
-                     detail=base + " " + "; ".join(parts) + ".",
+                     title=msg("{log}: ESP counted by the gateway but missing on the wire (SPI "
+                               "{spi})", log=li.src.name, spi=spi_out if lost_out else spi_in),
+                     detail=base + " " + msg_join("; ", parts) + ".",
                      basis="log", evidence=ev_, tunnel=tunnel,
                      wireshark_filter=_esp_filter([spi_in, spi_out]))
             f.logs = [r]
@@ -733,12 +744,14 @@ def _log_only(ctx, linked, used, start, end) -> list:
         peer = _norm(ev.peer)
         where = f"{li.src.name}:{ev.line}"
         f = make("LOG_ONLY_FAILURE", f"{li.src.name}|{kind}|{ev.ctx}|{ev.line}",
-                 title=f"{li.src.name} reports {kind.replace('_', ' ')}"
-                       + (f" with {peer}" if peer else "") + " (not seen in the packets)",
-                 detail=f"{where} at {_at(ctx, li.ent.ts)}: '{_clip(ev.text)}'"
-                        + (f" ({len(lis)} such line(s))" if len(lis) > 1 else "")
-                        + f".  The log speaks of the {KIND_STAGE.get(kind, 'unknown')} stage; "
-                          "no finding from the packets covers it.",
+                 title=msg("{log} reports {kind}{peer} (not seen in the packets)",
+                           log=li.src.name, kind=Term(kind.replace('_', ' ')),
+                           peer=msg(" with {peer}", peer=peer) if peer else ""),
+                 detail=msg("{where} at {t}: '{text}'", where=where, t=_at(ctx, li.ent.ts),
+                            text=_clip(ev.text))
+                        + (msg(" ({n} such line(s))", n=len(lis)) if len(lis) > 1 else "")
+                        + msg(".  The log speaks of the {stage} stage; no finding from the "
+                              "packets covers it.", stage=Term(KIND_STAGE.get(kind, 'unknown'))),
                  basis="log", evidence=Evidence(first=ctx.time(li.ent.ts),
                                                 last=ctx.time(lis[-1].ent.ts),
                                                 peers=[peer] if peer else []),
@@ -762,17 +775,19 @@ def _source_dict(src) -> dict:
          "aligned_events": al.matched if al is not None else 0,
          "host": _host(al),
          "ids": _identities(src),
-         "notes": list(src.notes)}
+         "notes": [Term(n) for n in src.notes]}
     if al is not None:
         if al.method == "none" and not src.document:
-            d["notes"].append("no event of this log matches a packet of the capture: its times "
-                              "are the log's own clock")
+            d["notes"].append(msg("no event of this log matches a packet of the capture: its "
+                                  "times are the log's own clock"))
         elif al.zone_offset:
             h = al.zone_offset / 3600
-            d["notes"].append(f"the log's clock reads {abs(h):g} hour(s) "
-                              f"{'behind' if h > 0 else 'ahead of'} the capture's: a time-zone "
-                              f"difference (use --log-tz), plus a clock error of "
-                              f"{al.clock_error:+.3f} s")
+            d["notes"].append((msg("the log's clock reads {h:g} hour(s) behind the capture's: a "
+                                   "time-zone difference (use --log-tz), plus a clock error of "
+                                   "{err:+.3f} s", h=abs(h), err=al.clock_error) if h > 0 else
+                               msg("the log's clock reads {h:g} hour(s) ahead of the capture's: "
+                                   "a time-zone difference (use --log-tz), plus a clock error of "
+                                   "{err:+.3f} s", h=abs(h), err=al.clock_error)))
     return d
 
 

@@ -23,7 +23,7 @@ import ipaddress
 
 from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType, PayloadV2
-from pcapvpn.findings import advice_for, declare, make, when
+from pcapvpn.findings import Term, advice_for, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, host_filter, ike_filter, ip_text
 from pcapvpn.track.nat import HASH_NAMES, STANDARD_PORTS, annotate, ensure_verdict
@@ -179,26 +179,27 @@ def _esp_summary(t) -> str:
             n[e.encap] += 1
     parts = []
     if n["udp"]:
-        parts.append(f"{n['udp']} UDP-encapsulated")
+        parts.append(msg("{n} UDP-encapsulated", n=n['udp']))
     if n["tcp"]:
-        parts.append(f"{n['tcp']} in TCP (RFC 9329)")
+        parts.append(msg("{n} in TCP (RFC 9329)", n=n['tcp']))
     if n["ip"]:
-        parts.append(f"{n['ip']} as IP protocol 50")
+        parts.append(msg("{n} as IP protocol 50", n=n['ip']))
     if ah:
-        parts.append(f"{ah} AH")
-    return ("ESP SAs: " + ", ".join(parts) + ".") if parts else "No ESP seen."
+        parts.append(msg("{n} AH", n=ah))
+    return (msg("ESP SAs: {parts}.", parts=msg_join(", ", parts)) if parts
+            else msg("No ESP seen."))
 
 
 def _float_text(ctx, v) -> str:
     if "tcp" in v.transports and "udp" not in v.transports:
-        return "IKE ran over TCP (RFC 9329)."
+        return msg("IKE ran over TCP (RFC 9329).")
     if v.floated:
-        return (f"IKE moved from UDP 500 to 4500 at frame {v.float_frame[1]} "
-                f"({ctx.rel(v.float_ts)} s).")
+        return msg("IKE moved from UDP 500 to 4500 at frame {frame} ({t} s).",
+                   frame=v.float_frame[1], t=ctx.rel(v.float_ts))
     if v.start_port == Port.NAT_T:
-        return "IKE ran on UDP 4500 from the start."
+        return msg("IKE ran on UDP 4500 from the start.")
     if v.after_natd_on_500:
-        return f"IKE stayed on UDP 500 ({v.after_natd_on_500} later messages)."
+        return msg("IKE stayed on UDP 500 ({n} later messages).", n=v.after_natd_on_500)
     return ""
 
 
@@ -208,51 +209,69 @@ def _float_text(ctx, v) -> str:
 def _explain_nat(sa, v, forced=()) -> list[str]:
     """Sentences saying what the hashes showed about the real NATs; ``forced``: sides of the
     tunnel that also fake their source hash (told here: one NAT story per tunnel)."""
-    src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else "source NAT-D"
+    src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else msg("source NAT-D")
     out = []
     for side in v.nat_sides:
         st = getattr(v, side)
         ep = _side_ep(sa, side)
         seen = endpoint_text((ep[0], ep[1], v.ports.get(side, ep[2])))
-        peer = _other(side)
+        peer = Term(_other(side))
+        side = Term(side)
         if st == "nat":
-            s = f"The {side}'s {src_name} hash does not match {seen} as seen here"
+            s = msg("The {side}'s {src_name} hash does not match {seen} as seen here", side=side,
+                    src_name=src_name, seen=seen)
             if side in v.translated_from:
-                s += f" but {v.translated_from[side]}, also in this capture (the translation)"
+                s += msg(" but {orig}, also in this capture (the translation)",
+                         orig=v.translated_from[side])
             elif v.ports.get(side) is not None and v.ports[side] not in STANDARD_PORTS:
-                s += f"; its source port {v.ports[side]} is not 500/4500 (the NAT translated it)"
-            out.append(s + f": the {side} is behind a NAT and this capture point is outside it.")
+                s += msg("; its source port {port} is not 500/4500 (the NAT translated it)",
+                         port=v.ports[side])
+            out.append(s + msg(": the {side} is behind a NAT and this capture point is outside "
+                               "it.", side=side))
         else:
-            out.append(f"The {peer}'s destination hash for the {side} does not match {seen}: the "
-                       f"{peer} sees the {side} at a translated address, so this capture was "
-                       f"taken between the {side} and its NAT.")
+            out.append(msg("The {peer}'s destination hash for the {side} does not match {seen}: "
+                           "the {peer} sees the {side} at a translated address, so this capture "
+                           "was taken between the {side} and its NAT.", peer=peer, side=side,
+                           seen=seen))
     if forced:
         one = len(forced) == 1
-        real = " and the ".join(v.nat_sides)
-        out.append(f"The {' and the '.join(forced)} also send{'s' if one else ''} a {src_name} "
-                   f"hash that matches no address or port seen for {'it' if one else 'them'}: "
-                   f"{'it fakes' if one else 'they fake'} it to force UDP encapsulation "
-                   f"(kernel-libipsec always does; strongSwan encap = yes). That is not another "
-                   f"NAT: only the NAT in front of the {real} is real, and it needs UDP 4500 "
-                   f"anyway.")
+        real = msg_join(" and the ", [Term(s) for s in v.nat_sides])
+        out.append((msg("The {forced} also sends a {src_name} hash that matches no address or "
+                        "port seen for it: it fakes it to force UDP encapsulation "
+                        "(kernel-libipsec always does; strongSwan encap = yes). That is not "
+                        "another NAT: only the NAT in front of the {real} is real, and it needs "
+                        "UDP 4500 anyway.", forced=Term(forced[0]), src_name=src_name, real=real)
+                    if one else
+                    msg("The {forced} also send a {src_name} hash that matches no address or "
+                        "port seen for them: they fake it to force UDP encapsulation "
+                        "(kernel-libipsec always does; strongSwan encap = yes). That is not "
+                        "another NAT: only the NAT in front of the {real} is real, and it needs "
+                        "UDP 4500 anyway.", forced=msg_join(" and the ", [Term(s) for s in forced]),
+                        src_name=src_name, real=real)))
     return out
 
 
 def _explain_forced(sa, v) -> list[str]:
-    src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else "source NAT-D"
+    src_name = "NAT_DETECTION_SOURCE_IP" if sa.version == 2 else msg("source NAT-D")
     forced = v.forced_sides
-    who = " and the ".join(f"{s}'s" for s in forced)
-    hashes = "hashes match" if len(forced) > 1 else "hash matches"
-    s = (f"The {who} {src_name} {hashes} no address or port seen for this SA, while nothing "
-         f"between {'them' if len(forced) > 1 else 'it'} and the capture point translates "
-         f"anything (ports 500/4500, the same 4-tuple both ways): a faked hash that forces UDP "
-         f"encapsulation (strongSwan encap = yes, or kernel-libipsec which always does it)")
+    if len(forced) > 1:
+        s = msg("The {a}'s and the {b}'s {src_name} hashes match no address or port seen for "
+                "this SA, while nothing between them and the capture point translates anything "
+                "(ports 500/4500, the same 4-tuple both ways): a faked hash that forces UDP "
+                "encapsulation (strongSwan encap = yes, or kernel-libipsec which always does it)",
+                a=Term(forced[0]), b=Term(forced[1]), src_name=src_name)
+    else:
+        s = msg("The {side}'s {src_name} hash matches no address or port seen for this SA, while "
+                "nothing between it and the capture point translates anything (ports 500/4500, "
+                "the same 4-tuple both ways): a faked hash that forces UDP encapsulation "
+                "(strongSwan encap = yes, or kernel-libipsec which always does it)",
+                side=Term(forced[0]), src_name=src_name)
     if len(forced) == 2:
-        s += ("; both peers faking it is kernel-libipsec's signature (both then log 'remote host "
-              "is behind NAT'), not a NAT on each side.")
+        s += msg("; both peers faking it is kernel-libipsec's signature (both then log 'remote "
+                 "host is behind NAT'), not a NAT on each side.")
     elif getattr(v, forced[0]) == "forced":
-        s += (" — inferred from one vantage point: a 1:1 NAT or port forwarding that keeps ports "
-              "500/4500 in front of it would look the same.")
+        s += msg(" — inferred from one vantage point: a 1:1 NAT or port forwarding that keeps "
+                 "ports 500/4500 in front of it would look the same.")
     else:
         s += "."
     return [s]
@@ -320,35 +339,41 @@ def nat_detected(ctx):
             refs = [tuple(r) for _sa, vv in items for r in vv.nat_d_frames]
             ts = [vv.nat_d_ts for _sa, vv in items if vv.nat_d_ts is not None]
             if key[0] == "forced":
-                who = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.forced_sides)
-                title = f"UDP encapsulation forced (inferred): fake NAT-D from the {who}"
+                who = msg_join(" and ", [msg("{side} {ip}", side=Term(s),
+                                             ip=ip_text(_side_ep(sa, s)[1]))
+                                         for s in v.forced_sides])
+                title = msg("UDP encapsulation forced (inferred): fake NAT-D from the {who}",
+                            who=who)
                 if not v.nat_sides:
-                    title += ", no NAT"
+                    title += msg(", no NAT")
                 basis = "inferred"
                 explain = _explain_forced(sa, v)
                 advice = _advice_forced(v, sa)
             else:
                 cp = v.capture_point
-                who = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.nat_sides)
-                title = f"NAT: the {who} {'are' if len(v.nat_sides) > 1 else 'is'} behind a NAT"
+                who = msg_join(" and ", [msg("{side} {ip}", side=Term(s),
+                                             ip=ip_text(_side_ep(sa, s)[1]))
+                                         for s in v.nat_sides])
+                title = (msg("NAT: the {who} are behind a NAT", who=who) if len(v.nat_sides) > 1
+                         else msg("NAT: the {who} is behind a NAT", who=who))
                 if cp == "inside_initiator_nat":
-                    title += " (capture taken inside the initiator's NAT)"
+                    title += msg(" (capture taken inside the initiator's NAT)")
                 elif cp == "inside_responder_nat":
-                    title += " (capture taken inside the responder's NAT)"
+                    title += msg(" (capture taken inside the responder's NAT)")
                 basis = "observed"
                 explain = _explain_nat(sa, v, forced_sides)
                 advice = _advice_nat(v, sa)
             alg = HASH_NAMES.get(v.hash_alg, v.hash_alg)
-            detail = [f"NAT-D hashes ({alg}) recomputed over the addresses and ports seen here "
-                      f"for IKE SA {sa.id}"
-                      + (f" and {len(items) - 1} more" if len(items) > 1 else "") + "."]
+            detail = [msg("NAT-D hashes ({alg}) recomputed over the addresses and ports seen "
+                          "here for IKE SA {sa}", alg=alg, sa=sa.id)
+                      + (msg(" and {n} more", n=len(items) - 1) if len(items) > 1 else "") + "."]
             detail += explain
             detail += [s for s in (_float_text(ctx, v), _esp_summary(t)) if s]
-            detail += [n for n in v.notes if "forced encapsulation (inferred)" not in n]
+            detail += [Term(n) for n in v.notes if "forced encapsulation (inferred)" not in n]
             code = "NAT_ENCAPSULATION_FORCED" if key[0] == "forced" else "NAT_DETECTED"
             yield make(
                 code, t.id + "|" + "|".join(str(k) for k in key),
-                title=title, detail=" ".join(detail), basis=basis,
+                title=title, detail=msg_join(" ", detail), basis=basis,
                 evidence=ctx.evidence(refs, min(ts) if ts else None, max(ts) if ts else None,
                                       ike_spis=_spis(sa),
                                       peers=[endpoint_text(sa.initiator),
@@ -409,52 +434,57 @@ def nat_t_not_used(ctx):
         first = last = None
         if nat:
             sa, v = nat[0]
-            sides = " and ".join(f"{s} {ip_text(_side_ep(sa, s)[1])}" for s in v.nat_sides)
-            why.append(f"NAT-D shows a NAT in front of the {sides} (IKE SA {sa.id}).")
+            sides = msg_join(" and ", [msg("{side} {ip}", side=Term(s),
+                                           ip=ip_text(_side_ep(sa, s)[1])) for s in v.nat_sides])
+            why.append(msg("NAT-D shows a NAT in front of the {sides} (IKE SA {sa}).",
+                           sides=sides, sa=sa.id))
             refs += [tuple(r) for r in v.nat_d_frames]
             first = v.nat_d_ts
         else:
             sa, v, side = inferred[0]
             ep = _side_ep(sa, side)
-            why.append(f"The {side} {endpoint_text(ep)} sent IKE to port 500 from port {ep[2]}, "
-                       f"not 500: a NAPT translated it, and no NAT-D was exchanged (NAT-T not "
-                       f"supported or disabled on a peer).")
+            why.append(msg("The {side} {ep} sent IKE to port 500 from port {port}, not 500: a "
+                           "NAPT translated it, and no NAT-D was exchanged (NAT-T not supported "
+                           "or disabled on a peer).", side=Term(side), ep=endpoint_text(ep),
+                           port=ep[2]))
             refs += list(sa.messages[0].frames)
             first = sa.messages[0].ts
         for sa, v in stuck:
             n = v.after_natd_on_500
             fr = ", ".join(str(r[1]) for r in v.after_natd_on_500_frames[:MAX_LISTED])
-            why.append(f"IKE stayed on UDP 500 after the NAT was detected: {n} message(s) of "
-                       f"IKE SA {sa.id} (frames {fr}{', ...' if n > MAX_LISTED else ''}).")
+            why.append(msg("IKE stayed on UDP 500 after the NAT was detected: {n} message(s) of "
+                           "IKE SA {sa} (frames {frames}).", n=n, sa=sa.id,
+                           frames=fr + (', ...' if n > MAX_LISTED else '')))
             refs += [tuple(r) for r in v.after_natd_on_500_frames]
         if plain:
             esp_ip = [e for e in plain if e.proto == "esp"]
             ah = [e for e in plain if e.proto != "esp"]
             if esp_ip:
                 pk = sum(e.packets for e in esp_ip)
-                why.append(f"ESP went as IP protocol 50, not UDP 4500: {len(esp_ip)} SA(s), "
-                           f"{pk} packets (SPI "
-                           + ", ".join(f"0x{e.spi:08x}" for e in esp_ip[:MAX_LISTED]) + ").")
+                why.append(msg("ESP went as IP protocol 50, not UDP 4500: {n} SA(s), {pk} "
+                               "packets (SPI {spis}).", n=len(esp_ip), pk=pk,
+                               spis=", ".join(f"0x{e.spi:08x}" for e in esp_ip[:MAX_LISTED])))
             if ah:
-                why.append(f"AH was used ({len(ah)} SA(s)): AH authenticates the outer addresses "
-                           f"and cannot cross any NAT.")
+                why.append(msg("AH was used ({n} SA(s)): AH authenticates the outer addresses "
+                               "and cannot cross any NAT.", n=len(ah)))
             for e in plain:
                 refs += [e.first_ref, e.last_ref]
                 spis.append(e.spi)
                 last = e.last_ts if last is None else max(last, e.last_ts)
-        why.append("A NAPT cannot translate ESP without UDP (there are no ports): RFC 7296 §2.23 "
-                   "and RFC 3947 §4 move IKE and ESP to UDP 4500 once a NAT is detected "
-                   "(RFC 3948).")
+        why.append(msg("A NAPT cannot translate ESP without UDP (there are no ports): RFC 7296 "
+                       "§2.23 and RFC 3947 §4 move IKE and ESP to UDP 4500 once a NAT is "
+                       "detected (RFC 3948)."))
         ike_part = _or([ike_filter(sa) for sa, _v in (stuck or nat[:1])]) if nat else \
             ike_filter(inferred[0][0])
         yield make(
             "NAT_T_NOT_USED", f"{t.id}|{bool(stuck)}|{bool(plain)}",
-            title=(f"NAT between {ip_text(t.a)} and {ip_text(t.b)} but "
-                   + ("IKE stays on UDP 500" if stuck else "")
-                   + (" and " if stuck and plain else "")
-                   + ("ESP goes as IP protocol 50" if plain and any(e.proto == "esp" for e in plain)
-                      else ("AH is used" if plain else ""))),
-            detail=" ".join(why),
+            title=(msg("NAT between {a} and {b} but ", a=ip_text(t.a), b=ip_text(t.b))
+                   + (msg("IKE stays on UDP 500") if stuck else "")
+                   + (msg(" and ") if stuck and plain else "")
+                   + (msg("ESP goes as IP protocol 50")
+                      if plain and any(e.proto == "esp" for e in plain)
+                      else (msg("AH is used") if plain else ""))),
+            detail=msg_join(" ", why),
             basis="observed" if nat else "inferred",
             evidence=ctx.evidence(refs, first, last, ike_spis=_spis(sa),
                                   esp_spis=[f"{s:08x}" for s in spis],
@@ -612,29 +642,31 @@ def nat_keepalive_missing(ctx):
             mine = [f for f in flows if f.src in addrs]
             ip = ", ".join(sorted(ip_text(a) for a in addrs))
             gs, ge, rb, ra, resumed, _w = longest
-            detail = (f"The {side} {ip} is behind a NAT, but the tunnel carried nothing for at "
-                      f"least {ge - gs:.1f} s ({ctx.rel(gs)} s → {ctx.rel(ge)} s): no NAT "
-                      f"keepalive, no ESP, no IKE in either direction; then "
-                      f"{_WHAT.get(resumed, resumed)} traffic resumed")
-            detail += (f" (frame {ra[1]})." if ra else ".")
+            detail = msg("The {side} {ip} is behind a NAT, but the tunnel carried nothing for at "
+                         "least {idle:.1f} s ({t0} s → {t1} s): no NAT keepalive, no ESP, no IKE "
+                         "in either direction; then {what} traffic resumed", side=Term(side),
+                         ip=ip, idle=ge - gs, t0=ctx.rel(gs), t1=ctx.rel(ge),
+                         what=Term(_WHAT.get(resumed, resumed)))
+            detail += (msg(" (frame {frame}).", frame=ra[1]) if ra else ".")
             if len(gaps) > 1:
-                detail += f" {len(gaps)} such silences in all."
+                detail += msg(" {n} such silences in all.", n=len(gaps))
             if mine:
                 n = sum(f.count for f in mine)
                 med = [f.median_interval for f in mine if f.median_interval is not None]
                 mx = [f.max_interval for f in mine if f.max_interval is not None]
-                detail += (f" {ip} sent {n} NAT keepalive(s)"
-                           + (f", median interval {min(med):.1f} s, longest {max(mx):.1f} s"
-                              if med else "") + ".")
+                detail += (msg(" {ip} sent {n} NAT keepalive(s)", ip=ip, n=n)
+                           + (msg(", median interval {med:.1f} s, longest {mx:.1f} s",
+                                  med=min(med), mx=max(mx)) if med else "") + ".")
             else:
-                detail += (f" {ip} sent no NAT keepalive at all (RFC 3948 §4: the peer behind "
-                           f"the NAT sends them).")
-            detail += (f" NAT UDP mappings commonly expire after 30-120 s (threshold "
-                       f"keepalive_max_interval = {limit:g} s).")
+                detail += msg(" {ip} sent no NAT keepalive at all (RFC 3948 §4: the peer behind "
+                              "the NAT sends them).", ip=ip)
+            detail += msg(" NAT UDP mappings commonly expire after 30-120 s (threshold "
+                          "keepalive_max_interval = {limit:g} s).", limit=limit)
             c = _first_after(changes, side, gaps)
             if c is not None:
-                detail += (f" Its source changed right after ({c[3]} → {c[4]} at frame "
-                           f"{c[2][1]}): the mapping had likely expired.")
+                detail += msg(" Its source changed right after ({old} → {new} at frame {frame}): "
+                              "the mapping had likely expired.", old=c[3], new=c[4],
+                              frame=c[2][1])
             refs = []
             lo, hi = gs, ge
             for g in [longest] + [g for g in gaps[:MAX_LISTED] if g is not longest]:
@@ -656,8 +688,8 @@ def nat_keepalive_missing(ctx):
                               f"udpencap.nat_keepalive"])
             yield make(
                 "NAT_KEEPALIVE_MISSING", f"{t.id}|{side}",
-                title=(f"{ip} (behind NAT) left the tunnel idle {ge - gs:.0f} s without "
-                       f"keepalives"),
+                title=msg("{ip} (behind NAT) left the tunnel idle {idle:.0f} s without "
+                          "keepalives", ip=ip, idle=ge - gs),
                 detail=detail,
                 evidence=ctx.evidence(refs, gs, ge, peers=[ip_text(t.a), ip_text(t.b)]),
                 wireshark_filter=wf, tunnel=t.id)
@@ -741,14 +773,16 @@ def nat_mapping_changed(ctx):
                     ts, ref = seen[0][1], seen[0][2]
                     what = ", ".join(dict.fromkeys(c[5] for c in seen))
                     idle = _idle_before(silences, ts)
-                    line = (f"{old} → {new} at {ctx.rel(ts)} s (frame {ref[1]}; seen in {what})")
+                    line = msg("{old} → {new} at {t} s (frame {frame}; seen in {what})", old=old,
+                               new=new, t=ctx.rel(ts), frame=ref[1], what=what)
                     if idle is not None:
-                        line += f" after {idle:.0f} s of silence (NAT mapping timeout likely)"
+                        line += msg(" after {idle:.0f} s of silence (NAT mapping timeout likely)",
+                                    idle=idle)
                     for c in seen:
                         if c[5] == "IKE":
                             follow = _followed(c[6], c)
                             if follow:
-                                line += f"; {follow}"
+                                line += msg("; {follow}", follow=Term(follow))
                                 break
                     lines.append(line)
                 for c in seen:
@@ -762,23 +796,26 @@ def nat_mapping_changed(ctx):
                         esp_spis.append(c[6].spi)
             n = len(moves)
             addr_changed = any(_host(c[3]) != _host(c[4]) for c in cs)
-            cause = ("the NAT's public address changed (carrier-grade NAT pool, NAT restart) or "
-                     "the client roamed to another network" if addr_changed else
-                     "the NAT created a new mapping (the old one timed out, or the NAT "
-                     "restarted)")
+            cause = (msg("the NAT's public address changed (carrier-grade NAT pool, NAT restart) "
+                         "or the client roamed to another network") if addr_changed else
+                     msg("the NAT created a new mapping (the old one timed out, or the NAT "
+                         "restarted)"))
             ip = ", ".join(sorted({_host(c[3]) for c in cs}))
-            behind = "behind a NAT" if side in sides else "(port translated)"
-            detail = (f"The {side} {ip} {behind} changed its source {n} time(s) during the "
-                      f"SA: " + "; ".join(lines) + ("; ..." if n > MAX_LISTED else "")
-                      + f". Typical cause: {cause}.")
+            behind = msg("behind a NAT") if side in sides else msg("(port translated)")
+            detail = (msg("The {side} {ip} {behind} changed its source {n} time(s) during the SA: "
+                          "{lines}", side=Term(side), ip=ip, behind=behind, n=n,
+                          lines=msg_join("; ", lines))
+                      + ("; ..." if n > MAX_LISTED else "")
+                      + msg(". Typical cause: {cause}.", cause=cause))
             wf = _or([ike_filter(sa) for sa in ike_sas[:4]]
                      + ([esp_filter(esp_spis)] if esp_spis else []))
             spis = _spis(ike_sas[0]) if ike_sas else []
             yield make(
                 "NAT_MAPPING_CHANGED", f"{t.id}|{side}",
-                title=(f"NAT mapping of the {side} {ip} changed mid-SA "
-                       f"({'address' if addr_changed else 'port'}, {n}x, first at "
-                       f"{ctx.rel(cs[0][1])} s)"),
+                title=msg("NAT mapping of the {side} {ip} changed mid-SA ({what}, {n}x, first at "
+                          "{t} s)", side=Term(side), ip=ip,
+                          what=msg("address") if addr_changed else msg("port"), n=n,
+                          t=ctx.rel(cs[0][1])),
                 detail=detail,
                 evidence=ctx.evidence(refs, cs[0][1], cs[-1][1], ike_spis=spis,
                                       esp_spis=[f"{s:08x}" for s in esp_spis],

@@ -7,7 +7,7 @@ import heapq
 
 from dissect.vpn import registry as reg
 from dissect.vpn.registry import ExchangeType, IkeAttrV1, NotifyV1, NotifyV2, PayloadV2
-from pcapvpn.findings import declare, make, when
+from pcapvpn.findings import Term, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_status,
@@ -144,18 +144,21 @@ def error_notifies(ctx):
                 offered, chosen = _offered_and_chosen(
                     sa, {ExchangeType.IKE_SA_INIT} if sa.version == 2 else {ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE})
                 lines = proposal_texts(sa.version, offered.proposals) if offered else []
-                detail = (f"{sender} sent {name} to {receiver} in {reg.exchange_name(m.exch, short=True)}.")
+                detail = msg("{sender} sent {name} to {receiver} in {exchange}.", sender=sender,
+                             name=name, receiver=receiver,
+                             exchange=reg.exchange_name(m.exch, short=True))
                 if lines:
-                    detail += " Offered by " + endpoint_text(
-                        (offered.ipver, offered.src, offered.sport)) + ": " + "; ".join(lines) + "."
+                    detail += msg(" Offered by {peer}: {proposals}.", peer=endpoint_text(
+                        (offered.ipver, offered.src, offered.sport)), proposals="; ".join(lines))
                 if chosen is not None:
-                    detail += " Chosen: " + "; ".join(proposal_texts(sa.version, chosen.proposals)) + "."
+                    detail += msg(" Chosen: {proposals}.", proposals="; ".join(
+                        proposal_texts(sa.version, chosen.proposals)))
                 if sa.version == 1 and offered is not None and m.src == offered.src:
-                    detail += (" The initiator itself rejected the responder's choice "
-                               "(it did not accept the proposal the responder picked).")
+                    detail += msg(" The initiator itself rejected the responder's choice "
+                                  "(it did not accept the proposal the responder picked).")
                 # a later success makes it a recovered failure: the verdict says so
                 yield make("IKE_NO_PROPOSAL_CHOSEN", key,
-                           title=f"{name} from {ip_text(m.src)}",
+                           title=msg("{name} from {peer}", name=name, peer=ip_text(m.src)),
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
                            facts=facts)
             elif ntype == NotifyV2.INVALID_KE_PAYLOAD and sa.version == 2:
@@ -167,32 +170,37 @@ def error_notifies(ctx):
                 # RFC 7296 §1.2: the initiator retries at once with the requested group; a
                 # capture that ends before a retry was due cannot tell (not visible)
                 too_soon = not retry_ok and ctx.now - m.ts < ctx.th.response_timeout
-                detail = (f"{sender} rejected key exchange group {sent} and requested {gname} "
-                          f"(INVALID_KE_PAYLOAD).")
+                detail = msg("{sender} rejected key exchange group {sent} and requested {wanted} "
+                             "(INVALID_KE_PAYLOAD).", sender=sender, sent=sent, wanted=gname)
                 if retry_ok:
-                    detail += (" The initiator retried with the requested group and the "
-                               "exchange completed.")
+                    detail += msg(" The initiator retried with the requested group and the "
+                                  "exchange completed.")
                 elif too_soon:
-                    detail += (f" The capture ends {ctx.now - m.ts:.1f} s after it, before a "
-                               f"retry could be judged (not visible): the initiator normally "
-                               f"retries at once with the requested group.")
+                    detail += msg(" The capture ends {after:.1f} s after it, before a retry could "
+                                  "be judged (not visible): the initiator normally retries at "
+                                  "once with the requested group.", after=ctx.now - m.ts)
                 else:
-                    detail += " No successful retry with the requested group was seen."
+                    detail += msg(" No successful retry with the requested group was seen.")
                 yield make("IKE_INVALID_KE", key,
-                           title=f"Responder asked for DH group {gname} instead of {sent}",
+                           title=msg("Responder asked for DH group {wanted} instead of {sent}",
+                                     wanted=gname, sent=sent),
                            detail=detail, evidence=ev, wireshark_filter=flt, tunnel=tid,
                            severity="info" if retry_ok or too_soon else "error")
             elif ntype == notify.INVALID_MAJOR_VERSION:
                 yield make("IKE_VERSION_MISMATCH", key,
-                           title=f"{ip_text(m.src)} refused IKEv{sa.version} ({name})",
-                           detail=f"{sender} answered {name}: it does not speak IKEv{sa.version}.",
+                           title=msg("{peer} refused IKEv{version} ({name})", peer=ip_text(m.src),
+                                     version=sa.version, name=name),
+                           detail=msg("{sender} answered {name}: it does not speak IKEv{version}.",
+                                      sender=sender, name=name, version=sa.version),
                            evidence=ev, wireshark_filter=flt, tunnel=tid)
             elif ntype not in OWN_CODE.get(sa.version, ()):
                 yield make("IKE_ERROR_NOTIFY", key,
-                           title=f"{name} from {ip_text(m.src)}",
-                           detail=f"{sender} sent the error notification {name} ({ntype}) to "
-                                  f"{receiver} in {reg.exchange_name(m.exch, short=True)}"
-                                  + (" (response)" if m.is_response else "") + ".",
+                           title=msg("{name} from {peer}", name=name, peer=ip_text(m.src)),
+                           detail=msg("{sender} sent the error notification {name} ({ntype}) to "
+                                      "{receiver} in {exchange}", sender=sender, name=name,
+                                      ntype=ntype, receiver=receiver,
+                                      exchange=reg.exchange_name(m.exch, short=True))
+                                  + (msg(" (response)") if m.is_response else "") + ".",
                            evidence=ev, wireshark_filter=flt, tunnel=tid,
                            severity="info" if established else None, facts=facts)
 
@@ -305,15 +313,16 @@ def retransmissions(ctx):
                 iv = backoff(msgs)
                 hint = implementation_hint(iv)
                 who = ip_text(src)
-                what = "its response" if msgs[0].is_response else "its request"
+                what = msg("its response") if msgs[0].is_response else msg("its request")
                 if sa.version == 1 and isinstance(step, int):
                     from pcapvpn.track.ike_sa import V1_STEP_PREFIX
                     what = f"{V1_STEP_PREFIX.get(x.exch, 'message ')}{step}"
                     if step % 2 == 0:
-                        what += " (the next message from its peer did not come in time)"
-                parts.append(f"{who} sent {what} {len(msgs)} times (intervals "
-                             f"{', '.join(f'{i:g}' for i in iv)} s" + (f"; {hint}" if hint else "")
-                             + ")")
+                        what += msg(" (the next message from its peer did not come in time)")
+                parts.append(msg("{who} sent {what} {n} times (intervals {intervals} s", who=who,
+                                 what=what, n=len(msgs),
+                                 intervals=', '.join(f'{i:g}' for i in iv))
+                             + (msg("; {hint}", hint=Term(hint)) if hint else "") + ")")
                 refs.extend(ctx.msg_refs(msgs))
             if not parts:
                 continue
@@ -321,34 +330,38 @@ def retransmissions(ctx):
             resps = [m for m in x.msgs if m.is_response]
             tta = ""
             if x.version == 2 and reqs and resps:
-                tta = f" Answered {resps[0].ts - reqs[0].ts:.2f} s after the first request."
+                tta = msg(" Answered {after:.2f} s after the first request.",
+                          after=resps[0].ts - reqs[0].ts)
             label = _retrans_label(x, retrans)
             lost_response = x.version == 2 and any(m.is_response for m in retrans)
             # an exchange answered only after retransmissions is a degradation (the verdict
             # contract): the setup waited for a timer
             sev = "warning"
-            why = (" The responder re-sent its response: the first response (or the "
-                   "retransmitted request) was lost." if lost_response else "")
+            why = (msg(" The responder re-sent its response: the first response (or the "
+                       "retransmitted request) was lost.") if lost_response else "")
             each = _each_copy_answered(x)
             if each is not None:
                 # nothing was lost and nothing waited for a timer: the initiator asked again
                 # although it had its answer
                 sev = "info"
-                why = (f" Every copy of the request was answered (within {each * 1000:.1f} ms): "
-                       f"nothing was lost; the initiator re-sent a request it had an answer to.")
+                why = msg(" Every copy of the request was answered (within {ms:.1f} ms): "
+                          "nothing was lost; the initiator re-sent a request it had an answer to.",
+                          ms=each * 1000)
                 errs = sorted({reg.notify_name(2, t) for r in x.responses
                                for t in r.error_notifies()})
                 if errs and x.exch == ExchangeType.IKE_SA_INIT:
-                    why += (f" The answers carry the unprotected error {', '.join(errs)}, which "
-                            f"need not end the exchange for the initiator (RFC 7296 §2.21.1: "
-                            f"errors before the IKE SA is protected); libreswan logs 'ignoring "
-                            f"IKE_SA_INIT response containing {errs[0]} notification' and "
-                            f"retransmits until it gives up.")
+                    why += msg(" The answers carry the unprotected error {errors}, which need not "
+                               "end the exchange for the initiator (RFC 7296 §2.21.1: errors "
+                               "before the IKE SA is protected); libreswan logs 'ignoring "
+                               "IKE_SA_INIT response containing {first} notification' and "
+                               "retransmits until it gives up.", errors=', '.join(errs),
+                               first=errs[0])
             yield make(
                 "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
-                title=f"{label}: {len(retrans)} retransmission(s) before the exchange went on",
+                title=msg("{label}: {n} retransmission(s) before the exchange went on",
+                          label=label, n=len(retrans)),
                 facts=ike_facts(sa, x),
-                detail="; ".join(parts) + "." + tta + why,
+                detail=msg_join("; ", parts) + "." + tta + why,
                 evidence=ctx.evidence(refs, x.msgs[0].ts, x.msgs[-1].ts,
                                       ike_spis=[sa.ispi.hex(), sa.rspi.hex()]),
                 wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
@@ -367,13 +380,15 @@ def cookies(ctx):
                 ok = _recovered_after(ctx, sa, m)
                 yield make(
                     "IKE_COOKIE", f"{sa.id}|{m.n}",
-                    title=f"{ip_text(m.src)} demanded a COOKIE"
-                          + (" (initiator retried and succeeded)" if ok else ""),
-                    detail=f"IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
-                           f"carried only a COOKIE notification ({len(m.notify_data(NotifyV2.COOKIE) or b'')} "
-                           f"bytes of cookie data)."
-                           + (" The initiator repeated its request with the cookie and was answered."
-                              if ok else " No answered retry with the cookie was seen."),
+                    title=msg("{peer} demanded a COOKIE", peer=ip_text(m.src))
+                          + (msg(" (initiator retried and succeeded)") if ok else ""),
+                    detail=msg("IKE_SA_INIT response from {peer} carried only a COOKIE "
+                               "notification ({n} bytes of cookie data).",
+                               peer=endpoint_text((m.ipver, m.src, m.sport)),
+                               n=len(m.notify_data(NotifyV2.COOKIE) or b''))
+                           + (msg(" The initiator repeated its request with the cookie and was "
+                                  "answered.") if ok
+                              else msg(" No answered retry with the cookie was seen.")),
                     evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()]),
                     wireshark_filter=ike_filter(sa, msgids=[0]) + f" && isakmp.notify.msgtype == {NotifyV2.COOKIE}",
                     tunnel=t.id if t else None)
@@ -395,7 +410,7 @@ def _gw_text(gw) -> str:
         return ip_text(gw.address)
     if gw.fqdn is not None:
         return gw.fqdn
-    return f"gateway identity type {gw.gw_type}"
+    return msg("gateway identity type {type}", type=gw.gw_type)
 
 
 def _redirected_sa(ctx, sa, m, target_addr, fqdn):
@@ -412,16 +427,17 @@ def _redirected_sa(ctx, sa, m, target_addr, fqdn):
         came_from = [gw.address for gw in _redirect_notifies(first, NotifyV2.REDIRECTED_FROM)
                      if gw.address is not None]
         if target_addr is not None and o.responder[1] == target_addr:
-            how = "the redirect's address"
+            how = msg("the redirect's address")
             if gw in came_from:
-                how += f" and REDIRECTED_FROM {ip_text(gw)}"
+                how += msg(" and REDIRECTED_FROM {gw}", gw=ip_text(gw))
             return o, how
         if gw in came_from:
-            return o, f"REDIRECTED_FROM {ip_text(gw)} in its IKE_SA_INIT"
+            return o, msg("REDIRECTED_FROM {gw} in its IKE_SA_INIT", gw=ip_text(gw))
     if fqdn:
         for o in later:
             if o.responder[1] != gw and o.first_ts - m.ts <= REDIRECT_FOLLOW:
-                return o, f"time (the client's next IKE SA, {o.first_ts - m.ts:.1f} s later)"
+                return o, msg("time (the client's next IKE SA, {after:.1f} s later)",
+                              after=o.first_ts - m.ts)
     return None, None
 
 
@@ -443,35 +459,39 @@ def redirects(ctx):
                 fqdn = gws[0].fqdn is not None
             new, how = _redirected_sa(ctx, sa, m, target_addr, fqdn)
             t = ike_tunnel_of(ctx, sa)
-            detail = (f"The IKE_SA_INIT response from {endpoint_text((m.ipver, m.src, m.sport))} "
-                      f"carries REDIRECT to {target} (RFC 5685): the gateway sent the client "
-                      f"{ip_text(m.dst)} elsewhere.")
+            detail = msg("The IKE_SA_INIT response from {gw} carries REDIRECT to {target} (RFC "
+                         "5685): the gateway sent the client {client} elsewhere.",
+                         gw=endpoint_text((m.ipver, m.src, m.sport)), target=target,
+                         client=ip_text(m.dst))
             refs = list(m.frames)
             ok = False
             if new is not None:
                 ok = new.established
                 nt = ike_tunnel_of(ctx, new)
-                detail += (f" The client started IKE with {ip_text(new.responder[1])} at "
-                           f"+{ctx.rel(new.first_ts)} s ({new.first_ts - m.ts:.2f} s later; IKE SA "
-                           f"{new.id}, matched by {how})"
-                           + (f", tunnel {nt.id}" if nt is not None and (t is None or nt is not t)
-                              else "") + ": ")
-                detail += ("that negotiation succeeded (IKE SA established)." if ok else
-                           "that negotiation did not complete (no IKE SA established: see that "
-                           "tunnel's findings).")
+                detail += (msg(" The client started IKE with {gw} at +{t} s ({after:.2f} s later; "
+                               "IKE SA {sa}, matched by {how})", gw=ip_text(new.responder[1]),
+                               t=ctx.rel(new.first_ts), after=new.first_ts - m.ts, sa=new.id,
+                               how=how)
+                           + (msg(", tunnel {tunnel}", tunnel=nt.id)
+                              if nt is not None and (t is None or nt is not t) else "") + ": ")
+                detail += (msg("that negotiation succeeded (IKE SA established).") if ok else
+                           msg("that negotiation did not complete (no IKE SA established: see "
+                               "that tunnel's findings)."))
                 refs += list(new.messages[0].frames)
             else:
-                detail += (f" No IKE_SA_INIT from the client to {target} (nor one carrying "
-                           f"REDIRECTED_FROM {ip_text(m.src)}) follows in the capture, which ends "
-                           f"{ctx.now - m.ts:.1f} s after the redirect.")
+                detail += msg(" No IKE_SA_INIT from the client to {target} (nor one carrying "
+                              "REDIRECTED_FROM {gw}) follows in the capture, which ends "
+                              "{after:.1f} s after the redirect.", target=target,
+                              gw=ip_text(m.src), after=ctx.now - m.ts)
             flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {NotifyV2.REDIRECT}"
             if new is not None:
                 flt = f"({flt}) || ({ike_filter(new, msgids=[0])})"
             yield make(
                 "IKE_REDIRECT", f"{sa.id}|{m.n}|redirect",
-                title=f"{ip_text(m.src)} redirected the client to {target}"
-                      + (" (the new negotiation succeeded)" if ok else
-                         " (the new negotiation failed)" if new is not None else ""),
+                title=msg("{gw} redirected the client to {target}", gw=ip_text(m.src),
+                          target=target)
+                      + (msg(" (the new negotiation succeeded)") if ok else
+                         msg(" (the new negotiation failed)") if new is not None else ""),
                 detail=detail,
                 evidence=ctx.evidence(refs, m.ts, new.first_ts if new is not None else None,
                                       ike_spis=[sa.ispi.hex()]
@@ -493,12 +513,15 @@ def weak_crypto(ctx):
         if not weak:
             continue
         t = ike_tunnel_of(ctx, sa)
-        which = "chosen" if chosen is not None else "offered (no response seen)"
+        which = msg("chosen") if chosen is not None else msg("offered (no response seen)")
         yield make(
             "IKE_WEAK_CRYPTO", f"{sa.id}|weak",
-            title=f"Weak IKE crypto {which}: " + ", ".join(sorted({w[0] for w in weak})),
-            detail="; ".join(f"{name}: {why}" for name, why in weak) + f" ({which} by "
-                   f"{endpoint_text((src.ipver, src.src, src.sport))}).",
+            title=msg("Weak IKE crypto {which}: {names}", which=which,
+                      names=", ".join(sorted({w[0] for w in weak}))),
+            detail=msg_join("; ", [msg("{name}: {why}", name=name, why=Term(why))
+                                   for name, why in weak])
+                   + msg(" ({which} by {peer}).", which=which,
+                         peer=endpoint_text((src.ipver, src.src, src.sport))),
             evidence=ctx.evidence(src.frames, src.ts, None, ike_spis=[sa.ispi.hex()]),
             wireshark_filter=ike_filter(sa, msgids=[src.msgid]),
             tunnel=t.id if t else None)
@@ -526,10 +549,10 @@ def aggressive_psk(ctx):
         m = msgs[0]
         yield make(
             "IKE_AGGRESSIVE_MODE_PSK", f"{sa.id}|am-psk",
-            title="IKEv1 Aggressive Mode with a pre-shared key",
-            detail=f"Aggressive Mode from {endpoint_text((m.ipver, m.src, m.sport))} offers "
-                   f"pre-shared-key authentication; the responder's AM2 carries a hash of the "
-                   f"PSK that can be attacked offline.",
+            title=msg("IKEv1 Aggressive Mode with a pre-shared key"),
+            detail=msg("Aggressive Mode from {peer} offers pre-shared-key authentication; the "
+                       "responder's AM2 carries a hash of the PSK that can be attacked offline.",
+                       peer=endpoint_text((m.ipver, m.src, m.sport))),
             evidence=ctx.evidence(ctx.msg_refs(msgs), msgs[0].ts, msgs[-1].ts,
                                   ike_spis=[sa.ispi.hex()]),
             wireshark_filter=ike_filter(sa, exch=ExchangeType.AGGRESSIVE),
@@ -588,31 +611,37 @@ def _survivor(ctx, a, b):
     else the one that kept talking."""
     da, db = deleted_ts(a), deleted_ts(b)
 
-    def kept(sa, why=""):
-        return (f"{sa.id} (initiated by {ip_text(sa.initiator[1])}) survived ({why}its last IKE "
-                f"message at +{ctx.rel(sa.last_ts)} s)")
+    def kept(sa, why="", deleted=None):
+        return msg("{sa} (initiated by {who}) survived ({why}its last IKE message at +{t} s"
+                   "{deleted})", sa=sa.id, who=ip_text(sa.initiator[1]), why=why,
+                   t=ctx.rel(sa.last_ts), deleted=deleted or "")
 
     if (da is None) != (db is None):
         keep, gone, when = (b, a, da) if da is not None else (a, b, db)
-        return keep, f"{kept(keep)}; {gone.id} was deleted at +{ctx.rel(when)} s."
+        return keep, msg("{kept}; {gone} was deleted at +{t} s.", kept=kept(keep), gone=gone.id,
+                         t=ctx.rel(when))
     if a.established != b.established:
         keep, gone = (a, b) if a.established else (b, a)
-        return keep, (f"{kept(keep, 'established, ')}; {gone.id} never completed IKE_AUTH"
-                      + (" and was deleted too." if da is not None else "."))
+        return keep, (msg("{kept}; {gone} never completed IKE_AUTH",
+                          kept=kept(keep, msg('established, ')), gone=gone.id)
+                      + (msg(" and was deleted too.") if da is not None else "."))
     if da is not None:
         if abs(da - db) > 1.0:
             # the duplicate went first; the other lived on until its own Delete (a teardown)
             keep, gone = (a, b) if da > db else (b, a)
-            return keep, (f"{gone.id} was deleted at +{ctx.rel(min(da, db))} s and "
-                          f"{kept(keep)[:-1]}, its own Delete at +{ctx.rel(max(da, db))} s).")
-        return None, (f"Both were deleted ({a.id} at +{ctx.rel(da)} s, {b.id} at "
-                      f"+{ctx.rel(db)} s).")
+            return keep, msg("{gone} was deleted at +{t} s and {kept}.", gone=gone.id,
+                             t=ctx.rel(min(da, db)),
+                             kept=kept(keep, deleted=msg(", its own Delete at +{t} s",
+                                                         t=ctx.rel(max(da, db)))))
+        return None, msg("Both were deleted ({a} at +{ta} s, {b} at +{tb} s).", a=a.id,
+                         ta=ctx.rel(da), b=b.id, tb=ctx.rel(db))
     if abs(a.last_ts - b.last_ts) < ctx.th.response_timeout:
-        return None, (f"Neither was deleted in the capture: both IKE SAs remain (their last "
-                      f"messages at +{ctx.rel(a.last_ts)} s and +{ctx.rel(b.last_ts)} s).")
+        return None, msg("Neither was deleted in the capture: both IKE SAs remain (their last "
+                         "messages at +{ta} s and +{tb} s).", ta=ctx.rel(a.last_ts),
+                         tb=ctx.rel(b.last_ts))
     keep, gone = (a, b) if a.last_ts > b.last_ts else (b, a)
-    return keep, (f"{kept(keep)}; {gone.id} went quiet at +{ctx.rel(gone.last_ts)} s without a "
-                  f"Delete in the capture.")
+    return keep, msg("{kept}; {gone} went quiet at +{t} s without a Delete in the capture.",
+                     kept=kept(keep), gone=gone.id, t=ctx.rel(gone.last_ts))
 
 
 @rule
@@ -647,21 +676,23 @@ def _simultaneous(ctx, ea, eb):
     sent_a = sum(1 for m in a.messages if m.exch == ExchangeType.IKE_SA_INIT and not m.is_response
                  and m.duplicate_of is None and m.ts <= answer_a.ts)
     late = answer_a.ts - start_a
-    detail = (f"{x} started IKE SA {a.id} at +{ctx.rel(start_a)} s; its IKE_SA_INIT was answered "
-              f"at +{ctx.rel(answer_a.ts)} s ({late:.2f} s later"
-              + (f", after {sent_a} sends" if sent_a > 1 else "") + "). "
-              f"Meanwhile, at +{ctx.rel(start_b)} s, {y} started its own IKE SA {b.id} towards "
-              f"{x} (answered at +{ctx.rel(answer_b.ts)} s). Two IKE SAs between the same "
-              f"gateways where one was needed. ")
+    detail = msg("{x} started IKE SA {a} at +{t0} s; its IKE_SA_INIT was answered at +{t1} s "
+                 "({late:.2f} s later{sends}). Meanwhile, at +{t2} s, {y} started its own IKE SA "
+                 "{b} towards {x} (answered at +{t3} s). Two IKE SAs between the same gateways "
+                 "where one was needed. ", x=x, a=a.id, t0=ctx.rel(start_a),
+                 t1=ctx.rel(answer_a.ts), late=late,
+                 sends=msg(", after {n} sends", n=sent_a) if sent_a > 1 else "",
+                 t2=ctx.rel(start_b), y=y, b=b.id, t3=ctx.rel(answer_b.ts))
     _keep, fate = _survivor(ctx, a, b)
     detail += fate
     frames = list(a.messages[0].frames) + list(answer_a.frames) + list(b.messages[0].frames) \
         + list(answer_b.frames)
     return make(
         "IKE_SIMULTANEOUS_INIT", f"{a.id}|{b.id}",
-        title=(f"{x} and {y} initiated to each other "
-               + ("at the same time" if late < 1.0 else f"while {x}'s initiation waited "
-                  f"{late:.0f} s for an answer") + ": two IKE SAs"),
+        title=(msg("{x} and {y} initiated to each other at the same time: two IKE SAs", x=x,
+                   y=y) if late < 1.0 else
+               msg("{x} and {y} initiated to each other while {x}'s initiation waited {late:.0f} "
+                   "s for an answer: two IKE SAs", x=x, y=y, late=late)),
         detail=detail,
         evidence=ctx.evidence(frames, min(start_a, start_b), max(answer_a.ts, answer_b.ts),
                               ike_spis=[a.ispi.hex(), b.ispi.hex()], peers=[x, y]),

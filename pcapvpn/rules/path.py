@@ -18,7 +18,7 @@ from dissect.vpn.ip import IpProto
 from dissect.vpn.registry import exchange_name
 
 from pcapvpn import findings as F
-from pcapvpn.findings import FrameRef
+from pcapvpn.findings import FrameRef, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import colon_hex
 from pcapvpn.track.vantage import FILTER_RANGES
@@ -69,15 +69,15 @@ _IKE_STAGE = {
 
 
 def _pname(name) -> str:
-    return name if name is not None else "(before the first point)"
+    return name if name is not None else msg("(before the first point)")
 
 
 def _segment(src, dst) -> str:
     if src is None:
-        return f"before {dst}"
+        return msg("before {b}", b=dst)
     if dst is None:
-        return f"after {src} (past the last capture point)"
-    return f"between {src} and {dst}"
+        return msg("after {a} (past the last capture point)", a=src)
+    return msg("between {a} and {b}", a=src, b=dst)
 
 
 def _ranges_text(ranges, limit=8, mask=0xFFFFFFFF) -> str:
@@ -87,7 +87,7 @@ def _ranges_text(ranges, limit=8, mask=0xFFFFFFFF) -> str:
         b = (b - 1) & mask
         parts.append(str(a) if a == b else f"{a}-{b}")
     more = len(ranges) - limit
-    return ", ".join(parts) + (f" and {more} more range(s)" if more > 0 else "")
+    return ", ".join(parts) + (msg(" and {n} more range(s)", n=more) if more > 0 else "")
 
 
 def _frames(x) -> list:
@@ -108,12 +108,15 @@ def _loss_finding(ctx, tid, x):
     way = "a->b" if x.forward else "b->a"
     if x.kind == "esp":
         spi = f"{x.spi:08x}"
-        title = (f"{x.lost} ESP packet(s) of SPI 0x{spi} lost {_segment(x.src, x.dst)}")
-        about = (" (about: the holes of the sequence went beyond what is kept)"
+        title = msg("{n} ESP packet(s) of SPI 0x{spi} lost {where}", n=x.lost, spi=spi,
+                    where=_segment(x.src, x.dst))
+        about = (msg(" (about: the holes of the sequence went beyond what is kept)")
                  if x.approximate else "")
-        detail = (f"ESP SA 0x{spi} ({way} on tunnel {tid}): {x.lost} packet(s) seen at "
-                  f"{_pname(x.src)} never reached {x.dst or 'any later point'}{about}; "
-                  f"sequence numbers {_ranges_text(x.ranges) or 'not listed'}.")
+        detail = msg("ESP SA 0x{spi} ({way} on tunnel {tunnel}): {n} packet(s) seen at {src} "
+                     "never reached {dst}{about}; sequence numbers {ranges}.", spi=spi, way=way,
+                     tunnel=tid, n=x.lost, src=_pname(x.src),
+                     dst=x.dst or msg('any later point'), about=about,
+                     ranges=_ranges_text(x.ranges) or msg('not listed'))
         flt = f"esp.spi == 0x{spi}"
         if x.ranges:
             # the lost numbers and the next one (the packet after the hole downstream)
@@ -133,10 +136,13 @@ def _loss_finding(ctx, tid, x):
         ispi, exch, msgid, _resp = x.ike
         name = exchange_name(exch)
         what = ", ".join(sorted(set(x.messages)))
-        title = f"IKE {name} message(s) lost {_segment(x.src, x.dst)}"
-        detail = (f"IKE SA {bytes(ispi).hex()}, {name} (Message ID {msgid}, {way} on tunnel "
-                  f"{tid}): {x.lost} cop{'y' if x.lost == 1 else 'ies'} of the {what} seen at "
-                  f"{_pname(x.src)} never reached {x.dst or 'any later point'}.")
+        title = msg("IKE {name} message(s) lost {where}", name=name,
+                    where=_segment(x.src, x.dst))
+        detail = msg("IKE SA {sa}, {name} (Message ID {msgid}, {way} on tunnel {tunnel}): {n} "
+                     "{copies} of the {what} seen at {src} never reached {dst}.",
+                     sa=bytes(ispi).hex(), name=name, msgid=msgid, way=way, tunnel=tid, n=x.lost,
+                     copies=msg("copy") if x.lost == 1 else msg("copies"), what=what,
+                     src=_pname(x.src), dst=x.dst or msg('any later point'))
         flt = f"isakmp.ispi == {colon_hex(ispi)} && isakmp.messageid == {msgid}"
         ev = F.Evidence(frames=_frames(x), first=ctx.time(x.first_ts), last=ctx.time(x.last_ts),
                         ike_spis=[bytes(ispi).hex()])
@@ -145,7 +151,8 @@ def _loss_finding(ctx, tid, x):
     f = F.make("PATH_LOSS", key, title=title, detail=detail, evidence=ev, wireshark_filter=flt,
                tunnel=tid)
     f.stage = stage
-    f.location = {"from": x.src, "to": x.dst, "why": f"lost {_segment(x.src, x.dst)}"}
+    f.location = {"from": x.src, "to": x.dst,
+                  "why": msg("lost {where}", where=_segment(x.src, x.dst))}
     return f
 
 
@@ -201,12 +208,15 @@ def _seq_loss(ctx, tid, x, way):
     name, _num = _SEQ_FIELDS[x.kind]
     flow = f"SPI 0x{x.spi:08x}" if x.kind == "ah" else (x.flow or "")
     mask = (1 << x.width) - 1
-    about = (" (about: the holes of the sequence went beyond what is kept)"
+    about = (msg(" (about: the holes of the sequence went beyond what is kept)")
              if x.approximate else "")
-    title = f"{x.lost} {name} packet(s) of {flow} lost {_segment(x.src, x.dst)}"
-    detail = (f"{name} {flow} ({way} on tunnel {tid}): {x.lost} packet(s) seen at "
-              f"{_pname(x.src)} never reached {x.dst or 'any later point'}{about}; "
-              f"numbers {_ranges_text(x.ranges, mask=mask) or 'not listed'}.")
+    title = msg("{n} {name} packet(s) of {flow} lost {where}", n=x.lost, name=name, flow=flow,
+                where=_segment(x.src, x.dst))
+    detail = msg("{name} {flow} ({way} on tunnel {tunnel}): {n} packet(s) seen at {src} never "
+                 "reached {dst}{about}; numbers {ranges}.", name=name, flow=flow, way=way,
+                 tunnel=tid, n=x.lost, src=_pname(x.src), dst=x.dst or msg('any later point'),
+                 about=about,
+                 ranges=_ranges_text(x.ranges, mask=mask) or msg('not listed'))
     ev = F.Evidence(frames=_frames(x), first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
     key = f"{tid}|{x.kind}|{flow}|{x.src}|{x.dst}"
     return title, detail, _seq_filter(x), ev, key
@@ -267,12 +277,14 @@ def plain_lost_between_points(ctx):
                                     for point, file, frame in x.frames],
                             first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
             f = F.make("PATH_LOSS", f"{vpn}|tls|{what}|{x.src}|{x.dst}",
-                       title=f"{x.lost} TCP segment(s) of the SSL-VPN connection {what} lost "
-                             f"{seg}",
-                       detail=(f"Tunnel {vpn}: {x.lost} of {x.sent} segment(s) {what} seen at "
-                               f"{x.src} never reached {x.dst}, not even as a retransmission."),
+                       title=msg("{n} TCP segment(s) of the SSL-VPN connection {what} lost "
+                                 "{where}", n=x.lost, what=what, where=seg),
+                       detail=msg("Tunnel {tunnel}: {n} of {sent} segment(s) {what} seen at {src} "
+                                  "never reached {dst}, not even as a retransmission.",
+                                  tunnel=vpn, n=x.lost, sent=x.sent, what=what, src=x.src,
+                                  dst=x.dst),
                        evidence=ev, wireshark_filter=_plain_filter(x.conv), tunnel=vpn)
-            f.location = {"from": x.src, "to": x.dst, "why": f"lost {seg}"}
+            f.location = {"from": x.src, "to": x.dst, "why": msg("lost {where}", where=seg)}
             yield f
             continue
         if x.lost < x.sent:
@@ -282,22 +294,27 @@ def plain_lost_between_points(ctx):
             continue  # traffic beside any tunnel: a path fact only (vantage_inside)
         if x.opener:
             code = "INNER_BLOCKED"
-            title = f"{what}: {x.lost} packet(s) never got past {x.src} to {x.dst}"
-            detail = (f"The conversation {what} was opened at {x.src} and none of its "
-                      f"{x.sent} packet(s) that way reached {x.dst}: they were dropped "
-                      f"{seg} (a firewall or a missing route there).")
+            title = msg("{what}: {n} packet(s) never got past {src} to {dst}", what=what,
+                        n=x.lost, src=x.src, dst=x.dst)
+            detail = msg("The conversation {what} was opened at {src} and none of its {n} "
+                         "packet(s) that way reached {dst}: they were dropped {where} (a firewall "
+                         "or a missing route there).", what=what, src=x.src, n=x.sent,
+                         dst=x.dst, where=seg)
         else:
             code = "INNER_NO_RETURN"
-            title = f"{what}: the replies never got past {x.src} to {x.dst}"
-            detail = (f"The replies {what} left {x.src} ({x.sent} packet(s)) and none reached "
-                      f"{x.dst}: they were dropped {seg}"
-                      + (" while the requests passed the other way" if x.reverse_ok else "")
+            title = msg("{what}: the replies never got past {src} to {dst}", what=what,
+                        src=x.src, dst=x.dst)
+            detail = (msg("The replies {what} left {src} ({n} packet(s)) and none reached {dst}: "
+                          "they were dropped {where}", what=what, src=x.src, n=x.sent,
+                          dst=x.dst, where=seg)
+                      + (msg(" while the requests passed the other way") if x.reverse_ok
+                         else "")
                       + ".")
         ev = F.Evidence(frames=[FrameRef(file, frame, point) for point, file, frame in x.frames],
                         first=ctx.time(x.first_ts), last=ctx.time(x.last_ts))
         f = F.make(code, f"path|{x.src}|{x.dst}|{what}", title=title, detail=detail,
                    evidence=ev, wireshark_filter=_plain_filter(x.conv), tunnel=tunnel)
-        f.location = {"from": x.src, "to": x.dst, "why": f"lost {seg}"}
+        f.location = {"from": x.src, "to": x.dst, "why": msg("lost {where}", where=seg)}
         v.plain_findings[f.id] = x
         yield f
 
@@ -337,28 +354,31 @@ def several_points_finding(hint) -> F.Finding:
     if hint.get("what") == "interfaces":
         return F.make(
             "SEVERAL_CAPTURE_POINTS", f"{a}|{b}",
-            title=f"{a} and {b} look like two capture points of the same traffic",
-            detail=(f"{hint['matched']} IKE messages were captured on both interfaces, byte for "
-                    f"byte, {hint['offset_s'] * 1000:.3f} ms apart each time (a steady delay: "
-                    f"the same packets seen on two sides of a box), so every packet is counted "
-                    f"twice. Use --vantage in=FILE#IFACE --vantage out=FILE#IFACE, here "
-                    f"--vantage in={a} --vantage out={b}, to match them."),
+            title=msg("{a} and {b} look like two capture points of the same traffic", a=a,
+                      b=b),
+            detail=msg("{n} IKE messages were captured on both interfaces, byte for byte, "
+                       "{ms:.3f} ms apart each time (a steady delay: the same packets seen on two "
+                       "sides of a box), so every packet is counted twice. Use --vantage "
+                       "in=FILE#IFACE --vantage out=FILE#IFACE, here --vantage in={a} --vantage "
+                       "out={b}, to match them.", n=hint['matched'],
+                       ms=hint['offset_s'] * 1000, a=a, b=b),
             wireshark_filter="isakmp")
     f = F.make(
         "SEVERAL_CAPTURE_POINTS", f"{a}|{b}",
-        title=f"{a} and {b} look like two capture points of the same traffic",
-        detail=(f"{hint['matched']} {_HINT_WHAT[hint.get('what', 'ike')]} are in both "
-                f"files, {hint['offset_s']:+.6f} s apart each time (a steady difference: the "
-                f"same packets seen at two points, or the same point with another clock), so "
-                f"they are not pieces of one capture. Use --vantage to match them."),
+        title=msg("{a} and {b} look like two capture points of the same traffic", a=a, b=b),
+        detail=msg("{n} {what} are in both files, {offset:+.6f} s apart each time (a steady "
+                   "difference: the same packets seen at two points, or the same point with "
+                   "another clock), so they are not pieces of one capture. Use --vantage to match "
+                   "them.", n=hint['matched'], what=_HINT_WHAT[hint.get('what', 'ike')],
+                   offset=hint['offset_s']),
         wireshark_filter="esp" if hint.get("what") == "esp" else "isakmp")
     return f
 
 
 #: what the hint matched, in its detail
-_HINT_WHAT = {"ike": "IKE messages (byte for byte)",
-              "esp": "ESP packets (the same SPI and sequence number)",
-              "interfaces": "IKE messages (byte for byte)"}
+_HINT_WHAT = {"ike": msg("IKE messages (byte for byte)"),
+              "esp": msg("ESP packets (the same SPI and sequence number)"),
+              "interfaces": msg("IKE messages (byte for byte)")}
 
 
 # -- locations of the first point's findings -----------------------------------------------
@@ -428,7 +448,8 @@ def _loc_ike(ctx, v, view, f):
         if hits:
             y = max(hits, key=lambda z: z.lost)
             return {"from": y.src, "to": y.dst,
-                    "why": f"{', '.join(sorted(set(y.messages)))} lost {_segment(y.src, y.dst)}"}
+                    "why": msg("{what} lost {where}", what=', '.join(sorted(set(y.messages))),
+                               where=_segment(y.src, y.dst))}
     # nothing lost between the points: how far did the requests get?
     x = xs[0] if xs else None
     if x is None:
@@ -446,9 +467,9 @@ def _loc_ike(ctx, v, view, f):
         if last == order[-1]:
             name = v.points[last].name
             return {"from": name, "to": None,
-                    "why": f"the request reached the last point ({name}) and no answer came "
-                           f"back past it: the responder (or what lies beyond {name}) did not "
-                           f"answer"}
+                    "why": msg("the request reached the last point ({name}) and no answer "
+                               "came back past it: the responder (or what lies beyond {name}) "
+                               "did not answer", name=name)}
     return None
 
 
@@ -462,8 +483,8 @@ def _loc_one_way(ctx, v, view, f):
     if hits:
         y = max(hits, key=lambda z: z.lost)
         return {"from": y.src, "to": y.dst,
-                "why": f"the reverse direction left the far side and was lost "
-                       f"{_segment(y.src, y.dst)}"}
+                "why": msg("the reverse direction left the far side and was lost {where}",
+                           where=_segment(y.src, y.dst))}
     order = view.placed if missing else view.placed[::-1]
     seen = set()
     for _spi, fwd, per in view.esp_flows:
@@ -472,8 +493,8 @@ def _loc_one_way(ctx, v, view, f):
     if not seen:
         first = v.points[order[0]].name
         return {"from": None, "to": first,
-                "why": f"the reverse direction was never seen at any point: it did not leave "
-                       f"the far gateway (or was lost before {first})"}
+                "why": msg("the reverse direction was never seen at any point: it did not "
+                           "leave the far gateway (or was lost before {first})", first=first)}
     return None
 
 
@@ -494,12 +515,13 @@ def _loc_gap(ctx, v, view, f):
         if hits:
             y = max(hits, key=lambda z: z.lost)
             return {"from": y.src, "to": y.dst,
-                    "why": f"{y.lost} packet(s) lost on the path {_segment(y.src, y.dst)}"}
+                    "why": msg("{n} packet(s) lost on the path {where}", n=y.lost,
+                               where=_segment(y.src, y.dst))}
         first = v.points[order[0]].name
         if order[0] in per:
             return {"from": None, "to": first,
-                    "why": f"the numbers are missing at {first} too, the point nearest the "
-                           f"sender: never sent, or lost before {first}"}
+                    "why": msg("the numbers are missing at {first} too, the point nearest the "
+                               "sender: never sent, or lost before {first}", first=first)}
     return None
 
 
@@ -523,10 +545,11 @@ def _loc_nat(ctx, v, view, f):
         else:
             what = f"{_SEQ_FIELDS[fact['what']][0]} {fact['flow']}"
         return {"from": best[0], "to": best[1],
-                "why": f"the source of {what} changed at {best[1]} ({moves[best[1]]} time(s)) "
-                       f"and not at {best[0]}: the NAT whose mapping changed lies between them "
-                       f"({fact['points'][best[0]]} at {best[0]}, {fact['points'][best[1]]} at "
-                       f"{best[1]})"}
+                "why": msg("the source of {what} changed at {moved} ({n} time(s)) and not at "
+                           "{still}: the NAT whose mapping changed lies between them ({a} at "
+                           "{still}, {b} at {moved})", what=what, moved=best[1],
+                           n=moves[best[1]], still=best[0], a=fact['points'][best[0]],
+                           b=fact['points'][best[1]])}
     return None
 
 
@@ -593,9 +616,10 @@ def _locate_unanswered(ctx, v, findings) -> None:
         if far is not None:
             name = far[0]
             f.location = {"from": name, "to": None,
-                          "why": f"{far[2]} of the {len(sent)} request packet(s) reached {name} "
-                                 f"and no reply came back past it: the destination (or what "
-                                 f"lies beyond {name}) did not answer"}
+                          "why": msg("{n} of the {total} request packet(s) reached {name} and "
+                                     "no reply came back past it: the destination (or what lies "
+                                     "beyond {name}) did not answer", n=far[2], total=len(sent),
+                                     name=name)}
 
 
 def _loc_vpn_unanswered(ctx, v, view, f):
@@ -606,8 +630,9 @@ def _loc_vpn_unanswered(ctx, v, view, f):
     hits = [y for y in view.losses if y.kind == kind]
     if hits:
         y = max(hits, key=lambda z: (not z.forward, z.lost))  # answers lost first
-        what = "the answers" if not y.forward else "the client's packets"
-        return {"from": y.src, "to": y.dst, "why": f"{what} were lost {_segment(y.src, y.dst)}"}
+        what = msg("the answers") if not y.forward else msg("the client's packets")
+        return {"from": y.src, "to": y.dst,
+                "why": msg("{what} were lost {where}", what=what, where=_segment(y.src, y.dst))}
     seen = [i for key, fwd, per in view.seq_flows if key[0] == kind and fwd for i in per]
     answered = any(not fwd for key, fwd, _per in view.seq_flows if key[0] == kind)
     order = view.placed
@@ -617,8 +642,9 @@ def _loc_vpn_unanswered(ctx, v, view, f):
     if last in seen:
         name = v.points[last].name
         return {"from": name, "to": None,
-                "why": f"the client's packets reached the last point ({name}) and no answer came "
-                       f"back past it: the server (or what lies beyond {name}) did not answer"}
+                "why": msg("the client's packets reached the last point ({name}) and no answer "
+                           "came back past it: the server (or what lies beyond {name}) did not "
+                           "answer", name=name)}
     return None
 
 

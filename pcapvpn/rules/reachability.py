@@ -14,7 +14,7 @@ from dissect.vpn.ip import (
     IpProto, Port, icmp_error_text,
 )
 from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV2
-from pcapvpn.findings import declare, make, when
+from pcapvpn.findings import Term, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
@@ -192,25 +192,29 @@ def unanswered_ike(ctx):
             receiver = endpoint_text((first.ipver, first.dst, first.dport))
             size = max(m.size for m in reqs)
             hint = implementation_hint(intervals)
-            over = " over TCP" if first.transport == "tcp" else ""
-            detail = (f"{label} from {sender} to {receiver}{over} ({size} bytes) was sent "
-                      f"{len(sends)} time(s) ({retrans} retransmission(s)"
-                      + (f" at intervals {_intervals_text(intervals)} s" if intervals else "")
-                      + f"); no response within {ctx.now - first.ts:.1f} s of the first send "
-                      f"(the capture ends {wait:.1f} s after the last copy).")
+            over = msg(" over TCP") if first.transport == "tcp" else ""
+            detail = (msg("{label} from {sender} to {receiver}{over} ({size} bytes) was sent {n} "
+                          "time(s) ({retrans} retransmission(s)", label=label, sender=sender,
+                          receiver=receiver, over=over, size=size, n=len(sends), retrans=retrans)
+                      + (msg(" at intervals {iv} s", iv=_intervals_text(intervals))
+                         if intervals else "")
+                      + msg("); no response within {within:.1f} s of the first send (the capture "
+                            "ends {wait:.1f} s after the last copy).", within=ctx.now - first.ts,
+                            wait=wait))
             side = side_of(sa, first.src)
             if hint:
-                detail += f" Retransmission pattern of the {side or 'sender'}: {hint}."
+                detail += msg(" Retransmission pattern of the {side}: {hint}.",
+                              side=Term(side or 'sender'), hint=Term(hint))
             others = []
             if frag and not _ike_fragmentation_negotiated(sa):
                 code = "IKE_FRAGMENTATION_LOSS"
                 nfr = max(len(m.frames) for m in reqs)
-                detail += (f" Each copy went out as {nfr} IP fragments and RFC 7383 IKE "
-                           f"fragmentation was not negotiated (no IKEV2_FRAGMENTATION_SUPPORTED "
-                           f"from both sides).")
+                detail += msg(" Each copy went out as {n} IP fragments and RFC 7383 IKE "
+                              "fragmentation was not negotiated (no IKEV2_FRAGMENTATION_SUPPORTED "
+                              "from both sides).", n=nfr)
                 if heard_500 and to_4500:
-                    others.append("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
-                                  "worked, but fragments explain the loss better)")
+                    others.append(msg("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
+                                      "worked, but fragments explain the loss better)"))
                 others.append("IKE_NO_RESPONSE")
             elif heard_500 and to_4500 and not heard_4500 and \
                     _v1_float_received(ctx, sa, first):
@@ -219,45 +223,50 @@ def unanswered_ike(ctx):
                 if x.exch == ExchangeType.QUICK_MODE:
                     continue  # phase 1 is up: the Quick Mode's own finding (CHILD_SA_FAILED)
                 code = "IKE_NO_RESPONSE"
-                detail += (f" {ip_text(first.dst)} did not re-send its last message on UDP 500 "
-                           f"after the first message came on UDP 4500: it received that one, so "
-                           f"UDP 4500 reaches it; it does not answer this exchange.")
+                detail += msg(" {peer} did not re-send its last message on UDP 500 after the "
+                              "first message came on UDP 4500: it received that one, so UDP 4500 "
+                              "reaches it; it does not answer this exchange.",
+                              peer=ip_text(first.dst))
             elif heard_500 and to_4500 and not heard_4500:
                 code = "NAT_T_BLOCKED"
                 what = reg.exchange_name(first.exch, short=True)
-                detail += (f" UDP 500 was answered earlier in this IKE SA; nothing came back on "
-                           f"UDP 4500 ({what} was the first exchange sent there).")
+                detail += msg(" UDP 500 was answered earlier in this IKE SA; nothing came back "
+                              "on UDP 4500 ({what} was the first exchange sent there).",
+                              what=what)
                 others.append("IKE_NO_RESPONSE")
             elif heard_4500:
                 code = "IKE_NO_RESPONSE"
-                detail += (f" {ip_text(first.dst)} had answered on UDP 4500 earlier in this IKE "
-                           f"SA ({reg.exchange_name(heard_4500[-1].exch, short=True)} at "
-                           f"+{ctx.rel(heard_4500[-1].ts)} s): UDP 4500 is not blocked; the "
-                           f"peer stopped answering.")
+                detail += msg(" {peer} had answered on UDP 4500 earlier in this IKE SA ({what} "
+                              "at +{t} s): UDP 4500 is not blocked; the peer stopped answering.",
+                              peer=ip_text(first.dst),
+                              what=reg.exchange_name(heard_4500[-1].exch, short=True),
+                              t=ctx.rel(heard_4500[-1].ts))
                 if gone:
-                    detail += (" An INFORMATIONAL request (a DELETE or a liveness check) left "
-                               "unanswered after the SA worked means the peer has gone (a "
-                               "remote-access client closed or lost its link): not a NAT "
-                               "failure.")
+                    detail += msg(" An INFORMATIONAL request (a DELETE or a liveness check) left "
+                                  "unanswered after the SA worked means the peer has gone (a "
+                                  "remote-access client closed or lost its link): not a NAT "
+                                  "failure.")
             else:
                 code = "IKE_NO_RESPONSE"
                 if not answered_before:
-                    detail += " The peer sent nothing at all in this IKE SA."
+                    detail += msg(" The peer sent nothing at all in this IKE SA.")
             if others:
-                detail += " Other candidates: " + "; ".join(others) + "."
+                detail += msg(" Other candidates: {others}.", others=msg_join("; ", others))
             tcp = _fallback_to_tcp(ctx, t, sa, first)
             if tcp is not None:
                 # RFC 9329 §1: TCP is the fallback when IKE cannot be negotiated over UDP (the
                 # verdict marks the failure recovered by that IKE SA)
-                detail += (f" {ip_text(first.src)} then fell back to IKE over TCP (RFC 9329): "
-                           f"the IKE SA it started over TCP port {tcp.responder[2]} at "
-                           f"+{ctx.rel(tcp.first_ts):g} s was established, so UDP {first.dport} "
-                           f"is blocked or dropped on the path while TCP passes.")
+                detail += msg(" {peer} then fell back to IKE over TCP (RFC 9329): the IKE SA it "
+                              "started over TCP port {port} at +{t:g} s was established, so UDP "
+                              "{udp} is blocked or dropped on the path while TCP passes.",
+                              peer=ip_text(first.src), port=tcp.responder[2],
+                              t=ctx.rel(tcp.first_ts), udp=first.dport)
             msgids = [x.msgid] if x.version == 2 else None
             facts = ike_facts(sa, x, side, nat=_nat_story(sa))
             yield make(
                 code, f"{sa.id}|{x.index}", severity="info" if gone else None, facts=facts,
-                title=f"{label} to {ip_text(first.dst)} never answered",
+                title=msg("{label} to {peer} never answered", label=label,
+                          peer=ip_text(first.dst)),
                 detail=detail, basis="observed",
                 evidence=ctx.evidence(refs, first.ts, reqs[-1].ts,
                                       ike_spis=[sa.ispi.hex(), sa.rspi.hex()],
@@ -327,12 +336,12 @@ def incomplete_ike_fragments(ctx):
         t = next((t for t in ctx.state.tunnels if {t.a, t.b} == {fs.src, fs.dst}), None)
         yield make(
             "IKE_FRAGMENTATION_LOSS", f"frags|{fs.src.hex()}|{fs.dst.hex()}|{fs.ident}",
-            title=f"IKE datagram from {ip_text(fs.src)} to {ip_text(fs.dst)} arrived incomplete "
-                  f"(IP fragments missing)",
-            detail=(f"{len(fs.frames)} IP fragment(s) of a UDP {sport}->{dport} datagram (IP ID "
-                    f"{fs.ident}) were seen but the set never completed within "
-                    f"the reassembly timeout: a "
-                    f"fragment was lost before the capture point (or the capture dropped it)."),
+            title=msg("IKE datagram from {src} to {dst} arrived incomplete (IP fragments "
+                      "missing)", src=ip_text(fs.src), dst=ip_text(fs.dst)),
+            detail=msg("{n} IP fragment(s) of a UDP {sport}->{dport} datagram (IP ID {ident}) were "
+                       "seen but the set never completed within the reassembly timeout: a "
+                       "fragment was lost before the capture point (or the capture dropped it).",
+                       n=len(fs.frames), sport=sport, dport=dport, ident=fs.ident),
             basis="observed",
             evidence=ctx.evidence(fs.frames, fs.first_ts, None,
                                   peers=[ip_text(fs.src), ip_text(fs.dst)]),
@@ -363,17 +372,20 @@ def icmp_unreachable(ctx):
             continue  # the tear-down: the peer's daemon or NAT mapping is gone after a Delete
         reporter = ip_text(e0.src)
         by_peer = e0.src == qdst
-        detail = (f"{len(errs)} ICMP error(s) '{meaning}' from {reporter} about {what} "
-                  f"{ip_text(qsrc)} -> {ip_text(qdst)}"
-                  + (" (sent by the peer itself)" if by_peer else " (sent by a device on the path)")
+        detail = (msg("{n} ICMP error(s) '{meaning}' from {reporter} about {what} {src} -> "
+                      "{dst}", n=len(errs), meaning=Term(meaning), reporter=reporter, what=what,
+                      src=ip_text(qsrc), dst=ip_text(qdst))
+                  + (msg(" (sent by the peer itself)") if by_peer
+                     else msg(" (sent by a device on the path)"))
                   + ".")
         if "port unreachable" in meaning:
-            detail += " Nothing listens on that port at the destination: the IKE daemon is not " \
-                      "running, crashed, or is bound to another address."
+            detail += msg(" Nothing listens on that port at the destination: the IKE daemon is "
+                          "not running, crashed, or is bound to another address.")
         fld = "icmp" if e0.ipver == 4 else "icmpv6"
         yield make(
             "ICMP_UNREACHABLE", f"icmp|{qsrc.hex()}|{qdst.hex()}|{what}|{itype}|{icode}",
-            title=f"{what} to {ip_text(qdst)}: {meaning}",
+            title=msg("{what} to {peer}: {meaning}", what=what, peer=ip_text(qdst),
+                      meaning=Term(meaning)),
             detail=detail, basis="observed",
             evidence=ctx.evidence([x.ref for x in errs], e0.ts, errs[-1].ts,
                                   peers=[ip_text(qsrc), ip_text(qdst), reporter]),
@@ -409,9 +421,9 @@ def expected_peers(ctx):
         fld = "ip" if len(peer) == 4 else "ipv6"
         yield make(
             "EXPECTED_PEER_ABSENT", f"expect|{peer.hex()}",
-            title=f"Nothing was sent to or from {ip_text(peer)}",
-            detail=f"No IKE, ESP, AH, NAT keepalive or ICMP error involving {ip_text(peer)} was seen "
-                   f"in the capture.",
+            title=msg("Nothing was sent to or from {peer}", peer=ip_text(peer)),
+            detail=msg("No IKE, ESP, AH, NAT keepalive or ICMP error involving {peer} was seen in "
+                       "the capture.", peer=ip_text(peer)),
             basis="observed", evidence=ctx.evidence([], None, None, peers=[ip_text(peer)]),
             wireshark_filter=f"{fld}.addr == {ip_text(peer)}")
 
@@ -424,5 +436,5 @@ SHOWN_INTERVALS = 12
 def _intervals_text(intervals) -> str:
     shown = ", ".join(f"{i:g}" for i in intervals[:SHOWN_INTERVALS])
     if len(intervals) > SHOWN_INTERVALS:
-        shown += f", … ({len(intervals):,} intervals)"
+        shown += msg(", … ({n:,} intervals)", n=len(intervals))
     return shown

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 
 from dissect.vpn.ip import IpProto, Port
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import Term, declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import ip_text
 from pcapvpn.track.inner import ordinary
@@ -70,8 +70,8 @@ def _ts_nets(ctx, tid):
     if t is None:
         return ini, resp
     for sa in t.ike_sas:
-        for msg in sa.messages:
-            inner = getattr(msg, "inner", None)
+        for message in sa.messages:
+            inner = getattr(message, "inner", None)
             if not inner:
                 continue
             for sels, out in ((inner.ts_initiator, ini), (inner.ts_responder, resp)):
@@ -173,22 +173,24 @@ def route_outside(ctx):
         answered = [f for f in flows if f.pkts[1] > 0]
         icmp = [f for f in flows if f.icmp is not None]
         if answered:
-            ans = (f"{len(answered)} of {len(flows)} got replies from outside the tunnel "
-                   f"(e.g. {flow_text(answered[0])})")
+            ans = msg("{n} of {total} got replies from outside the tunnel (e.g. {flow})",
+                      n=len(answered), total=len(flows), flow=flow_text(answered[0]))
         elif icmp:
-            ans = (f"none was answered; ICMP type {icmp[0].icmp[0]} code {icmp[0].icmp[1]} came "
-                   f"from {ip_text(icmp[0].icmp[3])}")
+            ans = msg("none was answered; ICMP type {type} code {code} came from {host}",
+                      type=icmp[0].icmp[0], code=icmp[0].icmp[1], host=ip_text(icmp[0].icmp[3]))
         else:
-            ans = "nothing answered"
+            ans = msg("nothing answered")
         whys = sorted({h[1] for _v, _f, h in items})
         yield make(
             "ROUTE_OUTSIDE_TUNNEL", f"{m.tunnel}|routing|outside",
-            title=f"Traffic for {', '.join(prefixes[:3])} bypasses the tunnel "
-                  f"({len(flows)} conversation(s) in clear)",
-            detail=f"On {where(ctx, views)}, {len(flows)} conversation(s) to "
-                   f"{', '.join(prefixes)} (carried by the tunnel: {'; '.join(whys[:3])}) "
-                   f"left in clear instead of entering the tunnel, e.g. "
-                   f"{', '.join(flow_text(f) for f in flows[:3])}; {ans}.",
+            title=msg("Traffic for {prefixes} bypasses the tunnel ({n} conversation(s) in "
+                      "clear)", prefixes=', '.join(prefixes[:3]), n=len(flows)),
+            detail=msg("On {where}, {n} conversation(s) to {prefixes} (carried by the tunnel: "
+                       "{whys}) left in clear instead of entering the tunnel, e.g. {flows}; "
+                       "{ans}.", where=where(ctx, views), n=len(flows),
+                       prefixes=', '.join(prefixes),
+                       whys=msg_join("; ", [Term(w) for w in whys[:3]]),
+                       flows=', '.join(flow_text(f) for f in flows[:3]), ans=ans),
             basis="observed", severity="warning" if len(answered) == len(flows) else "error",
             evidence=flow_evidence(ctx, flows, m),
             wireshark_filter=flow_filter(flows), tunnel=m.tunnel)
@@ -245,18 +247,21 @@ def no_return(ctx):
                 continue
             views = views_of[srv]
             lan = [v for v in views if v.kind == "physical"]
-            note = (f" On the gateway's LAN side ({where(ctx, lan)}) the requests were "
-                    f"forwarded to {ip_text(srv)} and no reply from it was seen there: the host "
-                    f"did not answer, or its replies took another route."
+            note = (msg(" On the gateway's LAN side ({where}) the requests were forwarded to "
+                        "{host} and no reply from it was seen there: the host did not answer, "
+                        "or its replies took another route.", where=where(ctx, lan),
+                        host=ip_text(srv))
                     if lan else "")
             reqs = sum(f.pkts[0] for f in flows)
             yield located(make(
                 "INNER_NO_RETURN", f"{m.tunnel}|routing|noreturn|{ip_text(srv)}",
-                title=f"No reply from {ip_text(srv)} through the tunnel ({reqs} request "
-                      f"packet(s), {len(flows)} conversation(s))",
-                detail=f"Seen on {where(ctx, views)}: {', '.join(flow_text(f) for f in flows[:4])}"
-                       f" entered the tunnel and nothing from {ip_text(srv)} ever came back, "
-                       f"while the tunnel itself works.{note}",
+                title=msg("No reply from {host} through the tunnel ({reqs} request packet(s), "
+                          "{n} conversation(s))", host=ip_text(srv), reqs=reqs, n=len(flows)),
+                detail=msg("Seen on {where}: {flows} entered the tunnel and nothing from {host} "
+                           "ever came back, while the tunnel itself works.{note}",
+                           where=where(ctx, views),
+                           flows=', '.join(flow_text(f) for f in flows[:4]), host=ip_text(srv),
+                           note=note),
                 basis=basis_of(views),
                 evidence=flow_evidence(ctx, flows, m),
                 wireshark_filter=flow_filter(flows), tunnel=m.tunnel), locate_flows(ctx, flows))
@@ -296,19 +301,21 @@ def subnet_overlap(ctx):
         locals_ = sorted({str(x[8]) for x in items})
         remotes = sorted({str(x[6][0]) for x in items})
         arps = [x for x in items if x[3] is not None]
-        tell = (f"{sum(x[2] for x in arps)} ARP request(s) on the local LAN for "
-                f"{', '.join(ip_text(x[1]) for x in arps[:4])}"
-                f"{' (unanswered)' if not any(x[7] for x in arps) else ''}" if arps else
-                "a DHCP lease on the local LAN")
+        tell = (msg("{n} ARP request(s) on the local LAN for {hosts}{unanswered}",
+                    n=sum(x[2] for x in arps), hosts=', '.join(ip_text(x[1]) for x in arps[:4]),
+                    unanswered=msg(' (unanswered)') if not any(x[7] for x in arps) else '')
+                if arps else msg("a DHCP lease on the local LAN"))
         refs = sorted({x[4] for x in items if x[4] is not None})
         ts = [x[3] for x in arps]
         yield make(
             "SUBNET_OVERLAP", f"{m.tunnel}|routing|overlap",
-            title=f"Local LAN {', '.join(locals_)} overlaps the remote subnet "
-                  f"{', '.join(remotes)}",
-            detail=f"On {where(ctx, views)}: {tell}, addresses the tunnel should carry "
-                   f"({'; '.join(sorted({x[6][1] for x in items})[:2])}): the client's local "
-                   f"LAN uses the same range, so this traffic never enters the tunnel.",
+            title=msg("Local LAN {local} overlaps the remote subnet {remote}",
+                      local=', '.join(locals_), remote=', '.join(remotes)),
+            detail=msg("On {where}: {tell}, addresses the tunnel should carry ({why}): the "
+                       "client's local LAN uses the same range, so this traffic never enters "
+                       "the tunnel.", where=where(ctx, views), tell=tell,
+                       why=msg_join("; ", [Term(x) for x in
+                                           sorted({x[6][1] for x in items})[:2]])),
             basis=basis_of(views),
             evidence=evidence(ctx, refs[:40], min(ts) if ts else None,
                               max(ts) if ts else None, m),

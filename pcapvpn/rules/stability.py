@@ -4,7 +4,7 @@ SPI mismatches a restart leaves behind."""
 from __future__ import annotations
 
 from dissect.vpn.registry import ExchangeType, NotifyV1, PayloadV2
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     ANSWERED, PENDING, UNANSWERED, backoff, deleted_ts, endpoint_text, esp_filter,
@@ -83,18 +83,20 @@ def dpd(ctx):
             iv = backoff(reqs)
             who = ip_text(reqs[0].src)
             peer = ip_text(reqs[0].dst)
-            detail = (f"{len(checks)} liveness check(s) (empty INFORMATIONAL) in the capture, "
-                      f"{len(ok)} answered. {who}'s check (Message ID {x.msgid}) was sent "
-                      f"{len(reqs)} time(s)" + (f" at intervals {', '.join(f'{i:g}' for i in iv)} s"
-                                                 if iv else "")
-                      + f" without an answer from {peer}.")
+            detail = (msg("{n} liveness check(s) (empty INFORMATIONAL) in the capture, {ok} "
+                          "answered. {who}'s check (Message ID {msgid}) was sent {sent} time(s)",
+                          n=len(checks), ok=len(ok), who=who, msgid=x.msgid, sent=len(reqs))
+                      + (msg(" at intervals {iv} s", iv=', '.join(f'{i:g}' for i in iv))
+                         if iv else "")
+                      + msg(" without an answer from {peer}.", peer=peer))
             if last_ok is not None:
-                detail += f" The last answered check was at +{ctx.rel(last_ok)} s."
+                detail += msg(" The last answered check was at +{t} s.", t=ctx.rel(last_ok))
             later = [y for y in sa.exchanges[x.index + 1:] if y.msgs and y.msgs[0].src == reqs[0].dst]
             if later:
-                detail += " The peer was heard again later in this IKE SA."
+                detail += msg(" The peer was heard again later in this IKE SA.")
             yield make("DPD_TIMEOUT", f"{sa.id}|dpd|{x.index}",
-                       title=f"Liveness checks from {who} to {peer} unanswered",
+                       title=msg("Liveness checks from {who} to {peer} unanswered", who=who,
+                                 peer=peer),
                        detail=detail,
                        evidence=ctx.evidence(ctx.msg_refs(x.msgs), reqs[0].ts, reqs[-1].ts,
                                              ike_spis=spis, peers=[who, peer]),
@@ -152,13 +154,15 @@ def _v1_dpd(ctx, sa, tid, spis):
     who = ip_text(first.src)
     peer = ip_text(first.dst)
     yield make("DPD_TIMEOUT", f"{sa.id}|v1dpd",
-               title=f"DPD from {who} to {peer} unanswered",
-               detail=(f"{len(unanswered)} DPD message(s) (Informational"
-                       + (", encrypted" if basis == "inferred" else ", R-U-THERE")
-                       + f") from {who} between +{ctx.rel(first.ts)} s and "
-                       f"+{ctx.rel(unanswered[-1].ts)} s got no answer from {peer}"
-                       + (" (keyless: a run of encrypted Informationals from one side with nothing "
-                          "from the other is the R-U-THERE pattern)" if basis == "inferred" else "")
+               title=msg("DPD from {who} to {peer} unanswered", who=who, peer=peer),
+               detail=(msg("{n} DPD message(s) (Informational{kind}) from {who} between +{t0} s "
+                           "and +{t1} s got no answer from {peer}", n=len(unanswered),
+                           kind=msg(", encrypted") if basis == "inferred" else ", R-U-THERE",
+                           who=who, t0=ctx.rel(first.ts), t1=ctx.rel(unanswered[-1].ts),
+                           peer=peer)
+                       + (msg(" (keyless: a run of encrypted Informationals from one side with "
+                              "nothing from the other is the R-U-THERE pattern)")
+                          if basis == "inferred" else "")
                        + "."),
                basis=basis,
                evidence=ctx.evidence(ctx.msg_refs(unanswered), first.ts, unanswered[-1].ts,
@@ -194,7 +198,7 @@ def _ending(ctx, sa, nxt, esp_sas):
     "unknown" (IKEv1 Informationals encrypted: a Delete or DPD, keys would tell), "failed" (never
     established), "open" (still up when the capture ends)."""
     if not sa.established:
-        return "failed", "never established"
+        return "failed", msg("never established")
     end = nxt.first_ts if nxt is not None else ctx.now
     if sa.version == 2:
         dels = [x for x in sa.exchanges if x.exch == ExchangeType.INFORMATIONAL
@@ -204,43 +208,47 @@ def _ending(ctx, sa, nxt, esp_sas):
             who = ip_text(x.requests[0].src)
             sides = {y.requester for y in dels}
             if x.answered:
-                return "deleted", f"DELETE from {who} answered at +{ctx.rel(x.msgs[0].ts)} s"
+                return "deleted", msg("DELETE from {who} answered at +{t} s", who=who,
+                                      t=ctx.rel(x.msgs[0].ts))
             if len(sides) == 2:
-                return "deleted", f"both peers sent a DELETE at +{ctx.rel(x.msgs[0].ts)} s"
+                return "deleted", msg("both peers sent a DELETE at +{t} s",
+                                      t=ctx.rel(x.msgs[0].ts))
             if exchange_status(ctx, x) == PENDING:
-                return "deleted", (f"DELETE from {who} at +{ctx.rel(x.msgs[0].ts)} s (the "
-                                   f"capture ends before its answer was due)")
-            return "dropped", (f"DELETE from {who} at +{ctx.rel(x.msgs[0].ts)} s never "
-                               f"answered (the peer was gone)")
+                return "deleted", msg("DELETE from {who} at +{t} s (the capture ends before its "
+                                      "answer was due)", who=who, t=ctx.rel(x.msgs[0].ts))
+            return "dropped", msg("DELETE from {who} at +{t} s never answered (the peer was "
+                                  "gone)", who=who, t=ctx.rel(x.msgs[0].ts))
     else:
         dels = [m for m in sa.messages if m.deletes and m.ts <= end + 1]
         if dels:
-            return "deleted", f"Delete from {ip_text(dels[0].src)} at +{ctx.rel(dels[0].ts)} s"
+            return "deleted", msg("Delete from {who} at +{t} s", who=ip_text(dels[0].src),
+                                  t=ctx.rel(dels[0].ts))
     for x in sa.exchanges:
         if exchange_status(ctx, x) != UNANSWERED:
             continue
         reqs = [m for m in x.msgs if m.duplicate_of is None and not m.is_response]
         who = ip_text(x.msgs[0].src)
         if _liveness(x):
-            return "dropped", (f"liveness checks from {who} unanswered from "
-                               f"+{ctx.rel(x.msgs[0].ts)} s (DPD)")
+            return "dropped", msg("liveness checks from {who} unanswered from +{t} s (DPD)",
+                                  who=who, t=ctx.rel(x.msgs[0].ts))
         if sa.version == 2:
-            return "dropped", (f"{exchange_label(x)} from {who} sent {len(reqs)} time(s) from "
-                               f"+{ctx.rel(x.msgs[0].ts)} s, never answered (retransmissions "
-                               f"given up)")
+            return "dropped", msg("{exchange} from {who} sent {n} time(s) from +{t} s, never "
+                                  "answered (retransmissions given up)", exchange=exchange_label(x),
+                                  who=who, n=len(reqs), t=ctx.rel(x.msgs[0].ts))
     if nxt is None:
-        return "open", "still up when the capture ends"
+        return "open", msg("still up when the capture ends")
     if any(m.has_notify(_INITIAL_CONTACT[nxt.version]) for m in nxt.messages):
-        return "dropped", (f"replaced at +{ctx.rel(nxt.first_ts)} s by a new IKE SA with "
-                           f"INITIAL_CONTACT, without a DELETE")
+        return "dropped", msg("replaced at +{t} s by a new IKE SA with INITIAL_CONTACT, without a "
+                              "DELETE", t=ctx.rel(nxt.first_ts))
     silent = _silent_side(sa, nxt, esp_sas)
     if silent is not None:
-        return "dropped", (f"{ip_text(silent)} went silent (restart or crash); replaced at "
-                           f"+{ctx.rel(nxt.first_ts)} s without a DELETE")
+        return "dropped", msg("{who} went silent (restart or crash); replaced at +{t} s without "
+                              "a DELETE", who=ip_text(silent), t=ctx.rel(nxt.first_ts))
     if sa.version == 1 and any(m.exch == ExchangeType.INFORMATIONAL_V1 and m.encrypted for m in sa.messages):
-        return "unknown", ("encrypted Informational(s) before the next IKE SA (a Delete or DPD: "
-                           "the keys would tell)")
-    return "dropped", f"replaced at +{ctx.rel(nxt.first_ts)} s by a new IKE SA without a DELETE"
+        return "unknown", msg("encrypted Informational(s) before the next IKE SA (a Delete or "
+                              "DPD: the keys would tell)")
+    return "dropped", msg("replaced at +{t} s by a new IKE SA without a DELETE",
+                          t=ctx.rel(nxt.first_ts))
 
 
 @rule
@@ -261,19 +269,20 @@ def flapping(ctx):
         refs = []
         for sa in negs:
             refs.extend(sa.messages[0].frames)
-        lines = [f"{sa.id} (+{ctx.rel(sa.first_ts)} s): {txt}"
+        lines = [msg("{sa} (+{t} s): {txt}", sa=sa.id, t=ctx.rel(sa.first_ts), txt=txt)
                  for sa, (_kind, txt) in zip(negs, endings)]
         orderly = sum(1 for kind, _t in endings if kind in _ORDERLY)
-        detail = (f"The IKE SA was negotiated {len(negs)} times from scratch between "
-                  f"+{ctx.rel(negs[0].first_ts)} s and +{ctx.rel(negs[-1].first_ts)} s "
-                  f"({sum(1 for s in negs if s.established)} established); {len(dropped)} "
-                  f"ended without an orderly teardown"
-                  + (f" and {orderly} with one (not counted)" if orderly else "")
-                  + ". What ended each: " + "; ".join(lines[:MAX_LISTED])
+        detail = (msg("The IKE SA was negotiated {n} times from scratch between +{t0} s and "
+                      "+{t1} s ({ok} established); {dropped} ended without an orderly teardown",
+                      n=len(negs), t0=ctx.rel(negs[0].first_ts), t1=ctx.rel(negs[-1].first_ts),
+                      ok=sum(1 for s in negs if s.established), dropped=len(dropped))
+                  + (msg(" and {n} with one (not counted)", n=orderly) if orderly else "")
+                  + msg(". What ended each: {lines}", lines=msg_join("; ", lines[:MAX_LISTED]))
                   + ("; ..." if len(lines) > MAX_LISTED else "") + ".")
         yield make("IKE_SA_FLAPPING", f"{t.id}|flap",
-                   title=f"{len(dropped)} IKE SA(s) between {t.id} dropped and were "
-                         f"re-negotiated ({len(negs)} negotiations)",
+                   title=msg("{n} IKE SA(s) between {tunnel} dropped and were re-negotiated "
+                             "({negs} negotiations)", n=len(dropped), tunnel=t.id,
+                             negs=len(negs)),
                    detail=detail,
                    evidence=ctx.evidence(refs, negs[0].first_ts, negs[-1].first_ts,
                                          ike_spis=[s.ispi.hex() for s in negs]),
@@ -317,13 +326,15 @@ def restarts(ctx):
             first = new.messages[0]
             other = old.responder[1] if restarter == old.initiator[1] else old.initiator[1]
             who = ip_text(restarter)
-            detail = (f"{who} went silent on the established IKE SA {old.id} while "
-                      f"{ip_text(other)} kept sending to it, and a new IKE SA ({new.id}, "
-                      f"initiated by {ip_text(first.src)}) started at +{ctx.rel(new.first_ts)} s "
-                      f"without the old one being deleted: {who} lost its state (restart, crash "
-                      f"or failover).")
+            detail = msg("{who} went silent on the established IKE SA {old} while {other} kept "
+                         "sending to it, and a new IKE SA ({new}, initiated by {by}) started at "
+                         "+{t} s without the old one being deleted: {who} lost its state "
+                         "(restart, crash or failover).", who=who, old=old.id,
+                         other=ip_text(other), new=new.id, by=ip_text(first.src),
+                         t=ctx.rel(new.first_ts))
             yield make("IKE_PEER_RESTART", f"{t.id}|restart|{new.id}",
-                       title=f"{who} restarted (new IKE SA without deleting the old one)",
+                       title=msg("{who} restarted (new IKE SA without deleting the old one)",
+                                 who=who),
                        detail=detail, basis="inferred",
                        evidence=ctx.evidence(first.frames, new.first_ts, None,
                                              ike_spis=[old.ispi.hex(), new.ispi.hex()]),
@@ -336,12 +347,13 @@ def restarts(ctx):
                      + ctx.th.delete_grace]
             for e in stale:
                 yield make("ESP_SPI_MISMATCH", f"{t.id}|stale|{e.spi:08x}",
-                           title=f"ESP to {who} continued on stale SPI 0x{e.spi:08x} after its "
-                                 f"restart",
-                           detail=f"{ip_text(e.src)} kept sending ESP on SPI 0x{e.spi:08x} until "
-                                  f"+{ctx.rel(e.last_ts)} s, after {who} had gone silent: the "
-                                  f"restarted peer has no such SA any more and drops these packets "
-                                  f"(it may answer INVALID_SPI).",
+                           title=msg("ESP to {who} continued on stale SPI 0x{spi} after its "
+                                     "restart", who=who, spi=f"{e.spi:08x}"),
+                           detail=msg("{src} kept sending ESP on SPI 0x{spi} until +{t} s, after "
+                                      "{who} had gone silent: the restarted peer has no such SA "
+                                      "any more and drops these packets (it may answer "
+                                      "INVALID_SPI).", src=ip_text(e.src), spi=f"{e.spi:08x}",
+                                      t=ctx.rel(e.last_ts), who=who),
                            basis="inferred",
                            evidence=ctx.evidence([e.last_ref], e.first_ts, e.last_ts,
                                                  esp_spis=[f"{e.spi:08x}"]),
@@ -367,10 +379,12 @@ def invalid_spi(ctx):
                     continue
                 t = ike_tunnel_of(ctx, sa)
                 yield make("ESP_SPI_MISMATCH", f"{sa.id}|{m.n}|invalid-spi",
-                           title=f"{ip_text(m.src)} reports INVALID_SPI {bad.hex() or '?'}",
-                           detail=f"{endpoint_text((m.ipver, m.src, m.sport))} received ESP on SPI "
-                                  f"{bad.hex() or '?'} for which it has no SA (INVALID_SPI, in the "
-                                  f"clear).",
+                           title=msg("{who} reports INVALID_SPI {spi}", who=ip_text(m.src),
+                                     spi=bad.hex() or '?'),
+                           detail=msg("{who} received ESP on SPI {spi} for which it has no SA "
+                                      "(INVALID_SPI, in the clear).",
+                                      who=endpoint_text((m.ipver, m.src, m.sport)),
+                                      spi=bad.hex() or '?'),
                            evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=[sa.ispi.hex()],
                                                  esp_spis=[bad.hex()] if bad else []),
                            wireshark_filter=ike_filter(sa, msgids=[m.msgid]),
@@ -392,9 +406,9 @@ def rekey_collisions(ctx):
                     continue
                 t = ike_tunnel_of(ctx, sa)
                 yield make("IKE_REKEY_COLLISION", f"{sa.id}|coll|{a.index}|{b.index}",
-                           title="Simultaneous CREATE_CHILD_SA from both peers",
-                           detail=f"CREATE_CHILD_SA requests from both sides {dt:.3f} s apart "
-                                  f"(Message IDs {a.msgid} and {b.msgid}).",
+                           title=msg("Simultaneous CREATE_CHILD_SA from both peers"),
+                           detail=msg("CREATE_CHILD_SA requests from both sides {dt:.3f} s apart "
+                                      "(Message IDs {a} and {b}).", dt=dt, a=a.msgid, b=b.msgid),
                            evidence=ctx.evidence(ctx.msg_refs(a.msgs + b.msgs),
                                                  a.requests[0].ts, b.requests[0].ts,
                                                  ike_spis=[sa.ispi.hex()]),

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType
-from pcapvpn.findings import STAGES, severity_rank, stage_rank
+from pcapvpn.findings import STAGES, msg, msg_join, severity_rank, stage_rank
 from pcapvpn.rules.common import (PENDING, established_ts, exchange_label, exchange_status,
                                   ip_text, last_requests, seen_working)
 
@@ -155,9 +155,9 @@ def recovery(ctx, t, f):
             continue
         if both_after or not latest > est:  # no ESP at all after it came up
             who = ip_text(sa.initiator[1]) if sa.initiator else "?"
-            return est, f"a new IKE SA ({sa.id}, initiated by {who})"
+            return est, msg("a new IKE SA ({sa}, initiated by {who})", sa=sa.id, who=who)
     if both_after:
-        return last, "ESP flowing both ways after it"
+        return last, msg("ESP flowing both ways after it")
     return None
 
 
@@ -196,16 +196,16 @@ def unusable_time(t) -> str | None:
     ts = [m.ts for m in msgs]
     ts += [x for s in t.esp_sas for x in (s.first_ts, s.last_ts) if x is not None]
     if len(ts) >= 3 and max(ts) == min(ts):
-        return (f"all {len(ts)} timestamps of this tunnel's packets are equal "
-                f"({'zero' if ts[0] == 0 else 'one value'}): answer times, retransmissions and "
-                f"capture duplicates cannot be told apart")
+        return msg("all {n} timestamps of this tunnel's packets are equal ({value}): answer "
+                   "times, retransmissions and capture duplicates cannot be told apart",
+                   n=len(ts), value=msg("zero") if ts[0] == 0 else msg("one value"))
     if len(ts) >= 2 and max(ts) - min(ts) > 366 * 86400:
-        return ("the timestamps of this tunnel's packets are years apart: the capture clock "
-                "jumped, so time-based judgements are not possible")
+        return msg("the timestamps of this tunnel's packets are years apart: the capture clock "
+                   "jumped, so time-based judgements are not possible")
     back = sum(1 for a, b in zip(ts[:len(msgs)], ts[1:len(msgs)]) if b < a - 1.0)
     if len(msgs) >= 4 and back * 4 >= len(msgs):
-        return (f"{back} of {len(msgs)} IKE messages go back in time by more than a second: the "
-                f"capture's timestamps cannot be trusted")
+        return msg("{back} of {n} IKE messages go back in time by more than a second: the "
+                   "capture's timestamps cannot be trusted", back=back, n=len(msgs))
     return None
 
 
@@ -220,8 +220,9 @@ def coverage_note(ctx, t) -> str | None:
     if share is None:
         share = getattr(cap, "readable_share", None) if cap is not None else None
     if share is not None and share < MIN_COVERAGE:
-        return (f"the capture is damaged: its readable records cover {share:.0%} of its time "
-                f"(at least {MIN_COVERAGE:.0%} is needed to judge a tunnel)")
+        return msg("the capture is damaged: its readable records cover {share:.0%} of its time "
+                   "(at least {need:.0%} is needed to judge a tunnel)", share=share,
+                   need=MIN_COVERAGE)
     return None
 
 
@@ -307,12 +308,13 @@ def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
     if pending:
         not_seen.extend(pending)
     if verdict == "unknown" and not pending and not unjudgeable and not not_seen:
-        not_seen.append("nothing decisive was seen: no answer, no error and no traffic in both "
-                        "directions that would show the tunnel working")
+        not_seen.append(msg("nothing decisive was seen: no answer, no error and no traffic in "
+                            "both directions that would show the tunnel working"))
     for fid, cause in explained.items():
         f = next((x for x in fs if x.id == fid), None)
         if f is not None and cause.code not in f.detail:
-            f.detail += f" A consequence of {cause.code} ({cause.title})."
+            f.detail += msg(" A consequence of {code} ({title}).", code=cause.code,
+                            title=cause.title)
     order = sorted(fs, key=lambda f: (f.posture, not f.failure, severity_rank(f.severity),
                                       stage_rank(f.stage)))
     return Verdict(
@@ -338,7 +340,7 @@ def _mark_recovered(ctx, f, rec) -> None:
     f.recovered = {"at": ctx.time(ts), "by": how}
     if severity_rank(f.severity) < severity_rank("warning"):
         f.severity = "warning"
-    f.detail += f" Recovered at +{ctx.rel(ts)} s by {how}."
+    f.detail += msg(" Recovered at +{t} s by {how}.", t=ctx.rel(ts), how=how)
 
 
 def _unique(items):
@@ -412,9 +414,9 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
         fs = by_tunnel.get(t.id, [])
         unjudgeable = unusable_time(t) or coverage_note(ctx, t)
         if not unjudgeable and any(f.code == "CAPTURE_ONE_DIRECTION" for f in fs):
-            unjudgeable = ("the capture shows one direction of this tunnel only: what the other "
-                           "gateway sent (answers, ESP) cannot be seen, so its absence proves "
-                           "nothing")
+            unjudgeable = msg("the capture shows one direction of this tunnel only: what the "
+                              "other gateway sent (answers, ESP) cannot be seen, so its absence "
+                              "proves nothing")
         out.append(decide(ctx, t, fs, not_seen=_not_seen(ctx, t, fs), pending=_pending(ctx, t),
                           healthy_evidence=has_evidence_of_health(t), unjudgeable=unjudgeable,
                           reached=_stage_reached(ctx, t)))
@@ -444,23 +446,27 @@ def _pending(ctx, t) -> list[str]:
     info = [(ts, x) for ts, x in items if x.exch in (ExchangeType.INFORMATIONAL, ExchangeType.INFORMATIONAL_V1)]
     out = []
     if len({x.msgs[0].src for _ts, x in info}) >= 2:
-        listed = ", ".join(f"{exchange_label(x)} from {ip_text(x.msgs[0].src)} at "
-                           f"+{ctx.rel(ts)} s" for ts, x in info)
-        out.append(f"both gateways sent INFORMATIONAL requests as the capture ended (the DELETEs "
-                   f"of an orderly teardown from each side, or liveness checks): {listed}; the "
-                   f"capture ends {ctx.now - info[-1][0]:.1f} s after the last, too soon for "
-                   f"their answers")
+        listed = msg_join(", ", [msg("{exchange} from {ip} at +{t} s", exchange=exchange_label(x),
+                                     ip=ip_text(x.msgs[0].src), t=ctx.rel(ts))
+                                 for ts, x in info])
+        out.append(msg("both gateways sent INFORMATIONAL requests as the capture ended (the "
+                       "DELETEs of an orderly teardown from each side, or liveness checks): "
+                       "{listed}; the capture ends {after:.1f} s after the last, too soon for "
+                       "their answers", listed=listed, after=ctx.now - info[-1][0]))
         items = [(ts, x) for ts, x in items if (ts, x) not in info]
     for ts, x in items:
         if x.version == 2:
-            out.append(f"{exchange_label(x)} from {ip_text(x.msgs[0].src)}: the capture ends "
-                       f"{ctx.now - ts:.1f} s after the request (a response may still have come; "
-                       f"at least {ctx.th.response_timeout:g} s are needed to call it unanswered)")
+            out.append(msg("{exchange} from {ip}: the capture ends {after:.1f} s after the "
+                           "request (a response may still have come; at least {timeout:g} s are "
+                           "needed to call it unanswered)", exchange=exchange_label(x),
+                           ip=ip_text(x.msgs[0].src), after=ctx.now - ts,
+                           timeout=ctx.th.response_timeout))
         else:  # IKEv1: the last step's sender waits for the next message of the exchange
-            out.append(f"{exchange_label(x)} from {ip_text(last_requests(x)[0].src)}: the "
-                       f"capture ends {ctx.now - ts:.1f} s after it (the next message may still "
-                       f"have come; at least {ctx.th.response_timeout:g} s are needed to call it "
-                       f"unanswered)")
+            out.append(msg("{exchange} from {ip}: the capture ends {after:.1f} s after it (the "
+                           "next message may still have come; at least {timeout:g} s are needed "
+                           "to call it unanswered)", exchange=exchange_label(x),
+                           ip=ip_text(last_requests(x)[0].src), after=ctx.now - ts,
+                           timeout=ctx.th.response_timeout))
     return out
 
 
@@ -469,24 +475,25 @@ def _not_seen(ctx, t, fs=()) -> list[str]:
     enc = sum(1 for sa in t.ike_sas for m in sa.messages
               if m.encrypted and getattr(m, "decrypt_status", None) not in ("ok", "unverified"))
     if enc:
-        notes.append(f"{enc} IKE message(s) are encrypted: without keys their content (identities, "
-                     f"traffic selectors, child SA SPIs, exact error notifications) is inferred "
-                     f"from sizes and the SK header only")
+        notes.append(msg("{n} IKE message(s) are encrypted: without keys their content "
+                         "(identities, traffic selectors, child SA SPIs, exact error "
+                         "notifications) is inferred from sizes and the SK header only", n=enc))
     if any(sa.mid_session for sa in t.ike_sas):
-        notes.append("the capture started after the IKE SA was negotiated (its IKE_SA_INIT / "
-                     "Main Mode is not in the capture)")
+        notes.append(msg("the capture started after the IKE SA was negotiated (its IKE_SA_INIT / "
+                         "Main Mode is not in the capture)"))
     late = [e for e in t.esp_sas if getattr(e, "first_seq", 1) not in (None, 0, 1)]
     if late:
-        notes.append(f"{len(late)} ESP SA(s) were already running when the capture started")
+        notes.append(msg("{n} ESP SA(s) were already running when the capture started",
+                         n=len(late)))
     if t.esp_sas and not t.ike_sas:
-        notes.append("no IKE for this gateway pair in the capture: ESP SAs cannot be tied to "
-                     "their negotiation")
+        notes.append(msg("no IKE for this gateway pair in the capture: ESP SAs cannot be tied "
+                         "to their negotiation"))
     # (not when the IKE SA itself failed: XAUTH refused after phase 1, ...)
     failed_before = any(f.failure and f.severity in ("critical", "error") and not f.recovered
                         and stage_rank(f.stage) <= stage_rank("authentication") for f in fs)
     if t.ike_sas and not t.esp_sas and _working_generation(t) is not None and not failed_before:
-        notes.append("no ESP in the capture: the IKE SA is up; whether a child SA carried "
-                     "traffic cannot be seen (none was sent while the capture ran)")
+        notes.append(msg("no ESP in the capture: the IKE SA is up; whether a child SA carried "
+                         "traffic cannot be seen (none was sent while the capture ran)"))
     return notes
 
 

@@ -406,17 +406,19 @@ def _heard(ctx, t, peer) -> tuple[dict, float | None]:
 
 
 def _heard_text(h) -> str:
+    from pcapvpn.findings import msg, msg_join
+
     parts = []
     if h["ike"]:
-        parts.append(f"{h['ike']} IKE message(s)")
+        parts.append(msg("{n} IKE message(s)", n=h['ike']))
     if h["esp"]:
-        parts.append(f"{h['esp']} ESP/AH packet(s) on other SAs")
+        parts.append(msg("{n} ESP/AH packet(s) on other SAs", n=h['esp']))
     if h["keepalives"]:
-        parts.append(f"{h['keepalives']} NAT keepalive(s)")
+        parts.append(msg("{n} NAT keepalive(s)", n=h['keepalives']))
     if h["ike_elsewhere"] or h["esp_elsewhere"]:
-        parts.append(f"{h['ike_elsewhere'] + h['esp_elsewhere']} IKE/ESP packet(s) to other "
-                     f"peers")
-    return ", ".join(parts)
+        parts.append(msg("{n} IKE/ESP packet(s) to other peers",
+                         n=h['ike_elsewhere'] + h['esp_elsewhere']))
+    return msg_join(", ", parts)
 
 
 def _established_ts(sa):

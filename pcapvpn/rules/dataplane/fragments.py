@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from dissect.vpn.ip import IpProto
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     host_filter, ip_text,
@@ -46,10 +46,12 @@ def fragmented(ctx):
             refs = list(getattr(sa, "frag_refs", ()))
             yield make(
                 "ESP_FRAGMENTED", f"{sa.proto}|{spi}|{sa.dst.hex()}|frag",
-                title=f"{n} {_what(sa)} packet(s) on SPI 0x{spi} arrived in IP fragments",
-                detail=(f"{n} of {sa.packets} packets of {_label(sa)} were reassembled from IP "
-                        f"fragments (largest ESP packet {sa.max_len} bytes): after encapsulation "
-                        f"they exceed the path MTU."),
+                title=msg("{n} {what} packet(s) on SPI 0x{spi} arrived in IP fragments", n=n,
+                          what=_what(sa), spi=spi),
+                detail=msg("{n} of {total} packets of {sa} were reassembled from IP fragments "
+                           "(largest ESP packet {max} bytes): after encapsulation they exceed "
+                           "the path MTU.", n=n, total=sa.packets, sa=_label(sa),
+                           max=sa.max_len),
                 basis="observed",
                 evidence=ctx.evidence(refs, sa.first_ts, sa.last_ts, esp_spis=[spi],
                                       peers=[ip_text(sa.src), ip_text(sa.dst)]),
@@ -72,12 +74,13 @@ def fragmented(ctx):
         fs0 = items[0][0]
         yield make(
             "ESP_FRAGMENTED", f"incomplete|{src.hex()}|{dst.hex()}|{what}",
-            title=f"{len(items)} fragmented {what} packet(s) from {ip_text(src)} to "
-                  f"{ip_text(dst)} arrived incomplete",
-            detail=(f"{len(items)} {what} datagram(s) from {ip_text(src)} to {ip_text(dst)} "
-                    f"(first at +{ctx.rel(fs0.first_ts)} s) were IP-fragmented and at least one "
-                    f"fragment of each never reached the capture point: these ESP packets are "
-                    f"lost (dropped fragments, or the capture missed them)."),
+            title=msg("{n} fragmented {what} packet(s) from {src} to {dst} arrived incomplete",
+                      n=len(items), what=what, src=ip_text(src), dst=ip_text(dst)),
+            detail=msg("{n} {what} datagram(s) from {src} to {dst} (first at +{t} s) were "
+                       "IP-fragmented and at least one fragment of each never reached the "
+                       "capture point: these ESP packets are lost (dropped fragments, or the "
+                       "capture missed them).", n=len(items), what=what, src=ip_text(src),
+                       dst=ip_text(dst), t=ctx.rel(fs0.first_ts)),
             basis="observed",
             evidence=ctx.evidence(refs, fs0.first_ts, items[-1][0].first_ts,
                                   esp_spis=[f"{s:08x}" for s in spis],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     ip_text,
@@ -26,15 +26,17 @@ def mid_session(ctx):
         late = [s for s in t.esp_sas if s.mid_session(W)]
         if not late:
             continue
-        listed = ", ".join(f"0x{_spi(s)} from seq {s.min_seq}" for s in late[:MAX_LISTED])
-        more = f" and {len(late) - MAX_LISTED} more" if len(late) > MAX_LISTED else ""
+        listed = msg_join(", ", [msg("0x{spi} from seq {seq}", spi=_spi(s), seq=s.min_seq)
+                                 for s in late[:MAX_LISTED]])
+        more = msg(" and {n} more", n=len(late) - MAX_LISTED) if len(late) > MAX_LISTED else ""
         yield make(
             "CAPTURE_MID_SESSION", f"{t.id}|mid-session",
-            title=f"{len(late)} ESP/AH SA(s) between {ip_text(t.a)} and {ip_text(t.b)} were "
-                  f"already running when the capture started",
-            detail=(f"Their first sequence numbers are far from 1 ({listed}{more}): the SAs were "
-                    f"created before the capture, so their negotiation and first packets are not "
-                    f"in it, and loss before the first captured packet cannot be measured."),
+            title=msg("{n} ESP/AH SA(s) between {a} and {b} were already running when the "
+                      "capture started", n=len(late), a=ip_text(t.a), b=ip_text(t.b)),
+            detail=msg("Their first sequence numbers are far from 1 ({listed}{more}): the SAs "
+                       "were created before the capture, so their negotiation and first packets "
+                       "are not in it, and loss before the first captured packet cannot be "
+                       "measured.", listed=listed, more=more),
             basis="observed",
             evidence=ctx.evidence([s.first_ref for s in late], min(s.first_ts for s in late),
                                   None, esp_spis=_spis(late),

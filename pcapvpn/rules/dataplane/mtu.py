@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from dissect.vpn.ip import icmp_too_big, is_multicast
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import Term, declare, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     ip_text,
@@ -55,37 +55,42 @@ def mtu_black_hole(ctx):
                 fl = big.first_large_ts
                 icmp = _icmp_for(ctx, big)
                 if kind == "silent":
-                    detail = (f"{ip_text(back.src)} answered on SPI 0x{_spi(back)} "
-                              f"({back.packets} packets) until +{ctx.rel(back.last_ts)} s; from "
-                              f"+{ctx.rel(fl)} s {ip_text(big.src)} sent large packets (>= "
-                              f"{th.large_packet} bytes of ESP, up to {big.max_len}) on SPI "
-                              f"0x{_spi(big)} — {big.large} of them, the last at "
-                              f"+{ctx.rel(big.last_large_ts)} s — and nothing came back after "
-                              f"the first one.")
+                    detail = msg("{back} answered on SPI 0x{bspi} ({n} packets) until +{t} s; "
+                                 "from +{t0} s {big} sent large packets (>= {size} bytes of ESP, "
+                                 "up to {max}) on SPI 0x{spi} — {large} of them, the last at "
+                                 "+{t1} s — and nothing came back after the first one.",
+                                 back=ip_text(back.src), bspi=_spi(back), n=back.packets,
+                                 t=ctx.rel(back.last_ts), t0=ctx.rel(fl), big=ip_text(big.src),
+                                 size=th.large_packet, max=big.max_len, spi=_spi(big),
+                                 large=big.large, t1=ctx.rel(big.last_large_ts))
                 else:
-                    detail = (f"From +{ctx.rel(fl)} s {ip_text(big.src)} sent large packets (>= "
-                              f"{th.large_packet} bytes of ESP, up to {big.max_len}) on SPI "
-                              f"0x{_spi(big)} — {big.large} of them, the last at "
-                              f"+{ctx.rel(big.last_large_ts)} s, spaced like retransmissions — "
-                              f"and {ip_text(back.src)} sent nothing on SPI 0x{_spi(back)} in "
-                              f"all that time, although it had answered small packets before "
-                              f"and small packets passed both ways again afterwards (until "
-                              f"+{ctx.rel(back.last_ts)} s): small packets get through, large "
-                              f"ones do not (a bulk transfer stalls while pings work).")
+                    detail = msg("From +{t0} s {big} sent large packets (>= {size} bytes of ESP, "
+                                 "up to {max}) on SPI 0x{spi} — {large} of them, the last at "
+                                 "+{t1} s, spaced like retransmissions — and {back} sent nothing "
+                                 "on SPI 0x{bspi} in all that time, although it had answered "
+                                 "small packets before and small packets passed both ways again "
+                                 "afterwards (until +{t} s): small packets get through, large "
+                                 "ones do not (a bulk transfer stalls while pings work).",
+                                 t0=ctx.rel(fl), big=ip_text(big.src), size=th.large_packet,
+                                 max=big.max_len, spi=_spi(big), large=big.large,
+                                 t1=ctx.rel(big.last_large_ts), back=ip_text(back.src),
+                                 bspi=_spi(back), t=ctx.rel(back.last_ts))
                 if icmp:
-                    detail += (f" {len(icmp)} ICMP 'too big' error(s) about this path were seen "
-                               f"(MTU {sorted({e.mtu for e in icmp})}): see PATH_MTU_ICMP.")
+                    detail += msg(" {n} ICMP 'too big' error(s) about this path were seen (MTU "
+                                  "{mtus}): see PATH_MTU_ICMP.", n=len(icmp),
+                                  mtus=str(sorted({e.mtu for e in icmp})))
                 else:
-                    detail += " No ICMP 'fragmentation needed' / 'packet too big' reached the " \
-                              "capture point."
-                detail += " Inferred from sizes and timing only (the inner traffic is encrypted)."
+                    detail += msg(" No ICMP 'fragmentation needed' / 'packet too big' reached "
+                                  "the capture point.")
+                detail += msg(" Inferred from sizes and timing only (the inner traffic is "
+                              "encrypted).")
                 # the stalled form is the state at the end: large packets do not pass while
                 # small ones do (the tunnel is failing for any bulk transfer)
                 yield make(
                     "MTU_BLACK_HOLE", f"{t.id}|mtu|{big.proto}|{_spi(big)}|{big.dst.hex()}",
                     severity="error" if kind == "stalled" else None,
-                    title=f"Possible MTU black hole: large ESP from {ip_text(big.src)} to "
-                          f"{ip_text(big.dst)} never answered",
+                    title=msg("Possible MTU black hole: large ESP from {src} to {dst} never "
+                              "answered", src=ip_text(big.src), dst=ip_text(big.dst)),
                     detail=detail, basis="inferred",
                     evidence=ctx.evidence([back.last_ref, big.last_ref], fl, big.last_large_ts,
                                           esp_spis=[_spi(big), _spi(back)],
@@ -119,27 +124,31 @@ def path_mtu_icmp(ctx):
         if what == "UDP 4500":
             q = e0.quoted
             sas = [s for s in sas if s.encap == "udp" and s.sport in (q[4], -1)] or sas
-        detail = (f"{len(errs)} ICMP{'v6' if e0.ipver == 6 else ''} "
-                  f"{'packet too big' if e0.ipver == 6 else 'fragmentation needed'} error(s) "
-                  f"from {', '.join(reporters)} about {what} {ip_text(qsrc)} -> {ip_text(qdst)}, "
-                  f"between +{ctx.rel(e0.ts)} s and +{ctx.rel(errs[-1].ts)} s; next-hop MTU "
-                  f"{', '.join(str(m) for m in mtus) if mtus else 'not given'}.")
+        detail = msg("{n} {icmp} {kind} error(s) from {reporters} about {what} {src} -> {dst}, "
+                     "between +{t0} s and +{t1} s; next-hop MTU {mtu}.", n=len(errs),
+                     icmp=f"ICMP{'v6' if e0.ipver == 6 else ''}",
+                     kind=Term('packet too big' if e0.ipver == 6 else 'fragmentation needed'),
+                     reporters=', '.join(reporters), what=what, src=ip_text(qsrc),
+                     dst=ip_text(qdst), t0=ctx.rel(e0.ts), t1=ctx.rel(errs[-1].ts),
+                     mtu=', '.join(str(m) for m in mtus) if mtus else msg('not given'))
         if sas:
             big = max(s.max_len for s in sas)
-            detail += (f" The largest ESP packet of {ip_text(qsrc)} to {ip_text(qdst)} carried "
-                       f"{big} bytes of {'UDP payload' if sas[0].encap == 'udp' else 'ESP'} "
-                       f"(plus IP{'/UDP' if sas[0].encap == 'udp' else ''} headers).")
+            detail += msg(" The largest ESP packet of {src} to {dst} carried {n} bytes of "
+                          "{payload} (plus {headers} headers).", src=ip_text(qsrc),
+                          dst=ip_text(qdst), n=big,
+                          payload=msg('UDP payload') if sas[0].encap == 'udp' else 'ESP',
+                          headers=f"IP{'/UDP' if sas[0].encap == 'udp' else ''}")
             later = [s for s in sas if s.last_large_ts is not None
                      and s.last_large_ts > errs[-1].ts]
             if later:
-                detail += (" Large packets were still sent after the last error: the sender "
-                           "does not adapt (ICMP filtered before it, or DF forced).")
+                detail += msg(" Large packets were still sent after the last error: the sender "
+                              "does not adapt (ICMP filtered before it, or DF forced).")
         fld = "icmpv6" if e0.ipver == 6 else "icmp"
         cond = f"{fld}.type == 2" if e0.ipver == 6 else "icmp.type == 3 && icmp.code == 4"
         yield make(
             "PATH_MTU_ICMP", f"pmtu|{qsrc.hex()}|{qdst.hex()}|{what}",
-            title=f"{what} from {ip_text(qsrc)} to {ip_text(qdst)} too big for the path "
-                  f"(MTU {mtus[0] if mtus else '?'})",
+            title=msg("{what} from {src} to {dst} too big for the path (MTU {mtu})", what=what,
+                      src=ip_text(qsrc), dst=ip_text(qdst), mtu=mtus[0] if mtus else '?'),
             detail=detail, basis="observed",
             evidence=ctx.evidence([e.ref for e in errs], e0.ts, errs[-1].ts,
                                   esp_spis=_spis(sas),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from dissect.vpn.ip import Port, is_multicast
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     ike_filter, ip_text, seen_working,
@@ -46,17 +46,19 @@ def no_traffic(ctx):
         if ctx.now - est_ts < W:
             continue  # absence needs time
         natt = any(Port.NAT_T in (m.sport, m.dport) for m in sa.messages)
-        where = ("UDP 4500, NAT traversal being in use" if natt
-                 else "IP protocol 50 or UDP 4500")
-        detail = (f"IKE SA {sa.id} between {ip_text(t.a)} and {ip_text(t.b)} was established at "
-                  f"+{ctx.rel(est_ts)} s; the capture runs {ctx.now - est_ts:.1f} s longer and "
-                  f"holds no ESP/AH between them after that (expected on {where}).")
+        where = (msg("UDP 4500, NAT traversal being in use") if natt
+                 else msg("IP protocol 50 or UDP 4500"))
+        detail = msg("IKE SA {sa} between {a} and {b} was established at +{t} s; the capture "
+                     "runs {longer:.1f} s longer and holds no ESP/AH between them after that "
+                     "(expected on {where}).", sa=sa.id, a=ip_text(t.a), b=ip_text(t.b),
+                     t=ctx.rel(est_ts), longer=ctx.now - est_ts, where=where)
         if len(ests) > 1:
-            detail += f" {len(ests)} established IKE SAs in this tunnel, none followed by ESP."
+            detail += msg(" {n} established IKE SAs in this tunnel, none followed by ESP.",
+                          n=len(ests))
         if not ctx.state.esp_sas:
-            detail += " The capture holds no ESP/AH at all (between any hosts)."
-        detail += (" An idle child SA (nothing to send) cannot be excluded, nor a capture filter "
-                   "that leaves ESP out.")
+            detail += msg(" The capture holds no ESP/AH at all (between any hosts).")
+        detail += msg(" An idle child SA (nothing to send) cannot be excluded, nor a capture "
+                      "filter that leaves ESP out.")
         refs = []
         for m in sa.messages:
             if m.ts >= est_ts:
@@ -64,8 +66,8 @@ def no_traffic(ctx):
                 break
         yield make(
             "ESP_NO_TRAFFIC", f"{t.id}|no-esp|{sa.id}",
-            title=f"No ESP after the IKE SA between {ip_text(t.a)} and {ip_text(t.b)} was "
-                  f"established",
+            title=msg("No ESP after the IKE SA between {a} and {b} was established",
+                      a=ip_text(t.a), b=ip_text(t.b)),
             detail=detail, basis="observed",
             evidence=ctx.evidence(refs, est_ts, None, ike_spis=[sa.ispi.hex(), sa.rspi.hex()],
                                   peers=[ip_text(t.a), ip_text(t.b)]),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 from dissect.vpn.ip import is_multicast
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     host_filter, ip_text,
@@ -179,28 +179,32 @@ def one_way(ctx):
 def _one_way_never(ctx, t, flow, h, nothing, last_heard):
     silent = ip_text(flow.dst)
     span = flow.last_ts - flow.first_ts
-    detail = (f"{flow.packets} {_what(flow)} packet(s) on SPI 0x{_spi(flow)} from "
-              f"{ip_text(flow.src)} to {silent} between +{ctx.rel(flow.first_ts)} s and "
-              f"+{ctx.rel(flow.last_ts)} s ({span:.1f} s); 0 packets on any SA from {silent} "
-              f"back to {ip_text(flow.src)} for this child SA (the capture runs "
-              f"{ctx.now - flow.first_ts:.1f} s after the first packet).")
+    detail = msg("{n} {what} packet(s) on SPI 0x{spi} from {src} to {silent} between +{t0} s "
+                 "and +{t1} s ({span:.1f} s); 0 packets on any SA from {silent} back to {src} "
+                 "for this child SA (the capture runs {runs:.1f} s after the first packet).",
+                 n=flow.packets, what=_what(flow), spi=_spi(flow), src=ip_text(flow.src),
+                 silent=silent, t0=ctx.rel(flow.first_ts), t1=ctx.rel(flow.last_ts), span=span,
+                 runs=ctx.now - flow.first_ts)
     basis = "observed"
     if nothing:
         basis = "inferred"
-        detail += (f" Nothing at all from {silent} is in the capture (only IKE from "
-                   f"{ip_text(flow.src)}): the capture may see one direction only — check that "
-                   f"it mirrors both directions before blaming {silent}.")
+        detail += msg(" Nothing at all from {silent} is in the capture (only IKE from {src}): "
+                      "the capture may see one direction only — check that it mirrors both "
+                      "directions before blaming {silent}.", silent=silent, src=ip_text(flow.src))
     else:
-        detail += f" {silent} is otherwise heard ({_heard_text(h)}"
+        detail += msg(" {silent} is otherwise heard ({heard}", silent=silent,
+                      heard=_heard_text(h))
         if last_heard is not None:
-            detail += f", last at +{ctx.rel(last_heard)} s"
-        detail += "), so the capture sees that direction: its ESP for this child SA is missing."
+            detail += msg(", last at +{t} s", t=ctx.rel(last_heard))
+        detail += msg("), so the capture sees that direction: its ESP for this child SA is "
+                      "missing.")
     if flow.large and flow.first_large_ts is not None:
-        detail += f" {flow.large} of the packets were large (>= {ctx.th.large_packet} bytes)."
+        detail += msg(" {n} of the packets were large (>= {size} bytes).", n=flow.large,
+                      size=ctx.th.large_packet)
     return make(
         "ESP_ONE_WAY", f"{t.id}|never|{flow.proto}|{_spi(flow)}|{flow.dst.hex()}",
-        title=f"{_what(flow)} from {ip_text(flow.src)} to {silent} is never answered "
-              f"(SPI 0x{_spi(flow)})",
+        title=msg("{what} from {src} to {silent} is never answered (SPI 0x{spi})",
+                  what=_what(flow), src=ip_text(flow.src), silent=silent, spi=_spi(flow)),
         detail=detail, basis=basis,
         evidence=ctx.evidence(list(flow.first_refs) + [flow.last_ref], flow.first_ts,
                               flow.last_ts, esp_spis=[_spi(flow)],
@@ -221,26 +225,30 @@ def _one_way_stopped(ctx, t, flow, back):
     if _takeover(ctx, t, back, T, W, th.rekey_drain, flow):
         return None
     silent = ip_text(back.src)
-    detail = (f"{ip_text(back.src)} sent {back.packets} packet(s) on SPI 0x{_spi(back)} until "
-              f"+{ctx.rel(T)} s and then stopped, while {ip_text(flow.src)} kept sending on SPI "
-              f"0x{_spi(flow)} until +{ctx.rel(flow.last_ts)} s ({flow.last_ts - T:.1f} s longer, "
-              f"at least {after} more packet(s)); no other SA from {silent} took over.")
+    detail = msg("{silent} sent {n} packet(s) on SPI 0x{spi} until +{t} s and then stopped, "
+                 "while {src} kept sending on SPI 0x{spi2} until +{t2} s ({longer:.1f} s longer, "
+                 "at least {after} more packet(s)); no other SA from {silent} took over.",
+                 silent=silent, n=back.packets, spi=_spi(back), t=ctx.rel(T),
+                 src=ip_text(flow.src), spi2=_spi(flow), t2=ctx.rel(flow.last_ts),
+                 longer=flow.last_ts - T, after=after)
     sent = _ix(ctx).tunnel_ike(t)
     asked = _count_between(sent.get(flow.src), T, flow.last_ts)
     told = _count_between(sent.get(back.src), T, flow.last_ts) if back.src != flow.src else asked
     if asked and not told:
-        detail += (f" {silent} also stopped answering IKE ({asked} IKE message(s) from "
-                   f"{ip_text(flow.src)} after +{ctx.rel(T)} s got no reply): the peer itself "
-                   f"went away (restart, crash, path down), not only its ESP — see the stability "
-                   f"findings.")
+        detail += msg(" {silent} also stopped answering IKE ({asked} IKE message(s) from {src} "
+                      "after +{t} s got no reply): the peer itself went away (restart, crash, "
+                      "path down), not only its ESP — see the stability findings.",
+                      silent=silent, asked=asked, src=ip_text(flow.src), t=ctx.rel(T))
     elif told:
-        detail += f" {silent} still talks IKE ({told} message(s) after +{ctx.rel(T)} s)."
+        detail += msg(" {silent} still talks IKE ({n} message(s) after +{t} s).", silent=silent,
+                      n=told, t=ctx.rel(T))
     if _mtu_pattern(ctx, t, flow, back):
-        detail += " Large packets were being sent when the answers stopped: see MTU_BLACK_HOLE."
+        detail += msg(" Large packets were being sent when the answers stopped: see "
+                      "MTU_BLACK_HOLE.")
     return make(
         "ESP_ONE_WAY", f"{t.id}|stopped|{back.proto}|{_spi(back)}|{back.dst.hex()}",
-        title=f"{_what(back)} from {silent} stopped at +{ctx.rel(T)} s while "
-              f"{ip_text(flow.src)} kept sending",
+        title=msg("{what} from {silent} stopped at +{t} s while {src} kept sending",
+                  what=_what(back), silent=silent, t=ctx.rel(T), src=ip_text(flow.src)),
         detail=detail, basis="observed",
         evidence=ctx.evidence([back.last_ref, flow.last_ref], T, flow.last_ts,
                               esp_spis=[_spi(back), _spi(flow)],
@@ -265,21 +273,23 @@ def _capture_one_direction(ctx, t, flows):
     sender = ", ".join(sorted(ip_text(a) for a in src))
     silent = ", ".join(sorted(ip_text(a) for a in dst))
     listed = ", ".join(f"0x{_spi(f)} ({f.packets} pkts)" for f in flows[:MAX_LISTED])
-    more = f" and {len(flows) - MAX_LISTED} more" if len(flows) > MAX_LISTED else ""
-    detail = (f"{pk} ESP/AH packet(s) from {sender} to {silent} on {len(flows)} SA(s) "
-              f"[{listed}{more}] between +{ctx.rel(first)} s and +{ctx.rel(last)} s; nothing at "
-              f"all from {silent} in the capture: no IKE, no ESP/AH, no NAT keepalive, and no IKE "
-              f"for this gateway pair either.")
+    more = msg(" and {n} more", n=len(flows) - MAX_LISTED) if len(flows) > MAX_LISTED else ""
+    detail = msg("{n} ESP/AH packet(s) from {sender} to {silent} on {sas} SA(s) [{listed}{more}] "
+                 "between +{t0} s and +{t1} s; nothing at all from {silent} in the capture: no "
+                 "IKE, no ESP/AH, no NAT keepalive, and no IKE for this gateway pair either.",
+                 n=pk, sender=sender, silent=silent, sas=len(flows), listed=listed, more=more,
+                 t0=ctx.rel(first), t1=ctx.rel(last))
     if ctx.now - first < ctx.th.one_way_window:
-        detail += (f" The capture also ends {ctx.now - first:.1f} s after the first packet "
-                   f"(less than {ctx.th.one_way_window:g} s), too soon to call the tunnel one-way.")
+        detail += msg(" The capture also ends {after:.1f} s after the first packet (less than "
+                      "{need:g} s), too soon to call the tunnel one-way.", after=ctx.now - first,
+                      need=ctx.th.one_way_window)
     refs = []
     for f in flows:
         refs.extend(f.first_refs[:2])
     f0 = flows[0]
     return make(
         "CAPTURE_ONE_DIRECTION", f"{t.id}|one-direction",
-        title=f"Only {sender} -> {silent} is in the capture",
+        title=msg("Only {sender} -> {silent} is in the capture", sender=sender, silent=silent),
         detail=detail, basis="inferred",
         evidence=ctx.evidence(refs, first, last, esp_spis=_spis(flows),
                               peers=[sender, silent]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     ip_text,
@@ -85,23 +85,27 @@ def sequence(ctx):
         if lost >= max(1, th.seq_gap_min):
             gaps = sa.lost_gaps()
             pct = sa.loss_pct
-            shown = "; ".join(f"{m} before seq {g} at +{ctx.rel(ts)} s (frame {ref[1]})"
-                              for ts, ref, _e, g, m in gaps[:MAX_LISTED])
-            detail = (f"{lost} of {sa.expected} sequence numbers ({pct:.3g} %) between "
-                      f"{sa.min_seq} and {sa.max_seq} never arrived on {_label(sa)} "
-                      f"({sa.packets} packets seen). Largest gap: {sa.max_gap}. First gaps: "
-                      f"{shown}.")
+            shown = msg_join("; ", [msg("{n} before seq {seq} at +{t} s (frame {frame})", n=m,
+                                        seq=g, t=ctx.rel(ts), frame=ref[1])
+                                    for ts, ref, _e, g, m in gaps[:MAX_LISTED]])
+            detail = msg("{lost} of {expected} sequence numbers ({pct:.3g} %) between {lo} and "
+                         "{hi} never arrived on {sa} ({n} packets seen). Largest gap: {gap}. "
+                         "First gaps: {shown}.", lost=lost, expected=sa.expected, pct=pct,
+                         lo=sa.min_seq, hi=sa.max_seq, sa=_label(sa), n=sa.packets,
+                         gap=sa.max_gap, shown=shown)
             if sa.too_old:
-                detail += (f" {sa.too_old} of them arrived later, beyond the "
-                           f"{th.replay_window}-packet window (a receiver drops them as too old).")
+                detail += msg(" {n} of them arrived later, beyond the {window}-packet window (a "
+                              "receiver drops them as too old).", n=sa.too_old,
+                              window=th.replay_window)
             if sa.capture_duplicates:
-                detail += f" {sa.capture_duplicates} capture copies were not counted."
-            detail += (" The loss happened between the sender and the capture point, or in the "
-                       "capture itself.")
+                detail += msg(" {n} capture copies were not counted.", n=sa.capture_duplicates)
+            detail += msg(" The loss happened between the sender and the capture point, or in "
+                          "the capture itself.")
             yield make(
                 "ESP_SEQUENCE_GAP", f"{sa.proto}|{spi}|{sa.dst.hex()}|gap",
-                title=f"{lost} packet(s) lost on {_what(sa)} SPI 0x{spi} "
-                      f"({ip_text(sa.src)} -> {ip_text(sa.dst)}, {pct:.3g} %)",
+                title=msg("{lost} packet(s) lost on {what} SPI 0x{spi} ({src} -> {dst}, "
+                          "{pct:.3g} %)", lost=lost, what=_what(sa), spi=spi,
+                          src=ip_text(sa.src), dst=ip_text(sa.dst), pct=pct),
                 detail=detail, basis="observed",
                 evidence=ctx.evidence([g[1] for g in gaps], gaps[0][0] if gaps else sa.first_ts,
                                       gaps[-1][0] if gaps else sa.last_ts, esp_spis=[spi],
@@ -110,24 +114,26 @@ def sequence(ctx):
         if sa.duplicates or sa.resets:
             parts = []
             if sa.duplicates:
-                parts.append(f"{sa.duplicates} sequence number(s) arrived twice (not capture "
-                             f"copies: more than {th.duplicate_window * 1000:g} ms after the "
-                             f"previous packet)")
+                parts.append(msg("{n} sequence number(s) arrived twice (not capture copies: "
+                                 "more than {ms:g} ms after the previous packet)",
+                                 n=sa.duplicates, ms=th.duplicate_window * 1000))
             if sa.resets:
                 r = sa.reset_events[0]
-                parts.append(f"the sequence restarted {sa.resets} time(s) on the same SPI (first "
-                             f"at +{ctx.rel(r[0])} s, frame {r[1][1]}: from {r[2]} to {r[3]}); "
-                             f"a receiver that kept the SA drops the new packets as replays")
-            detail = f"On {_label(sa)}: " + "; ".join(parts) + "."
+                parts.append(msg("the sequence restarted {n} time(s) on the same SPI (first at "
+                                 "+{t} s, frame {frame}: from {a} to {b}); a receiver that kept "
+                                 "the SA drops the new packets as replays", n=sa.resets,
+                                 t=ctx.rel(r[0]), frame=r[1][1], a=r[2], b=r[3]))
+            detail = msg("On {sa}: {parts}.", sa=_label(sa), parts=msg_join("; ", parts))
             if sa.capture_duplicates:
-                detail += (f" Besides, {sa.capture_duplicates} capture copies (within "
-                           f"{th.duplicate_window * 1000:g} ms) were counted apart "
-                           f"(CAPTURE_DUPLICATES).")
+                detail += msg(" Besides, {n} capture copies (within {ms:g} ms) were counted apart "
+                              "(CAPTURE_DUPLICATES).", n=sa.capture_duplicates,
+                              ms=th.duplicate_window * 1000)
             refs = [e[1] for e in sa.reset_events] or [sa.last_ref]
             yield make(
                 "ESP_REPLAY", f"{sa.proto}|{spi}|{sa.dst.hex()}|replay",
-                title=(f"Replayed/restarted sequence numbers on {_what(sa)} SPI 0x{spi} "
-                       f"({ip_text(sa.src)} -> {ip_text(sa.dst)})"),
+                title=msg("Replayed/restarted sequence numbers on {what} SPI 0x{spi} ({src} -> "
+                          "{dst})", what=_what(sa), spi=spi, src=ip_text(sa.src),
+                          dst=ip_text(sa.dst)),
                 detail=detail, basis="observed",
                 evidence=ctx.evidence(refs, sa.first_ts, sa.last_ts, esp_spis=[spi],
                                       peers=peers),
@@ -135,18 +141,20 @@ def sequence(ctx):
         if sa.reordered:
             # late packets from before the first one seen are reordering too
             beyond = sa.beyond32
-            detail = (f"{sa.reordered} packet(s) arrived below the highest sequence number "
-                      f"already seen on {_label(sa)}; deepest {sa.max_reorder} packets. "
-                      f"{sa.beyond64} would be dropped by a receiver with a 64-packet window, "
-                      f"{sa.beyond32} by one with a 32-packet window.")
+            detail = msg("{n} packet(s) arrived below the highest sequence number already seen "
+                         "on {sa}; deepest {deepest} packets. {b64} would be dropped by a "
+                         "receiver with a 64-packet window, {b32} by one with a 32-packet "
+                         "window.", n=sa.reordered, sa=_label(sa), deepest=sa.max_reorder,
+                         b64=sa.beyond64, b32=sa.beyond32)
             sev = None if beyond else "info"
-            title = (f"ESP reordering beyond the replay window on SPI 0x{spi}" if beyond
-                     else f"ESP reordering within the replay window on SPI 0x{spi}")
+            title = (msg("ESP reordering beyond the replay window on SPI 0x{spi}", spi=spi)
+                     if beyond else
+                     msg("ESP reordering within the replay window on SPI 0x{spi}", spi=spi))
             if not beyond:
-                detail += " Within every window: harmless."
+                detail += msg(" Within every window: harmless.")
             yield make(
                 "ESP_REORDER", f"{sa.proto}|{spi}|{sa.dst.hex()}|reorder",
-                title=title + f" ({ip_text(sa.src)} -> {ip_text(sa.dst)})",
+                title=title + msg(" ({src} -> {dst})", src=ip_text(sa.src), dst=ip_text(sa.dst)),
                 detail=detail, basis="observed", severity=sev,
                 evidence=ctx.evidence([sa.first_ref, sa.last_ref], sa.first_ts, sa.last_ts,
                                       esp_spis=[spi], peers=peers),
@@ -154,10 +162,11 @@ def sequence(ctx):
         if sa.near_wrap:
             yield make(
                 "ESP_SEQUENCE_NEAR_WRAP", f"{sa.proto}|{spi}|{sa.dst.hex()}|wrap",
-                title=f"Sequence counter of SPI 0x{spi} close to 2^32 ({sa.max_seq})",
-                detail=(f"{_label(sa)} reached sequence number {sa.max_seq} "
-                        f"({(1 << 32) - 1 - sa.max_seq} left before the 32-bit counter cycles) "
-                        f"and no ESN wrap was seen."),
+                title=msg("Sequence counter of SPI 0x{spi} close to 2^32 ({seq})", spi=spi,
+                          seq=sa.max_seq),
+                detail=msg("{sa} reached sequence number {seq} ({left} left before the 32-bit "
+                           "counter cycles) and no ESN wrap was seen.", sa=_label(sa),
+                           seq=sa.max_seq, left=(1 << 32) - 1 - sa.max_seq),
                 basis="observed",
                 evidence=ctx.evidence([sa.last_ref], sa.last_ts, None, esp_spis=[spi],
                                       peers=peers),

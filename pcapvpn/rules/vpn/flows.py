@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dissect.vpn import pptp as _pptp
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import Term, declare, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import ip_text, tcp_connection_findings
 from pcapvpn.rules.vpn.common import (
@@ -71,18 +71,22 @@ def data_one_way(ctx):
             silent = _server_txt(t) if d == 0 else ip_text(t.client)
             what = _DATA_NAMES[t.protocol]
             if t.data[o]:
-                how = (f"{silent} stopped sending {what} at +{ctx.rel(t.data_last_ts[o])} s "
-                       f"(after {t.data[o]} packet(s))")
+                how = msg("{silent} stopped sending {what} at +{t} s (after {n} packet(s))",
+                          silent=silent, what=Term(what), t=ctx.rel(t.data_last_ts[o]),
+                          n=t.data[o])
             else:
-                how = f"{silent} never sent {what}"
-            detail = (f"{run} {what} packet(s) from {sender} over {span:.1f} s while {how}; "
-                      f"it sent {t.pkts[o]} other packet(s) in this tunnel, so the capture "
-                      f"sees that direction.")
+                how = msg("{silent} never sent {what}", silent=silent, what=Term(what))
+            detail = msg("{n} {what} packet(s) from {sender} over {span:.1f} s while {how}; it "
+                         "sent {other} other packet(s) in this tunnel, so the capture sees that "
+                         "direction.", n=run, what=Term(what), sender=sender, span=span, how=how,
+                         other=t.pkts[o])
             if t.protocol == "pptp" and not t.data[o]:
-                detail += " Typical of GRE (IP protocol 47) blocked or not NAT-ed on the path."
+                detail += msg(" Typical of GRE (IP protocol 47) blocked or not NAT-ed on the "
+                              "path.")
             refs = list(t.data_refs[d]) + list(t.data_tail[d])
             yield make("VPN_DATA_ONE_WAY", f"oneway|{t.id}|{d}",
-                       title=f"{_NAMES[t.protocol]} data one-way: {sender} -> {silent} only",
+                       title=msg("{proto} data one-way: {sender} -> {silent} only",
+                                 proto=_NAMES[t.protocol], sender=sender, silent=silent),
                        detail=detail, basis="observed",
                        evidence=_ev(ctx, refs, t.since_other_ts[d], t.data_last_ts[d],
                                              peers=_peers(t)),
@@ -100,14 +104,17 @@ def _dtls_one_way(ctx, t):
             continue
         if f.pkts[0] <= 1 and ctx.now - f.last_ts < th.response_timeout:
             continue
-        detail = (f"{f.pkts[0]} DTLS packet(s) from {ip_text(t.client)}:{f.cport} to "
-                  f"{ip_text(t.server)}:{f.sport}/udp over {f.last_ts - f.first_ts:.1f} s, none "
-                  f"back: the DTLS data channel did not come up.")
+        detail = msg("{n} DTLS packet(s) from {client}:{cport} to {server}:{sport}/udp over "
+                     "{span:.1f} s, none back: the DTLS data channel did not come up.",
+                     n=f.pkts[0], client=ip_text(t.client), cport=f.cport,
+                     server=ip_text(t.server), sport=f.sport, span=f.last_ts - f.first_ts)
         if tls_ok:
-            detail += " The TLS session works: the client falls back to tunnelling over TLS."
+            detail += msg(" The TLS session works: the client falls back to tunnelling over "
+                          "TLS.")
         fl = _fld(t)
         yield make("VPN_DATA_ONE_WAY", f"dtls1way|{t.id}|{f.cport}",
-                   title=f"SSL-VPN DTLS channel to {ip_text(t.server)}:{f.sport}/udp unanswered",
+                   title=msg("SSL-VPN DTLS channel to {server}:{sport}/udp unanswered",
+                             server=ip_text(t.server), sport=f.sport),
                    detail=detail, basis="observed", severity="warning" if tls_ok else None,
                    evidence=_ev(ctx, [f.first_ref], f.first_ts, f.last_ts, peers=_peers(t)),
                    wireshark_filter=(f"{fl}.addr == {ip_text(t.server)} && "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dissect.vpn.ip import IpProto, icmp_error_text
-from pcapvpn.findings import make
+from pcapvpn.findings import Term, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules import reachability as _reach  # noqa: F401 - declares ICMP_UNREACHABLE
 from pcapvpn.rules.common import ip_text, unreachable_errors
@@ -45,13 +45,16 @@ def vpn_icmp(ctx):
         e0 = errs[0]
         meaning = icmp_error_text(e0.ipver, itype, icode)
         reporter = ip_text(e0.src)
-        detail = (f"{len(errs)} ICMP error(s) '{meaning}' from {reporter} about {what} "
-                  f"{ip_text(qsrc)} -> {ip_text(qdst)} ({_NAMES[t.protocol]})"
-                  + (" (sent by the peer itself)" if e0.src == qdst else
-                     " (sent by a device on the path)") + ".")
+        detail = (msg("{n} ICMP error(s) '{meaning}' from {reporter} about {what} {src} -> "
+                      "{dst}", n=len(errs), meaning=Term(meaning), reporter=reporter, what=what,
+                      src=ip_text(qsrc), dst=ip_text(qdst))
+                  + f" ({_NAMES[t.protocol]})"
+                  + (msg(" (sent by the peer itself)") if e0.src == qdst else
+                     msg(" (sent by a device on the path)")) + ".")
         fld = "icmp" if e0.ipver == 4 else "icmpv6"
         yield make("ICMP_UNREACHABLE", f"vpnicmp|{tid}|{what}|{itype}|{icode}",
-                   title=f"{what} to {ip_text(qdst)}: {meaning} ({_NAMES[t.protocol]})",
+                   title=msg("{what} to {peer}: {meaning}", what=what, peer=ip_text(qdst),
+                             meaning=Term(meaning)) + f" ({_NAMES[t.protocol]})",
                    detail=detail, basis="observed",
                    evidence=_ev(ctx, [x.ref for x in errs], e0.ts, errs[-1].ts,
                                          peers=[ip_text(qsrc), ip_text(qdst), reporter]),

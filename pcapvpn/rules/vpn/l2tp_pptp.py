@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dissect.vpn import l2tp as _l2tp
 from dissect.vpn import pptp as _pptp
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import Term, declare, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter, ip_text
 from pcapvpn.rules.vpn.common import _ev, _flow_filter, _peers, _server_txt, _vpn
@@ -43,14 +43,17 @@ def l2tp_errors(ctx):
                 continue
             if _l2tp.result_is_normal(mt, result):
                 continue
-            who = "client (LAC)" if d == 0 else "server (LNS)"
-            detail = (f"{_l2tp.message_name(mt)} from the {who} at +{ctx.rel(ts)} s: "
-                      f"{_l2tp.result_text(mt, result, error)}"
-                      + (f", message '{emsg}'" if emsg else "")
-                      + f" (tunnel ID {tid}" + (f", session ID {sid}" if sid else "") + ").")
+            who = Term("client (LAC)" if d == 0 else "server (LNS)")
+            detail = (msg("{message} from the {who} at +{t} s: {result}",
+                          message=_l2tp.message_name(mt), who=who, t=ctx.rel(ts),
+                          result=Term(_l2tp.result_text(mt, result, error)))
+                      + (msg(", message '{text}'", text=emsg) if emsg else "")
+                      + msg(" (tunnel ID {tid}", tid=tid)
+                      + (msg(", session ID {sid}", sid=sid) if sid else "") + ").")
             yield make("L2TP_ERROR", f"l2tp|{t.id}|{ts:.6f}",
-                       title=f"L2TP {_l2tp.message_name(mt)} with result {result} "
-                             f"({_server_txt(t)})",
+                       title=msg("L2TP {message} with result {result} ({server})",
+                                 message=_l2tp.message_name(mt), result=result,
+                                 server=_server_txt(t)),
                        detail=detail, basis="observed",
                        evidence=_ev(ctx, [ref], ts, peers=_peers(t)),
                        wireshark_filter=frames_filter([ref]), tunnel=t.id)
@@ -61,11 +64,13 @@ def l2tp_errors(ctx):
             if len(sccrq) >= 2 or ctx.now - last >= th.response_timeout:
                 refs = [m[1] for m in sccrq]
                 yield make("L2TP_ERROR", f"l2tp-nr|{t.id}",
-                           title=f"L2TP SCCRQ to {_server_txt(t)} never answered",
-                           detail=(f"{len(sccrq)} SCCRQ(s) from {ip_text(t.client)} over "
-                                   f"{last - sccrq[0][0]:.1f} s; nothing came back from the "
-                                   f"server (the capture ends {ctx.now - last:.1f} s after the "
-                                   f"last one)."),
+                           title=msg("L2TP SCCRQ to {server} never answered",
+                                     server=_server_txt(t)),
+                           detail=msg("{n} SCCRQ(s) from {client} over {span:.1f} s; nothing "
+                                      "came back from the server (the capture ends {after:.1f} s "
+                                      "after the last one).", n=len(sccrq),
+                                      client=ip_text(t.client), span=last - sccrq[0][0],
+                                      after=ctx.now - last),
                            basis="observed",
                            evidence=_ev(ctx, refs, sccrq[0][0], last, peers=_peers(t)),
                            wireshark_filter=_flow_filter(t), tunnel=t.id)
@@ -79,13 +84,15 @@ def pptp_errors(ctx):
         for ts, ref, d, m in st.messages:
             if not _pptp.result_is_error(m.type, m.result):
                 continue
-            who = "client" if d == 0 else "server"
-            detail = (f"{_pptp.message_name(m.type)} from the {who} at +{ctx.rel(ts)} s: "
-                      f"{_pptp.result_text(m.type, m.result, m.error)}"
-                      + (f", cause code {m.cause}" if m.cause else "") + ".")
+            who = Term("client" if d == 0 else "server")
+            detail = (msg("{message} from the {who} at +{t} s: {result}",
+                          message=_pptp.message_name(m.type), who=who, t=ctx.rel(ts),
+                          result=Term(_pptp.result_text(m.type, m.result, m.error)))
+                      + (msg(", cause code {cause}", cause=m.cause) if m.cause else "") + ".")
             yield make("PPTP_ERROR", f"pptp|{t.id}|{ts:.6f}",
-                       title=f"PPTP {_pptp.message_name(m.type)}: "
-                             f"{_pptp.RESULTS.get(m.type, {}).get(m.result, m.result)}",
+                       title=msg("PPTP {message}: {result}", message=_pptp.message_name(m.type),
+                                 result=Term(str(_pptp.RESULTS.get(m.type, {}).get(m.result,
+                                                                                    m.result)))),
                        detail=detail, basis="observed",
                        evidence=_ev(ctx, [ref], ts, peers=_peers(t)),
                        wireshark_filter=frames_filter([ref]), tunnel=t.id)
@@ -99,10 +106,12 @@ def pptp_errors(ctx):
             if ctx.now - last < th.response_timeout:
                 continue
             yield make("PPTP_ERROR", f"pptp-nr|{t.id}|{req}",
-                       title=f"PPTP {_pptp.message_name(req)} never answered ({_server_txt(t)})",
-                       detail=(f"{len(reqs)} {_pptp.message_name(req)} from "
-                               f"{ip_text(t.client)}; no {_pptp.message_name(rep)} within "
-                               f"{ctx.now - last:.1f} s."),
+                       title=msg("PPTP {message} never answered ({server})",
+                                 message=_pptp.message_name(req), server=_server_txt(t)),
+                       detail=msg("{n} {message} from {client}; no {reply} within {after:.1f} s.",
+                                  n=len(reqs), message=_pptp.message_name(req),
+                                  client=ip_text(t.client), reply=_pptp.message_name(rep),
+                                  after=ctx.now - last),
                        basis="observed",
                        evidence=_ev(ctx, [x[1] for x in reqs], reqs[0][0], last,
                                              peers=_peers(t)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dissect.vpn import l2tp as _l2tp
 from dissect.vpn import pptp as _pptp
-from pcapvpn.findings import declare, make, when
+from pcapvpn.findings import declare, make, msg, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import ip_text
 from pcapvpn.rules.vpn.common import _NAMES, _ev, _fld, _flow_filter, _peers, _server_txt
@@ -91,25 +91,28 @@ def no_data(ctx):
         if lasted < th.one_way_window:
             continue  # too short to call the data missing: _not_seen says so
         ts0, ref0, what = up[0]
-        data = "GRE (IP protocol 47, PPTP's data)" if t.protocol == "pptp" else \
-            "L2TP data message (PPP)"
-        detail = (f"The {_NAMES[t.protocol]} control connection {ip_text(t.client)} -> "
-                  f"{_server_txt(t)} set a session up at +{ctx.rel(ts0)} s ({what}"
-                  + (f"; {len(up)} in all" if len(up) > 1 else "") + ") and ")
-        detail += (f"cleared it at +{ctx.rel(cleared[0])} s ({lasted:.1f} s later)" if cleared
-                   else f"the capture ends {lasted:.1f} s later")
-        detail += f"; not one {data} was seen in either direction."
+        data = msg("GRE (IP protocol 47, PPTP's data)") if t.protocol == "pptp" else \
+            msg("L2TP data message (PPP)")
+        detail = (msg("The {proto} control connection {client} -> {server} set a session up at "
+                      "+{t} s ({what}", proto=_NAMES[t.protocol], client=ip_text(t.client),
+                      server=_server_txt(t), t=ctx.rel(ts0), what=what)
+                  + (msg("; {n} in all", n=len(up)) if len(up) > 1 else "") + msg(") and "))
+        detail += (msg("cleared it at +{t} s ({lasted:.1f} s later)", t=ctx.rel(cleared[0]),
+                       lasted=lasted) if cleared
+                   else msg("the capture ends {lasted:.1f} s later", lasted=lasted))
+        detail += msg("; not one {data} was seen in either direction.", data=data)
         if t.protocol == "pptp":
-            detail += (" GRE blocked or not NAT-ed on the path is the classic cause (the client "
-                       "then gives up its PPP negotiation: Windows error 619 / 806), unless the "
-                       "capture filter left IP protocol 47 out.")
+            detail += msg(" GRE blocked or not NAT-ed on the path is the classic cause (the "
+                          "client then gives up its PPP negotiation: Windows error 619 / 806), "
+                          "unless the capture filter left IP protocol 47 out.")
         refs = [r for _ts, r, _w in up] + ([cleared[1]] if cleared else [])
         fl = _fld(t)
         flt = (f"{fl}.addr == {ip_text(t.client)} && {fl}.addr == {ip_text(t.server)} && "
                f"(pptp || gre)" if t.protocol == "pptp" else _flow_filter(t))
         yield make("VPN_NO_DATA", f"nodata|{t.id}",
-                   title=(f"{_NAMES[t.protocol]} session with {_server_txt(t)} up, but no "
-                          + ("GRE" if t.protocol == "pptp" else "data") + " either way"),
+                   title=msg("{proto} session with {server} up, but no {what} either way",
+                             proto=_NAMES[t.protocol], server=_server_txt(t),
+                             what="GRE" if t.protocol == "pptp" else msg("data")),
                    detail=detail, basis="observed", facts={"protocol": t.protocol},
                    evidence=_ev(ctx, refs, ts0, cleared[0] if cleared else None,
                                 peers=_peers(t)),

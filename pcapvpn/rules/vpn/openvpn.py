@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dissect.vpn import openvpn as _ov
 from dissect.vpn import tls as _tls
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import Term, declare, make, msg
 from pcapvpn.model import rfc3339
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter, ip_text
@@ -91,27 +91,30 @@ def openvpn_no_response(ctx):
             continue  # the TCP connection itself failed: TCP_NO_ANSWER / TCP_RESET
         answered_before = any(s.answered for s in sessions[:len(sessions) - len(tail)])
         opname = _ov.opcode_name(tail[0].reset_opcode or 7)
-        detail = (f"{opname} from {ip_text(t.client)} to {_server_txt(t)}: {n} packet(s) in "
-                  f"{len(tail)} session(s) (session IDs "
-                  + ", ".join(f"{s.client_sid:016x}" for s in tail[:4] if s.client_sid is not None)
-                  + f") over {last - first:.1f} s; the server sent nothing back "
-                  f"(the capture ends {ctx.now - last:.1f} s after the last one).")
+        detail = msg("{op} from {client} to {server}: {n} packet(s) in {sessions} session(s) "
+                     "(session IDs {ids}) over {span:.1f} s; the server sent nothing back (the "
+                     "capture ends {after:.1f} s after the last one).", op=opname,
+                     client=ip_text(t.client), server=_server_txt(t), n=n, sessions=len(tail),
+                     ids=", ".join(f"{s.client_sid:016x}" for s in tail[:4]
+                                   if s.client_sid is not None),
+                     span=last - first, after=ctx.now - last)
         iv = _intervals([ts for ts, _r in resets])
         if iv:
-            detail += f" Intervals: {', '.join(f'{x:g}' for x in iv[:12])} s."
+            detail += msg(" Intervals: {iv} s.", iv=', '.join(f'{x:g}' for x in iv[:12]))
         lay = t.st.layout
         if lay is not None and lay != _ov.PLAIN:
-            detail += (f" The control channel uses {_ov.layout_name(lay)}: a key mismatch "
-                       f"between client and server looks exactly like this.")
+            detail += msg(" The control channel uses {layout}: a key mismatch between client and "
+                          "server looks exactly like this.", layout=_ov.layout_name(lay))
         else:
-            detail += (" Without keys the capture cannot tell a blocked port from a tls-auth / "
-                       "tls-crypt key mismatch.")
+            detail += msg(" Without keys the capture cannot tell a blocked port from a tls-auth / "
+                          "tls-crypt key mismatch.")
         if answered_before:
-            detail += (" Earlier sessions in this capture were answered: the server stopped "
-                       "answering.")
+            detail += msg(" Earlier sessions in this capture were answered: the server stopped "
+                          "answering.")
         refs = _refs(resets)
         yield make("OPENVPN_NO_RESPONSE", f"ovpn-nr|{t.id}|{tail[0].index}",
-                   title=f"OpenVPN server {_server_txt(t)} never answered the hard reset",
+                   title=msg("OpenVPN server {server} never answered the hard reset",
+                             server=_server_txt(t)),
                    detail=detail, basis="observed",
                    evidence=_ev(ctx, refs, first, last, peers=_peers(t)),
                    wireshark_filter=_flow_filter(t), tunnel=t.id)
@@ -127,14 +130,18 @@ def openvpn_clock_skew(ctx):
                 continue
             secs, ts, ref = sk
             who = ip_text(t.client) if d == 0 else _server_txt(t)
-            ahead = "ahead of" if secs > 0 else "behind"
             yield make("OPENVPN_CLOCK_SKEW", f"ovpn-skew|{t.id}|{d}",
-                       title=f"OpenVPN {side} {who}: its clock is {_duration(abs(secs))} "
-                             f"{ahead} the capture's",
-                       detail=(f"The net time of the {side}'s hard reset says "
-                               f"{rfc3339(ts + secs)}; the capture recorded the packet at "
-                               f"{rfc3339(ts)} ({secs:+.0f} s).  The skew is reported only; "
-                               f"recognising OpenVPN does not depend on it."),
+                       title=(msg("OpenVPN {side} {who}: its clock is {skew} ahead of the "
+                                  "capture's", side=Term(side), who=who,
+                                  skew=Term(_duration(abs(secs)))) if secs > 0 else
+                              msg("OpenVPN {side} {who}: its clock is {skew} behind the "
+                                  "capture's", side=Term(side), who=who,
+                                  skew=Term(_duration(abs(secs))))),
+                       detail=msg("The net time of the {side}'s hard reset says {claimed}; the "
+                                  "capture recorded the packet at {seen} ({secs:+.0f} s).  The "
+                                  "skew is reported only; recognising OpenVPN does not depend "
+                                  "on it.", side=Term(side), claimed=rfc3339(ts + secs),
+                                  seen=rfc3339(ts), secs=secs),
                        basis="observed", evidence=_ev(ctx, [ref], ts, ts, peers=_peers(t)),
                        wireshark_filter=_flow_filter(t), tunnel=t.id)
 
@@ -167,12 +174,13 @@ def openvpn_handshake(ctx):
                     refs = s.ctl[0].retrans_refs + s.ctl[1].retrans_refs
                     yield make(
                         "OPENVPN_HANDSHAKE_STALLED", f"ovpn-retx|{t.id}|{s.index}",
-                        title=f"OpenVPN control channel retransmitted {rt} times before the "
-                              f"session to {_server_txt(t)} came up",
-                        detail=(f"Session {s.index}: the client retransmitted {s.ctl[0].retrans} "
-                                f"and the server {s.ctl[1].retrans} control packet(s) (same "
-                                f"message packet ID sent again: not acknowledged in time); the "
-                                f"data channel came up afterwards. Loss or delay on the path."),
+                        title=msg("OpenVPN control channel retransmitted {n} times before the "
+                                  "session to {server} came up", n=rt, server=_server_txt(t)),
+                        detail=msg("Session {index}: the client retransmitted {c} and the server "
+                                   "{s} control packet(s) (same message packet ID sent again: "
+                                   "not acknowledged in time); the data channel came up "
+                                   "afterwards. Loss or delay on the path.", index=s.index,
+                                   c=s.ctl[0].retrans, s=s.ctl[1].retrans),
                         basis="observed", severity="warning",
                         evidence=_ev(ctx, refs, s.first_ts, s.last_ts, peers=_peers(t)),
                         wireshark_filter=frames_filter(refs) or _flow_filter(t), tunnel=t.id)
@@ -193,15 +201,16 @@ def openvpn_handshake(ctx):
                 continue  # pending
             stage = _ovpn_tls_stage(s)
             srv_last = s.ctl[1].last_ts
-            detail = (f"Session {s.index} (client session ID {s.client_sid:016x}"
-                      if s.client_sid is not None else f"Session {s.index} (")
-            detail += (f"): the server answered the hard reset; {s.ctl[0].packets} control "
-                       f"packet(s) from the client ({retx} retransmitted) and "
-                       f"{s.ctl[1].packets} from the server, the last from the server at "
-                       f"+{ctx.rel(srv_last)} s; no data channel packet in either direction "
-                       f"(the capture ends {ctx.now - last_ctl:.1f} s after the last control "
-                       f"packet).")
-            title = f"OpenVPN handshake with {_server_txt(t)} stalled"
+            detail = msg("Session {index} ({sid}): the server answered the hard reset; {c} "
+                         "control packet(s) from the client ({retx} retransmitted) and {s} from "
+                         "the server, the last from the server at +{t} s; no data channel "
+                         "packet in either direction (the capture ends {after:.1f} s after the "
+                         "last control packet).", index=s.index,
+                         sid=msg("client session ID {sid}", sid=f"{s.client_sid:016x}")
+                         if s.client_sid is not None else "",
+                         c=s.ctl[0].packets, retx=retx, s=s.ctl[1].packets,
+                         t=ctx.rel(srv_last), after=ctx.now - last_ctl)
+            title = msg("OpenVPN handshake with {server} stalled", server=_server_txt(t))
             unacked = s.unacked(0)
             rejected = bool(unacked) and retx > 0 and s.tls is not None and \
                 stage in ("client_flight", "complete")
@@ -210,60 +219,70 @@ def openvpn_handshake(ctx):
                 # re-sending: the server dropped the session on reading it (its certificate)
                 c = s.tls.client
                 sent_cert = c.has(_tls.CERTIFICATE)
-                what = ("certificate flight" if sent_cert or s.tls.tls13 else "last handshake "
-                        "flight")
-                title = (f"OpenVPN server {_server_txt(t)} rejected the client's {what}: never "
-                         f"acknowledged")
+                what = (msg("certificate flight") if sent_cert or s.tls.tls13
+                        else msg("last handshake flight"))
+                title = msg("OpenVPN server {server} rejected the client's {what}: never "
+                            "acknowledged", server=_server_txt(t), what=what)
                 ids = ", ".join(str(p) for p in unacked[:8])
-                detail += f" TLS handshake stage reached: {stage.replace('_', ' ')}"
+                detail += msg(" TLS handshake stage reached: {stage}",
+                              stage=Term(stage.replace('_', ' ')))
                 if s.tls.version:
                     detail += f" ({_tls.version_name(s.tls.version)})"
                 plural = "s" if len(unacked) > 1 else ""
-                detail += (f". The server acknowledged the client's control packets up to packet "
-                           f"ID {unacked[0] - 1} but never packet ID{plural} {ids} (the client's "
-                           + ("Certificate, key exchange and Finished" if sent_cert else
-                              "encrypted TLS 1.3 flight — its Certificate, CertificateVerify "
-                              "and Finished when the server asks for a client certificate"
-                              if s.tls.tls13 else "key exchange and Finished")
-                           + f"), which the client retransmitted {retx} time(s). The server "
-                           "rejected the client certificate — untrusted CA, expired or revoked: "
-                           "it logs 'VERIFY ERROR: depth=0, error=...', then 'Packet "
-                           "(P_CONTROL_V1) with invalid or missing SID' for each retransmission "
-                           "— and dropped the session without an alert (OpenVPN 2.6 resets the "
-                           "client instance before the alert is sent).")
+                detail += msg(". The server acknowledged the client's control packets up to "
+                              "packet ID {acked} but never packet ID{plural} {ids} (the client's "
+                              "{flight}), which the client retransmitted {retx} time(s). The "
+                              "server rejected the client certificate — untrusted CA, expired or "
+                              "revoked: it logs 'VERIFY ERROR: depth=0, error=...', then 'Packet "
+                              "(P_CONTROL_V1) with invalid or missing SID' for each "
+                              "retransmission — and dropped the session without an alert "
+                              "(OpenVPN 2.6 resets the client instance before the alert is "
+                              "sent).", acked=unacked[0] - 1, plural=plural, ids=ids,
+                              flight=msg("Certificate, key exchange and Finished") if sent_cert
+                              else msg("encrypted TLS 1.3 flight — its Certificate, "
+                                       "CertificateVerify and Finished when the server asks "
+                                       "for a client certificate")
+                              if s.tls.tls13 else msg("key exchange and Finished"),
+                              retx=retx)
             elif s.tls is not None and stage is not None:
                 c = s.tls.client
-                detail += f" TLS handshake stage reached: {stage.replace('_', ' ')}"
+                detail += msg(" TLS handshake stage reached: {stage}",
+                              stage=Term(stage.replace('_', ' ')))
                 if s.tls.version:
                     detail += f" ({_tls.version_name(s.tls.version)})"
                 detail += "."
                 if stage == "client_flight":
                     sent_cert = c.has(_tls.CERTIFICATE)
-                    detail += (" The client sent its " + ("certificate, key exchange and "
-                               "Finished" if sent_cert else "key exchange and Finished")
-                               + " and the server went silent")
+                    detail += msg(" The client sent its {flight} and the server went silent",
+                                  flight=msg("certificate, key exchange and Finished")
+                                  if sent_cert else msg("key exchange and Finished"))
                     if retx:
-                        detail += " while the client retransmitted"
-                    detail += (": the server rejected the client" + (" certificate" if sent_cert
-                               else "'s handshake") + " and dropped the session without an "
-                               "alert (OpenVPN 2.6 resets the client instance before the alert "
-                               "is sent).")
-                    title = (f"OpenVPN server {_server_txt(t)} went silent after the client's "
-                             + ("certificate" if sent_cert else "handshake") + " flight")
+                        detail += msg(" while the client retransmitted")
+                    detail += (msg(": the server rejected the client certificate and dropped the "
+                                   "session without an alert (OpenVPN 2.6 resets the client "
+                                   "instance before the alert is sent).") if sent_cert else
+                               msg(": the server rejected the client's handshake and dropped "
+                                   "the session without an alert (OpenVPN 2.6 resets the client "
+                                   "instance before the alert is sent)."))
+                    title = (msg("OpenVPN server {server} went silent after the client's "
+                                 "certificate flight", server=_server_txt(t)) if sent_cert else
+                             msg("OpenVPN server {server} went silent after the client's "
+                                 "handshake flight", server=_server_txt(t)))
                 elif stage == "server_flight":
-                    detail += (" The server sent its certificate flight and the client never "
-                               "answered it: the client did not accept the server (certificate, "
-                               "'verify-x509-name', 'remote-cert-tls').")
+                    detail += msg(" The server sent its certificate flight and the client never "
+                                  "answered it: the client did not accept the server "
+                                  "(certificate, 'verify-x509-name', 'remote-cert-tls').")
                 elif stage in ("server_hello", "client_hello"):
-                    detail += " The handshake stopped early: version or cipher mismatch, or loss."
+                    detail += msg(" The handshake stopped early: version or cipher mismatch, or "
+                                  "loss.")
                 elif stage == "complete":
-                    detail += (" TLS completed, but no data channel followed: the server refused "
-                               "the client after the handshake (auth-user-pass, "
-                               "client-connect script, duplicate CN) or the key exchange "
-                               "inside TLS failed.")
+                    detail += msg(" TLS completed, but no data channel followed: the server "
+                                  "refused the client after the handshake (auth-user-pass, "
+                                  "client-connect script, duplicate CN) or the key exchange "
+                                  "inside TLS failed.")
             elif s.encrypted:
-                detail += (" The control channel is protected with tls-crypt: the TLS stage is "
-                           "not visible.")
+                detail += msg(" The control channel is protected with tls-crypt: the TLS stage is "
+                              "not visible.")
             refs = list(s.ctl[0].refs) + list(s.ctl[1].refs[-3:]) + s.ctl[0].retrans_refs
             yield make("OPENVPN_HANDSHAKE_STALLED", f"ovpn-stall|{t.id}|{s.index}",
                        title=title, detail=detail, basis="inferred",

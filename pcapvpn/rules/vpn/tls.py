@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dissect.vpn import tls as _tls
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import Term, declare, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter, ip_text
 from pcapvpn.rules.vpn.common import (
@@ -51,24 +51,26 @@ def tls_alerts(ctx):
                 sender = ip_text(t.client) if from_client else _server_txt(t)
                 lvl = "fatal" if a.fatal else "warning"
                 what = "DTLS" if conv.dtls else ("TLS" if t.protocol != "openvpn" else
-                                                 "TLS (OpenVPN control channel)")
+                                                 msg("TLS (OpenVPN control channel)"))
                 stage = conv.stage
-                detail = (f"{what} alert {a.name} ({a.description}, {lvl}) from "
-                          f"{'the client ' if from_client else 'the server '}{sender} "
-                          f"({label}) at +{ctx.rel(a.ts)} s, handshake stage "
-                          f"{stage.replace('_', ' ')}.")
+                detail = msg("{what} alert {name} ({description}, {level}) from the {side} "
+                             "{sender} ({label}) at +{t} s, handshake stage {stage}.", what=what,
+                             name=a.name, description=a.description, level=Term(lvl),
+                             side=Term('client' if from_client else 'server'), sender=sender,
+                             label=label, t=ctx.rel(a.ts), stage=Term(stage.replace('_', ' ')))
                 ch = conv.client.client_hello
                 if ch is not None and ch.sni:
-                    detail += f" SNI {ch.sni}."
+                    detail += msg(" SNI {sni}.", sni=ch.sni)
                 if a.description == _tls.AlertDescription.HANDSHAKE_FAILURE and stage == "client_hello":
-                    detail += (" The server rejected the ClientHello outright: no common "
-                               "protocol version or cipher suite.")
+                    detail += msg(" The server rejected the ClientHello outright: no common "
+                                  "protocol version or cipher suite.")
                 fld = "dtls" if conv.dtls else "tls"
                 yield make("TLS_ALERT",
                            f"tlsalert|{t.id}|{label}|{int(from_client)}|{a.ts:.6f}",
-                           title=f"{what} alert {a.name} from the "
-                                 f"{'client' if from_client else 'server'} "
-                                 f"({_NAMES[t.protocol]} {_server_txt(t)})",
+                           title=msg("{what} alert {name} from the {side} ({proto} {server})",
+                                     what=what, name=a.name,
+                                     side=Term('client' if from_client else 'server'),
+                                     proto=_NAMES[t.protocol], server=_server_txt(t)),
                            detail=detail, basis="observed",
                            severity="error" if a.fatal else "warning",
                            evidence=_ev(ctx, [a.ref], a.ts, a.ts, peers=_peers(t)),
@@ -109,11 +111,13 @@ def tls_certificates(ctx):
                     if key in seen:
                         continue
                     seen.add(key)
-                    detail = (f"The {who} certificate ({ee.subject}; issuer {ee.issuer}) sent "
-                              f"in {label} is {what}: {text}.")
+                    detail = msg("The {who} certificate ({subject}; issuer {issuer}) sent in "
+                                 "{label} is {what}: {text}.", who=Term(who), subject=ee.subject,
+                                 issuer=ee.issuer, label=label, what=Term(what), text=Term(text))
                     yield make("TLS_CERT_INVALID", f"cert|{t.id}|{ee.sha1}|{what}|{who}",
-                               title=f"{_NAMES[t.protocol]} {who} certificate {what} "
-                                     f"({_server_txt(t)})",
+                               title=msg("{proto} {who} certificate {what} ({server})",
+                                         proto=_NAMES[t.protocol], who=Term(who),
+                                         what=Term(what), server=_server_txt(t)),
                                detail=detail, basis="observed", severity=sev,
                                evidence=_ev(ctx, [side.cert_ref], side.cert_ts,
                                                      peers=_peers(t)),

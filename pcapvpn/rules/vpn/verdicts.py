@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dissect.vpn import l2tp as _l2tp
 from dissect.vpn import pptp as _pptp
+from pcapvpn.findings import Term, msg
 from pcapvpn.rules.common import ip_text
 from pcapvpn.rules.vpn.common import _NAMES, _healthy_evidence, _server_txt
 from pcapvpn.rules.vpn.no_data import _no_data_span
@@ -55,21 +56,22 @@ def _pending(ctx, t) -> list:
         if s.client_resets and not s.answered and s.ctl[0].packets <= 1:
             last = s.client_resets[-1][0]
             if ctx.now - last < th.response_timeout:
-                out.append(f"the capture ends {ctx.now - last:.1f} s after the OpenVPN hard "
-                           f"reset from {ip_text(t.client)} (at least "
-                           f"{th.response_timeout:g} s are needed to call it unanswered)")
+                out.append(msg("the capture ends {after:.1f} s after the OpenVPN hard reset "
+                               "from {ip} (at least {timeout:g} s are needed to call it "
+                               "unanswered)", after=ctx.now - last, ip=ip_text(t.client),
+                               timeout=th.response_timeout))
     if t.protocol == "wireguard" and t.st.handshakes:
         h = t.st.handshakes[-1]
         if not h.answered and len([x for x in t.st.handshakes if not x.answered]) < 2 and \
                 ctx.now - h.ts < th.response_timeout:
-            out.append(f"the capture ends {ctx.now - h.ts:.1f} s after a WireGuard handshake "
-                       f"initiation (at least {th.response_timeout:g} s are needed to call it "
-                       f"unanswered)")
+            out.append(msg("the capture ends {after:.1f} s after a WireGuard handshake "
+                           "initiation (at least {timeout:g} s are needed to call it "
+                           "unanswered)", after=ctx.now - h.ts, timeout=th.response_timeout))
     for c in t.conns.values():
         if c.syn and not c.synack and not c.rst_server and len(c.syn) < 2 and \
                 ctx.now - c.syn[0][0] < th.response_timeout:
-            out.append(f"the capture ends {ctx.now - c.syn[0][0]:.1f} s after a TCP SYN to "
-                       f"{_server_txt(t)}")
+            out.append(msg("the capture ends {after:.1f} s after a TCP SYN to {server}",
+                           after=ctx.now - c.syn[0][0], server=_server_txt(t)))
             break
     return out
 
@@ -78,63 +80,69 @@ def _not_seen(ctx, t) -> list:
     notes = []
     if t.protocol == "openvpn":
         if any(s.encrypted for s in t.st.sessions):
-            notes.append("the OpenVPN control channel is protected with tls-crypt: the TLS "
-                         "handshake inside it is not visible")
+            notes.append(msg("the OpenVPN control channel is protected with tls-crypt: the TLS "
+                             "handshake inside it is not visible"))
         if any(s.tls is not None and s.tls.tls13 for s in t.st.sessions):
-            notes.append("TLS 1.3: certificates are encrypted, their validity cannot be checked")
+            notes.append(msg("TLS 1.3: certificates are encrypted, their validity cannot be "
+                             "checked"))
         if t.st.sessions and all(s.mid_session for s in t.st.sessions):
-            notes.append("the capture started after the OpenVPN session was set up")
+            notes.append(msg("the capture started after the OpenVPN session was set up"))
         if not t.st.sessions and t.data[0] + t.data[1]:
-            notes.append("only the data channel is in the capture (the session was set up "
-                         "before it started)")
+            notes.append(msg("only the data channel is in the capture (the session was set up "
+                             "before it started)"))
     if t.protocol == "wireguard" and not t.st.handshakes:
         if t.st.cookies:
             # a cookie reply answers an initiation that is not in the capture: say what was seen
-            notes.append(f"no WireGuard handshake initiation or response in the capture, only "
-                         f"{t.st.cookies} cookie reply(ies) from {_server_txt(t)}: the responder "
-                         f"is under load and demands a cookie before it computes a handshake; "
-                         f"the initiation(s) it answered and the exchange that follows are not "
-                         f"in the capture"
-                         + ("" if t.data[0] or t.data[1] else " (and no transport data either)"))
+            notes.append(msg("no WireGuard handshake initiation or response in the capture, "
+                             "only {n} cookie reply(ies) from {server}: the responder is under "
+                             "load and demands a cookie before it computes a handshake; the "
+                             "initiation(s) it answered and the exchange that follows are not "
+                             "in the capture", n=t.st.cookies, server=_server_txt(t))
+                         + ("" if t.data[0] or t.data[1]
+                            else msg(" (and no transport data either)")))
         elif t.data[0] or t.data[1]:
-            notes.append("no WireGuard handshake in the capture (the session was set up before "
-                         "it started): only the data plane is visible")
+            notes.append(msg("no WireGuard handshake in the capture (the session was set up "
+                             "before it started): only the data plane is visible"))
     if t.protocol == "wireguard":
         gaps = sum(c.missing for c in t.st.counters.values())
         if gaps:
             total = sum(c.count for c in t.st.counters.values())
-            notes.append(f"WireGuard counters skip {gaps} packet(s) of {gaps + total}: lost before "
-                         f"the capture point (or not mirrored)")
+            notes.append(msg("WireGuard counters skip {gaps} packet(s) of {total}: lost before "
+                             "the capture point (or not mirrored)", gaps=gaps, total=gaps + total))
     if t.protocol == "sslvpn":
         if any(c.tls is not None and c.tls.tls13 for c in t.conns.values()):
-            notes.append("TLS 1.3: certificates are encrypted, their validity cannot be checked")
+            notes.append(msg("TLS 1.3: certificates are encrypted, their validity cannot be "
+                             "checked"))
         stopped = [c.tls.stage for c in t.conns.values()
                    if c.tls is not None and not c.tls.complete]
         if stopped and not any(c.tls is not None and c.tls.complete for c in t.conns.values()):
             stages = ", ".join(sorted({s.replace("_", " ") for s in stopped}))
-            notes.append(f"{len(stopped)} TLS connection(s) never completed the handshake "
-                         f"(stage reached: {stages})")
+            notes.append(msg("{n} TLS connection(s) never completed the handshake (stage "
+                             "reached: {stages})", n=len(stopped), stages=Term(stages)))
         if not t.st.dtls and any(c.tls is not None and c.tls.complete for c in t.conns.values()):
-            notes.append("no DTLS data channel in the capture: the tunnel runs over TLS (DTLS "
-                         "disabled, blocked, or not negotiated)")
+            notes.append(msg("no DTLS data channel in the capture: the tunnel runs over TLS (DTLS "
+                             "disabled, blocked, or not negotiated)"))
     if t.protocol in ("pptp", "l2tp") and not (t.data[0] or t.data[1]):
         span = _no_data_span(ctx, t)
         if span is not None and span[2] < ctx.th.one_way_window:
-            notes.append(f"the {_NAMES[t.protocol]} session was set up only {span[2]:.1f} s "
-                         + ("before it was cleared" if span[1] else "before the capture ends")
-                         + f", with no data yet: too short to call the data missing (at least "
-                         f"{ctx.th.one_way_window:g} s are needed)")
+            notes.append(msg("the {proto} session was set up only {t:.1f} s {when}, with no "
+                             "data yet: too short to call the data missing (at least {need:g} s "
+                             "are needed)", proto=_NAMES[t.protocol], t=span[2],
+                             when=msg("before it was cleared") if span[1]
+                             else msg("before the capture ends"),
+                             need=ctx.th.one_way_window))
     if t.pkts[0] == 0 or t.pkts[1] == 0:
         side = "server" if t.pkts[1] == 0 else "client"
-        notes.append(f"nothing from the {side} in this tunnel: the capture may see only one "
-                     f"direction")
+        notes.append(msg("nothing from the {side} in this tunnel: the capture may see only one "
+                         "direction", side=Term(side)))
     elif (t.data[0] == 0) != (t.data[1] == 0):
         d = 0 if t.data[0] else 1
         span = t.data_last_ts[d] - t.data_first_ts[d]
         if span < ctx.th.one_way_window:
-            notes.append(f"data only from the {'client' if d == 0 else 'server'} so far, over "
-                         f"{span:.1f} s: too short to call the data plane one-way (at least "
-                         f"{ctx.th.one_way_window:g} s are needed)")
+            notes.append(msg("data only from the {side} so far, over {span:.1f} s: too short "
+                             "to call the data plane one-way (at least {need:g} s are needed)",
+                             side=Term('client' if d == 0 else 'server'), span=span,
+                             need=ctx.th.one_way_window))
     return notes
 
 

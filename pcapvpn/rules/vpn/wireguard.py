@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dissect.vpn import wireguard as _wg
-from pcapvpn.findings import declare, make
+from pcapvpn.findings import declare, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter, ip_text
 from pcapvpn.rules.vpn.common import _ev, _flow_filter, _intervals, _peers, _server_txt, _vpn
@@ -41,11 +41,11 @@ def wireguard_handshakes(ctx):
         if st.cookies:
             answered = sum(1 for h in st.handshakes if h.cookie_ts is not None and h.answered)
             yield make("WIREGUARD_COOKIE", f"wgcookie|{t.id}",
-                       title=f"WireGuard responder sent {st.cookies} cookie reply(ies) "
-                             f"({_server_txt(t)})",
-                       detail=(f"{st.cookies} cookie reply(ies): the responder is under load "
-                               f"(its handshake rate limit is active). {answered} handshake(s) "
-                               f"got a response after a cookie."),
+                       title=msg("WireGuard responder sent {n} cookie reply(ies) ({server})",
+                                 n=st.cookies, server=_server_txt(t)),
+                       detail=msg("{n} cookie reply(ies): the responder is under load (its "
+                                  "handshake rate limit is active). {answered} handshake(s) got "
+                                  "a response after a cookie.", n=st.cookies, answered=answered),
                        basis="observed",
                        evidence=_ev(ctx, st.cookie_refs, None, peers=_peers(t)),
                        wireshark_filter=frames_filter(st.cookie_refs), tunnel=t.id)
@@ -71,24 +71,27 @@ def wireguard_handshakes(ctx):
         prev = st.last_answered()
         initiator = ip_text(t.client) if first.from_client else ip_text(t.server)
         responder = _server_txt(t) if first.from_client else ip_text(t.client)
-        detail = (f"{len(tail)} handshake initiation(s) from {initiator} to {responder} over "
-                  f"{last.ts - first.ts:.1f} s without a response (the capture ends "
-                  f"{ctx.now - last.ts:.1f} s after the last one)")
+        detail = msg("{n} handshake initiation(s) from {initiator} to {responder} over "
+                     "{span:.1f} s without a response (the capture ends {after:.1f} s after the "
+                     "last one)", n=len(tail), initiator=initiator, responder=responder,
+                     span=last.ts - first.ts, after=ctx.now - last.ts)
         iv = _intervals([h.ts for h in tail])
         if iv:
-            detail += f"; intervals {', '.join(f'{x:g}' for x in iv[:12])} s"
+            detail += msg("; intervals {iv} s", iv=', '.join(f'{x:g}' for x in iv[:12]))
         detail += "."
         if any(h.cookie_ts is not None for h in tail):
-            detail += " The responder sent cookie replies but no handshake response."
-        title = f"WireGuard handshake to {responder} never answered"
+            detail += msg(" The responder sent cookie replies but no handshake response.")
+        title = msg("WireGuard handshake to {responder} never answered", responder=responder)
         if prev is not None:
             age = first.ts - prev.response_ts
-            detail += (f" The previous handshake succeeded at +{ctx.rel(prev.response_ts)} s "
-                       f"({age:.0f} s before)")
+            detail += msg(" The previous handshake succeeded at +{t} s ({age:.0f} s before)",
+                          t=ctx.rel(prev.response_ts), age=age)
             if age >= _wg.REKEY_AFTER_TIME - 10:
-                detail += (f": the renewal after REKEY_AFTER_TIME ({_wg.REKEY_AFTER_TIME} s) "
-                           f"fails; data stops at REJECT_AFTER_TIME ({_wg.REJECT_AFTER_TIME} s)")
-                title = f"WireGuard handshake renewal with {responder} failing"
+                detail += msg(": the renewal after REKEY_AFTER_TIME ({rekey} s) fails; data "
+                              "stops at REJECT_AFTER_TIME ({reject} s)",
+                              rekey=_wg.REKEY_AFTER_TIME, reject=_wg.REJECT_AFTER_TIME)
+                title = msg("WireGuard handshake renewal with {responder} failing",
+                            responder=responder)
             detail += "."
         refs = [h.ref for h in tail]
         yield make("WIREGUARD_NO_RESPONSE", f"wgnr|{t.id}|{first.sender}",
