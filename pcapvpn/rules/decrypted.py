@@ -88,12 +88,15 @@ declare("ESP_SA_UNUSED", "dataplane", "warning",
          "the gateways: strongSwan installs policies only for the negotiated selectors).",
          "Check for a filter dropping ESP (IP protocol 50) or UDP 4500 on the path."])
 declare("INNER_NO_ANSWER", "inner", "warning",
-        "Inside a working tunnel (ESP flows both ways), requests got no answer: ICMP echo or DNS "
-        "queries to hosts behind the gateway. The VPN works; the problem is beyond it (routing "
-        "behind the gateway, the host, a firewall, DNS server).",
+        "Inside a working tunnel (answers keep coming through it), some requests got no answer: "
+        "ICMP echo requests or TCP connection attempts (SYN) to hosts behind the gateway that "
+        "answer other requests. The VPN works; the problem is beyond it (a firewall or a "
+        "service on the host, routing for some destinations behind the gateway). Unanswered DNS "
+        "queries are DNS_NO_ANSWER; hosts that never answer are INNER_NO_RETURN.",
         ["Check the route back from the target network to the client's (virtual) address "
          "through the gateway, and firewalls behind the gateway.",
-         "DNS: check that the DNS server pushed to the client is reachable through the tunnel."])
+         "Check that the service listens on the host and that the host's own firewall admits the "
+         "VPN clients' addresses."])
 
 
 def _msgs(sa):
