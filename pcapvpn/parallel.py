@@ -67,6 +67,12 @@ __all__ = ["DaskPool", "Fallback", "MIN_BYTES", "Slice", "available_cores", "che
            "cut_points", "eligible", "read_slice", "sliced_sources"]
 
 
+#: the parent's first slice decides whether slices pay: at least this share of its frames ESP
+#: (the part the workers track themselves), judged on at least MIN_SAMPLE frames
+MIN_ESP_SHARE = 0.5
+MIN_SAMPLE = 200
+
+
 class Fallback(Exception):  # noqa: N818 - a control-flow signal, not an error shown to users
     """A slice does not line up with the single pass: analyse the file in one pass instead."""
 
@@ -484,7 +490,8 @@ class _Replay:
     :meth:`walk` replays the slices' recordings in file order (frame numbers made global), and
     the reader's counters are the slices' merged once the walk is over."""
 
-    def __init__(self, head, first, parts):
+    def __init__(self, head, first, parts, judge=True):
+        self._judge = judge  # False: the cuts were given (tests): never fall back on ESP share
         self._head = head
         self._first = first  # the first Slice, read in this process (None: a worker read it)
         self._parts = parts  # an iterator of Part, in slice order
@@ -527,15 +534,42 @@ class _Replay:
         if self._first is not None:
             # the first slice: read here, straight into the decoder as a single pass does,
             # while the workers read the others
-            part = walk_slice(self._first, on_esp, on_frame, on_batch, on_tcp, on_checkpoint)
+            esp = [0]
+
+            def on_esp_counted(*args):
+                esp[0] += 1
+                on_esp(*args)
+
+            def on_batch_counted(t, b):
+                esp[0] += len(b.ts)
+                on_batch(t, b)
+
+            part = walk_slice(self._first, on_esp_counted, on_frame,
+                              on_batch_counted if on_batch is not None else None, on_tcp,
+                              on_checkpoint)
             if part.bad is not None:
                 raise Fallback(part.bad)
+            frames = part.stats["frames"]
+            if self._judge and frames >= MIN_SAMPLE and esp[0] < MIN_ESP_SHARE * frames:
+                # the workers hand every frame that is not ESP to this process as bytes (the
+                # batched plaintext lane stays in a single pass): on such a capture the
+                # replay is slower than one pass, so one pass it is
+                raise Fallback(f"{esp[0]} of the first {frames} frames are ESP: the slices "
+                               f"would hand most frames to one process")
             self._merge(part, stats)
             self.slices += 1
             before = part.stats["numbered"]
         for part in _guarded(self._parts):
             if part.bad is not None:
                 raise Fallback(part.bad)
+            if self._judge and self.slices <= 1 and part.ops is not None:
+                # the first worker's slice too (the parent's may be small or unlike the rest)
+                shipped = sum(1 for op in part.ops if op[0] == 2)
+                frames = part.stats["frames"]
+                if frames >= MIN_SAMPLE and frames - shipped < MIN_ESP_SHARE * frames:
+                    raise Fallback(f"{frames - shipped} of {frames} frames of slice "
+                                   f"{part.number} are ESP: the slices would hand most frames "
+                                   f"to one process")
             if self._merge_esp(part, tag, on_esp, on_frame, on_batch, before):
                 pass
             else:
@@ -709,7 +743,8 @@ def sliced_sources(paths, jobs, batch=True, cuts=None, pool=None, esp=None):
     sources = []
     for i, path in enumerate(paths):
         # the header as a single pass reads it (its interfaces, sections, byte order)
-        replay = _Replay(heads[i][0], todo[i][0], _take(parts, len(todo[i]) - 1))
+        replay = _Replay(heads[i][0], todo[i][0], _take(parts, len(todo[i]) - 1),
+                         judge=cuts is None)
         replay.first_time = _first_time(path)
         raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by Source
         sources.append(Source(path, i, replay, raw, _Prefixed(b"", raw), True, False))
