@@ -844,6 +844,40 @@ class DaskPool:
             self.client.close()
 
 
+def esp_share(path: str, sample: int = 2000) -> float | None:
+    """The share of ESP (ESP/AH over IP or in UDP, the packets a worker tracks itself) among
+    the first ``sample`` packets of ``path``; None: fewer than MIN_SAMPLE packets or unreadable.
+    Costs a few milliseconds: it decides whether slices pay before any worker starts."""
+    from dissect.vpn import link, udpencap
+    from dissect.vpn.capture import NONPACKET, open_capture
+    from dissect.vpn.errors import DissectError
+    from pcapvpn.sources import _Prefixed
+
+    esp = n = 0
+    try:
+        with open(path, "rb", buffering=0) as f:
+            for rec in open_capture(_Prefixed(b"", f)).records():
+                if rec[1] == NONPACKET:
+                    continue
+                n += 1
+                data = rec[2]
+                try:
+                    r = link.decode_frame(rec[1], data)
+                    if r is not None:
+                        _v, _s, _d, proto, sport, dport, l4off, end = r[:8]
+                        if proto in (50, 51) or proto == 17 and sport >= 0 and \
+                                udpencap.classify_udp(sport, dport, data, l4off + 8,
+                                                      end)[0] == udpencap.ESP:
+                            esp += 1
+                except (DissectError, ValueError, IndexError):
+                    pass
+                if n >= sample:
+                    break
+    except (OSError, DissectError, ValueError):
+        return None
+    return esp / n if n >= MIN_SAMPLE else None
+
+
 def jobs_for(paths, options) -> int:
     """Workers worth starting for ``paths`` with ``options.jobs`` (1: a single pass): eligible
     files (:func:`eligible`) of at least ``MIN_BYTES`` in all, or any eligible files when the cuts
@@ -857,5 +891,10 @@ def jobs_for(paths, options) -> int:
         return max(2, jobs)
     size = sum(os.path.getsize(p) for p in paths)
     if size < MIN_BYTES:
+        return 1
+    share = esp_share(paths[0])
+    if share is not None and share < MIN_ESP_SHARE:
+        # the workers hand every frame that is not ESP to this process as bytes: slices of a
+        # capture that is mostly not ESP are slower than one pass
         return 1
     return max(1, min(jobs, math.ceil(size / (MIN_BYTES // 2))))

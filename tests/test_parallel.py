@@ -584,8 +584,11 @@ def test_a_capture_of_mostly_plaintext_runs_as_one_pass(tmp_path):
     result = run([str(p)], Options(jobs=2))
     want = _one_pass(str(p))
     assert _reports(result) == want
-    if p.stat().st_size >= parallel.MIN_BYTES:  # big enough to be sliced: it fell back
-        assert "are ESP" in result.parallel["fallback"], result.parallel
+    share = parallel.esp_share(str(p))
+    assert share is not None and share < parallel.MIN_ESP_SHARE
+    if p.stat().st_size >= parallel.MIN_BYTES:  # big enough to be sliced: not sliced
+        assert parallel.jobs_for([str(p)], Options(jobs=2)) == 1
+        assert result.parallel is None, result.parallel
     # the decision itself, on the parent's first slice with given cuts left alone
     recs = _records(str(p))
     cut = recs[len(recs) // 2][1]
