@@ -280,24 +280,41 @@ def _v1_xauth_unfinished(ctx, sa, t, spis):
         return
     if t is not None and any(e.last_ts is not None and e.last_ts >= last for e in t.esp_sas):
         return
-    if ctx.now - last < ctx.th.response_timeout:
+    first = min(m.ts for x in tms for m in x.msgs)
+    # an Informational after the Transaction exchanges (libreswan deletes the IKE SA once it
+    # gives up on XAUTH) ends it at once; silence needs the answer timeout
+    info = [m for m in sa.messages if m.exch == ExchangeType.INFORMATIONAL_V1 and m.ts > first
+            and not m.copy]
+    if not info and ctx.now - last < ctx.th.response_timeout:
         return  # pending: too soon to say no Quick Mode followed
+    retx = sum(1 for x in tms for m in x.msgs if m.retransmit_of is not None)
     gateway = sa.responder[1] if sa.responder else None
-    refs = ctx.msg_refs([m for x in tms for m in x.msgs])
+    refs = ctx.msg_refs([m for x in tms for m in x.msgs] + info[:1])
     n = sum(len(x.msgs) for x in tms)
+    parts = [msg("Phase 1 completed, then {n} Transaction exchange(s) ({msgs} message(s), "
+                 "XAUTH user authentication or Mode Config), and no Quick Mode and no ESP followed "
+                 "in the {after:.1f} s the capture runs after the last one. The user "
+                 "authentication ended there: the gateway refused the user name or password "
+                 "(XAUTH-STATUS FAIL, then the IKE SA is dropped) or the client gave up.",
+                 n=len(tms), msgs=n, after=ctx.now - last)]
+    if info:
+        parts.append(msg("{who} then sent an Informational (+{at} s: the IKE SA deleted).",
+                         who=ip_text(info[0].src), at=ctx.rel(info[0].ts)))
+    if retx:
+        parts.append(msg("{retx} of the Transaction messages were retransmissions that got no "
+                         "answer (the gateway asking again after a refused password, as libreswan "
+                         "does).", retx=retx))
+    parts.append(msg("Keys name it exactly."))
     yield make(
         "IKE_AUTH_FAILED", f"{sa.id}|v1-xauth-unfinished",
         facts=ike_facts(sa, None, "responder", impl=implementations(sa), refused_by="responder",
                         exchange="XAUTH"),
         title=msg("XAUTH at {gw} did not lead to a Quick Mode",
                   gw=ip_text(gateway) if gateway else msg('the gateway')),
-        detail=msg("Phase 1 completed, then {n} Transaction exchange(s) ({msgs} message(s), XAUTH "
-                   "user authentication or Mode Config) and nothing more of this IKE SA: no Quick "
-                   "Mode and no ESP in the {after:.1f} s the capture runs after the last one. The "
-                   "user authentication ended there: the gateway refused the user name or password "
-                   "(XAUTH-STATUS FAIL, then the IKE SA is dropped) or the client gave up. Keys "
-                   "name it exactly.", n=len(tms), msgs=n, after=ctx.now - last),
+        detail=msg_join(" ", parts),
         basis="inferred",
-        evidence=ctx.evidence(refs, min(m.ts for x in tms for m in x.msgs), last, ike_spis=spis),
-        wireshark_filter=ike_filter(sa, exch=ExchangeType.TRANSACTION),
+        evidence=ctx.evidence(refs, first, max([last] + [m.ts for m in info[:1]]), ike_spis=spis),
+        wireshark_filter=(ike_filter(sa) + f" && isakmp.exchangetype in "
+                          f"{{{int(ExchangeType.TRANSACTION)}, {int(ExchangeType.INFORMATIONAL_V1)}}}"
+                          if info else ike_filter(sa, exch=ExchangeType.TRANSACTION)),
         tunnel=t.id if t else None)

@@ -88,3 +88,49 @@ def ikev1_xauth_failed(ctx: Ctx) -> None:
     # marks the time in the capture
     ctx.sleep(11)
     ctx.ping(1, src=None, dst=RIGHT_OUT)
+
+
+@scenario(
+    name="interop_strongswan_libreswan_xauth_failed", title="strongSwan IKEv1 XAUTH client, "
+    "libreswan XAUTH server: wrong user password", protocol="ikev1",
+    implementations=("strongswan", "libreswan"),
+    configured="strongSwan 5.9.8 initiator (left): IKEv1 Main Mode PSK + XAUTH as labuser; "
+               "libreswan 4.10 responder (right): `rightxauthserver=yes`, `leftxauthclient=yes`, "
+               "`xauthby=file` (ipsec.d/passwd holds another password for labuser), "
+               "aes128-sha2_256;modp2048.",
+    fault="wrong XAUTH password (the user's credentials), libreswan as the gateway",
+    shows="Main Mode completes; libreswan's XAUTH REQUEST is answered with the user's name and "
+          "password, libreswan refuses them and ends the IKE SA; no Quick Mode, no ESP; one "
+          "ping between the gateways' outer addresses 11 s later ends the capture.",
+    timeout=90,
+    keyless=[F("IKE_AUTH_FAILED", "inferred")],
+    forbidden=without(NO_FAILURE, "IKE_AUTH_FAILED", "NAT_DETECTED") + ["ESP_ONE_WAY"],
+    verdicts={"main": [V("failing", "IKE_AUTH_FAILED",
+                         "libreswan logs the XAUTH failure for labuser and ends the IKE SA before "
+                         "any Quick Mode", stage="authentication")]},
+    facts=[ike(2, min=6), ike(6, min=2), ike(32, 0), fact("no ESP", "esp", count=0)],
+)
+def interop_strongswan_libreswan_xauth_failed(ctx: Ctx) -> None:
+    import crypt  # noqa: PLC0415 - stdlib (deprecated in 3.11, present until 3.13): passwd hash
+
+    from .ipsec import pair
+    from .net import LEFT_OUT
+    from .scenarios_libreswan import lsw_conn, lsw_secrets
+
+    lc, _rc = pair(LEFT_OUT, version=1, esp="aes128-sha256", secret_ids=False)
+    lconn = lc["connections"]["lab"]
+    lconn["local-xauth"] = {"auth": "xauth", "xauth_id": USER}
+    lc["secrets"]["xauth-user"] = {"id": USER, "secret": PASSWORD}
+    load = PLUGINS + " xauth-generic" + (" save-keys" if ctx.savekeys_so else "")
+    ctx.charon("left", {"charon": {"load": load}}, lc)
+    conn = lsw_conn(ikev2=False, extra={"rightxauthserver": "yes", "leftxauthclient": "yes",
+                                        "xauthby": "file", "leftsubnet": None,
+                                        "rightsubnet": None})
+    pl = ctx.pluto("right", {"lab": conn}, lsw_secrets(), setup={"ikev1-policy": "accept"})
+    hashed = crypt.crypt(WRONG_PASSWORD.strip('"'), crypt.mksalt(crypt.METHOD_SHA512))
+    (pl.dir / "ipsec.d" / "passwd").write_text(f"{USER}:{hashed}:lab\n")
+    pl.whack("--rereadsecrets")
+    ctx.start_capture()
+    ctx.left.initiate(check=False, timeout=20)
+    ctx.sleep(11)
+    ctx.ping(1, src=None, dst=RIGHT_OUT)
