@@ -156,6 +156,7 @@ class Lang:
         self.code = lang
         self.t = translations(lang)
         self._templates = None
+        self._reasons: list | None = None
         self.mark = mark_values and lang != "en"
 
     def value(self, v):
@@ -271,7 +272,42 @@ class Lang:
         tr = self.t.gettext(english)
         if tr != english:
             return tr
-        return self._template(english) or english
+        return self._template(english) or self._reason(english, 0) or english
+
+    def reason(self, english: str) -> str:
+        """A parser's reason for an undecodable frame or a damaged range (the English sentence of
+        :class:`dissect.vpn.errors.DissectError` and the capture readers, which import nothing from
+        pcapvpn): the catalog's ``msgctxt "reason"`` entry, exact or a template it matches (its
+        values translated in turn: "{what} truncated" with "proposal header"); else as is."""
+        if self.english or not english:
+            return english
+        return self._reason(english, 0) or english
+
+    def _reason(self, text: str, depth: int) -> str | None:
+        tr = self.t.pgettext("reason", text)
+        if tr != text:
+            return tr
+        if depth > 3:
+            return None
+        if self._reasons is None:
+            self._reasons = []
+            cat = getattr(self.t, "_catalog", {})
+            prefix = "reason" + _CTX
+            for key, msgstr in cat.items():
+                if isinstance(key, str) and key.startswith(prefix) and "{" in key:
+                    msgid = key[len(prefix):]
+                    self._reasons.append((_pattern(msgid, True), msgstr))
+            # the most specific template first ("{n} bytes after the SPIs" before "{what}...")
+            self._reasons.sort(key=lambda t: -len(_PLACEHOLDER.sub("", t[0].pattern)))
+        for rx, msgstr in self._reasons:
+            m = rx.match(text)
+            if m:
+                vals = {k: self._reason(v, depth + 1) or v for k, v in m.groupdict().items()}
+                try:
+                    return _AFTER_STOP.sub(r"\1", msgstr.format(**vals))
+                except (KeyError, IndexError, ValueError):
+                    continue
+        return None
 
     def _template(self, english: str) -> str | None:
         if self._templates is None:
@@ -280,20 +316,9 @@ class Lang:
             for msgid, msgstr in cat.items():
                 if not isinstance(msgid, str) or _CTX in msgid or "{" not in msgid:
                     continue
-                names = _PLACEHOLDER.findall(msgid)
-                if not names:
+                if not _PLACEHOLDER.search(msgid):
                     continue
-                pat = ""
-                seen = set()
-                for i, p in enumerate(_PLACEHOLDER.split(msgid)):
-                    if not i % 2:
-                        pat += re.escape(p)
-                    elif p in seen:
-                        pat += f"(?P={p})"  # a value named twice is the same value
-                    else:
-                        seen.add(p)
-                        pat += f"(?P<{p}>.+?)"
-                self._templates.append((re.compile(pat + r"\Z", re.S), msgstr))
+                self._templates.append((_pattern(msgid), msgstr))
             # the most specific template first ("... {zone} (--log-tz when known)" before
             # "... {zone}")
             self._templates.sort(key=lambda t: -len(_PLACEHOLDER.sub("", t[0].pattern)))
@@ -309,6 +334,29 @@ class Lang:
                 except (KeyError, IndexError, ValueError):
                     return None
         return None
+
+
+#: the placeholders of a parser's reason that hold text (a nested reason, a header's name, an
+#: exception's message); the others hold one token (a number, ``0x22``, ``P_ACK_V1``), so that
+#: "{reason}: {length} bytes ..." splits "f: offset 8: bad: 108 bytes ..." after the last reason
+_REASON_TEXT = frozenset(("reason", "what", "exc", "err", "e", "hint", "name", "where", "proto",
+                          "file", "message_names"))
+
+
+def _pattern(msgid: str, reason: bool = False) -> re.Pattern:
+    """The regular expression matching the English text of a ``{name}`` template."""
+    pat = ""
+    seen = set()
+    for i, p in enumerate(_PLACEHOLDER.split(msgid)):
+        if not i % 2:
+            pat += re.escape(p.replace("{{", "{").replace("}}", "}"))
+        elif p in seen:
+            pat += f"(?P={p})"  # a value named twice is the same value
+        else:
+            seen.add(p)
+            text = not reason or p in _REASON_TEXT
+            pat += f"(?P<{p}>.+?)" if text else f"(?P<{p}>[^\\s,;:()]+?)"
+    return re.compile(pat + r"\Z", re.S)
 
 
 def localize(report, lang: str):

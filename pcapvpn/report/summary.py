@@ -126,7 +126,7 @@ def damage_lines(cap, limit: int = 5) -> list[str]:
         end = msg(" (the end of the file)") if d.trailing else ""
         out.append(msg("{file}: offset {offset}, {length} bytes{rec}{end}: {reason}",
                        file=d.file, offset=d.offset, length=d.length, rec=rec, end=end,
-                       reason=d.reason))
+                       reason=Term(d.reason)))
     if len(dmg) > limit:
         out.append(msg("... and {n} more damaged range(s) (capture.damage in the JSON report)",
                        n=len(dmg) - limit))
