@@ -156,7 +156,7 @@ class Lang:
         self.code = lang
         self.t = translations(lang)
         self._templates = None
-        self._reasons: list | None = None
+        self._ctx_templates: dict[str, list] = {}
         self.mark = mark_values and lang != "en"
 
     def value(self, v):
@@ -272,7 +272,16 @@ class Lang:
         tr = self.t.gettext(english)
         if tr != english:
             return tr
-        return self._template(english) or self._reason(english, 0) or english
+        return (self._template(english) or self._composed("reason", english, 0)
+                or self._composed("label", english, 0) or english)
+
+    def label(self, english: str) -> str:
+        """A label the tool composes of names and words (a path message "IKE_AUTH #1 request
+        fragment 2/3 (copy 2)", a log format "strongSwan charon log (syslog)"): the catalog's
+        ``msgctxt "label"`` entry, exact or a template it matches, as :meth:`reason`."""
+        if self.english or not english:
+            return english
+        return self._composed("label", english, 0) or english
 
     def reason(self, english: str) -> str:
         """A parser's reason for an undecodable frame or a damaged range (the English sentence of
@@ -281,28 +290,31 @@ class Lang:
         values translated in turn: "{what} truncated" with "proposal header"); else as is."""
         if self.english or not english:
             return english
-        return self._reason(english, 0) or english
+        return self._composed("reason", english, 0) or english
 
-    def _reason(self, text: str, depth: int) -> str | None:
-        tr = self.t.pgettext("reason", text)
+    def _composed(self, ctx: str, text: str, depth: int) -> str | None:
+        """``text`` translated by the ``msgctxt ctx`` entries: exact, else the most specific
+        template it matches with its values translated in turn; None when none matches."""
+        tr = self.t.pgettext(ctx, text)
         if tr != text:
             return tr
         if depth > 3:
             return None
-        if self._reasons is None:
-            self._reasons = []
+        templates = self._ctx_templates.get(ctx)
+        if templates is None:
+            templates = self._ctx_templates[ctx] = []
             cat = getattr(self.t, "_catalog", {})
-            prefix = "reason" + _CTX
+            prefix = ctx + _CTX
             for key, msgstr in cat.items():
                 if isinstance(key, str) and key.startswith(prefix) and "{" in key:
-                    msgid = key[len(prefix):]
-                    self._reasons.append((_pattern(msgid, True), msgstr))
+                    templates.append((_pattern(key[len(prefix):], True), msgstr))
             # the most specific template first ("{n} bytes after the SPIs" before "{what}...")
-            self._reasons.sort(key=lambda t: -len(_PLACEHOLDER.sub("", t[0].pattern)))
-        for rx, msgstr in self._reasons:
+            templates.sort(key=lambda t: -len(_PLACEHOLDER.sub("", t[0].pattern)))
+        for rx, msgstr in templates:
             m = rx.match(text)
             if m:
-                vals = {k: self._reason(v, depth + 1) or v for k, v in m.groupdict().items()}
+                vals = {k: self._composed(ctx, v, depth + 1) or v
+                        for k, v in m.groupdict().items()}
                 try:
                     return _AFTER_STOP.sub(r"\1", msgstr.format(**vals))
                 except (KeyError, IndexError, ValueError):
@@ -336,11 +348,11 @@ class Lang:
         return None
 
 
-#: the placeholders of a parser's reason that hold text (a nested reason, a header's name, an
+#: the placeholders of a parser's reason or a composed label that hold text (a nested reason, a header's name, an
 #: exception's message); the others hold one token (a number, ``0x22``, ``P_ACK_V1``), so that
 #: "{reason}: {length} bytes ..." splits "f: offset 8: bad: 108 bytes ..." after the last reason
 _REASON_TEXT = frozenset(("reason", "what", "exc", "err", "e", "hint", "name", "where", "proto",
-                          "file", "message_names"))
+                          "file", "message_names", "exchange", "kind", "label", "title"))
 
 
 def _pattern(msgid: str, reason: bool = False) -> re.Pattern:

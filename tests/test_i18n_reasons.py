@@ -236,3 +236,60 @@ def test_damaged_captures_show_japanese_reasons(marked, tmp_path):
         problems += complete._untranslated(result, p.name)
     assert len(reasons) > 30, sorted(reasons)
     assert not problems, f"{len(problems)} English run(s):\n" + "\n".join(problems[:100])
+
+
+# -- labels the tool composes: path messages, log formats; live's resolved reasons -----------
+
+def test_path_message_labels_are_japanese():
+    """The vantage points' path messages (``pcapvpn.track.vantage.segments._ike_label`` with
+    the exchange and message id, a fragment number, a copy number) read in Japanese."""
+    from types import SimpleNamespace
+
+    from pcapvpn.track.vantage.segments import _ike_label
+
+    L = i18n.Lang("ja")
+    made = []
+    for version, resp, step, skf in ((2, False, None, (2, 3)), (2, True, None, None),
+                                     (1, False, 3, None), (1, False, None, True),
+                                     (2, False, None, None)):
+        m = SimpleNamespace(version=version, is_response=resp, step=step, skf=skf)
+        made.append(f"IKE_AUTH #1 {_ike_label(m)} (copy 2)")
+    shown = [L.label(t) for t in made]
+    assert shown[0] == "IKE_AUTH #1 要求のフラグメント 2/3 (コピー 2)"
+    for text in shown:
+        assert not re.search(r"\b(?:request|response|message|fragment|copy)\b", text), text
+    assert i18n.Lang("en").label(made[0]) == made[0]
+
+
+def test_log_format_names_are_japanese():
+    """Every log format's name (``dissect.vpn.logs`` dialects' TITLE, shown with its framing
+    in the logs table) has a Japanese entry."""
+    from dissect.vpn.logs import registry
+
+    L = i18n.Lang("ja")
+    names = [d.TITLE for d in registry.DIALECTS]
+    assert len(names) >= 10
+    missing = [t for t in names if i18n.translations("ja").pgettext("label", t) == t]
+    assert missing == []
+    for framing in registry.FRAMINGS:
+        assert L.text(f"{names[0]} ({framing})") == f"strongSwan charon ログ ({framing})"
+    assert L.text(f"{names[1]} (journalctl -o export)") == \
+        "libreswan pluto ログ (journalctl -o export)"
+
+
+def test_live_resolved_reason_is_japanese():
+    """``pcapvpn live --lang ja``: a resolved event says why in Japanese."""
+    import io
+
+    import test_i18n_complete as complete
+    from pcapvpn.live import RESOLVED_CLEARED, RESOLVED_RECOVERED, TextEvents
+
+    for why in (RESOLVED_RECOVERED, RESOLVED_CLEARED):
+        out = io.StringIO()
+        TextEvents(out, lang="ja").emit({
+            "event": "resolved", "ts": 0.0, "reason": why, "raised": "00:00:01", "lasted": 3.0,
+            "finding": {"code": "ESP_ONE_WAY", "severity": "error", "title": "t",
+                        "tunnel": "192.0.2.1<->192.0.2.2"}})
+        line = out.getvalue()
+        assert "ESP_ONE_WAY" in line and why not in line
+        assert complete.english_runs(line) == [], line
