@@ -307,10 +307,12 @@ class Lang:
             prefix = ctx + _CTX
             for key, msgstr in cat.items():
                 if isinstance(key, str) and key.startswith(prefix) and "{" in key:
-                    templates.append((_pattern(key[len(prefix):], True), msgstr))
+                    msgid = key[len(prefix):]
+                    templates.append((len(_PLACEHOLDER.sub("", msgid)),
+                                      _pattern(msgid, tokens=True), msgstr))
             # the most specific template first ("{n} bytes after the SPIs" before "{what}...")
-            templates.sort(key=lambda t: -len(_PLACEHOLDER.sub("", t[0].pattern)))
-        for rx, msgstr in templates:
+            templates.sort(key=lambda t: -t[0])
+        for _n, rx, msgstr in templates:
             m = rx.match(text)
             if m:
                 vals = {k: self._composed(ctx, v, depth + 1) or v
@@ -348,15 +350,17 @@ class Lang:
         return None
 
 
-#: the placeholders of a parser's reason or a composed label that hold text (a nested reason, a header's name, an
-#: exception's message); the others hold one token (a number, ``0x22``, ``P_ACK_V1``), so that
-#: "{reason}: {length} bytes ..." splits "f: offset 8: bad: 108 bytes ..." after the last reason
-_REASON_TEXT = frozenset(("reason", "what", "exc", "err", "e", "hint", "name", "where", "proto",
+#: the placeholders of a parser's reason or a composed label that hold text (a nested reason, a
+#: header's name, an exception's message, an exchange's name); the others hold one token (a
+#: number, ``0x22``, ``P_ACK_V1``), so that "{reason}: {length} bytes ..." splits
+#: "f: offset 8: bad: 108 bytes ..." after the last reason
+_TEXT_FIELDS = frozenset(("reason", "what", "exc", "err", "e", "hint", "name", "where", "proto",
                           "file", "message_names", "exchange", "kind", "label", "title"))
 
 
-def _pattern(msgid: str, reason: bool = False) -> re.Pattern:
-    """The regular expression matching the English text of a ``{name}`` template."""
+def _pattern(msgid: str, tokens: bool = False) -> re.Pattern:
+    """The regular expression matching the English text of a ``{name}`` template (``tokens``:
+    a placeholder not in :data:`_TEXT_FIELDS` matches one token)."""
     pat = ""
     seen = set()
     for i, p in enumerate(_PLACEHOLDER.split(msgid)):
@@ -366,7 +370,7 @@ def _pattern(msgid: str, reason: bool = False) -> re.Pattern:
             pat += f"(?P={p})"  # a value named twice is the same value
         else:
             seen.add(p)
-            text = not reason or p in _REASON_TEXT
+            text = not tokens or p in _TEXT_FIELDS
             pat += f"(?P<{p}>.+?)" if text else f"(?P<{p}>[^\\s,;:()]+?)"
     return re.compile(pat + r"\Z", re.S)
 

@@ -263,12 +263,24 @@ def test_path_message_labels_are_japanese():
 
 def test_log_format_names_are_japanese():
     """Every log format's name (``dissect.vpn.logs`` dialects' TITLE, shown with its framing
-    in the logs table) has a Japanese entry."""
+    in the logs table, and the status files' and command outputs' titles) has a Japanese
+    entry."""
     from dissect.vpn.logs import registry
+
+    import importlib
+    import pkgutil
+
+    import dissect.vpn.logs as logs
 
     L = i18n.Lang("ja")
     names = [d.TITLE for d in registry.DIALECTS]
     assert len(names) >= 10
+    docs = []  # status files and command outputs (each module's DOCUMENTS)
+    for mod in pkgutil.iter_modules(logs.__path__):
+        docs += [d.title for d in getattr(importlib.import_module(f"{logs.__name__}.{mod.name}"),
+                                          "DOCUMENTS", ())]
+    assert len(docs) >= 8
+    names += docs
     missing = [t for t in names if i18n.translations("ja").pgettext("label", t) == t]
     assert missing == []
     for framing in registry.FRAMINGS:
