@@ -283,10 +283,13 @@ def test_log_format_names_are_japanese():
     names += docs
     missing = [t for t in names if i18n.translations("ja").pgettext("label", t) == t]
     assert missing == []
+    import test_i18n_complete as complete  # a command in a name is code: `wg show`
+
+    assert [L.label(t) for t in names if complete.english_runs(L.label(t))] == []
     for framing in registry.FRAMINGS:
         assert L.text(f"{names[0]} ({framing})") == f"strongSwan charon ログ ({framing})"
     assert L.text(f"{names[1]} (journalctl -o export)") == \
-        "libreswan pluto ログ (journalctl -o export)"
+        "libreswan の pluto ログ (journalctl -o export)"
 
 
 def test_live_resolved_reason_is_japanese():
