@@ -215,7 +215,8 @@ def _v2_eap_unfinished(ctx, sa, tid, spis):
         basis="inferred",
         evidence=ctx.evidence(ctx.msg_refs(x.msgs + ([ended] if ended is not None else [])),
                               x.msgs[0].ts, r.ts, ike_spis=spis),
-        wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+        wireshark_filter=ike_filter(sa, msgids=[x.msgid] + ([ended.msgid] if ended is not None
+                                                             else [])),
         tunnel=tid)
 
 
