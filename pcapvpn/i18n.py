@@ -156,6 +156,7 @@ class Lang:
         self.code = lang
         self.t = translations(lang)
         self._templates = None
+        self._ctx_templates: dict[str, list] = {}
         self.mark = mark_values and lang != "en"
 
     def value(self, v):
@@ -271,7 +272,56 @@ class Lang:
         tr = self.t.gettext(english)
         if tr != english:
             return tr
-        return self._template(english) or english
+        return (self._template(english) or self._composed("reason", english, 0)
+                or self._composed("label", english, 0) or english)
+
+    def label(self, english: str) -> str:
+        """A label the tool composes of names and words (a path message "IKE_AUTH #1 request
+        fragment 2/3 (copy 2)", a log format "strongSwan charon log (syslog)"): the catalog's
+        ``msgctxt "label"`` entry, exact or a template it matches, as :meth:`reason`."""
+        if self.english or not english:
+            return english
+        return self._composed("label", english, 0) or english
+
+    def reason(self, english: str) -> str:
+        """A parser's reason for an undecodable frame or a damaged range (the English sentence of
+        :class:`dissect.vpn.errors.DissectError` and the capture readers, which import nothing from
+        pcapvpn): the catalog's ``msgctxt "reason"`` entry, exact or a template it matches (its
+        values translated in turn: "{what} truncated" with "proposal header"); else as is."""
+        if self.english or not english:
+            return english
+        return self._composed("reason", english, 0) or english
+
+    def _composed(self, ctx: str, text: str, depth: int) -> str | None:
+        """``text`` translated by the ``msgctxt ctx`` entries: exact, else the most specific
+        template it matches with its values translated in turn; None when none matches."""
+        tr = self.t.pgettext(ctx, text)
+        if tr != text:
+            return tr
+        if depth > 3:
+            return None
+        templates = self._ctx_templates.get(ctx)
+        if templates is None:
+            templates = self._ctx_templates[ctx] = []
+            cat = getattr(self.t, "_catalog", {})
+            prefix = ctx + _CTX
+            for key, msgstr in cat.items():
+                if isinstance(key, str) and key.startswith(prefix) and "{" in key:
+                    msgid = key[len(prefix):]
+                    templates.append((len(_PLACEHOLDER.sub("", msgid)),
+                                      _pattern(msgid, tokens=True), msgstr))
+            # the most specific template first ("{n} bytes after the SPIs" before "{what}...")
+            templates.sort(key=lambda t: -t[0])
+        for _n, rx, msgstr in templates:
+            m = rx.match(text)
+            if m:
+                vals = {k: self._composed(ctx, v, depth + 1) or v
+                        for k, v in m.groupdict().items()}
+                try:
+                    return _AFTER_STOP.sub(r"\1", msgstr.format(**vals))
+                except (KeyError, IndexError, ValueError):
+                    continue
+        return None
 
     def _template(self, english: str) -> str | None:
         if self._templates is None:
@@ -280,20 +330,9 @@ class Lang:
             for msgid, msgstr in cat.items():
                 if not isinstance(msgid, str) or _CTX in msgid or "{" not in msgid:
                     continue
-                names = _PLACEHOLDER.findall(msgid)
-                if not names:
+                if not _PLACEHOLDER.search(msgid):
                     continue
-                pat = ""
-                seen = set()
-                for i, p in enumerate(_PLACEHOLDER.split(msgid)):
-                    if not i % 2:
-                        pat += re.escape(p)
-                    elif p in seen:
-                        pat += f"(?P={p})"  # a value named twice is the same value
-                    else:
-                        seen.add(p)
-                        pat += f"(?P<{p}>.+?)"
-                self._templates.append((re.compile(pat + r"\Z", re.S), msgstr))
+                self._templates.append((_pattern(msgid), msgstr))
             # the most specific template first ("... {zone} (--log-tz when known)" before
             # "... {zone}")
             self._templates.sort(key=lambda t: -len(_PLACEHOLDER.sub("", t[0].pattern)))
@@ -309,6 +348,31 @@ class Lang:
                 except (KeyError, IndexError, ValueError):
                     return None
         return None
+
+
+#: the placeholders of a parser's reason or a composed label that hold text (a nested reason, a
+#: header's name, an exception's message, an exchange's name); the others hold one token (a
+#: number, ``0x22``, ``P_ACK_V1``), so that "{reason}: {length} bytes ..." splits
+#: "f: offset 8: bad: 108 bytes ..." after the last reason
+_TEXT_FIELDS = frozenset(("reason", "what", "exc", "err", "e", "hint", "name", "where", "proto",
+                          "file", "message_names", "exchange", "kind", "label", "title"))
+
+
+def _pattern(msgid: str, tokens: bool = False) -> re.Pattern:
+    """The regular expression matching the English text of a ``{name}`` template (``tokens``:
+    a placeholder not in :data:`_TEXT_FIELDS` matches one token)."""
+    pat = ""
+    seen = set()
+    for i, p in enumerate(_PLACEHOLDER.split(msgid)):
+        if not i % 2:
+            pat += re.escape(p.replace("{{", "{").replace("}}", "}"))
+        elif p in seen:
+            pat += f"(?P={p})"  # a value named twice is the same value
+        else:
+            seen.add(p)
+            text = not tokens or p in _TEXT_FIELDS
+            pat += f"(?P<{p}>.+?)" if text else f"(?P<{p}>[^\\s,;:()]+?)"
+    return re.compile(pat + r"\Z", re.S)
 
 
 def localize(report, lang: str):

@@ -78,6 +78,11 @@ HOLD = {
 #: tunnels listed in a status event (the worst first; ``tunnels_total`` counts them all)
 MAX_STATUS_TUNNELS = 200
 
+#: why a raised finding was resolved (a resolved event's ``reason``; ``--lang`` translates it)
+RESOLVED_RECOVERED = ("the tunnel recovered: a later IKE SA came up, or ESP flowed both ways "
+                      "again")
+RESOLVED_CLEARED = "the condition cleared"
+
 #: evaluations in a row a finding must be present before it is raised / absent before it is
 #: resolved: an evaluation may fall between a request and its answer (an IKE_SA_INIT whose
 #: response arrives a millisecond later) and see a state that lasts only that long
@@ -352,7 +357,10 @@ class TextEvents:
         else:
             label = "RESOLVED"
             tag = "resolved"
-            text = (f"{clock} {label} {sev:<8} {f['code']} [{tunnel}] {ev.get('reason', '')} "
+            why = ev.get("reason", "")
+            if self.lang is not None:
+                why = self.lang.text(why)
+            text = (f"{clock} {label} {sev:<8} {f['code']} [{tunnel}] {why} "
                     f"(raised {ev.get('raised', '')}, {ev.get('lasted', 0):.0f} s)")
         text = _clean(text)
         if self.color:
@@ -1006,8 +1014,7 @@ class LiveSession:
             self.resolved += 1
             if not self.sinks:
                 continue
-            reason = ("the tunnel recovered: a later IKE SA came up, or ESP flowed both ways "
-                      "again" if fid in res["superseded"] else "the condition cleared")
+            reason = RESOLVED_RECOVERED if fid in res["superseded"] else RESOLVED_CLEARED
             self._emit({"event": "resolved", "ts": now, "reason": reason,
                         "raised": _hms(a.raised_ts), "lasted": round(now - a.raised_ts, 3),
                         "finding": _finding_dict(f)})

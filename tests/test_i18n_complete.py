@@ -14,9 +14,10 @@ Two checks:
 English prose, precisely: two or more English words in a row (a word: letters only, lower case
 or capitalised — ``the``, ``Capture``; not ``IKE``, ``NAT-T``, ``strongSwan``, ``0x1f``,
 ``ip.addr``), separated by single spaces, outside what is not prose in any language: the values
-a message carries (addresses, names, capture strings, gateway log lines, log format names, the
-parser's reason for an undecodable frame, the labels of path messages — the renderers mark them
-in this test, :data:`pcapvpn.i18n.MARK`), code (HTML ``<code>``, Markdown code spans and fences,
+a message carries (addresses, names, capture strings, gateway log lines — the renderers mark them
+in this test, :data:`pcapvpn.i18n.MARK`; the parser's reasons for undecodable frames and damaged
+ranges, the labels of path messages and the names of log formats are translated, not marked:
+``tests/test_i18n_reasons.py``), code (HTML ``<code>``, Markdown code spans and fences,
 backquoted commands, the text report's filter lines and ladders), daemon log phrases quoted in
 'single quotes' (what to grep for stays verbatim), finding codes and file names.
 """
@@ -42,7 +43,8 @@ _WORD = r"[A-Z]?[a-z]+"
 #: two or more English words in a row (trailing punctuation allowed between them)
 _PROSE = re.compile(rf"(?<![\w.\-/=:@'\"]){_WORD}[,;:]? {_WORD}(?![\w.\-/=@(])")
 #: terms an engineer writes in English whatever the language
-TERMS = ("Quick Mode", "Main Mode", "Aggressive Mode", "Informational exchange", "Mode Config")
+TERMS = ("Quick Mode", "Main Mode", "Aggressive Mode", "Informational exchange", "Mode Config",
+         "Palo Alto")
 #: the ladder's notation (``IKE_AUTH #1 req retx 1 964 B``): abbreviations, not words
 NOTATION = re.compile(r"\b(?:req|resp|retx|dup|msg)\b")
 #: a daemon's log line quoted in advice ('received NO_PROPOSAL_CHOSEN notify'): what to grep

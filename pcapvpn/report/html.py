@@ -343,7 +343,7 @@ def _capture(report, L: Lang) -> str:
                  + "".join(f"<li>{esc(L.msg(w))}</li>" for w in cap.warnings) + "</ul>")
     if cap.decode_errors:
         o.append(f'<h3>{esc(L._("Undecodable frames"))} ({cap.decode_errors})</h3><ul>'
-                 + "".join(f"<li>{esc(e.file)} {esc(L._('frame'))} {e.frame}: {esc(L.value(e.reason))}</li>"
+                 + "".join(f"<li>{esc(e.file)} {esc(L._('frame'))} {e.frame}: {esc(L.reason(e.reason))}</li>"
                            for e in cap.decode_error_samples[:50]) + "</ul>")
     o.append("</section>")
     return "".join(o)

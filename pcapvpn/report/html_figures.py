@@ -397,7 +397,7 @@ def path_ladder_svg(t, L: Lang) -> str:
             o.append(f'<line x1="{x[b]}" y1="{y}" x2="{nx}" y2="{y}" stroke="{COLORS["lost"]}" '
                      f'stroke-dasharray="4 3"/><text x="{nx}" y="{y + 5}" text-anchor="middle" '
                      f'font-size="15" font-weight="700" fill="{COLORS["lost"]}">×</text>')
-        label = L.value(m["label"]) + (f" — {L._('lost here')}" if lost else "")
+        label = L.label(m["label"]) + (f" — {L._('lost here')}" if lost else "")
         o.append(f'<text x="{40 + col * len(order) + 6}" y="{y + 4}" font-size="11" '
                  f'fill="{COLORS["lost"] if lost else "#1b1f23"}">{esc(_clip(label, 48))}'
                  "</text>")

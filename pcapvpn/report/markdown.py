@@ -224,7 +224,7 @@ def render_markdown(report, lang: str = "en") -> str:
                                                    for w in cap.warnings]
     if cap.decode_errors:
         out += ["", f"#### {_('Undecodable frames')} ({cap.decode_errors})", ""]
-        out += [f"- {_md(e.file, lead=True)} {_('frame')} {e.frame}: {_md(L.value(e.reason))}"
+        out += [f"- {_md(e.file, lead=True)} {_('frame')} {e.frame}: {_md(L.reason(e.reason))}"
                 for e in cap.decode_error_samples[:50]]
     return "\n".join(out) + "\n"
 

@@ -126,7 +126,7 @@ def damage_lines(cap, limit: int = 5) -> list[str]:
         end = msg(" (the end of the file)") if d.trailing else ""
         out.append(msg("{file}: offset {offset}, {length} bytes{rec}{end}: {reason}",
                        file=d.file, offset=d.offset, length=d.length, rec=rec, end=end,
-                       reason=d.reason))
+                       reason=Term(d.reason)))
     if len(dmg) > limit:
         out.append(msg("... and {n} more damaged range(s) (capture.damage in the JSON report)",
                        n=len(dmg) - limit))
@@ -467,7 +467,7 @@ def log_source_rows(report):
             if s.get("time_zone_offset_s"):
                 clock += f" (zone {s['time_zone_offset_s'] / 3600:+g} h)"
         title = s.get("title")
-        rows.append([s["file"], msg("{title}", title=title)
+        rows.append([s["file"], msg("{title}", title=Term(title))
                      if title and title != "not recognised" else msg("not recognised"),
                      s["lines"], s["events"],
                      s["unrecognised"], s.get("classified", 0), clock,
@@ -713,6 +713,6 @@ def path_ladder(t, width: int = 14, L=None) -> list[str]:
             for k in range(min(mid[end], mid[nxt]) + 1, max(mid[end], mid[nxt])):
                 row[k] = "."
             row[mid[nxt]] = "x"
-        out.append("".join(row) + "  " + L.value(m["label"])
+        out.append("".join(row) + "  " + L.label(m["label"])
                    + ("  (" + L._("lost here") + ")" if lost else ""))
     return out

@@ -188,10 +188,10 @@ def render_text(report, color: bool = False, lang: str = "en") -> str:
     if cap.decode_errors:
         out += ["", _bold(f"{_('Undecodable frames')}: {cap.decode_errors}", color)]
         for reason, n in sorted(cap.decode_errors_by_reason.items(), key=lambda kv: -kv[1]):
-            out.append(f"  {n:>7}  {_s(L.value(reason))}")
+            out.append(f"  {n:>7}  {_s(L.reason(reason))}")
         shown = cap.decode_error_samples[:20]
         for e in shown:
-            out.append(f"  {_s(e.file)}: {_('frame')} {e.frame}: {_s(L.value(e.reason))}")
+            out.append(f"  {_s(e.file)}: {_('frame')} {e.frame}: {_s(L.reason(e.reason))}")
         if cap.decode_errors > len(shown):
             out.append("  " + L.fmt("... ({n} more; --format json lists up to {limit})",
                                     n=cap.decode_errors - len(shown),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pcapvpn.findings import declare, make, msg, msg_join
+from pcapvpn.findings import Term, declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import frames_filter
 
@@ -70,7 +70,7 @@ def capture_health(ctx):
         reasons = sorted(cap.decode_errors_by_reason.items(), key=lambda kv: -kv[1])[:5]
         yield make("DECODE_ERRORS", "decode-errors",
                    title=msg("{n} frame(s) could not be decoded", n=cap.decode_errors),
-                   detail=msg_join("; ", [msg("{n} x {reason}", n=n, reason=r)
+                   detail=msg_join("; ", [msg("{n} x {reason}", n=n, reason=Term(r))
                                           for r, n in reasons]) + ".",
                    evidence=ctx.evidence(refs),
                    wireshark_filter="_ws.malformed || _ws.expert.severity >= warning")
@@ -111,7 +111,7 @@ def damage(ctx):
         lost = msg(", {n} record(s)", n=d.frames_skipped) if d.frames_skipped else ""
         name = msg("{file}: ", file=d.file) if len(files) > 1 else ""
         parts.append(msg("{name}offset {offset}, {length} bytes{lost}: {reason}", name=name,
-                         offset=d.offset, length=d.length, lost=lost, reason=d.reason)
+                         offset=d.offset, length=d.length, lost=lost, reason=Term(d.reason))
                      + (msg(" (at the end of the file)") if d.trailing else ""))
     if len(ranges) > 5:
         parts.append(msg("... {n} more range(s)", n=len(ranges) - 5))

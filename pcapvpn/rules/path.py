@@ -18,7 +18,7 @@ from dissect.vpn.ip import IpProto
 from dissect.vpn.registry import exchange_name
 
 from pcapvpn import findings as F
-from pcapvpn.findings import FrameRef, msg
+from pcapvpn.findings import FrameRef, Term, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import colon_hex
 from pcapvpn.track.vantage import FILTER_RANGES
@@ -135,7 +135,7 @@ def _loss_finding(ctx, tid, x):
     else:
         ispi, exch, msgid, _resp = x.ike
         name = exchange_name(exch)
-        what = ", ".join(sorted(set(x.messages)))
+        what = msg_join(", ", [Term(m) for m in sorted(set(x.messages))])  # labels: translated
         title = msg("IKE {name} message(s) lost {where}", name=name,
                     where=_segment(x.src, x.dst))
         detail = msg("IKE SA {sa}, {name} (Message ID {msgid}, {way} on tunnel {tunnel}): {n} "
