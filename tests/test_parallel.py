@@ -374,12 +374,18 @@ def test_dask_local_cluster_same_report(big_capture):
         result = run([p], Options(workers=parallel.DaskPool(cluster.scheduler_address)))
         assert result.parallel == {"slices": 1 + 2 * parallel.SLICES_PER_JOB}
         assert _reports(result) == want
-        # the CLI, the same cluster by its address
-        res = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", p, "--format", "json",
-                              "--dask", cluster.scheduler_address], cwd=REPO,
-                             capture_output=True, text=True, timeout=600)
-        assert res.returncode in (0, 1), res.stderr
-        assert res.stdout == want[0]
+        # the CLI, the same cluster by its address, against the CLI's own single pass (both
+        # fresh processes: in the whole suite this pytest process's single pass once differed
+        # from a fresh one's by one ESP_SEQUENCE_GAP, a state left by an earlier test that is
+        # not yet found; see the issue 19 note)
+        def cli(*extra):
+            res = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", p, "--format",
+                                  "json", *extra], cwd=REPO, capture_output=True, text=True,
+                                 timeout=600)
+            assert res.returncode in (0, 1), res.stderr
+            return res.stdout
+
+        assert cli("--dask", cluster.scheduler_address) == cli("--jobs", "1")
 
 
 def test_dask_without_a_scheduler_is_a_usage_error(big_capture):
