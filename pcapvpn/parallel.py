@@ -277,35 +277,44 @@ def read_slice(sl: Slice) -> Part:
     return part
 
 
+def _esp_frame(linktype, data):
+    """``link.decode_frame``'s tuple of a frame and whether it carries ESP or AH (over IP, or
+    ESP in UDP: what the ESP tracker sees); ``(None, False)`` for a frame without IP.  Raises
+    what the decoders raise."""
+    from dissect.vpn import link, udpencap
+    from dissect.vpn.ip import IpProto
+
+    r = link.decode_frame(linktype, data)
+    if r is None:
+        return None, False
+    proto, sport, dport, l4off, end = r[3], r[4], r[5], r[6], r[7]
+    if proto in (IpProto.ESP, IpProto.AH):
+        return r, True
+    return r, (proto == IpProto.UDP and sport >= 0 and
+               udpencap.classify_udp(sport, dport, data, l4off + 8, end)[0] == udpencap.ESP)
+
+
 def _esp_only_here(ops) -> bool:
     """No frame of the general path can give an ESP or AH event (ESP/AH over IP, fragments,
     TCP, ESP in UDP of another shape): all the slice's ESP is in the recording's ESP ops, so an
     ESP tracker fed with those alone sees every packet of its SAs."""
-    from dissect.vpn import link, udpencap
     from dissect.vpn.errors import DissectError
+    from dissect.vpn.ip import IpProto
 
     for op in ops:
         if op[0] != 2:
             continue
-        data = op[4]
         try:
-            r = link.decode_frame(op[3], data)
+            r, esp = _esp_frame(op[3], op[4])
         except DissectError:
             continue  # the general path counts a decode error: no event
         except Exception:  # noqa: BLE001 - whatever the general path would make of it
             return False
         if r is None:
             continue
-        _v, _s, _d, proto, sport, dport, l4off, end, frag_off, mf, _i, _h = r
-        if frag_off or mf or proto in (6, 50, 51):
+        frag_off, mf = r[8], r[9]
+        if esp or frag_off or mf or r[3] == IpProto.TCP:
             return False
-        if proto == 17 and sport >= 0:
-            try:
-                kind = udpencap.classify_udp(sport, dport, data, l4off + 8, end)[0]
-            except Exception:  # noqa: BLE001
-                return False
-            if kind == udpencap.ESP:
-                return False
     return True
 
 
@@ -848,7 +857,6 @@ def esp_share(path: str, sample: int = 2000) -> float | None:
     """The share of ESP (ESP/AH over IP or in UDP, the packets a worker tracks itself) among
     the first ``sample`` packets of ``path``; None: fewer than MIN_SAMPLE packets or unreadable.
     Costs a few milliseconds: it decides whether slices pay before any worker starts."""
-    from dissect.vpn import link, udpencap
     from dissect.vpn.capture import NONPACKET, open_capture
     from dissect.vpn.errors import DissectError
     from pcapvpn.sources import _Prefixed
@@ -860,15 +868,8 @@ def esp_share(path: str, sample: int = 2000) -> float | None:
                 if rec[1] == NONPACKET:
                     continue
                 n += 1
-                data = rec[2]
                 try:
-                    r = link.decode_frame(rec[1], data)
-                    if r is not None:
-                        _v, _s, _d, proto, sport, dport, l4off, end = r[:8]
-                        if proto in (50, 51) or proto == 17 and sport >= 0 and \
-                                udpencap.classify_udp(sport, dport, data, l4off + 8,
-                                                      end)[0] == udpencap.ESP:
-                            esp += 1
+                    esp += _esp_frame(rec[1], rec[2])[1]
                 except (DissectError, ValueError, IndexError):
                     pass
                 if n >= sample:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .lab import Ctx
 from .net import RIGHT_OUT
 from .scenarios import NO_FAILURE, F, V, fact, ike, pairc, scenario, std, without
-from .strongswan import PLUGINS
+from .strongswan import plugin_load
 
 USER = "labuser"
 PASSWORD = '"pcapvpn-lab-eap-3d9a"'
@@ -31,7 +31,7 @@ def _eap(ctx: Ctx, client_password: str, gateway_password: str) -> None:
     rconn["remote"] = {"auth": METHOD, "eap_id": "%any"}
     lc["secrets"] = {"eap-user": {"id": USER, "secret": client_password}}
     rc["secrets"] = {"eap-user": {"id": USER, "secret": gateway_password}}
-    load = PLUGINS + " eap-identity eap-mschapv2" + (" save-keys" if ctx.savekeys_so else "")
+    load = plugin_load("eap-identity", "eap-mschapv2", savekeys=bool(ctx.savekeys_so))
     settings = {"charon": {"load": load}}
     lfiles = {"x509ca/ca.crt": (ctx.pki / "ca.crt").read_text()}
     std(ctx, lc, rc, ls=settings, rs=settings, lfiles=lfiles,

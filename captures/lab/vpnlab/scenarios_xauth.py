@@ -12,7 +12,7 @@ from .ipsec import LEFT_ID, RIGHT_ID
 from .lab import Ctx
 from .net import RIGHT_OUT
 from .scenarios import NO_FAILURE, F, V, fact, ike, pairc, scenario, std, without
-from .strongswan import PLUGINS
+from .strongswan import plugin_load
 
 USER = "labuser"
 PASSWORD = '"pcapvpn-lab-xauth-7c1f"'
@@ -32,7 +32,7 @@ def _xauth(ctx: Ctx, client_password: str, gateway_password: str) -> None:
     rc["secrets"]["xauth-user"] = {"id": USER, "secret": gateway_password}
     assert lconn["local"]["id"] == LEFT_ID and rconn["local"]["id"] == RIGHT_ID
     # xauth-generic (Debian: libcharon-extauth-plugins) on top of the lab's plugin list
-    load = PLUGINS + " xauth-generic" + (" save-keys" if ctx.savekeys_so else "")
+    load = plugin_load("xauth-generic", savekeys=bool(ctx.savekeys_so))
     settings = {"charon": {"load": load}}
     std(ctx, lc, rc, rs=settings, ls=settings)
     ctx.start_capture()
@@ -121,7 +121,7 @@ def interop_strongswan_libreswan_xauth_failed(ctx: Ctx) -> None:
     lconn = lc["connections"]["lab"]
     lconn["local-xauth"] = {"auth": "xauth", "xauth_id": USER}
     lc["secrets"]["xauth-user"] = {"id": USER, "secret": PASSWORD}
-    load = PLUGINS + " xauth-generic" + (" save-keys" if ctx.savekeys_so else "")
+    load = plugin_load("xauth-generic", savekeys=bool(ctx.savekeys_so))
     ctx.charon("left", {"charon": {"load": load}}, lc)
     conn = lsw_conn(ikev2=False, extra={"rightxauthserver": "yes", "leftxauthclient": "yes",
                                         "xauthby": "file", "leftsubnet": None,

@@ -18,6 +18,12 @@ PLUGINS = ("random nonce openssl aes sha1 sha2 md5 hmac kdf drbg gcm ctr ccm cha
            "socket-default vici")
 
 
+def plugin_load(*extra: str, savekeys: bool = False) -> str:
+    """charon's ``load`` list: the lab's plugins, ``extra`` ones (xauth-generic, eap-*), and
+    save-keys when the keys are saved (a scenario that adds plugins must keep it)."""
+    return " ".join((PLUGINS, *extra) + (("save-keys",) if savekeys else ()))
+
+
 def render(obj: dict, indent: int = 0) -> str:
     """Render a nested dict in strongSwan's settings syntax."""
     pad = "    " * indent
@@ -68,7 +74,7 @@ class Charon(Daemon):
             d.mkdir(parents=True, exist_ok=True)
         for rel, content in (files or {}).items():
             (self.swanctl_dir / rel).write_text(content)
-        load = PLUGINS + (" save-keys" if savekeys_so else "")
+        load = plugin_load(savekeys=bool(savekeys_so))
         base = {
             "charon": {
                 "load": load,
