@@ -290,7 +290,7 @@ class Decoder(FragmentReassembly, TcpStreams):
         """Decode one :class:`pcapvpn.sources.Source` by pushing (the single-file hot path): ESP
         of the common shape goes from the reader straight to ``sink.esp_batch`` (Ethernet pcap:
         a chunk at a time, :mod:`dissect.vpn.batch`) or ``sink.esp``, with no frame tuple and no
-        copy (:meth:`dissect.vpn.capture._Reader.walk`); every other frame to the general path.
+        copy (:meth:`dissect.vpn.capture.reader._Reader.walk`); every other frame to the general path.
         ``batch=False``: one ``sink.esp`` call per packet (the same events, slower).  With
         ``--keys`` (the sink has ``keyed_spis``) the ESP bytes are needed: then this is
         :meth:`run` over the source's frames."""

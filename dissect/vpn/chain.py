@@ -61,7 +61,9 @@ from typing import Any, Callable, Iterable, Union
 import numpy as np
 from numpy.typing import NDArray
 
-from dissect.vpn.capture import _BE, _LE, CHUNK, KNOWN_BLOCKS, TS_LIMIT, PcapngReader
+from dissect.vpn.capture.common import TS_LIMIT
+from dissect.vpn.capture.pcapng import _BE, _LE, KNOWN_BLOCKS, PcapngReader
+from dissect.vpn.capture.reader import CHUNK
 from .types import Buffer
 
 __all__ = ["KNOWN_BLOCKS", "MAX_STEP", "MAX_WIRE", "SYNC_RECORDS", "PcapRules", "PcapngRules",
