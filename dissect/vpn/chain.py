@@ -183,7 +183,8 @@ class PcapRules:
 
 
 _ORDERS = {"<": _LE, ">": _BE}
-#: the byte order a section header's byte-order magic names (capture.py is not typed yet)
+#: the byte order a section header's byte-order magic names (None: not a magic; typed loosely so
+#: that the walk below can rebind its ``o``)
 _bom: Callable[[bytes], Any] = PcapngReader._bom
 
 

@@ -75,6 +75,7 @@ from dissect.vpn.capture.common import (
     NONPACKET,
     TS_LIMIT,
     Interface,
+    Stream,
     _read_exact,
 )
 from dissect.vpn.capture.damage import DAMAGE_KEEP, Damage
@@ -136,7 +137,7 @@ def _what_is(head: bytes) -> str:
     return ""
 
 
-def open_capture(stream):
+def open_capture(stream: Stream) -> PcapReader | PcapngReader:
     """Return a :class:`PcapReader` or :class:`PcapngReader` for a binary stream.
 
     Reads the file header (pcap) or first Section Header Block (pcapng); raises

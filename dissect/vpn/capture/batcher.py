@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from dissect.vpn.capture.common import NONPACKET, _walk_stats
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+
+from dissect.vpn.capture.common import NONPACKET, Callback, Record, Stream, WalkStats, _walk_stats
+
+if TYPE_CHECKING:
+    from dissect.vpn.batch import Array, Classified, Lane
+    from dissect.vpn.capture.reader import _Reader
+
+    #: record positions in the buffer: a list, or an int64 array
+    Offsets = Union[Sequence[int], Array]
 
 #: bytes per chunk of the batched walk (PcapReader.walk with ``on_batch``)
 BATCH_CHUNK = 8 << 20
 
 
-def _readinto_of(stream):
+def _readinto_of(stream: Stream) -> Callable[[memoryview], int]:
     """``stream.readinto``, or an equivalent made from ``read`` for streams without it."""
-    readinto = getattr(stream, "readinto", None)
-    if readinto is not None:
-        return readinto
+    into: Callable[[memoryview], int] | None = getattr(stream, "readinto", None)
+    if into is not None:
+        return into
     read = stream.read
 
-    def readinto(b):
+    def readinto(b: memoryview) -> int:
         data = read(len(b))
+        if data is None:  # a non-blocking stream with nothing to read now: not its end
+            raise BlockingIOError("the capture stream returned no data (it must be blocking)")
         b[:len(data)] = data
         return len(data)
 
@@ -31,11 +43,14 @@ class _Batcher:
 
     LEAD = 8  # >= dissect.vpn.batch.LEAD
 
-    def __init__(self, reader, tag, on_batch, on_frame, on_checkpoint, every):
+    def __init__(self, reader: _Reader, tag: Any, on_batch: Callback, on_frame: Callback,
+                 on_checkpoint: Callback | None, every: int) -> None:
+        import numpy as np
+
         from dissect.vpn import batch as vec
 
-        self.vec = vec
-        self.np = vec.np
+        self.vec: ModuleType = vec
+        self.np: ModuleType = np
         self.readinto = _readinto_of(reader._stream)
         head = reader._buf
         reader._buf = b""
@@ -54,22 +69,22 @@ class _Batcher:
         self.every = every
         #: IPv4 TCP of the common shape with its header decoded (PcapReader.walk's ``on_tcp``),
         #: and the link type of the records (one for the file); None: on_frame only
-        self.on_tcp = None
-        self.tcp_lt = None
+        self.on_tcp: tuple[Any, Callback] | None = None
+        self.tcp_lt: int | None = None
         #: the rows of the chunk being handed over, as classify read them (fields["words"])
-        self.words = None
+        self.words: tuple[Array, Array] | None = None
         self.number = 0
         self.nbytes = 0
         self.trunc = 0
         self.tmax = float("-inf")
         self.tmin = float("inf")
         self.disorder = 0
-        self.first = None
+        self.first: float | None = None
         #: the timestamp of the last packet record handed over, in file order (None: none yet)
-        self.last = None
-        self.lts: dict = {}
+        self.last: float | None = None
+        self.lts: dict[int, int] = {}
 
-    def fill(self):
+    def fill(self) -> None:
         """Read until the buffer is full or the stream ends."""
         top = self.LEAD + self.size
         readinto = self.readinto
@@ -82,7 +97,7 @@ class _Batcher:
             n += got
         self.n = n
 
-    def slide(self, need):
+    def slide(self, need: int) -> None:
         """Keep ``buf[pos:n]`` at the front, with room for ``need`` bytes from there."""
         pos, n, lead = self.pos, self.n, self.LEAD
         left = n - pos
@@ -98,7 +113,7 @@ class _Batcher:
         self.n = lead + left
         self.pos = lead
 
-    def reset(self, rest, base):
+    def reset(self, rest: bytes, base: int) -> None:
         """Go on with ``rest`` (bytes that start at file offset ``base``) after a damaged
         range; the stream continues after them."""
         lead = self.LEAD
@@ -113,10 +128,10 @@ class _Batcher:
         self.base = base - lead
         self.eof = False
 
-    def last_or(self, default):
+    def last_or(self, default: float) -> float:
         return self.last if self.last is not None else default
 
-    def skip(self, count, first, step):
+    def skip(self, count: int, first: int, step: int) -> None:
         """``count`` records that use up frame numbers but are not handed over (damaged records
         Wireshark shows), the first at file offset ``first``, each ``step`` bytes long."""
         number = self.number
@@ -126,7 +141,8 @@ class _Batcher:
                 self.on_checkpoint(num, first + (num - number - 1) * step)
         self.number = number + count
 
-    def push(self, offs, skip, res, lt, ifs=0, row0=0):
+    def push(self, offs: Offsets, skip: int, res: Classified, lt: int | Array,
+             ifs: int | Array = 0, row0: int = 0) -> None:
         """Hand over the records at ``offs`` (positions in ``buf``; the frame ``skip`` bytes on),
         classified (``res``: :func:`dissect.vpn.batch.classify`); ``lt`` their linktype (an int,
         or an array per record); ``ifs`` their global interface index (the same: an int or an
@@ -176,7 +192,7 @@ class _Batcher:
             done = [0, 0]
             pend = (b4, b6)
 
-            def flush(r):
+            def flush(r: int) -> None:
                 for j in (0, 1):
                     b = pend[j]
                     if b is not None:
@@ -194,7 +210,8 @@ class _Batcher:
             inert = inert & (ts[other] >= cm[other])
             on_tcp = self.on_tcp
             if on_tcp is not None and skip == 16 and isinstance(lt, int):
-                self._push_tcp(offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush, row0)
+                self._push_tcp(on_tcp, offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush,
+                               row0)
             else:
                 for r, t, c, w, quiet, ltr, ifr in zip(other.tolist(), ts[other].tolist(),
                                                        cap[other].tolist(), wire[other].tolist(),
@@ -207,16 +224,19 @@ class _Batcher:
             flush(-1)
         self.number = number + k
 
-    def _push_tcp(self, offs, other, inert, ts, cap, wire, lts_o, ifs_o, flush, row0=0):
+    def _push_tcp(self, on_tcp: tuple[Any, Callback], offs: Offsets, other: Array,
+                  inert: Array, ts: Array, cap: Array, wire: Array, lts_o: list[int],
+                  ifs_o: list[int], flush: Callable[[int], None], row0: int = 0) -> None:
         """The loop of :meth:`push` over the records ``other`` that are not ESP: runs of IPv4
         TCP segments of the common shape (:func:`dissect.vpn.batch.plain_tcp`) on none of the
         ports of ``on_tcp`` and whose payload cannot start a VPN stream go to ``on_tcp`` a run at
         a time; the rest, and runs ``on_tcp`` declines, to ``on_frame``.  A run ``on_tcp`` takes
-        is plaintext, which makes no ESP event (inert: pending ESP may wait)."""
+        is plaintext, which makes no ESP event (inert: pending ESP may wait).  ``on_tcp``: the
+        walk's ``(ports, fn)``."""
         np = self.np
         tag, number, base, mv = self.tag, self.number, self.base, self.mv
         on_frame = self.on_frame
-        ports, run_tcp = self.on_tcp
+        ports, run_tcp = on_tcp
         oo = offs[other] if isinstance(offs, np.ndarray) else [offs[r] for r in other.tolist()]
         caps = cap[other]
         f = self.vec.plain_tcp(self.buf, oo, self.tcp_lt, caps, ports, self.words,
@@ -231,7 +251,7 @@ class _Batcher:
         # runs of lane records: [a, b) positions in ``other``
         edges = np.flatnonzero(np.diff(np.concatenate(([False], lane, [False])).astype(np.int8)))
         starts, stops = edges[0::2].tolist(), edges[1::2].tolist()
-        fr = None
+        fr: dict[str, Any] = {}
         if starts:
             fr = {k: f[k].tolist() for k in ("seq", "ack", "flags", "poff")}
             fr["frame"] = (np.asarray(oo, dtype=np.int64) + 16).tolist()
@@ -265,7 +285,7 @@ class _Batcher:
                              wireo[x], base + oo[x], ifs_o[x])
             i = b
 
-    def one(self, rec):
+    def one(self, rec: Record) -> None:
         """A record read one at a time (a ``records()`` tuple)."""
         ts, lt, data, wirelen, offset, iface = rec
         self.number += 1
@@ -289,18 +309,18 @@ class _Batcher:
                 self.tmin = ts
         self.on_frame(self.tag, number, ts, lt, data, wirelen, offset, iface)
 
-    def stats(self) -> dict:
+    def stats(self) -> WalkStats:
         return _walk_stats(self.number, self.nbytes, self.trunc, self.first, self.tmin, self.tmax,
                            self.disorder, self.lts)
 
 
-def _part(res, i, j, np):
+def _part(res: Classified, i: int, j: int, np: ModuleType) -> Classified:
     """:func:`dissect.vpn.batch.classify`'s result for records ``i`` to ``j`` (exclusive) only,
     positions counted from ``i`` (the batches' frame numbers are absolute and stay)."""
     ts, cap, wire, other, inert, b4, b6 = res
     lo, hi = int(np.searchsorted(other, i)), int(np.searchsorted(other, j))
 
-    def batch(b):
+    def batch(b: Lane | None) -> Lane | None:
         if b is None:
             return None
         a, z = int(np.searchsorted(b[1], i)), int(np.searchsorted(b[1], j))

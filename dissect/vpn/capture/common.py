@@ -14,6 +14,8 @@ class Stream(Protocol):
     def read(self, n: int, /) -> bytes | bytearray | None: ...
 
 
+#: what the readers hold read data in (the batched walks: a reused bytearray)
+Bytes = Union[bytes, bytearray]
 #: one record of ``records()``: ``(ts, linktype, data, wirelen, offset, iface)``
 Record = tuple[float, int, Buffer, int, int, int]
 #: the callbacks of the walks (``walk``): ``on_esp(ref, ts, 4, src, dst, sport, dport, spi, seq,

@@ -9,6 +9,7 @@ from dissect.vpn import fast as _fast
 from dissect.vpn.capture.common import (
     MAX_RECORD,
     NONPACKET,
+    Bytes,
     Callback,
     Interface,
     Record,
@@ -21,7 +22,6 @@ from dissect.vpn.capture.reader import _Reader
 from dissect.vpn.capture.walk import walk_pcap
 from dissect.vpn.errors import DissectError
 from dissect.vpn.link import COOKED_LINKTYPES
-from dissect.vpn.types import Buffer
 
 if TYPE_CHECKING:
     from dissect.vpn.chain import PcapRules
@@ -84,7 +84,7 @@ class PcapReader(_Reader):
         return (f"corrupt record: fraction of a second {frac} (captured length {caplen}), and "
                 f"no record header after it")
 
-    def _leads(self, buf: Buffer, end: int, n: int, eof: bool, maxcap: int) -> bool | None:
+    def _leads(self, buf: Bytes, end: int, n: int, eof: bool, maxcap: int) -> bool | None:
         """A record whose header is implausible (fraction of a second >= 1 s: what almost any
         garbage has) is one only when a record header follows it: True / False, or None when
         the bytes that tell are not read yet."""
@@ -93,7 +93,7 @@ class PcapReader(_Reader):
             return caplen <= maxcap
         return True if eof else None
 
-    def _check(self, buf: Buffer, pos: int, n: int, base: int, eof: bool, before: float | None,
+    def _check(self, buf: Bytes, pos: int, n: int, base: int, eof: bool, before: float | None,
                maxcap: int, div: int) -> tuple[str, Any]:
         """The record header at ``pos`` that the walks' cheap test stopped at (its end past the
         data, an impossible captured length, a fraction of a second past one second):
@@ -114,7 +114,7 @@ class PcapReader(_Reader):
             return "end", self._end(buf, pos, n, base, before)
         return "ok", None
 
-    def _empty(self, offset: int, before: float | None, buf: Buffer, end: int, n: int,
+    def _empty(self, offset: int, before: float | None, buf: Bytes, end: int, n: int,
                count: int = 1) -> None:
         """``count`` records from ``offset`` of time 0 with no byte captured (Wireshark shows them
         as empty frames of 1970; they come from zero-filled holes, not from a capture): noted as
@@ -122,7 +122,7 @@ class PcapReader(_Reader):
         self._note(offset, 16 * count, count, True, _EMPTY, before, self._peek(buf, end, n),
                    "records")
 
-    def _peek(self, buf: Buffer, p: int, n: int) -> Peeked:
+    def _peek(self, buf: Bytes, p: int, n: int) -> Peeked:
         """The timestamp of the packet record at ``p`` (None: not a packet record; _UNKNOWN:
         its header is not read yet)."""
         if p + 16 > n:
@@ -136,11 +136,11 @@ class PcapReader(_Reader):
 
     _HEADER = 16
 
-    def _runs_past(self, buf: Buffer, pos: int) -> str:
+    def _runs_past(self, buf: Bytes, pos: int) -> str:
         caplen = struct.unpack_from(self.byteorder + "8xI", buf, pos)[0]
         return f"corrupt record: captured length {caplen} runs past the end of the data"
 
-    def _cut_off(self, buf: Buffer, pos: int, n: int) -> tuple[int, str]:
+    def _cut_off(self, buf: Bytes, pos: int, n: int) -> tuple[int, str]:
         """``(records lost, reason)`` for the data ending inside the record at ``pos``."""
         left = n - pos
         if left < 16:

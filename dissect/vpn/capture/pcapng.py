@@ -5,9 +5,8 @@ block at a time by the general rules (the batched walk over runs of enhanced pac
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING, Any, Iterator
 
-from dissect.vpn.errors import DissectError
-from dissect.vpn.capture.walk import walk_pcapng
 from dissect.vpn.capture.common import (
     _B_DSB,
     _B_EPB,
@@ -23,12 +22,25 @@ from dissect.vpn.capture.common import (
     MAX_RECORD,
     NONPACKET,
     TS_LIMIT,
+    Bytes,
+    Callback,
     Interface,
+    Record,
+    Stream,
     _read_exact,
 )
-from dissect.vpn.capture.damage import _UNKNOWN, DAMAGE_KEEP, _Corrupt, _pcapng_tail
+from dissect.vpn.capture.damage import _UNKNOWN, DAMAGE_KEEP, Peeked, _Corrupt, _pcapng_tail
 from dissect.vpn.capture.reader import _Reader
+from dissect.vpn.capture.walk import walk_pcapng
+from dissect.vpn.errors import DissectError
 from dissect.vpn.link import COOKED_LINKTYPES
+
+if TYPE_CHECKING:
+    from dissect.vpn.chain import PcapngRules
+
+#: an interface of the current section as the walks use it: ``(global index, link type, ticks
+#: per second, offset in ticks, snaplen)``
+SectionIface = tuple[int, int, int, int, int]
 
 
 class _Order:
@@ -37,7 +49,7 @@ class _Order:
     __slots__ = ("char", "hdr", "head7", "head8", "u32", "epb", "pb", "opt", "idb", "u64", "i64",
                  "u16", "isb", "shb")
 
-    def __init__(self, char):
+    def __init__(self, char: str) -> None:
         self.char = char
         self.hdr = struct.Struct(char + "II").unpack_from
         self.head7 = struct.Struct(char + "7I").unpack_from
@@ -63,12 +75,12 @@ KNOWN_BLOCKS = frozenset((_SHB, _B_IDB, _B_PB, _B_SPB, _B_NRB, _B_ISB, _B_EPB, _
 _FOLLOW_MAX = 1 << 20
 
 
-def ok_need(buf, end, n, o):
+def ok_need(buf: Bytes, end: int, n: int, o: _Order) -> int:
     """Bytes needed after ``end`` to see the block that starts there whole (at least its
     header)."""
     if end + 12 > n:
         return 12
-    blen = o.u32(buf, end + 4)[0]
+    blen: int = o.u32(buf, end + 4)[0]
     return max(12, min(blen, _FOLLOW_MAX))
 
 
@@ -88,7 +100,15 @@ class PcapngReader(_Reader):
 
     __slots__ = ("sections", "_order", "_secifs", "_last_ts", "notes", "_ifn")
 
-    def __init__(self, stream, head: bytes):
+    #: per section: ``byteorder``, ``version``, ``offset``, ``hardware``, ``os``, ``userappl``
+    sections: list[dict[str, Any]]
+    _order: _Order
+    _secifs: list[SectionIface]
+    _last_ts: float
+    notes: list[tuple[int, str]]
+    _ifn: list[int]
+
+    def __init__(self, stream: Stream, head: bytes) -> None:
         self._stream = stream
         self._started = False
         self.format = "pcapng"
@@ -128,16 +148,16 @@ class PcapngReader(_Reader):
         self._base = blen
 
     @property
-    def warnings(self) -> list:
-        return sorted(_Reader.warnings.fget(self) + self.notes, key=lambda w: w[0])
+    def warnings(self) -> list[tuple[int, str]]:
+        return sorted(super().warnings + self.notes, key=lambda w: w[0])
 
     @property
-    def iface_frames(self) -> dict:
+    def iface_frames(self) -> dict[int, int]:
         """Packet records read so far per global interface index (interfaces without any
         left out)."""
         return {i: c for i, c in enumerate(self._ifn) if c}
 
-    def _counted(self, rec):
+    def _counted(self, rec: Record) -> Record:
         """A packet record of the general rules: counted for its interface (and its Linux
         cooked header)."""
         gi = rec[5]
@@ -146,13 +166,13 @@ class PcapngReader(_Reader):
             self._cook(gi, rec[1], rec[2], 0, None)
         return rec
 
-    def chain_rules(self):
+    def chain_rules(self) -> PcapngRules:
         from dissect.vpn.chain import PcapngRules
 
         return PcapngRules(self._order.char, [(u, off) for _gi, _lt, u, off, _s in self._secifs])
 
     @staticmethod
-    def _bom(b4):
+    def _bom(b4: Bytes) -> _Order | None:
         if b4 == b"\x4d\x3c\x2b\x1a":
             return _LE
         if b4 == b"\x1a\x2b\x3c\x4d":
@@ -161,7 +181,8 @@ class PcapngReader(_Reader):
 
     # -- block handlers (not the hot path) -------------------------------------------------
 
-    def _options(self, buf, start, end, o):
+    def _options(self, buf: Bytes, start: int, end: int,
+                 o: _Order) -> Iterator[tuple[int, Bytes]]:
         """Yield (code, value bytes) of an options area; raise _Corrupt if malformed."""
         opt = o.opt
         p = start
@@ -175,7 +196,7 @@ class PcapngReader(_Reader):
             yield code, buf[p + 4:q]
             p = q + (-olen & 3)
 
-    def _section(self, buf, pos, blen, o, base):
+    def _section(self, buf: Bytes, pos: int, blen: int, o: _Order, base: int) -> None:
         _blen, _bom, major, minor = o.shb(buf, pos + 4)
         if major != 1:
             raise _Corrupt(f"unsupported pcapng version {major}.{minor}")
@@ -189,7 +210,7 @@ class PcapngReader(_Reader):
         self._order = o
         self._secifs = []
 
-    def _interface(self, buf, pos, blen, o, base):
+    def _interface(self, buf: Bytes, pos: int, blen: int, o: _Order, base: int) -> None:
         if blen < 20:
             raise _Corrupt(f"interface description block too short ({blen} bytes)")
         linktype, _res, snaplen = o.idb(buf, pos + 8)
@@ -225,7 +246,7 @@ class PcapngReader(_Reader):
             units, offt = 1, _UNUSABLE  # every timestamp of it is out of range: damaged records
         self._secifs.append((gi, linktype, units, offt, snaplen))
 
-    def _stats(self, buf, pos, blen, o):
+    def _stats(self, buf: Bytes, pos: int, blen: int, o: _Order) -> None:
         if blen < 24:
             raise _Corrupt(f"interface statistics block too short ({blen} bytes)")
         iid = o.u32(buf, pos + 8)[0]
@@ -245,7 +266,7 @@ class PcapngReader(_Reader):
         if iid < len(self._secifs) and counters:
             self.isb.setdefault(self._secifs[iid][0], {}).update(counters)
 
-    def _epb_options(self, buf, start, end, gi, o):
+    def _epb_options(self, buf: Bytes, start: int, end: int, gi: int, o: _Order) -> None:
         # read them all before counting: malformed options count nothing (raise _Corrupt)
         dropped = [o.u64(val, 0)[0] for code, val in self._options(buf, start, end, o)
                    if code == 4 and len(val) >= 8]  # epb_dropcount
@@ -254,11 +275,11 @@ class PcapngReader(_Reader):
 
     _HEADER = 12
 
-    def _runs_past(self, buf, pos):
+    def _runs_past(self, buf: Bytes, pos: int) -> str:
         btype, blen = self._order.hdr(buf, pos)
         return f"corrupt block length {blen} (block type {btype:#x}) runs past the end of the data"
 
-    def _cut_off(self, buf, pos, n):
+    def _cut_off(self, buf: Bytes, pos: int, n: int) -> tuple[int, str]:
         """``(records lost, reason)`` for the data ending inside the block at ``pos``."""
         left = n - pos
         if left < 12:
@@ -266,25 +287,29 @@ class PcapngReader(_Reader):
         btype, blen = self._order.hdr(buf, pos)
         return (1 if btype in (_B_EPB, _B_PB, _B_SPB) else 0), _pcapng_tail(left, blen)
 
-    def _followed(self, buf, end, n, eof):
+    def _followed(self, buf: Bytes, end: int, n: int, eof: bool) -> bool | None:
         """A block (framing only: length, trailer) or the end of the data at ``end``: True /
         False / None (not read yet)."""
         if end + 12 > n:
             return end == n if eof else None
         o = self._order
+        btype: int
+        blen: int
         btype, blen = o.hdr(buf, end)
         if btype == _SHB:
-            o = self._bom(bytes(buf[end + 8:end + 12]))
-            if o is None:
+            so = self._bom(bytes(buf[end + 8:end + 12]))
+            if so is None:
                 return False
+            o = so
             blen = o.u32(buf, end + 4)[0]
         if blen & 3 or blen < 12 or blen > _FOLLOW_MAX:
             return False
         if end + blen > n:
             return False if eof else None
-        return o.u32(buf, end + blen - 4)[0] == blen
+        trailer: int = o.u32(buf, end + blen - 4)[0]
+        return trailer == blen
 
-    def _ts_reason(self, gi, ts) -> str:
+    def _ts_reason(self, gi: int, ts: float) -> str:
         tsresol = self.interfaces[gi].tsresol
         if not _tsresol_ok(tsresol):
             return (f"timestamp unusable: interface {gi} has an out-of-range time resolution "
@@ -293,7 +318,7 @@ class PcapngReader(_Reader):
             return "timestamp before 1970 (tick count or if_tsoffset out of range)"
         return "timestamp after 2106 (tick count, if_tsresol or if_tsoffset out of range)"
 
-    def _peek(self, buf, p, n):
+    def _peek(self, buf: Bytes, p: int, n: int) -> Peeked:
         """The timestamp of the block at ``p`` when it is an enhanced / obsolete packet block of
         a declared interface with a usable timestamp (else None; _UNKNOWN: not read yet)."""
         o = self._order
@@ -314,17 +339,18 @@ class PcapngReader(_Reader):
         ts = (((hi << 32) | lo) + offt) / units
         return ts if 0.0 <= ts < TS_LIMIT else None
 
-    def _bad_ts(self, buf, pos, blen, base, n, gi, ts):
+    def _bad_ts(self, buf: Bytes, pos: int, blen: int, base: int, n: int, gi: int,
+                ts: float) -> Record:
         """A packet block whose timestamp is out of range: a damaged record that keeps its frame
         number (Wireshark shows it)."""
         self._note(base + pos, blen, 1, True, self._ts_reason(gi, ts), self._ts_or_none(),
                    self._peek(buf, pos + blen, n), "records")
         return (self._last_ts, NONPACKET, b"", 0, base + pos, -1)
 
-    def _ts_or_none(self):
+    def _ts_or_none(self) -> float | None:
         return self._last_ts if self._last_ts else None
 
-    def _epb(self, buf, pos, blen, base, n):
+    def _epb(self, buf: Bytes, pos: int, blen: int, base: int, n: int) -> Record:
         o = self._order
         if blen < 32:
             raise _Corrupt(f"enhanced packet block too short ({blen} bytes)")
@@ -342,7 +368,8 @@ class PcapngReader(_Reader):
             self._epb_options(buf, pos + 28 + ((caplen + 3) & -4), pos + blen - 4, gi, o)
         return self._counted((ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen, base + pos, gi))
 
-    def _other(self, btype, buf, pos, blen, base, n):
+    def _other(self, btype: int, buf: Bytes, pos: int, blen: int, base: int,
+               n: int) -> Record | None:
         """Handle a block other than an EPB; return a record tuple or None."""
         o = self._order
         if btype == _B_IDB:
@@ -385,8 +412,9 @@ class PcapngReader(_Reader):
         # NRB, DSB, unknown and local blocks: skipped
         return None
 
-    def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None,
-             on_tcp=None):
+    def walk(self, tag: Any, on_esp: Callback, on_frame: Callback,
+             on_checkpoint: Callback | None = None, every: int = 1024,
+             on_batch: Callback | None = None, on_tcp: Any = None) -> None:
         """:meth:`_Reader.walk`; with ``on_batch``, runs of enhanced packet blocks are read and
         classified a chunk at a time as :class:`PcapReader` does (every other block one at a
         time by the rules of :meth:`records`)."""
@@ -395,7 +423,8 @@ class PcapngReader(_Reader):
             return
         walk_pcapng(self, tag, on_batch, on_frame, on_checkpoint, every)
 
-    def _block(self, buf, pos, n, base, last_ts, eof=False):
+    def _block(self, buf: Bytes, pos: int, n: int, base: int, last_ts: float,
+               eof: bool = False) -> tuple[int | None, Any]:
         """The block at ``buf[pos:]`` by the general rules: ``(end, record or None)``; or
         ``(None, bytes needed from pos)`` when it is not wholly in ``buf[:n]``.  A section
         header switches byte order and interfaces.  Raises :class:`_Corrupt` when the block's
@@ -407,10 +436,11 @@ class PcapngReader(_Reader):
         o = self._order
         btype, blen = o.hdr(buf, pos)
         if btype == _SHB:
-            o = self._bom(buf[pos + 8:pos + 12])
-            if o is None:
+            so = self._bom(buf[pos + 8:pos + 12])
+            if so is None:
                 raise _Corrupt(f"section header block with a bad byte-order magic "
                                f"{bytes(buf[pos + 8:pos + 12]).hex()}")
+            o = so
             blen = o.u32(buf, pos + 4)[0]
         if blen & 3 or blen < 12 or blen > MAX_RECORD:
             raise _Corrupt(f"corrupt block length {blen} (block type {btype:#x})")
@@ -448,7 +478,7 @@ class PcapngReader(_Reader):
 
     # -- the walk ---------------------------------------------------------------------------
 
-    def records(self):
+    def records(self) -> Iterator[Record]:
         self._begin()
         buf = self._buf
         self._buf = b""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 from dissect.vpn import fast as _fast
 from dissect.vpn.capture.common import (
     NONPACKET,
+    Bytes,
     Callback,
     Interface,
     Record,
@@ -123,16 +124,16 @@ class _Reader:
         if pending:
             self._pending = e
 
-    def _peek(self, buf: Buffer, p: int, n: int) -> Peeked:
+    def _peek(self, buf: Bytes, p: int, n: int) -> Peeked:
         """The timestamp of the packet record at ``p`` (None: not a packet record; _UNKNOWN:
         its header is not read yet)."""
         raise NotImplementedError
 
-    def _runs_past(self, buf: Buffer, pos: int) -> str:
+    def _runs_past(self, buf: Bytes, pos: int) -> str:
         """The reason for a record at ``pos`` whose length runs past the end of the data."""
         raise NotImplementedError
 
-    def _cut_off(self, buf: Buffer, pos: int, n: int) -> tuple[int, str]:
+    def _cut_off(self, buf: Bytes, pos: int, n: int) -> tuple[int, str]:
         """``(records lost, reason)`` for the data ending inside the record at ``pos``."""
         raise NotImplementedError
 
@@ -140,7 +141,7 @@ class _Reader:
         """One record tuple per record, in file order (see the package docstring)."""
         raise NotImplementedError
 
-    def _settle(self, buf: Buffer, pos: int, n: int) -> None:
+    def _settle(self, buf: Bytes, pos: int, n: int) -> None:
         """More bytes were read: the time after the pending damaged range, from the record at
         ``pos`` (the first one after it)."""
         v = self._peek(buf, pos, n)
@@ -173,7 +174,7 @@ class _Reader:
         self._note(offset, skipped, 0, False, reason, before, after, "unreadable")
         return skipped, rest, eof
 
-    def _end(self, buf: Buffer, pos: int, n: int, base: int, before: float | None) -> int | None:
+    def _end(self, buf: Bytes, pos: int, n: int, base: int, before: float | None) -> int | None:
         """The data ends inside the record (or block) at ``pos``: one cut off, or a header whose
         length is garbage with valid records after it (:func:`dissect.vpn.chain.find` on what is
         left, at the end of the data).  Returns the position in ``buf`` where reading goes on, or

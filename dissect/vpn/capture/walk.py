@@ -5,16 +5,24 @@ numpy is imported only when a batched walk runs (:class:`~dissect.vpn.capture.ba
 from __future__ import annotations
 
 import struct
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from dissect.vpn.capture.batcher import _Batcher, _part
-from dissect.vpn.capture.common import BATCH_RECORDS, TS_LIMIT
+from dissect.vpn.capture.common import BATCH_RECORDS, TS_LIMIT, Bytes, Callback
 from dissect.vpn.capture.damage import _Corrupt
 from dissect.vpn.link import COOKED_LINKTYPES
+
+if TYPE_CHECKING:
+    from dissect.vpn.batch import Array, Classified
+    from dissect.vpn.capture.pcap import PcapReader
+    from dissect.vpn.capture.pcapng import PcapngReader
 
 _COOKED_ARR = sorted(COOKED_LINKTYPES)
 
 
-def walk_pcap(r, tag, on_batch, on_frame, on_checkpoint, every, on_tcp=None):
+def walk_pcap(r: PcapReader, tag: Any, on_batch: Callback, on_frame: Callback,
+              on_checkpoint: Callback | None, every: int, on_tcp: Any = None) -> None:
     """:meth:`PcapReader.walk` with ``on_batch``: a chunk of records at a time."""
     r._begin()
     bt = _Batcher(r, tag, on_batch, on_frame, on_checkpoint, every)
@@ -40,10 +48,10 @@ def walk_pcap(r, tag, on_batch, on_frame, on_checkpoint, every, on_tcp=None):
             eof = bt.eof
             if r._pending is not None:
                 r._settle(buf, pos, n)
-            corrupt = None
-            need = None
+            corrupt: tuple[int, str] | None = None
+            need: int | None = None
             while True:
-                offs = []
+                offs: list[int] = []
                 app = offs.append
                 full = False
                 # the record walk: nothing but lengths (the slack after n makes the read
@@ -69,7 +77,7 @@ def walk_pcap(r, tag, on_batch, on_frame, on_checkpoint, every, on_tcp=None):
                         pos = end
                 if not offs:
                     break
-                got = {}
+                got: dict[str, Any] = {}
                 res = classify(buf, offs, order, nanosecond, bt.number, fields=got,
                                linktype=lt)
                 cap = res[1]
@@ -135,7 +143,7 @@ def walk_pcap(r, tag, on_batch, on_frame, on_checkpoint, every, on_tcp=None):
         r.walk_stats = bt.stats()
 
 
-def _cook_batch(r, buf, offs, cap, np):
+def _cook_batch(r: PcapReader, buf: Bytes, offs: list[int], cap: Array, np: ModuleType) -> None:
     """:meth:`_Reader._cook` for the records at ``offs`` (``cap``: their captured lengths),
     counted in the order their keys are first seen, as one record at a time would."""
     if r.linktype == 276:
@@ -160,7 +168,8 @@ def _cook_batch(r, buf, offs, cap, np):
         ck[k] = ck.get(k, 0) + int(counts[i])
 
 
-def _with_empty(r, bt, offs, k, res, empty, buf, n):
+def _with_empty(r: PcapReader, bt: _Batcher, offs: list[int], k: int, res: Classified,
+                empty: Array, buf: Bytes, n: int) -> None:
     """Hand over the first ``k`` records at ``offs``, some of them empty (positions
     ``empty``): the others in runs, the empty ones noted as damage (numbered)."""
     np = bt.np
@@ -178,7 +187,8 @@ def _with_empty(r, bt, offs, k, res, empty, buf, n):
         bt.push(offs[i:k], 16, _part(res, i, k, np), r.linktype, row0=i)
 
 
-def walk_pcapng(r, tag, on_batch, on_frame, on_checkpoint, every):
+def walk_pcapng(r: PcapngReader, tag: Any, on_batch: Callback, on_frame: Callback,
+                on_checkpoint: Callback | None, every: int) -> None:
     """:meth:`PcapngReader.walk` with ``on_batch``: runs of enhanced packet blocks a chunk at a
     time, every other block one at a time by the rules of :meth:`PcapngReader.records`."""
     r._begin()
@@ -196,7 +206,7 @@ def walk_pcapng(r, tag, on_batch, on_frame, on_checkpoint, every):
             try:
                 while True:
                     hdr = r._order.hdr
-                    offs = []
+                    offs: list[int] = []
                     app = offs.append
                     full = False
                     # a run of enhanced packet blocks: nothing but lengths (slack after n:
@@ -234,12 +244,12 @@ def walk_pcapng(r, tag, on_batch, on_frame, on_checkpoint, every):
                     if pos + 12 > n:
                         need = 12
                         break
-                    end, rec = r._block(buf, pos, n, bt.base, bt.last_or(r._last_ts),
-                                           bt.eof)
-                    if end is None:
+                    bend, rec = r._block(buf, pos, n, bt.base, bt.last_or(r._last_ts),
+                                         bt.eof)
+                    if bend is None:
                         need = rec
                         break
-                    bt.pos = pos = end
+                    bt.pos = pos = bend
                     if rec is not None:
                         bt.one(rec)
             except _Corrupt as exc:
@@ -270,7 +280,7 @@ def walk_pcapng(r, tag, on_batch, on_frame, on_checkpoint, every):
         r.walk_stats = bt.stats()
 
 
-def _epb_run(r, bt, offs):
+def _epb_run(r: PcapngReader, bt: _Batcher, offs: list[int]) -> int:
     """Classify and hand over the enhanced packet blocks at ``offs`` (whole, in the buffer),
     in runs; a block whose content is unusable (captured length past its block, undeclared
     interface, timestamp out of range) goes through the general rules (:meth:`_block`) in
@@ -338,7 +348,8 @@ def _epb_run(r, bt, offs):
     return stop
 
 
-def _epb_push(r, bt, offs, p, lt, ts, iid):
+def _epb_push(r: PcapngReader, bt: _Batcher, offs: list[int], p: Array, lt: Array, ts: Array,
+              iid: Array) -> None:
     """Hand over good enhanced packet blocks (classified a run at a time), counted per
     interface."""
     np = bt.np
