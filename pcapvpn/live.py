@@ -126,7 +126,7 @@ class LiveOptions:
     #: --log FILE: gateway logs followed as they grow (pcapvpn.logsrc), and --log-tz
     logs: list = field(default_factory=list)
     log_tz: object = None
-    #: bounds of what is kept (pcapvpn.decode.Limits; None: the defaults)
+    #: bounds of what is kept (pcapvpn.limits.Limits; None: the defaults)
     limits: object = None
     #: --vantage NAME=IFACE: the point each interface of ``interfaces`` is (same length; None:
     #: every interface is one capture point, as without --vantage).  The first point's
@@ -632,7 +632,7 @@ class LiveSession:
         from pcapvpn.decode import Decoder
         from pcapvpn.track import Tracker
 
-        from pcapvpn.decode import Limits
+        from pcapvpn.limits import Limits
 
         self.opts = opts
         #: the bounds of what is kept, lowered to what ``max_sas`` SAs need (Limits.for_live)

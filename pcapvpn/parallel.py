@@ -320,7 +320,7 @@ def _esp_only_here(ops) -> bool:
 
 def _track_esp(sl, ops):
     """The slice's ESP through a fresh tracker, in order (refs numbered from the slice's start)."""
-    from pcapvpn.decode import Limits
+    from pcapvpn.limits import Limits
     from pcapvpn.track.esp import SliceEspTracker
 
     thresholds, limits = sl.esp
