@@ -28,18 +28,28 @@ sees its packets in capture order.
 from __future__ import annotations
 
 import os
-from typing import Any, Collection, Iterator, Union
+from typing import TYPE_CHECKING, Any, Collection, Iterator, Union
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here: skip the thread pool
 
 import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view as windows  # noqa: E402
 
-from numpy.typing import NDArray  # noqa: E402
-
 from .openvpn import CLIENT_RESETS  # noqa: E402
 from .tcpencap import IKETCP_PREFIX  # noqa: E402
-from .types import Buffer  # noqa: E402
+
+if TYPE_CHECKING:  # annotations only: nothing more is imported or built at run time
+    from numpy.typing import NDArray
+
+    from .types import Buffer
+
+    #: an array of any shape and type (numpy's shape typing is not tracked here)
+    Array = NDArray[Any]
+    #: the ESP records of one IP version in a classified chunk: the batch, and the records'
+    #: positions in the chunk's offsets
+    Lane = tuple["EspBatch", Array]
+    #: :func:`classify`'s result: ``(ts, caplen, wirelen, other, inert, v4, v6)``
+    Classified = tuple[Array, Array, Array, Array, Array, Union[Lane, None], Union[Lane, None]]
 
 __all__ = ["EspBatch", "LINKTYPES", "WINDOW", "classify", "plain_tcp"]
 
@@ -59,14 +69,6 @@ _H = 18  # frame offset 0 in the window
 #: as :func:`dissect.vpn.fast.esp_cooked_at`)
 _SHIFT = {1: 0, 113: 2, 276: 6}
 LINKTYPES = frozenset(_SHIFT)
-
-#: an array of any shape and type (numpy's shape typing is not tracked here)
-Array = NDArray[Any]
-#: the ESP records of one IP version in a classified chunk: the batch, and the records'
-#: positions in the chunk's offsets
-Lane = tuple["EspBatch", Array]
-#: :func:`classify`'s result: ``(ts, caplen, wirelen, other, inert, v4, v6)``
-Classified = tuple[Array, Array, Array, Array, Array, Union[Lane, None], Union[Lane, None]]
 
 
 class EspBatch:
