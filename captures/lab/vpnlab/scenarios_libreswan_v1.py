@@ -296,3 +296,36 @@ def libreswan_ikev2_ike_rekey(ctx: Ctx) -> None:
     ctx.sleep(2)
     left.whack("--rekey-ike", "--name", "lab")
     ctx.sleep(3)
+
+
+@scenario(
+    name="libreswan_ikev2_no_response", title="libreswan IKEv2 initiator, responder silent: "
+    "three attempts, each retransmitted, none answered", protocol="ikev2", implementations=LSW,
+    configured="libreswan 4.10 initiator, IKEv2 PSK; `retransmit-timeout=5s`, "
+               "`keyingtries=3`; the responder's namespace runs no IKE daemon and the router "
+               "drops UDP 500 towards it (no ICMP); capture on the initiator's side of the router "
+               "(m-l).",
+    fault="responder unreachable (IKE daemon down / UDP 500 filtered)",
+    shows="IKE_SA_INIT retransmitted at 0.5, 0.5, 1, 2 s until the 5 s retransmit timeout, then "
+          "a new attempt with a new initiator SPI, three attempts in all; nothing from the "
+          "responder.",
+    capture="m-l", timeout=90,
+    keyless=[F("IKE_NO_RESPONSE")],
+    forbidden=["IKE_SA_FLAPPING", "IKE_PEER_RESTART", "IKE_AUTH_FAILED", "DECODE_ERRORS",
+               "IKE_SIMULTANEOUS_INIT"],
+    facts=[ike(34, resp=False, min=6), ike(34, 0, resp=True),
+           fact("several attempts (initiator SPIs)", "isakmp.exchangetype == 34",
+                field="isakmp.ispi", min_distinct=2)],
+    verdicts={"main": [verdict(
+        "failing", "IKE_NO_RESPONSE",
+        "the initiator logs 'No response (or no acceptable response) to our first IKEv2 "
+        "message' for each attempt; the responder never saw a packet",
+        stage="reachability")]},
+)
+def libreswan_ikev2_no_response(ctx: Ctx) -> None:
+    ctx.pluto("left", {"lab": lsw_conn(extra={"retransmit-timeout": "5s", "keyingtries": "3"})},
+              lsw_secrets())
+    ctx.topo.rule("udp dport 500 drop")
+    ctx.start_capture()
+    ctx.plutos["left"].initiate("lab")
+    ctx.sleep(24)
