@@ -25,7 +25,7 @@ from bisect import bisect_right, insort
 
 from dissect.vpn import ike as _ike
 from dissect.vpn.ip import Port
-from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV1, PayloadV2
+from dissect.vpn.registry import PRIVATE_EXCHANGES, ExchangeType, NotifyV2, PayloadV1, PayloadV2
 from pcapvpn.names import Role
 from pcapvpn.track.ike_sa import Exchange, IkeMsg, IkeSA, _by_n, spi_hex
 
@@ -444,7 +444,11 @@ class IkeTracker:
             if _v1_phase1_answer(m):
                 sa.initiator, sa.responder = b, a
                 sa.initiator_known = True
-            elif not (m.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) and sa.initiator_known):
+            elif not sa.initiator_known or not (
+                    m.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)
+                    or m.exch >= PRIVATE_EXCHANGES):
+                # (a private-use exchange opened with a zero responder cookie starts an SA:
+                # Microsoft AuthIP's Main Mode is exchange type 243, [MS-AIPS])
                 sa.mid_session = True
 
     def _link_retry(self, sa: IkeSA, m: IkeMsg) -> None:
