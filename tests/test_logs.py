@@ -943,7 +943,8 @@ def test_log_findings_filters_are_valid():
 def test_confirmation_table_names_declared_codes_and_kinds():
     from pcapvpn.findings import REGISTRY
     from pcapvpn.rules import load_all
-    from pcapvpn.rules.logs import CONFIRMS, FAILURE_KINDS, KIND_STAGE
+    from pcapvpn.rules.logs.common import FAILURE_KINDS, KIND_STAGE
+    from pcapvpn.rules.logs.confirm import CONFIRMS
 
     load_all()
     assert set(CONFIRMS) <= set(REGISTRY), set(CONFIRMS) - set(REGISTRY)
