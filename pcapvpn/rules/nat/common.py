@@ -19,10 +19,6 @@ def _other(side):
     return "responder" if side == "initiator" else "initiator"
 
 
-def _spis(sa):
-    return [bytes(sa.ispi).hex(), bytes(sa.rspi).hex()]
-
-
 def _packed(text):
     return ipaddress.ip_address(text).packed
 

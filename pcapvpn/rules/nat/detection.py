@@ -7,8 +7,8 @@ from __future__ import annotations
 from dissect.vpn.ip import Port
 from pcapvpn.findings import Term, advice_for, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import endpoint_text, ike_filter, ip_text
-from pcapvpn.rules.nat.common import _annotate, _or, _other, _side_ep, _spis, _tunnel_verdicts
+from pcapvpn.rules.common import endpoint_text, ike_filter, ike_spis, ip_text
+from pcapvpn.rules.nat.common import _annotate, _or, _other, _side_ep, _tunnel_verdicts
 from pcapvpn.track.nat import HASH_NAMES, STANDARD_PORTS
 
 #: advice lines said in general in the registry and, for the sides of one finding, by
@@ -253,7 +253,7 @@ def nat_detected(ctx):
                 code, t.id + "|" + "|".join(str(k) for k in key),
                 title=title, detail=msg_join(" ", detail), basis=basis,
                 evidence=ctx.evidence(refs, min(ts) if ts else None, max(ts) if ts else None,
-                                      ike_spis=_spis(sa),
+                                      ike_spis=ike_spis(sa),
                                       peers=[endpoint_text(sa.initiator),
                                              endpoint_text(sa.responder)]),
                 wireshark_filter=_or([_natd_filter(s) for s, _v in items]),

@@ -7,9 +7,9 @@ from bisect import bisect_right
 
 from pcapvpn.findings import Term, declare, make, msg, msg_join
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import endpoint_text, esp_filter, ike_filter, ip_text
+from pcapvpn.rules.common import endpoint_text, esp_filter, ike_filter, ike_spis, ip_text
 from pcapvpn.rules.nat.common import (
-    MAX_LISTED, _annotate, _nat_sides, _or, _spis, _tunnel_verdicts,
+    MAX_LISTED, _annotate, _nat_sides, _or, _tunnel_verdicts,
 )
 from pcapvpn.rules.nat.timeline import _AFTER_GAP, _changes, _flows_between, _gaps, _timeline
 
@@ -93,7 +93,7 @@ def nat_mapping_changed(ctx):
                       + msg(". Typical cause: {cause}.", cause=cause))
             wf = _or([ike_filter(sa) for sa in ike_sas[:4]]
                      + ([esp_filter(esp_spis)] if esp_spis else []))
-            spis = _spis(ike_sas[0]) if ike_sas else []
+            spis = ike_spis(ike_sas[0]) if ike_sas else []
             yield make(
                 "NAT_MAPPING_CHANGED", f"{t.id}|{side}",
                 title=msg("NAT mapping of the {side} {ip} changed mid-SA ({what}, {n}x, first at "

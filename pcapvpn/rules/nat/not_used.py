@@ -6,9 +6,9 @@ from __future__ import annotations
 from dissect.vpn.ip import Port
 from pcapvpn.findings import Term, declare, make, msg, msg_join
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import endpoint_text, esp_filter, ike_filter, ip_text
+from pcapvpn.rules.common import endpoint_text, esp_filter, ike_filter, ike_spis, ip_text
 from pcapvpn.rules.nat.common import (
-    MAX_LISTED, _annotate, _or, _side_ep, _spis, _tunnel_verdicts,
+    MAX_LISTED, _annotate, _or, _side_ep, _tunnel_verdicts,
 )
 from pcapvpn.track.nat import STANDARD_PORTS
 
@@ -114,7 +114,7 @@ def nat_t_not_used(ctx):
                       else (msg("AH is used") if plain else ""))),
             detail=msg_join(" ", why),
             basis="observed" if nat else "inferred",
-            evidence=ctx.evidence(refs, first, last, ike_spis=_spis(sa),
+            evidence=ctx.evidence(refs, first, last, ike_spis=ike_spis(sa),
                                   esp_spis=[f"{s:08x}" for s in spis],
                                   peers=[ip_text(t.a), ip_text(t.b)]),
             wireshark_filter=_or([ike_part, esp_filter(spis) if spis else ""]),
