@@ -86,7 +86,10 @@ def _worker(out: Path, paths: list[str]) -> int:
     """Runs inside the child process (its PYTHONPATH selects the code).  A lab capture whose
     expected.json names its keys is also analysed with them (``<name>+keys.json``)."""
     from pcapvpn.analysis import Options, run
-    from pcapvpn.keys import load_keys
+    try:
+        from pcapvpn.decrypt.keyfile import load_keys
+    except ImportError:  # a tree from before the decrypt package (pcapvpn/keys.py)
+        from pcapvpn.keys import load_keys  # type: ignore[no-redef]
     from pcapvpn.logsrc import open_logs
     from pcapvpn.report import render
 

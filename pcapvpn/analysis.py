@@ -41,7 +41,7 @@ class Options:
     #: copy standard input to a temporary file so that frames can be fetched again
     #: (``--export-evidence``; ``Result.sources[i].fetch``)
     spool_stdin: bool = False
-    #: decryption keys (--keys): a pcapvpn.keys.KeyStore, or None
+    #: decryption keys (--keys): a pcapvpn.decrypt.keys.KeyStore, or None
     keys: object = None
     #: SSL-VPN servers (--vpn-server ADDR[:PORT]): (packed address, port or None)
     vpn_servers: list = field(default_factory=list)

@@ -114,7 +114,7 @@ def _text_text(text: str) -> str:
 
 
 def _runs(path: Path, keys: Path | None):
-    from pcapvpn.keys import load_keys
+    from pcapvpn.decrypt.keyfile import load_keys
 
     return run([str(path)], Options(keys=load_keys([str(keys)])) if keys else None)
 

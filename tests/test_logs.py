@@ -610,7 +610,7 @@ def _expected(d: Path) -> list[tuple[str, dict, dict]]:
 @pytest.mark.parametrize("d", LAB_DIRS + EXTRA_DIRS, ids=lambda p: p.name)
 def test_lab_findings_confirmed_by_logs(d):
     from pcapvpn.findings import CAPTURE_STAGE
-    from pcapvpn.keys import load_keys
+    from pcapvpn.decrypt.keyfile import load_keys
 
     logs = _logs_of(d)
     assert logs, f"{d.name}: the lab keeps both daemons' logs beside every capture"
