@@ -622,7 +622,7 @@ def _expected(d: Path) -> list[tuple[str, dict, dict]]:
 @pytest.mark.parametrize("d", LAB_DIRS + EXTRA_DIRS, ids=lambda p: p.name)
 def test_lab_findings_confirmed_by_logs(d):
     from pcapvpn.findings import CAPTURE_STAGE
-    from pcapvpn.keys import load_keys
+    from pcapvpn.decrypt.keyfile import load_keys
 
     logs = _logs_of(d)
     assert logs, f"{d.name}: the lab keeps both daemons' logs beside every capture"
@@ -955,7 +955,8 @@ def test_log_findings_filters_are_valid():
 def test_confirmation_table_names_declared_codes_and_kinds():
     from pcapvpn.findings import REGISTRY
     from pcapvpn.rules import load_all
-    from pcapvpn.rules.logs import CONFIRMS, FAILURE_KINDS, KIND_STAGE
+    from pcapvpn.rules.logs.common import FAILURE_KINDS, KIND_STAGE
+    from pcapvpn.rules.logs.confirm import CONFIRMS
 
     load_all()
     assert set(CONFIRMS) <= set(REGISTRY), set(CONFIRMS) - set(REGISTRY)

@@ -29,6 +29,11 @@ def endpoint_text(ep) -> str:
     return f"{s}:{port}" if port is not None and port >= 0 else s
 
 
+def ike_spis(sa) -> list[str]:
+    """The initiator's and the responder's SPI of an IKE SA in hex (a finding's ``ike_spis``)."""
+    return [bytes(sa.ispi).hex(), bytes(sa.rspi).hex()]
+
+
 def set_filter(field: str, values) -> str:
     """``field == v`` or ``field in {a, b}`` (tshark 4.0 wants commas between set members); at
     most ``MAX_EVIDENCE_FRAMES`` values (the first ones: a filter stays pasteable)."""
