@@ -994,3 +994,16 @@ def test_log_text_is_escaped_in_every_format(tmp_path):
         out = render(res.report, fmt)
         assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out, fmt
         assert "\\x1b" in out, fmt
+
+
+def test_libreswan_quick_mode_refusal_confirms_child_sa_failed():
+    """libreswan_ikev1_qm_no_proposal: pluto's responder logs each refused Quick Mode as
+    'sending encrypted notification NO_PROPOSAL_CHOSEN to <peer>', its initiator logs the
+    answers under the ISAKMP SA's serial ('ignoring informational payload ...') and gives up on
+    its first Quick Mode message: all of it confirms CHILD_SA_FAILED; nothing is left over as a
+    failure the packets did not show."""
+    d = LAB / "libreswan_ikev1_qm_no_proposal"
+    report = _run(d / "libreswan_ikev1_qm_no_proposal.pcap", _logs_of(d)).report
+    f, = [f for f in report.findings if f.code == "CHILD_SA_FAILED"]
+    assert {Path(r.file).name for r in f.logs} == {"left.log", "right.log"}
+    assert not [x for x in report.findings if x.code == "LOG_ONLY_FAILURE"]

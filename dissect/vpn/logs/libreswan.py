@@ -61,6 +61,7 @@ _NOTIFY = re.compile(r"\b(NO_PROPOSAL_CHOSEN|INVALID_KE_PAYLOAD|AUTHENTICATION_F
                      r"TS_UNACCEPTABLE|INVALID_SPI|INVALID_IKE_SPI|COOKIE|INTERNAL_ADDRESS_FAILURE|"
                      r"FAILED_CP_REQUIRED|INVALID_ID_INFORMATION|INVALID_HASH_INFORMATION|"
                      r"v2N_\w+|v1N_\w+)\b")
+_NOTIFY_TO = re.compile(r"notification \w+ to ([0-9A-Fa-f.:]+?):(\d+)$")
 # IKEv1 (libreswan 4.10 ikev1_main.c / ikev1_aggr.c / ikev1_quick.c): "sent Main Mode request",
 # "sent Main Mode R1" ... "I3", "sent Aggressive Mode response, expecting confirmation"
 _SENT_V1 = re.compile(r"sent (Main Mode|Aggressive Mode|Quick Mode) (request|response|reply|"
@@ -279,6 +280,9 @@ def _classify(ev: LogEvent, t: str) -> None:
             ev.child = "Child SA" in t or "CREATE_CHILD_SA" in t or "Quick Mode" in t or (
                 name == "NO_PROPOSAL_CHOSEN" and "encrypted notification" in t
                 and "unencrypted" not in t)
+            to = _NOTIFY_TO.search(t)
+            if to and ev.peer is None:  # "sending ... notification X to 192.0.2.2:500"
+                ev.direction, ev.peer, ev.peer_port = "out", to.group(1), int(to.group(2))
         return
     if "no acceptable response to our first Quick Mode message" in t or \
             "perhaps peer likes no proposal" in t:

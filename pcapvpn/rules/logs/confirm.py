@@ -8,6 +8,7 @@ import re
 
 from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import Term, msg, msg_join
+from pcapvpn.rules.common import established_ts
 from pcapvpn.rules.logs.common import (
     MAX_REFS, _add_ref, _count, _Linked, _translated, _wire, ref,
 )
@@ -25,7 +26,8 @@ CONFIRMS = {
     "CERT_EXPIRED": {"cert_failed"},
     "CERT_NOT_YET_VALID": {"cert_failed"},
     "IKE_TS_UNACCEPTABLE": {"ts_unacceptable", "child_failed"},
-    "CHILD_SA_FAILED": {"child_failed", "no_proposal", "ts_unacceptable", "ike_retransmit"},
+    "CHILD_SA_FAILED": {"child_failed", "no_proposal", "ts_unacceptable", "ike_retransmit",
+                        "give_up"},
     "CP_FAILED": {"child_failed"},
     "IKE_COOKIE": {"cookie"},
     "IKE_SIMULTANEOUS_INIT": {"ike_init", "ike_peer_init", "duplicate_sa"},
@@ -109,7 +111,18 @@ def _window(ctx, f, end):
     return first - WINDOW, hi
 
 
-def _fits_code(code: str, li: _Linked, f) -> bool:
+def _after_phase1(ctx, li: _Linked) -> bool:
+    """The line was written after its IKE SA was established: a NO_PROPOSAL_CHOSEN then is about
+    a child SA (pluto logs the Quick Mode's refusal under the ISAKMP SA's serial)."""
+    if ctx is None or li.ike_sa is None:
+        return False
+    by_id = ctx.memo("logs|ike_sa_by_id", lambda: {sa.id: sa for sa in ctx.state.ike_sas})
+    sa, ts = by_id.get(li.ike_sa), li.ent.ts
+    est = established_ts(sa) if sa is not None else None
+    return est is not None and ts is not None and ts >= est
+
+
+def _fits_code(code: str, li: _Linked, f, ctx=None) -> bool:
     ev = li.ent.ev
     k = ev.kind
     if code == "IKE_NO_PROPOSAL_CHOSEN" and ev.child and f.stage != "child_sa":
@@ -119,7 +132,8 @@ def _fits_code(code: str, li: _Linked, f) -> bool:
         if a is not None and a.kind == "ike":
             return a.exch in (ExchangeType.QUICK_MODE, ExchangeType.CREATE_CHILD_SA)
         return (ev.msgid or 0) > COUNTED_MSGIDS  # an IKEv1 Quick Mode's random Message ID
-    if code == "CHILD_SA_FAILED" and k != "child_failed" and not ev.child:
+    if code == "CHILD_SA_FAILED" and k != "child_failed" and not ev.child and not (
+            k == "no_proposal" and _after_phase1(ctx, li)):
         return False
     if code == "NAT_ENCAPSULATION_FORCED" and k == "nat_detected":
         return "remote host" in (ev.reason or "")
@@ -161,7 +175,7 @@ def _confirm(ctx, f, cands, used: set, end) -> None:
         e = li.ent
         if f.code == "NAT_DETECTED" and _translated(li):
             pass  # the gateway names its peer by another address than the capture shows
-        elif e.ev.kind not in kinds or not _fits_code(f.code, li, f):
+        elif e.ev.kind not in kinds or not _fits_code(f.code, li, f, ctx):
             continue
         t = e.ts if e.ts is not None else end
         if win is not None and t is not None and not (win[0] <= t <= win[1]):
