@@ -125,17 +125,21 @@ def damage(ctx):
                evidence=ctx.evidence([]), wireshark_filter="frame")
 
 
+#: packets of one SA that all carry the same timestamp: a capture written without a clock
+CLOCKLESS_PACKETS = 3
+
+
 @rule
 def duplicates(ctx):
     dups = []
     # (all of an SA's packets stamped with one time — a capture written without a clock: a copy
     # "within the window" may be a retransmission; verdict.unusable_time says so per tunnel)
     for sa in ctx.state.ike_sas:
-        if len(sa.messages) >= 3 and sa.first_ts == sa.last_ts:
+        if len(sa.messages) >= CLOCKLESS_PACKETS and sa.first_ts == sa.last_ts:
             continue
         dups.extend(m for m in sa.messages if m.duplicate_of is not None)
     esp_dups = sum(getattr(e, "capture_duplicates", 0) for e in ctx.state.esp_sas
-                   if e.packets < 3 or e.first_ts != e.last_ts)
+                   if e.packets < CLOCKLESS_PACKETS or e.first_ts != e.last_ts)
     if not dups and not esp_dups:
         return
     refs = []
