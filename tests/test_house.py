@@ -258,3 +258,22 @@ def test_allowed_files_exist():
     """An allow-list entry for a file that is gone is stale: remove it."""
     for entry in CONFIG["bytes-allow"]:
         assert (REPO / entry.split(":", 1)[0].strip()).exists(), entry
+
+
+def test_no_merge_conflict_markers_in_tracked_files():
+    """A merge resolved by hand must not leave its markers behind (docs/internals.md carried a
+    conflict through two releases)."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    bad = []
+    for name in files:
+        path = REPO / name
+        if path.suffix not in (".py", ".md", ".toml", ".po", ".json", ".yml", ".txt", ".html") \
+                or not path.is_file():
+            continue
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if line.startswith(("<<<<<<< ", ">>>>>>> ")):
+                bad.append(f"{name}:{n}")
+    assert not bad, bad
