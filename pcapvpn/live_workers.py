@@ -582,6 +582,14 @@ class FanoutSession(LiveSession):
         self._origin = origin
         return view
 
+    def esp_sas_now(self) -> list:
+        """This process's ESP SAs and the workers' latest snapshots (``live --metrics``; read
+        from the exporter's thread: list copies only)."""
+        out = list(self._own_esp._sas)
+        for w in self.workers:
+            out += list(w.sas)
+        return out
+
     def _with_view(self, fn, *args):
         """``fn(*args)`` with the view in the tracker's place (events that arrive meanwhile
         still go to this process's own ESP tracker: the decoder holds its bound methods)."""
