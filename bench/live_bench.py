@@ -347,7 +347,8 @@ def run_drain(n: int, work: Path, cpus=("0", "1"), workers: int = 1) -> dict:
                                  capture_output=True, text=True, timeout=600,
                                  env=dict(os.environ, LIVE_BENCH_FRAMES=str(n)))
             sent = json.loads(snd.stdout.strip().splitlines()[-1])
-            cpu0 = sum(_cpu_seconds(p) for p in pids)
+            each0 = [_cpu_seconds(p) for p in pids]
+            cpu0 = sum(each0)
             t0 = time.monotonic()
             for p in pids:
                 os.kill(p, signal.SIGCONT)
@@ -365,6 +366,7 @@ def run_drain(n: int, work: Path, cpus=("0", "1"), workers: int = 1) -> dict:
                 if past and now - t0 > 1.5 and c - past[-1] <= 0.02:
                     break
             final = samples[-1][1]
+            each = [round(_cpu_seconds(p) - c0, 2) for p, c0 in zip(pids, each0)]
             end = next(t for t, x in samples if x >= final - 0.015)
             wall = end - t0
             cpu = final - cpu0
@@ -382,7 +384,8 @@ def run_drain(n: int, work: Path, cpus=("0", "1"), workers: int = 1) -> dict:
                 proc.wait()
     captured = r["capture"]["frames"]
     shares = [f["frames"] for f in r["capture"].get("files", [])]
-    return {"workers": workers, "shares": shares, "sent": sent["sent"], "captured": captured,
+    return {"workers": workers, "shares": shares, "cpu_each": each, "sent": sent["sent"],
+            "captured": captured,
             "drops": r["capture"]["drops"].get("os_drop"), "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2), "pps_wall": round(captured / wall) if wall else None,
             "pps_cpu": round(captured / cpu) if cpu else None}
