@@ -1,5 +1,5 @@
-"""``pcapvpn live``: ring blocks as batches (pcapvpn.live_batch) and ``--workers N``
-(pcapvpn.live_workers: PACKET_FANOUT).  Root: network namespaces made by the tests."""
+"""``pcapvpn live``: ring blocks as batches (pcapvpn.live.batch) and ``--workers N``
+(pcapvpn.live.workers: PACKET_FANOUT).  Root: network namespaces made by the tests."""
 
 from __future__ import annotations
 
@@ -43,8 +43,9 @@ _BLOCKS_CHILD = r"""
 import json, os, socket, sys, time
 sys.path.insert(0, sys.argv[1])
 from pcapvpn.decode import Decoder
-from pcapvpn.live_batch import BlockReader
-from pcapvpn.live_capture import AfPacketRing, compile_filter, default_filter
+from pcapvpn.live.batch import BlockReader
+from pcapvpn.live.bpf import compile_filter, default_filter
+from pcapvpn.live.capture import AfPacketRing
 from pcapvpn.thresholds import DEFAULT
 from pcapvpn.track import Tracker
 

@@ -1,6 +1,6 @@
 """``pcapvpn live``: a ``TPACKET_V3`` block as one batch for the numpy ESP classification.
 
-:class:`pcapvpn.live_capture.AfPacketRing` hands a block of the ring over as frames, one tuple
+:class:`pcapvpn.live.capture.AfPacketRing` hands a block of the ring over as frames, one tuple
 and one ``bytes`` per packet, which the decoder then looks at one at a time.  On a mirror port
 nearly every packet is ESP, and that per-packet Python work is what limits live mode.  Here a
 block is handled as the offline batched walk handles a chunk of a pcap file
@@ -37,7 +37,7 @@ from dissect.vpn import batch as _vec
 from dissect.vpn.capture import _Batcher
 from dissect.vpn.link import LINKTYPE_ETHERNET
 
-from pcapvpn.live_capture import (TP_STATUS_COPY, TP_STATUS_KERNEL, TP_STATUS_USER,
+from pcapvpn.live.capture import (TP_STATUS_COPY, TP_STATUS_KERNEL, TP_STATUS_USER,
                                   TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, AfPacketRing)
 
 __all__ = ["BlockReader", "batchable"]

@@ -14,7 +14,7 @@ included, goes to one worker.  ``tests/test_live_fanout.py`` checks on this kern
 stays whole in one worker and that both workers get SAs.
 
 **What runs where.**  A worker reads its ring a block at a time into the batched classification
-(:mod:`pcapvpn.live_batch`) and tracks the ESP of the common shapes itself (an
+(:mod:`pcapvpn.live.batch`) and tracks the ESP of the common shapes itself (an
 :class:`pcapvpn.track.esp.EspTracker`); every other frame (IKE, NAT-T control, ICMP errors, IP
 fragments, TCP, the other VPNs: little volume next to ESP) goes, numbered, through a pipe to the
 parent, whose ordinary decoder and trackers handle it exactly as in one process.  IKE state is
@@ -55,8 +55,9 @@ import signal
 import struct
 import time
 
-from pcapvpn.live import CaptureError, LiveSession, build_filter
-from pcapvpn.live_capture import SOL_PACKET, AfPacketRing, compile_filter, interface_info
+from pcapvpn.live.bpf import build_filter, compile_filter
+from pcapvpn.live.capture import SOL_PACKET, AfPacketRing, CaptureError, interface_info
+from pcapvpn.live.session import LiveSession
 
 __all__ = ["FanoutRing", "FanoutSession", "PACKET_FANOUT", "PACKET_FANOUT_HASH"]
 
@@ -121,7 +122,7 @@ def _messages(buf: bytearray):
 # -- the worker process ---------------------------------------------------------------------------
 
 class _Sink:
-    """What :class:`pcapvpn.live_batch.BlockReader` needs of a decoder: ESP batches to the
+    """What :class:`pcapvpn.live.batch.BlockReader` needs of a decoder: ESP batches to the
     worker's ESP tracker, every other frame to ``forward``."""
 
     def __init__(self, esp, forward):
@@ -146,8 +147,8 @@ def _span(ring, base: dict, with_iface: bool) -> dict:
 def _worker(k: int, opts, limits, iface: str, group: int, out_fd: int, ctl_fd: int,
             started: float) -> int:
     """A worker's life (in the forked child); returns its exit status."""
-    from pcapvpn.live import RotatingWriter
-    from pcapvpn.live_batch import BlockReader
+    from pcapvpn.live.writer import RotatingWriter
+    from pcapvpn.live.batch import BlockReader
     from pcapvpn.track.esp import EspTracker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
