@@ -1740,10 +1740,8 @@ class _Batcher:
     LEAD = 8  # >= dissect.vpn.batch.LEAD
 
     def __init__(self, reader, tag, on_batch, on_frame, on_checkpoint, every):
-        from dissect.vpn import batch as vec
-
-        self.vec = vec
-        self.np = vec.np
+        self._hand_over(tag, on_batch, on_frame, on_checkpoint, every)
+        vec = self.vec
         self.readinto = _readinto_of(reader._stream)
         head = reader._buf
         reader._buf = b""
@@ -1755,6 +1753,14 @@ class _Batcher:
         self.base = reader._base - self.LEAD  # file offset of buf[0]
         self.pos = self.LEAD
         self.eof = False
+
+    def _hand_over(self, tag, on_batch, on_frame, on_checkpoint, every):
+        """What :meth:`push` needs besides the buffer: the callbacks and the walk's counters
+        (``pcapvpn.live.batch`` hands ring blocks over with it)."""
+        from dissect.vpn import batch as vec
+
+        self.vec = vec
+        self.np = vec.np
         self.tag = tag
         self.on_batch = on_batch
         self.on_frame = on_frame

@@ -59,26 +59,8 @@ class _Push(_Batcher):
     """The offline walk's hand-over of a classified run (``_Batcher.push``) over a ring block:
     no stream, no checkpoints, no TCP lane (live mode follows every TCP stream itself)."""
 
-    def __init__(self, on_batch, on_frame):  # noqa: D107 - no reader: the fields push() reads
-        self.vec = _vec
-        self.np = np
-        self.tag = 0
-        self.on_batch = on_batch
-        self.on_frame = on_frame
-        self.on_checkpoint = None
-        self.every = 1024
-        self.on_tcp = None
-        self.tcp_lt = None
-        self.words = None
-        self.number = 0
-        self.nbytes = 0
-        self.trunc = 0
-        self.tmax = float("-inf")
-        self.tmin = float("inf")
-        self.disorder = 0
-        self.first = None
-        self.last = None
-        self.lts = {}
+    def __init__(self, on_batch, on_frame):  # no reader: the buffer is the block's
+        self._hand_over(0, on_batch, on_frame, None, 1024)
         self.base = 0
         self.buf = bytearray(0)
         self.mv = memoryview(self.buf)
