@@ -36,11 +36,13 @@ worker) and the frame numbers cited are those of these files, so ``analyze`` of 
 files shows the same evidence (a multi-file analysis: its frames are merged by time).  The parent
 maps a worker's file ordinal to the session's file index (``map_refs``).
 
-**Stopping.**  SIGINT/SIGTERM stop the parent, which asks each worker to stop; a worker reads what
-its ring still holds for at most ``LiveSession.DRAIN_SECONDS``, closes its file and sends its last
-snapshot.  Workers ignore SIGINT (the terminal sends Ctrl-C to the whole process group: the parent
-coordinates), stop by themselves on SIGTERM (a service manager signalling every process) or when
-the parent goes away (``PR_SET_PDEATHSIG``, and the end of the control pipe).
+**Stopping.**  SIGINT/SIGTERM stop the parent, which sends each worker SIGTERM (a signal needs no
+room in a pipe); a worker reads what its ring still holds for at most
+``LiveSession.DRAIN_SECONDS``, closes its file and sends its last snapshot.  Workers ignore SIGINT
+(the terminal sends Ctrl-C to the whole process group: the parent coordinates), and stop the same
+way on a service manager's SIGTERM to every process, or when the parent goes away
+(``PR_SET_PDEATHSIG``, and the end of the control pipe).  Messages to a worker (``remove``) are
+written without blocking (``_Worker.pump``): the parent never waits on a worker that waits on it.
 
 Limits: one Ethernet interface, the ``afpacket`` backend, no ``--vantage``, no ``--keys``.
 """
@@ -251,9 +253,7 @@ def _worker(k: int, opts, limits, iface: str, group: int, out_fd: int, ctl_fd: i
                     break
                 ctl_buf += chunk
                 for msg in _messages(ctl_buf):
-                    if msg[0] == "stop":
-                        stop[0] = True
-                    elif msg[0] == "remove":
+                    if msg[0] == "remove":
                         keys = set(msg[1])
                         esp.remove([sa for sa in esp._sas if _sa_key(sa) in keys])
         deadline = time.monotonic() + LiveSession.DRAIN_SECONDS
@@ -304,6 +304,7 @@ class _Worker:
         self.truncated = 0
         self.errors: list = []
         self.buf = bytearray()
+        self.outq = bytearray()  # messages to the worker not yet written
         self.last = {"received": 0, "drops": 0, "packets": 0, "truncated": 0, "interface": {}}
         self.sas: list = []  # the latest snapshot's ESP SAs (refs made the session's)
         self.overflow: dict = {}
@@ -333,16 +334,37 @@ class _Worker:
         return _messages(self.buf)
 
     def tell(self, msg) -> None:
-        try:
-            _send(self.ctl_fd, msg)
-        except OSError:
-            pass
+        """Queue ``msg`` for the worker and write what the pipe takes now: the parent never
+        blocks on a worker that is itself blocked writing to a full pipe."""
+        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        self.outq += _LEN.pack(len(data)) + data
+        self.pump()
+
+    def stop(self) -> None:
+        """Ask the worker to stop (SIGTERM: it drains its ring, sends its last snapshot and
+        ends; a signal needs no room in a pipe)."""
+        if self.pid is not None and not self.exited:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+    def pump(self) -> None:
+        while self.outq and self.pid is not None:
+            try:
+                n = os.write(self.ctl_fd, self.outq)
+            except BlockingIOError:
+                return
+            except OSError:  # the worker is gone
+                self.outq.clear()
+                return
+            del self.outq[:n]
 
     def close(self) -> None:
         """End the process (asked to stop first; killed when it does not)."""
         if self.pid is None:
             return
-        self.tell(("stop",))
+        self.stop()
         for _ in range(100):
             pid, _st = os.waitpid(self.pid, os.WNOHANG)
             if pid:
@@ -444,6 +466,7 @@ class FanoutSession(LiveSession):
             os.close(out_w)
             os.close(ctl_r)
             os.set_blocking(out_r, False)
+            os.set_blocking(ctl_w, False)
             workers.append(_Worker(k, pid, out_r, ctl_w, iface))
         return workers
 
@@ -543,6 +566,7 @@ class FanoutSession(LiveSession):
     def _feed(self, idx, cap, batch):
         """Take what worker ``idx`` sent; returns how many messages (0: nothing new)."""
         w = self.workers[idx]
+        w.pump()
         msgs = w.read()
         for msg in msgs:
             self._handle(w, msg)
@@ -645,7 +669,7 @@ class FanoutSession(LiveSession):
         """Ask every worker to stop and take what they send until their last snapshot (at most
         ``STOP_SECONDS``)."""
         for w in self.workers:
-            w.tell(("stop",))
+            w.stop()
         deadline = time.monotonic() + self.STOP_SECONDS
         for w in self.workers:
             while not w.done and not w.exited and time.monotonic() < deadline:
