@@ -536,6 +536,13 @@ def _machine() -> str:
             f"{platform.python_version()}")
 
 
+def _per_core(d: dict) -> int | None:
+    """A drain's rate if each of its processes had a core to itself: the frames over the CPU
+    seconds of the busiest process."""
+    each = d.get("cpu_each")
+    return round(d["captured"] / max(each)) if each and max(each) > 0 else None
+
+
 def write_section(results: Path, rates: list, memory: dict | None, args, loads,
                   drains: dict | None = None) -> str:
     lines = ["## Live capture (`bench/live_bench.py`)", ""]
@@ -594,13 +601,14 @@ def write_section(results: Path, rates: list, memory: dict | None, args, loads,
             summary.append(f"{b}: " + (f"{sum(cpu) / len(cpu):.1f} CPU µs per packet without "
                                        f"loss, " if cpu else "")
                            + f"{top['loss_pct']} % lost at {top['sender_pps']:,} pps")
-        lines.append("Choice of backend (the default is `afpacket`; CPU is pcapvpn's own "
-                     "process, a pipe backend's tcpdump/dumpcap child comes on top): "
-                     + "; ".join(summary)
-                     + ". The ring needs no second process and no second parse of every packet "
-                       "(pcap written to a pipe and read back), so it costs the least per "
-                       "packet and drops last; scapy's per-packet sniffing loses most packets "
-                       "already at 10,000 pps.")
+        if len(summary) > 1:
+            lines.append("Choice of backend (the default is `afpacket`; CPU is pcapvpn's own "
+                         "process, a pipe backend's tcpdump/dumpcap child comes on top): "
+                         + "; ".join(summary)
+                         + ". The ring needs no second process and no second parse of every "
+                           "packet (pcap written to a pipe and read back), so it costs the "
+                           "least per packet and drops last; scapy's per-packet sniffing loses "
+                           "most packets already at 10,000 pps.")
         af = best.get("afpacket", 0)
         lines.append("")
         lines.append(f"Target: zero kernel drops at >= {TARGET_PPS:,} ESP packets/s — "
@@ -614,17 +622,20 @@ def write_section(results: Path, rates: list, memory: dict | None, args, loads,
                      "CPU 1; several workers on both CPUs).")
         lines.append("")
         lines.append("| workers | frames queued | captured (per worker) | kernel drops | wall s "
-                     "| CPU s (all processes) | pps (wall) | pps per CPU second | "
-                     "runs (pps wall) |")
-        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+                     "| CPU s (all processes) | CPU s per process | pps (wall) | pps per CPU "
+                     "second | pps with a core per process | runs (pps wall) |")
+        lines.append("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
         for w in sorted(drains, key=int):
             d = drains[w]
             runs = ", ".join(f"{x:,}" for x in d.get("runs", [d["pps_wall"]]))
             shares = d.get("shares") or []
             per = f" ({' + '.join(f'{x:,}' for x in shares)})" if len(shares) > 1 else ""
+            each = d.get("cpu_each") or []
+            core = _per_core(d)
             lines.append(f"| {w} | {d['sent']:,} | {d['captured']:,}{per} | {d.get('drops')} | "
-                         f"{d['wall_s']} | {d['cpu_s']} | {d['pps_wall']:,} | "
-                         f"{d['pps_cpu']:,} | {runs} |")
+                         f"{d['wall_s']} | {d['cpu_s']} | {' / '.join(map(str, each))} | "
+                         f"{d['pps_wall']:,} | {d['pps_cpu']:,} | "
+                         f"{f'{core:,}' if core else '—'} | {runs} |")
         lines.append("")
         one, two = drains.get("1"), drains.get("2")
         if one and two and one["pps_wall"] and two["pps_wall"]:
@@ -634,6 +645,13 @@ def write_section(results: Path, rates: list, memory: dict | None, args, loads,
                          f"and >= {TARGET_SPEEDUP_2}x the 1-worker ceiling — "
                          f"{'PASS' if ok else 'FAIL'} ({two['pps_wall']:,} pps, {ratio:.2f}x; "
                          f"medians of {len(two.get('runs', [1]))}).")
+            c1, c2 = _per_core(one), _per_core(two)
+            if c1 and c2:
+                lines.append(f"With a core per process (an estimate, not a measurement: frames "
+                             f"/ the CPU seconds of the busiest process, the wall rate if each "
+                             f"process had a core to itself and nothing else ran): "
+                             f"{c2:,} pps with 2 workers, {c2 / c1:.2f}x the 1-worker "
+                             f"{c1:,} pps.")
             lines.append("")
     if memory:
         lines.append(f"Memory: {memory['minutes']:g} min replay loop of the lab's IPsec "
