@@ -197,6 +197,11 @@ def test_workers_2_match_workers_1_and_analyze(fanout_replays, name):
     assert _cited(two) == _cited(ana2)
 
 
+_SCRAPE = ("import urllib.request; "
+           "print(urllib.request.urlopen('http://127.0.0.1:9477/metrics', timeout=30)"
+           ".read().decode())")
+
+
 def _spis(path) -> set:
     from pcapvpn.sources import open_source
 
@@ -209,27 +214,34 @@ def _spis(path) -> set:
 
 
 @pytest.mark.root
-def test_workers_keep_each_sa_in_one_worker(tmp_path):
+@pytest.mark.parametrize("rotate", [False, True])
+def test_workers_keep_each_sa_in_one_worker(tmp_path, rotate):
     """16 ESP SAs (IP protocol 50, the bench's stream) into live --workers 2: the kernel's flow
     hash (addresses and SPI) puts each SA whole in one worker and both workers get SAs; the
-    SAs' statistics are those of one process and of analyze of the written files."""
+    SAs' statistics, and the frames they cite, are those of analyze of the written files (with
+    ``rotate``: many small files per worker, each SA's frames spread over several)."""
     need_root()
+    more = ("--write-size", "0.05", "--write-files", "0") if rotate else ()
     out = tmp_path / "w"
     report = tmp_path / "live.json"
     n = 16 * 500
     with Netns() as ns:
         live = Live(ns, "--workers", "2", "--write", str(out), "--events", "none", "--format",
-                    "json", "-o", str(report), "--quiet")
+                    "json", "-o", str(report), "--quiet", "--metrics", "127.0.0.1:9477", *more)
         cp = subprocess.run(ns.cmd(sys.executable, str(BENCH), "send", "vb", "20000", "2"),
                             capture_output=True, text=True, timeout=120,
                             env=dict(os.environ, LIVE_BENCH_FRAMES=str(n)))
         assert cp.returncode == 0, cp.stderr
-        time.sleep(0.5)
+        time.sleep(1.5)  # the workers' snapshots come every half second
+        # --metrics counts the workers' SAs too
+        scraped = subprocess.run(ns.cmd(sys.executable, "-c", _SCRAPE), capture_output=True,
+                                 text=True, timeout=60)
         rc = live.stop()
+    assert 'pcapvpn_live_sas{kind="esp"} 16.0' in scraped.stdout, scraped.stdout[-2000:]
     assert rc in (0, 1), "".join(live.err)
     files = sorted(out.glob("*.pcapng"))
-    assert len(files) == 2
-    per = [_spis(f) for f in files]
+    assert len(files) > 10 if rotate else len(files) == 2
+    per = [set().union(*(_spis(f) for f in files if f"-w{k}-" in f.name)) for k in (0, 1)]
     assert all(per), per  # both workers got SAs
     assert not per[0] & per[1]  # no SA in both
     assert len(per[0] | per[1]) == 16

@@ -204,7 +204,8 @@ def _worker(k: int, opts, limits, iface: str, group: int, out_fd: int, ctl_fd: i
         st = ring.stats()
         if k:  # the interface's own counters once, with worker 0's
             st = dict(st, interface={})
-        _send(out_fd, (kind, esp._sas, esp.overflow, st, list(ring.errors)))
+        _send(out_fd, (kind, esp._sas, esp.overflow, st, list(ring.errors),
+                       writer.deleted if writer is not None else 0))
 
     def read_once():
         nonlocal numbered
@@ -311,6 +312,7 @@ class _Worker:
         self.done = False  # its final snapshot arrived
         self.exited = False
         self.files: dict = {}  # the worker's file ordinal -> the session's file index
+        self.deleted = 0  # its --write files deleted by rotation
 
     def fileno(self) -> int:
         return self.out_fd
@@ -525,10 +527,11 @@ class FanoutSession(LiveSession):
             w.files[r] = self._open_source(w, path, "pcapng")
             return 0
         if kind in ("snap", "final"):
-            _k, sas, overflow, st, errors = msg
+            _k, sas, overflow, st, errors, deleted = msg
             self._adopt(w, sas, overflow)
             w.last = st
             w.errors = errors
+            w.deleted = deleted
             if kind == "final":
                 w.done = True
             return 0
@@ -695,6 +698,11 @@ class FanoutSession(LiveSession):
 
     def warnings(self) -> list[str]:
         out = super().warnings()
+        deleted = sum(w.deleted for w in self.workers)
+        if deleted:
+            out.append(f"live: {deleted} older capture file(s) were deleted by rotation "
+                       f"(--write-files {self.opts.write_files} per worker); evidence frames in "
+                       f"them are gone")
         for w in self.workers:
             if w.exited and not w.done:
                 out.append(f"live --workers: capture worker {w.k} ended before the capture "
