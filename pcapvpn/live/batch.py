@@ -34,7 +34,7 @@ from __future__ import annotations
 import struct
 
 from dissect.vpn import batch as _vec
-from dissect.vpn.capture import _Batcher
+from dissect.vpn.capture.batcher import _Batcher
 from dissect.vpn.link import LINKTYPE_ETHERNET
 
 from pcapvpn.live.capture import (TP_STATUS_COPY, TP_STATUS_KERNEL, TP_STATUS_USER,
