@@ -53,6 +53,13 @@ def _handshakes() -> frozenset:
                                       X.MAIN_MODE, X.AGGRESSIVE, X.QUICK_MODE))
 
 
+def _esp_sas(s) -> list:
+    """The session's ESP SAs, a copy (``all_sas()`` would sort them); ``live --workers``: with
+    the workers' latest snapshots (``esp_sas_now``)."""
+    now = getattr(s, "esp_sas_now", None)
+    return now() if now is not None else list(s.tracker.esp_tracker._sas)
+
+
 class MetricsError(Exception):
     """A --metrics address that cannot be used, or the extra not installed."""
 
@@ -193,7 +200,7 @@ class LiveCollector:
         s = self.s
         sas = G("pcapvpn_live_sas", "SAs tracked (bounded by --max-sas)", labels=["kind"])
         sas.add_metric(["ike"], len(s.tracker.ike_tracker.sas))
-        sas.add_metric(["esp"], len(s.tracker.esp_tracker._sas))
+        sas.add_metric(["esp"], len(_esp_sas(s)))
         sas.add_metric(["vpn"], len(s.tracker.vpn_tracker.tunnels))
         yield sas
         yield G("pcapvpn_live_max_sas", "The --max-sas bound", value=s.opts.max_sas)
@@ -308,7 +315,7 @@ class LiveCollector:
         latest: dict = {}
         now_sas: dict = {}
         last_seen = self._esp_last
-        for e in list(s.tracker.esp_tracker._sas):  # a copy (all_sas() would sort it)
+        for e in _esp_sas(s):
             hit = index.get(_pair(e.src, e.dst))
             if hit is None:  # its tunnel comes with the next evaluation
                 old = last_seen.get(id(e))

@@ -36,7 +36,8 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                 syslog, syslog_socket, exec_cmd, quiet, write_dir, write_size_mb, write_files,
                 idle_expiry, max_sas, buffer_mb, promisc, backend, duration, status_interval,
                 expect_peers, thresholds, report=None, vpn_servers=(), keys=None, stdout=None,
-                stderr=None, logs=(), log_tz=None, points=None, metrics=None) -> int:
+                stderr=None, logs=(), log_tz=None, points=None, metrics=None,
+                workers=1) -> int:
     """``pcapvpn live``; returns the exit status (as ``analyze``: 0, 1 findings at or above
     ``report.fail_on``, 2 usage or capture error).  ``report``: the report options
     (:class:`pcapvpn.report.deliver.ReportOptions`) of the final report; ``metrics``:
@@ -55,7 +56,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         idle_expiry=idle_expiry, max_sas=max_sas, duration=duration,
         status_interval=status_interval if events == "jsonl" else 0,
         vpn_servers=list(vpn_servers), keys=keys, logs=list(logs), log_tz=log_tz,
-        points=list(points) if points else None)
+        points=list(points) if points else None, workers=workers)
     if print_filter:
         from pcapvpn.live.capture import interface_info
 
@@ -81,7 +82,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                           syslog_path=(syslog_socket or "/dev/log") if syslog else None,
                           exec_cmd=exec_cmd, lang=ro.lang)
         sinks = [_Filtered(s, peers, min_severity, redactor) for s in raw]
-        session = LiveSession(opts, sinks, view)
+        session = session_class(opts)(opts, sinks, view)
         exporter = _start_metrics(metrics, session, redactor)
     except CaptureError as e:
         for s in sinks:
@@ -122,6 +123,16 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
     except DeliveryError as e:
         stderr.write(f"pcapvpn: error: {_clean(e)}\n")
         return 2
+
+
+def session_class(opts):
+    """The session for ``opts``: :class:`LiveSession`, or over several capture processes
+    (``--workers``) :class:`pcapvpn.live.workers.FanoutSession`."""
+    if opts.workers > 1:
+        from pcapvpn.live.workers import FanoutSession
+
+        return FanoutSession
+    return LiveSession
 
 
 def _start_metrics(spec, session, redactor):

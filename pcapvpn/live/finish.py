@@ -48,6 +48,8 @@ class Finish:
                     pass
             while time.monotonic() < deadline and self._feed(i, c, []):
                 pass
+            if self._blocks[i] is not None:
+                self._blocks[i].close()
             c.close()
             if isinstance(c, PipeCapture):  # pipe backends know their drops only now
                 self.totals[i]["osdrop"] = c.drops

@@ -48,3 +48,9 @@ class LiveOptions:
     #: interfaces are the one the events and the report are of; the others are matched with it
     #: (pcapvpn.track.vantage): clock offsets, PATH_LOSS and locations
     points: list | None = None
+    #: read ring blocks into the batched ESP classification (pcapvpn.live.batch); False: one
+    #: frame at a time (the tests compare both)
+    batch: bool = True
+    #: --workers N: capture processes in one PACKET_FANOUT group (pcapvpn.live.workers); 1: this
+    #: process alone
+    workers: int = 1

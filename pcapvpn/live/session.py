@@ -56,6 +56,12 @@ class LiveSession(Evaluation, Finish):
                 self.close_captures()
                 raise
         self.itfs = [_Itf(c.linktype, 262144, c.name) for c in self.captures]
+        #: per capture, its ring read a block at a time into the batched ESP classification
+        #: (pcapvpn.live.batch), or None: frame by frame (pipe backends, raw-IP rings, --keys)
+        from pcapvpn.live.batch import BlockReader, batchable
+
+        self._blocks = [BlockReader(c) if opts.batch and opts.keys is None and batchable(c)
+                        else None for c in self.captures]
         self.sources: list = []
         self.writer = None
         self.totals = [{} for _ in self.captures]  # per interface: counters so far
@@ -165,6 +171,9 @@ class LiveSession(Evaluation, Finish):
         raise CaptureError(f"unknown capture backend {o.backend!r}")
 
     def close_captures(self):
+        for b in getattr(self, "_blocks", ()):
+            if b is not None:
+                b.close()
         for c in self.captures:
             c.close()
 
@@ -231,30 +240,41 @@ class LiveSession(Evaluation, Finish):
         """Read what ``cap`` has (into the list ``batch``), write it, decode it."""
         src = self._source_of(idx)
         b0 = cap.bytes
+        decoder = self.points[self._point_of[idx]].decoder if self.points else self.decoder
+        blocks = self._blocks[idx] if idx < len(self._blocks) else None
+        if blocks is not None:  # a ring block at a time into the numpy classification
+            write = None
+            if self.writer is not None:
+                def write(frames, w=self.writer.write):
+                    w(idx, frames)
+            n, t0, t1 = blocks.feed(decoder, src.index, src.numbered, 4, write)
+            if n:
+                self._count(idx, cap, src, n, b0, t0, t1)
+            return n
         # a few ring blocks at a time: a backlog never becomes one huge list
         n = cap.read(batch, src.index, src.numbered, max_blocks=4)
         if not n:
             return 0
+        self._count(idx, cap, src, n, b0, batch[0][2], batch[-1][2])
+        if self.writer is not None:
+            self.writer.write(idx, batch)
+        decoder.run(batch)
+        return n
+
+    def _count(self, idx, cap, src, n, b0, t0, t1):
+        """``n`` frames of capture ``idx`` read into ``src`` (``t0``, ``t1``: the first's and the
+        last's time; ``b0``: the capture's byte count before them)."""
         src.numbered += n
         src.frame_count += n
         k = src._ifaces.index(idx)
         src.interface_frames[k] = src.interface_frames.get(k, 0) + n
         src.byte_count += cap.bytes - b0
         src.linktypes[cap.linktype] += n
-        t0 = batch[0][2]
-        t1 = batch[-1][2]
         if src.first_ts is None or t0 < src.first_ts:
             src.first_ts = t0
         if src.last_ts is None or t1 > src.last_ts:
             src.last_ts = t1
-        if self.writer is not None:
-            self.writer.write(idx, batch)
-        if self.points:
-            self.points[self._point_of[idx]].decoder.run(batch)
-        else:
-            self.decoder.run(batch)
         self.frames += n
-        return n
 
     # -- the loop -------------------------------------------------------------------------------
 

@@ -599,9 +599,13 @@ def _key(sa):
 def _renumber(sa, before):
     """The refs of an SA tracked over a slice whose records were numbered from 1: made the
     capture's (``before`` records came before the slice)."""
-    def ref(r):
-        return (r[0], r[1] + before)
+    map_refs(sa, lambda r: (r[0], r[1] + before))
 
+
+def map_refs(sa, ref) -> None:
+    """Replace every frame ref ``(file, number)`` ``sa`` holds by ``ref(old)`` (a slice's
+    numbers made the capture's; ``live --workers``: a worker's file indices made the
+    session's)."""
     sa.first_ref = ref(sa.first_ref)
     sa.last_ref = ref(sa.last_ref)
     sa.first_refs = [ref(r) for r in sa.first_refs]

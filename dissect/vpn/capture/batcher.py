@@ -45,12 +45,8 @@ class _Batcher:
 
     def __init__(self, reader: _Reader, tag: Any, on_batch: Callback, on_frame: Callback,
                  on_checkpoint: Callback | None, every: int) -> None:
-        import numpy as np
-
-        from dissect.vpn import batch as vec
-
-        self.vec: ModuleType = vec
-        self.np: ModuleType = np
+        self._hand_over(tag, on_batch, on_frame, on_checkpoint, every)
+        vec = self.vec
         self.readinto = _readinto_of(reader._stream)
         head = reader._buf
         reader._buf = b""
@@ -62,6 +58,17 @@ class _Batcher:
         self.base = reader._base - self.LEAD  # file offset of buf[0]
         self.pos = self.LEAD
         self.eof = False
+
+    def _hand_over(self, tag: Any, on_batch: Callback, on_frame: Callback,
+                   on_checkpoint: Callback | None, every: int) -> None:
+        """What :meth:`push` needs besides the buffer: the callbacks and the walk's counters
+        (``pcapvpn.live.batch`` hands ring blocks over with it)."""
+        import numpy as np
+
+        from dissect.vpn import batch as vec
+
+        self.vec: ModuleType = vec
+        self.np: ModuleType = np
         self.tag = tag
         self.on_batch = on_batch
         self.on_frame = on_frame
