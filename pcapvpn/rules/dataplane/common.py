@@ -384,11 +384,10 @@ def _heard(ctx, t, peer) -> tuple[dict, float | None]:
         if e is not None:
             esp_t += e[0]
             last = e[1] if last is None else max(last, e[1])
-    # ... and the tunnel's SAs from the peer to anywhere else
-    tesp = ix.tunnel_esp(t)
-    for d in {t.a, t.b} - others:
-        e = tesp.get((peer, d))
-        if e is not None:
+    # ... and the tunnel's SAs from the peer to anywhere else (a moved end's new address:
+    # Tunnel.moved)
+    for (src, d), e in ix.tunnel_esp(t).items():
+        if src == peer and d not in others:
             esp_t += e[0]
             last = e[1] if last is None else max(last, e[1])
     ka = 0
