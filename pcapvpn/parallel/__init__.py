@@ -45,19 +45,20 @@ import os
 from pcapvpn.parallel.daskpool import DaskPool
 from pcapvpn.parallel.replay import _Replay, _roundtrip, check_order
 from pcapvpn.parallel.slicing import (CUT_RECORDS, CUT_WINDOW, CUT_WINDOW_MAX, FIXED_BYTES,
-                                      MAX_SLICE, MIN_BYTES, MIN_ESP_SHARE, MIN_SAMPLE,
+                                      MAX_SLICE, MIN_BYTES, MIN_SAMPLE, MIN_SHARE,
                                       SLICES_PER_JOB, Fallback, Slice, _first_time, _head,
-                                      available_cores, cut_points, eligible, esp_share, plan,
-                                      slices)
+                                      available_cores, cut_points, eligible, parent_share,
+                                      plan, shares, slices)
 from pcapvpn.parallel.worker import Part, read_slice, walk_slice
 
 #: slices per worker read ahead of the replay (memory: see MAX_SLICE)
 AHEAD = 2
 
 __all__ = ["AHEAD", "CUT_RECORDS", "CUT_WINDOW", "CUT_WINDOW_MAX", "DaskPool", "FIXED_BYTES",
-           "Fallback", "MAX_SLICE", "MIN_BYTES", "MIN_ESP_SHARE", "MIN_SAMPLE", "Part",
+           "Fallback", "MAX_SLICE", "MIN_BYTES", "MIN_SAMPLE", "MIN_SHARE", "Part",
            "SLICES_PER_JOB", "Slice", "available_cores", "check_order", "cut_points", "eligible",
-           "esp_share", "jobs_for", "plan", "read_slice", "sliced_sources", "slices", "walk_slice"]
+           "jobs_for", "parent_share", "plan", "read_slice", "shares", "sliced_sources", "slices",
+           "walk_slice"]
 
 
 def _serial(fn, items):
@@ -67,7 +68,7 @@ def _serial(fn, items):
         yield _roundtrip(fn(it))
 
 
-def sliced_sources(paths, jobs, batch=True, cuts=None, pool=None, esp=None):
+def sliced_sources(paths, jobs, batch=True, cuts=None, pool=None, esp=None, lane=None):
     """Ordinary :class:`pcapvpn.sources.Source` objects of ``paths`` (file indices 0, 1, ...)
     whose walks read each file's first slice in this process and replay the other slices, read
     by ``jobs - 1`` worker processes (``pool``: ``"serial"`` reads them in this process, for
@@ -75,6 +76,8 @@ def sliced_sources(paths, jobs, batch=True, cuts=None, pool=None, esp=None):
     at, ``{file index: [offsets]}`` (tests; default: :func:`plan` and :func:`cut_points`).
     Several files are read one after the other in the order of their first packets (what a
     single pass's merge by time gives when their times do not overlap: :func:`in_order`).
+    ``esp``: ``(thresholds, limits)`` to track the slices' ESP in the workers; ``lane``: the
+    ports of the decoder's plaintext TCP lane (:func:`pcapvpn.decode.lane_ports`; None: none).
     Returns ``(sources, order, close)``; ``close()`` stops the workers."""
     from pcapvpn.sources import Source, _Prefixed
 
@@ -86,12 +89,15 @@ def sliced_sources(paths, jobs, batch=True, cuts=None, pool=None, esp=None):
         if cuts is not None:
             at = cuts.get(i, []) if isinstance(cuts, dict) else cuts
         else:
-            # the first file's first slice also leaves room for this process's own work
-            at = plan(os.path.getsize(paths[i]), jobs, FIXED_BYTES if k == 0 else 0)
+            # the first file's first slice also leaves room for this process's own work, and
+            # for the plaintext bookkeeping of the workers' slices
+            at = plan(os.path.getsize(paths[i]), jobs, FIXED_BYTES if k == 0 else 0,
+                      parent_share(shares(paths[i], lane)) if esp is not None else 0.0)
             at, prefix, nifs = cut_points(paths[i], at, head=heads[i])
         todo[i] = slices(paths[i], i, at, prefix, nifs, batch)
         for sl in todo[i][1:]:
             sl.esp = esp
+            sl.lane = lane
     work = [sl for i in order for sl in todo[i][1:]]
     close = _noop
     if pool == "serial":
@@ -167,9 +173,11 @@ def jobs_for(paths, options) -> int:
     size = sum(os.path.getsize(p) for p in paths)
     if size < MIN_BYTES:
         return 1
-    share = esp_share(paths[0])
-    if share is not None and share < MIN_ESP_SHARE:
-        # the workers hand every frame that is not ESP to this process as bytes: slices of a
-        # capture that is mostly not ESP are slower than one pass
+    from pcapvpn.decode import lane_ports
+
+    share = shares(paths[0], lane_ports(vpn_servers=options.vpn_servers))
+    if share is not None and sum(share) < MIN_SHARE:
+        # the workers hand every frame that is neither ESP nor plaintext TCP of the lane to
+        # this process as its bytes: slices of a capture made mostly of those are slower
         return 1
     return max(1, min(jobs, math.ceil(size / (MIN_BYTES // 2))))

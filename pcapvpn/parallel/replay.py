@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pickle
 
-from pcapvpn.parallel.slicing import MIN_ESP_SHARE, MIN_SAMPLE, Fallback
+from pcapvpn.parallel.slicing import MIN_SAMPLE, MIN_SHARE, Fallback
 from pcapvpn.parallel.worker import read_slice, walk_slice
 
 
@@ -74,6 +74,21 @@ def _again(part):
     return again.ops
 
 
+def _lane(op, tag, on_tcp, before) -> None:
+    """A run of the plaintext TCP lane (:func:`pcapvpn.parallel.worker._lane_op`) to the decoder's
+    lane, as the reader hands it over in one pass; :class:`Fallback` when the decoder has no lane
+    or another one, or refuses the run (a TCP stream it follows: the single pass hands such a
+    run's frames to the general path, whose bytes the slice did not keep)."""
+    _k, lt, ifaces, headers, run = op
+    if before:
+        run["number"] = [n + before for n in run["number"]]
+    if on_tcp is None:
+        raise Fallback("plaintext runs without the decoder's TCP lane")
+    if not on_tcp[1](tag, lt, ifaces, headers, run):
+        raise Fallback(f"plaintext run at frame {run['number'][0]} on a TCP stream the decoder "
+                       f"follows")
+
+
 def _guarded(parts):
     """The parts; a worker that failed (a bug, memory, a lost Dask worker) makes the analysis
     one pass instead of ending it."""
@@ -136,47 +151,56 @@ class _Replay:
                  "last_ts": None, "out_of_order": 0, "linktypes": {}}
         if self._first is not None:
             # the first slice: read here, straight into the decoder as a single pass does,
-            # while the workers read the others
-            esp = [0]
+            # while the workers read the others; what the workers would handle themselves
+            # (ESP, plaintext TCP of the lane) counted
+            kept = [0]
 
             def on_esp_counted(*args):
-                esp[0] += 1
+                kept[0] += 1
                 on_esp(*args)
 
             def on_batch_counted(t, b):
-                esp[0] += len(b.ts)
+                kept[0] += len(b.ts)
                 on_batch(t, b)
 
+            def on_tcp_counted(t, lt, ifaces, buf, run):
+                took = on_tcp[1](t, lt, ifaces, buf, run)
+                if took:
+                    kept[0] += len(run["ts"])
+                return took
+
             part = walk_slice(self._first, on_esp_counted, on_frame,
-                              on_batch_counted if on_batch is not None else None, on_tcp,
+                              on_batch_counted if on_batch is not None else None,
+                              (on_tcp[0], on_tcp_counted) if on_tcp is not None else None,
                               on_checkpoint)
             if part.bad is not None:
                 raise Fallback(part.bad)
             frames = part.stats["frames"]
-            if self._judge and frames >= MIN_SAMPLE and esp[0] < MIN_ESP_SHARE * frames:
-                # the workers hand every frame that is not ESP to this process as bytes (the
-                # batched plaintext lane stays in a single pass): on such a capture the
-                # replay is slower than one pass, so one pass it is
-                raise Fallback(f"{esp[0]} of the first {frames} frames are ESP: the slices "
-                               f"would hand most frames to one process")
+            if self._judge and frames >= MIN_SAMPLE and kept[0] < MIN_SHARE * frames:
+                # the workers hand every other frame to this process as its bytes: on such a
+                # capture the replay is slower than one pass, so one pass it is
+                raise Fallback(f"{kept[0]} of the first {frames} frames are ESP or plaintext "
+                               f"TCP: the slices would hand most frames to one process")
             self._merge(part, stats)
             self.slices += 1
             before = part.stats["numbered"]
         for part in _guarded(self._parts):
             if part.bad is not None:
                 raise Fallback(part.bad)
+            lane = part.slice.lane if part.slice is not None else None
+            if lane is not None and (on_tcp is None or on_tcp[0] != lane):
+                raise Fallback("the slices' plaintext lane is not the decoder's")
             if self._judge and self.slices <= 1 and part.ops is not None:
                 # the first worker's slice too (the parent's may be small or unlike the rest)
                 shipped = sum(1 for op in part.ops if op[0] == 2)
                 frames = part.stats["frames"]
-                if frames >= MIN_SAMPLE and frames - shipped < MIN_ESP_SHARE * frames:
+                if frames >= MIN_SAMPLE and frames - shipped < MIN_SHARE * frames:
                     raise Fallback(f"{frames - shipped} of {frames} frames of slice "
-                                   f"{part.number} are ESP: the slices would hand most frames "
-                                   f"to one process")
-            if self._merge_esp(part, tag, on_esp, on_frame, on_batch, before):
-                pass
-            else:
-                self._apply(part.ops, tag, on_esp, on_frame, on_batch, before)
+                                   f"{part.number} are ESP or plaintext TCP: the slices would "
+                                   f"hand most frames to one process")
+            calls = (on_esp, on_frame, on_batch, on_tcp)
+            if not self._merge_esp(part, tag, calls, before):
+                self._apply(part.ops, tag, calls, before)
             if on_checkpoint is not None:
                 for ck in part.checkpoints:
                     on_checkpoint(ck[0] + before, ck[1])
@@ -186,8 +210,10 @@ class _Replay:
         self.walk_stats = stats
 
     @staticmethod
-    def _apply(ops, tag, on_esp, on_frame, on_batch, before, keys=None) -> None:
-        """Replay a recording (``keys``: only the ESP of these SAs, nothing else)."""
+    def _apply(ops, tag, calls, before, keys=None) -> None:
+        """Replay a recording (``keys``: only the ESP of these SAs, nothing else) to ``calls``,
+        the walk's ``(on_esp, on_frame, on_batch, on_tcp)``."""
+        on_esp, on_frame, on_batch, on_tcp = calls
         for op in ops:
             kind = op[0]
             if kind == 0:
@@ -207,11 +233,15 @@ class _Replay:
                 if keys is not None and not _esp_key_in(op[3], keys):
                     continue
                 on_esp((tag, op[1] + before), op[2], *op[3])
-            elif keys is None:
+            elif keys is not None:
+                continue
+            elif kind == 2:
                 _k, num, ts, lt, data, wirelen, offset, iface = op
                 on_frame(tag, num + before, ts, lt, data, wirelen, offset, iface)
+            else:
+                _lane(op, tag, on_tcp, before)
 
-    def _merge_esp(self, part, tag, on_esp, on_frame, on_batch, before) -> bool:
+    def _merge_esp(self, part, tag, calls, before) -> bool:
         """The slice's ESP merged as SA states (the worker tracked them): the other frames
         replayed, the decoder's clock advanced at each ESP batch's place, then the SAs merged;
         those that cannot be continued exactly get their packets one by one.  False when the
@@ -221,21 +251,19 @@ class _Replay:
         if summ is None:
             return False
         sas, opened = summ
+        on_batch = calls[2]
         if et is None or on_batch is None or (
                 et.max_sas is not None and len(et._sas) + len(sas) >= et.max_sas):
-            self._apply(_again(part), tag, on_esp, on_frame, on_batch, before)
+            self._apply(_again(part), tag, calls, before)
             return True
         from pcapvpn.track.esp import merge_slice
 
-        for op in part.ops:
-            if op[0] == 3:
-                on_batch(tag, _tick(op[1]))
-            else:
-                _k, num, ts, lt, data, wirelen, offset, iface = op
-                on_frame(tag, num + before, ts, lt, data, wirelen, offset, iface)
+        # the recording without its ESP: each (3, ts) an empty batch at the ESP's place
+        self._apply([(0, _tick(op[1])) if op[0] == 3 else op for op in part.ops], tag, calls,
+                    before)
         todo = merge_slice(et, sas, opened, before)
         if todo:
-            self._apply(_again(part), tag, on_esp, on_frame, on_batch, before, set(todo))
+            self._apply(_again(part), tag, calls, before, set(todo))
         return True
 
     def _merge(self, part, stats) -> None:

@@ -1,7 +1,7 @@
 """Cutting a capture file into slices for :mod:`pcapvpn.parallel`: which files may be cut, the
 nominal offsets (:func:`plan`), the record boundaries after them (:func:`cut_points`, with the
 pre-scan of the file's head that every slice is read with), and the quick look at the file's
-first packets that decides whether slices pay (:func:`esp_share`)."""
+first packets that decides whether slices pay (:func:`shares`)."""
 
 from __future__ import annotations
 
@@ -30,10 +30,18 @@ CUT_WINDOW_MAX = 8 << 20
 #: records a cut's chain must hold (more than the resynchronisation's 4: a cut is not a guess)
 CUT_RECORDS = 16
 
-#: the parent's first slice decides whether slices pay: at least this share of its frames ESP
-#: (the part the workers track themselves), judged on at least MIN_SAMPLE frames
-MIN_ESP_SHARE = 0.5
+#: slices pay when at least this share of the frames is handled in the workers: ESP (tracked
+#: there) and plaintext TCP of the reader's lane (travels as its headers, decoded); every other
+#: frame travels to the parent as its bytes.  Judged on at least MIN_SAMPLE frames: the file's
+#: first packets before any worker starts (:func:`shares`), then the first slices
+MIN_SHARE = 0.5
 MIN_SAMPLE = 200
+#: the part of a plaintext TCP frame's work that stays in the parent (its flow and sequence
+#: bookkeeping, pcapvpn.track.inner): measured on the 1M-packet client capture of
+#: bench/plain_bench.py, 2/3 plaintext TCP, the parent replayed the workers' slices in 1.0 s
+#: of cpu against their 2.1 s of reading (0.47 / 0.67); ESP merged as SA states leaves the
+#: parent next to nothing
+PLAIN_PARENT = 0.7
 
 
 class Fallback(Exception):  # noqa: N818 - a control-flow signal, not an error shown to users
@@ -65,6 +73,10 @@ class Slice:
     #: ``(thresholds, limits)``: track the slice's ESP in the worker too (a full analysis), so
     #: that the parent can merge SA states instead of applying every packet
     esp: tuple | None = None
+    #: the ports of the plaintext TCP lane (the decoder's ``Decoder.lane_ports``): runs of
+    #: plaintext TCP travel as their headers, decoded (:func:`pcapvpn.parallel.worker._lane_op`);
+    #: None: no lane (every such frame travels as its bytes)
+    lane: frozenset | None = None
 
 
 def eligible(paths, options) -> bool:
@@ -149,14 +161,17 @@ def slices(path, index, cuts, prefix, nifs, batch=True) -> list[Slice]:
     return out
 
 
-def plan(size: int, jobs: int, fixed: int = FIXED_BYTES) -> list[int]:
+def plan(size: int, jobs: int, fixed: int = FIXED_BYTES, parent: float = 0.0) -> list[int]:
     """Nominal cut offsets for a file of ``size`` bytes and ``jobs`` processes: a first slice
     read by this process, then ``SLICES_PER_JOB`` slices for each of the ``jobs - 1`` workers.
     The first slice is what balances the processes: this one also starts the interpreter,
     imports, merges the workers' states and runs the rules and the report (``FIXED_BYTES``: as
-    long as reading that much of a capture takes), so it reads less than an equal share."""
+    long as reading that much of a capture takes), and does ``parent`` of the work of each byte
+    a worker reads (the plaintext bookkeeping: :func:`parent_share`), so it reads less than an
+    equal share."""
     w = jobs - 1
-    share = max(0.0, (1.0 / w - fixed / size) / (1.0 + 1.0 / w)) if size else 0.0
+    f = fixed / size if size else 0.0
+    share = max(0.0, (1.0 / w - parent - f) / (1.0 + 1.0 / w - parent)) if size else 0.0
     first = int(size * share)
     n = max(w * SLICES_PER_JOB, math.ceil((size - first) / MAX_SLICE))
     return [first] + [first + (size - first) * i // n for i in range(1, n)]
@@ -191,15 +206,19 @@ def _esp_frame(linktype, data):
                udpencap.classify_udp(sport, dport, data, l4off + 8, end)[0] == udpencap.ESP)
 
 
-def esp_share(path: str, sample: int = 2000) -> float | None:
-    """The share of ESP (ESP/AH over IP or in UDP, the packets a worker tracks itself) among
-    the first ``sample`` packets of ``path``; None: fewer than MIN_SAMPLE packets or unreadable.
-    Costs a few milliseconds: it decides whether slices pay before any worker starts."""
+def shares(path: str, lane=None, sample: int = 2000) -> tuple[float, float] | None:
+    """``(esp, plain)``: the shares of ESP (ESP/AH over IP or in UDP, the packets a worker
+    tracks itself) and of plaintext IPv4 TCP on none of the ``lane`` ports (the reader's lane:
+    a worker decodes it and hands over its headers; None: no lane) among the first ``sample``
+    packets of ``path``; None: fewer than MIN_SAMPLE packets or unreadable.  Costs a few
+    milliseconds: it decides whether slices pay, and how big the parent's slice is, before any
+    worker starts."""
     from dissect.vpn.capture import NONPACKET, open_capture
     from dissect.vpn.errors import DissectError
+    from dissect.vpn.ip import IpProto
     from pcapvpn.sources import _Prefixed
 
-    esp = n = 0
+    esp = plain = n = 0
     try:
         with open(path, "rb", buffering=0) as f:
             for rec in open_capture(_Prefixed(b"", f)).records():
@@ -207,11 +226,22 @@ def esp_share(path: str, sample: int = 2000) -> float | None:
                     continue
                 n += 1
                 try:
-                    esp += _esp_frame(rec[1], rec[2])[1]
+                    r, is_esp = _esp_frame(rec[1], rec[2])
                 except (DissectError, ValueError, IndexError):
-                    pass
+                    r, is_esp = None, False
+                if is_esp:
+                    esp += 1
+                elif (lane is not None and r is not None and r[0] == 4 and r[3] == IpProto.TCP
+                      and not (r[8] or r[9]) and r[4] not in lane and r[5] not in lane):
+                    plain += 1
                 if n >= sample:
                     break
     except (OSError, DissectError, ValueError):
         return None
-    return esp / n if n >= MIN_SAMPLE else None
+    return (esp / n, plain / n) if n >= MIN_SAMPLE else None
+
+
+def parent_share(share: tuple[float, float] | None) -> float:
+    """The part of the work of each byte a worker reads that stays in the parent, for a file of
+    :func:`shares` ``share`` (see :func:`plan`)."""
+    return PLAIN_PARENT * share[1] if share is not None else 0.0

@@ -82,7 +82,12 @@ def read_slice(sl: Slice) -> Part:
     def on_batch(tag, b):
         app((0, b))
 
-    part = walk_slice(sl, on_esp, on_frame, on_batch if sl.batch else None)
+    def on_tcp(tag, linktype, ifaces, buf, run):
+        app(_lane_op(linktype, ifaces, buf, run))
+        return True  # the parent hands it to the decoder's lane (a refusal: Fallback)
+
+    lane = (sl.lane, on_tcp) if sl.batch and sl.lane is not None else None
+    part = walk_slice(sl, on_esp, on_frame, on_batch if sl.batch else None, lane)
     part.slice = sl
     if part.bad is None:
         part.ops = ops  # not shipped when it is not replayed
@@ -95,6 +100,33 @@ def read_slice(sl: Slice) -> Part:
                 part.ops = [(3, float(op[1].ts.max())) if op[0] == 0 else
                             (3, op[2]) if op[0] == 1 else op for op in ops]
     return part
+
+
+def _lane_op(linktype, ifaces, buf, run) -> tuple:
+    """A run of the reader's plaintext TCP lane (``on_tcp`` of
+    :meth:`dissect.vpn.capture.PcapReader.walk`) as it travels: ``(4, linktype, ifaces,
+    headers, run)``.  ``headers`` holds each frame's TCP header with its options (all the
+    plaintext tracker reads of a lane frame's bytes: the MSS option of a SYN, and the header
+    when it takes the frames one at a time) in rows of one width, and the run's ``frame``
+    offsets are made theirs (``frame + l4`` is a row's start).  A few dozen bytes per frame
+    instead of the frame."""
+    from dissect.vpn.batch import np
+
+    l4 = run["l4"]
+    at = np.asarray(run["frame"], dtype=np.int64) + l4
+    hl = np.asarray(run["poff"], dtype=np.int64) - l4
+    n = len(at)
+    width = int(hl.max()) if n else 0
+    b = np.frombuffer(buf, dtype=np.uint8)
+    rows = np.zeros((n, width), dtype=np.uint8)
+    fits = at + width <= len(b)
+    if width and fits.any():
+        rows[fits] = np.lib.stride_tricks.sliding_window_view(b, width)[at[fits]]
+    for i in np.flatnonzero(~fits).tolist():  # near the buffer's end: the header only
+        rows[i, :hl[i]] = b[at[i]:at[i] + hl[i]]
+    out = dict(run)
+    out["frame"] = (np.arange(n, dtype=np.int64) * width - l4).tolist()
+    return (4, linktype, ifaces, rows.tobytes(), out)
 
 
 def _esp_only_here(ops) -> bool:
