@@ -38,10 +38,10 @@ MIN_SHARE = 0.5
 MIN_SAMPLE = 200
 #: the part of a plaintext TCP frame's work that stays in the parent (its flow and sequence
 #: bookkeeping, pcapvpn.track.inner): measured on the 1M-packet client capture of
-#: bench/plain_bench.py, 2/3 plaintext TCP, the parent replayed the workers' slices in 1.0 s
-#: of cpu against their 2.1 s of reading (0.47 / 0.67); ESP merged as SA states leaves the
-#: parent next to nothing
-PLAIN_PARENT = 0.7
+#: bench/plain_bench.py (2/3 plaintext TCP), the parent's replay of the workers' slices took
+#: 0.41 of the single pass's per-byte work and the workers' reading 0.67 (0.41 / 0.67); ESP
+#: merged as SA states leaves the parent next to nothing
+PLAIN_PARENT = 0.6
 
 
 class Fallback(Exception):  # noqa: N818 - a control-flow signal, not an error shown to users
@@ -167,11 +167,13 @@ def plan(size: int, jobs: int, fixed: int = FIXED_BYTES, parent: float = 0.0) ->
     The first slice is what balances the processes: this one also starts the interpreter,
     imports, merges the workers' states and runs the rules and the report (``FIXED_BYTES``: as
     long as reading that much of a capture takes), and does ``parent`` of the work of each byte
-    a worker reads (the plaintext bookkeeping: :func:`parent_share`), so it reads less than an
-    equal share."""
+    a worker reads (the plaintext bookkeeping: :func:`parent_share`; the worker the rest), so it
+    reads less than an equal share: ``f + x + p (1 - x) = (1 - x) (1 - p) / w`` (``x`` its
+    share of the file, ``f`` the fixed work, ``p`` the parent's part, ``w`` workers)."""
     w = jobs - 1
     f = fixed / size if size else 0.0
-    share = max(0.0, (1.0 / w - parent - f) / (1.0 + 1.0 / w - parent)) if size else 0.0
+    p = parent
+    share = max(0.0, ((1.0 - p) / w - p - f) / ((1.0 - p) * (1.0 + 1.0 / w))) if size else 0.0
     first = int(size * share)
     n = max(w * SLICES_PER_JOB, math.ceil((size - first) / MAX_SLICE))
     return [first] + [first + (size - first) * i // n for i in range(1, n)]
