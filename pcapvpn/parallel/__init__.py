@@ -3,12 +3,13 @@
 The design (docs/internals.md, "Parallel analysis"): the file is cut into byte ranges at record
 boundaries (:func:`cut_points`: :func:`dissect.vpn.chain.find`, the validator that
 resynchronises damaged captures).  Each range (a *slice*) is read by a worker process with the
-same reader and the same batched walk as a single pass (:meth:`dissect.vpn.capture._Reader.walk`):
+same reader and the same batched walk as a single pass (:meth:`dissect.vpn.capture.reader._Reader.walk`):
 the per-record work — reading, the record walk, the numpy classification that recognises ESP of
 the common shapes and decodes their headers into :class:`dissect.vpn.batch.EspBatch` columns —
 runs there.  What the walk hands over is *recorded*, in order: ESP batches (arrays), single ESP
-events, and the other frames (their bytes: IKE, fragments, TCP, keepalives, the other VPNs,
-plaintext).  The parent replays the slices' recordings in file order into the ordinary
+events, runs of plaintext TCP as the reader's lane decoded them (with only their TCP headers),
+and the other frames (their bytes: IKE, fragments, TCP of the VPNs, keepalives, the other VPNs,
+other plaintext).  The parent replays the slices' recordings in file order into the ordinary
 :class:`pcapvpn.decode.Decoder` and trackers (:class:`_Replay` stands in for the capture reader
 behind an ordinary :class:`pcapvpn.sources.Source`), so every order-dependent piece of state —
 IKE exchanges, fragment sets, TCP streams — sees exactly the events of a single pass in exactly

@@ -137,7 +137,7 @@ class _Replay:
 
     @property
     def warnings(self) -> list:
-        from dissect.vpn.capture import _Reader
+        from dissect.vpn.capture.reader import _Reader
 
         out = _Reader.warnings.fget(self)
         if self.format == "pcapng":

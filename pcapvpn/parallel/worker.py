@@ -104,7 +104,7 @@ def read_slice(sl: Slice) -> Part:
 
 def _lane_op(linktype, ifaces, buf, run) -> tuple:
     """A run of the reader's plaintext TCP lane (``on_tcp`` of
-    :meth:`dissect.vpn.capture.PcapReader.walk`) as it travels: ``(4, linktype, ifaces,
+    :meth:`dissect.vpn.capture.pcap.PcapReader.walk`) as it travels: ``(4, linktype, ifaces,
     headers, run)``.  ``headers`` holds each frame's TCP header with its options (all the
     plaintext tracker reads of a lane frame's bytes: the MSS option of a SYN, and the header
     when it takes the frames one at a time) in rows of one width, and the run's ``frame``
@@ -155,7 +155,7 @@ def _esp_only_here(ops) -> bool:
 
 def _track_esp(sl, ops):
     """The slice's ESP through a fresh tracker, in order (refs numbered from the slice's start)."""
-    from pcapvpn.decode import Limits
+    from pcapvpn.limits import Limits
     from pcapvpn.track.esp import SliceEspTracker
 
     thresholds, limits = sl.esp
@@ -171,7 +171,7 @@ def _track_esp(sl, ops):
 
 def walk_slice(sl: Slice, on_esp, on_frame, on_batch=None, on_tcp=None, on_checkpoint=None
                ) -> Part:
-    """Walk one slice (:meth:`dissect.vpn.capture._Reader.walk`, the callbacks as there; frame
+    """Walk one slice (:meth:`dissect.vpn.capture.reader._Reader.walk`, the callbacks as there; frame
     numbers counted from the slice's first record) and return its counters; ``on_checkpoint``
     None: the checkpoints are kept in the part."""
     from dissect.vpn.capture import open_capture
