@@ -375,18 +375,28 @@ def test_dask_local_cluster_same_report(big_capture):
         result = run([p], Options(workers=parallel.DaskPool(cluster.scheduler_address)))
         assert result.parallel == {"slices": 1 + 2 * parallel.SLICES_PER_JOB}
         assert _reports(result) == want
-        # the CLI, the same cluster by its address, against the CLI's own single pass (both
-        # fresh processes: in the whole suite this pytest process's single pass once differed
-        # from a fresh one's by one ESP_SEQUENCE_GAP, a state left by an earlier test that is
-        # not yet found; see the issue 19 note)
-        def cli(*extra):
-            res = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", p, "--format",
-                                  "json", *extra], cwd=REPO, capture_output=True, text=True,
-                                 timeout=600)
-            assert res.returncode in (0, 1), res.stderr
-            return res.stdout
+        # the CLI, the same cluster by its address
+        res = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", p, "--format", "json",
+                              "--dask", cluster.scheduler_address], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode in (0, 1), res.stderr
+        assert res.stdout == want[0]
 
-        assert cli("--dask", cluster.scheduler_address) == cli("--jobs", "1")
+
+@pytest.mark.xfail(strict=True, reason="pcapvpn.rules runs its rules in the order their modules "
+                   "were imported (RULES), not in MODULES' order: a process that imports a rule "
+                   "module first lists its findings first (tests/conftest.py registers them "
+                   "in order for the test session); the fix belongs in pcapvpn/rules/__init__.py")
+def test_report_order_does_not_depend_on_which_rule_module_came_first(big_capture):
+    """Found by the whole-suite run of the Dask test above: the same findings, another order."""
+    def findings(first_import: str) -> list:
+        code = (f"import sys, json; {first_import}; from pcapvpn.analysis import run; "
+                "print(json.dumps([f.code for f in run([sys.argv[1]]).findings]))")
+        res = subprocess.run([sys.executable, "-c", code, str(big_capture)], cwd=REPO,
+                             capture_output=True, text=True, timeout=600, check=True)
+        return json.loads(res.stdout)
+
+    assert findings("from pcapvpn.rules.dataplane import sequence") == findings("pass")
 
 
 def test_dask_without_a_scheduler_is_a_usage_error(big_capture):
