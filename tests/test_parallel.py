@@ -636,6 +636,30 @@ def test_plaintext_tcp_travels_as_headers(client_capture):
     assert sliced.parallel == {"slices": 4} and _reports(sliced) == one
 
 
+def test_a_refused_plaintext_run_falls_back(client_capture, monkeypatch):
+    """A lane run the parent's decoder refuses (a segment of a TCP stream it follows: the single
+    pass hands such a run's frames to the general path, whose bytes a slice did not keep) makes
+    the analysis one pass, with the reason, and the same report."""
+    from pcapvpn.decode import Decoder
+
+    p = str(client_capture)
+    recs = _records(p)
+    real = Decoder._plain_tcp
+    seen = []
+
+    def refuse_one(self, tag, linktype, ifaces, buf, run):
+        if run["number"][0] > recs[len(recs) // 2][0] and not seen:
+            seen.append(run["number"][0])
+            return False
+        return real(self, tag, linktype, ifaces, buf, run)
+
+    monkeypatch.setattr(Decoder, "_plain_tcp", refuse_one)
+    result = run([p], Options(jobs=2, slice_at=[recs[len(recs) // 3][1]], workers="serial"))
+    assert result.parallel["fallback"].startswith("plaintext run at frame"), result.parallel
+    monkeypatch.undo()
+    assert _reports(result) == _one_pass(p)
+
+
 def test_a_capture_of_frames_handed_over_as_bytes_runs_as_one_pass(tmp_path, monkeypatch):
     """Frames that are neither ESP nor plaintext TCP of the lane (here plaintext UDP) travel
     from the workers to the parent as their bytes, which is slower than one pass: a capture made
