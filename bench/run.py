@@ -471,6 +471,15 @@ print(json.dumps(out))
 """
 
 
+def _count_packets(path: Path) -> int:
+    """The packets of a capture file (its records that are packets)."""
+    sys.path.insert(0, str(REPO))
+    from dissect.vpn.capture import NONPACKET, open_capture
+
+    with open(path, "rb") as f:
+        return sum(1 for rec in open_capture(f).records() if rec[1] != NONPACKET)
+
+
 def jobs_bench(path: Path, packets: int, repeat: int, log) -> dict:
     """``--jobs 1`` and ``--jobs 2`` and tshark, interleaved run by run (the same load for
     each), plus the CPU split of the parallel run and the single pass's stage times."""
@@ -607,6 +616,9 @@ def main(argv=None) -> int:
                     help="only the --jobs measurement (issue 19): pcapvpn --jobs 1 and 2 and "
                          "tshark -q -Y frame on the main capture, the CPU split and the single "
                          "pass's stages; its own block of RESULTS.md")
+    ap.add_argument("--capture", metavar="PATH",
+                    help="--jobs-bench on this capture instead of the generated main capture "
+                         "(e.g. the client capture of bench/plain_bench.py)")
     ap.add_argument("--no-snapshot", dest="snapshot", action="store_false",
                     help="measure the working tree as it changes instead of a frozen copy of "
                          "HEAD (the default: `git archive HEAD` into out/src-<rev>, PYTHONPATH)")
@@ -649,7 +661,11 @@ def main(argv=None) -> int:
                             if dirty else ""))
         log(snapshot_note)
 
-    main_file, truth = ensure_capture(args.packets, args.seed, out_dir, log)
+    if args.jobs_bench and args.capture:
+        main_file = Path(args.capture)
+        truth = {"packets": _count_packets(main_file)}
+    else:
+        main_file, truth = ensure_capture(args.packets, args.seed, out_dir, log)
     if args.jobs_bench:
         j = jobs_bench(main_file, truth["packets"], args.repeat, log)
         (out_dir / "jobs.json").write_text(json.dumps(j, indent=1, default=str))

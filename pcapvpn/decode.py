@@ -55,6 +55,16 @@ _KEEPALIVE = _udpencap.KEEPALIVE
 _MALFORMED = _udpencap.MALFORMED
 
 
+def lane_ports(tcp_ports=VPN_TCP_PORTS, vpn_servers=()) -> frozenset | None:
+    """The ports whose TCP the reader's plaintext lane (``on_tcp`` of the walk) leaves to the
+    general path: the ones :meth:`Decoder._tcp` follows and DNS (the sink reads DNS over TCP
+    from the frame's bytes).  None when a decoder with these ``vpn_servers`` takes no run
+    (``--vpn-server ADDR:PORT``: TLS followed on that port whatever the addresses)."""
+    if any(p is not None for _a, p in vpn_servers):
+        return None
+    return frozenset(tcp_ports) | frozenset(VPN_TCP_SERVICES) | {53}
+
+
 def _bound(sink, name):
     """``sink.name`` unless it is :class:`NullSink`'s no-op (or missing): None then."""
     f = getattr(sink, name, None)
@@ -114,9 +124,8 @@ class Decoder(FragmentReassembly, TcpStreams):
         # through the general path
         self._plain_tcp_sink = getattr(sink, "plain_tcp", None) if self._plain is not None \
             else None
-        #: ports whose TCP the lane leaves to the general path: the ones _tcp follows, and DNS
-        #: (the sink reads DNS over TCP from the frame's bytes)
-        self._lane_ports = self.tcp_ports | frozenset(VPN_TCP_SERVICES) | {53}
+        #: ports whose TCP the lane leaves to the general path (lane_ports)
+        self._lane_ports = lane_ports(self.tcp_ports)
 
     # -- errors --------------------------------------------------------------------------------
 

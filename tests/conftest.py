@@ -17,6 +17,18 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# The rules run, and their findings are listed, in the order their modules registered them
+# (pcapvpn.rules.RULES).  A fresh pcapvpn process registers them all at once in
+# pcapvpn.rules.MODULES' order (load_all, at the first analysis); a test module that imports one
+# rule module at collection (tests/hostile/test_index_equivalence.py imports the dataplane
+# rules) would register that one first for the whole test session, and every in-process report
+# would list its findings first: in a whole-suite run the Dask test's in-process single pass put
+# ESP_SEQUENCE_GAP first where the CLI put it last.  Registered here, before any test module is
+# imported, the order is the one every pcapvpn process has.
+from pcapvpn.rules import load_all  # noqa: E402
+
+load_all()
+
 
 def corpus_dir() -> Path:
     """The public corpus; in CI its absence is a failure, elsewhere a skip with the reason."""

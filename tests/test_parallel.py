@@ -13,6 +13,7 @@ processes through the CLI and the analysis API.
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 from functools import lru_cache
@@ -374,18 +375,28 @@ def test_dask_local_cluster_same_report(big_capture):
         result = run([p], Options(workers=parallel.DaskPool(cluster.scheduler_address)))
         assert result.parallel == {"slices": 1 + 2 * parallel.SLICES_PER_JOB}
         assert _reports(result) == want
-        # the CLI, the same cluster by its address, against the CLI's own single pass (both
-        # fresh processes: in the whole suite this pytest process's single pass once differed
-        # from a fresh one's by one ESP_SEQUENCE_GAP, a state left by an earlier test that is
-        # not yet found; see the issue 19 note)
-        def cli(*extra):
-            res = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", p, "--format",
-                                  "json", *extra], cwd=REPO, capture_output=True, text=True,
-                                 timeout=600)
-            assert res.returncode in (0, 1), res.stderr
-            return res.stdout
+        # the CLI, the same cluster by its address
+        res = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", p, "--format", "json",
+                              "--dask", cluster.scheduler_address], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode in (0, 1), res.stderr
+        assert res.stdout == want[0]
 
-        assert cli("--dask", cluster.scheduler_address) == cli("--jobs", "1")
+
+@pytest.mark.xfail(strict=True, reason="pcapvpn.rules runs its rules in the order their modules "
+                   "were imported (RULES), not in MODULES' order: a process that imports a rule "
+                   "module first lists its findings first (tests/conftest.py registers them "
+                   "in order for the test session); the fix belongs in pcapvpn/rules/__init__.py")
+def test_report_order_does_not_depend_on_which_rule_module_came_first(big_capture):
+    """Found by the whole-suite run of the Dask test above: the same findings, another order."""
+    def findings(first_import: str) -> list:
+        code = (f"import sys, json; {first_import}; from pcapvpn.analysis import run; "
+                "print(json.dumps([f.code for f in run([sys.argv[1]]).findings]))")
+        res = subprocess.run([sys.executable, "-c", code, str(big_capture)], cwd=REPO,
+                             capture_output=True, text=True, timeout=600, check=True)
+        return json.loads(res.stdout)
+
+    assert findings("from pcapvpn.rules.dataplane import sequence") == findings("pass")
 
 
 def test_dask_without_a_scheduler_is_a_usage_error(big_capture):
@@ -574,29 +585,97 @@ def test_progress_of_rotated_files(tmp_path):
     assert [d for d, _t in seen] == sorted(d for d, _t in seen)
 
 
-def test_a_capture_of_mostly_plaintext_runs_as_one_pass(tmp_path):
-    """The workers hand every frame that is not ESP to the parent as bytes (the batched
-    plaintext lane is the single pass's): on a client capture of mostly plaintext, slices would
-    be several times slower than one pass (measured: 17 s against 2.3 s on 1M packets), so the
-    parent's first slice decides and the analysis runs as one pass, with the reason."""
+@pytest.fixture(scope="module")
+def client_capture(tmp_path_factory) -> Path:
+    """A client capture of mostly plaintext web traffic beside its ESP (bench/plain_bench.py),
+    above ``parallel.MIN_BYTES``."""
     sys.path.insert(0, str(REPO / "bench"))
     try:
         import plain_bench
     finally:
         sys.path.pop(0)
-    p = tmp_path / "client.pcap"
+    p = tmp_path_factory.mktemp("plain") / "client.pcap"
     plain_bench.generate(p, 60000)
-    assert p.stat().st_size >= parallel.MIN_BYTES // 4
-    result = run([str(p)], Options(jobs=2))
-    want = _one_pass(str(p))
+    assert p.stat().st_size >= parallel.MIN_BYTES
+    return p
+
+
+def test_plaintext_tcp_travels_as_headers(client_capture):
+    """The workers read plaintext TCP with the reader's lane, as one pass does, and hand over
+    its decoded headers instead of the frames (the parent does only the flows' bookkeeping): a
+    client capture of mostly plaintext is sliced, by real worker processes, and gives the
+    single pass's report; a slice's recording holds its plaintext as lane runs."""
+    from pcapvpn.decode import lane_ports
+
+    p = str(client_capture)
+    want = _one_pass(p)
+    esp, plain = parallel.shares(p, lane_ports())
+    assert plain > 0.5 and esp + plain >= parallel.MIN_SHARE
+    assert 0 < parallel.parent_share((esp, plain)) < 1
+    assert parallel.jobs_for([p], Options(jobs=2)) == 2
+    result = run([p], Options(jobs=2))
+    assert result.parallel["slices"] > 1 and "fallback" not in result.parallel, result.parallel
     assert _reports(result) == want
-    share = parallel.esp_share(str(p))
-    assert share is not None and share < parallel.MIN_ESP_SHARE
-    if p.stat().st_size >= parallel.MIN_BYTES:  # big enough to be sliced: not sliced
-        assert parallel.jobs_for([str(p)], Options(jobs=2)) == 1
-        assert result.parallel is None, result.parallel
-    # the decision itself, on the parent's first slice with given cuts left alone
-    recs = _records(str(p))
-    cut = recs[len(recs) // 2][1]
-    sliced = run([str(p)], Options(jobs=2, slice_at=[cut], workers="serial"))
+    recs = _records(p)
+    cuts = [recs[len(recs) * k // 4][1] for k in (1, 2, 3)]
+    _reader, prefix, nifs, _first = parallel._head(p)
+    sl = parallel.slices(p, 0, cuts, prefix, nifs)[1]
+    sl.lane = lane_ports()
+    part = parallel.read_slice(sl)
+    lane = sum(len(op[4]["ts"]) for op in part.ops if op[0] == 4)
+    frames = sum(1 for op in part.ops if op[0] == 2)
+    assert lane > 0.5 * part.stats["frames"] and frames < 0.1 * part.stats["frames"]
+    # the parent's first slice with given cuts is never judged; with --vpn-server ADDR:PORT
+    # the decoder takes no lane run, and neither do the workers
+    sliced = run([p], Options(jobs=2, slice_at=cuts[1:2], workers="serial"))
     assert sliced.parallel == {"slices": 2} and _reports(sliced) == want
+    server = [(bytes([198, 51, 100, 2]), 443)]
+    assert lane_ports(vpn_servers=server) is None
+    one = _reports(run([p], Options(vpn_servers=server)))
+    sliced = run([p], Options(jobs=2, slice_at=cuts, workers="serial", vpn_servers=server))
+    assert sliced.parallel == {"slices": 4} and _reports(sliced) == one
+
+
+def test_a_refused_plaintext_run_falls_back(client_capture, monkeypatch):
+    """A lane run the parent's decoder refuses (a segment of a TCP stream it follows: the single
+    pass hands such a run's frames to the general path, whose bytes a slice did not keep) makes
+    the analysis one pass, with the reason, and the same report."""
+    from pcapvpn.decode import Decoder
+
+    p = str(client_capture)
+    recs = _records(p)
+    real = Decoder._plain_tcp
+    seen = []
+
+    def refuse_one(self, tag, linktype, ifaces, buf, run):
+        if run["number"][0] > recs[len(recs) // 2][0] and not seen:
+            seen.append(run["number"][0])
+            return False
+        return real(self, tag, linktype, ifaces, buf, run)
+
+    monkeypatch.setattr(Decoder, "_plain_tcp", refuse_one)
+    result = run([p], Options(jobs=2, slice_at=[recs[len(recs) // 3][1]], workers="serial"))
+    assert result.parallel["fallback"].startswith("plaintext run at frame"), result.parallel
+    monkeypatch.undo()
+    assert _reports(result) == _one_pass(p)
+
+
+def test_a_capture_of_frames_handed_over_as_bytes_runs_as_one_pass(tmp_path, monkeypatch):
+    """Frames that are neither ESP nor plaintext TCP of the lane (here plaintext UDP) travel
+    from the workers to the parent as their bytes, which is slower than one pass: a capture made
+    mostly of them runs as one pass, decided on its first packets before any worker starts."""
+    from dissect.vpn.capture import PcapWriter
+
+    p = tmp_path / "udp.pcap"
+    with open(p, "wb") as f:
+        w = PcapWriter(f, 1)
+        for i in range(600):
+            udp = struct.pack("!HHHH", 40000 + i % 50, 5000, 8 + 100, 0) + bytes(100)
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0,
+                             bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])) + udp
+            w.write_packet(1_700_000_000 + i * 0.01, bytes(12) + b"\x08\x00" + ip)
+    share = parallel.shares(str(p), None)
+    assert share == (0.0, 0.0)
+    monkeypatch.setattr(parallel, "MIN_BYTES", 0)
+    assert parallel.jobs_for([str(p)], Options(jobs=2)) == 1
+    assert parallel.jobs_for([str(p)], Options(jobs=2, slice_at=[])) == 2  # given cuts

@@ -132,11 +132,13 @@ def _run_once(paths, options: Options, jobs: int = 1) -> Result:
     order = None  # --jobs: the files' order of reading
     try:
         if jobs > 1:
+            from pcapvpn.decode import lane_ports
             from pcapvpn.parallel import sliced_sources
 
             esp = (options.thresholds, options.limits) if options.stop_after == "full" else None
             sources, order, stop_workers = sliced_sources(
-                paths, jobs, options.batch, options.slice_at, options.workers, esp)
+                paths, jobs, options.batch, options.slice_at, options.workers, esp,
+                lane_ports(vpn_servers=options.vpn_servers))
         for i, p in enumerate(paths if order is None else ()):
             sources.append(open_source(p, i, spool=options.spool_stdin and p == "-"))
         names = [s.name for s in sources]
