@@ -7,10 +7,11 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dissect.vpn import ikev1, ikev2
 from dissect.vpn.errors import DissectError
 from dissect.vpn.esp import parse_ah, parse_esp
 from dissect.vpn.ike import parse_header, parse_message
+from dissect.vpn.ike import v1 as ikev1
+from dissect.vpn.ike import v2 as ikev2
 from dissect.vpn import tcpencap
 from dissect.vpn.tcpencap import split_tcp_stream
 from dissect.vpn.udpencap import IKE, classify_udp

@@ -7,6 +7,8 @@ pyproject.toml, which says what may stay and why).
 2. Protocol numbers are named in rules and trackers (ruff's PLR2004 scoped to protocol numbers).
 3. Each number of the registries is declared once: no module assigns a name to a number that an
    enum of ``dissect.vpn`` already names.
+4. ``dissect.vpn`` has no import cycle: its modules' module-level imports form a DAG (a cycle
+   works only by the order of the imports, as ``ike`` <-> ``ikev1``/``ikev2`` once did).
 
 Each check is also run on a small sample of code it must reject, so that it cannot pass by
 checking nothing.
@@ -277,3 +279,130 @@ def test_no_merge_conflict_markers_in_tracked_files():
             if line.startswith(("<<<<<<< ", ">>>>>>> ")):
                 bad.append(f"{name}:{n}")
     assert not bad, bad
+
+
+# -- 4. no import cycle in dissect.vpn -----------------------------------------------------------
+
+def _module_imports(tree):
+    """The import statements that run when the module is imported: those at module level, in
+    ``if`` / ``try`` / ``with`` blocks there, not in functions or classes nor under
+    ``if TYPE_CHECKING:``."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop(0)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If):
+            test = node.test
+            name = test.id if isinstance(test, ast.Name) else \
+                test.attr if isinstance(test, ast.Attribute) else None
+            todo += node.orelse if name == "TYPE_CHECKING" else node.body + node.orelse
+        elif isinstance(node, ast.Try):
+            todo += node.body + node.orelse + node.finalbody
+            for h in node.handlers:
+                todo += h.body
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            todo += node.body
+
+
+def import_graph(modules: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
+    """``{module: modules it imports}`` among ``modules`` (``{name: (source, is_package)}``).
+
+    ``from X import n`` is an edge to ``X.n`` when that is a module, else to ``X``; a parent
+    package that Python imports before a submodule is not an edge (a package's ``__init__`` may
+    import its own submodules, which may import each other)."""
+    graph: dict[str, set[str]] = {}
+    for name, (source, is_pkg) in modules.items():
+        deps = graph.setdefault(name, set())
+        for node in _module_imports(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    parts = name.split(".") if is_pkg else name.split(".")[:-1]
+                    parts = parts[:len(parts) - (node.level - 1)]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                subs = [f"{base}.{a.name}" for a in node.names]
+                # a name that is no submodule is read from the package: its __init__ is a
+                # dependency; submodules alone need it only as their parent
+                targets = subs if all(t in modules for t in subs) else [base] + subs
+            deps.update(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of ``graph`` as ``[a, b, ..., a]``; ``[]`` when there is none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str]:
+        state[m] = 1
+        path.append(m)
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                return path[path.index(d):] + [d]
+            if d not in state:
+                found = visit(d)
+                if found:
+                    return found
+        path.pop()
+        state[m] = 2
+        return []
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return []
+
+
+def _dissect_modules() -> dict[str, tuple[str, bool]]:
+    out = {}
+    for path in _files(["dissect/vpn"]):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        if is_pkg:
+            parts.pop()
+        out[".".join(parts)] = (path.read_text(), is_pkg)
+    return out
+
+
+def test_dissect_has_no_import_cycle():
+    modules = _dissect_modules()
+    graph = import_graph(modules)
+    assert "dissect.vpn.errors" in graph["dissect.vpn.esp"]  # the walk sees edges
+    cycle = import_cycle(graph)
+    assert not cycle, "import cycle in dissect.vpn: " + " -> ".join(cycle)
+
+
+def test_import_cycles_are_found():
+    """Samples: the old ``ike`` <-> ``ikev1`` cycle (a bottom-of-module import), one through a
+    relative import two levels up, and a package whose ``__init__`` imports its submodules
+    (no cycle)."""
+    old = {
+        "p.ike": ("from .errors import E\nX = 1\nfrom . import ikev1 as _v1  # noqa\n", False),
+        "p.ikev1": ("from .ike import X\n", False),
+        "p.errors": ("E = 1\n", False),
+    }
+    assert import_cycle(import_graph(old)) == ["p.ike", "p.ikev1", "p.ike"]
+    deep = {
+        "p.a": ("try:\n    from .q.b import f\nexcept ImportError:\n    pass\n", False),
+        "p.q": ("", True),
+        "p.q.b": ("from ..a import g\n", False),
+    }
+    assert import_cycle(import_graph(deep)) == ["p.a", "p.q.b", "p.a"]
+    lazy = {
+        "p.a": ("def f():\n    from . import b\nif TYPE_CHECKING:\n    from . import b\n", False),
+        "p.b": ("from . import a\n", False),
+        "p.k": ("from . import common, v1\nfrom .v1 import P\n", True),
+        "p.k.common": ("import struct\n", False),
+        "p.k.v1": ("from .common import X\nfrom ..a import f\nfrom . import common\n", False),
+    }
+    graph = import_graph(lazy)
+    assert graph["p.k"] == {"p.k.common", "p.k.v1"} and graph["p.k.v1"] == {"p.k.common", "p.a"}
+    assert import_cycle(graph) == []
+    # but a name read from the package's __init__ depends on it
+    lazy["p.k.common"] = ("from . import VERSION\n", False)
+    assert import_cycle(import_graph(lazy)) == ["p.k", "p.k.common", "p.k"]

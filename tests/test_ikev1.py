@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from dissect.vpn import ikev1
+from dissect.vpn.ike import v1 as ikev1
 from dissect.vpn.errors import DissectError
 from dissect.vpn.ike import RawPayload, parse_message
 

@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from dissect.vpn import ikev2
+from dissect.vpn.ike import v2 as ikev2
 from dissect.vpn.errors import DissectError
 from dissect.vpn.ike import RawPayload, parse_header, parse_message
 

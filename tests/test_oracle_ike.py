@@ -373,7 +373,7 @@ def test_ikev1_payload_15_is_the_nat_d_of_the_cisco_main_mode():
                     for a, port in ((dst, dport), (src, sport))]
         assert [p.data for p in p15] == expected  # the bytes are NAT-D hashes
         seen += 1
-        # our dissector recognises them as NAT-D (pre-RFC numbering, dissect/vpn/ikev1.py)
+        # our dissector recognises them as NAT-D (pre-RFC numbering, dissect/vpn/ike/v1.py)
         assert not any(isinstance(p, RawPayload) for p in p15), \
             f"frame {frame}: payload 15 kept raw, NAT-D hashes invisible to the NAT tracker"
     assert seen == 2

@@ -1,7 +1,7 @@
 """Identities and traffic selectors as text (RFC 7296 §3.5 / §3.13.1, RFC 2407 §4.6.2).
 
 Formats only: ID payload data, IKEv1 Quick Mode IDs and IKEv2 TS payloads (as parsed by
-:mod:`dissect.vpn.ikev1` / :mod:`dissect.vpn.ikev2`) in, plain text or tuples out.
+:mod:`dissect.vpn.ike.v1` / :mod:`dissect.vpn.ike.v2`) in, plain text or tuples out.
 
 - :func:`id_text` writes an identity the way operators write it (``gw.example.net``,
   ``192.0.2.1``, ``10.1.0.0/16``, ``C=AT, O=Example, CN=gw``): decrypted identities;

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from dissect.vpn import ikev1 as _v1
+from dissect.vpn.ike import v1 as _v1
 from dissect.vpn.errors import DissectError
 from dissect.vpn.registry import PayloadV1
 from pcapvpn.decrypt.primitives import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dissect.vpn import ikev2 as _v2
+from dissect.vpn.ike import v2 as _v2
 from dissect.vpn.errors import DissectError
 from dissect.vpn.registry import PayloadV2
 from pcapvpn.decrypt.primitives import (

@@ -418,7 +418,7 @@ REDIRECT_FOLLOW = 60.0
 
 
 def _redirect_notifies(m, ntype):
-    """The gateways (:class:`dissect.vpn.ikev2.Redirect`) of the REDIRECT / REDIRECTED_FROM
+    """The gateways (:class:`dissect.vpn.ike.v2.Redirect`) of the REDIRECT / REDIRECTED_FROM
     notifies of a message."""
     return [n.redirect for n in m.notifies if n.notify_type == ntype and n.redirect is not None]
 

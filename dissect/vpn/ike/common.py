@@ -1,4 +1,4 @@
-"""IKE header (IKEv1 and IKEv2) and the generic payload chain.
+"""IKE header (IKEv1 and IKEv2), the generic payload chain and the records both versions share.
 
 Wire format: RFC 2408 §3.1 (ISAKMP header) and RFC 7296 §3.1 (IKEv2 header) share one 28-byte
 layout::
@@ -10,10 +10,10 @@ and one generic payload header (RFC 2408 §3.2, RFC 7296 §3.2)::
 
     Next Payload (1) | C (1 bit, IKEv2 only) + RESERVED (7) | Payload Length (2, incl. header)
 
-:func:`parse_message` returns an :class:`IkeMessage`.  A bad header (fewer than 28 bytes, major
-version other than 1 or 2) raises :class:`DissectError`; anything wrong after the header is
-*reported* in ``IkeMessage.errors`` so that the header and the payloads before the bad spot stay
-available.  All offsets inside an :class:`IkeMessage` (payload ``offset``, SK data offsets, error
+:func:`dissect.vpn.ike.parse_message` returns an :class:`IkeMessage`.  A bad header (fewer
+than 28 bytes, major version other than 1 or 2) raises :class:`DissectError`; anything wrong after
+the header is *reported* in ``IkeMessage.errors`` so that the header and the payloads before the
+bad spot stay available.  All offsets inside an :class:`IkeMessage` (payload ``offset``, SK data offsets, error
 offsets) are relative to the start of the message, i.e. indexes into ``IkeMessage.raw``.
 
 Records carry numbers and raw bytes only; names come from :mod:`dissect.vpn.registry`.
@@ -26,13 +26,14 @@ import struct
 
 from typing import Callable, Iterator
 
-from .errors import DissectError
-from .registry import ExchangeType, PayloadV2, is_error_notify, notify_types
-from .types import Buffer
+from ..errors import DissectError
+from ..registry import ExchangeType, PayloadV2, is_error_notify, notify_types
+from ..types import Buffer
 
 __all__ = [
-    "HEADER_LEN", "IkeHeader", "IkeMessage", "Payload", "RawPayload",
-    "parse_header", "parse_message", "walk_payloads", "sa_key", "copy_bytes", "copy_digest",
+    "HEADER_LEN", "HEADER_STRUCT", "IkeHeader", "IkeMessage", "Payload", "NotifyRecord",
+    "RawPayload", "BodyParser", "Problem", "parse_header", "walk_payloads", "sa_key", "copy_bytes",
+    "copy_digest",
     "FLAG_V1_ENCRYPTED", "FLAG_V1_COMMIT", "FLAG_V1_AUTH_ONLY",
     "FLAG_V2_INITIATOR", "FLAG_V2_VERSION", "FLAG_V2_RESPONSE",
 ]
@@ -52,14 +53,15 @@ FLAG_V2_RESPONSE = 0x20
 _V2_SK = int(PayloadV2.SK)
 _V2_SKF = int(PayloadV2.SKF)
 
-_HDR = struct.Struct(">8s8sBBBBII")
+#: the 28-byte header's layout (RFC 2408 §3.1, RFC 7296 §3.1): parse_header, parse_message
+HEADER_STRUCT = struct.Struct(">8s8sBBBBII")
 _GEN = struct.Struct(">BBH")
 
 
 def _name(kind: str, code: int, version: int | None = None) -> str:
     """A registry name for repr only (dissect.vpn.registry is optional here); "" if none."""
     try:
-        from . import registry
+        from .. import registry
         if kind == "exch":
             return registry.exchange_name(code)
         return registry.payload_name(version or 1, code)
@@ -149,7 +151,7 @@ def parse_header(data: Buffer, off: int = 0) -> IkeHeader:
     """Decode the IKE header at ``data[off:]``; DissectError when fewer than 28 bytes."""
     if len(data) - off < HEADER_LEN or off < 0:
         raise DissectError("IKE header truncated", off)
-    ispi, rspi, np, ver, exch, flags, msgid, length = _HDR.unpack_from(data, off)
+    ispi, rspi, np, ver, exch, flags, msgid, length = HEADER_STRUCT.unpack_from(data, off)
     return IkeHeader(ispi, rspi, np, ver >> 4, ver & 0x0F, exch, flags, msgid, length)
 
 
@@ -363,7 +365,7 @@ class IkeMessage(IkeHeader):
 
     @property
     def size(self) -> int:
-        """The bytes given to :func:`parse_message` (the datagram)."""
+        """The bytes given to :func:`dissect.vpn.ike.parse_message` (the datagram)."""
         return len(self.raw) + len(self.trailer)
 
     @property
@@ -394,56 +396,3 @@ class IkeMessage(IkeHeader):
 
     def find_all(self, ptype: int) -> list[Payload]:
         return [p for p in self.payloads if p.type == ptype]
-
-
-def parse_message(data: Buffer, off: int = 0, end: int | None = None) -> IkeMessage:
-    """Parse the IKE message at ``data[off:end]`` (``end`` defaults to ``len(data)``)."""
-    if end is None or end > len(data):
-        end = len(data)
-    if off < 0 or end - off < HEADER_LEN:
-        raise DissectError("IKE header truncated", off)
-    ispi, rspi, np, ver, exch, flags, msgid, length = _HDR.unpack_from(data, off)
-    major = ver >> 4
-    if major != 1 and major != 2:
-        raise DissectError(f"IKE major version {major} is neither 1 nor 2", off + 17)
-    m = IkeMessage(ispi, rspi, np, major, ver & 0x0F, exch, flags, msgid, length)
-    errors = []
-    avail = end - off
-    truncated = False
-    if length < HEADER_LEN:
-        errors.append((f"IKE Length field {length} below the header size", 24))
-        mlen = avail
-    elif length > avail:
-        truncated = True
-        mlen = avail
-    else:
-        if length < avail:
-            errors.append((f"{avail - length} bytes after the IKE message (Length {length}, "
-                           f"datagram {avail})", length))
-        mlen = length
-    raw = bytes(data[off:off + mlen])
-    m.raw = raw
-    m.trailer = bytes(data[off + mlen:end]) if mlen < avail else b""
-    m.errors = errors
-    m.truncated = truncated
-    m.encrypted_body = None
-    if major == 1:
-        if flags & FLAG_V1_ENCRYPTED:
-            # RFC 2408 §3.1: everything after the header is encrypted.
-            m.encrypted_body = raw[HEADER_LEN:]
-            m.payloads = []
-            return m
-        payloads, perr = walk_payloads(raw, HEADER_LEN, mlen, np, _ikev1.PARSERS, False,
-                                       truncated)
-    else:
-        payloads, perr = walk_payloads(raw, HEADER_LEN, mlen, np, _ikev2.PARSERS, True,
-                                       truncated)
-    m.payloads = payloads
-    if perr:
-        errors.extend(perr)
-    return m
-
-
-# Imported last: ikev1/ikev2 import the base classes above.
-from . import ikev1 as _ikev1  # noqa: E402
-from . import ikev2 as _ikev2  # noqa: E402

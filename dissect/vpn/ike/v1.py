@@ -1,9 +1,9 @@
 """IKEv1 / ISAKMP payload bodies (RFC 2408 §3, RFC 2407 §4, RFC 2409, RFC 3947, RFC 3706).
 
 Each parser gets ``(raw, off, end)`` where ``raw[off:end]`` is the payload body (after the
-4-byte generic header) and returns a record; :func:`dissect.vpn.ike.walk_payloads` fills the
-generic fields (``type``, ``next_payload``, ``critical``, ``offset``, ``length``).  Records carry
-numbers and bytes; names are :mod:`dissect.vpn.registry`'s job.  A malformed body raises
+4-byte generic header) and returns a record; :func:`dissect.vpn.ike.common.walk_payloads` fills
+the generic fields (``type``, ``next_payload``, ``critical``, ``offset``, ``length``).  Records
+carry numbers and bytes; names are :mod:`dissect.vpn.registry`'s job.  A malformed body raises
 :class:`DissectError` (the walker then keeps it as a ``RawPayload`` and records the error).
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import struct
 
-from .errors import DissectError
-from .ike import BodyParser, NotifyRecord, Payload, Problem, walk_payloads
-from .registry import (
+from ..errors import DissectError
+from .common import BodyParser, NotifyRecord, Payload, Problem, walk_payloads
+from ..registry import (
     IdTypeV1, IkeAttrV1, IpsecAttrV1, NotifyV1, PayloadV1, ProtocolId,
 )
-from .types import Buffer
+from ..types import Buffer
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
@@ -327,7 +327,7 @@ def _parse_cr(raw: Buffer, off: int, end: int) -> CertificateRequest:
 class Notification(NotifyRecord):
     """RFC 2408 §3.14: ``doi``, ``protocol``, ``spi`` (bytes), ``notify_type``, ``data``.
     ``dpd_seq``: the 32-bit sequence of R-U-THERE / R-U-THERE-ACK (RFC 3706 §5.1) or None.
-    Iterates as ``(notify_type, spi, data)``, like :class:`dissect.vpn.ikev2.Notify`."""
+    Iterates as ``(notify_type, spi, data)``, like :class:`dissect.vpn.ike.v2.Notify`."""
 
     __slots__ = ("doi", "protocol", "spi", "notify_type", "data")
     VERSION = 1

@@ -1,9 +1,9 @@
 """IKEv2 payload bodies (RFC 7296 §3, RFC 7383, RFC 9370, RFC 5685).
 
 Each parser gets ``(raw, off, end)`` where ``raw[off:end]`` is the payload body (after the
-4-byte generic header) and returns a record; :func:`dissect.vpn.ike.walk_payloads` fills the
-generic fields (``type``, ``next_payload``, ``critical``, ``offset``, ``length``).  Records carry
-numbers and bytes; names are :mod:`dissect.vpn.registry`'s job.
+4-byte generic header) and returns a record; :func:`dissect.vpn.ike.common.walk_payloads` fills
+the generic fields (``type``, ``next_payload``, ``critical``, ``offset``, ``length``).  Records
+carry numbers and bytes; names are :mod:`dissect.vpn.registry`'s job.
 
 SK (46) and SKF (53) are not decrypted here: their records give the offsets of the encrypted
 data (IV | ciphertext | ICV, RFC 7296 §3.14) in the buffer that was walked, and their
@@ -16,10 +16,10 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from .errors import DissectError
-from .ike import BodyParser, NotifyRecord, Payload, Problem, walk_payloads
-from .registry import GwIdentType, IdTypeV2, NotifyV2, PayloadV2, TsType
-from .types import Buffer
+from ..errors import DissectError
+from .common import BodyParser, NotifyRecord, Payload, Problem, walk_payloads
+from ..registry import GwIdentType, IdTypeV2, NotifyV2, PayloadV2, TsType
+from ..types import Buffer
 
 __all__ = [
     "PARSERS", "parse_payloads", "parse_attributes",
@@ -304,7 +304,7 @@ def _parse_data(raw: Buffer, off: int, end: int) -> DataPayload:
 class Notify(NotifyRecord):
     """RFC 7296 §3.10: ``protocol``, ``spi`` (bytes), ``notify_type``, ``data``; accessors
     return None when the notify is of another type or its data is malformed.  Iterates as
-    ``(notify_type, spi, data)``, like :class:`dissect.vpn.ikev1.Notification`."""
+    ``(notify_type, spi, data)``, like :class:`dissect.vpn.ike.v1.Notification`."""
 
     __slots__ = ("protocol", "spi", "notify_type", "data")
     VERSION = 2
