@@ -69,6 +69,24 @@ def load_all() -> None:
                 raise
 
 
+_ORDER: list = []
+
+
+def _ordered() -> list:
+    """The rules in :data:`MODULES` order (the order of registration within a module): a rule
+    module imported early by another room (a tracker, the verdict, a test) must not move its
+    findings ahead — the report's order is the same in every process."""
+    if len(_ORDER) != len(RULES):
+        rank = {name: i for i, name in enumerate(MODULES)}
+
+        def key(fn):
+            parts = fn.__module__.split(".")
+            return rank.get(parts[2] if len(parts) > 2 else "", len(MODULES))
+
+        _ORDER[:] = sorted(RULES, key=key)
+    return _ORDER
+
+
 def run_rules(state) -> list:
     """Run every rule over ``state``; findings deduplicated by id, in rule order.
 
@@ -82,7 +100,7 @@ def run_rules(state) -> list:
     ctx = Context(state)
     out = []
     seen = set()
-    for fn in RULES:
+    for fn in _ordered():
         try:
             for f in fn(ctx) or ():
                 if f.id in seen:
