@@ -383,10 +383,6 @@ def test_dask_local_cluster_same_report(big_capture):
         assert res.stdout == want[0]
 
 
-@pytest.mark.xfail(strict=True, reason="pcapvpn.rules runs its rules in the order their modules "
-                   "were imported (RULES), not in MODULES' order: a process that imports a rule "
-                   "module first lists its findings first (tests/conftest.py registers them "
-                   "in order for the test session); the fix belongs in pcapvpn/rules/__init__.py")
 def test_report_order_does_not_depend_on_which_rule_module_came_first(big_capture):
     """Found by the whole-suite run of the Dask test above: the same findings, another order."""
     def findings(first_import: str) -> list:
