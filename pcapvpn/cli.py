@@ -26,7 +26,7 @@ class _Group(click.Group):
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Abort:
-            click.echo("pcapvpn: aborted", err=True)
+            click.echo(_L()._("pcapvpn: aborted"), err=True)
             sys.exit(130)
         except click.ClickException as e:
             e.show()
@@ -42,15 +42,36 @@ class _Group(click.Group):
             sys.exit(EXIT_INTERNAL)
 
 
+#: the ``--lang`` of this command, the language of its lines on standard error too (read before
+#: the other options, so that their errors are in it)
+_LANG = {"lang": "en"}
+
+
+def _set_lang(_ctx, _param, value):
+    _LANG["lang"] = value or "en"
+    return value
+
+
+def _L():
+    from pcapvpn.i18n import Lang
+
+    return Lang(_LANG["lang"])
+
+
 def _internal_error(e: BaseException) -> None:
     from pcapvpn.report.escape import one_line
 
+    L = _L()
     tb = traceback.extract_tb(e.__traceback__)
-    where = f"{tb[-1].filename}:{tb[-1].lineno} in {tb[-1].name}" if tb else "?"
-    click.echo(f"pcapvpn: internal error: {type(e).__name__}: {one_line(e, 500)}", err=True)
-    click.echo(f"  at {where}", err=True)
-    click.echo("  This is a bug in pcapvpn. Please report it with the command line and, if you can,"
-               " the capture (set PCAPVPN_DEBUG=1 for the full traceback).", err=True)
+    where = L.fmt("{file}:{line} in {function}", file=tb[-1].filename, line=tb[-1].lineno,
+                  function=tb[-1].name) if tb else "?"
+    # the exception's own text is a value (quoted in a translation)
+    click.echo(L.fmt("pcapvpn: internal error: {error}: {message}", error=type(e).__name__,
+                     message=one_line(e, 500)), err=True)
+    click.echo("  " + L.fmt("at {where}", where=where), err=True)
+    click.echo("  " + L.fmt("This is a bug in pcapvpn. Please report it with the command line "
+                            "and, if you can, the capture (set PCAPVPN_DEBUG=1 for the full "
+                            "traceback)."), err=True)
     if os.environ.get("PCAPVPN_DEBUG"):
         traceback.print_exception(e)
 
@@ -65,10 +86,15 @@ _SEVERITIES = [s.value for s in SEVERITIES]  # click's choices: plain strings
 
 
 def _error(message) -> None:
-    """The one-line error of exit status 2 (file names and values shown, never acted on)."""
+    """The one-line error of exit status 2 (file names and values shown, never acted on), in
+    the language of ``--lang`` (a source's reason as the report's reasons are)."""
+    from pcapvpn.findings import Term, msg
     from pcapvpn.report.escape import printable
+    from pcapvpn.sources import SourceError
 
-    click.echo(f"pcapvpn: error: {printable(message)}", err=True)
+    said = msg("{path}: {reason}", path=message.path, reason=Term(message.reason)) \
+        if isinstance(message, SourceError) else Term(str(message))
+    click.echo(printable(_L().fmt("pcapvpn: error: {message}", message=said)), err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -184,6 +210,7 @@ def _report_options(f):
                           "ikev2_decryption_table / esp_sa file (as strongSwan's save-keys "
                           "writes them), or a directory holding them (repeatable)."),
         click.option("--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True,
+                     is_eager=True, callback=_set_lang,
                      help="Language of titles, explanations and advice (text, markdown, html); "
                           "codes, filters and JSON stay English."),
         click.option("--redact", is_flag=True, default=False,

@@ -99,8 +99,21 @@ def _html_text(html: str) -> str:
     return "".join(p.out)
 
 
+#: a ladder drawing's lines (``ladder.text``): the lifelines and arrows (``|~~ ... ~~X  |``),
+#: read for the words around them
+_DRAWING = re.compile(r"\|[^|\n]*\|")
+
+
+def _drawings(body: str) -> str:
+    """The words of a ladder drawing (a fenced ``text`` block): its header, the words after
+    each arrow (what became of a message, its payloads and notifies, a log line, the NAT-T
+    move) and the legend; the arrows' notation and lifelines are left out."""
+    return _DRAWING.sub(" ", body.replace("-->", " ").replace("~~>", " ").replace("..>", " ")
+                        .replace("--X", " ").replace("--|", " ").replace("===", " "))
+
+
 def _md_text(md: str) -> str:
-    md = re.sub(r"(`{3,})text\n.*?\n\1", " ", md, flags=re.S)  # ladders: drawings
+    md = re.sub(r"(`{3,})text\n(.*?)\n\1", lambda m: _drawings(m.group(2)), md, flags=re.S)
     return re.sub(r"(`+).*?\1", " ", md)
 
 
@@ -331,3 +344,40 @@ def test_log_reason_advice_has_japanese():
 
     L = i18n.Lang("ja")
     assert [a for _rx, a in REASON_ADVICE if not L.known(a)] == []
+
+
+def test_ladder_rows_are_japanese(marked):
+    """A ladder row's second line (payloads, notifies, identities, vendor IDs) is a message:
+    the protocol's names and the capture's values stay as they are (values), the tool's own
+    words ("(encrypted)") are translated; the text drawing's words (what became of a message,
+    the legend) and the HTML figure, list and table read the same row in Japanese; the English
+    text is the one the ladder always wrote."""
+    from pcapvpn.report import html, ladder
+    from pcapvpn.report.html_figures import ladder_svg
+
+    v, w = i18n.MARK
+    row = ladder.Row("msg", exchange="Main Mode", msgid=0, size=92, response=False,
+                     payloads=ladder._payload_text({"payloads": ["HASH", "N"], "encrypted": True,
+                                                    "version": 1}),
+                     notifies=["NO_PROPOSAL_CHOSEN"], identities=["moon.example"],
+                     vendor_ids=["Dead Peer Detection 1.0"], unanswered=True, frames=[7])
+    english = "HASH (encrypted) N(NO_PROPOSAL_CHOSEN) ID: moon.example V: Dead Peer Detection 1.0"
+    assert row.details == english
+    assert i18n.Lang("en").msg(row.details) == english
+    ja = i18n.Lang("ja").msg(row.details)
+    assert ja == (f"{v}HASH{w} (暗号化) N({v}NO_PROPOSAL_CHOSEN{w}) ID: {v}moon.example{w} "
+                  f"V: {v}Dead Peer Detection 1.0{w}")
+    assert i18n.Lang("ja").msg(ladder.Row("msg", payloads=ladder._payload_text(
+        {"payloads": [], "encrypted": True, "version": 1})).details) == "(暗号化)"
+
+    lad = ladder.Ladder("ikev1:x", 1, ladder.Peer("192.0.2.1", [500]),
+                        ladder.Peer("192.0.2.2", [500]), [row])
+    L = i18n.Lang("ja")
+    drawing = ladder.text(lad, L=L)
+    assert "応答なし" in drawing and "(暗号化)" in drawing and "HASH" in drawing
+    assert english_runs(_drawings(drawing)) == [], drawing
+    assert "(encrypted)" in ladder.text(lad) and "NO RESPONSE" in ladder.text(lad)
+    page = html._ladder_list(lad, L) + html._ladder_table(lad, L) + ladder_svg(lad, L)
+    shown = _html_text(page)
+    assert "(暗号化)" in shown and "(encrypted)" not in shown
+    assert english_runs(shown) == [], shown

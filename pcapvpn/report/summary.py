@@ -35,8 +35,10 @@ VPN_FRAME_ROWS = (("openvpn_frames", "OpenVPN frames"), ("wireguard_frames", "Wi
 def summary_rows(cap) -> list[tuple[str, str]]:
     c = cap.counts
     rows = [
-        ("files", ", ".join(f"{f.name} ({f.format}{', gzip' if f.compressed else ''})"
-                            for f in cap.files)),
+        ("files", msg_join(", ", [msg("{name} ({format}, {compression})", name=f.name,
+                                      format=f.format, compression="gzip") if f.compressed
+                                  else msg("{name} ({format})", name=f.name, format=f.format)
+                                  for f in cap.files])),
         ("frames", str(cap.frames)),
         ("start", cap.start.utc or "-"),
         ("end", cap.end.utc or "-"),
