@@ -239,6 +239,21 @@ class Lang:
     def english(self) -> bool:
         return self.code == "en"
 
+    def event_line(self, ev: dict, finding: dict, clock: str) -> str:
+        """A line of ``pcapvpn live``'s text events (``live.TextEvents``: ``ev`` a "raised" or
+        "resolved" event, ``finding`` its finding with the title already in this language) in
+        this language; the English line is the one TextEvents writes itself."""
+        from pcapvpn.findings import Term
+
+        facts = dict(clock=clock, severity=Term(finding["severity"]), code=finding["code"],
+                     tunnel=finding.get("tunnel") or "-")
+        if ev["event"] == "raised":  # the title as it is (already in this language)
+            return self.fmt("{clock} RAISED   {severity:<8} {code} [{tunnel}]", **facts) + \
+                " " + finding["title"]
+        return self.fmt("{clock} RESOLVED {severity:<8} {code} [{tunnel}] {why} (raised {raised}, "
+                        "{lasted:.0f} s)", why=Term(ev.get("reason", "")),
+                        raised=ev.get("raised", ""), lasted=ev.get("lasted", 0), **facts)
+
     def _(self, text: str) -> str:
         """A heading or label."""
         return self.t.gettext(text)

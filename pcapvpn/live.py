@@ -362,6 +362,8 @@ class TextEvents:
                 why = self.lang.text(why)
             text = (f"{clock} {label} {sev:<8} {f['code']} [{tunnel}] {why} "
                     f"(raised {ev.get('raised', '')}, {ev.get('lasted', 0):.0f} s)")
+        if self.lang is not None:  # the line's words in the report's language (i18n)
+            text = self.lang.event_line(ev, f, clock)
         text = _clean(text)
         if self.color:
             text = f"{self.COLORS.get(tag, '')}{text}\x1b[0m"

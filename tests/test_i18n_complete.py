@@ -381,3 +381,33 @@ def test_ladder_rows_are_japanese(marked):
     shown = _html_text(page)
     assert "(暗号化)" in shown and "(encrypted)" not in shown
     assert english_runs(shown) == [], shown
+
+
+def test_live_event_lines_have_no_english_word(marked):
+    """``pcapvpn live --lang ja``: the words of a raised and a resolved event's line ("RAISED",
+    "(raised 12:00:01, 3 s)") are Japanese too: nothing but the values (code, tunnel, times)
+    is an English word; English keeps live's own line (``Lang("en").event_line`` is that line)."""
+    import io
+
+    from pcapvpn.findings import msg
+    from pcapvpn.live import RESOLVED_RECOVERED, TextEvents
+
+    finding = {"code": "ESP_ONE_WAY", "severity": "error", "tunnel": "192.0.2.1<->192.0.2.2",
+               "title": msg("ESP on SPI 0x{spi} that no IKE exchange announced",
+                            spi="c0ffee01")}
+    assert i18n.Lang("ja").has_msg(finding["title"])
+    events = [{"event": "raised", "ts": 0.0, "finding": finding},
+              {"event": "resolved", "ts": 0.0, "reason": RESOLVED_RECOVERED,
+               "raised": "00:00:01", "lasted": 3.0, "finding": finding}]
+    for ev in events:
+        ja, en = io.StringIO(), io.StringIO()
+        TextEvents(ja, lang="ja").emit(ev)
+        TextEvents(en).emit(ev)
+        line = ja.getvalue()
+        assert "ESP_ONE_WAY" in line and "192.0.2.1<->192.0.2.2" in line
+        # an English word, or live's tags (protocol names such as "IKE SA" are no words)
+        words = re.findall(r"\b(?:[A-Z]?[a-z]{2,}|RAISED|RESOLVED)\b",
+                           _MARKED.sub(" ", line).replace("ESP_ONE_WAY", " "))
+        assert words == [], line
+        clock = en.getvalue().split(" ", 1)[0]
+        assert i18n.Lang("en").event_line(ev, finding, clock) + "\n" == en.getvalue()
