@@ -420,7 +420,7 @@ def localize(report, lang: str):
     for f in report.findings:
         out.append(dataclasses.replace(
             f, title=tr.finding_title(f), detail=tr.msg(f.detail),
-            advice=[tr.text(a) for a in f.advice]))
+            advice=[tr.msg(a) for a in f.advice]))
     r.findings = out
     r.tunnels = [{**t, "not_seen": [tr.msg(n) for n in t.get("not_seen") or ()]}
                  for t in report.tunnels]
