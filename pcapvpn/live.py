@@ -1470,8 +1470,11 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         return 2
     install_signals(session)
     if view is None:
-        stderr.write(f"pcapvpn: capturing on {', '.join(opts.interfaces)} "
-                     f"(Ctrl-C or SIGTERM stops and prints the report)\n")
+        from pcapvpn.i18n import Lang
+
+        stderr.write(Lang(ro.lang).fmt("pcapvpn: capturing on {interfaces} (Ctrl-C or SIGTERM "
+                                       "stops and prints the report)",
+                                       interfaces=", ".join(opts.interfaces)) + "\n")
         stderr.flush()
     try:
         session.run()
