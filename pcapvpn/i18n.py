@@ -20,7 +20,10 @@ What is translated, and how it is keyed:
   the code and fails on one without a translation or with other placeholders;
 - text built with values elsewhere (advice naming a peer, ...): a ``msgid`` with ``{name}``
   placeholders is a template: the English text is matched against it and the values are carried
-  over (each value itself translated when the catalog knows it, e.g. "initiator").
+  over (each value itself translated when the catalog knows it, e.g. "initiator");
+- a placeholder the translation writes between single quotes (``'{exc}'``) holds text that is
+  not the tool's — an exception's message, zlib's or the system's words — and is shown as it is,
+  quoted (a matched reason's value is then not translated in turn).
 
 Finding codes, JSON keys and Wireshark filters are never translated; JSON output stays English.
 """
