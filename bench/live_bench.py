@@ -220,7 +220,7 @@ def run_rate(backend: str, rate: float, seconds: float, work: Path, cpus=("0", "
     """One measurement: ``backend`` capturing while the sender offers ``rate`` (0 = max).
     ``senders`` 2: a second sender on the capture's CPU (above what one sender reaches: the
     capture then competes with it for its core)."""
-    from pcapvpn.live_capture import default_filter
+    from pcapvpn.live.bpf import default_filter
 
     tag = f"{backend[:2]}{int(rate) // 1000}s{senders}"
     report = work / f"live-{tag}.json"

@@ -100,7 +100,7 @@ def _pair(x: bytes, y: bytes) -> tuple:
 
 
 class LiveCollector:
-    """A prometheus-client collector over a :class:`pcapvpn.live.LiveSession` (read only).
+    """A prometheus-client collector over a :class:`pcapvpn.live.session.LiveSession` (read only).
 
     ``label``: maps a tunnel id to its label value (``--redact``: the pseudonymised id).
     ``clock``: the session's clock (ages and ``now``)."""

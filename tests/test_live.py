@@ -52,7 +52,7 @@ CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _bpf_run():
-    from pcapvpn.live_capture import _load_libpcap
+    from pcapvpn.live.bpf import _load_libpcap
 
     lib = _load_libpcap()
     if not lib:
@@ -147,7 +147,7 @@ def _frames():
 
 
 def test_default_filter_selects_vpn_traffic():
-    from pcapvpn.live_capture import compile_filter, default_filter
+    from pcapvpn.live.bpf import compile_filter, default_filter
 
     run = _bpf_run()
     prog = compile_filter(default_filter())
@@ -167,7 +167,7 @@ def test_print_filter_one_group_per_line(tmp_path):
     """--print-filter: one clause group per line under a comment naming what it catches, headed
     by libpcap's instruction count; tcpdump -F reads the text as printed and compiles the very
     program live attaches."""
-    from pcapvpn.live_capture import compile_filter, default_filter
+    from pcapvpn.live.bpf import compile_filter, default_filter
 
     out = subprocess.run([sys.executable, "-m", "pcapvpn", "live", "-i", "lo", "--print-filter"],
                          capture_output=True, text=True, timeout=60)
@@ -205,7 +205,8 @@ def test_print_filter_one_group_per_line(tmp_path):
 
 def test_filter_options():
     from pcapvpn.live import LiveOptions, build_filter
-    from pcapvpn.live_capture import CaptureError, compile_filter, default_filter
+    from pcapvpn.live.bpf import compile_filter, default_filter
+    from pcapvpn.live.capture import CaptureError
 
     base = default_filter()
     assert build_filter(LiveOptions(["x"])) == base

@@ -1,0 +1,240 @@
+"""One evaluation of ``pcapvpn live``: the rules over the tracker's state as of now (in this
+process, or in a forked child on a copy-on-write snapshot when an evaluation costs more than
+:attr:`Evaluation.FORK_ABOVE`), then what changed since the previous one emitted as raised and
+resolved events (:mod:`pcapvpn.live.policy`), then the memory bound (expiry and eviction).
+
+:class:`Evaluation` is a part of :class:`pcapvpn.live.session.LiveSession` (its state is the
+session's)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import time
+
+from pcapvpn.live.events import _finding_dict, _hms
+from pcapvpn.live.policy import (RAISE_AFTER, RESOLVE_AFTER, RESOLVED_CLEARED, RESOLVED_RECOVERED,
+                                 _Active, _held, _superseded, annotate_drops)
+
+__all__ = ["Evaluation"]
+
+
+class Evaluation:
+    """The evaluation half of :class:`pcapvpn.live.session.LiveSession`."""
+
+    def _state(self, now):
+        from pcapvpn.analysis import build_report
+
+        cap = build_report(self.sources, self.decoder, self.tracker).capture
+        state = self.tracker.state(now, capture=cap)
+        state.expect_peers = list(self.opts.expect_peers)
+        if self.points:
+            from pcapvpn.track.vantage import match
+
+            state.vantage = match(self._points_now(now), self.opts.thresholds, state.tunnels,
+                                  state.vpn_tunnels)
+        return state
+
+    def _prepare(self) -> None:
+        """What an evaluation changes in the tracker, done before it (in this process)."""
+        for f in self.log_followers:  # --log: the lines appended since the last evaluation
+            f.poll()
+        self._refresh_totals()
+        self.tracker.ike_tracker.link_rekeys()
+
+    def _compute(self, now, final: bool = False) -> dict:
+        """The rules as of ``now``: the findings, which of them count now (not held back, not
+        superseded by a recovery), the verdicts.  Reads the tracker only (it may run in a forked
+        child, see :meth:`_fork_evaluation`)."""
+        from pcapvpn.rules import run_rules
+        from pcapvpn.rules.common import Context
+        from pcapvpn.rules.verdict import tunnel_verdicts
+
+        state = self._state(now)
+        findings = run_rules(state)
+        ctx = Context(state)
+        if self.points:
+            from pcapvpn.rules.path import locate
+
+            locate(ctx, findings)
+        verdicts = tunnel_verdicts(ctx, findings)
+        annotate_drops(findings, self.drops(), getattr(self, "_rx_dropped", 0))
+        return self._classify(ctx, state, findings, verdicts, now, final)
+
+    def _classify(self, ctx, state, findings, verdicts, now, final: bool = False) -> dict:
+        """An evaluation's result from its findings: which count now (not held back, not
+        superseded by a recovery), with the verdicts."""
+        tunnels = {t.id: t for t in state.tunnels}
+        current = {}
+        superseded = set()
+        for f in findings:
+            if not final and _held(ctx, f):
+                continue
+            if _superseded(ctx, tunnels, f):
+                superseded.add(f.id)
+                continue
+            current[f.id] = f
+        return {"now": now, "current": current, "superseded": superseded,
+                "tunnels": set(tunnels), "verdicts": verdicts,
+                "counts": (len(state.ike_sas), len(state.esp_sas))}
+
+    def _apply(self, res: dict, final: bool = False) -> None:
+        """Emit what changed since the previous evaluation; then the memory bound."""
+        now = res["now"]
+        current = res["current"]
+        pending = {}
+        for fid, f in current.items():
+            a = self.active.get(fid)
+            if a is None:
+                seen = self._pending.get(fid, 0) + 1
+                if seen < RAISE_AFTER and not final:
+                    pending[fid] = seen
+                    continue
+                self.active[fid] = _Active(f, now)
+                self.raised += 1
+                if self.sinks:
+                    self._emit({"event": "raised", "ts": now, "finding": _finding_dict(f)})
+            else:
+                a.finding = f
+                a.missing = 0
+        self._pending = pending
+        for fid in list(self.active):
+            if fid in current:
+                continue
+            a = self.active[fid]
+            a.missing += 1
+            if a.missing < RESOLVE_AFTER:
+                continue
+            del self.active[fid]
+            f = a.finding
+            if (f.tunnel is not None and f.tunnel not in res["tunnels"]) or self._expired(f):
+                self.archived.append(f)  # its SAs were forgotten: not a resolution
+                # the latest of them, as many as the report lists of a kind (the others counted)
+                keep = self.limits.report_max_items
+                if len(self.archived) > keep:
+                    self.archived_dropped += len(self.archived) - keep
+                    del self.archived[:-keep]
+                continue
+            self.resolved += 1
+            if not self.sinks:
+                continue
+            reason = RESOLVED_RECOVERED if fid in res["superseded"] else RESOLVED_CLEARED
+            self._emit({"event": "resolved", "ts": now, "reason": reason,
+                        "raised": _hms(a.raised_ts), "lasted": round(now - a.raised_ts, 3),
+                        "finding": _finding_dict(f)})
+        self.last_eval = res
+        if not final:
+            # memory bound; what is forgotten now cannot "resolve" at the next evaluation
+            ike_old, esp_old = self.tracker.expire(self.clock(), self.opts.idle_expiry,
+                                                   self.opts.max_sas)
+            for pt in self.points[1:]:
+                pt.tracker.expire(self.clock(), self.opts.idle_expiry, self.opts.max_sas)
+            self._expired_spis = ({sa.ispi.hex() for sa in ike_old}
+                                  | {sa.rspi.hex() for sa in ike_old}
+                                  | {f"{e.spi:08x}" for e in esp_old})
+
+    def _account(self, cost: float) -> None:
+        self.last_cost = cost
+        self.evaluations += 1
+        self.eval_seconds += cost
+        self.eval_max = max(self.eval_max, cost)
+
+    def _evaluate(self, now, final: bool = False) -> None:
+        """Run the rules as of ``now`` in this process and emit what changed (``final``: the
+        last evaluation, at stop: what is present is raised without waiting for a second
+        look)."""
+        from pcapvpn.analysis import no_gc
+
+        t0 = time.perf_counter()
+        with no_gc():
+            self._prepare()
+            self._apply(self._compute(now, final), final)
+        self._account(time.perf_counter() - t0)
+
+    # -- evaluation in a forked child -----------------------------------------------------------
+    #
+    # With thousands of SAs an evaluation takes seconds.  In this process it would stop the
+    # capture that long (the ring has to hold what arrives meanwhile) and on a 2-core machine
+    # leave the other core idle.  Above FORK_ABOVE seconds per evaluation, the rules run in a
+    # fork()ed child on a copy-on-write snapshot of the tracker while the capture goes on; the
+    # child sends its result back through a pipe (pickle) and exits.
+
+    FORK_ABOVE = 0.1
+
+    def _fork_evaluation(self, now) -> bool:
+        import pickle
+
+        if not hasattr(os, "fork"):
+            return False
+        self._prepare()
+        r, w = os.pipe()
+        t0 = time.perf_counter()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            return False
+        if pid == 0:  # the child: compute, send, leave without running any cleanup
+            code = 0
+            gc.disable()  # its passes would touch (and copy) every page of the snapshot
+            try:
+                os.close(r)
+                data = pickle.dumps(self._compute(now), protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(w, "wb") as out:
+                    out.write(data)
+            except BaseException:  # noqa: BLE001 - the parent evaluates in-process instead
+                code = 1
+            os._exit(code)
+        os.close(w)
+        os.set_blocking(r, False)
+        self._child = (pid, r, [], t0)
+        return True
+
+    def _poll_child(self, block: bool = False) -> bool:
+        """Collect the forked evaluation's result when it is complete; True when applied."""
+        import pickle
+
+        pid, r, chunks, t0 = self._child
+        while True:
+            try:
+                if block:
+                    os.set_blocking(r, True)
+                chunk = os.read(r, 1 << 20)
+            except BlockingIOError:
+                return False
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(r)
+        os.waitpid(pid, 0)
+        self._child = None
+        try:
+            res = pickle.loads(b"".join(chunks)) if chunks else None
+        except Exception:  # noqa: BLE001
+            res = None
+        if res is None:  # the child failed: do it here
+            self._evaluate(self.clock())
+            return True
+        self._apply(res)
+        self._account(time.perf_counter() - t0)
+        return True
+
+    def _abandon_child(self) -> None:
+        """Stop a forked evaluation that is still running (the process is ours) and reap it."""
+        pid, r, _chunks, _t0 = self._child
+        self._child = None
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        os.close(r)
+
+    def _expired(self, f) -> bool:
+        ev = f.evidence
+        return bool(self._expired_spis & (set(ev.ike_spis) | set(ev.esp_spis)))

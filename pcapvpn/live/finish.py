@@ -1,0 +1,125 @@
+"""The stop of ``pcapvpn live``: the rings drained, the written files closed, and the final
+report (an :class:`pcapvpn.analysis.Result`) built from the state the session holds, with the
+warnings about what it could not keep.
+
+:class:`Finish` is a part of :class:`pcapvpn.live.session.LiveSession` (its state is the
+session's)."""
+
+from __future__ import annotations
+
+import time
+
+from pcapvpn.live.capture import PipeCapture
+from pcapvpn.live.events import ExecHook, _hms
+from pcapvpn.live.policy import annotate_drops
+from pcapvpn.live.writer import _ns
+
+__all__ = ["Finish"]
+
+
+class Finish:
+    """The stop path of :class:`pcapvpn.live.session.LiveSession`."""
+
+    #: seconds spent at most reading what the rings still hold when the capture stops (packets
+    #: keep arriving on a busy link: the drain must end; a stop answers within a second or two)
+    DRAIN_SECONDS = 0.5
+
+    def finish(self):
+        """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`) from
+        the state held: a forked evaluation still running is abandoned (its answer would be
+        stale), the rings are drained for at most ``DRAIN_SECONDS``, and the rules run once —
+        the report's analysis is also the last evaluation (its events are emitted)."""
+        from pcapvpn.analysis import diagnose, no_gc
+        from pcapvpn.rules.common import Context
+
+        # the stop, as the written files record it (nanoseconds): analyze of them judges
+        # absences up to the same moment
+        now = _ns(self.clock())
+        if self._child is not None:
+            self._abandon_child()
+        # what is still in the rings (a pipe child flushes its last packets when it stops)
+        self._refresh_totals()
+        deadline = time.monotonic() + self.DRAIN_SECONDS
+        for i, c in enumerate(self.captures):
+            if isinstance(c, PipeCapture):
+                # the child has stopped: what it wrote is read in full (it is finite)
+                c.close()
+                while self._feed(i, c, []):
+                    pass
+            while time.monotonic() < deadline and self._feed(i, c, []):
+                pass
+            c.close()
+            if isinstance(c, PipeCapture):  # pipe backends know their drops only now
+                self.totals[i]["osdrop"] = c.drops
+                self.totals[i]["filteraccept"] = c.received
+        if self.writer is not None:
+            self.writer.close(now, self._span_stats(self.sources[-1]))
+        for src in self._current_sources():
+            src.ended = now
+        self._refresh_isb()
+        for f in self.log_followers:
+            f.poll()
+        t0 = time.perf_counter()
+        with no_gc():
+            for pt in self.points[1:]:
+                pt.decoder.finish()
+                pt.tracker.finish()
+            self.decoder.finish()
+            self.tracker.finish()
+            points = self._points_now(now) if self.points else None
+            result = diagnose(self.sources if not points else self._point_sources(),
+                              self.decoder, self.tracker, self.analysis_options, now=now,
+                              points=points)
+            if points:
+                result.points = points
+            annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0))
+            # the last evaluation: what is present now is raised without a second look
+            self._apply(self._classify(Context(result.state), result.state, result.findings,
+                                       result.verdicts, now, final=True), final=True)
+        self._account(time.perf_counter() - t0)
+        if self.view is not None:
+            self.view.clear()
+            self.view = None
+        have = {f.id for f in result.findings}
+        extra = [f for f in self.archived if f.id not in have]
+        if extra:
+            from pcapvpn.findings import finding_groups
+
+            result.report.findings = list(result.report.findings) + extra
+            result.findings = result.report.findings
+            result.report.groups = finding_groups(result.findings)
+        result.report.capture.warnings.extend(self.warnings())
+        return result
+
+    def _point_sources(self) -> list:
+        """The first point's sources (the report's capture summary is of the first point)."""
+        return self.points[0].sources
+
+    def _refresh_isb(self):
+        for src in self._current_sources():
+            src.isb = {i: {"ifdrop": s.get("ifdrop", 0), "osdrop": s.get("osdrop", 0)}
+                       for i, s in enumerate(self._span_stats(src))}
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.tracker.expired_sas or self.tracker.evicted_sas:
+            out.append(f"live: {self.tracker.expired_sas} SA(s) expired after "
+                       f"{self.opts.idle_expiry:g} s of silence and {self.tracker.evicted_sas} "
+                       f"evicted (more than {self.opts.max_sas} SAs): they are not in this report")
+        if self.archived_dropped:
+            out.append(f"live: {self.archived_dropped} older finding(s) of expired or evicted "
+                       f"SAs not listed (at most {self.limits.report_max_items} kept)")
+        if self.writer is not None and self.writer.deleted:
+            out.append(f"live: {self.writer.deleted} older capture file(s) were deleted by "
+                       f"rotation (--write-files {self.writer.count}); evidence frames in them "
+                       f"are gone")
+        for c in self.captures:
+            for ts, reason in getattr(c, "errors", []):
+                out.append(f"live: {c.name}: {reason} at {_hms(ts)}")
+        for s in self.sinks:
+            if getattr(s, "dropped", 0):
+                inner = getattr(s, "sink", s)
+                what = "--exec" if isinstance(inner, ExecHook) else "event output"
+                out.append(f"live: {what}: {s.dropped} event(s) dropped (its reader did not "
+                           f"keep up; queue full)")
+        return out
