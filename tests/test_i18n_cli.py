@@ -51,6 +51,15 @@ def test_errors_are_japanese(tmp_path):
     assert _lines(r) == [f"pcapvpn: エラー: {missing}: そのようなファイルやディレクトリはない"]
     r = cli("analyze", missing)
     assert _lines(r) == [f"pcapvpn: error: {missing}: no such file or directory"]
+    # the inputs beside the capture: a key file, a log, a log's time zone
+    cap = LAB / "ikev2_healthy" / "ikev2_healthy.pcap"
+    for extra in (("--keys", missing), ("--log", missing),
+                  ("--log", LAB / "ikev2_healthy" / "left.log", "--log-tz", "Foo/Bar")):
+        r = cli("analyze", cap, *extra, "--lang", "ja")
+        err = _lines(r)
+        assert r.returncode == 2 and len(err) == 1 and err[0].startswith("pcapvpn: エラー: ")
+        assert english_runs(err[0]) == [], err
+        assert cli("analyze", cap, *extra).stderr.decode().startswith("pcapvpn: error: ")
 
 
 def test_internal_error_is_japanese_with_the_exception_quoted(tmp_path):
