@@ -417,14 +417,17 @@ def test_live_event_lines_have_no_english_word(marked):
 def test_single_words_in_composed_values_are_japanese(marked):
     """Single English words the two-word check cannot see, found by reading Japanese reports:
     a peer's role in advice ("responder (198.51.100.2)"), an interface's label ("..., interface
-    1"), the assumed zone of a log ("UTC (assumed)")."""
+    1"), the assumed zone of a log ("UTC (assumed)"), the time of a status file's line
+    ("(status)")."""
     from pcapvpn.logsrc import open_logs
 
     cases = [(LAB / "ikev1_aggressive_healthy" / "ikev1_aggressive_healthy.pcap", None,
               ("responder (", "initiator (")),
              (LAB / "inner_blocked" / "inner_blocked-client.pcapng", None, ("interface 1",)),
              (LAB / "ikev1_main_healthy" / "ikev1_main_healthy.pcap",
-              [str(LAB / "ikev1_main_healthy" / "left.log")], ("(assumed)",))]
+              [str(LAB / "ikev1_main_healthy" / "left.log")], ("(assumed)",)),
+             (LAB / "ikev1_aggressive_healthy" / "ikev1_aggressive_healthy.pcap",
+              [str(LAB / "ikev1_aggressive_healthy" / "left-status.txt")], ("(status)",))]
     for path, logs, words in cases:
         result = run([str(path)], Options(logs=open_logs(logs, None)) if logs else None)
         en = " ".join(render(result.report, "text").split())  # lines joined again
