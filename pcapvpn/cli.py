@@ -29,7 +29,10 @@ class _Group(click.Group):
             click.echo(_L()._("pcapvpn: aborted"), err=True)
             sys.exit(130)
         except click.ClickException as e:
-            e.show()
+            if _LANG["lang"] != "en" and isinstance(e, click.UsageError):
+                _show_usage_error(e)
+            else:
+                e.show()
             sys.exit(e.exit_code)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
@@ -56,6 +59,29 @@ def _L():
     from pcapvpn.i18n import Lang
 
     return Lang(_LANG["lang"])
+
+
+def _show_usage_error(e: click.UsageError) -> None:
+    """A usage error in the language of ``--lang``: click's lines (usage, the help hint,
+    "Error: ...") with their words translated; the usage line and the option names as they
+    are."""
+    import io
+    import re
+
+    from pcapvpn.findings import Term
+
+    L = _L()
+    buf = io.StringIO()
+    e.show(file=buf)
+    for line in buf.getvalue().splitlines():
+        m = re.fullmatch(r"Usage: (.*)|Try '(.*)' for help\.|Error: (.*)", line)
+        if m and m.group(1) is not None:
+            line = L.fmt("Usage: {usage}", usage=m.group(1))
+        elif m and m.group(2) is not None:
+            line = L.fmt("Try '{command}' for help.", command=m.group(2))
+        elif m:
+            line = L.fmt("Error: {message}", message=Term(m.group(3)))
+        click.echo(line, err=True)
 
 
 def _internal_error(e: BaseException) -> None:

@@ -81,3 +81,21 @@ def test_internal_error_is_japanese_with_the_exception_quoted(tmp_path):
     assert err[0] == "pcapvpn: internal error: RuntimeError: simulated bug in the decoder"
     assert err[1].startswith("  at ") and err[1].endswith(" in boom")
     assert err[2].startswith("  This is a bug in pcapvpn.")
+
+
+def test_usage_errors_are_japanese():
+    """A usage error (exit 2): click's usage line and help hint and the command's own message
+    in Japanese; the usage line's names and the options as they are."""
+    r = cli("analyze", "--lang", "ja")
+    assert r.returncode == 2
+    err = [line for line in _lines(r) if line]
+    assert err == ["使い方: pcapvpn analyze [OPTIONS] FILE...",
+                   "'pcapvpn analyze --help' でヘルプを表示します。",
+                   "エラー: キャプチャファイルがない (FILE... または --vantage NAME=FILE)"]
+    r = cli("live", "--lang", "ja", "-i", "lo", "--export-evidence", "x.pcapng")
+    said = [line for line in _lines(r) if line.startswith("エラー: ")]
+    assert r.returncode == 2 and len(said) == 1 and english_runs(said[0]) == [], said
+    r = cli("analyze")
+    assert [line for line in _lines(r) if line] == [
+        "Usage: pcapvpn analyze [OPTIONS] FILE...", "Try 'pcapvpn analyze --help' for help.",
+        "Error: missing capture files (FILE... or --vantage NAME=FILE)"]
