@@ -435,3 +435,31 @@ def test_single_words_in_composed_values_are_japanese(marked):
         for fmt in ("text", "markdown", "html"):
             ja = " ".join(render(result.report, fmt, lang="ja").split())
             assert [w for w in words if w in ja] == [], (path, fmt)
+
+
+def test_live_status_view_is_japanese(marked):
+    """``pcapvpn live --lang ja`` on a terminal: the status view's lines (capture counters,
+    tunnels with their verdict and stage) are Japanese; English keeps its words."""
+    import io
+    from types import SimpleNamespace
+
+    from pcapvpn.live.events import StatusView
+    from pcapvpn.live.session import LiveSession
+
+    st = {"interfaces": ["eth1"], "pps": 1234.5, "frames": 56789,
+          "drops": {"ring": 0, "interface": 2}, "ike_sas": 3, "esp_sas": 4,
+          "active_findings": 1, "tunnels_total": 1, "verdicts": {"failing": 1},
+          "tunnels": [{"verdict": "failing", "id": "192.0.2.1<->192.0.2.2",
+                       "stage_reached": "negotiation", "primary_code": "IKE_NO_RESPONSE"}]}
+    lines = LiveSession.status_lines(SimpleNamespace(status=lambda _now: st), 0.0)
+    shown = {}
+    for lang in ("en", "ja"):
+        out = io.StringIO()
+        view = StatusView(out, lang=lang)
+        view.lines = lines
+        view.redraw()
+        shown[lang] = out.getvalue()
+    assert "frames  drops 0 ring 2 iface" in shown["en"] and "1 failing" in shown["en"]
+    assert "   failing  192.0.2.1<->192.0.2.2" in shown["en"]
+    ja = _MARKED.sub(" ", shown["ja"]).replace("IKE_NO_RESPONSE", " ")
+    assert re.findall(r"\b[A-Z]?[a-z]{2,}\b", ja) == ["pcapvpn", "live", "pps"], shown["ja"]

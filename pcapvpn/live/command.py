@@ -72,7 +72,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         return 2
     view = None
     if not quiet and stderr.isatty():
-        view = StatusView(stderr)
+        view = StatusView(stderr, lang=ro.lang)
     color = events == "text" and stdout.isatty() and not os.environ.get("NO_COLOR")
     sinks = []
     try:
