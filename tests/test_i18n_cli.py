@@ -99,3 +99,15 @@ def test_usage_errors_are_japanese():
     assert [line for line in _lines(r) if line] == [
         "Usage: pcapvpn analyze [OPTIONS] FILE...", "Try 'pcapvpn analyze --help' for help.",
         "Error: missing capture files (FILE... or --vantage NAME=FILE)"]
+
+
+def test_live_errors_are_japanese():
+    """``pcapvpn live --lang ja`` that cannot capture says why in Japanese (the interface's
+    name and the ones there as they are)."""
+    r = cli("live", "-i", "nonexist0", "--duration", "1", "--lang", "ja")
+    assert r.returncode == 2
+    err = _lines(r)
+    assert len(err) == 1 and err[0].startswith("pcapvpn: エラー: インタフェース 'nonexist0' は"), err
+    assert english_runs(err[0]) == []
+    r = cli("live", "-i", "nonexist0", "--duration", "1")
+    assert _lines(r)[0].startswith("pcapvpn: error: interface 'nonexist0' does not exist")
