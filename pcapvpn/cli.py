@@ -23,6 +23,7 @@ EXIT_INTERNAL = 3
 
 class _Group(click.Group):
     def main(self, *args, **kwargs):  # turn unexpected exceptions into exit 3 with a short report
+        _LANG["lang"] = "en"  # until this command's --lang is read
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Abort:
@@ -237,8 +238,9 @@ def _report_options(f):
                           "writes them), or a directory holding them (repeatable)."),
         click.option("--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True,
                      is_eager=True, callback=_set_lang,
-                     help="Language of titles, explanations and advice (text, markdown, html); "
-                          "codes, filters and JSON stay English."),
+                     help="Language of the report (text, markdown, html), of live's event "
+                          "lines and of the messages on standard error; codes, filters and "
+                          "JSON stay English."),
         click.option("--redact", is_flag=True, default=False,
                      help="Replace IP/MAC addresses (prefix-preserving), identities, file and "
                           "host names by consistent pseudonyms in every output, exported "
