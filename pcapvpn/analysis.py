@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from dissect.vpn.ip import Port
 from pcapvpn import __version__
 from pcapvpn import model as m
-from pcapvpn.decode import Decoder, Limits, NullSink
+from pcapvpn.decode import Decoder, NullSink
+from pcapvpn.limits import Limits
 from pcapvpn.sources import merge_frames, open_source
 from pcapvpn.thresholds import DEFAULT, Thresholds
 

@@ -148,8 +148,8 @@ def _thresholds(overrides):
 
 
 def _limits(items_given):
-    """``--limit NAME=VALUE`` of analyze → decode.Limits."""
-    from pcapvpn.decode import Limits
+    """``--limit NAME=VALUE`` of analyze → pcapvpn.limits.Limits."""
+    from pcapvpn.limits import Limits
 
     return _name_values("--limit", items_given, Limits())
 

@@ -41,7 +41,7 @@ class LiveOptions:
     #: --log FILE: gateway logs followed as they grow (pcapvpn.logsrc), and --log-tz
     logs: list = field(default_factory=list)
     log_tz: object = None
-    #: bounds of what is kept (pcapvpn.decode.Limits; None: the defaults)
+    #: bounds of what is kept (pcapvpn.limits.Limits; None: the defaults)
     limits: object = None
     #: --vantage NAME=IFACE: the point each interface of ``interfaces`` is (same length; None:
     #: every interface is one capture point, as without --vantage).  The first point's

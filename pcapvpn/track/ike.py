@@ -78,13 +78,13 @@ class IkeTracker:
     RETRY_WITHIN = 60.0
 
     def __init__(self, thresholds, names=None, keys=None, limits=None):
-        from pcapvpn.decode import Limits
+        from pcapvpn.limits import Limits
 
         self.th = thresholds
         self.names = names or []  # file names, by file index
         #: pcapvpn.keys.KeyStore (--keys) or None: then nothing is decrypted
         self.keys = keys or None
-        #: pcapvpn.decode.Limits: IKE SAs, messages and bytes kept
+        #: pcapvpn.limits.Limits: IKE SAs, messages and bytes kept
         self.lim = limits or Limits()
         self.sas: list[IkeSA] = []
         self._by_ispi: dict = {}  # (version, ispi) -> [IkeSA] in creation order
