@@ -463,3 +463,12 @@ def test_live_status_view_is_japanese(marked):
     assert "   failing  192.0.2.1<->192.0.2.2" in shown["en"]
     ja = _MARKED.sub(" ", shown["ja"]).replace("IKE_NO_RESPONSE", " ")
     assert re.findall(r"\b[A-Z]?[a-z]{2,}\b", ja) == ["pcapvpn", "live", "pps"], shown["ja"]
+
+
+def test_log_failure_kinds_have_japanese():
+    """The kind of failure a gateway log reports, named in LOG_ONLY_FAILURE's title ("left.log
+    reports no proposal"), is in the catalog."""
+    from pcapvpn.rules.logs import FAILURE_KINDS
+
+    L = i18n.Lang("ja")
+    assert [k for k in sorted(FAILURE_KINDS) if not L.has(k.replace("_", " "))] == []
