@@ -157,7 +157,7 @@ def _limits(items_given):
 def _keys(paths):
     """``--keys`` of analyze and live → KeyStore (exit 2: one line naming the file and line,
     never a key)."""
-    from pcapvpn.keys import KeyFileError, load_keys
+    from pcapvpn.decrypt.keyfile import KeyFileError, load_keys
 
     try:
         return load_keys(paths)

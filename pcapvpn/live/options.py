@@ -36,7 +36,7 @@ class LiveOptions:
     duration: float | None = None
     #: SSL-VPN gateways (``analyze --vpn-server``): ``(packed address, port or None)``
     vpn_servers: list = field(default_factory=list)
-    #: decryption keys (``analyze --keys``): a pcapvpn.keys.KeyStore or None
+    #: decryption keys (``analyze --keys``): a pcapvpn.decrypt.keys.KeyStore or None
     keys: object = None
     #: --log FILE: gateway logs followed as they grow (pcapvpn.logsrc), and --log-tz
     logs: list = field(default_factory=list)

@@ -81,7 +81,7 @@ class Tracker(NullSink):
         #: bounds of what is kept (pcapvpn.limits.Limits); drops are counted (``limits_hit``)
         self.limits = limits = limits or Limits()
         self.names = list(names or [])
-        #: pcapvpn.keys.KeyStore (--keys) or None
+        #: pcapvpn.decrypt.keys.KeyStore (--keys) or None
         self.keys = keys or None
         self.ike_tracker = IkeTracker(thresholds, self.names, self.keys, limits)
         self.esp_tracker = (self.esp_class or EspTracker)(thresholds, limits)
@@ -389,7 +389,7 @@ class State:
     expect_peers: list = field(default_factory=list)
     #: tunnels of the VPNs beside IPsec (pcapvpn.track.vpn.VpnTunnel)
     vpn_tunnels: list = field(default_factory=list)
-    #: --keys: the pcapvpn.keys.KeyStore (None without keys) and the inner-traffic tracker
+    #: --keys: the pcapvpn.decrypt.keys.KeyStore (None without keys) and the inner-traffic tracker
     keys: object = None
     inner: object = None
     #: every view of plaintext (pcapvpn.track.inner.PlainTracker) and, per tunnel id, the one
