@@ -468,8 +468,8 @@ def test_live_status_view_is_japanese(marked):
 
 def test_log_failure_kinds_have_japanese():
     """The kind of failure a gateway log reports, named in LOG_ONLY_FAILURE's title ("left.log
-    reports no proposal"), is in the catalog."""
-    from pcapvpn.rules.logs import FAILURE_KINDS
+    reports no proposal"), is in the catalog (:data:`pcapvpn.rules.logs.common.FAILURE_KINDS`)."""
+    from pcapvpn.rules.logs.common import FAILURE_KINDS
 
     L = i18n.Lang("ja")
     assert [k for k in sorted(FAILURE_KINDS) if not L.has(k.replace("_", " "))] == []
