@@ -23,13 +23,17 @@ EXIT_INTERNAL = 3
 
 class _Group(click.Group):
     def main(self, *args, **kwargs):  # turn unexpected exceptions into exit 3 with a short report
+        _LANG["lang"] = "en"  # until this command's --lang is read
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Abort:
-            click.echo("pcapvpn: aborted", err=True)
+            click.echo(_L()._("pcapvpn: aborted"), err=True)
             sys.exit(130)
         except click.ClickException as e:
-            e.show()
+            if _LANG["lang"] != "en" and isinstance(e, click.UsageError):
+                _show_usage_error(e)
+            else:
+                e.show()
             sys.exit(e.exit_code)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
@@ -42,15 +46,59 @@ class _Group(click.Group):
             sys.exit(EXIT_INTERNAL)
 
 
+#: the ``--lang`` of this command, the language of its lines on standard error too (read before
+#: the other options, so that their errors are in it)
+_LANG = {"lang": "en"}
+
+
+def _set_lang(_ctx, _param, value):
+    _LANG["lang"] = value or "en"
+    return value
+
+
+def _L():
+    from pcapvpn.i18n import Lang
+
+    return Lang(_LANG["lang"])
+
+
+def _show_usage_error(e: click.UsageError) -> None:
+    """A usage error in the language of ``--lang``: click's lines (usage, the help hint,
+    "Error: ...") with their words translated; the usage line and the option names as they
+    are."""
+    import io
+    import re
+
+    from pcapvpn.findings import Term
+
+    L = _L()
+    buf = io.StringIO()
+    e.show(file=buf)
+    for line in buf.getvalue().splitlines():
+        m = re.fullmatch(r"Usage: (.*)|Try '(.*)' for help\.|Error: (.*)", line)
+        if m and m.group(1) is not None:
+            line = L.fmt("Usage: {usage}", usage=m.group(1))
+        elif m and m.group(2) is not None:
+            line = L.fmt("Try '{command}' for help.", command=m.group(2))
+        elif m:
+            line = L.fmt("Error: {message}", message=Term(m.group(3)))
+        click.echo(line, err=True)
+
+
 def _internal_error(e: BaseException) -> None:
     from pcapvpn.report.escape import one_line
 
+    L = _L()
     tb = traceback.extract_tb(e.__traceback__)
-    where = f"{tb[-1].filename}:{tb[-1].lineno} in {tb[-1].name}" if tb else "?"
-    click.echo(f"pcapvpn: internal error: {type(e).__name__}: {one_line(e, 500)}", err=True)
-    click.echo(f"  at {where}", err=True)
-    click.echo("  This is a bug in pcapvpn. Please report it with the command line and, if you can,"
-               " the capture (set PCAPVPN_DEBUG=1 for the full traceback).", err=True)
+    where = L.fmt("{file}:{line} in {function}", file=tb[-1].filename, line=tb[-1].lineno,
+                  function=tb[-1].name) if tb else "?"
+    # the exception's own text is a value (quoted in a translation)
+    click.echo(L.fmt("pcapvpn: internal error: {error}: {message}", error=type(e).__name__,
+                     message=one_line(e, 500)), err=True)
+    click.echo("  " + L.fmt("at {where}", where=where), err=True)
+    click.echo("  " + L.fmt("This is a bug in pcapvpn. Please report it with the command line "
+                            "and, if you can, the capture (set PCAPVPN_DEBUG=1 for the full "
+                            "traceback)."), err=True)
     if os.environ.get("PCAPVPN_DEBUG"):
         traceback.print_exception(e)
 
@@ -65,10 +113,15 @@ _SEVERITIES = [s.value for s in SEVERITIES]  # click's choices: plain strings
 
 
 def _error(message) -> None:
-    """The one-line error of exit status 2 (file names and values shown, never acted on)."""
+    """The one-line error of exit status 2 (file names and values shown, never acted on), in
+    the language of ``--lang`` (a source's reason as the report's reasons are)."""
+    from pcapvpn.findings import Term, msg
     from pcapvpn.report.escape import printable
+    from pcapvpn.sources import SourceError
 
-    click.echo(f"pcapvpn: error: {printable(message)}", err=True)
+    said = msg("{path}: {reason}", path=message.path, reason=Term(message.reason)) \
+        if isinstance(message, SourceError) else Term(str(message))
+    click.echo(printable(_L().fmt("pcapvpn: error: {message}", message=said)), err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -184,8 +237,10 @@ def _report_options(f):
                           "ikev2_decryption_table / esp_sa file (as strongSwan's save-keys "
                           "writes them), or a directory holding them (repeatable)."),
         click.option("--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True,
-                     help="Language of titles, explanations and advice (text, markdown, html); "
-                          "codes, filters and JSON stay English."),
+                     is_eager=True, callback=_set_lang,
+                     help="Language of the report (text, markdown, html), of live's event "
+                          "lines and of the messages on standard error; codes, filters and "
+                          "JSON stay English."),
         click.option("--redact", is_flag=True, default=False,
                      help="Replace IP/MAC addresses (prefix-preserving), identities, file and "
                           "host names by consistent pseudonyms in every output, exported "

@@ -20,7 +20,10 @@ What is translated, and how it is keyed:
   the code and fails on one without a translation or with other placeholders;
 - text built with values elsewhere (advice naming a peer, ...): a ``msgid`` with ``{name}``
   placeholders is a template: the English text is matched against it and the values are carried
-  over (each value itself translated when the catalog knows it, e.g. "initiator").
+  over (each value itself translated when the catalog knows it, e.g. "initiator");
+- a placeholder the translation writes between single quotes (``'{exc}'``) holds text that is
+  not the tool's — an exception's message, zlib's or the system's words — and is shown as it is,
+  quoted (a matched reason's value is then not translated in turn).
 
 Finding codes, JSON keys and Wireshark filters are never translated; JSON output stays English.
 """
@@ -146,7 +149,18 @@ def translations(lang: str) -> gettext.NullTranslations:
 MARK = ("\ue000", "\ue001")
 mark_values = False
 _AFTER_STOP = re.compile(r"([。、]) +")
+#: a placeholder quoted in a translation: verbatim text ("デコーダ内部のエラー ({name}: '{e}')")
+_QUOTED_FIELD = re.compile(r"'\{([a-z_][a-z0-9_]*)\}'")
 _PURE = re.compile(r"(?:\{[a-z_][a-z0-9_]*(?::[^{}]*)?\}|[\s,;:.()/—–-])*\Z")
+
+
+def close_marks(cut: str) -> str:
+    """A text cut short (a clipped table cell or label) whose last value lost its closing
+    :data:`MARK`: closed again, so that the test still sees a value (tests only; otherwise the
+    text as it is)."""
+    if MARK[0] in cut and cut.count(MARK[0]) > cut.count(MARK[1]):
+        return cut + MARK[1]
+    return cut
 
 
 class Lang:
@@ -227,6 +241,21 @@ class Lang:
     @property
     def english(self) -> bool:
         return self.code == "en"
+
+    def event_line(self, ev: dict, finding: dict, clock: str) -> str:
+        """A line of ``pcapvpn live``'s text events (``live.TextEvents``: ``ev`` a "raised" or
+        "resolved" event, ``finding`` its finding with the title already in this language) in
+        this language; the English line is the one TextEvents writes itself."""
+        from pcapvpn.findings import Term
+
+        facts = dict(clock=clock, severity=Term(finding["severity"]), code=finding["code"],
+                     tunnel=finding.get("tunnel") or "-")
+        if ev["event"] == "raised":  # the title as it is (already in this language)
+            return self.fmt("{clock} RAISED   {severity:<8} {code} [{tunnel}]", **facts) + \
+                " " + finding["title"]
+        return self.fmt("{clock} RESOLVED {severity:<8} {code} [{tunnel}] {why} (raised {raised}, "
+                        "{lasted:.0f} s)", why=Term(ev.get("reason", "")),
+                        raised=ev.get("raised", ""), lasted=ev.get("lasted", 0), **facts)
 
     def _(self, text: str) -> str:
         """A heading or label."""
@@ -309,13 +338,17 @@ class Lang:
                 if isinstance(key, str) and key.startswith(prefix) and "{" in key:
                     msgid = key[len(prefix):]
                     templates.append((len(_PLACEHOLDER.sub("", msgid)),
-                                      _pattern(msgid, tokens=True), msgstr))
+                                      _pattern(msgid, tokens=True), msgstr,
+                                      frozenset(_QUOTED_FIELD.findall(msgstr))))
             # the most specific template first ("{n} bytes after the SPIs" before "{what}...")
             templates.sort(key=lambda t: -t[0])
-        for _n, rx, msgstr in templates:
+        for _n, rx, msgstr, verbatim in templates:
             m = rx.match(text)
             if m:
-                vals = {k: self._composed(ctx, v, depth + 1) or v
+                # a placeholder the translation quotes ('{exc}') holds text that is not the
+                # tool's (an exception's message): shown as it is, a value
+                vals = {k: self.value(v) if k in verbatim else
+                        (self._composed(ctx, v, depth + 1) or v)
                         for k, v in m.groupdict().items()}
                 try:
                     return _AFTER_STOP.sub(r"\1", msgstr.format(**vals))
@@ -390,7 +423,7 @@ def localize(report, lang: str):
     for f in report.findings:
         out.append(dataclasses.replace(
             f, title=tr.finding_title(f), detail=tr.msg(f.detail),
-            advice=[tr.text(a) for a in f.advice]))
+            advice=[tr.msg(a) for a in f.advice]))
     r.findings = out
     r.tunnels = [{**t, "not_seen": [tr.msg(n) for n in t.get("not_seen") or ()]}
                  for t in report.tunnels]

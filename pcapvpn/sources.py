@@ -32,6 +32,12 @@ from dissect.vpn.errors import DissectError
 __all__ = ["Frame", "Source", "SourceError", "merge_frames", "open_source", "open_sources"]
 
 
+def _read_error(exc: OSError) -> str:
+    """The reason of a stream that a read error ended (the system's words in it)."""
+    err = exc.strerror or exc
+    return f"read error: {err}"
+
+
 class Frame(NamedTuple):
     """The fields of a frame.  ``frames()`` yields plain tuples in this order (hot path); this
     class is for type hints, ``Frame._fields`` and building frames by hand in tests."""
@@ -83,7 +89,7 @@ class _Prefixed:
         try:
             return self._readinto(b) or 0
         except OSError as exc:
-            self.error = f"read error: {exc.strerror or exc}"
+            self.error = _read_error(exc)
             return 0
 
     def read(self, n: int = -1) -> bytes:
@@ -99,7 +105,7 @@ class _Prefixed:
         try:
             data = self._read(n)
         except OSError as exc:
-            self.error = f"read error: {exc.strerror or exc}"
+            self.error = _read_error(exc)
             return b""
         return data or b""
 
@@ -130,7 +136,7 @@ class _Gunzip:
         try:
             data = self._read(CHUNK)
         except OSError as exc:
-            self.error = f"read error: {exc.strerror or exc}"
+            self.error = _read_error(exc)
             return b""
         if data:
             self.compressed_read += len(data)

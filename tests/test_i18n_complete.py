@@ -17,8 +17,9 @@ or capitalised — ``the``, ``Capture``; not ``IKE``, ``NAT-T``, ``strongSwan``,
 a message carries (addresses, names, capture strings, gateway log lines — the renderers mark them
 in this test, :data:`pcapvpn.i18n.MARK`; the parser's reasons for undecodable frames and damaged
 ranges, the labels of path messages and the names of log formats are translated, not marked:
-``tests/test_i18n_reasons.py``), code (HTML ``<code>``, Markdown code spans and fences,
-backquoted commands, the text report's filter lines and ladders), daemon log phrases quoted in
+``tests/test_i18n_reasons.py``), code (HTML ``<code>``, Markdown code spans, backquoted
+commands, the text report's filter lines; of a ladder drawing in a Markdown fence, its arrows and
+lifelines: the words around them are read), daemon log phrases and other verbatim text quoted in
 'single quotes' (what to grep for stays verbatim), finding codes and file names.
 """
 
@@ -99,8 +100,21 @@ def _html_text(html: str) -> str:
     return "".join(p.out)
 
 
+#: a ladder drawing's lines (``ladder.text``): the lifelines and arrows (``|~~ ... ~~X  |``),
+#: read for the words around them
+_DRAWING = re.compile(r"\|[^|\n]*\|")
+
+
+def _drawings(body: str) -> str:
+    """The words of a ladder drawing (a fenced ``text`` block): its header, the words after
+    each arrow (what became of a message, its payloads and notifies, a log line, the NAT-T
+    move) and the legend; the arrows' notation and lifelines are left out."""
+    return _DRAWING.sub(" ", body.replace("-->", " ").replace("~~>", " ").replace("..>", " ")
+                        .replace("--X", " ").replace("--|", " ").replace("===", " "))
+
+
 def _md_text(md: str) -> str:
-    md = re.sub(r"(`{3,})text\n.*?\n\1", " ", md, flags=re.S)  # ladders: drawings
+    md = re.sub(r"(`{3,})text\n(.*?)\n\1", lambda m: _drawings(m.group(2)), md, flags=re.S)
     return re.sub(r"(`+).*?\1", " ", md)
 
 
@@ -332,3 +346,130 @@ def test_log_reason_advice_has_japanese():
 
     L = i18n.Lang("ja")
     assert [a for _rx, a in REASON_ADVICE if not L.known(a)] == []
+
+
+def test_ladder_rows_are_japanese(marked):
+    """A ladder row's second line (payloads, notifies, identities, vendor IDs) is a message:
+    the protocol's names and the capture's values stay as they are (values), the tool's own
+    words ("(encrypted)") are translated; the text drawing's words (what became of a message,
+    the legend) and the HTML figure, list and table read the same row in Japanese; the English
+    text is the one the ladder always wrote."""
+    from pcapvpn.report import html, ladder
+    from pcapvpn.report.html_figures import ladder_svg
+
+    v, w = i18n.MARK
+    row = ladder.Row("msg", exchange="Main Mode", msgid=0, size=92, response=False,
+                     payloads=ladder._payload_text({"payloads": ["HASH", "N"], "encrypted": True,
+                                                    "version": 1}),
+                     notifies=["NO_PROPOSAL_CHOSEN"], identities=["moon.example"],
+                     vendor_ids=["Dead Peer Detection 1.0"], unanswered=True, frames=[7])
+    english = "HASH (encrypted) N(NO_PROPOSAL_CHOSEN) ID: moon.example V: Dead Peer Detection 1.0"
+    assert row.details == english
+    assert i18n.Lang("en").msg(row.details) == english
+    ja = i18n.Lang("ja").msg(row.details)
+    assert ja == (f"{v}HASH{w} (暗号化) N({v}NO_PROPOSAL_CHOSEN{w}) ID: {v}moon.example{w} "
+                  f"V: {v}Dead Peer Detection 1.0{w}")
+    assert i18n.Lang("ja").msg(ladder.Row("msg", payloads=ladder._payload_text(
+        {"payloads": [], "encrypted": True, "version": 1})).details) == "(暗号化)"
+
+    lad = ladder.Ladder("ikev1:x", 1, ladder.Peer("192.0.2.1", [500]),
+                        ladder.Peer("192.0.2.2", [500]), [row])
+    L = i18n.Lang("ja")
+    drawing = ladder.text(lad, L=L)
+    assert "応答なし" in drawing and "(暗号化)" in drawing and "HASH" in drawing
+    assert english_runs(_drawings(drawing)) == [], drawing
+    assert "(encrypted)" in ladder.text(lad) and "NO RESPONSE" in ladder.text(lad)
+    page = html._ladder_list(lad, L) + html._ladder_table(lad, L) + ladder_svg(lad, L)
+    shown = _html_text(page)
+    assert "(暗号化)" in shown and "(encrypted)" not in shown
+    assert english_runs(shown) == [], shown
+
+
+def test_live_event_lines_have_no_english_word(marked):
+    """``pcapvpn live --lang ja``: the words of a raised and a resolved event's line ("RAISED",
+    "(raised 12:00:01, 3 s)") are Japanese too: nothing but the values (code, tunnel, times)
+    is an English word; English keeps live's own line (``Lang("en").event_line`` is that line)."""
+    import io
+
+    from pcapvpn.findings import msg
+    from pcapvpn.live import RESOLVED_RECOVERED, TextEvents
+
+    finding = {"code": "ESP_ONE_WAY", "severity": "error", "tunnel": "192.0.2.1<->192.0.2.2",
+               "title": msg("ESP on SPI 0x{spi} that no IKE exchange announced",
+                            spi="c0ffee01")}
+    assert i18n.Lang("ja").has_msg(finding["title"])
+    events = [{"event": "raised", "ts": 0.0, "finding": finding},
+              {"event": "resolved", "ts": 0.0, "reason": RESOLVED_RECOVERED,
+               "raised": "00:00:01", "lasted": 3.0, "finding": finding}]
+    for ev in events:
+        ja, en = io.StringIO(), io.StringIO()
+        TextEvents(ja, lang="ja").emit(ev)
+        TextEvents(en).emit(ev)
+        line = ja.getvalue()
+        assert "ESP_ONE_WAY" in line and "192.0.2.1<->192.0.2.2" in line
+        # an English word, or live's tags (protocol names such as "IKE SA" are no words)
+        words = re.findall(r"\b(?:[A-Z]?[a-z]{2,}|RAISED|RESOLVED)\b",
+                           _MARKED.sub(" ", line).replace("ESP_ONE_WAY", " "))
+        assert words == [], line
+        clock = en.getvalue().split(" ", 1)[0]
+        assert i18n.Lang("en").event_line(ev, finding, clock) + "\n" == en.getvalue()
+
+
+def test_single_words_in_composed_values_are_japanese(marked):
+    """Single English words the two-word check cannot see, found by reading Japanese reports:
+    a peer's role in advice ("responder (198.51.100.2)"), an interface's label ("..., interface
+    1"), the assumed zone of a log ("UTC (assumed)"), the time of a status file's line
+    ("(status)")."""
+    from pcapvpn.logsrc import open_logs
+
+    cases = [(LAB / "ikev1_aggressive_healthy" / "ikev1_aggressive_healthy.pcap", None,
+              ("responder (", "initiator (")),
+             (LAB / "inner_blocked" / "inner_blocked-client.pcapng", None, ("interface 1",)),
+             (LAB / "ikev1_main_healthy" / "ikev1_main_healthy.pcap",
+              [str(LAB / "ikev1_main_healthy" / "left.log")], ("(assumed)",)),
+             (LAB / "ikev1_aggressive_healthy" / "ikev1_aggressive_healthy.pcap",
+              [str(LAB / "ikev1_aggressive_healthy" / "left-status.txt")], ("(status)",))]
+    for path, logs, words in cases:
+        result = run([str(path)], Options(logs=open_logs(logs, None)) if logs else None)
+        en = " ".join(render(result.report, "text").split())  # lines joined again
+        assert any(w in en for w in words), (path, words)
+        for fmt in ("text", "markdown", "html"):
+            ja = " ".join(render(result.report, fmt, lang="ja").split())
+            assert [w for w in words if w in ja] == [], (path, fmt)
+
+
+def test_live_status_view_is_japanese(marked):
+    """``pcapvpn live --lang ja`` on a terminal: the status view's lines (capture counters,
+    tunnels with their verdict and stage) are Japanese; English keeps its words."""
+    import io
+    from types import SimpleNamespace
+
+    from pcapvpn.live.events import StatusView
+    from pcapvpn.live.session import LiveSession
+
+    st = {"interfaces": ["eth1"], "pps": 1234.5, "frames": 56789,
+          "drops": {"ring": 0, "interface": 2}, "ike_sas": 3, "esp_sas": 4,
+          "active_findings": 1, "tunnels_total": 1, "verdicts": {"failing": 1},
+          "tunnels": [{"verdict": "failing", "id": "192.0.2.1<->192.0.2.2",
+                       "stage_reached": "negotiation", "primary_code": "IKE_NO_RESPONSE"}]}
+    lines = LiveSession.status_lines(SimpleNamespace(status=lambda _now: st), 0.0)
+    shown = {}
+    for lang in ("en", "ja"):
+        out = io.StringIO()
+        view = StatusView(out, lang=lang)
+        view.lines = lines
+        view.redraw()
+        shown[lang] = out.getvalue()
+    assert "frames  drops 0 ring 2 iface" in shown["en"] and "1 failing" in shown["en"]
+    assert "   failing  192.0.2.1<->192.0.2.2" in shown["en"]
+    ja = _MARKED.sub(" ", shown["ja"]).replace("IKE_NO_RESPONSE", " ")
+    assert re.findall(r"\b[A-Z]?[a-z]{2,}\b", ja) == ["pcapvpn", "live", "pps"], shown["ja"]
+
+
+def test_log_failure_kinds_have_japanese():
+    """The kind of failure a gateway log reports, named in LOG_ONLY_FAILURE's title ("left.log
+    reports no proposal"), is in the catalog (:data:`pcapvpn.rules.logs.common.FAILURE_KINDS`)."""
+    from pcapvpn.rules.logs.common import FAILURE_KINDS
+
+    L = i18n.Lang("ja")
+    assert [k for k in sorted(FAILURE_KINDS) if not L.has(k.replace("_", " "))] == []

@@ -26,7 +26,7 @@ _RAISERS = {"DissectError", "_Corrupt"}
 #: functions of the capture readers (the package dissect/vpn/capture/, pcapvpn/sources.py) that
 #: write a damaged range's reason or a reader's warning line: every string they build
 _REASON_FUNCS = {"_pcap_tail", "_pcapng_tail", "_corrupt", "_implausible", "_runs_past",
-                 "_ts_reason", "text", "warnings"}
+                 "_ts_reason", "text", "warnings", "_read_error"}
 _READERS = ("dissect/vpn/capture/", "pcapvpn/sources.py")
 #: helpers that raise "{what} truncated": their ``what`` argument (a literal) is a reason's value
 _NEED = {"_need": 3}
@@ -125,6 +125,9 @@ def reason_templates() -> dict[str, str]:
                     isinstance(t, ast.Name) and t.id in ("reason", "_EMPTY", "OTHER_REASONS")
                     for t in node.targets):
                 found.append(node.value)
+            elif (isinstance(node, ast.Assign) and where.startswith(_READERS) and any(
+                    isinstance(t, ast.Attribute) and t.attr == "error" for t in node.targets)):
+                found.append(node.value)  # a stream's error: the damaged range at its end
         for e in found:
             for t in _variants(e):
                 if re.search(r"[a-z]{2}", i18n._PLACEHOLDER.sub("", t)):
@@ -308,3 +311,50 @@ def test_live_resolved_reason_is_japanese():
         line = out.getvalue()
         assert "ESP_ONE_WAY" in line and why not in line
         assert complete.english_runs(line) == [], line
+
+
+# -- Python's words inside a reason: an unexpected exception's message, zlib's ---------------
+
+def test_exception_text_is_a_quoted_value(marked, monkeypatch, tmp_path):
+    """A reason that carries Python's own text (a decoder bug's exception, zlib's message on a
+    corrupt gzip stream) reads in Japanese around it, and that text is shown as it is, quoted
+    (a value: not translated, not English prose of the report); English is unchanged."""
+    import gzip
+
+    import test_i18n_complete as complete
+    from conftest import CAPTURES
+    from pcapvpn import decode
+    from pcapvpn.analysis import run
+    from pcapvpn.report import render
+
+    v, w = i18n.MARK
+    src = next((CAPTURES / "lab" / "ikev2_healthy").glob("*.pcap"))
+
+    def bug(*_a, **_k):
+        raise ValueError("invalid literal for int() with base 10")
+
+    with monkeypatch.context() as m:
+        m.setattr(decode.Decoder, "_udp_other", bug)
+        buggy = run([str(src)])
+    said = "internal decoder error (ValueError: invalid literal for int() with base 10)"
+    assert said in buggy.report.capture.decode_errors_by_reason
+    assert said in render(buggy.report, "text", lang="en")
+    L = i18n.Lang("ja")
+    assert L.reason(said) == \
+        f"デコーダ内部のエラー (ValueError: '{v}invalid literal for int() with base 10{w}')"
+
+    data = bytearray(gzip.compress(src.read_bytes()))
+    data[len(data) // 2:len(data) // 2 + 40] = b"\xff" * 40  # zlib: "invalid ..." / "incorrect"
+    (tmp_path / "corrupt.pcap.gz").write_bytes(bytes(data))
+    (tmp_path / "cut.pcap.gz").write_bytes(bytes(data[:len(data) // 3]))
+    problems = complete._untranslated(buggy, "decoder bug")
+    for name in ("corrupt.pcap.gz", "cut.pcap.gz"):
+        result = run([str(tmp_path / name)])
+        reasons = [d.reason for d in result.report.capture.damage]
+        assert any(r.startswith("gzip: gzip data") for r in reasons), reasons
+        shown = render(result.report, "text", lang="ja")
+        assert "gzip data" not in shown, shown
+        problems += complete._untranslated(result, name)
+    assert problems == []
+    corrupt = run([str(tmp_path / "corrupt.pcap.gz")]).report.capture.damage[-1].reason
+    assert f"('{v}" in L.reason(corrupt) and "gzip データ" in L.reason(corrupt)

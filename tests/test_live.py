@@ -741,7 +741,7 @@ class Live:
     def _errs(self):
         for line in self.proc.stderr:
             self.err.append(line)
-            if "capturing on" in line or "error" in line:
+            if "capturing on" in line or "でキャプチャ中" in line or "error" in line:
                 self._ready.set()
         self._ready.set()
 
@@ -926,7 +926,8 @@ def test_live_report_options_match_analyze(tmp_path, opts):
         rc_live = live.stop()
     files = sorted(w.glob("*.pcapng"))
     assert files and rc_live in (0, 1), "".join(live.err)
-    assert "".join(live.err).count("pcapvpn: wrote") == 1
+    assert "".join(live.err).count("pcapvpn: wrote" if "ja" not in opts
+                                   else "pcapvpn: 書き出しました") == 1
     ana_out = tmp_path / "analyze.out"
     cp = subprocess.run([sys.executable, "-m", "pcapvpn", "analyze", *map(str, files), "-o",
                          str(ana_out), *args("analyze")], capture_output=True, text=True,

@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 
+from pcapvpn.findings import Term
+from pcapvpn.i18n import Lang
 from pcapvpn.live.bpf import filter_text
 from pcapvpn.live.capture import CaptureError
 from pcapvpn.live.events import StatusView, _Filtered, event_sinks
@@ -45,6 +47,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
     from pcapvpn.report.deliver import DeliveryError, ReportOptions, deliver, redactor_for
 
     ro = report or ReportOptions()
+    L = Lang(ro.lang)  # the lines on standard error in the report's language
     peers, min_severity = ro.peers, ro.min_severity
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -69,11 +72,11 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
     try:  # a redaction key that cannot be read or made: said before capturing
         redactor = redactor_for(ro)
     except DeliveryError as e:
-        stderr.write(f"pcapvpn: error: {_clean(e)}\n")
+        stderr.write(L.fmt("pcapvpn: error: {message}", message=Term(_clean(e))) + "\n")
         return 2
     view = None
     if not quiet and stderr.isatty():
-        view = StatusView(stderr)
+        view = StatusView(stderr, lang=ro.lang)
     color = events == "text" and stdout.isatty() and not os.environ.get("NO_COLOR")
     sinks = []
     try:
@@ -88,12 +91,12 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         for s in sinks:
             if hasattr(s, "close"):
                 s.close()
-        stderr.write(f"pcapvpn: error: {e}\n")
+        stderr.write(L.fmt("pcapvpn: error: {message}", message=Term(str(e))) + "\n")
         return 2
     install_signals(session)
     if view is None:
-        stderr.write(f"pcapvpn: capturing on {', '.join(opts.interfaces)} "
-                     f"(Ctrl-C or SIGTERM stops and prints the report)\n")
+        stderr.write(L.fmt("pcapvpn: capturing on {interfaces} (Ctrl-C or SIGTERM stops and "
+                           "prints the report)", interfaces=", ".join(opts.interfaces)) + "\n")
         stderr.flush()
     try:
         session.run()
@@ -121,7 +124,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
             return deliver(result, ro, stdout=stdout, stderr=stderr, color=color,
                            before_report="\n" if events != "none" else "", redactor=redactor)
     except DeliveryError as e:
-        stderr.write(f"pcapvpn: error: {_clean(e)}\n")
+        stderr.write(L.fmt("pcapvpn: error: {message}", message=Term(_clean(e))) + "\n")
         return 2
 
 

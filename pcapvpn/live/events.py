@@ -90,6 +90,8 @@ class TextEvents:
                 why = self.lang.text(why)
             text = (f"{clock} {label} {sev:<8} {f['code']} [{tunnel}] {why} "
                     f"(raised {ev.get('raised', '')}, {ev.get('lasted', 0):.0f} s)")
+        if self.lang is not None:  # the line's words in the report's language (i18n)
+            text = self.lang.event_line(ev, f, clock)
         text = _clean(text)
         if self.color:
             text = f"{self.COLORS.get(tag, '')}{text}\x1b[0m"
@@ -316,10 +318,13 @@ class StatusView:
     """A few lines at the bottom of the terminal, redrawn in place; event lines printed above
     it scroll normally (the view is cleared before and redrawn after each event)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, lang="en"):
+        from pcapvpn.i18n import Lang
+
         self.stream = stream
         self.lines = []
         self.drawn = 0
+        self.L = Lang(lang)  # the lines are messages (LiveSession.status_lines)
 
     def update(self, lines):
         self.clear()
@@ -336,7 +341,7 @@ class StatusView:
         if not self.lines:
             return
         cols = shutil.get_terminal_size((100, 24)).columns
-        out = [_clean(line)[:max(10, cols - 1)] for line in self.lines]
+        out = [_clean(self.L.msg(line))[:max(10, cols - 1)] for line in self.lines]
         self.stream.write("\n".join(out) + "\n")
         self.stream.flush()
         self.drawn = len(out)

@@ -9,6 +9,7 @@ import sys
 import time
 from collections import Counter
 
+from pcapvpn.findings import Term, msg, msg_join
 from pcapvpn.live.bpf import build_filter, compile_filter
 from pcapvpn.live.capture import AfPacketRing, CaptureError, PipeCapture
 from pcapvpn.live.evaluate import Evaluation
@@ -384,18 +385,22 @@ class LiveSession(Evaluation, Finish):
     def status_lines(self, now) -> list[str]:
         st = self.status(now)
         d = st["drops"]
-        verdicts = ", ".join(f"{n} {v}" for v, n in sorted(st["verdicts"].items()))
-        head = (f"── pcapvpn live {','.join(st['interfaces'])}  {_hms(now)}  "
-                f"{st['pps']:,.0f} pps  {st['frames']:,} frames  drops {d['ring']} ring "
-                f"{d['interface']} iface  SAs {st['ike_sas']} IKE {st['esp_sas']} ESP  "
-                f"findings {st['active_findings']} active")
-        lines = [head, f"   tunnels: {st['tunnels_total']}"
-                 + (f" ({verdicts})" if verdicts else "")]
+        # messages: the view shows them in the report's language (StatusView)
+        verdicts = msg_join(", ", [msg("{n} {verdict}", n=n, verdict=Term(str(v)))
+                                   for v, n in sorted(st["verdicts"].items())])
+        head = msg("── pcapvpn live {interfaces}  {clock}  {pps:,.0f} pps  {frames:,} frames  "
+                   "drops {ring} ring {iface} iface  SAs {ike_sas} IKE {esp_sas} ESP  findings "
+                   "{active} active", interfaces=",".join(st["interfaces"]), clock=_hms(now),
+                   pps=st["pps"], frames=st["frames"], ring=d["ring"], iface=d["interface"],
+                   ike_sas=st["ike_sas"], esp_sas=st["esp_sas"], active=st["active_findings"])
+        lines = [head, msg("   tunnels: {n}", n=st["tunnels_total"])
+                 + (msg(" ({verdicts})", verdicts=verdicts) if verdicts else "")]
         rows = st["tunnels"]
         rows_max = max(1, shutil.get_terminal_size((100, 24)).lines // 3)
         for t in rows[:rows_max]:
-            lines.append(f"   {t['verdict']:<8} {t['id']:<40} {t['stage_reached']:<14} "
-                         f"{t['primary_code'] or ''}")
+            lines.append(msg("   {verdict:<8} {tunnel:<40} {stage:<14} {code}",
+                             verdict=Term(str(t["verdict"])), tunnel=t["id"],
+                             stage=Term(str(t["stage_reached"])), code=t["primary_code"] or ""))
         if st["tunnels_total"] > rows_max:
-            lines.append(f"   ... {st['tunnels_total'] - rows_max} more")
+            lines.append(msg("   ... {n} more", n=st["tunnels_total"] - rows_max))
         return lines

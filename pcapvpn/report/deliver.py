@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from pcapvpn.findings import severity_rank
+from pcapvpn.findings import Term, msg, msg_join, severity_rank
 
 
 class DeliveryError(Exception):
@@ -60,8 +60,11 @@ def deliver(result, ro: ReportOptions, *, stdout=None, stderr=None, color: bool 
     used for standard output); ``before_report``: written to standard output before a report
     that goes there (live: a blank line after the events); ``redactor``: the one the events used
 (live), else one is made for ``ro``.  Raises :class:`DeliveryError`."""
+    from pcapvpn.i18n import Lang
     from pcapvpn.report import render, select
     from pcapvpn.report.escape import printable
+
+    L = Lang(ro.lang)  # the lines on standard error are in the report's language too
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -72,7 +75,7 @@ def deliver(result, ro: ReportOptions, *, stdout=None, stderr=None, color: bool 
     from pcapvpn.report.summary import damage_lines
 
     for line in damage_lines(shown.capture):  # a damaged capture is said on stderr too
-        stderr.write(f"pcapvpn: warning: {printable(line)}\n")
+        stderr.write(printable(L.fmt("pcapvpn: warning: {line}", line=line)) + "\n")
     text = render(shown, ro.fmt, color=color and ro.output is None, lang=ro.lang,
                   redacted=ro.redact)
     wrote = []
@@ -88,30 +91,32 @@ def deliver(result, ro: ReportOptions, *, stdout=None, stderr=None, color: bool 
             for s in result.sources:
                 if hasattr(s, "discard_spool"):
                     s.discard_spool()
-        what = f"{stats.frames} evidence frame(s)"
+        what = msg("{n} evidence frame(s)", n=stats.frames)
         if stats.missing:
-            what += f", {stats.missing} no longer on disk"
-        wrote.append(f"{ro.evidence} ({what})")
+            what += msg(", {n} no longer on disk", n=stats.missing)
+        wrote.append(msg("{file} ({what})", file=ro.evidence, what=what))
     if ro.redact_map:
         try:
             redactor.write_mapping(ro.redact_map)
         except OSError as e:
             raise DeliveryError(f"cannot write {ro.redact_map}: {e.strerror}") from None
-        wrote.append(f"{ro.redact_map} (the redaction mapping: keep it private)")
+        wrote.append(msg("{file} (the redaction mapping: keep it private)", file=ro.redact_map))
     if ro.output:
         try:
             with open(ro.output, "w", encoding="utf-8") as f:
                 f.write(text)
         except OSError as e:
             raise DeliveryError(f"cannot write {ro.output}: {e.strerror}") from None
-        wrote.insert(0, f"{ro.output} ({ro.fmt} report: {summary_line(report)})")
+        wrote.insert(0, msg("{file} ({fmt} report: {summary})", file=ro.output, fmt=ro.fmt,
+                            summary=summary_line(report)))
     else:
         if before_report:
             stdout.write(before_report)
         stdout.write(text)
         stdout.flush()
     if wrote:
-        stderr.write(printable("pcapvpn: wrote " + "; ".join(wrote)) + "\n")
+        stderr.write(printable(L.fmt("pcapvpn: wrote {files}", files=msg_join("; ", wrote)))
+                     + "\n")
         stderr.flush()
     limit = severity_rank(ro.fail_on)
     failed = any(severity_rank(f.severity) <= limit for f in report.findings)
@@ -127,7 +132,11 @@ def summary_line(report) -> str:
 
     v = Counter(t["verdict"] for t in report.tunnels)
     s = Counter(f.severity for f in report.findings)
-    verdicts = ", ".join(f"{v[k]} {k}" for k in sorted(v, key=lambda k: VERDICT_ORDER.get(k, 9)))
-    sev = ", ".join(f"{s[k]} {k}" for k in SEVERITIES if s[k])
-    return (f"{len(report.tunnels)} tunnel(s)" + (f": {verdicts}" if verdicts else "")
-            + f"; {len(report.findings)} finding(s)" + (f": {sev}" if sev else ""))
+    verdicts = msg_join(", ", [msg("{n} {verdict}", n=v[k], verdict=Term(k))
+                               for k in sorted(v, key=lambda k: VERDICT_ORDER.get(k, 9))])
+    sev = msg_join(", ", [msg("{n} {severity}", n=s[k], severity=Term(k))
+                          for k in SEVERITIES if s[k]])
+    return (msg("{n} tunnel(s)", n=len(report.tunnels))
+            + (msg(": {verdicts}", verdicts=verdicts) if verdicts else "")
+            + msg("; {n} finding(s)", n=len(report.findings))
+            + (msg(": {severities}", severities=sev) if sev else ""))

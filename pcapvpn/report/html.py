@@ -131,7 +131,7 @@ def _ladder_list(lad: _ladder.Ladder, L: Lang) -> str:
                 else "")
         label = arrow_label(r, L)
         arrow = "→" if r.rightward else "←"
-        det = L.value(r.details)
+        det = L.msg(r.details)
         mark = f'<span class="mark">⚑ {esc(", ".join(r.codes))}</span> ' if r.codes else ""
         items.append(f'<li class="{"r" if r.rightward else "l"}{" k-" + kind if kind else ""}">'
                      f'<span class="t">{fmt_t(r.t)}</span>{arrow} '
@@ -168,7 +168,7 @@ def _ladder_table(lad: _ladder.Ladder, L: Lang) -> str:
         rows.append(f'<tr><td class="num">{fmt_t(r.t)}</td>'
                     f'<td class="num">{esc(",".join(str(f) for f in r.frames))}</td>'
                     f'<td class="mono">{esc(endpoint(r.src))} {arrow} {esc(endpoint(r.dst))}</td>'
-                    f'<td>{esc(r.label)}</td><td>{esc(L.value(r.details))}</td>'
+                    f'<td>{esc(r.label)}</td><td>{esc(L.msg(r.details))}</td>'
                     f'<td>{esc("; ".join(flags))}</td></tr>')
     head = "".join(f"<th>{esc(L._(h))}</th>" for h in
                    ("t (s)", "frames", "from → to", "message", "payloads / notifies", "marks"))

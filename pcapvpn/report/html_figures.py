@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from pcapvpn.i18n import Lang
+from pcapvpn.i18n import Lang, close_marks
 from pcapvpn.report import ladder as _ladder
 from pcapvpn.report.escape import esc
 from pcapvpn.report.summary import endpoint
@@ -23,7 +23,7 @@ COLORS = {"req": "#1f4e79", "resp": "#067647", "retx": "#c2410c", "dup": "#8a8f9
 
 
 def _clip(s: str, n: int) -> str:
-    return s if len(s) <= n else s[:max(0, n - 1)] + "…"
+    return s if len(s) <= n else close_marks(s[:max(0, n - 1)]) + "…"
 
 
 def fmt_t(t) -> str:
@@ -107,7 +107,7 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         dash = {"retx": ' stroke-dasharray="7 4"', "dup": ' stroke-dasharray="2 3"'}.get(kind, "")
         x1, x2 = (xl, xr) if r.rightward else (xr, xl)
         tip = [f"{r.label}", f"{endpoint(r.src)} → {endpoint(r.dst)}",
-               f"{L._('frames')}: {', '.join(str(f) for f in r.frames)}", L.value(r.details)]
+               f"{L._('frames')}: {', '.join(str(f) for f in r.frames)}", L.msg(r.details)]
         if r.codes:
             tip.append(", ".join(r.codes))
         g = [f'<g><title>{esc(chr(10).join(t for t in tip if t))}</title>']
@@ -134,14 +134,14 @@ def ladder_svg(lad: _ladder.Ladder, L: Lang) -> str:
         g.append(f'<text class="ladder-label" x="{mid}" y="{ya - 5}" text-anchor="middle" '
                  f'font-size="11.5" font-weight="600" fill="{color}">'
                  f'{esc(_clip(label, 70))}</text>')
-        det = r.details
+        det = L.msg(r.details)
         mark = ""
         if r.codes:
             mark = "⚑ " + ", ".join(r.codes) + "  "
         if det or mark:
             g.append(f'<text x="{mid}" y="{ya + 14}" text-anchor="middle" font-size="9.5" '
                      f'fill="#5a6169"><tspan fill="{COLORS["lost"]}" font-weight="700">'
-                     f'{esc(mark)}</tspan>{esc(L.value(_clip(det, max(16, 86 - len(mark)))))}</text>')
+                     f'{esc(mark)}</tspan>{esc(_clip(det, max(16, 86 - len(mark))))}</text>')
         g.append("</g>")
         o.append("".join(g))
     o.append("</svg>")

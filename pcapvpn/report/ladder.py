@@ -16,12 +16,14 @@ Layout only: nothing here decides what is wrong; the rows cited by findings carr
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
 from dissect.vpn.ike import FLAG_V2_INITIATOR
 from dissect.vpn.ip import Port
-from pcapvpn.findings import msg
+from pcapvpn.findings import Msg, msg, msg_join
+from pcapvpn.i18n import close_marks
 from pcapvpn.report.escape import printable
 
 #: payloads not listed among the "key payloads" of a message (shown otherwise or noise)
@@ -83,17 +85,20 @@ class Row:
 
     @property
     def details(self) -> str:
-        """Key payloads and notifies (plus vendor IDs / identities): the second line."""
-        parts = []
+        """Key payloads and notifies (plus vendor IDs / identities): the second line, a message
+        whose facts are the protocol's names and the capture's values (a language translates
+        only the tool's words around them: "(encrypted)")."""
+        parts: list = []
         if self.payloads:
-            parts.append(self.payloads)
+            parts.append(self.payloads if isinstance(self.payloads, Msg)
+                         else msg("{payloads}", payloads=self.payloads))
         if self.notifies:
-            parts.append("N(" + ", ".join(self.notifies) + ")")
+            parts.append(msg("N({notifies})", notifies=", ".join(self.notifies)))
         if self.identities:
-            parts.append("ID: " + "; ".join(self.identities))
+            parts.append(msg("ID: {identities}", identities="; ".join(self.identities)))
         if self.vendor_ids:
-            parts.append("V: " + ", ".join(self.vendor_ids))
-        return " ".join(parts)
+            parts.append(msg("V: {vendor_ids}", vendor_ids=", ".join(self.vendor_ids)))
+        return msg_join(" ", parts)
 
 
 @dataclass
@@ -142,7 +147,9 @@ def _payload_text(m: dict) -> str:
             name += f" {m['skf'][0]}/{m['skf'][1]}"
         txt.append(name)
     if m.get("encrypted") and not any(p in ("SK", "SKF") for p in out) and m.get("version") == 1:
-        txt.append("(encrypted)")
+        # the payload names are the protocol's; "(encrypted)" is the tool's word
+        return msg("{payloads} (encrypted)", payloads=" ".join(txt)) if txt \
+            else msg("(encrypted)")
     return " ".join(txt)
 
 
@@ -332,35 +339,69 @@ def finding_marks(findings) -> dict:
 # -- ASCII ------------------------------------------------------------------------------------
 
 def _clip(s: str, n: int) -> str:
-    return s if len(s) <= n else s[:max(0, n - 3)] + "..."
+    return s if len(s) <= n else close_marks(s[:max(0, n - 3)]) + "..."
 
 
-def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
+def _cols(s: str) -> int:
+    """Terminal columns of ``s`` (East Asian wide and full-width characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+
+
+def _clip_cols(s: str, n: int) -> str:
+    """``s`` cut to ``n`` columns (a wide character counts two), ending in "..." when cut."""
+    if _cols(s) <= n:
+        return s
+    out, w = [], 0
+    for c in s:
+        w += _cols(c)
+        if w > n - 3:
+            break
+        out.append(c)
+    return close_marks("".join(out)) + "..."
+
+
+def text(ladder: Ladder, lane: int = 46, details: int = 100, L=None) -> str:
     """ASCII ladder: one line per row, ``lane`` characters between the two lifelines, the key
-    payloads / notifies after the right lifeline (clipped to ``details`` characters)."""
+    payloads / notifies after the right lifeline (clipped to ``details`` characters).  ``L``:
+    the report's :class:`pcapvpn.i18n.Lang` (the tool's words translated, the protocol's names
+    and the capture's values as they are; columns counted for wide characters)."""
+    if L is None:
+        from pcapvpn.i18n import Lang
+
+        L = Lang("en")
+    clip, cols = (_clip, len) if L.english else (_clip_cols, _cols)
+
+    def center(s: str, width: int, fill: str) -> str:
+        if L.english:
+            return s.center(width, fill)
+        pad = max(0, width - cols(s))
+        return fill * (pad // 2) + s + fill * (pad - pad // 2)
+
     out = []
-    hdr_l = _clip(printable(ladder.left.label), lane)
-    out.append(f"{'t (s)':>9}  {'+dt':>7}  {hdr_l:<{lane + 2}}"
-               f"{_clip(printable(ladder.right.label), 40)}")
+    hdr_l = clip(printable(ladder.left.label), lane)
+    t_s = L._("t (s)")
+    out.append(f"{' ' * max(0, 9 - cols(t_s))}{t_s}  {'+dt':>7}  {hdr_l}{' ' * max(0, lane + 2 - cols(hdr_l))}"
+               f"{clip(printable(ladder.right.label), 40)}")
     out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|")
     for r in ladder.rows:
         t = f"{r.t:9.3f}"
         if r.kind == "elided":
-            text = printable(r.text)
-            out.append(f"{'':>9}  {'':>7}  |{_clip(text, lane).center(lane, ' ')}|")
-            out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|  {_clip(text, details)}"
-                       if len(text) > lane else f"{'':>9}  {'':>7}  |{' ' * lane}|")
+            text = printable(L.msg(r.text))
+            out.append(f"{'':>9}  {'':>7}  |{center(clip(text, lane), lane, ' ')}|")
+            out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|  {clip(text, details)}"
+                       if cols(text) > lane else f"{'':>9}  {'':>7}  |{' ' * lane}|")
             continue
         if r.kind == "log":
-            tag = f"[{r.source}{'' if r.agrees else ' CONTRADICTS'}]"
+            tag = f"[{r.source}{'' if r.agrees else ' ' + L._('CONTRADICTS')}]"
             mark = "<log" if r.rightward else "log>"
             bar = (" " * (lane - 4) + mark) if r.rightward else (mark + " " * (lane - 4))
-            out.append(f"{t}  {'':>7}  |{bar}|  {_clip(printable(tag + ' ' + r.text), details)}")
+            out.append(f"{t}  {'':>7}  |{bar}|  "
+                       f"{clip(printable(tag + ' ' + L.msg(r.text)), details)}")
             continue
         if r.kind == "float":
             lbl = " NAT-T 500 -> 4500 "
             out.append(f"{t}  {'':>7}  |{lbl.center(lane, '=')}|  "
-                       f"{_clip(printable(r.text), details)}")
+                       f"{clip(printable(L.msg(r.text)), details)}")
             continue
         dt = f"+{r.dt:.3f}" if r.dt is not None else ""
         fill = "~" if r.copy == "retransmission" else ("." if r.copy == "duplicate" else "-")
@@ -374,19 +415,23 @@ def text(ladder: Ladder, lane: int = 46, details: int = 100) -> str:
             body = label + fill * 2
             arrow = head + fill * max(1, lane - len(body) - len(head)) + body
         arrow = arrow[:lane]
-        extra = r.details
+        extra = L.msg(r.details)
         if r.unanswered:
-            extra = "NO RESPONSE  " + extra
+            extra = L._("NO RESPONSE") + "  " + extra
         elif r.pending:
-            extra = "capture ended  " + extra
+            extra = L._("capture ended") + "  " + extra
         if r.codes:
             extra = "[" + ",".join(r.codes) + "] " + extra
         frames = ",".join(str(f) for f in r.frames)
         extra = printable(extra)
-        out.append(f"{t}  {dt:>7}  |{arrow}|  {_clip(f'fr {frames}: ' + extra, details)}")
+        out.append(f"{t}  {dt:>7}  |{arrow}|  "
+                   f"{clip(L.fmt('fr {frames}:', frames=frames) + ' ' + extra, details)}")
     out.append(f"{'':>9}  {'':>7}  |{' ' * lane}|")
-    legend = ("--> message   ~~> retransmission   ..> capture duplicate   --X no response"
-              "   --| capture ended   === NAT-T float" + ("   log> gateway log line" if any(
-                  r.kind == "log" for r in ladder.rows) else ""))
+    legend = "   ".join(f"{sym} {word}" for sym, word in (
+        ("-->", L._("message")), ("~~>", L._("retransmission")),
+        ("..>", L._("capture duplicate")), ("--X", L._("no response")),
+        ("--|", L._("capture ended")), ("===", L._("NAT-T float"))))
+    if any(r.kind == "log" for r in ladder.rows):
+        legend += f"   log> {L._('gateway log line')}"
     out.append(f"{'':>9}  {'':>7}  {legend}")
     return "\n".join(out)

@@ -75,7 +75,7 @@ def _ladders(report, L) -> list[str]:
     for sa in ladder_sas(report):
         lad = ladder.layout(sa, marks, logs=ladder.log_rows(sa, getattr(report, "log_events", None),
                                                              getattr(report, "log_sources", None)))
-        body = ladder.text(lad)
+        body = ladder.text(lad, L=L)
         run = max((len(r) for r in re.findall(r"`+", body)), default=0)
         fence = "`" * max(3, run + 1)
         out += ["", f"#### {L._('Ladder')}: {_md(sa['id'])}", "", fence + "text", body, fence]

@@ -35,8 +35,10 @@ VPN_FRAME_ROWS = (("openvpn_frames", "OpenVPN frames"), ("wireguard_frames", "Wi
 def summary_rows(cap) -> list[tuple[str, str]]:
     c = cap.counts
     rows = [
-        ("files", ", ".join(f"{f.name} ({f.format}{', gzip' if f.compressed else ''})"
-                            for f in cap.files)),
+        ("files", msg_join(", ", [msg("{name} ({format}, {compression})", name=f.name,
+                                      format=f.format, compression="gzip") if f.compressed
+                                  else msg("{name} ({format})", name=f.name, format=f.format)
+                                  for f in cap.files])),
         ("frames", str(cap.frames)),
         ("start", cap.start.utc or "-"),
         ("end", cap.end.utc or "-"),
@@ -448,7 +450,7 @@ def esp_rows(report):
 
 def _at(t) -> str:
     if not t or t.get("rel") is None:
-        return "(status)"
+        return msg("(status)")
     return f"{t['rel']:+.3f} s"
 
 
@@ -465,7 +467,7 @@ def log_source_rows(report):
         else:
             clock = f"{off:+.3f} s" + (f" ± {unc:.3f}" if unc is not None else "")
             if s.get("time_zone_offset_s"):
-                clock += f" (zone {s['time_zone_offset_s'] / 3600:+g} h)"
+                clock += msg(" (zone {hours:+g} h)", hours=s['time_zone_offset_s'] / 3600)
         title = s.get("title")
         rows.append([s["file"], msg("{title}", title=Term(title))
                      if title and title != "not recognised" else msg("not recognised"),

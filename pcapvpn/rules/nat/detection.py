@@ -162,10 +162,12 @@ def _advice_forced(v, sa) -> list[str]:
         "side that forces it" + (" — here both sides do (kernel-libipsec forces it on every SA), "
                                  "so both peers log 'remote host is behind NAT'" if both else
                                  " and its peer logs 'remote host is behind NAT'") + ".",
-        "If neither encap = yes nor kernel-libipsec is configured on the "
-        + " / ".join(f"{s} ({ip_text(_side_ep(sa, s)[1])})" for s in v.forced_sides)
-        + ", compare its own interface address with the one seen here: a 1:1 NAT keeping ports "
-          "500/4500 gives the same picture."][:1 if both else 2]
+        msg("If neither encap = yes nor kernel-libipsec is configured on the {sides}, compare "
+            "its own interface address with the one seen here: a 1:1 NAT keeping ports "
+            "500/4500 gives the same picture.",
+            sides=msg_join(" / ", [msg("{side} ({address})", side=Term(s),
+                                       address=ip_text(_side_ep(sa, s)[1]))
+                                   for s in v.forced_sides]))][:1 if both else 2]
 
 
 def _advice_nat(v, sa) -> list[str]:
