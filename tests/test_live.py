@@ -542,6 +542,25 @@ def test_forked_evaluation_matches_in_process():
     assert s.evaluations > 10
 
 
+def test_final_report_json_is_the_document():
+    """The stop's JSON (issue 20: the json module's C encoder, one line per top-level field and
+    per element of a top-level list, instead of the pure-Python ``indent=2``) holds exactly the
+    report's document."""
+    from pcapvpn.report.json import render_json
+
+    _events, result, _t0, _s = simulate(_lab("ikev2_peer_restart"))
+    doc = result.report.to_dict()
+    text = render_json(result.report)
+    assert json.loads(text) == json.loads(json.dumps(doc, indent=2))
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[-1] == "}"
+    lists = [v for v in doc.values() if isinstance(v, list) and v]
+    assert doc["findings"] and doc["tunnels"]
+    assert len(lines) == 2 + len(doc) + sum(len(v) + 1 for v in lists)
+    for f in doc["findings"]:
+        assert "    " + json.dumps(f) in lines or "    " + json.dumps(f) + "," in lines
+
+
 def test_max_sas_evicts_least_recent():
     from pcapvpn.track import Tracker
 
