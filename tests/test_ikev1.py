@@ -261,3 +261,21 @@ def test_scapy_built_isakmp_matches():
     t = m.payloads[0].proposals[0].transforms[0]
     assert t.phase == 1 and t.key_length == 256 and t.attr(1) == 7 and t.attr(4) == 14
     assert t.attr(12) == 86400
+
+
+def test_zero_padding_to_four_octets_is_not_an_error():
+    """libreswan pads a cleartext IKEv1 message with zeros to a multiple of 4 octets after the
+    last payload, its Length counting them (lab: libreswan_ikev1_aggressive_wrong_psk, AM2).
+    Up to 3 zero octets are padding; anything else after the last payload stays an error."""
+    vid = struct.pack(">BBH", 0, 0, 4 + 5) + b"VID01"          # a 9-octet Vendor ID payload
+
+    def message(tail: bytes) -> bytes:
+        body = vid + tail
+        return struct.pack(">8s8sBBBBII", b"\x11" * 8, bytes(8), 13, 0x10, 4, 0, 0,
+                           28 + len(body)) + body
+
+    m = parse_message(message(b"\x00\x00\x00"))
+    assert m.payload_types == [13] and not m.errors
+    for tail in (b"\x00\x00\x01", b"\x00" * 4):
+        m = parse_message(message(tail))
+        assert m.payload_types == [13] and "after the last payload" in m.errors[0][0], tail

@@ -211,6 +211,18 @@ def test_libreswan_real_logs():
     fmt, items = _parse(d / "left-status.txt")
     assert fmt.dialect.NAME == "libreswan" and fmt.document is not None
     assert all(ev is not None for _n, ev in items)
+    # IKEv1 Quick Mode refused: the responder's encrypted NO_PROPOSAL_CHOSEN is about the child
+    # SA, and so is the initiator's give-up on its first Quick Mode message
+    d = LAB / "libreswan_ikev1_qm_no_proposal"
+    _f, items = _parse(d / "right.log")
+    refused = [ev for _n, ev in items if ev is not None and ev.kind == "no_proposal"]
+    assert refused and all(e.child for e in refused)
+    _f, items = _parse(d / "left.log")
+    gave_up = [ev for _n, ev in items if ev is not None and ev.kind == "give_up"]
+    assert gave_up and all(e.child and e.exchange == "QUICK_MODE" for e in gave_up)
+    # IKEv2: a NO_PROPOSAL_CHOSEN sent in the clear to an IKE_SA_INIT is about the IKE SA
+    _f, items = _parse(DATA / "libreswan" / "libreswan_ikev2_no_proposal" / "right.log")
+    assert not any(ev.child for _n, ev in items if ev is not None and ev.kind == "no_proposal")
 
 
 def test_wireguard_go_real_logs():

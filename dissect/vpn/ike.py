@@ -332,7 +332,10 @@ def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers: dict[int, B
                                pos))
             return payloads, errors
         np = nxt
-    if pos < end:
+    if pos < end and not (not v2 and end - pos < 4 and not any(raw[pos:end])):
+        # (IKEv1: libreswan pads a cleartext message to a multiple of 4 octets with zeros
+        # after the last payload, its Length counting them; RFC 2408 §3.1 neither asks nor
+        # forbids it, and Wireshark accepts it)
         errors.append((f"{end - pos} bytes after the last payload", pos))
     return payloads, errors
 

@@ -220,6 +220,17 @@ def _v2_eap_unfinished(ctx, sa, tid, spis):
         tunnel=tid)
 
 
+def _mm5_moved_unheard(sa, mm5) -> bool:
+    """MM5 left on other ports than the peer's MM4 came from, and the peer never sent anything
+    on MM5's ports."""
+    mm4 = [m for m in sa.messages if m.step == 4 and m.src == mm5.dst
+           and m.exch == ExchangeType.MAIN_MODE]
+    if not mm4 or (mm4[0].sport, mm4[0].dport) == (mm5.dport, mm5.sport):
+        return False
+    return not any(m.src == mm5.dst and (m.sport, m.dport) == (mm5.dport, mm5.sport)
+                   for m in sa.messages)
+
+
 def _v1_inferred(ctx, sa, tid, spis):
     mm = [x for x in sa.exchanges if x.exch == ExchangeType.MAIN_MODE]
     for x in mm:
@@ -229,6 +240,10 @@ def _v1_inferred(ctx, sa, tid, spis):
         t5 = mm5[0].ts
         # the responder re-sent MM4 after MM5 arrived
         mm4_again = [m for m in x.msgs if m.step == 4 and m.retransmit_of is not None and m.ts > t5]
+        if mm4_again and _mm5_moved_unheard(sa, mm5[0]):
+            # MM5 went to other ports (NAT-T's move to 4500) and nothing ever came back on them:
+            # the re-sent MM4 says MM5 did not arrive (rules/reachability: NAT_T_BLOCKED)
+            mm4_again = []
         # or answered MM5 with an (encrypted or cleartext) Informational
         info = [m for m in sa.messages if m.exch == ExchangeType.INFORMATIONAL_V1 and m.ts > t5
                 and m.src != mm5[0].src and not m.copy]
@@ -239,9 +254,11 @@ def _v1_inferred(ctx, sa, tid, spis):
             why.append(msg("the responder re-sent MM4 {n} time(s) after MM5 arrived (it could "
                            "not decrypt or verify MM5)", n=len(mm4_again)))
         if info:
+            told = [reg.notify_name(1, n.notify_type) for n in info[0].notifies]
             why.append(msg("the responder answered MM5 with an Informational message")
-                       + (msg(" (encrypted)") if info[0].encrypted else ""))
-        refs = ctx.msg_refs(mm5 + mm4_again + info)
+                       + (msg(" (encrypted)") if info[0].encrypted else "")
+                       + (msg(" carrying {names}", names=", ".join(told)) if told else ""))
+        refs = ctx.msg_refs(sorted(mm5 + mm4_again + info, key=lambda m: m.ts))
         yield make(
             "IKE_AUTH_FAILED", f"{sa.id}|{x.index}|v1-mm5",
             facts=ike_facts(sa, x, side_of(sa, mm5[0].dst), impl=implementations(sa),

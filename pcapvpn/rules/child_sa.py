@@ -188,6 +188,25 @@ def _qm_answer(ctx, sends, infos):
     return None
 
 
+#: an Informational that follows a copy of QM1 this quickly, before the next copy, answers it
+QM_PROMPT = 2.0
+
+
+def _qm_prompt_answers(sends, infos):
+    """The peer's Informational messages that each followed a copy of QM1 within
+    :data:`QM_PROMPT` seconds and before the next copy.  libreswan's initiator ignores a
+    NO_PROPOSAL_CHOSEN that answers QM1 and sends QM1 again, so every copy gets its answer and
+    the last word may be a copy of QM1 (DPD or other notifications come on their own timers,
+    not after each copy)."""
+    out = []
+    for k, s in enumerate(sends):
+        nxt = sends[k + 1].ts if k + 1 < len(sends) else float("inf")
+        a = next((i for i in infos if s.ts <= i.ts < nxt and i.ts - s.ts <= QM_PROMPT), None)
+        if a is not None:
+            out.append(a)
+    return out
+
+
 def _v1(ctx, sa, tid, spis):
     phase1 = next((reg.exchange_name(x.exch, short=True) for x in sa.exchanges
                    if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)), None)
@@ -205,19 +224,30 @@ def _v1(ctx, sa, tid, spis):
         infos = [m for m in sa.messages if m.exch == ExchangeType.INFORMATIONAL_V1 and m.ts >= qm1[0].ts
                  and m.src != qm1[0].src and not m.copy]
         answer = _qm_answer(ctx, sends, infos)
+        prompt = _qm_prompt_answers(sends, infos)
+        if len(prompt) >= 2 and len(prompt) >= len(sends) - 1:
+            answer = prompt[0]
         label = f"Quick Mode (Message ID 0x{x.msgid:08x})"
         if answer is not None:
             title = msg("{label} failed: QM1 answered by an Informational message instead of "
                         "QM2", label=label)
+            copy = [m for m in sends if m.ts <= answer.ts][-1]
             detail = (msg("QM1 from {sender} was answered {after:.3f} s later by an Informational "
                           "message from {peer} instead of QM2", sender=sender,
-                          after=answer.ts - qm1[0].ts, peer=ip_text(answer.src))
+                          after=answer.ts - copy.ts, peer=ip_text(answer.src))
                       + (msg(" (encrypted: likely NO-PROPOSAL-CHOSEN or INVALID-ID-INFORMATION)")
                          if answer.encrypted else "")
                       + msg(". {p1}; the phase-2 proposal (ESP transforms, PFS group) or the "
                             "proxy IDs (local/remote subnets) do not match.", p1=p1))
-            refs = ctx.msg_refs(qm1 + [answer])
-            ids = [x.msgid, answer.msgid]
+            if len(prompt) >= 2:
+                detail += msg(" The peer answered {n} of the {copies} copies of QM1 the same "
+                              "way; the initiator ignored the answers and sent QM1 again "
+                              "(libreswan ignores a Quick Mode error notification and "
+                              "retransmits until it gives up).", n=len(prompt),
+                              copies=len(sends))
+            answers = prompt if len(prompt) >= 2 else [answer]
+            refs = ctx.msg_refs(sorted(qm1 + answers, key=lambda m: m.ts))
+            ids = sorted({x.msgid} | {a.msgid for a in answers})
         elif retrans > 0 or ctx.now - sends[-1].ts >= ctx.th.response_timeout:
             title = msg("{label} failed: QM1 never answered (sent {n} time(s))", label=label,
                         n=len(sends))

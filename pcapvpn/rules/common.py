@@ -231,8 +231,12 @@ def exchange_status(ctx, x):
             return ANSWERED
         reqs = [m for m in x.msgs if m.step == last]
         sender = reqs[0].src if reqs else None
-        # anything from the other side later in this IKE SA counts as an answer of sorts
-        later = [m for m in x.sa.messages if m.ts >= reqs[-1].ts and m.src != sender]
+        # anything from the other side later in this IKE SA counts as an answer of sorts, but
+        # its re-sends of an earlier step of this exchange (MM4 again after MM5: an IKEv1 peer
+        # retransmits its last message on its own timer until the next one arrives) do not
+        later = [m for m in x.sa.messages if m.ts >= reqs[-1].ts and m.src != sender
+                 and not (m.exch == x.exch and m.msgid == x.msgid and m.step is not None
+                          and m.step < last)]
         if later:
             return ANSWERED
     if not reqs:

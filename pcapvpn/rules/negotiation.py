@@ -20,8 +20,10 @@ from pcapvpn.track.ike_sa import V1_STEPS
 OWN_CODE = {
     2: {NotifyV2.NO_PROPOSAL_CHOSEN, NotifyV2.INVALID_KE_PAYLOAD, NotifyV2.INVALID_MAJOR_VERSION,
         NotifyV2.AUTHENTICATION_FAILED, NotifyV2.TS_UNACCEPTABLE, NotifyV2.INVALID_SPI},
+    # INVALID_HASH_INFORMATION / INVALID_SIGNATURE: IKE_AUTH_FAILED (rules/authentication.py)
     1: {NotifyV1.NO_PROPOSAL_CHOSEN, NotifyV1.INVALID_MAJOR_VERSION, NotifyV1.AUTHENTICATION_FAILED,
-        NotifyV1.INVALID_ID_INFORMATION, NotifyV1.INVALID_SPI},
+        NotifyV1.INVALID_ID_INFORMATION, NotifyV1.INVALID_SPI, NotifyV1.INVALID_HASH_INFORMATION,
+        NotifyV1.INVALID_SIGNATURE},
 }
 
 declare("IKE_NO_PROPOSAL_CHOSEN", "negotiation", "error",
@@ -122,6 +124,22 @@ def _offered_and_chosen(sa, exch_types):
     return offered, chosen
 
 
+def _answers_mm5(sa, m) -> bool:
+    """An IKEv1 Informational from the peer after the initiator's MM5 of a Main Mode that never
+    reached MM6: the responder could not read MM5 (a PSK mismatch makes it decrypt garbage, so
+    PAYLOAD_MALFORMED or INVALID_PAYLOAD_TYPE is what it says).  IKE_AUTH_FAILED (inferred,
+    rules/authentication.py) reports it, naming the notification."""
+    if sa.version != 1 or m.exch != ExchangeType.INFORMATIONAL_V1:
+        return False
+    for x in sa.exchanges:
+        if x.exch != ExchangeType.MAIN_MODE or x.last_step >= 6:
+            continue
+        mm5 = next((k for k in x.msgs if k.step == 5), None)
+        if mm5 is not None and mm5.ts < m.ts and mm5.src != m.src:
+            return True
+    return False
+
+
 @rule
 def error_notifies(ctx):
     for sa in ctx.state.ike_sas:
@@ -193,7 +211,7 @@ def error_notifies(ctx):
                            detail=msg("{sender} answered {name}: it does not speak IKEv{version}.",
                                       sender=sender, name=name, version=sa.version),
                            evidence=ev, wireshark_filter=flt, tunnel=tid)
-            elif ntype not in OWN_CODE.get(sa.version, ()):
+            elif ntype not in OWN_CODE.get(sa.version, ()) and not _answers_mm5(sa, m):
                 yield make("IKE_ERROR_NOTIFY", key,
                            title=msg("{name} from {peer}", name=name, peer=ip_text(m.src)),
                            detail=msg("{sender} sent the error notification {name} ({ntype}) to "

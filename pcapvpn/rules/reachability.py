@@ -157,6 +157,43 @@ def _ike_fragmentation_negotiated(sa) -> bool:
     return len(sides) >= 2
 
 
+def _v1_peer_still_talking(sa, x, first, reqs) -> bool:
+    """IKEv1 Main Mode: the peer answered MM5 with an Informational (an error notification, in
+    the clear or encrypted), or it answered our previous step on these very ports and kept
+    re-sending its last message while ours (MM5, small, not fragmented) went unanswered.
+
+    pluto (libreswan) sends no notification when it cannot read MM5 (a PSK mismatch): both sides
+    retransmit, MM4 and MM5, until they give up. The path carried MM1-MM4 on the same ports,
+    so the request was not lost on the way; what the peer could not do is read it, which is
+    authentication (IKE_AUTH_FAILED, inferred, in rules/authentication.py). A request that went
+    to other ports (NAT-T's move to 4500) or as IP fragments keeps its reachability finding."""
+    if x.version != 1 or x.exch != ExchangeType.MAIN_MODE or first.step != 5:
+        return False
+    if any(m.exch == ExchangeType.INFORMATIONAL_V1 and m.src != first.src and m.ts > first.ts
+           and not m.copy for m in sa.messages):
+        return True
+    if _fragmented(reqs):
+        return False
+    ports = (first.transport, first.sport, first.dport)
+    answered_here = any(m.src != first.src and m.step == first.step - 1
+                        and (m.transport, m.dport, m.sport) == ports for m in x.msgs)
+    resent = any(m.src != first.src and m.step < first.step and m.ts > first.ts
+                 for m in x.msgs)
+    return answered_here and resent
+
+
+def _peer_esp_on(t, first) -> list:
+    """The peer's ESP-in-UDP SAs on the request's ports (peer -> sender) that started before
+    the request, when ESP also flowed the other way (the SA worked); else []."""
+    if t is None or first.transport != "udp" or Port.NAT_T not in (first.sport, first.dport):
+        return []
+    back = [sa for sa in t.esp_sas if sa.encap and sa.src == first.dst and sa.dst == first.src
+            and sa.sport == first.dport and sa.dport == first.sport and sa.first_ts < first.ts]
+    forth = any(sa.encap and sa.src == first.src and sa.dst == first.dst
+                and sa.first_ts < first.ts for sa in t.esp_sas)
+    return back if back and forth else []
+
+
 @rule
 def unanswered_ike(ctx):
     for sa in ctx.state.ike_sas:
@@ -171,6 +208,8 @@ def unanswered_ike(ctx):
                 continue
             t = ike_tunnel_of(ctx, sa)
             first = reqs[0]
+            if _v1_peer_still_talking(sa, x, first, reqs):
+                continue  # the authentication rules judge it (IKE_AUTH_FAILED, inferred)
             sends = [m for m in reqs if m.duplicate_of is None]
             retrans = len([m for m in sends if m.retransmit_of is not None])
             intervals = backoff(sends)
@@ -178,13 +217,22 @@ def unanswered_ike(ctx):
             answered_before = [y for y in sa.exchanges[:x.index]
                                if exchange_status(ctx, y) != UNANSWERED
                                and any(m.src != first.src for m in y.msgs)]
+            # IKEv1 phase 1 is one exchange: the peer's earlier steps of it (MM2, MM4) count
+            peer_before = [m for m in x.msgs if m.src != first.src and m.ts < first.ts] \
+                if x.version == 1 else []
             heard_500 = any(m.src != first.src and Port.IKE in (m.sport, m.dport)
-                            for y in answered_before for m in y.msgs)
+                            for y in answered_before for m in y.msgs) or \
+                any(Port.IKE in (m.sport, m.dport) for m in peer_before)
             to_4500 = first.transport == "udp" and Port.NAT_T in (first.dport, first.sport)
             # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
             heard_4500 = [m for y in answered_before for m in y.msgs
-                          if m.src != first.src and Port.NAT_T in (m.sport, m.dport)]
-            gone = bool(heard_4500) and x.exch in (ExchangeType.INFORMATIONAL, ExchangeType.INFORMATIONAL_V1)
+                          if m.src != first.src and Port.NAT_T in (m.sport, m.dport)] + \
+                [m for m in peer_before if Port.NAT_T in (m.sport, m.dport)]
+            # a capture that starts mid-session has no IKE answer before: the peer's ESP in UDP
+            # on these very ports (both ways: the SA worked) says the same
+            esp_here = [] if heard_4500 else _peer_esp_on(t, first)
+            gone = bool(heard_4500 or esp_here) and x.exch in (ExchangeType.INFORMATIONAL,
+                                                               ExchangeType.INFORMATIONAL_V1)
             refs = ctx.msg_refs(reqs)
             frag = _fragmented(reqs)
             label = exchange_label(x)
@@ -234,6 +282,15 @@ def unanswered_ike(ctx):
                               "on UDP 4500 ({what} was the first exchange sent there).",
                               what=what)
                 others.append("IKE_NO_RESPONSE")
+            elif esp_here and gone:
+                code = "IKE_NO_RESPONSE"
+                detail += msg(" {peer} had sent ESP in UDP on these very ports until +{t} s, "
+                              "and ESP flowed both ways: UDP 4500 is not blocked; the peer "
+                              "stopped answering. An INFORMATIONAL request (a DELETE or a "
+                              "liveness check) left unanswered after the SA worked means the "
+                              "peer has gone (a remote-access client closed or lost its link): "
+                              "not a NAT failure.", peer=ip_text(first.dst),
+                              t=ctx.rel(max(sa_.last_ts for sa_ in esp_here)))
             elif heard_4500:
                 code = "IKE_NO_RESPONSE"
                 detail += msg(" {peer} had answered on UDP 4500 earlier in this IKE SA ({what} "
@@ -248,7 +305,7 @@ def unanswered_ike(ctx):
                                   "failure.")
             else:
                 code = "IKE_NO_RESPONSE"
-                if not answered_before:
+                if not answered_before and not any(m.src != first.src for m in x.msgs):
                     detail += msg(" The peer sent nothing at all in this IKE SA.")
             if others:
                 detail += msg(" Other candidates: {others}.", others=msg_join("; ", others))

@@ -1274,3 +1274,4 @@ from . import scenarios_path  # noqa: E402,F401
 from . import scenarios_wireguard  # noqa: E402,F401
 from . import scenarios_xauth  # noqa: E402,F401
 from . import scenarios_eap  # noqa: E402,F401
+from . import scenarios_libreswan_v1  # noqa: E402,F401

@@ -248,7 +248,11 @@ def _classify(ev: LogEvent, t: str) -> None:
             ev.kind = kind
             ev.notify = name
             ev.reason = t
-            ev.child = "Child SA" in t or "CREATE_CHILD_SA" in t or "Quick Mode" in t
+            # an encrypted NO_PROPOSAL_CHOSEN is about a child SA: IKEv1 refuses phase 1 in
+            # the clear, and IKEv2's IKE SA proposals are refused in IKE_SA_INIT, unencrypted
+            ev.child = "Child SA" in t or "CREATE_CHILD_SA" in t or "Quick Mode" in t or (
+                name == "NO_PROPOSAL_CHOSEN" and "encrypted notification" in t
+                and "unencrypted" not in t)
         return
     if "no acceptable response to our first Quick Mode message" in t or \
             "perhaps peer likes no proposal" in t:

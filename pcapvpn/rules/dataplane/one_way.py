@@ -110,9 +110,17 @@ def _parallel_children(ctx, t, ts) -> int:
         bisect_left(times, -PAIR_WINDOW, key=lambda x: x - ts)
 
 
+def _negotiation_seen(ctx, t, ts) -> bool:
+    """A child SA negotiation of this tunnel completed before ``ts`` (or within
+    ``PAIR_WINDOW`` after it).  Without one — a capture that starts mid-session — the ESP SAs
+    cannot be paired by their negotiation, only guessed by start time."""
+    times = _ix(ctx).child_times(t)
+    return bisect_right(times, ts + PAIR_WINDOW) > 0
+
+
 def _direction_answers(ctx, t, flow, window) -> bool:
-    """With parallel child SAs negotiated together (two Quick Modes, both peers initiating)
-    the pairing of ESP SAs by start time is a guess, and one direction may spread over more SAs
+    """With parallel child SAs negotiated together (two Quick Modes, both peers initiating), or
+    with no negotiation in the capture at all, the pairing of ESP SAs by start time is a guess, and one direction may spread over more SAs
     than the other: the tunnel direction as a whole answers ``flow`` when ESP of its protocol
     comes back from its destination over its whole span."""
     span = _ix(ctx).direction_span(t, (flow.proto, flow.dst, flow.src))
@@ -146,7 +154,8 @@ def one_way(ctx):
                 flow = x if x is not None else y
                 if _reverse_covers(ctx, t, flow, partners, W):
                     continue
-                if _parallel_children(ctx, t, flow.first_ts) > 1 and \
+                if (_parallel_children(ctx, t, flow.first_ts) > 1
+                        or not _negotiation_seen(ctx, t, flow.first_ts)) and \
                         _direction_answers(ctx, t, flow, W):
                     continue
                 silent = flow.dst

@@ -1,0 +1,140 @@
+"""Verdicts on what captures from other implementations and other capture points look like
+(the hold-out the field sends us): pluto's silent IKEv1 PSK mismatch, vendors that answer MM5
+with a cleartext PAYLOAD_MALFORMED, captures that start mid-session (no negotiation to pair
+the ESP SAs by, a remote-access client gone after its ESP worked)."""
+
+from __future__ import annotations
+
+import struct
+
+from synth import esp_frame, ike_encrypted, ike_header, v1_message
+from test_verdicts import A, B, ISPI, RSPI, ZERO, Cap, by_code, the
+
+IB = bytes.fromhex("b2b2b2b2b2b2b2b2")
+RB = bytes.fromhex("c3c3c3c3c3c3c3c3")
+
+
+def _mm_to_5(c, t=0.0):
+    """Main Mode 1-4 answered on UDP 500, MM5 sent."""
+    for step, (src, dst) in enumerate(((A, B), (B, A)) * 2 + ((A, B),), 1):
+        c.ike(t + step * 0.01, src, dst, v1_message(IB, ZERO if step == 1 else RB, 2, 0, step,
+                                                    encrypted=step >= 5))
+
+
+def _v1_notify(ntype: int, msgid: int = 0) -> bytes:
+    """A cleartext ISAKMP Informational carrying one Notification payload (RFC 2408 §3.14)."""
+    body = struct.pack(">BBHIBBH", 0, 0, 12, 1, 1, 0, ntype)
+    return ike_header(IB, RB, 11, 5, 0, msgid, body, version=0x10)
+
+
+def test_ikev1_psk_mismatch_both_sides_retransmit_is_authentication(tmp_path):
+    """pluto sends nothing when it cannot read MM5: the initiator re-sends MM5 and the responder
+    MM4, on the ports that carried MM1-MM4.  That is the PSK mismatch, not an unreachable
+    peer (lab: libreswan_ikev1_wrong_psk)."""
+    c = Cap()
+    _mm_to_5(c)
+    for k, t in enumerate((0.5, 1.0, 2.0, 4.0, 8.0)):
+        c.ike(t, A, B, v1_message(IB, RB, 2, 0, 5, encrypted=True))
+        c.ike(t + 0.002, B, A, v1_message(IB, RB, 2, 0, 4))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "authentication", "IKE_AUTH_FAILED"), [f.code for f in res.findings]
+    assert "IKE_NO_RESPONSE" not in {f.code for f in res.findings}
+    f = by_code(res, "IKE_AUTH_FAILED")
+    frames = [r.frame for r in f.evidence.frames]
+    assert frames == sorted(frames)
+
+
+def test_mm5_unanswered_by_a_silent_peer_stays_reachability(tmp_path):
+    """The same MM5 retransmissions without a word from the responder after MM4: the request
+    may be lost on the way; it stays IKE_NO_RESPONSE, and the detail no longer claims the peer
+    sent nothing (it sent MM2 and MM4)."""
+    c = Cap()
+    _mm_to_5(c)
+    for t in (0.5, 1.0, 2.0, 4.0, 8.0):
+        c.ike(t, A, B, v1_message(IB, RB, 2, 0, 5, encrypted=True))
+    res = c.analyse(tmp_path)
+    f = by_code(res, "IKE_NO_RESPONSE")
+    assert "sent nothing at all" not in f.detail
+
+
+def test_mm5_answered_by_cleartext_payload_malformed_is_authentication(tmp_path):
+    """A responder that decrypts MM5 with the wrong key reads garbage and says
+    PAYLOAD_MALFORMED (16) in the clear: authentication failed, not a negotiation error."""
+    c = Cap()
+    _mm_to_5(c)
+    c.ike(0.06, B, A, _v1_notify(16))
+    for t in (2.0, 4.0):
+        c.ike(t, A, B, v1_message(IB, RB, 2, 0, 5, encrypted=True))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    codes = {f.code for f in res.findings}
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "authentication", "IKE_AUTH_FAILED"), codes
+    assert "IKE_ERROR_NOTIFY" not in codes
+    assert "PAYLOAD-MALFORMED" in by_code(res, "IKE_AUTH_FAILED").detail
+
+
+def test_aggressive_mode_invalid_hash_is_authentication_only(tmp_path):
+    """libreswan's initiator that cannot verify HASH_R says INVALID_HASH_INFORMATION (23):
+    one IKE_AUTH_FAILED, no IKE_ERROR_NOTIFY at negotiation in front of it."""
+    c = Cap()
+    c.ike(0, A, B, v1_message(IB, ZERO, 4, 0, 1, encrypted=True))
+    c.ike(0.01, B, A, v1_message(IB, RB, 4, 0, 2, encrypted=True))
+    c.ike(0.02, A, B, _v1_notify(23))
+    res = c.analyse(tmp_path)
+    codes = [f.code for f in res.findings]
+    assert "IKE_ERROR_NOTIFY" not in codes
+    v = the(res)
+    assert (v.failed_stage, v.primary_code) == ("authentication", "IKE_AUTH_FAILED"), codes
+
+
+def test_mid_session_unequal_sa_counts_are_not_one_way(tmp_path):
+    """A capture that starts mid-session: A -> B on two SAs, B -> A on one, all running the
+    whole time and no negotiation to pair them by.  The direction as a whole answers."""
+    c = Cap()
+    for spi in (0xA1, 0xA2):
+        c.seq[spi] = 5000
+    c.seq[0xB1] = 7000
+    c.flow(A, B, 0xA1, 0, 30, rate=0.5)
+    c.flow(A, B, 0xA2, 0.5, 30.5, rate=0.5)
+    c.flow(B, A, 0xB1, 0.2, 30.2)
+    res = c.analyse(tmp_path)
+    assert "ESP_ONE_WAY" not in {f.code for f in res.findings}
+    assert the(res).verdict != "failing"
+
+
+def test_mid_session_client_gone_after_esp_in_udp_worked(tmp_path):
+    """A capture that starts after IKE_AUTH (lab: ikev2_ra_client_gone cut at frame 7): ESP in
+    UDP both ways, then the gateway's DELETE to the client's NAT port is never answered.  The
+    client left; the peer's ESP on those very ports says 4500 was not blocked."""
+    c = Cap()
+    for k in range(10):
+        c.frames.append((k * 0.2, esp_frame(A, B, 0xA1, 100 + k, udp_ports=(43929, 4500))))
+        c.frames.append((k * 0.2 + 0.01, esp_frame(B, A, 0xB1, 100 + k, udp_ports=(4500, 43929))))
+    for t in (8, 10, 13, 17.5):
+        c.ike(t, B, A, ike_encrypted(ISPI, RSPI, 37, 0, 42, False, False), 4500, 43929)
+    res = c.analyse(tmp_path)
+    f = by_code(res, "IKE_NO_RESPONSE")
+    assert f.severity == "info" and "peer has gone" in f.detail
+    assert the(res).verdict == "healthy", [(f.code, f.severity) for f in res.findings]
+
+
+def test_mm5_moved_to_4500_and_mm4_resent_on_500_is_nat_t_blocked(tmp_path):
+    """The same two-sided retransmission, but MM5 went to UDP 4500 (NAT detected) and the
+    responder kept re-sending MM4 on 500, never a word on 4500: MM5 did not arrive
+    (lab: libreswan_ikev1_nat_4500_blocked).  Not a PSK mismatch."""
+    c = Cap()
+    for step, (src, dst) in enumerate(((A, B), (B, A)) * 2, 1):
+        c.ike(step * 0.01, src, dst, v1_message(IB, ZERO if step == 1 else RB, 2, 0, step))
+    for t in (0.05, 0.5, 1.0, 2.0, 4.0, 8.0):
+        c.ike(t, A, B, v1_message(IB, RB, 2, 0, 5, encrypted=True), 4500, 4500)
+        if t > 0.05:
+            c.ike(t + 0.004, B, A, v1_message(IB, RB, 2, 0, 4))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    codes = {f.code for f in res.findings}
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "nat_traversal", "NAT_T_BLOCKED"), codes
+    assert "IKE_AUTH_FAILED" not in codes
