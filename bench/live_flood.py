@@ -102,8 +102,62 @@ def _phases() -> dict:
     return spent
 
 
+def _stop_in_fork(s, before: bool) -> dict:
+    """The stop path in a forked child (the same held state for each run): ``before`` as
+    at 443614c (the collector back on after ``finish``'s rules, ``json.dumps(indent=2)``),
+    else as now.  Returns CPU and wall seconds of finish and JSON, and the document's hash."""
+    import pickle
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        import gc
+
+        from pcapvpn.analysis import no_gc
+        from pcapvpn.report import render
+
+        os.close(r)
+        gc.enable()
+        w0, c0 = time.perf_counter(), time.process_time()
+        if before:
+            res = s.finish()
+            c1 = time.process_time()
+            with no_gc():
+                text = json.dumps(res.report.to_dict(), indent=2) + "\n"
+        else:
+            with no_gc():
+                res = s.finish()
+                c1 = time.process_time()
+                text = render(res.report, "json")
+        w2, c2 = time.perf_counter(), time.process_time()
+        out = {"finish_cpu": c1 - c0, "json_cpu": c2 - c1, "cpu": c2 - c0, "wall": w2 - w0,
+               "doc": _sha(json.dumps(json.loads(text), sort_keys=True))}
+        with os.fdopen(w, "wb") as f:
+            f.write(pickle.dumps(out))
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(data)
+
+
+def _side_by_side(s, repeat: int) -> dict:
+    """Before and after on the same state, alternated ``repeat`` times; the best CPU of each."""
+    runs: dict = {"before": [], "after": []}
+    for _ in range(repeat):
+        for kind in ("before", "after"):
+            runs[kind].append(_stop_in_fork(s, kind == "before"))
+    out = {}
+    for kind, rs in runs.items():
+        best = min(rs, key=lambda x: x["cpu"])
+        out[kind] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in best.items()}
+        out[kind]["cpu_all"] = [round(x["cpu"], 2) for x in rs]
+    return out
+
+
 def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
-          seed: int = 20, phases: bool = False) -> dict:
+          seed: int = 20, phases: bool = False, ab: int = 0) -> dict:
     from mutated import MutatedCapture, lab_frames
     from pcapvpn.analysis import no_gc
     from pcapvpn.live import LiveOptions, LiveSession
@@ -133,6 +187,7 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
     feed = time.perf_counter() - t0
     cap.dry = True  # the stop: nothing more arrives
     load1 = os.getloadavg()[0]
+    ab = _side_by_side(s, repeat=ab) if ab else None
     spent = _phases() if phases else None
     prof = None
     if profile:
@@ -155,7 +210,7 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
             "render_wall": round(w2 - w1, 2), "render_cpu": round(c2 - c1, 2),
             "stop_wall": round(w2 - w0, 2), "stop_cpu": round(c2 - c0, 2),
             "report_mb": round(len(text) / 1e6, 2), "report_sha": _sha(text),
-            "phases": {k: round(v, 3) for k, v in (spent or {}).items()},
+            "phases": {k: round(v, 3) for k, v in (spent or {}).items()}, "ab": ab,
             "evicted": s.tracker.evicted_sas, "expired": s.tracker.expired_sas,
             "load": (round(load0, 2), round(load1, 2))}
 
@@ -174,12 +229,15 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", help="cProfile the stop path into this file (one --max-sas)")
     ap.add_argument("--phases", action="store_true",
                     help="the stop path's CPU time per step (finish, diagnose)")
+    ap.add_argument("--ab", type=int, default=0, metavar="N",
+                    help="also run the stop path as before (443614c) and as now, alternated N "
+                         "times, each in a fork of the same held state")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the raw result lines")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.frames, args.max_sas[0], args.samples, args.profile,
-                               phases=args.phases)))
+                               phases=args.phases, ab=args.ab)))
         return 0
     for n in args.max_sas:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--frames",
@@ -188,6 +246,8 @@ def main(argv=None) -> int:
             cmd += ["--profile", args.profile]
         if args.phases:
             cmd.append("--phases")
+        if args.ab:
+            cmd += ["--ab", str(args.ab)]
         cp = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
         if cp.returncode:
             print(f"--max-sas {n}: failed\n{cp.stderr[-2000:]}")
@@ -207,6 +267,9 @@ def main(argv=None) -> int:
               f"{r['render_wall']} s ({r['render_cpu']} cpu) = {r['stop_wall']} s "
               f"({r['stop_cpu']} cpu); report {r['report_mb']} MB sha {r['report_sha']}; "
               f"evicted {r['evicted']:,}, expired {r['expired']:,}")
+        for kind, x in (r["ab"] or {}).items():
+            print(f"  stop {kind}: finish {x['finish_cpu']} + JSON {x['json_cpu']} = {x['cpu']} s cpu "
+                  f"({x['wall']} s wall; cpu of each run {x['cpu_all']}); document {x['doc']}")
         if r["phases"]:
             print("  stop path cpu s: " + ", ".join(f"{k} {v}" for k, v in r["phases"].items()))
     return 0
