@@ -3,7 +3,7 @@
     python bench/decrypt_bench.py                      # 200,000 packets, prints a Markdown section
     python bench/decrypt_bench.py --packets 50000 --repeat 1
 
-1. ``pcapvpn.decrypt.EspDecryptor.open`` alone over in-memory ESP packets: AES-GCM-128 and
+1. ``pcapvpn.decrypt.esp.EspDecryptor.open`` alone over in-memory ESP packets: AES-GCM-128 and
    AES-GCM-256 with a 16-octet ICV, and AES-CBC-128 + HMAC-SHA-256-128 for comparison (plaintext
    sizes like bench/gen.py: 40 % small, 20 % medium, 40 % 1000-1300 bytes).
 2. End to end: a capture of ESP-in-UDP AES-GCM-128 packets (two SAs, one tunnel, ICMP echo
@@ -34,8 +34,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
 from dissect.vpn.capture import PcapWriter  # noqa: E402
-from pcapvpn import decrypt  # noqa: E402
-from pcapvpn.keys import load_keys  # noqa: E402
+from pcapvpn.decrypt.esp import EspDecryptor  # noqa: E402
+from pcapvpn.decrypt.keyfile import load_keys  # noqa: E402
 
 
 def sizes(n, rnd):
@@ -86,7 +86,7 @@ def bench_open(label, keyline, packets, repeat):
     best = None
     nbytes = sum(len(x) for x in packets)
     for _ in range(repeat):
-        dec = decrypt.EspDecryptor(keys)
+        dec = EspDecryptor(keys)
         open_ = dec.open
         t = time.perf_counter()
         ok = 0

@@ -16,6 +16,7 @@ the JSON reports field by field::
 ``snapshot`` runs the analysis in a child process whose ``PYTHONPATH`` starts with ``--src``, so
 the two trees never mix; each capture's report is written as ``<out>/<relative path>.json`` (keys
 sorted), a lab capture's report with the scenario's saved keys as ``<relative path>+keys.json``,
+with the daemons' logs of its scenario (``*.log``) as ``+logs.json`` (and ``+keys+logs.json``),
 plus ``<out>/_errors.json`` for captures the analysis refused (exit 2 paths).  ``compare``
 prints, per capture, every JSON path whose value differs (lists of findings and tunnels are
 matched by their ``id``, other lists by position), then the kinds of difference with the number
@@ -74,27 +75,46 @@ def _lab_keys(path: Path) -> Path | None:
     return None
 
 
+def _lab_logs(path: Path) -> list[str]:
+    """The daemons' logs beside a lab capture (``*.log`` in its scenario directory), if any."""
+    if (path.parent / "expected.json").is_file():
+        return sorted(str(p) for p in path.parent.glob("*.log"))
+    return []
+
+
 def _worker(out: Path, paths: list[str]) -> int:
     """Runs inside the child process (its PYTHONPATH selects the code).  A lab capture whose
     expected.json names its keys is also analysed with them (``<name>+keys.json``)."""
     from pcapvpn.analysis import Options, run
-    from pcapvpn.keys import load_keys
+    try:
+        from pcapvpn.decrypt.keyfile import load_keys
+    except ImportError:  # a tree from before the decrypt package (pcapvpn/keys.py)
+        from pcapvpn.keys import load_keys  # type: ignore[no-redef]
+    from pcapvpn.logsrc import open_logs
     from pcapvpn.report import render
 
     formats = [f for f in os.environ.get("REPORT_DIFF_FORMATS", "").split(",") if f]
 
     errors = {}
     for p in paths:
-        runs = [("", None)]
+        runs = [("", None, ())]
         keys = _lab_keys(Path(p))
+        logs = _lab_logs(Path(p))
         if keys is not None:
-            runs.append(("+keys", keys))
-        for suffix, kd in runs:
+            runs.append(("+keys", keys, ()))
+        if logs:
+            runs.append(("+logs", None, logs))
+            if keys is not None:
+                runs.append(("+keys+logs", keys, logs))
+        for suffix, kd, lf in runs:
             name = _name(Path(p)) + suffix
             target = out / (name + ".json")
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                opts = Options(keys=load_keys([str(kd)])) if kd is not None else None
+                opts = None
+                if kd is not None or lf:
+                    opts = Options(keys=load_keys([str(kd)]) if kd is not None else None,
+                                   logs=open_logs(list(lf)))
                 result = run([p], opts).report
                 report = result.to_dict()
             except Exception as e:  # noqa: BLE001 - a refused capture is a result too

@@ -111,12 +111,12 @@ def table(rows, args, size_mb) -> str:
                       if k != "tcp_segments_on_vpn_ports")
         lines.append(f"| {r['rev']} (`{r['src']}`) | {r['seconds']:.2f} | {r['rss_mb']:.0f} | "
                      f"{c or '-'} |")
-    from pcapvpn.decode import Limits
+    from pcapvpn.limits import Limits
 
     lim = Limits()
     lines += [
         "",
-        f"Bounds of this checkout (`pcapvpn.decode.Limits`): {lim.tcp_max_ooo} segments and "
+        f"Bounds of this checkout (`pcapvpn.limits.Limits`): {lim.tcp_max_ooo} segments and "
         f"{lim.tcp_max_ooo_bytes // 1024} KiB out of order per direction, "
         f"{lim.tcp_max_buffer // 1024} KiB buffered per direction, "
         f"{lim.tcp_max_bytes // (1024 * 1024)} MiB over all directions, "

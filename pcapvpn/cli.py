@@ -95,8 +95,8 @@ def _thresholds(overrides):
 
 
 def _limits(items_given):
-    """``--limit NAME=VALUE`` of analyze → decode.Limits."""
-    from pcapvpn.decode import Limits
+    """``--limit NAME=VALUE`` of analyze → pcapvpn.limits.Limits."""
+    from pcapvpn.limits import Limits
 
     return _name_values("--limit", items_given, Limits())
 
@@ -104,7 +104,7 @@ def _limits(items_given):
 def _keys(paths):
     """``--keys`` of analyze and live → KeyStore (exit 2: one line naming the file and line,
     never a key)."""
-    from pcapvpn.keys import KeyFileError, load_keys
+    from pcapvpn.decrypt.keyfile import KeyFileError, load_keys
 
     try:
         return load_keys(paths)

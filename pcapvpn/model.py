@@ -394,7 +394,7 @@ def ike_decryption_dict(m, start) -> dict:
     included."""
     from dissect.vpn import registry as reg
     from dissect.vpn.ident import selector_text
-    from pcapvpn.decrypt import SECRET_CONFIG_ATTRIBUTES
+    from pcapvpn.decrypt.payloads import SECRET_CONFIG_ATTRIBUTES
 
     v = m.version
     d = {"status": m.decrypt_status, "detail": m.decrypt_detail, "key": m.key_origin}

@@ -3,7 +3,7 @@
 The design (docs/internals.md, "Parallel analysis"): the file is cut into byte ranges at record
 boundaries (:func:`cut_points`: :func:`dissect.vpn.chain.find`, the validator that
 resynchronises damaged captures).  Each range (a *slice*) is read by a worker process with the
-same reader and the same batched walk as a single pass (:meth:`dissect.vpn.capture._Reader.walk`):
+same reader and the same batched walk as a single pass (:meth:`dissect.vpn.capture.reader._Reader.walk`):
 the per-record work — reading, the record walk, the numpy classification that recognises ESP of
 the common shapes and decodes their headers into :class:`dissect.vpn.batch.EspBatch` columns —
 runs there.  What the walk hands over is *recorded*, in order: ESP batches (arrays), single ESP
@@ -320,7 +320,7 @@ def _esp_only_here(ops) -> bool:
 
 def _track_esp(sl, ops):
     """The slice's ESP through a fresh tracker, in order (refs numbered from the slice's start)."""
-    from pcapvpn.decode import Limits
+    from pcapvpn.limits import Limits
     from pcapvpn.track.esp import SliceEspTracker
 
     thresholds, limits = sl.esp
@@ -336,7 +336,7 @@ def _track_esp(sl, ops):
 
 def walk_slice(sl: Slice, on_esp, on_frame, on_batch=None, on_tcp=None, on_checkpoint=None
                ) -> Part:
-    """Walk one slice (:meth:`dissect.vpn.capture._Reader.walk`, the callbacks as there; frame
+    """Walk one slice (:meth:`dissect.vpn.capture.reader._Reader.walk`, the callbacks as there; frame
     numbers counted from the slice's first record) and return its counters; ``on_checkpoint``
     None: the checkpoints are kept in the part."""
     from dissect.vpn.capture import open_capture
@@ -528,7 +528,7 @@ class _Replay:
 
     @property
     def warnings(self) -> list:
-        from dissect.vpn.capture import _Reader
+        from dissect.vpn.capture.reader import _Reader
 
         out = _Reader.warnings.fget(self)
         if self.format == "pcapng":

@@ -374,7 +374,7 @@ class Source:
     def walk(self, on_esp, on_frame, on_progress=None, on_batch=None, on_tcp=None):
         """Push this file's frames (the single-file analysis hot path): ESP of the common shape to
         ``on_esp(ref, ts, 4, src, dst, sport, dport, spi, seq, esp_len)`` with no frame tuple
-        (:meth:`dissect.vpn.capture._Reader.walk`), every other frame to ``on_frame(file_idx,
+        (:meth:`dissect.vpn.capture.reader._Reader.walk`), every other frame to ``on_frame(file_idx,
         number, ts, linktype, data, wirelen, offset, iface)`` (``iface``: the global interface
         index into :attr:`interfaces`).  Counters and checkpoints as with
         :meth:`frames`; ``on_progress(offset)`` is called at every checkpoint.  With ``on_batch``

@@ -116,7 +116,7 @@ DEFAULT = Thresholds()
 
 def describe(cls=Thresholds) -> list[tuple[str, object, str]]:
     """(name, default, documentation) for every field of the dataclass ``cls`` (the thresholds
-    above; ``pcapvpn.decode.Limits``), from the ``#:`` comments above each field."""
+    above; ``pcapvpn.limits.Limits``), from the ``#:`` comments above each field."""
     import inspect
 
     src = inspect.getsource(cls).splitlines()

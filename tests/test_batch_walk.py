@@ -1,5 +1,5 @@
 """The batched pcap walk (``Decoder.run_source(src, batch=True)``: dissect.vpn.batch.classify +
-``PcapReader._walk_batch``) against the per-packet walk (``batch=False``) and the ``records()``
+``dissect.vpn.capture.walk``) against the per-packet walk (``batch=False``) and the ``records()``
 path: the same events, warnings, counters and checkpoints, and identical whole analyses.
 
 Events are compared with a recording sink whose ``esp_batch`` is NullSink's default (one ``esp``
@@ -464,7 +464,7 @@ CHUNKS = [None, 64, 200, 4096]  # None: BATCH_CHUNK as shipped
 
 def _chunk(monkeypatch, chunk):
     if chunk is not None:
-        monkeypatch.setattr(capture, "BATCH_CHUNK", chunk)
+        monkeypatch.setattr(capture.batcher, "BATCH_CHUNK", chunk)
 
 
 # -- 1. frame shapes -------------------------------------------------------------------------------

@@ -423,7 +423,7 @@ def test_non_seekable_stream_and_chunk_boundaries(monkeypatch, builder, chunk, s
                 data += shb(o) + idb(o, 1, 0, (2, b"x" * (i % 7)))
             data += epb(o, 0, i, p)
     expect = list(open_capture(io.BytesIO(data)).records())
-    monkeypatch.setattr(capture, "CHUNK", chunk)
+    monkeypatch.setattr(capture.reader, "CHUNK", chunk)
     r = open_capture(Trickle(data, step))
     got = list(r.records())
     assert got == expect and [x[2] for x in got] == pkts and r.warnings == []

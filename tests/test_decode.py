@@ -8,7 +8,8 @@ from synth import (
     LINKTYPE_ETHERNET, eth, esp, esp_frame, ike_frame, ike_sa_init, ip_frame, ipv4, ipv6,
     keepalive_frame, udp,
 )
-from pcapvpn.decode import Decoder, Limits, NullSink
+from pcapvpn.decode import Decoder, NullSink
+from pcapvpn.limits import Limits
 
 ISPI = bytes.fromhex("0102030405060708")
 ZERO = bytes(8)

@@ -17,8 +17,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 
 from dissect.vpn import ident
 from dissect.vpn import ike as _ike
-from pcapvpn import decrypt as dec
-from pcapvpn.keys import load_keys
+from pcapvpn.decrypt.esp import EspDecryptor, _EspKeyed
+from pcapvpn.decrypt.ikev2 import Ikev2Decryptor
+from pcapvpn.decrypt.keyfile import load_keys
+from pcapvpn.decrypt.payloads import cert_summary
 from pcapvpn.events import ike_event
 from pcapvpn.thresholds import DEFAULT
 from pcapvpn.track.ike import IkeTracker
@@ -127,7 +129,7 @@ class Msg:
 def test_ikev2_every_algorithm(tmp_path, encr, integ):
     k, ek, ak = keys_for(tmp_path, encr, integ)
     raw = v2_message(encr, integ, ek, ak)
-    d = dec.Ikev2Decryptor([k])
+    d = Ikev2Decryptor([k])
     status, detail, origin, payloads, first, complete = d.message(Msg(raw))
     assert status == "ok", detail
     assert first == N and [p.notify_type for p in payloads] == [24]
@@ -135,7 +137,7 @@ def test_ikev2_every_algorithm(tmp_path, encr, integ):
     # one flipped ciphertext bit: the integrity check (ICV / AEAD tag) catches it
     bad = bytearray(raw)
     bad[-1 - (integ[3] if integ else encr[4])] ^= 1
-    assert dec.Ikev2Decryptor([k]).message(Msg(bytes(bad)))[0] == "icv_failed"
+    assert Ikev2Decryptor([k]).message(Msg(bytes(bad)))[0] == "icv_failed"
 
 
 @pytest.mark.parametrize("encr", [ENCR[0], AEAD[2], AEAD[-1]], ids=lambda e: e[0][:12])
@@ -143,7 +145,7 @@ def test_ikev2_wrong_key_is_an_icv_failure(tmp_path, encr):
     integ = None if encr[4] else INTEG[3]
     k, ek, ak = keys_for(tmp_path, encr, integ)
     raw = v2_message(encr, integ, os.urandom(len(ek)), ak)  # encrypted with another key
-    status = dec.Ikev2Decryptor([k]).message(Msg(raw))[0]
+    status = Ikev2Decryptor([k]).message(Msg(raw))[0]
     if integ:  # HMAC still right: decrypts to garbage -> no valid payload chain
         assert status == "malformed"
     else:
@@ -154,7 +156,7 @@ def test_ikev2_integrity_key_wrong_but_payloads_valid(tmp_path):
     """The ikev2pI2 case: the ICV fails, yet the plaintext is a valid chain (told apart)."""
     k, ek, ak = keys_for(tmp_path, ENCR[0], INTEG[1])
     raw = v2_message(ENCR[0], INTEG[1], ek, os.urandom(20))
-    status, detail, _o, payloads, _f, _c = dec.Ikev2Decryptor([k]).message(Msg(raw))
+    status, detail, _o, payloads, _f, _c = Ikev2Decryptor([k]).message(Msg(raw))
     assert status == "icv_failed" and payloads is not None and "encryption key matches" in detail
 
 
@@ -167,7 +169,7 @@ def test_ikev2_skf_reassembly(tmp_path):
     idr = b"\x29\x00\x00\x0c" + b"\x02\x00\x00\x00" + b"host"  # IDr (36) -> next N
     whole = idr + INNER
     parts = [whole[:7], whole[7:]]
-    d = dec.Ikev2Decryptor([k])
+    d = Ikev2Decryptor([k])
     r1 = d.message(Msg(v2_message(encr, None, ek, b"", parts[0], first=36, skf=(1, 2))))
     assert r1[0] == "ok" and r1[5] is False and "fragment 1 of 2" in r1[1]
     r2 = d.message(Msg(v2_message(encr, None, ek, b"", parts[1], first=0, skf=(2, 2))))
@@ -375,7 +377,7 @@ def test_esp_against_scapy(tmp_path, case):
         f'"IPv4","198.51.100.1","203.0.113.9","0x0badcafe","{name}","0x{ekey.hex()}",'
         f'"{aname}","{("0x" + akey.hex()) if akey else ""}"\n')
     keys = load_keys([tmp_path]).esp_for(0x0BADCAFE)
-    d = dec.EspDecryptor(keys)
+    d = EspDecryptor(keys)
     for pkt in _scapy_esp(case, ekey, akey):
         status, nh, pt = d.open(pkt, 20, len(pkt))
         assert status == ("ok" if (icv or auth) else "unverified"), status
@@ -385,8 +387,8 @@ def test_esp_against_scapy(tmp_path, case):
         status, nh, pt = d.open(pkt, 20, len(pkt))
         assert nh == 17 and pt[:4] == b"\x06\xa5\x06\xa5"
     # a key that does not match
-    other = dec.EspDecryptor(load_keys([tmp_path]).esp_for(0x0BADCAFE))
-    other.cands = [dec._EspKeyed(c.key.__class__(**{
+    other = EspDecryptor(load_keys([tmp_path]).esp_for(0x0BADCAFE))
+    other.cands = [_EspKeyed(c.key.__class__(**{
         **c.key.__dict__, "ekey": os.urandom(len(ekey)) if ekey else b"",
         "akey": os.urandom(len(akey)) if akey else b""}), c.icv) for c in other.cands]
     pkt = _scapy_esp(case, ekey, akey, n=1)[0]
@@ -442,11 +444,11 @@ def test_esp_without_integrity_uses_the_trailer(tmp_path):
     ekey, akey = os.urandom(16), os.urandom(20)
     pkts = _scapy_esp(case, ekey, akey, n=5)
     (tmp_path / "s").write_text(f"0x0badcafe@203.0.113.9 aes128-cbc-hmac96:0x{ekey.hex()}\n")
-    d = dec.EspDecryptor(load_keys([tmp_path / "s"]).esp_for(0x0BADCAFE))
+    d = EspDecryptor(load_keys([tmp_path / "s"]).esp_for(0x0BADCAFE))
     assert {d.open(p, 20, len(p))[0] for p in pkts} == {"unverified"}
     (tmp_path / "s").write_text("0x0badcafe@203.0.113.9 aes128-cbc-hmac96:0x"
                                 f"{os.urandom(16).hex()}\n")
-    d = dec.EspDecryptor(load_keys([tmp_path / "s"]).esp_for(0x0BADCAFE))
+    d = EspDecryptor(load_keys([tmp_path / "s"]).esp_for(0x0BADCAFE))
     assert [d.open(p, 20, len(p))[0] for p in pkts].count("malformed") >= 4
 
 
@@ -477,8 +479,8 @@ def test_cert_summary_and_dn():
             .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("gw.example")]), False)
             .sign(key, hashes.SHA256()))
-    s = dec.cert_summary(cert.public_bytes(serialization.Encoding.DER))
+    s = cert_summary(cert.public_bytes(serialization.Encoding.DER))
     assert s["subject"] == "CN=gw.example,C=AT" and s["subject_alt_names"] == ["gw.example"]
     assert s["not_before"] == now.timestamp()
-    assert dec.cert_summary(b"not a certificate") is None
+    assert cert_summary(b"not a certificate") is None
     assert ident.id_text(9, name.public_bytes()) == "C=AT, CN=gw.example"

@@ -21,9 +21,9 @@ import pytest
 from conftest import corpus_dir, tshark_path
 from dissect.vpn import ip as _ip
 from dissect.vpn import link as _link
-from pcapvpn import decrypt as dec
+from pcapvpn.decrypt.esp import EspDecryptor
 from pcapvpn.analysis import Options, run
-from pcapvpn.keys import load_keys
+from pcapvpn.decrypt.keyfile import load_keys
 from pcapvpn.sources import open_source
 
 
@@ -175,7 +175,7 @@ def _decrypt_frames(cap, keys):
         for _depth in range(2):
             d = decs.get(spi)
             if d is None:
-                d = decs[spi] = dec.EspDecryptor(keys.esp_for(spi))
+                d = decs[spi] = EspDecryptor(keys.esp_for(spi))
             status, nh, pt = d.open(data, off, end)
             if status not in ("ok", "unverified"):
                 layers.append(("failed", status))

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import CAPTURES, lab_esp_sas, tshark_path
 from pcapvpn.analysis import Options, run
-from pcapvpn.keys import load_keys
+from pcapvpn.decrypt.keyfile import load_keys
 from pcapvpn.thresholds import DEFAULT
 
 LAB = CAPTURES / "lab"

@@ -23,7 +23,7 @@ import pytest
 import hostile_text as hostile
 from conftest import CAPTURES, REPO
 from pcapvpn.analysis import Options, run
-from pcapvpn.keys import load_keys
+from pcapvpn.decrypt.keyfile import load_keys
 from pcapvpn.report import render
 from pcapvpn.report.escape import printable
 from pcapvpn.report.markdown import _md
@@ -244,7 +244,7 @@ def _esp(encr='"AES-CBC [RFC3602]"', ekey=f'"0x{KEY}"', auth='"HMAC-SHA-1-96 [RF
     return f'"IPv4","192.0.2.1","192.0.2.2",{spi},{encr},{ekey},{auth},{akey}'
 
 
-#: (name, key file text, what the one-line error says): every error path of pcapvpn.keys
+#: (name, key file text, what the one-line error says): every error path of pcapvpn.decrypt.keyfile
 KEY_ERRORS = [
     ("tcpdump ikev2 key as algorithm",
      f"ikev2 I {SPI_I} {SPI_R} 0x{KEY2} aes128:0x{KEY}\n", "field 5 is not integrity:key"),

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import CAPTURES, REPO
 from pcapvpn.analysis import Options, run
-from pcapvpn.keys import load_keys
+from pcapvpn.decrypt.keyfile import load_keys
 from pcapvpn.report import render
 
 CI = os.environ.get("CI", "").lower() == "true"

@@ -114,7 +114,7 @@ def _text_text(text: str) -> str:
 
 
 def _runs(path: Path, keys: Path | None):
-    from pcapvpn.keys import load_keys
+    from pcapvpn.decrypt.keyfile import load_keys
 
     return run([str(path)], Options(keys=load_keys([str(keys)])) if keys else None)
 
@@ -325,9 +325,10 @@ def test_compact_report_of_many_tunnels_is_japanese(marked, tmp_path):
 
 
 def test_log_reason_advice_has_japanese():
-    """The advice a gateway log's reason adds (:data:`pcapvpn.rules.logs.REASON_ADVICE`) is in
-    the catalog (the reports show it translated)."""
-    from pcapvpn.rules.logs import REASON_ADVICE
+    """The advice a gateway log's reason adds
+    (:data:`pcapvpn.rules.logs.confirm.REASON_ADVICE`) is in the catalog (the reports show it
+    translated)."""
+    from pcapvpn.rules.logs.confirm import REASON_ADVICE
 
     L = i18n.Lang("ja")
     assert [a for _rx, a in REASON_ADVICE if not L.known(a)] == []

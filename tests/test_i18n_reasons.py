@@ -23,11 +23,11 @@ from pcapvpn import i18n
 
 #: the calls whose first argument is a reason
 _RAISERS = {"DissectError", "_Corrupt"}
-#: functions of the capture readers (dissect/vpn/capture.py, pcapvpn/sources.py) that write a
-#: damaged range's reason or a reader's warning line: every string they build
+#: functions of the capture readers (the package dissect/vpn/capture/, pcapvpn/sources.py) that
+#: write a damaged range's reason or a reader's warning line: every string they build
 _REASON_FUNCS = {"_pcap_tail", "_pcapng_tail", "_corrupt", "_implausible", "_runs_past",
                  "_ts_reason", "text", "warnings"}
-_READERS = ("dissect/vpn/capture.py", "pcapvpn/sources.py")
+_READERS = ("dissect/vpn/capture/", "pcapvpn/sources.py")
 #: helpers that raise "{what} truncated": their ``what`` argument (a literal) is a reason's value
 _NEED = {"_need": 3}
 #: pcapvpn's own reasons for an undecodable frame (decoder, TCP streams, IKE tracker)
@@ -114,7 +114,7 @@ def reason_templates() -> dict[str, str]:
                       and node.args and isinstance(node.args[0], ast.Tuple)):
                     found.append(node.args[0].elts[1])  # a pcapng reader's note
             elif (isinstance(node, ast.FunctionDef) and node.name in _REASON_FUNCS
-                  and where in _READERS):
+                  and where.startswith(_READERS)):
                 found += [s for s in ast.walk(node) if isinstance(s, ast.JoinedStr)]
                 found += [r.value for r in ast.walk(node)
                           if isinstance(r, ast.Return) and isinstance(r.value, ast.Constant)]

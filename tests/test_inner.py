@@ -16,7 +16,7 @@ import pytest
 
 from conftest import CAPTURES
 from pcapvpn.analysis import Options, run
-from pcapvpn.keys import load_keys
+from pcapvpn.decrypt.keyfile import load_keys
 
 LAB = CAPTURES / "lab"
 INNER = sorted(p.name for p in LAB.glob("inner_*") if (p / "expected.json").exists())
@@ -233,7 +233,7 @@ def test_configuration_payloads_feed_the_model():
     from types import SimpleNamespace as NS
 
     from pcapvpn.rules.inner import pushed_domains
-    from pcapvpn.decrypt import InnerPayloads
+    from pcapvpn.decrypt.payloads import InnerPayloads
     from pcapvpn.track.inner import _assigned
 
     attrs = [(25, b"corp.example."), (28675, b"a.example, B.example"), (1, bytes([10, 8, 0, 7])),

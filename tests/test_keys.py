@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import CAPTURES, REPO
-from pcapvpn.keys import KeyFileError, load_keys, normalise_name
+from pcapvpn.decrypt.keyfile import KeyFileError, load_keys, normalise_name
 
 SK_EI = "00112233445566778899aabbccddeeff"
 SK_ER = "ffeeddccbbaa99887766554433221100"

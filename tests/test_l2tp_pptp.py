@@ -359,7 +359,7 @@ def test_l2tp_inside_esp_with_keys(tmp_path):
         '"IPv4","192.0.2.7","198.51.100.9","0x00001001","NULL","","NULL",""\n'
         '"IPv4","198.51.100.9","192.0.2.7","0x00002002","NULL","","NULL",""\n')
     from pcapvpn.analysis import Options, run
-    from pcapvpn.keys import load_keys
+    from pcapvpn.decrypt.keyfile import load_keys
 
     without = run([str(p)])
     assert "L2TP_ERROR" not in [f.code for f in without.findings]  # invisible without keys

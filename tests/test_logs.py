@@ -622,7 +622,7 @@ def _expected(d: Path) -> list[tuple[str, dict, dict]]:
 @pytest.mark.parametrize("d", LAB_DIRS + EXTRA_DIRS, ids=lambda p: p.name)
 def test_lab_findings_confirmed_by_logs(d):
     from pcapvpn.findings import CAPTURE_STAGE
-    from pcapvpn.keys import load_keys
+    from pcapvpn.decrypt.keyfile import load_keys
 
     logs = _logs_of(d)
     assert logs, f"{d.name}: the lab keeps both daemons' logs beside every capture"
@@ -955,7 +955,8 @@ def test_log_findings_filters_are_valid():
 def test_confirmation_table_names_declared_codes_and_kinds():
     from pcapvpn.findings import REGISTRY
     from pcapvpn.rules import load_all
-    from pcapvpn.rules.logs import CONFIRMS, FAILURE_KINDS, KIND_STAGE
+    from pcapvpn.rules.logs.common import FAILURE_KINDS, KIND_STAGE
+    from pcapvpn.rules.logs.confirm import CONFIRMS
 
     load_all()
     assert set(CONFIRMS) <= set(REGISTRY), set(CONFIRMS) - set(REGISTRY)
@@ -993,3 +994,16 @@ def test_log_text_is_escaped_in_every_format(tmp_path):
         out = render(res.report, fmt)
         assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out, fmt
         assert "\\x1b" in out, fmt
+
+
+def test_libreswan_quick_mode_refusal_confirms_child_sa_failed():
+    """libreswan_ikev1_qm_no_proposal: pluto's responder logs each refused Quick Mode as
+    'sending encrypted notification NO_PROPOSAL_CHOSEN to <peer>', its initiator logs the
+    answers under the ISAKMP SA's serial ('ignoring informational payload ...') and gives up on
+    its first Quick Mode message: all of it confirms CHILD_SA_FAILED; nothing is left over as a
+    failure the packets did not show."""
+    d = LAB / "libreswan_ikev1_qm_no_proposal"
+    report = _run(d / "libreswan_ikev1_qm_no_proposal.pcap", _logs_of(d)).report
+    f, = [f for f in report.findings if f.code == "CHILD_SA_FAILED"]
+    assert {Path(r.file).name for r in f.logs} == {"left.log", "right.log"}
+    assert not [x for x in report.findings if x.code == "LOG_ONLY_FAILURE"]

@@ -225,7 +225,7 @@ def _limits_detail(r):
 def test_openvpn_control_held_out_of_order_within_the_tcp_bounds(tmp_path):
     """Issue 20 / 18: the control channel's out-of-order hold has the TCP reassembly's bounds
     (Limits.tcp_max_ooo packets, tcp_max_ooo_bytes bytes); what they leave out is counted."""
-    from pcapvpn.decode import Limits
+    from pcapvpn.limits import Limits
 
     c = Cap()
     _ooo_session(c)
@@ -242,7 +242,7 @@ def test_openvpn_control_held_out_of_order_within_the_tcp_bounds(tmp_path):
 def test_openvpn_tls_stream_beyond_the_buffer_is_counted(tmp_path):
     """A TLS record of the control channel larger than Limits.tcp_max_buffer: the stream is cut
     (no handshake read from it) and the cut counted."""
-    from pcapvpn.decode import Limits
+    from pcapvpn.limits import Limits
 
     rec = tls_record(22, client_hello() + bytes(3000), 0x0301)
     c = Cap()

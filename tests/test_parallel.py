@@ -312,7 +312,7 @@ def test_damage_and_random_cuts(tmp_path, kind, where, length, cuts):
 
 def test_bounds_come_out_the_same():
     """CAPTURE_LIMITS: what a bound drops is counted the same when the capture is sliced."""
-    from pcapvpn.decode import Limits
+    from pcapvpn.limits import Limits
 
     lim = Limits(esp_max_sas=2, ike_max_sas=1, ike_max_messages=4, max_error_samples=1,
                  max_flows=1, vpn_max_tunnels=1, report_max_items=2)

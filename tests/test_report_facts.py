@@ -10,7 +10,7 @@ import pytest
 
 from conftest import CAPTURES, corpus_dir
 from pcapvpn.analysis import Options, run
-from pcapvpn.keys import load_keys
+from pcapvpn.decrypt.keyfile import load_keys
 from pcapvpn.report import render
 
 LAB = CAPTURES / "lab"

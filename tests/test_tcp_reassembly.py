@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from pcapvpn.decode import Limits
+from pcapvpn.limits import Limits
 from pcapvpn.tcp_reassembly import ACK, FIN, RST, SYN, TcpReassembler
 
 A = (b"\xc0\x00\x02\x01", 40000, b"\xc6\x33\x64\x01", 4500)

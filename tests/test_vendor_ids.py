@@ -109,6 +109,11 @@ def test_lookup_exact_prefix_and_versions():
     assert v.lookup(b"OEhyLdACecfa") == ("Openswan/FreeS/WAN", None)
     assert v.lookup(b"CISCO-DELETE-REASON") == ("Cisco Delete Reason Supported", None)
     assert v.lookup(bytearray(hashlib.md5(b"strongSwan").digest())) == ("strongSwan", None)
+    # as a FortiGate and a Palo Alto firewall sent them (arkime tests/pcap/IKEv1.pcap)
+    assert v.lookup(bytes.fromhex("8299031757a36082c6a621de00000000")) == ("FortiGate",
+                                                                           "00000000")
+    assert v.lookup(bytes.fromhex("a9b9b1034f7e50a2513b47b100bb85a9")) == \
+        ("Palo Alto Networks", None)
 
 
 def test_lookup_misses():

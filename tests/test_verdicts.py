@@ -394,7 +394,7 @@ def test_lab_capture_has_its_expected_verdict(base, cap, key):
     """The truth, decided from the daemons' logs and the scenario's design (expected.json):
     verdict and primary code of every tunnel, keyless and (where it differs) with keys."""
     from pcapvpn.analysis import Options
-    from pcapvpn.keys import load_keys
+    from pcapvpn.decrypt.keyfile import load_keys
 
     opts = Options(keys=load_keys([str(base / cap["keys"])])) if key == "verdicts_with_keys" \
         else Options()

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from synth import esp_frame, ike_encrypted, ike_header, v1_message
-from test_verdicts import A, B, ISPI, RSPI, ZERO, Cap, by_code, the
+from test_verdicts import T0, A, B, ISPI, RSPI, ZERO, Cap, by_code, the
 
 IB = bytes.fromhex("b2b2b2b2b2b2b2b2")
 RB = bytes.fromhex("c3c3c3c3c3c3c3c3")
@@ -138,3 +140,92 @@ def test_mm5_moved_to_4500_and_mm4_resent_on_500_is_nat_t_blocked(tmp_path):
     assert (v.verdict, v.failed_stage, v.primary_code) == \
         ("failing", "nat_traversal", "NAT_T_BLOCKED"), codes
     assert "IKE_AUTH_FAILED" not in codes
+
+
+def test_an_end_that_moves_keeps_its_tunnel(tmp_path):
+    """MOBIKE (RFC 4555) or a NAT that changed the public address: the IKE SA continues from
+    A2 (same SPIs), and so does the ESP.  One tunnel, its ESP paired across the move, healthy
+    (lab: ikev2_mobike_roam)."""
+    from test_verdicts import ikev2_up
+    a2 = "192.0.2.77"
+    c = Cap()
+    ikev2_up(c)
+    c.flow(A, B, 0xA1, 1, 10)
+    c.flow(B, A, 0xB1, 1.1, 10.1)
+    c.ike(11, a2, B, ike_encrypted(ISPI, RSPI, 37, 2, 41, False, True))
+    c.ike(11.01, B, a2, ike_encrypted(ISPI, RSPI, 37, 2, 0, True, False))
+    c.flow(a2, B, 0xA2, 12, 30)
+    c.flow(B, a2, 0xB2, 12.1, 30.1)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "healthy", [(f.code, f.severity) for f in res.findings]
+    t, = res.state.tunnels
+    assert t.side(bytes([192, 0, 2, 77])) == t.a and len(t.esp_sas) == 4
+    assert all(x is not None and y is not None for x, y in t.pairs)
+
+
+def test_private_exchange_opening_an_sa_is_pending_not_mid_session(tmp_path):
+    """Microsoft AuthIP's Main Mode is IKEv1 exchange type 243 (private use): a first message
+    with a zero responder cookie starts an SA, and nothing answered it yet (public capture:
+    libreswan testing/pluto/replay-authip-01)."""
+    from synth import ike_header
+    c = Cap()
+    c.ike(0, A, B, ike_header(IB, ZERO, 0, 243, 0, 0, b"", version=0x10))
+    res = c.analyse(tmp_path)
+    sa, = res.state.ike_sas
+    x, = sa.exchanges
+    from pcapvpn.rules.common import PENDING, exchange_status
+    assert not sa.mid_session
+    assert exchange_status(type("C", (), {"now": 100.0, "th": res.state.thresholds})(), x) \
+        == PENDING
+
+
+def test_copies_are_not_called_duplicates_without_a_clock(tmp_path):
+    """A capture whose every timestamp is 0 (tcpdump tests/isakmp4500.pcap): a resent Quick
+    Mode message cannot be told from a mirror's copy."""
+    c = Cap()
+    for step, (src, dst) in enumerate(((A, B), (B, A)) * 3, 1):
+        c.ike(0, src, dst, v1_message(IB, ZERO if step == 1 else RB, 2, 0, step,
+                                      encrypted=step >= 5))
+    for _ in range(3):
+        c.ike(0, B, A, v1_message(IB, RB, 32, 0x1234, 2, encrypted=True))
+    res = c.analyse(tmp_path, base=None)
+    assert "CAPTURE_DUPLICATES" not in {f.code for f in res.findings}
+
+
+def test_a_delete_followed_by_more_exchanges_deleted_a_child_sa(tmp_path):
+    """IKEv2 keyless: an INFORMATIONAL whose first payload is a Delete, then the IKE SA goes on
+    (liveness checks): it deleted a child SA, not the IKE SA (arkime tests/pcap/IKEv2.pcap)."""
+    from pcapvpn.rules.common import deleted_ts
+    from test_verdicts import ikev2_up
+    c = Cap()
+    ikev2_up(c)
+    c.ike(5, A, B, ike_encrypted(ISPI, RSPI, 37, 2, 42, False, True))
+    c.ike(5.01, B, A, ike_encrypted(ISPI, RSPI, 37, 2, 0, True, False))
+    for k, t in enumerate((10, 15, 20)):
+        c.ike(t, A, B, ike_encrypted(ISPI, RSPI, 37, 3 + k, 0, False, True))
+        c.ike(t + 0.01, B, A, ike_encrypted(ISPI, RSPI, 37, 3 + k, 0, True, False))
+    res = c.analyse(tmp_path)
+    sa, = res.state.ike_sas
+    assert deleted_ts(sa) is None
+    c.ike(25, A, B, ike_encrypted(ISPI, RSPI, 37, 6, 42, False, True))
+    c.ike(25.01, B, A, ike_encrypted(ISPI, RSPI, 37, 6, 0, True, False))
+    res = c.analyse(tmp_path, name="again.pcap")
+    sa, = res.state.ike_sas
+    assert deleted_ts(sa) == pytest.approx(25 + T0)
+
+
+def test_esp_negotiated_in_the_capture_starting_at_seq_2_was_not_already_running(tmp_path):
+    """A FortiGate's SAs start at sequence number 2 right after the Quick Mode that made them
+    (arkime tests/pcap/IKEv1.pcap): their first packet is missing, they were not running
+    before the capture."""
+    from test_verdicts import ikev2_up
+    c = Cap()
+    ikev2_up(c)
+    c.seq[0xA1] = 1
+    c.seq[0xB1] = 1
+    c.flow(A, B, 0xA1, 1, 20)
+    c.flow(B, A, 0xB1, 1.1, 20.1)
+    res = c.analyse(tmp_path)
+    notes = " ".join(str(n) for n in the(res).not_seen)
+    assert "already running" not in notes and "above 1" in notes

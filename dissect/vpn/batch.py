@@ -28,6 +28,7 @@ sees its packets in capture order.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any, Collection, Iterator, Union
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here: skip the thread pool
 
@@ -36,6 +37,19 @@ from numpy.lib.stride_tricks import sliding_window_view as windows  # noqa: E402
 
 from .openvpn import CLIENT_RESETS  # noqa: E402
 from .tcpencap import IKETCP_PREFIX  # noqa: E402
+
+if TYPE_CHECKING:  # annotations only: nothing more is imported or built at run time
+    from numpy.typing import NDArray
+
+    from .types import Buffer
+
+    #: an array of any shape and type (numpy's shape typing is not tracked here)
+    Array = NDArray[Any]
+    #: the ESP records of one IP version in a classified chunk: the batch, and the records'
+    #: positions in the chunk's offsets
+    Lane = tuple["EspBatch", Array]
+    #: :func:`classify`'s result: ``(ts, caplen, wirelen, other, inert, v4, v6)``
+    Classified = tuple[Array, Array, Array, Array, Array, Union[Lane, None], Union[Lane, None]]
 
 __all__ = ["EspBatch", "LINKTYPES", "WINDOW", "classify", "plain_tcp"]
 
@@ -68,7 +82,8 @@ class EspBatch:
 
     __slots__ = ("ipver", "num", "ts", "src", "dst", "sport", "dport", "spi", "seq", "length")
 
-    def __init__(self, ipver, num, ts, src, dst, sport, dport, spi, seq, length):
+    def __init__(self, ipver: int, num: Array, ts: Array, src: Array, dst: Array, sport: Array,
+                 dport: Array, spi: Array, seq: Array, length: Array) -> None:
         self.ipver = ipver
         self.num = num
         self.ts = ts
@@ -83,20 +98,20 @@ class EspBatch:
     def __len__(self) -> int:
         return len(self.num)
 
-    def take(self, sel) -> EspBatch:
+    def take(self, sel: Array | slice) -> EspBatch:
         """The packets ``sel`` (an index array or a slice), in that order."""
         return EspBatch(self.ipver, self.num[sel], self.ts[sel], self.src[sel], self.dst[sel],
                         self.sport[sel], self.dport[sel], self.spi[sel], self.seq[sel],
                         self.length[sel])
 
-    def addresses(self):
+    def addresses(self) -> tuple[list[bytes], list[bytes]]:
         """``(src, dst)`` as lists of packed ``bytes`` (4 or 16), as the per-frame path gives."""
         if self.ipver == 4:
             return ([a.to_bytes(4, "big") for a in self.src.tolist()],
                     [a.to_bytes(4, "big") for a in self.dst.tolist()])
         return ([r.tobytes() for r in self.src], [r.tobytes() for r in self.dst])
 
-    def events(self, tag):
+    def events(self, tag: object) -> Iterator[tuple[Any, ...]]:
         """The per-frame ESP events ``(ref, ts, ipver, src, dst, sport, dport, spi, seq, length)``
         of these packets (the argument list of ``sink.esp``)."""
         srcs, dsts = self.addresses()
@@ -108,14 +123,17 @@ class EspBatch:
             yield ((tag, num), ts, v, s, d, sp, dp, spi, seq, ln)
 
 
-def field(block, off, dtype):
+def field(block: Array, off: int, dtype: str) -> Array:
     """A view of the ``dtype`` field at window offset ``off`` of every row (no copy)."""
-    return np.ndarray((block.shape[0],), dtype=dtype, buffer=block, offset=off,
-                      strides=(block.strides[0],))
+    view: Array = np.ndarray((block.shape[0],), dtype=dtype, buffer=block, offset=off,
+                             strides=(block.strides[0],))
+    return view
 
 
-def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
-             ipv6: bool = True, ts=None, eth=None, fields=None, linktype: int = 1):
+def classify(buf: Buffer, offsets: Collection[int] | Array, order: str, nanosecond: bool,
+             number0: int = 0, ipv6: bool = True, ts: Array | None = None,
+             eth: Array | None = None, fields: dict[str, Any] | None = None,
+             linktype: int = 1) -> Classified:
     """Classify the classic-pcap records starting at ``offsets`` in ``buf`` (a buffer holding
     ``LEAD`` bytes before the first offset and ``SLACK`` bytes after the last; bytes after a
     record's end are read but never trusted).
@@ -186,6 +204,7 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
         tagged = np.isin(et, _TAGS)
     if fields is not None:
         fields["words"] = (w, blk)  # for plain_tcp: the same rows, read once
+    sel: Array | slice
     if tagged is not None and tagged.any():
         inner = np.where(np.isin(w[8] & 0xFFFF, _TAGS), 8, 4)
         inner[np.isin(w[8] & 0xFFFF, _TAGS) & np.isin(w[9] & 0xFFFF, _TAGS)] = 0  # 3 tags: no
@@ -201,7 +220,8 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
     other = np.flatnonzero(~fast)
     inert = r["inert"][other]
 
-    out4 = out6 = None
+    out4: Lane | None = None
+    out6: Lane | None = None
     if fast4.all():
         idx4 = np.arange(count)
         sel = slice(None)
@@ -224,13 +244,13 @@ def classify(buf, offsets, order: str, nanosecond: bool, number0: int = 0,
 _TAGS = np.array([0x8100, 0x88A8, 0x9100, 0x9200], dtype=np.uint32)
 
 
-def _words(block):
+def _words(block: Array) -> Array:
     """The rows of ``block`` as 22 big-endian words, made native, one contiguous array per word
     (word ``k`` holds frame bytes ``4k - 18`` .. ``4k - 15``)."""
     return np.ascontiguousarray(block.view(">u4").T, dtype=np.uint32)
 
 
-def _merge(r, sel, r2):
+def _merge(r: dict[str, Any], sel: Array, r2: dict[str, Any]) -> None:
     """Put the results ``r2`` for the records ``sel`` into ``r``."""
     for key, val in r2.items():
         if val is None:
@@ -241,7 +261,7 @@ def _merge(r, sel, r2):
         cur[sel] = val
 
 
-def _shapes(w, block, cap, et, ipv6):
+def _shapes(w: Array, block: Array, cap: Array, et: Array, ipv6: bool) -> dict[str, Any]:
     """Classify frames whose Ethernet type is ``et`` and whose IP header starts at word 8 of
     ``w`` (``cap``: captured bytes from the start of the 14-byte Ethernet header before it).
     Returns per record ``fast4``, ``fast6`` (None: no IPv6 ESP looked for or found), ``inert``,
@@ -260,7 +280,7 @@ def _shapes(w, block, cap, et, ipv6):
     nat4 = (sport == 4500) | (dport == 4500)
     udp4 = v4 & (proto == 17) & nat4 & (ipend >= 50) & (w[15] != 0)
     fast4 = udp4 | (v4 & (proto == 50) & (w1 != 0) & (ipend >= 42))
-    r = {"fast4": fast4, "fast6": None,
+    r: dict[str, Any] = {"fast4": fast4, "fast6": None,
          "src": w[11].astype(np.int64), "dst": w[12].astype(np.int64),
          "sport": np.where(udp4, sport.astype(np.int64), -1),
          "dport": np.where(udp4, dport.astype(np.int64), -1),
@@ -317,7 +337,7 @@ _IKETCP = np.frombuffer(IKETCP_PREFIX, dtype=np.uint8)
 _RESETS = np.array(sorted(CLIENT_RESETS), dtype=np.uint8)
 
 
-def _stream_start(blk, hlen, plen):
+def _stream_start(blk: Array | tuple[Array, Array], hlen: Array, plen: Array) -> Array:
     """Per row (of ``blk``, or ``blk = (block, rows)``): the TCP payload may start a VPN stream on any port - the IKETCP prefix or an
     RFC 9329 frame (a Length of 34 or more, bytes 2-5 zero: :func:`dissect.vpn.tcpencap.probe`
     decides), or an OpenVPN client hard reset (:func:`dissect.vpn.openvpn.tcp_stream_start`'s
@@ -336,10 +356,13 @@ def _stream_start(blk, hlen, plen):
                                           & (ln >= 34))
     ovpn = ((plen >= 16) & (ln >= 14) & (ln <= 1600) & ((b[:, 2] & 7) == 0)
             & np.isin(b[:, 2] >> 3, _RESETS))
-    return (plen > 0) & (~inwin | (plen < 6) | iketcp | ovpn)
+    start: Array = (plen > 0) & (~inwin | (plen < 6) | iketcp | ovpn)
+    return start
 
 
-def plain_tcp(buf, offsets, linktype: int, cap, ports=(), words=None, rows=None):
+def plain_tcp(buf: Buffer, offsets: Collection[int] | Array, linktype: int, cap: Array,
+              ports: Collection[int] = (), words: tuple[Array, Array] | None = None,
+              rows: Array | None = None) -> dict[str, Any]:
     """The TCP headers of records that are not ESP (``offsets`` and ``cap`` as for
     :func:`classify`: record positions in ``buf``, captured lengths), read for all of them at
     once - so that plaintext TCP (a tunnel interface, web traffic beside a tunnel) is decoded
@@ -361,7 +384,8 @@ def plain_tcp(buf, offsets, linktype: int, cap, ports=(), words=None, rows=None)
     ``words``, ``rows``: :func:`classify`'s ``fields["words"]`` of the chunk these records are
     rows ``rows`` of (nothing is read again), or None (read them at ``offsets``)."""
     shift = _SHIFT[linktype]
-    if words is not None:
+    blk: Array | tuple[Array, Array]
+    if words is not None and rows is not None:
         w = words[0][:, rows]
         blk = (words[1], rows)
         n = len(rows)
@@ -382,7 +406,7 @@ def plain_tcp(buf, offsets, linktype: int, cap, ports=(), words=None, rows=None)
     ok = ((et == 0x0800) & ((ip0 >> 24) == 0x45) & ((ip1 & 0x3FFF) == 0)
           & (((w[10] >> 16) & 0xFF) == 6) & (cap >= l4 + 20) & (hlen >= 20)
           & (l4 + hlen <= endf))
-    r = {"ok": ok, "src": w[11], "dst": w[12], "sport": w[13] >> 16, "dport": w[13] & 0xFFFF,
+    r: dict[str, Any] = {"ok": ok, "src": w[11], "dst": w[12], "sport": w[13] >> 16, "dport": w[13] & 0xFFFF,
          "seq": w[14], "ack": w[15], "flags": tcp12 & 0x0FFF, "l4": l4, "poff": l4 + hlen,
          "end": endf, "start": _stream_start(blk, hlen, endf - l4 - hlen)}
     if linktype == 276:

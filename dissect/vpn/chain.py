@@ -61,7 +61,9 @@ from typing import Any, Callable, Iterable, Union
 import numpy as np
 from numpy.typing import NDArray
 
-from dissect.vpn.capture import _BE, _LE, CHUNK, KNOWN_BLOCKS, TS_LIMIT, PcapngReader
+from dissect.vpn.capture.common import TS_LIMIT
+from dissect.vpn.capture.pcapng import _BE, _LE, KNOWN_BLOCKS, PcapngReader
+from dissect.vpn.capture.reader import CHUNK
 from .types import Buffer
 
 __all__ = ["KNOWN_BLOCKS", "MAX_STEP", "MAX_WIRE", "SYNC_RECORDS", "PcapRules", "PcapngRules",
@@ -181,7 +183,8 @@ class PcapRules:
 
 
 _ORDERS = {"<": _LE, ">": _BE}
-#: the byte order a section header's byte-order magic names (capture.py is not typed yet)
+#: the byte order a section header's byte-order magic names (None: not a magic; typed loosely so
+#: that the walk below can rebind its ``o``)
 _bom: Callable[[bytes], Any] = PcapngReader._bom
 
 

@@ -107,6 +107,10 @@ EXCHANGE_TYPES: dict[int, ExchangeInfo] = {
 del X
 
 
+#: exchange types 240-255 are for private use in both versions (RFC 2408 §3.1, RFC 7296 §3.1)
+PRIVATE_EXCHANGES = 240
+
+
 def exchange_name(code: int, short: bool = False) -> str:
     """Name of an exchange type; the IKEv1 and IKEv2 number spaces do not overlap.
 
@@ -116,7 +120,7 @@ def exchange_name(code: int, short: bool = False) -> str:
     e = EXCHANGE_TYPES.get(code)
     if e is not None:
         return e.short if short else e.name
-    if 240 <= code <= 255:
+    if PRIVATE_EXCHANGES <= code <= 255:
         return f"PRIVATE_USE_{code}"
     return f"UNKNOWN_{code}"
 

@@ -15,9 +15,10 @@ Each entry is ``(name, bytes, match, version, source)``:
   printable Openswan IDs).
 
 Deliberately absent (no public specification of the bytes could be found, and the GPL/third-party
-tables may not be copied): Fortinet/FortiGate, Palo Alto Networks, Juniper/NetScreen,
-Check Point, SonicWall, the Cisco VPN 3000 concentrator, the Microsoft ID starting
-``01528bbbc00696121849ab9a1c5b2a51``.  Payloads from those vendors look up as None.
+tables may not be copied): Juniper/NetScreen, Check Point, SonicWall, the Cisco VPN 3000
+concentrator, the Microsoft ID starting ``01528bbbc00696121849ab9a1c5b2a51``.  Payloads from
+those vendors look up as None.  FortiGate and Palo Alto Networks are named from what their
+boxes were seen to send in a public capture (the sender identified by its Ethernet OUI).
 """
 
 from __future__ import annotations
@@ -115,6 +116,15 @@ VENDOR_IDS: tuple[VendorId, ...] = (
     VendorId("Openswan", b"OSW", "prefix", "none",
              "Openswan pluto builds whose 12-byte vendor ID starts \"OSW\" + 9 hashed characters",
              min_len=12, max_len=12),
+    # --- Firewall vendors, as observed: arkime/arkime tests/pcap/IKEv1.pcap (Apache-2.0; a
+    #     Palo Alto <-> FortiGate IKEv1 tunnel over IPv6 published by weberblog.net), each
+    #     sender identified by its Ethernet OUI (08:5b:0e Fortinet, b4:0c:25 Palo Alto) ---------
+    VendorId("FortiGate", bytes.fromhex("8299031757a36082c6a621de"), "prefix", "hex",
+             "observed: a FortiGate's Main Mode 2 (OUI 08:5b:0e, Fortinet) carries these 12 "
+             "bytes followed by 4 more (00000000 in that capture)"),
+    VendorId("Palo Alto Networks", bytes.fromhex("a9b9b1034f7e50a2513b47b100bb85a9"), "exact",
+             "none", "observed: a Palo Alto Networks firewall's Main Mode 1 and 3 (OUI "
+             "b4:0c:25, Palo Alto Networks)"),
     # --- Microsoft ([MS-IKEE]) -------------------------------------------------------------
     _md5_entry("MS NT5 ISAKMPOAKLEY", "MS NT5 ISAKMPOAKLEY",
                _MS_IKEE + "; followed by a 4-byte Windows version number",

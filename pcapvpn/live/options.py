@@ -36,12 +36,12 @@ class LiveOptions:
     duration: float | None = None
     #: SSL-VPN gateways (``analyze --vpn-server``): ``(packed address, port or None)``
     vpn_servers: list = field(default_factory=list)
-    #: decryption keys (``analyze --keys``): a pcapvpn.keys.KeyStore or None
+    #: decryption keys (``analyze --keys``): a pcapvpn.decrypt.keys.KeyStore or None
     keys: object = None
     #: --log FILE: gateway logs followed as they grow (pcapvpn.logsrc), and --log-tz
     logs: list = field(default_factory=list)
     log_tz: object = None
-    #: bounds of what is kept (pcapvpn.decode.Limits; None: the defaults)
+    #: bounds of what is kept (pcapvpn.limits.Limits; None: the defaults)
     limits: object = None
     #: --vantage NAME=IFACE: the point each interface of ``interfaces`` is (same length; None:
     #: every interface is one capture point, as without --vantage).  The first point's

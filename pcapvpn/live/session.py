@@ -32,7 +32,7 @@ class LiveSession(Evaluation, Finish):
         from pcapvpn.decode import Decoder
         from pcapvpn.track import Tracker
 
-        from pcapvpn.decode import Limits
+        from pcapvpn.limits import Limits
 
         self.opts = opts
         #: the bounds of what is kept, lowered to what ``max_sas`` SAs need (Limits.for_live)

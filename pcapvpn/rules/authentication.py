@@ -284,7 +284,7 @@ def _v1_xauth_unfinished(ctx, sa, t, spis):
     no Quick Mode, no ESP between the peers — for ``response_timeout`` seconds, the user
     authentication ended there: XAUTH-STATUS FAIL (strongSwan then destroys the IKE SA without a
     Delete; Cisco and FortiGate send one), or the client gave up.  Keys name it exactly
-    (``config_failures`` in rules/decrypted.py supersedes this finding)."""
+    (``config_failures`` in rules/decrypted/notifications.py supersedes this finding)."""
     phase1 = [x for x in sa.exchanges
               if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)]
     done = any(x.last_step >= (6 if x.exch == ExchangeType.MAIN_MODE else 3) for x in phase1)

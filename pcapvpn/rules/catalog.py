@@ -7,7 +7,7 @@ A test keeps docs/findings.md in step with this output.
 
 from __future__ import annotations
 
-from pcapvpn.decode import Limits
+from pcapvpn.limits import Limits
 from pcapvpn.findings import ALL_STAGES, REGISTRY
 from pcapvpn.rules import load_all
 from pcapvpn.thresholds import describe, valid_range
@@ -72,7 +72,7 @@ def render() -> str:
     for name, default, doc in describe():
         out.append(f"| `{name}` | {default} | {valid_range(name)} | {doc} |")
     out += ["", "## Limits", "",
-            "Bounds of what an analysis keeps (`pcapvpn.decode.Limits`), so that a hostile "
+            "Bounds of what an analysis keeps (`pcapvpn.limits.Limits`), so that a hostile "
             "capture (a flood of SPIs or IKE_SA_INITs, garbage) gives a bounded analysis and "
             "report; what a bound drops is counted and reported (`CAPTURE_LIMITS`, and "
             "`omitted` in JSON for the report's lists). Options of `analyze`: "

@@ -29,6 +29,11 @@ def endpoint_text(ep) -> str:
     return f"{s}:{port}" if port is not None and port >= 0 else s
 
 
+def ike_spis(sa) -> list[str]:
+    """The initiator's and the responder's SPI of an IKE SA in hex (a finding's ``ike_spis``)."""
+    return [bytes(sa.ispi).hex(), bytes(sa.rspi).hex()]
+
+
 def set_filter(field: str, values) -> str:
     """``field == v`` or ``field in {a, b}`` (tshark 4.0 wants commas between set members); at
     most ``MAX_EVIDENCE_FRAMES`` values (the first ones: a filter stays pasteable)."""
@@ -202,14 +207,26 @@ def deleted_ts(sa):
     """When an IKE SA was deleted, keyless: an INFORMATIONAL request whose first encrypted
     payload is a Delete (IKEv2, RFC 7296 §3.14), or a cleartext Delete (IKEv1); None."""
 
+    found = None
     for x in sa.exchanges:
-        if sa.version == 2 and x.exch == ExchangeType.INFORMATIONAL:
-            for m in x.requests:
-                if m.sk_next == PayloadV2.D:
-                    return m.ts
-        for m in x.msgs:
-            if m.deletes:
+        if found is not None and x.msgs and x.msgs[0].ts > found and not _has_delete(sa, x):
+            # the IKE SA was used after that Delete: it deleted a child SA (keyless, a Delete
+            # names no protocol), not the IKE SA
+            found = None
+        if found is None:
+            found = _has_delete(sa, x)
+    return found
+
+
+def _has_delete(sa, x):
+    """When exchange ``x`` carried a Delete (its time), or None."""
+    if sa.version == 2 and x.exch == ExchangeType.INFORMATIONAL:
+        for m in x.requests:
+            if m.sk_next == PayloadV2.D:
                 return m.ts
+    for m in x.msgs:
+        if m.deletes:
+            return m.ts
     return None
 
 
@@ -227,7 +244,12 @@ def exchange_status(ctx, x):
             return ANSWERED
         need = V1_STEPS.get(x.exch)
         last = x.last_step
-        if need is None or last >= need:
+        if need is None:
+            # an exchange type without known steps (private use: AuthIP's 243 ...): answered
+            # when the other side spoke in it, else not judged
+            senders = {m.src for m in x.msgs}
+            return ANSWERED if len(senders) >= 2 else PENDING
+        if last >= need:
             return ANSWERED
         reqs = [m for m in x.msgs if m.step == last]
         sender = reqs[0].src if reqs else None

@@ -66,6 +66,16 @@ declare("INNER_MTU", "inner", "error",
          "packet-too-big through (path MTU discovery).",
          "If the outer view shows large ESP lost (MTU_BLACK_HOLE / PATH_MTU_ICMP), fix the "
          "outer path MTU first."])
+declare("INNER_NO_ANSWER", "inner", "warning",
+        "Inside a working tunnel (answers keep coming through it), some requests got no answer: "
+        "ICMP echo requests or TCP connection attempts (SYN) to hosts behind the gateway that "
+        "answer other requests. The VPN works; the problem is beyond it (a firewall or a "
+        "service on the host, routing for some destinations behind the gateway). Unanswered DNS "
+        "queries are DNS_NO_ANSWER; hosts that never answer are INNER_NO_RETURN.",
+        ["Check the route back from the target network to the client's (virtual) address "
+         "through the gateway, and firewalls behind the gateway.",
+         "Check that the service listens on the host and that the host's own firewall admits the "
+         "VPN clients' addresses."])
 
 #: names that are internal by their form (single label, private top-level domains)
 INTERNAL_SUFFIXES = (".lan", ".corp", ".internal", ".intranet", ".home.arpa", ".localdomain",
@@ -401,7 +411,7 @@ def inner_blocked(ctx):
             wireshark_filter=flow_filter(flows), tunnel=m.tunnel), locate_flows(ctx, silent))
 
 
-# -- INNER_NO_ANSWER (declared with the decrypted rules) -------------------------------------------
+# -- INNER_NO_ANSWER ------------------------------------------------------------------------------
 
 #: answers through the tunnel this long after a request began show that the tunnel still worked
 WORKS_AFTER = 1.0

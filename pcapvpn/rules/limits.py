@@ -1,4 +1,4 @@
-"""The bounds of the analysis (pcapvpn.decode.Limits) and what they left out.
+"""The bounds of the analysis (pcapvpn.limits.Limits) and what they left out.
 
 A capture can hold more than an analysis should keep (a flood of SPIs or IKE_SA_INITs from a
 scanner, garbage on a mirror port): the trackers keep a bounded number of SAs, messages and

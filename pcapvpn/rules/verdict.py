@@ -108,7 +108,7 @@ def _esp_both_ways_after(t, ts) -> bool:
     for s in t.esp_sas:
         if s.last_ts is None or s.last_ts <= ts:
             continue
-        if s.src == t.a:
+        if t.side(s.src) == t.a:
             out = True
         else:
             back = True
@@ -124,7 +124,7 @@ def _esp_latest(ctx, t) -> tuple[float, float]:
         for s in t.esp_sas:
             if s.last_ts is None:
                 continue
-            if s.src == t.a:
+            if t.side(s.src) == t.a:
                 out = max(out, s.last_ts)
             else:
                 back = max(back, s.last_ts)
@@ -470,6 +470,14 @@ def _pending(ctx, t) -> list[str]:
     return out
 
 
+def _first_child_exchange(t):
+    """When the first child SA negotiation of tunnel ``t`` (Quick Mode, IKE_AUTH,
+    CREATE_CHILD_SA) started, or None."""
+    kinds = (ExchangeType.QUICK_MODE, ExchangeType.IKE_AUTH, ExchangeType.CREATE_CHILD_SA)
+    return min((x.msgs[0].ts for sa in t.ike_sas for x in sa.exchanges
+                if x.exch in kinds and x.msgs), default=None)
+
+
 def _not_seen(ctx, t, fs=()) -> list[str]:
     notes = []
     enc = sum(1 for sa in t.ike_sas for m in sa.messages
@@ -483,8 +491,18 @@ def _not_seen(ctx, t, fs=()) -> list[str]:
                          "Main Mode is not in the capture)"))
     late = [e for e in t.esp_sas if getattr(e, "first_seq", 1) not in (None, 0, 1)]
     if late:
-        notes.append(msg("{n} ESP SA(s) were already running when the capture started",
-                         n=len(late)))
+        # an SA negotiated in the capture whose first sequence number is a little above 1 was
+        # not running before: its first packets are missing (not seen at this point)
+        child = _first_child_exchange(t)
+        missed = [e for e in late if child is not None and child <= e.first_ts
+                  and e.first_seq <= ctx.th.replay_window]
+        if len(missed) < len(late):
+            notes.append(msg("{n} ESP SA(s) were already running when the capture started",
+                             n=len(late) - len(missed)))
+        if missed:
+            notes.append(msg("{n} ESP SA(s) negotiated in the capture start at a sequence number "
+                             "above 1 (first: {seq}): their first packets are not in the "
+                             "capture", n=len(missed), seq=min(e.first_seq for e in missed)))
     if t.esp_sas and not t.ike_sas:
         notes.append(msg("no IKE for this gateway pair in the capture: ESP SAs cannot be tied "
                          "to their negotiation"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from dissect.vpn.ip import NetTuple, TcpFlag
 from dissect.vpn.udpencap import FragmentHead
-from pcapvpn.decode import Limits
+from pcapvpn.limits import Limits
 from pcapvpn.events import NullSink
 from pcapvpn.track.vpn import TcpConn
 from pcapvpn.thresholds import DEFAULT, Thresholds
@@ -78,10 +78,10 @@ class Tracker(NullSink):
         from pcapvpn.track.vpn import VpnTracker
 
         self.th = thresholds
-        #: bounds of what is kept (pcapvpn.decode.Limits); drops are counted (``limits_hit``)
+        #: bounds of what is kept (pcapvpn.limits.Limits); drops are counted (``limits_hit``)
         self.limits = limits = limits or Limits()
         self.names = list(names or [])
-        #: pcapvpn.keys.KeyStore (--keys) or None
+        #: pcapvpn.decrypt.keys.KeyStore (--keys) or None
         self.keys = keys or None
         self.ike_tracker = IkeTracker(thresholds, self.names, self.keys, limits)
         self.esp_tracker = (self.esp_class or EspTracker)(thresholds, limits)
@@ -183,7 +183,7 @@ class Tracker(NullSink):
             self.decode_errors.append((ref, reason))
 
     def limits_hit(self) -> list[dict]:
-        """What the bounds of :class:`pcapvpn.decode.Limits` dropped so far: one dict per bound
+        """What the bounds of :class:`pcapvpn.limits.Limits` dropped so far: one dict per bound
         that dropped anything (``bound``, ``limit``, ``dropped``, ``unit``, ``first_ref``,
         ``first_ts``), for the CAPTURE_LIMITS finding."""
         lim = self.limits
@@ -392,14 +392,14 @@ class State:
     expect_peers: list = field(default_factory=list)
     #: tunnels of the VPNs beside IPsec (pcapvpn.track.vpn.VpnTunnel)
     vpn_tunnels: list = field(default_factory=list)
-    #: --keys: the pcapvpn.keys.KeyStore (None without keys) and the inner-traffic tracker
+    #: --keys: the pcapvpn.decrypt.keys.KeyStore (None without keys) and the inner-traffic tracker
     keys: object = None
     inner: object = None
     #: every view of plaintext (pcapvpn.track.inner.PlainTracker) and, per tunnel id, the one
     #: inner model of the views tied to it (pcapvpn.track.inner.InnerModel)
     plain: object = None
     inner_models: dict = field(default_factory=dict)
-    #: what the bounds of pcapvpn.decode.Limits dropped (Tracker.limits_hit)
+    #: what the bounds of pcapvpn.limits.Limits dropped (Tracker.limits_hit)
     limits: list = field(default_factory=list)
     #: several vantage points (--vantage): pcapvpn.track.vantage.Vantage, else None
     vantage: object = None

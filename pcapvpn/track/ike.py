@@ -25,7 +25,7 @@ from bisect import bisect_right, insort
 
 from dissect.vpn import ike as _ike
 from dissect.vpn.ip import Port
-from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV1, PayloadV2
+from dissect.vpn.registry import PRIVATE_EXCHANGES, ExchangeType, NotifyV2, PayloadV1, PayloadV2
 from pcapvpn.names import Role
 from pcapvpn.track.ike_sa import Exchange, IkeMsg, IkeSA, _by_n, spi_hex
 
@@ -78,13 +78,13 @@ class IkeTracker:
     RETRY_WITHIN = 60.0
 
     def __init__(self, thresholds, names=None, keys=None, limits=None):
-        from pcapvpn.decode import Limits
+        from pcapvpn.limits import Limits
 
         self.th = thresholds
         self.names = names or []  # file names, by file index
-        #: pcapvpn.keys.KeyStore (--keys) or None: then nothing is decrypted
+        #: pcapvpn.decrypt.keys.KeyStore (--keys) or None: then nothing is decrypted
         self.keys = keys or None
-        #: pcapvpn.decode.Limits: IKE SAs, messages and bytes kept
+        #: pcapvpn.limits.Limits: IKE SAs, messages and bytes kept
         self.lim = limits or Limits()
         self.sas: list[IkeSA] = []
         self._by_ispi: dict = {}  # (version, ispi) -> [IkeSA] in creation order
@@ -378,7 +378,9 @@ class IkeTracker:
         """With keys: decrypt SK/SKF (IKEv2) or E-flag (IKEv1) messages and describe their
         payloads on ``m``; IKEv1 SAs also learn the phase-1 cipher, hash and KE values from the
         cleartext messages.  Copies take the original's result (IKEv1 IVs must not advance)."""
-        from pcapvpn import decrypt as _dec
+        from pcapvpn.decrypt.ikev1 import Ikev1Decryptor
+        from pcapvpn.decrypt.ikev2 import Ikev2Decryptor
+        from pcapvpn.decrypt.payloads import describe_inner
 
         orig_n = m.retransmit_of or m.duplicate_of
         if orig_n is not None:
@@ -395,7 +397,7 @@ class IkeTracker:
                 if not keys:
                     m.decrypt_status = "no_keys"
                     return
-                sa.crypto = _dec.Ikev2Decryptor(keys)
+                sa.crypto = Ikev2Decryptor(keys)
             res = sa.crypto.message(m)
         else:
             if sa.crypto is None:
@@ -404,7 +406,7 @@ class IkeTracker:
                     if m.encrypted:
                         m.decrypt_status = "no_keys"
                     return
-                sa.crypto = _dec.Ikev1Decryptor(keys)
+                sa.crypto = Ikev1Decryptor(keys)
             role = self._role_of_sender(sa, m)
             if not m.encrypted:
                 sa.crypto.learn(m, role)
@@ -415,7 +417,7 @@ class IkeTracker:
         m.decrypt_detail = detail or None
         m.key_origin = origin
         if payloads is not None and complete:
-            m.inner = _dec.describe_inner(m.version, payloads, first)
+            m.inner = describe_inner(m.version, payloads, first)
 
     def _first_message(self, sa: IkeSA, m: IkeMsg) -> None:
         a = (m.ipver, m.src, m.sport)
@@ -444,7 +446,11 @@ class IkeTracker:
             if _v1_phase1_answer(m):
                 sa.initiator, sa.responder = b, a
                 sa.initiator_known = True
-            elif not (m.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE) and sa.initiator_known):
+            elif not sa.initiator_known or not (
+                    m.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)
+                    or m.exch >= PRIVATE_EXCHANGES):
+                # (a private-use exchange opened with a zero responder cookie starts an SA:
+                # Microsoft AuthIP's Main Mode is exchange type 243, [MS-AIPS])
                 sa.mid_session = True
 
     def _link_retry(self, sa: IkeSA, m: IkeMsg) -> None:

@@ -184,7 +184,7 @@ class IkeSA:
         self.endpoints: dict = {}  # (src, sport, dst, dport, transport) -> first n
         self._digests: dict = {}  # (digest, src, sport) -> last IkeMsg with it
         self.nat = None
-        self.crypto = None  # pcapvpn.decrypt.Ikev2Decryptor / Ikev1Decryptor with --keys
+        self.crypto = None  # decrypt.ikev2.Ikev2Decryptor / ikev1.Ikev1Decryptor (--keys)
         self._retry_cand = False
 
     @property

@@ -17,7 +17,7 @@ PAIR_WINDOW = 30.0
 
 
 class Tunnel:
-    __slots__ = ("id", "ipver", "a", "b", "ike_sas", "esp_sas", "pairs", "tcp_conns")
+    __slots__ = ("id", "ipver", "a", "b", "ike_sas", "esp_sas", "pairs", "tcp_conns", "moved")
 
     def __init__(self, ipver, a, b):
         self.ipver = ipver
@@ -30,6 +30,13 @@ class Tunnel:
         self.pairs = []
         #: IKE-over-TCP connections between the two (pcapvpn.track.IkeTcpConn), attempts included
         self.tcp_conns = []
+        #: addresses an end moved to while keeping its IKE SA (MOBIKE, RFC 4555, or a NAT that
+        #: changed the public address): new address -> ``a`` or ``b``
+        self.moved: dict = {}
+
+    def side(self, addr):
+        """``a`` or ``b`` for an address of this tunnel (a moved end's new address included)."""
+        return self.moved.get(addr, addr)
 
     @property
     def version(self):
@@ -38,7 +45,7 @@ class Tunnel:
 
     def outbound(self, sa) -> bool:
         """True when the ESP SA flows a -> b."""
-        return sa.src == self.a
+        return self.side(sa.src) == self.a
 
     @property
     def first_ts(self):
@@ -85,6 +92,8 @@ def build_tunnels(ike_sas, esp_sas, thresholds=None, tcp_conns=()) -> list[Tunne
             continue
         t = get(sa.initiator[0], sa.initiator[1], sa.responder[1], sa.initiator[1])
         t.ike_sas.append(sa)
+    for t in order:
+        _follow_moves(t, tunnels)
     for sa in sorted(esp_sas, key=lambda s: s.first_ts or 0):
         t = get(sa.ipver, sa.src, sa.dst)
         t.esp_sas.append(sa)
@@ -96,6 +105,28 @@ def build_tunnels(ike_sas, esp_sas, thresholds=None, tcp_conns=()) -> list[Tunne
     return order
 
 
+def _follow_moves(t: Tunnel, tunnels: dict) -> None:
+    """An IKE SA whose messages continue from a new address of one end (the other end the
+    same): MOBIKE's UPDATE_SA_ADDRESSES (RFC 4555 §3.5) or a NAT that changed the public
+    address.  The new pair joins this tunnel, unless IKE SAs of its own made it a tunnel."""
+    for sa in t.ike_sas:
+        for m in sa.messages:
+            src, dst = m.src, m.dst
+            if src in (t.a, t.b) and dst in (t.a, t.b):
+                continue
+            if dst in (t.a, t.b) and src not in (t.a, t.b):
+                new, old = src, (t.b if dst == t.a else t.a)
+            elif src in (t.a, t.b) and dst not in (t.a, t.b):
+                new, old = dst, (t.b if src == t.a else t.a)
+            else:
+                continue
+            key = _pair_key(new, t.a if old == t.b else t.b)
+            if tunnels.get(key, t) is not t or new in t.moved:
+                continue
+            t.moved[new] = old
+            tunnels[key] = t
+
+
 def _pair(t: Tunnel) -> None:
     for proto in ("esp", "ah"):
         _pair_proto(t, proto)
@@ -103,8 +134,8 @@ def _pair(t: Tunnel) -> None:
 
 
 def _pair_proto(t: Tunnel, proto: str) -> None:
-    out = [s for s in t.esp_sas if s.src == t.a and s.proto == proto]
-    back = [s for s in t.esp_sas if s.src == t.b and s.proto == proto]
+    out = [s for s in t.esp_sas if t.side(s.src) == t.a and s.proto == proto]
+    back = [s for s in t.esp_sas if t.side(s.src) == t.b and s.proto == proto]
     t.pairs.extend(pair_by_start(out, back, PAIR_WINDOW))
 
 

@@ -365,7 +365,7 @@ class VpnTracker:
                  limits=None):
         self.th = thresholds
         #: the bounds of the streams put in order here (OpenVPN control channel, TLS), from
-        #: ``limits`` (pcapvpn.decode.Limits); their drops are counted there
+        #: ``limits`` (pcapvpn.limits.Limits); their drops are counted there
         self.bounds = StreamBounds(limits)
         #: tunnels kept (``Limits.vpn_max_tunnels``); events of further ones are counted in
         #: ``dropped``

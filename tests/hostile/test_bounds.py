@@ -1,4 +1,4 @@
-"""What the analysis keeps is bounded (decode.Limits), what a bound drops is counted and said
+"""What the analysis keeps is bounded (pcapvpn.limits.Limits), what a bound drops is counted and said
 (CAPTURE_LIMITS), and the report lists at most ``report_max_items`` of each kind (the rest
 counted under ``omitted``) — issue 20, at sizes that run in seconds."""
 
@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import hostile  # noqa: E402
 
 from pcapvpn.analysis import Options, run  # noqa: E402
-from pcapvpn.decode import Limits  # noqa: E402
+from pcapvpn.limits import Limits  # noqa: E402
 from pcapvpn.findings import MAX_DETAIL, MAX_TITLE, make  # noqa: E402
 from pcapvpn.report import render  # noqa: E402
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pcapvpn.decode import Limits
+from pcapvpn.limits import Limits
 from pcapvpn.live import LiveOptions, LiveSession
 
 REPO = Path(__file__).resolve().parents[2]

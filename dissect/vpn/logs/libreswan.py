@@ -59,12 +59,18 @@ _ESTABLISHED = re.compile(r"(?:initiator|responder) established (IKE|Child) SA|"
 _SPIS = re.compile(r"\{ESP(?:/ESPinUDP)?[^=]*=>0x([0-9a-f]{8}) <0x([0-9a-f]{8})")
 _NOTIFY = re.compile(r"\b(NO_PROPOSAL_CHOSEN|INVALID_KE_PAYLOAD|AUTHENTICATION_FAILED|"
                      r"TS_UNACCEPTABLE|INVALID_SPI|INVALID_IKE_SPI|COOKIE|INTERNAL_ADDRESS_FAILURE|"
-                     r"FAILED_CP_REQUIRED|INVALID_ID_INFORMATION|v2N_\w+|v1N_\w+)\b")
+                     r"FAILED_CP_REQUIRED|INVALID_ID_INFORMATION|INVALID_HASH_INFORMATION|"
+                     r"v2N_\w+|v1N_\w+)\b")
+_NOTIFY_TO = re.compile(r"notification \w+ to ([0-9A-Fa-f.:]+?):(\d+)$")
+# IKEv1 (libreswan 4.10 ikev1_main.c / ikev1_aggr.c / ikev1_quick.c): "sent Main Mode request",
+# "sent Main Mode R1" ... "I3", "sent Aggressive Mode response, expecting confirmation"
+_SENT_V1 = re.compile(r"sent (Main Mode|Aggressive Mode|Quick Mode) (request|response|reply|"
+                      r"[IR]\d)")
 _KIND = {"NO_PROPOSAL_CHOSEN": "no_proposal", "INVALID_KE_PAYLOAD": "invalid_ke",
          "AUTHENTICATION_FAILED": "auth_failed", "TS_UNACCEPTABLE": "ts_unacceptable",
          "INVALID_SPI": "invalid_spi", "INVALID_IKE_SPI": "invalid_spi", "COOKIE": "cookie",
          "INTERNAL_ADDRESS_FAILURE": "child_failed", "FAILED_CP_REQUIRED": "child_failed",
-         "INVALID_ID_INFORMATION": "ts_unacceptable"}
+         "INVALID_ID_INFORMATION": "ts_unacceptable", "INVALID_HASH_INFORMATION": "auth_failed"}
 
 
 def match(msg: str, prog: str | None = None) -> bool:
@@ -101,6 +107,27 @@ def _classify(ev: LogEvent, t: str) -> None:
         ev.response = m.group(2) in ("response", "reply")
         if m.group(3):
             ev.peer, ev.peer_port = m.group(3), int(m.group(4))
+        return
+    m = _SENT_V1.match(t)
+    if m:
+        ev.kind = "ike_send"
+        ev.direction = "out"
+        ev.exchange = _EXCH[m.group(1)]
+        ev.response = m.group(2) in ("response", "reply") or m.group(2).startswith("R")
+        return
+    if t.startswith("received Hash Payload does not match computed value"):
+        # IKEv1 (Aggressive Mode initiator, Main Mode): the peer's HASH does not verify with our
+        # key -- the pre-shared keys differ (or the identities they are bound to)
+        ev.kind = "auth_failed"
+        ev.direction = "in"
+        ev.reason = t
+        return
+    if t.startswith("Informational Exchange message must be encrypted"):
+        # IKEv1: a cleartext Informational after phase 1 started (the peer's error notification)
+        # is dropped unread
+        ev.direction = "in"
+        ev.exchange = "INFORMATIONAL"
+        ev.reason = t
         return
     m = _DROPPING.match(t)
     if m:  # an answer received and ignored (unauthenticated): pluto keeps retransmitting
@@ -253,6 +280,9 @@ def _classify(ev: LogEvent, t: str) -> None:
             ev.child = "Child SA" in t or "CREATE_CHILD_SA" in t or "Quick Mode" in t or (
                 name == "NO_PROPOSAL_CHOSEN" and "encrypted notification" in t
                 and "unencrypted" not in t)
+            to = _NOTIFY_TO.search(t)
+            if to and ev.peer is None:  # "sending ... notification X to 192.0.2.2:500"
+                ev.direction, ev.peer, ev.peer_port = "out", to.group(1), int(to.group(2))
         return
     if "no acceptable response to our first Quick Mode message" in t or \
             "perhaps peer likes no proposal" in t:

@@ -22,7 +22,8 @@ from dissect.vpn import dns as _dns
 from dissect.vpn import esp as _esp
 from dissect.vpn import ip as _ip
 from dissect.vpn.errors import DissectError
-from pcapvpn import decrypt as _dec
+from pcapvpn.decrypt.esp import EspDecryptor
+from pcapvpn.decrypt.primitives import ICV_FAILED, MALFORMED, OK, TRUNCATED, UNVERIFIED
 from pcapvpn.track.inner.consts import (
     _DNS_HEADER, _DNS_PORT, _ECHO4, _ECHO6, _ESP, _ESP_HEADER, _ICMP, _ICMP_HEADER, _ICMPV6,
     _IPIP, _IPV6, _L2TP_PORT, _PORTS_LEN, _TCP, _UDP, _UDP_HEADER, MAX_NESTED, _decode_ipv4, _txt,
@@ -196,12 +197,12 @@ class InnerTracker:
 
     @staticmethod
     def _failed(st, ts, ref, status):
-        if status == _dec.TRUNCATED:
+        if status == TRUNCATED:
             st.truncated += 1
             return
-        if status == _dec.ICV_FAILED:
+        if status == ICV_FAILED:
             st.icv_failed += 1
-        elif status == _dec.MALFORMED:
+        elif status == MALFORMED:
             st.malformed += 1
         else:
             st.unsupported += 1
@@ -223,7 +224,7 @@ class InnerTracker:
         keys = self.keys.esp_for(sa.spi, _txt(sa.src), _txt(sa.dst))
         if not keys:
             return EspCrypto(None, "no key for this SPI")
-        dec = _dec.EspDecryptor(keys)
+        dec = EspDecryptor(keys)
         if not dec.supported:
             k = keys[0]
             return EspCrypto(dec, f"algorithm not supported ({k.encr_name} / {k.auth_name})")
@@ -238,11 +239,11 @@ class InnerTracker:
         dec = self._inner_sas.get((dst, spi))
         if dec is None:
             keys = self.keys.esp_for(spi, _txt(src), _txt(dst))
-            dec = self._inner_sas[(dst, spi)] = _dec.EspDecryptor(keys) if keys else None
+            dec = self._inner_sas[(dst, spi)] = EspDecryptor(keys) if keys else None
         if dec is None or not dec.supported:
             return
         status, nh, inner = dec.open(pt, off, end)
-        if status == _dec.OK or status == _dec.UNVERIFIED:
+        if status == OK or status == UNVERIFIED:
             self._inner(sa, st, ts, ref, src, dst, nh, inner, depth + 1)
 
     def _inner(self, sa, st, ts, ref, osrc, odst, nh, pt, depth=0):

@@ -1,0 +1,62 @@
+"""What the NAT rules share: the NAT verdicts of a tunnel's IKE SAs (annotated once per
+evaluation), the sides behind a NAT, and small text and filter helpers."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pcapvpn.track.nat import annotate, ensure_verdict
+
+#: at most this many SAs / changes are spelled out in a detail (all are counted)
+MAX_LISTED = 5
+
+
+def _side_ep(sa, side):
+    return sa.initiator if side == "initiator" else sa.responder
+
+
+def _other(side):
+    return "responder" if side == "initiator" else "initiator"
+
+
+def _packed(text):
+    return ipaddress.ip_address(text).packed
+
+
+def _esp_moves(e):
+    """(ts, ref, src, sport) source changes of an ESP SA (``moves`` in track/esp.py)."""
+    moves = getattr(e, "src_changes", None)
+    if moves is None:
+        moves = getattr(e, "moves", None)
+    return list(moves or ())
+
+
+def _tunnel_verdicts(t):
+    return [(sa, ensure_verdict(sa)) for sa in t.ike_sas if sa.initiator is not None]
+
+
+def _annotate(ctx) -> None:
+    """NAT verdicts for every IKE SA, once per context (the tracker may have done it)."""
+    ctx.memo("nat", lambda: annotate(ctx.state.ike_sas) or True)
+
+
+def _nat_sides(verdicts) -> dict:
+    """side -> set of packed addresses of that side, for sides behind a real NAT."""
+    out: dict = {}
+    for sa, v in verdicts:
+        for side in v.nat_sides:
+            out.setdefault(side, set()).add(_side_ep(sa, side)[1])
+            for c in v.endpoint_changes:
+                if c["side"] == side:
+                    out[side].add(_packed(c["new_addr"]))
+    return out
+
+
+
+def _or(parts, limit=8) -> str:
+    parts = [p for p in parts if p][:limit]
+    if not parts:
+        return ""
+    if len(parts) == 1:
+        return parts[0]
+    return " || ".join(f"({p})" for p in parts)
