@@ -567,7 +567,7 @@ def test_vpn_udp_flows_bounded():
     oldest beyond, counts them for CAPTURE_LIMITS, and still gives every packet to its tunnel."""
     import ipaddress
 
-    from pcapvpn.decode import Limits
+    from pcapvpn.limits import Limits
     from pcapvpn.track import Tracker
     from pcapvpn.track.vpn import FLOWS_PER_TUNNEL
 
