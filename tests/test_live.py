@@ -542,6 +542,55 @@ def test_forked_evaluation_matches_in_process():
     assert s.evaluations > 10
 
 
+def test_final_report_json_is_the_document():
+    """The stop's JSON (issue 20: the json module's C encoder, one line per top-level field and
+    per element of a top-level list, instead of the pure-Python ``indent=2``) holds exactly the
+    report's document."""
+    from pcapvpn.report.json import render_json
+
+    _events, result, _t0, _s = simulate(_lab("ikev2_peer_restart"))
+    doc = result.report.to_dict()
+    text = render_json(result.report)
+    assert json.loads(text) == json.loads(json.dumps(doc, indent=2))
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[-1] == "}"
+    lists = [v for v in doc.values() if isinstance(v, list) and v]
+    assert doc["findings"] and doc["tunnels"]
+    assert len(lines) == 2 + len(doc) + sum(len(v) + 1 for v in lists)
+    for f in doc["findings"]:
+        assert "    " + json.dumps(f) in lines or "    " + json.dumps(f) + "," in lines
+
+
+def test_vpn_udp_flows_bounded():
+    """A flood of client ports to one OpenVPN server (issue 20: live memory flat under a flood):
+    the tracker keeps at most ``FLOWS_PER_TUNNEL`` UDP flows per tunnel it may keep, forgets the
+    oldest beyond, counts them for CAPTURE_LIMITS, and still gives every packet to its tunnel."""
+    import ipaddress
+
+    from pcapvpn.limits import Limits
+    from pcapvpn.track import Tracker
+    from pcapvpn.track.vpn import FLOWS_PER_TUNNEL
+
+    from pcapvpn.thresholds import DEFAULT
+
+    tr = Tracker(DEFAULT, [], None, [], Limits().for_live(64))
+    vt = tr.vpn_tracker
+    client = ipaddress.ip_address("192.0.2.1").packed
+    server = ipaddress.ip_address("198.51.100.1").packed
+    data = bytes([0x48, 0, 0, 1]) + b"x" * 40  # P_DATA_V2, peer id 1
+    n = max(3 * FLOWS_PER_TUNNEL * vt.max_tunnels, 1100)
+    for i in range(n):
+        vt.udp((0, i + 1), 1000.0 + i, 4, client, server, 1024 + i, 1194, "openvpn", data, 0,
+               len(data))
+    (t,) = vt.tunnels.values()
+    assert t.frames == n
+    assert len(vt.udp_flows) == 2 * vt.max_udp_flows == 2 * FLOWS_PER_TUNNEL * vt.max_tunnels
+    assert vt.flows_evicted == n - vt.max_udp_flows
+    assert len(t.client_ports) == 1024
+    hit = [h for h in tr.limits_hit() if h["bound"] == "vpn_udp_flows"]
+    assert hit and hit[0]["dropped"] == vt.flows_evicted and hit[0]["limit"] == vt.max_udp_flows
+
+
 def test_max_sas_evicts_least_recent():
     from pcapvpn.track import Tracker
 

@@ -4,6 +4,7 @@ and the final report delivered as ``analyze`` delivers it."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -98,34 +99,37 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         stderr.write(L.fmt("pcapvpn: capturing on {interfaces} (Ctrl-C or SIGTERM stops and "
                            "prints the report)", interfaces=", ".join(opts.interfaces)) + "\n")
         stderr.flush()
+    gc_was = gc.isenabled()
     try:
-        session.run()
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        result = session.finish()
-        if exporter is not None:
-            exporter.close()
-        for s in sinks:
-            if hasattr(s, "close"):
-                s.close()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if ro.evidence:
-        # the written files, read again (rotation may have deleted the oldest)
-        result.sources = written_sources(session.sources)
-    color = stdout.isatty() and not os.environ.get("NO_COLOR")
-    from pcapvpn.analysis import no_gc
-
-    try:
-        # no collector passes over the held state while the report is rendered (they cost
-        # more than the rendering of a report of thousands of SAs)
-        with no_gc():
+        try:
+            session.run()
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            # from the stop to the report no collector pass runs: a pass over the state held
+            # costs more than the report's rendering (the process ends after it)
+            gc.disable()
+            result = session.finish()
+            if exporter is not None:
+                exporter.close()
+            for s in sinks:
+                if hasattr(s, "close"):
+                    s.close()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if ro.evidence:
+            # the written files, read again (rotation may have deleted the oldest)
+            result.sources = written_sources(session.sources)
+        color = stdout.isatty() and not os.environ.get("NO_COLOR")
+        try:
             return deliver(result, ro, stdout=stdout, stderr=stderr, color=color,
                            before_report="\n" if events != "none" else "", redactor=redactor)
-    except DeliveryError as e:
-        stderr.write(L.fmt("pcapvpn: error: {message}", message=Term(_clean(e))) + "\n")
-        return 2
+        except DeliveryError as e:
+            stderr.write(L.fmt("pcapvpn: error: {message}", message=Term(_clean(e))) + "\n")
+            return 2
+    finally:
+        if gc_was:
+            gc.enable()
 
 
 def session_class(opts):

@@ -217,6 +217,9 @@ class Tracker(NullSink):
                 (sa.first_ref, sa.first_ts))
         add("vpn_max_tunnels", lim.vpn_max_tunnels, self.vpn_tracker.dropped,
             "packets of further OpenVPN / WireGuard / L2TP / PPTP / SSL-VPN tunnels")
+        add("vpn_udp_flows", self.vpn_tracker.max_udp_flows, self.vpn_tracker.flows_evicted,
+            "UDP flows of OpenVPN / WireGuard / L2TP / SSL-VPN tunnels forgotten (the oldest; "
+            "followed again from their next packet)")
         sb = self.vpn_tracker.bounds
         for bound, limit, unit in (
                 ("tcp_max_ooo", sb.max_ooo, "OpenVPN control packets not held out of order"),

@@ -45,6 +45,8 @@ MAX_TUNNELS = 20000
 #: TLS tunnels not (yet) known to be SSL-VPNs kept at once: the least recently active are
 #: forgotten (web traffic on a mirror port; about 8 KB each)
 MAX_UNIDENTIFIED_TLS = 4096
+#: UDP flows kept per tunnel on average (``VpnTracker.udp_flows``: a few hundred bytes each)
+FLOWS_PER_TUNNEL = 4
 #: TCP connections kept per tunnel (later ones are counted only)
 MAX_CONNS = 256
 #: evidence refs kept per list
@@ -372,7 +374,13 @@ class VpnTracker:
         self.servers = [(a, p) for a, p in vpn_servers]
         self.tunnels: OrderedDict = OrderedDict()
         self._tls_lru: OrderedDict = OrderedDict()
+        #: UDP flows (client address and port, server address and port) bound to a tunnel, two
+        #: entries each (one per direction); at most ``FLOWS_PER_TUNNEL`` per tunnel kept on
+        #: average: beyond, the oldest flow is forgotten (``flows_evicted``) and bound again at
+        #: its next packet (a flood of client ports to one gateway pair must not grow it)
         self.udp_flows: dict = {}
+        self.max_udp_flows = FLOWS_PER_TUNNEL * max_tunnels
+        self.flows_evicted = 0
         self.ssl_pairs: dict = {}
         self.gre_pairs: dict = {}
         self.wg_pending: dict = {}
@@ -462,9 +470,16 @@ class VpnTracker:
                        dport if fc else sport, data, off, end)
 
     def _bind(self, t, client, cport, server, sport):
+        flows = self.udp_flows
+        if len(flows) >= 2 * self.max_udp_flows:
+            a, ap, b, bp = next(iter(flows))  # the oldest flow, both directions
+            flows.pop((a, ap, b, bp), None)
+            flows.pop((b, bp, a, ap), None)
+            self.flows_evicted += 1
         self.udp_flows[(client, cport, server, sport)] = (t, True)
         self.udp_flows[(server, sport, client, cport)] = (t, False)
-        t.client_ports.add(cport)
+        if len(t.client_ports) < 1024:  # as for TCP connections
+            t.client_ports.add(cport)
         return self.udp_flows[(client, cport, server, sport)]
 
     def _new_udp(self, ref, ts, ipver, src, dst, sport, dport, proto, data, off, end):

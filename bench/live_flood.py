@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""``pcapvpn live`` under a long flood of mutated frames, in process (issue 20): resident memory
+along the run with the size of every container that grows, and the stop path (``finish`` and the
+JSON report) timed, optionally profiled.  No network interface: a ``LiveSession`` is fed
+``bench/mutated.py``'s frames as ``bench/hostile_bench.py``'s live rows are (rules every 20,000
+frames with expiry and eviction); the AF_PACKET path end to end is ``bench/live_sigterm.py``.
+
+    python bench/live_flood.py --frames 1000000 --max-sas 2000 20000
+    python bench/live_flood.py --frames 5000000 --max-sas 2000 --samples 25   # the RSS plateau
+    python bench/live_flood.py --frames 300000 --max-sas 20000 --profile out.prof
+
+Each ``--max-sas`` runs in a fresh process.  Printed, not written to RESULTS.md (copy the lines
+there with the load averages they print).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from hostile_bench import _rss_mb  # noqa: E402 - this process's VmRSS in MB
+
+
+def containers(s) -> dict:
+    """The sizes of what the session holds that a flood can grow (entries)."""
+    t = s.tracker
+    out = {}
+
+    def put(name, obj):
+        try:
+            out[name] = len(obj)
+        except TypeError:
+            pass
+
+    it = t.ike_tracker
+    put("ike_sas", it.sas)
+    out["ike_msgs"] = it.kept
+    put("esp_sas", t.esp_tracker._sas)
+    put("vpn_tunnels", t.vpn_tracker.tunnels)
+    for obj, prefix in ((t, "tracker"), (it, "ike"), (t.esp_tracker, "esp"),
+                        (t.vpn_tracker, "vpn"), (s.decoder, "decoder")):
+        for k, v in vars(obj).items():
+            if isinstance(v, (dict, list, set)) and len(v) > 50:
+                out[f"{prefix}.{k}"] = len(v)
+    for k in ("nat_tracker", "keepalive_tracker", "plain_tracker", "icmp_tracker", "tcp_tracker"):
+        sub = getattr(t, k, None)
+        if sub is None:
+            continue
+        for kk, v in vars(sub).items():
+            if isinstance(v, (dict, list, set)) and len(v) > 50:
+                out[f"{k}.{kk}"] = len(v)
+    out["active"] = len(s.active)
+    out["archived"] = len(s.archived)
+    out["pending"] = len(s._pending)
+    return out
+
+
+def _phases() -> dict:
+    """CPU seconds of the stop path's steps: the functions ``finish`` and ``diagnose`` call,
+    wrapped where they are looked up (nothing in pcapvpn changes)."""
+    import pcapvpn.analysis as analysis
+    import pcapvpn.rules as rules
+    import pcapvpn.rules.verdict as verdict
+    import pcapvpn.track.inner as inner
+    from pcapvpn.live.session import LiveSession
+    from pcapvpn.track import Tracker
+
+    spent: dict = {}
+
+    def wrap(owner, name, label):
+        fn = getattr(owner, name)
+
+        def timed(*a, **kw):
+            c0 = time.process_time()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - c0
+        setattr(owner, name, timed)
+
+    wrap(analysis, "build_report", "capture summary")
+    wrap(inner, "pair", "plaintext ties")
+    wrap(Tracker, "state", "tracker state")
+    wrap(rules, "run_rules", "rules")
+    wrap(verdict, "tunnel_verdicts", "verdicts")
+    wrap(analysis, "_build_lists", "report lists")
+    wrap(LiveSession, "_apply", "events")
+    return spent
+
+
+def _stop_in_fork(s, before: bool) -> dict:
+    """The stop path in a forked child (the same held state for each run): ``before`` as
+    at 443614c (the collector back on after ``finish``'s rules, ``json.dumps(indent=2)``),
+    else as now.  Returns CPU and wall seconds of finish and JSON, and the document's hash."""
+    import pickle
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        import gc
+
+        from pcapvpn.analysis import no_gc
+        from pcapvpn.report import render
+
+        os.close(r)
+        gc.enable()
+        w0, c0 = time.perf_counter(), time.process_time()
+        if before:
+            res = s.finish()
+            c1 = time.process_time()
+            with no_gc():
+                text = json.dumps(res.report.to_dict(), indent=2) + "\n"
+        else:
+            with no_gc():
+                res = s.finish()
+                c1 = time.process_time()
+                text = render(res.report, "json")
+        w2, c2 = time.perf_counter(), time.process_time()
+        out = {"finish_cpu": c1 - c0, "json_cpu": c2 - c1, "cpu": c2 - c0, "wall": w2 - w0,
+               "doc": _sha(json.dumps(json.loads(text), sort_keys=True))}
+        with os.fdopen(w, "wb") as f:
+            f.write(pickle.dumps(out))
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(data)
+
+
+def _side_by_side(s, repeat: int) -> dict:
+    """Before and after on the same state, alternated ``repeat`` times; the best CPU of each."""
+    runs: dict = {"before": [], "after": []}
+    for _ in range(repeat):
+        for kind in ("before", "after"):
+            runs[kind].append(_stop_in_fork(s, kind == "before"))
+    out = {}
+    for kind, rs in runs.items():
+        best = min(rs, key=lambda x: x["cpu"])
+        out[kind] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in best.items()}
+        out[kind]["cpu_all"] = [round(x["cpu"], 2) for x in rs]
+    return out
+
+
+def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
+          seed: int = 20, phases: bool = False, ab: int = 0) -> dict:
+    from mutated import MutatedCapture, lab_frames
+    from pcapvpn.analysis import no_gc
+    from pcapvpn.live import LiveOptions, LiveSession
+    from pcapvpn.report import render
+
+    cap = MutatedCapture(lab_frames(), seed=seed, per_read=2000, step=0.0005)
+    clock = [cap.t]
+    s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas), [],
+                    clock=lambda: clock[0], captures=[cap])
+    load0 = os.getloadavg()[0]
+    samples = [{"frames": 0, "rss": round(_rss_mb(), 1)}]
+    done = 0
+    t0 = time.perf_counter()
+    step = max(frames_total // samples_n, 2000)
+    nxt = step
+    evals = []
+    while done < frames_total:
+        done += s._feed(0, cap, [])
+        clock[0] = cap.t
+        if done % 20_000 < 2000:
+            c0 = time.process_time()
+            s._evaluate(clock[0])
+            evals.append(time.process_time() - c0)
+        if done >= nxt:
+            nxt += step
+            samples.append({"frames": done, "rss": round(_rss_mb(), 1), **containers(s)})
+    feed = time.perf_counter() - t0
+    cap.dry = True  # the stop: nothing more arrives
+    load1 = os.getloadavg()[0]
+    ab = _side_by_side(s, repeat=ab) if ab else None
+    spent = _phases() if phases else None
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    with no_gc():  # as live's run_command: no collector pass from the stop to the report
+        w0, c0 = time.perf_counter(), time.process_time()
+        res = s.finish()
+        w1, c1 = time.perf_counter(), time.process_time()
+        text = render(res.report, "json")
+        w2, c2 = time.perf_counter(), time.process_time()
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(profile)
+    return {"frames": done, "max_sas": max_sas, "samples": samples, "feed_s": round(feed, 1),
+            "eval_cpu_last": round(evals[-1], 3) if evals else None,
+            "finish_wall": round(w1 - w0, 2), "finish_cpu": round(c1 - c0, 2),
+            "render_wall": round(w2 - w1, 2), "render_cpu": round(c2 - c1, 2),
+            "stop_wall": round(w2 - w0, 2), "stop_cpu": round(c2 - c0, 2),
+            "report_mb": round(len(text) / 1e6, 2), "report_sha": _sha(text),
+            "phases": {k: round(v, 3) for k, v in (spent or {}).items()}, "ab": ab,
+            "evicted": s.tracker.evicted_sas, "expired": s.tracker.expired_sas,
+            "load": (round(load0, 2), round(load1, 2))}
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=1_000_000)
+    ap.add_argument("--max-sas", type=int, nargs="+", default=[2_000, 20_000])
+    ap.add_argument("--samples", type=int, default=10, help="RSS samples along the run")
+    ap.add_argument("--profile", help="cProfile the stop path into this file (one --max-sas)")
+    ap.add_argument("--phases", action="store_true",
+                    help="the stop path's CPU time per step (finish, diagnose)")
+    ap.add_argument("--ab", type=int, default=0, metavar="N",
+                    help="also run the stop path as before (443614c) and as now, alternated N "
+                         "times, each in a fork of the same held state")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--json", action="store_true", help="print the raw result lines")
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.frames, args.max_sas[0], args.samples, args.profile,
+                               phases=args.phases, ab=args.ab)))
+        return 0
+    for n in args.max_sas:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--frames",
+               str(args.frames), "--max-sas", str(n), "--samples", str(args.samples)]
+        if args.profile:
+            cmd += ["--profile", args.profile]
+        if args.phases:
+            cmd.append("--phases")
+        if args.ab:
+            cmd += ["--ab", str(args.ab)]
+        cp = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
+        if cp.returncode:
+            print(f"--max-sas {n}: failed\n{cp.stderr[-2000:]}")
+            continue
+        r = json.loads(cp.stdout.strip().splitlines()[-1])
+        if args.json:
+            print(json.dumps(r))
+            continue
+        curve = ", ".join(f"{x['frames'] // 1000:,}k: {x['rss']:.0f}" for x in r["samples"])
+        print(f"--max-sas {n:,}, {r['frames']:,} frames (fed in {r['feed_s']} s; last "
+              f"evaluation {r['eval_cpu_last']} s cpu); load {r['load'][0]} / {r['load'][1]}")
+        print(f"  RSS MB: {curve}")
+        last = r["samples"][-1]
+        print("  held at the end: " + ", ".join(f"{k} {v:,}" for k, v in last.items()
+                                                 if k not in ("frames", "rss")))
+        print(f"  stop: finish {r['finish_wall']} s ({r['finish_cpu']} cpu) + JSON "
+              f"{r['render_wall']} s ({r['render_cpu']} cpu) = {r['stop_wall']} s "
+              f"({r['stop_cpu']} cpu); report {r['report_mb']} MB sha {r['report_sha']}; "
+              f"evicted {r['evicted']:,}, expired {r['expired']:,}")
+        for kind, x in (r["ab"] or {}).items():
+            print(f"  stop {kind}: finish {x['finish_cpu']} + JSON {x['json_cpu']} = {x['cpu']} s cpu "
+                  f"({x['wall']} s wall; cpu of each run {x['cpu_all']}); document {x['doc']}")
+        if r["phases"]:
+            print("  stop path cpu s: " + ", ".join(f"{k} {v}" for k, v in r["phases"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
