@@ -6,7 +6,7 @@ Every record's time ``t`` becomes ``t + shift + drift_ppm * 1e-6 * (t - t_first)
 ``t_first`` is the first record's time: the clock of a second capture point that runs
 ``drift_ppm`` parts per million fast (negative: slow) and was ``shift`` seconds ahead at the
 first packet.  ``editcap -t`` shifts but has no drift; the vantage-point tests
-(``tests/test_vantage.py``) and the lab use this for the drifted copies.  The output keeps the
+(``tests/track/test_vantage.py``) and the lab use this for the drifted copies.  The output keeps the
 input's byte order, link type and snap length and is written with nanosecond resolution, so
 the rewritten times lose nothing; records are copied byte for byte otherwise (frame numbers
 unchanged).  Classic pcap only (the lab writes pcap).

@@ -1,7 +1,7 @@
 """Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
 JSON messages ending in a NUL byte on file descriptors 3 and 4; no websocket, no extra
 dependency): open a page at a given window width, evaluate JavaScript in it, take a screenshot.
-Used by ``tests/test_html_browser.py`` (the HTML report at phone width) and
+Used by ``tests/report/test_html_browser.py`` (the HTML report at phone width) and
 ``docs/make_screenshot.py``.  Needs Debian's ``chromium``; as root it runs with
 ``--no-sandbox``.
 """

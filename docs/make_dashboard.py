@@ -3,7 +3,7 @@
 
     python docs/make_dashboard.py      # rewrites docs/grafana-dashboard.json
 
-Edit the panels here, not in the JSON: tests/test_metrics_prometheus.py checks that the JSON is
+Edit the panels here, not in the JSON: tests/live/test_metrics_prometheus.py checks that the JSON is
 this script's output, that every metric it names is exported, and (as root, CI) runs every
 expression against a real Prometheus scraping a live capture.
 """

@@ -5,7 +5,7 @@
 ``report-screenshot.png`` is the page at 900 px, ``report-phone.png`` at a phone's 400 px (the
 verdict table as cards, the ladder laid out vertically).  Needs Debian's ``chromium`` (apt-get
 install chromium fonts-noto-cjk); driven through docs/chromium.py.  Re-run it when the HTML
-report changes, and commit the PNGs (tests/test_html_browser.py checks the phone one).
+report changes, and commit the PNGs (tests/report/test_html_browser.py checks the phone one).
 """
 
 from __future__ import annotations

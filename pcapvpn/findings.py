@@ -171,7 +171,7 @@ class Term(str):
 def msg(template: str, /, **facts) -> Msg:
     """A message: ``msg("TS_UNACCEPTABLE from {peer}", peer=ip_text(m.src))``.  The English
     text is ``template.format(**facts)``; the catalogs translate ``template``
-    (:mod:`pcapvpn.i18n`), and ``tests/test_i18n.py`` finds every template by walking the
+    (:mod:`pcapvpn.i18n`), and ``tests/report/test_i18n.py`` finds every template by walking the
     rules."""
     return Msg(template, facts)
 

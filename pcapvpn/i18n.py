@@ -16,7 +16,7 @@ What is translated, and how it is keyed:
 - a finding's title and detail are :class:`pcapvpn.findings.Msg`: a template and its facts.
   ``msgid`` = the English template (``{name}`` placeholders, with the same names and format
   specs in the ``msgstr``); the facts are filled in after translation (a nested message is
-  translated in turn, a value stays as it is). ``tests/test_i18n.py`` finds every template in
+  translated in turn, a value stays as it is). ``tests/report/test_i18n.py`` finds every template in
   the code and fails on one without a translation or with other placeholders;
 - text built with values elsewhere (advice naming a peer, ...): a ``msgid`` with ``{name}``
   placeholders is a template: the English text is matched against it and the values are carried
@@ -145,7 +145,7 @@ def translations(lang: str) -> gettext.NullTranslations:
 
 #: tests only: every value a translated message carries (a fact: an address, a name, a capture
 #: string) is written between these two characters, so that a test can tell the values from the
-#: words of the template (``tests/test_i18n_complete.py``)
+#: words of the template (``tests/report/test_i18n_complete.py``)
 MARK = ("\ue000", "\ue001")
 mark_values = False
 _AFTER_STOP = re.compile(r"([。、]) +")

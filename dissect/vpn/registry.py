@@ -30,7 +30,7 @@ The numbers the analyzer branches on are ``IntEnum`` classes (``ExchangeType``, 
 ``IkeAttrV1``, ``IpsecAttrV1``, ``IdTypeV2``, ``GwIdentType``, ``TsType``, ``CfgType``, ``CfgAttributeV1``,
 ``CfgAttributeV2``); the tables are keyed by their members, so each number is written
 once, here.  Nothing else in ``dissect`` or ``pcapvpn`` declares a registry number
-(``tests/test_house.py`` checks it).
+(``tests/project/test_house.py`` checks it).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ block is handled as the offline batched walk handles a chunk of a pcap file
   order, to the decoder's general path, so each SA sees its packets in capture order.
 
 The events are the ones :meth:`pcapvpn.decode.Decoder.run` makes from the same frames
-(``tests/test_live_fanout.py`` compares both on the same ring contents).  A packet whose 802.1Q
+(``tests/live/test_live_fanout.py`` compares both on the same ring contents).  A packet whose 802.1Q
 tag the NIC took out (``TP_STATUS_VLAN_VALID``) is classified without it (the ESP event is the
 same: the decoder peels tags) and gets it back where its bytes are handed on (general path,
 ``--write``), as :meth:`AfPacketRing.read` does.

@@ -10,7 +10,7 @@ of ESP as its ports — the SPI (``proto_ports_offset()`` counts ESP among the p
 at offset 0) — so every packet of one ESP SA (same addresses, same SPI) goes to one worker, while
 the other SA of the same child SA, and IKE on UDP 500 between the same gateways, may go to
 another.  ESP in UDP 4500 hashes by the UDP ports: all of a NAT-T peer pair's traffic, IKE on 4500
-included, goes to one worker.  ``tests/test_live_fanout.py`` checks on this kernel that each SA
+included, goes to one worker.  ``tests/live/test_live_fanout.py`` checks on this kernel that each SA
 stays whole in one worker and that both workers get SAs.
 
 **What runs where.**  A worker reads its ring a block at a time into the batched classification

@@ -301,7 +301,7 @@ def readme(sc: Scenario, exp: dict, summaries: dict, outdir: Path) -> str:
     if sc.pcapvpn_today:
         lines += ["", "## pcapvpn today", "", sc.pcapvpn_today]
     lines += ["", "Machine-readable: `expected.json` (findings + tshark-verifiable facts, "
-              "checked by `tests/test_lab.py`).", ""]
+              "checked by `tests/project/test_lab.py`).", ""]
     if sc.notes:
         lines += ["## Notes", "", sc.notes, ""]
     status = sorted(outdir.glob("*-status.txt"))

@@ -260,7 +260,7 @@ def ikev2_healthy_gcm(ctx: Ctx) -> None:
           "are log-derived (charon `ike = 4`, `chd = 4`): `CHACHA20-POLY1305 [RFC7634]` with "
           "32-byte key + 4-byte salt, for IKE and ESP. Wireshark 4.0 has no ChaCha20-Poly1305, "
           "so there are no tshark facts on the decrypted capture; pcapvpn decrypts it "
-          "(tests/test_decrypt_lab.py).",
+          "(tests/decrypt/test_decrypt_lab.py).",
 )
 def ikev2_healthy_chacha20(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, proposals="chacha20poly1305-prfsha256-x25519", esp="chacha20poly1305")
@@ -288,7 +288,7 @@ def ikev2_healthy_chacha20(ctx: Ctx) -> None:
           "log-derived (charon `ike = 4`, `chd = 4`): IKE `AES-CCM-128 with 16 octet ICV "
           "[RFC5282]` and ESP `AES-CCM with 16 octet ICV [RFC4309]`, 16-byte key + 3-byte salt. "
           "Wireshark 4.0 has no ESP AES-CCM, so there are no tshark facts on decrypted ESP; "
-          "pcapvpn decrypts it (tests/test_decrypt_lab.py).",
+          "pcapvpn decrypts it (tests/decrypt/test_decrypt_lab.py).",
 )
 def ikev2_healthy_ccm(ctx: Ctx) -> None:
     lc, rc = pairc(ctx, proposals="aes128ccm16-prfsha256-ecp256", esp="aes128ccm16")

@@ -13,7 +13,7 @@ views of the same traffic besides the router's outer capture (the main one, with
   replies);
 - ``<name>-gw-lan.pcap`` (not a capture entry of expected.json: it holds no tunnel on its own):
   tcpdump on ``r-lan`` alone, the LAN-side capture an engineer takes on a switch port, tied to
-  the tunnel by timing when analysed together with the outer capture (tests/test_inner.py).
+  the tunnel by timing when analysed together with the outer capture (tests/track/test_inner.py).
 
 Registered into :data:`vpnlab.scenarios.SCENARIOS` on import.
 """

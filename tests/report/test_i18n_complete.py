@@ -17,7 +17,7 @@ or capitalised — ``the``, ``Capture``; not ``IKE``, ``NAT-T``, ``strongSwan``,
 a message carries (addresses, names, capture strings, gateway log lines — the renderers mark them
 in this test, :data:`pcapvpn.i18n.MARK`; the parser's reasons for undecodable frames and damaged
 ranges, the labels of path messages and the names of log formats are translated, not marked:
-``tests/test_i18n_reasons.py``), code (HTML ``<code>``, Markdown code spans, backquoted
+``tests/report/test_i18n_reasons.py``), code (HTML ``<code>``, Markdown code spans, backquoted
 commands, the text report's filter lines; of a ladder drawing in a Markdown fence, its arrows and
 lifelines: the words around them are read), daemon log phrases and other verbatim text quoted in
 'single quotes' (what to grep for stays verbatim), finding codes and file names.

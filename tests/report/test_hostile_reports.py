@@ -1,7 +1,7 @@
 """Issue 20: capture text and file names never act on the reader's terminal, ticket or page, and
 no key material reaches any output.
 
-The capture of tests/hostile_text.py (built with scapy) carries hostile text in every string that
+The capture of tests/report/hostile_text.py (built with scapy) carries hostile text in every string that
 reaches a report: IKE identities and vendor IDs, TLS SNI and certificate subject/issuer, L2TP
 host names and a StopCCN message, PPTP host names and vendor strings.  Every format is rendered
 in both languages and checked: no raw control character (the text report's own colours apart),

@@ -17,7 +17,7 @@ from dissect.vpn.capture import PcapngWriter, PcapWriter
 from pcapvpn import sources
 from pcapvpn.sources import SourceError, merge_frames, open_source, open_sources
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 CORPUS = REPO / ".." / "shared" / "corpus"
 TSHARK = shutil.which("tshark")
 CAPINFOS = shutil.which("capinfos")

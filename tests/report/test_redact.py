@@ -182,7 +182,7 @@ def test_redaction_covers_decrypted_identities_and_certificates():
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     scen = repo / "captures" / "lab" / "ikev2_cert_untrusted"
     secrets = ["left.lab.example", "right.lab.example", "rogue lab CA", "198.51.100.2",
                "192.0.2.2"]

@@ -1,7 +1,7 @@
 """Hostile text for the report tests: captures whose every string field that reaches a report
 carries it (built with scapy), and the checks every rendered report must pass.
 
-Used by tests/test_hostile_reports.py (captures, key files) and tests/test_fuzz_reports.py
+Used by tests/report/test_hostile_reports.py (captures, key files) and tests/report/test_fuzz_reports.py
 (hypothesis over the report model)."""
 
 from __future__ import annotations

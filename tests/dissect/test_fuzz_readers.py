@@ -50,7 +50,7 @@ DERANDOMIZE = not os.environ.get("PCAPVPN_FUZZ_RANDOM")
 FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=DERANDOMIZE, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SCHEMA = json.loads((REPO / "docs" / "schema.json").read_text())
-CRASHES = Path(__file__).resolve().parent / "data" / "fuzz"
+CRASHES = Path(__file__).resolve().parents[1] / "data" / "fuzz"
 MAX_SIZE = 200_000  # seeds larger than this are left out (speed)
 
 

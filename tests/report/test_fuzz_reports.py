@@ -29,7 +29,7 @@ from pcapvpn.analysis import Options, run
 from pcapvpn.model import DecodeError
 from pcapvpn.report import render
 
-CORPUS = Path(__file__).resolve().parent / "corpus" / "report_strings.json"
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "report_strings.json"
 SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -96,7 +96,7 @@ def _strings(report) -> list[str]:
 @functools.lru_cache(maxsize=None)
 def _bases(tmp: str):
     """Report models to fuzz: a lab IKEv2 capture with ESP loss (ladders, ESP tables,
-    sequence gaps) and the scapy capture of tests/hostile_text.py with benign text (SSL-VPN, L2TP,
+    sequence gaps) and the scapy capture of tests/report/hostile_text.py with benign text (SSL-VPN, L2TP,
     PPTP, IKEv1), each with a warning, a decode error and a not-visible note added so that
     every list of text is populated."""
     import ipaddress

@@ -26,7 +26,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pcapvpn"]["house"]
 
 

@@ -213,7 +213,7 @@ def test_many_pending_initiations_pair_each_at_most_once(tmp_path, n):
 
 # -- the lab's real daemons -----------------------------------------------------------------------
 
-LAB = __import__("pathlib").Path(__file__).resolve().parents[1] / "captures" / "lab"
+LAB = __import__("pathlib").Path(__file__).resolve().parents[2] / "captures" / "lab"
 
 
 def _lab(name):

@@ -18,7 +18,7 @@ analyze`` on the files live wrote.  Plus: jsonl events arrive while the capture 
 real strongSwan scenario from the lab captured live, kernel drops reported, a clear error
 without CAP_NET_RAW.
 
-This file is also the replayer: ``python tests/test_live.py replay IFACE FILE [--rewrap]``.
+This file is also the replayer: ``python tests/live/test_live.py replay IFACE FILE [--rewrap]``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "captures" / "lab"
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -1220,7 +1220,7 @@ def test_live_strongswan_lab(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# the replayer (run inside the namespace: python tests/test_live.py replay IFACE FILE [--rewrap])
+# the replayer (run inside the namespace: python tests/live/test_live.py replay IFACE FILE [--rewrap])
 # ------------------------------------------------------------------------------------------------
 
 def _checksum(b: bytes) -> int:

@@ -27,7 +27,7 @@ from dissect.vpn.logs.registry import DIALECTS
 from pcapvpn.analysis import Options, run
 from pcapvpn.logsrc import LogFollower, LogSource, open_logs, parse_tz, read_lines
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "captures" / "lab"
 DATA = ROOT / "tests" / "data" / "logs"
 VENDOR = DATA / "vendor"

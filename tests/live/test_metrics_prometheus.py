@@ -27,7 +27,7 @@ import pytest
 
 from test_live import Live, Netns, _lab, need_root, replay
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 CI = os.environ.get("CI", "").lower() == "true"
 

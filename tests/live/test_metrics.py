@@ -7,7 +7,7 @@ ESP packets/bytes per direction, loss, IKE retransmissions, findings.  Counters 
 were when the SAs behind them expire.  The exporter itself is scraped over loopback.
 
 The real Prometheus server scraping a live capture in a network namespace is
-``tests/test_metrics_prometheus.py``.
+``tests/live/test_metrics_prometheus.py``.
 """
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ def test_events_doc_names_every_field():
 
     from pcapvpn.live import _event_json
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "events.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
     rows = "\n".join(line for line in doc.splitlines() if line.startswith("| `"))
     documented = set(re.findall(r"`([a-z_.]+)`", rows))
     events, _result, _t0, s = simulate(_lab("ikev2_esp_loss"))
