@@ -26,6 +26,16 @@ def v1_secrets(psk: str | None = None) -> str:
     return lsw_secrets(psk) if psk else lsw_secrets()
 
 
+def v1_attempt(ctx: Ctx, right: dict, left: dict, right_psk: str | None = None) -> None:
+    """Both plutos (IKEv1 allowed), the capture, and one initiation from the left until pluto
+    gives up (or 30 s)."""
+    ctx.pluto("right", {"lab": right}, v1_secrets(right_psk), setup=V1)
+    ctx.pluto("left", {"lab": left}, v1_secrets(), setup=V1)
+    ctx.start_capture()
+    ctx.plutos["left"].initiate("lab", until="giving up", timeout=30)
+    ctx.sleep(0.5)
+
+
 @scenario(
     name="libreswan_ikev1_wrong_psk", title="libreswan IKEv1 Main Mode with a wrong pre-shared "
     "key: nobody says so, both sides retransmit", protocol="ikev1", implementations=LSW,
@@ -50,11 +60,7 @@ def v1_secrets(psk: str | None = None) -> str:
         "up after its retransmissions", stage="authentication")]},
 )
 def libreswan_ikev1_wrong_psk(ctx: Ctx) -> None:
-    ctx.pluto("right", {"lab": v1_conn()}, v1_secrets(WRONG_PSK), setup=V1)
-    ctx.pluto("left", {"lab": v1_conn()}, v1_secrets(), setup=V1)
-    ctx.start_capture()
-    ctx.plutos["left"].initiate("lab", until="giving up", timeout=30)
-    ctx.sleep(0.5)
+    v1_attempt(ctx, v1_conn(), v1_conn(), right_psk=WRONG_PSK)
 
 
 @scenario(
@@ -77,12 +83,8 @@ def libreswan_ikev1_wrong_psk(ctx: Ctx) -> None:
         stage="negotiation")]},
 )
 def libreswan_ikev1_no_proposal(ctx: Ctx) -> None:
-    ctx.pluto("right", {"lab": v1_conn(ike_alg="aes256-sha2_512;modp4096")}, v1_secrets(),
-              setup=V1)
-    ctx.pluto("left", {"lab": v1_conn(ike_alg="aes128-sha1;modp2048")}, v1_secrets(), setup=V1)
-    ctx.start_capture()
-    ctx.plutos["left"].initiate("lab", until="giving up", timeout=30)
-    ctx.sleep(0.5)
+    v1_attempt(ctx, v1_conn(ike_alg="aes256-sha2_512;modp4096"),
+               v1_conn(ike_alg="aes128-sha1;modp2048"))
 
 
 @scenario(
@@ -103,11 +105,7 @@ def libreswan_ikev1_no_proposal(ctx: Ctx) -> None:
         "and refuses Quick Mode; no child SA", stage="child_sa")]},
 )
 def libreswan_ikev1_qm_no_proposal(ctx: Ctx) -> None:
-    ctx.pluto("right", {"lab": v1_conn(esp="aes256-sha2_512")}, v1_secrets(), setup=V1)
-    ctx.pluto("left", {"lab": v1_conn(esp="aes128-sha1")}, v1_secrets(), setup=V1)
-    ctx.start_capture()
-    ctx.plutos["left"].initiate("lab", until="giving up", timeout=30)
-    ctx.sleep(0.5)
+    v1_attempt(ctx, v1_conn(esp="aes256-sha2_512"), v1_conn(esp="aes128-sha1"))
 
 
 @scenario(
@@ -118,7 +116,9 @@ def libreswan_ikev1_qm_no_proposal(ctx: Ctx) -> None:
                "PSK differs.",
     fault="PSK mismatch (configuration on the responder)",
     shows="Aggressive Mode 1 and 2; the initiator cannot verify the responder's HASH_R and "
-          "sends no Aggressive Mode 3; the responder retransmits Aggressive Mode 2.",
+          "answers with INVALID_HASH_INFORMATION in the clear, which the responder drops unread "
+          "('Informational Exchange message must be encrypted'); no Aggressive Mode 3; the "
+          "responder forgets the incomplete state after 10 s.",
     timeout=60,
     keyless=[F("IKE_AUTH_FAILED", "inferred")],
     forbidden=["IKE_NO_PROPOSAL_CHOSEN", "DECODE_ERRORS", "IKE_SA_FLAPPING"],
@@ -131,11 +131,7 @@ def libreswan_ikev1_qm_no_proposal(ctx: Ctx) -> None:
         stage="authentication")]},
 )
 def libreswan_ikev1_aggressive_wrong_psk(ctx: Ctx) -> None:
-    ctx.pluto("right", {"lab": v1_conn(aggressive="yes")}, v1_secrets(WRONG_PSK), setup=V1)
-    ctx.pluto("left", {"lab": v1_conn(aggressive="yes")}, v1_secrets(), setup=V1)
-    ctx.start_capture()
-    ctx.plutos["left"].initiate("lab", until="giving up", timeout=30)
-    ctx.sleep(0.5)
+    v1_attempt(ctx, v1_conn(aggressive="yes"), v1_conn(aggressive="yes"), right_psk=WRONG_PSK)
 
 
 # =========================================================================== IKEv2, libreswan
@@ -256,12 +252,8 @@ def interop_strongswan_libreswan_ts_unacceptable(ctx: Ctx) -> None:
         stage="nat_traversal")]},
 )
 def libreswan_ikev1_nat_4500_blocked(ctx: Ctx) -> None:
-    ctx.pluto("right", {"lab": v1_conn(left="%any")}, v1_secrets(), setup=V1)
-    ctx.pluto("left", {"lab": v1_conn(left="10.99.0.2")}, v1_secrets(), setup=V1)
     ctx.topo.rule("udp dport 4500 drop")
-    ctx.start_capture()
-    ctx.plutos["left"].initiate("lab", until="giving up", timeout=30)
-    ctx.sleep(0.5)
+    v1_attempt(ctx, v1_conn(left="%any"), v1_conn(left="10.99.0.2"))
 
 
 @scenario(
