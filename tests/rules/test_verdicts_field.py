@@ -229,3 +229,27 @@ def test_esp_negotiated_in_the_capture_starting_at_seq_2_was_not_already_running
     res = c.analyse(tmp_path)
     notes = " ".join(str(n) for n in the(res).not_seen)
     assert "already running" not in notes and "above 1" in notes
+
+
+def test_public_palo_alto_fortigate_captures():
+    """captures/public/arkime (Palo Alto <-> FortiGate, IPv6): one side's ignored initiation
+    while the peer's own succeeded is degraded; the FortiGate's SAs negotiated in the capture
+    start at sequence 2 (not "already running"); the IKEv2 IKE SA that deleted a child SA and
+    lived on is the survivor of the simultaneous initiation; both vendors are named."""
+    from conftest import REPO
+    from pcapvpn.analysis import run
+
+    base = REPO / "captures" / "public" / "arkime"
+    res = run([str(base / "IKEv1.pcap")])
+    v = the(res)
+    assert (v.verdict, v.primary_code) == ("degraded", "IKE_NO_RESPONSE")
+    notes = " ".join(str(n) for n in v.not_seen)
+    assert "already running" not in notes and "above 1" in notes
+    vendors = {str(x) for sa in res.report.to_dict()["ike_sas"] for m in sa["messages"]
+               for x in m.get("vendor_ids") or ()}
+    assert any("FortiGate" in x for x in vendors) and any("Palo Alto" in x for x in vendors)
+    res = run([str(base / "IKEv2.pcap")])
+    v = the(res)
+    assert (v.verdict, v.primary_code) == ("degraded", "IKE_SIMULTANEOUS_INIT")
+    f = by_code(res, "IKE_SIMULTANEOUS_INIT")
+    assert "e5bc67550fd4d3ea:b51cdb5af0efa3ac (initiated by 2003:51:6012::2) survived" in f.detail
