@@ -17,7 +17,7 @@ from dissect.vpn.registry import ExchangeType, NotifyV1, PayloadV2
 from pcapvpn.findings import declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    endpoint_text, ike_facts, ike_filter, ike_tunnel_of, implementations, ip_text, side_of,
+    endpoint_text, ike_facts, mm5_answers, ike_filter, ike_tunnel_of, implementations, ip_text, side_of,
 )
 
 #: an initiator refuses the responder's AUTH with an INFORMATIONAL Notify sent within this many
@@ -245,8 +245,7 @@ def _v1_inferred(ctx, sa, tid, spis):
             # the re-sent MM4 says MM5 did not arrive (rules/reachability: NAT_T_BLOCKED)
             mm4_again = []
         # or answered MM5 with an (encrypted or cleartext) Informational
-        info = [m for m in sa.messages if m.exch == ExchangeType.INFORMATIONAL_V1 and m.ts > t5
-                and m.src != mm5[0].src and not m.copy]
+        info = mm5_answers(sa, mm5[0])
         if not mm4_again and not info:
             continue
         why = []

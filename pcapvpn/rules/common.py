@@ -122,6 +122,11 @@ class Context:
         return {id(s): t for t in self.state.tunnels for s in t.ike_sas}
 
     @cached_property
+    def ike_sa_by_id(self) -> dict:
+        """An IKE SA's ``id`` (``ikev2:<ispi>:<rspi>``) -> the SA (log lines name SAs by id)."""
+        return {sa.id: sa for sa in self.state.ike_sas}
+
+    @cached_property
     def ike_by_peers(self) -> dict:
         """``(version, initiator address, responder address)`` -> IKE SAs in capture order."""
         m = {}
@@ -228,6 +233,21 @@ def _has_delete(sa, x):
         if m.deletes:
             return m.ts
     return None
+
+
+def answers_mm5(m, mm5) -> bool:
+    """``m`` is the peer's Informational after ``mm5``, the fifth message of an IKEv1 Main Mode:
+    how a responder that cannot read MM5 answers it (an error notification, in the clear or
+    encrypted).  IKE_AUTH_FAILED (inferred, rules/authentication.py) reports it; so
+    rules/reachability.py raises no IKE_NO_RESPONSE for that MM5 and rules/negotiation.py no
+    IKE_ERROR_NOTIFY for the notification."""
+    return (m.exch == ExchangeType.INFORMATIONAL_V1 and m.ts > mm5.ts and m.src != mm5.src
+            and not m.copy)
+
+
+def mm5_answers(sa, mm5) -> list:
+    """The messages of ``sa`` that answer ``mm5`` (:func:`answers_mm5`)."""
+    return [m for m in sa.messages if answers_mm5(m, mm5)]
 
 
 def exchange_status(ctx, x):

@@ -10,7 +10,7 @@ from dissect.vpn.registry import ExchangeType, IkeAttrV1, NotifyV1, NotifyV2, Pa
 from pcapvpn.findings import Term, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    UNANSWERED, MaxTree, backoff, deleted_ts, endpoint_text, exchange_status,
+    UNANSWERED, MaxTree, answers_mm5, backoff, deleted_ts, endpoint_text, exchange_status,
     ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, proposal_texts, set_filter, weak_transforms,
 )
@@ -135,7 +135,7 @@ def _answers_mm5(sa, m) -> bool:
         if x.exch != ExchangeType.MAIN_MODE or x.last_step >= 6:
             continue
         mm5 = next((k for k in x.msgs if k.step == 5), None)
-        if mm5 is not None and mm5.ts < m.ts and mm5.src != m.src:
+        if mm5 is not None and answers_mm5(m, mm5):
             return True
     return False
 

@@ -19,7 +19,7 @@ from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
-    tcp_connection_findings, unreachable_errors,
+    mm5_answers, tcp_connection_findings, unreachable_errors,
 )
 
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
@@ -169,8 +169,7 @@ def _v1_peer_still_talking(sa, x, first, reqs) -> bool:
     to other ports (NAT-T's move to 4500) or as IP fragments keeps its reachability finding."""
     if x.version != 1 or x.exch != ExchangeType.MAIN_MODE or first.step != 5:
         return False
-    if any(m.exch == ExchangeType.INFORMATIONAL_V1 and m.src != first.src and m.ts > first.ts
-           and not m.copy for m in sa.messages):
+    if mm5_answers(sa, first):
         return True
     if _fragmented(reqs):
         return False
@@ -182,16 +181,30 @@ def _v1_peer_still_talking(sa, x, first, reqs) -> bool:
     return answered_here and resent
 
 
-def _peer_esp_on(t, first) -> list:
+def _peer_esp_on(ctx, t, first) -> list:
     """The peer's ESP-in-UDP SAs on the request's ports (peer -> sender) that started before
     the request, when ESP also flowed the other way (the SA worked); else []."""
     if t is None or first.transport != "udp" or Port.NAT_T not in (first.sport, first.dport):
         return []
-    back = [sa for sa in t.esp_sas if sa.encap and sa.src == first.dst and sa.dst == first.src
-            and sa.sport == first.dport and sa.dport == first.sport and sa.first_ts < first.ts]
-    forth = any(sa.encap and sa.src == first.src and sa.dst == first.dst
-                and sa.first_ts < first.ts for sa in t.esp_sas)
+    by_ports, starts = ctx.memo(f"reachability|esp_udp|{id(t)}", lambda: _esp_udp_index(t))
+    back = [sa for sa in by_ports.get((first.dst, first.src, first.dport, first.sport), ())
+            if sa.first_ts < first.ts]
+    forth = starts.get((first.src, first.dst), float("inf")) < first.ts
     return back if back and forth else []
+
+
+def _esp_udp_index(t):
+    """Tunnel ``t``'s ESP-in-UDP SAs by (src, dst, sport, dport), and the earliest start per
+    (src, dst): one pass per tunnel and evaluation, a look-up per unanswered request."""
+    by_ports: dict = {}
+    starts: dict = {}
+    for sa in t.esp_sas:
+        if not sa.encap:
+            continue
+        by_ports.setdefault((sa.src, sa.dst, sa.sport, sa.dport), []).append(sa)
+        k = (sa.src, sa.dst)
+        starts[k] = min(starts.get(k, sa.first_ts), sa.first_ts)
+    return by_ports, starts
 
 
 @rule
@@ -230,7 +243,7 @@ def unanswered_ike(ctx):
                 [m for m in peer_before if Port.NAT_T in (m.sport, m.dport)]
             # a capture that starts mid-session has no IKE answer before: the peer's ESP in UDP
             # on these very ports (both ways: the SA worked) says the same
-            esp_here = [] if heard_4500 else _peer_esp_on(t, first)
+            esp_here = [] if heard_4500 else _peer_esp_on(ctx, t, first)
             gone = bool(heard_4500 or esp_here) and x.exch in (ExchangeType.INFORMATIONAL,
                                                                ExchangeType.INFORMATIONAL_V1)
             refs = ctx.msg_refs(reqs)

@@ -116,8 +116,7 @@ def _after_phase1(ctx, li: _Linked) -> bool:
     a child SA (pluto logs the Quick Mode's refusal under the ISAKMP SA's serial)."""
     if ctx is None or li.ike_sa is None:
         return False
-    by_id = ctx.memo("logs|ike_sa_by_id", lambda: {sa.id: sa for sa in ctx.state.ike_sas})
-    sa, ts = by_id.get(li.ike_sa), li.ent.ts
+    sa, ts = ctx.ike_sa_by_id.get(li.ike_sa), li.ent.ts
     est = established_ts(sa) if sa is not None else None
     return est is not None and ts is not None and ts >= est
 

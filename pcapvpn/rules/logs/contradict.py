@@ -30,7 +30,7 @@ def _contradictions(ctx, findings, linked, used) -> list:
     by_tunnel: dict = {}
     for f in findings:
         by_tunnel.setdefault(f.tunnel, []).append(f)
-    sas = {sa.id: sa for sa in ctx.state.ike_sas}
+    sas = ctx.ike_sa_by_id
     done = set()
     for li in linked:
         ev = li.ent.ev
