@@ -259,10 +259,11 @@ def run_points(options: Options) -> Result:
             s.close()
 
 
-def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Result:
+def diagnose(sources, decoder, tracker, options, now=None, points=None, rules=None) -> Result:
     """Rules over the tracked state (``now``: end of capture offline, the clock live).
     ``points``: several vantage points (the first is this tracker's), matched before the
-    rules run."""
+    rules run.  ``rules``: what runs them (default :func:`pcapvpn.rules.run_rules`; live
+    passes its :class:`pcapvpn.rules.incremental.RuleCache`'s ``run``)."""
     from pcapvpn.rules import run_rules
     from pcapvpn.rules.common import Context
     from pcapvpn.rules.verdict import tunnel_verdicts
@@ -280,7 +281,7 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None) -> Resul
         from pcapvpn.track.vantage import match
 
         state.vantage = match(points, options.thresholds, state.tunnels, state.vpn_tunnels)
-    findings = run_rules(state)
+    findings = (rules or run_rules)(state)
     ctx = Context(state)
     if points:
         from pcapvpn.rules.path import locate

@@ -47,12 +47,11 @@ class Evaluation:
         """The rules as of ``now``: the findings, which of them count now (not held back, not
         superseded by a recovery), the verdicts.  Reads the tracker only (it may run in a forked
         child, see :meth:`_fork_evaluation`)."""
-        from pcapvpn.rules import run_rules
         from pcapvpn.rules.common import Context
         from pcapvpn.rules.verdict import tunnel_verdicts
 
         state = self._state(now)
-        findings = run_rules(state)
+        findings = self.rule_cache.run(state)
         ctx = Context(state)
         if self.points:
             from pcapvpn.rules.path import locate

@@ -113,6 +113,10 @@ class LiveSession(Evaluation, Finish):
         self._expired_spis = set()
         self._pending = {}
         self._child = None  # (pid, fd, chunks, t0) of a forked evaluation
+        from pcapvpn.rules.incremental import RuleCache
+
+        #: the rules' findings kept between evaluations, per tunnel (only what changed runs)
+        self.rule_cache = RuleCache()
         self.last_cost = 0.0
         self.last_eval = None  # the last _compute() result applied
         self._pps_mark = (self.started, 0)

@@ -158,35 +158,14 @@ class _Index:
     def heard_all(self) -> dict:
         h = self._heard
         if h is None:
-            state = self.state
-            ike_from: dict = {}
-            for sa in state.ike_sas:
-                for m in sa.messages:
-                    ike_from[m.src] = ike_from.get(m.src, 0) + 1
-            esp_from: dict = {}
-            esp_to: dict = {}  # (dst, one of the SA's sources) -> [packets, last_ts]
-            for s in state.esp_sas:
-                esp_from[s.src] = esp_from.get(s.src, 0) + s.packets
-                for a in _srcs(s):
-                    e = esp_to.get((s.dst, a))
-                    if e is None:
-                        esp_to[(s.dst, a)] = [s.packets, s.last_ts]
-                    else:
-                        e[0] += s.packets
-                        e[1] = max(e[1], s.last_ts)
-            ka: dict = {}  # src -> [count, {dst: last_ts}]
-            for f in state.keepalives:
-                src = getattr(f, "src", None)
-                n = getattr(f, "count", 0)
-                if not n:
-                    continue
-                e = ka.setdefault(src, [0, {}])
-                e[0] += n
-                dst = getattr(f, "dst", None)
-                if f.last_ts is not None:
-                    old = e[1].get(dst)
-                    e[1][dst] = f.last_ts if old is None else max(old, f.last_ts)
-            h = self._heard = {"ike": ike_from, "esp": esp_from, "esp_to": esp_to, "ka": ka}
+            # over the whole state (live's RuleCache runs the rules over the tunnels that
+            # changed: what a peer sent elsewhere is read from all of them, each read noted)
+            whole = getattr(self.state, "whole", None)
+            h = heard_all(whole if whole is not None else self.state)
+            note = getattr(self.state, "facts", None)
+            if note is not None:
+                h = {k: note(f"heard.{k}", v) for k, v in h.items()}
+            self._heard = h
         return h
 
     def tunnel_ike(self, t) -> dict:
@@ -301,6 +280,39 @@ class _Index:
                 if _quoted_vpn(q):
                     self._icmp.setdefault((q.src, q.dst), []).append(e)
         return self._icmp.get((src, dst), [])
+
+
+def heard_all(state) -> dict:
+    """What the capture holds from each address (all tunnels): IKE messages and ESP/AH packets
+    it sent, ESP/AH to each destination from it, NAT keepalives (_heard)."""
+    ike_from: dict = {}
+    for sa in state.ike_sas:
+        for m in sa.messages:
+            ike_from[m.src] = ike_from.get(m.src, 0) + 1
+    esp_from: dict = {}
+    esp_to: dict = {}  # (dst, one of the SA's sources) -> [packets, last_ts]
+    for s in state.esp_sas:
+        esp_from[s.src] = esp_from.get(s.src, 0) + s.packets
+        for a in _srcs(s):
+            e = esp_to.get((s.dst, a))
+            if e is None:
+                esp_to[(s.dst, a)] = [s.packets, s.last_ts]
+            else:
+                e[0] += s.packets
+                e[1] = max(e[1], s.last_ts)
+    ka: dict = {}  # src -> [count, {dst: last_ts}]
+    for f in state.keepalives:
+        src = getattr(f, "src", None)
+        n = getattr(f, "count", 0)
+        if not n:
+            continue
+        e = ka.setdefault(src, [0, {}])
+        e[0] += n
+        dst = getattr(f, "dst", None)
+        if f.last_ts is not None:
+            old = e[1].get(dst)
+            e[1][dst] = f.last_ts if old is None else max(old, f.last_ts)
+    return {"ike": ike_from, "esp": esp_from, "esp_to": esp_to, "ka": ka}
 
 
 def _running_max(values) -> list:

@@ -55,7 +55,11 @@ declare("ESP_SEQUENCE_NEAR_WRAP", "dataplane", "warning",
 
 
 def _all_sas(ctx):
-    return [(t, s) for t in ctx.state.tunnels for s in t.esp_sas]
+    # one tunnel at a time (live's RuleCache keeps each tunnel's findings: the loop tells it
+    # which tunnel a finding is of)
+    for t in ctx.state.tunnels:
+        for s in t.esp_sas:
+            yield t, s
 
 
 def _shared_counters(sas) -> set:

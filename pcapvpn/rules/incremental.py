@@ -1,0 +1,735 @@
+"""The rules' results kept between evaluations, per tunnel (``pcapvpn live``, issue 20).
+
+:func:`pcapvpn.rules.run_rules` runs every rule over every SA.  Live mode evaluates the same
+growing state again and again, and most tunnels did not change since the previous evaluation;
+:class:`RuleCache` re-runs the rules only for the *dirty* tunnels and reuses the findings of the
+others, so that an evaluation (and the stop's final report) costs what changed, not what is held.
+The findings are exactly those of :func:`run_rules` on the same state, in the same order (the
+tests replay every capture and compare at several points).
+
+Groups.  A *group* is what a finding is cached under: an IPsec tunnel (its IKE SAs, ESP/AH SAs
+and IKE-over-TCP connections), an IKE SA outside any tunnel, or a tunnel of another VPN.  A group
+is dirty when
+
+* its content changed (a fingerprint of its SAs: messages, packets, last times, links);
+* a NAT keepalive flow, ICMP error or incomplete fragment set of its address pair changed;
+* ``now`` reached a deadline one of its rules compared with (a request that was "too recent to
+  call unanswered" last time), or a rule used ``now`` in a value it kept (a text "the capture
+  ends N s after ..."): ``now`` is handed to the rules as :class:`_Dep`, a float that records
+  every comparison and every other use, attributed to the group the rule is looking at;
+* it is linked to a dirty group (a REDIRECT and the client's later IKE SAs elsewhere; an end
+  that moved, MOBIKE, to an address pair that is a tunnel of its own).
+
+Attribution.  The state lists the rules walk (IKE SAs, ESP SAs, tunnels, other VPN tunnels) are
+:class:`_Seq`: their outermost iteration records the element it is at, so a finding yielded (or a
+``now`` compared) inside ``for t in ctx.state.tunnels`` belongs to ``t``'s group, and is ordered
+by ``t``'s position.  A rule whose findings cannot be attributed so (yielded after its loop, or
+over a list that is not followed: capture-level facts, ICMP errors, plaintext, vantage points),
+whose findings do not come in the order of the list it walks, or that raised, is *global*: it runs
+over the whole state at every evaluation (such rules are cheap: they read bounded lists).
+Learned at run time; a rule found global while running over the dirty part is run again over
+the whole state in the same evaluation.
+
+Whole evaluations.  The first one, a change of the capture's start, ``--vantage`` (the points'
+matching reads every tunnel) and inner models (decrypted or plaintext traffic tied to tunnels)
+of a group make everything (or that group) dirty.  Offline ``analyze`` never uses this module.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from pcapvpn.rules import _drop_superseded, _ordered, _rule_error, _show_fragments, load_all
+
+__all__ = ["RuleCache"]
+
+#: the outermost iteration of a followed state list in progress: ``[kind, element]`` or empty
+_CUR: list = []
+#: the recorder of the run in progress (None: no incremental run)
+_REC: list = [None]
+
+KINDS = ("tunnels", "ike_sas", "esp_sas", "vpn_tunnels")
+
+
+class _Seq(list):
+    """A state list whose outermost iteration (a rule's ``for x in ctx.state.tunnels``) tells
+    which element the rule is at (builtins such as ``len``, ``sorted``, ``list`` read it as a
+    plain list)."""
+
+    __slots__ = ("kind", "whole")
+
+    def __bool__(self):
+        # "any at all?" is asked of the whole state (no_traffic: "no ESP between any hosts");
+        # a change of that answer makes every group dirty (RuleCache.run)
+        return self.whole
+
+    def __iter__(self):
+        if _CUR:
+            return list.__iter__(self)
+        return self._outer()
+
+    def _outer(self):
+        entry = [self.kind, None]
+        _CUR.append(entry)
+        try:
+            for x in list.__iter__(self):
+                entry[1] = x
+                yield x
+        finally:
+            if entry in _CUR:
+                _CUR.remove(entry)
+
+
+def _flip(a: float, sa: float, b: float, sb: float):
+    """When ``a + sa·dt`` and ``b + sb·dt`` cross (``dt`` ≥ 0 from now), or None."""
+    ds = sa - sb
+    if ds == 0:
+        return None
+    dt = (b - a) / ds
+    return dt if dt >= 0 else None
+
+
+class _Dep(float):
+    """A value that moves with the clock: ``float(self) + s·(t − now)`` at time ``t``.
+
+    ``ctx.now`` is one (``s`` 1); ``now - x`` and ``x - now`` stay one.  A comparison answers as
+    a float does and records when its answer would change (a deadline of the group the rule is
+    at); any other use (text, rounding, a product) records that the group's results follow the
+    clock (it is evaluated every time)."""
+
+    __slots__ = ("s",)
+
+    def __new__(cls, value, s=1.0):
+        self = float.__new__(cls, value)
+        self.s = s
+        return self
+
+    def _v(self):
+        return float.__float__(self)
+
+    # -- moving with the clock -------------------------------------------------------------
+    def __sub__(self, o):
+        if isinstance(o, _Dep):
+            s = self.s - o.s
+            v = self._v() - o._v()
+            return _Dep(v, s) if s else v
+        if isinstance(o, (int, float)):
+            return _Dep(self._v() - o, self.s)
+        return NotImplemented
+
+    def __rsub__(self, o):
+        if isinstance(o, (int, float)):
+            return _Dep(o - self._v(), -self.s)
+        return NotImplemented
+
+    def __add__(self, o):
+        if isinstance(o, _Dep):
+            s = self.s + o.s
+            v = self._v() + o._v()
+            return _Dep(v, s) if s else v
+        if isinstance(o, (int, float)):
+            return _Dep(self._v() + o, self.s)
+        return NotImplemented
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return _Dep(-self._v(), -self.s)
+
+    def __pos__(self):
+        return self
+
+    # -- comparisons: a deadline -----------------------------------------------------------
+    def _cmp(self, o, op):
+        if isinstance(o, _Dep):
+            b, sb = o._v(), o.s
+        elif isinstance(o, (int, float)) and not isinstance(o, bool):
+            b, sb = float(o), 0.0
+        else:
+            return NotImplemented
+        a = self._v()
+        dt = _flip(a, self.s, b, sb)
+        if dt is not None:
+            _note(dt)
+        return op(a, b)
+
+    def __lt__(self, o):
+        return self._cmp(o, float.__lt__)
+
+    def __le__(self, o):
+        return self._cmp(o, float.__le__)
+
+    def __gt__(self, o):
+        return self._cmp(o, float.__gt__)
+
+    def __ge__(self, o):
+        return self._cmp(o, float.__ge__)
+
+    def __eq__(self, o):
+        return self._cmp(o, float.__eq__)
+
+    def __ne__(self, o):
+        return self._cmp(o, float.__ne__)
+
+    # -- any other use: the value is kept or shown ------------------------------------------
+    def __hash__(self):
+        _note(None)
+        return float.__hash__(self)
+
+    def __float__(self):
+        _note(None)
+        return self._v()
+
+    def __reduce__(self):  # a pickled copy (a forked evaluation's result) is a plain float
+        _note(None)
+        return (float, (self._v(),))
+
+
+def _escaping(name):
+    base = getattr(float, name)
+
+    def use(self, *a):
+        _note(None)
+        a = tuple(float.__float__(x) if isinstance(x, _Dep) else x for x in a)
+        return base(float.__float__(self), *a)
+
+    use.__name__ = name
+    return use
+
+
+for _name in ("__format__", "__str__", "__repr__", "__round__", "__int__", "__trunc__",
+              "__floor__", "__ceil__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+              "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__divmod__",
+              "__rdivmod__", "__pow__", "__rpow__", "__abs__", "__bool__", "as_integer_ratio",
+              "hex", "is_integer", "conjugate"):
+    setattr(_Dep, _name, _escaping(_name))
+
+
+class _FactDict(dict):
+    """An aggregate over the whole state (what an address sent in all tunnels) whose reads
+    are noted for the group the rule is at: the group is dirty when a value it read changes."""
+
+    __slots__ = ("name",)
+
+    def get(self, key, default=None):
+        v = dict.get(self, key, default)
+        rec = _REC[0]
+        if rec is not None:
+            rec.fact(self.name, key, v)
+        return v
+
+    def __getitem__(self, key):
+        v = dict.__getitem__(self, key)
+        rec = _REC[0]
+        if rec is not None:
+            rec.fact(self.name, key, v)
+        return v
+
+    def __contains__(self, key):
+        rec = _REC[0]
+        if rec is not None:
+            rec.fact(self.name, key, dict.get(self, key))
+        return dict.__contains__(self, key)
+
+
+def _facts(name, d) -> _FactDict:
+    out = _FactDict(d)
+    out.name = name
+    return out
+
+
+def _snap(v):
+    return copy.deepcopy(v)
+
+
+def _note(dt) -> None:
+    """A use of ``now`` by the rule running: a comparison whose answer changes ``dt`` seconds
+    from now, or (``dt`` None) a value that follows the clock."""
+    rec = _REC[0]
+    if rec is not None:
+        rec.note(dt)
+
+
+# -- the cache ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Group:
+    """What one group's last run left: its fingerprint, when it must run again, its findings
+    per rule as ``(rank, element key, kind, seq, finding)``, its look-up budget notes."""
+
+    fp: object = None
+    deadline: float = float("inf")
+    clock: bool = False  # a rule kept a value that follows the clock: dirty at every evaluation
+    facts: list = dataclasses.field(default_factory=list)  # whole-state aggregates it read
+    found: dict = dataclasses.field(default_factory=dict)
+    cuts: list = dataclasses.field(default_factory=list)
+
+
+class _Recorder:
+    """One run over the dirty part: where each rule's findings and uses of ``now`` belong."""
+
+    def __init__(self, cache, maps, now):
+        self.cache = cache
+        self.maps = maps
+        self.now = now
+        self.rule = None
+        self.deadlines: dict = {}
+        self.clock: set = set()
+        self.unplaced = False  # a use of now outside any followed iteration
+        self.facts: dict = {}  # group -> [(aggregate name, key, value read)]
+
+    def group(self):
+        if not _CUR:
+            return None
+        kind, elem = _CUR[0]
+        if elem is None:
+            return None
+        return self.maps[kind].get(_key(kind, elem))
+
+    def fact(self, name, key, value) -> None:
+        g = self.group()
+        if g is None:
+            self.unplaced = True
+            return
+        self.facts.setdefault(g, []).append((name, key, _snap(value)))
+
+    def note(self, dt) -> None:
+        g = self.group()
+        if g is None:
+            self.unplaced = True
+            return
+        if dt is None:
+            self.clock.add(g)
+        else:
+            at = self.now + dt - 1e-6
+            if at < self.deadlines.get(g, float("inf")):
+                self.deadlines[g] = at
+
+
+def _key(kind, elem):
+    return elem.id if kind == "tunnels" else id(elem)
+
+
+def _pair(x, y):
+    return (x, y) if x <= y else (y, x)
+
+
+class RuleCache:
+    """Run the rules over a state as :func:`pcapvpn.rules.run_rules` does, re-running them
+    only for the groups that changed since the previous :meth:`run` (see the module's
+    docstring).  ``stats`` counts the work of the last run (tests count it)."""
+
+    def __init__(self):
+        self.groups: dict = {}
+        self.global_rules: set = set()  # rule names run over the whole state every time
+        self.ranks: dict = {}  # rule name -> [kind, ...] in the order its findings come
+        self.start = None
+        self.facts = None  # whether each followed list of the whole state is empty
+        self.redirect_memo: dict = {}  # id(IKE SA) -> (messages seen, REDIRECT response client)
+        self.stats: dict = {}
+
+    # -- the groups of a state ---------------------------------------------------------------
+
+    def _groups(self, state):
+        """``maps[kind][element key] -> group``, each group's members and address pairs."""
+        maps = {k: {} for k in KINDS}
+        members: dict = {}
+        pairs: dict = {}
+        for t in state.tunnels:
+            g = ("t", t.id)
+            maps["tunnels"][t.id] = g
+            for sa in t.ike_sas:
+                maps["ike_sas"][id(sa)] = g
+            for e in t.esp_sas:
+                maps["esp_sas"][id(e)] = g
+            members[g] = t
+            ps = [_pair(t.a, t.b)] + [_pair(new, t.b if old == t.a else t.a)
+                                      for new, old in t.moved.items()]
+            for p in ps:
+                pairs.setdefault(p, []).append(g)
+        for sa in state.ike_sas:
+            if id(sa) not in maps["ike_sas"]:
+                g = ("s", id(sa))
+                maps["ike_sas"][id(sa)] = g
+                members[g] = sa
+        for e in state.esp_sas:  # every ESP SA is in a tunnel; one outside is its own group
+            if id(e) not in maps["esp_sas"]:
+                g = ("e", id(e))
+                maps["esp_sas"][id(e)] = g
+                members[g] = e
+        for t in state.vpn_tunnels:
+            g = ("v", id(t))
+            maps["vpn_tunnels"][id(t)] = g
+            members[g] = t
+            pairs.setdefault(_pair(t.client, t.server), []).append(g)
+        return maps, members, pairs
+
+    @staticmethod
+    def _fingerprint(g, obj):
+        kind = g[0]
+        if kind == "t":
+            return (tuple(_ike_fp(sa) for sa in obj.ike_sas),
+                    tuple((id(e), e.packets, e.last_ts) for e in obj.esp_sas),
+                    tuple((id(c), c.last_ts, len(c.syn), c.synack, c.rst_client, c.rst_server,
+                           tuple(c.bytes)) for c in obj.tcp_conns),
+                    tuple(obj.moved.items()))
+        if kind == "s":
+            return _ike_fp(obj)
+        if kind == "e":
+            return (obj.packets, obj.last_ts)
+        return (obj.last_ts, tuple(obj.pkts), obj.errors, len(obj.conns), obj.named,
+                obj.identified if hasattr(obj, "identified") else None)
+
+    @staticmethod
+    def _side_facts(state) -> dict:
+        """Per address pair, the NAT keepalive flows, ICMP errors and incomplete fragment
+        sets the rules may tie to a tunnel of that pair."""
+        out: dict = {}
+        for k in state.keepalives:
+            out.setdefault(_pair(k.src, k.dst), []).append(
+                ("k", id(k), k.count, k.last_ts))
+        for e in state.icmp_errors:
+            for p in _icmp_pairs(e):
+                out.setdefault(p, []).append(("i", id(e)))
+        for fs in state.incomplete_fragments:
+            out.setdefault(_pair(fs.src, fs.dst), []).append(("f", id(fs), _fs_fp(fs)))
+        return out
+
+    def _links(self, state, maps) -> list:
+        """Groups whose findings read each other: ``[(group, group)]``."""
+        from dissect.vpn.registry import NotifyV2
+
+        links = []
+        memo = self.redirect_memo
+        fresh = {}
+        by_initiator: dict = {}
+        redirected = []
+        for sa in state.ike_sas:
+            if sa.initiator:
+                by_initiator.setdefault(sa.initiator[1], []).append(sa)
+            if sa.version != 2:
+                continue
+            m = memo.get(id(sa))
+            if m is None or m[0] != len(sa.messages) or m[2] is not sa:
+                clients = tuple({x.dst for x in sa.messages
+                                 if x.is_response and x.has_notify(NotifyV2.REDIRECT)})
+                m = (len(sa.messages), clients, sa)
+            fresh[id(sa)] = m
+            if m[1]:
+                redirected.append((sa, m[1]))
+        self.redirect_memo = fresh
+        for sa, clients in redirected:
+            g = maps["ike_sas"][id(sa)]
+            for c in clients:
+                for o in by_initiator.get(c, ()):
+                    links.append((g, maps["ike_sas"][id(o)]))
+        # one sender's SPI towards several destinations: one sequence counter (sequence's
+        # _shared_counters), so each SA's analysis depends on the others
+        spis: dict = {}
+        for e in state.esp_sas:
+            spis.setdefault((e.proto, e.src, e.spi), []).append(e)
+        for same in spis.values():
+            if len(same) > 1:
+                g = maps["esp_sas"][id(same[0])]
+                links.extend((g, maps["esp_sas"][id(e)]) for e in same[1:])
+        return links
+
+    # -- a run -------------------------------------------------------------------------------
+
+    def run(self, state) -> list:
+        from pcapvpn.rules.common import Context
+
+        load_all()
+        rules = _ordered()
+        full_ctx = Context(state)
+        maps, members, pairs = self._groups(state)
+        now = state.now
+        facts = tuple(bool(getattr(state, k)) for k in KINDS)
+        everything = (self.start != full_ctx.start or facts != self.facts
+                      or getattr(state, "vantage", None) is not None)
+        self.start = full_ctx.start
+        self.facts = facts
+        fps = {g: self._fingerprint(g, obj) for g, obj in members.items()}
+        side = self._side_facts(state)
+        dirty = set()
+        if everything:
+            dirty = set(members)
+        else:
+            for g, fp in fps.items():
+                old = self.groups.get(g)
+                if old is None or old.fp != fp or old.clock or now >= old.deadline:
+                    dirty.add(g)
+            old_side = getattr(self, "_side", {})
+            for p in set(side) | set(old_side):
+                if side.get(p) != old_side.get(p):
+                    dirty.update(pairs.get(p, ()))
+            # a value of a whole-state aggregate a clean group read has changed
+            agg = None
+            for g, grp in self.groups.items():
+                if not grp.facts or g in dirty or g not in members:
+                    continue
+                if agg is None:
+                    agg = _aggregates(state)
+                for name, key, value in grp.facts:
+                    if agg[name].get(key) != value:
+                        dirty.add(g)
+                        break
+            inner = getattr(state, "inner_models", None) or {}
+            for tid in inner:
+                g = ("t", tid)
+                if g in members:
+                    dirty.add(g)
+            # links: a dirty group makes the groups it reads (and that read it) dirty
+            adj: dict = {}
+            for a, b in self._links(state, maps):
+                if a != b:
+                    adj.setdefault(a, set()).add(b)
+                    adj.setdefault(b, set()).add(a)
+            todo = [g for g in dirty if g in adj]
+            while todo:
+                g = todo.pop()
+                for h in adj.get(g, ()):
+                    if h not in dirty:
+                        dirty.add(h)
+                        todo.append(h)
+        self._side = side
+        # the groups no longer held are forgotten
+        for g in list(self.groups):
+            if g not in members:
+                del self.groups[g]
+        # the dirty part of the state: the same lists, filtered, followed
+        sub = copy.copy(state)
+        sub.now = _Dep(now)
+        sub.tunnels = _Seq(t for t in state.tunnels if ("t", t.id) in dirty)
+        sub.tunnels.kind = "tunnels"
+        sub.tunnels.whole = bool(state.tunnels)
+        sub.ike_sas = _Seq(sa for sa in state.ike_sas if maps["ike_sas"][id(sa)] in dirty)
+        sub.ike_sas.kind = "ike_sas"
+        sub.ike_sas.whole = bool(state.ike_sas)
+        sub.esp_sas = _Seq(e for e in state.esp_sas if maps["esp_sas"][id(e)] in dirty)
+        sub.esp_sas.kind = "esp_sas"
+        sub.esp_sas.whole = bool(state.esp_sas)
+        sub.vpn_tunnels = _Seq(t for t in state.vpn_tunnels
+                               if maps["vpn_tunnels"][id(t)] in dirty)
+        sub.vpn_tunnels.kind = "vpn_tunnels"
+        sub.vpn_tunnels.whole = bool(state.vpn_tunnels)
+        sub.whole = state
+        sub.facts = _facts
+        rec = _Recorder(self, maps, now)
+        sub_ctx = _SubContext(sub, rec)
+        new = {g: _Group(fp=fps[g]) for g in dirty}
+        out_by_rule: dict = {}
+        again = []
+        _REC[0] = rec
+        try:
+            for fn in rules:
+                name = f"{fn.__module__}.{fn.__qualname__}"
+                if name in self.global_rules:
+                    continue
+                rec.rule = name
+                if not self._run_local(fn, name, sub_ctx, rec, new):
+                    self.global_rules.add(name)
+                    again.append(fn)
+        finally:
+            _REC[0] = None
+            _CUR.clear()
+        for g, grp in new.items():
+            grp.deadline = rec.deadlines.get(g, float("inf"))
+            grp.clock = g in rec.clock
+            grp.facts = rec.facts.get(g, [])
+            self.groups[g] = grp
+        # the cuts of every group, in the order a full run would have made them
+        cuts = []
+        pos = _positions(state)
+        gl = self._global_fns(rules)
+        for g, grp in self.groups.items():
+            cuts.extend(c for c in grp.cuts if rules[c[0]] not in gl)
+        cuts.sort(key=lambda c: (c[0], c[1], _pos(pos, c[3], c[2]), c[4]))
+        for _ri, _rank, _k, _kind, _seq, what, ref, ts in cuts:
+            full_ctx.cut_short(what, ref, ts)
+        ri = {f"{fn.__module__}.{fn.__qualname__}": i for i, fn in enumerate(rules)}
+        # the global rules, over the whole state
+        for fn in rules:
+            name = f"{fn.__module__}.{fn.__qualname__}"
+            if name in self.global_rules:
+                out_by_rule[name] = _collect(fn, full_ctx)
+        # the local rules' findings: every group's, in the order of the lists they walked
+        merged: dict = {}
+        for g, grp in self.groups.items():
+            for name, rows in grp.found.items():
+                if name in self.global_rules:
+                    continue
+                merged.setdefault(name, []).extend(rows)
+        out = []
+        seen = set()
+        for fn in rules:
+            name = f"{fn.__module__}.{fn.__qualname__}"
+            if name in out_by_rule:
+                found = out_by_rule[name]
+            else:
+                rows = merged.get(name, [])
+                rows.sort(key=lambda r: (r[0], _pos(pos, r[2], r[1]), r[3]))
+                found = [copy.copy(r[4]) for r in rows]
+            for f in found:
+                if f.id in seen:
+                    continue
+                seen.add(f.id)
+                out.append(f)
+        out = _drop_superseded(out)
+        _show_fragments(full_ctx, out)
+        self.stats = {"groups": len(members), "dirty": len(dirty),
+                      "ike_sas": len(sub.ike_sas), "esp_sas": len(sub.esp_sas),
+                      "tunnels": len(sub.tunnels), "vpn_tunnels": len(sub.vpn_tunnels),
+                      "global_rules": sorted(self.global_rules), "again": len(again),
+                      "rule_order": ri}
+        return out
+
+    def _global_fns(self, rules) -> set:
+        return {fn for fn in rules if f"{fn.__module__}.{fn.__qualname__}" in self.global_rules}
+
+    def _run_local(self, fn, name, ctx, rec, new) -> bool:
+        """Run one rule over the dirty part, its findings kept by group; False when it turns
+        out global (a finding not placed, out of order, an exception, a use of ``now``
+        outside its loops)."""
+        kinds = self.ranks.setdefault(name, [])
+        rows = []
+        last = None
+        _CUR.clear()
+        rec.unplaced = False
+        ctx.rule_name = name
+        ctx.pending_cuts = []
+        try:
+            seq = 0
+            for f in fn(ctx) or ():
+                g = rec.group()
+                if g is None:
+                    return False
+                kind, elem = _CUR[0]
+                if kind not in kinds:
+                    kinds.append(kind)
+                rank = kinds.index(kind)
+                k = _key(kind, elem)
+                here = (rank, k)
+                if last is not None and here != last and (
+                        rank < last[0] or (rank == last[0] and not _after(ctx, kind, elem, last))):
+                    return False
+                last = here
+                rows.append((g, (rank, k, kind, seq, f)))
+                seq += 1
+        except Exception:  # noqa: BLE001 - run over the whole state, where it is reported
+            return False
+        finally:
+            _CUR.clear()
+        if rec.unplaced:
+            return False
+        for g, row in rows:
+            new[g].found.setdefault(name, []).append(row)
+        for c in ctx.pending_cuts:
+            new[c[0]].cuts.append(c[1])
+        return True
+
+
+def _after(ctx, kind, elem, last) -> bool:
+    """Is ``elem`` at or after the element of ``last`` in the list ``kind`` of the dirty part?"""
+    pos = ctx.positions()
+    return pos[kind].get(_key(kind, elem), -1) >= pos[kind].get(last[1], -1)
+
+
+def _positions(state) -> dict:
+    return {"tunnels": {t.id: i for i, t in enumerate(state.tunnels)},
+            "ike_sas": {id(x): i for i, x in enumerate(state.ike_sas)},
+            "esp_sas": {id(x): i for i, x in enumerate(state.esp_sas)},
+            "vpn_tunnels": {id(x): i for i, x in enumerate(state.vpn_tunnels)}}
+
+
+def _pos(pos, kind, k) -> int:
+    return pos[kind].get(k, -1)
+
+
+def _collect(fn, ctx) -> list:
+    out = []
+    try:
+        for f in fn(ctx) or ():
+            out.append(f)
+    except Exception as e:  # noqa: BLE001 - as run_rules: a bug in one rule is reported
+        out.append(_rule_error(fn, e))
+    return out
+
+
+def _aggregates(state) -> dict:
+    """The whole-state aggregates rules read through :func:`_facts`, by name."""
+    from pcapvpn.rules.dataplane.common import heard_all
+
+    return {f"heard.{k}": v for k, v in heard_all(state).items()}
+
+
+def _ike_fp(sa):
+    return (id(sa), len(sa.messages), sa.last_ts, sa.rspi, sa.initiator, sa.responder,
+            id(sa.retry_of), id(sa.retried_by), id(sa.rekey_of), id(sa.rekeyed_by),
+            sa.mid_session, sa.deleted_ts)
+
+
+def _fs_fp(fs):
+    return (fs.first_ts, len(fs.frames), fs.why)
+
+
+def _icmp_pairs(e) -> list:
+    """The address pairs an ICMP error may be tied to: the datagram it quotes, and the host
+    it was sent to with the router that sent it."""
+    out = [_pair(e.src, e.dst)]
+    if e.quoted is not None:
+        out.append(_pair(e.quoted.src, e.quoted.dst))
+    return out
+
+
+def _context_class():
+    from pcapvpn.rules.common import Context
+
+    class SubContext(Context):
+        """The dirty part's context: notes which group each look-up budget cut belongs to."""
+
+        def __init__(self, state, rec):
+            super().__init__(state)
+            self.rec = rec
+            self.rule_name = None
+            self.pending_cuts: list = []
+            self._pos = None
+
+        def positions(self):
+            if self._pos is None:
+                self._pos = _positions(self.state)
+            return self._pos
+
+        def cut_short(self, what, ref=None, ts=None):
+            super().cut_short(what, ref, ts)
+            g = self.rec.group()
+            kind, elem = _CUR[0] if _CUR else (None, None)
+            kinds = self.rec.cache.ranks.get(self.rule_name, [])
+            rank = kinds.index(kind) if kind in kinds else len(kinds)
+            ri = _rule_index(self.rule_name)
+            self.pending_cuts.append((g, (ri, rank, _key(kind, elem) if kind else None, kind,
+                                          len(self.pending_cuts), what, ref, ts)))
+            if g is None:
+                self.rec.unplaced = True
+
+    return SubContext
+
+
+def _rule_index(name) -> int:
+    for i, fn in enumerate(_ordered()):
+        if f"{fn.__module__}.{fn.__qualname__}" == name:
+            return i
+    return -1
+
+
+class _SubContext:
+    """Made on first use (the rules' Context is imported late)."""
+
+    _cls = None
+
+    def __new__(cls, state, rec):
+        if cls._cls is None:
+            cls._cls = _context_class()
+        return cls._cls(state, rec)
