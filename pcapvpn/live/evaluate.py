@@ -180,7 +180,10 @@ class Evaluation:
             gc.disable()  # its passes would touch (and copy) every page of the snapshot
             try:
                 os.close(r)
-                data = pickle.dumps(self._compute(now), protocol=pickle.HIGHEST_PROTOCOL)
+                res = self._compute(now)
+                # what the rules' cache learnt goes back with the result (RuleCache.merge)
+                res["rule_cache"] = self.rule_cache.export()
+                data = pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL)
                 with os.fdopen(w, "wb") as out:
                     out.write(data)
             except BaseException:  # noqa: BLE001 - the parent evaluates in-process instead
@@ -216,6 +219,9 @@ class Evaluation:
         if res is None:  # the child failed: do it here
             self._evaluate(self.clock())
             return True
+        cache = res.pop("rule_cache", None)
+        if cache is not None:
+            self.rule_cache.merge(cache)
         self._apply(res)
         self._account(time.perf_counter() - t0)
         return True

@@ -48,6 +48,8 @@ __all__ = ["RuleCache"]
 _CUR: list = []
 #: the recorder of the run in progress (None: no incremental run)
 _REC: list = [None]
+#: elements handed out by the outermost iterations of the last run, per list (the rules' work)
+WALKED: dict = {}
 
 KINDS = ("tunnels", "ike_sas", "esp_sas", "vpn_tunnels")
 
@@ -72,9 +74,11 @@ class _Seq(list):
     def _outer(self):
         entry = [self.kind, None]
         _CUR.append(entry)
+        kind = self.kind
         try:
             for x in list.__iter__(self):
                 entry[1] = x
+                WALKED[kind] = WALKED.get(kind, 0) + 1
                 yield x
         finally:
             if entry in _CUR:
@@ -213,11 +217,10 @@ class _FactDict(dict):
     __slots__ = ("name",)
 
     def get(self, key, default=None):
-        v = dict.get(self, key, default)
         rec = _REC[0]
         if rec is not None:
-            rec.fact(self.name, key, v)
-        return v
+            rec.fact(self.name, key, dict.get(self, key, MISSING))
+        return dict.get(self, key, default)
 
     def __getitem__(self, key):
         v = dict.__getitem__(self, key)
@@ -229,8 +232,13 @@ class _FactDict(dict):
     def __contains__(self, key):
         rec = _REC[0]
         if rec is not None:
-            rec.fact(self.name, key, dict.get(self, key))
+            rec.fact(self.name, key, dict.get(self, key, MISSING))
         return dict.__contains__(self, key)
+
+
+#: the value noted for a key an aggregate does not hold (compared by equality: it survives
+#: the pickling of a forked evaluation's cache)
+MISSING = ("<missing>",)
 
 
 def _facts(name, d) -> _FactDict:
@@ -256,15 +264,19 @@ def _note(dt) -> None:
 
 @dataclasses.dataclass
 class _Group:
-    """What one group's last run left: its fingerprint, when it must run again, its findings
-    per rule as ``(rank, element key, kind, seq, finding)``, its look-up budget notes."""
+    """What the rules left for one group, per rule: findings as ``(rank, element key, kind,
+    seq, finding)``, look-up budget notes, the deadline of a comparison with ``now``, whether
+    a value followed the clock, the aggregates read; and the group's fingerprint."""
 
     fp: object = None
-    deadline: float = float("inf")
-    clock: bool = False  # a rule kept a value that follows the clock: dirty at every evaluation
-    facts: list = dataclasses.field(default_factory=list)  # whole-state aggregates it read
     found: dict = dataclasses.field(default_factory=dict)
-    cuts: list = dataclasses.field(default_factory=list)
+    cuts: dict = dataclasses.field(default_factory=dict)
+    deadlines: dict = dataclasses.field(default_factory=dict)
+    clock: set = dataclasses.field(default_factory=set)
+    facts: dict = dataclasses.field(default_factory=dict)
+    #: a run of some rules only (a clean group whose deadline of those rules passed)
+    partial: bool = False
+    ran: set = dataclasses.field(default_factory=set)
 
 
 class _Recorder:
@@ -293,19 +305,20 @@ class _Recorder:
         if g is None:
             self.unplaced = True
             return
-        self.facts.setdefault(g, []).append((name, key, _snap(value)))
+        self.facts.setdefault((g, self.rule), []).append((name, key, _snap(value)))
 
     def note(self, dt) -> None:
         g = self.group()
         if g is None:
             self.unplaced = True
             return
+        k = (g, self.rule)
         if dt is None:
-            self.clock.add(g)
+            self.clock.add(k)
         else:
             at = self.now + dt - 1e-6
-            if at < self.deadlines.get(g, float("inf")):
-                self.deadlines[g] = at
+            if at < self.deadlines.get(k, float("inf")):
+                self.deadlines[k] = at
 
 
 def _key(kind, elem):
@@ -329,6 +342,31 @@ class RuleCache:
         self.facts = None  # whether each followed list of the whole state is empty
         self.redirect_memo: dict = {}  # id(IKE SA) -> (messages seen, REDIRECT response client)
         self.stats: dict = {}
+        self._side: dict = {}
+        self._fresh: set = set()  # the groups the last run computed
+        self._held: set = set()  # the groups of the last run's state
+
+    # -- a forked evaluation's cache, back in the parent ---------------------------------------
+
+    def export(self) -> dict:
+        """What the last :meth:`run` learnt, to be :meth:`merge`d into the cache of the process
+        that forked the one that ran it (live's forked evaluation: pickled with its result)."""
+        return {"groups": {g: self.groups[g] for g in self._fresh if g in self.groups},
+                "held": self._held, "global_rules": set(self.global_rules),
+                "ranks": {k: list(v) for k, v in self.ranks.items()}, "start": self.start,
+                "facts": self.facts, "side": self._side}
+
+    def merge(self, data: dict) -> None:
+        for g in [g for g in self.groups if g not in data["held"]]:
+            del self.groups[g]
+        self.groups.update(data["groups"])
+        self.global_rules |= data["global_rules"]
+        for k, v in data["ranks"].items():
+            mine = self.ranks.setdefault(k, [])
+            mine.extend(x for x in v if x not in mine)
+        self.start = data["start"]
+        self.facts = data["facts"]
+        self._side = data["side"]
 
     # -- the groups of a state ---------------------------------------------------------------
 
@@ -425,15 +463,6 @@ class RuleCache:
             for c in clients:
                 for o in by_initiator.get(c, ()):
                     links.append((g, maps["ike_sas"][id(o)]))
-        # one sender's SPI towards several destinations: one sequence counter (sequence's
-        # _shared_counters), so each SA's analysis depends on the others
-        spis: dict = {}
-        for e in state.esp_sas:
-            spis.setdefault((e.proto, e.src, e.spi), []).append(e)
-        for same in spis.values():
-            if len(same) > 1:
-                g = maps["esp_sas"][id(same[0])]
-                links.extend((g, maps["esp_sas"][id(e)]) for e in same[1:])
         return links
 
     # -- a run -------------------------------------------------------------------------------
@@ -443,6 +472,7 @@ class RuleCache:
 
         load_all()
         rules = _ordered()
+        names = [f"{fn.__module__}.{fn.__qualname__}" for fn in rules]
         full_ctx = Context(state)
         maps, members, pairs = self._groups(state)
         now = state.now
@@ -453,119 +483,102 @@ class RuleCache:
         self.facts = facts
         fps = {g: self._fingerprint(g, obj) for g, obj in members.items()}
         side = self._side_facts(state)
-        dirty = set()
+        adj: dict = {}
         if everything:
             dirty = set(members)
         else:
-            for g, fp in fps.items():
-                old = self.groups.get(g)
-                if old is None or old.fp != fp or old.clock or now >= old.deadline:
-                    dirty.add(g)
-            old_side = getattr(self, "_side", {})
-            for p in set(side) | set(old_side):
-                if side.get(p) != old_side.get(p):
-                    dirty.update(pairs.get(p, ()))
-            # a value of a whole-state aggregate a clean group read has changed
-            agg = None
-            for g, grp in self.groups.items():
-                if not grp.facts or g in dirty or g not in members:
-                    continue
-                if agg is None:
-                    agg = _aggregates(state)
-                for name, key, value in grp.facts:
-                    if agg[name].get(key) != value:
-                        dirty.add(g)
-                        break
-            inner = getattr(state, "inner_models", None) or {}
-            for tid in inner:
-                g = ("t", tid)
-                if g in members:
-                    dirty.add(g)
+            dirty = self._changed(state, members, fps, side, pairs)
             # links: a dirty group makes the groups it reads (and that read it) dirty
-            adj: dict = {}
             for a, b in self._links(state, maps):
                 if a != b:
                     adj.setdefault(a, set()).add(b)
                     adj.setdefault(b, set()).add(a)
-            todo = [g for g in dirty if g in adj]
-            while todo:
-                g = todo.pop()
-                for h in adj.get(g, ()):
-                    if h not in dirty:
-                        dirty.add(h)
-                        todo.append(h)
-        self._side = side
+            _close(dirty, adj)
         # the groups no longer held are forgotten
         for g in list(self.groups):
             if g not in members:
                 del self.groups[g]
-        # the dirty part of the state: the same lists, filtered, followed
-        sub = copy.copy(state)
-        sub.now = _Dep(now)
-        sub.tunnels = _Seq(t for t in state.tunnels if ("t", t.id) in dirty)
-        sub.tunnels.kind = "tunnels"
-        sub.tunnels.whole = bool(state.tunnels)
-        sub.ike_sas = _Seq(sa for sa in state.ike_sas if maps["ike_sas"][id(sa)] in dirty)
-        sub.ike_sas.kind = "ike_sas"
-        sub.ike_sas.whole = bool(state.ike_sas)
-        sub.esp_sas = _Seq(e for e in state.esp_sas if maps["esp_sas"][id(e)] in dirty)
-        sub.esp_sas.kind = "esp_sas"
-        sub.esp_sas.whole = bool(state.esp_sas)
-        sub.vpn_tunnels = _Seq(t for t in state.vpn_tunnels
-                               if maps["vpn_tunnels"][id(t)] in dirty)
-        sub.vpn_tunnels.kind = "vpn_tunnels"
-        sub.vpn_tunnels.whole = bool(state.vpn_tunnels)
-        sub.whole = state
-        sub.facts = _facts
+        # per rule, the clean groups whose results of that rule follow the clock or reached a
+        # deadline: that rule alone runs again for them
+        timed: dict = {}
+        for g, grp in self.groups.items():
+            if g in dirty:
+                continue
+            for name in grp.clock:
+                timed.setdefault(name, set()).add(g)
+            for name, at in grp.deadlines.items():
+                if now >= at:
+                    timed.setdefault(name, set()).add(g)
+        for name, gs in timed.items():
+            _close(gs, adj)
+        self._side = side
+        self._held = set(members)
         rec = _Recorder(self, maps, now)
-        sub_ctx = _SubContext(sub, rec)
+        base = _SubContext(_sub(state, maps, dirty, now), rec)
+        touched = set(dirty)
         new = {g: _Group(fp=fps[g]) for g in dirty}
         out_by_rule: dict = {}
         again = []
+        runs = {}
         _REC[0] = rec
+        WALKED.clear()
         try:
-            for fn in rules:
-                name = f"{fn.__module__}.{fn.__qualname__}"
+            for fn, name in zip(rules, names):
                 if name in self.global_rules:
                     continue
+                extra = timed.get(name)
+                if extra:
+                    gs = dirty | extra
+                    ctx = _SubContext(_sub(state, maps, gs, now), rec)
+                    for g in extra:
+                        if g not in new:
+                            new[g] = _Group(fp=self.groups[g].fp, partial=True)
+                    touched |= extra
+                else:
+                    gs, ctx = dirty, base
+                runs[name] = len(gs)
                 rec.rule = name
-                if not self._run_local(fn, name, sub_ctx, rec, new):
+                if not self._run_local(fn, name, ctx, rec, new, gs):
                     self.global_rules.add(name)
                     again.append(fn)
         finally:
             _REC[0] = None
             _CUR.clear()
         for g, grp in new.items():
-            grp.deadline = rec.deadlines.get(g, float("inf"))
-            grp.clock = g in rec.clock
-            grp.facts = rec.facts.get(g, [])
-            self.groups[g] = grp
+            if grp.partial:  # only some rules ran for it: the others' results stay
+                old = self.groups[g]
+                for name in grp.ran:
+                    for part in ("found", "cuts", "deadlines", "facts"):
+                        getattr(old, part).pop(name, None)
+                        v = getattr(grp, part).get(name)
+                        if v is not None:
+                            getattr(old, part)[name] = v
+                    old.clock.discard(name)
+                old.clock |= grp.clock
+            else:
+                self.groups[g] = grp
+        self._fresh = touched
+        gl = set(self.global_rules)
         # the cuts of every group, in the order a full run would have made them
-        cuts = []
         pos = _positions(state)
-        gl = self._global_fns(rules)
-        for g, grp in self.groups.items():
-            cuts.extend(c for c in grp.cuts if rules[c[0]] not in gl)
+        cuts = [c for grp in self.groups.values() for name, cs in grp.cuts.items()
+                if name not in gl for c in cs]
         cuts.sort(key=lambda c: (c[0], c[1], _pos(pos, c[3], c[2]), c[4]))
         for _ri, _rank, _k, _kind, _seq, what, ref, ts in cuts:
             full_ctx.cut_short(what, ref, ts)
-        ri = {f"{fn.__module__}.{fn.__qualname__}": i for i, fn in enumerate(rules)}
         # the global rules, over the whole state
-        for fn in rules:
-            name = f"{fn.__module__}.{fn.__qualname__}"
-            if name in self.global_rules:
+        for fn, name in zip(rules, names):
+            if name in gl:
                 out_by_rule[name] = _collect(fn, full_ctx)
         # the local rules' findings: every group's, in the order of the lists they walked
         merged: dict = {}
-        for g, grp in self.groups.items():
+        for grp in self.groups.values():
             for name, rows in grp.found.items():
-                if name in self.global_rules:
-                    continue
-                merged.setdefault(name, []).extend(rows)
+                if name not in gl:
+                    merged.setdefault(name, []).extend(rows)
         out = []
         seen = set()
-        for fn in rules:
-            name = f"{fn.__module__}.{fn.__qualname__}"
+        for name in names:
             if name in out_by_rule:
                 found = out_by_rule[name]
             else:
@@ -579,20 +592,52 @@ class RuleCache:
                 out.append(f)
         out = _drop_superseded(out)
         _show_fragments(full_ctx, out)
+        sub = base.state
         self.stats = {"groups": len(members), "dirty": len(dirty),
                       "ike_sas": len(sub.ike_sas), "esp_sas": len(sub.esp_sas),
                       "tunnels": len(sub.tunnels), "vpn_tunnels": len(sub.vpn_tunnels),
-                      "global_rules": sorted(self.global_rules), "again": len(again),
-                      "rule_order": ri}
+                      "timed": {k: len(v) for k, v in timed.items() if k not in gl},
+                      "group_runs": sum(runs.values()),
+                      "global_rules": sorted(gl), "again": len(again),
+                      "walked": dict(WALKED)}
         return out
+
+    def _changed(self, state, members, fps, side, pairs) -> set:
+        """The groups whose content changed since the previous run (new SAs, packets,
+        messages; a keepalive, ICMP error or fragment set of their addresses; an aggregate they
+        read), or that hold inner traffic."""
+        dirty = set()
+        for g, fp in fps.items():
+            old = self.groups.get(g)
+            if old is None or old.fp != fp:
+                dirty.add(g)
+        old_side = self._side
+        for p in set(side) | set(old_side):
+            if side.get(p) != old_side.get(p):
+                dirty.update(pairs.get(p, ()))
+        # a value of a whole-state aggregate a clean group read has changed
+        agg = None
+        for g, grp in self.groups.items():
+            if not grp.facts or g in dirty or g not in members:
+                continue
+            if agg is None:
+                agg = _aggregates(state)
+            if any(agg[n].get(k, MISSING) != v for rows in grp.facts.values()
+                   for n, k, v in rows):
+                dirty.add(g)
+        for tid in getattr(state, "inner_models", None) or {}:
+            g = ("t", tid)
+            if g in members:
+                dirty.add(g)
+        return dirty
 
     def _global_fns(self, rules) -> set:
         return {fn for fn in rules if f"{fn.__module__}.{fn.__qualname__}" in self.global_rules}
 
-    def _run_local(self, fn, name, ctx, rec, new) -> bool:
-        """Run one rule over the dirty part, its findings kept by group; False when it turns
-        out global (a finding not placed, out of order, an exception, a use of ``now``
-        outside its loops)."""
+    def _run_local(self, fn, name, ctx, rec, new, gs) -> bool:
+        """Run one rule over the groups ``gs`` (the state of ``ctx``), its findings kept by
+        group; False when it turns out global (a finding not placed, out of order, an
+        exception, a use of ``now`` or of an aggregate outside its loops)."""
         kinds = self.ranks.setdefault(name, [])
         rows = []
         last = None
@@ -624,11 +669,51 @@ class RuleCache:
             _CUR.clear()
         if rec.unplaced:
             return False
+        for g in gs:
+            grp = new[g]
+            grp.ran.add(name)
+            at = rec.deadlines.get((g, name))
+            if at is not None:
+                grp.deadlines[name] = at
+            if (g, name) in rec.clock:
+                grp.clock.add(name)
+            fs = rec.facts.get((g, name))
+            if fs:
+                grp.facts[name] = fs
         for g, row in rows:
             new[g].found.setdefault(name, []).append(row)
         for c in ctx.pending_cuts:
-            new[c[0]].cuts.append(c[1])
+            new[c[0]].cuts.setdefault(name, []).append(c[1])
         return True
+
+
+def _close(gs: set, adj: dict) -> None:
+    """Add to ``gs`` every group linked to one of them (transitively)."""
+    todo = [g for g in gs if g in adj]
+    while todo:
+        g = todo.pop()
+        for h in adj.get(g, ()):
+            if h not in gs:
+                gs.add(h)
+                todo.append(h)
+
+
+def _sub(state, maps, gs, now):
+    """The part of ``state`` of the groups ``gs``: its followed lists filtered (in order),
+    ``now`` a :class:`_Dep`; ``whole`` the whole state, ``facts`` the aggregates' wrapper."""
+    sub = copy.copy(state)
+    sub.now = _Dep(now)
+    for kind in KINDS:
+        m = maps[kind]
+        key = (lambda x: x.id) if kind == "tunnels" else id
+        whole = getattr(state, kind)
+        lst = _Seq(x for x in whole if m[key(x)] in gs)
+        lst.kind = kind
+        lst.whole = bool(whole)
+        setattr(sub, kind, lst)
+    sub.whole = state
+    sub.facts = _facts
+    return sub
 
 
 def _after(ctx, kind, elem, last) -> bool:
@@ -662,7 +747,11 @@ def _aggregates(state) -> dict:
     """The whole-state aggregates rules read through :func:`_facts`, by name."""
     from pcapvpn.rules.dataplane.common import heard_all
 
-    return {f"heard.{k}": v for k, v in heard_all(state).items()}
+    from pcapvpn.rules.dataplane.sequence import _shared_counters
+
+    out = {f"heard.{k}": v for k, v in heard_all(state).items()}
+    out["sequence.shared"] = dict.fromkeys(_shared_counters(state.esp_sas), True)
+    return out
 
 
 def _ike_fp(sa):

@@ -73,7 +73,7 @@ def test_other_vpn_tunnels_beyond_the_bound_go_least_recently_active_first():
 
 
 def test_stop_abandons_a_running_evaluation_and_runs_the_rules_once(monkeypatch):
-    import pcapvpn.rules as rules
+    from pcapvpn.rules.incremental import RuleCache
 
     path = LAB / "ikev2_healthy" / "ikev2_healthy.pcap"
     frames = lab_frames([path])
@@ -94,13 +94,13 @@ def test_stop_abandons_a_running_evaluation_and_runs_the_rules_once(monkeypatch)
     os.close(w)
     s._child = (pid, r, [], time.perf_counter())
     calls = []
-    real = rules.run_rules
+    real = RuleCache.run
 
-    def counting(state):
+    def counting(self, state):
         calls.append(state)
-        return real(state)
+        return real(self, state)
 
-    monkeypatch.setattr(rules, "run_rules", counting)
+    monkeypatch.setattr(RuleCache, "run", counting)
     res = s.finish()
     assert len(calls) == 1  # the report's analysis is also the last evaluation
     with pytest.raises(ChildProcessError):

@@ -79,7 +79,13 @@ def _shared_counters(sas) -> set:
 @rule
 def sequence(ctx):
     th = ctx.th
-    shared = _shared_counters(ctx.state.esp_sas)
+    # over the whole state (live's RuleCache runs the rules over the tunnels that changed;
+    # each SA's answer is noted: the SPI of one sender may go to another tunnel's peer)
+    whole = getattr(ctx.state, "whole", None)
+    shared = _shared_counters((whole if whole is not None else ctx.state).esp_sas)
+    note = getattr(ctx.state, "facts", None)
+    if note is not None:
+        shared = note("sequence.shared", dict.fromkeys(shared, True))
     for t, sa in _all_sas(ctx):
         if id(sa) in shared:
             continue

@@ -1,0 +1,97 @@
+"""live's stop re-runs the rules only for the tunnels that changed since the last evaluation
+(``pcapvpn.rules.incremental.RuleCache``, issue 20): the rules' work at the stop follows the
+dirty tunnels, not the SAs held.  Counted, not timed: the tunnels, SAs and rule-loop iterations
+of the run over the dirty part (``RuleCache.stats``), for the same few changed tunnels among
+N and 2N held."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from mutated import SimCapture  # noqa: E402
+from synth import esp_frame, ike_frame, ike_sa_init  # noqa: E402
+
+T0 = 1_700_000_000.0
+
+
+class ListCapture(SimCapture):
+    """A capture object handing out ``(ts, frame)`` pairs up to ``now``."""
+
+    name = "list"
+
+    def __init__(self):
+        self.frames: list = []
+        self.now = T0
+        self.i = 0
+
+    def read(self, out, fidx, num, max_blocks=None):
+        n = 0
+        while self.i < len(self.frames) and self.frames[self.i][0] <= self.now:
+            ts, data = self.frames[self.i]
+            self.i += 1
+            n += 1
+            out.append((fidx, num + n, ts, 1, data, len(data), 0))
+            self.bytes += len(data)
+        return n
+
+
+def _tunnel(k: int, t: float, seq0: int = 1, n: int = 6) -> list:
+    """Tunnel ``k``: an answered IKE_SA_INIT and ESP both ways from ``t``."""
+    a, b = f"10.{k // 250}.{k % 250}.1", f"172.16.{k // 250}.{k % 250 + 1}"
+    ispi, rspi = k.to_bytes(4, "big") * 2, (k + 7).to_bytes(4, "big") * 2
+    out = []
+    if seq0 == 1:
+        out += [(t, ike_frame(a, b, ike_sa_init(ispi, bytes(8), False))),
+                (t + 0.01, ike_frame(b, a, ike_sa_init(ispi, rspi, True)))]
+    for i in range(n):
+        out.append((t + 0.1 + i * 0.2, esp_frame(a, b, 0x1000 + k, seq0 + i)))
+        out.append((t + 0.15 + i * 0.2, esp_frame(b, a, 0x900000 + k, seq0 + i)))
+    return out
+
+
+def _stop_work(n_tunnels: int, changed: int = 5) -> dict:
+    from pcapvpn.live import LiveOptions, LiveSession
+
+    cap = ListCapture()
+    for k in range(n_tunnels):
+        cap.frames += _tunnel(k, T0 + k * 0.001)
+    clock = [T0]
+    s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=10 * n_tunnels), [],
+                    clock=lambda: clock[0], captures=[cap])
+    # evaluations as the capture goes, the last one long after every deadline
+    first = None
+    for t in (T0 + 5, T0 + 120, T0 + 300):
+        cap.now = clock[0] = t
+        while s._feed(0, cap, []):
+            pass
+        s._evaluate(t)
+        first = first or dict(s.rule_cache.stats)
+    # then a few tunnels carry more ESP, and the capture stops
+    t = T0 + 301
+    for k in range(changed):
+        cap.frames += _tunnel(k, t, seq0=7, n=3)
+    cap.now = clock[0] = t + 2
+    res = s.finish()
+    return {"first": first, "stop": dict(s.rule_cache.stats), "findings": len(res.findings)}
+
+
+def test_stop_rule_work_follows_the_changed_tunnels_not_the_held_ones():
+    small, big = _stop_work(100), _stop_work(200)
+    for r, n in ((small, 100), (big, 200)):
+        assert r["first"]["groups"] == n  # every tunnel held
+        assert r["stop"]["groups"] == n
+        # the stop ran the rules over the 5 tunnels that changed (and nothing else)
+        assert r["stop"]["dirty"] == 5, r["stop"]
+        assert r["stop"]["tunnels"] == 5
+        assert r["stop"]["esp_sas"] == 10
+        assert r["stop"]["ike_sas"] == 5
+    # the rule loops' iterations at the stop: the same for 100 and 200 tunnels held ...
+    assert small["stop"]["walked"] == big["stop"]["walked"]
+    # ... while the evaluation that had to look at every tunnel walked twice as much
+    for kind in ("tunnels", "esp_sas", "ike_sas"):
+        assert big["first"]["walked"].get(kind, 0) >= 2 * small["stop"]["walked"].get(kind, 0)
+        assert big["first"]["walked"][kind] >= 1.9 * small["first"]["walked"][kind]
