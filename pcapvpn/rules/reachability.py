@@ -9,6 +9,8 @@ Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
 
 from __future__ import annotations
 
+import bisect
+
 from dissect.vpn import registry as reg
 from dissect.vpn.ip import (
     IpProto, Port, icmp_error_text,
@@ -181,29 +183,44 @@ def _v1_peer_still_talking(sa, x, first, reqs) -> bool:
     return answered_here and resent
 
 
-def _peer_esp_on(ctx, t, first) -> list:
-    """The peer's ESP-in-UDP SAs on the request's ports (peer -> sender) that started before
-    the request, when ESP also flowed the other way (the SA worked); else []."""
+def _peer_esp_on(ctx, t, first):
+    """When the peer's ESP-in-UDP SAs on the request's ports (peer -> sender) that started
+    before the request were last heard, when ESP also flowed the other way (the SA worked);
+    else None."""
     if t is None or first.transport != "udp" or Port.NAT_T not in (first.sport, first.dport):
-        return []
+        return None
     by_ports, starts = ctx.memo(f"reachability|esp_udp|{id(t)}", lambda: _esp_udp_index(t))
-    back = [sa for sa in by_ports.get((first.dst, first.src, first.dport, first.sport), ())
-            if sa.first_ts < first.ts]
+    got = by_ports.get((first.dst, first.src, first.dport, first.sport))
+    if got is None:
+        return None
+    firsts, latest = got
+    k = bisect.bisect_left(firsts, first.ts)  # the SAs that started before the request
     forth = starts.get((first.src, first.dst), float("inf")) < first.ts
-    return back if back and forth else []
+    return latest[k - 1] if k and forth else None
 
 
 def _esp_udp_index(t):
-    """Tunnel ``t``'s ESP-in-UDP SAs by (src, dst, sport, dport), and the earliest start per
-    (src, dst): one pass per tunnel and evaluation, a look-up per unanswered request."""
-    by_ports: dict = {}
+    """Tunnel ``t``'s ESP-in-UDP SAs by (src, dst, sport, dport) as their starts in order with
+    the running maximum of their last packets, and the earliest start per (src, dst): one pass
+    per tunnel and evaluation, a bisection per unanswered request (a flood of SAs on the same
+    ports)."""
+    groups: dict = {}
     starts: dict = {}
     for sa in t.esp_sas:
         if not sa.encap:
             continue
-        by_ports.setdefault((sa.src, sa.dst, sa.sport, sa.dport), []).append(sa)
+        groups.setdefault((sa.src, sa.dst, sa.sport, sa.dport), []).append(sa)
         k = (sa.src, sa.dst)
         starts[k] = min(starts.get(k, sa.first_ts), sa.first_ts)
+    by_ports = {}
+    for key, sas in groups.items():
+        sas.sort(key=lambda sa: sa.first_ts)
+        latest = []
+        m = float("-inf")
+        for sa in sas:
+            m = max(m, sa.last_ts)
+            latest.append(m)
+        by_ports[key] = ([sa.first_ts for sa in sas], latest)
     return by_ports, starts
 
 
@@ -243,8 +260,8 @@ def unanswered_ike(ctx):
                 [m for m in peer_before if Port.NAT_T in (m.sport, m.dport)]
             # a capture that starts mid-session has no IKE answer before: the peer's ESP in UDP
             # on these very ports (both ways: the SA worked) says the same
-            esp_here = [] if heard_4500 else _peer_esp_on(ctx, t, first)
-            gone = bool(heard_4500 or esp_here) and x.exch in (ExchangeType.INFORMATIONAL,
+            esp_here = None if heard_4500 else _peer_esp_on(ctx, t, first)
+            gone = bool(heard_4500 or esp_here is not None) and x.exch in (ExchangeType.INFORMATIONAL,
                                                                ExchangeType.INFORMATIONAL_V1)
             refs = ctx.msg_refs(reqs)
             frag = _fragmented(reqs)
@@ -295,7 +312,7 @@ def unanswered_ike(ctx):
                               "on UDP 4500 ({what} was the first exchange sent there).",
                               what=what)
                 others.append("IKE_NO_RESPONSE")
-            elif esp_here and gone:
+            elif esp_here is not None and gone:
                 code = "IKE_NO_RESPONSE"
                 detail += msg(" {peer} had sent ESP in UDP on these very ports until +{t} s, "
                               "and ESP flowed both ways: UDP 4500 is not blocked; the peer "
@@ -303,7 +320,7 @@ def unanswered_ike(ctx):
                               "liveness check) left unanswered after the SA worked means the "
                               "peer has gone (a remote-access client closed or lost its link): "
                               "not a NAT failure.", peer=ip_text(first.dst),
-                              t=ctx.rel(max(sa_.last_ts for sa_ in esp_here)))
+                              t=ctx.rel(esp_here))
             elif heard_4500:
                 code = "IKE_NO_RESPONSE"
                 detail += msg(" {peer} had answered on UDP 4500 earlier in this IKE SA ({what} "

@@ -3,6 +3,8 @@ SPI mismatches a restart leaves behind."""
 
 from __future__ import annotations
 
+import bisect
+
 from dissect.vpn.registry import ExchangeType, NotifyV1, PayloadV2
 from pcapvpn.findings import declare, make, msg, msg_join
 from pcapvpn.rules import rule
@@ -240,7 +242,7 @@ def _ending(ctx, sa, nxt, esp_sas):
     if any(m.has_notify(_INITIAL_CONTACT[nxt.version]) for m in nxt.messages):
         return "dropped", msg("replaced at +{t} s by a new IKE SA with INITIAL_CONTACT, without a "
                               "DELETE", t=ctx.rel(nxt.first_ts))
-    silent = _silent_side(sa, nxt, esp_sas)
+    silent = _silent_side(ctx, sa, nxt, esp_sas)
     if silent is not None:
         return "dropped", msg("{who} went silent (restart or crash); replaced at +{t} s without "
                               "a DELETE", who=ip_text(silent), t=ctx.rel(nxt.first_ts))
@@ -291,15 +293,20 @@ def flapping(ctx):
                    tunnel=t.id)
 
 
-def _silent_side(old, new, esp_sas):
+def _silent_side(ctx, old, new, esp_sas):
     """The peer that went silent on the old IKE SA before the new one started: its IKE and ESP
     stop while the other peer keeps talking (DPD, ESP) into the void.  None when both kept
     talking on the old SA after the new one started (two SAs side by side, not a restart)."""
     a, b = old.initiator[1], old.responder[1]
+    by_src = ctx.memo(f"stability|esp_from|{id(esp_sas)}", lambda: _esp_from(esp_sas))
 
     def last_from(x):
         ts = [m.ts for m in old.messages if m.src == x]
-        ts += [e.last_ts for e in esp_sas if e.src == x and e.first_ts <= new.first_ts]
+        got = by_src.get(x)
+        if got is not None:  # the latest packet of x's ESP SAs started by the new IKE SA's start
+            k = bisect.bisect_right(got[0], new.first_ts)
+            if k:
+                ts.append(got[1][k - 1])
         return max(ts) if ts else None
 
     la, lb = last_from(a), last_from(b)
@@ -308,6 +315,24 @@ def _silent_side(old, new, esp_sas):
     if la > new.first_ts and lb > new.first_ts:
         return None
     return a if la < lb else b
+
+
+def _esp_from(esp_sas) -> dict:
+    """src -> (the starts of its SAs in order, the running maximum of their last packets): one
+    pass per tunnel and evaluation, a bisection per replaced IKE SA."""
+    by: dict = {}
+    for e in esp_sas:
+        by.setdefault(e.src, []).append(e)
+    out = {}
+    for src, sas in by.items():
+        sas.sort(key=lambda e: e.first_ts)
+        latest = []
+        m = float("-inf")
+        for e in sas:
+            m = max(m, e.last_ts)
+            latest.append(m)
+        out[src] = ([e.first_ts for e in sas], latest)
+    return out
 
 
 @rule
@@ -320,7 +345,7 @@ def restarts(ctx):
             deleted = deleted_ts(old)
             if deleted is not None and deleted <= new.first_ts + 1:
                 continue
-            restarter = _silent_side(old, new, t.esp_sas)
+            restarter = _silent_side(ctx, old, new, t.esp_sas)
             if restarter is None:
                 continue
             first = new.messages[0]
