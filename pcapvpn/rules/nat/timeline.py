@@ -56,7 +56,13 @@ def _keepalive_intervals(f):
 def _timeline(ctx, t, flows):
     """Activity of the tunnel in both directions: (start, end, ref at start, ref at end, what
     starts it).  ``what`` is "init" for a message that starts a new IKE SA (then a silence
-    before it is between SAs, not inside one), "delete" for a message that ends one."""
+    before it is between SAs, not inside one), "delete" for a message that ends one.  Built
+    once per tunnel and evaluation (``flows``: its keepalive flows, ``_flows_between``):
+    NAT_MAPPING_CHANGED and NAT_KEEPALIVE_MISSING both read it."""
+    return ctx.memo(f"nat|timeline|{id(t)}", lambda: _build_timeline(t, flows))
+
+
+def _build_timeline(t, flows):
     iv = []
     for sa in t.ike_sas:
         for m in sa.messages:
