@@ -79,6 +79,19 @@ def host_filter(ipver: int, a: bytes, b: bytes | None = None) -> str:
     return f"{fld}.addr == {ip_text(a)} && {fld}.addr == {ip_text(b)}"
 
 
+def starts_and_latest(sas) -> tuple[list, list]:
+    """SAs (IKE or ESP) in order of their first packet: their starts, and the running maximum
+    of their last packets (a bisection on the starts answers "the latest packet of the SAs
+    that started before t")."""
+    sas = sorted(sas, key=lambda x: x.first_ts)
+    latest = []
+    m = float("-inf")
+    for x in sas:
+        m = max(m, x.last_ts)
+        latest.append(m)
+    return [x.first_ts for x in sas], latest
+
+
 class Context:
     """What a rule is handed: the state, thresholds, ``now`` and the helpers above."""
 

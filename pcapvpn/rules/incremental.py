@@ -158,23 +158,7 @@ class _Dep(float):
             _note(dt)
         return op(a, b)
 
-    def __lt__(self, o):
-        return self._cmp(o, float.__lt__)
-
-    def __le__(self, o):
-        return self._cmp(o, float.__le__)
-
-    def __gt__(self, o):
-        return self._cmp(o, float.__gt__)
-
-    def __ge__(self, o):
-        return self._cmp(o, float.__ge__)
-
-    def __eq__(self, o):
-        return self._cmp(o, float.__eq__)
-
-    def __ne__(self, o):
-        return self._cmp(o, float.__ne__)
+    # __lt__, __le__, __gt__, __ge__, __eq__, __ne__: _comparing below
 
     # -- any other use: the value is kept or shown ------------------------------------------
     def __hash__(self):
@@ -202,6 +186,19 @@ def _escaping(name):
     return use
 
 
+def _comparing(name):
+    op = getattr(float, name)
+
+    def compare(self, o):
+        return self._cmp(o, op)
+
+    compare.__name__ = name
+    return compare
+
+
+for _name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
+    setattr(_Dep, _name, _comparing(_name))
+
 for _name in ("__format__", "__str__", "__repr__", "__round__", "__int__", "__trunc__",
               "__floor__", "__ceil__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
               "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__divmod__",
@@ -216,23 +213,21 @@ class _FactDict(dict):
 
     __slots__ = ("name",)
 
-    def get(self, key, default=None):
+    def _read(self, key) -> None:
         rec = _REC[0]
         if rec is not None:
             rec.fact(self.name, key, dict.get(self, key, MISSING))
+
+    def get(self, key, default=None):
+        self._read(key)
         return dict.get(self, key, default)
 
     def __getitem__(self, key):
-        v = dict.__getitem__(self, key)
-        rec = _REC[0]
-        if rec is not None:
-            rec.fact(self.name, key, v)
-        return v
+        self._read(key)
+        return dict.__getitem__(self, key)
 
     def __contains__(self, key):
-        rec = _REC[0]
-        if rec is not None:
-            rec.fact(self.name, key, dict.get(self, key, MISSING))
+        self._read(key)
         return dict.__contains__(self, key)
 
 

@@ -21,7 +21,7 @@ from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
-    mm5_answers, tcp_connection_findings, unreachable_errors,
+    mm5_answers, starts_and_latest, tcp_connection_findings, unreachable_errors,
 )
 
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
@@ -212,16 +212,7 @@ def _esp_udp_index(t):
         groups.setdefault((sa.src, sa.dst, sa.sport, sa.dport), []).append(sa)
         k = (sa.src, sa.dst)
         starts[k] = min(starts.get(k, sa.first_ts), sa.first_ts)
-    by_ports = {}
-    for key, sas in groups.items():
-        sas.sort(key=lambda sa: sa.first_ts)
-        latest = []
-        m = float("-inf")
-        for sa in sas:
-            m = max(m, sa.last_ts)
-            latest.append(m)
-        by_ports[key] = ([sa.first_ts for sa in sas], latest)
-    return by_ports, starts
+    return {key: starts_and_latest(sas) for key, sas in groups.items()}, starts
 
 
 @rule

@@ -11,7 +11,7 @@ from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     ANSWERED, PENDING, UNANSWERED, backoff, deleted_ts, endpoint_text, esp_filter,
     exchange_label, exchange_status,
-    ike_filter, ike_tunnel_of, ip_text, set_filter,
+    ike_filter, ike_tunnel_of, ip_text, set_filter, starts_and_latest,
 )
 
 #: IKE SAs spelled out in a detail (all are counted)
@@ -323,16 +323,7 @@ def _esp_from(esp_sas) -> dict:
     by: dict = {}
     for e in esp_sas:
         by.setdefault(e.src, []).append(e)
-    out = {}
-    for src, sas in by.items():
-        sas.sort(key=lambda e: e.first_ts)
-        latest = []
-        m = float("-inf")
-        for e in sas:
-            m = max(m, e.last_ts)
-            latest.append(m)
-        out[src] = ([e.first_ts for e in sas], latest)
-    return out
+    return {src: starts_and_latest(sas) for src, sas in by.items()}
 
 
 @rule
