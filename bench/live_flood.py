@@ -8,6 +8,7 @@ frames with expiry and eviction); the AF_PACKET path end to end is ``bench/live_
     python bench/live_flood.py --frames 1000000 --max-sas 2000 20000
     python bench/live_flood.py --frames 5000000 --max-sas 2000 --samples 25   # the RSS plateau
     python bench/live_flood.py --frames 300000 --max-sas 20000 --profile out.prof
+    python bench/live_flood.py --frames 1000000 --max-sas 20000 --expiry-only --then 2000
 
 Each ``--max-sas`` runs in a fresh process.  Printed, not written to RESULTS.md (copy the lines
 there with the load averages they print).
@@ -151,7 +152,8 @@ def _side_by_side(s, repeat: int) -> dict:
 
 
 def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
-          seed: int = 20, phases: bool = False, ab: int = 0) -> dict:
+          seed: int = 20, phases: bool = False, ab: int = 0, expiry_only: bool = False,
+          then: int = 0) -> dict:
     from mutated import MutatedCapture, lab_frames
     from pcapvpn.analysis import no_gc
     from pcapvpn.live import LiveOptions, LiveSession
@@ -173,12 +175,31 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
         clock[0] = cap.t
         if done % 20_000 < 2000:
             c0 = time.process_time()
-            s._evaluate(clock[0])
+            if expiry_only:  # the memory bound without the rules (a faster feed)
+                s._prepare()
+                s.tracker.expire(clock[0], s.opts.idle_expiry, s.opts.max_sas)
+            else:
+                s._evaluate(clock[0])
             evals.append(time.process_time() - c0)
         if done >= nxt:
             nxt += step
             samples.append({"frames": done, "rss": round(_rss_mb(), 1), **containers(s)})
     feed = time.perf_counter() - t0
+    steps = {}
+    if then:
+        # an evaluation of everything held, ``then`` frames and an evaluation (what one
+        # interval changes), ``then`` frames more and the stop below
+        from pcapvpn.analysis import no_gc as _no_gc
+
+        with _no_gc():
+            for label in ("eval_full", "eval_then"):
+                c0 = time.process_time()
+                s._evaluate(clock[0])
+                steps[label] = round(time.process_time() - c0, 2)
+                n = 0
+                while n < then:
+                    n += s._feed(0, cap, [])
+                clock[0] = cap.t
     cap.dry = True  # the stop: nothing more arrives
     load1 = os.getloadavg()[0]
     ab = _side_by_side(s, repeat=ab) if ab else None
@@ -206,6 +227,11 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
             "report_mb": round(len(text) / 1e6, 2), "report_sha": _sha(text),
             "phases": {k: round(v, 3) for k, v in (spent or {}).items()}, "ab": ab,
             "evicted": s.tracker.evicted_sas, "expired": s.tracker.expired_sas,
+            "steps": steps, "held": (len(s.tracker.ike_tracker.sas),
+                                     len(s.tracker.esp_tracker._sas)),
+            "cache": {k: v for k, v in getattr(getattr(s, "rule_cache", None), "stats",
+                                                {}).items()
+                      if k in ("groups", "dirty", "ike_sas", "esp_sas")},
             "load": (round(load0, 2), round(load1, 2))}
 
 
@@ -226,12 +252,19 @@ def main(argv=None) -> int:
     ap.add_argument("--ab", type=int, default=0, metavar="N",
                     help="also run the stop path as before (443614c) and as now, alternated N "
                          "times, each in a fork of the same held state")
+    ap.add_argument("--expiry-only", action="store_true",
+                    help="during the feed only the memory bound every 20,000 frames, no rules "
+                         "(a faster feed to a held state)")
+    ap.add_argument("--then", type=int, default=0, metavar="N",
+                    help="after the feed: an evaluation, N frames, an evaluation, N frames, the "
+                         "stop (each timed)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the raw result lines")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.frames, args.max_sas[0], args.samples, args.profile,
-                               phases=args.phases, ab=args.ab)))
+                               phases=args.phases, ab=args.ab, expiry_only=args.expiry_only,
+                               then=args.then)))
         return 0
     for n in args.max_sas:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--frames",
@@ -242,6 +275,10 @@ def main(argv=None) -> int:
             cmd.append("--phases")
         if args.ab:
             cmd += ["--ab", str(args.ab)]
+        if args.expiry_only:
+            cmd.append("--expiry-only")
+        if args.then:
+            cmd += ["--then", str(args.then)]
         cp = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
         if cp.returncode:
             print(f"--max-sas {n}: failed\n{cp.stderr[-2000:]}")
@@ -261,6 +298,11 @@ def main(argv=None) -> int:
               f"{r['render_wall']} s ({r['render_cpu']} cpu) = {r['stop_wall']} s "
               f"({r['stop_cpu']} cpu); report {r['report_mb']} MB sha {r['report_sha']}; "
               f"evicted {r['evicted']:,}, expired {r['expired']:,}")
+        if r.get("steps"):
+            print(f"  held {r['held'][0]:,} IKE / {r['held'][1]:,} ESP SAs; evaluation of all "
+                  f"{r['steps']['eval_full']} s cpu, after {args.then:,} frames "
+                  f"{r['steps']['eval_then']} s cpu, stop after {args.then:,} more (above); "
+                  f"rule cache at the stop: {r.get('cache') or 'none'}")
         for kind, x in (r["ab"] or {}).items():
             print(f"  stop {kind}: finish {x['finish_cpu']} + JSON {x['json_cpu']} = {x['cpu']} s cpu "
                   f"({x['wall']} s wall; cpu of each run {x['cpu_all']}); document {x['doc']}")
