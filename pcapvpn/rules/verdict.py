@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType
-from pcapvpn.findings import STAGES, msg, msg_join, severity_rank, stage_rank
+from pcapvpn.findings import STAGES, Term, msg, msg_join, severity_rank, stage_rank
 from pcapvpn.rules.common import (PENDING, established_ts, exchange_label, exchange_status,
                                   ip_text, last_requests, seen_working)
 
@@ -410,6 +410,7 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
     for f in findings:
         by_tunnel.setdefault(f.tunnel, []).append(f)
     out = []
+    args = {}
     for t in ctx.state.tunnels:
         fs = by_tunnel.get(t.id, [])
         unjudgeable = unusable_time(t) or coverage_note(ctx, t)
@@ -417,9 +418,11 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
             unjudgeable = msg("the capture shows one direction of this tunnel only: what the "
                               "other gateway sent (answers, ESP) cannot be seen, so its absence "
                               "proves nothing")
-        out.append(decide(ctx, t, fs, not_seen=_not_seen(ctx, t, fs), pending=_pending(ctx, t),
+        args[t.id] = dict(not_seen=_not_seen(ctx, t, fs), pending=_pending(ctx, t),
                           healthy_evidence=has_evidence_of_health(t), unjudgeable=unjudgeable,
-                          reached=_stage_reached(ctx, t)))
+                          reached=_stage_reached(ctx, t))
+        out.append(decide(ctx, t, fs, **args[t.id]))
+    _follow_redirects(ctx, out, by_tunnel, args)
     # imported here, not at the top: importing the package registers its rules, and the rule
     # order is load_all's (the import is one-way: rules.vpn never imports this module)
     from pcapvpn.rules.vpn import vpn_evidence
@@ -429,6 +432,71 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
         out.append(decide(ctx, t, fs, unjudgeable=coverage_note(ctx, t),
                           **vpn_evidence(ctx, t, fs)))
     return out
+
+
+#: what a redirect (RFC 5685) is worth on the redirecting tunnel, by the verdict of the
+#: tunnel the client was sent to
+_REDIRECT_SEVERITY = {"failing": "error", "degraded": "warning", "healthy": "info",
+                      "unknown": "info"}
+
+
+def _follow_redirects(ctx, out, by_tunnel, args) -> None:
+    """A tunnel whose last attempt the gateway answered with REDIRECT (RFC 5685: load
+    balancing, maintenance) worked or failed as the redirected attempt did: the gateway did its
+    job, and the client's connection is the one it then made to the other gateway.  Its verdict
+    is decided again with the redirect weighed by the target tunnel's verdict (failing: an error
+    at negotiation; degraded: a warning; healthy: information, and the redirect counts as the
+    tunnel doing its job).  Not followed in the capture (the client's IKE_SA_INIT to the new
+    gateway is not in it: another capture point, or the capture ended): unknown, unless the
+    tunnel's other findings decide.  A client that came back to the same gateway later is
+    judged on that attempt as usual.  Redirect chains are followed (a few hops)."""
+    tunnels = {t.id: t for t in ctx.state.tunnels}
+    for _hop in range(4):
+        verdicts = {v.tunnel: v for v in out}
+        changed = False
+        for i, v in enumerate(out):
+            t = tunnels.get(v.tunnel)
+            fs = by_tunnel.get(v.tunnel, [])
+            red = [f for f in fs if f.code == "IKE_REDIRECT" and getattr(f, "redirect", None)]
+            if t is None or not red:
+                continue
+            f = max(red, key=lambda f: f.redirect["ts"])
+            ts = f.redirect["ts"]
+            if any(sa.first_ts is not None and sa.first_ts > ts and not sa.mid_session
+                   for sa in t.ike_sas):
+                continue  # the client came back: that attempt decides
+            target = verdicts.get(f.redirect["target"]) if f.redirect["target"] else None
+            if f.redirect["followed"] and target is None:
+                continue  # followed within the same tunnel
+            kw = dict(args[v.tunnel])
+            if target is None:
+                sev = "info"
+                kw["unjudgeable"] = kw["unjudgeable"] or msg(
+                    "the gateway redirected the client (RFC 5685), and the client's IKE_SA_INIT "
+                    "to the new gateway is not in the capture: how the redirected connection "
+                    "ended cannot be seen")
+            else:
+                sev = _REDIRECT_SEVERITY[target.verdict]
+                if target.verdict == "healthy":
+                    kw["healthy_evidence"] = True
+                elif target.verdict == "unknown":
+                    kw["unjudgeable"] = kw["unjudgeable"] or msg(
+                        "the redirected connection (tunnel {tunnel}) is itself unknown",
+                        tunnel=target.tunnel)
+            note = (msg(" The redirected connection (tunnel {tunnel}) is {verdict}.",
+                        tunnel=target.tunnel, verdict=Term(target.verdict))
+                    if target is not None else "")
+            if f.severity == sev and (not note or note in f.detail):
+                continue
+            f.severity = sev
+            if note and note not in f.detail:
+                f.detail += note
+            new = decide(ctx, t, fs, **kw)
+            if new != v:
+                out[i] = new
+                changed = True
+        if not changed:
+            return
 
 
 def _pending(ctx, t) -> list[str]:
