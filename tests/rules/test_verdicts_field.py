@@ -253,3 +253,19 @@ def test_public_palo_alto_fortigate_captures():
     assert (v.verdict, v.primary_code) == ("degraded", "IKE_SIMULTANEOUS_INIT")
     f = by_code(res, "IKE_SIMULTANEOUS_INIT")
     assert "e5bc67550fd4d3ea:b51cdb5af0efa3ac (initiated by 2003:51:6012::2) survived" in f.detail
+
+
+def test_public_redirect_capture():
+    """captures/public/scapy: 10.5.2.52 redirects the client (RFC 5685), whose new attempt at
+    10.5.2.53 is refused with NO_PROPOSAL_CHOSEN. Nothing works: both tunnels fail, the
+    redirecting one with the redirect as its primary (it was "degraded" before)."""
+    from conftest import REPO
+    from pcapvpn.analysis import run
+
+    res = run([str(REPO / "captures" / "public" / "scapy" / "ikev2_notify_redirect.pcap")])
+    tunnels = {t["id"]: t for t in res.report.tunnels}
+    src, dst = tunnels["10.5.2.60<->10.5.2.52"], tunnels["10.5.2.60<->10.5.2.53"]
+    assert (dst["verdict"], dst["failed_stage"], dst["primary_code"]) == \
+        ("failing", "negotiation", "IKE_NO_PROPOSAL_CHOSEN")
+    assert (src["verdict"], src["failed_stage"], src["primary_code"]) == \
+        ("failing", "negotiation", "IKE_REDIRECT")
