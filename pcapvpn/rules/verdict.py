@@ -158,6 +158,48 @@ def recovery(ctx, t, f):
             return est, msg("a new IKE SA ({sa}, initiated by {who})", sa=sa.id, who=who)
     if both_after:
         return last, msg("ESP flowing both ways after it")
+    if f.code == "IKE_NO_RESPONSE" and f.stage == "reachability":
+        return _answered_later(ctx, t, f, last, own)
+    return None
+
+
+#: the exchanges that open an IKE SA: an answer to one shows the responder reachable
+_OPENING = frozenset((ExchangeType.IKE_SA_INIT, ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
+
+
+def _answered_later(ctx, t, f, last, own):
+    """An unanswered opening request is over when the same responder answered the same
+    initiator's later opening request: the responder is reachable (the vendor review's nDPI
+    capture: one IKE_SA_INIT lost among twenty answered ones is no reachability failure).
+    ``(ts, how)`` of the first such answer, else None."""
+    import bisect
+
+    def build():
+        by = {}
+        for sa in t.ike_sas:
+            if not sa.initiator or not sa.responder or not sa.exchanges:
+                continue
+            x = sa.exchanges[0]
+            if x.exch not in _OPENING:
+                continue
+            resp = sa.responder[1]
+            for m in x.msgs:
+                if m.src == resp and not m.copy:
+                    by.setdefault((sa.initiator[1], resp), []).append((m.ts, sa.ispi.hex()))
+                    break
+        for v in by.values():
+            v.sort()
+        return by
+    answers = ctx.memo(f"opening_answers|{id(t)}", build)
+    failed = next((sa for sa in t.ike_sas if sa.ispi.hex() in own and sa.initiator
+                   and sa.responder), None)
+    if failed is None:
+        return None
+    rows = answers.get((failed.initiator[1], failed.responder[1]), ())
+    for ts, ispi in rows[bisect.bisect_right(rows, (last, "\uffff")):]:
+        if ispi not in own:
+            return ts, msg("an answer from {responder} to a later opening request (the "
+                           "responder is reachable)", responder=ip_text(failed.responder[1]))
     return None
 
 
