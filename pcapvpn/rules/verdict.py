@@ -528,11 +528,14 @@ def _follow_redirects(ctx, out, by_tunnel, args) -> None:
             note = (msg(" The redirected connection (tunnel {tunnel}) is {verdict}.",
                         tunnel=target.tunnel, verdict=Term(target.verdict))
                     if target is not None else "")
-            if f.severity == sev and (not note or note in f.detail):
+            if f.severity == sev and f.redirect.get("note", "") == note:
                 continue
             f.severity = sev
-            if note and note not in f.detail:
-                f.detail += note
+            # live mode may keep a finding between evaluations: the target's verdict of the
+            # last one is replaced, never added to
+            base = f.redirect.setdefault("detail", f.detail)
+            f.detail = base + note if note else base
+            f.redirect["note"] = note
             new = decide(ctx, t, fs, **kw)
             if new != v:
                 out[i] = new
