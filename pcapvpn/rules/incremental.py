@@ -506,6 +506,7 @@ class RuleCache:
                     timed.setdefault(name, set()).add(g)
         for name, gs in timed.items():
             _close(gs, adj)
+            gs -= dirty  # those run anyway
         self._side = side
         self._held = set(members)
         rec = _Recorder(self, maps, now)
@@ -521,19 +522,21 @@ class RuleCache:
             for fn, name in zip(rules, names):
                 if name in self.global_rules:
                     continue
+                rec.rule = name
+                runs[name] = len(dirty)
+                ok = self._run_local(fn, name, base, rec, new, dirty)
                 extra = timed.get(name)
-                if extra:
-                    gs = dirty | extra
-                    ctx = _SubContext(_sub(state, maps, gs, now), rec)
+                if ok and extra:
+                    # the clean groups whose results of this rule follow the clock: this rule
+                    # alone, over them alone (the dirty part's context and indexes are kept)
                     for g in extra:
                         if g not in new:
                             new[g] = _Group(fp=self.groups[g].fp, partial=True)
                     touched |= extra
-                else:
-                    gs, ctx = dirty, base
-                runs[name] = len(gs)
-                rec.rule = name
-                if not self._run_local(fn, name, ctx, rec, new, gs):
+                    ctx = _SubContext(_sub(state, maps, extra, now), rec)
+                    runs[name] += len(extra)
+                    ok = self._run_local(fn, name, ctx, rec, new, extra)
+                if not ok:
                     self.global_rules.add(name)
                     again.append(fn)
         finally:
@@ -579,7 +582,7 @@ class RuleCache:
             else:
                 rows = merged.get(name, [])
                 rows.sort(key=lambda r: (r[0], _pos(pos, r[2], r[1]), r[3]))
-                found = [copy.copy(r[4]) for r in rows]
+                found = [_copy(r[4]) for r in rows]
             for f in found:
                 if f.id in seen:
                     continue
@@ -709,6 +712,17 @@ def _sub(state, maps, gs, now):
     sub.whole = state
     sub.facts = _facts
     return sub
+
+
+def _copy(f):
+    """A finding kept by the cache, handed out: what comes after the rules (the verdict's
+    recovery and redirect notes, fragments in the filter, capture drops, vantage locations, log
+    lines) changes the copy, never the kept one (its dicts and lists are copied too)."""
+    g = copy.copy(f)
+    for k, v in vars(g).items():
+        if isinstance(v, (dict, list)):
+            setattr(g, k, copy.copy(v))
+    return g
 
 
 def _after(ctx, kind, elem, last) -> bool:

@@ -89,6 +89,8 @@ def replay_compare(paths, shifts, points=10, keys=None) -> list:
         for x, y in zip(a, b):
             assert x == y, where
         assert _verdicts(state, got) == _verdicts(state, want), where
+        # the verdict changes findings (recovery, redirect notes): the kept ones must not
+        assert _dump(got) == _dump(want), where
     return work
 
 
