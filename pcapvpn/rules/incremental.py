@@ -243,7 +243,12 @@ def _facts(name, d) -> _FactDict:
 
 
 def _snap(v):
-    return copy.deepcopy(v)
+    """A copy of an aggregate's value (numbers, or lists and dicts of them) as it was read."""
+    if isinstance(v, list):
+        return [_snap(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _snap(x) for k, x in v.items()}
+    return v
 
 
 def _note(dt) -> None:
@@ -282,10 +287,12 @@ class _Recorder:
         self.maps = maps
         self.now = now
         self.rule = None
+        #: per rule: group -> the earliest deadline it compared with; the groups whose values
+        #: followed the clock; the aggregates' values each group read
         self.deadlines: dict = {}
-        self.clock: set = set()
+        self.clock: dict = {}
         self.unplaced = False  # a use of now outside any followed iteration
-        self.facts: dict = {}  # group -> [(aggregate name, key, value read)]
+        self.facts: dict = {}
 
     def group(self):
         if not _CUR:
@@ -300,20 +307,20 @@ class _Recorder:
         if g is None:
             self.unplaced = True
             return
-        self.facts.setdefault((g, self.rule), []).append((name, key, _snap(value)))
+        self.facts.setdefault(self.rule, {}).setdefault(g, []).append((name, key, _snap(value)))
 
     def note(self, dt) -> None:
         g = self.group()
         if g is None:
             self.unplaced = True
             return
-        k = (g, self.rule)
         if dt is None:
-            self.clock.add(k)
+            self.clock.setdefault(self.rule, set()).add(g)
         else:
             at = self.now + dt - 1e-6
-            if at < self.deadlines.get(k, float("inf")):
-                self.deadlines[k] = at
+            mine = self.deadlines.setdefault(self.rule, {})
+            if at < mine.get(g, float("inf")):
+                mine[g] = at
 
 
 def _key(kind, elem):
@@ -669,15 +676,17 @@ class RuleCache:
             return False
         for g in gs:
             grp = new[g]
-            grp.ran.add(name)
-            at = rec.deadlines.get((g, name))
-            if at is not None:
-                grp.deadlines[name] = at
-            if (g, name) in rec.clock:
-                grp.clock.add(name)
-            fs = rec.facts.get((g, name))
-            if fs:
-                grp.facts[name] = fs
+            if grp.partial:
+                grp.ran.add(name)
+        for g, at in rec.deadlines.get(name, {}).items():
+            if g in gs:
+                new[g].deadlines[name] = at
+        for g in rec.clock.get(name, ()):
+            if g in gs:
+                new[g].clock.add(name)
+        for g, fs in rec.facts.get(name, {}).items():
+            if g in gs:
+                new[g].facts[name] = fs
         for g, row in rows:
             new[g].found.setdefault(name, []).append(row)
         for c in ctx.pending_cuts:
