@@ -147,8 +147,7 @@ class _Replay:
     def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None,
              on_tcp=None):
         before = 0  # records of the slices before this one
-        stats = {"frames": 0, "numbered": 0, "bytes": 0, "truncated": 0, "first_ts": None,
-                 "last_ts": None, "out_of_order": 0, "linktypes": {}}
+        stats = self._totals()
         if self._first is not None:
             # the first slice: read here, straight into the decoder as a single pass does,
             # while the workers read the others; what the workers would handle themselves
@@ -208,6 +207,12 @@ class _Replay:
             self.slices += 1
             before += part.stats["numbered"]
         self.walk_stats = stats
+
+    @staticmethod
+    def _totals() -> dict:
+        """The walk's counters before any slice (:meth:`_merge` adds the slices' up)."""
+        return {"frames": 0, "numbered": 0, "bytes": 0, "truncated": 0, "first_ts": None,
+                "last_ts": None, "out_of_order": 0, "linktypes": {}}
 
     @staticmethod
     def _apply(ops, tag, calls, before, keys=None) -> None:
