@@ -139,7 +139,10 @@ class _Cutter:
         self.path = path
         self.index = index
         self.stream = stream
-        self.buf = bytearray(head)
+        #: what is read and not handed out yet: pieces as the stream gave them (joined once,
+        #: into a slice's bytes)
+        self._chunks: deque = deque([head] if head else [])
+        self._len = len(head)
         self.eof = False
         self.at = 0  # the stream offset of buf[0]
         self.number = 0  # the next slice's number
@@ -150,7 +153,7 @@ class _Cutter:
         self.cuts = None if cuts is None else sorted(cuts)
         self.why: str | None = None
         self._fill(MIN_BYTES)
-        data = bytes(self.buf)
+        data = self._span(0, self._len)
         # the head: the reader after its first record, the header bytes before it
         self.head = open_capture(io.BytesIO(data))
         self.first = None
@@ -175,15 +178,44 @@ class _Cutter:
                                 f"the slices would hand most frames to one process")
 
     def _fill(self, n: int) -> None:
+        """Read on until ``n`` bytes are held (or the stream ends)."""
         from dissect.vpn.capture import CHUNK
 
-        buf = self.buf
-        while len(buf) < n and not self.eof:
-            more = self.stream.read(min(max(n - len(buf), CHUNK), 8 * CHUNK))
+        chunks = self._chunks
+        while self._len < n and not self.eof:
+            more = self.stream.read(CHUNK)
             if not more:
                 self.eof = True
             else:
-                buf += more
+                chunks.append(more)
+                self._len += len(more)
+
+    def _span(self, a: int, b: int) -> bytes:
+        """The held bytes ``[a, b)`` (offsets from the first held byte), joined."""
+        out = []
+        pos = 0
+        for c in self._chunks:
+            end = pos + len(c)
+            if end > a:
+                out.append(c[max(0, a - pos):b - pos] if a > pos or end > b else c)
+            pos = end
+            if pos >= b:
+                break
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _take(self, n: int) -> bytes:
+        """The first ``n`` held bytes, no longer held."""
+        data = self._span(0, n)
+        chunks = self._chunks
+        left = n
+        while left and chunks:
+            c = chunks.popleft()
+            if len(c) > left:
+                chunks.appendleft(c[left:])
+                break
+            left -= len(c)
+        self._len -= n
+        return data
 
     def _cut(self) -> int | None:
         """Where the buffer is cut (an offset in it), None: what is left of the stream is the
@@ -196,17 +228,16 @@ class _Cutter:
                 return None
             c = self.cuts.pop(0) - self.at
             self._fill(c + 1)
-            return c if c < len(self.buf) else None
+            return c if c < self._len else None
         from dissect.vpn import chain
 
         target = max(STREAM_SLICE, self.first + 1 - self.at)
         window = CUT_WINDOW
         while True:
             self._fill(target + window)
-            buf = self.buf
-            if len(buf) <= target:
+            if self._len <= target:
                 return None  # the end of the stream: the last slice
-            win = bytes(buf[target:])  # (a bytearray that numpy views cannot be resized)
+            win = self._span(target, self._len)
             found, _r = chain.find(self.rules, win, 0, len(win), self.eof, CUT_RECORDS)
             if found is not None:
                 return target + found
@@ -229,13 +260,8 @@ class _Cutter:
             self.done = True
             return Slice(self.path, self.index, k, self.at, 0, self.prefix if k else b"",
                          self.nifs, True, self.batch, tail=True)
-        buf = self.buf
-        if cut is None:
-            data, last = bytes(buf), True
-            buf.clear()
-        else:
-            data, last = bytes(buf[:cut]), False
-            del buf[:cut]
+        last = cut is None
+        data = self._take(self._len if last else cut)
         sl = Slice(self.path, self.index, k, self.at, self.at + len(data),
                    self.prefix if k else b"", self.nifs, last, self.batch, self.esp, self.lane,
                    data=data)
@@ -246,10 +272,80 @@ class _Cutter:
 
     def rest(self) -> bytes:
         """What is read and not handed out (the pieces of the rest end with it)."""
-        out = bytes(self.buf)
-        self.buf.clear()
+        out = self._take(self._len)
         self.done = True
         return out
+
+
+class _Reading:
+    """The cutter run in a thread of its own, at most ``ahead`` slices ahead of the replay: the
+    decompression (zlib releases the GIL) and the reading of a pipe go on while the main thread
+    replays and hands slices out.  :meth:`next` as the cutter's; :meth:`stop` ends the thread and
+    gives back the slices it read and did not hand out, in order."""
+
+    def __init__(self, cutter, ahead: int):
+        import queue
+        import threading
+
+        self._cutter = cutter
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+        self._stop = threading.Event()
+        self._held: list = []
+        self.done = False
+        self._t = threading.Thread(target=self._run, name="pcapvpn-stream", daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                sl = self._cutter.next()
+                self._put(sl)
+                if sl is None or sl.tail:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
+            self._put(exc)
+
+    def _put(self, item) -> None:
+        import queue
+
+        while True:
+            try:
+                self._q.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    self._held.append(item)
+                    return
+
+    def next(self):
+        if self.done:
+            return None
+        item = self._q.get()
+        if isinstance(item, BaseException):
+            self.done = True
+            raise item
+        if item is None or item.tail:
+            self.done = True
+        return item
+
+    def stop(self) -> list:
+        import queue
+
+        self._stop.set()
+        out = []
+        while self._t.is_alive() or not self._q.empty():
+            try:
+                out.append(self._q.get(timeout=0.05))
+            except queue.Empty:
+                continue
+        self._t.join()
+        out += self._held
+        self._held = []
+        self.done = True
+        for item in out:
+            if isinstance(item, BaseException):
+                raise item
+        return [x for x in out if x is not None]
 
 
 class _Done:
@@ -379,6 +475,7 @@ class _StreamReplay(_Replay):
         self._n = max(1, jobs - 1)
         self._pool = pool
         self._workers = None
+        self._reading: _Reading | None = None
         #: ``{"slice": k, "why": ...}``: the parent read the stream itself from slice k on
         self.tail: dict | None = None
 
@@ -386,6 +483,12 @@ class _StreamReplay(_Replay):
         if self._workers is not None:
             self._workers.terminate()
             self._workers = None
+        if self._reading is not None:
+            reading, self._reading = self._reading, None
+            try:
+                reading.stop()
+            except Exception:  # noqa: BLE001,S110 - closing: the walk reported what it met
+                pass
 
     def _submit(self, sl):
         if self._pool == "serial":
@@ -423,9 +526,9 @@ class _StreamReplay(_Replay):
         from pcapvpn.parallel import AHEAD
 
         calls = (on_esp, on_frame, on_batch, on_tcp)
-        cutter = self._cutter
         pending: deque = deque()
         limit = AHEAD * self._n
+        cutter = self._reading = _Reading(self._cutter, 2)
 
         def fetch():
             """The next slice, its part and why it cannot be replayed; the workers kept busy."""
@@ -468,9 +571,12 @@ class _StreamReplay(_Replay):
             sl.data = part.slice = None  # replayed: its bytes are not needed any more
             cur = nxt
         self.walk_stats = stats
+        self.close()
 
     def _tail(self, sl, later, why, tag, calls, on_checkpoint, stats, before) -> None:
         """The rest of the stream from slice ``sl`` on, read here straight into the decoder."""
+        reading, self._reading = self._reading, None
+        later = later + (reading.stop() if reading is not None else [])
         self.close()  # the workers' slices after sl are not needed
         cutter = self._cutter
         pieces = [sl.data] + [x.data for x in later if x.data is not None] + [cutter.rest()]
