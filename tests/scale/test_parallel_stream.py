@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, corpus_captures, corpus_dir, project_captures, rel
+from conftest import REPO, corpus_captures, project_captures, rel
 from pcapvpn import parallel
 from pcapvpn.analysis import Options, run
 from pcapvpn.parallel import stream as pstream
