@@ -197,16 +197,21 @@ class _Replay:
                     raise Fallback(f"{frames - shipped} of {frames} frames of slice "
                                    f"{part.number} are ESP or plaintext TCP: the slices would "
                                    f"hand most frames to one process")
-            calls = (on_esp, on_frame, on_batch, on_tcp)
-            if not self._merge_esp(part, tag, calls, before):
-                self._apply(part.ops, tag, calls, before)
-            if on_checkpoint is not None:
-                for ck in part.checkpoints:
-                    on_checkpoint(ck[0] + before, ck[1])
-            self._merge(part, stats)
-            self.slices += 1
-            before += part.stats["numbered"]
+            before = self._replay(part, tag, (on_esp, on_frame, on_batch, on_tcp),
+                                  on_checkpoint, stats, before)
         self.walk_stats = stats
+
+    def _replay(self, part, tag, calls, on_checkpoint, stats, before) -> int:
+        """One worker's part replayed (its ESP merged as SA states where it can be) and its
+        counters merged; returns the records before the next slice."""
+        if not self._merge_esp(part, tag, calls, before):
+            self._apply(part.ops, tag, calls, before)
+        if on_checkpoint is not None:
+            for ck in part.checkpoints:
+                on_checkpoint(ck[0] + before, ck[1])
+        self._merge(part, stats)
+        self.slices += 1
+        return before + part.stats["numbered"]
 
     @staticmethod
     def _totals() -> dict:

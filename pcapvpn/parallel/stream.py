@@ -560,14 +560,7 @@ class _StreamReplay(_Replay):
                 self._tail(sl, later, why, tag, calls, on_checkpoint, stats, before)
                 break
             part.slice = sl  # with its bytes, should they be read again
-            if not self._merge_esp(part, tag, calls, before):
-                self._apply(part.ops, tag, calls, before)
-            if on_checkpoint is not None:
-                for ck in part.checkpoints:
-                    on_checkpoint(ck[0] + before, ck[1])
-            self._merge(part, stats)
-            self.slices += 1
-            before += part.stats["numbered"]
+            before = self._replay(part, tag, calls, on_checkpoint, stats, before)
             sl.data = part.slice = None  # replayed: its bytes are not needed any more
             cur = nxt
         self.walk_stats = stats

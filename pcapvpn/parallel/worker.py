@@ -140,27 +140,43 @@ def _lane_op(linktype, ifaces, buf, run) -> tuple:
     return (4, linktype, ifaces, rows.tobytes(), out)
 
 
-def _esp_only_here(ops) -> bool:
-    """No frame of the general path can give an ESP or AH event (ESP/AH over IP, fragments,
-    TCP, ESP in UDP of another shape): all the slice's ESP is in the recording's ESP ops, so an
-    ESP tracker fed with those alone sees every packet of its SAs."""
+class _Unknown(Exception):  # noqa: N818 - a control-flow signal
+    """A general-path frame whose decoding raised what the decoders do not raise for bad
+    input: what the general path makes of it is not known here."""
+
+
+def _general(ops, decode):
+    """``decode(linktype, bytes)`` of each frame of the recording's general path, in order
+    (those it rejects as bad input, :class:`DissectError`, left out: the general path counts a
+    decode error, no event); raises :class:`_Unknown` for anything else it raises."""
     from dissect.vpn.errors import DissectError
-    from dissect.vpn.ip import IpProto
 
     for op in ops:
         if op[0] != 2:
             continue
         try:
-            r, esp = _esp_frame(op[3], op[4])
+            yield decode(op[3], op[4])
         except DissectError:
-            continue  # the general path counts a decode error: no event
-        except Exception:  # noqa: BLE001 - whatever the general path would make of it
-            return False
-        if r is None:
             continue
-        frag_off, mf = r[8], r[9]
-        if esp or frag_off or mf or r[3] == IpProto.TCP:
-            return False
+        except Exception as exc:  # noqa: BLE001 - whatever the general path would make of it
+            raise _Unknown from exc
+
+
+def _esp_only_here(ops) -> bool:
+    """No frame of the general path can give an ESP or AH event (ESP/AH over IP, fragments,
+    TCP, ESP in UDP of another shape): all the slice's ESP is in the recording's ESP ops, so an
+    ESP tracker fed with those alone sees every packet of its SAs."""
+    from dissect.vpn.ip import IpProto
+
+    try:
+        for r, esp in _general(ops, _esp_frame):
+            if r is None:
+                continue
+            frag_off, mf = r[8], r[9]
+            if esp or frag_off or mf or r[3] == IpProto.TCP:
+                return False
+    except _Unknown:
+        return False
     return True
 
 
@@ -175,31 +191,25 @@ def _general_tcp(ops) -> frozenset | None:
     frames that may open a TCP stream the decoder follows); None: more than MAX_TCP_KEYS, or an
     IP fragment of TCP or a tunnel (what they carry may be TCP)."""
     from dissect.vpn import link
-    from dissect.vpn.errors import DissectError
     from dissect.vpn.ip import IpProto
 
     keys = set()
-    for op in ops:
-        if op[0] != 2:
-            continue
-        try:
-            r = link.decode_frame(op[3], op[4])
-        except DissectError:
-            continue  # the general path counts a decode error: no TCP
-        except Exception:  # noqa: BLE001 - whatever the general path would make of it
-            return None
-        if r is None:
-            continue
-        proto = r[3]
-        if ((r[8] or r[9]) and proto == IpProto.TCP) or proto in _INNER or (
-                proto == IpProto.UDP and 1701 in (r[4], r[5])):
-            return None  # a fragment of TCP, or a tunnel whose inner packets may be TCP
-        if r[8] or r[9]:
-            continue
-        if proto == IpProto.TCP and r[0] == 4 and r[4] >= 0:
-            keys.add((r[1], r[4], r[2], r[5]))
-            if len(keys) > MAX_TCP_KEYS:
-                return None
+    try:
+        for r in _general(ops, link.decode_frame):
+            if r is None:
+                continue
+            proto = r[3]
+            if ((r[8] or r[9]) and proto == IpProto.TCP) or proto in _INNER or (
+                    proto == IpProto.UDP and 1701 in (r[4], r[5])):
+                return None  # a fragment of TCP, or a tunnel whose inner packets may be TCP
+            if r[8] or r[9]:
+                continue
+            if proto == IpProto.TCP and r[0] == 4 and r[4] >= 0:
+                keys.add((r[1], r[4], r[2], r[5]))
+                if len(keys) > MAX_TCP_KEYS:
+                    return None
+    except _Unknown:
+        return None
     return frozenset(keys)
 
 
