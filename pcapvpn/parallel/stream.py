@@ -3,7 +3,9 @@
 A stream has no byte offsets to hand out: the parent reads it (decompressing a gzip file, or gzip
 on standard input, as a single pass does: :func:`pcapvpn.sources.open_stream`), cuts what it read
 at record boundaries (:class:`_Cutter`: :func:`dissect.vpn.chain.find` with ``CUT_RECORDS`` valid
-records in a row, as :func:`~pcapvpn.parallel.slicing.cut_points` cuts a file) and hands each
+records in a row, as :func:`~pcapvpn.parallel.slicing.cut_points` cuts a file; in a thread of its
+own, :class:`_Reading`: zlib releases the GIL, so the decompression runs beside the replay) and
+hands each
 worker a slice as its **bytes** (:attr:`Slice.data`).  The worker reads them from memory with the
 same reader, walk and recording as a file's slice (:func:`~pcapvpn.parallel.worker.read_slice`);
 the parent replays the recordings in order (:class:`_StreamReplay`, the file's
@@ -292,10 +294,14 @@ class _Reading:
         self._stop = threading.Event()
         self._held: list = []
         self.done = False
+        #: the thread's CPU seconds once it ended (bench/run.py: the critical path of a gzip)
+        self.cpu: float | None = None
         self._t = threading.Thread(target=self._run, name="pcapvpn-stream", daemon=True)
         self._t.start()
 
     def _run(self) -> None:
+        import time
+
         try:
             while not self._stop.is_set():
                 sl = self._cutter.next()
@@ -304,6 +310,8 @@ class _Reading:
                     return
         except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
             self._put(exc)
+        finally:
+            self.cpu = time.thread_time()
 
     def _put(self, item) -> None:
         import queue
@@ -478,6 +486,8 @@ class _StreamReplay(_Replay):
         self._reading: _Reading | None = None
         #: ``{"slice": k, "why": ...}``: the parent read the stream itself from slice k on
         self.tail: dict | None = None
+        #: CPU seconds of the thread that read and cut the stream (once the walk is over)
+        self.reading_cpu: float | None = None
 
     def close(self) -> None:
         if self._workers is not None:
@@ -489,14 +499,19 @@ class _StreamReplay(_Replay):
                 reading.stop()
             except Exception:  # noqa: BLE001,S110 - closing: the walk reported what it met
                 pass
+            self.reading_cpu = reading.cpu
+
+    def _start(self) -> None:
+        """The worker processes, forked before the reading thread starts (a fork copies only
+        the thread that calls it: no lock the reading thread holds is left locked in them)."""
+        if self._pool != "serial" and self._workers is None and self._cutter.why is None:
+            import multiprocessing
+
+            self._workers = multiprocessing.get_context("fork").Pool(self._n)
 
     def _submit(self, sl):
         if self._pool == "serial":
             return _Done(sl)
-        if self._workers is None:
-            import multiprocessing
-
-            self._workers = multiprocessing.get_context("fork").Pool(self._n)
         return self._workers.apply_async(read_slice, (sl,))
 
     def _odd(self, sl, res, on_tcp) -> tuple:
@@ -528,6 +543,7 @@ class _StreamReplay(_Replay):
         calls = (on_esp, on_frame, on_batch, on_tcp)
         pending: deque = deque()
         limit = AHEAD * self._n
+        self._start()
         cutter = self._reading = _Reading(self._cutter, 2)
 
         def fetch():
@@ -570,6 +586,7 @@ class _StreamReplay(_Replay):
         """The rest of the stream from slice ``sl`` on, read here straight into the decoder."""
         reading, self._reading = self._reading, None
         later = later + (reading.stop() if reading is not None else [])
+        self.reading_cpu = reading.cpu if reading is not None else None
         self.close()  # the workers' slices after sl are not needed
         cutter = self._cutter
         pieces = [sl.data] + [x.data for x in later if x.data is not None] + [cutter.rest()]
