@@ -6,7 +6,8 @@ at record boundaries (:class:`_Cutter`: :func:`dissect.vpn.chain.find` with ``CU
 records in a row, as :func:`~pcapvpn.parallel.slicing.cut_points` cuts a file; in a thread of its
 own, :class:`_Reading`: zlib releases the GIL, so the decompression runs beside the replay) and
 hands each
-worker a slice as its **bytes** (:attr:`Slice.data`).  The worker reads them from memory with the
+worker a slice as its **bytes** (:attr:`Slice.data`; through a file of their own in shared
+memory, ``SPOOL_DIR``, not the pool's pipe).  The worker reads them from memory with the
 same reader, walk and recording as a file's slice (:func:`~pcapvpn.parallel.worker.read_slice`);
 the parent replays the recordings in order (:class:`_StreamReplay`, the file's
 :class:`~pcapvpn.parallel.replay._Replay` with another walk), with Wireshark's frame numbers (the
@@ -39,9 +40,11 @@ its end, straight into the decoder (numbers offset by the records before ``k``);
 interface blocks it meets are carried into the replay's interface list, the very list the
 trackers hold (:attr:`Slice.tail`).  The report is the single pass's, byte for byte, either way;
 ``Result.parallel["tail"]`` says from which slice and why the parent read on alone.  A stream
-shorter than ``MIN_BYTES``, one without a record boundary within ``CUT_WINDOW_MAX`` after a
-nominal cut, or one whose first frames are mostly neither ESP nor plaintext TCP of the lane
-(``MIN_SHARE``) is read the same way from its start (or from that cut): one pass in the parent.
+shorter than ``MIN_BYTES``, plain (uncompressed) standard input (``PLAIN_WHY``: measured, handing
+its bytes out costs the parent what one pass costs), one without a record boundary within
+``CUT_WINDOW_MAX`` after a nominal cut, or one whose first frames are mostly neither ESP nor
+plaintext TCP of the lane (``MIN_SHARE``) is read the same way from its start (or from that cut):
+one pass in the parent.
 
 Not here: Dask (``--dask``) reads files at a shared path; a stream's slices would travel to the
 cluster as bytes, which this module does not do (a gzip file or standard input with ``--dask``
@@ -57,6 +60,20 @@ from pcapvpn.parallel.replay import _Replay, _roundtrip
 from pcapvpn.parallel.slicing import (CUT_RECORDS, CUT_WINDOW, CUT_WINDOW_MAX, MIN_BYTES,
                                       MIN_SAMPLE, MIN_SHARE, Slice, shares)
 from pcapvpn.parallel.worker import read_slice, walk_slice
+
+#: where a stream's slices are put for the workers: shared memory (tmpfs) when there is one.
+#: Measured on the bench mix (693 MB): through the pool's pipe the bytes cost the parent 0.3 and
+#: the worker about 0.6 CPU seconds (pickling, 64 KiB pipe writes and reads, unpickling), as much
+#: as reading them; a file in shared memory is one write and one read
+SPOOL_DIR = "/dev/shm"
+
+#: why plain (uncompressed) standard input is read by the parent alone unless cuts are given:
+#: moving its bytes to the workers costs the parent about what analysing them does.  Measured
+#: (bench/RESULTS.md, issue 19): the bench mix on standard input, one pass 1.0 CPU s, with one
+#: worker the parent 1.33 and the worker 0.83; the 1M client capture (2/3 plaintext TCP, whose
+#: bookkeeping stays in the parent) 2.1 against 2.35 and 1.12.  A gzip stream pays: its
+#: decompression, most of a single pass, runs in the reading thread beside the rest.
+PLAIN_WHY = "plain standard input: handing its bytes out costs the parent as much as one pass"
 
 #: the nominal size of a stream's slice (below MAX_SLICE: the parent keeps the bytes of every
 #: slice in flight until it is replayed, for the rest it may have to read itself)
@@ -134,7 +151,8 @@ class _Cutter:
     the slices after the first) and the decision to cut at all (``why``: the reason the parent
     reads the stream alone, None: cut it)."""
 
-    def __init__(self, path, index, stream, head, batch=True, esp=None, lane=None, cuts=None):
+    def __init__(self, path, index, stream, head, batch=True, esp=None, lane=None, cuts=None,
+                 compressed=True):
         from dissect.vpn.capture import open_capture
         from dissect.vpn.errors import DissectError
 
@@ -154,6 +172,8 @@ class _Cutter:
         self.lane = lane if batch else None  # (the walk has no lane without batches)
         self.cuts = None if cuts is None else sorted(cuts)
         self.why: str | None = None
+        #: the files holding slices handed out and not yet dropped (:meth:`drop`)
+        self.spools: set = set()
         self._fill(MIN_BYTES)
         data = self._span(0, self._len)
         # the head: the reader after its first record, the header bytes before it
@@ -173,6 +193,8 @@ class _Cutter:
         elif cuts is None:
             if self.eof:
                 self.why = f"a stream of under {MIN_BYTES >> 20} MiB"
+            elif not compressed:
+                self.why = PLAIN_WHY
             else:
                 share = shares("-", lane, data=data)
                 if share is not None and sum(share) < MIN_SHARE:
@@ -271,6 +293,50 @@ class _Cutter:
         self.number += 1
         self.done = last
         return sl
+
+    def spool(self, data: bytes):
+        """The path of a file in shared memory holding ``data`` (the bytes themselves when there
+        is no shared memory to put them in).  In the main thread (the reading thread, the
+        critical path of a gzip stream, only decompresses and cuts)."""
+        import os
+        import tempfile
+
+        if not os.path.isdir(SPOOL_DIR):
+            return data
+        fd, path = tempfile.mkstemp(prefix="pcapvpn-slice-", dir=SPOOL_DIR)
+        self.spools.add(path)
+        with open(fd, "wb", buffering=0) as f:
+            view = memoryview(data)
+            while view:
+                view = view[f.write(view):]
+        return path
+
+    def drop(self, sl, keep: bool = False) -> bytes | None:
+        """The slice's file (if any) removed; ``keep``: its bytes returned."""
+        data = sl.data
+        sl.data = None
+        if isinstance(data, str):
+            import os
+
+            held = None
+            if keep:
+                with open(data, "rb") as f:
+                    held = f.read()
+            self.spools.discard(data)
+            os.unlink(data)
+            return held
+        return data if keep else None
+
+    def clean(self) -> None:
+        """Remove the files of the slices still handed out (the walk ended early)."""
+        import os
+
+        for path in list(self.spools):
+            self.spools.discard(path)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def rest(self) -> bytes:
         """What is read and not handed out (the pieces of the rest end with it)."""
@@ -500,6 +566,7 @@ class _StreamReplay(_Replay):
             except Exception:  # noqa: BLE001,S110 - closing: the walk reported what it met
                 pass
             self.reading_cpu = reading.cpu
+        self._cutter.clean()
 
     def _start(self) -> None:
         """The worker processes, forked before the reading thread starts (a fork copies only
@@ -510,6 +577,7 @@ class _StreamReplay(_Replay):
             self._workers = multiprocessing.get_context("fork").Pool(self._n)
 
     def _submit(self, sl):
+        sl.data = self._cutter.spool(sl.data)
         if self._pool == "serial":
             return _Done(sl)
         return self._workers.apply_async(read_slice, (sl,))
@@ -577,7 +645,8 @@ class _StreamReplay(_Replay):
                 break
             part.slice = sl  # with its bytes, should they be read again
             before = self._replay(part, tag, calls, on_checkpoint, stats, before)
-            sl.data = part.slice = None  # replayed: its bytes are not needed any more
+            part.slice = None
+            self._cutter.drop(sl)  # replayed: its bytes are not needed any more
             cur = nxt
         self.walk_stats = stats
         self.close()
@@ -587,11 +656,9 @@ class _StreamReplay(_Replay):
         reading, self._reading = self._reading, None
         later = later + (reading.stop() if reading is not None else [])
         self.reading_cpu = reading.cpu if reading is not None else None
-        self.close()  # the workers' slices after sl are not needed
         cutter = self._cutter
-        pieces = [sl.data] + [x.data for x in later if x.data is not None] + [cutter.rest()]
-        for x in [sl] + later:
-            x.data = None
+        pieces = [cutter.drop(x, keep=True) for x in [sl] + later] + [cutter.rest()]
+        self.close()  # the workers' slices after sl are not needed
         rest = Slice(sl.path, sl.index, sl.number, sl.start, 0, sl.prefix, sl.nifs, True,
                      sl.batch, data=_Rest(pieces, cutter.stream), tail=True)
         del pieces
@@ -627,7 +694,8 @@ def stream_source(path, index, jobs, batch=True, cuts=None, pool=None, esp=None,
     try:
         keep = _Keep(stream)
         open_reader(path, keep, compressed)
-        cutter = _Cutter(path, index, stream, b"".join(keep.kept), batch, esp, lane, cuts)
+        cutter = _Cutter(path, index, stream, b"".join(keep.kept), batch, esp, lane, cuts,
+                         compressed)
     except BaseException:
         if close_raw:
             raw.close()

@@ -97,7 +97,8 @@ def read_slice(sl: Slice) -> Part:
     lane = (sl.lane, on_tcp) if sl.batch and sl.lane is not None else None
     part = walk_slice(sl, on_esp, on_frame, on_batch if sl.batch else None, lane)
     # a stream's slice travels back without its bytes (the parent keeps them)
-    part.slice = sl if sl.data is None else dataclasses.replace(sl, data=None)
+    part.slice = sl if sl.data is None or isinstance(sl.data, str) else dataclasses.replace(
+        sl, data=None)
     if part.bad is None:
         part.ops = ops  # not shipped when it is not replayed
         if sl.data is not None and any(op[0] == 4 for op in ops):
@@ -230,12 +231,15 @@ def _track_esp(sl, ops):
 
 
 def _slice_raw(sl: Slice, stack):
-    """The slice's bytes as a raw stream: ``[start, end)`` of its file, or its own bytes."""
+    """The slice's bytes as a raw stream: ``[start, end)`` of its file, or its own bytes (held,
+    or in a file of their own)."""
     import io
 
-    if sl.data is None:
-        f = stack.enter_context(open(sl.path, "rb", buffering=0))
-        f.seek(sl.start)
+    if sl.data is None or isinstance(sl.data, str):
+        # its file, or a file that holds exactly its bytes (a stream's slice in shared memory)
+        f = stack.enter_context(open(sl.path if sl.data is None else sl.data, "rb",
+                                     buffering=0))
+        f.seek(sl.start if sl.data is None else 0)
         return _Bounded(f, sl.end - sl.start)
     if isinstance(sl.data, (bytes, bytearray, memoryview)):
         return io.BytesIO(sl.data)

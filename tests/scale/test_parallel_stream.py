@@ -261,6 +261,17 @@ def big_gzip(tmp_path_factory) -> Path:
     return gz
 
 
+def test_plain_stdin_is_read_by_the_parent_unless_cut(big_gzip, monkeypatch):
+    """Plain standard input: handing its bytes to workers costs the parent about as much as one
+    pass (measured), so without given cuts the parent reads it alone; the same report."""
+    data = gzip.decompress(big_gzip.read_bytes())
+    monkeypatch.setattr(sys, "stdin", _Stdin(data))
+    result = run(["-"], Options(jobs=2))
+    assert result.parallel["tail"] == {"slice": 0, "why": pstream.PLAIN_WHY}
+    monkeypatch.setattr(sys, "stdin", _Stdin(data))
+    assert _reports(result) == _reports(run(["-"]))
+
+
 def test_worker_processes_on_a_gzip_file(big_gzip):
     p = str(big_gzip)
     result = run([p], Options(jobs=2))
