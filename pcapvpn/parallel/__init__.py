@@ -30,9 +30,10 @@ inside it, a read error — makes the analysis start again as a single pass (:cl
 the result is never a guess.  Several files are read one after the other when their times
 follow each other (a rotated capture; :func:`check_order`).  Files whose times overlap,
 ``--keys``, the ``read`` stage and several inputs with a gzip file or standard input among them
-run as a single pass (see docs/internals.md for what is left).  A gzip file or standard input (one such input) is cut as the
-parent reads it and its slices travel to the workers as bytes (:mod:`~pcapvpn.parallel.stream`;
-it cannot be read again, so the parent reads the rest itself where a file would fall back).
+run as a single pass (see docs/internals.md for what is left).  A gzip file or gzip on standard
+input (one such input) is cut as the parent decompresses it and its slices travel to the workers
+as bytes (:mod:`~pcapvpn.parallel.stream`; it cannot be read again, so the parent reads the rest
+itself where a file would fall back; plain standard input is read by the parent alone).
 
 The modules: :mod:`~pcapvpn.parallel.slicing` (which files, where to cut, the pre-scan),
 :mod:`~pcapvpn.parallel.worker` (a slice read and recorded), :mod:`~pcapvpn.parallel.replay`
