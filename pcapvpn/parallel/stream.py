@@ -303,12 +303,20 @@ class _Cutter:
 
         if not os.path.isdir(SPOOL_DIR):
             return data
-        fd, path = tempfile.mkstemp(prefix="pcapvpn-slice-", dir=SPOOL_DIR)
+        try:
+            fd, path = tempfile.mkstemp(prefix="pcapvpn-slice-", dir=SPOOL_DIR)
+        except OSError:
+            return data
         self.spools.add(path)
-        with open(fd, "wb", buffering=0) as f:
-            view = memoryview(data)
-            while view:
-                view = view[f.write(view):]
+        try:
+            with open(fd, "wb", buffering=0) as f:
+                view = memoryview(data)
+                while view:
+                    view = view[f.write(view):]
+        except OSError:  # shared memory full: through the pool's pipe instead
+            self.spools.discard(path)
+            os.unlink(path)
+            return data
         return path
 
     def drop(self, sl, keep: bool = False) -> bytes | None:

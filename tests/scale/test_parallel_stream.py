@@ -203,6 +203,39 @@ def test_a_failing_worker_reads_on_in_the_parent(monkeypatch):
     assert result.parallel["tail"] == {"slice": 1, "why": "a worker failed (MemoryError: no room)"}
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_frames_fetched_again_from_spooled_stdin(monkeypatch, gz):
+    """--export-evidence keeps standard input (spool_stdin) and reads frames again by number:
+    the stream's source finds the same frames as the single pass's (its checkpoints made global
+    across the slices)."""
+    p = str(_DAMAGE_BASE)
+    recs = _records(p)
+    data = Path(p).read_bytes()
+    data = gzip.compress(data, 1) if gz else data
+    cuts = [recs[len(recs) // 3][1], recs[2 * len(recs) // 3][1]]
+    want = [1, 2, len(recs) // 3, len(recs) // 3 + 1, 2 * len(recs) // 3 + 1, len(recs)]
+    got = []
+    for kw in ({}, {"jobs": 2, "slice_at": cuts, "workers": "serial"}):
+        result = _run_on(monkeypatch, data, "-", spool_stdin=True, **kw)
+        src = result.sources[0]
+        try:
+            got.append([f[:4] + (bytes(f[4]),) for f in src.fetch(want)])
+        finally:
+            src.discard_spool()
+    assert result.parallel == {"slices": 3}
+    assert got[0] == got[1] and len(got[0]) == len(want)
+
+
+def test_shared_memory_full_sends_the_bytes(monkeypatch, tmp_path):
+    """No room in /dev/shm (or none): the slices travel through the pool as bytes, the same."""
+    p = str(_DAMAGE_BASE)
+    recs = _records(p)
+    monkeypatch.setattr(pstream, "SPOOL_DIR", str(tmp_path / "none"))
+    cuts = [recs[len(recs) // 2][1]]
+    result = _same(monkeypatch, "-", gzip.compress(Path(p).read_bytes(), 1), cuts, "no shm")
+    assert result.parallel == {"slices": 2}
+
+
 def test_slices_in_flight_are_bounded(monkeypatch):
     """At most AHEAD slices per worker are handed out ahead of the replay (memory: never the
     whole stream), and the stream is read as the replay goes."""
