@@ -226,6 +226,26 @@ def test_frames_fetched_again_from_spooled_stdin(monkeypatch, gz):
     assert got[0] == got[1] and len(got[0]) == len(want)
 
 
+@pytest.mark.parametrize("kw", [{"stop_after": "decode"}, {"stop_after": "dissect"},
+                                {"batch": False}], ids=["decode", "dissect", "no-batch"])
+def test_stages_and_unbatched_streams(monkeypatch, kw):
+    """The benchmark stages and the frame-by-frame walk (no ESP batches, no plaintext lane) on
+    a stream cut in slices: the single pass's report."""
+    p = str(_DAMAGE_BASE)
+    recs = _records(p)
+    cuts = [recs[len(recs) // 3][1], recs[2 * len(recs) // 3][1]]
+    replayed = []
+    real = pstream._StreamReplay._replay
+
+    def counting(self, part, *a):
+        replayed.append(part.number)
+        return real(self, part, *a)
+
+    monkeypatch.setattr(pstream._StreamReplay, "_replay", counting)
+    _same(monkeypatch, "-", gzip.compress(Path(p).read_bytes(), 1), cuts, str(kw), **kw)
+    assert replayed == [0, 1, 2]  # (the stages' results carry no Result.parallel)
+
+
 def test_shared_memory_full_sends_the_bytes(monkeypatch, tmp_path):
     """No room in /dev/shm (or none): the slices travel through the pool as bytes, the same."""
     p = str(_DAMAGE_BASE)
