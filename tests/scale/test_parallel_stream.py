@@ -20,12 +20,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from conftest import REPO, corpus_captures, project_captures, rel
+from conftest import REPO, corpus_captures, corpus_dir, project_captures, rel
 from pcapvpn import parallel
 from pcapvpn.analysis import Options, run
 from pcapvpn.parallel import stream as pstream
-from test_parallel import _DAMAGE_BASE, _reports, _records, boundary_cuts
+from test_parallel import _DAMAGE_BASE, _damaged, _random_pool, _records, _reports, boundary_cuts
 
 #: why the parent may read the rest of a stream itself (still the single pass's report)
 _TAILS = ("damage", "a section or interface block", "a block that takes the time",
@@ -97,6 +99,38 @@ def test_every_capture_as_gzip_and_on_stdin(path, tmp_path, monkeypatch):
         result = _same(monkeypatch, src, data, cuts, what)
         if cuts:
             _split(result, cuts, what)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_cuts_on_gzip_stdin(monkeypatch, data):
+    """Random record boundaries of random captures, gzip on standard input."""
+    corpus_dir()
+    path = data.draw(st.sampled_from(_random_pool()), label="capture")
+    recs = _records(path)
+    k = data.draw(st.integers(1, min(5, len(recs) - 1)), label="cuts")
+    picks = data.draw(st.lists(st.integers(1, len(recs) - 1), min_size=k, max_size=k,
+                               unique=True), label="records")
+    cuts = sorted(recs[i][1] for i in picks)
+    result = _same(monkeypatch, "-", gzip.compress(Path(path).read_bytes(), 1), cuts,
+                   f"{path} at records {sorted(picks)}")
+    _split(result, cuts, path)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["garbage", "zeros", "insert"]), where=st.floats(0.05, 0.95),
+       length=st.integers(1, 3000), cuts=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4))
+def test_damage_and_random_cuts_on_a_stream(tmp_path, monkeypatch, kind, where, length, cuts):
+    """Damage anywhere and cuts anywhere, near the damage too: where a slice cannot be replayed
+    the parent reads the rest itself, and the report is the single pass's."""
+    p = _damaged(tmp_path, kind, where, length)
+    recs = _records(p)
+    offs = sorted({recs[min(len(recs) - 1, max(1, int(c * len(recs))))][1] for c in cuts})
+    result = _same(monkeypatch, "-", gzip.compress(Path(p).read_bytes(), 1), offs,
+                   f"{kind} {length} bytes at {where:.2f}")
+    _split(result, offs, "damaged")
 
 
 # -- odd streams -----------------------------------------------------------------------------------
