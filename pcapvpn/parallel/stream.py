@@ -1,47 +1,48 @@
 """A gzip file or standard input read by worker processes (``analyze --jobs N``, issue 19).
 
 A stream has no byte offsets to hand out: the parent reads it (decompressing a gzip file, or gzip
-on standard input, as a single pass does: :func:`pcapvpn.sources.open_stream`), cuts what it read
-at record boundaries (:class:`_Cutter`: :func:`dissect.vpn.chain.find` with ``CUT_RECORDS`` valid
-records in a row, as :func:`~pcapvpn.parallel.slicing.cut_points` cuts a file; in a thread of its
-own, :class:`_Reading`: zlib releases the GIL, so the decompression runs beside the replay) and
-hands each
-worker a slice as its **bytes** (:attr:`Slice.data`; through a file of their own in shared
-memory, ``SPOOL_DIR``, not the pool's pipe).  The worker reads them from memory with the
-same reader, walk and recording as a file's slice (:func:`~pcapvpn.parallel.worker.read_slice`);
-the parent replays the recordings in order (:class:`_StreamReplay`, the file's
+on standard input, as a single pass does: :func:`pcapvpn.sources.open_stream`) and cuts what it
+read at record boundaries (:class:`_Cutter`: :func:`dissect.vpn.chain.find` with ``CUT_RECORDS``
+valid records in a row, as :func:`~pcapvpn.parallel.slicing.cut_points` cuts a file), both in a
+thread of its own (:class:`_Reading`: zlib releases the GIL, so the decompression runs beside the
+replay), and hands each worker a slice as its **bytes** (:attr:`Slice.data`: a file of their own
+in shared memory, ``SPOOL_DIR``, not the pool's pipe).  The worker reads them with the same
+reader, walk and recording as a file's slice (:func:`~pcapvpn.parallel.worker.read_slice`); the
+parent replays the recordings in order (:class:`_StreamReplay`, the file's
 :class:`~pcapvpn.parallel.replay._Replay` with another walk), with Wireshark's frame numbers (the
 two-phase numbering) and, in front of every slice but the first, the stream's header (the pcap
 file header, or the pcapng section header and the interface blocks before the first record: the
 pre-scan of the stream's head).
 
-Memory is bounded: at most ``AHEAD`` slices per worker are in flight, and the parent keeps the
-bytes of those and of the two slices it holds (the next to replay and the one after it) and no
-more; a slice is at most ``STREAM_SLICE`` bytes plus the records up to the next boundary.  The
-parent's main thread waits only for the oldest result; sending a slice to a worker is done by the
-pool's own thread, so the parent never waits on a worker that waits on it.
+Memory is bounded: at most ``AHEAD`` slices per worker are in flight, two more are read ahead by
+the reading thread, and the parent holds two (the next to replay and the one after it); a slice
+is ``STREAM_SLICE`` bytes plus the records up to the next boundary.  The parent's main thread
+waits only for the oldest result (the pool's own threads send the tasks and take the results),
+so the parent never waits on a worker that waits on it.
 
 A stream cannot be read again, so a slice that does not line up with the single pass (a misfit
 of :func:`~pcapvpn.parallel.worker._misfit`, a failed worker, a pcapng section or interface block
-inside a slice, a plaintext run the decoder refuses, a capture whose frames would mostly travel as
-bytes) cannot make the analysis start again as one pass.  Instead the parent reads *the rest of
-the stream itself* (:meth:`_StreamReplay._tail`), from the start of the first slice it cannot
-replay: a slice is replayed only once the slice after it has come back with a start that does not
-depend on the slice before (:attr:`pcapvpn.parallel.worker.Part.start_ok`: no damage before its first packet, no block
-taking the time of the block before; a look-ahead of one slice), so when slice ``k`` is odd (or
-the start of ``k + 1`` is, or ``k + 1`` is unknown: a failed worker, the rest of the stream), the
-slices before ``k`` were replayed whole, the cut before ``k`` is a good one from both sides, and
-the single pass's reader stands at the start of ``k`` exactly as a fresh reader of the stream's
-header followed by the bytes from ``k`` on (the premise of every cut, :mod:`pcapvpn.parallel`).
-The plaintext runs are judged before a slice is replayed too (:func:`_may_refuse`): a run the
-decoder refused half-way through a slice would need the frames' bytes there.  The parent's reader of the rest reads
-the bytes it still holds (the slices from ``k`` on, the cut-off remainder) and then the stream, to
-its end, straight into the decoder (numbers offset by the records before ``k``); the section and
-interface blocks it meets are carried into the replay's interface list, the very list the
-trackers hold (:attr:`Slice.tail`).  The report is the single pass's, byte for byte, either way;
-``Result.parallel["tail"]`` says from which slice and why the parent read on alone.  A stream
-shorter than ``MIN_BYTES``, plain (uncompressed) standard input (``PLAIN_WHY``: measured, handing
-its bytes out costs the parent what one pass costs), one without a record boundary within
+inside a slice, a plaintext run the decoder might refuse, a capture whose frames would mostly
+travel as bytes) cannot make the analysis start again as one pass.  Instead the parent reads *the
+rest of the stream itself* (:meth:`_StreamReplay._tail`), from the start of the first slice it
+cannot replay.  A slice is replayed only once the slice after it has come back with a start that
+does not depend on the slice before (:attr:`pcapvpn.parallel.worker.Part.start_ok`: no damage
+before its first packet, no block taking the time of the block before; a look-ahead of one
+slice).  So when slice ``k`` is odd (or the start of ``k + 1`` is, or ``k + 1`` is unknown: a
+failed worker, the rest of the stream), the slices before ``k`` were replayed whole, the cut
+before ``k`` is a good one from both sides, and the single pass's reader stands at the start of
+``k`` exactly as a fresh reader of the stream's header followed by the bytes from ``k`` on (the
+premise of every cut, :mod:`pcapvpn.parallel`).  The plaintext runs are judged before a slice is
+replayed too (:func:`_may_refuse`): a run the decoder refused half-way through a slice would need
+the frames' bytes there.  The parent's reader of the rest reads the bytes it still holds (the
+slices from ``k`` on, the cut-off remainder) and then the stream, to its end, straight into the
+decoder (numbers offset by the records before ``k``); the section and interface blocks it meets
+are carried into the replay's interface and section lists, the very lists the trackers hold
+(:attr:`Slice.tail`).  The report is the single pass's, byte for byte, either way;
+``Result.parallel["tail"]`` says from which slice and why the parent read on alone.
+
+A stream shorter than ``MIN_BYTES``, plain (uncompressed) standard input (``PLAIN_WHY``: measured,
+handing its bytes out costs the parent what one pass costs), one without a record boundary within
 ``CUT_WINDOW_MAX`` after a nominal cut, or one whose first frames are mostly neither ESP nor
 plaintext TCP of the lane (``MIN_SHARE``) is read the same way from its start (or from that cut):
 one pass in the parent.
@@ -61,10 +62,11 @@ from pcapvpn.parallel.slicing import (CUT_RECORDS, CUT_WINDOW, CUT_WINDOW_MAX, M
                                       MIN_SAMPLE, MIN_SHARE, Slice, shares)
 from pcapvpn.parallel.worker import read_slice, walk_slice
 
-#: where a stream's slices are put for the workers: shared memory (tmpfs) when there is one.
-#: Measured on the bench mix (693 MB): through the pool's pipe the bytes cost the parent 0.3 and
-#: the worker about 0.6 CPU seconds (pickling, 64 KiB pipe writes and reads, unpickling), as much
-#: as reading them; a file in shared memory is one write and one read
+#: where a stream's slices are put for the workers: shared memory (tmpfs) when there is one
+#: (else, or when it is full, through the pool's pipe).  Measured with the bench mix's 693 MB in
+#: 16 MiB slices: through the pipe the bytes cost the parent 0.39 and the worker 1.07 CPU seconds
+#: (pickling, 64 KiB pipe writes and reads, unpickling), more than reading them; files in shared
+#: memory 0.16 (one write, one read)
 SPOOL_DIR = "/dev/shm"
 
 #: why plain (uncompressed) standard input is read by the parent alone unless cuts are given:
