@@ -81,9 +81,10 @@ class Slice:
     #: None: no lane (every such frame travels as its bytes)
     lane: frozenset | None = None
     #: the slice's bytes, when it is a piece of a stream (gzip, standard input: no offset to
-    #: read at; :mod:`pcapvpn.parallel.stream`): held (``bytes``), or the path (``str``) of a
-    #: file in shared memory that holds exactly them, or, for the rest of a stream that the
-    #: parent reads itself, a raw stream of them; None: ``[start, end)`` of the file ``path``
+    #: read at; :mod:`pcapvpn.parallel.stream`): held (``bytes``; a list of its pieces before it
+    #: is handed out), or the path (``str``) of a file in shared memory that holds exactly them,
+    #: or, for the rest of a stream that the parent reads itself, a raw stream of them; None:
+    #: ``[start, end)`` of the file ``path``
     data: object = None
     #: the rest of a stream, read by the parent itself (:mod:`pcapvpn.parallel.stream`): the
     #: section and interface blocks in it are carried into the replay, not a misfit

@@ -229,19 +229,22 @@ class _Cutter:
                 break
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def _take(self, n: int) -> bytes:
-        """The first ``n`` held bytes, no longer held."""
-        data = self._span(0, n)
+    def _take(self, n: int) -> list:
+        """The first ``n`` held bytes, no longer held, as the pieces that hold them (joined by
+        whoever needs them whole: the reading thread only decompresses and cuts)."""
+        out = []
         chunks = self._chunks
         left = n
         while left and chunks:
             c = chunks.popleft()
             if len(c) > left:
+                out.append(c[:left])
                 chunks.appendleft(c[left:])
                 break
+            out.append(c)
             left -= len(c)
         self._len -= n
-        return data
+        return out
 
     def _cut(self) -> int | None:
         """Where the buffer is cut (an offset in it), None: what is left of the stream is the
@@ -258,7 +261,7 @@ class _Cutter:
         from dissect.vpn import chain
 
         target = max(STREAM_SLICE, self.first + 1 - self.at)
-        window = CUT_WINDOW
+        window = CUT_WINDOW // 4  # (16 records of 1.5 kB fit many times: cheaper to search)
         while True:
             self._fill(target + window)
             if self._len <= target:
@@ -287,38 +290,39 @@ class _Cutter:
             return Slice(self.path, self.index, k, self.at, 0, self.prefix if k else b"",
                          self.nifs, True, self.batch, tail=True)
         last = cut is None
-        data = self._take(self._len if last else cut)
-        sl = Slice(self.path, self.index, k, self.at, self.at + len(data),
+        size = self._len if last else cut
+        sl = Slice(self.path, self.index, k, self.at, self.at + size,
                    self.prefix if k else b"", self.nifs, last, self.batch, self.esp, self.lane,
-                   data=data)
-        self.at += len(data)
+                   data=self._take(size))
+        self.at += size
         self.number += 1
         self.done = last
         return sl
 
-    def spool(self, data: bytes):
-        """The path of a file in shared memory holding ``data`` (the bytes themselves when there
-        is no shared memory to put them in).  In the main thread (the reading thread, the
-        critical path of a gzip stream, only decompresses and cuts)."""
+    def spool(self, pieces: list):
+        """The path of a file in shared memory holding the ``pieces`` of a slice (their bytes
+        joined when there is no shared memory to put them in).  In the main thread (the
+        reading thread, the critical path of a gzip stream, only decompresses and cuts)."""
         import os
         import tempfile
 
         if not os.path.isdir(SPOOL_DIR):
-            return data
+            return b"".join(pieces)
         try:
             fd, path = tempfile.mkstemp(prefix="pcapvpn-slice-", dir=SPOOL_DIR)
         except OSError:
-            return data
+            return b"".join(pieces)
         self.spools.add(path)
         try:
             with open(fd, "wb", buffering=0) as f:
-                view = memoryview(data)
-                while view:
-                    view = view[f.write(view):]
+                for piece in pieces:
+                    view = memoryview(piece)
+                    while view:
+                        view = view[f.write(view):]
         except OSError:  # shared memory full: through the pool's pipe instead
             self.spools.discard(path)
             os.unlink(path)
-            return data
+            return b"".join(pieces)
         return path
 
     def drop(self, sl, keep: bool = False) -> bytes | None:
@@ -335,6 +339,8 @@ class _Cutter:
             self.spools.discard(data)
             os.unlink(data)
             return held
+        if isinstance(data, list):  # not handed out yet: its pieces
+            data = b"".join(data)
         return data if keep else None
 
     def clean(self) -> None:
@@ -350,7 +356,7 @@ class _Cutter:
 
     def rest(self) -> bytes:
         """What is read and not handed out (the pieces of the rest end with it)."""
-        out = self._take(self._len)
+        out = b"".join(self._take(self._len))
         self.done = True
         return out
 
