@@ -97,9 +97,11 @@ def eligible(paths, options) -> bool:
     if not paths or "-" in paths or len(set(paths)) != len(paths) or not _options_ok(options):
         return False
     for path in paths:
+        if not os.path.isfile(path):  # (before reading: a named pipe is read once)
+            return False
         try:
             with open(path, "rb") as f:
-                if f.read(2) == b"\x1f\x8b" or not os.path.isfile(path):
+                if f.read(2) == b"\x1f\x8b":
                     return False
         except OSError:
             return False

@@ -55,6 +55,7 @@ runs as one pass).  Several inputs of which one is a stream run as one pass too.
 from __future__ import annotations
 
 import io
+import os
 from collections import deque
 
 from pcapvpn.parallel.replay import _Replay, _roundtrip
@@ -88,6 +89,8 @@ def is_stream(paths) -> bool:
         return False
     if paths[0] == "-":
         return True
+    if not os.path.isfile(paths[0]):  # (before reading: a named pipe is read once)
+        return False
     try:
         with open(paths[0], "rb") as f:
             return f.read(2) == b"\x1f\x8b"
@@ -303,7 +306,6 @@ class _Cutter:
         """The path of a file in shared memory holding the ``pieces`` of a slice (their bytes
         joined when there is no shared memory to put them in).  In the main thread (the
         reading thread, the critical path of a gzip stream, only decompresses and cuts)."""
-        import os
         import tempfile
 
         if not os.path.isdir(SPOOL_DIR):
@@ -330,8 +332,6 @@ class _Cutter:
         data = sl.data
         sl.data = None
         if isinstance(data, str):
-            import os
-
             held = None
             if keep:
                 with open(data, "rb") as f:
@@ -345,8 +345,6 @@ class _Cutter:
 
     def clean(self) -> None:
         """Remove the files of the slices still handed out (the walk ended early)."""
-        import os
-
         for path in list(self.spools):
             self.spools.discard(path)
             try:
