@@ -380,3 +380,26 @@ def test_cli_gzip_on_stdin_jobs_2_same_report(big_gzip, tmp_path):
         assert res.returncode in (0, 1), res.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+
+
+def test_a_named_pipe_is_not_sniffed(tmp_path):
+    """A named pipe given as a path: --jobs must not read its first bytes to look for gzip
+    (they would be gone); it is read once, as one pass."""
+    import os
+    import threading
+
+    src = REPO / "captures" / "lab" / "ikev2_rekey" / "ikev2_rekey.pcap"
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(src.read_bytes())
+
+    t = threading.Thread(target=feed)
+    t.start()
+    assert not parallel.is_stream([str(fifo)]) and not parallel.eligible([str(fifo)], Options())
+    result = run([str(fifo)], Options(jobs=2))
+    t.join()
+    assert result.parallel is None
+    assert result.report.capture.frames == len(_records(str(src)))
