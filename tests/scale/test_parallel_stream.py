@@ -396,10 +396,10 @@ def test_a_named_pipe_is_not_sniffed(tmp_path):
         with open(fifo, "wb") as f:
             f.write(src.read_bytes())
 
-    t = threading.Thread(target=feed)
+    t = threading.Thread(target=feed, daemon=True)
     t.start()
     assert not parallel.is_stream([str(fifo)]) and not parallel.eligible([str(fifo)], Options())
     result = run([str(fifo)], Options(jobs=2))
-    t.join()
+    t.join(timeout=30)
     assert result.parallel is None
     assert result.report.capture.frames == len(_records(str(src)))
