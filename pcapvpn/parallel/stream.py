@@ -72,10 +72,11 @@ SPOOL_DIR = "/dev/shm"
 
 #: why plain (uncompressed) standard input is read by the parent alone unless cuts are given:
 #: moving its bytes to the workers costs the parent about what analysing them does.  Measured
-#: (bench/RESULTS.md, issue 19): the bench mix on standard input, one pass 1.0 CPU s, with one
-#: worker the parent 1.33 and the worker 0.83; the 1M client capture (2/3 plaintext TCP, whose
-#: bookkeeping stays in the parent) 2.1 against 2.35 and 1.12.  A gzip stream pays: its
-#: decompression, most of a single pass, runs in the reading thread beside the rest.
+#: (bench/RESULTS.md, issue 19): the bench mix on standard input, one pass 1.0-1.05 CPU s, with
+#: one worker the parent 1.2-1.3 (0.35 of it the reading thread) and the worker 0.9: on 2 CPUs
+#: at best as fast as one pass; the 1M client capture (2/3 plaintext TCP, whose bookkeeping
+#: stays in the parent) 2.1 against 2.35 and 1.12.  A gzip stream pays: its decompression, most
+#: of a single pass, runs in the reading thread beside the rest.
 PLAIN_WHY = "plain standard input: handing its bytes out costs the parent as much as one pass"
 
 #: the nominal size of a stream's slice (below MAX_SLICE: the parent keeps the bytes of every
