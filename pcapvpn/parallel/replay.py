@@ -148,7 +148,8 @@ class _Replay:
              on_tcp=None):
         before = 0  # records of the slices before this one
         stats = {"frames": 0, "numbered": 0, "bytes": 0, "truncated": 0, "first_ts": None,
-                 "last_ts": None, "out_of_order": 0, "linktypes": {}}
+                 "last_ts": None, "out_of_order": 0, "linktypes": {}, "step_back": 0.0,
+                 "step_frame": None, "step_from_ts": None, "first_frame": None}
         if self._first is not None:
             # the first slice: read here, straight into the decoder as a single pass does,
             # while the workers read the others; what the workers would handle themselves
@@ -270,6 +271,7 @@ class _Replay:
         from dissect.vpn.capture import DAMAGE_KEEP
 
         st = part.stats
+        _merge_steps(stats, st)
         for k in ("frames", "numbered", "bytes", "truncated", "out_of_order"):
             stats[k] += st[k]
         for k, pick in (("first_ts", min), ("last_ts", max)):
@@ -303,6 +305,33 @@ class _Replay:
             for gi, n in part.iface_frames.items():
                 self.iface_frames[gi] = self.iface_frames.get(gi, 0) + n
         self.notes.extend(part.notes)
+
+
+def _merge_steps(stats, st) -> None:
+    """The largest step back in time of the slices so far (``stats``) and of the next one
+    (``st``, its frames numbered from 1): the slice's own, or the one its earliest frame makes
+    from the latest frame of the slices before it (a cut may lie inside a step back); called
+    before the counts are added (``stats["numbered"]``: the frames before the slice).  A slice
+    that counted no frame late but starts earlier than the slices before it adds one to
+    ``out_of_order``, which is a lower bound for a sliced file (the analysis reads a file that is
+    not in time order again in one pass, which counts it exactly)."""
+    before = stats["numbered"]
+    if st.get("first_frame") is not None and (stats["first_ts"] is None
+                                              or st["first_ts"] < stats["first_ts"]):
+        stats["first_frame"] = st["first_frame"] + before
+    if st.get("step_frame") is not None and st["step_back"] > stats["step_back"]:
+        stats["step_back"] = st["step_back"]
+        stats["step_frame"] = st["step_frame"] + before
+        stats["step_from_ts"] = st["step_from_ts"]
+    last, first = stats["last_ts"], st["first_ts"]
+    if last is None or first is None or first >= last:
+        return
+    if not st["out_of_order"]:
+        stats["out_of_order"] += 1
+    if last - first > stats["step_back"]:
+        stats["step_back"] = last - first
+        stats["step_frame"] = st["first_frame"] + before
+        stats["step_from_ts"] = last
 
 
 def check_order(sources, order, k) -> None:
