@@ -127,8 +127,8 @@ def _in_time_order(paths, options: Options, result: Result) -> Result:
         return result
     ordered = _run_once(paths, options, reorder=again)
     if result.parallel is not None:
-        ordered.parallel = {"slices": 0, "fallback": "a file is not in time order: it is read "
-                                                     "in time order in one pass"}
+        ordered.parallel = {"slices": 0, "fallback": "not in time order: the file is read in "
+                                                     "time order in one pass"}
     return ordered
 
 

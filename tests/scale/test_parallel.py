@@ -118,7 +118,7 @@ def _sliceable(path: Path) -> bool:
 
 #: why a slice may not line up with the single pass (then the file is analysed in one pass)
 _FALLBACKS = ("damage", "a section or interface block", "a block that takes the time",
-              "interface notes", "read to ")
+              "interface notes", "read to ", "not in time order")
 
 
 def _check(path: str, cuts, what: str) -> None:
