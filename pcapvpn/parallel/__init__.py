@@ -148,16 +148,22 @@ def _ahead(pool, fn, items, ahead):
 
     it = iter(items)
     pending: deque = deque()
+    # submitted now, not at the consumer's first ``next``: the workers must read while this
+    # process reads its own first slice (a generator body would only start after it)
     for x in it:
         pending.append(pool.apply_async(fn, (x,)))
         if len(pending) >= ahead:
             break
-    while pending:
-        res = pending.popleft().get()
-        for x in it:
-            pending.append(pool.apply_async(fn, (x,)))
-            break
-        yield res
+
+    def results():
+        while pending:
+            res = pending.popleft().get()
+            for x in it:
+                pending.append(pool.apply_async(fn, (x,)))
+                break
+            yield res
+
+    return results()
 
 
 def jobs_for(paths, options) -> int:

@@ -19,10 +19,13 @@ SLICES_PER_JOB = 2
 #: does memory, with ``AHEAD`` slices per worker read ahead of the replay (plus, while this
 #: process reads its own first slice, as many as that slice is long)
 MAX_SLICE = 32 << 20
-#: the main process's own work (interpreter, imports, merging, rules, report) in bytes of
-#: capture a worker reads and tracks in the same time (measured on the bench's 1M mix: about
-#: 0.29 s beside 0.75 s for its 693 MB): see :func:`plan`
-FIXED_BYTES = 256 << 20
+#: the main process's own work *while the workers read* (the rule modules' imports, replaying
+#: their parts, merging their states), beyond the share ``parent`` of :func:`plan`, in bytes of
+#: capture a worker reads in the same time: see :func:`plan`.  The interpreter, the first
+#: imports, the rules and the report are not in it: they come before the workers start or after
+#: they finished, whatever the cut.  Measured on the bench's 1M mix (693 MB; 6 runs each, quiet
+#: machine, median wall): 32 MB 0.73 s, 64 MB 0.69 s, 96 MB 0.75 s; one process 0.94 s
+FIXED_BYTES = 64 << 20
 #: bytes read at a cut's nominal offset to find the record boundary after it (then this much
 #: more when the records there are too large for a chain to fit)
 CUT_WINDOW = 256 << 10

@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from synth import esp_frame, ike_encrypted, ike_header, v1_message
-from test_verdicts import T0, A, B, ISPI, RSPI, ZERO, Cap, by_code, the
+from synth import esp_frame, ike_encrypted, ike_header, ike_sa_init, v1_message
+from test_verdicts import T0, A, B, ISPI, RSPI, ZERO, Cap, by_code, ikev2_up, the
 
 IB = bytes.fromhex("b2b2b2b2b2b2b2b2")
 RB = bytes.fromhex("c3c3c3c3c3c3c3c3")
@@ -253,3 +253,41 @@ def test_public_palo_alto_fortigate_captures():
     assert (v.verdict, v.primary_code) == ("degraded", "IKE_SIMULTANEOUS_INIT")
     f = by_code(res, "IKE_SIMULTANEOUS_INIT")
     assert "e5bc67550fd4d3ea:b51cdb5af0efa3ac (initiated by 2003:51:6012::2) survived" in f.detail
+
+
+def test_public_redirect_capture():
+    """captures/public/scapy: 10.5.2.52 redirects the client (RFC 5685), whose new attempt at
+    10.5.2.53 is refused with NO_PROPOSAL_CHOSEN. Nothing works: both tunnels fail, the
+    redirecting one with the redirect as its primary (it was "degraded" before)."""
+    from conftest import REPO
+    from pcapvpn.analysis import run
+
+    res = run([str(REPO / "captures" / "public" / "scapy" / "ikev2_notify_redirect.pcap")])
+    tunnels = {t["id"]: t for t in res.report.tunnels}
+    src, dst = tunnels["10.5.2.60<->10.5.2.52"], tunnels["10.5.2.60<->10.5.2.53"]
+    assert (dst["verdict"], dst["failed_stage"], dst["primary_code"]) == \
+        ("failing", "negotiation", "IKE_NO_PROPOSAL_CHOSEN")
+    assert (src["verdict"], src["failed_stage"], src["primary_code"]) == \
+        ("failing", "negotiation", "IKE_REDIRECT")
+
+
+def test_one_lost_ike_sa_init_among_answered_ones_is_not_reachability(tmp_path):
+    """nDPI's remote-access capture (vendor review): one IKE_SA_INIT never answered, while the
+    same gateway answers the client's IKE_SA_INITs before and after it; the last attempt stops
+    after IKE_SA_INIT. The responder is reachable: the lost request is recovered (a warning),
+    never the failing reachability primary."""
+    c = Cap()
+    ikev2_up(c, 0.0)
+    c.flow(A, B, 0x1001, 0.1, 20.0)
+    c.flow(B, A, 0x2001, 0.1, 20.0)
+    lost = bytes.fromhex("d1" * 8)
+    for t in (100.0, 100.5, 101.5, 103.5):  # retransmitted, never answered
+        c.ike(t, A, B, ike_sa_init(lost, ZERO, False))
+    late_i, late_r = bytes.fromhex("e2" * 8), bytes.fromhex("f3" * 8)
+    c.ike(200.0, A, B, ike_sa_init(late_i, ZERO, False))
+    c.ike(200.01, B, A, ike_sa_init(late_i, late_r, True))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    f = by_code(res, "IKE_NO_RESPONSE")
+    assert v.verdict == "degraded" and f.severity == "warning"
+    assert f.recovered and "later opening request" in f.detail
