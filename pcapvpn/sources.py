@@ -411,15 +411,15 @@ class Source:
         """The frames as :meth:`frames` yields them, but in time order, ``(ts, number)``: what
         ``reordercap`` writes, each frame keeping its own number in the file.  The file is read
         once in file order (every counter as with :meth:`frames`; ``step_from_frame`` found),
-        an index of its packet records (time, number, offset, link type, interface, lengths: 44 bytes
-        each)
-        is sorted, and the records are read again at their offsets.  A file on disk only, not
-        compressed (:func:`file_order_why`)."""
+        an index of its packet records (time, number, offset, link type, interface, lengths: 44
+        bytes each) is sorted, and the records are read again at their offsets (a gzip file: in a
+        decompressed temporary copy, removed after).  A file on disk only, not standard input
+        (:func:`file_order_why`)."""
         from array import array
 
         import numpy as np
 
-        if self.name == "-" or self.compressed:
+        if self.name == "-":
             raise SourceError(self.name, "only a capture file on disk can be read in time order")
         t, num, off, itf, cap, wire, lts = (array("d"), array("q"), array("q"), array("i"),
                                             array("q"), array("q"), array("i"))
@@ -438,11 +438,24 @@ class Source:
             at = np.flatnonzero((num_a < self.step_frame) & (ts_a == self.step_from_ts))
             self.step_from_frame = int(num_a[at[-1]]) if len(at) else None
         order = np.lexsort((num_a, ts_a)).tolist()
+        self.reordered = True
+        path = _gunzipped(self.name) if self.compressed else self.name
+        try:
+            yield from self._records_at(path, order, t, num, off, itf, cap, wire, lts,
+                                        interfaces)
+        finally:
+            if path != self.name:
+                import os
+
+                os.unlink(path)
+
+    def _records_at(self, path, order, t, num, off, itf, cap, wire, lts, interfaces):
+        """The records of the index (``order``: positions in its arrays) read at their offsets in
+        ``path``, as frame tuples."""
         fmt = self.format
         head = RECORD_HEAD[fmt]
         idx = self.index
-        self.reordered = True
-        with open(self.name, "rb", buffering=1 << 16) as f:
+        with open(path, "rb", buffering=1 << 16) as f:
             seek, read = f.seek, f.read
             for i in order:
                 offset, caplen, gi = off[i], cap[i], itf[i]
@@ -666,15 +679,33 @@ def file_order_why(src, limit: int) -> str | None:
     """Why a source that is not in time order cannot be read in time order
     (:meth:`Source.time_ordered`) with at most ``limit`` packet records indexed
     (``Limits.reorder_max_records``): ``"stdin"`` (standard input cannot be read again),
-    ``"gzip"`` (a compressed file is read as a stream), ``"limit"`` (more frames than
-    ``limit``); None: it can."""
+    ``"limit"`` (more frames than ``limit``); None: it can."""
     if src.name == "-":
         return "stdin"
-    if src.compressed:
-        return "gzip"
     if src.frame_count > limit:
         return "limit"
     return None
+
+
+def _gunzipped(path: str) -> str:
+    """A temporary file holding the decompressed bytes of the gzip file ``path`` (as far as they
+    decompress: what the reader read); the caller removes it."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="pcapvpn-ordered-", suffix=".cap")
+    try:
+        with open(path, "rb") as raw, os.fdopen(fd, "wb") as out:
+            g = _Gunzip(b"", raw)
+            while True:
+                piece = g.read(CHUNK)
+                if not piece:
+                    break
+                out.write(piece)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
 
 
 def _pick(frames, want):

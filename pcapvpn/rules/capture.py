@@ -22,16 +22,16 @@ declare("CAPTURE_OUT_OF_ORDER", "capture", "warning",
         "them. Read in file order, answers would come before their requests, negotiations "
         "would be missed (an IKE SA taken for one negotiated before the capture) and intervals "
         "would be wrong. pcapvpn analyses such a file in time order, as reordercap would write "
-        "it, each frame keeping its own frame number; a file it cannot read a second time "
-        "(standard input, gzip) or index (more frames than reorder_max_records) is analysed in "
+        "it, each frame keeping its own frame number; standard input (it cannot be read a second "
+        "time) and a file of more frames than reorder_max_records can index are analysed in "
         "file order, and the finding says so.",
         ["Merged captures (mergecap -a, several interfaces or sensors written one after the "
          "other), some firewalls' capture exports and multi-queue network cards write frames "
          "out of time order.",
          "Put the file in time order with 'reordercap IN OUT' before analysing it elsewhere "
          "(frame numbers change: pcapvpn cites the frame numbers of the file as given); for a "
-         "file pcapvpn analysed in file order, reorder it (after gunzip, or from a file instead "
-         "of standard input) and analyse it again."], failure=False)
+         "file pcapvpn analysed in file order, reorder it (or save standard input to a file) and "
+         "analyse it again."], failure=False)
 declare("CAPTURE_TRUNCATED", "capture", "warning",
         "Frames were cut by the capture's snapshot length: IKE payloads past the cut cannot be "
         "read.",
@@ -133,7 +133,6 @@ def out_of_order(ctx):
 #: why a file that is not in time order was analysed in file order (sources.file_order_why)
 _FILE_ORDER_WHY = {
     "stdin": msg(" (standard input cannot be read a second time)"),
-    "gzip": msg(" (a gzip-compressed file is read as a stream: decompress it first)"),
     "limit": msg(" (more frames than reorder_max_records can index)"),
 }
 

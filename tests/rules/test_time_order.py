@@ -182,6 +182,28 @@ def test_kept_in_file_order_beyond_the_limit(tmp_path):
     assert f["wireshark_filter"] == f"frame.number == {entry['frame']}"
 
 
+def test_gzip_read_in_time_order(tmp_path, monkeypatch):
+    """A gzip file is read back in time order from a decompressed temporary copy, removed
+    after: the findings and tunnels are those of the same file uncompressed."""
+    import gzip
+    import tempfile
+
+    a, b = _by_direction(LAB)
+    plain = _write(tmp_path / "appended.pcap", LAB.read_bytes()[:24], a + b)
+    gz = tmp_path / "appended.pcap.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    got = _report([gz])
+    want = _report([plain])
+    assert got["capture"]["out_of_order"][0]["time_order"] is True
+    names = {str(gz): str(plain)}
+    for key in ("findings", "tunnels", "ike_sas", "esp_sas"):
+        assert _mapped(got, {}, names)[key] == _mapped(want, {}, {})[key], key
+    assert list(spool.iterdir()) == []
+
+
 def test_stdin_kept_in_file_order(tmp_path, monkeypatch):
     import io
     import sys
