@@ -290,9 +290,15 @@ def test_damage_inside_a_slice(tmp_path, big_capture, kind, fmt):
     recs = _records(p)
     one = _reports(run([p]))
     assert '"damage"' in one[0]
+    # damage that leaves a record with a wrong, earlier time puts the file out of time order:
+    # then it is analysed in time order in one pass (CAPTURE_OUT_OF_ORDER), as without --jobs
+    disordered = '"out_of_order"' in one[0]
     for cut in (recs[int(len(recs) * 0.7)][1], recs[int(len(recs) * 0.1)][1]):
         result = run([p], Options(jobs=2, slice_at=[cut], workers="serial"))
-        assert result.parallel == {"slices": 2}, result.parallel
+        if disordered:
+            assert result.parallel["fallback"].startswith("not in time order"), result.parallel
+        else:
+            assert result.parallel == {"slices": 2}, result.parallel
         assert _reports(result) == one
 
 
