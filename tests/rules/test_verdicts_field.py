@@ -291,3 +291,60 @@ def test_one_lost_ike_sa_init_among_answered_ones_is_not_reachability(tmp_path):
     f = by_code(res, "IKE_NO_RESPONSE")
     assert v.verdict == "degraded" and f.severity == "warning"
     assert f.recovered and "later opening request" in f.detail
+
+
+def _mm_qm(c, qm2_after_qm3, t=0.0):
+    """Main Mode 1-6, then Quick Mode QM1-QM3 (sizes differ: the tracker tells the steps by
+    order and copies by their bytes); ``qm2_after_qm3`` times at which the responder sends QM2
+    again, each answered by QM3 again."""
+    for step, (src, dst) in enumerate(((A, B), (B, A)) * 3, 1):
+        c.ike(t + step * 0.01, src, dst, v1_message(IB, ZERO if step == 1 else RB, 2, 0, step,
+                                                    encrypted=step >= 5))
+    qm1 = v1_message(IB, RB, 32, 0x1234, 1, encrypted=True, size=200)
+    qm2 = v1_message(IB, RB, 32, 0x1234, 2, encrypted=True, size=180)
+    qm3 = v1_message(IB, RB, 32, 0x1234, 3, encrypted=True, size=52)
+    c.ike(t + 0.1, A, B, qm1)
+    c.ike(t + 0.11, B, A, qm2)
+    c.ike(t + 0.12, A, B, qm3)
+    for at in qm2_after_qm3:
+        c.ike(t + at, B, A, qm2)
+        c.ike(t + at + 0.01, A, B, qm3)
+
+
+def test_ikev1_responder_repeats_qm2_after_qm3_is_child_sa(tmp_path):
+    """tcpdump's isakmp4500.pcap (vendor review): the Quick Mode responder sends QM2 again and
+    again after the initiator's QM3, and only the initiator sends ESP. QM3 never completes the
+    exchange on the responder: the child SA failed, told by the frames' order."""
+    c = Cap()
+    _mm_qm(c, (2.0, 6.0, 14.0))
+    c.flow(A, B, 0x1001, 0.2, 30.0)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == ("failing", "child_sa",
+                                                           "CHILD_SA_FAILED")
+    f = by_code(res, "CHILD_SA_FAILED")
+    assert "repeats QM2 after QM3" in f.title and "sent QM2 again 3 time(s)" in f.detail
+
+
+def test_ikev1_qm2_crossing_qm3_once_is_not_a_failure(tmp_path):
+    """One QM2 re-send that crossed QM3 on the way, then ESP both ways: no child SA failure
+    (the retransmission itself degrades, as any does)."""
+    c = Cap()
+    _mm_qm(c, (0.5,))
+    c.flow(A, B, 0x1001, 1.0, 30.0)
+    c.flow(B, A, 0x2001, 1.0, 30.0)
+    res = c.analyse(tmp_path)
+    assert not [f for f in res.findings if f.code == "CHILD_SA_FAILED"]
+    assert (the(res).verdict, the(res).primary_code) == ("degraded", "IKE_RETRANSMISSION")
+
+
+def test_public_zero_timestamps_qm3_not_taken():
+    """captures/public/tcpdump/isakmp4500.pcap: every timestamp is zero, so absence proves
+    nothing, but the frames' order does: the responder repeats QM2 after QM3 (failing at
+    child_sa; it was "unknown")."""
+    from conftest import REPO
+    from pcapvpn.analysis import run
+
+    v = the(run([str(REPO / "captures" / "public" / "tcpdump" / "isakmp4500.pcap")]))
+    assert (v.verdict, v.failed_stage, v.primary_code) == ("failing", "child_sa",
+                                                           "CHILD_SA_FAILED")
