@@ -339,3 +339,19 @@ def test_ndpi_capture_analysed_as_reordercap_would(tmp_path, name):
     lim = _report([path], Options(limits=Limits(reorder_max_records=100)))
     assert lim["capture"]["out_of_order"][0]["file_order_why"] == "limit"
     assert len(_mid_session(lim)) > len(mid)
+
+
+def test_vantage_point_file_read_in_time_order(tmp_path):
+    """--vantage: a point's file that is not in time order is read in time order as well (its
+    entry in capture.out_of_order says so), and the first point's tunnels are those of the
+    original file."""
+    a, b = _by_direction(LAB)
+    shuffled = _write(tmp_path / "appended.pcap", LAB.read_bytes()[:24], a + b)
+    other = tmp_path / "other.pcap"
+    other.write_bytes(LAB.read_bytes())
+    opts = Options(vantage=[("here", [str(shuffled)], None), ("there", [str(other)], None)])
+    got = _report([], opts)
+    assert [(e["file"], e["time_order"]) for e in got["capture"]["out_of_order"]] == \
+        [(str(shuffled), True)]
+    want = _report([LAB])
+    assert _verdicts(got) == _verdicts(want)
