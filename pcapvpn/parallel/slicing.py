@@ -80,22 +80,38 @@ class Slice:
     #: plaintext TCP travel as their headers, decoded (:func:`pcapvpn.parallel.worker._lane_op`);
     #: None: no lane (every such frame travels as its bytes)
     lane: frozenset | None = None
+    #: the slice's bytes, when it is a piece of a stream (gzip, standard input: no offset to
+    #: read at; :mod:`pcapvpn.parallel.stream`): held (``bytes``; a list of its pieces before it
+    #: is handed out), or the path (``str``) of a file in shared memory that holds exactly them,
+    #: or, for the rest of a stream that the parent reads itself, a raw stream of them; None:
+    #: ``[start, end)`` of the file ``path``
+    data: object = None
+    #: the rest of a stream, read by the parent itself (:mod:`pcapvpn.parallel.stream`): the
+    #: section and interface blocks in it are carried into the replay, not a misfit
+    tail: bool = False
 
 
 def eligible(paths, options) -> bool:
     """Regular, uncompressed capture files (each given once), analysed in full or to a stage the
     walk serves (``decode``, ``dissect``), without ``--keys`` or ``--vantage``."""
-    if not paths or "-" in paths or len(set(paths)) != len(paths) or options.vantage \
-            or options.keys is not None or options.stop_after == "read":
+    if not paths or "-" in paths or len(set(paths)) != len(paths) or not _options_ok(options):
         return False
     for path in paths:
+        if not os.path.isfile(path):  # (before reading: a named pipe is read once)
+            return False
         try:
             with open(path, "rb") as f:
-                if f.read(2) == b"\x1f\x8b" or not os.path.isfile(path):
+                if f.read(2) == b"\x1f\x8b":
                     return False
         except OSError:
             return False
     return True
+
+
+def _options_ok(options) -> bool:
+    """An analysis that slices can serve: in full or to a stage the walk serves (``decode``,
+    ``dissect``), without ``--keys`` or ``--vantage``."""
+    return not (options.vantage or options.keys is not None or options.stop_after == "read")
 
 
 def _head(path):
@@ -211,13 +227,16 @@ def _esp_frame(linktype, data):
                udpencap.classify_udp(sport, dport, data, l4off + 8, end)[0] == udpencap.ESP)
 
 
-def shares(path: str, lane=None, sample: int = 2000) -> tuple[float, float] | None:
+def shares(path: str, lane=None, sample: int = 2000, data: bytes | None = None
+           ) -> tuple[float, float] | None:
     """``(esp, plain)``: the shares of ESP (ESP/AH over IP or in UDP, the packets a worker
     tracks itself) and of plaintext IPv4 TCP on none of the ``lane`` ports (the reader's lane:
     a worker decodes it and hands over its headers; None: no lane) among the first ``sample``
-    packets of ``path``; None: fewer than MIN_SAMPLE packets or unreadable.  Costs a few
-    milliseconds: it decides whether slices pay, and how big the parent's slice is, before any
-    worker starts."""
+    packets of ``path`` (``data``: of these bytes, a stream's head, instead); None: fewer than
+    MIN_SAMPLE packets or unreadable.  Costs a few milliseconds: it decides whether slices pay,
+    and how big the parent's slice is, before any worker starts."""
+    import io
+
     from dissect.vpn.capture import NONPACKET, open_capture
     from dissect.vpn.errors import DissectError
     from dissect.vpn.ip import IpProto
@@ -225,7 +244,7 @@ def shares(path: str, lane=None, sample: int = 2000) -> tuple[float, float] | No
 
     esp = plain = n = 0
     try:
-        with open(path, "rb", buffering=0) as f:
+        with (open(path, "rb", buffering=0) if data is None else io.BytesIO(data)) as f:
             for rec in open_capture(_Prefixed(b"", f)).records():
                 if rec[1] == NONPACKET:
                     continue
