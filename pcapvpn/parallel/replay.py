@@ -186,6 +186,9 @@ class _Replay:
         for part in _guarded(self._parts):
             if part.bad is not None:
                 raise Fallback(part.bad)
+            if _starts_earlier(part, stats):
+                raise Fallback(f"not in time order: slice {part.number} starts earlier than the "
+                               f"slices before it end")
             lane = part.slice.lane if part.slice is not None else None
             if lane is not None and (on_tcp is None or on_tcp[0] != lane):
                 raise Fallback("the slices' plaintext lane is not the decoder's")
@@ -317,14 +320,24 @@ class _Replay:
         self.notes.extend(part.notes)
 
 
+def _starts_earlier(part, stats) -> bool:
+    """Whether a frame of the slice is earlier than the latest frame of the slices before it:
+    then its own count of frames out of time order is not the single pass's (those earlier than
+    the slices before it but in order within the slice are not counted), so the slice cannot be
+    merged as it is."""
+    first, last = part.stats["first_ts"], stats["last_ts"]
+    return first is not None and last is not None and first < last
+
+
 def _merge_steps(stats, st) -> None:
     """The largest step back in time of the slices so far (``stats``) and of the next one
     (``st``, its frames numbered from 1): the slice's own, or the one its earliest frame makes
     from the latest frame of the slices before it (a cut may lie inside a step back); called
     before the counts are added (``stats["numbered"]``: the frames before the slice).  A slice
-    that counted no frame late but starts earlier than the slices before it adds one to
-    ``out_of_order``, which is a lower bound for a sliced file (the analysis reads a file that is
-    not in time order again in one pass, which counts it exactly)."""
+    that starts earlier than the slices before it end (:func:`_starts_earlier`) is not merged
+    (files: ``Fallback``) or was walked with ``time_floor`` set to their latest time (the rest
+    of a stream read here: its counts are then the single pass's); otherwise a slice that
+    counted no frame late but starts earlier adds one to ``out_of_order``, a lower bound."""
     before = stats["numbered"]
     if st.get("first_frame") is not None and (stats["first_ts"] is None
                                               or st["first_ts"] < stats["first_ts"]):

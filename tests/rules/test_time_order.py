@@ -249,26 +249,58 @@ def test_two_files_each_out_of_order(tmp_path):
 
 
 def test_jobs_cut_at_the_step_back(tmp_path):
-    """--jobs with a cut exactly at the step back: the slices' merged statistic sees it (the
-    second slice, in order by itself, starts earlier than the first slice's latest frame); the
-    file is then analysed in one pass in time order, the same report as without --jobs."""
+    """--jobs: slices that each start no earlier than the slices before them end merge to the
+    single pass's statistic exactly (a step back inside a slice); a cut at the step back (the
+    second slice starts earlier than the first ends) cannot be merged exactly and falls back.
+    Either way the file is then analysed in one pass in time order, the report without --jobs."""
+    from pcapvpn import parallel
+
     a, b = _by_direction(LAB)
     recs = a + b
     path = _write(tmp_path / "appended.pcap", LAB.read_bytes()[:24], recs)
-    cut = 24 + sum(len(r[3]) for r in a)
     single = open_source(str(path))
     for _f in single.frames():
         pass
-    opts = Options(jobs=2, slice_at=[cut], workers="serial")
-    first = _run_once([str(path)], opts, 2)  # the sliced pass alone
+    want = (single.out_of_order, single.step_back, single.step_frame, single.step_from_ts)
+    assert single.step_frame == len(a) + 1
+    # slice 1: the capture's first frame alone; slice 2, with the step back, starts after it
+    inside = 24 + len(a[0][3])
+    first = _run_once([str(path)], Options(jobs=2, slice_at=[inside], workers="serial"), 2)
     assert first.parallel == {"slices": 2}
     src = first.sources[0]
-    assert (src.step_back, src.step_frame, src.step_from_ts) == \
-        (single.step_back, single.step_frame, single.step_from_ts)
-    assert src.step_frame == len(a) + 1 and 1 <= src.out_of_order <= single.out_of_order
-    res = run([str(path)], opts)
-    assert res.parallel["slices"] == 0 and "not in time order" in res.parallel["fallback"]
-    assert render(res.report, "json") == render(run([str(path)]).report, "json")
+    assert (src.out_of_order, src.step_back, src.step_frame, src.step_from_ts) == want
+    at_step = 24 + sum(len(r[3]) for r in a)
+    opts = Options(jobs=2, slice_at=[at_step], workers="serial")
+    with pytest.raises(parallel.Fallback, match="not in time order: slice 1 starts earlier"):
+        _run_once([str(path)], opts, 2)
+    one = render(run([str(path)]).report, "json")
+    for cut in (inside, at_step):
+        res = run([str(path)], Options(jobs=2, slice_at=[cut], workers="serial"))
+        assert res.parallel["slices"] == 0 and "not in time order" in res.parallel["fallback"]
+        assert render(res.report, "json") == one
+
+
+def test_jobs_on_stdin_counts_as_one_pass(tmp_path, monkeypatch):
+    """--jobs on standard input (a stream, not read again): a slice that starts earlier than
+    the slices before it end makes the rest be read in the parent, counted against them
+    (time_floor), so the count and the step are the single pass's, and so is the report."""
+    import io
+    import sys
+
+    a, b = _by_direction(LAB)
+    data = LAB.read_bytes()[:24] + b"".join(r[3] for r in a + b)
+    at_step = 24 + sum(len(r[3]) for r in a)
+
+    class In:
+        buffer = io.BytesIO(data)
+
+    monkeypatch.setattr(sys, "stdin", In)
+    one = _report(["-"])
+    for cut in (at_step, 24 + sum(len(r[3]) for r in a[:len(a) // 2])):
+        In.buffer = io.BytesIO(data)
+        got = run(["-"], Options(jobs=2, slice_at=[cut], workers="serial"))
+        assert json.loads(render(got.report, "json")) == one, cut
+    assert one["capture"]["out_of_order"][0]["file_order_why"] == "stdin"
 
 
 # -- nDPI's ipsec_isakmp_esp.pcap: the vendor review's case ------------------------------------------

@@ -46,6 +46,7 @@ class _Batcher:
     def __init__(self, reader: _Reader, tag: Any, on_batch: Callback, on_frame: Callback,
                  on_checkpoint: Callback | None, every: int) -> None:
         self._hand_over(tag, on_batch, on_frame, on_checkpoint, every)
+        self.tmax = reader._floor()
         vec = self.vec
         self.readinto = _readinto_of(reader._stream)
         head = reader._buf

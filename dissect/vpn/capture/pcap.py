@@ -267,7 +267,7 @@ class PcapReader(_Reader):
         empties = 0
         nbytes = 0
         trunc = 0
-        tmax = float("-inf")
+        tmax = self._floor()
         tmin = float("inf")
         disorder = 0
         first = None

@@ -30,7 +30,7 @@ CHUNK = 1 << 20
 class _Reader:
     __slots__ = ("_stream", "_buf", "_base", "_started", "format", "interfaces", "isb",
                  "drops", "byteorder", "version", "walk_stats", "damage", "damage_more", "size",
-                 "_pending", "cooked", "ended")
+                 "_pending", "cooked", "ended", "time_floor")
 
     _stream: Stream
     #: bytes read past the file header, not walked yet
@@ -69,6 +69,13 @@ class _Reader:
         #: Linux cooked frames (``tcpdump -i any``): ``{(interface, SLL2 interface index or None,
         #: packet type): frames}`` (dissect.vpn.link.cooked_info, PACKET_TYPES)
         self.cooked = {}
+
+    def _floor(self) -> float:
+        """The latest time before the first record the walk reads (``time_floor``, set by whoever
+        walks a later part of a capture: its records are counted late against what came before;
+        ``walk_stats``' ``last_ts`` is then at least it); -inf when unset."""
+        floor: float | None = getattr(self, "time_floor", None)
+        return float("-inf") if floor is None else floor
 
     def _cook(self, iface: int, linktype: int, data: Buffer, off: int, end: int | None) -> None:
         info = cooked_info(linktype, data, off, end)
@@ -245,7 +252,7 @@ class _Reader:
         number = 0
         nbytes = 0
         trunc = 0
-        tmax = float("-inf")
+        tmax = self._floor()
         tmin = float("inf")
         disorder = 0
         lts: dict[int, int] = {}
