@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_live import (LAB, Live, Netns, _analyze_json, _cited, _codes,  # noqa: E402
-                       need_root, replay)
+                       need_root, paced, replay)
 
 
 class Netns2(Netns):
@@ -32,22 +31,6 @@ class Netns2(Netns):
         self.run("link", "set", "vc", "up")
         self.run("link", "set", "vd", "up")
         return self
-
-
-class LiveArgs(Live):
-    """:class:`Live` with the whole command line given (``--vantage`` takes no ``-i``)."""
-
-    def __init__(self, ns, *args):
-        self.proc = subprocess.Popen(ns.cmd(sys.executable, "-m", "pcapvpn", "live", *args),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines = []
-        self.err = []
-        self._ready = threading.Event()
-        threading.Thread(target=self._out, daemon=True).start()
-        threading.Thread(target=self._errs, daemon=True).start()
-        if not self._ready.wait(30):
-            self.proc.kill()
-            raise AssertionError(f"live did not start: {''.join(self.err)}")
 
 
 def _lab(name, file=None) -> Path:
@@ -73,13 +56,7 @@ def _replay_main(argv):
             yield f[2], k, n, bytes(f[4]), s
 
     feeds = [feed(k, argv[k], argv[k + 1]) for k in range(0, len(argv), 2)]
-    t0 = w0 = None
-    for ts, _k, _n, data, s in heapq.merge(*feeds):
-        if t0 is None:
-            t0, w0 = ts, time.monotonic()
-        d = w0 + (ts - t0) - time.monotonic()
-        if d > 0:
-            time.sleep(d)
+    for _ts, _k, _n, data, s in paced(heapq.merge(*feeds)):
         s.send(data)
 
 
@@ -98,8 +75,8 @@ def _run(tmp_path, workers, args, feeds, write=True):
     out = tmp_path / "w"
     more = ("--write", str(out)) if write else ()
     with Netns2() as ns:
-        live = LiveArgs(ns, *args, "--workers", str(workers), *more, "--events", "none",
-                        "--format", "json", "-o", str(report), "--quiet")
+        live = Live(ns, *args, "--workers", str(workers), *more, "--events", "none",
+                    "--format", "json", "-o", str(report), "--quiet", iface=None)
         _replay_merged(ns, feeds)
         time.sleep(0.5)
         rc = live.stop(sig=signal.SIGINT)
@@ -322,16 +299,9 @@ def _tun_main(argv):
 
     fd = os.open("/dev/net/tun", os.O_RDWR)
     fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", argv[0].encode(), 0x0001 | 0x1000))
-    t0 = w0 = None
-    for f in open_source(argv[1]).frames():
-        ts, data = f[2], bytes(f[4])
-        if data[12:14] not in (b"\x08\x00", b"\x86\xdd"):
-            continue
-        if t0 is None:
-            t0, w0 = ts, time.monotonic()
-        d = w0 + (ts - t0) - time.monotonic()
-        if d > 0:
-            time.sleep(d)
+    ip = ((f[2], bytes(f[4])) for f in open_source(argv[1]).frames()
+          if bytes(f[4][12:14]) in (b"\x08\x00", b"\x86\xdd"))
+    for _ts, data in paced(ip):
         os.write(fd, data[14:])
     time.sleep(0.3)
     os.close(fd)
@@ -341,9 +311,8 @@ def _run_tun(tmp_path, workers, eth, raw):
     report = tmp_path / "live.json"
     out = tmp_path / "w"
     with NetnsTun() as ns:
-        live = LiveArgs(ns, "-i", "va", "-i", "t0", "--workers", str(workers), "--write",
-                        str(out), "--events", "none", "--format", "json", "-o", str(report),
-                        "--quiet")
+        live = Live(ns, "-i", "t0", "--workers", str(workers), "--write", str(out), "--events",
+                    "none", "--format", "json", "-o", str(report), "--quiet")
 
         def tun():
             cp = subprocess.run(ns.cmd(sys.executable, str(Path(__file__).resolve()), "tun",
