@@ -32,7 +32,10 @@ the report's capture warnings say how many SAs that concerned.
 **Several interfaces** (``-i A -i B``, or the interfaces of ``--vantage``).  Each worker opens
 a ring on every interface and joins one fanout group per interface (a group id names one set of
 sockets: the ids are distinct, consecutive from a random start), and polls all its rings.  The
-parent sees one *lane* per worker and interface (:class:`_Lane`), which stands in for a capture
+workers join one after the other (each waits for the previous one's ``ready``), so every group
+lists them in the same order; a packet's hash is the same on every interface (the same
+addresses and ports or SPI), so an SA mirrored on two ports goes to the same worker on both
+and is never split between workers.  The parent sees one *lane* per worker and interface (:class:`_Lane`), which stands in for a capture
 of the single-process session: its counters, drops and errors are the ring's.  An interface
 whose frames are not Ethernet (a tunnel interface: raw IP) is read frame by frame and every
 frame goes to the parent, whose decoder takes them as one process does (one process also
@@ -415,6 +418,7 @@ class _Worker:
         self.files: dict = {}  # the worker's file tag -> the session's file index
         self.deleted = 0  # its --write files deleted by rotation
         self.lanes: list = []  # its _Lane per interface
+        self.early: list = []  # its messages up to its "ready" (handled once the session is)
 
     def fileno(self) -> int:
         return self.out_fd
@@ -603,26 +607,43 @@ class FanoutSession(LiveSession):
             os.close(ctl_r)
             os.set_blocking(out_r, False)
             os.set_blocking(ctl_w, False)
-            workers.append(_Worker(k, pid, out_r, ctl_w))
+            w = _Worker(k, pid, out_r, ctl_w)
+            workers.append(w)
+            try:
+                self._joined(w)
+            except BaseException:
+                for x in workers:
+                    x.close()
+                raise
         return workers
+
+    def _joined(self, w) -> None:
+        """Wait until worker ``w`` has joined every group (its ``ready``), keeping what it sent
+        before for :meth:`_wait_ready`.  The workers join one after the other, so each group
+        lists them in the same order, and a flow (the same addresses and ports or SPI, hence
+        the same hash) seen on several interfaces goes to the same worker on each: an SA
+        mirrored on two ports stays whole in one worker, as it is in one process."""
+        deadline = time.monotonic() + self.START_SECONDS
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or w.exited:
+                raise CaptureError(f"capture worker {w.k} did not start")
+            select.select([w.out_fd], [], [], min(left, 0.5))
+            msgs = w.read()
+            for msg in msgs:
+                if msg[0] == "error":
+                    raise CaptureError(msg[1])
+            w.early += msgs
+            if any(msg[0] == "ready" for msg in msgs):
+                return
 
     def _wait_ready(self, workers) -> None:
         """Each worker's first messages, in worker order (so the file indices are too)."""
         for w in workers:
-            deadline = time.monotonic() + self.START_SECONDS
-            ready = False
-            while not ready:
-                left = deadline - time.monotonic()
-                if left <= 0 or w.exited:
-                    raise CaptureError(f"capture worker {w.k} did not start")
-                select.select([w.out_fd], [], [], min(left, 0.5))
-                for msg in w.read():
-                    if msg[0] == "error":
-                        raise CaptureError(msg[1])
-                    if msg[0] == "ready":
-                        ready = True
-                    else:
-                        self._handle(w, msg)
+            for msg in w.early:
+                if msg[0] != "ready":
+                    self._handle(w, msg)
+            w.early = []
 
     # -- what the workers send ----------------------------------------------------------------
 

@@ -163,6 +163,62 @@ def test_workers_two_interfaces_without_write(tmp_path):
     assert files and files <= {f"live:{i}:worker{k}" for i in ("va", "vc") for k in (0, 1)}
 
 
+def _spis_by_iface(path) -> dict:
+    """``{interface name: {SPI hex}}`` of the ESP (IP protocol 50) in a written pcapng file."""
+    from dissect.vpn.capture import open_capture
+
+    out: dict = {}
+    with open(path, "rb") as fh:
+        r = open_capture(fh)
+        recs = list(r.records())
+        names = [i.name for i in r.interfaces]
+    for _ts, _lt, data, _w, _off, itf in recs:
+        if data[12:14] == b"\x08\x00" and data[23] == 50:
+            out.setdefault(names[itf], set()).add(bytes(data[34:38]).hex())
+    return out
+
+
+@pytest.mark.root
+def test_workers_same_sas_on_two_interfaces(tmp_path):
+    """The same 16 ESP SAs sent into two interfaces (a mirror of two ports both carrying
+    them): the workers join the interfaces' fanout groups one after the other, so both groups
+    list them in one order and an SA's packets go to the same worker on both interfaces (its
+    state is never split between workers); the SAs' statistics and the frames they cite are
+    those of analyze of the written files."""
+    need_root()
+    import os
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "live_bench.py"
+    out = tmp_path / "w"
+    report = tmp_path / "live.json"
+    n = 16 * 300
+    with Netns2() as ns:
+        live = Live(ns, "-i", "vc", "--workers", "2", "--write", str(out), "--events", "none",
+                    "--format", "json", "-o", str(report), "--quiet")
+        env = dict(os.environ, LIVE_BENCH_FRAMES=str(n))
+        for itf in ("vb", "vd"):
+            cp = subprocess.run(ns.cmd(sys.executable, str(bench), "send", itf, "20000", "2"),
+                                capture_output=True, text=True, timeout=120, env=env)
+            assert cp.returncode == 0, cp.stderr
+        time.sleep(1.5)
+        rc = live.stop()
+    assert rc in (0, 1), "".join(live.err)
+    files = sorted(out.glob("*.pcapng"))
+    assert len(files) == 2
+    per = [_spis_by_iface(f) for f in files]
+    for k in (0, 1):  # each worker got the same SAs on both interfaces
+        assert per[k].get("va", set()) == per[k].get("vc", set()), per
+    got = [per[k].get("va", set()) for k in (0, 1)]
+    assert all(got) and not got[0] & got[1] and len(got[0] | got[1]) == 16, got
+    r = json.loads(report.read_text())
+    assert r["capture"]["frames"] == 2 * n
+    assert not [w for w in r["capture"]["warnings"] if "both on a worker" in w]
+    ana = _analyze_json(*files)
+    assert sorted(json.dumps(s, sort_keys=True) for s in r["esp_sas"]) == \
+        sorted(json.dumps(s, sort_keys=True) for s in ana["esp_sas"])
+    assert _cited(r) == _cited(ana)
+
+
 KEYED = [("ikev2_healthy", None), ("ikev2_esp_loss", None), ("ikev2_esp_loss", 1)]
 
 
