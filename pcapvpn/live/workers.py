@@ -19,7 +19,11 @@ stays whole in one worker and that both workers get SAs.
 fragments, TCP, the other VPNs: little volume next to ESP) goes, numbered, through a pipe to the
 parent, whose ordinary decoder and trackers handle it exactly as in one process.  IKE state is
 order-dependent and spans both hash members (UDP 500 and the ESP of its child SAs), so it lives in
-one place, the parent; ESP SAs are independent of each other, so they can live where their packets
+one place, the parent, which takes the frames of all workers in time order
+(:meth:`FanoutSession._deliver`: a merge of the workers' queues, each frame handed on once every
+worker's *horizon* — it has handed over every packet older than that: the wall clock when it
+read its rings, less a ring block's retire timeout and a margin, or the last packet read when its
+ring holds a backlog — has passed it; at most ``_HOLD_MAX`` seconds); ESP SAs are independent of each other, so they can live where their packets
 arrive.  Workers send a snapshot of their ESP SAs (pickled) every ``eval_interval / 2`` seconds and
 at stop; at each evaluation the parent builds the ESP view the rules read from its own ESP SAs
 (ESP that took the general path: fragments, ESP over TCP, IP options, AH) and the workers' latest
@@ -93,9 +97,11 @@ import select
 import signal
 import struct
 import time
+from collections import deque
 
 from pcapvpn.live.bpf import build_filter, compile_filter
-from pcapvpn.live.capture import SOL_PACKET, AfPacketRing, CaptureError, interface_info
+from pcapvpn.live.capture import (SOL_PACKET, TP_STATUS_USER, AfPacketRing, CaptureError,
+                                  interface_info)
 from pcapvpn.live.session import LiveSession
 
 __all__ = ["FanoutRing", "FanoutSession", "PACKET_FANOUT", "PACKET_FANOUT_HASH"]
@@ -106,6 +112,14 @@ PACKET_FANOUT_HASH = 0
 #: a classic BPF program that accepts nothing (``ret #0``): in place while a member joins
 _DROP_ALL = struct.pack("=HBBI", 0x06, 0, 0, 0)
 _LEN = struct.Struct("=I")
+_U32 = struct.Struct("=I")
+#: seconds by which a worker's horizon trails the wall clock when it reads its rings: a packet
+#: waits in the ring's open block for at most its retire timeout (AfPacketRing: 50 ms), plus room
+#: for the way from the wire to the ring
+_HORIZON_LAG = 0.1
+#: seconds a frame forwarded by a worker is held at most for the time-ordered merge (a clock
+#: that jumps back must not hold frames for long)
+_HOLD_MAX = 1.0
 _F_SETPIPE_SZ = 1031
 
 
@@ -258,6 +272,9 @@ def _worker(k: int, opts, limits, groups: list, point_of: list, keyed, out_fd: i
     _send(out_fd, ("ready", [ring.linktype for ring in rings]))
     # per ring: frames numbered, bytes, first ts, last ts, truncated
     acc = [[0, 0, None, None, 0] for _ in rings]
+    #: every packet this worker has not yet handed over is later than this (see _HORIZON_LAG)
+    horizon = [float("-inf")]
+    last = [float("-inf")] * len(rings)  # per ring: the time stamp of the last packet read
 
     def tag_of(j):
         # with --write every ring's frames go to the worker's current file (numbered across
@@ -272,7 +289,7 @@ def _worker(k: int, opts, limits, groups: list, point_of: list, keyed, out_fd: i
                 pending[j].clear()
                 a[:] = [0, 0, None, None, 0]
         if out:
-            _send(out_fd, ("frames", out))
+            _send(out_fd, ("frames", out, horizon[0]))
 
     def snapshot(kind):
         flush()
@@ -293,12 +310,12 @@ def _worker(k: int, opts, limits, groups: list, point_of: list, keyed, out_fd: i
         num = numbered.get(tag, 0)
         b0, t0 = ring.bytes, sink.truncated
         if readers[j] is not None:
-            n, first, last = readers[j].feed(sink, tag, num, 4, write[j])
+            n, first, last_ts = readers[j].feed(sink, tag, num, 4, write[j])
         else:  # not Ethernet: every frame to the parent (as one process decodes them all)
             batch: list = []
             n = ring.read(batch, tag, num, max_blocks=4)
             if n:
-                first, last = batch[0][2], batch[-1][2]
+                first, last_ts = batch[0][2], batch[-1][2]
                 if write[j] is not None:
                     write[j](batch)
                 fwd = pending[j].append
@@ -308,13 +325,14 @@ def _worker(k: int, opts, limits, groups: list, point_of: list, keyed, out_fd: i
                         sink.truncated += 1
         if n:
             numbered[tag] = num + n
+            last[j] = last_ts
             a = acc[j]
             a[0] += n
             a[1] += ring.bytes - b0
             a[4] += sink.truncated - t0
             if a[2] is None:
                 a[2] = first
-            a[3] = last
+            a[3] = last_ts
         return n
 
     def rotate():
@@ -337,16 +355,24 @@ def _worker(k: int, opts, limits, groups: list, point_of: list, keyed, out_fd: i
     ctl_buf = bytearray()
     interval = max(0.05, opts.eval_interval / 2)
     next_snap = time.monotonic() + interval
+    next_horizon = 0.0
     try:
         while not stop[0]:
             n = 0
+            h = time.time() - _HORIZON_LAG
             for j in range(len(rings)):
                 n += read_once(j)
                 if writer is not None and writer.full():
                     rotate()
+                if _ready(rings[j]):  # a backlog: what is left came after what was read
+                    h = min(h, last[j])
             mono = time.monotonic()
+            horizon[0] = max(horizon[0], h)
             if n:
                 flush()
+            elif mono >= next_horizon:  # idle: the parent may hand on the other workers' frames
+                _send(out_fd, ("horizon", horizon[0]))
+                next_horizon = mono + _HORIZON_LAG / 2
             if mono >= next_snap:
                 snapshot("snap")
                 next_snap = mono + interval
@@ -380,6 +406,11 @@ def _worker(k: int, opts, limits, groups: list, point_of: list, keyed, out_fd: i
     except BrokenPipeError:
         return 1
     return 0
+
+
+def _ready(ring) -> bool:
+    """Whether the ring's next block is ready (the kernel handed it over)."""
+    return bool(_U32.unpack_from(ring.mm, ring.block * ring.block_size + 8)[0] & TP_STATUS_USER)
 
 
 def _die_with_parent() -> None:
@@ -419,6 +450,8 @@ class _Worker:
         self.deleted = 0  # its --write files deleted by rotation
         self.lanes: list = []  # its _Lane per interface
         self.early: list = []  # its messages up to its "ready" (handled once the session is)
+        #: it has handed over every packet older than this (wall clock, see _HORIZON_LAG)
+        self.horizon = float("-inf")
 
     def fileno(self) -> int:
         return self.out_fd
@@ -503,6 +536,10 @@ class _Lane:
         self.packets = 0
         self.errors: list = []
         self.last = {"received": 0, "drops": 0, "packets": 0, "truncated": 0, "interface": {}}
+        #: forwarded frames not yet handed to the decoder: (ts, monotonic time received, file
+        #: index, frame), in ring order (FanoutSession._deliver)
+        self.queue: deque = deque()
+        self.clock = float("-inf")  # the last time stamp read from the ring
 
     def stats(self) -> dict:
         return self.last
@@ -651,6 +688,7 @@ class FanoutSession(LiveSession):
         kind = msg[0]
         if kind == "frames":
             got = 0
+            mono = time.monotonic()
             for j, tag, n, nbytes, t0, t1, trunc, frames in msg[1]:
                 lane = w.lanes[j]
                 src = self.sources[w.files[tag]]
@@ -660,17 +698,20 @@ class FanoutSession(LiveSession):
                     lane.bytes += nbytes
                     lane.packets += n
                     self._count(lane.index, lane, src, n, b0, t0, t1)
-                dec = (self.points[self._point_of[lane.index]].decoder if self.points
-                       else self.decoder)
-                general = dec._general
-                for f in frames:
-                    general(fidx, *f[1:])
+                dec = self._decoder_of(lane)
                 dec.frames += n
                 dec.truncated += trunc
-                if t1 is not None and t1 > dec._clock:
-                    dec._clock = t1
+                q = lane.queue
+                for f in frames:
+                    q.append((f[2], mono, fidx, f))
+                if t1 is not None:
+                    lane.clock = max(lane.clock, t1)
                 got += n
+            w.horizon = max(w.horizon, msg[2])
             return got
+        if kind == "horizon":
+            w.horizon = max(w.horizon, msg[1])
+            return 0
         if kind == "file":
             _k, r, path, ts = msg
             old = self._cur[w.lanes[0].index]
@@ -728,8 +769,9 @@ class FanoutSession(LiveSession):
         w.pts = out
 
     def _feed(self, idx, cap, batch):
-        """Take what the worker of lane ``idx`` sent (once per worker: at its first lane);
-        returns how many frames (0: nothing new)."""
+        """Take what the worker of lane ``idx`` sent (once per worker: at its first lane) and
+        hand on what the time-ordered merge allows (:meth:`_deliver`); returns how many frames
+        (0: nothing new)."""
         w = cap.worker
         if cap.j:
             return 0
@@ -738,7 +780,46 @@ class FanoutSession(LiveSession):
         msgs = w.read()
         for msg in msgs:
             got += self._handle(w, msg)
+        if msgs:
+            self._deliver()
         return got or len(msgs)
+
+    def _decoder_of(self, lane):
+        return self.points[self._point_of[lane.index]].decoder if self.points else self.decoder
+
+    def _deliver(self, final: bool = False) -> None:
+        """The forwarded frames of every lane to the decoders in time order (a merge of the
+        lanes' queues, each in its ring's order): a frame goes on once every worker has handed
+        over everything older (its ``horizon``; a worker that ended has nothing more), or after
+        ``_HOLD_MAX`` seconds held, or at the end (``final``).  IKE is order-dependent and its
+        messages of one exchange may be hashed to different workers (UDP 500 and 4500): the
+        parent takes them in the capture's order, as one process reading one interface does."""
+        lanes = [lane for lane in self.lanes if lane.queue]
+        if not lanes:
+            return
+        if final:
+            horizon = float("inf")
+        else:
+            horizon = min((float("inf") if w.done or w.exited else w.horizon)
+                          for w in self.workers)
+        late = time.monotonic() - _HOLD_MAX
+        while lanes:
+            lane = min(lanes, key=lambda x: x.queue[0][0])
+            ts, got, fidx, f = lane.queue[0]
+            if ts > horizon and got > late:
+                break
+            lane.queue.popleft()
+            dec = self._decoder_of(lane)
+            dec._general(fidx, *f[1:])
+            if ts > dec._clock:
+                dec._clock = ts
+            if not lane.queue:
+                lanes.remove(lane)
+        for lane in self.lanes:
+            if not lane.queue:  # everything read from it is handed on: its clock too
+                dec = self._decoder_of(lane)
+                if lane.clock > dec._clock:
+                    dec._clock = lane.clock
 
     # -- the ESP view the rules read ----------------------------------------------------------
 
@@ -881,6 +962,7 @@ class FanoutSession(LiveSession):
             for msg in w.read():
                 self._handle(w, msg)
             w.close()
+        self._deliver(final=True)
 
     def finish(self):
         if self._child is not None:
