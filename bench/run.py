@@ -421,6 +421,10 @@ def _short(c: str) -> str:
 
 JOBS_BEGIN = "<!-- bench/run.py --jobs: begin (generated; edits inside are overwritten) -->"
 JOBS_END = "<!-- bench/run.py --jobs: end -->"
+#: the same on a gzip file (``--jobs-bench --gzip PATH``): the parent decompresses and cuts
+JOBS_GZ_BEGIN = ("<!-- bench/run.py --jobs --gzip: begin (generated; edits inside are "
+                 "overwritten) -->")
+JOBS_GZ_END = "<!-- bench/run.py --jobs --gzip: end -->"
 
 #: run in a measured subprocess: the analysis with its own CPU split (this process = the parent,
 #: its children = the workers), printed as JSON
@@ -437,6 +441,24 @@ me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource
 print(json.dumps({"wall": time.perf_counter() - t0,
                   "parent_cpu": me.ru_utime + me.ru_stime,
                   "workers_cpu": kids.ru_utime + kids.ru_stime}))
+"""
+
+#: the same for a stream (``--gzip``): the analysis through the API, so that the CPU of the
+#: parent's threads can be told apart: the thread that reads (decompresses) and cuts the stream,
+#: and the rest of the main process (pcapvpn.parallel.stream)
+_STREAM_SPLIT = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from pcapvpn.analysis import Options, run
+from pcapvpn.report import render
+r = run([sys.argv[1]], Options(jobs=int(sys.argv[2])))
+render(r.report, "json")
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+reading = getattr(r.sources[0].reader, "reading_cpu", None) if r.sources else None
+print(json.dumps({"wall": time.perf_counter() - t0,
+                  "parent_cpu": me.ru_utime + me.ru_stime,
+                  "workers_cpu": kids.ru_utime + kids.ru_stime,
+                  "reading_cpu": reading}))
 """
 
 #: the single pass's stages, timed in one process (the interpreter start and imports measured
@@ -472,17 +494,19 @@ print(json.dumps(out))
 
 
 def _count_packets(path: Path) -> int:
-    """The packets of a capture file (its records that are packets)."""
+    """The packets of a capture file (gzip or not)."""
     sys.path.insert(0, str(REPO))
-    from dissect.vpn.capture import NONPACKET, open_capture
+    from pcapvpn.sources import open_source
 
-    with open(path, "rb") as f:
-        return sum(1 for rec in open_capture(f).records() if rec[1] != NONPACKET)
+    with open_source(str(path)) as src:
+        return sum(1 for _f in src.frames())
 
 
-def jobs_bench(path: Path, packets: int, repeat: int, log) -> dict:
+def jobs_bench(path: Path, packets: int, repeat: int, log, stream: bool = False) -> dict:
     """``--jobs 1`` and ``--jobs 2`` and tshark, interleaved run by run (the same load for
-    each), plus the CPU split of the parallel run and the single pass's stage times."""
+    each), plus the CPU split of the parallel run and the single pass's stage times (a
+    ``stream``, a gzip file: the CPU of the thread that reads it instead of the stages)."""
+    stages = not stream
     runs: dict = {"pcapvpn --jobs 1": [], "pcapvpn --jobs 2": [], "tshark -q -Y frame": []}
     split: dict = {"1": [], "2": []}
     cmds = {"pcapvpn --jobs 1": pcapvpn_cmd(path) + ["--jobs", "1"],
@@ -495,16 +519,20 @@ def jobs_bench(path: Path, packets: int, repeat: int, log) -> dict:
             log(f"  {name:<24} run {i + 1}/{repeat}: rc={r['rc']} {r['wall']:.2f} s "
                 f"cpu {r['cpu'] or 0:.2f} s load {r['load1']:.2f}")
         for j in ("1", "2"):
-            res = subprocess.run([PY, "-c", _CPU_SPLIT, str(path), j], capture_output=True,
+            res = subprocess.run([PY, "-c", _STREAM_SPLIT if stream else _CPU_SPLIT, str(path),
+                                  j], capture_output=True,
                                  text=True, cwd=REPO, env=ENV, timeout=3600)
             if res.returncode == 0 and res.stdout.strip():
                 d = json.loads(res.stdout.strip().splitlines()[-1])
                 d["load1"] = os.getloadavg()[0]
                 split[j].append(d)
-    res = subprocess.run([PY, "-c", _STAGES, str(path)], capture_output=True, text=True,
-                         cwd=REPO, env=ENV, timeout=3600)
-    stages = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {
-        "error": res.stderr.strip()[-300:]}
+    if stages:
+        res = subprocess.run([PY, "-c", _STAGES, str(path)], capture_output=True, text=True,
+                             cwd=REPO, env=ENV, timeout=3600)
+        stages = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {
+            "error": res.stderr.strip()[-300:]}
+    else:
+        stages = {"error": "not measured"}
     start = measure([PY, "-c", "pass"])
     return {"packets": packets, "path": _short(str(path)), "mb": path.stat().st_size / 1e6,
             "runs": runs, "split": split, "stages": stages, "python_start": start["wall"],
@@ -513,11 +541,12 @@ def jobs_bench(path: Path, packets: int, repeat: int, log) -> dict:
                 dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def render_jobs(j: dict, info: dict) -> str:
+def render_jobs(j: dict, info: dict, title: str = "## Every core: `analyze --jobs N` (issue 19; "
+                "`bench/run.py --jobs-bench`)") -> str:
     ok = {k: [r for r in v if r["rc"] in (0, 1)] for k, v in j["runs"].items()}
     best = {k: min(v, key=lambda r: r["wall"]) for k, v in ok.items() if v}
     loads = [r["load1"] for v in j["runs"].values() for r in v]
-    L = ["## Every core: `analyze --jobs N` (issue 19; `bench/run.py --jobs-bench`)\n"]
+    L = [title + "\n"]
     L.append(f"- date: {j['date']}; git {info['git']}; {info.get('measured', '')}; "
              f"{j['nproc']} CPUs usable")
     L.append(f"- capture: `{j['path']}` ({j['packets']:,} packets, {j['mb']:.0f} MB)")
@@ -550,11 +579,23 @@ def render_jobs(j: dict, info: dict) -> str:
             L.append(f"| `--jobs {k}` | {d['wall']:.2f} | {d['parent_cpu']:.2f} | "
                      f"{d['workers_cpu']:.2f} | {d['load1']:.2f} |")
         L.append("")
+        if "2" in sp and sp["2"].get("reading_cpu") is not None:
+            d2 = sp["2"]
+            L.append(f"Of the main process's {d2['parent_cpu']:.2f} CPU seconds in `--jobs 2`, "
+                     f"{d2['reading_cpu']:.2f} are the thread that reads and decompresses the "
+                     f"stream and cuts it; the rest (the replay, the rules, the report, handing "
+                     f"the slices to the pool) runs beside it in the main thread.\n")
         if "2" in sp and "1" in sp:
             d1, d2 = sp["1"], sp["2"]
             crit = max(d2["parent_cpu"], d2["workers_cpu"])
+            if d2.get("reading_cpu") is not None:  # two threads in the main process
+                crit = max(d2["reading_cpu"], d2["parent_cpu"] - d2["reading_cpu"],
+                           d2["workers_cpu"], (d2["parent_cpu"] + d2["workers_cpu"]) / 2)
+            cols = ("of its two CPU columns" if d2.get("reading_cpu") is None else
+                    "of its threads' CPU (the reading thread, the rest of the main process, the "
+                    "workers) and half their sum on 2 CPUs")
             L.append(f"On an idle machine the parallel run's wall time is at least the larger "
-                     f"of its two CPU columns ({crit:.2f} s): {d1['parent_cpu'] / crit:.2f}× "
+                     f"{cols} ({crit:.2f} s): {d1['parent_cpu'] / crit:.2f}× "
                      f"the single process's CPU ({d1['parent_cpu']:.2f} s) is the most "
                      f"`--jobs 2` can give on this capture as the work is divided now.\n")
     st = j["stages"]
@@ -619,6 +660,10 @@ def main(argv=None) -> int:
     ap.add_argument("--capture", metavar="PATH",
                     help="--jobs-bench on this capture instead of the generated main capture "
                          "(e.g. the client capture of bench/plain_bench.py)")
+    ap.add_argument("--gzip", metavar="PATH.gz",
+                    help="--jobs-bench on this gzip file (e.g. a gzip of the main capture in "
+                         "/tmp): the parent decompresses and cuts, the workers read the slices "
+                         "(issue 19); its own block of RESULTS.md")
     ap.add_argument("--no-snapshot", dest="snapshot", action="store_false",
                     help="measure the working tree as it changes instead of a frozen copy of "
                          "HEAD (the default: `git archive HEAD` into out/src-<rev>, PYTHONPATH)")
@@ -661,6 +706,17 @@ def main(argv=None) -> int:
                             if dirty else ""))
         log(snapshot_note)
 
+    if args.jobs_bench and args.gzip:
+        gz = Path(args.gzip)
+        j = jobs_bench(gz, _count_packets(gz), args.repeat, log, stream=True)
+        (out_dir / "jobs-gzip.json").write_text(json.dumps(j, indent=1, default=str))
+        info = machine_info()
+        info["measured"] = snapshot_note
+        text = render_jobs(j, info, "## Every core on a gzip file: `analyze --jobs N FILE.gz` "
+                                    "(issue 19; `bench/run.py --jobs-bench --gzip`)")
+        write_results(Path(args.results), text, JOBS_GZ_BEGIN, JOBS_GZ_END)
+        print(text)
+        return 0
     if args.jobs_bench and args.capture:
         main_file = Path(args.capture)
         truth = {"packets": _count_packets(main_file)}

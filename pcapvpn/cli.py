@@ -356,9 +356,12 @@ def _vantage(specs):
               hidden=True, help="Benchmarks: stop after a pipeline stage.")
 @click.option("--jobs", "-j", "jobs", type=click.IntRange(min=0), default=0, metavar="N",
               help="Worker processes that read big capture files (cut at record boundaries; "
-                   "the report is the same as one process's).  Default 0: the cores this "
-                   "process may use; 1: one process.  Small files, gzip, standard input, files "
-                   "whose times overlap and --keys are read by one process.")
+                   "the report is the same as one process's).  A gzip file, or gzip on standard "
+                   "input, is decompressed by this process, which hands slices of it to the "
+                   "workers.  Default 0: the cores this process may use; 1: one process.  "
+                   "Small captures, uncompressed standard input, gzip or standard input among "
+                   "several files, files whose times overlap and --keys are read by one "
+                   "process.")
 @click.option("--dask", "dask", default=None, metavar="SCHEDULER",
               help="Read the slices of a big capture file on a Dask distributed cluster "
                    "(scheduler address, e.g. tcp://10.0.0.5:8786; the file must be readable at "

@@ -520,6 +520,22 @@ def open_source(path: str, index: int = 0, spool: bool = False) -> Source:
 
     ``spool``: copy standard input to a temporary file as it is read, so that frames can be
     fetched again (``Source.spool_path``; ``Source.discard_spool()`` removes it)."""
+    raw, stream, close_raw, compressed, spool_path = open_stream(path, spool)
+    try:
+        reader = open_reader(path, stream, compressed)
+    except BaseException:
+        if close_raw:
+            raw.close()
+        raise
+    src = Source(path, index, reader, raw, stream, close_raw, compressed)
+    src.spool_path = spool_path
+    return src
+
+
+def open_stream(path: str, spool: bool = False) -> tuple:
+    """The capture data of ``path`` (``-`` = standard input) as a stream that is never seeked:
+    ``(raw, stream, close_raw, compressed, spool_path)``; ``stream`` sees through gzip (by its
+    magic) and keeps a read error in ``stream.error``.  Raises :class:`SourceError`."""
     spool_path = None
     if path == "-":
         raw = getattr(sys.stdin, "buffer", None)
@@ -548,24 +564,27 @@ def open_source(path: str, index: int = 0, spool: bool = False) -> Source:
             head = _read_upto(raw, 2)
         except OSError as exc:
             raise SourceError(path, f"read error: {(exc.strerror or str(exc)).lower()}") from None
-        compressed = head == _GZIP_MAGIC
-        stream = _Gunzip(head, raw) if compressed else _Prefixed(head, raw)
-        try:
-            reader = open_capture(stream)
-        except DissectError as exc:
-            if stream.error:
-                raise SourceError(path, stream.error) from None
-            reason = exc.reason
-            if compressed:
-                reason = f"gzip-compressed, but inside: {reason}"
-            raise SourceError(path, reason) from None
     except BaseException:
         if close_raw:
             raw.close()
         raise
-    src = Source(path, index, reader, raw, stream, close_raw, compressed)
-    src.spool_path = spool_path
-    return src
+    compressed = head == _GZIP_MAGIC
+    stream = _Gunzip(head, raw) if compressed else _Prefixed(head, raw)
+    return raw, stream, close_raw, compressed, spool_path
+
+
+def open_reader(path: str, stream, compressed: bool):
+    """:func:`dissect.vpn.capture.open_capture` of ``stream`` (from :func:`open_stream`), its
+    errors as :class:`SourceError`."""
+    try:
+        return open_capture(stream)
+    except DissectError as exc:
+        if stream.error:
+            raise SourceError(path, stream.error) from None
+        reason = exc.reason
+        if compressed:
+            reason = f"gzip-compressed, but inside: {reason}"
+        raise SourceError(path, reason) from None
 
 
 INDEX_EVERY = 1024

@@ -118,6 +118,9 @@ def _run(paths, options: Options | None = None) -> Result:
             try:
                 result = _run_once(paths, options, jobs)
             except parallel.Fallback as exc:
+                if "-" in paths:  # a stream reads on alone instead (pcapvpn.parallel.stream)
+                    raise RuntimeError(f"-: standard input cannot be read again ({exc})") \
+                        from exc
                 result = _run_once(paths, options)
                 result.parallel = {"slices": 0, "fallback": str(exc)}
             return result
@@ -138,7 +141,13 @@ def _run_once(paths, options: Options, jobs: int = 1) -> Result:
             esp = (options.thresholds, options.limits) if options.stop_after == "full" else None
             sources, order, stop_workers = sliced_sources(
                 paths, jobs, options.batch, options.slice_at, options.workers, esp,
-                lane_ports(vpn_servers=options.vpn_servers))
+                lane_ports(vpn_servers=options.vpn_servers), options.spool_stdin)
+            if esp is not None:
+                # the rule modules' imports (0.15 s) while the workers read, not after them
+                # (parallel.FIXED_BYTES counts them)
+                from pcapvpn.rules import load_all
+
+                load_all()
         for i, p in enumerate(paths if order is None else ()):
             sources.append(open_source(p, i, spool=options.spool_stdin and p == "-"))
         names = [s.name for s in sources]
@@ -185,6 +194,9 @@ def _run_once(paths, options: Options, jobs: int = 1) -> Result:
         result.sources = sources
         if jobs > 1:
             result.parallel = {"slices": sum(s.reader.slices for s in sources)}
+            for s in sources:  # a stream the parent read on alone from a slice (and why)
+                if getattr(s.reader, "tail", None):
+                    result.parallel["tail"] = s.reader.tail
         _several_points_hint(result, tracker, names, sampler, sources)
         return result
     finally:

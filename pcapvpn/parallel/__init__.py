@@ -28,13 +28,17 @@ A slice that does not line up with the single pass — its last record runs past
 that was not a record boundary), damage touching its end, a pcapng section or interface block
 inside it, a read error — makes the analysis start again as a single pass (:class:`Fallback`):
 the result is never a guess.  Several files are read one after the other when their times
-follow each other (a rotated capture; :func:`check_order`).  Gzip files, standard input, files
-whose times overlap, ``--keys`` and the ``read`` stage run as a single pass (see
-docs/internals.md for what is left).
+follow each other (a rotated capture; :func:`check_order`).  Files whose times overlap,
+``--keys``, the ``read`` stage and several inputs with a gzip file or standard input among them
+run as a single pass (see docs/internals.md for what is left).  A gzip file or gzip on standard
+input (one such input) is cut as the parent decompresses it and its slices travel to the workers
+as bytes (:mod:`~pcapvpn.parallel.stream`; it cannot be read again, so the parent reads the rest
+itself where a file would fall back; plain standard input is read by the parent alone).
 
 The modules: :mod:`~pcapvpn.parallel.slicing` (which files, where to cut, the pre-scan),
 :mod:`~pcapvpn.parallel.worker` (a slice read and recorded), :mod:`~pcapvpn.parallel.replay`
-(the recordings replayed and merged in the parent), :mod:`~pcapvpn.parallel.daskpool` (a Dask
+(the recordings replayed and merged in the parent), :mod:`~pcapvpn.parallel.stream` (a stream
+cut as it is read), :mod:`~pcapvpn.parallel.daskpool` (a Dask
 cluster as the workers); this one starts the workers and hands their parts to the replay.
 """
 
@@ -48,8 +52,10 @@ from pcapvpn.parallel.replay import _Replay, _roundtrip, check_order
 from pcapvpn.parallel.slicing import (CUT_RECORDS, CUT_WINDOW, CUT_WINDOW_MAX, FIXED_BYTES,
                                       MAX_SLICE, MIN_BYTES, MIN_SAMPLE, MIN_SHARE,
                                       SLICES_PER_JOB, Fallback, Slice, _first_time, _head,
+                                      _options_ok,
                                       available_cores, cut_points, eligible, parent_share,
                                       plan, shares, slices)
+from pcapvpn.parallel.stream import STREAM_SLICE, is_stream, stream_source
 from pcapvpn.parallel.worker import Part, read_slice, walk_slice
 
 #: slices per worker read ahead of the replay (memory: see MAX_SLICE)
@@ -57,9 +63,9 @@ AHEAD = 2
 
 __all__ = ["AHEAD", "CUT_RECORDS", "CUT_WINDOW", "CUT_WINDOW_MAX", "DaskPool", "FIXED_BYTES",
            "Fallback", "MAX_SLICE", "MIN_BYTES", "MIN_SAMPLE", "MIN_SHARE", "Part",
-           "SLICES_PER_JOB", "Slice", "available_cores", "check_order", "cut_points", "eligible",
-           "jobs_for", "parent_share", "plan", "read_slice", "shares", "sliced_sources", "slices",
-           "walk_slice"]
+           "SLICES_PER_JOB", "STREAM_SLICE", "Slice", "available_cores", "check_order", "cut_points", "eligible",
+           "is_stream", "jobs_for", "parent_share", "plan", "read_slice", "shares", "sliced_sources", "slices",
+           "stream_source", "walk_slice"]
 
 
 def _serial(fn, items):
@@ -69,7 +75,8 @@ def _serial(fn, items):
         yield _roundtrip(fn(it))
 
 
-def sliced_sources(paths, jobs, batch=True, cuts=None, pool=None, esp=None, lane=None):
+def sliced_sources(paths, jobs, batch=True, cuts=None, pool=None, esp=None, lane=None,
+                   spool=False):
     """Ordinary :class:`pcapvpn.sources.Source` objects of ``paths`` (file indices 0, 1, ...)
     whose walks read each file's first slice in this process and replay the other slices, read
     by ``jobs - 1`` worker processes (``pool``: ``"serial"`` reads them in this process, for
@@ -79,8 +86,16 @@ def sliced_sources(paths, jobs, batch=True, cuts=None, pool=None, esp=None, lane
     single pass's merge by time gives when their times do not overlap: :func:`in_order`).
     ``esp``: ``(thresholds, limits)`` to track the slices' ESP in the workers; ``lane``: the
     ports of the decoder's plaintext TCP lane (:func:`pcapvpn.decode.lane_ports`; None: none).
+    A stream (standard input, a gzip file: :func:`is_stream`; ``spool``: standard input kept
+    for ``--export-evidence``) is cut as it is read and its slices travel as bytes
+    (:mod:`pcapvpn.parallel.stream`).
     Returns ``(sources, order, close)``; ``close()`` stops the workers."""
     from pcapvpn.sources import Source, _Prefixed
+
+    if is_stream(paths):
+        at = cuts.get(0, []) if isinstance(cuts, dict) else cuts
+        src, close = stream_source(paths[0], 0, jobs, batch, at, pool, esp, lane, spool)
+        return [src], [0], close
 
     heads = [_head(p) for p in paths]
     order = sorted(range(len(paths)), key=lambda i: (_first_time(paths[i]), i))
@@ -148,16 +163,22 @@ def _ahead(pool, fn, items, ahead):
 
     it = iter(items)
     pending: deque = deque()
+    # submitted now, not at the consumer's first ``next``: the workers must read while this
+    # process reads its own first slice (a generator body would only start after it)
     for x in it:
         pending.append(pool.apply_async(fn, (x,)))
         if len(pending) >= ahead:
             break
-    while pending:
-        res = pending.popleft().get()
-        for x in it:
-            pending.append(pool.apply_async(fn, (x,)))
-            break
-        yield res
+
+    def results():
+        while pending:
+            res = pending.popleft().get()
+            for x in it:
+                pending.append(pool.apply_async(fn, (x,)))
+                break
+            yield res
+
+    return results()
 
 
 def jobs_for(paths, options) -> int:
@@ -165,6 +186,13 @@ def jobs_for(paths, options) -> int:
     files (:func:`eligible`) of at least ``MIN_BYTES`` in all, or any eligible files when the cuts
     are given (``options.slice_at``, tests)."""
     jobs = options.jobs if options.jobs and options.jobs > 0 else available_cores()
+    if is_stream(paths):
+        # cut as it is read (pcapvpn.parallel.stream): its size is known only at its end, and
+        # a short one is read by this process alone; not on a Dask cluster (bytes, no path)
+        if isinstance(options.workers, DaskPool) or not _options_ok(options) or (
+                jobs <= 1 and not options.slice_at):
+            return 1
+        return max(2, jobs)
     if isinstance(options.workers, DaskPool):
         jobs = options.workers.workers() + 1
     if jobs <= 1 and not options.slice_at or not eligible(paths, options):

@@ -147,8 +147,7 @@ class _Replay:
     def walk(self, tag, on_esp, on_frame, on_checkpoint=None, every=1024, on_batch=None,
              on_tcp=None):
         before = 0  # records of the slices before this one
-        stats = {"frames": 0, "numbered": 0, "bytes": 0, "truncated": 0, "first_ts": None,
-                 "last_ts": None, "out_of_order": 0, "linktypes": {}}
+        stats = self._totals()
         if self._first is not None:
             # the first slice: read here, straight into the decoder as a single pass does,
             # while the workers read the others; what the workers would handle themselves
@@ -198,16 +197,27 @@ class _Replay:
                     raise Fallback(f"{frames - shipped} of {frames} frames of slice "
                                    f"{part.number} are ESP or plaintext TCP: the slices would "
                                    f"hand most frames to one process")
-            calls = (on_esp, on_frame, on_batch, on_tcp)
-            if not self._merge_esp(part, tag, calls, before):
-                self._apply(part.ops, tag, calls, before)
-            if on_checkpoint is not None:
-                for ck in part.checkpoints:
-                    on_checkpoint(ck[0] + before, ck[1])
-            self._merge(part, stats)
-            self.slices += 1
-            before += part.stats["numbered"]
+            before = self._replay(part, tag, (on_esp, on_frame, on_batch, on_tcp),
+                                  on_checkpoint, stats, before)
         self.walk_stats = stats
+
+    def _replay(self, part, tag, calls, on_checkpoint, stats, before) -> int:
+        """One worker's part replayed (its ESP merged as SA states where it can be) and its
+        counters merged; returns the records before the next slice."""
+        if not self._merge_esp(part, tag, calls, before):
+            self._apply(part.ops, tag, calls, before)
+        if on_checkpoint is not None:
+            for ck in part.checkpoints:
+                on_checkpoint(ck[0] + before, ck[1])
+        self._merge(part, stats)
+        self.slices += 1
+        return before + part.stats["numbered"]
+
+    @staticmethod
+    def _totals() -> dict:
+        """The walk's counters before any slice (:meth:`_merge` adds the slices' up)."""
+        return {"frames": 0, "numbered": 0, "bytes": 0, "truncated": 0, "first_ts": None,
+                "last_ts": None, "out_of_order": 0, "linktypes": {}}
 
     @staticmethod
     def _apply(ops, tag, calls, before, keys=None) -> None:

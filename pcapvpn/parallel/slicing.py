@@ -19,10 +19,13 @@ SLICES_PER_JOB = 2
 #: does memory, with ``AHEAD`` slices per worker read ahead of the replay (plus, while this
 #: process reads its own first slice, as many as that slice is long)
 MAX_SLICE = 32 << 20
-#: the main process's own work (interpreter, imports, merging, rules, report) in bytes of
-#: capture a worker reads and tracks in the same time (measured on the bench's 1M mix: about
-#: 0.29 s beside 0.75 s for its 693 MB): see :func:`plan`
-FIXED_BYTES = 256 << 20
+#: the main process's own work *while the workers read* (the rule modules' imports, replaying
+#: their parts, merging their states), beyond the share ``parent`` of :func:`plan`, in bytes of
+#: capture a worker reads in the same time: see :func:`plan`.  The interpreter, the first
+#: imports, the rules and the report are not in it: they come before the workers start or after
+#: they finished, whatever the cut.  Measured on the bench's 1M mix (693 MB; 6 runs each, quiet
+#: machine, median wall): 32 MB 0.73 s, 64 MB 0.69 s, 96 MB 0.75 s; one process 0.94 s
+FIXED_BYTES = 64 << 20
 #: bytes read at a cut's nominal offset to find the record boundary after it (then this much
 #: more when the records there are too large for a chain to fit)
 CUT_WINDOW = 256 << 10
@@ -77,22 +80,38 @@ class Slice:
     #: plaintext TCP travel as their headers, decoded (:func:`pcapvpn.parallel.worker._lane_op`);
     #: None: no lane (every such frame travels as its bytes)
     lane: frozenset | None = None
+    #: the slice's bytes, when it is a piece of a stream (gzip, standard input: no offset to
+    #: read at; :mod:`pcapvpn.parallel.stream`): held (``bytes``; a list of its pieces before it
+    #: is handed out), or the path (``str``) of a file in shared memory that holds exactly them,
+    #: or, for the rest of a stream that the parent reads itself, a raw stream of them; None:
+    #: ``[start, end)`` of the file ``path``
+    data: object = None
+    #: the rest of a stream, read by the parent itself (:mod:`pcapvpn.parallel.stream`): the
+    #: section and interface blocks in it are carried into the replay, not a misfit
+    tail: bool = False
 
 
 def eligible(paths, options) -> bool:
     """Regular, uncompressed capture files (each given once), analysed in full or to a stage the
     walk serves (``decode``, ``dissect``), without ``--keys`` or ``--vantage``."""
-    if not paths or "-" in paths or len(set(paths)) != len(paths) or options.vantage \
-            or options.keys is not None or options.stop_after == "read":
+    if not paths or "-" in paths or len(set(paths)) != len(paths) or not _options_ok(options):
         return False
     for path in paths:
+        if not os.path.isfile(path):  # (before reading: a named pipe is read once)
+            return False
         try:
             with open(path, "rb") as f:
-                if f.read(2) == b"\x1f\x8b" or not os.path.isfile(path):
+                if f.read(2) == b"\x1f\x8b":
                     return False
         except OSError:
             return False
     return True
+
+
+def _options_ok(options) -> bool:
+    """An analysis that slices can serve: in full or to a stage the walk serves (``decode``,
+    ``dissect``), without ``--keys`` or ``--vantage``."""
+    return not (options.vantage or options.keys is not None or options.stop_after == "read")
 
 
 def _head(path):
@@ -208,13 +227,16 @@ def _esp_frame(linktype, data):
                udpencap.classify_udp(sport, dport, data, l4off + 8, end)[0] == udpencap.ESP)
 
 
-def shares(path: str, lane=None, sample: int = 2000) -> tuple[float, float] | None:
+def shares(path: str, lane=None, sample: int = 2000, data: bytes | None = None
+           ) -> tuple[float, float] | None:
     """``(esp, plain)``: the shares of ESP (ESP/AH over IP or in UDP, the packets a worker
     tracks itself) and of plaintext IPv4 TCP on none of the ``lane`` ports (the reader's lane:
     a worker decodes it and hands over its headers; None: no lane) among the first ``sample``
-    packets of ``path``; None: fewer than MIN_SAMPLE packets or unreadable.  Costs a few
-    milliseconds: it decides whether slices pay, and how big the parent's slice is, before any
-    worker starts."""
+    packets of ``path`` (``data``: of these bytes, a stream's head, instead); None: fewer than
+    MIN_SAMPLE packets or unreadable.  Costs a few milliseconds: it decides whether slices pay,
+    and how big the parent's slice is, before any worker starts."""
+    import io
+
     from dissect.vpn.capture import NONPACKET, open_capture
     from dissect.vpn.errors import DissectError
     from dissect.vpn.ip import IpProto
@@ -222,7 +244,7 @@ def shares(path: str, lane=None, sample: int = 2000) -> tuple[float, float] | No
 
     esp = plain = n = 0
     try:
-        with open(path, "rb", buffering=0) as f:
+        with (open(path, "rb", buffering=0) if data is None else io.BytesIO(data)) as f:
             for rec in open_capture(_Prefixed(b"", f)).records():
                 if rec[1] == NONPACKET:
                     continue

@@ -5,6 +5,7 @@ pass's over the same bytes (:func:`_misfit`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from dissect.vpn.chain import SYNC_RECORDS
@@ -31,12 +32,19 @@ class Part:
     notes: list = field(default_factory=list)
     #: why this slice does not line up with a single pass (None: it does)
     bad: str | None = None
+    #: its start does (whatever ``bad`` says of the rest): a fresh reader of the header and the
+    #: bytes from the slice's start reads on as the single pass does
+    start_ok: bool = True
     #: the slice's ESP SAs tracked from a fresh state and the gaps each opened
     #: (:meth:`pcapvpn.track.esp.SliceEspTracker.summary`), or None; with it, the recording's ESP
     #: ops are only their latest times, ``(3, ts)``
     esp: tuple | None = None
     #: the slice read (to read it again when its ESP packets are needed after all)
     slice: Slice | None = None
+    #: a stream's slice with plaintext runs: the (src, sport, dst, dport) of the IPv4 TCP frames
+    #: of its general path, which may make the decoder follow a TCP stream and refuse a later run
+    #: (None: not known — too many, or IP fragments that may reassemble into TCP)
+    general_tcp: frozenset | None = None
 
 
 class _Bounded:
@@ -88,9 +96,13 @@ def read_slice(sl: Slice) -> Part:
 
     lane = (sl.lane, on_tcp) if sl.batch and sl.lane is not None else None
     part = walk_slice(sl, on_esp, on_frame, on_batch if sl.batch else None, lane)
-    part.slice = sl
+    # a stream's slice travels back without its bytes (the parent keeps them)
+    part.slice = sl if sl.data is None or isinstance(sl.data, str) else dataclasses.replace(
+        sl, data=None)
     if part.bad is None:
         part.ops = ops  # not shipped when it is not replayed
+        if sl.data is not None and any(op[0] == 4 for op in ops):
+            part.general_tcp = _general_tcp(ops)
         if sl.esp is not None and sl.batch and _esp_only_here(ops):
             part.esp = _track_esp(sl, ops)
             if part.esp is not None:
@@ -129,28 +141,77 @@ def _lane_op(linktype, ifaces, buf, run) -> tuple:
     return (4, linktype, ifaces, rows.tobytes(), out)
 
 
-def _esp_only_here(ops) -> bool:
-    """No frame of the general path can give an ESP or AH event (ESP/AH over IP, fragments,
-    TCP, ESP in UDP of another shape): all the slice's ESP is in the recording's ESP ops, so an
-    ESP tracker fed with those alone sees every packet of its SAs."""
+class _Unknown(Exception):  # noqa: N818 - a control-flow signal
+    """A general-path frame whose decoding raised what the decoders do not raise for bad
+    input: what the general path makes of it is not known here."""
+
+
+def _general(ops, decode):
+    """``decode(linktype, bytes)`` of each frame of the recording's general path, in order
+    (those it rejects as bad input, :class:`DissectError`, left out: the general path counts a
+    decode error, no event); raises :class:`_Unknown` for anything else it raises."""
     from dissect.vpn.errors import DissectError
-    from dissect.vpn.ip import IpProto
 
     for op in ops:
         if op[0] != 2:
             continue
         try:
-            r, esp = _esp_frame(op[3], op[4])
+            yield decode(op[3], op[4])
         except DissectError:
-            continue  # the general path counts a decode error: no event
-        except Exception:  # noqa: BLE001 - whatever the general path would make of it
-            return False
-        if r is None:
             continue
-        frag_off, mf = r[8], r[9]
-        if esp or frag_off or mf or r[3] == IpProto.TCP:
-            return False
+        except Exception as exc:  # noqa: BLE001 - whatever the general path would make of it
+            raise _Unknown from exc
+
+
+def _esp_only_here(ops) -> bool:
+    """No frame of the general path can give an ESP or AH event (ESP/AH over IP, fragments,
+    TCP, ESP in UDP of another shape): all the slice's ESP is in the recording's ESP ops, so an
+    ESP tracker fed with those alone sees every packet of its SAs."""
+    from dissect.vpn.ip import IpProto
+
+    try:
+        for r, esp in _general(ops, _esp_frame):
+            if r is None:
+                continue
+            frag_off, mf = r[8], r[9]
+            if esp or frag_off or mf or r[3] == IpProto.TCP:
+                return False
+    except _Unknown:
+        return False
     return True
+
+
+#: the most general-path TCP 4-tuples a part lists (more: not known)
+MAX_TCP_KEYS = 256
+#: IP protocols that carry IP packets the decoder may open (IP in IP, IPv6 in IPv4, GRE)
+_INNER = frozenset((4, 41, 47))
+
+
+def _general_tcp(ops) -> frozenset | None:
+    """The (src, sport, dst, dport) of the IPv4 TCP frames of the recording's general path (the
+    frames that may open a TCP stream the decoder follows); None: more than MAX_TCP_KEYS, or an
+    IP fragment of TCP or a tunnel (what they carry may be TCP)."""
+    from dissect.vpn import link
+    from dissect.vpn.ip import IpProto
+
+    keys = set()
+    try:
+        for r in _general(ops, link.decode_frame):
+            if r is None:
+                continue
+            proto = r[3]
+            if ((r[8] or r[9]) and proto == IpProto.TCP) or proto in _INNER or (
+                    proto == IpProto.UDP and 1701 in (r[4], r[5])):
+                return None  # a fragment of TCP, or a tunnel whose inner packets may be TCP
+            if r[8] or r[9]:
+                continue
+            if proto == IpProto.TCP and r[0] == 4 and r[4] >= 0:
+                keys.add((r[1], r[4], r[2], r[5]))
+                if len(keys) > MAX_TCP_KEYS:
+                    return None
+    except _Unknown:
+        return None
+    return frozenset(keys)
 
 
 def _track_esp(sl, ops):
@@ -169,19 +230,38 @@ def _track_esp(sl, ops):
     return et.summary()
 
 
-def walk_slice(sl: Slice, on_esp, on_frame, on_batch=None, on_tcp=None, on_checkpoint=None
-               ) -> Part:
+def _slice_raw(sl: Slice, stack):
+    """The slice's bytes as a raw stream: ``[start, end)`` of its file, or its own bytes (held,
+    or in a file of their own)."""
+    import io
+
+    if sl.data is None or isinstance(sl.data, str):
+        # its file, or a file that holds exactly its bytes (a stream's slice in shared memory)
+        f = stack.enter_context(open(sl.path if sl.data is None else sl.data, "rb",
+                                     buffering=0))
+        f.seek(sl.start if sl.data is None else 0)
+        return _Bounded(f, sl.end - sl.start)
+    if isinstance(sl.data, (bytes, bytearray, memoryview)):
+        return io.BytesIO(sl.data)
+    return sl.data
+
+
+def walk_slice(sl: Slice, on_esp, on_frame, on_batch=None, on_tcp=None, on_checkpoint=None,
+               on_open=None) -> Part:
     """Walk one slice (:meth:`dissect.vpn.capture.reader._Reader.walk`, the callbacks as there; frame
     numbers counted from the slice's first record) and return its counters; ``on_checkpoint``
-    None: the checkpoints are kept in the part."""
+    None: the checkpoints are kept in the part; ``on_open(reader)``: called before the walk."""
+    from contextlib import ExitStack
+
     from dissect.vpn.capture import open_capture
     from pcapvpn.sources import INDEX_EVERY, _checkpoint, _Prefixed
 
     part = Part(sl.number)
-    with open(sl.path, "rb", buffering=0) as f:
-        f.seek(sl.start)
-        stream = _Prefixed(sl.prefix, _Bounded(f, sl.end - sl.start))
+    with ExitStack() as stack:
+        stream = _Prefixed(sl.prefix, _slice_raw(sl, stack))
         reader = open_capture(stream)
+        if on_open is not None:
+            on_open(reader)
         if sl.number:
             # offsets in the file: the prefix stands in for the bytes before the slice
             reader._base += sl.start - len(sl.prefix)
@@ -203,7 +283,10 @@ def walk_slice(sl: Slice, on_esp, on_frame, on_batch=None, on_tcp=None, on_check
         part.cooked = reader.cooked
         part.iface_frames = getattr(reader, "iface_frames", None)
         part.notes = list(getattr(reader, "notes", ()))
+        if sl.tail and sl.number:  # the prefix's interface blocks were noted before it
+            part.notes = [w for w in part.notes if w[0] >= sl.start]
         part.bad = _misfit(sl, reader, stream, part)
+        part.start_ok = part.bad is None or _start_misfit(sl, reader, part) is None
     return part
 
 
@@ -233,11 +316,17 @@ def _misfit(sl, reader, stream, part) -> str | None:
                 return f"damage near the cut at {sl.end}"
         if reader.damage_more[0]:
             return f"damage near the cut at {sl.end}"
-    if reader.format == "pcapng":
+    if reader.format == "pcapng" and not sl.tail:
         if len(getattr(reader, "sections", ())) != 1 or len(reader.interfaces) != sl.nifs:
             return "a section or interface block inside the slice"
         if sl.number and part.notes:
             return "interface notes in a slice"
+    return _start_misfit(sl, reader, part)
+
+
+def _start_misfit(sl, reader, part) -> str | None:
+    """Why the slice's reading depends on the slice before it (what its reader cannot know at
+    its start), or None."""
     if sl.number:
         for d in reader.damage:
             if d.before is None or d.before != d.before:

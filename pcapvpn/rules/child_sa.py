@@ -207,12 +207,53 @@ def _qm_prompt_answers(sends, infos):
     return out
 
 
+#: the responder's QM2 sent again this many times after the initiator's QM3: a loop, not a
+#: re-send that crossed QM3 on the way
+QM2_AFTER_QM3 = 2
+
+
+def _qm3_lost(ctx, sa, x, tid, spis):
+    """The Quick Mode responder keeps sending QM2 after the initiator sent QM3 (RFC 2409 §5.5:
+    QM3 completes the exchange on the responder; it re-sends QM2 only while it waits for QM3):
+    QM3 did not reach it or was not accepted, and the child SA is not up on the responder.
+    Told by the order of the frames, so it holds when the timestamps cannot be used (a
+    vendor-review capture with every timestamp zero)."""
+    qm3 = [m for m in x.msgs if m.step == 3]
+    if not qm3:
+        return
+    first3 = min(qm3, key=lambda m: m.n)
+    again = [m for m in x.msgs if m.step == 2 and m.copy and m.n > first3.n]
+    if len(again) < QM2_AFTER_QM3:
+        return
+    qm2 = min((m for m in x.msgs if m.step == 2), key=lambda m: m.n)
+    resp = endpoint_text((qm2.ipver, qm2.src, qm2.sport))
+    label = f"Quick Mode (Message ID 0x{x.msgid:08x})"
+    resent3 = sum(1 for m in qm3 if m.copy)
+    detail = msg("{responder} sent QM2 again {n} time(s) after {initiator} had sent QM3 (the "
+                 "initiator answered with QM3 {k} more time(s)): QM3 does not reach the "
+                 "responder, or it cannot read it, so the responder never completes the "
+                 "exchange and its side of the child SA is not installed (RFC 2409 §5.5).",
+                 responder=resp, n=len(again),
+                 initiator=endpoint_text((first3.ipver, first3.src, first3.sport)), k=resent3)
+    yield make(
+        "CHILD_SA_FAILED", f"{sa.id}|{x.index}|qm3", facts=ike_facts(sa, x),
+        title=msg("{label} failed: the responder repeats QM2 after QM3", label=label),
+        detail=detail,
+        evidence=ctx.evidence(ctx.msg_refs(sorted([first3] + again, key=lambda m: m.n)),
+                              first3.ts, again[-1].ts, ike_spis=spis),
+        wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+        tunnel=tid)
+
+
 def _v1(ctx, sa, tid, spis):
     phase1 = next((reg.exchange_name(x.exch, short=True) for x in sa.exchanges
                    if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)), None)
     p1 = msg("Phase 1 ({mode}) is up", mode='Aggressive Mode' if phase1 == 'Aggressive'
              else phase1) if phase1 else msg("Phase 1 is up")
     for x in sa.exchanges:
+        if x.exch == ExchangeType.QUICK_MODE and x.last_step >= 3:
+            yield from _qm3_lost(ctx, sa, x, tid, spis)
+            continue
         if x.exch != ExchangeType.QUICK_MODE or x.last_step >= 2:
             continue
         qm1 = [m for m in x.msgs if m.step == 1]

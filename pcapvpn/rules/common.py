@@ -79,6 +79,20 @@ def host_filter(ipver: int, a: bytes, b: bytes | None = None) -> str:
     return f"{fld}.addr == {ip_text(a)} && {fld}.addr == {ip_text(b)}"
 
 
+def tunnel_filter(t) -> str:
+    """The packets between a tunnel's two ends, with the addresses an end moved to while keeping
+    its IKE SA (MOBIKE, RFC 4555; a NAT rebinding: ``t.moved``) on its side."""
+    moved = getattr(t, "moved", None)
+    if not moved:
+        return host_filter(t.ipver, t.a, t.b)
+    fld = "ip" if t.ipver == 4 else "ipv6"
+    sides = []
+    for end in (t.a, t.b):
+        addrs = [end] + sorted(new for new, old in moved.items() if old == end)
+        sides.append(set_filter(f"{fld}.addr", [ip_text(x) for x in addrs]))
+    return f"({sides[0]}) && ({sides[1]})"
+
+
 class Context:
     """What a rule is handed: the state, thresholds, ``now`` and the helpers above."""
 

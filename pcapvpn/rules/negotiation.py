@@ -87,7 +87,8 @@ declare("IKE_AGGRESSIVE_MODE_PSK", "negotiation", "warning",
          "PSK."], posture=True)
 declare("IKE_REDIRECT", "negotiation", "warning",
         "The gateway answered IKE_SA_INIT with REDIRECT (RFC 5685): it sent the client to another "
-        "gateway (load balancing or maintenance).",
+        "gateway (load balancing or maintenance). The tunnel then ends as the redirected "
+        "connection does: failing there makes this an error, working there information.",
         ["Check that the client can reach the gateway named in the redirect (and that it is "
          "configured to follow redirects); capture towards that gateway next."])
 declare("IKE_SIMULTANEOUS_INIT", "negotiation", "warning",
@@ -431,15 +432,28 @@ def _gw_text(gw) -> str:
     return msg("gateway identity type {type}", type=gw.gw_type)
 
 
+def _ikev2_by_initiator(ike_sas) -> dict:
+    """Initiator address -> (first times, IKEv2 SAs) in time order: the SAs a client started,
+    looked up by bisection (a flood of redirects costs one index, not a scan per redirect)."""
+    by = {}
+    for o in ike_sas:
+        if o.version == 2 and o.initiator and o.responder and o.first_ts is not None:
+            by.setdefault(o.initiator[1], []).append(o)
+    out = {}
+    for addr, sas in by.items():
+        sas.sort(key=lambda o: o.first_ts)
+        out[addr] = ([o.first_ts for o in sas], sas)
+    return out
+
+
 def _redirected_sa(ctx, sa, m, target_addr, fqdn):
     """The IKE SA the client started after the redirect ``m`` towards the new gateway: by the
     new gateway's address, by REDIRECTED_FROM naming the gateway that redirected, and (redirect
     to an FQDN) by time.  Returns (IKE SA, how it was matched) or (None, None)."""
     client, gw = m.dst, m.src
-    later = [o for o in ctx.state.ike_sas
-             if o is not sa and o.version == 2 and o.initiator and o.responder
-             and o.initiator[1] == client and o.first_ts is not None and o.first_ts >= m.ts]
-    later.sort(key=lambda o: o.first_ts)
+    starts, sas = ctx.memo("ikev2_by_initiator",
+                           lambda: _ikev2_by_initiator(ctx.state.ike_sas)).get(client, ((), ()))
+    later = [o for o in sas[bisect.bisect_left(starts, m.ts):] if o is not sa]
     for o in later:
         first = o.messages[0]
         came_from = [gw.address for gw in _redirect_notifies(first, NotifyV2.REDIRECTED_FROM)
@@ -483,6 +497,7 @@ def redirects(ctx):
                          client=ip_text(m.dst))
             refs = list(m.frames)
             ok = False
+            nt = None
             if new is not None:
                 ok = new.established
                 nt = ike_tunnel_of(ctx, new)
@@ -504,7 +519,7 @@ def redirects(ctx):
             flt = ike_filter(sa, msgids=[m.msgid]) + f" && isakmp.notify.msgtype == {NotifyV2.REDIRECT}"
             if new is not None:
                 flt = f"({flt}) || ({ike_filter(new, msgids=[0])})"
-            yield make(
+            f = make(
                 "IKE_REDIRECT", f"{sa.id}|{m.n}|redirect",
                 title=msg("{gw} redirected the client to {target}", gw=ip_text(m.src),
                           target=target)
@@ -517,6 +532,12 @@ def redirects(ctx):
                 wireshark_filter=flt,
                 severity="info" if ok else None,
                 tunnel=t.id if t else None)
+            # for the verdict: the redirected attempt's tunnel (None: not followed in the
+            # capture, or the same tunnel) decides how the redirecting one ended
+            f.redirect = {"followed": new is not None,
+                          "target": nt.id if nt is not None and nt is not t else None,
+                          "ts": m.ts}
+            yield f
 
 
 @rule

@@ -8,7 +8,7 @@ from pcapvpn.findings import declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
     ANSWERED, PENDING, UNANSWERED, backoff, deleted_ts, endpoint_text, esp_filter,
-    exchange_label, exchange_status,
+    established_ts, exchange_label, exchange_status,
     ike_filter, ike_tunnel_of, ip_text, set_filter,
 )
 
@@ -45,8 +45,9 @@ declare("IKE_PEER_RESTART", "stability", "warning",
          "DPD, and INITIAL_CONTACT handling (strongSwan uniqueids) so old SAs are replaced at "
          "once."])
 declare("IKE_REKEY_COLLISION", "stability", "info",
-        "Both peers started a CREATE_CHILD_SA rekey at the same moment (RFC 7296 §2.8.1); one "
-        "of the new SAs is deleted again.",
+        "Both peers started a CREATE_CHILD_SA at the same moment: a rekey collision (RFC 7296 "
+        "§2.8.1), after which one of the new SAs is deleted again, or, right after IKE_AUTH, "
+        "both sides creating a Child SA for the same traffic.",
         ["Harmless when resolved; frequent collisions come from identical lifetimes on both sides "
          "— give one side a shorter rekey time or more rekey jitter (strongSwan rand_time)."],
         failure=False)
@@ -391,24 +392,42 @@ def invalid_spi(ctx):
                            tunnel=t.id if t else None)
 
 
+#: CREATE_CHILD_SA requests this soon after IKE_AUTH completed are not rekeys (no lifetime is
+#: that short): both sides creating a Child SA for the same traffic
+EARLY_CHILD = 10.0
+
+
 @rule
 def rekey_collisions(ctx):
     for sa in ctx.state.ike_sas:
         if sa.version != 2:
             continue
-        cc = [x for x in sa.exchanges if x.exch == ExchangeType.CREATE_CHILD_SA and x.requests]
+        cc = sorted((x for x in sa.exchanges
+                     if x.exch == ExchangeType.CREATE_CHILD_SA and x.requests),
+                    key=lambda x: x.requests[0].ts)
+        est = None
         for i, a in enumerate(cc):
             for b in cc[i + 1:]:
+                dt = b.requests[0].ts - a.requests[0].ts
+                if dt > 1.0:
+                    break  # in time order: no later request is closer
                 if b.requester == a.requester:
                     continue
-                dt = abs(b.requests[0].ts - a.requests[0].ts)
-                if dt > 1.0:
-                    continue
                 t = ike_tunnel_of(ctx, sa)
-                yield make("IKE_REKEY_COLLISION", f"{sa.id}|coll|{a.index}|{b.index}",
+                if est is None:
+                    est = established_ts(sa) or float("-inf")
+                after = a.requests[0].ts - est
+                detail = msg("CREATE_CHILD_SA requests from both sides {dt:.3f} s apart "
+                             "(Message IDs {a} and {b}).", dt=dt, a=a.msgid, b=b.msgid)
+                if 0 <= after <= EARLY_CHILD:
+                    detail += msg(" They came {after:.2f} s after IKE_AUTH completed, too early "
+                                  "for a rekey: both sides most likely created a Child SA for "
+                                  "the same traffic (a duplicate, one of them usually carries "
+                                  "no traffic).", after=after)
+                lo, hi = sorted((a.index, b.index))
+                yield make("IKE_REKEY_COLLISION", f"{sa.id}|coll|{lo}|{hi}",
                            title=msg("Simultaneous CREATE_CHILD_SA from both peers"),
-                           detail=msg("CREATE_CHILD_SA requests from both sides {dt:.3f} s apart "
-                                      "(Message IDs {a} and {b}).", dt=dt, a=a.msgid, b=b.msgid),
+                           detail=detail,
                            evidence=ctx.evidence(ctx.msg_refs(a.msgs + b.msgs),
                                                  a.requests[0].ts, b.requests[0].ts,
                                                  ike_spis=[sa.ispi.hex()]),

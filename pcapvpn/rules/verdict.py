@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType
-from pcapvpn.findings import STAGES, msg, msg_join, severity_rank, stage_rank
+from pcapvpn.findings import STAGES, Term, msg, msg_join, severity_rank, stage_rank
 from pcapvpn.rules.common import (PENDING, established_ts, exchange_label, exchange_status,
                                   ip_text, last_requests, seen_working)
 
@@ -158,6 +158,48 @@ def recovery(ctx, t, f):
             return est, msg("a new IKE SA ({sa}, initiated by {who})", sa=sa.id, who=who)
     if both_after:
         return last, msg("ESP flowing both ways after it")
+    if f.code == "IKE_NO_RESPONSE" and f.stage == "reachability":
+        return _answered_later(ctx, t, f, last, own)
+    return None
+
+
+#: the exchanges that open an IKE SA: an answer to one shows the responder reachable
+_OPENING = frozenset((ExchangeType.IKE_SA_INIT, ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
+
+
+def _answered_later(ctx, t, f, last, own):
+    """An unanswered opening request is over when the same responder answered the same
+    initiator's later opening request: the responder is reachable (the vendor review's nDPI
+    capture: one IKE_SA_INIT lost among twenty answered ones is no reachability failure).
+    ``(ts, how)`` of the first such answer, else None."""
+    import bisect
+
+    def build():
+        by = {}
+        for sa in t.ike_sas:
+            if not sa.initiator or not sa.responder or not sa.exchanges:
+                continue
+            x = sa.exchanges[0]
+            if x.exch not in _OPENING:
+                continue
+            resp = sa.responder[1]
+            for m in x.msgs:
+                if m.src == resp and not m.copy:
+                    by.setdefault((sa.initiator[1], resp), []).append((m.ts, sa.ispi.hex()))
+                    break
+        for v in by.values():
+            v.sort()
+        return by
+    answers = ctx.memo(f"opening_answers|{id(t)}", build)
+    failed = next((sa for sa in t.ike_sas if sa.ispi.hex() in own and sa.initiator
+                   and sa.responder), None)
+    if failed is None:
+        return None
+    rows = answers.get((failed.initiator[1], failed.responder[1]), ())
+    for ts, ispi in rows[bisect.bisect_right(rows, (last, "\uffff")):]:
+        if ispi not in own:
+            return ts, msg("an answer from {responder} to a later opening request (the "
+                           "responder is reachable)", responder=ip_text(failed.responder[1]))
     return None
 
 
@@ -410,6 +452,7 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
     for f in findings:
         by_tunnel.setdefault(f.tunnel, []).append(f)
     out = []
+    args = {}
     for t in ctx.state.tunnels:
         fs = by_tunnel.get(t.id, [])
         unjudgeable = unusable_time(t) or coverage_note(ctx, t)
@@ -417,9 +460,11 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
             unjudgeable = msg("the capture shows one direction of this tunnel only: what the "
                               "other gateway sent (answers, ESP) cannot be seen, so its absence "
                               "proves nothing")
-        out.append(decide(ctx, t, fs, not_seen=_not_seen(ctx, t, fs), pending=_pending(ctx, t),
+        args[t.id] = dict(not_seen=_not_seen(ctx, t, fs), pending=_pending(ctx, t),
                           healthy_evidence=has_evidence_of_health(t), unjudgeable=unjudgeable,
-                          reached=_stage_reached(ctx, t)))
+                          reached=_stage_reached(ctx, t))
+        out.append(decide(ctx, t, fs, **args[t.id]))
+    _follow_redirects(ctx, out, by_tunnel, args)
     # imported here, not at the top: importing the package registers its rules, and the rule
     # order is load_all's (the import is one-way: rules.vpn never imports this module)
     from pcapvpn.rules.vpn import vpn_evidence
@@ -429,6 +474,74 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
         out.append(decide(ctx, t, fs, unjudgeable=coverage_note(ctx, t),
                           **vpn_evidence(ctx, t, fs)))
     return out
+
+
+#: what a redirect (RFC 5685) is worth on the redirecting tunnel, by the verdict of the
+#: tunnel the client was sent to
+_REDIRECT_SEVERITY = {"failing": "error", "degraded": "warning", "healthy": "info",
+                      "unknown": "info"}
+
+
+def _follow_redirects(ctx, out, by_tunnel, args) -> None:
+    """A tunnel whose last attempt the gateway answered with REDIRECT (RFC 5685: load
+    balancing, maintenance) worked or failed as the redirected attempt did: the gateway did its
+    job, and the client's connection is the one it then made to the other gateway.  Its verdict
+    is decided again with the redirect weighed by the target tunnel's verdict (failing: an error
+    at negotiation; degraded: a warning; healthy: information, and the redirect counts as the
+    tunnel doing its job).  Not followed in the capture (the client's IKE_SA_INIT to the new
+    gateway is not in it: another capture point, or the capture ended): unknown, unless the
+    tunnel's other findings decide.  A client that came back to the same gateway later is
+    judged on that attempt as usual.  Redirect chains are followed (a few hops)."""
+    tunnels = {t.id: t for t in ctx.state.tunnels}
+    for _hop in range(4):
+        verdicts = {v.tunnel: v for v in out}
+        changed = False
+        for i, v in enumerate(out):
+            t = tunnels.get(v.tunnel)
+            fs = by_tunnel.get(v.tunnel, [])
+            red = [f for f in fs if f.code == "IKE_REDIRECT" and getattr(f, "redirect", None)]
+            if t is None or not red:
+                continue
+            f = max(red, key=lambda f: f.redirect["ts"])
+            ts = f.redirect["ts"]
+            if any(sa.first_ts is not None and sa.first_ts > ts and not sa.mid_session
+                   for sa in t.ike_sas):
+                continue  # the client came back: that attempt decides
+            target = verdicts.get(f.redirect["target"]) if f.redirect["target"] else None
+            if f.redirect["followed"] and target is None:
+                continue  # followed within the same tunnel
+            kw = dict(args[v.tunnel])
+            if target is None:
+                sev = "info"
+                kw["unjudgeable"] = kw["unjudgeable"] or msg(
+                    "the gateway redirected the client (RFC 5685), and the client's IKE_SA_INIT "
+                    "to the new gateway is not in the capture: how the redirected connection "
+                    "ended cannot be seen")
+            else:
+                sev = _REDIRECT_SEVERITY[target.verdict]
+                if target.verdict == "healthy":
+                    kw["healthy_evidence"] = True
+                elif target.verdict == "unknown":
+                    kw["unjudgeable"] = kw["unjudgeable"] or msg(
+                        "the redirected connection (tunnel {tunnel}) is itself unknown",
+                        tunnel=target.tunnel)
+            note = (msg(" The redirected connection (tunnel {tunnel}) is {verdict}.",
+                        tunnel=target.tunnel, verdict=Term(target.verdict))
+                    if target is not None else "")
+            if f.severity == sev and f.redirect.get("note", "") == note:
+                continue
+            f.severity = sev
+            # live mode may keep a finding between evaluations: the target's verdict of the
+            # last one is replaced, never added to
+            base = f.redirect.setdefault("detail", f.detail)
+            f.detail = base + note if note else base
+            f.redirect["note"] = note
+            new = decide(ctx, t, fs, **kw)
+            if new != v:
+                out[i] = new
+                changed = True
+        if not changed:
+            return
 
 
 def _pending(ctx, t) -> list[str]:

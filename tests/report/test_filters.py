@@ -38,3 +38,27 @@ def test_filters_valid_and_show_the_evidence(path):
         if missing:
             problems.append(f"{f.code}: filter {flt!r} does not show evidence frames {missing[:10]}")
     assert not problems, "\n".join(problems)
+
+
+def test_tunnel_filter_follows_moved_ends(tmp_path):
+    """A tunnel whose end moved (MOBIKE, RFC 4555) is filtered with the new address on its
+    side: the packets after the move match too."""
+    import ipaddress
+    from types import SimpleNamespace
+
+    from synth import esp_frame, write_pcap
+    from pcapvpn.rules.common import tunnel_filter
+
+    a, b, a2 = (ipaddress.ip_address(x).packed for x in ("192.0.2.1", "198.51.100.2",
+                                                          "203.0.113.7"))
+    t = SimpleNamespace(ipver=4, a=a, b=b, moved={a2: a})
+    flt = tunnel_filter(t)
+    p = write_pcap(tmp_path / "m.pcap", [
+        (1.0, esp_frame("192.0.2.1", "198.51.100.2", 1, 1)),
+        (2.0, esp_frame("203.0.113.7", "198.51.100.2", 1, 2)),
+        (3.0, esp_frame("203.0.113.7", "192.0.2.99", 1, 3))])
+    rc, err, frames = _matching(p, flt)
+    assert rc == 0, err
+    assert frames == {1, 2}
+    assert tunnel_filter(SimpleNamespace(ipver=4, a=a, b=b, moved={})) == \
+        "ip.addr == 192.0.2.1 && ip.addr == 198.51.100.2"

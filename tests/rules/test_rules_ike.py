@@ -152,13 +152,23 @@ def test_redirect(tmp_path):
                            (0.01, ike_frame(B, A, ike_notify_only(I1, Z, 34, 16407, red))),
                            (20.0, esp_frame("203.0.113.1", "203.0.113.2", 5, 1))])
     f = codes(r)["IKE_REDIRECT"]
-    assert "203.0.113.9" in f.title and f.severity == "warning"
+    assert "203.0.113.9" in f.title
     assert "No IKE_SA_INIT from the client to 203.0.113.9 (nor one carrying REDIRECTED_FROM " \
            "198.51.100.20) follows" in f.detail
+    # how the redirected connection ended is not in the capture: the redirecting tunnel is
+    # unknown (the gateway did its job; a redirect is no damage), and says why
+    t = _tunnel(r, B)
+    assert t["verdict"] == "unknown" and f.severity == "info"
+    assert any("redirected the client (RFC 5685)" in x for x in t["not_seen"])
+
+
+def _tunnel(r, gw):
+    return next(t for t in r.report.tunnels if gw in t["id"].split("<->"))
 
 
 GW2 = "203.0.113.9"
 I2, R2 = bytes.fromhex("c3" * 8), bytes.fromhex("d4" * 8)
+I3, R3 = bytes.fromhex("e5" * 8), bytes.fromhex("f6" * 8)
 
 
 def _redirected(gw_ident, follow_to=GW2, answered=True, redirected_from=True, t=1.0):
@@ -193,6 +203,9 @@ def test_redirect_followed_and_succeeded(tmp_path, redirected_from):
     assert "no IKE towards that gateway" not in f.detail.lower()
     assert {"a1" * 8, "c3" * 8} <= set(f.evidence.ike_spis)
     assert len(f.evidence.frames) == 2
+    # the redirect worked: the redirecting tunnel is as healthy as the redirected connection
+    assert _tunnel(r, GW2)["verdict"] == "healthy"
+    assert _tunnel(r, B)["verdict"] == "healthy"
 
 
 def test_redirect_to_fqdn_followed_by_redirected_from(tmp_path):
@@ -208,9 +221,32 @@ def test_redirect_followed_but_failed(tmp_path):
     ident = struct.pack(">BB", 1, 4) + ip(GW2)
     r = analyse(tmp_path, _redirected(ident, answered=False))
     f = [x for x in r.findings if x.code == "IKE_REDIRECT"][0]
-    assert f.severity == "warning" and "(the new negotiation failed)" in f.title
+    assert "(the new negotiation failed)" in f.title
     assert "did not complete" in f.detail
     assert any(x.code == "IKE_NO_RESPONSE" and GW2 in x.title for x in r.findings)
+    # nothing works: the redirecting tunnel fails as the redirected connection does (a
+    # vendor-capture review found it called "degraded"), with the redirect as its primary
+    target, source = _tunnel(r, GW2), _tunnel(r, B)
+    assert target["verdict"] == "failing"
+    assert source["verdict"] == "failing" and source["failed_stage"] == "negotiation"
+    assert source["primary_code"] == "IKE_REDIRECT" and f.severity == "error"
+    assert f"The redirected connection (tunnel {target['id']}) is failing." in f.detail
+
+
+def test_redirect_client_came_back(tmp_path):
+    """A client redirected away (and failing there) that later comes back to the same gateway
+    and succeeds is judged on that last attempt: working, degraded by the outage before."""
+    ident = struct.pack(">BB", 1, 4) + ip(GW2)
+    frames = _redirected(ident, answered=False)
+    frames += [(30.0, ike_frame(A, B, ike_sa_init(I3, Z, False))),
+               (30.01, ike_frame(B, A, ike_sa_init(I3, R3, True))),
+               (30.1, ike_frame(A, B, ike_encrypted(I3, R3, 35, 1, 35, False, True, 200),
+                                4500, 4500)),
+               (30.11, ike_frame(B, A, ike_encrypted(I3, R3, 35, 1, 36, True, False, 180),
+                                 4500, 4500))]
+    r = analyse(tmp_path, frames)
+    assert _tunnel(r, B)["verdict"] == "degraded"
+    assert _tunnel(r, GW2)["verdict"] == "failing"
 
 
 def test_redirect_filters_are_valid(tmp_path):

@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from synth import esp_frame, ike_encrypted, ike_header, v1_message
-from test_verdicts import T0, A, B, ISPI, RSPI, ZERO, Cap, by_code, the
+from synth import esp_frame, ike_encrypted, ike_header, ike_sa_init, v1_message
+from test_verdicts import T0, A, B, ISPI, RSPI, ZERO, Cap, by_code, ikev2_up, the
 
 IB = bytes.fromhex("b2b2b2b2b2b2b2b2")
 RB = bytes.fromhex("c3c3c3c3c3c3c3c3")
@@ -253,3 +253,98 @@ def test_public_palo_alto_fortigate_captures():
     assert (v.verdict, v.primary_code) == ("degraded", "IKE_SIMULTANEOUS_INIT")
     f = by_code(res, "IKE_SIMULTANEOUS_INIT")
     assert "e5bc67550fd4d3ea:b51cdb5af0efa3ac (initiated by 2003:51:6012::2) survived" in f.detail
+
+
+def test_public_redirect_capture():
+    """captures/public/scapy: 10.5.2.52 redirects the client (RFC 5685), whose new attempt at
+    10.5.2.53 is refused with NO_PROPOSAL_CHOSEN. Nothing works: both tunnels fail, the
+    redirecting one with the redirect as its primary (it was "degraded" before)."""
+    from conftest import REPO
+    from pcapvpn.analysis import run
+
+    res = run([str(REPO / "captures" / "public" / "scapy" / "ikev2_notify_redirect.pcap")])
+    tunnels = {t["id"]: t for t in res.report.tunnels}
+    src, dst = tunnels["10.5.2.60<->10.5.2.52"], tunnels["10.5.2.60<->10.5.2.53"]
+    assert (dst["verdict"], dst["failed_stage"], dst["primary_code"]) == \
+        ("failing", "negotiation", "IKE_NO_PROPOSAL_CHOSEN")
+    assert (src["verdict"], src["failed_stage"], src["primary_code"]) == \
+        ("failing", "negotiation", "IKE_REDIRECT")
+
+
+def test_one_lost_ike_sa_init_among_answered_ones_is_not_reachability(tmp_path):
+    """nDPI's remote-access capture (vendor review): one IKE_SA_INIT never answered, while the
+    same gateway answers the client's IKE_SA_INITs before and after it; the last attempt stops
+    after IKE_SA_INIT. The responder is reachable: the lost request is recovered (a warning),
+    never the failing reachability primary."""
+    c = Cap()
+    ikev2_up(c, 0.0)
+    c.flow(A, B, 0x1001, 0.1, 20.0)
+    c.flow(B, A, 0x2001, 0.1, 20.0)
+    lost = bytes.fromhex("d1" * 8)
+    for t in (100.0, 100.5, 101.5, 103.5):  # retransmitted, never answered
+        c.ike(t, A, B, ike_sa_init(lost, ZERO, False))
+    late_i, late_r = bytes.fromhex("e2" * 8), bytes.fromhex("f3" * 8)
+    c.ike(200.0, A, B, ike_sa_init(late_i, ZERO, False))
+    c.ike(200.01, B, A, ike_sa_init(late_i, late_r, True))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    f = by_code(res, "IKE_NO_RESPONSE")
+    assert v.verdict == "degraded" and f.severity == "warning"
+    assert f.recovered and "later opening request" in f.detail
+
+
+def _mm_qm(c, qm2_after_qm3, t=0.0):
+    """Main Mode 1-6, then Quick Mode QM1-QM3 (sizes differ: the tracker tells the steps by
+    order and copies by their bytes); ``qm2_after_qm3`` times at which the responder sends QM2
+    again, each answered by QM3 again."""
+    for step, (src, dst) in enumerate(((A, B), (B, A)) * 3, 1):
+        c.ike(t + step * 0.01, src, dst, v1_message(IB, ZERO if step == 1 else RB, 2, 0, step,
+                                                    encrypted=step >= 5))
+    qm1 = v1_message(IB, RB, 32, 0x1234, 1, encrypted=True, size=200)
+    qm2 = v1_message(IB, RB, 32, 0x1234, 2, encrypted=True, size=180)
+    qm3 = v1_message(IB, RB, 32, 0x1234, 3, encrypted=True, size=52)
+    c.ike(t + 0.1, A, B, qm1)
+    c.ike(t + 0.11, B, A, qm2)
+    c.ike(t + 0.12, A, B, qm3)
+    for at in qm2_after_qm3:
+        c.ike(t + at, B, A, qm2)
+        c.ike(t + at + 0.01, A, B, qm3)
+
+
+def test_ikev1_responder_repeats_qm2_after_qm3_is_child_sa(tmp_path):
+    """tcpdump's isakmp4500.pcap (vendor review): the Quick Mode responder sends QM2 again and
+    again after the initiator's QM3, and only the initiator sends ESP. QM3 never completes the
+    exchange on the responder: the child SA failed, told by the frames' order."""
+    c = Cap()
+    _mm_qm(c, (2.0, 6.0, 14.0))
+    c.flow(A, B, 0x1001, 0.2, 30.0)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == ("failing", "child_sa",
+                                                           "CHILD_SA_FAILED")
+    f = by_code(res, "CHILD_SA_FAILED")
+    assert "repeats QM2 after QM3" in f.title and "sent QM2 again 3 time(s)" in f.detail
+
+
+def test_ikev1_qm2_crossing_qm3_once_is_not_a_failure(tmp_path):
+    """One QM2 re-send that crossed QM3 on the way, then ESP both ways: no child SA failure
+    (the retransmission itself degrades, as any does)."""
+    c = Cap()
+    _mm_qm(c, (0.5,))
+    c.flow(A, B, 0x1001, 1.0, 30.0)
+    c.flow(B, A, 0x2001, 1.0, 30.0)
+    res = c.analyse(tmp_path)
+    assert not [f for f in res.findings if f.code == "CHILD_SA_FAILED"]
+    assert (the(res).verdict, the(res).primary_code) == ("degraded", "IKE_RETRANSMISSION")
+
+
+def test_public_zero_timestamps_qm3_not_taken():
+    """captures/public/tcpdump/isakmp4500.pcap: every timestamp is zero, so absence proves
+    nothing, but the frames' order does: the responder repeats QM2 after QM3 (failing at
+    child_sa; it was "unknown")."""
+    from conftest import REPO
+    from pcapvpn.analysis import run
+
+    v = the(run([str(REPO / "captures" / "public" / "tcpdump" / "isakmp4500.pcap")]))
+    assert (v.verdict, v.failed_stage, v.primary_code) == ("failing", "child_sa",
+                                                           "CHILD_SA_FAILED")

@@ -139,8 +139,7 @@ def test_cut_in_each_boundary_class(path):
     p = str(path)
     if not _sliceable(path):
         result = run([p], Options(jobs=2, slice_at=[0]))
-        assert result.parallel is None  # gzip: one pass
-        assert _reports(result) == _one_pass(p)
+        assert _reports(result) == _one_pass(p)  # gzip: test_parallel_stream.py
         return
     cuts = boundary_cuts(p)
     for what, off in sorted(cuts.items()):
@@ -488,8 +487,9 @@ def test_esp_merge_across_many_slices(big_capture):
     _check(p, cuts, "in 13 slices")
 
 
-def test_gzip_and_stdin_are_one_pass(tmp_path):
-    """A gzip file cannot be cut by offset (nor standard input): one pass, the same report."""
+def test_gzip_and_stdin_are_not_cut_by_offset(tmp_path):
+    """A gzip file cannot be cut by offset (nor standard input): the parent reads the stream
+    and hands slices of it to the workers as bytes (tests/scale/test_parallel_stream.py)."""
     import gzip
 
     src = REPO / "captures" / "lab" / "ikev2_rekey" / "ikev2_rekey.pcap"
@@ -497,8 +497,12 @@ def test_gzip_and_stdin_are_one_pass(tmp_path):
     gz.write_bytes(gzip.compress(src.read_bytes()))
     assert not parallel.eligible([str(gz)], Options(jobs=2))
     assert not parallel.eligible(["-"], Options(jobs=2))
-    result = run([str(gz)], Options(jobs=2, slice_at=[100]))
-    assert result.parallel is None
+    assert parallel.is_stream([str(gz)]) and parallel.is_stream(["-"])
+    assert not parallel.is_stream([str(src)]) and not parallel.is_stream([str(gz), str(gz)])
+    recs = _records(str(gz))
+    result = run([str(gz)], Options(jobs=2, slice_at=[recs[len(recs) // 2][1]],
+                                    workers="serial"))
+    assert result.parallel == {"slices": 2}
     assert _reports(result) == _reports(run([str(gz)]))
 
 

@@ -9,7 +9,7 @@ from dissect.vpn.ip import is_multicast
 from pcapvpn.findings import declare, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import (
-    host_filter, ip_text,
+    ip_text, tunnel_filter,
 )
 from pcapvpn.track.tunnels import PAIR_WINDOW
 from pcapvpn.rules.dataplane.common import (
@@ -295,12 +295,11 @@ def _capture_one_direction(ctx, t, flows):
     refs = []
     for f in flows:
         refs.extend(f.first_refs[:2])
-    f0 = flows[0]
     return make(
         "CAPTURE_ONE_DIRECTION", f"{t.id}|one-direction",
         title=msg("Only {sender} -> {silent} is in the capture", sender=sender, silent=silent),
         detail=detail, basis="inferred",
         evidence=ctx.evidence(refs, first, last, esp_spis=_spis(flows),
                               peers=[sender, silent]),
-        wireshark_filter=host_filter(f0.ipver, t.a, t.b),
+        wireshark_filter=tunnel_filter(t),
         tunnel=t.id)

@@ -7,7 +7,7 @@ from bisect import bisect_right
 
 from pcapvpn.findings import Term, declare, make, msg
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import host_filter, ip_text
+from pcapvpn.rules.common import ip_text, tunnel_filter
 from pcapvpn.rules.nat.common import MAX_LISTED, _annotate, _nat_sides, _or, _tunnel_verdicts
 from pcapvpn.rules.nat.timeline import (
     _AFTER_GAP, _around, _changes, _flows_between, _gaps, _nat_t_start, _points, _timeline,
@@ -90,7 +90,7 @@ def nat_keepalive_missing(ctx):
             for f in mine:
                 refs += f.refs[:3]
             fld = "ip" if t.ipver == 4 else "ipv6"
-            wf = (f"{host_filter(t.ipver, t.a, t.b)} && frame.time_relative >= "
+            wf = (f"{tunnel_filter(t)} && frame.time_relative >= "
                   f"{max(0.0, ctx.rel(lo) - 0.001):.3f} && frame.time_relative <= "
                   f"{ctx.rel(hi) + 0.001:.3f}")
             if mine:
