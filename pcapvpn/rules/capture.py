@@ -24,7 +24,9 @@ declare("CAPTURE_OUT_OF_ORDER", "capture", "warning",
         "would be wrong. pcapvpn analyses such a file in time order, as reordercap would write "
         "it, each frame keeping its own frame number; standard input (it cannot be read a second "
         "time) and a file of more frames than reorder_max_records can index are analysed in "
-        "file order, and the finding says so.",
+        "file order, and the finding says so. Steps back of less than a second that reading "
+        "in time order put right (several capture queues or interfaces merged) are reported as "
+        "information.",
         ["Merged captures (mergecap -a, several interfaces or sensors written one after the "
          "other), some firewalls' capture exports and multi-queue network cards write frames "
          "out of time order.",
@@ -126,8 +128,17 @@ def out_of_order(ctx):
     names = [fi.name for fi in cap.files]
     fidx = names.index(top["file"]) if top["file"] in names else 0
     refs = [(fidx, fr) for fr in (top["from_frame"], top["frame"]) if fr is not None]
+    # steps back of less than a second, all put right by reading in time order: the usual
+    # jitter of several capture queues or interfaces merged (tcpdump -i any, multi-queue
+    # cards, our own --workers files), worth knowing, nothing to act on
+    small = top["largest_step_s"] < JITTER_STEP and all(f["time_order"] for f in files)
     yield make("CAPTURE_OUT_OF_ORDER", "out-of-order", title=title, detail=detail,
-               evidence=ctx.evidence(refs), wireshark_filter=frames_filter(refs) or "frame")
+               evidence=ctx.evidence(refs), wireshark_filter=frames_filter(refs) or "frame",
+               severity="info" if small else None)
+
+
+#: the largest step back (seconds) that is jitter when the file could be read in time order
+JITTER_STEP = 1.0
 
 
 #: why a file that is not in time order was analysed in file order (sources.file_order_why)

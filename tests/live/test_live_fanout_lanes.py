@@ -297,6 +297,12 @@ def test_workers_vantage_points(tmp_path):
     vant = [a for point, itf in (("router-in", "va"), ("router-out", "vc")) for f in files2
             for a in ("--vantage", f"{point}={f}#{itf}")]
     ana = _analyze_json(extra=vant)
+    # a worker writes its interfaces' ring blocks as it reads them, so its file steps back in
+    # time by up to a block's span: analyze reads it in time order and says so (information);
+    # live merged the lanes by time and has nothing to say
+    order = [f for f in ana["findings"] if f["code"] == "CAPTURE_OUT_OF_ORDER"]
+    assert all(f["severity"] == "info" for f in order)
+    ana = dict(ana, findings=[f for f in ana["findings"] if f not in order])
     assert _codes(two["findings"]) == _codes(ana["findings"])
     assert locations(two) == locations(ana)
     assert _cited(two) == _cited(ana)
