@@ -497,9 +497,11 @@ def _open_logs(paths, log_tz):
 @click.option("--buffer", "buffer_mb", type=click.IntRange(4, 4096), default=64,
               show_default=True, metavar="MB", help="Capture ring size per interface.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              metavar="N", help="Capture processes sharing the interface's packets (Linux "
-                                "PACKET_FANOUT, by flow: each ESP SA stays in one); the ESP of "
-                                "each is tracked there, the rest here (docs/internals.md).")
+              metavar="N", help="Capture processes sharing each interface's packets (Linux "
+                                "PACKET_FANOUT, one group per interface, by flow: each ESP SA "
+                                "stays in one); the ESP of each is tracked there, the rest (and "
+                                "the ESP of --keys SPIs) here (docs/internals.md).  Needs the "
+                                "afpacket backend and named interfaces (not 'any').")
 @click.option("--no-promisc", "promisc", flag_value=False, default=True,
               help="Do not put the interface in promiscuous mode.")
 @click.option("--backend", type=click.Choice(["afpacket", "tcpdump", "dumpcap"]),

@@ -83,6 +83,10 @@ class Limits:
     #: severity, the SAs, findings and notes of one tunnel); the others are counted under
     #: "omitted" in JSON.
     report_max_items: int = 1_000
+    #: packet records of a capture file that is not in time order indexed to analyse it in time
+    #: order (pcapvpn.sources.Source.time_ordered: 44 bytes each); a bigger file is analysed in
+    #: file order and CAPTURE_OUT_OF_ORDER says so.
+    reorder_max_records: int = 5_000_000
 
     #: ``pcapvpn live`` (:meth:`for_live`): the bounds that follow ``--max-sas`` S, as
     #: ``name: (per SA, floor)``: the bound becomes ``min(value, max(floor, per SA × S))``.  A

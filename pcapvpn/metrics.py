@@ -176,14 +176,24 @@ class LiveCollector:
                 per_iface[src._ifaces[k]] += n  # k: the index among the source's interfaces
         caps = list(s.captures)
         names = list(s.opts.interfaces)
+        # one series per interface: with --workers several captures (a ring per worker and
+        # interface) share an interface's name, and a scrape must not repeat a label set
+        per_name: dict = {}
         for i, c in enumerate(caps):
             name = str(names[i] if len(names) == len(caps) else c.name)
-            frames.add_metric([name], per_iface.get(i, 0))
-            byts.add_metric([name], getattr(c, "bytes", 0))
             t = s.totals[i] if i < len(s.totals) else {}
-            drops.add_metric([name, "ring"], t.get("osdrop", 0))
-            drops.add_metric([name, "interface"], t.get("ifdrop", 0))
-            seen.add_metric([name], t.get("filteraccept", 0))
+            acc = per_name.setdefault(name, Counter())
+            acc["frames"] += per_iface.get(i, 0)
+            acc["bytes"] += getattr(c, "bytes", 0)
+            acc["osdrop"] += t.get("osdrop", 0)
+            acc["ifdrop"] += t.get("ifdrop", 0)
+            acc["filteraccept"] += t.get("filteraccept", 0)
+        for name, acc in per_name.items():
+            frames.add_metric([name], acc["frames"])
+            byts.add_metric([name], acc["bytes"])
+            drops.add_metric([name, "ring"], acc["osdrop"])
+            drops.add_metric([name, "interface"], acc["ifdrop"])
+            seen.add_metric([name], acc["filteraccept"])
         yield from (frames, byts, drops, seen)
         decoders = [s.decoder] + [pt.decoder for pt in list(getattr(s, "points", []))[1:]]
         trackers = [s.tracker] + [pt.tracker for pt in list(getattr(s, "points", []))[1:]]

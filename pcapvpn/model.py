@@ -228,6 +228,10 @@ class CaptureSummary:
     #: with damage: what the readable part covers, ``{first, last, share, bytes_share}``
     #: (:func:`coverage`; omitted from the JSON without damage)
     coverage: dict | None = None
+    #: the files not in time order (frames earlier than a frame before them), one dict each:
+    #: ``{file, frames, largest_step_s, frame, from_frame, time_order, file_order_why}``
+    #: (omitted from the JSON when every file is in time order)
+    out_of_order: list = field(default_factory=list)
 
 
 def coverage_share(first: float | None, last: float | None, gaps, extra: float = 0.0) -> float:
@@ -310,6 +314,8 @@ class Report:
             del cap["damage"]
         if cap["coverage"] is None:
             del cap["coverage"]
+        if not cap["out_of_order"]:
+            del cap["out_of_order"]
         for f in cap["files"]:
             for itf in f["interfaces"]:
                 if itf["cooked"] is None:

@@ -26,7 +26,7 @@ from collections import Counter
 from operator import itemgetter
 from typing import NamedTuple
 
-from dissect.vpn.capture import CHUNK, NONPACKET, Damage, open_capture
+from dissect.vpn.capture import CHUNK, NONPACKET, RECORD_HEAD, Damage, open_capture, record_data
 from dissect.vpn.errors import DissectError
 
 __all__ = ["Frame", "Source", "SourceError", "merge_frames", "open_source", "open_sources"]
@@ -204,7 +204,12 @@ class Source:
 
     Counters, final once ``frames()`` is exhausted or closed: ``frame_count``, ``byte_count``
     (captured bytes), ``first_ts`` / ``last_ts`` (earliest / latest timestamp, ``None`` without
-    frames), ``out_of_order`` (frames earlier than a frame before them), ``linktypes`` (Counter),
+    frames), ``out_of_order`` (frames earlier than a frame before them), ``step_back`` (seconds:
+    the largest step back in time, how much earlier a frame is than the latest frame before it;
+    0.0 in time order), ``step_frame`` (the frame number of that frame), ``step_from_ts`` (the
+    latest time before it), ``step_from_frame`` (the frame of that time, when known: the frame
+    number of the latest frame before it; found when the file is read in time order),
+    ``linktypes`` (Counter),
     ``damage`` (:class:`dissect.vpn.capture.Damage` list, file order), ``damage_more`` (ranges
     beyond those kept: count, bytes, records, seconds), ``size`` (bytes of the capture data read,
     after decompression).
@@ -212,7 +217,9 @@ class Source:
 
     __slots__ = ("name", "index", "format", "compressed", "_reader", "_raw", "_stream",
                  "_close_raw", "_started", "frame_count", "byte_count", "first_ts", "last_ts",
-                 "out_of_order", "linktypes", "checkpoints", "spool_path", "damage")
+                 "out_of_order", "linktypes", "checkpoints", "spool_path", "damage",
+                 "step_back", "step_frame", "step_from_ts", "step_from_frame", "reorder",
+                 "reordered")
 
     def __init__(self, name, index, reader, raw, stream, close_raw, compressed):
         self.name = name
@@ -229,6 +236,15 @@ class Source:
         self.first_ts = None
         self.last_ts = None
         self.out_of_order = 0
+        self.step_back = 0.0
+        self.step_frame = None
+        self.step_from_ts = None
+        self.step_from_frame = None
+        #: read in time order (:meth:`time_ordered`) by the analysis: at most this many records
+        #: indexed (0: file order; the analysis sets it)
+        self.reorder = 0
+        #: True once the frames were handed over in time order
+        self.reordered = False
         self.linktypes = Counter()
         #: sparse offset index for :meth:`fetch`: ``(number, offset, section, interfaces of
         #: that section declared so far)`` of every INDEX_EVERY-th record
@@ -336,6 +352,8 @@ class Source:
         tmax = float("-inf")
         tmin = float("inf")
         disorder = 0
+        back = 0.0
+        back_n = back_from = None
         ckpts = self.checkpoints
         reader = self._reader
         try:
@@ -358,6 +376,10 @@ class Source:
                     tmax = ts
                 else:
                     disorder += 1
+                    if tmax - ts > back:
+                        back = tmax - ts
+                        back_n = number
+                        back_from = tmax
                     if ts < tmin:
                         tmin = ts
                 nbytes += len(data)
@@ -371,11 +393,81 @@ class Source:
             self.frame_count = sum(counts.values())
             self.byte_count = nbytes
             self.out_of_order = disorder
+            self.step_back, self.step_frame, self.step_from_ts = back, back_n, back_from
             if first is not None:
                 self.first_ts = min(first, tmin)
                 self.last_ts = tmax
             self._finish_damage()
             self.close()
+
+    def analysis_frames(self, interfaces: bool = False):
+        """:meth:`frames`, or :meth:`time_ordered` when the analysis asked for time order
+        (``reorder``)."""
+        if self.reorder:
+            return self.time_ordered(interfaces)
+        return self.frames(interfaces)
+
+    def time_ordered(self, interfaces: bool = False):
+        """The frames as :meth:`frames` yields them, but in time order, ``(ts, number)``: what
+        ``reordercap`` writes, each frame keeping its own number in the file.  The file is read
+        once in file order (every counter as with :meth:`frames`; ``step_from_frame`` found),
+        an index of its packet records (time, number, offset, link type, interface, lengths: 44
+        bytes each) is sorted, and the records are read again at their offsets (a gzip file: in a
+        decompressed temporary copy, removed after).  A file on disk only, not standard input
+        (:func:`file_order_why`)."""
+        from array import array
+
+        import numpy as np
+
+        if self.name == "-":
+            raise SourceError(self.name, "only a capture file on disk can be read in time order")
+        t, num, off, itf, cap, wire, lts = (array("d"), array("q"), array("q"), array("i"),
+                                            array("q"), array("q"), array("i"))
+        for _i, n, ts, lt, data, wirelen, offset, iface in self.frames(interfaces=True):
+            t.append(ts)
+            lts.append(lt)
+            num.append(n)
+            off.append(offset)
+            itf.append(iface)
+            cap.append(len(data))
+            wire.append(wirelen)
+        ts_a, num_a = np.frombuffer(t, dtype=np.float64), np.frombuffer(num, dtype=np.int64)
+        if self.step_frame is not None:
+            # the latest frame before the one that steps back furthest: the frame it steps
+            # back from (the nearest one of that time)
+            at = np.flatnonzero((num_a < self.step_frame) & (ts_a == self.step_from_ts))
+            self.step_from_frame = int(num_a[at[-1]]) if len(at) else None
+        order = np.lexsort((num_a, ts_a)).tolist()
+        self.reordered = True
+        path = _gunzipped(self.name) if self.compressed else self.name
+        try:
+            yield from self._records_at(path, order, t, num, off, itf, cap, wire, lts,
+                                        interfaces)
+        finally:
+            if path != self.name:
+                import os
+
+                os.unlink(path)
+
+    def _records_at(self, path, order, t, num, off, itf, cap, wire, lts, interfaces):
+        """The records of the index (``order``: positions in its arrays) read at their offsets in
+        ``path``, as frame tuples."""
+        fmt = self.format
+        head = RECORD_HEAD[fmt]
+        idx = self.index
+        with open(path, "rb", buffering=1 << 16) as f:
+            seek, read = f.seek, f.read
+            for i in order:
+                offset, caplen, gi = off[i], cap[i], itf[i]
+                seek(offset)
+                data = record_data(fmt, read(head + caplen), caplen)
+                if len(data) != caplen:
+                    raise SourceError(self.name, f"offset {offset}: the file changed while it "
+                                                 f"was read")
+                if interfaces:
+                    yield idx, num[i], t[i], lts[i], data, wire[i], offset, gi
+                else:
+                    yield idx, num[i], t[i], lts[i], data, wire[i], offset
 
     def walk(self, on_esp, on_frame, on_progress=None, on_batch=None, on_tcp=None):
         """Push this file's frames (the single-file analysis hot path): ESP of the common shape to
@@ -408,6 +500,9 @@ class Source:
                 self.frame_count = st["frames"]
                 self.byte_count = st["bytes"]
                 self.out_of_order = st["out_of_order"]
+                self.step_back = st.get("step_back", 0.0)
+                self.step_frame = st.get("step_frame")
+                self.step_from_ts = st.get("step_from_ts")
                 self.first_ts = st["first_ts"]
                 self.last_ts = st["last_ts"]
             self._finish_damage()
@@ -599,6 +694,39 @@ def _checkpoint(reader, number, offset):
     return (number, offset, sec, sum(1 for i in reader.interfaces if i.section == sec))
 
 
+def file_order_why(src, limit: int) -> str | None:
+    """Why a source that is not in time order cannot be read in time order
+    (:meth:`Source.time_ordered`) with at most ``limit`` packet records indexed
+    (``Limits.reorder_max_records``): ``"stdin"`` (standard input cannot be read again),
+    ``"limit"`` (more frames than ``limit``); None: it can."""
+    if src.name == "-":
+        return "stdin"
+    if src.frame_count > limit:
+        return "limit"
+    return None
+
+
+def _gunzipped(path: str) -> str:
+    """A temporary file holding the decompressed bytes of the gzip file ``path`` (as far as they
+    decompress: what the reader read); the caller removes it."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="pcapvpn-ordered-", suffix=".cap")
+    try:
+        with open(path, "rb") as raw, os.fdopen(fd, "wb") as out:
+            g = _Gunzip(b"", raw)
+            while True:
+                piece = g.read(CHUNK)
+                if not piece:
+                    break
+                out.write(piece)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
 def _pick(frames, want):
     wanted = set(want)
     last = want[-1]
@@ -656,5 +784,5 @@ def merge_frames(sources, interfaces: bool = False):
     ``interfaces``: each frame with its interface appended (:meth:`Source.frames`)."""
     sources = list(sources)
     if len(sources) == 1:
-        return sources[0].frames(interfaces)
-    return heapq.merge(*(s.frames(interfaces) for s in sources), key=_MERGE_KEY)
+        return sources[0].analysis_frames(interfaces)
+    return heapq.merge(*(s.analysis_frames(interfaces) for s in sources), key=_MERGE_KEY)

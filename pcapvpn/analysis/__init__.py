@@ -104,8 +104,32 @@ def no_gc():
 
 
 def run(paths, options: Options | None = None) -> Result:
+    options = options or Options()
     with no_gc():
-        return _run(paths, options)
+        return _in_time_order(paths, options, _run(paths, options))
+
+
+def _in_time_order(paths, options: Options, result: Result) -> Result:
+    """A capture file that is not in time order (its readers counted frames earlier than a
+    frame before them) is analysed again with its frames read in time order, as ``reordercap``
+    would write them, each keeping its frame number (:meth:`pcapvpn.sources.Source.time_ordered`;
+    several files: merged by time as always).  Files that cannot be read again or indexed
+    (:func:`pcapvpn.sources.file_order_why`) stay in file order; CAPTURE_OUT_OF_ORDER says which.
+    With --jobs the second analysis is one pass."""
+    from pcapvpn.sources import file_order_why
+
+    if options.stop_after != "full":
+        return result
+    limit = (options.limits or Limits()).reorder_max_records
+    again = {s.index: limit for s in result.sources
+             if s.out_of_order and file_order_why(s, limit) is None}
+    if not again:
+        return result
+    ordered = _run_once(paths, options, reorder=again)
+    if result.parallel is not None:
+        ordered.parallel = {"slices": 0, "fallback": "not in time order: the file is read in "
+                                                     "time order in one pass"}
+    return ordered
 
 
 def _run(paths, options: Options | None = None) -> Result:
@@ -127,9 +151,10 @@ def _run(paths, options: Options | None = None) -> Result:
     return _run_once(paths, options)
 
 
-def _run_once(paths, options: Options, jobs: int = 1) -> Result:
+def _run_once(paths, options: Options, jobs: int = 1, reorder: dict | None = None) -> Result:
+    """One analysis; ``reorder``: ``{file index: records}`` the files to read in time order."""
     if options.vantage:
-        return run_points(options)
+        return run_points(options, reorder)
     sources = []
     stop_workers = None
     order = None  # --jobs: the files' order of reading
@@ -150,6 +175,7 @@ def _run_once(paths, options: Options, jobs: int = 1) -> Result:
                 load_all()
         for i, p in enumerate(paths if order is None else ()):
             sources.append(open_source(p, i, spool=options.spool_stdin and p == "-"))
+            sources[-1].reorder = (reorder or {}).get(i, 0)
         names = [s.name for s in sources]
         if options.stop_after == "read":
             n = 0
@@ -225,7 +251,7 @@ def _several_points_hint(result, tracker, names, sampler=None, sources=()) -> No
         result.report.groups = finding_groups(result.report.findings)
 
 
-def run_points(options: Options) -> Result:
+def run_points(options: Options, reorder: dict | None = None) -> Result:
     """Several vantage points (issue 16): each point's files are decoded and tracked on their
     own (the one-point fast path), the first point is diagnosed as usual, and the points'
     packets are matched (:mod:`pcapvpn.track.vantage`): clock offsets, where each packet
@@ -240,6 +266,7 @@ def run_points(options: Options) -> Result:
             srcs = []
             for p in paths:
                 srcs.append(open_source(p, index, spool=options.spool_stdin and p == "-"))
+                srcs[-1].reorder = (reorder or {}).get(index, 0)
                 all_sources.append(srcs[-1])
                 index += 1
             points.append(Point(name, list(paths), iface, sources=srcs))

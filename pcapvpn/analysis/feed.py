@@ -1,6 +1,8 @@
 """The sources' frames handed to the decoder: one file pushed through the copy-free ESP fast path,
 several merged by time (or, with ``--jobs``, read one after the other), one interface of a
-vantage point's files (``#IFACE``), and progress by file offset."""
+vantage point's files (``#IFACE``), and progress by file offset.  A file the analysis reads in
+time order (``Source.reorder``: it is not in time order) is read through
+:meth:`pcapvpn.sources.Source.time_ordered`, alone or within the merge."""
 
 from __future__ import annotations
 
@@ -19,12 +21,12 @@ def _point_frames(sources, iface):
             from dissect.vpn.link import cooked_header
 
             want = int(iface[8:]) if iface[8:].isdigit() else -2
-            for f in src.frames(interfaces=True):
+            for f in src.analysis_frames(interfaces=True):
                 ck = cooked_header(f[3], f[4])
                 if ck is not None and ck[0] == want:
                     yield f
             return
-        for f in src.frames(interfaces=True):
+        for f in src.analysis_frames(interfaces=True):
             i = f[7]
             ok = memo.get(i)
             if ok is None:
@@ -56,8 +58,9 @@ def _frames(sources, options, interfaces=False):
 
 
 def _decode(decoder, sources, options, order=None) -> None:
-    """One file: push its frames (the copy-free ESP fast path); several: merge them by time
-    (``order``, --jobs: one file after the other in that order, when that is the same)."""
+    """One file: push its frames (the copy-free ESP fast path); several, or one to be read in
+    time order: merge them by time (``order``, --jobs: one file after the other in that order,
+    when that is the same)."""
     if order is not None and len(sources) > 1:
         from pcapvpn.parallel import check_order
 
@@ -76,7 +79,7 @@ def _decode(decoder, sources, options, order=None) -> None:
         if options.progress is not None:
             options.progress(f"{len(sources)} files", total, total)
         return
-    if len(sources) == 1:
+    if len(sources) == 1 and not sources[0].reorder:
         src = sources[0]
         hook = None
         if options.progress is not None:

@@ -91,6 +91,27 @@ def _damage(sources, start, end):
     return out, spans, extra, m.Coverage(cov, spans, extra)
 
 
+def _out_of_order(sources, limit: int) -> list:
+    """``capture.out_of_order``: the files with frames earlier than a frame before them, their
+    largest step back in time, and whether the analysis read them in time order (else why not:
+    :func:`pcapvpn.sources.file_order_why`)."""
+    from pcapvpn.sources import file_order_why
+
+    out = []
+    for s in sources:
+        n = getattr(s, "out_of_order", 0)
+        if not n:
+            continue
+        ordered = bool(getattr(s, "reordered", False))
+        out.append({"file": s.name, "frames": n,
+                    "largest_step_s": round(getattr(s, "step_back", 0.0), 6),
+                    "frame": getattr(s, "step_frame", None),
+                    "from_frame": getattr(s, "step_from_frame", None),
+                    "time_order": ordered,
+                    "file_order_why": None if ordered else file_order_why(s, limit)})
+    return out
+
+
 def _cooked(counts) -> dict:
     """Linux cooked frames of a file per interface: ``{iface: [{ifindex, frames, packet_types}]}``
     (``Source.cooked``, keyed ``(iface, ifindex, packet type)``)."""
@@ -224,6 +245,7 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         warnings=warnings,
         damage=damage,
         coverage=coverage,
+        out_of_order=_out_of_order(sources, decoder.limits.reorder_max_records),
     )
     stopped = capture_end(sources)
     if end is not None and stopped > end:

@@ -26,7 +26,10 @@ same: the decoder peels tags) and gets it back where its bytes are handed on (ge
 ``--write``), as :meth:`AfPacketRing.read` does.
 
 Not batched (the per-packet :meth:`AfPacketRing.read`): rings whose frames are not Ethernet
-(``-i any``, tunnel interfaces: raw IP), and ``--keys`` (the ESP bytes of keyed SAs are needed).
+(``-i any``, tunnel interfaces: raw IP), and ``--keys`` in one process (the ESP bytes of keyed
+SAs are needed).  A worker of ``live --workers`` (:mod:`pcapvpn.live.workers`) reads its rings
+here with ``--keys`` too: ``keyed`` names the SPIs whose packets must not be tracked as a batch;
+they are handed over as frames, in ring order, to the general path (:func:`reroute`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from dissect.vpn.link import LINKTYPE_ETHERNET
 from pcapvpn.live.capture import (TP_STATUS_COPY, TP_STATUS_KERNEL, TP_STATUS_USER,
                                   TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, AfPacketRing)
 
-__all__ = ["BlockReader", "batchable"]
+__all__ = ["ALL_SPIS", "BlockReader", "batchable", "reroute"]
 
 np = _vec.np
 
@@ -48,6 +51,10 @@ _BLOCK = struct.Struct("=IIIIII")  # version, offset_to_priv, status, num_pkts, 
 _U32 = struct.Struct("=I")
 #: bytes before the block in the buffer (>= dissect.vpn.batch.LEAD; keeps 8-byte alignment)
 _LEAD = 8
+
+
+#: ``keyed`` of :class:`BlockReader` when every SPI is keyed (a key without an SPI)
+ALL_SPIS = "all"
 
 
 def batchable(cap) -> bool:
@@ -68,10 +75,13 @@ class _Push(_Batcher):
 
 class BlockReader:
     """Reads the ready blocks of one :class:`AfPacketRing` into a decoder (or anything with the
-    decoder's ``_general`` and a sink with ``esp_batch``), a block at a time."""
+    decoder's ``_general`` and a sink with ``esp_batch``), a block at a time.  ``keyed``: SPIs
+    (a set of ints, or :data:`ALL_SPIS`) whose ESP goes to the general path as frames."""
 
-    def __init__(self, ring: AfPacketRing):
+    def __init__(self, ring: AfPacketRing, keyed=None):
         self.ring = ring
+        self.keyed = (None if not keyed else keyed if keyed == ALL_SPIS
+                      else np.array(sorted(keyed), dtype=np.int64))
         size = _LEAD + ring.block_size + _vec.SLACK
         self.buf = bytearray(size)
         self.mv = memoryview(self.buf)
@@ -186,6 +196,8 @@ class BlockReader:
         if write is not None:
             self._write(write, fidx, num, o, ts, snap, wire)
         res = _vec.classify(self.buf, o, "<", True, num, ts=ts, linktype=LINKTYPE_ETHERNET)
+        if self.keyed is not None:
+            res = reroute(res, self.keyed)
         push.tag = fidx
         push.number = num
         push.push(o, 16, res, LINKTYPE_ETHERNET)
@@ -210,6 +222,35 @@ class BlockReader:
                 data, w = _tagged(data, w, vlan[i])
             app((fidx, i, t, lt, data, w, 0))
         write(frames)
+
+
+def reroute(res, keyed):
+    """The classification ``res`` (:func:`dissect.vpn.batch.classify`) with the ESP of the SPIs
+    ``keyed`` (an int64 array, or :data:`ALL_SPIS`) moved out of the batches into the records
+    handed over one at a time (not inert: they make ESP events), in their ring order."""
+    ts, cap, wire, other, inert, b4, b6 = res
+    moved = []
+    out = []
+    for b in (b4, b6):
+        if b is None:
+            out.append(None)
+            continue
+        batch, idx = b
+        m = (np.ones(len(idx), dtype=bool) if isinstance(keyed, str)
+             else np.isin(batch.spi, keyed))
+        if not m.any():
+            out.append(b)
+            continue
+        moved.append(idx[m])
+        keep = np.flatnonzero(~m)
+        out.append((batch.take(keep), idx[keep]) if len(keep) else None)
+    if not moved:
+        return res
+    rows = np.concatenate([np.asarray(other, dtype=np.int64)] + moved)
+    quiet = np.concatenate([np.asarray(inert, dtype=bool),
+                            np.zeros(len(rows) - len(other), dtype=bool)])
+    order = np.argsort(rows, kind="stable")
+    return ts, cap, wire, rows[order], quiet[order], out[0], out[1]
 
 
 def _tagged(data: bytes, wirelen: int, tag) -> tuple:

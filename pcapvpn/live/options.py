@@ -51,6 +51,6 @@ class LiveOptions:
     #: read ring blocks into the batched ESP classification (pcapvpn.live.batch); False: one
     #: frame at a time (the tests compare both)
     batch: bool = True
-    #: --workers N: capture processes in one PACKET_FANOUT group (pcapvpn.live.workers); 1: this
-    #: process alone
+    #: --workers N: capture processes, one PACKET_FANOUT group per interface
+    #: (pcapvpn.live.workers); 1: this process alone
     workers: int = 1

@@ -186,6 +186,9 @@ class _Replay:
         for part in _guarded(self._parts):
             if part.bad is not None:
                 raise Fallback(part.bad)
+            if _starts_earlier(part, stats):
+                raise Fallback(f"not in time order: slice {part.number} starts earlier than the "
+                               f"slices before it end")
             lane = part.slice.lane if part.slice is not None else None
             if lane is not None and (on_tcp is None or on_tcp[0] != lane):
                 raise Fallback("the slices' plaintext lane is not the decoder's")
@@ -217,7 +220,8 @@ class _Replay:
     def _totals() -> dict:
         """The walk's counters before any slice (:meth:`_merge` adds the slices' up)."""
         return {"frames": 0, "numbered": 0, "bytes": 0, "truncated": 0, "first_ts": None,
-                "last_ts": None, "out_of_order": 0, "linktypes": {}}
+                "last_ts": None, "out_of_order": 0, "linktypes": {}, "step_back": 0.0,
+                "step_frame": None, "step_from_ts": None, "first_frame": None}
 
     @staticmethod
     def _apply(ops, tag, calls, before, keys=None) -> None:
@@ -280,6 +284,7 @@ class _Replay:
         from dissect.vpn.capture import DAMAGE_KEEP
 
         st = part.stats
+        _merge_steps(stats, st)
         for k in ("frames", "numbered", "bytes", "truncated", "out_of_order"):
             stats[k] += st[k]
         for k, pick in (("first_ts", min), ("last_ts", max)):
@@ -313,6 +318,43 @@ class _Replay:
             for gi, n in part.iface_frames.items():
                 self.iface_frames[gi] = self.iface_frames.get(gi, 0) + n
         self.notes.extend(part.notes)
+
+
+def _starts_earlier(part, stats) -> bool:
+    """Whether a frame of the slice is earlier than the latest frame of the slices before it:
+    then its own count of frames out of time order is not the single pass's (those earlier than
+    the slices before it but in order within the slice are not counted), so the slice cannot be
+    merged as it is."""
+    first, last = part.stats["first_ts"], stats["last_ts"]
+    return first is not None and last is not None and first < last
+
+
+def _merge_steps(stats, st) -> None:
+    """The largest step back in time of the slices so far (``stats``) and of the next one
+    (``st``, its frames numbered from 1): the slice's own, or the one its earliest frame makes
+    from the latest frame of the slices before it (a cut may lie inside a step back); called
+    before the counts are added (``stats["numbered"]``: the frames before the slice).  A slice
+    that starts earlier than the slices before it end (:func:`_starts_earlier`) is not merged
+    (files: ``Fallback``) or was walked with ``time_floor`` set to their latest time (the rest
+    of a stream read here: its counts are then the single pass's); otherwise a slice that
+    counted no frame late but starts earlier adds one to ``out_of_order``, a lower bound."""
+    before = stats["numbered"]
+    if st.get("first_frame") is not None and (stats["first_ts"] is None
+                                              or st["first_ts"] < stats["first_ts"]):
+        stats["first_frame"] = st["first_frame"] + before
+    if st.get("step_frame") is not None and st["step_back"] > stats["step_back"]:
+        stats["step_back"] = st["step_back"]
+        stats["step_frame"] = st["step_frame"] + before
+        stats["step_from_ts"] = st["step_from_ts"]
+    last, first = stats["last_ts"], st["first_ts"]
+    if last is None or first is None or first >= last:
+        return
+    if not st["out_of_order"]:
+        stats["out_of_order"] += 1
+    if last - first > stats["step_back"]:
+        stats["step_back"] = last - first
+        stats["step_frame"] = st["first_frame"] + before
+        stats["step_from_ts"] = last
 
 
 def check_order(sources, order, k) -> None:

@@ -58,7 +58,7 @@ import io
 import os
 from collections import deque
 
-from pcapvpn.parallel.replay import _Replay, _roundtrip
+from pcapvpn.parallel.replay import _Replay, _roundtrip, _starts_earlier
 from pcapvpn.parallel.slicing import (CUT_RECORDS, CUT_WINDOW, CUT_WINDOW_MAX, MIN_BYTES,
                                       MIN_SAMPLE, MIN_SHARE, Slice, shares)
 from pcapvpn.parallel.worker import read_slice, walk_slice
@@ -651,6 +651,11 @@ class _StreamReplay(_Replay):
             if why is None and nxt is not None and nxt[2] is not None and (
                     nxt[1] is None or not nxt[1].start_ok):
                 why = nxt[2]  # the cut before the next slice may not be the single pass's
+            if why is None and part is not None and _starts_earlier(part, stats):
+                # its count of frames out of time order would not be the single pass's: the
+                # rest is read here, counted against the slices before it (time_floor)
+                why = f"not in time order: slice {sl.number} starts earlier than the slices " \
+                      f"before it end"
             if why is None and _may_refuse(part, on_tcp):  # (the decoder as it is now)
                 why = (f"slice {sl.number}: a plaintext run may be of a TCP stream the decoder "
                        f"follows")
@@ -681,6 +686,8 @@ class _StreamReplay(_Replay):
         on_esp, on_frame, on_batch, on_tcp = calls
 
         def on_open(reader):
+            # frames of the rest earlier than the slices before it are late, as in one pass
+            reader.time_floor = stats["last_ts"]
             # the trackers hold the replay's interface list: the reader of the rest fills it,
             # as the single pass's reader fills its own (the header's blocks again, then any
             # later ones, each before the first packet that names it)

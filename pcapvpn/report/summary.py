@@ -49,6 +49,15 @@ def summary_rows(cap) -> list[tuple[str, str]]:
         rows.append(("capture stopped", msg("{utc} ({after:.1f} s after the last frame, as the "
                                             "file records)", utc=stopped.utc,
                                             after=stopped.rel - cap.duration)))
+    ooo = getattr(cap, "out_of_order", None)
+    if ooo:  # CAPTURE_OUT_OF_ORDER
+        top = max(ooo, key=lambda f: f["largest_step_s"])
+        how = (msg("analysed in time order") if all(f["time_order"] for f in ooo)
+               else msg("analysed in file order"))
+        rows.append(("frames out of time order",
+                     msg("{n} (largest step back {step:.6g} s, frame {frame}); {how}",
+                         n=sum(f["frames"] for f in ooo), step=top["largest_step_s"],
+                         frame=top["frame"], how=how)))
     rows += [
         ("link types", ", ".join(f"{k} ({v})" for k, v in sorted(cap.linktypes.items())) or "-"),
         ("interface drops (pcapng ISB)",

@@ -17,6 +17,23 @@ declare("CAPTURE_DUPLICATES", "capture", "info",
         "retransmissions and were not counted as such.",
         ["Harmless for the diagnosis; to avoid it, mirror one direction per port or capture one "
          "interface."], failure=False)
+declare("CAPTURE_OUT_OF_ORDER", "capture", "warning",
+        "The capture file is not in time order: some frames are earlier than a frame before "
+        "them. Read in file order, answers would come before their requests, negotiations "
+        "would be missed (an IKE SA taken for one negotiated before the capture) and intervals "
+        "would be wrong. pcapvpn analyses such a file in time order, as reordercap would write "
+        "it, each frame keeping its own frame number; standard input (it cannot be read a second "
+        "time) and a file of more frames than reorder_max_records can index are analysed in "
+        "file order, and the finding says so. Steps back of less than a second that reading "
+        "in time order put right (several capture queues or interfaces merged) are reported as "
+        "information.",
+        ["Merged captures (mergecap -a, several interfaces or sensors written one after the "
+         "other), some firewalls' capture exports and multi-queue network cards write frames "
+         "out of time order.",
+         "Put the file in time order with 'reordercap IN OUT' before analysing it elsewhere "
+         "(frame numbers change: pcapvpn cites the frame numbers of the file as given); for a "
+         "file pcapvpn analysed in file order, reorder it (or save standard input to a file) and "
+         "analyse it again."], failure=False)
 declare("CAPTURE_TRUNCATED", "capture", "warning",
         "Frames were cut by the capture's snapshot length: IKE payloads past the cut cannot be "
         "read.",
@@ -74,6 +91,61 @@ def capture_health(ctx):
                                           for r, n in reasons]) + ".",
                    evidence=ctx.evidence(refs),
                    wireshark_filter="_ws.malformed || _ws.expert.severity >= warning")
+
+
+@rule
+def out_of_order(ctx):
+    """CAPTURE_OUT_OF_ORDER: files with frames earlier than a frame before them (the readers'
+    count, ``capture.out_of_order``), the largest step back, and whether the analysis read them
+    in time order."""
+    cap = ctx.state.capture
+    files = getattr(cap, "out_of_order", None) if cap is not None else None
+    if not files:
+        return
+    n = sum(f["frames"] for f in files)
+    top = max(files, key=lambda f: f["largest_step_s"])
+    several = len(cap.files) > 1
+    where = msg(" of {file}", file=top["file"]) if several else ""
+    title = msg("The capture is not in time order: {n} frame(s) are earlier than a frame before "
+                "them (largest step back {step:.6g} s, frame {frame}{where})", n=n,
+                step=top["largest_step_s"], frame=top["frame"], where=where)
+    parts = []
+    for f in files:
+        name = msg("{file}: ", file=f["file"]) if several else ""
+        if f["from_frame"] is not None:
+            parts.append(msg("{name}frame {frame} is {step:.6g} s earlier than frame {before} "
+                             "before it", name=name, frame=f["frame"], step=f["largest_step_s"],
+                             before=f["from_frame"]))
+        if f["time_order"]:
+            parts.append(msg("{name}analysed in time order, as reordercap would write it; frame "
+                             "numbers are the file's own", name=name))
+        else:
+            parts.append(msg("{name}analysed in file order", name=name)
+                         + _FILE_ORDER_WHY.get(f["file_order_why"], "")
+                         + msg(": the intervals, and which message came first, may be "
+                               "judged wrong"))
+    detail = msg_join("; ", parts) + "."
+    names = [fi.name for fi in cap.files]
+    fidx = names.index(top["file"]) if top["file"] in names else 0
+    refs = [(fidx, fr) for fr in (top["from_frame"], top["frame"]) if fr is not None]
+    # steps back of less than a second, all put right by reading in time order: the usual
+    # jitter of several capture queues or interfaces merged (tcpdump -i any, multi-queue
+    # cards, our own --workers files), worth knowing, nothing to act on
+    small = top["largest_step_s"] < JITTER_STEP and all(f["time_order"] for f in files)
+    yield make("CAPTURE_OUT_OF_ORDER", "out-of-order", title=title, detail=detail,
+               evidence=ctx.evidence(refs), wireshark_filter=frames_filter(refs) or "frame",
+               severity="info" if small else None)
+
+
+#: the largest step back (seconds) that is jitter when the file could be read in time order
+JITTER_STEP = 1.0
+
+
+#: why a file that is not in time order was analysed in file order (sources.file_order_why)
+_FILE_ORDER_WHY = {
+    "stdin": msg(" (standard input cannot be read a second time)"),
+    "limit": msg(" (more frames than reorder_max_records can index)"),
+}
 
 
 @rule

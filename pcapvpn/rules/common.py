@@ -72,6 +72,18 @@ def frames_filter(refs) -> str:
     return set_filter("frame.number", nums[:MAX_EVIDENCE_FRAMES])
 
 
+def time_filter(ctx, lo: float, hi: float, slack: float = 0.001) -> str:
+    """Frames from capture time ``lo`` to ``hi`` (``slack`` seconds wider): by
+    ``frame.time_relative``, which Wireshark counts from a file's first frame; by
+    ``frame.time_epoch`` when a file is not in time order (its first frame need not be its
+    earliest: CAPTURE_OUT_OF_ORDER)."""
+    cap = ctx.state.capture
+    if cap is not None and getattr(cap, "out_of_order", None):
+        return f"frame.time_epoch >= {lo - slack:.3f} && frame.time_epoch <= {hi + slack:.3f}"
+    return (f"frame.time_relative >= {max(0.0, ctx.rel(lo) - slack):.3f} && "
+            f"frame.time_relative <= {ctx.rel(hi) + slack:.3f}")
+
+
 def host_filter(ipver: int, a: bytes, b: bytes | None = None) -> str:
     fld = "ip" if ipver == 4 else "ipv6"
     if b is None:

@@ -771,7 +771,9 @@ class Live:
     """``pcapvpn live`` running in a namespace; stdout lines are collected with arrival times."""
 
     def __init__(self, ns, *args, iface="va"):
-        self.proc = subprocess.Popen(ns.cmd(sys.executable, "-m", "pcapvpn", "live", "-i", iface,
+        """``iface`` None: no ``-i`` (``args`` name the interfaces, e.g. with --vantage)."""
+        itf = ("-i", iface) if iface is not None else ()
+        self.proc = subprocess.Popen(ns.cmd(sys.executable, "-m", "pcapvpn", "live", *itf,
                                             *args),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines = []  # (monotonic time, line)
@@ -1265,6 +1267,19 @@ def _rewrap(linktype, data, addrs):
     return b"\x02\x00\x00\x77\x00\x02\x02\x00\x00\x77\x00\x01" + et + bytes(pkt)
 
 
+def paced(items):
+    """``items`` (tuples whose first field is a capture time stamp) yielded at the original
+    timing, from the first one on."""
+    t0 = w0 = None
+    for it in items:
+        if t0 is None:
+            t0, w0 = it[0], time.monotonic()
+        d = w0 + (it[0] - t0) - time.monotonic()
+        if d > 0:
+            time.sleep(d)
+        yield it
+
+
 def _replay_main(argv):
     from pcapvpn.sources import open_source
 
@@ -1274,19 +1289,18 @@ def _replay_main(argv):
     s.bind((iface, 0))
     src = open_source(path)
     addrs = {}
-    t0 = w0 = None
+
+    def frames():
+        for f in src.frames():
+            data = f[4]
+            if rewrap:
+                data = _rewrap(f[3], data, addrs)
+                if data is None:
+                    continue
+            yield f[2], data
+
     sent = 0
-    for f in src.frames():
-        ts, lt, data = f[2], f[3], f[4]
-        if rewrap:
-            data = _rewrap(lt, data, addrs)
-            if data is None:
-                continue
-        if t0 is None:
-            t0, w0 = ts, time.monotonic()
-        d = w0 + (ts - t0) - time.monotonic()
-        if d > 0:
-            time.sleep(d)
+    for _ts, data in paced(frames()):
         s.send(data)
         sent += 1
     print(f"replayed {sent} frames", file=sys.stderr)

@@ -283,11 +283,3 @@ def test_workers_stop_on_sigterm(tmp_path):
     assert any("worker 1" in w and "ended" in w for w in r["capture"]["warnings"]), \
         r["capture"]["warnings"]
 
-
-def test_workers_need_afpacket_and_one_interface():
-    for args in (["--backend", "tcpdump"], ["-i", "lo2"]):
-        cp = subprocess.run([sys.executable, "-m", "pcapvpn", "live", "-i", "lo", "--workers",
-                             "2", "--quiet", "--events", "none", *args],
-                            capture_output=True, text=True, timeout=60)
-        assert cp.returncode == 2
-        assert "--workers" in cp.stderr

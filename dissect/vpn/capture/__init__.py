@@ -73,10 +73,12 @@ from dissect.vpn.capture.common import (
     BATCH_RECORDS,
     MAX_RECORD,
     NONPACKET,
+    RECORD_HEAD,
     TS_LIMIT,
     Interface,
     Stream,
     _read_exact,
+    record_data,
 )
 from dissect.vpn.capture.damage import DAMAGE_KEEP, Damage
 from dissect.vpn.capture.pcap import PcapReader
@@ -93,6 +95,7 @@ __all__ = [
     "Damage",
     "NONPACKET",
     "MAX_RECORD",
+    "RECORD_HEAD",
     "TS_LIMIT",
     "Interface",
     "PcapReader",
@@ -100,6 +103,7 @@ __all__ = [
     "PcapWriter",
     "PcapngWriter",
     "open_capture",
+    "record_data",
 ]
 
 # formats that are not pcap/pcapng but are met in the wild: prefix -> what to tell the user

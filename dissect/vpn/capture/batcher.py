@@ -46,6 +46,7 @@ class _Batcher:
     def __init__(self, reader: _Reader, tag: Any, on_batch: Callback, on_frame: Callback,
                  on_checkpoint: Callback | None, every: int) -> None:
         self._hand_over(tag, on_batch, on_frame, on_checkpoint, every)
+        self.tmax = reader._floor()
         vec = self.vec
         self.readinto = _readinto_of(reader._stream)
         head = reader._buf
@@ -87,6 +88,14 @@ class _Batcher:
         self.tmin = float("inf")
         self.disorder = 0
         self.first: float | None = None
+        #: the frame number of the first packet record, of the earliest one counted late
+        self.first_n = 0
+        self.tmin_n: int | None = None
+        #: the largest step back in time (a record earlier than the latest before it), its
+        #: record's frame number, and that latest time
+        self.back = 0.0
+        self.back_n: int | None = None
+        self.back_from: float | None = None
         #: the timestamp of the last packet record handed over, in file order (None: none yet)
         self.last: float | None = None
         self.lts: dict[int, int] = {}
@@ -164,6 +173,7 @@ class _Batcher:
         self.trunc += int(np.count_nonzero(wire > cap))
         if self.first is None:
             self.first = float(ts[0])
+            self.first_n = number + 1
         self.last = float(ts[-1])
         tmax = self.tmax
         cm = np.maximum.accumulate(ts)
@@ -174,10 +184,20 @@ class _Batcher:
         nlate = int(np.count_nonzero(late)) + first_late
         if nlate:
             self.disorder += nlate
-            lo = float(ts[1:][late].min()) if nlate > first_late else self.tmin
-            if first_late:
-                lo = min(lo, float(ts[0]))
-            self.tmin = min(self.tmin, lo)
+            # how far each record is behind the latest before it (> 0 exactly where it is late)
+            step = np.empty_like(ts)
+            step[0] = tmax - ts[0]
+            np.subtract(cm[:-1], ts[1:], out=step[1:])
+            j = int(step.argmax())
+            if step[j] > self.back:
+                self.back = float(step[j])
+                self.back_n = number + j + 1
+                self.back_from = float(cm[j - 1]) if j else tmax
+            lates = np.flatnonzero(step > 0)
+            j = int(lates[ts[lates].argmin()])
+            if ts[j] < self.tmin:
+                self.tmin = float(ts[j])
+                self.tmin_n = number + j + 1
         self.tmax = max(tmax, float(cm[-1]))
         lts = self.lts
         if isinstance(lt, int):
@@ -304,6 +324,7 @@ class _Batcher:
         self.lts[lt] = self.lts.get(lt, 0) + 1
         if self.first is None:
             self.first = ts
+            self.first_n = number
         self.last = ts
         self.nbytes += len(data)
         if wirelen > len(data):
@@ -312,13 +333,21 @@ class _Batcher:
             self.tmax = ts
         else:
             self.disorder += 1
+            if self.tmax - ts > self.back:
+                self.back = self.tmax - ts
+                self.back_n = number
+                self.back_from = self.tmax
             if ts < self.tmin:
                 self.tmin = ts
+                self.tmin_n = number
         self.on_frame(self.tag, number, ts, lt, data, wirelen, offset, iface)
 
     def stats(self) -> WalkStats:
-        return _walk_stats(self.number, self.nbytes, self.trunc, self.first, self.tmin, self.tmax,
-                           self.disorder, self.lts)
+        first = self.first
+        earliest = self.tmin_n if first is not None and self.tmin < first else self.first_n
+        return _walk_stats(self.number, self.nbytes, self.trunc, first, self.tmin, self.tmax,
+                           self.disorder, self.lts,
+                           (self.back, self.back_n, self.back_from, earliest))
 
 
 def _part(res: Classified, i: int, j: int, np: ModuleType) -> Classified:

@@ -109,6 +109,24 @@ class Interface:
     __hash__ = None  # type: ignore[assignment]  # compared by value and mutable: unhashable
 
 
+#: bytes to read from a packet record's offset (``records()``) to have its header and ``caplen``
+#: bytes of data: :func:`record_data`
+RECORD_HEAD = {"pcap": 16, "pcapng": 28}
+
+
+def record_data(fmt: str, block: Buffer, caplen: int) -> bytes:
+    """The captured bytes of the packet record whose bytes from its offset (as ``records()``
+    gives it) are ``block`` (at least ``RECORD_HEAD[fmt] + caplen`` of them, fewer only at the
+    end of the file): a classic pcap record's data follows its 16-byte header; a pcapng enhanced
+    (and obsolete) packet block's its 28-byte header, a simple packet block's its 12-byte header
+    (block types 6, 2, 3, in either byte order)."""
+    if fmt == "pcap":
+        skip = 16
+    else:
+        skip = 12 if (block[0] | block[3]) == _B_SPB else 28
+    return bytes(block[skip:skip + caplen])
+
+
 #: a usable record timestamp lies in [0, TS_LIMIT) seconds since 1970: classic pcap's 32-bit
 #: seconds (1970-01-01 to 2106-02-07).  A pcapng record whose 64-bit tick count, time resolution
 #: or time offset puts it outside is damaged input (Wireshark shows it, with a date such as
@@ -125,11 +143,25 @@ _UNUSABLE = 1 << 80
 
 
 def _walk_stats(number: int, nbytes: int, trunc: int, first: float | None, tmin: float,
-                tmax: float, disorder: int, lts: dict[int, int]) -> WalkStats:
+                tmax: float, disorder: int, lts: dict[int, int],
+                back: tuple[float, int | None, float | None, int | None] = (0.0, None, None, None),
+                ) -> WalkStats:
+    """The counters a walk leaves (``walk_stats``).  ``back``: ``(largest step back, the frame
+    number of the record that makes it, the latest time before it that it steps back from, the
+    frame number of the earliest record)``; the walks fill it only where they count a record
+    earlier than one before it, and where they meet their first record (nothing on the in-order
+    path)."""
     frames = sum(lts.values())
+    step, step_frame, step_from, earliest = back
     return {
         "frames": frames, "numbered": number, "bytes": nbytes, "truncated": trunc,
         "first_ts": min(first, tmin) if frames and first is not None else None,
         "last_ts": tmax if frames else None,
         "out_of_order": disorder, "linktypes": lts,
+        # the largest step back in time: how much earlier a record is than the latest record
+        # before it (0.0 in time order), the record's frame number, and that latest time
+        "step_back": step, "step_frame": step_frame, "step_from_ts": step_from,
+        # the frame number of the earliest record (a step back at the start of a slice of the
+        # file is measured from it: pcapvpn.parallel)
+        "first_frame": earliest if frames else None,
     }

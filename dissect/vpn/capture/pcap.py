@@ -267,10 +267,13 @@ class PcapReader(_Reader):
         empties = 0
         nbytes = 0
         trunc = 0
-        tmax = float("-inf")
+        tmax = self._floor()
         tmin = float("inf")
         disorder = 0
         first = None
+        first_n = 0
+        back = 0.0  # the largest step back in time, its frame, the time it steps back from
+        back_n = back_from = tmin_n = None
         ts = None
         eof = False
         cooked = lt in COOKED_LINKTYPES
@@ -310,12 +313,18 @@ class PcapReader(_Reader):
                     ts = (sec * div + frac) / div
                     if first is None:
                         first = ts
+                        first_n = number
                     if ts >= tmax:
                         tmax = ts
                     else:
                         disorder += 1
+                        if tmax - ts > back:
+                            back = tmax - ts
+                            back_n = number
+                            back_from = tmax
                         if ts < tmin:
                             tmin = ts
+                            tmin_n = number
                     if wirelen > caplen:
                         trunc += 1
                     if eth:
@@ -350,5 +359,6 @@ class PcapReader(_Reader):
                 n = len(buf)
         finally:
             frames = number - empties
-            self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder,
-                                          {lt: frames} if frames else {})
+            self.walk_stats = _walk_stats(
+                number, nbytes, trunc, first, tmin, tmax, disorder, {lt: frames} if frames else {},
+                (back, back_n, back_from, tmin_n if first is not None and tmin < first else first_n))

@@ -30,7 +30,7 @@ CHUNK = 1 << 20
 class _Reader:
     __slots__ = ("_stream", "_buf", "_base", "_started", "format", "interfaces", "isb",
                  "drops", "byteorder", "version", "walk_stats", "damage", "damage_more", "size",
-                 "_pending", "cooked", "ended")
+                 "_pending", "cooked", "ended", "time_floor")
 
     _stream: Stream
     #: bytes read past the file header, not walked yet
@@ -69,6 +69,13 @@ class _Reader:
         #: Linux cooked frames (``tcpdump -i any``): ``{(interface, SLL2 interface index or None,
         #: packet type): frames}`` (dissect.vpn.link.cooked_info, PACKET_TYPES)
         self.cooked = {}
+
+    def _floor(self) -> float:
+        """The latest time before the first record the walk reads (``time_floor``, set by whoever
+        walks a later part of a capture: its records are counted late against what came before;
+        ``walk_stats``' ``last_ts`` is then at least it); -inf when unset."""
+        floor: float | None = getattr(self, "time_floor", None)
+        return float("-inf") if floor is None else floor
 
     def _cook(self, iface: int, linktype: int, data: Buffer, off: int, end: int | None) -> None:
         info = cooked_info(linktype, data, off, end)
@@ -229,7 +236,9 @@ class _Reader:
         wirelen, offset, iface)`` (``iface``: the global interface index, as in :meth:`records`).  Numbers are 1-based as Wireshark's; non-packet records (and damaged
         records Wireshark numbers) use up their number.  Counters are left in ``walk_stats``:
         ``frames``, ``bytes`` (captured), ``first_ts``/``last_ts`` (earliest/latest),
-        ``out_of_order``, ``truncated`` (captured < original length), ``linktypes`` (dict
+        ``out_of_order``, ``step_back``/``step_frame``/``step_from_ts`` (the largest step back in time,
+        the frame that makes it, the time it steps back from), ``first_frame`` (the earliest
+        frame), ``truncated`` (captured < original length), ``linktypes`` (dict
         linktype -> frames).  ``on_checkpoint(number, offset)`` is called for every
         ``every``-th record (``every`` a power of two) so that frames can be found again later.
 
@@ -243,13 +252,18 @@ class _Reader:
         number = 0
         nbytes = 0
         trunc = 0
-        tmax = float("-inf")
+        tmax = self._floor()
         tmin = float("inf")
         disorder = 0
         lts: dict[int, int] = {}
         cur = NONPACKET  # no run yet (lt is never NONPACKET where it is compared)
         run = 0
         first: float | None = None
+        first_n = 0
+        back = 0.0  # the largest step back in time, its frame, the time it steps back from
+        back_n: int | None = None
+        back_from: float | None = None
+        tmin_n: int | None = None
         try:
             for ts, lt, data, wirelen, offset, iface in self.records():
                 number += 1
@@ -264,6 +278,7 @@ class _Reader:
                     run = 0
                     if first is None:
                         first = ts
+                        first_n = number
                 run += 1
                 caplen = len(data)
                 nbytes += caplen
@@ -273,8 +288,13 @@ class _Reader:
                     tmax = ts
                 else:
                     disorder += 1
+                    if tmax - ts > back:
+                        back = tmax - ts
+                        back_n = number
+                        back_from = tmax
                     if ts < tmin:
                         tmin = ts
+                        tmin_n = number
                 if lt == 1:
                     r = esp_at(data, 0, caplen)
                     if r is not None:
@@ -289,4 +309,6 @@ class _Reader:
         finally:
             if run:
                 lts[cur] = lts.get(cur, 0) + run
-            self.walk_stats = _walk_stats(number, nbytes, trunc, first, tmin, tmax, disorder, lts)
+            self.walk_stats = _walk_stats(
+                number, nbytes, trunc, first, tmin, tmax, disorder, lts,
+                (back, back_n, back_from, tmin_n if first is not None and tmin < first else first_n))

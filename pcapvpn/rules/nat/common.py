@@ -53,7 +53,11 @@ def _nat_sides(verdicts) -> dict:
 
 
 
-def _or(parts, limit=8) -> str:
+#: SAs (or flows) one filter names at most (:func:`_or`)
+OR_LIMIT = 8
+
+
+def _or(parts, limit=OR_LIMIT) -> str:
     parts = [p for p in parts if p][:limit]
     if not parts:
         return ""

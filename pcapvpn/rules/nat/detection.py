@@ -8,7 +8,7 @@ from dissect.vpn.ip import Port
 from pcapvpn.findings import Term, advice_for, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, ike_filter, ike_spis, ip_text
-from pcapvpn.rules.nat.common import _annotate, _or, _other, _side_ep, _tunnel_verdicts
+from pcapvpn.rules.nat.common import OR_LIMIT, _annotate, _or, _other, _side_ep, _tunnel_verdicts
 from pcapvpn.track.nat import HASH_NAMES, STANDARD_PORTS
 
 #: advice lines said in general in the registry and, for the sides of one finding, by
@@ -216,7 +216,8 @@ def nat_detected(ctx):
         forced_sides.sort(key=("initiator", "responder").index)
         for key, items in groups.items():
             sa, v = items[0]
-            refs = [tuple(r) for _sa, vv in items for r in vv.nat_d_frames]
+            # the frames of the SAs the filter names (at most OR_LIMIT)
+            refs = [tuple(r) for _sa, vv in items[:OR_LIMIT] for r in vv.nat_d_frames]
             ts = [vv.nat_d_ts for _sa, vv in items if vv.nat_d_ts is not None]
             if key[0] == "forced":
                 who = msg_join(" and ", [msg("{side} {ip}", side=Term(s),

@@ -7,7 +7,7 @@ from bisect import bisect_right
 
 from pcapvpn.findings import Term, declare, make, msg
 from pcapvpn.rules import rule
-from pcapvpn.rules.common import ip_text, tunnel_filter
+from pcapvpn.rules.common import ip_text, time_filter, tunnel_filter
 from pcapvpn.rules.nat.common import MAX_LISTED, _annotate, _nat_sides, _or, _tunnel_verdicts
 from pcapvpn.rules.nat.timeline import (
     _AFTER_GAP, _around, _changes, _flows_between, _gaps, _nat_t_start, _points, _timeline,
@@ -90,9 +90,7 @@ def nat_keepalive_missing(ctx):
             for f in mine:
                 refs += f.refs[:3]
             fld = "ip" if t.ipver == 4 else "ipv6"
-            wf = (f"{tunnel_filter(t)} && frame.time_relative >= "
-                  f"{max(0.0, ctx.rel(lo) - 0.001):.3f} && frame.time_relative <= "
-                  f"{ctx.rel(hi) + 0.001:.3f}")
+            wf = f"{tunnel_filter(t)} && {time_filter(ctx, lo, hi)}"
             if mine:
                 wf = _or([wf, f"{fld}.src == {ip_text(sorted(addrs)[0])} && "
                               f"udpencap.nat_keepalive"])
