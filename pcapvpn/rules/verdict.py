@@ -191,12 +191,21 @@ def _answered_later(ctx, t, f, last, own):
             v.sort()
         return by
     answers = ctx.memo(f"opening_answers|{id(t)}", build)
-    failed = next((sa for sa in t.ike_sas if sa.ispi.hex() in own and sa.initiator
-                   and sa.responder), None)
-    if failed is None:
+
+    def by_spi():
+        out = {}
+        for k, sa in enumerate(t.ike_sas):
+            if sa.initiator and sa.responder:
+                out.setdefault(sa.ispi.hex(), (k, sa))
+        return out
+    spis = ctx.memo(f"ike_sa_by_ispi|{id(t)}", by_spi)
+    found = sorted((spis[x] for x in own if x in spis), key=lambda e: e[0])
+    if not found:
         return None
+    failed = found[0][1]
     rows = answers.get((failed.initiator[1], failed.responder[1]), ())
-    for ts, ispi in rows[bisect.bisect_right(rows, (last, "\uffff")):]:
+    for i in range(bisect.bisect_right(rows, (last, "\uffff")), len(rows)):
+        ts, ispi = rows[i]  # no slice: a copy of the tail per failure would be quadratic
         if ispi not in own:
             return ts, msg("an answer from {responder} to a later opening request (the "
                            "responder is reachable)", responder=ip_text(failed.responder[1]))
