@@ -216,9 +216,14 @@ class AfPacketRing:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def ready(self) -> bool:
+        """Whether the ring's next block is ready (the kernel handed it over)."""
+        return bool(_U32.unpack_from(self.mm, self.block * self.block_size + 8)[0]
+                    & TP_STATUS_USER)
+
     def wait(self, timeout: float) -> bool:
         """Sleep until a block is ready or ``timeout`` seconds passed; True when one is ready."""
-        if _U32.unpack_from(self.mm, self.block * self.block_size + 8)[0] & TP_STATUS_USER:
+        if self.ready():
             return True
         ev = self.poller.poll(max(0, int(timeout * 1000)))
         if ev and ev[0][1] & (select.POLLERR | select.POLLHUP | select.POLLNVAL):

@@ -100,7 +100,7 @@ import time
 from collections import deque
 
 from pcapvpn.live.bpf import build_filter, compile_filter
-from pcapvpn.live.capture import (SOL_PACKET, TP_STATUS_USER, AfPacketRing, CaptureError,
+from pcapvpn.live.capture import (SOL_PACKET, AfPacketRing, CaptureError,
                                   interface_info)
 from pcapvpn.live.session import LiveSession
 
@@ -112,7 +112,6 @@ PACKET_FANOUT_HASH = 0
 #: a classic BPF program that accepts nothing (``ret #0``): in place while a member joins
 _DROP_ALL = struct.pack("=HBBI", 0x06, 0, 0, 0)
 _LEN = struct.Struct("=I")
-_U32 = struct.Struct("=I")
 #: seconds by which a worker's horizon trails the wall clock when it reads its rings: a packet
 #: waits in the ring's open block for at most its retire timeout (AfPacketRing: 50 ms), plus room
 #: for the way from the wire to the ring
@@ -364,7 +363,7 @@ def _worker(k: int, opts, limits, groups: list, point_of: list, keyed, out_fd: i
                 n += read_once(j)
                 if writer is not None and writer.full():
                     rotate()
-                if _ready(rings[j]):  # a backlog: what is left came after what was read
+                if rings[j].ready():  # a backlog: what is left came after what was read
                     h = min(h, last[j])
             mono = time.monotonic()
             horizon[0] = max(horizon[0], h)
@@ -406,11 +405,6 @@ def _worker(k: int, opts, limits, groups: list, point_of: list, keyed, out_fd: i
     except BrokenPipeError:
         return 1
     return 0
-
-
-def _ready(ring) -> bool:
-    """Whether the ring's next block is ready (the kernel handed it over)."""
-    return bool(_U32.unpack_from(ring.mm, ring.block * ring.block_size + 8)[0] & TP_STATUS_USER)
 
 
 def _die_with_parent() -> None:

@@ -20,6 +20,7 @@ contract through :func:`decide`.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from dissect.vpn.ip import Port
@@ -172,8 +173,6 @@ def _answered_later(ctx, t, f, last, own):
     initiator's later opening request: the responder is reachable (the vendor review's nDPI
     capture: one IKE_SA_INIT lost among twenty answered ones is no reachability failure).
     ``(ts, how)`` of the first such answer, else None."""
-    import bisect
-
     def build():
         by = {}
         for sa in t.ike_sas:
