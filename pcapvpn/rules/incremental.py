@@ -30,6 +30,15 @@ over the whole state at every evaluation (such rules are cheap: they read bounde
 Learned at run time; a rule found global while running over the dirty part is run again over
 the whole state in the same evaluation.
 
+Units smaller than a group.  A rule whose result for one SA depends on that SA alone (and on
+``now`` only through comparisons: deadlines) computes it through :func:`per_sa`; the cache keeps
+that result per rule and SA, keyed by the SA and its change counter (a fingerprint the rule
+gives), and a dirty group's run reuses it for the SAs that did not change (the big tunnel of a
+flood gets new SAs at every interval: its old SAs are not computed again).  A body that used
+``now`` otherwise (a text that follows the clock), read an aggregate or cut a look-up short is
+not kept: it runs again every time, as its group would.  Offline (:func:`pcapvpn.rules.run_rules`)
+the body simply runs.
+
 Whole evaluations.  The first one, a change of the capture's start, ``--vantage`` (the points'
 matching reads every tunnel) and inner models (decrypted or plaintext traffic tied to tunnels)
 of a group make everything (or that group) dirty.  Offline ``analyze`` never uses this module.
@@ -42,7 +51,7 @@ import dataclasses
 
 from pcapvpn.rules import _drop_superseded, _ordered, _rule_error, _show_fragments, load_all
 
-__all__ = ["RuleCache"]
+__all__ = ["RuleCache", "per_sa"]
 
 #: the outermost iteration of a followed state list in progress: ``[kind, element]`` or empty
 _CUR: list = []
@@ -293,6 +302,8 @@ class _Recorder:
         self.clock: dict = {}
         self.unplaced = False  # a use of now outside any followed iteration
         self.facts: dict = {}
+        #: the per-SA body running (:func:`per_sa`): [not to be kept, earliest deadline]
+        self.watch: list | None = None
 
     def group(self):
         if not _CUR:
@@ -303,6 +314,8 @@ class _Recorder:
         return self.maps[kind].get(_key(kind, elem))
 
     def fact(self, name, key, value) -> None:
+        if self.watch is not None:
+            self.watch[0] = True
         g = self.group()
         if g is None:
             self.unplaced = True
@@ -310,6 +323,9 @@ class _Recorder:
         self.facts.setdefault(self.rule, {}).setdefault(g, []).append((name, key, _snap(value)))
 
     def note(self, dt) -> None:
+        watch = self.watch
+        if dt is None and watch is not None:
+            watch[0] = True
         g = self.group()
         if g is None:
             self.unplaced = True
@@ -318,9 +334,16 @@ class _Recorder:
             self.clock.setdefault(self.rule, set()).add(g)
         else:
             at = self.now + dt - 1e-6
-            mine = self.deadlines.setdefault(self.rule, {})
-            if at < mine.get(g, float("inf")):
-                mine[g] = at
+            if watch is not None and at < watch[1]:
+                watch[1] = at
+            self.deadline(g, at)
+
+    def deadline(self, g, at) -> None:
+        """The rule running compared ``now`` for group ``g`` with a value it reaches at
+        ``at``: the group's results of that rule are computed again from then on."""
+        mine = self.deadlines.setdefault(self.rule, {})
+        if at < mine.get(g, float("inf")):
+            mine[g] = at
 
 
 def _key(kind, elem):
@@ -343,9 +366,14 @@ class RuleCache:
         self.start = None
         self.facts = None  # whether each followed list of the whole state is empty
         self.redirect_memo: dict = {}  # id(IKE SA) -> (messages seen, REDIRECT response client)
+        #: the per-SA results (:func:`per_sa`): rule name -> id(SA) -> (fingerprint, findings,
+        #: the earliest deadline the body compared ``now`` with)
+        self.units: dict = {}
+        self._units_fresh: set = set()  # (rule name, id(SA)) computed by the last run
         self.stats: dict = {}
         self._side: dict = {}
         self._fresh: set = set()  # the groups the last run computed
+        self.stats_units: dict = {}
         self._held: set = set()  # the groups of the last run's state
 
     # -- a forked evaluation's cache, back in the parent ---------------------------------------
@@ -356,7 +384,9 @@ class RuleCache:
         return {"groups": {g: self.groups[g] for g in self._fresh if g in self.groups},
                 "held": self._held, "global_rules": set(self.global_rules),
                 "ranks": {k: list(v) for k, v in self.ranks.items()}, "start": self.start,
-                "facts": self.facts, "side": self._side}
+                "facts": self.facts, "side": self._side,
+                "units": [(name, k, self.units[name][k]) for name, k in self._units_fresh
+                          if k in self.units.get(name, ())]}
 
     def merge(self, data: dict) -> None:
         for g in [g for g in self.groups if g not in data["held"]]:
@@ -366,9 +396,13 @@ class RuleCache:
         for k, v in data["ranks"].items():
             mine = self.ranks.setdefault(k, [])
             mine.extend(x for x in v if x not in mine)
+        if data["start"] != self.start:
+            self.units.clear()
         self.start = data["start"]
         self.facts = data["facts"]
         self._side = data["side"]
+        for name, k, entry in data["units"]:
+            self.units.setdefault(name, {})[k] = entry
 
     # -- the groups of a state ---------------------------------------------------------------
 
@@ -481,8 +515,12 @@ class RuleCache:
         facts = tuple(bool(getattr(state, k)) for k in KINDS)
         everything = (self.start != full_ctx.start or facts != self.facts
                       or getattr(state, "vantage", None) is not None)
+        if self.start != full_ctx.start or getattr(state, "vantage", None) is not None:
+            self.units.clear()  # the bodies' texts are relative to the start
         self.start = full_ctx.start
         self.facts = facts
+        self._prune_units(maps)
+        self._units_fresh = set()
         fps = {g: self._fingerprint(g, obj) for g, obj in members.items()}
         side = self._side_facts(state)
         adj: dict = {}
@@ -517,6 +555,7 @@ class RuleCache:
         self._side = side
         self._held = set(members)
         rec = _Recorder(self, maps, now)
+        self.stats_units = {}  # rule name -> [per-SA bodies run, asked]
         base = _SubContext(_sub(state, maps, dirty, now), rec)
         touched = set(dirty)
         new = {g: _Group(fp=fps[g]) for g in dirty}
@@ -604,8 +643,49 @@ class RuleCache:
                       "timed": {k: len(v) for k, v in timed.items() if k not in gl},
                       "group_runs": sum(runs.values()),
                       "global_rules": sorted(gl), "again": len(again),
-                      "walked": dict(WALKED)}
+                      "walked": dict(WALKED),
+                      "units": {k.rsplit(".", 1)[-1]: {"computed": v[0], "asked": v[1]}
+                                for k, v in self.stats_units.items()}}
         return out
+
+    def _prune_units(self, maps) -> None:
+        """The per-SA results of SAs no longer held are forgotten."""
+        held = maps["esp_sas"].keys() | maps["ike_sas"].keys()
+        for name, mine in self.units.items():
+            gone = mine.keys() - held
+            for k in gone:
+                del mine[k]
+
+    def unit(self, rec, sa, fp, body) -> list:
+        """:func:`per_sa` under this cache: the kept result of the rule running for ``sa``
+        when its fingerprint is ``fp`` and no deadline it compared with has passed, else
+        ``body()`` (kept when it used ``now`` only in comparisons)."""
+        name = rec.rule
+        mine = self.units.setdefault(name, {})
+        k = id(sa)
+        got = mine.get(k)
+        now = rec.now
+        counts = self.stats_units.setdefault(name, [0, 0])
+        counts[1] += 1
+        if got is not None and got[0] == fp and now < got[2]:
+            if got[2] != _INF:
+                g = rec.group()
+                if g is not None:
+                    rec.deadline(g, got[2])
+            return list(got[1])
+        counts[0] += 1
+        outer = rec.watch
+        watch = rec.watch = [False, _INF]
+        try:
+            found = list(body())
+        finally:
+            rec.watch = outer
+        if watch[0]:
+            mine.pop(k, None)
+        else:
+            mine[k] = (fp, tuple(found), watch[1])
+            self._units_fresh.add((name, k))
+        return found
 
     def _changed(self, state, members, fps, side, pairs) -> set:
         """The groups whose content changed since the previous run (new SAs, packets,
@@ -692,6 +772,21 @@ class RuleCache:
         for c in ctx.pending_cuts:
             new[c[0]].cuts.setdefault(name, []).append(c[1])
         return True
+
+
+_INF = float("inf")
+
+
+def per_sa(ctx, sa, fp, body) -> list:
+    """The findings of ``body()``: a rule's work for one SA ``sa`` that reads that SA alone (its
+    tunnel's id at most, which ``fp`` then holds) and ``now`` only in comparisons.  ``fp`` is the
+    SA's change counter: whatever the body reads of it that can change.  Under live's
+    :class:`RuleCache` the result is kept and reused while ``fp`` stays the same and no deadline
+    the body compared ``now`` with has passed; otherwise (offline) ``body()`` runs."""
+    unit = getattr(ctx, "unit", None)
+    if unit is None:
+        return list(body())
+    return unit(sa, fp, body)
 
 
 def _close(gs: set, adj: dict) -> None:
@@ -804,6 +899,9 @@ def _context_class():
             self.pending_cuts: list = []
             self._pos = None
 
+        def unit(self, sa, fp, body) -> list:
+            return self.rec.cache.unit(self.rec, sa, fp, body)
+
         def positions(self):
             if self._pos is None:
                 self._pos = _positions(self.state)
@@ -811,6 +909,8 @@ def _context_class():
 
         def cut_short(self, what, ref=None, ts=None):
             super().cut_short(what, ref, ts)
+            if self.rec.watch is not None:
+                self.rec.watch[0] = True
             g = self.rec.group()
             kind, elem = _CUR[0] if _CUR else (None, None)
             kinds = self.rec.cache.ranks.get(self.rule_name, [])

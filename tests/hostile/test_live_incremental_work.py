@@ -95,3 +95,61 @@ def test_stop_rule_work_follows_the_changed_tunnels_not_the_held_ones():
     for kind in ("tunnels", "esp_sas", "ike_sas"):
         assert big["first"]["walked"].get(kind, 0) >= 2 * small["stop"]["walked"].get(kind, 0)
         assert big["first"]["walked"][kind] >= 1.9 * small["first"]["walked"][kind]
+
+
+def _many_sas(n_pairs: int, t: float, seq0: int = 1, first: int = 0) -> list:
+    """One tunnel (one gateway pair, one IKE SA): ``n_pairs`` child SA pairs from ``first``,
+    each with ESP both ways and a hole in its sequence numbers (a gap finding each)."""
+    a, b = "10.9.9.1", "172.16.9.2"
+    out = []
+    if seq0 == 1:
+        ispi, rspi = b"\x01" * 8, b"\x02" * 8
+        out += [(t, ike_frame(a, b, ike_sa_init(ispi, bytes(8), False))),
+                (t + 0.01, ike_frame(b, a, ike_sa_init(ispi, rspi, True)))]
+    for k in range(first, first + n_pairs):
+        for i in (0, 1, 3, 4):  # sequence number seq0 + 2 never arrives
+            ts = t + 0.1 + k * 0.001 + i * 0.2
+            out.append((ts, esp_frame(a, b, 0x1000 + k, seq0 + i)))
+            out.append((ts + 0.05, esp_frame(b, a, 0x900000 + k, seq0 + i)))
+    return out
+
+
+def _stop_unit_work(n_pairs: int, changed: int = 3) -> dict:
+    from pcapvpn.live import LiveOptions, LiveSession
+
+    cap = ListCapture()
+    cap.frames += _many_sas(n_pairs, T0)
+    clock = [T0]
+    s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=10 * n_pairs), [],
+                    clock=lambda: clock[0], captures=[cap])
+    first = None
+    for t in (T0 + 5, T0 + 120, T0 + 300):
+        cap.now = clock[0] = t
+        while s._feed(0, cap, []):
+            pass
+        s._evaluate(t)
+        first = first or dict(s.rule_cache.stats)
+    # a few of the tunnel's SAs carry more ESP (with another hole), and the capture stops
+    cap.frames += _many_sas(changed, T0 + 301, seq0=20)
+    cap.now = clock[0] = T0 + 303
+    res = s.finish()
+    gaps = [f for f in res.findings if f.code == "ESP_SEQUENCE_GAP"]
+    return {"first": first, "stop": dict(s.rule_cache.stats), "gaps": len(gaps)}
+
+
+def test_stop_per_sa_work_follows_the_changed_sas_of_a_changed_tunnel():
+    """One tunnel holding many SAs, few of which change: the tunnel is dirty at the stop, but
+    the sequence rule computes only the SAs that changed (its results of the others are kept
+    per SA, ``per_sa``) and still reports every SA's gap."""
+    small, big = _stop_unit_work(50), _stop_unit_work(100)
+    for r, n in ((small, 50), (big, 100)):
+        assert r["stop"]["groups"] == 1 and r["stop"]["dirty"] == 1, r["stop"]
+        assert r["stop"]["esp_sas"] == 2 * n  # the whole tunnel is walked ...
+        seq = r["stop"]["units"]["sequence"]
+        assert seq["asked"] == 2 * n
+        assert seq["computed"] == 2 * 3  # ... but only the 3 changed SA pairs are computed
+        first = r["first"]["units"]["sequence"]
+        assert first["computed"] == first["asked"] == 2 * n  # the first evaluation: all of them
+        assert r["gaps"] == 2 * n  # every SA's gap is reported (the kept ones too)
+    assert small["stop"]["units"]["sequence"]["computed"] == \
+        big["stop"]["units"]["sequence"]["computed"]

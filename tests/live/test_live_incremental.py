@@ -56,7 +56,8 @@ def _verdicts(state, findings) -> list:
 def replay_compare(paths, shifts, points=10, keys=None) -> list:
     """Replay ``paths`` (one interface each, ``shifts`` seconds added to each one's times);
     at ``points`` moments over the span and 5, 40 and 200 s after it, compare the cache with
-    run_rules.  Returns ``[(dirty groups, groups)]`` per evaluation (asserts on a mismatch)."""
+    run_rules.  Returns ``[(dirty groups, groups, per-SA results asked, computed)]`` per
+    evaluation (asserts on a mismatch)."""
     from pcapvpn.live import LiveOptions, LiveSession
     from pcapvpn.rules import run_rules
 
@@ -81,7 +82,9 @@ def replay_compare(paths, shifts, points=10, keys=None) -> list:
         s._prepare()
         state = s._state(t)
         got = s.rule_cache.run(state)
-        work.append((s.rule_cache.stats["dirty"], s.rule_cache.stats["groups"]))
+        units = s.rule_cache.stats["units"].values()
+        work.append((s.rule_cache.stats["dirty"], s.rule_cache.stats["groups"],
+                     sum(u["asked"] for u in units), sum(u["computed"] for u in units)))
         want = run_rules(state)
         a, b = _dump(got), _dump(want)
         where = f"{[str(p) for p in paths]} at +{t - t0:.1f} s"
@@ -141,7 +144,11 @@ def test_incremental_matches_full_pairs(overlap):
     addresses, so a tunnel also gains SAs long after its last change."""
     files = CAPTURES + [p for p in _files(corpus_dir()) if _span(p) is not None]
     partial = 0
+    reused = 0
     for a, b in _pairs(files):
         work = replay_compare([a, b], _pair_shifts(a, b, overlap), points=12)
-        partial += sum(1 for d, g in work if 0 < d < g)
+        partial += sum(1 for d, g, _a, _c in work if 0 < d < g)
+        reused += sum(a_ - c for _d, _g, a_, c in work)
     assert partial > 100  # the reuse of some tunnels beside changed ones is what is checked
+    # ... and of the per-SA results of SAs that did not change inside a changed tunnel
+    assert reused > 100

@@ -9,6 +9,7 @@ from pcapvpn.rules.common import (
     ip_text,
 )
 from pcapvpn.rules.dataplane.common import MAX_LISTED, _label, _spi, _what, sa_filter
+from pcapvpn.rules.incremental import per_sa
 
 
 declare("ESP_SEQUENCE_GAP", "dataplane", "warning",
@@ -89,95 +90,108 @@ def sequence(ctx):
     for t, sa in _all_sas(ctx):
         if id(sa) in shared:
             continue
-        spi = _spi(sa)
-        peers = [ip_text(sa.src), ip_text(sa.dst)]
-        lost = sa.lost
-        if lost >= max(1, th.seq_gap_min):
-            gaps = sa.lost_gaps()
-            pct = sa.loss_pct
-            shown = msg_join("; ", [msg("{n} before seq {seq} at +{t} s (frame {frame})", n=m,
-                                        seq=g, t=ctx.rel(ts), frame=ref[1])
-                                    for ts, ref, _e, g, m in gaps[:MAX_LISTED]])
-            detail = msg("{lost} of {expected} sequence numbers ({pct:.3g} %) between {lo} and "
-                         "{hi} never arrived on {sa} ({n} packets seen). Largest gap: {gap}. "
-                         "First gaps: {shown}.", lost=lost, expected=sa.expected, pct=pct,
-                         lo=sa.min_seq, hi=sa.max_seq, sa=_label(sa), n=sa.packets,
-                         gap=sa.max_gap, shown=shown)
-            if sa.too_old:
-                detail += msg(" {n} of them arrived later, beyond the {window}-packet window (a "
-                              "receiver drops them as too old).", n=sa.too_old,
-                              window=th.replay_window)
-            if sa.capture_duplicates:
-                detail += msg(" {n} capture copies were not counted.", n=sa.capture_duplicates)
-            detail += msg(" The loss happened between the sender and the capture point, or in "
-                          "the capture itself.")
-            yield make(
-                "ESP_SEQUENCE_GAP", f"{sa.proto}|{spi}|{sa.dst.hex()}|gap",
-                title=msg("{lost} packet(s) lost on {what} SPI 0x{spi} ({src} -> {dst}, "
-                          "{pct:.3g} %)", lost=lost, what=_what(sa), spi=spi,
-                          src=ip_text(sa.src), dst=ip_text(sa.dst), pct=pct),
-                detail=detail, basis="observed",
-                evidence=ctx.evidence([g[1] for g in gaps], gaps[0][0] if gaps else sa.first_ts,
-                                      gaps[-1][0] if gaps else sa.last_ts, esp_spis=[spi],
-                                      peers=peers),
-                wireshark_filter=sa_filter([sa]), tunnel=t.id)
-        if sa.duplicates or sa.resets:
-            parts = []
-            if sa.duplicates:
-                parts.append(msg("{n} sequence number(s) arrived twice (not capture copies: "
-                                 "more than {ms:g} ms after the previous packet)",
-                                 n=sa.duplicates, ms=th.duplicate_window * 1000))
-            if sa.resets:
-                r = sa.reset_events[0]
-                parts.append(msg("the sequence restarted {n} time(s) on the same SPI (first at "
-                                 "+{t} s, frame {frame}: from {a} to {b}); a receiver that kept "
-                                 "the SA drops the new packets as replays", n=sa.resets,
-                                 t=ctx.rel(r[0]), frame=r[1][1], a=r[2], b=r[3]))
-            detail = msg("On {sa}: {parts}.", sa=_label(sa), parts=msg_join("; ", parts))
-            if sa.capture_duplicates:
-                detail += msg(" Besides, {n} capture copies (within {ms:g} ms) were counted apart "
-                              "(CAPTURE_DUPLICATES).", n=sa.capture_duplicates,
-                              ms=th.duplicate_window * 1000)
-            refs = [e[1] for e in sa.reset_events] or [sa.last_ref]
-            yield make(
-                "ESP_REPLAY", f"{sa.proto}|{spi}|{sa.dst.hex()}|replay",
-                title=msg("Replayed/restarted sequence numbers on {what} SPI 0x{spi} ({src} -> "
-                          "{dst})", what=_what(sa), spi=spi, src=ip_text(sa.src),
-                          dst=ip_text(sa.dst)),
-                detail=detail, basis="observed",
-                evidence=ctx.evidence(refs, sa.first_ts, sa.last_ts, esp_spis=[spi],
-                                      peers=peers),
-                wireshark_filter=sa_filter([sa]), tunnel=t.id)
-        if sa.reordered:
-            # late packets from before the first one seen are reordering too
-            beyond = sa.beyond32
-            detail = msg("{n} packet(s) arrived below the highest sequence number already seen "
-                         "on {sa}; deepest {deepest} packets. {b64} would be dropped by a "
-                         "receiver with a 64-packet window, {b32} by one with a 32-packet "
-                         "window.", n=sa.reordered, sa=_label(sa), deepest=sa.max_reorder,
-                         b64=sa.beyond64, b32=sa.beyond32)
-            sev = None if beyond else "info"
-            title = (msg("ESP reordering beyond the replay window on SPI 0x{spi}", spi=spi)
-                     if beyond else
-                     msg("ESP reordering within the replay window on SPI 0x{spi}", spi=spi))
-            if not beyond:
-                detail += msg(" Within every window: harmless.")
-            yield make(
-                "ESP_REORDER", f"{sa.proto}|{spi}|{sa.dst.hex()}|reorder",
-                title=title + msg(" ({src} -> {dst})", src=ip_text(sa.src), dst=ip_text(sa.dst)),
-                detail=detail, basis="observed", severity=sev,
-                evidence=ctx.evidence([sa.first_ref, sa.last_ref], sa.first_ts, sa.last_ts,
-                                      esp_spis=[spi], peers=peers),
-                wireshark_filter=sa_filter([sa]), tunnel=t.id)
-        if sa.near_wrap:
-            yield make(
-                "ESP_SEQUENCE_NEAR_WRAP", f"{sa.proto}|{spi}|{sa.dst.hex()}|wrap",
-                title=msg("Sequence counter of SPI 0x{spi} close to 2^32 ({seq})", spi=spi,
-                          seq=sa.max_seq),
-                detail=msg("{sa} reached sequence number {seq} ({left} left before the 32-bit "
-                           "counter cycles) and no ESN wrap was seen.", sa=_label(sa),
-                           seq=sa.max_seq, left=(1 << 32) - 1 - sa.max_seq),
-                basis="observed",
-                evidence=ctx.evidence([sa.last_ref], sa.last_ts, None, esp_spis=[spi],
-                                      peers=peers),
-                wireshark_filter=sa_filter([sa]), tunnel=t.id)
+        # each SA's findings read that SA alone: live keeps them per SA (per_sa)
+        yield from per_sa(ctx, sa, _fingerprint(t, sa), lambda t=t, sa=sa: _one(ctx, th, t, sa))
+
+
+def _fingerprint(t, sa) -> tuple:
+    """What :func:`_one` reads of ``sa`` that changes as packets arrive (and its tunnel)."""
+    return (t.id, sa.packets, sa.last_ts, sa.last_ref, sa.nxt, sa.base, sa.missing, sa._lost,
+            sa.duplicates, sa.capture_duplicates, sa.resets, sa.reordered, sa.too_old,
+            sa.wraps, sa.max_gap, len(sa.gaps), len(sa.last_gaps))
+
+
+def _one(ctx, th, t, sa):
+    """The sequence findings of one SA."""
+    spi = _spi(sa)
+    peers = [ip_text(sa.src), ip_text(sa.dst)]
+    lost = sa.lost
+    if lost >= max(1, th.seq_gap_min):
+        gaps = sa.lost_gaps()
+        pct = sa.loss_pct
+        shown = msg_join("; ", [msg("{n} before seq {seq} at +{t} s (frame {frame})", n=m,
+                                    seq=g, t=ctx.rel(ts), frame=ref[1])
+                                for ts, ref, _e, g, m in gaps[:MAX_LISTED]])
+        detail = msg("{lost} of {expected} sequence numbers ({pct:.3g} %) between {lo} and "
+                     "{hi} never arrived on {sa} ({n} packets seen). Largest gap: {gap}. "
+                     "First gaps: {shown}.", lost=lost, expected=sa.expected, pct=pct,
+                     lo=sa.min_seq, hi=sa.max_seq, sa=_label(sa), n=sa.packets,
+                     gap=sa.max_gap, shown=shown)
+        if sa.too_old:
+            detail += msg(" {n} of them arrived later, beyond the {window}-packet window (a "
+                          "receiver drops them as too old).", n=sa.too_old,
+                          window=th.replay_window)
+        if sa.capture_duplicates:
+            detail += msg(" {n} capture copies were not counted.", n=sa.capture_duplicates)
+        detail += msg(" The loss happened between the sender and the capture point, or in "
+                      "the capture itself.")
+        yield make(
+            "ESP_SEQUENCE_GAP", f"{sa.proto}|{spi}|{sa.dst.hex()}|gap",
+            title=msg("{lost} packet(s) lost on {what} SPI 0x{spi} ({src} -> {dst}, "
+                      "{pct:.3g} %)", lost=lost, what=_what(sa), spi=spi,
+                      src=ip_text(sa.src), dst=ip_text(sa.dst), pct=pct),
+            detail=detail, basis="observed",
+            evidence=ctx.evidence([g[1] for g in gaps], gaps[0][0] if gaps else sa.first_ts,
+                                  gaps[-1][0] if gaps else sa.last_ts, esp_spis=[spi],
+                                  peers=peers),
+            wireshark_filter=sa_filter([sa]), tunnel=t.id)
+    if sa.duplicates or sa.resets:
+        parts = []
+        if sa.duplicates:
+            parts.append(msg("{n} sequence number(s) arrived twice (not capture copies: "
+                             "more than {ms:g} ms after the previous packet)",
+                             n=sa.duplicates, ms=th.duplicate_window * 1000))
+        if sa.resets:
+            r = sa.reset_events[0]
+            parts.append(msg("the sequence restarted {n} time(s) on the same SPI (first at "
+                             "+{t} s, frame {frame}: from {a} to {b}); a receiver that kept "
+                             "the SA drops the new packets as replays", n=sa.resets,
+                             t=ctx.rel(r[0]), frame=r[1][1], a=r[2], b=r[3]))
+        detail = msg("On {sa}: {parts}.", sa=_label(sa), parts=msg_join("; ", parts))
+        if sa.capture_duplicates:
+            detail += msg(" Besides, {n} capture copies (within {ms:g} ms) were counted apart "
+                          "(CAPTURE_DUPLICATES).", n=sa.capture_duplicates,
+                          ms=th.duplicate_window * 1000)
+        refs = [e[1] for e in sa.reset_events] or [sa.last_ref]
+        yield make(
+            "ESP_REPLAY", f"{sa.proto}|{spi}|{sa.dst.hex()}|replay",
+            title=msg("Replayed/restarted sequence numbers on {what} SPI 0x{spi} ({src} -> "
+                      "{dst})", what=_what(sa), spi=spi, src=ip_text(sa.src),
+                      dst=ip_text(sa.dst)),
+            detail=detail, basis="observed",
+            evidence=ctx.evidence(refs, sa.first_ts, sa.last_ts, esp_spis=[spi],
+                                  peers=peers),
+            wireshark_filter=sa_filter([sa]), tunnel=t.id)
+    if sa.reordered:
+        # late packets from before the first one seen are reordering too
+        beyond = sa.beyond32
+        detail = msg("{n} packet(s) arrived below the highest sequence number already seen "
+                     "on {sa}; deepest {deepest} packets. {b64} would be dropped by a "
+                     "receiver with a 64-packet window, {b32} by one with a 32-packet "
+                     "window.", n=sa.reordered, sa=_label(sa), deepest=sa.max_reorder,
+                     b64=sa.beyond64, b32=sa.beyond32)
+        sev = None if beyond else "info"
+        title = (msg("ESP reordering beyond the replay window on SPI 0x{spi}", spi=spi)
+                 if beyond else
+                 msg("ESP reordering within the replay window on SPI 0x{spi}", spi=spi))
+        if not beyond:
+            detail += msg(" Within every window: harmless.")
+        yield make(
+            "ESP_REORDER", f"{sa.proto}|{spi}|{sa.dst.hex()}|reorder",
+            title=title + msg(" ({src} -> {dst})", src=ip_text(sa.src), dst=ip_text(sa.dst)),
+            detail=detail, basis="observed", severity=sev,
+            evidence=ctx.evidence([sa.first_ref, sa.last_ref], sa.first_ts, sa.last_ts,
+                                  esp_spis=[spi], peers=peers),
+            wireshark_filter=sa_filter([sa]), tunnel=t.id)
+    if sa.near_wrap:
+        yield make(
+            "ESP_SEQUENCE_NEAR_WRAP", f"{sa.proto}|{spi}|{sa.dst.hex()}|wrap",
+            title=msg("Sequence counter of SPI 0x{spi} close to 2^32 ({seq})", spi=spi,
+                      seq=sa.max_seq),
+            detail=msg("{sa} reached sequence number {seq} ({left} left before the 32-bit "
+                       "counter cycles) and no ESN wrap was seen.", sa=_label(sa),
+                       seq=sa.max_seq, left=(1 << 32) - 1 - sa.max_seq),
+            basis="observed",
+            evidence=ctx.evidence([sa.last_ref], sa.last_ts, None, esp_spis=[spi],
+                                  peers=peers),
+            wireshark_filter=sa_filter([sa]), tunnel=t.id)
