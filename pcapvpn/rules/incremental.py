@@ -522,12 +522,13 @@ class RuleCache:
         self._prune_units(maps)
         self._units_fresh = set()
         fps = {g: self._fingerprint(g, obj) for g, obj in members.items()}
+        shared: dict = {}  # computed once over the whole state, for every sub-state of the run
         side = self._side_facts(state)
         adj: dict = {}
         if everything:
             dirty = set(members)
         else:
-            dirty = self._changed(state, members, fps, side, pairs)
+            dirty = self._changed(state, members, fps, side, pairs, shared)
             # links: a dirty group makes the groups it reads (and that read it) dirty
             for a, b in self._links(state, maps):
                 if a != b:
@@ -556,7 +557,8 @@ class RuleCache:
         self._held = set(members)
         rec = _Recorder(self, maps, now)
         self.stats_units = {}  # rule name -> [per-SA bodies run, asked]
-        base = _SubContext(_sub(state, maps, dirty, now), rec)
+        owners = _owners(state, maps)
+        base = _SubContext(_sub(state, owners, dirty, now, shared), rec)
         touched = set(dirty)
         new = {g: _Group(fp=fps[g]) for g in dirty}
         out_by_rule: dict = {}
@@ -579,7 +581,7 @@ class RuleCache:
                         if g not in new:
                             new[g] = _Group(fp=self.groups[g].fp, partial=True)
                     touched |= extra
-                    ctx = _SubContext(_sub(state, maps, extra, now), rec)
+                    ctx = _SubContext(_sub(state, owners, extra, now, shared), rec)
                     runs[name] += len(extra)
                     ok = self._run_local(fn, name, ctx, rec, new, extra)
                 if not ok:
@@ -656,10 +658,11 @@ class RuleCache:
             for k in gone:
                 del mine[k]
 
-    def unit(self, rec, sa, fp, body) -> list:
+    def unit(self, rec, sa, fp, body, valid=None) -> list:
         """:func:`per_sa` under this cache: the kept result of the rule running for ``sa``
-        when its fingerprint is ``fp`` and no deadline it compared with has passed, else
-        ``body()`` (kept when it used ``now`` only in comparisons)."""
+        when its fingerprint is ``fp``, no deadline it compared with has passed and
+        ``valid(result)`` holds, else ``body()`` (kept when it used ``now`` only in
+        comparisons)."""
         name = rec.rule
         mine = self.units.setdefault(name, {})
         k = id(sa)
@@ -667,7 +670,8 @@ class RuleCache:
         now = rec.now
         counts = self.stats_units.setdefault(name, [0, 0])
         counts[1] += 1
-        if got is not None and got[0] == fp and now < got[2]:
+        if got is not None and got[0] == fp and now < got[2] and (
+                valid is None or valid(got[1])):
             if got[2] != _INF:
                 g = rec.group()
                 if g is not None:
@@ -687,7 +691,7 @@ class RuleCache:
             self._units_fresh.add((name, k))
         return found
 
-    def _changed(self, state, members, fps, side, pairs) -> set:
+    def _changed(self, state, members, fps, side, pairs, shared) -> set:
         """The groups whose content changed since the previous run (new SAs, packets,
         messages; a keepalive, ICMP error or fragment set of their addresses; an aggregate they
         read), or that hold inner traffic."""
@@ -706,7 +710,7 @@ class RuleCache:
             if not grp.facts or g in dirty or g not in members:
                 continue
             if agg is None:
-                agg = _aggregates(state)
+                agg = _aggregates(state, shared)
             if any(agg[n].get(k, MISSING) != v for rows in grp.facts.values()
                    for n, k, v in rows):
                 dirty.add(g)
@@ -777,16 +781,19 @@ class RuleCache:
 _INF = float("inf")
 
 
-def per_sa(ctx, sa, fp, body) -> list:
-    """The findings of ``body()``: a rule's work for one SA ``sa`` that reads that SA alone (its
-    tunnel's id at most, which ``fp`` then holds) and ``now`` only in comparisons.  ``fp`` is the
-    SA's change counter: whatever the body reads of it that can change.  Under live's
-    :class:`RuleCache` the result is kept and reused while ``fp`` stays the same and no deadline
-    the body compared ``now`` with has passed; otherwise (offline) ``body()`` runs."""
+def per_sa(ctx, sa, fp, body, valid=None) -> list:
+    """The findings of ``body()`` (or what a rule makes them from): a rule's work for one SA
+    ``sa`` that reads that SA alone (its tunnel's id at most, which ``fp`` then holds) and
+    ``now`` only in comparisons.  ``fp`` is the SA's change counter: whatever the body reads of
+    it that can change.  ``valid(result)``, when given, tells whether what a kept result read
+    of other SAs is still so (a look-up in the tunnel, made again: cheaper than the body).
+    Under live's :class:`RuleCache` the result is kept and reused while ``fp`` stays the same,
+    ``valid`` holds and no deadline the body compared ``now`` with has passed; otherwise
+    (offline) ``body()`` runs."""
     unit = getattr(ctx, "unit", None)
     if unit is None:
         return list(body())
-    return unit(sa, fp, body)
+    return unit(sa, fp, body, valid)
 
 
 def _close(gs: set, adj: dict) -> None:
@@ -800,32 +807,50 @@ def _close(gs: set, adj: dict) -> None:
                 todo.append(h)
 
 
-def _sub(state, maps, gs, now):
+def _sub(state, owners, gs, now, shared):
     """The part of ``state`` of the groups ``gs``: its followed lists filtered (in order),
-    ``now`` a :class:`_Dep`; ``whole`` the whole state, ``facts`` the aggregates' wrapper."""
+    ``now`` a :class:`_Dep`; ``whole`` the whole state, ``facts`` the aggregates' wrapper,
+    ``shared`` what the run computes once over the whole state (:func:`_owners`: each followed
+    list's elements with their groups)."""
     sub = copy.copy(state)
     sub.now = _Dep(now)
     for kind in KINDS:
-        m = maps[kind]
-        key = (lambda x: x.id) if kind == "tunnels" else id
-        whole = getattr(state, kind)
-        lst = _Seq(x for x in whole if m[key(x)] in gs)
+        lst = _Seq(x for x, g in owners[kind] if g in gs)
         lst.kind = kind
-        lst.whole = bool(whole)
+        lst.whole = bool(owners[kind])
         setattr(sub, kind, lst)
     sub.whole = state
     sub.facts = _facts
+    sub.shared = shared
     return sub
+
+
+def _owners(state, maps) -> dict:
+    """Per followed list, ``[(element, its group)]`` in the list's order (once per run: every
+    sub-state of the run filters these)."""
+    out = {}
+    for kind in KINDS:
+        m = maps[kind]
+        if kind == "tunnels":
+            out[kind] = [(x, m[x.id]) for x in state.tunnels]
+        else:
+            out[kind] = [(x, m[id(x)]) for x in getattr(state, kind)]
+    return out
 
 
 def _copy(f):
     """A finding kept by the cache, handed out: what comes after the rules (the verdict's
     recovery and redirect notes, fragments in the filter, capture drops, vantage locations, log
     lines) changes the copy, never the kept one (its dicts and lists are copied too)."""
-    g = copy.copy(f)
-    for k, v in vars(g).items():
-        if isinstance(v, (dict, list)):
-            setattr(g, k, copy.copy(v))
+    g = object.__new__(f.__class__)  # as copy.copy of a plain dataclass, without its detour
+    d = dict(f.__dict__)
+    for k, v in d.items():
+        t = type(v)
+        if t is list or t is dict:
+            d[k] = v.copy()
+        elif isinstance(v, (dict, list)):
+            d[k] = copy.copy(v)
+    g.__dict__ = d
     return g
 
 
@@ -856,13 +881,16 @@ def _collect(fn, ctx) -> list:
     return out
 
 
-def _aggregates(state) -> dict:
+def _aggregates(state, shared) -> dict:
     """The whole-state aggregates rules read through :func:`_facts`, by name."""
     from pcapvpn.rules.dataplane.common import heard_all
 
     from pcapvpn.rules.dataplane.sequence import _shared_counters
 
-    out = {f"heard.{k}": v for k, v in heard_all(state).items()}
+    h = shared.get("heard_all")
+    if h is None:
+        h = shared["heard_all"] = heard_all(state)
+    out = {f"heard.{k}": v for k, v in h.items()}
     out["sequence.shared"] = dict.fromkeys(_shared_counters(state.esp_sas), True)
     return out
 
@@ -899,8 +927,8 @@ def _context_class():
             self.pending_cuts: list = []
             self._pos = None
 
-        def unit(self, sa, fp, body) -> list:
-            return self.rec.cache.unit(self.rec, sa, fp, body)
+        def unit(self, sa, fp, body, valid=None) -> list:
+            return self.rec.cache.unit(self.rec, sa, fp, body, valid)
 
         def positions(self):
             if self._pos is None:

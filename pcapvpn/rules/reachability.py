@@ -10,6 +10,8 @@ Liveness checks (empty INFORMATIONAL) are the stability rules' (DPD_TIMEOUT).
 from __future__ import annotations
 
 import bisect
+import copy
+from collections import namedtuple
 
 from dissect.vpn import registry as reg
 from dissect.vpn.ip import (
@@ -18,6 +20,7 @@ from dissect.vpn.ip import (
 from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV2
 from pcapvpn.findings import Term, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
+from pcapvpn.rules.incremental import per_sa
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
@@ -218,141 +221,221 @@ def _esp_udp_index(t):
 @rule
 def unanswered_ike(ctx):
     for sa in ctx.state.ike_sas:
-        for x in sa.exchanges:
-            if _is_liveness(x):
-                continue
-            status = exchange_status(ctx, x)
-            if status not in (UNANSWERED,):
-                continue
-            reqs = last_requests(x)
-            if not reqs:
-                continue
-            t = ike_tunnel_of(ctx, sa)
-            first = reqs[0]
-            if _v1_peer_still_talking(sa, x, first, reqs):
-                continue  # the authentication rules judge it (IKE_AUTH_FAILED, inferred)
-            sends = [m for m in reqs if m.duplicate_of is None]
-            retrans = len([m for m in sends if m.retransmit_of is not None])
-            intervals = backoff(sends)
-            wait = ctx.now - max(m.ts for m in reqs)
-            answered_before = [y for y in sa.exchanges[:x.index]
-                               if exchange_status(ctx, y) != UNANSWERED
-                               and any(m.src != first.src for m in y.msgs)]
-            # IKEv1 phase 1 is one exchange: the peer's earlier steps of it (MM2, MM4) count
-            peer_before = [m for m in x.msgs if m.src != first.src and m.ts < first.ts] \
-                if x.version == 1 else []
-            heard_500 = any(m.src != first.src and Port.IKE in (m.sport, m.dport)
-                            for y in answered_before for m in y.msgs) or \
-                any(Port.IKE in (m.sport, m.dport) for m in peer_before)
-            to_4500 = first.transport == "udp" and Port.NAT_T in (first.dport, first.sport)
-            # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
-            heard_4500 = [m for y in answered_before for m in y.msgs
-                          if m.src != first.src and Port.NAT_T in (m.sport, m.dport)] + \
-                [m for m in peer_before if Port.NAT_T in (m.sport, m.dport)]
-            # a capture that starts mid-session has no IKE answer before: the peer's ESP in UDP
-            # on these very ports (both ways: the SA worked) says the same
-            esp_here = None if heard_4500 else _peer_esp_on(ctx, t, first)
-            gone = bool(heard_4500 or esp_here is not None) and x.exch in (ExchangeType.INFORMATIONAL,
-                                                               ExchangeType.INFORMATIONAL_V1)
-            refs = ctx.msg_refs(reqs)
-            frag = _fragmented(reqs)
-            label = exchange_label(x)
-            sender = endpoint_text((first.ipver, first.src, first.sport))
-            receiver = endpoint_text((first.ipver, first.dst, first.dport))
-            size = max(m.size for m in reqs)
-            hint = implementation_hint(intervals)
-            over = msg(" over TCP") if first.transport == "tcp" else ""
-            detail = (msg("{label} from {sender} to {receiver}{over} ({size} bytes) was sent {n} "
-                          "time(s) ({retrans} retransmission(s)", label=label, sender=sender,
-                          receiver=receiver, over=over, size=size, n=len(sends), retrans=retrans)
-                      + (msg(" at intervals {iv} s", iv=_intervals_text(intervals))
-                         if intervals else "")
-                      + msg("); no response within {within:.1f} s of the first send (the capture "
-                            "ends {wait:.1f} s after the last copy).", within=ctx.now - first.ts,
-                            wait=wait))
-            side = side_of(sa, first.src)
-            if hint:
-                detail += msg(" Retransmission pattern of the {side}: {hint}.",
-                              side=Term(side or 'sender'), hint=Term(hint))
-            others = []
-            if frag and not _ike_fragmentation_negotiated(sa):
-                code = "IKE_FRAGMENTATION_LOSS"
-                nfr = max(len(m.frames) for m in reqs)
-                detail += msg(" Each copy went out as {n} IP fragments and RFC 7383 IKE "
-                              "fragmentation was not negotiated (no IKEV2_FRAGMENTATION_SUPPORTED "
-                              "from both sides).", n=nfr)
-                if heard_500 and to_4500:
-                    others.append(msg("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
-                                      "worked, but fragments explain the loss better)"))
-                others.append("IKE_NO_RESPONSE")
-            elif heard_500 and to_4500 and not heard_4500 and \
-                    _v1_float_received(ctx, sa, first):
-                # IKEv1: the peer did not re-send its last message on UDP 500 (MM4 / AM2) after
-                # the first message on 4500: it got that message, so 4500 reaches it
-                if x.exch == ExchangeType.QUICK_MODE:
-                    continue  # phase 1 is up: the Quick Mode's own finding (CHILD_SA_FAILED)
-                code = "IKE_NO_RESPONSE"
-                detail += msg(" {peer} did not re-send its last message on UDP 500 after the "
-                              "first message came on UDP 4500: it received that one, so UDP 4500 "
-                              "reaches it; it does not answer this exchange.",
-                              peer=ip_text(first.dst))
-            elif heard_500 and to_4500 and not heard_4500:
-                code = "NAT_T_BLOCKED"
-                what = reg.exchange_name(first.exch, short=True)
-                detail += msg(" UDP 500 was answered earlier in this IKE SA; nothing came back "
-                              "on UDP 4500 ({what} was the first exchange sent there).",
-                              what=what)
-                others.append("IKE_NO_RESPONSE")
-            elif esp_here is not None and gone:
-                code = "IKE_NO_RESPONSE"
-                detail += msg(" {peer} had sent ESP in UDP on these very ports until +{t} s, "
-                              "and ESP flowed both ways: UDP 4500 is not blocked; the peer "
-                              "stopped answering. An INFORMATIONAL request (a DELETE or a "
-                              "liveness check) left unanswered after the SA worked means the "
-                              "peer has gone (a remote-access client closed or lost its link): "
-                              "not a NAT failure.", peer=ip_text(first.dst),
-                              t=ctx.rel(esp_here))
-            elif heard_4500:
-                code = "IKE_NO_RESPONSE"
-                detail += msg(" {peer} had answered on UDP 4500 earlier in this IKE SA ({what} "
-                              "at +{t} s): UDP 4500 is not blocked; the peer stopped answering.",
-                              peer=ip_text(first.dst),
-                              what=reg.exchange_name(heard_4500[-1].exch, short=True),
-                              t=ctx.rel(heard_4500[-1].ts))
-                if gone:
-                    detail += msg(" An INFORMATIONAL request (a DELETE or a liveness check) left "
-                                  "unanswered after the SA worked means the peer has gone (a "
-                                  "remote-access client closed or lost its link): not a NAT "
-                                  "failure.")
-            else:
-                code = "IKE_NO_RESPONSE"
-                if not answered_before and not any(m.src != first.src for m in x.msgs):
-                    detail += msg(" The peer sent nothing at all in this IKE SA.")
-            if others:
-                detail += msg(" Other candidates: {others}.", others=msg_join("; ", others))
-            tcp = _fallback_to_tcp(ctx, t, sa, first)
-            if tcp is not None:
-                # RFC 9329 §1: TCP is the fallback when IKE cannot be negotiated over UDP (the
-                # verdict marks the failure recovered by that IKE SA)
-                detail += msg(" {peer} then fell back to IKE over TCP (RFC 9329): the IKE SA it "
-                              "started over TCP port {port} at +{t:g} s was established, so UDP "
-                              "{udp} is blocked or dropped on the path while TCP passes.",
-                              peer=ip_text(first.src), port=tcp.responder[2],
-                              t=ctx.rel(tcp.first_ts), udp=first.dport)
-            msgids = [x.msgid] if x.version == 2 else None
-            facts = ike_facts(sa, x, side, nat=_nat_story(sa))
-            yield make(
-                code, f"{sa.id}|{x.index}", severity="info" if gone else None, facts=facts,
-                title=msg("{label} to {peer} never answered", label=label,
-                          peer=ip_text(first.dst)),
-                detail=detail, basis="observed",
-                evidence=ctx.evidence(refs, first.ts, reqs[-1].ts,
-                                      ike_spis=[sa.ispi.hex(), sa.rspi.hex()],
-                                      peers=[sender, receiver]),
-                wireshark_filter=ike_filter(sa, msgids=msgids,
-                                            exch=x.exch if x.version == 1 else None),
-                tunnel=t.id if t else None)
-            break  # the first unanswered exchange of an SA is the one that matters
+        t = ike_tunnel_of(ctx, sa)
+        # live keeps each SA's draft (per_sa) while the SA and what the draft read of its
+        # tunnel stay the same; the sentence that follows the clock is written every time
+        for d in per_sa(ctx, sa, (_ike_unit_fp(sa), t.id if t else None),
+                        lambda sa=sa, t=t: _unanswered_draft(ctx, sa, t),
+                        lambda found, sa=sa, t=t: all(_draft_reads(ctx, sa, t, d) == d.reads
+                                                      for d in found)):
+            yield _unanswered_finding(ctx, d)
+
+
+#: what a draft keeps of the request (the look-ups made again read these)
+_Req = namedtuple("_Req", "transport sport dport src dst ts")
+
+
+class _Draft:
+    """An unanswered request's finding without the sentence that follows the clock: that
+    sentence goes between ``head`` and ``tail`` (:func:`_unanswered_finding`)."""
+
+    __slots__ = ("finding", "head", "tail", "first", "last_ts", "reads")
+
+    def __init__(self, finding, head, tail, first, last_ts, reads):
+        self.finding = finding
+        self.head = head
+        self.tail = tail
+        self.first = first
+        self.last_ts = last_ts
+        self.reads = reads
+
+    def __reduce__(self):  # a forked evaluation's cache comes back pickled
+        return (_Draft, (self.finding, self.head, self.tail, self.first, self.last_ts,
+                         self.reads))
+
+
+def _ike_unit_fp(sa) -> tuple:
+    """What :func:`_unanswered_draft` reads of ``sa`` that changes as messages arrive."""
+    return (len(sa.messages), sa.last_ts, sa.rspi, sa.initiator, sa.responder)
+
+
+def _draft_reads(ctx, sa, t, d) -> tuple:
+    """What draft ``d`` read of ``sa``'s tunnel ``t``, read again: the peer's ESP in UDP on the
+    request's ports (when it was looked up) and the IKE SA over TCP the sender fell back to."""
+    first = d.first
+    how = d.reads[0][0]
+    esp = None if how == "unread" else _peer_esp_on(ctx, t, first)
+    return (_esp_read(how, esp), _tcp_key(_fallback_to_tcp(ctx, t, sa, first)))
+
+
+def _esp_read(how, esp) -> tuple:
+    """What a draft read of the peer's ESP in UDP (``_peer_esp_on``): nothing ("unread"),
+    whether there was any ("some"), or the time it was last heard, shown ("value")."""
+    if how == "unread":
+        return (how, None)
+    return (how, esp) if how == "value" else (how, esp is not None)
+
+
+def _tcp_key(tcp):
+    return None if tcp is None else (tcp.responder[2], tcp.first_ts)
+
+
+def _unanswered_finding(ctx, d):
+    """The finding of draft ``d`` as of ``ctx.now``."""
+    from pcapvpn.findings import MAX_DETAIL, _bounded
+
+    first = d.first
+    detail = d.head + msg("); no response within {within:.1f} s of the first send (the capture "
+                          "ends {wait:.1f} s after the last copy).", within=ctx.now - first.ts,
+                          wait=ctx.now - d.last_ts)
+    for part in d.tail:
+        detail += part
+    f = copy.copy(d.finding)
+    f.detail = _bounded(detail, MAX_DETAIL)
+    return f
+
+
+def _unanswered_draft(ctx, sa, t) -> list:
+    """The draft of ``sa``'s first unanswered request (none or one)."""
+    for x in sa.exchanges:
+        if _is_liveness(x):
+            continue
+        status = exchange_status(ctx, x)
+        if status not in (UNANSWERED,):
+            continue
+        reqs = last_requests(x)
+        if not reqs:
+            continue
+        first = reqs[0]
+        if _v1_peer_still_talking(sa, x, first, reqs):
+            continue  # the authentication rules judge it (IKE_AUTH_FAILED, inferred)
+        sends = [m for m in reqs if m.duplicate_of is None]
+        retrans = len([m for m in sends if m.retransmit_of is not None])
+        intervals = backoff(sends)
+        last_ts = max(m.ts for m in reqs)
+        answered_before = [y for y in sa.exchanges[:x.index]
+                           if exchange_status(ctx, y) != UNANSWERED
+                           and any(m.src != first.src for m in y.msgs)]
+        # IKEv1 phase 1 is one exchange: the peer's earlier steps of it (MM2, MM4) count
+        peer_before = [m for m in x.msgs if m.src != first.src and m.ts < first.ts] \
+            if x.version == 1 else []
+        heard_500 = any(m.src != first.src and Port.IKE in (m.sport, m.dport)
+                        for y in answered_before for m in y.msgs) or \
+            any(Port.IKE in (m.sport, m.dport) for m in peer_before)
+        to_4500 = first.transport == "udp" and Port.NAT_T in (first.dport, first.sport)
+        # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
+        heard_4500 = [m for y in answered_before for m in y.msgs
+                      if m.src != first.src and Port.NAT_T in (m.sport, m.dport)] + \
+            [m for m in peer_before if Port.NAT_T in (m.sport, m.dport)]
+        # a capture that starts mid-session has no IKE answer before: the peer's ESP in UDP
+        # on these very ports (both ways: the SA worked) says the same
+        esp_here = None if heard_4500 else _peer_esp_on(ctx, t, first)
+        esp_how = "unread" if heard_4500 else "some"
+        gone = bool(heard_4500 or esp_here is not None) and x.exch in (ExchangeType.INFORMATIONAL,
+                                                           ExchangeType.INFORMATIONAL_V1)
+        refs = ctx.msg_refs(reqs)
+        frag = _fragmented(reqs)
+        label = exchange_label(x)
+        sender = endpoint_text((first.ipver, first.src, first.sport))
+        receiver = endpoint_text((first.ipver, first.dst, first.dport))
+        size = max(m.size for m in reqs)
+        hint = implementation_hint(intervals)
+        over = msg(" over TCP") if first.transport == "tcp" else ""
+        head = (msg("{label} from {sender} to {receiver}{over} ({size} bytes) was sent {n} "
+                    "time(s) ({retrans} retransmission(s)", label=label, sender=sender,
+                    receiver=receiver, over=over, size=size, n=len(sends), retrans=retrans)
+                + (msg(" at intervals {iv} s", iv=_intervals_text(intervals))
+                   if intervals else ""))
+        # the sentence "no response within ..." comes here (_unanswered_finding)
+        tail: list = []
+        side = side_of(sa, first.src)
+        if hint:
+            tail.append(msg(" Retransmission pattern of the {side}: {hint}.",
+                          side=Term(side or 'sender'), hint=Term(hint)))
+        others = []
+        if frag and not _ike_fragmentation_negotiated(sa):
+            code = "IKE_FRAGMENTATION_LOSS"
+            nfr = max(len(m.frames) for m in reqs)
+            tail.append(msg(" Each copy went out as {n} IP fragments and RFC 7383 IKE "
+                          "fragmentation was not negotiated (no IKEV2_FRAGMENTATION_SUPPORTED "
+                          "from both sides).", n=nfr))
+            if heard_500 and to_4500:
+                others.append(msg("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
+                                  "worked, but fragments explain the loss better)"))
+            others.append("IKE_NO_RESPONSE")
+        elif heard_500 and to_4500 and not heard_4500 and \
+                _v1_float_received(ctx, sa, first):
+            # IKEv1: the peer did not re-send its last message on UDP 500 (MM4 / AM2) after
+            # the first message on 4500: it got that message, so 4500 reaches it
+            if x.exch == ExchangeType.QUICK_MODE:
+                continue  # phase 1 is up: the Quick Mode's own finding (CHILD_SA_FAILED)
+            code = "IKE_NO_RESPONSE"
+            tail.append(msg(" {peer} did not re-send its last message on UDP 500 after the "
+                          "first message came on UDP 4500: it received that one, so UDP 4500 "
+                          "reaches it; it does not answer this exchange.",
+                          peer=ip_text(first.dst)))
+        elif heard_500 and to_4500 and not heard_4500:
+            code = "NAT_T_BLOCKED"
+            what = reg.exchange_name(first.exch, short=True)
+            tail.append(msg(" UDP 500 was answered earlier in this IKE SA; nothing came back "
+                          "on UDP 4500 ({what} was the first exchange sent there).",
+                          what=what))
+            others.append("IKE_NO_RESPONSE")
+        elif esp_here is not None and gone:
+            code = "IKE_NO_RESPONSE"
+            esp_how = "value"
+            tail.append(msg(" {peer} had sent ESP in UDP on these very ports until +{t} s, "
+                          "and ESP flowed both ways: UDP 4500 is not blocked; the peer "
+                          "stopped answering. An INFORMATIONAL request (a DELETE or a "
+                          "liveness check) left unanswered after the SA worked means the "
+                          "peer has gone (a remote-access client closed or lost its link): "
+                          "not a NAT failure.", peer=ip_text(first.dst),
+                          t=ctx.rel(esp_here)))
+        elif heard_4500:
+            code = "IKE_NO_RESPONSE"
+            tail.append(msg(" {peer} had answered on UDP 4500 earlier in this IKE SA ({what} "
+                          "at +{t} s): UDP 4500 is not blocked; the peer stopped answering.",
+                          peer=ip_text(first.dst),
+                          what=reg.exchange_name(heard_4500[-1].exch, short=True),
+                          t=ctx.rel(heard_4500[-1].ts)))
+            if gone:
+                tail.append(msg(" An INFORMATIONAL request (a DELETE or a liveness check) left "
+                              "unanswered after the SA worked means the peer has gone (a "
+                              "remote-access client closed or lost its link): not a NAT "
+                              "failure."))
+        else:
+            code = "IKE_NO_RESPONSE"
+            if not answered_before and not any(m.src != first.src for m in x.msgs):
+                tail.append(msg(" The peer sent nothing at all in this IKE SA."))
+        if others:
+            tail.append(msg(" Other candidates: {others}.", others=msg_join("; ", others)))
+        tcp = _fallback_to_tcp(ctx, t, sa, first)
+        if tcp is not None:
+            # RFC 9329 §1: TCP is the fallback when IKE cannot be negotiated over UDP (the
+            # verdict marks the failure recovered by that IKE SA)
+            tail.append(msg(" {peer} then fell back to IKE over TCP (RFC 9329): the IKE SA it "
+                          "started over TCP port {port} at +{t:g} s was established, so UDP "
+                          "{udp} is blocked or dropped on the path while TCP passes.",
+                          peer=ip_text(first.src), port=tcp.responder[2],
+                          t=ctx.rel(tcp.first_ts), udp=first.dport))
+        msgids = [x.msgid] if x.version == 2 else None
+        facts = ike_facts(sa, x, side, nat=_nat_story(sa))
+        f = make(
+            code, f"{sa.id}|{x.index}", severity="info" if gone else None, facts=facts,
+            title=msg("{label} to {peer} never answered", label=label,
+                      peer=ip_text(first.dst)),
+            detail="", basis="observed",
+            evidence=ctx.evidence(refs, first.ts, reqs[-1].ts,
+                                  ike_spis=[sa.ispi.hex(), sa.rspi.hex()],
+                                  peers=[sender, receiver]),
+            wireshark_filter=ike_filter(sa, msgids=msgids,
+                                        exch=x.exch if x.version == 1 else None),
+            tunnel=t.id if t else None)
+        # the first unanswered exchange of an SA is the one that matters
+        req = _Req(first.transport, first.sport, first.dport, first.src, first.dst, first.ts)
+        reads = (_esp_read(esp_how, esp_here), _tcp_key(tcp))
+        return [_Draft(f, head, tail, req, last_ts, reads)]
+    return []
 
 
 def _fallback_to_tcp(ctx, t, sa, first):

@@ -161,7 +161,12 @@ class _Index:
             # over the whole state (live's RuleCache runs the rules over the tunnels that
             # changed: what a peer sent elsewhere is read from all of them, each read noted)
             whole = getattr(self.state, "whole", None)
-            h = heard_all(whole if whole is not None else self.state)
+            shared = getattr(self.state, "shared", None)  # once per RuleCache run
+            h = shared.get("heard_all") if shared is not None else None
+            if h is None:
+                h = heard_all(whole if whole is not None else self.state)
+                if shared is not None:
+                    shared["heard_all"] = h
             note = getattr(self.state, "facts", None)
             if note is not None:
                 h = {k: note(f"heard.{k}", v) for k, v in h.items()}
