@@ -9,6 +9,7 @@ frames with expiry and eviction); the AF_PACKET path end to end is ``bench/live_
     python bench/live_flood.py --frames 5000000 --max-sas 2000 --samples 25   # the RSS plateau
     python bench/live_flood.py --frames 300000 --max-sas 20000 --profile out.prof
     python bench/live_flood.py --frames 1000000 --max-sas 20000 --expiry-only --then 2000
+    python bench/live_flood.py --frames 1000000 --max-sas 20000 --expiry-only --then 2000 --stops 3
 
 Each ``--max-sas`` runs in a fresh process.  Printed, not written to RESULTS.md (copy the lines
 there with the load averages they print).
@@ -151,9 +152,20 @@ def _side_by_side(s, repeat: int) -> dict:
     return out
 
 
+def _stops(s, repeat: int) -> dict:
+    """The stop path as now, ``repeat`` times, each in a fork of the same held state: the CPU
+    of each run and the best (the document's hash is the same in every run)."""
+    runs = [_stop_in_fork(s, False) for _ in range(repeat)]
+    best = min(runs, key=lambda x: x["cpu"])
+    out = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in best.items()}
+    out["cpu_all"] = [round(x["cpu"], 2) for x in runs]
+    out["docs"] = sorted({x["doc"] for x in runs})
+    return out
+
+
 def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
           seed: int = 20, phases: bool = False, ab: int = 0, expiry_only: bool = False,
-          then: int = 0) -> dict:
+          then: int = 0, stops: int = 0) -> dict:
     from mutated import MutatedCapture, lab_frames
     from pcapvpn.analysis import no_gc
     from pcapvpn.live import LiveOptions, LiveSession
@@ -203,6 +215,7 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
     cap.dry = True  # the stop: nothing more arrives
     load1 = os.getloadavg()[0]
     ab = _side_by_side(s, repeat=ab) if ab else None
+    stops_r = _stops(s, stops) if stops else None
     spent = _phases() if phases else None
     prof = None
     if profile:
@@ -226,12 +239,13 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
             "stop_wall": round(w2 - w0, 2), "stop_cpu": round(c2 - c0, 2),
             "report_mb": round(len(text) / 1e6, 2), "report_sha": _sha(text),
             "phases": {k: round(v, 3) for k, v in (spent or {}).items()}, "ab": ab,
+            "stops": stops_r,
             "evicted": s.tracker.evicted_sas, "expired": s.tracker.expired_sas,
             "steps": steps, "held": (len(s.tracker.ike_tracker.sas),
                                      len(s.tracker.esp_tracker._sas)),
             "cache": {k: v for k, v in getattr(getattr(s, "rule_cache", None), "stats",
                                                 {}).items()
-                      if k in ("groups", "dirty", "ike_sas", "esp_sas")},
+                      if k in ("groups", "dirty", "ike_sas", "esp_sas", "units")},
             "load": (round(load0, 2), round(load1, 2))}
 
 
@@ -258,13 +272,16 @@ def main(argv=None) -> int:
     ap.add_argument("--then", type=int, default=0, metavar="N",
                     help="after the feed: an evaluation, N frames, an evaluation, N frames, the "
                          "stop (each timed)")
+    ap.add_argument("--stops", type=int, default=0, metavar="N",
+                    help="after the feed (and --then): the stop N times, each in a fork of the "
+                         "same held state (the best CPU; compare trees with PYTHONPATH)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the raw result lines")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.frames, args.max_sas[0], args.samples, args.profile,
                                phases=args.phases, ab=args.ab, expiry_only=args.expiry_only,
-                               then=args.then)))
+                               then=args.then, stops=args.stops)))
         return 0
     for n in args.max_sas:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--frames",
@@ -279,6 +296,8 @@ def main(argv=None) -> int:
             cmd.append("--expiry-only")
         if args.then:
             cmd += ["--then", str(args.then)]
+        if args.stops:
+            cmd += ["--stops", str(args.stops)]
         cp = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
         if cp.returncode:
             print(f"--max-sas {n}: failed\n{cp.stderr[-2000:]}")
@@ -306,6 +325,11 @@ def main(argv=None) -> int:
         for kind, x in (r["ab"] or {}).items():
             print(f"  stop {kind}: finish {x['finish_cpu']} + JSON {x['json_cpu']} = {x['cpu']} s cpu "
                   f"({x['wall']} s wall; cpu of each run {x['cpu_all']}); document {x['doc']}")
+        x = r.get("stops")
+        if x:
+            print(f"  stop x{args.stops} in forks of the held state: best finish {x['finish_cpu']} + "
+                  f"JSON {x['json_cpu']} = {x['cpu']} s cpu ({x['wall']} s wall; cpu of each run "
+                  f"{x['cpu_all']}); documents {x['docs']}")
         if r["phases"]:
             print("  stop path cpu s: " + ", ".join(f"{k} {v}" for k, v in r["phases"].items()))
     return 0

@@ -351,14 +351,14 @@ def _unanswered_draft(ctx, sa, t) -> list:
         side = side_of(sa, first.src)
         if hint:
             tail.append(msg(" Retransmission pattern of the {side}: {hint}.",
-                          side=Term(side or 'sender'), hint=Term(hint)))
+                            side=Term(side or 'sender'), hint=Term(hint)))
         others = []
         if frag and not _ike_fragmentation_negotiated(sa):
             code = "IKE_FRAGMENTATION_LOSS"
             nfr = max(len(m.frames) for m in reqs)
             tail.append(msg(" Each copy went out as {n} IP fragments and RFC 7383 IKE "
-                          "fragmentation was not negotiated (no IKEV2_FRAGMENTATION_SUPPORTED "
-                          "from both sides).", n=nfr))
+                            "fragmentation was not negotiated (no IKEV2_FRAGMENTATION_SUPPORTED "
+                            "from both sides).", n=nfr))
             if heard_500 and to_4500:
                 others.append(msg("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
                                   "worked, but fragments explain the loss better)"))
@@ -371,38 +371,38 @@ def _unanswered_draft(ctx, sa, t) -> list:
                 continue  # phase 1 is up: the Quick Mode's own finding (CHILD_SA_FAILED)
             code = "IKE_NO_RESPONSE"
             tail.append(msg(" {peer} did not re-send its last message on UDP 500 after the "
-                          "first message came on UDP 4500: it received that one, so UDP 4500 "
-                          "reaches it; it does not answer this exchange.",
-                          peer=ip_text(first.dst)))
+                            "first message came on UDP 4500: it received that one, so UDP 4500 "
+                            "reaches it; it does not answer this exchange.",
+                            peer=ip_text(first.dst)))
         elif heard_500 and to_4500 and not heard_4500:
             code = "NAT_T_BLOCKED"
             what = reg.exchange_name(first.exch, short=True)
             tail.append(msg(" UDP 500 was answered earlier in this IKE SA; nothing came back "
-                          "on UDP 4500 ({what} was the first exchange sent there).",
-                          what=what))
+                            "on UDP 4500 ({what} was the first exchange sent there).",
+                            what=what))
             others.append("IKE_NO_RESPONSE")
         elif esp_here is not None and gone:
             code = "IKE_NO_RESPONSE"
             esp_how = "value"
             tail.append(msg(" {peer} had sent ESP in UDP on these very ports until +{t} s, "
-                          "and ESP flowed both ways: UDP 4500 is not blocked; the peer "
-                          "stopped answering. An INFORMATIONAL request (a DELETE or a "
-                          "liveness check) left unanswered after the SA worked means the "
-                          "peer has gone (a remote-access client closed or lost its link): "
-                          "not a NAT failure.", peer=ip_text(first.dst),
-                          t=ctx.rel(esp_here)))
+                            "and ESP flowed both ways: UDP 4500 is not blocked; the peer "
+                            "stopped answering. An INFORMATIONAL request (a DELETE or a "
+                            "liveness check) left unanswered after the SA worked means the "
+                            "peer has gone (a remote-access client closed or lost its link): "
+                            "not a NAT failure.", peer=ip_text(first.dst),
+                            t=ctx.rel(esp_here)))
         elif heard_4500:
             code = "IKE_NO_RESPONSE"
             tail.append(msg(" {peer} had answered on UDP 4500 earlier in this IKE SA ({what} "
-                          "at +{t} s): UDP 4500 is not blocked; the peer stopped answering.",
-                          peer=ip_text(first.dst),
-                          what=reg.exchange_name(heard_4500[-1].exch, short=True),
-                          t=ctx.rel(heard_4500[-1].ts)))
+                            "at +{t} s): UDP 4500 is not blocked; the peer stopped answering.",
+                            peer=ip_text(first.dst),
+                            what=reg.exchange_name(heard_4500[-1].exch, short=True),
+                            t=ctx.rel(heard_4500[-1].ts)))
             if gone:
                 tail.append(msg(" An INFORMATIONAL request (a DELETE or a liveness check) left "
-                              "unanswered after the SA worked means the peer has gone (a "
-                              "remote-access client closed or lost its link): not a NAT "
-                              "failure."))
+                                "unanswered after the SA worked means the peer has gone (a "
+                                "remote-access client closed or lost its link): not a NAT "
+                                "failure."))
         else:
             code = "IKE_NO_RESPONSE"
             if not answered_before and not any(m.src != first.src for m in x.msgs):
@@ -414,10 +414,10 @@ def _unanswered_draft(ctx, sa, t) -> list:
             # RFC 9329 §1: TCP is the fallback when IKE cannot be negotiated over UDP (the
             # verdict marks the failure recovered by that IKE SA)
             tail.append(msg(" {peer} then fell back to IKE over TCP (RFC 9329): the IKE SA it "
-                          "started over TCP port {port} at +{t:g} s was established, so UDP "
-                          "{udp} is blocked or dropped on the path while TCP passes.",
-                          peer=ip_text(first.src), port=tcp.responder[2],
-                          t=ctx.rel(tcp.first_ts), udp=first.dport))
+                            "started over TCP port {port} at +{t:g} s was established, so UDP "
+                            "{udp} is blocked or dropped on the path while TCP passes.",
+                            peer=ip_text(first.src), port=tcp.responder[2],
+                            t=ctx.rel(tcp.first_ts), udp=first.dport))
         msgids = [x.msgid] if x.version == 2 else None
         facts = ike_facts(sa, x, side, nat=_nat_story(sa))
         f = make(
