@@ -2,7 +2,8 @@
 (``pcapvpn.rules.incremental.RuleCache``, issue 20): the rules' work at the stop follows the
 dirty tunnels, not the SAs held.  Counted, not timed: the tunnels, SAs and rule-loop iterations
 of the run over the dirty part (``RuleCache.stats``), for the same few changed tunnels among
-N and 2N held."""
+N and 2N held; and inside one changed tunnel of N and 2N SAs, the per-SA results computed
+again (``per_sa``) for the same few changed SAs."""
 
 from __future__ import annotations
 
@@ -53,16 +54,16 @@ def _tunnel(k: int, t: float, seq0: int = 1, n: int = 6) -> list:
     return out
 
 
-def _stop_work(n_tunnels: int, changed: int = 5) -> dict:
+def _evaluated(frames: list, max_sas: int):
+    """A live session fed ``frames`` and evaluated as the capture goes, the last evaluation long
+    after every deadline: ``(session, capture, clock, the first evaluation's stats)``."""
     from pcapvpn.live import LiveOptions, LiveSession
 
     cap = ListCapture()
-    for k in range(n_tunnels):
-        cap.frames += _tunnel(k, T0 + k * 0.001)
+    cap.frames += frames
     clock = [T0]
-    s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=10 * n_tunnels), [],
+    s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas), [],
                     clock=lambda: clock[0], captures=[cap])
-    # evaluations as the capture goes, the last one long after every deadline
     first = None
     for t in (T0 + 5, T0 + 120, T0 + 300):
         cap.now = clock[0] = t
@@ -70,6 +71,14 @@ def _stop_work(n_tunnels: int, changed: int = 5) -> dict:
             pass
         s._evaluate(t)
         first = first or dict(s.rule_cache.stats)
+    return s, cap, clock, first
+
+
+def _stop_work(n_tunnels: int, changed: int = 5) -> dict:
+    frames = []
+    for k in range(n_tunnels):
+        frames += _tunnel(k, T0 + k * 0.001)
+    s, cap, clock, first = _evaluated(frames, 10 * n_tunnels)
     # then a few tunnels carry more ESP, and the capture stops
     t = T0 + 301
     for k in range(changed):
@@ -115,20 +124,7 @@ def _many_sas(n_pairs: int, t: float, seq0: int = 1, first: int = 0) -> list:
 
 
 def _stop_unit_work(n_pairs: int, changed: int = 3) -> dict:
-    from pcapvpn.live import LiveOptions, LiveSession
-
-    cap = ListCapture()
-    cap.frames += _many_sas(n_pairs, T0)
-    clock = [T0]
-    s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=10 * n_pairs), [],
-                    clock=lambda: clock[0], captures=[cap])
-    first = None
-    for t in (T0 + 5, T0 + 120, T0 + 300):
-        cap.now = clock[0] = t
-        while s._feed(0, cap, []):
-            pass
-        s._evaluate(t)
-        first = first or dict(s.rule_cache.stats)
+    s, cap, clock, first = _evaluated(_many_sas(n_pairs, T0), 10 * n_pairs)
     # a few of the tunnel's SAs carry more ESP (with another hole), and the capture stops
     cap.frames += _many_sas(changed, T0 + 301, seq0=20)
     cap.now = clock[0] = T0 + 303
