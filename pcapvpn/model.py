@@ -26,9 +26,16 @@ def asdict(obj):
     """:func:`dataclasses.asdict` without its deep copy of every value: the model's leaves are
     numbers, strings and None, and a report of a big capture holds tens of thousands of them
     (returned at once: the final report of ``live`` is built while the operator waits)."""
-    if type(obj) in _LEAVES:
+    t = type(obj)
+    if t in _LEAVES:
         return obj
-    names = _FIELDS.get(type(obj))
+    # plain dicts and lists first (most of a report: the lists' dicts), without asking each
+    # whether it is a dataclass
+    if t is dict:
+        return {asdict(k): asdict(v) for k, v in obj.items()}
+    if t is list:
+        return [asdict(v) for v in obj]
+    names = _FIELDS.get(t)
     if names is None and is_dataclass(obj) and not isinstance(obj, type):
         names = _FIELDS[type(obj)] = tuple(f.name for f in fields(obj))
     if names is not None:
