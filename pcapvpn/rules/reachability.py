@@ -256,7 +256,7 @@ class _Draft:
 
 def _ike_unit_fp(sa) -> tuple:
     """What :func:`_unanswered_draft` reads of ``sa`` that changes as messages arrive."""
-    return (len(sa.messages), sa.last_ts, sa.rspi, sa.initiator, sa.responder)
+    return (sa.ispi, sa.rspi, len(sa.messages), sa.last_ts, sa.initiator, sa.responder)
 
 
 def _draft_reads(ctx, sa, t, d) -> tuple:

@@ -96,7 +96,7 @@ def sequence(ctx):
 
 def _fingerprint(t, sa) -> tuple:
     """What :func:`_one` reads of ``sa`` that changes as packets arrive (and its tunnel)."""
-    return (t.id, sa.packets, sa.last_ts, sa.last_ref, sa.nxt, sa.base, sa.missing, sa._lost,
+    return (t.id, sa.spi, sa.packets, sa.last_ts, sa.last_ref, sa.nxt, sa.base, sa.missing, sa._lost,
             sa.duplicates, sa.capture_duplicates, sa.resets, sa.reordered, sa.too_old,
             sa.wraps, sa.max_gap, len(sa.gaps), len(sa.last_gaps))
 
