@@ -3,10 +3,12 @@
 dirty tunnels, not the SAs held.  Counted, not timed: the tunnels, SAs and rule-loop iterations
 of the run over the dirty part (``RuleCache.stats``), for the same few changed tunnels among
 N and 2N held; and inside one changed tunnel of N and 2N SAs, the per-SA results computed
-again (``per_sa``) for the same few changed SAs."""
+again (``per_sa``: ``sequence`` per ESP SA, ``unanswered_ike`` per IKE SA) for the same few
+changed SAs."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -149,3 +151,44 @@ def test_stop_per_sa_work_follows_the_changed_sas_of_a_changed_tunnel():
         assert r["gaps"] == 2 * n  # every SA's gap is reported (the kept ones too)
     assert small["stop"]["units"]["sequence"]["computed"] == \
         big["stop"]["units"]["sequence"]["computed"]
+
+
+def _unanswered(n: int, t: float, first: int = 0) -> list:
+    """One gateway pair: ``n`` IKE SAs from ``first``, each an IKE_SA_INIT request sent twice
+    and never answered (an IKE_NO_RESPONSE each once the answer time has passed)."""
+    a, b = "10.9.8.1", "172.16.8.2"
+    out = []
+    for k in range(first, first + n):
+        ispi = (0x5000 + k).to_bytes(8, "big")
+        req = ike_frame(a, b, ike_sa_init(ispi, bytes(8), False))
+        out += [(t + k * 0.001, req), (t + 2 + k * 0.001, req)]
+    return sorted(out)  # the capture hands frames out in time order
+
+
+def _stop_unanswered_work(n: int, new: int = 3) -> dict:
+    s, cap, clock, first = _evaluated(_unanswered(n, T0), 10 * n)
+    # a few more requests (too recent to judge at the stop), and the capture stops
+    cap.frames += _unanswered(new, T0 + 301, first=n)
+    cap.now = clock[0] = T0 + 303
+    res = s.finish()
+    lost = sorted((f for f in res.findings if f.code == "IKE_NO_RESPONSE"), key=lambda f: f.id)
+    return {"first": first, "stop": dict(s.rule_cache.stats), "lost": lost}
+
+
+def test_stop_unanswered_work_follows_the_new_ike_sas_and_its_text_follows_the_clock():
+    """Many unanswered IKE SAs of one gateway pair, a few new ones at the stop: the stop makes
+    the drafts of the new ones only (``unanswered_ike``'s per-SA unit), and every kept one's
+    text still says how long before the stop the last copy was sent."""
+    small, big = _stop_unanswered_work(40), _stop_unanswered_work(80)
+    for r, n in ((small, 40), (big, 80)):
+        u = r["stop"]["units"]["unanswered_ike"]
+        assert u["asked"] >= n + 3
+        assert u["computed"] == 3, u  # the new ones
+        assert len(r["lost"]) == n
+        # the last copy of SA k went at T0 + 2 + k/1000; the stop is at T0 + 303
+        for f in r["lost"]:
+            k = int(f.evidence.ike_spis[0], 16) - 0x5000
+            ends = re.search(r"the capture ends ([0-9.]+) s after the last copy", f.detail)
+            assert ends and abs(float(ends.group(1)) - (301 - k / 1000)) <= 0.051, f.detail
+    assert small["stop"]["units"]["unanswered_ike"]["computed"] == \
+        big["stop"]["units"]["unanswered_ike"]["computed"]
