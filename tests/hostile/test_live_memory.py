@@ -1,0 +1,49 @@
+"""What grows with the frames of a long flood and not with what is held (issue 20, live memory
+flat at ``--max-sas``): each such container is bounded by a count that the flood reaches early,
+checked by counting entries while the input doubles (never by RSS or time)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "bench"))
+
+import hostile  # noqa: E402
+
+from pcapvpn.analysis import run  # noqa: E402
+from pcapvpn.track.nat import (MAX_CANDIDATE_ADDRS, MAX_CANDIDATE_PORTS,  # noqa: E402
+                               _candidates)
+
+
+class _AllEndpoints:
+    """An IKE SA's endpoints as they were before the bound: every one met, in order."""
+
+    def __init__(self, sa):
+        self.endpoints = {}
+        for m in sorted(sa.messages, key=lambda m: m.n):
+            self.endpoints.setdefault((m.src, m.sport, m.dst, m.dport, m.transport), m.n)
+
+
+def _one_sa(tmp_path, n):
+    path = hostile.ike_endpoints(tmp_path / f"ep-{n}.pcap", n)
+    res = run([str(path)])
+    (sa,) = res.state.ike_sas
+    return sa
+
+
+def test_ike_sa_endpoints_stay_bounded_when_the_frames_double(tmp_path):
+    # one IKE SA, each message from another source port (every eighth from another address):
+    # before, one endpoint per message (2,402 at n=2,400)
+    sizes = {}
+    for n in (1200, 2400):
+        sa = _one_sa(tmp_path, n)
+        full = _AllEndpoints(sa)
+        assert len(full.endpoints) >= n  # the input does have that many
+        sizes[n] = len(sa.endpoints)
+        assert len(sa.endpoints) <= MAX_CANDIDATE_ADDRS + MAX_CANDIDATE_PORTS
+        # what the NAT verdict reads is what it read when every endpoint was kept
+        assert _candidates(sa) == _candidates(full)
+        assert _candidates(sa, [b"\xc0\x00\x02\x63"]) == _candidates(full, [b"\xc0\x00\x02\x63"])
+    assert sizes[1200] == sizes[2400]
