@@ -47,3 +47,22 @@ def test_ike_sa_endpoints_stay_bounded_when_the_frames_double(tmp_path):
         assert _candidates(sa) == _candidates(full)
         assert _candidates(sa, [b"\xc0\x00\x02\x63"]) == _candidates(full, [b"\xc0\x00\x02\x63"])
     assert sizes[1200] == sizes[2400]
+
+
+def test_address_text_cache_stays_at_its_bound_when_the_addresses_double():
+    # a live flood meets ~5,000 new addresses per million frames: the cache of their text must
+    # stop at a size the flood reaches early, not grow for ten million frames
+    import struct
+
+    from pcapvpn import model
+
+    model._addr.cache_clear()
+    sizes = []
+    for n in (2 * model.ADDR_CACHE, 4 * model.ADDR_CACHE):
+        for i in range(n):
+            assert model.addr(struct.pack(">I", 0x0A000000 + i)) == \
+                f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+        sizes.append(model._addr.cache_info().currsize)
+    assert sizes == [model.ADDR_CACHE, model.ADDR_CACHE]
+    assert model.ADDR_CACHE <= 4096  # about 1 MB (230 bytes an entry with its key)
+    model._addr.cache_clear()
