@@ -66,3 +66,37 @@ def test_address_text_cache_stays_at_its_bound_when_the_addresses_double():
     assert sizes == [model.ADDR_CACHE, model.ADDR_CACHE]
     assert model.ADDR_CACHE <= 4096  # about 1 MB (230 bytes an entry with its key)
     model._addr.cache_clear()
+
+
+def _arp_request(target: int) -> bytes:
+    import struct
+
+    eth = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x06"
+    return eth + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, b"\x02\x00\x00\x00\x00\x01",
+                             bytes([192, 168, 0, 1]), bytes(6), struct.pack(">I", target))
+
+
+def test_arp_targets_per_view_bounded_and_counted_when_the_requests_double():
+    # a LAN view of a flood asks for ever new hosts: live keeps at most one target per
+    # conversation it follows (Limits.plain_max_flows, --max-sas), the rest counted
+    from pcapvpn.limits import Limits
+    from pcapvpn.track import Tracker
+
+    lim = Limits().for_live(300)
+    assert lim.plain_max_flows == 300
+    held, dropped = [], []
+    for n in (600, 1200):
+        tr = Tracker(limits=lim)
+        for i in range(n):
+            tr.link_other((0, i + 1), 1000.0 + i, 0, 1, None, _arp_request(0x0A000000 + i))
+        (view,) = tr.plain_tracker.views.values()
+        held.append(len(view.arp))
+        hit = [h for h in tr.limits_hit() if h["bound"] == "plain_arp_targets"]
+        dropped.append(hit[0]["dropped"] if hit else 0)
+        assert hit and hit[0]["first_ref"] == (0, 301)
+    assert held == [300, 300]
+    assert dropped == [300, 900]
+    # offline the bound stays MAX_ARP
+    from pcapvpn.track.inner import MAX_ARP
+
+    assert Tracker().plain_tracker.max_arp == MAX_ARP
