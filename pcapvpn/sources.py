@@ -20,6 +20,7 @@ at the end) is listed in ``Source.damage`` and, one line each, in ``Source.warni
 from __future__ import annotations
 
 import heapq
+import os
 import sys
 import zlib
 from collections import Counter
@@ -110,20 +111,45 @@ class _Prefixed:
         return data or b""
 
 
+#: which inflate decompresses gzip captures: ``"isal"`` (Intel's ISA-L through python-isal, the
+#: ``fast`` extra: 1.6x zlib's speed on the bench mix, bench/RESULTS.md, issue 19) when it is
+#: installed, else ``"zlib"``; the environment variable ``PCAPVPN_INFLATE=zlib`` (or a test
+#: setting this) forces zlib.  Both give the same bytes, so the same report.
+INFLATE = os.environ.get("PCAPVPN_INFLATE", "isal")
+
+
+def inflater() -> tuple:
+    """``(decompressobj, error)`` of the inflate :data:`INFLATE` names (zlib when ISA-L is not
+    installed): ``decompressobj(16 + 15)`` reads one gzip member, ``error`` is what it raises on
+    corrupt data.  The one place that picks how gzip captures are decompressed."""
+    if INFLATE == "isal":
+        try:
+            from isal import isal_zlib
+        except ImportError:
+            pass
+        else:
+            return isal_zlib.decompressobj, isal_zlib.error
+    return zlib.decompressobj, zlib.error
+
+
 class _Gunzip:
     """Streaming gzip decompression (multi-member, zero padding allowed) over a raw stream.
 
     Unlike ``gzip.GzipFile`` it hands out every byte decompressed before a cut-short or corrupt
     point, and reports the problem in ``error`` instead of raising, so a capture that was still
-    being written when it was copied is read as far as it goes.
+    being written when it was copied is read as far as it goes.  The inflate is
+    :func:`inflater`'s.
     """
 
-    __slots__ = ("_read", "_pending", "_d", "_between", "_eof", "error", "compressed_read")
+    __slots__ = ("_read", "_pending", "_d", "_between", "_eof", "error", "compressed_read",
+                 "_new", "_bad", "_full")
 
     def __init__(self, head: bytes, raw):
         self._read = getattr(raw, "read1", raw.read)
         self._pending = head
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._new, self._bad = inflater()
+        self._d = self._new(16 + zlib.MAX_WBITS)
+        self._full = False  # the last decompress call filled the output it was allowed
         self._between = False  # True after a member ended: only padding or a new member may follow
         self._eof = False
         self.error = None
@@ -155,7 +181,9 @@ class _Gunzip:
         while have < n and not self._eof:
             d = self._d
             src = d.unconsumed_tail
-            if not src:
+            if not src and self._full:
+                pass  # the last call filled its output: the inflate may hold more (ISA-L does)
+            elif not src:
                 src = self._more()
                 if not src:
                     self._eof = True
@@ -170,16 +198,17 @@ class _Gunzip:
                     self._between = False
             try:
                 piece = d.decompress(src, n - have)
-            except zlib.error as exc:
+            except self._bad as exc:
                 self._eof = True
                 self.error = f"gzip data corrupt after {self.compressed_read} bytes ({exc})"
                 break
+            self._full = len(piece) == n - have
             if piece:
                 out.append(piece)
                 have += len(piece)
-            if d.eof:
+            if d.eof and not self._full:
                 self._pending = d.unused_data + self._pending
-                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._d = self._new(16 + zlib.MAX_WBITS)
                 self._between = True
         return b"".join(out)
 

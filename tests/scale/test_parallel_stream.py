@@ -150,7 +150,7 @@ def _gz_of(tmp_path, data: bytes, name: str) -> str:
 
 
 @pytest.mark.parametrize("where", [0.3, 0.6, 0.97])
-def test_a_damaged_gzip_tail(tmp_path, monkeypatch, where):
+def test_a_damaged_gzip_tail(tmp_path, monkeypatch, inflate, where):
     """A gzip file cut short (still being written when copied) and one corrupt after a point:
     every byte decompressed before it is analysed, the gzip damage reported as in one pass."""
     p = str(_DAMAGE_BASE)
@@ -171,7 +171,7 @@ def test_a_damaged_gzip_tail(tmp_path, monkeypatch, where):
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
-def test_a_stream_that_ends_inside_a_record(tmp_path, monkeypatch, fmt):
+def test_a_stream_that_ends_inside_a_record(tmp_path, monkeypatch, inflate, fmt):
     src = _DAMAGE_BASE
     if fmt == "pcapng":
         src = tmp_path / "base.pcapng"
