@@ -149,6 +149,30 @@ class _Rest:
     read1 = read
 
 
+class _Unspool(Exception):
+    """A spliced slice given up (:meth:`_Cutter._next_spliced`)."""
+
+
+#: errors of a slice's file (not of the pipe) that ``os.splice`` may raise
+_FILE_ERRORS = frozenset({28, 27, 122})  # ENOSPC, EFBIG, EDQUOT
+
+
+def _spliceable(raw) -> int | None:
+    """The descriptor of ``raw`` (standard input) when its bytes can be spliced into files in
+    ``SPOOL_DIR``: a pipe, nothing of it buffered in this process, Linux's ``os.splice``."""
+    import stat
+
+    if raw is None or not hasattr(os, "splice") or not os.path.isdir(SPOOL_DIR):
+        return None
+    try:
+        fd = raw.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+    except (OSError, AttributeError, ValueError):
+        return None
+    return fd
+
+
 class _Cutter:
     """The stream read on and cut at record boundaries (:meth:`next`: the slices in order).
 
@@ -158,7 +182,7 @@ class _Cutter:
     reads the stream alone, None: cut it)."""
 
     def __init__(self, path, index, stream, head, batch=True, esp=None, lane=None, cuts=None,
-                 compressed=True):
+                 compressed=True, raw=None):
         from dissect.vpn.capture import open_capture
         from dissect.vpn.errors import DissectError
 
@@ -180,6 +204,9 @@ class _Cutter:
         self.why: str | None = None
         #: the files holding slices handed out and not yet dropped (:meth:`drop`)
         self.spools: set = set()
+        #: plain standard input on a pipe: the descriptor its bytes are spliced from straight
+        #: into the slices' files (:meth:`_next_spliced`), None: read into memory
+        self._fd = None if compressed else _spliceable(raw)
         self._fill(MIN_BYTES)
         data = self._span(0, self._len)
         # the head: the reader after its first record, the header bytes before it
@@ -199,7 +226,7 @@ class _Cutter:
         elif cuts is None:
             if self.eof:
                 self.why = f"a stream of under {MIN_BYTES >> 20} MiB"
-            elif not compressed:
+            elif not compressed and self._fd is None:
                 self.why = PLAIN_WHY
             else:
                 share = shares("-", lane, data=data)
@@ -287,6 +314,10 @@ class _Cutter:
         the rest of the stream from there, for the parent to read; None: no more."""
         if self.done:
             return None
+        if self._fd is not None and self.why is None:
+            sl = self._next_spliced()
+            if sl is not None:
+                return sl
         k = self.number
         cut = self._cut() if self.why is None else None
         if self.why is not None:
@@ -303,12 +334,112 @@ class _Cutter:
         self.done = last
         return sl
 
-    def spool(self, pieces: list):
-        """The path of a file in shared memory holding the ``pieces`` of a slice (their bytes
-        joined when there is no shared memory to put them in).  In the main thread (the
-        reading thread, the critical path of a gzip stream, only decompresses and cuts)."""
+    def _next_spliced(self) -> Slice | None:
+        """The next slice of plain standard input on a pipe, in a file of its own in shared
+        memory, filled in this (the reading) thread: the bytes held, then ``os.splice`` from the
+        pipe (the kernel copies them: no read into this process, no write out of it), then the
+        window after the nominal cut read into memory to find the record boundary there (the
+        same chain validation as :meth:`_cut`), the part before it written to the file and the
+        rest held for the next slice.  None: it cannot be (shared memory full, the pipe not
+        spliced after all): the bytes are held again and :meth:`next` reads on in memory."""
         import tempfile
 
+        from dissect.vpn import chain
+
+        try:
+            fd, path = tempfile.mkstemp(prefix="pcapvpn-slice-", dir=SPOOL_DIR)
+        except OSError:
+            self._fd = None
+            return None
+        self.spools.add(path)
+        try:
+            with open(fd, "wb", buffering=0) as f:
+                if self.cuts is not None:  # given (tests): stream offsets
+                    while self.cuts and self.cuts[0] <= max(self.at, self.first or 0):
+                        self.cuts.pop(0)
+                    size = self._move(f, self.cuts.pop(0) - self.at if self.cuts else 1 << 62)
+                    self._fill(1)
+                    last = self._len == 0
+                else:
+                    size = self._move(f, max(STREAM_SLICE, self.first + 1 - self.at))
+                    window = CUT_WINDOW // 4
+                    while True:
+                        self._fill(window)
+                        if self._len == 0:
+                            last = True
+                            break
+                        win = self._span(0, self._len)
+                        found, _r = chain.find(self.rules, win, 0, len(win), self.eof, CUT_RECORDS)
+                        if found is not None or self.eof:
+                            last = found is None
+                            size += self._move(f, self._len if last else found)
+                            break
+                        if window >= CUT_WINDOW_MAX:
+                            self.why = (f"no record boundary within {CUT_WINDOW_MAX >> 20} MiB "
+                                        f"after offset {self.at + size}")
+                            raise _Unspool
+                        window *= 4
+        except (_Unspool, OSError):  # (OSError: writing the file; a read error ends the stream)
+            with open(path, "rb") as f:
+                data = f.read()
+            self.spools.discard(path)
+            os.unlink(path)
+            self._chunks.appendleft(data)
+            self._len += len(data)
+            self._fd = None
+            return None
+        k = self.number
+        sl = Slice(self.path, self.index, k, self.at, self.at + size,
+                   self.prefix if k else b"", self.nifs, last, self.batch, self.esp, self.lane,
+                   data=path)
+        self.at += size
+        self.number += 1
+        self.done = last
+        return sl
+
+    def _move(self, f, n: int) -> int:
+        """Up to ``n`` bytes of the stream written to the file ``f``: the held bytes first, then
+        spliced from the pipe; how many (fewer: the stream ended).  A read error ends the stream
+        with ``stream.error`` set, as a read would; an error of the file raises OSError."""
+        from pcapvpn.sources import _read_error
+
+        moved = 0
+        pieces = deque(self._take(min(n, self._len)))
+        while pieces:
+            view = memoryview(pieces[0])
+            try:
+                while view:
+                    view = view[f.write(view):]
+            except OSError:  # the file is full: what is not written is held again
+                pieces[0] = view
+                for piece in reversed(pieces):
+                    self._chunks.appendleft(bytes(piece))
+                    self._len += len(piece)
+                raise
+            moved += len(pieces.popleft())
+        out = f.fileno()
+        while moved < n and not self.eof:
+            try:
+                m = os.splice(self._fd, out, min(n - moved, 1 << 30))
+            except OSError as exc:
+                if exc.errno in _FILE_ERRORS:
+                    raise
+                self.stream.error = _read_error(exc)
+                m = 0
+            if not m:
+                self.eof = True
+            moved += m
+        return moved
+
+    def spool(self, pieces):
+        """The path of a file in shared memory holding the ``pieces`` of a slice (their bytes
+        joined when there is no shared memory to put them in; a path: already in one).  In the
+        main thread (the reading thread, the critical path of a gzip stream, only decompresses
+        and cuts)."""
+        import tempfile
+
+        if isinstance(pieces, str):
+            return pieces
         if not os.path.isdir(SPOOL_DIR):
             return b"".join(pieces)
         try:
@@ -717,7 +848,7 @@ def stream_source(path, index, jobs, batch=True, cuts=None, pool=None, esp=None,
         keep = _Keep(stream)
         open_reader(path, keep, compressed)
         cutter = _Cutter(path, index, stream, b"".join(keep.kept), batch, esp, lane, cuts,
-                         compressed)
+                         compressed, raw if path == "-" else None)
     except BaseException:
         if close_raw:
             raw.close()
