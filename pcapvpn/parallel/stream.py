@@ -41,8 +41,12 @@ are carried into the replay's interface and section lists, the very lists the tr
 (:attr:`Slice.tail`).  The report is the single pass's, byte for byte, either way;
 ``Result.parallel["tail"]`` says from which slice and why the parent read on alone.
 
-A stream shorter than ``MIN_BYTES``, plain (uncompressed) standard input (``PLAIN_WHY``: measured,
-handing its bytes out costs the parent what one pass costs), one without a record boundary within
+Plain (uncompressed) standard input on a pipe is cut with its bytes spliced from the pipe into the
+slices' files by the reading thread (:meth:`_Cutter._next_spliced`: the parent never reads them
+itself, only the window after each nominal cut where the boundary is sought) — when cuts are
+given: without, it is read by the parent alone (``PLAIN_WHY``, ``PLAIN_CUT``: measured, the
+worker alone costs what one pass costs).  A stream shorter than ``MIN_BYTES``, plain standard
+input not on a pipe or without given cuts, one without a record boundary within
 ``CUT_WINDOW_MAX`` after a nominal cut, or one whose first frames are mostly neither ESP nor
 plaintext TCP of the lane (``MIN_SHARE``) is read the same way from its start (or from that cut):
 one pass in the parent.
@@ -71,13 +75,18 @@ from pcapvpn.parallel.worker import read_slice, walk_slice
 SPOOL_DIR = "/dev/shm"
 
 #: why plain (uncompressed) standard input is read by the parent alone unless cuts are given:
-#: moving its bytes to the workers costs the parent about what analysing them does.  Measured
-#: (bench/RESULTS.md, issue 19): the bench mix on standard input, one pass 1.0-1.05 CPU s, with
-#: one worker the parent 1.2-1.3 (0.35 of it the reading thread) and the worker 0.9: on 2 CPUs
-#: at best as fast as one pass; the 1M client capture (2/3 plaintext TCP, whose bookkeeping
-#: stays in the parent) 2.1 against 2.35 and 1.12.  A gzip stream pays: its decompression, most
-#: of a single pass, runs in the reading thread beside the rest.
-PLAIN_WHY = "plain standard input: handing its bytes out costs the parent as much as one pass"
+#: moving its bytes to the workers costs more than analysing them.  Measured (bench/RESULTS.md,
+#: issue 19, `bench/run.py --jobs-bench --stdin`): `cat` of the bench mix into `analyze -`, one
+#: pass 0.65 CPU s in pcapvpn (standard input's pipe widened to 1 MiB); cut, with the pipe spliced
+#: into the slices' files, the parent 0.78 (0.36 of it the reading thread) and the one worker
+#: 0.67: the worker alone costs what one pass does, so `--jobs 2` on 2 CPUs is slower (0.59x the
+#: wall time at load 7.5).  A gzip stream pays: its decompression, most of a single pass, runs
+#: in the reading thread beside the rest.
+PLAIN_WHY = "plain standard input: handing its bytes out costs more than one pass"
+
+#: cut plain standard input on a pipe without given cuts (:meth:`_Cutter._next_spliced`): off,
+#: as measured above on 2 CPUs (PLAIN_WHY); the tests switch it on to cover the automatic cuts
+PLAIN_CUT = False
 
 #: the nominal size of a stream's slice (below MAX_SLICE: the parent keeps the bytes of every
 #: slice in flight until it is replayed, for the rest it may have to read itself)
@@ -226,7 +235,7 @@ class _Cutter:
         elif cuts is None:
             if self.eof:
                 self.why = f"a stream of under {MIN_BYTES >> 20} MiB"
-            elif not compressed and self._fd is None:
+            elif not compressed and (self._fd is None or not PLAIN_CUT):
                 self.why = PLAIN_WHY
             else:
                 share = shares("-", lane, data=data)

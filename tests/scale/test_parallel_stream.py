@@ -124,11 +124,22 @@ def test_every_capture_as_gzip_and_on_stdin(path, tmp_path, monkeypatch):
         raw = path.read_bytes()
     gz = tmp_path / (path.name + ".gz")
     gz.write_bytes(gzip.compress(raw, 1))
+    spliced = []  # plain standard input is a pipe: its slices are spliced into their files
+    real = pstream._Cutter._next_spliced
+
+    def counted(self):
+        sl = real(self)
+        spliced.append(sl is not None)
+        return sl
+
+    monkeypatch.setattr(pstream._Cutter, "_next_spliced", counted)
     for name, src, data in (("gzip file", str(gz), None),
                             ("gzip on stdin", "-", gzip.compress(raw, 1)),
                             ("stdin", "-", raw)):
         what = f"{rel(path)} as {name}"
         result = _same(monkeypatch, src, data, cuts, what)
+        if name == "stdin" and cuts:
+            assert spliced and all(spliced), (what, spliced)
         if cuts and result.report.capture.out_of_order:
             # not in time order: a gzip file is analysed again in time order in one pass; on
             # standard input a slice that starts earlier than the slices before it end makes
@@ -398,14 +409,28 @@ def big_gzip(tmp_path_factory) -> Path:
 
 
 def test_plain_stdin_on_a_pipe_is_cut(big_gzip, monkeypatch):
-    """Plain standard input on a pipe: spliced into the slices' files by the reading thread
-    and cut at record boundaries found on a window after each nominal cut, in worker
-    processes; the same report.  Not on a pipe (nothing to splice from): handing its bytes to
-    workers costs the parent about as much as one pass (measured), so the parent reads it
-    alone."""
+    """Plain standard input on a pipe, cuts switched on (``PLAIN_CUT``): spliced into the
+    slices' files by the reading thread and cut at record boundaries found on a window after
+    each nominal cut, in worker processes; the same report.  Switched off (the default: on 2
+    CPUs it costs more than it gains, measured) or not on a pipe (nothing to splice from): the
+    parent reads it alone."""
     data = gzip.decompress(big_gzip.read_bytes())
     one = _reports(_run_on(monkeypatch, data, "-"))
     result = _run_on(monkeypatch, data, "-", jobs=2)
+    assert result.parallel["tail"] == {"slice": 0, "why": pstream.PLAIN_WHY}
+    assert _reports(result) == one
+    monkeypatch.setattr(pstream, "PLAIN_CUT", True)
+    spliced = []
+    real = pstream._Cutter._next_spliced
+
+    def counted(self):
+        sl = real(self)
+        spliced.append(sl is not None)
+        return sl
+
+    monkeypatch.setattr(pstream._Cutter, "_next_spliced", counted)
+    result = _run_on(monkeypatch, data, "-", jobs=2)
+    assert spliced and all(spliced), spliced
     assert "tail" not in result.parallel, result.parallel
     assert result.parallel["slices"] >= len(data) // (pstream.STREAM_SLICE +
                                                       parallel.CUT_WINDOW_MAX)
@@ -432,6 +457,7 @@ def test_spliced_slices_when_shared_memory_fills(big_gzip, monkeypatch):
         return real(self, f, n)
 
     monkeypatch.setattr(pstream._Cutter, "_move", move)
+    monkeypatch.setattr(pstream, "PLAIN_CUT", True)
     result = _run_on(monkeypatch, data, "-", jobs=2, workers="serial")
     assert "tail" not in result.parallel and result.parallel["slices"] >= 2, result.parallel
     assert _reports(result) == one and calls["n"] == 3
