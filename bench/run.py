@@ -512,6 +512,62 @@ def _count_packets(path: Path) -> int:
         return sum(1 for _f in src.frames())
 
 
+def _pcap_parts(path: Path, out_dir: Path) -> tuple[Path, Path, Path] | None:
+    """The two halves of a classic pcap file, cut at the record boundary nearest its middle,
+    and its first 2,000 records, as files of their own (each with the file header); None for
+    another format.  For the bound of :func:`jobs_bench`."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(24)
+        magic = head[:4]
+        order = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
+                 b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
+        if order is None:
+            return None
+        size = path.stat().st_size
+        rec = struct.Struct(order + "8xI4x")
+        pos, n, small, mid = 24, 0, None, None
+        while pos + 16 <= size:
+            f.seek(pos)
+            cap = rec.unpack(f.read(16))[0]
+            pos += 16 + cap
+            n += 1
+            if n == 2000:
+                small = pos
+            if mid is None and pos >= size // 2:
+                mid = pos
+                break
+    if mid is None or small is None:
+        return None
+    stem = out_dir / path.stem
+    names = (Path(f"{stem}-half1.pcap"), Path(f"{stem}-half2.pcap"), Path(f"{stem}-2000.pcap"))
+    spans = ((24, mid), (mid, size), (24, small))
+    with open(path, "rb") as f:
+        for name, (a, b) in zip(names, spans):
+            if name.exists() and name.stat().st_size == 24 + b - a:
+                continue
+            with open(name, "wb") as out:
+                out.write(head)
+                f.seek(a)
+                left = b - a
+                while left:
+                    chunk = f.read(min(left, 64 << 20))
+                    out.write(chunk)
+                    left -= len(chunk)
+    return names
+
+
+def _together(cmds: list[list[str]]) -> dict:
+    """Run ``cmds`` at the same time; the wall seconds until the last one ends."""
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                              env=ENV) for c in cmds]
+    rcs = [p.wait() for p in procs]
+    return {"wall": time.perf_counter() - t0, "rc": max(rcs), "cpu": None, "load1": load}
+
+
 def jobs_bench(path: Path, packets: int, repeat: int, log, stream: bool = False,
                stdin: bool = False) -> dict:
     """``--jobs 1`` and ``--jobs 2`` and tshark, interleaved run by run (the same load for
@@ -531,12 +587,24 @@ def jobs_bench(path: Path, packets: int, repeat: int, log, stream: bool = False,
             return ["sh", "-c", f"cat {shlex.quote(str(path))} | " + shlex.join(cmd)]
 
         cmds = {k: piped(v) for k, v in cmds.items()}
+    parts = None if stream else _pcap_parts(path, path.parent)
+    bound: dict = {"halves": [], "fixed": []}
     for i in range(repeat):
         for name, cmd in cmds.items():
             r = measure(cmd)
             runs[name].append(r)
             log(f"  {name:<24} run {i + 1}/{repeat}: rc={r['rc']} {r['wall']:.2f} s "
                 f"cpu {r['cpu'] or 0:.2f} s load {r['load1']:.2f}")
+        if parts is not None:
+            # what no cut of this work between 2 processes can beat: two single passes over
+            # the two halves at once, nothing handed over or merged; and what every process
+            # pays whatever it reads (interpreter, imports, rules, report: 2,000 records)
+            r = _together([pcapvpn_cmd(parts[0]) + ["--jobs", "1"],
+                           pcapvpn_cmd(parts[1]) + ["--jobs", "1"]])
+            bound["halves"].append(r)
+            bound["fixed"].append(measure(pcapvpn_cmd(parts[2]) + ["--jobs", "1"]))
+            log(f"  {'two halves at once':<24} run {i + 1}/{repeat}: {r['wall']:.2f} s; "
+                f"2,000 records {bound['fixed'][-1]['wall']:.2f} s")
         for j in ("1", "2"):
             args = ["-", j, str(path)] if stdin else [str(path), j]
             res = subprocess.run([PY, "-c", _STREAM_SPLIT if stream else _CPU_SPLIT, *args],
@@ -556,6 +624,7 @@ def jobs_bench(path: Path, packets: int, repeat: int, log, stream: bool = False,
     start = measure([PY, "-c", "pass"])
     return {"packets": packets, "path": _short(str(path)), "mb": path.stat().st_size / 1e6,
             "runs": runs, "split": split, "stages": stages, "python_start": start["wall"],
+            "bound": bound,
             "cmds": {k: " ".join(_short(c) for c in v) for k, v in cmds.items()},
             "nproc": len(os.sched_getaffinity(0)), "date": dt.datetime.now(
                 dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
@@ -636,6 +705,18 @@ def render_jobs(j: dict, info: dict, title: str = "## Every core: `analyze --job
         for name, sec, what in rows:
             L.append(f"| {name} | {sec:.3f} | {what} |")
         L.append("")
+    bd = j.get("bound") or {}
+    if bd.get("halves") and bd.get("fixed") and one:
+        h = min(bd["halves"], key=lambda r: r["wall"])["wall"]
+        fx = min(bd["fixed"], key=lambda r: r["wall"])["wall"]
+        L.append("The bound of any 2-process split of this work (the same runs, interleaved): "
+                 f"two single passes over the two halves of the capture at once, nothing handed "
+                 f"over or merged, take {h:.2f} s: **{one['wall'] / h:.2f}×** `--jobs 1` is "
+                 f"the most 2 processes reach on this capture.  What every process pays "
+                 f"whatever it reads (interpreter, imports, rules, report; a single pass over "
+                 f"the first 2,000 records) is {fx:.2f} s of the single pass's "
+                 f"{one['wall']:.2f} s: with that fixed part F, 2 processes give at most "
+                 f"1 / (F + (1 - F) / 2) = {1 / (fx / one['wall'] + (1 - fx / one['wall']) / 2):.2f}×.\n")
     L.append("### Targets (issue 19)\n")
     L.append("| target | measured | status |")
     L.append("|---|---|---|")

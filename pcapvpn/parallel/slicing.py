@@ -235,6 +235,26 @@ def shares(path: str, lane=None, sample: int = 2000, data: bytes | None = None
     packets of ``path`` (``data``: of these bytes, a stream's head, instead); None: fewer than
     MIN_SAMPLE packets or unreadable.  Costs a few milliseconds: it decides whether slices pay,
     and how big the parent's slice is, before any worker starts."""
+    if data is None:  # asked twice for one file: by jobs_for, then by sliced_sources
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        key = (path, st.st_size, st.st_mtime_ns, st.st_ino,
+               None if lane is None else tuple(sorted(lane)), sample)
+        if key not in _SHARES:
+            if len(_SHARES) >= 16:
+                _SHARES.clear()
+            _SHARES[key] = _shares(path, lane, sample, None)
+        return _SHARES[key]
+    return _shares(path, lane, sample, data)
+
+
+#: :func:`shares` of files already looked at: ``{(path, size, mtime, inode, lane, sample): share}``
+_SHARES: dict = {}
+
+
+def _shares(path: str, lane, sample: int, data: bytes | None) -> tuple[float, float] | None:
     import io
 
     from dissect.vpn.capture import NONPACKET, open_capture

@@ -173,3 +173,31 @@ def test_readme_first_example_ends_with_the_verdict():
     assert r.returncode == 1
     assert block[:3] == lines[2:5]
     assert block[-1] == lines[-1] and lines[-1].startswith("Verdict: FAILING — ")
+
+
+def test_analyze_ends_without_teardown_yet_complete(tmp_path):
+    """The installed command ends ``analyze`` with ``os._exit`` once the report is delivered
+    (pcapvpn.cli._end): the exit status is the report's, the report on standard output and in
+    the file is whole, and the ``atexit`` handlers still ran."""
+    mark = tmp_path / "atexit-ran"
+    out = tmp_path / "r.json"
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: open({str(mark)!r}, 'w').write('yes'))\n"
+            "from pcapvpn.cli import main\n"
+            "sys.argv = ['pcapvpn'] + sys.argv[1:]\n"
+            "main()\n")
+    r = subprocess.run([sys.executable, "-c", code, "analyze", str(PUBLIC), "--format", "json",
+                        "-o", str(out)], capture_output=True, cwd=REPO, timeout=300)
+    doc = json.loads(out.read_text())
+    failing = any(f["severity"] in ("critical", "error") for f in doc["findings"])
+    assert r.returncode == (1 if failing else 0) and mark.read_text() == "yes"
+    r2 = subprocess.run([sys.executable, "-c", code, "analyze", str(PUBLIC), "--format", "json"],
+                        capture_output=True, cwd=REPO, timeout=300)
+    assert r2.returncode == r.returncode and json.loads(r2.stdout) == doc
+    # the same through CliRunner-style callers of cli(): an ordinary SystemExit, no os._exit
+    from click.testing import CliRunner
+
+    from pcapvpn.cli import cli as group
+
+    res = CliRunner().invoke(group, ["analyze", str(PUBLIC), "--format", "json"])
+    assert res.exit_code == r.returncode and json.loads(res.output) == doc

@@ -685,3 +685,23 @@ def test_a_capture_of_frames_handed_over_as_bytes_runs_as_one_pass(tmp_path, mon
     monkeypatch.setattr(parallel, "MIN_BYTES", 0)
     assert parallel.jobs_for([str(p)], Options(jobs=2)) == 1
     assert parallel.jobs_for([str(p)], Options(jobs=2, slice_at=[])) == 2  # given cuts
+
+
+def test_shares_are_looked_at_once_per_file(tmp_path, monkeypatch):
+    """``jobs_for`` and ``sliced_sources`` both ask for a file's shares: the file's first
+    packets are read once, and again only when the file changed (its size, time or inode)."""
+    from pcapvpn.parallel import slicing
+
+    src = sorted(Path(__file__).resolve().parents[2].glob("captures/**/*.pcap"))[0]
+    p = tmp_path / "c.pcap"
+    p.write_bytes(src.read_bytes())
+    reads = []
+    real = slicing._shares
+    monkeypatch.setattr(slicing, "_shares", lambda *a: reads.append(a[0]) or real(*a))
+    monkeypatch.setattr(slicing, "MIN_SAMPLE", 1)
+    first = parallel.shares(str(p), None)
+    assert first is not None and parallel.shares(str(p), None) == first and len(reads) == 1
+    parallel.shares(str(p), frozenset({443}))  # another lane: another answer
+    assert len(reads) == 2
+    p.write_bytes(src.read_bytes()[:24])  # the same name, other bytes: read again
+    assert parallel.shares(str(p), None) is None and len(reads) == 3
