@@ -812,26 +812,21 @@ def main(argv=None) -> int:
                             if dirty else ""))
         log(snapshot_note)
 
-    if args.jobs_bench and args.gzip:
-        gz = Path(args.gzip)
-        j = jobs_bench(gz, _count_packets(gz), args.repeat, log, stream=True)
-        (out_dir / "jobs-gzip.json").write_text(json.dumps(j, indent=1, default=str))
+    if args.jobs_bench and (args.gzip or args.stdin):
+        # a stream: a gzip file, or a plain capture piped into standard input
+        src = Path(args.gzip or args.stdin)
+        kind, begin, end, title = (
+            ("gzip", JOBS_GZ_BEGIN, JOBS_GZ_END, "## Every core on a gzip file: `analyze --jobs "
+             "N FILE.gz` (issue 19; `bench/run.py --jobs-bench --gzip`)") if args.gzip else
+            ("stdin", JOBS_STDIN_BEGIN, JOBS_STDIN_END, "## Every core on standard input: `cat "
+             "FILE | analyze - --jobs N` (issue 19; `bench/run.py --jobs-bench --stdin`)"))
+        j = jobs_bench(src, _count_packets(src), args.repeat, log, stream=True,
+                       stdin=bool(args.stdin))
+        (out_dir / f"jobs-{kind}.json").write_text(json.dumps(j, indent=1, default=str))
         info = machine_info()
         info["measured"] = snapshot_note
-        text = render_jobs(j, info, "## Every core on a gzip file: `analyze --jobs N FILE.gz` "
-                                    "(issue 19; `bench/run.py --jobs-bench --gzip`)")
-        write_results(Path(args.results), text, JOBS_GZ_BEGIN, JOBS_GZ_END)
-        print(text)
-        return 0
-    if args.jobs_bench and args.stdin:
-        src = Path(args.stdin)
-        j = jobs_bench(src, _count_packets(src), args.repeat, log, stdin=True)
-        (out_dir / "jobs-stdin.json").write_text(json.dumps(j, indent=1, default=str))
-        info = machine_info()
-        info["measured"] = snapshot_note
-        text = render_jobs(j, info, "## Every core on standard input: `cat FILE | analyze - "
-                                    "--jobs N` (issue 19; `bench/run.py --jobs-bench --stdin`)")
-        write_results(Path(args.results), text, JOBS_STDIN_BEGIN, JOBS_STDIN_END)
+        text = render_jobs(j, info, title)
+        write_results(Path(args.results), text, begin, end)
         print(text)
         return 0
     if args.jobs_bench and args.capture:

@@ -168,7 +168,10 @@ _FILE_ERRORS = frozenset({28, 27, 122})  # ENOSPC, EFBIG, EDQUOT
 
 def _spliceable(raw) -> int | None:
     """The descriptor of ``raw`` (standard input) when its bytes can be spliced into files in
-    ``SPOOL_DIR``: a pipe, nothing of it buffered in this process, Linux's ``os.splice``."""
+    ``SPOOL_DIR``: a pipe, and Linux's ``os.splice``.  Nothing of the pipe is left in
+    ``raw``'s buffer by the time the first slice is spliced: the head (``MIN_BYTES``) is read
+    with ``read1`` of ``CHUNK`` bytes, which hands out what the buffer held first (the few KiB
+    the two-byte sniff of :func:`pcapvpn.sources.open_stream` buffered) and then reads past it."""
     import stat
 
     if raw is None or not hasattr(os, "splice") or not os.path.isdir(SPOOL_DIR):

@@ -114,6 +114,21 @@ def _split(result, cuts, what: str) -> None:
         assert par["slices"] == len(cuts) + 1, (what, par)
 
 
+def _count_spliced(monkeypatch) -> list:
+    """A list that :meth:`pstream._Cutter._next_spliced` appends to from now on: True for a
+    slice spliced from the pipe into its file, False where it gave up."""
+    spliced: list = []
+    real = pstream._Cutter._next_spliced
+
+    def counted(self):
+        sl = real(self)
+        spliced.append(sl is not None)
+        return sl
+
+    monkeypatch.setattr(pstream._Cutter, "_next_spliced", counted)
+    return spliced
+
+
 @pytest.mark.parametrize("path", _captures(), ids=rel)
 def test_every_capture_as_gzip_and_on_stdin(path, tmp_path, monkeypatch):
     p = str(path)
@@ -124,15 +139,7 @@ def test_every_capture_as_gzip_and_on_stdin(path, tmp_path, monkeypatch):
         raw = path.read_bytes()
     gz = tmp_path / (path.name + ".gz")
     gz.write_bytes(gzip.compress(raw, 1))
-    spliced = []  # plain standard input is a pipe: its slices are spliced into their files
-    real = pstream._Cutter._next_spliced
-
-    def counted(self):
-        sl = real(self)
-        spliced.append(sl is not None)
-        return sl
-
-    monkeypatch.setattr(pstream._Cutter, "_next_spliced", counted)
+    spliced = _count_spliced(monkeypatch)  # plain standard input is a pipe: spliced slices
     for name, src, data in (("gzip file", str(gz), None),
                             ("gzip on stdin", "-", gzip.compress(raw, 1)),
                             ("stdin", "-", raw)):
@@ -420,15 +427,7 @@ def test_plain_stdin_on_a_pipe_is_cut(big_gzip, monkeypatch):
     assert result.parallel["tail"] == {"slice": 0, "why": pstream.PLAIN_WHY}
     assert _reports(result) == one
     monkeypatch.setattr(pstream, "PLAIN_CUT", True)
-    spliced = []
-    real = pstream._Cutter._next_spliced
-
-    def counted(self):
-        sl = real(self)
-        spliced.append(sl is not None)
-        return sl
-
-    monkeypatch.setattr(pstream._Cutter, "_next_spliced", counted)
+    spliced = _count_spliced(monkeypatch)
     result = _run_on(monkeypatch, data, "-", jobs=2)
     assert spliced and all(spliced), spliced
     assert "tail" not in result.parallel, result.parallel
