@@ -65,6 +65,49 @@ def containers(s) -> dict:
     return out
 
 
+def _alloc() -> dict:
+    """Where the resident memory is (``--alloc``): Python's allocated blocks, pymalloc's arenas
+    (1 MiB each) and the bytes in their used and free blocks, glibc malloc's heap in use and
+    free (``mallinfo2``), so that RSS growing while the objects held do not shows as free space
+    kept by an allocator (fragmentation), not as a container."""
+    import ctypes
+    import re
+    import tempfile
+
+    out = {"blocks": sys.getallocatedblocks()}
+    with tempfile.TemporaryFile("w+") as f:  # _debugmallocstats writes to the C stderr
+        sys.stderr.flush()
+        fd = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+        f.seek(0)
+        text = f.read()
+    for key, name in (("arenas allocated current", "py_arenas"),
+                      ("bytes in allocated blocks", "py_used"),
+                      ("bytes in available blocks", "py_free")):
+        m = re.search(r"# " + key + r"\s*=\s*([\d,]+)", text)
+        if m:
+            out[name] = int(m.group(1).replace(",", ""))
+
+    class _Mi2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _Mi2
+        mi = libc.mallinfo2()
+        out.update(malloc_used=mi.uordblks + mi.hblkhd, malloc_free=mi.fordblks)
+    except (OSError, AttributeError):  # not glibc, or glibc < 2.33
+        pass
+    return out
+
+
 def _phases() -> dict:
     """CPU seconds of the stop path's steps: the functions ``finish`` and ``diagnose`` call,
     wrapped where they are looked up (nothing in pcapvpn changes)."""
@@ -165,7 +208,7 @@ def _stops(s, repeat: int) -> dict:
 
 def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
           seed: int = 20, phases: bool = False, ab: int = 0, expiry_only: bool = False,
-          then: int = 0, stops: int = 0) -> dict:
+          then: int = 0, alloc: bool = False, stops: int = 0) -> dict:
     from mutated import MutatedCapture, lab_frames
     from pcapvpn.analysis import no_gc
     from pcapvpn.live import LiveOptions, LiveSession
@@ -195,7 +238,8 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
             evals.append(time.process_time() - c0)
         if done >= nxt:
             nxt += step
-            samples.append({"frames": done, "rss": round(_rss_mb(), 1), **containers(s)})
+            samples.append({"frames": done, "rss": round(_rss_mb(), 1), **containers(s),
+                            **(_alloc() if alloc else {})})
     feed = time.perf_counter() - t0
     steps = {}
     if then:
@@ -272,6 +316,9 @@ def main(argv=None) -> int:
     ap.add_argument("--then", type=int, default=0, metavar="N",
                     help="after the feed: an evaluation, N frames, an evaluation, N frames, the "
                          "stop (each timed)")
+    ap.add_argument("--alloc", action="store_true",
+                    help="with each RSS sample, the allocators' figures (Python blocks, pymalloc "
+                         "arenas used / free, malloc in use / free): RSS against what is held")
     ap.add_argument("--stops", type=int, default=0, metavar="N",
                     help="after the feed (and --then): the stop N times, each in a fork of the "
                          "same held state (the best CPU; compare trees with PYTHONPATH)")
@@ -281,7 +328,7 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args.frames, args.max_sas[0], args.samples, args.profile,
                                phases=args.phases, ab=args.ab, expiry_only=args.expiry_only,
-                               then=args.then, stops=args.stops)))
+                               then=args.then, alloc=args.alloc, stops=args.stops)))
         return 0
     for n in args.max_sas:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--frames",
@@ -296,6 +343,8 @@ def main(argv=None) -> int:
             cmd.append("--expiry-only")
         if args.then:
             cmd += ["--then", str(args.then)]
+        if args.alloc:
+            cmd.append("--alloc")
         if args.stops:
             cmd += ["--stops", str(args.stops)]
         cp = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
@@ -310,9 +359,17 @@ def main(argv=None) -> int:
         print(f"--max-sas {n:,}, {r['frames']:,} frames (fed in {r['feed_s']} s; last "
               f"evaluation {r['eval_cpu_last']} s cpu); load {r['load'][0]} / {r['load'][1]}")
         print(f"  RSS MB: {curve}")
+        if args.alloc:
+            mb = 1 / 1048576
+            print("  allocators MB (pymalloc arenas / used / free, malloc used / free): " + ", ".join(
+                f"{x['frames'] // 1000:,}k: {x.get('py_arenas', 0)} / {x.get('py_used', 0) * mb:.1f}"
+                f" / {x.get('py_free', 0) * mb:.1f}, {x.get('malloc_used', 0) * mb:.1f} / "
+                f"{x.get('malloc_free', 0) * mb:.1f}" for x in r["samples"][1:]))
         last = r["samples"][-1]
         print("  held at the end: " + ", ".join(f"{k} {v:,}" for k, v in last.items()
-                                                 if k not in ("frames", "rss")))
+                                                 if k not in ("frames", "rss", "blocks", "py_arenas",
+                                                              "py_used", "py_free", "malloc_used",
+                                                              "malloc_free")))
         print(f"  stop: finish {r['finish_wall']} s ({r['finish_cpu']} cpu) + JSON "
               f"{r['render_wall']} s ({r['render_cpu']} cpu) = {r['stop_wall']} s "
               f"({r['stop_cpu']} cpu); report {r['report_mb']} MB sha {r['report_sha']}; "

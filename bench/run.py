@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -425,6 +426,11 @@ JOBS_END = "<!-- bench/run.py --jobs: end -->"
 JOBS_GZ_BEGIN = ("<!-- bench/run.py --jobs --gzip: begin (generated; edits inside are "
                  "overwritten) -->")
 JOBS_GZ_END = "<!-- bench/run.py --jobs --gzip: end -->"
+#: the same on plain standard input (``--jobs-bench --stdin PATH``: ``cat PATH | pcapvpn
+#: analyze -``): the parent's reading thread splices the pipe into the slices' files
+JOBS_STDIN_BEGIN = ("<!-- bench/run.py --jobs --stdin: begin (generated; edits inside are "
+                    "overwritten) -->")
+JOBS_STDIN_END = "<!-- bench/run.py --jobs --stdin: end -->"
 
 #: run in a measured subprocess: the analysis with its own CPU split (this process = the parent,
 #: its children = the workers), printed as JSON
@@ -449,6 +455,10 @@ print(json.dumps({"wall": time.perf_counter() - t0,
 _STREAM_SPLIT = """
 import json, resource, sys, time
 t0 = time.perf_counter()
+if sys.argv[1] == "-":  # (--stdin: this process's standard input is a pipe from cat)
+    import subprocess
+    cat = subprocess.Popen(["cat", sys.argv[3]], stdout=subprocess.PIPE)
+    sys.stdin = open(cat.stdout.fileno(), "r", closefd=False)
 from pcapvpn.analysis import Options, run
 from pcapvpn.report import render
 r = run([sys.argv[1]], Options(jobs=int(sys.argv[2])))
@@ -558,16 +568,25 @@ def _together(cmds: list[list[str]]) -> dict:
     return {"wall": time.perf_counter() - t0, "rc": max(rcs), "cpu": None, "load1": load}
 
 
-def jobs_bench(path: Path, packets: int, repeat: int, log, stream: bool = False) -> dict:
+def jobs_bench(path: Path, packets: int, repeat: int, log, stream: bool = False,
+               stdin: bool = False) -> dict:
     """``--jobs 1`` and ``--jobs 2`` and tshark, interleaved run by run (the same load for
     each), plus the CPU split of the parallel run and the single pass's stage times (a
-    ``stream``, a gzip file: the CPU of the thread that reads it instead of the stages)."""
+    ``stream``, a gzip file: the CPU of the thread that reads it instead of the stages;
+    ``stdin``: ``path`` piped into standard input by ``cat``, whose CPU the rows include)."""
+    stream = stream or stdin
     stages = not stream
     runs: dict = {"pcapvpn --jobs 1": [], "pcapvpn --jobs 2": [], "tshark -q -Y frame": []}
     split: dict = {"1": [], "2": []}
     cmds = {"pcapvpn --jobs 1": pcapvpn_cmd(path) + ["--jobs", "1"],
             "pcapvpn --jobs 2": pcapvpn_cmd(path) + ["--jobs", "2"],
             "tshark -q -Y frame": ["tshark", "-r", str(path), "-q", "-Y", "frame"]}
+    if stdin:
+        def piped(cmd):
+            cmd = [("-" if c == str(path) else c) for c in cmd]
+            return ["sh", "-c", f"cat {shlex.quote(str(path))} | " + shlex.join(cmd)]
+
+        cmds = {k: piped(v) for k, v in cmds.items()}
     parts = None if stream else _pcap_parts(path, path.parent)
     bound: dict = {"halves": [], "fixed": []}
     for i in range(repeat):
@@ -587,8 +606,9 @@ def jobs_bench(path: Path, packets: int, repeat: int, log, stream: bool = False)
             log(f"  {'two halves at once':<24} run {i + 1}/{repeat}: {r['wall']:.2f} s; "
                 f"2,000 records {bound['fixed'][-1]['wall']:.2f} s")
         for j in ("1", "2"):
-            res = subprocess.run([PY, "-c", _STREAM_SPLIT if stream else _CPU_SPLIT, str(path),
-                                  j], capture_output=True,
+            args = ["-", j, str(path)] if stdin else [str(path), j]
+            res = subprocess.run([PY, "-c", _STREAM_SPLIT if stream else _CPU_SPLIT, *args],
+                                 capture_output=True,
                                  text=True, cwd=REPO, env=ENV, timeout=3600)
             if res.returncode == 0 and res.stdout.strip():
                 d = json.loads(res.stdout.strip().splitlines()[-1])
@@ -651,8 +671,8 @@ def render_jobs(j: dict, info: dict, title: str = "## Every core: `analyze --job
         if "2" in sp and sp["2"].get("reading_cpu") is not None:
             d2 = sp["2"]
             L.append(f"Of the main process's {d2['parent_cpu']:.2f} CPU seconds in `--jobs 2`, "
-                     f"{d2['reading_cpu']:.2f} are the thread that reads and decompresses the "
-                     f"stream and cuts it; the rest (the replay, the rules, the report, handing "
+                     f"{d2['reading_cpu']:.2f} are the thread that reads the stream (decompresses "
+                     f"a gzip, splices a pipe into the slices' files) and cuts it; the rest (the replay, the rules, the report, handing "
                      f"the slices to the pool) runs beside it in the main thread.\n")
         if "2" in sp and "1" in sp:
             d1, d2 = sp["1"], sp["2"]
@@ -748,6 +768,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-snapshot", dest="snapshot", action="store_false",
                     help="measure the working tree as it changes instead of a frozen copy of "
                          "HEAD (the default: `git archive HEAD` into out/src-<rev>, PYTHONPATH)")
+    ap.add_argument("--stdin", metavar="PATH",
+                    help="--jobs-bench on this plain capture piped into standard input (`cat "
+                         "PATH | pcapvpn analyze -`, and `cat PATH | tshark -r -`): the parent "
+                         "splices the pipe into slices, the workers read them (issue 19); its "
+                         "own block of RESULTS.md")
     args = ap.parse_args(argv)
 
     if not os.path.exists(TIME):
@@ -787,15 +812,21 @@ def main(argv=None) -> int:
                             if dirty else ""))
         log(snapshot_note)
 
-    if args.jobs_bench and args.gzip:
-        gz = Path(args.gzip)
-        j = jobs_bench(gz, _count_packets(gz), args.repeat, log, stream=True)
-        (out_dir / "jobs-gzip.json").write_text(json.dumps(j, indent=1, default=str))
+    if args.jobs_bench and (args.gzip or args.stdin):
+        # a stream: a gzip file, or a plain capture piped into standard input
+        src = Path(args.gzip or args.stdin)
+        kind, begin, end, title = (
+            ("gzip", JOBS_GZ_BEGIN, JOBS_GZ_END, "## Every core on a gzip file: `analyze --jobs "
+             "N FILE.gz` (issue 19; `bench/run.py --jobs-bench --gzip`)") if args.gzip else
+            ("stdin", JOBS_STDIN_BEGIN, JOBS_STDIN_END, "## Every core on standard input: `cat "
+             "FILE | analyze - --jobs N` (issue 19; `bench/run.py --jobs-bench --stdin`)"))
+        j = jobs_bench(src, _count_packets(src), args.repeat, log, stream=True,
+                       stdin=bool(args.stdin))
+        (out_dir / f"jobs-{kind}.json").write_text(json.dumps(j, indent=1, default=str))
         info = machine_info()
         info["measured"] = snapshot_note
-        text = render_jobs(j, info, "## Every core on a gzip file: `analyze --jobs N FILE.gz` "
-                                    "(issue 19; `bench/run.py --jobs-bench --gzip`)")
-        write_results(Path(args.results), text, JOBS_GZ_BEGIN, JOBS_GZ_END)
+        text = render_jobs(j, info, title)
+        write_results(Path(args.results), text, begin, end)
         print(text)
         return 0
     if args.jobs_bench and args.capture:

@@ -77,7 +77,14 @@ def addr(packed: bytes) -> str:
     return _addr(bytes(packed))
 
 
-@lru_cache(maxsize=1 << 16)
+#: addresses whose text is cached (about 230 bytes each with the key: ~1 MB).  A capture names
+#: a few gateways thousands of times; a live flood of mutated frames meets ~5,000 new addresses
+#: per million frames, so a bigger cache (it was 65,536: ~15 MB, full after ~13M frames) kept
+#: growing long after every container held had reached its bound (issue 20).
+ADDR_CACHE = 1 << 12
+
+
+@lru_cache(maxsize=ADDR_CACHE)
 def _addr(packed: bytes) -> str:
     # cached: reports and rules name the same gateways thousands of times, and ipaddress
     # formatting costs about 10 µs

@@ -20,9 +20,10 @@ at the end) is listed in ``Source.damage`` and, one line each, in ``Source.warni
 from __future__ import annotations
 
 import heapq
+import os
 import sys
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -110,29 +111,66 @@ class _Prefixed:
         return data or b""
 
 
+#: which inflate decompresses gzip captures: ``"isal"`` (Intel's ISA-L through python-isal, the
+#: ``fast`` extra: 1.6x zlib's speed on the bench mix, bench/RESULTS.md, issue 19) when it is
+#: installed, else ``"zlib"``; the environment variable ``PCAPVPN_INFLATE=zlib`` (or a test
+#: setting this) forces zlib.  Both give the same bytes, so the same report.
+INFLATE = os.environ.get("PCAPVPN_INFLATE", "isal")
+
+
+def inflater() -> tuple:
+    """``(decompressobj, error)`` of the inflate :data:`INFLATE` names (zlib when ISA-L is not
+    installed): ``decompressobj(16 + 15)`` reads one gzip member, ``error`` is what it raises on
+    corrupt data.  The one place that picks how gzip captures are decompressed."""
+    if INFLATE == "isal":
+        try:
+            from isal import isal_zlib
+        except ImportError:
+            pass
+        else:
+            return isal_zlib.decompressobj, isal_zlib.error
+    return zlib.decompressobj, zlib.error
+
+
+#: how a gzip stream is fed to the inflate, so that what a corrupt or cut-short one yields (an
+#: inflate loses the output of the call that fails) and the offset its error names do not depend
+#: on how the reads happened to arrive (a pipe's vary) or what the reader asked for: compressed
+#: bytes in steps at fixed offsets of the stream (256 KiB: 64 KiB cost ISA-L about 10 % more on
+#: the bench mix), decompressed in calls whose output doubles from ``INFLATE_FIRST`` bytes at
+#: the start of each member to ``CHUNK`` (a small capture cut short or corrupt still shows its
+#: first records; a big one loses at most a chunk before the damage)
+INFLATE_STEP = 1 << 18
+INFLATE_FIRST = 1 << 10
+
+
 class _Gunzip:
     """Streaming gzip decompression (multi-member, zero padding allowed) over a raw stream.
 
-    Unlike ``gzip.GzipFile`` it hands out every byte decompressed before a cut-short or corrupt
-    point, and reports the problem in ``error`` instead of raising, so a capture that was still
-    being written when it was copied is read as far as it goes.
+    Unlike ``gzip.GzipFile`` it hands out the bytes decompressed before a cut-short or corrupt
+    point (all but the output of the inflate call that met it: see ``INFLATE_STEP``), and
+    reports the problem in ``error`` instead of raising, so a capture that was still being
+    written when it was copied is read as far as it goes.  The inflate is :func:`inflater`'s.
     """
 
-    __slots__ = ("_read", "_pending", "_d", "_between", "_eof", "error", "compressed_read")
+    __slots__ = ("_read", "_src", "_d", "_between", "_eof", "error", "compressed_read",
+                 "_new", "_bad", "_fed", "_out", "_have", "_max", "_full")
 
     def __init__(self, head: bytes, raw):
         self._read = getattr(raw, "read1", raw.read)
-        self._pending = head
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._src = head  # compressed bytes read and not fed yet
+        self._new, self._bad = inflater()
+        self._d = self._new(16 + zlib.MAX_WBITS)
         self._between = False  # True after a member ended: only padding or a new member may follow
         self._eof = False
         self.error = None
         self.compressed_read = len(head)
+        self._fed = 0  # compressed bytes fed to the inflate (what it left unconsumed included)
+        self._out: deque = deque()  # decompressed, not handed out yet
+        self._have = 0
+        self._max = INFLATE_FIRST  # the output of the next call, at most
+        self._full = False  # the last call gave all it was allowed: it may hold more (ISA-L)
 
     def _more(self) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending, b""
-            return data
         try:
             data = self._read(CHUNK)
         except OSError as exc:
@@ -142,19 +180,13 @@ class _Gunzip:
             self.compressed_read += len(data)
         return data or b""
 
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            parts = []
-            while True:
-                piece = self.read(CHUNK)
-                if not piece:
-                    return b"".join(parts)
-                parts.append(piece)
-        out = []
-        have = 0
-        while have < n and not self._eof:
-            d = self._d
-            src = d.unconsumed_tail
+    def _step(self) -> None:
+        """One inflate call: on what it left unconsumed, on nothing (to drain what it holds),
+        or on the compressed bytes up to the next multiple of ``INFLATE_STEP``."""
+        d = self._d
+        src = d.unconsumed_tail
+        if not src and not self._full:
+            src = self._src
             if not src:
                 src = self._more()
                 if not src:
@@ -162,26 +194,70 @@ class _Gunzip:
                     if not self._between and self.error is None:
                         self.error = ("gzip data ends before its end-of-stream marker "
                                       "(file cut short?)")
-                    break
-                if self._between:
-                    src = src.lstrip(b"\x00")
-                    if not src:
-                        continue
-                    self._between = False
-            try:
-                piece = d.decompress(src, n - have)
-            except zlib.error as exc:
-                self._eof = True
-                self.error = f"gzip data corrupt after {self.compressed_read} bytes ({exc})"
+                    return
+            if self._between:
+                kept = src.lstrip(b"\x00")
+                self._fed += len(src) - len(kept)
+                src = kept
+                if not src:
+                    self._src = b""
+                    return
+                self._between = False
+            k = INFLATE_STEP - self._fed % INFLATE_STEP
+            if len(src) < k:  # the whole step (a pipe's reads are shorter, and vary)
+                parts = [src]
+                have = len(src)
+                while have < k:
+                    more = self._more()
+                    if not more:
+                        break
+                    parts.append(more)
+                    have += len(more)
+                src = b"".join(parts)
+            src, self._src = src[:k], src[k:]
+            self._fed += len(src)
+        try:
+            data = d.decompress(src, self._max)
+        except self._bad as exc:
+            self._eof = True
+            self.error = (f"gzip data corrupt after {self._fed - len(src)} bytes "
+                          f"({exc})")
+            return
+        self._full = len(data) == self._max
+        if self._max < CHUNK:
+            self._max <<= 1
+        if data:
+            self._out.append(data)
+            self._have += len(data)
+        if d.eof and not self._full:
+            rest = d.unused_data
+            self._fed -= len(rest)
+            self._src = rest + self._src
+            self._d = self._new(16 + zlib.MAX_WBITS)
+            self._max = INFLATE_FIRST
+            self._between = True
+
+    def read(self, n: int = -1) -> bytes:
+        while (n is None or n < 0 or self._have < n) and not self._eof:
+            self._step()
+        out = self._out
+        if n is None or n < 0 or n >= self._have:
+            data = b"".join(out)
+            out.clear()
+            self._have = 0
+            return data
+        parts = []
+        left = n
+        while left:
+            p = out.popleft()
+            if len(p) > left:
+                parts.append(p[:left])
+                out.appendleft(p[left:])
                 break
-            if piece:
-                out.append(piece)
-                have += len(piece)
-            if d.eof:
-                self._pending = d.unused_data + self._pending
-                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                self._between = True
-        return b"".join(out)
+            parts.append(p)
+            left -= len(p)
+        self._have -= n
+        return b"".join(parts)
 
 
 def _read_upto(raw, n: int) -> bytes:
@@ -642,6 +718,7 @@ def open_stream(path: str, spool: bool = False) -> tuple:
         except (AttributeError, ValueError):
             pass
         close_raw = False
+        _widen_pipe(raw)
         if spool:
             import tempfile
 
@@ -666,6 +743,26 @@ def open_stream(path: str, spool: bool = False) -> tuple:
     compressed = head == _GZIP_MAGIC
     stream = _Gunzip(head, raw) if compressed else _Prefixed(head, raw)
     return raw, stream, close_raw, compressed, spool_path
+
+
+#: the pipe buffer asked for on standard input (Linux F_SETPIPE_SZ; 1 MiB is what an unprivileged
+#: process may ask, /proc/sys/fs/pipe-max-size): a read takes up to this much at once instead of
+#: the default 64 KiB.  Measured (`cat` of the bench mix's 693 MB into a 1 MiB read loop, load 3):
+#: 0.29 CPU s with 64 KiB, 0.14 with 1 MiB
+PIPE_SIZE = 1 << 20
+
+
+def _widen_pipe(raw) -> None:
+    """Standard input, when it is a pipe, given a buffer of ``PIPE_SIZE`` (as far as allowed)."""
+    import fcntl
+    import stat
+
+    try:
+        fd = raw.fileno()
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except (OSError, AttributeError, ValueError):  # not a pipe of this kernel's, or not a file
+        pass
 
 
 def open_reader(path: str, stream, compressed: bool):

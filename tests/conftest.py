@@ -143,3 +143,25 @@ def bench_gen():
         spec.loader.exec_module(mod)
         sys.modules["bench_gen"] = mod
     return mod
+
+
+#: the inflates a gzip capture can be decompressed with (pcapvpn.sources.inflater): ISA-L (the
+#: ``fast`` extra, which .ci/run installs) and zlib, the fallback without it
+INFLATES = ("isal", "zlib")
+
+
+@pytest.fixture(params=INFLATES)
+def inflate(request, monkeypatch):
+    """Runs the test once with each inflate (``pcapvpn.sources.INFLATE`` set); ISA-L is skipped
+    with the reason printed where the ``fast`` extra is not installed, and fails in CI."""
+    from pcapvpn import sources
+
+    if request.param == "isal":
+        try:
+            import isal  # noqa: F401
+        except ImportError:
+            if IN_CI:
+                pytest.fail("isal (the fast extra) is not installed: .ci/run installs it")
+            pytest.skip("isal (the fast extra, pip install -e '.[fast]') is not installed")
+    monkeypatch.setattr(sources, "INFLATE", request.param)
+    return request.param

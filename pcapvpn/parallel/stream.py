@@ -41,8 +41,12 @@ are carried into the replay's interface and section lists, the very lists the tr
 (:attr:`Slice.tail`).  The report is the single pass's, byte for byte, either way;
 ``Result.parallel["tail"]`` says from which slice and why the parent read on alone.
 
-A stream shorter than ``MIN_BYTES``, plain (uncompressed) standard input (``PLAIN_WHY``: measured,
-handing its bytes out costs the parent what one pass costs), one without a record boundary within
+Plain (uncompressed) standard input on a pipe is cut with its bytes spliced from the pipe into the
+slices' files by the reading thread (:meth:`_Cutter._next_spliced`: the parent never reads them
+itself, only the window after each nominal cut where the boundary is sought) — when cuts are
+given: without, it is read by the parent alone (``PLAIN_WHY``, ``PLAIN_CUT``: measured, the
+worker alone costs what one pass costs).  A stream shorter than ``MIN_BYTES``, plain standard
+input not on a pipe or without given cuts, one without a record boundary within
 ``CUT_WINDOW_MAX`` after a nominal cut, or one whose first frames are mostly neither ESP nor
 plaintext TCP of the lane (``MIN_SHARE``) is read the same way from its start (or from that cut):
 one pass in the parent.
@@ -71,13 +75,18 @@ from pcapvpn.parallel.worker import read_slice, walk_slice
 SPOOL_DIR = "/dev/shm"
 
 #: why plain (uncompressed) standard input is read by the parent alone unless cuts are given:
-#: moving its bytes to the workers costs the parent about what analysing them does.  Measured
-#: (bench/RESULTS.md, issue 19): the bench mix on standard input, one pass 1.0-1.05 CPU s, with
-#: one worker the parent 1.2-1.3 (0.35 of it the reading thread) and the worker 0.9: on 2 CPUs
-#: at best as fast as one pass; the 1M client capture (2/3 plaintext TCP, whose bookkeeping
-#: stays in the parent) 2.1 against 2.35 and 1.12.  A gzip stream pays: its decompression, most
-#: of a single pass, runs in the reading thread beside the rest.
-PLAIN_WHY = "plain standard input: handing its bytes out costs the parent as much as one pass"
+#: moving its bytes to the workers costs more than analysing them.  Measured (bench/RESULTS.md,
+#: issue 19, `bench/run.py --jobs-bench --stdin`): `cat` of the bench mix into `analyze -`, one
+#: pass 0.65 CPU s in pcapvpn (standard input's pipe widened to 1 MiB); cut, with the pipe spliced
+#: into the slices' files, the parent 0.78 (0.36 of it the reading thread) and the one worker
+#: 0.67: the worker alone costs what one pass does, so `--jobs 2` on 2 CPUs is slower (0.59x the
+#: wall time at load 7.5).  A gzip stream pays: its decompression, most of a single pass, runs
+#: in the reading thread beside the rest.
+PLAIN_WHY = "plain standard input: handing its bytes out costs more than one pass"
+
+#: cut plain standard input on a pipe without given cuts (:meth:`_Cutter._next_spliced`): off,
+#: as measured above on 2 CPUs (PLAIN_WHY); the tests switch it on to cover the automatic cuts
+PLAIN_CUT = False
 
 #: the nominal size of a stream's slice (below MAX_SLICE: the parent keeps the bytes of every
 #: slice in flight until it is replayed, for the rest it may have to read itself)
@@ -149,6 +158,33 @@ class _Rest:
     read1 = read
 
 
+class _Unspool(Exception):
+    """A spliced slice given up (:meth:`_Cutter._next_spliced`)."""
+
+
+#: errors of a slice's file (not of the pipe) that ``os.splice`` may raise
+_FILE_ERRORS = frozenset({28, 27, 122})  # ENOSPC, EFBIG, EDQUOT
+
+
+def _spliceable(raw) -> int | None:
+    """The descriptor of ``raw`` (standard input) when its bytes can be spliced into files in
+    ``SPOOL_DIR``: a pipe, and Linux's ``os.splice``.  Nothing of the pipe is left in
+    ``raw``'s buffer by the time the first slice is spliced: the head (``MIN_BYTES``) is read
+    with ``read1`` of ``CHUNK`` bytes, which hands out what the buffer held first (the few KiB
+    the two-byte sniff of :func:`pcapvpn.sources.open_stream` buffered) and then reads past it."""
+    import stat
+
+    if raw is None or not hasattr(os, "splice") or not os.path.isdir(SPOOL_DIR):
+        return None
+    try:
+        fd = raw.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+    except (OSError, AttributeError, ValueError):
+        return None
+    return fd
+
+
 class _Cutter:
     """The stream read on and cut at record boundaries (:meth:`next`: the slices in order).
 
@@ -158,7 +194,7 @@ class _Cutter:
     reads the stream alone, None: cut it)."""
 
     def __init__(self, path, index, stream, head, batch=True, esp=None, lane=None, cuts=None,
-                 compressed=True):
+                 compressed=True, raw=None):
         from dissect.vpn.capture import open_capture
         from dissect.vpn.errors import DissectError
 
@@ -180,6 +216,9 @@ class _Cutter:
         self.why: str | None = None
         #: the files holding slices handed out and not yet dropped (:meth:`drop`)
         self.spools: set = set()
+        #: plain standard input on a pipe: the descriptor its bytes are spliced from straight
+        #: into the slices' files (:meth:`_next_spliced`), None: read into memory
+        self._fd = None if compressed else _spliceable(raw)
         self._fill(MIN_BYTES)
         data = self._span(0, self._len)
         # the head: the reader after its first record, the header bytes before it
@@ -199,7 +238,7 @@ class _Cutter:
         elif cuts is None:
             if self.eof:
                 self.why = f"a stream of under {MIN_BYTES >> 20} MiB"
-            elif not compressed:
+            elif not compressed and (self._fd is None or not PLAIN_CUT):
                 self.why = PLAIN_WHY
             else:
                 share = shares("-", lane, data=data)
@@ -287,6 +326,10 @@ class _Cutter:
         the rest of the stream from there, for the parent to read; None: no more."""
         if self.done:
             return None
+        if self._fd is not None and self.why is None:
+            sl = self._next_spliced()
+            if sl is not None:
+                return sl
         k = self.number
         cut = self._cut() if self.why is None else None
         if self.why is not None:
@@ -303,12 +346,112 @@ class _Cutter:
         self.done = last
         return sl
 
-    def spool(self, pieces: list):
-        """The path of a file in shared memory holding the ``pieces`` of a slice (their bytes
-        joined when there is no shared memory to put them in).  In the main thread (the
-        reading thread, the critical path of a gzip stream, only decompresses and cuts)."""
+    def _next_spliced(self) -> Slice | None:
+        """The next slice of plain standard input on a pipe, in a file of its own in shared
+        memory, filled in this (the reading) thread: the bytes held, then ``os.splice`` from the
+        pipe (the kernel copies them: no read into this process, no write out of it), then the
+        window after the nominal cut read into memory to find the record boundary there (the
+        same chain validation as :meth:`_cut`), the part before it written to the file and the
+        rest held for the next slice.  None: it cannot be (shared memory full, the pipe not
+        spliced after all): the bytes are held again and :meth:`next` reads on in memory."""
         import tempfile
 
+        from dissect.vpn import chain
+
+        try:
+            fd, path = tempfile.mkstemp(prefix="pcapvpn-slice-", dir=SPOOL_DIR)
+        except OSError:
+            self._fd = None
+            return None
+        self.spools.add(path)
+        try:
+            with open(fd, "wb", buffering=0) as f:
+                if self.cuts is not None:  # given (tests): stream offsets
+                    while self.cuts and self.cuts[0] <= max(self.at, self.first or 0):
+                        self.cuts.pop(0)
+                    size = self._move(f, self.cuts.pop(0) - self.at if self.cuts else 1 << 62)
+                    self._fill(1)
+                    last = self._len == 0
+                else:
+                    size = self._move(f, max(STREAM_SLICE, self.first + 1 - self.at))
+                    window = CUT_WINDOW // 4
+                    while True:
+                        self._fill(window)
+                        if self._len == 0:
+                            last = True
+                            break
+                        win = self._span(0, self._len)
+                        found, _r = chain.find(self.rules, win, 0, len(win), self.eof, CUT_RECORDS)
+                        if found is not None or self.eof:
+                            last = found is None
+                            size += self._move(f, self._len if last else found)
+                            break
+                        if window >= CUT_WINDOW_MAX:
+                            self.why = (f"no record boundary within {CUT_WINDOW_MAX >> 20} MiB "
+                                        f"after offset {self.at + size}")
+                            raise _Unspool
+                        window *= 4
+        except (_Unspool, OSError):  # (OSError: writing the file; a read error ends the stream)
+            with open(path, "rb") as f:
+                data = f.read()
+            self.spools.discard(path)
+            os.unlink(path)
+            self._chunks.appendleft(data)
+            self._len += len(data)
+            self._fd = None
+            return None
+        k = self.number
+        sl = Slice(self.path, self.index, k, self.at, self.at + size,
+                   self.prefix if k else b"", self.nifs, last, self.batch, self.esp, self.lane,
+                   data=path)
+        self.at += size
+        self.number += 1
+        self.done = last
+        return sl
+
+    def _move(self, f, n: int) -> int:
+        """Up to ``n`` bytes of the stream written to the file ``f``: the held bytes first, then
+        spliced from the pipe; how many (fewer: the stream ended).  A read error ends the stream
+        with ``stream.error`` set, as a read would; an error of the file raises OSError."""
+        from pcapvpn.sources import _read_error
+
+        moved = 0
+        pieces = deque(self._take(min(n, self._len)))
+        while pieces:
+            view = memoryview(pieces[0])
+            try:
+                while view:
+                    view = view[f.write(view):]
+            except OSError:  # the file is full: what is not written is held again
+                pieces[0] = view
+                for piece in reversed(pieces):
+                    self._chunks.appendleft(bytes(piece))
+                    self._len += len(piece)
+                raise
+            moved += len(pieces.popleft())
+        out = f.fileno()
+        while moved < n and not self.eof:
+            try:
+                m = os.splice(self._fd, out, min(n - moved, 1 << 30))
+            except OSError as exc:
+                if exc.errno in _FILE_ERRORS:
+                    raise
+                self.stream.error = _read_error(exc)
+                m = 0
+            if not m:
+                self.eof = True
+            moved += m
+        return moved
+
+    def spool(self, pieces):
+        """The path of a file in shared memory holding the ``pieces`` of a slice (their bytes
+        joined when there is no shared memory to put them in; a path: already in one).  In the
+        main thread (the reading thread, the critical path of a gzip stream, only decompresses
+        and cuts)."""
+        import tempfile
+
+        if isinstance(pieces, str):
+            return pieces
         if not os.path.isdir(SPOOL_DIR):
             return b"".join(pieces)
         try:
@@ -717,7 +860,7 @@ def stream_source(path, index, jobs, batch=True, cuts=None, pool=None, esp=None,
         keep = _Keep(stream)
         open_reader(path, keep, compressed)
         cutter = _Cutter(path, index, stream, b"".join(keep.kept), batch, esp, lane, cuts,
-                         compressed)
+                         compressed, raw if path == "-" else None)
     except BaseException:
         if close_raw:
             raw.close()

@@ -96,6 +96,9 @@ class Tracker(NullSink):
         self.plain_tracker = PlainTracker(interfaces)
         self.plain_tracker.max_flows = limits.plain_max_flows
         self.plain_tracker.max_dns = limits.plain_max_dns
+        # ARP targets per view: at most as many as the conversations followed (a target is a
+        # host a conversation would reach): MAX_ARP offline, ``--max-sas`` live
+        self.plain_tracker.max_arp = min(self.plain_tracker.max_arp, limits.plain_max_flows)
         self.plain = self.plain_tracker.plain
         self.plain_tcp = self.plain_tracker.plain_tcp
         self.link_other = self.plain_tracker.link_other
@@ -242,6 +245,8 @@ class Tracker(NullSink):
             "plaintext conversations forgotten (live: idle or least recently active)")
         add("plain_max_dns", pt.max_dns, pt.dns_evicted,
             "DNS queries forgotten (live: asked long ago or least recent)")
+        add("plain_arp_targets", pt.max_arp, pt.arp_dropped,
+            "ARP requests for further targets (inner model, per view)", pt.arp_first_drop)
         return out
 
     def state(self, now: float, capture=None) -> "State":

@@ -28,6 +28,7 @@ from dissect.vpn.ip import Port
 from dissect.vpn.registry import PRIVATE_EXCHANGES, ExchangeType, NotifyV2, PayloadV1, PayloadV2
 from pcapvpn.names import Role
 from pcapvpn.track.ike_sa import Exchange, IkeMsg, IkeSA, _by_n, spi_hex
+from pcapvpn.track.nat import note_endpoint
 
 def _udp_unanswered(sa) -> bool:
     """An IKE_SA_INIT of ``sa`` went over UDP only and got no answer (so far)."""
@@ -366,7 +367,8 @@ class IkeTracker:
         sa.last_ts = m.ts
         sa.messages.append(m)
         ep = (m.src, m.sport, m.dst, m.dport, m.transport)
-        sa.endpoints.setdefault(ep, m.n)
+        if ep not in sa.endpoints:
+            note_endpoint(sa, ep, m.n)
         self._mark_copy(sa, m)
         if m.version == 2:
             self._place_v2(sa, m)

@@ -158,7 +158,7 @@ class IkeSA:
         "id", "version", "ispi", "rspi", "initiator", "responder", "messages", "exchanges",
         "_open", "first_ts", "last_ts", "retry_of", "retried_by", "rekey_of", "rekeyed_by",
         "mid_session", "deleted_ts", "deleted_by", "endpoints", "_digests", "nat",
-        "initiator_known", "crypto", "_retry_cand",
+        "initiator_known", "crypto", "_retry_cand", "_ep_seen",
     )
 
     def __init__(self, version, ispi, rspi):
@@ -181,7 +181,11 @@ class IkeSA:
         self.mid_session = False
         self.deleted_ts = None
         self.deleted_by = None
-        self.endpoints: dict = {}  # (src, sport, dst, dport, transport) -> first n
+        #: (src, sport, dst, dport, transport) -> first n, only those that bring an address or
+        #: port the NAT verdict reads (pcapvpn.track.nat.note_endpoint: at most
+        #: MAX_CANDIDATE_ADDRS + MAX_CANDIDATE_PORTS entries, however many ports a flood uses)
+        self.endpoints: dict = {}
+        self._ep_seen = None  # (addresses, ports) of ``endpoints`` (note_endpoint)
         self._digests: dict = {}  # (digest, src, sport) -> last IkeMsg with it
         self.nat = None
         self.crypto = None  # decrypt.ikev2.Ikev2Decryptor / ikev1.Ikev1Decryptor (--keys)

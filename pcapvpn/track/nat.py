@@ -557,6 +557,33 @@ def nat_verdict(sa, extra_addrs=()) -> NatVerdict:
     return v
 
 
+def note_endpoint(sa, ep, n) -> None:
+    """Keep endpoint ``ep`` ``(src, sport, dst, dport, transport)``, first met in message ``n``,
+    in ``sa.endpoints`` if the NAT verdict can read it: :func:`_candidates` and :func:`annotate`
+    read the first ``MAX_CANDIDATE_ADDRS`` addresses and the first ports beside the standard
+    ones (``MAX_CANDIDATE_PORTS`` in all) in the order met, so an endpoint that brings neither a
+    new address nor a new port while there is room changes nothing and is not kept.  An IKE SA
+    flooded from thousands of ports (mutated packets, live) then holds at most
+    ``MAX_CANDIDATE_ADDRS + MAX_CANDIDATE_PORTS`` endpoints; the verdict is the same."""
+    seen = sa._ep_seen
+    if seen is None:
+        seen = sa._ep_seen = (set(), set())
+    addrs, ports = seen
+    src, sport, dst, dport, _tr = ep
+    keep = False
+    for a in (src, dst):
+        if a not in addrs and len(addrs) < MAX_CANDIDATE_ADDRS:
+            addrs.add(a)
+            keep = True
+    for p in (sport, dport):
+        if p not in ports and p >= 0 and p not in STANDARD_PORTS and \
+                len(ports) < MAX_CANDIDATE_PORTS - len(STANDARD_PORTS):
+            ports.add(p)
+            keep = True
+    if keep:
+        sa.endpoints[ep] = n
+
+
 def _candidates(sa, extra_addrs=()) -> list[tuple[bytes, int]]:
     """Every (address, port) combination seen for the SA (addresses: plus ``extra_addrs``),
     with the ports seen for it and the standard ports: at most ``MAX_CANDIDATE_ADDRS``

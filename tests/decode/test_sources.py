@@ -102,7 +102,7 @@ def test_pcapng_numbering_over_sections(tmp_path):
         assert packets == [f[1] for f in frames]
 
 
-def test_gzip_file(tmp_path):
+def test_gzip_file(tmp_path, inflate):
     raw = pcap_bytes([(1.0, P[0]), (2.0, P[1])])
     path = tmp_path / "a.pcap.gz"
     path.write_bytes(gzip.compress(raw))
@@ -112,7 +112,7 @@ def test_gzip_file(tmp_path):
         assert src.warnings == []
 
 
-def test_gzip_multi_member_and_zero_padding(tmp_path):
+def test_gzip_multi_member_and_zero_padding(tmp_path, inflate):
     raw = pcap_bytes([(float(i), P[i]) for i in range(6)])
     cut = 24 + 16 + 40 + 7
     path = tmp_path / "m.pcap.gz"
@@ -121,7 +121,7 @@ def test_gzip_multi_member_and_zero_padding(tmp_path):
         assert [f[4] for f in src.frames()] == P[:6] and src.warnings == []
 
 
-def test_gzip_cut_short_keeps_what_was_decompressed(tmp_path):
+def test_gzip_cut_short_keeps_what_was_decompressed(tmp_path, inflate):
     raw = pcap_bytes([(float(i), os.urandom(900)) for i in range(50)])
     comp = gzip.compress(raw, compresslevel=1)
     path = tmp_path / "cut.pcap.gz"
@@ -137,7 +137,7 @@ def test_gzip_cut_short_keeps_what_was_decompressed(tmp_path):
     assert all("\n" not in w for w in warnings)
 
 
-def test_gzip_corrupt_data(tmp_path):
+def test_gzip_corrupt_data(tmp_path, inflate):
     raw = pcap_bytes([(float(i), bytes(range(256)) * 4) for i in range(30)])
     comp = bytearray(gzip.compress(raw))
     comp[len(comp) // 2] ^= 0xFF
@@ -190,7 +190,7 @@ def test_stdin_pipe_in_process(monkeypatch):
     (lambda d: (d / "m.pcap").write_bytes(struct.pack("<IHHiIII", 0xA1B2CD34, 2, 4, 0, 0, 96, 1))
      and d / "m.pcap", "modified"),
 ])
-def test_unusable_inputs_raise_one_line_source_error(tmp_path, make, words):
+def test_unusable_inputs_raise_one_line_source_error(tmp_path, inflate, make, words):
     path = make(tmp_path)
     with pytest.raises(SourceError) as ei:
         open_source(str(path))

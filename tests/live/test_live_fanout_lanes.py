@@ -285,33 +285,80 @@ def test_workers_vantage_points(tmp_path):
     assert _verdicts(two) == _verdicts(one)
     assert two["capture"]["frames"] == one["capture"]["frames"]
     assert [p["name"] for p in two["vantage_points"]] == ["router-in", "router-out"]
-
-    def locations(r):
-        return sorted((f["code"], json.dumps(f.get("location"), sort_keys=True))
-                      for f in r["findings"])
-
-    assert locations(two) == locations(one)
-
-    def paths(r):
-        out = []
-        for t in r["tunnels"]:
-            p = t.get("path") or {}
-            out.append(json.dumps([t["id"], p.get("order"), p.get("packets")], sort_keys=True))
-            out += sorted(json.dumps([t["id"]] + [x.get(k) for k in
-                                                  ("kind", "from", "to", "direction", "lost")])
-                          for x in p.get("losses", []))
-        return sorted(out)
-
+    assert _locations(two) == _locations(one)
     assert any(t.get("path") for t in one["tunnels"])
-    assert paths(two) == paths(one)
+    assert _paths(two) == _paths(one)
     # the written files (one per worker, both interfaces in each) analysed
     # with the same points: the same findings, locations and cited frames
-    vant = [a for point, itf in (("router-in", "va"), ("router-out", "vc")) for f in files2
-            for a in ("--vantage", f"{point}={f}#{itf}")]
-    ana = _analyze_written(extra=vant)
+    ana = _analyze_written(extra=_vantage_of(files2))
     assert _codes(two["findings"]) == _codes(ana["findings"])
-    assert locations(two) == locations(ana)
+    assert _locations(two) == _locations(ana)
     assert _cited(two) == _cited(ana)
+
+
+def _locations(r) -> list:
+    """The findings' codes with their locations (a vantage point's loss: between which points)."""
+    return sorted((f["code"], json.dumps(f.get("location"), sort_keys=True))
+                  for f in r["findings"])
+
+
+def _paths(r) -> list:
+    """The tunnels' paths over the vantage points: order, packets per point, losses."""
+    out = []
+    for t in r["tunnels"]:
+        p = t.get("path") or {}
+        out.append(json.dumps([t["id"], p.get("order"), p.get("packets")], sort_keys=True))
+        out += sorted(json.dumps([t["id"]] + [x.get(k) for k in
+                                              ("kind", "from", "to", "direction", "lost")])
+                      for x in p.get("losses", []))
+    return sorted(out)
+
+
+def _vantage_of(files) -> list:
+    """analyze's --vantage options for the written files: each point is its interface in every
+    worker's file."""
+    return [a for point, itf in (("router-in", "va"), ("router-out", "vc")) for f in files
+            for a in ("--vantage", f"{point}={f}#{itf}")]
+
+
+VANTAGE_KEYED = "ikev2_path_esp_loss"
+
+
+@pytest.mark.root
+def test_workers_vantage_points_with_keys(tmp_path):
+    """--vantage and --keys together: two capture points of one tunnel whose ESP keys are
+    given (the keyed SAs decrypted in the parent, each point's ESP tracked apart, the points
+    merged into the path): --workers 2 gives the decryption results, findings, locations,
+    verdicts and paths of --workers 1, and both match analyze --keys of the written files
+    with the same points."""
+    need_root()
+    keys = LAB / VANTAGE_KEYED / "keys"
+    if not keys.exists():
+        pytest.fail(f"keys of {VANTAGE_KEYED} missing")
+    feeds = [(_lab(VANTAGE_KEYED, f"{VANTAGE_KEYED}-router-in.pcap"), "vb"),
+             (_lab(VANTAGE_KEYED, f"{VANTAGE_KEYED}-router-out.pcap"), "vd")]
+    args = ["--vantage", "router-in=va", "--vantage", "router-out=vc", "--keys", str(keys)]
+    got = _both(tmp_path, args, feeds)
+    (one, files1), (two, files2) = got[1], got[2]
+    dec1 = [s for s in one["esp_sas"] if s.get("decryption")]
+    assert dec1 and all(s["decryption"]["opened"] > 0 for s in dec1), one["esp_sas"]
+    assert "PATH_LOSS" in _codes(one["findings"]), _codes(one["findings"])
+    assert any(t.get("path") for t in one["tunnels"])
+    assert [p["name"] for p in two["vantage_points"]] == ["router-in", "router-out"]
+    assert two["capture"]["frames"] == one["capture"]["frames"]
+    assert _esp(two) == _esp(one)
+    assert _codes(two["findings"]) == _codes(one["findings"])
+    assert _locations(two) == _locations(one)
+    assert _verdicts(two) == _verdicts(one)
+    assert _paths(two) == _paths(one)
+    for r, files in ((one, files1), (two, files2)):
+        ana = _analyze_written(extra=_vantage_of(files) + ["--keys", str(keys)])
+        assert _esp(r) == _esp(ana)
+        assert _codes(r["findings"]) == _codes(ana["findings"])
+        assert _locations(r) == _locations(ana)
+        assert _verdicts(r) == _verdicts(ana)
+        assert _paths(r) == _paths(ana)
+        assert _cited(r) == _cited(ana)
 
 
 @pytest.mark.parametrize("seed", range(6))

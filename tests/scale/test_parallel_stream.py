@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,16 +41,46 @@ def _captures() -> list[Path]:
 
 
 class _Stdin:
-    """Standard input holding ``data`` (what ``open_source('-')`` reads: ``sys.stdin.buffer``)."""
+    """Standard input holding ``data`` (what ``open_source('-')`` reads: ``sys.stdin.buffer``):
+    a real pipe, as ``cat FILE |`` gives it (plain standard input on a pipe is spliced into the
+    slices' files), fed by ``cat`` (a process of its own: a worker forked by this one must not
+    hold the pipe's write end, or the reader would never see its end), or (``pipe=False``) a
+    stream that is no file at all."""
 
-    def __init__(self, data: bytes):
-        self.buffer = io.BytesIO(data)
+    def __init__(self, data: bytes, pipe: bool = True):
+        self._proc = None
+        if not pipe:
+            self.buffer = io.BytesIO(data)
+            return
+        import tempfile
+
+        fd, self._tmp = tempfile.mkstemp(prefix="pcapvpn-test-stdin-")
+        with open(fd, "wb") as f:
+            f.write(data)
+        self._proc = subprocess.Popen(["cat", self._tmp], stdout=subprocess.PIPE)
+        self.buffer = self._proc.stdout
+
+    def close(self) -> None:
+        """What a worker process does first (multiprocessing closes standard input)."""
+
+    def done(self) -> None:
+        self.buffer.close()
+        if self._proc is not None:
+            self._proc.wait()
+            os.unlink(self._tmp)
+            self._proc = None
 
 
 def _run_on(monkeypatch, data: bytes | None, path: str, **kw):
+    stdin = None
     if data is not None:
-        monkeypatch.setattr(sys, "stdin", _Stdin(data))
-    return run([path], Options(**kw))
+        stdin = _Stdin(data)
+        monkeypatch.setattr(sys, "stdin", stdin)
+    try:
+        return run([path], Options(**kw))
+    finally:
+        if stdin is not None:
+            stdin.done()
 
 
 def _cuts(path: str) -> list[int]:
@@ -83,6 +114,21 @@ def _split(result, cuts, what: str) -> None:
         assert par["slices"] == len(cuts) + 1, (what, par)
 
 
+def _count_spliced(monkeypatch) -> list:
+    """A list that :meth:`pstream._Cutter._next_spliced` appends to from now on: True for a
+    slice spliced from the pipe into its file, False where it gave up."""
+    spliced: list = []
+    real = pstream._Cutter._next_spliced
+
+    def counted(self):
+        sl = real(self)
+        spliced.append(sl is not None)
+        return sl
+
+    monkeypatch.setattr(pstream._Cutter, "_next_spliced", counted)
+    return spliced
+
+
 @pytest.mark.parametrize("path", _captures(), ids=rel)
 def test_every_capture_as_gzip_and_on_stdin(path, tmp_path, monkeypatch):
     p = str(path)
@@ -93,11 +139,14 @@ def test_every_capture_as_gzip_and_on_stdin(path, tmp_path, monkeypatch):
         raw = path.read_bytes()
     gz = tmp_path / (path.name + ".gz")
     gz.write_bytes(gzip.compress(raw, 1))
+    spliced = _count_spliced(monkeypatch)  # plain standard input is a pipe: spliced slices
     for name, src, data in (("gzip file", str(gz), None),
                             ("gzip on stdin", "-", gzip.compress(raw, 1)),
                             ("stdin", "-", raw)):
         what = f"{rel(path)} as {name}"
         result = _same(monkeypatch, src, data, cuts, what)
+        if name == "stdin" and cuts:
+            assert spliced and all(spliced), (what, spliced)
         if cuts and result.report.capture.out_of_order:
             # not in time order: a gzip file is analysed again in time order in one pass; on
             # standard input a slice that starts earlier than the slices before it end makes
@@ -150,7 +199,7 @@ def _gz_of(tmp_path, data: bytes, name: str) -> str:
 
 
 @pytest.mark.parametrize("where", [0.3, 0.6, 0.97])
-def test_a_damaged_gzip_tail(tmp_path, monkeypatch, where):
+def test_a_damaged_gzip_tail(tmp_path, monkeypatch, inflate, where):
     """A gzip file cut short (still being written when copied) and one corrupt after a point:
     every byte decompressed before it is analysed, the gzip damage reported as in one pass."""
     p = str(_DAMAGE_BASE)
@@ -171,7 +220,7 @@ def test_a_damaged_gzip_tail(tmp_path, monkeypatch, where):
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
-def test_a_stream_that_ends_inside_a_record(tmp_path, monkeypatch, fmt):
+def test_a_stream_that_ends_inside_a_record(tmp_path, monkeypatch, inflate, fmt):
     src = _DAMAGE_BASE
     if fmt == "pcapng":
         src = tmp_path / "base.pcapng"
@@ -342,8 +391,7 @@ def test_a_short_stream_is_read_by_the_parent(tmp_path, monkeypatch):
     started): one pass, as before."""
     p = str(_DAMAGE_BASE)
     data = Path(p).read_bytes()
-    monkeypatch.setattr(sys, "stdin", _Stdin(data))
-    result = run(["-"], Options(jobs=2))
+    result = _run_on(monkeypatch, data, "-", jobs=2)
     assert result.parallel["tail"]["slice"] == 0
     assert result.parallel["tail"]["why"].startswith("a stream of under")
     assert parallel.jobs_for(["-"], Options(jobs=1)) == 1
@@ -367,15 +415,51 @@ def big_gzip(tmp_path_factory) -> Path:
     return gz
 
 
-def test_plain_stdin_is_read_by_the_parent_unless_cut(big_gzip, monkeypatch):
-    """Plain standard input: handing its bytes to workers costs the parent about as much as one
-    pass (measured), so without given cuts the parent reads it alone; the same report."""
+def test_plain_stdin_on_a_pipe_is_cut(big_gzip, monkeypatch):
+    """Plain standard input on a pipe, cuts switched on (``PLAIN_CUT``): spliced into the
+    slices' files by the reading thread and cut at record boundaries found on a window after
+    each nominal cut, in worker processes; the same report.  Switched off (the default: on 2
+    CPUs it costs more than it gains, measured) or not on a pipe (nothing to splice from): the
+    parent reads it alone."""
     data = gzip.decompress(big_gzip.read_bytes())
-    monkeypatch.setattr(sys, "stdin", _Stdin(data))
+    one = _reports(_run_on(monkeypatch, data, "-"))
+    result = _run_on(monkeypatch, data, "-", jobs=2)
+    assert result.parallel["tail"] == {"slice": 0, "why": pstream.PLAIN_WHY}
+    assert _reports(result) == one
+    monkeypatch.setattr(pstream, "PLAIN_CUT", True)
+    spliced = _count_spliced(monkeypatch)
+    result = _run_on(monkeypatch, data, "-", jobs=2)
+    assert spliced and all(spliced), spliced
+    assert "tail" not in result.parallel, result.parallel
+    assert result.parallel["slices"] >= len(data) // (pstream.STREAM_SLICE +
+                                                      parallel.CUT_WINDOW_MAX)
+    assert result.parallel["slices"] >= 2
+    assert _reports(result) == one
+    monkeypatch.setattr(sys, "stdin", _Stdin(data, pipe=False))
     result = run(["-"], Options(jobs=2))
     assert result.parallel["tail"] == {"slice": 0, "why": pstream.PLAIN_WHY}
-    monkeypatch.setattr(sys, "stdin", _Stdin(data))
-    assert _reports(result) == _reports(run(["-"]))
+    assert _reports(result) == one
+
+
+def test_spliced_slices_when_shared_memory_fills(big_gzip, monkeypatch):
+    """Shared memory full while a slice is spliced: the slice's bytes are read back and the
+    rest of the stream goes through memory (and the pool), the same report."""
+    data = gzip.decompress(big_gzip.read_bytes())
+    one = _reports(_run_on(monkeypatch, data, "-"))
+    real = pstream._Cutter._move
+    calls = {"n": 0}
+
+    def move(self, f, n):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the second slice
+            raise OSError(28, "No space left on device")
+        return real(self, f, n)
+
+    monkeypatch.setattr(pstream._Cutter, "_move", move)
+    monkeypatch.setattr(pstream, "PLAIN_CUT", True)
+    result = _run_on(monkeypatch, data, "-", jobs=2, workers="serial")
+    assert "tail" not in result.parallel and result.parallel["slices"] >= 2, result.parallel
+    assert _reports(result) == one and calls["n"] == 3
 
 
 def test_worker_processes_on_a_gzip_file(big_gzip):

@@ -260,6 +260,12 @@ class PlainTracker:
         self.views: dict = {}
         self.max_flows = MAX_PLAIN_FLOWS
         self.max_dns = MAX_DNS
+        #: ARP targets kept per view (MAX_ARP, live: at most ``Limits.plain_max_flows``);
+        #: requests for further targets are counted in ``arp_dropped`` (the first one's frame
+        #: and time in ``arp_first_drop``)
+        self.max_arp = MAX_ARP
+        self.arp_dropped = 0
+        self.arp_first_drop = (None, None)
         self.nflows = 0
         self.flows_dropped = 0
         self.dns_dropped = 0
@@ -500,7 +506,10 @@ class PlainTracker:
         if op == _arp.ARP_REQUEST and spa != tpa:  # a gratuitous ARP asks for nobody
             e = v.arp.get(tpa)
             if e is None:
-                if len(v.arp) >= MAX_ARP:
+                if len(v.arp) >= self.max_arp:
+                    if not self.arp_dropped:
+                        self.arp_first_drop = (ref, ts)
+                    self.arp_dropped += 1
                     return
                 e = v.arp[tpa] = [0, ts, ref, spa, False]
             e[0] += 1
