@@ -220,8 +220,8 @@ class _Gunzip:
             data = d.decompress(src, self._max)
         except self._bad as exc:
             self._eof = True
-            self.error = (f"gzip data corrupt after {self._fed - len(src)} bytes "
-                          f"({exc})")
+            compressed_read = self._fed - len(src)
+            self.error = f"gzip data corrupt after {compressed_read} bytes ({exc})"
             return
         self._full = len(data) == self._max
         if self._max < CHUNK:
