@@ -513,42 +513,38 @@ def _count_packets(path: Path) -> int:
 
 
 def _pcap_parts(path: Path, out_dir: Path) -> tuple[Path, Path, Path] | None:
-    """The two halves of a classic pcap file, cut at the record boundary nearest its middle,
-    and its first 2,000 records, as files of their own (each with the file header); None for
-    another format.  For the bound of :func:`jobs_bench`."""
-    import struct
+    """The two halves of a capture file, cut at the first record at or after its middle, and
+    its first 2,000 records, as files of their own (each behind the file's header: the pcap
+    header, or pcapng's section and interface blocks, as :func:`pcapvpn.parallel.slicing._head`
+    finds them); None when it has no such records.  For the bound of :func:`jobs_bench`."""
+    sys.path.insert(0, str(REPO))
+    from dissect.vpn.capture import open_capture
+    from pcapvpn.parallel.slicing import _head
+    from pcapvpn.sources import _Prefixed
 
-    with open(path, "rb") as f:
-        head = f.read(24)
-        magic = head[:4]
-        order = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
-                 b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
-        if order is None:
-            return None
-        size = path.stat().st_size
-        rec = struct.Struct(order + "8xI4x")
-        pos, n, small, mid = 24, 0, None, None
-        while pos + 16 <= size:
-            f.seek(pos)
-            cap = rec.unpack(f.read(16))[0]
-            pos += 16 + cap
-            n += 1
-            if n == 2000:
-                small = pos
-            if mid is None and pos >= size // 2:
-                mid = pos
+    _reader, prefix, _nifs, first = _head(str(path))
+    if first is None:
+        return None
+    size = path.stat().st_size
+    small = mid = None
+    with open(path, "rb", buffering=0) as f:
+        for n, rec in enumerate(open_capture(_Prefixed(b"", f)).records(), 1):
+            if n == 2001:
+                small = rec[4]
+            if rec[4] >= size // 2:
+                mid = rec[4]
                 break
     if mid is None or small is None:
         return None
     stem = out_dir / path.stem
     names = (Path(f"{stem}-half1.pcap"), Path(f"{stem}-half2.pcap"), Path(f"{stem}-2000.pcap"))
-    spans = ((24, mid), (mid, size), (24, small))
+    spans = ((first, mid), (mid, size), (first, small))
     with open(path, "rb") as f:
         for name, (a, b) in zip(names, spans):
-            if name.exists() and name.stat().st_size == 24 + b - a:
+            if name.exists() and name.stat().st_size == len(prefix) + b - a:
                 continue
             with open(name, "wb") as out:
-                out.write(head)
+                out.write(prefix)
                 f.seek(a)
                 left = b - a
                 while left:
