@@ -180,9 +180,14 @@ def test_analyze_ends_without_teardown_yet_complete(tmp_path):
     (pcapvpn.cli._end): the exit status is the report's, the report on standard output and in
     the file is whole, and the ``atexit`` handlers still ran."""
     mark = tmp_path / "atexit-ran"
+    torn = tmp_path / "torn-down"
     out = tmp_path / "r.json"
+    # a file left open with its text in the buffer: only the interpreter's teardown writes
+    # it, and os._exit skips the teardown
     code = ("import atexit, sys\n"
             f"atexit.register(lambda: open({str(mark)!r}, 'w').write('yes'))\n"
+            f"kept = open({str(torn)!r}, 'w')\n"
+            "kept.write('yes')\n"
             "from pcapvpn.cli import main\n"
             "sys.argv = ['pcapvpn'] + sys.argv[1:]\n"
             "main()\n")
@@ -191,6 +196,7 @@ def test_analyze_ends_without_teardown_yet_complete(tmp_path):
     doc = json.loads(out.read_text())
     failing = any(f["severity"] in ("critical", "error") for f in doc["findings"])
     assert r.returncode == (1 if failing else 0) and mark.read_text() == "yes"
+    assert torn.read_text() == ""  # no teardown: the process ended with os._exit
     r2 = subprocess.run([sys.executable, "-c", code, "analyze", str(PUBLIC), "--format", "json"],
                         capture_output=True, cwd=REPO, timeout=300)
     assert r2.returncode == r.returncode and json.loads(r2.stdout) == doc
