@@ -65,6 +65,51 @@ def containers(s) -> dict:
     return out
 
 
+def attribute(root, top: int = 40) -> dict:
+    """``--attribute``: the bytes and objects held by ``root`` (the session), each object
+    charged to the attribute it hangs from, ``Class.attr`` (the rssflat method, session 7):
+    a breadth-first walk from the session, every object counted once (``sys.getsizeof``) and
+    charged to the label of the first path that reaches it; the elements of a container (dict,
+    list, set, tuple, deque) take its label.  Modules, classes and functions are not walked.
+    Returns ``{label: [bytes, objects]}`` of the ``top`` largest."""
+    import collections
+    import types
+
+    skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+            types.MethodType, types.CodeType, types.FrameType)
+    seen = {id(root)}
+    out: dict = collections.defaultdict(lambda: [0, 0])
+    queue = collections.deque([(root, "session")])
+    while queue:
+        obj, label = queue.popleft()
+        b = out[label]
+        b[0] += sys.getsizeof(obj)
+        b[1] += 1
+        children = []
+        if isinstance(obj, dict):
+            children = [(x, label) for kv in obj.items() for x in kv]
+        elif isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
+            children = [(x, label) for x in obj]
+        elif not isinstance(obj, (str, bytes, bytearray, int, float, complex, bool, memoryview)):
+            cls = type(obj).__name__
+            d = getattr(obj, "__dict__", None)
+            items = list(d.items()) if isinstance(d, dict) else []
+            for k in type(obj).__mro__:
+                for name in getattr(k, "__slots__", ()):
+                    if hasattr(obj, name) and name != "__dict__":
+                        items.append((name, getattr(obj, name)))
+            if isinstance(d, dict):
+                b[0] += sys.getsizeof(d)
+            children = [(v, f"{cls}.{k}") for k, v in items]
+        for x, lab in children:
+            if id(x) in seen or isinstance(x, skip) or x is None:
+                continue
+            seen.add(id(x))
+            queue.append((x, lab))
+    ranked = sorted(out.items(), key=lambda kv: -kv[1][0])[:top]
+    return {k: v for k, v in ranked}
+
+
 def _alloc() -> dict:
     """Where the resident memory is (``--alloc``): Python's allocated blocks, pymalloc's arenas
     (1 MiB each) and the bytes in their used and free blocks, glibc malloc's heap in use and
@@ -208,7 +253,8 @@ def _stops(s, repeat: int) -> dict:
 
 def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
           seed: int = 20, phases: bool = False, ab: int = 0, expiry_only: bool = False,
-          then: int = 0, alloc: bool = False, stops: int = 0) -> dict:
+          then: int = 0, alloc: bool = False, stops: int = 0,
+          attribute_at: tuple = ()) -> dict:
     from mutated import MutatedCapture, lab_frames
     from pcapvpn.analysis import no_gc
     from pcapvpn.live import LiveOptions, LiveSession
@@ -225,6 +271,8 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
     step = max(frames_total // samples_n, 2000)
     nxt = step
     evals = []
+    attributed = {}
+    todo = sorted(attribute_at)
     while done < frames_total:
         done += s._feed(0, cap, [])
         clock[0] = cap.t
@@ -240,6 +288,9 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
             nxt += step
             samples.append({"frames": done, "rss": round(_rss_mb(), 1), **containers(s),
                             **(_alloc() if alloc else {})})
+        if todo and done >= todo[0]:
+            todo.pop(0)
+            attributed[done] = attribute(s)
     feed = time.perf_counter() - t0
     steps = {}
     if then:
@@ -290,7 +341,7 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
             "cache": {k: v for k, v in getattr(getattr(s, "rule_cache", None), "stats",
                                                 {}).items()
                       if k in ("groups", "dirty", "ike_sas", "esp_sas", "units")},
-            "load": (round(load0, 2), round(load1, 2))}
+            "load": (round(load0, 2), round(load1, 2)), "attributed": attributed}
 
 
 def _sha(text: str) -> str:
@@ -322,13 +373,18 @@ def main(argv=None) -> int:
     ap.add_argument("--stops", type=int, default=0, metavar="N",
                     help="after the feed (and --then): the stop N times, each in a fork of the "
                          "same held state (the best CPU; compare trees with PYTHONPATH)")
+    ap.add_argument("--attribute", type=int, nargs="+", default=[], metavar="FRAMES",
+                    help="at these frame counts, the bytes held by the session charged to the "
+                         "attribute they hang from (Class.attr), and the change between the "
+                         "first and the last")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the raw result lines")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.frames, args.max_sas[0], args.samples, args.profile,
                                phases=args.phases, ab=args.ab, expiry_only=args.expiry_only,
-                               then=args.then, alloc=args.alloc, stops=args.stops)))
+                               then=args.then, alloc=args.alloc, stops=args.stops,
+                               attribute_at=tuple(args.attribute))))
         return 0
     for n in args.max_sas:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--frames",
@@ -347,6 +403,8 @@ def main(argv=None) -> int:
             cmd.append("--alloc")
         if args.stops:
             cmd += ["--stops", str(args.stops)]
+        if args.attribute:
+            cmd += ["--attribute", *map(str, args.attribute)]
         cp = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
         if cp.returncode:
             print(f"--max-sas {n}: failed\n{cp.stderr[-2000:]}")
@@ -387,6 +445,18 @@ def main(argv=None) -> int:
             print(f"  stop x{args.stops} in forks of the held state: best finish {x['finish_cpu']} + "
                   f"JSON {x['json_cpu']} = {x['cpu']} s cpu ({x['wall']} s wall; cpu of each run "
                   f"{x['cpu_all']}); documents {x['docs']}")
+        att = r.get("attributed") or {}
+        if att:
+            marks = sorted(att, key=int)
+            first, last = att[marks[0]], att[marks[-1]]
+            print(f"  held by the session, charged to the attribute it hangs from (MB / objects) "
+                  f"at {', '.join(f'{int(m):,}' for m in marks)} frames, by growth:")
+            labels = sorted(set(first) | set(last),
+                            key=lambda k: -(last.get(k, [0, 0])[0] - first.get(k, [0, 0])[0]))
+            for k in labels[:25]:
+                cells = " -> ".join(f"{att[m].get(k, [0, 0])[0] / 1e6:.2f} / "
+                                    f"{att[m].get(k, [0, 0])[1]:,}" for m in marks)
+                print(f"    {k}: {cells}")
         if r["phases"]:
             print("  stop path cpu s: " + ", ".join(f"{k} {v}" for k, v in r["phases"].items()))
     return 0
