@@ -59,6 +59,13 @@ def containers(s) -> dict:
         for kk, v in vars(sub).items():
             if isinstance(v, (dict, list, set)) and len(v) > 50:
                 out[f"{k}.{kk}"] = len(v)
+    # what the session holds that only the idle expiry emptied before (flat2): OpenVPN
+    # sessions and their control channels' packet-ID sets, TCP reassembly directions
+    sess = [x for tt in t.vpn_tracker.tunnels.values()
+            if tt.protocol == "openvpn" and tt.st is not None for x in tt.st.sessions]
+    out["openvpn_sessions"] = len(sess)
+    out["openvpn_ctl_ids"] = sum(len(c.pids) + len(c.acked) for x in sess for c in x.ctl)
+    out["tcp_reassembly_dirs"] = len(s.decoder.tcp.dirs)
     out["active"] = len(s.active)
     out["archived"] = len(s.archived)
     out["pending"] = len(s._pending)
