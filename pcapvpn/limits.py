@@ -65,7 +65,10 @@ class Limits:
     #: are counted only.
     vpn_max_tunnels: int = 20_000
     #: NAT keepalive flows, TCP connections on VPN ports, ICMP errors and incomplete fragment
-    #: sets kept, each (a few hundred bytes each; frame references per flow bounded).
+    #: sets kept, each (a few hundred bytes each; frame references per flow bounded: at most
+    #: this × 1 KB each).  Beyond it further ones are counted only; live forgets the least
+    #: recently active TCP connection and keepalive flow instead (``Tracker.evict_least_recent``,
+    #: counted), so that what carries traffic stays followed.
     max_flows: int = 10_000
     #: conversations of plaintext followed for the inner model (pcapvpn.track.inner: about
     #: 2 KB each, frame references per conversation bounded); packets of further ones are
@@ -87,6 +90,23 @@ class Limits:
     #: order (pcapvpn.sources.Source.time_ordered: 44 bytes each); a bigger file is analysed in
     #: file order and CAPTURE_OUT_OF_ORDER says so.
     reorder_max_records: int = 5_000_000
+    #: UDP flows of the VPNs beside IPsec bound to their tunnel (pcapvpn.track.vpn: two dict
+    #: entries each, about 0.5 KB, so at most this × 512 bytes: 40 MB offline): beyond it the
+    #: least recently active flow (either direction) is forgotten and bound again at its next
+    #: packet (CAPTURE_LIMITS ``vpn_udp_flows``).  Offline also at most ``FLOWS_PER_TUNNEL``
+    #: (4) × ``vpn_max_tunnels``, as before.
+    vpn_max_udp_flows: int = 80_000
+    #: OpenVPN sessions kept over all tunnels and the bytes of their state (the sessions, their
+    #: control channels' packet-ID sets, held packets and TLS buffers, as
+    #: :func:`pcapvpn.track.openvpn.session_bytes` estimates them: 1-2 KB for a session of a
+    #: flood, up to ~2 MB for one whose every bound is full).  Enforced by live's expiry
+    #: (``Tracker.expire``): beyond either, the least recently active sessions that are not
+    #: their tunnel's latest are forgotten (CAPTURE_LIMITS ``vpn_max_sessions`` /
+    #: ``vpn_max_session_bytes``); offline each tunnel keeps at most
+    #: ``pcapvpn.track.openvpn.MAX_SESSIONS`` (64), as before, and these are that × the
+    #: tunnels.
+    vpn_max_sessions: int = 64 * 20_000
+    vpn_max_session_bytes: int = 64 * 20_000 * 2048
 
     #: ``pcapvpn live`` (:meth:`for_live`): the bounds that follow ``--max-sas`` S, as
     #: ``name: (per SA, floor)``: the bound becomes ``min(value, max(floor, per SA × S))``.  A
@@ -103,6 +123,10 @@ class Limits:
         "ike_max_bytes": (8192, 1 << 20), "ike_max_messages_per_sa": (0, 64),
         "esp_max_sas": (1, 64), "vpn_max_tunnels": (1, 64), "max_flows": (1, 64),
         "plain_max_flows": (1, 256), "plain_max_dns": (1, 256),
+        # the VPNs beside IPsec: one UDP flow and one OpenVPN session per SA on average, 2 KiB
+        # of session state per SA (a session of a flood holds 1-2 KB)
+        "vpn_max_udp_flows": (1, 64), "vpn_max_sessions": (1, 64),
+        "vpn_max_session_bytes": (2048, 128 * 1024),
         # the final report, built at the stop: its lists at most 200 long (the stop's time)
         "report_max_items": (0, 200),
     }

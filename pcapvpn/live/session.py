@@ -76,6 +76,8 @@ class LiveSession(Evaluation, Finish):
             from pcapvpn.track.vantage import PointTracker as Tracker  # noqa: F811
         self.tracker = Tracker(opts.thresholds, [], opts.keys, list(opts.vpn_servers),
                                self.limits)
+        # at their bounds, the least recently active connections and flows make room
+        self.tracker.evict_least_recent()
         self.names = self.tracker.names
         self.names.clear()
         if self.writer is not None:
@@ -138,6 +140,7 @@ class LiveSession(Evaluation, Finish):
             else:
                 tracker = PointTracker(opts.thresholds, [], opts.keys, list(opts.vpn_servers),
                                        self.limits)
+                tracker.evict_least_recent()
                 # the file names (live:IFACE or the written files) are the session's
                 tracker.names = tracker.ike_tracker.names = self.names
                 decoder = Decoder(tracker, self.limits, vpn_servers=list(opts.vpn_servers))

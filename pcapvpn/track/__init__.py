@@ -8,6 +8,7 @@ ESP/AH, NAT keepalives, ICMP errors, fragments) and, at the end (or at any ``now
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from dissect.vpn.ip import NetTuple, TcpFlag
@@ -68,6 +69,12 @@ class Tracker(NullSink):
 
     #: the ESP/AH tracker class (several vantage points: pcapvpn.track.vantage.PointEspTracker)
     esp_class = None
+    #: live mode (:meth:`evict_least_recent`): at ``Limits.max_flows`` the least recently
+    #: active TCP connection / NAT keepalive flow is forgotten to follow a new one (counted:
+    #: ``tcp_evicted``, ``KeepaliveTracker.evicted``); offline the new one is counted and not
+    #: followed, as before
+    lru = False
+    tcp_evicted = 0
 
     def __init__(self, thresholds: Thresholds = DEFAULT, names=None, keys=None, vpn_servers=(),
                  limits: Limits | None = None, interfaces=None):
@@ -126,8 +133,9 @@ class Tracker(NullSink):
         self.icmp_dropped = 0
         self.incomplete: list[IncompleteFragments] = []
         self.incomplete_dropped = 0
-        #: IKE-over-TCP connections by (client, client port, server, server port)
-        self.tcp: dict = {}
+        #: IKE-over-TCP connections by (client, client port, server, server port); live: least
+        #: recently active first
+        self.tcp: OrderedDict = OrderedDict()
         self.tcp_dropped = 0
         self.decode_errors: list = []
         self.first_ts = None
@@ -165,20 +173,29 @@ class Tracker(NullSink):
         self.esp_tracker.fragmented(ipver, src, dst, spi, frames, proto)
 
     def tcp_segment(self, ref, ts, ipver, src, dst, sport, dport, flags, length):
-        key = (src, sport, dst, dport)
-        c = self.tcp.get(key)
+        tcp = self.tcp
+        key = found = (src, sport, dst, dport)
+        c = tcp.get(key)
         if c is None:
-            c = self.tcp.get((dst, dport, src, sport))
+            found = (dst, dport, src, sport)
+            c = tcp.get(found)
         syn_only = flags & (TcpFlag.SYN | TcpFlag.ACK) == TcpFlag.SYN
         if c is not None and syn_only and (c.closed or c.synack):
             c = None  # a new connection on the same ports
         if c is None:
-            if len(self.tcp) >= self.limits.max_flows:
-                self.tcp_dropped += 1
-                return
+            if len(tcp) >= self.limits.max_flows:
+                if not self.lru:
+                    self.tcp_dropped += 1
+                    return
+                tcp.popitem(last=False)  # the least recently active connection
+                self.tcp_evicted += 1
             if flags & (TcpFlag.SYN | TcpFlag.ACK) == TcpFlag.SYN | TcpFlag.ACK:  # SYN-ACK first: the sender is the server
                 key = (dst, dport, src, sport)
-            c = self.tcp[key] = IkeTcpConn(ipver, key[0], key[1], key[2], key[3], ts, ref)
+            c = tcp[key] = IkeTcpConn(ipver, key[0], key[1], key[2], key[3], ts, ref)
+            if self.lru:
+                tcp.move_to_end(key)  # a new connection on the ports of a kept one
+        elif self.lru:
+            tcp.move_to_end(found)
         c.record(ts, ref, flags, length, (src, sport) == (c.client, c.cport))
 
     def decode_error(self, ref, reason):
@@ -221,8 +238,8 @@ class Tracker(NullSink):
         add("vpn_max_tunnels", lim.vpn_max_tunnels, self.vpn_tracker.dropped,
             "packets of further OpenVPN / WireGuard / L2TP / PPTP / SSL-VPN tunnels")
         add("vpn_udp_flows", self.vpn_tracker.max_udp_flows, self.vpn_tracker.flows_evicted,
-            "UDP flows of OpenVPN / WireGuard / L2TP / SSL-VPN tunnels forgotten (the oldest; "
-            "followed again from their next packet)")
+            "UDP flows of OpenVPN / WireGuard / L2TP / SSL-VPN tunnels forgotten (the least "
+            "recently active; followed again from their next packet)")
         sb = self.vpn_tracker.bounds
         for bound, limit, unit in (
                 ("tcp_max_ooo", sb.max_ooo, "OpenVPN control packets not held out of order"),
@@ -237,6 +254,18 @@ class Tracker(NullSink):
         add("max_flows", lim.max_flows, self.icmp_dropped, "ICMP errors")
         add("max_flows", lim.max_flows, self.incomplete_dropped, "incomplete fragment sets")
         add("max_flows", lim.max_flows, self.tcp_dropped, "TCP segments of further connections")
+        add("max_flows", lim.max_flows, self.tcp_evicted,
+            "TCP connections forgotten (live: the least recently active; followed again from "
+            "their next segment)")
+        add("max_flows", lim.max_flows, self.keepalive_tracker.evicted,
+            "NAT keepalive flows forgotten (live: the least recently active; followed again "
+            "from their next keepalive)")
+        vt = self.vpn_tracker
+        for bound, limit in (("vpn_max_sessions", vt.max_sessions),
+                             ("vpn_max_session_bytes", vt.max_session_bytes)):
+            add(bound, limit, vt.sessions_evicted[bound],
+                "OpenVPN sessions forgotten (live: the least recently active that are not their "
+                "tunnel's latest)")
         pt = self.plain_tracker
         add("plain_max_flows", pt.max_flows, pt.flows_dropped,
             "plaintext packets of further conversations (inner model)")
@@ -275,6 +304,11 @@ class Tracker(NullSink):
 
     def finish(self):
         self.ike_tracker.finish()
+
+    def evict_least_recent(self) -> None:
+        """Live mode: at their bound, the least recently active TCP connection and NAT
+        keepalive flow make room for a new one (:attr:`lru`)."""
+        self.lru = self.keepalive_tracker.lru = True
 
     # -- bounded memory (live mode) --------------------------------------------------------------
 
@@ -371,8 +405,10 @@ class Tracker(NullSink):
             self.incomplete = [f for f in self.incomplete if f.first_ts >= limit]
         for k in [k for k, t in self.tcp.items() if t.last_ts < limit]:
             del self.tcp[k]
-        # the other VPNs' tunnels under the same bound as the IPsec SAs
+        # the other VPNs' tunnels under the same bound as the IPsec SAs, and their OpenVPN
+        # sessions under theirs (Limits.vpn_max_sessions, vpn_max_session_bytes)
         self.vpn_tracker.expire(limit, max_sas)
+        self.vpn_tracker.trim_sessions()
         # plaintext conversations and DNS queries (the inner model): idle, then beyond the bound
         self.plain_tracker.expire(limit)
         return ike_old, esp_old

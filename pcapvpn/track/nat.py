@@ -55,7 +55,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 
 from dissect.vpn.ip import Port
@@ -228,22 +228,33 @@ class KeepaliveTracker:
     """Sink for ``keepalive`` events; one :class:`KeepaliveFlow` per direction."""
 
     MAX_FLOWS = 100000
+    #: live (``Tracker.evict_least_recent``): at ``MAX_FLOWS`` the least recently active flow
+    #: is forgotten for a new one (``evicted``) instead of the new one's keepalives counted
+    #: in ``dropped``
+    lru = False
 
     def __init__(self, thresholds):
         self.th = thresholds
-        self._flows: dict = {}
+        self._flows: OrderedDict = OrderedDict()  # live: least recently active first
         self.count = 0  # every keepalive seen (duplicates and dropped included)
         self.dropped = 0  # keepalives of flows beyond MAX_FLOWS
+        self.evicted = 0  # flows forgotten at MAX_FLOWS (live)
 
     def keepalive(self, ref, ts, ipver, src, dst, sport, dport):
         self.count += 1
         key = (src, sport, dst, dport)
-        f = self._flows.get(key)
+        flows = self._flows
+        f = flows.get(key)
         if f is None:
-            if len(self._flows) >= self.MAX_FLOWS:
-                self.dropped += 1
-                return
-            f = self._flows[key] = KeepaliveFlow(ipver, src, sport, dst, dport)
+            if len(flows) >= self.MAX_FLOWS:
+                if not self.lru:
+                    self.dropped += 1
+                    return
+                flows.popitem(last=False)
+                self.evicted += 1
+            f = flows[key] = KeepaliveFlow(ipver, src, sport, dst, dport)
+        elif self.lru:
+            flows.move_to_end(key)
         f.add(ref, ts, self.th.duplicate_window, self.th.keepalive_max_interval)
 
     def flows(self) -> list:

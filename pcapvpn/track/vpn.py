@@ -375,12 +375,21 @@ class VpnTracker:
         self.tunnels: OrderedDict = OrderedDict()
         self._tls_lru: OrderedDict = OrderedDict()
         #: UDP flows (client address and port, server address and port) bound to a tunnel, two
-        #: entries each (one per direction); at most ``FLOWS_PER_TUNNEL`` per tunnel kept on
-        #: average: beyond, the oldest flow is forgotten (``flows_evicted``) and bound again at
-        #: its next packet (a flood of client ports to one gateway pair must not grow it)
-        self.udp_flows: dict = {}
+        #: entries each (one per direction: ``(tunnel, from_client, the other direction's
+        #: key)``), least recently active first (each packet moves both to the end); at most
+        #: ``Limits.vpn_max_udp_flows`` and ``FLOWS_PER_TUNNEL`` per tunnel kept on average:
+        #: beyond, the least recently active flow is forgotten (``flows_evicted``) and bound
+        #: again at its next packet (a flood of client ports to one gateway pair must not grow
+        #: it, nor push out the flows that carry traffic)
+        self.udp_flows: OrderedDict = OrderedDict()
         self.max_udp_flows = FLOWS_PER_TUNNEL * max_tunnels
+        if limits is not None:
+            self.max_udp_flows = min(self.max_udp_flows, limits.vpn_max_udp_flows)
         self.flows_evicted = 0
+        #: OpenVPN sessions kept over all tunnels and their bytes (live: ``trim_sessions``)
+        self.max_sessions = limits.vpn_max_sessions if limits is not None else None
+        self.max_session_bytes = limits.vpn_max_session_bytes if limits is not None else None
+        self.sessions_evicted = {"vpn_max_sessions": 0, "vpn_max_session_bytes": 0}
         self.ssl_pairs: dict = {}
         self.gre_pairs: dict = {}
         self.wg_pending: dict = {}
@@ -443,13 +452,18 @@ class VpnTracker:
     # -- UDP -------------------------------------------------------------------------------------
 
     def udp(self, ref, ts, ipver, src, dst, sport, dport, proto, data, off, end):
-        ent = self.udp_flows.get((src, sport, dst, dport))
+        flows = self.udp_flows
+        key = (src, sport, dst, dport)
+        ent = flows.get(key)
         if ent is None:
             ent = self._new_udp(ref, ts, ipver, src, dst, sport, dport, proto, data, off, end)
             if ent is None:
                 self.rejected += 1
                 return
-        t, fc = ent
+        else:  # the flow's two entries to the end: the least recently active flow goes first
+            flows.move_to_end(key)
+            flows.move_to_end(ent[2])
+        t, fc, _rkey = ent
         if t.protocol == "sslvpn" and proto != "dtls":
             return
         t.frames += 1
@@ -471,16 +485,17 @@ class VpnTracker:
 
     def _bind(self, t, client, cport, server, sport):
         flows = self.udp_flows
-        if len(flows) >= 2 * self.max_udp_flows:
-            a, ap, b, bp = next(iter(flows))  # the oldest flow, both directions
-            flows.pop((a, ap, b, bp), None)
-            flows.pop((b, bp, a, ap), None)
+        while len(flows) >= 2 * self.max_udp_flows and flows:
+            _k, (_t, _fc, rk) = flows.popitem(last=False)  # the least recently active flow
+            flows.pop(rk, None)
             self.flows_evicted += 1
-        self.udp_flows[(client, cport, server, sport)] = (t, True)
-        self.udp_flows[(server, sport, client, cport)] = (t, False)
+        ck = (client, cport, server, sport)
+        sk = (server, sport, client, cport)
+        flows[ck] = ent = (t, True, sk)
+        flows[sk] = (t, False, ck)
         if len(t.client_ports) < 1024:  # as for TCP connections
             t.client_ports.add(cport)
-        return self.udp_flows[(client, cport, server, sport)]
+        return ent
 
     def _new_udp(self, ref, ts, ipver, src, dst, sport, dport, proto, data, off, end):
         if proto == "openvpn":
@@ -592,7 +607,7 @@ class VpnTracker:
         if t is None:
             return None
         self._bind(t, client, cport, server, port)
-        return (t, from_client)
+        return self.udp_flows[(src, sport, dst, dport)]  # this packet's direction
 
     # -- L2TP ------------------------------------------------------------------------------------
 
@@ -773,6 +788,42 @@ class VpnTracker:
                     del m[k]
             self.evicted += len(gone)
         self.wg_pending.clear()
+        return gone
+
+    def trim_sessions(self) -> int:
+        """Live mode's bound of the OpenVPN sessions over all tunnels (``Limits.vpn_max_sessions``
+        and ``vpn_max_session_bytes``): beyond either, sessions are forgotten, the least recently
+        active first among those that are not their tunnel's latest (where its data packets
+        count), then among the latest ones (a tunnel whose session went starts a session again
+        at its next control packet).  Counted by bound in ``sessions_evicted`` (the tunnel's
+        ``sessions_not_kept`` counts them too).  Returns how many went."""
+        if self.max_sessions is None or self.max_session_bytes is None:
+            return 0
+        states = [t.st for t in self.tunnels.values()
+                  if t.protocol == "openvpn" and t.st is not None and t.st.sessions]
+        total = sum(len(st.sessions) for st in states)
+        n_excess = total - self.max_sessions
+        size = {id(s): _tovpn.session_bytes(s) for st in states for s in st.sessions}
+        nbytes = sum(size.values())
+        if n_excess <= 0 and nbytes <= self.max_session_bytes:
+            return 0
+        order = sorted(((s is st.sessions[-1], s.last_ts, k, s, st)
+                        for k, st in enumerate(states) for s in st.sessions),
+                       key=lambda x: x[:3])
+        gone = 0
+        for _latest, _ts, _k, s, st in order:
+            if n_excess > 0:
+                bound = "vpn_max_sessions"
+            elif nbytes > self.max_session_bytes:
+                bound = "vpn_max_session_bytes"
+            else:
+                break
+            st.sessions.remove(s)
+            st.dropped_sessions += 1
+            n_excess -= 1
+            nbytes -= size[id(s)]
+            self.sessions_evicted[bound] += 1
+            gone += 1
         return gone
 
     # -- the model -------------------------------------------------------------------------------

@@ -100,3 +100,220 @@ def test_arp_targets_per_view_bounded_and_counted_when_the_requests_double():
     from pcapvpn.track.inner import MAX_ARP
 
     assert Tracker().plain_tracker.max_arp == MAX_ARP
+
+
+# -- what only the idle expiry emptied (issue 20, session 8, flat2): every container of the
+# tracker that a flood fills has a bound that follows --max-sas, the least recently active entry
+# makes room, what went is counted in CAPTURE_LIMITS, and an entry forgotten is followed again
+# from its next packet.
+
+import ipaddress  # noqa: E402
+import struct  # noqa: E402
+
+from pcapvpn.limits import Limits  # noqa: E402
+from pcapvpn.thresholds import DEFAULT  # noqa: E402
+from pcapvpn.track import Tracker  # noqa: E402
+
+CLIENT = ipaddress.ip_address("192.0.2.1").packed
+SERVER = ipaddress.ip_address("198.51.100.1").packed
+P_DATA = bytes([0x48, 0, 0, 1]) + b"x" * 40  # OpenVPN P_DATA_V2, peer id 1
+
+
+def _live_tracker(max_sas: int) -> Tracker:
+    tr = Tracker(DEFAULT, [], None, [], Limits().for_live(max_sas))
+    tr.evict_least_recent()  # as LiveSession does
+    return tr
+
+
+def _hit(tr, bound, unit_word):
+    return sum(h["dropped"] for h in tr.limits_hit()
+               if h["bound"] == bound and unit_word in h["unit"])
+
+
+def _udp(vt, i, ts, src, sport, dst, dport):
+    vt.udp((0, i), ts, 4, src, dst, sport, dport, "openvpn", P_DATA, 0, len(P_DATA))
+
+
+def test_vpn_udp_flows_live_bound_reached_early_and_active_flows_stay():
+    # a flood of client ports to one OpenVPN server while the real flow carries traffic the
+    # other way only (server -> client): live keeps one flow per SA (Limits.vpn_max_udp_flows),
+    # the least recently active goes first, so the real flow is never forgotten and bound again
+    held, evicted = [], []
+    for n in (600, 1200):
+        tr = _live_tracker(300)
+        vt = tr.vpn_tracker
+        assert vt.max_udp_flows == tr.limits.vpn_max_udp_flows == 300
+        _udp(vt, 1, 1000.0, CLIENT, 40000, SERVER, 1194)  # the real client's first packet
+        real = (SERVER, 1194, CLIENT, 40000)
+        frame = 2
+        for i in range(n):
+            _udp(vt, frame, 1000.0 + i, CLIENT, 1024 + i, SERVER, 1194)
+            _udp(vt, frame + 1, 1000.0 + i, SERVER, 1194, CLIENT, 40000)
+            frame += 2
+            assert real in vt.udp_flows and real[2:] + real[:2] in vt.udp_flows
+        (t,) = vt.tunnels.values()
+        assert t.frames == 1 + 2 * n  # every packet reached the tunnel
+        held.append(len(vt.udp_flows))
+        evicted.append(vt.flows_evicted)
+        assert _hit(tr, "vpn_udp_flows", "least recently active") == vt.flows_evicted
+    assert held == [2 * 300, 2 * 300]
+    # the real flow stayed: every flood flow beyond the other 299 places went
+    assert evicted == [600 - 299, 1200 - 299]
+
+
+def test_vpn_udp_flow_forgotten_is_bound_again_to_its_tunnel():
+    tr = _live_tracker(64)
+    vt = tr.vpn_tracker
+    _udp(vt, 1, 1000.0, CLIENT, 40000, SERVER, 1194)
+    for i in range(200):  # the real flow is now the least recently active: it goes
+        _udp(vt, 2 + i, 1001.0 + i, CLIENT, 1024 + i, SERVER, 1194)
+    assert (CLIENT, 40000, SERVER, 1194) not in vt.udp_flows
+    (t,) = vt.tunnels.values()
+    before = t.data[0]
+    _udp(vt, 500, 2000.0, CLIENT, 40000, SERVER, 1194)  # seen again
+    assert vt.udp_flows[(CLIENT, 40000, SERVER, 1194)][:2] == (t, True)
+    assert t.data[0] == before + 1 and len(vt.tunnels) == 1
+
+
+def _reset(sid: int, pid: int = 0) -> bytes:
+    # P_CONTROL_HARD_RESET_CLIENT_V2, key id 0, no tls-auth: session ID, no ACKs, packet ID
+    return bytes([7 << 3]) + struct.pack(">Q", sid) + b"\x00" + struct.pack(">I", pid)
+
+
+def _control(sid: int, pid: int) -> bytes:
+    # P_CONTROL_V1 with a byte of payload
+    return bytes([4 << 3]) + struct.pack(">Q", sid) + b"\x00" + struct.pack(">I", pid) + b"\x16"
+
+
+def _openvpn_flood(tr, tunnels: int, per_tunnel: int, pids: int = 0):
+    vt = tr.vpn_tracker
+    frame = 0
+    ts = 1000.0
+    for k in range(per_tunnel):
+        for j in range(tunnels):
+            client = struct.pack(">I", 0xC0000200 + j)
+            sid = (j << 16) + k + 1
+            for p in range(pids + 1):
+                frame += 1
+                ts += 0.01
+                data = _reset(sid) if p == 0 else _control(sid, p)
+                vt.udp((0, frame), ts, 4, client, SERVER, 40000, 1194, "openvpn", data, 0,
+                       len(data))
+    return ts
+
+
+def _sessions(vt):
+    return [s for t in vt.tunnels.values() if t.protocol == "openvpn" for s in t.st.sessions]
+
+
+def test_openvpn_sessions_bounded_by_count_when_the_sessions_double():
+    # 32 tunnels of a flood, each starting ever new sessions: the tunnels stay (32 < --max-sas
+    # 64) but their sessions are bounded over all tunnels (Limits.vpn_max_sessions), each
+    # tunnel keeping its latest, the least recently active others forgotten and counted
+    from pcapvpn.track.openvpn import MAX_SESSIONS
+
+    held, evicted = [], []
+    for per_tunnel in (4, 8):
+        tr = _live_tracker(64)
+        vt = tr.vpn_tracker
+        assert vt.max_sessions == 64 and per_tunnel < MAX_SESSIONS
+        now = _openvpn_flood(tr, 32, per_tunnel)
+        assert len(_sessions(vt)) == 32 * per_tunnel  # nothing dropped before the expiry
+        tr.expire(now, 1800.0, 64)
+        sessions = _sessions(vt)
+        held.append(len(sessions))
+        evicted.append(_hit(tr, "vpn_max_sessions", "OpenVPN sessions"))
+        # the sessions started round by round over the tunnels: the 64 kept are each tunnel's
+        # latest and, of the others, the most recent (the round before)
+        for t in vt.tunnels.values():
+            assert [s.client_sid & 0xFFFF for s in t.st.sessions] == [per_tunnel - 1, per_tunnel]
+            assert [s.index for s in t.st.sessions] == [per_tunnel - 2, per_tunnel - 1]
+            assert t.st.dropped_sessions == per_tunnel - 2
+    assert held == [64, 64]
+    assert evicted == [32 * 4 - 64, 32 * 8 - 64]
+
+
+def test_openvpn_sessions_bounded_by_bytes_when_their_control_state_doubles():
+    # few sessions, each with many control packets (packet-ID sets): the byte bound
+    # (Limits.vpn_max_session_bytes, session_bytes' estimate) holds whatever each one weighs
+    from pcapvpn.track.openvpn import session_bytes
+
+    held_bytes, evicted = [], []
+    for pids in (200, 400):
+        tr = _live_tracker(64)
+        vt = tr.vpn_tracker
+        now = _openvpn_flood(tr, 8, 4, pids)
+        tr.expire(now, 1800.0, 64)
+        sessions = _sessions(vt)
+        nbytes = sum(session_bytes(s) for s in sessions)
+        held_bytes.append(nbytes)
+        evicted.append(_hit(tr, "vpn_max_session_bytes", "OpenVPN sessions"))
+        assert evicted[-1] == 32 - len(sessions) > 0
+        # one session more would not fit: the bound is what stopped the eviction
+        assert vt.max_session_bytes - session_bytes(sessions[0]) < nbytes <= vt.max_session_bytes
+    assert max(held_bytes) <= Limits().for_live(64).vpn_max_session_bytes == 128 * 1024
+    # twice the weight per session: about half as many kept (the latest of a tunnel too)
+    assert 32 - evicted[1] < 32 - evicted[0] and 32 - evicted[1] < 8
+
+
+def _syn(tr, i, ts, sport, flags=0x02):
+    tr.tcp_segment((0, i), ts, 4, CLIENT, SERVER, sport, 4500, flags, 0)
+
+
+def test_ike_tcp_connections_live_least_recent_evicted_when_the_syns_double():
+    held, evicted = [], []
+    for n in (256, 512):
+        tr = _live_tracker(64)
+        _syn(tr, 1, 1000.0, 40000)  # the real connection, active throughout
+        for i in range(n):
+            _syn(tr, 2 + 2 * i, 1000.0 + i, 1024 + i)
+            _syn(tr, 3 + 2 * i, 1000.0 + i, 40000, 0x10)  # ACK on the real one
+            assert (CLIENT, 40000, SERVER, 4500) in tr.tcp
+        held.append(len(tr.tcp))
+        evicted.append(tr.tcp_evicted)
+        assert _hit(tr, "max_flows", "TCP connections forgotten") == tr.tcp_evicted
+        assert tr.tcp_dropped == 0
+    assert held == [64, 64]
+    assert evicted == [256 - 63, 512 - 63]
+    # offline: the new connections are counted and not followed, as before
+    off = Tracker()
+    off.limits.max_flows = 64
+    for i in range(256):
+        _syn(off, i, 1000.0 + i, 1024 + i)
+    assert len(off.tcp) == 64 and off.tcp_dropped == 256 - 64 and off.tcp_evicted == 0
+
+
+def test_tcp_connection_forgotten_is_followed_again():
+    tr = _live_tracker(64)
+    _syn(tr, 1, 1000.0, 40000)
+    for i in range(100):
+        _syn(tr, 2 + i, 1001.0 + i, 1024 + i)
+    assert (CLIENT, 40000, SERVER, 4500) not in tr.tcp
+    _syn(tr, 200, 2000.0, 40000, 0x10)
+    c = tr.tcp[(CLIENT, 40000, SERVER, 4500)]
+    assert c.last_ts == 2000.0 and len(tr.tcp) == 64
+
+
+def test_nat_keepalive_flows_live_least_recent_evicted_when_the_flows_double():
+    held, evicted = [], []
+    for n in (256, 512):
+        tr = _live_tracker(64)
+        kt = tr.keepalive_tracker
+        assert kt.MAX_FLOWS == 64
+        tr.keepalive((0, 1), 1000.0, 4, CLIENT, SERVER, 4500, 4500)
+        frame = 2
+        for i in range(n):
+            tr.keepalive((0, frame), 1000.0 + i, 4, CLIENT, SERVER, 1024 + i, 4500)
+            tr.keepalive((0, frame + 1), 1000.0 + i, 4, CLIENT, SERVER, 4500, 4500)
+            frame += 2
+            assert (CLIENT, 4500, SERVER, 4500) in kt._flows
+        held.append(len(kt._flows))
+        evicted.append(kt.evicted)
+        assert kt.dropped == 0
+        assert _hit(tr, "max_flows", "NAT keepalive flows forgotten") == kt.evicted
+    assert held == [64, 64]
+    assert evicted == [256 - 63, 512 - 63]
+    # forgotten, then seen again: followed again
+    tr.keepalive((0, 9999), 5000.0, 4, CLIENT, SERVER, 1024, 4500)
+    f = kt._flows[(CLIENT, 1024, SERVER, 4500)]
+    assert f.last_ts == 5000.0 and len(kt._flows) == 64

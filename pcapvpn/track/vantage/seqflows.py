@@ -195,7 +195,7 @@ class SeqStore:
         ent = self.vpn.udp_flows.get((src, sport, dst, dport))
         if ent is None:
             return
-        t, fc = ent
+        t, fc, _rkey = ent
         try:
             if t.protocol == "wireguard" and proto == "wireguard":
                 m = _wg.parse(data, off, end)
