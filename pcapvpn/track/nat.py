@@ -514,6 +514,18 @@ def on_nat_t(sa, m) -> bool:
     return bool(m.encap) and not _is_natd_phase(sa, m)
 
 
+def port_role(sa, m):
+    """``Port.NAT_T`` or ``Port.IKE``: the role of the ports ``m`` used (4500 or 500 on either
+    side; on custom UDP ports :func:`on_nat_t` decides); None for TCP on other ports."""
+    if Port.NAT_T in (m.sport, m.dport):
+        return Port.NAT_T
+    if Port.IKE in (m.sport, m.dport):
+        return Port.IKE
+    if m.transport != "udp":
+        return None
+    return Port.NAT_T if on_nat_t(sa, m) else Port.IKE
+
+
 def nat_verdict(sa, extra_addrs=(), keepalives=frozenset()) -> NatVerdict:
     """Recompute the NAT-D hashes of ``sa`` (an :class:`pcapvpn.track.ike_sa.IkeSA`) against the
     observed addresses and ports, and follow its ports over time.  ``extra_addrs``: more packed

@@ -217,3 +217,18 @@ def test_redaction_rewrites_ike_on_custom_ports():
         assert d[1] == red.ip(ip(A)) and d[2] == red.ip(ip(B))
         assert natd(red.ip(ip(A)), IKE_P) in out and natd(red.ip(ip(B)), IKE_P) in out, marker
         assert natd(ip(A), IKE_P) not in out and natd(ip(B), IKE_P) not in out, marker
+
+
+def test_nat_t_port_blocked_on_custom_ports(tmp_path):
+    """IKE_SA_INIT answered on the custom IKE port, IKE_AUTH to the custom NAT-T port never
+    answered: the NAT-T port is blocked (NAT_T_BLOCKED, stage nat_traversal), as with 4500."""
+    c = Cap()
+    c.frames.append((0.0, ip_frame(A, B, 17, udp(IKE_P, IKE_P, ike_sa_init(ISPI, ZERO, False)))))
+    c.frames.append((0.01, ip_frame(B, A, 17, udp(IKE_P, IKE_P,
+                                                    ike_sa_init(ISPI, RSPI, True)))))
+    for k, t in enumerate((0.02, 2.0, 6.0, 14.0, 30.0)):
+        c.ike(t, A, B, ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True), NATT_P, NATT_P)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "nat_traversal", "NAT_T_BLOCKED"), [f.code for f in res.findings]
