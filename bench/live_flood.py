@@ -72,7 +72,7 @@ def containers(s) -> dict:
     return out
 
 
-def attribute(root, top: int = 40) -> dict:
+def attribute(root, top: int = 200) -> dict:
     """``--attribute``: the bytes and objects held by ``root`` (the session), each object
     charged to the attribute it hangs from, ``Class.attr`` (the rssflat method, session 7):
     a breadth-first walk from the session, every object counted once (``sys.getsizeof``) and
