@@ -91,9 +91,9 @@ class Limits:
     #: file order and CAPTURE_OUT_OF_ORDER says so.
     reorder_max_records: int = 5_000_000
     #: UDP flows of the VPNs beside IPsec bound to their tunnel (pcapvpn.track.vpn: two dict
-    #: entries each, about 0.5 KB, so at most this × 512 bytes: 40 MB offline): beyond it the
-    #: least recently active flow (either direction) is forgotten and bound again at its next
-    #: packet (CAPTURE_LIMITS ``vpn_udp_flows``).  Offline also at most ``FLOWS_PER_TUNNEL``
+    #: entries each, about 0.5 KB, so at most this × 512 bytes: 40 MB offline): beyond it a
+    #: flow is forgotten and bound again at its next packet (CAPTURE_LIMITS ``vpn_udp_flows``):
+    #: live the least recently active (either direction), offline the first bound, as before.  Offline also at most ``FLOWS_PER_TUNNEL``
     #: (4) × ``vpn_max_tunnels``, as before.
     vpn_max_udp_flows: int = 80_000
     #: OpenVPN sessions kept over all tunnels and the bytes of their state (the sessions, their

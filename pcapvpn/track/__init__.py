@@ -243,8 +243,8 @@ class Tracker(NullSink):
         add("vpn_max_tunnels", lim.vpn_max_tunnels, self.vpn_tracker.dropped,
             "packets of further OpenVPN / WireGuard / L2TP / PPTP / SSL-VPN tunnels")
         add("vpn_udp_flows", self.vpn_tracker.max_udp_flows, self.vpn_tracker.flows_evicted,
-            "UDP flows of OpenVPN / WireGuard / L2TP / SSL-VPN tunnels forgotten (the least "
-            "recently active; followed again from their next packet)")
+            "UDP flows of OpenVPN / WireGuard / L2TP / SSL-VPN tunnels forgotten (live: the "
+            "least recently active, offline the oldest; followed again from their next packet)")
         sb = self.vpn_tracker.bounds
         for bound, limit, unit in (
                 ("tcp_max_ooo", sb.max_ooo, "OpenVPN control packets not held out of order"),
@@ -316,9 +316,9 @@ class Tracker(NullSink):
         self.ike_tracker.finish()
 
     def evict_least_recent(self) -> None:
-        """Live mode: at their bound, the least recently active TCP connection and NAT
-        keepalive flow make room for a new one (:attr:`lru`)."""
-        self.lru = self.keepalive_tracker.lru = True
+        """Live mode: at their bound, the least recently active TCP connection, NAT keepalive
+        flow and VPN UDP flow make room for a new one (:attr:`lru`)."""
+        self.lru = self.keepalive_tracker.lru = self.vpn_tracker.lru = True
 
     # -- bounded memory (live mode) --------------------------------------------------------------
 

@@ -376,8 +376,8 @@ class VpnTracker:
         self._tls_lru: OrderedDict = OrderedDict()
         #: UDP flows (client address and port, server address and port) bound to a tunnel, two
         #: entries each (one per direction: ``(tunnel, from_client, the other direction's
-        #: key)``), least recently active first (each packet moves both to the end); at most
-        #: ``Limits.vpn_max_udp_flows`` and ``FLOWS_PER_TUNNEL`` per tunnel kept on average:
+        #: key)``), in live least recently active first (each packet moves both to the end); at
+        #: most ``Limits.vpn_max_udp_flows`` and ``FLOWS_PER_TUNNEL`` per tunnel kept on average:
         #: beyond, the least recently active flow is forgotten (``flows_evicted``) and bound
         #: again at its next packet (a flood of client ports to one gateway pair must not grow
         #: it, nor push out the flows that carry traffic)
@@ -386,6 +386,9 @@ class VpnTracker:
         if limits is not None:
             self.max_udp_flows = min(self.max_udp_flows, limits.vpn_max_udp_flows)
         self.flows_evicted = 0
+        #: live (``Tracker.evict_least_recent``): each packet moves its flow to the end, so the
+        #: least recently active flow is the one forgotten; offline the first bound is (as before)
+        self.lru = False
         #: OpenVPN sessions kept over all tunnels and their bytes (live: ``trim_sessions``)
         self.max_sessions = limits.vpn_max_sessions if limits is not None else None
         self.max_session_bytes = limits.vpn_max_session_bytes if limits is not None else None
@@ -460,7 +463,7 @@ class VpnTracker:
             if ent is None:
                 self.rejected += 1
                 return
-        else:  # the flow's two entries to the end: the least recently active flow goes first
+        elif self.lru:  # the flow's two entries to the end: the least recently active goes first
             flows.move_to_end(key)
             flows.move_to_end(ent[2])
         t, fc, _rkey = ent
