@@ -208,7 +208,7 @@ def _stops(s, repeat: int) -> dict:
 
 def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
           seed: int = 20, phases: bool = False, ab: int = 0, expiry_only: bool = False,
-          then: int = 0, alloc: bool = False, stops: int = 0) -> dict:
+          then: int = 0, alloc: bool = False, stops: int = 0, stop_child: str = "") -> dict:
     from mutated import MutatedCapture, lab_frames
     from pcapvpn.analysis import no_gc
     from pcapvpn.live import LiveOptions, LiveSession
@@ -256,6 +256,30 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
                 while n < then:
                     n += s._feed(0, cap, [])
                 clock[0] = cap.t
+    if stop_child:
+        # a forked evaluation, ``then`` frames while it runs, and the stop when it is about to
+        # end: its rules' cache merged ("merge") or the child killed ("kill", as before)
+        import select
+
+        assert s._fork_evaluation(clock[0])
+        n = 0
+        while n < max(then, 2000):
+            n += s._feed(0, cap, [])
+        clock[0] = cap.t
+        select.select([s._child[1]], [], [])
+        s.child_seconds = 1e-3 if stop_child == "merge" else 1e9
+        s.STOP_WAIT = 60.0
+        at_stop = s._child_at_stop
+
+        def timed_at_stop(*a):  # its CPU (unpickling and merging the child's cache)
+            chunks = s._child[2]
+            c0 = time.process_time()
+            try:
+                return at_stop(*a)
+            finally:
+                steps["child_at_stop_cpu"] = round(time.process_time() - c0, 3)
+                steps["child_bytes"] = sum(map(len, chunks))
+        s._child_at_stop = timed_at_stop
     cap.dry = True  # the stop: nothing more arrives
     load1 = os.getloadavg()[0]
     ab = _side_by_side(s, repeat=ab) if ab else None
@@ -283,7 +307,7 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
             "stop_wall": round(w2 - w0, 2), "stop_cpu": round(c2 - c0, 2),
             "report_mb": round(len(text) / 1e6, 2), "report_sha": _sha(text),
             "phases": {k: round(v, 3) for k, v in (spent or {}).items()}, "ab": ab,
-            "stops": stops_r,
+            "stops": stops_r, "stop_child": getattr(s, "stop_child", None),
             "evicted": s.tracker.evicted_sas, "expired": s.tracker.expired_sas,
             "steps": steps, "held": (len(s.tracker.ike_tracker.sas),
                                      len(s.tracker.esp_tracker._sas)),
@@ -322,13 +346,18 @@ def main(argv=None) -> int:
     ap.add_argument("--stops", type=int, default=0, metavar="N",
                     help="after the feed (and --then): the stop N times, each in a fork of the "
                          "same held state (the best CPU; compare trees with PYTHONPATH)")
+    ap.add_argument("--stop-child", choices=("merge", "kill"), default="",
+                    help="after the feed (and --then): a forked evaluation, --then frames (2,000 "
+                         "at least) while it runs, and the stop when it is about to end: its "
+                         "rules' cache merged (as live now does) or the child killed (before)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the raw result lines")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.frames, args.max_sas[0], args.samples, args.profile,
                                phases=args.phases, ab=args.ab, expiry_only=args.expiry_only,
-                               then=args.then, alloc=args.alloc, stops=args.stops)))
+                               then=args.then, alloc=args.alloc, stops=args.stops,
+                               stop_child=args.stop_child)))
         return 0
     for n in args.max_sas:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--frames",
@@ -347,6 +376,8 @@ def main(argv=None) -> int:
             cmd.append("--alloc")
         if args.stops:
             cmd += ["--stops", str(args.stops)]
+        if args.stop_child:
+            cmd += ["--stop-child", args.stop_child]
         cp = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
         if cp.returncode:
             print(f"--max-sas {n}: failed\n{cp.stderr[-2000:]}")
