@@ -118,3 +118,55 @@ def test_no_child_no_wait():
     s, clock = _held(path)
     s.finish()
     assert s.stop_child is None
+
+
+ROOT = Path(__file__).resolve().parents[2]
+EXTS = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
+CAPTURES = sorted(p for p in (ROOT / "captures").rglob("*")
+                  if p.is_file() and p.name.endswith(EXTS))
+
+
+def _stop_with_child(path, merge: bool):
+    """``path`` replayed with an evaluation every 0.5 s over its first half, an evaluation
+    forked at the half, the rest fed while it runs, and the stop 40 s after the end when the
+    child has ended: merged or killed.  Returns the report's JSON and what the stop did."""
+    from pcapvpn.live import LiveOptions, LiveSession
+    from pcapvpn.sources import open_source
+
+    src = open_source(str(path))
+    ts = [f[2] for f in src.frames()]
+    src.close()
+    if not ts:
+        pytest.skip("no frames")
+    t0, t1 = min(ts), max(ts)
+    cap = FileCapture(path)
+    clock = [t0]
+    s = LiveSession(LiveOptions(interfaces=["sim"]), [Recorder()], clock=lambda: clock[0],
+                    captures=[cap])
+    t = t0
+    half = (t0 + t1) / 2
+    while t < half:
+        cap.now = clock[0] = t
+        s._feed(0, cap, [])
+        s._evaluate(t)
+        t += 0.5
+    cap.now = clock[0] = half
+    s._feed(0, cap, [])
+    assert s._fork_evaluation(half)
+    cap.now = clock[0] = t1 + 40.0
+    while s._feed(0, cap, []):
+        pass
+    s.child_seconds = 1e-3 if merge else 1e9
+    s.STOP_WAIT = 120.0
+    res = s.finish()
+    return _doc(res), s.stop_child
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: str(p.relative_to(ROOT / "captures")))
+def test_stop_with_a_merged_child_is_the_stop_without(path):
+    """Every capture of captures/: the final report with the forked evaluation's cache merged
+    at the stop is the one with the child killed (byte for byte)."""
+    merged, how_m = _stop_with_child(path, True)
+    killed, how_k = _stop_with_child(path, False)
+    assert (how_m, how_k) == ("merged", "killed")
+    assert merged == killed
