@@ -197,22 +197,41 @@ class Evaluation:
         self._child = (pid, r, [], t0)
         return True
 
-    def _poll_child(self, block: bool = False) -> bool:
-        """Collect the forked evaluation's result when it is complete; True when applied."""
-        pid, r, chunks, t0 = self._child
+    def _read_child(self, block: bool = False, until: float | None = None) -> bool:
+        """Read what the forked evaluation sent so far; True once all of it is read (its pipe
+        closed: the child is reaped and ``_child`` is None).  ``block``: wait as long as it
+        takes; ``until``: wait up to that ``time.perf_counter()``."""
+        import select
+
+        pid, r, chunks, _t0 = self._child
         while True:
+            if until is not None:
+                left = until - time.perf_counter()
+                if left <= 0:
+                    return False
+                if not select.select([r], [], [], left)[0]:
+                    continue
             try:
                 if block:
                     os.set_blocking(r, True)
                 chunk = os.read(r, 1 << 20)
             except BlockingIOError:
-                return False
+                if until is None:
+                    return False
+                continue
             if not chunk:
                 break
             chunks.append(chunk)
         os.close(r)
         os.waitpid(pid, 0)
         self._child = None
+        return True
+
+    def _poll_child(self, block: bool = False) -> bool:
+        """Collect the forked evaluation's result when it is complete; True when applied."""
+        _pid, _r, chunks, t0 = self._child
+        if not self._read_child(block):
+            return False
         from pcapvpn.analysis import no_gc
 
         # as _evaluate: the result and the cache taken in are hundreds of thousands of objects
@@ -256,31 +275,16 @@ class Evaluation:
         an evaluation's memory bound must not run at the stop); else, or when it is late, kill
         it.  Returns what happened (``merged``, ``killed``, ``late``, ``failed``)."""
         import pickle
-        import select
 
-        pid, r, chunks, t0 = self._child
+        _pid, _r, chunks, t0 = self._child
         expect = getattr(self, "child_seconds", 0.0) or self.last_cost
         end = waited_from + self.STOP_WAIT
         if not expect or t0 + expect > end:
             self._abandon_child()
             return "killed"
-        while True:
-            left = end - time.perf_counter()
-            if left <= 0:
-                self._abandon_child()
-                return "late"
-            if not select.select([r], [], [], left)[0]:
-                continue
-            try:
-                chunk = os.read(r, 1 << 20)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(r)
-        os.waitpid(pid, 0)
-        self._child = None
+        if not self._read_child(until=end):
+            self._abandon_child()
+            return "late"
         try:  # the rules' cache only (the child wrote it first)
             cache = pickle.loads(b"".join(chunks))
         except Exception:  # noqa: BLE001 - the final report's rules do it all

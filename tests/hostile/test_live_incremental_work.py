@@ -76,11 +76,16 @@ def _evaluated(frames: list, max_sas: int):
     return s, cap, clock, first
 
 
-def _stop_work(n_tunnels: int, changed: int = 5) -> dict:
+def _tunnels_evaluated(n_tunnels: int):
+    """:func:`_evaluated` over ``n_tunnels`` tunnels (:func:`_tunnel`)."""
     frames = []
     for k in range(n_tunnels):
         frames += _tunnel(k, T0 + k * 0.001)
-    s, cap, clock, first = _evaluated(frames, 10 * n_tunnels)
+    return _evaluated(frames, 10 * n_tunnels)
+
+
+def _stop_work(n_tunnels: int, changed: int = 5) -> dict:
+    s, cap, clock, first = _tunnels_evaluated(n_tunnels)
     # then a few tunnels carry more ESP, and the capture stops
     t = T0 + 301
     for k in range(changed):
@@ -199,10 +204,7 @@ def _stop_after_fork_work(n_tunnels: int, before: int = 5, after: int = 2,
     """N tunnels evaluated; ``before`` of them change, an evaluation is forked (as live does
     above ``FORK_ABOVE``) and ``after`` others change while it runs; the stop comes when the
     child is about to end: merged (``merge``) or killed."""
-    frames = []
-    for k in range(n_tunnels):
-        frames += _tunnel(k, T0 + k * 0.001)
-    s, cap, clock, _first = _evaluated(frames, 10 * n_tunnels)
+    s, cap, clock, _first = _tunnels_evaluated(n_tunnels)
     t = T0 + 301
     for k in range(before):
         cap.frames += _tunnel(k, t, seq0=7, n=3)
