@@ -208,7 +208,8 @@ def _stops(s, repeat: int) -> dict:
 
 def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
           seed: int = 20, phases: bool = False, ab: int = 0, expiry_only: bool = False,
-          then: int = 0, alloc: bool = False, stops: int = 0, stop_child: str = "") -> dict:
+          then: int = 0, alloc: bool = False, stops: int = 0, stop_child: str = "",
+          split_above: int | None = None) -> dict:
     from mutated import MutatedCapture, lab_frames
     from pcapvpn.analysis import no_gc
     from pcapvpn.live import LiveOptions, LiveSession
@@ -216,6 +217,10 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
 
     cap = MutatedCapture(lab_frames(), seed=seed, per_read=2000, step=0.0005)
     clock = [cap.t]
+    if split_above is not None:  # the stop's rules shared with a forked process from N SAs
+        from pcapvpn.rules.incremental import RuleCache
+
+        RuleCache.SPLIT_ABOVE = split_above
     s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas), [],
                     clock=lambda: clock[0], captures=[cap])
     load0 = os.getloadavg()[0]
@@ -350,6 +355,9 @@ def main(argv=None) -> int:
                     help="after the feed (and --then): a forked evaluation, --then frames (2,000 "
                          "at least) while it runs, and the stop when it is about to end: its "
                          "rules' cache merged (as live now does) or the child killed (before)")
+    ap.add_argument("--split-above", type=int, default=None, metavar="N",
+                    help="the stop's rules shared with a forked process when the dirty part "
+                         "holds N SAs or more (RuleCache.SPLIT_ABOVE; a huge N: never)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the raw result lines")
     args = ap.parse_args(argv)
@@ -357,7 +365,7 @@ def main(argv=None) -> int:
         print(json.dumps(child(args.frames, args.max_sas[0], args.samples, args.profile,
                                phases=args.phases, ab=args.ab, expiry_only=args.expiry_only,
                                then=args.then, alloc=args.alloc, stops=args.stops,
-                               stop_child=args.stop_child)))
+                               stop_child=args.stop_child, split_above=args.split_above)))
         return 0
     for n in args.max_sas:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--frames",
@@ -378,6 +386,8 @@ def main(argv=None) -> int:
             cmd += ["--stops", str(args.stops)]
         if args.stop_child:
             cmd += ["--stop-child", args.stop_child]
+        if args.split_above is not None:
+            cmd += ["--split-above", str(args.split_above)]
         cp = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
         if cp.returncode:
             print(f"--max-sas {n}: failed\n{cp.stderr[-2000:]}")

@@ -236,3 +236,26 @@ def test_stop_after_a_forked_evaluation_follows_what_changed_since_its_fork():
         assert merged["stop"]["tunnels"] == 2 and merged["stop"]["esp_sas"] == 4
         assert killed["stop"]["dirty"] == 7, killed["stop"]  # since the last evaluation
         assert merged["findings"] == killed["findings"]
+
+
+def test_stop_with_the_rules_shared_with_a_forked_process_counts_the_same_work(monkeypatch):
+    """``RuleCache.run_split`` (live's stop: the rules shared with a forked process): the same
+    work counted as a run in one process — the groups, SAs and per-SA results computed and
+    asked; the rule-loop iterations too, except that a look-up one rule builds over the dirty
+    part and another reuses is built in each process (at most once more per list) — and the
+    same findings."""
+    from pcapvpn.rules.incremental import RuleCache
+
+    monkeypatch.setattr(RuleCache, "SPLIT_ABOVE", 10**9)
+    alone = (_stop_work(100), _stop_unit_work(50), _stop_unanswered_work(40))
+    monkeypatch.setattr(RuleCache, "SPLIT_ABOVE", 0)
+    shared = (_stop_work(100), _stop_unit_work(50), _stop_unanswered_work(40))
+    for a, b in zip(alone, shared):
+        wa, wb = a["stop"].pop("walked"), b["stop"].pop("walked")
+        assert b["stop"] == a["stop"]
+        for kind, n in wa.items():
+            assert n <= wb[kind] <= 2 * n, (kind, wa, wb)
+    assert shared[0]["findings"] == alone[0]["findings"]
+    assert shared[1]["gaps"] == alone[1]["gaps"]
+    assert [(f.id, f.detail) for f in shared[2]["lost"]] == \
+        [(f.id, f.detail) for f in alone[2]["lost"]]
