@@ -92,14 +92,21 @@ cli.main()
 
 
 def _trace(err: str, t_signal: float) -> str:
-    """The stop's steps from ``--trace`` marks: seconds after the signal at each."""
-    out = []
+    """The stop's steps from ``--trace`` marks: seconds after the signal at each (from the
+    last collector pass or collection of a forked evaluation that began before the signal)."""
+    marks = []
     for line in err.splitlines():
         if line.startswith("TRACE "):
             parts = line.split()
-            label = " ".join(parts[1:-2])
-            out.append(f"{label} {float(parts[-2]) - t_signal:+.2f}")
-    return "; ".join(out)
+            marks.append((" ".join(parts[1:-2]), float(parts[-2]) - t_signal))
+    first = len(marks)
+    for i, (label, t) in enumerate(marks):
+        if t >= 0:
+            first = i
+            break
+    while first > 0 and marks[first - 1][0] in ("gc2>", "poll>", "evaluate>"):
+        first -= 1  # a step in progress at the signal
+    return "; ".join(f"{label} {t:+.2f}" for label, t in marks[first:])
 
 
 def run(max_sas: int, seconds: float, flood_on: bool, frames: list, trace: bool = False) -> str:

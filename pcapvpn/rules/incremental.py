@@ -517,7 +517,11 @@ class RuleCache:
         """:meth:`run` with the dirty part's local rules shared between this process and a
         forked one (the other core: live's stop, where the report waits for the rules); the
         result is :meth:`run`'s."""
-        return self.run(state, split=True)
+        self._split = True
+        try:
+            return self.run(state)
+        finally:
+            self._split = False
 
     def _halves(self, local) -> tuple:
         """``local`` in two lists of about equal cost (each rule's CPU time in the last run
@@ -533,7 +537,9 @@ class RuleCache:
         return ([x for i, x in enumerate(local) if side[i] == 0],
                 [x for i, x in enumerate(local) if side[i] == 1])
 
-    def run(self, state, split: bool = False) -> list:
+    _split = False  # run_split's run in progress
+
+    def run(self, state) -> list:
         from pcapvpn.rules.common import Context
 
         load_all()
@@ -624,7 +630,7 @@ class RuleCache:
             local = [(fn, name) for fn, name in zip(rules, names)
                      if name not in self.global_rules]
             forked = None
-            if split and len(base.state.ike_sas) + len(base.state.esp_sas) >= self.SPLIT_ABOVE:
+            if self._split and len(base.state.ike_sas) + len(base.state.esp_sas) >= self.SPLIT_ABOVE:
                 mine, theirs = self._halves(local)
                 forked = _RulesChild(self, theirs, run_locals, new, runs, touched, again)
                 local = mine
