@@ -126,6 +126,23 @@ class Decoder(FragmentReassembly, TcpStreams):
             else None
         #: ports whose TCP the lane leaves to the general path (lane_ports)
         self._lane_ports = lane_ports(self.tcp_ports)
+        #: UDP 4-tuples (both directions) framed as on port 4500 though on other ports: learnt by
+        #: the sink from IKE after a non-ESP marker (None: a sink that does not learn them)
+        self._encap_flows = getattr(sink, "encap_flows", None)
+
+    # -- UDP encapsulation on other ports -------------------------------------------------------
+
+    def _classify_udp(self, src, dst, sport, dport, data, poff, end):
+        """:func:`dissect.vpn.udpencap.classify_udp`, and on a flow where IKE came after a
+        non-ESP marker on ports other than 4500 (custom NAT-T ports: strongSwan
+        ``port_nat_t``, libreswan ``ikeport``, a FortiGate's ``ike-port``; the sink's
+        ``encap_flows``, learnt from those IKE messages) the same framing as on 4500 (RFC 3948
+        §2): ESP, IKE after the marker or a NAT keepalive."""
+        r = _udpencap.classify_udp(sport, dport, data, poff, end)
+        flows = self._encap_flows
+        if flows and r[0] != _ESP and (src, sport, dst, dport) in flows:
+            return _udpencap.classify_encap(data, poff, end)
+        return r
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -238,7 +255,7 @@ class Decoder(FragmentReassembly, TcpStreams):
                     self._error((fidx, num), "UDP header truncated")
                     return
                 poff = l4off + 8
-                kind, a, b = _udpencap.classify_udp(sport, dport, data, poff, end)
+                kind, a, b = self._classify_udp(src, dst, sport, dport, data, poff, end)
                 if kind == _ESP:
                     sink.esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b, end - poff)
                     if keyed is not None and a in keyed:
@@ -310,7 +327,7 @@ class Decoder(FragmentReassembly, TcpStreams):
         IPsec; False when the datagram is none of them (plaintext)."""
         if kind == _IKE:
             ike_event(self.sink, ref, ts, ipver, src, dst, sport, dport, "udp", data, a, end,
-                      frames)
+                      frames, a != poff)
         elif kind == _KEEPALIVE:
             self.sink.keepalive(ref, ts, ipver, src, dst, sport, dport)
         elif kind == _MALFORMED:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dissect.vpn import ike as _ike
 from dissect.vpn.errors import DissectError
+from dissect.vpn.udpencap import NAT_T_PORT as _NAT_T
 
-__all__ = ["DissectSink", "NullSink", "ike_event"]
+__all__ = ["DissectSink", "EncapFlows", "NullSink", "ike_event"]
 
 
 class NullSink:
@@ -113,12 +114,48 @@ class DissectSink(NullSink):
         self.ike_errors += 1
 
 
-def ike_event(sink, ref, ts, ipver, src, dst, sport, dport, transport, data, off, end, frames):
+class EncapFlows(dict):
+    """UDP flows framed as on port 4500 though on other ports: IKE after a non-ESP marker was
+    seen on them (custom NAT-T ports: strongSwan ``port_nat_t``, libreswan ``ikeport``, a
+    FortiGate's ``ike-port``).  Both directions of each flow, ``(src, sport, dst, dport) ->
+    True``, oldest first.  A sink holds one as ``encap_flows`` and calls :meth:`learn` from its
+    ``ike``; the decoder reads it to take the flows' ESP and keepalives
+    (:meth:`pcapvpn.decode.Decoder._classify_udp`).  At most ``max_flows`` flows: the oldest
+    is forgotten first (and learnt again from its next such IKE message), counted in
+    ``evicted`` (``first_evicted``: its ``(ref, ts)``)."""
+
+    def __init__(self, max_flows: int):
+        super().__init__()
+        self.max_flows = max_flows
+        self.evicted = 0
+        self.first_evicted = (None, None)
+
+    def learn(self, ref, ts, src, dst, sport, dport, transport, msg) -> None:
+        """The IKE message ``msg`` (an ``ike`` event's arguments)."""
+        if not msg.marker or transport != "udp" or sport == _NAT_T or dport == _NAT_T:
+            return
+        key = (src, sport, dst, dport)
+        if key in self:
+            return
+        while len(self) >= 2 * self.max_flows and self:
+            old = next(iter(self))
+            del self[old]
+            self.pop((old[2], old[3], old[0], old[1]), None)
+            if not self.evicted:
+                self.first_evicted = (ref, ts)
+            self.evicted += 1
+        self[key] = True
+        self[(dst, dport, src, sport)] = True
+
+
+def ike_event(sink, ref, ts, ipver, src, dst, sport, dport, transport, data, off, end, frames,
+              marker=False):
     """The IKE message at ``data[off:end]`` (a UDP payload after any non-ESP marker, or one
     message of a TCP stream) to ``sink``: its fixed header first, the sink's bounds
     (``ike_admit``), and only then the payloads (:func:`dissect.vpn.ike.parse_message`), so
-    that a flood the bounds drop is never parsed.  The message goes to ``sink.ike``; a header
-    that does not parse to ``sink.ike_rejected``."""
+    that a flood the bounds drop is never parsed.  The message goes to ``sink.ike`` (with
+    ``msg.marker``: a non-ESP marker preceded it in its UDP datagram); a header that does not
+    parse to ``sink.ike_rejected``."""
     if end - off >= _ike.HEADER_LEN and not sink.ike_admit(
             ref, ts, transport, sport, dport, _ike.sa_key(data, off), end - off):
         return
@@ -128,4 +165,5 @@ def ike_event(sink, ref, ts, ipver, src, dst, sport, dport, transport, data, off
         sink.ike_rejected(ref, ts, ipver, src, dst, sport, dport, transport,
                           bytes(data[off:end]), e.reason, frames)
         return
+    msg.marker = marker
     sink.ike(ref, ts, ipver, src, dst, sport, dport, transport, msg, frames)

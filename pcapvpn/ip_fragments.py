@@ -131,7 +131,7 @@ class FragmentReassembly:
         end = len(payload)
         if proto == _P_UDP:
             sport, dport, poff = _ip.decode_udp(payload, 0, end)
-            kind, a, b = _udpencap.classify_udp(sport, dport, payload, poff, end)
+            kind, a, b = self._classify_udp(src, dst, sport, dport, payload, poff, end)
             if kind == _ESP:
                 self.sink.esp(ref, ts, ipver, src, dst, sport, dport, a, b, end - poff)
                 self._esp_payload(ref, ts, ipver, src, dst, sport, dport, a, b, payload, poff, end)

@@ -27,6 +27,8 @@ from dissect.vpn import udpencap as _udpencap
 from dissect.vpn.errors import DissectError
 from dissect.vpn.link import decode_frame
 from pcapvpn.decode import Decoder, NullSink
+from pcapvpn.events import EncapFlows
+from pcapvpn.limits import Limits
 from pcapvpn.sources import open_source
 
 MESSAGE_FIELDS = ("ispi", "rspi", "major", "exch", "flags", "msgid", "length", "payloads",
@@ -53,8 +55,11 @@ class RecordingSink(NullSink):
         self.icmp_frames = []    # frames carrying an ICMP error
         self.incomplete = set()  # frames of fragment sets never completed
         self.errors = []         # (frame, reason)
+        self.encap_flows = EncapFlows(Limits().max_flows)
 
     def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
+        # custom NAT-T ports: the flow's ESP is then the decoder's, as with the product's sink
+        self.encap_flows.learn(ref, ts, src, dst, sport, dport, transport, msg)
         # the bytes the decoder parsed ``msg`` from: compared with the stream, and parsed again
         # by our_message like any datagram
         self.ike_rejected(ref, ts, ipver, src, dst, sport, dport, transport, msg.raw + msg.trailer,
@@ -245,16 +250,33 @@ def message_record(m) -> dict:
 _EMPTY_CONFIG = tempfile.mkdtemp(prefix="pcapvpn-wireshark-config-")
 
 
-def tshark_command(tshark: str, path, display_filter="isakmp or esp") -> list[str]:
+def tshark_command(tshark: str, path, display_filter="isakmp or esp",
+                   decode_as=()) -> list[str]:
     return [tshark, "-n", "-r", str(path), "-T", "pdml", "-J", "isakmp esp icmp icmpv6",
-            "-Y", display_filter]
+            "-Y", display_filter] + [a for d in decode_as for a in ("-d", d)]
 
 
-def start_tshark(tshark: str, path, display_filter="isakmp or esp") -> subprocess.Popen:
+def start_tshark(tshark: str, path, display_filter="isakmp or esp",
+                 decode_as=()) -> subprocess.Popen:
     """Start one tshark run (PDML on stdout); :func:`parse_pdml` reads it."""
     env = dict(os.environ, WIRESHARK_CONFIG_DIR=_EMPTY_CONFIG)
-    return subprocess.Popen(tshark_command(tshark, path, display_filter), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(tshark_command(tshark, path, display_filter, decode_as),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def decode_as_of(capture) -> list[str]:
+    """The tshark ``-d`` options a lab capture needs (its ``expected.json``'s ``decode_as``:
+    custom ports), else []."""
+    import json
+    from pathlib import Path
+
+    exp = Path(capture).parent / "expected.json"
+    if not exp.is_file():
+        return []
+    for c in json.loads(exp.read_text()).get("captures", []):
+        if c.get("file") == Path(capture).name:
+            return list(c.get("decode_as") or [])
+    return []
 
 
 def _fields(el, name):
@@ -410,10 +432,12 @@ def tshark_batch(tshark: str, state_keys: dict, workdir, chunks: int = 2,
     from pathlib import Path
 
     mergecap = shutil.which("mergecap")
-    captures = list(state_keys)
-    jobs = []  # (input file, [(capture, frame offset, count or None)])
+    # a capture that needs Decode As (custom ports) gets a run of its own with its -d options
+    decode = {c: decode_as_of(c) for c in state_keys}
+    captures = [c for c in state_keys if not decode[c]]
+    jobs = [(c, [(c, 0, None)], decode[c]) for c in state_keys if decode[c]]
     if not mergecap:
-        jobs = [(c, [(c, 0, None)]) for c in captures]
+        jobs += [(c, [(c, 0, None)], ()) for c in captures]
     else:
         groups: list = [[] for _ in range(max(1, chunks))]
         gkeys: list = [set() for _ in groups]
@@ -446,14 +470,14 @@ def tshark_batch(tshark: str, state_keys: dict, workdir, chunks: int = 2,
                 pos += len(want)
             if pos != len(got):
                 raise AssertionError(f"{merged}: {len(got) - pos} frames beyond the inputs")
-            jobs.append((merged, spans))
-    results: dict = {c: {} for c in captures}
+            jobs.append((merged, spans, ()))
+    results: dict = {c: {} for c in state_keys}
     running: list = []
     queue = list(jobs)
     while queue or running:
         while queue and len(running) < parallel:
-            path, spans = queue.pop(0)
-            running.append((start_tshark(tshark, path), spans))
+            path, spans, decode_as = queue.pop(0)
+            running.append((start_tshark(tshark, path, decode_as=decode_as), spans))
         proc, spans = running.pop(0)
         frames = parse_pdml(proc)
         for num, layers in frames.items():

@@ -174,9 +174,10 @@ def v1_sa(encr: int = 7, hash_: int = 2, auth: int = 1, group: int = 14) -> byte
 
 
 def v1_message(ispi: bytes, rspi: bytes, exch: int, msgid: int, step: int,
-               encrypted: bool = False, size: int = 64) -> bytes:
-    """One IKEv1 message: Main Mode MM1/MM2 (SA), MM3/MM4 (KE, NONCE), and every encrypted
-    message (MM5/MM6, Aggressive, Quick Mode, Informational) as ``size`` bytes of ciphertext."""
+               encrypted: bool = False, size: int = 64, natd=()) -> bytes:
+    """One IKEv1 message: Main Mode MM1/MM2 (SA), MM3/MM4 (KE, NONCE, and the NAT-D hashes
+    ``natd``: RFC 3947 payload 20, the peer's first), and every encrypted message (MM5/MM6,
+    Aggressive, Quick Mode, Informational) as ``size`` bytes of ciphertext."""
     if encrypted:
         # first payload: HASH (8) for Quick Mode / Informational, ID (5) for MM5/MM6
         np = 8 if exch in (5, 32) else 5
@@ -184,5 +185,5 @@ def v1_message(ispi: bytes, rspi: bytes, exch: int, msgid: int, step: int,
     if step in (1, 2):
         np, body = chain((1, v1_sa()))
     else:
-        np, body = chain((4, bytes(128)), (10, bytes(16)))
+        np, body = chain((4, bytes(128)), (10, bytes(16)), *((20, h) for h in natd))
     return ike_header(ispi, rspi, np, exch, 0, msgid, body, version=0x10)

@@ -522,9 +522,11 @@ def _peel(data: Buffer, et: int, off: int, limit: int) -> NetFields | None:
         limit = end
 
 
-def frame_esp_spi(linktype: int, data: Buffer) -> int | None:
+def frame_esp_spi(linktype: int, data: Buffer, any_udp: bool = False) -> int | None:
     """The SPI of a frame's ESP packet (IP protocol 50, or UDP 4500 whose first word is not the
-    zero non-ESP marker, RFC 3948 §2.2), else None (also for a frame that does not decode)."""
+    zero non-ESP marker, RFC 3948 §2.2), else None (also for a frame that does not decode).
+    ``any_udp``: the first word of a UDP datagram on any port (custom NAT-T ports; the caller
+    knows which SPIs it looks for)."""
     try:
         d = decode_frame(linktype, data)
     except DissectError:
@@ -534,6 +536,7 @@ def frame_esp_spi(linktype: int, data: Buffer) -> int | None:
     proto, sport, dport, l4off, end = d[3:8]
     if proto == IPPROTO_ESP and end - l4off >= _ESP_MIN:
         return int(_U32.unpack_from(data, l4off)[0])
-    if proto == IPPROTO_UDP and NAT_T_PORT in (sport, dport) and end - l4off >= _UDP_ESP_MIN:
+    if proto == IPPROTO_UDP and (any_udp or NAT_T_PORT in (sport, dport)) and \
+            end - l4off >= _UDP_ESP_MIN:
         return int(_U32.unpack_from(data, l4off + _UDP_HEADER)[0]) or None
     return None

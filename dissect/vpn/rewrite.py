@@ -17,7 +17,8 @@ and returns ``(linktype, new_bytes)``.  What is rewritten:
 - UDP/TCP/ICMP/ICMPv6 checksums (adjusted by the difference, RFC 1624, so a checksum over bytes
   the capture cut off stays right; a zero IPv4 UDP checksum stays zero);
 - ICMP/ICMPv6 errors: the quoted IP header's addresses and checksum, the quoted UDP/TCP checksum;
-- IKE in the clear on UDP 500/4500 (RFC 7296, RFC 2408/2409): IKEv2 IDi/IDr, TSi/TSr,
+- IKE in the clear on UDP 500/4500, and on other ports where its header validates (custom IKE
+  ports, after a non-ESP marker or not) (RFC 7296, RFC 2408/2409): IKEv2 IDi/IDr, TSi/TSr,
   CP attributes, REDIRECT/REDIRECTED_FROM gateway identities, MOBIKE ADDITIONAL_IP*_ADDRESS;
   IKEv1 ID (addresses, subnets, ranges), NAT-OA, Mode Config attributes; identities (FQDN,
   e-mail, DN, key ID) through ``ident``; cleartext CERT data zeroed; NAT-D hashes recomputed
@@ -40,6 +41,7 @@ from .link import (
     LINKTYPE_DLT_RAW_14, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
 )
+from .udpencap import ike_header_valid
 
 
 class Mapper(Protocol):
@@ -242,6 +244,11 @@ def _udp_payload(buf: bytearray, p: int, end: int, sport: int, dport: int, old_p
         if end - p < 4 or buf[p:p + 4] != b"\x00\x00\x00\x00":
             return  # ESP in UDP (RFC 3948) or a keepalive
         start = p + 4
+    elif ike_header_valid(buf, p, end):
+        start = p  # IKE on a custom port (the decoder's header check: udpencap.classify_udp)
+    elif end - p >= 32 and buf[p:p + 4] == b"\x00\x00\x00\x00" and \
+            ike_header_valid(buf, p + 4, end):
+        start = p + 4  # after a non-ESP marker on a custom NAT-T port
     else:
         return
     if ipver == 4:

@@ -23,7 +23,7 @@ from .ip import IpProto, Port
 __all__ = [
     "OTHER", "IKE", "ESP", "KEEPALIVE", "MALFORMED",
     "NAT_T_PORT", "IKE_PORT",
-    "classify_udp", "ike_header_valid", "FragmentHead", "fragment_head",
+    "classify_encap", "classify_udp", "ike_header_valid", "FragmentHead", "fragment_head",
 ]
 
 # kinds
@@ -79,6 +79,28 @@ def ike_header_valid(data: Buffer, off: int, end: int) -> bool:
     return bool(_U32.unpack_from(data, off + 24)[0] == end - off)
 
 
+def classify_encap(data: Buffer, off: int, end: int) -> tuple[int, int, int]:
+    """The UDP payload ``data[off:end]`` of a flow that uses the UDP encapsulation of RFC 3948
+    §2 (port 4500, or the ports where IKE after a non-ESP marker was seen): ESP (SPI != 0),
+    Non-ESP Marker + IKE, or NAT-keepalive; as :func:`classify_udp` returns them."""
+    n = end - off
+    if n >= 8:
+        try:
+            spi, seq = _unpack_ii(data, off)
+        except struct.error:  # end beyond the buffer: a caller bug, still no crash
+            return (MALFORMED, 0, 0)
+        if spi:
+            return (2, spi, seq)  # ESP
+        return (IKE, off + 4, 0)
+    if n == 1:
+        if data[off:end] == b"\xff":
+            return (KEEPALIVE, 0, 0)
+        return (MALFORMED, 0, 0)
+    if n >= 4 and data[off:off + 4] == _ZERO4:
+        return (IKE, off + 4, 0)
+    return (MALFORMED, 0, 0)
+
+
 def classify_udp(sport: int, dport: int, data: Buffer, off: int, end: int) -> tuple[int, int, int]:
     """Classify the UDP payload ``data[off:end]``.
 
@@ -86,23 +108,7 @@ def classify_udp(sport: int, dport: int, data: Buffer, off: int, end: int) -> tu
     ``(MALFORMED, 0, 0)`` or ``(OTHER, 0, 0)``.
     """
     if sport == 4500 or dport == 4500:
-        # RFC 3948 §2: ESP (SPI != 0), Non-ESP Marker + IKE, or NAT-keepalive.
-        n = end - off
-        if n >= 8:
-            try:
-                spi, seq = _unpack_ii(data, off)
-            except struct.error:  # end beyond the buffer: a caller bug, still no crash
-                return (MALFORMED, 0, 0)
-            if spi:
-                return (2, spi, seq)  # ESP
-            return (IKE, off + 4, 0)
-        if n == 1:
-            if data[off:end] == b"\xff":
-                return (KEEPALIVE, 0, 0)
-            return (MALFORMED, 0, 0)
-        if n >= 4 and data[off:off + 4] == _ZERO4:
-            return (IKE, off + 4, 0)
-        return (MALFORMED, 0, 0)
+        return classify_encap(data, off, end)
     if sport == 500 or dport == 500:
         # IKE directly; tolerate a (non-standard) Non-ESP Marker when the header after it
         # validates and the one at ``off`` does not.

@@ -212,6 +212,7 @@ def _run_once(paths, options: Options, jobs: int = 1, reorder: dict | None = Non
         if jobs > 1:  # the workers' ESP SA states merge into this tracker's
             for s in sources:
                 s.reader.esp_tracker = tracker.esp_tracker
+                s.reader.encap_flows = tracker.encap_flows
         decoder = Decoder(tracker, options.limits, vpn_servers=options.vpn_servers)
         _decode(decoder, sources, options, order)
         decoder.finish()

@@ -127,6 +127,21 @@ def _cooked(counts) -> dict:
             for iface, per in out.items()}
 
 
+def _custom_ike_ports(sas) -> dict:
+    """The responders' UDP ports of IKE messages that have neither 500 nor 4500 on either side
+    (custom IKE ports), each with whether the non-ESP marker framed IKE there (Wireshark's
+    UDPENCAP dissector, else ISAKMP)."""
+    std = (Port.IKE, Port.NAT_T)
+    out: dict = {}
+    for sa in sas:
+        for msg in sa.messages:
+            if msg.transport != "udp" or msg.sport in std or msg.dport in std:
+                continue
+            port = msg.sport if msg.from_initiator is False else msg.dport
+            out[port] = out.get(port, False) or msg.encap
+    return out
+
+
 def build_report(sources, decoder: Decoder, tracker) -> m.Report:
     starts = [s.first_ts for s in sources if s.first_ts is not None]
     ends = [s.last_ts for s in sources if s.last_ts is not None]
@@ -192,10 +207,20 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
                 counts.ike += 1
                 if msg.transport == "tcp":
                     counts.ike_tcp += 1
-                elif Port.NAT_T in (msg.sport, msg.dport):
+                elif Port.NAT_T in (msg.sport, msg.dport) or (
+                        msg.encap and Port.IKE not in (msg.sport, msg.dport)):
+                    # NAT-T framing on a custom port counts with 4500's
                     counts.ike_udp_4500 += 1
                 else:
                     counts.ike_udp_500 += 1
+        custom = _custom_ike_ports(it.sas)
+        if custom:
+            warnings.append(
+                "wireshark: IKE on UDP ports other than 500/4500; Wireshark dissects them only "
+                "with Decode As (" + ", ".join(
+                    f"udp.port=={p} as {'UDPENCAP' if enc else 'ISAKMP'}"
+                    for p, enc in sorted(custom.items()))
+                + "): the display filters cited here match after that")
         counts.ike += it.header_errors
         # messages a bound dropped (Limits): counted all the same
         counts.ike += sum(it.dropped_by_transport.values())

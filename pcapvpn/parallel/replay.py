@@ -129,6 +129,10 @@ class _Replay:
         #: the analysis's pcapvpn.track.esp.EspTracker (set once it exists): slices whose ESP the
         #: workers tracked are merged into it as SA states; None: every packet replayed
         self.esp_tracker = None
+        #: the analysis's UDP flows framed as on 4500 on other ports (Tracker.encap_flows): once
+        #: any is known, a slice's general-path UDP may be ESP its worker did not see as such,
+        #: so its ESP is replayed packet by packet, never merged as SA states
+        self.encap_flows: dict = {}
         self.notes: list = []
         self._ifn: dict = {}
         self.iface_frames = {} if head.format == "pcapng" else None
@@ -266,7 +270,7 @@ class _Replay:
             return False
         sas, opened = summ
         on_batch = calls[2]
-        if et is None or on_batch is None or (
+        if et is None or on_batch is None or self.encap_flows or (
                 et.max_sas is not None and len(et._sas) + len(sas) >= et.max_sas):
             self._apply(_again(part), tag, calls, before)
             return True

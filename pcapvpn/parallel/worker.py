@@ -163,14 +163,32 @@ def _general(ops, decode):
             raise _Unknown from exc
 
 
+def _esp_or_encap(linktype, data):
+    """:func:`_esp_frame`, and True as well for IKE after a non-ESP marker on UDP ports other
+    than 4500: it makes the decoder take the ESP of its flow from then on
+    (:meth:`pcapvpn.decode.Decoder._classify_udp`), which this slice's ESP ops do not hold."""
+    from dissect.vpn import udpencap
+    from dissect.vpn.ip import IpProto
+
+    r, esp = _esp_frame(linktype, data)
+    if esp or r is None or r[3] != IpProto.UDP or r[4] < 0 or r[8] or r[9] or \
+            udpencap.NAT_T_PORT in (r[4], r[5]):
+        return r, esp
+    poff = r[6] + 8
+    kind, off, _b = udpencap.classify_udp(r[4], r[5], data, poff, r[7])
+    return r, kind == udpencap.IKE and off != poff
+
+
 def _esp_only_here(ops) -> bool:
     """No frame of the general path can give an ESP or AH event (ESP/AH over IP, fragments,
-    TCP, ESP in UDP of another shape): all the slice's ESP is in the recording's ESP ops, so an
-    ESP tracker fed with those alone sees every packet of its SAs."""
+    TCP, ESP in UDP of another shape, IKE that opens ESP on custom ports): all the slice's ESP
+    is in the recording's ESP ops, so an ESP tracker fed with those alone sees every packet of
+    its SAs.  (The parent also replays packet by packet once such ports are known from an
+    earlier slice: :meth:`pcapvpn.parallel.replay._Replay._merge_esp`.)"""
     from dissect.vpn.ip import IpProto
 
     try:
-        for r, esp in _general(ops, _esp_frame):
+        for r, esp in _general(ops, _esp_or_encap):
             if r is None:
                 continue
             frag_off, mf = r[8], r[9]

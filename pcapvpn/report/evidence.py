@@ -131,7 +131,8 @@ def _flow_frames(sources, flows, comments) -> None:
         for _fi, number, _ts, lt, data, _wl, _off in src.fetch(
                 range(lo + 1, min(hi, lo + 1 + MAX_FLOW_SCAN))):
             try:
-                spi = frame_esp_spi(lt, data)
+                # any UDP port: ESP on custom NAT-T ports too (only the flow's SPIs count)
+                spi = frame_esp_spi(lt, data, any_udp=True)
             except Exception:  # noqa: BLE001 - a frame that does not decode is simply not ESP
                 spi = None
             if spi is None or spi not in spis or (name, number) in comments:

@@ -26,6 +26,7 @@ from pcapvpn.rules.common import (
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
     mm5_answers, starts_and_latest, tcp_connection_findings, unreachable_errors,
 )
+from pcapvpn.track.nat import port_role
 
 FRAGMENTATION_VID_PREFIX = bytes.fromhex("4048b7d56ebce88525e7de7f00d6c2d3")  # IKEv1 (Cisco/strongSwan)
 
@@ -190,7 +191,8 @@ def _peer_esp_on(ctx, t, first):
     """When the peer's ESP-in-UDP SAs on the request's ports (peer -> sender) that started
     before the request were last heard, when ESP also flowed the other way (the SA worked);
     else None."""
-    if t is None or first.transport != "udp" or Port.NAT_T not in (first.sport, first.dport):
+    if t is None or first.transport != "udp" or (
+            Port.NAT_T not in (first.sport, first.dport) and not first.encap):
         return None
     by_ports, starts = ctx.memo(f"reachability|esp_udp|{id(t)}", lambda: _esp_udp_index(t))
     got = by_ports.get((first.dst, first.src, first.dport, first.sport))
@@ -319,14 +321,15 @@ def _unanswered_draft(ctx, sa, t) -> list:
         # IKEv1 phase 1 is one exchange: the peer's earlier steps of it (MM2, MM4) count
         peer_before = [m for m in x.msgs if m.src != first.src and m.ts < first.ts] \
             if x.version == 1 else []
-        heard_500 = any(m.src != first.src and Port.IKE in (m.sport, m.dport)
+        # the ports' roles (500 / 4500, or custom ports by the non-ESP marker: port_role)
+        heard_500 = any(m.src != first.src and port_role(sa, m) == Port.IKE
                         for y in answered_before for m in y.msgs) or \
-            any(Port.IKE in (m.sport, m.dport) for m in peer_before)
-        to_4500 = first.transport == "udp" and Port.NAT_T in (first.dport, first.sport)
+            any(port_role(sa, m) == Port.IKE for m in peer_before)
+        to_4500 = first.transport == "udp" and port_role(sa, first) == Port.NAT_T
         # the peer answered on UDP 4500 earlier in this IKE SA: 4500 is not blocked
         heard_4500 = [m for y in answered_before for m in y.msgs
-                      if m.src != first.src and Port.NAT_T in (m.sport, m.dport)] + \
-            [m for m in peer_before if Port.NAT_T in (m.sport, m.dport)]
+                      if m.src != first.src and port_role(sa, m) == Port.NAT_T] + \
+            [m for m in peer_before if port_role(sa, m) == Port.NAT_T]
         # a capture that starts mid-session has no IKE answer before: the peer's ESP in UDP
         # on these very ports (both ways: the SA worked) says the same
         esp_here = None if heard_4500 else _peer_esp_on(ctx, t, first)
@@ -473,11 +476,11 @@ def _v1_float_received(ctx, sa, first) -> bool:
     first message on 4500 reached it."""
     if sa.version != 1:
         return False
-    mine = [m for m in sa.messages if m.src == first.src and Port.NAT_T in (m.sport, m.dport)]
+    mine = [m for m in sa.messages if m.src == first.src and port_role(sa, m) == Port.NAT_T]
     if not mine:
         return False
     moved = mine[0].ts
-    theirs = [m for m in sa.messages if m.src == first.dst and Port.IKE in (m.sport, m.dport)]
+    theirs = [m for m in sa.messages if m.src == first.dst and port_role(sa, m) == Port.IKE]
     if not theirs or ctx.now - moved < ctx.th.response_timeout:
         return False
     return not any(m.ts > moved and m.copy for m in theirs)

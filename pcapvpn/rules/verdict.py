@@ -23,11 +23,11 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import STAGES, Term, msg, msg_join, severity_rank, stage_rank
 from pcapvpn.rules.common import (PENDING, established_ts, exchange_label, exchange_status,
                                   ip_text, last_requests, seen_working)
+from pcapvpn.track.nat import on_nat_t
 
 #: below this share of the capture's time covered by readable records, a tunnel is unknown
 MIN_COVERAGE = 0.5
@@ -420,8 +420,7 @@ def _stage_reached(ctx, t) -> str:
         answered = any(any(m.src == resp for m in x.msgs) for x in sa.exchanges)
         if answered:
             up("negotiation")
-            if any((Port.NAT_T in (m.sport, m.dport)) and m.transport != "tcp"
-                   for m in sa.messages):
+            if any(on_nat_t(sa, m) for m in sa.messages):
                 up("nat_traversal")
         if sa.established:
             up("authentication")

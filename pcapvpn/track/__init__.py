@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from dissect.vpn.ip import NetTuple, TcpFlag
 from dissect.vpn.udpencap import FragmentHead
 from pcapvpn.limits import Limits
-from pcapvpn.events import NullSink
+from pcapvpn.events import EncapFlows, NullSink
 from pcapvpn.track.vpn import TcpConn
 from pcapvpn.thresholds import DEFAULT, Thresholds
 
@@ -129,6 +129,9 @@ class Tracker(NullSink):
         #: IKE-over-TCP connections by (client, client port, server, server port)
         self.tcp: dict = {}
         self.tcp_dropped = 0
+        #: UDP flows framed as on port 4500 on other ports (custom NAT-T ports), learnt from IKE
+        #: after a non-ESP marker; the decoder reads it (pcapvpn.events.EncapFlows)
+        self.encap_flows = EncapFlows(limits.max_flows)
         self.decode_errors: list = []
         self.first_ts = None
         self.last_ts = None
@@ -137,6 +140,8 @@ class Tracker(NullSink):
         return self.ike_tracker.ike_admit(ref, ts, transport, sport, dport, key, size)
 
     def ike(self, ref, ts, ipver, src, dst, sport, dport, transport, msg, frames):
+        if msg.marker:
+            self.encap_flows.learn(ref, ts, src, dst, sport, dport, transport, msg)
         self.ike_tracker.ike(ref, ts, ipver, src, dst, sport, dport, transport, msg, frames)
 
     def ike_rejected(self, ref, ts, ipver, src, dst, sport, dport, transport, data, reason,
@@ -234,6 +239,11 @@ class Tracker(NullSink):
                 sb.first_drop.get(bound, (None, None)))
         add("max_flows", lim.max_flows, self.keepalive_tracker.dropped,
             "NAT keepalives of further flows")
+        ef = self.encap_flows
+        add("max_flows", ef.max_flows, ef.evicted,
+            "UDP flows with IKE after a non-ESP marker on ports other than 4500 forgotten (the "
+            "oldest; their ESP is recognised again from their next such IKE message)",
+            ef.first_evicted)
         add("max_flows", lim.max_flows, self.icmp_dropped, "ICMP errors")
         add("max_flows", lim.max_flows, self.incomplete_dropped, "incomplete fragment sets")
         add("max_flows", lim.max_flows, self.tcp_dropped, "TCP segments of further connections")
@@ -255,7 +265,7 @@ class Tracker(NullSink):
         from pcapvpn.track.tunnels import build_tunnels
 
         ike_sas = self.ike_tracker.sas
-        annotate(ike_sas)
+        annotate(ike_sas, self.keepalive_tracker._flows.values())
         esp_sas = self.esp_tracker.all_sas()
         tunnels = build_tunnels(ike_sas, esp_sas, self.th, self.tcp.values())
         if self.inner_tracker is not None:

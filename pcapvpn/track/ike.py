@@ -180,6 +180,7 @@ class IkeTracker:
         m.sport = sport
         m.dport = dport
         m.transport = transport
+        m.encap = msg.marker and transport == "udp"
         m.version = msg.major
         m.exch = msg.exch
         m.msgid = msg.msgid

@@ -35,6 +35,9 @@ class IkeMsg:
 
     __slots__ = (
         "n", "ref", "frames", "ts", "ipver", "src", "dst", "sport", "dport", "transport",
+        # UDP with a non-ESP marker before the message (RFC 3948 §2.2: NAT-T framing, on 4500
+        # or on custom ports)
+        "encap",
         "version", "exch", "msgid", "flags", "ispi", "rspi", "length", "size",
         "is_response", "from_initiator", "payload_types", "notifies", "sk_next", "skf",
         "encrypted", "digest", "step", "retransmit_of", "duplicate_of", "error", "truncated",
@@ -48,6 +51,7 @@ class IkeMsg:
     )
 
     def __init__(self):
+        self.encap = False
         self.retransmit_of = None
         self.duplicate_of = None
         self.step = None

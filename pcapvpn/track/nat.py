@@ -290,6 +290,8 @@ class NatVerdict:
     ``fake_source``: sides the capture point sees untranslated (it is inside their NAT) whose
     source hash nevertheless matches nothing: they fake it (forced encapsulation, inferred) —
     kernel-libipsec does this behind a real NAT too.
+    ``keepalive_sides``: sides whose hashes and ports alone would read as forced encapsulation
+    but that send NAT keepalives (RFC 3948 §2.3): behind a NAT that keeps their ports.
 
     ``start_port``: the responder's port of the first message; ``floated``: IKE moved from 500
     to 4500 (``float_ts``, ``float_frame`` [file index, frame number], ``float_exchange``);
@@ -314,6 +316,7 @@ class NatVerdict:
         "responder_src": None, "responder_dst": None})
     translated_from: dict = field(default_factory=dict)
     fake_source: list = field(default_factory=list)
+    keepalive_sides: list = field(default_factory=list)
     ports: dict = field(default_factory=dict)
     nat_d_frames: list = field(default_factory=list)
     nat_d_ts: float | None = None
@@ -486,11 +489,50 @@ def _server_port(m, from_initiator) -> int:
     return m.dport if from_initiator else m.sport
 
 
-def nat_verdict(sa, extra_addrs=()) -> NatVerdict:
+def _port_class(sa, m, from_initiator):
+    """The role of a UDP message's ports: ``Port.NAT_T`` (where IKE goes once NAT traversal
+    starts, RFC 3948 framing) or ``Port.IKE``.  The responder's port tells on 500/4500.  On
+    other ports (strongSwan ``port``/``port_nat_t``, libreswan ``ikeport``, a FortiGate's
+    ``ike-port``) the non-ESP marker does, except in the exchange that carries NAT-D: strongSwan
+    puts the marker on every message sent from a port other than 500, IKE_SA_INIT included,
+    and then moves to its ``port_nat_t`` as on 4500 (RFC 7296 §2.23)."""
+    port = _server_port(m, from_initiator)
+    if port in STANDARD_PORTS:
+        return port
+    return Port.NAT_T if m.encap and not _is_natd_phase(sa, m) else Port.IKE
+
+
+def on_nat_t(sa, m) -> bool:
+    """``m`` went where IKE goes once NAT traversal starts (RFC 7296 §2.23, RFC 3948): UDP 4500,
+    or on custom ports a message after a non-ESP marker outside the NAT-D exchange."""
+    if m.transport != "udp":
+        return False
+    if Port.NAT_T in (m.sport, m.dport):
+        return True
+    if Port.IKE in (m.sport, m.dport):
+        return False
+    return bool(m.encap) and not _is_natd_phase(sa, m)
+
+
+def port_role(sa, m):
+    """``Port.NAT_T`` or ``Port.IKE``: the role of the ports ``m`` used (4500 or 500 on either
+    side; on custom UDP ports :func:`on_nat_t` decides); None for TCP on other ports."""
+    if Port.NAT_T in (m.sport, m.dport):
+        return Port.NAT_T
+    if Port.IKE in (m.sport, m.dport):
+        return Port.IKE
+    if m.transport != "udp":
+        return None
+    return Port.NAT_T if on_nat_t(sa, m) else Port.IKE
+
+
+def nat_verdict(sa, extra_addrs=(), keepalives=frozenset()) -> NatVerdict:
     """Recompute the NAT-D hashes of ``sa`` (an :class:`pcapvpn.track.ike_sa.IkeSA`) against the
     observed addresses and ports, and follow its ports over time.  ``extra_addrs``: more packed
     addresses seen in the capture (other SAs) tried as the source of a mismatching hash, so a
-    capture holding both sides of a NAT shows the translation."""
+    capture holding both sides of a NAT shows the translation.  ``keepalives``: the (src, dst)
+    address pairs that carried NAT keepalives (a side whose hashes alone cannot tell a NAT from
+    forced encapsulation but that sends them is behind a NAT)."""
     v = NatVerdict(messages_seen=len(sa.messages))
     _ports_over_time(sa, v)
     if sa.version == 2:
@@ -524,6 +566,7 @@ def nat_verdict(sa, extra_addrs=()) -> NatVerdict:
     cands = _candidates(sa, extra_addrs)
     i_src = i_dst = r_src = r_dst = None
     last = None
+    port0 = set()  # sides whose source hash is over their own address and port 0
     for m, is_req in ((req, True), (resp, False)):
         if m is None:
             continue
@@ -534,6 +577,12 @@ def nat_verdict(sa, extra_addrs=()) -> NatVerdict:
         dst_state, dst_other = _check(alg, m, h.dst, m.dst, m.dport, cands)
         side = "initiator" if is_req else "responder"
         peer = "responder" if is_req else "initiator"
+        if src_state == "mismatch" and natd_hash(alg, m.ispi, m.rspi, m.src, 0) in h.src:
+            # libreswan encapsulation=yes hashes its address with port 0 (it also sends NAT
+            # keepalives then, NAT or not)
+            port0.add(side)
+            if dst_state == "mismatch" and natd_hash(alg, m.ispi, m.rspi, m.dst, 0) in h.dst:
+                dst_state = "match"  # IKEv1: the peer's hash with port 0 too (same option)
         v.ports[side] = m.sport
         if src_other:
             v.translated_from[side] = src_other
@@ -551,8 +600,14 @@ def nat_verdict(sa, extra_addrs=()) -> NatVerdict:
     if req is not None and resp is not None:
         same_tuple = (resp.dst, resp.dport, resp.src, resp.sport) == \
             (req.src, req.sport, req.dst, req.dport)
-    v.initiator = _side_state(sa, v, "initiator", i_src, r_dst, same_tuple)
-    v.responder = _side_state(sa, v, "responder", r_src, i_dst, same_tuple)
+    ends = {"initiator": req.src if req is not None else resp.dst,
+            "responder": resp.src if resp is not None else req.dst}
+    v.initiator = _side_state(sa, v, "initiator", i_src, r_dst, same_tuple,
+                              (ends["initiator"], ends["responder"]) in keepalives,
+                              "initiator" in port0)
+    v.responder = _side_state(sa, v, "responder", r_src, i_dst, same_tuple,
+                              (ends["responder"], ends["initiator"]) in keepalives,
+                              "responder" in port0)
     _summarise(v)
     return v
 
@@ -625,8 +680,10 @@ def _check(alg, m, hashes, addr, port, cands):
     return "mismatch", None
 
 
-def _side_state(sa, v, side, own_src, peer_dst, same_tuple):
-    """One side's state from its own source hash and the peer's destination hash for it."""
+def _side_state(sa, v, side, own_src, peer_dst, same_tuple, keepalives=False, port0=False):
+    """One side's state from its own source hash and the peer's destination hash for it
+    (``keepalives``: the side sent NAT keepalives to its peer; ``port0``: its source hash is
+    over the address seen here and port 0, libreswan's ``encapsulation=yes``)."""
     if own_src is None and peer_dst is None:
         return None
     src_bad = own_src in ("mismatch", "other")
@@ -639,17 +696,37 @@ def _side_state(sa, v, side, own_src, peer_dst, same_tuple):
         return "inside"
     if not src_bad:
         return "none"
+    if port0:
+        # the address is the one seen here: nothing translated it; libreswan forces NAT-T
+        v.notes.append(f"the {side}'s source hash is over its address as seen here and port 0: "
+                       f"libreswan's encapsulation=yes (forced encapsulation, not a NAT; "
+                       f"libreswan then sends NAT keepalives too)")
+        return "forced"
     # the side's own address/port differs from what the capture point sees
     if own_src == "other":
         return "nat"  # the translation itself is in the capture
-    port = v.ports.get(side)
-    if port is not None and port not in STANDARD_PORTS:
+    if port_translated(v, side):
         return "nat"  # NAPT: the port was translated
     if not same_tuple:
         return "nat"
     if _nonstandard_after_float(sa, side):
         return "nat"
+    if keepalives:
+        # RFC 3948 §2.3: a host sends NAT keepalives when it finds itself behind a NAT (its
+        # peer's destination hash for it does not match its own address): a NAT that keeps the
+        # ports looks like forced encapsulation from outside it, but the side knows better
+        v.keepalive_sides.append(side)
+        return "nat"
     return "forced"
+
+
+def port_translated(v, side) -> bool:
+    """The side's source port in the NAT-D exchange reads as translated: neither 500/4500 nor
+    the peer's own port (two gateways configured with the same custom IKE port use it on both
+    sides)."""
+    port = v.ports.get(side)
+    return port is not None and port not in STANDARD_PORTS and \
+        port != v.ports.get("responder" if side == "initiator" else "initiator")
 
 
 def _nonstandard_after_float(sa, side) -> bool:
@@ -704,6 +781,7 @@ def _summarise(v: NatVerdict) -> None:
 def _ports_over_time(sa, v: NatVerdict) -> None:
     """The 500→4500 float, messages left on 500 after NAT-D, and source changes per side."""
     prev_port = None
+    prev_ports: set = set()
     transports = []
     last_src: dict = {}  # (side, transport, port class) -> (addr, port)
     natd_done = None  # n of the last message of the NAT-D exchange
@@ -717,13 +795,17 @@ def _ports_over_time(sa, v: NatVerdict) -> None:
         port = _server_port(m, ini) if m.transport == "udp" else None
         if v.start_port is None:
             v.start_port = port if port is not None else m.dport
-        if port == Port.NAT_T and prev_port == Port.IKE and not v.floated:
+        role = _port_class(sa, m, ini) if port is not None else None
+        # on custom ports the move is a change of ports (on 500/4500: of the port's role)
+        moved = port in STANDARD_PORTS or prev_ports != {m.sport, m.dport}
+        if role == Port.NAT_T and prev_port == Port.IKE and moved and not v.floated:
             v.floated = True
             v.float_ts = m.ts
             v.float_frame = list(m.ref)
             v.float_exchange = m.exch
-        if port is not None:
-            prev_port = port
+        if role is not None:
+            prev_port = role
+            prev_ports = {m.sport, m.dport}
         if natd_done is not None and m.n > natd_done and not _is_natd_phase(sa, m):
             v.after_natd += 1
             if port == Port.IKE:
@@ -733,7 +815,7 @@ def _ports_over_time(sa, v: NatVerdict) -> None:
         if ini is None or m.duplicate_of is not None:
             continue
         side = "initiator" if ini else "responder"
-        pclass = port if port in STANDARD_PORTS else "other"
+        pclass = role if role is not None else "other"
         key = (side, m.transport, pclass)
         cur = (m.src, m.sport)
         old = last_src.get(key)
@@ -760,17 +842,33 @@ def _is_natd_phase(sa, m) -> bool:
     return False
 
 
-def ensure_verdict(sa, extra_addrs=()) -> NatVerdict:
-    """``sa.nat``, computed now when missing or stale (new messages since)."""
+def ensure_verdict(sa, extra_addrs=(), keepalives=None) -> NatVerdict:
+    """``sa.nat``, computed now when missing or stale (new messages since, or NAT keepalives
+    between its peers first seen since; ``keepalives`` None: those it was computed with)."""
     v = sa.nat
-    if v is None or v.messages_seen != len(sa.messages):
-        v = sa.nat = nat_verdict(sa, extra_addrs)
+    if keepalives is None:
+        ka = getattr(v, "_keepalives", frozenset())
+    else:
+        ka = _keepalives_of(sa, keepalives)
+    if v is None or v.messages_seen != len(sa.messages) or getattr(v, "_keepalives", None) != ka:
+        v = sa.nat = nat_verdict(sa, extra_addrs, ka)
+        v._keepalives = ka  # not a field: not in the report
     return v
 
 
-def annotate(ike_sas) -> None:
+def _keepalives_of(sa, pairs) -> frozenset:
+    """The pairs of ``pairs`` between the SA's two peers."""
+    if not pairs or sa.initiator is None or sa.responder is None:
+        return frozenset()
+    a, b = sa.initiator[1], sa.responder[1]
+    return frozenset(p for p in ((a, b), (b, a)) if p in pairs)
+
+
+def annotate(ike_sas, keepalives=()) -> None:
     """Put a :class:`NatVerdict` on ``sa.nat`` for every IKE SA (end of capture / each live
-    state).  The IKE addresses of all SAs are tried as origins of mismatching hashes."""
+    state).  The IKE addresses of all SAs are tried as origins of mismatching hashes;
+    ``keepalives``: the NAT keepalive flows (their senders know they are behind a NAT)."""
+    pairs = frozenset((f.src, f.dst) for f in keepalives)
     addrs: list = []
     seen = set()
     for sa in ike_sas:
@@ -780,4 +878,4 @@ def annotate(ike_sas) -> None:
                     seen.add(a)
                     addrs.append(a)
     for sa in ike_sas:
-        ensure_verdict(sa, addrs)
+        ensure_verdict(sa, addrs, pairs)

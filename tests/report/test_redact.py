@@ -22,7 +22,8 @@ from conftest import CAPTURES, tshark_fields
 LAB = CAPTURES / "lab"
 KEY = b"pcapvpn-test-key" * 2
 CASES = ["ikev2_nat_4500_blocked", "ikev1_aggressive_healthy", "ikev2_esp_oneway",
-         "ikev2_no_response", "ikev2_nat", "ikev2_cert_ipfrag_dropped"]
+         "ikev2_no_response", "ikev2_nat", "ikev2_cert_ipfrag_dropped",
+         "ikev2_custom_ports"]
 
 
 def _lab(name):

@@ -362,3 +362,71 @@ def test_lab_real_nat_with_kernel_libipsec(name, cp):
 def test_corpus_no_nat_findings(rel):
     res = run([str(corpus_dir() / rel)])
     assert [f.code for f in res.findings if f.code in NAT_CODES] == []
+
+
+@pytest.mark.parametrize("keepalives", [False, True])
+def test_nat_keeping_the_ports_told_by_keepalives(tmp_path, keepalives):
+    """A NAT that translates the initiator's address but keeps its ports 500/4500 (what most
+    NATs do when the port is free; the lab's ikev2_custom_ports_nat): from outside, the NAT-D
+    hashes read as forced encapsulation.  The initiator's NAT keepalives tell it apart: a host
+    sends them when it finds itself behind a NAT (RFC 3948 §2.3)."""
+    c = Cap()
+    # the initiator hashes its own private address; the responder sees the NAT's
+    req, resp = init_pair((I_PRIV, 500), (R, 500), (R, 500), (I_PUB, 500))
+    c.ike(0.0, I_PUB, 500, R, 500, req)
+    c.ike(0.01, R, 500, I_PUB, 500, resp)
+    c.ike(0.05, I_PUB, 4500, R, 4500, auth(False))
+    c.ike(0.06, R, 4500, I_PUB, 4500, auth(True))
+    esp_both(c, 1.0, 5.0, i_ep=(I_PUB, 4500))
+    if keepalives:
+        for t in range(25, 125, 20):
+            c.ka(float(t), I_PUB, 4500, R)
+    esp_both(c, 130.0, 132.0, i_ep=(I_PUB, 4500))
+    res, by, nat = analyse(tmp_path, c, name=f"ka{keepalives}.pcap")
+    if not keepalives:
+        assert set(by) == {"NAT_ENCAPSULATION_FORCED"}
+        return
+    assert set(by) == {"NAT_DETECTED"}, set(by)
+    d = by["NAT_DETECTED"]
+    assert "the initiator" in d.title and "responder" not in d.title
+    assert "it sends NAT keepalives" in d.detail and "RFC 3948 §2.3" in d.detail
+    assert res.state.ike_sas[0].nat.keepalive_sides == ["initiator"]
+
+
+@pytest.mark.parametrize("v1", [False, True])
+def test_libreswan_forced_encapsulation_hashes_port_0(tmp_path, v1):
+    """libreswan ``encapsulation=yes`` hashes its own address with port 0 (IKEv2: its source
+    hash; IKEv1: both) and sends NAT keepalives though no NAT is there: forced encapsulation,
+    never NAT_DETECTED, whatever the keepalives say."""
+    c = Cap()
+    if v1:
+        from synth import v1_message
+
+        def h1(ispi, rspi, addr, port):
+            # the negotiated hash: SHA-1 in synth.v1_sa
+            return hashlib.sha1(ispi + rspi + ip(addr) + struct.pack(">H", port)).digest()
+
+        ib, rb = bytes.fromhex("b2b2b2b2b2b2b2b2"), bytes.fromhex("c3c3c3c3c3c3c3c3")
+        # Main Mode 3/4 carry NAT-D (RFC 3947 §3.2): the peer's hash first, then the sender's
+        mm3 = v1_message(ib, rb, 2, 0, 3, natd=[h1(ib, rb, R, 0), h1(ib, rb, I_PUB, 0)])
+        mm4 = v1_message(ib, rb, 2, 0, 4, natd=[h1(ib, rb, I_PUB, 500), h1(ib, rb, R, 500)])
+        for step, (src, dst) in enumerate(((I_PUB, R), (R, I_PUB)), 1):
+            c.ike(step * 0.01, src, 500, dst, 500,
+                  v1_message(ib, bytes(8) if step == 1 else rb, 2, 0, step))
+        c.ike(0.03, I_PUB, 500, R, 500, mm3)
+        c.ike(0.04, R, 500, I_PUB, 500, mm4)
+        c.ike(0.05, I_PUB, 4500, R, 4500, v1_message(ib, rb, 2, 0, 5, encrypted=True))
+        c.ike(0.06, R, 4500, I_PUB, 4500, v1_message(ib, rb, 2, 0, 6, encrypted=True))
+    else:
+        req, resp = init_pair(h2(ISPI, ZERO, I_PUB, 0), (R, 500), (R, 500), (I_PUB, 500))
+        c.ike(0.0, I_PUB, 500, R, 500, req)
+        c.ike(0.01, R, 500, I_PUB, 500, resp)
+        c.ike(0.05, I_PUB, 4500, R, 4500, auth(False))
+        c.ike(0.06, R, 4500, I_PUB, 4500, auth(True))
+    for t in range(25, 125, 20):
+        c.ka(float(t), I_PUB, 4500, R)
+    res, by, nat = analyse(tmp_path, c, name=f"v1{v1}.pcap")
+    assert set(by) == {"NAT_ENCAPSULATION_FORCED"}, set(by)
+    v = res.state.ike_sas[0].nat
+    assert v.initiator == "forced" and v.responder == "none", (v.initiator, v.responder)
+    assert any("libreswan's encapsulation=yes" in n for n in v.notes)

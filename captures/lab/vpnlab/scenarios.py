@@ -1276,3 +1276,4 @@ from . import scenarios_xauth  # noqa: E402,F401
 from . import scenarios_eap  # noqa: E402,F401
 from . import scenarios_libreswan_v1  # noqa: E402,F401
 from . import scenarios_mobike  # noqa: E402,F401
+from . import scenarios_ports  # noqa: E402,F401

@@ -68,6 +68,7 @@ def parse_message(data: Buffer, off: int = 0, end: int | None = None) -> IkeMess
     m.trailer = bytes(data[off + mlen:end]) if mlen < avail else b""
     m.errors = errors
     m.truncated = truncated
+    m.marker = False
     m.encrypted_body = None
     if major == 1:
         if flags & FLAG_V1_ENCRYPTED:

@@ -352,16 +352,22 @@ class IkeMessage(IkeHeader):
     * ``encrypted_body`` — IKEv1 E-flag messages: the bytes after the header (else None);
     * ``errors`` — list of ``(reason, offset)``; empty for a well-formed message; the payload
       walk stops at the first chain error, the payloads before it are kept;
-    * ``truncated`` — the data ends before the Length field says (snaplen).
+    * ``truncated`` — the data ends before the Length field says (snaplen);
+    * ``marker`` — the message followed a non-ESP marker in its UDP datagram (RFC 3948 §2.2:
+      four zero bytes, the UDP encapsulation of port 4500, whatever the port): set by the
+      caller that framed the datagram (:func:`dissect.vpn.udpencap.classify_udp`), False from
+      :func:`dissect.vpn.ike.parse_message`.
     """
 
-    __slots__ = ("raw", "trailer", "payloads", "encrypted_body", "errors", "truncated")
+    __slots__ = ("raw", "trailer", "payloads", "encrypted_body", "errors", "truncated",
+                 "marker")
     raw: bytes
     trailer: bytes
     payloads: list[Payload]
     encrypted_body: bytes | None
     errors: list[Problem]
     truncated: bool
+    marker: bool
 
     @property
     def size(self) -> int:

@@ -37,7 +37,7 @@ def _tunnel_verdicts(t):
 
 def _annotate(ctx) -> None:
     """NAT verdicts for every IKE SA, once per context (the tracker may have done it)."""
-    ctx.memo("nat", lambda: annotate(ctx.state.ike_sas) or True)
+    ctx.memo("nat", lambda: annotate(ctx.state.ike_sas, ctx.state.keepalives) or True)
 
 
 def _nat_sides(verdicts) -> dict:

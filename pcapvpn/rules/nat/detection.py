@@ -9,7 +9,7 @@ from pcapvpn.findings import Term, advice_for, declare, make, msg, msg_join, whe
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, ike_filter, ike_spis, ip_text
 from pcapvpn.rules.nat.common import OR_LIMIT, _annotate, _or, _other, _side_ep, _tunnel_verdicts
-from pcapvpn.track.nat import HASH_NAMES, STANDARD_PORTS
+from pcapvpn.track.nat import HASH_NAMES, STANDARD_PORTS, port_translated
 
 #: advice lines said in general in the registry and, for the sides of one finding, by
 #: _advice_nat / _advice_forced (which then replace them: one line per fact)
@@ -71,9 +71,34 @@ def _esp_summary(t) -> str:
             else msg("No ESP seen."))
 
 
-def _float_text(ctx, v) -> str:
+def _ike_ports(sa) -> list[int]:
+    """The UDP ports of the SA's IKE messages that have neither 500 nor 4500 on either side
+    (custom IKE / NAT-T ports; a NAT's remapped ports meet 500/4500 on the other side), else
+    []."""
+    std = set(STANDARD_PORTS)
+    return sorted({p for m in sa.messages if m.transport == "udp"
+                   and m.sport not in std and m.dport not in std for p in (m.sport, m.dport)})
+
+
+def _ports_text(sa) -> str:
+    """The IKE ports the text names: "500/4500", or the custom ones seen."""
+    return "/".join(str(p) for p in (_ike_ports(sa) or STANDARD_PORTS))
+
+
+def _float_text(ctx, v, sa) -> str:
     if "tcp" in v.transports and "udp" not in v.transports:
         return msg("IKE ran over TCP (RFC 9329).")
+    if v.floated and _ike_ports(sa):
+        # custom ports: the side that moved, from its port before to its port at the move
+        m = next((m for m in sa.messages if list(m.ref) == v.float_frame), None)
+        before = None if m is None else next(
+            (p.sport for p in reversed(sa.messages) if p.n < m.n and p.src == m.src
+             and p.transport == "udp"), None)
+        if m is not None and before is not None and before != m.sport:
+            side = "initiator" if m.from_initiator else "responder"
+            return msg("IKE moved from UDP {old} to {new} (the {side}'s port) at frame {frame} "
+                       "({t} s).", old=before, new=m.sport, side=Term(side),
+                       frame=v.float_frame[1], t=ctx.rel(v.float_ts))
     if v.floated:
         return msg("IKE moved from UDP 500 to 4500 at frame {frame} ({t} s).",
                    frame=v.float_frame[1], t=ctx.rel(v.float_ts))
@@ -101,9 +126,12 @@ def _explain_nat(sa, v, forced=()) -> list[str]:
             if side in v.translated_from:
                 s += msg(" but {orig}, also in this capture (the translation)",
                          orig=v.translated_from[side])
-            elif v.ports.get(side) is not None and v.ports[side] not in STANDARD_PORTS:
+            elif port_translated(v, str(side)):
                 s += msg("; its source port {port} is not 500/4500 (the NAT translated it)",
-                         port=v.ports[side])
+                         port=v.ports[str(side)])
+            elif str(side) in v.keepalive_sides:
+                s += msg("; it sends NAT keepalives, as a host does when it finds itself "
+                         "behind a NAT (RFC 3948 §2.3), so its NAT keeps the ports")
             out.append(s + msg(": the {side} is behind a NAT and this capture point is outside "
                                "it.", side=side))
         else:
@@ -135,15 +163,15 @@ def _explain_forced(sa, v) -> list[str]:
     if len(forced) > 1:
         s = msg("The {a}'s and the {b}'s {src_name} hashes match no address or port seen for "
                 "this SA, while nothing between them and the capture point translates anything "
-                "(ports 500/4500, the same 4-tuple both ways): a faked hash that forces UDP "
+                "(ports {ports}, the same 4-tuple both ways): a faked hash that forces UDP "
                 "encapsulation (strongSwan encap = yes, or kernel-libipsec which always does it)",
-                a=Term(forced[0]), b=Term(forced[1]), src_name=src_name)
+                a=Term(forced[0]), b=Term(forced[1]), src_name=src_name, ports=_ports_text(sa))
     else:
         s = msg("The {side}'s {src_name} hash matches no address or port seen for this SA, while "
-                "nothing between it and the capture point translates anything (ports 500/4500, "
+                "nothing between it and the capture point translates anything (ports {ports}, "
                 "the same 4-tuple both ways): a faked hash that forces UDP encapsulation "
                 "(strongSwan encap = yes, or kernel-libipsec which always does it)",
-                side=Term(forced[0]), src_name=src_name)
+                side=Term(forced[0]), src_name=src_name, ports=_ports_text(sa))
     if len(forced) == 2:
         s += msg("; both peers faking it is kernel-libipsec's signature (both then log 'remote "
                  "host is behind NAT'), not a NAT on each side.")
@@ -249,7 +277,7 @@ def nat_detected(ctx):
                           "here for IKE SA {sa}", alg=alg, sa=sa.id)
                       + (msg(" and {n} more", n=len(items) - 1) if len(items) > 1 else "") + "."]
             detail += explain
-            detail += [s for s in (_float_text(ctx, v), _esp_summary(t)) if s]
+            detail += [s for s in (_float_text(ctx, v, sa), _esp_summary(t)) if s]
             detail += [Term(n) for n in v.notes if "forced encapsulation (inferred)" not in n]
             code = "NAT_ENCAPSULATION_FORCED" if key[0] == "forced" else "NAT_DETECTED"
             yield make(
