@@ -264,8 +264,11 @@ class Evaluation:
     #: at the stop, a forked evaluation expected to end within this many seconds is waited for
     #: (beside the ring drain) and what its rules' cache learnt is kept for the final report; one
     #: expected later, or still running this long after the wait began, is killed (its work is
-    #: then done again by the final report's rules)
-    STOP_WAIT = 0.6
+    #: then done again by the final report's rules).  0: always killed — measured cheaper on the
+    #: flood of bench/RESULTS.md (issue 20, session 8: at 20,000 SAs taking the cache in costs
+    #: 0.28 s of CPU for 15.8 MB and saves 0.17 s of the final rules, whose big tunnel is dirty
+    #: either way); where many small tunnels change between evaluations it saves their rules
+    STOP_WAIT = 0.0
 
     def _child_at_stop(self, waited_from: float) -> str:
         """The forked evaluation still running at the stop: wait for it when its expected end

@@ -28,8 +28,8 @@ class Finish:
         """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`) from
         the state held: the rings are drained for at most ``DRAIN_SECONDS`` while a forked
         evaluation still running goes on; that one is then waited for when it is about to end
-        (its rules' cache is kept: the final rules do only what changed since its fork) or
-        killed (:meth:`_child_at_stop`); and the rules run once — the report's analysis is also
+        within ``STOP_WAIT`` (its rules' cache is kept: the final rules do only what changed
+        since its fork) or killed (:meth:`_child_at_stop`; ``STOP_WAIT`` 0: killed); and the rules run once — the report's analysis is also
         the last evaluation (its events are emitted)."""
         from pcapvpn.analysis import diagnose, no_gc
         from pcapvpn.rules.common import Context
