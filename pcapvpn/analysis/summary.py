@@ -10,6 +10,7 @@ from dissect.vpn.ip import Port
 from pcapvpn import __version__
 from pcapvpn import model as m
 from pcapvpn.decode import Decoder
+from pcapvpn.findings import msg as _msg
 
 
 def linktype_name(lt: int) -> str:
@@ -215,12 +216,11 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
                     counts.ike_udp_500 += 1
         custom = _custom_ike_ports(it.sas)
         if custom:
-            warnings.append(
+            warnings.append(_msg(
                 "wireshark: IKE on UDP ports other than 500/4500; Wireshark dissects them only "
-                "with Decode As (" + ", ".join(
-                    f"udp.port=={p} as {'UDPENCAP' if enc else 'ISAKMP'}"
-                    for p, enc in sorted(custom.items()))
-                + "): the display filters cited here match after that")
+                "with Decode As ({decode_as}): the display filters cited here match after that",
+                decode_as=", ".join(f"udp.port=={p} as {'UDPENCAP' if enc else 'ISAKMP'}"
+                                    for p, enc in sorted(custom.items()))))
         counts.ike += it.header_errors
         # messages a bound dropped (Limits): counted all the same
         counts.ike += sum(it.dropped_by_transport.values())

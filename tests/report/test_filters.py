@@ -8,14 +8,16 @@ import subprocess
 import pytest
 
 from conftest import analysed, ipsec_captures, rel, tshark_path
+from oracle_util import decode_as_of
 
 #: filters that select by property of the whole capture rather than by the evidence frames
 _GLOBAL = ("frame", "_ws.malformed", "frame.cap_len < frame.len", "esp")
 
 
-def _matching(path, flt):
+def _matching(path, flt, decode_as=()):
     res = subprocess.run([tshark_path(), "-n", "-r", str(path), "-Y", flt, "-T", "fields",
-                          "-e", "frame.number"], capture_output=True, text=True, timeout=300)
+                          "-e", "frame.number"] + [a for d in decode_as for a in ("-d", d)],
+                         capture_output=True, text=True, timeout=300)
     return res.returncode, res.stderr, {int(x) for x in res.stdout.split()}
 
 
@@ -24,10 +26,15 @@ def _matching(path, flt):
 def test_filters_valid_and_show_the_evidence(path):
     result = analysed(path)
     problems = []
+    # custom ports: the Decode As the report itself names (the lab records the same)
+    decode_as = decode_as_of(path)
+    for d in decode_as:
+        port, proto = d.split(",")
+        assert any(f"{port} as {proto.upper()}" in w for w in result.report.capture.warnings), d
     for f in result.findings:
         flt = f.wireshark_filter
         assert flt, f"{f.code} has no Wireshark filter"
-        rc, err, frames = _matching(path, flt)
+        rc, err, frames = _matching(path, flt, decode_as)
         if rc not in (0, 2) or "was unexpected" in err or "isn't a valid" in err:
             problems.append(f"{f.code}: tshark rejects {flt!r}: {err.strip()[-200:]}")
             continue
