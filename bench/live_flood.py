@@ -261,7 +261,8 @@ def _stops(s, repeat: int) -> dict:
 def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
           seed: int = 20, phases: bool = False, ab: int = 0, expiry_only: bool = False,
           then: int = 0, alloc: bool = False, stops: int = 0,
-          attribute_at: tuple = ()) -> dict:
+          attribute_at: tuple = (), stop_child: str = "",
+          split_above: int | None = None) -> dict:
     from mutated import MutatedCapture, lab_frames
     from pcapvpn.analysis import no_gc
     from pcapvpn.live import LiveOptions, LiveSession
@@ -269,6 +270,10 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
 
     cap = MutatedCapture(lab_frames(), seed=seed, per_read=2000, step=0.0005)
     clock = [cap.t]
+    if split_above is not None:  # the stop's rules shared with a forked process from N SAs
+        from pcapvpn.rules.incremental import RuleCache
+
+        RuleCache.SPLIT_ABOVE = split_above
     s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas), [],
                     clock=lambda: clock[0], captures=[cap])
     load0 = os.getloadavg()[0]
@@ -314,6 +319,30 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
                 while n < then:
                     n += s._feed(0, cap, [])
                 clock[0] = cap.t
+    if stop_child:
+        # a forked evaluation, ``then`` frames while it runs, and the stop when it is about to
+        # end: its rules' cache merged ("merge") or the child killed ("kill", as before)
+        import select
+
+        assert s._fork_evaluation(clock[0])
+        n = 0
+        while n < max(then, 2000):
+            n += s._feed(0, cap, [])
+        clock[0] = cap.t
+        select.select([s._child[1]], [], [])
+        s.child_seconds = 1e-3 if stop_child == "merge" else 1e9
+        s.STOP_WAIT = 60.0
+        at_stop = s._child_at_stop
+
+        def timed_at_stop(*a):  # its CPU (unpickling and merging the child's cache)
+            chunks = s._child[2]
+            c0 = time.process_time()
+            try:
+                return at_stop(*a)
+            finally:
+                steps["child_at_stop_cpu"] = round(time.process_time() - c0, 3)
+                steps["child_bytes"] = sum(map(len, chunks))
+        s._child_at_stop = timed_at_stop
     cap.dry = True  # the stop: nothing more arrives
     load1 = os.getloadavg()[0]
     ab = _side_by_side(s, repeat=ab) if ab else None
@@ -341,7 +370,7 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
             "stop_wall": round(w2 - w0, 2), "stop_cpu": round(c2 - c0, 2),
             "report_mb": round(len(text) / 1e6, 2), "report_sha": _sha(text),
             "phases": {k: round(v, 3) for k, v in (spent or {}).items()}, "ab": ab,
-            "stops": stops_r,
+            "stops": stops_r, "stop_child": getattr(s, "stop_child", None),
             "evicted": s.tracker.evicted_sas, "expired": s.tracker.expired_sas,
             "steps": steps, "held": (len(s.tracker.ike_tracker.sas),
                                      len(s.tracker.esp_tracker._sas)),
@@ -384,6 +413,13 @@ def main(argv=None) -> int:
                     help="at these frame counts, the bytes held by the session charged to the "
                          "attribute they hang from (Class.attr), and the change between the "
                          "first and the last")
+    ap.add_argument("--stop-child", choices=("merge", "kill"), default="",
+                    help="after the feed (and --then): a forked evaluation, --then frames (2,000 "
+                         "at least) while it runs, and the stop when it is about to end: its "
+                         "rules' cache merged (as live now does) or the child killed (before)")
+    ap.add_argument("--split-above", type=int, default=None, metavar="N",
+                    help="the stop's rules shared with a forked process when the dirty part "
+                         "holds N SAs or more (RuleCache.SPLIT_ABOVE; a huge N: never)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the raw result lines")
     args = ap.parse_args(argv)
@@ -391,7 +427,8 @@ def main(argv=None) -> int:
         print(json.dumps(child(args.frames, args.max_sas[0], args.samples, args.profile,
                                phases=args.phases, ab=args.ab, expiry_only=args.expiry_only,
                                then=args.then, alloc=args.alloc, stops=args.stops,
-                               attribute_at=tuple(args.attribute))))
+                               attribute_at=tuple(args.attribute),
+                               stop_child=args.stop_child, split_above=args.split_above)))
         return 0
     for n in args.max_sas:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--frames",
@@ -412,6 +449,10 @@ def main(argv=None) -> int:
             cmd += ["--stops", str(args.stops)]
         if args.attribute:
             cmd += ["--attribute", *map(str, args.attribute)]
+        if args.stop_child:
+            cmd += ["--stop-child", args.stop_child]
+        if args.split_above is not None:
+            cmd += ["--split-above", str(args.split_above)]
         cp = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
         if cp.returncode:
             print(f"--max-sas {n}: failed\n{cp.stderr[-2000:]}")

@@ -38,11 +38,83 @@ def _rss_mb(pid: int) -> int:
     return 0
 
 
-def run(max_sas: int, seconds: float, flood_on: bool, frames: list) -> str:
+#: ``--trace``: ``pcapvpn live`` run with the stop's steps wrapped (nothing in pcapvpn changes):
+#: each step's wall-clock end (``time.time()``, as this process's signal time) on standard error
+TRACE = r"""
+import os, signal, sys, time
+from pcapvpn.live import evaluate, finish, session
+from pcapvpn.report import deliver as _deliver
+from pcapvpn import cli, analysis
+
+def mark(label):
+    os.write(2, f"TRACE {label} {time.time():.6f} {time.process_time():.6f}\n".encode())
+
+def wrap(owner, name, label):
+    fn = getattr(owner, name, None)
+    if fn is None:  # (an older tree)
+        return
+    def timed(*a, **kw):
+        mark(label + ">")
+        try:
+            return fn(*a, **kw)
+        finally:
+            mark(label + "<")
+    setattr(owner, name, timed)
+
+import gc
+def _gc(phase, info):  # the collector's full passes over the heap
+    if info["generation"] == 2:
+        mark("gc2" + (">" if phase == "start" else "<"))
+gc.callbacks.append(_gc)
+wrap(session.LiveSession, "finish", "finish")
+wrap(evaluate.Evaluation, "_child_at_stop", "child")
+wrap(evaluate.Evaluation, "_poll_child", "poll")
+wrap(evaluate.Evaluation, "_abandon_child", "kill")
+wrap(evaluate.Evaluation, "_evaluate", "evaluate")
+wrap(analysis, "diagnose", "diagnose")
+wrap(_deliver, "deliver", "deliver")
+_stop = session.LiveSession.stop
+def stop(self, *a):
+    mark("stop")
+    child = self._child
+    if child is not None:
+        mark(f"child-running {time.perf_counter() - child[3]:.3f}")
+    return _stop(self, *a)
+session.LiveSession.stop = stop
+_exit = os._exit
+def exit_(code):
+    mark("exit")
+    _exit(code)
+os._exit = exit_
+sys.argv = ["pcapvpn"] + sys.argv[1:]
+cli.main()
+"""
+
+
+def _trace(err: str, t_signal: float) -> str:
+    """The stop's steps from ``--trace`` marks: seconds after the signal at each (from the
+    last collector pass or collection of a forked evaluation that began before the signal)."""
+    marks = []
+    for line in err.splitlines():
+        if line.startswith("TRACE "):
+            parts = line.split()
+            marks.append((" ".join(parts[1:-2]), float(parts[-2]) - t_signal))
+    first = len(marks)
+    for i, (label, t) in enumerate(marks):
+        if t >= 0:
+            first = i
+            break
+    while first > 0 and marks[first - 1][0] in ("gc2>", "poll>", "evaluate>"):
+        first -= 1  # a step in progress at the signal
+    return "; ".join(f"{label} {t:+.2f}" for label, t in marks[first:])
+
+
+def run(max_sas: int, seconds: float, flood_on: bool, frames: list, trace: bool = False) -> str:
     out = Path(tempfile.mkdtemp()) / "report.json"
-    p = subprocess.Popen([sys.executable, "-m", "pcapvpn", "live", "-i", "lo", "--max-sas",
-                          str(max_sas), "--events", "none", "--quiet", "--format", "json",
-                          "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    cmd = ([sys.executable, "-c", TRACE] if trace else [sys.executable, "-m", "pcapvpn"])
+    p = subprocess.Popen(cmd + ["live", "-i", "lo", "--max-sas",
+                                str(max_sas), "--events", "none", "--quiet", "--format", "json",
+                                "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          cwd=BENCH.parent)
     time.sleep(3)  # the ring is set up
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -68,25 +140,32 @@ def run(max_sas: int, seconds: float, flood_on: bool, frames: list) -> str:
     if not flood_on:
         stop.set()
         th.join()
+    t_signal = time.time()
     t0 = time.perf_counter()
     p.send_signal(signal.SIGTERM)
     while not out.exists() and p.poll() is None:
         time.sleep(0.005)
     t_report = time.perf_counter() - t0
-    rc = p.wait()
+    _out, err = p.communicate()
+    rc = p.returncode
     t_exit = time.perf_counter() - t0
     stop.set()
     th.join()
     size = out.stat().st_size / 1e6 if out.exists() else 0.0
     return (f"| {max_sas:,} | {'on' if flood_on else 'off'} | {seconds:.0f} s, {sent[0]:,} frames "
             f"sent | {rss} | {t_report:.2f} | {t_exit:.2f} | exit {rc}, {size:.1f} MB | "
-            f"{os.getloadavg()[0]:.1f} |")
+            f"{os.getloadavg()[0]:.1f} |" + (f" {_trace(err.decode(), t_signal)}" if trace
+                                               else ""))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-sas", type=int, nargs="+", default=[2_000, 20_000])
     ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--trace", action="store_true",
+                    help="the stop's steps, seconds after the signal, after each row (live run "
+                         "with its stop's functions wrapped)")
+    ap.add_argument("--repeat", type=int, default=1, help="each row this many times")
     args = ap.parse_args(argv)
     cap = MutatedCapture(lab_frames(), per_read=2000, step=0.0005)
     frames: list = []
@@ -98,8 +177,9 @@ def main(argv=None) -> int:
           "included) | SIGTERM → report file s | SIGTERM → exit s | result | load (1 min) |")
     print("|---:|---|---|---:|---:|---:|---|---:|")
     for max_sas in args.max_sas:
-        for flood_on in (False, True):
-            print(run(max_sas, args.seconds, flood_on, frames), flush=True)
+        for _ in range(args.repeat):
+            for flood_on in (False, True):
+                print(run(max_sas, args.seconds, flood_on, frames, args.trace), flush=True)
     return 0
 
 

@@ -564,7 +564,8 @@ def live(overrides, expect, vpn_servers, keys, fmt, output, peers, spis, min_sev
                       fail_on=fail_on, lang=lang, redact=redact, redact_key=redact_key,
                       redact_map=redact_map, evidence=evidence, keys=keys, store=store)
     tz = _log_tz(log_tz)
-    sys.exit(run_command(thresholds=thresholds, expect_peers=[_parse_addr(a) for a in expect],
+    # the report is on disk (or standard output flushed): the process ends at once (_end)
+    _end(run_command(thresholds=thresholds, expect_peers=[_parse_addr(a) for a in expect],
                          logs=list(logs), log_tz=tz,
                          vpn_servers=[_parse_server(s) for s in vpn_servers], keys=store,
                          report=ro, **kw))
@@ -577,7 +578,7 @@ _FAST_EXIT = {"on": False}
 
 
 def _end(code: int):
-    """The end of ``analyze`` once its report is delivered (every file it wrote is closed,
+    """The end of ``analyze`` (and ``live``) once its report is delivered (every file it wrote is closed,
     standard output and error flushed here): with :func:`main` the process ends at once with
     ``os._exit`` after the ``atexit`` handlers ran, skipping the interpreter's teardown of every
     object the analysis made (~25 ms of a 0.5 s run on the bench's 1M mix); else, or while

@@ -26,17 +26,20 @@ class Finish:
 
     def finish(self):
         """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`) from
-        the state held: a forked evaluation still running is abandoned (its answer would be
-        stale), the rings are drained for at most ``DRAIN_SECONDS``, and the rules run once —
-        the report's analysis is also the last evaluation (its events are emitted)."""
+        the state held: the rings are drained for at most ``DRAIN_SECONDS`` while a forked
+        evaluation still running goes on; that one is then waited for when it is about to end
+        within ``STOP_WAIT`` (its rules' cache is kept: the final rules do only what changed
+        since its fork) or killed (:meth:`_child_at_stop`; ``STOP_WAIT`` 0: killed); and the rules run once — the report's analysis is also
+        the last evaluation (its events are emitted)."""
         from pcapvpn.analysis import diagnose, no_gc
         from pcapvpn.rules.common import Context
 
         # the stop, as the written files record it (nanoseconds): analyze of them judges
         # absences up to the same moment
         now = _ns(self.clock())
-        if self._child is not None:
-            self._abandon_child()
+        stop_t0 = time.perf_counter()
+        # a forked evaluation still running goes on beside the drain (the other core); it is
+        # collected (or killed) after it, before the final rules
         # what is still in the rings (a pipe child flushes its last packets when it stops)
         self._refresh_totals()
         deadline = time.monotonic() + self.DRAIN_SECONDS
@@ -61,6 +64,7 @@ class Finish:
         self._refresh_isb()
         for f in self.log_followers:
             f.poll()
+        self.stop_child = self._child_at_stop(stop_t0) if self._child is not None else None
         t0 = time.perf_counter()
         with no_gc():
             for pt in self.points[1:]:
@@ -71,7 +75,7 @@ class Finish:
             points = self._points_now(now) if self.points else None
             result = diagnose(self.sources if not points else self._point_sources(),
                               self.decoder, self.tracker, self.analysis_options, now=now,
-                              points=points, rules=self.rule_cache.run)
+                              points=points, rules=self.rule_cache.run_split)
             if points:
                 result.points = points
             annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0))

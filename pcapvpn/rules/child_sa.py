@@ -63,15 +63,19 @@ def _sk_len(m) -> int:
 
 @rule
 def child_failures(ctx):
-    esp_by_pair = {}
+    # per address pair, the last ESP packet of its SAs ("did ESP follow?" is one comparison)
+    esp_last = {}
     for e in ctx.state.esp_sas:
-        esp_by_pair.setdefault(frozenset((e.src, e.dst)), []).append(e)
+        k = frozenset((e.src, e.dst))
+        last = esp_last.get(k)
+        if last is None or e.last_ts > last:
+            esp_last[k] = e.last_ts
     for sa in ctx.state.ike_sas:
         t = ike_tunnel_of(ctx, sa)
         tid = t.id if t else None
         spis = [sa.ispi.hex(), sa.rspi.hex()]
         pair = frozenset((sa.initiator[1], sa.responder[1])) if sa.initiator else None
-        esp = esp_by_pair.get(pair, [])
+        esp = esp_last.get(pair)
         # cleartext TS_UNACCEPTABLE / phase-2 errors
         for m in sa.messages:
             if m.copy:
@@ -106,6 +110,7 @@ def child_failures(ctx):
 
 
 def _v2(ctx, sa, tid, spis, esp):
+    """``esp``: the last ESP packet's time between the SA's peers, or None."""
     for x in sa.exchanges:
         if x.exch == ExchangeType.IKE_AUTH:
             resp = [r for r in x.responses if not r.copy]
@@ -116,8 +121,7 @@ def _v2(ctx, sa, tid, spis, esp):
             q = req[0]
             r_len = _sk_len(r)
             q_len = _sk_len(q)
-            after = [e for e in esp if e.last_ts >= r.ts]
-            if after:
+            if esp is not None and esp >= r.ts:  # an ESP SA of the pair was active after it
                 continue
             # child refused: the response is smaller than the request by at least what SA, TSi
             # and TSr take (both carry ID + AUTH; the request also carries the child payloads)

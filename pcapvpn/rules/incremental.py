@@ -48,6 +48,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import time
 
 from pcapvpn.rules import _drop_superseded, _ordered, _rule_error, _show_fragments, load_all
 
@@ -375,6 +377,9 @@ class RuleCache:
         self._fresh: set = set()  # the groups the last run computed
         self.stats_units: dict = {}
         self._held: set = set()  # the groups of the last run's state
+        self._units_dropped: set = set()  # (rule name, id(SA)) whose kept result was dropped
+        #: rule name -> CPU seconds of its last local run (how :meth:`run_split` shares them)
+        self.rule_seconds: dict = {}
 
     # -- a forked evaluation's cache, back in the parent ---------------------------------------
 
@@ -384,7 +389,7 @@ class RuleCache:
         return {"groups": {g: self.groups[g] for g in self._fresh if g in self.groups},
                 "held": self._held, "global_rules": set(self.global_rules),
                 "ranks": {k: list(v) for k, v in self.ranks.items()}, "start": self.start,
-                "facts": self.facts, "side": self._side,
+                "facts": self.facts, "side": self._side, "rule_seconds": dict(self.rule_seconds),
                 "units": [(name, k, self.units[name][k]) for name, k in self._units_fresh
                           if k in self.units.get(name, ())]}
 
@@ -403,6 +408,7 @@ class RuleCache:
         self._side = data["side"]
         for name, k, entry in data["units"]:
             self.units.setdefault(name, {})[k] = entry
+        self.rule_seconds.update(data.get("rule_seconds", {}))
 
     # -- the groups of a state ---------------------------------------------------------------
 
@@ -503,6 +509,36 @@ class RuleCache:
 
     # -- a run -------------------------------------------------------------------------------
 
+    #: :meth:`run_split`: the rules are shared with a forked process when the dirty part holds
+    #: at least this many SAs (below, the fork costs more than it saves)
+    SPLIT_ABOVE = 2000
+
+    def run_split(self, state) -> list:
+        """:meth:`run` with the dirty part's local rules shared between this process and a
+        forked one (the other core: live's stop, where the report waits for the rules); the
+        result is :meth:`run`'s."""
+        self._split = True
+        try:
+            return self.run(state)
+        finally:
+            self._split = False
+
+    def _halves(self, local) -> tuple:
+        """``local`` in two lists of about equal cost (each rule's CPU time in the last run
+        that timed it; the order of ``local`` kept in each)."""
+        cost = self.rule_seconds
+        order = sorted(range(len(local)), key=lambda i: -cost.get(local[i][1], 0.01))
+        load = [0.0, 0.0]
+        side = {}
+        for i in order:
+            k = 0 if load[0] <= load[1] else 1
+            side[i] = k
+            load[k] += cost.get(local[i][1], 0.01)
+        return ([x for i, x in enumerate(local) if side[i] == 0],
+                [x for i, x in enumerate(local) if side[i] == 1])
+
+    _split = False  # run_split's run in progress
+
     def run(self, state) -> list:
         from pcapvpn.rules.common import Context
 
@@ -521,6 +557,7 @@ class RuleCache:
         self.facts = facts
         self._prune_units(maps)
         self._units_fresh = set()
+        self._units_dropped = set()
         fps = {g: self._fingerprint(g, obj) for g, obj in members.items()}
         shared: dict = {}  # computed once over the whole state, for every sub-state of the run
         side = self._side_facts(state)
@@ -566,10 +603,10 @@ class RuleCache:
         runs = {}
         _REC[0] = rec
         WALKED.clear()
-        try:
-            for fn, name in zip(rules, names):
-                if name in self.global_rules:
-                    continue
+
+        def run_locals(items) -> None:
+            for fn, name in items:
+                c0 = time.process_time()
                 rec.rule = name
                 runs[name] = len(dirty)
                 ok = self._run_local(fn, name, base, rec, new, dirty)
@@ -580,13 +617,26 @@ class RuleCache:
                     for g in extra:
                         if g not in new:
                             new[g] = _Group(fp=self.groups[g].fp, partial=True)
-                    touched |= extra
+                    touched.update(extra)
                     ctx = _SubContext(_sub(state, owners, extra, now, shared), rec)
                     runs[name] += len(extra)
                     ok = self._run_local(fn, name, ctx, rec, new, extra)
                 if not ok:
                     self.global_rules.add(name)
-                    again.append(fn)
+                    again.append(name)
+                self.rule_seconds[name] = time.process_time() - c0
+
+        try:
+            local = [(fn, name) for fn, name in zip(rules, names)
+                     if name not in self.global_rules]
+            forked = None
+            if self._split and len(base.state.ike_sas) + len(base.state.esp_sas) >= self.SPLIT_ABOVE:
+                mine, theirs = self._halves(local)
+                forked = _RulesChild(self, theirs, run_locals, new, runs, touched, again)
+                local = mine
+            run_locals(local)
+            if forked is not None:
+                forked.join(run_locals)
         finally:
             _REC[0] = None
             _CUR.clear()
@@ -685,7 +735,8 @@ class RuleCache:
         finally:
             rec.watch = outer
         if watch[0]:
-            mine.pop(k, None)
+            if mine.pop(k, None) is not None:
+                self._units_dropped.add((name, k))
         else:
             mine[k] = (fp, tuple(found), watch[1])
             self._units_fresh.add((name, k))
@@ -968,3 +1019,108 @@ class _SubContext:
         if cls._cls is None:
             cls._cls = _context_class()
         return cls._cls(state, rec)
+
+
+class _RulesChild:
+    """Some of a run's local rules in a forked process (:meth:`RuleCache.run_split`): it runs
+    ``items`` as the run would (``run_locals``) on its copy of the state and sends back what
+    they left (per group and rule, the per-SA results, the rules found global, the counts);
+    :meth:`join` takes that into the run (``new``, ``runs``, ``touched``, ``again``) — or, when
+    the child failed, runs them here."""
+
+    def __init__(self, cache, items, run_locals, new, runs, touched, again):
+        import pickle
+
+        self.cache, self.items = cache, items
+        self.new, self.runs, self.touched, self.again = new, runs, touched, again
+        self.pid = None
+        if not hasattr(os, "fork") or not items:
+            return
+        r, w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            return
+        if pid == 0:  # the child: run, send, leave without running any cleanup
+            code = 0
+            try:
+                os.close(r)
+                cache._units_fresh = set()
+                cache._units_dropped = set()
+                gl0 = set(cache.global_rules)
+                WALKED.clear()
+                run_locals(items)
+                data = pickle.dumps(self._result(gl0), protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(w, "wb") as out:
+                    out.write(data)
+            except BaseException:  # noqa: BLE001 - the parent runs them instead
+                code = 1
+            os._exit(code)
+        os.close(w)
+        self.pid, self.fd = pid, r
+
+    def _result(self, gl0) -> dict:
+        cache = self.cache
+        mine = {name for _fn, name in self.items}
+        parts = {}
+        for g, grp in self.new.items():
+            p = {part: {n: v for n, v in getattr(grp, part).items() if n in mine}
+                 for part in ("found", "cuts", "deadlines", "facts")}
+            p.update(clock=grp.clock & mine, ran=grp.ran & mine, partial=grp.partial, fp=grp.fp)
+            parts[g] = p
+        return {"parts": parts, "global": cache.global_rules - gl0,
+                "ranks": {n: cache.ranks[n] for n in mine if n in cache.ranks},
+                "units": [(n, k, cache.units[n][k]) for n, k in cache._units_fresh
+                          if k in cache.units.get(n, ())],
+                "dropped": list(cache._units_dropped),
+                "stats_units": {n: v for n, v in cache.stats_units.items() if n in mine},
+                "seconds": {n: v for n, v in cache.rule_seconds.items() if n in mine},
+                "runs": {n: v for n, v in self.runs.items() if n in mine},
+                "touched": set(self.touched), "again": [n for n in self.again if n in mine],
+                "walked": dict(WALKED)}
+
+    def join(self, run_locals) -> None:
+        import pickle
+
+        data = None
+        if self.pid is not None:
+            chunks = []
+            with os.fdopen(self.fd, "rb") as f:
+                while True:
+                    chunk = f.read(1 << 20)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            os.waitpid(self.pid, 0)
+            try:
+                data = pickle.loads(b"".join(chunks))
+            except Exception:  # noqa: BLE001 - the child failed: run them here
+                data = None
+        if data is None:
+            run_locals(self.items)
+            return
+        cache, new = self.cache, self.new
+        for g, p in data["parts"].items():
+            grp = new.get(g)
+            if grp is None:
+                grp = new[g] = _Group(fp=p["fp"], partial=p["partial"])
+            for part in ("found", "cuts", "deadlines", "facts"):
+                getattr(grp, part).update(p[part])
+            grp.clock |= p["clock"]
+            grp.ran |= p["ran"]
+        cache.global_rules |= data["global"]
+        cache.ranks.update(data["ranks"])
+        for n, k, entry in data["units"]:
+            cache.units.setdefault(n, {})[k] = entry
+            cache._units_fresh.add((n, k))
+        for n, k in data["dropped"]:
+            cache.units.get(n, {}).pop(k, None)
+        cache.stats_units.update(data["stats_units"])
+        cache.rule_seconds.update(data["seconds"])
+        self.runs.update(data["runs"])
+        self.touched |= data["touched"]
+        self.again.extend(data["again"])
+        for k, v in data["walked"].items():
+            WALKED[k] = WALKED.get(k, 0) + v

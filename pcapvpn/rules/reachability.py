@@ -234,7 +234,7 @@ def unanswered_ike(ctx):
 
 
 #: what a draft keeps of the request (the look-ups made again read these)
-_Req = namedtuple("_Req", "transport sport dport src dst ts")
+_Req = namedtuple("_Req", "transport sport dport src dst ts encap")
 
 
 class _Draft:
@@ -435,7 +435,8 @@ def _unanswered_draft(ctx, sa, t) -> list:
                                         exch=x.exch if x.version == 1 else None),
             tunnel=t.id if t else None)
         # the first unanswered exchange of an SA is the one that matters
-        req = _Req(first.transport, first.sport, first.dport, first.src, first.dst, first.ts)
+        req = _Req(first.transport, first.sport, first.dport, first.src, first.dst, first.ts,
+                   first.encap)
         reads = (_esp_read(esp_how, esp_here), _tcp_key(tcp))
         return [_Draft(f, head, tail, req, last_ts, reads)]
     return []

@@ -76,11 +76,16 @@ def _evaluated(frames: list, max_sas: int):
     return s, cap, clock, first
 
 
-def _stop_work(n_tunnels: int, changed: int = 5) -> dict:
+def _tunnels_evaluated(n_tunnels: int):
+    """:func:`_evaluated` over ``n_tunnels`` tunnels (:func:`_tunnel`)."""
     frames = []
     for k in range(n_tunnels):
         frames += _tunnel(k, T0 + k * 0.001)
-    s, cap, clock, first = _evaluated(frames, 10 * n_tunnels)
+    return _evaluated(frames, 10 * n_tunnels)
+
+
+def _stop_work(n_tunnels: int, changed: int = 5) -> dict:
+    s, cap, clock, first = _tunnels_evaluated(n_tunnels)
     # then a few tunnels carry more ESP, and the capture stops
     t = T0 + 301
     for k in range(changed):
@@ -192,3 +197,65 @@ def test_stop_unanswered_work_follows_the_new_ike_sas_and_its_text_follows_the_c
             assert ends and abs(float(ends.group(1)) - (301 - k / 1000)) <= 0.051, f.detail
     assert small["stop"]["units"]["unanswered_ike"]["computed"] == \
         big["stop"]["units"]["unanswered_ike"]["computed"]
+
+
+def _stop_after_fork_work(n_tunnels: int, before: int = 5, after: int = 2,
+                          merge: bool = True) -> dict:
+    """N tunnels evaluated; ``before`` of them change, an evaluation is forked (as live does
+    above ``FORK_ABOVE``) and ``after`` others change while it runs; the stop comes when the
+    child is about to end: merged (``merge``) or killed."""
+    s, cap, clock, _first = _tunnels_evaluated(n_tunnels)
+    t = T0 + 301
+    for k in range(before):
+        cap.frames += _tunnel(k, t, seq0=7, n=3)
+    cap.now = clock[0] = t + 2
+    while s._feed(0, cap, []):
+        pass
+    s.child_seconds = 1e-3 if merge else 1e9  # the previous forked evaluation's cost
+    s.STOP_WAIT = 60.0
+    assert s._fork_evaluation(clock[0])
+    for k in range(before, before + after):
+        cap.frames += _tunnel(k, t + 2.5, seq0=7, n=3)
+    cap.now = clock[0] = t + 4
+    res = s.finish()
+    return {"stop": dict(s.rule_cache.stats), "how": s.stop_child,
+            "findings": sorted(f.id for f in res.findings)}
+
+
+def test_stop_after_a_forked_evaluation_follows_what_changed_since_its_fork():
+    """A forked evaluation about to end at the stop is merged (``_child_at_stop``): the stop's
+    rules run over the tunnels that changed after the fork only, for 100 and 200 held; killed,
+    they run over every tunnel changed since the last completed evaluation.  The findings are
+    the same either way."""
+    for n in (100, 200):
+        merged = _stop_after_fork_work(n)
+        killed = _stop_after_fork_work(n, merge=False)
+        assert merged["how"] == "merged" and killed["how"] == "killed"
+        assert merged["stop"]["groups"] == killed["stop"]["groups"] == n
+        assert merged["stop"]["dirty"] == 2, merged["stop"]  # changed after the fork
+        assert merged["stop"]["tunnels"] == 2 and merged["stop"]["esp_sas"] == 4
+        assert killed["stop"]["dirty"] == 7, killed["stop"]  # since the last evaluation
+        assert merged["findings"] == killed["findings"]
+
+
+def test_stop_with_the_rules_shared_with_a_forked_process_counts_the_same_work(monkeypatch):
+    """``RuleCache.run_split`` (live's stop: the rules shared with a forked process): the same
+    work counted as a run in one process — the groups, SAs and per-SA results computed and
+    asked; the rule-loop iterations too, except that a look-up one rule builds over the dirty
+    part and another reuses is built in each process (at most once more per list) — and the
+    same findings."""
+    from pcapvpn.rules.incremental import RuleCache
+
+    monkeypatch.setattr(RuleCache, "SPLIT_ABOVE", 10**9)
+    alone = (_stop_work(100), _stop_unit_work(50), _stop_unanswered_work(40))
+    monkeypatch.setattr(RuleCache, "SPLIT_ABOVE", 0)
+    shared = (_stop_work(100), _stop_unit_work(50), _stop_unanswered_work(40))
+    for a, b in zip(alone, shared):
+        wa, wb = a["stop"].pop("walked"), b["stop"].pop("walked")
+        assert b["stop"] == a["stop"]
+        for kind, n in wa.items():
+            assert n <= wb[kind] <= 2 * n, (kind, wa, wb)
+    assert shared[0]["findings"] == alone[0]["findings"]
+    assert shared[1]["gaps"] == alone[1]["gaps"]
+    assert [(f.id, f.detail) for f in shared[2]["lost"]] == \
+        [(f.id, f.detail) for f in alone[2]["lost"]]
