@@ -19,6 +19,7 @@ from typing import NamedTuple
 import pytest
 
 from conftest import CAPTURES, lab_esp_sas, tshark_path
+from oracle_util import decode_as_of
 from pcapvpn.analysis import Options, run
 from pcapvpn.decrypt.keyfile import load_keys
 from pcapvpn.thresholds import DEFAULT
@@ -117,8 +118,10 @@ def test_lab_diagnosis_with_keys(name, cap, keys, exp):
 
 
 def _tshark(cap, keys, fields, extra=()):
+    # a capture on custom ports: the Decode As it records (expected.json)
+    decode = [a for d in decode_as_of(cap) for a in ("-d", d)]
     cmd = [tshark_path(), "-n", "-r", str(cap), "-o", "esp.enable_encryption_decode:TRUE",
-           "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", *extra]
+           "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", *decode, *extra]
     for f in fields:
         cmd += ["-e", f]
     env = dict(os.environ, WIRESHARK_CONFIG_DIR=str(keys))

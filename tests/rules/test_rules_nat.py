@@ -81,6 +81,15 @@ def nat_start(c, i_ep=(I_PUB, 40001), i_float=(I_PUB, 40002)):
     c.ike(0.06, R, 4500, *i_float, auth(True))
 
 
+def floated_pair(c, req, resp, i_ip=I_PUB):
+    """IKE_SA_INIT ``req``/``resp`` on 500, IKE_AUTH on 4500, the initiator at ``i_ip``
+    (nothing translates its ports)."""
+    c.ike(0.0, i_ip, 500, R, 500, req)
+    c.ike(0.01, R, 500, i_ip, 500, resp)
+    c.ike(0.05, i_ip, 4500, R, 4500, auth(False))
+    c.ike(0.06, R, 4500, i_ip, 4500, auth(True))
+
+
 def esp_both(c, t0, t1, i_ep=(I_PUB, 40002), step=1.0):
     t = t0
     while t <= t1:
@@ -240,11 +249,7 @@ def test_nat_t_not_used(tmp_path):
 def test_forced_encapsulation_is_not_a_nat(tmp_path):
     # kernel-libipsec: both source hashes fake, nothing translated, IKE and ESP on 4500
     c = Cap()
-    req, resp = init_pair(b"\x01" * 20, b"\x02" * 20, (R, 500), (I_PUB, 500))
-    c.ike(0.0, I_PUB, 500, R, 500, req)
-    c.ike(0.01, R, 500, I_PUB, 500, resp)
-    c.ike(0.05, I_PUB, 4500, R, 4500, auth(False))
-    c.ike(0.06, R, 4500, I_PUB, 4500, auth(True))
+    floated_pair(c, *init_pair(b"\x01" * 20, b"\x02" * 20, (R, 500), (I_PUB, 500)))
     esp_both(c, 1.0, 5.0, i_ep=(I_PUB, 4500))
     esp_both(c, 300.0, 302.0, i_ep=(I_PUB, 4500))  # idle: no NAT, no keepalive needed
     res, by, nat = analyse(tmp_path, c)
@@ -372,11 +377,7 @@ def test_nat_keeping_the_ports_told_by_keepalives(tmp_path, keepalives):
     sends them when it finds itself behind a NAT (RFC 3948 §2.3)."""
     c = Cap()
     # the initiator hashes its own private address; the responder sees the NAT's
-    req, resp = init_pair((I_PRIV, 500), (R, 500), (R, 500), (I_PUB, 500))
-    c.ike(0.0, I_PUB, 500, R, 500, req)
-    c.ike(0.01, R, 500, I_PUB, 500, resp)
-    c.ike(0.05, I_PUB, 4500, R, 4500, auth(False))
-    c.ike(0.06, R, 4500, I_PUB, 4500, auth(True))
+    floated_pair(c, *init_pair((I_PRIV, 500), (R, 500), (R, 500), (I_PUB, 500)))
     esp_both(c, 1.0, 5.0, i_ep=(I_PUB, 4500))
     if keepalives:
         for t in range(25, 125, 20):
@@ -418,11 +419,7 @@ def test_libreswan_forced_encapsulation_hashes_port_0(tmp_path, v1):
         c.ike(0.05, I_PUB, 4500, R, 4500, v1_message(ib, rb, 2, 0, 5, encrypted=True))
         c.ike(0.06, R, 4500, I_PUB, 4500, v1_message(ib, rb, 2, 0, 6, encrypted=True))
     else:
-        req, resp = init_pair(h2(ISPI, ZERO, I_PUB, 0), (R, 500), (R, 500), (I_PUB, 500))
-        c.ike(0.0, I_PUB, 500, R, 500, req)
-        c.ike(0.01, R, 500, I_PUB, 500, resp)
-        c.ike(0.05, I_PUB, 4500, R, 4500, auth(False))
-        c.ike(0.06, R, 4500, I_PUB, 4500, auth(True))
+        floated_pair(c, *init_pair(h2(ISPI, ZERO, I_PUB, 0), (R, 500), (R, 500), (I_PUB, 500)))
     for t in range(25, 125, 20):
         c.ka(float(t), I_PUB, 4500, R)
     res, by, nat = analyse(tmp_path, c, name=f"v1{v1}.pcap")
