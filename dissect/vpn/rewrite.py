@@ -41,7 +41,7 @@ from .link import (
     LINKTYPE_DLT_RAW_14, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
 )
-from .udpencap import ike_header_valid
+from .udpencap import IKE, classify_udp
 
 
 class Mapper(Protocol):
@@ -240,17 +240,12 @@ def _l4(buf: bytearray, p: int, end: int, proto: int, old_ph: bytes, new_ph: byt
 def _udp_payload(buf: bytearray, p: int, end: int, sport: int, dport: int, old_ph: bytes, new_ph: bytes, ipver: int, mapper: Mapper) -> None:
     if 500 in (sport, dport) and 4500 not in (sport, dport):
         start = p
-    elif 4500 in (sport, dport):
-        if end - p < 4 or buf[p:p + 4] != b"\x00\x00\x00\x00":
-            return  # ESP in UDP (RFC 3948) or a keepalive
-        start = p + 4
-    elif ike_header_valid(buf, p, end):
-        start = p  # IKE on a custom port (the decoder's header check: udpencap.classify_udp)
-    elif end - p >= 32 and buf[p:p + 4] == b"\x00\x00\x00\x00" and \
-            ike_header_valid(buf, p + 4, end):
-        start = p + 4  # after a non-ESP marker on a custom NAT-T port
     else:
-        return
+        # UDP 4500 (RFC 3948: IKE after the non-ESP marker; ESP and keepalives left alone) and
+        # IKE on custom ports: the decoder's own classification
+        kind, start, _b = classify_udp(sport, dport, buf, p, end)
+        if kind != IKE:
+            return
     if ipver == 4:
         src_old, dst_old = old_ph[0:4], old_ph[4:8]
     else:
