@@ -11,6 +11,7 @@ from pcapvpn import __version__
 from pcapvpn import model as m
 from pcapvpn.decode import Decoder
 from pcapvpn.findings import msg as _msg
+from pcapvpn.track.nat import on_custom_ports
 
 
 def linktype_name(lt: int) -> str:
@@ -132,11 +133,10 @@ def _custom_ike_ports(sas) -> dict:
     """The responders' UDP ports of IKE messages that have neither 500 nor 4500 on either side
     (custom IKE ports), each with whether the non-ESP marker framed IKE there (Wireshark's
     UDPENCAP dissector, else ISAKMP)."""
-    std = (Port.IKE, Port.NAT_T)
     out: dict = {}
     for sa in sas:
         for msg in sa.messages:
-            if msg.transport != "udp" or msg.sport in std or msg.dport in std:
+            if not on_custom_ports(msg):
                 continue
             port = msg.sport if msg.from_initiator is False else msg.dport
             out[port] = out.get(port, False) or msg.encap

@@ -510,31 +510,38 @@ def _port_class(sa, m, from_initiator):
     port = _server_port(m, from_initiator)
     if port in STANDARD_PORTS:
         return port
+    return _custom_role(sa, m)
+
+
+def _custom_role(sa, m):
+    """The role of custom UDP ports for ``m``: ``Port.NAT_T`` after a non-ESP marker outside
+    the NAT-D exchange, else ``Port.IKE`` (see :func:`_port_class`)."""
     return Port.NAT_T if m.encap and not _is_natd_phase(sa, m) else Port.IKE
 
 
-def on_nat_t(sa, m) -> bool:
-    """``m`` went where IKE goes once NAT traversal starts (RFC 7296 §2.23, RFC 3948): UDP 4500,
-    or on custom ports a message after a non-ESP marker outside the NAT-D exchange."""
-    if m.transport != "udp":
-        return False
-    if Port.NAT_T in (m.sport, m.dport):
-        return True
-    if Port.IKE in (m.sport, m.dport):
-        return False
-    return bool(m.encap) and not _is_natd_phase(sa, m)
+def on_custom_ports(m) -> bool:
+    """``m`` is UDP with neither 500 nor 4500 on either side (custom IKE / NAT-T ports; a NAT's
+    remapped port meets 500/4500 on the other side)."""
+    return m.transport == "udp" and m.sport not in STANDARD_PORTS and \
+        m.dport not in STANDARD_PORTS
 
 
 def port_role(sa, m):
     """``Port.NAT_T`` or ``Port.IKE``: the role of the ports ``m`` used (4500 or 500 on either
-    side; on custom UDP ports :func:`on_nat_t` decides); None for TCP on other ports."""
+    side; on custom UDP ports :func:`_custom_role`); None for TCP on other ports."""
     if Port.NAT_T in (m.sport, m.dport):
         return Port.NAT_T
     if Port.IKE in (m.sport, m.dport):
         return Port.IKE
     if m.transport != "udp":
         return None
-    return Port.NAT_T if on_nat_t(sa, m) else Port.IKE
+    return _custom_role(sa, m)
+
+
+def on_nat_t(sa, m) -> bool:
+    """``m`` went where IKE goes once NAT traversal starts (RFC 7296 §2.23, RFC 3948): UDP 4500,
+    or on custom ports a message after a non-ESP marker outside the NAT-D exchange."""
+    return m.transport == "udp" and port_role(sa, m) == Port.NAT_T
 
 
 def nat_verdict(sa, extra_addrs=(), keepalives=frozenset()) -> NatVerdict:

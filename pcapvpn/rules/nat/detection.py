@@ -9,7 +9,7 @@ from pcapvpn.findings import Term, advice_for, declare, make, msg, msg_join, whe
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, ike_filter, ike_spis, ip_text
 from pcapvpn.rules.nat.common import OR_LIMIT, _annotate, _or, _other, _side_ep, _tunnel_verdicts
-from pcapvpn.track.nat import HASH_NAMES, STANDARD_PORTS, port_translated
+from pcapvpn.track.nat import HASH_NAMES, STANDARD_PORTS, on_custom_ports, port_translated
 
 #: advice lines said in general in the registry and, for the sides of one finding, by
 #: _advice_nat / _advice_forced (which then replace them: one line per fact)
@@ -75,9 +75,7 @@ def _ike_ports(sa) -> list[int]:
     """The UDP ports of the SA's IKE messages that have neither 500 nor 4500 on either side
     (custom IKE / NAT-T ports; a NAT's remapped ports meet 500/4500 on the other side), else
     []."""
-    std = set(STANDARD_PORTS)
-    return sorted({p for m in sa.messages if m.transport == "udp"
-                   and m.sport not in std and m.dport not in std for p in (m.sport, m.dport)})
+    return sorted({p for m in sa.messages if on_custom_ports(m) for p in (m.sport, m.dport)})
 
 
 def _ports_text(sa) -> str:
