@@ -7,8 +7,10 @@ tests/project/test_lab.py and the golden verdicts)."""
 
 from __future__ import annotations
 
+import pytest
+
 from synth import esp_frame, ike_encrypted, ike_sa_init, ip_frame, keepalive_frame, udp
-from test_verdicts import A, B, ISPI, RSPI, ZERO, Cap, the
+from test_verdicts import T0, A, B, ISPI, RSPI, ZERO, Cap, the
 
 from conftest import REPO
 from pcapvpn.analysis import Options, run
@@ -157,16 +159,22 @@ def test_lab_capture_cut_between_ike_and_esp():
         assert render(res.report, "text") == render(one.report, "text"), frame
 
 
-def test_cut_with_standard_esp_beside(tmp_path):
-    """A second tunnel with ESP on 4500 beside the custom-port one, cut mid-ESP: the worker's
-    ESP of 4500 (tracked by it, merged as SA states where it can) and the custom ports' ESP
-    (known only to the parent, which learnt the ports) still give the single pass's report."""
+@pytest.mark.parametrize("late", [False, True])
+def test_cut_with_standard_esp_beside(tmp_path, monkeypatch, late):
+    """A second tunnel with ESP on 4500 beside the custom-port one: the custom ports' ESP is
+    known only to the parent, which learnt the ports, so no slice's ESP is merged as SA states
+    and every ESP packet is replayed in order; the report is the single pass's.  ``late``: the
+    custom tunnel starts in the second slice, whose worker sees the marked IKE beside its own
+    ESP of 4500 and sends no SA states (worker side); else it starts in the first, and the
+    parent knows the flows before the second slice (parent side)."""
     from synth import ike_frame
     from pcapvpn.report import render
     from pcapvpn.sources import open_source
+    from pcapvpn.track import esp as esp_mod
 
+    start = 10.0 if late else 0.0
     c = Cap()
-    _custom_tunnel(c)
+    _custom_tunnel(c, t0=start)
     c2, d2 = "192.0.2.9", "198.51.100.9"
     i2, r2 = bytes.fromhex("1111111111111111"), bytes.fromhex("2222222222222222")
     c.frames.append((0.1, ike_frame(c2, d2, ike_sa_init(i2, ZERO, False))))
@@ -175,7 +183,7 @@ def test_cut_with_standard_esp_beside(tmp_path):
                                      4500, 4500)))
     c.frames.append((0.13, ike_frame(d2, c2, ike_encrypted(i2, r2, 35, 1, 36, True, False),
                                      4500, 4500)))
-    for i in range(40):
+    for i in range(60):
         t = 1.005 + i / 2
         c.frames.append((t, esp_frame(c2, d2, 0xD1, i + 1, udp_ports=(4500, 4500))))
         c.frames.append((t + 0.002, esp_frame(d2, c2, 0xE1, i + 1, udp_ports=(4500, 4500))))
@@ -185,8 +193,21 @@ def test_cut_with_standard_esp_beside(tmp_path):
     assert {e.spi for e in one.state.esp_sas} == {0xA1, 0xB1, 0xD1, 0xE1}
     with open_source(path) as src:
         frames = list(src.frames())
-    for k in (len(frames) // 3, len(frames) // 2):
+    if late:  # cut right before the custom tunnel's IKE_SA_INIT
+        cuts = [next(i for i, f in enumerate(frames) if f[2] >= T0 + start - 1e-6)]
+    else:
+        cuts = [len(frames) // 3, len(frames) // 2]
+    merged = []
+    real = esp_mod.merge_slice
+
+    def counted(*a, **kw):
+        merged.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(esp_mod, "merge_slice", counted)
+    for k in cuts:
         res = run([path], Options(jobs=2, slice_at=[frames[k][6]]))
+        assert not merged, k  # no SA states merged once custom ports are in play
         assert res.parallel and res.parallel.get("slices") == 2, res.parallel
         assert render(res.report, "json") == render(one.report, "json"), k
 
