@@ -299,6 +299,17 @@ class AfPacketRing:
         return {"received": self.received, "drops": self.drops, "packets": self.packets,
                 "truncated": self.truncated, "interface": iface}
 
+    def unread(self) -> int:
+        """Packets the ring took in that were not handed on yet: those of the ready blocks and
+        of the block the kernel is filling (the kernel's count of packets put in the ring,
+        ``PACKET_STATISTICS`` ``tp_packets``, which for ``TPACKET_V3`` includes ``tp_drops``,
+        less the drops and less what :meth:`read` / a block reader handed on).  Nothing is
+        decoded or copied.  The block headers' ``num_pkts`` would tell only the ready blocks
+        (the one being filled is the kernel's, and a block handed back keeps its old count
+        until the kernel opens it again)."""
+        self.stats()
+        return max(0, self.received - self.drops - self.packets)
+
     def close(self) -> None:
         if self.mm is not None:
             try:

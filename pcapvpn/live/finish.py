@@ -14,15 +14,43 @@ from pcapvpn.live.events import ExecHook, _hms
 from pcapvpn.live.policy import annotate_drops
 from pcapvpn.live.writer import _ns
 
-__all__ = ["Finish"]
+__all__ = ["Finish", "drain_until"]
+
+
+def drain_until(deadline: float, feed) -> None:
+    """Call ``feed()`` (a read of a few ring blocks, decoded; returns how many frames) until it
+    returns 0 or ``deadline`` (``time.monotonic()``) comes; a read is not begun when the last
+    one took longer than what is left (a read of 4 MiB of blocks takes about 0.1 s: the bound
+    is kept, not overrun by a read)."""
+    while True:
+        t0 = time.monotonic()
+        if t0 >= deadline:
+            return
+        if not feed():
+            return
+        t1 = time.monotonic()
+        if t1 + (t1 - t0) > deadline:
+            return
+
+
+def _left_unread(cap) -> int:
+    """Frames the capture ``cap`` captured that were not handed on (its ``unread()``, 0 for a
+    capture that cannot say)."""
+    unread = getattr(cap, "unread", None)
+    return unread() if unread is not None else 0
 
 
 class Finish:
     """The stop path of :class:`pcapvpn.live.session.LiveSession`."""
 
-    #: seconds spent at most reading what the rings still hold when the capture stops (packets
-    #: keep arriving on a busy link: the drain must end; a stop answers within a second or two)
-    DRAIN_SECONDS = 0.5
+    #: seconds spent at most reading what the rings still hold when the capture stops.  The
+    #: report is of the state held at the signal: on a busy link the ring always holds a backlog
+    #: (the process reads what one core decodes), and reading it would delay the answer without
+    #: end; what is left in a ring after this is counted, not decoded (:meth:`_left_unread`),
+    #: and said in the report's capture warnings and on the findings about an absence
+    #: (:func:`pcapvpn.live.policy.annotate_drops`).  A pipe backend's child has stopped and
+    #: wrote a finite stream: it is read in full.
+    DRAIN_SECONDS = 0.1
 
     def finish(self):
         """Stop capturing and build the full report (an :class:`pcapvpn.analysis.Result`) from
@@ -43,14 +71,18 @@ class Finish:
         # what is still in the rings (a pipe child flushes its last packets when it stops)
         self._refresh_totals()
         deadline = time.monotonic() + self.DRAIN_SECONDS
+        self.unread = {}
         for i, c in enumerate(self.captures):
             if isinstance(c, PipeCapture):
                 # the child has stopped: what it wrote is read in full (it is finite)
                 c.close()
                 while self._feed(i, c, []):
                     pass
-            while time.monotonic() < deadline and self._feed(i, c, []):
-                pass
+            drain_until(deadline, lambda i=i, c=c: self._feed(i, c, []))
+            left = _left_unread(c)
+            if left:
+                name = getattr(c, "name", f"capture {i}")
+                self.unread[name] = self.unread.get(name, 0) + left
             if self._blocks[i] is not None:
                 self._blocks[i].close()
             c.close()
@@ -78,7 +110,8 @@ class Finish:
                               points=points, rules=self.rule_cache.run_split)
             if points:
                 result.points = points
-            annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0))
+            annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0),
+                           unread=sum(self.unread.values()))
             # the last evaluation: what is present now is raised without a second look
             self._apply(self._classify(Context(result.state), result.state, result.findings,
                                        result.verdicts, now, final=True), final=True)
@@ -119,6 +152,10 @@ class Finish:
             out.append(f"live: {self.writer.deleted} older capture file(s) were deleted by "
                        f"rotation (--write-files {self.writer.count}); evidence frames in them "
                        f"are gone")
+        for name, n in getattr(self, "unread", {}).items():
+            out.append(f"live: {name}: {n} frame(s) captured before the stop were still in the "
+                       f"capture ring and were not analysed (the stop reads the ring for at "
+                       f"most {self.DRAIN_SECONDS:g} s)")
         for c in self.captures:
             for ts, reason in getattr(c, "errors", []):
                 out.append(f"live: {c.name}: {reason} at {_hms(ts)}")

@@ -76,12 +76,18 @@ def _superseded(ctx, tunnels, f) -> bool:
     return bool(f.failure and not f.posture and f.recovered)
 
 
-def annotate_drops(findings, drops: int, rx_dropped: int = 0) -> None:
-    """Findings about something missing say that the capture itself lost packets."""
-    if not drops:
+def annotate_drops(findings, drops: int, rx_dropped: int = 0, unread: int = 0) -> None:
+    """Findings about something missing say that the capture itself lost packets (``drops``)
+    or left packets unread in its ring at the stop (``unread``: captured, not analysed)."""
+    if not drops and not unread:
         return
-    note = (f" Note: the capture dropped {drops} packet(s) itself (capture ring / interface), so "
-            f"this absence may be the capture's, not the network's.")
+    if not unread:
+        note = (f" Note: the capture dropped {drops} packet(s) itself (capture ring / interface), "
+                f"so this absence may be the capture's, not the network's.")
+    else:
+        note = (f" Note: the capture dropped {drops} packet(s) itself (capture ring / interface) "
+                f"and left {unread} captured packet(s) unread in its ring at the stop, so this "
+                f"absence may be the capture's, not the network's.")
     for f in findings:
         if f.code in ABSENCE_CODES and note not in f.detail:
             f.detail += note

@@ -78,7 +78,8 @@ the workers for ESP).
 
 **Stopping.**  SIGINT/SIGTERM stop the parent, which sends each worker SIGTERM (a signal needs no
 room in a pipe); a worker reads what its ring still holds for at most
-``LiveSession.DRAIN_SECONDS``, closes its file and sends its last snapshot.  Workers ignore SIGINT
+``LiveSession.DRAIN_SECONDS``, closes its file and sends its last snapshot, with the count of
+what it left in the ring (reported as one process reports it).  Workers ignore SIGINT
 (the terminal sends Ctrl-C to the whole process group: the parent coordinates), and stop the same
 way on a service manager's SIGTERM to every process, or when the parent goes away
 (``PR_SET_PDEATHSIG``, and the end of the control pipe).  Messages to a worker (``remove``) are
@@ -102,6 +103,7 @@ from collections import deque
 from pcapvpn.live.bpf import build_filter, compile_filter
 from pcapvpn.live.capture import (SOL_PACKET, AfPacketRing, CaptureError,
                                   interface_info)
+from pcapvpn.live.finish import drain_until
 from pcapvpn.live.session import LiveSession
 
 __all__ = ["FanoutRing", "FanoutSession", "PACKET_FANOUT", "PACKET_FANOUT_HASH"]
@@ -294,7 +296,11 @@ def _worker(k: int, opts, limits, groups: list, point_of: list, keyed, out_fd: i
         flush()
         stats = []
         for j, ring in enumerate(rings):
+            # the last one: what the drain left in the ring, counted (LiveSession.DRAIN_SECONDS)
+            left = ring.unread() if kind == "final" else 0
             st = ring.stats()
+            if left:
+                st = dict(st, unread=left)
             if k:  # the interface's own counters once, with worker 0's
                 st = dict(st, interface={})
             stats.append(st)
@@ -390,8 +396,7 @@ def _worker(k: int, opts, limits, groups: list, point_of: list, keyed, out_fd: i
                             esp.remove([sa for sa in esp._sas if (p,) + _sa_key(sa) in keys])
         deadline = time.monotonic() + LiveSession.DRAIN_SECONDS
         for j in range(len(rings)):
-            while time.monotonic() < deadline and read_once(j):
-                pass
+            drain_until(deadline, lambda j=j: read_once(j))
         flush()
         if writer is not None:
             writer.close(time.time(), [_span(ring, bases[j], k == 0)[0]
@@ -537,6 +542,10 @@ class _Lane:
 
     def stats(self) -> dict:
         return self.last
+
+    def unread(self) -> int:
+        """What the worker's drain left in its ring at the stop (its last snapshot's count)."""
+        return self.last.get("unread", 0)
 
     def close(self) -> None:
         """The worker's process is ended by :meth:`FanoutSession.stop_workers`."""
