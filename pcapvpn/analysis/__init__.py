@@ -299,11 +299,14 @@ def run_points(options: Options, reorder: dict | None = None) -> Result:
             s.close()
 
 
-def diagnose(sources, decoder, tracker, options, now=None, points=None, rules=None) -> Result:
+def diagnose(sources, decoder, tracker, options, now=None, points=None, rules=None,
+             verdicts=None) -> Result:
     """Rules over the tracked state (``now``: end of capture offline, the clock live).
     ``points``: several vantage points (the first is this tracker's), matched before the
     rules run.  ``rules``: what runs them (default :func:`pcapvpn.rules.run_rules`; live
-    passes its :class:`pcapvpn.rules.incremental.RuleCache`'s ``run``)."""
+    passes its :class:`pcapvpn.rules.incremental.RuleCache`'s ``run``); ``verdicts``: what
+    judges the tunnels (default :func:`pcapvpn.rules.verdict.tunnel_verdicts`; live passes the
+    same cache's ``verdicts``)."""
     from pcapvpn.rules import run_rules
     from pcapvpn.rules.common import Context
     from pcapvpn.rules.verdict import tunnel_verdicts
@@ -327,7 +330,7 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None, rules=No
         from pcapvpn.rules.path import locate
 
         locate(ctx, findings)
-    verdicts = tunnel_verdicts(ctx, findings)
+    verdicts = (verdicts or tunnel_verdicts)(ctx, findings)
     start = cap.start_ts
     names = tracker.names
     vmap = {v.tunnel: v for v in verdicts}

@@ -49,7 +49,6 @@ class Evaluation:
         superseded by a recovery), the verdicts.  Reads the tracker only (it may run in a forked
         child, see :meth:`_fork_evaluation`)."""
         from pcapvpn.rules.common import Context
-        from pcapvpn.rules.verdict import tunnel_verdicts
 
         state = self._state(now)
         findings = self.rule_cache.run(state)
@@ -58,7 +57,7 @@ class Evaluation:
             from pcapvpn.rules.path import locate
 
             locate(ctx, findings)
-        verdicts = tunnel_verdicts(ctx, findings)
+        verdicts = self.rule_cache.verdicts(ctx, findings)
         annotate_drops(findings, self.drops(), getattr(self, "_rx_dropped", 0))
         return self._classify(ctx, state, findings, verdicts, now, final)
 

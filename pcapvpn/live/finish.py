@@ -107,7 +107,8 @@ class Finish:
             points = self._points_now(now) if self.points else None
             result = diagnose(self.sources if not points else self._point_sources(),
                               self.decoder, self.tracker, self.analysis_options, now=now,
-                              points=points, rules=self.rule_cache.run_split)
+                              points=points, rules=self.rule_cache.run_split,
+                              verdicts=self.rule_cache.verdicts)
             if points:
                 result.points = points
             annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0),

@@ -380,6 +380,15 @@ class RuleCache:
         self._units_dropped: set = set()  # (rule name, id(SA)) whose kept result was dropped
         #: rule name -> CPU seconds of its last local run (how :meth:`run_split` shares them)
         self.rule_seconds: dict = {}
+        #: the last run's groups and fingerprints, and for each finding it handed out the kept
+        #: one it copied: ``id(copy) -> (copy, kept)`` (what :meth:`verdicts` reuses by)
+        self._maps: dict = {}
+        self._fps: dict = {}
+        self._origin: dict = {}
+        #: the verdicts kept per group (:meth:`verdicts`): group -> (key, verdict, what the
+        #: verdict changed in its findings, deadline, follows the clock)
+        self.kept_verdicts: dict = {}
+        self.stats_verdicts: dict = {}
 
     # -- a forked evaluation's cache, back in the parent ---------------------------------------
 
@@ -674,13 +683,18 @@ class RuleCache:
                     merged.setdefault(name, []).extend(rows)
         out = []
         seen = set()
+        origin: dict = {}
         for name in names:
             if name in out_by_rule:
                 found = out_by_rule[name]
             else:
                 rows = merged.get(name, [])
                 rows.sort(key=lambda r: (r[0], _pos(pos, r[2], r[1]), r[3]))
-                found = [_copy(r[4]) for r in rows]
+                found = []
+                for r in rows:
+                    c = _copy(r[4])
+                    origin[id(c)] = (c, r[4])
+                    found.append(c)
             for f in found:
                 if f.id in seen:
                     continue
@@ -688,6 +702,7 @@ class RuleCache:
                 out.append(f)
         out = _drop_superseded(out)
         _show_fragments(full_ctx, out)
+        self._maps, self._fps, self._origin = maps, fps, origin
         sub = base.state
         self.stats = {"groups": len(members), "dirty": len(dirty),
                       "ike_sas": len(sub.ike_sas), "esp_sas": len(sub.esp_sas),
@@ -698,6 +713,136 @@ class RuleCache:
                       "walked": dict(WALKED),
                       "units": {k.rsplit(".", 1)[-1]: {"computed": v[0], "asked": v[1]}
                                 for k, v in self.stats_units.items()}}
+        return out
+
+    # -- the verdicts -------------------------------------------------------------------------
+
+    def verdicts(self, ctx, findings) -> list:
+        """:func:`pcapvpn.rules.verdict.tunnel_verdicts` of the findings the last :meth:`run`
+        handed out, computed again only for the tunnels whose verdict may have changed: a
+        tunnel's verdict is kept, with what it changed in the tunnel's findings (a recovery's
+        severity and note, a consequence's note), while the tunnel's fingerprint and the kept
+        findings its findings were copied from are the same, no deadline its verdict compared
+        ``now`` with has passed and no text of it follows the clock (``now`` is a
+        :class:`_Dep` there, as in the rules).  Everything is computed when a finding of the
+        state is a redirect (a verdict then reads another tunnel's), with ``--vantage`` and
+        on a damaged capture (the coverage of each tunnel's span)."""
+        from pcapvpn.rules.common import Context
+        from pcapvpn.rules.verdict import tunnel_verdicts
+
+        state = ctx.state
+        cap = state.capture
+        maps, fps, origin = self._maps, self._fps, self._origin
+        if (getattr(state, "vantage", None) is not None or not maps
+                or (cap is not None and getattr(cap, "damage", None))
+                or any(f.code == "IKE_REDIRECT" for f in findings)):
+            self.kept_verdicts = {}
+            self.stats_verdicts = {"computed": len(state.tunnels) + len(state.vpn_tunnels),
+                                   "kept": 0}
+            return tunnel_verdicts(ctx, findings)
+        now = state.now
+        by_group: dict = {}
+        tmap, vmap = maps["tunnels"], maps["vpn_tunnels"]
+        # (tunnel, its id, its group) in the order of the verdicts (a VPN tunnel's id is made
+        # at each read: read once)
+        ipsec = [(t, t.id) for t in state.tunnels]
+        ipsec = [(t, tid, tmap[tid]) for t, tid in ipsec]
+        vpn = [(t, t.id, vmap[id(t)]) for t in state.vpn_tunnels]
+        gid = {tid: g for _t, tid, g in ipsec}
+        gid.update((tid, g) for _t, tid, g in vpn)
+        for f in findings:
+            g = gid.get(f.tunnel)
+            if g is not None:
+                by_group.setdefault(g, []).append(f)
+        inner = getattr(state, "inner_models", None) or {}
+        kept = self.kept_verdicts
+        fresh: dict = {}
+        todo_t, todo_v = [], []
+        keys = {}
+        reuse = {}
+        reasons: dict = {}  # why a verdict was computed: how many
+        for lst, todo in ((ipsec, todo_t), (vpn, todo_v)):
+            for item in lst:
+                t, tid, g = item
+                fs = by_group.get(g, ())
+                kf = []
+                for f in fs:
+                    o = origin.get(id(f))
+                    if o is None or o[0] is not f:
+                        kf = None  # a finding of a global rule: made anew every run
+                        break
+                    kf.append(o[1])
+                key = (fps.get(g), ctx.start, tuple(kf)) if kf is not None else None
+                keys[g] = key
+                old = kept.get(g)
+                if key is None or tid in inner:
+                    why = "global"
+                elif old is None:
+                    why = "new"
+                elif old[4]:
+                    why = "clock"
+                elif now >= old[3]:
+                    why = "deadline"
+                elif old[0][0] != key[0] or old[0][1] != key[1]:
+                    why = "changed"
+                elif len(old[0][2]) != len(kf) or not all(
+                        a is b for a, b in zip(old[0][2], kf)):
+                    why = "findings"
+                else:
+                    reuse[g] = old
+                    continue
+                todo.append(item)
+                reasons[why] = reasons.get(why, 0) + 1
+        computed = {}
+        if todo_t or todo_v:
+            sub = copy.copy(state)
+            sub.now = _Dep(now)
+            for kind, todo in (("tunnels", todo_t), ("vpn_tunnels", todo_v)):
+                lst = _Seq(t for t, _tid, _g in todo)
+                lst.kind = kind
+                lst.whole = bool(getattr(state, kind))
+                setattr(sub, kind, lst)
+            rec = _Recorder(self, maps, now)
+            rec.rule = "verdict"
+            sub_fs = [f for g in keys if g not in reuse for f in by_group.get(g, ())]
+            vctx = Context(sub)
+            _REC[0] = rec
+            _CUR.clear()
+            try:
+                got = tunnel_verdicts(vctx, sub_fs)
+            finally:
+                _REC[0] = None
+                _CUR.clear()
+            for v in got:
+                computed[v.tunnel] = v
+            unplaced = rec.unplaced
+            deadlines = rec.deadlines.get("verdict", {})
+            clock = rec.clock.get("verdict", set())
+            for _t, tid, g in todo_t + todo_v:
+                key = keys[g]
+                if key is None or unplaced or tid in inner:
+                    continue
+                fs = by_group.get(g, ())
+                fresh[g] = (key, computed[tid],
+                            [(f.severity, f.detail, f.recovered) for f in fs],
+                            deadlines.get(g, _INF), g in clock)
+        out = []
+        for lst in (ipsec, vpn):
+            for _t, tid, g in lst:
+                old = reuse.get(g)
+                if old is None:
+                    out.append(computed[tid])
+                    continue
+                for f, (sev, detail, rec_) in zip(by_group.get(g, ()), old[2]):
+                    f.severity = sev
+                    f.detail = detail
+                    f.recovered = dict(rec_) if rec_ is not None else None
+                fresh[g] = old
+                out.append(dataclasses.replace(old[1], findings=list(old[1].findings),
+                                               not_seen=list(old[1].not_seen)))
+        self.kept_verdicts = fresh
+        self.stats_verdicts = {"computed": len(todo_t) + len(todo_v), "kept": len(reuse),
+                               "why": reasons}
         return out
 
     def _prune_units(self, maps) -> None:

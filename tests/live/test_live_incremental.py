@@ -6,7 +6,8 @@ Every capture of ``captures/`` and ``../shared/corpus`` is replayed into a ``Liv
 passes them) and evaluated at several points, and after its end while only the clock moves
 (deadlines of absence judgements pass); at each point the cache's findings are compared with
 :func:`pcapvpn.rules.run_rules` on the same state: the same findings (ids, order, every field)
-and the same verdicts.  Alone, with the lab's keys, and in pairs (each capture with the next,
+and the same verdicts, the cache's kept per tunnel (``RuleCache.verdicts``, with what they
+change in the findings) against :func:`pcapvpn.rules.verdict.tunnel_verdicts` over all.  Alone, with the lab's keys, and in pairs (each capture with the next,
 one after the other and overlapping, on two interfaces): tunnels that stay still while others
 change are what the cache reuses.
 """
@@ -45,12 +46,14 @@ def _dump(findings) -> list:
     return [dataclasses.asdict(f) for f in findings]
 
 
-def _verdicts(state, findings) -> list:
+def _verdicts(state, findings, cache=None) -> list:
+    """The verdicts of ``findings`` (``cache``: by its :meth:`RuleCache.verdicts`)."""
     from pcapvpn.rules.common import Context
     from pcapvpn.rules.verdict import tunnel_verdicts
 
+    judge = cache.verdicts if cache is not None else tunnel_verdicts
     return [dataclasses.asdict(v) if dataclasses.is_dataclass(v) else vars(v)
-            for v in tunnel_verdicts(Context(state), findings)]
+            for v in judge(Context(state), findings)]
 
 
 def replay_compare(paths, shifts, points=10, keys=None) -> list:
@@ -91,9 +94,19 @@ def replay_compare(paths, shifts, points=10, keys=None) -> list:
         assert [x["id"] for x in a] == [x["id"] for x in b], where
         for x, y in zip(a, b):
             assert x == y, where
-        assert _verdicts(state, got) == _verdicts(state, want), where
-        # the verdict changes findings (recovery, redirect notes): the kept ones must not
+        # the verdicts kept per tunnel (RuleCache.verdicts) against tunnel_verdicts over all
+        kept = _verdicts(state, got, s.rule_cache)
+        assert kept == _verdicts(state, want), where
+        # the verdict changes findings (recovery, redirect notes): the kept ones must not, and
+        # a kept verdict gives the findings of its tunnel what it gave them when computed
         assert _dump(got) == _dump(want), where
+        # the findings kept by the rules are not changed by the verdicts given them
+        again = s.rule_cache.run(state)
+        want2 = run_rules(state)
+        assert _verdicts(state, again, s.rule_cache) == _verdicts(state, want2), where
+        assert _dump(again) == _dump(want2), where
+        v = s.rule_cache.stats_verdicts
+        assert v["computed"] + v["kept"] == len(state.tunnels) + len(state.vpn_tunnels), where
     return work
 
 
