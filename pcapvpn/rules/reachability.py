@@ -230,7 +230,7 @@ def unanswered_ike(ctx):
                         lambda sa=sa, t=t: _unanswered_draft(ctx, sa, t),
                         lambda found, sa=sa, t=t: all(_draft_reads(ctx, sa, t, d) == d.reads
                                                       for d in found)):
-            yield _unanswered_finding(ctx, d)
+            yield _unanswered_finding(ctx, d, t)
 
 
 #: what a draft keeps of the request (the look-ups made again read these)
@@ -271,19 +271,43 @@ def _draft_reads(ctx, sa, t, d) -> tuple:
 
 
 def _esp_read(how, esp) -> tuple:
-    """What a draft read of the peer's ESP in UDP (``_peer_esp_on``): nothing ("unread"),
-    whether there was any ("some"), or the time it was last heard, shown ("value")."""
+    """What a draft read of the peer's ESP in UDP (``_peer_esp_on``): nothing ("unread"), or
+    whether there was any ("some"; "value": the time it was last heard is shown, and that
+    sentence is written with the finding, :class:`_EspUntil`: the draft stays while the peer's
+    ESP goes on)."""
     if how == "unread":
         return (how, None)
-    return (how, esp) if how == "value" else (how, esp is not None)
+    return (how, esp is not None)
+
+
+class _EspUntil:
+    """A draft's sentence "the peer had sent ESP in UDP on these very ports until +t s": the
+    time is looked up again when the finding is written (:func:`_unanswered_finding`)."""
+
+    __slots__ = ("peer",)
+
+    def __init__(self, peer):
+        self.peer = peer
+
+    def __reduce__(self):  # a forked evaluation's cache comes back pickled
+        return (_EspUntil, (self.peer,))
+
+    def text(self, ctx, t, first):
+        return msg(" {peer} had sent ESP in UDP on these very ports until +{t} s, "
+                   "and ESP flowed both ways: UDP 4500 is not blocked; the peer "
+                   "stopped answering. An INFORMATIONAL request (a DELETE or a "
+                   "liveness check) left unanswered after the SA worked means the "
+                   "peer has gone (a remote-access client closed or lost its link): "
+                   "not a NAT failure.", peer=self.peer,
+                   t=ctx.rel(_peer_esp_on(ctx, t, first)))
 
 
 def _tcp_key(tcp):
     return None if tcp is None else (tcp.responder[2], tcp.first_ts)
 
 
-def _unanswered_finding(ctx, d):
-    """The finding of draft ``d`` as of ``ctx.now``."""
+def _unanswered_finding(ctx, d, t):
+    """The finding of draft ``d`` (of an IKE SA of tunnel ``t``) as of ``ctx.now``."""
     from pcapvpn.findings import MAX_DETAIL, _bounded
 
     first = d.first
@@ -291,7 +315,7 @@ def _unanswered_finding(ctx, d):
                           "ends {wait:.1f} s after the last copy).", within=ctx.now - first.ts,
                           wait=ctx.now - d.last_ts)
     for part in d.tail:
-        detail += part
+        detail += part.text(ctx, t, first) if type(part) is _EspUntil else part
     f = copy.copy(d.finding)
     f.detail = _bounded(detail, MAX_DETAIL)
     return f
@@ -387,13 +411,7 @@ def _unanswered_draft(ctx, sa, t) -> list:
         elif esp_here is not None and gone:
             code = "IKE_NO_RESPONSE"
             esp_how = "value"
-            tail.append(msg(" {peer} had sent ESP in UDP on these very ports until +{t} s, "
-                            "and ESP flowed both ways: UDP 4500 is not blocked; the peer "
-                            "stopped answering. An INFORMATIONAL request (a DELETE or a "
-                            "liveness check) left unanswered after the SA worked means the "
-                            "peer has gone (a remote-access client closed or lost its link): "
-                            "not a NAT failure.", peer=ip_text(first.dst),
-                            t=ctx.rel(esp_here)))
+            tail.append(_EspUntil(ip_text(first.dst)))
         elif heard_4500:
             code = "IKE_NO_RESPONSE"
             tail.append(msg(" {peer} had answered on UDP 4500 earlier in this IKE SA ({what} "

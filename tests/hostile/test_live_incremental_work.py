@@ -259,3 +259,31 @@ def test_stop_with_the_rules_shared_with_a_forked_process_counts_the_same_work(m
     assert shared[1]["gaps"] == alone[1]["gaps"]
     assert [(f.id, f.detail) for f in shared[2]["lost"]] == \
         [(f.id, f.detail) for f in alone[2]["lost"]]
+
+
+def test_stop_verdict_work_follows_the_changed_tunnels():
+    """The stop judges again only the tunnels that changed since the last evaluation (the
+    verdicts of the others are kept with their findings, ``RuleCache.verdicts``): the same
+    number among 100 or 200 held tunnels, and the verdicts are tunnel_verdicts' over all."""
+    import dataclasses
+
+    from pcapvpn.rules import run_rules
+    from pcapvpn.rules.common import Context
+    from pcapvpn.rules.verdict import tunnel_verdicts
+
+    work = {}
+    for n in (100, 200):
+        s, cap, clock, _first = _tunnels_evaluated(n)
+        t = T0 + 301
+        for k in range(5):
+            cap.frames += _tunnel(k, t, seq0=7, n=3)
+        cap.now = clock[0] = t + 2
+        res = s.finish()
+        v = s.rule_cache.stats_verdicts
+        work[n] = v
+        assert v["computed"] + v["kept"] == n
+        assert v["kept"] == n - v["computed"]
+        want = tunnel_verdicts(Context(res.state), run_rules(res.state))
+        assert [dataclasses.asdict(x) for x in res.verdicts] == \
+            [dataclasses.asdict(x) for x in want]
+    assert work[100]["computed"] == work[200]["computed"] == 5, work  # the changed ones
