@@ -885,6 +885,42 @@ def test_counters_nothing_sent():
     assert len(f) == 1 and "SPI c0ffee01" in f[0].title and f[0].basis == "log"
 
 
+def _libreswan_status(tmp_path, said_line: str) -> str:
+    """A libreswan ``ipsec status`` of an established child SA whose SA line is ``said_line``."""
+    p = tmp_path / "left-status.txt"
+    p.write_text(
+        '000 #1: "lab":4500 STATE_V2_ESTABLISHED_IKE_SA (established IKE SA); REKEY in 28000s; '
+        'newest; idle;\n'
+        '000 #2: "lab":4500 STATE_V2_ESTABLISHED_CHILD_SA (established Child SA); REKEY in '
+        '27000s; newest; eroute owner; IKE SA #1; idle;\n' + said_line + "\n")
+    return str(p)
+
+
+def test_libreswan_status_traffic_counters(tmp_path):
+    """libreswan's ``ipsec status`` SA line (whack_showstates.c): the outbound SA first
+    (``esp.SPI@peer``), then the inbound one, and ``Traffic: ESPin=0B ESPout=1KB``: the
+    counters of the SA, which confirm the one-way ESP the capture shows (the same run's
+    strongSwan counters do in test_counters_confirm_one_way)."""
+    d = DATA / "lab" / "counters_oneway"
+    st = _libreswan_status(tmp_path, '000 #2: "lab":4500 esp.dbe73e6d@198.51.100.2 '
+                           'esp.d0ca6a79@192.0.2.2 tun.0@198.51.100.2 tun.0@192.0.2.2 Traffic: '
+                           'ESPin=0B ESPout=1KB ESPmax=2^63B ')
+    _f, items = _parse(Path(st))
+    c, = [ev for _n, ev in items if ev is not None and ev.kind == "sa_counters"]
+    assert c.counters == {"spi_out": "dbe73e6d", "spi_in": "d0ca6a79", "bytes_in": 0,
+                          "bytes_out": 1024}
+    r = _run(d / "counters_oneway.pcap", [st]).report
+    one = next(f for f in r.findings if f.code == "ESP_ONE_WAY")
+    assert [(x.line, x.agrees) for x in one.logs] == [(3, True)]
+    # an SA that carried nothing, on SPIs the capture never shows: nothing routed into it
+    st = _libreswan_status(tmp_path, '000 #2: "lab":4500 esp.c0ffee01@198.51.100.2 '
+                           'esp.c0ffee02@192.0.2.2 tun.0@198.51.100.2 tun.0@192.0.2.2 Traffic: '
+                           'ESPin=0B ESPout=0B ESPmax=2^63B ')
+    r = _run(DATA / "lab" / "counters_healthy" / "counters_healthy.pcap", [st]).report
+    f = [f for f in r.findings if f.code == "LOG_SA_NOTHING_SENT"]
+    assert len(f) == 1 and "SPI c0ffee01" in f[0].title
+
+
 # == reports, schema, redaction, CLI =============================================================
 
 def test_report_parts_and_schema():

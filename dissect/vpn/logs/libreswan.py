@@ -352,6 +352,17 @@ _STATUS_SPIS = re.compile(r'(?:\d{3} )?#(\d+): "([^"]+)"[^ ]*(?: \S+)? (?:used|e
                           r".*?esp\.([0-9a-f]+)@([0-9A-Fa-f.:]+)")
 
 
+_STATUS_TRAFFIC = {d: re.compile(r"\bESP" + d + r"=(\d+)(K|M)?B\b") for d in ("in", "out")}
+
+
+def _status_bytes(ln: str, d: str) -> int | None:
+    """The ESP bytes of direction ``d`` of an ``ipsec status`` SA line (None: not shown)."""
+    m = _STATUS_TRAFFIC[d].search(ln)
+    if m is None:
+        return None
+    return int(m.group(1)) * {None: 1, "K": 1024, "M": 1024 * 1024}[m.group(2)]
+
+
 def sniff_status(lines: list[str]) -> int:
     n = 0
     for ln in lines:
@@ -399,6 +410,15 @@ def parse_status(lines: list[str]) -> Parsed:
         if m:
             ev.ctx = f'"{m.group(2)}" #{m.group(1)}'
             ev.esp_spis = re.findall(r"esp\.([0-9a-f]+)@", ln)
+            said = re.findall(r"esp\.([0-9a-f]+)@", ln)
+            n_in, n_out = _status_bytes(ln, "in"), _status_bytes(ln, "out")
+            if len(said) >= 2 and n_in is not None and n_out is not None:
+                # whack_showstates.c: the outbound SA (the peer's SPI, @ the peer) comes first,
+                # then the inbound one; "Traffic: ESPin=84B ESPout=0B" counts bytes, 1024-based
+                # and truncated (KB, MB): exact only when 0
+                ev.kind, ev.child = "sa_counters", True
+                ev.counters = {"spi_out": said[0].rjust(8, "0"), "spi_in": said[1].rjust(8, "0"),
+                               "bytes_in": n_in, "bytes_out": n_out}
         yield i, ev
 
 
