@@ -16,6 +16,7 @@ from dissect.vpn import registry as reg
 from dissect.vpn.registry import ExchangeType, NotifyV1, PayloadV2
 from pcapvpn.findings import declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
+from pcapvpn.rules.incremental import ike_unit_fp, per_sa
 from pcapvpn.rules.common import (
     endpoint_text, ike_facts, mm5_answers, ike_filter, ike_tunnel_of, implementations, ip_text, side_of,
 )
@@ -77,39 +78,48 @@ def auth_failed(ctx):
         t = ike_tunnel_of(ctx, sa)
         tid = t.id if t else None
         spis = [sa.ispi.hex(), sa.rspi.hex()]
-        # cleartext AUTHENTICATION_FAILED (either version)
-        for m in sa.messages:
-            if m.copy:
-                continue
-            for n in m.notifies:
-                ntype = n.notify_type
-                failed = ntype == reg.notify_types(sa.version).AUTHENTICATION_FAILED or (
-                    sa.version == 1 and ntype in (NotifyV1.INVALID_HASH_INFORMATION,
-                                                  NotifyV1.INVALID_SIGNATURE)
-                    ) or (sa.version == 1 and ntype == NotifyV1.INVALID_ID_INFORMATION
-                          and not _phase2(m))
-                if not failed:
-                    continue
-                name = reg.notify_name(sa.version, ntype)
-                yield make(
-                    "IKE_AUTH_FAILED", f"{sa.id}|{m.n}|{ntype}",
-                    facts=ike_facts(sa, None, side_of(sa, m.src), impl=implementations(sa),
-                                    refused_by=side_of(sa, m.src),
-                                    exchange=reg.exchange_name(m.exch, short=True)),
-                    title=msg("{name} from {peer}", name=name, peer=ip_text(m.src)),
-                    detail=msg("{peer} sent {name} in {exchange} (in the clear).",
-                               peer=endpoint_text((m.ipver, m.src, m.sport)), name=name,
-                               exchange=reg.exchange_name(m.exch, short=True)),
-                    evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=spis),
-                    wireshark_filter=ike_filter(sa, msgids=[m.msgid])
-                    + f" && isakmp.notify.msgtype == {ntype}",
-                    tunnel=tid)
-        if sa.version == 2:
-            yield from _v2_inferred(ctx, sa, tid, spis)
-            yield from _v2_eap_unfinished(ctx, sa, tid, spis)
-        else:
-            yield from _v1_inferred(ctx, sa, tid, spis)
+        # what reads the SA alone: live keeps it per SA (per_sa); XAUTH reads the tunnel's ESP
+        yield from per_sa(ctx, sa, (ike_unit_fp(sa), tid),
+                          lambda sa=sa, tid=tid, spis=spis: _auth_failed(ctx, sa, tid, spis))
+        if sa.version != 2:
             yield from _v1_xauth_unfinished(ctx, sa, t, spis)
+
+
+def _auth_failed(ctx, sa, tid, spis):
+    """The IKE_AUTH_FAILED findings of the IKE SA ``sa`` (of tunnel ``tid``) that read it
+    alone: a cleartext AUTHENTICATION_FAILED, an inferred rejection, an unfinished EAP."""
+    # cleartext AUTHENTICATION_FAILED (either version)
+    for m in sa.messages:
+        if m.copy:
+            continue
+        for n in m.notifies:
+            ntype = n.notify_type
+            failed = ntype == reg.notify_types(sa.version).AUTHENTICATION_FAILED or (
+                sa.version == 1 and ntype in (NotifyV1.INVALID_HASH_INFORMATION,
+                                              NotifyV1.INVALID_SIGNATURE)
+                ) or (sa.version == 1 and ntype == NotifyV1.INVALID_ID_INFORMATION
+                      and not _phase2(m))
+            if not failed:
+                continue
+            name = reg.notify_name(sa.version, ntype)
+            yield make(
+                "IKE_AUTH_FAILED", f"{sa.id}|{m.n}|{ntype}",
+                facts=ike_facts(sa, None, side_of(sa, m.src), impl=implementations(sa),
+                                refused_by=side_of(sa, m.src),
+                                exchange=reg.exchange_name(m.exch, short=True)),
+                title=msg("{name} from {peer}", name=name, peer=ip_text(m.src)),
+                detail=msg("{peer} sent {name} in {exchange} (in the clear).",
+                           peer=endpoint_text((m.ipver, m.src, m.sport)), name=name,
+                           exchange=reg.exchange_name(m.exch, short=True)),
+                evidence=ctx.evidence(m.frames, m.ts, None, ike_spis=spis),
+                wireshark_filter=ike_filter(sa, msgids=[m.msgid])
+                + f" && isakmp.notify.msgtype == {ntype}",
+                tunnel=tid)
+    if sa.version == 2:
+        yield from _v2_inferred(ctx, sa, tid, spis)
+        yield from _v2_eap_unfinished(ctx, sa, tid, spis)
+    else:
+        yield from _v1_inferred(ctx, sa, tid, spis)
 
 
 def _phase2(m) -> bool:

@@ -53,7 +53,7 @@ import time
 
 from pcapvpn.rules import _drop_superseded, _ordered, _rule_error, _show_fragments, load_all
 
-__all__ = ["RuleCache", "per_sa"]
+__all__ = ["RuleCache", "ike_unit_fp", "per_sa"]
 
 #: the outermost iteration of a followed state list in progress: ``[kind, element]`` or empty
 _CUR: list = []
@@ -990,6 +990,12 @@ def per_sa(ctx, sa, fp, body, valid=None) -> list:
     if unit is None:
         return list(body())
     return unit(sa, fp, body, valid)
+
+
+def ike_unit_fp(sa) -> tuple:
+    """What changes of an IKE SA as its messages arrive (the ``fp`` of a rule's :func:`per_sa`
+    body that reads the SA and its messages)."""
+    return (sa.ispi, sa.rspi, len(sa.messages), sa.last_ts, sa.initiator, sa.responder)
 
 
 def _close(gs: set, adj: dict) -> None:

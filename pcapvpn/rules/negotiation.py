@@ -9,6 +9,7 @@ from dissect.vpn import registry as reg
 from dissect.vpn.registry import ExchangeType, IkeAttrV1, NotifyV1, NotifyV2, PayloadV2
 from pcapvpn.findings import Term, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
+from pcapvpn.rules.incremental import ike_unit_fp, per_sa
 from pcapvpn.rules.common import (
     UNANSWERED, MaxTree, answers_mm5, backoff, deleted_ts, endpoint_text, exchange_status,
     ike_facts, ike_filter,
@@ -310,82 +311,89 @@ def _each_copy_answered(x):
 def retransmissions(ctx):
     for sa in ctx.state.ike_sas:
         t = ike_tunnel_of(ctx, sa)
-        for x in sa.exchanges:
-            if exchange_status(ctx, x) == UNANSWERED:
+        # each SA's findings read that SA alone: live keeps them per SA (per_sa)
+        yield from per_sa(ctx, sa, (ike_unit_fp(sa), t.id if t else None),
+                          lambda sa=sa, t=t: _retransmissions(ctx, sa, t))
+
+
+def _retransmissions(ctx, sa, t):
+    """IKE_RETRANSMISSION findings of the IKE SA ``sa`` (of tunnel ``t``)."""
+    for x in sa.exchanges:
+        if exchange_status(ctx, x) == UNANSWERED:
+            continue
+        if x.version == 1 and x.last_step < V1_STEPS.get(x.exch, 0):
+            continue  # stalled: the stall's own finding tells (with the re-sends)
+        if x.version == 2 and not x.answered:
+            continue
+        retrans = x.retransmissions()
+        if not retrans:
+            continue
+        by_sender = {}
+        for m in x.msgs:
+            if m.duplicate_of is None:
+                by_sender.setdefault((m.src, m.step), []).append(m)
+        parts = []
+        refs = []
+        for (src, step), msgs in by_sender.items():
+            if len(msgs) < 2:
                 continue
-            if x.version == 1 and x.last_step < V1_STEPS.get(x.exch, 0):
-                continue  # stalled: the stall's own finding tells (with the re-sends)
-            if x.version == 2 and not x.answered:
-                continue
-            retrans = x.retransmissions()
-            if not retrans:
-                continue
-            by_sender = {}
-            for m in x.msgs:
-                if m.duplicate_of is None:
-                    by_sender.setdefault((m.src, m.step), []).append(m)
-            parts = []
-            refs = []
-            for (src, step), msgs in by_sender.items():
-                if len(msgs) < 2:
-                    continue
-                iv = backoff(msgs)
-                hint = implementation_hint(iv)
-                who = ip_text(src)
-                what = msg("its response") if msgs[0].is_response else msg("its request")
-                if sa.version == 1 and isinstance(step, int):
-                    from pcapvpn.track.ike_sa import V1_STEP_PREFIX
-                    what = f"{V1_STEP_PREFIX.get(x.exch, 'message ')}{step}"
-                    if step % 2 == 0:
-                        what += msg(" (the next message from its peer did not come in time)")
-                parts.append(msg("{who} sent {what} {n} times (intervals {intervals} s", who=who,
-                                 what=what, n=len(msgs),
-                                 intervals=', '.join(f'{i:g}' for i in iv))
-                             + (msg("; {hint}", hint=Term(hint)) if hint else "") + ")")
-                refs.extend(ctx.msg_refs(msgs))
-            if not parts:
-                continue
-            reqs = [m for m in x.msgs if not m.is_response]
-            resps = [m for m in x.msgs if m.is_response]
-            tta = ""
-            if x.version == 2 and reqs and resps:
-                tta = msg(" Answered {after:.2f} s after the first request.",
-                          after=resps[0].ts - reqs[0].ts)
-            label = _retrans_label(x, retrans)
-            lost_response = x.version == 2 and any(m.is_response for m in retrans)
-            # an exchange answered only after retransmissions is a degradation (the verdict
-            # contract): the setup waited for a timer
-            sev = "warning"
-            why = (msg(" The responder re-sent its response: the first response (or the "
-                       "retransmitted request) was lost.") if lost_response else "")
-            each = _each_copy_answered(x)
-            if each is not None:
-                # nothing was lost and nothing waited for a timer: the initiator asked again
-                # although it had its answer
-                sev = "info"
-                why = msg(" Every copy of the request was answered (within {ms:.1f} ms): "
-                          "nothing was lost; the initiator re-sent a request it had an answer to.",
-                          ms=each * 1000)
-                errs = sorted({reg.notify_name(2, t) for r in x.responses
-                               for t in r.error_notifies()})
-                if errs and x.exch == ExchangeType.IKE_SA_INIT:
-                    why += msg(" The answers carry the unprotected error {errors}, which need not "
-                               "end the exchange for the initiator (RFC 7296 §2.21.1: errors "
-                               "before the IKE SA is protected); libreswan logs 'ignoring "
-                               "IKE_SA_INIT response containing {first} notification' and "
-                               "retransmits until it gives up.", errors=', '.join(errs),
-                               first=errs[0])
-            yield make(
-                "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
-                title=msg("{label}: {n} retransmission(s) before the exchange went on",
-                          label=label, n=len(retrans)),
-                facts=ike_facts(sa, x),
-                detail=msg_join("; ", parts) + "." + tta + why,
-                evidence=ctx.evidence(refs, x.msgs[0].ts, x.msgs[-1].ts,
-                                      ike_spis=[sa.ispi.hex(), sa.rspi.hex()]),
-                wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
-                severity=sev,
-                tunnel=t.id if t else None)
+            iv = backoff(msgs)
+            hint = implementation_hint(iv)
+            who = ip_text(src)
+            what = msg("its response") if msgs[0].is_response else msg("its request")
+            if sa.version == 1 and isinstance(step, int):
+                from pcapvpn.track.ike_sa import V1_STEP_PREFIX
+                what = f"{V1_STEP_PREFIX.get(x.exch, 'message ')}{step}"
+                if step % 2 == 0:
+                    what += msg(" (the next message from its peer did not come in time)")
+            parts.append(msg("{who} sent {what} {n} times (intervals {intervals} s", who=who,
+                             what=what, n=len(msgs),
+                             intervals=', '.join(f'{i:g}' for i in iv))
+                         + (msg("; {hint}", hint=Term(hint)) if hint else "") + ")")
+            refs.extend(ctx.msg_refs(msgs))
+        if not parts:
+            continue
+        reqs = [m for m in x.msgs if not m.is_response]
+        resps = [m for m in x.msgs if m.is_response]
+        tta = ""
+        if x.version == 2 and reqs and resps:
+            tta = msg(" Answered {after:.2f} s after the first request.",
+                      after=resps[0].ts - reqs[0].ts)
+        label = _retrans_label(x, retrans)
+        lost_response = x.version == 2 and any(m.is_response for m in retrans)
+        # an exchange answered only after retransmissions is a degradation (the verdict
+        # contract): the setup waited for a timer
+        sev = "warning"
+        why = (msg(" The responder re-sent its response: the first response (or the "
+                   "retransmitted request) was lost.") if lost_response else "")
+        each = _each_copy_answered(x)
+        if each is not None:
+            # nothing was lost and nothing waited for a timer: the initiator asked again
+            # although it had its answer
+            sev = "info"
+            why = msg(" Every copy of the request was answered (within {ms:.1f} ms): "
+                      "nothing was lost; the initiator re-sent a request it had an answer to.",
+                      ms=each * 1000)
+            errs = sorted({reg.notify_name(2, t) for r in x.responses
+                           for t in r.error_notifies()})
+            if errs and x.exch == ExchangeType.IKE_SA_INIT:
+                why += msg(" The answers carry the unprotected error {errors}, which need not "
+                           "end the exchange for the initiator (RFC 7296 §2.21.1: errors "
+                           "before the IKE SA is protected); libreswan logs 'ignoring "
+                           "IKE_SA_INIT response containing {first} notification' and "
+                           "retransmits until it gives up.", errors=', '.join(errs),
+                           first=errs[0])
+        yield make(
+            "IKE_RETRANSMISSION", f"{sa.id}|{x.index}",
+            title=msg("{label}: {n} retransmission(s) before the exchange went on",
+                      label=label, n=len(retrans)),
+            facts=ike_facts(sa, x),
+            detail=msg_join("; ", parts) + "." + tta + why,
+            evidence=ctx.evidence(refs, x.msgs[0].ts, x.msgs[-1].ts,
+                                  ike_spis=[sa.ispi.hex(), sa.rspi.hex()]),
+            wireshark_filter=ike_filter(sa, msgids=[x.msgid]),
+            severity=sev,
+            tunnel=t.id if t else None)
 
 
 @rule

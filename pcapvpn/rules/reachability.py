@@ -20,7 +20,7 @@ from dissect.vpn.ip import (
 from dissect.vpn.registry import ExchangeType, NotifyV2, PayloadV2
 from pcapvpn.findings import Term, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
-from pcapvpn.rules.incremental import per_sa
+from pcapvpn.rules.incremental import ike_unit_fp, per_sa
 from pcapvpn.rules.common import (
     UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
@@ -226,7 +226,7 @@ def unanswered_ike(ctx):
         t = ike_tunnel_of(ctx, sa)
         # live keeps each SA's draft (per_sa) while the SA and what the draft read of its
         # tunnel stay the same; the sentence that follows the clock is written every time
-        for d in per_sa(ctx, sa, (_ike_unit_fp(sa), t.id if t else None),
+        for d in per_sa(ctx, sa, (ike_unit_fp(sa), t.id if t else None),
                         lambda sa=sa, t=t: _unanswered_draft(ctx, sa, t),
                         lambda found, sa=sa, t=t: all(_draft_reads(ctx, sa, t, d) == d.reads
                                                       for d in found)):
@@ -254,11 +254,6 @@ class _Draft:
     def __reduce__(self):  # a forked evaluation's cache comes back pickled
         return (_Draft, (self.finding, self.head, self.tail, self.first, self.last_ts,
                          self.reads))
-
-
-def _ike_unit_fp(sa) -> tuple:
-    """What :func:`_unanswered_draft` reads of ``sa`` that changes as messages arrive."""
-    return (sa.ispi, sa.rspi, len(sa.messages), sa.last_ts, sa.initiator, sa.responder)
 
 
 def _draft_reads(ctx, sa, t, d) -> tuple:
