@@ -152,10 +152,26 @@ def run(max_sas: int, seconds: float, flood_on: bool, frames: list, trace: bool 
     stop.set()
     th.join()
     size = out.stat().st_size / 1e6 if out.exists() else 0.0
+    left = _left(out)
     return (f"| {max_sas:,} | {'on' if flood_on else 'off'} | {seconds:.0f} s, {sent[0]:,} frames "
-            f"sent | {rss} | {t_report:.2f} | {t_exit:.2f} | exit {rc}, {size:.1f} MB | "
-            f"{os.getloadavg()[0]:.1f} |" + (f" {_trace(err.decode(), t_signal)}" if trace
-                                               else ""))
+            f"sent | {rss} | {t_report:.2f} | {t_exit:.2f} | exit {rc}, {size:.1f} MB"
+            + (f", {left:,} frames left in the ring" if left else "")
+            + f" | {os.getloadavg()[0]:.1f} |" + (f" {_trace(err.decode(), t_signal)}" if trace
+                                                  else ""))
+
+
+def _left(path: Path) -> int:
+    """The frames the stop's drain left in the ring, as the report's capture warnings count
+    them (0: none, or a tree that does not count them)."""
+    import json
+    import re
+
+    try:
+        warnings = json.loads(path.read_text())["capture"]["warnings"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum(int(m.group(1)) for w in warnings
+               if (m := re.search(r"(\d+) frame\(s\) captured before the stop were still", w)))
 
 
 def main(argv=None) -> int:
