@@ -192,15 +192,11 @@ def test_ring_unread_counts_without_reading():
         rx.close()
 
 
-@pytest.mark.root
-def test_live_stop_backlog_counted(tmp_path):
-    """``pcapvpn live`` held back (SIGSTOP) while 150,000 ESP frames fill its 64 MiB ring, then
-    stopped: every frame is analysed, dropped by the kernel, or counted as left in the ring.
-    The frames carry an IP option (NOPs), so that they take the general path, not the batched
-    one: reading them all would take about a second, far more than the drain's bound."""
-    need_root()
+def _flood_script(tmp_path, total: int) -> Path:
+    """A sender of ``total`` ESP frames into ``vb``, each with an IP option (NOPs), so that
+    they take the general path, not the batched one: reading them all takes far longer than
+    the drain's bound."""
     sender = tmp_path / "flood.py"
-    total = 150000
     sender.write_text(
         "import socket, struct\n"
         "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('vb', 0))\n"
@@ -209,6 +205,56 @@ def test_live_stop_backlog_counted(tmp_path):
         "    ip = struct.pack('!BBHHHBBH4s4s4s', 0x46, 0, 24 + len(p), 0, 0, 64, 50, 0,\n"
         "                     bytes([192, 0, 2, 1]), bytes([198, 51, 100, 2]), b'\\x01' * 4)\n"
         "    s.send(b'\\x02' * 6 + b'\\x04' * 6 + b'\\x08\\x00' + ip + p)\n")
+    return sender
+
+
+def _left_in_report(r) -> int:
+    left = 0
+    for w in r["capture"]["warnings"]:
+        m = re.match(r"live: va: (\d+) frame\(s\) captured before the stop were still", w)
+        if m:
+            left += int(m.group(1))
+    return left
+
+
+@pytest.mark.root
+def test_live_workers_stop_backlog_counted(tmp_path):
+    """``--workers 2``: the workers held back (SIGSTOP) while 150,000 frames fill their rings,
+    then the parent stopped: each worker drains for at most ``DRAIN_SECONDS`` and counts what
+    it left; every frame is analysed, dropped by the kernel, or counted."""
+    need_root()
+    total = 150000
+    sender = _flood_script(tmp_path, total)
+    report = tmp_path / "r.json"
+    with Netns() as ns:
+        live = Live(ns, "--workers", "2", "--buffer", "64", "--quiet", "--events", "none",
+                    "--format", "json", "-o", str(report))
+        kids = subprocess.run(["pgrep", "-P", str(live.proc.pid)], capture_output=True,
+                              text=True).stdout.split()
+        assert len(kids) == 2
+        pids = [live.proc.pid] + [int(k) for k in kids]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            subprocess.run(ns.cmd(sys.executable, str(sender)), check=True, timeout=300)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        live.stop(sig=signal.SIGTERM)
+    r = json.loads(report.read_text())
+    left = _left_in_report(r)
+    drops = r["capture"]["drops"]["os_drop"] or 0
+    assert r["capture"]["frames"] + drops + left == total, (r["capture"]["frames"], drops, left)
+    assert left > 0, "the drain read the whole backlog: nothing left to count"
+
+
+@pytest.mark.root
+def test_live_stop_backlog_counted(tmp_path):
+    """``pcapvpn live`` held back (SIGSTOP) while 150,000 ESP frames fill its 64 MiB ring, then
+    stopped: every frame is analysed, dropped by the kernel, or counted as left in the ring."""
+    need_root()
+    total = 150000
+    sender = _flood_script(tmp_path, total)
     report = tmp_path / "r.json"
     with Netns() as ns:
         live = Live(ns, "--buffer", "64", "--quiet", "--format", "json", "-o", str(report))
@@ -219,11 +265,7 @@ def test_live_stop_backlog_counted(tmp_path):
             os.kill(live.proc.pid, signal.SIGCONT)
         live.stop(sig=signal.SIGTERM)
     r = json.loads(report.read_text())
-    left = 0
-    for w in r["capture"]["warnings"]:
-        m = re.match(r"live: va: (\d+) frame\(s\) captured before the stop were still", w)
-        if m:
-            left += int(m.group(1))
+    left = _left_in_report(r)
     drops = r["capture"]["drops"]["os_drop"] or 0
     assert r["capture"]["frames"] + drops + left == total, (r["capture"]["frames"], drops, left)
     assert left > 0, "the drain read the whole backlog: nothing left to count"
