@@ -98,7 +98,8 @@ def _endpoint(m: re.Match[str]) -> tuple[str, int]:
 
 def _humber(n: str, prefix: str | None) -> int:
     """A number pluto wrote with :c:func:`jam_humber` (``31Ki`` = 31 x 1024, truncated)."""
-    return int(n) * 1024 ** (" KMGTPE".index(prefix[0]) if prefix else 0)
+    power = " KMGTPE".index(prefix[0]) if prefix else 0
+    return int(n) << (10 * power)
 
 
 def merge(events: list[LogEvent]) -> None:
