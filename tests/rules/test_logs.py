@@ -487,6 +487,20 @@ def test_vendor_formats(name):
     assert all(ev is not None for _n, ev in items), [n for n, ev in items if ev is None]
 
 
+def test_fortigate_debug_named_by_spis():
+    """Newer FortiOS writes the IKE SA's SPIs where the tunnel name was (``ike
+    VDOM:ISPI/RSPI:SERIAL:``, as Fortinet's own articles show it): the SPIs are the event's."""
+    lines = ["2025-02-28 10:28:08.270100 ike 5:d1ae31d584881057/0000000000000000:2086423: "
+             "no SA proposal chosen",
+             "2025-02-28 10:28:09.000000 ike 5:d1ae31d584881057/a1b2c3d4e5f60718:2086423: "
+             "negotiation timeout, deleting"]
+    fmt, items = _parse(lines)
+    assert fmt is not None and fmt.dialect.NAME == "fortigate"
+    (_a, a), (_b, b) = items
+    assert (a.kind, a.ike_spis) == ("no_proposal", ["d1ae31d584881057"])
+    assert (b.kind, b.ike_spis) == ("give_up", ["d1ae31d584881057", "a1b2c3d4e5f60718"])
+
+
 def test_issue_phrases_are_recognised():
     """The Cisco / Windows phrases the field guide quotes."""
     _f, items = _parse(VENDOR / "cisco_ios_syslog.log")
