@@ -253,6 +253,9 @@ def test_nat_t_port_blocked_on_custom_ports(tmp_path):
     v = the(res)
     assert (v.verdict, v.failed_stage, v.primary_code) == \
         ("failing", "nat_traversal", "NAT_T_BLOCKED"), [f.code for f in res.findings]
+    f, = [f for f in res.findings if f.code == "NAT_T_BLOCKED"]
+    assert "UDP 2400 (its IKE port)" in f.detail and "UDP 2500" in f.detail, f.detail
+    assert "UDP 500 " not in f.detail and "4500" not in f.detail, f.detail
 
 
 def test_no_esp_names_the_custom_nat_t_ports(tmp_path):

@@ -487,6 +487,20 @@ def test_vendor_formats(name):
     assert all(ev is not None for _n, ev in items), [n for n, ev in items if ev is None]
 
 
+def test_fortigate_debug_named_by_spis():
+    """Newer FortiOS writes the IKE SA's SPIs where the tunnel name was (``ike
+    VDOM:ISPI/RSPI:SERIAL:``, as Fortinet's own articles show it): the SPIs are the event's."""
+    lines = ["2025-02-28 10:28:08.270100 ike 5:d1ae31d584881057/0000000000000000:2086423: "
+             "no SA proposal chosen",
+             "2025-02-28 10:28:09.000000 ike 5:d1ae31d584881057/a1b2c3d4e5f60718:2086423: "
+             "negotiation timeout, deleting"]
+    fmt, items = _parse(lines)
+    assert fmt is not None and fmt.dialect.NAME == "fortigate"
+    (_a, a), (_b, b) = items
+    assert (a.kind, a.ike_spis) == ("no_proposal", ["d1ae31d584881057"])
+    assert (b.kind, b.ike_spis) == ("give_up", ["d1ae31d584881057", "a1b2c3d4e5f60718"])
+
+
 def test_issue_phrases_are_recognised():
     """The Cisco / Windows phrases the field guide quotes."""
     _f, items = _parse(VENDOR / "cisco_ios_syslog.log")
@@ -919,6 +933,27 @@ def test_libreswan_status_traffic_counters(tmp_path):
     r = _run(DATA / "lab" / "counters_healthy" / "counters_healthy.pcap", [st]).report
     f = [f for f in r.findings if f.code == "LOG_SA_NOTHING_SENT"]
     assert len(f) == 1 and "SPI c0ffee01" in f[0].title
+
+
+def test_libreswan_child_traffic_information(tmp_path):
+    """pluto logs a child SA's byte counters as it deletes it (``ESP traffic information:
+    in=0B out=1KiB``, state.c); the SPIs are those of the same state's ``established Child SA``
+    line: the counters confirm the one-way ESP the capture shows."""
+    d = DATA / "lab" / "counters_oneway"
+    log = tmp_path / "left.log"
+    log.write_text(
+        'Dec  6 10:40:45.320000: "lab" #1: sent IKE_AUTH request to 198.51.100.2:UDP/4500\n'
+        'Dec  6 10:40:45.322000: "lab" #2: initiator established Child SA using #1; IPsec '
+        'tunnel [10.10.1.0/24===10.20.1.0/24] {ESPinUDP/ESN=>0xdbe73e6d <0xd0ca6a79 '
+        'xfrm=AES_CBC_128-HMAC_SHA2_256_128 NATD=198.51.100.2:4500 DPD=passive}\n'
+        'Dec  6 10:40:50.100000: "lab" #2: ESP traffic information: in=0B out=1KiB\n')
+    _f, items = _parse(log)
+    c, = [ev for _n, ev in items if ev is not None and ev.kind == "sa_counters"]
+    assert c.counters == {"bytes_in": 0, "bytes_out": 1024, "spi_in": "d0ca6a79",
+                          "spi_out": "dbe73e6d"}
+    r = _run(d / "counters_oneway.pcap", [str(log)]).report
+    one = next(f for f in r.findings if f.code == "ESP_ONE_WAY")
+    assert (3, True) in [(x.line, x.agrees) for x in one.logs]
 
 
 # == reports, schema, redaction, CLI =============================================================

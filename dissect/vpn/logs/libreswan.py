@@ -55,6 +55,9 @@ _RESPONDING = re.compile(r"responding to " + _X2 + r" message \(ID (\d+)\) from 
 _TCP_CONNECT = re.compile(r"TCP: connect\(\d+\) failed|TCP: socket \S+: connecting to " + _EP + ": ")
 _CERT_FAILED = ("X509: certificate rejected", "X509: certificate payload rejected",
                 "X509: CERT payload bogus or revoked", "X509: authentication failed")
+# "ESP traffic information: in=84B out=31KiB" (jam_humber: integer, binary prefixes, truncated)
+_TRAFFIC_INFO = re.compile(r"ESP traffic information: in=(\d+)([KMGTPE]i)?B out=(\d+)"
+                           r"([KMGTPE]i)?B")
 _PROPOSAL_LIST = re.compile(r"\s*\d+:((?:IKE|ESP|AH)=\S+)")
 _SELECTED = re.compile(r"proposal (\S+) chosen from remote proposals")
 # 5.x: "processing IKE_AUTH response from 192.0.2.2:UDP/500 containing SK{IDr,AUTH,SA,TSi,TSr}"
@@ -91,6 +94,27 @@ _KIND = {"NO_PROPOSAL_CHOSEN": "no_proposal", "INVALID_KE_PAYLOAD": "invalid_ke"
 def _endpoint(m: re.Match[str]) -> tuple[str, int]:
     """The address and port of an :data:`_EP` match."""
     return m.group("a6") or m.group("a4"), int(m.group("port"))
+
+
+def _humber(n: str, prefix: str | None) -> int:
+    """A number pluto wrote with :c:func:`jam_humber` (``31Ki`` = 31 x 1024, truncated)."""
+    power = " KMGTPE".index(prefix[0]) if prefix else 0
+    return int(n) << (10 * power)
+
+
+def merge(events: list[LogEvent]) -> None:
+    """Give each child SA's ``ESP traffic information`` counters the SPIs its state was
+    established with (the latest ``established/rekeyed Child SA`` line of the same ``#N``)."""
+    spis: dict[str | None, list[str]] = {}
+    for ev in events:
+        if ev is None or ev.ctx is None:
+            continue
+        if ev.kind == "child_established" and len(ev.esp_spis) == 2:
+            spis[ev.ctx] = ev.esp_spis
+        elif ev.kind == "sa_counters" and ev.counters is not None and \
+                "spi_in" not in ev.counters and ev.ctx in spis:
+            ev.esp_spis = list(spis[ev.ctx])
+            ev.counters["spi_in"], ev.counters["spi_out"] = ev.esp_spis
 
 
 def match(msg: str, prog: str | None = None) -> bool:
@@ -306,6 +330,14 @@ def _classify(ev: LogEvent, t: str) -> None:
         if "and sending notification" in t:
             ev.kind = "delete_sent"
         ev.reason = t
+        return
+    m = _TRAFFIC_INFO.match(t)
+    if m:
+        # a child SA's byte counters as pluto deletes it (state.c): the SPIs are those of its
+        # "established Child SA" line (the same state), given by :func:`merge`
+        ev.kind, ev.child = "sa_counters", True
+        ev.counters = {"bytes_in": _humber(m.group(1), m.group(2)),
+                       "bytes_out": _humber(m.group(3), m.group(4))}
         return
     if t.startswith("initiating rekey to replace "):  # 5.x: "... Child SA #2 using IKE SA #1"
         ev.kind = "ike_rekey"
