@@ -20,8 +20,8 @@ __all__ = ["Finish", "drain_until"]
 def drain_until(deadline: float, feed) -> None:
     """Call ``feed()`` (a read of a few ring blocks, decoded; returns how many frames) until it
     returns 0 or ``deadline`` (``time.monotonic()``) comes; a read is not begun when the last
-    one took longer than what is left (a read of 4 MiB of blocks takes about 0.1 s: the bound
-    is kept, not overrun by a read)."""
+    one took longer than what is left (a read of a few ring blocks of a flood can take as long
+    as the whole bound: the bound is kept, not overrun by a read)."""
     while True:
         t0 = time.monotonic()
         if t0 >= deadline:
@@ -46,7 +46,7 @@ class Finish:
     #: seconds spent at most reading what the rings still hold when the capture stops.  The
     #: report is of the state held at the signal: on a busy link the ring always holds a backlog
     #: (the process reads what one core decodes), and reading it would delay the answer without
-    #: end; what is left in a ring after this is counted, not decoded (:meth:`_left_unread`),
+    #: end; what is left in a ring after this is counted, not decoded (:func:`_left_unread`),
     #: and said in the report's capture warnings and on the findings about an absence
     #: (:func:`pcapvpn.live.policy.annotate_drops`).  A pipe backend's child has stopped and
     #: wrote a finite stream: it is read in full.

@@ -39,6 +39,11 @@ flood gets new SAs at every interval: its old SAs are not computed again).  A bo
 not kept: it runs again every time, as its group would.  Offline (:func:`pcapvpn.rules.run_rules`)
 the body simply runs.
 
+Verdicts.  :meth:`RuleCache.verdicts` judges the tunnels of the findings the last run handed
+out as :func:`pcapvpn.rules.verdict.tunnel_verdicts` does, keeping each tunnel's verdict (and
+what it changed in the tunnel's findings) while the tunnel and the kept findings its findings
+were copied from stay the same; ``now`` is a :class:`_Dep` there too.
+
 Whole evaluations.  The first one, a change of the capture's start, ``--vantage`` (the points'
 matching reads every tunnel) and inner models (decrypted or plaintext traffic tied to tunnels)
 of a group make everything (or that group) dirty.  Offline ``analyze`` never uses this module.
