@@ -32,7 +32,7 @@ class Collector:
     after each evaluation applied, :meth:`stop` after the loop."""
 
     #: a full pass over the frozen objects when they have grown by this factor since the last
-    GROWTH = 1.5
+    GROWTH = 2.0
     #: ... and by at least this many objects (a small process grows by large factors)
     MIN_GROWTH = 200_000
 
