@@ -23,8 +23,8 @@ MAX_REFS = 20
 
 class PacketIds:
     """A set of packet IDs (those of a control channel seen, or acknowledged by the peer),
-    held as one run ``[lo, hi)`` and the IDs outside it (a set made only when an ID neither
-    extends the run nor falls in it).  The reliability layer numbers a sender's packets 0, 1,
+    held as one run ``[lo, hi)`` and the IDs outside it (made only when an ID neither extends
+    the run nor falls in it: a tuple of up to :attr:`SMALL`, then a set).  The reliability layer numbers a sender's packets 0, 1,
     2, ... and acknowledges them in about that order, so a channel's IDs are one run and cost
     two ints, where a ``set`` costs 216 bytes empty and ~60 more per ID (a flood keeps
     thousands of sessions).  Membership, size, maximum and order are a set's, exactly (an ID
@@ -32,6 +32,9 @@ class PacketIds:
     overlap)."""
 
     __slots__ = ("lo", "hi", "more")
+
+    #: IDs outside the run kept in a tuple (40 + 8 bytes each) before a set (216 bytes empty)
+    SMALL = 8
 
     def __init__(self):
         self.lo = 0
@@ -57,9 +60,13 @@ class PacketIds:
             self.lo, self.hi = p, p + 1
         elif p == self.hi:
             self.hi = p + 1
+        elif self.more is None:
+            self.more = (p,)
+        elif type(self.more) is tuple and len(self.more) < self.SMALL:
+            self.more += (p,)
         else:
-            if self.more is None:
-                self.more = set()
+            if type(self.more) is tuple:
+                self.more = set(self.more)
             self.more.add(p)
 
     def update(self, ids) -> None:

@@ -357,6 +357,17 @@ def test_packet_ids_are_exactly_a_set_at_the_run_edges():
         ids2 = PacketIds()
         ids2.update(sorted(ref, reverse=True))  # in any order: the same set
         assert list(ids2) == sorted(ref)
+    # the IDs outside the run: a tuple up to PacketIds.SMALL of them, then a set
+    ids = PacketIds()
+    scattered = list(range(100, 100 + 2 * (PacketIds.SMALL + 3), 2))
+    ids.update([0, 1, 2])
+    assert (ids.lo, ids.hi, ids.more) == (0, 3, None)
+    for k, p in enumerate(scattered):
+        ids.add(p)
+        n_out = k + 1
+        assert type(ids.more) is (tuple if n_out <= PacketIds.SMALL else set)
+        assert list(ids) == [0, 1, 2] + scattered[:n_out] and len(ids) == 3 + n_out
+        assert 101 not in ids and (p in ids) and ids.above(99) == scattered[:n_out]
 
 
 def _ack(sid: int, pid: int, acks, remote: int) -> bytes:
@@ -394,7 +405,7 @@ def test_openvpn_unacked_flight_and_retransmissions_at_the_window_edges():
     assert s.ctl[0].acked.max() == 3
     assert s.unacked(0) == list(range(4, 4096))
     send(_ack(ssid, 1, [4095], sid), from_client=False)  # the last kept ID acknowledged
-    assert s.unacked(0) == [] and len(s.ctl[0].acked) == 5 and s.ctl[0].acked.more == {4095}
+    assert s.unacked(0) == [] and len(s.ctl[0].acked) == 5 and set(s.ctl[0].acked.more) == {4095}
     before = cd.retrans
     send(_control(sid, 4095))  # the last kept ID again: a retransmission
     send(_control(sid, 4096))  # the first ID past the kept ones: not known, not one
