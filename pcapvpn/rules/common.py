@@ -363,7 +363,10 @@ def seen_working(sa) -> bool:
     for x in sa.exchanges:
         if len({m.src for m in x.msgs}) >= 2:
             return True
-    return False
+    # IKEv1: an Informational is an exchange of one message (a DPD R-U-THERE and its ACK are
+    # two, RFC 3706 §5): both peers sending messages protected by this ISAKMP SA show it working
+    # on both sides (a peer that lost the SA answers in the clear: INVALID_COOKIE, RFC 2408 §5)
+    return sa.version == 1 and len({m.src for m in sa.messages if m.encrypted}) >= 2
 
 
 def exchange_label(x) -> str:

@@ -380,9 +380,18 @@ def _unanswered_draft(ctx, sa, t) -> list:
         elif heard_500 and to_4500 and not heard_4500:
             code = "NAT_T_BLOCKED"
             what = reg.exchange_name(first.exch, short=True)
-            tail.append(msg(" UDP 500 was answered earlier in this IKE SA; nothing came back "
-                            "on UDP 4500 ({what} was the first exchange sent there).",
-                            what=what))
+            ike_port = next((m.sport for y in answered_before for m in y.msgs
+                             if m.src != first.src and port_role(sa, m) == Port.IKE),
+                            next((m.sport for m in peer_before), Port.IKE))
+            if first.dport == Port.NAT_T and ike_port == Port.IKE:
+                tail.append(msg(" UDP 500 was answered earlier in this IKE SA; nothing came back "
+                                "on UDP 4500 ({what} was the first exchange sent there).",
+                                what=what))
+            else:  # custom ports (track.nat.port_role): named as the capture shows them
+                tail.append(msg(" UDP {ike} (its IKE port) was answered earlier in this IKE SA; "
+                                "nothing came back on UDP {natt} (its NAT traversal port; {what} "
+                                "was the first exchange sent there).", ike=ike_port,
+                                natt=first.dport, what=what))
             others.append("IKE_NO_RESPONSE")
         elif esp_here is not None and gone:
             code = "IKE_NO_RESPONSE"

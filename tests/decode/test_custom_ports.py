@@ -253,3 +253,18 @@ def test_nat_t_port_blocked_on_custom_ports(tmp_path):
     v = the(res)
     assert (v.verdict, v.failed_stage, v.primary_code) == \
         ("failing", "nat_traversal", "NAT_T_BLOCKED"), [f.code for f in res.findings]
+    f, = [f for f in res.findings if f.code == "NAT_T_BLOCKED"]
+    assert "UDP 2400 (its IKE port)" in f.detail and "UDP 2500" in f.detail, f.detail
+    assert "UDP 500 " not in f.detail and "4500" not in f.detail, f.detail
+
+
+def test_no_esp_names_the_custom_nat_t_ports(tmp_path):
+    """An IKE SA up on custom ports with no ESP after it: ESP_NO_TRAFFIC says where the ESP was
+    expected (the IKE SA's NAT traversal ports), not UDP 4500."""
+    c = Cap()
+    _custom_tunnel(c, esp=False)
+    c.ike(60, A, B, ike_encrypted(ISPI, RSPI, 37, 2, 0, False, True), NATT_P, IKE_P)
+    c.ike(60.01, B, A, ike_encrypted(ISPI, RSPI, 37, 2, 0, True, False), IKE_P, NATT_P)
+    res = c.analyse(tmp_path)
+    f, = [f for f in res.findings if f.code == "ESP_NO_TRAFFIC"]
+    assert "UDP 2400/2500" in f.detail and "4500" not in f.detail, f.detail

@@ -225,6 +225,98 @@ def test_libreswan_real_logs():
     assert not any(ev.child for _n, ev in items if ev is not None and ev.kind == "no_proposal")
 
 
+#: libreswan 5.x spellings (its source: retransmit.c, iface_tcp.c, ikev2_ike_auth.c; its test
+#: suite's expected output): the line after the connection part and what it must give
+LIBRESWAN_5 = [
+    ('"west" #1: sent IKE_SA_INIT request to 192.1.2.23:UDP/500',
+     dict(kind="ike_send", exchange="IKE_SA_INIT", response=False, peer="192.1.2.23",
+          peer_port=500)),
+    ('"west" #1: sent IKE_SA_INIT request to [2001:db8:1:2::23]:UDP/500',
+     dict(kind="ike_send", peer="2001:db8:1:2::23", peer_port=500)),
+    ('"west" #1: sent IKE_SA_INIT request to 192.1.2.23:TCP/4500',
+     dict(kind="ike_send", peer="192.1.2.23", peer_port=4500)),
+    ('"west" #1: processed IKE_SA_INIT response from 192.1.2.23:UDP/500 {cipher=AES_GCM_16_256 '
+     'integ=n/a prf=HMAC_SHA2_512 ke=DH19 addke1=ML_KEM_768}, initiating IKE_INTERMEDIATE',
+     dict(kind="ike_recv", direction="in", exchange="IKE_SA_INIT", response=True,
+          peer="192.1.2.23", peer_port=500)),
+    ('"west" #1: sent IKE_INTERMEDIATE request to 192.1.2.23:UDP/500 {addke1=ML_KEM_768}',
+     dict(kind="ike_send", exchange="IKE_INTERMEDIATE", response=False)),
+    ('"west" #1: processing IKE_INTERMEDIATE response from 192.1.2.23:UDP/500 containing SK{KE} '
+     'reassembled from 2 fragments',
+     dict(kind="ike_recv", exchange="IKE_INTERMEDIATE", response=True, peer_port=500)),
+    ('"west" #1: retransmitting IKE_INTERMEDIATE request; will wait 0.5 seconds for response',
+     dict(kind="ike_retransmit", exchange="IKE_INTERMEDIATE")),
+    ('"west" #1: processing IKE_AUTH response from 192.1.2.23:UDP/4500 containing '
+     'SK{IDr,AUTH,N(TS_UNACCEPTABLE)}',
+     dict(kind="ts_unacceptable", exchange="IKE_AUTH", child=True, peer_port=4500,
+          notify="TS_UNACCEPTABLE")),
+    ('"west" #1: processing IKE_AUTH response from 192.1.2.23:UDP/4500 containing '
+     'SK{N(AUTHENTICATION_FAILED)}', dict(kind="auth_failed", notify="AUTHENTICATION_FAILED")),
+    ('"west" #1: IKE_SA_INIT_I: max number of retransmissions (12) reached after 60 seconds.  '
+     'No response (or no acceptable response) to our first IKEv2 message',
+     dict(kind="give_up", exchange="IKE_SA_INIT", count=12)),
+    ('"west" #1: STATE_QUICK_I1: 0.5 second timeout exceeded after 4 retransmits.  No acceptable '
+     'response to our first Quick Mode message: perhaps peer likes no proposal',
+     dict(kind="give_up", exchange="QUICK_MODE", child=True, count=4)),
+    ('"tcp" #1: ERROR: TCP: socket 12: connecting to 192.1.2.23:4500: Connection refused '
+     '(errno 111)', dict(kind="connect_failed", direction="out", peer="192.1.2.23",
+                         peer_port=4500, level="error")),
+    ('"west" #3: initiator rekeyed Child SA #2 using #1; IPsec tunnel [192.0.1.0/24===192.0.2.0/24] '
+     '{ESP/ESN=>0x1234abcd <0xdcba4321 xfrm=AES_GCM_16_256 DPD=passive}',
+     dict(kind="child_established", esp_spis=["dcba4321", "1234abcd"])),
+    ('"west" #3: initiating rekey to replace Child SA #2 using IKE SA #1',
+     dict(kind="ike_rekey", child=True)),
+    ('"east" #1: NSS: ERROR: IPsec certificate CN=west invalid: SEC_ERROR_EXPIRED_CERTIFICATE: '
+     "Peer's Certificate has expired.", dict(kind="cert_failed")),
+    ('"east" #1: X509: certificate rejected for this connection', dict(kind="cert_failed")),
+    ('"east" #1: deleting IPsec SA (QUICK_R2) and sending notification using ISAKMP SA #1',
+     dict(kind="delete_sent")),
+    ('"east" #1: responding to IKE_SA_INIT message (ID 0) from 192.1.2.45:UDP/500 with '
+     'unencrypted notification NO_PROPOSAL_CHOSEN',
+     dict(kind="no_proposal", direction="out", peer="192.1.2.45", peer_port=500, msgid=0)),
+]
+
+
+@pytest.mark.parametrize("line,want", LIBRESWAN_5, ids=[w["kind"] for _l, w in LIBRESWAN_5])
+def test_libreswan_5_phrases(line, want):
+    from dissect.vpn.logs import libreswan
+    from dissect.vpn.logs.event import LogEvent
+
+    assert libreswan.match(line)
+    ev = LogEvent(line, line)
+    libreswan.classify(ev)
+    assert {k: getattr(ev, k) for k in want} == want
+
+
+def test_libreswan_5_endpoints_align_as_4x(tmp_path):
+    """The same run's logs with libreswan 5.x's endpoints (``192.0.2.2:UDP/500``): the events
+    get the same peers and ports, and the report links the same log lines to its findings."""
+    import re
+
+    d = DATA / "libreswan" / "libreswan_ikev2_no_proposal"
+
+    def v5(text):
+        return re.sub(r"((?:to|from) \d+\.\d+\.\d+\.\d+):(\d+)", r"\1:UDP/\2", text)
+
+    for name in ("left.log", "right.log"):
+        old = (d / name).read_text().splitlines()
+        new = [v5(x) for x in old]
+        assert new != old, name
+        _f, a = _parse(old)
+        _f, b = _parse(new)
+        assert [(e.kind, e.peer, e.peer_port, e.exchange) for _n, e in a] == \
+            [(e.kind, e.peer, e.peer_port, e.exchange) for _n, e in b], name
+        (tmp_path / name).write_text("\n".join(new) + "\n")
+
+    def links(logs):
+        r = _run(d / "libreswan_ikev2_no_proposal.pcap", logs).report
+        return sorted((f.code, Path(x.file).name, x.line, x.agrees) for f in r.findings
+                      for x in (f.logs or ()))
+
+    want = links([str(d / "left.log"), str(d / "right.log")])
+    assert want and links([str(tmp_path / "left.log"), str(tmp_path / "right.log")]) == want
+
+
 def test_wireguard_go_real_logs():
     """wireguard-go's verbose log (lab): the banner and every line are events of the format;
     the initiator's handshakes and retries, the responder's invalid initiations."""
@@ -393,6 +485,20 @@ def test_vendor_formats(name):
     assert fmt is not None and fmt.dialect.NAME == fmt_name, fmt
     assert _kinds(items) == kinds
     assert all(ev is not None for _n, ev in items), [n for n, ev in items if ev is None]
+
+
+def test_fortigate_debug_named_by_spis():
+    """Newer FortiOS writes the IKE SA's SPIs where the tunnel name was (``ike
+    VDOM:ISPI/RSPI:SERIAL:``, as Fortinet's own articles show it): the SPIs are the event's."""
+    lines = ["2025-02-28 10:28:08.270100 ike 5:d1ae31d584881057/0000000000000000:2086423: "
+             "no SA proposal chosen",
+             "2025-02-28 10:28:09.000000 ike 5:d1ae31d584881057/a1b2c3d4e5f60718:2086423: "
+             "negotiation timeout, deleting"]
+    fmt, items = _parse(lines)
+    assert fmt is not None and fmt.dialect.NAME == "fortigate"
+    (_a, a), (_b, b) = items
+    assert (a.kind, a.ike_spis) == ("no_proposal", ["d1ae31d584881057"])
+    assert (b.kind, b.ike_spis) == ("give_up", ["d1ae31d584881057", "a1b2c3d4e5f60718"])
 
 
 def test_issue_phrases_are_recognised():
@@ -791,6 +897,63 @@ def test_counters_nothing_sent():
              [str(VENDOR / "cisco_ios_show.txt")]).report
     f = [f for f in r.findings if f.code == "LOG_SA_NOTHING_SENT"]
     assert len(f) == 1 and "SPI c0ffee01" in f[0].title and f[0].basis == "log"
+
+
+def _libreswan_status(tmp_path, said_line: str) -> str:
+    """A libreswan ``ipsec status`` of an established child SA whose SA line is ``said_line``."""
+    p = tmp_path / "left-status.txt"
+    p.write_text(
+        '000 #1: "lab":4500 STATE_V2_ESTABLISHED_IKE_SA (established IKE SA); REKEY in 28000s; '
+        'newest; idle;\n'
+        '000 #2: "lab":4500 STATE_V2_ESTABLISHED_CHILD_SA (established Child SA); REKEY in '
+        '27000s; newest; eroute owner; IKE SA #1; idle;\n' + said_line + "\n")
+    return str(p)
+
+
+def test_libreswan_status_traffic_counters(tmp_path):
+    """libreswan's ``ipsec status`` SA line (whack_showstates.c): the outbound SA first
+    (``esp.SPI@peer``), then the inbound one, and ``Traffic: ESPin=0B ESPout=1KB``: the
+    counters of the SA, which confirm the one-way ESP the capture shows (the same run's
+    strongSwan counters do in test_counters_confirm_one_way)."""
+    d = DATA / "lab" / "counters_oneway"
+    st = _libreswan_status(tmp_path, '000 #2: "lab":4500 esp.dbe73e6d@198.51.100.2 '
+                           'esp.d0ca6a79@192.0.2.2 tun.0@198.51.100.2 tun.0@192.0.2.2 Traffic: '
+                           'ESPin=0B ESPout=1KB ESPmax=2^63B ')
+    _f, items = _parse(Path(st))
+    c, = [ev for _n, ev in items if ev is not None and ev.kind == "sa_counters"]
+    assert c.counters == {"spi_out": "dbe73e6d", "spi_in": "d0ca6a79", "bytes_in": 0,
+                          "bytes_out": 1024}
+    r = _run(d / "counters_oneway.pcap", [st]).report
+    one = next(f for f in r.findings if f.code == "ESP_ONE_WAY")
+    assert [(x.line, x.agrees) for x in one.logs] == [(3, True)]
+    # an SA that carried nothing, on SPIs the capture never shows: nothing routed into it
+    st = _libreswan_status(tmp_path, '000 #2: "lab":4500 esp.c0ffee01@198.51.100.2 '
+                           'esp.c0ffee02@192.0.2.2 tun.0@198.51.100.2 tun.0@192.0.2.2 Traffic: '
+                           'ESPin=0B ESPout=0B ESPmax=2^63B ')
+    r = _run(DATA / "lab" / "counters_healthy" / "counters_healthy.pcap", [st]).report
+    f = [f for f in r.findings if f.code == "LOG_SA_NOTHING_SENT"]
+    assert len(f) == 1 and "SPI c0ffee01" in f[0].title
+
+
+def test_libreswan_child_traffic_information(tmp_path):
+    """pluto logs a child SA's byte counters as it deletes it (``ESP traffic information:
+    in=0B out=1KiB``, state.c); the SPIs are those of the same state's ``established Child SA``
+    line: the counters confirm the one-way ESP the capture shows."""
+    d = DATA / "lab" / "counters_oneway"
+    log = tmp_path / "left.log"
+    log.write_text(
+        'Dec  6 10:40:45.320000: "lab" #1: sent IKE_AUTH request to 198.51.100.2:UDP/4500\n'
+        'Dec  6 10:40:45.322000: "lab" #2: initiator established Child SA using #1; IPsec '
+        'tunnel [10.10.1.0/24===10.20.1.0/24] {ESPinUDP/ESN=>0xdbe73e6d <0xd0ca6a79 '
+        'xfrm=AES_CBC_128-HMAC_SHA2_256_128 NATD=198.51.100.2:4500 DPD=passive}\n'
+        'Dec  6 10:40:50.100000: "lab" #2: ESP traffic information: in=0B out=1KiB\n')
+    _f, items = _parse(log)
+    c, = [ev for _n, ev in items if ev is not None and ev.kind == "sa_counters"]
+    assert c.counters == {"bytes_in": 0, "bytes_out": 1024, "spi_in": "d0ca6a79",
+                          "spi_out": "dbe73e6d"}
+    r = _run(d / "counters_oneway.pcap", [str(log)]).report
+    one = next(f for f in r.findings if f.code == "ESP_ONE_WAY")
+    assert (3, True) in [(x.line, x.agrees) for x in one.logs]
 
 
 # == reports, schema, redaction, CLI =============================================================

@@ -348,3 +348,44 @@ def test_public_zero_timestamps_qm3_not_taken():
     v = the(run([str(REPO / "captures" / "public" / "tcpdump" / "isakmp4500.pcap")]))
     assert (v.verdict, v.failed_stage, v.primary_code) == ("failing", "child_sa",
                                                            "CHILD_SA_FAILED")
+
+
+def _v1_dpd_pairs(c, n, answered, t0=0.0, ports=(500, 500)):
+    """IKEv1 DPD seen mid-session (RFC 3706 §5): every 10 s an encrypted Informational from A
+    (R-U-THERE) and, for the first ``answered`` of them, one from B (R-U-THERE-ACK), each an
+    exchange of its own (its own Message ID)."""
+    for k in range(n):
+        c.ike(t0 + k * 10, A, B, v1_message(IB, RB, 5, 0x1000 + k, 0, encrypted=True, size=80),
+              *ports)
+        if k < answered:
+            c.ike(t0 + k * 10 + 0.01, B, A,
+                  v1_message(IB, RB, 5, 0x2000 + k, 0, encrypted=True, size=80),
+                  ports[1], ports[0])
+
+
+def test_ikev1_mid_session_dpd_answered_is_an_idle_working_tunnel(tmp_path):
+    """A capture of IKE only (the usual 'udp port 500 or 4500' or a firewall's isakmp capture)
+    on an idle IKEv1 tunnel: DPD both ways under the ISAKMP SA.  Both peers protect messages
+    with the SA, so it works on both sides: healthy with the absence of ESP reported, as for an
+    IKEv2 tunnel seen the same way (it was unknown, the informational pairs being one-message
+    exchanges)."""
+    c = Cap()
+    _v1_dpd_pairs(c, 10, answered=10)
+    res = c.analyse(tmp_path)
+    assert the(res).verdict == "healthy", [(f.code, f.severity) for f in res.findings]
+    assert "ESP_NO_TRAFFIC" in {f.code for f in res.findings}
+    # the peer stops answering: the same SA worked, then DPD failed
+    c = Cap()
+    _v1_dpd_pairs(c, 10, answered=3)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.primary_code) == ("failing", "DPD_TIMEOUT")
+
+
+def test_ikev1_mid_session_one_side_only_is_not_working(tmp_path):
+    """Only A's encrypted messages: nothing shows the SA alive at B (unknown, as before)."""
+    c = Cap()
+    _v1_dpd_pairs(c, 3, answered=0)
+    res = c.analyse(tmp_path)
+    assert "ESP_NO_TRAFFIC" not in {f.code for f in res.findings}
+    assert the(res).verdict != "healthy"

@@ -7,7 +7,8 @@
   IKE SPIs), ``vpntunnel``, ``status``, ``reason``, ``msg``): ``date=... time=... key=value``
   lines, as the syslog / FortiAnalyzer export writes them (framing ``kv``).
 * IKE debug (Fortinet Technical Tip "Troubleshooting IPsec VPN tunnels", ``diagnose debug
-  application ike -1``): ``ike 0:TUNNEL:SERIAL: text`` lines: ``sent IKE msg (ident_i1send):
+  application ike -1``): ``ike 0:TUNNEL:SERIAL: text`` lines (newer FortiOS: ``ike
+  VDOM:ISPI/RSPI:SERIAL: text``): ``sent IKE msg (ident_i1send):
   A:500->B:500, len=.., id=ISPI/RSPI``, ``negotiation timeout, deleting``, ``no SA proposal
   chosen``, ``probable pre-shared secret mismatch``, ``DPD ... dead``, ``IPsec SA connect``.
 """
@@ -26,6 +27,7 @@ PROGS = ()
 _IKE = re.compile(r"ike (\d+):(?:([^:\s]+):(?:(\d+):)?)? ?(.*)")
 _SENT = re.compile(r"(sent|recv) IKE msg \((\w+)\): ([0-9A-Fa-f.:]+?):(\d+)->([0-9A-Fa-f.:]+?):"
                    r"(\d+), len=(\d+)(?:, (?:vrf=\d+, )?id=([0-9a-f]{16})/([0-9a-f]{16}))?")
+_CTX_SPIS = re.compile(r"([0-9a-f]{16})/([0-9a-f]{16})")
 _COMES = re.compile(r"comes ([0-9A-Fa-f.:]+?):(\d+)->([0-9A-Fa-f.:]+?):(\d+),ifindex=\d+.*?len=(\d+)")
 _PHRASES = [
     (re.compile(r"no SA proposal chosen|peer SA proposal not match|proposal.*not match", re.I),
@@ -62,6 +64,11 @@ def classify(ev: LogEvent) -> None:
     if m and t.startswith("ike "):
         ev.ctx = f"{m.group(2)}:{m.group(3)}" if m.group(2) else None
         body = m.group(4)
+        # newer FortiOS names the IKE SA by its SPIs instead of the tunnel:
+        # "ike 5:d1ae31d584881057/0000000000000000:2086423: ..."
+        spis = _CTX_SPIS.fullmatch(m.group(2) or "")
+        if spis:
+            ev.ike_spis = [x for x in spis.groups() if int(x, 16)]
         s = _SENT.search(body)
         if s:
             out = s.group(1) == "sent"

@@ -10,6 +10,7 @@ from pcapvpn.rules.common import (
     ike_filter, ip_text, seen_working,
 )
 from pcapvpn.rules.dataplane.common import _child_expected, _established_ts
+from pcapvpn.track.nat import on_nat_t
 
 
 # an IKE SA alone where no traffic was sent is healthy (docs/verdicts.md): the absence of ESP
@@ -45,9 +46,15 @@ def no_traffic(ctx):
             continue
         if ctx.now - est_ts < W:
             continue  # absence needs time
-        natt = any(Port.NAT_T in (m.sport, m.dport) for m in sa.messages)
-        where = (msg("UDP 4500, NAT traversal being in use") if natt
-                 else msg("IP protocol 50 or UDP 4500"))
+        # NAT traversal's port: 4500, or the custom port IKE moved to (track.nat.on_nat_t)
+        natt = next((m for m in sa.messages if on_nat_t(sa, m)), None)
+        if natt is None:
+            where = msg("IP protocol 50 or UDP 4500")
+        elif Port.NAT_T in (natt.sport, natt.dport):
+            where = msg("UDP 4500, NAT traversal being in use")
+        else:
+            where = msg("UDP {a}/{b} (the IKE SA's NAT traversal ports), NAT traversal being in "
+                        "use", a=min(natt.sport, natt.dport), b=max(natt.sport, natt.dport))
         detail = msg("IKE SA {sa} between {a} and {b} was established at +{t} s; the capture "
                      "runs {longer:.1f} s longer and holds no ESP/AH between them after that "
                      "(expected on {where}).", sa=sa.id, a=ip_text(t.a), b=ip_text(t.b),
