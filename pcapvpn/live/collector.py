@@ -1,7 +1,7 @@
 """The cyclic garbage collector in ``pcapvpn live``'s capture loop (issue 20).
 
 Python's collector examines, at each full pass, every container object the process holds: at
-20,000 SAs several million, 0.3-3.3 s a pass, one every few seconds under a flood, and a stop
+20,000 SAs about 1.6 million, 0.3-3.3 s a pass, one every few seconds under a flood, and a stop
 signal waits for the pass in progress.  Those passes find nothing to free: what the session
 holds stays alive until expiry or eviction forgets it, and what is forgotten is freed by
 reference counting (the one reference cycle of the tracker, an IKE SA and its exchanges, is
