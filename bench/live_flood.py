@@ -160,6 +160,30 @@ def _alloc() -> dict:
     return out
 
 
+def _gc_counter() -> dict:
+    """``--gc``: the cyclic collector's passes during the feed (``gc.callbacks``), per
+    generation: ``[passes, CPU s, wall s, longest wall s, objects collected]``."""
+    import gc
+
+    out = {"0": [0, 0.0, 0.0, 0.0, 0], "1": [0, 0.0, 0.0, 0.0, 0], "2": [0, 0.0, 0.0, 0.0, 0]}
+    mark = [0.0, 0.0]
+
+    def cb(phase, info):
+        if phase == "start":
+            mark[0], mark[1] = time.perf_counter(), time.process_time()
+            return
+        w = time.perf_counter() - mark[0]
+        x = out[str(info["generation"])]
+        x[0] += 1
+        x[1] += time.process_time() - mark[1]
+        x[2] += w
+        x[3] = max(x[3], w)
+        x[4] += info["collected"]
+
+    gc.callbacks.append(cb)
+    return out
+
+
 def _phases() -> dict:
     """CPU seconds of the stop path's steps: the functions ``finish`` and ``diagnose`` call,
     wrapped where they are looked up (nothing in pcapvpn changes)."""
@@ -262,7 +286,8 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
           seed: int = 20, phases: bool = False, ab: int = 0, expiry_only: bool = False,
           then: int = 0, alloc: bool = False, stops: int = 0,
           attribute_at: tuple = (), stop_child: str = "",
-          split_above: int | None = None) -> dict:
+          split_above: int | None = None, gc_count: bool = False,
+          collector: bool = False) -> dict:
     from mutated import MutatedCapture, lab_frames
     from pcapvpn.analysis import no_gc
     from pcapvpn.live import LiveOptions, LiveSession
@@ -276,6 +301,16 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
         RuleCache.SPLIT_ABOVE = split_above
     s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas), [],
                     clock=lambda: clock[0], captures=[cap])
+    policy = None
+    if collector:  # the collector's policy of ``pcapvpn live`` (run_command), when the tree has it
+        try:
+            from pcapvpn.live.collector import Collector
+        except ImportError:
+            Collector = None
+        if Collector is not None:
+            policy = s.collector = Collector()
+            policy.start()
+    gcs = _gc_counter() if gc_count else None
     load0 = os.getloadavg()[0]
     samples = [{"frames": 0, "rss": round(_rss_mb(), 1)}]
     done = 0
@@ -299,11 +334,16 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
         if done >= nxt:
             nxt += step
             samples.append({"frames": done, "rss": round(_rss_mb(), 1), **containers(s),
-                            **(_alloc() if alloc else {})})
+                            **(_alloc() if alloc else {}), **(_gc_objects() if gc_count else {})})
         if todo and done >= todo[0]:
             todo.pop(0)
             attributed[done] = attribute(s)
     feed = time.perf_counter() - t0
+    if gcs is not None:
+        gcs = {k: [v[0], round(v[1], 2), round(v[2], 2), round(v[3], 3), v[4]]
+               for k, v in gcs.items()}
+        if policy is not None:
+            gcs["policy_full"] = [policy.full_passes, round(policy.full_seconds, 2)]
     steps = {}
     if then:
         # an evaluation of everything held, ``then`` frames and an evaluation (what one
@@ -377,7 +417,16 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
             "cache": {k: v for k, v in getattr(getattr(s, "rule_cache", None), "stats",
                                                 {}).items()
                       if k in ("groups", "dirty", "ike_sas", "esp_sas", "units")},
-            "load": (round(load0, 2), round(load1, 2)), "attributed": attributed}
+            "load": (round(load0, 2), round(load1, 2)), "attributed": attributed,
+            "gc": gcs}
+
+
+def _gc_objects() -> dict:
+    """With ``--gc``, at each sample: the objects the collector tracks and, of them, frozen."""
+    import gc
+
+    return {"gc_tracked": len(gc.get_objects()),
+            "gc_frozen": gc.get_freeze_count() if hasattr(gc, "get_freeze_count") else 0}
 
 
 def _sha(text: str) -> str:
@@ -420,6 +469,13 @@ def main(argv=None) -> int:
     ap.add_argument("--split-above", type=int, default=None, metavar="N",
                     help="the stop's rules shared with a forked process when the dirty part "
                          "holds N SAs or more (RuleCache.SPLIT_ABOVE; a huge N: never)")
+    ap.add_argument("--gc", action="store_true",
+                    help="count the cyclic collector's passes during the feed per generation "
+                         "(gc.callbacks: passes, CPU and wall seconds, the longest) and, at each "
+                         "sample, the objects it tracks and of them frozen")
+    ap.add_argument("--collector", action="store_true",
+                    help="the collector's policy of `pcapvpn live` (pcapvpn.live.collector, "
+                         "as run_command installs it), when the tree has it")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the raw result lines")
     args = ap.parse_args(argv)
@@ -428,7 +484,8 @@ def main(argv=None) -> int:
                                phases=args.phases, ab=args.ab, expiry_only=args.expiry_only,
                                then=args.then, alloc=args.alloc, stops=args.stops,
                                attribute_at=tuple(args.attribute),
-                               stop_child=args.stop_child, split_above=args.split_above)))
+                               stop_child=args.stop_child, split_above=args.split_above,
+                               gc_count=args.gc, collector=args.collector)))
         return 0
     for n in args.max_sas:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--frames",
@@ -453,6 +510,10 @@ def main(argv=None) -> int:
             cmd += ["--stop-child", args.stop_child]
         if args.split_above is not None:
             cmd += ["--split-above", str(args.split_above)]
+        if args.gc:
+            cmd.append("--gc")
+        if args.collector:
+            cmd.append("--collector")
         cp = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
         if cp.returncode:
             print(f"--max-sas {n}: failed\n{cp.stderr[-2000:]}")
@@ -505,6 +566,15 @@ def main(argv=None) -> int:
                 cells = " -> ".join(f"{att[m].get(k, [0, 0])[0] / 1e6:.2f} / "
                                     f"{att[m].get(k, [0, 0])[1]:,}" for m in marks)
                 print(f"    {k}: {cells}")
+        g = r.get("gc")
+        if g:
+            print("  collector passes in the feed (passes, CPU s, wall s, longest s, collected): "
+                  + ", ".join(f"gen {k}: {g[k]}" for k in ("0", "1", "2"))
+                  + (f"; the policy's full passes {g['policy_full']}" if "policy_full" in g
+                     else ""))
+            print("  objects tracked / frozen: " + ", ".join(
+                f"{x['frames'] // 1000:,}k: {x['gc_tracked']:,} / {x['gc_frozen']:,}"
+                for x in r["samples"][1:]))
         if r["phases"]:
             print("  stop path cpu s: " + ", ".join(f"{k} {v}" for k, v in r["phases"].items()))
     return 0

@@ -103,6 +103,10 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                            "prints the report)", interfaces=", ".join(opts.interfaces)) + "\n")
         stderr.flush()
     gc_was = gc.isenabled()
+    from pcapvpn.live.collector import Collector
+
+    session.collector = Collector()
+    session.collector.start()
     try:
         try:
             session.run()
@@ -131,6 +135,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
             stderr.write(L.fmt("pcapvpn: error: {message}", message=Term(_clean(e))) + "\n")
             return 2
     finally:
+        session.collector.stop()
         if gc_was:
             gc.enable()
 

@@ -125,6 +125,22 @@ class LiveSession(Evaluation, Finish):
         self.pps = 0.0
         self.frames = 0
 
+    #: the cyclic collector's policy in the capture loop (:class:`pcapvpn.live.collector.
+    #: Collector`, installed by ``pcapvpn live``), told after each evaluation; None: Python's
+    #: default (tests and simulations in a shared process)
+    collector = None
+
+    def _evaluate(self, now, final: bool = False) -> None:
+        super()._evaluate(now, final)
+        if self.collector is not None and not final and not self.stopping:
+            self.collector.evaluated()
+
+    def _poll_child(self, block: bool = False) -> bool:
+        done = super()._poll_child(block)
+        if done and self.collector is not None and not self.stopping:
+            self.collector.evaluated()
+        return done
+
     def _make_points(self, opts) -> None:
         """One tracker and decoder per capture point; the first point's are the session's."""
         from pcapvpn.decode import Decoder

@@ -725,6 +725,12 @@ class IkeTracker:
             if id(sa) in gone:
                 self.kept -= len(sa.messages)
                 self.kept_bytes -= sum(m.size for m in sa.messages)
+                # the only reference cycle of an SA (it holds its exchanges, each exchange
+                # its SA): broken here so that reference counting frees the SA with its
+                # messages at once, not a pass of the cyclic collector over everything held
+                # (live: pcapvpn.live.session's collector policy relies on it)
+                for x in sa.exchanges:
+                    x.sa = None
             else:
                 keep.append(sa)
         self.sas = keep

@@ -82,10 +82,13 @@ class TcpConn:
         self.cport = cport
         self.first_ts = ts
         self.last_ts = ts
-        self.syn = []        # (ts, ref) of SYNs from the client
-        self.synack = []
-        self.rst_client = []
-        self.rst_server = []
+        # (ts, ref) of SYNs from the client, of SYN-ACKs, of resets from each side (at most
+        # MAX_REFS each): tuples, empty in most connections (the empty tuple costs nothing, an
+        # empty list 56 bytes; a flood keeps thousands of connections)
+        self.syn = ()
+        self.synack = ()
+        self.rst_client = ()
+        self.rst_server = ()
         self.fin_client = None
         self.fin_server = None
         self.bytes = [0, 0]
@@ -104,13 +107,15 @@ class TcpConn:
         if flags & TcpFlag.SYN:
             if flags & TcpFlag.ACK:
                 if len(self.synack) < MAX_REFS:
-                    self.synack.append((ts, ref))
+                    self.synack += ((ts, ref),)
             elif from_client and len(self.syn) < MAX_REFS:
-                self.syn.append((ts, ref))
+                self.syn += ((ts, ref),)
         if flags & TcpFlag.RST:
-            lst = self.rst_client if from_client else self.rst_server
-            if len(lst) < MAX_REFS:
-                lst.append((ts, ref))
+            if from_client:
+                if len(self.rst_client) < MAX_REFS:
+                    self.rst_client += ((ts, ref),)
+            elif len(self.rst_server) < MAX_REFS:
+                self.rst_server += ((ts, ref),)
         if flags & TcpFlag.FIN:
             if from_client:
                 if self.fin_client is None:

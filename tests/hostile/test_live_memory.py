@@ -317,3 +317,206 @@ def test_nat_keepalive_flows_live_least_recent_evicted_when_the_flows_double():
     tr.keepalive((0, 9999), 5000.0, 4, CLIENT, SERVER, 1024, 4500)
     f = kt._flows[(CLIENT, 1024, SERVER, 4500)]
     assert f.last_ts == 5000.0 and len(kt._flows) == 64
+
+
+# -- the OpenVPN control channel's packet-ID sets, compacted (session 9) -----------------------
+
+def test_packet_ids_are_exactly_a_set_at_the_run_edges():
+    # PacketIds holds a run [lo, hi) and the IDs outside it: compared with a set on sequences
+    # that start the run anywhere, extend it, fall just below/above it, repeat, jump far off
+    import random
+
+    from pcapvpn.track.openvpn import PacketIds
+
+    rng = random.Random(9)
+    for trial in range(400):
+        base = rng.choice([0, 1, 7, 2 ** 32 - 40])
+        ref: set = set()
+        ids = PacketIds()
+        assert not ids and len(ids) == 0 and list(ids) == []
+        for _ in range(rng.randint(1, 80)):
+            r = rng.random()
+            if r < 0.5 and ids:  # the next ID of the run (the usual case)
+                p = ids.hi if ids.hi > ids.lo else base
+            elif r < 0.7 and ids.hi > ids.lo:  # at the edges: just below the run, its last, past it
+                p = rng.choice([ids.lo - 1, ids.lo, ids.hi - 1, ids.hi + 1])
+            elif r < 0.9:
+                p = base + rng.randint(0, 20)
+            else:
+                p = base + rng.randint(0, 1 << 24)
+            if p < 0:
+                continue
+            ref.add(p)
+            ids.add(p)
+            assert len(ids) == len(ref) and bool(ids) == bool(ref)
+            assert list(ids) == sorted(ref) and ids.max() == max(ref)
+            for q in (p - 1, p, p + 1, ids.lo - 1, ids.lo, ids.hi - 1, ids.hi):
+                assert (q in ids) == (q in ref)
+            for last in (p - 1, p, ids.lo - 1, ids.hi - 1, ids.hi, max(ref), min(ref) - 1):
+                assert ids.above(last) == sorted(x for x in ref if x > last)
+        ids2 = PacketIds()
+        ids2.update(sorted(ref, reverse=True))  # in any order: the same set
+        assert list(ids2) == sorted(ref)
+    # the IDs outside the run: a tuple up to PacketIds.SMALL of them, then a set
+    ids = PacketIds()
+    scattered = list(range(100, 100 + 2 * (PacketIds.SMALL + 3), 2))
+    ids.update([0, 1, 2])
+    assert (ids.lo, ids.hi, ids.more) == (0, 3, None)
+    for k, p in enumerate(scattered):
+        ids.add(p)
+        n_out = k + 1
+        assert type(ids.more) is (tuple if n_out <= PacketIds.SMALL else set)
+        assert list(ids) == [0, 1, 2] + scattered[:n_out] and len(ids) == 3 + n_out
+        assert 101 not in ids and (p in ids) and ids.above(99) == scattered[:n_out]
+
+
+def _ack(sid: int, pid: int, acks, remote: int) -> bytes:
+    # P_CONTROL_V1 from the server, no tls-auth: session ID, its ACK array (packet IDs of the
+    # client's packets, then the client's session ID), packet ID, a byte of payload
+    return (bytes([4 << 3]) + struct.pack(">Q", sid) + bytes([len(acks)])
+            + b"".join(struct.pack(">I", a) for a in acks) + struct.pack(">Q", remote)
+            + struct.pack(">I", pid) + b"\x16")
+
+
+def test_openvpn_unacked_flight_and_retransmissions_at_the_window_edges():
+    # the client's packets 0..N-1, the server acknowledging up to K: unacked() is the flight
+    # after K; a packet ID sent again is a retransmission only while it is in the kept IDs
+    # (the first 4,096 of a direction, as before)
+    vt = _live_tracker(64).vpn_tracker
+    client, sid, ssid = struct.pack(">I", 0xC0000201), 0x1111, 0x2222
+    frame = [0]
+
+    def send(data, from_client=True):
+        frame[0] += 1
+        src, dst, sp, dp = (client, SERVER, 40000, 1194) if from_client else \
+            (SERVER, client, 1194, 40000)
+        vt.udp((0, frame[0]), 1000.0 + frame[0] * 0.01, 4, src, dst, sp, dp, "openvpn", data, 0,
+               len(data))
+
+    send(_reset(sid))
+    for p in range(1, 5000):
+        send(_control(sid, p))
+    (t,) = vt.tunnels.values()
+    (s,) = t.st.sessions
+    cd = s.ctl[0]
+    assert len(cd.pids) == 4096 and cd.pids.more is None  # one run: two ints
+    assert s.unacked(0) == []  # nothing acknowledged yet: no flight to name
+    send(_ack(ssid, 0, [0, 1, 2, 3], sid), from_client=False)
+    assert s.ctl[0].acked.max() == 3
+    assert s.unacked(0) == list(range(4, 4096))
+    send(_ack(ssid, 1, [4095], sid), from_client=False)  # the last kept ID acknowledged
+    assert s.unacked(0) == [] and len(s.ctl[0].acked) == 5 and set(s.ctl[0].acked.more) == {4095}
+    before = cd.retrans
+    send(_control(sid, 4095))  # the last kept ID again: a retransmission
+    send(_control(sid, 4096))  # the first ID past the kept ones: not known, not one
+    send(_control(sid, 0))     # the hard reset's ID (the run's start) again
+    assert cd.retrans == before + 2
+    assert s.to_dict()["key_ids"] == [0]
+
+
+# -- the cyclic collector in the capture loop (session 9) --------------------------------------
+
+#: the modules whose classes the tracker holds (SAs, messages, parsed payloads, flows, sessions)
+_TRACKED = ("pcapvpn.track", "dissect.vpn", "pcapvpn.tcp_reassembly", "pcapvpn.decode")
+
+
+def _mutated_session(max_sas: int):
+    from mutated import MutatedCapture, lab_frames
+
+    from pcapvpn.live import LiveOptions, LiveSession
+
+    cap = MutatedCapture(lab_frames(), seed=20, per_read=2000, step=0.0005)
+    clock = [cap.t]
+    s = LiveSession(LiveOptions(interfaces=["sim"], max_sas=max_sas), [],
+                    clock=lambda: clock[0], captures=[cap])
+    return s, cap, clock
+
+
+def _flood(s, cap, clock, frames: int, after_eval=None) -> None:
+    """``frames`` mutated frames, an evaluation (rules, expiry, eviction) after each 10,000."""
+    done = 0
+    while done < frames:
+        done += s._feed(0, cap, [])
+        clock[0] = cap.t
+        if done % 10_000 < 2000:
+            s._evaluate(clock[0])
+            if after_eval is not None:
+                after_eval()
+
+
+def _tracker_class(o) -> bool:
+    return type(o).__module__.startswith(_TRACKED)
+
+
+def test_evicted_sas_and_flows_leave_no_cyclic_garbage():
+    # what expiry and eviction forget must be freed by reference counting: after each
+    # evaluation a full collection finds no object of the tracker's classes (before session 9:
+    # every evicted IKE SA with its exchanges, messages and parsed payloads, ~90 objects each)
+    import gc
+
+    s, cap, clock = _mutated_session(200)
+    found: list = []
+
+    def collect():
+        gc.collect()
+        found.extend(type(o).__qualname__ for o in gc.garbage if _tracker_class(o))
+        gc.garbage.clear()
+
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        _flood(s, cap, clock, 100_000, collect)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if was:
+            gc.enable()
+    tr = s.tracker
+    assert tr.evicted_sas > 500  # the flood did go through many SAs
+    assert found == []
+
+
+def _live_objects() -> dict:
+    import collections
+    import gc
+
+    return collections.Counter(type(o).__qualname__ for o in gc.get_objects()
+                               if _tracker_class(o))
+
+
+def test_collector_policy_objects_held_bounded_when_the_frames_double():
+    # with live's collector policy (what is alive frozen after each evaluation, no full pass
+    # while the frozen objects stay level) the objects of the tracker's classes that exist —
+    # held or garbage not collected — stay bounded while the input doubles, and none of them
+    # is garbage (a collection then frees none of them)
+    import gc
+
+    from pcapvpn.live.collector import Collector
+
+    counts, held = [], []
+    for frames in (60_000, 120_000):
+        s, cap, clock = _mutated_session(200)
+        pol = s.collector = Collector()
+        was = gc.isenabled()
+        pol.start()
+        try:
+            _flood(s, cap, clock, frames, None)
+        finally:
+            pol.stop()  # everything is examined again: counted below
+            if was:
+                gc.enable()
+        live = _live_objects()
+        gc.collect()
+        assert _live_objects() == live
+        # the IKE SAs alive: those held, and those the last evaluation's rules walked
+        # (pcapvpn.rules.incremental.WALKED, until the next one) before its eviction
+        assert len(s.tracker.ike_tracker.sas) <= live["IkeSA"] <= 2 * 200
+        counts.append(sum(live.values()))
+        held.append(len(s.tracker.ike_tracker.sas) + len(s.tracker.esp_tracker._sas))
+        assert s.tracker.evicted_sas > frames // 200
+        del s, cap, clock
+        gc.collect()
+    assert held[0] <= 200 and held[1] <= 200
+    assert counts[1] < 1.25 * counts[0], counts
