@@ -290,17 +290,29 @@ def _significance(f, recovered: bool, causes: set) -> tuple:
 
 def _explained(fs, ctx) -> dict:
     """finding id -> the root-cause finding that explains it."""
-    out = {}
+    out: dict = {}
+    by_code: dict = {}
+    for f in fs:
+        by_code.setdefault(f.code, []).append(f)
+    starts: dict = {}  # id(f) -> first_evidence (each finding's once: a tunnel may hold thousands)
     for cause in fs:
         codes = EXPLAINS.get(cause.code)
         if not codes:
             continue
         c0 = first_evidence(ctx, cause)
         c1 = last_evidence(ctx, cause)
-        for f in fs:
-            if f is cause or f.code not in codes:
+        # the findings of the codes it explains, in their order in ``fs``
+        group = [f for code in codes for f in by_code.get(code, ())]
+        if len(codes) > 1:
+            pos = {id(f): i for i, f in enumerate(fs)}
+            group.sort(key=lambda f: pos[id(f)])
+        for f in group:
+            if f is cause:
                 continue
-            f0 = first_evidence(ctx, f)
+            k = id(f)
+            if k not in starts:
+                starts[k] = first_evidence(ctx, f)
+            f0 = starts[k]
             # a consequence happens around the cause: not long before it, not after it ended
             if f0 is None or c0 is None or (c0 - 60.0 <= f0 <= (c1 or c0) + 5.0):
                 out[f.id] = cause
@@ -360,8 +372,9 @@ def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
     if verdict == "unknown" and not pending and not unjudgeable and not not_seen:
         not_seen.append(msg("nothing decisive was seen: no answer, no error and no traffic in "
                             "both directions that would show the tunnel working"))
+    by_id = {x.id: x for x in reversed(fs)} if explained else {}  # the first of an id
     for fid, cause in explained.items():
-        f = next((x for x in fs if x.id == fid), None)
+        f = by_id.get(fid)
         if f is not None and cause.code not in f.detail:
             f.detail += msg(" A consequence of {code} ({title}).", code=cause.code,
                             title=cause.title)
