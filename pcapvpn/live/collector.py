@@ -8,7 +8,8 @@ reference counting (the one reference cycle of the tracker, an IKE SA and its ex
 broken when the SA is removed: :meth:`pcapvpn.track.ike.IkeTracker.remove`).
 
 :class:`Collector` (installed by :func:`pcapvpn.live.command.run_command`) therefore freezes
-(:func:`gc.freeze`) what is alive after each evaluation: the collector's passes then examine
+(:func:`gc.freeze`) what is alive after each evaluation, once a pass over the objects made
+since the last one has freed their garbage cycles: the collector's passes then examine
 only what was made since the last evaluation, and a full pass costs what one interval
 allocated, not what is held.  An object frozen is never examined again, so a reference cycle
 that becomes garbage after it was frozen would stay: as a safeguard, when the frozen objects
@@ -54,6 +55,9 @@ class Collector:
         pass over everything first."""
         if not self.active:
             return
+        # what the interval made and dropped in cycles is freed before the rest is frozen (this
+        # pass examines only what is not frozen: the interval's objects, not what is held)
+        gc.collect()
         gc.freeze()
         n = gc.get_freeze_count()
         if n > self.GROWTH * self.base and n - self.base > self.MIN_GROWTH:
