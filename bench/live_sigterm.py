@@ -116,6 +116,10 @@ def run(max_sas: int, seconds: float, flood_on: bool, frames: list, trace: bool 
                                 str(max_sas), "--events", "none", "--quiet", "--format", "json",
                                 "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          cwd=BENCH.parent)
+    # standard error read while it runs: the trace's marks would fill the pipe and block live
+    err_chunks: list = []
+    reader = threading.Thread(target=lambda: err_chunks.append(p.stderr.read()), daemon=True)
+    reader.start()
     time.sleep(3)  # the ring is set up
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind(("lo", 0))
@@ -146,7 +150,9 @@ def run(max_sas: int, seconds: float, flood_on: bool, frames: list, trace: bool 
     while not out.exists() and p.poll() is None:
         time.sleep(0.005)
     t_report = time.perf_counter() - t0
-    _out, err = p.communicate()
+    p.wait()
+    reader.join()
+    err = b"".join(err_chunks)
     rc = p.returncode
     t_exit = time.perf_counter() - t0
     stop.set()
