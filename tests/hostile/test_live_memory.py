@@ -445,7 +445,10 @@ def _flood(s, cap, clock, frames: int, after_eval=None) -> None:
 
 
 def _tracker_class(o) -> bool:
-    return type(o).__module__.startswith(_TRACKED)
+    # a type's __module__ is not always a string (Cython's function type, loaded by other tests
+    # in the same process, has a descriptor there)
+    m = getattr(type(o), "__module__", None)
+    return isinstance(m, str) and m.startswith(_TRACKED)
 
 
 def test_evicted_sas_and_flows_leave_no_cyclic_garbage():
