@@ -441,8 +441,7 @@ def parse_status(lines: list[str]) -> Parsed:
         m = _STATUS_SPIS.match(ln)
         if m:
             ev.ctx = f'"{m.group(2)}" #{m.group(1)}'
-            ev.esp_spis = re.findall(r"esp\.([0-9a-f]+)@", ln)
-            said = re.findall(r"esp\.([0-9a-f]+)@", ln)
+            ev.esp_spis = said = re.findall(r"esp\.([0-9a-f]+)@", ln)
             n_in, n_out = _status_bytes(ln, "in"), _status_bytes(ln, "out")
             if len(said) >= 2 and n_in is not None and n_out is not None:
                 # whack_showstates.c: the outbound SA (the peer's SPI, @ the peer) comes first,
