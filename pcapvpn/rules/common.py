@@ -298,6 +298,8 @@ def exchange_status(ctx, x):
         if x.answered:
             return ANSWERED
         reqs = x.requests
+        if reqs and _went_on(ctx, x, reqs[0].src):
+            return ANSWERED
     else:
         if x.exch == ExchangeType.INFORMATIONAL_V1:
             return ANSWERED
@@ -327,6 +329,35 @@ def exchange_status(ctx, x):
     if ctx.now - max(m.ts for m in reqs) >= ctx.th.response_timeout:
         return UNANSWERED
     return PENDING
+
+
+#: the initial exchanges of IKEv2: the window is one request until they complete (RFC 7296
+#: §2.3; SET_WINDOW_SIZE, sent in IKE_AUTH, can widen it only afterwards)
+_INITIAL_V2 = frozenset((ExchangeType.IKE_SA_INIT, ExchangeType.IKE_INTERMEDIATE,
+                         ExchangeType.IKE_AUTH))
+
+
+def _went_on(ctx, x, src) -> bool:
+    """IKEv2: ``src`` sent a request with a higher Message ID in the same IKE SA after its
+    request of the initial exchange ``x``: the window being one request then (RFC 7296 §2.3),
+    it had the answer to ``x`` (the IKE_AUTH after an IKE_SA_INIT even carries the responder SPI
+    only that answer gave): ``x`` was answered where the capture does not show it (one
+    direction captured, a copy dropped at the capture point).  The highest Message ID of each
+    sender's requests is computed once per IKE SA and evaluation."""
+    if x.exch not in _INITIAL_V2:
+        return False
+
+    def build():
+        top: dict = {}
+        for y in x.sa.exchanges:
+            if y.version != 2 or not y.requests:
+                continue
+            a = y.requests[0].src
+            if y.msgid > top.get(a, -1):
+                top[a] = y.msgid
+        return top
+    top = ctx.memo(f"v2_top_request|{id(x.sa)}", build)
+    return top.get(src, -1) > x.msgid
 
 
 def last_requests(x):

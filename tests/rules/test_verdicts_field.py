@@ -469,3 +469,92 @@ def test_first_request_of_a_new_sa_unanswered_stays_reachability(tmp_path):
         c.ike(dt, A, B, ike_sa_init(ISPI, ZERO, False))
     res = c.analyse(tmp_path)
     assert by_code(res, "IKE_NO_RESPONSE").stage == "reachability"
+
+
+# -- a capture of one direction only ----------------------------------------------------------------
+
+def test_ikev2_one_direction_captured_is_unknown_not_unreachable(tmp_path):
+    """Only the initiator's packets (a SPAN of one direction, asymmetric routing, a capture
+    filter on the source): IKE_SA_INIT, IKE_AUTH with the responder's SPI, then ESP for a minute.
+    The IKE_AUTH proves the IKE_SA_INIT answered (its SPI comes from the answer, and the window
+    is one request during the initial exchanges, RFC 7296 §2.3): CAPTURE_ONE_DIRECTION, the
+    tunnel unknown (it was failing: IKE_SA_INIT never answered, at reachability)."""
+    c = Cap()
+    c.ike(0.0, A, B, ike_sa_init(ISPI, ZERO, False))
+    c.ike(0.02, A, B, ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True))
+    c.flow(A, B, SPI_AB, 1.0, 60.0)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "unknown", [(f.code, f.severity) for f in res.findings]
+    f = by_code(res, "CAPTURE_ONE_DIRECTION")
+    assert "carries the responder SPI" in f.detail and RSPI.hex() in f.detail
+    assert [r.frame for r in f.evidence.frames] == [1, 2]
+    assert not any(x.code == "IKE_NO_RESPONSE" and "IKE_SA_INIT" in x.title
+                   for x in res.findings)
+    assert any("one direction" in n for n in v.not_seen)
+
+
+def test_ikev1_one_direction_captured_is_unknown(tmp_path):
+    """IKEv1 Main Mode and Quick Mode, initiator only: MM3 carries the responder cookie that
+    only MM2 gave.  The Quick Mode 'QM1 never answered' (QM3 taken for QM1 again, QM2 not
+    captured) is not judged: unknown, not CHILD_SA_FAILED."""
+    c = Cap()
+    for step in (1, 3, 5):
+        c.ike(step * 0.01, A, B, v1_message(IB, ZERO if step == 1 else RB, 2, 0, step,
+                                            encrypted=step >= 5))
+    c.ike(0.11, A, B, v1_message(IB, RB, 32, 0x1234, 1, encrypted=True, size=200))
+    c.ike(0.13, A, B, v1_message(IB, RB, 32, 0x1234, 3, encrypted=True, size=48))
+    c.flow(A, B, SPI_AB, 1.0, 60.0)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "unknown", [(f.code, f.severity) for f in res.findings]
+    assert "CHILD_SA_FAILED" not in {f.code for f in res.findings}
+    assert by_code(res, "CAPTURE_ONE_DIRECTION")
+
+
+def test_unanswered_ike_sa_init_retransmitted_is_still_failing(tmp_path):
+    """IKE_SA_INIT re-sent and nothing else: nothing proves an answer; failing, reachability,
+    and no CAPTURE_ONE_DIRECTION (the capture cannot tell a silent peer from one direction)."""
+    c = Cap()
+    for dt in _BACKOFF:
+        c.ike(dt, A, B, ike_sa_init(ISPI, ZERO, False))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "reachability", "IKE_NO_RESPONSE")
+    assert "CAPTURE_ONE_DIRECTION" not in {f.code for f in res.findings}
+
+
+def test_ike_auth_unanswered_after_answered_init_stays_no_response(tmp_path):
+    """Both directions captured, IKE_AUTH re-sent without an answer: no later request proves
+    anything, IKE_NO_RESPONSE stays (the proof by a later Message ID needs one)."""
+    c = Cap()
+    c.ike(0.0, A, B, ike_sa_init(ISPI, ZERO, False))
+    c.ike(0.01, B, A, ike_sa_init(ISPI, RSPI, True))
+    for dt in _BACKOFF:
+        c.ike(0.02 + dt, A, B, ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True))
+    res = c.analyse(tmp_path)
+    f = by_code(res, "IKE_NO_RESPONSE")
+    assert "IKE_AUTH" in f.title
+    assert the(res).verdict == "failing"
+
+
+def test_responder_only_capture_is_unknown(tmp_path):
+    """Only the responder's packets: its IKE_SA_INIT and IKE_AUTH responses answer requests the
+    capture does not hold, and its ESP seems never answered.  The capture sees one direction:
+    unknown (it was failing, ESP_ONE_WAY).  One response at the very start could answer a
+    request sent before the capture began: it alone proves nothing."""
+    c = Cap()
+    c.ike(0.01, B, A, ike_sa_init(ISPI, RSPI, True))
+    c.ike(0.03, B, A, ike_encrypted(ISPI, RSPI, 35, 1, 36, True, False))
+    c.flow(B, A, SPI_BA, 1.0, 60.0)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "unknown", [(f.code, f.severity) for f in res.findings]
+    assert "a response" in by_code(res, "CAPTURE_ONE_DIRECTION").detail
+    c = Cap()
+    c.ike(0.01, B, A, ike_sa_init(ISPI, RSPI, True))
+    c.flow(B, A, SPI_BA, 1.0, 60.0)
+    res = c.analyse(tmp_path)
+    assert not [f for f in res.findings if f.code == "CAPTURE_ONE_DIRECTION"
+                and f.evidence.ike_spis]

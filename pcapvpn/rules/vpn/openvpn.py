@@ -89,6 +89,11 @@ def openvpn_no_response(ctx):
             continue  # pending: see vpn_evidence
         if t.transport == "tcp" and not any(c.established for c in t.conns.values()):
             continue  # the TCP connection itself failed: TCP_NO_ANSWER / TCP_RESET
+        if any(s.data[0] for s in tail):
+            # the client sent on the data channel of one of these sessions: its keys come from
+            # the TLS handshake with the server, so the server answered and the capture does not
+            # hold its packets (one direction captured)
+            continue
         answered_before = any(s.answered for s in sessions[:len(sessions) - len(tail)])
         opname = _ov.opcode_name(tail[0].reset_opcode or 7)
         detail = msg("{op} from {client} to {server}: {n} packet(s) in {sessions} session(s) "
