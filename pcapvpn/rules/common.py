@@ -385,6 +385,9 @@ def established_ts(sa):
     return sa.first_ts
 
 
+_PHASE1 = frozenset((ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
+
+
 def seen_working(sa) -> bool:
     """An IKE SA whose establishment the capture shows from both sides: established, with an
     exchange that carries messages from both peers (a request and its answer).  A lone message
@@ -397,7 +400,11 @@ def seen_working(sa) -> bool:
     # IKEv1: an Informational is an exchange of one message (a DPD R-U-THERE and its ACK are
     # two, RFC 3706 §5): both peers sending messages protected by this ISAKMP SA show it working
     # on both sides (a peer that lost the SA answers in the clear: INVALID_COOKIE, RFC 2408 §5)
-    return sa.version == 1 and len({m.src for m in sa.messages if m.encrypted}) >= 2
+    # Encrypted Main / Aggressive Mode messages (MM5, MM6, AM3) are phase 1 itself, not yet
+    # complete: an initiator re-sending MM5 to a peer that answers each copy with an error
+    # (a PSK mismatch seen from mid-negotiation) shows no working SA
+    return sa.version == 1 and len({m.src for m in sa.messages if m.encrypted
+                                    and m.exch not in _PHASE1}) >= 2
 
 
 def exchange_label(x) -> str:

@@ -564,12 +564,18 @@ class IkeTracker:
             key = (exch, m.msgid)
         x = sa._open.get(key)
         answer_first = False
+        encrypted_first = False
         if x is None or (exch == ExchangeType.INFORMATIONAL_V1):
             requester = sender
             if x is None and key == ("phase1", 0) and sender == Role.RESPONDER and \
                     _v1_phase1_answer(m):
                 requester = Role.INITIATOR  # MM2/AM2 first: the request was not captured
                 answer_first = True
+            elif x is None and key == ("phase1", 0) and m.encrypted and not m.copy:
+                # the capture begins inside phase 1 after its cleartext messages: the first
+                # encrypted one is the initiator's MM5 / AM3 (RFC 2409 §5: MM1-MM4 and AM1-AM2
+                # are in the clear)
+                encrypted_first = True
             x = self._new_exchange(sa, exch, m.msgid, requester)
             sa._open[key] = x
         x.msgs.append(m)
@@ -588,6 +594,11 @@ class IkeTracker:
         if answer_first:
             m.step = 2
             m.is_response = True
+            x.stepped(m)
+            return
+        if encrypted_first:
+            m.step = 5 if exch == ExchangeType.MAIN_MODE else 3
+            m.is_response = False
             x.stepped(m)
             return
         last = x.last_step
