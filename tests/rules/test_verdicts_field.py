@@ -558,3 +558,36 @@ def test_responder_only_capture_is_unknown(tmp_path):
     res = c.analyse(tmp_path)
     assert not [f for f in res.findings if f.code == "CAPTURE_ONE_DIRECTION"
                 and f.evidence.ike_spis]
+
+
+# -- IKEv1 captured from inside phase 1 ------------------------------------------------------------
+
+def test_ikev1_psk_mismatch_captured_from_mm5_is_authentication(tmp_path):
+    """The capture begins after MM1-MM4 (in the clear): the initiator's encrypted MM5, re-sent,
+    each copy answered by the responder's encrypted Informational.  The first encrypted Main
+    Mode message is MM5 (RFC 2409 §5): the PSK-mismatch signature, IKE_AUTH_FAILED, as in the
+    whole capture (it was healthy: both peers' encrypted messages read as a working SA)."""
+    c = Cap()
+    for k, t in enumerate((0.0, 2.0, 5.0, 9.5)):
+        c.ike(t, A, B, v1_message(IB, RB, 2, 0, 5, encrypted=True, size=120))
+        c.ike(t + 0.001, B, A, v1_message(IB, RB, 5, 0x3000 + k, 0, encrypted=True, size=84))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "authentication", "IKE_AUTH_FAILED"), [(f.code, f.title) for f in res.findings]
+
+
+def test_ikev1_xauth_refused_captured_from_mm5_is_authentication(tmp_path):
+    """From MM5 on: MM5, MM6, then the gateway's XAUTH Transaction exchanges and nothing more
+    (no Quick Mode, no ESP): the user authentication ended there, as in the whole capture."""
+    c = Cap()
+    c.ike(0.0, A, B, v1_message(IB, RB, 2, 0, 5, encrypted=True, size=120))
+    c.ike(0.01, B, A, v1_message(IB, RB, 2, 0, 6, encrypted=True, size=120))
+    for k, t in enumerate((0.02, 0.05)):
+        c.ike(t, B, A, v1_message(IB, RB, 6, 0x4000 + k, 1, encrypted=True, size=80))
+        c.ike(t + 0.01, A, B, v1_message(IB, RB, 6, 0x4000 + k, 2, encrypted=True, size=80))
+    c.ike(30.0, A, "192.0.2.99", v1_message(IB, RB, 5, 1, 0, encrypted=True))  # the clock runs on
+    res = c.analyse(tmp_path)
+    v = next(x for x in res.verdicts if B in x.tunnel)
+    assert (v.verdict, v.primary_code) == ("failing", "IKE_AUTH_FAILED"), \
+        [(f.code, f.title) for f in res.findings]
