@@ -602,6 +602,13 @@ class IkeTracker:
             x.stepped(m)
             return
         last = x.last_step
+        if exch == ExchangeType.MAIN_MODE and not m.encrypted and last >= 5:
+            # in the clear after MM5: MM3 / MM4 again (only MM5 and MM6 are encrypted, RFC
+            # 2409 §5): a peer re-sending its last message because MM5 did not reach it
+            m.step = 3 if sender == x.requester else 4
+            m.is_response = sender != x.requester
+            x.stepped(m)
+            return
         # steps alternate: odd from the exchange's initiator, even from the responder
         expected_sender = x.requester if (last + 1) % 2 == 1 else Role(x.requester).other
         if sender == expected_sender:

@@ -591,3 +591,47 @@ def test_ikev1_xauth_refused_captured_from_mm5_is_authentication(tmp_path):
     v = next(x for x in res.verdicts if B in x.tunnel)
     assert (v.verdict, v.primary_code) == ("failing", "IKE_AUTH_FAILED"), \
         [(f.code, f.title) for f in res.findings]
+
+
+def test_ikev1_mm4_resent_after_mm5_captured_midway_is_not_phase1_done(tmp_path):
+    """From MM5 on, the responder re-sends MM4 in the clear (MM5 did not reach it): that is not
+    MM6 (only MM5 and MM6 are encrypted), phase 1 is not up: failing, not a working SA."""
+    c = Cap()
+    for t in (0.0, 0.5, 1.5, 3.5, 7.5):
+        c.ike(t, A, B, v1_message(IB, RB, 2, 0, 5, encrypted=True, size=120), 4500, 4500)
+        c.ike(t + 0.001, B, A, v1_message(IB, RB, 2, 0, 4))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "failing", [(f.code, f.title) for f in res.findings]
+    assert res.report.ike_sas[0]["exchanges"][0]["last_step"] == 5
+
+
+def test_ikev1_xauth_refused_captured_after_phase1_is_authentication(tmp_path):
+    """The capture begins after phase 1: only the gateway's XAUTH Transaction exchanges, the
+    last ones re-sent, then its Delete.  Phase 1 completed before the capture (the messages are
+    protected by it): the refused XAUTH is IKE_AUTH_FAILED, as in the whole capture."""
+    c = Cap()
+    for k, t in enumerate((0.0, 0.01)):
+        c.ike(t, A, B, v1_message(IB, RB, 6, 0x4000 + k, 1, encrypted=True, size=80))
+        c.ike(t + 0.001, B, A, v1_message(IB, RB, 6, 0x4000 + k, 2, encrypted=True, size=80))
+    for t in (0.5, 1.0, 2.0, 4.0):
+        c.ike(t, B, A, v1_message(IB, RB, 6, 0x4100, 1, encrypted=True, size=96))
+    c.ike(11.0, B, A, v1_message(IB, RB, 5, 0x5000, 0, encrypted=True, size=80))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.primary_code) == ("failing", "IKE_AUTH_FAILED"), \
+        [(f.code, f.title) for f in res.findings]
+
+
+def test_mid_session_sa_is_no_recovery_of_its_own_one_way_esp(tmp_path):
+    """A capture that begins mid-session: one-way ESP, then the same (old) IKE SA's DELETE
+    exchange.  That IKE SA was up before the capture: it did not come up after the failure, so
+    it recovers nothing (it said: recovered by a new IKE SA, degraded)."""
+    c = Cap()
+    c.flow(A, B, SPI_AB, 0.0, 30.0)
+    c.ike(31.0, A, B, ike_encrypted(ISPI, RSPI, 37, 5, 42, False, True))
+    c.ike(31.01, B, A, ike_encrypted(ISPI, RSPI, 37, 5, 0, True, False))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.primary_code) == ("failing", "ESP_ONE_WAY"), \
+        [(f.code, f.detail[-120:]) for f in res.findings]
