@@ -705,3 +705,60 @@ def test_tcp_connection_bytes_and_messages_as_pairs():
     assert c.to_dict()["bytes"] == {"client_to_server": 100, "server_to_client": 7}
     c2 = pickle.loads(pickle.dumps(c))
     assert c2.bytes == (100, 7) and c2.msgs == (1, 2) and c2.syn == c.syn
+
+
+def test_collector_trims_the_c_heap_after_each_evaluation_where_glibc():
+    # glibc keeps what it freed inside its heap: live gives it back after each evaluation
+    # (malloc_trim); another C library has no such call and nothing is done
+    import gc
+    import os
+
+    from pcapvpn.live import collector
+    from pcapvpn.live.collector import Collector
+
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        libc = ""
+    glibc = libc.startswith("glibc")
+    assert (collector._TRIM is not None) == glibc
+    assert collector.malloc_trim() is glibc
+    pol = Collector()
+    was = gc.isenabled()
+    pol.start()
+    try:
+        for _ in range(3):
+            pol.evaluated()
+    finally:
+        pol.stop()
+        if was:
+            gc.enable()
+    assert pol.trims == (3 if glibc else 0) and pol.full_passes == 0
+    pol.evaluated()  # stopped: nothing more
+    assert pol.trims == (3 if glibc else 0)
+
+
+def _arp_reply(sender: int) -> bytes:
+    eth = b"\x02\x00\x00\x00\x00\x09" + b"\x02\x00\x00\x00\x00\x02" + b"\x08\x06"
+    return eth + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, b"\x02\x00\x00\x00\x00\x02",
+                             struct.pack(">I", sender), b"\x02\x00\x00\x00\x00\x09",
+                             bytes([192, 168, 0, 1]))
+
+
+def test_arp_targets_as_tuples_count_requests_and_replies_as_the_lists_did():
+    # an ARP target is a tuple replaced when it changes: the requests counted, the first
+    # request's time, frame and sender kept, answered once a reply from the target came
+    tr = Tracker(limits=Limits().for_live(300))
+    for k in range(3):  # three requests for each of 5 targets, interleaved
+        for i in range(5):
+            tr.link_other((0, 10 * k + i + 1), 1000.0 + 10 * k + i, 0, 1, None,
+                          _arp_request(0x0A000000 + i))
+    tr.link_other((0, 99), 1100.0, 0, 1, None, _arp_reply(0x0A000002))
+    tr.link_other((0, 100), 1101.0, 0, 1, None, _arp_reply(0x0A000002))  # again: no change
+    tr.link_other((0, 101), 1102.0, 0, 1, None, _arp_reply(0x0A0000FF))  # asked by nobody
+    (view,) = tr.plain_tracker.views.values()
+    sender = bytes([192, 168, 0, 1])
+    assert view.arp == {struct.pack(">I", 0x0A000000 + i): (3, 1000.0 + i, (0, i + 1), sender,
+                                                             i == 2) for i in range(5)}
+    # one sender address object for the targets one host asked for
+    assert len({id(e[3]) for e in view.arp.values()}) == 1
