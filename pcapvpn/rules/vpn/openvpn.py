@@ -176,7 +176,7 @@ def openvpn_handshake(ctx):
                 rt = s.ctl[0].retrans + s.ctl[1].retrans
                 sent = s.ctl[0].packets + s.ctl[1].packets
                 if rt >= RETRANS_WARN and rt >= RETRANS_SHARE * sent and not later_ok:
-                    refs = s.ctl[0].retrans_refs + s.ctl[1].retrans_refs
+                    refs = list(s.ctl[0].retrans_refs) + list(s.ctl[1].retrans_refs)
                     yield make(
                         "OPENVPN_HANDSHAKE_STALLED", f"ovpn-retx|{t.id}|{s.index}",
                         title=msg("OpenVPN control channel retransmitted {n} times before the "
@@ -288,7 +288,7 @@ def openvpn_handshake(ctx):
             elif s.encrypted:
                 detail += msg(" The control channel is protected with tls-crypt: the TLS stage is "
                               "not visible.")
-            refs = list(s.ctl[0].refs) + list(s.ctl[1].refs[-3:]) + s.ctl[0].retrans_refs
+            refs = list(s.ctl[0].refs) + list(s.ctl[1].refs[-3:]) + list(s.ctl[0].retrans_refs)
             yield make("OPENVPN_HANDSHAKE_STALLED", f"ovpn-stall|{t.id}|{s.index}",
                        title=title, detail=detail, basis="inferred",
                        evidence=_ev(ctx, refs, s.first_ts, last_ctl, peers=_peers(t)),
