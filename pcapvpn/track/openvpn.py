@@ -426,7 +426,9 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
             s = _new_session(st, ts)
             s.client_sid = c.session_id
             s.reset_opcode = op
-        if len(s.client_resets) < MAX_REFS:
+        if s.client_resets and ts - s.client_resets[-1][0] <= st.bounds.copy_window:
+            pass  # a mirror's copy of the reset just seen (OpenVPN re-sends after a second)
+        elif len(s.client_resets) < MAX_REFS:
             s.client_resets += ((ts, ref),)
         if op == _ov.P_CONTROL_HARD_RESET_CLIENT_V3:
             st.wkc = True
@@ -439,7 +441,9 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
         if not from_client and s.server_sid is None:
             s.server_sid = c.session_id
         if op in _ov.SERVER_RESETS and not from_client:
-            if len(s.server_resets) < MAX_REFS:
+            if s.server_resets and ts - s.server_resets[-1][0] <= st.bounds.copy_window:
+                pass  # a mirror's copy of the reset just seen
+            elif len(s.server_resets) < MAX_REFS:
                 s.server_resets += ((ts, ref),)
         if op == _ov.P_CONTROL_SOFT_RESET_V1:
             s.soft_resets += 1
@@ -457,6 +461,7 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
         s.repeats = 0
     if cd.first_ts is None:
         cd.first_ts = ts
+    prev = cd.last_ts
     cd.last_ts = ts
     cd.last_ref = ref
     if len(cd.refs) < MAX_REFS:
@@ -483,6 +488,8 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
     if cd.next_pid is None:
         cd.next_pid = pid
     if pid in cd.pids:
+        if prev is not None and ts - prev <= st.bounds.copy_window:
+            return  # a mirror's copy of the packet just seen, not a retransmission
         cd.retrans += 1
         if len(cd.retrans_refs) < MAX_REFS:
             cd.retrans_refs += (ref,)

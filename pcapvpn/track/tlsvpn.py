@@ -154,9 +154,14 @@ class StreamBounds:
     by :class:`pcapvpn.tcp_reassembly.TcpReassembler`), and what they drop is counted by bound
     name (``Tracker.limits_hit``).  One per :class:`pcapvpn.track.vpn.VpnTracker`."""
 
-    __slots__ = ("max_ooo", "max_ooo_bytes", "max_buffer", "dropped", "first_drop")
+    __slots__ = ("max_ooo", "max_ooo_bytes", "max_buffer", "dropped", "first_drop",
+                 "copy_window")
 
-    def __init__(self, limits=None):
+    def __init__(self, limits=None, copy_window: float = 0.005):
+        #: a packet the same as the one just before from the same sender, within this many
+        #: seconds, is a capture copy (a mirror's), not a retransmission
+        #: (``Thresholds.duplicate_window``)
+        self.copy_window = copy_window
         self.max_ooo = limits.tcp_max_ooo if limits is not None else 64
         self.max_ooo_bytes = limits.tcp_max_ooo_bytes if limits is not None else 256 * 1024
         self.max_buffer = limits.tcp_max_buffer if limits is not None else MAX_BUFFER

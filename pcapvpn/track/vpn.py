@@ -394,7 +394,8 @@ class VpnTracker:
         self.th = thresholds
         #: the bounds of the streams put in order here (OpenVPN control channel, TLS), from
         #: ``limits`` (pcapvpn.limits.Limits); their drops are counted there
-        self.bounds = StreamBounds(limits)
+        self.bounds = StreamBounds(limits) if thresholds is None else \
+            StreamBounds(limits, thresholds.duplicate_window)
         #: tunnels kept (``Limits.vpn_max_tunnels``); events of further ones are counted in
         #: ``dropped``
         self.max_tunnels = max_tunnels

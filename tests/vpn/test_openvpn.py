@@ -610,3 +610,28 @@ def test_one_direction_captured_is_not_no_response(tmp_path):
     assert "OPENVPN_NO_RESPONSE" not in codes(r)
     t, = vpn_tunnels(r)
     assert t["verdict"] == "unknown"
+
+
+@pytest.mark.parametrize("hmac", [0, 20])
+def test_mirror_copies_are_not_retransmissions(tmp_path, hmac):
+    """Every packet captured twice 20 µs apart (a mirror of both ways of a port): the copies of
+    the control packets and resets are not retransmissions, the session stays healthy (it was
+    degraded: OPENVPN_HANDSHAKE_STALLED); a packet ID sent again a second later still is one."""
+    c = Cap()
+    _udp_session(c, 0, hmac=hmac)
+    c.frames += [(ts + 0.00002, data) for ts, data in c.frames]
+    r = analyse(c.write(tmp_path / "dup.pcap"))
+    assert codes(r) == []
+    t, = vpn_tunnels(r)
+    assert t["verdict"] == "healthy"
+    s = t["vpn"]["openvpn"]["sessions"][0]
+    assert s["client_resets"] == 1 and s["server_resets"] == 1, s
+    assert s["client_control"]["retransmissions"] == 0
+    c = Cap()
+    _udp_session(c, 0, hmac=hmac)
+    c.udp(1.3, C, S, 40000, 1194,
+          ovpn_control(4, SID_C, pid=1, payload=tls_record(22, client_hello(), 0x0301),
+                       hmac=hmac))
+    r = analyse(c.write(tmp_path / "retx.pcap"))
+    t, = vpn_tunnels(r)
+    assert t["vpn"]["openvpn"]["sessions"][0]["client_control"]["retransmissions"] == 1
