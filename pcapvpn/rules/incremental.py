@@ -1098,7 +1098,10 @@ def _aggregates(state, shared) -> dict:
     if h is None:
         h = shared["heard_all"] = heard_all(state)
     out = {f"heard.{k}": v for k, v in h.items()}
-    out["sequence.shared"] = dict.fromkeys(_shared_counters(state.esp_sas), True)
+    sc = shared.get("sequence.shared")
+    if sc is None:  # the sequence rule reads the same set (once per run)
+        sc = shared["sequence.shared"] = _shared_counters(state.esp_sas)
+    out["sequence.shared"] = dict.fromkeys(sc, True)
     return out
 
 
