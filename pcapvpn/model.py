@@ -612,7 +612,9 @@ def _conventions(obj, start, names, key=""):
     """Apply the JSON conventions to a tracker's plain dict: frame refs ``[file_idx, number]``
     → ``{file, frame}``; epoch floats under ``ts`` / ``*_ts`` / ``start`` → ``{utc, rel}``."""
     if isinstance(obj, dict):
-        return {k: _conventions(v, start, names, k) for k, v in obj.items()}
+        # a leaf is kept as it is (a call for it would return it) unless it is a time
+        return {k: v if type(v) in _LEAVES and (type(v) is not float or not _time_key(k))
+                else _conventions(v, start, names, k) for k, v in obj.items()}
     if isinstance(obj, list):
         if (key.endswith("frame") and len(obj) == 2 and all(isinstance(x, int) for x in obj)):
             return frame_list([tuple(obj)], names)[0]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 from bisect import bisect_left
 
+from pcapvpn.model import _addr
+
 #: first gaps kept as evidence per SA (ts, ref, expected, got, still missing)
 MAX_GAPS = 20
 #: last gaps kept as evidence per SA
@@ -185,8 +187,8 @@ class EspSA:
         return sum(counts[lo:hi]) if lo < hi else 0
 
     def to_dict(self) -> dict:
-        def ip(a):
-            return str(ipaddress.ip_address(a))
+        def ip(a):  # the model's cached text (a flood's SA lists hundreds of source changes)
+            return _addr(a) if type(a) is bytes else str(ipaddress.ip_address(a))
 
         d = self._to_dict(ip)
         if self.decrypt is not None:
