@@ -142,6 +142,14 @@ def _flows_between(ctx, t):
             if f.src in ends and f.dst in ends and f.src != f.dst]
 
 
+def _tunnel_changes(ctx, t, verdicts, sides):
+    """:func:`_changes` of tunnel ``t`` (``verdicts`` and ``sides`` its own, as
+    :func:`pcapvpn.rules.nat.common._tunnel_verdicts` and ``_tunnel_nat_sides`` give them),
+    once per tunnel and context: NAT_MAPPING_CHANGED and NAT_KEEPALIVE_MISSING both read it
+    (read only)."""
+    return ctx.memo(f"nat|changes|{id(t)}", lambda: _changes(ctx, t, verdicts, sides))
+
+
 def _changes(ctx, t, verdicts, sides):
     """(side, ts, ref, old, new, what, sa or esp) of sources that moved during an SA, for sides
     behind a NAT (or, without NAT-D, when a port other than 500/4500 is involved)."""
