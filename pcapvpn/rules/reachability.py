@@ -22,7 +22,7 @@ from pcapvpn.findings import Term, declare, make, msg, msg_join, when
 from pcapvpn.rules import rule
 from pcapvpn.rules.incremental import ike_unit_fp, per_sa
 from pcapvpn.rules.common import (
-    UNANSWERED, backoff, endpoint_text, exchange_label, exchange_status, ike_facts, ike_filter,
+    UNANSWERED, backoff, endpoint_text, established_ts, exchange_label, exchange_status, ike_facts, ike_filter,
     ike_tunnel_of, implementation_hint, ip_text, last_requests, frames_filter, side_of,
     mm5_answers, starts_and_latest, tcp_connection_findings, unreachable_errors,
 )
@@ -65,7 +65,9 @@ _NO_ANSWER_LOGS = [
 
 declare("IKE_NO_RESPONSE", "reachability", "error",
         "An IKE request was retransmitted or left unanswered for longer than the response timeout: "
-        "the peer never answered it (or its answers never reached the capture point).",
+        "the peer never answered it (or its answers never reached the capture point). A "
+        "CREATE_CHILD_SA or INFORMATIONAL request of an IKE SA that worked before (the peer had "
+        "answered it) is placed at stability: the peer stopped answering while the tunnel was up.",
         ["Check that the peer receives the request: capture on its side too (only a capture "
          "showing both gateways tells where packets disappear).",
          "Check firewalls/ACLs on the path for UDP 500 and 4500 (and IP protocol 50) in both "
@@ -432,6 +434,15 @@ def _unanswered_draft(ctx, sa, t) -> list:
             code = "IKE_NO_RESPONSE"
             if not answered_before and not any(m.src != first.src for m in x.msgs):
                 tail.append(msg(" The peer sent nothing at all in this IKE SA."))
+        # a request of an IKE SA that worked (established, answered by the peer) or whose peer's
+        # ESP flowed on these ports: the peer stopped answering while the tunnel was up
+        est = established_ts(sa) if answered_before else None
+        up = code == "IKE_NO_RESPONSE" and x.exch in _WHILE_UP and (
+            (est is not None and est <= first.ts) or esp_here is not None)
+        if up and not heard_4500 and esp_here is None:
+            tail.append(msg(" The IKE SA was up (established at +{t} s) and {peer} had answered "
+                            "it: the peer stopped answering while the tunnel was up.",
+                            t=ctx.rel(est), peer=ip_text(first.dst)))
         if others:
             tail.append(msg(" Other candidates: {others}.", others=msg_join("; ", others)))
         tcp = _fallback_to_tcp(ctx, t, sa, first)
@@ -456,12 +467,19 @@ def _unanswered_draft(ctx, sa, t) -> list:
             wireshark_filter=ike_filter(sa, msgids=msgids,
                                         exch=x.exch if x.version == 1 else None),
             tunnel=t.id if t else None)
+        if up:
+            f.stage = "stability"
         # the first unanswered exchange of an SA is the one that matters
         req = _Req(first.transport, first.sport, first.dport, first.src, first.dst, first.ts,
                    first.encap)
         reads = (_esp_read(esp_how, esp_here), _tcp_key(tcp))
         return [_Draft(f, head, tail, req, last_ts, reads)]
     return []
+
+
+#: the exchanges of an IKE SA that is up: unanswered after it worked, the tunnel did not stay up
+_WHILE_UP = frozenset((ExchangeType.CREATE_CHILD_SA, ExchangeType.INFORMATIONAL,
+                       ExchangeType.INFORMATIONAL_V1))
 
 
 def _fallback_to_tcp(ctx, t, sa, first):

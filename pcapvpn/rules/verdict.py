@@ -57,6 +57,15 @@ EXPLAINS = {
     "DNS_NO_ANSWER": frozenset(("INNER_NO_ANSWER",)),
 }
 
+#: root causes that explain only findings at one stage (the cause at it too): a peer that
+#: stopped answering while the tunnel was up (an unanswered liveness check, or a request of an IKE
+#: SA that worked) explains the one-way ESP its silence made (its ESP stopped with its IKE:
+#: ``one_way`` places that one at stability)
+EXPLAINS_AT = {
+    "DPD_TIMEOUT": ("stability", frozenset(("ESP_ONE_WAY",))),
+    "IKE_NO_RESPONSE": ("stability", frozenset(("ESP_ONE_WAY",))),
+}
+
 #: stages inside a working tunnel: ESP flowing again says nothing about them, so their failures
 #: are never "recovered" by it (a later success of the same conversation is not tracked)
 INSIDE_STAGES = frozenset(("routing", "inner"))
@@ -297,8 +306,11 @@ def _explained(fs, ctx) -> dict:
     starts: dict = {}  # id(f) -> first_evidence (each finding's once: a tunnel may hold thousands)
     for cause in fs:
         codes = EXPLAINS.get(cause.code)
+        at = None
         if not codes:
-            continue
+            at, codes = EXPLAINS_AT.get(cause.code, (None, None))
+            if not codes or cause.stage != at:
+                continue
         c0 = first_evidence(ctx, cause)
         c1 = last_evidence(ctx, cause)
         # the findings of the codes it explains, in their order in ``fs``
@@ -307,7 +319,7 @@ def _explained(fs, ctx) -> dict:
             pos = {id(f): i for i, f in enumerate(fs)}
             group.sort(key=lambda f: pos[id(f)])
         for f in group:
-            if f is cause:
+            if f is cause or (at is not None and f.stage != at):
                 continue
             k = id(f)
             if k not in starts:
@@ -336,8 +348,9 @@ def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
             continue
         recovered[f.id] = rec
         _mark_recovered(ctx, f, rec)
-    causes = {f.code for f in failures if f.code in EXPLAINS}
     explained = _explained(failures, ctx)
+    causes = {f.code for f in failures if f.code in EXPLAINS}
+    causes.update(c.code for c in explained.values())  # EXPLAINS_AT's, where they explain
     hard = [f for f in failures if f.severity in ("critical", "error")]
     if unjudgeable:
         hard = [f for f in hard if f.code not in ABSENCE_CODES]
@@ -667,6 +680,9 @@ def doc_tables() -> str:
              "| root cause | explains |", "|---|---|"]
     for cause, codes in sorted(EXPLAINS.items()):
         lines.append(f"| `{cause}` | " + ", ".join(f"`{c}`" for c in sorted(codes)) + " |")
+    for cause, (at, codes) in sorted(EXPLAINS_AT.items()):
+        lines.append(f"| `{cause}` at `{at}` | " + ", ".join(f"`{c}` at `{at}`"
+                                                          for c in sorted(codes)) + " |")
     lines += ["", "Significance of a degradation, most significant first (the primary finding "
               "of a degraded tunnel):", ""]
     labels = {"recovered": "a failure the tunnel recovered from",

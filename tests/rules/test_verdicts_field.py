@@ -389,3 +389,83 @@ def test_ikev1_mid_session_one_side_only_is_not_working(tmp_path):
     res = c.analyse(tmp_path)
     assert "ESP_NO_TRAFFIC" not in {f.code for f in res.findings}
     assert the(res).verdict != "healthy"
+
+
+# -- a peer that stops answering while the tunnel is up -------------------------------------------
+
+SPI_AB, SPI_BA = 0xC0000001, 0xC0000002
+_BACKOFF = (0, 4, 11.2, 24.2, 47.6)  # strongSwan's retransmissions (4 s x 1.8^n)
+
+
+def _up_with_traffic(c, b_until):
+    """An IKEv2 tunnel up at +0 s, ESP both ways once a second; B's ESP stops at ``b_until``
+    while A's goes on to +110 s."""
+    ikev2_up(c)
+    c.flow(A, B, SPI_AB, 1.0, 110.0)
+    c.flow(B, A, SPI_BA, 1.01, b_until)
+
+
+@pytest.mark.parametrize("what", ["create_child_sa", "liveness"])
+def test_peer_gone_while_up_is_stability_not_one_way_esp(tmp_path, what):
+    """The peer vanishes at +57 s (crash, reboot, path down): its ESP stops and it answers none
+    of A's IKE requests (a rekey's CREATE_CHILD_SA, or DPD).  The tunnel did not stay up: the
+    unanswered request is the primary finding at stability, and the one-way ESP it made is its
+    consequence, also at stability (it was ESP_ONE_WAY at dataplane, or IKE_NO_RESPONSE at
+    reachability, as if the peer had never been reached)."""
+    c = Cap()
+    _up_with_traffic(c, 57.0)
+    for dt in _BACKOFF:
+        if what == "liveness":
+            c.ike(67.0 + dt, A, B, ike_encrypted(ISPI, RSPI, 37, 2, 0, False, True, 16))
+        else:
+            c.ike(60.0 + dt, A, B, ike_encrypted(ISPI, RSPI, 36, 2, 33, False, True, 300))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    code = "DPD_TIMEOUT" if what == "liveness" else "IKE_NO_RESPONSE"
+    assert (v.verdict, v.failed_stage, v.primary_code) == ("failing", "stability", code), \
+        [(f.code, f.stage) for f in res.findings]
+    one_way = by_code(res, "ESP_ONE_WAY")
+    assert one_way.stage == "stability"
+    assert f"A consequence of {code}" in one_way.detail
+    if what != "liveness":
+        f = by_code(res, "IKE_NO_RESPONSE")
+        assert f.stage == "stability"
+        assert "stopped answering while the tunnel was up" in f.detail
+
+
+def test_rekey_unanswered_while_esp_flows_is_degraded_stability(tmp_path):
+    """The peer's IKE stops answering a CREATE_CHILD_SA while ESP still flows both ways (the
+    old child SA until its hard lifetime): degraded, at stability, recovered by the ESP."""
+    c = Cap()
+    _up_with_traffic(c, 110.0)
+    for dt in _BACKOFF:
+        c.ike(60.0 + dt, A, B, ike_encrypted(ISPI, RSPI, 36, 2, 33, False, True, 300))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("degraded", "stability", "IKE_NO_RESPONSE"), [(f.code, f.stage) for f in res.findings]
+    assert "ESP_ONE_WAY" not in {f.code for f in res.findings}
+
+
+def test_esp_stopped_while_peer_still_talks_ike_stays_dataplane(tmp_path):
+    """B's ESP stops but B answers A's liveness checks: its IKE is alive, only its ESP is not:
+    ESP_ONE_WAY stays at dataplane and is the primary finding."""
+    c = Cap()
+    _up_with_traffic(c, 57.0)
+    for k, t in enumerate((70.0, 80.0, 90.0)):
+        c.ike(t, A, B, ike_encrypted(ISPI, RSPI, 37, 2 + k, 0, False, True, 16))
+        c.ike(t + 0.01, B, A, ike_encrypted(ISPI, RSPI, 37, 2 + k, 0, True, False, 16))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == ("failing", "dataplane", "ESP_ONE_WAY")
+    assert by_code(res, "ESP_ONE_WAY").stage == "dataplane"
+
+
+def test_first_request_of_a_new_sa_unanswered_stays_reachability(tmp_path):
+    """An IKE_SA_INIT never answered is reachability, as before (the stage moves only for the
+    requests of an IKE SA that worked)."""
+    c = Cap()
+    for dt in _BACKOFF:
+        c.ike(dt, A, B, ike_sa_init(ISPI, ZERO, False))
+    res = c.analyse(tmp_path)
+    assert by_code(res, "IKE_NO_RESPONSE").stage == "reachability"

@@ -243,7 +243,8 @@ def _one_way_stopped(ctx, t, flow, back):
     sent = _ix(ctx).tunnel_ike(t)
     asked = _count_between(sent.get(flow.src), T, flow.last_ts)
     told = _count_between(sent.get(back.src), T, flow.last_ts) if back.src != flow.src else asked
-    if asked and not told:
+    gone = bool(asked and not told)
+    if gone:
         detail += msg(" {silent} also stopped answering IKE ({asked} IKE message(s) from {src} "
                       "after +{t} s got no reply): the peer itself went away (restart, crash, "
                       "path down), not only its ESP — see the stability findings.",
@@ -254,7 +255,7 @@ def _one_way_stopped(ctx, t, flow, back):
     if _mtu_pattern(ctx, t, flow, back):
         detail += msg(" Large packets were being sent when the answers stopped: see "
                       "MTU_BLACK_HOLE.")
-    return make(
+    f = make(
         "ESP_ONE_WAY", f"{t.id}|stopped|{back.proto}|{_spi(back)}|{back.dst.hex()}",
         title=msg("{what} from {silent} stopped at +{t} s while {src} kept sending",
                   what=_what(back), silent=silent, t=ctx.rel(T), src=ip_text(flow.src)),
@@ -264,6 +265,12 @@ def _one_way_stopped(ctx, t, flow, back):
                               peers=[ip_text(flow.src), silent]),
         wireshark_filter=sa_filter([back, flow]),
         tunnel=t.id)
+    if gone:
+        # the peer went away (its ESP and its IKE stopped together): the tunnel did not stay up,
+        # a stability failure (pcapvpn.rules.verdict.EXPLAINS_AT: the unanswered liveness
+        # check or request explains it)
+        f.stage = "stability"
+    return f
 
 
 def _count_between(times, lo, hi) -> int:
