@@ -418,7 +418,13 @@ def child(frames_total: int, max_sas: int, samples_n: int, profile: str | None,
                                                 {}).items()
                       if k in ("groups", "dirty", "ike_sas", "esp_sas", "units")},
             "load": (round(load0, 2), round(load1, 2)), "attributed": attributed,
-            "gc": gcs}
+            "gc": gcs,
+            # the collector policy's own work in the feed (trees that have it): full passes,
+            # malloc_trim calls and their seconds
+            "policy": None if policy is None else {
+                "full_passes": policy.full_passes, "full_s": round(policy.full_seconds, 3),
+                "trims": getattr(policy, "trims", None),
+                "trim_s": round(getattr(policy, "trim_seconds", 0.0), 3)}}
 
 
 def _gc_objects() -> dict:
@@ -575,6 +581,10 @@ def main(argv=None) -> int:
             print("  objects tracked / frozen: " + ", ".join(
                 f"{x['frames'] // 1000:,}k: {x['gc_tracked']:,} / {x['gc_frozen']:,}"
                 for x in r["samples"][1:]))
+        if r.get("policy"):
+            p = r["policy"]
+            print(f"  collector policy: {p['full_passes']} full passes ({p['full_s']} s), "
+                  f"malloc_trim {p['trims']} calls ({p['trim_s']} s)")
         if r["phases"]:
             print("  stop path cpu s: " + ", ".join(f"{k} {v}" for k, v in r["phases"].items()))
     return 0

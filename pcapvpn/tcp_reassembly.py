@@ -56,6 +56,26 @@ _MASK = 0xFFFFFFFF
 _HALF = 0x80000000
 
 
+
+class _NoHeld(dict):
+    """The held segments of a direction that holds none: one shared empty dict that cannot
+    change (a direction gets a dict of its own at its first out-of-order segment; live keeps
+    ``--max-sas`` directions, most never out of order, and an empty dict costs 64 bytes)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *a, **kw):
+        raise TypeError("the shared empty held segments cannot change")
+
+    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = _refuse
+
+    def __reduce__(self):  # pickled and copied as the one shared object
+        return "_NO_HELD"
+
+
+_NO_HELD = _NoHeld()
+
+
 def _rel(a: int, b: int) -> int:
     """``a - b`` as a signed 32-bit sequence-number difference."""
     return ((a - b + _HALF) & _MASK) - _HALF
@@ -76,10 +96,13 @@ class TcpDir:
         #: the framing's own state for this direction
         self.app = app
         self.next_seq = -1
-        #: in-order bytes not yet consumed by the framing, and the frames that carried them
-        self.buf = bytearray()
-        self.frames = []
-        self.held = {}  # seq -> (bytes, ref): segments after a hole
+        #: in-order bytes not yet consumed by the framing (a bytearray while there are any, else
+        #: the shared ``b""``), and the frames that carried them (a list while there are any,
+        #: else the shared ``()``)
+        self.buf = b""
+        self.frames = ()
+        #: seq -> (bytes, ref): segments after a hole (``_NO_HELD`` while there are none)
+        self.held = _NO_HELD
         self.held_bytes = 0
         self.nbytes = 0  # len(buf) + held_bytes
         self.fin_seq = -1
@@ -126,9 +149,9 @@ class TcpReassembler:
         """The framing stops reading ``d`` (not its protocol, or nothing more of interest): its
         bytes are released and its sequence numbers no longer followed (a SYN starts it over)."""
         self._add(d, -d.nbytes)
-        d.buf = bytearray()
-        d.frames = []
-        d.held = {}
+        d.buf = b""
+        d.frames = ()
+        d.held = _NO_HELD
         d.held_bytes = 0
         d.next_seq = -1
         d.gap = False
@@ -140,9 +163,9 @@ class TcpReassembler:
         self.bytes_dropped += d.nbytes
         self.streams_evicted += 1
         d.evicted = True
-        d.buf = bytearray()
-        d.frames = []
-        d.held = {}
+        d.buf = b""
+        d.frames = ()
+        d.held = _NO_HELD
         d.nbytes = d.held_bytes = 0
 
     def _add(self, d, n: int) -> None:
@@ -206,9 +229,9 @@ class TcpReassembler:
 
     def _restart(self, d, seq) -> None:
         self._add(d, -d.nbytes)
-        d.buf = bytearray()
-        d.frames = []
-        d.held = {}
+        d.buf = b""
+        d.frames = ()
+        d.held = _NO_HELD
         d.held_bytes = 0
         d.next_seq = (seq + 1) & _MASK
         d.fin_seq = -1
@@ -243,6 +266,8 @@ class TcpReassembler:
                 return changed
             if (len(held) < lim.tcp_max_ooo and d.held_bytes + n <= lim.tcp_max_ooo_bytes
                     and self._room(d, n)):
+                if held is _NO_HELD:
+                    held = d.held = {}
                 held[seq] = (bytes(data[off:end]), ref)
                 d.held_bytes += n
                 self._add(d, n)
@@ -265,8 +290,15 @@ class TcpReassembler:
         n = len(chunk)
         if not n:
             return
-        d.buf += chunk
-        d.frames.append(ref)
+        if d.buf:
+            d.buf += chunk
+            d.frames.append(ref)
+        else:
+            d.buf = bytearray(chunk)
+            if d.frames:  # the last frame of a message consumed before
+                d.frames.append(ref)
+            else:
+                d.frames = [ref]
         d.next_seq = (d.next_seq + n) & _MASK
         self._add(d, n)
         if self.bytes > self.limits.tcp_max_bytes:
@@ -289,14 +321,16 @@ class TcpReassembler:
                 self.retransmissions += 1
                 chunk = chunk[-rel:] if -rel < len(chunk) else b""
             self._append(d, chunk, ref)
+        if not held and d.held is held:  # every hole filled: back to the shared empty one
+            d.held = _NO_HELD
 
     def _skip(self, d, to) -> None:
         """Give up the bytes before ``to`` that were never seen (a gap)."""
         self.gaps += 1
         if d.buf:
             self._add(d, -len(d.buf))
-            d.buf = bytearray()
-        d.frames = []
+            d.buf = b""
+        d.frames = ()
         d.next_seq = to
         d.gap = True
 
@@ -323,9 +357,12 @@ class TcpReassembler:
         """The framing used the first ``n`` buffered bytes; a partial message left over longer
         than ``tcp_max_buffer`` is dropped (a bound: counted, ``gap`` set)."""
         if n:
-            del d.buf[:n]
+            if n >= len(d.buf):
+                d.buf = b""
+            else:
+                del d.buf[:n]
             self._add(d, -n)
-            d.frames = d.frames[-1:] if d.buf else []
+            d.frames = d.frames[-1:] if d.buf else ()
         if len(d.buf) > self.limits.tcp_max_buffer:
             self.bytes_dropped += len(d.buf)
             self.discard(d)
@@ -335,8 +372,8 @@ class TcpReassembler:
         """The framing gives the buffered bytes up (not a message boundary, or not its protocol)."""
         if d.buf:
             self._add(d, -len(d.buf))
-            d.buf = bytearray()
-        d.frames = []
+            d.buf = b""
+        d.frames = ()
 
     def finish(self) -> None:
         """End of the capture: a hole still open is a gap (its held bytes are not delivered)."""

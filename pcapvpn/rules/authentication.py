@@ -296,7 +296,9 @@ def _v1_xauth_unfinished(ctx, sa, t, spis):
     (``config_failures`` in rules/decrypted/notifications.py supersedes this finding)."""
     phase1 = [x for x in sa.exchanges
               if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)]
-    done = any(x.last_step >= (6 if x.exch == ExchangeType.MAIN_MODE else 3) for x in phase1)
+    # (a capture that begins after phase 1: its Transaction messages are protected by it)
+    done = any(x.last_step >= (6 if x.exch == ExchangeType.MAIN_MODE else 3) for x in phase1) \
+        or (not phase1 and sa.mid_session and sa.established)
     tms = [x for x in sa.exchanges if x.exch == ExchangeType.TRANSACTION]
     if not done or not tms:
         return

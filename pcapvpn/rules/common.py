@@ -298,6 +298,8 @@ def exchange_status(ctx, x):
         if x.answered:
             return ANSWERED
         reqs = x.requests
+        if reqs and _went_on(ctx, x, reqs[0].src):
+            return ANSWERED
     else:
         if x.exch == ExchangeType.INFORMATIONAL_V1:
             return ANSWERED
@@ -329,6 +331,35 @@ def exchange_status(ctx, x):
     return PENDING
 
 
+#: the initial exchanges of IKEv2: the window is one request until they complete (RFC 7296
+#: §2.3; SET_WINDOW_SIZE, sent in IKE_AUTH, can widen it only afterwards)
+_INITIAL_V2 = frozenset((ExchangeType.IKE_SA_INIT, ExchangeType.IKE_INTERMEDIATE,
+                         ExchangeType.IKE_AUTH))
+
+
+def _went_on(ctx, x, src) -> bool:
+    """IKEv2: ``src`` sent a request with a higher Message ID in the same IKE SA after its
+    request of the initial exchange ``x``: the window being one request then (RFC 7296 §2.3),
+    it had the answer to ``x`` (the IKE_AUTH after an IKE_SA_INIT even carries the responder SPI
+    only that answer gave): ``x`` was answered where the capture does not show it (one
+    direction captured, a copy dropped at the capture point).  The highest Message ID of each
+    sender's requests is computed once per IKE SA and evaluation."""
+    if x.exch not in _INITIAL_V2:
+        return False
+
+    def build():
+        top: dict = {}
+        for y in x.sa.exchanges:
+            if y.version != 2 or not y.requests:
+                continue
+            a = y.requests[0].src
+            if y.msgid > top.get(a, -1):
+                top[a] = y.msgid
+        return top
+    top = ctx.memo(f"v2_top_request|{id(x.sa)}", build)
+    return top.get(src, -1) > x.msgid
+
+
 def last_requests(x):
     """The messages of the step that went unanswered (IKEv2: the requests)."""
     if x.version == 2:
@@ -354,6 +385,9 @@ def established_ts(sa):
     return sa.first_ts
 
 
+_PHASE1 = frozenset((ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
+
+
 def seen_working(sa) -> bool:
     """An IKE SA whose establishment the capture shows from both sides: established, with an
     exchange that carries messages from both peers (a request and its answer).  A lone message
@@ -366,7 +400,11 @@ def seen_working(sa) -> bool:
     # IKEv1: an Informational is an exchange of one message (a DPD R-U-THERE and its ACK are
     # two, RFC 3706 §5): both peers sending messages protected by this ISAKMP SA show it working
     # on both sides (a peer that lost the SA answers in the clear: INVALID_COOKIE, RFC 2408 §5)
-    return sa.version == 1 and len({m.src for m in sa.messages if m.encrypted}) >= 2
+    # Encrypted Main / Aggressive Mode messages (MM5, MM6, AM3) are phase 1 itself, not yet
+    # complete: an initiator re-sending MM5 to a peer that answers each copy with an error
+    # (a PSK mismatch seen from mid-negotiation) shows no working SA
+    return sa.version == 1 and len({m.src for m in sa.messages if m.encrypted
+                                    and m.exch not in _PHASE1}) >= 2
 
 
 def exchange_label(x) -> str:

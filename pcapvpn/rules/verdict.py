@@ -163,6 +163,8 @@ def recovery(ctx, t, f):
             continue  # the IKE SA the failure is about does not recover from it by coming up
         if est <= last:
             continue
+        if sa.mid_session and est == sa.first_ts:
+            continue  # up before the capture began: its first message is not its coming up
         if both_after or not latest > est:  # no ESP at all after it came up
             who = ip_text(sa.initiator[1]) if sa.initiator else "?"
             return est, msg("a new IKE SA ({sa}, initiated by {who})", sa=sa.id, who=who)

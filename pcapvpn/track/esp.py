@@ -21,7 +21,8 @@ capture cannot know them).  Outcomes:
 * a late arrival inside the window fills its hole (``reordered``; depth = ``max_seq - seq``);
   outside the window it is ``too_old`` (the hole stays lost: the receiver drops it);
 * the same number again inside the window: ``capture_duplicates`` when it follows the previous
-  packet of the SA within ``duplicate_window`` (the mirror copied it), else ``duplicates``
+  packet of the SA within ``duplicate_window`` and is that packet's number or one of the last
+  ``COPY_DEPTH`` (the mirror copied it, a burst's copies interleaved), else ``duplicates``
   (a replay, RFC 4303 §3.4.3);
 * a restart at a low number far below the window: ``resets`` (a peer restarted and reused the
   SPI, or a new SA collides on it);
@@ -38,6 +39,11 @@ from dissect.vpn.ip import is_multicast
 from pcapvpn.track.esp_sa import (ESN_LOW, MAX_BINS, MAX_EVENTS, MAX_GAPS, MAX_LAST_GAPS,
                                   MAX_MOVES, NEAR_WRAP, REPLAY_WINDOW_DEFAULT, REPLAY_WINDOW_MIN,
                                   RESET_WINDOWS, SAMPLE_REFS, U32, EspSA)
+
+#: a number this close below the highest, seen again within ``duplicate_window`` of the SA's
+#: previous packet, is a capture copy (a burst's copies interleaved by the mirror), not a replay
+COPY_DEPTH = 16
+
 
 #: a batch with more than one SA per this many packets is applied packet by packet (esp_batch)
 SPARSE = 8
@@ -490,7 +496,11 @@ class EspTracker:
                     if s < sa._floor:
                         # before the first packet seen (assumed seen): late, not a replay
                         self._late(sa, seq, depth)
-                    elif ts - sa.last_ts <= self.dup_window and (s == sa._last_slow or s == top):
+                    elif ts - sa.last_ts <= self.dup_window and (s == sa._last_slow
+                                                                 or depth < COPY_DEPTH):
+                        # a mirror that copies both ways of a port interleaves the copies of a
+                        # burst (p1 p2 p1' p2'): a number of the last few, again within the
+                        # window, is a copy too
                         sa.capture_duplicates += 1
                     else:
                         sa.duplicates += 1

@@ -564,12 +564,18 @@ class IkeTracker:
             key = (exch, m.msgid)
         x = sa._open.get(key)
         answer_first = False
+        encrypted_first = False
         if x is None or (exch == ExchangeType.INFORMATIONAL_V1):
             requester = sender
             if x is None and key == ("phase1", 0) and sender == Role.RESPONDER and \
                     _v1_phase1_answer(m):
                 requester = Role.INITIATOR  # MM2/AM2 first: the request was not captured
                 answer_first = True
+            elif x is None and key == ("phase1", 0) and m.encrypted and not m.copy:
+                # the capture begins inside phase 1 after its cleartext messages: the first
+                # encrypted one is the initiator's MM5 / AM3 (RFC 2409 §5: MM1-MM4 and AM1-AM2
+                # are in the clear)
+                encrypted_first = True
             x = self._new_exchange(sa, exch, m.msgid, requester)
             sa._open[key] = x
         x.msgs.append(m)
@@ -590,7 +596,19 @@ class IkeTracker:
             m.is_response = True
             x.stepped(m)
             return
+        if encrypted_first:
+            m.step = 5 if exch == ExchangeType.MAIN_MODE else 3
+            m.is_response = False
+            x.stepped(m)
+            return
         last = x.last_step
+        if exch == ExchangeType.MAIN_MODE and not m.encrypted and last >= 5:
+            # in the clear after MM5: MM3 / MM4 again (only MM5 and MM6 are encrypted, RFC
+            # 2409 §5): a peer re-sending its last message because MM5 did not reach it
+            m.step = 3 if sender == x.requester else 4
+            m.is_response = sender != x.requester
+            x.stepped(m)
+            return
         # steps alternate: odd from the exchange's initiator, even from the responder
         expected_sender = x.requester if (last + 1) % 2 == 1 else Role(x.requester).other
         if sender == expected_sender:

@@ -120,14 +120,20 @@ class KeepaliveFlow:
         self.max_interval = None
         self._sum = 0.0
         self._n = 0
-        self._bins: dict = {}  # bin -> [count, sum]
+        # what follows is made on first use (a flood keeps thousands of flows with one
+        # keepalive each: an empty dict costs 64 bytes, a list 56, a deque 624)
+        #: bin -> [count, sum] (None before the first interval)
+        self._bins: dict | None = None
         #: the longest interval: (seconds, start ts, end ts, ref before, ref after)
         self.max_gap = None
-        #: intervals longer than keepalive_max_interval: (start ts, end ts, ref before, ref after)
-        self.long_gaps: list = []
+        #: intervals longer than keepalive_max_interval: (start ts, end ts, ref before, ref
+        #: after); the shared empty tuple until the first, then a list
+        self.long_gaps: list | tuple = ()
         self.long_gaps_total = 0
-        self._first_refs: list = []
-        self._last_refs: deque = deque(maxlen=self.SAMPLE)
+        #: the first SAMPLE frames (a tuple: one keepalive costs 48 bytes, not 88), and the
+        #: last SAMPLE after them (a deque made at the first one, None before)
+        self._first_refs: tuple = ()
+        self._last_refs: deque | None = None
 
     def add(self, ref, ts, duplicate_window, long_gap):
         last = self.last_ts
@@ -148,8 +154,10 @@ class KeepaliveFlow:
             self.last_ts = ts
             self.last_ref = ref
         if len(self._first_refs) < self.SAMPLE:
-            self._first_refs.append(ref)
+            self._first_refs += (ref,)
         else:
+            if self._last_refs is None:
+                self._last_refs = deque(maxlen=self.SAMPLE)
             self._last_refs.append(ref)
 
     def _interval(self, d, start, end, ref0, ref1, long_gap):
@@ -161,6 +169,8 @@ class KeepaliveFlow:
             self.max_interval = d
             self.max_gap = (d, start, end, ref0, ref1)
         b = int(math.floor(math.log(d) / _BIN_BASE)) if d > 1e-6 else -10 ** 6
+        if self._bins is None:
+            self._bins = {}
         cell = self._bins.get(b)
         if cell is None:
             self._bins[b] = [1, d]
@@ -170,6 +180,8 @@ class KeepaliveFlow:
         if d > long_gap:
             self.long_gaps_total += 1
             if len(self.long_gaps) < self.MAX_LONG_GAPS:
+                if not self.long_gaps:
+                    self.long_gaps = []
                 self.long_gaps.append((start, end, ref0, ref1))
 
     # -- views ---------------------------------------------------------------------------------
@@ -187,7 +199,7 @@ class KeepaliveFlow:
         """Median interval (exact when the middle intervals share a 2 %-wide bin, else within
         2 %)."""
         n = self._n
-        if not n:
+        if not n or self._bins is None:
             return None
         half = (n + 1) / 2
         seen = 0
@@ -201,6 +213,8 @@ class KeepaliveFlow:
     @property
     def refs(self) -> list:
         """A sample of the frames: the first ``SAMPLE`` and the last ``SAMPLE``."""
+        if self._last_refs is None:
+            return list(self._first_refs)
         return list(self._first_refs) + [r for r in self._last_refs if r not in self._first_refs]
 
     def to_dict(self) -> dict:

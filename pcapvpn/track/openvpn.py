@@ -93,6 +93,24 @@ class PacketIds:
         return out
 
 
+class _NoIds(PacketIds):
+    """No packet IDs: the one empty :class:`PacketIds` every control direction starts with
+    (two per direction, four per session, 56 bytes each), replaced by one of its own at the
+    first ID; it cannot be changed."""
+
+    __slots__ = ()
+
+    def add(self, p: int) -> None:
+        raise TypeError("the shared empty PacketIds cannot change")
+
+    def __reduce__(self):  # pickled and copied as the one shared object
+        return "NO_IDS"
+
+
+#: see :class:`_NoIds`
+NO_IDS = _NoIds()
+
+
 class CtlDir:
     """One direction of a session's control channel."""
 
@@ -108,14 +126,19 @@ class CtlDir:
         self.ooo = None
         self.ooo_bytes = 0
         self.retrans = 0
-        self.retrans_refs = []
+        #: frames of the retransmissions and of the first packets (at most MAX_REFS each):
+        #: tuples, the shared empty one until the first (a flood keeps thousands of sessions
+        #: of a packet or two: an empty list costs 56 bytes, one of one ref 88, a tuple 48)
+        self.retrans_refs = ()
         self.acks = 0
         self.first_ts = None
         self.last_ts = None
         self.last_ref = None
-        self.refs = []
-        self.pids = PacketIds()  # packet IDs seen (bounded by the handshake's size)
-        self.acked = PacketIds()  # of those, the ones the peer acknowledged (ACK arrays, bounded)
+        self.refs = ()
+        #: packet IDs seen (bounded by the handshake's size) and, of those, the ones the peer
+        #: acknowledged (ACK arrays, bounded): ``NO_IDS`` until the first
+        self.pids: PacketIds = NO_IDS
+        self.acked: PacketIds = NO_IDS
 
     def to_dict(self):
         return {"packets": self.packets, "retransmissions": self.retrans, "acks": self.acks,
@@ -125,8 +148,8 @@ class CtlDir:
 
 class Session:
     __slots__ = ("index", "client_sid", "server_sid", "key_ids", "first_ts", "last_ts",
-                 "client_resets", "server_resets", "reset_opcode", "ctl", "tls", "data",
-                 "first_data_ts", "mid_session", "soft_resets", "encrypted", "undecoded",
+                 "client_resets", "server_resets", "reset_opcode", "ctl", "tls", "data_c",
+                 "data_s", "first_data_ts", "mid_session", "soft_resets", "encrypted", "undecoded",
                  "repeats")
 
     def __init__(self, index, ts, mid_session=False):
@@ -137,13 +160,16 @@ class Session:
         self.key_ids = 0
         self.first_ts = ts
         self.last_ts = ts
-        self.client_resets = []   # (ts, ref)
-        self.server_resets = []
+        #: (ts, ref) of the hard resets of each side, at most MAX_REFS: tuples (as CtlDir.refs)
+        self.client_resets = ()
+        self.server_resets = ()
         self.reset_opcode = None
         self.ctl = (CtlDir(), CtlDir())
         self.tls = None
-        self.data = [0, 0]
-        self.first_data_ts = [None, None]
+        #: data packets from the client and from the server (ints; ``data`` reads them as a
+        #: pair), and the time of each side's first: a tuple replaced when it changes
+        self.data_c = self.data_s = 0
+        self.first_data_ts = (None, None)
         self.mid_session = mid_session
         self.soft_resets = 0
         self.encrypted = False
@@ -152,13 +178,18 @@ class Session:
         self.repeats = 0
 
     @property
+    def data(self) -> tuple:
+        """Data packets (client to server, server to client)."""
+        return (self.data_c, self.data_s)
+
+    @property
     def answered(self) -> bool:
         """The server sent anything in this session."""
-        return self.ctl[1].packets > 0 or self.data[1] > 0
+        return self.ctl[1].packets > 0 or self.data_s > 0
 
     @property
     def established(self) -> bool:
-        return self.data[0] > 0 and self.data[1] > 0
+        return self.data_c > 0 and self.data_s > 0
 
     def unacked(self, d: int) -> list:
         """Packet IDs of direction ``d`` (0 client) sent after the last one the peer
@@ -179,7 +210,7 @@ class Session:
             "first_ts": self.first_ts, "last_ts": self.last_ts,
             "client_resets": len(self.client_resets), "server_resets": len(self.server_resets),
             "client_control": self.ctl[0].to_dict(), "server_control": self.ctl[1].to_dict(),
-            "data_packets": {"client_to_server": self.data[0], "server_to_client": self.data[1]},
+            "data_packets": {"client_to_server": self.data_c, "server_to_client": self.data_s},
             "established": self.established, "mid_session": self.mid_session,
             "control_encrypted": self.encrypted,
             "tls": self.tls.to_dict() if self.tls is not None else None,
@@ -283,10 +314,14 @@ def handle(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end) -> N
         t.data_packet(d, ts, ref, end - off)
         s = st.current
         if s is not None:
-            s.data[d] += 1
+            if d == 0:
+                s.data_c += 1
+            else:
+                s.data_s += 1
             s.last_ts = ts
-            if s.first_data_ts[d] is None:
-                s.first_data_ts[d] = ts
+            f = s.first_data_ts
+            if f[d] is None:
+                s.first_data_ts = (ts, f[1]) if d == 0 else (f[0], ts)
             s.key_ids |= 1 << key_id
         return
     t.control_packet(d, ts, ref)
@@ -392,7 +427,7 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
             s.client_sid = c.session_id
             s.reset_opcode = op
         if len(s.client_resets) < MAX_REFS:
-            s.client_resets.append((ts, ref))
+            s.client_resets += ((ts, ref),)
         if op == _ov.P_CONTROL_HARD_RESET_CLIENT_V3:
             st.wkc = True
     else:
@@ -405,7 +440,7 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
             s.server_sid = c.session_id
         if op in _ov.SERVER_RESETS and not from_client:
             if len(s.server_resets) < MAX_REFS:
-                s.server_resets.append((ts, ref))
+                s.server_resets += ((ts, ref),)
         if op == _ov.P_CONTROL_SOFT_RESET_V1:
             s.soft_resets += 1
         if op == _ov.P_CONTROL_WKC_V1:
@@ -425,12 +460,14 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
     cd.last_ts = ts
     cd.last_ref = ref
     if len(cd.refs) < MAX_REFS:
-        cd.refs.append(ref)
+        cd.refs += (ref,)
     if c.acks:
         cd.acks += 1
-        peer = s.ctl[1 - d].acked
-        if len(peer) < 4096:
-            peer.update(c.acks)
+        pd = s.ctl[1 - d]
+        if pd.acked is NO_IDS:
+            pd.acked = PacketIds()
+        if len(pd.acked) < 4096:
+            pd.acked.update(c.acks)
     if c.encrypted:
         # tls-crypt: the message packet ID is encrypted; the replay ID (one per packet sent,
         # retransmissions included) cannot tell a retransmission.  Identical sizes from the same
@@ -438,7 +475,7 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
         if op in _ov.CLIENT_RESETS and len(s.client_resets) > 1 and from_client:
             cd.retrans += 1
             if len(cd.retrans_refs) < MAX_REFS:
-                cd.retrans_refs.append(ref)
+                cd.retrans_refs += (ref,)
         return
     pid = c.packet_id
     if pid is None:
@@ -448,9 +485,11 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
     if pid in cd.pids:
         cd.retrans += 1
         if len(cd.retrans_refs) < MAX_REFS:
-            cd.retrans_refs.append(ref)
+            cd.retrans_refs += (ref,)
         return
     if len(cd.pids) < 4096:
+        if cd.pids is NO_IDS:
+            cd.pids = PacketIds()
         cd.pids.add(pid)
     if op not in (_ov.P_CONTROL_V1, _ov.P_CONTROL_WKC_V1) or c.payload_end <= c.payload_off:
         if pid == cd.next_pid:

@@ -187,19 +187,25 @@ class TlsSide:
         self.order = order if order is not None else [0]
         self.last_order = 0
         self.first_appdata_order = None
-        self.buf = bytearray()      # TLS byte stream not yet split into records
-        self.hs = bytearray()       # handshake bytes not yet split into messages
+        # what a side holds is made on first use and empty values are shared (issue 20: a
+        # flood keeps thousands of conversations, most with a record or two; empty, a
+        # bytearray costs 56 bytes, a list 56, a set 216)
+        #: TLS byte stream not yet split into records, and handshake bytes not yet split into
+        #: messages: a bytearray while bytes wait, else the shared ``b""``
+        self.buf = b""
+        self.hs = b""
         self.records = 0
-        self.handshakes = []        # (type, ts, ref), bounded
-        self.hs_types = set()
-        self.alerts = []
+        self.handshakes = ()        # (type, ts, ref), at most MAX_EVENTS: a tuple
+        #: the handshake types seen, one bit each (``has``)
+        self.hs_types = 0
+        self.alerts = ()            # Alert, at most MAX_EVENTS: a tuple
         self.ccs_ts = None
         self.appdata = 0
         self.first_appdata_ts = None
         self.first_appdata_ref = None
         self.client_hello = None
         self.server_hello = None
-        self.certs = []             # CertInfo, end-entity first
+        self.certs = ()             # CertInfo, end-entity first (a list once there are any)
         self.cert_ts = None
         self.cert_ref = None
         self.errors = 0
@@ -214,22 +220,28 @@ class TlsSide:
         """Bytes of the TLS stream in order (OpenVPN control channel payloads)."""
         if self.broken:
             return
-        self.buf += chunk
+        if self.buf:
+            self.buf += chunk
+        else:
+            self.buf = bytearray(chunk)
         try:
             recs, used = _tls.split_records(self.buf, 0)
         except DissectError:
             self.errors += 1
             self.broken = True
-            self.buf = bytearray()
+            self.buf = b""
             return
         for ctype, ver, a, b in recs:
             self.record(ctype, ver, self.buf, a, b, ts, ref)
         if used:
-            del self.buf[:used]
+            if used >= len(self.buf):
+                self.buf = b""
+            else:
+                del self.buf[:used]
         if len(self.buf) > self.bounds.max_buffer:
             self.bounds.drop("tcp_max_buffer", ref, ts)
             self.broken = True
-            self.buf = bytearray()
+            self.buf = b""
 
     def record(self, ctype, ver, data, a, b, ts, ref, epoch=0):
         """One record (body ``data[a:b]``)."""
@@ -251,27 +263,33 @@ class TlsSide:
                 for t, ma, mb in msgs:
                     self._handshake(t, data, ma, mb, ts, ref)
                 return
-            self.hs += data[a:b]
+            if self.hs:
+                self.hs += data[a:b]
+            else:
+                self.hs = bytearray(data[a:b])
             try:
                 msgs, used = _tls.split_handshakes(self.hs, 0)
             except DissectError:
                 self.errors += 1
-                self.hs = bytearray()
+                self.hs = b""
                 return
             for t, ma, mb in msgs:
                 self._handshake(t, self.hs, ma, mb, ts, ref)
             if used:
-                del self.hs[:used]
+                if used >= len(self.hs):
+                    self.hs = b""
+                else:
+                    del self.hs[:used]
             if len(self.hs) > self.bounds.max_buffer:
                 self.bounds.drop("tcp_max_buffer", ref, ts)
-                self.hs = bytearray()
+                self.hs = b""
         elif ctype == _tls.ALERT:
             if len(self.alerts) < MAX_EVENTS:
                 if b - a == _tls.ALERT_LENGTH and self.ccs_ts is None and not epoch:
                     lvl, desc = _tls.parse_alert(data, a, b)
-                    self.alerts.append(Alert(lvl, desc, ts, ref))
+                    self.alerts += (Alert(lvl, desc, ts, ref),)
                 else:
-                    self.alerts.append(Alert(None, None, ts, ref, encrypted=True))
+                    self.alerts += (Alert(None, None, ts, ref, encrypted=True),)
         elif ctype == _tls.CHANGE_CIPHER_SPEC:
             if self.ccs_ts is None:
                 self.ccs_ts = ts
@@ -283,9 +301,9 @@ class TlsSide:
                 self.first_appdata_order = self.last_order
 
     def _handshake(self, t, data, a, b, ts, ref):
-        self.hs_types.add(t)
+        self.hs_types |= 1 << t
         if len(self.handshakes) < MAX_EVENTS:
-            self.handshakes.append((t, ts, ref))
+            self.handshakes += ((t, ts, ref),)
         if a < 0:
             return  # DTLS fragment
         try:
@@ -295,8 +313,8 @@ class TlsSide:
                 self.server_hello = _tls.parse_server_hello(data, a, b, dtls=self.dtls)
             elif t == _tls.CERTIFICATE and not self.certs:
                 tls13 = self.server_hello is not None and self.server_hello.version == 0x0304
-                for da, db in _tls.parse_certificate(data, a, b, tls13=tls13)[:MAX_CERTS]:
-                    self.certs.append(cert_info(bytes(data[da:db])))
+                self.certs = [cert_info(bytes(data[da:db]))
+                              for da, db in _tls.parse_certificate(data, a, b, tls13=tls13)[:MAX_CERTS]]
                 self.cert_ts = ts
                 self.cert_ref = ref
         except DissectError:
@@ -305,7 +323,7 @@ class TlsSide:
     # -- views ---------------------------------------------------------------------------------
 
     def has(self, t) -> bool:
-        return t in self.hs_types
+        return bool(self.hs_types >> t & 1)
 
     def to_dict(self) -> dict:
         ch = self.client_hello

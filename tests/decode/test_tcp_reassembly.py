@@ -203,3 +203,32 @@ def test_held_bytes_stay_bounded_as_streams_and_segments_grow():
     assert peaks[(64, 64)] == peaks[(128, 64)] == lim.tcp_max_bytes
     r = _flood(128, 64, 4096, lim)
     assert r.streams_evicted > 0 and r.bytes_dropped > 0 and r.gaps_by_limit > 0
+
+
+def test_empty_buffers_and_held_segments_are_shared_until_used():
+    # issue 20 (live memory at --max-sas): a direction's buffer, frames and held segments are
+    # made at the first bytes / the first out-of-order segment and given back when empty;
+    # what the framing reads is unchanged (the random test above compares the bytes)
+    from pcapvpn.tcp_reassembly import _NO_HELD
+
+    s = Stream()
+    s.seg(A, ISN, flags=SYN)
+    d = s.r.get(A)
+    assert d.buf == b"" and type(d.buf) is bytes and d.frames == () and d.held is _NO_HELD
+    s.seg(A, ISN + 1, b"abc")  # read and consumed at once by Stream
+    assert d.buf == b"" and type(d.buf) is bytes and d.frames == ()
+    s.seg(A, ISN + 10, b"held")  # after a hole: a dict of its own
+    assert type(d.held) is dict and list(d.held) == [(ISN + 10) & 0xFFFFFFFF]
+    s.seg(A, ISN + 4, b"defghi")  # fills it: the held segment drained, the shared one back
+    assert s.got[A] == b"abcdefghiheld" and d.held is _NO_HELD and d.held_bytes == 0
+    # a partial message left by the framing: a bytearray and the frame that carried its end
+    r = s.r
+    r.segment(d, (ISN + 14) & 0xFFFFFFFF, 0, ACK, b"12345", 0, 5, (0, 99))
+    assert type(d.buf) is bytearray and d.frames == [(0, 99)]
+    r.consume(d, 2)
+    assert bytes(d.buf) == b"345" and d.frames == [(0, 99)] and r.bytes == 3
+    r.consume(d, 3)
+    assert d.buf == b"" and d.frames == () and r.bytes == 0
+    assert len(_NO_HELD) == 0
+    with pytest.raises(TypeError):
+        _NO_HELD[1] = (b"x", (0, 1))

@@ -499,6 +499,10 @@ def test_collector_policy_objects_held_bounded_when_the_frames_double():
     from pcapvpn.live.collector import Collector
 
     counts, held = [], []
+    # objects of these classes other tests of the same process left alive (caches of their
+    # results): counted before, not charged to this session
+    gc.collect()
+    before = _live_objects()
     for frames in (60_000, 120_000):
         s, cap, clock = _mutated_session(200)
         pol = s.collector = Collector()
@@ -510,9 +514,9 @@ def test_collector_policy_objects_held_bounded_when_the_frames_double():
             pol.stop()  # everything is examined again: counted below
             if was:
                 gc.enable()
-        live = _live_objects()
+        live = _live_objects() - before
         gc.collect()
-        assert _live_objects() == live
+        assert _live_objects() - before == live
         # the IKE SAs alive: those held, and those the last evaluation's rules walked
         # (pcapvpn.rules.incremental.WALKED, until the next one) before its eviction
         assert len(s.tracker.ike_tracker.sas) <= live["IkeSA"] <= 2 * 200
@@ -523,3 +527,242 @@ def test_collector_policy_objects_held_bounded_when_the_frames_double():
         gc.collect()
     assert held[0] <= 200 and held[1] <= 200
     assert counts[1] < 1.25 * counts[0], counts
+
+
+# -- smaller entries of the containers a flood fills at --max-sas (session 10, flat4) ----------
+# A flood keeps --max-sas OpenVPN sessions, TLS conversations, TCP connections and NAT keepalive
+# flows, most with a packet or two: their lists, sets, dicts and deques are made at the first
+# element (empty ones shared), bounded lists are tuples, counter pairs ints.  What the trackers
+# keep, and what the rules and the report read, is the same at each bound's edge.
+
+def _ovpn_send(vt, frame, data, from_client=True, client=CLIENT, ts=None):
+    src, dst, sp, dp = (client, SERVER, 40000, 1194) if from_client else \
+        (SERVER, client, 1194, 40000)
+    vt.udp((0, frame), 1000.0 + frame * 0.01 if ts is None else ts, 4, src, dst, sp, dp,
+           "openvpn", data, 0, len(data))
+
+
+def test_openvpn_session_refs_are_the_first_max_refs_and_empty_values_shared():
+    import pickle
+
+    from pcapvpn.track.openvpn import MAX_REFS, NO_IDS, PacketIds, Session
+
+    fresh = Session(0, 1.0)
+    for cd in fresh.ctl:  # nothing of its own before the first packet
+        assert cd.pids is NO_IDS and cd.acked is NO_IDS and cd.refs == () and cd.ooo is None
+        assert cd.retrans_refs == () and not cd.pids and len(cd.acked) == 0
+    assert fresh.client_resets == () and fresh.data == (0, 0) and not fresh.answered
+    vt = _live_tracker(64).vpn_tracker
+    sid = 0x4242
+    frame = 0
+    for n in range(MAX_REFS + 5):  # the hard reset sent again and again (its packet ID 0)
+        frame += 1
+        _ovpn_send(vt, frame, _reset(sid))
+    for p in range(1, MAX_REFS + 4):  # control packets 1.. each once, then 1 again 24 times
+        frame += 1
+        _ovpn_send(vt, frame, _control(sid, p))
+    for _ in range(MAX_REFS + 4):
+        frame += 1
+        _ovpn_send(vt, frame, _control(sid, 1))
+    (t,) = vt.tunnels.values()
+    (s,) = t.st.sessions
+    c, srv = s.ctl
+    # the first MAX_REFS of each, in order, as the lists kept them
+    assert s.client_resets == tuple((1000.0 + i * 0.01, (0, i)) for i in range(1, MAX_REFS + 1))
+    assert c.refs == tuple((0, i) for i in range(1, MAX_REFS + 1))
+    retx = [(0, i) for i in range(2, MAX_REFS + 6)] + \
+        [(0, i) for i in range(MAX_REFS + 28, 2 * MAX_REFS + 32)]
+    assert c.retrans == len(retx) and c.retrans_refs == tuple(retx[:MAX_REFS])
+    assert list(c.pids) == list(range(MAX_REFS + 4)) and type(c.pids) is PacketIds
+    # the server sent nothing: its direction still shares the empty values
+    assert srv.pids is NO_IDS and srv.refs == () and c.acked is NO_IDS and s.server_resets == ()
+    assert len(NO_IDS) == 0 and NO_IDS.more is None  # never changed
+    d = s.to_dict()
+    assert d["client_resets"] == MAX_REFS and d["server_resets"] == 0
+    assert d["client_control"]["retransmission_frames"] == [list(r) for r in retx[:MAX_REFS]]
+    # the server's acknowledgement gives the client's direction its own acked set
+    frame += 1
+    _ovpn_send(vt, frame, _ack(0x5151, 0, [0, 1, 2], sid), from_client=False)
+    assert type(c.acked) is PacketIds and list(c.acked) == [0, 1, 2] and len(NO_IDS) == 0
+    assert s.unacked(0) == list(range(3, MAX_REFS + 4))
+    # data packets: the counts and each side's first time
+    frame += 1
+    _ovpn_send(vt, frame, P_DATA, ts=2000.0)
+    frame += 1
+    _ovpn_send(vt, frame, P_DATA, ts=2001.0)
+    assert s.data == (2, 0) and s.first_data_ts == (2000.0, None) and not s.established
+    frame += 1
+    _ovpn_send(vt, frame, P_DATA, from_client=False, ts=2002.0)
+    assert s.data == (2, 1) and s.first_data_ts == (2000.0, 2002.0) and s.established
+    # a session pickled (a forked evaluation, --jobs) keeps the one shared empty set
+    s2 = pickle.loads(pickle.dumps(Session(1, 2.0)))
+    assert s2.ctl[1].pids is NO_IDS
+    try:
+        NO_IDS.add(1)
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("the shared empty PacketIds changed")
+
+
+def _rec(ctype: int, body: bytes) -> bytes:
+    return bytes([ctype, 3, 3]) + len(body).to_bytes(2, "big") + body
+
+
+def _hs(t: int, body: bytes = b"") -> bytes:
+    return bytes([t]) + len(body).to_bytes(3, "big") + body
+
+
+def _tls_view(side) -> tuple:
+    return (side.records, side.handshakes, side.hs_types, [a.to_dict() for a in side.alerts],
+            side.errors, side.broken, bytes(side.buf), bytes(side.hs), side.appdata,
+            side.ccs_ts, side.first_appdata_ref, side.last_ref)
+
+
+def test_tls_side_same_whatever_the_chunks_and_buffers_shared_when_empty():
+    # a TLS byte stream (OpenVPN's control channel) fed whole, byte by byte, and cut at every
+    # record boundary and inside records: the same records, handshake types, alerts; between
+    # records nothing is buffered (the shared b""), a partial record is a bytearray of it
+    from pcapvpn.track.tlsvpn import MAX_EVENTS, TlsSide
+
+    types = [12, 13, 14, 15, 16, 254] + [14] * (MAX_EVENTS + 3)
+    # a handshake message split over two records, then one record of several messages
+    split = _hs(11, b"\x00" * 30)
+    stream = (_rec(22, _hs(types[0], b"a" * 7)) + _rec(22, split[:10]) + _rec(22, split[10:])
+              + _rec(22, b"".join(_hs(t) for t in types[1:]))
+              + b"".join(_rec(21, b"\x02\x28") for _ in range(MAX_EVENTS + 2))
+              + _rec(20, b"\x01") + _rec(23, b"x" * 50))
+    whole = TlsSide()
+    whole.feed(stream, 1.0, (0, 1))
+    assert whole.records == 4 + (MAX_EVENTS + 2) + 2 and not whole.broken
+    assert len(whole.handshakes) == MAX_EVENTS and len(whole.alerts) == MAX_EVENTS
+    assert type(whole.handshakes) is tuple and type(whole.alerts) is tuple
+    assert all(whole.has(t) for t in set(types) | {11}) and not whole.has(1) and not whole.has(255)
+    assert whole.buf == b"" and whole.hs == b"" and type(whole.buf) is bytes
+    for cut in (1, 3, 5, 9, 64):
+        side = TlsSide()
+        for i in range(0, len(stream), cut):
+            side.feed(stream[i:i + cut], 1.0, (0, 1))
+            held = stream[:i + cut]
+            # what is buffered is the partial record at the end of what was fed
+            pos = 0
+            while pos + 5 <= len(held) and pos + 5 + int.from_bytes(held[pos + 3:pos + 5], "big") <= len(held):
+                pos += 5 + int.from_bytes(held[pos + 3:pos + 5], "big")
+            assert bytes(side.buf) == held[pos:]
+            assert type(side.buf) is (bytearray if held[pos:] else bytes)
+        assert _tls_view(side) == _tls_view(whole)
+    # the buffer's bound, at its edge: a partial record of max_buffer bytes is kept, one more
+    # byte breaks the side (counted)
+    from pcapvpn.track.tlsvpn import StreamBounds
+
+    for extra, broken in ((0, False), (1, True)):
+        b = StreamBounds()
+        b.max_buffer = 100
+        side = TlsSide(bounds=b)
+        side.feed(_rec(23, b"y" * 200)[:100 + extra], 1.0, (0, 7))
+        assert side.broken is broken and b.dropped.get("tcp_max_buffer", 0) == int(broken)
+        assert bytes(side.buf) == (b"" if broken else _rec(23, b"y" * 200)[:100])
+
+
+def test_keepalive_flow_sample_and_gaps_same_as_lists_and_deque():
+    # the first SAMPLE frames (a tuple) and the last SAMPLE after them (a deque made at the
+    # first one): the frames reported are those of a list and a deque(maxlen=SAMPLE) at every
+    # count around the edges
+    from collections import deque
+
+    from pcapvpn.track.nat import KeepaliveFlow
+
+    n_max = 3 * KeepaliveFlow.SAMPLE + 2
+    for n in range(1, n_max + 1):
+        f = KeepaliveFlow(4, CLIENT, 4500, SERVER, 4500)
+        first: list = []
+        last: deque = deque(maxlen=KeepaliveFlow.SAMPLE)
+        for i in range(n):
+            ref = (0, i + 1)
+            f.add(ref, 100.0 + 20.0 * i, 0.5, 60.0)
+            (first if len(first) < KeepaliveFlow.SAMPLE else last).append(ref)
+        assert f.refs == first + [r for r in last if r not in first]
+        assert (f._last_refs is None) == (n <= KeepaliveFlow.SAMPLE)
+        assert f.intervals == n - 1 and (f._bins is None) == (n == 1)
+        assert f.median_interval == (None if n == 1 else 20.0)
+        assert f.long_gaps == () and f.long_gaps_total == 0
+    f.add((0, 999), 100.0 + 20.0 * n_max + 100.0, 0.5, 60.0)  # one long gap: now a list
+    assert f.long_gaps == [(100.0 + 20.0 * (n_max - 1), 100.0 + 20.0 * n_max + 100.0,
+                            (0, n_max), (0, 999))] and f.long_gaps_total == 1
+    assert f.to_dict()["long_gaps"][0]["frames"] == [[0, n_max], [0, 999]]
+
+
+def test_tcp_connection_bytes_and_messages_as_pairs():
+    import pickle
+
+    tr = _live_tracker(64)
+    _syn(tr, 1, 1000.0, 40000)
+    c = tr.tcp[(CLIENT, 40000, SERVER, 4500)]
+    assert c.bytes == (0, 0) and c.msgs == (0, 0) and not c.established
+    c.record(1001.0, (0, 2), 0x18, 100, True)
+    assert c.bytes == (100, 0) and not c.established
+    c.record(1002.0, (0, 3), 0x18, 7, False)
+    c.message(True)
+    c.message(False)
+    c.message(False)
+    assert c.bytes == (100, 7) and c.msgs == (1, 2) and c.established
+    assert c.to_dict()["bytes"] == {"client_to_server": 100, "server_to_client": 7}
+    c2 = pickle.loads(pickle.dumps(c))
+    assert c2.bytes == (100, 7) and c2.msgs == (1, 2) and c2.syn == c.syn
+
+
+def test_collector_trims_the_c_heap_after_each_evaluation_where_glibc():
+    # glibc keeps what it freed inside its heap: live gives it back after each evaluation
+    # (malloc_trim); another C library has no such call and nothing is done
+    import gc
+    import os
+
+    from pcapvpn.live import collector
+    from pcapvpn.live.collector import Collector
+
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        libc = ""
+    glibc = libc.startswith("glibc")
+    assert (collector._TRIM is not None) == glibc
+    assert collector.malloc_trim() is glibc
+    pol = Collector()
+    was = gc.isenabled()
+    pol.start()
+    try:
+        for _ in range(3):
+            pol.evaluated()
+    finally:
+        pol.stop()
+        if was:
+            gc.enable()
+    assert pol.trims == (3 if glibc else 0) and pol.full_passes == 0
+    pol.evaluated()  # stopped: nothing more
+    assert pol.trims == (3 if glibc else 0)
+
+
+def _arp_reply(sender: int) -> bytes:
+    eth = b"\x02\x00\x00\x00\x00\x09" + b"\x02\x00\x00\x00\x00\x02" + b"\x08\x06"
+    return eth + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, b"\x02\x00\x00\x00\x00\x02",
+                             struct.pack(">I", sender), b"\x02\x00\x00\x00\x00\x09",
+                             bytes([192, 168, 0, 1]))
+
+
+def test_arp_targets_as_tuples_count_requests_and_replies_as_the_lists_did():
+    # an ARP target is a tuple replaced when it changes: the requests counted, the first
+    # request's time, frame and sender kept, answered once a reply from the target came
+    tr = Tracker(limits=Limits().for_live(300))
+    for k in range(3):  # three requests for each of 5 targets, interleaved
+        for i in range(5):
+            tr.link_other((0, 10 * k + i + 1), 1000.0 + 10 * k + i, 0, 1, None,
+                          _arp_request(0x0A000000 + i))
+    tr.link_other((0, 99), 1100.0, 0, 1, None, _arp_reply(0x0A000002))
+    tr.link_other((0, 100), 1101.0, 0, 1, None, _arp_reply(0x0A000002))  # again: no change
+    tr.link_other((0, 101), 1102.0, 0, 1, None, _arp_reply(0x0A0000FF))  # asked by nobody
+    (view,) = tr.plain_tracker.views.values()
+    sender = bytes([192, 168, 0, 1])
+    assert view.arp == {struct.pack(">I", 0x0A000000 + i): (3, 1000.0 + i, (0, i + 1), sender,
+                                                             i == 2) for i in range(5)}
+    # one sender address object for the targets one host asked for
+    assert len({id(e[3]) for e in view.arp.values()}) == 1

@@ -469,3 +469,169 @@ def test_first_request_of_a_new_sa_unanswered_stays_reachability(tmp_path):
         c.ike(dt, A, B, ike_sa_init(ISPI, ZERO, False))
     res = c.analyse(tmp_path)
     assert by_code(res, "IKE_NO_RESPONSE").stage == "reachability"
+
+
+# -- a capture of one direction only ----------------------------------------------------------------
+
+def test_ikev2_one_direction_captured_is_unknown_not_unreachable(tmp_path):
+    """Only the initiator's packets (a SPAN of one direction, asymmetric routing, a capture
+    filter on the source): IKE_SA_INIT, IKE_AUTH with the responder's SPI, then ESP for a minute.
+    The IKE_AUTH proves the IKE_SA_INIT answered (its SPI comes from the answer, and the window
+    is one request during the initial exchanges, RFC 7296 §2.3): CAPTURE_ONE_DIRECTION, the
+    tunnel unknown (it was failing: IKE_SA_INIT never answered, at reachability)."""
+    c = Cap()
+    c.ike(0.0, A, B, ike_sa_init(ISPI, ZERO, False))
+    c.ike(0.02, A, B, ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True))
+    c.flow(A, B, SPI_AB, 1.0, 60.0)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "unknown", [(f.code, f.severity) for f in res.findings]
+    f = by_code(res, "CAPTURE_ONE_DIRECTION")
+    assert "carries the responder SPI" in f.detail and RSPI.hex() in f.detail
+    assert [r.frame for r in f.evidence.frames] == [1, 2]
+    assert not any(x.code == "IKE_NO_RESPONSE" and "IKE_SA_INIT" in x.title
+                   for x in res.findings)
+    assert any("one direction" in n for n in v.not_seen)
+
+
+def test_ikev1_one_direction_captured_is_unknown(tmp_path):
+    """IKEv1 Main Mode and Quick Mode, initiator only: MM3 carries the responder cookie that
+    only MM2 gave.  The Quick Mode 'QM1 never answered' (QM3 taken for QM1 again, QM2 not
+    captured) is not judged: unknown, not CHILD_SA_FAILED."""
+    c = Cap()
+    for step in (1, 3, 5):
+        c.ike(step * 0.01, A, B, v1_message(IB, ZERO if step == 1 else RB, 2, 0, step,
+                                            encrypted=step >= 5))
+    c.ike(0.11, A, B, v1_message(IB, RB, 32, 0x1234, 1, encrypted=True, size=200))
+    c.ike(0.13, A, B, v1_message(IB, RB, 32, 0x1234, 3, encrypted=True, size=48))
+    c.flow(A, B, SPI_AB, 1.0, 60.0)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "unknown", [(f.code, f.severity) for f in res.findings]
+    assert "CHILD_SA_FAILED" not in {f.code for f in res.findings}
+    assert by_code(res, "CAPTURE_ONE_DIRECTION")
+
+
+def test_unanswered_ike_sa_init_retransmitted_is_still_failing(tmp_path):
+    """IKE_SA_INIT re-sent and nothing else: nothing proves an answer; failing, reachability,
+    and no CAPTURE_ONE_DIRECTION (the capture cannot tell a silent peer from one direction)."""
+    c = Cap()
+    for dt in _BACKOFF:
+        c.ike(dt, A, B, ike_sa_init(ISPI, ZERO, False))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "reachability", "IKE_NO_RESPONSE")
+    assert "CAPTURE_ONE_DIRECTION" not in {f.code for f in res.findings}
+
+
+def test_ike_auth_unanswered_after_answered_init_stays_no_response(tmp_path):
+    """Both directions captured, IKE_AUTH re-sent without an answer: no later request proves
+    anything, IKE_NO_RESPONSE stays (the proof by a later Message ID needs one)."""
+    c = Cap()
+    c.ike(0.0, A, B, ike_sa_init(ISPI, ZERO, False))
+    c.ike(0.01, B, A, ike_sa_init(ISPI, RSPI, True))
+    for dt in _BACKOFF:
+        c.ike(0.02 + dt, A, B, ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True))
+    res = c.analyse(tmp_path)
+    f = by_code(res, "IKE_NO_RESPONSE")
+    assert "IKE_AUTH" in f.title
+    assert the(res).verdict == "failing"
+
+
+def test_responder_only_capture_is_unknown(tmp_path):
+    """Only the responder's packets: its IKE_SA_INIT and IKE_AUTH responses answer requests the
+    capture does not hold, and its ESP seems never answered.  The capture sees one direction:
+    unknown (it was failing, ESP_ONE_WAY).  One response at the very start could answer a
+    request sent before the capture began: it alone proves nothing."""
+    c = Cap()
+    c.ike(0.01, B, A, ike_sa_init(ISPI, RSPI, True))
+    c.ike(0.03, B, A, ike_encrypted(ISPI, RSPI, 35, 1, 36, True, False))
+    c.flow(B, A, SPI_BA, 1.0, 60.0)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "unknown", [(f.code, f.severity) for f in res.findings]
+    assert "a response" in by_code(res, "CAPTURE_ONE_DIRECTION").detail
+    c = Cap()
+    c.ike(0.01, B, A, ike_sa_init(ISPI, RSPI, True))
+    c.flow(B, A, SPI_BA, 1.0, 60.0)
+    res = c.analyse(tmp_path)
+    assert not [f for f in res.findings if f.code == "CAPTURE_ONE_DIRECTION"
+                and f.evidence.ike_spis]
+
+
+# -- IKEv1 captured from inside phase 1 ------------------------------------------------------------
+
+def test_ikev1_psk_mismatch_captured_from_mm5_is_authentication(tmp_path):
+    """The capture begins after MM1-MM4 (in the clear): the initiator's encrypted MM5, re-sent,
+    each copy answered by the responder's encrypted Informational.  The first encrypted Main
+    Mode message is MM5 (RFC 2409 §5): the PSK-mismatch signature, IKE_AUTH_FAILED, as in the
+    whole capture (it was healthy: both peers' encrypted messages read as a working SA)."""
+    c = Cap()
+    for k, t in enumerate((0.0, 2.0, 5.0, 9.5)):
+        c.ike(t, A, B, v1_message(IB, RB, 2, 0, 5, encrypted=True, size=120))
+        c.ike(t + 0.001, B, A, v1_message(IB, RB, 5, 0x3000 + k, 0, encrypted=True, size=84))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "authentication", "IKE_AUTH_FAILED"), [(f.code, f.title) for f in res.findings]
+
+
+def test_ikev1_xauth_refused_captured_from_mm5_is_authentication(tmp_path):
+    """From MM5 on: MM5, MM6, then the gateway's XAUTH Transaction exchanges and nothing more
+    (no Quick Mode, no ESP): the user authentication ended there, as in the whole capture."""
+    c = Cap()
+    c.ike(0.0, A, B, v1_message(IB, RB, 2, 0, 5, encrypted=True, size=120))
+    c.ike(0.01, B, A, v1_message(IB, RB, 2, 0, 6, encrypted=True, size=120))
+    for k, t in enumerate((0.02, 0.05)):
+        c.ike(t, B, A, v1_message(IB, RB, 6, 0x4000 + k, 1, encrypted=True, size=80))
+        c.ike(t + 0.01, A, B, v1_message(IB, RB, 6, 0x4000 + k, 2, encrypted=True, size=80))
+    c.ike(30.0, A, "192.0.2.99", v1_message(IB, RB, 5, 1, 0, encrypted=True))  # the clock runs on
+    res = c.analyse(tmp_path)
+    v = next(x for x in res.verdicts if B in x.tunnel)
+    assert (v.verdict, v.primary_code) == ("failing", "IKE_AUTH_FAILED"), \
+        [(f.code, f.title) for f in res.findings]
+
+
+def test_ikev1_mm4_resent_after_mm5_captured_midway_is_not_phase1_done(tmp_path):
+    """From MM5 on, the responder re-sends MM4 in the clear (MM5 did not reach it): that is not
+    MM6 (only MM5 and MM6 are encrypted), phase 1 is not up: failing, not a working SA."""
+    c = Cap()
+    for t in (0.0, 0.5, 1.5, 3.5, 7.5):
+        c.ike(t, A, B, v1_message(IB, RB, 2, 0, 5, encrypted=True, size=120), 4500, 4500)
+        c.ike(t + 0.001, B, A, v1_message(IB, RB, 2, 0, 4))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "failing", [(f.code, f.title) for f in res.findings]
+    assert res.report.ike_sas[0]["exchanges"][0]["last_step"] == 5
+
+
+def test_ikev1_xauth_refused_captured_after_phase1_is_authentication(tmp_path):
+    """The capture begins after phase 1: only the gateway's XAUTH Transaction exchanges, the
+    last ones re-sent, then its Delete.  Phase 1 completed before the capture (the messages are
+    protected by it): the refused XAUTH is IKE_AUTH_FAILED, as in the whole capture."""
+    c = Cap()
+    for k, t in enumerate((0.0, 0.01)):
+        c.ike(t, A, B, v1_message(IB, RB, 6, 0x4000 + k, 1, encrypted=True, size=80))
+        c.ike(t + 0.001, B, A, v1_message(IB, RB, 6, 0x4000 + k, 2, encrypted=True, size=80))
+    for t in (0.5, 1.0, 2.0, 4.0):
+        c.ike(t, B, A, v1_message(IB, RB, 6, 0x4100, 1, encrypted=True, size=96))
+    c.ike(11.0, B, A, v1_message(IB, RB, 5, 0x5000, 0, encrypted=True, size=80))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.primary_code) == ("failing", "IKE_AUTH_FAILED"), \
+        [(f.code, f.title) for f in res.findings]
+
+
+def test_mid_session_sa_is_no_recovery_of_its_own_one_way_esp(tmp_path):
+    """A capture that begins mid-session: one-way ESP, then the same (old) IKE SA's DELETE
+    exchange.  That IKE SA was up before the capture: it did not come up after the failure, so
+    it recovers nothing (it said: recovered by a new IKE SA, degraded)."""
+    c = Cap()
+    c.flow(A, B, SPI_AB, 0.0, 30.0)
+    c.ike(31.0, A, B, ike_encrypted(ISPI, RSPI, 37, 5, 42, False, True))
+    c.ike(31.01, B, A, ike_encrypted(ISPI, RSPI, 37, 5, 0, True, False))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.primary_code) == ("failing", "ESP_ONE_WAY"), \
+        [(f.code, f.detail[-120:]) for f in res.findings]

@@ -295,3 +295,16 @@ def test_multicast_sa_keyed_with_source():
     sas = t.all_sas()
     assert [(s.src, s.packets, s.lost, s.moves_total) for s in sas] == [(A6, 5, 0, 0),
                                                                         (B6, 5, 0, 0)]
+
+
+def test_interleaved_copies_of_a_burst_are_capture_copies():
+    """A mirror copying both ways of a port interleaves the copies of a burst: 1 2 1' 2' 3 3'
+    within microseconds.  The copies of 1 and 2 follow another number, yet they are copies,
+    not replays; the same number a second later still is a replay."""
+    t = EspTracker(DEFAULT)
+    rows = [(1.0, 1), (1.00001, 2), (1.00002, 1), (1.00003, 2), (1.1, 3), (1.10002, 3),
+            (2.5, 2), (2.6, 4)]
+    for i, (ts, s) in enumerate(rows):
+        t.esp((0, i + 1), ts, 4, A, B, -1, -1, SPI, s, 100)
+    sa = one(t)
+    assert sa.capture_duplicates == 3 and sa.duplicates == 1 and sa.lost == 0

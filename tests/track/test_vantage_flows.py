@@ -478,17 +478,24 @@ def test_wireguard_no_response_located(tmp_path):
 def test_openvpn_answers_lost_on_the_way_back(tmp_path):
     """openvpn_udp_healthy: every server packet (frames from 198.51.100.2) lost between
     near-server and near-client: the client sees no answer (OPENVPN_NO_RESPONSE), and the
-    points place the loss on the way back."""
+    points place the loss on the way back.  The client's data packets go at both points (a
+    client that got no answer has no data channel keys: its data would show the server
+    answered)."""
     import subprocess
 
     from conftest import tshark_path
 
     src = LAB / "openvpn_udp_healthy" / "openvpn_udp_healthy.pcap"
-    cp = subprocess.run([tshark_path(), "-r", str(src), "-Y", "ip.src == 198.51.100.2", "-T",
-                         "fields", "-e", "frame.number"], capture_output=True, text=True,
-                        check=True)
+
+    def frames(flt):
+        cp = subprocess.run([tshark_path(), "-r", str(src), "-Y", flt, "-T", "fields", "-e",
+                             "frame.number"], capture_output=True, text=True, check=True)
+        return [int(x) for x in cp.stdout.split()]
+    data = frames("ip.src == 192.0.2.2 && (openvpn.opcode == 6 || openvpn.opcode == 9)")
+    assert data
     res = _two(tmp_path, src, "192.0.2.2", 0.5, 0.002,
-               drop_a=[int(x) for x in cp.stdout.split()])
+               drop_a=sorted(set(frames("ip.src == 198.51.100.2")) | set(data)),
+               drop_b=data)
     f = next(f for f in res.report.findings if f.code == "OPENVPN_NO_RESPONSE")
     assert (f.location["from"], f.location["to"]) == ("near-server", "near-client"), f.location
 

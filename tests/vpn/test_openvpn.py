@@ -595,3 +595,18 @@ def test_lab_openvpn(name):
             assert not [f for f in r.findings if f.severity in ("critical", "error", "warning")]
         else:
             assert t["verdict"] == "failing"
+
+
+def test_one_direction_captured_is_not_no_response(tmp_path):
+    """Only the client's packets are in the capture: its data channel packets after the hard
+    reset need keys from the TLS handshake with the server, so the server answered.  No
+    OPENVPN_NO_RESPONSE; the tunnel is unknown, not failing."""
+    c = Cap()
+    c.udp(0, C, S, 40000, 1194, ovpn_control(7, SID_C))
+    c.udp(0.1, C, S, 40000, 1194, ovpn_control(5, SID_C, acks=[0], rsid=SID_S))
+    for i in range(20):
+        c.udp(1 + i, C, S, 40000, 1194, ovpn_data())
+    r = analyse(c.write(tmp_path / "onedir.pcap"))
+    assert "OPENVPN_NO_RESPONSE" not in codes(r)
+    t, = vpn_tunnels(r)
+    assert t["verdict"] == "unknown"

@@ -228,3 +228,26 @@ def test_tunnelbear_padded_handshake():
     assert t["protocol"] == "wireguard" and t["server_port"] == 51820
     assert t["vpn"]["wireguard"]["handshakes_answered"] == 1
     assert t["verdict"] == "unknown" and r.findings == []
+
+
+def test_one_direction_captured_is_not_no_response(tmp_path):
+    """Only the initiator's packets are in the capture (a mirror of one direction, asymmetric
+    routing): its transport data on a new session, counter 0 to a receiver index no earlier
+    handshake named, holds the responder's index that only the response gives.  The handshake
+    was answered: no WIREGUARD_NO_RESPONSE, the tunnel unknown, not failing."""
+    c = Cap()
+    c.udp(0, C, S, 40000, PORT, wg_init(0x10))
+    _data(c, 0.1, 30, 0x20, 0x10, both=False)
+    r = analyse(c.write(tmp_path / "onedir.pcap"))
+    assert "WIREGUARD_NO_RESPONSE" not in codes(r)
+    t, = vpn_tunnels(r)
+    assert t["verdict"] == "unknown"
+    # data on the old session only (its receiver index named by the answered handshake) proves
+    # nothing about the later initiations: still never answered
+    c = Cap()
+    _handshake(c, 0, 0x10, 0x20)
+    for i in range(6):
+        c.udp(10 + i * 5.0, C, S, 40000, PORT, wg_init(0x100 + i))
+    _data(c, 0.1, 40, 0x20, 0x10, both=False)
+    r = analyse(c.write(tmp_path / "old.pcap"))
+    assert "WIREGUARD_NO_RESPONSE" in codes(r)

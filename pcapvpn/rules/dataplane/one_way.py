@@ -6,8 +6,10 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 from dissect.vpn.ip import is_multicast
+from dissect.vpn import registry as reg
+from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import declare, make, msg
-from pcapvpn.rules import rule
+from pcapvpn.rules import rule, supersede
 from pcapvpn.rules.common import (
     ip_text, tunnel_filter,
 )
@@ -39,7 +41,9 @@ declare("CAPTURE_ONE_DIRECTION", "capture", "warning",
         "The capture holds traffic from one gateway of a pair only: nothing at all (no IKE, no "
         "ESP, no NAT keepalive) from the other.  Either the capture sees one direction only "
         "(a mirror/SPAN of one direction, asymmetric routing around the capture point) or the "
-        "other gateway never sends; the capture alone cannot tell.",
+        "other gateway never sends; the capture alone cannot tell, unless the first gateway's "
+        "own messages show the other answered (an IKE message carrying the responder SPI that "
+        "only the missing answer gave).",
         ["Mirror both directions (SPAN 'both', or capture on the gateway itself) and capture "
          "again.",
          "If the capture point does see both directions, treat it as one-way ESP: check that the "
@@ -310,3 +314,121 @@ def _capture_one_direction(ctx, t, flows):
                               peers=[sender, silent]),
         wireshark_filter=tunnel_filter(t),
         tunnel=t.id)
+
+
+#: the exchanges that open an IKE SA (their request carries a zero responder SPI)
+_OPENING = frozenset((ExchangeType.IKE_SA_INIT, ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
+
+
+def _answer_proof(t, x):
+    """``(opening, later)``: an opening request ``x`` sent in this capture (responder SPI zero)
+    and a later message of ``x`` under the same initiator SPI carrying a responder SPI, which
+    only the responder's answer to that request gave it (RFC 7296 §3.1, RFC 2408 §3.1); None
+    when the capture shows no such pair."""
+    zero = b"\x00" * 8
+    opened: dict = {}
+    for sa in t.ike_sas:
+        for m in sa.messages:
+            if m.src == x and m.rspi == zero and m.exch in _OPENING and not m.is_response \
+                    and not m.copy:
+                o = opened.get((m.version, m.ispi))
+                if o is None or m.ts < o.ts:
+                    opened[(m.version, m.ispi)] = m
+    if not opened:
+        return None
+    for sa in t.ike_sas:
+        for m in sa.messages:
+            if m.src != x or m.rspi == zero:
+                continue
+            o = opened.get((m.version, m.ispi))
+            if o is not None and m.ts >= o.ts:
+                return o, m
+    return None
+
+
+def _label(m) -> str:
+    name = reg.exchange_name(m.exch, short=True)
+    return f"{name} (Message ID {m.msgid})" if m.version == 2 else name
+
+
+#: an answer this long after the capture began answered a request sent within it
+_ANSWER_IN_CAPTURE = 1.0
+
+
+def _response_proof(ctx, t, x):
+    """A response of ``x`` to a request of the other gateway (RFC 7296 §3.1 Response flag;
+    IKEv1: a message of the exchange's responder) whose request was sent within the capture:
+    the second response, or one late enough that the capture did not begin between its
+    request and it; None when there is none."""
+    seen = 0
+    for sa in t.ike_sas:
+        for m in sa.messages:
+            if m.src == x and m.is_response and not m.copy:
+                seen += 1
+                if seen >= 2 or m.ts - ctx.start >= _ANSWER_IN_CAPTURE:
+                    return m
+    return None
+
+
+@rule
+def one_direction_ike(ctx):
+    """A tunnel with IKE from one gateway only and nothing at all from the other, where that
+    gateway's own messages show the other spoke: it went on with the responder SPI of an answer
+    the capture does not hold, or it answered a request the capture does not hold.  The capture
+    sees one direction (the absences it shows are not the network's: the verdict cannot judge
+    them)."""
+    ix = _ix(ctx)
+    for t in ctx.state.tunnels:
+        if not t.ike_sas:
+            continue
+        sent = ix.tunnel_ike(t)
+        talkers = [p for p, times in sent.items() if times]
+        if len(talkers) != 1 or talkers[0] not in (t.a, t.b):
+            continue
+        x = talkers[0]
+        silent = t.b if x == t.a else t.a
+        h, _last = _heard(ctx, t, silent)
+        if any(h.values()):
+            continue
+        proof = _answer_proof(t, x)
+        answer = _response_proof(ctx, t, x) if proof is None else None
+        if proof is None and answer is None:
+            continue
+        sender, quiet = ip_text(x), ip_text(silent)
+        if answer is not None:
+            detail = msg("{n} IKE message(s) from {sender} and nothing at all from {silent} (no "
+                         "IKE, no ESP/AH, no NAT keepalive). {sender} sent {label}, a response, "
+                         "at +{t} s: {silent} sent the request it answers, and the capture does "
+                         "not hold it: it sees one direction only (a mirror or capture filter of "
+                         "one direction, asymmetric routing around the capture point). What it "
+                         "shows as unanswered cannot be judged.", n=len(sent[x]), sender=sender,
+                         silent=quiet, label=_label(answer), t=ctx.rel(answer.ts))
+            o = m = answer
+            spis = [answer.ispi.hex(), answer.rspi.hex()]
+        else:
+            o, m = proof
+            spis = [o.ispi.hex(), m.rspi.hex()]
+            detail = msg("{n} IKE message(s) from {sender} and nothing at all from {silent} "
+                         "(no IKE, no ESP/AH, no NAT keepalive). {sender} went on after its "
+                         "{opening} with {later}, which carries the responder SPI {rspi}: only "
+                         "{silent}'s answer to the {opening} could have given it. {silent} "
+                         "answered, and the capture does not hold its packets: it sees one "
+                         "direction only (a mirror or capture filter of one direction, asymmetric "
+                         "routing around the capture point). What it shows as unanswered cannot "
+                         "be judged.", n=len(sent[x]), sender=sender, silent=quiet,
+                         opening=_label(o), later=_label(m), rspi=m.rspi.hex())
+        f = make(
+            "CAPTURE_ONE_DIRECTION", f"{t.id}|one-direction",
+            title=msg("Only {sender} -> {silent} is in the capture", sender=sender,
+                      silent=quiet),
+            detail=detail, basis="inferred",
+            evidence=ctx.evidence(ctx.msg_refs([o] if o is m else [o, m]), o.ts, m.ts,
+                                  ike_spis=spis,
+                                  peers=[sender, quiet]),
+            wireshark_filter=tunnel_filter(t),
+            tunnel=t.id)
+        # an IKEv1 exchange "never answered" (a Quick Mode whose QM3 the tracker took for QM1
+        # again, QM2 not being in the capture) is not judged from one direction
+        refs = {(ctx.file(r[0]), r[1]) for sa in t.ike_sas for y in sa.messages
+                if y.src == x for r in y.frames}
+        yield supersede(f, ("CHILD_SA_FAILED",), frames=refs)

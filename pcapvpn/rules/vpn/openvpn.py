@@ -89,6 +89,11 @@ def openvpn_no_response(ctx):
             continue  # pending: see vpn_evidence
         if t.transport == "tcp" and not any(c.established for c in t.conns.values()):
             continue  # the TCP connection itself failed: TCP_NO_ANSWER / TCP_RESET
+        if any(s.data[0] for s in tail):
+            # the client sent on the data channel of one of these sessions: its keys come from
+            # the TLS handshake with the server, so the server answered and the capture does not
+            # hold its packets (one direction captured)
+            continue
         answered_before = any(s.answered for s in sessions[:len(sessions) - len(tail)])
         opname = _ov.opcode_name(tail[0].reset_opcode or 7)
         detail = msg("{op} from {client} to {server}: {n} packet(s) in {sessions} session(s) "
@@ -171,7 +176,7 @@ def openvpn_handshake(ctx):
                 rt = s.ctl[0].retrans + s.ctl[1].retrans
                 sent = s.ctl[0].packets + s.ctl[1].packets
                 if rt >= RETRANS_WARN and rt >= RETRANS_SHARE * sent and not later_ok:
-                    refs = s.ctl[0].retrans_refs + s.ctl[1].retrans_refs
+                    refs = list(s.ctl[0].retrans_refs) + list(s.ctl[1].retrans_refs)
                     yield make(
                         "OPENVPN_HANDSHAKE_STALLED", f"ovpn-retx|{t.id}|{s.index}",
                         title=msg("OpenVPN control channel retransmitted {n} times before the "
@@ -283,7 +288,7 @@ def openvpn_handshake(ctx):
             elif s.encrypted:
                 detail += msg(" The control channel is protected with tls-crypt: the TLS stage is "
                               "not visible.")
-            refs = list(s.ctl[0].refs) + list(s.ctl[1].refs[-3:]) + s.ctl[0].retrans_refs
+            refs = list(s.ctl[0].refs) + list(s.ctl[1].refs[-3:]) + list(s.ctl[0].retrans_refs)
             yield make("OPENVPN_HANDSHAKE_STALLED", f"ovpn-stall|{t.id}|{s.index}",
                        title=title, detail=detail, basis="inferred",
                        evidence=_ev(ctx, refs, s.first_ts, last_ctl, peers=_peers(t)),

@@ -33,6 +33,17 @@ declare("WIREGUARD_COOKIE", "negotiation", "info",
          "the responder."], failure=False)
 
 
+def _new_session_after(st, tail) -> bool:
+    """Transport data from the initiator's side of ``tail`` (unanswered initiations) that opens a
+    new session after the first of them: counter 0 to a receiver index no answered handshake
+    named."""
+    first = tail[-1] if tail[-1].ts <= tail[0].ts else tail[0]
+    d = 0 if first.from_client else 1
+    known = {h.responder_index for h in st.handshakes if h.responder_index is not None}
+    return any(c.d == d and c.min == 0 and c.first_ts >= first.ts and i not in known
+               for i, c in st.counters.items())
+
+
 @rule
 def wireguard_handshakes(ctx):
     th = ctx.th
@@ -65,6 +76,12 @@ def wireguard_handshakes(ctx):
         # use, so a response came (not captured); data on the old session proves nothing (it is
         # valid until REJECT_AFTER_TIME)
         if any(h.sender in st.counters for h in tail):
+            continue
+        # the initiator's own transport data on a new session (counter 0, to a receiver index
+        # first used after the initiation): it holds the responder's index, which only the
+        # response gives (WireGuard paper §5.4.6: the initiator sends data only once the
+        # response arrived): answered, the response not captured (one direction captured)
+        if _new_session_after(st, tail):
             continue
         if len(tail) < 2 and ctx.now - last.ts < th.response_timeout:
             continue  # pending
