@@ -66,6 +66,9 @@ def _gc(phase, info):  # the collector's full passes over the heap
     if info["generation"] == 2:
         mark("gc2" + (">" if phase == "start" else "<"))
 gc.callbacks.append(_gc)
+if os.environ.get("LIVE_SIGTERM_SPLIT_ABOVE"):  # --split-above
+    from pcapvpn.rules.incremental import RuleCache
+    RuleCache.SPLIT_ABOVE = int(os.environ["LIVE_SIGTERM_SPLIT_ABOVE"])
 wrap(session.LiveSession, "finish", "finish")
 wrap(evaluate.Evaluation, "_child_at_stop", "child")
 wrap(evaluate.Evaluation, "_poll_child", "poll")
@@ -109,13 +112,17 @@ def _trace(err: str, t_signal: float) -> str:
     return "; ".join(f"{label} {t:+.2f}" for label, t in marks[first:])
 
 
-def run(max_sas: int, seconds: float, flood_on: bool, frames: list, trace: bool = False) -> str:
+def run(max_sas: int, seconds: float, flood_on: bool, frames: list, trace: bool = False,
+        split_above: int | None = None) -> str:
     out = Path(tempfile.mkdtemp()) / "report.json"
+    env = dict(os.environ)
+    if split_above is not None:
+        env["LIVE_SIGTERM_SPLIT_ABOVE"] = str(split_above)
     cmd = ([sys.executable, "-c", TRACE] if trace else [sys.executable, "-m", "pcapvpn"])
     p = subprocess.Popen(cmd + ["live", "-i", "lo", "--max-sas",
                                 str(max_sas), "--events", "none", "--quiet", "--format", "json",
                                 "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         cwd=BENCH.parent)
+                         cwd=BENCH.parent, env=env)
     # standard error read while it runs: the trace's marks would fill the pipe and block live
     err_chunks: list = []
     reader = threading.Thread(target=lambda: err_chunks.append(p.stderr.read()), daemon=True)
@@ -188,7 +195,14 @@ def main(argv=None) -> int:
                     help="the stop's steps, seconds after the signal, after each row (live run "
                          "with its stop's functions wrapped)")
     ap.add_argument("--repeat", type=int, default=1, help="each row this many times")
+    ap.add_argument("--split-above", type=int, default=None, metavar="N",
+                    help="with --trace: the stop's rules shared with a forked process from N SAs "
+                         "in the dirty part (RuleCache.SPLIT_ABOVE; a huge N: never)")
+    ap.add_argument("--flood", choices=("both", "off", "on"), default="both",
+                    help="the flood at the signal: stopped, running, or each in turn (default)")
     args = ap.parse_args(argv)
+    if args.split_above is not None and not args.trace:
+        ap.error("--split-above needs --trace")
     cap = MutatedCapture(lab_frames(), per_read=2000, step=0.0005)
     frames: list = []
     while len(frames) < 200_000:
@@ -200,8 +214,9 @@ def main(argv=None) -> int:
     print("|---:|---|---|---:|---:|---:|---|---:|")
     for max_sas in args.max_sas:
         for _ in range(args.repeat):
-            for flood_on in (False, True):
-                print(run(max_sas, args.seconds, flood_on, frames, args.trace), flush=True)
+            for flood_on in {"both": (False, True), "off": (False,), "on": (True,)}[args.flood]:
+                print(run(max_sas, args.seconds, flood_on, frames, args.trace, args.split_above),
+                      flush=True)
     return 0
 
 

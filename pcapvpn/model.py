@@ -29,17 +29,23 @@ def asdict(obj):
     t = type(obj)
     if t in _LEAVES:
         return obj
+    leaves = _LEAVES
     # plain dicts and lists first (most of a report: the lists' dicts), without asking each
-    # whether it is a dataclass
+    # whether it is a dataclass; a leaf inside is taken as it is, without a call for it
     if t is dict:
-        return {asdict(k): asdict(v) for k, v in obj.items()}
+        return {(k if type(k) in leaves else asdict(k)): (v if type(v) in leaves else asdict(v))
+                for k, v in obj.items()}
     if t is list:
-        return [asdict(v) for v in obj]
+        return [v if type(v) in leaves else asdict(v) for v in obj]
     names = _FIELDS.get(t)
     if names is None and is_dataclass(obj) and not isinstance(obj, type):
         names = _FIELDS[type(obj)] = tuple(f.name for f in fields(obj))
     if names is not None:
-        return {k: asdict(getattr(obj, k)) for k in names}
+        out = {}
+        for k in names:
+            v = getattr(obj, k)
+            out[k] = v if type(v) in leaves else asdict(v)
+        return out
     if isinstance(obj, list):
         return [asdict(v) for v in obj]
     if isinstance(obj, tuple):
@@ -573,6 +579,15 @@ def _plain(obj):
     """dataclasses / slotted records / bytes → JSON-friendly values."""
     import dataclasses
 
+    t = type(obj)
+    if t in _LEAVES:
+        return obj
+    # a tracker's plain dicts and lists first (an ESP SA's dict: its bins, gaps, frames), a
+    # leaf inside taken as it is without a call for it (what the walk below returns for it)
+    if t is dict:
+        return {str(k): (v if type(v) in _LEAVES else _plain(v)) for k, v in obj.items()}
+    if t is list or t is tuple:
+        return [v if type(v) in _LEAVES else _plain(v) for v in obj]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, (bytes, bytearray)):
@@ -597,17 +612,34 @@ def _conventions(obj, start, names, key=""):
     """Apply the JSON conventions to a tracker's plain dict: frame refs ``[file_idx, number]``
     → ``{file, frame}``; epoch floats under ``ts`` / ``*_ts`` / ``start`` → ``{utc, rel}``."""
     if isinstance(obj, dict):
-        return {k: _conventions(v, start, names, k) for k, v in obj.items()}
+        # a leaf is kept as it is (a call for it would return it) unless it is a time
+        return {k: v if type(v) in _LEAVES and (type(v) is not float or not _time_key(k))
+                else _conventions(v, start, names, k) for k, v in obj.items()}
     if isinstance(obj, list):
         if (key.endswith("frame") and len(obj) == 2 and all(isinstance(x, int) for x in obj)):
             return frame_list([tuple(obj)], names)[0]
         if key.endswith("frames"):
             return [frame_list([tuple(x)], names)[0] if isinstance(x, (list, tuple)) and len(x) == 2
                     else _conventions(x, start, names) for x in obj]
+        if not _time_key(key) and all(type(x) in _LEAVES for x in obj):
+            return list(obj)  # numbers and texts under a key that is no time (bins' counts)
         return [_conventions(x, start, names, key) for x in obj]
-    if isinstance(obj, float) and (key == "ts" or key.endswith("_ts") or key == "start"):
-        return asdict(Time.of(obj, start))
+    if isinstance(obj, float) and _time_key(key):
+        return _time_dict(obj, start)
     return obj
+
+
+def _time_dict(ts: float, start: float | None) -> dict:
+    """``asdict(Time.of(ts, start))`` for a time ``ts`` (not None), without the record (the
+    gaps and moves of the listed ESP SAs hold thousands)."""
+    rel = ts - start if start is not None else None
+    return {"utc": rfc3339(ts),
+            "rel": round(rel, 6) if rel is not None and math.isfinite(rel) else None}
+
+
+def _time_key(key: str) -> bool:
+    """A key whose epoch floats :func:`_conventions` writes as ``{utc, rel}``."""
+    return key == "ts" or key.endswith("_ts") or key == "start"
 
 
 def _tunnel_inner(t, inner_model=None, names=None) -> dict:

@@ -282,10 +282,10 @@ class Evaluation:
         expect = getattr(self, "child_seconds", 0.0) or self.last_cost
         end = waited_from + self.STOP_WAIT
         if not expect or t0 + expect > end:
-            self._abandon_child()
+            self._abandon_child(reap=False)
             return "killed"
         if not self._read_child(until=end):
-            self._abandon_child()
+            self._abandon_child(reap=False)
             return "late"
         try:  # the rules' cache only (the child wrote it first)
             cache = pickle.loads(b"".join(chunks))
@@ -294,19 +294,34 @@ class Evaluation:
         self.rule_cache.merge(cache)
         return "merged"
 
-    def _abandon_child(self) -> None:
-        """Stop a forked evaluation that is still running (the process is ours) and reap it."""
+    def _abandon_child(self, reap: bool = True) -> None:
+        """Stop a forked evaluation that is still running (the process is ours) and reap it;
+        ``reap`` False (the stop): not waited for — a killed child of a big state takes tens of
+        milliseconds to tear down its copy of the address space, which it does on the other
+        core while the final report is built — it is reaped by :meth:`_reap_killed`."""
         pid, r, _chunks, _t0 = self._child
         self._child = None
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-        try:
-            os.waitpid(pid, 0)
-        except OSError:
-            pass
+        if reap:
+            try:
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        else:
+            self._killed_children = getattr(self, "_killed_children", []) + [pid]
         os.close(r)
+
+    def _reap_killed(self) -> None:
+        """Reap the forked evaluations killed without waiting (:meth:`_abandon_child`)."""
+        for pid in getattr(self, "_killed_children", ()):
+            try:
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        self._killed_children = []
 
     def _expired(self, f) -> bool:
         ev = f.evidence

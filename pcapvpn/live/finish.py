@@ -117,6 +117,7 @@ class Finish:
             self._apply(self._classify(Context(result.state), result.state, result.findings,
                                        result.verdicts, now, final=True), final=True)
         self._account(time.perf_counter() - t0)
+        self._reap_killed()  # a forked evaluation killed at the stop (long gone by now)
         if self.view is not None:
             self.view.clear()
             self.view = None

@@ -1021,8 +1021,19 @@ def _sub(state, owners, gs, now, shared):
     list's elements with their groups)."""
     sub = copy.copy(state)
     sub.now = _Dep(now)
+    by_group = owners.get("by_group")
+    if by_group is None:  # each group's elements with their positions (once per run)
+        by_group = owners["by_group"] = {}
+        for kind in KINDS:
+            mine = by_group[kind] = {}
+            for i, (x, g) in enumerate(owners[kind]):
+                mine.setdefault(g, []).append((i, x))
     for kind in KINDS:
-        lst = _Seq(x for x, g in owners[kind] if g in gs)
+        mine = by_group[kind]
+        rows = [r for g in gs for r in mine.get(g, ())]
+        if len(gs) > 1:
+            rows.sort(key=_first)  # in the list's order (the positions are distinct)
+        lst = _Seq(x for _i, x in rows)
         lst.kind = kind
         lst.whole = bool(owners[kind])
         setattr(sub, kind, lst)
@@ -1032,9 +1043,14 @@ def _sub(state, owners, gs, now, shared):
     return sub
 
 
+def _first(row):
+    return row[0]
+
+
 def _owners(state, maps) -> dict:
     """Per followed list, ``[(element, its group)]`` in the list's order (once per run: every
-    sub-state of the run filters these)."""
+    sub-state of the run takes its groups' elements from these; :func:`_sub` adds
+    ``"by_group"``, each list's elements by group with their positions)."""
     out = {}
     for kind in KINDS:
         m = maps[kind]
@@ -1098,7 +1114,10 @@ def _aggregates(state, shared) -> dict:
     if h is None:
         h = shared["heard_all"] = heard_all(state)
     out = {f"heard.{k}": v for k, v in h.items()}
-    out["sequence.shared"] = dict.fromkeys(_shared_counters(state.esp_sas), True)
+    sc = shared.get("sequence.shared")
+    if sc is None:  # the sequence rule reads the same set (once per run)
+        sc = shared["sequence.shared"] = _shared_counters(state.esp_sas)
+    out["sequence.shared"] = dict.fromkeys(sc, True)
     return out
 
 

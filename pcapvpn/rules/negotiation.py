@@ -146,7 +146,6 @@ def _answers_mm5(sa, m) -> bool:
 def error_notifies(ctx):
     for sa in ctx.state.ike_sas:
         t = ike_tunnel_of(ctx, sa)
-        established = sa.established
         for m, n in _cleartext_errors(sa):
             ntype, spi = n.notify_type, n.spi
             name = reg.notify_name(sa.version, ntype)
@@ -222,7 +221,7 @@ def error_notifies(ctx):
                                       exchange=reg.exchange_name(m.exch, short=True))
                                   + (msg(" (response)") if m.is_response else "") + ".",
                            evidence=ev, wireshark_filter=flt, tunnel=tid,
-                           severity="info" if established else None, facts=facts)
+                           severity="info" if sa.established else None, facts=facts)
 
 
 def _retrans_label(x, retrans) -> str:

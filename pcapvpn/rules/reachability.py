@@ -488,9 +488,11 @@ def _fallback_to_tcp(ctx, t, sa, first):
     if t is None or first.transport != "udp":
         return None
     for other in ctx.tcp_sas(t):
-        if (other is not sa and other.established and other.first_ts is not None
+        # the cheap tests first: ``established`` walks the SA's exchanges (a flood's tunnel
+        # asks this for each of its unanswered requests at every evaluation)
+        if (other is not sa and other.first_ts is not None
                 and other.first_ts > first.ts and other.initiator is not None
-                and other.initiator[1] == first.src):
+                and other.initiator[1] == first.src and other.established):
             return other
     return None
 

@@ -6,6 +6,9 @@ tracker's hot handlers fill it; rules and the report read it.
 from __future__ import annotations
 
 import ipaddress
+from bisect import bisect_left
+
+from pcapvpn.model import _addr
 
 #: first gaps kept as evidence per SA (ts, ref, expected, got, still missing)
 MAX_GAPS = 20
@@ -174,16 +177,18 @@ class EspSA:
         """Packets in the time bins lying entirely in [t0, t1) (an undercount at the edges)."""
         w = self.bin_width
         base = self.bin_base
-        n = 0
-        for i, c in enumerate(self.bin_counts()):
-            s = base + i * w
-            if s >= t0 and (t1 is None or s + w <= t1):
-                n += c
-        return n
+        counts = self.bin_counts()
+        idx = range(len(counts))
+        # a bin's start ``base + i * w`` never decreases with i: the bins from t0 on are a
+        # suffix, those ending by t1 a prefix (found by bisection, the same comparisons)
+        lo = bisect_left(idx, True, key=lambda i: base + i * w >= t0)
+        hi = len(counts) if t1 is None else bisect_left(
+            idx, True, key=lambda i: not (base + i * w + w <= t1))
+        return sum(counts[lo:hi]) if lo < hi else 0
 
     def to_dict(self) -> dict:
-        def ip(a):
-            return str(ipaddress.ip_address(a))
+        def ip(a):  # the model's cached text (a flood's SA lists hundreds of source changes)
+            return _addr(a) if type(a) is bytes else str(ipaddress.ip_address(a))
 
         d = self._to_dict(ip)
         if self.decrypt is not None:

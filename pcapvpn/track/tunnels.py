@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 from bisect import bisect_left
 
+from pcapvpn.model import _addr
+
 #: two opposite ESP SAs whose first packets are this close (seconds) belong to one child SA
 PAIR_WINDOW = 30.0
 
@@ -61,7 +63,9 @@ class Tunnel:
 
 
 def _txt(a: bytes) -> str:
-    return str(ipaddress.ip_address(a))
+    # the model's cached text of a packed address (a tunnel's id is written again at every
+    # state build and every look-up of it)
+    return _addr(a) if type(a) is bytes else str(ipaddress.ip_address(a))
 
 
 def _pair_key(x: bytes, y: bytes):
@@ -128,15 +132,15 @@ def _follow_moves(t: Tunnel, tunnels: dict) -> None:
 
 
 def _pair(t: Tunnel) -> None:
+    # the tunnel's SAs by protocol and direction in one pass (each list in their order)
+    parts: dict = {}
+    moved = t.moved
+    for s in t.esp_sas:
+        parts.setdefault((s.proto, moved.get(s.src, s.src)), []).append(s)
     for proto in ("esp", "ah"):
-        _pair_proto(t, proto)
+        t.pairs.extend(pair_by_start(parts.get((proto, t.a), []), parts.get((proto, t.b), []),
+                                     PAIR_WINDOW))
     t.pairs.sort(key=lambda p: min(x.first_ts for x in p if x is not None))
-
-
-def _pair_proto(t: Tunnel, proto: str) -> None:
-    out = [s for s in t.esp_sas if t.side(s.src) == t.a and s.proto == proto]
-    back = [s for s in t.esp_sas if t.side(s.src) == t.b and s.proto == proto]
-    t.pairs.extend(pair_by_start(out, back, PAIR_WINDOW))
 
 
 def pair_by_start(out: list, back: list, window: float) -> list:
@@ -147,6 +151,8 @@ def pair_by_start(out: list, back: list, window: float) -> list:
 
     ``back`` is searched by bisection with two "next unused" pointers (path-compressed), so
     pairing n SAs costs O(n log n), not O(n²): one gateway pair can carry thousands of SPIs."""
+    if not out or not back:  # one direction only (most tunnels of a flood): nothing to pair
+        return [(o, None) for o in out] + [(None, r) for r in back]
     order = sorted(range(len(back)), key=lambda i: (back[i].first_ts, i))
     firsts = [back[i].first_ts for i in order]
     n = len(order)

@@ -30,6 +30,7 @@ from dissect.vpn import tls as _tls
 from dissect.vpn import wireguard as _wg
 from dissect.vpn.errors import DissectError
 from dissect.vpn.ip import Port, TcpFlag
+from pcapvpn.model import _addr
 from pcapvpn.track import openvpn as _tovpn
 from pcapvpn.track import wireguard as _twg
 from pcapvpn.track.tlsvpn import StreamBounds, TlsConversation
@@ -62,7 +63,9 @@ _TCP_PROTOCOL = {"tls": "sslvpn", "openvpn": "openvpn", "pptp": "pptp"}
 
 
 def _txt(a: bytes) -> str:
-    return str(ipaddress.ip_address(a))
+    # the model's cached text of a packed address (a tunnel's id is written again at every
+    # state build and every look-up of it)
+    return _addr(a) if type(a) is bytes else str(ipaddress.ip_address(a))
 
 
 def _ep(ipver, a, port) -> str:

@@ -287,3 +287,44 @@ def test_stop_verdict_work_follows_the_changed_tunnels():
         assert [dataclasses.asdict(x) for x in res.verdicts] == \
             [dataclasses.asdict(x) for x in want]
     assert work[100]["computed"] == work[200]["computed"] == 5, work  # the changed ones
+
+
+def test_sub_states_take_their_groups_elements_not_a_pass_over_everything_held():
+    """A run builds a sub-state for the dirty part and one more for each rule whose results of
+    clean groups follow the clock (``RuleCache.run``'s timed groups): each takes its groups'
+    elements from an index built in one pass per run over the held lists, in the lists' order —
+    not one filtering pass over everything held per sub-state (counted: the elements read)."""
+    import types
+
+    from pcapvpn.rules import incremental as inc
+
+    class Counted(list):
+        reads = 0
+
+        def __iter__(self):
+            for x in list.__iter__(self):
+                Counted.reads += 1
+                yield x
+
+    def owners_of(n_groups: int, per_group: int) -> tuple:
+        state = types.SimpleNamespace()
+        owners = {}
+        for kind in inc.KINDS:
+            # interleaved: group g's elements are scattered over the list
+            rows = [(f"{kind}{i}", i % n_groups) for i in range(n_groups * per_group)]
+            setattr(state, kind, [x for x, _g in rows])
+            owners[kind] = Counted(rows)
+        return state, owners
+
+    for n_groups in (50, 100):
+        state, owners = owners_of(n_groups, 4)
+        Counted.reads = 0
+        dirty = set(range(0, n_groups, 2))
+        timed = [{1}, {3, 5}, {n_groups - 1}] * 5
+        for gs in [dirty] + timed:
+            sub = inc._sub(state, owners, gs, 0.0, {})
+            for kind in inc.KINDS:
+                want = [x for x, g in list.__iter__(owners[kind]) if g in gs]
+                assert list(list.__iter__(getattr(sub, kind))) == want
+        held = sum(len(v) for k, v in owners.items() if k in inc.KINDS)
+        assert Counted.reads == held  # one pass for the run, whatever the sub-states

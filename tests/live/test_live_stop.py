@@ -89,6 +89,45 @@ def test_child_expected_late_is_killed():
         __import__("os").waitpid(pid, 0)  # reaped
 
 
+def test_child_killed_at_the_stop_is_reaped_after_the_rules(monkeypatch):
+    """The forked evaluation killed at the stop is not waited for before the final report's
+    rules (its copy of a big state takes tens of milliseconds to tear down, on the other core
+    meanwhile); it is reaped before ``finish`` returns (no zombie), and the report is the same."""
+    import os
+
+    from pcapvpn.live import evaluate
+
+    path = _lab("ikev2_dpd_dead_peer")
+    s, clock = _held(path)
+    base = _doc(s.finish())
+    s, clock = _held(path)
+    s.child_seconds = 1000.0
+    assert s._fork_evaluation(clock[0])
+    pid = s._child[0]
+    order = []
+    real_wait = os.waitpid
+
+    def waitpid(p, flags):
+        if p == pid:
+            order.append(("reap", flags))
+        return real_wait(p, flags)
+
+    monkeypatch.setattr(evaluate.os, "waitpid", waitpid)
+    run = s.rule_cache.run_split
+
+    def rules(state):
+        order.append(("rules", None))
+        return run(state)
+
+    monkeypatch.setattr(s.rule_cache, "run_split", rules)
+    res = s.finish()
+    assert s.stop_child == "killed"
+    assert order == [("rules", None), ("reap", 0)]
+    assert _doc(res) == base
+    with pytest.raises(ChildProcessError):
+        real_wait(pid, 0)  # reaped
+
+
 def test_child_later_than_expected_is_killed_within_the_bound(monkeypatch):
     """A forked evaluation expected soon that does not end: the wait ends at ``STOP_WAIT`` and
     the child is killed (never an unbounded wait); the report is the same."""

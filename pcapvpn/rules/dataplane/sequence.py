@@ -83,7 +83,13 @@ def sequence(ctx):
     # over the whole state (live's RuleCache runs the rules over the tunnels that changed;
     # each SA's answer is noted: the SPI of one sender may go to another tunnel's peer)
     whole = getattr(ctx.state, "whole", None)
-    shared = _shared_counters((whole if whole is not None else ctx.state).esp_sas)
+    # live: computed once per RuleCache run (its change check may have made it already)
+    once = getattr(ctx.state, "shared", None) if whole is not None else None
+    shared = once.get("sequence.shared") if once is not None else None
+    if shared is None:
+        shared = _shared_counters((whole if whole is not None else ctx.state).esp_sas)
+        if once is not None:
+            once["sequence.shared"] = shared
     note = getattr(ctx.state, "facts", None)
     if note is not None:
         shared = note("sequence.shared", dict.fromkeys(shared, True))

@@ -31,13 +31,24 @@ def _esp_moves(e):
     return list(moves or ())
 
 
-def _tunnel_verdicts(t):
+def _tunnel_verdicts(t, ctx=None):
+    """``[(sa, its NAT verdict)]`` of tunnel ``t``'s IKE SAs; with ``ctx``, built once per
+    tunnel and context (four NAT rules read it; a flood's big tunnel holds thousands of SAs).
+    Read only."""
+    if ctx is not None:
+        return ctx.memo(f"nat|verdicts|{id(t)}", lambda: _tunnel_verdicts(t))
     return [(sa, ensure_verdict(sa)) for sa in t.ike_sas if sa.initiator is not None]
 
 
 def _annotate(ctx) -> None:
     """NAT verdicts for every IKE SA, once per context (the tracker may have done it)."""
     ctx.memo("nat", lambda: annotate(ctx.state.ike_sas, ctx.state.keepalives) or True)
+
+
+def _tunnel_nat_sides(ctx, t) -> dict:
+    """:func:`_nat_sides` of tunnel ``t``'s verdicts, once per tunnel and context (read
+    only)."""
+    return ctx.memo(f"nat|sides|{id(t)}", lambda: _nat_sides(_tunnel_verdicts(t, ctx)))
 
 
 def _nat_sides(verdicts) -> dict:

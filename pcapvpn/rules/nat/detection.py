@@ -227,7 +227,7 @@ def nat_detected(ctx):
     for t in ctx.state.tunnels:
         groups: dict = {}
         forced_sides: list = []
-        for sa, v in _tunnel_verdicts(t):
+        for sa, v in _tunnel_verdicts(t, ctx):
             if v.kind not in ("initiator", "responder", "both", "forced"):
                 continue
             if v.nat_sides:

@@ -8,9 +8,12 @@ from bisect import bisect_right
 from pcapvpn.findings import Term, declare, make, msg
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import ip_text, time_filter, tunnel_filter
-from pcapvpn.rules.nat.common import MAX_LISTED, _annotate, _nat_sides, _or, _tunnel_verdicts
+from pcapvpn.rules.nat.common import (
+    MAX_LISTED, _annotate, _or, _tunnel_nat_sides, _tunnel_verdicts,
+)
 from pcapvpn.rules.nat.timeline import (
-    _AFTER_GAP, _around, _changes, _flows_between, _gaps, _nat_t_start, _points, _timeline,
+    _AFTER_GAP, _around, _flows_between, _gaps, _nat_t_start, _points, _timeline,
+    _tunnel_changes,
 )
 
 _WHAT = {"esp": "ESP", "ike": "IKE", "keepalive": "NAT keepalive", "delete": "IKE",
@@ -33,8 +36,8 @@ def nat_keepalive_missing(ctx):
     _annotate(ctx)
     limit = ctx.th.keepalive_max_interval
     for t in ctx.state.tunnels:
-        verdicts = _tunnel_verdicts(t)
-        sides = _nat_sides(verdicts)
+        verdicts = _tunnel_verdicts(t, ctx)
+        sides = _tunnel_nat_sides(ctx, t)
         if not sides:
             continue
         start = _nat_t_start(verdicts, t)
@@ -46,7 +49,7 @@ def nat_keepalive_missing(ctx):
         if not gaps:
             continue
         longest = max(gaps, key=lambda g: g[1] - g[0])
-        changes = _changes(ctx, t, verdicts, sides)
+        changes = _tunnel_changes(ctx, t, verdicts, sides)
         pts = _points(t, flows)
         for side, addrs in sorted(sides.items()):
             mine = [f for f in flows if f.src in addrs]

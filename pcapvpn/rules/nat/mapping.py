@@ -9,9 +9,11 @@ from pcapvpn.findings import Term, declare, make, msg, msg_join
 from pcapvpn.rules import rule
 from pcapvpn.rules.common import endpoint_text, esp_filter, ike_filter, ike_spis, ip_text
 from pcapvpn.rules.nat.common import (
-    MAX_LISTED, _annotate, _nat_sides, _or, _tunnel_verdicts,
+    MAX_LISTED, _annotate, _or, _tunnel_nat_sides, _tunnel_verdicts,
 )
-from pcapvpn.rules.nat.timeline import _AFTER_GAP, _changes, _flows_between, _gaps, _timeline
+from pcapvpn.rules.nat.timeline import (
+    _AFTER_GAP, _flows_between, _gaps, _timeline, _tunnel_changes,
+)
 
 declare("NAT_MAPPING_CHANGED", "nat_traversal", "warning",
         "The source address or port of a peer behind a NAT changed in the middle of an SA (IKE or "
@@ -30,9 +32,9 @@ def nat_mapping_changed(ctx):
     _annotate(ctx)
     limit = ctx.th.keepalive_max_interval
     for t in ctx.state.tunnels:
-        verdicts = _tunnel_verdicts(t)
-        sides = _nat_sides(verdicts)
-        changes = _changes(ctx, t, verdicts, sides)
+        verdicts = _tunnel_verdicts(t, ctx)
+        sides = _tunnel_nat_sides(ctx, t)
+        changes = _tunnel_changes(ctx, t, verdicts, sides)
         if not changes:
             continue
         flows = _flows_between(ctx, t)

@@ -43,7 +43,7 @@ def _port_translated_without_natd(sa, v) -> str | None:
 def nat_t_not_used(ctx):
     _annotate(ctx)
     for t in ctx.state.tunnels:
-        verdicts = _tunnel_verdicts(t)
+        verdicts = _tunnel_verdicts(t, ctx)
         nat = [(sa, v) for sa, v in verdicts if v.nat_sides]
         inferred = [(sa, v, side) for sa, v in verdicts
                     for side in [_port_translated_without_natd(sa, v)] if side]

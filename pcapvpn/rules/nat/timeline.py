@@ -4,6 +4,8 @@ NAT_MAPPING_CHANGED read."""
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from dissect.vpn.ip import Port
 from dissect.vpn.registry import ExchangeType, PayloadV2
 from pcapvpn.rules.common import endpoint_text
@@ -23,18 +25,19 @@ def _esp_intervals(e):
     except AttributeError:
         return [(e.first_ts, e.last_ts, e.first_ref, e.last_ref)]
     out = []
-    cur = None
+    first_ts, last_ts = e.first_ts, e.last_ts
+    run = None  # the first bin of the run of active bins in progress
     for i, c in enumerate(counts):
-        if not c:
-            cur = None
-            continue
-        s = max(base + i * width, e.first_ts)
-        end = min(base + (i + 1) * width, e.last_ts)
-        if cur is not None:
-            cur[1] = end
-        else:
-            cur = [s, end, None, None]
-            out.append(cur)
+        if c:
+            if run is None:
+                run = i
+        elif run is not None:  # a run of bins run..i-1: from its first bin's start to the end
+            out.append([max(base + run * width, first_ts), min(base + i * width, last_ts),
+                        None, None])
+            run = None
+    if run is not None:
+        out.append([max(base + run * width, first_ts),
+                    min(base + len(counts) * width, last_ts), None, None])
     if not out:
         return [(e.first_ts, e.last_ts, e.first_ref, e.last_ref)]
     out[0][2] = e.first_ref
@@ -81,7 +84,7 @@ def _build_timeline(t, flows):
     for f in flows:
         for s, end, r0, r1 in _keepalive_intervals(f):
             iv.append((s, end, r0, r1, "keepalive"))
-    iv.sort(key=lambda x: (x[0], x[1]))
+    iv.sort(key=itemgetter(0, 1))
     return iv
 
 
@@ -115,7 +118,7 @@ def _points(t, flows):
         pts += [(f.first_ts, f.first_ref), (f.last_ts, f.last_ref)]
         pts += [(a, ra) for a, _b, ra, _rb in f.long_gaps]
         pts += [(b, rb) for _a, b, _ra, rb in f.long_gaps]
-    return sorted((p for p in pts if p[1] is not None), key=lambda p: p[0])
+    return sorted((p for p in pts if p[1] is not None), key=itemgetter(0))
 
 
 def _around(pts, gs, ge):
@@ -137,6 +140,14 @@ def _flows_between(ctx, t):
     ends = (t.a, t.b)
     return [f for f in ctx.state.keepalives
             if f.src in ends and f.dst in ends and f.src != f.dst]
+
+
+def _tunnel_changes(ctx, t, verdicts, sides):
+    """:func:`_changes` of tunnel ``t`` (``verdicts`` and ``sides`` its own, as
+    :func:`pcapvpn.rules.nat.common._tunnel_verdicts` and ``_tunnel_nat_sides`` give them),
+    once per tunnel and context: NAT_MAPPING_CHANGED and NAT_KEEPALIVE_MISSING both read it
+    (read only)."""
+    return ctx.memo(f"nat|changes|{id(t)}", lambda: _changes(ctx, t, verdicts, sides))
 
 
 def _changes(ctx, t, verdicts, sides):

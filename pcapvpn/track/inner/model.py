@@ -282,10 +282,14 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
     for t in vpn_tunnels:
         index[(t.client, t.server)] = t
     # 2. tunnel interfaces
+    # each tunnel with its model, looked up once (a tunnel of another VPN writes its id anew
+    # at each ask; thousands of tunnels are asked for each view)
+    every_m = [(t, models[t.id]) for t in every] if any(
+        v.kind == "tunnel" for v in views) else []
     for v in views:
         if v.kind != "tunnel":
             continue
-        same = [t for t in every if v.file in models[t.id].files]
+        same = [t for t, m in every_m if v.file in m.files]
         how = None
         if len(same) == 1:
             pick, how = same[0], "interface"
@@ -301,7 +305,7 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
                     if _overlaps(*_active(t), v.first_ts, v.last_ts)]
             pick, how = (live[0], "timing") if len(live) == 1 else (None, None)
         if pick is None:
-            hit = [t for t in every if _shares_inner(models[t.id], v)]
+            hit = [t for t, m in every_m if _shares_inner(m, v)]
             pick, how = (hit[0], "address") if len(hit) == 1 else (None, None)
         if pick is not None:
             models[pick.id].views.append((v, how))
@@ -405,8 +409,10 @@ def _learn(m) -> None:
 
 def _shares_inner(m, v) -> bool:
     """A view whose conversations involve the inner addresses known for ``m`` (decrypted)."""
+    if not m.clients and not m.servers:
+        return False  # nothing known (most tunnels): no set made
     known = m.clients | m.servers
-    return bool(known) and any(f.cli in known or f.srv in known for f in v.flows.values())
+    return any(f.cli in known or f.srv in known for f in v.flows.values())
 
 
 def _flow_dict(f) -> dict:
