@@ -42,7 +42,7 @@ from pcapvpn.track.esp_sa import (ESN_LOW, MAX_BINS, MAX_EVENTS, MAX_GAPS, MAX_L
 
 #: a number this close below the highest, seen again within ``duplicate_window`` of the SA's
 #: previous packet, is a capture copy (a burst's copies interleaved by the mirror), not a replay
-COPY_DEPTH = 16
+COPY_DEPTH = 4
 
 
 #: a batch with more than one SA per this many packets is applied packet by packet (esp_batch)
