@@ -48,6 +48,10 @@ def _v1_phase1_answer(m) -> bool:
             and m.proposals is not None and m.rspi != b"\x00" * 8)
 
 
+#: the first encrypted steps of phase 1 (RFC 2409 §5: MM1-MM4 and AM1-AM2 are in the clear)
+_MM5, _AM3 = 5, 3
+
+
 def _pair(x, y) -> tuple:
     return (x, y) if x <= y else (y, x)
 
@@ -597,12 +601,12 @@ class IkeTracker:
             x.stepped(m)
             return
         if encrypted_first:
-            m.step = 5 if exch == ExchangeType.MAIN_MODE else 3
+            m.step = _MM5 if exch == ExchangeType.MAIN_MODE else _AM3
             m.is_response = False
             x.stepped(m)
             return
         last = x.last_step
-        if exch == ExchangeType.MAIN_MODE and not m.encrypted and last >= 5:
+        if exch == ExchangeType.MAIN_MODE and not m.encrypted and last >= _MM5:
             # in the clear after MM5: MM3 / MM4 again (only MM5 and MM6 are encrypted, RFC
             # 2409 §5): a peer re-sending its last message because MM5 did not reach it
             m.step = 3 if sender == x.requester else 4

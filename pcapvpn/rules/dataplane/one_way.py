@@ -353,6 +353,9 @@ def _label(m) -> str:
 
 #: an answer this long after the capture began answered a request sent within it
 _ANSWER_IN_CAPTURE = 1.0
+#: of the answers, the one that surely answered a request sent within the capture (only the
+#: first can answer one sent before it began)
+_SURE_ANSWER = 2
 
 
 def _response_proof(ctx, t, x):
@@ -365,7 +368,7 @@ def _response_proof(ctx, t, x):
         for m in sa.messages:
             if m.src == x and m.is_response and not m.copy:
                 seen += 1
-                if seen >= 2 or m.ts - ctx.start >= _ANSWER_IN_CAPTURE:
+                if seen >= _SURE_ANSWER or m.ts - ctx.start >= _ANSWER_IN_CAPTURE:
                     return m
     return None
 
