@@ -386,6 +386,9 @@ def established_ts(sa):
 
 
 _PHASE1 = frozenset((ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
+#: the exchanges that open an IKE SA (their request carries a zero responder SPI; an answer to
+#: one shows the responder reachable)
+OPENING = frozenset((ExchangeType.IKE_SA_INIT,)) | _PHASE1
 
 
 def seen_working(sa) -> bool:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import STAGES, Term, msg, msg_join, severity_rank, stage_rank
-from pcapvpn.rules.common import (PENDING, established_ts, exchange_label, exchange_status,
-                                  ip_text, last_requests, seen_working)
+from pcapvpn.rules.common import (OPENING, PENDING, established_ts, exchange_label,
+                                  exchange_status, ip_text, last_requests, seen_working)
 from pcapvpn.track.nat import on_nat_t
 
 #: below this share of the capture's time covered by readable records, a tunnel is unknown
@@ -175,8 +175,6 @@ def recovery(ctx, t, f):
     return None
 
 
-#: the exchanges that open an IKE SA: an answer to one shows the responder reachable
-_OPENING = frozenset((ExchangeType.IKE_SA_INIT, ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
 
 
 def _answered_later(ctx, t, f, last, own):
@@ -190,7 +188,7 @@ def _answered_later(ctx, t, f, last, own):
             if not sa.initiator or not sa.responder or not sa.exchanges:
                 continue
             x = sa.exchanges[0]
-            if x.exch not in _OPENING:
+            if x.exch not in OPENING:
                 continue
             resp = sa.responder[1]
             for m in x.msgs:

@@ -7,11 +7,10 @@ from bisect import bisect_left, bisect_right
 
 from dissect.vpn.ip import is_multicast
 from dissect.vpn import registry as reg
-from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import declare, make, msg
 from pcapvpn.rules import rule, supersede
 from pcapvpn.rules.common import (
-    ip_text, tunnel_filter,
+    OPENING, ip_text, tunnel_filter,
 )
 from pcapvpn.track.tunnels import PAIR_WINDOW
 from pcapvpn.rules.dataplane.common import (
@@ -316,10 +315,6 @@ def _capture_one_direction(ctx, t, flows):
         tunnel=t.id)
 
 
-#: the exchanges that open an IKE SA (their request carries a zero responder SPI)
-_OPENING = frozenset((ExchangeType.IKE_SA_INIT, ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
-
-
 def _answer_proof(t, x):
     """``(opening, later)``: an opening request ``x`` sent in this capture (responder SPI zero)
     and a later message of ``x`` under the same initiator SPI carrying a responder SPI, which
@@ -329,7 +324,7 @@ def _answer_proof(t, x):
     opened: dict = {}
     for sa in t.ike_sas:
         for m in sa.messages:
-            if m.src == x and m.rspi == zero and m.exch in _OPENING and not m.is_response \
+            if m.src == x and m.rspi == zero and m.exch in OPENING and not m.is_response \
                     and not m.copy:
                 o = opened.get((m.version, m.ispi))
                 if o is None or m.ts < o.ts:
