@@ -83,6 +83,13 @@ def _split_iface(frames, cur):
 _cooked = _link.cooked_header
 
 
+def _cut(data, end, wirelen) -> int:
+    """The bytes the snapshot length cut off a packet that ends at ``end`` of the captured
+    ``data`` (0 when nothing was cut): an ESP event's length is the packet's size on the wire."""
+    n = len(data)
+    return wirelen - n if wirelen > n and end == n else 0
+
+
 class Decoder(FragmentReassembly, TcpStreams):
     """Decode frames and feed events to ``sink``; IP fragments are reassembled by
     :class:`pcapvpn.ip_fragments.FragmentReassembly`, TCP streams followed and framed by
@@ -175,14 +182,17 @@ class Decoder(FragmentReassembly, TcpStreams):
         truncated = 0
         for fidx, num, ts, linktype, data, wirelen, off in frames:
             n += 1
-            if wirelen > len(data):
+            cut = wirelen - len(data)
+            if cut > 0:
                 truncated += 1
             r = esp_fast(linktype, data)
             if r is not None:
                 if ts > self._clock:
                     self._clock = ts
                 src, dst, sport, dport, a, b, ln = r
-                sink_esp((fidx, num), ts, 4, src, dst, sport, dport, a, b, ln)
+                # (the length on the wire: the snapshot length may have cut the frame)
+                sink_esp((fidx, num), ts, 4, src, dst, sport, dport, a, b,
+                         ln + cut if cut > 0 else ln)
                 if keyed is not None and a in keyed:
                     # dissect.vpn.fast: link header + IPv4 (+ UDP)
                     e = _fast.IP_OFFSET[linktype] + (20 if sport < 0 else 28) + ln
@@ -257,7 +267,8 @@ class Decoder(FragmentReassembly, TcpStreams):
                 poff = l4off + 8
                 kind, a, b = self._classify_udp(src, dst, sport, dport, data, poff, end)
                 if kind == _ESP:
-                    sink.esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b, end - poff)
+                    sink.esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b,
+                             end - poff + _cut(data, end, wirelen))
                     if keyed is not None and a in keyed:
                         sink.esp_payload((fidx, num), ts, ipver, src, dst, sport, dport, a, b,
                                          data, poff, end)
@@ -266,7 +277,8 @@ class Decoder(FragmentReassembly, TcpStreams):
                                       data, poff, end, ((fidx, num),))
             elif proto == _P_ESP:
                 spi, seq = _esp.parse_esp(data, l4off, end)
-                sink.esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, end - l4off)
+                sink.esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq,
+                         end - l4off + _cut(data, end, wirelen))
                 if keyed is not None and spi in keyed:
                     sink.esp_payload((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, data,
                                      l4off, end)
