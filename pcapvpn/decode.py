@@ -52,6 +52,7 @@ OTHER_REASONS = "other reasons (too many distinct ones to list)"
 _ESP = _udpencap.ESP
 _IKE = _udpencap.IKE
 _KEEPALIVE = _udpencap.KEEPALIVE
+_OTHER = _udpencap.OTHER
 _MALFORMED = _udpencap.MALFORMED
 
 
@@ -139,13 +140,17 @@ class Decoder(FragmentReassembly, TcpStreams):
 
     # -- UDP encapsulation on other ports -------------------------------------------------------
 
-    def _classify_udp(self, src, dst, sport, dport, data, poff, end):
+    def _classify_udp(self, src, dst, sport, dport, data, poff, end, wire_end=None):
         """:func:`dissect.vpn.udpencap.classify_udp`, and on a flow where IKE came after a
         non-ESP marker on ports other than 4500 (custom NAT-T ports: strongSwan
         ``port_nat_t``, libreswan ``ikeport``, a FortiGate's ``ike-port``; the sink's
         ``encap_flows``, learnt from those IKE messages) the same framing as on 4500 (RFC 3948
         §2): ESP, IKE after the marker or a NAT keepalive."""
         r = _udpencap.classify_udp(sport, dport, data, poff, end)
+        if wire_end is not None and r[0] == _OTHER:
+            # cut by the snapshot length (``wire_end``: the datagram's end on the wire): IKE on
+            # other ports is told by its header's Length against the size on the wire
+            r = _udpencap.classify_udp(sport, dport, data, poff, wire_end)
         flows = self._encap_flows
         if flows and r[0] != _ESP and (src, sport, dst, dport) in flows:
             return _udpencap.classify_encap(data, poff, end)
@@ -265,7 +270,9 @@ class Decoder(FragmentReassembly, TcpStreams):
                     self._error((fidx, num), "UDP header truncated")
                     return
                 poff = l4off + 8
-                kind, a, b = self._classify_udp(src, dst, sport, dport, data, poff, end)
+                cut = _cut(data, end, wirelen)
+                kind, a, b = self._classify_udp(src, dst, sport, dport, data, poff, end,
+                                                end + cut if cut else None)
                 if kind == _ESP:
                     sink.esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b,
                              end - poff + _cut(data, end, wirelen))

@@ -277,3 +277,18 @@ def test_snaplen_cut_esp_keeps_its_size_on_the_wire(tmp_path, batch, udp_ports):
         sizes[name] = sorted((e.spi, e.packets, e.bytes) for e in res.state.esp_sas)
     assert sizes["cut"] == sizes["whole"]
     assert [b for _s, _n, b in sizes["whole"]] == [5 * (1400 + 8), 5 * (1200 + 8)]
+
+
+def test_snaplen_cut_ike_on_custom_ports_is_still_ike():
+    """IKE on ports other than 500/4500 is told by its header's Length matching the datagram;
+    cut by a snapshot length of 96 bytes, the Length is compared with the size on the wire
+    (the record's original length), so the message is still IKE (it was 'other' and the
+    tunnel vanished); the same bytes not cut but short stay unrecognised."""
+    raw = ike_sa_init(ISPI, ZERO, False)
+    frame = eth(ipv4("192.0.2.1", "198.51.100.1", 17, udp(7500, 7500, raw)))
+    for wirelen, want in ((len(frame), [("ike", 1)]), (None, [])):
+        sink = Rec()
+        d = Decoder(sink)
+        d.run([(0, 1, 1.0, LINKTYPE_ETHERNET, frame[:96], wirelen or 96, 0)])
+        d.finish()
+        assert [(e[0], e[1]) for e in sink.events if e[0] == "ike"] == want
