@@ -263,6 +263,18 @@ BodyParser = Callable[[Buffer, int, int], "Payload"]
 Problem = tuple[str, int]
 
 
+def _generic(rec: Payload, np: int, nxt: int, resv: int, pos: int, plen: int,
+             v2: bool) -> Payload:
+    """``rec`` with the generic payload header's fields filled in (the Critical bit is IKEv2's,
+    RFC 7296 §3.2; IKEv1's byte is reserved)."""
+    rec.type = np
+    rec.next_payload = nxt
+    rec.critical = bool(resv & 0x80) if v2 else False
+    rec.offset = pos
+    rec.length = plen
+    return rec
+
+
 def _cut_notify(raw: Buffer, pos: int, end: int, plen: int,
                 parser: BodyParser) -> Payload | None:
     """A Notify / Notification payload at ``raw[pos:]`` whose Length ``plen`` runs past ``end``
@@ -331,21 +343,11 @@ def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers: dict[int, B
                     cut = parsers[np](raw, pos + 4, end)
                 except DissectError:
                     return payloads, errors
-                cut.type = np
-                cut.next_payload = nxt
-                cut.critical = bool(resv & 0x80)
-                cut.offset = pos
-                cut.length = plen
-                payloads.append(cut)
+                payloads.append(_generic(cut, np, nxt, resv, pos, plen, v2))
             elif np == _NOTIFY[v2]:
                 note = _cut_notify(raw, pos, end, plen, parsers[np])
                 if note is not None:
-                    note.type = np
-                    note.next_payload = nxt
-                    note.critical = bool(resv & 0x80) if v2 else False
-                    note.offset = pos
-                    note.length = plen
-                    payloads.append(note)
+                    payloads.append(_generic(note, np, nxt, resv, pos, plen, v2))
             return payloads, errors
         fn = get(np)
         rec = None
@@ -357,12 +359,7 @@ def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers: dict[int, B
                 rec = None
         if rec is None:
             rec = RawPayload(bytes(raw[pos + 4:pend]))
-        rec.type = np
-        rec.next_payload = nxt
-        rec.critical = bool(resv & 0x80) if v2 else False
-        rec.offset = pos
-        rec.length = plen
-        payloads.append(rec)
+        payloads.append(_generic(rec, np, nxt, resv, pos, plen, v2))
         pos = pend
         if v2 and (np == _V2_SK or np == _V2_SKF):
             if pos != end:
