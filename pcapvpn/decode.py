@@ -281,7 +281,7 @@ class Decoder(FragmentReassembly, TcpStreams):
                                          data, poff, end)
                     return
                 vpn = self._udp_other((fidx, num), ts, ipver, src, dst, sport, dport, kind, a,
-                                      data, poff, end, ((fidx, num),))
+                                      data, poff, end, ((fidx, num),), end + cut if cut else None)
             elif proto == _P_ESP:
                 spi, seq = _esp.parse_esp(data, l4off, end)
                 sink.esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq,
@@ -341,7 +341,7 @@ class Decoder(FragmentReassembly, TcpStreams):
             self.sink.esp_payload(ref, ts, ipver, src, dst, sport, dport, spi, seq, data, off, end)
 
     def _udp_other(self, ref, ts, ipver, src, dst, sport, dport, kind, a, data, poff, end,
-                   frames) -> bool:
+                   frames, wire_end=None) -> bool:
         """IKE, NAT keepalives, malformed datagrams on the IKE ports and the VPNs beside
         IPsec; False when the datagram is none of them (plaintext)."""
         if kind == _IKE:
@@ -356,7 +356,8 @@ class Decoder(FragmentReassembly, TcpStreams):
                              f"{end - poff} bytes is neither ESP, IKE nor a NAT keepalive")
         else:
             self.other += 1
-            return self._vpn_udp(ref, ts, ipver, src, dst, sport, dport, data, poff, end)
+            return self._vpn_udp(ref, ts, ipver, src, dst, sport, dport, data, poff, end,
+                                 wire_end)
         return True
 
     def _other_proto(self, ref, ts, ipver, src, dst, proto, sport, dport, data, l4off,
@@ -398,15 +399,18 @@ class Decoder(FragmentReassembly, TcpStreams):
 
     # -- IP fragments --------------------------------------------------------------------------
 
-    def _vpn_udp(self, ref, ts, ipver, src, dst, sport, dport, data, poff, end):
+    def _vpn_udp(self, ref, ts, ipver, src, dst, sport, dport, data, poff, end, wire_end=None):
         """Deliver a UDP datagram that may belong to a VPN beside IPsec (structural candidate:
-        the tracker confirms flows).  Never called for IKE / ESP / NAT-keepalive datagrams."""
+        the tracker confirms flows).  Never called for IKE / ESP / NAT-keepalive datagrams.
+        ``wire_end``: the datagram's end on the wire when the snapshot length cut it (WireGuard's
+        messages are told by their sizes: they go with it)."""
         if sport in _NOT_VPN_PORTS or dport in _NOT_VPN_PORTS or end - poff < 4:
             return False
         if sport == L2TP_PORT or dport == L2TP_PORT:
             proto = "l2tp"
-        elif _wg.looks_like(data, poff, end):
+        elif _wg.looks_like(data, poff, wire_end or end):
             proto = "wireguard"
+            end = wire_end or end
         elif _tls.looks_like_dtls(data, poff, end):
             proto = "dtls"
         elif _openvpn.looks_like(data, poff, end):
