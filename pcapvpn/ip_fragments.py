@@ -45,7 +45,7 @@ def _head_fits(chunk, off) -> bool:
         return False
     udp_len = int.from_bytes(chunk[4:6], "big")
     ike_len = int.from_bytes(chunk[off + _IKE_LENGTH_AT:off + _IKE_HEADER], "big")
-    return len(chunk) < udp_len and off + _IKE_HEADER <= off + ike_len <= udp_len
+    return len(chunk) < udp_len and _IKE_HEADER <= ike_len and off + ike_len <= udp_len
 
 
 class _FragSet:
