@@ -138,6 +138,8 @@ class Tracker(NullSink):
         #: cost ~60 bytes a connection more, and a flood keeps ``max_flows`` of them)
         self.tcp: dict = {}
         self.tcp_dropped = 0
+        #: (server address, port) of the last connection that did not share them
+        self._tcp_server = (None, None)
         #: UDP flows framed as on port 4500 on other ports (custom NAT-T ports), learnt from IKE
         #: after a non-ESP marker; the decoder reads it (pcapvpn.events.EncapFlows)
         self.encap_flows = EncapFlows(limits.max_flows)
@@ -197,6 +199,14 @@ class Tracker(NullSink):
                 self.tcp_evicted += 1
             if flags & (TcpFlag.SYN | TcpFlag.ACK) == TcpFlag.SYN | TcpFlag.ACK:  # SYN-ACK first: the sender is the server
                 key = (dst, dport, src, sport)
+            # the server's address and port shared with the previous connection's when the
+            # same (most connections go to one server: 80 bytes a connection less)
+            srv, port = key[2], key[3]
+            last = self._tcp_server
+            if srv == last[0] and port == last[1]:
+                key = (key[0], key[1], last[0], last[1])
+            else:
+                self._tcp_server = (srv, port)
             if self.lru:
                 tcp.pop(key, None)  # a new connection on the ports of a kept one: at the end
             c = tcp[key] = IkeTcpConn(ipver, key[0], key[1], key[2], key[3], ts, ref)
