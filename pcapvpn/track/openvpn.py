@@ -11,6 +11,8 @@ Data packets carry no session ID: they count for the tunnel and for its latest s
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from dissect.vpn import openvpn as _ov
 from dissect.vpn.errors import DissectError
 from pcapvpn.track.tlsvpn import StreamBounds, TlsConversation
@@ -164,18 +166,19 @@ def _ctl_dir_class(d: int, suffix: str):
     for name in CTL_FIELDS:
         slot = name + suffix
 
-        def get(v, _slot=slot):
-            return getattr(v._s, _slot)
-
         def put(v, x, _slot=slot):
             setattr(v._s, _slot, x)
 
-        ns[name] = property(get, put)
+        # the reader in C (no Python frame per read: the control path reads a field or two
+        # dozen times a packet)
+        ns[name] = property(attrgetter("_s." + slot), put)
     return type(f"CtlDir{suffix}", (CtlDir,), ns)
 
 
 #: the views of the client's and of the server's direction
 _CTL = (_ctl_dir_class(0, "_c"), _ctl_dir_class(1, "_s"))
+#: the slot names of each direction, in CTL_FIELDS' order
+_SLOTS = (tuple(f + "_c" for f in CTL_FIELDS), tuple(f + "_s" for f in CTL_FIELDS))
 
 
 class Session:
@@ -506,64 +509,79 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
     s.key_ids |= 1 << c.key_id
     if c.encrypted:
         s.encrypted = True
-    cd = _CTL[d](s)
-    cd.packets += 1
+    # this direction's slots read and written by name (``CtlDir`` is for the readers: a
+    # property call per access would cost the control path ~2 us a packet)
+    (k_packets, k_next, _k_ooo, k_retrans, k_rrefs, k_acks, k_first, k_last, k_refs, k_pids,
+     _k_acked) = _SLOTS[d]
+    setattr(s, k_packets, getattr(s, k_packets) + 1)
     if from_client:
         s.repeats += 1
     else:
         s.repeats = 0
-    if cd.first_ts is None:
-        cd.first_ts = ts
-    prev = cd.last_ts
-    cd.last_ts = ts
-    if len(cd.refs) < MAX_REFS:
-        cd.refs += (ref,)
+    if getattr(s, k_first) is None:
+        setattr(s, k_first, ts)
+    prev = getattr(s, k_last)
+    setattr(s, k_last, ts)
+    refs = getattr(s, k_refs)
+    if len(refs) < MAX_REFS:
+        setattr(s, k_refs, refs + (ref,))
     if c.acks:
-        cd.acks += 1
-        pd = _CTL[1 - d](s)
-        if pd.acked is NO_IDS:
-            pd.acked = PacketIds()
-        if len(pd.acked) < 4096:
-            pd.acked.update(c.acks)
+        setattr(s, k_acks, getattr(s, k_acks) + 1)
+        k_peer = _SLOTS[1 - d][10]  # the peer direction's acked
+        acked = getattr(s, k_peer)
+        if acked is NO_IDS:
+            acked = PacketIds()
+            setattr(s, k_peer, acked)
+        if len(acked) < 4096:
+            acked.update(c.acks)
     if c.encrypted:
         # tls-crypt: the message packet ID is encrypted; the replay ID (one per packet sent,
         # retransmissions included) cannot tell a retransmission.  Identical sizes from the same
         # side within a session are the best proxy: a hard reset sent again is one.
         if op in _ov.CLIENT_RESETS and len(s.client_resets) > 1 and from_client:
-            cd.retrans += 1
-            if len(cd.retrans_refs) < MAX_REFS:
-                cd.retrans_refs += (ref,)
+            _retransmission(s, k_retrans, k_rrefs, ref)
         return
     pid = c.packet_id
     if pid is None:
         return  # P_ACK_V1
-    if cd.next_pid is None:
-        cd.next_pid = pid
-    if pid in cd.pids:
+    nxt = getattr(s, k_next)
+    if nxt is None:
+        nxt = pid
+        setattr(s, k_next, pid)
+    pids = getattr(s, k_pids)
+    if pid in pids:
         if prev is not None and ts - prev <= st.bounds.copy_window:
             return  # a mirror's copy of the packet just seen, not a retransmission
-        cd.retrans += 1
-        if len(cd.retrans_refs) < MAX_REFS:
-            cd.retrans_refs += (ref,)
+        _retransmission(s, k_retrans, k_rrefs, ref)
         return
-    if len(cd.pids) < 4096:
-        if cd.pids is NO_IDS:
-            cd.pids = PacketIds()
-        cd.pids.add(pid)
+    if len(pids) < 4096:
+        if pids is NO_IDS:
+            pids = PacketIds()
+            setattr(s, k_pids, pids)
+        pids.add(pid)
+    cd = _CTL[d](s)
     if op not in (_ov.P_CONTROL_V1, _ov.P_CONTROL_WKC_V1) or c.payload_end <= c.payload_off:
-        if pid == cd.next_pid:
-            cd.next_pid = pid + 1
+        if pid == nxt:
+            setattr(s, k_next, pid + 1)
             _drain(st, s, d, cd, ts, ref)
-        elif pid > cd.next_pid:
+        elif pid > nxt:
             _hold(st.bounds, cd, pid, b"", ts, ref)
         return
     payload = bytes(data[c.payload_off:c.payload_end])
-    if pid == cd.next_pid:
+    if pid == nxt:
         _tls_feed(st, s, d, payload, ts, ref)
-        cd.next_pid = pid + 1
+        setattr(s, k_next, pid + 1)
         _drain(st, s, d, cd, ts, ref)
-    elif pid > cd.next_pid:
+    elif pid > nxt:
         _hold(st.bounds, cd, pid, payload, ts, ref)
+
+
+def _retransmission(s: Session, k_retrans: str, k_rrefs: str, ref) -> None:
+    """A control packet sent again: counted, its frame kept among the first MAX_REFS."""
+    setattr(s, k_retrans, getattr(s, k_retrans) + 1)
+    rrefs = getattr(s, k_rrefs)
+    if len(rrefs) < MAX_REFS:
+        setattr(s, k_rrefs, rrefs + (ref,))
 
 
 def _hold(b: StreamBounds, cd: CtlDir, pid: int, payload: bytes, ts, ref) -> None:
