@@ -315,7 +315,8 @@ class OpenVpnState:
 #: ID in a ``pids`` / ``acked`` set (the int and its share of the set's table).  Since the sets
 #: are :class:`PacketIds` (session 9) a session weighs less (~1,320 bytes with its IDs in one
 #: run, against 2,270-4,430 as sets of a few IDs): the estimate, hence the bound
-#: ``Limits.vpn_max_session_bytes`` acts as before, is now an upper one
+#: ``Limits.vpn_max_session_bytes`` acts as before, is now an upper one (the more since session
+#: 11: the control directions in the session's slots, ~430 bytes fresh)
 SESSION_BASE_BYTES = 1400
 SESSION_ID_BYTES = 64
 
