@@ -118,7 +118,7 @@ class TcpDir:
         return (k[2], k[3], k[0], k[1])
 
     @property
-    def addr(self) -> tuple:
+    def addr(self) -> tuple | None:
         """(ipver, src, dst, sport, dport) of this direction (None when opened without)."""
         if self.ipver is None:
             return None
