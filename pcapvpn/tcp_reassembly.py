@@ -84,15 +84,15 @@ def _rel(a: int, b: int) -> int:
 class TcpDir:
     """One direction of a followed TCP stream."""
 
-    __slots__ = ("key", "rkey", "addr", "app", "next_seq", "buf", "frames", "held", "held_bytes",
+    __slots__ = ("key", "ipver", "app", "next_seq", "buf", "frames", "held", "held_bytes",
                  "nbytes", "fin_seq", "synced", "gap", "evicted")
 
     def __init__(self, key, addr, app):
-        #: (src, sport, dst, dport) of this direction, and of the other one
+        #: (src, sport, dst, dport) of this direction (``rkey``: of the other one)
         self.key = key
-        self.rkey = (key[2], key[3], key[0], key[1])
-        #: what the framing needs to report events: (ipver, src, dst, sport, dport)
-        self.addr = addr
+        #: the IP version (``addr``: what the framing needs to report events); ``rkey`` and
+        #: ``addr`` are made from ``key`` when read (two tuples less a direction, 160 bytes)
+        self.ipver = addr[0] if addr is not None else None
         #: the framing's own state for this direction
         self.app = app
         self.next_seq = -1
@@ -111,13 +111,30 @@ class TcpDir:
         self.gap = False
         self.evicted = False
 
+    @property
+    def rkey(self) -> tuple:
+        """(src, sport, dst, dport) of the other direction."""
+        k = self.key
+        return (k[2], k[3], k[0], k[1])
+
+    @property
+    def addr(self) -> tuple | None:
+        """(ipver, src, dst, sport, dport) of this direction (None when opened without)."""
+        if self.ipver is None:
+            return None
+        k = self.key
+        return (self.ipver, k[0], k[2], k[1], k[3])
+
 
 class TcpReassembler:
     """The directions followed and their bounds (see the module docstring for the policy)."""
 
     def __init__(self, limits):
         self.limits = limits
-        self.dirs: OrderedDict = OrderedDict()       # key -> TcpDir, least recently active first
+        #: key -> TcpDir, least recently active first: a plain dict (insertion order; a direction
+        #: goes to the end by being taken out and put back under its own key), which costs ~60
+        #: bytes a direction less than an OrderedDict's links and node table
+        self.dirs: dict = {}
         self._holding: OrderedDict = OrderedDict()   # key -> TcpDir with nbytes > 0, same order
         self.bytes = 0
         self.peak_bytes = 0
@@ -143,7 +160,8 @@ class TcpReassembler:
 
     def touch(self, d) -> None:
         """A segment of ``d`` that is not reassembled (:meth:`stop`): it stays recently active."""
-        self.dirs.move_to_end(d.key)
+        k = d.key
+        self.dirs[k] = self.dirs.pop(k)
 
     def stop(self, d) -> None:
         """The framing stops reading ``d`` (not its protocol, or nothing more of interest): its
@@ -201,9 +219,10 @@ class TcpReassembler:
         """One segment of direction ``d`` (payload ``data[off:end]``).  Returns the directions
         whose buffer changed or that had a gap — ``d``, and/or the other direction when this
         segment's ACK gave up a hole of it — for the framing to read."""
-        self.dirs.move_to_end(d.key)
-        if d.key in self._holding:
-            self._holding.move_to_end(d.key)
+        k = d.key
+        self.dirs[k] = self.dirs.pop(k)
+        if k in self._holding:
+            self._holding.move_to_end(k)
         ready = []
         if flags & ACK:
             rev = self.dirs.get(d.rkey)

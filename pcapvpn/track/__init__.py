@@ -8,7 +8,6 @@ ESP/AH, NAT keepalives, ICMP errors, fragments) and, at the end (or at any ``now
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from dissect.vpn.ip import NetTuple, TcpFlag
@@ -134,9 +133,13 @@ class Tracker(NullSink):
         self.incomplete: list[IncompleteFragments] = []
         self.incomplete_dropped = 0
         #: IKE-over-TCP connections by (client, client port, server, server port); live: least
-        #: recently active first
-        self.tcp: OrderedDict = OrderedDict()
+        #: recently active first (a plain dict keeps insertion order: a connection is moved to
+        #: the end by taking it out and putting it back; an OrderedDict's links and node table
+        #: cost ~60 bytes a connection more, and a flood keeps ``max_flows`` of them)
+        self.tcp: dict = {}
         self.tcp_dropped = 0
+        #: (server address, port) of the last connection that did not share them
+        self._tcp_server = (None, None)
         #: UDP flows framed as on port 4500 on other ports (custom NAT-T ports), learnt from IKE
         #: after a non-ESP marker; the decoder reads it (pcapvpn.events.EncapFlows)
         self.encap_flows = EncapFlows(limits.max_flows)
@@ -192,15 +195,25 @@ class Tracker(NullSink):
                 if not self.lru:
                     self.tcp_dropped += 1
                     return
-                tcp.popitem(last=False)  # the least recently active connection
+                del tcp[next(iter(tcp))]  # the least recently active connection
                 self.tcp_evicted += 1
             if flags & (TcpFlag.SYN | TcpFlag.ACK) == TcpFlag.SYN | TcpFlag.ACK:  # SYN-ACK first: the sender is the server
                 key = (dst, dport, src, sport)
-            c = tcp[key] = IkeTcpConn(ipver, key[0], key[1], key[2], key[3], ts, ref)
+            # the server's address and port shared with the previous connection's when the
+            # same (most connections go to one server: 80 bytes a connection less)
+            srv, port = key[2], key[3]
+            last = self._tcp_server
+            if srv == last[0] and port == last[1]:
+                key = (key[0], key[1], last[0], last[1])
+            else:
+                self._tcp_server = (srv, port)
             if self.lru:
-                tcp.move_to_end(key)  # a new connection on the ports of a kept one
-        elif self.lru:
-            tcp.move_to_end(found)
+                tcp.pop(key, None)  # a new connection on the ports of a kept one: at the end
+            c = tcp[key] = IkeTcpConn(ipver, key[0], key[1], key[2], key[3], ts, ref)
+        elif self.lru:  # to the end, the most recently active, under a key of the
+            # connection's own addresses (``found`` holds this segment's copies of them)
+            del tcp[found]
+            tcp[(c.client, c.cport, c.server, c.port)] = c
         c.record(ts, ref, flags, length, (src, sport) == (c.client, c.cport))
 
     def decode_error(self, ref, reason):

@@ -11,6 +11,8 @@ Data packets carry no session ID: they count for the tunnel and for its latest s
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from dissect.vpn import openvpn as _ov
 from dissect.vpn.errors import DissectError
 from pcapvpn.track.tlsvpn import StreamBounds, TlsConversation
@@ -23,43 +25,51 @@ MAX_REFS = 20
 
 class PacketIds:
     """A set of packet IDs (those of a control channel seen, or acknowledged by the peer),
-    held as one run ``[lo, hi)`` and the IDs outside it (made only when an ID neither extends
+    held as one run ``[lo, lo + n)`` and the IDs outside it (made only when an ID neither extends
     the run nor falls in it: a tuple of up to :attr:`SMALL`, then a set).  The reliability layer numbers a sender's packets 0, 1,
     2, ... and acknowledges them in about that order, so a channel's IDs are one run and cost
     two ints, where a ``set`` costs 216 bytes empty and ~60 more per ID (a flood keeps
-    thousands of sessions).  Membership, size, maximum and order are a set's, exactly (an ID
-    outside the run stays in ``more`` even when the run later reaches it; the two never
-    overlap)."""
+    thousands of sessions).  The run's length ``n``, not its end, is kept: a small int is
+    shared by the interpreter, an end past 256 (a random 32-bit ID of a mutated packet) would
+    be an int object of 32 bytes of its own.  Membership, size, maximum and order are a set's,
+    exactly (an ID outside the run stays in ``more`` even when the run later reaches it; the
+    two never overlap)."""
 
-    __slots__ = ("lo", "hi", "more")
+    __slots__ = ("lo", "n", "more")
 
     #: IDs outside the run kept in a tuple (40 + 8 bytes each) before a set (216 bytes empty)
     SMALL = 8
 
     def __init__(self):
         self.lo = 0
-        self.hi = 0
+        self.n = 0
         self.more = None
 
+    @property
+    def hi(self) -> int:
+        """The end of the run (exclusive)."""
+        return self.lo + self.n
+
     def __len__(self) -> int:
-        return self.hi - self.lo + (len(self.more) if self.more else 0)
+        return self.n + (len(self.more) if self.more else 0)
 
     def __bool__(self) -> bool:
-        return self.hi > self.lo or bool(self.more)
+        return self.n > 0 or bool(self.more)
 
     def __contains__(self, p) -> bool:
-        return self.lo <= p < self.hi or (self.more is not None and p in self.more)
+        return 0 <= p - self.lo < self.n or (self.more is not None and p in self.more)
 
     def __iter__(self):
         return iter(self.above(None))
 
     def add(self, p: int) -> None:
-        if self.lo <= p < self.hi or (self.more is not None and p in self.more):
+        k = p - self.lo
+        if 0 <= k < self.n or (self.more is not None and p in self.more):
             return
-        if self.hi == self.lo:  # no run yet (or an empty one): it starts here
-            self.lo, self.hi = p, p + 1
-        elif p == self.hi:
-            self.hi = p + 1
+        if not self.n:  # no run yet (or an empty one): it starts here
+            self.lo, self.n = p, 1
+        elif k == self.n:
+            self.n = k + 1
         elif self.more is None:
             self.more = (p,)
         elif type(self.more) is tuple and len(self.more) < self.SMALL:
@@ -75,7 +85,7 @@ class PacketIds:
 
     def max(self) -> int:
         """The largest ID (the set must not be empty)."""
-        top = self.hi - 1 if self.hi > self.lo else None
+        top = self.lo + self.n - 1 if self.n else None
         if self.more:
             m = max(self.more)
             return m if top is None or m > top else top
@@ -85,7 +95,7 @@ class PacketIds:
     def above(self, last) -> list:
         """The IDs greater than ``last`` (all of them when None), in increasing order."""
         lo = self.lo if last is None else max(self.lo, last + 1)
-        out = list(range(lo, self.hi))
+        out = list(range(lo, self.lo + self.n))
         if self.more:
             extra = [p for p in self.more if last is None or p > last]
             if extra:
@@ -111,34 +121,39 @@ class _NoIds(PacketIds):
 NO_IDS = _NoIds()
 
 
+#: what a session keeps of each direction of its control channel, in its own slots (the name
+#: and ``_c`` for the client's direction, ``_s`` for the server's; :class:`CtlDir` reads them)
+CTL_FIELDS = ("packets", "next_pid", "ooo", "retrans", "retrans_refs", "acks", "first_ts",
+              "last_ts", "refs", "pids", "acked")
+
+
 class CtlDir:
-    """One direction of a session's control channel."""
+    """One direction of a session's control channel: a view of the session's own slots (issue
+    20: a flood keeps thousands of sessions, and two objects of their own per session cost 350
+    bytes with their tuple; the slots cost 176).  Made on each read (``Session.ctl``,
+    ``Session.dir``), never kept; reading and writing its attributes reads and writes the
+    session's.
 
-    __slots__ = ("packets", "next_pid", "ooo", "ooo_bytes", "retrans", "retrans_refs", "acks",
-                 "first_ts", "last_ts", "last_ref", "refs", "pids", "acked")
+    ``packets``, ``retrans``, ``acks``: control packets, retransmissions, packets carrying ACKs;
+    ``next_pid``: the next packet ID in order (None before the first); ``ooo``: control payloads
+    held out of order by packet ID (``StreamBounds.max_ooo`` of them and ``max_ooo_bytes`` at
+    most; a dict made at the first one, None before) and ``ooo_bytes`` their bytes;
+    ``retrans_refs``, ``refs``: frames of the retransmissions and of the first packets (at most
+    MAX_REFS each): tuples, the shared empty one until the first; ``first_ts``, ``last_ts``;
+    ``pids``: packet IDs seen (bounded by the handshake's size) and ``acked``, of those, the ones
+    the peer acknowledged (ACK arrays, bounded): ``NO_IDS`` until the first."""
 
-    def __init__(self):
-        self.packets = 0
-        self.next_pid = None
-        #: control payloads held out of order, by packet ID (``StreamBounds.max_ooo`` of them
-        #: and ``max_ooo_bytes`` at most; a dict made at the first one, None before), and their
-        #: bytes
-        self.ooo = None
-        self.ooo_bytes = 0
-        self.retrans = 0
-        #: frames of the retransmissions and of the first packets (at most MAX_REFS each):
-        #: tuples, the shared empty one until the first (a flood keeps thousands of sessions
-        #: of a packet or two: an empty list costs 56 bytes, one of one ref 88, a tuple 48)
-        self.retrans_refs = ()
-        self.acks = 0
-        self.first_ts = None
-        self.last_ts = None
-        self.last_ref = None
-        self.refs = ()
-        #: packet IDs seen (bounded by the handshake's size) and, of those, the ones the peer
-        #: acknowledged (ACK arrays, bounded): ``NO_IDS`` until the first
-        self.pids: PacketIds = NO_IDS
-        self.acked: PacketIds = NO_IDS
+    __slots__ = ("_s",)
+    #: 0 client, 1 server (the subclasses)
+    d = 0
+
+    def __init__(self, s):
+        self._s = s
+
+    @property
+    def ooo_bytes(self) -> int:
+        ooo = self.ooo
+        return sum(map(len, ooo.values())) if ooo else 0
 
     def to_dict(self):
         return {"packets": self.packets, "retransmissions": self.retrans, "acks": self.acks,
@@ -146,11 +161,31 @@ class CtlDir:
                 "retransmission_frames": [list(r) for r in self.retrans_refs]}
 
 
+def _ctl_dir_class(d: int, suffix: str):
+    ns = {"__slots__": (), "d": d}
+    for name in CTL_FIELDS:
+        slot = name + suffix
+
+        def put(v, x, _slot=slot):
+            setattr(v._s, _slot, x)
+
+        # the reader in C (no Python frame per read: the control path reads a field or two
+        # dozen times a packet)
+        ns[name] = property(attrgetter("_s." + slot), put)
+    return type(f"CtlDir{suffix}", (CtlDir,), ns)
+
+
+#: the views of the client's and of the server's direction
+_CTL = (_ctl_dir_class(0, "_c"), _ctl_dir_class(1, "_s"))
+#: the slot names of each direction, in CTL_FIELDS' order
+_SLOTS = (tuple(f + "_c" for f in CTL_FIELDS), tuple(f + "_s" for f in CTL_FIELDS))
+
+
 class Session:
     __slots__ = ("index", "client_sid", "server_sid", "key_ids", "first_ts", "last_ts",
-                 "client_resets", "server_resets", "reset_opcode", "ctl", "tls", "data_c",
+                 "client_resets", "server_resets", "reset_opcode", "tls", "data_c",
                  "data_s", "first_data_ts", "mid_session", "soft_resets", "encrypted", "undecoded",
-                 "repeats")
+                 "repeats") + tuple(f + sfx for sfx in ("_c", "_s") for f in CTL_FIELDS)
 
     def __init__(self, index, ts, mid_session=False):
         self.index = index
@@ -164,7 +199,18 @@ class Session:
         self.client_resets = ()
         self.server_resets = ()
         self.reset_opcode = None
-        self.ctl = (CtlDir(), CtlDir())
+        # each direction of the control channel (CTL_FIELDS; CtlDir reads them)
+        self.packets_c = self.packets_s = 0
+        self.next_pid_c = self.next_pid_s = None
+        self.ooo_c = self.ooo_s = None
+        self.retrans_c = self.retrans_s = 0
+        self.retrans_refs_c = self.retrans_refs_s = ()
+        self.acks_c = self.acks_s = 0
+        self.first_ts_c = self.first_ts_s = None
+        self.last_ts_c = self.last_ts_s = None
+        self.refs_c = self.refs_s = ()
+        self.pids_c = self.pids_s = NO_IDS
+        self.acked_c = self.acked_s = NO_IDS
         self.tls = None
         #: data packets from the client and from the server (ints; ``data`` reads them as a
         #: pair), and the time of each side's first: a tuple replaced when it changes
@@ -178,6 +224,15 @@ class Session:
         self.repeats = 0
 
     @property
+    def ctl(self) -> tuple:
+        """The two directions of the control channel, client's first (:class:`CtlDir` views)."""
+        return (_CTL[0](self), _CTL[1](self))
+
+    def dir(self, d: int) -> CtlDir:
+        """Direction ``d`` (0 client) of the control channel (a :class:`CtlDir` view)."""
+        return _CTL[d](self)
+
+    @property
     def data(self) -> tuple:
         """Data packets (client to server, server to client)."""
         return (self.data_c, self.data_s)
@@ -185,7 +240,7 @@ class Session:
     @property
     def answered(self) -> bool:
         """The server sent anything in this session."""
-        return self.ctl[1].packets > 0 or self.data_s > 0
+        return self.packets_s > 0 or self.data_s > 0
 
     @property
     def established(self) -> bool:
@@ -195,12 +250,13 @@ class Session:
         """Packet IDs of direction ``d`` (0 client) sent after the last one the peer
         acknowledged, when the peer acknowledged any: the flight it never confirmed (empty with
         tls-crypt, whose ACK arrays are encrypted)."""
-        cd = self.ctl[d]
-        if self.encrypted or not cd.acked:
+        acked = self.acked_s if d else self.acked_c
+        if self.encrypted or not acked:
             return []
-        return cd.pids.above(cd.acked.max())
+        return (self.pids_s if d else self.pids_c).above(acked.max())
 
     def to_dict(self):
+        ctl = self.ctl
         return {
             "index": self.index,
             "client_session_id": f"{self.client_sid:016x}" if self.client_sid is not None else None,
@@ -209,7 +265,7 @@ class Session:
             "key_ids": [k for k in range(8) if self.key_ids >> k & 1],
             "first_ts": self.first_ts, "last_ts": self.last_ts,
             "client_resets": len(self.client_resets), "server_resets": len(self.server_resets),
-            "client_control": self.ctl[0].to_dict(), "server_control": self.ctl[1].to_dict(),
+            "client_control": ctl[0].to_dict(), "server_control": ctl[1].to_dict(),
             "data_packets": {"client_to_server": self.data_c, "server_to_client": self.data_s},
             "established": self.established, "mid_session": self.mid_session,
             "control_encrypted": self.encrypted,
@@ -259,7 +315,8 @@ class OpenVpnState:
 #: ID in a ``pids`` / ``acked`` set (the int and its share of the set's table).  Since the sets
 #: are :class:`PacketIds` (session 9) a session weighs less (~1,320 bytes with its IDs in one
 #: run, against 2,270-4,430 as sets of a few IDs): the estimate, hence the bound
-#: ``Limits.vpn_max_session_bytes`` acts as before, is now an upper one
+#: ``Limits.vpn_max_session_bytes`` acts as before, is now an upper one (the more since session
+#: 11: the control directions in the session's slots, ~430 bytes fresh)
 SESSION_BASE_BYTES = 1400
 SESSION_ID_BYTES = 64
 
@@ -453,65 +510,79 @@ def _control(t, st: OpenVpnState, from_client: bool, ts, ref, data, off, end, c)
     s.key_ids |= 1 << c.key_id
     if c.encrypted:
         s.encrypted = True
-    cd = s.ctl[d]
-    cd.packets += 1
+    # this direction's slots read and written by name (``CtlDir`` is for the readers: a
+    # property call per access would cost the control path ~2 us a packet)
+    (k_packets, k_next, _k_ooo, k_retrans, k_rrefs, k_acks, k_first, k_last, k_refs, k_pids,
+     _k_acked) = _SLOTS[d]
+    setattr(s, k_packets, getattr(s, k_packets) + 1)
     if from_client:
         s.repeats += 1
     else:
         s.repeats = 0
-    if cd.first_ts is None:
-        cd.first_ts = ts
-    prev = cd.last_ts
-    cd.last_ts = ts
-    cd.last_ref = ref
-    if len(cd.refs) < MAX_REFS:
-        cd.refs += (ref,)
+    if getattr(s, k_first) is None:
+        setattr(s, k_first, ts)
+    prev = getattr(s, k_last)
+    setattr(s, k_last, ts)
+    refs = getattr(s, k_refs)
+    if len(refs) < MAX_REFS:
+        setattr(s, k_refs, refs + (ref,))
     if c.acks:
-        cd.acks += 1
-        pd = s.ctl[1 - d]
-        if pd.acked is NO_IDS:
-            pd.acked = PacketIds()
-        if len(pd.acked) < 4096:
-            pd.acked.update(c.acks)
+        setattr(s, k_acks, getattr(s, k_acks) + 1)
+        k_peer = _SLOTS[1 - d][10]  # the peer direction's acked
+        acked = getattr(s, k_peer)
+        if acked is NO_IDS:
+            acked = PacketIds()
+            setattr(s, k_peer, acked)
+        if len(acked) < 4096:
+            acked.update(c.acks)
     if c.encrypted:
         # tls-crypt: the message packet ID is encrypted; the replay ID (one per packet sent,
         # retransmissions included) cannot tell a retransmission.  Identical sizes from the same
         # side within a session are the best proxy: a hard reset sent again is one.
         if op in _ov.CLIENT_RESETS and len(s.client_resets) > 1 and from_client:
-            cd.retrans += 1
-            if len(cd.retrans_refs) < MAX_REFS:
-                cd.retrans_refs += (ref,)
+            _retransmission(s, k_retrans, k_rrefs, ref)
         return
     pid = c.packet_id
     if pid is None:
         return  # P_ACK_V1
-    if cd.next_pid is None:
-        cd.next_pid = pid
-    if pid in cd.pids:
+    nxt = getattr(s, k_next)
+    if nxt is None:
+        nxt = pid
+        setattr(s, k_next, pid)
+    pids = getattr(s, k_pids)
+    if pid in pids:
         if prev is not None and ts - prev <= st.bounds.copy_window:
             return  # a mirror's copy of the packet just seen, not a retransmission
-        cd.retrans += 1
-        if len(cd.retrans_refs) < MAX_REFS:
-            cd.retrans_refs += (ref,)
+        _retransmission(s, k_retrans, k_rrefs, ref)
         return
-    if len(cd.pids) < 4096:
-        if cd.pids is NO_IDS:
-            cd.pids = PacketIds()
-        cd.pids.add(pid)
+    if len(pids) < 4096:
+        if pids is NO_IDS:
+            pids = PacketIds()
+            setattr(s, k_pids, pids)
+        pids.add(pid)
+    cd = _CTL[d](s)
     if op not in (_ov.P_CONTROL_V1, _ov.P_CONTROL_WKC_V1) or c.payload_end <= c.payload_off:
-        if pid == cd.next_pid:
-            cd.next_pid = pid + 1
+        if pid == nxt:
+            setattr(s, k_next, pid + 1)
             _drain(st, s, d, cd, ts, ref)
-        elif pid > cd.next_pid:
+        elif pid > nxt:
             _hold(st.bounds, cd, pid, b"", ts, ref)
         return
     payload = bytes(data[c.payload_off:c.payload_end])
-    if pid == cd.next_pid:
+    if pid == nxt:
         _tls_feed(st, s, d, payload, ts, ref)
-        cd.next_pid = pid + 1
+        setattr(s, k_next, pid + 1)
         _drain(st, s, d, cd, ts, ref)
-    elif pid > cd.next_pid:
+    elif pid > nxt:
         _hold(st.bounds, cd, pid, payload, ts, ref)
+
+
+def _retransmission(s: Session, k_retrans: str, k_rrefs: str, ref) -> None:
+    """A control packet sent again: counted, its frame kept among the first MAX_REFS."""
+    setattr(s, k_retrans, getattr(s, k_retrans) + 1)
+    rrefs = getattr(s, k_rrefs)
+    if len(rrefs) < MAX_REFS:
+        setattr(s, k_rrefs, rrefs + (ref,))
 
 
 def _hold(b: StreamBounds, cd: CtlDir, pid: int, payload: bytes, ts, ref) -> None:
@@ -527,7 +598,6 @@ def _hold(b: StreamBounds, cd: CtlDir, pid: int, payload: bytes, ts, ref) -> Non
         b.drop("tcp_max_ooo_bytes", ref, ts)
     else:
         ooo[pid] = payload
-        cd.ooo_bytes += len(payload) - held
 
 
 
@@ -536,7 +606,6 @@ def _drain(st: OpenVpnState, s, d, cd, ts, ref):
         p = cd.ooo.pop(cd.next_pid, None)
         if p is None:
             break
-        cd.ooo_bytes -= len(p)
         if p:
             _tls_feed(st, s, d, p, ts, ref)
         cd.next_pid += 1

@@ -348,19 +348,50 @@ class TlsSide:
         }
 
 
-class TlsConversation:
-    """Client and server sides of one TLS (TCP) or DTLS (UDP) conversation."""
+class _NoSide(TlsSide):
+    """A side that sent nothing: the one empty :class:`TlsSide` a conversation starts with on
+    the side not fed yet (issue 20: a flood keeps thousands of OpenVPN sessions whose control
+    channel carried TLS one way only; a side costs 240 bytes), replaced by one of its own at
+    its first bytes (:meth:`TlsConversation.side`).  It reads as a fresh side and cannot
+    change."""
 
-    __slots__ = ("client", "server", "dtls")
+    __slots__ = ()
+
+    def feed(self, chunk, ts, ref):
+        raise TypeError("the shared empty TLS side cannot change")
+
+    record = feed
+
+    def __reduce__(self):  # pickled and copied as the one shared object
+        return "NO_SIDE"
+
+
+#: see :class:`_NoSide`
+NO_SIDE = _NoSide()
+
+
+class TlsConversation:
+    """Client and server sides of one TLS (TCP) or DTLS (UDP) conversation (a side that sent
+    nothing yet is the shared :data:`NO_SIDE`; :meth:`side` gives the one to feed)."""
+
+    __slots__ = ("client", "server", "dtls", "bounds")
 
     def __init__(self, dtls=False, bounds=None):
         self.dtls = dtls
-        order = [0]
-        self.client = TlsSide(dtls, order, bounds)
-        self.server = TlsSide(dtls, order, bounds)
+        self.bounds = bounds
+        self.client = self.server = NO_SIDE
 
     def side(self, from_client: bool) -> TlsSide:
-        return self.client if from_client else self.server
+        """The side to feed (made at its first use; the two share the records' order)."""
+        s = self.client if from_client else self.server
+        if s is NO_SIDE:
+            other = self.server if from_client else self.client
+            s = TlsSide(self.dtls, other.order if other is not NO_SIDE else None, self.bounds)
+            if from_client:
+                self.client = s
+            else:
+                self.server = s
+        return s
 
     @property
     def version(self):

@@ -766,3 +766,210 @@ def test_arp_targets_as_tuples_count_requests_and_replies_as_the_lists_did():
                                                              i == 2) for i in range(5)}
     # one sender address object for the targets one host asked for
     assert len({id(e[3]) for e in view.arp.values()}) == 1
+
+
+# -- session 11 (flat5): the sessions' control directions in the session's slots, the
+# IKE-over-TCP connections and the TCP reassembly directions in plain dicts
+
+def _tcp_reference(ops, bound: int, lru: bool):
+    """The IKE-over-TCP connections as ``Tracker.tcp_segment`` kept them in an OrderedDict
+    (before session 11): the keys in order, the connections' records, what was evicted and
+    dropped."""
+    from collections import OrderedDict
+
+    from dissect.vpn.ip import TcpFlag
+    from pcapvpn.track import IkeTcpConn
+
+    tcp: OrderedDict = OrderedDict()
+    evicted = dropped = 0
+    for ref, ts, src, sport, dst, dport, flags in ops:
+        key = found = (src, sport, dst, dport)
+        c = tcp.get(key)
+        if c is None:
+            found = (dst, dport, src, sport)
+            c = tcp.get(found)
+        syn_only = flags & (TcpFlag.SYN | TcpFlag.ACK) == TcpFlag.SYN
+        if c is not None and syn_only and (c.closed or c.synack):
+            c = None
+        if c is None:
+            if len(tcp) >= bound:
+                if not lru:
+                    dropped += 1
+                    continue
+                tcp.popitem(last=False)
+                evicted += 1
+            if flags & (TcpFlag.SYN | TcpFlag.ACK) == TcpFlag.SYN | TcpFlag.ACK:
+                key = (dst, dport, src, sport)
+            c = tcp[key] = IkeTcpConn(4, key[0], key[1], key[2], key[3], ts, ref)
+            if lru:
+                tcp.move_to_end(key)
+        elif lru:
+            tcp.move_to_end(found)
+        c.record(ts, ref, flags, 0, (src, sport) == (c.client, c.cport))
+    return tcp, evicted, dropped
+
+
+def _conn_view(c) -> tuple:
+    return (c.client, c.cport, c.server, c.port, c.first_ts, c.last_ts, c.syn, c.synack,
+            c.rst_client, c.rst_server, c.fin_client, c.fin_server, c.first_ref)
+
+
+def test_ike_tcp_connections_in_a_dict_keep_the_ordered_dicts_order_and_counts():
+    import random
+
+    rng = random.Random(11)
+    flags = (0x02, 0x12, 0x10, 0x04, 0x11, 0x18)  # SYN, SYN-ACK, ACK, RST, FIN-ACK, PSH-ACK
+    ops = []
+    for i in range(4000):
+        port = 1024 + rng.randrange(40)
+        # each segment's own address objects, as the decoder's
+        cli, srv = CLIENT[:2] + CLIENT[2:], SERVER[:2] + SERVER[2:]
+        if rng.random() < 0.5:
+            ops.append(((0, i), 1000.0 + i, cli, port, srv, 4500, rng.choice(flags)))
+        else:
+            ops.append(((0, i), 1000.0 + i, srv, 4500, cli, port, rng.choice(flags)))
+    for lru in (True, False):
+        for n in (len(ops) // 2, len(ops)):
+            ref, ev, dr = _tcp_reference(ops[:n], 16, lru)
+            tr = Tracker(DEFAULT, [], None, [], Limits().for_live(16) if lru else Limits())
+            tr.limits.max_flows = 16
+            if lru:
+                tr.evict_least_recent()
+            for r, ts, src, sport, dst, dport, f in ops[:n]:
+                tr.tcp_segment(r, ts, 4, src, dst, sport, dport, f, 0)
+            assert type(tr.tcp) is dict
+            assert list(tr.tcp) == list(ref)  # the same connections, least recently active first
+            assert [_conn_view(c) for c in tr.tcp.values()] == \
+                [_conn_view(c) for c in ref.values()]
+            assert (tr.tcp_evicted, tr.tcp_dropped) == (ev, dr) and len(tr.tcp) == 16
+            assert (ev > 0) == lru and (dr > 0) == (not lru)
+            # the key of a connection moved to the end holds the connection's own addresses,
+            # not the copies of the segment that moved it
+            assert all(k[0] is c.client and k[2] is c.server for k, c in tr.tcp.items())
+
+
+def test_tcp_reassembly_directions_in_a_dict_least_recent_evicted_first():
+    import random
+
+    from pcapvpn.tcp_reassembly import ACK, TcpReassembler
+
+    rng = random.Random(5)
+    keys = [(CLIENT, 1024 + i, SERVER, 1194) for i in range(24)]
+    for max_streams, max_bytes in ((8, 1 << 20), (8, 40)):
+        r = TcpReassembler(Limits(tcp_max_streams=max_streams, tcp_max_bytes=max_bytes))
+        order: list = []  # the model: every key followed, least recently active first
+        seqs = {}
+        gone_by_count = 0
+        for i in range(3000):
+            k = rng.choice(keys)
+            d = r.get(k)
+            if d is None:
+                before = set(r.dirs)
+                full = len(r.dirs) >= max_streams
+                d = r.open(k, (4, k[0], k[2], k[1], k[3]), None)
+                gone = before - set(r.dirs)
+                if full:  # the count bound: the least recently active direction went
+                    assert gone == {order[0]}
+                    gone_by_count += 1
+                order = [x for x in order if x not in gone]
+                order.append(k)
+                seqs[k] = 1000
+            else:
+                order.remove(k)
+                order.append(k)
+            if rng.random() < 0.2:
+                r.touch(d)
+            else:  # in order, or after a hole (held), a byte or a few
+                n = rng.randrange(1, 4)
+                seq = seqs[k] + (50 if rng.random() < 0.3 else 0)
+                r.segment(d, seq, 0, ACK, b"x" * n, 0, n, (0, i))
+                if seq == seqs[k]:
+                    seqs[k] += n
+            # directions the byte bound forgot leave the model too
+            order = [x for x in order if x in r.dirs]
+            assert list(r.dirs) == order and len(r.dirs) <= max_streams
+            assert all(r.dirs[x].key is x or r.dirs[x].key == x for x in order)
+        assert r.streams_evicted >= gone_by_count > 0
+        d = r.dirs[order[-1]]
+        assert d.rkey == (d.key[2], d.key[3], d.key[0], d.key[1])
+        assert d.addr == (4, d.key[0], d.key[2], d.key[1], d.key[3])
+
+
+def test_openvpn_control_directions_are_the_sessions_own_slots():
+    import pickle
+
+    from pcapvpn.track.openvpn import CTL_FIELDS, CtlDir, Session, session_bytes
+
+    s = Session(0, 1.0)
+    assert not hasattr(s, "__dict__") and CtlDir.__slots__ == ("_s",)
+    c, srv = s.ctl
+    c.packets += 3
+    srv.refs += ((0, 9),)
+    c.ooo = {5: b"abc", 7: b"", 9: b"de"}
+    assert (s.packets_c, s.packets_s, s.refs_s, s.refs_c) == (3, 0, ((0, 9),), ())
+    assert c.ooo_bytes == 5 and srv.ooo_bytes == 0 and s.dir(0).packets == 3
+    assert s.dir(1).d == 1 and s.ctl[0].d == 0
+    # the estimate of the session bound counts the held bytes as before
+    assert session_bytes(s) == 1400 + 5
+    for name in CTL_FIELDS:  # every field reads and writes its own slot of its own direction
+        for d, sfx in ((0, "_c"), (1, "_s")):
+            setattr(s.dir(d), name, (name, d))
+            assert getattr(s, name + sfx) == (name, d) and getattr(s.ctl[d], name) == (name, d)
+    # pickled (a forked evaluation, --jobs): the values come back in the slots
+    s2 = pickle.loads(pickle.dumps(s))
+    assert [getattr(s2, n + sfx) for n in CTL_FIELDS for sfx in ("_c", "_s")] == \
+        [(n, d) for n in CTL_FIELDS for d in (0, 1)]
+
+
+def test_tls_conversation_side_made_at_its_first_bytes_reads_as_a_fresh_one():
+    # a conversation's side that sent nothing is the one shared empty side; fed, it is a side
+    # of its own sharing the records' order with the other: the stages, views and dicts are
+    # those of a conversation whose two sides were made at once (as before)
+    import pickle
+
+    from pcapvpn.track.tlsvpn import NO_SIDE, StreamBounds, TlsConversation, TlsSide
+
+    b = StreamBounds()
+    lazy = TlsConversation(bounds=b)
+    eager = TlsConversation(bounds=b)
+    eager.side(True), eager.side(False)  # both sides made before any byte: the old layout
+    assert lazy.client is NO_SIDE and lazy.server is NO_SIDE
+    assert lazy.to_dict() == eager.to_dict() and lazy.stage == eager.stage == "none"
+    flights = [(True, _rec(22, _hs(1, b"\x03\x03" + b"\x00" * 40))),   # ClientHello
+               (False, _rec(22, _hs(2, b"\x03\x03" + b"\x00" * 40)) + _rec(22, _hs(14))),
+               (True, _rec(20, b"\x01") + _rec(22, b"f" * 40)),
+               (False, _rec(20, b"\x01") + _rec(22, b"f" * 40)),
+               (True, _rec(23, b"x" * 30)), (False, _rec(23, b"y" * 30))]
+    for i, (fc, data) in enumerate(flights):
+        for conv in (lazy, eager):
+            conv.side(fc).feed(data, 1.0 + i, (0, i))
+        if i == 0:  # the server sent nothing yet: still the shared side
+            assert lazy.server is NO_SIDE and type(lazy.client) is TlsSide
+        assert lazy.to_dict() == eager.to_dict() and lazy.stage == eager.stage
+        assert [_tls_view(x) for x in (lazy.client, lazy.server)] == \
+            [_tls_view(x) for x in (eager.client, eager.server)]
+    assert lazy.client.order is lazy.server.order and lazy.client.bounds is b
+    assert lazy.stage == "complete"
+    # pickled and copied as itself, never changed
+    assert pickle.loads(pickle.dumps(TlsConversation())).server is NO_SIDE
+    assert NO_SIDE.records == 0 and NO_SIDE.order == [0] and NO_SIDE.buf == b""
+    try:
+        NO_SIDE.feed(b"\x16\x03\x03\x00\x01\x01", 1.0, (0, 1))
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("the shared empty TLS side changed")
+
+
+def test_ike_tcp_connections_share_the_servers_address_and_port():
+    tr = _live_tracker(64)
+    for i in range(10):  # each segment's own copies of the addresses, as the decoder's
+        tr.tcp_segment((0, i), 1000.0 + i, 4, CLIENT[:2] + CLIENT[2:], SERVER[:2] + SERVER[2:],
+                       2000 + i, int("4500"), 0x02, 0)
+    other = ipaddress.ip_address("198.51.100.2").packed
+    tr.tcp_segment((0, 10), 1010.0, 4, CLIENT, other, 3000, 4500, 0x02, 0)
+    conns = list(tr.tcp.values())
+    assert len({id(c.server) for c in conns[:10]}) == 1 and len({id(c.port) for c in conns[:10]}) == 1
+    assert len({id(c.client) for c in conns[:10]}) == 10
+    assert conns[10].server == other and [c.server for c in conns[:10]] == [SERVER] * 10
+    assert list(tr.tcp) == [(c.client, c.cport, c.server, c.port) for c in conns]
