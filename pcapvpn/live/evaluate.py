@@ -252,6 +252,13 @@ class Evaluation:
         try:
             data = io.BytesIO(b"".join(chunks))
             cache = pickle.load(data)
+            if getattr(self, "stopping", False):
+                # a stop signal came meanwhile: its cache is taken in (the final rules do only
+                # what changed since the fork), its result is not (as a child still running
+                # at the stop, _child_at_stop: the final report follows and raises what is
+                # present); reading and applying it would only delay the report
+                self.rule_cache.merge(cache)
+                return True
             res = pickle.load(data)
         except Exception:  # noqa: BLE001 - nothing, or not all of it: the child failed
             return False
