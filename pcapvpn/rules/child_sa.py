@@ -63,13 +63,18 @@ def _sk_len(m) -> int:
 
 @rule
 def child_failures(ctx):
-    # per address pair, the last ESP packet of its SAs ("did ESP follow?" is one comparison)
-    esp_last = {}
+    # per address pair, the last ESP packet of its SAs ("did ESP follow?" is one comparison),
+    # and per direction (src, dst) (did the peer's ESP go on?)
+    esp_last: dict = {}
+    esp_from: dict = {}
     for e in ctx.state.esp_sas:
         k = frozenset((e.src, e.dst))
         last = esp_last.get(k)
         if last is None or e.last_ts > last:
             esp_last[k] = e.last_ts
+        last = esp_from.get((e.src, e.dst))
+        if last is None or e.last_ts > last:
+            esp_from[(e.src, e.dst)] = e.last_ts
     for sa in ctx.state.ike_sas:
         t = ike_tunnel_of(ctx, sa)
         tid = t.id if t else None
@@ -106,7 +111,7 @@ def child_failures(ctx):
         if sa.version == 2:
             yield from _v2(ctx, sa, tid, spis, esp)
         else:
-            yield from _v1(ctx, sa, tid, spis)
+            yield from _v1(ctx, sa, tid, spis, esp_from)
 
 
 def _v2(ctx, sa, tid, spis, esp):
@@ -249,7 +254,22 @@ def _qm3_lost(ctx, sa, x, tid, spis):
         tunnel=tid)
 
 
-def _v1(ctx, sa, tid, spis):
+def _peer_gone(sa, x, qm1, esp_from) -> bool:
+    """A Quick Mode after one the peer answered (a phase-2 rekey), and from its first QM1 on
+    the peer said nothing: no IKE message and no ESP to the sender.  The peer went away (crash,
+    reboot, path down), not the child SA's proposal: reachability's IKE_NO_RESPONSE at
+    stability tells it, as for an IKEv2 CREATE_CHILD_SA (rules/reachability.py)."""
+    if not any(y.exch == ExchangeType.QUICK_MODE and y.index < x.index
+               and any(m.src != qm1.src and m.step == 2 for m in y.msgs)
+               for y in sa.exchanges):
+        return False
+    if any(m.src != qm1.src and m.ts >= qm1.ts for m in sa.messages):
+        return False
+    esp = esp_from.get((qm1.dst, qm1.src))
+    return esp is None or esp < qm1.ts
+
+
+def _v1(ctx, sa, tid, spis, esp_from):
     phase1 = next((reg.exchange_name(x.exch, short=True) for x in sa.exchanges
                    if x.exch in (ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE)), None)
     p1 = msg("Phase 1 ({mode}) is up", mode='Aggressive Mode' if phase1 == 'Aggressive'
@@ -293,6 +313,8 @@ def _v1(ctx, sa, tid, spis):
             answers = prompt if len(prompt) >= 2 else [answer]
             refs = ctx.msg_refs(sorted(qm1 + answers, key=lambda m: m.ts))
             ids = sorted({x.msgid} | {a.msgid for a in answers})
+        elif _peer_gone(sa, x, qm1[0], esp_from):
+            continue  # a rekey to a peer that went away: IKE_NO_RESPONSE at stability says it
         elif retrans > 0 or ctx.now - sends[-1].ts >= ctx.th.response_timeout:
             title = msg("{label} failed: QM1 never answered (sent {n} time(s))", label=label,
                         n=len(sends))

@@ -188,6 +188,33 @@ def _v1_peer_still_talking(sa, x, first, reqs) -> bool:
     return answered_here and resent
 
 
+#: the first phase-1 step by which a peer shows the SA keyed (RFC 2409 §5: Main Mode's MM5 and
+#: MM6 are encrypted; Aggressive Mode's AM2 carries the responder's hash)
+_PEER_KEYED_STEP = {ExchangeType.MAIN_MODE: 5, ExchangeType.AGGRESSIVE: 2}
+
+
+def _v1_phase2_after_phase1_here(sa, x, first, reqs) -> bool:
+    """The first Quick Mode of an IKEv1 SA whose phase 1 the peer completed on these very
+    ports (its MM5 / MM6 or AM2 came back on them): the path carries this SA's encrypted messages, so
+    an unanswered QM1 is the child SA's negotiation (a responder that drops a phase-2 proposal
+    or proxy IDs it does not accept without a word), judged at child_sa, not an unreachable peer.
+    A later Quick Mode (a rekey) is the stability case (``_while_up``); QM1 sent as IP fragments
+    keeps its path finding."""
+    if x.version != 1 or x.exch != ExchangeType.QUICK_MODE or _fragmented(reqs):
+        return False
+    ports = (first.transport, first.sport, first.dport)
+    done_here = False
+    for y in sa.exchanges[:x.index]:
+        if y.exch == ExchangeType.QUICK_MODE:
+            return False
+        keyed = _PEER_KEYED_STEP.get(y.exch)
+        if keyed is not None and any(
+                m.src != first.src and m.step >= keyed
+                and (m.transport, m.dport, m.sport) == ports for m in y.msgs):
+            done_here = True
+    return done_here
+
+
 def _peer_esp_on(ctx, t, first):
     """When the peer's ESP-in-UDP SAs on the request's ports (peer -> sender) that started
     before the request were last heard, when ESP also flowed the other way (the SA worked);
@@ -334,6 +361,8 @@ def _unanswered_draft(ctx, sa, t) -> list:
         first = reqs[0]
         if _v1_peer_still_talking(sa, x, first, reqs):
             continue  # the authentication rules judge it (IKE_AUTH_FAILED, inferred)
+        if _v1_phase2_after_phase1_here(sa, x, first, reqs):
+            continue  # the child SA's negotiation failed: CHILD_SA_FAILED (rules/child_sa.py)
         sends = [m for m in reqs if m.duplicate_of is None]
         retrans = len([m for m in sends if m.retransmit_of is not None])
         intervals = backoff(sends)
@@ -439,7 +468,7 @@ def _unanswered_draft(ctx, sa, t) -> list:
         # a request of an IKE SA that worked (established, answered by the peer) or whose peer's
         # ESP flowed on these ports: the peer stopped answering while the tunnel was up
         est = established_ts(sa) if answered_before else None
-        up = code == "IKE_NO_RESPONSE" and x.exch in _WHILE_UP and (
+        up = code == "IKE_NO_RESPONSE" and _while_up(x, answered_before) and (
             (est is not None and est <= first.ts) or esp_here is not None)
         if up and not heard_4500 and esp_here is None:
             tail.append(msg(" The IKE SA was up (established at +{t} s) and {peer} had answered "
@@ -482,6 +511,16 @@ def _unanswered_draft(ctx, sa, t) -> list:
 #: the exchanges of an IKE SA that is up: unanswered after it worked, the tunnel did not stay up
 _WHILE_UP = frozenset((ExchangeType.CREATE_CHILD_SA, ExchangeType.INFORMATIONAL,
                        ExchangeType.INFORMATIONAL_V1))
+
+
+def _while_up(x, answered_before) -> bool:
+    """``x`` is an exchange of an IKE SA that is up: a CREATE_CHILD_SA or INFORMATIONAL, or an
+    IKEv1 Quick Mode after one the peer answered (a phase-2 rekey; the first Quick Mode after
+    phase 1 is the child SA's negotiation, judged at child_sa)."""
+    if x.exch in _WHILE_UP:
+        return True
+    return x.exch == ExchangeType.QUICK_MODE and any(
+        y.exch == ExchangeType.QUICK_MODE for y in answered_before)
 
 
 def _fallback_to_tcp(ctx, t, sa, first):

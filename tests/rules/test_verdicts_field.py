@@ -471,6 +471,63 @@ def test_first_request_of_a_new_sa_unanswered_stays_reachability(tmp_path):
     assert by_code(res, "IKE_NO_RESPONSE").stage == "reachability"
 
 
+def _v1_up_then_rekey(c, b_until, rekey_at=60.0):
+    """IKEv1 phase 1 and a Quick Mode completed, ESP both ways once a second (B's until
+    ``b_until``), then A's phase-2 rekey (a new Quick Mode) sent with strongSwan's backoff and
+    never answered."""
+    _mm_qm(c, ())
+    c.flow(A, B, 0x1001, 1.0, 110.0)
+    c.flow(B, A, 0x2001, 1.01, b_until)
+    for dt in _BACKOFF:
+        c.ike(rekey_at + dt, A, B, v1_message(IB, RB, 32, 0x5678, 1, encrypted=True, size=200))
+
+
+def test_ikev1_rekey_to_a_peer_gone_is_stability(tmp_path):
+    """The IKEv1 twin of the CREATE_CHILD_SA case: the peer's ESP stops at +57 s and it answers
+    none of A's rekey Quick Mode.  The peer went away: IKE_NO_RESPONSE at stability, primary, the
+    one-way ESP its consequence; no CHILD_SA_FAILED blaming the phase-2 proposal (it was failing at
+    reachability, with 'the responder drops QM1 without a word')."""
+    c = Cap()
+    _v1_up_then_rekey(c, 57.0)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "stability", "IKE_NO_RESPONSE"), [(f.code, f.stage) for f in res.findings]
+    assert "CHILD_SA_FAILED" not in {f.code for f in res.findings}
+    f = by_code(res, "IKE_NO_RESPONSE")
+    assert "Quick Mode" in f.title and "stopped answering while the tunnel was up" in f.detail
+    assert "A consequence of IKE_NO_RESPONSE" in by_code(res, "ESP_ONE_WAY").detail
+
+
+def test_ikev1_second_quick_mode_unanswered_while_peer_esp_flows_keeps_child_sa(tmp_path):
+    """The peer's ESP goes on while a new Quick Mode gets no answer (a second pair of subnets
+    the peer drops without a word, or a lost rekey): the peer is alive, the child SA finding
+    stays; the unanswered request is a stability warning, not reachability."""
+    c = Cap()
+    _v1_up_then_rekey(c, 110.0)
+    res = c.analyse(tmp_path)
+    assert by_code(res, "CHILD_SA_FAILED")
+    assert by_code(res, "IKE_NO_RESPONSE").stage == "stability"
+    assert the(res).verdict == "degraded"
+
+
+def test_ikev1_first_quick_mode_unanswered_stays_child_sa(tmp_path):
+    """Phase 1 up, the first Quick Mode never answered: the child SA's negotiation failed
+    (CHILD_SA_FAILED at child_sa, as before); the tunnel was never up, so nothing moves to
+    stability."""
+    c = Cap()
+    for step, (src, dst) in enumerate(((A, B), (B, A)) * 3, 1):
+        c.ike(step * 0.01, src, dst, v1_message(IB, ZERO if step == 1 else RB, 2, 0, step,
+                                                encrypted=step >= 5))
+    for dt in _BACKOFF:
+        c.ike(0.1 + dt, A, B, v1_message(IB, RB, 32, 0x5678, 1, encrypted=True, size=200))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage) == ("failing", "child_sa"), \
+        [(f.code, f.stage) for f in res.findings]
+    assert all(f.stage != "stability" for f in res.findings if f.code == "IKE_NO_RESPONSE")
+
+
 # -- a capture of one direction only ----------------------------------------------------------------
 
 def test_ikev2_one_direction_captured_is_unknown_not_unreachable(tmp_path):
