@@ -326,6 +326,8 @@ class Decoder(FragmentReassembly, TcpStreams):
         """IKE, NAT keepalives, malformed datagrams on the IKE ports and the VPNs beside
         IPsec; False when the datagram is none of them (plaintext)."""
         if kind == _IKE:
+            if self._ike_heads:  # IKE heads of the pair waiting for their fragments go first
+                self._ike_passed(src, dst, ts)
             ike_event(self.sink, ref, ts, ipver, src, dst, sport, dport, "udp", data, a, end,
                       frames, a != poff)
         elif kind == _KEEPALIVE:

@@ -10,7 +10,13 @@ from dissect.vpn import ike as _ike
 from dissect.vpn.errors import DissectError
 from dissect.vpn.udpencap import NAT_T_PORT as _NAT_T
 
-__all__ = ["DissectSink", "EncapFlows", "NullSink", "ike_event"]
+__all__ = ["DissectSink", "EncapFlows", "HEAD_ONLY", "NullSink", "ike_event"]
+
+#: ``IkeMessage.truncated`` of a message read from the first IP fragment of a datagram whose
+#: later fragments are not in the capture (they carry no UDP ports, so a port capture filter
+#: such as 'udp port 500 or udp port 4500' drops them; or they were lost before the capture
+#: point): the header and the payloads that fit, the size from the IKE Length
+HEAD_ONLY = "first-fragment"
 
 
 class NullSink:
@@ -149,13 +155,14 @@ class EncapFlows(dict):
 
 
 def ike_event(sink, ref, ts, ipver, src, dst, sport, dport, transport, data, off, end, frames,
-              marker=False):
+              marker=False, head_only=False):
     """The IKE message at ``data[off:end]`` (a UDP payload after any non-ESP marker, or one
     message of a TCP stream) to ``sink``: its fixed header first, the sink's bounds
     (``ike_admit``), and only then the payloads (:func:`dissect.vpn.ike.parse_message`), so
     that a flood the bounds drop is never parsed.  The message goes to ``sink.ike`` (with
     ``msg.marker``: a non-ESP marker preceded it in its UDP datagram); a header that does not
-    parse to ``sink.ike_rejected``."""
+    parse to ``sink.ike_rejected``.  ``head_only``: ``data`` is the first IP fragment of a
+    datagram that never completed (:data:`HEAD_ONLY`)."""
     if end - off >= _ike.HEADER_LEN and not sink.ike_admit(
             ref, ts, transport, sport, dport, _ike.sa_key(data, off), end - off):
         return
@@ -166,4 +173,6 @@ def ike_event(sink, ref, ts, ipver, src, dst, sport, dport, transport, data, off
                           bytes(data[off:end]), e.reason, frames)
         return
     msg.marker = marker
+    if head_only:
+        msg.truncated = HEAD_ONLY
     sink.ike(ref, ts, ipver, src, dst, sport, dport, transport, msg, frames)

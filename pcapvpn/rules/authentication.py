@@ -199,14 +199,17 @@ def _v2_eap_unfinished(ctx, sa, tid, spis):
         return
     x = auth[-1]
     r = next((m for m in x.responses if not m.copy), None)
-    if r is None or r.sk_next != PayloadV2.EAP or ctx.now - r.ts < ctx.th.response_timeout:
+    if r is None or r.sk_next != PayloadV2.EAP:
         return
     client = ip_text(x.requests[0].src) if x.requests else "the initiator"
     # the client may end it itself: an INFORMATIONAL whose first payload is a Notify
-    # (strongSwan: AUTHENTICATION_FAILED after 'EAP_MSCHAPV2 method failed')
+    # (strongSwan: AUTHENTICATION_FAILED after 'EAP_MSCHAPV2 method failed'); that ends it at
+    # once, silence needs the answer timeout
     ended = next((y.requests[0] for y in sa.exchanges[x.index + 1:]
                   if y.exch == ExchangeType.INFORMATIONAL and y.requester == "initiator"
                   and y.requests and y.requests[0].sk_next == PayloadV2.N), None)
+    if ended is None and ctx.now - r.ts < ctx.th.response_timeout:
+        return
     told = (msg(" {client} then sent an INFORMATIONAL starting with a Notify ({after:.2f} s "
                 "later): the client itself ended the exchange, as after an EAP failure it was "
                 "told of.", client=client, after=ended.ts - r.ts) if ended is not None else "")

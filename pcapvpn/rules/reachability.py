@@ -147,7 +147,7 @@ def _is_liveness(x) -> bool:
 
 
 def _fragmented(msgs) -> bool:
-    return any(len(m.frames) > 1 for m in msgs)
+    return any(len(m.frames) > 1 or m.head_only for m in msgs)
 
 
 def _ike_fragmentation_negotiated(sa) -> bool:
@@ -393,7 +393,7 @@ def _unanswered_draft(ctx, sa, t) -> list:
         label = exchange_label(x)
         sender = endpoint_text((first.ipver, first.src, first.sport))
         receiver = endpoint_text((first.ipver, first.dst, first.dport))
-        size = max(m.size for m in reqs)
+        size = max(m.length if m.head_only else m.size for m in reqs)
         hint = implementation_hint(intervals)
         over = msg(" over TCP") if first.transport == "tcp" else ""
         head = (msg("{label} from {sender} to {receiver}{over} ({size} bytes) was sent {n} "
@@ -411,9 +411,19 @@ def _unanswered_draft(ctx, sa, t) -> list:
         if frag and not _ike_fragmentation_negotiated(sa):
             code = "IKE_FRAGMENTATION_LOSS"
             nfr = max(len(m.frames) for m in reqs)
-            tail.append(msg(" Each copy went out as {n} IP fragments and RFC 7383 IKE "
-                            "fragmentation was not negotiated (no IKEV2_FRAGMENTATION_SUPPORTED "
-                            "from both sides).", n=nfr))
+            if any(m.head_only for m in reqs):
+                got = max(m.size for m in reqs if m.head_only)
+                tail.append(msg(" Each copy went out as IP fragments of which the capture holds "
+                                "only the first ({got} of the {size} bytes; the later fragments "
+                                "carry no UDP ports: a port capture filter such as 'udp port 500 "
+                                "or udp port 4500' drops them, or they were lost before the "
+                                "capture point), and RFC 7383 IKE fragmentation was not "
+                                "negotiated (no IKEV2_FRAGMENTATION_SUPPORTED from both sides).",
+                                got=got, size=size))
+            else:
+                tail.append(msg(" Each copy went out as {n} IP fragments and RFC 7383 IKE "
+                                "fragmentation was not negotiated (no "
+                                "IKEV2_FRAGMENTATION_SUPPORTED from both sides).", n=nfr))
             if heard_500 and to_4500:
                 others.append(msg("NAT_T_BLOCKED (the request went to UDP 4500 after UDP 500 "
                                   "worked, but fragments explain the loss better)"))
@@ -572,10 +582,17 @@ def _v1_float_received(ctx, sa, first) -> bool:
 
 @rule
 def incomplete_ike_fragments(ctx):
-    """IP fragment sets of IKE datagrams that never completed at the capture point."""
-    for fs in ctx.state.incomplete_fragments:
+    """IP fragment sets of IKE datagrams that never completed at the capture point.  A set whose
+    first fragment gave its IKE message to the tracker (``IkeMsg.head_only``) is judged by that
+    message's exchange (answered or not), not here."""
+    sets = ctx.state.incomplete_fragments
+    heads = {m.ref for sa in ctx.state.ike_sas for m in sa.messages if m.head_only} \
+        if sets else ()
+    for fs in sets:
         if fs.why == "end":
             continue  # the capture ended before the set could time out: absence not established
+        if heads and any(ref in heads for ref in fs.frames):
+            continue
         if fs.proto != IpProto.UDP or fs.head is None or fs.head.sport is None:
             continue
         sport, dport = fs.head.sport, fs.head.dport

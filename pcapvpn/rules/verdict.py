@@ -493,9 +493,11 @@ def tunnel_verdicts(ctx, findings) -> list[Verdict]:
             unjudgeable = msg("the capture shows one direction of this tunnel only: what the "
                               "other gateway sent (answers, ESP) cannot be seen, so its absence "
                               "proves nothing")
-        args[t.id] = dict(not_seen=_not_seen(ctx, t, fs), pending=_pending(ctx, t),
-                          healthy_evidence=has_evidence_of_health(t), unjudgeable=unjudgeable,
-                          reached=_stage_reached(ctx, t))
+        due = _quick_mode_due(ctx, t, fs)
+        args[t.id] = dict(not_seen=_not_seen(ctx, t, fs),
+                          pending=_pending(ctx, t) + ([due] if due else []),
+                          healthy_evidence=due is None and has_evidence_of_health(t),
+                          unjudgeable=unjudgeable, reached=_stage_reached(ctx, t))
         out.append(decide(ctx, t, fs, **args[t.id]))
     _follow_redirects(ctx, out, by_tunnel, args)
     # imported here, not at the top: importing the package registers its rules, and the rule
@@ -616,6 +618,44 @@ def _pending(ctx, t) -> list[str]:
     return out
 
 
+_PHASE1 = frozenset((ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
+#: what comes between phase 1 and the first Quick Mode: phase 1 itself, XAUTH and Mode Config
+_PHASE1_ON = _PHASE1 | {ExchangeType.TRANSACTION}
+
+
+def _failed_by_authentication(fs) -> bool:
+    """A failure of the findings ``fs`` at authentication or before it, not recovered."""
+    return any(f.failure and f.severity in ("critical", "error") and not f.recovered
+               and stage_rank(f.stage) <= stage_rank("authentication") for f in fs)
+
+
+def _quick_mode_due(ctx, t, fs=()) -> str | None:
+    """IKEv1: the tunnel's latest working IKE SA completed phase 1 (and XAUTH or Mode Config)
+    less than the answer timeout before the capture ended, with no Quick Mode and no ESP: only
+    a Quick Mode brings up a child SA (RFC 2409 §5.5), and the capture ends before it was due,
+    so the tunnel cannot be called up (nor XAUTH's encrypted result judged).  What to say in
+    ``pending``, or None (also when a finding ``fs`` shows the SA failed by then)."""
+    if t.esp_sas or _failed_by_authentication(fs):
+        return None
+    gen = _working_generation(t)
+    if gen is None or gen[1].version != 1:
+        return None
+    sa = gen[1]
+    if any(x.exch == ExchangeType.QUICK_MODE for x in sa.exchanges) or \
+            not any(x.exch in _PHASE1 for x in sa.exchanges):
+        return None  # (phase 1 before the capture: its Quick Mode may be too)
+    last = max(m.ts for x in sa.exchanges if x.exch in _PHASE1_ON for m in x.msgs)
+    after = ctx.now - last
+    if after >= ctx.th.response_timeout:
+        return None
+    xauth = any(x.exch == ExchangeType.TRANSACTION for x in sa.exchanges)
+    return msg("phase 1{xauth} ended {after:.1f} s before the capture did, and no Quick "
+               "Mode followed in that time: whether the child SA came up cannot be seen (at "
+               "least {timeout:g} s are needed)",
+               xauth=msg(" and the Transaction exchanges (XAUTH, Mode Config)") if xauth else "",
+               after=after, timeout=ctx.th.response_timeout)
+
+
 def _first_child_exchange(t):
     """When the first child SA negotiation of tunnel ``t`` (Quick Mode, IKE_AUTH,
     CREATE_CHILD_SA) started, or None."""
@@ -632,6 +672,13 @@ def _not_seen(ctx, t, fs=()) -> list[str]:
         notes.append(msg("{n} IKE message(s) are encrypted: without keys their content "
                          "(identities, traffic selectors, child SA SPIs, exact error "
                          "notifications) is inferred from sizes and the SK header only", n=enc))
+    heads = sum(1 for sa in t.ike_sas for m in sa.messages if m.head_only)
+    if heads:
+        notes.append(msg("{n} IKE message(s) are read from their first IP fragment only: the "
+                         "later fragments are not in the capture (they carry no UDP ports, so a "
+                         "port capture filter such as 'udp port 500 or udp port 4500' drops "
+                         "them, or they were lost before the capture point); what they carried "
+                         "past the first fragment cannot be seen", n=heads))
     if any(sa.mid_session for sa in t.ike_sas):
         notes.append(msg("the capture started after the IKE SA was negotiated (its IKE_SA_INIT / "
                          "Main Mode is not in the capture)"))
@@ -653,9 +700,8 @@ def _not_seen(ctx, t, fs=()) -> list[str]:
         notes.append(msg("no IKE for this gateway pair in the capture: ESP SAs cannot be tied "
                          "to their negotiation"))
     # (not when the IKE SA itself failed: XAUTH refused after phase 1, ...)
-    failed_before = any(f.failure and f.severity in ("critical", "error") and not f.recovered
-                        and stage_rank(f.stage) <= stage_rank("authentication") for f in fs)
-    if t.ike_sas and not t.esp_sas and _working_generation(t) is not None and not failed_before:
+    if t.ike_sas and not t.esp_sas and _working_generation(t) is not None and \
+            not _failed_by_authentication(fs):
         notes.append(msg("no ESP in the capture: the IKE SA is up; whether a child SA carried "
                          "traffic cannot be seen (none was sent while the capture ran)"))
     return notes

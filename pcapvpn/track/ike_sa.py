@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from dissect.vpn.registry import ExchangeType, PayloadV2
+from pcapvpn.events import HEAD_ONLY
 
 # IKEv1 exchanges as operators count their messages (MM1..MM6, AM1..AM3, QM1..QM3, TM1..)
 V1_STEP_PREFIX = {ExchangeType.MAIN_MODE: "MM", ExchangeType.AGGRESSIVE: "AM",
@@ -60,6 +61,13 @@ class IkeMsg:
         self.decrypt_detail = None
         self.key_origin = None
         self.inner = None
+
+    @property
+    def head_only(self) -> bool:
+        """Read from the first IP fragment of its datagram: the later fragments are not in the
+        capture (a port capture filter drops them, or they were lost before the capture
+        point)."""
+        return self.truncated == HEAD_ONLY
 
     @property
     def copy(self) -> bool:

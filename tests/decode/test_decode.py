@@ -138,7 +138,8 @@ def test_fragment_joins_only_a_set_that_has_not_timed_out():
                 for i in range(31)]
     # the tail 31.5 s after the head: the head's set timed out first, the tail starts a new one
     ev, _ = run([(1.0, head)] + esp_only + [(32.5, tail)], Limits(frag_timeout=30.0))
-    assert not [e for e in ev if e[0] == "ike"]
+    # the IKE message is read from the head alone (frame 1), once; the tail makes no message
+    assert [e[1] for e in ev if e[0] == "ike"] == [1]
     assert [e for e in ev if e[0] == "incomplete"] == [
         ("incomplete", 7, (1,), "timeout"), ("incomplete", 7, (33,), "end")]
     # 29 s: reassembled
@@ -201,3 +202,49 @@ def test_malformed_frames_counted_not_raised():
     ev, d = run([(1.0, bad), (1.1, b"\x01\x02"), (1.2, esp_frame("192.0.2.1", "198.51.100.1", 9, 1))])
     assert d.decode_errors >= 1
     assert ev[-1][0] == "esp"
+
+
+def _ike_head_and_tail(src, dst, ident, size=600):
+    """A UDP 4500 IKE datagram (non-ESP marker, IKE_SA_INIT) cut in two IPv4 fragments."""
+    a = udp(4500, 4500, bytes(4) + ike_sa_init(ISPI, ZERO, src != "192.0.2.1"))
+    assert len(a) > 200
+    head = eth(ipv4(src, dst, 17, a[:200], ident=ident, flags_frag=0x2000, total_len=220))
+    tail = eth(ipv4(src, dst, 17, a[200:], ident=ident, flags_frag=200 // 8))
+    return head, tail
+
+
+def test_ike_head_given_up_in_its_place_when_the_conversation_moves_on():
+    """A port capture filter keeps only first fragments: the request's first fragment, then
+    (20 ms later) the peer's answer in one packet.  The request is read from its first
+    fragment and handed over before the answer ("passed"), not at the end of the capture."""
+    head, _tail = _ike_head_and_tail("192.0.2.1", "198.51.100.1", 9)
+    answer = eth(ipv4("198.51.100.1", "192.0.2.1", 17,
+                      udp(4500, 4500, bytes(4) + ike_sa_init(ISPI, ISPI, True))))
+    ev, d = run([(1.0, head), (1.02, answer)])
+    got = [(e[0], e[1]) for e in ev if e[0] in ("ike", "incomplete")]
+    assert got == [("ike", 1), ("incomplete", 9), ("ike", 2)]
+    assert [e[3] for e in ev if e[0] == "incomplete"] == ["passed"]
+    assert d.frag_incomplete == 1 and d.reassembled == 0
+
+
+def test_ike_head_waits_for_its_tail_within_a_burst():
+    """Another IKE message between the pair 1 ms after the first fragment (within
+    FRAGMENT_BURST): the set stays, its tail completes it, one whole message."""
+    head, tail = _ike_head_and_tail("192.0.2.1", "198.51.100.1", 9)
+    other = eth(ipv4("198.51.100.1", "192.0.2.1", 17,
+                     udp(4500, 4500, bytes(4) + ike_sa_init(ISPI, ISPI, True))))
+    ev, d = run([(1.0, head), (1.001, other), (1.002, tail)])
+    assert [e for e in ev if e[0] == "incomplete"] == []
+    assert [(e[1], e[6]) for e in ev if e[0] == "ike"] == [(2, ((0, 2),)), (3, ((0, 1), (0, 3)))]
+    assert d.reassembled == 1
+
+
+def test_ike_head_retransmitted_gives_up_the_previous_copy():
+    """The same request re-sent as a new datagram 2 s later, first fragments only: the first
+    copy is given up when the second starts, so the copies reach the tracker in order."""
+    h1, _ = _ike_head_and_tail("192.0.2.1", "198.51.100.1", 9)
+    h2, _ = _ike_head_and_tail("192.0.2.1", "198.51.100.1", 10)
+    ev, d = run([(1.0, h1), (3.0, h2)])
+    got = [(e[0], e[1]) for e in ev if e[0] in ("ike", "incomplete")]
+    assert got == [("ike", 1), ("incomplete", 9), ("ike", 2), ("incomplete", 10)]
+    assert [e[3] for e in ev if e[0] == "incomplete"] == ["passed", "end"]

@@ -9,7 +9,8 @@ import struct
 
 import pytest
 
-from synth import esp_frame, ike_encrypted, ike_header, ike_sa_init, v1_message
+from synth import (esp_frame, eth, ike_encrypted, ike_header, ike_sa_init, ipv4, udp,
+                   v1_message)
 from test_verdicts import T0, A, B, ISPI, RSPI, ZERO, Cap, by_code, ikev2_up, the
 
 IB = bytes.fromhex("b2b2b2b2b2b2b2b2")
@@ -692,3 +693,111 @@ def test_mid_session_sa_is_no_recovery_of_its_own_one_way_esp(tmp_path):
     v = the(res)
     assert (v.verdict, v.primary_code) == ("failing", "ESP_ONE_WAY"), \
         [(f.code, f.detail[-120:]) for f in res.findings]
+
+
+# -- a port capture filter keeps only the first IP fragment ----------------------------------------
+
+_FIRST = 1400  # bytes of the UDP datagram in its first fragment (a multiple of 8)
+
+
+def _first_fragment(c, ts, src, dst, raw, ident):
+    """Only the first IP fragment of the UDP 4500 datagram carrying ``raw`` (after the non-ESP
+    marker): what 'udp port 500 or udp port 4500' keeps of it (the later fragments have no UDP
+    header)."""
+    datagram = udp(4500, 4500, bytes(4) + raw)
+    assert len(datagram) > _FIRST
+    c.frames.append((ts, eth(ipv4(src, dst, 17, datagram[:_FIRST], ident=ident,
+                                  flags_frag=0x2000, total_len=20 + _FIRST))))
+
+
+def _sa_init(c):
+    c.ike(0.0, A, B, ike_sa_init(ISPI, ZERO, False))
+    c.ike(0.01, B, A, ike_sa_init(ISPI, RSPI, True))
+
+
+def test_fragmented_ike_auth_captured_with_a_port_filter_unanswered(tmp_path):
+    """tcpdump 'udp port 500 or udp port 4500' on the initiator's side of a certificate
+    IKE_AUTH that a firewall's fragment drop kills: only the first fragment of each copy is in
+    the capture.  The IKE_AUTH is read from those first fragments, sent four times and never
+    answered, as IP fragments: IKE_FRAGMENTATION_LOSS, failing, as with the whole capture (it
+    was unknown: no IKE_AUTH at all)."""
+    c = Cap()
+    _sa_init(c)
+    auth = ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True, 2000)
+    for k, t in enumerate((0.02, 2.02, 5.02, 9.52)):
+        _first_fragment(c, t, A, B, auth, 100 + k)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.primary_code) == ("failing", "IKE_FRAGMENTATION_LOSS"), \
+        [(f.code, f.stage) for f in res.findings]
+    f = by_code(res, "IKE_FRAGMENTATION_LOSS")
+    assert "IKE_AUTH" in f.title and "holds only the first" in f.detail
+    assert [r.frame for r in f.evidence.frames] == [3, 4, 5, 6]
+    assert any("first IP fragment only" in n for n in v.not_seen)
+    assert "NAT_T_BLOCKED" not in {x.code for x in res.findings}
+
+
+def test_fragmented_ike_auth_captured_with_a_port_filter_answered(tmp_path):
+    """The same filter on a working tunnel: the IKE_AUTH request and response each show their
+    first fragment only, then ESP both ways (UDP-encapsulated) and a liveness check.  The
+    IKE_AUTH is answered (read in its place, before the messages that follow it); no
+    fragment loss is claimed: healthy."""
+    c = Cap()
+    _sa_init(c)
+    _first_fragment(c, 0.02, A, B, ike_encrypted(ISPI, RSPI, 35, 1, 35, False, True, 2000), 7)
+    _first_fragment(c, 0.05, B, A, ike_encrypted(ISPI, RSPI, 35, 1, 36, True, False, 1800), 8)
+    c.ike(0.06, A, B, ike_encrypted(ISPI, RSPI, 37, 2, 0, False, True, 16), 4500, 4500)
+    c.ike(0.07, B, A, ike_encrypted(ISPI, RSPI, 37, 2, 0, True, False, 16), 4500, 4500)
+    for k in range(30):
+        for src, dst, spi in ((A, B, SPI_AB), (B, A, SPI_BA)):
+            c.frames.append((1.0 + k, esp_frame(src, dst, spi, k + 1,
+                                                          udp_ports=(4500, 4500))))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "healthy", [(f.code, f.severity) for f in res.findings]
+    assert "IKE_FRAGMENTATION_LOSS" not in {f.code for f in res.findings}
+    sa, = res.state.ike_sas
+    auth = [x for x in sa.exchanges if x.msgid == 1 and x.exch == 35]
+    assert len(auth) == 1 and len(auth[0].msgs) == 2 and all(m.head_only for m in auth[0].msgs)
+    assert [x.msgid for x in sa.exchanges] == [0, 1, 2]
+
+
+# -- captures that end right after the decisive messages ------------------------------------------
+
+def test_ikev1_capture_ending_right_after_xauth_is_unknown(tmp_path):
+    """Main Mode, then XAUTH's Transaction exchanges, and the capture stops 5 ms later (an IKE-port
+    filter leaves nothing after them): no Quick Mode could have come yet, XAUTH's result is
+    encrypted, so the tunnel is unknown with what is pending said (it was healthy: 'came up')."""
+    c = Cap()
+    for step, (src, dst) in enumerate(((A, B), (B, A)) * 3, 1):
+        c.ike(step * 0.01, src, dst, v1_message(IB, ZERO if step == 1 else RB, 2, 0, step,
+                                                encrypted=step >= 5))
+    for k, (src, dst) in enumerate(((B, A), (A, B), (B, A), (A, B))):
+        c.ike(0.1 + k * 0.001, src, dst,
+              v1_message(IB, RB, 6, 0x7000 + k // 2, 0, encrypted=True, size=90 + k))
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert v.verdict == "unknown", [(f.code, f.severity) for f in res.findings]
+    assert any("no Quick Mode followed" in n and "XAUTH" in n for n in v.not_seen)
+
+
+def test_eap_ended_by_the_clients_notify_needs_no_timeout(tmp_path):
+    """EAP over three IKE_AUTH rounds, the last answer still EAP, and the client's INFORMATIONAL
+    starting with a Notify 5 ms later; the capture ends there.  The client's Notify ends EAP at
+    once (strongSwan's AUTHENTICATION_FAILED after an EAP failure): IKE_AUTH_FAILED, not only a
+    retransmission (the answer timeout is for silence)."""
+    c = Cap()
+    _sa_init(c)
+    for k in range(1, 4):
+        t = 0.02 * k
+        c.ike(t, A, B, ike_encrypted(ISPI, RSPI, 35, k, 48 if k > 1 else 35, False, True),
+              4500, 4500)
+        c.ike(t + 0.005, B, A, ike_encrypted(ISPI, RSPI, 35, k, 36 if k == 1 else 48, True,
+                                             False), 4500, 4500)
+    c.ike(0.1, A, B, ike_encrypted(ISPI, RSPI, 37, 4, 41, False, True), 4500, 4500)
+    c.ike(0.105, B, A, ike_encrypted(ISPI, RSPI, 37, 4, 0, True, False), 4500, 4500)
+    res = c.analyse(tmp_path)
+    v = the(res)
+    assert (v.verdict, v.failed_stage, v.primary_code) == \
+        ("failing", "authentication", "IKE_AUTH_FAILED"), [f.code for f in res.findings]
+    assert "did not complete" in by_code(res, "IKE_AUTH_FAILED").title
