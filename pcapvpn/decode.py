@@ -52,6 +52,7 @@ OTHER_REASONS = "other reasons (too many distinct ones to list)"
 _ESP = _udpencap.ESP
 _IKE = _udpencap.IKE
 _KEEPALIVE = _udpencap.KEEPALIVE
+_OTHER = _udpencap.OTHER
 _MALFORMED = _udpencap.MALFORMED
 
 
@@ -81,6 +82,13 @@ def _split_iface(frames, cur):
 
 
 _cooked = _link.cooked_header
+
+
+def _cut(data, end, wirelen) -> int:
+    """The bytes the snapshot length cut off a packet that ends at ``end`` of the captured
+    ``data`` (0 when nothing was cut): an ESP event's length is the packet's size on the wire."""
+    n = len(data)
+    return wirelen - n if wirelen > n and end == n else 0
 
 
 class Decoder(FragmentReassembly, TcpStreams):
@@ -132,13 +140,17 @@ class Decoder(FragmentReassembly, TcpStreams):
 
     # -- UDP encapsulation on other ports -------------------------------------------------------
 
-    def _classify_udp(self, src, dst, sport, dport, data, poff, end):
+    def _classify_udp(self, src, dst, sport, dport, data, poff, end, wire_end=None):
         """:func:`dissect.vpn.udpencap.classify_udp`, and on a flow where IKE came after a
         non-ESP marker on ports other than 4500 (custom NAT-T ports: strongSwan
         ``port_nat_t``, libreswan ``ikeport``, a FortiGate's ``ike-port``; the sink's
         ``encap_flows``, learnt from those IKE messages) the same framing as on 4500 (RFC 3948
         §2): ESP, IKE after the marker or a NAT keepalive."""
         r = _udpencap.classify_udp(sport, dport, data, poff, end)
+        if wire_end is not None and r[0] == _OTHER:
+            # cut by the snapshot length (``wire_end``: the datagram's end on the wire): IKE on
+            # other ports is told by its header's Length against the size on the wire
+            r = _udpencap.classify_udp(sport, dport, data, poff, wire_end)
         flows = self._encap_flows
         if flows and r[0] != _ESP and (src, sport, dst, dport) in flows:
             return _udpencap.classify_encap(data, poff, end)
@@ -175,14 +187,17 @@ class Decoder(FragmentReassembly, TcpStreams):
         truncated = 0
         for fidx, num, ts, linktype, data, wirelen, off in frames:
             n += 1
-            if wirelen > len(data):
+            cut = wirelen - len(data)
+            if cut > 0:
                 truncated += 1
             r = esp_fast(linktype, data)
             if r is not None:
                 if ts > self._clock:
                     self._clock = ts
                 src, dst, sport, dport, a, b, ln = r
-                sink_esp((fidx, num), ts, 4, src, dst, sport, dport, a, b, ln)
+                # (the length on the wire: the snapshot length may have cut the frame)
+                sink_esp((fidx, num), ts, 4, src, dst, sport, dport, a, b,
+                         ln + cut if cut > 0 else ln)
                 if keyed is not None and a in keyed:
                     # dissect.vpn.fast: link header + IPv4 (+ UDP)
                     e = _fast.IP_OFFSET[linktype] + (20 if sport < 0 else 28) + ln
@@ -255,18 +270,22 @@ class Decoder(FragmentReassembly, TcpStreams):
                     self._error((fidx, num), "UDP header truncated")
                     return
                 poff = l4off + 8
-                kind, a, b = self._classify_udp(src, dst, sport, dport, data, poff, end)
+                cut = _cut(data, end, wirelen)
+                kind, a, b = self._classify_udp(src, dst, sport, dport, data, poff, end,
+                                                end + cut if cut else None)
                 if kind == _ESP:
-                    sink.esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b, end - poff)
+                    sink.esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b,
+                             end - poff + _cut(data, end, wirelen))
                     if keyed is not None and a in keyed:
                         sink.esp_payload((fidx, num), ts, ipver, src, dst, sport, dport, a, b,
                                          data, poff, end)
                     return
                 vpn = self._udp_other((fidx, num), ts, ipver, src, dst, sport, dport, kind, a,
-                                      data, poff, end, ((fidx, num),))
+                                      data, poff, end, ((fidx, num),), end + cut if cut else None)
             elif proto == _P_ESP:
                 spi, seq = _esp.parse_esp(data, l4off, end)
-                sink.esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, end - l4off)
+                sink.esp((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq,
+                         end - l4off + _cut(data, end, wirelen))
                 if keyed is not None and spi in keyed:
                     sink.esp_payload((fidx, num), ts, ipver, src, dst, -1, -1, spi, seq, data,
                                      l4off, end)
@@ -322,7 +341,7 @@ class Decoder(FragmentReassembly, TcpStreams):
             self.sink.esp_payload(ref, ts, ipver, src, dst, sport, dport, spi, seq, data, off, end)
 
     def _udp_other(self, ref, ts, ipver, src, dst, sport, dport, kind, a, data, poff, end,
-                   frames) -> bool:
+                   frames, wire_end=None) -> bool:
         """IKE, NAT keepalives, malformed datagrams on the IKE ports and the VPNs beside
         IPsec; False when the datagram is none of them (plaintext)."""
         if kind == _IKE:
@@ -337,7 +356,8 @@ class Decoder(FragmentReassembly, TcpStreams):
                              f"{end - poff} bytes is neither ESP, IKE nor a NAT keepalive")
         else:
             self.other += 1
-            return self._vpn_udp(ref, ts, ipver, src, dst, sport, dport, data, poff, end)
+            return self._vpn_udp(ref, ts, ipver, src, dst, sport, dport, data, poff, end,
+                                 wire_end)
         return True
 
     def _other_proto(self, ref, ts, ipver, src, dst, proto, sport, dport, data, l4off,
@@ -379,15 +399,18 @@ class Decoder(FragmentReassembly, TcpStreams):
 
     # -- IP fragments --------------------------------------------------------------------------
 
-    def _vpn_udp(self, ref, ts, ipver, src, dst, sport, dport, data, poff, end):
+    def _vpn_udp(self, ref, ts, ipver, src, dst, sport, dport, data, poff, end, wire_end=None):
         """Deliver a UDP datagram that may belong to a VPN beside IPsec (structural candidate:
-        the tracker confirms flows).  Never called for IKE / ESP / NAT-keepalive datagrams."""
+        the tracker confirms flows).  Never called for IKE / ESP / NAT-keepalive datagrams.
+        ``wire_end``: the datagram's end on the wire when the snapshot length cut it (WireGuard's
+        messages are told by their sizes: they go with it)."""
         if sport in _NOT_VPN_PORTS or dport in _NOT_VPN_PORTS or end - poff < 4:
             return False
         if sport == L2TP_PORT or dport == L2TP_PORT:
             proto = "l2tp"
-        elif _wg.looks_like(data, poff, end):
+        elif _wg.looks_like(data, poff, wire_end or end):
             proto = "wireguard"
+            end = wire_end or end
         elif _tls.looks_like_dtls(data, poff, end):
             proto = "dtls"
         elif _openvpn.looks_like(data, poff, end):

@@ -216,6 +216,12 @@ def classify(buf: Buffer, offsets: Collection[int] | Array, order: str, nanoseco
             w2 = _words(blk)
             _merge(r, sel, _shapes(w2, blk, cap[sel] - shift, w2[7] & 0xFFFF, ipv6))
     fast4, fast6 = r["fast4"], r["fast6"]
+    if (wire > cap).any():
+        # the snapshot length cut some records: an ESP event's length is the size on the wire
+        cut = np.maximum(wire - cap, 0)
+        r["length"] = r["length"] + cut
+        if r["length6"] is not None:
+            r["length6"] = r["length6"] + cut
     fast = fast4 | fast6 if fast6 is not None else fast4
     other = np.flatnonzero(~fast)
     inert = r["inert"][other]

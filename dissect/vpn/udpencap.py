@@ -61,10 +61,10 @@ def ike_header_valid(data: Buffer, off: int, end: int) -> bool:
 
     RFC 7296 §3.1 / RFC 2408 §3.1: 28-byte header, Length (offset 24) == message length, major
     version 1 (minor 0) with an IKEv1 exchange type or major 2 (minor 0) with an IKEv2 one.
+    An ``end`` beyond ``data`` is the datagram's end on the wire (the snapshot length cut the
+    capture): the header is read from the captured bytes, the Length compared with ``end``.
     """
-    if end > len(data):
-        end = len(data)
-    if end - off < 28 or off < 0:
+    if min(end, len(data)) - off < 28 or off < 0:
         return False
     ver = data[off + 17]
     exch = data[off + 18]

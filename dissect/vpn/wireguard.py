@@ -55,6 +55,10 @@ _I = struct.Struct("<I").unpack_from
 _II = struct.Struct("<II").unpack_from
 _IQ = struct.Struct("<IQ").unpack_from
 _ZERO16 = bytes(16)
+#: bytes a message must have captured to be read: the header (type, reserved), transport data's
+#: receiver index and counter, a handshake message's indexes
+_HEADER, _DATA_FIELDS = 4, 16
+_INDEXES = {INITIATION: 8, RESPONSE: 12, COOKIE_REPLY: 8}
 
 
 def message_name(t: int) -> str:
@@ -71,9 +75,11 @@ MTU_CUT = 1200
 
 def looks_like(data: Buffer, off: int, end: int) -> bool:
     """Type 1..4, three zero bytes, and at least the length of that type (data: 32 + 16·n bytes,
-    or any length from :data:`MTU_CUT`)."""
+    or any length from :data:`MTU_CUT`).  An ``end`` beyond ``data`` is the message's end on the
+    wire (the snapshot length cut the capture): the sizes are the wire's."""
     n = end - off
-    if n < 32 or data[off + 1] or data[off + 2] or data[off + 3]:
+    if n < 32 or min(end, len(data)) - off < _HEADER or data[off + 1] or data[off + 2] \
+            or data[off + 3]:
         return False
     t = data[off]
     if t == DATA:
@@ -92,30 +98,30 @@ def parse(data: Buffer, off: int, end: int) -> tuple[int, ...]:
     * ``(COOKIE_REPLY, receiver, exact)``
     * ``(DATA, receiver, counter, payload_len)`` (``payload_len`` 0 for a keepalive)
     """
-    if end > len(data):
-        end = len(data)
+    cap = min(end, len(data))  # ``end`` beyond ``data``: the message's end on the wire
     n = end - off
-    if n < 4 or off < 0:
+    if cap - off < _HEADER or off < 0:
         raise DissectError("WireGuard message shorter than its header", off)
     t = data[off]
     if data[off + 1] or data[off + 2] or data[off + 3]:
         raise DissectError("WireGuard reserved bytes not zero", off + 1)
     if t == DATA:
-        if n < 32:
+        if n < 32 or cap - off < _DATA_FIELDS:
             raise DissectError(f"WireGuard transport data of {n} bytes (at least 32)", off)
         receiver, counter = _IQ(data, off + 4)
         return (DATA, receiver, counter, n - 32)
     size = SIZES.get(t)
     if size is None:
         raise DissectError(f"unknown WireGuard message type {t}", off)
-    if n < size:
+    if n < size or cap - off < _INDEXES[t]:
         raise DissectError(f"WireGuard {MESSAGE_NAMES[t]} of {n} bytes (expected {size})", off)
-    exact = n == size or _padding_zero(data, off + size, end)
+    exact = n == size or _padding_zero(data, off + size, cap)
+    # (mac2 cut by the snapshot length: not known to be set)
     if t == INITIATION:
-        mac2 = data[off + 132:off + 148] != _ZERO16
+        mac2 = cap - off >= size and data[off + 132:off + 148] != _ZERO16
         return (INITIATION, _I(data, off + 4)[0], mac2, exact)
     if t == RESPONSE:
         sender, receiver = _II(data, off + 4)
-        mac2 = data[off + 76:off + 92] != _ZERO16
+        mac2 = cap - off >= size and data[off + 76:off + 92] != _ZERO16
         return (RESPONSE, sender, receiver, mac2, exact)
     return (COOKIE_REPLY, _I(data, off + 4)[0], exact)

@@ -49,7 +49,11 @@ def _v1_phase1_answer(m) -> bool:
 
 
 #: the first encrypted steps of phase 1 (RFC 2409 §5: MM1-MM4 and AM1-AM2 are in the clear)
-_MM5, _AM3 = 5, 3
+_MM5, _AM3, _QM3 = 5, 3, 3
+#: the least IKE Length of a Quick Mode message carrying an SA (QM1, QM2; RFC 2409 §5.5): header
+#: 28 + HASH 20 (MD5-HMAC, the smallest) + SA with one proposal and one transform 40 + Nonce 12
+#: (the nonce is 8-256 bytes); QM3 (HASH(3) alone) is below it
+_QM_MIN_WITH_SA = 100
 
 
 def _pair(x, y) -> tuple:
@@ -569,6 +573,7 @@ class IkeTracker:
         x = sa._open.get(key)
         answer_first = False
         encrypted_first = False
+        qm3_first = False
         if x is None or (exch == ExchangeType.INFORMATIONAL_V1):
             requester = sender
             if x is None and key == ("phase1", 0) and sender == Role.RESPONDER and \
@@ -580,6 +585,12 @@ class IkeTracker:
                 # encrypted one is the initiator's MM5 / AM3 (RFC 2409 §5: MM1-MM4 and AM1-AM2
                 # are in the clear)
                 encrypted_first = True
+            elif x is None and exch == ExchangeType.QUICK_MODE and sa.mid_session and \
+                    not m.copy and m.length < _QM_MIN_WITH_SA:
+                # a capture begun after phase 1 and QM1-QM2: a Quick Mode message too small for
+                # QM1 or QM2 (each carries HASH, SA and Nonce) is the initiator's QM3 (HASH(3)
+                # alone, RFC 2409 §5.5)
+                qm3_first = True
             x = self._new_exchange(sa, exch, m.msgid, requester)
             sa._open[key] = x
         x.msgs.append(m)
@@ -598,6 +609,11 @@ class IkeTracker:
         if answer_first:
             m.step = 2
             m.is_response = True
+            x.stepped(m)
+            return
+        if qm3_first:
+            m.step = _QM3
+            m.is_response = False
             x.stepped(m)
             return
         if encrypted_first:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from synth import (
     LINKTYPE_ETHERNET, eth, esp, esp_frame, ike_frame, ike_sa_init, ip_frame, ipv4, ipv6,
     keepalive_frame, udp,
@@ -248,3 +250,45 @@ def test_ike_head_retransmitted_gives_up_the_previous_copy():
     got = [(e[0], e[1]) for e in ev if e[0] in ("ike", "incomplete")]
     assert got == [("ike", 1), ("incomplete", 9), ("ike", 2), ("incomplete", 10)]
     assert [e[3] for e in ev if e[0] == "incomplete"] == ["passed", "end"]
+
+
+@pytest.mark.parametrize("batch", [True, False])
+@pytest.mark.parametrize("udp_ports", [None, (4500, 4500)])
+def test_snaplen_cut_esp_keeps_its_size_on_the_wire(tmp_path, batch, udp_ports):
+    """tcpdump -s 96 (or a router's capture that keeps headers only): ESP frames cut to 96
+    bytes.  Their size is the size on the wire (the record's original length), as in the whole
+    capture, on every path (ESP fast path, batches, the general decoder for IPv6), so what reads
+    sizes (MTU black holes, bytes per SA) sees the same packets."""
+    from dissect.vpn.capture.writers import PcapWriter
+    from pcapvpn.analysis import Options, run as analyse
+
+    frames = [esp_frame("192.0.2.1", "198.51.100.1", 0x1234, i + 1, body_len=1400,
+                        udp_ports=udp_ports) for i in range(5)]
+    frames += [esp_frame("2001:db8::1", "2001:db8::2", 0x5678, i + 1, body_len=1200,
+                         udp_ports=udp_ports) for i in range(5)]
+    sizes = {}
+    for name, snap in (("whole", None), ("cut", 96)):
+        path = tmp_path / f"{name}.pcap"
+        with open(path, "wb") as f:
+            w = PcapWriter(f, LINKTYPE_ETHERNET)
+            for i, data in enumerate(frames):
+                w.write_packet(1.0 + i, data[:snap] if snap else data, len(data))
+        res = analyse([str(path)], Options(batch=batch))
+        sizes[name] = sorted((e.spi, e.packets, e.bytes) for e in res.state.esp_sas)
+    assert sizes["cut"] == sizes["whole"]
+    assert [b for _s, _n, b in sizes["whole"]] == [5 * (1400 + 8), 5 * (1200 + 8)]
+
+
+def test_snaplen_cut_ike_on_custom_ports_is_still_ike():
+    """IKE on ports other than 500/4500 is told by its header's Length matching the datagram;
+    cut by a snapshot length of 96 bytes, the Length is compared with the size on the wire
+    (the record's original length), so the message is still IKE (it was 'other' and the
+    tunnel vanished); the same bytes not cut but short stay unrecognised."""
+    raw = ike_sa_init(ISPI, ZERO, False)
+    frame = eth(ipv4("192.0.2.1", "198.51.100.1", 17, udp(7500, 7500, raw)))
+    for wirelen, want in ((len(frame), [("ike", 1)]), (None, [])):
+        sink = Rec()
+        d = Decoder(sink)
+        d.run([(0, 1, 1.0, LINKTYPE_ETHERNET, frame[:96], wirelen or 96, 0)])
+        d.finish()
+        assert [(e[0], e[1]) for e in sink.events if e[0] == "ike"] == want

@@ -279,3 +279,22 @@ def test_zero_padding_to_four_octets_is_not_an_error():
     for tail in (b"\x00\x00\x01", b"\x00" * 4):
         m = parse_message(message(tail))
         assert m.payload_types == [13] and "after the last payload" in m.errors[0][0], tail
+
+
+def test_snaplen_cut_notification_keeps_its_type():
+    """pluto's NO-PROPOSAL-CHOSEN Informational is 56 bytes (a Notification with the two cookies
+    as its 16-byte SPI); a snapshot length of 96 bytes leaves 54 of them.  The payload is cut 2
+    bytes into its SPI: its type is still read (the SPI cut to what was captured, no bytes made
+    up); cut inside the fixed part, nothing is recorded; never an error."""
+    body = struct.pack(">IBBH", 1, 1, 16, 14) + ICKY + b"\x11" * 8
+    data = msg([(11, body)], exch=5)
+    assert len(data) == 56
+    m = parse_message(data[:54])
+    assert m.truncated and m.errors == [] and m.payload_types == [11]
+    n = m.payloads[0]
+    assert (n.notify_type, n.spi, n.data, n.length) == (14, ICKY + b"\x11" * 6, b"", 28)
+    m = parse_message(data[:36])                     # cut before the notify type
+    assert m.truncated and m.errors == [] and m.payloads == []
+    # with data after the SPI, cut inside the data
+    m = parse_message(msg([(11, body + b"DATA")], exch=5)[:58])
+    assert m.payloads[0].spi == ICKY + b"\x11" * 8 and m.payloads[0].data == b"DA"

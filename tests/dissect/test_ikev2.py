@@ -326,3 +326,12 @@ def test_buffer_types():
         assert m.payload_types == ref.payload_types
         assert m.payloads[3].nat_hash == ref.payloads[3].nat_hash
         assert isinstance(m.payloads[1].data, bytes)
+
+
+def test_snaplen_cut_notify_keeps_its_type():
+    """An IKE_SA_INIT answer with INVALID_KE_PAYLOAD (data: the accepted group) cut one byte
+    short: the Notify is kept with its type and the data captured."""
+    data = msg([(41, struct.pack(">BBHH", 0, 0, 17, 19))], flags=0x20)
+    m = parse_message(data[:-1])
+    assert m.truncated and m.errors == [] and m.payload_types == [41]
+    assert (m.payloads[0].notify_type, m.payloads[0].data) == (17, b"\x00")

@@ -801,3 +801,22 @@ def test_eap_ended_by_the_clients_notify_needs_no_timeout(tmp_path):
     assert (v.verdict, v.failed_stage, v.primary_code) == \
         ("failing", "authentication", "IKE_AUTH_FAILED"), [f.code for f in res.findings]
     assert "did not complete" in by_code(res, "IKE_AUTH_FAILED").title
+
+
+def test_ikev1_capture_begun_at_qm3_is_no_child_sa_failure(tmp_path):
+    """A capture begun after phase 1 and QM1-QM2 (the lab's ikev1_dpd_healthy with its first
+    quarter cut): its first message is the initiator's QM3, 76 bytes (HASH(3) alone; QM1 and
+    QM2 carry an SA and a nonce, 100 bytes at least).  Taken for QM1, DPD's Informational 5 s
+    later 'answered' it: CHILD_SA_FAILED, degraded.  It is QM3: healthy."""
+    c = Cap()
+    c.ike(0.0, A, B, v1_message(IB, RB, 32, 0x1234, 3, encrypted=True, size=48))
+    c.flow(A, B, SPI_AB, 0.02, 14.0)
+    c.flow(B, A, SPI_BA, 0.021, 14.0)
+    for k, t in enumerate((5.0, 10.0)):
+        c.ike(t, A, B, v1_message(IB, RB, 5, 0x100 + k, 0, encrypted=True, size=80))
+        c.ike(t + 0.003, B, A, v1_message(IB, RB, 5, 0x200 + k, 0, encrypted=True, size=80))
+    res = c.analyse(tmp_path)
+    assert "CHILD_SA_FAILED" not in {f.code for f in res.findings}
+    assert the(res).verdict == "healthy", [(f.code, f.severity) for f in res.findings]
+    sa, = res.state.ike_sas
+    assert [m.step for m in sa.messages if m.exch == 32] == [3]

@@ -251,3 +251,31 @@ def test_one_direction_captured_is_not_no_response(tmp_path):
     _data(c, 0.1, 40, 0x20, 0x10, both=False)
     r = analyse(c.write(tmp_path / "old.pcap"))
     assert "WIREGUARD_NO_RESPONSE" in codes(r)
+
+
+@pytest.mark.parametrize("snap", [96, 64])
+def test_snaplen_cut_capture_keeps_the_tunnel(tmp_path, snap):
+    """tcpdump -s 96 (headers only): the handshake initiation (148 bytes) and response (92) are
+    cut, and WireGuard messages are told by their sizes.  The sizes are the wire's (the records'
+    original lengths), the indexes and counters are in the captured bytes: the same healthy
+    tunnel as the whole capture (it vanished).  mac2, past the cut, is not taken as set."""
+    from dissect.vpn.capture.writers import PcapWriter
+    from synth import LINKTYPE_ETHERNET
+
+    c = Cap()
+    _handshake(c, 0, 0x10, 0x20)
+    _data(c, 0.1, 30, 0x20, 0x10)
+    whole = analyse(c.write(tmp_path / "whole.pcap"))
+    c.frames.sort(key=lambda f: f[0])
+    with open(tmp_path / "cut.pcap", "wb") as f:
+        w = PcapWriter(f, LINKTYPE_ETHERNET)
+        for ts, data in c.frames:
+            w.write_packet(1_700_000_000.0 + ts, data[:snap], len(data))
+    cut = analyse(tmp_path / "cut.pcap")
+    t, = vpn_tunnels(cut)
+    assert (t["verdict"], t["stage_reached"]) == ("healthy", "dataplane")
+    w0, w1 = vpn_tunnels(whole)[0]["vpn"]["wireguard"], t["vpn"]["wireguard"]
+    assert (w1["handshakes"], w1["handshakes_answered"]) == (1, 1)
+    assert w1["receiver_indexes"] == w0["receiver_indexes"]
+    m = wg.parse(b"\x01\x00\x00\x00" + (0x10).to_bytes(4, "little") + bytes(40), 0, 148)
+    assert m == (wg.INITIATION, 0x10, False, True)

@@ -330,14 +330,16 @@ class PcapReader(_Reader):
                     if eth:
                         r = esp_at(buf, pos + 16, end)
                         if r is not None:
-                            on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                            on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5],
+                                   r[6] + wirelen - caplen if wirelen > caplen else r[6])
                             pos = end
                             continue
                     elif cooked:
                         self._cook(0, lt, buf, pos + 16, end)
                         r = esp_cooked(buf, pos + 16, end, lt)
                         if r is not None:
-                            on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                            on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5],
+                                   r[6] + wirelen - caplen if wirelen > caplen else r[6])
                             pos = end
                             continue
                     on_frame(tag, number, ts, lt, buf[pos + 16:end], wirelen, base + pos, 0)

@@ -298,12 +298,14 @@ class _Reader:
                 if lt == 1:
                     r = esp_at(data, 0, caplen)
                     if r is not None:
-                        on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                        on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5],
+                               r[6] + wirelen - caplen if wirelen > caplen else r[6])
                         continue
                 elif lt == 276 or lt == 113:
                     r = esp_cooked(data, 0, caplen, lt)
                     if r is not None:
-                        on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                        on_esp((tag, number), ts, 4, r[0], r[1], r[2], r[3], r[4], r[5],
+                               r[6] + wirelen - caplen if wirelen > caplen else r[6])
                         continue
                 on_frame(tag, number, ts, lt, data, wirelen, offset, iface)
         finally:

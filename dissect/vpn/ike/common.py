@@ -27,7 +27,7 @@ import struct
 from typing import Callable, Iterator
 
 from ..errors import DissectError
-from ..registry import ExchangeType, PayloadV2, is_error_notify, notify_types
+from ..registry import ExchangeType, PayloadV1, PayloadV2, is_error_notify, notify_types
 from ..types import Buffer
 
 __all__ = [
@@ -52,6 +52,8 @@ FLAG_V2_RESPONSE = 0x20
 # IKEv2 payload types handled structurally (RFC 7296 §3.2, RFC 7383 §2.5), as plain ints
 _V2_SK = int(PayloadV2.SK)
 _V2_SKF = int(PayloadV2.SKF)
+#: the Notify payload of each version (v2?): a cut one still names its type
+_NOTIFY = {True: int(PayloadV2.N), False: int(PayloadV1.N)}
 
 #: the 28-byte header's layout (RFC 2408 §3.1, RFC 7296 §3.1): parse_header, parse_message
 HEADER_STRUCT = struct.Struct(">8s8sBBBBII")
@@ -261,6 +263,42 @@ BodyParser = Callable[[Buffer, int, int], "Payload"]
 Problem = tuple[str, int]
 
 
+def _generic(rec: Payload, np: int, nxt: int, resv: int, pos: int, plen: int,
+             v2: bool) -> Payload:
+    """``rec`` with the generic payload header's fields filled in (the Critical bit is IKEv2's,
+    RFC 7296 §3.2; IKEv1's byte is reserved)."""
+    rec.type = np
+    rec.next_payload = nxt
+    rec.critical = bool(resv & 0x80) if v2 else False
+    rec.offset = pos
+    rec.length = plen
+    return rec
+
+
+def _cut_notify(raw: Buffer, pos: int, end: int, plen: int,
+                parser: BodyParser) -> Payload | None:
+    """A Notify / Notification payload at ``raw[pos:]`` whose Length ``plen`` runs past ``end``
+    where the capture stopped (the snapshot length): parsed as if whole, then its SPI and data
+    cut back to the captured bytes, so that its type (in the fixed part) is still read.  None
+    when the fixed part itself was cut."""
+    body = bytes(raw[pos + 4:end])
+    try:
+        rec = parser(body + bytes(plen - 4 - len(body)), 0, plen - 4)
+    except DissectError:
+        return None
+    if not isinstance(rec, NotifyRecord):
+        return None
+    fixed = plen - 4 - len(rec.spi) - len(rec.data)  # the body before the SPI
+    if len(body) < fixed:
+        return None
+    spi = rec.spi[:len(body) - fixed]
+    data = rec.data[:max(0, len(body) - fixed - len(spi))]
+    # (the fields live in each version's __slots__, not in NotifyRecord's)
+    setattr(rec, "spi", spi)
+    setattr(rec, "data", data)
+    return rec
+
+
 def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers: dict[int, BodyParser],
                   v2: bool, truncated: bool = False) -> tuple[list[Payload], list[Problem]]:
     """Walk a generic payload chain in ``raw[pos:end]`` starting with payload type ``np``.
@@ -272,7 +310,8 @@ def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers: dict[int, B
     and the walk goes on (the generic length is still trustworthy).  IKEv2 SK/SKF end the walk
     (RFC 7296 §3.14: SK is the last payload).  With ``truncated`` (the captured bytes stop before
     the message's Length) a payload running past ``end`` stops the walk silently; an SK/SKF
-    payload cut that way is still recorded (``data_end`` = ``end``, ``length`` the field).
+    payload cut that way is still recorded (``data_end`` = ``end``, ``length`` the field), and so
+    is a Notify whose fixed part was captured (its SPI and data cut to the captured bytes).
     """
     payloads: list[Payload] = []
     errors: list[Problem] = []
@@ -304,12 +343,11 @@ def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers: dict[int, B
                     cut = parsers[np](raw, pos + 4, end)
                 except DissectError:
                     return payloads, errors
-                cut.type = np
-                cut.next_payload = nxt
-                cut.critical = bool(resv & 0x80)
-                cut.offset = pos
-                cut.length = plen
-                payloads.append(cut)
+                payloads.append(_generic(cut, np, nxt, resv, pos, plen, v2))
+            elif np == _NOTIFY[v2]:
+                note = _cut_notify(raw, pos, end, plen, parsers[np])
+                if note is not None:
+                    payloads.append(_generic(note, np, nxt, resv, pos, plen, v2))
             return payloads, errors
         fn = get(np)
         rec = None
@@ -321,12 +359,7 @@ def walk_payloads(raw: Buffer, pos: int, end: int, np: int, parsers: dict[int, B
                 rec = None
         if rec is None:
             rec = RawPayload(bytes(raw[pos + 4:pend]))
-        rec.type = np
-        rec.next_payload = nxt
-        rec.critical = bool(resv & 0x80) if v2 else False
-        rec.offset = pos
-        rec.length = plen
-        payloads.append(rec)
+        payloads.append(_generic(rec, np, nxt, resv, pos, plen, v2))
         pos = pend
         if v2 and (np == _V2_SK or np == _V2_SKF):
             if pos != end:
