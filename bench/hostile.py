@@ -296,6 +296,32 @@ def skf(path: Path, n: int, gap_us: int = 50) -> Path:
     return path
 
 
+def ike_fragment_heads(path: Path, n: int, gap_us: int = 1, group: int = 0) -> Path:
+    """``n`` first IP fragments of IKE_AUTH datagrams (UDP 4500, 1,400 of 2,000 bytes: what a
+    port capture filter keeps) between one pair, ``gap_us`` apart (within the 5 ms a datagram's
+    fragments may take), and after each ``group`` of them (0: all ``n``) an IKE message of the
+    pair 10 ms later, which gives them up: the pending heads must not all be looked at for each
+    new one."""
+    group = group or n
+    w = Wire(path)
+    ispi, rspi = spi8(0xE1000000, 0), spi8(0xF1000000, 0)
+    t = START_US
+    msg = encrypted(ispi, rspi, IKE_AUTH, F_I, 1, ct=2000 - 8 - 4 - 28 - 4)  # UDP, marker, IKE
+    dgram = struct.pack(">HHHH", 4500, 4500, 8 + 4 + len(msg), 0) + bytes(4) + msg
+    for k in range(n):
+        head = dgram[:1400]
+        hdr = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(head), k & 0xFFFF, 0x2000, 64, 17,
+                          0, A, B)
+        w.frame(t, _eth(A, B) + hdr + head)
+        t += gap_us
+        if k % group == group - 1:
+            t += 10_000
+            w.frame(t, udp(B, A, 4500, 4500, bytes(4) + encrypted(ispi, rspi, INFORMATIONAL,
+                                                                   F_R, k)))
+    w.close()
+    return path
+
+
 def one_packet_files(directory: Path, n: int) -> list[Path]:
     """``n`` pcap files holding one ESP packet each (SPI i, sequence 1), 1 ms apart."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -312,7 +338,7 @@ def one_packet_files(directory: Path, n: int) -> list[Path]:
 
 GENERATORS = {"esp_spis": esp_spis, "ike_inits": ike_inits, "mid_session": mid_session,
               "skf": skf, "cookie_inits": cookie_inits, "ike_endpoints": ike_endpoints, "v1_main_mode": v1_main_mode,
-              "one_sa_exchanges": one_sa_exchanges}
+              "one_sa_exchanges": one_sa_exchanges, "ike_fragment_heads": ike_fragment_heads}
 
 
 def main(argv=None) -> int:

@@ -45,7 +45,7 @@ def _head_fits(chunk, off) -> bool:
         return False
     udp_len = int.from_bytes(chunk[4:6], "big")
     ike_len = int.from_bytes(chunk[off + _IKE_LENGTH_AT:off + _IKE_HEADER], "big")
-    return len(chunk) < udp_len and off + _IKE_HEADER <= off + ike_len <= udp_len
+    return len(chunk) < udp_len and _IKE_HEADER <= ike_len and off + ike_len <= udp_len
 
 
 class _FragSet:
@@ -113,7 +113,8 @@ class FragmentReassembly:
         #: the oldest set's first fragment + frag_timeout (inf: none pending); see
         #: ``Decoder._clock``
         self._frag_deadline = float("inf")
-        #: (src, dst) -> keys of the pending sets whose first fragment holds an IKE message
+        #: (src, dst) -> {key: None} of the pending sets whose first fragment holds an IKE
+        #: message, in arrival order (a dict: removal and the oldest in constant time)
         self._ike_heads: dict = {}
 
     def _fragment(self, ref, ts, r, data):
@@ -156,7 +157,7 @@ class FragmentReassembly:
                                                  len(chunk))
                 if kind == _IKE and _head_fits(chunk, a):
                     fs.ike = (ref, chunk, sport, dport, a)
-                    self._ike_heads.setdefault((src, dst), []).append(key)
+                    self._ike_heads.setdefault((src, dst), {})[key] = None
             return
         del self._frags[key]
         if fs.ike is not None:
@@ -216,26 +217,28 @@ class FragmentReassembly:
             return
         if key is None:
             key = (fs.ipver, fs.src, fs.dst, fs.proto if fs.ipver == 4 else 0, fs.ident)
-        if key in keys:
-            keys.remove(key)
+        keys.pop(key, None)
         if not keys:
             del self._ike_heads[pair]
 
     def _ike_passed(self, src, dst, ts) -> None:
         """An IKE message or a new fragment set between ``src`` and ``dst``: the pending IKE
         head sets of the pair (both ways) whose last fragment is :data:`FRAGMENT_BURST` old are
-        given up ("passed"), so their messages reach the sink before this one."""
+        given up ("passed"), so their messages reach the sink before this one.  Oldest first,
+        up to the first one still within the burst (each set is looked at once when given up: a
+        flood of heads costs no more per head)."""
         heads = self._ike_heads
+        frags = self._frags
         for pair in ((src, dst), (dst, src)):
             keys = heads.get(pair)
-            if not keys:
-                continue
-            for key in list(keys):
-                fs = self._frags.get(key)
-                if fs is None:
-                    keys.remove(key)
-                elif ts - fs.last_ts >= FRAGMENT_BURST:
-                    del self._frags[key]
+            while keys:
+                key = next(iter(keys))
+                fs = frags.get(key)
+                if fs is not None and ts - fs.last_ts < FRAGMENT_BURST:
+                    break
+                del keys[key]
+                if fs is not None:
+                    del frags[key]
                     self._give_up(fs, "passed", key)
             if not keys:
                 heads.pop(pair, None)

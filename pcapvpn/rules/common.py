@@ -385,10 +385,11 @@ def established_ts(sa):
     return sa.first_ts
 
 
-_PHASE1 = frozenset((ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
+#: IKEv1 phase 1 (RFC 2409 §5): Main Mode and Aggressive Mode
+PHASE1 = frozenset((ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
 #: the exchanges that open an IKE SA (their request carries a zero responder SPI; an answer to
 #: one shows the responder reachable)
-OPENING = frozenset((ExchangeType.IKE_SA_INIT,)) | _PHASE1
+OPENING = frozenset((ExchangeType.IKE_SA_INIT,)) | PHASE1
 
 
 def seen_working(sa) -> bool:
@@ -407,7 +408,7 @@ def seen_working(sa) -> bool:
     # complete: an initiator re-sending MM5 to a peer that answers each copy with an error
     # (a PSK mismatch seen from mid-negotiation) shows no working SA
     return sa.version == 1 and len({m.src for m in sa.messages if m.encrypted
-                                    and m.exch not in _PHASE1}) >= 2
+                                    and m.exch not in PHASE1}) >= 2
 
 
 def exchange_label(x) -> str:

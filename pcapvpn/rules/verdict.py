@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from dissect.vpn.registry import ExchangeType
 from pcapvpn.findings import STAGES, Term, msg, msg_join, severity_rank, stage_rank
-from pcapvpn.rules.common import (OPENING, PENDING, established_ts, exchange_label,
+from pcapvpn.rules.common import (OPENING, PENDING, PHASE1, established_ts, exchange_label,
                                   exchange_status, ip_text, last_requests, seen_working)
 from pcapvpn.track.nat import on_nat_t
 
@@ -618,9 +618,8 @@ def _pending(ctx, t) -> list[str]:
     return out
 
 
-_PHASE1 = frozenset((ExchangeType.MAIN_MODE, ExchangeType.AGGRESSIVE))
 #: what comes between phase 1 and the first Quick Mode: phase 1 itself, XAUTH and Mode Config
-_PHASE1_ON = _PHASE1 | {ExchangeType.TRANSACTION}
+_PHASE1_ON = PHASE1 | {ExchangeType.TRANSACTION}
 
 
 def _failed_by_authentication(fs) -> bool:
@@ -642,7 +641,7 @@ def _quick_mode_due(ctx, t, fs=()) -> str | None:
         return None
     sa = gen[1]
     if any(x.exch == ExchangeType.QUICK_MODE for x in sa.exchanges) or \
-            not any(x.exch in _PHASE1 for x in sa.exchanges):
+            not any(x.exch in PHASE1 for x in sa.exchanges):
         return None  # (phase 1 before the capture: its Quick Mode may be too)
     last = max(m.ts for x in sa.exchanges if x.exch in _PHASE1_ON for m in x.msgs)
     after = ctx.now - last
@@ -666,13 +665,17 @@ def _first_child_exchange(t):
 
 def _not_seen(ctx, t, fs=()) -> list[str]:
     notes = []
-    enc = sum(1 for sa in t.ike_sas for m in sa.messages
-              if m.encrypted and getattr(m, "decrypt_status", None) not in ("ok", "unverified"))
+    enc = heads = 0  # messages encrypted (and not decrypted); read from a first fragment only
+    for sa in t.ike_sas:
+        for m in sa.messages:
+            if m.encrypted and getattr(m, "decrypt_status", None) not in ("ok", "unverified"):
+                enc += 1
+            if m.truncated and m.head_only:
+                heads += 1
     if enc:
         notes.append(msg("{n} IKE message(s) are encrypted: without keys their content "
                          "(identities, traffic selectors, child SA SPIs, exact error "
                          "notifications) is inferred from sizes and the SK header only", n=enc))
-    heads = sum(1 for sa in t.ike_sas for m in sa.messages if m.head_only)
     if heads:
         notes.append(msg("{n} IKE message(s) are read from their first IP fragment only: the "
                          "later fragments are not in the capture (they carry no UDP ports, so a "
