@@ -151,14 +151,27 @@ class Msg(str):
             return NotImplemented
         if not other:
             return self
-        return Msg("{a}{b}", {"a": self, "b": other})
+        return _joined(self, other)
 
     def __radd__(self, other):
         if not isinstance(other, str):
             return NotImplemented
         if not other:
             return self
-        return Msg("{a}{b}", {"a": other, "b": self})
+        return _joined(other, self)
+
+
+_str_add = str.__add__
+_JOIN = "{a}{b}"
+
+
+def _joined(a: str, b: str) -> Msg:
+    """``Msg("{a}{b}", {"a": a, "b": b})`` without formatting the template: its text is the two
+    texts one after the other (a live stop joins tens of thousands of sentences)."""
+    out = str.__new__(Msg, _str_add(a, b))
+    out.template = _JOIN
+    out.facts = {"a": a, "b": b}
+    return out
 
 
 class Term(str):

@@ -239,26 +239,37 @@ class Evaluation:
         # stop signal waits for them
         with no_gc():
             if not self._take_child(chunks):  # the child failed: do it here
-                self._evaluate(self.clock())
+                if not self._stopping():  # (at a stop, the final report's rules do it)
+                    self._evaluate(self.clock())
                 return True
         self._account(time.perf_counter() - t0)
         return True
 
     def _take_child(self, chunks) -> bool:
         """Merge the forked evaluation's rules' cache and apply its result; False when it sent
-        nothing usable."""
+        nothing usable.  A stop signal that came meanwhile (while the cache was read, or the
+        result): the cache is taken in (the final rules then do only what changed since the
+        fork), the result is neither read nor applied — as for a child still running at the
+        stop (:meth:`_child_at_stop`), the final report follows and raises what is present;
+        reading and applying it would only delay the report."""
         import pickle
 
         try:
             data = io.BytesIO(b"".join(chunks))
             cache = pickle.load(data)
-            res = pickle.load(data)
+            res = None if self._stopping() else pickle.load(data)
         except Exception:  # noqa: BLE001 - nothing, or not all of it: the child failed
             return False
         self.rule_cache.merge(cache)
+        if res is None or self._stopping():
+            return True
         self.child_seconds = res.pop("child_seconds", 0.0)
         self._apply(res)
         return True
+
+    def _stopping(self) -> bool:
+        """A stop was asked for (a signal handler sets ``stopping``: the session's)."""
+        return bool(getattr(self, "stopping", False))
 
     #: at the stop, a forked evaluation expected to end within this many seconds is waited for
     #: (beside the ring drain) and what its rules' cache learnt is kept for the final report; one

@@ -45,18 +45,25 @@ def supersede(finding, codes, frames=(), esp_spis=()):
 
 
 def _drop_superseded(out) -> list:
+    sups = [(f, sup) for f in out for sup in (getattr(f, "supersedes", None),) if sup]
+    if not sups:
+        return out
+    # the inferred findings of the codes superseded, by code (one pass: a live stop hands out
+    # tens of thousands of findings, a few of which supersede others)
+    wanted = set().union(*(sup[0] for _f, sup in sups))
+    by_code: dict = {}
+    for g in out:
+        if g.code in wanted and g.basis == "inferred":
+            by_code.setdefault(g.code, []).append(g)
     drop = set()
-    for f in out:
-        sup = getattr(f, "supersedes", None)
-        if not sup:
-            continue
-        codes, refs, spis = sup
-        for g in out:
-            if g is f or g.basis != "inferred" or g.code not in codes:
-                continue
-            if any((r.file, r.frame) in refs for r in g.evidence.frames) or \
-                    spis.intersection(g.evidence.esp_spis):
-                drop.add(g.id)
+    for f, (codes, refs, spis) in sups:
+        for code in codes:
+            for g in by_code.get(code, ()):
+                if g is f:
+                    continue
+                if any((r.file, r.frame) in refs for r in g.evidence.frames) or \
+                        spis.intersection(g.evidence.esp_spis):
+                    drop.add(g.id)
     return [g for g in out if g.id not in drop] if drop else out
 
 

@@ -224,3 +224,44 @@ def test_stop_with_a_merged_child_is_the_stop_without(path):
     killed, how_k = _stop_with_child(path, False)
     assert (how_m, how_k) == ("merged", "killed")
     assert merged == killed
+
+
+@pytest.mark.parametrize("at", [1, 2])
+def test_stop_while_a_result_is_taken_in(monkeypatch, at):
+    """A stop signal that arrives while a forked evaluation's result is being taken in (its
+    rules' cache unpickled: ``at`` 1; its result: 2): the cache is merged, the result is not
+    read further nor applied (no events of it; the final report raises what is present), and
+    the report is the one of a stop with no child."""
+    import pickle
+
+    path = _lab("ikev2_dpd_dead_peer")
+    s, clock = _held(path)
+    base = _doc(s.finish())
+    s, clock = _held(path)
+    assert s._fork_evaluation(clock[0])
+    loads = []
+    real_load = pickle.load
+
+    def load(f):  # the signal comes while this part is read (the handler: session.stop)
+        loads.append(1)
+        out = real_load(f)
+        if len(loads) == at:
+            s.stop()
+        return out
+
+    monkeypatch.setattr(pickle, "load", load)
+    applied = []
+    real_apply = s._apply
+    s._apply = lambda *a, **kw: applied.append(a) or real_apply(*a, **kw)
+    evaluated = []
+    s._evaluate = lambda *a, **kw: evaluated.append(a)
+    last = s.last_eval
+    assert s._poll_child(block=True)
+    monkeypatch.setattr(pickle, "load", real_load)
+    del s._apply, s._evaluate
+    assert len(loads) == at  # after the cache, the result is not read
+    assert applied == [] and evaluated == [] and s.last_eval is last
+    assert s._child is None
+    assert _doc(s.finish()) == base
+    # the merged cache: the final rules reran nothing the child had done
+    assert s.rule_cache.stats["dirty"] == 0

@@ -24,8 +24,11 @@ def _esp_intervals(e):
         base, width = e.bin_base, e.bin_width
     except AttributeError:
         return [(e.first_ts, e.last_ts, e.first_ref, e.last_ref)]
-    out = []
     first_ts, last_ts = e.first_ts, e.last_ts
+    if 0 not in counts:  # one run of active bins, the whole SA (most SAs of a flood)
+        return [(max(base + 0 * width, first_ts), min(base + len(counts) * width, last_ts),
+                 e.first_ref, e.last_ref)]
+    out = []
     run = None  # the first bin of the run of active bins in progress
     for i, c in enumerate(counts):
         if c:
