@@ -275,7 +275,7 @@ class Decoder(FragmentReassembly, TcpStreams):
                                                 end + cut if cut else None)
                 if kind == _ESP:
                     sink.esp((fidx, num), ts, ipver, src, dst, sport, dport, a, b,
-                             end - poff + _cut(data, end, wirelen))
+                             end - poff + cut)
                     if keyed is not None and a in keyed:
                         sink.esp_payload((fidx, num), ts, ipver, src, dst, sport, dport, a, b,
                                          data, poff, end)

@@ -26,7 +26,7 @@ def _esp_intervals(e):
         return [(e.first_ts, e.last_ts, e.first_ref, e.last_ref)]
     first_ts, last_ts = e.first_ts, e.last_ts
     if 0 not in counts:  # one run of active bins, the whole SA (most SAs of a flood)
-        return [(max(base + 0 * width, first_ts), min(base + len(counts) * width, last_ts),
+        return [(max(base, first_ts), min(base + len(counts) * width, last_ts),
                  e.first_ref, e.last_ref)]
     out = []
     run = None  # the first bin of the run of active bins in progress
