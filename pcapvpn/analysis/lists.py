@@ -84,15 +84,26 @@ def _build_lists(report, state, findings, vmap, start, names, limit, ctx) -> Non
     report.esp_sas = [m.esp_sa_dict(sa, start, names) for sa in esp_sas]
     report.nat_keepalives = [m._conventions(m._plain(k), start, names) for k in keepalives]
     im = state.inner_models
-    report.tunnels = [m.tunnel_dict(t, vmap[t.id], start, im.get(t.id), names) if ipsec
-                      else m.vpn_tunnel_dict(t, vmap[t.id], start, names, im.get(t.id))
-                      for ipsec, t in tunnels]
+    # a tunnel's ESP SAs and child SA pairs: only those of the listed SAs are named (a flood's
+    # big tunnel holds thousands), the others counted as _trim_tunnels counts them
+    shown = {(bytes(e.dst), e.spi) for e in esp_sas}
+    cut = []
+    report.tunnels = []
+    for ipsec, t in tunnels:
+        if ipsec:
+            esp, pairs, gone = _tunnel_esp(t, shown, limit)
+            cut.append(gone)
+            report.tunnels.append(m.tunnel_dict(t, vmap[t.id], start, im.get(t.id), names,
+                                                esp, pairs))
+        else:
+            cut.append(None)
+            report.tunnels.append(m.vpn_tunnel_dict(t, vmap[t.id], start, names, im.get(t.id)))
     cap = report.capture
     if cap.damage:
         # what of each tunnel's own span the readable parts of the damaged capture cover
         for (_ipsec, t), d in zip(tunnels, report.tunnels):
             d["coverage"] = m.coverage(t.first_ts, t.last_ts, cap.gaps, start, cap.gap_extra)
-    _trim_tunnels(report, limit)
+    _trim_tunnels(report, limit, cut)
     if omitted:
         files, n = m.kept(cap.files, limit)
         if n:
@@ -111,30 +122,64 @@ def _build_lists(report, state, findings, vmap, start, names, limit, ctx) -> Non
                             f"{what}; JSON counts them under 'omitted'")
 
 
-def _trim_tunnels(report, limit) -> None:
+def _tunnel_esp(t, shown: set, limit) -> tuple:
+    """``(ESP SA names, child SA pairs, (ESP SAs left out, pairs left out))`` of an IPsec
+    tunnel ``t`` as the report lists them: the names of its SAs whose ``(dst, spi)`` is in
+    ``shown`` (the report's listed SAs: the same name), at most ``limit``; the pairs whose SAs
+    are all among those named, at most ``limit``.  Only what is listed is written (a flood's
+    big tunnel holds thousands of SAs; the report lists at most ``limit``)."""
+    from pcapvpn.model import addr, hexid
+
+    esp = []
+    spis = set()
+    for e in t.esp_sas:
+        if (bytes(e.dst), e.spi) in shown:
+            if limit is None or len(esp) < limit:
+                esp.append(f"{addr(e.dst)}/{hexid(e.spi, 8)}")
+                spis.add(e.spi)
+    kept_pairs = []
+    for a, b in t.pairs:
+        if (a is None or a.spi in spis) and (b is None or b.spi in spis):
+            if limit is None or len(kept_pairs) < limit:
+                kept_pairs.append([f"{hexid(a.spi, 8)}" if a else None,
+                                   f"{hexid(b.spi, 8)}" if b else None])
+    return esp, kept_pairs, (len(t.esp_sas) - len(esp), len(t.pairs) - len(kept_pairs))
+
+
+def _trim_tunnels(report, limit, cut=None) -> None:
     """A listed tunnel names only the IKE SAs, ESP SAs and findings the report lists, at most
     ``limit`` of each and of its "not seen" notes (the others counted in its own
-    ``omitted``); nothing changes for a tunnel within the bounds."""
+    ``omitted``); nothing changes for a tunnel within the bounds.  ``cut``: per tunnel, the
+    ESP SAs and child SA pairs :func:`_tunnel_esp` already left out (None: not done)."""
     ike = {d["id"] for d in report.ike_sas}
     esp = {f"{d.get('dst')}/{d.get('spi')}" for d in report.esp_sas}
     fids = {f.id for f in report.findings}
-    for t in report.tunnels:
+    for i, t in enumerate(report.tunnels):
+        done = cut[i] if cut is not None else None
         om = {}
         for key, have in (("ike_sas", ike), ("esp_sas", esp), ("findings", fids),
                           ("not_seen", None)):
+            if key == "esp_sas" and done is not None:
+                if done[0]:
+                    om[key] = done[0]
+                continue
             lst = t[key]
             names, _n = m.kept([x for x in lst if have is None or x in have], limit)
             gone = len(lst) - len(names)
             if gone:
                 t[key] = names
                 om[key] = gone
-        pairs = t["child_sa_pairs"]
-        spis = {e.split("/")[-1] for e in t["esp_sas"]}
-        keep = [p for p in pairs if all(x is None or x in spis for x in p)]
-        keep, _n = m.kept(keep, limit)
-        if len(keep) != len(pairs):
-            t["child_sa_pairs"] = keep
-            om["child_sa_pairs"] = len(pairs) - len(keep)
+        if done is not None:
+            if done[1]:
+                om["child_sa_pairs"] = done[1]
+        else:
+            pairs = t["child_sa_pairs"]
+            spis = {e.split("/")[-1] for e in t["esp_sas"]}
+            keep = [p for p in pairs if all(x is None or x in spis for x in p)]
+            keep, _n = m.kept(keep, limit)
+            if len(keep) != len(pairs):
+                t["child_sa_pairs"] = keep
+                om["child_sa_pairs"] = len(pairs) - len(keep)
         if om:
             t["omitted"] = om
 
