@@ -132,15 +132,37 @@ def _follow_moves(t: Tunnel, tunnels: dict) -> None:
 
 
 def _pair(t: Tunnel) -> None:
+    sas = t.esp_sas
+    if not sas:  # IKE only
+        return
+    moved = t.moved
+    if len(sas) == 1 and t.a != t.b:  # one SA (most tunnels of a flood): nothing to pair
+        s = sas[0]
+        if s.proto in ("esp", "ah"):
+            side = moved.get(s.src, s.src)
+            if side == t.a:
+                t.pairs.append((s, None))
+            elif side == t.b:
+                t.pairs.append((None, s))
+        return
     # the tunnel's SAs by protocol and direction in one pass (each list in their order)
     parts: dict = {}
-    moved = t.moved
     for s in t.esp_sas:
         parts.setdefault((s.proto, moved.get(s.src, s.src)), []).append(s)
     for proto in ("esp", "ah"):
         t.pairs.extend(pair_by_start(parts.get((proto, t.a), []), parts.get((proto, t.b), []),
                                      PAIR_WINDOW))
-    t.pairs.sort(key=lambda p: min(x.first_ts for x in p if x is not None))
+    t.pairs.sort(key=_pair_start)
+
+
+def _pair_start(p) -> float:
+    """A pair's first packet (the earlier of its SAs')."""
+    a, b = p
+    if b is None:
+        return a.first_ts
+    if a is None:
+        return b.first_ts
+    return min(a.first_ts, b.first_ts)
 
 
 def pair_by_start(out: list, back: list, window: float) -> list:

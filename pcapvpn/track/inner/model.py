@@ -254,12 +254,20 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
       plaintext beside as much inbound ESP.
 
     A view that fits no tunnel, or several, is tied to none (nothing is guessed)."""
+    if not plain.views:  # no plaintext view: no model (none would be returned)
+        return {}
     every = list(tunnels) + list(vpn_tunnels)
     models = {}
     for t in every:
         models[t.id] = InnerModel(t.id, _outer(t), _files_of(t))
-    if not plain.views:
-        return {}
+    # each tunnel's span, asked of thousands of tunnels for each view: worked out once
+    spans: dict = {}
+
+    def active(t):
+        s = spans.get(id(t))
+        if s is None:
+            s = spans[id(t)] = _active(t)
+        return s
     outer_all = set()
     for m in models.values():
         outer_all.update(m.outer)
@@ -302,7 +310,7 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
             # the outer traffic is in another file (no frames to pair), or the frames could
             # not be read again: the one tunnel active while the interface carried traffic
             live = [t for t in (same or every)
-                    if _overlaps(*_active(t), v.first_ts, v.last_ts)]
+                    if _overlaps(*active(t), v.first_ts, v.last_ts)]
             pick, how = (live[0], "timing") if len(live) == 1 else (None, None)
         if pick is None:
             hit = [t for t, m in every_m if _shares_inner(m, v)]
@@ -358,7 +366,7 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
         if not same and not any(v.file in m.files for m in models.values()):
             # a capture of its own (a gateway's LAN side): the one tunnel active meanwhile
             live = [m for t in every for m in (models[t.id],)
-                    if _overlaps(*_active(t), v.first_ts, v.last_ts)]
+                    if _overlaps(*active(t), v.first_ts, v.last_ts)]
             if len(live) == 1:
                 m = live[0]
                 m.views.append((v, "timing"))
