@@ -43,6 +43,7 @@ class Evaluation:
             f.poll()
         self._refresh_totals()
         self.tracker.ike_tracker.link_rekeys()
+        self.tracker.keep_state()  # NAT verdicts: a forked evaluation's never come back
 
     def _compute(self, now, final: bool = False) -> dict:
         """The rules as of ``now``: the findings, which of them count now (not held back, not

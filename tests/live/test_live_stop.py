@@ -265,3 +265,55 @@ def test_stop_while_a_result_is_taken_in(monkeypatch, at):
     assert _doc(s.finish()) == base
     # the merged cache: the final rules reran nothing the child had done
     assert s.rule_cache.stats["dirty"] == 0
+
+
+def _held_forked(path, fork: bool):
+    """``_held``, each evaluation forked (``fork``: as at thousands of SAs) or in process, and
+    one more after the last frame (nothing changes after it but the clock)."""
+    from pcapvpn.live import LiveOptions, LiveSession
+    from pcapvpn.sources import open_source
+
+    src = open_source(str(path))
+    t0 = next(iter(src.frames()))[2]
+    src.close()
+    cap = FileCapture(path)
+    clock = [t0]
+    s = LiveSession(LiveOptions(interfaces=["sim"]), [Recorder()], clock=lambda: clock[0],
+                    captures=[cap])
+
+    def evaluate(t):
+        if fork:
+            assert s._fork_evaluation(t)
+            assert s._poll_child(block=True)
+        else:
+            s._evaluate(t)
+
+    t = t0
+    while not cap.done:
+        cap.now = clock[0] = t
+        s._feed(0, cap, [])
+        evaluate(t)
+        t += 0.5
+    clock[0] = t + 3.0
+    return s, clock
+
+
+@pytest.mark.parametrize("name", ["ikev2_nat", "ikev2_peer_restart", "ikev1_main_healthy"])
+def test_stop_after_forked_evaluations_works_out_only_what_changed(name, monkeypatch):
+    """Counted: every evaluation forked (as at thousands of SAs), nothing new since the last
+    one: the stop's state build works out no IKE SA's NAT verdict again (before: every one,
+    the children's never came back to this process); the report is the one of a session that
+    evaluated in process."""
+    import pcapvpn.track.nat as nat
+
+    path = _lab(name)
+    s, _clock = _held_forked(path, fork=False)
+    base = _doc(s.finish())
+    s, _clock = _held_forked(path, fork=True)
+    assert s.tracker.ike_tracker.sas
+    worked = []
+    real = nat.nat_verdict
+    monkeypatch.setattr(nat, "nat_verdict", lambda sa, *a: worked.append(sa) or real(sa, *a))
+    doc = _doc(s.finish())
+    assert worked == []
+    assert doc == base
