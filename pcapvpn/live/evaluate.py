@@ -43,7 +43,6 @@ class Evaluation:
             f.poll()
         self._refresh_totals()
         self.tracker.ike_tracker.link_rekeys()
-        self.tracker.keep_state()  # NAT verdicts: a forked evaluation's never come back
 
     def _compute(self, now, final: bool = False) -> dict:
         """The rules as of ``now``: the findings, which of them count now (not held back, not
@@ -183,6 +182,7 @@ class Evaluation:
                 os.close(r)
                 res = self._compute(now)
                 res["child_seconds"] = time.perf_counter() - t0
+                res["nat"] = self.tracker.nat_worked  # back to this process (Tracker.take_nat)
                 # what the rules' cache learnt goes back first (RuleCache.merge; the stop reads
                 # only that, see _child_at_stop), then the result
                 data = (pickle.dumps(self.rule_cache.export(), protocol=pickle.HIGHEST_PROTOCOL)
@@ -195,6 +195,7 @@ class Evaluation:
         os.close(w)
         os.set_blocking(r, False)
         self._child = (pid, r, [], t0)
+        self._forked_sas = list(self.tracker.ike_tracker.sas)  # what res["nat"] indexes
         return True
 
     def _read_child(self, block: bool = False, until: float | None = None) -> bool:
@@ -265,6 +266,7 @@ class Evaluation:
         if res is None or self._stopping():
             return True
         self.child_seconds = res.pop("child_seconds", 0.0)
+        self.tracker.take_nat(getattr(self, "_forked_sas", []), res.pop("nat", ()))
         self._apply(res)
         return True
 

@@ -301,27 +301,33 @@ class Tracker(NullSink):
             "ARP requests for further targets (inner model, per view)", pt.arp_first_drop)
         return out
 
-    def keep_state(self) -> None:
-        """Bring what a state build keeps on the tracker's objects up to date in this process:
-        each IKE SA's NAT verdict (``sa.nat``, worked out again only for an SA with new messages
-        or new NAT keepalives between its peers: :func:`pcapvpn.track.nat.ensure_verdict`).
+    #: live: ``[(index in ike_tracker.sas, NatVerdict)]`` of the IKE SAs whose NAT verdict the
+    #: last :meth:`state` worked out (a forked evaluation sends them back: :meth:`take_nat`)
+    nat_worked: list = []
 
-        Live calls it before each evaluation (``Evaluation._prepare``): an evaluation forked into
-        a child (above 0.1 s: every one at thousands of SAs) builds its state there, and what
-        the child worked out never came back, so the stop's build in this process worked out
+    def take_nat(self, sas: list, worked) -> None:
+        """Live: the NAT verdicts a forked evaluation worked out (its :attr:`nat_worked`), put
+        on this process' IKE SAs; ``sas``: ``ike_tracker.sas`` as it was at the fork (the
+        indexes are into it).  Before, they never came back: the stop's state build worked out
         the NAT verdict of every IKE SA held again (1.3 s of CPU for 4,902 IKE SAs on the
-        20,000-SA flood of bench/RESULTS.md, issue 20) where it now works out those changed
-        since the last evaluation."""
-        from pcapvpn.track.nat import annotate
-
-        annotate(self.ike_tracker.sas, self.keepalive_tracker._flows.values())
+        20,000-SA flood of bench/RESULTS.md, issue 20); now those changed since the last
+        evaluation.  A verdict is kept as an in-process evaluation keeps it
+        (:func:`pcapvpn.track.nat.ensure_verdict` works it out again when its SA has new
+        messages or new keepalives)."""
+        for i, v in worked or ():
+            if 0 <= i < len(sas):
+                sas[i].nat = v
 
     def state(self, now: float, capture=None) -> "State":
         """The model the rules read, as of ``now`` (end of capture offline, the clock live)."""
+        from pcapvpn.track.nat import annotate
         from pcapvpn.track.tunnels import build_tunnels
 
         ike_sas = self.ike_tracker.sas
-        self.keep_state()
+        before = [sa.nat for sa in ike_sas]
+        annotate(ike_sas, self.keepalive_tracker._flows.values())
+        self.nat_worked = [(i, sa.nat) for i, (sa, v) in enumerate(zip(ike_sas, before))
+                           if sa.nat is not v]
         esp_sas = self.esp_tracker.all_sas()
         tunnels = build_tunnels(ike_sas, esp_sas, self.th, self.tcp.values())
         if self.inner_tracker is not None:
