@@ -309,7 +309,7 @@ class Tracker(NullSink):
         """Live: the NAT verdicts a forked evaluation worked out (its :attr:`nat_worked`), put
         on this process' IKE SAs; ``sas``: ``ike_tracker.sas`` as it was at the fork (the
         indexes are into it).  Before, they never came back: the stop's state build worked out
-        the NAT verdict of every IKE SA held again (1.3 s of CPU for 4,902 IKE SAs on the
+        the NAT verdict of every IKE SA held again (1.0-1.5 s of CPU for 4,902 IKE SAs on the
         20,000-SA flood of bench/RESULTS.md, issue 20); now those changed since the last
         evaluation.  A verdict is kept as an in-process evaluation keeps it
         (:func:`pcapvpn.track.nat.ensure_verdict` works it out again when its SA has new
