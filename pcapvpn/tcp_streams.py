@@ -31,6 +31,9 @@ _IKE_LENGTH_AT = 24
 _ESP_HEAD = 8
 #: what frames an OpenVPN-over-TCP packet: its 16-bit Length and its opcode byte
 _OPENVPN_HEAD = 3
+#: the most bytes a snapshot length can have cut off a TCP segment: an IP packet is at most
+#: 65,535 bytes (RFC 791 Total Length, RFC 8200 Payload Length; jumbograms aside)
+_MAX_CUT = 0xFFFF
 
 #: TCP streams of the VPNs beside IPsec, by server port: OpenVPN (IANA 1194), PPTP (RFC 2637,
 #: 1723), TLS for SSL-VPNs (443; FortiGate 10443, SonicWall 4433).  OpenVPN over TCP is also
@@ -144,6 +147,8 @@ class TcpStreams:
                 return app.vproto != "tls"
             if app.vproto != "openvpn":
                 cut = 0
+        if cut > _MAX_CUT:  # a record's original length beyond any IP packet: damaged input
+            cut = _MAX_CUT
         for x in tcp.segment(d, seq, ack, flags, data, poff, end, ref, cut):
             if x.app.__class__ is _IkeTcp:
                 self._ike_tcp_deliver(x, ref, ts)
