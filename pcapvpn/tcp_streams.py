@@ -174,6 +174,9 @@ class TcpStreams:
                 return _IkeTcp(False)  # IKE over TCP on another port
             if _openvpn.tcp_stream_start(data, poff, end):
                 return _VpnTcp("openvpn", True)  # OpenVPN over TCP on any port
+            if _openvpn.tcp_stream_start(data, poff, end, server=True):
+                # the server's side of it (the capture holds only that direction)
+                return _VpnTcp("openvpn", False)
         return None
 
     def _ike_tcp_deliver(self, d, ref, ts):
@@ -396,7 +399,7 @@ class TcpStreams:
         if not st.prefix_checked:
             st.prefix_checked = True
             n = len(buf)
-            if proto == "tls" and st.from_client and _openvpn.tcp_stream_start(buf, 0, n):
+            if proto == "tls" and _openvpn.tcp_stream_start(buf, 0, n, not st.from_client):
                 proto = st.vproto = "openvpn"  # OpenVPN on a TLS port (e.g. proto tcp, port 443)
                 rev = self.tcp.get(d.rkey)
                 if rev is not None:

@@ -657,3 +657,31 @@ def test_snaplen_cut_openvpn_over_tcp_keeps_its_session(tmp_path, snap):
         return [(t["id"], t["verdict"], t["stage_reached"]) for t in report.tunnels]
 
     assert verdicts(cut) == verdicts(whole) and verdicts(cut)[0][1] == "healthy"
+
+
+def test_openvpn_over_tcp_seen_from_the_server_side_only(tmp_path):
+    """A capture that holds only the server's direction of OpenVPN over TCP 443 (asymmetric
+    routing, a filter on the server's address): its first packet is the server's hard reset,
+    not TLS.  It is an OpenVPN tunnel whose client is not visible (unknown), as the client's
+    direction alone is; before, the stream was taken for something other than TLS and the
+    capture showed no tunnel at all."""
+    from scapy.layers.inet import IP
+    from scapy.utils import rdpcap, wrpcap
+
+    from pcapvpn.analysis import run
+
+    src = REPO / "captures" / "lab" / "openvpn_tcp_tlscrypt_healthy" / \
+        "openvpn_tcp_tlscrypt_healthy.pcap"
+    pkts = rdpcap(str(src))
+    for side, want in (("198.51.100.2", "nothing from the client"),
+                       ("192.0.2.2", "nothing from the server")):
+        path = tmp_path / f"{side}.pcap"
+        wrpcap(str(path), [p for p in pkts if IP in p and p[IP].src == side])
+        t, = run([str(path)]).report.tunnels
+        assert (t["id"], t["verdict"]) == ("192.0.2.2<->198.51.100.2:443/tcp", "unknown")
+        assert any(want in str(n) for n in t["not_seen"])
+    # the server's hard reset opens a stream only read as the server's
+    data = bytes(next(p for p in pkts if IP in p and p[IP].src == "198.51.100.2"
+                      and len(bytes(p[IP].payload.payload)) > 16)[IP].payload.payload)
+    assert ov.tcp_stream_start(data, 0, len(data), server=True)
+    assert not ov.tcp_stream_start(data, 0, len(data))
