@@ -59,6 +59,9 @@ RST = int(TcpFlag.RST)
 ACK = int(TcpFlag.ACK)
 
 _MASK = 0xFFFFFFFF
+#: what stands in for bytes the snapshot length cut (a segment's cut is at most 65,535 bytes:
+#: the decoder's bound)
+_ZEROS = memoryview(bytes(0xFFFF))
 _HALF = 0x80000000
 
 
@@ -249,7 +252,7 @@ class TcpReassembler:
             if d.cuts == ():
                 d.cuts = []
             d.cuts.append(((seq + n) & _MASK, cut))
-            data = bytes(data[off:end]) + bytes(cut)
+            data = b"".join((data[off:end], _ZEROS[:cut]))
             off, end = 0, n + cut
             n += cut
         if flags & FIN:
