@@ -322,6 +322,34 @@ def ike_fragment_heads(path: Path, n: int, gap_us: int = 1, group: int = 0) -> P
     return path
 
 
+def tcp_cut_segments(path: Path, n: int, size: int = 60000, gap_us: int = 10) -> Path:
+    """An RFC 9329 stream (SYN, the IKETCP prefix) whose ``n`` segments each carry one framed
+    ESP packet of ``size`` bytes, captured as 46 bytes (the records' original lengths say
+    ``size`` more): every segment keeps its place in the stream with zeros standing in for what
+    was cut, so each costs that much work and none may accumulate."""
+    w = Wire(path)
+
+    def seg(t, seq, flags, payload, cut=0):
+        tcp = struct.pack(">HHIIBBHHH", 40000, 4500, seq, 0, 5 << 4, flags, 65535, 0, 0)
+        hdr = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload) + cut, 0,
+                          0x4000, 64, 6, 0, A, B)
+        data = _eth(A, B) + hdr + tcp + payload
+        sec, usec = divmod(t, 1_000_000)
+        w.write(w.rec(sec, usec, len(data), len(data) + cut) + data)
+
+    t = START_US
+    seg(t, 999, 0x02, b"")
+    seg(t + 1, 1000, 0x18, b"IKETCP")
+    seq = 1006
+    for k in range(n):
+        t += gap_us
+        payload = struct.pack(">HII", size, 0xC1000001, k + 1) + bytes(36)
+        seg(t, seq, 0x18, payload, size - len(payload))
+        seq = (seq + size) & 0xFFFFFFFF
+    w.close()
+    return path
+
+
 def one_packet_files(directory: Path, n: int) -> list[Path]:
     """``n`` pcap files holding one ESP packet each (SPI i, sequence 1), 1 ms apart."""
     directory.mkdir(parents=True, exist_ok=True)

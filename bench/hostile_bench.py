@@ -59,8 +59,10 @@ CASES = [
      None),
     ("60k SKF fragment numbers in one IKE SA", "skf", 60_000, {}, None),
     ("10k COOKIE-answered IKE_SA_INITs and their retries", "cookie_inits", 10_000, {}, None),
+    ("100k TCP segments cut by the snapshot length (60,000 bytes each on the wire)",
+     "tcp_cut_segments", 100_000, {}, None),
 ]
-QUICK = {10_000: 1_000, 5_000: 500, 1_000_000: 20_000, 60_000: 6_000}
+QUICK = {10_000: 1_000, 5_000: 500, 1_000_000: 20_000, 60_000: 6_000, 100_000: 5_000}
 
 
 def _capture(kind, n, kw, out: Path) -> tuple[Path, int]:

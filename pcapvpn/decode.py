@@ -291,7 +291,7 @@ class Decoder(FragmentReassembly, TcpStreams):
                                      l4off, end)
             else:
                 vpn = self._other_proto((fidx, num), ts, ipver, src, dst, proto, sport, dport,
-                                        data, l4off, end)
+                                        data, l4off, end, _cut(data, end, wirelen))
             if not vpn and self._plain is not None:
                 self.plain_frames += 1
                 self._plain((fidx, num), ts, iface, linktype, _cooked(linktype, data), r, data)
@@ -361,9 +361,10 @@ class Decoder(FragmentReassembly, TcpStreams):
         return True
 
     def _other_proto(self, ref, ts, ipver, src, dst, proto, sport, dport, data, l4off,
-                     end) -> bool:
+                     end, cut=0) -> bool:
         """AH, ICMP, TCP, GRE and the rest; False when the packet is plaintext (no VPN
-        traffic; ICMP errors are both: they may quote a VPN flow or an inner one)."""
+        traffic; ICMP errors are both: they may quote a VPN flow or an inner one).  ``cut``: the
+        bytes the snapshot length cut off the packet's end."""
         sink = self.sink
         if proto == _P_AH:
             nh, plen, spi, seq, icv = _esp.parse_ah(data, l4off, end)
@@ -383,7 +384,7 @@ class Decoder(FragmentReassembly, TcpStreams):
                 self.other += 1
             return False
         elif proto == _P_TCP:
-            return self._tcp(ref, ts, ipver, src, dst, data, l4off, end)
+            return self._tcp(ref, ts, ipver, src, dst, data, l4off, end, cut)
         elif proto == _P_GRE:
             self.other += 1
             if _pptp.looks_like_gre(data, l4off, end):

@@ -25,6 +25,12 @@ releases with :meth:`TcpReassembler.consume`.  The policy (sequence numbers comp
   bounds (``gaps_by_limit``), or when an RST ends the direction.  A hole still open at the end of
   the capture is counted as a gap; its held bytes are not delivered (they would arrive after
   everything else).  Counted in ``gaps``.
+* **Cut by the snapshot length**: a segment captured shorter than it was on the wire (the
+  decoder says by how much) takes its place in the stream at its full length, the bytes not
+  captured standing in as zeros, and their range is kept (``TcpDir.cuts``): the framing still
+  finds the message boundaries after it (a length-framed protocol's next Length lies in the next
+  segment), and :meth:`TcpReassembler.captured_end` tells it where a message's captured bytes
+  stop, so no byte that was not captured is ever read as the stream's.
 * **FIN**: its data is data; the peer acknowledging the FIN's own sequence number is not a gap.
 * **Memory**: at most ``Limits.tcp_max_streams`` directions (the least recently active one is
   forgotten: ``streams_evicted``); a direction whose buffered partial message exceeds
@@ -53,6 +59,9 @@ RST = int(TcpFlag.RST)
 ACK = int(TcpFlag.ACK)
 
 _MASK = 0xFFFFFFFF
+#: what stands in for bytes the snapshot length cut (a segment's cut is at most 65,535 bytes:
+#: the decoder's bound)
+_ZEROS = memoryview(bytes(0xFFFF))
 _HALF = 0x80000000
 
 
@@ -85,7 +94,7 @@ class TcpDir:
     """One direction of a followed TCP stream."""
 
     __slots__ = ("key", "ipver", "app", "next_seq", "buf", "frames", "held", "held_bytes",
-                 "nbytes", "fin_seq", "synced", "gap", "evicted")
+                 "nbytes", "fin_seq", "synced", "gap", "evicted", "cuts")
 
     def __init__(self, key, addr, app):
         #: (src, sport, dst, dport) of this direction (``rkey``: of the other one)
@@ -110,6 +119,9 @@ class TcpDir:
         #: set when bytes were skipped (a gap, or the buffer bound): the framing must resynchronise
         self.gap = False
         self.evicted = False
+        #: ``(seq, length)`` of the byte ranges the snapshot length cut, in the buffer or held
+        #: (a list while there are any, else the shared ``()``)
+        self.cuts = ()
 
     @property
     def rkey(self) -> tuple:
@@ -173,6 +185,7 @@ class TcpReassembler:
         d.held_bytes = 0
         d.next_seq = -1
         d.gap = False
+        d.cuts = ()
 
     def _evict(self, d) -> None:
         del self.dirs[d.key]
@@ -185,6 +198,7 @@ class TcpReassembler:
         d.frames = ()
         d.held = _NO_HELD
         d.nbytes = d.held_bytes = 0
+        d.cuts = ()
 
     def _add(self, d, n: int) -> None:
         """Account ``n`` more (or, negative, fewer) bytes held by ``d``."""
@@ -215,10 +229,11 @@ class TcpReassembler:
 
     # -- segments ------------------------------------------------------------------------------
 
-    def segment(self, d, seq, ack, flags, data, off, end, ref) -> list:
-        """One segment of direction ``d`` (payload ``data[off:end]``).  Returns the directions
-        whose buffer changed or that had a gap — ``d``, and/or the other direction when this
-        segment's ACK gave up a hole of it — for the framing to read."""
+    def segment(self, d, seq, ack, flags, data, off, end, ref, cut=0) -> list:
+        """One segment of direction ``d`` (payload ``data[off:end]``; ``cut``: bytes of it the
+        snapshot length cut off, after ``end``).  Returns the directions whose buffer changed or
+        that had a gap — ``d``, and/or the other direction when this segment's ACK gave up a
+        hole of it — for the framing to read."""
         k = d.key
         self.dirs[k] = self.dirs.pop(k)
         if k in self._holding:
@@ -232,6 +247,14 @@ class TcpReassembler:
             self._restart(d, seq)
             return ready
         n = end - off
+        if cut > 0:
+            # the bytes not captured stand in as zeros at their place; their range is kept
+            if d.cuts == ():
+                d.cuts = []
+            d.cuts.append(((seq + n) & _MASK, cut))
+            data = b"".join((data[off:end], _ZEROS[:cut]))
+            off, end = 0, n + cut
+            n += cut
         if flags & FIN:
             d.fin_seq = (seq + n) & _MASK
         if n > 0:
@@ -256,6 +279,7 @@ class TcpReassembler:
         d.fin_seq = -1
         d.synced = True
         d.gap = False
+        d.cuts = ()
 
     def _place(self, d, seq, data, off, end, ref) -> bool:
         lim = self.limits
@@ -352,6 +376,8 @@ class TcpReassembler:
         d.frames = ()
         d.next_seq = to
         d.gap = True
+        if d.cuts:
+            self._prune_cuts(d)
 
     def _peer_acked(self, d, ack) -> bool:
         """The other side acknowledged ``d``'s bytes up to ``ack``: the ones the capture has not
@@ -382,6 +408,8 @@ class TcpReassembler:
                 del d.buf[:n]
             self._add(d, -n)
             d.frames = d.frames[-1:] if d.buf else ()
+            if d.cuts:
+                self._prune_cuts(d)
         if len(d.buf) > self.limits.tcp_max_buffer:
             self.bytes_dropped += len(d.buf)
             self.discard(d)
@@ -393,6 +421,37 @@ class TcpReassembler:
             self._add(d, -len(d.buf))
             d.buf = b""
         d.frames = ()
+        if d.cuts:
+            self._prune_cuts(d)
+
+    def captured_end(self, d, a: int, b: int) -> int:
+        """Where the captured bytes of ``d.buf[a:b]`` (a message the framing found) stop: ``b``,
+        or the buffer offset of the first byte in it that the snapshot length cut."""
+        out = b
+        if d.cuts:
+            start = (d.next_seq - len(d.buf)) & _MASK
+            for cs, cl in d.cuts:
+                r = _rel(cs, start)
+                if r < out and r + cl > a:
+                    out = max(r, a)
+        return out
+
+    def cut_in(self, d, a: int, b: int) -> int:
+        """The buffer offset where the first cut range overlapping ``d.buf[a:b]`` ends, or -1
+        (every byte of it was captured)."""
+        if d.cuts:
+            start = (d.next_seq - len(d.buf)) & _MASK
+            for cs, cl in d.cuts:
+                r = _rel(cs, start)
+                if r < b and r + cl > a:
+                    return r + cl
+        return -1
+
+    def _prune_cuts(self, d) -> None:
+        """Forget the cut ranges that end before the buffer's first byte."""
+        start = (d.next_seq - len(d.buf)) & _MASK
+        kept = [c for c in d.cuts if _rel(c[0], start) + c[1] > 0]
+        d.cuts = kept if kept else ()
 
     def finish(self) -> None:
         """End of the capture: a hole still open is a gap (its held bytes are not delivered)."""

@@ -11,6 +11,7 @@ framing here reads each direction's in-order buffer and releases what it deliver
 
 from __future__ import annotations
 
+from dissect.vpn import ike as _ike
 from dissect.vpn import ip as _ip
 from dissect.vpn import openvpn as _openvpn
 from dissect.vpn import pptp as _pptp
@@ -24,6 +25,15 @@ from pcapvpn.tcp_reassembly import SYN
 
 _ESP = _udpencap.ESP
 _IKE = _udpencap.IKE
+#: the IKE header's Length field starts here (RFC 7296 §3.1; RFC 2408 §3.1)
+_IKE_LENGTH_AT = 24
+#: an ESP packet's SPI and Sequence Number (RFC 4303 §2)
+_ESP_HEAD = 8
+#: what frames an OpenVPN-over-TCP packet: its 16-bit Length and its opcode byte
+_OPENVPN_HEAD = 3
+#: the most bytes a snapshot length can have cut off a TCP segment: an IP packet is at most
+#: 65,535 bytes (RFC 791 Total Length, RFC 8200 Payload Length; jumbograms aside)
+_MAX_CUT = 0xFFFF
 
 #: TCP streams of the VPNs beside IPsec, by server port: OpenVPN (IANA 1194), PPTP (RFC 2637,
 #: 1723), TLS for SSL-VPNs (443; FortiGate 10443, SonicWall 4433).  OpenVPN over TCP is also
@@ -102,10 +112,14 @@ class TcpStreams:
 
     # -- TCP -----------------------------------------------------------------------------------
 
-    def _tcp(self, ref, ts, ipver, src, dst, data, l4off, end):
+    def _tcp(self, ref, ts, ipver, src, dst, data, l4off, end, cut=0):
         """A TCP segment: followed when it belongs to IKE/ESP (the IKE ports, or any port once
         the IKETCP prefix or a framed IKE message shows it) or to a VPN beside IPsec; reassembled
-        by :class:`pcapvpn.tcp_reassembly.TcpReassembler`."""
+        by :class:`pcapvpn.tcp_reassembly.TcpReassembler`.  ``cut``: bytes the snapshot length
+        cut off its end.  A length-framed stream (IKE/ESP, OpenVPN) keeps its framing across a
+        cut segment (its next Length is in the next segment): the messages it cut are delivered
+        with their captured bytes only, as a cut UDP datagram's are; a TLS or PPTP stream has a
+        gap there (their records are read whole)."""
         sport, dport, seq, ack, flags, poff = _ip.decode_tcp(data, l4off, end)
         key = (src, sport, dst, dport)
         tcp = self.tcp
@@ -119,7 +133,8 @@ class TcpStreams:
         app = d.app
         if app.__class__ is _IkeTcp:
             self.tcp_segments += 1
-            self.sink.tcp_segment(ref, ts, ipver, src, dst, sport, dport, flags, end - poff)
+            self.sink.tcp_segment(ref, ts, ipver, src, dst, sport, dport, flags,
+                                  end - poff + cut)
             if flags & SYN:
                 app.restart()
             elif app.framing == _NOT_IKE:
@@ -127,10 +142,14 @@ class TcpStreams:
                 return True
         else:
             self.other += 1
-            if not self._vpn_tcp_segment(d, ref, ts, flags, end - poff):
+            if not self._vpn_tcp_segment(d, ref, ts, flags, end - poff + cut):
                 tcp.touch(d)
                 return app.vproto != "tls"
-        for x in tcp.segment(d, seq, ack, flags, data, poff, end, ref):
+            if app.vproto != "openvpn":
+                cut = 0
+        if cut > _MAX_CUT:  # a record's original length beyond any IP packet: damaged input
+            cut = _MAX_CUT
+        for x in tcp.segment(d, seq, ack, flags, data, poff, end, ref, cut):
             if x.app.__class__ is _IkeTcp:
                 self._ike_tcp_deliver(x, ref, ts)
             else:
@@ -155,6 +174,9 @@ class TcpStreams:
                 return _IkeTcp(False)  # IKE over TCP on another port
             if _openvpn.tcp_stream_start(data, poff, end):
                 return _VpnTcp("openvpn", True)  # OpenVPN over TCP on any port
+            if _openvpn.tcp_stream_start(data, poff, end, server=True):
+                # the server's side of it (the capture holds only that direction)
+                return _VpnTcp("openvpn", False)
         return None
 
     def _ike_tcp_deliver(self, d, ref, ts):
@@ -194,9 +216,15 @@ class TcpStreams:
                 return
             st.framing = framing
             self._ike_tcp_proven(d)
+        framed = st.framing == _tcpencap.FRAMED
+        # the bytes that frame a message: RFC 9329's Length (and the Non-ESP Marker or SPI
+        # that tells IKE from ESP), else the Non-ESP Marker and the IKE header up to its Length
+        head = 2 if framed else _ike.HEADER_LEN + (4 if st.framing == _tcpencap.MARKER else 0)
         try:
             messages, consumed = _tcpencap.split(buf, start, st.framing)
         except DissectError as e:
+            if d.cuts and self._framing_cut(d, start, start + head, ref, ts):
+                return
             self._error(d.frames[-1] if d.frames else ref, "TCP-encapsulated stream: " + e.reason)
             st.framing = None
             st.tries += 1
@@ -209,17 +237,75 @@ class TcpStreams:
         sink = self.sink
         ipver, src, dst, sport, dport = d.addr
         frames = tuple(sorted(set(d.frames)))
+        cuts = d.cuts
+        pos = start
         for kind, off, mend, spi, seq in messages:
+            if cuts:
+                if tcp.cut_in(d, pos, pos + head) >= 0:
+                    break  # its Length was not captured: the framing is lost here (below)
+                cend = tcp.captured_end(d, off, mend)
+                if framed and cend < off:  # IKE or ESP cannot be told (the frame is counted
+                    pos = mend             # among the truncated ones)
+                    continue
+            else:
+                cend = mend
+            pos = mend
             if kind == _IKE:
-                ike_event(sink, ref, ts, ipver, src, dst, sport, dport, "tcp", buf, off, mend,
-                          frames)
+                if cend < mend:
+                    self._ike_tcp_cut(d, ref, ts, buf, off, cend, mend, frames)
+                else:
+                    ike_event(sink, ref, ts, ipver, src, dst, sport, dport, "tcp", buf, off,
+                              mend, frames)
             elif kind == _ESP:
+                if cend - off < _ESP_HEAD:
+                    # its SPI or sequence number was not captured (its frame is counted among
+                    # the truncated ones)
+                    continue
                 sink.esp_tcp(ref, ts, ipver, src, dst, sport, dport, spi, seq, mend - off)
-                self._esp_payload(ref, ts, ipver, src, dst, sport, dport, spi, seq,
-                                  bytes(buf[off:mend]), 0, mend - off)
+                if cend == mend:
+                    self._esp_payload(ref, ts, ipver, src, dst, sport, dport, spi, seq,
+                                      bytes(buf[off:mend]), 0, mend - off)
             else:
                 self._error(ref, "TCP-encapsulated message is neither IKE nor ESP")
-        tcp.consume(d, start + consumed)
+        if not cuts:
+            tcp.consume(d, start + consumed)
+            return
+        tcp.consume(d, pos)
+        self._framing_cut(d, 0, head, ref, ts)
+
+    def _framing_cut(self, d, a, b, ref, ts) -> bool:
+        """When the bytes ``d.buf[a:b]`` that frame the next message were cut by the snapshot
+        length: the stream is read again from the end of that cut (the next segment's start,
+        where a message boundary is looked for as after a gap; counted in the gaps); True when
+        so."""
+        tcp = self.tcp
+        e = tcp.cut_in(d, a, b)
+        if e < 0:
+            return False
+        tcp.consume(d, e)
+        tcp.gaps += 1
+        d.gap = True
+        if d.buf:  # the segments after it are here already
+            if d.app.__class__ is _IkeTcp:
+                self._ike_tcp_deliver(d, ref, ts)
+            else:
+                self._vpn_tcp_deliver(d, ref, ts)
+        return True
+
+    def _ike_tcp_cut(self, d, ref, ts, buf, off, cend, mend, frames):
+        """An IKE message of a TCP stream whose bytes from ``cend`` on the snapshot length cut
+        (it fills its frame up to ``mend``): its captured bytes, as a cut UDP datagram's IKE
+        message (the tracker sees it truncated).  When only the header's Length is missing (a
+        96-byte snapshot of a segment with TCP timestamps keeps 24 bytes of the header), it is
+        the frame's: RFC 9329 §3 frames one whole IKE message (after the Non-ESP Marker)."""
+        ipver, src, dst, sport, dport = d.addr
+        if _IKE_LENGTH_AT <= cend - off < _ike.HEADER_LEN:
+            data = bytes(buf[off:off + _IKE_LENGTH_AT]) + (mend - off).to_bytes(4, "big")
+            off, cend = 0, _ike.HEADER_LEN
+        else:
+            data = buf
+        ike_event(self.sink, ref, ts, ipver, src, dst, sport, dport, "tcp", data, off, cend,
+                  frames)
 
     def _ike_tcp_proven(self, d):
         """The IKETCP prefix or a framing was seen: this direction and the other are IKE/ESP."""
@@ -313,7 +399,7 @@ class TcpStreams:
         if not st.prefix_checked:
             st.prefix_checked = True
             n = len(buf)
-            if proto == "tls" and st.from_client and _openvpn.tcp_stream_start(buf, 0, n):
+            if proto == "tls" and _openvpn.tcp_stream_start(buf, 0, n, not st.from_client):
                 proto = st.vproto = "openvpn"  # OpenVPN on a TLS port (e.g. proto tcp, port 443)
                 rev = self.tcp.get(d.rkey)
                 if rev is not None:
@@ -331,7 +417,12 @@ class TcpStreams:
                 return
         try:
             if proto == "openvpn":
-                msgs, used = _openvpn.split_tcp(buf, 0)
+                try:
+                    msgs, used = _openvpn.split_tcp(buf, 0)
+                except DissectError:
+                    if d.cuts and self._framing_cut(d, 0, _OPENVPN_HEAD, ref, ts):
+                        return
+                    raise
             elif proto == "pptp":
                 msgs, used = _pptp.split_stream(buf, 0)
             else:
@@ -349,7 +440,15 @@ class TcpStreams:
             return
         sink = self.sink
         frames = tuple(sorted(set(d.frames)))
+        tcp = self.tcp
+        cuts = d.cuts
         for a, b in msgs:
+            if cuts:
+                if tcp.cut_in(d, a - 2, a + 1) >= 0:
+                    # its Length or opcode was not captured: the framing is lost here
+                    used = a - 2
+                    break
+                b = tcp.captured_end(d, a, b)  # a packet the cut shortened: its captured bytes
             sink.vpn_tcp(ref, ts, ipver, src, dst, sport, dport, proto, bytes(buf[a:b]), frames,
                          st.from_client)
             if proto == "tls" and buf[a] == 23:
@@ -358,6 +457,8 @@ class TcpStreams:
             self._vpn_tcp_stop(d)  # the handshake is over: the rest is encrypted application data
             return
         self.tcp.consume(d, used)
+        if cuts and self._framing_cut(d, 0, _OPENVPN_HEAD, ref, ts):
+            return
         if d.gap:  # the partial message outgrew tcp_max_buffer
             d.gap = False
             self._vpn_tcp_stop(d)

@@ -159,6 +159,19 @@ def write_pcap(path: Path, frames: list[tuple[float, bytes]],
     return path
 
 
+def snap_copy(src: Path, dst: Path, snap: int) -> Path:
+    """``src`` (pcap or pcapng, Ethernet) as ``tcpdump -s SNAP`` would have written it: every
+    frame cut to ``snap`` bytes, its length on the wire kept as the record's original length."""
+    from scapy.utils import rdpcap
+
+    with open(dst, "wb") as f:
+        w = PcapWriter(f, LINKTYPE_ETHERNET)
+        for p in rdpcap(str(src)):
+            data = bytes(p)
+            w.write_packet(float(p.time), data[:snap], len(data))
+    return dst
+
+
 # -- IKEv1 messages (RFC 2408 §3, RFC 2409 §5) ---------------------------------------------------
 
 

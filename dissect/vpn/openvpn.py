@@ -391,17 +391,18 @@ def split_tcp(buf: Buffer, start: int = 0) -> tuple[list[tuple[int, int]], int]:
     return out, pos - start
 
 
-def tcp_stream_start(data: Buffer, off: int, end: int) -> bool:
+def tcp_stream_start(data: Buffer, off: int, end: int, server: bool = False) -> bool:
     """True when a TCP payload looks like the first packet of an OpenVPN-over-TCP stream from
-    the client: a length that fits a hard reset and a HARD_RESET_CLIENT opcode with key ID 0
-    (used to recognise OpenVPN on ports other than 1194)."""
+    the client (``server``: from the server): a length that fits a hard reset and a
+    HARD_RESET_CLIENT (HARD_RESET_SERVER) opcode with key ID 0 (used to recognise OpenVPN on
+    ports other than 1194, and on a TLS port)."""
     if end - off < 16:
         return False
     length = _U16(data, off)[0]
     if length < 14 or length > 1600:
         return False
     b = data[off + 2]
-    if b & 7 or (b >> 3) not in CLIENT_RESETS:
+    if b & 7 or (b >> 3) not in (SERVER_RESETS if server else CLIENT_RESETS):
         return False
     if off + 2 + length > end:
         return True  # the segment holds the start of it only; the caller confirms later

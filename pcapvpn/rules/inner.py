@@ -640,7 +640,7 @@ def dns_outside(ctx):
         tied = {id(v) for v, _h in m.views}
         hits = []
         for v in plain.views.values():
-            if v.kind != "physical" or id(v) in tied or v.file not in m.files:
+            if v.kind != "physical" or id(v) in tied or v.group not in m.files:
                 continue
             for q in v.dns:
                 if q.server in m.outer or not q.name:

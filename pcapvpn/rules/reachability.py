@@ -393,7 +393,9 @@ def _unanswered_draft(ctx, sa, t) -> list:
         label = exchange_label(x)
         sender = endpoint_text((first.ipver, first.src, first.sport))
         receiver = endpoint_text((first.ipver, first.dst, first.dport))
-        size = max(m.length if m.head_only else m.size for m in reqs)
+        # (the size on the wire: a message the snapshot length cut, or read from its first IP
+        # fragment only, has the Length of its header)
+        size = max(m.length if m.truncated else m.size for m in reqs)
         hint = implementation_hint(intervals)
         over = msg(" over TCP") if first.transport == "tcp" else ""
         head = (msg("{label} from {sender} to {receiver}{over} ({size} bytes) was sent {n} "

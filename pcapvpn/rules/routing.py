@@ -141,7 +141,7 @@ def _own_views(ctx, m):
         return []
     tied = {id(v) for v, _h in m.views}
     return [v for v in plain.views.values()
-            if v.kind == "physical" and id(v) not in tied and v.file in m.files]
+            if v.kind == "physical" and id(v) not in tied and v.group in m.files]
 
 
 # -- ROUTE_OUTSIDE_TUNNEL -----------------------------------------------------------------------

@@ -99,7 +99,7 @@ class Tracker(NullSink):
         self.keyed_spis = None
         #: plaintext views (tunnel interfaces, LAN sides, traffic beside a tunnel) and decrypted
         #: ESP: the one inner model (``interfaces``: file index -> the reader's interfaces)
-        self.plain_tracker = PlainTracker(interfaces)
+        self.plain_tracker = PlainTracker(interfaces, self.names)
         self.plain_tracker.max_flows = limits.plain_max_flows
         self.plain_tracker.max_dns = limits.plain_max_dns
         # ARP targets per view: at most as many as the conversations followed (a target is a

@@ -205,6 +205,10 @@ class IkeTracker:
         # extracted below are all that is used, and a flood of IKE messages costs less
         m.msg = msg if self.keys is not None else None
         m.payload_types = msg.payload_types
+        if msg.truncated and msg.type_past_cut:
+            # the snapshot length cut it: a payload named by a Next Payload field captured is on
+            # the wire (an IKE_SA_INIT response's SA payload cut at 96 bytes still makes it one)
+            m.payload_types.append(msg.type_past_cut)
         # an IKE_SA_INIT response re-sent with a fresh responder SPI is still a copy
         m.digest = _ike.copy_digest(msg)
         self._extract(m, msg)

@@ -292,3 +292,21 @@ def test_snaplen_cut_ike_on_custom_ports_is_still_ike():
         d.run([(0, 1, 1.0, LINKTYPE_ETHERNET, frame[:96], wirelen or 96, 0)])
         d.finish()
         assert [(e[0], e[1]) for e in sink.events if e[0] == "ike"] == want
+
+
+def test_snaplen_cut_unanswered_ike_gives_its_size_on_the_wire(tmp_path):
+    """An IKE_SA_INIT never answered, captured with a snapshot length of 96 bytes: the finding
+    gives the message's size on the wire (its header's Length), not the bytes captured."""
+    from dissect.vpn.capture.writers import PcapWriter
+    from pcapvpn.analysis import run
+
+    raw = ike_sa_init(ISPI, ZERO, False)
+    frame = eth(ipv4("192.0.2.1", "198.51.100.1", 17, udp(500, 500, raw)))
+    assert len(raw) > 96
+    with open(tmp_path / "cut.pcap", "wb") as f:
+        w = PcapWriter(f, LINKTYPE_ETHERNET)
+        for i in range(4):
+            w.write_packet(1_700_000_000.0 + 2 ** i, frame[:96], len(frame))
+    res = run([str(tmp_path / "cut.pcap")])
+    f, = [f for f in res.findings if f.code == "IKE_NO_RESPONSE"]
+    assert f"({len(raw)} bytes)" in f.detail and "(54 bytes)" not in f.detail

@@ -298,6 +298,65 @@ def test_segment_missed_by_the_capture_is_a_gap_not_the_end(tmp_path):
     c = doc["capture"]["counts"]
     assert c["tcp_gaps"] == 1 and c["esp_tcp"] == 2 + 4 + 2
     assert doc["capture"]["decode_errors"] == 0
+    # the peer acknowledged the missed segment: TCP delivered it; the sequence number it carried
+    # is the capture's gap, not a lost packet (before: ESP_SEQUENCE_GAP, degraded)
+    assert "ESP_SEQUENCE_GAP" not in {f["code"] for f in doc["findings"]}
+    assert doc["tunnels"][0]["verdict"] == "healthy"
+
+
+def test_esp_over_tcp_skipping_numbers_in_a_whole_stream_is_still_a_gap(tmp_path):
+    """Every byte of the stream was captured and the sender's ESP sequence still skips numbers:
+    the packets were dropped before they entered its TCP stream (a full socket buffer): a
+    sequence gap as on UDP."""
+    conv = rfc9329_session(Conversation().handshake(), esp_packets=2, cut=False)
+    for s in range(6, 10):
+        conv.send(True, framed_esp(0xC1000001, s))
+    _res, doc = analyse(conv.close().write(tmp_path / "skipped.pcap"))
+    assert doc["capture"]["counts"]["tcp_gaps"] == 0
+    assert "ESP_SEQUENCE_GAP" in {f["code"] for f in doc["findings"]}
+
+
+def _verdicts(doc):
+    return [(t["id"], t["verdict"], t["stage_reached"]) for t in doc["tunnels"]]
+
+
+def test_snaplen_cut_libreswan_capture_keeps_its_ike_over_tcp(tmp_path):
+    """libreswan_tcp.pcap captured with a snapshot length of 128 bytes (TCP timestamps: 62 bytes
+    of each segment): every IKE message is cut after its header and first payloads.  The stream
+    keeps its place past each cut segment: the six messages are read (cut, as cut UDP
+    datagrams' are), and the tunnel is what the whole capture shows.  Before, the bytes not
+    captured were a hole in the stream and not one message was read: unknown."""
+    from synth import snap_copy
+
+    _res, whole = analyse(DATA / "libreswan_tcp.pcap")
+    _res, doc = analyse(snap_copy(DATA / "libreswan_tcp.pcap", tmp_path / "cut.pcap", 128))
+    c = doc["capture"]["counts"]
+    assert c["ike_tcp"] == c["ike"] == 6 and doc["capture"]["decode_errors"] == 0
+    assert _verdicts(doc) == _verdicts(whole) and doc["tunnels"][0]["verdict"] == "healthy"
+    exch = [(m["exchange"], m["response"]) for m in doc["ike_sas"][0]["messages"]]
+    assert exch == [(m["exchange"], m["response"]) for m in whole["ike_sas"][0]["messages"]]
+
+
+def test_snaplen_cut_rfc9329_stream_is_read_past_its_cut_segments(tmp_path):
+    """An RFC 9329 session captured with a snapshot length of 96 bytes (42 bytes of each
+    segment): each IKE message keeps its header, each segment's first ESP packet its SPI and
+    sequence number.  Where a segment carried more packets, the next one's Length was cut: the
+    framing is lost there (a gap, no decode error) and found again at the next segment, which
+    starts a packet.  The tunnel is the whole capture's."""
+    from synth import snap_copy
+
+    conv = rfc9329_session(Conversation().handshake(), cut=False)
+    for s in range(5, 8):  # one packet a segment
+        conv.send(True, framed_esp(0xC1000001, s))
+    conv.close()
+    _res, whole = analyse(conv.write(tmp_path / "whole.pcap"))
+    _res, doc = analyse(snap_copy(tmp_path / "whole.pcap", tmp_path / "cut.pcap", 96))
+    c = doc["capture"]["counts"]
+    assert c["ike_tcp"] == 4 and doc["capture"]["decode_errors"] == 0
+    # the two 4-packet segments give their first packet; the three single ones all
+    assert c["esp_tcp"] == 1 + 3 + 1 and c["tcp_gaps"] == 2
+    assert _verdicts(doc) == _verdicts(whole) and doc["tunnels"][0]["verdict"] == "healthy"
+    assert {e["spi"] for e in doc["esp_sas"]} == {e["spi"] for e in whole["esp_sas"]}
 
 
 def test_reset_after_a_working_session_is_no_finding(tmp_path):

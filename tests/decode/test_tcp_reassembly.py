@@ -232,3 +232,30 @@ def test_empty_buffers_and_held_segments_are_shared_until_used():
     assert len(_NO_HELD) == 0
     with pytest.raises(TypeError):
         _NO_HELD[1] = (b"x", (0, 1))
+
+
+def test_a_segment_the_snapshot_length_cut_keeps_its_place_in_the_stream():
+    """A segment captured shorter than on the wire: its captured bytes, then zeros standing in for
+    the cut ones at their place, so the next segment follows without a hole; ``cut_in`` and
+    ``captured_end`` tell the framing which bytes were not captured (across the 2^32 wrap), and
+    the ranges are forgotten once consumed."""
+    r = TcpReassembler(Limits())
+    d = r.open(A, None, None)
+    r.segment(d, ISN, 0, SYN, b"", 0, 0, (0, 1))
+    r.segment(d, ISN + 1, 0, ACK, b"abcdef", 0, 6, (0, 2), 250)   # 256 on the wire, ISN wraps
+    assert not r.segment(d, ISN + 1 + 300, 0, ACK, b"later", 0, 5, (0, 3))  # after a hole: held
+    ready = r.segment(d, ISN + 257, 0, ACK, b"x" * 44, 0, 44, (0, 4))
+    assert ready == [d] and not d.gap and r.gaps == 0
+    assert bytes(d.buf) == b"abcdef" + bytes(250) + b"x" * 44 + b"later"
+    assert r.cut_in(d, 0, 6) == -1 and r.cut_in(d, 5, 7) == 256 and r.cut_in(d, 256, 300) == -1
+    assert r.captured_end(d, 2, 100) == 6 and r.captured_end(d, 256, 300) == 300
+    assert r.captured_end(d, 10, 20) == 10  # a message wholly in the cut: nothing captured
+    r.consume(d, 100)
+    assert d.cuts and r.cut_in(d, 0, 2) == 156
+    r.consume(d, 160)
+    assert d.cuts == () and r.cut_in(d, 0, len(d.buf)) == -1
+    # a cut segment held after a hole keeps its range until it is appended
+    r.segment(d, ISN + 1 + 400, 0, ACK, b"yz", 0, 2, (0, 5), 8)
+    r.segment(d, ISN + 1 + 305, 0, ACK, b"q" * 95, 0, 95, (0, 6))
+    start = len(d.buf) - 10
+    assert bytes(d.buf[start:]) == b"yz" + bytes(8) and r.cut_in(d, start, start + 3) == start + 10

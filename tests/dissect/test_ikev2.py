@@ -257,8 +257,11 @@ def test_length_field_cases():
     # captured bytes end before Length says: truncated, no error for the cut payload
     m = parse_message(full[:200])
     assert m.truncated and m.errors == [] and m.payload_types == [33] and len(m.raw) == 200
+    assert m.type_past_cut == 34  # the SA payload names the KE payload the cut removed
     m = parse_message(full[:100])
     assert m.truncated and m.errors == [] and m.payload_types == []
+    assert m.type_past_cut == 33  # the header names the SA payload (an answer, not an error)
+    assert parse_message(full).type_past_cut == 0
     # Length below the header size
     m = parse_message(msg([(40, b"N" * 8)], length=0))
     assert "below the header size" in m.errors[0][0] and m.payload_types == [40]
@@ -311,6 +314,7 @@ def test_truncated_sk_keeps_first_inner():
     assert m.truncated and m.errors == [] and m.payload_types == [46]
     sk = m.payloads[0]
     assert sk.first_inner == 41 and sk.length == 204 and sk.data_end == 96
+    assert m.type_past_cut == 0  # SK's Next Payload names an inner payload
     # SKF cut before its fragment numbers: dropped silently
     f = msg([(53, struct.pack(">HH", 1, 2) + enc)], exch=35)
     m = parse_message(f[:30])

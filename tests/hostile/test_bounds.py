@@ -156,3 +156,28 @@ def test_cli_limit_rejects_bad_values(item):
 
     r = CliRunner().invoke(cli, ["analyze", "--limit", item, "nofile.pcap"])
     assert r.exit_code == 2 and "--limit" in r.output
+
+
+def test_tcp_segments_cut_by_the_snapshot_length_hold_no_more_than_one(tmp_path):
+    """A stream of segments each cut from 60,000 bytes to 46: every segment's ESP packet is
+    read (its SPI and sequence number were captured), and what the reassembly holds at most is
+    one segment's worth, however many come."""
+    from pcapvpn.decode import Decoder, NullSink
+    from pcapvpn.sources import open_source
+
+    class Esp(NullSink):
+        def __init__(self):
+            self.n = 0
+
+        def esp_tcp(self, *a):
+            self.n += 1
+
+    peaks = []
+    for n in (200, 400):
+        sink = Esp()
+        d = Decoder(sink)
+        d.run(open_source(str(hostile.tcp_cut_segments(tmp_path / f"cut{n}.pcap", n))).frames())
+        d.finish()
+        assert sink.n == n and d.decode_errors == 0
+        peaks.append(d.tcp.peak_bytes)
+    assert peaks[0] == peaks[1] <= 2 * 60000

@@ -49,6 +49,8 @@ CASES = [
     ("ike_endpoints", 300, {}),
     # first IP fragments of IKE only (a port capture filter), hundreds pending at once
     ("ike_fragment_heads", 400, {}),
+    # TCP segments the snapshot length cut, each standing in for 60,000 bytes
+    ("tcp_cut_segments", 300, {}),
 ]
 
 

@@ -820,3 +820,20 @@ def test_ikev1_capture_begun_at_qm3_is_no_child_sa_failure(tmp_path):
     assert the(res).verdict == "healthy", [(f.code, f.severity) for f in res.findings]
     sa, = res.state.ike_sas
     assert [m.step for m in sa.messages if m.exch == 32] == [3]
+
+
+def test_simultaneous_init_under_a_snapshot_length(tmp_path):
+    """The lab's simultaneous initiation captured with a snapshot length of 96 bytes: every
+    IKE_SA_INIT answer is cut inside its SA payload.  The header still names it (an answer that
+    creates the IKE SA, not an error or a COOKIE): the same IKE_SIMULTANEOUS_INIT as the whole
+    capture (before: only the retransmissions of the initiation that waited)."""
+    from conftest import REPO
+    from synth import snap_copy
+
+    from pcapvpn.analysis import run
+
+    src = REPO / "captures" / "lab" / "ikev2_ignored_init_duplicate" / \
+        "ikev2_ignored_init_duplicate.pcap"
+    res = run([str(snap_copy(src, tmp_path / "cut.pcap", 96))])
+    v, = res.verdicts
+    assert (v.verdict, v.primary_code) == ("degraded", "IKE_SIMULTANEOUS_INIT")

@@ -278,3 +278,68 @@ def test_tie_never_guesses():
     assert tie(pt, [tunnel(2, 90.0, 110.0), tunnel(3, 90.0, 110.0)], []) == {}
     models = tie(pt, [tunnel(2, 90.0, 110.0), tunnel(3, 200.0, 210.0)], [])
     assert list(models) == ["t2"] and [h for _v, h in models["t2"].views] == ["timing"]
+
+
+# -- pieces of one capture (a ring buffer's rotation) -------------------------------------------
+
+def _split(src, out_dir, n, stem="ring"):
+    """``src`` (pcapng) cut into ``n`` files as dumpcap's ring buffer (-b filesize) writes them:
+    every piece has all the interfaces, in order; frames in file order, about as many per piece;
+    named ``ring_0000K_<date>.pcapng``."""
+    from dissect.vpn.capture.writers import PcapngWriter
+    from pcapvpn.sources import open_source
+
+    s = open_source(str(src))
+    recs = [(iface, ts, bytes(data), wl)
+            for _f, _n, ts, _lt, data, wl, _o, iface in s.frames(interfaces=True)]
+    ifaces = [(i.linktype, i.name) for i in s.interfaces]
+    size = -(-len(recs) // n)
+    paths = []
+    for k in range(n):
+        p = out_dir / f"{stem}_{k + 1:05d}_20261206141712.pcapng"
+        with open(p, "wb") as f:
+            w = PcapngWriter(f)
+            for lt, name in ifaces:
+                w.add_interface(lt, name)
+            for iface, ts, data, wl in recs[k * size:(k + 1) * size]:
+                w.write_packet(iface, ts, data, wl)
+        paths.append(str(p))
+    return paths
+
+
+@pytest.mark.parametrize("scenario,code", [("inner_mtu", "INNER_MTU"),
+                                           ("inner_route_outside", "ROUTE_OUTSIDE_TUNNEL")])
+def test_pieces_of_one_capture_are_one_inside_view(tmp_path, scenario, code):
+    """A client's dumpcap capture (the tunnel interface and the physical one) handed over as the
+    three files of a ring buffer: each interface is one view across the pieces, its
+    conversations followed from one file into the next, and the inside diagnosis is the whole
+    capture's.  Before, each file's interface was a view of its own: a conversation cut by a
+    file boundary lost its answers (the MTU black hole read healthy), and the physical
+    interface, first seen in a piece without the tunnel's outer packets, was no side of it
+    (the route outside the tunnel was missed)."""
+    src = LAB / scenario / f"{scenario}-client.pcapng"
+    whole = run([str(src)])
+    parts = run(_split(src, tmp_path, 3))
+    assert [(v.verdict, v.primary_code) for v in parts.verdicts] == \
+        [(v.verdict, v.primary_code) for v in whole.verdicts]
+    assert parts.verdicts[0].primary_code == code
+    views = parts.state.plain.views.values()
+    assert sorted(v.name for v in views) == sorted(v.name for v in whole.state.plain.views.values())
+
+
+def test_pieces_are_told_by_name_and_interfaces():
+    """Pieces: the same name once its digits are taken out and the same interfaces; the first
+    piece is each one's group.  Another name, other interfaces or standard input: no piece."""
+    from types import SimpleNamespace as NS
+
+    from pcapvpn.track.inner import PlainTracker
+
+    eth, tun = NS(linktype=1, name="eth0", description=None), \
+        NS(linktype=101, name="ipsec0", description=None)
+    names = ["a/ring_00001_2026.pcapng", "b/ring_00002_2026.pcapng", "gw.pcapng",
+             "ring_00003_2026.pcapng", "-", "cap.pcap", "cap.pcap1", "cap.pcap2"]
+    ifaces = {0: [eth, tun], 1: [eth, tun], 2: [eth, tun], 3: [eth], 4: [eth, tun],
+              5: [eth], 6: [eth], 7: [tun]}
+    p = PlainTracker(ifaces, names)
+    assert [p.piece(i) for i in range(len(names))] == [0, 0, 2, 3, 4, 5, 5, 7]
+    assert PlainTracker(ifaces).piece(1) == 1  # no names (live): every file its own

@@ -635,3 +635,53 @@ def test_mirror_copies_are_not_retransmissions(tmp_path, hmac):
     r = analyse(c.write(tmp_path / "retx.pcap"))
     t, = vpn_tunnels(r)
     assert t["vpn"]["openvpn"]["sessions"][0]["client_control"]["retransmissions"] == 1
+
+
+@pytest.mark.parametrize("snap", [96, 128])
+def test_snaplen_cut_openvpn_over_tcp_keeps_its_session(tmp_path, snap):
+    """The lab's OpenVPN over TCP 443 with tls-crypt, captured with a snapshot length of 96 /
+    128 bytes: the control packets keep their opcode and session ID, and where a segment
+    carried a second packet whose Length was cut, the framing is found again at the next
+    segment (no decode error).  Before, the stream stopped at the first cut segment: unknown at
+    128 bytes, no tunnel at all at 96."""
+    from synth import snap_copy
+
+    from pcapvpn.analysis import run
+
+    src = REPO / "captures" / "lab" / "openvpn_tcp_tlscrypt_healthy" / \
+        "openvpn_tcp_tlscrypt_healthy.pcap"
+    whole = run([str(src)]).report
+    cut = run([str(snap_copy(src, tmp_path / "cut.pcap", snap))]).report
+    assert cut.capture.counts.truncated_frames > 0 and cut.capture.decode_errors == 0
+    def verdicts(report):
+        return [(t["id"], t["verdict"], t["stage_reached"]) for t in report.tunnels]
+
+    assert verdicts(cut) == verdicts(whole) and verdicts(cut)[0][1] == "healthy"
+
+
+def test_openvpn_over_tcp_seen_from_the_server_side_only(tmp_path):
+    """A capture that holds only the server's direction of OpenVPN over TCP 443 (asymmetric
+    routing, a filter on the server's address): its first packet is the server's hard reset,
+    not TLS.  It is an OpenVPN tunnel whose client is not visible (unknown), as the client's
+    direction alone is; before, the stream was taken for something other than TLS and the
+    capture showed no tunnel at all."""
+    from scapy.layers.inet import IP
+    from scapy.utils import rdpcap, wrpcap
+
+    from pcapvpn.analysis import run
+
+    src = REPO / "captures" / "lab" / "openvpn_tcp_tlscrypt_healthy" / \
+        "openvpn_tcp_tlscrypt_healthy.pcap"
+    pkts = rdpcap(str(src))
+    for side, want in (("198.51.100.2", "nothing from the client"),
+                       ("192.0.2.2", "nothing from the server")):
+        path = tmp_path / f"{side}.pcap"
+        wrpcap(str(path), [p for p in pkts if IP in p and p[IP].src == side])
+        t, = run([str(path)]).report.tunnels
+        assert (t["id"], t["verdict"]) == ("192.0.2.2<->198.51.100.2:443/tcp", "unknown")
+        assert any(want in str(n) for n in t["not_seen"])
+    # the server's hard reset opens a stream only read as the server's
+    data = bytes(next(p for p in pkts if IP in p and p[IP].src == "198.51.100.2"
+                      and len(bytes(p[IP].payload.payload)) > 16)[IP].payload.payload)
+    assert ov.tcp_stream_start(data, 0, len(data), server=True)
+    assert not ov.tcp_stream_start(data, 0, len(data))

@@ -28,8 +28,11 @@ CASES = {
                                         BAD),
     "nDPI/pcap/openvpn_nohmac_tcp.pcapng": ([("openvpn", "10.251.71.30", 1194, "healthy")],
                                             set(), BAD),
-    # obfuscated (NordVPN): not OpenVPN on the wire, nothing recognised, nothing invented
-    "nDPI/pcap/openvpn_obfuscated.pcapng": ([], set(), BAD),
+    # obfuscated (NordVPN): the client's bytes are no OpenVPN framing, the server's are
+    # (its hard reset, tls-auth, a TLS 1.3 server flight inside; nDPI's heuristic calls the
+    # flow obfuscated OpenVPN): one OpenVPN tunnel seen from the server, unknown
+    "nDPI/pcap/openvpn_obfuscated.pcapng": ([("openvpn", "107.161.86.131", 443, "unknown")],
+                                            set(), BAD),
     "zeek-spicy-openvpn/traces/openvpn.pcap": ([("openvpn", "46.246.122.61", 1198, "healthy")],
                                                set(), BAD),
     "zeek-spicy-openvpn/traces/openvpn_udp_hmac_256.pcap":
@@ -107,3 +110,14 @@ def test_no_vpn_invented(path):
     assert not {f.code for f in res.findings} & (BAD - {"ICMP_UNREACHABLE", "DECODE_ERRORS"})
 
 
+
+
+def test_obfuscated_openvpn_client_is_named_not_called_absent():
+    """nDPI's NordVPN capture: the client's bytes carry no OpenVPN framing (obfuscated), the
+    server's do.  The tunnel says the client sent bytes in which no OpenVPN packet could be
+    read, not that the capture may hold only one direction (the client's segments are there)."""
+    res = analysed(corpus_dir() / "nDPI/pcap/openvpn_obfuscated.pcapng")
+    t, = _vpn(res.report)
+    notes = " ".join(str(n) for n in t["not_seen"])
+    assert "the client sent" in notes and "obfuscated OpenVPN" in notes
+    assert "nothing from the client" not in notes

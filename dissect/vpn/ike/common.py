@@ -417,6 +417,22 @@ class IkeMessage(IkeHeader):
         return [p.type for p in self.payloads]
 
     @property
+    def type_past_cut(self) -> int:
+        """A message the snapshot length cut (``truncated``, no chain error): the payload type
+        named by the last Next Payload field captured (the header's, or the last payload's),
+        whose payload is on the wire but not in ``payloads``; else 0.  Not for an IKEv1
+        message whose payloads are encrypted, nor after an SK/SKF payload (its Next Payload
+        names the first inner payload)."""
+        if not self.truncated or self.errors or self.encrypted_body is not None:
+            return 0
+        if not self.payloads:
+            return self.next_payload
+        last = self.payloads[-1]
+        if self.major != 1 and (last.type == _V2_SK or last.type == _V2_SKF):
+            return 0
+        return last.next_payload
+
+    @property
     def encrypted(self) -> bool:
         """IKEv1: the E flag.  IKEv2: an SK or SKF payload is present."""
         if self.major == 1:

@@ -93,11 +93,24 @@ def sequence(ctx):
     note = getattr(ctx.state, "facts", None)
     if note is not None:
         shared = note("sequence.shared", dict.fromkeys(shared, True))
+    unread = _tcp_unread(ctx)
     for t, sa in _all_sas(ctx):
         if id(sa) in shared:
             continue
+        tcp_unread = unread and sa.encap == "tcp"
         # each SA's findings read that SA alone: live keeps them per SA (per_sa)
-        yield from per_sa(ctx, sa, _fingerprint(t, sa), lambda t=t, sa=sa: _one(ctx, th, t, sa))
+        yield from per_sa(ctx, sa, _fingerprint(t, sa) + (tcp_unread,),
+                          lambda t=t, sa=sa, u=tcp_unread: _one(ctx, th, t, sa, u))
+
+
+def _tcp_unread(ctx) -> bool:
+    """Bytes of the TCP streams the capture did not read: holes it never filled, frames the
+    snapshot length cut, bytes a memory bound dropped."""
+    cap = ctx.state.capture
+    if cap is None:
+        return False
+    c = cap.counts
+    return bool(c.tcp_gaps or c.truncated_frames or c.tcp_bytes_dropped or c.tcp_streams_evicted)
 
 
 def _fingerprint(t, sa) -> tuple:
@@ -107,12 +120,15 @@ def _fingerprint(t, sa) -> tuple:
             sa.wraps, sa.max_gap, len(sa.gaps), len(sa.last_gaps))
 
 
-def _one(ctx, th, t, sa):
-    """The sequence findings of one SA."""
+def _one(ctx, th, t, sa, tcp_unread=False):
+    """The sequence findings of one SA.  ``tcp_unread``: the SA is carried over TCP (RFC 9329)
+    and the capture did not read all of the TCP streams' bytes: TCP retransmits what the
+    network loses, so its skipped sequence numbers are in the bytes the capture missed, not lost
+    packets."""
     spi = _spi(sa)
     peers = [ip_text(sa.src), ip_text(sa.dst)]
     lost = sa.lost
-    if lost >= max(1, th.seq_gap_min):
+    if lost >= max(1, th.seq_gap_min) and not tcp_unread:
         gaps = sa.lost_gaps()
         pct = sa.loss_pct
         shown = msg_join("; ", [msg("{n} before seq {seq} at +{t} s (frame {frame})", n=m,

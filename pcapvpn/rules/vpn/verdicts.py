@@ -133,8 +133,17 @@ def _not_seen(ctx, t) -> list:
                              need=ctx.th.one_way_window))
     if t.pkts[0] == 0 or t.pkts[1] == 0:
         side = "server" if t.pkts[1] == 0 else "client"
-        notes.append(msg("nothing from the {side} in this tunnel: the capture may see only one "
-                         "direction", side=Term(side)))
+        tcp_bytes = sum(c.bytes_s if side == "server" else c.bytes_c
+                        for c in t.conns.values()) if t.protocol == "openvpn" else 0
+        if tcp_bytes:
+            # its TCP segments are there, but no OpenVPN packet could be read from them
+            notes.append(msg("the {side} sent {n} bytes over TCP in which no OpenVPN packet "
+                             "could be read: obfuscated OpenVPN (a scramble/XOR patch, a "
+                             "proxy's wrapping) or another protocol on the port", side=Term(side),
+                             n=tcp_bytes))
+        else:
+            notes.append(msg("nothing from the {side} in this tunnel: the capture may see only "
+                             "one direction", side=Term(side)))
     elif (t.data[0] == 0) != (t.data[1] == 0):
         d = 0 if t.data[0] else 1
         span = t.data_last_ts[d] - t.data_first_ts[d]

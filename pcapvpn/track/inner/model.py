@@ -20,7 +20,7 @@ class InnerModel:
     def __init__(self, tunnel, outer, files):
         self.tunnel = tunnel          # the tunnel's id
         self.outer = outer            # the two outer (gateway / client-server) addresses
-        self.files = files            # capture files the tunnel's outer packets are in
+        self.files = files            # capture files of its outer packets (first pieces)
         #: [(View, tied_by)]
         self.views: list = []
         #: inner addresses on the client side (opened conversations into the tunnel) and the
@@ -56,17 +56,19 @@ class InnerModel:
                     yield v, how, q
 
 
-def _files_of(t) -> set:
+def _files_of(t, piece) -> set:
+    """The capture files of ``t``'s outer packets, each as the first piece of its capture
+    (``piece``: :meth:`PlainTracker.piece`; a view's ``group`` is compared with them)."""
     files = set()
     for sa in getattr(t, "ike_sas", ()):
         for m in sa.messages[:1]:
-            files.add(m.ref[0])
+            files.add(piece(m.ref[0]))
     for e in getattr(t, "esp_sas", ()):
         if e.first_ref is not None:
-            files.add(e.first_ref[0])
+            files.add(piece(e.first_ref[0]))
     ref = getattr(t, "first_ref", None)
     if ref is not None:
-        files.add(ref[0])
+        files.add(piece(ref[0]))
     return files
 
 
@@ -259,7 +261,7 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
     every = list(tunnels) + list(vpn_tunnels)
     models = {}
     for t in every:
-        models[t.id] = InnerModel(t.id, _outer(t), _files_of(t))
+        models[t.id] = InnerModel(t.id, _outer(t), _files_of(t, plain.piece))
     # each tunnel's span, asked of thousands of tunnels for each view: worked out once
     spans: dict = {}
 
@@ -297,7 +299,7 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
     for v in views:
         if v.kind != "tunnel":
             continue
-        same = [t for t, m in every_m if v.file in m.files]
+        same = [t for t, m in every_m if v.group in m.files]
         how = None
         if len(same) == 1:
             pick, how = same[0], "interface"
@@ -336,7 +338,7 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
                 m.views.append((v, "address"))
             continue
         ipsec = {t.id: t for t in tunnels}
-        same = [m for m in models.values() if v.file in m.files and m.tunnel in ipsec]
+        same = [m for m in models.values() if v.group in m.files and m.tunnel in ipsec]
         if len(same) == 1 and v.near is not None:
             # re-injected inbound packets, each right after the ESP packet that carried it
             # (its length: the ESP's minus the SA's overhead)
@@ -363,7 +365,7 @@ def tie(plain: PlainTracker, tunnels, vpn_tunnels) -> dict:
                     m.clients.add(f.srv if f.pkts[1] and not f.pkts[0] else f.cli)
                     m.servers.add(f.cli if f.pkts[1] and not f.pkts[0] else f.srv)
             continue
-        if not same and not any(v.file in m.files for m in models.values()):
+        if not same and not any(v.group in m.files for m in models.values()):
             # a capture of its own (a gateway's LAN side): the one tunnel active meanwhile
             live = [m for t in every for m in (models[t.id],)
                     if _overlaps(*active(t), v.first_ts, v.last_ts)]

@@ -11,6 +11,9 @@ DHCP leases and ARP requests.  At the end :func:`tie` ties views to tunnels and 
 
 from __future__ import annotations
 
+import os
+import re
+
 from dissect.vpn import ip as _ip
 from dissect.vpn.errors import DissectError
 from pcapvpn.track.inner.consts import (
@@ -82,14 +85,17 @@ def _tunnel_name(name: str | None, desc: str | None) -> bool:
 class View:
     """Where plaintext was seen: one interface of one file (or decrypted ESP: ``keys``)."""
 
-    __slots__ = ("key", "file", "iface", "name", "description", "linktype", "ifindex", "hatype",
-                 "kind", "packets", "first_ts", "last_ts", "flows", "dns", "arp", "leases",
+    __slots__ = ("key", "file", "group", "iface", "name", "description", "linktype", "ifindex",
+                 "hatype", "kind", "packets", "first_ts", "last_ts", "flows", "dns", "arp", "leases",
                  "outgoing", "incoming", "gateways", "sample", "near")
 
     def __init__(self, key, file, iface, linktype, ifindex=-1, hatype=-1, name=None,
-                 description=None, kind=None):
+                 description=None, kind=None, group=None):
         self.key = key
+        #: the file of its first packet, and the first piece of the capture that file is a piece
+        #: of (:meth:`PlainTracker.piece`: the file itself unless it is a later piece)
         self.file = file
+        self.group = file if group is None else group
         self.iface = iface
         self.linktype = linktype
         self.ifindex = ifindex
@@ -252,14 +258,34 @@ class DnsQuery:
         self.rref = None
 
 
+_DIGITS = re.compile(r"\d+")
+
+
+def _stem(name: str) -> str:
+    """A capture file's name without its directory and digit runs (pieces of one capture)."""
+    return _DIGITS.sub("", os.path.basename(name))
+
+
+def _iface_sig(ifaces) -> tuple:
+    """What tells a capture's interfaces: link type, name and description of each, in order."""
+    return tuple((getattr(i, "linktype", None), getattr(i, "name", None),
+                  getattr(i, "description", None)) for i in (ifaces or ()))
+
+
 class PlainTracker:
     """The decoder's ``plain`` / ``link_other`` events (and decrypted ESP, through
     :meth:`decrypted`) turned into views, flows, DNS, DHCP and ARP facts."""
 
-    def __init__(self, interfaces=None):
+    def __init__(self, interfaces=None, names=None):
         #: per file index: the reader's interface list (``Interface``: name, description ...)
         self.interfaces = interfaces if interfaces is not None else {}
+        #: the capture files' names (file index order): pieces of one capture are told by them
+        self.names = list(names or ())
         self.views: dict = {}
+        #: a view key of a file that is a later piece of a capture -> the view of the same
+        #: interface in its first piece (:meth:`_piece_of`); file index -> that first piece
+        self._alias: dict = {}
+        self._pieces: dict = {}
         self.max_flows = MAX_PLAIN_FLOWS
         self.max_dns = MAX_DNS
         #: ARP targets kept per view (MAX_ARP, live: at most ``Limits.plain_max_flows``);
@@ -284,6 +310,35 @@ class PlainTracker:
 
     # -- views ---------------------------------------------------------------------------------
 
+    def piece(self, fidx) -> int:
+        """The first piece of the capture file ``fidx`` belongs to (:meth:`_piece_of`)."""
+        return self._piece_of(fidx) if fidx >= 0 else fidx
+
+    def _piece_of(self, fidx) -> int:
+        """The first file of the capture that file ``fidx`` is a later piece of (a ring buffer
+        or size limit's rotation: tcpdump -C / -G / -W, dumpcap -b, editcap -c), else
+        ``fidx``.  Pieces have the same name once its digit runs are taken out (``cap.pcap1``,
+        ``x_00002_20261206141712.pcapng``) and the same interfaces (link type, name and
+        description of each, in order): the same interface in them is one view, its
+        conversations followed across the files as in one capture (a flow begun in one piece
+        and answered in the next is one conversation).  Decided at the file's first plaintext
+        packet (its interfaces are known by then: they come before it)."""
+        first = self._pieces.get(fidx)
+        if first is not None:
+            return first
+        first = fidx
+        names = self.names
+        if 0 <= fidx < len(names) and names[fidx] != "-":
+            stem = _stem(names[fidx])
+            sig = _iface_sig(self.interfaces.get(fidx))
+            for j in range(fidx):
+                if names[j] != "-" and _stem(names[j]) == stem and \
+                        _iface_sig(self.interfaces.get(j)) == sig:
+                    first = self._piece_of(j)
+                    break
+        self._pieces[fidx] = first
+        return first
+
     def _view(self, ref, iface, linktype, cooked):
         if cooked is None:
             key = (ref[0], iface, -1, -1)
@@ -291,12 +346,25 @@ class PlainTracker:
             key = (ref[0], iface, cooked[0], cooked[1])
         v = self.views.get(key)
         if v is None:
+            v = self._alias.get(key)
+            if v is not None:
+                return v
+            first = self._piece_of(ref[0])
+            if first != ref[0]:
+                # a later piece of a capture: its interface's view, wherever it was first seen
+                for j in range(first, ref[0]):
+                    if self._piece_of(j) == first:
+                        w = self.views.get((j,) + key[1:]) or self._alias.get((j,) + key[1:])
+                        if w is not None:
+                            self._alias[key] = w
+                            return w
             if len(self.views) >= MAX_VIEWS:  # hostile SLL2 indexes: one view for the rest
                 key = (ref[0], -1, -1, -1)
                 v = self.views.get(key)
                 if v is None:
                     v = self.views[key] = View(key, ref[0], -1, linktype, kind="physical",
-                                               name="(further interfaces)")
+                                               name="(further interfaces)",
+                                               group=self._piece_of(ref[0]))
                 return v
             name = desc = None
             ifs = self.interfaces.get(ref[0])
@@ -305,7 +373,8 @@ class PlainTracker:
                 desc = getattr(ifs[iface], "description", None)
             if cooked is not None:  # tcpdump -i any: the IDB is "any", the frame says more
                 name = desc = None
-            v = self.views[key] = View(key, ref[0], iface, linktype, key[2], key[3], name, desc)
+            v = self.views[key] = View(key, ref[0], iface, linktype, key[2], key[3], name, desc,
+                                       group=self._piece_of(ref[0]))
         return v
 
     def keys_view(self, a, b):
@@ -332,7 +401,7 @@ class PlainTracker:
             v.outgoing += 1
         elif pkt == 0:
             v.incoming += 1
-        if len(v.sample) < PAIR_SAMPLE:
+        if len(v.sample) < PAIR_SAMPLE and ref[0] == v.file:  # (frames of the file pair reads)
             v.sample.append((ref[1], ts, net[7] - net[11], net[1], net[2]))
         if net[3] == _TCP and not (net[8] or net[9]):
             # the common case, as packet() does it
@@ -464,7 +533,8 @@ class PlainTracker:
             if f is not None:
                 f.last_ts = tsl[p]
         # the views' samples (the first packets of a view, in capture order)
-        need = [v for v in dict.fromkeys(gviews) if len(v.sample) < PAIR_SAMPLE]
+        need = [v for v in dict.fromkeys(gviews) if len(v.sample) < PAIR_SAMPLE
+                and v.file == fidx]
         if need:
             vid = {id(v): k for k, v in enumerate(need)}
             pv = np.asarray([vid.get(id(v), -1) for v in gviews], dtype=np.int64)[inv]
