@@ -57,6 +57,8 @@ import os
 import time
 
 from pcapvpn.rules import _drop_superseded, _ordered, _rule_error, _show_fragments, load_all
+from pcapvpn.findings import _JOIN, MAX_DETAIL, MAX_TITLE
+from pcapvpn.findings import Msg as _Msg
 
 __all__ = ["RuleCache", "ike_unit_fp", "per_sa"]
 
@@ -116,13 +118,17 @@ class _Dep(float):
     ``ctx.now`` is one (``s`` 1); ``now - x`` and ``x - now`` stay one.  A comparison answers as
     a float does and records when its answer would change (a deadline of the group the rule is
     at); any other use (text, rounding, a product) records that the group's results follow the
-    clock (it is evaluated every time)."""
+    clock (it is evaluated every time) -- except a fact of a message (:func:`_msg_follow`):
+    ``ops``, the steps that made the value from ``now`` (``(("-", x),)`` for ``now - x``; None
+    when two clock values were combined), lets the message be written again for a later
+    ``now`` with the very float the rule would compute then."""
 
-    __slots__ = ("s",)
+    __slots__ = ("s", "ops")
 
-    def __new__(cls, value, s=1.0):
+    def __new__(cls, value, s=1.0, ops=()):
         self = float.__new__(cls, value)
         self.s = s
+        self.ops = ops
         return self
 
     def _v(self):
@@ -133,29 +139,33 @@ class _Dep(float):
         if isinstance(o, _Dep):
             s = self.s - o.s
             v = self._v() - o._v()
-            return _Dep(v, s) if s else v
+            return _Dep(v, s, None) if s else v
         if isinstance(o, (int, float)):
-            return _Dep(self._v() - o, self.s)
+            ops = self.ops
+            return _Dep(self._v() - o, self.s, ops + (("-", o),) if ops is not None else None)
         return NotImplemented
 
     def __rsub__(self, o):
         if isinstance(o, (int, float)):
-            return _Dep(o - self._v(), -self.s)
+            ops = self.ops
+            return _Dep(o - self._v(), -self.s, ops + (("r-", o),) if ops is not None else None)
         return NotImplemented
 
     def __add__(self, o):
         if isinstance(o, _Dep):
             s = self.s + o.s
             v = self._v() + o._v()
-            return _Dep(v, s) if s else v
+            return _Dep(v, s, None) if s else v
         if isinstance(o, (int, float)):
-            return _Dep(self._v() + o, self.s)
+            ops = self.ops
+            return _Dep(self._v() + o, self.s, ops + (("+", o),) if ops is not None else None)
         return NotImplemented
 
     __radd__ = __add__
 
     def __neg__(self):
-        return _Dep(-self._v(), -self.s)
+        ops = self.ops
+        return _Dep(-self._v(), -self.s, ops + (("neg", 0),) if ops is not None else None)
 
     def __pos__(self):
         return self
@@ -275,6 +285,117 @@ def _note(dt) -> None:
         rec.note(dt)
 
 
+# -- texts that follow the clock ---------------------------------------------------------------
+
+
+def _msg_made(cls, template, facts):
+    """:class:`~pcapvpn.findings.Msg` while a recorder runs: a message one of whose facts is
+    ``now`` moved by constants (``now - m.ts``: a :class:`_Dep` with ``ops``) is written with
+    the plain value and keeps in ``follows`` how to make it from ``now``; a message with such a
+    message among its facts keeps that too.  It is noted for the group the rule is at
+    (:meth:`_Recorder.made`), not as a use of ``now``: the group's findings are written again
+    for a later ``now`` (:func:`_render`) instead of the rule running again -- when every such
+    message the rule made for the group ends up in its findings' titles and details
+    (:meth:`RuleCache._run_local`).  Any other clock value (rounded, multiplied, two of them
+    combined, in a per-SA body) is formatted as before: a use of ``now`` (its group re-runs)."""
+    follow = None
+    for k, v in facts.items():
+        t = type(v)
+        if t is _Dep:
+            if v.ops is None:
+                follow = None
+                break
+            if follow is None:
+                follow = {}
+            follow[k] = v.ops
+        elif t is _Msg and v.follows is not None:
+            if follow is None:
+                follow = {}
+            follow[k] = None
+    rec = _REC[0]
+    if follow is None or rec is None or (rec.watch is not None and any(
+            how is not None for how in follow.values())):
+        self = str.__new__(cls, template.format_map(facts))
+        self.template = template
+        self.facts = facts
+        return self
+    plain = {k: (float.__float__(v) if follow.get(k) else v) for k, v in facts.items()}
+    self = str.__new__(cls, template.format_map(plain))
+    self.template = template
+    self.facts = plain
+    self.follows = follow
+    rec.made(self)
+    return self
+
+
+def _msg_joined(m) -> None:
+    """``a + b`` of messages while a recorder runs: it follows the clock when a part does."""
+    f = m.facts
+    a, b = f["a"], f["b"]
+    fa = type(a) is _Msg and a.follows is not None
+    fb = type(b) is _Msg and b.follows is not None
+    if fa or fb:
+        follow = {}
+        if fa:
+            follow["a"] = None
+        if fb:
+            follow["b"] = None
+        m.follows = follow
+        rec = _REC[0]
+        if rec is not None:
+            rec.made(m)
+
+
+def _replay(ops, now: float) -> float:
+    """The value ``ops`` make from ``now`` (the same float the rule's arithmetic gives)."""
+    x = now
+    for op, c in ops:
+        if op == "-":
+            x = x - c
+        elif op == "+":
+            x = x + c
+        elif op == "r-":
+            x = c - x
+        else:
+            x = -x
+    return x
+
+
+def _render(m, now: float):
+    """Message ``m`` (its ``follows`` set) written again for ``now``."""
+    facts = dict(m.facts)
+    for k, how in m.follows.items():
+        facts[k] = _render(facts[k], now) if how is None else _replay(how, now)
+    template = m.template
+    if template == _JOIN:
+        text = str.__add__(facts["a"], facts["b"])
+    else:
+        text = template.format_map(facts)
+    out = str.__new__(m.__class__, text)
+    out.template = template
+    out.facts = facts
+    out.follows = m.follows
+    return out
+
+
+def _reach(m, out: set) -> None:
+    """The messages that follow the clock within ``m`` (ids into ``out``)."""
+    if type(m) is not _Msg or m.follows is None or id(m) in out:
+        return
+    out.add(id(m))
+    facts = m.facts
+    for k, how in m.follows.items():
+        if how is None:
+            _reach(facts[k], out)
+
+
+def _hooks(on: bool) -> None:
+    from pcapvpn import findings
+
+    findings._FOLLOW[0] = _msg_made if on else None
+    findings._FOLLOW[1] = _msg_joined if on else None
+
+
 # -- the cache ---------------------------------------------------------------------------------
 
 
@@ -290,6 +411,9 @@ class _Group:
     deadlines: dict = dataclasses.field(default_factory=dict)
     clock: set = dataclasses.field(default_factory=set)
     facts: dict = dataclasses.field(default_factory=dict)
+    #: rule name -> the ``now`` its findings' texts that follow the clock are written for
+    #: (:func:`_msg_made`: they are written again for a later ``now``, the rule does not run)
+    rendered: dict = dataclasses.field(default_factory=dict)
     #: a run of some rules only (a clean group whose deadline of those rules passed)
     partial: bool = False
     ran: set = dataclasses.field(default_factory=set)
@@ -311,6 +435,17 @@ class _Recorder:
         self.facts: dict = {}
         #: the per-SA body running (:func:`per_sa`): [not to be kept, earliest deadline]
         self.watch: list | None = None
+        #: per rule: group -> the messages made that follow the clock (:func:`_msg_made`)
+        self.follow: dict = {}
+
+    def made(self, m) -> None:
+        if self.watch is not None:
+            self.watch[0] = True
+        g = self.group()
+        if g is None:
+            self.unplaced = True
+            return
+        self.follow.setdefault(self.rule, {}).setdefault(g, []).append(m)
 
     def group(self):
         if not _CUR:
@@ -393,6 +528,7 @@ class RuleCache:
         #: the verdicts kept per group (:meth:`verdicts`): group -> (key, verdict, what the
         #: verdict changed in its findings, deadline, follows the clock)
         self.kept_verdicts: dict = {}
+        self._verdicts_fresh: set = set()  # the groups whose verdict the last one computed
         self.stats_verdicts: dict = {}
 
     # -- a forked evaluation's cache, back in the parent ---------------------------------------
@@ -405,7 +541,27 @@ class RuleCache:
                 "ranks": {k: list(v) for k, v in self.ranks.items()}, "start": self.start,
                 "facts": self.facts, "side": self._side, "rule_seconds": dict(self.rule_seconds),
                 "units": [(name, k, self.units[name][k]) for name, k in self._units_fresh
-                          if k in self.units.get(name, ())]}
+                          if k in self.units.get(name, ())],
+                "verdicts": self._export_verdicts()}
+
+    def _export_verdicts(self) -> tuple:
+        """The verdicts the last :meth:`verdicts` kept: the groups kept, and those it computed
+        with the kept findings of their keys as places (rule, index) in their group (the
+        parent's copies of the findings are other objects)."""
+        out = {}
+        for g in self._verdicts_fresh:
+            entry = self.kept_verdicts.get(g)
+            grp = self.groups.get(g)
+            if entry is None or grp is None:
+                continue
+            place = {id(r[4]): (name, i) for name, rows in grp.found.items()
+                     for i, r in enumerate(rows)}
+            key = entry[0]
+            where = tuple(place.get(id(f)) for f in key[2])
+            if None in where:
+                continue
+            out[g] = ((key[0], key[1], where),) + tuple(entry[1:])
+        return set(self.kept_verdicts), out
 
     def merge(self, data: dict) -> None:
         for g in [g for g in self.groups if g not in data["held"]]:
@@ -423,6 +579,19 @@ class RuleCache:
         for name, k, entry in data["units"]:
             self.units.setdefault(name, {})[k] = entry
         self.rule_seconds.update(data.get("rule_seconds", {}))
+        kept, computed = data["verdicts"]
+        mine = {g: v for g, v in self.kept_verdicts.items() if g in kept}
+        for g, entry in computed.items():
+            grp = self.groups.get(g)
+            if grp is None:
+                continue
+            fp, start, where = entry[0]
+            try:
+                kf = tuple(grp.found[name][i][4] for name, i in where)
+            except (KeyError, IndexError):
+                continue
+            mine[g] = ((fp, start, kf),) + tuple(entry[1:])
+        self.kept_verdicts = mine
 
     # -- the groups of a state ---------------------------------------------------------------
 
@@ -593,6 +762,7 @@ class RuleCache:
         # per rule, the clean groups whose results of that rule follow the clock or reached a
         # deadline: that rule alone runs again for them
         timed: dict = {}
+        rendered = 0
         for g, grp in self.groups.items():
             if g in dirty:
                 continue
@@ -601,6 +771,16 @@ class RuleCache:
             for name, at in grp.deadlines.items():
                 if now >= at:
                     timed.setdefault(name, set()).add(g)
+            if grp.rendered:  # the texts that follow the clock, written for this ``now``
+                for name, at in grp.rendered.items():
+                    if at == now or name in self.global_rules or (
+                            name in timed and g in timed[name]):
+                        continue
+                    if _render_rows(grp.found.get(name, ()), now):
+                        grp.rendered[name] = now
+                        rendered += 1
+                    else:
+                        timed.setdefault(name, set()).add(g)
         for name, gs in timed.items():
             _close(gs, adj)
             gs -= dirty  # those run anyway
@@ -616,6 +796,7 @@ class RuleCache:
         again = []
         runs = {}
         _REC[0] = rec
+        _hooks(True)
         WALKED.clear()
 
         def run_locals(items) -> None:
@@ -653,6 +834,7 @@ class RuleCache:
                 forked.join(run_locals)
         finally:
             _REC[0] = None
+            _hooks(False)
             _CUR.clear()
         for g, grp in new.items():
             if grp.partial:  # only some rules ran for it: the others' results stay
@@ -664,7 +846,9 @@ class RuleCache:
                         if v is not None:
                             getattr(old, part)[name] = v
                     old.clock.discard(name)
+                    old.rendered.pop(name, None)
                 old.clock |= grp.clock
+                old.rendered.update(grp.rendered)
             else:
                 self.groups[g] = grp
         self._fresh = touched
@@ -713,7 +897,7 @@ class RuleCache:
                       "ike_sas": len(sub.ike_sas), "esp_sas": len(sub.esp_sas),
                       "tunnels": len(sub.tunnels), "vpn_tunnels": len(sub.vpn_tunnels),
                       "timed": {k: len(v) for k, v in timed.items() if k not in gl},
-                      "group_runs": sum(runs.values()),
+                      "group_runs": sum(runs.values()), "rendered": rendered,
                       "global_rules": sorted(gl), "again": len(again),
                       "walked": dict(WALKED),
                       "units": {k.rsplit(".", 1)[-1]: {"computed": v[0], "asked": v[1]}
@@ -742,6 +926,7 @@ class RuleCache:
                 or (cap is not None and getattr(cap, "damage", None))
                 or any(f.code == "IKE_REDIRECT" for f in findings)):
             self.kept_verdicts = {}
+            self._verdicts_fresh = set()
             self.stats_verdicts = {"computed": len(state.tunnels) + len(state.vpn_tunnels),
                                    "kept": 0}
             return tunnel_verdicts(ctx, findings)
@@ -810,27 +995,36 @@ class RuleCache:
             rec = _Recorder(self, maps, now)
             rec.rule = "verdict"
             sub_fs = [f for g in keys if g not in reuse for f in by_group.get(g, ())]
+            before = {id(f): f.detail for f in sub_fs}
             vctx = Context(sub)
             _REC[0] = rec
+            _hooks(True)
             _CUR.clear()
             try:
                 got = tunnel_verdicts(vctx, sub_fs)
             finally:
                 _REC[0] = None
+                _hooks(False)
                 _CUR.clear()
             for v in got:
                 computed[v.tunnel] = v
             unplaced = rec.unplaced
             deadlines = rec.deadlines.get("verdict", {})
-            clock = rec.clock.get("verdict", set())
+            clock = rec.clock.get("verdict", set()) | rec.follow.get("verdict", {}).keys()
             for _t, tid, g in todo_t + todo_v:
                 key = keys[g]
                 if key is None or unplaced or tid in inner:
                     continue
                 fs = by_group.get(g, ())
-                fresh[g] = (key, computed[tid],
-                            [(f.severity, f.detail, f.recovered) for f in fs],
-                            deadlines.get(g, _INF), g in clock)
+                changes = []
+                for f in fs:
+                    notes = _notes(f.detail, before[id(f)])
+                    if notes is None:  # the detail replaced, not added to: not kept
+                        break
+                    changes.append((f.severity, notes, f.recovered))
+                else:
+                    fresh[g] = (key, computed[tid], changes, deadlines.get(g, _INF),
+                                g in clock)
         out = []
         for lst in (ipsec, vpn):
             for _t, tid, g in lst:
@@ -838,14 +1032,16 @@ class RuleCache:
                 if old is None:
                     out.append(computed[tid])
                     continue
-                for f, (sev, detail, rec_) in zip(by_group.get(g, ()), old[2]):
+                for f, (sev, notes, rec_) in zip(by_group.get(g, ()), old[2]):
                     f.severity = sev
-                    f.detail = detail
+                    for n in notes:  # the notes the verdict added, after the text as it is now
+                        f.detail += n
                     f.recovered = dict(rec_) if rec_ is not None else None
                 fresh[g] = old
                 out.append(dataclasses.replace(old[1], findings=list(old[1].findings),
                                                not_seen=list(old[1].not_seen)))
         self.kept_verdicts = fresh
+        self._verdicts_fresh = {g for _t, _tid, g in todo_t + todo_v}
         self.stats_verdicts = {"computed": len(todo_t) + len(todo_v), "kept": len(reuse),
                                "why": reasons}
         return out
@@ -969,6 +1165,19 @@ class RuleCache:
         for g in rec.clock.get(name, ()):
             if g in gs:
                 new[g].clock.add(name)
+        made = rec.follow.get(name)
+        if made:
+            by_g: dict = {}
+            for g, row in rows:
+                by_g.setdefault(g, []).append(row[4])
+            for g, ms in made.items():
+                if g not in gs:
+                    continue
+                grp = new[g]
+                if name in grp.clock or not _placed(ms, by_g.get(g, ())):
+                    grp.clock.add(name)  # a text copied elsewhere: the rule runs again
+                else:
+                    grp.rendered[name] = rec.now
         for g, fs in rec.facts.get(name, {}).items():
             if g in gs:
                 new[g].facts[name] = fs
@@ -980,6 +1189,49 @@ class RuleCache:
 
 
 _INF = float("inf")
+
+
+def _notes(detail, base):
+    """What the verdict added to a finding's detail ``base`` (``detail`` is ``base + n1 +
+    n2 ...``): ``(n1, n2, ...)``, or None when the detail is not made so."""
+    out = []
+    while detail is not base:
+        if type(detail) is not _Msg or detail.template != _JOIN or "b" not in detail.facts:
+            return None
+        out.append(detail.facts["b"])
+        detail = detail.facts["a"]
+    return tuple(reversed(out))
+
+
+def _placed(made, found) -> bool:
+    """Whether every message ``made`` that follows the clock is within the titles and details
+    of ``found`` (followed from them through the messages' facts), and nothing else holds the
+    clock: a text copied into a plain string, a field other than those, is not written again."""
+    reach: set = set()
+    for f in found:
+        _reach(f.title, reach)
+        _reach(f.detail, reach)
+    return all(id(m) in reach for m in made)
+
+
+def _render_rows(rows, now) -> bool:
+    """The kept findings ``rows`` of a rule, their texts that follow the clock written for
+    ``now`` (in place: the verdicts kept for them stay); False when one would no longer be
+    what the rule writes (a text past its bound, :func:`pcapvpn.findings.make`)."""
+    for row in rows:
+        f = row[4]
+        t, d = f.title, f.detail
+        if type(t) is _Msg and t.follows is not None:
+            t = _render(t, now)
+            if len(t) > MAX_TITLE:
+                return False
+            f.title = t
+        if type(d) is _Msg and d.follows is not None:
+            d = _render(d, now)
+            if len(d) > MAX_DETAIL:
+                return False
+            f.detail = d
+    return True
 
 
 def per_sa(ctx, sa, fp, body, valid=None) -> list:
@@ -1243,7 +1495,8 @@ class _RulesChild:
         for g, grp in self.new.items():
             p = {part: {n: v for n, v in getattr(grp, part).items() if n in mine}
                  for part in ("found", "cuts", "deadlines", "facts")}
-            p.update(clock=grp.clock & mine, ran=grp.ran & mine, partial=grp.partial, fp=grp.fp)
+            p.update(clock=grp.clock & mine, ran=grp.ran & mine, partial=grp.partial, fp=grp.fp,
+                     rendered={n: v for n, v in grp.rendered.items() if n in mine})
             parts[g] = p
         return {"parts": parts, "global": cache.global_rules - gl0,
                 "ranks": {n: cache.ranks[n] for n in mine if n in cache.ranks},
@@ -1285,6 +1538,7 @@ class _RulesChild:
                 getattr(grp, part).update(p[part])
             grp.clock |= p["clock"]
             grp.ran |= p["ran"]
+            grp.rendered.update(p["rendered"])
         cache.global_rules |= data["global"]
         cache.ranks.update(data["ranks"])
         for n, k, entry in data["units"]:
