@@ -313,8 +313,7 @@ def _msg_made(cls, template, facts):
                 follow = {}
             follow[k] = None
     rec = _REC[0]
-    if follow is None or rec is None or (rec.watch is not None and any(
-            how is not None for how in follow.values())):
+    if follow is None or rec is None:
         self = str.__new__(cls, template.format_map(facts))
         self.template = template
         self.facts = facts
@@ -433,14 +432,15 @@ class _Recorder:
         self.clock: dict = {}
         self.unplaced = False  # a use of now outside any followed iteration
         self.facts: dict = {}
-        #: the per-SA body running (:func:`per_sa`): [not to be kept, earliest deadline]
+        #: the per-SA body running (:func:`per_sa`): [not to be kept, earliest deadline, the
+        #: messages it made that follow the clock]
         self.watch: list | None = None
         #: per rule: group -> the messages made that follow the clock (:func:`_msg_made`)
         self.follow: dict = {}
 
     def made(self, m) -> None:
-        if self.watch is not None:
-            self.watch[0] = True
+        if self.watch is not None:  # a per-SA body: kept when it is in the body's findings
+            self.watch[2].append(m)
         g = self.group()
         if g is None:
             self.unplaced = True
@@ -557,7 +557,7 @@ class RuleCache:
             place = {id(r[4]): (name, i) for name, rows in grp.found.items()
                      for i, r in enumerate(rows)}
             key = entry[0]
-            where = tuple(place.get(id(f)) for f in key[2])
+            where = tuple(f if type(f) is _Global else place.get(id(f)) for f in key[2])
             if None in where:
                 continue
             out[g] = ((key[0], key[1], where),) + tuple(entry[1:])
@@ -587,7 +587,8 @@ class RuleCache:
                 continue
             fp, start, where = entry[0]
             try:
-                kf = tuple(grp.found[name][i][4] for name, i in where)
+                kf = tuple(w if type(w) is _Global else grp.found[w[0]][w[1]][4]
+                           for w in where)
             except (KeyError, IndexError):
                 continue
             mine[g] = ((fp, start, kf),) + tuple(entry[1:])
@@ -959,14 +960,15 @@ class RuleCache:
                 for f in fs:
                     o = origin.get(id(f))
                     if o is None or o[0] is not f:
-                        kf = None  # a finding of a global rule: made anew every run
-                        break
-                    kf.append(o[1])
-                key = (fps.get(g), ctx.start, tuple(kf)) if kf is not None else None
+                        # a finding of a global rule, made anew every run: by its value
+                        kf.append(_Global(_copy(f)))
+                    else:
+                        kf.append(o[1])
+                key = (fps.get(g), ctx.start, tuple(kf))
                 keys[g] = key
                 old = kept.get(g)
-                if key is None or tid in inner:
-                    why = "global"
+                if tid in inner:
+                    why = "inner"
                 elif old is None:
                     why = "new"
                 elif old[4]:
@@ -976,11 +978,15 @@ class RuleCache:
                 elif old[0][0] != key[0] or old[0][1] != key[1]:
                     why = "changed"
                 elif len(old[0][2]) != len(kf) or not all(
-                        a is b for a, b in zip(old[0][2], kf)):
+                        a is b or (type(a) is _Global and type(b) is _Global and a == b)
+                        for a, b in zip(old[0][2], kf)):
                     why = "findings"
                 else:
-                    reuse[g] = old
-                    continue
+                    got = _rendered_verdict(old, now) if old[5] else (old[1].not_seen, old[2])
+                    if got is not None:
+                        reuse[g] = (old, got)
+                        continue
+                    why = "clock"
                 todo.append(item)
                 reasons[why] = reasons.get(why, 0) + 1
         computed = {}
@@ -1010,10 +1016,11 @@ class RuleCache:
                 computed[v.tunnel] = v
             unplaced = rec.unplaced
             deadlines = rec.deadlines.get("verdict", {})
-            clock = rec.clock.get("verdict", set()) | rec.follow.get("verdict", {}).keys()
+            clock = rec.clock.get("verdict", set())
+            made = rec.follow.get("verdict", {})
             for _t, tid, g in todo_t + todo_v:
                 key = keys[g]
-                if key is None or unplaced or tid in inner:
+                if unplaced or tid in inner:
                     continue
                 fs = by_group.get(g, ())
                 changes = []
@@ -1023,23 +1030,39 @@ class RuleCache:
                         break
                     changes.append((f.severity, notes, f.recovered))
                 else:
-                    fresh[g] = (key, computed[tid], changes, deadlines.get(g, _INF),
-                                g in clock)
+                    v = computed[tid]
+                    follows = False
+                    if g in made and g not in clock:
+                        # its texts that follow the clock (what could not be judged yet, the
+                        # notes it added): written again for a later now when they are all
+                        # in the verdict's list and notes, else it is computed again
+                        reach: set = set()
+                        for x in getattr(v, "not_seen_all", v.not_seen):
+                            _reach(x, reach)
+                        for _sev, notes, _r in changes:
+                            for n in notes:
+                                _reach(n, reach)
+                        for f in fs:  # (the joins of its notes to the details)
+                            _reach(f.detail, reach)
+                        follows = all(id(m) in reach for m in made[g])
+                    fresh[g] = (key, v, changes, deadlines.get(g, _INF),
+                                g in clock or (g in made and not follows), follows)
         out = []
         for lst in (ipsec, vpn):
             for _t, tid, g in lst:
-                old = reuse.get(g)
-                if old is None:
+                got = reuse.get(g)
+                if got is None:
                     out.append(computed[tid])
                     continue
-                for f, (sev, notes, rec_) in zip(by_group.get(g, ()), old[2]):
+                old, (not_seen, changes) = got
+                for f, (sev, notes, rec_) in zip(by_group.get(g, ()), changes):
                     f.severity = sev
                     for n in notes:  # the notes the verdict added, after the text as it is now
                         f.detail += n
                     f.recovered = dict(rec_) if rec_ is not None else None
                 fresh[g] = old
                 out.append(dataclasses.replace(old[1], findings=list(old[1].findings),
-                                               not_seen=list(old[1].not_seen)))
+                                               not_seen=list(not_seen)))
         self.kept_verdicts = fresh
         self._verdicts_fresh = {g for _t, _tid, g in todo_t + todo_v}
         self.stats_verdicts = {"computed": len(todo_t) + len(todo_v), "kept": len(reuse),
@@ -1067,24 +1090,33 @@ class RuleCache:
         counts = self.stats_units.setdefault(name, [0, 0])
         counts[1] += 1
         if got is not None and got[0] == fp and now < got[2] and (
-                valid is None or valid(got[1])):
-            if got[2] != _INF:
-                g = rec.group()
-                if g is not None:
+                valid is None or valid(got[1])) and (
+                not got[3] or _render_rows([(0, 0, 0, 0, f) for f in got[1] if _texts(f)], now)):
+            # (its findings' texts that follow the clock written for this now, in place)
+            g = rec.group()
+            if g is not None:
+                if got[2] != _INF:
                     rec.deadline(g, got[2])
+                if got[3]:  # the group's findings of this rule follow the clock
+                    rec.follow.setdefault(name, {}).setdefault(g, [])
+            if got[3] and rec.watch is not None:
+                rec.watch[0] = True  # (a body around this one: not kept)
             return list(got[1])
         counts[0] += 1
         outer = rec.watch
-        watch = rec.watch = [False, _INF]
+        watch = rec.watch = [False, _INF, []]
         try:
             found = list(body())
         finally:
             rec.watch = outer
-        if watch[0]:
+        made = watch[2]
+        if outer is not None:
+            outer[2].extend(made)
+        if watch[0] or (made and not _placed(made, [f for f in found if _texts(f)])):
             if mine.pop(k, None) is not None:
                 self._units_dropped.add((name, k))
         else:
-            mine[k] = (fp, tuple(found), watch[1])
+            mine[k] = (fp, tuple(found), watch[1], bool(made))
             self._units_fresh.add((name, k))
         return found
 
@@ -1191,6 +1223,44 @@ class RuleCache:
 _INF = float("inf")
 
 
+def _rendered_verdict(kept, now):
+    """A kept verdict's texts that follow the clock written for ``now``: ``(not_seen, changes
+    to its findings)`` -- its items listed once, as :func:`pcapvpn.rules.verdict.decide` does
+    (from all of them when it left some out) -- or None when two of them would now read the
+    same and it did not list them all."""
+    from pcapvpn.rules.verdict import _unique
+
+    v = kept[1]
+    every = getattr(v, "not_seen_all", None)
+    not_seen = [_render(x, now) if type(x) is _Msg and x.follows is not None else x
+                for x in (every if every is not None else v.not_seen)]
+    if every is not None:
+        not_seen = _unique(not_seen)
+    elif len(set(not_seen)) != len(not_seen):
+        return None
+    changes = [(sev, tuple(_render(n, now) if type(n) is _Msg and n.follows is not None else n
+                           for n in notes), r) for sev, notes, r in kept[2]]
+    return not_seen, changes
+
+
+class _Global:
+    """A finding of a global rule in a kept verdict's key (:meth:`RuleCache.verdicts`): a
+    copy of it as the verdict found it, equal to another when every field is."""
+
+    __slots__ = ("f",)
+
+    def __init__(self, f):
+        self.f = f
+
+    def __eq__(self, o):
+        return type(o) is _Global and self.f == o.f
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (_Global, (self.f,))
+
+
 def _notes(detail, base):
     """What the verdict added to a finding's detail ``base`` (``detail`` is ``base + n1 +
     n2 ...``): ``(n1, n2, ...)``, or None when the detail is not made so."""
@@ -1201,6 +1271,10 @@ def _notes(detail, base):
         out.append(detail.facts["b"])
         detail = detail.facts["a"]
     return tuple(reversed(out))
+
+
+def _texts(f) -> bool:
+    return hasattr(f, "title") and hasattr(f, "detail")
 
 
 def _placed(made, found) -> bool:
