@@ -146,3 +146,25 @@ def test_the_verdicts_of_a_forked_evaluation_come_back_with_its_cache():
         _fs, want = _offline(res.state)
         assert [dataclasses.asdict(x) for x in res.verdicts] == \
             [dataclasses.asdict(x) for x in want]
+
+
+def test_a_verdicts_own_text_that_follows_the_clock_is_written_again():
+    """A tunnel whose requests were sent once just before the previous run (their answer time
+    not passed yet: its verdict lists them, "the capture ends N s after the request"), and a run
+    3.7 s later with nothing new, still within the answer time: the verdict is kept, its list
+    written for the new ``now`` -- the offline run's."""
+    from pcapvpn.rules.common import Context
+
+    once = [(ts, fr) for ts, fr in _unanswered(3, T0 + 299) if ts < T0 + 300]  # no copy
+    s, cap, clock, _first = _evaluated(once, 100)
+    t = T0 + 303.7
+    cap.now = clock[0] = t
+    s._prepare()
+    state = s._state(t)
+    got = s.rule_cache.run(state)
+    vs = s.rule_cache.verdicts(Context(state), got)
+    want, want_vs = _offline(state)
+    assert s.rule_cache.stats_verdicts["computed"] == 0, s.rule_cache.stats_verdicts
+    assert any("the capture ends" in x for v in vs for x in v.not_seen), vs
+    assert [dataclasses.asdict(v) for v in vs] == [dataclasses.asdict(v) for v in want_vs]
+    assert [dataclasses.asdict(f) for f in got] == [dataclasses.asdict(f) for f in want]
