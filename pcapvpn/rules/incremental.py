@@ -14,9 +14,10 @@ is dirty when
 * its content changed (a fingerprint of its SAs: messages, packets, last times, links);
 * a NAT keepalive flow, ICMP error or incomplete fragment set of its address pair changed;
 * ``now`` reached a deadline one of its rules compared with (a request that was "too recent to
-  call unanswered" last time), or a rule used ``now`` in a value it kept (a text "the capture
-  ends N s after ..."): ``now`` is handed to the rules as :class:`_Dep`, a float that records
-  every comparison and every other use, attributed to the group the rule is looking at;
+  call unanswered" last time), or a rule used ``now`` in a value it kept that cannot be
+  written again (rounded, in a field other than a text): ``now`` is handed to the rules as
+  :class:`_Dep`, a float that records every comparison and every other use, attributed to the
+  group the rule is looking at;
 * it is linked to a dirty group (a REDIRECT and the client's later IKE SAs elsewhere; an end
   that moved, MOBIKE, to an address pair that is a tunnel of its own).
 
@@ -30,19 +31,34 @@ over the whole state at every evaluation (such rules are cheap: they read bounde
 Learned at run time; a rule found global while running over the dirty part is run again over
 the whole state in the same evaluation.
 
+Texts that follow the clock.  A text "the capture ends N s after the last copy" is a message
+(:class:`pcapvpn.findings.Msg`) with ``now - ts`` among its facts: made while the rules run, it
+keeps how that value is made from ``now`` (:func:`_msg_made`), and a group whose findings of a
+rule hold such texts is not run again when only the clock moved: its kept findings' titles and
+details are written again for the new ``now`` (:func:`_render`, the very floats the rule's
+arithmetic gives, so English and every language read as offline).  Only when every such message
+the rule made for the group is within those titles and details (:func:`_placed`): a text copied
+into a plain string, or a use of ``now`` that is not ``now`` moved by constants, makes the
+group run again as before.
+
 Units smaller than a group.  A rule whose result for one SA depends on that SA alone (and on
-``now`` only through comparisons: deadlines) computes it through :func:`per_sa`; the cache keeps
-that result per rule and SA, keyed by the SA and its change counter (a fingerprint the rule
-gives), and a dirty group's run reuses it for the SAs that did not change (the big tunnel of a
-flood gets new SAs at every interval: its old SAs are not computed again).  A body that used
-``now`` otherwise (a text that follows the clock), read an aggregate or cut a look-up short is
-not kept: it runs again every time, as its group would.  Offline (:func:`pcapvpn.rules.run_rules`)
-the body simply runs.
+``now`` only through comparisons -- deadlines -- and texts written again) computes it through
+:func:`per_sa`; the cache keeps that result per rule and SA, keyed by the SA and its change
+counter (a fingerprint the rule gives), and a dirty group's run reuses it for the SAs that did
+not change (the big tunnel of a flood gets new SAs at every interval: its old SAs are not
+computed again; their findings' texts that follow the clock are written again).  A body that
+used ``now`` otherwise (a text that is not in its findings' texts), read an aggregate or cut a
+look-up short is not kept: it runs again every time, as its group would.  Offline
+(:func:`pcapvpn.rules.run_rules`) the body simply runs.
 
 Verdicts.  :meth:`RuleCache.verdicts` judges the tunnels of the findings the last run handed
 out as :func:`pcapvpn.rules.verdict.tunnel_verdicts` does, keeping each tunnel's verdict (and
 what it changed in the tunnel's findings) while the tunnel and the kept findings its findings
-were copied from stay the same; ``now`` is a :class:`_Dep` there too.
+were copied from stay the same (a global rule's findings: by value); ``now`` is a :class:`_Dep`
+there too, and the verdict's own texts that follow the clock (what could not be judged yet,
+"the capture ends N s after the request") are written again for a kept verdict as the
+findings' are.  A forked evaluation's verdicts come back with its cache (:meth:`RuleCache.
+export`).
 
 Whole evaluations.  The first one, a change of the capture's start, ``--vantage`` (the points'
 matching reads every tunnel) and inner models (decrypted or plaintext traffic tied to tunnels)
@@ -1596,10 +1612,13 @@ class _RulesChild:
                         break
                     chunks.append(chunk)
             os.waitpid(self.pid, 0)
+            _hooks(False)  # (its messages come back as they were made)
             try:
                 data = pickle.loads(b"".join(chunks))
             except Exception:  # noqa: BLE001 - the child failed: run them here
                 data = None
+            finally:
+                _hooks(True)
         if data is None:
             run_locals(self.items)
             return
