@@ -382,7 +382,7 @@ def _render(m, now: float):
     for k, how in m.follows.items():
         facts[k] = _render(facts[k], now) if how is None else _replay(how, now)
     template = m.template
-    if template == _JOIN:
+    if template == _JOIN and type(facts["a"]) in _STRS and type(facts["b"]) in _STRS:
         text = str.__add__(facts["a"], facts["b"])
     else:
         text = template.format_map(facts)
@@ -391,6 +391,9 @@ def _render(m, now: float):
     out.facts = facts
     out.follows = m.follows
     return out
+
+
+_STRS = (str, _Msg)
 
 
 def _reach(m, out: set) -> None:
