@@ -135,15 +135,24 @@ class Msg(str):
 
     template: str
     facts: dict
+    #: live's rule cache (:mod:`pcapvpn.rules.incremental`): the facts whose values follow the
+    #: clock (name -> how the value is made from ``now``; None: a message that has such facts),
+    #: so that a kept finding's text is written again for a later ``now`` instead of its rule
+    #: running again; None: none (always, offline)
+    follows: dict | None = None
 
     def __new__(cls, template: str, facts: dict | None = None) -> Msg:
         facts = facts or {}
+        if facts and _FOLLOW[0] is not None:
+            return _FOLLOW[0](cls, template, facts)
         self = super().__new__(cls, template.format_map(facts) if facts else template)
         self.template = template
         self.facts = facts
         return self
 
     def __reduce__(self):
+        if self.follows is not None:  # a forked evaluation's kept findings come back so
+            return (_loaded, (self.template, self.facts, self.follows))
         return (Msg, (self.template, self.facts))
 
     def __add__(self, other):  # type: ignore[override]
@@ -163,6 +172,10 @@ class Msg(str):
 
 _str_add = str.__add__
 _JOIN = "{a}{b}"
+#: live's rule cache, while its recorder runs (:mod:`pcapvpn.rules.incremental`): ``[made,
+#: joined]``: ``made(cls, template, facts) -> Msg`` makes every message with facts (those whose
+#: facts follow the clock get ``follows``), ``joined(m)`` notes a join of two messages
+_FOLLOW: list = [None, None]
 
 
 def _joined(a: str, b: str) -> Msg:
@@ -171,6 +184,17 @@ def _joined(a: str, b: str) -> Msg:
     out = str.__new__(Msg, _str_add(a, b))
     out.template = _JOIN
     out.facts = {"a": a, "b": b}
+    if _FOLLOW[0] is not None:
+        _FOLLOW[1](out)
+    return out
+
+
+def _loaded(template: str, facts: dict, follows: dict) -> Msg:
+    """A pickled message whose facts follow the clock (their values are plain)."""
+    out = str.__new__(Msg, template.format_map(facts))
+    out.template = template
+    out.facts = facts
+    out.follows = follows
     return out
 
 

@@ -14,9 +14,10 @@ is dirty when
 * its content changed (a fingerprint of its SAs: messages, packets, last times, links);
 * a NAT keepalive flow, ICMP error or incomplete fragment set of its address pair changed;
 * ``now`` reached a deadline one of its rules compared with (a request that was "too recent to
-  call unanswered" last time), or a rule used ``now`` in a value it kept (a text "the capture
-  ends N s after ..."): ``now`` is handed to the rules as :class:`_Dep`, a float that records
-  every comparison and every other use, attributed to the group the rule is looking at;
+  call unanswered" last time), or a rule used ``now`` in a value it kept that cannot be
+  written again (rounded, in a field other than a text): ``now`` is handed to the rules as
+  :class:`_Dep`, a float that records every comparison and every other use, attributed to the
+  group the rule is looking at;
 * it is linked to a dirty group (a REDIRECT and the client's later IKE SAs elsewhere; an end
   that moved, MOBIKE, to an address pair that is a tunnel of its own).
 
@@ -30,19 +31,34 @@ over the whole state at every evaluation (such rules are cheap: they read bounde
 Learned at run time; a rule found global while running over the dirty part is run again over
 the whole state in the same evaluation.
 
+Texts that follow the clock.  A text "the capture ends N s after the last copy" is a message
+(:class:`pcapvpn.findings.Msg`) with ``now - ts`` among its facts: made while the rules run, it
+keeps how that value is made from ``now`` (:func:`_msg_made`), and a group whose findings of a
+rule hold such texts is not run again when only the clock moved: its kept findings' titles and
+details are written again for the new ``now`` (:func:`_render`, the very floats the rule's
+arithmetic gives, so English and every language read as offline).  Only when every such message
+the rule made for the group is within those titles and details (:func:`_placed`): a text copied
+into a plain string, or a use of ``now`` that is not ``now`` moved by constants, makes the
+group run again as before.
+
 Units smaller than a group.  A rule whose result for one SA depends on that SA alone (and on
-``now`` only through comparisons: deadlines) computes it through :func:`per_sa`; the cache keeps
-that result per rule and SA, keyed by the SA and its change counter (a fingerprint the rule
-gives), and a dirty group's run reuses it for the SAs that did not change (the big tunnel of a
-flood gets new SAs at every interval: its old SAs are not computed again).  A body that used
-``now`` otherwise (a text that follows the clock), read an aggregate or cut a look-up short is
-not kept: it runs again every time, as its group would.  Offline (:func:`pcapvpn.rules.run_rules`)
-the body simply runs.
+``now`` only through comparisons -- deadlines -- and texts written again) computes it through
+:func:`per_sa`; the cache keeps that result per rule and SA, keyed by the SA and its change
+counter (a fingerprint the rule gives), and a dirty group's run reuses it for the SAs that did
+not change (the big tunnel of a flood gets new SAs at every interval: its old SAs are not
+computed again; their findings' texts that follow the clock are written again).  A body that
+used ``now`` otherwise (a text that is not in its findings' texts), read an aggregate or cut a
+look-up short is not kept: it runs again every time, as its group would.  Offline
+(:func:`pcapvpn.rules.run_rules`) the body simply runs.
 
 Verdicts.  :meth:`RuleCache.verdicts` judges the tunnels of the findings the last run handed
 out as :func:`pcapvpn.rules.verdict.tunnel_verdicts` does, keeping each tunnel's verdict (and
 what it changed in the tunnel's findings) while the tunnel and the kept findings its findings
-were copied from stay the same; ``now`` is a :class:`_Dep` there too.
+were copied from stay the same (a global rule's findings: by value); ``now`` is a :class:`_Dep`
+there too, and the verdict's own texts that follow the clock (what could not be judged yet,
+"the capture ends N s after the request") are written again for a kept verdict as the
+findings' are.  A forked evaluation's verdicts come back with its cache (:meth:`RuleCache.
+export`).
 
 Whole evaluations.  The first one, a change of the capture's start, ``--vantage`` (the points'
 matching reads every tunnel) and inner models (decrypted or plaintext traffic tied to tunnels)
@@ -57,6 +73,8 @@ import os
 import time
 
 from pcapvpn.rules import _drop_superseded, _ordered, _rule_error, _show_fragments, load_all
+from pcapvpn.findings import _JOIN, MAX_DETAIL, MAX_TITLE
+from pcapvpn.findings import Msg as _Msg
 
 __all__ = ["RuleCache", "ike_unit_fp", "per_sa"]
 
@@ -116,13 +134,17 @@ class _Dep(float):
     ``ctx.now`` is one (``s`` 1); ``now - x`` and ``x - now`` stay one.  A comparison answers as
     a float does and records when its answer would change (a deadline of the group the rule is
     at); any other use (text, rounding, a product) records that the group's results follow the
-    clock (it is evaluated every time)."""
+    clock (it is evaluated every time) -- except a fact of a message (:func:`_msg_follow`):
+    ``ops``, the steps that made the value from ``now`` (``(("-", x),)`` for ``now - x``; None
+    when two clock values were combined), lets the message be written again for a later
+    ``now`` with the very float the rule would compute then."""
 
-    __slots__ = ("s",)
+    __slots__ = ("s", "ops")
 
-    def __new__(cls, value, s=1.0):
+    def __new__(cls, value, s=1.0, ops=()):
         self = float.__new__(cls, value)
         self.s = s
+        self.ops = ops
         return self
 
     def _v(self):
@@ -133,29 +155,33 @@ class _Dep(float):
         if isinstance(o, _Dep):
             s = self.s - o.s
             v = self._v() - o._v()
-            return _Dep(v, s) if s else v
+            return _Dep(v, s, None) if s else v
         if isinstance(o, (int, float)):
-            return _Dep(self._v() - o, self.s)
+            ops = self.ops
+            return _Dep(self._v() - o, self.s, ops + (("-", o),) if ops is not None else None)
         return NotImplemented
 
     def __rsub__(self, o):
         if isinstance(o, (int, float)):
-            return _Dep(o - self._v(), -self.s)
+            ops = self.ops
+            return _Dep(o - self._v(), -self.s, ops + (("r-", o),) if ops is not None else None)
         return NotImplemented
 
     def __add__(self, o):
         if isinstance(o, _Dep):
             s = self.s + o.s
             v = self._v() + o._v()
-            return _Dep(v, s) if s else v
+            return _Dep(v, s, None) if s else v
         if isinstance(o, (int, float)):
-            return _Dep(self._v() + o, self.s)
+            ops = self.ops
+            return _Dep(self._v() + o, self.s, ops + (("+", o),) if ops is not None else None)
         return NotImplemented
 
     __radd__ = __add__
 
     def __neg__(self):
-        return _Dep(-self._v(), -self.s)
+        ops = self.ops
+        return _Dep(-self._v(), -self.s, ops + (("neg", 0),) if ops is not None else None)
 
     def __pos__(self):
         return self
@@ -275,6 +301,119 @@ def _note(dt) -> None:
         rec.note(dt)
 
 
+# -- texts that follow the clock ---------------------------------------------------------------
+
+
+def _msg_made(cls, template, facts):
+    """:class:`~pcapvpn.findings.Msg` while a recorder runs: a message one of whose facts is
+    ``now`` moved by constants (``now - m.ts``: a :class:`_Dep` with ``ops``) is written with
+    the plain value and keeps in ``follows`` how to make it from ``now``; a message with such a
+    message among its facts keeps that too.  It is noted for the group the rule is at
+    (:meth:`_Recorder.made`), not as a use of ``now``: the group's findings are written again
+    for a later ``now`` (:func:`_render`) instead of the rule running again -- when every such
+    message the rule made for the group ends up in its findings' titles and details
+    (:meth:`RuleCache._run_local`).  Any other clock value (rounded, multiplied, two of them
+    combined, in a per-SA body) is formatted as before: a use of ``now`` (its group re-runs)."""
+    follow = None
+    for k, v in facts.items():
+        t = type(v)
+        if t is _Dep:
+            if v.ops is None:
+                follow = None
+                break
+            if follow is None:
+                follow = {}
+            follow[k] = v.ops
+        elif t is _Msg and v.follows is not None:
+            if follow is None:
+                follow = {}
+            follow[k] = None
+    rec = _REC[0]
+    if follow is None or rec is None:
+        self = str.__new__(cls, template.format_map(facts))
+        self.template = template
+        self.facts = facts
+        return self
+    plain = {k: (float.__float__(v) if follow.get(k) else v) for k, v in facts.items()}
+    self = str.__new__(cls, template.format_map(plain))
+    self.template = template
+    self.facts = plain
+    self.follows = follow
+    rec.made(self)
+    return self
+
+
+def _msg_joined(m) -> None:
+    """``a + b`` of messages while a recorder runs: it follows the clock when a part does."""
+    f = m.facts
+    a, b = f["a"], f["b"]
+    fa = type(a) is _Msg and a.follows is not None
+    fb = type(b) is _Msg and b.follows is not None
+    if fa or fb:
+        follow = {}
+        if fa:
+            follow["a"] = None
+        if fb:
+            follow["b"] = None
+        m.follows = follow
+        rec = _REC[0]
+        if rec is not None:
+            rec.made(m)
+
+
+def _replay(ops, now: float) -> float:
+    """The value ``ops`` make from ``now`` (the same float the rule's arithmetic gives)."""
+    x = now
+    for op, c in ops:
+        if op == "-":
+            x = x - c
+        elif op == "+":
+            x = x + c
+        elif op == "r-":
+            x = c - x
+        else:
+            x = -x
+    return x
+
+
+def _render(m, now: float):
+    """Message ``m`` (its ``follows`` set) written again for ``now``."""
+    facts = dict(m.facts)
+    for k, how in m.follows.items():
+        facts[k] = _render(facts[k], now) if how is None else _replay(how, now)
+    template = m.template
+    if template == _JOIN and type(facts["a"]) in _STRS and type(facts["b"]) in _STRS:
+        text = str.__add__(facts["a"], facts["b"])
+    else:
+        text = template.format_map(facts)
+    out = str.__new__(m.__class__, text)
+    out.template = template
+    out.facts = facts
+    out.follows = m.follows
+    return out
+
+
+_STRS = (str, _Msg)
+
+
+def _reach(m, out: set) -> None:
+    """The messages that follow the clock within ``m`` (ids into ``out``)."""
+    if type(m) is not _Msg or m.follows is None or id(m) in out:
+        return
+    out.add(id(m))
+    facts = m.facts
+    for k, how in m.follows.items():
+        if how is None:
+            _reach(facts[k], out)
+
+
+def _hooks(on: bool) -> None:
+    from pcapvpn import findings
+
+    findings._FOLLOW[0] = _msg_made if on else None
+    findings._FOLLOW[1] = _msg_joined if on else None
+
+
 # -- the cache ---------------------------------------------------------------------------------
 
 
@@ -290,6 +429,9 @@ class _Group:
     deadlines: dict = dataclasses.field(default_factory=dict)
     clock: set = dataclasses.field(default_factory=set)
     facts: dict = dataclasses.field(default_factory=dict)
+    #: rule name -> the ``now`` its findings' texts that follow the clock are written for
+    #: (:func:`_msg_made`: they are written again for a later ``now``, the rule does not run)
+    rendered: dict = dataclasses.field(default_factory=dict)
     #: a run of some rules only (a clean group whose deadline of those rules passed)
     partial: bool = False
     ran: set = dataclasses.field(default_factory=set)
@@ -309,8 +451,20 @@ class _Recorder:
         self.clock: dict = {}
         self.unplaced = False  # a use of now outside any followed iteration
         self.facts: dict = {}
-        #: the per-SA body running (:func:`per_sa`): [not to be kept, earliest deadline]
+        #: the per-SA body running (:func:`per_sa`): [not to be kept, earliest deadline, the
+        #: messages it made that follow the clock]
         self.watch: list | None = None
+        #: per rule: group -> the messages made that follow the clock (:func:`_msg_made`)
+        self.follow: dict = {}
+
+    def made(self, m) -> None:
+        if self.watch is not None:  # a per-SA body: kept when it is in the body's findings
+            self.watch[2].append(m)
+        g = self.group()
+        if g is None:
+            self.unplaced = True
+            return
+        self.follow.setdefault(self.rule, {}).setdefault(g, []).append(m)
 
     def group(self):
         if not _CUR:
@@ -393,6 +547,7 @@ class RuleCache:
         #: the verdicts kept per group (:meth:`verdicts`): group -> (key, verdict, what the
         #: verdict changed in its findings, deadline, follows the clock)
         self.kept_verdicts: dict = {}
+        self._verdicts_fresh: set = set()  # the groups whose verdict the last one computed
         self.stats_verdicts: dict = {}
 
     # -- a forked evaluation's cache, back in the parent ---------------------------------------
@@ -405,7 +560,27 @@ class RuleCache:
                 "ranks": {k: list(v) for k, v in self.ranks.items()}, "start": self.start,
                 "facts": self.facts, "side": self._side, "rule_seconds": dict(self.rule_seconds),
                 "units": [(name, k, self.units[name][k]) for name, k in self._units_fresh
-                          if k in self.units.get(name, ())]}
+                          if k in self.units.get(name, ())],
+                "verdicts": self._export_verdicts()}
+
+    def _export_verdicts(self) -> tuple:
+        """The verdicts the last :meth:`verdicts` kept: the groups kept, and those it computed
+        with the kept findings of their keys as places (rule, index) in their group (the
+        parent's copies of the findings are other objects)."""
+        out = {}
+        for g in self._verdicts_fresh:
+            entry = self.kept_verdicts.get(g)
+            grp = self.groups.get(g)
+            if entry is None or grp is None:
+                continue
+            place = {id(r[4]): (name, i) for name, rows in grp.found.items()
+                     for i, r in enumerate(rows)}
+            key = entry[0]
+            where = tuple(f if type(f) is _Global else place.get(id(f)) for f in key[2])
+            if None in where:
+                continue
+            out[g] = ((key[0], key[1], where),) + tuple(entry[1:])
+        return set(self.kept_verdicts), out
 
     def merge(self, data: dict) -> None:
         for g in [g for g in self.groups if g not in data["held"]]:
@@ -423,6 +598,20 @@ class RuleCache:
         for name, k, entry in data["units"]:
             self.units.setdefault(name, {})[k] = entry
         self.rule_seconds.update(data.get("rule_seconds", {}))
+        kept, computed = data["verdicts"]
+        mine = {g: v for g, v in self.kept_verdicts.items() if g in kept}
+        for g, entry in computed.items():
+            grp = self.groups.get(g)
+            if grp is None:
+                continue
+            fp, start, where = entry[0]
+            try:
+                kf = tuple(w if type(w) is _Global else grp.found[w[0]][w[1]][4]
+                           for w in where)
+            except (KeyError, IndexError):
+                continue
+            mine[g] = ((fp, start, kf),) + tuple(entry[1:])
+        self.kept_verdicts = mine
 
     # -- the groups of a state ---------------------------------------------------------------
 
@@ -593,6 +782,7 @@ class RuleCache:
         # per rule, the clean groups whose results of that rule follow the clock or reached a
         # deadline: that rule alone runs again for them
         timed: dict = {}
+        rendered = 0
         for g, grp in self.groups.items():
             if g in dirty:
                 continue
@@ -601,6 +791,16 @@ class RuleCache:
             for name, at in grp.deadlines.items():
                 if now >= at:
                     timed.setdefault(name, set()).add(g)
+            if grp.rendered:  # the texts that follow the clock, written for this ``now``
+                for name, at in grp.rendered.items():
+                    if at == now or name in self.global_rules or (
+                            name in timed and g in timed[name]):
+                        continue
+                    if _render_rows(grp.found.get(name, ()), now):
+                        grp.rendered[name] = now
+                        rendered += 1
+                    else:
+                        timed.setdefault(name, set()).add(g)
         for name, gs in timed.items():
             _close(gs, adj)
             gs -= dirty  # those run anyway
@@ -616,6 +816,7 @@ class RuleCache:
         again = []
         runs = {}
         _REC[0] = rec
+        _hooks(True)
         WALKED.clear()
 
         def run_locals(items) -> None:
@@ -653,6 +854,7 @@ class RuleCache:
                 forked.join(run_locals)
         finally:
             _REC[0] = None
+            _hooks(False)
             _CUR.clear()
         for g, grp in new.items():
             if grp.partial:  # only some rules ran for it: the others' results stay
@@ -664,7 +866,9 @@ class RuleCache:
                         if v is not None:
                             getattr(old, part)[name] = v
                     old.clock.discard(name)
+                    old.rendered.pop(name, None)
                 old.clock |= grp.clock
+                old.rendered.update(grp.rendered)
             else:
                 self.groups[g] = grp
         self._fresh = touched
@@ -713,7 +917,7 @@ class RuleCache:
                       "ike_sas": len(sub.ike_sas), "esp_sas": len(sub.esp_sas),
                       "tunnels": len(sub.tunnels), "vpn_tunnels": len(sub.vpn_tunnels),
                       "timed": {k: len(v) for k, v in timed.items() if k not in gl},
-                      "group_runs": sum(runs.values()),
+                      "group_runs": sum(runs.values()), "rendered": rendered,
                       "global_rules": sorted(gl), "again": len(again),
                       "walked": dict(WALKED),
                       "units": {k.rsplit(".", 1)[-1]: {"computed": v[0], "asked": v[1]}
@@ -742,6 +946,7 @@ class RuleCache:
                 or (cap is not None and getattr(cap, "damage", None))
                 or any(f.code == "IKE_REDIRECT" for f in findings)):
             self.kept_verdicts = {}
+            self._verdicts_fresh = set()
             self.stats_verdicts = {"computed": len(state.tunnels) + len(state.vpn_tunnels),
                                    "kept": 0}
             return tunnel_verdicts(ctx, findings)
@@ -774,14 +979,15 @@ class RuleCache:
                 for f in fs:
                     o = origin.get(id(f))
                     if o is None or o[0] is not f:
-                        kf = None  # a finding of a global rule: made anew every run
-                        break
-                    kf.append(o[1])
-                key = (fps.get(g), ctx.start, tuple(kf)) if kf is not None else None
+                        # a finding of a global rule, made anew every run: by its value
+                        kf.append(_Global(_copy(f)))
+                    else:
+                        kf.append(o[1])
+                key = (fps.get(g), ctx.start, tuple(kf))
                 keys[g] = key
                 old = kept.get(g)
-                if key is None or tid in inner:
-                    why = "global"
+                if tid in inner:
+                    why = "inner"
                 elif old is None:
                     why = "new"
                 elif old[4]:
@@ -791,11 +997,15 @@ class RuleCache:
                 elif old[0][0] != key[0] or old[0][1] != key[1]:
                     why = "changed"
                 elif len(old[0][2]) != len(kf) or not all(
-                        a is b for a, b in zip(old[0][2], kf)):
+                        a is b or (type(a) is _Global and type(b) is _Global and a == b)
+                        for a, b in zip(old[0][2], kf)):
                     why = "findings"
                 else:
-                    reuse[g] = old
-                    continue
+                    got = _rendered_verdict(old, now) if old[5] else (old[1].not_seen, old[2])
+                    if got is not None:
+                        reuse[g] = (old, got)
+                        continue
+                    why = "clock"
                 todo.append(item)
                 reasons[why] = reasons.get(why, 0) + 1
         computed = {}
@@ -810,42 +1020,70 @@ class RuleCache:
             rec = _Recorder(self, maps, now)
             rec.rule = "verdict"
             sub_fs = [f for g in keys if g not in reuse for f in by_group.get(g, ())]
+            before = {id(f): f.detail for f in sub_fs}
             vctx = Context(sub)
             _REC[0] = rec
+            _hooks(True)
             _CUR.clear()
             try:
                 got = tunnel_verdicts(vctx, sub_fs)
             finally:
                 _REC[0] = None
+                _hooks(False)
                 _CUR.clear()
             for v in got:
                 computed[v.tunnel] = v
             unplaced = rec.unplaced
             deadlines = rec.deadlines.get("verdict", {})
             clock = rec.clock.get("verdict", set())
+            made = rec.follow.get("verdict", {})
             for _t, tid, g in todo_t + todo_v:
                 key = keys[g]
-                if key is None or unplaced or tid in inner:
+                if unplaced or tid in inner:
                     continue
                 fs = by_group.get(g, ())
-                fresh[g] = (key, computed[tid],
-                            [(f.severity, f.detail, f.recovered) for f in fs],
-                            deadlines.get(g, _INF), g in clock)
+                changes = []
+                for f in fs:
+                    notes = _notes(f.detail, before[id(f)])
+                    if notes is None:  # the detail replaced, not added to: not kept
+                        break
+                    changes.append((f.severity, notes, f.recovered))
+                else:
+                    v = computed[tid]
+                    follows = False
+                    if g in made and g not in clock:
+                        # its texts that follow the clock (what could not be judged yet, the
+                        # notes it added): written again for a later now when they are all
+                        # in the verdict's list and notes, else it is computed again
+                        reach: set = set()
+                        for x in getattr(v, "not_seen_all", v.not_seen):
+                            _reach(x, reach)
+                        for _sev, notes, _r in changes:
+                            for n in notes:
+                                _reach(n, reach)
+                        for f in fs:  # (the joins of its notes to the details)
+                            _reach(f.detail, reach)
+                        follows = all(id(m) in reach for m in made[g])
+                    fresh[g] = (key, v, changes, deadlines.get(g, _INF),
+                                g in clock or (g in made and not follows), follows)
         out = []
         for lst in (ipsec, vpn):
             for _t, tid, g in lst:
-                old = reuse.get(g)
-                if old is None:
+                got = reuse.get(g)
+                if got is None:
                     out.append(computed[tid])
                     continue
-                for f, (sev, detail, rec_) in zip(by_group.get(g, ()), old[2]):
+                old, (not_seen, changes) = got
+                for f, (sev, notes, rec_) in zip(by_group.get(g, ()), changes):
                     f.severity = sev
-                    f.detail = detail
+                    for n in notes:  # the notes the verdict added, after the text as it is now
+                        f.detail += n
                     f.recovered = dict(rec_) if rec_ is not None else None
                 fresh[g] = old
                 out.append(dataclasses.replace(old[1], findings=list(old[1].findings),
-                                               not_seen=list(old[1].not_seen)))
+                                               not_seen=list(not_seen)))
         self.kept_verdicts = fresh
+        self._verdicts_fresh = {g for _t, _tid, g in todo_t + todo_v}
         self.stats_verdicts = {"computed": len(todo_t) + len(todo_v), "kept": len(reuse),
                                "why": reasons}
         return out
@@ -871,24 +1109,33 @@ class RuleCache:
         counts = self.stats_units.setdefault(name, [0, 0])
         counts[1] += 1
         if got is not None and got[0] == fp and now < got[2] and (
-                valid is None or valid(got[1])):
-            if got[2] != _INF:
-                g = rec.group()
-                if g is not None:
+                valid is None or valid(got[1])) and (
+                not got[3] or _render_rows([(0, 0, 0, 0, f) for f in got[1] if _texts(f)], now)):
+            # (its findings' texts that follow the clock written for this now, in place)
+            g = rec.group()
+            if g is not None:
+                if got[2] != _INF:
                     rec.deadline(g, got[2])
+                if got[3]:  # the group's findings of this rule follow the clock
+                    rec.follow.setdefault(name, {}).setdefault(g, [])
+            if got[3] and rec.watch is not None:
+                rec.watch[0] = True  # (a body around this one: not kept)
             return list(got[1])
         counts[0] += 1
         outer = rec.watch
-        watch = rec.watch = [False, _INF]
+        watch = rec.watch = [False, _INF, []]
         try:
             found = list(body())
         finally:
             rec.watch = outer
-        if watch[0]:
+        made = watch[2]
+        if outer is not None:
+            outer[2].extend(made)
+        if watch[0] or (made and not _placed(made, [f for f in found if _texts(f)])):
             if mine.pop(k, None) is not None:
                 self._units_dropped.add((name, k))
         else:
-            mine[k] = (fp, tuple(found), watch[1])
+            mine[k] = (fp, tuple(found), watch[1], bool(made))
             self._units_fresh.add((name, k))
         return found
 
@@ -969,6 +1216,19 @@ class RuleCache:
         for g in rec.clock.get(name, ()):
             if g in gs:
                 new[g].clock.add(name)
+        made = rec.follow.get(name)
+        if made:
+            by_g: dict = {}
+            for g, row in rows:
+                by_g.setdefault(g, []).append(row[4])
+            for g, ms in made.items():
+                if g not in gs:
+                    continue
+                grp = new[g]
+                if name in grp.clock or not _placed(ms, by_g.get(g, ())):
+                    grp.clock.add(name)  # a text copied elsewhere: the rule runs again
+                else:
+                    grp.rendered[name] = rec.now
         for g, fs in rec.facts.get(name, {}).items():
             if g in gs:
                 new[g].facts[name] = fs
@@ -980,6 +1240,91 @@ class RuleCache:
 
 
 _INF = float("inf")
+
+
+def _rendered_verdict(kept, now):
+    """A kept verdict's texts that follow the clock written for ``now``: ``(not_seen, changes
+    to its findings)`` -- its items listed once, as :func:`pcapvpn.rules.verdict.decide` does
+    (from all of them when it left some out) -- or None when two of them would now read the
+    same and it did not list them all."""
+    from pcapvpn.rules.verdict import _unique
+
+    v = kept[1]
+    every = getattr(v, "not_seen_all", None)
+    not_seen = [_render(x, now) if type(x) is _Msg and x.follows is not None else x
+                for x in (every if every is not None else v.not_seen)]
+    if every is not None:
+        not_seen = _unique(not_seen)
+    elif len(set(not_seen)) != len(not_seen):
+        return None
+    changes = [(sev, tuple(_render(n, now) if type(n) is _Msg and n.follows is not None else n
+                           for n in notes), r) for sev, notes, r in kept[2]]
+    return not_seen, changes
+
+
+class _Global:
+    """A finding of a global rule in a kept verdict's key (:meth:`RuleCache.verdicts`): a
+    copy of it as the verdict found it, equal to another when every field is."""
+
+    __slots__ = ("f",)
+
+    def __init__(self, f):
+        self.f = f
+
+    def __eq__(self, o):
+        return type(o) is _Global and self.f == o.f
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (_Global, (self.f,))
+
+
+def _notes(detail, base):
+    """What the verdict added to a finding's detail ``base`` (``detail`` is ``base + n1 +
+    n2 ...``): ``(n1, n2, ...)``, or None when the detail is not made so."""
+    out = []
+    while detail is not base:
+        if type(detail) is not _Msg or detail.template != _JOIN or "b" not in detail.facts:
+            return None
+        out.append(detail.facts["b"])
+        detail = detail.facts["a"]
+    return tuple(reversed(out))
+
+
+def _texts(f) -> bool:
+    return hasattr(f, "title") and hasattr(f, "detail")
+
+
+def _placed(made, found) -> bool:
+    """Whether every message ``made`` that follows the clock is within the titles and details
+    of ``found`` (followed from them through the messages' facts), and nothing else holds the
+    clock: a text copied into a plain string, a field other than those, is not written again."""
+    reach: set = set()
+    for f in found:
+        _reach(f.title, reach)
+        _reach(f.detail, reach)
+    return all(id(m) in reach for m in made)
+
+
+def _render_rows(rows, now) -> bool:
+    """The kept findings ``rows`` of a rule, their texts that follow the clock written for
+    ``now`` (in place: the verdicts kept for them stay); False when one would no longer be
+    what the rule writes (a text past its bound, :func:`pcapvpn.findings.make`)."""
+    for row in rows:
+        f = row[4]
+        t, d = f.title, f.detail
+        if type(t) is _Msg and t.follows is not None:
+            t = _render(t, now)
+            if len(t) > MAX_TITLE:
+                return False
+            f.title = t
+        if type(d) is _Msg and d.follows is not None:
+            d = _render(d, now)
+            if len(d) > MAX_DETAIL:
+                return False
+            f.detail = d
+    return True
 
 
 def per_sa(ctx, sa, fp, body, valid=None) -> list:
@@ -1243,7 +1588,8 @@ class _RulesChild:
         for g, grp in self.new.items():
             p = {part: {n: v for n, v in getattr(grp, part).items() if n in mine}
                  for part in ("found", "cuts", "deadlines", "facts")}
-            p.update(clock=grp.clock & mine, ran=grp.ran & mine, partial=grp.partial, fp=grp.fp)
+            p.update(clock=grp.clock & mine, ran=grp.ran & mine, partial=grp.partial, fp=grp.fp,
+                     rendered={n: v for n, v in grp.rendered.items() if n in mine})
             parts[g] = p
         return {"parts": parts, "global": cache.global_rules - gl0,
                 "ranks": {n: cache.ranks[n] for n in mine if n in cache.ranks},
@@ -1269,10 +1615,13 @@ class _RulesChild:
                         break
                     chunks.append(chunk)
             os.waitpid(self.pid, 0)
+            _hooks(False)  # (its messages come back as they were made)
             try:
                 data = pickle.loads(b"".join(chunks))
             except Exception:  # noqa: BLE001 - the child failed: run them here
                 data = None
+            finally:
+                _hooks(True)
         if data is None:
             run_locals(self.items)
             return
@@ -1285,6 +1634,7 @@ class _RulesChild:
                 getattr(grp, part).update(p[part])
             grp.clock |= p["clock"]
             grp.ran |= p["ran"]
+            grp.rendered.update(p["rendered"])
         cache.global_rules |= data["global"]
         cache.ranks.update(data["ranks"])
         for n, k, entry in data["units"]:

@@ -393,12 +393,17 @@ def decide(ctx, t, fs, *, not_seen, pending, healthy_evidence, unjudgeable=None,
                             title=cause.title)
     order = sorted(fs, key=lambda f: (f.posture, not f.failure, severity_rank(f.severity),
                                       stage_rank(f.stage)))
-    return Verdict(
+    out = Verdict(
         tunnel=t.id, verdict=verdict, stage_reached=reached,
         failed_stage=primary.stage if primary else None,
         primary=primary.id if primary else None,
         primary_code=primary.code if primary else None,
         findings=[f.id for f in order], not_seen=_unique(not_seen))
+    if len(out.not_seen) != len(not_seen):
+        # the items before some were left out as the same text (not a field: live's kept
+        # verdicts write their texts that follow the clock again, then leave them out again)
+        out.not_seen_all = not_seen
+    return out
 
 
 def _last_attempt_start(t):
