@@ -186,6 +186,28 @@ class EspSA:
             idx, True, key=lambda i: not (base + i * w + w <= t1))
         return sum(counts[lo:hi]) if lo < hi else 0
 
+    def _sequence_counts(self) -> dict:
+        """The sequence counters of the report's ``sequence`` (before its gaps and resets)."""
+        return {
+            "first": self.first_seq,
+            "min": self.min_seq,
+            "max": self.max_seq,
+            "starts_at_one": self.starts_at_one,
+            "lost": self.lost,
+            "loss_pct": round(self.loss_pct, 3),
+            "duplicates": self.duplicates,
+            "capture_duplicates": self.capture_duplicates,
+            "reordered": self.reordered,
+            "max_reorder_depth": self.max_reorder,
+            "beyond_window_32": self.beyond32,
+            "beyond_window_64": self.beyond64,
+            "too_old": self.too_old,
+            "resets": self.resets,
+            "esn_wraps": self.wraps,
+            "near_wrap": self.near_wrap,
+            "largest_gap": self.max_gap,
+        }
+
     def to_dict(self) -> dict:
         def ip(a):  # the model's cached text (a flood's SA lists hundreds of source changes)
             return _addr(a) if type(a) is bytes else str(ipaddress.ip_address(a))
@@ -212,23 +234,7 @@ class EspSA:
             "first_frame": list(self.first_ref),
             "last_frame": list(self.last_ref),
             "sequence": {
-                "first": self.first_seq,
-                "min": self.min_seq,
-                "max": self.max_seq,
-                "starts_at_one": self.starts_at_one,
-                "lost": self.lost,
-                "loss_pct": round(self.loss_pct, 3),
-                "duplicates": self.duplicates,
-                "capture_duplicates": self.capture_duplicates,
-                "reordered": self.reordered,
-                "max_reorder_depth": self.max_reorder,
-                "beyond_window_32": self.beyond32,
-                "beyond_window_64": self.beyond64,
-                "too_old": self.too_old,
-                "resets": self.resets,
-                "esn_wraps": self.wraps,
-                "near_wrap": self.near_wrap,
-                "largest_gap": self.max_gap,
+                **self._sequence_counts(),
                 "gaps": [{"ts": float(ts), "frame": list(ref), "expected": e, "got": g,
                           "missing": m} for ts, ref, e, g, m in self.lost_gaps()],
                 "resets_at": [{"ts": float(ts), "frame": list(ref), "from": a, "to": b}
@@ -301,23 +307,7 @@ class EspSA:
             "first_frame": frame(self.first_ref),
             "last_frame": frame(self.last_ref),
             "sequence": {
-                "first": self.first_seq,
-                "min": self.min_seq,
-                "max": self.max_seq,
-                "starts_at_one": self.starts_at_one,
-                "lost": self.lost,
-                "loss_pct": round(self.loss_pct, 3),
-                "duplicates": self.duplicates,
-                "capture_duplicates": self.capture_duplicates,
-                "reordered": self.reordered,
-                "max_reorder_depth": self.max_reorder,
-                "beyond_window_32": self.beyond32,
-                "beyond_window_64": self.beyond64,
-                "too_old": self.too_old,
-                "resets": self.resets,
-                "esn_wraps": self.wraps,
-                "near_wrap": self.near_wrap,
-                "largest_gap": self.max_gap,
+                **self._sequence_counts(),
                 "gaps": [{"ts": _time_dict(float(ts), start), "frame": frame(ref),
                           "expected": e, "got": g, "missing": m}
                          for ts, ref, e, g, m in self.lost_gaps()],
