@@ -11,7 +11,7 @@ framing here reads each direction's in-order buffer and releases what it deliver
 
 from __future__ import annotations
 
-from dissect.vpn import ike as _ike
+from dissect.vpn import esp as _esp
 from dissect.vpn import ip as _ip
 from dissect.vpn import openvpn as _openvpn
 from dissect.vpn import pptp as _pptp
@@ -25,12 +25,8 @@ from pcapvpn.tcp_reassembly import SYN
 
 _ESP = _udpencap.ESP
 _IKE = _udpencap.IKE
-#: the IKE header's Length field starts here (RFC 7296 §3.1; RFC 2408 §3.1)
-_IKE_LENGTH_AT = 24
-#: an ESP packet's SPI and Sequence Number (RFC 4303 §2)
-_ESP_HEAD = 8
-#: what frames an OpenVPN-over-TCP packet: its 16-bit Length and its opcode byte
-_OPENVPN_HEAD = 3
+_ESP_HEAD = _esp.ESP_HEADER_LEN
+_OPENVPN_HEAD = _openvpn.TCP_FRAME_HEAD
 #: the most bytes a snapshot length can have cut off a TCP segment: an IP packet is at most
 #: 65,535 bytes (RFC 791 Total Length, RFC 8200 Payload Length; jumbograms aside)
 _MAX_CUT = 0xFFFF
@@ -219,7 +215,7 @@ class TcpStreams:
         framed = st.framing == _tcpencap.FRAMED
         # the bytes that frame a message: RFC 9329's Length (and the Non-ESP Marker or SPI
         # that tells IKE from ESP), else the Non-ESP Marker and the IKE header up to its Length
-        head = 2 if framed else _ike.HEADER_LEN + (4 if st.framing == _tcpencap.MARKER else 0)
+        head = _tcpencap.frame_head(st.framing)
         try:
             messages, consumed = _tcpencap.split(buf, start, st.framing)
         except DissectError as e:
@@ -299,9 +295,9 @@ class TcpStreams:
         96-byte snapshot of a segment with TCP timestamps keeps 24 bytes of the header), it is
         the frame's: RFC 9329 §3 frames one whole IKE message (after the Non-ESP Marker)."""
         ipver, src, dst, sport, dport = d.addr
-        if _IKE_LENGTH_AT <= cend - off < _ike.HEADER_LEN:
-            data = bytes(buf[off:off + _IKE_LENGTH_AT]) + (mend - off).to_bytes(4, "big")
-            off, cend = 0, _ike.HEADER_LEN
+        data = _tcpencap.ike_head_of_frame(buf, off, cend, mend)
+        if data is not None:
+            off, cend = 0, len(data)
         else:
             data = buf
         ike_event(self.sink, ref, ts, ipver, src, dst, sport, dport, "tcp", data, off, cend,

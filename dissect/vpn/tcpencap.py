@@ -38,6 +38,7 @@ from .udpencap import _V1_EXCH, _V2_EXCH, ESP, IKE, MALFORMED
 __all__ = [
     "IKETCP_PREFIX", "FRAMED", "MARKER", "RAW", "NONE", "NEED",
     "probe", "split", "split_tcp_stream", "ike_header_length", "cisco_trailer",
+    "frame_head", "ike_head_of_frame",
 ]
 
 #: RFC 9329 §4: the stream prefix sent by the TCP originator.
@@ -141,6 +142,28 @@ def cisco_trailer(buf: Buffer, off: int, end: int) -> bool:
     t = end - 16
     return (buf[t:t + 4] == _ZERO4 and not _U16(buf, t + 6)[0] & 0xFFF
             and buf[t + 13] in (17, 50))
+
+
+#: the IKE header's Length field starts here (RFC 7296 §3.1; RFC 2408 §3.1)
+_LENGTH_AT = 24
+
+
+def frame_head(framing: int) -> int:
+    """The bytes at the start of a message of ``framing`` that frame it: RFC 9329's Length
+    (``FRAMED``), else the (Non-ESP Marker and the) IKE header up to the end of its Length."""
+    if framing == FRAMED:
+        return 2
+    return _HEADER + (4 if framing == MARKER else 0)
+
+
+def ike_head_of_frame(buf: Buffer, off: int, captured: int, end: int) -> bytes | None:
+    """The IKE header at ``buf[off:]`` of a message that fills its RFC 9329 frame up to ``end``,
+    when the bytes captured of it (up to ``captured``: a snapshot length cut the rest) hold the
+    header but its Length: the 24 bytes captured and the frame's length as the Length (§3
+    frames one whole IKE message).  None when more or less of the header was captured."""
+    if not _LENGTH_AT <= captured - off < _HEADER:
+        return None
+    return bytes(buf[off:off + _LENGTH_AT]) + struct.pack(">I", end - off)
 
 
 def split(buf: Buffer, start: int, framing: int) -> tuple[list[tuple[int, int, int, int, int]], int]:

@@ -186,8 +186,9 @@ class EspSA:
             idx, True, key=lambda i: not (base + i * w + w <= t1))
         return sum(counts[lo:hi]) if lo < hi else 0
 
-    def _sequence_counts(self) -> dict:
-        """The sequence counters of the report's ``sequence`` (before its gaps and resets)."""
+    def sequence_counts(self) -> dict:
+        """The sequence counters of the report's ``sequence`` (before its gaps and resets): of
+        :meth:`to_dict` and of the report's dict (:func:`pcapvpn.model.esp_sa_dict`)."""
         return {
             "first": self.first_seq,
             "min": self.min_seq,
@@ -234,7 +235,7 @@ class EspSA:
             "first_frame": list(self.first_ref),
             "last_frame": list(self.last_ref),
             "sequence": {
-                **self._sequence_counts(),
+                **self.sequence_counts(),
                 "gaps": [{"ts": float(ts), "frame": list(ref), "expected": e, "got": g,
                           "missing": m} for ts, ref, e, g, m in self.lost_gaps()],
                 "resets_at": [{"ts": float(ts), "frame": list(ref), "from": a, "to": b}
@@ -258,85 +259,6 @@ class EspSA:
             "fragmented": self.fragmented,
             "fragment_frames": [list(r) for r in self.frag_refs],
         }
-
-    def report_dict(self, start, names) -> dict:
-        """The report's dict of this SA (:func:`pcapvpn.model.esp_sa_dict`) in one step: the
-        same dict as :meth:`to_dict` made plain and given the JSON conventions
-        (:func:`pcapvpn.model._conventions`: frame refs as ``{file, frame}``, epoch floats under
-        time keys as ``{utc, rel}``), then ``first`` / ``last`` for ``first_ts`` / ``last_ts``,
-        without walking the whole dict twice more (a flood's listed SAs hold thousands of gaps,
-        source changes and bins: live's stop, issue 20).  Tests compare the two."""
-        from pcapvpn.model import Time, _conventions, _plain, _time_dict, asdict, hexid
-
-        n_names = len(names)
-
-        def frame(ref):  # a ``[file index, number]`` under a key ending in "frame"
-            if len(ref) == 2 and isinstance(ref[0], int) and isinstance(ref[1], int):
-                f = ref[0]
-                return {"file": names[f] if 0 <= f < n_names else f"#{f}", "frame": ref[1]}
-            return _conventions(_plain(list(ref)), start, names, "frame")
-
-        def frames(refs):  # refs under a key ending in "frames"
-            out = []
-            for r in refs:
-                if len(r) == 2:
-                    f = r[0]
-                    out.append({"file": names[f] if 0 <= f < n_names else f"#{f}",
-                                "frame": r[1]})
-                else:
-                    out.append(_conventions(_plain(list(r)), start, names))
-            return out
-
-        def when(v):  # a value under a time key
-            return _time_dict(v, start) if isinstance(v, float) else v
-
-        def ip(a):
-            return _addr(a) if type(a) is bytes else str(ipaddress.ip_address(a))
-
-        d = {
-            "proto": self.proto,
-            "spi": hexid(self.spi, 8),
-            "ipver": self.ipver,
-            "src": ip(self.src),
-            "dst": ip(self.dst),
-            "sport": self.sport if self.sport >= 0 else None,
-            "dport": self.dport if self.dport >= 0 else None,
-            "encap": self.encap,
-            "packets": self.packets,
-            "bytes": self.bytes,
-            "first_frame": frame(self.first_ref),
-            "last_frame": frame(self.last_ref),
-            "sequence": {
-                **self._sequence_counts(),
-                "gaps": [{"ts": _time_dict(float(ts), start), "frame": frame(ref),
-                          "expected": e, "got": g, "missing": m}
-                         for ts, ref, e, g, m in self.lost_gaps()],
-                "resets_at": [{"ts": _time_dict(float(ts), start), "frame": frame(ref),
-                               "from": a, "to": b} for ts, ref, a, b in self.reset_events],
-            },
-            "sizes": {
-                "min": self.min_len,
-                "max": self.max_len,
-                "mean": round(self.bytes / self.packets, 1) if self.packets else 0,
-                "large": self.large,
-                "first_large_ts": when(self.first_large_ts),
-                "last_large_ts": when(self.last_large_ts),
-            },
-            "bins": {"start": when(self.bin_base), "width": self.bin_width,
-                     "packets": self.bin_counts()},
-            "sample_frames": frames(self.first_refs),
-            "source_changes": [{"ts": _time_dict(float(ts), start), "frame": frame(ref),
-                                "src": ip(s), "sport": p if p >= 0 else None}
-                               for ts, ref, s, p in self.moves],
-            "source_changes_total": self.moves_total,
-            "fragmented": self.fragmented,
-            "fragment_frames": frames(self.frag_refs),
-        }
-        if self.decrypt is not None:
-            d["decryption"] = _conventions(_plain(self.decrypt.to_dict()), start, names)
-        d["first"] = asdict(Time.of(self.first_ts, start))
-        d["last"] = asdict(Time.of(self.last_ts, start))
-        return d
 
     def __repr__(self) -> str:
         return (f"EspSA({self.proto} {self.spi:08x} {ipaddress.ip_address(self.src)}->"

@@ -147,3 +147,20 @@ def test_cisco_ctcp_is_not_rfc9329():
     assert cisco_trailer(espseg, 0, len(espseg))
     assert probe(espseg, 0, strict=False) != FRAMED
     assert not cisco_trailer(frame(esp(1, 2)), 0, len(frame(esp(1, 2))))
+
+
+def test_frame_head_and_an_ike_header_cut_before_its_length():
+    """What frames a message in each framing; an IKE header of which a snapshot length kept 24
+    bytes (all but its Length) takes the frame's length, anything else is not rebuilt."""
+    from dissect.vpn.ike import parse_message
+    from dissect.vpn.tcpencap import FRAMED, MARKER, RAW, frame_head, ike_head_of_frame
+
+    assert (frame_head(FRAMED), frame_head(MARKER), frame_head(RAW)) == (2, 32, 28)
+    msg = bytes(range(1, 17)) + bytes((33, 0x20, 34, 0x08)) + struct.pack(">II", 0, 300) \
+        + bytes(272)
+    buf = struct.pack(">H", 6 + len(msg)) + bytes(4) + msg
+    off, end = 6, len(buf)
+    head = ike_head_of_frame(buf, off, off + 24, end)
+    assert head == msg[:28] and parse_message(head).truncated
+    assert ike_head_of_frame(buf, off, off + 23, end) is None
+    assert ike_head_of_frame(buf, off, off + 28, end) is None

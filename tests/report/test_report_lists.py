@@ -1,7 +1,7 @@
 """The report's lists and its JSON do per listed item what they show, not per held item (issue
 20: live's stop at 20,000 SAs lists at most ``Limits.report_max_items`` of each kind).
 
-* an ESP SA's report dict is made in one step (``EspSA.report_dict``): the same dict, key for key
+* an ESP SA's report dict is made in one step (``model._esp_sa_dict_direct``): the same dict, key for key
   and in the same order, as ``to_dict`` walked by ``_plain`` and ``_conventions``;
 * a tunnel names only the ESP SAs and child SA pairs the report lists (a big tunnel's thousands
   are counted, not written and then trimmed): the same lists and counts as before;
@@ -60,7 +60,7 @@ def test_esp_sa_report_dict_is_the_walked_dict(name, keys):
     sas = _all_esp(res)
     assert sas
     for sa, start, names in sas:
-        assert _dumps(sa.report_dict(start, names)) == \
+        assert _dumps(m._esp_sa_dict_direct(sa, start, names)) == \
             _dumps(m._esp_sa_dict_walked(sa, start, names))
     # and what the report lists is that dict
     assert [_dumps(d) for d in res.report.esp_sas] == \
@@ -79,9 +79,9 @@ def test_esp_sa_report_dict_with_gaps_moves_and_odd_refs(tmp_path):
         sa.moves.append((start + 4.0, (0, 10), b"\x0a\x00\x00\x09", 4500))
         sa.frag_refs.append((0, 11))
         sa.first_large_ts = start + 0.5
-        assert _dumps(sa.report_dict(start, names)) == \
+        assert _dumps(m._esp_sa_dict_direct(sa, start, names)) == \
             _dumps(m._esp_sa_dict_walked(sa, start, names))
-        assert _dumps(sa.report_dict(None, [])) == _dumps(m._esp_sa_dict_walked(sa, None, []))
+        assert _dumps(m._esp_sa_dict_direct(sa, None, [])) == _dumps(m._esp_sa_dict_walked(sa, None, []))
 
 
 def test_an_esp_sa_dict_walks_nothing(tmp_path, monkeypatch):

@@ -283,9 +283,13 @@ class PlainTracker:
         self.names = list(names or ())
         self.views: dict = {}
         #: a view key of a file that is a later piece of a capture -> the view of the same
-        #: interface in its first piece (:meth:`_piece_of`); file index -> that first piece
+        #: interface in its first piece (:meth:`_piece_of`); file index -> that first piece;
+        #: (name stem, interfaces) -> the first file seen with them; (first piece, interface,
+        #: ifindex, ARPHRD type) -> the view of that interface in the capture's pieces
         self._alias: dict = {}
         self._pieces: dict = {}
+        self._firsts: dict = {}
+        self._group_views: dict = {}
         self.max_flows = MAX_PLAIN_FLOWS
         self.max_dns = MAX_DNS
         #: ARP targets kept per view (MAX_ARP, live: at most ``Limits.plain_max_flows``);
@@ -329,13 +333,9 @@ class PlainTracker:
         first = fidx
         names = self.names
         if 0 <= fidx < len(names) and names[fidx] != "-":
-            stem = _stem(names[fidx])
-            sig = _iface_sig(self.interfaces.get(fidx))
-            for j in range(fidx):
-                if names[j] != "-" and _stem(names[j]) == stem and \
-                        _iface_sig(self.interfaces.get(j)) == sig:
-                    first = self._piece_of(j)
-                    break
+            # one look-up a file (thousands of files merged must not compare each with all)
+            first = self._firsts.setdefault(
+                (_stem(names[fidx]), _iface_sig(self.interfaces.get(fidx))), fidx)
         self._pieces[fidx] = first
         return first
 
@@ -349,15 +349,11 @@ class PlainTracker:
             v = self._alias.get(key)
             if v is not None:
                 return v
-            first = self._piece_of(ref[0])
-            if first != ref[0]:
-                # a later piece of a capture: its interface's view, wherever it was first seen
-                for j in range(first, ref[0]):
-                    if self._piece_of(j) == first:
-                        w = self.views.get((j,) + key[1:]) or self._alias.get((j,) + key[1:])
-                        if w is not None:
-                            self._alias[key] = w
-                            return w
+            # a piece of a capture: its interface's view, in whichever piece it was first seen
+            w = self._group_views.get((self._piece_of(ref[0]),) + key[1:])
+            if w is not None:
+                self._alias[key] = w
+                return w
             if len(self.views) >= MAX_VIEWS:  # hostile SLL2 indexes: one view for the rest
                 key = (ref[0], -1, -1, -1)
                 v = self.views.get(key)
@@ -375,6 +371,7 @@ class PlainTracker:
                 name = desc = None
             v = self.views[key] = View(key, ref[0], iface, linktype, key[2], key[3], name, desc,
                                        group=self._piece_of(ref[0]))
+            self._group_views[(v.group,) + key[1:]] = v
         return v
 
     def keys_view(self, a, b):
