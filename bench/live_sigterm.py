@@ -76,6 +76,7 @@ wrap(evaluate.Evaluation, "_abandon_child", "kill")
 wrap(evaluate.Evaluation, "_evaluate", "evaluate")
 wrap(analysis, "diagnose", "diagnose")
 wrap(_deliver, "deliver", "deliver")
+wrap(finish.Finish, "_judged_result", "late")  # the bound passed: the held report
 _stop = session.LiveSession.stop
 def stop(self, *a):
     mark("stop")
@@ -113,7 +114,7 @@ def _trace(err: str, t_signal: float) -> str:
 
 
 def run(max_sas: int, seconds: float, flood_on: bool, frames: list, trace: bool = False,
-        split_above: int | None = None) -> str:
+        split_above: int | None = None, report_within: float | None = None) -> str:
     out = Path(tempfile.mkdtemp()) / "report.json"
     env = dict(os.environ)
     if split_above is not None:
@@ -121,7 +122,9 @@ def run(max_sas: int, seconds: float, flood_on: bool, frames: list, trace: bool 
     cmd = ([sys.executable, "-c", TRACE] if trace else [sys.executable, "-m", "pcapvpn"])
     p = subprocess.Popen(cmd + ["live", "-i", "lo", "--max-sas",
                                 str(max_sas), "--events", "none", "--quiet", "--format", "json",
-                                "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                "-o", str(out)]
+                         + ([] if report_within is None else ["--report-within", f"{report_within:g}"]),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          cwd=BENCH.parent, env=env)
     # standard error read while it runs: the trace's marks would fill the pipe and block live
     err_chunks: list = []
@@ -166,9 +169,11 @@ def run(max_sas: int, seconds: float, flood_on: bool, frames: list, trace: bool 
     th.join()
     size = out.stat().st_size / 1e6 if out.exists() else 0.0
     left = _left(out)
+    late = _late(out)
     return (f"| {max_sas:,} | {'on' if flood_on else 'off'} | {seconds:.0f} s, {sent[0]:,} frames "
             f"sent | {rss} | {t_report:.2f} | {t_exit:.2f} | exit {rc}, {size:.1f} MB"
             + (f", {left:,} frames left in the ring" if left else "")
+            + (f", the last evaluation's report ({late})" if late else "")
             + f" | {os.getloadavg()[0]:.1f} |" + (f" {_trace(err.decode(), t_signal)}" if trace
                                                   else ""))
 
@@ -187,6 +192,23 @@ def _left(path: Path) -> int:
                if (m := re.search(r"(\d+) frame\(s\) captured before the stop were still", w)))
 
 
+def _late(path: Path) -> str:
+    """When the stop's rules were late (``--report-within``): how old the report is and how many
+    frames came after it, from its capture warning ("" otherwise)."""
+    import json
+    import re
+
+    try:
+        warnings = json.loads(path.read_text())["capture"]["warnings"]
+    except (OSError, ValueError, KeyError):
+        return ""
+    for w in warnings:
+        m = re.search(r"\(([\d.]+) s before the stop\); the (\d+) frame\(s\) read after", w)
+        if m:
+            return f"{m.group(1)} s old, {int(m.group(2)):,} frames after it"
+    return ""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-sas", type=int, nargs="+", default=[2_000, 20_000])
@@ -198,6 +220,8 @@ def main(argv=None) -> int:
     ap.add_argument("--split-above", type=int, default=None, metavar="N",
                     help="with --trace: the stop's rules shared with a forked process from N SAs "
                          "in the dirty part (RuleCache.SPLIT_ABOVE; a huge N: never)")
+    ap.add_argument("--report-within", type=float, default=None, metavar="S",
+                    help="live's --report-within (default: live's own)")
     ap.add_argument("--flood", choices=("both", "off", "on"), default="both",
                     help="the flood at the signal: stopped, running, or each in turn (default)")
     args = ap.parse_args(argv)
@@ -215,8 +239,8 @@ def main(argv=None) -> int:
     for max_sas in args.max_sas:
         for _ in range(args.repeat):
             for flood_on in {"both": (False, True), "off": (False,), "on": (True,)}[args.flood]:
-                print(run(max_sas, args.seconds, flood_on, frames, args.trace, args.split_above),
-                      flush=True)
+                print(run(max_sas, args.seconds, flood_on, frames, args.trace, args.split_above,
+                          args.report_within), flush=True)
     return 0
 
 

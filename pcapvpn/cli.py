@@ -501,6 +501,12 @@ def _open_logs(paths, log_tz):
               metavar="SECONDS", help="Forget SAs silent this long.")
 @click.option("--max-sas", type=click.IntRange(10), default=20000, show_default=True,
               metavar="N", help="Track at most N SAs (the least recently active are evicted).")
+@click.option("--report-within", type=click.FloatRange(0.0), default=2.0, show_default=True,
+              metavar="SECONDS",
+              help="The final report comes at most this long after the stop (Ctrl-C, SIGTERM, "
+                   "--duration); when the final rules over everything held are not done by "
+                   "then, the report is that of the last evaluation, with its time and what "
+                   "came after it said in the capture warnings (0: no bound).")
 @click.option("--buffer", "buffer_mb", type=click.IntRange(4, 4096), default=64,
               show_default=True, metavar="MB", help="Capture ring size per interface.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,

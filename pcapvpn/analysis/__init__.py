@@ -331,8 +331,15 @@ def diagnose(sources, decoder, tracker, options, now=None, points=None, rules=No
 
         locate(ctx, findings)
     verdicts = (verdicts or tunnel_verdicts)(ctx, findings)
-    start = cap.start_ts
-    names = tracker.names
+    return judged_report(report, state, findings, verdicts, ctx, tracker.names, options, points)
+
+
+def judged_report(report, state, findings, verdicts, ctx, names, options, points=None) -> Result:
+    """The end of :func:`diagnose`: ``report`` (:func:`build_report`'s, of the state's capture)
+    completed with the rules' ``findings`` and the ``verdicts`` (the gateways' log lines tied
+    to them, the report's lists).  Live's forked evaluations make the report of their state
+    with it too (the stop's report when the final rules are late, :mod:`pcapvpn.live.finish`)."""
+    start = report.capture.start_ts
     vmap = {v.tunnel: v for v in verdicts}
     if options.logs:
         findings = _apply_logs(report, state, findings, options.logs)

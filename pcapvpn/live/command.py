@@ -43,7 +43,7 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
                 idle_expiry, max_sas, buffer_mb, promisc, backend, duration, status_interval,
                 expect_peers, thresholds, report=None, vpn_servers=(), keys=None, stdout=None,
                 stderr=None, logs=(), log_tz=None, points=None, metrics=None,
-                workers=1) -> int:
+                workers=1, report_within=2.0) -> int:
     """``pcapvpn live``; returns the exit status (as ``analyze``: 0, 1 findings at or above
     ``report.fail_on``, 2 usage or capture error).  ``report``: the report options
     (:class:`pcapvpn.report.deliver.ReportOptions`) of the final report; ``metrics``:
@@ -63,7 +63,8 @@ def run_command(*, interfaces, filter_expr, replace_filter, ike_ports, print_fil
         idle_expiry=idle_expiry, max_sas=max_sas, duration=duration,
         status_interval=status_interval if events == "jsonl" else 0,
         vpn_servers=list(vpn_servers), keys=keys, logs=list(logs), log_tz=log_tz,
-        points=list(points) if points else None, workers=workers)
+        points=list(points) if points else None, workers=workers,
+        report_within=report_within)
     if print_filter:
         from pcapvpn.live.capture import interface_info
 

@@ -18,23 +18,42 @@ from pcapvpn.live.events import _finding_dict, _hms
 from pcapvpn.live.policy import (RAISE_AFTER, RESOLVE_AFTER, RESOLVED_CLEARED, RESOLVED_RECOVERED,
                                  _Active, _held, _superseded, annotate_drops)
 
-__all__ = ["Evaluation"]
+__all__ = ["Evaluation", "Judged"]
+
+
+class Judged:
+    """The last forked evaluation's report (:meth:`Evaluation._judged`, pickled) with its
+    result (what was raised from it) and the frames read when it was forked: what the stop
+    reports when the final rules are not done within ``--report-within``."""
+
+    __slots__ = ("res", "report", "frames")
+
+    def __init__(self, res: dict, report: bytes, frames: int):
+        self.res, self.report, self.frames = res, report, frames
 
 
 class Evaluation:
     """The evaluation half of :class:`pcapvpn.live.session.LiveSession`."""
 
-    def _state(self, now):
+    judged: Judged | None = None  # the last forked evaluation's report (Judged)
+
+    def _state(self, now, keep: dict | None = None):
+        """The tracker's state as of ``now``; ``keep``: given the report it is of
+        (``report``, :func:`pcapvpn.analysis.build_report`'s) and the vantage points."""
         from pcapvpn.analysis import build_report
 
-        cap = build_report(self.sources, self.decoder, self.tracker).capture
-        state = self.tracker.state(now, capture=cap)
+        report = build_report(self.sources, self.decoder, self.tracker)
+        state = self.tracker.state(now, capture=report.capture)
         state.expect_peers = list(self.opts.expect_peers)
+        points = None
         if self.points:
             from pcapvpn.track.vantage import match
 
-            state.vantage = match(self._points_now(now), self.opts.thresholds, state.tunnels,
+            points = self._points_now(now)
+            state.vantage = match(points, self.opts.thresholds, state.tunnels,
                                   state.vpn_tunnels)
+        if keep is not None:
+            keep.update(report=report, points=points)
         return state
 
     def _prepare(self) -> None:
@@ -44,13 +63,14 @@ class Evaluation:
         self._refresh_totals()
         self.tracker.ike_tracker.link_rekeys()
 
-    def _compute(self, now, final: bool = False) -> dict:
+    def _compute(self, now, final: bool = False, keep: dict | None = None) -> dict:
         """The rules as of ``now``: the findings, which of them count now (not held back, not
         superseded by a recovery), the verdicts.  Reads the tracker only (it may run in a forked
-        child, see :meth:`_fork_evaluation`)."""
+        child, see :meth:`_fork_evaluation`).  ``keep``: given what the report of this
+        evaluation is made of (:meth:`_judged`)."""
         from pcapvpn.rules.common import Context
 
-        state = self._state(now)
+        state = self._state(now, keep)
         findings = self.rule_cache.run(state)
         ctx = Context(state)
         if self.points:
@@ -59,7 +79,30 @@ class Evaluation:
             locate(ctx, findings)
         verdicts = self.rule_cache.verdicts(ctx, findings)
         annotate_drops(findings, self.drops(), getattr(self, "_rx_dropped", 0))
+        if keep is not None:
+            keep.update(state=state, ctx=ctx, findings=findings, verdicts=verdicts)
         return self._classify(ctx, state, findings, verdicts, now, final)
+
+    def _judged(self, keep: dict) -> bytes:
+        """The report of an evaluation (:meth:`_compute`'s ``keep``), pickled: the final
+        report's content as of that evaluation (:func:`pcapvpn.analysis.judged_report`, the
+        stop's when its own rules are late: :meth:`pcapvpn.live.finish.Finish.finish`)."""
+        import pickle
+
+        from pcapvpn.analysis import judged_report
+
+        report = keep["report"]
+        result = judged_report(report, keep["state"], keep["findings"], keep["verdicts"],
+                               keep["ctx"], self.tracker.names, self.analysis_options,
+                               keep["points"])
+        # judged as if the capture stopped now (as the final report's capture: live.finish)
+        now = float(keep["state"].now)
+        end = max((s.last_ts for s in self.sources if s.last_ts is not None), default=None)
+        if end is not None and now > end:
+            from pcapvpn.model import Time
+
+            report.capture.stopped = Time.of(now, report.capture.start_ts)
+        return pickle.dumps(result.report, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _classify(self, ctx, state, findings, verdicts, now, final: bool = False) -> dict:
         """An evaluation's result from its findings: which count now (not held back, not
@@ -90,10 +133,7 @@ class Evaluation:
                 if seen < RAISE_AFTER and not final:
                     pending[fid] = seen
                     continue
-                self.active[fid] = _Active(f, now)
-                self.raised += 1
-                if self.sinks:
-                    self._emit({"event": "raised", "ts": now, "finding": _finding_dict(f)})
+                self._raise(fid, f, now)
             else:
                 a.finding = f
                 a.missing = 0
@@ -133,6 +173,12 @@ class Evaluation:
                                   | {sa.rspi.hex() for sa in ike_old}
                                   | {f"{e.spi:08x}" for e in esp_old})
 
+    def _raise(self, fid, f, now) -> None:
+        self.active[fid] = _Active(f, now)
+        self.raised += 1
+        if self.sinks:
+            self._emit({"event": "raised", "ts": now, "finding": _finding_dict(f)})
+
     def _account(self, cost: float) -> None:
         self.last_cost = cost
         self.evaluations += 1
@@ -150,6 +196,7 @@ class Evaluation:
             self._prepare()
             self._apply(self._compute(now, final), final)
         self._account(time.perf_counter() - t0)
+        self.judged = None  # (an evaluation here is cheap: so is the stop's)
 
     # -- evaluation in a forked child -----------------------------------------------------------
     #
@@ -180,13 +227,20 @@ class Evaluation:
             gc.disable()  # its passes would touch (and copy) every page of the snapshot
             try:
                 os.close(r)
-                res = self._compute(now)
+                keep: dict = {}
+                res = self._compute(now, keep=keep)
                 res["child_seconds"] = time.perf_counter() - t0
                 res["nat"] = self.tracker.nat_worked  # back to this process (Tracker.take_nat)
                 # what the rules' cache learnt goes back first (RuleCache.merge; the stop reads
-                # only that, see _child_at_stop), then the result
+                # only that, see _child_at_stop), then the result, then the report of this
+                # evaluation (pickled after the result: the log lines tied to the findings
+                # there are not the events'; kept as bytes, read only by a late stop)
                 data = (pickle.dumps(self.rule_cache.export(), protocol=pickle.HIGHEST_PROTOCOL)
                         + pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
+                try:
+                    data += self._judged(keep)
+                except Exception:  # noqa: BLE001 - no report: the stop then waits for its own
+                    pass
                 with os.fdopen(w, "wb") as out:
                     out.write(data)
             except BaseException:  # noqa: BLE001 - the parent evaluates in-process instead
@@ -196,6 +250,7 @@ class Evaluation:
         os.set_blocking(r, False)
         self._child = (pid, r, [], t0)
         self._forked_sas = list(self.tracker.ike_tracker.sas)  # what res["nat"] indexes
+        self._forked_frames = self.frames
         return True
 
     def _read_child(self, block: bool = False, until: float | None = None) -> bool:
@@ -268,6 +323,8 @@ class Evaluation:
         self.child_seconds = res.pop("child_seconds", 0.0)
         self.tracker.take_nat(getattr(self, "_forked_sas", []), res.pop("nat", ()))
         self._apply(res)
+        report = data.read()
+        self.judged = Judged(res, report, getattr(self, "_forked_frames", 0)) if report else None
         return True
 
     def _stopping(self) -> bool:

@@ -14,7 +14,13 @@ from pcapvpn.live.events import ExecHook, _hms
 from pcapvpn.live.policy import annotate_drops
 from pcapvpn.live.writer import _ns
 
-__all__ = ["Finish", "drain_until"]
+__all__ = ["Finish", "Late", "drain_until"]
+
+
+class Late(BaseException):
+    """The stop's bound (``--report-within``) came while the final rules ran: raised by a
+    timer's signal wherever they are (a BaseException: no ``except Exception`` of a rule takes
+    it for the rule's own failure)."""
 
 
 def drain_until(deadline: float, feed) -> None:
@@ -66,6 +72,7 @@ class Finish:
         # absences up to the same moment
         now = _ns(self.clock())
         stop_t0 = time.perf_counter()
+        self._finish_began = time.monotonic()
         # a forked evaluation still running goes on beside the drain (the other core); it is
         # collected (or killed) after it, before the final rules
         # what is still in the rings (a pipe child flushes its last packets when it stops)
@@ -98,7 +105,8 @@ class Finish:
             f.poll()
         self.stop_child = self._child_at_stop(stop_t0) if self._child is not None else None
         t0 = time.perf_counter()
-        with no_gc():
+
+        def final():
             for pt in self.points[1:]:
                 pt.decoder.finish()
                 pt.tracker.finish()
@@ -111,11 +119,20 @@ class Finish:
                               verdicts=self.rule_cache.verdicts)
             if points:
                 result.points = points
-            annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0),
-                           unread=sum(self.unread.values()))
-            # the last evaluation: what is present now is raised without a second look
-            self._apply(self._classify(Context(result.state), result.state, result.findings,
-                                       result.verdicts, now, final=True), final=True)
+            return result
+
+        self.late = None
+        with no_gc():
+            result = self._within_bound(final)
+            if result is not None:
+                annotate_drops(result.findings, self.drops(), getattr(self, "_rx_dropped", 0),
+                               unread=sum(self.unread.values()))
+                # the last evaluation: what is present now is raised without a second look
+                self._apply(self._classify(Context(result.state), result.state,
+                                           result.findings, result.verdicts, now, final=True),
+                            final=True)
+            else:
+                result = self._judged_result(now)
         self._account(time.perf_counter() - t0)
         self._reap_killed()  # a forked evaluation killed at the stop (long gone by now)
         if self.view is not None:
@@ -131,6 +148,73 @@ class Finish:
             result.report.groups = finding_groups(result.findings)
         result.report.capture.warnings.extend(self.warnings())
         return result
+
+    #: seconds of ``--report-within`` kept for what follows the final rules: the report's
+    #: rendering and write (0.15-0.27 s measured at 20,000 SAs, bench/RESULTS.md) and, when
+    #: they were late, reading the last evaluation's report back
+    REPORT_RESERVE = 0.5
+
+    def _within_bound(self, final):
+        """``final()`` (the final report's rules), or None when it is not done by the bound:
+        ``--report-within`` seconds after the stop began (:meth:`stop`), less
+        :attr:`REPORT_RESERVE`.  Bounded only when the last evaluation's report is held to
+        answer with instead (:attr:`judged`, from a forked evaluation: a state whose rules
+        cost more than an evaluation in this process), and in the main thread (a timer's
+        signal interrupts the rules, :class:`Late`)."""
+        import signal
+        import threading
+
+        bound = getattr(self.opts, "report_within", 0) or 0
+        if (not bound or self.judged is None
+                or threading.current_thread() is not threading.main_thread()):
+            return final()
+        began = getattr(self, "stop_asked", None) or self._finish_began
+        left = began + bound - self.REPORT_RESERVE - time.monotonic()
+        armed = [True]
+
+        def late(_signum, _frame):
+            if armed[0]:
+                raise Late
+
+        old = None
+        try:
+            if left <= 0:
+                raise Late
+            old = signal.signal(signal.SIGALRM, late)
+            signal.setitimer(signal.ITIMER_REAL, left)
+            result = final()
+            armed[0] = False
+            return result
+        except Late:
+            armed[0] = False
+            self._killed_children = (getattr(self, "_killed_children", [])
+                                     + self.rule_cache.abandon())
+            return None
+        finally:
+            armed[0] = False
+            if old is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+
+    def _judged_result(self, now):
+        """The stop's report when its rules were late: the last forked evaluation's
+        (:class:`pcapvpn.live.evaluate.Judged`), what it raised then raised now if still
+        pending, and its time and what came after it said (:meth:`warnings`)."""
+        import pickle
+
+        from pcapvpn.analysis import Result
+        from pcapvpn.live.policy import annotate_late
+
+        judged = self.judged
+        report = pickle.loads(judged.report)
+        res = judged.res
+        for fid, f in res["current"].items():  # (what a final evaluation raises at once)
+            if fid not in self.active:
+                self._raise(fid, f, now)
+        after = max(0, self.frames - judged.frames)
+        self.late = (res["now"], now, after)
+        annotate_late(report.findings, res["now"], after)
+        return Result(report, None, report.findings, [])
 
     def _point_sources(self) -> list:
         """The first point's sources (the report's capture summary is of the first point)."""
@@ -154,6 +238,13 @@ class Finish:
             out.append(f"live: {self.writer.deleted} older capture file(s) were deleted by "
                        f"rotation (--write-files {self.writer.count}); evidence frames in them "
                        f"are gone")
+        late = getattr(self, "late", None)
+        if late is not None:
+            at, stop, after = late
+            out.append(f"live: the final rules were not done within --report-within "
+                       f"{self.opts.report_within:g} s of the stop: this report is the last "
+                       f"evaluation's, of what was held at {_hms(at)} ({stop - at:.1f} s before "
+                       f"the stop); the {after} frame(s) read after it are not in it")
         for name, n in getattr(self, "unread", {}).items():
             out.append(f"live: {name}: {n} frame(s) captured before the stop were still in the "
                        f"capture ring and were not analysed (the stop reads the ring for at "

@@ -51,6 +51,11 @@ class LiveOptions:
     #: read ring blocks into the batched ESP classification (pcapvpn.live.batch); False: one
     #: frame at a time (the tests compare both)
     batch: bool = True
+    #: --report-within S: the final report comes at most this many seconds after the stop
+    #: (signal or ``duration``); when the final rules over what is held are not done by then,
+    #: the report is the last evaluation's, stamped with its time (pcapvpn.live.finish).
+    #: 0: the final rules always run to their end
+    report_within: float = 2.0
     #: --workers N: capture processes, one PACKET_FANOUT group per interface
     #: (pcapvpn.live.workers); 1: this process alone
     workers: int = 1

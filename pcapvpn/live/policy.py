@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["ABSENCE_CODES", "HOLD", "RAISE_AFTER", "RESOLVED_CLEARED", "RESOLVED_RECOVERED",
-           "RESOLVE_AFTER", "annotate_drops"]
+           "RESOLVE_AFTER", "annotate_drops", "annotate_late"]
 
 #: findings that depend on something missing: when the capture dropped packets they say so
 ABSENCE_CODES = frozenset((
@@ -81,13 +81,35 @@ def annotate_drops(findings, drops: int, rx_dropped: int = 0, unread: int = 0) -
     or left packets unread in its ring at the stop (``unread``: captured, not analysed)."""
     if not drops and not unread:
         return
+    from pcapvpn.findings import msg
+
     if not unread:
-        note = (f" Note: the capture dropped {drops} packet(s) itself (capture ring / interface), "
-                f"so this absence may be the capture's, not the network's.")
+        note = msg(" Note: the capture dropped {drops} packet(s) itself (capture ring / "
+                   "interface), so this absence may be the capture's, not the network's.",
+                   drops=drops)
     else:
-        note = (f" Note: the capture dropped {drops} packet(s) itself (capture ring / interface) "
-                f"and left {unread} captured packet(s) unread in its ring at the stop, so this "
-                f"absence may be the capture's, not the network's.")
+        note = msg(" Note: the capture dropped {drops} packet(s) itself (capture ring / "
+                   "interface) and left {unread} captured packet(s) unread in its ring at the "
+                   "stop, so this absence may be the capture's, not the network's.",
+                   drops=drops, unread=unread)
     for f in findings:
         if f.code in ABSENCE_CODES and note not in f.detail:
+            f.detail += note
+
+
+def annotate_late(findings, at: float, after: int) -> None:
+    """Findings about something missing, in the report of the evaluation at ``at`` that the stop
+    gave when its own rules were late (``--report-within``): ``after`` packets read after that
+    evaluation were not judged, and may hold what was missing."""
+    from pcapvpn.live.events import _hms
+
+    if not after:  # nothing came after it that could have ended an absence
+        return
+    from pcapvpn.findings import msg
+
+    note = msg(" Note: judged at {at}, the last evaluation before the stop (the final rules "
+               "were late); {n} packet(s) read after it were not judged, so this absence may "
+               "have ended since.", at=_hms(at), n=after)
+    for f in findings:
+        if f.code in ABSENCE_CODES:
             f.detail += note

@@ -358,6 +358,8 @@ class LiveSession(Evaluation, Finish):
                     time.sleep(min(wait, 0.02))
 
     def stop(self, *_args) -> None:
+        if not self.stopping:  # (when: the final report's bound counts from it)
+            self.stop_asked = time.monotonic()
         self.stopping = True
 
     def _emit(self, ev: dict) -> None:

@@ -903,8 +903,11 @@ class FanoutSession(LiveSession):
             for tr, own in zip(trs, self._own):
                 tr.esp_tracker = own
 
-    def _compute(self, now, final: bool = False) -> dict:
-        return self._with_view(super()._compute, now, final)
+    def _compute(self, now, final: bool = False, keep: dict | None = None) -> dict:
+        return self._with_view(super()._compute, now, final, keep)
+
+    def _judged(self, keep: dict) -> bytes:
+        return self._with_view(super()._judged, keep)
 
     def _apply(self, res, final: bool = False) -> None:
         self._with_view(self._apply_in_view, res, final)

@@ -741,6 +741,31 @@ class RuleCache:
                 [x for i, x in enumerate(local) if side[i] == 1])
 
     _split = False  # run_split's run in progress
+    _running = None  # run_split's forked half (_RulesChild) while it runs
+
+    def abandon(self) -> list:
+        """A :meth:`run` or :meth:`verdicts` left in the middle (live's stop past its bound:
+        :mod:`pcapvpn.live.finish`): the hooks on the findings' messages are taken off and the
+        forked half of the rules, if running, is killed; returns the pids to reap.  The cache
+        is not to be used after."""
+        import signal
+
+        _REC[0] = None
+        _hooks(False)
+        _CUR.clear()
+        child, self._running = self._running, None
+        if child is None or child.pid is None:
+            return []
+        try:
+            os.kill(child.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        if child.fd is not None:
+            try:
+                os.close(child.fd)
+            except OSError:
+                pass
+        return [child.pid]
 
     def run(self, state) -> list:
         from pcapvpn.rules.common import Context
@@ -847,11 +872,13 @@ class RuleCache:
             forked = None
             if self._split and len(base.state.ike_sas) + len(base.state.esp_sas) >= self.SPLIT_ABOVE:
                 mine, theirs = self._halves(local)
-                forked = _RulesChild(self, theirs, run_locals, new, runs, touched, again)
+                forked = self._running = _RulesChild(self, theirs, run_locals, new, runs,
+                                                     touched, again)
                 local = mine
             run_locals(local)
             if forked is not None:
                 forked.join(run_locals)
+                self._running = None
         finally:
             _REC[0] = None
             _hooks(False)
@@ -1608,7 +1635,8 @@ class _RulesChild:
         data = None
         if self.pid is not None:
             chunks = []
-            with os.fdopen(self.fd, "rb") as f:
+            fd, self.fd = self.fd, None  # (closed by the file object, whatever happens)
+            with os.fdopen(fd, "rb") as f:
                 while True:
                     chunk = f.read(1 << 20)
                     if not chunk:

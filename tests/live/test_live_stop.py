@@ -137,9 +137,9 @@ def test_child_later_than_expected_is_killed_within_the_bound(monkeypatch):
     s, clock = _held(path)
     real = s._compute
 
-    def slow(now, final=False):
+    def slow(now, final=False, **kw):
         time.sleep(60)  # the child only: the parent's final run below does not call _compute
-        return real(now, final)
+        return real(now, final, **kw)
 
     monkeypatch.setattr(s, "_compute", slow)
     s.child_seconds = 0.01
