@@ -177,10 +177,12 @@ class Finish:
                 raise Late
 
         old = None
+        installed = False
         try:
             if left <= 0:
                 raise Late
             old = signal.signal(signal.SIGALRM, late)
+            installed = True
             signal.setitimer(signal.ITIMER_REAL, left)
             result = final()
             armed[0] = False
@@ -192,9 +194,9 @@ class Finish:
             return None
         finally:
             armed[0] = False
-            if old is not None:
+            if installed:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, old)
+                signal.signal(signal.SIGALRM, old if old is not None else signal.SIG_DFL)
 
     def _judged_result(self, now):
         """The stop's report when its rules were late: the last forked evaluation's
@@ -213,7 +215,8 @@ class Finish:
                 self._raise(fid, f, now)
         after = max(0, self.frames - judged.frames)
         self.late = (res["now"], now, after)
-        annotate_late(report.findings, res["now"], after)
+        # (on the findings: those read after it and those the stop left in the ring)
+        annotate_late(report.findings, res["now"], after + sum(self.unread.values()))
         return Result(report, None, report.findings, [])
 
     def _point_sources(self) -> list:

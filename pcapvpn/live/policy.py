@@ -99,8 +99,9 @@ def annotate_drops(findings, drops: int, rx_dropped: int = 0, unread: int = 0) -
 
 def annotate_late(findings, at: float, after: int) -> None:
     """Findings about something missing, in the report of the evaluation at ``at`` that the stop
-    gave when its own rules were late (``--report-within``): ``after`` packets read after that
-    evaluation were not judged, and may hold what was missing."""
+    gave when its own rules were late (``--report-within``): ``after`` packets captured after
+    that evaluation (read, or left in the ring at the stop) were not judged, and may hold what
+    was missing."""
     from pcapvpn.live.events import _hms
 
     if not after:  # nothing came after it that could have ended an absence
@@ -108,8 +109,8 @@ def annotate_late(findings, at: float, after: int) -> None:
     from pcapvpn.findings import msg
 
     note = msg(" Note: judged at {at}, the last evaluation before the stop (the final rules "
-               "were late); {n} packet(s) read after it were not judged, so this absence may "
-               "have ended since.", at=_hms(at), n=after)
+               "were late); {n} packet(s) captured after it were not judged, so this absence "
+               "may have ended since.", at=_hms(at), n=after)
     for f in findings:
         if f.code in ABSENCE_CODES:
             f.detail += note

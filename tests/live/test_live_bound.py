@@ -53,8 +53,8 @@ def test_late_stop_reports_the_last_evaluation(name):
 
 def test_late_stop_says_what_came_after():
     """Frames read after the last evaluation are counted in the warning, and the findings about
-    an absence say they were not judged (they may hold what was missing); both read in the
-    report's language."""
+    an absence say they were not judged (they may hold what was missing), with those the stop
+    left in the ring; both read in the report's language."""
     from test_live import FileCapture, Recorder
     from pcapvpn.live import LiveOptions, LiveSession
     from pcapvpn.sources import open_source
@@ -82,6 +82,7 @@ def test_late_stop_says_what_came_after():
         pass
     after = s.frames - before
     assert after > 0
+    cap.unread = lambda: 5  # what the stop leaves in the ring: not read, not judged either
     result = s.finish()
     doc = json.loads(_doc(result))
     assert s.late[2] == after
@@ -91,14 +92,14 @@ def test_late_stop_says_what_came_after():
                                                           "ESP_ONE_WAY")]
     assert absent
     for f in absent:
-        assert f"{after} packet(s) read after it were not judged" in f["detail"]
+        assert f"{after + 5} packet(s) captured after it were not judged" in f["detail"]
     # in the report's language
     from pcapvpn.report import render
 
     text = render(result.report, "text", lang="ja")
     assert "このレポートは最後の評価のもの" in text and f"{after} フレーム" in text
     assert text.count("注: 停止前の最後の評価") >= len(absent)
-    assert "read after it" not in text
+    assert "captured after it" not in text
 
 
 def test_stop_in_time_is_the_exact_report():
