@@ -22,12 +22,25 @@ def linktype_name(lt: int) -> str:
     return _name(lt)
 
 
-def capture_end(sources) -> float:
+def capture_end(sources, ended: float | None = None) -> float:
     """When the capture stopped: its last frame, or later when a file says it ran on (pcapng
-    ``isb_endtime``, which live ``--write`` and dumpcap record): absences are judged up to it."""
+    ``isb_endtime``, which live ``--write`` and dumpcap record): absences are judged up to it.
+    ``ended``: a stop the sources do not record yet (a live evaluation's ``now``)."""
     last = max((s.last_ts for s in sources if s.last_ts is not None), default=0.0)
-    ended = [e for s in sources if (e := getattr(s, "ended", None)) is not None]
-    return max([last] + ended) if last else last
+    ends = [e for s in sources if (e := getattr(s, "ended", None)) is not None]
+    if ended is not None:
+        ends.append(ended)
+    return max([last] + ends) if last else last
+
+
+def stopped_time(sources, start, ended: float | None = None):
+    """The report's ``capture.stopped``: :func:`capture_end` when later than the last frame,
+    else None."""
+    end = max((s.last_ts for s in sources if s.last_ts is not None), default=None)
+    if end is None:
+        return None
+    stopped = capture_end(sources, ended)
+    return m.Time.of(stopped, start) if stopped > end else None
 
 
 def _drops(sources):
@@ -272,9 +285,7 @@ def build_report(sources, decoder: Decoder, tracker) -> m.Report:
         coverage=coverage,
         out_of_order=_out_of_order(sources, decoder.limits.reorder_max_records),
     )
-    stopped = capture_end(sources)
-    if end is not None and stopped > end:
-        summary.stopped = m.Time.of(stopped, start)
+    summary.stopped = stopped_time(sources, start)
     summary.start_ts = start  # not serialised: for relative times
     # not serialised: the unreadable intervals of time (and seconds of unplaced ones), for
     # model.coverage_share of any span (the verdict)

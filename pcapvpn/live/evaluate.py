@@ -90,18 +90,15 @@ class Evaluation:
         import pickle
 
         from pcapvpn.analysis import judged_report
+        from pcapvpn.analysis.summary import stopped_time
 
         report = keep["report"]
         result = judged_report(report, keep["state"], keep["findings"], keep["verdicts"],
                                keep["ctx"], self.tracker.names, self.analysis_options,
                                keep["points"])
         # judged as if the capture stopped now (as the final report's capture: live.finish)
-        now = float(keep["state"].now)
-        end = max((s.last_ts for s in self.sources if s.last_ts is not None), default=None)
-        if end is not None and now > end:
-            from pcapvpn.model import Time
-
-            report.capture.stopped = Time.of(now, report.capture.start_ts)
+        report.capture.stopped = stopped_time(self.sources, report.capture.start_ts,
+                                              float(keep["state"].now))
         return pickle.dumps(result.report, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _classify(self, ctx, state, findings, verdicts, now, final: bool = False) -> dict:

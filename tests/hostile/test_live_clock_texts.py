@@ -19,7 +19,7 @@ from test_live_incremental_work import (  # noqa: E402
     T0,
     _evaluated,
     _tunnel,
-    _tunnels_evaluated,
+    _tunnels_changed,
     _unanswered,
 )
 
@@ -56,18 +56,25 @@ def _clock_only(pairs: int, n: int, monkeypatch=None):
     """Unanswered IKE SAs evaluated until long after their answer time, then one more run and
     verdicts 3.7 s later with nothing new: ``(stats, verdict stats, findings, verdicts,
     offline findings, offline verdicts)``."""
+    s, cap, clock, _first = _evaluated(_pairs_unanswered(pairs, n, T0), 10 * n * pairs)
+    state, got, vs, want, want_vs = _run_again(s, cap, clock, T0 + 303.7)
+    return (dict(s.rule_cache.stats), dict(s.rule_cache.stats_verdicts), got, vs, want,
+            want_vs, state.now)
+
+
+def _run_again(s, cap, clock, t) -> tuple:
+    """One more evaluation's rules and verdicts at ``t`` (nothing new read), and the offline
+    run's over the same state: ``(state, findings, verdicts, offline findings, offline
+    verdicts)``."""
     from pcapvpn.rules.common import Context
 
-    s, cap, clock, _first = _evaluated(_pairs_unanswered(pairs, n, T0), 10 * n * pairs)
-    t = T0 + 303.7
     cap.now = clock[0] = t
     s._prepare()
     state = s._state(t)
     got = s.rule_cache.run(state)
     vs = s.rule_cache.verdicts(Context(state), got)
     want, want_vs = _offline(state)
-    return (dict(s.rule_cache.stats), dict(s.rule_cache.stats_verdicts), got, vs, want,
-            want_vs, state.now)
+    return state, got, vs, want, want_vs
 
 
 def test_a_run_after_only_the_clock_moved_runs_no_rule_again_for_its_texts():
@@ -125,11 +132,8 @@ def test_the_verdicts_of_a_forked_evaluation_come_back_with_its_cache():
     and 200 held -- the forked evaluation's verdicts come back with its rules' cache
     (``RuleCache.export`` / ``merge``) -- and the verdicts are the offline run's."""
     for n in (100, 200):
-        s, cap, clock, _first = _tunnels_evaluated(n)
+        s, cap, clock, _first = _tunnels_changed(n)
         t = T0 + 301
-        for k in range(5):
-            cap.frames += _tunnel(k, t, seq0=7, n=3)
-        cap.now = clock[0] = t + 2
         while s._feed(0, cap, []):
             pass
         s.child_seconds = 1e-3  # the previous forked evaluation's cost: merged at the stop
@@ -153,17 +157,10 @@ def test_a_verdicts_own_text_that_follows_the_clock_is_written_again():
     not passed yet: its verdict lists them, "the capture ends N s after the request"), and a run
     3.7 s later with nothing new, still within the answer time: the verdict is kept, its list
     written for the new ``now`` -- the offline run's."""
-    from pcapvpn.rules.common import Context
 
     once = [(ts, fr) for ts, fr in _unanswered(3, T0 + 299) if ts < T0 + 300]  # no copy
     s, cap, clock, _first = _evaluated(once, 100)
-    t = T0 + 303.7
-    cap.now = clock[0] = t
-    s._prepare()
-    state = s._state(t)
-    got = s.rule_cache.run(state)
-    vs = s.rule_cache.verdicts(Context(state), got)
-    want, want_vs = _offline(state)
+    _state, got, vs, want, want_vs = _run_again(s, cap, clock, T0 + 303.7)
     assert s.rule_cache.stats_verdicts["computed"] == 0, s.rule_cache.stats_verdicts
     assert any("the capture ends" in x for v in vs for x in v.not_seen), vs
     assert [dataclasses.asdict(v) for v in vs] == [dataclasses.asdict(v) for v in want_vs]

@@ -84,13 +84,20 @@ def _tunnels_evaluated(n_tunnels: int):
     return _evaluated(frames, 10 * n_tunnels)
 
 
-def _stop_work(n_tunnels: int, changed: int = 5) -> dict:
+def _tunnels_changed(n_tunnels: int, changed: int = 5):
+    """:func:`_tunnels_evaluated`, then the first ``changed`` tunnels carry more ESP at
+    ``T0 + 301`` and the clock is 2 s later (those frames not read yet)."""
     s, cap, clock, first = _tunnels_evaluated(n_tunnels)
-    # then a few tunnels carry more ESP, and the capture stops
     t = T0 + 301
     for k in range(changed):
         cap.frames += _tunnel(k, t, seq0=7, n=3)
     cap.now = clock[0] = t + 2
+    return s, cap, clock, first
+
+
+def _stop_work(n_tunnels: int, changed: int = 5) -> dict:
+    # a few tunnels carry more ESP, and the capture stops
+    s, cap, clock, first = _tunnels_changed(n_tunnels, changed)
     res = s.finish()
     return {"first": first, "stop": dict(s.rule_cache.stats), "findings": len(res.findings)}
 
@@ -273,11 +280,7 @@ def test_stop_verdict_work_follows_the_changed_tunnels():
 
     work = {}
     for n in (100, 200):
-        s, cap, clock, _first = _tunnels_evaluated(n)
-        t = T0 + 301
-        for k in range(5):
-            cap.frames += _tunnel(k, t, seq0=7, n=3)
-        cap.now = clock[0] = t + 2
+        s, cap, clock, _first = _tunnels_changed(n)
         res = s.finish()
         v = s.rule_cache.stats_verdicts
         work[n] = v
